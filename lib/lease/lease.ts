@@ -1,0 +1,83 @@
+/**
+ * The lease: one row of the paper's IPv4 lease table (its figure 3), plus what a real
+ * server needs to keep it correct across restarts.
+ *
+ * The paper's `struct IPv4Lease_Table` has host IPv4, host IPv6, TEP IPv4, TEP IPv6,
+ * `allocated_port` and the expiry. We keep the same fields; the port range is expressed
+ * as an RFC 7597 port set (offset, PSID length, PSID) so that whole addresses
+ * (`psidLength` 0) and shared addresses use one representation.
+ *
+ * A lease is identified by its **key** `(ipv4, psid)`: a whole address has psid 0 and
+ * psidLength 0. A host (its IPv6 address) holds at most one active lease.
+ *
+ * @module
+ */
+
+/** RFC 7597 §5.1 port set. `psidLength` 0 means the whole port space (no sharing). */
+export interface PortSet {
+  /** Offset bits `a` (0–15): excludes the low ports when > 0. */
+  readonly offset: number;
+  /** PSID length `k` (0–16): 2^k hosts share the address. */
+  readonly psidLength: number;
+  /** Port set identifier (0 ≤ psid < 2^k). */
+  readonly psid: number;
+}
+
+/** The whole port space of one address. */
+export const WHOLE_ADDRESS: PortSet = Object.freeze({ offset: 0, psidLength: 0, psid: 0 });
+
+/**
+ * - `active`: held by `host6` until `expiresAt`.
+ * - `released`: given back by the host (DSTM_RELEASE); kept so a later DISCOVER from the
+ *   same host can get the same address back while it is still free.
+ * - `expired`: reclaimed by the sweeper; kept for the same reason.
+ */
+export type LeaseState = "active" | "released" | "expired";
+
+export interface Lease {
+  /** Host IPv4 address (unsigned 32-bit). */
+  readonly ipv4: number;
+  /** Port set within `ipv4`; WHOLE_ADDRESS for an unshared address. */
+  readonly portSet: PortSet;
+  /** Host IPv6 address, canonical RFC 5952 text: the tunnel's far end at the TEP. */
+  readonly host6: string;
+  /** TEP IPv4 address (unsigned 32-bit); 0 when the TEP has none configured. */
+  readonly tep4: number;
+  /** TEP IPv6 address, canonical text. */
+  readonly tep6: string;
+  /** Name of the pool the address came from (its first CIDR as text). */
+  readonly pool: string;
+  readonly state: LeaseState;
+  /** When the lease was granted or last renewed (ms since the Unix epoch). */
+  readonly grantedAt: number;
+  /** Expiry (ms since the Unix epoch). For released/expired leases: when that happened. */
+  readonly expiresAt: number;
+}
+
+/** The store key of a lease: `ipv4 * 65536 + psid`, exact in a double. */
+export function leaseKey(ipv4: number, psid: number): number {
+  return ipv4 * 65536 + psid;
+}
+
+/** One change to apply to a store. `put` inserts or replaces the row with the same key. */
+export type LeaseOp = { readonly op: "put"; readonly lease: Lease } | { readonly op: "delete"; readonly key: number };
+
+/**
+ * Persistence of leases. The allocation engine keeps the working set in memory and is the
+ * only writer; a store makes changes durable. Implementations: memory, SQLite.
+ *
+ * Contract (checked by test/lease_conformance.test.ts for every backend):
+ * - `write(ops)` applies all ops atomically, in order, and resolves only when they are
+ *   durable (for SQLite: committed with synchronous=FULL). If it rejects, none applied.
+ * - A `put` whose lease is `active` for a host that already has another active lease under a
+ *   different key rejects the whole batch (one host, one active lease).
+ * - `loadAll()` returns every row, in key order.
+ * - After `close()`, every call rejects.
+ */
+export interface LeaseStore {
+  /** `"memory"`, `"sqlite"`, … for logs and metrics. */
+  readonly kind: string;
+  loadAll(): Promise<Lease[]>;
+  write(ops: readonly LeaseOp[]): Promise<void>;
+  close(): Promise<void>;
+}

@@ -1,0 +1,84 @@
+/**
+ * Types of the DSTM native protocol (see docs/protocol.md for the bytes).
+ *
+ * The paper defined five messages; a real protocol needs a version, a transaction id, a
+ * negative answer with a status code, a release acknowledgement and authentication, so
+ * version 1 of the protocol has these message types.
+ *
+ * @module
+ */
+
+/** Protocol version carried in every message. */
+export const DSTM_VERSION = 1;
+
+/** Default UDP port of a DSTM server (client source port is ephemeral). See docs/protocol.md. */
+export const DSTM_PORT = 4604;
+
+/** Largest message accepted or produced: the IPv6 minimum MTU (1280) minus IPv6 (40) and UDP (8) headers. */
+export const DSTM_MAX_MESSAGE = 1232;
+
+export const MessageType = {
+  DISCOVER: 1,
+  DISCOVER_ACK: 2,
+  REQUEST: 3,
+  REQUEST_ACK: 4,
+  RELEASE: 5,
+  RELEASE_ACK: 6,
+  NAK: 7,
+} as const;
+export type MessageType = (typeof MessageType)[keyof typeof MessageType];
+
+export const Status = {
+  SUCCESS: 0,
+  POOL_EXHAUSTED: 1,
+  NO_SUCH_LEASE: 2,
+  NOT_AUTHORISED: 3,
+  MALFORMED: 4,
+  TEP_UNAVAILABLE: 5,
+  ADDRESS_IN_USE: 6,
+  UNSUPPORTED_VERSION: 7,
+  SERVER_ERROR: 8,
+} as const;
+export type Status = (typeof Status)[keyof typeof Status];
+
+/** RFC 7597 port set as carried on the wire (same meaning as lib/lease PortSet). */
+export interface WirePortSet {
+  readonly offset: number;
+  readonly psidLength: number;
+  readonly psid: number;
+}
+
+/** HMAC-SHA256 authentication block (option AUTH). */
+export interface WireAuth {
+  /** Which shared key signed the message (32 bits). */
+  readonly keyId: number;
+  /** Sender's clock, ms since the Unix epoch. */
+  readonly timestamp: number;
+  /** 8 random bytes, never reused within the replay window. */
+  readonly nonce: Uint8Array;
+  /** 32-byte HMAC-SHA256 over the whole message with this field zeroed. */
+  readonly mac: Uint8Array;
+}
+
+/**
+ * A decoded DSTM message. Every field beyond the header is optional at the type level;
+ * `decodeMessage` enforces which ones each message type requires.
+ */
+export interface DstmMessage {
+  readonly type: MessageType;
+  /** Chosen by the client, echoed by the server; 32 bits. */
+  readonly xid: number;
+  /** Host IPv4 address (unsigned 32-bit). */
+  readonly host4?: number;
+  /** Host IPv6 address, canonical text. */
+  readonly host6?: string;
+  readonly tep4?: number;
+  readonly tep6?: string;
+  readonly portSet?: WirePortSet;
+  /** Lease time in seconds. */
+  readonly leaseTime?: number;
+  readonly status?: Status;
+  /** Human-readable text accompanying a status (UTF-8, ≤ 255 bytes). */
+  readonly statusText?: string;
+  readonly auth?: WireAuth;
+}
