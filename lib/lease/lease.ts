@@ -60,7 +60,9 @@ export function leaseKey(ipv4: number, psid: number): number {
 }
 
 /** One change to apply to a store. `put` inserts or replaces the row with the same key. */
-export type LeaseOp = { readonly op: "put"; readonly lease: Lease } | { readonly op: "delete"; readonly key: number };
+export type LeaseOp =
+  | { readonly op: "put"; readonly lease: Lease }
+  | { readonly op: "delete"; readonly key: number };
 
 /**
  * Persistence of leases. The allocation engine keeps the working set in memory and is the
@@ -80,4 +82,13 @@ export interface LeaseStore {
   loadAll(): Promise<Lease[]>;
   write(ops: readonly LeaseOp[]): Promise<void>;
   close(): Promise<void>;
+}
+
+/**
+ * A store failure a user can act on (database path missing, file in use, not a database…)
+ * or a contract violation (a second active lease for a host, a call after `close()`).
+ * The message is one line that says what happened and, where it helps, what to do.
+ */
+export class LeaseStoreError extends Error {
+  override readonly name = "LeaseStoreError";
 }

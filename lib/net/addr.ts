@@ -47,7 +47,8 @@ export function parseIPv6(text: string): Uint8Array | null {
 /** Formats 16 bytes (at `offset`) as canonical RFC 5952 text: lower case, longest zero run as `::`. */
 export function formatIPv6(bytes: Uint8Array, offset = 0): string {
   const groups: number[] = [];
-  for (let i = 0; i < 8; i++) groups.push((bytes[offset + 2 * i]! << 8) | bytes[offset + 2 * i + 1]!);
+  for (let i = 0; i < 8; i++)
+    groups.push((bytes[offset + 2 * i]! << 8) | bytes[offset + 2 * i + 1]!);
   let bestStart = -1;
   let bestLen = 1; // RFC 5952 §4.2.2: a single zero group is not shortened
   for (let i = 0; i < 8; ) {

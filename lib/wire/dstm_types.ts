@@ -12,10 +12,38 @@
 export const DSTM_VERSION = 1;
 
 /** Default UDP port of a DSTM server (client source port is ephemeral). See docs/protocol.md. */
-export const DSTM_PORT = 4604;
+export const DSTM_PORT = 4607;
 
 /** Largest message accepted or produced: the IPv6 minimum MTU (1280) minus IPv6 (40) and UDP (8) headers. */
 export const DSTM_MAX_MESSAGE = 1232;
+
+/** Length of the fixed header that starts every message. */
+export const DSTM_HEADER_LENGTH = 12;
+
+/**
+ * Option codes. Unknown codes 0x80–0xFF are skipped by a receiver (room for extensions);
+ * unknown codes below 0x80 make the message malformed.
+ */
+export const OptionCode = {
+  HOST_IPV4: 1,
+  HOST_IPV6: 2,
+  TEP_IPV4: 3,
+  TEP_IPV6: 4,
+  PORT_SET: 5,
+  LEASE_TIME: 6,
+  STATUS: 7,
+  AUTH: 8,
+} as const;
+export type OptionCode = (typeof OptionCode)[keyof typeof OptionCode];
+
+/** Longest STATUS text in bytes: an option value holds 255 bytes, two of which are the code. */
+export const STATUS_TEXT_MAX = 253;
+
+/** Bytes of the AUTH nonce. */
+export const AUTH_NONCE_LENGTH = 8;
+
+/** Bytes of the AUTH MAC (HMAC-SHA256). */
+export const AUTH_MAC_LENGTH = 32;
 
 export const MessageType = {
   DISCOVER: 1,
@@ -56,7 +84,10 @@ export interface WireAuth {
   readonly timestamp: number;
   /** 8 random bytes, never reused within the replay window. */
   readonly nonce: Uint8Array;
-  /** 32-byte HMAC-SHA256 over the whole message with this field zeroed. */
+  /**
+   * 32-byte HMAC-SHA256 over the message from its first header byte up to, not including,
+   * these 32 bytes (AUTH is the last option and the MAC its last field).
+   */
   readonly mac: Uint8Array;
 }
 
@@ -78,7 +109,7 @@ export interface DstmMessage {
   /** Lease time in seconds. */
   readonly leaseTime?: number;
   readonly status?: Status;
-  /** Human-readable text accompanying a status (UTF-8, ≤ 255 bytes). */
+  /** Human-readable text accompanying a status (UTF-8, ≤ 253 bytes); omitted when empty. */
   readonly statusText?: string;
   readonly auth?: WireAuth;
 }

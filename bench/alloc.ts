@@ -1,0 +1,214 @@
+/**
+ * Allocation load generator: many simulated hosts, each sending one DSTM_DISCOVER over real
+ * UDP, with a fixed number of exchanges in flight (like perfdhcp's rate-limited mode, but
+ * closed-loop so the server's queue stays bounded). Reports durable allocations per second
+ * and loss (requests with no answer within --timeout).
+ *
+ *   bun bench/alloc.ts --spawn [--hosts 100000] [--concurrency 256]   # starts its own server
+ *   bun bench/alloc.ts --server ::1 --port 4607 --hosts 50000          # against a running one
+ *
+ * With --spawn the server is `dist/dstm server` (or `bun mod.ts server` when not compiled)
+ * with the SQLite store (synchronous=FULL, group commit) in a temporary directory, and
+ * `--no-source-check` because every simulated host sends from ::1.
+ * Bounded: stops after --hosts exchanges or --duration seconds, whichever comes first.
+ */
+import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { parseArgs } from "node:util";
+import { bindUdp } from "../lib/sys/udp.ts";
+import { decodeMessage, encodeMessage } from "../lib/wire/dstm.ts";
+import { MessageType } from "../lib/wire/dstm_types.ts";
+
+const ROOT = join(import.meta.dir, "..");
+export const BENCH_POOL = "198.18.0.0/15";
+
+export interface LoadResult {
+  sent: number;
+  acked: number;
+  naks: number;
+  lost: number;
+  seconds: number;
+  perSecond: number;
+  lossPercent: number;
+  p50ms: number;
+  p99ms: number;
+}
+
+export interface LoadOptions {
+  server: string;
+  port: number;
+  hosts: number;
+  concurrency: number;
+  durationS: number;
+  timeoutMs: number;
+  /** First simulated host number, so that runs against one server can use fresh hosts. */
+  firstHost?: number;
+}
+
+/** Runs the closed-loop DISCOVER load; resolves when every host has been answered or timed out. */
+export async function runLoad(o: LoadOptions): Promise<LoadResult> {
+  const sentAt = new Float64Array(o.hosts);
+  const latencies: number[] = [];
+  const done = new Uint8Array(o.hosts);
+  let next = 0;
+  let inFlight = 0;
+  let acked = 0;
+  let naks = 0;
+  let lost = 0;
+  const first = o.firstHost ?? 1;
+  let finish!: () => void;
+  const finished = new Promise<void>((resolve) => {
+    finish = resolve;
+  });
+  const started = performance.now();
+  const deadline = started + o.durationS * 1000;
+  const socket = await bindUdp("::", 0, (data) => {
+    const decoded = decodeMessage(data);
+    if (!decoded.ok) return;
+    const i = decoded.value.xid;
+    if (i >= o.hosts || done[i]) return;
+    done[i] = 1;
+    inFlight--;
+    latencies.push(performance.now() - sentAt[i]!);
+    if (decoded.value.type === MessageType.DISCOVER_ACK) acked++;
+    else naks++;
+    pump();
+  });
+  const send = (i: number) => {
+    const n = first + i;
+    const host6 = `2001:db8:${((n >>> 16) & 0xffff).toString(16)}:${(n & 0xffff).toString(16)}::1`;
+    sentAt[i] = performance.now();
+    inFlight++;
+    socket.send(encodeMessage({ type: MessageType.DISCOVER, xid: i, host6 }), o.server, o.port);
+  };
+  function pump() {
+    while (inFlight < o.concurrency && next < o.hosts && performance.now() < deadline) send(next++);
+    if (inFlight === 0) finish();
+  }
+  // Expire exchanges that got no answer in time (counted as lost, like perfdhcp's drops).
+  const reaper = setInterval(
+    () => {
+      const now = performance.now();
+      for (let i = 0; i < next; i++) {
+        if (!done[i] && now - sentAt[i]! > o.timeoutMs) {
+          done[i] = 1;
+          inFlight--;
+          lost++;
+        }
+      }
+      pump();
+    },
+    Math.max(50, o.timeoutMs / 4),
+  );
+  pump();
+  await finished;
+  const seconds = (performance.now() - started) / 1000;
+  clearInterval(reaper);
+  socket.close();
+  latencies.sort((a, b) => a - b);
+  const pct = (p: number) =>
+    latencies[Math.min(latencies.length - 1, Math.floor(latencies.length * p))] ?? 0;
+  const sent = next;
+  return {
+    sent,
+    acked,
+    naks,
+    lost,
+    seconds,
+    perSecond: acked / seconds,
+    lossPercent: sent ? (100 * lost) / sent : 0,
+    p50ms: pct(0.5),
+    p99ms: pct(0.99),
+  };
+}
+
+/** Starts a dstm server with the SQLite store on [::1]:0; resolves with its port and a stop function. */
+export async function spawnServer(
+  pool: string,
+  extra: string[] = [],
+): Promise<{ port: number; stop: () => Promise<void>; dir: string }> {
+  const dir = mkdtempSync(join(tmpdir(), "dstm-bench-"));
+  const exe = existsSync(join(ROOT, "dist", "dstm"))
+    ? [join(ROOT, "dist", "dstm")]
+    : [process.execPath, join(ROOT, "mod.ts")];
+  const proc = Bun.spawn(
+    [
+      ...exe,
+      "server",
+      "--pool",
+      pool,
+      "--tep",
+      "2001:db8::1,192.0.2.1",
+      "--listen",
+      "[::1]:0",
+      "--db",
+      join(dir, "leases.db"),
+      "--no-control",
+      "--no-source-check",
+      ...extra,
+    ],
+    { stdout: "pipe", stderr: "inherit" },
+  );
+  const reader = (proc.stdout as ReadableStream<Uint8Array>).getReader();
+  let text = "";
+  let port = 0;
+  while (!port) {
+    const { value, done } = await reader.read();
+    if (done) throw new Error(`server exited: ${text}`);
+    text += new TextDecoder().decode(value);
+    const match = /listen=\[[^\]]+\]:(\d+)/.exec(text);
+    if (match) port = Number(match[1]);
+  }
+  // Keep draining stdout (allocation log lines) so the server never blocks on a full pipe.
+  (async () => {
+    while (!(await reader.read()).done) {}
+  })();
+  return {
+    port,
+    dir,
+    stop: async () => {
+      proc.kill("SIGTERM");
+      await proc.exited;
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+export function formatResult(name: string, r: LoadResult): string {
+  return `${name}: ${r.acked} allocations in ${r.seconds.toFixed(2)} s = ${Math.round(r.perSecond)}/s, loss ${r.lossPercent.toFixed(2)}% (${r.lost} lost, ${r.naks} NAK), latency p50 ${r.p50ms.toFixed(2)} ms p99 ${r.p99ms.toFixed(2)} ms`;
+}
+
+if (import.meta.main) {
+  const { values } = parseArgs({
+    options: {
+      spawn: { type: "boolean", default: false },
+      server: { type: "string", default: "::1" },
+      port: { type: "string", default: "4607" },
+      hosts: { type: "string", default: "100000" },
+      concurrency: { type: "string", default: "256" },
+      duration: { type: "string", default: "30" },
+      timeout: { type: "string", default: "2000" },
+      json: { type: "boolean", default: false },
+    },
+  });
+  const hosts = Number(values.hosts);
+  // 198.18.0.0/15 is reserved for benchmarking (RFC 2544, RFC 6890): 131,070 leasable
+  // addresses, none of which is ever sent a packet (this bench only allocates).
+  const spawned = values.spawn ? await spawnServer(BENCH_POOL) : undefined;
+  try {
+    const result = await runLoad({
+      server: values.server,
+      port: spawned?.port ?? Number(values.port),
+      hosts,
+      concurrency: Number(values.concurrency),
+      durationS: Number(values.duration),
+      timeoutMs: Number(values.timeout),
+    });
+    console.log(
+      values.json ? JSON.stringify(result) : formatResult("dstm (sqlite, durable)", result),
+    );
+  } finally {
+    await spawned?.stop();
+  }
+}

@@ -1,0 +1,87 @@
+/**
+ * The `dstm` command line: one executable for the server, client, TEP, diagnostics and lab.
+ *
+ * @module
+ */
+import { Command, CommanderError } from "@commander-js/extra-typings";
+import { generateKeyFileText } from "../lib/wire/auth.ts";
+import { UsageError } from "./errors.ts";
+import { leaseCommand } from "./lease.ts";
+import { serverCommand } from "./server.ts";
+import { VERSION } from "./version.ts";
+
+function notBuiltYet(name: string, summary: string): Command {
+  return new Command(name)
+    .description(`${summary} (not built yet)`)
+    .allowUnknownOption()
+    .allowExcessArguments()
+    .action(() => {
+      throw new UsageError(`\`dstm ${name}\` is not built yet in this version (${VERSION})`);
+    });
+}
+
+export function program(): Command {
+  return new Command("dstm")
+    .description(
+      "Dual Stack Transition Mechanism: IPv4 for hosts in IPv6-only networks (server, client, TEP, lab)",
+    )
+    .version(VERSION)
+    .showHelpAfterError("(run with --help for usage)")
+    .addCommand(serverCommand())
+    .addCommand(
+      notBuiltYet("client", "obtain an IPv4 lease and bring up the DTI (4over6 tunnel interface)"),
+    )
+    .addCommand(
+      notBuiltYet(
+        "tep",
+        "tunnel end point: decapsulate to IPv4, encapsulate replies to the right host",
+      ),
+    )
+    .addCommand(leaseCommand())
+    .addCommand(notBuiltYet("ping4", "ICMP echo to an IPv4 host through the TEP, without a DTI"))
+    .addCommand(
+      notBuiltYet(
+        "lab",
+        "the paper's test network in network namespaces: up | down | status | demo",
+      ),
+    )
+    .addCommand(
+      new Command("keygen")
+        .description("print a new HMAC-SHA256 key file for --key (server and clients share it)")
+        .option("--id <n>", "key id (default 1)")
+        .action((flags) => {
+          const id = flags.id === undefined ? 1 : Number(flags.id);
+          if (!Number.isInteger(id) || id < 0 || id > 0xffffffff)
+            throw new UsageError("--id must be 0..4294967295");
+          process.stdout.write(generateKeyFileText(id));
+        }),
+    );
+}
+
+/** Runs the CLI with `argv` (as process.argv); resolves to the exit code. */
+export async function main(argv: readonly string[]): Promise<number> {
+  const cli = program().exitOverride();
+  try {
+    await cli.parseAsync([...argv]);
+    return 0;
+  } catch (error) {
+    if (error instanceof CommanderError) return error.exitCode === 0 ? 0 : 2;
+    if (error instanceof UsageError || isOneLine(error)) {
+      process.stderr.write(`dstm: ${(error as Error).message}\n`);
+      return error instanceof UsageError ? 2 : 1;
+    }
+    process.stderr.write(`dstm: internal error: ${(error as Error).stack ?? String(error)}\n`);
+    return 70;
+  }
+}
+
+/** Errors our libraries raise for the user (bind failures, store errors, bad pools) have a name and a one-line message. */
+function isOneLine(error: unknown): boolean {
+  return (
+    error instanceof Error &&
+    ["UdpBindError", "HttpListenError", "LeaseStoreError", "PoolConfigError"].includes(
+      error.name,
+    ) &&
+    !error.message.includes("\n")
+  );
+}

@@ -1,0 +1,29 @@
+/**
+ * Default locations: system paths for root, per-user paths otherwise, so `dstm server` and
+ * `dstm lease ls` find each other without flags.
+ *
+ * @module
+ */
+import { homedir, tmpdir } from "node:os";
+import { join } from "node:path";
+
+function isRoot(): boolean {
+  return typeof process.getuid === "function" && process.getuid() === 0;
+}
+
+/** Where the server's control socket lives unless --control says otherwise. */
+export function defaultControlSocket(): string {
+  if (process.env.DSTM_CONTROL) return process.env.DSTM_CONTROL;
+  if (isRoot()) return "/run/dstm/server.sock";
+  const runtime = process.env.XDG_RUNTIME_DIR;
+  return runtime
+    ? join(runtime, "dstm", "server.sock")
+    : join(tmpdir(), `dstm-${process.getuid?.() ?? 0}`, "server.sock");
+}
+
+/** Where the lease database lives unless --db says otherwise. */
+export function defaultLeaseDb(): string {
+  if (isRoot()) return "/var/lib/dstm/leases.db";
+  const state = process.env.XDG_STATE_HOME ?? join(homedir(), ".local", "state");
+  return join(state, "dstm", "leases.db");
+}

@@ -1,0 +1,293 @@
+/**
+ * `dstm server`: flags and config file → ServerConfig → running server until a signal.
+ *
+ * @module
+ */
+import { mkdirSync, readFileSync } from "node:fs";
+import { dirname } from "node:path";
+import { Command, Option } from "@commander-js/extra-typings";
+import type { PoolConfig } from "../lib/alloc/engine.ts";
+import { type LogFormat, Logger, type LogLevel } from "../lib/control/log.ts";
+import { parseIPv4Prefix, prefixContains } from "../lib/net/prefix.ts";
+import { DstmServer, type ServerConfig } from "../lib/server/server.ts";
+import { readTomlFile } from "../lib/sys/toml.ts";
+import { type AuthKey, parseKeyFile } from "../lib/wire/auth.ts";
+import { DSTM_PORT } from "../lib/wire/dstm_types.ts";
+import { parseDuration, parseHostPort, parseTep } from "./endpoints.ts";
+import { UsageError } from "./errors.ts";
+import { defaultControlSocket, defaultLeaseDb } from "./paths.ts";
+
+const collect = (value: string, previous: string[] = []) => [...previous, value];
+
+export function serverCommand(): Command {
+  return new Command("server")
+    .description(
+      "run the DSTM server: IPv4 pool, lease table, answers DISCOVER/REQUEST/RELEASE over UDP/IPv6",
+    )
+    .option("--pool <cidr>", "IPv4 pool (repeatable); each --pool is one pool", collect)
+    .option("--exclude <addr>", "address or CIDR never to hand out (repeatable)", collect)
+    .option(
+      "--tep <v6[,v4]>",
+      "tunnel end point the leases use: its IPv6 address and optionally its IPv4 address",
+    )
+    .option("--listen <addr:port>", `UDP address to answer on (default [::]:${DSTM_PORT})`)
+    .option("--lease-time <seconds>", "lease time granted (default 3600; 90s, 15m, 2h accepted)")
+    .option(
+      "--max-lease-time <seconds>",
+      "longest lease a client may ask for (default: --lease-time)",
+    )
+    .option("--db <path>", `SQLite lease database, or "memory" (default ${defaultLeaseDb()})`)
+    .option(
+      "--key <file>",
+      "require HMAC-SHA256 authentication with the keys in FILE (see `dstm keygen`)",
+    )
+    .option(
+      "--no-source-check",
+      "accept a HOST_IPV6 that differs from the request's source address",
+    )
+    .option(
+      "--control <path>",
+      `control socket for \`dstm lease ls\` (default ${defaultControlSocket()})`,
+    )
+    .option("--no-control", "do not open a control socket")
+    .option("--metrics <addr:port>", "serve Prometheus metrics on http://ADDR:PORT/metrics")
+    .addOption(
+      new Option("--log-format <format>", "log line format").choices(["text", "json"] as const),
+    )
+    .addOption(
+      new Option("--log-level <level>", "least severe events logged").choices([
+        "debug",
+        "info",
+        "warn",
+        "error",
+      ] as const),
+    )
+    .option("--config <file>", "read these settings from a TOML file (flags win)")
+    .addHelpText(
+      "after",
+      `
+Examples:
+  dstm server --pool 192.168.20.0/24 --tep 2001:db8:1::1,192.0.2.1
+  dstm server --pool 198.51.100.0/25 --pool 203.0.113.0/24 --tep 2001:db8::1 --key /etc/dstm/key --metrics [::1]:9604
+  dstm server --config /etc/dstm/dstm.toml`,
+    )
+    .action(async (flags) => {
+      const config = resolveServerConfig(flags);
+      const server = await DstmServer.start(config);
+      await new Promise<void>((resolve) => {
+        const stop = () => {
+          process.off("SIGINT", stop);
+          process.off("SIGTERM", stop);
+          server.stop().then(resolve, resolve);
+        };
+        process.on("SIGINT", stop);
+        process.on("SIGTERM", stop);
+      });
+    });
+}
+
+export interface ServerFlags {
+  pool?: string[];
+  exclude?: string[];
+  tep?: string;
+  listen?: string;
+  leaseTime?: string;
+  maxLeaseTime?: string;
+  db?: string;
+  key?: string;
+  sourceCheck?: boolean;
+  control?: string | boolean;
+  metrics?: string;
+  logFormat?: LogFormat;
+  logLevel?: LogLevel;
+  config?: string;
+}
+
+const FILE_KEYS = new Set([
+  "pool",
+  "tep",
+  "listen",
+  "lease-time",
+  "max-lease-time",
+  "db",
+  "key",
+  "source-check",
+  "control",
+  "metrics",
+  "log-format",
+  "log-level",
+]);
+
+/** Merges flags over the config file over defaults; throws UsageError on anything wrong. */
+export function resolveServerConfig(
+  flags: ServerFlags,
+  sink: (text: string) => void = stdoutSink,
+): ServerConfig {
+  const file = flags.config ? readConfigFile(flags.config) : {};
+  for (const key of Object.keys(file)) {
+    if (!FILE_KEYS.has(key))
+      throw new UsageError(`config file ${flags.config}: unknown setting "${key}"`);
+  }
+  const str = (key: string): string | undefined => {
+    const value = file[key];
+    if (value === undefined) return undefined;
+    if (typeof value !== "string" && typeof value !== "number") {
+      throw new UsageError(`config file ${flags.config}: "${key}" must be a string or number`);
+    }
+    return String(value);
+  };
+  const tepText = flags.tep ?? str("tep");
+  const defaultTep = tepText ? parseTep(tepText) : undefined;
+  const pools = flags.pool?.length
+    ? flags.pool.map((prefix) => ({ prefixes: [prefix] }) as FilePool)
+    : poolsFromFile(file.pool, flags.config);
+  if (pools.length === 0)
+    throw new UsageError(
+      "no pool: give --pool CIDR (e.g. --pool 192.168.20.0/24) or [[pool]] in --config",
+    );
+  assignExclusions(pools, flags.exclude ?? []);
+  const poolConfigs: PoolConfig[] = pools.map((pool) => {
+    const tep = pool.tep ? parseTep(pool.tep) : defaultTep;
+    if (!tep)
+      throw new UsageError(`pool ${pool.prefixes.join(",")}: no TEP; give --tep IPV6[,IPV4]`);
+    return { prefixes: pool.prefixes, exclude: pool.exclude, tep6: tep.tep6, tep4: tep.tep4 };
+  });
+  const leaseTime = parseDuration(flags.leaseTime ?? str("lease-time") ?? 3600, "--lease-time");
+  const maxText = flags.maxLeaseTime ?? str("max-lease-time");
+  const maxLeaseTime =
+    maxText === undefined ? leaseTime : parseDuration(maxText, "--max-lease-time");
+  if (maxLeaseTime < leaseTime)
+    throw new UsageError("--max-lease-time must not be shorter than --lease-time");
+  const listen = parseHostPort(
+    flags.listen ?? str("listen") ?? `[::]:${DSTM_PORT}`,
+    "--listen",
+    DSTM_PORT,
+  );
+  if (!listen.address.includes(":"))
+    throw new UsageError(
+      `--listen: DSTM runs over IPv6; "${listen.address}" is not an IPv6 address`,
+    );
+  const dbText = flags.db ?? str("db") ?? defaultLeaseDb();
+  const db = dbText === "memory" ? undefined : dbText;
+  if (db) ensureDirectory(db, "--db");
+  const keyFile = flags.key ?? str("key");
+  const keys = keyFile ? readKeys(keyFile) : undefined;
+  const sourceCheck = flags.sourceCheck === false ? false : file["source-check"] !== false;
+  const control =
+    flags.control === false
+      ? undefined
+      : typeof flags.control === "string"
+        ? flags.control
+        : (str("control") ?? defaultControlSocket());
+  const metricsText = flags.metrics ?? str("metrics");
+  const metrics = metricsText ? parseHostPort(metricsText, "--metrics", 9604) : undefined;
+  const logFormat = (flags.logFormat ?? str("log-format") ?? "text") as LogFormat;
+  const logLevel = (flags.logLevel ?? str("log-level") ?? "info") as LogLevel;
+  if (logFormat !== "text" && logFormat !== "json")
+    throw new UsageError(`log-format must be text or json, not "${logFormat}"`);
+  if (!["debug", "info", "warn", "error"].includes(logLevel))
+    throw new UsageError(`log-level "${logLevel}" is not debug, info, warn or error`);
+  return {
+    pools: poolConfigs,
+    leaseTime,
+    maxLeaseTime,
+    listen,
+    db,
+    keys,
+    sourceCheck,
+    control,
+    metrics,
+    log: new Logger({ format: logFormat, level: logLevel, sink }),
+  };
+}
+
+interface FilePool {
+  prefixes: string[];
+  exclude?: string[];
+  tep?: string;
+}
+
+/** Gives each --exclude to the pool that contains it. */
+function assignExclusions(pools: FilePool[], exclusions: readonly string[]): void {
+  for (const text of exclusions) {
+    const prefix = parseIPv4Prefix(text.includes("/") ? text : `${text}/32`);
+    if (!prefix) throw new UsageError(`--exclude: "${text}" is not an IPv4 address or CIDR`);
+    const pool = pools.find((p) =>
+      p.prefixes.some((cidr) => {
+        const parsed = parseIPv4Prefix(cidr);
+        return parsed !== null && prefixContains(parsed, prefix.base);
+      }),
+    );
+    if (!pool) throw new UsageError(`--exclude: ${text} is in no pool`);
+    pool.exclude = [...(pool.exclude ?? []), text];
+  }
+}
+
+function poolsFromFile(value: unknown, file: string | undefined): FilePool[] {
+  if (value === undefined) return [];
+  const list = Array.isArray(value) ? value : [value];
+  return list.map((entry, i) => {
+    const where = `config file ${file}: pool ${i + 1}`;
+    if (typeof entry === "string") return { prefixes: [entry] };
+    if (typeof entry !== "object" || entry === null)
+      throw new UsageError(`${where}: expected a CIDR or a table`);
+    const record = entry as Record<string, unknown>;
+    for (const key of Object.keys(record)) {
+      if (!["prefixes", "prefix", "exclude", "tep"].includes(key))
+        throw new UsageError(`${where}: unknown setting "${key}"`);
+    }
+    const prefixes = record.prefixes ?? (record.prefix === undefined ? undefined : [record.prefix]);
+    if (!isStringArray(prefixes) || prefixes.length === 0)
+      throw new UsageError(`${where}: "prefixes" must be a list of CIDRs`);
+    if (record.exclude !== undefined && !isStringArray(record.exclude))
+      throw new UsageError(`${where}: "exclude" must be a list`);
+    if (record.tep !== undefined && typeof record.tep !== "string")
+      throw new UsageError(`${where}: "tep" must be "IPV6[,IPV4]"`);
+    return {
+      prefixes,
+      exclude: record.exclude as string[] | undefined,
+      tep: record.tep as string | undefined,
+    };
+  });
+}
+
+function readConfigFile(path: string): Record<string, unknown> {
+  try {
+    return readTomlFile(path);
+  } catch (error) {
+    throw new UsageError((error as Error).message);
+  }
+}
+
+function isStringArray(value: unknown): value is string[] {
+  return Array.isArray(value) && value.every((v) => typeof v === "string");
+}
+
+/** Reads a key file; throws UsageError naming the file on any problem. */
+export function readKeys(path: string): AuthKey[] {
+  let text: string;
+  try {
+    text = readFileSync(path, "utf8");
+  } catch (error) {
+    throw new UsageError(
+      `cannot read key file ${path}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`,
+    );
+  }
+  const parsed = parseKeyFile(text);
+  if (!parsed.ok) throw new UsageError(`key file ${path}: ${parsed.message}`);
+  return parsed.keys;
+}
+
+function ensureDirectory(file: string, what: string): void {
+  try {
+    mkdirSync(dirname(file), { recursive: true });
+  } catch (error) {
+    throw new UsageError(
+      `${what}: cannot create the directory of ${file}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`,
+    );
+  }
+}
+
+function stdoutSink(text: string): void {
+  process.stdout.write(text);
+}

@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Builds the single dstm executable: dist/dstm (installs the pinned dependencies first when missing).
+set -euo pipefail
+cd "$(dirname "$0")"
+if [ ! -x node_modules/.bin/bun ]; then
+  npm ci --no-audit --no-fund >/dev/null 2>&1 || npm install --no-audit --no-fund
+fi
+mkdir -p dist
+node_modules/.bin/bun build --compile --minify --sourcemap=none mod.ts --outfile dist/dstm
+echo "built dist/dstm ($(du -h dist/dstm | cut -f1))"

@@ -1,0 +1,281 @@
+/**
+ * The client side of the DSTM protocol: DISCOVER, REQUEST (renew / reuse) and RELEASE with
+ * retransmission and exponential backoff. Used by `dstm client`, `dstm ping4`, the tests
+ * and the load generator.
+ *
+ * One transaction at a time per client object keeps the state obvious; a process that needs
+ * many concurrent hosts (the load generator) creates many transactions on one socket with
+ * {@link DstmTransport}.
+ *
+ * @module
+ */
+import { canonicalIPv6, formatIPv4 } from "../net/addr.ts";
+import { bindUdp, type UdpEndpoint } from "../sys/udp.ts";
+import { type AuthKey, ReplayGuard, signMessage, verifyMessage } from "../wire/auth.ts";
+import { decodeMessage, encodeMessage, statusName } from "../wire/dstm.ts";
+import {
+  DSTM_PORT,
+  type DstmMessage,
+  MessageType,
+  Status,
+  type WirePortSet,
+} from "../wire/dstm_types.ts";
+
+/** What the server granted. */
+export interface ClientLease {
+  readonly ipv4: number;
+  readonly host6: string;
+  readonly tep6: string;
+  readonly tep4?: number;
+  readonly portSet?: WirePortSet;
+  /** Seconds granted by the last ACK. */
+  readonly leaseTime: number;
+  /** Local clock (ms) when the last ACK arrived: renew at obtainedAt + leaseTime/2. */
+  readonly obtainedAt: number;
+  readonly expiresAt: number;
+}
+
+/** The server answered with a NAK. */
+export class DstmRefusedError extends Error {
+  override name = "DstmRefusedError";
+  constructor(
+    readonly status: Status,
+    readonly statusText: string,
+  ) {
+    super(`server refused: ${statusName(status)}${statusText ? ` (${statusText})` : ""}`);
+  }
+}
+
+/** No valid answer after every retransmission. */
+export class DstmTimeoutError extends Error {
+  override name = "DstmTimeoutError";
+}
+
+export interface RetryPolicy {
+  /** First timeout (ms); doubled after each try. Default 1000. */
+  readonly initialMs: number;
+  /** Ceiling of one timeout (ms). Default 8000. */
+  readonly maxMs: number;
+  /** Total transmissions. Default 4. */
+  readonly tries: number;
+}
+
+export const DEFAULT_RETRY: RetryPolicy = { initialMs: 1000, maxMs: 8000, tries: 4 };
+
+export interface TransportOptions {
+  readonly server: string;
+  readonly port?: number;
+  /** Local address to send from (default `::`, the kernel picks). */
+  readonly bind?: string;
+  readonly key?: AuthKey;
+  readonly retry?: Partial<RetryPolicy>;
+  readonly now?: () => number;
+}
+
+interface Pending {
+  readonly resolve: (answer: DstmMessage) => void;
+  readonly expect: number;
+}
+
+/**
+ * A UDP socket shared by any number of concurrent transactions, matched by xid. Answers
+ * from anyone but the server, with an unknown xid, of the wrong type or (with a key)
+ * without a valid signature are ignored; `ignored` counts them.
+ */
+export class DstmTransport {
+  readonly #endpoint: UdpEndpoint;
+  readonly #server: string;
+  readonly #port: number;
+  readonly #key: AuthKey | undefined;
+  readonly #keys: ReadonlyMap<number, AuthKey>;
+  readonly #guard = new ReplayGuard();
+  readonly #retry: RetryPolicy;
+  readonly #now: () => number;
+  readonly #pending = new Map<number, Pending>();
+  #nextXid = (Math.random() * 0x100000000) >>> 0;
+  ignored = 0;
+  retransmissions = 0;
+
+  private constructor(endpoint: UdpEndpoint, options: TransportOptions) {
+    this.#endpoint = endpoint;
+    this.#server = options.server;
+    this.#port = options.port ?? DSTM_PORT;
+    this.#key = options.key;
+    this.#keys = new Map(options.key ? [[options.key.id, options.key]] : []);
+    this.#retry = { ...DEFAULT_RETRY, ...options.retry };
+    this.#now = options.now ?? Date.now;
+  }
+
+  static async open(options: TransportOptions): Promise<DstmTransport> {
+    let transport: DstmTransport | undefined;
+    const endpoint = await bindUdp(options.bind ?? "::", 0, (data, address, port) =>
+      transport?.onDatagram(data, address, port),
+    );
+    transport = new DstmTransport(endpoint, options);
+    return transport;
+  }
+
+  /** Local address and port of the socket. */
+  get local(): { address: string; port: number } {
+    return { address: this.#endpoint.address, port: this.#endpoint.port };
+  }
+
+  /**
+   * Sends `message` (its xid is assigned here) and resolves with the matching answer of type
+   * `expect` or NAK; rejects with DstmTimeoutError after the last try.
+   */
+  async exchange(message: Omit<DstmMessage, "xid">, expect: number): Promise<DstmMessage> {
+    const xid = this.#nextXid;
+    this.#nextXid = (this.#nextXid + 1) >>> 0;
+    const answer = new Promise<DstmMessage>((resolve) =>
+      this.#pending.set(xid, { resolve, expect }),
+    );
+    let timeout = this.#retry.initialMs;
+    try {
+      for (let attempt = 0; attempt < this.#retry.tries; attempt++) {
+        // Each try is signed afresh: a retransmitted signed message would be a replay.
+        const bytes = this.#key
+          ? signMessage({ ...message, xid }, this.#key, this.#now())
+          : encodeMessage({ ...message, xid });
+        if (attempt > 0) this.retransmissions++;
+        this.#endpoint.send(bytes, this.#server, this.#port);
+        // ±10% jitter so that many clients restarted together do not retransmit in lockstep.
+        const wait = timeout * (0.9 + Math.random() * 0.2);
+        let timer: ReturnType<typeof setTimeout> | undefined;
+        const result = await Promise.race([
+          answer,
+          new Promise<null>((resolve) => {
+            timer = setTimeout(() => resolve(null), wait);
+          }),
+        ]);
+        clearTimeout(timer);
+        if (result) return result;
+        timeout = Math.min(timeout * 2, this.#retry.maxMs);
+      }
+    } finally {
+      this.#pending.delete(xid);
+    }
+    throw new DstmTimeoutError(
+      `no answer from DSTM server [${this.#server}]:${this.#port} after ${this.#retry.tries} tries; is it running and reachable?`,
+    );
+  }
+
+  onDatagram(data: Uint8Array, address: string, port: number): void {
+    if (port !== this.#port || !sameAddress(address, this.#server)) {
+      this.ignored++;
+      return;
+    }
+    const decoded = decodeMessage(data);
+    if (!decoded.ok) {
+      this.ignored++;
+      return;
+    }
+    const message = decoded.value;
+    const pending = this.#pending.get(message.xid);
+    if (!pending || (message.type !== pending.expect && message.type !== MessageType.NAK)) {
+      this.ignored++;
+      return;
+    }
+    if (this.#key) {
+      const outcome = verifyMessage(
+        data.subarray(0, decoded.offset),
+        message,
+        this.#keys,
+        this.#guard,
+        this.#now(),
+      );
+      // An unsigned NAK NOT_AUTHORISED is how a server says it could not verify us: accept it.
+      const unsignedAuthNak =
+        outcome === "missing" &&
+        message.type === MessageType.NAK &&
+        message.status === Status.NOT_AUTHORISED;
+      if (outcome !== "ok" && !unsignedAuthNak) {
+        this.ignored++;
+        return;
+      }
+    }
+    this.#pending.delete(message.xid);
+    pending.resolve(message);
+  }
+
+  close(): void {
+    this.#endpoint.close();
+  }
+}
+
+/** One host's view: obtain, renew and release its lease. */
+export class DstmClient {
+  readonly #transport: DstmTransport;
+  readonly #host6: string;
+  readonly #now: () => number;
+
+  constructor(transport: DstmTransport, host6: string, now: () => number = Date.now) {
+    this.#transport = transport;
+    this.#host6 = host6;
+    this.#now = now;
+  }
+
+  get host6(): string {
+    return this.#host6;
+  }
+
+  /** DSTM_DISCOVER: a new lease (or the host's current one). */
+  async discover(options: { hint?: number; leaseTime?: number } = {}): Promise<ClientLease> {
+    const answer = await this.#transport.exchange(
+      {
+        type: MessageType.DISCOVER,
+        host6: this.#host6,
+        host4: options.hint,
+        leaseTime: options.leaseTime,
+      },
+      MessageType.DISCOVER_ACK,
+    );
+    return this.#lease(answer);
+  }
+
+  /** DSTM_REQUEST: renew `ipv4`, or get it back after a restart. */
+  async request(ipv4: number, options: { leaseTime?: number } = {}): Promise<ClientLease> {
+    const answer = await this.#transport.exchange(
+      { type: MessageType.REQUEST, host6: this.#host6, host4: ipv4, leaseTime: options.leaseTime },
+      MessageType.REQUEST_ACK,
+    );
+    return this.#lease(answer);
+  }
+
+  /** DSTM_RELEASE: give `ipv4` back. Resolves on RELEASE_ACK. */
+  async release(ipv4: number): Promise<void> {
+    const answer = await this.#transport.exchange(
+      { type: MessageType.RELEASE, host6: this.#host6, host4: ipv4 },
+      MessageType.RELEASE_ACK,
+    );
+    if (answer.type === MessageType.NAK)
+      throw new DstmRefusedError(answer.status ?? Status.SERVER_ERROR, answer.statusText ?? "");
+  }
+
+  #lease(answer: DstmMessage): ClientLease {
+    if (answer.type === MessageType.NAK) {
+      throw new DstmRefusedError(answer.status ?? Status.SERVER_ERROR, answer.statusText ?? "");
+    }
+    const now = this.#now();
+    const leaseTime = answer.leaseTime!;
+    return {
+      ipv4: answer.host4!,
+      host6: answer.host6!,
+      tep6: answer.tep6!,
+      tep4: answer.tep4,
+      portSet: answer.portSet,
+      leaseTime,
+      obtainedAt: now,
+      expiresAt: now + leaseTime * 1000,
+    };
+  }
+}
+
+/** One-line description of a lease for logs and the CLI. */
+export function describeLease(lease: ClientLease): string {
+  return `${formatIPv4(lease.ipv4)} via TEP ${lease.tep6} for ${lease.leaseTime}s`;
+}
+
+function sameAddress(a: string, b: string): boolean {
+  return a === b || (canonicalIPv6(a) ?? a) === (canonicalIPv6(b) ?? b);
+}

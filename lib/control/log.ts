@@ -1,0 +1,92 @@
+/**
+ * One line per event, as text (`2026-11-26T10:00:00.000Z allocate ipv4=192.0.2.10 host6=…`)
+ * or JSON (`{"ts":"…","event":"allocate","ipv4":"192.0.2.10",…}`) for log shippers.
+ *
+ * Lines go to a sink in batches: at tens of thousands of events per second, one write()
+ * per line would cost more than the allocation itself.
+ *
+ * @module
+ */
+
+export type LogFormat = "text" | "json";
+export type LogLevel = "debug" | "info" | "warn" | "error";
+const LEVELS: Record<LogLevel, number> = { debug: 10, info: 20, warn: 30, error: 40 };
+
+export type LogFields = Record<string, string | number | boolean | undefined>;
+
+export interface LoggerOptions {
+  format?: LogFormat;
+  level?: LogLevel;
+  /** Receives whole lines, each ending in "\n", possibly several at once. */
+  sink: (text: string) => void;
+  /** Clock for timestamps (ms); injectable for tests. */
+  now?: () => number;
+}
+
+export class Logger {
+  readonly #format: LogFormat;
+  readonly #level: number;
+  readonly #sink: (text: string) => void;
+  readonly #now: () => number;
+  #pending: string[] = [];
+  #scheduled = false;
+
+  constructor(options: LoggerOptions) {
+    this.#format = options.format ?? "text";
+    this.#level = LEVELS[options.level ?? "info"];
+    this.#sink = options.sink;
+    this.#now = options.now ?? Date.now;
+  }
+
+  debug(event: string, fields: LogFields = {}): void {
+    this.log("debug", event, fields);
+  }
+  info(event: string, fields: LogFields = {}): void {
+    this.log("info", event, fields);
+  }
+  warn(event: string, fields: LogFields = {}): void {
+    this.log("warn", event, fields);
+  }
+  error(event: string, fields: LogFields = {}): void {
+    this.log("error", event, fields);
+  }
+
+  log(level: LogLevel, event: string, fields: LogFields): void {
+    if (LEVELS[level] < this.#level) return;
+    const ts = new Date(this.#now()).toISOString();
+    this.#pending.push(
+      this.#format === "json"
+        ? jsonLine(ts, level, event, fields)
+        : textLine(ts, level, event, fields),
+    );
+    if (!this.#scheduled) {
+      this.#scheduled = true;
+      setImmediate(() => this.flush());
+    }
+  }
+
+  /** Writes every pending line now (call before exit). */
+  flush(): void {
+    this.#scheduled = false;
+    if (this.#pending.length === 0) return;
+    const text = this.#pending.join("");
+    this.#pending = [];
+    this.#sink(text);
+  }
+}
+
+function textLine(ts: string, level: LogLevel, event: string, fields: LogFields): string {
+  let line = `${ts} ${level === "info" ? "" : `${level.toUpperCase()} `}${event}`;
+  for (const [key, value] of Object.entries(fields)) {
+    if (value === undefined) continue;
+    const text = String(value);
+    line += ` ${key}=${/[\s"=]/.test(text) || text === "" ? JSON.stringify(text) : text}`;
+  }
+  return `${line}\n`;
+}
+
+function jsonLine(ts: string, level: LogLevel, event: string, fields: LogFields): string {
+  const record: Record<string, unknown> = { ts, level, event };
+  for (const [key, value] of Object.entries(fields)) if (value !== undefined) record[key] = value;
+  return `${JSON.stringify(record)}\n`;
+}

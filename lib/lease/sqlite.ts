@@ -1,0 +1,340 @@
+/**
+ * The lease table in an embedded SQLite database (bun:sqlite, https://bun.sh/docs/api/sqlite).
+ *
+ * One dstm server owns one database file: the connection runs with `locking_mode=EXCLUSIVE`
+ * and takes the lock at open (a write transaction), so a second server on the same file fails
+ * at once instead of both handing out the same addresses. Exclusive mode is set before WAL is
+ * entered, so SQLite keeps the WAL index in heap memory and creates no `-shm` file
+ * (https://sqlite.org/wal.html#noshm). `synchronous=FULL` makes every commit fsync the WAL:
+ * when `write()` resolves, the batch survives a crash or power loss. The allocation engine
+ * batches concurrent changes (lib/lease/group_commit.ts), so that is one fsync per batch.
+ *
+ * The one-active-lease-per-host rule is a partial UNIQUE index; a put is an UPSERT on the key
+ * (not INSERT OR REPLACE, which would silently delete the other host row instead of failing).
+ *
+ * @module
+ */
+import { Database, type Statement } from "bun:sqlite";
+import { accessSync, constants, existsSync, statSync } from "node:fs";
+import { dirname } from "node:path";
+import {
+  type Lease,
+  type LeaseOp,
+  type LeaseState,
+  type LeaseStore,
+  LeaseStoreError,
+  leaseKey,
+  type PortSet,
+  WHOLE_ADDRESS,
+} from "./lease.ts";
+
+export { LeaseStoreError } from "./lease.ts";
+
+/** Version of the schema below, kept in `PRAGMA user_version`. */
+export const SCHEMA_VERSION = 1;
+
+const SCHEMA = `
+CREATE TABLE leases (
+  key INTEGER PRIMARY KEY,
+  ipv4 INTEGER NOT NULL,
+  psid_offset INTEGER NOT NULL,
+  psid_length INTEGER NOT NULL,
+  psid INTEGER NOT NULL,
+  host6 TEXT NOT NULL,
+  tep4 INTEGER NOT NULL,
+  tep6 TEXT NOT NULL,
+  pool TEXT NOT NULL,
+  state TEXT NOT NULL CHECK (state IN ('active', 'released', 'expired')),
+  granted_at INTEGER NOT NULL,
+  expires_at INTEGER NOT NULL
+);
+CREATE UNIQUE INDEX leases_active_host ON leases (host6) WHERE state = 'active';
+`;
+
+const COLUMNS =
+  "key, ipv4, psid_offset, psid_length, psid, host6, tep4, tep6, pool, state, granted_at, expires_at";
+
+/** The SQLite lease store. Open with {@link SqliteLeaseStore.open}. */
+export class SqliteLeaseStore implements LeaseStore {
+  readonly kind = "sqlite";
+  readonly path: string;
+  readonly #db: Database;
+  readonly #readOnly: boolean;
+  #statements: _Statements | undefined;
+  #closed = false;
+
+  private constructor(path: string, db: Database, readOnly: boolean) {
+    this.path = path;
+    this.#db = db;
+    this.#readOnly = readOnly;
+  }
+
+  /**
+   * Opens (creating if needed) the lease database at `path` for a server, and locks it for
+   * as long as it stays open. Throws a {@link LeaseStoreError} with a one-line message when
+   * the directory is missing or not writable, the file is not a lease database, or another
+   * dstm server holds it.
+   *
+   * @example const store = SqliteLeaseStore.open("/var/lib/dstm/leases.db");
+   */
+  static open(path: string): SqliteLeaseStore {
+    let db: Database | undefined;
+    try {
+      db = new Database(path, { create: true, readwrite: true });
+      // Order matters: exclusive locking before WAL, so there is no shared-memory index.
+      db.run("PRAGMA busy_timeout = 100");
+      db.run("PRAGMA locking_mode = EXCLUSIVE");
+      db.run("PRAGMA journal_mode = WAL");
+      db.run("PRAGMA synchronous = FULL");
+      // A write transaction takes the exclusive lock now; exclusive mode keeps it until close.
+      db.run("BEGIN IMMEDIATE");
+      const version = _userVersion(db);
+      if (version === 0) {
+        db.run(SCHEMA);
+        db.run(`PRAGMA user_version = ${SCHEMA_VERSION}`);
+      }
+      db.run("COMMIT");
+      _checkVersion(path, version);
+      const store = new SqliteLeaseStore(path, db, false);
+      store.#statements = _prepare(db);
+      return store;
+    } catch (error) {
+      try {
+        db?.close();
+      } catch {}
+      throw _openError(path, error, false);
+    }
+  }
+
+  /**
+   * Opens an existing lease database read-only, for `dstm lease ls --db PATH` while no server
+   * runs. Fails with a clear message when a running server holds the file.
+   */
+  static openReadOnly(path: string): SqliteLeaseStore {
+    if (!existsSync(path)) {
+      throw new LeaseStoreError(`lease database ${path} does not exist; check the --db path`);
+    }
+    let db: Database | undefined;
+    try {
+      db = new Database(path, { readonly: true });
+      db.run("PRAGMA busy_timeout = 100");
+      _checkVersion(path, _userVersion(db));
+      return new SqliteLeaseStore(path, db, true);
+    } catch (error) {
+      try {
+        db?.close();
+      } catch {}
+      throw _openError(path, error, true);
+    }
+  }
+
+  /** Every row in key order. */
+  loadAll(): Promise<Lease[]> {
+    if (this.#closed) return Promise.reject(_closed(this.path));
+    try {
+      const rows = this.#db.query(`SELECT ${COLUMNS} FROM leases ORDER BY key`).values();
+      return Promise.resolve(rows.map((row) => _toLease(this.path, row)));
+    } catch (error) {
+      return Promise.reject(_runError(this.path, error));
+    }
+  }
+
+  /** Applies `ops` in one transaction; resolves once it is committed (fsynced). */
+  write(ops: readonly LeaseOp[]): Promise<void> {
+    if (this.#closed) return Promise.reject(_closed(this.path));
+    const s = this.#statements;
+    if (s === undefined) {
+      return Promise.reject(new LeaseStoreError(`lease database ${this.path} is open read-only`));
+    }
+    try {
+      s.begin.run();
+      try {
+        for (const op of ops) {
+          if (op.op === "delete") {
+            s.remove.run(op.key);
+            continue;
+          }
+          const l = op.lease;
+          const p = l.portSet;
+          s.upsert.run(
+            leaseKey(l.ipv4, p.psid),
+            l.ipv4,
+            p.offset,
+            p.psidLength,
+            p.psid,
+            l.host6,
+            l.tep4,
+            l.tep6,
+            l.pool,
+            l.state,
+            l.grantedAt,
+            l.expiresAt,
+          );
+        }
+        s.commit.run();
+      } catch (error) {
+        if (this.#db.inTransaction) s.rollback.run();
+        throw error;
+      }
+      return Promise.resolve();
+    } catch (error) {
+      return Promise.reject(_runError(this.path, error));
+    }
+  }
+
+  /** Finalizes the statements and closes the database (checkpointing the WAL, releasing the lock). */
+  close(): Promise<void> {
+    if (this.#closed) return Promise.resolve();
+    this.#closed = true;
+    const s = this.#statements;
+    if (s) for (const statement of Object.values(s)) statement.finalize();
+    try {
+      this.#db.close();
+    } catch (error) {
+      return Promise.reject(_runError(this.path, error));
+    }
+    return Promise.resolve();
+  }
+
+  /** True for a store opened with {@link SqliteLeaseStore.openReadOnly}. */
+  get readOnly(): boolean {
+    return this.#readOnly;
+  }
+}
+
+interface _Statements {
+  begin: Statement;
+  commit: Statement;
+  rollback: Statement;
+  upsert: Statement;
+  remove: Statement;
+}
+
+function _prepare(db: Database): _Statements {
+  return {
+    begin: db.prepare("BEGIN"),
+    commit: db.prepare("COMMIT"),
+    rollback: db.prepare("ROLLBACK"),
+    upsert: db.prepare(
+      `INSERT INTO leases (${COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+       ON CONFLICT (key) DO UPDATE SET ipv4 = excluded.ipv4, psid_offset = excluded.psid_offset,
+         psid_length = excluded.psid_length, psid = excluded.psid, host6 = excluded.host6,
+         tep4 = excluded.tep4, tep6 = excluded.tep6, pool = excluded.pool, state = excluded.state,
+         granted_at = excluded.granted_at, expires_at = excluded.expires_at`,
+    ),
+    remove: db.prepare("DELETE FROM leases WHERE key = ?"),
+  };
+}
+
+function _userVersion(db: Database): number {
+  const row = db.query("PRAGMA user_version").get() as { user_version: number } | null;
+  return row?.user_version ?? 0;
+}
+
+function _checkVersion(path: string, version: number): void {
+  if (version > SCHEMA_VERSION) {
+    throw new LeaseStoreError(
+      `lease database ${path} has schema version ${version}, newer than this dstm understands (${SCHEMA_VERSION}); upgrade dstm`,
+    );
+  }
+}
+
+const STATES: ReadonlySet<string> = new Set(["active", "released", "expired"]);
+
+function _toLease(path: string, row: unknown[]): Lease {
+  const [, ipv4, offset, psidLength, psid, host6, tep4, tep6, pool, state, grantedAt, expiresAt] =
+    row;
+  if (typeof state !== "string" || !STATES.has(state)) {
+    throw new LeaseStoreError(`lease database ${path} has a row with unknown state ${state}`);
+  }
+  const portSet: PortSet =
+    offset === 0 && psidLength === 0 && psid === 0
+      ? WHOLE_ADDRESS
+      : { offset: Number(offset), psidLength: Number(psidLength), psid: Number(psid) };
+  return {
+    ipv4: Number(ipv4),
+    portSet,
+    host6: String(host6),
+    tep4: Number(tep4),
+    tep6: String(tep6),
+    pool: String(pool),
+    state: state as LeaseState,
+    grantedAt: Number(grantedAt),
+    expiresAt: Number(expiresAt),
+  };
+}
+
+function _code(error: unknown): string {
+  const code = (error as { code?: unknown } | null)?.code;
+  return typeof code === "string" ? code : "";
+}
+
+/** Turns an SQLite error at open time into a message that says what to do. */
+function _openError(path: string, error: unknown, readOnly: boolean): Error {
+  if (error instanceof LeaseStoreError) return error;
+  const code = _code(error);
+  if (code.startsWith("SQLITE_BUSY") || code.startsWith("SQLITE_LOCKED")) {
+    return new LeaseStoreError(
+      readOnly
+        ? `lease database ${path} is in use by a running dstm server; run \`dstm lease ls\` without --db to ask it`
+        : `lease database ${path} is in use by another dstm server; stop it or give this one another --db`,
+    );
+  }
+  if (code.startsWith("SQLITE_NOTADB") || code.startsWith("SQLITE_CORRUPT")) {
+    return new LeaseStoreError(
+      `${path} is not a dstm lease database (${_message(error)}); move it away or give another --db`,
+    );
+  }
+  const dir = dirname(path);
+  if (!readOnly && (code.startsWith("SQLITE_CANTOPEN") || code.startsWith("SQLITE_READONLY"))) {
+    if (_missing(dir)) {
+      return new LeaseStoreError(
+        `cannot create lease database ${path}: directory ${dir} does not exist; create it or give another --db`,
+      );
+    }
+    if (!_writable(dir) || (existsSync(path) && !_writable(path))) {
+      return new LeaseStoreError(
+        `cannot write lease database ${path}: ${existsSync(path) ? "the file or " : ""}directory ${dir} is not writable by this user; fix the permissions or give another --db`,
+      );
+    }
+  }
+  return new LeaseStoreError(`cannot open lease database ${path}: ${_message(error)}`);
+}
+
+/** An error while the store is open: keep SQLite's words, say which file. */
+function _runError(path: string, error: unknown): Error {
+  if (error instanceof LeaseStoreError) return error;
+  const code = _code(error);
+  if (code === "SQLITE_CONSTRAINT_UNIQUE") {
+    return new LeaseStoreError(
+      `lease database ${path}: a host would hold two active leases (${_message(error)})`,
+    );
+  }
+  return new LeaseStoreError(`lease database ${path}: ${_message(error)}`);
+}
+
+function _closed(path: string): LeaseStoreError {
+  return new LeaseStoreError(`lease database ${path} is closed`);
+}
+
+function _message(error: unknown): string {
+  return (error instanceof Error ? error.message : String(error)).split("\n")[0] ?? "";
+}
+
+/** True when `path` is not an existing directory (a permission error is not "missing"). */
+function _missing(path: string): boolean {
+  try {
+    return !statSync(path).isDirectory();
+  } catch (error) {
+    return (error as { code?: string }).code !== "EACCES";
+  }
+}
+
+function _writable(path: string): boolean {
+  try {
+    accessSync(path, constants.W_OK);
+    return true;
+  } catch {
+    return false;
+  }
+}

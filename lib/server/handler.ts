@@ -1,0 +1,253 @@
+/**
+ * The DSTM server's protocol step: one request datagram in, at most one answer out.
+ *
+ * Order of checks, each failure counted under its own name:
+ * decode → (request types only) → authentication → source check → allocation engine.
+ * Every request that can be answered gets an answer: an ACK, or a NAK with a status code
+ * (the paper's server stayed silent on errors, leaving clients to time out). Only input
+ * that cannot be attributed to a transaction (no readable header) or that is itself an
+ * answer is dropped silently, to avoid loops between servers.
+ *
+ * @module
+ */
+import type { AllocationEngine, EngineResult } from "../alloc/engine.ts";
+import type { Logger } from "../control/log.ts";
+import type { Metrics } from "../control/metrics.ts";
+import type { Lease } from "../lease/lease.ts";
+import { canonicalIPv6, formatIPv4 } from "../net/addr.ts";
+import { type AuthKey, type ReplayGuard, signMessage, verifyMessage } from "../wire/auth.ts";
+import { decodeMessage, encodeMessage, peekHeader } from "../wire/dstm.ts";
+import { type DstmMessage, MessageType, Status } from "../wire/dstm_types.ts";
+
+export interface HandlerOptions {
+  readonly engine: AllocationEngine;
+  /** When set, every request must carry a valid AUTH option signed with one of these keys. */
+  readonly keys?: ReadonlyMap<number, AuthKey>;
+  readonly replayGuard?: ReplayGuard;
+  /** Require the HOST_IPV6 option to equal the datagram's source address (default true). */
+  readonly sourceCheck?: boolean;
+  readonly log: Logger;
+  readonly metrics: Metrics;
+  readonly now?: () => number;
+}
+
+const TYPE_NAMES: Record<number, string> = {
+  [MessageType.DISCOVER]: "discover",
+  [MessageType.DISCOVER_ACK]: "discover_ack",
+  [MessageType.REQUEST]: "request",
+  [MessageType.REQUEST_ACK]: "request_ack",
+  [MessageType.RELEASE]: "release",
+  [MessageType.RELEASE_ACK]: "release_ack",
+  [MessageType.NAK]: "nak",
+};
+
+const STATUS_NAMES: Record<number, string> = Object.fromEntries(
+  Object.entries(Status).map(([name, code]) => [code, name.toLowerCase()]),
+);
+
+const REASON_STATUS: Record<string, Status> = {
+  "pool-exhausted": Status.POOL_EXHAUSTED,
+  "no-such-lease": Status.NO_SUCH_LEASE,
+  "address-in-use": Status.ADDRESS_IN_USE,
+  "store-failed": Status.SERVER_ERROR,
+};
+
+/** Registers the handler's metric families (also used by the server to expose them at zero). */
+export function declareHandlerMetrics(metrics: Metrics): void {
+  metrics.counter("dstm_messages_total", "DSTM requests received, by message type and result");
+  metrics.counter("dstm_dropped_total", "Datagrams dropped without an answer, by reason");
+  metrics.counter(
+    "dstm_malformed_total",
+    "Malformed requests (answered with NAK MALFORMED), by decode error",
+  );
+  metrics.counter("dstm_auth_failures_total", "Requests refused by authentication, by reason");
+}
+
+export class DstmHandler {
+  readonly #o: HandlerOptions;
+  readonly #now: () => number;
+  readonly #sourceCheck: boolean;
+
+  constructor(options: HandlerOptions) {
+    this.#o = options;
+    this.#now = options.now ?? Date.now;
+    this.#sourceCheck = options.sourceCheck ?? true;
+    declareHandlerMetrics(options.metrics);
+  }
+
+  /** Handles one datagram from `source`; resolves to the answer bytes, or null to stay silent. */
+  async handle(raw: Uint8Array, source: string): Promise<Uint8Array | null> {
+    const { metrics } = this.#o;
+    const decoded = decodeMessage(raw);
+    if (!decoded.ok) {
+      const header = peekHeader(raw);
+      if (!header || !isRequestType(header.type)) {
+        metrics.inc("dstm_dropped_total", { reason: header ? "not-a-request" : "no-header" });
+        return null;
+      }
+      metrics.inc("dstm_malformed_total", { error: decoded.error.code });
+      this.#o.log.warn("reject", {
+        reason: "malformed",
+        error: decoded.error.code,
+        from: source,
+        detail: decoded.error.message,
+      });
+      const status =
+        decoded.error.code === "bad-version" ? Status.UNSUPPORTED_VERSION : Status.MALFORMED;
+      this.#count(header.type, status);
+      return this.#nak(header.xid, status, decoded.error.message);
+    }
+    const request = decoded.value;
+    if (!isRequestType(request.type)) {
+      metrics.inc("dstm_dropped_total", { reason: "not-a-request" });
+      return null;
+    }
+    let key: AuthKey | undefined;
+    if (this.#o.keys) {
+      const outcome = verifyMessage(
+        raw.subarray(0, decoded.offset),
+        request,
+        this.#o.keys,
+        this.#o.replayGuard!,
+        this.#now(),
+      );
+      if (outcome !== "ok") {
+        metrics.inc("dstm_auth_failures_total", { reason: outcome });
+        this.#count(request.type, Status.NOT_AUTHORISED);
+        this.#o.log.warn("reject", {
+          reason: "auth",
+          auth: outcome,
+          from: source,
+          host6: request.host6,
+        });
+        return this.#nak(request.xid, Status.NOT_AUTHORISED, `authentication failed: ${outcome}`);
+      }
+      key = this.#o.keys.get(request.auth!.keyId);
+    }
+    const host6 = request.host6!;
+    if (this.#sourceCheck && canonicalIPv6(source) !== host6) {
+      metrics.inc("dstm_auth_failures_total", { reason: "source-mismatch" });
+      this.#count(request.type, Status.NOT_AUTHORISED);
+      this.#o.log.warn("reject", { reason: "source-mismatch", from: source, host6 });
+      return this.#answer(
+        {
+          type: MessageType.NAK,
+          xid: request.xid,
+          status: Status.NOT_AUTHORISED,
+          statusText: "HOST_IPV6 must be the address the request is sent from",
+        },
+        key,
+      );
+    }
+    const result = await this.#dispatch(request, host6);
+    if (!result.ok) {
+      const status = REASON_STATUS[result.reason] ?? Status.SERVER_ERROR;
+      this.#count(request.type, status);
+      this.#o.log.info("reject", {
+        reason: result.reason,
+        type: TYPE_NAMES[request.type],
+        host6,
+        ipv4: request.host4 === undefined ? undefined : formatIPv4(request.host4),
+      });
+      return this.#answer(
+        {
+          type: MessageType.NAK,
+          xid: request.xid,
+          status,
+          statusText: result.message,
+          host6,
+          host4: request.host4,
+        },
+        key,
+      );
+    }
+    this.#count(request.type, Status.SUCCESS);
+    const lease = result.lease;
+    this.#logLease(result.outcome, lease);
+    if (request.type === MessageType.RELEASE) {
+      return this.#answer(
+        { type: MessageType.RELEASE_ACK, xid: request.xid, host4: lease.ipv4, host6 },
+        key,
+      );
+    }
+    return this.#answer(
+      {
+        type:
+          request.type === MessageType.DISCOVER
+            ? MessageType.DISCOVER_ACK
+            : MessageType.REQUEST_ACK,
+        xid: request.xid,
+        host4: lease.ipv4,
+        host6,
+        tep6: lease.tep6,
+        tep4: lease.tep4 === 0 ? undefined : lease.tep4,
+        portSet: lease.portSet.psidLength === 0 ? undefined : lease.portSet,
+        leaseTime: Math.max(1, Math.round((lease.expiresAt - this.#now()) / 1000)),
+      },
+      key,
+    );
+  }
+
+  #dispatch(request: DstmMessage, host6: string): Promise<EngineResult> {
+    const { engine } = this.#o;
+    switch (request.type) {
+      case MessageType.DISCOVER:
+        return engine.discover(host6, { hint: request.host4, leaseTime: request.leaseTime });
+      case MessageType.REQUEST:
+        return engine.request(host6, request.host4!, { leaseTime: request.leaseTime });
+      default:
+        return engine.release(host6, request.host4!);
+    }
+  }
+
+  #logLease(outcome: string, lease: Lease): void {
+    const event =
+      outcome === "allocated" || outcome === "reused"
+        ? "allocate"
+        : outcome === "renewed"
+          ? "renew"
+          : "release";
+    this.#o.log.info(event, {
+      ipv4: formatIPv4(lease.ipv4),
+      host6: lease.host6,
+      tep6: lease.tep6,
+      pool: lease.pool,
+      expires: event === "release" ? undefined : new Date(lease.expiresAt).toISOString(),
+      sticky: outcome === "reused" ? true : undefined,
+    });
+  }
+
+  #count(type: number, status: Status): void {
+    this.#o.metrics.inc("dstm_messages_total", {
+      type: TYPE_NAMES[type] ?? String(type),
+      result: status === Status.SUCCESS ? "ack" : `nak_${STATUS_NAMES[status]}`,
+    });
+  }
+
+  #nak(xid: number, status: Status, text: string): Uint8Array {
+    return encodeMessage({ type: MessageType.NAK, xid, status, statusText: truncateText(text) });
+  }
+
+  #answer(message: DstmMessage, key: AuthKey | undefined): Uint8Array {
+    const m =
+      message.statusText === undefined
+        ? message
+        : { ...message, statusText: truncateText(message.statusText) };
+    return key ? signMessage(m, key, this.#now()) : encodeMessage(m);
+  }
+}
+
+function isRequestType(type: number): boolean {
+  return (
+    type === MessageType.DISCOVER || type === MessageType.REQUEST || type === MessageType.RELEASE
+  );
+}
+
+/** STATUS text is at most 253 bytes on the wire; cut long messages on a character boundary. */
+function truncateText(text: string): string {
+  const bytes = new TextEncoder().encode(text);
+  if (bytes.length <= 253) return text;
+  let cut = 253;
+  while (cut > 0 && (bytes[cut]! & 0xc0) === 0x80) cut--;
+  return new TextDecoder().decode(bytes.subarray(0, cut));
+}

@@ -1,0 +1,196 @@
+/**
+ * The DSTM server process: allocation engine + lease store + UDP listener + control socket +
+ * metrics + expiry sweeper, started and stopped as one.
+ *
+ * @module
+ */
+import { AllocationEngine, type PoolConfig } from "../alloc/engine.ts";
+import { controlHandler, metricsResponse } from "../control/api.ts";
+import type { Logger } from "../control/log.ts";
+import { Metrics } from "../control/metrics.ts";
+import type { LeaseStore } from "../lease/lease.ts";
+import { MemoryLeaseStore } from "../lease/memory.ts";
+import { SqliteLeaseStore } from "../lease/sqlite.ts";
+import { formatIPv4 } from "../net/addr.ts";
+import { type HttpEndpoint, serveTcp, serveUnix } from "../sys/http.ts";
+import { bindUdp, type UdpEndpoint } from "../sys/udp.ts";
+import { type AuthKey, ReplayGuard } from "../wire/auth.ts";
+import { DstmHandler } from "./handler.ts";
+
+export interface ServerConfig {
+  readonly pools: readonly PoolConfig[];
+  /** Default (and, unless maxLeaseTime says more, maximum) lease time in seconds. */
+  readonly leaseTime: number;
+  readonly maxLeaseTime?: number;
+  readonly listen: { readonly address: string; readonly port: number };
+  /** SQLite lease database; in-memory leases when absent. */
+  readonly db?: string;
+  readonly keys?: readonly AuthKey[];
+  readonly sourceCheck: boolean;
+  /** Unix socket path of the control API; none when absent. */
+  readonly control?: string;
+  /** Prometheus endpoint; none when absent. */
+  readonly metrics?: { readonly address: string; readonly port: number };
+  /** How often the sweeper looks for expired leases (ms). */
+  readonly sweepIntervalMs?: number;
+  readonly log: Logger;
+}
+
+export class DstmServer {
+  readonly engine: AllocationEngine;
+  readonly metrics: Metrics;
+  #udp: UdpEndpoint | undefined;
+  #http: HttpEndpoint[] = [];
+  #sweeper: ReturnType<typeof setInterval> | undefined;
+  #inflight = 0;
+  #stopping = false;
+  readonly #log: Logger;
+  readonly #store: LeaseStore;
+
+  private constructor(engine: AllocationEngine, store: LeaseStore, metrics: Metrics, log: Logger) {
+    this.engine = engine;
+    this.#store = store;
+    this.metrics = metrics;
+    this.#log = log;
+  }
+
+  /** The UDP address and port the server answers on. */
+  get listening(): { address: string; port: number } {
+    return { address: this.#udp?.address ?? "", port: this.#udp?.port ?? 0 };
+  }
+
+  /**
+   * Opens the store, loads the leases, binds every endpoint. Throws (after undoing what it
+   * did) with a one-line message on bad configuration or an unavailable resource.
+   */
+  static async start(config: ServerConfig): Promise<DstmServer> {
+    const store: LeaseStore = config.db ? SqliteLeaseStore.open(config.db) : new MemoryLeaseStore();
+    const metrics = new Metrics();
+    let server: DstmServer | undefined;
+    try {
+      const engine = new AllocationEngine({
+        pools: [...config.pools],
+        store,
+        leaseTime: config.leaseTime,
+        maxLeaseTime: config.maxLeaseTime,
+      });
+      await engine.start();
+      server = new DstmServer(engine, store, metrics, config.log);
+      await server.#open(config);
+      return server;
+    } catch (error) {
+      if (server) await server.stop();
+      else await store.close().catch(() => {});
+      throw error;
+    }
+  }
+
+  async #open(config: ServerConfig): Promise<void> {
+    const { engine, metrics } = this;
+    metrics.gauge(
+      "dstm_pool_addresses",
+      "Addresses of each pool, by state (active = leased, free = can be leased)",
+    );
+    metrics.gauge("dstm_leases_active", "Active leases");
+    metrics.counter("dstm_leases_expired_total", "Leases reclaimed by the expiry sweeper");
+    metrics.onCollect(() => {
+      let active = 0;
+      for (const pool of engine.stats()) {
+        metrics.set("dstm_pool_addresses", { pool: pool.pool, state: "active" }, pool.active);
+        metrics.set("dstm_pool_addresses", { pool: pool.pool, state: "free" }, pool.free);
+        active += pool.active;
+      }
+      metrics.set("dstm_leases_active", {}, active);
+    });
+    const keys =
+      config.keys && config.keys.length > 0
+        ? new Map(config.keys.map((k) => [k.id, k]))
+        : undefined;
+    const handler = new DstmHandler({
+      engine,
+      keys,
+      replayGuard: keys ? new ReplayGuard() : undefined,
+      sourceCheck: config.sourceCheck,
+      log: this.#log,
+      metrics,
+    });
+    this.#udp = await bindUdp(config.listen.address, config.listen.port, (data, address, port) => {
+      if (this.#stopping) return;
+      this.#inflight++;
+      handler.handle(data, address).then(
+        (answer) => {
+          this.#inflight--;
+          if (answer && this.#udp && !this.#udp.send(answer, address, port)) {
+            metrics.inc("dstm_dropped_total", { reason: "send-failed" });
+          }
+        },
+        (error: unknown) => {
+          this.#inflight--;
+          metrics.inc("dstm_dropped_total", { reason: "internal-error" });
+          this.#log.error("internal-error", { detail: (error as Error).message, from: address });
+        },
+      );
+    });
+    if (config.control) {
+      this.#http.push(
+        await serveUnix(
+          config.control,
+          controlHandler({
+            leases: (all) => (all ? engine.leases() : engine.leases({ state: "active" })),
+            pools: () => engine.stats(),
+            metrics,
+          }),
+        ),
+      );
+    }
+    if (config.metrics) {
+      this.#http.push(
+        serveTcp(config.metrics.address, config.metrics.port, (request) =>
+          new URL(request.url).pathname === "/metrics"
+            ? metricsResponse(metrics)
+            : new Response("see /metrics\n", { status: 404 }),
+        ),
+      );
+    }
+    const interval = config.sweepIntervalMs ?? 1000;
+    this.#sweeper = setInterval(() => void this.#sweep(), interval);
+    const pools = engine.stats();
+    this.#log.info("start", {
+      listen: `[${this.#udp.address}]:${this.#udp.port}`,
+      pools: pools.map((p) => p.pool).join(","),
+      addresses: pools.reduce((n, p) => n + p.size, 0),
+      active: pools.reduce((n, p) => n + p.active, 0),
+      store: config.db ? `sqlite:${config.db}` : "memory",
+      auth: keys ? `${keys.size} key(s)` : "off",
+      control: config.control,
+    });
+  }
+
+  async #sweep(): Promise<void> {
+    const expired = await this.engine.sweep();
+    if (expired.length === 0) return;
+    this.metrics.inc("dstm_leases_expired_total", {}, expired.length);
+    for (const lease of expired) {
+      this.#log.info("expire", {
+        ipv4: formatIPv4(lease.ipv4),
+        host6: lease.host6,
+        pool: lease.pool,
+      });
+    }
+  }
+
+  /** Stops answering, waits for answers already being made durable, closes everything. */
+  async stop(): Promise<void> {
+    if (this.#stopping) return;
+    this.#stopping = true;
+    if (this.#sweeper) clearInterval(this.#sweeper);
+    for (let i = 0; i < 200 && this.#inflight > 0; i++)
+      await new Promise((resolve) => setTimeout(resolve, 5));
+    this.#udp?.close();
+    for (const endpoint of this.#http) endpoint.close();
+    await this.engine.close();
+    await this.#store.close();
+    this.#log.info("stop", {});
+    this.#log.flush();
+  }
+}

@@ -1,0 +1,95 @@
+/**
+ * Small HTTP endpoints (control socket, Prometheus metrics) on `Bun.serve`
+ * (https://bun.sh/docs/api/http) and requests to them with Bun's `fetch` `unix` option.
+ *
+ * @module
+ */
+import { chmodSync, existsSync, mkdirSync, statSync, unlinkSync } from "node:fs";
+import { dirname } from "node:path";
+
+export type FetchHandler = (request: Request) => Response | Promise<Response>;
+
+export interface HttpEndpoint {
+  /** `unix:/path` or `host:port` as actually bound. */
+  readonly where: string;
+  close(): void;
+}
+
+export class HttpListenError extends Error {
+  override name = "HttpListenError";
+}
+
+/**
+ * Serves `handler` on a Unix socket at `path` (mode 0660, parent created 0755 when missing).
+ * A stale socket file left by a crashed server is removed; one with a live server behind it is not.
+ */
+export async function serveUnix(path: string, handler: FetchHandler): Promise<HttpEndpoint> {
+  try {
+    mkdirSync(dirname(path), { recursive: true, mode: 0o755 });
+  } catch (error) {
+    throw new HttpListenError(
+      `cannot create the directory of control socket ${path}: ${(error as Error).message}`,
+    );
+  }
+  if (existsSync(path)) {
+    if (!statSync(path).isSocket())
+      throw new HttpListenError(`control socket path ${path} exists and is not a socket`);
+    if (await unixAlive(path)) {
+      throw new HttpListenError(
+        `control socket ${path} is in use by a running dstm server; use another --control path`,
+      );
+    }
+    unlinkSync(path);
+  }
+  let server: ReturnType<typeof Bun.serve>;
+  try {
+    server = Bun.serve({ unix: path, fetch: handler });
+  } catch (error) {
+    throw new HttpListenError(
+      `cannot listen on control socket ${path}: ${(error as Error).message}`,
+    );
+  }
+  chmodSync(path, 0o660);
+  return {
+    where: `unix:${path}`,
+    close: () => {
+      server.stop(true);
+      try {
+        unlinkSync(path);
+      } catch {
+        // already gone
+      }
+    },
+  };
+}
+
+/** Serves `handler` on TCP `hostname`:`port`. */
+export function serveTcp(hostname: string, port: number, handler: FetchHandler): HttpEndpoint {
+  let server: ReturnType<typeof Bun.serve>;
+  try {
+    server = Bun.serve({ hostname, port, fetch: handler });
+  } catch (error) {
+    const where = hostname.includes(":") ? `[${hostname}]:${port}` : `${hostname}:${port}`;
+    const code = (error as { code?: string }).code;
+    const why = code === "EADDRINUSE" ? "the port is in use" : (error as Error).message;
+    throw new HttpListenError(`cannot listen on ${where}: ${why}`);
+  }
+  return { where: `${server.hostname}:${server.port}`, close: () => server.stop(true) };
+}
+
+/** GETs `urlPath` from the HTTP server on Unix socket `path`. Rejects when nothing listens. */
+export async function getUnix(path: string, urlPath: string, timeoutMs = 5000): Promise<Response> {
+  return fetch(`http://localhost${urlPath}`, {
+    unix: path,
+    signal: AbortSignal.timeout(timeoutMs),
+  });
+}
+
+async function unixAlive(path: string): Promise<boolean> {
+  try {
+    await getUnix(path, "/v1/ping", 1000);
+    return true;
+  } catch {
+    return false;
+  }
+}

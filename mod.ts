@@ -1,0 +1,25 @@
+/**
+ * dstm: the Dual Stack Transition Mechanism as a library and one executable.
+ *
+ * Library users import the layers re-exported here; running this file is the CLI.
+ *
+ * @module
+ */
+
+export { AllocationEngine } from "./lib/alloc/engine.ts";
+export {
+  type ClientLease,
+  DstmClient,
+  DstmRefusedError,
+  DstmTimeoutError,
+  DstmTransport,
+} from "./lib/client/protocol.ts";
+export * from "./lib/lease/mod.ts";
+export { canonicalIPv6, formatIPv4, formatIPv6, parseIPv4, parseIPv6 } from "./lib/net/addr.ts";
+export { DstmServer, type ServerConfig } from "./lib/server/server.ts";
+export * from "./lib/wire/mod.ts";
+
+if (import.meta.main) {
+  const { main } = await import("./cli/main.ts");
+  process.exitCode = await main(process.argv);
+}

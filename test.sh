@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Runs the whole test suite (unit tests, and as root the namespace end-to-end tests).
+# Installs the pinned dependencies first when they are missing. Extra arguments go to `bun test`.
+set -uo pipefail
+cd "$(dirname "$0")"
+if [ ! -x node_modules/.bin/bun ]; then
+  npm ci --no-audit --no-fund >/dev/null 2>&1 || npm install --no-audit --no-fund || exit 1
+fi
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+node_modules/.bin/bun test --timeout 120000 "$@" 2>&1 | tee "$log"
+status=${PIPESTATUS[0]}
+pass=$(grep -Eo '^ *[0-9]+ pass$' "$log" | tail -1 | grep -Eo '[0-9]+')
+fail=$(grep -Eo '^ *[0-9]+ fail$' "$log" | tail -1 | grep -Eo '[0-9]+')
+skip=$(grep -Eo '^ *[0-9]+ skip$' "$log" | tail -1 | grep -Eo '[0-9]+')
+echo "${pass:-0} passed, ${fail:-0} failed, ${skip:-0} skipped"
+exit "$status"

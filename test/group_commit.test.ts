@@ -1,0 +1,161 @@
+import { describe, expect, test } from "bun:test";
+import { GroupCommitter } from "../lib/lease/group_commit.ts";
+import { type Lease, type LeaseOp, type LeaseStore, WHOLE_ADDRESS } from "../lib/lease/lease.ts";
+import { MemoryLeaseStore } from "../lib/lease/memory.ts";
+
+function lease(n: number): Lease {
+  return {
+    ipv4: 0xc0000200 + n,
+    portSet: WHOLE_ADDRESS,
+    host6: `2001:db8::${(n + 1).toString(16)}`,
+    tep4: 0,
+    tep6: "2001:db8::1",
+    pool: "192.0.2.0/24",
+    state: "active",
+    grantedAt: 0,
+    expiresAt: 1000,
+  };
+}
+const put = (n: number): LeaseOp => ({ op: "put", lease: lease(n) });
+
+/** A store that records each write and can be told to fail or to take a while. */
+class RecordingStore implements LeaseStore {
+  readonly kind = "recording";
+  readonly writes: LeaseOp[][] = [];
+  readonly inner = new MemoryLeaseStore();
+  failNext = 0;
+  delayMs = 0;
+  loadAll(): Promise<Lease[]> {
+    return this.inner.loadAll();
+  }
+  async write(ops: readonly LeaseOp[]): Promise<void> {
+    this.writes.push([...ops]);
+    if (this.delayMs) await Bun.sleep(this.delayMs);
+    if (this.failNext > 0) {
+      this.failNext--;
+      throw new Error("disk on fire");
+    }
+    await this.inner.write(ops);
+  }
+  close(): Promise<void> {
+    return this.inner.close();
+  }
+}
+
+describe("GroupCommitter", () => {
+  test("ops submitted in one tick go into one write, in order", async () => {
+    const store = new RecordingStore();
+    const committer = new GroupCommitter(store);
+    await Promise.all([
+      committer.submit([put(1)]),
+      committer.submit([put(2), put(3)]),
+      committer.submit([put(4)]),
+    ]);
+    expect(store.writes).toHaveLength(1);
+    expect(store.writes[0]?.map((op) => (op.op === "put" ? op.lease.ipv4 & 255 : -1))).toEqual([
+      1, 2, 3, 4,
+    ]);
+    expect(committer.stats).toEqual({ batches: 1, ops: 4 });
+    expect(await store.loadAll()).toHaveLength(4);
+  });
+
+  test("submit resolves only after the write committed", async () => {
+    const store = new RecordingStore();
+    store.delayMs = 20;
+    const committer = new GroupCommitter(store);
+    let done = false;
+    const pending = committer.submit([put(1)]).then(() => {
+      done = true;
+    });
+    await Bun.sleep(5);
+    expect(store.writes).toHaveLength(1);
+    expect(done).toBe(false);
+    await pending;
+    expect(await store.loadAll()).toHaveLength(1);
+  });
+
+  test("ops arriving while a write is in flight gather into the next write", async () => {
+    const store = new RecordingStore();
+    store.delayMs = 20;
+    const committer = new GroupCommitter(store);
+    const first = committer.submit([put(1)]);
+    await Bun.sleep(5); // first write in flight
+    const rest = [committer.submit([put(2)]), committer.submit([put(3)])];
+    await Bun.sleep(1);
+    const late = committer.submit([put(4)]);
+    await Promise.all([first, ...rest, late]);
+    expect(store.writes.map((w) => w.length)).toEqual([1, 3]);
+  });
+
+  test("a failed write rejects every submitter of that batch and only them", async () => {
+    const store = new RecordingStore();
+    store.failNext = 1;
+    const committer = new GroupCommitter(store);
+    const batch1 = [committer.submit([put(1)]), committer.submit([put(2)])];
+    const results = await Promise.allSettled(batch1);
+    expect(results.map((r) => r.status)).toEqual(["rejected", "rejected"]);
+    expect((results[0] as PromiseRejectedResult).reason.message).toBe("disk on fire");
+    await committer.submit([put(3)]); // the next batch works
+    expect((await store.loadAll()).map((l) => l.ipv4 & 255)).toEqual([3]);
+  });
+
+  test("a store rejecting the batch for a contract violation fails just that batch", async () => {
+    const store = new RecordingStore();
+    const committer = new GroupCommitter(store);
+    const twoActive: LeaseOp = { op: "put", lease: { ...lease(9), host6: lease(1).host6 } };
+    const results = await Promise.allSettled([
+      committer.submit([put(1)]),
+      committer.submit([twoActive]),
+    ]);
+    expect(results.map((r) => r.status)).toEqual(["rejected", "rejected"]);
+    expect(await store.loadAll()).toEqual([]);
+    await committer.submit([put(1)]);
+    expect(await store.loadAll()).toEqual([lease(1)]);
+  });
+
+  test("a store that throws synchronously rejects the batch", async () => {
+    const store = new RecordingStore();
+    store.write = () => {
+      throw new Error("sync boom");
+    };
+    const committer = new GroupCommitter(store);
+    await expect(committer.submit([put(1)])).rejects.toThrow("sync boom");
+  });
+
+  test("flush() writes at once and waits for everything submitted", async () => {
+    const store = new RecordingStore();
+    store.delayMs = 5;
+    const committer = new GroupCommitter(store);
+    const a = committer.submit([put(1)]);
+    await committer.flush();
+    expect(store.writes).toHaveLength(1);
+    const b = committer.submit([put(2)]);
+    store.failNext = 1;
+    await committer.flush(); // resolves even though the write failed
+    await a;
+    await expect(b).rejects.toThrow("disk on fire");
+    await committer.flush(); // nothing pending
+    expect(committer.stats.batches).toBe(2);
+  });
+
+  test("abortPending() drops the gathering batch and rejects its submitters", async () => {
+    const store = new RecordingStore();
+    store.delayMs = 10;
+    const committer = new GroupCommitter(store);
+    const inFlight = committer.submit([put(1)]);
+    await Bun.sleep(2);
+    const dropped = committer.submit([put(2), put(3)]);
+    expect(committer.abortPending(new Error("aborted"))).toBe(2);
+    await expect(dropped).rejects.toThrow("aborted");
+    await inFlight;
+    await committer.flush();
+    expect(store.writes.map((w) => w.length)).toEqual([1]);
+  });
+
+  test("1,000 concurrent submitters cost one write", async () => {
+    const store = new RecordingStore();
+    const committer = new GroupCommitter(store);
+    await Promise.all(Array.from({ length: 1000 }, (_, i) => committer.submit([put(i % 250)])));
+    expect(committer.stats).toEqual({ batches: 1, ops: 1000 });
+  });
+});

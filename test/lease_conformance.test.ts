@@ -1,0 +1,362 @@
+/**
+ * One conformance suite for every LeaseStore backend (the contract in lib/lease/lease.ts),
+ * plus what only SQLite has: durability across reopen, the exclusive lock, open errors.
+ */
+import { afterAll, describe, expect, test } from "bun:test";
+import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import {
+  type Lease,
+  type LeaseOp,
+  type LeaseStore,
+  LeaseStoreError,
+  leaseKey,
+  WHOLE_ADDRESS,
+} from "../lib/lease/lease.ts";
+import { MemoryLeaseStore } from "../lib/lease/memory.ts";
+import { SqliteLeaseStore } from "../lib/lease/sqlite.ts";
+
+// Made on first use: with a test-name filter, a file whose tests all skip runs no afterAll.
+let tempDir: string | undefined;
+const dir = () => (tempDir ??= mkdtempSync(join(tmpdir(), "dstm-lease-")));
+afterAll(() => tempDir && rmSync(tempDir, { recursive: true, force: true }));
+let serial = 0;
+const freshPath = () => join(dir(), `leases-${++serial}.db`);
+
+function lease(overrides: Partial<Lease> = {}): Lease {
+  return {
+    ipv4: 0xc0000201,
+    portSet: WHOLE_ADDRESS,
+    host6: "2001:db8::a",
+    tep4: 0xc6336401,
+    tep6: "2001:db8::1",
+    pool: "192.0.2.0/24",
+    state: "active",
+    grantedAt: 1_700_000_000_000,
+    expiresAt: 1_700_000_600_000,
+    ...overrides,
+  };
+}
+
+const put = (l: Lease): LeaseOp => ({ op: "put", lease: l });
+const keyOf = (l: Lease) => leaseKey(l.ipv4, l.portSet.psid);
+
+interface Backend {
+  name: string;
+  /** A new, empty store. */
+  create(): LeaseStore;
+  /** Closes `store` and opens the same data again, if the backend persists. */
+  reopen?(store: LeaseStore): Promise<LeaseStore>;
+}
+
+function leaseStoreConformance(backend: Backend): void {
+  describe(`${backend.name} lease store`, () => {
+    const open: LeaseStore[] = [];
+    const create = () => {
+      const store = backend.create();
+      open.push(store);
+      return store;
+    };
+    afterAll(async () => {
+      for (const store of open) await store.close();
+    });
+
+    test("loadAll() returns every field of a put lease", async () => {
+      const store = create();
+      const shared = lease({
+        ipv4: 0xc0000202,
+        portSet: { offset: 6, psidLength: 4, psid: 9 },
+        host6: "2001:db8::b",
+        tep4: 0,
+        state: "released",
+        grantedAt: 1,
+        expiresAt: 2 ** 41 + 3,
+      });
+      await store.write([put(lease()), put(shared)]);
+      expect(await store.loadAll()).toEqual([lease(), shared]);
+    });
+
+    test("put replaces the row with the same key", async () => {
+      const store = create();
+      await store.write([put(lease())]);
+      const renewed = lease({ grantedAt: 5, expiresAt: 9, host6: "2001:db8::c" });
+      await store.write([put(renewed)]);
+      expect(await store.loadAll()).toEqual([renewed]);
+    });
+
+    test("delete removes a row; deleting a missing key is not an error", async () => {
+      const store = create();
+      const other = lease({ ipv4: 0xc0000203, host6: "2001:db8::d" });
+      await store.write([put(lease()), put(other)]);
+      await store.write([
+        { op: "delete", key: keyOf(lease()) },
+        { op: "delete", key: 42 },
+      ]);
+      expect(await store.loadAll()).toEqual([other]);
+    });
+
+    test("ops of one batch apply in order", async () => {
+      const store = create();
+      const released = lease({ state: "released" });
+      await store.write([put(lease()), { op: "delete", key: keyOf(lease()) }, put(released)]);
+      expect(await store.loadAll()).toEqual([released]);
+    });
+
+    test("a second active lease for a host rejects the whole batch", async () => {
+      const store = create();
+      await store.write([put(lease())]);
+      const unrelated = lease({ ipv4: 0xc0000209, host6: "2001:db8::9" });
+      const second = lease({ ipv4: 0xc0000205 });
+      const error = await store.write([put(unrelated), put(second)]).catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(LeaseStoreError);
+      expect(await store.loadAll()).toEqual([lease()]);
+    });
+
+    test("a failed batch leaves replaced and deleted rows as they were", async () => {
+      const store = create();
+      const b = lease({ ipv4: 0xc0000203, host6: "2001:db8::b" });
+      await store.write([put(lease()), put(b)]);
+      const batch: LeaseOp[] = [
+        put(lease({ state: "released" })),
+        { op: "delete", key: keyOf(b) },
+        put(lease({ ipv4: 0xc0000204, host6: "2001:db8::e" })),
+        put(lease({ ipv4: 0xc0000206, host6: "2001:db8::e" })), // second active for ::e
+      ];
+      await expect(store.write(batch)).rejects.toBeInstanceOf(LeaseStoreError);
+      expect(await store.loadAll()).toEqual([lease(), b]);
+    });
+
+    test("a host may keep released and expired rows beside its active lease", async () => {
+      const store = create();
+      const rows = [
+        lease({ ipv4: 0xc0000201, state: "released" }),
+        lease({ ipv4: 0xc0000202, state: "expired" }),
+        lease({ ipv4: 0xc0000203, state: "active" }),
+      ];
+      await store.write(rows.map(put));
+      expect(await store.loadAll()).toEqual(rows);
+    });
+
+    test("moving a host's active lease works when the old one is freed first", async () => {
+      const store = create();
+      await store.write([put(lease())]);
+      const moved = lease({ ipv4: 0xc0000207 });
+      await store.write([put(lease({ state: "expired" })), put(moved)]);
+      expect((await store.loadAll()).filter((l) => l.state === "active")).toEqual([moved]);
+    });
+
+    test("renewing the same key keeps one active lease", async () => {
+      const store = create();
+      await store.write([put(lease())]);
+      await store.write([put(lease({ expiresAt: 1_700_000_900_000 }))]);
+      expect(await store.loadAll()).toEqual([lease({ expiresAt: 1_700_000_900_000 })]);
+    });
+
+    test("loadAll() is in key order", async () => {
+      const store = create();
+      const ipv4s = [0xcb007105, 0xc0000201, 0xc6336440, 0xc0000280];
+      await store.write(ipv4s.map((ipv4, i) => put(lease({ ipv4, host6: `2001:db8::${i + 1}` }))));
+      await store.write([
+        put(
+          lease({
+            ipv4: 0xc0000280,
+            portSet: { offset: 6, psidLength: 2, psid: 1 },
+            host6: "2001:db8::77",
+          }),
+        ),
+      ]);
+      const keys = (await store.loadAll()).map(keyOf);
+      expect(keys).toEqual([...keys].sort((a, b) => a - b));
+      expect(keys).toHaveLength(5);
+    });
+
+    test("an empty batch resolves", async () => {
+      const store = create();
+      await store.write([]);
+      expect(await store.loadAll()).toEqual([]);
+    });
+
+    test("after close() every call rejects", async () => {
+      const store = backend.create();
+      await store.write([put(lease())]);
+      await store.close();
+      await expect(store.loadAll()).rejects.toBeInstanceOf(LeaseStoreError);
+      await expect(store.write([put(lease())])).rejects.toBeInstanceOf(LeaseStoreError);
+    });
+
+    if (backend.reopen) {
+      const reopen = backend.reopen;
+      test("every row survives close and reopen", async () => {
+        const store = backend.create();
+        const rows = Array.from({ length: 300 }, (_, i) =>
+          lease({ ipv4: 0xc0000000 + i, host6: `2001:db8::${(i + 1).toString(16)}`, expiresAt: i }),
+        );
+        await store.write(rows.map(put));
+        await store.write([{ op: "delete", key: keyOf(rows[7] as Lease) }]);
+        const again = await reopen(store);
+        open.push(again);
+        expect(await again.loadAll()).toEqual(rows.filter((_, i) => i !== 7));
+      });
+    }
+  });
+}
+
+leaseStoreConformance({ name: "memory", create: () => new MemoryLeaseStore() });
+leaseStoreConformance({
+  name: "sqlite",
+  create: () => SqliteLeaseStore.open(freshPath()),
+  async reopen(store) {
+    await store.close();
+    return SqliteLeaseStore.open((store as SqliteLeaseStore).path);
+  },
+});
+
+describe("SqliteLeaseStore only", () => {
+  test("a second open of the same file fails: in use by another dstm server", async () => {
+    const path = freshPath();
+    const first = SqliteLeaseStore.open(path);
+    try {
+      expect(() => SqliteLeaseStore.open(path)).toThrow(
+        `lease database ${path} is in use by another dstm server`,
+      );
+    } finally {
+      await first.close();
+    }
+    const again = SqliteLeaseStore.open(path); // the lock went with close()
+    await again.close();
+  });
+
+  test("another process cannot open a file a server holds", async () => {
+    const path = freshPath();
+    const held = SqliteLeaseStore.open(path);
+    try {
+      const script = `import { SqliteLeaseStore } from ${JSON.stringify(join(import.meta.dir, "../lib/lease/sqlite.ts"))};
+        try { SqliteLeaseStore.open(${JSON.stringify(path)}); console.log("opened"); } catch (e) { console.log(e.message); }`;
+      const child = Bun.spawnSync([process.execPath, "-e", script]);
+      expect(child.stdout.toString()).toContain("is in use by another dstm server");
+    } finally {
+      await held.close();
+    }
+  });
+
+  test("openReadOnly() of a held database says to ask the running server", async () => {
+    const path = freshPath();
+    const held = SqliteLeaseStore.open(path);
+    try {
+      expect(() => SqliteLeaseStore.openReadOnly(path)).toThrow(
+        "is in use by a running dstm server; run `dstm lease ls` without --db to ask it",
+      );
+    } finally {
+      await held.close();
+    }
+  });
+
+  test("openReadOnly() reads a closed database and refuses writes", async () => {
+    const path = freshPath();
+    const store = SqliteLeaseStore.open(path);
+    await store.write([put(lease())]);
+    await store.close();
+    const reader = SqliteLeaseStore.openReadOnly(path);
+    expect(await reader.loadAll()).toEqual([lease()]);
+    await expect(reader.write([put(lease())])).rejects.toBeInstanceOf(LeaseStoreError);
+    await reader.close();
+    const server = SqliteLeaseStore.open(path); // a reader left behind does not block a server
+    expect(await server.loadAll()).toEqual([lease()]);
+    await server.close();
+  });
+
+  test("a write that resolved survives a crash (process killed without close)", async () => {
+    const path = freshPath();
+    const script = `import { SqliteLeaseStore } from ${JSON.stringify(join(import.meta.dir, "../lib/lease/sqlite.ts"))};
+      const store = SqliteLeaseStore.open(${JSON.stringify(path)});
+      await store.write([{ op: "put", lease: ${JSON.stringify(lease())} }]);
+      process.kill(process.pid, "SIGKILL");`;
+    Bun.spawnSync([process.execPath, "-e", script]);
+    const reader = SqliteLeaseStore.openReadOnly(path);
+    expect(await reader.loadAll()).toEqual([lease()]);
+    await reader.close();
+    const server = SqliteLeaseStore.open(path);
+    expect(await server.loadAll()).toEqual([lease()]);
+    await server.close();
+  });
+
+  test("openReadOnly() of a missing file says so", () => {
+    expect(() => SqliteLeaseStore.openReadOnly(join(dir(), "nope.db"))).toThrow(
+      `lease database ${join(dir(), "nope.db")} does not exist`,
+    );
+  });
+
+  test("a missing directory is named in the error", () => {
+    const path = join(dir(), "no", "such", "leases.db");
+    const error = _catch(() => SqliteLeaseStore.open(path));
+    expect(error).toBeInstanceOf(LeaseStoreError);
+    expect(error.message).toBe(
+      `cannot create lease database ${path}: directory ${join(dir(), "no", "such")} does not exist; create it or give another --db`,
+    );
+  });
+
+  const cannotDropRoot = process.getuid?.() === 0 && !Bun.which("setpriv");
+  test.skipIf(cannotDropRoot)("an unwritable directory is named in the error", () => {
+    const locked = join(dir(), "locked");
+    mkdirSync(locked, { mode: 0o555 });
+    chmodSync(locked, 0o555);
+    const path = join(locked, "leases.db");
+    if (process.getuid?.() !== 0) {
+      expect(_catch(() => SqliteLeaseStore.open(path)).message).toBe(_unwritable(path, locked));
+      return;
+    }
+    // root writes anywhere: try as nobody (dir must be traversable for that)
+    chmodSync(dir(), 0o711);
+    const script = `import { SqliteLeaseStore } from ${JSON.stringify(join(import.meta.dir, "../lib/lease/sqlite.ts"))};
+      try { SqliteLeaseStore.open(${JSON.stringify(path)}); console.log("opened"); } catch (e) { console.log(e.message); }`;
+    const child = Bun.spawnSync(
+      [
+        "setpriv",
+        "--reuid=65534",
+        "--regid=65534",
+        "--clear-groups",
+        process.execPath,
+        "-e",
+        script,
+      ],
+      { env: { ...process.env, HOME: "/tmp" } },
+    );
+    chmodSync(dir(), 0o700);
+    expect(child.stdout.toString().trim()).toBe(_unwritable(path, locked));
+  });
+
+  test("a file that is not a database is refused, and left alone", async () => {
+    const path = freshPath();
+    const garbage = "this is not sqlite\n".repeat(300);
+    writeFileSync(path, garbage);
+    const error = _catch(() => SqliteLeaseStore.open(path));
+    expect(error).toBeInstanceOf(LeaseStoreError);
+    expect(error.message).toStartWith(`${path} is not a dstm lease database`);
+    expect(error.message).not.toContain("\n");
+    expect(await Bun.file(path).text()).toBe(garbage);
+    expect(() => SqliteLeaseStore.openReadOnly(path)).toThrow("is not a dstm lease database");
+  });
+
+  test("a database from a newer dstm is refused", async () => {
+    const path = freshPath();
+    await SqliteLeaseStore.open(path).close();
+    const bytes = new Uint8Array(await Bun.file(path).arrayBuffer());
+    new DataView(bytes.buffer).setUint32(60, 99); // the header's user_version (sqlite.org/fileformat.html)
+    writeFileSync(path, bytes);
+    expect(() => SqliteLeaseStore.open(path)).toThrow("newer than this dstm understands");
+  });
+});
+
+function _unwritable(path: string, directory: string): string {
+  return `cannot write lease database ${path}: directory ${directory} is not writable by this user; fix the permissions or give another --db`;
+}
+
+function _catch(fn: () => unknown): Error {
+  try {
+    fn();
+  } catch (error) {
+    return error as Error;
+  }
+  throw new Error("expected a throw");
+}

@@ -1,0 +1,194 @@
+import { afterEach, describe, expect, test } from "bun:test";
+import { DstmClient, DstmRefusedError, DstmTransport } from "../lib/client/protocol.ts";
+import { Logger } from "../lib/control/log.ts";
+import { formatIPv4, parseIPv4 } from "../lib/net/addr.ts";
+import { DstmServer, type ServerConfig } from "../lib/server/server.ts";
+import { type AuthKey, signMessage } from "../lib/wire/auth.ts";
+import { decodeMessage, encodeMessage } from "../lib/wire/dstm.ts";
+import { MessageType, Status } from "../lib/wire/dstm_types.ts";
+
+const KEY: AuthKey = { id: 7, secret: new Uint8Array(32).fill(0x5a) };
+const OTHER_KEY: AuthKey = { id: 7, secret: new Uint8Array(32).fill(0x33) };
+
+const running: { stop(): unknown }[] = [];
+afterEach(async () => {
+  for (const r of running.splice(0)) await r.stop();
+});
+
+async function startServer(overrides: Partial<ServerConfig> = {}) {
+  const logLines: string[] = [];
+  const server = await DstmServer.start({
+    pools: [{ prefixes: ["192.0.2.0/29"], tep6: "2001:db8::1", tep4: parseIPv4("198.51.100.1")! }],
+    leaseTime: 600,
+    listen: { address: "::1", port: 0 },
+    sourceCheck: false,
+    log: new Logger({ sink: (text) => logLines.push(...text.trimEnd().split("\n")) }),
+    ...overrides,
+  });
+  running.push(server);
+  return { server, logLines, port: server.listening.port };
+}
+
+async function transport(port: number, key?: AuthKey) {
+  const t = await DstmTransport.open({
+    server: "::1",
+    port,
+    key,
+    retry: { initialMs: 100, tries: 3 },
+  });
+  running.push({ stop: () => t.close() });
+  return t;
+}
+
+/** Sends raw bytes and returns the decoded answer (or null after 300 ms of silence). */
+async function rawExchange(port: number, bytes: Uint8Array) {
+  const { bindUdp } = await import("../lib/sys/udp.ts");
+  let answer: Uint8Array | null = null;
+  const ep = await bindUdp("::1", 0, (data) => {
+    answer = data;
+  });
+  ep.send(bytes, "::1", port);
+  for (let i = 0; i < 30 && !answer; i++) await Bun.sleep(10);
+  ep.close();
+  if (!answer) return null;
+  const decoded = decodeMessage(answer);
+  if (!decoded.ok) throw new Error(decoded.error.message);
+  return decoded.value;
+}
+
+describe("dstm server over UDP", () => {
+  test("discover, renew and release a lease; the paper's lease-table fields come back", async () => {
+    const { server, port, logLines } = await startServer();
+    const client = new DstmClient(await transport(port), "2001:db8:a::1");
+    const lease = await client.discover();
+    expect(formatIPv4(lease.ipv4)).toBe("192.0.2.1");
+    expect(lease.tep6).toBe("2001:db8::1");
+    expect(lease.tep4).toBe(parseIPv4("198.51.100.1")!);
+    expect(lease.leaseTime).toBe(600);
+    const renewed = await client.request(lease.ipv4);
+    expect(renewed.ipv4).toBe(lease.ipv4);
+    expect(server.engine.lookupHost("2001:db8:a::1")?.ipv4).toBe(lease.ipv4);
+    await client.release(lease.ipv4);
+    expect(server.engine.lookupHost("2001:db8:a::1")).toBeUndefined();
+    await Bun.sleep(5);
+    expect(logLines.some((l) => / allocate ipv4=192\.0\.2\.1 host6=2001:db8:a::1/.test(l))).toBe(
+      true,
+    );
+    expect(logLines.some((l) => / renew ipv4=192\.0\.2\.1/.test(l))).toBe(true);
+    expect(logLines.some((l) => / release ipv4=192\.0\.2\.1/.test(l))).toBe(true);
+    expect(server.metrics.get("dstm_messages_total", { type: "discover", result: "ack" })).toBe(1);
+  });
+
+  test("a /29 pool hands out 6 addresses, then answers POOL_EXHAUSTED", async () => {
+    const { port, server } = await startServer();
+    const t = await transport(port);
+    const leases = await Promise.all(
+      Array.from({ length: 6 }, (_, i) => new DstmClient(t, `2001:db8:b::${i + 1}`).discover()),
+    );
+    expect(new Set(leases.map((l) => l.ipv4)).size).toBe(6);
+    const refused = await new DstmClient(t, "2001:db8:b::99").discover().catch((e: unknown) => e);
+    expect(refused).toBeInstanceOf(DstmRefusedError);
+    expect((refused as DstmRefusedError).status).toBe(Status.POOL_EXHAUSTED);
+    expect(
+      server.metrics.get("dstm_messages_total", { type: "discover", result: "nak_pool_exhausted" }),
+    ).toBe(1);
+  });
+
+  test("releasing an unknown lease gets NO_SUCH_LEASE, renewing another host's address ADDRESS_IN_USE", async () => {
+    const { port } = await startServer();
+    const t = await transport(port);
+    const a = new DstmClient(t, "2001:db8:c::a");
+    const b = new DstmClient(t, "2001:db8:c::b");
+    const lease = await a.discover();
+    const release = await b.release(lease.ipv4).catch((e: unknown) => e);
+    expect((release as DstmRefusedError).status).toBe(Status.NO_SUCH_LEASE);
+    const steal = await b.request(lease.ipv4).catch((e: unknown) => e);
+    expect((steal as DstmRefusedError).status).toBe(Status.ADDRESS_IN_USE);
+  });
+
+  test("with the source check on, a HOST_IPV6 other than the source is NOT_AUTHORISED", async () => {
+    const { port, server } = await startServer({ sourceCheck: true });
+    const t = await transport(port);
+    const spoofed = await new DstmClient(t, "2001:db8:d::1").discover().catch((e: unknown) => e);
+    expect((spoofed as DstmRefusedError).status).toBe(Status.NOT_AUTHORISED);
+    const honest = await new DstmClient(t, "::1").discover();
+    expect(formatIPv4(honest.ipv4)).toBe("192.0.2.1");
+    expect(server.metrics.get("dstm_auth_failures_total", { reason: "source-mismatch" })).toBe(1);
+  });
+
+  test("malformed requests get NAK MALFORMED with their xid; garbage without a header is dropped and counted", async () => {
+    const { port, server } = await startServer();
+    const good = encodeMessage({ type: MessageType.DISCOVER, xid: 0x1234, host6: "2001:db8::5" });
+    const bad = good.slice();
+    bad[2] = 0x80; // a reserved flag
+    const answer = await rawExchange(port, bad);
+    expect(answer?.type).toBe(MessageType.NAK);
+    expect(answer?.xid).toBe(0x1234);
+    expect(answer?.status).toBe(Status.MALFORMED);
+    expect(await rawExchange(port, new Uint8Array([1, 2, 3]))).toBeNull();
+    expect(server.metrics.get("dstm_dropped_total", { reason: "no-header" })).toBe(1);
+    const total = server.metrics.snapshot().filter((s) => s.name === "dstm_malformed_total");
+    expect(total.reduce((n, s) => n + s.value, 0)).toBe(1);
+  });
+
+  test("with a key: unsigned, wrongly signed and replayed requests are refused and counted; signed ones work", async () => {
+    const { port, server } = await startServer({ keys: [KEY] });
+    const unsigned = await new DstmClient(await transport(port), "2001:db8:e::1")
+      .discover()
+      .catch((e: unknown) => e);
+    expect((unsigned as DstmRefusedError).status).toBe(Status.NOT_AUTHORISED);
+    const wrong = await new DstmClient(await transport(port, OTHER_KEY), "2001:db8:e::2")
+      .discover()
+      .catch((e: unknown) => e);
+    expect((wrong as DstmRefusedError).status).toBe(Status.NOT_AUTHORISED);
+    const signed = signMessage(
+      { type: MessageType.DISCOVER, xid: 99, host6: "2001:db8:e::3" },
+      KEY,
+      Date.now(),
+    );
+    const first = await rawExchange(port, signed);
+    expect(first?.type).toBe(MessageType.DISCOVER_ACK);
+    expect(first?.auth?.keyId).toBe(KEY.id);
+    const replay = await rawExchange(port, signed);
+    expect(replay?.type).toBe(MessageType.NAK);
+    expect(replay?.status).toBe(Status.NOT_AUTHORISED);
+    const lease = await new DstmClient(await transport(port, KEY), "2001:db8:e::4").discover();
+    expect(lease.ipv4).toBeGreaterThan(0);
+    expect(server.metrics.get("dstm_auth_failures_total", { reason: "missing" })).toBe(1);
+    expect(server.metrics.get("dstm_auth_failures_total", { reason: "bad-mac" })).toBe(1);
+    expect(server.metrics.get("dstm_auth_failures_total", { reason: "replayed" })).toBe(1);
+  });
+
+  test("a retransmitted DISCOVER gets the same lease, not a second one", async () => {
+    const { port, server } = await startServer();
+    const discover = encodeMessage({ type: MessageType.DISCOVER, xid: 5, host6: "2001:db8:f::1" });
+    const first = await rawExchange(port, discover);
+    const second = await rawExchange(port, discover);
+    expect(second?.host4).toBeDefined();
+    expect(second?.host4).toBe(first?.host4 as number);
+    expect(server.engine.leases({ state: "active" }).length).toBe(1);
+  });
+
+  test("expiry: a lease not renewed is reclaimed by the sweeper and logged", async () => {
+    const { port, server, logLines } = await startServer({ leaseTime: 1, sweepIntervalMs: 100 });
+    const lease = await new DstmClient(await transport(port), "2001:db8:1::1").discover();
+    expect(lease.leaseTime).toBe(1);
+    for (let i = 0; i < 40 && server.engine.lookupHost("2001:db8:1::1"); i++) await Bun.sleep(100);
+    expect(server.engine.lookupHost("2001:db8:1::1")).toBeUndefined();
+    await Bun.sleep(5);
+    expect(logLines.some((l) => / expire ipv4=192\.0\.2\.1 host6=2001:db8:1::1/.test(l))).toBe(
+      true,
+    );
+    expect(server.metrics.get("dstm_leases_expired_total")).toBe(1);
+  });
+
+  test("metrics expose pool usage and message counts in Prometheus format", async () => {
+    const { port, server } = await startServer();
+    await new DstmClient(await transport(port), "2001:db8:2::1").discover();
+    const text = server.metrics.expose();
+    expect(text).toContain('dstm_pool_addresses{pool="192.0.2.0/29",state="active"} 1');
+    expect(text).toContain('dstm_pool_addresses{pool="192.0.2.0/29",state="free"} 5');
+    expect(text).toContain('dstm_messages_total{type="discover",result="ack"} 1');
+    expect(text).toContain("# TYPE dstm_messages_total counter");
+  });
+});
