@@ -12,12 +12,17 @@ trap cleanup EXIT
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
 start_server() {
+  local before
+  before=$(grep -c ' start ' "$dir/server.log" 2>/dev/null || true)
   $dstm server --pool 192.168.20.0/24 --exclude 192.168.20.1 --tep 2001:db8:1::1,192.0.2.1 \
     --listen '[::1]:0' --db "$dir/leases.db" --control "$dir/server.sock" --no-source-check \
-    --lease-time 10m >"$dir/server.log" 2>&1 &
+    --lease-time 10m >>"$dir/server.log" 2>&1 &
   pid=$!
-  for _ in $(seq 50); do grep -q ' start ' "$dir/server.log" 2>/dev/null && break; sleep 0.1; done
-  port=$(grep -o 'listen=\[::1\]:[0-9]*' "$dir/server.log" | head -1 | cut -d: -f4)
+  for _ in $(seq 100); do
+    [ "$(grep -c ' start ' "$dir/server.log" 2>/dev/null || true)" -gt "${before:-0}" ] && break
+    sleep 0.1
+  done
+  port=$(grep -o 'listen=\[::1\]:[0-9]*' "$dir/server.log" | tail -1 | cut -d: -f4)
 }
 
 step "DSTM server: pool 192.168.20.0/24 (the paper's), TEP 2001:db8:1::1 / 192.0.2.1, SQLite leases"

@@ -186,29 +186,54 @@ if (import.meta.main) {
       server: { type: "string", default: "::1" },
       port: { type: "string", default: "4607" },
       hosts: { type: "string", default: "100000" },
-      concurrency: { type: "string", default: "256" },
+      concurrency: { type: "string", default: "128" },
       duration: { type: "string", default: "30" },
       timeout: { type: "string", default: "2000" },
+      rounds: { type: "string", default: "3" },
       json: { type: "boolean", default: false },
     },
   });
-  const hosts = Number(values.hosts);
-  // 198.18.0.0/15 is reserved for benchmarking (RFC 2544, RFC 6890): 131,070 leasable
-  // addresses, none of which is ever sent a packet (this bench only allocates).
-  const spawned = values.spawn ? await spawnServer(BENCH_POOL) : undefined;
-  try {
-    const result = await runLoad({
-      server: values.server,
-      port: spawned?.port ?? Number(values.port),
-      hosts,
-      concurrency: Number(values.concurrency),
-      durationS: Number(values.duration),
-      timeoutMs: Number(values.timeout),
-    });
+  const load = (port: number): LoadOptions => ({
+    server: values.server,
+    port,
+    hosts: Number(values.hosts),
+    concurrency: Number(values.concurrency),
+    durationS: Number(values.duration),
+    timeoutMs: Number(values.timeout),
+  });
+  if (!values.spawn) {
+    const result = await runLoad(load(Number(values.port)));
+    console.log(values.json ? JSON.stringify(result) : formatResult(`[${values.server}]:${values.port}`, result));
+  } else {
+    // Side by side, alternating, each round on fresh servers: the durable SQLite store and the
+    // in-memory store (same server, same load), so the cost of durability shows as a ratio.
+    const rows: { store: string; result: LoadResult }[] = [];
+    for (let round = 0; round < Number(values.rounds); round++) {
+      for (const store of ["sqlite", "memory"]) {
+        const server = await spawnServer(BENCH_POOL, store === "memory" ? ["--db", "memory"] : []);
+        try {
+          const result = await runLoad(load(server.port));
+          rows.push({ store, result });
+          if (!values.json) console.log(formatResult(`round ${round + 1} ${store}`, result));
+        } finally {
+          await server.stop();
+        }
+      }
+    }
+    const median = (store: string) => {
+      const rates = rows.filter((r) => r.store === store).map((r) => r.result.perSecond).sort((a, b) => a - b);
+      return rates[Math.floor(rates.length / 2)] ?? 0;
+    };
+    const summary = {
+      sqlitePerSecond: Math.round(median("sqlite")),
+      memoryPerSecond: Math.round(median("memory")),
+      ratio: median("sqlite") / median("memory"),
+      maxLossPercent: Math.max(...rows.map((r) => r.result.lossPercent)),
+    };
     console.log(
-      values.json ? JSON.stringify(result) : formatResult("dstm (sqlite, durable)", result),
+      values.json
+        ? JSON.stringify({ rows, summary })
+        : `median: sqlite (durable) ${summary.sqlitePerSecond}/s, memory ${summary.memoryPerSecond}/s, durable/memory = ${summary.ratio.toFixed(2)}, max loss ${summary.maxLossPercent.toFixed(2)}%`,
     );
-  } finally {
-    await spawned?.stop();
   }
 }
