@@ -203,7 +203,11 @@ if (import.meta.main) {
   });
   if (!values.spawn) {
     const result = await runLoad(load(Number(values.port)));
-    console.log(values.json ? JSON.stringify(result) : formatResult(`[${values.server}]:${values.port}`, result));
+    console.log(
+      values.json
+        ? JSON.stringify(result)
+        : formatResult(`[${values.server}]:${values.port}`, result),
+    );
   } else {
     // Side by side, alternating, each round on fresh servers: the durable SQLite store and the
     // in-memory store (same server, same load), so the cost of durability shows as a ratio.
@@ -221,7 +225,10 @@ if (import.meta.main) {
       }
     }
     const median = (store: string) => {
-      const rates = rows.filter((r) => r.store === store).map((r) => r.result.perSecond).sort((a, b) => a - b);
+      const rates = rows
+        .filter((r) => r.store === store)
+        .map((r) => r.result.perSecond)
+        .sort((a, b) => a - b);
       return rates[Math.floor(rates.length / 2)] ?? 0;
     };
     const summary = {

@@ -134,6 +134,42 @@ describe("dstm command line", () => {
     expect(broken.stderr).toMatch(/not valid TOML/);
   });
 
+  test("--metrics serves Prometheus text over HTTP and the control socket serves stats", async () => {
+    const control = join(dir, "m.sock");
+    const server = spawnDstm([
+      "server",
+      "--pool",
+      "192.0.2.0/28",
+      "--tep",
+      "2001:db8::1",
+      "--db",
+      "memory",
+      "--listen",
+      "[::1]:0",
+      "--control",
+      control,
+      "--metrics",
+      "[::1]:0",
+    ]);
+    try {
+      const start = await server.waitFor(/ start /);
+      const where = /metrics=(\S+)/.exec(start)?.[1];
+      expect(where).toMatch(/^\[::1\]:\d+$/);
+      const text = await (await fetch(`http://${where}/metrics`)).text();
+      expect(text).toContain('dstm_pool_addresses{pool="192.0.2.0/28",state="free"} 14');
+      expect(text).toContain("# TYPE dstm_messages_total counter");
+      const stats = (await (
+        await fetch("http://localhost/v1/stats", { unix: control })
+      ).json()) as {
+        pools: { pool: string; size: number }[];
+      };
+      expect(stats.pools).toEqual([expect.objectContaining({ pool: "192.0.2.0/28", size: 14 })]);
+    } finally {
+      server.proc.kill("SIGTERM");
+      expect(await server.exited).toBe(0);
+    }
+  });
+
   test("SIGTERM stops the server cleanly with exit 0 and a stop line", async () => {
     const server = spawnDstm(["server", "--pool", "192.0.2.0/24", ...base]);
     await server.waitFor(/ start /);

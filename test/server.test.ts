@@ -94,6 +94,27 @@ describe("dstm server over UDP", () => {
     ).toBe(1);
   });
 
+  test("two hosts racing over UDP for the last free address: one wins, the other gets POOL_EXHAUSTED", async () => {
+    const { port } = await startServer({
+      pools: [{ prefixes: ["192.0.2.0/30"], exclude: ["192.0.2.1"], tep6: "2001:db8::1" }],
+    });
+    const t = await transport(port);
+    const results = await Promise.allSettled([
+      new DstmClient(t, "2001:db8:9::1").discover(),
+      new DstmClient(t, "2001:db8:9::2").discover(),
+    ]);
+    const won = results.filter((r) => r.status === "fulfilled");
+    const lost = results.filter((r) => r.status === "rejected");
+    expect(won.length).toBe(1);
+    expect(formatIPv4((won[0] as PromiseFulfilledResult<{ ipv4: number }>).value.ipv4)).toBe(
+      "192.0.2.2",
+    );
+    expect(lost.length).toBe(1);
+    expect(((lost[0] as PromiseRejectedResult).reason as DstmRefusedError).status).toBe(
+      Status.POOL_EXHAUSTED,
+    );
+  });
+
   test("releasing an unknown lease gets NO_SUCH_LEASE, renewing another host's address ADDRESS_IN_USE", async () => {
     const { port } = await startServer();
     const t = await transport(port);

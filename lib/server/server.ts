@@ -43,6 +43,7 @@ export class DstmServer {
   #http: HttpEndpoint[] = [];
   #sweeper: ReturnType<typeof setInterval> | undefined;
   #inflight = 0;
+  #metricsWhere: string | undefined;
   #stopping = false;
   readonly #log: Logger;
   readonly #store: LeaseStore;
@@ -144,13 +145,13 @@ export class DstmServer {
       );
     }
     if (config.metrics) {
-      this.#http.push(
-        serveTcp(config.metrics.address, config.metrics.port, (request) =>
-          new URL(request.url).pathname === "/metrics"
-            ? metricsResponse(metrics)
-            : new Response("see /metrics\n", { status: 404 }),
-        ),
+      const endpoint = serveTcp(config.metrics.address, config.metrics.port, (request) =>
+        new URL(request.url).pathname === "/metrics"
+          ? metricsResponse(metrics)
+          : new Response("see /metrics\n", { status: 404 }),
       );
+      this.#http.push(endpoint);
+      this.#metricsWhere = endpoint.where;
     }
     const interval = config.sweepIntervalMs ?? 1000;
     this.#sweeper = setInterval(() => void this.#sweep(), interval);
@@ -163,6 +164,7 @@ export class DstmServer {
       store: config.db ? `sqlite:${config.db}` : "memory",
       auth: keys ? `${keys.size} key(s)` : "off",
       control: config.control,
+      metrics: this.#metricsWhere,
     });
   }
 

@@ -74,7 +74,9 @@ export function serveTcp(hostname: string, port: number, handler: FetchHandler):
     const why = code === "EADDRINUSE" ? "the port is in use" : (error as Error).message;
     throw new HttpListenError(`cannot listen on ${where}: ${why}`);
   }
-  return { where: `${server.hostname}:${server.port}`, close: () => server.stop(true) };
+  const host = server.hostname ?? hostname;
+  const where = host.includes(":") ? `[${host}]:${server.port}` : `${host}:${server.port}`;
+  return { where, close: () => server.stop(true) };
 }
 
 /** GETs `urlPath` from the HTTP server on Unix socket `path`. Rejects when nothing listens. */
