@@ -111,6 +111,38 @@ const FIXTURES: Record<string, DstmMessage> = {
     status: Status.MALFORMED,
     statusText: `${"é".repeat(125)}abc`,
   },
+  BIND: {
+    type: MessageType.BIND,
+    xid: 20,
+    host4: H4,
+    host6: H6,
+    portSet: { offset: 6, psidLength: 6, psid: 17 },
+    leaseTime: 3600,
+  },
+  UNBIND: { type: MessageType.UNBIND, xid: 21, host4: H4, host6: H6 },
+  BIND_ACK: { type: MessageType.BIND_ACK, xid: 22, host4: H4 },
+  SYNC: {
+    type: MessageType.SYNC,
+    xid: 23,
+    tep6: T6,
+    tep4: H4,
+    syncCount: 65536,
+    syncDigest: 0xdeadbeef,
+  },
+  "SNAPSHOT empty": { type: MessageType.SNAPSHOT, xid: 24, snapshot: { id: 7, part: 0, parts: 1 } },
+  "SNAPSHOT full": {
+    type: MessageType.SNAPSHOT,
+    xid: 25,
+    snapshot: { id: 0xffffffff, part: 2, parts: 3 },
+    bindings: Array.from({ length: 44 }, (_, i) => ({
+      host4: 0xc6336400 + i + 1,
+      host6: `2001:db8:5::${(i + 1).toString(16)}`,
+      portSet:
+        i % 2
+          ? { offset: 0, psidLength: 0, psid: 0 }
+          : { offset: 6, psidLength: 2, psid: i % 4 === 0 ? 1 : 3 },
+    })),
+  },
   "NAK text starting with a BOM": {
     type: MessageType.NAK,
     xid: 14,
@@ -264,7 +296,7 @@ const MALFORMED: [string, Uint8Array, DecodeErrorCode][] = [
   ["version 2", patch(RELEASE, 0, 2), "bad-version"],
   ["version 0", patch(RELEASE, 0, 0), "bad-version"],
   ["type 0", patch(RELEASE, 1, 0), "unknown-type"],
-  ["type 8", patch(RELEASE, 1, 8), "unknown-type"],
+  ["type 13", patch(RELEASE, 1, 13), "unknown-type"],
   ["nonzero flags", patch(RELEASE, 3, 1), "bad-flags"],
   ["nonzero reserved", patch(RELEASE, 10, 0x80), "bad-reserved"],
   ["length below 12", patch(RELEASE, 8, 0, 11), "bad-length"],
@@ -315,8 +347,8 @@ const MALFORMED: [string, Uint8Array, DecodeErrorCode][] = [
     "duplicate-option",
   ],
   [
-    "unknown critical option 9",
-    raw(MessageType.RELEASE, [opt(1, V4), opt(2, V6), opt(9, [])]),
+    "unknown critical option 12",
+    raw(MessageType.RELEASE, [opt(1, V4), opt(2, V6), opt(12, [])]),
     "unknown-option",
   ],
   [
@@ -330,6 +362,25 @@ const MALFORMED: [string, Uint8Array, DecodeErrorCode][] = [
     "unknown-option",
   ],
   ["DISCOVER without HOST_IPV6", raw(MessageType.DISCOVER, [opt(1, V4)]), "missing-option"],
+  [
+    "SNAPSHOT part 3 of 3",
+    raw(MessageType.SNAPSHOT, [opt(10, [0, 0, 0, 1, 0, 3, 0, 3])]),
+    "bad-snapshot",
+  ],
+  [
+    "BINDING in a DISCOVER",
+    raw(MessageType.DISCOVER, [opt(2, V6), opt(11, [...V4, ...V6, 0, 0, 0, 0])]),
+    "option-not-allowed",
+  ],
+  [
+    "BINDING with a multicast host",
+    raw(MessageType.SNAPSHOT, [
+      opt(10, [0, 0, 0, 1, 0, 0, 0, 1]),
+      opt(11, [...V4, 0xff, 2, ...V6.slice(2), 0, 0, 0, 0]),
+    ]),
+    "bad-address",
+  ],
+  ["SYNC without SYNC_STATE", raw(MessageType.SYNC, [opt(4, V6)]), "missing-option"],
   [
     "DISCOVER_ACK without TEP_IPV6",
     raw(MessageType.DISCOVER_ACK, [opt(1, V4), opt(2, V6), opt(6, [0, 0, 1, 0])]),

@@ -23,6 +23,7 @@ import {
   STATUS_TEXT_MAX,
   Status,
   type WireAuth,
+  type WireBinding,
   type WirePortSet,
 } from "./dstm_types.ts";
 
@@ -49,6 +50,7 @@ export const DECODE_ERROR_CODES = [
   "bad-text",
   "bad-auth",
   "missing-option",
+  "bad-snapshot",
 ] as const;
 export type DecodeErrorCode = (typeof DECODE_ERROR_CODES)[number];
 
@@ -77,6 +79,11 @@ const _MESSAGE_NAMES = [
   "RELEASE",
   "RELEASE_ACK",
   "NAK",
+  "BIND",
+  "UNBIND",
+  "BIND_ACK",
+  "SYNC",
+  "SNAPSHOT",
 ];
 const _OPTION_NAMES = [
   "",
@@ -88,12 +95,15 @@ const _OPTION_NAMES = [
   "LEASE_TIME",
   "STATUS",
   "AUTH",
+  "SYNC_STATE",
+  "SNAPSHOT_PART",
+  "BINDING",
 ];
 const _STATUS_NAMES: string[] = [];
 for (const [name, code] of Object.entries(Status)) _STATUS_NAMES[code] = name;
 /** Value length of each option code; -1 for STATUS, whose length varies (2–255). */
 const _AUTH_LENGTH = 12 + AUTH_NONCE_LENGTH + AUTH_MAC_LENGTH;
-const _FIXED_LENGTH = [0, 4, 16, 4, 16, 4, 4, -1, _AUTH_LENGTH];
+const _FIXED_LENGTH = [0, 4, 16, 4, 16, 4, 4, -1, _AUTH_LENGTH, 8, 8, 24];
 
 const _H4 = 1 << OptionCode.HOST_IPV4;
 const _H6 = 1 << OptionCode.HOST_IPV6;
@@ -103,6 +113,11 @@ const _PS = 1 << OptionCode.PORT_SET;
 const _LT = 1 << OptionCode.LEASE_TIME;
 const _ST = 1 << OptionCode.STATUS;
 const _AU = 1 << OptionCode.AUTH;
+const _SY = 1 << OptionCode.SYNC_STATE;
+const _SP = 1 << OptionCode.SNAPSHOT_PART;
+const _BI = 1 << OptionCode.BINDING;
+/** Options that may appear more than once. */
+const _REPEATABLE = _BI;
 
 /** Per message type (the index): options that must be present, options that may be. */
 const _RULES: readonly ({ readonly required: number; readonly allowed: number } | undefined)[] = [
@@ -114,6 +129,11 @@ const _RULES: readonly ({ readonly required: number; readonly allowed: number } 
   { required: _H6 | _H4, allowed: _H6 | _H4 | _AU }, // RELEASE
   { required: _H4 | _H6, allowed: _H4 | _H6 | _ST | _AU }, // RELEASE_ACK
   { required: _ST, allowed: _ST | _H4 | _H6 | _AU }, // NAK
+  { required: _H4 | _H6, allowed: _H4 | _H6 | _PS | _LT | _AU }, // BIND
+  { required: _H4 | _H6, allowed: _H4 | _H6 | _PS | _AU }, // UNBIND
+  { required: _H4, allowed: _H4 | _H6 | _PS | _AU }, // BIND_ACK
+  { required: _T6 | _SY, allowed: _T6 | _T4 | _SY | _AU }, // SYNC
+  { required: _SP, allowed: _SP | _BI | _AU }, // SNAPSHOT
 ];
 
 // ignoreBOM keeps a leading U+FEFF in the text, so STATUS text round-trips byte for byte.
@@ -201,7 +221,7 @@ export function decodeMessage(buf: Uint8Array, offset = 0): Decoded<DstmMessage>
     if (!(rule.allowed & bit)) {
       return _fail("option-not-allowed", `${name} is not allowed in ${_MESSAGE_NAMES[type]}`);
     }
-    if (seen & bit) return _fail("duplicate-option", `${name} appears twice`);
+    if (seen & bit & ~_REPEATABLE) return _fail("duplicate-option", `${name} appears twice`);
     seen |= bit;
     const fixed = _FIXED_LENGTH[code] ?? 0;
     if (fixed >= 0 ? len !== fixed : len < 2) {
@@ -218,6 +238,9 @@ export function decodeMessage(buf: Uint8Array, offset = 0): Decoded<DstmMessage>
   }
   const error = _checkStatus(type, msg.status);
   if (error !== undefined) return _fail("bad-status", error);
+  if (msg.snapshot && msg.snapshot.part >= msg.snapshot.parts) {
+    return _fail("bad-snapshot", `SNAPSHOT_PART ${msg.snapshot.part} of ${msg.snapshot.parts}`);
+  }
   return { ok: true, value: msg, offset: end };
 }
 
@@ -232,6 +255,9 @@ export function encodingLength(msg: DstmMessage): number {
   if (msg.leaseTime !== undefined) n += 6;
   if (msg.status !== undefined) n += 4 + _utf8Length(msg.statusText ?? "");
   if (msg.auth !== undefined) n += 2 + _AUTH_LENGTH;
+  if (msg.syncCount !== undefined || msg.syncDigest !== undefined) n += 10;
+  if (msg.snapshot !== undefined) n += 10;
+  if (msg.bindings !== undefined) n += 26 * msg.bindings.length;
   return n;
 }
 
@@ -266,6 +292,25 @@ export function encodeMessage(msg: DstmMessage, buf?: Uint8Array, offset = 0): U
   if (msg.status !== undefined) present |= _checkStatusText(msg.status, msg.statusText);
   else if (msg.statusText !== undefined) throw new RangeError("statusText given without status");
   if (msg.auth !== undefined) present |= _checkAuth(msg.auth);
+  if (msg.syncCount !== undefined || msg.syncDigest !== undefined) {
+    if (!_isUint32(msg.syncCount ?? -1) || !_isUint32(msg.syncDigest ?? -1)) {
+      throw new RangeError("syncCount and syncDigest must both be 32-bit unsigned integers");
+    }
+    present |= _SY;
+  }
+  if (msg.snapshot !== undefined) {
+    const { id, part, parts } = msg.snapshot;
+    if (!_isUint32(id) || !_isUint16(part) || !_isUint16(parts) || part >= parts) {
+      throw new RangeError(`snapshot id ${id} part ${part} of ${parts} is invalid`);
+    }
+    present |= _SP;
+  }
+  const bindings = msg.bindings?.map((b) => {
+    _checkIPv4("binding host4", b.host4, 0);
+    _checkPortSet(b.portSet);
+    return _parseIPv6("binding host6", b.host6);
+  });
+  if (bindings && bindings.length > 0) present |= _BI;
   const notAllowed = present & ~rule.allowed;
   if (notAllowed !== 0) {
     const name = _OPTION_NAMES[31 - Math.clz32(notAllowed & -notAllowed)];
@@ -299,13 +344,8 @@ export function encodeMessage(msg: DstmMessage, buf?: Uint8Array, offset = 0): U
   if (host6) p = _putBytes(buf, _head(buf, p, OptionCode.HOST_IPV6, 16), host6);
   if (msg.tep4 !== undefined) p = _put32(buf, _head(buf, p, OptionCode.TEP_IPV4, 4), msg.tep4);
   if (tep6) p = _putBytes(buf, _head(buf, p, OptionCode.TEP_IPV6, 16), tep6);
-  if (msg.portSet !== undefined) {
-    const { offset: a, psidLength: k, psid } = msg.portSet;
-    p = _head(buf, p, OptionCode.PORT_SET, 4);
-    buf[p] = a;
-    buf[p + 1] = k;
-    p = _put16(buf, p + 2, k === 0 ? 0 : psid << (16 - k));
-  }
+  if (msg.portSet !== undefined)
+    p = _putPortSet(buf, _head(buf, p, OptionCode.PORT_SET, 4), msg.portSet);
   if (msg.leaseTime !== undefined) {
     p = _put32(buf, _head(buf, p, OptionCode.LEASE_TIME, 4), msg.leaseTime);
   }
@@ -316,6 +356,7 @@ export function encodeMessage(msg: DstmMessage, buf?: Uint8Array, offset = 0): U
     _textEncoder.encodeInto(text, buf.subarray(p, p + textLength));
     p += textLength;
   }
+  p = _encodeSyncOptions(msg, bindings, buf, p);
   if (msg.auth !== undefined) {
     const { keyId, timestamp, nonce, mac } = msg.auth;
     p = _put32(buf, _head(buf, p, OptionCode.AUTH, _AUTH_LENGTH), keyId);
@@ -325,6 +366,31 @@ export function encodeMessage(msg: DstmMessage, buf?: Uint8Array, offset = 0): U
     p = _putBytes(buf, p, mac);
   }
   return buf.subarray(offset, p);
+}
+
+/** Writes the options that come between the lease options and AUTH (TEP synchronisation). */
+function _encodeSyncOptions(
+  msg: DstmMessage,
+  bindings: Uint8Array[] | undefined,
+  buf: Uint8Array,
+  at: number,
+): number {
+  let p = at;
+  if (msg.syncCount !== undefined && msg.syncDigest !== undefined) {
+    p = _put32(buf, _head(buf, p, OptionCode.SYNC_STATE, 8), msg.syncCount);
+    p = _put32(buf, p, msg.syncDigest);
+  }
+  if (msg.snapshot !== undefined) {
+    p = _put32(buf, _head(buf, p, OptionCode.SNAPSHOT_PART, 8), msg.snapshot.id);
+    p = _put16(buf, p, msg.snapshot.part);
+    p = _put16(buf, p, msg.snapshot.parts);
+  }
+  msg.bindings?.forEach((b, i) => {
+    p = _put32(buf, _head(buf, p, OptionCode.BINDING, 24), b.host4);
+    p = _putBytes(buf, p, bindings![i]!);
+    p = _putPortSet(buf, p, b.portSet);
+  });
+  return p;
 }
 
 type _MutableMessage = { -readonly [K in keyof DstmMessage]: DstmMessage[K] };
@@ -364,15 +430,29 @@ function _decodeOption(
       return undefined;
     }
     case OptionCode.PORT_SET: {
-      const a = buf[v] ?? 0;
-      const k = buf[v + 1] ?? 0;
-      const wire = _u16(buf, v + 2);
-      // RFC 7618 option 159 layout: the PSID is left-aligned, the bits below it are zero.
-      if (a > 15 || k > 16 || a + k > 16 || (k === 0 ? wire !== 0 : wire & (0xffff >> k))) {
-        const message = `PORT_SET offset ${a}, psidLength ${k}, PSID field 0x${wire.toString(16)}`;
-        return { code: "bad-port-set", message };
+      const portSet = _readPortSet(buf, v);
+      if (typeof portSet === "string")
+        return { code: "bad-port-set", message: `PORT_SET ${portSet}` };
+      msg.portSet = portSet;
+      return undefined;
+    }
+    case OptionCode.SYNC_STATE:
+      msg.syncCount = _u32(buf, v);
+      msg.syncDigest = _u32(buf, v + 4);
+      return undefined;
+    case OptionCode.SNAPSHOT_PART:
+      msg.snapshot = { id: _u32(buf, v), part: _u16(buf, v + 4), parts: _u16(buf, v + 6) };
+      return undefined;
+    case OptionCode.BINDING: {
+      const host4 = _u32(buf, v);
+      if (host4 === 0 || host4 === 0xffffffff || buf[v + 4] === 0xff || _isZero(buf, v + 4, 16)) {
+        return { code: "bad-address", message: "BINDING holds an unusable address" };
       }
-      msg.portSet = { offset: a, psidLength: k, psid: k === 0 ? 0 : wire >> (16 - k) };
+      const portSet = _readPortSet(buf, v + 20);
+      if (typeof portSet === "string")
+        return { code: "bad-port-set", message: `BINDING ${portSet}` };
+      const list = (msg.bindings ??= []) as WireBinding[];
+      list.push({ host4, host6: formatIPv6(buf, v + 4), portSet });
       return undefined;
     }
     case OptionCode.LEASE_TIME: {
@@ -412,6 +492,18 @@ function _decodeOption(
       return undefined;
     }
   }
+}
+
+/** Reads a 4-byte port set; returns a description of the fault instead when invalid. */
+function _readPortSet(buf: Uint8Array, v: number): WirePortSet | string {
+  const a = buf[v] ?? 0;
+  const k = buf[v + 1] ?? 0;
+  const wire = _u16(buf, v + 2);
+  // RFC 7618 option 159 layout: the PSID is left-aligned, the bits below it are zero.
+  if (a > 15 || k > 16 || a + k > 16 || (k === 0 ? wire !== 0 : wire & (0xffff >> k))) {
+    return `offset ${a}, psidLength ${k}, PSID field 0x${wire.toString(16)}`;
+  }
+  return { offset: a, psidLength: k, psid: k === 0 ? 0 : wire >> (16 - k) };
 }
 
 /** NAK carries a failure; RELEASE_ACK may carry only SUCCESS. Returns the fault if any. */
@@ -533,6 +625,17 @@ function _put32(buf: Uint8Array, at: number, v: number): number {
   buf[at + 2] = v >>> 8;
   buf[at + 3] = v;
   return at + 4;
+}
+
+/** Port set as in RFC 7618 option 159: offset, PSID length, left-aligned PSID. */
+function _putPortSet(buf: Uint8Array, at: number, ps: WirePortSet): number {
+  buf[at] = ps.offset;
+  buf[at + 1] = ps.psidLength;
+  return _put16(buf, at + 2, ps.psidLength === 0 ? 0 : ps.psid << (16 - ps.psidLength));
+}
+
+function _isUint16(n: number): boolean {
+  return Number.isInteger(n) && n >= 0 && n <= 0xffff;
 }
 
 function _putBytes(buf: Uint8Array, at: number, bytes: Uint8Array): number {

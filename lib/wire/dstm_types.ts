@@ -33,6 +33,12 @@ export const OptionCode = {
   LEASE_TIME: 6,
   STATUS: 7,
   AUTH: 8,
+  /** SYNC: the TEP's binding count (4 bytes) and digest (4 bytes). */
+  SYNC_STATE: 9,
+  /** SNAPSHOT: snapshot id (4), part (2), parts (2). */
+  SNAPSHOT_PART: 10,
+  /** SNAPSHOT: one binding, host IPv4 (4) + host IPv6 (16) + port set (4); repeatable. */
+  BINDING: 11,
 } as const;
 export type OptionCode = (typeof OptionCode)[keyof typeof OptionCode];
 
@@ -53,6 +59,16 @@ export const MessageType = {
   RELEASE: 5,
   RELEASE_ACK: 6,
   NAK: 7,
+  /** Server → TEP: install a binding (host IPv4[, port set] ⇄ host IPv6). */
+  BIND: 8,
+  /** Server → TEP: remove a binding. */
+  UNBIND: 9,
+  /** TEP → server: BIND or UNBIND applied. */
+  BIND_ACK: 10,
+  /** TEP → server: "this is my state" (at start and periodically); the server answers with SNAPSHOTs when it differs. */
+  SYNC: 11,
+  /** Server → TEP: one part of the full binding table of that TEP. */
+  SNAPSHOT: 12,
 } as const;
 export type MessageType = (typeof MessageType)[keyof typeof MessageType];
 
@@ -75,6 +91,26 @@ export interface WirePortSet {
   readonly psidLength: number;
   readonly psid: number;
 }
+
+/** One binding of a SNAPSHOT: a host's IPv4 address (and port set) and its IPv6 address. */
+export interface WireBinding {
+  readonly host4: number;
+  readonly host6: string;
+  readonly portSet: WirePortSet;
+}
+
+/** Which part of which snapshot a SNAPSHOT message is. */
+export interface WireSnapshotPart {
+  /** Same for every part of one snapshot; a new id per snapshot. */
+  readonly id: number;
+  /** 0-based index of this part. */
+  readonly part: number;
+  /** Number of parts (≥ 1). */
+  readonly parts: number;
+}
+
+/** Most bindings one SNAPSHOT carries, leaving room for header, SNAPSHOT_PART and AUTH. */
+export const SNAPSHOT_MAX_BINDINGS = 44;
 
 /** HMAC-SHA256 authentication block (option AUTH). */
 export interface WireAuth {
@@ -112,4 +148,11 @@ export interface DstmMessage {
   /** Human-readable text accompanying a status (UTF-8, ≤ 253 bytes); omitted when empty. */
   readonly statusText?: string;
   readonly auth?: WireAuth;
+  /** SYNC: how many bindings the TEP holds. */
+  readonly syncCount?: number;
+  /** SYNC: order-independent digest of those bindings (see bindingDigest). */
+  readonly syncDigest?: number;
+  readonly snapshot?: WireSnapshotPart;
+  /** SNAPSHOT: the bindings of this part (possibly none, for an empty table). */
+  readonly bindings?: readonly WireBinding[];
 }

@@ -9,5 +9,6 @@
  * @module
  */
 export * from "./auth.ts";
+export * from "./digest.ts";
 export * from "./dstm.ts";
 export * from "./dstm_types.ts";
