@@ -17,6 +17,7 @@ import type { Lease } from "../lease/lease.ts";
 import { canonicalIPv6, formatIPv4 } from "../net/addr.ts";
 import { type AuthKey, type ReplayGuard, signMessage, verifyMessage } from "../wire/auth.ts";
 import { decodeMessage, encodeMessage, peekHeader } from "../wire/dstm.ts";
+import type { BindingSink } from "./tep_sync.ts";
 import { type DstmMessage, MessageType, Status } from "../wire/dstm_types.ts";
 
 export interface HandlerOptions {
@@ -29,6 +30,8 @@ export interface HandlerOptions {
   readonly log: Logger;
   readonly metrics: Metrics;
   readonly now?: () => number;
+  /** Where bindings go (the TEPs); none in a server without TEP synchronisation. */
+  readonly bindings?: BindingSink;
 }
 
 const TYPE_NAMES: Record<number, string> = {
@@ -75,8 +78,11 @@ export class DstmHandler {
     declareHandlerMetrics(options.metrics);
   }
 
-  /** Handles one datagram from `source`; resolves to the answer bytes, or null to stay silent. */
-  async handle(raw: Uint8Array, source: string): Promise<Uint8Array | null> {
+  /**
+   * Handles one datagram from `source`:`port`; resolves to the answer bytes, or null to stay
+   * silent.
+   */
+  async handle(raw: Uint8Array, source: string, port = 0): Promise<Uint8Array | null> {
     const { metrics } = this.#o;
     const decoded = decodeMessage(raw);
     if (!decoded.ok) {
@@ -98,11 +104,25 @@ export class DstmHandler {
       return this.#nak(header.xid, status, decoded.error.message);
     }
     const request = decoded.value;
-    if (!isRequestType(request.type)) {
+    const isSync = request.type === MessageType.SYNC && this.#o.bindings !== undefined;
+    if (!isRequestType(request.type) && !isSync) {
       metrics.inc("dstm_dropped_total", { reason: "not-a-request" });
       return null;
     }
     let key: AuthKey | undefined;
+    if (isSync) {
+      // A TEP's SYNC is answered (with SNAPSHOTs) only when authentic; never with a NAK.
+      if (this.#o.keys) {
+        const outcome = verifyMessage(raw.subarray(0, decoded.offset), request, this.#o.keys, this.#o.replayGuard!, this.#now());
+        if (outcome !== "ok") {
+          metrics.inc("dstm_auth_failures_total", { reason: outcome });
+          this.#o.log.warn("reject", { reason: "auth", auth: outcome, from: source, type: "sync" });
+          return null;
+        }
+      }
+      this.#o.bindings!.onSync(request, source, port);
+      return null;
+    }
     if (this.#o.keys) {
       const outcome = verifyMessage(
         raw.subarray(0, decoded.offset),
@@ -161,8 +181,20 @@ export class DstmHandler {
         key,
       );
     }
-    this.#count(request.type, Status.SUCCESS);
     const lease = result.lease;
+    const sink = this.#o.bindings;
+    if (sink && (result.outcome === "allocated" || result.outcome === "reused") && !(await sink.install(lease))) {
+      // The TEP does not have the binding: the host could not use the address, so take it back.
+      await this.#o.engine.release(host6, lease.ipv4);
+      this.#count(request.type, Status.TEP_UNAVAILABLE);
+      this.#o.log.warn("reject", { reason: "tep-unavailable", host6, tep6: lease.tep6, ipv4: formatIPv4(lease.ipv4) });
+      return this.#answer(
+        { type: MessageType.NAK, xid: request.xid, status: Status.TEP_UNAVAILABLE, statusText: `TEP ${lease.tep6} did not confirm the binding`, host6 },
+        key,
+      );
+    }
+    if (sink && result.outcome === "released") sink.remove(lease);
+    this.#count(request.type, Status.SUCCESS);
     this.#logLease(result.outcome, lease);
     if (request.type === MessageType.RELEASE) {
       return this.#answer(

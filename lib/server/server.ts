@@ -16,6 +16,7 @@ import { type HttpEndpoint, serveTcp, serveUnix } from "../sys/http.ts";
 import { bindUdp, type UdpEndpoint } from "../sys/udp.ts";
 import { type AuthKey, ReplayGuard } from "../wire/auth.ts";
 import { DstmHandler } from "./handler.ts";
+import { TepSync } from "./tep_sync.ts";
 
 export interface ServerConfig {
   readonly pools: readonly PoolConfig[];
@@ -31,6 +32,10 @@ export interface ServerConfig {
   readonly control?: string;
   /** Prometheus endpoint; none when absent. */
   readonly metrics?: { readonly address: string; readonly port: number };
+  /** UDP port of the TEPs' control endpoint (default 4608). */
+  readonly tepPort?: number;
+  /** Refuse leases whose TEP has not synced yet, instead of delivering them in its first snapshot. */
+  readonly requireTep?: boolean;
   /** How often the sweeper looks for expired leases (ms). */
   readonly sweepIntervalMs?: number;
   readonly log: Logger;
@@ -39,11 +44,16 @@ export interface ServerConfig {
 export class DstmServer {
   readonly engine: AllocationEngine;
   readonly metrics: Metrics;
+  /** The TEPs' view (bindings, digest, connected); undefined before start. */
+  get tepSync(): TepSync | undefined {
+    return this.#tepSync;
+  }
   #udp: UdpEndpoint | undefined;
   #http: HttpEndpoint[] = [];
   #sweeper: ReturnType<typeof setInterval> | undefined;
   #inflight = 0;
   #metricsWhere: string | undefined;
+  #tepSync: TepSync | undefined;
   #stopping = false;
   readonly #log: Logger;
   readonly #store: LeaseStore;
@@ -118,7 +128,7 @@ export class DstmServer {
     this.#udp = await bindUdp(config.listen.address, config.listen.port, (data, address, port) => {
       if (this.#stopping) return;
       this.#inflight++;
-      handler.handle(data, address).then(
+      handler.handle(data, address, port).then(
         (answer) => {
           this.#inflight--;
           if (answer && this.#udp && !this.#udp.send(answer, address, port)) {
@@ -173,6 +183,7 @@ export class DstmServer {
     if (expired.length === 0) return;
     this.metrics.inc("dstm_leases_expired_total", {}, expired.length);
     for (const lease of expired) {
+      this.#tepSync?.remove(lease);
       this.#log.info("expire", {
         ipv4: formatIPv4(lease.ipv4),
         host6: lease.host6,
@@ -189,6 +200,7 @@ export class DstmServer {
     for (let i = 0; i < 200 && this.#inflight > 0; i++)
       await new Promise((resolve) => setTimeout(resolve, 5));
     this.#udp?.close();
+    this.#tepSync?.close();
     for (const endpoint of this.#http) endpoint.close();
     await this.engine.close();
     await this.#store.close();
