@@ -51,6 +51,8 @@ export function serverCommand(): Command {
     )
     .option("--no-control", "do not open a control socket")
     .option("--metrics <addr:port>", "serve Prometheus metrics on http://ADDR:PORT/metrics")
+    .option("--tep-port <n>", "UDP port of the TEPs' control endpoint (default 4608)")
+    .option("--require-tep", "refuse leases (TEP_UNAVAILABLE) while their TEP has not connected")
     .addOption(
       new Option("--log-format <format>", "log line format").choices(["text", "json"] as const),
     )
@@ -98,6 +100,8 @@ export interface ServerFlags {
   sourceCheck?: boolean;
   control?: string | boolean;
   metrics?: string;
+  tepPort?: string;
+  requireTep?: boolean;
   logFormat?: LogFormat;
   logLevel?: LogLevel;
   config?: string;
@@ -114,6 +118,8 @@ const FILE_KEYS = new Set([
   "source-check",
   "control",
   "metrics",
+  "tep-port",
+  "require-tep",
   "log-format",
   "log-level",
 ]);
@@ -187,7 +193,14 @@ export function resolveServerConfig(
     throw new UsageError(`log-format must be text or json, not "${logFormat}"`);
   if (!["debug", "info", "warn", "error"].includes(logLevel))
     throw new UsageError(`log-level "${logLevel}" is not debug, info, warn or error`);
+  const tepPortText = flags.tepPort ?? str("tep-port");
+  const tepPort = tepPortText === undefined ? undefined : Number(tepPortText);
+  if (tepPort !== undefined && (!Number.isInteger(tepPort) || tepPort < 1 || tepPort > 65535)) {
+    throw new UsageError(`--tep-port: "${tepPortText}" is not a port`);
+  }
   return {
+    tepPort,
+    requireTep: flags.requireTep ?? file["require-tep"] === true,
     pools: poolConfigs,
     leaseTime,
     maxLeaseTime,

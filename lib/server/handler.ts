@@ -17,8 +17,8 @@ import type { Lease } from "../lease/lease.ts";
 import { canonicalIPv6, formatIPv4 } from "../net/addr.ts";
 import { type AuthKey, type ReplayGuard, signMessage, verifyMessage } from "../wire/auth.ts";
 import { decodeMessage, encodeMessage, peekHeader } from "../wire/dstm.ts";
-import type { BindingSink } from "./tep_sync.ts";
 import { type DstmMessage, MessageType, Status } from "../wire/dstm_types.ts";
+import type { BindingSink } from "./tep_sync.ts";
 
 export interface HandlerOptions {
   readonly engine: AllocationEngine;
@@ -113,7 +113,13 @@ export class DstmHandler {
     if (isSync) {
       // A TEP's SYNC is answered (with SNAPSHOTs) only when authentic; never with a NAK.
       if (this.#o.keys) {
-        const outcome = verifyMessage(raw.subarray(0, decoded.offset), request, this.#o.keys, this.#o.replayGuard!, this.#now());
+        const outcome = verifyMessage(
+          raw.subarray(0, decoded.offset),
+          request,
+          this.#o.keys,
+          this.#o.replayGuard!,
+          this.#now(),
+        );
         if (outcome !== "ok") {
           metrics.inc("dstm_auth_failures_total", { reason: outcome });
           this.#o.log.warn("reject", { reason: "auth", auth: outcome, from: source, type: "sync" });
@@ -183,13 +189,28 @@ export class DstmHandler {
     }
     const lease = result.lease;
     const sink = this.#o.bindings;
-    if (sink && (result.outcome === "allocated" || result.outcome === "reused") && !(await sink.install(lease))) {
+    const isNew = result.outcome === "allocated" || result.outcome === "reused";
+    // A retransmission that arrives while the first copy waits for the TEP waits for it too.
+    const installed =
+      !sink || (isNew ? await sink.install(lease) : ((await sink.pending(lease)) ?? true));
+    if (!installed) {
       // The TEP does not have the binding: the host could not use the address, so take it back.
-      await this.#o.engine.release(host6, lease.ipv4);
+      if (isNew) await this.#o.engine.release(host6, lease.ipv4);
       this.#count(request.type, Status.TEP_UNAVAILABLE);
-      this.#o.log.warn("reject", { reason: "tep-unavailable", host6, tep6: lease.tep6, ipv4: formatIPv4(lease.ipv4) });
+      this.#o.log.warn("reject", {
+        reason: "tep-unavailable",
+        host6,
+        tep6: lease.tep6,
+        ipv4: formatIPv4(lease.ipv4),
+      });
       return this.#answer(
-        { type: MessageType.NAK, xid: request.xid, status: Status.TEP_UNAVAILABLE, statusText: `TEP ${lease.tep6} did not confirm the binding`, host6 },
+        {
+          type: MessageType.NAK,
+          xid: request.xid,
+          status: Status.TEP_UNAVAILABLE,
+          statusText: `TEP ${lease.tep6} did not confirm the binding`,
+          host6,
+        },
         key,
       );
     }

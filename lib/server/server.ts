@@ -117,7 +117,19 @@ export class DstmServer {
       config.keys && config.keys.length > 0
         ? new Map(config.keys.map((k) => [k.id, k]))
         : undefined;
+    this.#tepSync = new TepSync(
+      {
+        key: config.keys?.[0],
+        tepPort: config.tepPort,
+        requireTep: config.requireTep,
+        log: this.#log,
+        metrics,
+        send: (data, address, port) => this.#udp?.send(data, address, port) ?? false,
+      },
+      engine.leases({ state: "active" }),
+    );
     const handler = new DstmHandler({
+      bindings: this.#tepSync,
       engine,
       keys,
       replayGuard: keys ? new ReplayGuard() : undefined,

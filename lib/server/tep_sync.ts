@@ -18,7 +18,12 @@ import { formatIPv4, parseIPv6 } from "../net/addr.ts";
 import { type AuthKey, signMessage } from "../wire/auth.ts";
 import { bindingHash } from "../wire/digest.ts";
 import { encodeMessage } from "../wire/dstm.ts";
-import { type DstmMessage, MessageType, SNAPSHOT_MAX_BINDINGS, type WireBinding } from "../wire/dstm_types.ts";
+import {
+  type DstmMessage,
+  MessageType,
+  SNAPSHOT_MAX_BINDINGS,
+  type WireBinding,
+} from "../wire/dstm_types.ts";
 
 /** Default UDP port a TEP listens on for BIND/UNBIND/SNAPSHOT. */
 export const TEP_CONTROL_PORT = 4608;
@@ -31,6 +36,8 @@ export interface BindingSink {
   /** Resolves true when the TEP has the binding (or the TEP is not yet connected and not required). */
   install(lease: Lease): Promise<boolean>;
   remove(lease: Lease): void;
+  /** The install still in progress for this lease's binding, if any (a retransmitted request waits for it). */
+  pending(lease: Lease): Promise<boolean> | undefined;
   /** A TEP reported its state. */
   onSync(message: DstmMessage, from: string, port: number): void;
 }
@@ -59,16 +66,21 @@ export interface TepSyncOptions {
 
 export class TepSync implements BindingSink {
   readonly #teps = new Map<string, TepState>();
+  readonly #pending = new Map<number, Promise<boolean>>();
   readonly #o: TepSyncOptions;
   readonly #now: () => number;
 
   constructor(options: TepSyncOptions, activeLeases: Iterable<Lease>) {
     this.#o = options;
     this.#now = options.now ?? Date.now;
-    options.metrics.counter("dstm_tep_messages_total", "Server-TEP synchronisation messages, by kind");
+    options.metrics.counter(
+      "dstm_tep_messages_total",
+      "Server-TEP synchronisation messages, by kind",
+    );
     options.metrics.gauge("dstm_tep_connected", "1 when the TEP has sent SYNC within 3 periods");
     options.metrics.onCollect(() => {
-      for (const tep of this.#teps.values()) options.metrics.set("dstm_tep_connected", { tep: tep.tep6 }, this.#connected(tep) ? 1 : 0);
+      for (const tep of this.#teps.values())
+        options.metrics.set("dstm_tep_connected", { tep: tep.tep6 }, this.#connected(tep) ? 1 : 0);
     });
     for (const lease of activeLeases) this.#add(this.#tep(lease.tep6), lease);
   }
@@ -76,10 +88,27 @@ export class TepSync implements BindingSink {
   /** Bindings and digest the server holds for `tep6` (for tests and stats). */
   view(tep6: string): { count: number; digest: number; connected: boolean } {
     const tep = this.#teps.get(tep6);
-    return { count: tep?.bindings.size ?? 0, digest: tep?.digest ?? 0, connected: tep ? this.#connected(tep) : false };
+    return {
+      count: tep?.bindings.size ?? 0,
+      digest: tep?.digest ?? 0,
+      connected: tep ? this.#connected(tep) : false,
+    };
   }
 
-  async install(lease: Lease): Promise<boolean> {
+  pending(lease: Lease): Promise<boolean> | undefined {
+    return this.#pending.get(leaseKey(lease.ipv4, lease.portSet.psid));
+  }
+
+  install(lease: Lease): Promise<boolean> {
+    const key = leaseKey(lease.ipv4, lease.portSet.psid);
+    const running = this.#pending.get(key);
+    if (running) return running;
+    const done = this.#install(lease).finally(() => this.#pending.delete(key));
+    this.#pending.set(key, done);
+    return done;
+  }
+
+  async #install(lease: Lease): Promise<boolean> {
     const tep = this.#tep(lease.tep6);
     this.#add(tep, lease);
     if (!this.#connected(tep)) {
@@ -117,7 +146,8 @@ export class TepSync implements BindingSink {
     const wasConnected = this.#connected(tep);
     tep.lastSync = this.#now();
     this.#o.metrics.inc("dstm_tep_messages_total", { kind: "sync" });
-    if (!wasConnected) this.#o.log.info("tep-connected", { tep6: tep.tep6, from, bindings: message.syncCount });
+    if (!wasConnected)
+      this.#o.log.info("tep-connected", { tep6: tep.tep6, from, bindings: message.syncCount });
     if (message.syncCount === tep.bindings.size && message.syncDigest === tep.digest) return;
     this.#sendSnapshot(tep, from, port);
   }
@@ -140,7 +170,9 @@ export class TepSync implements BindingSink {
         snapshot: { id: tep.snapshotId, part, parts },
         bindings,
       };
-      const bytes = this.#o.key ? signMessage(message, this.#o.key, this.#now()) : encodeMessage(message);
+      const bytes = this.#o.key
+        ? signMessage(message, this.#o.key, this.#now())
+        : encodeMessage(message);
       this.#o.send(bytes, address, port);
     }
     this.#o.metrics.inc("dstm_tep_messages_total", { kind: "snapshot" });
@@ -179,7 +211,13 @@ export class TepSync implements BindingSink {
   #tep(tep6: string): TepState {
     let tep = this.#teps.get(tep6);
     if (!tep) {
-      tep = { tep6, bindings: new Map(), digest: 0, lastSync: 0, snapshotId: (Math.random() * 2 ** 32) >>> 0 };
+      tep = {
+        tep6,
+        bindings: new Map(),
+        digest: 0,
+        lastSync: 0,
+        snapshotId: (Math.random() * 2 ** 32) >>> 0,
+      };
       this.#teps.set(tep6, tep);
     }
     return tep;

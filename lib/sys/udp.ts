@@ -16,6 +16,8 @@ export interface UdpEndpoint {
   /** Sends one datagram; returns false when the kernel refused it (buffer full, unreachable). */
   send(data: Uint8Array, address: string, port: number): boolean;
   close(): void;
+  /** ICMP errors reported for earlier sends (e.g. port unreachable). */
+  readonly asyncErrors: number;
 }
 
 /** A socket could not be opened; `message` is one line fit for the user. */
@@ -40,6 +42,7 @@ export async function bindUdp(
   onDatagram: DatagramHandler,
 ): Promise<UdpEndpoint> {
   let socket: Bun.udp.Socket<"uint8array">;
+  const errors = { count: 0 };
   try {
     socket = await Bun.udpSocket({
       hostname: address,
@@ -48,6 +51,11 @@ export async function bindUdp(
       socket: {
         data(_sock, data, fromPort, fromAddress) {
           onDatagram(data, fromAddress, fromPort);
+        },
+        // ICMP errors for earlier sends (port unreachable: a peer went away) surface here on
+        // Linux; they are not this socket's failure, so they are counted, not thrown.
+        error() {
+          errors.count++;
         },
       },
     });
@@ -66,6 +74,9 @@ export async function bindUdp(
       }
     },
     close: () => socket.close(),
+    get asyncErrors() {
+      return errors.count;
+    },
   };
 }
 
