@@ -1,0 +1,268 @@
+/**
+ * The TEP's control plane: receives BIND / UNBIND / SNAPSHOT from its DSTM server, applies
+ * them to the binding table the data plane reads, acknowledges, and reports its state in
+ * SYNC at start and every SYNC_INTERVAL_MS (docs/protocol.md, "TEP synchronisation").
+ *
+ * The TEP never learns bindings from data packets: what is not bound here is dropped by the
+ * data plane. Static bindings (`--binding V4=V6`) are kept apart from the server's, so a
+ * snapshot never removes them and the digest covers only what the server manages.
+ *
+ * @module
+ */
+import type { Logger } from "../control/log.ts";
+import type { Metrics } from "../control/metrics.ts";
+import { leaseKey } from "../lease/lease.ts";
+import { canonicalIPv6, formatIPv4, parseIPv6 } from "../net/addr.ts";
+import { bindUdp, type UdpEndpoint } from "../sys/udp.ts";
+import { type AuthKey, ReplayGuard, signMessage, verifyMessage } from "../wire/auth.ts";
+import { bindingHash } from "../wire/digest.ts";
+import { decodeMessage, encodeMessage } from "../wire/dstm.ts";
+import {
+  DSTM_PORT,
+  type DstmMessage,
+  MessageType,
+  type WireBinding,
+  type WirePortSet,
+} from "../wire/dstm_types.ts";
+
+/** What the control plane needs from the data plane's binding table (single writer). */
+export interface BindingWriter {
+  set(ipv4: number, portSet: WirePortSet, host6: Uint8Array): void;
+  delete(ipv4: number, psid: number): void;
+  /** Atomically (for readers: entry by entry, never a torn entry) makes the table exactly `entries`. */
+  replaceAll(entries: readonly { ipv4: number; portSet: WirePortSet; host6: Uint8Array }[]): void;
+}
+
+export interface TepControlOptions {
+  /** Address and port to receive server messages on (the TEP's IPv6 address, port 4608). */
+  readonly listen: { readonly address: string; readonly port: number };
+  /** The DSTM server. */
+  readonly server: { readonly address: string; readonly port?: number };
+  readonly tep6: string;
+  readonly tep4?: number;
+  readonly key?: AuthKey;
+  readonly table: BindingWriter;
+  readonly staticBindings?: readonly WireBinding[];
+  readonly syncIntervalMs?: number;
+  readonly log: Logger;
+  readonly metrics: Metrics;
+  readonly now?: () => number;
+}
+
+interface Entry {
+  readonly binding: WireBinding;
+  readonly host6: Uint8Array;
+  readonly hash: number;
+}
+
+interface SnapshotAssembly {
+  id: number;
+  parts: number;
+  received: Map<number, readonly WireBinding[]>;
+}
+
+export class TepControl {
+  readonly #o: TepControlOptions;
+  readonly #now: () => number;
+  readonly #managed = new Map<number, Entry>();
+  readonly #static: Entry[];
+  readonly #guard = new ReplayGuard();
+  readonly #keys: ReadonlyMap<number, AuthKey>;
+  readonly #server: string;
+  readonly #serverPort: number;
+  #digest = 0;
+  #endpoint!: UdpEndpoint;
+  #timer: ReturnType<typeof setInterval> | undefined;
+  #snapshot: SnapshotAssembly | undefined;
+  #xid = (Math.random() * 2 ** 32) >>> 0;
+
+  private constructor(options: TepControlOptions) {
+    this.#o = options;
+    this.#now = options.now ?? Date.now;
+    this.#keys = new Map(options.key ? [[options.key.id, options.key]] : []);
+    this.#server = canonicalIPv6(options.server.address) ?? options.server.address;
+    this.#serverPort = options.server.port ?? DSTM_PORT;
+    this.#static = (options.staticBindings ?? []).map((b) => entry(b));
+    const m = options.metrics;
+    m.counter(
+      "dstm_tep_control_total",
+      "Control messages from the DSTM server, by kind and result",
+    );
+    m.gauge("dstm_tep_bindings", "Bindings held, by origin (server, static)");
+    m.onCollect(() => {
+      m.set("dstm_tep_bindings", { origin: "server" }, this.#managed.size);
+      m.set("dstm_tep_bindings", { origin: "static" }, this.#static.length);
+    });
+  }
+
+  /** Binds the control socket, installs static bindings and sends the first SYNC. */
+  static async start(options: TepControlOptions): Promise<TepControl> {
+    const control = new TepControl(options);
+    control.#endpoint = await bindUdp(
+      options.listen.address,
+      options.listen.port,
+      (data, address, port) => control.#onDatagram(data, address, port),
+    );
+    control.#apply();
+    control.sync();
+    control.#timer = setInterval(() => control.sync(), options.syncIntervalMs ?? 2000);
+    return control;
+  }
+
+  /** Server-managed bindings held now. */
+  get count(): number {
+    return this.#managed.size;
+  }
+
+  get digest(): number {
+    return this.#digest;
+  }
+
+  get port(): number {
+    return this.#endpoint.port;
+  }
+
+  /** Sends SYNC (count and digest of the server-managed bindings) to the server now. */
+  sync(): void {
+    this.#send(
+      {
+        type: MessageType.SYNC,
+        xid: this.#nextXid(),
+        tep6: this.#o.tep6,
+        tep4: this.#o.tep4,
+        syncCount: this.#managed.size,
+        syncDigest: this.#digest,
+      },
+      this.#server,
+      this.#serverPort,
+    );
+  }
+
+  close(): void {
+    if (this.#timer) clearInterval(this.#timer);
+    this.#endpoint?.close();
+  }
+
+  #onDatagram(data: Uint8Array, address: string, port: number): void {
+    const m = this.#o.metrics;
+    if ((canonicalIPv6(address) ?? address) !== this.#server) {
+      m.inc("dstm_tep_control_total", { kind: "any", result: "drop-not-server" });
+      return;
+    }
+    const decoded = decodeMessage(data);
+    if (!decoded.ok) {
+      m.inc("dstm_tep_control_total", { kind: "any", result: "drop-malformed" });
+      return;
+    }
+    const message = decoded.value;
+    const kind =
+      message.type === MessageType.BIND
+        ? "bind"
+        : message.type === MessageType.UNBIND
+          ? "unbind"
+          : message.type === MessageType.SNAPSHOT
+            ? "snapshot"
+            : "other";
+    if (kind === "other") {
+      m.inc("dstm_tep_control_total", { kind, result: "drop-unexpected" });
+      return;
+    }
+    if (this.#o.key) {
+      const outcome = verifyMessage(
+        data.subarray(0, decoded.offset),
+        message,
+        this.#keys,
+        this.#guard,
+        this.#now(),
+      );
+      if (outcome !== "ok") {
+        m.inc("dstm_tep_control_total", { kind, result: `drop-auth-${outcome}` });
+        this.#o.log.warn("reject", { reason: "auth", auth: outcome, from: address, type: kind });
+        return;
+      }
+    }
+    m.inc("dstm_tep_control_total", { kind, result: "ok" });
+    if (message.type === MessageType.SNAPSHOT) {
+      this.#onSnapshot(message);
+      return;
+    }
+    const portSet = message.portSet ?? { offset: 0, psidLength: 0, psid: 0 };
+    const binding: WireBinding = { host4: message.host4!, host6: message.host6!, portSet };
+    if (message.type === MessageType.BIND) {
+      this.#put(entry(binding));
+      this.#o.table.set(binding.host4, portSet, parseIPv6(binding.host6)!);
+      this.#o.log.info("bind", {
+        ipv4: formatIPv4(binding.host4),
+        host6: binding.host6,
+        psid: portSet.psidLength ? portSet.psid : undefined,
+      });
+    } else {
+      this.#drop(binding.host4, portSet.psid);
+      this.#o.table.delete(binding.host4, portSet.psid);
+      this.#o.log.info("unbind", { ipv4: formatIPv4(binding.host4), host6: binding.host6 });
+    }
+    this.#send(
+      { type: MessageType.BIND_ACK, xid: message.xid, host4: binding.host4 },
+      address,
+      port,
+    );
+  }
+
+  #onSnapshot(message: DstmMessage): void {
+    const { id, part, parts } = message.snapshot!;
+    if (!this.#snapshot || this.#snapshot.id !== id)
+      this.#snapshot = { id, parts, received: new Map() };
+    const assembly = this.#snapshot;
+    if (assembly.parts !== parts) return;
+    assembly.received.set(part, message.bindings ?? []);
+    if (assembly.received.size < parts) return;
+    this.#snapshot = undefined;
+    this.#managed.clear();
+    this.#digest = 0;
+    for (const list of assembly.received.values()) for (const b of list) this.#put(entry(b));
+    this.#apply();
+    this.#o.log.info("snapshot", { bindings: this.#managed.size, parts });
+  }
+
+  /** Makes the data plane's table exactly static + managed. */
+  #apply(): void {
+    const all = [...this.#static, ...this.#managed.values()].map((e) => ({
+      ipv4: e.binding.host4,
+      portSet: e.binding.portSet,
+      host6: e.host6,
+    }));
+    this.#o.table.replaceAll(all);
+  }
+
+  #put(e: Entry): void {
+    this.#drop(e.binding.host4, e.binding.portSet.psid);
+    this.#managed.set(leaseKey(e.binding.host4, e.binding.portSet.psid), e);
+    this.#digest = (this.#digest + e.hash) >>> 0;
+  }
+
+  #drop(ipv4: number, psid: number): void {
+    const key = leaseKey(ipv4, psid);
+    const old = this.#managed.get(key);
+    if (!old) return;
+    this.#managed.delete(key);
+    this.#digest = (this.#digest - old.hash) >>> 0;
+  }
+
+  #send(message: DstmMessage, address: string, port: number): void {
+    const bytes = this.#o.key
+      ? signMessage(message, this.#o.key, this.#now())
+      : encodeMessage(message);
+    this.#endpoint.send(bytes, address, port);
+  }
+
+  #nextXid(): number {
+    this.#xid = (this.#xid + 1) >>> 0;
+    return this.#xid;
+  }
+}
+
+function entry(binding: WireBinding): Entry {
+  const host6 = parseIPv6(binding.host6)!;
+  const { offset, psidLength, psid } = binding.portSet;
+  return { binding, host6, hash: bindingHash(binding.host4, host6, offset, psidLength, psid) };
+}

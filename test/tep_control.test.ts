@@ -1,0 +1,148 @@
+import { afterEach, describe, expect, test } from "bun:test";
+import { DstmClient, DstmTransport } from "../lib/client/protocol.ts";
+import { Logger } from "../lib/control/log.ts";
+import { Metrics } from "../lib/control/metrics.ts";
+import { formatIPv6 } from "../lib/net/addr.ts";
+import { DstmServer } from "../lib/server/server.ts";
+import { bindUdp } from "../lib/sys/udp.ts";
+import { type BindingWriter, TepControl } from "../lib/tep/control.ts";
+import type { AuthKey } from "../lib/wire/auth.ts";
+import { encodeMessage } from "../lib/wire/dstm.ts";
+import { MessageType, type WirePortSet } from "../lib/wire/dstm_types.ts";
+
+const KEY: AuthKey = { id: 3, secret: new Uint8Array(32).fill(9) };
+const cleanup: (() => unknown)[] = [];
+afterEach(async () => {
+  for (const c of cleanup.splice(0).reverse()) await c();
+});
+
+/** A binding table that records its content as ipv4 → host6 text. */
+class RecordingTable implements BindingWriter {
+  readonly map = new Map<number, string>();
+  set(ipv4: number, _ps: WirePortSet, host6: Uint8Array) {
+    this.map.set(ipv4, formatIPv6(host6));
+  }
+  delete(ipv4: number) {
+    this.map.delete(ipv4);
+  }
+  replaceAll(entries: readonly { ipv4: number; host6: Uint8Array }[]) {
+    this.map.clear();
+    for (const e of entries) this.map.set(e.ipv4, formatIPv6(e.host6));
+  }
+}
+
+const quiet = () => new Logger({ sink: () => {} });
+
+async function startServer(tepPort: number, key?: AuthKey) {
+  const server = await DstmServer.start({
+    pools: [{ prefixes: ["198.51.100.0/28"], tep6: "::1" }],
+    leaseTime: 600,
+    listen: { address: "::1", port: 0 },
+    sourceCheck: false,
+    tepPort,
+    keys: key ? [key] : undefined,
+    log: quiet(),
+  });
+  cleanup.push(() => server.stop());
+  const transport = await DstmTransport.open({ server: "::1", port: server.listening.port, key });
+  cleanup.push(() => transport.close());
+  return { server, transport };
+}
+
+async function startTep(
+  serverPort: number,
+  port: number,
+  key?: AuthKey,
+  table = new RecordingTable(),
+) {
+  const metrics = new Metrics();
+  const tep = await TepControl.start({
+    listen: { address: "::1", port },
+    server: { address: "::1", port: serverPort },
+    tep6: "::1",
+    key,
+    table,
+    syncIntervalMs: 200,
+    log: quiet(),
+    metrics,
+  });
+  cleanup.push(() => tep.close());
+  return { tep, table, metrics };
+}
+
+async function until(check: () => boolean, ms = 2000) {
+  for (let waited = 0; !check() && waited < ms; waited += 10) await Bun.sleep(10);
+  return check();
+}
+
+/** A free UDP port on ::1 (bind, read, close). */
+async function freePort() {
+  const ep = await bindUdp("::1", 0, () => {});
+  const port = ep.port;
+  ep.close();
+  return port;
+}
+
+describe("TEP control plane against a real server", () => {
+  for (const key of [undefined, KEY]) {
+    test(`a TEP gets the table at start, BINDs before ACKs, UNBIND on release, full table after restart (${key ? "signed" : "unsigned"})`, async () => {
+      const tepPort = await freePort();
+      const { server, transport } = await startServer(tepPort, key);
+      const early = await Promise.all(
+        ["a", "b", "c"].map((h) => new DstmClient(transport, `2001:db8:1::${h}`).discover()),
+      );
+      const first = await startTep(server.listening.port, tepPort, key);
+      expect(await until(() => first.table.map.size === 3, 1000)).toBe(true);
+      for (const lease of early) expect(first.table.map.get(lease.ipv4)).toBe(lease.host6);
+      await until(() => server.tepSync!.view("::1").connected);
+      const d = await new DstmClient(transport, "2001:db8:1::d").discover();
+      expect(first.table.map.get(d.ipv4)).toBe("2001:db8:1::d"); // installed before the ACK arrived
+      await new DstmClient(transport, "2001:db8:1::a").release(early[0]!.ipv4);
+      expect(await until(() => !first.table.map.has(early[0]!.ipv4))).toBe(true);
+      expect(first.tep.digest).toBe(server.tepSync!.view("::1").digest);
+      first.tep.close();
+      // Restart: a new TEP with an empty table has the whole table again within a second.
+      const leasesBefore = server.engine.leases({ state: "active" }).length;
+      const second = await startTep(server.listening.port, tepPort, key);
+      expect(await until(() => second.table.map.size === 3, 1000)).toBe(true);
+      expect(server.engine.leases({ state: "active" }).length).toBe(leasesBefore);
+    });
+  }
+
+  test("BIND from anyone but the server, or with a bad signature, is dropped and counted", async () => {
+    const tepPort = await freePort();
+    const { server } = await startServer(tepPort, KEY);
+    const { table, metrics } = await startTep(server.listening.port, tepPort, KEY);
+    const intruder = await bindUdp("::1", 0, () => {});
+    cleanup.push(() => intruder.close());
+    // Unsigned BIND from ::1 (the server's address, but not signed): refused by auth.
+    intruder.send(
+      encodeMessage({ type: MessageType.BIND, xid: 1, host4: 0xc6336407, host6: "2001:db8:66::1" }),
+      "::1",
+      tepPort,
+    );
+    expect(
+      await until(
+        () =>
+          metrics.get("dstm_tep_control_total", { kind: "bind", result: "drop-auth-missing" }) ===
+          1,
+      ),
+    ).toBe(true);
+    expect(table.map.has(0xc6336407)).toBe(false);
+  });
+
+  test("a TEP with the wrong key gets nothing", async () => {
+    const tepPort = await freePort();
+    const { server, transport } = await startServer(tepPort, KEY);
+    await new DstmClient(transport, "2001:db8:1::e").discover();
+    const { table } = await startTep(server.listening.port, tepPort, {
+      id: 3,
+      secret: new Uint8Array(32).fill(1),
+    });
+    await Bun.sleep(500);
+    expect(table.map.size).toBe(0);
+    expect(server.metrics.get("dstm_auth_failures_total", { reason: "bad-mac" })).toBeGreaterThan(
+      0,
+    );
+  });
+});
