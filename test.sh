@@ -6,6 +6,7 @@ cd "$(dirname "$0")"
 if [ ! -x node_modules/.bin/bun ]; then
   npm ci --no-audit --no-fund >/dev/null 2>&1 || npm install --no-audit --no-fund || exit 1
 fi
+scripts/test-deps.sh
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 node_modules/.bin/bun test --timeout 120000 "$@" 2>&1 | tee "$log"
