@@ -1,0 +1,119 @@
+/**
+ * Helpers for the tests that need root and network namespaces: why such a test is skipped,
+ * and running a small script (test/sys_scripts/*.ts) inside a namespace to collect its JSON.
+ */
+import { existsSync } from "node:fs";
+import { join } from "node:path";
+import type { Netns } from "../../lib/sys/netns.ts";
+import { BUN, ROOT } from "./process.ts";
+
+export const SCRIPTS = join(ROOT, "test", "sys_scripts");
+
+/** Why the namespace tests cannot run here, or null when they can. */
+export function netnsSkipReason(opts: { tun?: boolean } = {}): string | null {
+  if (process.platform !== "linux") return "needs Linux";
+  if (process.getuid?.() !== 0) return "needs root (network namespaces, TUN, raw sockets)";
+  if (Bun.which("ip") === null) return "needs iproute2 (`ip`)";
+  if (opts.tun && !existsSync("/dev/net/tun")) return "needs /dev/net/tun (load the tun module)";
+  return null;
+}
+
+/** Prints the skip reason once, so a skipped suite says why. */
+export function announceSkip(suite: string, reason: string | null): void {
+  if (reason !== null) console.warn(`[skip] ${suite}: ${reason}`);
+}
+
+/** A script started in a namespace; `lines` fills as it prints. */
+export interface ScriptRun<T> {
+  readonly pid: number;
+  /** Resolves with the first stdout line matching `pattern`. */
+  waitFor(pattern: RegExp, timeoutMs?: number): Promise<string>;
+  /** Resolves with the JSON of the last stdout line once the script exits 0; rejects otherwise. */
+  readonly result: Promise<T>;
+  kill(): void;
+}
+
+/**
+ * Starts `bun test/sys_scripts/NAME ...args` inside `ns` (killed after `timeoutMs`). The script
+ * prints progress lines and, last, one line of JSON.
+ */
+export function startScript<T>(
+  ns: Netns,
+  script: string,
+  args: readonly string[] = [],
+  timeoutMs = 20_000,
+): ScriptRun<T> {
+  const proc = ns.spawn([BUN, join(SCRIPTS, script), ...args], { timeoutMs, cwd: ROOT });
+  const lines: string[] = [];
+  const waiters: { pattern: RegExp; resolve: (line: string) => void }[] = [];
+  const stderr = new Response(proc.stderr).text();
+  const stdoutDone = (async () => {
+    const decoder = new TextDecoder();
+    let rest = "";
+    for await (const chunk of proc.stdout) {
+      rest += decoder.decode(chunk, { stream: true });
+      for (let nl = rest.indexOf("\n"); nl >= 0; nl = rest.indexOf("\n")) {
+        const line = rest.slice(0, nl);
+        rest = rest.slice(nl + 1);
+        lines.push(line);
+        for (let i = waiters.length - 1; i >= 0; i--) {
+          if (waiters[i]!.pattern.test(line)) waiters.splice(i, 1)[0]!.resolve(line);
+        }
+      }
+    }
+    if (rest !== "") lines.push(rest);
+  })();
+  const result = (async () => {
+    const code = await proc.exited;
+    await stdoutDone;
+    const err = await stderr;
+    if (code !== 0) {
+      throw new Error(
+        `${script} exited with ${code}\nstdout:\n${lines.join("\n")}\nstderr:\n${err}`,
+      );
+    }
+    const last = lines.filter((l) => l.trim() !== "").at(-1) ?? "";
+    try {
+      return JSON.parse(last) as T;
+    } catch {
+      throw new Error(`${script}: last line is not JSON: ${last}\nstderr:\n${err}`);
+    }
+  })();
+  result.catch(() => {});
+  return {
+    pid: proc.pid,
+    result,
+    kill: () => proc.kill("SIGKILL"),
+    waitFor(pattern, waitMs = 10_000) {
+      const seen = lines.find((l) => pattern.test(l));
+      if (seen !== undefined) return Promise.resolve(seen);
+      return new Promise((resolve, reject) => {
+        const timer = setTimeout(
+          () => reject(new Error(`${script}: no line matching ${pattern} in ${waitMs} ms`)),
+          waitMs,
+        );
+        waiters.push({
+          pattern,
+          resolve: (line) => {
+            clearTimeout(timer);
+            resolve(line);
+          },
+        });
+        result.then(
+          () => reject(new Error(`${script} ended before printing ${pattern}`)),
+          (error) => reject(error),
+        );
+      });
+    },
+  };
+}
+
+/** Runs a script in `ns` to completion and returns its JSON. */
+export function runScript<T>(
+  ns: Netns,
+  script: string,
+  args: readonly string[] = [],
+  timeoutMs = 20_000,
+): Promise<T> {
+  return startScript<T>(ns, script, args, timeoutMs).result;
+}
