@@ -1,0 +1,169 @@
+/**
+ * A running TEP: the IPv4-side TUN device with routes for the pools it serves, a raw IPv6
+ * socket for next header 4 bound to the TEP's IPv6 address, the two forwarding Workers, the
+ * binding table they read, and the control plane that fills it from the DSTM server.
+ *
+ * Packets from the IPv4 network to a leased address are routed by the kernel into the TUN
+ * device (`tep0`), whose MTU is large so that the RFC 2473 decision (ICMP "fragmentation
+ * needed" with the tunnel MTU, or fragmenting the outer IPv6 packet) is ours, not the
+ * kernel's with the wrong MTU. Decapsulated packets are written into the TUN device and
+ * forwarded by the kernel, which also hairpins host-to-host traffic back into the TUN.
+ *
+ * @module
+ */
+import type { Logger } from "../control/log.ts";
+import { Metrics } from "../control/metrics.ts";
+import { formatIPv4, parseIPv6 } from "../net/addr.ts";
+import { type HttpEndpoint, serveUnix } from "../sys/http.ts";
+import { linkSetMtu, linkSetTxQueueLen, linkSetUp, routeAdd } from "../sys/netlink.ts";
+import { Raw6Socket } from "../sys/raw6.ts";
+import { writeSysctl } from "../sys/sysctl.ts";
+import { closeTun, openTun } from "../sys/tun_linux.ts";
+import { BindingTable } from "../tunnel/binding.ts";
+import { COUNTER_NAMES, Counters } from "../tunnel/counters.ts";
+import { Forwarder } from "../tunnel/forwarder.ts";
+import type { AuthKey } from "../wire/auth.ts";
+import type { WireBinding } from "../wire/dstm_types.ts";
+import { TepControl } from "./control.ts";
+
+export interface TepConfig {
+  /** The TEP's IPv6 address (outer source of encapsulated packets, control endpoint). */
+  readonly ipv6: string;
+  /** The TEP's IPv4 address (source of its ICMPv4 errors). */
+  readonly ipv4: number;
+  readonly server: { readonly address: string; readonly port?: number };
+  readonly key?: AuthKey;
+  /** IPv4 prefixes routed into the tunnel (the pools this TEP serves). */
+  readonly routes: readonly string[];
+  readonly staticBindings?: readonly WireBinding[];
+  readonly ifname?: string;
+  /** MTU of the IPv6 link towards the hosts; tunnel MTU = linkMtu − 40. Default 1500. */
+  readonly linkMtu?: number;
+  readonly hairpin?: boolean;
+  readonly icmpRate?: number;
+  readonly maxBindings?: number;
+  readonly controlPort?: number;
+  /** Unix socket for `dstm tep stats`; none when absent. */
+  readonly statsSocket?: string;
+  readonly syncIntervalMs?: number;
+  readonly log: Logger;
+}
+
+export class TepNode {
+  readonly metrics = new Metrics();
+  readonly table: BindingTable;
+  readonly counters: Counters;
+  #tunFd = -1;
+  #raw: Raw6Socket | undefined;
+  #forwarder: Forwarder | undefined;
+  #control: TepControl | undefined;
+  #stats: HttpEndpoint | undefined;
+  readonly #config: TepConfig;
+  readonly #ifname: string;
+
+  private constructor(config: TepConfig) {
+    this.#config = config;
+    this.#ifname = config.ifname ?? "tep0";
+    this.table = BindingTable.create({ maxEntries: config.maxBindings ?? 1 << 17 });
+    this.counters = Counters.create({ slices: 2 });
+    this.metrics.gauge("dstm_tep_packets", "Packets by forwarding or drop reason (see docs)");
+    this.metrics.onCollect(() => {
+      const snap = this.counters.snapshot();
+      for (const name of COUNTER_NAMES) this.metrics.set("dstm_tep_packets", { counter: name }, snap[name]);
+    });
+  }
+
+  /** Brings the TEP up; on failure undoes what it did and throws a one-line error. */
+  static async start(config: TepConfig): Promise<TepNode> {
+    const node = new TepNode(config);
+    try {
+      await node.#open();
+      return node;
+    } catch (error) {
+      await node.stop();
+      throw error;
+    }
+  }
+
+  /** Counters, bindings and configuration, as `dstm tep stats` shows them. */
+  stats(): { ifname: string; ipv6: string; ipv4: string; bindings: number; serverBindings: number; counters: Record<string, number> } {
+    return {
+      ifname: this.#ifname,
+      ipv6: this.#config.ipv6,
+      ipv4: formatIPv4(this.#config.ipv4),
+      bindings: this.table.size,
+      serverBindings: this.#control?.count ?? 0,
+      counters: this.counters.snapshot(),
+    };
+  }
+
+  async #open(): Promise<void> {
+    const c = this.#config;
+    const tep6 = parseIPv6(c.ipv6);
+    if (!tep6) throw new Error(`--ipv6: "${c.ipv6}" is not an IPv6 address`);
+    const tun = openTun(this.#ifname);
+    this.#tunFd = tun.fd;
+    linkSetMtu(tun.name, 65000);
+    linkSetTxQueueLen(tun.name, 5000);
+    linkSetUp(tun.name);
+    for (const route of c.routes) routeAdd({ dst: route, dev: tun.name });
+    writeSysctl("net.ipv4.ip_forward", "1");
+    // Decapsulated packets come out of the TUN with the hosts' leased sources: no reverse-path drop.
+    writeSysctl(`net.ipv4.conf.${tun.name}.rp_filter`, "0");
+    this.#raw = Raw6Socket.open({ receiveBuffer: 4 << 20, sendBuffer: 4 << 20 });
+    this.#raw.bindAddress(tep6);
+    this.#forwarder = await Forwarder.tep({
+      tunFd: tun.fd,
+      rawFd: this.#raw.fd,
+      bindings: this.table,
+      counters: this.counters,
+      tep: { tepIPv4: c.ipv4, linkMtu: c.linkMtu, hairpin: c.hairpin, icmpRate: c.icmpRate },
+    });
+    this.#control = await TepControl.start({
+      listen: { address: c.ipv6, port: c.controlPort ?? 4608 },
+      server: c.server,
+      tep6: c.ipv6,
+      tep4: c.ipv4,
+      key: c.key,
+      table: {
+        set: (ipv4, portSet, host6) => this.table.set(ipv4, portSet, host6),
+        delete: (ipv4, psid) => void this.table.delete(ipv4, psid),
+        replaceAll: (entries) => void this.table.replaceAll(entries),
+      },
+      staticBindings: c.staticBindings,
+      syncIntervalMs: c.syncIntervalMs,
+      log: c.log,
+      metrics: this.metrics,
+    });
+    if (c.statsSocket) {
+      this.#stats = await serveUnix(c.statsSocket, (request) => {
+        const path = new URL(request.url).pathname;
+        if (path === "/v1/ping") return Response.json({ ok: true });
+        if (path === "/v1/stats") return Response.json(this.stats());
+        if (path === "/metrics") return new Response(this.metrics.expose(), { headers: { "content-type": "text/plain; version=0.0.4" } });
+        return Response.json({ error: `no such endpoint ${path}` }, { status: 404 });
+      });
+    }
+    c.log.info("tep-start", {
+      ifname: this.#ifname,
+      ipv6: c.ipv6,
+      ipv4: formatIPv4(c.ipv4),
+      routes: c.routes.join(","),
+      server: c.server.address,
+      static: c.staticBindings?.length ?? 0,
+      tunnelMtu: (c.linkMtu ?? 1500) - 40,
+    });
+  }
+
+  /** Stops forwarding and removes the TUN device (its routes go with it). */
+  async stop(): Promise<void> {
+    this.#control?.close();
+    this.#stats?.close();
+    await this.#forwarder?.stop();
+    this.#raw?.close();
+    if (this.#tunFd >= 0) closeTun(this.#tunFd);
+    this.#tunFd = -1;
+    this.#config.log.info("tep-stop", { ifname: this.#ifname });
+    this.#config.log.flush();
+  }
+}

@@ -1,0 +1,95 @@
+/**
+ * Starts and stops the forwarding Workers of a TEP or a DSTM client: two per node, one per
+ * direction, each owning a counter slice and reading the shared binding table.
+ *
+ * @module
+ */
+import { startWorker, type WorkerHandle } from "../sys/worker.ts";
+import type { BindingTable } from "./binding.ts";
+import type { Counters } from "./counters.ts";
+
+export type ForwarderRole = "tep-decap" | "tep-encap" | "client-out" | "client-in";
+
+export interface TepForwarding {
+  tepIPv4: number;
+  linkMtu?: number;
+  hairpin?: boolean;
+  icmpRate?: number;
+}
+
+export interface ClientForwarding {
+  leasedIPv4: number;
+  portSet?: { offset: number; psidLength: number; psid: number };
+  /** 16 bytes. */
+  tep6: Uint8Array;
+}
+
+/** What a forwarding Worker is given. */
+export interface ForwarderInit {
+  role: ForwarderRole;
+  tunFd: number;
+  rawFd: number;
+  counters: SharedArrayBuffer;
+  slice: number;
+  bindings?: SharedArrayBuffer;
+  tep?: TepForwarding;
+  client?: ClientForwarding;
+}
+
+/** I/O failures a Worker saw (the per-packet verdicts are in the counters). */
+export interface ForwarderStats {
+  readErrors: number;
+  writeErrors: number;
+  /** Last -errno seen, 0 if none. */
+  lastError: number;
+}
+
+// In a `bun build --compile` executable the Worker module is an extra entry point stored at
+// its path under the bundle root (see compile.sh); from source it sits next to this file.
+const WORKER_URL = import.meta.url.includes("$bunfs")
+  ? "/$bunfs/root/lib/tunnel/forwarder_worker.ts"
+  : new URL("./forwarder_worker.ts", import.meta.url).href;
+
+/** The running Workers of one node. */
+export class Forwarder {
+  readonly #workers: WorkerHandle<ForwarderStats>[];
+
+  private constructor(workers: WorkerHandle<ForwarderStats>[]) {
+    this.#workers = workers;
+  }
+
+  /** TEP: decapsulation (raw IPv6 → TUN) and encapsulation (TUN → raw IPv6). Counter slices 0 and 1. */
+  static async tep(o: { tunFd: number; rawFd: number; bindings: BindingTable; counters: Counters; tep: TepForwarding }): Promise<Forwarder> {
+    const base = { tunFd: o.tunFd, rawFd: o.rawFd, counters: o.counters.buffer, bindings: o.bindings.buffer, tep: o.tep };
+    return Forwarder.#start([
+      { ...base, role: "tep-decap", slice: 0 },
+      { ...base, role: "tep-encap", slice: 1 },
+    ]);
+  }
+
+  /** Client: outbound (DTI → raw IPv6 to the TEP) and inbound (raw IPv6 → DTI). Counter slices 0 and 1. */
+  static async client(o: { tunFd: number; rawFd: number; counters: Counters; client: ClientForwarding }): Promise<Forwarder> {
+    const base = { tunFd: o.tunFd, rawFd: o.rawFd, counters: o.counters.buffer, client: o.client };
+    return Forwarder.#start([
+      { ...base, role: "client-out", slice: 0 },
+      { ...base, role: "client-in", slice: 1 },
+    ]);
+  }
+
+  static async #start(inits: ForwarderInit[]): Promise<Forwarder> {
+    const workers = inits.map((init) => startWorker<ForwarderInit, ForwarderStats>(WORKER_URL, init, { name: `dstm-${init.role}` }));
+    try {
+      await Promise.all(workers.map((w) => w.ready));
+    } catch (error) {
+      await Promise.all(workers.map((w) => w.stop(500)));
+      throw error;
+    }
+    return new Forwarder(workers);
+  }
+
+  /** Stops every Worker (each finishes its current packet); resolves with their I/O stats. */
+  async stop(): Promise<ForwarderStats[]> {
+    const results = await Promise.all(this.#workers.map((w) => w.stop(2000)));
+    return results.map((r) => r.result ?? { readErrors: 0, writeErrors: 0, lastError: 0 });
+  }
+}
