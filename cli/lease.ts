@@ -12,9 +12,9 @@ import { canonicalIPv6, formatIPv4, parseIPv4 } from "../lib/net/addr.ts";
 import { getUnix } from "../lib/sys/http.ts";
 import { sourceAddressFor } from "../lib/sys/udp.ts";
 import { DSTM_PORT } from "../lib/wire/dstm_types.ts";
+import { readKeys } from "./common.ts";
 import { UsageError } from "./errors.ts";
 import { defaultControlSocket } from "./paths.ts";
-import { readKeys } from "./server.ts";
 
 export function leaseCommand(): Command {
   const lease = new Command("lease").description("inspect the lease table");

@@ -5,9 +5,12 @@
  */
 import { Command, CommanderError } from "@commander-js/extra-typings";
 import { generateKeyFileText } from "../lib/wire/auth.ts";
+import { clientCommand } from "./client.ts";
 import { UsageError } from "./errors.ts";
 import { leaseCommand } from "./lease.ts";
+import { ping4Command } from "./ping4.ts";
 import { serverCommand } from "./server.ts";
+import { tepCommand } from "./tep.ts";
 import { VERSION } from "./version.ts";
 
 function notBuiltYet(name: string, summary: string): Command {
@@ -28,17 +31,10 @@ export function program(): Command {
     .version(VERSION)
     .showHelpAfterError("(run with --help for usage)")
     .addCommand(serverCommand())
-    .addCommand(
-      notBuiltYet("client", "obtain an IPv4 lease and bring up the DTI (4over6 tunnel interface)"),
-    )
-    .addCommand(
-      notBuiltYet(
-        "tep",
-        "tunnel end point: decapsulate to IPv4, encapsulate replies to the right host",
-      ),
-    )
+    .addCommand(clientCommand())
+    .addCommand(tepCommand())
     .addCommand(leaseCommand())
-    .addCommand(notBuiltYet("ping4", "ICMP echo to an IPv4 host through the TEP, without a DTI"))
+    .addCommand(ping4Command())
     .addCommand(
       notBuiltYet(
         "lab",

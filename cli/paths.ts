@@ -13,12 +13,14 @@ function isRoot(): boolean {
 
 /** Where the server's control socket lives unless --control says otherwise. */
 export function defaultControlSocket(): string {
-  if (process.env.DSTM_CONTROL) return process.env.DSTM_CONTROL;
-  if (isRoot()) return "/run/dstm/server.sock";
+  return process.env.DSTM_CONTROL ?? join(runtimeDir(), "server.sock");
+}
+
+/** Directory of the control sockets: /run/dstm as root, else the user's runtime directory. */
+export function runtimeDir(): string {
+  if (isRoot()) return "/run/dstm";
   const runtime = process.env.XDG_RUNTIME_DIR;
-  return runtime
-    ? join(runtime, "dstm", "server.sock")
-    : join(tmpdir(), `dstm-${process.getuid?.() ?? 0}`, "server.sock");
+  return runtime ? join(runtime, "dstm") : join(tmpdir(), `dstm-${process.getuid?.() ?? 0}`);
 }
 
 /** Where the lease database lives unless --db says otherwise. */

@@ -3,7 +3,7 @@
  *
  * @module
  */
-import { mkdirSync, readFileSync } from "node:fs";
+import { mkdirSync } from "node:fs";
 import { dirname } from "node:path";
 import { Command, Option } from "@commander-js/extra-typings";
 import type { PoolConfig } from "../lib/alloc/engine.ts";
@@ -11,8 +11,8 @@ import { type LogFormat, Logger, type LogLevel } from "../lib/control/log.ts";
 import { parseIPv4Prefix, prefixContains } from "../lib/net/prefix.ts";
 import { DstmServer, type ServerConfig } from "../lib/server/server.ts";
 import { readTomlFile } from "../lib/sys/toml.ts";
-import { type AuthKey, parseKeyFile } from "../lib/wire/auth.ts";
 import { DSTM_PORT } from "../lib/wire/dstm_types.ts";
+import { readKeys } from "./common.ts";
 import { parseDuration, parseHostPort, parseTep } from "./endpoints.ts";
 import { UsageError } from "./errors.ts";
 import { defaultControlSocket, defaultLeaseDb } from "./paths.ts";
@@ -274,21 +274,6 @@ function readConfigFile(path: string): Record<string, unknown> {
 
 function isStringArray(value: unknown): value is string[] {
   return Array.isArray(value) && value.every((v) => typeof v === "string");
-}
-
-/** Reads a key file; throws UsageError naming the file on any problem. */
-export function readKeys(path: string): AuthKey[] {
-  let text: string;
-  try {
-    text = readFileSync(path, "utf8");
-  } catch (error) {
-    throw new UsageError(
-      `cannot read key file ${path}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`,
-    );
-  }
-  const parsed = parseKeyFile(text);
-  if (!parsed.ok) throw new UsageError(`key file ${path}: ${parsed.message}`);
-  return parsed.keys;
 }
 
 function ensureDirectory(file: string, what: string): void {

@@ -87,7 +87,12 @@ export class DstmNode {
   static async start(config: NodeConfig): Promise<DstmNode> {
     const port = config.port ?? DSTM_PORT;
     const host6 = config.host6 ?? (await sourceAddressFor(config.server, port));
-    const transport = await DstmTransport.open({ server: config.server, port, key: config.key, bind: host6 });
+    const transport = await DstmTransport.open({
+      server: config.server,
+      port,
+      key: config.key,
+      bind: host6,
+    });
     const node = new DstmNode(config, transport, host6);
     node.#loop = node.#acquire();
     return node;
@@ -121,7 +126,10 @@ export class DstmNode {
         await this.#client.release(lease.ipv4);
         this.#config.log.info("release", { ipv4: formatIPv4(lease.ipv4) });
       } catch (error) {
-        this.#config.log.warn("release-failed", { ipv4: formatIPv4(lease.ipv4), detail: (error as Error).message });
+        this.#config.log.warn("release-failed", {
+          ipv4: formatIPv4(lease.ipv4),
+          detail: (error as Error).message,
+        });
       }
     }
     this.#transport.close();
@@ -171,7 +179,8 @@ export class DstmNode {
       linkSetTxQueueLen(ifname, 5000);
       addressAdd(ifname, `${formatIPv4(lease.ipv4)}/32`);
       linkSetUp(ifname);
-      for (const route of c.routes ?? ["0.0.0.0/0"]) routeAdd({ dst: route, dev: ifname, src: formatIPv4(lease.ipv4) });
+      for (const route of c.routes ?? ["0.0.0.0/0"])
+        routeAdd({ dst: route, dev: ifname, src: formatIPv4(lease.ipv4) });
       const raw = Raw6Socket.open({ receiveBuffer: 4 << 20, sendBuffer: 4 << 20 });
       this.#raw = raw;
       raw.bindAddress(parseIPv6(this.#client.host6)!);
@@ -218,19 +227,29 @@ export class DstmNode {
       }
       this.#lease = renewed;
       this.#state = "bound";
-      this.#config.log.info("renewed", { ipv4: formatIPv4(renewed.ipv4), lease: `${renewed.leaseTime}s` });
+      this.#config.log.info("renewed", {
+        ipv4: formatIPv4(renewed.ipv4),
+        lease: `${renewed.leaseTime}s`,
+      });
       this.#scheduleRenewal(renewed.leaseTime * 500);
     } catch (error) {
       if (this.#stopping) return;
       const remaining = lease.expiresAt - Date.now();
       if (error instanceof DstmRefusedError || remaining <= 1000) {
-        this.#config.log.warn("lease-lost", { ipv4: formatIPv4(lease.ipv4), detail: (error as Error).message });
+        this.#config.log.warn("lease-lost", {
+          ipv4: formatIPv4(lease.ipv4),
+          detail: (error as Error).message,
+        });
         await this.#down();
         this.#lease = undefined;
         this.#loop = this.#acquire();
         return;
       }
-      this.#config.log.warn("renew-failed", { ipv4: formatIPv4(lease.ipv4), detail: (error as Error).message, retryIn: `${Math.round(remaining / 2000)}s` });
+      this.#config.log.warn("renew-failed", {
+        ipv4: formatIPv4(lease.ipv4),
+        detail: (error as Error).message,
+        retryIn: `${Math.round(remaining / 2000)}s`,
+      });
       this.#scheduleRenewal(remaining / 2);
     }
   }

@@ -69,7 +69,8 @@ export class TepNode {
     this.metrics.gauge("dstm_tep_packets", "Packets by forwarding or drop reason (see docs)");
     this.metrics.onCollect(() => {
       const snap = this.counters.snapshot();
-      for (const name of COUNTER_NAMES) this.metrics.set("dstm_tep_packets", { counter: name }, snap[name]);
+      for (const name of COUNTER_NAMES)
+        this.metrics.set("dstm_tep_packets", { counter: name }, snap[name]);
     });
   }
 
@@ -86,7 +87,14 @@ export class TepNode {
   }
 
   /** Counters, bindings and configuration, as `dstm tep stats` shows them. */
-  stats(): { ifname: string; ipv6: string; ipv4: string; bindings: number; serverBindings: number; counters: Record<string, number> } {
+  stats(): {
+    ifname: string;
+    ipv6: string;
+    ipv4: string;
+    bindings: number;
+    serverBindings: number;
+    counters: Record<string, number>;
+  } {
     return {
       ifname: this.#ifname,
       ipv6: this.#config.ipv6,
@@ -140,7 +148,10 @@ export class TepNode {
         const path = new URL(request.url).pathname;
         if (path === "/v1/ping") return Response.json({ ok: true });
         if (path === "/v1/stats") return Response.json(this.stats());
-        if (path === "/metrics") return new Response(this.metrics.expose(), { headers: { "content-type": "text/plain; version=0.0.4" } });
+        if (path === "/metrics")
+          return new Response(this.metrics.expose(), {
+            headers: { "content-type": "text/plain; version=0.0.4" },
+          });
         return Response.json({ error: `no such endpoint ${path}` }, { status: 404 });
       });
     }

@@ -59,8 +59,20 @@ export class Forwarder {
   }
 
   /** TEP: decapsulation (raw IPv6 → TUN) and encapsulation (TUN → raw IPv6). Counter slices 0 and 1. */
-  static async tep(o: { tunFd: number; rawFd: number; bindings: BindingTable; counters: Counters; tep: TepForwarding }): Promise<Forwarder> {
-    const base = { tunFd: o.tunFd, rawFd: o.rawFd, counters: o.counters.buffer, bindings: o.bindings.buffer, tep: o.tep };
+  static async tep(o: {
+    tunFd: number;
+    rawFd: number;
+    bindings: BindingTable;
+    counters: Counters;
+    tep: TepForwarding;
+  }): Promise<Forwarder> {
+    const base = {
+      tunFd: o.tunFd,
+      rawFd: o.rawFd,
+      counters: o.counters.buffer,
+      bindings: o.bindings.buffer,
+      tep: o.tep,
+    };
     return Forwarder.#start([
       { ...base, role: "tep-decap", slice: 0 },
       { ...base, role: "tep-encap", slice: 1 },
@@ -68,7 +80,12 @@ export class Forwarder {
   }
 
   /** Client: outbound (DTI → raw IPv6 to the TEP) and inbound (raw IPv6 → DTI). Counter slices 0 and 1. */
-  static async client(o: { tunFd: number; rawFd: number; counters: Counters; client: ClientForwarding }): Promise<Forwarder> {
+  static async client(o: {
+    tunFd: number;
+    rawFd: number;
+    counters: Counters;
+    client: ClientForwarding;
+  }): Promise<Forwarder> {
     const base = { tunFd: o.tunFd, rawFd: o.rawFd, counters: o.counters.buffer, client: o.client };
     return Forwarder.#start([
       { ...base, role: "client-out", slice: 0 },
@@ -77,7 +94,9 @@ export class Forwarder {
   }
 
   static async #start(inits: ForwarderInit[]): Promise<Forwarder> {
-    const workers = inits.map((init) => startWorker<ForwarderInit, ForwarderStats>(WORKER_URL, init, { name: `dstm-${init.role}` }));
+    const workers = inits.map((init) =>
+      startWorker<ForwarderInit, ForwarderStats>(WORKER_URL, init, { name: `dstm-${init.role}` }),
+    );
     try {
       await Promise.all(workers.map((w) => w.ready));
     } catch (error) {

@@ -12,7 +12,15 @@ import { runWorker, type WorkerContext } from "../sys/worker.ts";
 import { BindingTable } from "./binding.ts";
 import { Counters } from "./counters.ts";
 import type { ForwarderInit, ForwarderStats } from "./forwarder.ts";
-import { ClientContext, clientDecap, clientEncap, TepContext, tepDecap, tepEncap, Verdict } from "./pipeline.ts";
+import {
+  ClientContext,
+  clientDecap,
+  clientEncap,
+  TepContext,
+  tepDecap,
+  tepEncap,
+  Verdict,
+} from "./pipeline.ts";
 
 /** Large enough for any IPv4 packet (the kernel reassembles before a raw socket sees it). */
 const BUFFER_SIZE = 65536;
@@ -33,49 +41,74 @@ runWorker<ForwarderInit, ForwarderStats>((init, ctx) => {
   switch (init.role) {
     case "tep-decap": {
       const tep = tepContext(init, counters);
-      return loop(ctx, stats, () => raw.recvFrom(buf, 0, addr6, 0), (n) => {
-        if (tepDecap(tep, buf, 0, n, addr6, 0) === Verdict.FORWARD) {
-          const w = tun.write(buf, 0, tep.length);
-          if (w < 0) fail(w);
-        }
-      });
+      return loop(
+        ctx,
+        stats,
+        () => raw.recvFrom(buf, 0, addr6, 0),
+        (n) => {
+          if (tepDecap(tep, buf, 0, n, addr6, 0) === Verdict.FORWARD) {
+            const w = tun.write(buf, 0, tep.length);
+            if (w < 0) fail(w);
+          }
+        },
+      );
     }
     case "tep-encap": {
       const tep = tepContext(init, counters);
-      return loop(ctx, stats, () => tun.read(buf, 0), (n) => {
-        const verdict = tepEncap(tep, buf, 0, n, addr6, 0);
-        if (verdict === Verdict.FORWARD || verdict === Verdict.FORWARD_FRAGMENT) {
-          const w = raw.sendTo(buf, 0, tep.length, addr6, 0);
-          if (w < 0) fail(w);
-        } else if (verdict === Verdict.ICMP) {
-          const w = tun.write(tep.reply, 0, tep.replyLength);
-          if (w < 0) fail(w);
-        }
-      });
+      return loop(
+        ctx,
+        stats,
+        () => tun.read(buf, 0),
+        (n) => {
+          const verdict = tepEncap(tep, buf, 0, n, addr6, 0);
+          if (verdict === Verdict.FORWARD || verdict === Verdict.FORWARD_FRAGMENT) {
+            const w = raw.sendTo(buf, 0, tep.length, addr6, 0);
+            if (w < 0) fail(w);
+          } else if (verdict === Verdict.ICMP) {
+            const w = tun.write(tep.reply, 0, tep.replyLength);
+            if (w < 0) fail(w);
+          }
+        },
+      );
     }
     case "client-out": {
       const client = clientContext(init, counters);
-      return loop(ctx, stats, () => tun.read(buf, 0), (n) => {
-        if (clientEncap(client, buf, 0, n) === Verdict.FORWARD) {
-          const w = raw.sendTo(buf, 0, client.length, client.tep6, 0);
-          if (w < 0) fail(w);
-        }
-      });
+      return loop(
+        ctx,
+        stats,
+        () => tun.read(buf, 0),
+        (n) => {
+          if (clientEncap(client, buf, 0, n) === Verdict.FORWARD) {
+            const w = raw.sendTo(buf, 0, client.length, client.tep6, 0);
+            if (w < 0) fail(w);
+          }
+        },
+      );
     }
     case "client-in": {
       const client = clientContext(init, counters);
-      return loop(ctx, stats, () => raw.recvFrom(buf, 0, addr6, 0), (n) => {
-        if (clientDecap(client, buf, 0, n, addr6, 0) === Verdict.FORWARD) {
-          const w = tun.write(buf, 0, client.length);
-          if (w < 0) fail(w);
-        }
-      });
+      return loop(
+        ctx,
+        stats,
+        () => raw.recvFrom(buf, 0, addr6, 0),
+        (n) => {
+          if (clientDecap(client, buf, 0, n, addr6, 0) === Verdict.FORWARD) {
+            const w = tun.write(buf, 0, client.length);
+            if (w < 0) fail(w);
+          }
+        },
+      );
     }
   }
 });
 
 /** Reads until stopped; `read` returns a length, 0 on poll timeout, or -errno. */
-function loop(ctx: WorkerContext, stats: ForwarderStats, read: () => number, handle: (n: number) => void): ForwarderStats {
+function loop(
+  ctx: WorkerContext,
+  stats: ForwarderStats,
+  read: () => number,
+  handle: (n: number) => void,
+): ForwarderStats {
   while (!ctx.stopRequested) {
     const n = read();
     if (n > 0) handle(n);
@@ -102,5 +135,10 @@ function tepContext(init: ForwarderInit, counters: Float64Array): TepContext {
 
 function clientContext(init: ForwarderInit, counters: Float64Array): ClientContext {
   const client = init.client!;
-  return new ClientContext({ counters, leasedIPv4: client.leasedIPv4, portSet: client.portSet, tep6: client.tep6 });
+  return new ClientContext({
+    counters,
+    leasedIPv4: client.leasedIPv4,
+    portSet: client.portSet,
+    tep6: client.tep6,
+  });
 }

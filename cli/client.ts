@@ -1,0 +1,133 @@
+/**
+ * `dstm client` (run the DSTM client: lease + DTI) and `dstm client status`.
+ *
+ * @module
+ */
+import { Command } from "@commander-js/extra-typings";
+import { DstmNode } from "../lib/client/node.ts";
+import { canonicalIPv6 } from "../lib/net/addr.ts";
+import { parseIPv4Prefix } from "../lib/net/prefix.ts";
+import { getUnix, serveUnix } from "../lib/sys/http.ts";
+import { DSTM_PORT } from "../lib/wire/dstm_types.ts";
+import {
+  logFormatOption,
+  logLevelOption,
+  parsePort,
+  readKeys,
+  stdoutLogger,
+  untilSignal,
+} from "./common.ts";
+import { UsageError } from "./errors.ts";
+import { runtimeDir } from "./paths.ts";
+
+const collect = (value: string, previous: string[] = []) => [...previous, value];
+
+/** Control socket of the client running the DTI `ifname`. */
+export function clientSocket(ifname: string): string {
+  return `${runtimeDir()}/client-${ifname}.sock`;
+}
+
+export function clientCommand() {
+  const client = new Command("client")
+    .description(
+      "run the DSTM client: obtain an IPv4 lease, bring up the DTI (4over6 tunnel interface), renew, release on exit",
+    )
+    .option("--server <v6>", "the DSTM server's IPv6 address")
+    .option("--port <n>", `server port (default ${DSTM_PORT})`)
+    .option("--tep <v6>", "use this TEP instead of the one the server names")
+    .option(
+      "--source <v6>",
+      "this host's IPv6 address for the tunnel (default: the source towards the server)",
+    )
+    .option("--ifname <name>", "DTI interface name", "dti0")
+    .option("--route <cidr>", "IPv4 route through the DTI (repeatable; default 0.0.0.0/0)", collect)
+    .option("--mtu <n>", "DTI MTU (default: IPv6 link MTU − 40)")
+    .option("--key <file>", "sign requests with the key in FILE")
+    .option("--control <path>", "status socket (default /run/dstm/client-IFNAME.sock)")
+    .addOption(logFormatOption())
+    .addOption(logLevelOption())
+    .addHelpText(
+      "after",
+      `
+Examples:
+  dstm client --server 2001:db8:1::53
+  dstm client --server 2001:db8:1::53 --route 192.0.2.0/24 --key /etc/dstm/key
+  dstm client status`,
+    )
+    .action(async (flags) => {
+      if (!flags.server)
+        throw new UsageError("--server V6 is required (the DSTM server's IPv6 address)");
+      const server = canonicalIPv6(flags.server);
+      if (!server) throw new UsageError(`--server: "${flags.server}" is not an IPv6 address`);
+      const tep6 = flags.tep === undefined ? undefined : canonicalIPv6(flags.tep);
+      if (tep6 === null) throw new UsageError(`--tep: "${flags.tep}" is not an IPv6 address`);
+      const host6 = flags.source === undefined ? undefined : canonicalIPv6(flags.source);
+      if (host6 === null)
+        throw new UsageError(`--source: "${flags.source}" is not an IPv6 address`);
+      for (const route of flags.route ?? []) {
+        if (!parseIPv4Prefix(route))
+          throw new UsageError(`--route: "${route}" is not an IPv4 CIDR (e.g. 192.0.2.0/24)`);
+      }
+      const mtu = flags.mtu === undefined ? undefined : Number(flags.mtu);
+      if (mtu !== undefined && (!Number.isInteger(mtu) || mtu < 576 || mtu > 65535))
+        throw new UsageError(`--mtu: "${flags.mtu}" is not 576–65535`);
+      const log = stdoutLogger(flags);
+      const node = await DstmNode.start({
+        server,
+        port: parsePort(flags.port, "--port", DSTM_PORT),
+        host6,
+        tep6,
+        key: flags.key ? readKeys(flags.key)[0] : undefined,
+        ifname: flags.ifname,
+        routes: flags.route,
+        mtu,
+        log,
+      });
+      const socket = flags.control ?? clientSocket(flags.ifname);
+      const control = await serveUnix(socket, (request) =>
+        new URL(request.url).pathname === "/v1/status" ||
+        new URL(request.url).pathname === "/v1/ping"
+          ? Response.json(node.status())
+          : Response.json({ error: "no such endpoint" }, { status: 404 }),
+      );
+      await untilSignal();
+      control.close();
+      await node.stop();
+    });
+  client
+    .command("status")
+    .description("show a running client's lease, TEP, expiry and traffic counters")
+    .option("--ifname <name>", "DTI of the client to ask", "dti0")
+    .option("--control <path>", "status socket (default /run/dstm/client-IFNAME.sock)")
+    .option("--json", "print JSON")
+    .action(async (flags) => {
+      const socket = flags.control ?? clientSocket(flags.ifname);
+      let status: Record<string, unknown>;
+      try {
+        status = (await (await getUnix(socket, "/v1/status")).json()) as Record<string, unknown>;
+      } catch {
+        throw new UsageError(
+          `no dstm client answers on ${socket}; is it running (for --ifname ${flags.ifname})?`,
+        );
+      }
+      if (flags.json) {
+        process.stdout.write(`${JSON.stringify(status, null, 2)}\n`);
+        return;
+      }
+      const counters = status.counters as Record<string, number>;
+      process.stdout.write(
+        [
+          `state     ${status.state}`,
+          `dti       ${status.ifname} (mtu ${status.mtu ?? "-"})`,
+          `ipv4      ${status.ipv4 ?? "-"}`,
+          `host ipv6 ${status.host6}`,
+          `tep       ${status.tep6 ?? "-"}${status.tep4 ? ` (${status.tep4})` : ""}`,
+          `expires   ${status.expiresAt ?? "-"}`,
+          `sent      ${counters["client-encap-forward"]} packets, ${counters["client-encap-forward-bytes"]} bytes`,
+          `received  ${counters["client-decap-forward"]} packets, ${counters["client-decap-forward-bytes"]} bytes`,
+          "",
+        ].join("\n"),
+      );
+    });
+  return client;
+}

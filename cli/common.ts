@@ -1,0 +1,66 @@
+/**
+ * Pieces every long-running subcommand shares: key files, loggers, signals.
+ *
+ * @module
+ */
+import { readFileSync } from "node:fs";
+import { Option } from "@commander-js/extra-typings";
+import { type LogFormat, Logger, type LogLevel } from "../lib/control/log.ts";
+import { type AuthKey, parseKeyFile } from "../lib/wire/auth.ts";
+import { UsageError } from "./errors.ts";
+
+/** Reads a key file; throws UsageError naming the file on any problem. */
+export function readKeys(path: string): AuthKey[] {
+  let text: string;
+  try {
+    text = readFileSync(path, "utf8");
+  } catch (error) {
+    throw new UsageError(
+      `cannot read key file ${path}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`,
+    );
+  }
+  const parsed = parseKeyFile(text);
+  if (!parsed.ok) throw new UsageError(`key file ${path}: ${parsed.message}`);
+  return parsed.keys;
+}
+
+export const logFormatOption = () =>
+  new Option("--log-format <format>", "log line format").choices(["text", "json"] as const);
+export const logLevelOption = () =>
+  new Option("--log-level <level>", "least severe events logged").choices([
+    "debug",
+    "info",
+    "warn",
+    "error",
+  ] as const);
+
+/** A logger writing to stdout with the format and level flags. */
+export function stdoutLogger(flags: { logFormat?: LogFormat; logLevel?: LogLevel }): Logger {
+  return new Logger({
+    format: flags.logFormat ?? "text",
+    level: flags.logLevel ?? "info",
+    sink: (text) => process.stdout.write(text),
+  });
+}
+
+/** Resolves on the first SIGINT or SIGTERM (then stops listening for them). */
+export function untilSignal(): Promise<NodeJS.Signals> {
+  return new Promise((resolve) => {
+    const on = (signal: NodeJS.Signals) => {
+      process.off("SIGINT", on);
+      process.off("SIGTERM", on);
+      resolve(signal);
+    };
+    process.on("SIGINT", on);
+    process.on("SIGTERM", on);
+  });
+}
+
+/** A port number 1–65535 from a flag, or `fallback` when absent. */
+export function parsePort(text: string | undefined, what: string, fallback: number): number {
+  if (text === undefined) return fallback;
+  const port = Number(text);
+  if (!Number.isInteger(port) || port < 1 || port > 65535)
+    throw new UsageError(`${what}: "${text}" is not a port (1–65535)`);
+  return port;
+}

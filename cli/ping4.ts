@@ -1,0 +1,129 @@
+/**
+ * `dstm ping4`: ICMP echo through the TEP without a DTI, with a temporary lease.
+ *
+ * @module
+ */
+import { Command } from "@commander-js/extra-typings";
+import { ping4 } from "../lib/client/ping4.ts";
+import { DstmClient, DstmTransport } from "../lib/client/protocol.ts";
+import { canonicalIPv6, formatIPv4, parseIPv4, parseIPv6 } from "../lib/net/addr.ts";
+import { getUnix } from "../lib/sys/http.ts";
+import { sourceAddressFor } from "../lib/sys/udp.ts";
+import { DSTM_PORT } from "../lib/wire/dstm_types.ts";
+import { clientSocket } from "./client.ts";
+import { parsePort, readKeys } from "./common.ts";
+import { UsageError } from "./errors.ts";
+
+export function ping4Command() {
+  return new Command("ping4")
+    .description(
+      "ping an IPv4 host through the TEP, without a DTI (takes a temporary lease, or uses the running client's)",
+    )
+    .argument("<ipv4>", "the IPv4 host to ping")
+    .option("--server <v6>", "the DSTM server's IPv6 address (for a temporary lease)")
+    .option("--port <n>", `server port (default ${DSTM_PORT})`)
+    .option("--source <v6>", "this host's IPv6 address (default: the source towards the server)")
+    .option("--tep <v6>", "use this TEP instead of the one the server names")
+    .option("--key <file>", "sign requests with the key in FILE")
+    .option(
+      "--use-client [ifname]",
+      "use the lease of the dstm client running the DTI IFNAME (default dti0)",
+    )
+    .option("-c, --count <n>", "echo requests to send", "4")
+    .option("-i, --interval <s>", "seconds between requests", "1")
+    .option("-s, --size <bytes>", "ICMP data bytes", "56")
+    .option("-M, --pmtudisc <mode>", "do: set DF (default); dont: clear DF", "do")
+    .option("-W, --timeout <s>", "seconds to wait for the last reply", "2")
+    .addHelpText(
+      "after",
+      "\nExamples:\n  dstm ping4 192.0.2.80 --server 2001:db8:1::53\n  dstm ping4 192.0.2.80 --server 2001:db8:1::53 -c 1 -s 1572 -M do",
+    )
+    .action(async (target, flags) => {
+      const targetIPv4 = parseIPv4(target);
+      if (targetIPv4 === null) throw new UsageError(`"${target}" is not an IPv4 address`);
+      const count = Number(flags.count);
+      const interval = Number(flags.interval);
+      const size = Number(flags.size);
+      const timeout = Number(flags.timeout);
+      if (!Number.isInteger(count) || count < 1 || count > 1_000_000)
+        throw new UsageError("-c: 1..1000000");
+      if (!(interval >= 0.01 && interval <= 3600)) throw new UsageError("-i: 0.01..3600 seconds");
+      if (!Number.isInteger(size) || size < 0 || size > 65507)
+        throw new UsageError("-s: 0..65507 bytes");
+      if (!(timeout > 0 && timeout <= 60)) throw new UsageError("-W: up to 60 seconds");
+      if (flags.pmtudisc !== "do" && flags.pmtudisc !== "dont")
+        throw new UsageError('-M: "do" or "dont"');
+      let source: number;
+      let host6: string;
+      let tep6: string;
+      let release: (() => Promise<void>) | undefined;
+      if (flags.useClient !== undefined) {
+        const socket = clientSocket(typeof flags.useClient === "string" ? flags.useClient : "dti0");
+        let status: { ipv4: string | null; host6: string; tep6: string | null };
+        try {
+          status = (await (await getUnix(socket, "/v1/status")).json()) as typeof status;
+        } catch {
+          throw new UsageError(`no dstm client answers on ${socket}`);
+        }
+        if (!status.ipv4 || !status.tep6) throw new UsageError("the dstm client has no lease yet");
+        source = parseIPv4(status.ipv4)!;
+        host6 = status.host6;
+        tep6 = status.tep6;
+      } else {
+        if (!flags.server) throw new UsageError("--server V6 is required (or --use-client)");
+        const server = canonicalIPv6(flags.server);
+        if (!server) throw new UsageError(`--server: "${flags.server}" is not an IPv6 address`);
+        const port = parsePort(flags.port, "--port", DSTM_PORT);
+        host6 = flags.source
+          ? (canonicalIPv6(flags.source) ?? "")
+          : await sourceAddressFor(server, port);
+        if (!host6) throw new UsageError(`--source: "${flags.source}" is not an IPv6 address`);
+        const transport = await DstmTransport.open({
+          server,
+          port,
+          key: flags.key ? readKeys(flags.key)[0] : undefined,
+          bind: host6,
+        });
+        const client = new DstmClient(transport, host6);
+        try {
+          const lease = await client.discover();
+          source = lease.ipv4;
+          tep6 = lease.tep6;
+        } catch (error) {
+          transport.close();
+          throw error;
+        }
+        release = async () => {
+          await client.release(source).catch(() => {});
+          transport.close();
+        };
+      }
+      if (flags.tep) {
+        const t = canonicalIPv6(flags.tep);
+        if (!t) throw new UsageError(`--tep: "${flags.tep}" is not an IPv6 address`);
+        tep6 = t;
+      }
+      process.stdout.write(
+        `PING ${target} via DSTM (from ${formatIPv4(source)}, TEP ${tep6}): ${size} data bytes\n`,
+      );
+      let received = 0;
+      try {
+        const result = await ping4({
+          target: targetIPv4,
+          source,
+          host6: parseIPv6(host6)!,
+          tep6: parseIPv6(tep6)!,
+          count,
+          intervalMs: interval * 1000,
+          size,
+          dontFragment: flags.pmtudisc === "do",
+          timeoutMs: timeout * 1000,
+          print: (line) => process.stdout.write(`${line}\n`),
+        });
+        received = result.received;
+      } finally {
+        await release?.();
+      }
+      if (received === 0) process.exitCode = 1;
+    });
+}

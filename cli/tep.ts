@@ -1,0 +1,148 @@
+/**
+ * `dstm tep` (run a tunnel end point) and `dstm tep stats`.
+ *
+ * @module
+ */
+import { Command } from "@commander-js/extra-typings";
+import { canonicalIPv6, parseIPv4 } from "../lib/net/addr.ts";
+import { parseIPv4Prefix } from "../lib/net/prefix.ts";
+import { TEP_CONTROL_PORT } from "../lib/server/tep_sync.ts";
+import { getUnix } from "../lib/sys/http.ts";
+import { TepNode } from "../lib/tep/node.ts";
+import { DSTM_PORT, type WireBinding } from "../lib/wire/dstm_types.ts";
+import {
+  logFormatOption,
+  logLevelOption,
+  parsePort,
+  readKeys,
+  stdoutLogger,
+  untilSignal,
+} from "./common.ts";
+import { UsageError } from "./errors.ts";
+import { runtimeDir } from "./paths.ts";
+
+const collect = (value: string, previous: string[] = []) => [...previous, value];
+const defaultStatsSocket = () => `${runtimeDir()}/tep.sock`;
+
+export function tepCommand() {
+  const tep = new Command("tep")
+    .description(
+      "run a TEP (tunnel end point): decapsulate to IPv4, encapsulate replies to the right host",
+    )
+    .option("--ipv6 <addr>", "this TEP's IPv6 address (tunnel end point, control endpoint)")
+    .option("--ipv4 <addr>", "this TEP's IPv4 address (source of its ICMPv4 errors)")
+    .option("--server <v6>", "the DSTM server that installs bindings here")
+    .option("--server-port <n>", `the server's port (default ${DSTM_PORT})`)
+    .option(
+      "--route <cidr>",
+      "IPv4 prefix served (the server's pools), routed into the tunnel (repeatable)",
+      collect,
+    )
+    .option(
+      "--binding <v4=v6>",
+      "a static binding, kept besides the server's (repeatable)",
+      collect,
+    )
+    .option("--key <file>", "require and sign with the key in FILE")
+    .option("--ifname <name>", "name of the IPv4-side TUN device", "tep0")
+    .option("--link-mtu <n>", "MTU of the IPv6 link to the hosts; tunnel MTU = this − 40", "1500")
+    .option("--no-hairpin", "drop host-to-host traffic instead of turning it around")
+    .option("--icmp-rate <n>", "ICMP errors per second at most", "100")
+    .option("--max-bindings <n>", "binding table size", String(1 << 17))
+    .option(
+      "--control-port <n>",
+      `UDP port for the server's messages (default ${TEP_CONTROL_PORT})`,
+    )
+    .option("--stats <path>", "stats socket for `dstm tep stats` (default /run/dstm/tep.sock)")
+    .addOption(logFormatOption())
+    .addOption(logLevelOption())
+    .addHelpText(
+      "after",
+      `
+Examples:
+  dstm tep --ipv6 2001:db8:1::1 --ipv4 192.0.2.1 --server 2001:db8:1::53 --route 198.51.100.0/24
+  dstm tep ... --binding 198.51.100.9=2001:db8:1::99
+  dstm tep stats`,
+    )
+    .action(async (flags) => {
+      const ipv6 = flags.ipv6 === undefined ? null : canonicalIPv6(flags.ipv6);
+      if (!ipv6) throw new UsageError("--ipv6: this TEP's IPv6 address is required");
+      const ipv4 = flags.ipv4 === undefined ? null : parseIPv4(flags.ipv4);
+      if (ipv4 === null) throw new UsageError("--ipv4: this TEP's IPv4 address is required");
+      const server = flags.server === undefined ? null : canonicalIPv6(flags.server);
+      if (!server) throw new UsageError("--server: the DSTM server's IPv6 address is required");
+      const routes = flags.route ?? [];
+      if (routes.length === 0)
+        throw new UsageError(
+          "--route: name the IPv4 prefixes this TEP serves (the server's pools)",
+        );
+      for (const r of routes)
+        if (!parseIPv4Prefix(r)) throw new UsageError(`--route: "${r}" is not an IPv4 CIDR`);
+      const staticBindings = (flags.binding ?? []).map(parseBinding);
+      const number = (text: string, what: string, min: number, max: number) => {
+        const n = Number(text);
+        if (!Number.isInteger(n) || n < min || n > max)
+          throw new UsageError(`${what}: "${text}" is not ${min}–${max}`);
+        return n;
+      };
+      const log = stdoutLogger(flags);
+      const node = await TepNode.start({
+        ipv6,
+        ipv4,
+        server: { address: server, port: parsePort(flags.serverPort, "--server-port", DSTM_PORT) },
+        key: flags.key ? readKeys(flags.key)[0] : undefined,
+        routes,
+        staticBindings,
+        ifname: flags.ifname,
+        linkMtu: number(flags.linkMtu, "--link-mtu", 1280, 65575),
+        hairpin: flags.hairpin,
+        icmpRate: number(flags.icmpRate, "--icmp-rate", 0, 1_000_000),
+        maxBindings: number(flags.maxBindings, "--max-bindings", 1, 1 << 22),
+        controlPort: parsePort(flags.controlPort, "--control-port", TEP_CONTROL_PORT),
+        statsSocket: flags.stats ?? defaultStatsSocket(),
+        log,
+      });
+      await untilSignal();
+      await node.stop();
+    });
+  tep
+    .command("stats")
+    .description("show a running TEP's bindings and its forward/drop counters")
+    .option("--stats <path>", "stats socket (default /run/dstm/tep.sock)")
+    .option("--json", "print JSON")
+    .action(async (flags) => {
+      const socket = flags.stats ?? defaultStatsSocket();
+      let stats: {
+        ipv6: string;
+        ipv4: string;
+        bindings: number;
+        serverBindings: number;
+        counters: Record<string, number>;
+      };
+      try {
+        stats = (await (await getUnix(socket, "/v1/stats")).json()) as typeof stats;
+      } catch {
+        throw new UsageError(`no dstm tep answers on ${socket}; is it running?`);
+      }
+      if (flags.json) {
+        process.stdout.write(`${JSON.stringify(stats, null, 2)}\n`);
+        return;
+      }
+      const lines = [
+        `tep ${stats.ipv6} / ${stats.ipv4}: ${stats.bindings} bindings (${stats.serverBindings} from the server)`,
+      ];
+      const width = Math.max(...Object.keys(stats.counters).map((k) => k.length));
+      for (const [name, value] of Object.entries(stats.counters))
+        lines.push(`  ${name.padEnd(width)}  ${value}`);
+      process.stdout.write(`${lines.join("\n")}\n`);
+    });
+  return tep;
+}
+
+function parseBinding(text: string): WireBinding {
+  const [v4, v6] = text.split("=");
+  const host4 = v4 === undefined ? null : parseIPv4(v4);
+  const host6 = v6 === undefined ? null : canonicalIPv6(v6);
+  if (host4 === null || !host6) throw new UsageError(`--binding: "${text}" is not IPV4=IPV6`);
+  return { host4, host6, portSet: { offset: 0, psidLength: 0, psid: 0 } };
+}
