@@ -115,6 +115,29 @@ export function createNetns(prefix = "dstmt-"): Netns {
   return new Netns(name);
 }
 
+/**
+ * Creates the namespace `name` (loopback up) that outlives this process: not registered for
+ * cleanup at exit. For `dstm lab up`, whose namespaces `dstm lab down` removes.
+ */
+export function createPersistentNetns(name: string): Netns {
+  _run(["ip", "netns", "add", name]);
+  const ns = new Netns(name);
+  ns.up("lo");
+  return ns;
+}
+
+/** Names of the existing namespaces that start with `prefix`. */
+export function listNetns(prefix: string): string[] {
+  const out = Bun.spawnSync(["ip", "netns", "list"], {
+    stdout: "pipe",
+    stderr: "ignore",
+  }).stdout.toString();
+  return out
+    .split("\n")
+    .map((line) => line.split(" ")[0] ?? "")
+    .filter((name) => name.startsWith(prefix));
+}
+
 /** Deletes a namespace (its interfaces go with it); no error if it is already gone. */
 export function deleteNetns(name: string): void {
   _created.delete(name);

@@ -1,0 +1,242 @@
+/**
+ * The lab's processes: dstm server, TEP and clients, a web server and a real FTP server, each
+ * started inside its namespace with its output in a log file, and stopped by PID.
+ *
+ * @module
+ */
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { LAB, type LabNamespaces, nsName, type Role } from "./topology.ts";
+
+/** How to run this same dstm: the compiled executable, or Bun with mod.ts from source. */
+export function dstmArgv(): string[] {
+  if (import.meta.url.includes("$bunfs")) return [process.execPath];
+  return [process.execPath, join(import.meta.dir, "..", "..", "mod.ts")];
+}
+
+export type Service = "server" | "tep" | "web" | "ftp" | "client-a" | "client-b";
+export const SERVICES: readonly Service[] = ["server", "tep", "web", "ftp", "client-a", "client-b"];
+
+const SERVICE_ROLE: Record<Service, Role> = {
+  server: "server",
+  tep: "tep",
+  web: "web",
+  ftp: "ftp",
+  "client-a": "a",
+  "client-b": "b",
+};
+
+/** What says a service is ready, in its log. */
+const READY: Record<Service, RegExp> = {
+  server: / start listen=/,
+  tep: / tep-start /,
+  web: /Serving HTTP/,
+  ftp: /./,
+  "client-a": / bound ipv4=/,
+  "client-b": / bound ipv4=/,
+};
+
+export const WEB_PAGE = "<html><body><h1>DSTM lab: IPv4 web server 192.0.2.80</h1></body></html>\n";
+export const FTP_FILE = "ftp-test.bin";
+
+export class LabServices {
+  /** Processes started by this object (their exit is observable, unlike a bare PID's). */
+  readonly #procs = new Map<number, Bun.Subprocess>();
+
+  constructor(
+    readonly lab: string,
+    readonly dir: string,
+    readonly ns: LabNamespaces,
+  ) {}
+
+  logFile(service: Service): string {
+    return join(this.dir, `${service}.log`);
+  }
+
+  socket(service: "server" | "tep" | "client-a" | "client-b"): string {
+    return join(this.dir, `${service}.sock`);
+  }
+
+  /** The command line of a service. */
+  argv(service: Service): string[] {
+    const dstm = dstmArgv();
+    switch (service) {
+      case "server":
+        return [
+          ...dstm,
+          "server",
+          "--pool",
+          LAB.pool,
+          "--tep",
+          `${LAB.tep6},${LAB.tep4}`,
+          "--listen",
+          `[${LAB.server6}]:4607`,
+          "--db",
+          join(this.dir, "leases.db"),
+          "--control",
+          this.socket("server"),
+          "--lease-time",
+          "10m",
+        ];
+      case "tep":
+        return [
+          ...dstm,
+          "tep",
+          "--ipv6",
+          LAB.tep6,
+          "--ipv4",
+          LAB.tep4,
+          "--server",
+          LAB.server6,
+          "--route",
+          LAB.pool,
+          "--link-mtu",
+          String(LAB.ipv6Mtu),
+          "--stats",
+          this.socket("tep"),
+        ];
+      case "client-a":
+      case "client-b":
+        return [...dstm, "client", "--server", LAB.server6, "--control", this.socket(service)];
+      case "web":
+        return [
+          python(),
+          "-u",
+          "-m",
+          "http.server",
+          "80",
+          "--bind",
+          LAB.web4,
+          "--directory",
+          join(this.dir, "www"),
+        ];
+      case "ftp":
+        return ["/usr/sbin/vsftpd", join(this.dir, "vsftpd.conf")];
+    }
+  }
+
+  /** Writes the web root, the FTP root and vsftpd's configuration. */
+  prepareFiles(): void {
+    mkdirSync(join(this.dir, "www"), { recursive: true });
+    writeFileSync(join(this.dir, "www", "index.html"), WEB_PAGE);
+    const ftpRoot = join(this.dir, "ftp");
+    mkdirSync(ftpRoot, { recursive: true, mode: 0o755 });
+    // 256 KiB of a known pattern, so a transfer can be checked byte for byte.
+    const data = new Uint8Array(256 * 1024).map((_, i) => (i * 7 + 3) & 255);
+    writeFileSync(join(ftpRoot, FTP_FILE), data);
+    mkdirSync(join(this.dir, "empty"), { recursive: true, mode: 0o755 });
+    writeFileSync(
+      join(this.dir, "vsftpd.conf"),
+      [
+        "listen=YES",
+        "listen_ipv6=NO",
+        `listen_address=${LAB.ftp4}`,
+        "background=NO",
+        "anonymous_enable=YES",
+        "no_anon_password=YES",
+        `anon_root=${ftpRoot}`,
+        "local_enable=NO",
+        "write_enable=NO",
+        "pasv_enable=YES",
+        `pasv_address=${LAB.ftp4}`,
+        "pasv_min_port=30000",
+        "pasv_max_port=30100",
+        "port_enable=YES",
+        "connect_from_port_20=YES",
+        "seccomp_sandbox=NO",
+        `secure_chroot_dir=${join(this.dir, "empty")}`,
+        "xferlog_enable=YES",
+        `vsftpd_log_file=${join(this.dir, "vsftpd-transfers.log")}`,
+        "",
+      ].join("\n"),
+    );
+  }
+
+  /** Starts `service` in its namespace; resolves with its PID once it is ready. */
+  async start(service: Service, timeoutMs = 15_000): Promise<number> {
+    const log = this.logFile(service);
+    const before = existsSync(log) ? readFileSync(log, "utf8").length : 0;
+    const fd = openSync(log, "a");
+    const proc = Bun.spawn(
+      ["ip", "netns", "exec", nsName(this.lab, SERVICE_ROLE[service]), ...this.argv(service)],
+      {
+        stdin: "ignore",
+        stdout: fd,
+        stderr: fd,
+        detached: true,
+        env: { ...process.env, PYTHONUNBUFFERED: "1" },
+      },
+    );
+    closeSync(fd);
+    proc.unref();
+    this.#procs.set(proc.pid, proc);
+    const deadline = Date.now() + timeoutMs;
+    const ready = READY[service];
+    while (Date.now() < deadline) {
+      const text = readFileSync(log, "utf8").slice(before);
+      if (service === "ftp" ? this.#listening(LAB.ftp4, 21) : ready.test(text)) return proc.pid;
+      if (proc.exitCode !== null)
+        throw new Error(`${service} exited (${proc.exitCode}) while starting: ${lastLines(text)}`);
+      await Bun.sleep(50);
+    }
+    throw new Error(`${service} did not become ready within ${timeoutMs / 1000}s; see ${log}`);
+  }
+
+  /** Stops a process of the lab by PID (SIGTERM, then SIGKILL after `graceMs`). */
+  async stop(pid: number, graceMs = 5000): Promise<void> {
+    const proc = this.#procs.get(pid);
+    this.#procs.delete(pid);
+    if (!proc) return stopPid(pid, graceMs);
+    if (proc.exitCode !== null || proc.signalCode !== null) return;
+    proc.kill("SIGTERM");
+    const done = await Promise.race([
+      proc.exited.then(() => true),
+      Bun.sleep(graceMs).then(() => false),
+    ]);
+    if (!done) {
+      proc.kill("SIGKILL");
+      await proc.exited;
+    }
+  }
+
+  #listening(address: string, port: number): boolean {
+    const out = this.ns.ftp.exec(["ss", "-Hltn", `sport = :${port}`]).stdout;
+    return out.includes(`${address}:${port}`);
+  }
+}
+
+/** Sends SIGTERM to `pid`, then SIGKILL if it is still there after `graceMs`. */
+export async function stopPid(pid: number, graceMs = 5000): Promise<void> {
+  try {
+    process.kill(pid, "SIGTERM");
+  } catch {
+    return; // already gone
+  }
+  const deadline = Date.now() + graceMs;
+  while (Date.now() < deadline) {
+    if (!alive(pid)) return;
+    await Bun.sleep(50);
+  }
+  try {
+    process.kill(pid, "SIGKILL");
+  } catch {
+    // gone meanwhile
+  }
+}
+
+export function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function python(): string {
+  return existsSync("/usr/bin/python3") ? "/usr/bin/python3" : "python3";
+}
+
+function lastLines(text: string): string {
+  return text.trim().split("\n").slice(-3).join(" | ");
+}
