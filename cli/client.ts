@@ -29,6 +29,7 @@ export function clientSocket(ifname: string): string {
 
 export function clientCommand() {
   const client = new Command("client")
+    .enablePositionalOptions()
     .description(
       "run the DSTM client: obtain an IPv4 lease, bring up the DTI (4over6 tunnel interface), renew, release on exit",
     )

@@ -7,51 +7,41 @@ import { Command, CommanderError } from "@commander-js/extra-typings";
 import { generateKeyFileText } from "../lib/wire/auth.ts";
 import { clientCommand } from "./client.ts";
 import { UsageError } from "./errors.ts";
+import { labCommand } from "./lab.ts";
 import { leaseCommand } from "./lease.ts";
 import { ping4Command } from "./ping4.ts";
 import { serverCommand } from "./server.ts";
 import { tepCommand } from "./tep.ts";
 import { VERSION } from "./version.ts";
 
-function notBuiltYet(name: string, summary: string): Command {
-  return new Command(name)
-    .description(`${summary} (not built yet)`)
-    .allowUnknownOption()
-    .allowExcessArguments()
-    .action(() => {
-      throw new UsageError(`\`dstm ${name}\` is not built yet in this version (${VERSION})`);
-    });
-}
-
 export function program(): Command {
-  return new Command("dstm")
-    .description(
-      "Dual Stack Transition Mechanism: IPv4 for hosts in IPv6-only networks (server, client, TEP, lab)",
-    )
-    .version(VERSION)
-    .showHelpAfterError("(run with --help for usage)")
-    .addCommand(serverCommand())
-    .addCommand(clientCommand())
-    .addCommand(tepCommand())
-    .addCommand(leaseCommand())
-    .addCommand(ping4Command())
-    .addCommand(
-      notBuiltYet(
-        "lab",
-        "the paper's test network in network namespaces: up | down | status | demo",
-      ),
-    )
-    .addCommand(
-      new Command("keygen")
-        .description("print a new HMAC-SHA256 key file for --key (server and clients share it)")
-        .option("--id <n>", "key id (default 1)")
-        .action((flags) => {
-          const id = flags.id === undefined ? 1 : Number(flags.id);
-          if (!Number.isInteger(id) || id < 0 || id > 0xffffffff)
-            throw new UsageError("--id must be 0..4294967295");
-          process.stdout.write(generateKeyFileText(id));
-        }),
-    );
+  return (
+    new Command("dstm")
+      .description(
+        "Dual Stack Transition Mechanism: IPv4 for hosts in IPv6-only networks (server, client, TEP, lab)",
+      )
+      .version(VERSION)
+      .showHelpAfterError("(run with --help for usage)")
+      // `dstm tep stats --stats X`: options after a subcommand belong to the subcommand.
+      .enablePositionalOptions()
+      .addCommand(serverCommand())
+      .addCommand(clientCommand())
+      .addCommand(tepCommand())
+      .addCommand(leaseCommand())
+      .addCommand(ping4Command())
+      .addCommand(labCommand())
+      .addCommand(
+        new Command("keygen")
+          .description("print a new HMAC-SHA256 key file for --key (server and clients share it)")
+          .option("--id <n>", "key id (default 1)")
+          .action((flags) => {
+            const id = flags.id === undefined ? 1 : Number(flags.id);
+            if (!Number.isInteger(id) || id < 0 || id > 0xffffffff)
+              throw new UsageError("--id must be 0..4294967295");
+            process.stdout.write(generateKeyFileText(id));
+          }),
+      )
+  );
 }
 
 /** Runs the CLI with `argv` (as process.argv); resolves to the exit code. */
@@ -75,9 +65,15 @@ export async function main(argv: readonly string[]): Promise<number> {
 function isOneLine(error: unknown): boolean {
   return (
     error instanceof Error &&
-    ["UdpBindError", "HttpListenError", "LeaseStoreError", "PoolConfigError"].includes(
-      error.name,
-    ) &&
+    [
+      "UdpBindError",
+      "HttpListenError",
+      "LeaseStoreError",
+      "PoolConfigError",
+      "SysError",
+      "DstmRefusedError",
+      "DstmTimeoutError",
+    ].includes(error.name) &&
     !error.message.includes("\n")
   );
 }

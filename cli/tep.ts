@@ -26,6 +26,7 @@ const defaultStatsSocket = () => `${runtimeDir()}/tep.sock`;
 
 export function tepCommand() {
   const tep = new Command("tep")
+    .enablePositionalOptions()
     .description(
       "run a TEP (tunnel end point): decapsulate to IPv4, encapsulate replies to the right host",
     )

@@ -16,6 +16,7 @@ import { Metrics } from "../control/metrics.ts";
 import { formatIPv4, parseIPv6 } from "../net/addr.ts";
 import { type HttpEndpoint, serveUnix } from "../sys/http.ts";
 import { linkSetMtu, linkSetTxQueueLen, linkSetUp, routeAdd } from "../sys/netlink.ts";
+import { Raw4Socket } from "../sys/raw4.ts";
 import { Raw6Socket } from "../sys/raw6.ts";
 import { writeSysctl } from "../sys/sysctl.ts";
 import { closeTun, openTun } from "../sys/tun_linux.ts";
@@ -55,6 +56,7 @@ export class TepNode {
   readonly counters: Counters;
   #tunFd = -1;
   #raw: Raw6Socket | undefined;
+  #raw4: Raw4Socket | undefined;
   #forwarder: Forwarder | undefined;
   #control: TepControl | undefined;
   #stats: HttpEndpoint | undefined;
@@ -120,9 +122,11 @@ export class TepNode {
     writeSysctl(`net.ipv4.conf.${tun.name}.rp_filter`, "0");
     this.#raw = Raw6Socket.open({ receiveBuffer: 4 << 20, sendBuffer: 4 << 20 });
     this.#raw.bindAddress(tep6);
+    this.#raw4 = Raw4Socket.open();
     this.#forwarder = await Forwarder.tep({
       tunFd: tun.fd,
       rawFd: this.#raw.fd,
+      raw4Fd: this.#raw4.fd,
       bindings: this.table,
       counters: this.counters,
       tep: { tepIPv4: c.ipv4, linkMtu: c.linkMtu, hairpin: c.hairpin, icmpRate: c.icmpRate },
@@ -172,6 +176,7 @@ export class TepNode {
     this.#stats?.close();
     await this.#forwarder?.stop();
     this.#raw?.close();
+    this.#raw4?.close();
     if (this.#tunFd >= 0) closeTun(this.#tunFd);
     this.#tunFd = -1;
     this.#config.log.info("tep-stop", { ifname: this.#ifname });

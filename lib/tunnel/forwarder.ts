@@ -29,6 +29,8 @@ export interface ForwarderInit {
   role: ForwarderRole;
   tunFd: number;
   rawFd: number;
+  /** TEP: raw IPv4 socket for the ICMP errors it sends. */
+  raw4Fd?: number;
   counters: SharedArrayBuffer;
   slice: number;
   bindings?: SharedArrayBuffer;
@@ -62,6 +64,7 @@ export class Forwarder {
   static async tep(o: {
     tunFd: number;
     rawFd: number;
+    raw4Fd: number;
     bindings: BindingTable;
     counters: Counters;
     tep: TepForwarding;
@@ -69,6 +72,7 @@ export class Forwarder {
     const base = {
       tunFd: o.tunFd,
       rawFd: o.rawFd,
+      raw4Fd: o.raw4Fd,
       counters: o.counters.buffer,
       bindings: o.bindings.buffer,
       tep: o.tep,

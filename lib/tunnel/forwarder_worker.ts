@@ -6,6 +6,8 @@
  *
  * @module
  */
+import { ipv4Destination } from "../net/ipv4.ts";
+import { Raw4Socket } from "../sys/raw4.ts";
 import { Raw6Socket } from "../sys/raw6.ts";
 import { attachTun } from "../sys/tun_linux.ts";
 import { runWorker, type WorkerContext } from "../sys/worker.ts";
@@ -55,6 +57,7 @@ runWorker<ForwarderInit, ForwarderStats>((init, ctx) => {
     }
     case "tep-encap": {
       const tep = tepContext(init, counters);
+      const raw4 = init.raw4Fd === undefined ? undefined : Raw4Socket.attach(init.raw4Fd);
       return loop(
         ctx,
         stats,
@@ -64,8 +67,9 @@ runWorker<ForwarderInit, ForwarderStats>((init, ctx) => {
           if (verdict === Verdict.FORWARD || verdict === Verdict.FORWARD_FRAGMENT) {
             const w = raw.sendTo(buf, 0, tep.length, addr6, 0);
             if (w < 0) fail(w);
-          } else if (verdict === Verdict.ICMP) {
-            const w = tun.write(tep.reply, 0, tep.replyLength);
+          } else if (verdict === Verdict.ICMP && raw4) {
+            // Sent as a local packet: through the TUN it would carry a local source (martian).
+            const w = raw4.send(tep.reply, 0, tep.replyLength, ipv4Destination(tep.reply, 0));
             if (w < 0) fail(w);
           }
         },

@@ -1,0 +1,131 @@
+/**
+ * `dstm lab up | down | status | demo`: the paper's test network in network namespaces.
+ *
+ * @module
+ */
+import { Command } from "@commander-js/extra-typings";
+import { runDemo } from "../lib/lab/demo.ts";
+import { Lab } from "../lib/lab/lab.ts";
+import { alive, SERVICES } from "../lib/lab/services.ts";
+import { LAB, labNamespaces } from "../lib/lab/topology.ts";
+import { UsageError } from "./errors.ts";
+import { runtimeDir } from "./paths.ts";
+
+const out = (text: string) => process.stdout.write(text.endsWith("\n") ? text : `${text}\n`);
+
+function requireRoot(): void {
+  if (process.getuid?.() !== 0)
+    throw new UsageError(
+      "the lab creates network namespaces and TUN devices: run it as root (sudo)",
+    );
+}
+
+function labName(name: string): string {
+  if (!/^[a-z0-9]{1,8}$/.test(name))
+    throw new UsageError(`--name: "${name}" must be 1–8 lower-case letters or digits`);
+  return name;
+}
+
+export function labCommand() {
+  const lab = new Command("lab").description(
+    "the paper's test network in network namespaces: up | down | status | demo",
+  );
+  const nameOption = ["--name <name>", "lab name (namespaces are dstm-NAME-*)", "lab"] as const;
+  lab
+    .command("up")
+    .description(
+      "build the network (nodes A and B, DSTM server, TEP, web and FTP servers) and start everything",
+    )
+    .option(...nameOption)
+    .action(async (flags) => {
+      requireRoot();
+      const l = await Lab.up(labName(flags.name), runtimeDir(), (line) => out(`  ${line}`));
+      out(describe(l));
+    });
+  lab
+    .command("down")
+    .description("stop the lab's processes and delete its namespaces (also after a crash)")
+    .option(...nameOption)
+    .action(async (flags) => {
+      requireRoot();
+      const { processes, namespaces } = await Lab.down(labName(flags.name), runtimeDir());
+      out(
+        namespaces.length || processes
+          ? `lab ${flags.name} down: ${processes} processes stopped, ${namespaces.length} namespaces deleted`
+          : `lab ${flags.name} was not up`,
+      );
+    });
+  lab
+    .command("status")
+    .description("show the lab's namespaces, processes and leases")
+    .option(...nameOption)
+    .action(async (flags) => {
+      const name = labName(flags.name);
+      const namespaces = labNamespaces(name);
+      if (namespaces.length === 0) {
+        out(`lab ${name} is not up`);
+        return;
+      }
+      const l = Lab.open(name, runtimeDir());
+      out(describe(l));
+      for (const service of SERVICES) {
+        const pid = l.state.pids[service];
+        out(
+          `  ${service.padEnd(9)} ${pid === undefined ? "not started" : `pid ${pid} ${alive(pid) ? "running" : "DEAD"}`}`,
+        );
+      }
+    });
+  lab
+    .command("demo")
+    .description(
+      "run the paper's tests (ping, web, FTP from both nodes) and more, narrating each step",
+    )
+    .option(...nameOption)
+    .option(
+      "--keep",
+      "leave the lab up afterwards (default: take it down unless it was already up)",
+    )
+    .action(async (flags) => {
+      requireRoot();
+      const name = labName(flags.name);
+      const wasUp = labNamespaces(name).length > 0;
+      out(
+        wasUp
+          ? `Using lab ${name}, already up.`
+          : `Bringing up lab ${name}: the DSTM test network of the paper (figure 5).`,
+      );
+      const l = wasUp
+        ? Lab.open(name, runtimeDir())
+        : await Lab.up(name, runtimeDir(), (line) => out(`  ${line}`));
+      const takeDown = !wasUp && !flags.keep;
+      const onSignal = () => {
+        void Lab.down(name, runtimeDir()).finally(() => process.exit(130));
+      };
+      if (takeDown) process.once("SIGINT", onSignal);
+      let failed = 0;
+      try {
+        out(describe(l));
+        const results = await runDemo(l, out);
+        failed = results.filter((r) => !r.ok).length;
+        out(`\n${results.length - failed} of ${results.length} steps passed.`);
+      } finally {
+        if (takeDown) {
+          process.off("SIGINT", onSignal);
+          await Lab.down(name, runtimeDir());
+          out(`Lab ${name} taken down.`);
+        } else out(`Lab ${name} left up: \`dstm lab status\`, \`dstm lab down\`.`);
+      }
+      if (failed > 0) process.exitCode = 1;
+    });
+  return lab;
+}
+
+function describe(l: Lab): string {
+  return [
+    `lab ${l.name}: logs and sockets in ${l.dir}`,
+    `  IPv6-only DSTM domain ${LAB.prefix6}: node A ${LAB.nodeA6}, node B ${LAB.nodeB6}, server ${LAB.server6}`,
+    `  TEP ${LAB.tep6} / ${LAB.tep4}; DSTM pool ${LAB.pool}`,
+    `  IPv4 domain ${LAB.ipv4Net}: web ${LAB.web4}, ftp ${LAB.ftp4}`,
+    `  try: ip netns exec dstm-${l.name}-a curl http://${LAB.web4}/`,
+  ].join("\n");
+}
