@@ -1,0 +1,127 @@
+/**
+ * Named packet counters: one per reason a step forwards or drops a packet (the Snabb lwAFTR
+ * habit), so that "why did my packet vanish" is answered by a counter, not a debugger.
+ *
+ * The counters live in a SharedArrayBuffer so the control thread can read them while the
+ * Workers count. Each Worker owns one slice (a Float64Array view) and is its only writer, so
+ * an increment is a plain `slice[i]++` with no atomics and no allocation; `snapshot` sums the
+ * slices. Float64 counts are exact up to 2^53 (285 years at a million packets a second).
+ * Slices are padded to 64 bytes so two Workers never write the same cache line.
+ *
+ * The list of names is declared once, here; the pipeline uses the indexes of `Counter`.
+ *
+ * @module
+ */
+
+/** Every counter, in slice order. `*-bytes` counters add IPv4 total lengths. */
+export const COUNTER_NAMES = [
+  // TEP, IPv6 → IPv4 (decapsulation)
+  "decap-forward",
+  "decap-forward-bytes",
+  "decap-hairpin", // forwarded, and the destination is another tunnelled host (also in decap-forward)
+  "decap-drop-malformed",
+  "decap-drop-no-binding",
+  "decap-drop-spoofed-source", // outer IPv6 source is not the binding's host
+  "decap-drop-bad-port", // shared address, source port in no bound port set (or no port)
+  "decap-drop-hairpin-disabled",
+  // TEP, IPv4 → IPv6 (encapsulation)
+  "encap-forward",
+  "encap-forward-bytes",
+  "encap-fragmented", // forwarded above the tunnel MTU, DF clear: the outer IPv6 is fragmented
+  "encap-drop-malformed",
+  "encap-drop-no-binding",
+  "encap-drop-too-big", // above the tunnel MTU with DF set (whether or not an ICMP error went back)
+  "encap-icmp-too-big", // ICMPv4 3/4 sent back
+  "encap-icmp-host-unreachable", // ICMPv4 3/1 sent back (only when enabled)
+  "icmp-rate-limited", // an ICMP error the rate limiter suppressed
+  // DSTM client (DTI), IPv4 → IPv6
+  "client-encap-forward",
+  "client-encap-forward-bytes",
+  "client-encap-drop-malformed",
+  "client-encap-drop-wrong-source", // source is not the leased address
+  "client-encap-drop-bad-port", // shared lease, source port outside the leased port set
+  // DSTM client (DTI), IPv6 → IPv4
+  "client-decap-forward",
+  "client-decap-forward-bytes",
+  "client-decap-drop-malformed",
+  "client-decap-drop-wrong-tep", // outer IPv6 source is not the TEP
+  "client-decap-drop-wrong-destination", // inner destination is not the leased address
+] as const;
+
+export type CounterName = (typeof COUNTER_NAMES)[number];
+
+/** Index of each counter within a slice: `slice[Counter["decap-forward"]]++`. */
+export const Counter: { readonly [K in CounterName]: number } = Object.freeze(
+  Object.fromEntries(COUNTER_NAMES.map((name, i) => [name, i])) as Record<CounterName, number>,
+);
+
+/** Float64 elements per slice: the names rounded up to whole 64-byte lines. */
+export const COUNTER_STRIDE = Math.ceil(COUNTER_NAMES.length / 8) * 8;
+
+/**
+ * The counters of one process: `slices` independent slices in one SharedArrayBuffer.
+ *
+ * @example
+ * const counters = Counters.create({ slices: 2 });     // control thread
+ * const mine = Counters.attach(buffer).slice(1);        // in Worker 1
+ * mine[Counter["encap-forward"]]++;
+ * counters.snapshot()["encap-forward"];                  // 1
+ */
+export class Counters {
+  readonly buffer: SharedArrayBuffer;
+  /** Number of slices (writers). */
+  readonly slices: number;
+  private readonly values: Float64Array;
+
+  private constructor(buffer: SharedArrayBuffer) {
+    const bytesPerSlice = COUNTER_STRIDE * 8;
+    if (buffer.byteLength === 0 || buffer.byteLength % bytesPerSlice !== 0) {
+      throw new TypeError("not a counters buffer of this version (made by Counters.create)");
+    }
+    this.buffer = buffer;
+    this.values = new Float64Array(buffer);
+    this.slices = buffer.byteLength / bytesPerSlice;
+  }
+
+  /** Zeroed counters with `slices` slices (one per writing thread; at least 1). */
+  static create(options: { slices: number }): Counters {
+    const { slices } = options;
+    if (!Number.isInteger(slices) || slices < 1 || slices > 1024) {
+      throw new RangeError(`slices ${slices} is not 1–1024`);
+    }
+    return new Counters(new SharedArrayBuffer(slices * COUNTER_STRIDE * 8));
+  }
+
+  /** A view of counters created on another thread. */
+  static attach(buffer: SharedArrayBuffer): Counters {
+    return new Counters(buffer);
+  }
+
+  /** Slice `index`, for its single writer to increment by `Counter` index. */
+  slice(index: number): Float64Array {
+    if (!Number.isInteger(index) || index < 0 || index >= this.slices) {
+      throw new RangeError(`slice ${index} is not 0–${this.slices - 1}`);
+    }
+    return new Float64Array(this.buffer, index * COUNTER_STRIDE * 8, COUNTER_NAMES.length);
+  }
+
+  /** One counter summed over all slices. */
+  get(name: CounterName): number {
+    const i = Counter[name];
+    let sum = 0;
+    for (let s = 0; s < this.slices; s++) sum += this.values[s * COUNTER_STRIDE + i]!;
+    return sum;
+  }
+
+  /** Every counter summed over all slices, in declaration order. */
+  snapshot(): Record<CounterName, number> {
+    const out = {} as Record<CounterName, number>;
+    for (const name of COUNTER_NAMES) out[name] = this.get(name);
+    return out;
+  }
+
+  /** Sets every counter of every slice to zero (tests; the Workers should be idle). */
+  reset(): void {
+    this.values.fill(0);
+  }
+}
