@@ -1,0 +1,147 @@
+/**
+ * End to end, as root: the paper's test network (dstm lab) with real processes — dstm server,
+ * TEP and clients, python's web server, vsftpd, curl, ping — in namespaces made for this run
+ * and removed afterwards, also on failure.
+ */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { DEMO_STEPS, leasedAddress } from "../lib/lab/demo.ts";
+import { Lab } from "../lib/lab/lab.ts";
+import { dstmArgv } from "../lib/lab/services.ts";
+import { LAB } from "../lib/lab/topology.ts";
+import { announceSkip, netnsSkipReason } from "./helpers/netns.ts";
+import { BUN, ROOT } from "./helpers/process.ts";
+
+const skip =
+  netnsSkipReason({ tun: true }) ??
+  (existsSync("/usr/sbin/vsftpd") ? null : "needs vsftpd (scripts/test-deps.sh installs it)");
+announceSkip("lab_e2e", skip);
+
+const name = `e${Math.random().toString(36).slice(2, 7)}`;
+const base = mkdtempSync(join(tmpdir(), "dstm-e2e-"));
+let lab: Lab;
+
+beforeAll(async () => {
+  if (skip) return;
+  lab = await Lab.up(name, base);
+}, 60_000);
+
+afterAll(async () => {
+  if (!skip) await Lab.down(name, base);
+  rmSync(base, { recursive: true, force: true });
+}, 60_000);
+
+async function tepCounters(): Promise<Record<string, number>> {
+  const r = lab.run("tep", [
+    ...dstmArgv(),
+    "tep",
+    "stats",
+    "--json",
+    "--stats",
+    lab.services.socket("tep"),
+  ]);
+  return (JSON.parse(r.stdout) as { counters: Record<string, number> }).counters;
+}
+
+async function activeLeases(): Promise<{ hostIPv4: string; hostIPv6: string }[]> {
+  const response = await fetch("http://localhost/v1/leases", {
+    unix: lab.services.socket("server"),
+  });
+  return ((await response.json()) as { leases: { hostIPv4: string; hostIPv6: string }[] }).leases;
+}
+
+function spoof(from: "a" | "b", host6: string, src4: string, count = 3) {
+  const r = lab.run(from, [
+    BUN,
+    join(ROOT, "test", "e2e_scripts", "send_spoofed.ts"),
+    host6,
+    LAB.tep6,
+    src4,
+    LAB.web4,
+    String(count),
+  ]);
+  expect(r.code).toBe(0);
+  return JSON.parse(r.stdout.trim().split("\n").at(-1)!) as { sent: number };
+}
+
+describe.skipIf(skip !== null)("the paper's test network, end to end", () => {
+  for (const step of DEMO_STEPS) {
+    test(step.title, async () => {
+      const result = await step.run(lab);
+      if (!result.ok) console.log(result.output);
+      expect(result.ok).toBe(true);
+    }, 60_000);
+  }
+
+  test("node B sending with node A's IPv4 source is dropped at the TEP and counted", async () => {
+    const a4 = await leasedAddress(lab, "a");
+    const before = await tepCounters();
+    expect(spoof("b", LAB.nodeB6, a4).sent).toBe(3);
+    await Bun.sleep(300);
+    const after = await tepCounters();
+    expect(after["decap-drop-spoofed-source"]! - before["decap-drop-spoofed-source"]!).toBe(3);
+    expect(after["decap-forward"]).toBe(before["decap-forward"]!);
+  });
+
+  test("the client's own DTI refuses to send with another source, and counts it", async () => {
+    const counters = async () => {
+      const response = await fetch("http://localhost/v1/status", {
+        unix: lab.services.socket("client-b"),
+      });
+      return ((await response.json()) as { counters: Record<string, number> }).counters;
+    };
+    const before = await counters();
+    // An application on B using an address that is not B's lease (here one put on lo).
+    expect(lab.run("b", ["ip", "addr", "add", "203.0.113.99/32", "dev", "lo"]).code).toBe(0);
+    const r = lab.run("b", [
+      "ping",
+      "-c",
+      "2",
+      "-i",
+      "0.2",
+      "-W",
+      "1",
+      "-I",
+      "203.0.113.99",
+      LAB.web4,
+    ]);
+    expect(r.code).not.toBe(0);
+    const after = await counters();
+    expect(
+      after["client-encap-drop-wrong-source"]! - before["client-encap-drop-wrong-source"]!,
+    ).toBe(2);
+  });
+
+  test("after a TEP restart, traffic resumes with no new leases", async () => {
+    const leasesBefore = await activeLeases();
+    await lab.restart("tep");
+    let ok = false;
+    for (let i = 0; i < 20 && !ok; i++) {
+      ok = lab.run("b", ["curl", "-sS", "--max-time", "2", `http://${LAB.web4}/`]).code === 0;
+      if (!ok) await Bun.sleep(100);
+    }
+    expect(ok).toBe(true);
+    expect(await activeLeases()).toEqual(leasesBefore);
+    expect((await tepCounters())["decap-forward"]).toBeGreaterThan(0);
+  }, 60_000);
+
+  test("SIGTERM to node A's client releases its lease and removes its interface; the address no longer forwards", async () => {
+    const a4 = await leasedAddress(lab, "a");
+    await lab.stop("client-a");
+    expect((await activeLeases()).some((l) => l.hostIPv4 === a4)).toBe(false);
+    expect(lab.run("a", ["ip", "link", "show", "dti0"]).code).not.toBe(0);
+    // A's old address, sent from A's IPv6 address, no longer passes the TEP...
+    const before = await tepCounters();
+    expect(spoof("a", LAB.nodeA6, a4).sent).toBe(3);
+    // ...and nothing goes back to it from the IPv4 side.
+    expect(lab.run("web", ["ping", "-c", "2", "-i", "0.2", "-W", "1", a4]).code).not.toBe(0);
+    await Bun.sleep(300);
+    const after = await tepCounters();
+    expect(after["decap-drop-no-binding"]! - before["decap-drop-no-binding"]!).toBe(3);
+    expect(
+      after["encap-drop-no-binding"]! - before["encap-drop-no-binding"]!,
+    ).toBeGreaterThanOrEqual(2);
+  }, 60_000);
+});
