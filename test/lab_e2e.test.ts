@@ -114,6 +114,15 @@ describe.skipIf(skip !== null)("the paper's test network, end to end", () => {
     ).toBe(2);
   });
 
+  test("host to host: node A reaches node B's leased address through the TEP (hairpin)", async () => {
+    const b4 = await leasedAddress(lab, "b");
+    const before = await tepCounters();
+    const r = lab.run("a", ["ping", "-c", "2", "-i", "0.2", "-W", "2", b4]);
+    expect(r.code).toBe(0);
+    const after = await tepCounters();
+    expect(after["decap-hairpin"]! - before["decap-hairpin"]!).toBeGreaterThanOrEqual(4); // requests and replies
+  });
+
   test("after a TEP restart, traffic resumes with no new leases", async () => {
     const leasesBefore = await activeLeases();
     await lab.restart("tep");
@@ -143,5 +152,25 @@ describe.skipIf(skip !== null)("the paper's test network, end to end", () => {
     expect(
       after["encap-drop-no-binding"]! - before["encap-drop-no-binding"]!,
     ).toBeGreaterThanOrEqual(2);
+  }, 60_000);
+});
+
+describe.skipIf(skip !== null)("a client whose server is unreachable", () => {
+  test("retries with backoff, says so, and binds once the server is back", async () => {
+    await lab.stop("server");
+    const starting = lab.services.start("client-a", 30_000);
+    const log = lab.services.logFile("client-a");
+    let said = false;
+    for (let i = 0; i < 100 && !said; i++) {
+      await Bun.sleep(100);
+      said = /no-answer server=2001:db8:1::53 message=DISCOVER attempt=2/.test(
+        await Bun.file(log).text(),
+      );
+    }
+    expect(said).toBe(true);
+    await lab.restart("server");
+    const pid = await starting;
+    lab.state.pids["client-a"] = pid;
+    expect(await leasedAddress(lab, "a")).toMatch(/^198\.51\.100\./);
   }, 60_000);
 });

@@ -154,3 +154,33 @@ describe("server ⇄ TEP synchronisation", () => {
     expect(bindingsDigest(all)).toBe(server.tepSync!.view("::1").digest);
   });
 });
+
+describe("several TEPs, each with its own pool", () => {
+  test("a TEP's snapshot holds only the bindings of its own pools", async () => {
+    const tep = await fakeTep();
+    const { server, transport } = await start(tep.ep.port, {
+      pools: [
+        // The first TEP never connects (nothing is ever sent to it); the second is the fake on ::1.
+        { prefixes: ["198.51.100.0/30"], tep6: "2001:db8:ffff::1" },
+        { prefixes: ["203.0.113.0/29"], tep6: "::1" },
+      ],
+    });
+    const leases = await Promise.all(
+      Array.from({ length: 5 }, (_, i) =>
+        new DstmClient(transport, `2001:db8:3::${i + 1}`).discover(),
+      ),
+    );
+    const first = leases.filter((l) => l.tep6 === "2001:db8:ffff::1");
+    const second = leases.filter((l) => l.tep6 === "::1");
+    expect(first.length).toBe(2); // a /30 has two usable addresses
+    expect(second.length).toBe(3);
+    sync(tep, server.listening.port, []);
+    expect(await until(() => tep.received.some((m) => m.type === MessageType.SNAPSHOT))).toBe(true);
+    const snapshot = tep.received.find((m) => m.type === MessageType.SNAPSHOT)!;
+    expect(new Set(snapshot.bindings!.map((b) => b.host4))).toEqual(
+      new Set(second.map((l) => l.ipv4)),
+    );
+    expect(server.tepSync!.view("2001:db8:ffff::1").count).toBe(2);
+    expect(server.tepSync!.view("2001:db8:ffff::1").connected).toBe(false);
+  });
+});

@@ -20,6 +20,7 @@ import { sourceAddressFor } from "../sys/udp.ts";
 import { Counters } from "../tunnel/counters.ts";
 import { Forwarder } from "../tunnel/forwarder.ts";
 import type { AuthKey } from "../wire/auth.ts";
+import { messageTypeName } from "../wire/dstm.ts";
 import { DSTM_PORT, Status } from "../wire/dstm_types.ts";
 import { type ClientLease, DstmClient, DstmRefusedError, DstmTransport } from "./protocol.ts";
 
@@ -92,6 +93,13 @@ export class DstmNode {
       port,
       key: config.key,
       bind: host6,
+      // Say so at once, not only when every try has failed.
+      onRetransmit: (attempt, type) =>
+        config.log.warn("no-answer", {
+          server: config.server,
+          message: messageTypeName(type),
+          attempt,
+        }),
     });
     const node = new DstmNode(config, transport, host6);
     node.#loop = node.#acquire();

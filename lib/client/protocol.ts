@@ -69,6 +69,8 @@ export interface TransportOptions {
   readonly bind?: string;
   readonly key?: AuthKey;
   readonly retry?: Partial<RetryPolicy>;
+  /** Called before each retransmission (attempt = 2, 3, …), e.g. to tell the user. */
+  readonly onRetransmit?: (attempt: number, type: number) => void;
   readonly now?: () => number;
 }
 
@@ -90,6 +92,7 @@ export class DstmTransport {
   readonly #keys: ReadonlyMap<number, AuthKey>;
   readonly #guard = new ReplayGuard();
   readonly #retry: RetryPolicy;
+  readonly #onRetransmit: ((attempt: number, type: number) => void) | undefined;
   readonly #now: () => number;
   readonly #pending = new Map<number, Pending>();
   #nextXid = (Math.random() * 0x100000000) >>> 0;
@@ -103,6 +106,7 @@ export class DstmTransport {
     this.#key = options.key;
     this.#keys = new Map(options.key ? [[options.key.id, options.key]] : []);
     this.#retry = { ...DEFAULT_RETRY, ...options.retry };
+    this.#onRetransmit = options.onRetransmit;
     this.#now = options.now ?? Date.now;
   }
 
@@ -137,7 +141,10 @@ export class DstmTransport {
         const bytes = this.#key
           ? signMessage({ ...message, xid }, this.#key, this.#now())
           : encodeMessage({ ...message, xid });
-        if (attempt > 0) this.retransmissions++;
+        if (attempt > 0) {
+          this.retransmissions++;
+          this.#onRetransmit?.(attempt + 1, message.type);
+        }
         this.#endpoint.send(bytes, this.#server, this.#port);
         // ±10% jitter so that many clients restarted together do not retransmit in lockstep.
         const wait = timeout * (0.9 + Math.random() * 0.2);
