@@ -78,7 +78,13 @@ function setup(count: number, shared: boolean): Setup {
     ports[k] = shared ? 1024 + ((i & 3) << 8) + 7 : 443;
     hosts.set(host6(i), k * 16);
   }
-  return { name: `${count.toLocaleString("en")} binding${count === 1 ? "" : "s"}`, table, ips, ports, hosts };
+  return {
+    name: `${count.toLocaleString("en")} binding${count === 1 ? "" : "s"}`,
+    table,
+    ips,
+    ports,
+    hosts,
+  };
 }
 
 function timeLookup(s: Setup): number {
@@ -147,7 +153,9 @@ function timeSteps(s: Setup, step: "encap" | "decap"): number {
     counters: Counters.create({ slices: 1 }).slice(0),
     tepIPv4: 0xc0000201,
   });
-  const buf = step === "encap" ? (s.encapPackets ??= packets(s, true)) : (s.decapPackets ??= packets(s, false));
+  if (step === "encap" && !s.encapPackets) s.encapPackets = packets(s, true);
+  if (step === "decap" && !s.decapPackets) s.decapPackets = packets(s, false);
+  const buf = (step === "encap" ? s.encapPackets : s.decapPackets)!;
   const host6 = new Uint8Array(16);
   const { hosts } = s;
   let forwarded = 0;

@@ -169,7 +169,17 @@ describe("internet checksum", () => {
 describe("IPv4 header accessors", () => {
   test("writeIPv4Header() writes every field and a valid checksum, at an offset", () => {
     const buf = new Uint8Array(64).fill(0xaa);
-    writeIPv4Header(buf, 7, 1500, 0xbeef, IPV4_DF | 0x0123, 17, IpProtocol.UDP, ip("198.51.100.10"), ip("203.0.113.80"));
+    writeIPv4Header(
+      buf,
+      7,
+      1500,
+      0xbeef,
+      IPV4_DF | 0x0123,
+      17,
+      IpProtocol.UDP,
+      ip("198.51.100.10"),
+      ip("203.0.113.80"),
+    );
     expect(ipv4Version(buf, 7)).toBe(4);
     expect(ipv4HeaderLength(buf, 7)).toBe(20);
     expect(ipv4TotalLength(buf, 7)).toBe(1500);
@@ -199,7 +209,12 @@ describe("IPv4 header accessors", () => {
 });
 
 describe("validateIPv4()", () => {
-  const good = buildPacket({ src: "198.51.100.10", dst: "203.0.113.80", protocol: "udp", length: 60 });
+  const good = buildPacket({
+    src: "198.51.100.10",
+    dst: "203.0.113.80",
+    protocol: "udp",
+    length: 60,
+  });
 
   test("a well-formed packet is NONE, also with trailing link padding", () => {
     expect(validateIPv4(good, 0, good.length)).toBe(IPv4Problem.NONE);
@@ -283,11 +298,26 @@ describe("ICMPv4 errors", () => {
   });
 
   test("the quote stops at the offending packet's end and includes its IP options", () => {
-    const tiny = buildPacket({ src: "203.0.113.80", dst: "198.51.100.10", protocol: "udp", length: 28 });
+    const tiny = buildPacket({
+      src: "203.0.113.80",
+      dst: "198.51.100.10",
+      protocol: "udp",
+      length: 28,
+    });
     const out = new Uint8Array(ICMP_ERROR_MAX_LENGTH);
     expect(buildHostUnreachable(out, 0, TEP4, tiny, 0, tiny.length)).toBe(56);
     const withOptions = new Uint8Array(60);
-    writeIPv4Header(withOptions, 0, 60, 1, 0, 64, IpProtocol.UDP, ip("203.0.113.80"), ip("198.51.100.10"));
+    writeIPv4Header(
+      withOptions,
+      0,
+      60,
+      1,
+      0,
+      64,
+      IpProtocol.UDP,
+      ip("203.0.113.80"),
+      ip("198.51.100.10"),
+    );
     withOptions[0] = 0x46; // 24-byte header: one word of options (NOPs)
     withOptions.fill(1, 20, 24);
     writeIPv4HeaderChecksum(withOptions, 0);
@@ -327,7 +357,9 @@ describe("ICMPv4 errors", () => {
     frag[7] = 185; // offset 1480 bytes
     writeIPv4HeaderChecksum(frag, 0);
     expect(icmpErrorAllowed(frag, 0, frag.length)).toBe(false);
-    expect(buildFragmentationNeeded(new Uint8Array(100), 0, TEP4, frag, 0, frag.length, 1460)).toBe(0);
+    expect(buildFragmentationNeeded(new Uint8Array(100), 0, TEP4, frag, 0, frag.length, 1460)).toBe(
+      0,
+    );
   });
 
   test("no error about multicast or limited-broadcast destinations", () => {
@@ -385,7 +417,14 @@ describe("L4 ports", () => {
 
   test("TCP and UDP: source and destination ports", () => {
     for (const protocol of ["tcp", "udp"] as const) {
-      const p = buildPacket({ src: A, dst: W, protocol, length: 100, srcPort: 40000, dstPort: 443 });
+      const p = buildPacket({
+        src: A,
+        dst: W,
+        protocol,
+        length: 100,
+        srcPort: 40000,
+        dstPort: 443,
+      });
       expect(l4SourcePort(p, 0, p.length)).toBe(40000);
       expect(l4DestinationPort(p, 0, p.length)).toBe(443);
     }
@@ -399,17 +438,51 @@ describe("L4 ports", () => {
 
   test("ICMP error: the quoted packet's port on the host's side", () => {
     // The host sent UDP 40000 → 53; a router answers with time exceeded.
-    const sent = buildPacket({ src: A, dst: W, protocol: "udp", length: 60, srcPort: 40000, dstPort: 53 });
+    const sent = buildPacket({
+      src: A,
+      dst: W,
+      protocol: "udp",
+      length: 60,
+      srcPort: 40000,
+      dstPort: 53,
+    });
     const err = new Uint8Array(ICMP_ERROR_MAX_LENGTH);
-    const n = buildIcmpError(err, 0, IcmpType.TIME_EXCEEDED, 0, 0, ip("203.0.113.1"), sent, 0, sent.length);
+    const n = buildIcmpError(
+      err,
+      0,
+      IcmpType.TIME_EXCEEDED,
+      0,
+      0,
+      ip("203.0.113.1"),
+      sent,
+      0,
+      sent.length,
+    );
     expect(l4DestinationPort(err, 0, n)).toBe(40000);
     // The host answers a packet it received (53 → 40000) with port unreachable.
-    const got = buildPacket({ src: W, dst: A, protocol: "udp", length: 60, srcPort: 53, dstPort: 40000 });
+    const got = buildPacket({
+      src: W,
+      dst: A,
+      protocol: "udp",
+      length: 60,
+      srcPort: 53,
+      dstPort: 40000,
+    });
     const n2 = buildIcmpError(err, 0, 3, 3, 0, ip(A), got, 0, got.length);
     expect(l4SourcePort(err, 0, n2)).toBe(40000);
     // A quoted echo request: its identifier.
     const ping = buildPacket({ src: A, dst: W, protocol: "icmp-echo", length: 84, id: 2330 });
-    const n3 = buildIcmpError(err, 0, IcmpType.TIME_EXCEEDED, 0, 0, ip("203.0.113.1"), ping, 0, ping.length);
+    const n3 = buildIcmpError(
+      err,
+      0,
+      IcmpType.TIME_EXCEEDED,
+      0,
+      0,
+      ip("203.0.113.1"),
+      ping,
+      0,
+      ping.length,
+    );
     expect(l4DestinationPort(err, 0, n3)).toBe(2330);
   });
 
@@ -429,7 +502,12 @@ describe("L4 ports", () => {
 
 describe("IPv6 and pcap (fixtures)", () => {
   test("encapsulate4in6(): next header 4, payload length, addresses, inner packet intact", () => {
-    const inner = buildPacket({ src: "198.51.100.10", dst: "203.0.113.80", protocol: "udp", length: 48 });
+    const inner = buildPacket({
+      src: "198.51.100.10",
+      dst: "203.0.113.80",
+      protocol: "udp",
+      length: 48,
+    });
     const src6 = parseIPv6("2001:db8:ffff::1")!;
     const dst6 = parseIPv6("2001:db8:a::1")!;
     const pkt = encapsulate4in6(inner, src6, dst6);

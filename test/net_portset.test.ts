@@ -82,7 +82,8 @@ describe("RFC 7597 §5.1 port sets", () => {
       const low = 2 ** (16 - a);
       for (let port = 0; port < 65536; port++) {
         const expected = port < low ? -1 : psidOfPort(port, a, k);
-        if (owner[port] !== expected) expect({ port, owner: owner[port] }).toEqual({ port, owner: expected });
+        if (owner[port] !== expected)
+          expect({ port, owner: owner[port] }).toEqual({ port, owner: expected });
       }
       expect(owner.subarray(0, low).every((o) => o === -1)).toBe(true);
       expect(owner.subarray(low).every((o) => o >= 0)).toBe(true);

@@ -59,7 +59,8 @@ describe("BindingTable", () => {
     const t = BindingTable.create({ maxEntries: 16 });
     t.set(A4, WHOLE, A6);
     const out = new Uint8Array(16);
-    for (const port of [-1, 0, 80, 65535]) expect(t.find(A4, port, out, 0)).toBe(LookupStatus.FOUND);
+    for (const port of [-1, 0, 80, 65535])
+      expect(t.find(A4, port, out, 0)).toBe(LookupStatus.FOUND);
   });
 
   test("set() on an existing key updates the host in place; the same host is unchanged", () => {
@@ -107,7 +108,9 @@ describe("BindingTable", () => {
     const t = BindingTable.create({ maxEntries: 16 });
     t.set(S4, shared(1), A6);
     expect(() => t.set(S4, WHOLE, B6)).toThrow(BindingConflictError);
-    expect(() => t.set(S4, { offset: 4, psidLength: 2, psid: 1 }, B6)).toThrow(BindingConflictError);
+    expect(() => t.set(S4, { offset: 4, psidLength: 2, psid: 1 }, B6)).toThrow(
+      BindingConflictError,
+    );
     expect(t.delete(S4, 1)).toBe(true);
     expect(t.addressCount).toBe(0);
     expect(t.set(S4, WHOLE, B6)).toBe("added");
@@ -205,7 +208,8 @@ describe("BindingTable", () => {
     expect(t.size).toBe(live.size);
     for (let a = A4; a < A4 + 200; a++) {
       const v = live.get(a);
-      if (v === undefined) expect(t.find(a, 0, new Uint8Array(16), 0)).toBe(LookupStatus.NO_ADDRESS);
+      if (v === undefined)
+        expect(t.find(a, 0, new Uint8Array(16), 0)).toBe(LookupStatus.NO_ADDRESS);
       else expect(t.matchesHost(a, 0, codedHost(a, 0, v), 0)).toBe(true);
     }
   });
@@ -289,7 +293,8 @@ describe("BindingTable", () => {
     const t = BindingTable.create({ maxEntries: 262144 });
     const base = ip("198.18.0.0");
     for (let i = 0; i < 65536; i++) {
-      for (let psid = 0; psid < 4; psid++) t.set(base + i, shared(psid), codedHost(base + i, psid, 1));
+      for (let psid = 0; psid < 4; psid++)
+        t.set(base + i, shared(psid), codedHost(base + i, psid, 1));
     }
     expect(t.size).toBe(262144);
     expect(t.addressCount).toBe(65536);
@@ -328,7 +333,14 @@ describe("BindingTable", () => {
       worker.onmessage = (e) => resolve(e.data);
       worker.onerror = (e) => reject(e);
     });
-    worker.postMessage({ table: t.buffer, control, base, stable: STABLE, churned: CHURNED, lookups: 4_000_000 });
+    worker.postMessage({
+      table: t.buffer,
+      control,
+      base,
+      stable: STABLE,
+      churned: CHURNED,
+      lookups: 4_000_000,
+    });
     const deadline = Date.now() + 30_000;
     while (Atomics.load(flags, 0) === 0 && Date.now() < deadline) {}
     // Writer: flip hosts, delete and re-add, and now and then compact, until the reader is done.

@@ -244,7 +244,12 @@ describe("check mode: what the scenarios must show", () => {
 
   test("host_unreachable: 3/1 back when enabled, rate limited, never about ICMP errors or multicast", () => {
     const r = runCheck(load("host_unreachable"));
-    expect(verdicts(r)).toEqual(["ICMP", "DROP_RATE_LIMITED", "DROP_NO_BINDING", "DROP_NO_BINDING"]);
+    expect(verdicts(r)).toEqual([
+      "ICMP",
+      "DROP_RATE_LIMITED",
+      "DROP_NO_BINDING",
+      "DROP_NO_BINDING",
+    ]);
     const icmp = hexToBytes(r.outputs[0]!.hex!);
     expect(icmpType(icmp, 0)).toBe(3);
     expect(icmpCode(icmp, 0)).toBe(1);

@@ -120,15 +120,25 @@ describe("pipeline contexts and verdicts", () => {
     const counters = Counters.create({ slices: 1 }).slice(0);
     expect(new TepContext({ bindings, counters, tepIPv4: 1 }).tunnelMtu).toBe(1460);
     expect(new TepContext({ bindings, counters, tepIPv4: 1, linkMtu: 1280 }).tunnelMtu).toBe(1240);
-    expect(() => new TepContext({ bindings, counters, tepIPv4: 1, linkMtu: 1279 })).toThrow(RangeError);
+    expect(() => new TepContext({ bindings, counters, tepIPv4: 1, linkMtu: 1279 })).toThrow(
+      RangeError,
+    );
   });
 
   test("ClientContext refuses a bad port set or a short TEP address", () => {
     const counters = Counters.create({ slices: 1 }).slice(0);
     expect(
-      () => new ClientContext({ counters, leasedIPv4: A4, tep6: A6, portSet: { offset: 6, psidLength: 6, psid: 64 } }),
+      () =>
+        new ClientContext({
+          counters,
+          leasedIPv4: A4,
+          tep6: A6,
+          portSet: { offset: 6, psidLength: 6, psid: 64 },
+        }),
     ).toThrow(RangeError);
-    expect(() => new ClientContext({ counters, leasedIPv4: A4, tep6: new Uint8Array(4) })).toThrow(RangeError);
+    expect(() => new ClientContext({ counters, leasedIPv4: A4, tep6: new Uint8Array(4) })).toThrow(
+      RangeError,
+    );
   });
 
   test("the clock is read only when an ICMP error is due, not per forwarded packet", () => {
@@ -144,13 +154,32 @@ describe("pipeline contexts and verdicts", () => {
         return 0;
       },
     });
-    const small = buildPacket({ src: "203.0.113.80", dst: "198.51.100.10", protocol: "udp", length: 100, df: true });
+    const small = buildPacket({
+      src: "203.0.113.80",
+      dst: "198.51.100.10",
+      protocol: "udp",
+      length: 100,
+      df: true,
+    });
     const host6 = new Uint8Array(16);
-    for (let i = 0; i < 1000; i++) expect(tepEncap(ctx, small, 0, small.length, host6, 0)).toBe(Verdict.FORWARD);
-    const out = buildPacket({ src: "198.51.100.10", dst: "203.0.113.80", protocol: "udp", length: 100 });
-    for (let i = 0; i < 1000; i++) expect(tepDecap(ctx, out, 0, out.length, A6, 0)).toBe(Verdict.FORWARD);
+    for (let i = 0; i < 1000; i++)
+      expect(tepEncap(ctx, small, 0, small.length, host6, 0)).toBe(Verdict.FORWARD);
+    const out = buildPacket({
+      src: "198.51.100.10",
+      dst: "203.0.113.80",
+      protocol: "udp",
+      length: 100,
+    });
+    for (let i = 0; i < 1000; i++)
+      expect(tepDecap(ctx, out, 0, out.length, A6, 0)).toBe(Verdict.FORWARD);
     expect(reads).toBe(0);
-    const big = buildPacket({ src: "203.0.113.80", dst: "198.51.100.10", protocol: "udp", length: 1600, df: true });
+    const big = buildPacket({
+      src: "203.0.113.80",
+      dst: "198.51.100.10",
+      protocol: "udp",
+      length: 1600,
+      df: true,
+    });
     expect(tepEncap(ctx, big, 0, big.length, host6, 0)).toBe(Verdict.ICMP);
     expect(reads).toBe(1);
   });
@@ -158,8 +187,17 @@ describe("pipeline contexts and verdicts", () => {
   test("steps work on a packet at an offset inside a larger buffer and report its length", () => {
     const bindings = BindingTable.create({ maxEntries: 16 });
     bindings.set(A4, WHOLE, A6);
-    const ctx = new TepContext({ bindings, counters: Counters.create({ slices: 1 }).slice(0), tepIPv4: 1 });
-    const pkt = buildPacket({ src: "203.0.113.80", dst: "198.51.100.10", protocol: "tcp", length: 80 });
+    const ctx = new TepContext({
+      bindings,
+      counters: Counters.create({ slices: 1 }).slice(0),
+      tepIPv4: 1,
+    });
+    const pkt = buildPacket({
+      src: "203.0.113.80",
+      dst: "198.51.100.10",
+      protocol: "tcp",
+      length: 80,
+    });
     const buf = new Uint8Array(300).fill(0xff);
     buf.set(pkt, 40);
     const host6 = new Uint8Array(32);

@@ -14,8 +14,8 @@
  * ## Why the key is (IPv4, PSID)
  *
  * The paper's DSTM leases whole addresses, but its `allocated_port` field and the later
- * draft-ietf-dhc-dhcpv6-opt-dstm-ports let 2^k hosts share one IPv4 address, each with its
- * own slice of the 16-bit port space. RFC 7597 §5.1 names the slices: with offset bits `a`
+ * draft-ietf-dhc-dhcpv6-opt-dstm-ports let several hosts share one IPv4 address, each with
+ * its own slice of the 16-bit port space. RFC 7597 §5.1 names the slices: with offset bits `a`
  * and PSID length `k` (m = 16 − a − k), the port set of PSID `p` is every port
  * `(A << (16 − a)) | (p << m) | j` with 0 < A < 2^a and 0 ≤ j < 2^m. The low 2^(16−a) ports
  * (A = 0) belong to nobody, which keeps the well-known ports out of every set. Reading a port
@@ -30,10 +30,10 @@
  *
  * Only from the DSTM server, over the control channel, before the server answers the
  * client, and removed when the lease ends (a restarted TEP receives a full snapshot:
- * `replaceAll`). The TEP never learns a binding from a data packet. Early DSTM TEPs did
- * ("the first IPv6 source seen for this IPv4 address"): any host could then claim another
- * host's IPv4 address by sending one packet first, hijacking its tunnel. Here a data packet
- * can only be checked against the table, never change it.
+ * `replaceAll`). The TEP never learns a binding from a data packet. Early DSTM let the TEP
+ * learn the mapping from the encapsulated traffic itself, and then any host could claim
+ * another host's IPv4 address by sending packets with it, hijacking its tunnel. Here a data
+ * packet can only be checked against the table, never change it.
  *
  * ## Layout and concurrency
  *
@@ -50,13 +50,44 @@
  * Every slot has a sequence number (a seqlock): the writer makes it odd, writes the slot,
  * makes it even; a reader reads the sequence, the slot, and the sequence again, and reads the
  * slot again if the sequence was odd or changed. A reader therefore never sees half of an
- * IPv6 address, and a lookup allocates nothing. Sequences and fields are read with Atomics
- * on an Int32Array view.
+ * IPv6 address, and a lookup allocates nothing. The layout, the probe loops and why plain
+ * loads between the two atomic sequence loads are safe are in binding_slots.ts.
  *
  * @module
  */
 import { formatIPv4 } from "../net/addr.ts";
 import { formatPortSet, type PortSetValue, portSetProblem } from "../net/portset.ts";
+import {
+  A_WORDS,
+  B_WORDS,
+  bindingBase,
+  bury,
+  findAddressSlot,
+  findBindingSlot,
+  freeSlot,
+  H_ADDR_TOMBS,
+  H_ADDRESSES,
+  H_BIND_TOMBS,
+  H_CAPACITY,
+  H_GEN,
+  H_LAYOUT,
+  H_MAGIC,
+  H_MAX,
+  H_SIZE,
+  HEADER_WORDS,
+  hashAddress,
+  hashBinding,
+  LAYOUT_VERSION,
+  LookupStatus,
+  MAGIC,
+  probe,
+  putWord,
+  readWord,
+  TOMB,
+  USED,
+} from "./binding_slots.ts";
+
+export { LookupStatus };
 
 /** A binding as the control plane sees it. */
 export interface BindingEntry {
@@ -65,19 +96,6 @@ export interface BindingEntry {
   /** 16 bytes. */
   readonly host6: Uint8Array;
 }
-
-/** Result of a lookup; small integers so the per-packet steps can switch on them. */
-export const LookupStatus = {
-  /** A binding covers (address, port) (and, for `match`, names the given host). */
-  FOUND: 0,
-  /** The address has no binding at all. */
-  NO_ADDRESS: 1,
-  /** The address is shared and the port is in no bound set (or the packet has no port). */
-  NO_PORT_SET: 2,
-  /** `match` only: a binding covers (address, port) but names another IPv6 host. */
-  OTHER_HOST: 3,
-} as const;
-export type LookupStatus = (typeof LookupStatus)[keyof typeof LookupStatus];
 
 /** Thrown by `set` when maxEntries bindings are already stored. */
 export class BindingTableFullError extends Error {
@@ -91,31 +109,6 @@ export class BindingConflictError extends Error {
 
 /** Largest maxEntries accepted (the buffer is 96 bytes per entry: 400 MB here). */
 export const MAX_BINDINGS = 1 << 22;
-
-// Header words.
-const _MAGIC = 0x4453544d; // "DSTM"
-const _H_MAGIC = 0;
-const _H_LAYOUT = 1;
-const _H_CAPACITY = 2;
-const _H_MAX = 3;
-const _H_SIZE = 4;
-const _H_ADDRESSES = 5;
-const _H_BIND_TOMBS = 6;
-const _H_ADDR_TOMBS = 7;
-const _H_GEN = 8;
-const _HEADER_WORDS = 16;
-const _LAYOUT_VERSION = 1;
-
-// Slot states (low 2 bits of the meta word).
-const _EMPTY = 0;
-const _USED = 1;
-const _TOMB = 2;
-
-// Address slot, 4 words: seq, ipv4, meta = state | rule << 8, refcount (writer only).
-// Binding slot, 8 words: seq, ipv4, meta = state | psid << 16, rule, host6 × 4 (big-endian).
-// rule = psidLength | offset << 8.
-const _A_WORDS = 4;
-const _B_WORDS = 8;
 
 /**
  * The binding table. Create it on the control thread with `BindingTable.create`, hand
@@ -139,15 +132,15 @@ export class BindingTable {
 
   private constructor(buffer: SharedArrayBuffer) {
     const w = new Int32Array(buffer);
-    if (w.length < _HEADER_WORDS || w[_H_MAGIC] !== _MAGIC || w[_H_LAYOUT] !== _LAYOUT_VERSION) {
+    if (w.length < HEADER_WORDS || w[H_MAGIC] !== MAGIC || w[H_LAYOUT] !== LAYOUT_VERSION) {
       throw new TypeError("not a binding table buffer (made by BindingTable.create)");
     }
     this.buffer = buffer;
     this.w = w;
-    this.capacity = w[_H_CAPACITY]!;
-    this.maxEntries = w[_H_MAX]!;
+    this.capacity = w[H_CAPACITY]!;
+    this.maxEntries = w[H_MAX]!;
     this.mask = this.capacity - 1;
-    this.bindBase = _HEADER_WORDS + _A_WORDS * this.capacity;
+    this.bindBase = bindingBase(this.capacity);
   }
 
   /**
@@ -162,13 +155,13 @@ export class BindingTable {
     }
     let capacity = 16;
     while (capacity < 2 * maxEntries) capacity *= 2;
-    const words = _HEADER_WORDS + (_A_WORDS + _B_WORDS) * capacity;
+    const words = HEADER_WORDS + (A_WORDS + B_WORDS) * capacity;
     const buffer = new SharedArrayBuffer(words * 4);
     const w = new Int32Array(buffer);
-    w[_H_MAGIC] = _MAGIC;
-    w[_H_LAYOUT] = _LAYOUT_VERSION;
-    w[_H_CAPACITY] = capacity;
-    w[_H_MAX] = maxEntries;
+    w[H_MAGIC] = MAGIC;
+    w[H_LAYOUT] = LAYOUT_VERSION;
+    w[H_CAPACITY] = capacity;
+    w[H_MAX] = maxEntries;
     return new BindingTable(buffer);
   }
 
@@ -184,17 +177,17 @@ export class BindingTable {
 
   /** Number of bindings. */
   get size(): number {
-    return Atomics.load(this.w, _H_SIZE);
+    return Atomics.load(this.w, H_SIZE);
   }
 
   /** Number of distinct IPv4 addresses with at least one binding. */
   get addressCount(): number {
-    return Atomics.load(this.w, _H_ADDRESSES);
+    return Atomics.load(this.w, H_ADDRESSES);
   }
 
   /** Tombstones in the binding map (for tests and metrics). */
   get tombstones(): number {
-    return Atomics.load(this.w, _H_BIND_TOMBS);
+    return Atomics.load(this.w, H_BIND_TOMBS);
   }
 
   // ---------------------------------------------------------------- readers (per packet)
@@ -209,12 +202,12 @@ export class BindingTable {
   find(ipv4: number, port: number, out: Uint8Array, outOffset: number): LookupStatus {
     const w = this.w;
     for (;;) {
-      const gen = Atomics.load(w, _H_GEN);
+      const gen = Atomics.load(w, H_GEN);
       if ((gen & 1) === 0) {
-        const status = this._lookup(ipv4 | 0, port, out, outOffset, false);
+        const status = probe(w, this.mask, this.bindBase, ipv4 | 0, port, out, outOffset, false);
         // A hit is a binding that existed during the lookup, compaction or not (compaction
         // only moves live bindings). A miss counts only if no compaction overlapped it.
-        if (status === LookupStatus.FOUND || Atomics.load(w, _H_GEN) === gen) {
+        if (status === LookupStatus.FOUND || Atomics.load(w, H_GEN) === gen) {
           return status as LookupStatus;
         }
       }
@@ -230,10 +223,10 @@ export class BindingTable {
   match(ipv4: number, port: number, src6: Uint8Array, offset: number): LookupStatus {
     const w = this.w;
     for (;;) {
-      const gen = Atomics.load(w, _H_GEN);
+      const gen = Atomics.load(w, H_GEN);
       if ((gen & 1) === 0) {
-        const status = this._lookup(ipv4 | 0, port, src6, offset, true);
-        if (status === LookupStatus.FOUND || Atomics.load(w, _H_GEN) === gen) {
+        const status = probe(w, this.mask, this.bindBase, ipv4 | 0, port, src6, offset, true);
+        if (status === LookupStatus.FOUND || Atomics.load(w, H_GEN) === gen) {
           return status as LookupStatus;
         }
       }
@@ -248,99 +241,6 @@ export class BindingTable {
   /** `match(...) === FOUND`: (ipv4, port) is bound to the host at `src6[offset..+16)`. */
   matchesHost(ipv4: number, port: number, src6: Uint8Array, offset: number): boolean {
     return this.match(ipv4, port, src6, offset) === LookupStatus.FOUND;
-  }
-
-  /**
-   * Both lookups: the address's rule first, then the (ipv4, psid) binding. `compare` picks
-   * between copying host6 into `buf` and comparing it with `buf`.
-   */
-  private _lookup(
-    ipv4: number,
-    port: number,
-    buf: Uint8Array,
-    off: number,
-    compare: boolean,
-  ): number {
-    const w = this.w;
-    const mask = this.mask;
-
-    // Probing: a slot passed over is judged by its meta word alone (state and PSID, written
-    // in one store, never torn). Only a slot whose key matches is read again under its
-    // seqlock, so a probe costs plain loads and a hit two atomic loads per map.
-
-    // 1. The sharing rule of the address.
-    let i = _hash(ipv4) & mask;
-    let rule = -1;
-    for (let probes = 0; probes <= mask; ) {
-      const s = _HEADER_WORDS + i * _A_WORDS;
-      const meta = w[s + 2]!;
-      if ((meta & 3) === _EMPTY) return LookupStatus.NO_ADDRESS;
-      if ((meta & 3) === _USED && w[s + 1] === ipv4) {
-        const seq = Atomics.load(w, s);
-        const key2 = w[s + 1]!;
-        const meta2 = w[s + 2]!;
-        if ((seq & 1) !== 0 || Atomics.load(w, s) !== seq) continue; // being written: again
-        if ((meta2 & 3) === _USED && key2 === ipv4) {
-          rule = meta2 >>> 8;
-          break;
-        }
-      }
-      i = (i + 1) & mask;
-      probes++;
-    }
-    if (rule < 0) return LookupStatus.NO_ADDRESS;
-
-    // 2. The PSID of the port (RFC 7597 §5.1), 0 for an address that is not shared.
-    let psid = 0;
-    const k = rule & 0xff;
-    if (k !== 0) {
-      if (port < 0) return LookupStatus.NO_PORT_SET;
-      const a = rule >>> 8;
-      if (a > 0 && port >>> (16 - a) === 0) return LookupStatus.NO_PORT_SET;
-      psid = (port >>> (16 - a - k)) & ((1 << k) - 1);
-    }
-    const wanted = _USED | (psid << 16);
-
-    // 3. The binding (ipv4, psid).
-    const base = this.bindBase;
-    i = _hash(ipv4 ^ Math.imul(psid, 0x9e3779b1)) & mask;
-    for (let probes = 0; probes <= mask; ) {
-      const s = base + i * _B_WORDS;
-      const meta = w[s + 2]!;
-      if ((meta & 3) === _EMPTY) break;
-      if (meta === wanted && w[s + 1] === ipv4) {
-        const seq = Atomics.load(w, s);
-        const key2 = w[s + 1]!;
-        const meta2 = w[s + 2]!;
-        const slotRule = w[s + 3]!;
-        const w0 = w[s + 4]!;
-        const w1 = w[s + 5]!;
-        const w2 = w[s + 6]!;
-        const w3 = w[s + 7]!;
-        if ((seq & 1) !== 0 || Atomics.load(w, s) !== seq) continue;
-        if (meta2 === wanted && key2 === ipv4) {
-          // The rule changed between the two maps (all bindings of the address replaced
-          // while we looked): the PSID we computed means nothing for this binding.
-          if (slotRule !== rule) return LookupStatus.NO_PORT_SET;
-          if (compare) {
-            return w0 === _word(buf, off) &&
-              w1 === _word(buf, off + 4) &&
-              w2 === _word(buf, off + 8) &&
-              w3 === _word(buf, off + 12)
-              ? LookupStatus.FOUND
-              : LookupStatus.OTHER_HOST;
-          }
-          _putWord(buf, off, w0);
-          _putWord(buf, off + 4, w1);
-          _putWord(buf, off + 8, w2);
-          _putWord(buf, off + 12, w3);
-          return LookupStatus.FOUND;
-        }
-      }
-      i = (i + 1) & mask;
-      probes++;
-    }
-    return k === 0 ? LookupStatus.NO_ADDRESS : LookupStatus.NO_PORT_SET;
   }
 
   // ---------------------------------------------------------------- writer (control thread)
@@ -371,7 +271,7 @@ export class BindingTable {
     const key = ipv4 | 0;
     const w = this.w;
 
-    const addr = this._findAddressSlot(key);
+    const addr = findAddressSlot(w, this.mask, key);
     if (addr >= 0) {
       const oldRule = w[addr + 2]! >>> 8;
       if (oldRule !== rule) {
@@ -380,12 +280,12 @@ export class BindingTable {
         );
       }
     }
-    const h0 = _word(host6, host6Offset);
-    const h1 = _word(host6, host6Offset + 4);
-    const h2 = _word(host6, host6Offset + 8);
-    const h3 = _word(host6, host6Offset + 12);
+    const h0 = readWord(host6, host6Offset);
+    const h1 = readWord(host6, host6Offset + 4);
+    const h2 = readWord(host6, host6Offset + 8);
+    const h3 = readWord(host6, host6Offset + 12);
 
-    const found = this._findBindingSlot(key, psid);
+    const found = findBindingSlot(w, this.mask, this.bindBase, key, psid);
     if (found >= 0) {
       if (
         w[found + 4] === h0 &&
@@ -409,8 +309,9 @@ export class BindingTable {
       );
     }
     // Binding first, then the address: a reader that sees the rule also sees the binding.
-    const slot = this._freeSlot(this.bindBase, _B_WORDS, _hash(key ^ Math.imul(psid, 0x9e3779b1)));
-    if ((w[slot + 2]! & 3) === _TOMB) Atomics.sub(w, _H_BIND_TOMBS, 1);
+    const slot = freeSlot(w, this.mask, this.bindBase, B_WORDS, hashBinding(key, psid));
+    if (slot < 0) throw new BindingTableFullError("binding table has no free slot");
+    if ((w[slot + 2]! & 3) === TOMB) Atomics.sub(w, H_BIND_TOMBS, 1);
     Atomics.add(w, slot, 1);
     Atomics.store(w, slot + 1, key);
     Atomics.store(w, slot + 3, rule);
@@ -418,21 +319,22 @@ export class BindingTable {
     Atomics.store(w, slot + 5, h1);
     Atomics.store(w, slot + 6, h2);
     Atomics.store(w, slot + 7, h3);
-    Atomics.store(w, slot + 2, _USED | (psid << 16));
+    Atomics.store(w, slot + 2, USED | (psid << 16));
     Atomics.add(w, slot, 1);
-    Atomics.add(w, _H_SIZE, 1);
+    Atomics.add(w, H_SIZE, 1);
 
     if (addr >= 0) {
       w[addr + 3]! += 1; // refcount: only the writer reads it
     } else {
-      const a = this._freeSlot(_HEADER_WORDS, _A_WORDS, _hash(key));
-      if ((w[a + 2]! & 3) === _TOMB) Atomics.sub(w, _H_ADDR_TOMBS, 1);
+      const a = freeSlot(w, this.mask, HEADER_WORDS, A_WORDS, hashAddress(key));
+      if (a < 0) throw new BindingTableFullError("binding table has no free address slot");
+      if ((w[a + 2]! & 3) === TOMB) Atomics.sub(w, H_ADDR_TOMBS, 1);
       Atomics.add(w, a, 1);
       Atomics.store(w, a + 1, key);
       Atomics.store(w, a + 3, 1);
-      Atomics.store(w, a + 2, _USED | (rule << 8));
+      Atomics.store(w, a + 2, USED | (rule << 8));
       Atomics.add(w, a, 1);
-      Atomics.add(w, _H_ADDRESSES, 1);
+      Atomics.add(w, H_ADDRESSES, 1);
     }
     this._compactIfNeeded();
     return "added";
@@ -447,16 +349,16 @@ export class BindingTable {
   delete(ipv4: number, psid: number): boolean {
     const key = ipv4 | 0;
     const w = this.w;
-    const slot = this._findBindingSlot(key, psid);
+    const slot = findBindingSlot(w, this.mask, this.bindBase, key, psid);
     if (slot < 0) return false;
-    this._bury(this.bindBase, _B_WORDS, slot, _H_BIND_TOMBS);
-    Atomics.sub(w, _H_SIZE, 1);
-    const addr = this._findAddressSlot(key);
+    bury(w, this.mask, this.bindBase, B_WORDS, slot, H_BIND_TOMBS);
+    Atomics.sub(w, H_SIZE, 1);
+    const addr = findAddressSlot(w, this.mask, key);
     if (addr >= 0) {
       w[addr + 3]! -= 1;
       if (w[addr + 3] === 0) {
-        this._bury(_HEADER_WORDS, _A_WORDS, addr, _H_ADDR_TOMBS);
-        Atomics.sub(w, _H_ADDRESSES, 1);
+        bury(w, this.mask, HEADER_WORDS, A_WORDS, addr, H_ADDR_TOMBS);
+        Atomics.sub(w, H_ADDRESSES, 1);
       }
     }
     return true;
@@ -532,11 +434,11 @@ export class BindingTable {
     const w = this.w;
     const out: BindingEntry[] = [];
     for (;;) {
-      const gen = Atomics.load(w, _H_GEN);
+      const gen = Atomics.load(w, H_GEN);
       if ((gen & 1) !== 0) continue;
       out.length = 0;
       for (let i = 0; i < this.capacity; i++) {
-        const s = this.bindBase + i * _B_WORDS;
+        const s = this.bindBase + i * B_WORDS;
         let seq: number;
         let meta: number;
         let key: number;
@@ -547,9 +449,9 @@ export class BindingTable {
           key = Atomics.load(w, s + 1);
           meta = Atomics.load(w, s + 2);
           rule = Atomics.load(w, s + 3);
-          for (let j = 0; j < 4; j++) _putWord(host6, 4 * j, Atomics.load(w, s + 4 + j));
+          for (let j = 0; j < 4; j++) putWord(host6, 4 * j, Atomics.load(w, s + 4 + j));
         } while ((seq & 1) !== 0 || Atomics.load(w, s) !== seq);
-        if ((meta & 3) !== _USED) continue;
+        if ((meta & 3) !== USED) continue;
         const psidLength = rule & 0xff;
         out.push({
           ipv4: key >>> 0,
@@ -557,7 +459,7 @@ export class BindingTable {
           host6,
         });
       }
-      if (Atomics.load(w, _H_GEN) === gen) break;
+      if (Atomics.load(w, H_GEN) === gen) break;
     }
     return out.sort((x, y) => x.ipv4 - y.ipv4 || x.portSet.psid - y.portSet.psid);
   }
@@ -574,111 +476,25 @@ export class BindingTable {
   compact(): void {
     const w = this.w;
     const live = this.entries();
-    Atomics.add(w, _H_GEN, 1); // odd: readers wait
+    Atomics.add(w, H_GEN, 1); // odd: readers wait
     try {
-      w.fill(0, _HEADER_WORDS);
-      Atomics.store(w, _H_SIZE, 0);
-      Atomics.store(w, _H_ADDRESSES, 0);
-      Atomics.store(w, _H_BIND_TOMBS, 0);
-      Atomics.store(w, _H_ADDR_TOMBS, 0);
+      w.fill(0, HEADER_WORDS);
+      Atomics.store(w, H_SIZE, 0);
+      Atomics.store(w, H_ADDRESSES, 0);
+      Atomics.store(w, H_BIND_TOMBS, 0);
+      Atomics.store(w, H_ADDR_TOMBS, 0);
       for (const e of live) this.set(e.ipv4, e.portSet, e.host6);
     } finally {
-      Atomics.add(w, _H_GEN, 1);
+      Atomics.add(w, H_GEN, 1);
     }
   }
 
   private _compactIfNeeded(): void {
     const w = this.w;
     const limit = this.capacity >>> 2;
-    if ((Atomics.load(w, _H_GEN) & 1) !== 0) return; // already compacting
-    if (w[_H_BIND_TOMBS]! > limit || w[_H_ADDR_TOMBS]! > limit) this.compact();
+    if ((Atomics.load(w, H_GEN) & 1) !== 0) return; // already compacting
+    if (w[H_BIND_TOMBS]! > limit || w[H_ADDR_TOMBS]! > limit) this.compact();
   }
-
-  /** Word index of the used address slot of `key`, or −1. Writer only (no seqlock needed). */
-  private _findAddressSlot(key: number): number {
-    const w = this.w;
-    let i = _hash(key) & this.mask;
-    for (let n = 0; n <= this.mask; n++) {
-      const s = _HEADER_WORDS + i * _A_WORDS;
-      const state = w[s + 2]! & 3;
-      if (state === _EMPTY) return -1;
-      if (state === _USED && w[s + 1] === key) return s;
-      i = (i + 1) & this.mask;
-    }
-    return -1;
-  }
-
-  /** Word index of the used binding slot of (key, psid), or −1. Writer only. */
-  private _findBindingSlot(key: number, psid: number): number {
-    const w = this.w;
-    let i = _hash(key ^ Math.imul(psid, 0x9e3779b1)) & this.mask;
-    for (let n = 0; n <= this.mask; n++) {
-      const s = this.bindBase + i * _B_WORDS;
-      const meta = w[s + 2]!;
-      const state = meta & 3;
-      if (state === _EMPTY) return -1;
-      if (state === _USED && w[s + 1] === key && meta >>> 16 === psid) return s;
-      i = (i + 1) & this.mask;
-    }
-    return -1;
-  }
-
-  /** First tombstone or empty slot of the probe sequence from `hash` (the key is absent). */
-  private _freeSlot(base: number, words: number, hash: number): number {
-    const w = this.w;
-    let i = hash & this.mask;
-    for (let n = 0; n <= this.mask; n++) {
-      const s = base + i * words;
-      if ((w[s + 2]! & 3) !== _USED) return s;
-      i = (i + 1) & this.mask;
-    }
-    throw new BindingTableFullError("binding table has no free slot"); // cannot happen below 1/2 load
-  }
-
-  /**
-   * Turns a used slot into a tombstone, then turns the tombstones that end a probe run
-   * (followed by an empty slot) back into empty slots: no live key lies beyond an empty slot
-   * on its probe path, so probes that stop there earlier lose nothing.
-   */
-  private _bury(base: number, words: number, slot: number, tombCounter: number): void {
-    const w = this.w;
-    Atomics.add(w, slot, 1);
-    Atomics.store(w, slot + 2, _TOMB);
-    Atomics.add(w, slot, 1);
-    Atomics.add(w, tombCounter, 1);
-    const mask = this.mask;
-    let i = (slot - base) / words;
-    if ((w[base + ((i + 1) & mask) * words + 2]! & 3) !== _EMPTY) return;
-    for (let n = 0; n <= mask; n++) {
-      const s = base + i * words;
-      if ((w[s + 2]! & 3) !== _TOMB) return;
-      Atomics.add(w, s, 1);
-      Atomics.store(w, s + 2, _EMPTY);
-      Atomics.add(w, s, 1);
-      Atomics.sub(w, tombCounter, 1);
-      i = (i - 1) & mask;
-    }
-  }
-}
-
-/** murmur3 fmix32: spreads sequential addresses over the table. */
-function _hash(x: number): number {
-  let h = x ^ (x >>> 16);
-  h = Math.imul(h, 0x85ebca6b);
-  h ^= h >>> 13;
-  h = Math.imul(h, 0xc2b2ae35);
-  return h ^ (h >>> 16);
-}
-
-function _word(b: Uint8Array, i: number): number {
-  return (b[i]! << 24) | (b[i + 1]! << 16) | (b[i + 2]! << 8) | b[i + 3]!;
-}
-
-function _putWord(b: Uint8Array, i: number, v: number): void {
-  b[i] = v >>> 24;
-  b[i + 1] = v >>> 16;
-  b[i + 2] = v >>> 8;
-  b[i + 3] = v;
 }
 
 function _checkAddress(ipv4: number): void {

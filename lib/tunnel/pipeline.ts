@@ -23,8 +23,10 @@
  * ## Reading a Verdict
  *
  * FORWARD and FORWARD_FRAGMENT: send `ctx.length` bytes of the packet (the IPv4 total length;
- * link padding dropped). ICMP: write `ctx.reply[0 .. ctx.replyLength)` back into the TUN
- * device (it goes to the packet's IPv4 source). Any DROP_*: nothing to send.
+ * link padding dropped). ICMP: send the IPv4 packet `ctx.reply[0 .. ctx.replyLength)`, an
+ * error from `ctx.tepIPv4` addressed to the offending packet's source, on the IPv4 side (a
+ * raw IPv4 socket, or back into the TUN device where the TEP address is not local). Any
+ * DROP_*: nothing to send.
  *
  * @module
  */
@@ -54,7 +56,7 @@ export const Verdict = {
   FORWARD: 0,
   /** Send it on; it exceeds the tunnel MTU with DF clear, so the outer IPv6 gets fragmented. */
   FORWARD_FRAGMENT: 1,
-  /** Drop the packet and send `ctx.reply` (an ICMPv4 error) back to its source. */
+  /** Drop the packet and send `ctx.reply` (an ICMPv4 error) to the packet's source. */
   ICMP: 2,
   /** Not a well-formed IPv4 packet. */
   DROP_MALFORMED: 3,
@@ -254,8 +256,8 @@ const _noHost = new Uint8Array(16);
  *
  * @example
  * const v = tepEncap(ctx, buf, 0, n, host6, 0);
- * if (isForward(v)) raw.sendto(buf, ctx.length, host6);
- * else if (v === Verdict.ICMP) tun.write(ctx.reply, 0, ctx.replyLength);
+ * if (isForward(v)) raw6.sendto(buf, ctx.length, host6);
+ * else if (v === Verdict.ICMP) raw4.send(ctx.reply, 0, ctx.replyLength);
  */
 export function tepEncap(
   ctx: TepContext,
