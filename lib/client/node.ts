@@ -1,24 +1,36 @@
 /**
  * The DSTM client as a running service on a dual-stack host in an IPv6-only network: it
- * obtains a lease, brings up the DTI (a TUN device with the leased address, the tunnel MTU
- * and the IPv4 routes), forwards IPv4 through the TEP in two Workers, renews at half the
- * lease time, and on stop releases the lease and removes the interface.
+ * obtains a lease, brings up the DTI (a TUN device with the IPv4 address, the tunnel MTU and
+ * the IPv4 routes), forwards IPv4 through the TEP in two Workers, renews at half the lease
+ * time, and on stop releases the lease and removes the interface.
  *
- * States: `acquiring` (no lease; retrying with backoff and saying so) → `bound` (lease and
- * DTI up) → `renewing` (past T/2, REQUESTs going out) → back to `bound`, or, when the lease
- * runs out or the server refuses it, down again to `acquiring`.
+ * Two modes:
+ * - **always on** (default): `acquiring` → `bound` (DTI up with the leased address) ⇄
+ *   `renewing`; a lost lease takes the DTI down and starts over.
+ * - **on-demand** (the paper's Host Agent: know when an IPv4 session starts and ends): the
+ *   DTI comes up at once with the placeholder 192.0.0.2 (RFC 6333) and no lease (`idle`).
+ *   The first IPv4 packet makes the outbound Worker hold it and ask for a lease; once bound,
+ *   the held packets leave translated to the leased address. When no packet has gone either
+ *   way for the idle time, the lease is released (`idle` again); the next packet starts over.
+ *   Applications never see the leased address, so their sockets survive lease changes.
+ *
+ * A shared lease (a port set) is used the same way in both modes: the Workers map each
+ * flow's ports into the set (lib/tunnel/napt.ts).
  *
  * @module
  */
 import type { Logger } from "../control/log.ts";
 import { formatIPv4, parseIPv6 } from "../net/addr.ts";
+import { formatPortSet } from "../net/portset.ts";
 import { interfaceOfIPv6, linkMtu } from "../sys/ifinfo.ts";
 import { addressAdd, linkSetMtu, linkSetTxQueueLen, linkSetUp, routeAdd } from "../sys/netlink.ts";
 import { Raw6Socket } from "../sys/raw6.ts";
 import { closeTun, openTun } from "../sys/tun_linux.ts";
 import { sourceAddressFor } from "../sys/udp.ts";
+import { ClientState } from "../tunnel/client_state.ts";
 import { Counters } from "../tunnel/counters.ts";
 import { Forwarder } from "../tunnel/forwarder.ts";
+import { NaptTable, PLACEHOLDER_IPV4 } from "../tunnel/napt.ts";
 import type { AuthKey } from "../wire/auth.ts";
 import { messageTypeName } from "../wire/dstm.ts";
 import { DSTM_PORT, Status } from "../wire/dstm_types.ts";
@@ -37,18 +49,23 @@ export interface NodeConfig {
   readonly routes?: readonly string[];
   /** DTI MTU; default the MTU of the IPv6 link − 40. */
   readonly mtu?: number;
+  /** On-demand mode: lease only while IPv4 traffic flows; release after `idleSeconds` without. */
+  readonly onDemand?: boolean;
+  readonly idleSeconds?: number;
   /** Longest wait between two tries while acquiring (ms, default 30 s). */
   readonly maxBackoffMs?: number;
   readonly log: Logger;
 }
 
-export type NodeState = "acquiring" | "bound" | "renewing" | "stopped";
+export type NodeState = "acquiring" | "bound" | "renewing" | "idle" | "stopped";
 
 export interface NodeStatus {
   state: NodeState;
+  mode: "always-on" | "on-demand";
   ifname: string;
   host6: string;
   ipv4: string | null;
+  ports: string | null;
   tep6: string | null;
   tep4: string | null;
   mtu: number | null;
@@ -59,6 +76,8 @@ export interface NodeStatus {
 
 export class DstmNode {
   readonly counters = Counters.create({ slices: 2 });
+  readonly #leaseState = ClientState.create();
+  readonly #napt = NaptTable.create();
   #state: NodeState = "acquiring";
   #lease: ClientLease | undefined;
   #mtu: number | null = null;
@@ -66,10 +85,12 @@ export class DstmNode {
   #raw: Raw6Socket | undefined;
   #forwarder: Forwarder | undefined;
   #timer: ReturnType<typeof setTimeout> | undefined;
+  #idleTimer: ReturnType<typeof setInterval> | undefined;
+  #acquiring: Promise<void> | undefined;
   #stopping = false;
-  #loop: Promise<void> | undefined;
   #bound!: () => void;
-  readonly bound: Promise<void> = new Promise((resolve) => {
+  /** Resolves when the node is first ready: bound (always on) or the DTI up and idle (on-demand). */
+  readonly ready: Promise<void> = new Promise((resolve) => {
     this.#bound = resolve;
   });
   readonly #config: NodeConfig;
@@ -84,7 +105,7 @@ export class DstmNode {
     this.#client = new DstmClient(transport, host6);
   }
 
-  /** Opens the control socket and starts acquiring; `bound` resolves once the DTI is up. */
+  /** Starts the node: acquiring at once (always on), or the DTI up and waiting for traffic (on-demand). */
   static async start(config: NodeConfig): Promise<DstmNode> {
     const port = config.port ?? DSTM_PORT;
     const host6 = config.host6 ?? (await sourceAddressFor(config.server, port));
@@ -102,7 +123,23 @@ export class DstmNode {
         }),
     });
     const node = new DstmNode(config, transport, host6);
-    node.#loop = node.#acquire();
+    if (config.onDemand) {
+      try {
+        await node.#dtiUp(PLACEHOLDER_IPV4, undefined);
+      } catch (error) {
+        transport.close();
+        throw error;
+      }
+      node.#state = "idle";
+      node.#idleTimer = setInterval(() => void node.#checkIdle(), 1000);
+      config.log.info("on-demand", {
+        ifname: node.#ifname,
+        address: "192.0.0.2",
+        idle: `${config.idleSeconds ?? 60}s`,
+        mtu: node.#mtu ?? undefined,
+      });
+      node.#bound();
+    } else node.#acquiring = node.#acquire();
     return node;
   }
 
@@ -110,9 +147,11 @@ export class DstmNode {
     const lease = this.#lease;
     return {
       state: this.#state,
+      mode: this.#config.onDemand ? "on-demand" : "always-on",
       ifname: this.#ifname,
       host6: this.#client.host6,
       ipv4: lease ? formatIPv4(lease.ipv4) : null,
+      ports: lease ? formatPortSet(lease.portSet ?? { offset: 0, psidLength: 0, psid: 0 }) : null,
       tep6: lease ? this.#tep6(lease) : null,
       tep4: lease?.tep4 ? formatIPv4(lease.tep4) : null,
       mtu: this.#mtu,
@@ -127,55 +166,79 @@ export class DstmNode {
     if (this.#stopping) return;
     this.#stopping = true;
     clearTimeout(this.#timer);
+    clearInterval(this.#idleTimer);
     const lease = this.#lease;
-    await this.#down();
-    if (lease) {
-      try {
-        await this.#client.release(lease.ipv4);
-        this.#config.log.info("release", { ipv4: formatIPv4(lease.ipv4) });
-      } catch (error) {
-        this.#config.log.warn("release-failed", {
-          ipv4: formatIPv4(lease.ipv4),
-          detail: (error as Error).message,
-        });
-      }
-    }
+    await this.#dtiDown();
+    if (lease) await this.#release(lease, "release");
     this.#transport.close();
     this.#state = "stopped";
     this.#config.log.flush();
   }
 
-  async #acquire(): Promise<void> {
-    const log = this.#config.log;
-    let backoff = 1000;
-    this.#state = "acquiring";
-    while (!this.#stopping) {
-      try {
-        const lease = await this.#client.discover();
-        if (this.#stopping) {
-          await this.#client.release(lease.ipv4).catch(() => {});
+  /** DISCOVER until a lease is granted (or the node stops), then use it. */
+  #acquire(): Promise<void> {
+    this.#acquiring ??= (async () => {
+      const log = this.#config.log;
+      let backoff = 1000;
+      this.#state = "acquiring";
+      while (!this.#stopping) {
+        try {
+          const lease = await this.#client.discover();
+          if (this.#stopping) {
+            await this.#client.release(lease.ipv4).catch(() => {});
+            return;
+          }
+          await this.#use(lease);
           return;
+        } catch (error) {
+          if (this.#stopping) return;
+          const refused = error instanceof DstmRefusedError;
+          log.warn(refused ? "refused" : "server-unreachable", {
+            server: this.#config.server,
+            detail: (error as Error).message,
+            retryIn: `${Math.round(backoff / 1000)}s`,
+          });
+          await this.#sleep(backoff);
+          backoff = Math.min(backoff * 2, this.#config.maxBackoffMs ?? 30_000);
         }
-        await this.#up(lease);
-        return;
-      } catch (error) {
-        if (this.#stopping) return;
-        const refused = error instanceof DstmRefusedError;
-        log.warn(refused ? "refused" : "server-unreachable", {
-          server: this.#config.server,
-          detail: (error as Error).message,
-          retryIn: `${Math.round(backoff / 1000)}s`,
-        });
-        await this.#sleep(backoff);
-        backoff = Math.min(backoff * 2, this.#config.maxBackoffMs ?? 30_000);
       }
-    }
+    })().finally(() => {
+      this.#acquiring = undefined;
+    });
+    return this.#acquiring;
   }
 
-  async #up(lease: ClientLease): Promise<void> {
+  /** A lease was granted: bring the DTI up with it (always on) or hand it to the Workers (on-demand). */
+  async #use(lease: ClientLease): Promise<void> {
+    const tep6 = parseIPv6(this.#tep6(lease))!;
+    this.#leaseState.setLease(lease.ipv4, lease.portSet, tep6);
+    if (!this.#config.onDemand) {
+      try {
+        await this.#dtiUp(lease.ipv4, tep6);
+      } catch (error) {
+        this.#leaseState.clearLease();
+        throw error;
+      }
+    }
+    this.#lease = lease;
+    this.#state = "bound";
+    this.#config.log.info("bound", {
+      ipv4: formatIPv4(lease.ipv4),
+      ports:
+        lease.portSet && lease.portSet.psidLength > 0 ? formatPortSet(lease.portSet) : undefined,
+      ifname: this.#ifname,
+      tep6: this.#tep6(lease),
+      mtu: this.#mtu ?? undefined,
+      lease: `${lease.leaseTime}s`,
+      routes: (this.#config.routes ?? ["0.0.0.0/0"]).join(","),
+    });
+    this.#bound();
+    this.#scheduleRenewal(lease.leaseTime * 500);
+  }
+
+  /** Creates the DTI with `address`, its routes, the raw socket and the Workers. */
+  async #dtiUp(address: number, tep6: Uint8Array | undefined): Promise<void> {
     const c = this.#config;
-    const tep6 = this.#tep6(lease);
-    const tep6Bytes = parseIPv6(tep6)!;
     const ifname = this.#ifname;
     const tun = openTun(ifname);
     this.#tunFd = tun.fd;
@@ -185,36 +248,66 @@ export class DstmNode {
       linkSetMtu(ifname, this.#mtu);
       // The default 500 drops under TCP bursts (measured); 5000 does not.
       linkSetTxQueueLen(ifname, 5000);
-      addressAdd(ifname, `${formatIPv4(lease.ipv4)}/32`);
+      addressAdd(ifname, `${formatIPv4(address)}/32`);
       linkSetUp(ifname);
       for (const route of c.routes ?? ["0.0.0.0/0"])
-        routeAdd({ dst: route, dev: ifname, src: formatIPv4(lease.ipv4) });
+        routeAdd({ dst: route, dev: ifname, src: formatIPv4(address) });
       const raw = Raw6Socket.open({ receiveBuffer: 4 << 20, sendBuffer: 4 << 20 });
       this.#raw = raw;
       raw.bindAddress(parseIPv6(this.#client.host6)!);
-      raw.connect(tep6Bytes);
+      // With a known TEP, let the kernel filter what reaches us; on-demand learns it later.
+      if (tep6) raw.connect(tep6);
       this.#forwarder = await Forwarder.client({
         tunFd: tun.fd,
         rawFd: raw.fd,
         counters: this.counters,
-        client: { leasedIPv4: lease.ipv4, portSet: lease.portSet, tep6: tep6Bytes },
+        client: {
+          state: this.#leaseState.buffer,
+          napt: this.#napt.buffer,
+          onDemand: c.onDemand === true,
+        },
+        onNeedLease: () => this.#onDemand(),
       });
     } catch (error) {
-      await this.#down();
+      await this.#dtiDown();
       throw error;
     }
-    this.#lease = lease;
-    this.#state = "bound";
-    c.log.info("bound", {
-      ipv4: formatIPv4(lease.ipv4),
-      ifname,
-      tep6,
-      mtu: this.#mtu,
-      lease: `${lease.leaseTime}s`,
-      routes: (c.routes ?? ["0.0.0.0/0"]).join(","),
+  }
+
+  /** On-demand: the outbound Worker holds packets and there is no lease. */
+  #onDemand(): void {
+    if (this.#stopping || this.#lease || this.#acquiring) return;
+    this.#config.log.info("demand", {
+      ifname: this.#ifname,
+      detail: "IPv4 traffic and no lease: acquiring",
     });
-    this.#bound();
-    this.#scheduleRenewal(lease.leaseTime * 500);
+    void this.#acquire();
+  }
+
+  /** On-demand: release the lease when nothing has gone through for the idle time. */
+  async #checkIdle(): Promise<void> {
+    const lease = this.#lease;
+    if (!lease || this.#stopping || this.#state !== "bound") return;
+    const idle = this.#config.idleSeconds ?? 60;
+    const quiet = Date.now() / 1000 - this.#leaseState.lastActivity;
+    if (quiet < idle) return;
+    this.#leaseState.clearLease();
+    this.#lease = undefined;
+    clearTimeout(this.#timer);
+    this.#state = "idle";
+    await this.#release(lease, "idle-release");
+  }
+
+  async #release(lease: ClientLease, event: string): Promise<void> {
+    try {
+      await this.#client.release(lease.ipv4);
+      this.#config.log.info(event, { ipv4: formatIPv4(lease.ipv4) });
+    } catch (error) {
+      this.#config.log.warn("release-failed", {
+        ipv4: formatIPv4(lease.ipv4),
+        detail: (error as Error).message,
+      });
+    }
   }
 
   #scheduleRenewal(inMs: number): void {
@@ -229,7 +322,7 @@ export class DstmNode {
     this.#state = "renewing";
     try {
       const renewed = await this.#client.request(lease.ipv4);
-      if (this.#stopping) return;
+      if (this.#stopping || this.#lease !== lease) return;
       if (renewed.ipv4 !== lease.ipv4 || this.#tep6(renewed) !== this.#tep6(lease)) {
         throw new DstmRefusedError(Status.NO_SUCH_LEASE, "the server changed the address or TEP");
       }
@@ -241,16 +334,21 @@ export class DstmNode {
       });
       this.#scheduleRenewal(renewed.leaseTime * 500);
     } catch (error) {
-      if (this.#stopping) return;
+      if (this.#stopping || this.#lease !== lease) return;
       const remaining = lease.expiresAt - Date.now();
       if (error instanceof DstmRefusedError || remaining <= 1000) {
         this.#config.log.warn("lease-lost", {
           ipv4: formatIPv4(lease.ipv4),
           detail: (error as Error).message,
         });
-        await this.#down();
+        this.#leaseState.clearLease();
         this.#lease = undefined;
-        this.#loop = this.#acquire();
+        if (this.#config.onDemand) {
+          this.#state = "idle"; // the next packet asks again
+          return;
+        }
+        await this.#dtiDown();
+        void this.#acquire();
         return;
       }
       this.#config.log.warn("renew-failed", {
@@ -262,7 +360,7 @@ export class DstmNode {
     }
   }
 
-  async #down(): Promise<void> {
+  async #dtiDown(): Promise<void> {
     const forwarder = this.#forwarder;
     this.#forwarder = undefined;
     await forwarder?.stop();

@@ -46,6 +46,13 @@ export const COUNTER_NAMES = [
   "client-decap-drop-malformed",
   "client-decap-drop-wrong-tep", // outer IPv6 source is not the TEP
   "client-decap-drop-wrong-destination", // inner destination is not the leased address
+  // DSTM client translations (shared leases, on-demand mode)
+  "client-queued", // on-demand: held while the lease is being obtained
+  "client-drop-queue-full", // on-demand: the queue was full
+  "client-drop-no-lease", // no lease (and not on-demand, or inbound)
+  "client-napt-drop-no-port", // shared lease: every port of the set is in use
+  "client-napt-drop-no-mapping", // shared lease: inbound to a port no flow uses
+  "client-napt-drop-no-ports", // shared lease: a packet without ports (non-first fragment, other protocols)
 ] as const;
 
 export type CounterName = (typeof COUNTER_NAMES)[number];

@@ -18,10 +18,12 @@ export interface TepForwarding {
 }
 
 export interface ClientForwarding {
-  leasedIPv4: number;
-  portSet?: { offset: number; psidLength: number; psid: number };
-  /** 16 bytes. */
-  tep6: Uint8Array;
+  /** ClientState.buffer: the lease, written by the main thread. */
+  state: SharedArrayBuffer;
+  /** NaptTable.buffer: the port mappings of a shared lease. */
+  napt: SharedArrayBuffer;
+  /** Queue packets and ask for a lease when there is none (instead of dropping them). */
+  onDemand: boolean;
 }
 
 /** What a forwarding Worker is given. */
@@ -35,7 +37,9 @@ export interface ForwarderInit {
   slice: number;
   bindings?: SharedArrayBuffer;
   tep?: TepForwarding;
-  client?: ClientForwarding;
+  clientState?: SharedArrayBuffer;
+  napt?: SharedArrayBuffer;
+  onDemand?: boolean;
 }
 
 /** I/O failures a Worker saw (the per-packet verdicts are in the counters). */
@@ -89,12 +93,26 @@ export class Forwarder {
     rawFd: number;
     counters: Counters;
     client: ClientForwarding;
+    /** Called when the outbound Worker holds packets and there is no lease (on-demand). */
+    onNeedLease?: () => void;
   }): Promise<Forwarder> {
-    const base = { tunFd: o.tunFd, rawFd: o.rawFd, counters: o.counters.buffer, client: o.client };
-    return Forwarder.#start([
+    const base = {
+      tunFd: o.tunFd,
+      rawFd: o.rawFd,
+      counters: o.counters.buffer,
+      clientState: o.client.state,
+      napt: o.client.napt,
+      onDemand: o.client.onDemand,
+    };
+    const forwarder = await Forwarder.#start([
       { ...base, role: "client-out", slice: 0 },
       { ...base, role: "client-in", slice: 1 },
     ]);
+    const out = forwarder.#workers[0]!.worker;
+    out.addEventListener("message", (event: MessageEvent) => {
+      if ((event.data as { kind?: string })?.kind === "dstm-need-lease") o.onNeedLease?.();
+    });
+    return forwarder;
   }
 
   static async #start(inits: ForwarderInit[]): Promise<Forwarder> {

@@ -12,17 +12,10 @@ import { Raw6Socket } from "../sys/raw6.ts";
 import { attachTun } from "../sys/tun_linux.ts";
 import { runWorker, type WorkerContext } from "../sys/worker.ts";
 import { BindingTable } from "./binding.ts";
+import { clientIn, clientOut } from "./client_loops.ts";
 import { Counters } from "./counters.ts";
 import type { ForwarderInit, ForwarderStats } from "./forwarder.ts";
-import {
-  ClientContext,
-  clientDecap,
-  clientEncap,
-  TepContext,
-  tepDecap,
-  tepEncap,
-  Verdict,
-} from "./pipeline.ts";
+import { TepContext, tepDecap, tepEncap, Verdict } from "./pipeline.ts";
 
 /** Large enough for any IPv4 packet (the kernel reassembles before a raw socket sees it). */
 const BUFFER_SIZE = 65536;
@@ -75,34 +68,17 @@ runWorker<ForwarderInit, ForwarderStats>((init, ctx) => {
         },
       );
     }
-    case "client-out": {
-      const client = clientContext(init, counters);
-      return loop(
+    case "client-out":
+      return clientOut(
+        init,
         ctx,
+        counters,
+        attachTun(init.tunFd, { pollTimeoutMs: init.onDemand ? 20 : 200 }),
+        raw,
         stats,
-        () => tun.read(buf, 0),
-        (n) => {
-          if (clientEncap(client, buf, 0, n) === Verdict.FORWARD) {
-            const w = raw.sendTo(buf, 0, client.length, client.tep6, 0);
-            if (w < 0) fail(w);
-          }
-        },
       );
-    }
-    case "client-in": {
-      const client = clientContext(init, counters);
-      return loop(
-        ctx,
-        stats,
-        () => raw.recvFrom(buf, 0, addr6, 0),
-        (n) => {
-          if (clientDecap(client, buf, 0, n, addr6, 0) === Verdict.FORWARD) {
-            const w = tun.write(buf, 0, client.length);
-            if (w < 0) fail(w);
-          }
-        },
-      );
-    }
+    case "client-in":
+      return clientIn(init, ctx, counters, tun, raw, stats);
   }
 });
 
@@ -134,15 +110,5 @@ function tepContext(init: ForwarderInit, counters: Float64Array): TepContext {
     linkMtu: tep.linkMtu,
     hairpin: tep.hairpin,
     icmpRate: tep.icmpRate,
-  });
-}
-
-function clientContext(init: ForwarderInit, counters: Float64Array): ClientContext {
-  const client = init.client!;
-  return new ClientContext({
-    counters,
-    leasedIPv4: client.leasedIPv4,
-    portSet: client.portSet,
-    tep6: client.tep6,
   });
 }

@@ -31,7 +31,13 @@ const PORTS = 65536;
 const IDLE_SECONDS = [7440, 120, 60];
 
 function protoIndex(protocol: number): number {
-  return protocol === IpProtocol.TCP ? 0 : protocol === IpProtocol.UDP ? 1 : protocol === IpProtocol.ICMP ? 2 : -1;
+  return protocol === IpProtocol.TCP
+    ? 0
+    : protocol === IpProtocol.UDP
+      ? 1
+      : protocol === IpProtocol.ICMP
+        ? 2
+        : -1;
 }
 
 /** The shared mapping table. Create on the main thread, attach in each Worker. */
@@ -111,7 +117,8 @@ export class ClientTranslator {
       return;
     }
     const list: number[] = [];
-    for (const [first, last] of portSetRanges(portSet)) for (let p = first; p <= last; p++) if (p !== 0) list.push(p);
+    for (const [first, last] of portSetRanges(portSet))
+      for (let p = first; p <= last; p++) if (p !== 0) list.push(p);
     this.ports = Uint16Array.from(list);
     for (const p of list) this.#inSet[p] = 1;
     this.#cursor.fill(0);
@@ -122,13 +129,14 @@ export class ClientTranslator {
     const ihl = (buf[off]! & 0x0f) << 2;
     const protocol = buf[off + 9]!;
     const l4 = off + ihl;
-    const firstFragment = ((((buf[off + 6]! & 0x1f) << 8) | buf[off + 7]!) === 0);
+    const firstFragment = (((buf[off + 6]! & 0x1f) << 8) | buf[off + 7]!) === 0;
     if (this.ports !== null) {
       if (!firstFragment) return Translation.NO_PORTS_IN_PACKET;
       const pi = protoIndex(protocol);
       const at = this.#portField(buf, l4, len - ihl, protocol, false);
       if (pi < 0 || at < 0) {
-        if (protocol === IpProtocol.ICMP && isIcmpErrorType(buf[l4]!)) return this.#outboundIcmpError(buf, off, l4, len);
+        if (protocol === IpProtocol.ICMP && isIcmpErrorType(buf[l4]!))
+          return this.#outboundIcmpError(buf, off, l4, len);
         return Translation.NO_PORTS_IN_PACKET;
       }
       const original = (buf[at]! << 8) | buf[at + 1]!;
@@ -147,8 +155,13 @@ export class ClientTranslator {
     const ihl = (buf[off]! & 0x0f) << 2;
     const protocol = buf[off + 9]!;
     const l4 = off + ihl;
-    const firstFragment = ((((buf[off + 6]! & 0x1f) << 8) | buf[off + 7]!) === 0);
-    if (protocol === IpProtocol.ICMP && firstFragment && len - ihl >= 8 && isIcmpErrorType(buf[l4]!)) {
+    const firstFragment = (((buf[off + 6]! & 0x1f) << 8) | buf[off + 7]!) === 0;
+    if (
+      protocol === IpProtocol.ICMP &&
+      firstFragment &&
+      len - ihl >= 8 &&
+      isIcmpErrorType(buf[l4]!)
+    ) {
       this.#inboundIcmpError(buf, l4, len - ihl);
     } else if (this.ports !== null) {
       if (!firstFragment) return Translation.NO_PORTS_IN_PACKET;
@@ -197,11 +210,20 @@ export class ClientTranslator {
   }
 
   #reusable(base: number, external: number, pi: number, now: number): boolean {
-    return this.table.back[base + external] === 0 || now - this.table.used[base + external]! > IDLE_SECONDS[pi]!;
+    return (
+      this.table.back[base + external] === 0 ||
+      now - this.table.used[base + external]! > IDLE_SECONDS[pi]!
+    );
   }
 
   /** Offset of the port field that names the host (source out, destination in), or −1. */
-  #portField(buf: Uint8Array, l4: number, l4len: number, protocol: number, inbound: boolean): number {
+  #portField(
+    buf: Uint8Array,
+    l4: number,
+    l4len: number,
+    protocol: number,
+    inbound: boolean,
+  ): number {
     if (protocol === IpProtocol.TCP || protocol === IpProtocol.UDP) {
       if (l4len < 8) return -1;
       return inbound ? l4 + 2 : l4;
@@ -214,10 +236,18 @@ export class ClientTranslator {
     return -1;
   }
 
-  #setPort(buf: Uint8Array, l4: number, at: number, protocol: number, from: number, to: number): void {
+  #setPort(
+    buf: Uint8Array,
+    l4: number,
+    at: number,
+    protocol: number,
+    from: number,
+    to: number,
+  ): void {
     buf[at] = to >>> 8;
     buf[at + 1] = to;
-    const sumAt = protocol === IpProtocol.TCP ? l4 + 16 : protocol === IpProtocol.UDP ? l4 + 6 : l4 + 2;
+    const sumAt =
+      protocol === IpProtocol.TCP ? l4 + 16 : protocol === IpProtocol.UDP ? l4 + 6 : l4 + 2;
     const sum = (buf[sumAt]! << 8) | buf[sumAt + 1]!;
     if (protocol === IpProtocol.UDP && sum === 0) return; // no UDP checksum: leave it absent
     const updated = checksumUpdate16(sum, from, to);
@@ -226,7 +256,16 @@ export class ClientTranslator {
   }
 
   /** Rewrites the address at `off + field` (12 source, 16 destination) with checksum updates. */
-  #setAddress(buf: Uint8Array, off: number, field: number, l4: number, protocol: number, firstFragment: boolean, from: number, to: number): void {
+  #setAddress(
+    buf: Uint8Array,
+    off: number,
+    field: number,
+    l4: number,
+    protocol: number,
+    firstFragment: boolean,
+    from: number,
+    to: number,
+  ): void {
     _put32(buf, off + field, to);
     const ipSum = checksumUpdate32((buf[off + 10]! << 8) | buf[off + 11]!, from, to);
     buf[off + 10] = ipSum >>> 8;

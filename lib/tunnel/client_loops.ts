@@ -1,0 +1,202 @@
+/**
+ * The DSTM client's two forwarding loops (run in Workers by forwarder_worker.ts):
+ *
+ * - out: DTI → [queue while on-demand and no lease] → translate (placeholder, port set) →
+ *   clientEncap → raw IPv6 socket to the TEP;
+ * - in: raw IPv6 socket → clientDecap → translate back → DTI.
+ *
+ * The lease comes from the main thread through ClientState; each loop rebuilds its context
+ * when the state's generation changes. Nothing is allocated per packet.
+ *
+ * @module
+ */
+import { IPv4Problem, validateIPv4 } from "../net/ipv4.ts";
+import type { Raw6Socket } from "../sys/raw6.ts";
+import type { TunDevice } from "../sys/tun_linux.ts";
+import type { WorkerContext } from "../sys/worker.ts";
+import { ClientState } from "./client_state.ts";
+import { Counter } from "./counters.ts";
+import type { ForwarderInit, ForwarderStats } from "./forwarder.ts";
+import { ClientTranslator, NaptTable, PLACEHOLDER_IPV4, Translation } from "./napt.ts";
+import { ClientContext, clientDecap, clientEncap, Verdict } from "./pipeline.ts";
+
+const EBADF = -9;
+/** On-demand: packets held while the first lease is being obtained (a TCP SYN or a DNS query or two). */
+const QUEUE_PACKETS = 64;
+const QUEUE_PACKET_BYTES = 2048;
+
+const QUEUED = Counter["client-queued"];
+const QUEUE_FULL = Counter["client-drop-queue-full"];
+const NO_LEASE = Counter["client-drop-no-lease"];
+const ENCAP_MALFORMED = Counter["client-encap-drop-malformed"];
+const NAPT_NO_PORT = Counter["client-napt-drop-no-port"];
+const NAPT_NO_MAPPING = Counter["client-napt-drop-no-mapping"];
+const NAPT_NO_PORTS = Counter["client-napt-drop-no-ports"];
+
+interface Lease {
+  generation: number;
+  context: ClientContext | null;
+  translate: boolean;
+}
+
+function countTranslation(counters: Float64Array, result: Translation): void {
+  if (result === Translation.NO_PORT) counters[NAPT_NO_PORT]! += 1;
+  else if (result === Translation.NO_MAPPING) counters[NAPT_NO_MAPPING]! += 1;
+  else counters[NAPT_NO_PORTS]! += 1;
+}
+
+/** Follows the state: a new generation means a new context (and, for the writer, a clean NAPT table). */
+function refresh(
+  lease: Lease,
+  state: ClientState,
+  translator: ClientTranslator,
+  counters: Float64Array,
+  onDemand: boolean,
+  writer: boolean,
+): void {
+  lease.generation = state.generation;
+  if (!state.hasLease) {
+    lease.context = null;
+    return;
+  }
+  const portSet = state.portSet;
+  const tep6 = state.tep6(new Uint8Array(16));
+  lease.context = new ClientContext({ counters, leasedIPv4: state.ipv4, portSet, tep6 });
+  translator.configure(state.ipv4, onDemand ? PLACEHOLDER_IPV4 : 0, portSet);
+  if (writer) translator.table.clear();
+  lease.translate = onDemand || portSet.psidLength > 0;
+}
+
+/** DTI → TEP. */
+export function clientOut(
+  init: ForwarderInit,
+  ctx: WorkerContext,
+  counters: Float64Array,
+  tun: TunDevice,
+  raw: Raw6Socket,
+  stats: ForwarderStats,
+): ForwarderStats {
+  const state = ClientState.attach(init.clientState!);
+  const translator = new ClientTranslator(NaptTable.attach(init.napt!));
+  const onDemand = init.onDemand === true;
+  const buf = new Uint8Array(65536);
+  const lease: Lease = { generation: -1, context: null, translate: false };
+  const queue = Array.from({ length: QUEUE_PACKETS }, () => new Uint8Array(QUEUE_PACKET_BYTES));
+  const queued = new Int32Array(QUEUE_PACKETS);
+  let queueLength = 0;
+  let askedFor = -1;
+  const post = (globalThis as unknown as { postMessage(m: unknown): void }).postMessage;
+
+  const send = (packet: Uint8Array, n: number): void => {
+    const context = lease.context!;
+    if (validateIPv4(packet, 0, n) !== IPv4Problem.NONE) {
+      counters[ENCAP_MALFORMED]! += 1;
+      return;
+    }
+    const now = (Date.now() / 1000) | 0;
+    if (lease.translate) {
+      const result = translator.outbound(packet, 0, n, now);
+      if (result !== Translation.OK) {
+        countTranslation(counters, result);
+        return;
+      }
+    }
+    if (clientEncap(context, packet, 0, n) !== Verdict.FORWARD) return;
+    const w = raw.sendTo(packet, 0, context.length, context.tep6, 0);
+    if (w < 0) {
+      stats.writeErrors++;
+      stats.lastError = w;
+    }
+    state.touch(now);
+  };
+
+  while (!ctx.stopRequested) {
+    if (state.generation !== lease.generation)
+      refresh(lease, state, translator, counters, onDemand, true);
+    if (lease.context && queueLength > 0) {
+      for (let i = 0; i < queueLength; i++) send(queue[i]!, queued[i]!);
+      queueLength = 0;
+    }
+    const n = tun.read(buf, 0);
+    if (n < 0) {
+      stats.readErrors++;
+      stats.lastError = n;
+      if (n === EBADF) break;
+      continue;
+    }
+    if (n === 0) continue;
+    // The lease may have arrived while we were blocked in read().
+    if (state.generation !== lease.generation)
+      refresh(lease, state, translator, counters, onDemand, true);
+    if (lease.context) {
+      send(buf, n);
+      continue;
+    }
+    if (!onDemand) {
+      counters[NO_LEASE]! += 1;
+      continue;
+    }
+    if (queueLength < QUEUE_PACKETS && n <= QUEUE_PACKET_BYTES) {
+      queue[queueLength]!.set(buf.subarray(0, n));
+      queued[queueLength++] = n;
+      counters[QUEUED]! += 1;
+    } else counters[QUEUE_FULL]! += 1;
+    if (askedFor !== lease.generation) {
+      askedFor = lease.generation;
+      post({ kind: "dstm-need-lease" });
+    }
+  }
+  return stats;
+}
+
+/** TEP → DTI. */
+export function clientIn(
+  init: ForwarderInit,
+  ctx: WorkerContext,
+  counters: Float64Array,
+  tun: TunDevice,
+  raw: Raw6Socket,
+  stats: ForwarderStats,
+): ForwarderStats {
+  const state = ClientState.attach(init.clientState!);
+  const translator = new ClientTranslator(NaptTable.attach(init.napt!));
+  const onDemand = init.onDemand === true;
+  const buf = new Uint8Array(65536);
+  const from6 = new Uint8Array(16);
+  const lease: Lease = { generation: -1, context: null, translate: false };
+  while (!ctx.stopRequested) {
+    if (state.generation !== lease.generation)
+      refresh(lease, state, translator, counters, onDemand, false);
+    const n = raw.recvFrom(buf, 0, from6, 0);
+    if (n < 0) {
+      stats.readErrors++;
+      stats.lastError = n;
+      if (n === EBADF) break;
+      continue;
+    }
+    if (n === 0) continue;
+    if (state.generation !== lease.generation)
+      refresh(lease, state, translator, counters, onDemand, false);
+    const context = lease.context;
+    if (!context) {
+      counters[NO_LEASE]! += 1;
+      continue;
+    }
+    if (clientDecap(context, buf, 0, n, from6, 0) !== Verdict.FORWARD) continue;
+    const now = (Date.now() / 1000) | 0;
+    if (lease.translate) {
+      const result = translator.inbound(buf, 0, context.length, now);
+      if (result !== Translation.OK) {
+        countTranslation(counters, result);
+        continue;
+      }
+    }
+    const w = tun.write(buf, 0, context.length);
+    if (w < 0) {
+      stats.writeErrors++;
+      stats.lastError = w;
+    }
+    state.touch(now);
+  }
+  return stats;
+}
