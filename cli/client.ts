@@ -43,6 +43,15 @@ export function clientCommand() {
     .option("--ifname <name>", "DTI interface name", "dti0")
     .option("--route <cidr>", "IPv4 route through the DTI (repeatable; default 0.0.0.0/0)", collect)
     .option("--mtu <n>", "DTI MTU (default: IPv6 link MTU − 40)")
+    .option(
+      "--on-demand",
+      "hold a lease only while IPv4 traffic flows (DTI up at once with 192.0.0.2)",
+    )
+    .option(
+      "--idle <seconds>",
+      "on-demand: release the lease after this long without traffic",
+      "60",
+    )
     .option("--key <file>", "sign requests with the key in FILE")
     .option("--control <path>", "status socket (default /run/dstm/client-IFNAME.sock)")
     .addOption(logFormatOption())
@@ -53,6 +62,7 @@ export function clientCommand() {
 Examples:
   dstm client --server 2001:db8:1::53
   dstm client --server 2001:db8:1::53 --route 192.0.2.0/24 --key /etc/dstm/key
+  dstm client --server 2001:db8:1::53 --on-demand --idle 30
   dstm client status`,
     )
     .action(async (flags) => {
@@ -72,6 +82,9 @@ Examples:
       const mtu = flags.mtu === undefined ? undefined : Number(flags.mtu);
       if (mtu !== undefined && (!Number.isInteger(mtu) || mtu < 576 || mtu > 65535))
         throw new UsageError(`--mtu: "${flags.mtu}" is not 576–65535`);
+      const idle = Number(flags.idle);
+      if (!Number.isInteger(idle) || idle < 1 || idle > 86400)
+        throw new UsageError(`--idle: "${flags.idle}" is not 1–86400 seconds`);
       const log = stdoutLogger(flags);
       const node = await DstmNode.start({
         server,
@@ -82,6 +95,8 @@ Examples:
         ifname: flags.ifname,
         routes: flags.route,
         mtu,
+        onDemand: flags.onDemand === true,
+        idleSeconds: idle,
         log,
       });
       const socket = flags.control ?? clientSocket(flags.ifname);
@@ -118,9 +133,9 @@ Examples:
       const counters = status.counters as Record<string, number>;
       process.stdout.write(
         [
-          `state     ${status.state}`,
+          `state     ${status.state} (${status.mode})`,
           `dti       ${status.ifname} (mtu ${status.mtu ?? "-"})`,
-          `ipv4      ${status.ipv4 ?? "-"}`,
+          `ipv4      ${status.ipv4 ?? "-"}${status.ports && status.ports !== "all" ? ` ports ${status.ports}` : ""}`,
           `host ipv6 ${status.host6}`,
           `tep       ${status.tep6 ?? "-"}${status.tep4 ? ` (${status.tep4})` : ""}`,
           `expires   ${status.expiresAt ?? "-"}`,

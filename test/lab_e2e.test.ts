@@ -174,3 +174,33 @@ describe.skipIf(skip !== null)("a client whose server is unreachable", () => {
     expect(await leasedAddress(lab, "a")).toMatch(/^198\.51\.100\./);
   }, 60_000);
 });
+
+describe.skipIf(skip !== null)("on-demand mode (the Host Agent)", () => {
+  test("no lease before the first curl; that curl works first time; idle releases; the next curl leases again", async () => {
+    await lab.stop("client-a");
+    lab.state.pids["client-a"] = await lab.services.start("client-a", 15_000, [
+      "--on-demand",
+      "--idle",
+      "2",
+    ]);
+    const holdsLease = async () => (await activeLeases()).some((l) => l.hostIPv6 === LAB.nodeA6);
+    expect(await holdsLease()).toBe(false);
+    expect(lab.run("a", ["ip", "-br", "addr", "show", "dti0"]).stdout).toContain("192.0.0.2/32");
+    const first = lab.run("a", ["curl", "-sS", "--max-time", "10", `http://${LAB.web4}/`]);
+    expect(first.code).toBe(0);
+    expect(first.stdout).toContain("DSTM lab");
+    expect(await holdsLease()).toBe(true);
+    let released = false;
+    for (let i = 0; i < 80 && !released; i++) {
+      await Bun.sleep(100);
+      released = !(await holdsLease());
+    }
+    expect(released).toBe(true);
+    expect(await Bun.file(lab.services.logFile("client-a")).text()).toMatch(
+      / idle-release ipv4=198\.51\.100\./,
+    );
+    const second = lab.run("a", ["curl", "-sS", "--max-time", "10", `http://${LAB.web4}/`]);
+    expect(second.code).toBe(0);
+    expect(await holdsLease()).toBe(true);
+  }, 60_000);
+});

@@ -25,6 +25,7 @@ import { formatPortSet } from "../net/portset.ts";
 import { interfaceOfIPv6, linkMtu } from "../sys/ifinfo.ts";
 import { addressAdd, linkSetMtu, linkSetTxQueueLen, linkSetUp, routeAdd } from "../sys/netlink.ts";
 import { Raw6Socket } from "../sys/raw6.ts";
+import { writeSysctl } from "../sys/sysctl.ts";
 import { closeTun, openTun } from "../sys/tun_linux.ts";
 import { sourceAddressFor } from "../sys/udp.ts";
 import { ClientState } from "../tunnel/client_state.ts";
@@ -212,6 +213,8 @@ export class DstmNode {
   async #use(lease: ClientLease): Promise<void> {
     const tep6 = parseIPv6(this.#tep6(lease))!;
     this.#leaseState.setLease(lease.ipv4, lease.portSet, tep6);
+    // The idle clock starts now, not at the last packet of an earlier lease.
+    this.#leaseState.touch((Date.now() / 1000) | 0);
     if (!this.#config.onDemand) {
       try {
         await this.#dtiUp(lease.ipv4, tep6);
@@ -248,6 +251,8 @@ export class DstmNode {
       linkSetMtu(ifname, this.#mtu);
       // The default 500 drops under TCP bursts (measured); 5000 does not.
       linkSetTxQueueLen(ifname, 5000);
+      // An IPv4-only interface: no IPv6 link-local address, no router solicitations into the tunnel.
+      writeSysctl(`net.ipv6.conf.${ifname}.disable_ipv6`, "1");
       addressAdd(ifname, `${formatIPv4(address)}/32`);
       linkSetUp(ifname);
       for (const route of c.routes ?? ["0.0.0.0/0"])

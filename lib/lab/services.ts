@@ -32,8 +32,8 @@ const READY: Record<Service, RegExp> = {
   tep: / tep-start /,
   web: /Serving HTTP/,
   ftp: /./,
-  "client-a": / bound ipv4=/,
-  "client-b": / bound ipv4=/,
+  "client-a": / (bound ipv4=|on-demand )/,
+  "client-b": / (bound ipv4=|on-demand )/,
 };
 
 export const WEB_PAGE = "<html><body><h1>DSTM lab: IPv4 web server 192.0.2.80</h1></body></html>\n";
@@ -153,12 +153,23 @@ export class LabServices {
   }
 
   /** Starts `service` in its namespace; resolves with its PID once it is ready. */
-  async start(service: Service, timeoutMs = 15_000): Promise<number> {
+  async start(
+    service: Service,
+    timeoutMs = 15_000,
+    extraArgs: readonly string[] = [],
+  ): Promise<number> {
     const log = this.logFile(service);
     const before = existsSync(log) ? readFileSync(log, "utf8").length : 0;
     const fd = openSync(log, "a");
     const proc = Bun.spawn(
-      ["ip", "netns", "exec", nsName(this.lab, SERVICE_ROLE[service]), ...this.argv(service)],
+      [
+        "ip",
+        "netns",
+        "exec",
+        nsName(this.lab, SERVICE_ROLE[service]),
+        ...this.argv(service),
+        ...extraArgs,
+      ],
       {
         stdin: "ignore",
         stdout: fd,

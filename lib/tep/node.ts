@@ -115,6 +115,7 @@ export class TepNode {
     this.#tunFd = tun.fd;
     linkSetMtu(tun.name, 65000);
     linkSetTxQueueLen(tun.name, 5000);
+    writeSysctl(`net.ipv6.conf.${tun.name}.disable_ipv6`, "1");
     linkSetUp(tun.name);
     for (const route of c.routes) routeAdd({ dst: route, dev: tun.name });
     writeSysctl("net.ipv4.ip_forward", "1");
