@@ -1,7 +1,13 @@
 import { describe, expect, test } from "bun:test";
 import { checksumSum, internetChecksum } from "../lib/net/checksum.ts";
 import { buildEcho, buildFragmentationNeeded, IcmpType } from "../lib/net/icmp4.ts";
-import { IpProtocol, ipv4Destination, ipv4HeaderChecksumValid, ipv4Source, writeIPv4Header } from "../lib/net/ipv4.ts";
+import {
+  IpProtocol,
+  ipv4Destination,
+  ipv4HeaderChecksumValid,
+  ipv4Source,
+  writeIPv4Header,
+} from "../lib/net/ipv4.ts";
 import { portInSet } from "../lib/net/portset.ts";
 import { ClientTranslator, NaptTable, PLACEHOLDER_IPV4, Translation } from "../lib/tunnel/napt.ts";
 
@@ -10,7 +16,14 @@ const WEB = 0xc0000250; // 192.0.2.80
 const SET = { offset: 6, psidLength: 2, psid: 1 };
 
 /** A TCP or UDP packet with valid checksums. */
-function l4Packet(protocol: number, src: number, dst: number, sport: number, dport: number, payload = 16): Uint8Array {
+function l4Packet(
+  protocol: number,
+  src: number,
+  dst: number,
+  sport: number,
+  dport: number,
+  payload = 16,
+): Uint8Array {
   const l4len = (protocol === IpProtocol.TCP ? 20 : 8) + payload;
   const p = new Uint8Array(20 + l4len);
   writeIPv4Header(p, 0, p.length, 1, 0x4000, 64, protocol, src, dst);

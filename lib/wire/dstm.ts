@@ -451,8 +451,8 @@ function _decodeOption(
       const portSet = _readPortSet(buf, v + 20);
       if (typeof portSet === "string")
         return { code: "bad-port-set", message: `BINDING ${portSet}` };
-      const list = (msg.bindings ??= []) as WireBinding[];
-      list.push({ host4, host6: formatIPv6(buf, v + 4), portSet });
+      const binding: WireBinding = { host4, host6: formatIPv6(buf, v + 4), portSet };
+      msg.bindings = msg.bindings ? [...msg.bindings, binding] : [binding];
       return undefined;
     }
     case OptionCode.LEASE_TIME: {
