@@ -73,6 +73,7 @@ function isOneLine(error: unknown): boolean {
       "SysError",
       "DstmRefusedError",
       "DstmTimeoutError",
+      "LabError",
     ].includes(error.name) &&
     !error.message.includes("\n")
   );

@@ -8,7 +8,14 @@
  */
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { LabServices, SERVICES, type Service, stopPid } from "./services.ts";
+import {
+  LabError,
+  LabServices,
+  missingLabPackages,
+  SERVICES,
+  type Service,
+  stopPid,
+} from "./services.ts";
 import {
   buildTopology,
   destroyTopology,
@@ -46,8 +53,14 @@ export class Lab {
     progress: (line: string) => void = () => {},
   ): Promise<Lab> {
     const dir = join(baseDir, `lab-${name}`);
+    const missing = missingLabPackages();
+    if (missing.length > 0) {
+      throw new LabError(
+        `the lab runs programs that are not installed: apt-get install -y ${missing.join(" ")} (or run ./demo.sh)`,
+      );
+    }
     if (labNamespaces(name).length > 0) {
-      throw new Error(
+      throw new LabError(
         `lab "${name}" is already up; run \`dstm lab down${name === "lab" ? "" : ` --name ${name}`}\` first`,
       );
     }
@@ -77,7 +90,7 @@ export class Lab {
     const dir = join(baseDir, `lab-${name}`);
     const file = join(dir, "state.json");
     if (!existsSync(file) || labNamespaces(name).length === 0)
-      throw new Error(`lab "${name}" is not up (run \`dstm lab up\`)`);
+      throw new LabError(`lab "${name}" is not up (run \`dstm lab up\`)`);
     return new Lab(
       name,
       dir,

@@ -14,6 +14,11 @@ export function dstmArgv(): string[] {
   return [process.execPath, join(import.meta.dir, "..", "..", "mod.ts")];
 }
 
+/** A problem with the lab the user can act on (one line). */
+export class LabError extends Error {
+  override name = "LabError";
+}
+
 export type Service = "server" | "tep" | "web" | "ftp" | "client-a" | "client-b";
 export const SERVICES: readonly Service[] = ["server", "tep", "web", "ftp", "client-a", "client-b"];
 
@@ -187,10 +192,12 @@ export class LabServices {
       const text = readFileSync(log, "utf8").slice(before);
       if (service === "ftp" ? this.#listening(LAB.ftp4, 21) : ready.test(text)) return proc.pid;
       if (proc.exitCode !== null)
-        throw new Error(`${service} exited (${proc.exitCode}) while starting: ${lastLines(text)}`);
+        throw new LabError(
+          `${service} exited (${proc.exitCode}) while starting: ${lastLines(text)}`,
+        );
       await Bun.sleep(50);
     }
-    throw new Error(`${service} did not become ready within ${timeoutMs / 1000}s; see ${log}`);
+    throw new LabError(`${service} did not become ready within ${timeoutMs / 1000}s; see ${log}`);
   }
 
   /** Stops a process of the lab by PID (SIGTERM, then SIGKILL after `graceMs`). */
@@ -250,4 +257,15 @@ function python(): string {
 
 function lastLines(text: string): string {
   return text.trim().split("\n").slice(-3).join(" | ");
+}
+
+/** Debian packages of the programs the lab runs that are not installed, e.g. `["vsftpd"]`. */
+export function missingLabPackages(): string[] {
+  const missing: string[] = [];
+  if (!Bun.which("ip")) missing.push("iproute2");
+  if (!Bun.which("ping")) missing.push("iputils-ping");
+  if (!Bun.which("curl")) missing.push("curl");
+  if (!existsSync("/usr/sbin/vsftpd")) missing.push("vsftpd");
+  if (!existsSync("/usr/bin/python3") && !Bun.which("python3")) missing.push("python3");
+  return missing;
 }

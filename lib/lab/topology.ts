@@ -19,7 +19,9 @@
  *
  * @module
  */
+
 import { createPersistentNetns, deleteNetns, listNetns, Netns, vethPair } from "../sys/netns.ts";
+import { LabError } from "./services.ts";
 
 export const LAB = {
   prefix6: "2001:db8:1::/64",
@@ -49,10 +51,10 @@ export type LabNamespaces = Record<Role, Netns>;
 /** Creates the namespaces, bridges, links, addresses and routes. Undoes everything on failure. */
 export function buildTopology(lab: string): LabNamespaces {
   if (!/^[a-z0-9]{1,8}$/.test(lab))
-    throw new Error(`lab name "${lab}" must be 1–8 lower-case letters or digits`);
+    throw new LabError(`lab name "${lab}" must be 1–8 lower-case letters or digits`);
   const existing = listNetns(`dstm-${lab}-`);
   if (existing.length > 0)
-    throw new Error(
+    throw new LabError(
       `lab "${lab}" is already up (${existing.join(", ")}); run \`dstm lab down --name ${lab}\` first`,
     );
   const created: string[] = [];
