@@ -9,6 +9,8 @@
  * @module
  */
 export * from "./auth.ts";
+export * from "./dhcp4.ts";
+export * from "./dhcp4o6.ts";
 export * from "./digest.ts";
 export * from "./dstm.ts";
 export * from "./dstm_types.ts";
