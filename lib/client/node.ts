@@ -35,7 +35,13 @@ import { NaptTable, PLACEHOLDER_IPV4 } from "../tunnel/napt.ts";
 import type { AuthKey } from "../wire/auth.ts";
 import { messageTypeName } from "../wire/dstm.ts";
 import { DSTM_PORT, Status } from "../wire/dstm_types.ts";
-import { type ClientLease, DstmClient, DstmRefusedError, DstmTransport } from "./protocol.ts";
+import {
+  type ClientLease,
+  DstmClient,
+  DstmRefusedError,
+  DstmTransport,
+  type LeaseClient,
+} from "./protocol.ts";
 
 export interface NodeConfig {
   readonly server: string;
@@ -53,6 +59,11 @@ export interface NodeConfig {
   /** On-demand mode: lease only while IPv4 traffic flows; release after `idleSeconds` without. */
   readonly onDemand?: boolean;
   readonly idleSeconds?: number;
+  /**
+   * The allocation protocol; default the native DSTM protocol to `server`:`port`. Given the
+   * host's IPv6 address (the tunnel source).
+   */
+  readonly leaseClient?: (host6: string) => Promise<LeaseClient>;
   /** Longest wait between two tries while acquiring (ms, default 30 s). */
   readonly maxBackoffMs?: number;
   readonly log: Logger;
@@ -96,39 +107,27 @@ export class DstmNode {
   });
   readonly #config: NodeConfig;
   readonly #ifname: string;
-  readonly #transport: DstmTransport;
-  readonly #client: DstmClient;
+  readonly #client: LeaseClient;
 
-  private constructor(config: NodeConfig, transport: DstmTransport, host6: string) {
+  private constructor(config: NodeConfig, client: LeaseClient) {
     this.#config = config;
     this.#ifname = config.ifname ?? "dti0";
-    this.#transport = transport;
-    this.#client = new DstmClient(transport, host6);
+    this.#client = client;
   }
 
   /** Starts the node: acquiring at once (always on), or the DTI up and waiting for traffic (on-demand). */
   static async start(config: NodeConfig): Promise<DstmNode> {
     const port = config.port ?? DSTM_PORT;
     const host6 = config.host6 ?? (await sourceAddressFor(config.server, port));
-    const transport = await DstmTransport.open({
-      server: config.server,
-      port,
-      key: config.key,
-      bind: host6,
-      // Say so at once, not only when every try has failed.
-      onRetransmit: (attempt, type) =>
-        config.log.warn("no-answer", {
-          server: config.server,
-          message: messageTypeName(type),
-          attempt,
-        }),
-    });
-    const node = new DstmNode(config, transport, host6);
+    const client = config.leaseClient
+      ? await config.leaseClient(host6)
+      : await nativeLeaseClient(config, port, host6);
+    const node = new DstmNode(config, client);
     if (config.onDemand) {
       try {
         await node.#dtiUp(PLACEHOLDER_IPV4, undefined);
       } catch (error) {
-        transport.close();
+        client.close();
         throw error;
       }
       node.#state = "idle";
@@ -171,7 +170,7 @@ export class DstmNode {
     const lease = this.#lease;
     await this.#dtiDown();
     if (lease) await this.#release(lease, "release");
-    this.#transport.close();
+    this.#client.close();
     this.#state = "stopped";
     this.#config.log.flush();
   }
@@ -385,4 +384,32 @@ export class DstmNode {
       this.#timer = setTimeout(resolve, ms);
     });
   }
+}
+
+/** The native DSTM protocol as a LeaseClient, telling the user at once when the server is silent. */
+async function nativeLeaseClient(
+  config: NodeConfig,
+  port: number,
+  host6: string,
+): Promise<LeaseClient> {
+  const transport = await DstmTransport.open({
+    server: config.server,
+    port,
+    key: config.key,
+    bind: host6,
+    onRetransmit: (attempt, type) =>
+      config.log.warn("no-answer", {
+        server: config.server,
+        message: messageTypeName(type),
+        attempt,
+      }),
+  });
+  const client = new DstmClient(transport, host6);
+  return {
+    host6,
+    discover: () => client.discover(),
+    request: (ipv4) => client.request(ipv4),
+    release: (ipv4) => client.release(ipv4),
+    close: () => transport.close(),
+  };
 }

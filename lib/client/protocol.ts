@@ -210,6 +210,23 @@ export class DstmTransport {
   }
 }
 
+/**
+ * What the DSTM client service (lib/client/node.ts) needs from an allocation protocol: the
+ * native DSTM protocol ({@link DstmClient}) or DHCPv4-over-DHCPv6 (RFC 7341).
+ */
+export interface LeaseClient {
+  /** The host's IPv6 address: the tunnel's source. */
+  readonly host6: string;
+  /** A new lease (or the host's current one). Rejects with DstmRefusedError or DstmTimeoutError. */
+  discover(): Promise<ClientLease>;
+  /** Renews the lease on `ipv4`. */
+  request(ipv4: number): Promise<ClientLease>;
+  /** Gives `ipv4` back. */
+  release(ipv4: number): Promise<void>;
+  /** Closes the sockets. */
+  close(): void;
+}
+
 /** One host's view: obtain, renew and release its lease. */
 export class DstmClient {
   readonly #transport: DstmTransport;
