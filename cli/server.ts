@@ -7,6 +7,13 @@ import { mkdirSync } from "node:fs";
 import { dirname } from "node:path";
 import { Command, Option } from "@commander-js/extra-typings";
 import type { PoolConfig } from "../lib/alloc/engine.ts";
+import type { Pool } from "../lib/alloc/pool.ts";
+import {
+  DEFAULT_PSID_OFFSET,
+  lowestPort,
+  sharingProblem,
+  WELL_KNOWN_PORTS,
+} from "../lib/alloc/sharing.ts";
 import { type LogFormat, Logger, type LogLevel } from "../lib/control/log.ts";
 import { parseIPv4Prefix, prefixContains } from "../lib/net/prefix.ts";
 import { DstmServer, type ServerConfig } from "../lib/server/server.ts";
@@ -26,6 +33,18 @@ export function serverCommand(): Command {
     )
     .option("--pool <cidr>", "IPv4 pool (repeatable); each --pool is one pool", collect)
     .option("--exclude <addr>", "address or CIDR never to hand out (repeatable)", collect)
+    .option(
+      "--share <n>",
+      "share each pool address among N hosts (a power of two), each with its own port set (RFC 7597 PSID); default 1: whole addresses",
+    )
+    .option(
+      "--psid-offset <a>",
+      `RFC 7597 offset bits of the port sets, 0–15 (default ${DEFAULT_PSID_OFFSET}: ports 0–1023 are in no set)`,
+    )
+    .option(
+      "--allow-well-known-ports",
+      "also hand out port sets that contain ports 0–1023 (only matters with --psid-offset 0 or above 6)",
+    )
     .option(
       "--tep <v6[,v4]>",
       "tunnel end point the leases use: its IPv6 address and optionally its IPv4 address",
@@ -71,11 +90,13 @@ export function serverCommand(): Command {
 Examples:
   dstm server --pool 192.168.20.0/24 --tep 2001:db8:1::1,192.0.2.1
   dstm server --pool 198.51.100.0/25 --pool 203.0.113.0/24 --tep 2001:db8::1 --key /etc/dstm/key --metrics [::1]:9604
+  dstm server --pool 198.51.100.0/24 --share 4 --tep 2001:db8::1   # 4 hosts per address, 16,128 ports each
   dstm server --config /etc/dstm/dstm.toml`,
     )
     .action(async (flags) => {
       const config = resolveServerConfig(flags);
       const server = await DstmServer.start(config);
+      for (const pool of server.engine.pools()) logSharing(config.log, pool);
       await new Promise<void>((resolve) => {
         const stop = () => {
           process.off("SIGINT", stop);
@@ -91,6 +112,9 @@ Examples:
 export interface ServerFlags {
   pool?: string[];
   exclude?: string[];
+  share?: string;
+  psidOffset?: string;
+  allowWellKnownPorts?: boolean;
   tep?: string;
   listen?: string;
   leaseTime?: string;
@@ -109,6 +133,9 @@ export interface ServerFlags {
 
 const FILE_KEYS = new Set([
   "pool",
+  "share",
+  "psid-offset",
+  "allow-well-known-ports",
   "tep",
   "listen",
   "lease-time",
@@ -152,11 +179,28 @@ export function resolveServerConfig(
       "no pool: give --pool CIDR (e.g. --pool 192.168.20.0/24) or [[pool]] in --config",
     );
   assignExclusions(pools, flags.exclude ?? []);
+  // Sharing: a [[pool]] table's own setting, else the flag, else the top-level setting.
+  const share = wholeNumber(flags.share ?? file.share, "--share");
+  const psidOffset = wholeNumber(flags.psidOffset ?? file["psid-offset"], "--psid-offset");
+  const allowWellKnown = flags.allowWellKnownPorts || fileFlag(file, "allow-well-known-ports");
   const poolConfigs: PoolConfig[] = pools.map((pool) => {
     const tep = pool.tep ? parseTep(pool.tep) : defaultTep;
     if (!tep)
       throw new UsageError(`pool ${pool.prefixes.join(",")}: no TEP; give --tep IPV6[,IPV4]`);
-    return { prefixes: pool.prefixes, exclude: pool.exclude, tep6: tep.tep6, tep4: tep.tep4 };
+    const sharing = {
+      share: pool.share ?? share,
+      psidOffset: pool.psidOffset ?? psidOffset,
+      allowWellKnownPorts: pool.allowWellKnownPorts ?? allowWellKnown,
+    };
+    const problem = sharingProblem(sharing);
+    if (problem) throw new UsageError(`pool ${pool.prefixes[0]}: ${problem}`);
+    return {
+      prefixes: pool.prefixes,
+      exclude: pool.exclude,
+      tep6: tep.tep6,
+      tep4: tep.tep4,
+      ...sharing,
+    };
   });
   const leaseTime = parseDuration(flags.leaseTime ?? str("lease-time") ?? 3600, "--lease-time");
   const maxText = flags.maxLeaseTime ?? str("max-lease-time");
@@ -218,6 +262,51 @@ interface FilePool {
   prefixes: string[];
   exclude?: string[];
   tep?: string;
+  share?: number;
+  psidOffset?: number;
+  allowWellKnownPorts?: boolean;
+}
+
+/** A whole number from a flag or a TOML value (number or digits), or undefined when absent. */
+function wholeNumber(value: unknown, what: string): number | undefined {
+  if (value === undefined) return undefined;
+  const text = String(value).trim();
+  if ((typeof value !== "string" && typeof value !== "number") || !/^\d{1,6}$/.test(text))
+    throw new UsageError(`${what}: "${String(value)}" is not a whole number`);
+  return Number(text);
+}
+
+/** A true/false setting of the config file (or of one [[pool]] table). */
+function fileFlag(record: Record<string, unknown>, key: string, where = "config file"): boolean {
+  const value = record[key];
+  if (value === undefined) return false;
+  if (typeof value !== "boolean") throw new UsageError(`${where}: "${key}" must be true or false`);
+  return value;
+}
+
+/** One `share` log line per shared pool: how its addresses are split and which PSIDs are handed out. */
+function logSharing(log: Logger, pool: Pool): void {
+  const s = pool.sharing;
+  if (s.share === 1) return;
+  let wellKnown = 0; // PSIDs whose set holds a port below 1024
+  for (let psid = 0; psid < s.share; psid++) {
+    if (lowestPort(s.psidOffset, s.psidLength, psid) < WELL_KNOWN_PORTS) wellKnown++;
+  }
+  log.info("share", {
+    pool: pool.name,
+    addresses: pool.addresses,
+    share: s.share,
+    "psid-offset": s.psidOffset,
+    psids: `${s.usablePsids}/${s.share}`,
+    ports: s.portsPerSet,
+    leases: pool.size,
+    "well-known":
+      wellKnown === 0
+        ? undefined
+        : s.allowWellKnownPorts
+          ? `${wellKnown} PSID(s) with ports below 1024 assigned (allow-well-known-ports)`
+          : `${wellKnown === 1 ? "PSID 0 holds" : `PSIDs 0-${wellKnown - 1} hold`} ports below 1024: not assigned (allow-well-known-ports assigns them)`,
+  });
 }
 
 /** Gives each --exclude to the pool that contains it. */
@@ -246,7 +335,17 @@ function poolsFromFile(value: unknown, file: string | undefined): FilePool[] {
       throw new UsageError(`${where}: expected a CIDR or a table`);
     const record = entry as Record<string, unknown>;
     for (const key of Object.keys(record)) {
-      if (!["prefixes", "prefix", "exclude", "tep"].includes(key))
+      if (
+        ![
+          "prefixes",
+          "prefix",
+          "exclude",
+          "tep",
+          "share",
+          "psid-offset",
+          "allow-well-known-ports",
+        ].includes(key)
+      )
         throw new UsageError(`${where}: unknown setting "${key}"`);
     }
     const prefixes = record.prefixes ?? (record.prefix === undefined ? undefined : [record.prefix]);
@@ -260,6 +359,12 @@ function poolsFromFile(value: unknown, file: string | undefined): FilePool[] {
       prefixes,
       exclude: record.exclude as string[] | undefined,
       tep: record.tep as string | undefined,
+      share: wholeNumber(record.share, `${where}: share`),
+      psidOffset: wholeNumber(record["psid-offset"], `${where}: psid-offset`),
+      allowWellKnownPorts:
+        record["allow-well-known-ports"] === undefined
+          ? undefined
+          : fileFlag(record, "allow-well-known-ports", where),
     };
   });
 }

@@ -9,10 +9,17 @@ import {
   type PoolConfig,
 } from "../lib/alloc/engine.ts";
 import { PoolConfigError } from "../lib/alloc/pool.ts";
-import { type Lease, type LeaseOp, type LeaseStore, WHOLE_ADDRESS } from "../lib/lease/lease.ts";
+import {
+  type Lease,
+  type LeaseOp,
+  type LeaseStore,
+  leaseKey,
+  WHOLE_ADDRESS,
+} from "../lib/lease/lease.ts";
 import { MemoryLeaseStore } from "../lib/lease/memory.ts";
 import { SqliteLeaseStore } from "../lib/lease/sqlite.ts";
 import { formatIPv4, parseIPv4 } from "../lib/net/addr.ts";
+import { portSetRanges } from "../lib/net/portset.ts";
 
 const ip = (text: string) => parseIPv4(text) as number;
 const T0 = 1_700_000_000_000;
@@ -110,7 +117,9 @@ describe("AllocationEngine: discover", () => {
     });
     expect(await store.loadAll()).toEqual([(result as { lease: Lease }).lease]);
     expect(engine.lookupHost(host(1))?.ipv4).toBe(ip("192.0.2.1"));
-    expect(engine.stats()).toEqual([{ pool: "192.0.2.0/29", size: 6, active: 1, free: 5 }]);
+    expect(engine.stats()).toEqual([
+      { pool: "192.0.2.0/29", size: 6, active: 1, free: 5, addresses: 6, share: 1 },
+    ]);
   });
 
   test("a retransmitted DISCOVER gets the same lease, renewed", async () => {
@@ -496,25 +505,65 @@ function prng(seed: number): () => number {
   };
 }
 
+/** Pools of the randomized test: whole addresses, shared ones, and shared ones whose layout changes at restarts. */
+const RANDOM_LAYOUTS: Record<string, PoolConfig[][]> = {
+  whole: [
+    [
+      { prefixes: ["192.0.2.0/29"], exclude: ["192.0.2.3"], tep6: TEP6 }, // 5 usable
+      { prefixes: ["198.51.100.6/31"], tep6: TEP6 }, // 2 usable
+    ],
+  ],
+  shared: [
+    [
+      { prefixes: ["192.0.2.0/30"], share: 4, tep6: TEP6 }, // 2 addresses × 4 PSIDs
+      { prefixes: ["198.51.100.6/31"], share: 2, psidOffset: 0, tep6: TEP6 }, // PSID 0 holds 0–1023: 2 × 1
+      { prefixes: ["192.0.2.7/32"], tep6: TEP6 }, // 1 whole address
+    ],
+  ],
+  // a restart switches between these: old active leases of the other layout must block
+  "share changing at restarts": [
+    [
+      { prefixes: ["192.0.2.0/30"], share: 4, tep6: TEP6 },
+      { prefixes: ["198.51.100.6/31"], share: 2, psidOffset: 0, tep6: TEP6 },
+    ],
+    [
+      { prefixes: ["192.0.2.0/30"], share: 2, tep6: TEP6 },
+      {
+        prefixes: ["198.51.100.6/31"],
+        share: 4,
+        psidOffset: 0,
+        allowWellKnownPorts: true,
+        tep6: TEP6,
+      },
+    ],
+    [
+      { prefixes: ["192.0.2.0/30"], tep6: TEP6 },
+      { prefixes: ["198.51.100.6/31"], share: 2, psidOffset: 6, tep6: TEP6 },
+    ],
+  ],
+};
+
 describe("AllocationEngine: randomized concurrent operations", () => {
-  for (const [seed, failRate] of [
-    [1, 0],
-    [2, 0.15],
+  for (const [seed, failRate, layout] of [
+    [1, 0, "whole"],
+    [2, 0.15, "whole"],
+    [3, 0, "shared"],
+    [4, 0.15, "shared"],
+    [5, 0.1, "share changing at restarts"],
   ] as const) {
-    test(`5,000 random discover/request/release/sweep ops keep every invariant (seed ${seed}, ${failRate * 100}% failed writes)`, async () => {
+    test(`5,000 random discover/request/release/sweep ops keep every invariant (${layout} pools, seed ${seed}, ${failRate * 100}% failed writes)`, async () => {
       const rng = prng(seed);
       const pick = <T>(items: readonly T[]): T => items[Math.floor(rng() * items.length)] as T;
       const store = new FlakyStore();
       store.rng = rng;
       store.failRate = failRate;
       const clock = { now: T0 };
-      const pools: PoolConfig[] = [
-        { prefixes: ["192.0.2.0/29"], exclude: ["192.0.2.3"], tep6: TEP6 }, // 5 usable
-        { prefixes: ["198.51.100.6/31"], tep6: TEP6 }, // 2 usable
-      ];
+      const layouts = RANDOM_LAYOUTS[layout] as PoolConfig[][];
+      let restarts = 0;
+      let blockedSeen = 0; // batches after which an old layout's lease blocked an address
       const make = async () => {
         const engine = new AllocationEngine({
-          pools,
+          pools: layouts[restarts % layouts.length] as PoolConfig[],
           store,
           leaseTime: 60,
           maxLeaseTime: 120,
@@ -564,16 +613,34 @@ describe("AllocationEngine: randomized concurrent operations", () => {
         store.slow = rng() < 0.5;
         await Promise.all(calls); // every call resolves only once its write has settled
         assertInvariants(engine.leases(), await store.loadAll());
+        if (engine.stats().some((p) => p.free < p.size - p.active)) blockedSeen++;
+        // the incrementally kept index equals one rebuilt from the rows
+        const copy = new MemoryLeaseStore();
+        await copy.write(engine.leases().map((lease) => ({ op: "put", lease })));
+        const rebuilt = new AllocationEngine({
+          pools: layouts[restarts % layouts.length] as PoolConfig[],
+          store: copy,
+          leaseTime: 60,
+          now: () => clock.now,
+        });
+        await rebuilt.start();
+        expect([rebuilt.stats(), rebuilt.orphans(), rebuilt.nextExpiry()]).toEqual([
+          engine.stats(),
+          engine.orphans(),
+          engine.nextExpiry(),
+        ]);
         if (rng() < 0.05) {
           // restart: a new engine over the same store sees exactly the same table
           const before = engine.leases();
           await engine.close();
+          restarts++;
           engine = await make();
           expect(engine.leases()).toEqual(before);
         }
         clock.now += Math.floor(rng() * 20_000);
       }
       expect(okCount).toBeGreaterThan(1000);
+      if (layouts.length > 1) expect(blockedSeen).toBeGreaterThan(10);
       if (failRate > 0) expect(storeFailed).toBeGreaterThan(50);
       else expect(storeFailed).toBe(0);
       for (const outcome of [
@@ -604,8 +671,21 @@ describe("AllocationEngine: randomized concurrent operations", () => {
   function assertInvariants(leases: Lease[], stored: Lease[]): void {
     expect(leases).toEqual(stored); // nothing lost, nothing duplicated
     const active = leases.filter((l) => l.state === "active");
-    expect(new Set(active.map((l) => l.ipv4)).size).toBe(active.length); // one host per address
-    expect(new Set(active.map((l) => l.host6)).size).toBe(active.length); // one address per host
-    expect(new Set(leases.map((l) => l.ipv4)).size).toBe(leases.length);
+    const keys = leases.map((l) => leaseKey(l.ipv4, l.portSet.psid));
+    expect(new Set(keys).size).toBe(leases.length); // one row per (address, PSID)
+    expect(new Set(active.map((l) => l.host6)).size).toBe(active.length); // one lease per host
+    // no port of an address held by two hosts, whatever the layouts
+    const ranges = new Map<number, [number, number][]>();
+    for (const lease of active) {
+      ranges.set(lease.ipv4, [...(ranges.get(lease.ipv4) ?? []), ...portSetRanges(lease.portSet)]);
+    }
+    for (const [ipv4, list] of ranges) {
+      list.sort((x, y) => x[0] - y[0]);
+      for (let i = 1; i < list.length; i++) {
+        const [before, after] = [list[i - 1] as [number, number], list[i] as [number, number]];
+        if (after[0] <= before[1])
+          throw new Error(`${formatIPv4(ipv4)}: ports ${before} and ${after} overlap`);
+      }
+    }
   }
 });

@@ -171,6 +171,25 @@ function leaseStoreConformance(backend: Backend): void {
       expect(keys).toHaveLength(5);
     });
 
+    test("the PSIDs of a shared address are separate rows; one host still holds one active lease", async () => {
+      const store = create();
+      const shared = [0, 1, 2, 3].map((psid) =>
+        lease({
+          portSet: { offset: 6, psidLength: 2, psid },
+          host6: `2001:db8::${psid + 10}`,
+        }),
+      );
+      await store.write(shared.map(put));
+      expect(await store.loadAll()).toEqual(shared);
+      // host ::10 (PSID 0) taking PSID 1 as well, in one batch: refused, nothing applied
+      const grab = lease({ portSet: { offset: 6, psidLength: 2, psid: 1 }, host6: "2001:db8::10" });
+      await expect(store.write([put(grab)])).rejects.toBeInstanceOf(LeaseStoreError);
+      // releasing PSID 2 touches only that row
+      const released = { ...(shared[2] as Lease), state: "released" as const };
+      await store.write([put(released)]);
+      expect(await store.loadAll()).toEqual(shared.map((row, i) => (i === 2 ? released : row)));
+    });
+
     test("an empty batch resolves", async () => {
       const store = create();
       await store.write([]);

@@ -1,24 +1,29 @@
 /**
- * The allocation engine: which host gets which IPv4 address, for how long.
+ * The allocation engine: which host gets which IPv4 address (and, when the pool shares its
+ * addresses, which port set of it), for how long.
  *
  * The engine keeps the lease table in memory and decides every DISCOVER, REQUEST, RELEASE
  * and expiry synchronously, before its first await: two concurrent requests can never both
- * see one address as free. Each decision changes the memory index at once and goes to the
+ * see one slot as free. Each decision changes the memory index at once and goes to the
  * {@link LeaseStore} through a {@link GroupCommitter}; the caller's promise resolves only
  * once the change is durable. If the write fails, every change not yet durable is undone
  * (and the batch gathering behind it dropped, since it was decided on top of the failed
  * one), so memory again equals the store, and the callers get `store-failed`.
  *
- * Address choice for a DISCOVER (pools in config order):
+ * The unit of allocation is the **slot** (address, PSID), keyed by `leaseKey(ipv4, psid)`: a
+ * whole-address pool has one slot per address (PSID 0, WHOLE_ADDRESS), a pool shared by 2^k
+ * has 2^k per address, numbered address-major so that the PSIDs of one address go before the
+ * next address (./pool.ts, ./sharing.ts). Slot choice for a DISCOVER (pools in config order):
  * 1. the host's active lease (renewed: a retransmitted DISCOVER gets the same answer);
- * 2. the host's previous address, if still free ("sticky", like a DHCP server);
- * 3. the client's hint, if it is in a pool and free;
- * 4. a never-used address (a cursor over the slot states), then the released or expired
- *    address freed longest ago (a list ordered by time freed), so the sticky addresses of
- *    other hosts last as long as possible.
- *
- * Whole addresses only for now (`portSet` WHOLE_ADDRESS); the index is keyed by lease key
- * so that port sets (several keys per address) fit later.
+ * 2. the host's previous slot, if still free ("sticky", like a DHCP server);
+ * 3. the client's hint (an address), if it is in a pool and one of its port sets is free;
+ * 4. a never-used slot (a cursor over the slot states), then the released or expired slot
+ *    freed longest ago (a list ordered by time freed), so the sticky slots of other hosts
+ *    last as long as possible.
+ * REQUEST and RELEASE name an address; a host holds at most one lease, so (host, address)
+ * names the slot. Every PSID of an address has the pool's PSID length and offset, so the
+ * port sets of two leases on one address never overlap; a row left by an earlier
+ * configuration with another layout blocks its address while it is active (./slots.ts).
  *
  * @module
  */
@@ -29,13 +34,17 @@ import {
   type LeaseState,
   type LeaseStore,
   leaseKey,
-  WHOLE_ADDRESS,
+  type PortSet,
 } from "../lease/lease.ts";
 import { canonicalIPv6, formatIPv4 } from "../net/addr.ts";
+import { formatPortSet } from "../net/portset.ts";
+import { ExpiryHeap } from "./expiry_heap.ts";
 import { Pool, PoolConfigError, poolsOverlap } from "./pool.ts";
+import type { SharingSpec } from "./sharing.ts";
+import { ACTIVE, FREE, OFF, PoolSlots } from "./slots.ts";
 
 /** One pool of the server configuration and the TEP its leases use. */
-export interface PoolConfig {
+export interface PoolConfig extends SharingSpec {
   name?: string;
   prefixes: string[];
   exclude?: string[];
@@ -64,37 +73,24 @@ export type EngineResult =
   | { ok: true; lease: Lease; outcome: EngineOutcome }
   | { ok: false; reason: EngineFailure; message: string };
 
-/** Per-slot state of a pool address (Uint8Array values). */
-const NEVER = 0; // usable, no row: never handed out
-const ACTIVE = 1; // an active whole-address lease
-const FREE = 2; // a released or expired row: on the free list
-const OFF = 3; // network/broadcast/excluded, or taken by a row the engine does not serve
-
-class _PoolState {
-  readonly state: Uint8Array;
-  readonly next: Int32Array;
-  readonly prev: Int32Array;
-  head = -1;
-  tail = -1;
-  cursor = 0;
-  active = 0;
-  blocked = 0;
-  constructor(
-    readonly pool: Pool,
-    readonly tep6: string,
-    readonly tep4: number,
-  ) {
-    const n = pool.slotCount;
-    this.state = new Uint8Array(n);
-    for (let slot = 0; slot < n; slot++) if (!pool.isUsable(slot)) this.state[slot] = OFF;
-    this.next = new Int32Array(n);
-    this.prev = new Int32Array(n);
-  }
+/** Occupancy of one pool, counted in slots (leases it can hold at once). */
+export interface PoolStats {
+  pool: string;
+  /** Slots that can be handed out: usable addresses × usable PSIDs per address. */
+  size: number;
+  /** Slots held by an active lease. */
+  active: number;
+  /** Slots that can be handed out now. */
+  free: number;
+  /** Usable addresses. */
+  addresses: number;
+  /** Hosts per address (1: whole addresses). */
+  share: number;
 }
 
 /** Decides and persists leases. Call {@link start} before anything else. */
 export class AllocationEngine {
-  readonly #pools: _PoolState[];
+  readonly #pools: PoolSlots[];
   readonly #store: LeaseStore;
   readonly #committer: GroupCommitter;
   readonly #leaseTime: number;
@@ -108,13 +104,14 @@ export class AllocationEngine {
   readonly #historyByHost = new Map<string, number>();
   /** Keys with changes not yet durable → their durable row (undefined: none). */
   readonly #inflight = new Map<number, Lease | undefined>();
-  readonly #expiry = new _ExpiryHeap();
+  readonly #expiry = new ExpiryHeap();
   #orphans = 0;
   /** Bumped by every rollback; callbacks of older changes then know they were undone. */
   #epoch = 0;
   #started = false;
   #closed = false;
-  /** Slot found by the last #locate / #pickFresh (saves allocating a pair). */
+  /** Address index and slot (−1: none) found by the last #locate / #pickFresh (saves allocating a tuple). */
+  #address = -1;
   #slot = -1;
 
   /** Validates the pools (each, and that no two overlap); throws {@link PoolConfigError}. */
@@ -126,6 +123,7 @@ export class AllocationEngine {
       throw new RangeError("max lease time must not be below lease time");
     }
     const names = new Set<string>();
+    const rowAt = (key: number) => this.#rows.get(key);
     this.#pools = opts.pools.map((config) => {
       const pool = new Pool(config);
       if (names.has(pool.name)) {
@@ -140,7 +138,7 @@ export class AllocationEngine {
       if (!Number.isInteger(tep4) || tep4 < 0 || tep4 > 0xffffffff) {
         throw new PoolConfigError(`pool ${pool.name}: TEP IPv4 ${tep4} is not an IPv4 address`);
       }
-      return new _PoolState(pool, tep6, tep4);
+      return new PoolSlots(pool, tep6, tep4, rowAt);
     });
     const overlap = poolsOverlap(this.#pools.map((p) => p.pool));
     if (overlap) throw new PoolConfigError(overlap.message);
@@ -152,16 +150,13 @@ export class AllocationEngine {
     this.#onStoreError = opts.onStoreError;
   }
 
-  /** Loads every row of the store and builds the index. Rows outside every pool are kept, not served. */
+  /** Loads every row of the store and builds the index. Rows the pools do not serve are kept, not served. */
   async start(): Promise<void> {
     if (this.#started) throw new Error("AllocationEngine.start() called twice");
     const rows = await this.#store.loadAll();
     // Freed rows oldest first, so each lands at the tail of its pool's free list.
     const order = rows.slice().sort((a, b) => a.expiresAt - b.expiresAt || _key(a) - _key(b));
-    for (const row of order) {
-      this.#rows.set(_key(row), row);
-      this.#index(_key(row), row);
-    }
+    for (const row of order) this.#setRow(_key(row), row);
     this.#started = true;
   }
 
@@ -176,73 +171,119 @@ export class AllocationEngine {
     const activeKey = this.#activeByHost.get(host6);
     if (activeKey !== undefined) {
       const row = this.#rows.get(activeKey) as Lease;
-      const ps = row.portSet.psidLength === 0 ? this.#locate(row.ipv4) : undefined;
+      const ps = this.#served(row);
       if (ps) {
-        const renewed = _lease(row.ipv4, host6, ps, "active", now, expiresAt);
+        const renewed = _lease(row.ipv4, row.portSet, host6, ps, now, expiresAt);
         return this.#apply(activeKey, renewed, "renewed");
       }
-      // Its address left the pools: end that lease in the same write as the new one.
+      // Its slot left the pools (or its layout changed): end that lease now, so that its
+      // slot and a blocked address can be picked below, and write both in one batch.
       endKey = activeKey;
       end = _copy(row, "expired", now);
+      this.#change(endKey, end);
     }
-    let ps: _PoolState | undefined;
+    let ps: PoolSlots | undefined;
+    let slot = -1;
     let outcome: EngineOutcome = "allocated";
     const previous = this.#historyByHost.get(host6);
     if (previous !== undefined) {
       const row = this.#rows.get(previous);
-      const candidate = row && row.state !== "active" ? this.#locate(row.ipv4) : undefined;
-      if (candidate && candidate.state[this.#slot] === FREE) {
+      const candidate = row ? this.#locate(row.ipv4, row.portSet.psid) : undefined;
+      if (candidate && this.#slot >= 0 && candidate.state[this.#slot] === FREE) {
         ps = candidate;
+        slot = this.#slot;
         outcome = "reused";
       }
     }
     const hint = opts?.hint;
     if (!ps && hint !== undefined && _isIPv4(hint)) {
-      const candidate = this.#locate(hint);
-      const state = candidate?.state[this.#slot];
-      if (state === NEVER || state === FREE) ps = candidate;
+      const candidate = this.#locate(hint, 0);
+      const free = candidate ? candidate.freeSlotOf(this.#address) : -1;
+      if (free >= 0) {
+        ps = candidate;
+        slot = free;
+      }
     }
-    if (!ps) ps = this.#pickFresh();
-    if (!ps) return _fail("pool-exhausted", "no free IPv4 address in any pool");
-    const ipv4 = ps.pool.addressOf(this.#slot);
-    const lease = _lease(ipv4, host6, ps, "active", now, expiresAt);
-    if (end === undefined) return this.#apply(leaseKey(ipv4, 0), lease, outcome);
-    return this.#apply2(endKey, end, leaseKey(ipv4, 0), lease, outcome);
+    if (!ps) {
+      ps = this.#pickFresh();
+      slot = this.#slot;
+    }
+    if (!ps) {
+      const exhausted: EngineResult = {
+        ok: false,
+        reason: "pool-exhausted",
+        message: "no free IPv4 address or port set in any pool",
+      };
+      if (end === undefined) return Promise.resolve(exhausted);
+      return this.#persist([{ op: "put", lease: end }], [endKey], [end], exhausted, (f) => f);
+    }
+    const ipv4 = ps.pool.addressOf(slot);
+    const portSet = ps.pool.portSetOf(slot);
+    const lease = _lease(ipv4, portSet, host6, ps, now, expiresAt);
+    const key = leaseKey(ipv4, portSet.psid);
+    if (end === undefined) return this.#apply(key, lease, outcome);
+    return this.#apply2(endKey, end, key, lease, outcome);
   }
 
-  /** DSTM_REQUEST: renew the host's lease on `ipv4`, or grant `ipv4` if it is free (INIT-REBOOT). */
+  /**
+   * DSTM_REQUEST: renew the host's lease on `ipv4`, or, when the host holds none, grant a free
+   * port set of `ipv4` (its previous one first), like DHCP's INIT-REBOOT.
+   */
   request(host6: string, ipv4: number, opts?: { leaseTime?: number }): Promise<EngineResult> {
     const refused = this.#refuse();
     if (refused) return refused;
-    const ps = _isIPv4(ipv4) ? this.#locate(ipv4) : undefined;
-    const key = ps ? leaseKey(ipv4, 0) : -1;
-    const state = ps ? ps.state[this.#slot] : OFF;
-    const activeKey = this.#activeByHost.get(host6);
-    if (!ps) {
+    const ps = _isIPv4(ipv4) ? this.#locate(ipv4, 0) : undefined;
+    if (!ps?.pool.isUsableAddress(this.#address)) {
       return _fail("no-such-lease", `${_text(ipv4)} is in no pool of this server; send DISCOVER`);
     }
-    if (activeKey !== undefined && (activeKey !== key || state !== ACTIVE)) {
-      const held = formatIPv4((this.#rows.get(activeKey) as Lease).ipv4);
+    const index = this.#address;
+    const now = this.#now();
+    const expiresAt = now + this.#leaseMs(opts?.leaseTime);
+    const activeKey = this.#activeByHost.get(host6);
+    if (activeKey !== undefined) {
+      const row = this.#rows.get(activeKey) as Lease;
+      if (row.ipv4 !== ipv4) {
+        return _fail(
+          "no-such-lease",
+          `host ${host6} holds ${formatIPv4(row.ipv4)}, not ${formatIPv4(ipv4)}; renew that one or release it`,
+        );
+      }
+      if (!this.#served(row)) {
+        return _fail(
+          "no-such-lease",
+          `host ${host6} holds ${formatIPv4(ipv4)} ports ${formatPortSet(row.portSet)}, which this server no longer hands out; send DISCOVER`,
+        );
+      }
+      const renewed = _lease(ipv4, row.portSet, host6, ps, now, expiresAt);
+      return this.#apply(activeKey, renewed, "renewed");
+    }
+    let slot = -1;
+    const previous = this.#historyByHost.get(host6);
+    const before = previous === undefined ? undefined : this.#rows.get(previous);
+    if (before?.ipv4 === ipv4 && this.#locate(ipv4, before.portSet.psid) === ps) {
+      if (this.#slot >= 0 && ps.state[this.#slot] === FREE) slot = this.#slot;
+    }
+    if (slot < 0) slot = ps.freeSlotOf(index);
+    if (slot < 0) {
       return _fail(
-        "no-such-lease",
-        `host ${host6} holds ${held}, not ${_text(ipv4)}; renew that one or release it`,
+        "address-in-use",
+        ps.pool.sharing.share === 1
+          ? `${formatIPv4(ipv4)} is leased to another host`
+          : `every port set of ${formatIPv4(ipv4)} is leased to other hosts; send DISCOVER`,
       );
     }
-    if (activeKey === undefined && (state === ACTIVE || state === OFF)) {
-      return _fail("address-in-use", `${formatIPv4(ipv4)} is leased to another host`);
-    }
-    const now = this.#now();
-    const lease = _lease(ipv4, host6, ps, "active", now, now + this.#leaseMs(opts?.leaseTime));
-    return this.#apply(key, lease, activeKey === undefined ? "reused" : "renewed");
+    const portSet = ps.pool.portSetOf(slot);
+    const lease = _lease(ipv4, portSet, host6, ps, now, expiresAt);
+    return this.#apply(leaseKey(ipv4, portSet.psid), lease, "reused");
   }
 
   /** DSTM_RELEASE: the host gives back its active lease on `ipv4`. Never frees another host's lease. */
   release(host6: string, ipv4: number): Promise<EngineResult> {
     const refused = this.#refuse();
     if (refused) return refused;
-    const key = _isIPv4(ipv4) ? leaseKey(ipv4, 0) : -1;
-    const row = this.#rows.get(key);
-    if (row?.state !== "active" || row.host6 !== host6) {
+    const key = this.#activeByHost.get(host6);
+    const row = key === undefined ? undefined : this.#rows.get(key);
+    if (key === undefined || row?.ipv4 !== ipv4) {
       return _fail("no-such-lease", `host ${host6} holds no active lease on ${_text(ipv4)}`);
     }
     return this.#apply(key, _copy(row, "released", this.#now()), "released");
@@ -299,17 +340,28 @@ export class AllocationEngine {
     return key === undefined ? undefined : this.#rows.get(key);
   }
 
-  /** Per pool: usable addresses, active leases, addresses free to hand out. */
-  stats(): { pool: string; size: number; active: number; free: number }[] {
+  /** Per pool, in slots: usable, active, free to hand out; plus usable addresses and the share. */
+  stats(): PoolStats[] {
     return this.#pools.map((p) => ({
       pool: p.pool.name,
       size: p.pool.size,
       active: p.active,
       free: p.pool.size - p.active - p.blocked,
+      addresses: p.pool.addresses,
+      share: p.pool.sharing.share,
     }));
   }
 
-  /** Rows kept but not served: their address is in no pool (or is a shared-address lease). */
+  /** The validated pools, in config order (their sharing, for logs). */
+  pools(): readonly Pool[] {
+    return this.#pools.map((p) => p.pool);
+  }
+
+  /**
+   * Rows kept but not served: their slot is in no pool or not usable (excluded, a PSID with
+   * well-known ports, a PSID beyond the share), or they are active with another port-set
+   * layout than their pool's (left by an earlier configuration).
+   */
   orphans(): number {
     return this.#orphans;
   }
@@ -354,6 +406,7 @@ export class AllocationEngine {
     );
   }
 
+  /** The hot path's twin: `end` (already changed in memory) and a new lease in one batch. */
   #apply2(
     endKey: number,
     end: Lease,
@@ -361,7 +414,6 @@ export class AllocationEngine {
     lease: Lease,
     outcome: EngineOutcome,
   ): Promise<EngineResult> {
-    this.#change(endKey, end);
     this.#change(key, lease);
     const ops: LeaseOp[] = [
       { op: "put", lease: end },
@@ -421,48 +473,47 @@ export class AllocationEngine {
     }
   }
 
-  /** Replaces the row of `key` and keeps every index in step. */
+  /**
+   * Replaces the row of `key` and keeps every index in step: host maps, expiry queue, orphan
+   * count, address blocking and the slot's state (which reads the new row).
+   */
   #setRow(key: number, next: Lease | undefined): void {
     const old = this.#rows.get(key);
-    if (old) this.#unindex(key, old);
+    if (next) this.#rows.set(key, next);
+    else this.#rows.delete(key);
+    const row = next ?? old;
+    if (!row) return;
+    const ps = this.#locate(row.ipv4, row.portSet.psid);
+    const slot = this.#slot;
+    const usable = ps !== undefined && slot >= 0 && ps.state[slot] !== OFF;
+    if (old) {
+      if (old.state === "active") {
+        if (this.#activeByHost.get(old.host6) === key) this.#activeByHost.delete(old.host6);
+      } else if (this.#historyByHost.get(old.host6) === key) {
+        this.#historyByHost.delete(old.host6);
+      }
+      if (!usable || (old.state === "active" && !ps.matches(old))) this.#orphans--;
+    }
     if (next) {
-      this.#rows.set(key, next);
-      this.#index(key, next);
-      return;
+      if (next.state === "active") {
+        this.#activeByHost.set(next.host6, key);
+        this.#expiry.push(next.expiresAt, key);
+        if (this.#expiry.size > 2 * this.#activeByHost.size + 1024) this.#compactExpiry();
+      } else if (usable) {
+        this.#remember(key, next);
+      }
+      if (!usable || (next.state === "active" && !ps.matches(next))) this.#orphans++;
     }
-    this.#rows.delete(key);
-    if (old?.portSet.psidLength !== 0) return;
-    const ps = this.#locate(old.ipv4);
-    if (ps && ps.state[this.#slot] !== OFF) {
-      ps.state[this.#slot] = NEVER;
-      if (this.#slot < ps.cursor) ps.cursor = this.#slot;
-    }
+    if (!ps) return;
+    const wasBlocking = old?.state === "active" && !ps.matches(old);
+    const blocks = next?.state === "active" && !ps.matches(next);
+    if (blocks && !wasBlocking) ps.block(this.#address);
+    else if (wasBlocking && !blocks) ps.unblock(this.#address);
+    if (usable) ps.settle(slot, key, next);
   }
 
-  #index(key: number, row: Lease): void {
-    const active = row.state === "active";
-    if (active) {
-      this.#activeByHost.set(row.host6, key);
-      this.#expiry.push(row.expiresAt, key);
-      if (this.#expiry.size > 2 * this.#activeByHost.size + 1024) this.#compactExpiry();
-    }
-    const ps = this.#locate(row.ipv4);
-    const slot = this.#slot;
-    if (!ps || row.portSet.psidLength !== 0) {
-      this.#orphans++;
-      if (ps && ps.state[slot] !== OFF) {
-        ps.state[slot] = OFF;
-        ps.blocked++;
-      }
-      return;
-    }
-    if (active) {
-      ps.state[slot] = ACTIVE;
-      ps.active++;
-      return;
-    }
-    ps.state[slot] = FREE;
-    this.#freeInsert(ps, slot, row);
+  /** Makes a freed row the host's sticky slot unless the host has a newer one. */
+  #remember(key: number, row: Lease): void {
     const newest = this.#historyByHost.get(row.host6);
     const current = newest === undefined ? undefined : this.#rows.get(newest);
     if (!current || current.state === "active" || current.expiresAt <= row.expiresAt) {
@@ -470,43 +521,36 @@ export class AllocationEngine {
     }
   }
 
-  #unindex(key: number, row: Lease): void {
-    if (row.state === "active" && this.#activeByHost.get(row.host6) === key) {
-      this.#activeByHost.delete(row.host6);
-    }
-    const ps = this.#locate(row.ipv4);
-    if (!ps || row.portSet.psidLength !== 0) {
-      this.#orphans--;
-      return;
-    }
-    if (row.state === "active") {
-      ps.active--;
-      return;
-    }
-    this.#freeRemove(ps, this.#slot);
-    if (this.#historyByHost.get(row.host6) === key) this.#historyByHost.delete(row.host6);
-  }
-
-  /** The pool whose usable addresses include `ipv4` (its slot in #slot), if any. */
-  #locate(ipv4: number): _PoolState | undefined {
+  /**
+   * The pool whose prefixes contain `ipv4` (usable or not), with the address index in
+   * #address and the slot of (`ipv4`, `psid`) in #slot (−1 when the PSID is beyond the share).
+   */
+  #locate(ipv4: number, psid: number): PoolSlots | undefined {
     for (const ps of this.#pools) {
-      const slot = ps.pool.slotOf(ipv4);
-      if (slot < 0) continue;
-      this.#slot = slot;
-      return ps.pool.isUsable(slot) ? ps : undefined;
+      const index = ps.pool.addressIndexOf(ipv4);
+      if (index < 0) continue;
+      const share = ps.pool.sharing.share;
+      this.#address = index;
+      this.#slot = psid < share ? index * share + psid : -1;
+      return ps;
     }
+    this.#address = -1;
+    this.#slot = -1;
     return undefined;
   }
 
-  /** A never-used slot of the first pool that has one, else the longest-free slot. */
-  #pickFresh(): _PoolState | undefined {
+  /** The pool serving an active row (its slot is usable and ACTIVE under it), if any. */
+  #served(row: Lease): PoolSlots | undefined {
+    const ps = this.#locate(row.ipv4, row.portSet.psid);
+    return ps && this.#slot >= 0 && ps.state[this.#slot] === ACTIVE ? ps : undefined;
+  }
+
+  /** A never-used slot of the first pool that has one, else the longest-free slot (in #slot). */
+  #pickFresh(): PoolSlots | undefined {
     for (const ps of this.#pools) {
-      const state = ps.state;
-      let cursor = ps.cursor;
-      while (cursor < state.length && state[cursor] !== NEVER) cursor++;
-      ps.cursor = cursor;
-      if (cursor < state.length) {
-        this.#slot = cursor;
+      const slot = ps.takeNever();
+      if (slot >= 0) {
+        this.#slot = slot;
         return ps;
       }
     }
@@ -519,34 +563,6 @@ export class AllocationEngine {
     return undefined;
   }
 
-  /** Inserts a freed slot ordered by (time freed, key): at the tail unless a rollback puts it back. */
-  #freeInsert(ps: _PoolState, slot: number, row: Lease): void {
-    const key = _key(row);
-    let after = ps.tail;
-    while (after >= 0) {
-      const other = this.#rows.get(leaseKey(ps.pool.addressOf(after), 0)) as Lease;
-      const earlier = other.expiresAt < row.expiresAt;
-      if (earlier || (other.expiresAt === row.expiresAt && _key(other) < key)) break;
-      after = ps.prev[after] as number;
-    }
-    const before = after >= 0 ? (ps.next[after] as number) : ps.head;
-    ps.prev[slot] = after;
-    ps.next[slot] = before;
-    if (after >= 0) ps.next[after] = slot;
-    else ps.head = slot;
-    if (before >= 0) ps.prev[before] = slot;
-    else ps.tail = slot;
-  }
-
-  #freeRemove(ps: _PoolState, slot: number): void {
-    const before = ps.prev[slot] as number;
-    const after = ps.next[slot] as number;
-    if (before >= 0) ps.next[before] = after;
-    else ps.head = after;
-    if (after >= 0) ps.prev[after] = before;
-    else ps.tail = before;
-  }
-
   #compactExpiry(): void {
     this.#expiry.retain((time, key) => {
       const row = this.#rows.get(key);
@@ -555,97 +571,27 @@ export class AllocationEngine {
   }
 }
 
-/** Min-heap of (expiresAt, key) with lazy deletion: stale entries are skipped when they surface. */
-class _ExpiryHeap {
-  #times = new Float64Array(1024);
-  #keys = new Float64Array(1024);
-  size = 0;
-
-  topTime(): number {
-    return this.#times[0] as number;
-  }
-
-  topKey(): number {
-    return this.#keys[0] as number;
-  }
-
-  push(time: number, key: number): void {
-    if (this.size === this.#times.length) {
-      const times = new Float64Array(this.size * 2);
-      const keys = new Float64Array(this.size * 2);
-      times.set(this.#times);
-      keys.set(this.#keys);
-      this.#times = times;
-      this.#keys = keys;
-    }
-    let i = this.size++;
-    const t = this.#times;
-    const k = this.#keys;
-    while (i > 0) {
-      const parent = (i - 1) >> 1;
-      if ((t[parent] as number) <= time) break;
-      t[i] = t[parent] as number;
-      k[i] = k[parent] as number;
-      i = parent;
-    }
-    t[i] = time;
-    k[i] = key;
-  }
-
-  pop(): void {
-    const t = this.#times;
-    const k = this.#keys;
-    const n = --this.size;
-    if (n === 0) return;
-    const time = t[n] as number;
-    const key = k[n] as number;
-    let i = 0;
-    for (;;) {
-      let child = 2 * i + 1;
-      if (child >= n) break;
-      if (child + 1 < n && (t[child + 1] as number) < (t[child] as number)) child++;
-      if ((t[child] as number) >= time) break;
-      t[i] = t[child] as number;
-      k[i] = k[child] as number;
-      i = child;
-    }
-    t[i] = time;
-    k[i] = key;
-  }
-
-  /** Keeps only the entries `keep` accepts (O(n), used when stale entries pile up). */
-  retain(keep: (time: number, key: number) => boolean): void {
-    const entries: [number, number][] = [];
-    for (let i = 0; i < this.size; i++) {
-      const time = this.#times[i] as number;
-      const key = this.#keys[i] as number;
-      if (keep(time, key)) entries.push([time, key]);
-    }
-    this.size = 0;
-    for (const [time, key] of entries) this.push(time, key);
-  }
-}
-
 function _key(lease: Lease): number {
   return leaseKey(lease.ipv4, lease.portSet.psid);
 }
 
+/** A new or renewed active lease of `ps`. */
 function _lease(
   ipv4: number,
+  portSet: PortSet,
   host6: string,
-  ps: _PoolState,
-  state: LeaseState,
+  ps: PoolSlots,
   grantedAt: number,
   expiresAt: number,
 ): Lease {
   return {
     ipv4,
-    portSet: WHOLE_ADDRESS,
+    portSet,
     host6,
     tep4: ps.tep4,
     tep6: ps.tep6,
     pool: ps.pool.name,
-    state,
+    state: "active",
     grantedAt,
     expiresAt,
   };

@@ -4,17 +4,21 @@
  *
  * @module
  */
-import type { Lease, LeaseState } from "../lease/lease.ts";
+import type { Lease, LeaseState, PortSet } from "../lease/lease.ts";
 import { formatIPv4 } from "../net/addr.ts";
-import { formatPortSet } from "../net/portset.ts";
+import { formatPortSet, portSetRanges } from "../net/portset.ts";
 
 export interface LeaseJson {
   hostIPv4: string;
   hostIPv6: string;
   tepIPv4: string | null;
   tepIPv6: string;
-  /** `"all"` for a whole address, else the RFC 7597 port set as `offset/psidLength/psid`. */
+  /** The ports, readably: `"all"` for a whole address, else see {@link describePorts}. */
   ports: string;
+  /** `"all"`, or the RFC 7597 port set as `offset/psidLength/psid` (parsePortSet reads it back). */
+  portSet: string;
+  /** The ports as inclusive `[first, last]` ranges in ascending order (`[[0, 65535]]` when whole). */
+  portRanges: [number, number][];
   pool: string;
   state: LeaseState;
   grantedAt: string;
@@ -27,12 +31,30 @@ export function leaseToJson(lease: Lease): LeaseJson {
     hostIPv6: lease.host6,
     tepIPv4: lease.tep4 === 0 ? null : formatIPv4(lease.tep4),
     tepIPv6: lease.tep6,
-    ports: formatPortSet(lease.portSet),
+    ports: describePorts(lease.portSet),
+    portSet: formatPortSet(lease.portSet),
+    portRanges: portSetRanges(lease.portSet),
     pool: lease.pool,
     state: lease.state,
     grantedAt: new Date(lease.grantedAt).toISOString(),
     expiresAt: new Date(lease.expiresAt).toISOString(),
   };
+}
+
+/**
+ * A port set as people read it: the first range of ports, then `+N` when N more ranges of
+ * the same size follow (one every 2^(16−a) ports, RFC 7597 §5.1), then the PSID among the
+ * 2^k of the address and the offset. `"all"` for a whole address.
+ *
+ * @example describePorts({ offset: 6, psidLength: 6, psid: 17 }) // "1296-1311+62 (psid 17/64, a=6)"
+ * @example describePorts({ offset: 0, psidLength: 2, psid: 1 })  // "16384-32767 (psid 1/4, a=0)"
+ */
+export function describePorts(set: PortSet): string {
+  if (set.psidLength === 0) return "all";
+  const ranges = portSetRanges(set);
+  const [first, last] = ranges[0] as [number, number];
+  const more = ranges.length > 1 ? `+${ranges.length - 1}` : "";
+  return `${first}-${last}${more} (psid ${set.psid}/${2 ** set.psidLength}, a=${set.offset})`;
 }
 
 const COLUMNS: [keyof LeaseJson | "expiresIn", string][] = [
