@@ -10,6 +10,7 @@ import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node
 import { join } from "node:path";
 import {
   LabError,
+  type LabOptions,
   LabServices,
   missingLabPackages,
   SERVICES,
@@ -28,6 +29,7 @@ export interface LabState {
   name: string;
   startedAt: string;
   pids: Partial<Record<Service, number>>;
+  options?: LabOptions;
 }
 
 export class Lab {
@@ -42,7 +44,7 @@ export class Lab {
     state: LabState,
   ) {
     this.ns = ns;
-    this.services = new LabServices(name, dir, ns);
+    this.services = new LabServices(name, dir, ns, state.options ?? {});
     this.state = state;
   }
 
@@ -51,6 +53,7 @@ export class Lab {
     name: string,
     baseDir: string,
     progress: (line: string) => void = () => {},
+    options: LabOptions = {},
   ): Promise<Lab> {
     const dir = join(baseDir, `lab-${name}`);
     const missing = missingLabPackages();
@@ -70,7 +73,12 @@ export class Lab {
       "building namespaces: nodes A and B, DSTM server, TEP, web and FTP servers, two switches",
     );
     const ns = buildTopology(name);
-    const lab = new Lab(name, dir, ns, { name, startedAt: new Date().toISOString(), pids: {} });
+    const lab = new Lab(name, dir, ns, {
+      name,
+      startedAt: new Date().toISOString(),
+      pids: {},
+      options,
+    });
     try {
       lab.services.prepareFiles();
       for (const service of SERVICES) {

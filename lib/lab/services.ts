@@ -14,12 +14,27 @@ export function dstmArgv(): string[] {
   return [process.execPath, join(import.meta.dir, "..", "..", "mod.ts")];
 }
 
+/** Variations of the lab. */
+export interface LabOptions {
+  /** Hosts per IPv4 address in the DSTM pool (port sets, RFC 7597); default 1 (whole addresses). */
+  share?: number;
+}
+
 /** A problem with the lab the user can act on (one line). */
 export class LabError extends Error {
   override name = "LabError";
 }
 
-export type Service = "server" | "tep" | "web" | "ftp" | "client-a" | "client-b";
+export type Service =
+  | "server"
+  | "tep"
+  | "web"
+  | "ftp"
+  | "client-a"
+  | "client-b"
+  | "client-c"
+  | "client-d";
+/** What `Lab.up` starts, in order (clients on C and D only when a test asks). */
 export const SERVICES: readonly Service[] = ["server", "tep", "web", "ftp", "client-a", "client-b"];
 
 const SERVICE_ROLE: Record<Service, Role> = {
@@ -29,6 +44,8 @@ const SERVICE_ROLE: Record<Service, Role> = {
   ftp: "ftp",
   "client-a": "a",
   "client-b": "b",
+  "client-c": "c",
+  "client-d": "d",
 };
 
 /** What says a service is ready, in its log. */
@@ -39,6 +56,8 @@ const READY: Record<Service, RegExp> = {
   ftp: /./,
   "client-a": / (bound ipv4=|on-demand )/,
   "client-b": / (bound ipv4=|on-demand )/,
+  "client-c": / (bound ipv4=|on-demand )/,
+  "client-d": / (bound ipv4=|on-demand )/,
 };
 
 export const WEB_PAGE = "<html><body><h1>DSTM lab: IPv4 web server 192.0.2.80</h1></body></html>\n";
@@ -52,13 +71,14 @@ export class LabServices {
     readonly lab: string,
     readonly dir: string,
     readonly ns: LabNamespaces,
+    readonly options: LabOptions = {},
   ) {}
 
   logFile(service: Service): string {
     return join(this.dir, `${service}.log`);
   }
 
-  socket(service: "server" | "tep" | "client-a" | "client-b"): string {
+  socket(service: Exclude<Service, "web" | "ftp">): string {
     return join(this.dir, `${service}.sock`);
   }
 
@@ -82,6 +102,9 @@ export class LabServices {
           this.socket("server"),
           "--lease-time",
           "10m",
+          ...(this.options.share && this.options.share > 1
+            ? ["--share", String(this.options.share)]
+            : []),
         ];
       case "tep":
         return [
@@ -102,6 +125,8 @@ export class LabServices {
         ];
       case "client-a":
       case "client-b":
+      case "client-c":
+      case "client-d":
         return [...dstm, "client", "--server", LAB.server6, "--control", this.socket(service)];
       case "web":
         return [
@@ -124,6 +149,9 @@ export class LabServices {
   prepareFiles(): void {
     mkdirSync(join(this.dir, "www"), { recursive: true });
     writeFileSync(join(this.dir, "www", "index.html"), WEB_PAGE);
+    // One page per node, so concurrent fetches can check each got its own reply.
+    for (const node of ["a", "b", "c", "d"])
+      writeFileSync(join(this.dir, "www", `node-${node}.txt`), nodePage(node));
     const ftpRoot = join(this.dir, "ftp");
     mkdirSync(ftpRoot, { recursive: true, mode: 0o755 });
     // 256 KiB of a known pattern, so a transfer can be checked byte for byte.
@@ -268,4 +296,9 @@ export function missingLabPackages(): string[] {
   if (!existsSync("/usr/sbin/vsftpd")) missing.push("vsftpd");
   if (!existsSync("/usr/bin/python3") && !Bun.which("python3")) missing.push("python3");
   return missing;
+}
+
+/** The content of the web server's page for one node: distinct per node and long enough to span packets. */
+export function nodePage(node: string): string {
+  return `page for node ${node.toUpperCase()}\n${`${node}`.repeat(6000)}\n`;
 }

@@ -27,6 +27,9 @@ export const LAB = {
   prefix6: "2001:db8:1::/64",
   nodeA6: "2001:db8:1::a",
   nodeB6: "2001:db8:1::b",
+  /** Nodes C and D exist for the address-sharing tests; the lab starts clients on A and B only. */
+  nodeC6: "2001:db8:1::c",
+  nodeD6: "2001:db8:1::d",
   server6: "2001:db8:1::53",
   tep6: "2001:db8:1::1",
   tep4: "192.0.2.1",
@@ -38,7 +41,7 @@ export const LAB = {
   ipv4Mtu: 9000,
 } as const;
 
-export const ROLES = ["sw6", "sw4", "a", "b", "server", "tep", "web", "ftp"] as const;
+export const ROLES = ["sw6", "sw4", "a", "b", "c", "d", "server", "tep", "web", "ftp"] as const;
 export type Role = (typeof ROLES)[number];
 
 /** Namespace name of `role` in lab `lab`. */
@@ -72,6 +75,8 @@ export function buildTopology(lab: string): LabNamespaces {
     const v6Members: [Role, string][] = [
       ["a", LAB.nodeA6],
       ["b", LAB.nodeB6],
+      ["c", LAB.nodeC6],
+      ["d", LAB.nodeD6],
       ["server", LAB.server6],
       ["tep", LAB.tep6],
     ];
@@ -95,7 +100,7 @@ export function buildTopology(lab: string): LabNamespaces {
     // The IPv4 domain reaches the DSTM pool through the TEP.
     for (const role of ["web", "ftp"] as const) ns[role].addRoute(LAB.pool, "via", LAB.tep4);
     // The DSTM nodes are IPv6-only: no IPv4 address but the one the DTI gets.
-    for (const role of ["a", "b", "server", "tep"] as const) {
+    for (const role of ["a", "b", "c", "d", "server", "tep"] as const) {
       ns[role].exec(["sysctl", "-qw", "net.ipv6.conf.all.accept_dad=0"]);
     }
     return ns;
