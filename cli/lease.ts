@@ -6,7 +6,12 @@
  */
 import { Command } from "@commander-js/extra-typings";
 import { DstmClient, DstmTransport } from "../lib/client/protocol.ts";
-import { type LeaseJson, leaseToJson, renderLeaseTable } from "../lib/control/lease_view.ts";
+import {
+  describePorts,
+  type LeaseJson,
+  leaseToJson,
+  renderLeaseTable,
+} from "../lib/control/lease_view.ts";
 import { LeaseStoreError, SqliteLeaseStore } from "../lib/lease/sqlite.ts";
 import { canonicalIPv6, formatIPv4, parseIPv4 } from "../lib/net/addr.ts";
 import { getUnix } from "../lib/sys/http.ts";
@@ -98,11 +103,13 @@ export function addLeaseProbeCommands(lease: Command): void {
           tepIPv4: lease.tep4 === undefined ? null : formatIPv4(lease.tep4),
           tepIPv6: lease.tep6,
           leaseTime: lease.leaseTime,
+          ports:
+            lease.portSet && lease.portSet.psidLength > 0 ? describePorts(lease.portSet) : "all",
         };
         process.stdout.write(
           flags.json
             ? `${JSON.stringify(view)}\n`
-            : `${view.hostIPv4} for ${view.hostIPv6} via TEP ${view.tepIPv6}${view.tepIPv4 ? ` (${view.tepIPv4})` : ""}, ${lease.leaseTime}s\n`,
+            : `${view.hostIPv4}${view.ports === "all" ? "" : ` ports ${view.ports}`} for ${view.hostIPv6} via TEP ${view.tepIPv6}${view.tepIPv4 ? ` (${view.tepIPv4})` : ""}, ${lease.leaseTime}s\n`,
         );
       } finally {
         transport.close();

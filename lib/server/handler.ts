@@ -15,6 +15,7 @@ import type { Logger } from "../control/log.ts";
 import type { Metrics } from "../control/metrics.ts";
 import type { Lease } from "../lease/lease.ts";
 import { canonicalIPv6, formatIPv4 } from "../net/addr.ts";
+import { formatPortSet } from "../net/portset.ts";
 import { type AuthKey, type ReplayGuard, signMessage, verifyMessage } from "../wire/auth.ts";
 import { decodeMessage, encodeMessage, peekHeader } from "../wire/dstm.ts";
 import { type DstmMessage, MessageType, Status } from "../wire/dstm_types.ts";
@@ -262,6 +263,7 @@ export class DstmHandler {
           : "release";
     this.#o.log.info(event, {
       ipv4: formatIPv4(lease.ipv4),
+      ports: lease.portSet.psidLength === 0 ? undefined : formatPortSet(lease.portSet),
       host6: lease.host6,
       tep6: lease.tep6,
       pool: lease.pool,

@@ -100,7 +100,7 @@ export class DstmServer {
     const { engine, metrics } = this;
     metrics.gauge(
       "dstm_pool_addresses",
-      "Addresses of each pool, by state (active = leased, free = can be leased)",
+      "Leasable units of each pool (addresses, or address × port set when shared), by state",
     );
     metrics.gauge("dstm_leases_active", "Active leases");
     metrics.counter("dstm_leases_expired_total", "Leases reclaimed by the expiry sweeper");
@@ -181,7 +181,8 @@ export class DstmServer {
     this.#log.info("start", {
       listen: `[${this.#udp.address}]:${this.#udp.port}`,
       pools: pools.map((p) => p.pool).join(","),
-      addresses: pools.reduce((n, p) => n + p.size, 0),
+      addresses: pools.reduce((n, p) => n + p.addresses, 0),
+      leases: pools.reduce((n, p) => n + p.size, 0),
       active: pools.reduce((n, p) => n + p.active, 0),
       store: config.db ? `sqlite:${config.db}` : "memory",
       auth: keys ? `${keys.size} key(s)` : "off",
