@@ -15,6 +15,7 @@ import {
   WELL_KNOWN_PORTS,
 } from "../lib/alloc/sharing.ts";
 import { type LogFormat, Logger, type LogLevel } from "../lib/control/log.ts";
+import { parseIPv4 } from "../lib/net/addr.ts";
 import { parseIPv4Prefix, prefixContains } from "../lib/net/prefix.ts";
 import { DstmServer, type ServerConfig } from "../lib/server/server.ts";
 import { readTomlFile } from "../lib/sys/toml.ts";
@@ -72,6 +73,20 @@ export function serverCommand(): Command {
     .option("--metrics <addr:port>", "serve Prometheus metrics on http://ADDR:PORT/metrics")
     .option("--tep-port <n>", "UDP port of the TEPs' control endpoint (default 4608)")
     .option("--require-tep", "refuse leases (TEP_UNAVAILABLE) while their TEP has not connected")
+    .option(
+      "--dhcp4o6",
+      "also answer DHCPv4-over-DHCPv6 (RFC 7341) on UDP 547, from the same pools",
+    )
+    .option("--dhcp4o6-listen <addr:port>", "DHCPv4-over-DHCPv6 address (default [::]:547)")
+    .option(
+      "--dhcp4o6-interface <ifname>",
+      "join ff02::1:2 on this interface (repeatable)",
+      collect,
+    )
+    .option(
+      "--dhcp4o6-server-id <ipv4>",
+      "DHCPv4 server identifier (default: the first pool's TEP IPv4)",
+    )
     .addOption(
       new Option("--log-format <format>", "log line format").choices(["text", "json"] as const),
     )
@@ -126,6 +141,10 @@ export interface ServerFlags {
   metrics?: string;
   tepPort?: string;
   requireTep?: boolean;
+  dhcp4o6?: boolean;
+  dhcp4o6Listen?: string;
+  dhcp4o6Interface?: string[];
+  dhcp4o6ServerId?: string;
   logFormat?: LogFormat;
   logLevel?: LogLevel;
   config?: string;
@@ -133,6 +152,10 @@ export interface ServerFlags {
 
 const FILE_KEYS = new Set([
   "pool",
+  "dhcp4o6",
+  "dhcp4o6-listen",
+  "dhcp4o6-interfaces",
+  "dhcp4o6-server-id",
   "share",
   "psid-offset",
   "allow-well-known-ports",
@@ -243,6 +266,7 @@ export function resolveServerConfig(
     throw new UsageError(`--tep-port: "${tepPortText}" is not a port`);
   }
   return {
+    dhcp4o6: dhcp4o6Config(flags, file, str, poolConfigs),
     tepPort,
     requireTep: flags.requireTep ?? file["require-tep"] === true,
     pools: poolConfigs,
@@ -393,4 +417,40 @@ function ensureDirectory(file: string, what: string): void {
 
 function stdoutSink(text: string): void {
   process.stdout.write(text);
+}
+
+/** The DHCPv4-over-DHCPv6 service's settings, or undefined when it is off. */
+function dhcp4o6Config(
+  flags: ServerFlags,
+  file: Record<string, unknown>,
+  str: (key: string) => string | undefined,
+  pools: readonly PoolConfig[],
+): ServerConfig["dhcp4o6"] {
+  if (!flags.dhcp4o6 && file.dhcp4o6 !== true) return undefined;
+  const listen = parseHostPort(
+    flags.dhcp4o6Listen ?? str("dhcp4o6-listen") ?? "[::]:547",
+    "--dhcp4o6-listen",
+    547,
+  );
+  if (!listen.address.includes(":"))
+    throw new UsageError("--dhcp4o6-listen: DHCPv4-over-DHCPv6 runs over IPv6");
+  const fileInterfaces = file["dhcp4o6-interfaces"];
+  if (fileInterfaces !== undefined && !isStringArray(fileInterfaces)) {
+    throw new UsageError('config file: "dhcp4o6-interfaces" must be a list of interface names');
+  }
+  const idText = flags.dhcp4o6ServerId ?? str("dhcp4o6-server-id");
+  const serverId = idText === undefined ? pools.find((p) => p.tep4)?.tep4 : parseIPv4(idText);
+  if (serverId === null || serverId === undefined) {
+    throw new UsageError(
+      idText === undefined
+        ? "--dhcp4o6 needs a DHCPv4 server identifier: give --dhcp4o6-server-id IPV4 (or a TEP with an IPv4 address)"
+        : `--dhcp4o6-server-id: "${idText}" is not an IPv4 address`,
+    );
+  }
+  return {
+    address: listen.address,
+    port: listen.port,
+    interfaces: flags.dhcp4o6Interface ?? (fileInterfaces as string[] | undefined) ?? [],
+    serverId,
+  };
 }

@@ -13,8 +13,9 @@ import { MemoryLeaseStore } from "../lease/memory.ts";
 import { SqliteLeaseStore } from "../lease/sqlite.ts";
 import { formatIPv4 } from "../net/addr.ts";
 import { type HttpEndpoint, serveTcp, serveUnix } from "../sys/http.ts";
-import { bindUdp, type UdpEndpoint } from "../sys/udp.ts";
+import { bindUdp, UdpBindError, type UdpEndpoint } from "../sys/udp.ts";
 import { type AuthKey, ReplayGuard } from "../wire/auth.ts";
+import { Dhcp4o6Handler } from "./dhcp4o6.ts";
 import { DstmHandler } from "./handler.ts";
 import { TepSync } from "./tep_sync.ts";
 
@@ -36,6 +37,16 @@ export interface ServerConfig {
   readonly tepPort?: number;
   /** Refuse leases whose TEP has not synced yet, instead of delivering them in its first snapshot. */
   readonly requireTep?: boolean;
+  /**
+   * Also answer DHCPv4-over-DHCPv6 (RFC 7341) on `address`:`port` (547), joining ff02::1:2 on
+   * `interfaces`; `serverId` is the DHCPv4 server identifier (option 54).
+   */
+  readonly dhcp4o6?: {
+    readonly address: string;
+    readonly port: number;
+    readonly interfaces: readonly string[];
+    readonly serverId: number;
+  };
   /** How often the sweeper looks for expired leases (ms). */
   readonly sweepIntervalMs?: number;
   readonly log: Logger;
@@ -49,6 +60,7 @@ export class DstmServer {
     return this.#tepSync;
   }
   #udp: UdpEndpoint | undefined;
+  #udp4o6: UdpEndpoint | undefined;
   #http: HttpEndpoint[] = [];
   #sweeper: ReturnType<typeof setInterval> | undefined;
   #inflight = 0;
@@ -63,6 +75,11 @@ export class DstmServer {
     this.#store = store;
     this.metrics = metrics;
     this.#log = log;
+  }
+
+  /** The DHCPv4-over-DHCPv6 port, 0 when that service is off. */
+  get dhcp4o6Port(): number {
+    return this.#udp4o6?.port ?? 0;
   }
 
   /** The UDP address and port the server answers on. */
@@ -154,6 +171,7 @@ export class DstmServer {
         },
       );
     });
+    if (config.dhcp4o6) await this.#openDhcp4o6(config.dhcp4o6);
     if (config.control) {
       this.#http.push(
         await serveUnix(
@@ -191,6 +209,47 @@ export class DstmServer {
     });
   }
 
+  async #openDhcp4o6(c: NonNullable<ServerConfig["dhcp4o6"]>): Promise<void> {
+    const handler = new Dhcp4o6Handler({
+      engine: this.engine,
+      bindings: this.#tepSync,
+      serverId: c.serverId,
+      log: this.#log,
+      metrics: this.metrics,
+    });
+    const endpoint = await bindUdp(c.address, c.port, (data, address, port) => {
+      if (this.#stopping) return;
+      this.#inflight++;
+      handler.handle(data, address).then(
+        (answer) => {
+          this.#inflight--;
+          if (answer) this.#udp4o6?.send(answer, address, port);
+        },
+        (error: unknown) => {
+          this.#inflight--;
+          this.#log.error("internal-error", {
+            protocol: "dhcp4o6",
+            detail: (error as Error).message,
+          });
+        },
+      );
+    });
+    this.#udp4o6 = endpoint;
+    for (const ifname of c.interfaces) {
+      if (!endpoint.joinGroup("ff02::1:2", ifname)) {
+        throw new UdpBindError(
+          `cannot join ff02::1:2 on ${ifname}: is it an interface with IPv6?`,
+          "EJOIN",
+        );
+      }
+    }
+    this.#log.info("dhcp4o6", {
+      listen: `[${endpoint.address}]:${endpoint.port}`,
+      multicast: c.interfaces.length ? c.interfaces.join(",") : undefined,
+      serverId: formatIPv4(c.serverId),
+    });
+  }
+
   async #sweep(): Promise<void> {
     const expired = await this.engine.sweep();
     if (expired.length === 0) return;
@@ -213,6 +272,7 @@ export class DstmServer {
     for (let i = 0; i < 200 && this.#inflight > 0; i++)
       await new Promise((resolve) => setTimeout(resolve, 5));
     this.#udp?.close();
+    this.#udp4o6?.close();
     this.#tepSync?.close();
     for (const endpoint of this.#http) endpoint.close();
     await this.engine.close();

@@ -18,6 +18,8 @@ export interface UdpEndpoint {
   close(): void;
   /** ICMP errors reported for earlier sends (e.g. port unreachable). */
   readonly asyncErrors: number;
+  /** Joins multicast `group` (e.g. ff02::1:2) on interface `ifname`; false when the kernel refuses. */
+  joinGroup(group: string, ifname: string): boolean;
 }
 
 /** A socket could not be opened; `message` is one line fit for the user. */
@@ -74,6 +76,13 @@ export async function bindUdp(
       }
     },
     close: () => socket.close(),
+    joinGroup: (group, ifname) => {
+      try {
+        return socket.addMembership(group, ifname);
+      } catch {
+        return false;
+      }
+    },
     get asyncErrors() {
       return errors.count;
     },

@@ -1,0 +1,197 @@
+/**
+ * The server's DHCPv4-over-DHCPv6 (RFC 7341) service: the standard successor of the DSTM
+ * allocation step, answering 4o6 clients (dstm's own, or any RFC 7341 client) from the same
+ * pools, leases and TEP bindings as the native protocol.
+ *
+ * The host is the source of the DHCPV4-QUERY (RFC 7341 §7: the client's IPv6 address is the
+ * softwire's end), exactly as a native DSTM host is the source of its DISCOVER.
+ *
+ * - DISCOVER → the engine allocates (as a native DISCOVER: sticky, durable, bound at the TEP)
+ *   → OFFER. An offer is a real lease for OFFER_SECONDS, so an abandoned one frees itself.
+ * - REQUEST (selecting: server id + requested address; init-reboot: requested address;
+ *   renewing/rebinding: ciaddr) → the engine renews for the full lease time → ACK, or NAK.
+ * - RELEASE → the engine releases; no answer (RFC 2131 §4.4.6).
+ * - DECLINE and INFORM are counted and ignored.
+ * A shared pool's leases carry OPTION_V4_PORTPARAMS (159, RFC 7618).
+ *
+ * @module
+ */
+import type { AllocationEngine, EngineResult } from "../alloc/engine.ts";
+import type { Logger } from "../control/log.ts";
+import type { Metrics } from "../control/metrics.ts";
+import type { Lease } from "../lease/lease.ts";
+import { canonicalIPv6, formatIPv4 } from "../net/addr.ts";
+import { formatPortSet } from "../net/portset.ts";
+import {
+  type Dhcp4Message,
+  Dhcp4MessageType,
+  Dhcp4Op,
+  type Dhcp4Options,
+  dhcp4MessageTypeName,
+} from "../wire/dhcp4.ts";
+import { Dhcp6MessageType, decodeDhcp4o6, encodeDhcp4o6 } from "../wire/dhcp4o6.ts";
+import type { BindingSink } from "./tep_sync.ts";
+
+/** How long an offered address is held before the client's REQUEST (s). */
+export const OFFER_SECONDS = 60;
+
+export interface Dhcp4o6Options {
+  readonly engine: AllocationEngine;
+  readonly bindings?: BindingSink;
+  /** DHCPv4 server identifier (option 54): an IPv4 address naming this server. */
+  readonly serverId: number;
+  readonly log: Logger;
+  readonly metrics: Metrics;
+  readonly now?: () => number;
+}
+
+export class Dhcp4o6Handler {
+  readonly #o: Dhcp4o6Options;
+  readonly #now: () => number;
+
+  constructor(options: Dhcp4o6Options) {
+    this.#o = options;
+    this.#now = options.now ?? Date.now;
+    options.metrics.counter(
+      "dstm_dhcp4o6_messages_total",
+      "DHCPv4-over-DHCPv6 queries, by DHCPv4 message type and result",
+    );
+  }
+
+  /** One datagram from `source` (port 546 normally); resolves to the answer or null. */
+  async handle(raw: Uint8Array, source: string): Promise<Uint8Array | null> {
+    const decoded = decodeDhcp4o6(raw);
+    if (!decoded.ok || decoded.value.type !== Dhcp6MessageType.DHCPV4_QUERY) {
+      this.#count("invalid", decoded.ok ? "not-a-query" : `malformed-${decoded.error.code}`);
+      return null;
+    }
+    const query = decoded.value.dhcp4;
+    const host6 = canonicalIPv6(source);
+    if (!host6) return null;
+    const type = query.options.messageType;
+    const name = dhcp4MessageTypeName(type).toLowerCase();
+    const { engine } = this.#o;
+    switch (type) {
+      case Dhcp4MessageType.DISCOVER: {
+        const result = await engine.discover(host6, {
+          hint: query.options.requestedIp || undefined,
+          leaseTime: OFFER_SECONDS,
+        });
+        if (!(await this.#installed(result, host6))) {
+          this.#count(name, "tep-unavailable");
+          return null;
+        }
+        if (!result.ok) {
+          // RFC 2131 §4.3.1: no address, no OFFER (a NAK is not a DISCOVER's answer).
+          this.#count(name, result.reason);
+          return null;
+        }
+        this.#count(name, "offer");
+        return this.#reply(query, Dhcp4MessageType.OFFER, result.lease);
+      }
+      case Dhcp4MessageType.REQUEST: {
+        const address = query.ciaddr || query.options.requestedIp || 0;
+        if (query.options.serverId !== undefined && query.options.serverId !== this.#o.serverId) {
+          this.#count(name, "other-server"); // the client chose another server's offer
+          const lease = engine.lookupHost(host6);
+          if (lease && lease.ipv4 === address) await engine.release(host6, address);
+          return null;
+        }
+        if (!address) return this.#nak(query, name, "no address requested");
+        const result = await engine.request(host6, address);
+        if (!(await this.#installed(result, host6)))
+          return this.#nak(query, name, "TEP unavailable");
+        if (!result.ok) return this.#nak(query, name, result.message);
+        this.#count(name, "ack");
+        this.#log(result.outcome === "renewed" ? "renew" : "allocate", result.lease);
+        return this.#reply(query, Dhcp4MessageType.ACK, result.lease);
+      }
+      case Dhcp4MessageType.RELEASE: {
+        const result = await engine.release(host6, query.ciaddr);
+        this.#count(name, result.ok ? "released" : result.reason);
+        if (result.ok) {
+          this.#o.bindings?.remove(result.lease);
+          this.#log("release", result.lease);
+        }
+        return null;
+      }
+      default:
+        this.#count(name, "ignored");
+        return null;
+    }
+  }
+
+  /** Installs a new binding at the TEP; on failure gives the address back. True when usable. */
+  async #installed(result: EngineResult, host6: string): Promise<boolean> {
+    const sink = this.#o.bindings;
+    if (!sink || !result.ok) return true;
+    const isNew = result.outcome === "allocated" || result.outcome === "reused";
+    const ok = isNew
+      ? await sink.install(result.lease)
+      : ((await sink.pending(result.lease)) ?? true);
+    if (!ok && isNew) await this.#o.engine.release(host6, result.lease.ipv4);
+    return ok;
+  }
+
+  #reply(query: Dhcp4Message, type: Dhcp4MessageType, lease: Lease): Uint8Array {
+    const seconds = Math.max(1, Math.round((lease.expiresAt - this.#now()) / 1000));
+    const options: Dhcp4Options = {
+      messageType: type,
+      serverId: this.#o.serverId,
+      leaseTime: seconds,
+      renewalTime: Math.floor(seconds / 2),
+      rebindingTime: Math.floor((seconds * 7) / 8),
+      subnetMask: 0xffffffff,
+      portParams: lease.portSet.psidLength > 0 ? lease.portSet : undefined,
+    };
+    return this.#encode(query, { yiaddr: lease.ipv4, options });
+  }
+
+  #nak(query: Dhcp4Message, name: string, message: string): Uint8Array {
+    this.#count(name, "nak");
+    return this.#encode(query, {
+      yiaddr: 0,
+      options: {
+        messageType: Dhcp4MessageType.NAK,
+        serverId: this.#o.serverId,
+        message: message.slice(0, 200) || "refused",
+      },
+    });
+  }
+
+  #encode(query: Dhcp4Message, answer: { yiaddr: number; options: Dhcp4Options }): Uint8Array {
+    return encodeDhcp4o6({
+      type: Dhcp6MessageType.DHCPV4_RESPONSE,
+      flags: 0,
+      dhcp4: {
+        op: Dhcp4Op.BOOTREPLY,
+        htype: query.htype,
+        hops: 0,
+        xid: query.xid,
+        secs: 0,
+        flags: query.flags,
+        ciaddr: query.ciaddr,
+        yiaddr: answer.yiaddr,
+        siaddr: 0,
+        giaddr: query.giaddr,
+        chaddr: query.chaddr,
+        options: answer.options,
+      },
+    });
+  }
+
+  #count(type: string, result: string): void {
+    this.#o.metrics.inc("dstm_dhcp4o6_messages_total", { type, result });
+  }
+
+  #log(event: string, lease: Lease): void {
+    this.#o.log.info(event, {
+      protocol: "dhcp4o6",
+      ipv4: formatIPv4(lease.ipv4),
+      ports: lease.portSet.psidLength === 0 ? undefined : formatPortSet(lease.portSet),
+      host6: lease.host6,
+      tep6: lease.tep6,
+      expires: event === "release" ? undefined : new Date(lease.expiresAt).toISOString(),
+    });
+  }
+}

@@ -1,0 +1,159 @@
+import { afterEach, describe, expect, test } from "bun:test";
+import { Logger } from "../lib/control/log.ts";
+import { formatIPv4, parseIPv4 } from "../lib/net/addr.ts";
+import { DstmServer, type ServerConfig } from "../lib/server/server.ts";
+import { bindUdp } from "../lib/sys/udp.ts";
+import {
+  type Dhcp4Message,
+  Dhcp4MessageType,
+  Dhcp4Op,
+  type Dhcp4Options,
+} from "../lib/wire/dhcp4.ts";
+import {
+  DHCP4O6_FLAG_UNICAST,
+  type Dhcp4o6Message,
+  Dhcp6MessageType,
+  decodeDhcp4o6,
+  encodeDhcp4o6,
+} from "../lib/wire/dhcp4o6.ts";
+
+const SERVER_ID = parseIPv4("192.0.2.1")!;
+const cleanup: (() => unknown)[] = [];
+afterEach(async () => {
+  for (const c of cleanup.splice(0).reverse()) await c();
+});
+
+async function start(overrides: Partial<ServerConfig> = {}) {
+  const server = await DstmServer.start({
+    pools: [{ prefixes: ["198.51.100.0/29"], tep6: "2001:db8::1", tep4: SERVER_ID }],
+    leaseTime: 600,
+    listen: { address: "::1", port: 0 },
+    sourceCheck: true,
+    dhcp4o6: { address: "::1", port: 0, interfaces: [], serverId: SERVER_ID },
+    log: new Logger({ sink: () => {} }),
+    ...overrides,
+  });
+  cleanup.push(() => server.stop());
+  return server;
+}
+
+/** A 4o6 client stand-in on ::1: sends one query, returns the response or null after 300 ms. */
+async function exchange(
+  port: number,
+  dhcp4: Dhcp4Message,
+  flags = 0,
+): Promise<Dhcp4o6Message | null> {
+  let answer: Uint8Array | null = null;
+  const ep = await bindUdp("::1", 0, (data) => {
+    answer = data;
+  });
+  ep.send(encodeDhcp4o6({ type: Dhcp6MessageType.DHCPV4_QUERY, flags, dhcp4 }), "::1", port);
+  for (let i = 0; i < 30 && !answer; i++) await Bun.sleep(10);
+  ep.close();
+  if (!answer) return null;
+  const decoded = decodeDhcp4o6(answer);
+  if (!decoded.ok) throw new Error(decoded.error.message);
+  return decoded.value;
+}
+
+const CHADDR = Uint8Array.from([0x02, 0, 0, 0, 0, 0x0a]);
+
+function query(
+  type: Dhcp4MessageType,
+  fields: Partial<Dhcp4Message> = {},
+  options: Partial<Dhcp4Options> = {},
+): Dhcp4Message {
+  return {
+    op: Dhcp4Op.BOOTREQUEST,
+    htype: 1,
+    hops: 0,
+    xid: 0x1234abcd,
+    secs: 0,
+    flags: 0,
+    ciaddr: 0,
+    yiaddr: 0,
+    siaddr: 0,
+    giaddr: 0,
+    chaddr: CHADDR,
+    ...fields,
+    options: { messageType: type, ...options },
+  };
+}
+
+describe("dstm server --dhcp4o6", () => {
+  test("DISCOVER/OFFER, REQUEST/ACK, renewal with the U flag, RELEASE — one lease with the native protocol's engine", async () => {
+    const server = await start();
+    const port = server.dhcp4o6Port;
+    const offer = await exchange(port, query(Dhcp4MessageType.DISCOVER));
+    expect(offer?.type).toBe(Dhcp6MessageType.DHCPV4_RESPONSE);
+    expect(offer?.dhcp4.op).toBe(Dhcp4Op.BOOTREPLY);
+    expect(offer?.dhcp4.xid).toBe(0x1234abcd);
+    expect(offer?.dhcp4.options.messageType).toBe(Dhcp4MessageType.OFFER);
+    expect(offer?.dhcp4.options.serverId).toBe(SERVER_ID);
+    const offered = offer!.dhcp4.yiaddr;
+    expect(formatIPv4(offered)).toBe("198.51.100.1");
+    expect(offer?.dhcp4.options.leaseTime).toBeLessThanOrEqual(60);
+    const ack = await exchange(
+      port,
+      query(Dhcp4MessageType.REQUEST, {}, { requestedIp: offered, serverId: SERVER_ID }),
+    );
+    expect(ack?.dhcp4.options.messageType).toBe(Dhcp4MessageType.ACK);
+    expect(ack?.dhcp4.yiaddr).toBe(offered);
+    expect(ack?.dhcp4.options.leaseTime).toBe(600);
+    expect(ack?.dhcp4.options.renewalTime).toBe(300);
+    expect(ack?.dhcp4.options.rebindingTime).toBe(525);
+    // The host is the query's source: the same lease table as the native protocol.
+    expect(server.engine.lookupHost("::1")?.ipv4).toBe(offered);
+    const renewed = await exchange(
+      port,
+      query(Dhcp4MessageType.REQUEST, { ciaddr: offered }),
+      DHCP4O6_FLAG_UNICAST,
+    );
+    expect(renewed?.dhcp4.options.messageType).toBe(Dhcp4MessageType.ACK);
+    expect(renewed?.dhcp4.yiaddr).toBe(offered);
+    expect(
+      await exchange(
+        port,
+        query(Dhcp4MessageType.RELEASE, { ciaddr: offered }, { serverId: SERVER_ID }),
+      ),
+    ).toBeNull();
+    expect(server.engine.lookupHost("::1")).toBeUndefined();
+    expect(
+      server.metrics.get("dstm_dhcp4o6_messages_total", { type: "release", result: "released" }),
+    ).toBe(1);
+  });
+
+  test("a REQUEST for an address held by another host gets a NAK", async () => {
+    const server = await start();
+    const lease = await server.engine.discover("2001:db8:9::1");
+    expect(lease.ok).toBe(true);
+    const ipv4 = lease.ok ? lease.lease.ipv4 : 0;
+    const nak = await exchange(
+      server.dhcp4o6Port,
+      query(Dhcp4MessageType.REQUEST, {}, { requestedIp: ipv4 }),
+    );
+    expect(nak?.dhcp4.options.messageType).toBe(Dhcp4MessageType.NAK);
+    expect(nak?.dhcp4.yiaddr).toBe(0);
+  });
+
+  test("a lease from a shared pool carries OPTION_V4_PORTPARAMS (159)", async () => {
+    const server = await start({
+      pools: [{ prefixes: ["198.51.100.0/30"], share: 4, tep6: "2001:db8::1", tep4: SERVER_ID }],
+    });
+    const offer = await exchange(server.dhcp4o6Port, query(Dhcp4MessageType.DISCOVER));
+    expect(offer?.dhcp4.options.portParams?.psidLength).toBe(2);
+    expect(offer?.dhcp4.options.portParams?.offset).toBe(6);
+  });
+
+  test("garbage and DHCPV4-RESPONSE messages sent to the server are dropped and counted", async () => {
+    const server = await start();
+    const ep = await bindUdp("::1", 0, () => {});
+    ep.send(new Uint8Array([20, 0, 0, 0, 0, 87, 0, 1, 1]), "::1", server.dhcp4o6Port);
+    await Bun.sleep(100);
+    ep.close();
+    const counted = server.metrics
+      .snapshot()
+      .filter((s) => s.name === "dstm_dhcp4o6_messages_total" && s.labels.includes("malformed"));
+    expect(counted.length).toBe(1);
+  });
+});
