@@ -1,0 +1,87 @@
+/**
+ * Run inside a namespace: a dstm server answering DHCPv4-over-DHCPv6 on [::1]:547 and a
+ * client stand-in on port 546 doing DISCOVER/OFFER, REQUEST/ACK, a renewal with the U flag and
+ * a RELEASE, with a shared pool so the ACK carries option 159. Prints the leased address as JSON.
+ */
+import { Logger } from "../../lib/control/log.ts";
+import { formatIPv4, parseIPv4 } from "../../lib/net/addr.ts";
+import { DstmServer } from "../../lib/server/server.ts";
+import { bindUdp } from "../../lib/sys/udp.ts";
+import {
+  type Dhcp4Message,
+  Dhcp4MessageType,
+  Dhcp4Op,
+  type Dhcp4Options,
+} from "../../lib/wire/dhcp4.ts";
+import {
+  DHCP4O6_FLAG_UNICAST,
+  Dhcp6MessageType,
+  decodeDhcp4o6,
+  encodeDhcp4o6,
+} from "../../lib/wire/dhcp4o6.ts";
+
+const serverId = parseIPv4("192.0.2.1")!;
+const server = await DstmServer.start({
+  pools: [{ prefixes: ["198.51.100.0/30"], share: 4, tep6: "2001:db8::1", tep4: serverId }],
+  leaseTime: 600,
+  listen: { address: "::1", port: 0 },
+  sourceCheck: true,
+  dhcp4o6: { address: "::1", port: 547, interfaces: [], serverId },
+  log: new Logger({ sink: () => {} }),
+});
+let answer: Uint8Array | null = null;
+const client = await bindUdp("::1", 546, (data) => {
+  answer = data;
+});
+const chaddr = Uint8Array.from([0x02, 0, 0, 0, 0, 0x42]);
+async function ask(
+  type: Dhcp4MessageType,
+  fields: Partial<Dhcp4Message>,
+  options: Partial<Dhcp4Options>,
+  flags = 0,
+) {
+  answer = null;
+  const dhcp4: Dhcp4Message = {
+    op: Dhcp4Op.BOOTREQUEST,
+    htype: 1,
+    hops: 0,
+    xid: 0x2b2b0000 + type,
+    secs: 0,
+    flags: 0,
+    ciaddr: 0,
+    yiaddr: 0,
+    siaddr: 0,
+    giaddr: 0,
+    chaddr,
+    ...fields,
+    options: {
+      messageType: type,
+      clientId: Uint8Array.from([1, ...chaddr]),
+      parameterRequestList: [1, 3, 51, 54, 159],
+      ...options,
+    },
+  };
+  client.send(encodeDhcp4o6({ type: Dhcp6MessageType.DHCPV4_QUERY, flags, dhcp4 }), "::1", 547);
+  for (let i = 0; i < 50 && !answer; i++) await Bun.sleep(10);
+  if (!answer) return null;
+  const decoded = decodeDhcp4o6(answer);
+  return decoded.ok ? decoded.value.dhcp4 : null;
+}
+const offer = await ask(Dhcp4MessageType.DISCOVER, {}, {});
+const ack = await ask(Dhcp4MessageType.REQUEST, {}, { requestedIp: offer!.yiaddr, serverId });
+const renew = await ask(
+  Dhcp4MessageType.REQUEST,
+  { ciaddr: ack!.yiaddr },
+  {},
+  DHCP4O6_FLAG_UNICAST,
+);
+await ask(Dhcp4MessageType.RELEASE, { ciaddr: ack!.yiaddr }, { serverId });
+client.close();
+await server.stop();
+console.log(
+  JSON.stringify({
+    offered: formatIPv4(offer!.yiaddr),
+    acked: renew?.options.messageType === Dhcp4MessageType.ACK,
+    portParams: ack!.options.portParams,
+  }),
+);
