@@ -3,11 +3,14 @@
  *
  * @module
  */
-import { Command } from "@commander-js/extra-typings";
+import { Command, Option } from "@commander-js/extra-typings";
+import { Dhcp4o6Client } from "../lib/client/dhcp4o6_client.ts";
 import { DstmNode } from "../lib/client/node.ts";
-import { canonicalIPv6 } from "../lib/net/addr.ts";
+import { canonicalIPv6, parseIPv4 } from "../lib/net/addr.ts";
 import { parseIPv4Prefix } from "../lib/net/prefix.ts";
 import { getUnix, serveUnix } from "../lib/sys/http.ts";
+import { sourceAddressFor } from "../lib/sys/udp.ts";
+import { ALL_DHCP_RELAY_AGENTS_AND_SERVERS, DHCP6_SERVER_PORT } from "../lib/wire/dhcp4o6.ts";
 import { DSTM_PORT } from "../lib/wire/dstm_types.ts";
 import {
   logFormatOption,
@@ -33,9 +36,24 @@ export function clientCommand() {
     .description(
       "run the DSTM client: obtain an IPv4 lease, bring up the DTI (4over6 tunnel interface), renew, release on exit",
     )
-    .option("--server <v6>", "the DSTM server's IPv6 address")
-    .option("--port <n>", `server port (default ${DSTM_PORT})`)
-    .option("--tep <v6>", "use this TEP instead of the one the server names")
+    .addOption(
+      new Option(
+        "--protocol <name>",
+        "allocation protocol: native DSTM, or DHCPv4-over-DHCPv6 (RFC 7341)",
+      )
+        .choices(["dstm", "dhcp4o6"] as const)
+        .default("dstm" as const),
+    )
+    .option(
+      "--server <v6>",
+      "the DSTM server's IPv6 address (dhcp4o6: the 4o6 server's, or ff02::1:2[%IF])",
+    )
+    .option("--port <n>", `server port (default ${DSTM_PORT}; dhcp4o6: ${DHCP6_SERVER_PORT})`)
+    .option(
+      "--tep <v6>",
+      "use this TEP instead of the one the server names (required with dhcp4o6: DHCP names none)",
+    )
+    .option("--tep4 <v4>", "dhcp4o6: the TEP's IPv4 address, if known (shown in the status)")
     .option(
       "--source <v6>",
       "this host's IPv6 address for the tunnel (default: the source towards the server)",
@@ -63,12 +81,20 @@ Examples:
   dstm client --server 2001:db8:1::53
   dstm client --server 2001:db8:1::53 --route 192.0.2.0/24 --key /etc/dstm/key
   dstm client --server 2001:db8:1::53 --on-demand --idle 30
+  dstm client --protocol dhcp4o6 --server 2001:db8:1::547 --tep 2001:db8:1::1
+  dstm client --protocol dhcp4o6 --server ff02::1:2%eth0 --tep 2001:db8:1::1
   dstm client status`,
     )
     .action(async (flags) => {
+      const dhcp4o6 = flags.protocol === "dhcp4o6";
       if (!flags.server)
-        throw new UsageError("--server V6 is required (the DSTM server's IPv6 address)");
-      const server = canonicalIPv6(flags.server);
+        throw new UsageError(
+          dhcp4o6
+            ? "--server V6 is required (the 4o6 server's IPv6 address, or ff02::1:2)"
+            : "--server V6 is required (the DSTM server's IPv6 address)",
+        );
+      const [serverAddress = "", zone] = flags.server.split("%", 2);
+      const server = canonicalIPv6(dhcp4o6 ? serverAddress : flags.server);
       if (!server) throw new UsageError(`--server: "${flags.server}" is not an IPv6 address`);
       const tep6 = flags.tep === undefined ? undefined : canonicalIPv6(flags.tep);
       if (tep6 === null) throw new UsageError(`--tep: "${flags.tep}" is not an IPv6 address`);
@@ -85,12 +111,44 @@ Examples:
       const idle = Number(flags.idle);
       if (!Number.isInteger(idle) || idle < 1 || idle > 86400)
         throw new UsageError(`--idle: "${flags.idle}" is not 1–86400 seconds`);
+      const tep4 = flags.tep4 === undefined ? undefined : parseIPv4(flags.tep4);
+      if (tep4 === null) throw new UsageError(`--tep4: "${flags.tep4}" is not an IPv4 address`);
+      if (dhcp4o6) {
+        if (tep6 === undefined)
+          throw new UsageError(
+            "--tep V6 is required with --protocol dhcp4o6 (DHCP does not say which TEP to use)",
+          );
+        if (flags.key)
+          throw new UsageError("--key signs native DSTM messages; dhcp4o6 has no such signature");
+      } else if (flags.tep4 !== undefined) {
+        throw new UsageError("--tep4 is for --protocol dhcp4o6 (the DSTM server names the TEP)");
+      }
       const log = stdoutLogger(flags);
+      const port = parsePort(flags.port, "--port", dhcp4o6 ? DHCP6_SERVER_PORT : DSTM_PORT);
+      const multicast = dhcp4o6 && server === ALL_DHCP_RELAY_AGENTS_AND_SERVERS;
       const node = await DstmNode.start({
-        server,
-        port: parsePort(flags.port, "--port", DSTM_PORT),
-        host6,
+        server: dhcp4o6 ? flags.server : server,
+        port,
+        // dhcp4o6: the tunnel source is the address towards the TEP (ff02::1:2 has no route).
+        host6: dhcp4o6 ? (host6 ?? (await sourceAddressFor(tep6!, port))) : host6,
         tep6,
+        leaseClient: dhcp4o6
+          ? (source) =>
+              Dhcp4o6Client.open({
+                server: zone === undefined ? server : `${server}%${zone}`,
+                ifname: multicast ? zone : undefined,
+                host6: source,
+                tep6: tep6!,
+                tep4,
+                serverPort: port,
+                log,
+              }).catch((error: Error) => {
+                // A bad address or ff02::1:2 without an interface: the user's to fix.
+                throw error instanceof RangeError
+                  ? new UsageError(`--server: ${error.message}`)
+                  : error;
+              })
+          : undefined,
         key: flags.key ? readKeys(flags.key)[0] : undefined,
         ifname: flags.ifname,
         routes: flags.route,

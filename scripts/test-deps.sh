@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the end-to-end tests drive, when missing and when we are root on Debian:
-# ping, curl, a real FTP server (vsftpd), iperf3, python3 (web server), iproute2.
+# ping, curl, a real FTP server (vsftpd), iperf3, python3 (web server), iproute2, and ISC Kea's
+# DHCPv4 and DHCPv6 servers (the DHCPv4-over-DHCPv6 test).
 set -euo pipefail
 need=()
 command -v ip >/dev/null || need+=(iproute2)
@@ -9,6 +10,9 @@ command -v curl >/dev/null || need+=(curl)
 [ -x /usr/sbin/vsftpd ] || need+=(vsftpd)
 command -v iperf3 >/dev/null || need+=(iperf3)
 [ -x /usr/bin/python3 ] || need+=(python3)
+[ -x /usr/sbin/kea-dhcp4 ] || need+=(kea-dhcp4-server)
+[ -x /usr/sbin/kea-dhcp6 ] || need+=(kea-dhcp6-server)
+command -v tshark >/dev/null || need+=(tshark)
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then
   echo "note: missing ${need[*]}; the end-to-end tests that need them will be skipped (run as root on Debian to install)" >&2
@@ -16,5 +20,12 @@ if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then
 fi
 echo "installing ${need[*]} for the end-to-end tests" >&2
 export DEBIAN_FRONTEND=noninteractive
+# tshark asks whether non-root users may capture: no.
+echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections 2>/dev/null || true
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+# Where systemd runs, the Kea packages start their daemons with the default configuration:
+# the tests start their own Kea inside namespaces, so stop the ones this install started.
+if [ -d /run/systemd/system ] && command -v systemctl >/dev/null; then
+  systemctl disable --now kea-dhcp4-server kea-dhcp6-server kea-ctrl-agent kea-dhcp-ddns-server 2>/dev/null || true
+fi

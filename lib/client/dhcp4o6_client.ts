@@ -1,0 +1,629 @@
+/**
+ * The DHCPv4-over-DHCPv6 client (RFC 7341): the allocation step of DSTM done by an ordinary
+ * DHCPv4 server (e.g. ISC Kea) over IPv6, as a {@link LeaseClient} for the client service
+ * (lib/client/node.ts). docs/dhcp4o6.md describes the exchange.
+ *
+ * - `discover()`: DISCOVER → OFFER, then REQUEST (selecting, same xid as the OFFER) → ACK, each
+ *   DHCPv4 message inside a DHCPV4-QUERY with the U flag clear, to the configured server
+ *   (unicast) or `ff02::1:2` on the given interface.
+ * - `request(ipv4)`: before T2 (option 59, default 7/8 of the lease) a *renewing* REQUEST
+ *   (`ciaddr` set, no server id, no requested IP) with the U flag set, unicast to the server;
+ *   from T2 on a *rebinding* REQUEST, U clear, to the option-88 servers or `ff02::1:2`.
+ *   The client service calls it at half the lease time (the default T1).
+ * - `release(ipv4)`: RELEASE (`ciaddr`, server id) with the U flag, unicast, sent once.
+ *
+ * The 4o6 envelope has no transaction id: replies are matched on the DHCPv4 `xid` and
+ * `chaddr`. Response flags are ignored (Kea copies the query's). A NAK is a
+ * {@link DstmRefusedError}; silence after every retransmission a {@link DstmTimeoutError}.
+ * DHCP says nothing about the TEP: the lease's TEP is the one given to {@link Dhcp4o6Client.open}.
+ *
+ * The socket is bound to the host's IPv6 address, UDP port 546 (root or
+ * CAP_NET_BIND_SERVICE), so that every server answers there, also to multicast queries:
+ * Bun sends to a link-scoped multicast address written with its zone, `ff02::1:2%eth0`.
+ *
+ * @module
+ */
+import { readFileSync } from "node:fs";
+import type { Logger } from "../control/log.ts";
+import { canonicalIPv6, formatIPv4 } from "../net/addr.ts";
+import { interfaceOfIPv6 } from "../sys/ifinfo.ts";
+import { bindUdp, UdpBindError, type UdpEndpoint } from "../sys/udp.ts";
+import {
+  DHCP4_HTYPE_ETHERNET,
+  DHCP4_INFINITE_LEASE,
+  type Dhcp4Message,
+  Dhcp4MessageType,
+  Dhcp4Op,
+  type Dhcp4Options,
+  dhcp4MessageTypeName,
+} from "../wire/dhcp4.ts";
+import {
+  ALL_DHCP_RELAY_AGENTS_AND_SERVERS,
+  DHCP4O6_FLAG_UNICAST,
+  DHCP6_CLIENT_PORT,
+  DHCP6_SERVER_PORT,
+  Dhcp6MessageType,
+  Dhcp6OptionCode,
+  decodeDhcp4o6,
+  decodeDhcp6,
+  encodeDhcp4o6,
+  encodeDhcp6,
+  peekDhcp6MessageType,
+} from "../wire/dhcp4o6.ts";
+import { Status } from "../wire/dstm_types.ts";
+import {
+  type ClientLease,
+  DstmRefusedError,
+  DstmTimeoutError,
+  type LeaseClient,
+  type RetryPolicy,
+} from "./protocol.ts";
+
+/** Retransmission as RFC 2131 §4.1: 4 s, 8 s, 16 s, 32 s (each ± 1 s), then give up. */
+export const DHCP4O6_DEFAULT_RETRY: RetryPolicy = { initialMs: 4000, maxMs: 64_000, tries: 4 };
+
+/** Option 55: mask, routers, DNS, lease time, server id, T1, T2, port set (RFC 7618). */
+export const DHCP4O6_PARAMETER_REQUEST_LIST: readonly number[] = [1, 3, 6, 51, 54, 58, 59, 159];
+
+/**
+ * Longest lease the client reports (s). The client service arms a timer at half the lease;
+ * timers beyond 2^31 − 1 ms fire at once, so an infinite (or 136-year) lease is reported as
+ * this, about 49 days, and renewed every 24.
+ */
+export const DHCP4O6_MAX_REPORTED_LEASE = Math.floor((2 ** 31 - 1) / 500);
+
+export interface Dhcp4o6ClientOptions {
+  /** A unicast IPv6 address of the 4o6 server, or `ff02::1:2` (optionally `ff02::1:2%IF`). */
+  readonly server: string;
+  /** Outgoing interface for `ff02::1:2` (discovery, rebinding); default the one of `host6`. */
+  readonly ifname?: string;
+  /** The host's IPv6 address: the socket's address, the tunnel source. */
+  readonly host6: string;
+  /** The TEP's IPv6 address (DHCP does not carry it). */
+  readonly tep6: string;
+  /** The TEP's IPv4 address, when known. */
+  readonly tep4?: number;
+  /** Client hardware address; default the MAC of `host6`'s interface, else a stable 02:… one. */
+  readonly chaddr?: Uint8Array;
+  /** Option 61 value (type byte + id); default `1` + `chaddr`. */
+  readonly clientId?: Uint8Array;
+  /**
+   * Option 88 server list (see {@link discoverServers}): where rebinding goes, and with
+   * `server` `ff02::1:2` also DISCOVER; default `ff02::1:2`.
+   */
+  readonly servers?: readonly string[];
+  /** Retransmission (default {@link DHCP4O6_DEFAULT_RETRY}). */
+  readonly retry?: Partial<RetryPolicy>;
+  readonly now?: () => number;
+  readonly log?: Logger;
+  /** Local address of the socket (default `host6`). */
+  readonly bind?: string;
+  /** UDP port the client sends from and listens on (default 546; tests use others). */
+  readonly clientPort?: number;
+  /** UDP port of the servers (default 547). */
+  readonly serverPort?: number;
+  /** Sees every query as it is sent (the raw DHCPv6 payload and where it goes): for tests. */
+  readonly onSend?: (payload: Uint8Array, address: string) => void;
+}
+
+/** The lease as the protocol knows it (what ClientLease does not carry). */
+export interface Dhcp4o6Binding {
+  readonly ipv4: number;
+  /** Server identifier (option 54) of the ACK: needed by RELEASE. */
+  readonly serverId: number;
+  /** IPv6 address (with zone for link-local) the ACK came from. */
+  readonly responder: string;
+  readonly leaseTime: number;
+  /** T1 and T2 in seconds after `obtainedAt`. */
+  readonly t1: number;
+  readonly t2: number;
+  readonly obtainedAt: number;
+}
+
+interface Pending {
+  readonly accept: (payload: Uint8Array, from: string) => boolean;
+}
+
+interface Reply {
+  readonly dhcp4: Dhcp4Message;
+  readonly from: string;
+}
+
+const MULTICAST = ALL_DHCP_RELAY_AGENTS_AND_SERVERS;
+
+export class Dhcp4o6Client implements LeaseClient {
+  readonly #endpoint: UdpEndpoint;
+  readonly #options: Dhcp4o6ClientOptions;
+  readonly #retry: RetryPolicy;
+  readonly #now: () => number;
+  readonly #serverPort: number;
+  readonly #chaddr: Uint8Array;
+  readonly #clientId: Uint8Array;
+  /** Unicast server given by the user, or null for `ff02::1:2`. */
+  readonly #unicast: string | null;
+  readonly #ifname: string | null;
+  #servers: readonly string[];
+  #binding: Dhcp4o6Binding | undefined;
+  readonly #pending = new Set<Pending>();
+  readonly #closers = new Set<() => void>();
+  #closed = false;
+  /** Datagrams that matched nothing (wrong port, undecodable, unknown xid, other client). */
+  ignored = 0;
+  retransmissions = 0;
+
+  private constructor(
+    endpoint: UdpEndpoint,
+    options: Dhcp4o6ClientOptions,
+    target: { unicast: string | null; ifname: string | null },
+  ) {
+    this.#endpoint = endpoint;
+    this.#options = options;
+    this.#retry = { ...DHCP4O6_DEFAULT_RETRY, ...options.retry };
+    this.#now = options.now ?? Date.now;
+    this.#serverPort = options.serverPort ?? DHCP6_SERVER_PORT;
+    this.#chaddr = options.chaddr ?? defaultChaddr(options.host6, target.ifname);
+    this.#clientId = options.clientId ?? Uint8Array.of(1, ...this.#chaddr);
+    this.#unicast = target.unicast;
+    this.#ifname = target.ifname;
+    this.#servers = options.servers ?? [];
+  }
+
+  /**
+   * Opens the client: binds `[bind ?? host6]:546`. Throws `RangeError` on a bad address or
+   * a multicast server without a known interface, `UdpBindError` when the port cannot be had.
+   */
+  static async open(options: Dhcp4o6ClientOptions): Promise<Dhcp4o6Client> {
+    const target = parseServer(options.server, options.ifname, options.host6);
+    if (canonicalIPv6(options.host6) === null)
+      throw new RangeError(`host6 "${options.host6}" is not an IPv6 address`);
+    if (canonicalIPv6(options.tep6) === null)
+      throw new RangeError(`tep6 "${options.tep6}" is not an IPv6 address`);
+    if (options.chaddr && (options.chaddr.length < 1 || options.chaddr.length > 16))
+      throw new RangeError("chaddr must have 1–16 bytes");
+    const bind = options.bind ?? options.host6;
+    const port = options.clientPort ?? DHCP6_CLIENT_PORT;
+    let client: Dhcp4o6Client | undefined;
+    let endpoint: UdpEndpoint;
+    try {
+      endpoint = await bindUdp(bind, port, (data, address, fromPort) =>
+        client?.onDatagram(data, address, fromPort),
+      );
+    } catch (error) {
+      if (error instanceof UdpBindError && error.code === "EADDRINUSE")
+        throw new UdpBindError(
+          `cannot listen on [${bind}]:${port}: the port is in use (a DHCPv6 client such as dhclient -6, or another dstm client?)`,
+          error.code,
+        );
+      throw error;
+    }
+    client = new Dhcp4o6Client(endpoint, options, target);
+    return client;
+  }
+
+  get host6(): string {
+    return this.#options.host6;
+  }
+
+  /** The client hardware address in use. */
+  get chaddr(): Uint8Array {
+    return this.#chaddr;
+  }
+
+  /** Local address and port of the socket. */
+  get local(): { address: string; port: number } {
+    return { address: this.#endpoint.address, port: this.#endpoint.port };
+  }
+
+  /** The current lease's protocol state (server id, responder, T1, T2), if any. */
+  get binding(): Dhcp4o6Binding | undefined {
+    return this.#binding;
+  }
+
+  /** DISCOVER → OFFER → REQUEST → ACK. */
+  async discover(): Promise<ClientLease> {
+    const started = this.#now();
+    const to = this.#discoverTo();
+    const offer = await this.#exchange(
+      (xid) =>
+        this.#message(xid, started, 0, {
+          messageType: Dhcp4MessageType.DISCOVER,
+          parameterRequestList: DHCP4O6_PARAMETER_REQUEST_LIST,
+          clientId: this.#clientId,
+        }),
+      0,
+      to,
+      (m) =>
+        m.options.messageType === Dhcp4MessageType.OFFER &&
+        m.yiaddr !== 0 &&
+        m.options.serverId !== undefined,
+    );
+    const offered = offer.dhcp4.yiaddr;
+    const serverId = offer.dhcp4.options.serverId!;
+    // RFC 2131 table 5: the selecting REQUEST carries the OFFER's xid.
+    const ack = await this.#exchange(
+      () =>
+        this.#message(offer.dhcp4.xid, started, 0, {
+          messageType: Dhcp4MessageType.REQUEST,
+          requestedIp: offered,
+          serverId,
+          parameterRequestList: DHCP4O6_PARAMETER_REQUEST_LIST,
+          clientId: this.#clientId,
+        }),
+      0,
+      to,
+      (m) => isAckOrNak(m) && (m.options.serverId === undefined || m.options.serverId === serverId),
+      offer.dhcp4.xid,
+    );
+    return this.#bound(ack, "REQUEST");
+  }
+
+  /**
+   * Extends the lease on `ipv4`: renewing (U flag, unicast) before T2, rebinding (no U,
+   * `ff02::1:2` or the option-88 servers) from T2 on or without a known binding.
+   */
+  async request(ipv4: number): Promise<ClientLease> {
+    const binding = this.#binding;
+    const now = this.#now();
+    const renewing =
+      binding !== undefined &&
+      binding.ipv4 === ipv4 &&
+      now < binding.obtainedAt + binding.t2 * 1000;
+    const flags = renewing ? DHCP4O6_FLAG_UNICAST : 0;
+    const to = renewing ? [this.#unicastTo(binding)] : this.#rebindTo();
+    const reply = await this.#exchange(
+      (xid) =>
+        this.#message(xid, now, ipv4, {
+          messageType: Dhcp4MessageType.REQUEST,
+          parameterRequestList: DHCP4O6_PARAMETER_REQUEST_LIST,
+          clientId: this.#clientId,
+        }),
+      flags,
+      to,
+      isAckOrNak,
+    );
+    return this.#bound(reply, renewing ? "renewing REQUEST" : "rebinding REQUEST");
+  }
+
+  /** RELEASE (ciaddr, server id), U flag, unicast to the server; no answer comes. */
+  async release(ipv4: number): Promise<void> {
+    const binding = this.#binding;
+    if (binding === undefined || binding.ipv4 !== ipv4)
+      throw new Error(`no DHCPv4-over-DHCPv6 lease on ${formatIPv4(ipv4)} to release`);
+    this.#binding = undefined;
+    const dhcp4 = this.#message(randomXid(), this.#now(), ipv4, {
+      messageType: Dhcp4MessageType.RELEASE,
+      serverId: binding.serverId,
+      clientId: this.#clientId,
+    });
+    const to = this.#unicastTo(binding);
+    if (!this.#send(encodeDhcp4o6({ type: 20, flags: DHCP4O6_FLAG_UNICAST, dhcp4 }), to))
+      throw new Error(`could not send RELEASE to [${to}]:${this.#serverPort}`);
+  }
+
+  /**
+   * Asks for the 4o6 servers: INFORMATION-REQUEST with ORO 88 to `ff02::1:2` on `ifname`.
+   * Resolves with the option-88 list (empty: use `ff02::1:2`), or null when the REPLY has no
+   * option 88 (no 4o6 service here). The list becomes the rebinding destinations.
+   */
+  async discoverServers(ifname = this.#ifname): Promise<string[] | null> {
+    if (!ifname) throw new RangeError("discoverServers needs the interface for ff02::1:2");
+    const xid = (Math.random() * 0x1000000) >>> 0;
+    const duid = Uint8Array.of(0, 3, 0, 1, ...this.#chaddr); // DUID-LL, Ethernet
+    const started = this.#now();
+    let servers: string[] | null | undefined;
+    await this.#transact(
+      "INFORMATION-REQUEST",
+      [`${MULTICAST}%${ifname}`],
+      () =>
+        encodeDhcp6({
+          type: Dhcp6MessageType.INFORMATION_REQUEST,
+          xid,
+          clientId: duid,
+          oro: [Dhcp6OptionCode.DHCP4_O_DHCP6_SERVER],
+          elapsedTime: Math.min(0xffff, Math.round((this.#now() - started) / 10)),
+        }),
+      (payload) => {
+        if (peekDhcp6MessageType(payload) !== Dhcp6MessageType.REPLY) return false;
+        const r = decodeDhcp6(payload);
+        if (!r.ok || r.value.xid !== xid) return false;
+        servers = r.value.dhcp4o6Servers ? [...r.value.dhcp4o6Servers] : null;
+        return true;
+      },
+    );
+    if (servers) this.#servers = servers;
+    return servers ?? null;
+  }
+
+  /** Closes the socket; pending exchanges end with DstmTimeoutError. */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    for (const close of this.#closers) close();
+    this.#endpoint.close();
+  }
+
+  /** Handles one datagram from the socket. */
+  onDatagram(data: Uint8Array, address: string, port: number): void {
+    if (port !== this.#serverPort) {
+      this.ignored++;
+      return;
+    }
+    for (const pending of this.#pending) if (pending.accept(data, address)) return;
+    this.ignored++;
+  }
+
+  /** DISCOVER and selecting REQUEST: the configured server, else option 88's, else ff02::1:2. */
+  #discoverTo(): string[] {
+    if (this.#unicast !== null) return [this.#unicast];
+    return this.#servers.length > 0 ? [...this.#servers] : [this.#multicastTo()];
+  }
+
+  /** Renewals and RELEASE: the configured server, else the one that answered. */
+  #unicastTo(binding: Dhcp4o6Binding): string {
+    return this.#unicast ?? binding.responder;
+  }
+
+  /** Rebinding: the option-88 servers, else ff02::1:2, else (no interface) the server. */
+  #rebindTo(): string[] {
+    if (this.#servers.length > 0) return [...this.#servers];
+    if (this.#ifname !== null) return [this.#multicastTo()];
+    return [this.#unicast!];
+  }
+
+  #multicastTo(): string {
+    return `${MULTICAST}%${this.#ifname}`;
+  }
+
+  #message(xid: number, started: number, ciaddr: number, options: Dhcp4Options): Dhcp4Message {
+    return {
+      op: Dhcp4Op.BOOTREQUEST,
+      htype: this.#chaddr.length === 6 ? DHCP4_HTYPE_ETHERNET : 0,
+      hops: 0,
+      xid,
+      secs: Math.min(0xffff, Math.max(0, Math.floor((this.#now() - started) / 1000))),
+      flags: 0,
+      ciaddr,
+      yiaddr: 0,
+      siaddr: 0,
+      giaddr: 0,
+      chaddr: this.#chaddr,
+      options,
+    };
+  }
+
+  /**
+   * Sends a DHCPv4 message (a fresh `xid`, or `xid`) in DHCPV4-QUERYs to `to`, retransmitting,
+   * until a DHCPV4-RESPONSE with that xid and our chaddr passes `accept`.
+   */
+  async #exchange(
+    build: (xid: number) => Dhcp4Message,
+    flags: number,
+    to: readonly string[],
+    accept: (reply: Dhcp4Message) => boolean,
+    xid = randomXid(),
+  ): Promise<Reply> {
+    let first: Dhcp4Message | undefined;
+    let reply: Reply | undefined;
+    const what = () => dhcp4MessageTypeName(first?.options.messageType ?? 0);
+    await this.#transact(
+      () => what(),
+      to,
+      () => {
+        const dhcp4 = build(xid);
+        first ??= dhcp4;
+        return encodeDhcp4o6({ type: Dhcp6MessageType.DHCPV4_QUERY, flags, dhcp4 });
+      },
+      (payload, from) => {
+        if (peekDhcp6MessageType(payload) !== Dhcp6MessageType.DHCPV4_RESPONSE) return false;
+        const r = decodeDhcp4o6(payload);
+        // The response's flags mean nothing (Kea copies the query's): not looked at.
+        if (!r.ok || r.value.dhcp4.xid !== xid) return false;
+        const m = r.value.dhcp4;
+        if (!sameBytes(m.chaddr, this.#chaddr) || !accept(m)) return false;
+        this.#options.log?.debug("dhcp4o6-reply", {
+          message: dhcp4MessageTypeName(m.options.messageType),
+          from,
+          yiaddr: m.yiaddr ? formatIPv4(m.yiaddr) : undefined,
+        });
+        reply = { dhcp4: m, from };
+        return true;
+      },
+    );
+    return reply!;
+  }
+
+  /** Sends `build()` to every destination until `accept` takes a reply; retransmits. */
+  async #transact(
+    what: string | (() => string),
+    to: readonly string[],
+    build: () => Uint8Array,
+    accept: (payload: Uint8Array, from: string) => boolean,
+  ): Promise<void> {
+    if (this.#closed) throw new DstmTimeoutError("the DHCPv4-over-DHCPv6 client is closed");
+    let done!: (ok: boolean) => void;
+    const answered = new Promise<boolean>((resolve) => {
+      done = resolve;
+    });
+    const pending: Pending = {
+      accept: (payload, from) => {
+        if (!accept(payload, from)) return false;
+        done(true);
+        return true;
+      },
+    };
+    const closer = () => done(false);
+    this.#pending.add(pending);
+    this.#closers.add(closer);
+    const name = () => (typeof what === "string" ? what : what());
+    let timeout = this.#retry.initialMs;
+    try {
+      for (let attempt = 0; attempt < this.#retry.tries && !this.#closed; attempt++) {
+        const payload = build();
+        if (attempt > 0) {
+          this.retransmissions++;
+          this.#options.log?.warn("no-answer", {
+            server: to.join(","),
+            message: name(),
+            attempt: attempt + 1,
+          });
+        }
+        for (const address of to) this.#send(payload, address);
+        // RFC 2131 §4.1: each timeout randomised by ± 1 s (less for the short test timeouts).
+        const spread = Math.min(1000, timeout / 4);
+        const wait = timeout + (Math.random() * 2 - 1) * spread;
+        let timer: ReturnType<typeof setTimeout> | undefined;
+        const ok = await Promise.race([
+          answered,
+          new Promise<null>((resolve) => {
+            timer = setTimeout(() => resolve(null), wait);
+          }),
+        ]);
+        clearTimeout(timer);
+        if (ok === true) return;
+        if (ok === false) break;
+        timeout = Math.min(timeout * 2, this.#retry.maxMs);
+      }
+    } finally {
+      this.#pending.delete(pending);
+      this.#closers.delete(closer);
+    }
+    if (this.#closed) throw new DstmTimeoutError("the DHCPv4-over-DHCPv6 client was closed");
+    const where = to.map((a) => `[${a}]:${this.#serverPort}`).join(", ");
+    throw new DstmTimeoutError(
+      `no DHCPv4-over-DHCPv6 answer to ${name()} from ${where} after ${this.#retry.tries} tries; is the 4o6 server running and reachable (for Kea: kea-dhcp6 and kea-dhcp4 linked by "dhcp4o6-port")?`,
+    );
+  }
+
+  #send(payload: Uint8Array, address: string): boolean {
+    this.#options.onSend?.(payload, address);
+    const ok = this.#endpoint.send(payload, address, this.#serverPort);
+    if (!ok) this.#options.log?.warn("send-failed", { to: address, port: this.#serverPort });
+    return ok;
+  }
+
+  /** An ACK becomes the lease; a NAK a DstmRefusedError. */
+  #bound(reply: Reply, what: string): ClientLease {
+    const m = reply.dhcp4;
+    if (m.options.messageType === Dhcp4MessageType.NAK) {
+      this.#binding = undefined;
+      const text = m.options.message ? `: ${m.options.message}` : "";
+      throw new DstmRefusedError(Status.NO_SUCH_LEASE, `DHCPNAK to ${what}${text}`);
+    }
+    const now = this.#now();
+    const granted = m.options.leaseTime ?? DHCP4O6_MAX_REPORTED_LEASE;
+    const leaseTime =
+      granted === DHCP4_INFINITE_LEASE
+        ? DHCP4O6_MAX_REPORTED_LEASE
+        : Math.min(granted, DHCP4O6_MAX_REPORTED_LEASE);
+    const t1 = m.options.renewalTime ?? leaseTime / 2;
+    const t2 = m.options.rebindingTime ?? (leaseTime * 7) / 8;
+    const previous = this.#binding;
+    this.#binding = {
+      ipv4: m.yiaddr,
+      serverId: m.options.serverId ?? previous?.serverId ?? 0,
+      responder: reply.from,
+      leaseTime,
+      t1: Math.min(t1, leaseTime),
+      t2: Math.min(t2, leaseTime),
+      obtainedAt: now,
+    };
+    const o = this.#options;
+    const portSet = m.options.portParams;
+    return {
+      ipv4: m.yiaddr,
+      host6: o.host6,
+      tep6: o.tep6,
+      tep4: o.tep4,
+      portSet: portSet && portSet.psidLength > 0 ? portSet : undefined,
+      leaseTime,
+      obtainedAt: now,
+      expiresAt: now + leaseTime * 1000,
+    };
+  }
+}
+
+/**
+ * Asks `ff02::1:2` on `ifname` for the 4o6 servers (option 88) from `[bind]:546` (default
+ * `::`, so the reply comes to the link-local address). See {@link Dhcp4o6Client.discoverServers}.
+ */
+export async function discoverServers(
+  ifname: string,
+  options: Pick<
+    Dhcp4o6ClientOptions,
+    "bind" | "clientPort" | "serverPort" | "retry" | "chaddr" | "log"
+  > = {},
+): Promise<string[] | null> {
+  const client = await Dhcp4o6Client.open({
+    ...options,
+    server: MULTICAST,
+    ifname,
+    host6: options.bind ?? "::",
+    tep6: "::",
+  });
+  try {
+    return await client.discoverServers(ifname);
+  } finally {
+    client.close();
+  }
+}
+
+/** `server` as a unicast address, or multicast with the interface to send it on. */
+function parseServer(
+  server: string,
+  ifname: string | undefined,
+  host6: string,
+): { unicast: string | null; ifname: string | null } {
+  const [address = "", zone] = server.split("%", 2);
+  const canonical = canonicalIPv6(address);
+  if (canonical === null) throw new RangeError(`server "${server}" is not an IPv6 address`);
+  const ownIf = ifname ?? zone ?? interfaceOfIPv6(host6);
+  if (canonical === MULTICAST) {
+    if (!ownIf)
+      throw new RangeError(
+        `the server is ${MULTICAST}, a link-scoped address: name the interface (ifname, or ${MULTICAST}%IF)`,
+      );
+    return { unicast: null, ifname: ownIf };
+  }
+  if (canonical.startsWith("ff"))
+    throw new RangeError(`server ${server}: the only multicast address for 4o6 is ${MULTICAST}`);
+  // A link-local server needs its zone; a global one is used as given.
+  const unicast = zone !== undefined ? `${canonical}%${zone}` : canonical;
+  return { unicast, ifname: ownIf };
+}
+
+/**
+ * The MAC of the interface (6 bytes, not all zero), else a stable locally administered
+ * address derived from `host6` (02:…), never a random one: the server would see a new client
+ * at every start.
+ */
+function defaultChaddr(host6: string, ifname: string | null): Uint8Array {
+  const name = ifname ?? interfaceOfIPv6(host6);
+  if (name) {
+    try {
+      const text = readFileSync(`/sys/class/net/${name}/address`, "utf8").trim();
+      const bytes = text.split(":").map((h) => Number.parseInt(h, 16));
+      if (bytes.length === 6 && bytes.every((b) => b >= 0 && b <= 255) && bytes.some((b) => b))
+        return Uint8Array.from(bytes);
+    } catch {
+      // no such interface file: fall through
+    }
+  }
+  const digest = new Bun.CryptoHasher("sha256").update(canonicalIPv6(host6) ?? host6).digest();
+  return Uint8Array.of(0x02, ...digest.subarray(0, 5));
+}
+
+/** A NAK, or an ACK that grants an address. */
+function isAckOrNak(m: Dhcp4Message): boolean {
+  const type = m.options.messageType;
+  return type === Dhcp4MessageType.NAK || (type === Dhcp4MessageType.ACK && m.yiaddr !== 0);
+}
+
+function randomXid(): number {
+  return crypto.getRandomValues(new Uint32Array(1))[0]!;
+}
+
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
