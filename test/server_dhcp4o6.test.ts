@@ -157,3 +157,31 @@ describe("dstm server --dhcp4o6", () => {
     expect(counted.length).toBe(1);
   });
 });
+
+describe("dstm's DHCPv4-over-DHCPv6 client against dstm's server", () => {
+  test("lease, renewal, shared address with option 159, release", async () => {
+    const { Dhcp4o6Client } = await import("../lib/client/dhcp4o6_client.ts");
+    const server = await start({
+      pools: [{ prefixes: ["203.0.113.0/30"], share: 4, tep6: "2001:db8::1", tep4: SERVER_ID }],
+    });
+    const client = await Dhcp4o6Client.open({
+      server: "::1",
+      host6: "::1",
+      tep6: "2001:db8::1",
+      clientPort: 0,
+      serverPort: server.dhcp4o6Port,
+      retry: { initialMs: 200, tries: 3 },
+    });
+    cleanup.push(() => client.close());
+    const lease = await client.discover();
+    expect(formatIPv4(lease.ipv4)).toBe("203.0.113.1");
+    expect(lease.portSet).toEqual({ offset: 6, psidLength: 2, psid: 0 });
+    expect(lease.leaseTime).toBe(600);
+    expect(server.engine.lookupHost("::1")?.portSet.psidLength).toBe(2);
+    const renewed = await client.request(lease.ipv4);
+    expect(renewed.ipv4).toBe(lease.ipv4);
+    await client.release(lease.ipv4);
+    for (let i = 0; i < 20 && server.engine.lookupHost("::1"); i++) await Bun.sleep(10);
+    expect(server.engine.lookupHost("::1")).toBeUndefined();
+  });
+});
