@@ -15,6 +15,8 @@
  *
  * @module
  */
+
+import { readU32, writeU32 } from "./bytes.ts";
 import { checksumSum, checksumUpdate16 } from "./checksum.ts";
 
 /** Length of an IPv4 header without options. */
@@ -117,12 +119,12 @@ export function ipv4HeaderChecksum(buf: Uint8Array, off: number): number {
 
 /** Source address as an unsigned 32-bit number. */
 export function ipv4Source(buf: Uint8Array, off: number): number {
-  return _u32(buf, off + 12);
+  return readU32(buf, off + 12);
 }
 
 /** Destination address as an unsigned 32-bit number. */
 export function ipv4Destination(buf: Uint8Array, off: number): number {
-  return _u32(buf, off + 16);
+  return readU32(buf, off + 16);
 }
 
 /** Sets the total length (does not touch the checksum: call writeIPv4HeaderChecksum). */
@@ -133,12 +135,12 @@ export function setIPv4TotalLength(buf: Uint8Array, off: number, length: number)
 
 /** Sets the source address (checksum not updated). */
 export function setIPv4Source(buf: Uint8Array, off: number, address: number): void {
-  _put32(buf, off + 12, address);
+  writeU32(buf, off + 12, address);
 }
 
 /** Sets the destination address (checksum not updated). */
 export function setIPv4Destination(buf: Uint8Array, off: number, address: number): void {
-  _put32(buf, off + 16, address);
+  writeU32(buf, off + 16, address);
 }
 
 /**
@@ -209,8 +211,8 @@ export function writeIPv4Header(
   buf[off + 7] = flagsFragment;
   buf[off + 8] = ttl;
   buf[off + 9] = protocol;
-  _put32(buf, off + 12, source);
-  _put32(buf, off + 16, destination);
+  writeU32(buf, off + 12, source);
+  writeU32(buf, off + 16, destination);
   writeIPv4HeaderChecksum(buf, off);
 }
 
@@ -247,14 +249,3 @@ const _PROBLEM_NAMES = [
   "bad-total-length",
   "bad-checksum",
 ];
-
-function _u32(buf: Uint8Array, i: number): number {
-  return ((buf[i]! << 24) | (buf[i + 1]! << 16) | (buf[i + 2]! << 8) | buf[i + 3]!) >>> 0;
-}
-
-function _put32(buf: Uint8Array, i: number, v: number): void {
-  buf[i] = v >>> 24;
-  buf[i + 1] = v >>> 16;
-  buf[i + 2] = v >>> 8;
-  buf[i + 3] = v;
-}

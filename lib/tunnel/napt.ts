@@ -17,6 +17,8 @@
  *
  * @module
  */
+
+import { readU32, writeU32 } from "../net/bytes.ts";
 import { checksumUpdate16, checksumUpdate32, internetChecksum } from "../net/checksum.ts";
 import { IcmpType, isIcmpErrorType } from "../net/icmp4.ts";
 import { IpProtocol } from "../net/ipv4.ts";
@@ -144,7 +146,7 @@ export class ClientTranslator {
       if (external < 0) return Translation.NO_PORT;
       if (external !== original) this.#setPort(buf, l4, at, protocol, original, external);
     }
-    if (this.placeholder !== 0 && _u32(buf, off + 12) === this.placeholder) {
+    if (this.placeholder !== 0 && readU32(buf, off + 12) === this.placeholder) {
       this.#setAddress(buf, off, 12, l4, protocol, firstFragment, this.placeholder, this.leased);
     }
     return Translation.OK;
@@ -174,7 +176,7 @@ export class ClientTranslator {
       this.table.used[pi * PORTS + external] = nowSeconds;
       if (original !== external) this.#setPort(buf, l4, at, protocol, external, original);
     }
-    if (this.placeholder !== 0 && _u32(buf, off + 16) === this.leased) {
+    if (this.placeholder !== 0 && readU32(buf, off + 16) === this.leased) {
       this.#setAddress(buf, off, 16, l4, protocol, firstFragment, this.leased, this.placeholder);
     }
     return Translation.OK;
@@ -266,7 +268,7 @@ export class ClientTranslator {
     from: number,
     to: number,
   ): void {
-    _put32(buf, off + field, to);
+    writeU32(buf, off + field, to);
     const ipSum = checksumUpdate32((buf[off + 10]! << 8) | buf[off + 11]!, from, to);
     buf[off + 10] = ipSum >>> 8;
     buf[off + 11] = ipSum;
@@ -304,8 +306,8 @@ export class ClientTranslator {
         }
       }
     }
-    if (this.placeholder !== 0 && _u32(buf, q + 12) === this.leased) {
-      _put32(buf, q + 12, this.placeholder);
+    if (this.placeholder !== 0 && readU32(buf, q + 12) === this.leased) {
+      writeU32(buf, q + 12, this.placeholder);
       buf[q + 10] = 0;
       buf[q + 11] = 0;
       const qsum = internetChecksum(buf, q, qihl);
@@ -334,8 +336,8 @@ export class ClientTranslator {
     if (external === 0) return Translation.NO_MAPPING;
     buf[at] = external >>> 8;
     buf[at + 1] = external;
-    if (this.placeholder !== 0 && _u32(buf, q + 16) === this.placeholder) {
-      _put32(buf, q + 16, this.leased);
+    if (this.placeholder !== 0 && readU32(buf, q + 16) === this.placeholder) {
+      writeU32(buf, q + 16, this.leased);
       buf[q + 10] = 0;
       buf[q + 11] = 0;
       const qsum = internetChecksum(buf, q, qihl);
@@ -353,15 +355,4 @@ export class ClientTranslator {
     buf[l4 + 2] = sum >>> 8;
     buf[l4 + 3] = sum;
   }
-}
-
-function _u32(buf: Uint8Array, at: number): number {
-  return ((buf[at]! << 24) | (buf[at + 1]! << 16) | (buf[at + 2]! << 8) | buf[at + 3]!) >>> 0;
-}
-
-function _put32(buf: Uint8Array, at: number, v: number): void {
-  buf[at] = v >>> 24;
-  buf[at + 1] = v >>> 16;
-  buf[at + 2] = v >>> 8;
-  buf[at + 3] = v;
 }

@@ -17,7 +17,10 @@
  *
  * @module
  */
+
+import { readU16, readU32, writeU16, writeU32 } from "../net/bytes.ts";
 import { type PortSetValue, portSetProblem } from "../net/portset.ts";
+import { encodeTarget, validRange } from "./codec.ts";
 
 /** UDP port of a DHCPv4 server. */
 export const DHCP4_SERVER_PORT = 67;
@@ -228,8 +231,8 @@ function _u32Spec(code: number, name: string, key: _Spec<number>["key"]): _Spec<
       if (!_isUint(v, 0xffffffff)) throw new RangeError(`${name} ${v} is not a 32-bit value`);
     },
     size: () => 4,
-    write: (v, buf, at) => _put32(buf, at, v),
-    read: (buf, at, len) => (len === 4 ? _u32(buf, at) : _lengthFault(name, len, "4")),
+    write: (v, buf, at) => writeU32(buf, at, v),
+    read: (buf, at, len) => (len === 4 ? readU32(buf, at) : _lengthFault(name, len, "4")),
   };
 }
 
@@ -245,12 +248,12 @@ function _addressListSpec(code: number, name: string, key: "routers" | "dnsServe
     },
     size: (v) => 4 * v.length,
     write(v, buf, at) {
-      for (let i = 0; i < v.length; i++) _put32(buf, at + 4 * i, v[i]!);
+      for (let i = 0; i < v.length; i++) writeU32(buf, at + 4 * i, v[i]!);
     },
     read(buf, at, len) {
       if (len === 0 || len % 4 !== 0) return _lengthFault(name, len, "a non-zero multiple of 4");
       const list: number[] = [];
-      for (let i = 0; i < len; i += 4) list.push(_u32(buf, at + i));
+      for (let i = 0; i < len; i += 4) list.push(readU32(buf, at + i));
       return list;
     },
   };
@@ -283,7 +286,7 @@ const _SUBNET_MASK: _Spec<number> = {
   },
   read(buf, at, len) {
     if (len !== 4) return _lengthFault("subnet mask", len, "4");
-    const mask = _u32(buf, at);
+    const mask = readU32(buf, at);
     if (!_isContiguousMask(mask)) {
       return new _Fault("bad-subnet-mask", `subnet mask 0x${mask.toString(16)} is not contiguous`);
     }
@@ -358,13 +361,13 @@ const _PORT_PARAMS: _Spec<PortSetValue> = {
   write(v, buf, at) {
     buf[at] = v.offset;
     buf[at + 1] = v.psidLength;
-    _put16(buf, at + 2, v.psidLength === 0 ? 0 : v.psid << (16 - v.psidLength));
+    writeU16(buf, at + 2, v.psidLength === 0 ? 0 : v.psid << (16 - v.psidLength));
   },
   read(buf, at, len) {
     if (len !== 4) return _lengthFault("OPTION_V4_PORTPARAMS", len, "4");
     const a = buf[at]!;
     const k = buf[at + 1]!;
-    const field = _u16(buf, at + 2);
+    const field = readU16(buf, at + 2);
     // RFC 7598 §4.5 (by reference from RFC 7618 §4): offset 0–15, PSID left-aligned and the
     // bits to its right zero; with PSID-len 0 the PSID field is ignored.
     if (a > 15 || k > 16 || a + k > 16 || (k > 0 && (field & (0xffff >> k)) !== 0)) {
@@ -404,12 +407,12 @@ function _codec<T>(spec: _Spec<T>): Dhcp4OptionCodec<T> {
     encode(value, buf, offset = 0) {
       spec.check(value);
       const n = spec.size(value);
-      const out = _target(buf, offset, n, spec.name);
+      const out = encodeTarget(buf, offset, n, spec.name);
       spec.write(value, out, 0);
       return out;
     },
     decode(buf, offset = 0, length = buf.length - offset) {
-      if (!_validRange(buf, offset, length)) {
+      if (!validRange(buf, offset, length)) {
         return _fail("bad-offset", `offset ${offset}, length ${length} outside ${buf.length}`);
       }
       const r = spec.read(buf, offset, length);
@@ -476,7 +479,7 @@ export function decodeDhcp4(
   if (op !== 1 && op !== 2) return _fail("bad-op", `op ${op} is neither 1 (BOOTREQUEST) nor 2`);
   const hlen = buf[offset + 2]!;
   if (hlen > 16) return _fail("bad-hlen", `hlen ${hlen} exceeds the 16-byte chaddr field`);
-  const cookie = _u32(buf, offset + 236);
+  const cookie = readU32(buf, offset + 236);
   if (cookie !== DHCP4_MAGIC_COOKIE) {
     return _fail("bad-cookie", `magic cookie 0x${cookie.toString(16)} is not 0x63825363`);
   }
@@ -541,13 +544,13 @@ export function decodeDhcp4(
     op,
     htype: buf[offset + 1]!,
     hops: buf[offset + 3]!,
-    xid: _u32(buf, offset + 4),
-    secs: _u16(buf, offset + 8),
-    flags: _u16(buf, offset + 10),
-    ciaddr: _u32(buf, offset + 12),
-    yiaddr: _u32(buf, offset + 16),
-    siaddr: _u32(buf, offset + 20),
-    giaddr: _u32(buf, offset + 24),
+    xid: readU32(buf, offset + 4),
+    secs: readU16(buf, offset + 8),
+    flags: readU16(buf, offset + 10),
+    ciaddr: readU32(buf, offset + 12),
+    yiaddr: readU32(buf, offset + 16),
+    siaddr: readU32(buf, offset + 20),
+    giaddr: readU32(buf, offset + 24),
     chaddr: buf.slice(offset + 28, offset + 28 + hlen),
     options: options as unknown as Dhcp4Options,
   };
@@ -592,23 +595,23 @@ export function dhcp4EncodingLength(msg: Dhcp4Message): number {
 export function encodeDhcp4(msg: Dhcp4Message, buf?: Uint8Array, offset = 0): Uint8Array {
   _checkMessage(msg);
   const length = dhcp4EncodingLength(msg);
-  const out = _target(buf, offset, length, "DHCPv4 message");
+  const out = encodeTarget(buf, offset, length, "DHCPv4 message");
   out.fill(0, 0, DHCP4_MIN_LENGTH);
   out[0] = msg.op;
   out[1] = msg.htype;
   out[2] = msg.chaddr.length;
   out[3] = msg.hops;
-  _put32(out, 4, msg.xid);
-  _put16(out, 8, msg.secs);
-  _put16(out, 10, msg.flags);
-  _put32(out, 12, msg.ciaddr);
-  _put32(out, 16, msg.yiaddr);
-  _put32(out, 20, msg.siaddr);
-  _put32(out, 24, msg.giaddr);
+  writeU32(out, 4, msg.xid);
+  writeU16(out, 8, msg.secs);
+  writeU16(out, 10, msg.flags);
+  writeU32(out, 12, msg.ciaddr);
+  writeU32(out, 16, msg.yiaddr);
+  writeU32(out, 20, msg.siaddr);
+  writeU32(out, 24, msg.giaddr);
   out.set(msg.chaddr, 28);
   if (msg.sname !== undefined) _putByteString(out, 44, msg.sname);
   if (msg.file !== undefined) _putByteString(out, 108, msg.file);
-  _put32(out, 236, DHCP4_MAGIC_COOKIE);
+  writeU32(out, 236, DHCP4_MAGIC_COOKIE);
   let p = DHCP4_MIN_LENGTH;
   const opts = msg.options as unknown as Record<string, unknown>;
   for (const spec of _SPECS_IN_ORDER) {
@@ -825,43 +828,4 @@ function _cString(buf: Uint8Array, at: number, size: number): string {
 
 function _putByteString(buf: Uint8Array, at: number, text: string): void {
   for (let i = 0; i < text.length; i++) buf[at + i] = text.charCodeAt(i);
-}
-
-function _validRange(buf: Uint8Array, offset: number, length: number): boolean {
-  return (
-    Number.isInteger(offset) &&
-    Number.isInteger(length) &&
-    offset >= 0 &&
-    length >= 0 &&
-    offset + length <= buf.length
-  );
-}
-
-/** The `n` bytes at `offset` of `buf` (a new buffer when omitted), or `RangeError`. */
-function _target(buf: Uint8Array | undefined, offset: number, n: number, what: string): Uint8Array {
-  if (buf === undefined) return new Uint8Array(n);
-  if (!Number.isInteger(offset) || offset < 0 || offset + n > buf.length) {
-    throw new RangeError(`${n}-byte ${what} does not fit at offset ${offset} of ${buf.length}`);
-  }
-  return buf.subarray(offset, offset + n);
-}
-
-function _u16(buf: Uint8Array, at: number): number {
-  return (buf[at]! << 8) | buf[at + 1]!;
-}
-
-function _u32(buf: Uint8Array, at: number): number {
-  return ((buf[at]! << 24) | (buf[at + 1]! << 16) | (buf[at + 2]! << 8) | buf[at + 3]!) >>> 0;
-}
-
-function _put16(buf: Uint8Array, at: number, v: number): void {
-  buf[at] = v >>> 8;
-  buf[at + 1] = v;
-}
-
-function _put32(buf: Uint8Array, at: number, v: number): void {
-  buf[at] = v >>> 24;
-  buf[at + 1] = v >>> 16;
-  buf[at + 2] = v >>> 8;
-  buf[at + 3] = v;
 }

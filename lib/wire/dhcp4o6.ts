@@ -13,6 +13,8 @@
  * @module
  */
 import { formatIPv6, parseIPv6 } from "../net/addr.ts";
+import { readU16, readU24, writeU16 } from "../net/bytes.ts";
+import { encodeTarget, validRange } from "./codec.ts";
 import {
   type Dhcp4DecodeError,
   type Dhcp4Message,
@@ -197,12 +199,12 @@ const _ORO: _Spec<readonly number[]> = {
   },
   size: (v) => 2 * v.length,
   write(v, buf, at) {
-    for (let i = 0; i < v.length; i++) _put16(buf, at + 2 * i, v[i]!);
+    for (let i = 0; i < v.length; i++) writeU16(buf, at + 2 * i, v[i]!);
   },
   read(buf, at, len) {
     if (len % 2 !== 0) return `OPTION_ORO has odd length ${len}`;
     const codes: number[] = [];
-    for (let i = 0; i < len; i += 2) codes.push(_u16(buf, at + i));
+    for (let i = 0; i < len; i += 2) codes.push(readU16(buf, at + i));
     return codes;
   },
 };
@@ -215,9 +217,9 @@ const _ELAPSED_TIME: _Spec<number> = {
     if (!_isUint(v, 0xffff)) throw new RangeError(`elapsedTime ${v} is not 0–65535`);
   },
   size: () => 2,
-  write: (v, buf, at) => _put16(buf, at, v),
+  write: (v, buf, at) => writeU16(buf, at, v),
   read: (buf, at, len) =>
-    len === 2 ? _u16(buf, at) : `OPTION_ELAPSED_TIME has length ${len}, expected 2`,
+    len === 2 ? readU16(buf, at) : `OPTION_ELAPSED_TIME has length ${len}, expected 2`,
 };
 
 const _CLIENT_ID = _duidSpec(1, "OPTION_CLIENTID", "clientId");
@@ -230,12 +232,12 @@ function _codec<T>(spec: _Spec<T>): Dhcp6OptionCodec<T> {
     encodingLength: (value) => spec.size(value),
     encode(value, buf, offset = 0) {
       spec.check(value);
-      const out = _target(buf, offset, spec.size(value), spec.name);
+      const out = encodeTarget(buf, offset, spec.size(value), spec.name);
       spec.write(value, out, 0);
       return out;
     },
     decode(buf, offset = 0, length = buf.length - offset) {
-      if (!_validRange(buf, offset, length)) {
+      if (!validRange(buf, offset, length)) {
         return _fail("bad-offset", `offset ${offset}, length ${length} outside ${buf.length}`);
       }
       const r = spec.read(buf, offset, length);
@@ -340,7 +342,7 @@ export function decodeDhcp4o6(
   if (inner.value.op !== op) {
     return _fail("bad-direction", `${_TYPE_NAMES[type]} carries a DHCPv4 op ${inner.value.op}`);
   }
-  const value = { type, flags: _u24(buf, offset + 1), ...fields, dhcp4: inner.value };
+  const value = { type, flags: readU24(buf, offset + 1), ...fields, dhcp4: inner.value };
   return { ok: true, value: value as Dhcp4o6Message, offset: end };
 }
 
@@ -368,7 +370,7 @@ export function encodeDhcp4o6(msg: Dhcp4o6Message, buf?: Uint8Array, offset = 0)
   _checkOptions(msg, _ENVELOPE_SPECS, Dhcp6OptionCode.DHCPV4_MSG);
   const innerLength = dhcp4EncodingLength(dhcp4);
   if (innerLength > 0xffff) throw new RangeError(`${innerLength}-byte DHCPv4 message`);
-  const out = _target(buf, offset, dhcp4o6EncodingLength(msg), _TYPE_NAMES[type]!);
+  const out = encodeTarget(buf, offset, dhcp4o6EncodingLength(msg), _TYPE_NAMES[type]!);
   // The DHCPv4 message goes first: encodeDhcp4 checks it before writing a byte, so a
   // refused message leaves `buf` untouched.
   const clientIdLength = msg.clientId === undefined ? 0 : 4 + msg.clientId.length;
@@ -376,11 +378,11 @@ export function encodeDhcp4o6(msg: Dhcp4o6Message, buf?: Uint8Array, offset = 0)
   encodeDhcp4(dhcp4, out, at87 + 4);
   out[0] = type;
   out[1] = flags >>> 16;
-  _put16(out, 2, flags);
+  writeU16(out, 2, flags);
   let p = _putTyped(out, 4, _CLIENT_ID, msg.clientId);
   p = _putTyped(out, p, _SERVER_ID, msg.serverId);
-  _put16(out, p, Dhcp6OptionCode.DHCPV4_MSG);
-  _put16(out, p + 2, innerLength);
+  writeU16(out, p, Dhcp6OptionCode.DHCPV4_MSG);
+  writeU16(out, p + 2, innerLength);
   p = _putTyped(out, p + 4 + innerLength, _SERVERS, msg.dhcp4o6Servers);
   _putUnknown(out, p, msg.unknown);
   return out;
@@ -422,7 +424,7 @@ export function decodeDhcp6(
   if (type === Dhcp6MessageType.SOLICIT && fields.serverId !== undefined) {
     return _fail("option-not-allowed", "SOLICIT with OPTION_SERVERID");
   }
-  const value = { type, xid: _u24(buf, offset + 1), ...fields };
+  const value = { type, xid: readU24(buf, offset + 1), ...fields };
   return { ok: true, value: value as Dhcp6Message, offset: end };
 }
 
@@ -450,10 +452,10 @@ export function encodeDhcp6(msg: Dhcp6Message, buf?: Uint8Array, offset = 0): Ui
   if (msg.type === Dhcp6MessageType.SOLICIT && msg.serverId !== undefined) {
     throw new RangeError("SOLICIT must not carry serverId");
   }
-  const out = _target(buf, offset, dhcp6EncodingLength(msg), _TYPE_NAMES[msg.type]!);
+  const out = encodeTarget(buf, offset, dhcp6EncodingLength(msg), _TYPE_NAMES[msg.type]!);
   out[0] = msg.type;
   out[1] = msg.xid >>> 16;
-  _put16(out, 2, msg.xid);
+  writeU16(out, 2, msg.xid);
   let p = 4;
   for (const spec of _DHCP6_SPECS)
     p = _putTyped(out, p, spec, (msg as unknown as _Fields)[spec.key]);
@@ -514,8 +516,8 @@ function _readOptions(
     const at = p - base;
     if (end - p < 4)
       return { code: "truncated-option", message: `option at byte ${at} is cut off` };
-    const code = _u16(buf, p);
-    const len = _u16(buf, p + 2);
+    const code = readU16(buf, p);
+    const len = readU16(buf, p + 2);
     const v = p + 4;
     p = v + len;
     if (p > end) {
@@ -580,8 +582,8 @@ function _optionsLength(msg: Dhcp6CommonOptions, specs: readonly _Spec<unknown>[
 function _putTyped(out: Uint8Array, at: number, spec: _Spec<unknown>, value: unknown): number {
   if (value === undefined) return at;
   const n = spec.size(value);
-  _put16(out, at, spec.code);
-  _put16(out, at + 2, n);
+  writeU16(out, at, spec.code);
+  writeU16(out, at + 2, n);
   spec.write(value, out, at + 4);
   return at + 4 + n;
 }
@@ -589,8 +591,8 @@ function _putTyped(out: Uint8Array, at: number, spec: _Spec<unknown>, value: unk
 function _putUnknown(out: Uint8Array, at: number, list: readonly Dhcp6RawOption[] | undefined) {
   let p = at;
   for (const { code, data } of list ?? []) {
-    _put16(out, p, code);
-    _put16(out, p + 2, data.length);
+    writeU16(out, p, code);
+    writeU16(out, p + 2, data.length);
     out.set(data, p + 4);
     p += 4 + data.length;
   }
@@ -598,36 +600,4 @@ function _putUnknown(out: Uint8Array, at: number, list: readonly Dhcp6RawOption[
 
 function _isUint(value: unknown, max: number): value is number {
   return typeof value === "number" && Number.isInteger(value) && value >= 0 && value <= max;
-}
-
-function _validRange(buf: Uint8Array, offset: number, length: number): boolean {
-  return (
-    Number.isInteger(offset) &&
-    Number.isInteger(length) &&
-    offset >= 0 &&
-    length >= 0 &&
-    offset + length <= buf.length
-  );
-}
-
-/** The `n` bytes at `offset` of `buf` (a new buffer when omitted), or `RangeError`. */
-function _target(buf: Uint8Array | undefined, offset: number, n: number, what: string): Uint8Array {
-  if (buf === undefined) return new Uint8Array(n);
-  if (!Number.isInteger(offset) || offset < 0 || offset + n > buf.length) {
-    throw new RangeError(`${n}-byte ${what} does not fit at offset ${offset} of ${buf.length}`);
-  }
-  return buf.subarray(offset, offset + n);
-}
-
-function _u16(buf: Uint8Array, at: number): number {
-  return (buf[at]! << 8) | buf[at + 1]!;
-}
-
-function _u24(buf: Uint8Array, at: number): number {
-  return (buf[at]! << 16) | (buf[at + 1]! << 8) | buf[at + 2]!;
-}
-
-function _put16(buf: Uint8Array, at: number, v: number): void {
-  buf[at] = v >>> 8;
-  buf[at + 1] = v;
 }

@@ -11,6 +11,7 @@
  * @module
  */
 import { formatIPv4, formatIPv6, parseIPv6 } from "../net/addr.ts";
+import { readU16, readU32, writeU16, writeU32 } from "../net/bytes.ts";
 import {
   AUTH_MAC_LENGTH,
   AUTH_NONCE_LENGTH,
@@ -158,7 +159,7 @@ export function statusName(status: number): string {
  */
 export function peekHeader(buf: Uint8Array, offset = 0): PeekedHeader | null {
   if (!Number.isInteger(offset) || offset < 0 || buf.length - offset < 8) return null;
-  return { version: buf[offset] ?? 0, type: buf[offset + 1] ?? 0, xid: _u32(buf, offset + 4) };
+  return { version: buf[offset] ?? 0, type: buf[offset + 1] ?? 0, xid: readU32(buf, offset + 4) };
 }
 
 /**
@@ -184,10 +185,10 @@ export function decodeMessage(buf: Uint8Array, offset = 0): Decoded<DstmMessage>
   const type = buf[offset + 1] ?? 0;
   const rule = _RULES[type];
   if (rule === undefined) return _fail("unknown-type", `message type ${type} is unknown`);
-  const flags = _u16(buf, offset + 2);
+  const flags = readU16(buf, offset + 2);
   if (flags !== 0) return _fail("bad-flags", `flags 0x${flags.toString(16)} are not zero`);
-  const length = _u16(buf, offset + 8);
-  const reserved = _u16(buf, offset + 10);
+  const length = readU16(buf, offset + 8);
+  const reserved = readU16(buf, offset + 10);
   if (reserved !== 0) return _fail("bad-reserved", `reserved field ${reserved} is not zero`);
   if (length < DSTM_HEADER_LENGTH) return _fail("bad-length", `length ${length} is below 12`);
   if (length > DSTM_MAX_MESSAGE) {
@@ -196,7 +197,7 @@ export function decodeMessage(buf: Uint8Array, offset = 0): Decoded<DstmMessage>
   if (length > available) {
     return _fail("truncated", `length ${length} but only ${available} bytes present`);
   }
-  const msg: _MutableMessage = { type: type as MessageType, xid: _u32(buf, offset + 4) };
+  const msg: _MutableMessage = { type: type as MessageType, xid: readU32(buf, offset + 4) };
   const end = offset + length;
   let seen = 0;
   let p = offset + DSTM_HEADER_LENGTH;
@@ -335,33 +336,33 @@ export function encodeMessage(msg: DstmMessage, buf?: Uint8Array, offset = 0): U
   }
   buf[offset] = DSTM_VERSION;
   buf[offset + 1] = msg.type;
-  _put16(buf, offset + 2, 0);
-  _put32(buf, offset + 4, msg.xid);
-  _put16(buf, offset + 8, length);
-  _put16(buf, offset + 10, 0);
+  writeU16(buf, offset + 2, 0);
+  writeU32(buf, offset + 4, msg.xid);
+  writeU16(buf, offset + 8, length);
+  writeU16(buf, offset + 10, 0);
   let p = offset + DSTM_HEADER_LENGTH;
-  if (msg.host4 !== undefined) p = _put32(buf, _head(buf, p, OptionCode.HOST_IPV4, 4), msg.host4);
+  if (msg.host4 !== undefined) p = writeU32(buf, _head(buf, p, OptionCode.HOST_IPV4, 4), msg.host4);
   if (host6) p = _putBytes(buf, _head(buf, p, OptionCode.HOST_IPV6, 16), host6);
-  if (msg.tep4 !== undefined) p = _put32(buf, _head(buf, p, OptionCode.TEP_IPV4, 4), msg.tep4);
+  if (msg.tep4 !== undefined) p = writeU32(buf, _head(buf, p, OptionCode.TEP_IPV4, 4), msg.tep4);
   if (tep6) p = _putBytes(buf, _head(buf, p, OptionCode.TEP_IPV6, 16), tep6);
   if (msg.portSet !== undefined)
     p = _putPortSet(buf, _head(buf, p, OptionCode.PORT_SET, 4), msg.portSet);
   if (msg.leaseTime !== undefined) {
-    p = _put32(buf, _head(buf, p, OptionCode.LEASE_TIME, 4), msg.leaseTime);
+    p = writeU32(buf, _head(buf, p, OptionCode.LEASE_TIME, 4), msg.leaseTime);
   }
   if (msg.status !== undefined) {
     const text = msg.statusText ?? "";
     const textLength = _utf8Length(text);
-    p = _put16(buf, _head(buf, p, OptionCode.STATUS, 2 + textLength), msg.status);
+    p = writeU16(buf, _head(buf, p, OptionCode.STATUS, 2 + textLength), msg.status);
     _textEncoder.encodeInto(text, buf.subarray(p, p + textLength));
     p += textLength;
   }
   p = _encodeSyncOptions(msg, bindings, buf, p);
   if (msg.auth !== undefined) {
     const { keyId, timestamp, nonce, mac } = msg.auth;
-    p = _put32(buf, _head(buf, p, OptionCode.AUTH, _AUTH_LENGTH), keyId);
-    p = _put32(buf, p, Math.floor(timestamp / 2 ** 32));
-    p = _put32(buf, p, timestamp >>> 0);
+    p = writeU32(buf, _head(buf, p, OptionCode.AUTH, _AUTH_LENGTH), keyId);
+    p = writeU32(buf, p, Math.floor(timestamp / 2 ** 32));
+    p = writeU32(buf, p, timestamp >>> 0);
     p = _putBytes(buf, p, nonce);
     p = _putBytes(buf, p, mac);
   }
@@ -377,16 +378,16 @@ function _encodeSyncOptions(
 ): number {
   let p = at;
   if (msg.syncCount !== undefined && msg.syncDigest !== undefined) {
-    p = _put32(buf, _head(buf, p, OptionCode.SYNC_STATE, 8), msg.syncCount);
-    p = _put32(buf, p, msg.syncDigest);
+    p = writeU32(buf, _head(buf, p, OptionCode.SYNC_STATE, 8), msg.syncCount);
+    p = writeU32(buf, p, msg.syncDigest);
   }
   if (msg.snapshot !== undefined) {
-    p = _put32(buf, _head(buf, p, OptionCode.SNAPSHOT_PART, 8), msg.snapshot.id);
-    p = _put16(buf, p, msg.snapshot.part);
-    p = _put16(buf, p, msg.snapshot.parts);
+    p = writeU32(buf, _head(buf, p, OptionCode.SNAPSHOT_PART, 8), msg.snapshot.id);
+    p = writeU16(buf, p, msg.snapshot.part);
+    p = writeU16(buf, p, msg.snapshot.parts);
   }
   msg.bindings?.forEach((b, i) => {
-    p = _put32(buf, _head(buf, p, OptionCode.BINDING, 24), b.host4);
+    p = writeU32(buf, _head(buf, p, OptionCode.BINDING, 24), b.host4);
     p = _putBytes(buf, p, bindings![i]!);
     p = _putPortSet(buf, p, b.portSet);
   });
@@ -410,7 +411,7 @@ function _decodeOption(
   switch (code) {
     case OptionCode.HOST_IPV4:
     case OptionCode.TEP_IPV4: {
-      const address = _u32(buf, v);
+      const address = readU32(buf, v);
       if (address === 0 || address === 0xffffffff) {
         const message = `${_OPTION_NAMES[code]} ${formatIPv4(address)} is not a host address`;
         return { code: "bad-address", message };
@@ -437,14 +438,14 @@ function _decodeOption(
       return undefined;
     }
     case OptionCode.SYNC_STATE:
-      msg.syncCount = _u32(buf, v);
-      msg.syncDigest = _u32(buf, v + 4);
+      msg.syncCount = readU32(buf, v);
+      msg.syncDigest = readU32(buf, v + 4);
       return undefined;
     case OptionCode.SNAPSHOT_PART:
-      msg.snapshot = { id: _u32(buf, v), part: _u16(buf, v + 4), parts: _u16(buf, v + 6) };
+      msg.snapshot = { id: readU32(buf, v), part: readU16(buf, v + 4), parts: readU16(buf, v + 6) };
       return undefined;
     case OptionCode.BINDING: {
-      const host4 = _u32(buf, v);
+      const host4 = readU32(buf, v);
       if (host4 === 0 || host4 === 0xffffffff || buf[v + 4] === 0xff || _isZero(buf, v + 4, 16)) {
         return { code: "bad-address", message: "BINDING holds an unusable address" };
       }
@@ -456,13 +457,13 @@ function _decodeOption(
       return undefined;
     }
     case OptionCode.LEASE_TIME: {
-      const seconds = _u32(buf, v);
+      const seconds = readU32(buf, v);
       if (seconds === 0) return { code: "bad-lease-time", message: "LEASE_TIME is zero" };
       msg.leaseTime = seconds;
       return undefined;
     }
     case OptionCode.STATUS: {
-      const status = _u16(buf, v);
+      const status = readU16(buf, v);
       if (_STATUS_NAMES[status] === undefined) {
         return { code: "bad-status", message: `STATUS code ${status} is unknown` };
       }
@@ -477,15 +478,15 @@ function _decodeOption(
       return undefined;
     }
     default: {
-      const hi = _u32(buf, v + 4);
+      const hi = readU32(buf, v + 4);
       if (hi > 0x1fffff) {
         return { code: "bad-auth", message: "AUTH timestamp exceeds 2^53-1 ms" };
       }
       const nonceAt = v + 12;
       const macAt = nonceAt + AUTH_NONCE_LENGTH;
       msg.auth = {
-        keyId: _u32(buf, v),
-        timestamp: hi * 2 ** 32 + _u32(buf, v + 8),
+        keyId: readU32(buf, v),
+        timestamp: hi * 2 ** 32 + readU32(buf, v + 8),
         nonce: buf.slice(nonceAt, macAt),
         mac: buf.slice(macAt, macAt + AUTH_MAC_LENGTH),
       };
@@ -498,7 +499,7 @@ function _decodeOption(
 function _readPortSet(buf: Uint8Array, v: number): WirePortSet | string {
   const a = buf[v] ?? 0;
   const k = buf[v + 1] ?? 0;
-  const wire = _u16(buf, v + 2);
+  const wire = readU16(buf, v + 2);
   // RFC 7618 option 159 layout: the PSID is left-aligned, the bits below it are zero.
   if (a > 15 || k > 16 || a + k > 16 || (k === 0 ? wire !== 0 : wire & (0xffff >> k))) {
     return `offset ${a}, psidLength ${k}, PSID field 0x${wire.toString(16)}`;
@@ -592,20 +593,6 @@ function _isZero(buf: Uint8Array, at: number, len: number): boolean {
   return true;
 }
 
-function _u16(buf: Uint8Array, at: number): number {
-  return ((buf[at] ?? 0) << 8) | (buf[at + 1] ?? 0);
-}
-
-function _u32(buf: Uint8Array, at: number): number {
-  return (
-    (((buf[at] ?? 0) << 24) |
-      ((buf[at + 1] ?? 0) << 16) |
-      ((buf[at + 2] ?? 0) << 8) |
-      (buf[at + 3] ?? 0)) >>>
-    0
-  );
-}
-
 /** Writes an option's code and length; returns where its value starts. */
 function _head(buf: Uint8Array, at: number, code: number, len: number): number {
   buf[at] = code;
@@ -613,25 +600,11 @@ function _head(buf: Uint8Array, at: number, code: number, len: number): number {
   return at + 2;
 }
 
-function _put16(buf: Uint8Array, at: number, v: number): number {
-  buf[at] = v >>> 8;
-  buf[at + 1] = v;
-  return at + 2;
-}
-
-function _put32(buf: Uint8Array, at: number, v: number): number {
-  buf[at] = v >>> 24;
-  buf[at + 1] = v >>> 16;
-  buf[at + 2] = v >>> 8;
-  buf[at + 3] = v;
-  return at + 4;
-}
-
 /** Port set as in RFC 7618 option 159: offset, PSID length, left-aligned PSID. */
 function _putPortSet(buf: Uint8Array, at: number, ps: WirePortSet): number {
   buf[at] = ps.offset;
   buf[at + 1] = ps.psidLength;
-  return _put16(buf, at + 2, ps.psidLength === 0 ? 0 : ps.psid << (16 - ps.psidLength));
+  return writeU16(buf, at + 2, ps.psidLength === 0 ? 0 : ps.psid << (16 - ps.psidLength));
 }
 
 function _isUint16(n: number): boolean {
