@@ -16,7 +16,13 @@ import type { Metrics } from "../control/metrics.ts";
 import type { Lease } from "../lease/lease.ts";
 import { canonicalIPv6, formatIPv4 } from "../net/addr.ts";
 import { formatPortSet } from "../net/portset.ts";
-import { type AuthKey, type ReplayGuard, signMessage, verifyMessage } from "../wire/auth.ts";
+import {
+  type AuthKey,
+  type ReplayGuard,
+  signMessage,
+  type VerifyOutcome,
+  verifyMessage,
+} from "../wire/auth.ts";
 import { decodeMessage, encodeMessage, peekHeader } from "../wire/dstm.ts";
 import { type DstmMessage, MessageType, Status } from "../wire/dstm_types.ts";
 import type { BindingSink } from "./tep_sync.ts";
@@ -110,47 +116,17 @@ export class DstmHandler {
       metrics.inc("dstm_dropped_total", { reason: "not-a-request" });
       return null;
     }
-    let key: AuthKey | undefined;
+    const authentic = this.#authenticate(raw.subarray(0, decoded.offset), request, source);
     if (isSync) {
       // A TEP's SYNC is answered (with SNAPSHOTs) only when authentic; never with a NAK.
-      if (this.#o.keys) {
-        const outcome = verifyMessage(
-          raw.subarray(0, decoded.offset),
-          request,
-          this.#o.keys,
-          this.#o.replayGuard!,
-          this.#now(),
-        );
-        if (outcome !== "ok") {
-          metrics.inc("dstm_auth_failures_total", { reason: outcome });
-          this.#o.log.warn("reject", { reason: "auth", auth: outcome, from: source, type: "sync" });
-          return null;
-        }
-      }
-      this.#o.bindings!.onSync(request, source, port);
+      if (authentic === "ok") this.#o.bindings!.onSync(request, source, port);
       return null;
     }
-    if (this.#o.keys) {
-      const outcome = verifyMessage(
-        raw.subarray(0, decoded.offset),
-        request,
-        this.#o.keys,
-        this.#o.replayGuard!,
-        this.#now(),
-      );
-      if (outcome !== "ok") {
-        metrics.inc("dstm_auth_failures_total", { reason: outcome });
-        this.#count(request.type, Status.NOT_AUTHORISED);
-        this.#o.log.warn("reject", {
-          reason: "auth",
-          auth: outcome,
-          from: source,
-          host6: request.host6,
-        });
-        return this.#nak(request.xid, Status.NOT_AUTHORISED, `authentication failed: ${outcome}`);
-      }
-      key = this.#o.keys.get(request.auth!.keyId);
+    if (authentic !== "ok") {
+      this.#count(request.type, Status.NOT_AUTHORISED);
+      return this.#nak(request.xid, Status.NOT_AUTHORISED, `authentication failed: ${authentic}`);
     }
+    const key = this.#o.keys ? this.#o.keys.get(request.auth!.keyId) : undefined;
     const host6 = request.host6!;
     if (this.#sourceCheck && canonicalIPv6(source) !== host6) {
       metrics.inc("dstm_auth_failures_total", { reason: "source-mismatch" });
@@ -240,6 +216,23 @@ export class DstmHandler {
       },
       key,
     );
+  }
+
+  /** With keys configured, checks the request's signature; counts and logs a failure. */
+  #authenticate(raw: Uint8Array, request: DstmMessage, source: string): VerifyOutcome {
+    if (!this.#o.keys) return "ok";
+    const outcome = verifyMessage(raw, request, this.#o.keys, this.#o.replayGuard!, this.#now());
+    if (outcome !== "ok") {
+      this.#o.metrics.inc("dstm_auth_failures_total", { reason: outcome });
+      this.#o.log.warn("reject", {
+        reason: "auth",
+        auth: outcome,
+        from: source,
+        type: TYPE_NAMES[request.type],
+        host6: request.host6,
+      });
+    }
+    return outcome;
   }
 
   #dispatch(request: DstmMessage, host6: string): Promise<EngineResult> {
