@@ -4,6 +4,7 @@
  *
  * @module
  */
+import { cpuCount } from "../sys/affinity.ts";
 import { startWorker, type WorkerHandle } from "../sys/worker.ts";
 import type { BindingTable } from "./binding.ts";
 import type { Counters } from "./counters.ts";
@@ -35,6 +36,8 @@ export interface ForwarderInit {
   raw4Fd?: number;
   counters: SharedArrayBuffer;
   slice: number;
+  /** CPU to pin the Worker to (-1: leave it to the scheduler). */
+  cpu?: number;
   bindings?: SharedArrayBuffer;
   tep?: TepForwarding;
   clientState?: SharedArrayBuffer;
@@ -116,8 +119,15 @@ export class Forwarder {
   }
 
   static async #start(inits: ForwarderInit[]): Promise<Forwarder> {
-    const workers = inits.map((init) =>
-      startWorker<ForwarderInit, ForwarderStats>(WORKER_URL, init, { name: `dstm-${init.role}` }),
+    // The two directions on different CPUs (DSTM_NO_PIN=1 leaves placement to the scheduler).
+    const cpus = cpuCount();
+    const pin = cpus >= 2 && !process.env.DSTM_NO_PIN;
+    const workers = inits.map((init, i) =>
+      startWorker<ForwarderInit, ForwarderStats>(
+        WORKER_URL,
+        { ...init, cpu: pin ? i % cpus : -1 },
+        { name: `dstm-${init.role}` },
+      ),
     );
     try {
       await Promise.all(workers.map((w) => w.ready));

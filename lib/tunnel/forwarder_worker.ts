@@ -7,6 +7,7 @@
  * @module
  */
 import { ipv4Destination } from "../net/ipv4.ts";
+import { pinThisThread } from "../sys/affinity.ts";
 import { Raw4Socket } from "../sys/raw4.ts";
 import { Raw6Socket } from "../sys/raw6.ts";
 import { attachTun } from "../sys/tun_linux.ts";
@@ -22,6 +23,7 @@ const BUFFER_SIZE = 65536;
 const EBADF = -9;
 
 runWorker<ForwarderInit, ForwarderStats>((init, ctx) => {
+  if (init.cpu !== undefined && init.cpu >= 0) pinThisThread(init.cpu);
   const counters = Counters.attach(init.counters).slice(init.slice);
   const tun = attachTun(init.tunFd, { pollTimeoutMs: 200 });
   const raw = Raw6Socket.attach(init.rawFd, 200);
