@@ -29,7 +29,15 @@ import {
   type Dhcp4Options,
   dhcp4MessageTypeName,
 } from "../wire/dhcp4.ts";
-import { Dhcp6MessageType, decodeDhcp4o6, encodeDhcp4o6 } from "../wire/dhcp4o6.ts";
+import {
+  Dhcp6MessageType,
+  Dhcp6OptionCode,
+  decodeDhcp4o6,
+  decodeDhcp6,
+  encodeDhcp4o6,
+  encodeDhcp6,
+  peekDhcp6MessageType,
+} from "../wire/dhcp4o6.ts";
 import type { BindingSink } from "./tep_sync.ts";
 
 /** How long an offered address is held before the client's REQUEST (s). */
@@ -40,6 +48,8 @@ export interface Dhcp4o6Options {
   readonly bindings?: BindingSink;
   /** DHCPv4 server identifier (option 54): an IPv4 address naming this server. */
   readonly serverId: number;
+  /** The address the service listens on (named in option 88), `::` for any. */
+  readonly address?: string;
   readonly log: Logger;
   readonly metrics: Metrics;
   readonly now?: () => number;
@@ -48,6 +58,8 @@ export interface Dhcp4o6Options {
 export class Dhcp4o6Handler {
   readonly #o: Dhcp4o6Options;
   readonly #now: () => number;
+  /** DUID-UUID (RFC 6355) naming this server in DHCPv6 replies; new per start. */
+  readonly #duid = Uint8Array.from([0, 4, ...crypto.getRandomValues(new Uint8Array(16))]);
 
   constructor(options: Dhcp4o6Options) {
     this.#o = options;
@@ -60,6 +72,8 @@ export class Dhcp4o6Handler {
 
   /** One datagram from `source` (port 546 normally); resolves to the answer or null. */
   async handle(raw: Uint8Array, source: string): Promise<Uint8Array | null> {
+    if (peekDhcp6MessageType(raw) === Dhcp6MessageType.INFORMATION_REQUEST)
+      return this.#information(raw);
     const decoded = decodeDhcp4o6(raw);
     if (!decoded.ok || decoded.value.type !== Dhcp6MessageType.DHCPV4_QUERY) {
       this.#count("invalid", decoded.ok ? "not-a-query" : `malformed-${decoded.error.code}`);
@@ -119,6 +133,30 @@ export class Dhcp4o6Handler {
         this.#count(name, "ignored");
         return null;
     }
+  }
+
+  /**
+   * RFC 7341 §6: a client learns where 4o6 servers are from OPTION_DHCP4_O_DHCP6_SERVER (88)
+   * in a DHCPv6 REPLY to its INFORMATION-REQUEST. We name ourselves (or, listening on any
+   * address, send the empty list: "use ff02::1:2", where we listen too).
+   */
+  #information(raw: Uint8Array): Uint8Array | null {
+    const decoded = decodeDhcp6(raw);
+    if (!decoded.ok || !(decoded.value.oro ?? []).includes(Dhcp6OptionCode.DHCP4_O_DHCP6_SERVER)) {
+      this.#count(
+        "information-request",
+        decoded.ok ? "no-option-88" : `malformed-${decoded.error.code}`,
+      );
+      return null;
+    }
+    this.#count("information-request", "reply");
+    return encodeDhcp6({
+      type: Dhcp6MessageType.REPLY,
+      xid: decoded.value.xid,
+      clientId: decoded.value.clientId,
+      serverId: this.#duid,
+      dhcp4o6Servers: this.#o.address && this.#o.address !== "::" ? [this.#o.address] : [],
+    });
   }
 
   /** Installs a new binding at the TEP; on failure gives the address back. True when usable. */

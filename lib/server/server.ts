@@ -214,6 +214,7 @@ export class DstmServer {
       engine: this.engine,
       bindings: this.#tepSync,
       serverId: c.serverId,
+      address: c.address,
       log: this.#log,
       metrics: this.metrics,
     });
