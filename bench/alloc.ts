@@ -6,11 +6,17 @@
  *
  *   bun bench/alloc.ts --spawn [--hosts 100000] [--concurrency 256]   # starts its own server
  *   bun bench/alloc.ts --server ::1 --port 4607 --hosts 50000          # against a running one
+ *   bun bench/alloc.ts --protocol dhcp4o6 [--target dstm|kea|both] [--hosts 30000] [--concurrency 64]
  *
  * With --spawn the server is `dist/dstm server` (or `bun mod.ts server` when not compiled)
  * with the SQLite store (synchronous=FULL, group commit) in a temporary directory, and
  * `--no-source-check` because every simulated host sends from ::1.
  * Bounded: stops after --hosts exchanges or --duration seconds, whichever comes first.
+ *
+ * `--protocol dhcp4o6` (as root) compares dstm's DHCPv4-over-DHCPv6 service with ISC Kea's
+ * in one run: full DORAs from N simulated hosts, each its own IPv6 source address, against
+ * each server in its own network namespace, alternating rounds on fresh servers, medians and
+ * the ratio dstm/Kea (bench/dhcp4o6_bench.ts, bench/dhcp4o6_load.ts).
  */
 import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -19,6 +25,7 @@ import { parseArgs } from "node:util";
 import { bindUdp } from "../lib/sys/udp.ts";
 import { decodeMessage, encodeMessage } from "../lib/wire/dstm.ts";
 import { MessageType } from "../lib/wire/dstm_types.ts";
+import { formatSummary, runDhcp4o6Bench, type Target } from "./dhcp4o6_bench.ts";
 
 const ROOT = join(import.meta.dir, "..");
 export const BENCH_POOL = "198.18.0.0/15";
@@ -179,26 +186,91 @@ export function formatResult(name: string, r: LoadResult): string {
   return `${name}: ${r.acked} allocations in ${r.seconds.toFixed(2)} s = ${Math.round(r.perSecond)}/s, loss ${r.lossPercent.toFixed(2)}% (${r.lost} lost, ${r.naks} NAK), latency p50 ${r.p50ms.toFixed(2)} ms p99 ${r.p99ms.toFixed(2)} ms`;
 }
 
+/** `--protocol dhcp4o6`: the side-by-side run against ISC Kea; exit code 1 with one line on failure. */
+async function mainDhcp4o6(values: {
+  target: string;
+  hosts?: string;
+  concurrency?: string;
+  duration?: string;
+  timeout: string;
+  rounds: string;
+  json: boolean;
+  dstm?: string;
+  "dstm-args"?: string;
+  "server-log-level": string;
+}): Promise<void> {
+  const targets: Target[] | undefined = (
+    { both: ["dstm", "kea"], dstm: ["dstm"], kea: ["kea"] } as Record<string, Target[]>
+  )[values.target];
+  if (!targets) {
+    console.error(`--target ${values.target}: expected dstm, kea or both`);
+    process.exit(2);
+  }
+  const options = {
+    targets,
+    rounds: Number(values.rounds),
+    hosts: Number(values.hosts ?? 30_000),
+    concurrency: Number(values.concurrency ?? 64),
+    durationS: Number(values.duration ?? 60),
+    timeoutMs: Number(values.timeout),
+    verbose: !values.json,
+    dstmExe: values.dstm,
+    dstmArgs: values["dstm-args"]?.split(/\s+/).filter(Boolean),
+    serverLogLevel: values["server-log-level"] as "info" | "warn",
+  };
+  if (options.serverLogLevel !== "info" && options.serverLogLevel !== "warn") {
+    console.error(`--server-log-level ${options.serverLogLevel}: expected info or warn`);
+    process.exit(2);
+  }
+  if (!values.json)
+    console.log(
+      `DHCPv4-over-DHCPv6 DORA: ${options.rounds} round(s) × (${targets.join(", ")}), ${options.hosts} hosts each, ${options.concurrency} in flight, timeout ${options.timeoutMs} ms${options.dstmExe ? `, dstm = ${options.dstmExe}` : ""}${values["dstm-args"] ? `, dstm server flags + ${values["dstm-args"]}` : ""}, server logs at ${options.serverLogLevel}`,
+    );
+  try {
+    const { rows, summary } = await runDhcp4o6Bench(options);
+    console.log(values.json ? JSON.stringify({ options, rows, summary }) : formatSummary(summary));
+  } catch (error) {
+    console.error(`bench/alloc --protocol dhcp4o6: ${(error as Error).message}`);
+    process.exit(1);
+  }
+}
+
 if (import.meta.main) {
   const { values } = parseArgs({
     options: {
+      protocol: { type: "string", default: "dstm" },
+      target: { type: "string", default: "both" },
       spawn: { type: "boolean", default: false },
       server: { type: "string", default: "::1" },
       port: { type: "string", default: "4607" },
-      hosts: { type: "string", default: "100000" },
-      concurrency: { type: "string", default: "128" },
-      duration: { type: "string", default: "30" },
+      // Defaults depend on the protocol: dstm 100000 / 128 / 30 s, dhcp4o6 30000 / 64 / 60 s.
+      hosts: { type: "string" },
+      concurrency: { type: "string" },
+      duration: { type: "string" },
       timeout: { type: "string", default: "2000" },
       rounds: { type: "string", default: "3" },
       json: { type: "boolean", default: false },
+      // dhcp4o6 only: the dstm executable to measure, and extra `dstm server` flags.
+      dstm: { type: "string" },
+      "dstm-args": { type: "string" },
+      // dhcp4o6 only: both servers' log level (info: a line per lease, as deployed; or warn).
+      "server-log-level": { type: "string", default: "info" },
     },
   });
+  if (values.protocol === "dhcp4o6") {
+    await mainDhcp4o6(values);
+    process.exit(0);
+  }
+  if (values.protocol !== "dstm") {
+    console.error(`--protocol ${values.protocol}: expected dstm or dhcp4o6`);
+    process.exit(2);
+  }
   const load = (port: number): LoadOptions => ({
     server: values.server,
     port,
-    hosts: Number(values.hosts),
-    concurrency: Number(values.concurrency),
-    durationS: Number(values.duration),
+    hosts: Number(values.hosts ?? 100_000),
+    concurrency: Number(values.concurrency ?? 128),
+    durationS: Number(values.duration ?? 30),
     timeoutMs: Number(values.timeout),
   });
   if (!values.spawn) {

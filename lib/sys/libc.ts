@@ -34,6 +34,8 @@ const SYMBOLS = {
   connect: { args: ["i32", "ptr", "u32"], returns: "i32" },
   sendto: { args: ["i32", "ptr", "u64", "i32", "ptr", "u32"], returns: "i32" },
   recvfrom: { args: ["i32", "ptr", "u64", "i32", "ptr", "ptr"], returns: "i32" },
+  sendmsg: { args: ["i32", "ptr", "i32"], returns: "i32" },
+  recvmsg: { args: ["i32", "ptr", "i32"], returns: "i32" },
   setsockopt: { args: ["i32", "i32", "i32", "ptr", "u32"], returns: "i32" },
   getsockopt: { args: ["i32", "i32", "i32", "ptr", "ptr"], returns: "i32" },
   poll: { args: ["ptr", "u64", "i32"], returns: "i32" },
@@ -275,6 +277,31 @@ export function recvfrom(
   return _result(_libc().recvfrom(fd, ptr(buf, offset), length, flags, addr, addrLength));
 }
 
+/**
+ * sendmsg(2) of the `struct msghdr` in `msghdr` (56 bytes on x86_64/aarch64: name, namelen,
+ * iov, iovlen, control, controllen, flags). The pointers inside it are the caller's to keep
+ * valid (see lib/sys/udp6_multisource.ts); bytes sent or -errno.
+ */
+export function sendmsg(fd: number, msghdr: Uint8Array, flags: number): number {
+  return _result(_libc().sendmsg(fd, msghdr, flags));
+}
+
+/**
+ * recvmsg(2) into the `struct msghdr` in `msghdr` (layout as {@link sendmsg}); the caller
+ * resets msg_namelen and msg_controllen before each call. Bytes received or -errno.
+ */
+export function recvmsg(fd: number, msghdr: Uint8Array, flags: number): number {
+  return _result(_libc().recvmsg(fd, msghdr, flags));
+}
+
+/**
+ * The address of `buf[offset]`, for a pointer field of a struct handed to the kernel (an
+ * iovec, a msghdr). Valid while `buf` is alive: keep a reference next to the struct.
+ */
+export function addressOf(buf: Uint8Array, offset = 0): number {
+  return ptr(buf, offset);
+}
+
 export const SOL_SOCKET = 1;
 export const SO_SNDBUF = 7;
 export const SO_RCVBUF = 8;
@@ -283,6 +310,14 @@ export const SO_RCVBUFFORCE = 33;
 export const IPPROTO_IPV6 = 41;
 export const IPV6_MTU_DISCOVER = 23;
 export const IPV6_DONTFRAG = 62;
+/** `int`: ask for an IPV6_PKTINFO control message with every datagram received. */
+export const IPV6_RECVPKTINFO = 49;
+/** Control message type of `struct in6_pktinfo { in6_addr ipi6_addr; int ipi6_ifindex; }`. */
+export const IPV6_PKTINFO = 50;
+/** `int`: allow binding to, and sending from (IPV6_PKTINFO), addresses not configured here. */
+export const IPV6_TRANSPARENT = 75;
+/** `int` (Linux ≥ 4.15): like IPV6_TRANSPARENT without CAP_NET_ADMIN; no interception. */
+export const IPV6_FREEBIND = 78;
 
 const _intOpt = new Int32Array(1);
 const _intOptBytes = new Uint8Array(_intOpt.buffer);
