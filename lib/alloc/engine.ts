@@ -160,8 +160,17 @@ export class AllocationEngine {
     this.#started = true;
   }
 
-  /** DSTM_DISCOVER: the host's lease, renewed, or a new one. */
-  discover(host6: string, opts?: { hint?: number; leaseTime?: number }): Promise<EngineResult> {
+  /**
+   * DSTM_DISCOVER: the host's lease, renewed, or a new one.
+   *
+   * `persist: false` (a DHCP OFFER): a NEW lease is held in memory only and becomes durable
+   * with the REQUEST that renews it; lost in a crash, it is simply offered again (the REQUEST
+   * still succeeds through the INIT-REBOOT path of {@link request}). Renewals are always written.
+   */
+  discover(
+    host6: string,
+    opts?: { hint?: number; leaseTime?: number; persist?: boolean },
+  ): Promise<EngineResult> {
     const refused = this.#refuse();
     if (refused) return refused;
     const now = this.#now();
@@ -221,6 +230,11 @@ export class AllocationEngine {
     const portSet = ps.pool.portSetOf(slot);
     const lease = _lease(ipv4, portSet, host6, ps, now, expiresAt);
     const key = leaseKey(ipv4, portSet.psid);
+    if (end === undefined && opts?.persist === false) {
+      // Memory only: the durable row stays the rollback point in #inflight until a write.
+      this.#change(key, lease);
+      return Promise.resolve({ ok: true, lease, outcome });
+    }
     if (end === undefined) return this.#apply(key, lease, outcome);
     return this.#apply2(endKey, end, key, lease, outcome);
   }

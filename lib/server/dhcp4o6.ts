@@ -58,6 +58,8 @@ export interface Dhcp4o6Options {
 export class Dhcp4o6Handler {
   readonly #o: Dhcp4o6Options;
   readonly #now: () => number;
+  /** Hosts sent an OFFER and not yet an ACK (bounded: cleared when it grows past 100,000). */
+  readonly #offered = new Set<string>();
   /** DUID-UUID (RFC 6355) naming this server in DHCPv6 replies; new per start. */
   readonly #duid = Uint8Array.from([0, 4, ...crypto.getRandomValues(new Uint8Array(16))]);
 
@@ -90,6 +92,8 @@ export class Dhcp4o6Handler {
         const result = await engine.discover(host6, {
           hint: query.options.requestedIp || undefined,
           leaseTime: OFFER_SECONDS,
+          // An OFFER is not an ACK: it need not be on disk (the ACK is).
+          persist: false,
         });
         if (!(await this.#installed(result, host6))) {
           this.#count(name, "tep-unavailable");
@@ -101,6 +105,8 @@ export class Dhcp4o6Handler {
           return null;
         }
         this.#count(name, "offer");
+        if (this.#offered.size > 100_000) this.#offered.clear();
+        this.#offered.add(host6);
         return this.#reply(query, Dhcp4MessageType.OFFER, result.lease);
       }
       case Dhcp4MessageType.REQUEST: {
@@ -117,7 +123,9 @@ export class Dhcp4o6Handler {
           return this.#nak(query, name, "TEP unavailable");
         if (!result.ok) return this.#nak(query, name, result.message);
         this.#count(name, "ack");
-        this.#log(result.outcome === "renewed" ? "renew" : "allocate", result.lease);
+        // The REQUEST after an OFFER renews the offered lease, but for the host it is new.
+        const first = this.#offered.delete(host6);
+        this.#log(result.outcome === "renewed" && !first ? "renew" : "allocate", result.lease);
         return this.#reply(query, Dhcp4MessageType.ACK, result.lease);
       }
       case Dhcp4MessageType.RELEASE: {
