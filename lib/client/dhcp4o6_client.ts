@@ -23,6 +23,7 @@
  *
  * @module
  */
+import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
 import type { Logger } from "../control/log.ts";
 import { canonicalIPv6, formatIPv4 } from "../net/addr.ts";
@@ -608,7 +609,7 @@ function defaultChaddr(host6: string, ifname: string | null): Uint8Array {
       // no such interface file: fall through
     }
   }
-  const digest = new Bun.CryptoHasher("sha256").update(canonicalIPv6(host6) ?? host6).digest();
+  const digest = createHash("sha256").update(canonicalIPv6(host6) ?? host6).digest();
   return Uint8Array.of(0x02, ...digest.subarray(0, 5));
 }
 
