@@ -48,7 +48,7 @@ const UDP_FIXED_PPS = 150_000;
 type PathName = "dstm" | "kernel";
 const PATHS: readonly PathName[] = ["dstm", "kernel"];
 
-interface TestSpec {
+export interface TestSpec {
   id: string;
   title: string;
   args: string[];
@@ -57,7 +57,7 @@ interface TestSpec {
   reverse?: boolean;
 }
 
-const TESTS: readonly TestSpec[] = [
+export const TESTS: readonly TestSpec[] = [
   { id: "tcp1", title: "TCP, 1 stream, A → web", args: [], kind: "tcp" },
   { id: "tcp4", title: "TCP, 4 streams, A → web", args: ["-P", "4"], kind: "tcp" },
   {
@@ -82,7 +82,7 @@ const TESTS: readonly TestSpec[] = [
 ];
 
 /** Counters read around every run (cumulative values; a run reports differences). */
-interface Snapshot {
+export interface Snapshot {
   /** TEP eth4 (IPv4 side): packets/bytes out = towards web, in = from web. */
   tepEth4TxPackets: number;
   tepEth4TxBytes: number;
@@ -107,7 +107,7 @@ interface Snapshot {
   outside: Map<number, { name: string; ticks: number }>;
 }
 
-interface RunResult {
+export interface RunResult {
   round: number;
   test: string;
   path: PathName;
@@ -138,7 +138,7 @@ interface RunResult {
   seconds: number;
 }
 
-interface Options {
+export interface Options {
   duration: number;
   omit: number;
   rounds: number;
@@ -205,7 +205,7 @@ async function tepCounters(lab: Lab): Promise<Record<string, number>> {
   return ((await response.json()) as { counters: Record<string, number> }).counters;
 }
 
-async function snapshot(lab: Lab): Promise<Snapshot> {
+export async function snapshot(lab: Lab): Promise<Snapshot> {
   const eth4 = linkStats(lab, "tep", "eth4");
   return {
     tepEth4TxPackets: eth4.tx.packets,
@@ -254,7 +254,7 @@ function outsideTicks(lab: Lab): Map<number, { name: string; ticks: number }> {
   return out;
 }
 
-function outsideLoad(
+export function outsideLoad(
   before: Snapshot["outside"],
   after: Snapshot["outside"],
   seconds: number,
@@ -305,9 +305,9 @@ function machineTicks(): { busy: number; total: number } {
 }
 
 /** Linux USER_HZ: /proc times are in hundredths of a second. */
-const TICKS_PER_SECOND = 100;
+export const TICKS_PER_SECOND = 100;
 
-function dropsBetween(a: Snapshot, b: Snapshot): Record<string, number> {
+export function dropsBetween(a: Snapshot, b: Snapshot): Record<string, number> {
   const drops: Record<string, number> = {
     "A dti0 ring full (tx_dropped)": b.dtiTxDropped - a.dtiTxDropped,
     "TEP raw6 socket queue full": b.tepRaw6Drops - a.tepRaw6Drops,
@@ -357,7 +357,7 @@ async function waitListening(lab: Lab, port: number, timeoutMs: number): Promise
   throw new Error(`iperf3 server on port ${port} did not start within ${timeoutMs} ms`);
 }
 
-async function runOne(
+export async function runOne(
   lab: Lab,
   test: TestSpec,
   path: PathName,
@@ -482,7 +482,7 @@ async function runOne(
 // ---------------------------------------------------------------------------------------
 // Report
 
-function median(values: number[]): number {
+export function median(values: number[]): number {
   const s = [...values].sort((a, b) => a - b);
   if (s.length === 0) return Number.NaN;
   const mid = s.length >> 1;
@@ -584,7 +584,7 @@ function formatRun(r: RunResult): string {
 }
 
 /** The commit measured, with "+changes" when lib/, cli/ or mod.ts differ from it. */
-function codeVersion(): string {
+export function codeVersion(): string {
   const root = join(import.meta.dir, "..");
   const git = (...args: string[]) =>
     Bun.spawnSync(["git", "-C", root, ...args], { stdout: "pipe", stderr: "ignore" });
@@ -595,7 +595,7 @@ function codeVersion(): string {
 }
 
 /** Share of the two CPUs busy over `ms`, from /proc/stat (to flag a machine that is not idle). */
-async function cpuBusy(ms: number): Promise<number> {
+export async function cpuBusy(ms: number): Promise<number> {
   const read = () => {
     const f = readFileSync("/proc/stat", "utf8").split("\n")[0]!.trim().split(/\s+/).slice(1);
     const v = f.map(Number);

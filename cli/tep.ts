@@ -3,13 +3,24 @@
  *
  * @module
  */
+import { readFileSync } from "node:fs";
 import { Command } from "@commander-js/extra-typings";
 import { canonicalIPv6, parseIPv4 } from "../lib/net/addr.ts";
 import { parseIPv4Prefix } from "../lib/net/prefix.ts";
 import { TEP_CONTROL_PORT } from "../lib/server/tep_sync.ts";
 import { getUnix } from "../lib/sys/http.ts";
+import {
+  BindingFileError,
+  bindingTableSize,
+  DEFAULT_MAX_BINDINGS,
+  parseBindingFile,
+  parseBindingFlag,
+  SERVER_ROOM,
+  StaticBindings,
+} from "../lib/tep/binding_file.ts";
 import { TepNode } from "../lib/tep/node.ts";
-import { DSTM_PORT, type WireBinding } from "../lib/wire/dstm_types.ts";
+import { MAX_BINDINGS } from "../lib/tunnel/binding.ts";
+import { DSTM_PORT } from "../lib/wire/dstm_types.ts";
 import {
   logFormatOption,
   logLevelOption,
@@ -44,12 +55,20 @@ export function tepCommand() {
       "a static binding, kept besides the server's (repeatable)",
       collect,
     )
+    .option(
+      "--binding-file <file>",
+      "static bindings, one a line: IPV4 IPV6 [OFFSET/PSIDLEN/PSID], # comments (repeatable)",
+      collect,
+    )
     .option("--key <file>", "require and sign with the key in FILE")
     .option("--ifname <name>", "name of the IPv4-side TUN device", "tep0")
     .option("--link-mtu <n>", "MTU of the IPv6 link to the hosts; tunnel MTU = this − 40", "1500")
     .option("--no-hairpin", "drop host-to-host traffic instead of turning it around")
     .option("--icmp-rate <n>", "ICMP errors per second at most", "100")
-    .option("--max-bindings <n>", "binding table size", String(1 << 17))
+    .option(
+      "--max-bindings <n>",
+      `binding table size (default ${DEFAULT_MAX_BINDINGS}, or the static bindings + ${SERVER_ROOM} when more)`,
+    )
     .option(
       "--control-port <n>",
       `UDP port for the server's messages (default ${TEP_CONTROL_PORT})`,
@@ -63,6 +82,8 @@ export function tepCommand() {
 Examples:
   dstm tep --ipv6 2001:db8:1::1 --ipv4 192.0.2.1 --server 2001:db8:1::53 --route 198.51.100.0/24
   dstm tep ... --binding 198.51.100.9=2001:db8:1::99
+  dstm tep ... --binding-file /etc/dstm/bindings.txt
+      # a line of it: 198.51.100.10  2001:db8:1::a0  6/2/0   (port set: offset/PSID length/PSID)
   dstm tep stats`,
     )
     .action(async (flags) => {
@@ -79,7 +100,6 @@ Examples:
         );
       for (const r of routes)
         if (!parseIPv4Prefix(r)) throw new UsageError(`--route: "${r}" is not an IPv4 CIDR`);
-      const staticBindings = (flags.binding ?? []).map(parseBinding);
       const number = (text: string, what: string, min: number, max: number) => {
         const n = Number(text);
         if (!Number.isInteger(n) || n < min || n > max)
@@ -87,18 +107,40 @@ Examples:
         return n;
       };
       const log = stdoutLogger(flags);
+      const started = performance.now();
+      const statics = loadStaticBindings(flags.binding ?? [], flags.bindingFile ?? []);
+      if (flags.bindingFile)
+        log.info("binding-file", {
+          files: flags.bindingFile.join(","),
+          bindings: statics.size,
+          ms: Math.round(performance.now() - started),
+        });
+      const table = bindingTableSize(
+        statics.size,
+        flags.maxBindings === undefined
+          ? undefined
+          : number(flags.maxBindings, "--max-bindings", 1, MAX_BINDINGS),
+      );
+      if (typeof table === "string") throw new UsageError(table);
+      if (table.size > DEFAULT_MAX_BINDINGS && flags.maxBindings === undefined)
+        log.info("max-bindings-raised", {
+          from: DEFAULT_MAX_BINDINGS,
+          to: table.size,
+          static: statics.size,
+          serverRoom: table.size - statics.size,
+        });
       const node = await TepNode.start({
         ipv6,
         ipv4,
         server: { address: server, port: parsePort(flags.serverPort, "--server-port", DSTM_PORT) },
         key: flags.key ? readKeys(flags.key)[0] : undefined,
         routes,
-        staticBindings,
+        staticBindings: statics.bindings,
         ifname: flags.ifname,
         linkMtu: number(flags.linkMtu, "--link-mtu", 1280, 65575),
         hairpin: flags.hairpin,
         icmpRate: number(flags.icmpRate, "--icmp-rate", 0, 1_000_000),
-        maxBindings: number(flags.maxBindings, "--max-bindings", 1, 1 << 22),
+        maxBindings: table.size,
         controlPort: parsePort(flags.controlPort, "--control-port", TEP_CONTROL_PORT),
         statsSocket: flags.stats ?? defaultStatsSocket(),
         log,
@@ -118,6 +160,7 @@ Examples:
         ipv4: string;
         bindings: number;
         serverBindings: number;
+        staticBindings?: number;
         counters: Record<string, number>;
       };
       try {
@@ -130,7 +173,7 @@ Examples:
         return;
       }
       const lines = [
-        `tep ${stats.ipv6} / ${stats.ipv4}: ${stats.bindings} bindings (${stats.serverBindings} from the server)`,
+        `tep ${stats.ipv6} / ${stats.ipv4}: ${stats.bindings} bindings (${stats.serverBindings} from the server, ${stats.staticBindings ?? 0} static)`,
       ];
       const width = Math.max(...Object.keys(stats.counters).map((k) => k.length));
       for (const [name, value] of Object.entries(stats.counters))
@@ -140,10 +183,29 @@ Examples:
   return tep;
 }
 
-function parseBinding(text: string): WireBinding {
-  const [v4, v6] = text.split("=");
-  const host4 = v4 === undefined ? null : parseIPv4(v4);
-  const host6 = v6 === undefined ? null : canonicalIPv6(v6);
-  if (host4 === null || !host6) throw new UsageError(`--binding: "${text}" is not IPV4=IPV6`);
-  return { host4, host6, portSet: { offset: 0, psidLength: 0, psid: 0 } };
+/** The `--binding` flags, then every `--binding-file`, checked as one table. */
+function loadStaticBindings(flags: readonly string[], files: readonly string[]): StaticBindings {
+  const statics = new StaticBindings();
+  try {
+    flags.forEach((text, i) => {
+      const binding = parseBindingFlag(text);
+      if (!binding) throw new UsageError(`--binding: "${text}" is not IPV4=IPV6`);
+      statics.add(binding, "--binding", i + 1);
+    });
+    for (const file of files) {
+      let text: string;
+      try {
+        text = readFileSync(file, "utf8");
+      } catch (error) {
+        throw new UsageError(
+          `--binding-file: cannot read ${file}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`,
+        );
+      }
+      parseBindingFile(text, file, statics);
+    }
+  } catch (error) {
+    if (error instanceof BindingFileError) throw new UsageError(error.message);
+    throw error;
+  }
+  return statics;
 }

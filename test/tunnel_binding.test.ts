@@ -1,6 +1,6 @@
 import { describe, expect, test } from "bun:test";
 import { parseIPv4, parseIPv6 } from "../lib/net/addr.ts";
-import type { PortSetValue } from "../lib/net/portset.ts";
+import { type PortSetValue, psidOfPort } from "../lib/net/portset.ts";
 import {
   BindingConflictError,
   type BindingEntry,
@@ -287,6 +287,68 @@ describe("BindingTable", () => {
     t.delete(A4, 0);
     expect(reader.size).toBe(0);
     expect(() => BindingTable.attach(new SharedArrayBuffer(1024))).toThrow(TypeError);
+  });
+
+  test("answers do not depend on which sharing rule the previous lookup resolved", () => {
+    // The lookup tries the rule of the last resolved address first (binding_slots.ts); any
+    // order of lookups over addresses with different rules must give the same answers.
+    const t = BindingTable.create({ maxEntries: 64 });
+    const rules: Record<string, PortSetValue | null> = {
+      "198.51.100.1": WHOLE,
+      "198.51.100.2": { offset: 6, psidLength: 2, psid: 0 },
+      "198.51.100.3": { offset: 4, psidLength: 4, psid: 0 },
+      "198.51.100.4": { offset: 0, psidLength: 3, psid: 0 },
+      "198.51.100.5": null, // unbound
+    };
+    const bound = (psid: number) => psid !== 1; // PSID 1 left out everywhere
+    for (const [addr, rule] of Object.entries(rules)) {
+      if (!rule) continue;
+      if (rule.psidLength === 0) t.set(ip(addr), WHOLE, codedHost(ip(addr), 0, 0));
+      else
+        for (let psid = 0; psid < 2 ** rule.psidLength; psid++)
+          if (bound(psid)) t.set(ip(addr), { ...rule, psid }, codedHost(ip(addr), psid, 0));
+    }
+    const expected = (addr: string, port: number): [LookupStatus, number] => {
+      const rule = rules[addr];
+      if (!rule) return [LookupStatus.NO_ADDRESS, -1];
+      if (rule.psidLength === 0) return [LookupStatus.FOUND, 0];
+      const psid = port < 0 ? -1 : psidOfPort(port, rule.offset, rule.psidLength);
+      return psid >= 0 && bound(psid) ? [LookupStatus.FOUND, psid] : [LookupStatus.NO_PORT_SET, -1];
+    };
+    const queries: [string, number][] = [];
+    for (const addr of Object.keys(rules))
+      for (const port of [-1, 0, 80, 1023, 1024, 1300, 4096, 5000, 8191, 8192, 40000, 65535])
+        queries.push([addr, port]);
+    const out = new Uint8Array(16);
+    const view = new DataView(out.buffer);
+    let seed = 99;
+    for (let pass = 0; pass < 50; pass++) {
+      for (let i = queries.length - 1; i > 0; i--) {
+        seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
+        const j = seed % (i + 1);
+        [queries[i], queries[j]] = [queries[j]!, queries[i]!];
+      }
+      for (const [addr, port] of queries) {
+        const [status, psid] = expected(addr, port);
+        expect([addr, port, t.find(ip(addr), port, out, 0)]).toEqual([addr, port, status]);
+        if (status !== LookupStatus.FOUND) continue;
+        expect(view.getUint32(8) >>> 16).toBe(psid);
+        const host = codedHost(ip(addr), psid, 0);
+        expect(t.match(ip(addr), port, host, 0)).toBe(LookupStatus.FOUND);
+        expect(t.match(ip(addr), port, A6, 0)).toBe(LookupStatus.OTHER_HOST);
+      }
+    }
+    // An address that changes its rule is looked up under the new one at once, also right
+    // after a lookup that resolved its old rule.
+    const moved = ip("198.51.100.2");
+    expect(t.find(moved, 1024, out, 0)).toBe(LookupStatus.FOUND); // 6/2, PSID 0
+    for (const psid of [0, 2, 3]) t.delete(moved, psid);
+    t.set(moved, { offset: 4, psidLength: 4, psid: 5 }, A6);
+    expect(t.find(moved, 1024, out, 0)).toBe(LookupStatus.NO_PORT_SET); // excluded under 4/4
+    expect(t.find(moved, 1024, out, 0)).toBe(LookupStatus.NO_PORT_SET);
+    expect(t.find(ip("198.51.100.2"), 1300, out, 0)).toBe(LookupStatus.NO_PORT_SET);
+    expect(t.match(moved, (1 << 12) | (5 << 8), A6, 0)).toBe(LookupStatus.FOUND);
+    expect(t.match(moved, (1 << 12) | (6 << 8), A6, 0)).toBe(LookupStatus.NO_PORT_SET);
   });
 
   test("262,144 bindings (a /16 shared by 4) all resolve to their own host", () => {

@@ -609,7 +609,9 @@ function defaultChaddr(host6: string, ifname: string | null): Uint8Array {
       // no such interface file: fall through
     }
   }
-  const digest = createHash("sha256").update(canonicalIPv6(host6) ?? host6).digest();
+  const digest = createHash("sha256")
+    .update(canonicalIPv6(host6) ?? host6)
+    .digest();
   return Uint8Array.of(0x02, ...digest.subarray(0, 5));
 }
 

@@ -148,11 +148,11 @@ export class Lab {
     return this.ns[role].exec(argv, { timeoutMs });
   }
 
-  /** Restarts one service (e.g. the TEP), keeping everything else. */
-  async restart(service: Service): Promise<number> {
+  /** Restarts one service (e.g. the TEP), keeping everything else; `extraArgs` go to its command line. */
+  async restart(service: Service, extraArgs: readonly string[] = []): Promise<number> {
     const pid = this.state.pids[service];
     if (pid !== undefined) await this.services.stop(pid);
-    const fresh = await this.services.start(service);
+    const fresh = await this.services.start(service, 15_000, extraArgs);
     this.state.pids[service] = fresh;
     this.#save();
     return fresh;

@@ -32,6 +32,10 @@ export function formatIPv4(value: number): string {
 /** Parses IPv6 text (any RFC 4291 spelling, no zone, no prefix) to 16 bytes, or `null`. */
 export function parseIPv6(text: string): Uint8Array | null {
   if (text.includes("/") || text.includes("%") || !text.includes(":")) return null;
+  // The RFC 4291 §2.2 forms by hand (a binding file has hundreds of thousands of them);
+  // anything else goes to ip-address, which is about 15 times slower.
+  const fast = _parseIPv6Text(text);
+  if (fast) return fast;
   try {
     const bytes = new Address6(text).toByteArray();
     // toByteArray drops leading zero bytes (it goes through a BigInteger): left-pad to 16.
@@ -42,6 +46,65 @@ export function parseIPv6(text: string): Uint8Array | null {
   } catch {
     return null;
   }
+}
+
+/**
+ * RFC 4291 §2.2: eight groups of 1–4 hex digits, at most one `::` standing for one or more
+ * zero groups, optionally a dotted IPv4 address as the last 32 bits. `null` otherwise.
+ */
+function _parseIPv6Text(text: string): Uint8Array | null {
+  const n = text.length;
+  if (n < 2 || n > 45) return null;
+  const groups: number[] = [];
+  let gap = -1; // index in `groups` where "::" stands
+  let i = 0;
+  if (text.charCodeAt(0) === 58) {
+    if (text.charCodeAt(1) !== 58) return null;
+    gap = 0;
+    i = 2;
+  }
+  while (i < n) {
+    const start = i;
+    let value = 0;
+    for (; i < n; i++) {
+      const c = text.charCodeAt(i);
+      const digit =
+        c >= 48 && c <= 57
+          ? c - 48
+          : c >= 97 && c <= 102
+            ? c - 87
+            : c >= 65 && c <= 70
+              ? c - 55
+              : -1;
+      if (digit < 0) break;
+      value = value * 16 + digit;
+    }
+    if (i < n && text.charCodeAt(i) === 46) {
+      const v4 = parseIPv4(text.slice(start));
+      if (v4 === null) return null;
+      groups.push(v4 >>> 16, v4 & 0xffff);
+      break;
+    }
+    if (i === start || i - start > 4 || groups.length === 8) return null;
+    groups.push(value);
+    if (i === n) break;
+    if (text.charCodeAt(i) !== 58 || i + 1 === n) return null;
+    i++;
+    if (text.charCodeAt(i) === 58) {
+      if (gap >= 0) return null;
+      gap = groups.length;
+      i++;
+    }
+  }
+  if (gap < 0 ? groups.length !== 8 : groups.length > 7) return null;
+  const out = new Uint8Array(16);
+  const tail = gap < 0 ? 0 : groups.length - gap;
+  for (let g = 0; g < groups.length; g++) {
+    const at = gap < 0 || g < gap ? g : 8 - tail + (g - gap);
+    out[2 * at] = groups[g]! >>> 8;
+    out[2 * at + 1] = groups[g]! & 0xff;
+  }
+  return out;
 }
 
 /** Formats 16 bytes (at `offset`) as canonical RFC 5952 text: lower case, longest zero run as `::`. */

@@ -4,8 +4,9 @@
  * SYNC at start and every SYNC_INTERVAL_MS (docs/protocol.md, "TEP synchronisation").
  *
  * The TEP never learns bindings from data packets: what is not bound here is dropped by the
- * data plane. Static bindings (`--binding V4=V6`) are kept apart from the server's, so a
- * snapshot never removes them and the digest covers only what the server manages.
+ * data plane. Static bindings (`--binding V4=V6`, `--binding-file`) are kept apart from the
+ * server's, so a snapshot never removes them and the digest covers only what the server
+ * manages.
  *
  * @module
  */
@@ -112,6 +113,11 @@ export class TepControl {
   /** Server-managed bindings held now. */
   get count(): number {
     return this.#managed.size;
+  }
+
+  /** Static bindings (`--binding`, `--binding-file`), installed at start and kept. */
+  get staticCount(): number {
+    return this.#static.length;
   }
 
   get digest(): number {

@@ -95,6 +95,7 @@ export class TepNode {
     ipv4: string;
     bindings: number;
     serverBindings: number;
+    staticBindings: number;
     counters: Record<string, number>;
   } {
     return {
@@ -103,6 +104,7 @@ export class TepNode {
       ipv4: formatIPv4(this.#config.ipv4),
       bindings: this.table.size,
       serverBindings: this.#control?.count ?? 0,
+      staticBindings: this.#control?.staticCount ?? 0,
       counters: this.counters.snapshot(),
     };
   }

@@ -19,7 +19,8 @@
  * between two atomic loads of its sequence. The data words in between are plain loads: in
  * JavaScriptCore every Atomics operation is a full barrier (it costs what a locked
  * instruction costs, about 7 ns here), so those loads cannot move past either sequence
- * load. A hit therefore costs two atomic loads per map, a probe past a slot none.
+ * load. A hit therefore costs two atomic loads per map it reads, a probe past a slot none;
+ * most hits read only the binding map (see `probe`: the rule hint).
  *
  * @module
  */
@@ -66,10 +67,24 @@ export function bindingBase(capacity: number): number {
 }
 
 /**
+ * The sharing rule of the last address a lookup in this thread resolved through the address
+ * map, tried first by the next lookup. Module state is per thread (each Worker loads its own
+ * copy); it only decides which path is tried first, never an answer.
+ */
+let ruleHint = 0;
+
+/**
  * Both lookups of a packet: the address's sharing rule, the PSID of `port` under it
  * (RFC 7597 §5.1), then the (ipv4, psid) binding. `compare` picks between copying host6
  * into `buf[off..+16)` and comparing it with those bytes. `ipv4` is the key as an int32.
  * Allocation-free. The caller handles the table-wide generation.
+ *
+ * A TEP's addresses mostly share one rule (its pools'), so the binding map is first probed
+ * with the PSID that the last resolved rule gives. A binding found there whose own rule
+ * (kept in its slot) is that rule answers alone, since all bindings of an address share its
+ * rule: one random memory access per packet instead of two, which is what a table much
+ * larger than the caches costs (docs/benchmarks.md, "Binding table size"). Anything else,
+ * and lookups without a port, take the address map first.
  */
 export function probe(
   w: Int32Array,
@@ -81,6 +96,14 @@ export function probe(
   off: number,
   compare: boolean,
 ): LookupStatus {
+  if (port >= 0) {
+    const psid = _psidOf(port, ruleHint);
+    if (psid >= 0) {
+      const status = _probeBinding(w, mask, bindBase, ipv4, psid, ruleHint, buf, off, compare);
+      if (status >= 0) return status as LookupStatus;
+    }
+  }
+
   // 1. The sharing rule of the address.
   let i = hashAddress(ipv4) & mask;
   let rule = -1;
@@ -102,24 +125,52 @@ export function probe(
     probes++;
   }
   if (rule < 0) return LookupStatus.NO_ADDRESS;
+  ruleHint = rule;
 
   // 2. The PSID of the port (RFC 7597 §5.1), 0 for an address that is not shared.
-  let psid = 0;
   const k = rule & 0xff;
-  if (k !== 0) {
-    if (port < 0) return LookupStatus.NO_PORT_SET;
-    const a = rule >>> 8;
-    if (a > 0 && port >>> (16 - a) === 0) return LookupStatus.NO_PORT_SET;
-    psid = (port >>> (16 - a - k)) & ((1 << k) - 1);
-  }
-  const wanted = USED | (psid << 16);
+  const psid = k === 0 ? 0 : _psidOf(port, rule);
+  if (psid < 0) return LookupStatus.NO_PORT_SET;
 
   // 3. The binding (ipv4, psid).
-  i = hashBinding(ipv4, psid) & mask;
+  const status = _probeBinding(w, mask, bindBase, ipv4, psid, rule, buf, off, compare);
+  if (status >= 0) return status as LookupStatus;
+  // Not there (−1), or there under another rule (−2): the rule changed between the two maps
+  // (all bindings of the address replaced while we looked), so our PSID means nothing.
+  return k === 0 && status === -1 ? LookupStatus.NO_ADDRESS : LookupStatus.NO_PORT_SET;
+}
+
+/** PSID of `port` under `rule` (psidLength | offset << 8), or −1 when no set holds it. */
+function _psidOf(port: number, rule: number): number {
+  const k = rule & 0xff;
+  if (k === 0) return 0;
+  if (port < 0) return -1;
+  const a = rule >>> 8;
+  if (a > 0 && port >>> (16 - a) === 0) return -1;
+  return (port >>> (16 - a - k)) & ((1 << k) - 1);
+}
+
+/**
+ * The binding (ipv4, psid), read under its seqlock: FOUND or OTHER_HOST (compare) / FOUND
+ * with host6 copied out, −1 when there is none, −2 when there is one under another rule.
+ */
+function _probeBinding(
+  w: Int32Array,
+  mask: number,
+  bindBase: number,
+  ipv4: number,
+  psid: number,
+  rule: number,
+  buf: Uint8Array,
+  off: number,
+  compare: boolean,
+): number {
+  const wanted = USED | (psid << 16);
+  let i = hashBinding(ipv4, psid) & mask;
   for (let probes = 0; probes <= mask; ) {
     const s = bindBase + i * B_WORDS;
     const meta = w[s + 2]!;
-    if ((meta & 3) === EMPTY) break;
+    if ((meta & 3) === EMPTY) return -1;
     if (meta === wanted && w[s + 1] === ipv4) {
       const seq = Atomics.load(w, s);
       const key2 = w[s + 1]!;
@@ -131,9 +182,7 @@ export function probe(
       const w3 = w[s + 7]!;
       if ((seq & 1) !== 0 || Atomics.load(w, s) !== seq) continue;
       if (meta2 === wanted && key2 === ipv4) {
-        // The rule changed between the two maps (all bindings of the address replaced
-        // while we looked): the PSID we computed means nothing for this binding.
-        if (slotRule !== rule) return LookupStatus.NO_PORT_SET;
+        if (slotRule !== rule) return -2;
         if (compare) {
           return w0 === readWord(buf, off) &&
             w1 === readWord(buf, off + 4) &&
@@ -152,7 +201,7 @@ export function probe(
     i = (i + 1) & mask;
     probes++;
   }
-  return k === 0 ? LookupStatus.NO_ADDRESS : LookupStatus.NO_PORT_SET;
+  return -1;
 }
 
 /** Address-map slot (word index) holding `key`, or −1. Writer only: no seqlock needed. */
