@@ -75,12 +75,15 @@ export class Logger {
   }
 }
 
+const NEEDS_QUOTES = /[\s"=]/;
+
 function textLine(ts: string, level: LogLevel, event: string, fields: LogFields): string {
   let line = `${ts} ${level === "info" ? "" : `${level.toUpperCase()} `}${event}`;
-  for (const [key, value] of Object.entries(fields)) {
+  for (const key in fields) {
+    const value = fields[key];
     if (value === undefined) continue;
-    const text = String(value);
-    line += ` ${key}=${/[\s"=]/.test(text) || text === "" ? JSON.stringify(text) : text}`;
+    const text = typeof value === "string" ? value : String(value);
+    line += ` ${key}=${text === "" || NEEDS_QUOTES.test(text) ? JSON.stringify(text) : text}`;
   }
   return `${line}\n`;
 }

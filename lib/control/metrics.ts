@@ -82,8 +82,17 @@ export class Metrics {
   }
 }
 
+// Counters are bumped per message: build the key with a plain loop, escaping only when needed.
+const NEEDS_ESCAPE = /[\\"\n]/;
+
 function labelKey(labels: Labels): string {
-  const entries = Object.entries(labels);
-  if (entries.length === 0) return "";
-  return `{${entries.map(([k, v]) => `${k}="${v.replace(/[\\"\n]/g, (c) => (c === "\n" ? "\\n" : `\\${c}`))}"`).join(",")}}`;
+  let key = "";
+  for (const name in labels) {
+    const value = labels[name]!;
+    const text = NEEDS_ESCAPE.test(value)
+      ? value.replace(/[\\"\n]/g, (c) => (c === "\n" ? "\\n" : `\\${c}`))
+      : value;
+    key += `${key === "" ? "{" : ","}${name}="${text}"`;
+  }
+  return key === "" ? "" : `${key}}`;
 }
