@@ -8,7 +8,7 @@ import { bindUdp } from "../lib/sys/udp.ts";
 import { type BindingWriter, TepControl } from "../lib/tep/control.ts";
 import type { AuthKey } from "../lib/wire/auth.ts";
 import { encodeMessage } from "../lib/wire/dstm.ts";
-import { MessageType, type WirePortSet } from "../lib/wire/dstm_types.ts";
+import { MessageType, Status, type WireBinding, type WirePortSet } from "../lib/wire/dstm_types.ts";
 
 const KEY: AuthKey = { id: 3, secret: new Uint8Array(32).fill(9) };
 const cleanup: (() => unknown)[] = [];
@@ -53,7 +53,8 @@ async function startTep(
   serverPort: number,
   port: number,
   key?: AuthKey,
-  table = new RecordingTable(),
+  table: RecordingTable = new RecordingTable(),
+  staticBindings: WireBinding[] = [],
 ) {
   const metrics = new Metrics();
   const tep = await TepControl.start({
@@ -62,6 +63,7 @@ async function startTep(
     tep6: "::1",
     key,
     table,
+    staticBindings,
     syncIntervalMs: 200,
     log: quiet(),
     metrics,
@@ -144,5 +146,56 @@ describe("TEP control plane against a real server", () => {
     expect(server.metrics.get("dstm_auth_failures_total", { reason: "bad-mac" })).toBeGreaterThan(
       0,
     );
+  });
+
+  test("a BIND for a statically bound address is refused (NAK), the static binding stays, the host gets TEP_UNAVAILABLE", async () => {
+    const tepPort = await freePort();
+    const { server, transport } = await startServer(tepPort);
+    const pinned: WireBinding = {
+      host4: 0xc6336401,
+      host6: "2001:db8:77::1",
+      portSet: { offset: 0, psidLength: 0, psid: 0 },
+    };
+    const { table, metrics } = await startTep(
+      server.listening.port,
+      tepPort,
+      undefined,
+      new RecordingTable(),
+      [pinned],
+    );
+    await until(() => server.tepSync!.view("::1").connected);
+    const refused = await new DstmClient(transport, "2001:db8:1::f")
+      .discover()
+      .catch((e: unknown) => e);
+    expect((refused as { status?: number }).status).toBe(Status.TEP_UNAVAILABLE);
+    expect(table.map.get(0xc6336401)).toBe("2001:db8:77::1");
+    expect(
+      metrics.get("dstm_tep_control_total", { kind: "bind", result: "refused-static" }),
+    ).toBeGreaterThan(0);
+  });
+
+  test("a table that cannot take a binding makes the TEP refuse it, not crash", async () => {
+    const tepPort = await freePort();
+    const { server, transport } = await startServer(tepPort);
+    class FullTable extends RecordingTable {
+      override set(): void {
+        throw new Error("binding table full (1 entries)");
+      }
+    }
+    const { tep, metrics } = await startTep(
+      server.listening.port,
+      tepPort,
+      undefined,
+      new FullTable(),
+    );
+    await until(() => server.tepSync!.view("::1").connected);
+    const refused = await new DstmClient(transport, "2001:db8:1::e")
+      .discover()
+      .catch((e: unknown) => e);
+    expect((refused as { status?: number }).status).toBe(Status.TEP_UNAVAILABLE);
+    expect(
+      metrics.get("dstm_tep_control_total", { kind: "bind", result: "refused-table" }),
+    ).toBeGreaterThan(0);
+    expect(tep.count).toBe(0);
   });
 });

@@ -22,6 +22,7 @@ import {
   DSTM_PORT,
   type DstmMessage,
   MessageType,
+  Status,
   type WireBinding,
   type WirePortSet,
 } from "../wire/dstm_types.ts";
@@ -67,6 +68,8 @@ export class TepControl {
   readonly #now: () => number;
   readonly #managed = new Map<number, Entry>();
   readonly #static: Entry[];
+  /** IPv4 addresses with a static binding: the server's messages may not touch them. */
+  readonly #staticAddresses: Set<number>;
   readonly #guard = new ReplayGuard();
   readonly #keys: ReadonlyMap<number, AuthKey>;
   readonly #server: string;
@@ -84,6 +87,7 @@ export class TepControl {
     this.#server = canonicalIPv6(options.server.address) ?? options.server.address;
     this.#serverPort = options.server.port ?? DSTM_PORT;
     this.#static = (options.staticBindings ?? []).map((b) => entry(b));
+    this.#staticAddresses = new Set(this.#static.map((e) => e.binding.host4));
     const m = options.metrics;
     m.counter(
       "dstm_tep_control_total",
@@ -194,9 +198,47 @@ export class TepControl {
     }
     const portSet = message.portSet ?? { offset: 0, psidLength: 0, psid: 0 };
     const binding: WireBinding = { host4: message.host4!, host6: message.host6!, portSet };
-    if (message.type === MessageType.BIND) {
+    if (this.#staticAddresses.has(binding.host4)) {
+      // Static bindings own their addresses: the server may not bind or unbind them here.
+      m.inc("dstm_tep_control_total", { kind, result: "refused-static" });
+      this.#o.log.warn("reject", {
+        reason: "statically-bound",
+        type: kind,
+        ipv4: formatIPv4(binding.host4),
+        host6: binding.host6,
+      });
+      if (message.type === MessageType.BIND) {
+        this.#refuse(
+          message.xid,
+          binding.host4,
+          Status.ADDRESS_IN_USE,
+          "address is statically bound at this TEP",
+          address,
+          port,
+        );
+        return;
+      }
+    } else if (message.type === MessageType.BIND) {
+      try {
+        this.#o.table.set(binding.host4, portSet, parseIPv6(binding.host6)!);
+      } catch (error) {
+        // Table full, or a port-set layout that clashes with the address's other bindings.
+        m.inc("dstm_tep_control_total", { kind, result: "refused-table" });
+        this.#o.log.error("bind-failed", {
+          ipv4: formatIPv4(binding.host4),
+          detail: (error as Error).message,
+        });
+        this.#refuse(
+          message.xid,
+          binding.host4,
+          Status.SERVER_ERROR,
+          (error as Error).message,
+          address,
+          port,
+        );
+        return;
+      }
       this.#put(entry(binding));
-      this.#o.table.set(binding.host4, portSet, parseIPv6(binding.host6)!);
       this.#o.log.info("bind", {
         ipv4: formatIPv4(binding.host4),
         host6: binding.host6,
@@ -225,7 +267,21 @@ export class TepControl {
     this.#snapshot = undefined;
     this.#managed.clear();
     this.#digest = 0;
-    for (const list of assembly.received.values()) for (const b of list) this.#put(entry(b));
+    let refused = 0;
+    for (const list of assembly.received.values()) {
+      for (const b of list) {
+        if (this.#staticAddresses.has(b.host4)) refused++;
+        else this.#put(entry(b));
+      }
+    }
+    if (refused > 0) {
+      this.#o.metrics.inc(
+        "dstm_tep_control_total",
+        { kind: "snapshot", result: "refused-static" },
+        refused,
+      );
+      this.#o.log.warn("snapshot-conflict", { refused, reason: "statically-bound addresses" });
+    }
     this.#apply();
     this.#o.log.info("snapshot", { bindings: this.#managed.size, parts });
   }
@@ -237,7 +293,31 @@ export class TepControl {
       portSet: e.binding.portSet,
       host6: e.host6,
     }));
-    this.#o.table.replaceAll(all);
+    try {
+      this.#o.table.replaceAll(all);
+    } catch (error) {
+      // The table applies nothing of a snapshot it cannot hold; SYNC keeps reporting the drift.
+      this.#o.metrics.inc("dstm_tep_control_total", { kind: "snapshot", result: "refused-table" });
+      this.#o.log.error("snapshot-failed", {
+        bindings: all.length,
+        detail: (error as Error).message,
+      });
+    }
+  }
+
+  #refuse(
+    xid: number,
+    host4: number,
+    status: Status,
+    text: string,
+    address: string,
+    port: number,
+  ): void {
+    this.#send(
+      { type: MessageType.NAK, xid, status, statusText: text.slice(0, 200), host4 },
+      address,
+      port,
+    );
   }
 
   #put(e: Entry): void {
