@@ -18,6 +18,7 @@ import {
   dhcp4OptionCodecs,
   encodeDhcp4,
 } from "../lib/wire/dhcp4.ts";
+import { prng } from "./helpers/fuzz.ts";
 
 const ip = (text: string) => parseIPv4(text) as number;
 const MAC = Uint8Array.from([0x02, 0x00, 0x5e, 0x10, 0x00, 0x01]);
@@ -596,18 +597,6 @@ describe("encodeDhcp4() refuses what cannot be decoded", () => {
 });
 
 // --- fuzz ----------------------------------------------------------------------------------
-
-/** mulberry32: a small seeded PRNG so failures reproduce. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const KNOWN_CODES = new Set<string>(DHCP4_DECODE_ERROR_CODES);
 

@@ -30,6 +30,7 @@ import {
   encodeDhcp6,
   peekDhcp6MessageType,
 } from "../lib/wire/dhcp4o6.ts";
+import { prng } from "./helpers/fuzz.ts";
 
 const ip = (text: string) => parseIPv4(text) as number;
 const MAC = [0x02, 0x00, 0x5e, 0x10, 0x00, 0x01];
@@ -634,18 +635,6 @@ describe("encoders refuse what cannot be decoded", () => {
 });
 
 // --- fuzz ----------------------------------------------------------------------------------
-
-/** mulberry32: a small seeded PRNG so failures reproduce. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const KNOWN_CODES = new Set<string>(DHCP6_DECODE_ERROR_CODES);
 

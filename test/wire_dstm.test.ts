@@ -18,6 +18,7 @@ import {
   Status,
   type WireAuth,
 } from "../lib/wire/dstm_types.ts";
+import { prng } from "./helpers/fuzz.ts";
 
 const H4 = 0xc0000281; // 192.0.2.129
 const H6 = "2001:db8:1::25";
@@ -622,18 +623,6 @@ test("messageTypeName() and statusName() name known values and show unknown ones
 });
 
 // --- fuzz ----------------------------------------------------------------------------------
-
-/** mulberry32: a small seeded PRNG so failures reproduce. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const KNOWN_CODES = new Set<string>(DECODE_ERROR_CODES);
 
