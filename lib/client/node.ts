@@ -118,6 +118,8 @@ export class DstmNode {
   /** Starts the node: acquiring at once (always on), or the DTI up and waiting for traffic (on-demand). */
   static async start(config: NodeConfig): Promise<DstmNode> {
     const port = config.port ?? DSTM_PORT;
+    // Fail now, not after a lease, when the DTI cannot be made (no root, no TUN, name taken).
+    closeTun(openTun(config.ifname ?? "dti0").fd);
     const host6 = config.host6 ?? (await sourceAddressFor(config.server, port));
     const client = config.leaseClient
       ? await config.leaseClient(host6)
