@@ -185,3 +185,54 @@ describe("dstm's DHCPv4-over-DHCPv6 client against dstm's server", () => {
     expect(server.engine.lookupHost("::1")).toBeUndefined();
   });
 });
+
+describe("4o6 and the TEP", () => {
+  test("the binding is installed with the ACK, not for an offer", async () => {
+    const { MessageType } = await import("../lib/wire/dstm_types.ts");
+    const { decodeMessage, encodeMessage } = await import("../lib/wire/dstm.ts");
+    const { bindingsDigest } = await import("../lib/wire/digest.ts");
+    const binds: number[] = [];
+    const tep = await bindUdp("::1", 0, (data, address, port) => {
+      const m = decodeMessage(data);
+      if (m.ok && m.value.type === MessageType.BIND) {
+        binds.push(m.value.host4!);
+        tep.send(
+          encodeMessage({ type: MessageType.BIND_ACK, xid: m.value.xid, host4: m.value.host4! }),
+          address,
+          port,
+        );
+      }
+    });
+    cleanup.push(() => tep.close());
+    const server = await start({
+      pools: [{ prefixes: ["198.51.100.0/29"], tep6: "::1", tep4: SERVER_ID }],
+      tepPort: tep.port,
+    });
+    // The TEP says hello (empty table), so the server waits for its BIND_ACKs from now on.
+    tep.send(
+      encodeMessage({
+        type: MessageType.SYNC,
+        xid: 1,
+        tep6: "::1",
+        syncCount: 0,
+        syncDigest: bindingsDigest([]),
+      }),
+      "::1",
+      server.listening.port,
+    );
+    for (let i = 0; i < 50 && !server.tepSync!.view("::1").connected; i++) await Bun.sleep(10);
+    const offer = await exchange(server.dhcp4o6Port, query(Dhcp4MessageType.DISCOVER));
+    expect(offer?.dhcp4.options.messageType).toBe(Dhcp4MessageType.OFFER);
+    expect(binds).toEqual([]);
+    const ack = await exchange(
+      server.dhcp4o6Port,
+      query(
+        Dhcp4MessageType.REQUEST,
+        {},
+        { requestedIp: offer!.dhcp4.yiaddr, serverId: SERVER_ID },
+      ),
+    );
+    expect(ack?.dhcp4.options.messageType).toBe(Dhcp4MessageType.ACK);
+    expect(binds).toEqual([offer!.dhcp4.yiaddr]);
+  });
+});

@@ -95,10 +95,7 @@ export class Dhcp4o6Handler {
           // An OFFER is not an ACK: it need not be on disk (the ACK is).
           persist: false,
         });
-        if (!(await this.#installed(result, host6))) {
-          this.#count(name, "tep-unavailable");
-          return null;
-        }
+        // The TEP gets the binding with the ACK, not for an offer the client may not take.
         if (!result.ok) {
           // RFC 2131 §4.3.1: no address, no OFFER (a NAK is not a DISCOVER's answer).
           this.#count(name, result.reason);
@@ -119,12 +116,12 @@ export class Dhcp4o6Handler {
         }
         if (!address) return this.#nak(query, name, "no address requested");
         const result = await engine.request(host6, address);
-        if (!(await this.#installed(result, host6)))
+        // The REQUEST after an OFFER renews the offered lease, but for the host (and its TEP) it is new.
+        const first = result.ok && this.#offered.delete(host6);
+        if (!(await this.#installed(result, host6, first)))
           return this.#nak(query, name, "TEP unavailable");
         if (!result.ok) return this.#nak(query, name, result.message);
         this.#count(name, "ack");
-        // The REQUEST after an OFFER renews the offered lease, but for the host it is new.
-        const first = this.#offered.delete(host6);
         this.#log(result.outcome === "renewed" && !first ? "renew" : "allocate", result.lease);
         return this.#reply(query, Dhcp4MessageType.ACK, result.lease);
       }
@@ -168,10 +165,10 @@ export class Dhcp4o6Handler {
   }
 
   /** Installs a new binding at the TEP; on failure gives the address back. True when usable. */
-  async #installed(result: EngineResult, host6: string): Promise<boolean> {
+  async #installed(result: EngineResult, host6: string, offered: boolean): Promise<boolean> {
     const sink = this.#o.bindings;
     if (!sink || !result.ok) return true;
-    const isNew = result.outcome === "allocated" || result.outcome === "reused";
+    const isNew = offered || result.outcome === "allocated" || result.outcome === "reused";
     const ok = isNew
       ? await sink.install(result.lease)
       : ((await sink.pending(result.lease)) ?? true);
