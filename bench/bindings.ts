@@ -42,8 +42,7 @@
  * Bounded: iperf3 as in dataplane.ts; the spray stops after `--duration` and is killed after
  * duration + 20 s.
  */
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { leasedAddress } from "../lib/lab/demo.ts";
@@ -53,6 +52,7 @@ import { LAB } from "../lib/lab/topology.ts";
 import { formatIPv4, parseIPv4 } from "../lib/net/addr.ts";
 import { parsePortSet } from "../lib/net/portset.ts";
 import {
+  benchLabSession,
   codeVersion,
   cpuBusy,
   dropsBetween,
@@ -329,20 +329,7 @@ async function main(o: BenchOptions): Promise<void> {
   const busyBefore = await cpuBusy(1000);
   if (busyBefore > 0.15)
     log(`warning: the machine was ${(busyBefore * 100).toFixed(0)}% busy before the lab came up`);
-  const name = `bb${[...crypto.getRandomValues(new Uint8Array(3))].map((b) => b.toString(16).padStart(2, "0")).join("")}`;
-  const baseDir = mkdtempSync(join(tmpdir(), "dstm-bindings-"));
-  let down: Promise<unknown> | undefined;
-  const takeDown = () => {
-    down ??= Lab.down(name, baseDir).finally(() =>
-      rmSync(baseDir, { recursive: true, force: true }),
-    );
-    return down;
-  };
-  const onSignal = (signal: NodeJS.Signals) => {
-    void takeDown().finally(() => process.exit(signal === "SIGINT" ? 130 : 143));
-  };
-  process.once("SIGINT", onSignal);
-  process.once("SIGTERM", onSignal);
+  const { name, baseDir, takeDown, release } = benchLabSession("bb", "dstm-bindings-");
   const started = Date.now();
   const runs: Run[] = [];
   const starts: { config: Config; readyMs: number; loadMs?: number }[] = [];
@@ -398,8 +385,7 @@ async function main(o: BenchOptions): Promise<void> {
     }
   } finally {
     await takeDown();
-    process.off("SIGINT", onSignal);
-    process.off("SIGTERM", onSignal);
+    release();
   }
   const summaries = summarize(runs, o.tests);
   const report = {

@@ -595,6 +595,32 @@ export function codeVersion(): string {
 }
 
 /** Share of the two CPUs busy over `ms`, from /proc/stat (to flag a machine that is not idle). */
+/**
+ * A uniquely named lab in a temporary directory for one benchmark run, taken down by
+ * `takeDown()` (idempotent) or on SIGINT/SIGTERM; `release()` removes the signal handlers.
+ */
+export function benchLabSession(prefix: string, dirPrefix: string) {
+  const name = `${prefix}${[...crypto.getRandomValues(new Uint8Array(3))].map((b) => b.toString(16).padStart(2, "0")).join("")}`;
+  const baseDir = mkdtempSync(join(tmpdir(), dirPrefix));
+  let down: Promise<unknown> | undefined;
+  const takeDown = () => {
+    down ??= Lab.down(name, baseDir).finally(() =>
+      rmSync(baseDir, { recursive: true, force: true }),
+    );
+    return down;
+  };
+  const onSignal = (signal: NodeJS.Signals) => {
+    void takeDown().finally(() => process.exit(signal === "SIGINT" ? 130 : 143));
+  };
+  process.once("SIGINT", onSignal);
+  process.once("SIGTERM", onSignal);
+  const release = () => {
+    process.off("SIGINT", onSignal);
+    process.off("SIGTERM", onSignal);
+  };
+  return { name, baseDir, takeDown, release };
+}
+
 export async function cpuBusy(ms: number): Promise<number> {
   const read = () => {
     const f = readFileSync("/proc/stat", "utf8").split("\n")[0]!.trim().split(/\s+/).slice(1);
@@ -621,20 +647,7 @@ async function main(o: Options): Promise<void> {
     log(
       `warning: the machine was ${(busyBefore * 100).toFixed(0)}% busy before the lab came up; other load lowers both paths`,
     );
-  const name = `bd${[...crypto.getRandomValues(new Uint8Array(3))].map((b) => b.toString(16).padStart(2, "0")).join("")}`;
-  const baseDir = mkdtempSync(join(tmpdir(), "dstm-dataplane-"));
-  let down: Promise<unknown> | undefined;
-  const takeDown = () => {
-    down ??= Lab.down(name, baseDir).finally(() =>
-      rmSync(baseDir, { recursive: true, force: true }),
-    );
-    return down;
-  };
-  const onSignal = (signal: NodeJS.Signals) => {
-    void takeDown().finally(() => process.exit(signal === "SIGINT" ? 130 : 143));
-  };
-  process.once("SIGINT", onSignal);
-  process.once("SIGTERM", onSignal);
+  const { name, baseDir, takeDown, release } = benchLabSession("bd", "dstm-dataplane-");
   const started = Date.now();
   const results: RunResult[] = [];
   try {
@@ -669,8 +682,7 @@ async function main(o: Options): Promise<void> {
     }
   } finally {
     await takeDown();
-    process.off("SIGINT", onSignal);
-    process.off("SIGTERM", onSignal);
+    release();
   }
   const summaries = summarize(results);
   const tcp1 = summaries.find((s) => s.test === "tcp1")!;
