@@ -20,9 +20,9 @@ import { MemoryLeaseStore } from "../lib/lease/memory.ts";
 import { SqliteLeaseStore } from "../lib/lease/sqlite.ts";
 import { formatIPv4, parseIPv4 } from "../lib/net/addr.ts";
 import { portSetRanges } from "../lib/net/portset.ts";
+import { ok, startEngine, T0 } from "./helpers/engine.ts";
 
 const ip = (text: string) => parseIPv4(text) as number;
-const T0 = 1_700_000_000_000;
 const TEP6 = "2001:db8::1";
 const host = (n: number) => `2001:db8:1::${n.toString(16)}`;
 
@@ -62,26 +62,11 @@ interface Setup {
   store: LeaseStore;
 }
 
-async function setup(
+function setup(
   pools: PoolConfig[] = [{ prefixes: ["192.0.2.0/29"], tep6: TEP6 }],
   options: Partial<EngineOptions> = {},
 ): Promise<Setup> {
-  const clock = { now: T0 };
-  const store = options.store ?? new MemoryLeaseStore();
-  const engine = new AllocationEngine({
-    pools,
-    store,
-    leaseTime: 600,
-    now: () => clock.now,
-    ...options,
-  });
-  await engine.start();
-  return { engine, clock, store };
-}
-
-function ok(result: EngineResult): Lease & { outcome: string } {
-  if (!result.ok) throw new Error(`expected ok, got ${result.reason}: ${result.message}`);
-  return { ...result.lease, outcome: result.outcome };
+  return startEngine(pools, options);
 }
 
 /** The lease of an ok() result without the outcome. */

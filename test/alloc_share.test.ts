@@ -2,20 +2,15 @@ import { afterAll, describe, expect, test } from "bun:test";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import {
-  AllocationEngine,
-  type EngineOptions,
-  type EngineResult,
-  type PoolConfig,
-} from "../lib/alloc/engine.ts";
+import type { EngineOptions, EngineResult, PoolConfig } from "../lib/alloc/engine.ts";
 import { type Lease, type LeaseOp, type LeaseStore, WHOLE_ADDRESS } from "../lib/lease/lease.ts";
 import { MemoryLeaseStore } from "../lib/lease/memory.ts";
 import { SqliteLeaseStore } from "../lib/lease/sqlite.ts";
 import { formatIPv4, parseIPv4 } from "../lib/net/addr.ts";
 import { portSetRanges } from "../lib/net/portset.ts";
+import { ok, startEngine } from "./helpers/engine.ts";
 
 const ip = (text: string) => parseIPv4(text) as number;
-const T0 = 1_700_000_000_000;
 const TEP6 = "2001:db8::1";
 const host = (n: number) => `2001:db8:1::${n.toString(16)}`;
 /** 198.51.100.1 and .2, each shared by 4 with MAP's offset 6: 8 slots. */
@@ -25,23 +20,8 @@ let tempDir: string | undefined;
 const dir = () => (tempDir ??= mkdtempSync(join(tmpdir(), "dstm-share-")));
 afterAll(() => tempDir && rmSync(tempDir, { recursive: true, force: true }));
 
-async function setup(pools: PoolConfig[] = [SHARED], options: Partial<EngineOptions> = {}) {
-  const clock = { now: T0 };
-  const store = options.store ?? new MemoryLeaseStore();
-  const engine = new AllocationEngine({
-    pools,
-    store,
-    leaseTime: 600,
-    now: () => clock.now,
-    ...options,
-  });
-  await engine.start();
-  return { engine, clock, store };
-}
-
-function ok(result: EngineResult): Lease & { outcome: string } {
-  if (!result.ok) throw new Error(`expected ok, got ${result.reason}: ${result.message}`);
-  return { ...result.lease, outcome: result.outcome };
+function setup(pools: PoolConfig[] = [SHARED], options: Partial<EngineOptions> = {}) {
+  return startEngine(pools, options);
 }
 
 function reason(result: EngineResult): string {
