@@ -324,6 +324,7 @@ describe("AllocationEngine: store failures", () => {
     const a = ok(await engine.discover(host(1)));
     const before = { leases: engine.leases(), stats: engine.stats(), next: engine.nextExpiry() };
     store.fail = true;
+    clock.now += 1_000; // so that host 1's DISCOVER extends its lease: a write
     const failures = await Promise.all([
       engine.discover(host(2)),
       engine.discover(host(1)), // renewal

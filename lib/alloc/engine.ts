@@ -39,6 +39,7 @@ import {
 import { canonicalIPv6, formatIPv4 } from "../net/addr.ts";
 import { formatPortSet } from "../net/portset.ts";
 import { ExpiryHeap } from "./expiry_heap.ts";
+import { DEFAULT_HOST_PREFIX_LENGTH, hostPrefixKey, PrefixCounter } from "./host_prefix.ts";
 import { Pool, PoolConfigError, poolsOverlap } from "./pool.ts";
 import type { SharingSpec } from "./sharing.ts";
 import { ACTIVE, FREE, OFF, PoolSlots } from "./slots.ts";
@@ -61,14 +62,37 @@ export interface EngineOptions {
   leaseTime: number;
   /** Longest lease a client may ask for (seconds); default `leaseTime`. */
   maxLeaseTime?: number;
-  /** Clock in ms since the epoch; default `Date.now`. */
+  /** Wall clock in ms since the epoch (stored in leases); default `Date.now`. */
   now?: () => number;
+  /**
+   * Monotonic clock in ms, any origin: what expiry runs on while the engine runs, so that a
+   * step of the wall clock never expires leases early (nor keeps them late). Default: `now`
+   * when `now` is given (a test clock), else `performance.now()`.
+   */
+  monotonic?: () => number;
+  /** Told (by {@link AllocationEngine.sweep}) when the wall clock stepped by more than clockStepMs (ms; + forward). */
+  onClockStep?: (stepMs: number) => void;
+  /** How far wall − monotonic may move between two sweeps before it counts as a step (ms, default 2000). */
+  clockStepMs?: number;
+  /**
+   * Most active leases the hosts of one host prefix may hold (0 or absent: no cap): one
+   * machine with many IPv6 addresses must not take the whole pool. A new lease over the cap
+   * fails with `prefix-limit`; renewals are never refused.
+   */
+  maxLeasesPerPrefix?: number;
+  /** Host prefix length in bits for maxLeasesPerPrefix (default 64, ./host_prefix.ts). */
+  hostPrefixLength?: number;
   /** Told about every failed store write (the callers get `store-failed`), e.g. to log it. */
   onStoreError?: (error: unknown) => void;
 }
 
 export type EngineOutcome = "allocated" | "renewed" | "reused" | "released";
-export type EngineFailure = "pool-exhausted" | "no-such-lease" | "address-in-use" | "store-failed";
+export type EngineFailure =
+  | "pool-exhausted"
+  | "no-such-lease"
+  | "address-in-use"
+  | "store-failed"
+  | "prefix-limit";
 export type EngineResult =
   | { ok: true; lease: Lease; outcome: EngineOutcome }
   | { ok: false; reason: EngineFailure; message: string };
@@ -96,6 +120,17 @@ export class AllocationEngine {
   readonly #leaseTime: number;
   readonly #maxLeaseTime: number;
   readonly #now: () => number;
+  readonly #mono: () => number;
+  readonly #onClockStep: ((stepMs: number) => void) | undefined;
+  readonly #clockStepMs: number;
+  /** wall − monotonic at the last sweep (NaN before the first). */
+  #clockOffset = Number.NaN;
+  /** Monotonic deadline (ms) of each active lease object: when the sweep expires it. */
+  readonly #deadline = new WeakMap<Lease, number>();
+  /** Leases made by an OFFER (discover with persist: false) and not changed since: never committed. */
+  readonly #offers = new WeakSet<Lease>();
+  readonly #maxPerPrefix: number;
+  readonly #perPrefix: PrefixCounter | undefined;
   readonly #onStoreError: ((error: unknown) => void) | undefined;
   /** Every row of the store, by lease key (plus changes not yet durable). */
   readonly #rows = new Map<number, Lease>();
@@ -147,6 +182,16 @@ export class AllocationEngine {
     this.#leaseTime = opts.leaseTime;
     this.#maxLeaseTime = max;
     this.#now = opts.now ?? Date.now;
+    this.#mono = opts.monotonic ?? opts.now ?? (() => performance.now());
+    this.#onClockStep = opts.onClockStep;
+    this.#clockStepMs = opts.clockStepMs ?? 2000;
+    const cap = opts.maxLeasesPerPrefix ?? 0;
+    if (!Number.isInteger(cap) || cap < 0) {
+      throw new RangeError(`max leases per prefix ${cap}: must be a whole number (0: no cap)`);
+    }
+    this.#maxPerPrefix = cap;
+    this.#perPrefix =
+      cap > 0 ? new PrefixCounter(opts.hostPrefixLength ?? DEFAULT_HOST_PREFIX_LENGTH) : undefined;
     this.#onStoreError = opts.onStoreError;
   }
 
@@ -161,11 +206,20 @@ export class AllocationEngine {
   }
 
   /**
-   * DSTM_DISCOVER: the host's lease, renewed, or a new one.
+   * DSTM_DISCOVER: the host's lease, or a new one.
+   *
+   * A DISCOVER never shortens a committed lease (RFC 2131 §4.3.1: a client that holds an
+   * address is offered it with its existing expiry): the lease comes back unchanged unless
+   * the time asked for ends later, and then it is renewed to that. Anyone who can send from
+   * a host's address can send a DISCOVER; it must not be able to cut the host off.
    *
    * `persist: false` (a DHCP OFFER): a NEW lease is held in memory only and becomes durable
    * with the REQUEST that renews it; lost in a crash, it is simply offered again (the REQUEST
-   * still succeeds through the INIT-REBOOT path of {@link request}). Renewals are always written.
+   * still succeeds through the INIT-REBOOT path of {@link request}). A committed lease is
+   * returned as it is, never changed by an offer.
+   *
+   * Fails with `prefix-limit` when a new lease would put the host's prefix over
+   * `maxLeasesPerPrefix`.
    */
   discover(
     host6: string,
@@ -174,7 +228,9 @@ export class AllocationEngine {
     const refused = this.#refuse();
     if (refused) return refused;
     const now = this.#now();
-    const expiresAt = now + this.#leaseMs(opts?.leaseTime);
+    const leaseMs = this.#leaseMs(opts?.leaseTime);
+    const expiresAt = now + leaseMs;
+    const offer = opts?.persist === false;
     let endKey = -1;
     let end: Lease | undefined;
     const activeKey = this.#activeByHost.get(host6);
@@ -182,14 +238,29 @@ export class AllocationEngine {
       const row = this.#rows.get(activeKey) as Lease;
       const ps = this.#served(row);
       if (ps) {
+        const committed = !this.#offers.has(row);
+        if (committed && (offer || this.remainingMs(row) >= leaseMs)) {
+          return Promise.resolve({ ok: true, lease: row, outcome: "renewed" });
+        }
         const renewed = _lease(row.ipv4, row.portSet, host6, ps, now, expiresAt);
+        if (offer) {
+          // An offer not taken yet, offered again: held again, still in memory only.
+          this.#change(activeKey, renewed);
+          this.#offers.add(renewed);
+          return Promise.resolve({ ok: true, lease: renewed, outcome: "renewed" });
+        }
         return this.#apply(activeKey, renewed, "renewed");
       }
+      const limited = this.#overPrefixLimit(host6, 1);
+      if (limited) return limited;
       // Its slot left the pools (or its layout changed): end that lease now, so that its
       // slot and a blocked address can be picked below, and write both in one batch.
       endKey = activeKey;
       end = _copy(row, "expired", now);
       this.#change(endKey, end);
+    } else {
+      const limited = this.#overPrefixLimit(host6, 0);
+      if (limited) return limited;
     }
     let ps: PoolSlots | undefined;
     let slot = -1;
@@ -230,9 +301,10 @@ export class AllocationEngine {
     const portSet = ps.pool.portSetOf(slot);
     const lease = _lease(ipv4, portSet, host6, ps, now, expiresAt);
     const key = leaseKey(ipv4, portSet.psid);
-    if (end === undefined && opts?.persist === false) {
+    if (end === undefined && offer) {
       // Memory only: the durable row stays the rollback point in #inflight until a write.
       this.#change(key, lease);
+      this.#offers.add(lease);
       return Promise.resolve({ ok: true, lease, outcome });
     }
     if (end === undefined) return this.#apply(key, lease, outcome);
@@ -271,6 +343,8 @@ export class AllocationEngine {
       const renewed = _lease(ipv4, row.portSet, host6, ps, now, expiresAt);
       return this.#apply(activeKey, renewed, "renewed");
     }
+    const limited = this.#overPrefixLimit(host6, 0);
+    if (limited) return limited;
     let slot = -1;
     const previous = this.#historyByHost.get(host6);
     const before = previous === undefined ? undefined : this.#rows.get(previous);
@@ -291,6 +365,41 @@ export class AllocationEngine {
     return this.#apply(leaseKey(ipv4, portSet.psid), lease, "reused");
   }
 
+  /**
+   * The host declined our offer (RFC 2131 §4.3.2: its REQUEST names another server): frees the
+   * host's lease if it is an offer never committed; a committed lease is left alone
+   * (`no-such-lease`), since anyone can send such a REQUEST from the host's address.
+   */
+  withdrawOffer(host6: string): Promise<EngineResult> {
+    const refused = this.#refuse();
+    if (refused) return refused;
+    const key = this.#activeByHost.get(host6);
+    const row = key === undefined ? undefined : this.#rows.get(key);
+    if (key === undefined || !row || !this.#offers.has(row)) {
+      return _fail("no-such-lease", `host ${host6} holds no offer`);
+    }
+    return this.#apply(key, _copy(row, "released", this.#now()), "released");
+  }
+
+  /** True when `lease` is the host's current lease and was made by an offer not yet committed. */
+  isOffer(lease: Lease | undefined): boolean {
+    return lease !== undefined && this.#offers.has(lease);
+  }
+
+  /** Lease time a REQUEST asking for `requested` seconds (or none) is granted (s). */
+  grantSeconds(requested?: number): number {
+    return Math.round(this.#leaseMs(requested) / 1000);
+  }
+
+  /**
+   * Time left (ms) of an active lease this engine returned, on the monotonic clock (so a
+   * wall-clock step does not change it); for other leases `expiresAt` − now.
+   */
+  remainingMs(lease: Lease): number {
+    const deadline = this.#deadline.get(lease);
+    return deadline === undefined ? lease.expiresAt - this.#now() : deadline - this.#mono();
+  }
+
   /** DSTM_RELEASE: the host gives back its active lease on `ipv4`. Never frees another host's lease. */
   release(host6: string, ipv4: number): Promise<EngineResult> {
     const refused = this.#refuse();
@@ -303,20 +412,34 @@ export class AllocationEngine {
     return this.#apply(key, _copy(row, "released", this.#now()), "released");
   }
 
-  /** Marks every active lease with expiresAt ≤ now expired (durably) and returns them. */
+  /**
+   * Marks every active lease whose time is up expired (durably) and returns them.
+   *
+   * Time is up on the monotonic clock: a lease expires its lease time after it was granted
+   * (or, for a lease loaded at start, after the time its stored `expiresAt` had left then).
+   * A step of the wall clock (wall − monotonic moved by more than `clockStepMs` since the
+   * last sweep) is reported to `onClockStep` and expires nothing early.
+   */
   sweep(): Promise<Lease[]> {
     if (!this.#started || this.#closed) return Promise.resolve([]);
     const now = this.#now();
+    const mono = this.#mono();
+    const offset = now - mono;
+    if (Math.abs(offset - this.#clockOffset) > this.#clockStepMs) {
+      this.#onClockStep?.(offset - this.#clockOffset);
+    }
+    this.#clockOffset = offset;
     const ops: LeaseOp[] = [];
     const keys: number[] = [];
     const expired: Lease[] = [];
     const heap = this.#expiry;
-    while (heap.size > 0 && heap.topTime() <= now) {
+    while (heap.size > 0 && heap.topTime() <= mono) {
       const key = heap.topKey();
       const due = heap.topTime();
       heap.pop();
       const row = this.#rows.get(key);
-      if (row?.state !== "active" || row.expiresAt !== due) continue; // renewed or freed since
+      // renewed or freed since
+      if (row?.state !== "active" || this.#deadline.get(row) !== due) continue;
       const lease = _copy(row, "expired", now);
       this.#change(key, lease);
       ops.push({ op: "put", lease });
@@ -327,12 +450,14 @@ export class AllocationEngine {
     return this.#persist(ops, keys, expired, expired, (): Lease[] => []);
   }
 
-  /** Earliest expiry among active leases (ms), or null: when the sweeper should next run. */
+  /** The stored expiry (wall clock, ms) of the active lease the sweeper expires next, or null. */
   nextExpiry(): number | null {
     const heap = this.#expiry;
     while (heap.size > 0) {
       const row = this.#rows.get(heap.topKey());
-      if (row?.state === "active" && row.expiresAt === heap.topTime()) return row.expiresAt;
+      if (row?.state === "active" && this.#deadline.get(row) === heap.topTime()) {
+        return row.expiresAt;
+      }
       heap.pop();
     }
     return null;
@@ -502,6 +627,7 @@ export class AllocationEngine {
     const usable = ps !== undefined && slot >= 0 && ps.state[slot] !== OFF;
     if (old) {
       if (old.state === "active") {
+        this.#perPrefix?.add(old.host6, -1);
         if (this.#activeByHost.get(old.host6) === key) this.#activeByHost.delete(old.host6);
       } else if (this.#historyByHost.get(old.host6) === key) {
         this.#historyByHost.delete(old.host6);
@@ -510,8 +636,15 @@ export class AllocationEngine {
     }
     if (next) {
       if (next.state === "active") {
+        this.#perPrefix?.add(next.host6, 1);
         this.#activeByHost.set(next.host6, key);
-        this.#expiry.push(next.expiresAt, key);
+        let deadline = this.#deadline.get(next);
+        if (deadline === undefined) {
+          // Granted now, or loaded: the time its wall-clock expiry has left, from now on.
+          deadline = this.#mono() + (next.expiresAt - this.#now());
+          this.#deadline.set(next, deadline);
+        }
+        this.#expiry.push(deadline, key);
         if (this.#expiry.size > 2 * this.#activeByHost.size + 1024) this.#compactExpiry();
       } else if (usable) {
         this.#remember(key, next);
@@ -580,8 +713,21 @@ export class AllocationEngine {
   #compactExpiry(): void {
     this.#expiry.retain((time, key) => {
       const row = this.#rows.get(key);
-      return row?.state === "active" && row.expiresAt === time;
+      return row?.state === "active" && this.#deadline.get(row) === time;
     });
+  }
+
+  /**
+   * `prefix-limit` when the host's prefix already holds maxLeasesPerPrefix leases, not
+   * counting the `held` lease(s) of the host that the new one replaces; else undefined.
+   */
+  #overPrefixLimit(host6: string, held: number): Promise<EngineResult> | undefined {
+    const counter = this.#perPrefix;
+    if (!counter || counter.count(host6) - held < this.#maxPerPrefix) return undefined;
+    return _fail(
+      "prefix-limit",
+      `host prefix ${hostPrefixKey(host6, counter.length)} holds ${this.#maxPerPrefix} leases, the most one prefix may hold`,
+    );
   }
 }
 
