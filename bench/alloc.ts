@@ -153,6 +153,11 @@ export async function spawnServer(
       join(dir, "leases.db"),
       "--no-control",
       "--no-source-check",
+      // Every simulated host sends from ::1: no rate limit per source prefix, no lease cap.
+      "--prefix-rate",
+      "0",
+      "--max-leases-per-prefix",
+      "0",
       ...extra,
     ],
     { stdout: "pipe", stderr: "inherit" },

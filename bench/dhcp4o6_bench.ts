@@ -281,6 +281,11 @@ async function _startDstm(ns: Netns, dir: string, o: Dhcp4o6BenchOptions): Promi
       NET4O6.dstmServerId,
       "--log-level",
       o.serverLogLevel ?? "info",
+      // perfdhcp's simulated clients share a few source prefixes: no rate limit, no lease cap.
+      "--prefix-rate",
+      "0",
+      "--max-leases-per-prefix",
+      "0",
       ...(o.dstmArgs ?? []),
     ],
     log,

@@ -17,6 +17,7 @@ import {
 import { type LogFormat, Logger, type LogLevel } from "../lib/control/log.ts";
 import { parseIPv4 } from "../lib/net/addr.ts";
 import { parseIPv4Prefix, prefixContains } from "../lib/net/prefix.ts";
+import { ADMISSION_DEFAULTS, parseIPv6Prefix } from "../lib/server/admission.ts";
 import { DstmServer, type ServerConfig } from "../lib/server/server.ts";
 import { readTomlFile } from "../lib/sys/toml.ts";
 import { DSTM_PORT } from "../lib/wire/dstm_types.ts";
@@ -87,6 +88,31 @@ export function serverCommand(): Command {
       "--dhcp4o6-server-id <ipv4>",
       "DHCPv4 server identifier (default: the first pool's TEP IPv4)",
     )
+    .option(
+      "--dhcp4o6-allow <prefix>",
+      "answer DHCPv4-over-DHCPv6 only from hosts in this IPv6 prefix (repeatable); needed with --key",
+      collect,
+    )
+    .option(
+      "--dhcp4o6-open",
+      "with --key, answer DHCPv4-over-DHCPv6 (which has no authentication) from any host anyway",
+    )
+    .option(
+      "--max-leases-per-prefix <n>",
+      `most leases the hosts of one host prefix may hold (default ${ADMISSION_DEFAULTS.maxLeasesPerPrefix}; 0: no cap)`,
+    )
+    .option(
+      "--host-prefix-length <bits>",
+      `host prefix length for the lease cap and the rate limit (default ${ADMISSION_DEFAULTS.hostPrefixLength})`,
+    )
+    .option(
+      "--prefix-rate <n>",
+      `requests per second per source prefix, native and 4o6 (default ${ADMISSION_DEFAULTS.ratePerSecond}; 0: no limit)`,
+    )
+    .option(
+      "--prefix-burst <n>",
+      `requests per source prefix at once before --prefix-rate applies (default ${ADMISSION_DEFAULTS.burst})`,
+    )
     .addOption(
       new Option("--log-format <format>", "log line format").choices(["text", "json"] as const),
     )
@@ -145,6 +171,12 @@ export interface ServerFlags {
   dhcp4o6Listen?: string;
   dhcp4o6Interface?: string[];
   dhcp4o6ServerId?: string;
+  dhcp4o6Allow?: string[];
+  dhcp4o6Open?: boolean;
+  maxLeasesPerPrefix?: string;
+  hostPrefixLength?: string;
+  prefixRate?: string;
+  prefixBurst?: string;
   logFormat?: LogFormat;
   logLevel?: LogLevel;
   config?: string;
@@ -156,6 +188,12 @@ const FILE_KEYS = new Set([
   "dhcp4o6-listen",
   "dhcp4o6-interfaces",
   "dhcp4o6-server-id",
+  "dhcp4o6-allow",
+  "dhcp4o6-open",
+  "max-leases-per-prefix",
+  "host-prefix-length",
+  "prefix-rate",
+  "prefix-burst",
   "share",
   "psid-offset",
   "allow-well-known-ports",
@@ -265,8 +303,14 @@ export function resolveServerConfig(
   if (tepPort !== undefined && (!Number.isInteger(tepPort) || tepPort < 1 || tepPort > 65535)) {
     throw new UsageError(`--tep-port: "${tepPortText}" is not a port`);
   }
+  const dhcp4o6 = dhcp4o6Config(flags, file, str, poolConfigs);
+  if (dhcp4o6 && keys && !dhcp4o6.allow && !(flags.dhcp4o6Open || fileFlag(file, "dhcp4o6-open")))
+    throw new UsageError(
+      "--key does not cover DHCPv4-over-DHCPv6 (RFC 7341 has no authentication): give --dhcp4o6-allow PREFIX for the hosts that may lease over it, or --dhcp4o6-open to answer any host knowingly",
+    );
   return {
-    dhcp4o6: dhcp4o6Config(flags, file, str, poolConfigs),
+    dhcp4o6,
+    admission: admissionConfig(flags, file),
     tepPort,
     requireTep: flags.requireTep ?? file["require-tep"] === true,
     pools: poolConfigs,
@@ -447,10 +491,42 @@ function dhcp4o6Config(
         : `--dhcp4o6-server-id: "${idText}" is not an IPv4 address`,
     );
   }
+  const allow = flags.dhcp4o6Allow ?? file["dhcp4o6-allow"];
+  if (allow !== undefined && !isStringArray(allow))
+    throw new UsageError('config file: "dhcp4o6-allow" must be a list of IPv6 prefixes');
+  for (const prefix of allow ?? []) {
+    if (!parseIPv6Prefix(prefix))
+      throw new UsageError(
+        `--dhcp4o6-allow: "${prefix}" is not an IPv6 prefix (e.g. 2001:db8:4::/64)`,
+      );
+  }
   return {
     address: listen.address,
     port: listen.port,
     interfaces: flags.dhcp4o6Interface ?? (fileInterfaces as string[] | undefined) ?? [],
     serverId,
+    allow: allow?.length ? allow : undefined,
   };
+}
+
+/** The lease cap per host prefix and the rate limit per source prefix (./../lib/server/admission.ts). */
+function admissionConfig(
+  flags: ServerFlags,
+  file: Record<string, unknown>,
+): ServerConfig["admission"] {
+  const cap = wholeNumber(
+    flags.maxLeasesPerPrefix ?? file["max-leases-per-prefix"],
+    "--max-leases-per-prefix",
+  );
+  const length = wholeNumber(
+    flags.hostPrefixLength ?? file["host-prefix-length"],
+    "--host-prefix-length",
+  );
+  if (length !== undefined && (length < 1 || length > 128))
+    throw new UsageError(`--host-prefix-length: ${length} is not 1–128`);
+  const rate = wholeNumber(flags.prefixRate ?? file["prefix-rate"], "--prefix-rate");
+  const burst = wholeNumber(flags.prefixBurst ?? file["prefix-burst"], "--prefix-burst");
+  if (burst === 0)
+    throw new UsageError("--prefix-burst must be at least 1 (--prefix-rate 0 turns the limit off)");
+  return { maxLeasesPerPrefix: cap, hostPrefixLength: length, ratePerSecond: rate, burst };
 }

@@ -24,6 +24,11 @@ const serverArgs = (db: string, control: string) => [
   "--control",
   control,
   "--no-source-check",
+  // 1,000 hosts of one /64, all sent from ::1: no lease cap, no rate limit.
+  "--max-leases-per-prefix",
+  "0",
+  "--prefix-rate",
+  "0",
 ];
 
 test("a server killed with SIGKILL right after acknowledging 1,000 leases restarts with all 1,000", async () => {

@@ -137,6 +137,8 @@ describe("server ⇄ TEP synchronisation", () => {
     const tep = await fakeTep();
     const { server, transport } = await start(tep.ep.port, {
       pools: [{ prefixes: ["198.51.100.0/24"], tep6: "::1" }],
+      // 100 hosts of one /64, sent from ::1: no lease cap per prefix, no rate limit.
+      admission: { maxLeasesPerPrefix: 0, ratePerSecond: 0 },
     });
     await Promise.all(
       Array.from({ length: 100 }, (_, i) =>

@@ -6,10 +6,17 @@
  * The host is the source of the DHCPV4-QUERY (RFC 7341 §7: the client's IPv6 address is the
  * softwire's end), exactly as a native DSTM host is the source of its DISCOVER.
  *
- * - DISCOVER → the engine allocates (as a native DISCOVER: sticky, durable, bound at the TEP)
- *   → OFFER. An offer is a real lease for OFFER_SECONDS, so an abandoned one frees itself.
+ * - Admission first (./admission.ts): RFC 7341 has no authentication, so a server with keys
+ *   answers only sources inside `--dhcp4o6-allow` (or every source with `--dhcp4o6-open`);
+ *   every source prefix is rate-limited. Refused queries get no answer.
+ * - DISCOVER → the engine allocates (sticky, held in memory only, bound at the TEP with the
+ *   ACK) → OFFER with the lease time the ACK will grant. The offer is held for OFFER_SECONDS,
+ *   so an abandoned one frees itself. A host that holds a committed lease is offered that
+ *   lease with its existing expiry (RFC 2131 §4.3.1): an OFFER never shortens or replaces it.
  * - REQUEST (selecting: server id + requested address; init-reboot: requested address;
  *   renewing/rebinding: ciaddr) → the engine renews for the full lease time → ACK, or NAK.
+ *   A REQUEST naming another server declines our offer, whatever address it asks for
+ *   (RFC 2131 §4.3.2): an offer never committed is freed; a committed lease is kept.
  * - RELEASE → the engine releases; no answer (RFC 2131 §4.4.6).
  * - DECLINE and INFORM are counted and ignored.
  * A shared pool's leases carry OPTION_V4_PORTPARAMS (159, RFC 7618).
@@ -38,6 +45,7 @@ import {
   encodeDhcp6,
   peekDhcp6MessageType,
 } from "../wire/dhcp4o6.ts";
+import type { Admission } from "./admission.ts";
 import type { BindingSink } from "./tep_sync.ts";
 
 /** How long an offered address is held before the client's REQUEST (s). */
@@ -53,19 +61,17 @@ export interface Dhcp4o6Options {
   readonly log: Logger;
   readonly metrics: Metrics;
   readonly now?: () => number;
+  /** Allow list, rate limit and refusal accounting; none: every query goes on. */
+  readonly admission?: Admission;
 }
 
 export class Dhcp4o6Handler {
   readonly #o: Dhcp4o6Options;
-  readonly #now: () => number;
-  /** Hosts sent an OFFER and not yet an ACK (bounded: cleared when it grows past 100,000). */
-  readonly #offered = new Set<string>();
   /** DUID-UUID (RFC 6355) naming this server in DHCPv6 replies; new per start. */
   readonly #duid = Uint8Array.from([0, 4, ...crypto.getRandomValues(new Uint8Array(16))]);
 
   constructor(options: Dhcp4o6Options) {
     this.#o = options;
-    this.#now = options.now ?? Date.now;
     options.metrics.counter(
       "dstm_dhcp4o6_messages_total",
       "DHCPv4-over-DHCPv6 queries, by DHCPv4 message type and result",
@@ -74,6 +80,7 @@ export class Dhcp4o6Handler {
 
   /** One datagram from `source` (port 546 normally); resolves to the answer or null. */
   async handle(raw: Uint8Array, source: string): Promise<Uint8Array | null> {
+    if (this.#o.admission && !this.#o.admission.admit("dhcp4o6", source)) return null;
     if (peekDhcp6MessageType(raw) === Dhcp6MessageType.INFORMATION_REQUEST)
       return this.#information(raw);
     const decoded = decodeDhcp4o6(raw);
@@ -99,28 +106,36 @@ export class Dhcp4o6Handler {
         if (!result.ok) {
           // RFC 2131 §4.3.1: no address, no OFFER (a NAK is not a DISCOVER's answer).
           this.#count(name, result.reason);
+          if (result.reason === "prefix-limit") this.#refusedPrefix(host6);
           return null;
         }
         this.#count(name, "offer");
-        if (this.#offered.size > 100_000) this.#offered.clear();
-        this.#offered.add(host6);
-        return this.#reply(query, Dhcp4MessageType.OFFER, result.lease);
+        // Offer what the ACK will grant; a committed lease with the time it has left.
+        const lease = result.lease;
+        const seconds = engine.isOffer(lease)
+          ? engine.grantSeconds()
+          : Math.max(1, Math.round(engine.remainingMs(lease) / 1000));
+        return this.#reply(query, Dhcp4MessageType.OFFER, lease, seconds);
       }
       case Dhcp4MessageType.REQUEST: {
         const address = query.ciaddr || query.options.requestedIp || 0;
         if (query.options.serverId !== undefined && query.options.serverId !== this.#o.serverId) {
-          this.#count(name, "other-server"); // the client chose another server's offer
-          const lease = engine.lookupHost(host6);
-          if (lease && lease.ipv4 === address) await engine.release(host6, address);
+          // RFC 2131 §4.3.2: the client chose another server, so it declined our offer,
+          // whichever address it asks the other server for. A committed lease stays.
+          this.#count(name, "other-server");
+          await engine.withdrawOffer(host6);
           return null;
         }
         if (!address) return this.#nak(query, name, "no address requested");
-        const result = await engine.request(host6, address);
         // The REQUEST after an OFFER renews the offered lease, but for the host (and its TEP) it is new.
-        const first = result.ok && this.#offered.delete(host6);
-        if (!(await this.#installed(result, host6, first)))
+        const first = engine.isOffer(engine.lookupHost(host6));
+        const result = await engine.request(host6, address);
+        if (!(await this.#installed(result, host6, result.ok && first)))
           return this.#nak(query, name, "TEP unavailable");
-        if (!result.ok) return this.#nak(query, name, result.message);
+        if (!result.ok) {
+          if (result.reason === "prefix-limit") this.#refusedPrefix(host6);
+          return this.#nak(query, name, result.message);
+        }
         this.#count(name, "ack");
         this.#log(result.outcome === "renewed" && !first ? "renew" : "allocate", result.lease);
         return this.#reply(query, Dhcp4MessageType.ACK, result.lease);
@@ -176,8 +191,16 @@ export class Dhcp4o6Handler {
     return ok;
   }
 
-  #reply(query: Dhcp4Message, type: Dhcp4MessageType, lease: Lease): Uint8Array {
-    const seconds = Math.max(1, Math.round((lease.expiresAt - this.#now()) / 1000));
+  /** The engine refused a new lease: the host's prefix holds as many as one prefix may. */
+  #refusedPrefix(host6: string): void {
+    this.#o.admission?.refused("dhcp4o6", "prefix-limit", { host6 });
+  }
+
+  /** An OFFER or ACK of `lease`, for `seconds` (default: the time the lease has left). */
+  #reply(query: Dhcp4Message, type: Dhcp4MessageType, lease: Lease, seconds?: number): Uint8Array {
+    if (seconds === undefined) {
+      seconds = Math.max(1, Math.round(this.#o.engine.remainingMs(lease) / 1000));
+    }
     const options: Dhcp4Options = {
       messageType: type,
       serverId: this.#o.serverId,

@@ -2,7 +2,9 @@
  * The DSTM server's protocol step: one request datagram in, at most one answer out.
  *
  * Order of checks, each failure counted under its own name:
- * decode → (request types only) → authentication → source check → allocation engine.
+ * decode → (request types only) → authentication → source check → rate limit per source
+ * prefix (./admission.ts: dropped, counted) → allocation engine (the lease cap per host
+ * prefix answers POOL_EXHAUSTED, counted as `prefix-limit`).
  * Every request that can be answered gets an answer: an ACK, or a NAK with a status code
  * (the paper's server stayed silent on errors, leaving clients to time out). Only input
  * that cannot be attributed to a transaction (no readable header) or that is itself an
@@ -25,6 +27,7 @@ import {
 } from "../wire/auth.ts";
 import { decodeMessage, encodeMessage, peekHeader } from "../wire/dstm.ts";
 import { type DstmMessage, MessageType, Status } from "../wire/dstm_types.ts";
+import type { Admission } from "./admission.ts";
 import type { BindingSink } from "./tep_sync.ts";
 
 export interface HandlerOptions {
@@ -39,6 +42,8 @@ export interface HandlerOptions {
   readonly now?: () => number;
   /** Where bindings go (the TEPs); none in a server without TEP synchronisation. */
   readonly bindings?: BindingSink;
+  /** Rate limit per source prefix and refusal accounting; none: every request goes on. */
+  readonly admission?: Admission;
 }
 
 const TYPE_NAMES: Record<number, string> = {
@@ -60,6 +65,8 @@ const REASON_STATUS: Record<string, Status> = {
   "no-such-lease": Status.NO_SUCH_LEASE,
   "address-in-use": Status.ADDRESS_IN_USE,
   "store-failed": Status.SERVER_ERROR,
+  // The host's prefix holds all the leases one prefix may: for this host, the pool is empty.
+  "prefix-limit": Status.POOL_EXHAUSTED,
 };
 
 /** Registers the handler's metric families (also used by the server to expose them at zero). */
@@ -142,16 +149,22 @@ export class DstmHandler {
         key,
       );
     }
+    if (this.#o.admission && !this.#o.admission.admit("native", source)) return null;
     const result = await this.#dispatch(request, host6);
     if (!result.ok) {
       const status = REASON_STATUS[result.reason] ?? Status.SERVER_ERROR;
       this.#count(request.type, status);
-      this.#o.log.info("reject", {
+      const fields = {
         reason: result.reason,
         type: TYPE_NAMES[request.type],
         host6,
         ipv4: request.host4 === undefined ? undefined : formatIPv4(request.host4),
-      });
+      };
+      if (result.reason === "prefix-limit" && this.#o.admission) {
+        this.#o.admission.refused("native", "prefix-limit", fields);
+      } else {
+        this.#o.log.info("reject", fields);
+      }
       return this.#answer(
         {
           type: MessageType.NAK,
@@ -212,7 +225,8 @@ export class DstmHandler {
         tep6: lease.tep6,
         tep4: lease.tep4 === 0 ? undefined : lease.tep4,
         portSet: lease.portSet.psidLength === 0 ? undefined : lease.portSet,
-        leaseTime: Math.max(1, Math.round((lease.expiresAt - this.#now()) / 1000)),
+        // On the engine's monotonic clock: a wall-clock step does not change the time left.
+        leaseTime: Math.max(1, Math.round(this.#o.engine.remainingMs(lease) / 1000)),
       },
       key,
     );

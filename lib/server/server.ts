@@ -15,6 +15,7 @@ import { formatIPv4 } from "../net/addr.ts";
 import { type HttpEndpoint, serveTcp, serveUnix } from "../sys/http.ts";
 import { bindUdp, UdpBindError, type UdpEndpoint } from "../sys/udp.ts";
 import { type AuthKey, ReplayGuard } from "../wire/auth.ts";
+import { ADMISSION_DEFAULTS, Admission } from "./admission.ts";
 import { Dhcp4o6Handler } from "./dhcp4o6.ts";
 import { DstmHandler } from "./handler.ts";
 import { TepSync } from "./tep_sync.ts";
@@ -46,7 +47,21 @@ export interface ServerConfig {
     readonly port: number;
     readonly interfaces: readonly string[];
     readonly serverId: number;
+    /** IPv6 prefixes whose hosts may use 4o6 (RFC 7341 has no authentication); absent: any. */
+    readonly allow?: readonly string[];
   };
+  /**
+   * Admission control (./admission.ts); each setting defaults to ADMISSION_DEFAULTS, 0 turns
+   * the cap or the rate limit off.
+   */
+  readonly admission?: {
+    readonly maxLeasesPerPrefix?: number;
+    readonly hostPrefixLength?: number;
+    readonly ratePerSecond?: number;
+    readonly burst?: number;
+  };
+  /** Clocks (ms), injectable for tests: wall (default Date.now), monotonic (default performance.now). */
+  readonly clock?: { readonly now?: () => number; readonly monotonic?: () => number };
   /** How often the sweeper looks for expired leases (ms). */
   readonly sweepIntervalMs?: number;
   readonly log: Logger;
@@ -66,6 +81,7 @@ export class DstmServer {
   #inflight = 0;
   #metricsWhere: string | undefined;
   #tepSync: TepSync | undefined;
+  #admission: Admission | undefined;
   #stopping = false;
   readonly #log: Logger;
   readonly #store: LeaseStore;
@@ -95,12 +111,30 @@ export class DstmServer {
     const store: LeaseStore = config.db ? SqliteLeaseStore.open(config.db) : new MemoryLeaseStore();
     const metrics = new Metrics();
     let server: DstmServer | undefined;
+    const log = config.log;
+    metrics.counter(
+      "dstm_clock_steps_total",
+      "Steps of the wall clock seen (leases expire on the monotonic clock)",
+    );
     try {
       const engine = new AllocationEngine({
         pools: [...config.pools],
         store,
         leaseTime: config.leaseTime,
         maxLeaseTime: config.maxLeaseTime,
+        now: config.clock?.now ?? Date.now,
+        monotonic: config.clock?.monotonic ?? (() => performance.now()),
+        maxLeasesPerPrefix:
+          config.admission?.maxLeasesPerPrefix ?? ADMISSION_DEFAULTS.maxLeasesPerPrefix,
+        hostPrefixLength: config.admission?.hostPrefixLength,
+        onClockStep: (stepMs) => {
+          // Leases keep their time on the monotonic clock: nothing expires early or late.
+          metrics.inc("dstm_clock_steps_total", {});
+          log.warn("clock-step", {
+            "step-s": Math.round(stepMs / 1000),
+            detail: "the wall clock stepped; leases keep expiring on the monotonic clock",
+          });
+        },
       });
       await engine.start();
       server = new DstmServer(engine, store, metrics, config.log);
@@ -145,7 +179,17 @@ export class DstmServer {
       },
       engine.leases({ state: "active" }),
     );
+    this.#admission = new Admission({
+      metrics,
+      log: this.#log,
+      hostPrefixLength: config.admission?.hostPrefixLength,
+      ratePerSecond: config.admission?.ratePerSecond ?? ADMISSION_DEFAULTS.ratePerSecond,
+      burst: config.admission?.burst,
+      dhcp4o6Allow: config.dhcp4o6?.allow,
+      now: config.clock?.monotonic,
+    });
     const handler = new DstmHandler({
+      admission: this.#admission,
       bindings: this.#tepSync,
       engine,
       keys,
@@ -172,6 +216,12 @@ export class DstmServer {
       );
     });
     if (config.dhcp4o6) await this.#openDhcp4o6(config.dhcp4o6);
+    if (config.dhcp4o6 && keys && !config.dhcp4o6.allow) {
+      this.#log.warn("dhcp4o6-open", {
+        detail:
+          "DHCPv4-over-DHCPv6 has no authentication: any host can lease over it, whatever --key says",
+      });
+    }
     if (config.control) {
       this.#http.push(
         await serveUnix(
@@ -204,6 +254,9 @@ export class DstmServer {
       active: pools.reduce((n, p) => n + p.active, 0),
       store: config.db ? `sqlite:${config.db}` : "memory",
       auth: keys ? `${keys.size} key(s)` : "off",
+      "max-leases-per-prefix":
+        config.admission?.maxLeasesPerPrefix ?? ADMISSION_DEFAULTS.maxLeasesPerPrefix,
+      "prefix-rate": config.admission?.ratePerSecond ?? ADMISSION_DEFAULTS.ratePerSecond,
       control: config.control,
       metrics: this.#metricsWhere,
     });
@@ -211,6 +264,7 @@ export class DstmServer {
 
   async #openDhcp4o6(c: NonNullable<ServerConfig["dhcp4o6"]>): Promise<void> {
     const handler = new Dhcp4o6Handler({
+      admission: this.#admission,
       engine: this.engine,
       bindings: this.#tepSync,
       serverId: c.serverId,
@@ -248,6 +302,8 @@ export class DstmServer {
       listen: `[${endpoint.address}]:${endpoint.port}`,
       multicast: c.interfaces.length ? c.interfaces.join(",") : undefined,
       serverId: formatIPv4(c.serverId),
+      // RFC 7341 has no authentication: who may lease over it is the allow list.
+      allow: c.allow?.join(",") ?? "any",
     });
   }
 
