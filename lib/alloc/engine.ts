@@ -123,7 +123,7 @@ export class AllocationEngine {
   readonly #mono: () => number;
   readonly #onClockStep: ((stepMs: number) => void) | undefined;
   readonly #clockStepMs: number;
-  /** wall − monotonic at the last sweep (NaN before the first). */
+  /** wall − monotonic at the last sweep (or at start). */
   #clockOffset = Number.NaN;
   /** Monotonic deadline (ms) of each active lease object: when the sweep expires it. */
   readonly #deadline = new WeakMap<Lease, number>();
@@ -202,6 +202,7 @@ export class AllocationEngine {
     // Freed rows oldest first, so each lands at the tail of its pool's free list.
     const order = rows.slice().sort((a, b) => a.expiresAt - b.expiresAt || _key(a) - _key(b));
     for (const row of order) this.#setRow(_key(row), row);
+    this.#clockOffset = this.#now() - this.#mono();
     this.#started = true;
   }
 
