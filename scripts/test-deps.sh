@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the end-to-end tests drive, when missing and when we are root on Debian:
 # ping, curl, a real FTP server (vsftpd), iperf3, python3 (web server), iproute2, and ISC Kea's
-# DHCPv4 and DHCPv6 servers (the DHCPv4-over-DHCPv6 test).
+# DHCPv4 and DHCPv6 servers (the DHCPv4-over-DHCPv6 test), libfaketime (the clock-step test).
 set -euo pipefail
 need=()
 command -v ip >/dev/null || need+=(iproute2)
@@ -13,6 +13,8 @@ command -v iperf3 >/dev/null || need+=(iperf3)
 [ -x /usr/sbin/kea-dhcp4 ] || need+=(kea-dhcp4-server)
 [ -x /usr/sbin/kea-dhcp6 ] || need+=(kea-dhcp6-server)
 command -v tshark >/dev/null || need+=(tshark)
+# libfaketime: the server test that steps the wall clock under a running `dstm server`.
+command -v faketime >/dev/null || need+=(faketime)
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then
   echo "note: missing ${need[*]}; the end-to-end tests that need them will be skipped (run as root on Debian to install)" >&2

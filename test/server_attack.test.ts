@@ -1,0 +1,251 @@
+/**
+ * A real `dstm server` against an attacker on the same link (issue 8 items 3, 4, 5), as root:
+ * three namespaces of this run — the server (with a bridge: the link), a host and an
+ * attacker — removed afterwards. The attacker crafts packets with
+ * test/e2e_scripts/alloc_attack.ts from addresses it adds with `nodad`.
+ *
+ * Prefixes on the link: 2001:db8:8::/64 (the host's) and 2001:db8:7::/64 (the attacker's).
+ */
+import { afterEach, describe, expect, test } from "bun:test";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { LeaseJson } from "../lib/control/lease_view.ts";
+import { getUnix } from "../lib/sys/http.ts";
+import { createNetns, type Netns, vethPair } from "../lib/sys/netns.ts";
+import { announceSkip, netnsSkipReason } from "./helpers/netns.ts";
+import { BUN, ROOT, runDstm } from "./helpers/process.ts";
+
+const skip = netnsSkipReason();
+announceSkip("server_attack", skip);
+const SCRIPT = join(ROOT, "test", "e2e_scripts", "alloc_attack.ts");
+const SERVER6 = "2001:db8:8::53";
+const HOST6 = "2001:db8:8::10";
+const ATTACKER6 = "2001:db8:7::66";
+
+const cleanup: (() => unknown)[] = [];
+afterEach(async () => {
+  for (const c of cleanup.splice(0).reverse()) await c();
+});
+
+interface Link {
+  srv: Netns;
+  host: Netns;
+  attacker: Netns;
+  dir: string;
+}
+
+/** The server, the host and the attacker on one bridged link. */
+function link(): Link {
+  const srv = createNetns("dstmt-");
+  const host = createNetns("dstmt-");
+  const attacker = createNetns("dstmt-");
+  const dir = mkdtempSync(join(tmpdir(), "dstm-attack-"));
+  cleanup.push(() => {
+    for (const ns of [srv, host, attacker]) ns.delete();
+    rmSync(dir, { recursive: true, force: true });
+  });
+  srv.ip("link", "add", "br0", "type", "bridge");
+  srv.up("br0");
+  vethPair(host, "eth0", srv, "vh");
+  vethPair(attacker, "eth0", srv, "va");
+  srv.ip("link", "set", "vh", "master", "br0");
+  srv.ip("link", "set", "va", "master", "br0");
+  srv.addAddress("br0", `${SERVER6}/64`);
+  srv.addAddress("br0", "2001:db8:7::53/64");
+  host.addAddress("eth0", `${HOST6}/64`);
+  attacker.addAddress("eth0", `${ATTACKER6}/64`);
+  // Both prefixes are on the link.
+  host.addRoute("2001:db8:7::/64", "dev", "eth0");
+  attacker.addRoute("2001:db8:8::/64", "dev", "eth0");
+  return { srv, host, attacker, dir };
+}
+
+/** Starts `dstm server` in `l.srv` with a control socket; resolves when it answers on it. */
+async function server(l: Link, flags: string[]) {
+  const control = join(l.dir, "control.sock");
+  const proc = l.srv.spawn(
+    [
+      BUN,
+      join(ROOT, "mod.ts"),
+      "server",
+      "--pool",
+      "203.0.113.0/24",
+      "--tep",
+      "2001:db8:8::1,192.0.2.1",
+      "--listen",
+      `[${SERVER6}]:4607`,
+      "--db",
+      "memory",
+      "--control",
+      control,
+      ...flags,
+    ],
+    { timeoutMs: 90_000, cwd: ROOT },
+  );
+  const stdout = new Response(proc.stdout).text();
+  const stderr = new Response(proc.stderr).text();
+  const stop = async () => {
+    proc.kill("SIGTERM");
+    await proc.exited;
+    return { stdout: await stdout, stderr: await stderr };
+  };
+  cleanup.push(stop);
+  for (let i = 0; i < 200; i++) {
+    const up = await getUnix(control, "/v1/ping").then(
+      (r) => r.ok,
+      () => false,
+    );
+    if (up) break;
+    if (proc.exitCode !== null) throw new Error(`server exited: ${await stderr}`);
+    await Bun.sleep(50);
+  }
+  return {
+    stop,
+    leases: async () =>
+      ((await (await getUnix(control, "/v1/leases")).json()) as { leases: LeaseJson[] }).leases,
+    metric: async (name: string, labels: string) => {
+      const text = await (await getUnix(control, "/metrics")).text();
+      const line = text.split("\n").find((l) => l.startsWith(`${name}{${labels}}`));
+      return line ? Number(line.split(" ").at(-1)) : 0;
+    },
+  };
+}
+
+interface NativeResult {
+  sent: number;
+  acks: { host6: string; ipv4: string; leaseTime: number }[];
+  naks: Record<string, number>;
+  silent: number;
+}
+interface Dhcp4o6Result {
+  answer: { type: string; yiaddr: string; leaseTime: number | null } | null;
+}
+
+function attack<T>(ns: Netns, args: string[]): T {
+  const run = ns.exec([BUN, SCRIPT, ...args], { cwd: ROOT, timeoutMs: 30_000 });
+  if (run.code !== 0) throw new Error(`alloc_attack ${args[0]}: ${run.stdout}\n${run.stderr}`);
+  return JSON.parse(run.stdout.trim().split("\n").at(-1)!) as T;
+}
+
+describe.skipIf(skip !== null)("dstm server against an attacker on the link", () => {
+  test("item 4: 300 addresses of one /64 get 16 leases, the rest refused and counted; the next host still leases", async () => {
+    const l = link();
+    // 300 source addresses in the attacker's /64, usable at once (no DAD).
+    const batch = Array.from(
+      { length: 300 },
+      (_, i) => `addr add 2001:db8:7::${(0x1000 + i).toString(16)}/64 dev eth0 nodad`,
+    ).join("\n");
+    writeFileSync(join(l.dir, "addrs"), `${batch}\n`);
+    l.attacker.ip("-batch", join(l.dir, "addrs"));
+    const s = await server(l, ["--dhcp4o6", "--dhcp4o6-listen", "[::]:547"]);
+    const flood = attack<NativeResult>(l.attacker, [
+      "native",
+      SERVER6,
+      "4607",
+      "2001:db8:7::",
+      "300",
+    ]);
+    expect(flood.acks.length).toBe(16);
+    expect(flood.naks.POOL_EXHAUSTED ?? 0).toBeGreaterThan(0);
+    const prefixLimit = await s.metric(
+      "dstm_admission_refused_total",
+      'protocol="native",reason="prefix-limit"',
+    );
+    const rateLimit = await s.metric(
+      "dstm_admission_refused_total",
+      'protocol="native",reason="rate-limit"',
+    );
+    // Every request of the flood not granted was refused, by one reason or the other.
+    expect(prefixLimit).toBe(flood.naks.POOL_EXHAUSTED!);
+    expect(prefixLimit + rateLimit).toBe(284);
+    expect(rateLimit).toBe(flood.silent);
+    // 4o6 from the same prefix gets no offer either.
+    const offer = attack<Dhcp4o6Result>(l.attacker, [
+      "dhcp4o6",
+      SERVER6,
+      "547",
+      ATTACKER6,
+      "discover",
+    ]);
+    expect(offer.answer).toBeNull();
+    // The host of the other prefix still gets a lease.
+    const host = attack<NativeResult>(l.host, ["native", SERVER6, "4607", HOST6, "0"]);
+    expect(host.acks.length).toBe(1);
+    expect((await s.leases()).length).toBe(17);
+    const { stdout } = await s.stop();
+    expect(stdout).toMatch(/ WARN reject reason=prefix-limit protocol=native/);
+    expect(stdout).toMatch(/ WARN reject reason=rate-limit protocol=native/);
+  }, 90_000);
+
+  test("item 3: with --key, 4o6 answers only the prefixes of --dhcp4o6-allow", async () => {
+    const l = link();
+    const key = join(l.dir, "key");
+    writeFileSync(key, (await runDstm(["keygen", "--id", "1"])).stdout, { mode: 0o600 });
+    const s = await server(l, [
+      "--key",
+      key,
+      "--dhcp4o6",
+      "--dhcp4o6-listen",
+      "[::]:547",
+      "--dhcp4o6-allow",
+      "2001:db8:8::/64",
+    ]);
+    const refused = attack<Dhcp4o6Result>(l.attacker, [
+      "dhcp4o6",
+      SERVER6,
+      "547",
+      ATTACKER6,
+      "discover",
+    ]);
+    expect(refused.answer).toBeNull();
+    const offered = attack<Dhcp4o6Result>(l.host, ["dhcp4o6", SERVER6, "547", HOST6, "discover"]);
+    expect(offered.answer?.type).toBe("OFFER");
+    expect((await s.leases()).map((lease) => lease.hostIPv6)).toEqual([HOST6]); // the offer
+    expect(
+      await s.metric("dstm_admission_refused_total", 'protocol="dhcp4o6",reason="not-allowed"'),
+    ).toBe(1);
+    const { stdout } = await s.stop();
+    expect(stdout).toMatch(/ WARN reject reason=not-allowed protocol=dhcp4o6 from=2001:db8:7::66/);
+    expect(stdout).toMatch(/ dhcp4o6 .*allow=2001:db8:8::\/64/);
+  }, 60_000);
+
+  test("item 5: a DISCOVER replayed from a bound host's address (4o6 or native, any port, any chaddr) leaves its lease as it is", async () => {
+    const l = link();
+    const s = await server(l, [
+      "--lease-time",
+      "3600",
+      "--dhcp4o6",
+      "--dhcp4o6-listen",
+      "[::]:547",
+    ]);
+    const offer = attack<Dhcp4o6Result>(l.host, ["dhcp4o6", SERVER6, "547", HOST6, "discover"]);
+    expect(offer.answer?.leaseTime).toBe(3600); // what the ACK grants (issue 11)
+    const ack = attack<Dhcp4o6Result>(l.host, [
+      "dhcp4o6",
+      SERVER6,
+      "547",
+      HOST6,
+      "request",
+      offer.answer!.yiaddr,
+      "192.0.2.1",
+    ]);
+    expect(ack.answer).toEqual({ type: "ACK", yiaddr: offer.answer!.yiaddr, leaseTime: 3600 });
+    const [bound] = await s.leases();
+    expect(bound?.hostIPv6).toBe(HOST6);
+    // The attacker takes the host's address too (no DAD) and replays.
+    l.attacker.addAddress("eth0", `${HOST6}/128`);
+    attack<Dhcp4o6Result>(l.attacker, ["dhcp4o6", SERVER6, "547", HOST6, "discover"]);
+    attack<NativeResult>(l.attacker, ["native", SERVER6, "4607", HOST6, "0", "1"]);
+    // Both replays reached the server and were answered (to the host's address).
+    expect(await s.metric("dstm_dhcp4o6_messages_total", 'type="discover",result="offer"')).toBe(2);
+    expect(await s.metric("dstm_messages_total", 'type="discover",result="ack"')).toBe(1);
+    const after = await s.leases();
+    expect(after.length).toBe(1);
+    expect([after[0]!.hostIPv4, after[0]!.state, after[0]!.expiresAt]).toEqual([
+      bound!.hostIPv4,
+      "active",
+      bound!.expiresAt,
+    ]);
+  }, 60_000);
+});
