@@ -40,6 +40,7 @@ import { canonicalIPv6, formatIPv4 } from "../net/addr.ts";
 import { formatPortSet } from "../net/portset.ts";
 import { ExpiryHeap } from "./expiry_heap.ts";
 import { DEFAULT_HOST_PREFIX_LENGTH, hostPrefixKey, PrefixCounter } from "./host_prefix.ts";
+import { LeaseClock } from "./lease_clock.ts";
 import { Pool, PoolConfigError, poolsOverlap } from "./pool.ts";
 import type { SharingSpec } from "./sharing.ts";
 import { ACTIVE, FREE, OFF, PoolSlots } from "./slots.ts";
@@ -120,13 +121,8 @@ export class AllocationEngine {
   readonly #leaseTime: number;
   readonly #maxLeaseTime: number;
   readonly #now: () => number;
-  readonly #mono: () => number;
-  readonly #onClockStep: ((stepMs: number) => void) | undefined;
-  readonly #clockStepMs: number;
-  /** wall − monotonic at the last sweep (or at start). */
-  #clockOffset = Number.NaN;
-  /** Monotonic deadline (ms) of each active lease object: when the sweep expires it. */
-  readonly #deadline = new WeakMap<Lease, number>();
+  /** Wall clock for the stored times, monotonic deadlines for expiry (./lease_clock.ts). */
+  readonly #clock: LeaseClock;
   /** Leases made by an OFFER (discover with persist: false) and not changed since: never committed. */
   readonly #offers = new WeakSet<Lease>();
   readonly #maxPerPrefix: number;
@@ -182,9 +178,12 @@ export class AllocationEngine {
     this.#leaseTime = opts.leaseTime;
     this.#maxLeaseTime = max;
     this.#now = opts.now ?? Date.now;
-    this.#mono = opts.monotonic ?? opts.now ?? (() => performance.now());
-    this.#onClockStep = opts.onClockStep;
-    this.#clockStepMs = opts.clockStepMs ?? 2000;
+    this.#clock = new LeaseClock({
+      now: this.#now,
+      monotonic: opts.monotonic ?? opts.now ?? (() => performance.now()),
+      stepMs: opts.clockStepMs,
+      onStep: opts.onClockStep,
+    });
     const cap = opts.maxLeasesPerPrefix ?? 0;
     if (!Number.isInteger(cap) || cap < 0) {
       throw new RangeError(`max leases per prefix ${cap}: must be a whole number (0: no cap)`);
@@ -202,7 +201,7 @@ export class AllocationEngine {
     // Freed rows oldest first, so each lands at the tail of its pool's free list.
     const order = rows.slice().sort((a, b) => a.expiresAt - b.expiresAt || _key(a) - _key(b));
     for (const row of order) this.#setRow(_key(row), row);
-    this.#clockOffset = this.#now() - this.#mono();
+    this.#clock.check();
     this.#started = true;
   }
 
@@ -397,8 +396,7 @@ export class AllocationEngine {
    * wall-clock step does not change it); for other leases `expiresAt` − now.
    */
   remainingMs(lease: Lease): number {
-    const deadline = this.#deadline.get(lease);
-    return deadline === undefined ? lease.expiresAt - this.#now() : deadline - this.#mono();
+    return this.#clock.remainingMs(lease);
   }
 
   /** DSTM_RELEASE: the host gives back its active lease on `ipv4`. Never frees another host's lease. */
@@ -424,12 +422,7 @@ export class AllocationEngine {
   sweep(): Promise<Lease[]> {
     if (!this.#started || this.#closed) return Promise.resolve([]);
     const now = this.#now();
-    const mono = this.#mono();
-    const offset = now - mono;
-    if (Math.abs(offset - this.#clockOffset) > this.#clockStepMs) {
-      this.#onClockStep?.(offset - this.#clockOffset);
-    }
-    this.#clockOffset = offset;
+    const mono = this.#clock.check();
     const ops: LeaseOp[] = [];
     const keys: number[] = [];
     const expired: Lease[] = [];
@@ -440,7 +433,7 @@ export class AllocationEngine {
       heap.pop();
       const row = this.#rows.get(key);
       // renewed or freed since
-      if (row?.state !== "active" || this.#deadline.get(row) !== due) continue;
+      if (row?.state !== "active" || !this.#clock.isDeadline(row, due)) continue;
       const lease = _copy(row, "expired", now);
       this.#change(key, lease);
       ops.push({ op: "put", lease });
@@ -456,7 +449,7 @@ export class AllocationEngine {
     const heap = this.#expiry;
     while (heap.size > 0) {
       const row = this.#rows.get(heap.topKey());
-      if (row?.state === "active" && this.#deadline.get(row) === heap.topTime()) {
+      if (row?.state === "active" && this.#clock.isDeadline(row, heap.topTime())) {
         return row.expiresAt;
       }
       heap.pop();
@@ -639,13 +632,7 @@ export class AllocationEngine {
       if (next.state === "active") {
         this.#perPrefix?.add(next.host6, 1);
         this.#activeByHost.set(next.host6, key);
-        let deadline = this.#deadline.get(next);
-        if (deadline === undefined) {
-          // Granted now, or loaded: the time its wall-clock expiry has left, from now on.
-          deadline = this.#mono() + (next.expiresAt - this.#now());
-          this.#deadline.set(next, deadline);
-        }
-        this.#expiry.push(deadline, key);
+        this.#expiry.push(this.#clock.deadlineOf(next), key);
         if (this.#expiry.size > 2 * this.#activeByHost.size + 1024) this.#compactExpiry();
       } else if (usable) {
         this.#remember(key, next);
@@ -714,7 +701,7 @@ export class AllocationEngine {
   #compactExpiry(): void {
     this.#expiry.retain((time, key) => {
       const row = this.#rows.get(key);
-      return row?.state === "active" && this.#deadline.get(row) === time;
+      return row?.state === "active" && this.#clock.isDeadline(row, time);
     });
   }
 
