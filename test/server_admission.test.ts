@@ -304,3 +304,42 @@ describe("dstm server command line", () => {
     expect(await server.waitFor(/ WARN dhcp4o6-open /)).toMatch(/no authentication/);
   });
 });
+
+describe("admission settings in the config file", () => {
+  test("every admission setting is read from TOML; flags win", async () => {
+    const { mkdtempSync, rmSync, writeFileSync } = await import("node:fs");
+    const { tmpdir } = await import("node:os");
+    const { join } = await import("node:path");
+    const { resolveServerConfig } = await import("../cli/server.ts");
+    const dir = mkdtempSync(join(tmpdir(), "dstm-adm-"));
+    cleanup.push(() => rmSync(dir, { recursive: true, force: true }));
+    const file = join(dir, "dstm.toml");
+    writeFileSync(
+      file,
+      [
+        'pool = "192.0.2.0/28"',
+        'tep = "2001:db8::1,192.0.2.1"',
+        'db = "memory"',
+        "dhcp4o6 = true",
+        'dhcp4o6-allow = ["2001:db8:8::/64", "2001:db8:9::/64"]',
+        "max-leases-per-prefix = 4",
+        "host-prefix-length = 56",
+        "prefix-rate = 5",
+        "prefix-burst = 20",
+      ].join("\n"),
+    );
+    const config = resolveServerConfig({ config: file, control: false }, () => {});
+    expect(config.dhcp4o6?.allow).toEqual(["2001:db8:8::/64", "2001:db8:9::/64"]);
+    expect(config.admission).toEqual({
+      maxLeasesPerPrefix: 4,
+      hostPrefixLength: 56,
+      ratePerSecond: 5,
+      burst: 20,
+    });
+    const flags = resolveServerConfig(
+      { config: file, control: false, maxLeasesPerPrefix: "0", prefixRate: "0" },
+      () => {},
+    );
+    expect([flags.admission?.maxLeasesPerPrefix, flags.admission?.ratePerSecond]).toEqual([0, 0]);
+  });
+});
