@@ -25,6 +25,12 @@
  * port sets of two leases on one address never overlap; a row left by an earlier
  * configuration with another layout blocks its address while it is active (./slots.ts).
  *
+ * Against hosts that misbehave: a DISCOVER never shortens or replaces a committed lease
+ * (RFC 2131 §4.3.1); `maxLeasesPerPrefix` caps the active leases of one host prefix
+ * (./host_prefix.ts), so one machine with many IPv6 addresses cannot take the pool; and
+ * leases expire on the monotonic clock while the engine runs, so a wall-clock step never
+ * turns into mass expiry (./lease_clock.ts).
+ *
  * @module
  */
 import { GroupCommitter } from "../lease/group_commit.ts";
