@@ -14,7 +14,7 @@ import {
 } from "../lib/control/lease_view.ts";
 import { LeaseStoreError, SqliteLeaseStore } from "../lib/lease/sqlite.ts";
 import { canonicalIPv6, formatIPv4, parseIPv4 } from "../lib/net/addr.ts";
-import { getUnix } from "../lib/sys/http.ts";
+import { getUnix, unixPermissionProblem } from "../lib/sys/http.ts";
 import { sourceAddressFor } from "../lib/sys/udp.ts";
 import { DSTM_PORT } from "../lib/wire/dstm_types.ts";
 import { readKeys } from "./common.ts";
@@ -53,9 +53,10 @@ async function fromServer(socket: string, all: boolean): Promise<LeaseJson[]> {
   let response: Response;
   try {
     response = await getUnix(socket, `/v1/leases${all ? "?all=1" : ""}`);
-  } catch {
+  } catch (error) {
     throw new UsageError(
-      `no dstm server answers on ${socket}; is it running? (use --control PATH, or --db PATH when it is stopped)`,
+      unixPermissionProblem(socket, error) ??
+        `no dstm server answers on ${socket}; is it running? (use --control PATH, or --db PATH when it is stopped)`,
     );
   }
   if (!response.ok) throw new UsageError(`server at ${socket} answered HTTP ${response.status}`);
