@@ -180,6 +180,22 @@ const refusals: [string, string[], RegExp][] = [
     ["client", "--protocol", "dhcp4o6", "--server", "ff02::2%lo", "--tep", "2001:db8::1"],
     /--server: ff02::2 is a multicast/,
   ],
+  // lease get / release
+  [
+    "lease get --server ff02::1",
+    ["lease", "get", "--server", "ff02::1"],
+    /--server: ff02::1 is a multicast/,
+  ],
+  [
+    "lease get --host6 ::",
+    ["lease", "get", "--server", "::1", "--host6", "::"],
+    /--host6: :: is the unspecified/,
+  ],
+  [
+    "lease release --ipv4 224.0.0.1",
+    ["lease", "release", "--server", "::1", "--ipv4", "224.0.0.1"],
+    /--ipv4: 224\.0\.0\.1 is a multicast/,
+  ],
   // ping4
   [
     "ping4 --server ff02::1",
