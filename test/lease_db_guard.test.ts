@@ -7,6 +7,7 @@ import { afterAll, expect, test } from "bun:test";
 import {
   copyFileSync,
   existsSync,
+  mkdirSync,
   mkdtempSync,
   renameSync,
   rmSync,
@@ -17,7 +18,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { DstmClient, DstmTransport } from "../lib/client/protocol.ts";
 import { createdMarkerPath } from "../lib/lease/sqlite.ts";
-import { listenPort, runDstm, spawnDstm } from "./helpers/process.ts";
+import { BUN, listenPort, ROOT, runDstm, spawnDstm } from "./helpers/process.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "dstm-dbguard-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -141,3 +142,78 @@ test("an emptied database is refused at start", async () => {
   expect(again.stderr.trim().split("\n")).toHaveLength(1);
   expect(again.stderr).toMatch(/leases\.db is empty, but dstm created it there/);
 }, 60_000);
+
+test.skipIf(process.getuid?.() !== 0 || Bun.which("unshare") === null)(
+  "a full disk fails writes with SERVER_ERROR and logs the cause at error level",
+  async () => {
+    // A 64 KiB tmpfs in a mount namespace of the server's own (private: nothing leaves it).
+    const mnt = join(dir, "full");
+    mkdirSync(mnt);
+    const db = join(mnt, "leases.db");
+    const argv = serverArgs(db)
+      .map((a) => `'${a}'`)
+      .join(" ");
+    const server = Bun.spawn(
+      [
+        "unshare",
+        "--mount",
+        "--propagation",
+        "private",
+        "sh",
+        "-c",
+        `mount -t tmpfs -o size=64k dstm-full '${mnt}' && exec '${BUN}' '${join(ROOT, "mod.ts")}' ${argv}`,
+      ],
+      { cwd: ROOT, stdout: "pipe", stderr: "pipe" },
+    );
+    const lines = readLines(server.stdout);
+    try {
+      const port = listenPort(await lines.waitFor(/ start /));
+      let refused = 0;
+      for (let i = 0; i < 40 && refused === 0; i++) {
+        await lease(port, 1000 + i * 10, 10).catch((error: Error) => {
+          if (error.name === "DstmRefusedError") refused++;
+          else throw error;
+        });
+      }
+      expect(refused).toBe(1);
+      expect(await lines.waitFor(/ ERROR store-failed /)).toMatch(/detail=.*full/i);
+    } finally {
+      server.kill("SIGTERM");
+      await server.exited;
+    }
+  },
+  60_000,
+);
+
+/** The lines of a process's stdout as they come, and a wait for the first one matching. */
+function readLines(stream: ReadableStream<Uint8Array>) {
+  const lines: string[] = [];
+  let notify = () => {};
+  (async () => {
+    const decoder = new TextDecoder();
+    let rest = "";
+    for await (const chunk of stream) {
+      rest += decoder.decode(chunk, { stream: true });
+      for (let nl = rest.indexOf("\n"); nl >= 0; nl = rest.indexOf("\n")) {
+        lines.push(rest.slice(0, nl));
+        rest = rest.slice(nl + 1);
+      }
+      notify();
+    }
+  })();
+  return {
+    async waitFor(pattern: RegExp, timeoutMs = 15_000): Promise<string> {
+      const deadline = Date.now() + timeoutMs;
+      for (;;) {
+        const line = lines.find((l) => pattern.test(l));
+        if (line) return line;
+        if (Date.now() > deadline)
+          throw new Error(`no line matching ${pattern}; stdout:\n${lines.join("\n")}`);
+        await new Promise<void>((resolve) => {
+          notify = resolve;
+          setTimeout(resolve, 100);
+        });
+      }
+    },
+  };
+}
