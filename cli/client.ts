@@ -204,6 +204,8 @@ Examples:
             `no dstm client answers on ${socket}; is it running (for --ifname ${flags.ifname})?`,
         );
       }
+      if (typeof status.error === "string")
+        throw new UsageError(`the dstm client on ${socket} answers: ${status.error}`);
       if (flags.json) {
         process.stdout.write(`${JSON.stringify(status, null, 2)}\n`);
         return;

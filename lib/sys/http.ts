@@ -39,7 +39,13 @@ export async function serveUnix(path: string, handler: FetchHandler): Promise<Ht
         `control socket ${path} is in use by a running dstm process; stop it or use another --control path`,
       );
     }
-    unlinkSync(path);
+    try {
+      unlinkSync(path);
+    } catch (error) {
+      throw new HttpListenError(
+        `control socket ${path} exists and cannot be removed (${(error as NodeJS.ErrnoException).code ?? (error as Error).message}); use another --control path`,
+      );
+    }
   }
   let server: ReturnType<typeof Bun.serve>;
   try {
@@ -102,7 +108,8 @@ async function unixAlive(path: string): Promise<boolean> {
   try {
     await getUnix(path, "/v1/ping", 1000);
     return true;
-  } catch {
-    return false;
+  } catch (error) {
+    // A socket this user may not connect to may well have a live process behind it.
+    return unixPermissionProblem(path, error) !== undefined;
   }
 }
