@@ -6,9 +6,9 @@
 import { Command, Option } from "@commander-js/extra-typings";
 import { Dhcp4o6Client } from "../lib/client/dhcp4o6_client.ts";
 import { DstmNode } from "../lib/client/node.ts";
-import { canonicalIPv6, parseIPv4 } from "../lib/net/addr.ts";
+import { canonicalIPv6 } from "../lib/net/addr.ts";
 import { parseIPv4Prefix } from "../lib/net/prefix.ts";
-import { getUnix, serveUnix } from "../lib/sys/http.ts";
+import { getUnix, HttpListenError, serveUnix, unixPermissionProblem } from "../lib/sys/http.ts";
 import { sourceAddressFor } from "../lib/sys/udp.ts";
 import { ALL_DHCP_RELAY_AGENTS_AND_SERVERS, DHCP6_SERVER_PORT } from "../lib/wire/dhcp4o6.ts";
 import { DSTM_PORT } from "../lib/wire/dstm_types.ts";
@@ -20,6 +20,7 @@ import {
   stdoutLogger,
   untilSignal,
 } from "./common.ts";
+import { unicastIPv4, unicastIPv6 } from "./endpoints.ts";
 import { UsageError } from "./errors.ts";
 import { runtimeDir } from "./paths.ts";
 
@@ -96,11 +97,15 @@ Examples:
       const [serverAddress = "", zone] = flags.server.split("%", 2);
       const server = canonicalIPv6(dhcp4o6 ? serverAddress : flags.server);
       if (!server) throw new UsageError(`--server: "${flags.server}" is not an IPv6 address`);
-      const tep6 = flags.tep === undefined ? undefined : canonicalIPv6(flags.tep);
-      if (tep6 === null) throw new UsageError(`--tep: "${flags.tep}" is not an IPv6 address`);
-      const host6 = flags.source === undefined ? undefined : canonicalIPv6(flags.source);
-      if (host6 === null)
-        throw new UsageError(`--source: "${flags.source}" is not an IPv6 address`);
+      // The one group a client may send to is All_DHCP_Relay_Agents_and_Servers (RFC 8415 §7.1).
+      if (!(dhcp4o6 && server === ALL_DHCP_RELAY_AGENTS_AND_SERVERS))
+        unicastIPv6(server, "--server", "the server's", { loopback: true });
+      const tep6 =
+        flags.tep === undefined ? undefined : unicastIPv6(flags.tep, "--tep", "the TEP's");
+      const host6 =
+        flags.source === undefined
+          ? undefined
+          : unicastIPv6(flags.source, "--source", "this host's");
       for (const route of flags.route ?? []) {
         if (!parseIPv4Prefix(route))
           throw new UsageError(`--route: "${route}" is not an IPv4 CIDR (e.g. 192.0.2.0/24)`);
@@ -111,8 +116,8 @@ Examples:
       const idle = Number(flags.idle);
       if (!Number.isInteger(idle) || idle < 1 || idle > 86400)
         throw new UsageError(`--idle: "${flags.idle}" is not 1–86400 seconds`);
-      const tep4 = flags.tep4 === undefined ? undefined : parseIPv4(flags.tep4);
-      if (tep4 === null) throw new UsageError(`--tep4: "${flags.tep4}" is not an IPv4 address`);
+      const tep4 =
+        flags.tep4 === undefined ? undefined : unicastIPv4(flags.tep4, "--tep4", "the TEP's");
       if (dhcp4o6) {
         if (tep6 === undefined)
           throw new UsageError(
@@ -126,44 +131,58 @@ Examples:
       const log = stdoutLogger(flags);
       const port = parsePort(flags.port, "--port", dhcp4o6 ? DHCP6_SERVER_PORT : DSTM_PORT);
       const multicast = dhcp4o6 && server === ALL_DHCP_RELAY_AGENTS_AND_SERVERS;
-      const node = await DstmNode.start({
-        server: dhcp4o6 ? flags.server : server,
-        port,
-        // dhcp4o6: the tunnel source is the address towards the TEP (ff02::1:2 has no route).
-        host6: dhcp4o6 ? (host6 ?? (await sourceAddressFor(tep6!, port))) : host6,
-        tep6,
-        leaseClient: dhcp4o6
-          ? (source) =>
-              Dhcp4o6Client.open({
-                server: zone === undefined ? server : `${server}%${zone}`,
-                ifname: multicast ? zone : undefined,
-                host6: source,
-                tep6: tep6!,
-                tep4,
-                serverPort: port,
-                log,
-              }).catch((error: Error) => {
-                // A bad address or ff02::1:2 without an interface: the user's to fix.
-                throw error instanceof RangeError
-                  ? new UsageError(`--server: ${error.message}`)
-                  : error;
-              })
-          : undefined,
-        key: flags.key ? readKeys(flags.key)[0] : undefined,
-        ifname: flags.ifname,
-        routes: flags.route,
-        mtu,
-        onDemand: flags.onDemand === true,
-        idleSeconds: idle,
-        log,
-      });
+      // The control socket before the lease: one in use must stop us before we take a lease.
       const socket = flags.control ?? clientSocket(flags.ifname);
-      const control = await serveUnix(socket, (request) =>
-        new URL(request.url).pathname === "/v1/status" ||
-        new URL(request.url).pathname === "/v1/ping"
-          ? Response.json(node.status())
-          : Response.json({ error: "no such endpoint" }, { status: 404 }),
-      );
+      let node: DstmNode | undefined;
+      let control: Awaited<ReturnType<typeof serveUnix>>;
+      try {
+        control = await serveUnix(socket, (request) =>
+          !node
+            ? Response.json({ error: "starting" }, { status: 503 })
+            : new URL(request.url).pathname === "/v1/status" ||
+                new URL(request.url).pathname === "/v1/ping"
+              ? Response.json(node.status())
+              : Response.json({ error: "no such endpoint" }, { status: 404 }),
+        );
+      } catch (error) {
+        throw error instanceof HttpListenError ? new UsageError(error.message) : error;
+      }
+      try {
+        node = await DstmNode.start({
+          server: dhcp4o6 ? flags.server : server,
+          port,
+          // dhcp4o6: the tunnel source is the address towards the TEP (ff02::1:2 has no route).
+          host6: dhcp4o6 ? (host6 ?? (await sourceAddressFor(tep6!, port))) : host6,
+          tep6,
+          leaseClient: dhcp4o6
+            ? (source) =>
+                Dhcp4o6Client.open({
+                  server: zone === undefined ? server : `${server}%${zone}`,
+                  ifname: multicast ? zone : undefined,
+                  host6: source,
+                  tep6: tep6!,
+                  tep4,
+                  serverPort: port,
+                  log,
+                }).catch((error: Error) => {
+                  // A bad address or ff02::1:2 without an interface: the user's to fix.
+                  throw error instanceof RangeError
+                    ? new UsageError(`--server: ${error.message}`)
+                    : error;
+                })
+            : undefined,
+          key: flags.key ? readKeys(flags.key)[0] : undefined,
+          ifname: flags.ifname,
+          routes: flags.route,
+          mtu,
+          onDemand: flags.onDemand === true,
+          idleSeconds: idle,
+          log,
+        });
+      } catch (error) {
+        control.close();
+        throw error;
+      }
       await untilSignal();
       control.close();
       await node.stop();
@@ -179,11 +198,14 @@ Examples:
       let status: Record<string, unknown>;
       try {
         status = (await (await getUnix(socket, "/v1/status")).json()) as Record<string, unknown>;
-      } catch {
+      } catch (error) {
         throw new UsageError(
-          `no dstm client answers on ${socket}; is it running (for --ifname ${flags.ifname})?`,
+          unixPermissionProblem(socket, error) ??
+            `no dstm client answers on ${socket}; is it running (for --ifname ${flags.ifname})?`,
         );
       }
+      if (typeof status.error === "string")
+        throw new UsageError(`the dstm client on ${socket} answers: ${status.error}`);
       if (flags.json) {
         process.stdout.write(`${JSON.stringify(status, null, 2)}\n`);
         return;

@@ -3,18 +3,28 @@
  *
  * @module
  */
-import { readFileSync } from "node:fs";
+import { readFileSync, statSync } from "node:fs";
 import { Option } from "@commander-js/extra-typings";
 import { type LogFormat, Logger, type LogLevel } from "../lib/control/log.ts";
 import { type AuthKey, parseKeyFile } from "../lib/wire/auth.ts";
 import { UsageError } from "./errors.ts";
 
-/** Reads a key file; throws UsageError naming the file on any problem. */
+/**
+ * Reads a key file; throws UsageError naming the file on any problem. Like ssh with a private
+ * key, it refuses a file that its group or others may read or write (mode & 0o077): a shared
+ * HMAC key anyone on the host can read authenticates anyone.
+ */
 export function readKeys(path: string): AuthKey[] {
   let text: string;
   try {
+    const mode = statSync(path).mode & 0o777;
+    if ((mode & 0o077) !== 0)
+      throw new UsageError(
+        `key file ${path} is accessible by others (mode 0${mode.toString(8)}); run chmod 600 ${path}`,
+      );
     text = readFileSync(path, "utf8");
   } catch (error) {
+    if (error instanceof UsageError) throw error;
     throw new UsageError(
       `cannot read key file ${path}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`,
     );

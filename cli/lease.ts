@@ -13,11 +13,12 @@ import {
   renderLeaseTable,
 } from "../lib/control/lease_view.ts";
 import { LeaseStoreError, SqliteLeaseStore } from "../lib/lease/sqlite.ts";
-import { canonicalIPv6, formatIPv4, parseIPv4 } from "../lib/net/addr.ts";
-import { getUnix } from "../lib/sys/http.ts";
+import { formatIPv4 } from "../lib/net/addr.ts";
+import { getUnix, unixPermissionProblem } from "../lib/sys/http.ts";
 import { sourceAddressFor } from "../lib/sys/udp.ts";
 import { DSTM_PORT } from "../lib/wire/dstm_types.ts";
 import { readKeys } from "./common.ts";
+import { unicastIPv4, unicastIPv6 } from "./endpoints.ts";
 import { UsageError } from "./errors.ts";
 import { defaultControlSocket } from "./paths.ts";
 
@@ -53,9 +54,10 @@ async function fromServer(socket: string, all: boolean): Promise<LeaseJson[]> {
   let response: Response;
   try {
     response = await getUnix(socket, `/v1/leases${all ? "?all=1" : ""}`);
-  } catch {
+  } catch (error) {
     throw new UsageError(
-      `no dstm server answers on ${socket}; is it running? (use --control PATH, or --db PATH when it is stopped)`,
+      unixPermissionProblem(socket, error) ??
+        `no dstm server answers on ${socket}; is it running? (use --control PATH, or --db PATH when it is stopped)`,
     );
   }
   if (!response.ok) throw new UsageError(`server at ${socket} answered HTTP ${response.status}`);
@@ -124,8 +126,7 @@ export function addLeaseProbeCommands(lease: Command): void {
     .option("--host6 <v6>", "host IPv6 address holding the lease (default: the source address)")
     .option("--key <file>", "sign with the key in FILE")
     .action(async (flags) => {
-      const ipv4 = parseIPv4(flags.ipv4);
-      if (ipv4 === null) throw new UsageError(`--ipv4: "${flags.ipv4}" is not an IPv4 address`);
+      const ipv4 = unicastIPv4(flags.ipv4, "--ipv4", "the leased");
       const { client, transport } = await probeClient(flags);
       try {
         await client.release(ipv4);
@@ -137,14 +138,14 @@ export function addLeaseProbeCommands(lease: Command): void {
 }
 
 async function probeClient(flags: { server: string; port?: string; host6?: string; key?: string }) {
-  const server = canonicalIPv6(flags.server);
-  if (!server) throw new UsageError(`--server: "${flags.server}" is not an IPv6 address`);
+  const server = unicastIPv6(flags.server, "--server", "the DSTM server's", { loopback: true });
   const port = flags.port === undefined ? DSTM_PORT : Number(flags.port);
   if (!Number.isInteger(port) || port < 1 || port > 65535)
     throw new UsageError(`--port: "${flags.port}" is not a port`);
   const host6 =
-    flags.host6 === undefined ? await sourceAddressFor(server, port) : canonicalIPv6(flags.host6);
-  if (!host6) throw new UsageError(`--host6: "${flags.host6}" is not an IPv6 address`);
+    flags.host6 === undefined
+      ? await sourceAddressFor(server, port)
+      : unicastIPv6(flags.host6, "--host6", "the host's", { loopback: true });
   const key = flags.key ? readKeys(flags.key)[0] : undefined;
   const transport = await DstmTransport.open({ server, port, key });
   return { client: new DstmClient(transport, host6), transport };

@@ -3,6 +3,7 @@
  *
  * @module
  */
+import { closeSync, fchmodSync, fstatSync, fsyncSync, openSync, writeSync } from "node:fs";
 import { Command, CommanderError } from "@commander-js/extra-typings";
 import { generateKeyFileText } from "../lib/wire/auth.ts";
 import { clientCommand } from "./client.ts";
@@ -32,16 +33,57 @@ export function program(): Command {
       .addCommand(labCommand())
       .addCommand(
         new Command("keygen")
-          .description("print a new HMAC-SHA256 key file for --key (server and clients share it)")
+          .description(
+            "write a new HMAC-SHA256 key file for --key (server and clients share it), mode 0600",
+          )
+          .argument(
+            "[file]",
+            "where to write it (created 0600; refused if it exists); default stdout",
+          )
           .option("--id <n>", "key id (default 1)")
-          .action((flags) => {
+          .action((file, flags) => {
             const id = flags.id === undefined ? 1 : Number(flags.id);
             if (!Number.isInteger(id) || id < 0 || id > 0xffffffff)
               throw new UsageError("--id must be 0..4294967295");
-            process.stdout.write(generateKeyFileText(id));
+            writeKeyFile(file, generateKeyFileText(id));
           }),
       )
   );
+}
+
+/**
+ * Writes a key file's text to `file`, created with mode 0600 and never over an existing file
+ * (O_EXCL), or to stdout. When stdout is a regular file (`dstm keygen > key`), that file is
+ * made 0600 too: the shell created it with the umask's mode, usually 0644.
+ */
+function writeKeyFile(file: string | undefined, text: string): void {
+  if (file === undefined) {
+    try {
+      if (fstatSync(1).isFile()) fchmodSync(1, 0o600);
+    } catch {
+      // not a file we own (a pipe, a terminal): nothing to protect here
+    }
+    process.stdout.write(text);
+    return;
+  }
+  let fd: number;
+  try {
+    fd = openSync(file, "wx", 0o600);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    throw new UsageError(
+      code === "EEXIST"
+        ? `${file} exists; remove it first (a new key replaces the old one everywhere it is shared)`
+        : `cannot create key file ${file}: ${code ?? (error as Error).message}`,
+    );
+  }
+  try {
+    fchmodSync(fd, 0o600); // the umask may have taken bits away, never added: 0600 exactly
+    writeSync(fd, text);
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
 }
 
 /** Runs the CLI with `argv` (as process.argv); resolves to the exit code. */

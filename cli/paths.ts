@@ -16,8 +16,12 @@ export function defaultControlSocket(): string {
   return process.env.DSTM_CONTROL ?? join(runtimeDir(), "server.sock");
 }
 
-/** Directory of the control sockets: /run/dstm as root, else the user's runtime directory. */
+/**
+ * Directory of the control sockets: $DSTM_RUNTIME_DIR when set, else /run/dstm as root, else
+ * the user's runtime directory. `dstm ping4` looks here for running clients.
+ */
 export function runtimeDir(): string {
+  if (process.env.DSTM_RUNTIME_DIR) return process.env.DSTM_RUNTIME_DIR;
   if (isRoot()) return "/run/dstm";
   const runtime = process.env.XDG_RUNTIME_DIR;
   return runtime ? join(runtime, "dstm") : join(tmpdir(), `dstm-${process.getuid?.() ?? 0}`);

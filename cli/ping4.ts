@@ -5,19 +5,25 @@
  */
 import { Command } from "@commander-js/extra-typings";
 import { ping4 } from "../lib/client/ping4.ts";
-import { DstmClient, DstmTransport } from "../lib/client/protocol.ts";
-import { canonicalIPv6, formatIPv4, parseIPv4, parseIPv6 } from "../lib/net/addr.ts";
-import { getUnix } from "../lib/sys/http.ts";
+import {
+  acquirePing4Lease,
+  clientSocketsIn,
+  type Ping4Lease,
+  Ping4LeaseError,
+} from "../lib/client/ping4_lease.ts";
+import { formatIPv4, parseIPv4, parseIPv6 } from "../lib/net/addr.ts";
 import { sourceAddressFor } from "../lib/sys/udp.ts";
 import { DSTM_PORT } from "../lib/wire/dstm_types.ts";
 import { clientSocket } from "./client.ts";
 import { parsePort, readKeys } from "./common.ts";
+import { unicastIPv6 } from "./endpoints.ts";
 import { UsageError } from "./errors.ts";
+import { runtimeDir } from "./paths.ts";
 
 export function ping4Command() {
   return new Command("ping4")
     .description(
-      "ping an IPv4 host through the TEP, without a DTI (takes a temporary lease, or uses the running client's)",
+      "ping an IPv4 host through the TEP, without a DTI (uses the lease of a dstm client running with this host's IPv6 address, else takes and releases one of its own)",
     )
     .argument("<ipv4>", "the IPv4 host to ping")
     .option("--server <v6>", "the DSTM server's IPv6 address (for a temporary lease)")
@@ -53,56 +59,35 @@ export function ping4Command() {
       if (!(timeout > 0 && timeout <= 60)) throw new UsageError("-W: up to 60 seconds");
       if (flags.pmtudisc !== "do" && flags.pmtudisc !== "dont")
         throw new UsageError('-M: "do" or "dont"');
-      let source: number;
-      let host6: string;
-      let tep6: string;
-      let release: (() => Promise<void>) | undefined;
-      if (flags.useClient !== undefined) {
-        const socket = clientSocket(typeof flags.useClient === "string" ? flags.useClient : "dti0");
-        let status: { ipv4: string | null; host6: string; tep6: string | null };
-        try {
-          status = (await (await getUnix(socket, "/v1/status")).json()) as typeof status;
-        } catch {
-          throw new UsageError(`no dstm client answers on ${socket}`);
-        }
-        if (!status.ipv4 || !status.tep6) throw new UsageError("the dstm client has no lease yet");
-        source = parseIPv4(status.ipv4)!;
-        host6 = status.host6;
-        tep6 = status.tep6;
-      } else {
-        if (!flags.server) throw new UsageError("--server V6 is required (or --use-client)");
-        const server = canonicalIPv6(flags.server);
-        if (!server) throw new UsageError(`--server: "${flags.server}" is not an IPv6 address`);
-        const port = parsePort(flags.port, "--port", DSTM_PORT);
-        host6 = flags.source
-          ? (canonicalIPv6(flags.source) ?? "")
-          : await sourceAddressFor(server, port);
-        if (!host6) throw new UsageError(`--source: "${flags.source}" is not an IPv6 address`);
-        const transport = await DstmTransport.open({
-          server,
-          port,
+      const useClient =
+        flags.useClient === undefined
+          ? undefined
+          : clientSocket(typeof flags.useClient === "string" ? flags.useClient : "dti0");
+      if (useClient === undefined && !flags.server)
+        throw new UsageError("--server V6 is required (or --use-client)");
+      const server = flags.server
+        ? unicastIPv6(flags.server, "--server", "the DSTM server's", { loopback: true })
+        : undefined;
+      const port = parsePort(flags.port, "--port", DSTM_PORT);
+      const host6 = flags.source ? unicastIPv6(flags.source, "--source", "this host's") : undefined;
+      const tepOverride = flags.tep ? unicastIPv6(flags.tep, "--tep", "the TEP's") : undefined;
+      let lease: Ping4Lease;
+      try {
+        lease = await acquirePing4Lease({
+          useClient,
+          clientSockets: clientSocketsIn(runtimeDir()),
+          server: server ? { address: server, port } : undefined,
+          host6,
+          sourceFor: sourceAddressFor,
           key: flags.key ? readKeys(flags.key)[0] : undefined,
-          bind: host6,
         });
-        const client = new DstmClient(transport, host6);
-        try {
-          const lease = await client.discover();
-          source = lease.ipv4;
-          tep6 = lease.tep6;
-        } catch (error) {
-          transport.close();
-          throw error;
-        }
-        release = async () => {
-          await client.release(source).catch(() => {});
-          transport.close();
-        };
+      } catch (error) {
+        throw error instanceof Ping4LeaseError ? new UsageError(error.message) : error;
       }
-      if (flags.tep) {
-        const t = canonicalIPv6(flags.tep);
-        if (!t) throw new UsageError(`--tep: "${flags.tep}" is not an IPv6 address`);
-        tep6 = t;
-      }
+      const source = lease.source;
+      const tep6 = tepOverride ?? lease.tep6;
+      if (lease.origin === "client")
+        process.stdout.write(`using the lease of the dstm client on ${lease.socket}\n`);
       process.stdout.write(
         `PING ${target} via DSTM (from ${formatIPv4(source)}, TEP ${tep6}): ${size} data bytes\n`,
       );
@@ -111,7 +96,7 @@ export function ping4Command() {
         const result = await ping4({
           target: targetIPv4,
           source,
-          host6: parseIPv6(host6)!,
+          host6: parseIPv6(lease.host6)!,
           tep6: parseIPv6(tep6)!,
           count,
           intervalMs: interval * 1000,
@@ -122,7 +107,7 @@ export function ping4Command() {
         });
         received = result.received;
       } finally {
-        await release?.();
+        await lease.release();
       }
       if (received === 0) process.exitCode = 1;
     });

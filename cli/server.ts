@@ -15,14 +15,19 @@ import {
   WELL_KNOWN_PORTS,
 } from "../lib/alloc/sharing.ts";
 import { type LogFormat, Logger, type LogLevel } from "../lib/control/log.ts";
-import { parseIPv4 } from "../lib/net/addr.ts";
 import { parseIPv4Prefix, prefixContains } from "../lib/net/prefix.ts";
 import { ADMISSION_DEFAULTS, parseIPv6Prefix } from "../lib/server/admission.ts";
 import { DstmServer, type ServerConfig } from "../lib/server/server.ts";
 import { readTomlFile } from "../lib/sys/toml.ts";
 import { DSTM_PORT } from "../lib/wire/dstm_types.ts";
 import { readKeys } from "./common.ts";
-import { parseDuration, parseHostPort, parseTep } from "./endpoints.ts";
+import {
+  checkPoolScope,
+  parseDuration,
+  parseHostPort,
+  parseTep,
+  unicastIPv4,
+} from "./endpoints.ts";
 import { UsageError } from "./errors.ts";
 import { defaultControlSocket, defaultLeaseDb } from "./paths.ts";
 
@@ -58,6 +63,10 @@ export function serverCommand(): Command {
       "longest lease a client may ask for (default: --lease-time)",
     )
     .option("--db <path>", `SQLite lease database, or "memory" (default ${defaultLeaseDb()})`)
+    .option(
+      "--new-db",
+      "start an empty lease database although one existed at --db and is gone (only once its leases have expired)",
+    )
     .option(
       "--key <file>",
       "require HMAC-SHA256 authentication with the keys in FILE (see `dstm keygen`)",
@@ -138,15 +147,22 @@ Examples:
       const config = resolveServerConfig(flags);
       const server = await DstmServer.start(config);
       for (const pool of server.engine.pools()) logSharing(config.log, pool);
-      await new Promise<void>((resolve) => {
+      const fatal = await new Promise<Error | undefined>((resolve) => {
         const stop = () => {
           process.off("SIGINT", stop);
           process.off("SIGTERM", stop);
-          server.stop().then(resolve, resolve);
+          server.stop().then(() => resolve(undefined), resolve);
         };
         process.on("SIGINT", stop);
         process.on("SIGTERM", stop);
+        // The lease database vanished under the server: it has stopped; exit non-zero.
+        server.failed.then((error) => {
+          process.off("SIGINT", stop);
+          process.off("SIGTERM", stop);
+          server.stop().then(() => resolve(error), resolve);
+        });
       });
+      if (fatal) throw fatal;
     });
 }
 
@@ -161,6 +177,7 @@ export interface ServerFlags {
   leaseTime?: string;
   maxLeaseTime?: string;
   db?: string;
+  newDb?: boolean;
   key?: string;
   sourceCheck?: boolean;
   control?: string | boolean;
@@ -239,6 +256,7 @@ export function resolveServerConfig(
     throw new UsageError(
       "no pool: give --pool CIDR (e.g. --pool 192.168.20.0/24) or [[pool]] in --config",
     );
+  for (const pool of pools) for (const cidr of pool.prefixes) checkPoolScope(cidr, "pool");
   assignExclusions(pools, flags.exclude ?? []);
   // Sharing: a [[pool]] table's own setting, else the flag, else the top-level setting.
   const share = wholeNumber(flags.share ?? file.share, "--share");
@@ -318,6 +336,7 @@ export function resolveServerConfig(
     maxLeaseTime,
     listen,
     db,
+    newDb: flags.newDb === true,
     keys,
     sourceCheck,
     control,
@@ -451,7 +470,7 @@ function isStringArray(value: unknown): value is string[] {
 
 function ensureDirectory(file: string, what: string): void {
   try {
-    mkdirSync(dirname(file), { recursive: true });
+    mkdirSync(dirname(file), { recursive: true, mode: 0o700 });
   } catch (error) {
     throw new UsageError(
       `${what}: cannot create the directory of ${file}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`,
@@ -483,7 +502,10 @@ function dhcp4o6Config(
     throw new UsageError('config file: "dhcp4o6-interfaces" must be a list of interface names');
   }
   const idText = flags.dhcp4o6ServerId ?? str("dhcp4o6-server-id");
-  const serverId = idText === undefined ? pools.find((p) => p.tep4)?.tep4 : parseIPv4(idText);
+  const serverId =
+    idText === undefined
+      ? pools.find((p) => p.tep4)?.tep4
+      : unicastIPv4(idText, "--dhcp4o6-server-id", "the DHCPv4 server's");
   if (serverId === null || serverId === undefined) {
     throw new UsageError(
       idText === undefined

@@ -5,10 +5,9 @@
  */
 import { readFileSync } from "node:fs";
 import { Command } from "@commander-js/extra-typings";
-import { canonicalIPv6, parseIPv4 } from "../lib/net/addr.ts";
 import { parseIPv4Prefix } from "../lib/net/prefix.ts";
 import { TEP_CONTROL_PORT } from "../lib/server/tep_sync.ts";
-import { getUnix } from "../lib/sys/http.ts";
+import { getUnix, unixPermissionProblem } from "../lib/sys/http.ts";
 import {
   BindingFileError,
   bindingTableSize,
@@ -29,6 +28,7 @@ import {
   stdoutLogger,
   untilSignal,
 } from "./common.ts";
+import { unicastIPv4, unicastIPv6 } from "./endpoints.ts";
 import { UsageError } from "./errors.ts";
 import { runtimeDir } from "./paths.ts";
 
@@ -87,12 +87,18 @@ Examples:
   dstm tep stats`,
     )
     .action(async (flags) => {
-      const ipv6 = flags.ipv6 === undefined ? null : canonicalIPv6(flags.ipv6);
-      if (!ipv6) throw new UsageError("--ipv6: this TEP's IPv6 address is required");
-      const ipv4 = flags.ipv4 === undefined ? null : parseIPv4(flags.ipv4);
-      if (ipv4 === null) throw new UsageError("--ipv4: this TEP's IPv4 address is required");
-      const server = flags.server === undefined ? null : canonicalIPv6(flags.server);
-      if (!server) throw new UsageError("--server: the DSTM server's IPv6 address is required");
+      if (flags.ipv6 === undefined)
+        throw new UsageError("--ipv6: this TEP's IPv6 address is required");
+      const ipv6 = unicastIPv6(flags.ipv6, "--ipv6", "this TEP's");
+      if (flags.ipv4 === undefined)
+        throw new UsageError("--ipv4: this TEP's IPv4 address is required");
+      const ipv4 = unicastIPv4(flags.ipv4, "--ipv4", "this TEP's");
+      if (flags.server === undefined)
+        throw new UsageError("--server: the DSTM server's IPv6 address is required");
+      // The server may run on this host: loopback is fine, a group or "any" is not.
+      const server = unicastIPv6(flags.server, "--server", "the DSTM server's", {
+        loopback: true,
+      });
       const routes = flags.route ?? [];
       if (routes.length === 0)
         throw new UsageError(
@@ -165,8 +171,11 @@ Examples:
       };
       try {
         stats = (await (await getUnix(socket, "/v1/stats")).json()) as typeof stats;
-      } catch {
-        throw new UsageError(`no dstm tep answers on ${socket}; is it running?`);
+      } catch (error) {
+        throw new UsageError(
+          unixPermissionProblem(socket, error) ??
+            `no dstm tep answers on ${socket}; is it running?`,
+        );
       }
       if (flags.json) {
         process.stdout.write(`${JSON.stringify(stats, null, 2)}\n`);

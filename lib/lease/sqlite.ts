@@ -12,6 +12,19 @@
  * The one-active-lease-per-host rule is a partial UNIQUE index; a put is an UPSERT on the key
  * (not INSERT OR REPLACE, which would silently delete the other host row instead of failing).
  *
+ * The file is created mode 0600 (SQLite gives its `-wal` the database file's mode): every
+ * lease names a host, and the control socket that shows them is root-only too.
+ *
+ * **A database that vanishes.** Deleting the file (and its WAL) under a running server loses
+ * every lease while the server keeps an open, unlinked file: its commits reach no disk
+ * anyone will read again, and a restart would start empty and hand out addresses still
+ * leased. So each write first compares the (device, inode) of the path with the file opened
+ * (and of the `-wal` with the one written), and fails with {@link LeaseDatabaseGoneError}
+ * when either was removed or replaced; the server stops on it. At open, a database that is
+ * missing or empty although a marker says dstm created one there ({@link createdMarkerPath}:
+ * `.NAME.created` beside it, hidden so that `rm leases.db*` and `rm *` leave it) is refused
+ * unless the caller says `newDb` (`dstm server --new-db`).
+ *
  * @module
  */
 import { Database, type Statement } from "bun:sqlite";
@@ -28,7 +41,27 @@ import {
   WHOLE_ADDRESS,
 } from "./lease.ts";
 
+import {
+  createdMarkerPath,
+  createPrivate,
+  type FileId,
+  fileId,
+  goneAtOpen,
+  goneWhileOpen,
+  readMarker,
+  type SqliteOpenOptions,
+  sameFile,
+  statOrUndefined,
+  walId,
+  writeMarker,
+} from "./sqlite_files.ts";
+
 export { LeaseStoreError } from "./lease.ts";
+export {
+  createdMarkerPath,
+  LeaseDatabaseGoneError,
+  type SqliteOpenOptions,
+} from "./sqlite_files.ts";
 
 /** Version of the schema below, kept in `PRAGMA user_version`. */
 export const SCHEMA_VERSION = 1;
@@ -62,6 +95,9 @@ export class SqliteLeaseStore implements LeaseStore {
   readonly #readOnly: boolean;
   #statements: _Statements | undefined;
   #closed = false;
+  /** (dev, ino) of the database file and of its WAL as opened/written; undefined: not known yet. */
+  #identity: FileId | undefined;
+  #walIdentity: FileId | undefined;
 
   private constructor(path: string, db: Database, readOnly: boolean) {
     this.path = path;
@@ -77,9 +113,14 @@ export class SqliteLeaseStore implements LeaseStore {
    *
    * @example const store = SqliteLeaseStore.open("/var/lib/dstm/leases.db");
    */
-  static open(path: string): SqliteLeaseStore {
+  static open(path: string, options: SqliteOpenOptions = {}): SqliteLeaseStore {
     let db: Database | undefined;
+    const marker = createdMarkerPath(path);
+    const created = readMarker(marker);
     try {
+      const existed = existsSync(path);
+      if (!existed && created !== undefined && !options.newDb) throw goneAtOpen(path, created);
+      if (!existed) createPrivate(path);
       db = new Database(path, { create: true, readwrite: true });
       // Order matters: exclusive locking before WAL, so there is no shared-memory index.
       db.run("PRAGMA busy_timeout = 100");
@@ -89,14 +130,19 @@ export class SqliteLeaseStore implements LeaseStore {
       // A write transaction takes the exclusive lock now; exclusive mode keeps it until close.
       db.run("BEGIN IMMEDIATE");
       const version = _userVersion(db);
+      if (version === 0 && existed && created !== undefined && !options.newDb)
+        throw goneAtOpen(path, created, "is empty");
       if (version === 0) {
         db.run(SCHEMA);
         db.run(`PRAGMA user_version = ${SCHEMA_VERSION}`);
       }
       db.run("COMMIT");
       _checkVersion(path, version);
+      if (created === undefined || (version === 0 && options.newDb)) writeMarker(marker, path);
       const store = new SqliteLeaseStore(path, db, false);
       store.#statements = _prepare(db);
+      store.#identity = fileId(statSync(path));
+      store.#walIdentity = walId(path);
       return store;
     } catch (error) {
       try {
@@ -147,6 +193,7 @@ export class SqliteLeaseStore implements LeaseStore {
       return Promise.reject(new LeaseStoreError(`lease database ${this.path} is open read-only`));
     }
     try {
+      this.#checkFiles();
       s.begin.run();
       try {
         for (const op of ops) {
@@ -172,6 +219,7 @@ export class SqliteLeaseStore implements LeaseStore {
           );
         }
         s.commit.run();
+        this.#walIdentity ??= walId(this.path);
       } catch (error) {
         if (this.#db.inTransaction) s.rollback.run();
         throw error;
@@ -179,6 +227,26 @@ export class SqliteLeaseStore implements LeaseStore {
       return Promise.resolve();
     } catch (error) {
       return Promise.reject(_runError(this.path, error));
+    }
+  }
+
+  /**
+   * Throws {@link LeaseDatabaseGoneError} when the database file or its WAL at the path is
+   * no longer the file this store opened (deleted, or replaced by another file). Costs two
+   * stat() calls; a server calls it before each write and now and then while idle.
+   */
+  verify(): void {
+    if (!this.#closed && !this.#readOnly) this.#checkFiles();
+  }
+
+  #checkFiles(): void {
+    const now = statOrUndefined(this.path);
+    if (this.#identity && !sameFile(this.#identity, now))
+      throw goneWhileOpen(this.path, this.path, now);
+    const wal = `${this.path}-wal`;
+    if (this.#walIdentity) {
+      const walNow = statOrUndefined(wal);
+      if (!sameFile(this.#walIdentity, walNow)) throw goneWhileOpen(this.path, wal, walNow);
     }
   }
 

@@ -28,6 +28,8 @@ export interface ServerConfig {
   readonly listen: { readonly address: string; readonly port: number };
   /** SQLite lease database; in-memory leases when absent. */
   readonly db?: string;
+  /** Create the database empty even though dstm created one at `db` before (it vanished). */
+  readonly newDb?: boolean;
   readonly keys?: readonly AuthKey[];
   readonly sourceCheck: boolean;
   /** Unix socket path of the control API; none when absent. */
@@ -83,6 +85,8 @@ export class DstmServer {
   #tepSync: TepSync | undefined;
   #admission: Admission | undefined;
   #stopping = false;
+  #stopped: Promise<void> | undefined;
+  readonly #fatal = Promise.withResolvers<Error>();
   readonly #log: Logger;
   readonly #store: LeaseStore;
 
@@ -108,7 +112,9 @@ export class DstmServer {
    * did) with a one-line message on bad configuration or an unavailable resource.
    */
   static async start(config: ServerConfig): Promise<DstmServer> {
-    const store: LeaseStore = config.db ? SqliteLeaseStore.open(config.db) : new MemoryLeaseStore();
+    const store: LeaseStore = config.db
+      ? SqliteLeaseStore.open(config.db, { newDb: config.newDb })
+      : new MemoryLeaseStore();
     const metrics = new Metrics();
     let server: DstmServer | undefined;
     const log = config.log;
@@ -134,6 +140,9 @@ export class DstmServer {
             "step-s": Math.round(stepMs / 1000),
             detail: "the wall clock stepped; leases keep expiring on the monotonic clock",
           });
+        },
+        onStoreError: (error) => {
+          if (server) server.#storeFailed(error);
         },
       });
       await engine.start();
@@ -307,7 +316,33 @@ export class DstmServer {
     });
   }
 
+  /**
+   * Resolves with the error when the server stopped by itself: its lease database was
+   * deleted or replaced ({@link LeaseDatabaseGoneError}). Never rejects.
+   */
+  get failed(): Promise<Error> {
+    return this.#fatal.promise;
+  }
+
+  /** A store write failed: the cause at error level; a vanished database stops the server. */
+  #storeFailed(error: unknown): void {
+    const detail = error instanceof Error ? error.message : String(error);
+    this.#log.error("store-failed", { detail });
+    if ((error as { fatal?: unknown } | null)?.fatal !== true || this.#stopping) return;
+    this.metrics.inc("dstm_dropped_total", { reason: "store-gone" });
+    this.#fatal.resolve(error as Error);
+    void this.stop();
+  }
+
   async #sweep(): Promise<void> {
+    if (this.#store instanceof SqliteLeaseStore) {
+      try {
+        this.#store.verify(); // notices a vanished database while no request comes
+      } catch (error) {
+        this.#storeFailed(error);
+        return;
+      }
+    }
     const expired = await this.engine.sweep();
     if (expired.length === 0) return;
     this.metrics.inc("dstm_leases_expired_total", {}, expired.length);
@@ -322,8 +357,12 @@ export class DstmServer {
   }
 
   /** Stops answering, waits for answers already being made durable, closes everything. */
-  async stop(): Promise<void> {
-    if (this.#stopping) return;
+  stop(): Promise<void> {
+    this.#stopped ??= this.#stop();
+    return this.#stopped;
+  }
+
+  async #stop(): Promise<void> {
     this.#stopping = true;
     if (this.#sweeper) clearInterval(this.#sweeper);
     for (let i = 0; i < 200 && this.#inflight > 0; i++)

@@ -36,10 +36,16 @@ export async function serveUnix(path: string, handler: FetchHandler): Promise<Ht
       throw new HttpListenError(`control socket path ${path} exists and is not a socket`);
     if (await unixAlive(path)) {
       throw new HttpListenError(
-        `control socket ${path} is in use by a running dstm server; use another --control path`,
+        `control socket ${path} is in use by a running dstm process; stop it or use another --control path`,
       );
     }
-    unlinkSync(path);
+    try {
+      unlinkSync(path);
+    } catch (error) {
+      throw new HttpListenError(
+        `control socket ${path} exists and cannot be removed (${(error as NodeJS.ErrnoException).code ?? (error as Error).message}); use another --control path`,
+      );
+    }
   }
   let server: ReturnType<typeof Bun.serve>;
   try {
@@ -87,11 +93,23 @@ export async function getUnix(path: string, urlPath: string, timeoutMs = 5000): 
   });
 }
 
+/**
+ * A one-line message when `error` (from {@link getUnix} on `path`) means this user may not
+ * use the socket (EACCES/EPERM: the socket is mode 0660, owned by the daemon's user and
+ * group), else undefined: the caller then says that nothing answers.
+ */
+export function unixPermissionProblem(path: string, error: unknown): string | undefined {
+  const code = (error as { code?: unknown } | null)?.code;
+  if (code !== "EACCES" && code !== "EPERM") return undefined;
+  return `permission denied on ${path}: run this as root or as a member of the socket's group`;
+}
+
 async function unixAlive(path: string): Promise<boolean> {
   try {
     await getUnix(path, "/v1/ping", 1000);
     return true;
-  } catch {
-    return false;
+  } catch (error) {
+    // A socket this user may not connect to may well have a live process behind it.
+    return unixPermissionProblem(path, error) !== undefined;
   }
 }

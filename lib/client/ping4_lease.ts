@@ -1,0 +1,172 @@
+/**
+ * Which lease `dstm ping4` sends from, and whether it may release it.
+ *
+ * A DSTM server knows a host by its HOST_IPV6 (docs/protocol.md; with the source check on,
+ * HOST_IPV6 must also be the request's source address), and holds at most one active lease
+ * per HOST_IPV6. So a DISCOVER from ping4 on a host whose `dstm client` already holds a lease
+ * for the same IPv6 address is, to the server, that client renewing: ping4 gets the client's
+ * own lease, and its RELEASE at the end ends the client's lease (the TEP then drops the
+ * client's traffic, and the address can go to another host). Therefore:
+ *
+ * 1. `--use-client`: the lease of that client, never released.
+ * 2. Otherwise, if a running client on this host (one answering on a control socket in the
+ *    runtime directory) uses the same host IPv6 address: its lease, never released; if it holds
+ *    none right now (acquiring, on-demand and idle) ping4 refuses rather than take one the
+ *    client will then share.
+ * 3. Otherwise ping4 takes a lease of its own for its host IPv6 address and releases only that.
+ *    A distinct identity is a distinct IPv6 address: give `--source` another address of this
+ *    host to ping beside a client that this search cannot see (a `--control` path elsewhere).
+ *
+ * @module
+ */
+import { readdirSync } from "node:fs";
+import { join } from "node:path";
+import { parseIPv4 } from "../net/addr.ts";
+import { getUnix, unixPermissionProblem } from "../sys/http.ts";
+import type { AuthKey } from "../wire/auth.ts";
+import { DstmClient, DstmTransport } from "./protocol.ts";
+
+/** The status a running `dstm client` reports on its control socket (`/v1/status`), as used here. */
+export interface RunningClientStatus {
+  readonly state?: string;
+  readonly ifname?: string;
+  readonly host6: string;
+  readonly ipv4: string | null;
+  readonly tep6: string | null;
+}
+
+/** The lease ping4 sends from. */
+export interface Ping4Lease {
+  /** Leased IPv4 address (unsigned 32-bit): the echo requests' source. */
+  readonly source: number;
+  /** Host IPv6 (outer source) and TEP IPv6 (outer destination), RFC 5952 text. */
+  readonly host6: string;
+  readonly tep6: string;
+  /** `client`: borrowed from the running client at `socket`; `own`: taken by ping4. */
+  readonly origin: "client" | "own";
+  /** The control socket of the client whose lease this is (origin `client`). */
+  readonly socket?: string;
+  /** Gives the lease back: releases an own lease; does nothing to a client's. */
+  release(): Promise<void>;
+}
+
+/** A reason ping4 cannot run that the user can fix (exit 2). */
+export class Ping4LeaseError extends Error {
+  override name = "Ping4LeaseError";
+}
+
+export interface Ping4LeaseOptions {
+  /** `--use-client`: the control socket of the client whose lease to use. */
+  readonly useClient?: string;
+  /** Control sockets of clients that may run on this host (see {@link clientSocketsIn}). */
+  readonly clientSockets?: readonly string[];
+  /** The DSTM server (for an own lease). */
+  readonly server?: { readonly address: string; readonly port: number };
+  /** This host's IPv6 address; default: the source address towards the server. */
+  readonly host6?: string;
+  /** Finds the source address towards the server (lib/sys/udp.ts sourceAddressFor). */
+  readonly sourceFor?: (address: string, port: number) => Promise<string>;
+  readonly key?: AuthKey;
+  /** Per-socket status timeout (ms); default 1000. */
+  readonly statusTimeoutMs?: number;
+}
+
+/**
+ * Chooses ping4's lease as the module documentation says. Throws {@link Ping4LeaseError} for
+ * a missing or leaseless `--use-client` client or a same-address client without a lease,
+ * and what {@link DstmClient.discover} throws when the server refuses or is silent.
+ */
+export async function acquirePing4Lease(o: Ping4LeaseOptions): Promise<Ping4Lease> {
+  const timeout = o.statusTimeoutMs ?? 1000;
+  if (o.useClient !== undefined) {
+    let status: RunningClientStatus;
+    try {
+      status = await clientStatus(o.useClient, timeout);
+    } catch (error) {
+      throw new Ping4LeaseError(
+        unixPermissionProblem(o.useClient, error) ?? `no dstm client answers on ${o.useClient}`,
+      );
+    }
+    return borrowed(o.useClient, status);
+  }
+  if (!o.server) throw new Ping4LeaseError("no DSTM server given for a lease of ping4's own");
+  const server = o.server;
+  const host6 = o.host6 ?? (await o.sourceFor!(server.address, server.port));
+  for (const socket of o.clientSockets ?? []) {
+    const status = await clientStatus(socket, timeout).catch((error: unknown) =>
+      error instanceof Ping4LeaseError ? Promise.reject(error) : undefined,
+    );
+    if (status?.host6 === host6) return borrowed(socket, status);
+  }
+  const transport = await DstmTransport.open({
+    server: server.address,
+    port: server.port,
+    key: o.key,
+    bind: host6,
+  });
+  const client = new DstmClient(transport, host6);
+  let lease: Awaited<ReturnType<DstmClient["discover"]>>;
+  try {
+    lease = await client.discover();
+  } catch (error) {
+    transport.close();
+    throw error;
+  }
+  let released = false;
+  return {
+    source: lease.ipv4,
+    host6,
+    tep6: lease.tep6,
+    origin: "own",
+    release: async () => {
+      if (released) return;
+      released = true;
+      await client.release(lease.ipv4).catch(() => {});
+      transport.close();
+    },
+  };
+}
+
+/**
+ * The control sockets of `dstm client`s in `dir` (the runtime directory: `client-IFNAME.sock`),
+ * whether or not anything answers on them. An unreadable or missing directory has none.
+ */
+export function clientSocketsIn(dir: string): string[] {
+  try {
+    return readdirSync(dir)
+      .filter((name) => /^client-.+\.sock$/.test(name))
+      .sort()
+      .map((name) => join(dir, name));
+  } catch {
+    return [];
+  }
+}
+
+/** GETs `/v1/status` from the client at `socket`; rejects when nothing (or no client) answers. */
+export async function clientStatus(socket: string, timeoutMs = 1000): Promise<RunningClientStatus> {
+  const response = await getUnix(socket, "/v1/status", timeoutMs);
+  // A client answers 503 until its lease service has started: its address is not known yet.
+  if (response.status === 503)
+    throw new Ping4LeaseError(`the dstm client on ${socket} is starting; try again in a moment`);
+  if (!response.ok) throw new Error(`HTTP ${response.status}`);
+  const status = (await response.json()) as RunningClientStatus;
+  if (typeof status?.host6 !== "string") throw new Error("not a dstm client status");
+  return status;
+}
+
+function borrowed(socket: string, status: RunningClientStatus): Ping4Lease {
+  const source = status.ipv4 === null ? null : parseIPv4(status.ipv4);
+  if (source === null || !status.tep6) {
+    throw new Ping4LeaseError(
+      `the dstm client on ${socket} uses ${status.host6} and holds no lease now (${status.state ?? "no lease"}); ping4 will not take one beside it: wait, or give --source another IPv6 address of this host`,
+    );
+  }
+  return {
+    source,
+    host6: status.host6,
+    tep6: status.tep6,
+    origin: "client",
+    socket,
+    release: () => Promise.resolve(), // the client's lease is the client's to release
+  };
+}

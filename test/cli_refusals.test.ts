@@ -1,0 +1,339 @@
+/**
+ * Configurations that make no sense are refused with exit code 2 and one line (issue 8 item
+ * 10), and secrets stay private (item 11): key files, `dstm keygen`, control sockets.
+ * Every command runs as a real process inside a namespace made for this file, so one that
+ * is wrongly accepted touches nothing of the machine's (and is killed after a deadline).
+ */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { chmodSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { createNetns, type Netns } from "../lib/sys/netns.ts";
+import { parseKeyFile } from "../lib/wire/auth.ts";
+import { announceSkip, netnsSkipReason } from "./helpers/netns.ts";
+import { BUN, ROOT, spawnDstm } from "./helpers/process.ts";
+
+const skip = netnsSkipReason();
+announceSkip("cli_refusals", skip);
+
+const dir = mkdtempSync(join(tmpdir(), "dstm-refuse-"));
+chmodSync(dir, 0o755); // so that only a socket's own mode keeps another user out
+let ns: Netns;
+
+beforeAll(() => {
+  if (!skip) ns = createNetns("dstmt-");
+});
+afterAll(() => {
+  ns?.delete();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+/** `dstm ...args` inside the namespace; a command still running after 15 s is killed (code -1). */
+function dstm(args: readonly string[], env: Record<string, string> = {}) {
+  return ns.exec([BUN, join(ROOT, "mod.ts"), ...args], { cwd: ROOT, timeoutMs: 15_000, env });
+}
+
+function expectRefused(r: { code: number; stderr: string }, message: RegExp): void {
+  expect({ code: r.code, stderr: r.stderr }).toMatchObject({ code: 2 });
+  expect(r.stderr.trim().split("\n")).toHaveLength(1);
+  expect(r.stderr).toStartWith("dstm: ");
+  expect(r.stderr).toMatch(message);
+}
+
+const server = ["server", "--db", "memory", "--no-control", "--listen", "[::1]:0"];
+const pool = ["--pool", "198.51.100.0/24"];
+const tep = ["--tep", "2001:db8::1,192.0.2.1"];
+const tepNode = [
+  "tep",
+  "--ipv6",
+  "2001:db8::1",
+  "--ipv4",
+  "192.0.2.1",
+  "--route",
+  "198.51.100.0/24",
+];
+
+const refusals: [string, string[], RegExp][] = [
+  // server: the TEP handed to hosts
+  [
+    "server --tep ff02::1",
+    [...server, ...pool, "--tep", "ff02::1"],
+    /--tep: ff02::1 is a multicast address/,
+  ],
+  ["server --tep ::", [...server, ...pool, "--tep", "::"], /--tep: :: is the unspecified address/],
+  ["server --tep ::1", [...server, ...pool, "--tep", "::1"], /--tep: ::1 is a loopback address/],
+  [
+    "server --tep fe80::1",
+    [...server, ...pool, "--tep", "fe80::1"],
+    /--tep: fe80::1 is a link-local/,
+  ],
+  [
+    "server --tep ::ffff:192.0.2.1",
+    [...server, ...pool, "--tep", "::ffff:192.0.2.1"],
+    /IPv4-mapped/,
+  ],
+  [
+    "server --tep V6,127.0.0.1",
+    [...server, ...pool, "--tep", "2001:db8::1,127.0.0.1"],
+    /--tep: 127\.0\.0\.1 is a loopback/,
+  ],
+  [
+    "server --tep V6,224.0.0.1",
+    [...server, ...pool, "--tep", "2001:db8::1,224.0.0.1"],
+    /multicast/,
+  ],
+  // server: pools that are not unicast-routable
+  [
+    "pool in 224.0.0.0/4",
+    [...server, ...tep, "--pool", "224.0.0.0/24"],
+    /pool: 224\.0\.0\.0\/24 reaches into 224\.0\.0\.0\/4/,
+  ],
+  [
+    "pool in 127.0.0.0/8",
+    [...server, ...tep, "--pool", "127.0.0.0/24"],
+    /reaches into 127\.0\.0\.0\/8/,
+  ],
+  ["pool in 0.0.0.0/8", [...server, ...tep, "--pool", "0.0.0.0/24"], /reaches into 0\.0\.0\.0\/8/],
+  [
+    "pool in 240.0.0.0/4",
+    [...server, ...tep, "--pool", "240.0.0.0/24"],
+    /reaches into 240\.0\.0\.0\/4/,
+  ],
+  [
+    "pool in 169.254.0.0/16",
+    [...server, ...tep, "--pool", "169.254.0.0/16"],
+    /reaches into 169\.254\.0\.0\/16/,
+  ],
+  [
+    "pool covering 224.0.0.0/4",
+    [...server, ...tep, "--pool", "192.0.0.0/2"],
+    /reaches into 224\.0\.0\.0\/4/,
+  ],
+  ["second pool bad", [...server, ...tep, ...pool, "--pool", "127.0.0.0/30"], /127\.0\.0\.0\/30/],
+  [
+    "server --listen multicast",
+    [...server, ...pool, ...tep, "--listen", "[ff02::1]:4607"],
+    /--listen: ff02::1 is a multicast/,
+  ],
+  [
+    "server --dhcp4o6-server-id 224.0.0.1",
+    [...server, ...pool, ...tep, "--dhcp4o6", "--dhcp4o6-server-id", "224.0.0.1"],
+    /--dhcp4o6-server-id: 224\.0\.0\.1 is a multicast/,
+  ],
+  // tep
+  ["tep --server ff02::1", [...tepNode, "--server", "ff02::1"], /--server: ff02::1 is a multicast/],
+  ["tep --server ::", [...tepNode, "--server", "::"], /--server: :: is the unspecified/],
+  [
+    "tep --ipv6 ff02::1",
+    ["tep", "--ipv6", "ff02::1", "--ipv4", "192.0.2.1", "--server", "2001:db8::53"],
+    /--ipv6: ff02::1 is a multicast/,
+  ],
+  [
+    "tep --ipv4 127.0.0.1",
+    ["tep", "--ipv6", "2001:db8::1", "--ipv4", "127.0.0.1", "--server", "2001:db8::53"],
+    /--ipv4: 127\.0\.0\.1 is a loopback/,
+  ],
+  [
+    "tep --ipv4 0.0.0.0",
+    ["tep", "--ipv6", "2001:db8::1", "--ipv4", "0.0.0.0", "--server", "2001:db8::53"],
+    /--ipv4: 0\.0\.0\.0 is the unspecified/,
+  ],
+  // client
+  [
+    "client --server ff02::1",
+    ["client", "--server", "ff02::1"],
+    /--server: ff02::1 is a multicast/,
+  ],
+  ["client --server ::", ["client", "--server", "::"], /--server: :: is the unspecified/],
+  [
+    "client --tep ff02::1",
+    ["client", "--server", "2001:db8::53", "--tep", "ff02::1"],
+    /--tep: ff02::1 is a multicast/,
+  ],
+  [
+    "client --source ::1",
+    ["client", "--server", "2001:db8::53", "--source", "::1"],
+    /--source: ::1 is a loopback/,
+  ],
+  [
+    "client --source fe80::a",
+    ["client", "--server", "2001:db8::53", "--source", "fe80::a"],
+    /--source: fe80::a is a link-local/,
+  ],
+  [
+    "client dhcp4o6 --tep4 0.0.0.0",
+    [
+      "client",
+      "--protocol",
+      "dhcp4o6",
+      "--server",
+      "2001:db8::547",
+      "--tep",
+      "2001:db8::1",
+      "--tep4",
+      "0.0.0.0",
+    ],
+    /--tep4: 0\.0\.0\.0 is the unspecified/,
+  ],
+  [
+    "client dhcp4o6 --server ff02::2",
+    ["client", "--protocol", "dhcp4o6", "--server", "ff02::2%lo", "--tep", "2001:db8::1"],
+    /--server: ff02::2 is a multicast/,
+  ],
+  // lease get / release
+  [
+    "lease get --server ff02::1",
+    ["lease", "get", "--server", "ff02::1"],
+    /--server: ff02::1 is a multicast/,
+  ],
+  [
+    "lease get --host6 ::",
+    ["lease", "get", "--server", "::1", "--host6", "::"],
+    /--host6: :: is the unspecified/,
+  ],
+  [
+    "lease release --ipv4 224.0.0.1",
+    ["lease", "release", "--server", "::1", "--ipv4", "224.0.0.1"],
+    /--ipv4: 224\.0\.0\.1 is a multicast/,
+  ],
+  // ping4
+  [
+    "ping4 --server ff02::1",
+    ["ping4", "192.0.2.80", "--server", "ff02::1", "-c", "1"],
+    /--server: ff02::1 is a multicast/,
+  ],
+  [
+    "ping4 --source ::",
+    ["ping4", "192.0.2.80", "--server", "2001:db8::53", "--source", "::", "-c", "1"],
+    /--source: :: is the unspecified/,
+  ],
+  [
+    "ping4 --tep ff02::1",
+    ["ping4", "192.0.2.80", "--server", "2001:db8::53", "--tep", "ff02::1", "-c", "1"],
+    /--tep: ff02::1 is a multicast/,
+  ],
+];
+
+describe.skipIf(skip !== null)("nonsense configurations: exit 2, one line", () => {
+  for (const [name, args, message] of refusals) {
+    test(name, () => expectRefused(dstm(args), message));
+  }
+
+  test("a pool in a config file that reaches into 127.0.0.0/8 is refused", () => {
+    const file = join(dir, "loop.toml");
+    writeFileSync(file, `tep = "2001:db8::1"\n\n[[pool]]\nprefixes = ["127.0.0.0/28"]\n`);
+    expectRefused(dstm([...server, "--config", file]), /pool: 127\.0\.0\.0\/28 reaches into/);
+  });
+
+  test("a client whose --control socket is in use refuses before taking a lease", async () => {
+    const control = join(dir, "busy.sock");
+    const running = spawnDstm([
+      ...server.filter((a) => a !== "--no-control"),
+      ...pool,
+      ...tep,
+      "--control",
+      control,
+    ]);
+    try {
+      await running.waitFor(/ start /);
+      expectRefused(
+        dstm(["client", "--server", "2001:db8::53", "--control", control]),
+        /control socket .*busy\.sock is in use by a running dstm process/,
+      );
+    } finally {
+      running.proc.kill("SIGTERM");
+      expect(await running.exited).toBe(0);
+    }
+  });
+});
+
+describe.skipIf(skip !== null)("secrets and files", () => {
+  const mode = (path: string) => statSync(path).mode & 0o777;
+
+  test("dstm keygen FILE writes the key 0600 and refuses to overwrite it", () => {
+    const key = join(dir, "key");
+    const r = dstm(["keygen", key]);
+    expect(r.code).toBe(0);
+    expect(mode(key)).toBe(0o600);
+    expect(parseKeyFile(readFileSync(key, "utf8")).ok).toBe(true);
+    const before = readFileSync(key, "utf8");
+    expectRefused(dstm(["keygen", key]), /key exists; remove it first/);
+    expect(readFileSync(key, "utf8")).toBe(before);
+  });
+
+  test("dstm keygen > FILE leaves the file 0600 (the README's way)", () => {
+    const key = join(dir, "key-redirected");
+    const r = ns.exec(["sh", "-c", `umask 022; "$0" mod.ts keygen > "$1"`, BUN, key], {
+      cwd: ROOT,
+    });
+    expect(r.code).toBe(0);
+    expect(mode(key)).toBe(0o600);
+  });
+
+  for (const loose of [0o644, 0o640, 0o604]) {
+    test(`a key file with mode 0${loose.toString(8)} is refused by server, TEP and client`, () => {
+      const key = join(dir, `loose-${loose.toString(8)}`);
+      expect(dstm(["keygen", key]).code).toBe(0);
+      chmodSync(key, loose);
+      const message = new RegExp(
+        `key file .* is accessible by others \\(mode 0${loose.toString(8)}\\); run chmod 600`,
+      );
+      expectRefused(dstm([...server, ...pool, ...tep, "--key", key]), message);
+      expectRefused(dstm([...tepNode, "--server", "2001:db8::53", "--key", key]), message);
+      expectRefused(dstm(["client", "--server", "2001:db8::53", "--key", key]), message);
+    });
+  }
+
+  test("a key file with mode 0600 is accepted", async () => {
+    const key = join(dir, "private-key");
+    expect(dstm(["keygen", key]).code).toBe(0);
+    const running = spawnDstm([...server, ...pool, ...tep, "--key", key]);
+    try {
+      expect(await running.waitFor(/ start /)).toContain('auth="1 key(s)"');
+    } finally {
+      running.proc.kill("SIGTERM");
+      expect(await running.exited).toBe(0);
+    }
+  });
+
+  test("another user on a control socket is told permission denied, not 'is it running?'", async () => {
+    const control = join(dir, "server.sock");
+    const running = spawnDstm([
+      ...server.filter((a) => a !== "--no-control"),
+      ...pool,
+      ...tep,
+      "--control",
+      control,
+    ]);
+    try {
+      await running.waitFor(/ start /);
+      const asNobody = (args: string[]) =>
+        ns.exec(
+          [
+            "setpriv",
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            BUN,
+            join(ROOT, "mod.ts"),
+            ...args,
+          ],
+          {
+            cwd: "/",
+          },
+        );
+      for (const args of [
+        ["lease", "ls", "--control", control],
+        ["client", "status", "--control", control],
+        ["tep", "stats", "--stats", control],
+      ]) {
+        expectRefused(asNobody(args), /permission denied on .*server\.sock/);
+      }
+      // root still gets the leases
+      expect(dstm(["lease", "ls", "--control", control]).code).toBe(0);
+    } finally {
+      running.proc.kill("SIGTERM");
+      expect(await running.exited).toBe(0);
+    }
+  });
+});
