@@ -28,6 +28,11 @@ export interface ServerConfig {
   /** SQLite lease database; in-memory leases when absent. */
   readonly db?: string;
   readonly keys?: readonly AuthKey[];
+  /**
+   * Server ⇄ TEP keys (`--tep-key`): sign BIND/UNBIND/SNAPSHOT, verify SYNC and BIND_ACK.
+   * Never a host key (hosts hold those). Absent: the TEP channel is unauthenticated.
+   */
+  readonly tepKeys?: readonly AuthKey[];
   readonly sourceCheck: boolean;
   /** Unix socket path of the control API; none when absent. */
   readonly control?: string;
@@ -136,7 +141,8 @@ export class DstmServer {
         : undefined;
     this.#tepSync = new TepSync(
       {
-        key: config.keys?.[0],
+        keys: config.tepKeys,
+        teps: config.pools.map((pool) => pool.tep6),
         tepPort: config.tepPort,
         requireTep: config.requireTep,
         log: this.#log,
@@ -193,6 +199,7 @@ export class DstmServer {
       this.#http.push(endpoint);
       this.#metricsWhere = endpoint.where;
     }
+    this.#warnTepAuthOff(config);
     const interval = config.sweepIntervalMs ?? 1000;
     this.#sweeper = setInterval(() => void this.#sweep(), interval);
     const pools = engine.stats();
@@ -204,8 +211,18 @@ export class DstmServer {
       active: pools.reduce((n, p) => n + p.active, 0),
       store: config.db ? `sqlite:${config.db}` : "memory",
       auth: keys ? `${keys.size} key(s)` : "off",
+      "tep-auth": config.tepKeys?.length ? `${config.tepKeys.length} key(s)` : "off",
       control: config.control,
       metrics: this.#metricsWhere,
+    });
+  }
+
+  /** Says once, at start, that the TEP channel is unsigned (docs/security.md). */
+  #warnTepAuthOff(config: ServerConfig): void {
+    if (config.tepKeys?.length) return;
+    this.#log.warn("tep-auth-off", {
+      detail:
+        "BIND/UNBIND/SNAPSHOT to the TEPs are unsigned; give --tep-key FILE here and --key FILE to each dstm tep unless they share this host",
     });
   }
 
