@@ -3,19 +3,24 @@
  * what a host, a local user or a replaying observer can no longer do. The end-to-end version
  * with an attacker namespace on the link is test/tep_attack.test.ts.
  */
-import { afterEach, describe, expect, test } from "bun:test";
+import { afterAll, afterEach, describe, expect, test } from "bun:test";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { Logger } from "../lib/control/log.ts";
 import { Metrics } from "../lib/control/metrics.ts";
+import { WarnLimit } from "../lib/control/warn_limit.ts";
 import type { Lease } from "../lib/lease/lease.ts";
 import { formatIPv6 } from "../lib/net/addr.ts";
 import { DstmServer } from "../lib/server/server.ts";
 import { TepSync } from "../lib/server/tep_sync.ts";
 import { bindUdp, type UdpEndpoint } from "../lib/sys/udp.ts";
 import { type BindingWriter, TepControl } from "../lib/tep/control.ts";
-import { type AuthKey, signMessage } from "../lib/wire/auth.ts";
+import { type AuthKey, generateKeyFileText, signMessage } from "../lib/wire/auth.ts";
 import { bindingsDigest } from "../lib/wire/digest.ts";
 import { decodeMessage, encodeMessage } from "../lib/wire/dstm.ts";
 import { type DstmMessage, MessageType, type WirePortSet } from "../lib/wire/dstm_types.ts";
+import { runDstm } from "./helpers/process.ts";
 
 const TEP_KEY: AuthKey = { id: 1, secret: new Uint8Array(32).fill(0x71) };
 const HOST_KEY: AuthKey = { id: 1, secret: new Uint8Array(32).fill(0x42) };
@@ -285,5 +290,75 @@ describe("server: snapshots on an unauthenticated channel are rate-limited", () 
     expect(refused("auth-missing")).toBe(1);
     expect(refused("auth-bad-mac")).toBe(2);
     expect(refused("auth-replayed")).toBe(1);
+  });
+});
+
+describe("the command line", () => {
+  const dir = mkdtempSync(join(tmpdir(), "dstm-tepkey-"));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  test("dstm server refuses a --tep-key that repeats a host key (exit 2, one line)", async () => {
+    const key = join(dir, "same.key");
+    writeFileSync(key, generateKeyFileText(1), { mode: 0o600 });
+    const copy = join(dir, "copy.key");
+    writeFileSync(copy, readFileSync(key, "utf8").replace(/^1 /m, "5 "), { mode: 0o600 });
+    const r = await runDstm([
+      "server",
+      "--pool",
+      "198.51.100.0/28",
+      "--tep",
+      "2001:db8::1",
+      "--db",
+      "memory",
+      "--no-control",
+      "--listen",
+      "[::1]:0",
+      "--key",
+      key,
+      "--tep-key",
+      copy,
+    ]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(
+      /^dstm: --tep-key: a secret of the TEP key file is also in --key; .*\n$/,
+    );
+  });
+
+  test("dstm tep without --key refuses a server that is not on this host (exit 2, one line)", async () => {
+    const r = await runDstm([
+      "tep",
+      "--ipv6",
+      "2001:db8:1::1",
+      "--ipv4",
+      "192.0.2.1",
+      "--server",
+      "2001:db8:1::53",
+      "--route",
+      "198.51.100.0/24",
+    ]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toBe(
+      "dstm: --server 2001:db8:1::53 is not an address of this host: give --key FILE (the server's --tep-key) to authenticate it, or --insecure-control\n",
+    );
+  });
+});
+
+describe("WarnLimit", () => {
+  test("writes the burst, then one line per token, each saying how many were suppressed", () => {
+    const lines: string[] = [];
+    let now = 0;
+    const log = new Logger({ sink: (t) => lines.push(...t.trimEnd().split("\n")), now: () => now });
+    const warn = new WarnLimit(log, { perSecond: 2, burst: 3, now: () => now });
+    for (let i = 0; i < 10; i++) warn.warn("reject", { i });
+    log.flush();
+    expect(lines.length).toBe(3);
+    expect(warn.suppressed).toBe(7);
+    now += 500; // one token back
+    warn.warn("reject", { i: 10 });
+    warn.warn("reject", { i: 11 });
+    log.flush();
+    expect(lines.length).toBe(4);
+    expect(lines[3]).toMatch(/reject i=10 suppressed=7$/);
+    expect(warn.suppressed).toBe(1);
   });
 });
