@@ -32,7 +32,9 @@ export function program(): Command {
       .addCommand(labCommand())
       .addCommand(
         new Command("keygen")
-          .description("print a new HMAC-SHA256 key file for --key (server and clients share it)")
+          .description(
+            "print a new HMAC-SHA256 key file: for --key (server and clients) or --tep-key (server and TEPs; a separate one)",
+          )
           .option("--id <n>", "key id (default 1)")
           .action((flags) => {
             const id = flags.id === undefined ? 1 : Number(flags.id);

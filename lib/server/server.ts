@@ -222,7 +222,7 @@ export class DstmServer {
     if (config.tepKeys?.length) return;
     this.#log.warn("tep-auth-off", {
       detail:
-        "BIND/UNBIND/SNAPSHOT to the TEPs are unsigned; give --tep-key FILE here and --key FILE to each dstm tep unless they share this host",
+        "BIND/UNBIND/SNAPSHOT to the TEPs are unsigned; give --tep-key FILE here and --key FILE to each dstm tep on another machine",
     });
   }
 
