@@ -276,6 +276,36 @@ describe.skipIf(skip !== null)("an attacker on the link against the server ⇄ T
     );
   });
 
+  test("without a key it starts when the server is its own address, or with --insecure-control, and says so", async () => {
+    for (const [server, extra] of [
+      [NET.tep6, []],
+      [NET.server6, ["--insecure-control"]],
+    ] as const) {
+      const tep = daemon(ns.tep, [
+        "tep",
+        "--ipv6",
+        NET.tep6,
+        "--ipv4",
+        NET.tep4,
+        "--server",
+        server,
+        ...extra,
+        "--route",
+        "203.0.113.0/28",
+        "--ifname",
+        "tepx",
+        "--control-port",
+        "4609",
+        "--stats",
+        join(dir, "tepx.sock"),
+      ]);
+      expect(await tep.waitFor(/ control-auth-off /)).toContain(`server=${server}`);
+      await tep.waitFor(/ tep-start /);
+      tep.proc.kill("SIGTERM");
+      expect(await tep.proc.exited).toBe(0);
+    }
+  }, 60_000);
+
   test("forged, host-key-signed and replayed BIND and a forged empty SNAPSHOT from the server's address and port change nothing; A's pings keep flowing", async () => {
     expect(capturedBind).not.toBe(""); // the attacker saw the server's signed BIND for A
     const hostKey = (
