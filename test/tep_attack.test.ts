@@ -16,7 +16,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createNetns, type Netns, vethPair } from "../lib/sys/netns.ts";
-import { generateKeyFileText, parseKeyFile, signMessage } from "../lib/wire/auth.ts";
+import { type AuthKey, generateKeyFileText, parseKeyFile, signMessage } from "../lib/wire/auth.ts";
 import { encodeMessage } from "../lib/wire/dstm.ts";
 import { type DstmMessage, MessageType } from "../lib/wire/dstm_types.ts";
 import { announceSkip, netnsSkipReason } from "./helpers/netns.ts";
@@ -130,6 +130,13 @@ async function forge(spec: object): Promise<ForgeResult> {
   ]);
   if (code !== 0) throw new Error(`forge_udp.ts exited ${code}: ${err}`);
   return JSON.parse(out.trim().split("\n").at(-1)!) as ForgeResult;
+}
+
+/** The host key, as the attacker (a host) has it. */
+function readHostKey(): AuthKey {
+  const parsed = parseKeyFile(readFileSync(hostKeyFile, "utf8"));
+  if (!parsed.ok) throw new Error(parsed.message);
+  return parsed.keys[0]!;
 }
 
 const hex = (bytes: Uint8Array) =>
@@ -276,7 +283,7 @@ describe.skipIf(skip !== null)("an attacker on the link against the server ⇄ T
     );
   });
 
-  test("without a key it starts when the server is its own address, or with --insecure-control, and says so", async () => {
+  test("without a key it starts when the server is its own address, or with --insecure-control (says so); there a late UNBIND naming the previous holder removes nothing", async () => {
     for (const [server, extra] of [
       [NET.tep6, []],
       [NET.server6, ["--insecure-control"]],
@@ -301,6 +308,36 @@ describe.skipIf(skip !== null)("an attacker on the link against the server ⇄ T
       ]);
       expect(await tep.waitFor(/ control-auth-off /)).toContain(`server=${server}`);
       await tep.waitFor(/ tep-start /);
+      if (extra.length > 0) {
+        // Unauthenticated, so the spoofed server is believed (that is what the flag says) —
+        // but a late UNBIND naming the address's previous holder removes nothing (item 7).
+        const x4 = ipv4Number("203.0.113.5");
+        const m = (type: MessageType, xid: number, host6: string) =>
+          hex(encodeMessage({ type, xid, host4: x4, host6 }));
+        // One at a time, in order (the acknowledgements go to the real server, not to us).
+        const tepx = async (kind: string, result: string) =>
+          metric(await metricsOf("tepx.sock"), "dstm_tep_control_total", { kind, result });
+        for (const [datagram, kind, result, n] of [
+          [m(MessageType.BIND, 1, NET.evil6), "bind", "ok", 1],
+          [m(MessageType.BIND, 2, NET.a6), "bind", "ok", 2],
+          [m(MessageType.UNBIND, 3, NET.evil6), "unbind", "unbind-stale", 1],
+        ] as const) {
+          await forge({
+            from: NET.server6,
+            fromPort: 4607,
+            to: NET.tep6,
+            toPort: 4609,
+            listenMs: 0,
+            datagrams: [datagram],
+          });
+          expect(await until(async () => (await tepx(kind, result)) === n, 10_000)).toBe(true);
+        }
+        const page = await metricsOf("tepx.sock");
+        expect(
+          metric(page, "dstm_tep_control_total", { kind: "unbind", result: "unbind-stale" }),
+        ).toBe(1);
+        expect(metric(page, "dstm_tep_bindings", { origin: "server" })).toBe(1);
+      }
       tep.proc.kill("SIGTERM");
       expect(await tep.proc.exited).toBe(0);
     }
@@ -308,11 +345,7 @@ describe.skipIf(skip !== null)("an attacker on the link against the server ⇄ T
 
   test("forged, host-key-signed and replayed BIND and a forged empty SNAPSHOT from the server's address and port change nothing; A's pings keep flowing", async () => {
     expect(capturedBind).not.toBe(""); // the attacker saw the server's signed BIND for A
-    const hostKey = (
-      parseKeyFile(readFileSync(hostKeyFile, "utf8")) as {
-        keys: { id: number; secret: Uint8Array }[];
-      }
-    ).keys[0]!;
+    const hostKey = readHostKey();
     const stolen: DstmMessage = {
       type: MessageType.BIND,
       xid: 7,
@@ -366,11 +399,7 @@ describe.skipIf(skip !== null)("an attacker on the link against the server ⇄ T
   }, 90_000);
 
   test("a SYNC from a host (signed with the host key) gets no answer", async () => {
-    const hostKey = (
-      parseKeyFile(readFileSync(hostKeyFile, "utf8")) as {
-        keys: { id: number; secret: Uint8Array }[];
-      }
-    ).keys[0]!;
+    const hostKey = readHostKey();
     const sync = (xid: number) =>
       hex(
         signMessage(
@@ -400,11 +429,7 @@ describe.skipIf(skip !== null)("an attacker on the link against the server ⇄ T
   }, 30_000);
 
   test("50,000 SYNCs naming 50,000 TEP addresses: no answer, no state, bounded memory and log", async () => {
-    const hostKey = (
-      parseKeyFile(readFileSync(hostKeyFile, "utf8")) as {
-        keys: { id: number; secret: Uint8Array }[];
-      }
-    ).keys[0]!;
+    const hostKey = readHostKey();
     const pid = server.proc.pid;
     const rssBefore = rssKiB(pid);
     const linesBefore = server.lines.length;
