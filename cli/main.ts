@@ -34,7 +34,7 @@ export function program(): Command {
       .addCommand(
         new Command("keygen")
           .description(
-            "write a new HMAC-SHA256 key file for --key (server and clients share it), mode 0600",
+            "write a new HMAC-SHA256 key file, mode 0600: for --key (server and clients) or --tep-key (server and TEPs; a separate one)",
           )
           .argument(
             "[file]",

@@ -19,6 +19,7 @@ import { parseIPv4Prefix, prefixContains } from "../lib/net/prefix.ts";
 import { ADMISSION_DEFAULTS, parseIPv6Prefix } from "../lib/server/admission.ts";
 import { DstmServer, type ServerConfig } from "../lib/server/server.ts";
 import { readTomlFile } from "../lib/sys/toml.ts";
+import { sharesSecret } from "../lib/wire/auth.ts";
 import { DSTM_PORT } from "../lib/wire/dstm_types.ts";
 import { readKeys } from "./common.ts";
 import {
@@ -70,6 +71,10 @@ export function serverCommand(): Command {
     .option(
       "--key <file>",
       "require HMAC-SHA256 authentication with the keys in FILE (see `dstm keygen`)",
+    )
+    .option(
+      "--tep-key <file>",
+      "sign BIND/UNBIND/SNAPSHOT and verify the TEPs' SYNC with the server-TEP key in FILE (each dstm tep --key FILE); never give hosts this file",
     )
     .option(
       "--no-source-check",
@@ -179,6 +184,7 @@ export interface ServerFlags {
   db?: string;
   newDb?: boolean;
   key?: string;
+  tepKey?: string;
   sourceCheck?: boolean;
   control?: string | boolean;
   metrics?: string;
@@ -220,6 +226,7 @@ const FILE_KEYS = new Set([
   "max-lease-time",
   "db",
   "key",
+  "tep-key",
   "source-check",
   "control",
   "metrics",
@@ -301,6 +308,12 @@ export function resolveServerConfig(
   if (db) ensureDirectory(db, "--db");
   const keyFile = flags.key ?? str("key");
   const keys = keyFile ? readKeys(keyFile) : undefined;
+  const tepKeyFile = flags.tepKey ?? str("tep-key");
+  const tepKeys = tepKeyFile ? readKeys(tepKeyFile) : undefined;
+  if (keys && tepKeys && sharesSecret(keys, tepKeys))
+    throw new UsageError(
+      "--tep-key: a secret of the TEP key file is also in --key; hosts hold --key, so make a separate one with `dstm keygen`",
+    );
   const sourceCheck = flags.sourceCheck === false ? false : file["source-check"] !== false;
   const control =
     flags.control === false
@@ -338,6 +351,7 @@ export function resolveServerConfig(
     db,
     newDb: flags.newDb === true,
     keys,
+    tepKeys,
     sourceCheck,
     control,
     metrics,

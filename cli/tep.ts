@@ -8,6 +8,7 @@ import { Command } from "@commander-js/extra-typings";
 import { parseIPv4Prefix } from "../lib/net/prefix.ts";
 import { TEP_CONTROL_PORT } from "../lib/server/tep_sync.ts";
 import { getUnix, unixPermissionProblem } from "../lib/sys/http.ts";
+import { interfaceOfIPv6 } from "../lib/sys/ifinfo.ts";
 import {
   BindingFileError,
   bindingTableSize,
@@ -60,7 +61,14 @@ export function tepCommand() {
       "static bindings, one a line: IPV4 IPV6 [OFFSET/PSIDLEN/PSID], # comments (repeatable)",
       collect,
     )
-    .option("--key <file>", "require and sign with the key in FILE")
+    .option(
+      "--key <file>",
+      "the server-TEP key (the server's --tep-key FILE, never the hosts' key): require it on BIND/UNBIND/SNAPSHOT, sign SYNC",
+    )
+    .option(
+      "--insecure-control",
+      "accept unsigned BIND/UNBIND/SNAPSHOT from a server on another host (anyone who can spoof its address can rebind hosts)",
+    )
     .option("--ifname <name>", "name of the IPv4-side TUN device", "tep0")
     .option("--link-mtu <n>", "MTU of the IPv6 link to the hosts; tunnel MTU = this − 40", "1500")
     .option("--no-hairpin", "drop host-to-host traffic instead of turning it around")
@@ -135,11 +143,25 @@ Examples:
           static: statics.size,
           serverRoom: table.size - statics.size,
         });
+      const key = flags.key ? readKeys(flags.key)[0] : undefined;
+      if (!key) {
+        const local = server === "::1" || interfaceOfIPv6(server) !== null;
+        if (!local && !flags.insecureControl)
+          throw new UsageError(
+            `--server ${server} is not an address of this host: give --key FILE (the server's --tep-key) to authenticate it, or --insecure-control`,
+          );
+        log.warn("control-auth-off", {
+          server,
+          detail: local
+            ? "server on this host: BIND/UNBIND/SNAPSHOT accepted unsigned from its address and port"
+            : "--insecure-control: BIND/UNBIND/SNAPSHOT accepted unsigned; anyone who can spoof the server's address can rebind hosts",
+        });
+      }
       const node = await TepNode.start({
         ipv6,
         ipv4,
         server: { address: server, port: parsePort(flags.serverPort, "--server-port", DSTM_PORT) },
-        key: flags.key ? readKeys(flags.key)[0] : undefined,
+        key,
         routes,
         staticBindings: statics.bindings,
         ifname: flags.ifname,

@@ -330,6 +330,7 @@ describe.skipIf(skip !== null)("DHCPv4-over-DHCPv6 with ISC Kea", () => {
         // No DSTM server here: the only binding is the static one for Kea's single address.
         "--server",
         "2001:db8:2::53",
+        "--insecure-control",
         "--route",
         NET.subnet4,
         "--binding",

@@ -1,4 +1,5 @@
 import { describe, expect, test } from "bun:test";
+import { createHmac } from "node:crypto";
 import { readFileSync } from "node:fs";
 import {
   type AuthKey,
@@ -6,7 +7,9 @@ import {
   keyMap,
   parseKeyFile,
   ReplayGuard,
+  sharesSecret,
   signMessage,
+  TEP_AUTH_LABEL,
   verifyMessage,
 } from "../lib/wire/auth.ts";
 import { decodeMessage, encodeMessage } from "../lib/wire/dstm.ts";
@@ -297,5 +300,44 @@ describe("generateKeyFileText()", () => {
   test("refuses an id outside 0..2^32-1", () => {
     expect(() => generateKeyFileText(-1)).toThrow(RangeError);
     expect(() => generateKeyFileText(2 ** 32)).toThrow(RangeError);
+  });
+});
+
+describe("MAC domains (host ⇄ server, server ⇄ TEP)", () => {
+  const BIND: DstmMessage = {
+    type: MessageType.BIND,
+    xid: 1,
+    host4: 0xc0000281,
+    host6: "2001:db8:1::25",
+  };
+  const check = (raw: Uint8Array, domain: "host" | "tep") => {
+    const decoded = decodeMessage(raw);
+    if (!decoded.ok) throw new Error(decoded.error.message);
+    return verifyMessage(raw, decoded.value, KEYS, new ReplayGuard(), NOW, domain);
+  };
+
+  test("a message signed in one domain never verifies in the other, with the same key", () => {
+    const tep = signMessage(BIND, KEY, NOW, NONCE, "tep");
+    const host = signMessage(BIND, KEY, NOW, NONCE, "host");
+    expect(hex(tep)).not.toBe(hex(host)); // only the MAC differs
+    expect(hex(tep.subarray(0, tep.length - 32))).toBe(hex(host.subarray(0, host.length - 32)));
+    expect(check(tep, "tep")).toBe("ok");
+    expect(check(host, "host")).toBe("ok");
+    expect(check(tep, "host")).toBe("bad-mac");
+    expect(check(host, "tep")).toBe("bad-mac");
+  });
+
+  test("the tep MAC is HMAC-SHA256 over the label, then the message up to the MAC", () => {
+    const signed = signMessage(BIND, KEY, NOW, NONCE, "tep");
+    const body = signed.subarray(0, signed.length - 32);
+    const mac = createHmac("sha256", KEY.secret).update(TEP_AUTH_LABEL).update(body).digest();
+    expect(hex(signed.subarray(signed.length - 32))).toBe(hex(mac));
+    expect(new TextDecoder().decode(TEP_AUTH_LABEL)).toBe("DSTM server-TEP control v1\0");
+  });
+
+  test("sharesSecret() finds a secret present in both key lists, whatever the key ids", () => {
+    const other: AuthKey = { id: 1, secret: new Uint8Array(32).fill(3) };
+    expect(sharesSecret([KEY], [other])).toBe(false);
+    expect(sharesSecret([KEY, other], [{ id: 99, secret: KEY.secret.slice() }])).toBe(true);
   });
 });

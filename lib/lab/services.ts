@@ -6,6 +6,7 @@
  */
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { generateKeyFileText } from "../wire/auth.ts";
 import { LAB, type LabNamespaces, nsName, type Role } from "./topology.ts";
 
 /** How to run this same dstm: the compiled executable, or Bun with mod.ts from source. */
@@ -102,6 +103,9 @@ export class LabServices {
           this.socket("server"),
           "--lease-time",
           "10m",
+          // The server ⇄ TEP key (docs/security.md): the TEP is on another host of the link.
+          "--tep-key",
+          this.tepKeyFile(),
           ...(this.options.share && this.options.share > 1
             ? ["--share", String(this.options.share)]
             : []),
@@ -122,6 +126,8 @@ export class LabServices {
           String(LAB.ipv6Mtu),
           "--stats",
           this.socket("tep"),
+          "--key",
+          this.tepKeyFile(),
         ];
       case "client-a":
       case "client-b":
@@ -145,8 +151,15 @@ export class LabServices {
     }
   }
 
-  /** Writes the web root, the FTP root and vsftpd's configuration. */
+  /** The server ⇄ TEP key file (written by prepareFiles; hosts never get it). */
+  tepKeyFile(): string {
+    return join(this.dir, "tep.key");
+  }
+
+  /** Writes the web root, the FTP root, vsftpd's configuration and the server ⇄ TEP key. */
   prepareFiles(): void {
+    if (!existsSync(this.tepKeyFile()))
+      writeFileSync(this.tepKeyFile(), generateKeyFileText(1), { mode: 0o600 });
     mkdirSync(join(this.dir, "www"), { recursive: true });
     writeFileSync(join(this.dir, "www", "index.html"), WEB_PAGE);
     // One page per node, so concurrent fetches can check each got its own reply.

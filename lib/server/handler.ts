@@ -118,17 +118,17 @@ export class DstmHandler {
       return this.#nak(header.xid, status, decoded.error.message);
     }
     const request = decoded.value;
-    const isSync = request.type === MessageType.SYNC && this.#o.bindings !== undefined;
-    if (!isRequestType(request.type) && !isSync) {
+    if (this.#o.bindings !== undefined && isTepMessage(request.type)) {
+      // The server ⇄ TEP channel (SYNC, BIND_ACK, NAK): checked against the configured TEPs
+      // and the TEP key, never the host keys; never answered here (docs/security.md).
+      this.#o.bindings.onTepMessage(raw.subarray(0, decoded.offset), request, source, port);
+      return null;
+    }
+    if (!isRequestType(request.type)) {
       metrics.inc("dstm_dropped_total", { reason: "not-a-request" });
       return null;
     }
     const authentic = this.#authenticate(raw.subarray(0, decoded.offset), request, source);
-    if (isSync) {
-      // A TEP's SYNC is answered (with SNAPSHOTs) only when authentic; never with a NAK.
-      if (authentic === "ok") this.#o.bindings!.onSync(request, source, port);
-      return null;
-    }
     if (authentic !== "ok") {
       this.#count(request.type, Status.NOT_AUTHORISED);
       return this.#nak(request.xid, Status.NOT_AUTHORISED, `authentication failed: ${authentic}`);
@@ -297,6 +297,11 @@ export class DstmHandler {
         : { ...message, statusText: truncateText(message.statusText) };
     return key ? signMessage(m, key, this.#now()) : encodeMessage(m);
   }
+}
+
+/** What a TEP sends the server: SYNC, and the answers to BIND / UNBIND. */
+function isTepMessage(type: number): boolean {
+  return type === MessageType.SYNC || type === MessageType.BIND_ACK || type === MessageType.NAK;
 }
 
 function isRequestType(type: number): boolean {

@@ -31,6 +31,11 @@ export interface ServerConfig {
   /** Create the database empty even though dstm created one at `db` before (it vanished). */
   readonly newDb?: boolean;
   readonly keys?: readonly AuthKey[];
+  /**
+   * Server ⇄ TEP keys (`--tep-key`): sign BIND/UNBIND/SNAPSHOT, verify SYNC and BIND_ACK.
+   * Never a host key (hosts hold those). Absent: the TEP channel is unauthenticated.
+   */
+  readonly tepKeys?: readonly AuthKey[];
   readonly sourceCheck: boolean;
   /** Unix socket path of the control API; none when absent. */
   readonly control?: string;
@@ -179,7 +184,8 @@ export class DstmServer {
         : undefined;
     this.#tepSync = new TepSync(
       {
-        key: config.keys?.[0],
+        keys: config.tepKeys,
+        teps: config.pools.map((pool) => pool.tep6),
         tepPort: config.tepPort,
         requireTep: config.requireTep,
         log: this.#log,
@@ -252,6 +258,7 @@ export class DstmServer {
       this.#http.push(endpoint);
       this.#metricsWhere = endpoint.where;
     }
+    this.#warnTepAuthOff(config);
     const interval = config.sweepIntervalMs ?? 1000;
     this.#sweeper = setInterval(() => void this.#sweep(), interval);
     const pools = engine.stats();
@@ -266,8 +273,18 @@ export class DstmServer {
       "max-leases-per-prefix":
         config.admission?.maxLeasesPerPrefix ?? ADMISSION_DEFAULTS.maxLeasesPerPrefix,
       "prefix-rate": config.admission?.ratePerSecond ?? ADMISSION_DEFAULTS.ratePerSecond,
+      "tep-auth": config.tepKeys?.length ? `${config.tepKeys.length} key(s)` : "off",
       control: config.control,
       metrics: this.#metricsWhere,
+    });
+  }
+
+  /** Says once, at start, that the TEP channel is unsigned (docs/security.md). */
+  #warnTepAuthOff(config: ServerConfig): void {
+    if (config.tepKeys?.length) return;
+    this.#log.warn("tep-auth-off", {
+      detail:
+        "BIND/UNBIND/SNAPSHOT to the TEPs are unsigned; give --tep-key FILE here and --key FILE to each dstm tep on another machine",
     });
   }
 

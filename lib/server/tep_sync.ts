@@ -8,28 +8,39 @@
  * TEP gets the full table as SNAPSHOT parts. A TEP the server has never heard from is not
  * waited for (unless `requireTep`): it receives everything in its first SNAPSHOT.
  *
+ * Only the configured TEPs (the pools' `--tep`) have state here, and only they are heard or
+ * sent to: {@link TepChannel} decides what counts as a TEP's message. A snapshot always goes
+ * to the TEP's configured address and control port, never to where a SYNC came from; on an
+ * unauthenticated channel (no `--tep-key`) at most {@link UNAUTH_SNAPSHOT_BURST} snapshots
+ * and then one per {@link UNAUTH_SNAPSHOT_INTERVAL_MS} go to a TEP, so forged SYNCs cannot
+ * turn the server into an amplifier against it (docs/security.md).
+ *
  * @module
  */
-import { DstmTransport } from "../client/protocol.ts";
 import type { Logger } from "../control/log.ts";
 import type { Metrics } from "../control/metrics.ts";
 import { type Lease, leaseKey } from "../lease/lease.ts";
 import { formatIPv4, parseIPv6 } from "../net/addr.ts";
-import { type AuthKey, signMessage } from "../wire/auth.ts";
+import type { AuthKey } from "../wire/auth.ts";
 import { bindingHash } from "../wire/digest.ts";
-import { encodeMessage } from "../wire/dstm.ts";
 import {
   type DstmMessage,
   MessageType,
   SNAPSHOT_MAX_BINDINGS,
   type WireBinding,
 } from "../wire/dstm_types.ts";
+import { TepChannel } from "./tep_channel.ts";
 
 /** Default UDP port a TEP listens on for BIND/UNBIND/SNAPSHOT. */
 export const TEP_CONTROL_PORT = 4608;
 
 /** How often a TEP sends SYNC (ms); the server calls a TEP gone after 3 missed periods. */
 export const SYNC_INTERVAL_MS = 2000;
+
+/** Snapshots a TEP may get at once on an unauthenticated channel. */
+export const UNAUTH_SNAPSHOT_BURST = 2;
+/** Then at most one per this many ms (unauthenticated channel only). */
+export const UNAUTH_SNAPSHOT_INTERVAL_MS = 1000;
 
 /** What the protocol handler needs: install before answering, remove after release/expiry. */
 export interface BindingSink {
@@ -38,8 +49,11 @@ export interface BindingSink {
   remove(lease: Lease): void;
   /** The install still in progress for this lease's binding, if any (a retransmitted request waits for it). */
   pending(lease: Lease): Promise<boolean> | undefined;
-  /** A TEP reported its state. */
-  onSync(message: DstmMessage, from: string, port: number): void;
+  /**
+   * A SYNC, BIND_ACK or NAK arrived at the server socket (`raw`: the message's bytes, decoded
+   * as `message`); it is checked here (configured TEP, port, TEP key) and counted when refused.
+   */
+  onTepMessage(raw: Uint8Array, message: DstmMessage, from: string, port: number): void;
 }
 
 interface TepState {
@@ -48,18 +62,23 @@ interface TepState {
   digest: number;
   /** Last SYNC (ms), 0 = never. */
   lastSync: number;
-  transport?: DstmTransport;
   snapshotId: number;
+  /** Unauthenticated channel: snapshots that may still be sent now, and when that was computed. */
+  snapshotTokens: number;
+  snapshotTokensAt: number;
 }
 
 export interface TepSyncOptions {
-  readonly key?: AuthKey;
+  /** Server ⇄ TEP keys (`--tep-key`, never a host key); the first signs. Absent: unauthenticated. */
+  readonly keys?: readonly AuthKey[];
+  /** The configured TEPs' IPv6 addresses (the pools' `--tep`): the only TEPs heard. */
+  readonly teps: Iterable<string>;
   readonly tepPort?: number;
   /** Refuse leases (TEP_UNAVAILABLE) for a TEP that has not synced yet. */
   readonly requireTep?: boolean;
   readonly log: Logger;
   readonly metrics: Metrics;
-  /** Sends a datagram from the server's socket (for SNAPSHOT). */
+  /** Sends a datagram from the server's listening socket (all TEP traffic leaves from there). */
   readonly send: (data: Uint8Array, address: string, port: number) => boolean;
   readonly now?: () => number;
 }
@@ -69,10 +88,20 @@ export class TepSync implements BindingSink {
   readonly #pending = new Map<number, Promise<boolean>>();
   readonly #o: TepSyncOptions;
   readonly #now: () => number;
+  readonly #channel: TepChannel;
 
   constructor(options: TepSyncOptions, activeLeases: Iterable<Lease>) {
     this.#o = options;
     this.#now = options.now ?? Date.now;
+    this.#channel = new TepChannel({
+      teps: options.teps,
+      port: options.tepPort ?? TEP_CONTROL_PORT,
+      keys: options.keys ?? [],
+      send: options.send,
+      log: options.log,
+      metrics: options.metrics,
+      now: this.#now,
+    });
     options.metrics.counter(
       "dstm_tep_messages_total",
       "Server-TEP synchronisation messages, by kind",
@@ -82,7 +111,13 @@ export class TepSync implements BindingSink {
       for (const tep of this.#teps.values())
         options.metrics.set("dstm_tep_connected", { tep: tep.tep6 }, this.#connected(tep) ? 1 : 0);
     });
+    for (const tep6 of this.#channel.teps) this.#tep(tep6);
     for (const lease of activeLeases) this.#add(this.#tep(lease.tep6), lease);
+  }
+
+  /** Number of TEPs the server keeps state for (the configured ones, and any an old lease names). */
+  get tepCount(): number {
+    return this.#teps.size;
   }
 
   /** Bindings and digest the server holds for `tep6` (for tests and stats). */
@@ -140,23 +175,47 @@ export class TepSync implements BindingSink {
     });
   }
 
-  /** A SYNC from a TEP arrived at the server socket (already decoded and authenticated). */
-  onSync(message: DstmMessage, from: string, port: number): void {
-    const tep = this.#tep(message.tep6!);
+  onTepMessage(raw: Uint8Array, message: DstmMessage, from: string, port: number): void {
+    const accepted = this.#channel.receive(raw, message, from, port);
+    if (accepted) this.#onSync(accepted.sync, accepted.tep6, from);
+  }
+
+  /** An accepted SYNC from the configured TEP `tep6`. */
+  #onSync(message: DstmMessage, tep6: string, from: string): void {
+    const tep = this.#teps.get(tep6);
+    if (!tep) return;
     const wasConnected = this.#connected(tep);
     tep.lastSync = this.#now();
     this.#o.metrics.inc("dstm_tep_messages_total", { kind: "sync" });
     if (!wasConnected)
       this.#o.log.info("tep-connected", { tep6: tep.tep6, from, bindings: message.syncCount });
     if (message.syncCount === tep.bindings.size && message.syncDigest === tep.digest) return;
-    this.#sendSnapshot(tep, from, port);
+    if (!this.#channel.authenticated && !this.#snapshotAllowed(tep)) {
+      this.#o.metrics.inc("dstm_tep_messages_total", { kind: "snapshot_deferred" });
+      return;
+    }
+    this.#sendSnapshot(tep);
   }
 
   close(): void {
-    for (const tep of this.#teps.values()) tep.transport?.close();
+    this.#channel.close();
   }
 
-  #sendSnapshot(tep: TepState, address: string, port: number): void {
+  /** Token bucket per TEP for snapshots on an unauthenticated channel. */
+  #snapshotAllowed(tep: TepState): boolean {
+    const now = this.#now();
+    const elapsed = Math.max(0, now - tep.snapshotTokensAt);
+    tep.snapshotTokens = Math.min(
+      UNAUTH_SNAPSHOT_BURST,
+      tep.snapshotTokens + elapsed / UNAUTH_SNAPSHOT_INTERVAL_MS,
+    );
+    tep.snapshotTokensAt = now;
+    if (tep.snapshotTokens < 1) return false;
+    tep.snapshotTokens -= 1;
+    return true;
+  }
+
+  #sendSnapshot(tep: TepState): void {
     const all = [...tep.bindings.values()];
     const parts = Math.max(1, Math.ceil(all.length / SNAPSHOT_MAX_BINDINGS));
     tep.snapshotId = (tep.snapshotId + 1) >>> 0;
@@ -170,10 +229,7 @@ export class TepSync implements BindingSink {
         snapshot: { id: tep.snapshotId, part, parts },
         bindings,
       };
-      const bytes = this.#o.key
-        ? signMessage(message, this.#o.key, this.#now())
-        : encodeMessage(message);
-      this.#o.send(bytes, address, port);
+      this.#channel.send(tep.tep6, message);
     }
     this.#o.metrics.inc("dstm_tep_messages_total", { kind: "snapshot" });
     this.#o.log.info("tep-snapshot", { tep6: tep.tep6, bindings: all.length, parts });
@@ -181,27 +237,20 @@ export class TepSync implements BindingSink {
 
   async #exchange(tep: TepState, message: Omit<DstmMessage, "xid">): Promise<boolean> {
     const kind = message.type === MessageType.BIND ? "bind" : "unbind";
-    try {
-      tep.transport ??= await DstmTransport.open({
-        server: tep.tep6,
-        port: this.#o.tepPort ?? TEP_CONTROL_PORT,
-        key: this.#o.key,
-        retry: { initialMs: 250, maxMs: 250, tries: 3 },
-      });
-      const answer = await tep.transport.exchange(message, MessageType.BIND_ACK);
-      const ok = answer.type === MessageType.BIND_ACK;
-      this.#o.metrics.inc("dstm_tep_messages_total", { kind: ok ? kind : `${kind}_refused` });
-      return ok;
-    } catch (error) {
+    const answer = await this.#channel.exchange(tep.tep6, message, { tries: 3, intervalMs: 250 });
+    if (answer === null) {
       this.#o.metrics.inc("dstm_tep_messages_total", { kind: `${kind}_timeout` });
       this.#o.log.warn("tep-unreachable", {
         tep6: tep.tep6,
         message: kind,
         ipv4: message.host4 === undefined ? undefined : formatIPv4(message.host4),
-        detail: (error as Error).message,
+        detail: `no answer from TEP [${tep.tep6}]:${this.#o.tepPort ?? TEP_CONTROL_PORT} after 3 tries`,
       });
       return false;
     }
+    const ok = answer.type === MessageType.BIND_ACK;
+    this.#o.metrics.inc("dstm_tep_messages_total", { kind: ok ? kind : `${kind}_refused` });
+    return ok;
   }
 
   #connected(tep: TepState): boolean {
@@ -217,6 +266,8 @@ export class TepSync implements BindingSink {
         digest: 0,
         lastSync: 0,
         snapshotId: (Math.random() * 2 ** 32) >>> 0,
+        snapshotTokens: UNAUTH_SNAPSHOT_BURST,
+        snapshotTokensAt: this.#now(),
       };
       this.#teps.set(tep6, tep);
     }

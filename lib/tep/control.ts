@@ -3,6 +3,14 @@
  * them to the binding table the data plane reads, acknowledges, and reports its state in
  * SYNC at start and every SYNC_INTERVAL_MS (docs/protocol.md, "TEP synchronisation").
  *
+ * Only the configured server may change the table: a message is accepted when it comes from
+ * the server's address *and* port (`--server`, `--server-port`) and, with a key (the server ⇄
+ * TEP key, never the hosts' key), carries a MAC in the `tep` domain that is fresh and not a
+ * replay. Everything else is dropped, counted in `dstm_tep_control_total` by reason and
+ * logged at warn, rate-limited (docs/security.md). An UNBIND removes a binding only when its
+ * HOST_IPV6 and port set are the binding's: a late UNBIND for the address's previous holder
+ * is counted `unbind-stale` and leaves the new holder's binding alone.
+ *
  * The TEP never learns bindings from data packets: what is not bound here is dropped by the
  * data plane. Static bindings (`--binding V4=V6`, `--binding-file`) are kept apart from the
  * server's, so a snapshot never removes them and the digest covers only what the server
@@ -12,6 +20,7 @@
  */
 import type { Logger } from "../control/log.ts";
 import type { Metrics } from "../control/metrics.ts";
+import { WarnLimit } from "../control/warn_limit.ts";
 import { leaseKey } from "../lease/lease.ts";
 import { canonicalIPv6, formatIPv4, parseIPv6 } from "../net/addr.ts";
 import { bindUdp, type UdpEndpoint } from "../sys/udp.ts";
@@ -42,6 +51,7 @@ export interface TepControlOptions {
   readonly server: { readonly address: string; readonly port?: number };
   readonly tep6: string;
   readonly tep4?: number;
+  /** The server ⇄ TEP key (the server's `--tep-key`); absent: unauthenticated channel. */
   readonly key?: AuthKey;
   readonly table: BindingWriter;
   readonly staticBindings?: readonly WireBinding[];
@@ -74,6 +84,7 @@ export class TepControl {
   readonly #keys: ReadonlyMap<number, AuthKey>;
   readonly #server: string;
   readonly #serverPort: number;
+  readonly #warn: WarnLimit;
   #digest = 0;
   #endpoint!: UdpEndpoint;
   #timer: ReturnType<typeof setInterval> | undefined;
@@ -86,6 +97,7 @@ export class TepControl {
     this.#keys = new Map(options.key ? [[options.key.id, options.key]] : []);
     this.#server = canonicalIPv6(options.server.address) ?? options.server.address;
     this.#serverPort = options.server.port ?? DSTM_PORT;
+    this.#warn = new WarnLimit(options.log, { now: this.#now });
     this.#static = (options.staticBindings ?? []).map((b) => entry(b));
     this.#staticAddresses = new Set(this.#static.map((e) => e.binding.host4));
     const m = options.metrics;
@@ -156,12 +168,18 @@ export class TepControl {
   #onDatagram(data: Uint8Array, address: string, port: number): void {
     const m = this.#o.metrics;
     if ((canonicalIPv6(address) ?? address) !== this.#server) {
-      m.inc("dstm_tep_control_total", { kind: "any", result: "drop-not-server" });
+      this.#refused("any", "drop-not-server", address, port);
+      return;
+    }
+    if (port !== this.#serverPort) {
+      // The server sends every BIND/UNBIND/SNAPSHOT from its listening port: another port on
+      // the server's address is another program (a local user), not the server.
+      this.#refused("any", "drop-not-server-port", address, port);
       return;
     }
     const decoded = decodeMessage(data);
     if (!decoded.ok) {
-      m.inc("dstm_tep_control_total", { kind: "any", result: "drop-malformed" });
+      this.#refused("any", "drop-malformed", address, port);
       return;
     }
     const message = decoded.value;
@@ -174,7 +192,7 @@ export class TepControl {
             ? "snapshot"
             : "other";
     if (kind === "other") {
-      m.inc("dstm_tep_control_total", { kind, result: "drop-unexpected" });
+      this.#refused(kind, "drop-unexpected", address, port);
       return;
     }
     if (this.#o.key) {
@@ -184,10 +202,10 @@ export class TepControl {
         this.#keys,
         this.#guard,
         this.#now(),
+        "tep",
       );
       if (outcome !== "ok") {
-        m.inc("dstm_tep_control_total", { kind, result: `drop-auth-${outcome}` });
-        this.#o.log.warn("reject", { reason: "auth", auth: outcome, from: address, type: kind });
+        this.#refused(kind, `drop-auth-${outcome}`, address, port);
         return;
       }
     }
@@ -244,6 +262,11 @@ export class TepControl {
         host6: binding.host6,
         psid: portSet.psidLength ? portSet.psid : undefined,
       });
+    } else if (!this.#holds(binding)) {
+      // A late or retransmitted UNBIND for the address's previous holder: the binding now
+      // belongs to another host (or is gone). Acknowledged, so the server stops retrying.
+      m.inc("dstm_tep_control_total", { kind, result: "unbind-stale" });
+      this.#o.log.info("unbind-stale", { ipv4: formatIPv4(binding.host4), host6: binding.host6 });
     } else {
       this.#drop(binding.host4, portSet.psid);
       this.#o.table.delete(binding.host4, portSet.psid);
@@ -320,6 +343,24 @@ export class TepControl {
     );
   }
 
+  /** True when the server-managed binding of `b`'s address and PSID is exactly `b` (host IPv6, port set). */
+  #holds(b: WireBinding): boolean {
+    const held = this.#managed.get(leaseKey(b.host4, b.portSet.psid))?.binding;
+    return (
+      held !== undefined &&
+      (canonicalIPv6(held.host6) ?? held.host6) === (canonicalIPv6(b.host6) ?? b.host6) &&
+      held.portSet.offset === b.portSet.offset &&
+      held.portSet.psidLength === b.portSet.psidLength &&
+      held.portSet.psid === b.portSet.psid
+    );
+  }
+
+  /** Counts a refused datagram and logs it at warn (rate-limited). */
+  #refused(kind: string, result: string, address: string, port: number): void {
+    this.#o.metrics.inc("dstm_tep_control_total", { kind, result });
+    this.#warn.warn("reject", { reason: result, type: kind, from: address, port });
+  }
+
   #put(e: Entry): void {
     this.#drop(e.binding.host4, e.binding.portSet.psid);
     this.#managed.set(leaseKey(e.binding.host4, e.binding.portSet.psid), e);
@@ -336,7 +377,7 @@ export class TepControl {
 
   #send(message: DstmMessage, address: string, port: number): void {
     const bytes = this.#o.key
-      ? signMessage(message, this.#o.key, this.#now())
+      ? signMessage(message, this.#o.key, this.#now(), undefined, "tep")
       : encodeMessage(message);
     this.#endpoint.send(bytes, address, port);
   }

@@ -33,6 +33,21 @@ export interface AuthKey {
 /** Result of `parseKeyFile`: the keys, or a one-line message starting with `line N:`. */
 export type KeyFileResult = { ok: true; keys: AuthKey[] } | { ok: false; message: string };
 
+/**
+ * Which channel a MAC belongs to. `host` (host ⇄ server, the `--key` of hosts and server)
+ * MACs the message bytes alone, as docs/protocol.md's test vector shows; `tep` (server ⇄ TEP,
+ * the server's `--tep-key` and the TEP's `--key`) prefixes them with {@link TEP_AUTH_LABEL}.
+ * A message signed for one channel therefore never verifies on the other, even when an
+ * operator has put the same secret in both key files (docs/security.md).
+ */
+export type AuthDomain = "host" | "tep";
+
+/**
+ * Domain-separation label MAC-ed before the bytes of every server ⇄ TEP message. It starts
+ * with "D" (0x44), a DSTM message with version 1 (0x01): no host-channel input is a prefix of it.
+ */
+export const TEP_AUTH_LABEL: Uint8Array = new TextEncoder().encode("DSTM server-TEP control v1\0");
+
 /** Why `verifyMessage` accepted (`ok`) or refused a message. */
 export type VerifyOutcome = "ok" | "missing" | "unknown-key" | "bad-mac" | "stale" | "replayed";
 
@@ -89,6 +104,16 @@ export function generateKeyFileText(id = 1): string {
   return `# dstm key (HMAC-SHA256 shared secret); keep this file private (mode 0600)\n${id} ${hex}\n`;
 }
 
+/**
+ * True when a secret appears in both lists: the server refuses a `--tep-key` that repeats a
+ * host key, since every host holds the host keys (docs/security.md).
+ */
+export function sharesSecret(a: readonly AuthKey[], b: readonly AuthKey[]): boolean {
+  const hex = (k: AuthKey) => Array.from(k.secret, (b) => b.toString(16).padStart(2, "0")).join("");
+  const seen = new Set(a.map(hex));
+  return b.some((k) => seen.has(hex(k)));
+}
+
 /** A `Map` from key id to key, as `verifyMessage` wants. */
 export function keyMap(keys: Iterable<AuthKey>): Map<number, AuthKey> {
   const map = new Map<number, AuthKey>();
@@ -98,7 +123,8 @@ export function keyMap(keys: Iterable<AuthKey>): Map<number, AuthKey> {
 
 /**
  * Encodes `msg` signed with `key`: an AUTH option `{ keyId: key.id, timestamp: now, nonce }`
- * (8 random bytes when `nonce` is omitted) whose MAC is computed over the encoded bytes.
+ * (8 random bytes when `nonce` is omitted) whose MAC is computed over the encoded bytes
+ * (after {@link TEP_AUTH_LABEL} when `domain` is `tep`).
  * Any `msg.auth` is replaced. Throws `RangeError` as `encodeMessage` does.
  *
  * @example const bytes = signMessage(discover, key, Date.now());
@@ -108,6 +134,7 @@ export function signMessage(
   key: AuthKey,
   now: number,
   nonce: Uint8Array = randomBytes(AUTH_NONCE_LENGTH),
+  domain: AuthDomain = "host",
 ): Uint8Array {
   if (key.secret.length < AUTH_MIN_SECRET) {
     throw new RangeError(`key ${key.id} has a secret shorter than ${AUTH_MIN_SECRET} bytes`);
@@ -115,7 +142,7 @@ export function signMessage(
   const mac = new Uint8Array(AUTH_MAC_LENGTH);
   const bytes = encodeMessage({ ...msg, auth: { keyId: key.id, timestamp: now, nonce, mac } });
   const macAt = bytes.length - AUTH_MAC_LENGTH;
-  bytes.set(_hmac(key.secret, bytes.subarray(0, macAt)), macAt);
+  bytes.set(_hmac(key.secret, bytes.subarray(0, macAt), domain), macAt);
   return bytes;
 }
 
@@ -135,6 +162,7 @@ export function verifyMessage(
   keys: ReadonlyMap<number, AuthKey>,
   guard: ReplayGuard,
   now: number,
+  domain: AuthDomain = "host",
 ): VerifyOutcome {
   const auth = msg.auth;
   if (auth === undefined) return "missing";
@@ -148,7 +176,7 @@ export function verifyMessage(
   ) {
     return "bad-mac";
   }
-  const expected = _hmac(key.secret, raw.subarray(0, end - AUTH_MAC_LENGTH));
+  const expected = _hmac(key.secret, raw.subarray(0, end - AUTH_MAC_LENGTH), domain);
   if (!timingSafeEqual(expected, auth.mac)) return "bad-mac";
   return guard.check(auth.keyId, auth.nonce, auth.timestamp, now);
 }
@@ -280,8 +308,10 @@ function _parseSecret(text: string): Uint8Array | string {
   return bytes;
 }
 
-function _hmac(secret: Uint8Array, data: Uint8Array): Uint8Array {
-  return createHmac("sha256", secret).update(data).digest();
+function _hmac(secret: Uint8Array, data: Uint8Array, domain: AuthDomain): Uint8Array {
+  const hmac = createHmac("sha256", secret);
+  if (domain === "tep") hmac.update(TEP_AUTH_LABEL);
+  return hmac.update(data).digest();
 }
 
 /** The guard's key for a pair: six UTF-16 code units, cheaper to hash than hex. */

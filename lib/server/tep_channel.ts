@@ -1,0 +1,180 @@
+/**
+ * The server's end of the server ⇄ TEP control channel (docs/protocol.md "TEP
+ * synchronisation", docs/security.md): what goes out, and which incoming datagrams count as
+ * coming from a TEP.
+ *
+ * Everything the server sends to a TEP (BIND, UNBIND, SNAPSHOT) leaves from the server's
+ * listening socket, so the TEP can check the source port as well as the address, and goes
+ * only to a **configured** TEP (a pool's `--tep` address) at its control port. A datagram of
+ * a TEP's kind (SYNC, BIND_ACK, NAK) is accepted only when
+ *
+ * 1. its source address is a configured TEP (else `unknown-tep`: no state is created, no
+ *    answer is sent, whatever TEP_IPV6 it names);
+ * 2. its source port is the TEPs' control port (else `wrong-port`);
+ * 3. a SYNC names that same TEP in TEP_IPV6 (else `tep6-mismatch`);
+ * 4. with a TEP key (`--tep-key`), it carries a valid MAC in the `tep` domain, fresh and not a
+ *    replay (else `auth-<outcome>`): a message signed with a host key never passes;
+ * 5. an answer matches a BIND/UNBIND in flight to that TEP (else `unexpected-answer`).
+ *
+ * Each refusal is counted in `dstm_tep_refused_total{reason}` and logged at warn,
+ * rate-limited.
+ *
+ * @module
+ */
+import type { Logger } from "../control/log.ts";
+import type { Metrics } from "../control/metrics.ts";
+import { WarnLimit } from "../control/warn_limit.ts";
+import { canonicalIPv6 } from "../net/addr.ts";
+import { type AuthKey, ReplayGuard, signMessage, verifyMessage } from "../wire/auth.ts";
+import { encodeMessage } from "../wire/dstm.ts";
+import { type DstmMessage, MessageType } from "../wire/dstm_types.ts";
+
+export interface TepChannelOptions {
+  /** IPv6 addresses of the configured TEPs (the pools' `--tep`). */
+  readonly teps: Iterable<string>;
+  /** UDP port of every TEP's control endpoint (default 4608). */
+  readonly port: number;
+  /** Server ⇄ TEP keys (`--tep-key`); the first signs. Empty: the channel is unauthenticated. */
+  readonly keys: readonly AuthKey[];
+  /** Sends a datagram from the server's listening socket. */
+  readonly send: (data: Uint8Array, address: string, port: number) => boolean;
+  readonly log: Logger;
+  readonly metrics: Metrics;
+  readonly now: () => number;
+}
+
+/** Retransmission of BIND / UNBIND: `tries` sends, `intervalMs` apart. */
+export interface ExchangeRetry {
+  readonly tries: number;
+  readonly intervalMs: number;
+}
+
+interface InFlight {
+  readonly tep6: string;
+  readonly resolve: (answer: DstmMessage | null) => void;
+}
+
+export class TepChannel {
+  readonly #o: TepChannelOptions;
+  readonly #teps: ReadonlySet<string>;
+  readonly #keys: ReadonlyMap<number, AuthKey>;
+  readonly #guard = new ReplayGuard();
+  readonly #inFlight = new Map<number, InFlight>();
+  readonly #warn: WarnLimit;
+  #xid = (Math.random() * 2 ** 32) >>> 0;
+  #closed = false;
+
+  constructor(options: TepChannelOptions) {
+    this.#o = options;
+    this.#teps = new Set([...options.teps].map((t) => canonicalIPv6(t) ?? t));
+    this.#keys = new Map(options.keys.map((k) => [k.id, k]));
+    this.#warn = new WarnLimit(options.log, { now: options.now });
+    options.metrics.counter(
+      "dstm_tep_refused_total",
+      "Datagrams refused on the server-TEP channel (not from a configured TEP, bad MAC, ...), by reason",
+    );
+  }
+
+  /** True when the channel is authenticated (a TEP key is configured). */
+  get authenticated(): boolean {
+    return this.#keys.size > 0;
+  }
+
+  /** The configured TEP addresses (canonical). */
+  get teps(): ReadonlySet<string> {
+    return this.#teps;
+  }
+
+  /** Signs (with a TEP key) or encodes `message` and sends it to `tep6`'s control port. */
+  send(tep6: string, message: DstmMessage): boolean {
+    const key = this.#o.keys[0];
+    const bytes = key
+      ? signMessage(message, key, this.#o.now(), undefined, "tep")
+      : encodeMessage(message);
+    return this.#o.send(bytes, tep6, this.#o.port);
+  }
+
+  /**
+   * Sends `message` to `tep6` with a fresh xid, resending (signed afresh each time: a resent
+   * signed message would be a replay) until the TEP answers; resolves with its BIND_ACK or NAK,
+   * or null after the last try.
+   */
+  exchange(
+    tep6: string,
+    message: Omit<DstmMessage, "xid">,
+    retry: ExchangeRetry,
+  ): Promise<DstmMessage | null> {
+    if (this.#closed) return Promise.resolve(null);
+    this.#xid = (this.#xid + 1) >>> 0;
+    const xid = this.#xid;
+    return new Promise((resolve) => {
+      let tries = 0;
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const finish = (answer: DstmMessage | null) => {
+        clearTimeout(timer);
+        this.#inFlight.delete(xid);
+        resolve(answer);
+      };
+      const attempt = () => {
+        if (this.#closed || tries >= retry.tries) return finish(null);
+        tries++;
+        this.send(tep6, { ...message, xid } as DstmMessage);
+        timer = setTimeout(attempt, retry.intervalMs);
+      };
+      this.#inFlight.set(xid, { tep6, resolve: finish });
+      attempt();
+    });
+  }
+
+  /**
+   * Checks a SYNC, BIND_ACK or NAK that arrived at the server socket (`raw`: exactly the
+   * message's bytes). An answer is delivered to its exchange; an accepted SYNC is returned
+   * with the TEP it comes from; anything refused returns null.
+   */
+  receive(
+    raw: Uint8Array,
+    message: DstmMessage,
+    from: string,
+    port: number,
+  ): { tep6: string; sync: DstmMessage } | null {
+    const tep6 = canonicalIPv6(from) ?? from;
+    if (!this.#teps.has(tep6)) return this.#refuse("unknown-tep", message, from, port);
+    if (port !== this.#o.port) return this.#refuse("wrong-port", message, from, port);
+    const isSync = message.type === MessageType.SYNC;
+    if (isSync && (canonicalIPv6(message.tep6 ?? "") ?? "") !== tep6)
+      return this.#refuse("tep6-mismatch", message, from, port);
+    if (this.#keys.size > 0) {
+      const outcome = verifyMessage(raw, message, this.#keys, this.#guard, this.#o.now(), "tep");
+      if (outcome !== "ok") return this.#refuse(`auth-${outcome}`, message, from, port);
+    }
+    if (isSync) return { tep6, sync: message };
+    const pending = this.#inFlight.get(message.xid);
+    if (!pending || pending.tep6 !== tep6)
+      return this.#refuse("unexpected-answer", message, from, port);
+    pending.resolve(message);
+    return null;
+  }
+
+  /** Gives up every exchange in flight (they resolve null). */
+  close(): void {
+    this.#closed = true;
+    for (const pending of [...this.#inFlight.values()]) pending.resolve(null);
+  }
+
+  #refuse(reason: string, message: DstmMessage, from: string, port: number): null {
+    this.#o.metrics.inc("dstm_tep_refused_total", { reason });
+    this.#warn.warn("tep-reject", {
+      reason,
+      type:
+        message.type === MessageType.SYNC
+          ? "sync"
+          : message.type === MessageType.NAK
+            ? "nak"
+            : "bind_ack",
+      from,
+      port,
+      tep6: message.tep6,
+    });
+    return null;
+  }
+}
