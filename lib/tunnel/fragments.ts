@@ -54,6 +54,8 @@ export const FragmentLookup = {
   HELD: -1,
   /** No room to track or hold it: dropped and counted. */
   NO_ROOM: -2,
+  /** `lookup(…, match)`: decided, but for other 16 bytes than `held6` (another host). */
+  MISMATCH: -3,
 } as const;
 
 /** Counter indexes (into the slice given as `counters`) a table counts under. */
@@ -236,6 +238,8 @@ export class FragmentTable {
    * A fragment other than the first: its datagram's status when the first fragment has been
    * decided (and its 16 bytes copied to `out[outOff ..]`), else HELD (copied, with
    * `held6[held6Off .. +16)` if given, to come back from `popReleased`) or NO_ROOM (counted).
+   * With `match`, a decided datagram whose 16 bytes differ from `held6` answers MISMATCH
+   * and the fragment does not count towards the datagram's bytes.
    */
   lookup(
     pkt: Uint8Array,
@@ -246,6 +250,7 @@ export class FragmentTable {
     held6: Uint8Array | null,
     held6Off: number,
     nowMs: number,
+    match = false,
   ): number {
     const replay = this.#replaying;
     this.#replaying = false;
@@ -257,6 +262,11 @@ export class FragmentTable {
       return FragmentLookup.NO_ROOM;
     }
     if (this.#state[e] === RESOLVED) {
+      if (match && held6 !== null) {
+        const at = e * 16;
+        for (let i = 0; i < 16; i++)
+          if (this.#host[at + i] !== held6[held6Off + i]) return FragmentLookup.MISMATCH;
+      }
       if (out !== null) out.set(this.#host.subarray(e * 16, e * 16 + 16), outOff);
       const status = this.#status[e]!;
       if (!replay) this.#account(e, pkt, off, len);
@@ -522,9 +532,6 @@ export function trackDecapFragment(
     return status;
   }
   if (status !== LookupStatus.NO_PORT_SET) return status;
-  const r = table.lookup(pkt, off, total, _scratch6, 0, src6, src6Off, nowMs);
-  if (r !== LookupStatus.FOUND) return r;
-  for (let i = 0; i < 16; i++)
-    if (_scratch6[i] !== src6[src6Off + i]) return LookupStatus.OTHER_HOST;
-  return r;
+  const r = table.lookup(pkt, off, total, null, 0, src6, src6Off, nowMs, true);
+  return r === FragmentLookup.MISMATCH ? LookupStatus.OTHER_HOST : r;
 }
