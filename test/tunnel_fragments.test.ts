@@ -6,7 +6,8 @@ import { describe, expect, test } from "bun:test";
 import { formatIPv6, parseIPv4, parseIPv6 } from "../lib/net/addr.ts";
 import { BindingTable } from "../lib/tunnel/binding.ts";
 import { COUNTER_NAMES, Counter } from "../lib/tunnel/counters.ts";
-import { FragmentLookup, FragmentTable, fragmentCounterIndexes } from "../lib/tunnel/fragments.ts";
+import { fragmentCounterIndexes } from "../lib/tunnel/fragment_steps.ts";
+import { FragmentLookup, FragmentTable } from "../lib/tunnel/fragments.ts";
 import { TepContext, tepDecap, tepEncap, Verdict, verdictName } from "../lib/tunnel/pipeline.ts";
 import { fragmentedUdp } from "./helpers/fragments.ts";
 

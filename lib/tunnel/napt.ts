@@ -35,13 +35,8 @@ import { ICMP_ERROR_MAX_LENGTH, isIcmpErrorType } from "../net/icmp4.ts";
 import { IpProtocol } from "../net/ipv4.ts";
 import { type PortSetValue, portSetRanges } from "../net/portset.ts";
 import { COUNTER_NAMES, Counter } from "./counters.ts";
-import {
-  FragmentLookup,
-  FragmentTable,
-  fragmentCounterIndexes,
-  isFirstFragment,
-  isLaterFragment,
-} from "./fragments.ts";
+import { fragmentCounterIndexes } from "./fragment_steps.ts";
+import { FragmentLookup, FragmentTable, isFirstFragment, isLaterFragment } from "./fragments.ts";
 import { buildAdminProhibited, buildTcpResetForSyn } from "./napt_reply.ts";
 import {
   inboundIcmpError,

@@ -49,14 +49,11 @@ import { type PortSetValue, portSetProblem, psidOfPort } from "../net/portset.ts
 import { type BindingTable, LookupStatus } from "./binding.ts";
 import { Counter } from "./counters.ts";
 import {
-  FragmentLookup,
-  FragmentTable,
   fragmentCounterIndexes,
-  isIPv4Fragment,
-  isLaterFragment,
   trackDecapFragment,
   trackEncapFragment,
-} from "./fragments.ts";
+} from "./fragment_steps.ts";
+import { FragmentLookup, FragmentTable, isIPv4Fragment, isLaterFragment } from "./fragments.ts";
 import { TokenBucket } from "./ratelimit.ts";
 
 /** What a step decided. */
