@@ -52,7 +52,7 @@ export const COUNTER_NAMES = [
   "client-drop-no-lease", // no lease (and not on-demand, or inbound)
   "client-napt-drop-no-port", // shared lease: every port of the set is in use
   "client-napt-drop-no-mapping", // shared lease: inbound to a port no flow uses
-  "client-napt-drop-no-ports", // shared lease: a packet without ports (non-first fragment, other protocols)
+  "client-napt-drop-no-ports", // shared lease: a packet without ports (other protocols, ICMP types without identifier)
   // Fragments of shared-address flows (lib/tunnel/fragments.ts), per direction: datagrams
   // tracked, fragments held until their first fragment came, held fragments dropped because it
   // never came, fragments dropped (or first fragments left untracked) for want of room.
