@@ -267,6 +267,44 @@ describe("NAPT: fragments of shared flows (RFC 7597 §8.3.3)", () => {
     expect(n.count("client-out-frag-held")).toBe(2);
   });
 
+  test("host → TEP: a datagram that may be fragmented gets an identification from the set, the same for all its fragments", () => {
+    const n = napt();
+    const ids = new Set<number>();
+    for (const order of [
+      [0, 1, 2],
+      [2, 0, 1],
+    ]) {
+      const frags = big(LEASED, WEB, 40000, 7, 4242); // the host's own identification: 4242
+      const buf = new Uint8Array(2048);
+      const seen: number[] = [];
+      for (const i of order) {
+        const f = frags[i]!;
+        const r = n.out.outbound(f, 0, f.length, 1);
+        if (r === Translation.OK) seen.push(portAt(f, 4));
+        for (let m = n.out.outFragments.popReleased(buf, 0, null, 0); m > 0; ) {
+          expect(n.out.outbound(buf, 0, m, 1)).toBe(Translation.OK);
+          expect(ipv4HeaderChecksumValid(buf, 0)).toBe(true);
+          seen.push(portAt(buf, 4));
+          m = n.out.outFragments.popReleased(buf, 0, null, 0);
+        }
+      }
+      for (const f of frags) expect(ipv4HeaderChecksumValid(f, 0)).toBe(true);
+      expect(seen.length).toBe(3);
+      expect(new Set(seen).size).toBe(1);
+      expect(portInSet(seen[0]!, TINY)).toBe(true);
+      ids.add(seen[0]!);
+    }
+    expect(ids.size).toBe(2); // two datagrams, two identifications
+    // Unfragmented: DF clear → from the set; DF set (atomic, RFC 6864) → untouched.
+    const loose = udp(LEASED, WEB, 40001, 7);
+    expect(n.out.outbound(loose, 0, loose.length, 1)).toBe(Translation.OK);
+    expect(portInSet(portAt(loose, 4), TINY)).toBe(true);
+    expect(ipv4HeaderChecksumValid(loose, 0)).toBe(true);
+    const atomic = tcp(LEASED, WEB, 40002, 80, SYN);
+    expect(n.out.outbound(atomic, 0, 40, 1)).toBe(Translation.OK);
+    expect(portAt(atomic, 4)).toBe(1);
+  });
+
   test("TEP → host: a 3,000-byte reply to a mapped port passes whole; an unknown datagram's fragments time out", () => {
     const n = napt();
     const probe = udp(LEASED, WEB, 40000, 7);

@@ -44,6 +44,7 @@ import {
   portField,
   protoIndex,
   setAddress,
+  setIdentification,
   setPort,
 } from "./napt_rewrite.ts";
 import { type NaptTable, PORTS, PROTOCOLS } from "./napt_table.ts";
@@ -120,6 +121,9 @@ export class ClientTranslator {
   readonly #counters: Float64Array;
   readonly #limiter: TokenBucket;
   readonly #cursor = new Int32Array(PROTOCOLS);
+  /** Identifications handed out round-robin over the set; `#id` holds one (16 bytes, 2 used). */
+  #idCursor = 0;
+  readonly #id = new Uint8Array(16);
   readonly #inSet = new Uint8Array(PORTS);
   /** Idle timeouts (s): TCP established, TCP transitory, UDP, ICMP (read from the table). */
   readonly #idle = new Uint32Array(4);
@@ -162,6 +166,7 @@ export class ClientTranslator {
     this.ports = Uint16Array.from(list);
     for (const p of list) this.#inSet[p] = 1;
     this.#cursor.fill(0);
+    this.#idCursor = 0;
   }
 
   #readTimeouts(): void {
@@ -191,17 +196,33 @@ export class ClientTranslator {
     const later = isLaterFragment(buf, off);
     this.replyLength = 0;
     if (this.ports !== null) {
+      // RFC 7597 §8.3.3: a datagram that may be fragmented gets an identification from the
+      // port set (the same for all of its fragments), so that hosts sharing the address never
+      // send the same one; atomic datagrams (DF, unfragmented: RFC 6864) keep theirs.
+      const id = this.#id;
       if (later) {
-        // RFC 7597 §8.3.3: goes (or not) with its first fragment.
-        const r = this.outFragments.lookup(buf, off, len, null, 0, null, 0, nowMs);
+        // Goes (or not) with its first fragment, and takes its identification.
+        const r = this.outFragments.lookup(buf, off, len, id, 0, null, 0, nowMs);
         if (r === FragmentLookup.HELD) return Translation.HELD;
         if (r === FragmentLookup.NO_ROOM) return Translation.FRAGMENT_NO_ROOM;
         if (r !== Translation.OK) return r as Translation;
+        setIdentification(buf, off, (id[0]! << 8) | id[1]!);
       } else {
         const result = this.#outboundPorts(buf, off, l4, len, ihl, protocol, nowSeconds, nowMs);
+        const atomic = (buf[off + 6]! & 0x60) === 0x40; // DF set, MF clear (offset is 0 here)
+        let fresh = -1;
+        if (!atomic) {
+          const ports = this.ports;
+          fresh = ports[this.#idCursor]!;
+          this.#idCursor = this.#idCursor + 1 === ports.length ? 0 : this.#idCursor + 1;
+          id[0] = fresh >>> 8;
+          id[1] = fresh;
+        }
+        // Keyed by the host's own identification: resolve before rewriting it.
         if (isFirstFragment(buf, off))
-          this.outFragments.resolve(buf, off, len, result, null, 0, nowMs);
+          this.outFragments.resolve(buf, off, len, result, id, 0, nowMs);
         if (result !== Translation.OK) return result;
+        if (fresh >= 0) setIdentification(buf, off, fresh);
       }
     }
     if (this.placeholder !== 0 && readU32(buf, off + 12) === this.placeholder) {

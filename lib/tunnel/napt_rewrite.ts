@@ -26,6 +26,17 @@ const OK = 0;
 const NO_MAPPING = 2;
 const NO_PORTS_IN_PACKET = 3;
 
+/** Sets the IPv4 identification of the packet at `buf[off]`, updating the header checksum. */
+export function setIdentification(buf: Uint8Array, off: number, id: number): void {
+  const from = (buf[off + 4]! << 8) | buf[off + 5]!;
+  if (from === id) return;
+  buf[off + 4] = id >>> 8;
+  buf[off + 5] = id;
+  const sum = checksumUpdate16((buf[off + 10]! << 8) | buf[off + 11]!, from, id);
+  buf[off + 10] = sum >>> 8;
+  buf[off + 11] = sum;
+}
+
 /** 0 TCP, 1 UDP, 2 ICMP echo, −1 other. */
 export function protoIndex(protocol: number): number {
   return protocol === IpProtocol.TCP
