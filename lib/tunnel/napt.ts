@@ -21,7 +21,9 @@
  * the host is told (napt_reply.ts: a RST, or ICMPv4 3/13), rate limited.
  *
  * Fragments (RFC 7597 §8.3.3): a datagram's later fragments carry no ports; they pass when
- * their first fragment did, held until it comes if they come first (fragments.ts).
+ * their first fragment did, held until it comes if they come first (fragments.ts). Datagrams
+ * the host sends that may be fragmented (DF clear) get an identification from the port set,
+ * the same for all of their fragments, so hosts sharing the address never send the same one.
  *
  * The timeouts live in the table too (set by the main thread, read by the Workers at each
  * lease): TCP established 7,440 s and transitory 240 s (RFC 5382 REQ-5), UDP 300 s
