@@ -10,9 +10,38 @@ import { Counter, type CounterName } from "./counters.ts";
 import {
   type FragmentCounterIndexes,
   FragmentLookup,
-  type FragmentTable,
+  FragmentTable,
   isFirstFragment,
 } from "./fragments.ts";
+
+/** What the steps need of a TEP Worker's context (pipeline.ts TepContext). */
+export interface FragmentContext {
+  readonly bindings: BindingTable;
+  readonly decapFragments: FragmentTable;
+  readonly encapFragments: FragmentTable;
+  /** Clock (ms). */
+  now(): number;
+}
+
+/**
+ * The two tables of a TEP context: held fragments up to max(2,048, link MTU) bytes, counted
+ * in `counters` under `decap-frag-*` and `encap-frag-*`.
+ */
+export function tepFragmentTables(
+  counters: Float64Array,
+  linkMtu: number,
+  options: { datagrams?: number; holdSlots?: number; timeoutMs?: number } = {},
+): { decap: FragmentTable; encap: FragmentTable } {
+  const slotBytes = Math.max(2048, linkMtu);
+  const table = (direction: "decap" | "encap") =>
+    new FragmentTable({
+      ...options,
+      slotBytes,
+      counters,
+      indexes: fragmentCounterIndexes(direction),
+    });
+  return { decap: table("decap"), encap: table("encap") };
+}
 
 /** The counters of one direction: `decap-frag-*`, `encap-frag-*`, `client-out-frag-*`, `client-in-frag-*`. */
 export function fragmentCounterIndexes(
@@ -37,8 +66,7 @@ const _scratch6 = new Uint8Array(16);
  * Whole addresses need no table: their fragments find the binding without a port.
  */
 export function trackEncapFragment(
-  table: FragmentTable,
-  bindings: BindingTable,
+  ctx: FragmentContext,
   pkt: Uint8Array,
   off: number,
   total: number,
@@ -46,18 +74,18 @@ export function trackEncapFragment(
   status: number,
   host6: Uint8Array,
   host6Off: number,
-  nowMs: number,
 ): number {
+  const { bindings, encapFragments: table } = ctx;
   if (isFirstFragment(pkt, off)) {
     if (
       port >= 0 &&
       bindings.find(_u32(pkt, off + 16), -1, _scratch6, 0) === LookupStatus.NO_PORT_SET
     )
-      table.resolve(pkt, off, total, status, host6, host6Off, nowMs);
+      table.resolve(pkt, off, total, status, host6, host6Off, ctx.now());
     return status;
   }
   if (status !== LookupStatus.NO_PORT_SET) return status;
-  return table.lookup(pkt, off, total, host6, host6Off, null, 0, nowMs);
+  return table.lookup(pkt, off, total, host6, host6Off, null, 0, ctx.now());
 }
 
 /**
@@ -67,8 +95,7 @@ export function trackEncapFragment(
  * than the first fragment; or HELD / NO_ROOM as in `trackEncapFragment`.
  */
 export function trackDecapFragment(
-  table: FragmentTable,
-  bindings: BindingTable,
+  ctx: FragmentContext,
   pkt: Uint8Array,
   off: number,
   total: number,
@@ -76,18 +103,18 @@ export function trackDecapFragment(
   status: number,
   src6: Uint8Array,
   src6Off: number,
-  nowMs: number,
 ): number {
+  const { bindings, decapFragments: table } = ctx;
   if (isFirstFragment(pkt, off)) {
     if (
       port >= 0 &&
       bindings.match(_u32(pkt, off + 12), -1, src6, src6Off) === LookupStatus.NO_PORT_SET
     )
-      table.resolve(pkt, off, total, status, src6, src6Off, nowMs);
+      table.resolve(pkt, off, total, status, src6, src6Off, ctx.now());
     return status;
   }
   if (status !== LookupStatus.NO_PORT_SET) return status;
-  const r = table.lookup(pkt, off, total, null, 0, src6, src6Off, nowMs, true);
+  const r = table.lookup(pkt, off, total, null, 0, src6, src6Off, ctx.now(), true);
   return r === FragmentLookup.MISMATCH ? LookupStatus.OTHER_HOST : r;
 }
 

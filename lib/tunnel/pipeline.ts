@@ -48,12 +48,13 @@ import { l4DestinationPort, l4SourcePort } from "../net/l4.ts";
 import { type PortSetValue, portSetProblem, psidOfPort } from "../net/portset.ts";
 import { type BindingTable, LookupStatus } from "./binding.ts";
 import { Counter } from "./counters.ts";
+import { tepFragmentTables, trackDecapFragment, trackEncapFragment } from "./fragment_steps.ts";
 import {
-  fragmentCounterIndexes,
-  trackDecapFragment,
-  trackEncapFragment,
-} from "./fragment_steps.ts";
-import { FragmentLookup, FragmentTable, isIPv4Fragment, isLaterFragment } from "./fragments.ts";
+  FragmentLookup,
+  type FragmentTable,
+  isIPv4Fragment,
+  isLaterFragment,
+} from "./fragments.ts";
 import { TokenBucket } from "./ratelimit.ts";
 
 /** What a step decided. */
@@ -166,20 +167,9 @@ export class TepContext {
     this.icmpHostUnreachable = options.icmpHostUnreachable ?? false;
     this.icmpLimiter = new TokenBucket(options.icmpRate ?? 100, options.icmpBurst ?? 20);
     this.now = options.now ?? Date.now;
-    const f = options.fragments ?? {};
-    const slotBytes = Math.max(2048, linkMtu);
-    this.decapFragments = new FragmentTable({
-      ...f,
-      slotBytes,
-      counters: this.counters,
-      indexes: fragmentCounterIndexes("decap"),
-    });
-    this.encapFragments = new FragmentTable({
-      ...f,
-      slotBytes,
-      counters: this.counters,
-      indexes: fragmentCounterIndexes("encap"),
-    });
+    const fragments = tepFragmentTables(this.counters, linkMtu, options.fragments);
+    this.decapFragments = fragments.decap;
+    this.encapFragments = fragments.encap;
   }
 }
 
@@ -242,21 +232,9 @@ export function tepDecap(
   let status: number = ctx.bindings.match(ipv4Source(pkt, off), port, src6, src6Off);
   if (isIPv4Fragment(pkt, off)) {
     // RFC 7597 §8.3.3: a fragment without ports follows its first fragment.
-    const t = ctx.decapFragments;
-    status = trackDecapFragment(
-      t,
-      ctx.bindings,
-      pkt,
-      off,
-      total,
-      port,
-      status,
-      src6,
-      src6Off,
-      ctx.now(),
-    );
-    if (status === FragmentLookup.HELD) return Verdict.HELD;
-    if (status === FragmentLookup.NO_ROOM) return Verdict.DROP_FRAGMENT_NO_ROOM;
+    status = trackDecapFragment(ctx, pkt, off, total, port, status, src6, src6Off);
+    if (status < 0)
+      return status === FragmentLookup.HELD ? Verdict.HELD : Verdict.DROP_FRAGMENT_NO_ROOM;
   }
   if (status !== LookupStatus.FOUND) {
     if (status === LookupStatus.OTHER_HOST) {
@@ -320,21 +298,9 @@ export function tepEncap(
   let status: number = ctx.bindings.find(ipv4Destination(pkt, off), port, outHost6, outOff);
   if (isIPv4Fragment(pkt, off)) {
     // RFC 7597 §8.3.3: a fragment without ports goes where its first fragment went.
-    const t = ctx.encapFragments;
-    status = trackEncapFragment(
-      t,
-      ctx.bindings,
-      pkt,
-      off,
-      total,
-      port,
-      status,
-      outHost6,
-      outOff,
-      ctx.now(),
-    );
-    if (status === FragmentLookup.HELD) return Verdict.HELD;
-    if (status === FragmentLookup.NO_ROOM) return Verdict.DROP_FRAGMENT_NO_ROOM;
+    status = trackEncapFragment(ctx, pkt, off, total, port, status, outHost6, outOff);
+    if (status < 0)
+      return status === FragmentLookup.HELD ? Verdict.HELD : Verdict.DROP_FRAGMENT_NO_ROOM;
   }
   if (status !== LookupStatus.FOUND) {
     c[ENCAP_DROP_NO_BINDING]! += 1;
