@@ -6,10 +6,12 @@
 import { Command, Option } from "@commander-js/extra-typings";
 import { Dhcp4o6Client } from "../lib/client/dhcp4o6_client.ts";
 import { DstmNode } from "../lib/client/node.ts";
+import type { Logger } from "../lib/control/log.ts";
 import { canonicalIPv6 } from "../lib/net/addr.ts";
 import { parseIPv4Prefix } from "../lib/net/prefix.ts";
 import { getUnix, HttpListenError, serveUnix, unixPermissionProblem } from "../lib/sys/http.ts";
 import { sourceAddressFor } from "../lib/sys/udp.ts";
+import { DEFAULT_NAPT_TIMEOUTS, type NaptTimeouts } from "../lib/tunnel/napt.ts";
 import { ALL_DHCP_RELAY_AGENTS_AND_SERVERS, DHCP6_SERVER_PORT } from "../lib/wire/dhcp4o6.ts";
 import { DSTM_PORT } from "../lib/wire/dstm_types.ts";
 import {
@@ -20,7 +22,7 @@ import {
   stdoutLogger,
   untilSignal,
 } from "./common.ts";
-import { unicastIPv4, unicastIPv6 } from "./endpoints.ts";
+import { parseDuration, unicastIPv4, unicastIPv6 } from "./endpoints.ts";
 import { UsageError } from "./errors.ts";
 import { runtimeDir } from "./paths.ts";
 
@@ -70,6 +72,31 @@ export function clientCommand() {
       "--idle <seconds>",
       "on-demand: release the lease after this long without traffic",
       "60",
+    )
+    .option(
+      "--napt-tcp-established <duration>",
+      "shared lease: idle timeout of an established TCP mapping (RFC 5382: ≥ 7440s)",
+      `${DEFAULT_NAPT_TIMEOUTS.tcpEstablished}s`,
+    )
+    .option(
+      "--napt-tcp-transitory <duration>",
+      "shared lease: idle timeout of a half-open or closed TCP mapping (RFC 5382: ≥ 240s)",
+      `${DEFAULT_NAPT_TIMEOUTS.tcpTransitory}s`,
+    )
+    .option(
+      "--napt-udp <duration>",
+      "shared lease: idle timeout of a UDP mapping (RFC 4787: ≥ 120s)",
+      `${DEFAULT_NAPT_TIMEOUTS.udp}s`,
+    )
+    .option(
+      "--napt-icmp <duration>",
+      "shared lease: idle timeout of an ICMP echo mapping (RFC 5508: ≥ 60s)",
+      `${DEFAULT_NAPT_TIMEOUTS.icmp}s`,
+    )
+    .option(
+      "--fragment-timeout <duration>",
+      "shared lease: how long the fragments of a datagram are tracked",
+      `${DEFAULT_NAPT_TIMEOUTS.fragment}s`,
     )
     .option("--key <file>", "sign requests with the key in FILE")
     .option("--control <path>", "status socket (default /run/dstm/client-IFNAME.sock)")
@@ -129,6 +156,7 @@ Examples:
         throw new UsageError("--tep4 is for --protocol dhcp4o6 (the DSTM server names the TEP)");
       }
       const log = stdoutLogger(flags);
+      const napt = naptTimeouts(flags, log);
       const port = parsePort(flags.port, "--port", dhcp4o6 ? DHCP6_SERVER_PORT : DSTM_PORT);
       const multicast = dhcp4o6 && server === ALL_DHCP_RELAY_AGENTS_AND_SERVERS;
       // The control socket before the lease: one in use must stop us before we take a lease.
@@ -177,6 +205,7 @@ Examples:
           mtu,
           onDemand: flags.onDemand === true,
           idleSeconds: idle,
+          napt,
           log,
         });
       } catch (error) {
@@ -221,9 +250,54 @@ Examples:
           `expires   ${status.expiresAt ?? "-"}`,
           `sent      ${counters["client-encap-forward"]} packets, ${counters["client-encap-forward-bytes"]} bytes`,
           `received  ${counters["client-decap-forward"]} packets, ${counters["client-decap-forward-bytes"]} bytes`,
+          ...naptLines(status.napt as Record<string, number> | null, counters),
           "",
         ].join("\n"),
       );
     });
   return client;
+}
+
+/** The NAPT flags, checked; below an RFC minimum is allowed (tests, labs) but warned about. */
+function naptTimeouts(
+  flags: {
+    naptTcpEstablished: string;
+    naptTcpTransitory: string;
+    naptUdp: string;
+    naptIcmp: string;
+    fragmentTimeout: string;
+  },
+  log: Logger,
+): NaptTimeouts {
+  const t: NaptTimeouts = {
+    tcpEstablished: parseDuration(flags.naptTcpEstablished, "--napt-tcp-established"),
+    tcpTransitory: parseDuration(flags.naptTcpTransitory, "--napt-tcp-transitory"),
+    udp: parseDuration(flags.naptUdp, "--napt-udp"),
+    icmp: parseDuration(flags.naptIcmp, "--napt-icmp"),
+    fragment: parseDuration(flags.fragmentTimeout, "--fragment-timeout"),
+  };
+  const minimums: [keyof NaptTimeouts, number, string][] = [
+    ["tcpEstablished", 7440, "RFC 5382 REQ-5"],
+    ["tcpTransitory", 240, "RFC 5382 REQ-5"],
+    ["udp", 120, "RFC 4787 REQ-5"],
+    ["icmp", 60, "RFC 5508 REQ-1"],
+  ];
+  for (const [key, minimum, rule] of minimums)
+    if (t[key] < minimum)
+      log.warn("napt-timeout-below-minimum", { timeout: key, seconds: t[key], minimum, rule });
+  return t;
+}
+
+/** Status lines for a shared lease: mappings by state, fragments, no-port answers. */
+function naptLines(napt: Record<string, number> | null, c: Record<string, number>): string[] {
+  if (!napt) return [];
+  const frag = (d: string) =>
+    `${c[`client-${d}-frag-tracked`]} tracked, ${c[`client-${d}-frag-held`]} held, dropped ${c[`client-${d}-frag-drop-timeout`]} timeout / ${c[`client-${d}-frag-drop-no-room`]} no room`;
+  return [
+    `napt tcp  ${napt.tcpEstablished} established, ${napt.tcpHalfOpen} half-open, ${napt.tcpClosing} closing, ${napt.tcpClosed} closed`,
+    `napt      ${napt.udp} udp, ${napt.icmp} icmp echo mappings`,
+    `no port   ${c["client-napt-drop-no-port"]} dropped: ${c["client-napt-no-port-rst"]} RST, ${c["client-napt-no-port-icmp"]} ICMP 3/13 sent, ${c["client-napt-no-port-rate-limited"]} rate limited; ${c["client-napt-tcp-reuse-closed"]} closed TCP ports reused`,
+    `frag out  ${frag("out")}`,
+    `frag in   ${frag("in")}`,
+  ];
 }

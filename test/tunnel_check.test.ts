@@ -136,7 +136,7 @@ describe("check mode: what the scenarios must show", () => {
       "FORWARD",
       "FORWARD",
       "FORWARD",
-      "DROP_BAD_PORT",
+      "HELD",
       "FORWARD",
       "DROP_BAD_PORT",
       "FORWARD",

@@ -31,7 +31,7 @@ import { sourceAddressFor } from "../sys/udp.ts";
 import { ClientState } from "../tunnel/client_state.ts";
 import { Counters } from "../tunnel/counters.ts";
 import { Forwarder } from "../tunnel/forwarder.ts";
-import { NaptTable, PLACEHOLDER_IPV4 } from "../tunnel/napt.ts";
+import { type NaptCensus, NaptTable, type NaptTimeouts, PLACEHOLDER_IPV4 } from "../tunnel/napt.ts";
 import type { AuthKey } from "../wire/auth.ts";
 import { messageTypeName } from "../wire/dstm.ts";
 import { DSTM_PORT, Status } from "../wire/dstm_types.ts";
@@ -64,6 +64,8 @@ export interface NodeConfig {
    * host's IPv6 address (the tunnel source).
    */
   readonly leaseClient?: (host6: string) => Promise<LeaseClient>;
+  /** NAPT idle timeouts and fragment tracking time (s) for shared leases; RFC defaults. */
+  readonly napt?: Partial<NaptTimeouts>;
   /** Longest wait between two tries while acquiring (ms, default 30 s). */
   readonly maxBackoffMs?: number;
   readonly log: Logger;
@@ -83,6 +85,8 @@ export interface NodeStatus {
   mtu: number | null;
   expiresAt: string | null;
   leaseTime: number | null;
+  /** Shared lease: live NAPT mappings by protocol and TCP phase; null for a whole address. */
+  napt: NaptCensus | null;
   counters: Record<string, number>;
 }
 
@@ -111,6 +115,7 @@ export class DstmNode {
 
   private constructor(config: NodeConfig, client: LeaseClient) {
     this.#config = config;
+    this.#napt.setTimeouts(config.napt ?? {});
     this.#ifname = config.ifname ?? "dti0";
     this.#client = client;
   }
@@ -159,6 +164,10 @@ export class DstmNode {
       mtu: this.#mtu,
       expiresAt: lease ? new Date(lease.expiresAt).toISOString() : null,
       leaseTime: lease?.leaseTime ?? null,
+      napt:
+        lease?.portSet && lease.portSet.psidLength > 0
+          ? this.#napt.census((Date.now() / 1000) | 0)
+          : null,
       counters: this.counters.snapshot(),
     };
   }

@@ -40,6 +40,8 @@ interface Lease {
 }
 
 function countTranslation(counters: Float64Array, result: Translation): void {
+  // Held and no-room fragments are counted by the fragment table.
+  if (result === Translation.HELD || result === Translation.FRAGMENT_NO_ROOM) return;
   if (result === Translation.NO_PORT) counters[NAPT_NO_PORT]! += 1;
   else if (result === Translation.NO_MAPPING) counters[NAPT_NO_MAPPING]! += 1;
   else counters[NAPT_NO_PORTS]! += 1;
@@ -77,9 +79,10 @@ export function clientOut(
   stats: ForwarderStats,
 ): ForwarderStats {
   const state = ClientState.attach(init.clientState!);
-  const translator = new ClientTranslator(NaptTable.attach(init.napt!));
+  const translator = new ClientTranslator(NaptTable.attach(init.napt!), { counters });
   const onDemand = init.onDemand === true;
   const buf = new Uint8Array(65536);
+  const replay = new Uint8Array(65536);
   const lease: Lease = { generation: -1, context: null, translate: false };
   const queue = Array.from({ length: QUEUE_PACKETS }, () => new Uint8Array(QUEUE_PACKET_BYTES));
   const queued = new Int32Array(QUEUE_PACKETS);
@@ -95,11 +98,20 @@ export function clientOut(
       counters[ENCAP_MALFORMED]! += 1;
       return;
     }
-    const now = (Date.now() / 1000) | 0;
+    const nowMs = Date.now();
+    const now = (nowMs / 1000) | 0;
     if (lease.translate) {
-      const result = translator.outbound(packet, 0, n, now);
+      const result = translator.outbound(packet, 0, n, now, nowMs);
       if (result !== Translation.OK) {
         countTranslation(counters, result);
+        // No port free: tell the application (a RST or ICMPv4 3/13) rather than stay silent.
+        if (translator.replyLength > 0) {
+          const w = tun.write(translator.reply, 0, translator.replyLength);
+          if (w < 0) {
+            stats.writeErrors++;
+            stats.lastError = w;
+          }
+        }
         return;
       }
     }
@@ -132,6 +144,11 @@ export function clientOut(
       refresh(lease, state, translator, counters, onDemand, true);
     if (lease.context) {
       send(buf, n);
+      // Fragments that came before their first fragment (fragments.ts) go now.
+      for (let m = translator.outFragments.popReleased(replay, 0, null, 0); m > 0; ) {
+        send(replay, m);
+        m = translator.outFragments.popReleased(replay, 0, null, 0);
+      }
       continue;
     }
     if (!onDemand) {
@@ -161,11 +178,32 @@ export function clientIn(
   stats: ForwarderStats,
 ): ForwarderStats {
   const state = ClientState.attach(init.clientState!);
-  const translator = new ClientTranslator(NaptTable.attach(init.napt!));
+  const translator = new ClientTranslator(NaptTable.attach(init.napt!), { counters });
   const onDemand = init.onDemand === true;
   const buf = new Uint8Array(65536);
+  const replay = new Uint8Array(65536);
   const from6 = new Uint8Array(16);
   const lease: Lease = { generation: -1, context: null, translate: false };
+
+  const deliver = (context: ClientContext, packet: Uint8Array, n: number): void => {
+    if (clientDecap(context, packet, 0, n, from6, 0) !== Verdict.FORWARD) return;
+    const nowMs = Date.now();
+    const now = (nowMs / 1000) | 0;
+    if (lease.translate) {
+      const result = translator.inbound(packet, 0, context.length, now, nowMs);
+      if (result !== Translation.OK) {
+        countTranslation(counters, result);
+        return;
+      }
+    }
+    const w = tun.write(packet, 0, context.length);
+    if (w < 0) {
+      stats.writeErrors++;
+      stats.lastError = w;
+    }
+    state.touch(now);
+  };
+
   while (!ctx.stopRequested) {
     if (state.generation !== lease.generation)
       refresh(lease, state, translator, counters, onDemand, false);
@@ -184,21 +222,12 @@ export function clientIn(
       counters[NO_LEASE]! += 1;
       continue;
     }
-    if (clientDecap(context, buf, 0, n, from6, 0) !== Verdict.FORWARD) continue;
-    const now = (Date.now() / 1000) | 0;
-    if (lease.translate) {
-      const result = translator.inbound(buf, 0, context.length, now);
-      if (result !== Translation.OK) {
-        countTranslation(counters, result);
-        continue;
-      }
+    deliver(context, buf, n);
+    // Fragments that came before their first fragment (fragments.ts) go now.
+    for (let m = translator.inFragments.popReleased(replay, 0, null, 0); m > 0; ) {
+      deliver(context, replay, m);
+      m = translator.inFragments.popReleased(replay, 0, null, 0);
     }
-    const w = tun.write(buf, 0, context.length);
-    if (w < 0) {
-      stats.writeErrors++;
-      stats.lastError = w;
-    }
-    state.touch(now);
   }
   return stats;
 }

@@ -52,7 +52,31 @@ export const COUNTER_NAMES = [
   "client-drop-no-lease", // no lease (and not on-demand, or inbound)
   "client-napt-drop-no-port", // shared lease: every port of the set is in use
   "client-napt-drop-no-mapping", // shared lease: inbound to a port no flow uses
-  "client-napt-drop-no-ports", // shared lease: a packet without ports (non-first fragment, other protocols)
+  "client-napt-drop-no-ports", // shared lease: a packet without ports (other protocols, ICMP types without identifier)
+  // Fragments of shared-address flows (lib/tunnel/fragments.ts), per direction: datagrams
+  // tracked, fragments held until their first fragment came, held fragments dropped because it
+  // never came, fragments dropped (or first fragments left untracked) for want of room.
+  "decap-frag-tracked",
+  "decap-frag-held",
+  "decap-frag-drop-timeout",
+  "decap-frag-drop-no-room",
+  "encap-frag-tracked",
+  "encap-frag-held",
+  "encap-frag-drop-timeout",
+  "encap-frag-drop-no-room",
+  "client-out-frag-tracked",
+  "client-out-frag-held",
+  "client-out-frag-drop-timeout",
+  "client-out-frag-drop-no-room",
+  "client-in-frag-tracked",
+  "client-in-frag-held",
+  "client-in-frag-drop-timeout",
+  "client-in-frag-drop-no-room",
+  // NAPT (lib/tunnel/napt.ts): answers to the host when no port of the set is free
+  "client-napt-no-port-rst", // TCP SYN answered with a RST
+  "client-napt-no-port-icmp", // UDP / ICMP echo answered with ICMPv4 3/13
+  "client-napt-no-port-rate-limited", // no answer: the rate limiter had no token
+  "client-napt-tcp-reuse-closed", // a new SYN took the port of a closed (FIN both ways / RST) mapping
 ] as const;
 
 export type CounterName = (typeof COUNTER_NAMES)[number];

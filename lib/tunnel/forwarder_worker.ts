@@ -48,6 +48,8 @@ runWorker<ForwarderInit, ForwarderStats>((init, ctx) => {
             if (w < 0) fail(w);
           }
         },
+        // Fragments held until their first fragment came (fragments.ts), with their outer source.
+        () => tep.decapFragments.popReleased(buf, 0, addr6, 0),
       );
     }
     case "tep-encap": {
@@ -68,6 +70,7 @@ runWorker<ForwarderInit, ForwarderStats>((init, ctx) => {
             if (w < 0) fail(w);
           }
         },
+        () => tep.encapFragments.popReleased(buf, 0, null, 0),
       );
     }
     case "client-out":
@@ -90,11 +93,15 @@ function loop(
   stats: ForwarderStats,
   read: () => number,
   handle: (n: number) => void,
+  released?: () => number,
 ): ForwarderStats {
   while (!ctx.stopRequested) {
     const n = read();
-    if (n > 0) handle(n);
-    else if (n < 0) {
+    if (n > 0) {
+      handle(n);
+      // A first fragment may have released fragments that came before it: handle them now.
+      if (released) for (let m = released(); m > 0; m = released()) handle(m);
+    } else if (n < 0) {
       stats.readErrors++;
       stats.lastError = n;
       if (n === EBADF) break; // the device was closed under us: nothing more to read

@@ -11,73 +11,73 @@
  *   their sockets across leases, and a new lease may even be a different address.
  *
  * The mapping table lives in a SharedArrayBuffer: the outbound Worker is its only writer
- * (it creates mappings), the inbound Worker reads it. Per protocol (TCP, UDP, ICMP echo):
+ * of mappings, the inbound Worker reads them. Per protocol (TCP, UDP, ICMP echo):
  * `out[original] = external`, `back[external] = original`, `used[external]` = last use (s).
- * A mapping idle longer than its protocol's timeout may be reused for a new flow.
+ * Mappings are endpoint-independent (RFC 4787 REQ-1, RFC 5382 REQ-1): one external port per
+ * internal port, whatever the destination. A mapping idle longer than its protocol's timeout
+ * may be reused for a new flow; TCP mappings follow the connection (napt_tcp.ts: SYN, FIN,
+ * RST both ways) so that a closed connection's port is reused after the transitory timeout,
+ * or sooner when the set is full and the far end cannot be confused. When no port is free,
+ * the host is told (napt_reply.ts: a RST, or ICMPv4 3/13), rate limited.
+ *
+ * Fragments (RFC 7597 §8.3.3): a datagram's later fragments carry no ports; they pass when
+ * their first fragment did, held until it comes if they come first (fragments.ts). Datagrams
+ * the host sends that may be fragmented (DF clear) get an identification from the port set,
+ * the same for all of their fragments, so hosts sharing the address never send the same one.
+ *
+ * The timeouts live in the table too (set by the main thread, read by the Workers at each
+ * lease): TCP established 7,440 s and transitory 240 s (RFC 5382 REQ-5), UDP 300 s
+ * (RFC 4787 REQ-5: at least 120 s, 300 s recommended), ICMP echo 60 s (RFC 5508 REQ-1).
  *
  * @module
  */
 
-import { readU32, writeU32 } from "../net/bytes.ts";
-import { checksumUpdate16, checksumUpdate32, internetChecksum } from "../net/checksum.ts";
-import { IcmpType, isIcmpErrorType } from "../net/icmp4.ts";
+import { readU32 } from "../net/bytes.ts";
+import { ICMP_ERROR_MAX_LENGTH, isIcmpErrorType } from "../net/icmp4.ts";
 import { IpProtocol } from "../net/ipv4.ts";
 import { type PortSetValue, portSetRanges } from "../net/portset.ts";
+import { COUNTER_NAMES, Counter } from "./counters.ts";
+import { fragmentCounterIndexes } from "./fragment_steps.ts";
+import { FragmentLookup, FragmentTable, isFirstFragment, isLaterFragment } from "./fragments.ts";
+import { buildAdminProhibited, buildTcpResetForSyn } from "./napt_reply.ts";
+import {
+  inboundIcmpError,
+  outboundIcmpError,
+  portField,
+  protoIndex,
+  setAddress,
+  setIdentification,
+  setPort,
+} from "./napt_rewrite.ts";
+import { type NaptTable, PORTS, PROTOCOLS } from "./napt_table.ts";
+import {
+  isTcpSyn,
+  TcpPhase,
+  tcpInbound,
+  tcpMayTakeOver,
+  tcpOutbound,
+  tcpPhase,
+} from "./napt_tcp.ts";
+import { TokenBucket } from "./ratelimit.ts";
+
+export {
+  DEFAULT_NAPT_TIMEOUTS,
+  type NaptCensus,
+  NaptTable,
+  type NaptTimeouts,
+} from "./napt_table.ts";
 
 /** RFC 6333 §5.7: the B4 element's IPv4 address, 192.0.0.2. */
 export const PLACEHOLDER_IPV4 = 0xc0000002;
 
-const PROTOCOLS = 3; // TCP, UDP, ICMP echo
-const PORTS = 65536;
-/** Idle time (s) after which a mapping may be reused: TCP RFC 5382 (2 h 4 min), UDP RFC 4787 (2 min), ICMP RFC 5508 (60 s). */
-const IDLE_SECONDS = [7440, 120, 60];
+/** ICMP errors / RSTs per second the NAPT may send to the host when no port is free. */
+const NO_PORT_REPLY_RATE = 100;
+const NO_PORT_REPLY_BURST = 20;
 
-function protoIndex(protocol: number): number {
-  return protocol === IpProtocol.TCP
-    ? 0
-    : protocol === IpProtocol.UDP
-      ? 1
-      : protocol === IpProtocol.ICMP
-        ? 2
-        : -1;
-}
-
-/** The shared mapping table. Create on the main thread, attach in each Worker. */
-export class NaptTable {
-  readonly buffer: SharedArrayBuffer;
-  readonly out: Uint16Array;
-  readonly back: Uint16Array;
-  readonly used: Uint32Array;
-
-  private constructor(buffer: SharedArrayBuffer) {
-    this.buffer = buffer;
-    this.out = new Uint16Array(buffer, 0, PROTOCOLS * PORTS);
-    this.back = new Uint16Array(buffer, PROTOCOLS * PORTS * 2, PROTOCOLS * PORTS);
-    this.used = new Uint32Array(buffer, PROTOCOLS * PORTS * 4, PROTOCOLS * PORTS);
-  }
-
-  static create(): NaptTable {
-    return new NaptTable(new SharedArrayBuffer(PROTOCOLS * PORTS * 8));
-  }
-
-  static attach(buffer: SharedArrayBuffer): NaptTable {
-    return new NaptTable(buffer);
-  }
-
-  /** Forgets every mapping (a new lease has a new port set). */
-  clear(): void {
-    this.out.fill(0);
-    this.back.fill(0);
-    this.used.fill(0);
-  }
-
-  /** Mappings in use (for status and tests). */
-  count(): number {
-    let n = 0;
-    for (let i = 0; i < this.back.length; i++) if (this.back[i] !== 0) n++;
-    return n;
-  }
-}
+const NO_PORT_RST = Counter["client-napt-no-port-rst"];
+const NO_PORT_ICMP = Counter["client-napt-no-port-icmp"];
+const NO_PORT_RATE_LIMITED = Counter["client-napt-no-port-rate-limited"];
+const REUSE_CLOSED = Counter["client-napt-tcp-reuse-closed"];
 
 /** What a translation step decided. */
 export const Translation = {
@@ -88,8 +88,20 @@ export const Translation = {
   NO_MAPPING: 2,
   /** Shared lease and a packet without ports (a protocol other than TCP/UDP/ICMP echo). */
   NO_PORTS_IN_PACKET: 3,
+  /** A later fragment whose first fragment has not come: held (fragments.ts), nothing to send yet. */
+  HELD: 4,
+  /** A fragment dropped for want of room in the fragment table (counted there). */
+  FRAGMENT_NO_ROOM: 5,
 } as const;
 export type Translation = (typeof Translation)[keyof typeof Translation];
+
+/** Options of `new ClientTranslator`. */
+export interface TranslatorOptions {
+  /** The Worker's counter slice (fragments, no-port answers); default: counted nowhere. */
+  counters?: Float64Array;
+  /** Answers (RST / ICMP) per second when no port is free. Default 100; 0 sends none. */
+  replyRate?: number;
+}
 
 /**
  * One direction's translator; configure it for each lease. All methods work in place on
@@ -102,18 +114,50 @@ export class ClientTranslator {
   placeholder = 0;
   /** The lease's ports, or null for a whole address (ports are not translated). */
   ports: Uint16Array | null = null;
+  /** Later fragments of datagrams from the host (outbound) and to it (inbound). */
+  readonly outFragments: FragmentTable;
+  readonly inFragments: FragmentTable;
+  /** After NO_PORT: the answer to write back into the DTI (`replyLength` 0: none). */
+  readonly reply = new Uint8Array(ICMP_ERROR_MAX_LENGTH);
+  replyLength = 0;
+  readonly #counters: Float64Array;
+  readonly #limiter: TokenBucket;
   readonly #cursor = new Int32Array(PROTOCOLS);
+  /** Identifications handed out round-robin over the set; `#id` holds one (16 bytes, 2 used). */
+  #idCursor = 0;
+  readonly #id = new Uint8Array(16);
   readonly #inSet = new Uint8Array(PORTS);
+  /** Idle timeouts (s): TCP established, TCP transitory, UDP, ICMP (read from the table). */
+  readonly #idle = new Uint32Array(4);
 
-  constructor(table: NaptTable) {
+  constructor(table: NaptTable, options: TranslatorOptions = {}) {
     this.table = table;
+    this.#counters = options.counters ?? new Float64Array(COUNTER_NAMES.length);
+    const rate = options.replyRate ?? NO_PORT_REPLY_RATE;
+    this.#limiter = new TokenBucket(rate, rate === 0 ? 0 : NO_PORT_REPLY_BURST);
+    const timeoutMs = table.timeouts.fragment * 1000;
+    const counters = this.#counters;
+    this.outFragments = new FragmentTable({
+      timeoutMs,
+      counters,
+      indexes: fragmentCounterIndexes("client-out"),
+    });
+    this.inFragments = new FragmentTable({
+      timeoutMs,
+      counters,
+      indexes: fragmentCounterIndexes("client-in"),
+    });
+    this.#readTimeouts();
   }
 
-  /** Sets the lease; `placeholder` 0 disables address translation. */
+  /** Sets the lease; `placeholder` 0 disables address translation. Rereads the timeouts. */
   configure(leased: number, placeholder: number, portSet: PortSetValue | undefined): void {
     this.leased = leased >>> 0;
     this.placeholder = placeholder >>> 0;
     this.#inSet.fill(0);
+    this.#readTimeouts();
+    this.outFragments.clear();
+    this.inFragments.clear();
     if (!portSet || portSet.psidLength === 0) {
       this.ports = null;
       return;
@@ -124,71 +168,197 @@ export class ClientTranslator {
     this.ports = Uint16Array.from(list);
     for (const p of list) this.#inSet[p] = 1;
     this.#cursor.fill(0);
+    this.#idCursor = 0;
   }
 
-  /** Host → TEP: placeholder source → leased, source port → a port of the set. */
-  outbound(buf: Uint8Array, off: number, len: number, nowSeconds: number): Translation {
+  #readTimeouts(): void {
+    const t = this.table.timeouts;
+    this.#idle[0] = t.tcpEstablished;
+    this.#idle[1] = t.tcpTransitory;
+    this.#idle[2] = t.udp;
+    this.#idle[3] = t.icmp;
+    this.outFragments.timeoutMs = t.fragment * 1000;
+    this.inFragments.timeoutMs = t.fragment * 1000;
+  }
+
+  /**
+   * Host → TEP: placeholder source → leased, source port → a port of the set. NO_PORT may
+   * leave an answer for the host in `reply[0 .. replyLength)`.
+   */
+  outbound(
+    buf: Uint8Array,
+    off: number,
+    len: number,
+    nowSeconds: number,
+    nowMs = nowSeconds * 1000,
+  ): Translation {
     const ihl = (buf[off]! & 0x0f) << 2;
     const protocol = buf[off + 9]!;
     const l4 = off + ihl;
-    const firstFragment = (((buf[off + 6]! & 0x1f) << 8) | buf[off + 7]!) === 0;
+    const later = isLaterFragment(buf, off);
+    this.replyLength = 0;
     if (this.ports !== null) {
-      if (!firstFragment) return Translation.NO_PORTS_IN_PACKET;
-      const pi = protoIndex(protocol);
-      const at = this.#portField(buf, l4, len - ihl, protocol, false);
-      if (pi < 0 || at < 0) {
-        if (protocol === IpProtocol.ICMP && isIcmpErrorType(buf[l4]!))
-          return this.#outboundIcmpError(buf, off, l4, len);
-        return Translation.NO_PORTS_IN_PACKET;
+      // RFC 7597 §8.3.3: a datagram that may be fragmented gets an identification from the
+      // port set (the same for all of its fragments), so that hosts sharing the address never
+      // send the same one; atomic datagrams (DF, unfragmented: RFC 6864) keep theirs.
+      const id = this.#id;
+      if (later) {
+        // Goes (or not) with its first fragment, and takes its identification.
+        const r = this.outFragments.lookup(buf, off, len, id, 0, null, 0, nowMs);
+        if (r === FragmentLookup.HELD) return Translation.HELD;
+        if (r === FragmentLookup.NO_ROOM) return Translation.FRAGMENT_NO_ROOM;
+        if (r !== Translation.OK) return r as Translation;
+        setIdentification(buf, off, (id[0]! << 8) | id[1]!);
+      } else {
+        const result = this.#outboundPorts(buf, off, l4, len, ihl, protocol, nowSeconds, nowMs);
+        const atomic = (buf[off + 6]! & 0x60) === 0x40; // DF set, MF clear (offset is 0 here)
+        let fresh = -1;
+        if (!atomic) {
+          const ports = this.ports;
+          fresh = ports[this.#idCursor]!;
+          this.#idCursor = this.#idCursor + 1 === ports.length ? 0 : this.#idCursor + 1;
+          id[0] = fresh >>> 8;
+          id[1] = fresh;
+        }
+        // Keyed by the host's own identification: resolve before rewriting it.
+        if (isFirstFragment(buf, off))
+          this.outFragments.resolve(buf, off, len, result, id, 0, nowMs);
+        if (result !== Translation.OK) return result;
+        if (fresh >= 0) setIdentification(buf, off, fresh);
       }
-      const original = (buf[at]! << 8) | buf[at + 1]!;
-      const external = this.#map(pi, original, nowSeconds);
-      if (external < 0) return Translation.NO_PORT;
-      if (external !== original) this.#setPort(buf, l4, at, protocol, original, external);
     }
     if (this.placeholder !== 0 && readU32(buf, off + 12) === this.placeholder) {
-      this.#setAddress(buf, off, 12, l4, protocol, firstFragment, this.placeholder, this.leased);
+      setAddress(buf, off, 12, l4, protocol, !later, this.placeholder, this.leased);
     }
     return Translation.OK;
+  }
+
+  #outboundPorts(
+    buf: Uint8Array,
+    off: number,
+    l4: number,
+    len: number,
+    ihl: number,
+    protocol: number,
+    now: number,
+    nowMs: number,
+  ): Translation {
+    const pi = protoIndex(protocol);
+    const at = portField(buf, l4, len - ihl, protocol, false);
+    if (pi < 0 || at < 0) {
+      if (protocol === IpProtocol.ICMP && isIcmpErrorType(buf[l4]!))
+        return outboundIcmpError(this, buf, off, l4, len) as Translation;
+      return Translation.NO_PORTS_IN_PACKET;
+    }
+    const original = (buf[at]! << 8) | buf[at + 1]!;
+    const flags = pi === 0 && len - ihl >= 20 ? buf[l4 + 13]! : 0;
+    const external = this.#map(pi, original, now, buf, off, l4, flags);
+    if (external < 0) {
+      this.#answerNoPort(buf, off, len, pi, flags, nowMs);
+      return Translation.NO_PORT;
+    }
+    if (external !== original) setPort(buf, l4, at, protocol, original, external);
+    return Translation.OK;
+  }
+
+  /** No port for a new flow: a RST for a SYN, ICMPv4 3/13 for UDP / ICMP echo; rate limited. */
+  #answerNoPort(
+    buf: Uint8Array,
+    off: number,
+    len: number,
+    pi: number,
+    flags: number,
+    nowMs: number,
+  ): void {
+    if (pi === 0 && !isTcpSyn(flags)) return; // only a SYN asks for a new mapping
+    if (!this.#limiter.take(nowMs)) {
+      this.#counters[NO_PORT_RATE_LIMITED]! += 1;
+      return;
+    }
+    if (pi === 0) {
+      this.replyLength = buildTcpResetForSyn(this.reply, 0, buf, off, len);
+      if (this.replyLength > 0) this.#counters[NO_PORT_RST]! += 1;
+    } else {
+      this.replyLength = buildAdminProhibited(this.reply, 0, buf, off, len);
+      if (this.replyLength > 0) this.#counters[NO_PORT_ICMP]! += 1;
+    }
   }
 
   /** TEP → host: destination port → the flow's original port, leased → placeholder. */
-  inbound(buf: Uint8Array, off: number, len: number, nowSeconds: number): Translation {
+  inbound(
+    buf: Uint8Array,
+    off: number,
+    len: number,
+    nowSeconds: number,
+    nowMs = nowSeconds * 1000,
+  ): Translation {
     const ihl = (buf[off]! & 0x0f) << 2;
     const protocol = buf[off + 9]!;
     const l4 = off + ihl;
-    const firstFragment = (((buf[off + 6]! & 0x1f) << 8) | buf[off + 7]!) === 0;
-    if (
-      protocol === IpProtocol.ICMP &&
-      firstFragment &&
-      len - ihl >= 8 &&
-      isIcmpErrorType(buf[l4]!)
-    ) {
-      this.#inboundIcmpError(buf, l4, len - ihl);
+    const later = isLaterFragment(buf, off);
+    if (protocol === IpProtocol.ICMP && !later && len - ihl >= 8 && isIcmpErrorType(buf[l4]!)) {
+      inboundIcmpError(this, buf, l4, len - ihl);
     } else if (this.ports !== null) {
-      if (!firstFragment) return Translation.NO_PORTS_IN_PACKET;
-      const pi = protoIndex(protocol);
-      const at = this.#portField(buf, l4, len - ihl, protocol, true);
-      if (pi < 0 || at < 0) return Translation.NO_PORTS_IN_PACKET;
-      const external = (buf[at]! << 8) | buf[at + 1]!;
-      const original = this.table.back[pi * PORTS + external]!;
-      if (original === 0) return Translation.NO_MAPPING;
-      this.table.used[pi * PORTS + external] = nowSeconds;
-      if (original !== external) this.#setPort(buf, l4, at, protocol, external, original);
+      if (later) {
+        const r = this.inFragments.lookup(buf, off, len, null, 0, null, 0, nowMs);
+        if (r === FragmentLookup.HELD) return Translation.HELD;
+        if (r === FragmentLookup.NO_ROOM) return Translation.FRAGMENT_NO_ROOM;
+        if (r !== Translation.OK) return r as Translation;
+      } else {
+        const result = this.#inboundPorts(buf, l4, len - ihl, protocol, nowSeconds);
+        if (isFirstFragment(buf, off))
+          this.inFragments.resolve(buf, off, len, result, null, 0, nowMs);
+        if (result !== Translation.OK) return result;
+      }
     }
     if (this.placeholder !== 0 && readU32(buf, off + 16) === this.leased) {
-      this.#setAddress(buf, off, 16, l4, protocol, firstFragment, this.leased, this.placeholder);
+      setAddress(buf, off, 16, l4, protocol, !later, this.leased, this.placeholder);
     }
     return Translation.OK;
   }
 
-  /** The external port for `original` (creating the mapping), or −1 when the set is full. */
-  #map(pi: number, original: number, now: number): number {
+  #inboundPorts(
+    buf: Uint8Array,
+    l4: number,
+    l4len: number,
+    protocol: number,
+    now: number,
+  ): Translation {
+    const pi = protoIndex(protocol);
+    const at = portField(buf, l4, l4len, protocol, true);
+    if (pi < 0 || at < 0) return Translation.NO_PORTS_IN_PACKET;
+    const external = (buf[at]! << 8) | buf[at + 1]!;
+    const original = this.table.back[pi * PORTS + external]!;
+    if (original === 0) return Translation.NO_MAPPING;
+    this.table.used[pi * PORTS + external] = now;
+    if (pi === 0 && l4len >= 20) tcpInbound(this.table.tcpState, external, buf[l4 + 13]!);
+    if (original !== external) setPort(buf, l4, at, protocol, external, original);
+    return Translation.OK;
+  }
+
+  /**
+   * The external port for `original` (creating the mapping), or −1 when the set is full.
+   * TCP (`pi` 0): `flags` of the segment, whose destination is at `buf[off + 16]`, port `l4 + 2`.
+   */
+  #map(
+    pi: number,
+    original: number,
+    now: number,
+    buf: Uint8Array,
+    off: number,
+    l4: number,
+    flags: number,
+  ): number {
     const t = this.table;
     const base = pi * PORTS;
     const current = t.out[base + original]!;
+    const syn = pi === 0 && isTcpSyn(flags);
     if (current !== 0 && t.back[base + current] === original) {
       t.used[base + current] = now;
+      if (pi === 0) {
+        if (syn) this.#remember(current, buf, off, l4);
+        tcpOutbound(t.tcpState, current, flags, false);
+      }
       return current;
     }
     // Keep the application's own port when it is in the set and free.
@@ -201,6 +371,7 @@ export class ClientTranslator {
       this.#cursor[pi] = cursor + 1 === ports.length ? 0 : cursor + 1;
       if (this.#reusable(base, candidate, pi, now)) chosen = candidate;
     }
+    if (chosen < 0 && syn) chosen = this.#closedToTakeOver(buf, off, l4);
     if (chosen < 0) return -1;
     const previous = t.back[base + chosen]!;
     if (previous !== 0 && t.out[base + previous] === chosen) t.out[base + previous] = 0;
@@ -208,151 +379,49 @@ export class ClientTranslator {
     t.back[base + chosen] = original;
     t.out[base + original] = chosen;
     t.used[base + chosen] = now;
+    if (pi === 0) {
+      this.#remember(chosen, buf, off, l4);
+      tcpOutbound(t.tcpState, chosen, flags, true);
+    }
     return chosen;
   }
 
-  #reusable(base: number, external: number, pi: number, now: number): boolean {
-    return (
-      this.table.back[base + external] === 0 ||
-      now - this.table.used[base + external]! > IDLE_SECONDS[pi]!
-    );
-  }
-
-  /** Offset of the port field that names the host (source out, destination in), or −1. */
-  #portField(
-    buf: Uint8Array,
-    l4: number,
-    l4len: number,
-    protocol: number,
-    inbound: boolean,
-  ): number {
-    if (protocol === IpProtocol.TCP || protocol === IpProtocol.UDP) {
-      if (l4len < 8) return -1;
-      return inbound ? l4 + 2 : l4;
-    }
-    if (protocol === IpProtocol.ICMP && l4len >= 8) {
-      const type = buf[l4]!;
-      // The echo identifier names the flow both ways (RFC 7596 §8.1).
-      if (type === IcmpType.ECHO_REQUEST || type === IcmpType.ECHO_REPLY) return l4 + 4;
-    }
-    return -1;
-  }
-
-  #setPort(
-    buf: Uint8Array,
-    l4: number,
-    at: number,
-    protocol: number,
-    from: number,
-    to: number,
-  ): void {
-    buf[at] = to >>> 8;
-    buf[at + 1] = to;
-    const sumAt =
-      protocol === IpProtocol.TCP ? l4 + 16 : protocol === IpProtocol.UDP ? l4 + 6 : l4 + 2;
-    const sum = (buf[sumAt]! << 8) | buf[sumAt + 1]!;
-    if (protocol === IpProtocol.UDP && sum === 0) return; // no UDP checksum: leave it absent
-    const updated = checksumUpdate16(sum, from, to);
-    buf[sumAt] = updated >>> 8;
-    buf[sumAt + 1] = updated;
-  }
-
-  /** Rewrites the address at `off + field` (12 source, 16 destination) with checksum updates. */
-  #setAddress(
-    buf: Uint8Array,
-    off: number,
-    field: number,
-    l4: number,
-    protocol: number,
-    firstFragment: boolean,
-    from: number,
-    to: number,
-  ): void {
-    writeU32(buf, off + field, to);
-    const ipSum = checksumUpdate32((buf[off + 10]! << 8) | buf[off + 11]!, from, to);
-    buf[off + 10] = ipSum >>> 8;
-    buf[off + 11] = ipSum;
-    if (!firstFragment) return;
-    // TCP and UDP checksums cover the addresses (pseudo-header); ICMP's does not.
-    const sumAt = protocol === IpProtocol.TCP ? l4 + 16 : protocol === IpProtocol.UDP ? l4 + 6 : -1;
-    if (sumAt < 0) return;
-    const sum = (buf[sumAt]! << 8) | buf[sumAt + 1]!;
-    if (protocol === IpProtocol.UDP && sum === 0) return;
-    const updated = checksumUpdate32(sum, from, to);
-    buf[sumAt] = updated >>> 8;
-    buf[sumAt + 1] = updated;
-  }
-
-  /**
-   * An ICMP error from the IPv4 network about a packet the host sent: the quoted packet's
-   * source is the leased address and its source port the external one; restore both.
-   */
-  #inboundIcmpError(buf: Uint8Array, l4: number, l4len: number): void {
-    const q = l4 + 8;
-    if (l4len < 8 + 20) return;
-    const qihl = (buf[q]! & 0x0f) << 2;
-    const qproto = buf[q + 9]!;
-    let changed = false;
-    if (this.ports !== null && l4len >= 8 + qihl + 8) {
-      const pi = protoIndex(qproto);
-      const at = this.#portField(buf, q + qihl, l4len - 8 - qihl, qproto, false);
-      if (pi >= 0 && at >= 0) {
-        const external = (buf[at]! << 8) | buf[at + 1]!;
-        const original = this.table.back[pi * PORTS + external]!;
-        if (original !== 0 && original !== external) {
-          buf[at] = original >>> 8;
-          buf[at + 1] = original;
-          changed = true;
-        }
+  /** The TCP port of the least recently used closed mapping a SYN may take over, or −1. */
+  #closedToTakeOver(buf: Uint8Array, off: number, l4: number): number {
+    const t = this.table;
+    const remote = readU32(buf, off + 16);
+    const remotePort = (buf[l4 + 2]! << 8) | buf[l4 + 3]!;
+    const ports = this.ports!;
+    let best = -1;
+    let bestUsed = 0;
+    for (let i = 0; i < ports.length; i++) {
+      const p = ports[i]!;
+      if (t.back[p] === 0) continue;
+      const used = t.used[p]!;
+      if (best >= 0 && used >= bestUsed) continue;
+      if (
+        tcpMayTakeOver(t.tcpState[p]!, t.tcpRemote[p]!, t.tcpRemotePort[p]!, remote, remotePort)
+      ) {
+        best = p;
+        bestUsed = used;
       }
     }
-    if (this.placeholder !== 0 && readU32(buf, q + 12) === this.leased) {
-      writeU32(buf, q + 12, this.placeholder);
-      buf[q + 10] = 0;
-      buf[q + 11] = 0;
-      const qsum = internetChecksum(buf, q, qihl);
-      buf[q + 10] = qsum >>> 8;
-      buf[q + 11] = qsum;
-      changed = true;
-    }
-    if (changed) this.#icmpChecksum(buf, l4, l4len);
+    if (best >= 0) this.#counters[REUSE_CLOSED]! += 1;
+    return best;
   }
 
-  /**
-   * An ICMP error the host sends about a packet it received (e.g. port unreachable): the
-   * quoted packet's destination is the placeholder / original port; make it leased / external.
-   */
-  #outboundIcmpError(buf: Uint8Array, off: number, l4: number, len: number): Translation {
-    const l4len = len - (l4 - off);
-    const q = l4 + 8;
-    if (l4len < 8 + 20) return Translation.NO_PORTS_IN_PACKET;
-    const qihl = (buf[q]! & 0x0f) << 2;
-    const qproto = buf[q + 9]!;
-    const pi = protoIndex(qproto);
-    const at = this.#portField(buf, q + qihl, l4len - 8 - qihl, qproto, true);
-    if (pi < 0 || at < 0) return Translation.NO_PORTS_IN_PACKET;
-    const original = (buf[at]! << 8) | buf[at + 1]!;
-    const external = this.table.out[pi * PORTS + original]!;
-    if (external === 0) return Translation.NO_MAPPING;
-    buf[at] = external >>> 8;
-    buf[at + 1] = external;
-    if (this.placeholder !== 0 && readU32(buf, q + 16) === this.placeholder) {
-      writeU32(buf, q + 16, this.leased);
-      buf[q + 10] = 0;
-      buf[q + 11] = 0;
-      const qsum = internetChecksum(buf, q, qihl);
-      buf[q + 10] = qsum >>> 8;
-      buf[q + 11] = qsum;
-    }
-    this.#icmpChecksum(buf, l4, l4len);
-    return Translation.OK;
+  /** TCP: the remote endpoint of the SYN on external port `p`. */
+  #remember(p: number, buf: Uint8Array, off: number, l4: number): void {
+    this.table.tcpRemote[p] = readU32(buf, off + 16);
+    this.table.tcpRemotePort[p] = (buf[l4 + 2]! << 8) | buf[l4 + 3]!;
   }
 
-  #icmpChecksum(buf: Uint8Array, l4: number, l4len: number): void {
-    buf[l4 + 2] = 0;
-    buf[l4 + 3] = 0;
-    const sum = internetChecksum(buf, l4, l4len);
-    buf[l4 + 2] = sum >>> 8;
-    buf[l4 + 3] = sum;
+  #reusable(base: number, external: number, pi: number, now: number): boolean {
+    const t = this.table;
+    if (t.back[base + external] === 0) return true;
+    const idle = now - t.used[base + external]!;
+    if (pi !== 0) return idle > this.#idle[pi + 1]!;
+    const established = tcpPhase(t.tcpState[external]!) === TcpPhase.ESTABLISHED;
+    return idle > this.#idle[established ? 0 : 1]!;
   }
 }

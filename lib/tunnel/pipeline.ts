@@ -48,6 +48,13 @@ import { l4DestinationPort, l4SourcePort } from "../net/l4.ts";
 import { type PortSetValue, portSetProblem, psidOfPort } from "../net/portset.ts";
 import { type BindingTable, LookupStatus } from "./binding.ts";
 import { Counter } from "./counters.ts";
+import { tepFragmentTables, trackDecapFragment, trackEncapFragment } from "./fragment_steps.ts";
+import {
+  FragmentLookup,
+  type FragmentTable,
+  isIPv4Fragment,
+  isLaterFragment,
+} from "./fragments.ts";
 import { TokenBucket } from "./ratelimit.ts";
 
 /** What a step decided. */
@@ -78,6 +85,10 @@ export const Verdict = {
   DROP_WRONG_TEP: 11,
   /** Client: the inner destination is not the leased address (or port set). */
   DROP_WRONG_DESTINATION: 12,
+  /** A fragment of a shared-address datagram whose first fragment has not come yet: held (fragments.ts). */
+  HELD: 13,
+  /** A fragment dropped: no room to track or hold it (counted `*-frag-drop-no-room`). */
+  DROP_FRAGMENT_NO_ROOM: 14,
 } as const;
 export type Verdict = (typeof Verdict)[keyof typeof Verdict];
 
@@ -113,8 +124,10 @@ export interface TepOptions {
   icmpBurst?: number;
   /** Answer unbound destinations with ICMPv4 3/1 (RFC 7596 §5.1 makes it optional). Default false. */
   icmpHostUnreachable?: boolean;
-  /** Clock in milliseconds, read only when an ICMP error is due. Default Date.now. */
+  /** Clock in milliseconds, read only when an ICMP error is due or for fragments. Default Date.now. */
   now?: () => number;
+  /** Fragment tracking of shared-address flows (fragments.ts); defaults there. */
+  fragments?: { datagrams?: number; holdSlots?: number; timeoutMs?: number };
 }
 
 /**
@@ -137,6 +150,9 @@ export class TepContext {
   replyLength = 0;
   /** Bytes of the packet to send after a FORWARD / FORWARD_FRAGMENT verdict. */
   length = 0;
+  /** Fragments of shared-address flows, per direction (a Worker uses one; drain `popReleased`). */
+  readonly decapFragments: FragmentTable;
+  readonly encapFragments: FragmentTable;
 
   constructor(options: TepOptions) {
     const linkMtu = options.linkMtu ?? 1500;
@@ -151,6 +167,9 @@ export class TepContext {
     this.icmpHostUnreachable = options.icmpHostUnreachable ?? false;
     this.icmpLimiter = new TokenBucket(options.icmpRate ?? 100, options.icmpBurst ?? 20);
     this.now = options.now ?? Date.now;
+    const fragments = tepFragmentTables(this.counters, linkMtu, options.fragments);
+    this.decapFragments = fragments.decap;
+    this.encapFragments = fragments.encap;
   }
 }
 
@@ -209,12 +228,14 @@ export function tepDecap(
     return Verdict.DROP_MALFORMED;
   }
   const total = ipv4TotalLength(pkt, off);
-  const status = ctx.bindings.match(
-    ipv4Source(pkt, off),
-    l4SourcePort(pkt, off, total),
-    src6,
-    src6Off,
-  );
+  const port = l4SourcePort(pkt, off, total);
+  let status: number = ctx.bindings.match(ipv4Source(pkt, off), port, src6, src6Off);
+  if (isIPv4Fragment(pkt, off)) {
+    // RFC 7597 §8.3.3: a fragment without ports follows its first fragment.
+    status = trackDecapFragment(ctx, pkt, off, total, port, status, src6, src6Off);
+    if (status < 0)
+      return status === FragmentLookup.HELD ? Verdict.HELD : Verdict.DROP_FRAGMENT_NO_ROOM;
+  }
   if (status !== LookupStatus.FOUND) {
     if (status === LookupStatus.OTHER_HOST) {
       c[DECAP_DROP_SPOOFED]! += 1;
@@ -274,7 +295,14 @@ export function tepEncap(
   }
   const total = ipv4TotalLength(pkt, off);
   const port = l4DestinationPort(pkt, off, total);
-  if (ctx.bindings.find(ipv4Destination(pkt, off), port, outHost6, outOff) !== LookupStatus.FOUND) {
+  let status: number = ctx.bindings.find(ipv4Destination(pkt, off), port, outHost6, outOff);
+  if (isIPv4Fragment(pkt, off)) {
+    // RFC 7597 §8.3.3: a fragment without ports goes where its first fragment went.
+    status = trackEncapFragment(ctx, pkt, off, total, port, status, outHost6, outOff);
+    if (status < 0)
+      return status === FragmentLookup.HELD ? Verdict.HELD : Verdict.DROP_FRAGMENT_NO_ROOM;
+  }
+  if (status !== LookupStatus.FOUND) {
     c[ENCAP_DROP_NO_BINDING]! += 1;
     if (!ctx.icmpHostUnreachable) return Verdict.DROP_NO_BINDING;
     const n = buildHostUnreachable(ctx.reply, 0, ctx.tepIPv4, pkt, off, total);
@@ -372,7 +400,8 @@ export function clientEncap(
     return Verdict.DROP_WRONG_SOURCE;
   }
   const total = ipv4TotalLength(pkt, off);
-  if (ctx.psidLength !== 0) {
+  // A later fragment has no port: the NAPT let it through after its first fragment.
+  if (ctx.psidLength !== 0 && !isLaterFragment(pkt, off)) {
     const port = l4SourcePort(pkt, off, total);
     if (port < 0 || psidOfPort(port, ctx.offset, ctx.psidLength) !== ctx.psid) {
       c[CLIENT_ENCAP_DROP_BAD_PORT]! += 1;
@@ -414,7 +443,8 @@ export function clientDecap(
     c[CLIENT_DECAP_DROP_WRONG_DESTINATION]! += 1;
     return Verdict.DROP_WRONG_DESTINATION;
   }
-  if (ctx.psidLength !== 0) {
+  // A later fragment has no port: the NAPT checks it against its first fragment.
+  if (ctx.psidLength !== 0 && !isLaterFragment(pkt, off)) {
     const port = l4DestinationPort(pkt, off, total);
     if (port < 0 || psidOfPort(port, ctx.offset, ctx.psidLength) !== ctx.psid) {
       c[CLIENT_DECAP_DROP_WRONG_DESTINATION]! += 1;
