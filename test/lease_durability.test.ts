@@ -7,8 +7,9 @@
  * and WAL mode; and a spy store wrapped around the SQLite store records that the handler's
  * answer comes only after the store's commit has returned.
  */
-import { afterEach, describe, expect, test } from "bun:test";
+
 import { Database } from "bun:sqlite";
+import { afterEach, describe, expect, test } from "bun:test";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -109,7 +110,14 @@ describe("lease durability before the ACK", () => {
     expect(spy.events).toEqual(["write 1", "committed", "answer"]);
     const renewed = await ask(MessageType.REQUEST, ack.host4);
     expect(renewed.type).toBe(MessageType.REQUEST_ACK);
-    expect(spy.events).toEqual(["write 1", "committed", "answer", "write 1", "committed", "answer"]);
+    expect(spy.events).toEqual([
+      "write 1",
+      "committed",
+      "answer",
+      "write 1",
+      "committed",
+      "answer",
+    ]);
     // What was acknowledged is in the file: a second connection (after close) reads it back.
     await engine.close();
     await store.close();
