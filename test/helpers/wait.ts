@@ -48,3 +48,51 @@ export async function eventually(
     return false;
   }
 }
+
+/**
+ * Reads `stream` (a child's stdout or stderr) until a line matches `pattern`; resolves with
+ * that line. Rejects when the stream ends first or after `timeoutMs` (default 10 000). The
+ * stream stays locked to this reader: use it for a child whose output is not read otherwise.
+ *
+ * @example await waitForLine(proc.stdout, /^ready$/, { what: "the echo server" });
+ */
+export async function waitForLine(
+  stream: ReadableStream<Uint8Array>,
+  pattern: RegExp,
+  options: WaitOptions = {},
+): Promise<string> {
+  const timeoutMs = options.timeoutMs ?? 10_000;
+  const reader = stream.getReader();
+  const decoder = new TextDecoder();
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () =>
+        reject(
+          new Error(
+            `no line matching ${pattern} from ${options.what ?? "the stream"} in ${timeoutMs} ms`,
+          ),
+        ),
+      timeoutMs,
+    );
+  });
+  const read = (async () => {
+    let text = "";
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done)
+        throw new Error(`${options.what ?? "the stream"} ended before a line matching ${pattern}`);
+      text += decoder.decode(value, { stream: true });
+      const lines = text.split("\n");
+      text = lines.pop() ?? "";
+      const line = lines.find((l) => pattern.test(l));
+      if (line !== undefined) return line;
+    }
+  })();
+  try {
+    return await Promise.race([read, timeout]);
+  } finally {
+    clearTimeout(timer);
+    reader.releaseLock();
+  }
+}
