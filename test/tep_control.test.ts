@@ -141,11 +141,15 @@ describe("TEP control plane against a real server", () => {
       id: 3,
       secret: new Uint8Array(32).fill(1),
     });
-    await Bun.sleep(500);
+    // The server refuses the TEP's SYNC (counted), so it never answers with a SNAPSHOT.
+    expect(
+      await until(
+        () => server.metrics.get("dstm_auth_failures_total", { reason: "bad-mac" }) > 0,
+        10_000,
+      ),
+    ).toBe(true);
+    expect(server.metrics.get("dstm_tep_messages_total", { kind: "snapshot" })).toBe(0);
     expect(table.map.size).toBe(0);
-    expect(server.metrics.get("dstm_auth_failures_total", { reason: "bad-mac" })).toBeGreaterThan(
-      0,
-    );
   });
 
   test("a BIND for a statically bound address is refused (NAK), the static binding stays, the host gets TEP_UNAVAILABLE", async () => {
