@@ -67,6 +67,7 @@ function isOneLine(error: unknown): boolean {
     error instanceof Error &&
     [
       "UdpBindError",
+      "CheckMismatchError",
       "HttpListenError",
       "LeaseStoreError",
       "PoolConfigError",

@@ -31,6 +31,7 @@ import {
 } from "./common.ts";
 import { UsageError } from "./errors.ts";
 import { runtimeDir } from "./paths.ts";
+import { addTepCheckCommand } from "./tep_check.ts";
 
 const collect = (value: string, previous: string[] = []) => [...previous, value];
 const defaultStatsSocket = () => `${runtimeDir()}/tep.sock`;
@@ -180,6 +181,7 @@ Examples:
         lines.push(`  ${name.padEnd(width)}  ${value}`);
       process.stdout.write(`${lines.join("\n")}\n`);
     });
+  addTepCheckCommand(tep);
   return tep;
 }
 
