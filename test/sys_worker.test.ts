@@ -3,6 +3,9 @@
  * forwarding loop in a Worker between two namespaces, with its packet rate.
  */
 import { afterAll, describe, expect, test } from "bun:test";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { dirname, join } from "node:path";
 import { cleanupNetns, createNetns, type Netns, vethPair } from "../lib/sys/netns.ts";
 import { startWorker } from "../lib/sys/worker.ts";
 import { announceSkip, netnsSkipReason, startScript } from "./helpers/netns.ts";
@@ -77,14 +80,19 @@ describe.skipIf(skip !== null)("forwarding in a Worker (namespaces)", () => {
       vethPair(a, "a0", b, "b0");
       a.addAddress("a0", "2001:db8:1::1/64");
       b.addAddress("b0", "2001:db8:1::2/64");
+      // The counter stops once it has as many packets as the Worker forwarded (told through
+      // a file), not after a quiet spell.
+      const targetFile = join(mkdtempSync(join(tmpdir(), "dstm-worker-")), "forwarded");
       const counter = startScript<{ received: number }>(b, "raw6_count.ts", [
-        JSON.stringify({ idleMs: 1000, maxMs: 20_000 }),
+        JSON.stringify({ maxMs: 30_000, targetFile }),
       ]);
       await counter.waitFor(/^ready$/);
       const bench = await startScript<Bench>(a, "bench_tun_raw6.ts", [
         JSON.stringify({ durationMs: 1000, dst6: "2001:db8:1::2", packetSize: 64 }),
       ]).result;
+      writeFileSync(targetFile, String(bench.stats.forwarded));
       const { received } = await counter.result;
+      rmSync(dirname(targetFile), { recursive: true, force: true });
       console.log(
         `TUN→raw6 in a Worker, 64-byte packets: ${bench.pps} pps forwarded ` +
           `(${bench.sent} offered, ${bench.stats.forwarded} forwarded, ${received} received)`,
