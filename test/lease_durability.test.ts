@@ -33,20 +33,27 @@ function tempDb(): string {
   return join(dir, "leases.db");
 }
 
-/** Opens a store while recording the bun:sqlite connections it makes (a spy on Database#run). */
+/**
+ * Opens a store while recording the bun:sqlite connections it uses (a spy on the Database
+ * methods that run SQL: run, exec, query, prepare).
+ */
 function openCapturing(path: string): { store: SqliteLeaseStore; connections: Database[] } {
   const connections: Database[] = [];
-  const run = Database.prototype.run;
-  Database.prototype.run = function (this: Database, ...args: Parameters<typeof run>) {
-    if (!connections.includes(this)) connections.push(this);
-    return run.apply(this, args);
-  } as typeof run;
+  const proto = Database.prototype as unknown as Record<string, (...args: unknown[]) => unknown>;
+  const saved = (["run", "exec", "query", "prepare"] as const).map((name) => {
+    const original = proto[name]!;
+    proto[name] = function (this: Database, ...args: unknown[]) {
+      if (!connections.includes(this)) connections.push(this);
+      return original.apply(this, args);
+    };
+    return [name, original] as const;
+  });
   try {
     const store = SqliteLeaseStore.open(path);
     cleanup.push(() => store.close());
     return { store, connections };
   } finally {
-    Database.prototype.run = run;
+    for (const [name, original] of saved) proto[name] = original;
   }
 }
 
