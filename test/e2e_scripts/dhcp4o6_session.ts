@@ -19,10 +19,14 @@ import { DHCP4O6_FLAG_UNICAST, decodeDhcp4o6 } from "../../lib/wire/dhcp4o6.ts";
 
 const [mode, target, host6, tep6] = process.argv.slice(2) as [string, string, string, string];
 
-/** Resolves once the wall-clock second differs from that of `since` (ms since the epoch). */
+/**
+ * Resolves once the wall clock is 100 ms into a later second than `since` (ms since the
+ * epoch). The margin is for Kea: glibc's time() reads CLOCK_REALTIME_COARSE, which lags the
+ * clock by up to a tick, so a query sent right at the boundary can still get the old second.
+ */
 async function nextSecond(since: number): Promise<void> {
-  const second = Math.floor(since / 1000);
-  while (Math.floor(Date.now() / 1000) <= second) await Bun.sleep(10);
+  const due = (Math.floor(since / 1000) + 1) * 1000 + 100;
+  while (Date.now() < due) await Bun.sleep(10);
 }
 
 const sent: { message: string; u: boolean; to: string }[] = [];
