@@ -109,6 +109,7 @@ function isOneLine(error: unknown): boolean {
     error instanceof Error &&
     [
       "UdpBindError",
+      "CheckMismatchError",
       "HttpListenError",
       "LeaseStoreError",
       "PoolConfigError",

@@ -32,6 +32,7 @@ import {
 import { unicastIPv4, unicastIPv6 } from "./endpoints.ts";
 import { UsageError } from "./errors.ts";
 import { runtimeDir } from "./paths.ts";
+import { addTepCheckCommand } from "./tep_check.ts";
 
 const collect = (value: string, previous: string[] = []) => [...previous, value];
 const defaultStatsSocket = () => `${runtimeDir()}/tep.sock`;
@@ -211,6 +212,7 @@ Examples:
         lines.push(`  ${name.padEnd(width)}  ${value}`);
       process.stdout.write(`${lines.join("\n")}\n`);
     });
+  addTepCheckCommand(tep);
   return tep;
 }
 

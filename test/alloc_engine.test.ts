@@ -21,6 +21,7 @@ import { SqliteLeaseStore } from "../lib/lease/sqlite.ts";
 import { formatIPv4, parseIPv4 } from "../lib/net/addr.ts";
 import { portSetRanges } from "../lib/net/portset.ts";
 import { ok, startEngine, T0 } from "./helpers/engine.ts";
+import { waitUntil } from "./helpers/wait.ts";
 
 const ip = (text: string) => parseIPv4(text) as number;
 const TEP6 = "2001:db8::1";
@@ -356,7 +357,7 @@ describe("AllocationEngine: store failures", () => {
     await new Promise((resolve) => setImmediate(resolve));
     const second = engine.release(host(1), ip("192.0.2.1")); // gathers behind it
     const third = engine.discover(host(2));
-    await Bun.sleep(1);
+    await waitUntil(() => store.failures === 1, { intervalMs: 1, what: "the first write to fail" });
     store.fail = false;
     expect([await first, await second, await third].map(reason)).toEqual([
       "store-failed",

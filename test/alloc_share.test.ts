@@ -331,21 +331,20 @@ describe("AllocationEngine: shared pools across restarts", () => {
 });
 
 describe("AllocationEngine: a large shared pool", () => {
-  test("a /16 shared by 4 hands out 262,136 slots in order without scanning the pool per call", async () => {
+  // How fast is measured by bench/alloc_engine.ts (the same /16 shared by 4), not here: a
+  // wall-clock bound in a unit test fails on a loaded machine and passes a slow scan.
+  test("a /16 shared by 4 hands out 262,136 slots in order", async () => {
     const { engine } = await setup([{ prefixes: ["10.64.0.0/16"], share: 4, tep6: TEP6 }]);
     expect(engine.stats()[0]).toMatchObject({ size: 262_136, addresses: 65_534, share: 4 });
     const n = 40_000;
-    const start = performance.now();
     const batch: Promise<EngineResult>[] = [];
     for (let i = 0; i < n; i++) batch.push(engine.discover(`2001:db8:${i >>> 16}::${i & 0xffff}`));
     const results = await Promise.all(batch);
-    const elapsed = performance.now() - start;
     const last = ok(results[n - 1] as EngineResult);
     expect(slot(last)).toBe(
       `10.64.${Math.floor((n - 1) / 4 / 256)}.${((((n - 1) / 4) | 0) % 256) + 1}#3`,
     );
     expect(engine.stats()[0]).toMatchObject({ active: n, free: 262_136 - n });
-    expect(elapsed).toBeLessThan(5_000); // ~0.1 s; an O(pool) scan per call would take minutes
   });
 });
 

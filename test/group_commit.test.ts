@@ -2,6 +2,7 @@ import { describe, expect, test } from "bun:test";
 import { GroupCommitter } from "../lib/lease/group_commit.ts";
 import { type Lease, type LeaseOp, type LeaseStore, WHOLE_ADDRESS } from "../lib/lease/lease.ts";
 import { MemoryLeaseStore } from "../lib/lease/memory.ts";
+import { waitUntil } from "./helpers/wait.ts";
 
 function lease(n: number): Lease {
   return {
@@ -18,19 +19,29 @@ function lease(n: number): Lease {
 }
 const put = (n: number): LeaseOp => ({ op: "put", lease: lease(n) });
 
-/** A store that records each write and can be told to fail or to take a while. */
+/** A store that records each write and can be told to fail, or to hold writes until let go. */
 class RecordingStore implements LeaseStore {
   readonly kind = "recording";
   readonly writes: LeaseOp[][] = [];
   readonly inner = new MemoryLeaseStore();
   failNext = 0;
-  delayMs = 0;
+  /** While set, a write waits for it (see hold()). */
+  gate: Promise<void> | undefined;
+  /** Makes writes wait until the returned function is called. */
+  hold(): () => void {
+    const { promise, resolve } = Promise.withResolvers<void>();
+    this.gate = promise;
+    return () => {
+      this.gate = undefined;
+      resolve();
+    };
+  }
   loadAll(): Promise<Lease[]> {
     return this.inner.loadAll();
   }
   async write(ops: readonly LeaseOp[]): Promise<void> {
     this.writes.push([...ops]);
-    if (this.delayMs) await Bun.sleep(this.delayMs);
+    if (this.gate) await this.gate;
     if (this.failNext > 0) {
       this.failNext--;
       throw new Error("disk on fire");
@@ -61,28 +72,30 @@ describe("GroupCommitter", () => {
 
   test("submit resolves only after the write committed", async () => {
     const store = new RecordingStore();
-    store.delayMs = 20;
+    const letGo = store.hold();
     const committer = new GroupCommitter(store);
     let done = false;
     const pending = committer.submit([put(1)]).then(() => {
       done = true;
     });
-    await Bun.sleep(5);
-    expect(store.writes).toHaveLength(1);
-    expect(done).toBe(false);
+    await waitUntil(() => store.writes.length === 1, { what: "the write to start" });
+    expect(done).toBe(false); // the write is held: it has not committed
+    letGo();
     await pending;
     expect(await store.loadAll()).toHaveLength(1);
   });
 
   test("ops arriving while a write is in flight gather into the next write", async () => {
     const store = new RecordingStore();
-    store.delayMs = 20;
+    const letGo = store.hold();
     const committer = new GroupCommitter(store);
     const first = committer.submit([put(1)]);
-    await Bun.sleep(5); // first write in flight
+    await waitUntil(() => store.writes.length === 1, { what: "the first write in flight" });
     const rest = [committer.submit([put(2)]), committer.submit([put(3)])];
-    await Bun.sleep(1);
+    await new Promise((resolve) => setImmediate(resolve)); // a later tick, still in flight
     const late = committer.submit([put(4)]);
+    expect(store.writes).toHaveLength(1);
+    letGo();
     await Promise.all([first, ...rest, late]);
     expect(store.writes.map((w) => w.length)).toEqual([1, 3]);
   });
@@ -124,14 +137,21 @@ describe("GroupCommitter", () => {
 
   test("flush() writes at once and waits for everything submitted", async () => {
     const store = new RecordingStore();
-    store.delayMs = 5;
     const committer = new GroupCommitter(store);
+    let letGo = store.hold();
     const a = committer.submit([put(1)]);
-    await committer.flush();
+    const flushed = committer.flush();
+    await waitUntil(() => store.writes.length === 1, { what: "the flushed write" });
+    letGo();
+    await flushed;
     expect(store.writes).toHaveLength(1);
     const b = committer.submit([put(2)]);
     store.failNext = 1;
-    await committer.flush(); // resolves even though the write failed
+    letGo = store.hold();
+    const flushedAgain = committer.flush();
+    await waitUntil(() => store.writes.length === 2, { what: "the second write" });
+    letGo();
+    await flushedAgain; // resolves even though the write failed
     await a;
     await expect(b).rejects.toThrow("disk on fire");
     await committer.flush(); // nothing pending
@@ -140,13 +160,14 @@ describe("GroupCommitter", () => {
 
   test("abortPending() drops the gathering batch and rejects its submitters", async () => {
     const store = new RecordingStore();
-    store.delayMs = 10;
+    const letGo = store.hold();
     const committer = new GroupCommitter(store);
     const inFlight = committer.submit([put(1)]);
-    await Bun.sleep(2);
+    await waitUntil(() => store.writes.length === 1, { what: "the first write in flight" });
     const dropped = committer.submit([put(2), put(3)]);
     expect(committer.abortPending(new Error("aborted"))).toBe(2);
     await expect(dropped).rejects.toThrow("aborted");
+    letGo();
     await inFlight;
     await committer.flush();
     expect(store.writes.map((w) => w.length)).toEqual([1]);

@@ -33,6 +33,7 @@ import { alive, stopPid } from "../lib/lab/services.ts";
 import { createNetns, deleteNetns, type Netns, vethPair } from "../lib/sys/netns.ts";
 import { announceSkip, netnsSkipReason, runScript } from "./helpers/netns.ts";
 import { BUN, ROOT } from "./helpers/process.ts";
+import { waitUntil } from "./helpers/wait.ts";
 
 const KEA4 = "/usr/sbin/kea-dhcp4";
 const KEA6 = "/usr/sbin/kea-dhcp6";
@@ -269,6 +270,9 @@ describe.skipIf(skip !== null)("DHCPv4-over-DHCPv6 with ISC Kea", () => {
     expect(kea.u - keaBefore.u).toBe(2);
     expect(kea.plain - keaBefore.plain).toBe(3);
     // One row per ACK, each expiring later; the release writes valid lifetime 0.
+    // The RELEASE has no answer: Kea's lease file shows it once Kea has handled it.
+    const released = () => leaseRows(rowsBefore).some((r) => r.validLifetime === 0);
+    await waitUntil(released, { timeoutMs: 10_000, what: "Kea to write the released lease" });
     const rows = leaseRows(rowsBefore).filter((r) => r.address === NET.leased);
     expect(rows.map((r) => r.validLifetime)).toEqual([120, 120, 120, 0]);
     expect(rows[1]!.expire).toBeGreaterThan(rows[0]!.expire);
@@ -288,6 +292,10 @@ describe.skipIf(skip !== null)("DHCPv4-over-DHCPv6 with ISC Kea", () => {
     ]);
     // Kea answers a multicast query from its unicast address when it has one.
     expect(s.binding.responder).toBe(NET.kea6);
+    await waitUntil(() => leaseRows(rowsBefore).some((r) => r.validLifetime === 0), {
+      timeoutMs: 10_000,
+      what: "Kea to write the released lease",
+    });
     const rows = leaseRows(rowsBefore).filter((r) => r.address === NET.leased);
     expect(rows.map((r) => r.validLifetime)).toEqual([120, 120, 0]);
     expect(rows[1]!.expire).toBeGreaterThan(rows[0]!.expire);

@@ -13,6 +13,7 @@ import { dstmArgv } from "../lib/lab/services.ts";
 import { LAB } from "../lib/lab/topology.ts";
 import { announceSkip, netnsSkipReason } from "./helpers/netns.ts";
 import { BUN, ROOT } from "./helpers/process.ts";
+import { waitUntil } from "./helpers/wait.ts";
 
 const skip =
   netnsSkipReason({ tun: true }) ??
@@ -79,10 +80,19 @@ describe.skipIf(skip !== null)("the paper's test network, end to end", () => {
     const a4 = await leasedAddress(lab, "a");
     const before = await tepCounters();
     expect(spoof("b", LAB.nodeB6, a4).sent).toBe(3);
-    await Bun.sleep(300);
-    const after = await tepCounters();
-    expect(after["decap-drop-spoofed-source"]! - before["decap-drop-spoofed-source"]!).toBe(3);
-    expect(after["decap-forward"]).toBe(before["decap-forward"]!);
+    // Each packet is counted under exactly one forward or drop counter: wait until the three
+    // are counted somewhere, then see where.
+    const delta = (now: Record<string, number>, name: string) => now[name]! - before[name]!;
+    let after = before;
+    await waitUntil(
+      async () => {
+        after = await tepCounters();
+        return delta(after, "decap-drop-spoofed-source") + delta(after, "decap-forward") >= 3;
+      },
+      { timeoutMs: 10_000, intervalMs: 100, what: "the TEP to count the three packets" },
+    );
+    expect(delta(after, "decap-drop-spoofed-source")).toBe(3);
+    expect(delta(after, "decap-forward")).toBe(0);
   });
 
   test("the client's own DTI refuses to send with another source, and counts it", async () => {
@@ -126,12 +136,10 @@ describe.skipIf(skip !== null)("the paper's test network, end to end", () => {
   test("after a TEP restart, traffic resumes with no new leases", async () => {
     const leasesBefore = await activeLeases();
     await lab.restart("tep");
-    let ok = false;
-    for (let i = 0; i < 20 && !ok; i++) {
-      ok = lab.run("b", ["curl", "-sS", "--max-time", "2", `http://${LAB.web4}/`]).code === 0;
-      if (!ok) await Bun.sleep(100);
-    }
-    expect(ok).toBe(true);
+    await waitUntil(
+      () => lab.run("b", ["curl", "-sS", "--max-time", "2", `http://${LAB.web4}/`]).code === 0,
+      { timeoutMs: 40_000, intervalMs: 100, what: "curl from B through the restarted TEP" },
+    );
     expect(await activeLeases()).toEqual(leasesBefore);
     expect((await tepCounters())["decap-forward"]).toBeGreaterThan(0);
   }, 60_000);
@@ -146,12 +154,20 @@ describe.skipIf(skip !== null)("the paper's test network, end to end", () => {
     expect(spoof("a", LAB.nodeA6, a4).sent).toBe(3);
     // ...and nothing goes back to it from the IPv4 side.
     expect(lab.run("web", ["ping", "-c", "2", "-i", "0.2", "-W", "1", a4]).code).not.toBe(0);
-    await Bun.sleep(300);
-    const after = await tepCounters();
-    expect(after["decap-drop-no-binding"]! - before["decap-drop-no-binding"]!).toBe(3);
-    expect(
-      after["encap-drop-no-binding"]! - before["encap-drop-no-binding"]!,
-    ).toBeGreaterThanOrEqual(2);
+    const delta = (now: Record<string, number>, name: string) => now[name]! - before[name]!;
+    let after = before;
+    await waitUntil(
+      async () => {
+        after = await tepCounters();
+        return (
+          delta(after, "decap-drop-no-binding") + delta(after, "decap-forward") >= 3 &&
+          delta(after, "encap-drop-no-binding") >= 2
+        );
+      },
+      { timeoutMs: 10_000, intervalMs: 100, what: "the TEP to count the packets to and from A" },
+    );
+    expect(delta(after, "decap-drop-no-binding")).toBe(3);
+    expect(delta(after, "encap-drop-no-binding")).toBeGreaterThanOrEqual(2);
   }, 60_000);
 });
 
@@ -160,14 +176,13 @@ describe.skipIf(skip !== null)("a client whose server is unreachable", () => {
     await lab.stop("server");
     const starting = lab.services.start("client-a", 30_000);
     const log = lab.services.logFile("client-a");
-    let said = false;
-    for (let i = 0; i < 100 && !said; i++) {
-      await Bun.sleep(100);
-      said = /no-answer server=2001:db8:1::53 message=DISCOVER attempt=2/.test(
-        await Bun.file(log).text(),
-      );
-    }
-    expect(said).toBe(true);
+    await waitUntil(
+      async () =>
+        /no-answer server=2001:db8:1::53 message=DISCOVER attempt=2/.test(
+          await Bun.file(log).text(),
+        ),
+      { timeoutMs: 10_000, intervalMs: 100, what: "the client to log its second DISCOVER" },
+    );
     await lab.restart("server");
     const pid = await starting;
     lab.state.pids["client-a"] = pid;
@@ -190,12 +205,11 @@ describe.skipIf(skip !== null)("on-demand mode (the Host Agent)", () => {
     expect(first.code).toBe(0);
     expect(first.stdout).toContain("DSTM lab");
     expect(await holdsLease()).toBe(true);
-    let released = false;
-    for (let i = 0; i < 80 && !released; i++) {
-      await Bun.sleep(100);
-      released = !(await holdsLease());
-    }
-    expect(released).toBe(true);
+    await waitUntil(async () => !(await holdsLease()), {
+      timeoutMs: 8_000,
+      intervalMs: 100,
+      what: "the idle release",
+    });
     expect(await Bun.file(lab.services.logFile("client-a")).text()).toMatch(
       / idle-release ipv4=198\.51\.100\./,
     );

@@ -8,6 +8,7 @@ import { join } from "node:path";
 import { createNetns, type Netns, vethPair } from "../lib/sys/netns.ts";
 import { announceSkip, netnsSkipReason } from "./helpers/netns.ts";
 import { BUN, ROOT } from "./helpers/process.ts";
+import { waitForLine, waitUntil } from "./helpers/wait.ts";
 
 const skip = netnsSkipReason();
 announceSkip("server_dhcp4o6_multicast", skip);
@@ -48,8 +49,19 @@ test.skipIf(skip !== null)(
       ],
       { timeoutMs: 60_000 },
     );
-    // Link-local addresses need a moment after the link comes up (no DAD on the globals).
-    await Bun.sleep(1500);
+    // Link-local addresses go through DAD after the link comes up (the globals skip it): wait
+    // until both ends have one that is no longer tentative, and for the server's 4o6 service.
+    type Addr = { addr_info: { scope: string; tentative?: boolean }[] };
+    const linkLocalReady = (ns: Netns) => {
+      const info = ns.ipJson<Addr[]>("-6", "addr", "show", "dev", "eth0")[0]?.addr_info ?? [];
+      return info.some((a) => a.scope === "link") && !info.some((a) => a.tentative);
+    };
+    await waitUntil(() => linkLocalReady(host) && linkLocalReady(srv), {
+      timeoutMs: 10_000,
+      intervalMs: 50,
+      what: "link-local addresses past DAD",
+    });
+    await waitForLine(server.stdout, / dhcp4o6 /, { what: "the server's 4o6 service" });
     const run = host.exec(
       [
         BUN,

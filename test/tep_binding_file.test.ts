@@ -136,7 +136,8 @@ describe("parseBindingFile()", () => {
     expect(problem("192.0.2.1 2001:db8::1 6/2/1\n", set)).toMatch(/ at first\.txt:1, not /);
   });
 
-  test("loads 262,144 lines (65,536 addresses shared by 4) in well under the seconds allowed", () => {
+  // How fast: bench/binding_file.ts (a wall-clock bound here would only fail on a busy machine).
+  test("loads 262,144 lines (65,536 addresses shared by 4)", () => {
     const lines = ["# 198.18.0.0/16 × 4 PSIDs (RFC 2544 benchmarking range)"];
     for (let i = 0; i < 262_144; i++) {
       const a = i >>> 2;
@@ -145,16 +146,13 @@ describe("parseBindingFile()", () => {
       );
     }
     const text = `${lines.join("\n")}\n`;
-    const started = performance.now();
     const set = parseBindingFile(text, "big.txt");
-    const ms = performance.now() - started;
     expect(set.size).toBe(262_144);
     expect(set.bindings[5]).toEqual({
       host4: ip("198.18.0.1"),
       host6: "2001:db8:2::5",
       portSet: { offset: 6, psidLength: 2, psid: 1 },
     });
-    expect(ms).toBeLessThan(3000);
   });
 });
 

@@ -143,11 +143,15 @@ describe("TEP control plane against a real server", () => {
       id: 3,
       secret: new Uint8Array(32).fill(1),
     });
-    await Bun.sleep(500);
-    expect(table.map.size).toBe(0);
+    // The server refuses the TEP's SYNC (counted), so it never answers with a SNAPSHOT.
     expect(
-      server.metrics.get("dstm_tep_refused_total", { reason: "auth-bad-mac" }),
-    ).toBeGreaterThan(0);
+      await until(
+        () => server.metrics.get("dstm_tep_refused_total", { reason: "auth-bad-mac" }) > 0,
+        10_000,
+      ),
+    ).toBe(true);
+    expect(server.metrics.get("dstm_tep_messages_total", { kind: "snapshot" })).toBe(0);
+    expect(table.map.size).toBe(0);
   });
 
   test("a BIND for a statically bound address is refused (NAK), the static binding stays, the host gets TEP_UNAVAILABLE", async () => {

@@ -92,12 +92,21 @@ describe("server ⇄ TEP synchronisation", () => {
     expect(bind?.host6).toBe("2001:db8:1::b");
     // In step: the same SYNC as the server's view gets no answer.
     const count = tep.received.length;
+    const handled = (kind: string) => server.metrics.get("dstm_tep_messages_total", { kind });
+    const [syncs, snapshots] = [handled("sync"), handled("snapshot")];
     sync(tep, server.listening.port, [
       { host4: a.ipv4, host6: "2001:db8:1::a", portSet: { offset: 0, psidLength: 0, psid: 0 } },
       { host4: b.ipv4, host6: "2001:db8:1::b", portSet: { offset: 0, psidLength: 0, psid: 0 } },
     ]);
-    await Bun.sleep(100);
-    expect(tep.received.length).toBe(count);
+    // Then an out-of-step SYNC (count 0) as a marker. Once the server has handled both (its
+    // sync counter says so; SNAPSHOTs are sent while a SYNC is handled), exactly one SNAPSHOT
+    // has been sent: the marker's.
+    sync(tep, server.listening.port, []);
+    expect(await until(() => handled("sync") === syncs + 2)).toBe(true);
+    expect(handled("snapshot")).toBe(snapshots + 1);
+    expect(await until(() => tep.received.length > count)).toBe(true);
+    expect(tep.received.slice(count).map((m) => m.type)).toEqual([MessageType.SNAPSHOT]);
+    expect(tep.received[count]!.bindings?.length).toBe(2);
     await new DstmClient(transport, "2001:db8:1::b").release(b.ipv4);
     expect(
       await until(() =>

@@ -35,6 +35,7 @@ import { type NaptCensus, NaptTable, type NaptTimeouts, PLACEHOLDER_IPV4 } from 
 import type { AuthKey } from "../wire/auth.ts";
 import { messageTypeName } from "../wire/dstm.ts";
 import { DSTM_PORT, Status } from "../wire/dstm_types.ts";
+import type { DtiHooks } from "./dti.ts";
 import {
   type ClientLease,
   DstmClient,
@@ -68,6 +69,8 @@ export interface NodeConfig {
   readonly napt?: Partial<NaptTimeouts>;
   /** Longest wait between two tries while acquiring (ms, default 30 s). */
   readonly maxBackoffMs?: number;
+  /** Stands in for the real DTI (TUN, routes, raw socket, Workers): see ./dti.ts. */
+  readonly dti?: DtiHooks;
   readonly log: Logger;
 }
 
@@ -124,7 +127,7 @@ export class DstmNode {
   static async start(config: NodeConfig): Promise<DstmNode> {
     const port = config.port ?? DSTM_PORT;
     // Fail now, not after a lease, when the DTI cannot be made (no root, no TUN, name taken).
-    closeTun(openTun(config.ifname ?? "dti0").fd);
+    if (!config.dti) closeTun(openTun(config.ifname ?? "dti0").fd);
     const host6 = config.host6 ?? (await sourceAddressFor(config.server, port));
     const client = config.leaseClient
       ? await config.leaseClient(host6)
@@ -252,6 +255,10 @@ export class DstmNode {
   /** Creates the DTI with `address`, its routes, the raw socket and the Workers. */
   async #dtiUp(address: number, tep6: Uint8Array | undefined): Promise<void> {
     const c = this.#config;
+    if (c.dti) {
+      this.#mtu = await c.dti.up(address, tep6, () => this.#onDemand());
+      return;
+    }
     const ifname = this.#ifname;
     const tun = openTun(ifname);
     this.#tunFd = tun.fd;
@@ -376,6 +383,7 @@ export class DstmNode {
   }
 
   async #dtiDown(): Promise<void> {
+    if (this.#config.dti) return this.#config.dti.down();
     const forwarder = this.#forwarder;
     this.#forwarder = undefined;
     await forwarder?.stop();

@@ -110,6 +110,16 @@ export class DstmTransport {
     this.#now = options.now ?? Date.now;
   }
 
+  /**
+   * Binds a UDP socket on `options.bind` (default `::`, any address) and an ephemeral port, for
+   * exchanges with `options.server`:`options.port` (default 4607, DSTM_PORT). With
+   * `options.key`, every request is signed and every answer must carry a valid AUTH option.
+   * Retransmission follows `options.retry` (timeouts in ms, doubled after each try; defaults
+   * 1000 ms first, 8000 ms ceiling, 4 tries). Rejects with a UdpBindError (one-line message,
+   * e.g. an address not on this host) when the socket cannot be bound. Close it with `close()`.
+   *
+   * @example const transport = await DstmTransport.open({ server: "2001:db8::53", retry: { tries: 3 } });
+   */
   static async open(options: TransportOptions): Promise<DstmTransport> {
     let transport: DstmTransport | undefined;
     const endpoint = await bindUdp(options.bind ?? "::", 0, (data, address, port) =>

@@ -25,6 +25,14 @@ export interface LeaseJson {
   expiresAt: string;
 }
 
+/**
+ * The JSON form of a lease row (the control API's `/v1/leases`, `lease ls --json`): addresses
+ * as text, `tepIPv4` null when the TEP has no IPv4 address (tep4 0), the port set three ways
+ * (readable, `offset/psidLength/psid`, inclusive ranges), times as ISO 8601 UTC strings from
+ * the row's ms-since-epoch values. Pure; never throws for a row the store accepted.
+ *
+ * @example leaseToJson(lease).expiresAt // "2026-01-01T12:10:00.000Z"
+ */
 export function leaseToJson(lease: Lease): LeaseJson {
   return {
     hostIPv4: formatIPv4(lease.ipv4),

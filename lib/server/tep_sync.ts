@@ -130,10 +130,25 @@ export class TepSync implements BindingSink {
     };
   }
 
+  /**
+   * The install still running for the binding of `lease` (same address and PSID), if any:
+   * a retransmitted request waits for it instead of sending a second BIND. Undefined when
+   * none is in progress. Never rejects.
+   */
   pending(lease: Lease): Promise<boolean> | undefined {
     return this.#pending.get(leaseKey(lease.ipv4, lease.portSet.psid));
   }
 
+  /**
+   * Adds the binding of `lease` (host IPv4 [+ port set] ⇄ host IPv6) to its TEP's table and
+   * digest, and BINDs it at that TEP (docs/protocol.md, "TEP synchronisation"). The handler
+   * calls it after the lease is committed and answers the host only once it resolves:
+   * - true: the TEP acknowledged (BIND_ACK), or has never sent SYNC and `requireTep` is off
+   *   (it will get the binding in its first SNAPSHOT);
+   * - false: the TEP refused or did not answer (3 tries, 250 ms apart), or it never synced and
+   *   `requireTep` is on. The binding is taken out again; the caller NAKs TEP_UNAVAILABLE.
+   * Concurrent calls for one binding share one exchange. Never rejects.
+   */
   install(lease: Lease): Promise<boolean> {
     const key = leaseKey(lease.ipv4, lease.portSet.psid);
     const running = this.#pending.get(key);
@@ -161,6 +176,12 @@ export class TepSync implements BindingSink {
     return ok;
   }
 
+  /**
+   * Takes the binding of `lease` out of its TEP's table and digest (after a release or an
+   * expiry) and, when the TEP is connected, sends UNBIND without waiting: a lost UNBIND shows
+   * as a digest mismatch at the TEP's next SYNC, which gets a SNAPSHOT. Unknown leases and
+   * TEPs are ignored.
+   */
   remove(lease: Lease): void {
     const tep = this.#teps.get(lease.tep6);
     if (!tep) return;

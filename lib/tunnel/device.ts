@@ -5,8 +5,9 @@
  * `tun_linux.ts`, `Raw6Socket` in `raw6.ts`); test fakes live with the tests.
  *
  * Buffers belong to the caller and are reused: a device never keeps a reference to `buf`
- * after a call returns. Pipelines read at an offset (40 bytes on the encapsulating side) so
- * the outer IPv6 header can be written in place in front of the packet without a copy.
+ * after a call returns. The forwarding loops read at offset 0: the outer IPv6 header is never
+ * in the buffer, because the raw IPv6 socket (protocol 4) strips it on receive and the kernel
+ * builds it on send. The offset parameter lets a caller keep room in front of the packet.
  *
  * @module
  */

@@ -276,9 +276,9 @@ const _noHost = new Uint8Array(16);
  * outer IPv6 packet; RFC 6333 §7 says the same for DS-Lite).
  *
  * @example
- * const v = tepEncap(ctx, buf, 0, n, host6, 0);
- * if (isForward(v)) raw6.sendto(buf, ctx.length, host6);
- * else if (v === Verdict.ICMP) raw4.send(ctx.reply, 0, ctx.replyLength);
+ * const v = tepEncap(ctx, buf, 0, n, host6, 0); // raw6: Raw6Socket, raw4: Raw4Socket (lib/sys)
+ * if (isForward(v)) raw6.sendTo(buf, 0, ctx.length, host6);
+ * else if (v === Verdict.ICMP) raw4.send(ctx.reply, 0, ctx.replyLength, ipv4Destination(ctx.reply, 0));
  */
 export function tepEncap(
   ctx: TepContext,
@@ -382,7 +382,7 @@ export class ClientContext {
  * and, for a shared lease, the source port (echo identifier) must be in the lease's set: the
  * TEP would drop anything else, so it is dropped and counted here, where it is visible.
  *
- * @example if (clientEncap(ctx, buf, 0, n) === Verdict.FORWARD) raw.sendto(buf, ctx.length, tep6)
+ * @example if (clientEncap(ctx, buf, 0, n) === Verdict.FORWARD) raw6.sendTo(buf, 0, ctx.length, tep6)
  */
 export function clientEncap(
   ctx: ClientContext,

@@ -126,6 +126,8 @@ export function keyMap(keys: Iterable<AuthKey>): Map<number, AuthKey> {
  * (8 random bytes when `nonce` is omitted) whose MAC is computed over the encoded bytes
  * (after {@link TEP_AUTH_LABEL} when `domain` is `tep`).
  * Any `msg.auth` is replaced. Throws `RangeError` as `encodeMessage` does.
+ * `now` is the sender's clock in milliseconds since the Unix epoch (`Date.now()`): it becomes
+ * the AUTH timestamp the receiver checks against its replay window (`windowMs`).
  *
  * @example const bytes = signMessage(discover, key, Date.now());
  */
@@ -150,7 +152,9 @@ export function signMessage(
  * Checks the AUTH option of `msg`, which must have been decoded from `raw` (a longer buffer
  * is fine: the header's length field bounds the message). The MAC is compared in constant
  * time and before the replay guard is consulted, so forged messages cannot fill the guard;
- * the nonce is recorded only when the message is accepted.
+ * the nonce is recorded only when the message is accepted. `now` is the receiver's clock in
+ * milliseconds since the Unix epoch (`Date.now()`); the message is fresh when
+ * `|now − timestamp| ≤ guard.windowMs`.
  *
  * @example
  * const outcome = verifyMessage(raw, decoded.value, keys, guard, Date.now());

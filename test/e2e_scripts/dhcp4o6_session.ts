@@ -8,7 +8,9 @@
  *   bun dhcp4o6_session.ts multicast IFNAME  HOST6 TEP6   option 88 (discoverServers), lease via
  *                                                       ff02::1:2, renew, release
  *
- * Steps are 1.1 s apart so that Kea's lease file (1-second expiry times) shows each renewal.
+ * Each step waits for the next wall-clock second, so that Kea's lease file (expiry times in
+ * whole seconds) shows each renewal. The script does not wait after the RELEASE (which has no
+ * answer): the caller polls Kea's lease file for it.
  */
 import { Dhcp4o6Client, discoverServers } from "../../lib/client/dhcp4o6_client.ts";
 import { formatIPv4 } from "../../lib/net/addr.ts";
@@ -16,6 +18,17 @@ import { dhcp4MessageTypeName } from "../../lib/wire/dhcp4.ts";
 import { DHCP4O6_FLAG_UNICAST, decodeDhcp4o6 } from "../../lib/wire/dhcp4o6.ts";
 
 const [mode, target, host6, tep6] = process.argv.slice(2) as [string, string, string, string];
+
+/**
+ * Resolves once the wall clock is 100 ms into a later second than `since` (ms since the
+ * epoch). The margin is for Kea: glibc's time() reads CLOCK_REALTIME_COARSE, which lags the
+ * clock by up to a tick, so a query sent right at the boundary can still get the old second.
+ */
+async function nextSecond(since: number): Promise<void> {
+  const due = (Math.floor(since / 1000) + 1) * 1000 + 100;
+  while (Date.now() < due) await Bun.sleep(10);
+}
+
 const sent: { message: string; u: boolean; to: string }[] = [];
 const out: Record<string, unknown> = {};
 // Option 88 first, on its own socket ([::]:546: the reply comes to the link-local address);
@@ -45,21 +58,23 @@ try {
   out.lease = { ipv4: formatIPv4(lease.ipv4), leaseTime: lease.leaseTime, tep6: lease.tep6 };
   out.binding = { ...client.binding, ipv4: formatIPv4(lease.ipv4) };
   console.log(`bound ${formatIPv4(lease.ipv4)}`);
-  await Bun.sleep(1100);
+  let acked = Date.now();
+  await nextSecond(acked);
   const renewed = await client.request(lease.ipv4);
   out.renewed = { ipv4: formatIPv4(renewed.ipv4), leaseTime: renewed.leaseTime };
   console.log("renewed");
+  acked = Date.now();
   if (mode === "unicast") {
-    await Bun.sleep(1100);
+    await nextSecond(acked);
     skew = (client.binding!.t2 + 1) * 1000; // as if T2 had passed without an answer
     const rebound = await client.request(lease.ipv4);
     out.rebound = { ipv4: formatIPv4(rebound.ipv4), leaseTime: rebound.leaseTime };
     skew = 0;
     console.log("rebound");
+    acked = Date.now();
   }
-  await Bun.sleep(1100);
+  await nextSecond(acked);
   await client.release(lease.ipv4);
-  await Bun.sleep(300);
   // Option 88 through the client's own socket ([host6]:546, reply to the global address).
   if (mode === "unicast") out.servers = await client.discoverServers();
 } finally {

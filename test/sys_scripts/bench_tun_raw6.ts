@@ -5,6 +5,7 @@
  * `durationMs`; the Worker reads them and sends them to `dst6` inside IPv6.
  * argv[2]: JSON {durationMs, dst6, packetSize}. Prints {"sent","forwarded","pps",...}.
  */
+import { readFileSync } from "node:fs";
 import * as libc from "../../lib/sys/libc.ts";
 import { addressAdd, linkSetTxQueueLen, linkSetUp, routeAdd } from "../../lib/sys/netlink.ts";
 import { closeTun, openTun } from "../../lib/sys/tun_linux.ts";
@@ -22,9 +23,10 @@ addressAdd(name, "192.0.2.2/32");
 linkSetUp(name);
 routeAdd({ dst: "198.51.100.0/24", dev: name });
 
+const progress = new SharedArrayBuffer(4);
 const worker = startWorker<ForwardInit, ForwardStats>(
   new URL("./forward_worker.ts", import.meta.url),
-  { tunFd: fd, dst6: opts.dst6 },
+  { tunFd: fd, dst6: opts.dst6, progress },
   { name: "forward" },
 );
 await worker.ready;
@@ -47,7 +49,13 @@ while (performance.now() < end) {
 }
 const elapsedMs = performance.now() - start;
 libc.close(udp);
-await Bun.sleep(300); // let the Worker drain the TUN queue
+// Drain: wait until the Worker has read every packet the kernel queued on the TUN (its
+// tx_packets counts what went to the TUN's reader); at most 10 s.
+const queued = () => Number(readFileSync(`/sys/class/net/${name}/statistics/tx_packets`, "utf8"));
+const drainBy = performance.now() + 10_000;
+while (Atomics.load(new Int32Array(progress), 0) < queued() && performance.now() < drainBy) {
+  await new Promise((resolve) => setTimeout(resolve, 5));
+}
 const t0 = performance.now();
 const stopped = await worker.stop(2000);
 const stopMs = performance.now() - t0;

@@ -11,6 +11,8 @@ import { runWorker } from "../../lib/sys/worker.ts";
 export interface ForwardInit {
   tunFd: number;
   dst6: string;
+  /** Int32 [0]: packets read from the TUN so far (forwarded or not), for a caller draining it. */
+  progress?: SharedArrayBuffer;
 }
 export interface ForwardStats {
   forwarded: number;
@@ -25,10 +27,12 @@ runWorker<ForwardInit, ForwardStats>((init, ctx) => {
   const dst = parseIPv6(init.dst6)!;
   const buf = new Uint8Array(65535 + 40);
   const stats: ForwardStats = { forwarded: 0, readErrors: 0, sendErrors: 0, lastError: 0 };
+  const progress = init.progress ? new Int32Array(init.progress) : undefined;
   ctx.ready();
   while (!ctx.stopRequested) {
     const n = tun.read(buf, 40);
     if (n === 0) continue;
+    if (n > 0 && progress) Atomics.add(progress, 0, 1);
     if (n < 0) {
       stats.readErrors++;
       stats.lastError = n;

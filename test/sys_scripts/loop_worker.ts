@@ -9,6 +9,8 @@ import { runWorker } from "../../lib/sys/worker.ts";
 export interface LoopInit {
   mode: "count" | "stuck" | "throw" | "libc";
   data?: ArrayBuffer;
+  /** Int32 [0]: iterations so far, so the test can wait for the loop to run. */
+  progress?: SharedArrayBuffer;
 }
 
 runWorker<LoopInit, { iterations: number; dataBytes: number; errno?: string }>((init, ctx) => {
@@ -20,9 +22,11 @@ runWorker<LoopInit, { iterations: number; dataBytes: number; errno?: string }>((
     const r = libc.close(-1);
     return { iterations, dataBytes: 0, errno: libc.errnoName(r) };
   }
+  const progress = init.progress ? new Int32Array(init.progress) : undefined;
   const deadline = Date.now() + 10_000;
   while ((init.mode === "stuck" || !ctx.stopRequested) && Date.now() < deadline) {
     iterations++;
+    if (progress) Atomics.store(progress, 0, iterations);
     Bun.sleepSync(1);
   }
   return { iterations, dataBytes: init.data?.byteLength ?? 0 };

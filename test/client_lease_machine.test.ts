@@ -1,0 +1,204 @@
+/**
+ * The DSTM client's lease state machine (lib/client/node.ts) without root: a scripted
+ * LeaseClient stands in for the server and DtiHooks (lib/client/dti.ts) for the TUN device,
+ * so acquiring, renewing at T/2, losing a lease, on-demand and the release on stop (what
+ * SIGTERM does in `dstm client`) are checked in order, event by event.
+ */
+import { afterEach, describe, expect, test } from "bun:test";
+import type { DtiHooks } from "../lib/client/dti.ts";
+import { DstmNode } from "../lib/client/node.ts";
+import {
+  type ClientLease,
+  DstmRefusedError,
+  DstmTimeoutError,
+  type LeaseClient,
+} from "../lib/client/protocol.ts";
+import { Logger } from "../lib/control/log.ts";
+import { formatIPv4, parseIPv4 } from "../lib/net/addr.ts";
+import { PLACEHOLDER_IPV4 } from "../lib/tunnel/napt.ts";
+import { Status } from "../lib/wire/dstm_types.ts";
+import { waitUntil } from "./helpers/wait.ts";
+
+const HOST6 = "2001:db8:1::a";
+const TEP6 = "2001:db8::1";
+const A = parseIPv4("198.51.100.7")!;
+const B = parseIPv4("198.51.100.9")!;
+
+const nodes: DstmNode[] = [];
+afterEach(async () => {
+  for (const node of nodes.splice(0)) await node.stop();
+});
+
+function lease(ipv4: number, leaseTime: number): ClientLease {
+  const now = Date.now();
+  return {
+    ipv4,
+    host6: HOST6,
+    tep6: TEP6,
+    leaseTime,
+    obtainedAt: now,
+    expiresAt: now + leaseTime * 1000,
+  };
+}
+
+/** One step the server stand-in takes: a lease, or an error to throw. */
+type Step = () => ClientLease | Error;
+
+/** A scripted server and DTI that write every call into one event list. */
+function harness(script: { discover?: Step[]; request?: Step[] }) {
+  const events: string[] = [];
+  const logLines: string[] = [];
+  const discover = [...(script.discover ?? [])];
+  const request = [...(script.request ?? [])];
+  let onNeedLease: (() => void) | undefined;
+  const take = (steps: Step[], what: string): Promise<ClientLease> => {
+    const step = steps.shift();
+    if (!step) return Promise.reject(new DstmTimeoutError(`script has no more ${what}`));
+    const outcome = step();
+    return outcome instanceof Error ? Promise.reject(outcome) : Promise.resolve(outcome);
+  };
+  const client: LeaseClient = {
+    host6: HOST6,
+    discover: () => {
+      events.push("discover");
+      return take(discover, "DISCOVER answers");
+    },
+    request: (ipv4) => {
+      events.push(`request ${formatIPv4(ipv4)}`);
+      return take(request, "REQUEST answers");
+    },
+    release: (ipv4) => {
+      events.push(`release ${formatIPv4(ipv4)}`);
+      return Promise.resolve();
+    },
+    close: () => {
+      events.push("close");
+    },
+  };
+  let up = false;
+  const dti: DtiHooks = {
+    up: (address, tep6, needLease) => {
+      events.push(`up ${formatIPv4(address)}${tep6 ? "" : " (no TEP)"}`);
+      up = true;
+      onNeedLease = needLease;
+      return Promise.resolve(1460);
+    },
+    down: () => {
+      if (up) events.push("down");
+      up = false;
+      return Promise.resolve();
+    },
+  };
+  const start = async (extra: { onDemand?: boolean; idleSeconds?: number } = {}) => {
+    const node = await DstmNode.start({
+      server: "2001:db8::53",
+      host6: HOST6,
+      leaseClient: async () => client,
+      dti,
+      log: new Logger({ sink: (text) => logLines.push(...text.trimEnd().split("\n")) }),
+      ...extra,
+    });
+    nodes.push(node);
+    return node;
+  };
+  return { events, logLines, start, needLease: () => onNeedLease?.() };
+}
+
+describe("DstmNode lease state machine (no root)", () => {
+  test("acquires, brings the DTI up with the lease, renews at half the lease time", async () => {
+    const h = harness({ discover: [() => lease(A, 0.2)], request: [() => lease(A, 600)] });
+    const node = await h.start();
+    await node.ready;
+    expect(h.events).toEqual(["discover", "up 198.51.100.7"]);
+    expect(node.status()).toMatchObject({
+      state: "bound",
+      ipv4: "198.51.100.7",
+      tep6: TEP6,
+      mtu: 1460,
+    });
+    await waitUntil(() => h.events.includes("request 198.51.100.7"), { what: "the renewal" });
+    await waitUntil(() => node.status().leaseTime === 600, { what: "the renewed lease" });
+    expect(node.status().state).toBe("bound");
+    expect(h.events).toEqual(["discover", "up 198.51.100.7", "request 198.51.100.7"]);
+  });
+
+  test("stop (SIGTERM) takes the DTI down, releases the lease and closes the client", async () => {
+    const h = harness({ discover: [() => lease(A, 600)] });
+    const node = await h.start();
+    await node.ready;
+    await node.stop();
+    expect(h.events).toEqual([
+      "discover",
+      "up 198.51.100.7",
+      "down",
+      "release 198.51.100.7",
+      "close",
+    ]);
+    expect(node.status().state).toBe("stopped");
+    expect(h.logLines.some((l) => / release ipv4=198\.51\.100\.7/.test(l))).toBe(true);
+  });
+
+  test("a refused renewal loses the lease: DTI down, then a new lease and the DTI up again", async () => {
+    const h = harness({
+      discover: [() => lease(A, 0.2), () => lease(B, 600)],
+      request: [() => new DstmRefusedError(Status.NO_SUCH_LEASE, "")],
+    });
+    const node = await h.start();
+    await node.ready;
+    await waitUntil(() => h.events.includes("up 198.51.100.9"), { what: "the second lease" });
+    expect(h.events).toEqual([
+      "discover",
+      "up 198.51.100.7",
+      "request 198.51.100.7",
+      "down",
+      "discover",
+      "up 198.51.100.9",
+    ]);
+    expect(node.status()).toMatchObject({ state: "bound", ipv4: "198.51.100.9" });
+    expect(h.logLines.some((l) => / lease-lost ipv4=198\.51\.100\.7/.test(l))).toBe(true);
+  });
+
+  test("a renewal without answer while time remains is retried at half the remaining time", async () => {
+    const h = harness({
+      discover: [() => lease(A, 2.4)],
+      request: [() => new DstmTimeoutError("no answer"), () => lease(A, 600)],
+    });
+    const node = await h.start();
+    await node.ready;
+    await waitUntil(() => node.status().leaseTime === 600, { what: "the retried renewal" });
+    expect(h.events).toEqual([
+      "discover",
+      "up 198.51.100.7",
+      "request 198.51.100.7",
+      "request 198.51.100.7",
+    ]);
+    expect(h.logLines.some((l) => / renew-failed ipv4=198\.51\.100\.7/.test(l))).toBe(true);
+  });
+
+  test("a server that does not answer is asked again after a backoff, then the lease is used", async () => {
+    const h = harness({ discover: [() => new DstmTimeoutError("no answer"), () => lease(A, 600)] });
+    const node = await h.start();
+    await node.ready;
+    expect(h.events).toEqual(["discover", "discover", "up 198.51.100.7"]);
+    expect(h.logLines.some((l) => / server-unreachable /.test(l))).toBe(true);
+  });
+
+  test("on-demand: the DTI is up with 192.0.0.2 and no lease; traffic asks for one; idle releases it", async () => {
+    const h = harness({ discover: [() => lease(A, 600)] });
+    const node = await h.start({ onDemand: true, idleSeconds: 1 });
+    await node.ready;
+    expect(formatIPv4(PLACEHOLDER_IPV4)).toBe("192.0.0.2");
+    expect(h.events).toEqual(["up 192.0.0.2 (no TEP)"]);
+    expect(node.status()).toMatchObject({ state: "idle", ipv4: null });
+    h.needLease(); // the outbound Worker holds a packet and has no lease
+    await waitUntil(() => node.status().state === "bound", { what: "the on-demand lease" });
+    expect(node.status().ipv4).toBe("198.51.100.7");
+    // No traffic: after the idle time the lease is released; the DTI stays up.
+    await waitUntil(() => h.logLines.some((l) => / idle-release ipv4=198\.51\.100\.7/.test(l)), {
+      timeoutMs: 10_000,
+      what: "the idle release",
+    });
+    expect(node.status()).toMatchObject({ state: "idle", ipv4: null });
+    expect(h.events).toEqual(["up 192.0.0.2 (no TEP)", "discover", "release 198.51.100.7"]);
+  });
+});

@@ -1,0 +1,137 @@
+/**
+ * The server ⇄ TEP contract where the suite had holes (issue 10, mutants 2 and 3):
+ * a SYNC whose count matches but whose digest does not still gets a SNAPSHOT, and a lease
+ * that expires is UNBIND-ed at its TEP.
+ */
+import { afterEach, describe, expect, test } from "bun:test";
+import { DstmClient, DstmTransport } from "../lib/client/protocol.ts";
+import { Logger } from "../lib/control/log.ts";
+import { Metrics } from "../lib/control/metrics.ts";
+import { type Lease, WHOLE_ADDRESS } from "../lib/lease/lease.ts";
+import { parseIPv4 } from "../lib/net/addr.ts";
+import { DstmServer } from "../lib/server/server.ts";
+import { TepSync } from "../lib/server/tep_sync.ts";
+import { bindUdp, type UdpEndpoint } from "../lib/sys/udp.ts";
+import { bindingsDigest } from "../lib/wire/digest.ts";
+import { decodeMessage, encodeMessage } from "../lib/wire/dstm.ts";
+import { type DstmMessage, MessageType } from "../lib/wire/dstm_types.ts";
+import { waitUntil } from "./helpers/wait.ts";
+
+const cleanup: (() => unknown)[] = [];
+afterEach(async () => {
+  for (const c of cleanup.splice(0).reverse()) await c();
+});
+
+const T0 = 1_700_000_000_000;
+
+function lease(ipv4: string, host6: string): Lease {
+  return {
+    ipv4: parseIPv4(ipv4)!,
+    portSet: WHOLE_ADDRESS,
+    host6,
+    tep4: 0,
+    tep6: "2001:db8::7",
+    pool: "p",
+    state: "active",
+    grantedAt: T0,
+    expiresAt: T0 + 600_000,
+  };
+}
+
+describe("SYNC compares the digest, not only the count", () => {
+  test("a TEP with as many bindings as the server but other ones gets a SNAPSHOT", () => {
+    const sent: DstmMessage[] = [];
+    const a = lease("192.0.2.1", "2001:db8:1::a");
+    const sync = new TepSync(
+      {
+        teps: ["2001:db8::7"],
+        log: new Logger({ sink: () => {} }),
+        metrics: new Metrics(),
+        now: () => T0,
+        send: (data) => {
+          const decoded = decodeMessage(data);
+          if (!decoded.ok) throw new Error(decoded.error.message);
+          sent.push(decoded.value);
+          return true;
+        },
+      },
+      [a],
+    );
+    const theirs = [{ host4: a.ipv4, host6: "2001:db8:1::bad", portSet: WHOLE_ADDRESS }];
+    const ours = [{ host4: a.ipv4, host6: a.host6, portSet: WHOLE_ADDRESS }];
+    expect(bindingsDigest(theirs)).not.toBe(bindingsDigest(ours));
+    const report = (bindings: typeof ours) => {
+      const message: DstmMessage = {
+        type: MessageType.SYNC,
+        xid: 1,
+        tep6: "2001:db8::7",
+        syncCount: bindings.length,
+        syncDigest: bindingsDigest(bindings),
+      };
+      sync.onTepMessage(encodeMessage(message), message, "2001:db8::7", 4608);
+    };
+    report(ours); // in step: nothing to send
+    expect(sent.length).toBe(0);
+    report(theirs); // same count, other binding: the full table
+    expect(sent.map((m) => m.type)).toEqual([MessageType.SNAPSHOT]);
+    expect(sent[0]!.bindings).toEqual(ours);
+  });
+});
+
+describe("expiry reaches the TEP", () => {
+  test("a lease that expires is UNBIND-ed at its TEP", async () => {
+    const received: DstmMessage[] = [];
+    const tep: UdpEndpoint = await bindUdp("::1", 0, (data, address, port) => {
+      const decoded = decodeMessage(data);
+      if (!decoded.ok) return;
+      received.push(decoded.value);
+      const m = decoded.value;
+      if (m.type === MessageType.BIND || m.type === MessageType.UNBIND) {
+        tep.send(
+          encodeMessage({ type: MessageType.BIND_ACK, xid: m.xid, host4: m.host4! }),
+          address,
+          port,
+        );
+      }
+    });
+    cleanup.push(() => tep.close());
+    const server = await DstmServer.start({
+      pools: [{ prefixes: ["198.51.100.0/29"], tep6: "::1" }],
+      leaseTime: 1,
+      listen: { address: "::1", port: 0 },
+      sourceCheck: false,
+      tepPort: tep.port,
+      sweepIntervalMs: 50,
+      log: new Logger({ sink: () => {} }),
+    });
+    cleanup.push(() => server.stop());
+    // The TEP says hello (empty, like the server), so the server treats it as connected.
+    tep.send(
+      encodeMessage({
+        type: MessageType.SYNC,
+        xid: 1,
+        tep6: "::1",
+        syncCount: 0,
+        syncDigest: 0,
+      }),
+      "::1",
+      server.listening.port,
+    );
+    await waitUntil(() => server.tepSync!.view("::1").connected, {
+      timeoutMs: 5000,
+      what: "the TEP to count as connected",
+    });
+    const transport = await DstmTransport.open({ server: "::1", port: server.listening.port });
+    cleanup.push(() => transport.close());
+    const granted = await new DstmClient(transport, "2001:db8:1::e").discover();
+    expect(received.some((m) => m.type === MessageType.BIND && m.host4 === granted.ipv4)).toBe(
+      true,
+    );
+    await waitUntil(
+      () => received.some((m) => m.type === MessageType.UNBIND && m.host4 === granted.ipv4),
+      { timeoutMs: 10_000, what: "UNBIND of the expired lease" },
+    );
+    expect(server.metrics.get("dstm_leases_expired_total")).toBe(1);
+    expect(server.tepSync!.view("::1").count).toBe(0);
+  });
+});
