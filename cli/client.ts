@@ -61,6 +61,8 @@ export function clientCommand() {
     .option("--ifname <name>", "DTI interface name", "dti0")
     .option("--route <cidr>", "IPv4 route through the DTI (repeatable; default 0.0.0.0/0)", collect)
     .option("--mtu <n>", "DTI MTU (default: IPv6 link MTU − 40)")
+    .option("--no-mss-clamp", "leave the MSS of TCP SYNs alone (default: clamp to the path MTU)")
+    .option("--dscp <copy|n>", "outer DSCP: copy the inner one, or a fixed 0–63", "copy")
     .option(
       "--on-demand",
       "hold a lease only while IPv4 traffic flows (DTI up at once with 192.0.0.2)",
@@ -153,6 +155,8 @@ Examples:
         ifname: flags.ifname,
         routes: flags.route,
         mtu,
+        mssClamp: flags.mssClamp,
+        dscp: dscpFlag(flags.dscp),
         onDemand: flags.onDemand === true,
         idleSeconds: idle,
         log,
@@ -192,7 +196,7 @@ Examples:
       process.stdout.write(
         [
           `state     ${status.state} (${status.mode})`,
-          `dti       ${status.ifname} (mtu ${status.mtu ?? "-"})`,
+          `dti       ${status.ifname} (mtu ${status.mtu ?? "-"}${status.pathMtu ? `, path MTU ${status.pathMtu}` : ""})`,
           `ipv4      ${status.ipv4 ?? "-"}${status.ports && status.ports !== "all" ? ` ports ${status.ports}` : ""}`,
           `host ipv6 ${status.host6}`,
           `tep       ${status.tep6 ?? "-"}${status.tep4 ? ` (${status.tep4})` : ""}`,
@@ -204,4 +208,13 @@ Examples:
       );
     });
   return client;
+}
+
+/** `--dscp copy` → −1 (copy the inner DSCP), else 0–63. */
+function dscpFlag(text: string): number {
+  if (text === "copy") return -1;
+  const n = Number(text);
+  if (!Number.isInteger(n) || n < 0 || n > 63)
+    throw new UsageError(`--dscp: "${text}" is not copy or 0–63`);
+  return n;
 }

@@ -17,8 +17,11 @@ import type { WorkerContext } from "../sys/worker.ts";
 import { ClientState } from "./client_state.ts";
 import { Counter } from "./counters.ts";
 import type { ForwarderInit, ForwarderStats } from "./forwarder.ts";
+import { relayTunnelError } from "./icmp_relay.ts";
 import { ClientTranslator, NaptTable, PLACEHOLDER_IPV4, Translation } from "./napt.ts";
 import { ClientContext, clientDecap, clientEncap, Verdict } from "./pipeline.ts";
+import { PathMtuTable } from "./pmtu.ts";
+import { nowSeconds, TunnelErrors } from "./tunnel_errors.ts";
 
 const EBADF = -9;
 /** On-demand: packets held while the first lease is being obtained (a TCP SYN or a DNS query or two). */
@@ -53,6 +56,7 @@ function refresh(
   counters: Float64Array,
   onDemand: boolean,
   writer: boolean,
+  options: { client?: ForwarderInit["client"]; pathMtu: PathMtuTable | null },
 ): void {
   lease.generation = state.generation;
   if (!state.hasLease) {
@@ -61,7 +65,19 @@ function refresh(
   }
   const portSet = state.portSet;
   const tep6 = state.tep6(new Uint8Array(16));
-  lease.context = new ClientContext({ counters, leasedIPv4: state.ipv4, portSet, tep6 });
+  const o = options;
+  lease.context = new ClientContext({
+    counters,
+    leasedIPv4: state.ipv4,
+    portSet,
+    tep6,
+    tunnelMtu: o.client?.tunnelMtu,
+    pathMtu: o.pathMtu ?? undefined,
+    mssClamp: o.client?.mssClamp,
+    dscp: o.client?.dscp,
+    ecnNormal: o.client?.ecnNormal,
+    flowLabel: o.client?.flowLabel,
+  });
   translator.configure(state.ipv4, onDemand ? PLACEHOLDER_IPV4 : 0, portSet);
   if (writer) translator.table.clear();
   lease.translate = onDemand || portSet.psidLength > 0;
@@ -86,6 +102,17 @@ export function clientOut(
   let queueLength = 0;
   let askedFor = -1;
   const post = (globalThis as unknown as { postMessage(m: unknown): void }).postMessage;
+  const pathMtu = init.client?.pathMtu ? PathMtuTable.attach(init.client.pathMtu) : null;
+  const options = { client: init.client, pathMtu };
+
+  const toApplication = (reply: Uint8Array, length: number, now: number): void => {
+    if (lease.translate && translator.inbound(reply, 0, length, now) !== Translation.OK) return;
+    const w = tun.write(reply, 0, length);
+    if (w < 0) {
+      stats.writeErrors++;
+      stats.lastError = w;
+    }
+  };
 
   const send = (packet: Uint8Array, n: number): void => {
     const context = lease.context!;
@@ -103,8 +130,23 @@ export function clientOut(
         return;
       }
     }
-    if (clientEncap(context, packet, 0, n) !== Verdict.FORWARD) return;
-    const w = raw.sendTo(packet, 0, context.length, context.tep6, 0);
+    const verdict = clientEncap(context, packet, 0, n);
+    if (verdict === Verdict.ICMP) {
+      // "Fragmentation needed" for the application (RFC 2473 §7.1), translated back like any
+      // packet from the tunnel.
+      toApplication(context.reply, context.replyLength, now);
+      return;
+    }
+    if (verdict !== Verdict.FORWARD) return;
+    const w = raw.sendTo(
+      packet,
+      0,
+      context.length,
+      context.tep6,
+      0,
+      context.trafficClass,
+      context.flowLabel,
+    );
     if (w < 0) {
       stats.writeErrors++;
       stats.lastError = w;
@@ -114,7 +156,7 @@ export function clientOut(
 
   while (!ctx.stopRequested) {
     if (state.generation !== lease.generation)
-      refresh(lease, state, translator, counters, onDemand, true);
+      refresh(lease, state, translator, counters, onDemand, true, options);
     if (lease.context && queueLength > 0) {
       for (let i = 0; i < queueLength; i++) send(queue[i]!, queued[i]!);
       queueLength = 0;
@@ -129,7 +171,7 @@ export function clientOut(
     if (n === 0) continue;
     // The lease may have arrived while we were blocked in read().
     if (state.generation !== lease.generation)
-      refresh(lease, state, translator, counters, onDemand, true);
+      refresh(lease, state, translator, counters, onDemand, true, options);
     if (lease.context) {
       send(buf, n);
       continue;
@@ -166,9 +208,30 @@ export function clientIn(
   const buf = new Uint8Array(65536);
   const from6 = new Uint8Array(16);
   const lease: Lease = { generation: -1, context: null, translate: false };
+  const pathMtu = init.client?.pathMtu ? PathMtuTable.attach(init.client.pathMtu) : null;
+  const options = { client: init.client, pathMtu };
+  // ICMPv6 errors about what the outbound Worker sent (RFC 2473 §8.3): relayed to the
+  // application as ICMPv4 errors from the inner destination, written into the DTI.
+  const errors = new TunnelErrors(raw, counters, (info, host6, inner, length) => {
+    const context = lease.context;
+    if (!context) return;
+    const now = nowSeconds();
+    if (!relayTunnelError(context, info, host6, 0, inner, 0, length, 0, now)) return;
+    if (
+      lease.translate &&
+      translator.inbound(context.reply, 0, context.replyLength, now) !== Translation.OK
+    )
+      return;
+    const w = tun.write(context.reply, 0, context.replyLength);
+    if (w < 0) {
+      stats.writeErrors++;
+      stats.lastError = w;
+    }
+  });
   while (!ctx.stopRequested) {
+    errors.poll(pathMtu);
     if (state.generation !== lease.generation)
-      refresh(lease, state, translator, counters, onDemand, false);
+      refresh(lease, state, translator, counters, onDemand, false, options);
     const n = raw.recvFrom(buf, 0, from6, 0);
     if (n < 0) {
       stats.readErrors++;
@@ -178,13 +241,13 @@ export function clientIn(
     }
     if (n === 0) continue;
     if (state.generation !== lease.generation)
-      refresh(lease, state, translator, counters, onDemand, false);
+      refresh(lease, state, translator, counters, onDemand, false, options);
     const context = lease.context;
     if (!context) {
       counters[NO_LEASE]! += 1;
       continue;
     }
-    if (clientDecap(context, buf, 0, n, from6, 0) !== Verdict.FORWARD) continue;
+    if (clientDecap(context, buf, 0, n, from6, 0, raw.trafficClass) !== Verdict.FORWARD) continue;
     const now = (Date.now() / 1000) | 0;
     if (lease.translate) {
       const result = translator.inbound(buf, 0, context.length, now);

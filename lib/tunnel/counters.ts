@@ -53,6 +53,27 @@ export const COUNTER_NAMES = [
   "client-napt-drop-no-port", // shared lease: every port of the set is in use
   "client-napt-drop-no-mapping", // shared lease: inbound to a port no flow uses
   "client-napt-drop-no-ports", // shared lease: a packet without ports (non-first fragment, other protocols)
+  // Path MTU, ICMPv6 errors about tunnel packets, ECN, MSS (TEP and client; docs/tunnel.md)
+  "pmtu-learned", // a Packet Too Big lowered (or set) a host's path MTU (RFC 8201 §4)
+  "encap-too-big-path-mtu", // above the learned path MTU − 40 (DF: ICMPv4 3/4; else outer fragments)
+  "tunnel-error-too-big", // ICMPv6 Packet Too Big about a packet we tunnelled
+  "tunnel-error-unreachable", // ICMPv6 Destination Unreachable about a packet we tunnelled
+  "tunnel-error-time-exceeded", // ICMPv6 Time Exceeded about a packet we tunnelled
+  "tunnel-error-parameter-problem", // ICMPv6 Parameter Problem about a packet we tunnelled
+  "tunnel-error-other", // an error-queue entry that is no ICMPv6 error (local errors)
+  "tunnel-error-not-relayed", // no ICMPv4 error may or need be sent about the quoted packet
+  "icmp-relay-frag-needed", // ICMPv4 3/4 (path MTU − 40) sent to the inner source (RFC 2473 §8.3)
+  "icmp-relay-host-unreachable", // ICMPv4 3/1 sent to the inner source
+  "icmp-relay-admin-prohibited", // ICMPv4 3/13 sent to the inner source
+  "decap-drop-ecn", // outer CE over an inner Not-ECT packet (RFC 6040 §4.2)
+  "decap-ecn-ce", // outer CE copied into an ECN-capable inner packet (RFC 6040 §4.2)
+  "client-decap-drop-ecn",
+  "client-decap-ecn-ce",
+  "encap-mss-clamped", // TEP: a SYN(-ACK) towards a host had its MSS lowered (RFC 4459 §3.2)
+  "decap-mss-clamped", // TEP: a SYN from a host had its MSS lowered
+  "client-encap-mss-clamped",
+  "client-decap-mss-clamped",
+  "client-encap-drop-too-big", // client: DF packet above the path MTU − 40 (ICMPv4 3/4 to the application)
 ] as const;
 
 export type CounterName = (typeof COUNTER_NAMES)[number];

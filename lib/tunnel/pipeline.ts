@@ -32,6 +32,15 @@
  */
 import { equalIPv6 } from "../net/addr.ts";
 import {
+  DSCP_COPY,
+  ECN_DROP,
+  Ecn,
+  ecnDecapsulate,
+  outerTrafficClass,
+  setIPv4Ecn,
+} from "../net/ecn.ts";
+import { flowLabelOf } from "../net/flowlabel.ts";
+import {
   buildFragmentationNeeded,
   buildHostUnreachable,
   ICMP_ERROR_MAX_LENGTH,
@@ -45,9 +54,11 @@ import {
   validateIPv4,
 } from "../net/ipv4.ts";
 import { l4DestinationPort, l4SourcePort } from "../net/l4.ts";
+import { clampTcpMss, TCP_IPV4_OVERHEAD } from "../net/mss.ts";
 import { type PortSetValue, portSetProblem, psidOfPort } from "../net/portset.ts";
 import { type BindingTable, LookupStatus } from "./binding.ts";
 import { Counter } from "./counters.ts";
+import type { PathMtuTable } from "./pmtu.ts";
 import { TokenBucket } from "./ratelimit.ts";
 
 /** What a step decided. */
@@ -78,6 +89,8 @@ export const Verdict = {
   DROP_WRONG_TEP: 11,
   /** Client: the inner destination is not the leased address (or port set). */
   DROP_WRONG_DESTINATION: 12,
+  /** Outer CE over an inner Not-ECT packet (RFC 6040 §4.2). */
+  DROP_ECN: 13,
 } as const;
 export type Verdict = (typeof Verdict)[keyof typeof Verdict];
 
@@ -95,9 +108,31 @@ export function isForward(verdict: number): boolean {
 
 /** IPv6 header overhead: tunnel MTU = link MTU − 40 (RFC 2473 §6.1). */
 export const TUNNEL_OVERHEAD = 40;
+/** Below this an IPv4 packet fits any IPv6 path (minimum MTU 1280 − 40): no path MTU lookup. */
+const ALWAYS_FITS = 1280 - TUNNEL_OVERHEAD;
+
+/** Tunnel settings shared by the TEP and the client (docs/tunnel.md). */
+export interface TunnelHeaderOptions {
+  /** Learned path MTU per host (RFC 8201); none: only the link MTU applies. */
+  pathMtu?: PathMtuTable;
+  /** Clamp the MSS of TCP SYNs to the tunnel (RFC 4459 §3.2). Default true. */
+  mssClamp?: boolean;
+  /** Outer DSCP: DSCP_COPY (−1, the default: copy the inner one, RFC 2983) or 0–63. */
+  dscp?: number;
+  /** RFC 6040 normal mode (true, default) or compatibility mode (outer ECN Not-ECT). */
+  ecnNormal?: boolean;
+  /** Give each inner flow its own outer flow label (RFC 6438). Default true. */
+  flowLabel?: boolean;
+}
+
+function _checkDscp(dscp: number): number {
+  if (dscp !== DSCP_COPY && !(Number.isInteger(dscp) && dscp >= 0 && dscp <= 63))
+    throw new RangeError(`DSCP ${dscp} is not 0–63 (or copy)`);
+  return dscp;
+}
 
 /** Options of `new TepContext`. */
-export interface TepOptions {
+export interface TepOptions extends TunnelHeaderOptions {
   bindings: BindingTable;
   /** This Worker's counter slice (Counters.slice). */
   counters: Float64Array;
@@ -137,6 +172,15 @@ export class TepContext {
   replyLength = 0;
   /** Bytes of the packet to send after a FORWARD / FORWARD_FRAGMENT verdict. */
   length = 0;
+  readonly pathMtu: PathMtuTable | null;
+  readonly mssClamp: boolean;
+  readonly dscp: number;
+  readonly ecnNormal: boolean;
+  readonly flowLabels: boolean;
+  /** Output of tepEncap: the outer traffic class (RFC 6040, RFC 2983). */
+  trafficClass = 0;
+  /** Output of tepEncap: the outer flow label (RFC 6438), 0 for none. */
+  flowLabel = 0;
 
   constructor(options: TepOptions) {
     const linkMtu = options.linkMtu ?? 1500;
@@ -151,6 +195,11 @@ export class TepContext {
     this.icmpHostUnreachable = options.icmpHostUnreachable ?? false;
     this.icmpLimiter = new TokenBucket(options.icmpRate ?? 100, options.icmpBurst ?? 20);
     this.now = options.now ?? Date.now;
+    this.pathMtu = options.pathMtu ?? null;
+    this.mssClamp = options.mssClamp ?? true;
+    this.dscp = _checkDscp(options.dscp ?? DSCP_COPY);
+    this.ecnNormal = options.ecnNormal ?? true;
+    this.flowLabels = options.flowLabel ?? true;
   }
 }
 
@@ -182,6 +231,47 @@ const CLIENT_DECAP_FORWARD_BYTES = Counter["client-decap-forward-bytes"];
 const CLIENT_DECAP_DROP_MALFORMED = Counter["client-decap-drop-malformed"];
 const CLIENT_DECAP_DROP_WRONG_TEP = Counter["client-decap-drop-wrong-tep"];
 const CLIENT_DECAP_DROP_WRONG_DESTINATION = Counter["client-decap-drop-wrong-destination"];
+const ENCAP_TOO_BIG_PATH = Counter["encap-too-big-path-mtu"];
+const DECAP_DROP_ECN = Counter["decap-drop-ecn"];
+const DECAP_ECN_CE = Counter["decap-ecn-ce"];
+const CLIENT_DECAP_DROP_ECN = Counter["client-decap-drop-ecn"];
+const CLIENT_DECAP_ECN_CE = Counter["client-decap-ecn-ce"];
+const ENCAP_MSS = Counter["encap-mss-clamped"];
+const DECAP_MSS = Counter["decap-mss-clamped"];
+const CLIENT_ENCAP_MSS = Counter["client-encap-mss-clamped"];
+const CLIENT_DECAP_MSS = Counter["client-decap-mss-clamped"];
+const CLIENT_ENCAP_DROP_TOO_BIG = Counter["client-encap-drop-too-big"];
+
+/**
+ * The largest IPv4 packet that reaches `host6` unfragmented: the link's tunnel MTU, lowered by
+ * a learned path MTU (RFC 2473 §7.1: path MTU − 40).
+ */
+function _tunnelMtuTo(
+  pathMtu: PathMtuTable | null,
+  linkTunnelMtu: number,
+  host6: Uint8Array,
+  host6Off: number,
+): number {
+  if (pathMtu === null || pathMtu.count === 0) return linkTunnelMtu;
+  const p = pathMtu.lookup(host6, host6Off);
+  if (p === 0 || p - TUNNEL_OVERHEAD >= linkTunnelMtu) return linkTunnelMtu;
+  return p - TUNNEL_OVERHEAD;
+}
+
+/**
+ * RFC 6040 §4.2 on the inner header at `pkt[off]` given the outer traffic class. Returns
+ * 0 to forward unchanged, 1 when CE was written into the inner header, −1 to drop.
+ */
+function _decapEcn(pkt: Uint8Array, off: number, outerTrafficClass: number): number {
+  const outer = outerTrafficClass & 3;
+  if (outer === Ecn.NOT_ECT) return 0; // the common case: inner unchanged
+  const inner = pkt[off + 1]! & 3;
+  const result = ecnDecapsulate(inner, outer);
+  if (result === ECN_DROP) return -1;
+  if (result === inner) return 0;
+  setIPv4Ecn(pkt, off, result);
+  return result === Ecn.CE ? 1 : 0;
+}
 
 /**
  * TEP, IPv6 → IPv4. `pkt[off .. off+len)` is the inner IPv4 packet of a 4over6 packet whose
@@ -202,6 +292,7 @@ export function tepDecap(
   len: number,
   src6: Uint8Array,
   src6Off: number,
+  outerTrafficClass = 0,
 ): Verdict {
   const c = ctx.counters;
   if (validateIPv4(pkt, off, len) !== IPv4Problem.NONE) {
@@ -235,6 +326,19 @@ export function tepDecap(
       return Verdict.DROP_HAIRPIN_DISABLED;
     }
     c[DECAP_HAIRPIN]! += 1;
+  }
+  const ecn = _decapEcn(pkt, off, outerTrafficClass);
+  if (ecn !== 0) {
+    if (ecn < 0) {
+      c[DECAP_DROP_ECN]! += 1;
+      return Verdict.DROP_ECN;
+    }
+    c[DECAP_ECN_CE]! += 1;
+  }
+  // A SYN from the host: the IPv4 peer must not send segments the path to the host drops.
+  if (ctx.mssClamp && pkt[off + 9] === 6) {
+    const mtu = _tunnelMtuTo(ctx.pathMtu, ctx.tunnelMtu, src6, src6Off);
+    if (clampTcpMss(pkt, off, total, mtu - TCP_IPV4_OVERHEAD) !== 0) c[DECAP_MSS]! += 1;
   }
   ctx.length = total;
   c[DECAP_FORWARD]! += 1;
@@ -287,10 +391,22 @@ export function tepEncap(
     c[ENCAP_ICMP_UNREACHABLE]! += 1;
     return Verdict.ICMP;
   }
-  if (total > ctx.tunnelMtu) {
+  const tcp = pkt[off + 9] === 6;
+  const mtu =
+    total > ALWAYS_FITS || (ctx.mssClamp && tcp)
+      ? _tunnelMtuTo(ctx.pathMtu, ctx.tunnelMtu, outHost6, outOff)
+      : ctx.tunnelMtu;
+  const tos = pkt[off + 1]!;
+  ctx.trafficClass = outerTrafficClass(tos, ctx.dscp, ctx.ecnNormal);
+  ctx.flowLabel = ctx.flowLabels ? flowLabelOf(pkt, off, total) : 0;
+  if (ctx.mssClamp && tcp) {
+    if (clampTcpMss(pkt, off, total, mtu - TCP_IPV4_OVERHEAD) !== 0) c[ENCAP_MSS]! += 1;
+  }
+  if (total > mtu) {
+    if (mtu < ctx.tunnelMtu) c[ENCAP_TOO_BIG_PATH]! += 1;
     if (ipv4DontFragment(pkt, off)) {
       c[ENCAP_DROP_TOO_BIG]! += 1;
-      const n = buildFragmentationNeeded(ctx.reply, 0, ctx.tepIPv4, pkt, off, total, ctx.tunnelMtu);
+      const n = buildFragmentationNeeded(ctx.reply, 0, ctx.tepIPv4, pkt, off, total, mtu);
       if (n === 0) return Verdict.DROP_TOO_BIG;
       if (!ctx.icmpLimiter.take(ctx.now())) {
         c[ICMP_RATE_LIMITED]! += 1;
@@ -313,7 +429,7 @@ export function tepEncap(
 }
 
 /** Options of `new ClientContext`. */
-export interface ClientOptions {
+export interface ClientOptions extends TunnelHeaderOptions {
   /** This Worker's counter slice. */
   counters: Float64Array;
   /** The leased IPv4 address. */
@@ -322,6 +438,12 @@ export interface ClientOptions {
   portSet?: PortSetValue;
   /** The TEP's IPv6 address (16 bytes). */
   tep6: Uint8Array;
+  /** Largest IPv4 packet the tunnel carries (the DTI MTU). Default 1460. */
+  tunnelMtu?: number;
+  /** ICMP errors to the host's applications per second. Default 100. */
+  icmpRate?: number;
+  /** Clock in milliseconds (ICMP rate limit). Default Date.now. */
+  now?: () => number;
 }
 
 /** State of one client Worker. A new lease means a new context (post it to the Worker). */
@@ -334,6 +456,20 @@ export class ClientContext {
   readonly tep6: Uint8Array;
   /** Bytes of the packet to send after a FORWARD verdict. */
   length = 0;
+  readonly tunnelMtu: number;
+  readonly pathMtu: PathMtuTable | null;
+  readonly mssClamp: boolean;
+  readonly dscp: number;
+  readonly ecnNormal: boolean;
+  readonly flowLabels: boolean;
+  readonly icmpLimiter: TokenBucket;
+  now: () => number;
+  /** Output of clientEncap: outer traffic class and flow label. */
+  trafficClass = 0;
+  flowLabel = 0;
+  /** ICMP error for the application after an ICMP verdict (write it into the DTI). */
+  readonly reply: Uint8Array = new Uint8Array(ICMP_ERROR_MAX_LENGTH);
+  replyLength = 0;
 
   constructor(options: ClientOptions) {
     const set = options.portSet ?? { offset: 0, psidLength: 0, psid: 0 };
@@ -346,6 +482,14 @@ export class ClientContext {
     this.psidLength = set.psidLength;
     this.psid = set.psidLength === 0 ? 0 : set.psid;
     this.tep6 = Uint8Array.from(options.tep6);
+    this.tunnelMtu = options.tunnelMtu ?? 1460;
+    this.pathMtu = options.pathMtu ?? null;
+    this.mssClamp = options.mssClamp ?? true;
+    this.dscp = _checkDscp(options.dscp ?? DSCP_COPY);
+    this.ecnNormal = options.ecnNormal ?? true;
+    this.flowLabels = options.flowLabel ?? true;
+    this.icmpLimiter = new TokenBucket(options.icmpRate ?? 100, 20);
+    this.now = options.now ?? Date.now;
   }
 }
 
@@ -379,6 +523,40 @@ export function clientEncap(
       return Verdict.DROP_BAD_PORT;
     }
   }
+  const tcp = pkt[off + 9] === 6;
+  const mtu =
+    total > ALWAYS_FITS || (ctx.mssClamp && tcp)
+      ? _tunnelMtuTo(ctx.pathMtu, ctx.tunnelMtu, ctx.tep6, 0)
+      : ctx.tunnelMtu;
+  if (ctx.mssClamp && tcp) {
+    if (clampTcpMss(pkt, off, total, mtu - TCP_IPV4_OVERHEAD) !== 0) c[CLIENT_ENCAP_MSS]! += 1;
+  }
+  if (total > mtu) {
+    if (mtu < ctx.tunnelMtu) c[ENCAP_TOO_BIG_PATH]! += 1;
+    if (ipv4DontFragment(pkt, off)) {
+      // RFC 2473 §7.1 at the entry point on the host: "fragmentation needed" with path MTU − 40,
+      // from the destination (the host has no address of its own on the path).
+      c[CLIENT_ENCAP_DROP_TOO_BIG]! += 1;
+      const n = buildFragmentationNeeded(
+        ctx.reply,
+        0,
+        ipv4Destination(pkt, off),
+        pkt,
+        off,
+        total,
+        mtu,
+      );
+      if (n === 0) return Verdict.DROP_TOO_BIG;
+      if (!ctx.icmpLimiter.take(ctx.now())) {
+        c[ICMP_RATE_LIMITED]! += 1;
+        return Verdict.DROP_RATE_LIMITED;
+      }
+      ctx.replyLength = n;
+      return Verdict.ICMP;
+    }
+  }
+  ctx.trafficClass = outerTrafficClass(pkt[off + 1]!, ctx.dscp, ctx.ecnNormal);
+  ctx.flowLabel = ctx.flowLabels ? flowLabelOf(pkt, off, total) : 0;
   ctx.length = total;
   c[CLIENT_ENCAP_FORWARD]! += 1;
   c[CLIENT_ENCAP_FORWARD_BYTES]! += total;
@@ -399,6 +577,7 @@ export function clientDecap(
   len: number,
   src6: Uint8Array,
   src6Off: number,
+  outerTrafficClass = 0,
 ): Verdict {
   const c = ctx.counters;
   if (!equalIPv6(src6, src6Off, ctx.tep6, 0)) {
@@ -420,6 +599,19 @@ export function clientDecap(
       c[CLIENT_DECAP_DROP_WRONG_DESTINATION]! += 1;
       return Verdict.DROP_WRONG_DESTINATION;
     }
+  }
+  const ecn = _decapEcn(pkt, off, outerTrafficClass);
+  if (ecn !== 0) {
+    if (ecn < 0) {
+      c[CLIENT_DECAP_DROP_ECN]! += 1;
+      return Verdict.DROP_ECN;
+    }
+    c[CLIENT_DECAP_ECN_CE]! += 1;
+  }
+  // A SYN-ACK from the IPv4 peer: our applications' segments must fit the path to the TEP.
+  if (ctx.mssClamp && pkt[off + 9] === 6) {
+    const mtu = _tunnelMtuTo(ctx.pathMtu, ctx.tunnelMtu, ctx.tep6, 0);
+    if (clampTcpMss(pkt, off, total, mtu - TCP_IPV4_OVERHEAD) !== 0) c[CLIENT_DECAP_MSS]! += 1;
   }
   ctx.length = total;
   c[CLIENT_DECAP_FORWARD]! += 1;
