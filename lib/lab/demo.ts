@@ -29,9 +29,9 @@ export interface DemoStep {
 }
 
 /** The leased IPv4 address of node A or B (from its client's status socket). */
-export async function leasedAddress(lab: Lab, node: "a" | "b"): Promise<string> {
+export async function leasedAddress(lab: Lab, node: "a" | "b" | "e"): Promise<string> {
   const response = await fetch("http://localhost/v1/status", {
-    unix: lab.services.socket(node === "a" ? "client-a" : "client-b"),
+    unix: lab.services.socket(`client-${node}`),
   });
   const status = (await response.json()) as { ipv4: string | null };
   if (!status.ipv4) throw new Error(`node ${node.toUpperCase()} has no lease`);

@@ -5,7 +5,8 @@
  * spread the tunnel's flows instead of pinning all of a host's traffic to one path.
  *
  * The flow is the 5-tuple (source, destination, protocol, source port, destination port) for
- * TCP, UDP, UDP-Lite, SCTP and DCCP, the 3-tuple otherwise. Fragments (first or not) use the
+ * TCP, UDP, UDP-Lite, SCTP and DCCP, (source, destination, protocol, identifier) for an ICMP
+ * echo or echo reply, the 3-tuple otherwise. Fragments (first or not) use the
  * 3-tuple, so all fragments of a datagram share the label (RFC 6438 §3). The label is a hash,
  * never 0 (0 means "no label", RFC 6437 §2).
  *
@@ -31,6 +32,11 @@ export function flowLabelOf(buf: Uint8Array, off: number, len: number): number {
   ) {
     const l4 = off + ((buf[off]! & 0x0f) << 2);
     if (l4 + 4 <= off + len) h = _mix(h, _word(buf, l4));
+  } else if (!fragment && protocol === 1) {
+    const l4 = off + ((buf[off]! & 0x0f) << 2);
+    const type = buf[l4]!;
+    if ((type === 0 || type === 8) && l4 + 6 <= off + len)
+      h = _mix(h, (buf[l4 + 4]! << 8) | buf[l4 + 5]!);
   }
   h ^= h >>> 16;
   h = Math.imul(h, 0x85ebca6b);
