@@ -464,6 +464,30 @@ export class Raw6Socket implements PacketDevice {
   }
 }
 
+const IPV6_MTU = 24;
+
+/**
+ * The kernel's path MTU towards `dst6` (16 bytes): its route, lowered by any Packet Too Big it
+ * recorded (the route cache outlives a process; RFC 8201 §5.2 lets a node keep estimates).
+ * A UDP socket is connected (no packet is sent) and asked for IPV6_MTU (ipv6(7)). Returns
+ * the MTU in bytes, or -errno (e.g. ENETUNREACH without a route).
+ */
+export function routePathMtu(dst6: Uint8Array): number {
+  const fd = libc.socket(libc.AF_INET6, libc.SOCK_DGRAM | libc.SOCK_CLOEXEC, 0);
+  if (fd < 0) return fd;
+  try {
+    const sa = new Uint8Array(SOCKADDR_IN6_SIZE);
+    _setFamily(sa);
+    sa[3] = 9; // discard port: any port will do, nothing is sent
+    sa.set(dst6.subarray(0, 16), SIN6_ADDR);
+    const r = libc.connect(fd, sa, SOCKADDR_IN6_SIZE);
+    if (r < 0) return r;
+    return libc.getsockoptInt(fd, libc.IPPROTO_IPV6, IPV6_MTU);
+  } finally {
+    libc.close(fd);
+  }
+}
+
 /** A pointer or size_t field, little-endian (pointers are below 2^53 in user space). */
 function _putPointer(view: DataView, at: number, value: number): void {
   view.setUint32(at, value >>> 0, true);

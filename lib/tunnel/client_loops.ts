@@ -193,7 +193,7 @@ export function clientOut(
   return stats;
 }
 
-/** TEP → DTI. */
+/** TEP → DTI. `routePathMtu` tells the kernel's path MTU towards an address (or -errno). */
 export function clientIn(
   init: ForwarderInit,
   ctx: WorkerContext,
@@ -201,6 +201,7 @@ export function clientIn(
   tun: TunDevice,
   raw: Raw6Socket,
   stats: ForwarderStats,
+  routePathMtu: (dst6: Uint8Array) => number = () => -1,
 ): ForwarderStats {
   const state = ClientState.attach(init.clientState!);
   const translator = new ClientTranslator(NaptTable.attach(init.napt!));
@@ -228,10 +229,21 @@ export function clientIn(
       stats.lastError = w;
     }
   });
+  // A new lease (maybe a new TEP): start from what the kernel already knows of the path, e.g.
+  // from a Packet Too Big an earlier process got (this Worker is the table's only writer).
+  const seed = (): void => {
+    const context = lease.context;
+    if (!pathMtu || !context) return;
+    const mtu = routePathMtu(context.tep6);
+    if (mtu >= 1280 && mtu - 40 < context.tunnelMtu)
+      pathMtu.learn(context.tep6, 0, mtu, nowSeconds());
+  };
   while (!ctx.stopRequested) {
     errors.poll(pathMtu);
-    if (state.generation !== lease.generation)
+    if (state.generation !== lease.generation) {
       refresh(lease, state, translator, counters, onDemand, false, options);
+      seed();
+    }
     const n = raw.recvFrom(buf, 0, from6, 0);
     if (n < 0) {
       stats.readErrors++;
@@ -240,8 +252,10 @@ export function clientIn(
       continue;
     }
     if (n === 0) continue;
-    if (state.generation !== lease.generation)
+    if (state.generation !== lease.generation) {
       refresh(lease, state, translator, counters, onDemand, false, options);
+      seed();
+    }
     const context = lease.context;
     if (!context) {
       counters[NO_LEASE]! += 1;

@@ -9,7 +9,7 @@
 import { ipv4Destination } from "../net/ipv4.ts";
 import { pinThisThread } from "../sys/affinity.ts";
 import { Raw4Socket } from "../sys/raw4.ts";
-import { Raw6Socket } from "../sys/raw6.ts";
+import { Raw6Socket, routePathMtu } from "../sys/raw6.ts";
 import { attachTun } from "../sys/tun_linux.ts";
 import { runWorker, type WorkerContext } from "../sys/worker.ts";
 import { BindingTable } from "./binding.ts";
@@ -95,7 +95,7 @@ runWorker<ForwarderInit, ForwarderStats>((init, ctx) => {
         stats,
       );
     case "client-in":
-      return clientIn(init, ctx, counters, tun, raw, stats);
+      return clientIn(init, ctx, counters, tun, raw, stats, routePathMtu);
   }
 });
 
