@@ -70,7 +70,7 @@ export class Lab {
     rmSync(dir, { recursive: true, force: true });
     mkdirSync(dir, { recursive: true, mode: 0o755 });
     progress(
-      "building namespaces: nodes A and B, DSTM server, TEP, web and FTP servers, two switches",
+      "building namespaces: nodes A and B, DSTM server, TEP, web and FTP servers, two switches, node E behind two routers",
     );
     const ns = buildTopology(name);
     const lab = new Lab(name, dir, ns, {
