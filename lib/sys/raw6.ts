@@ -302,7 +302,7 @@ export class Raw6Socket implements PacketDevice {
       n = this._recv(buf, offset);
       if (n === -Errno.EAGAIN) return 0;
     }
-    if (n < 0 && this._tunnel && n !== -Errno.EBADF && n !== -Errno.EINTR) {
+    if (n < 0 && this._tunnel && _isIcmpErrno(n)) {
       // The pending error of an ICMPv6 error (RECVERR): the packet is on the error queue.
       this.errorPending = true;
       return 0;
@@ -386,7 +386,7 @@ export class Raw6Socket implements PacketDevice {
       if (n === -Errno.EAGAIN) {
         libc.poll(this._pollOut, 1, this.pollTimeoutMs);
         n = libc.sendmsg(this.fd, this._sendMsg, 0);
-      } else if (n < 0 && n !== -Errno.EBADF) {
+      } else if (n < 0 && _isIcmpErrno(n)) {
         // The pending error of an ICMPv6 error about an earlier packet fails one send: retry.
         this.errorPending = true;
         n = libc.sendmsg(this.fd, this._sendMsg, 0);
@@ -465,6 +465,23 @@ export class Raw6Socket implements PacketDevice {
 }
 
 const IPV6_MTU = 24;
+const EPROTO = 71;
+
+/**
+ * The errors an ICMPv6 error leaves pending on the socket (icmpv6_err_convert in
+ * net/ipv6/icmp.c): unreachable, administratively prohibited, port unreachable, too big,
+ * parameter problem (time exceeded maps to EHOSTUNREACH).
+ */
+function _isIcmpErrno(n: number): boolean {
+  return (
+    n === -Errno.EHOSTUNREACH ||
+    n === -Errno.ENETUNREACH ||
+    n === -Errno.EACCES ||
+    n === -Errno.ECONNREFUSED ||
+    n === -Errno.EMSGSIZE ||
+    n === -EPROTO
+  );
+}
 
 /**
  * The kernel's path MTU towards `dst6` (16 bytes): its route, lowered by any Packet Too Big it

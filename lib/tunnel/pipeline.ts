@@ -30,15 +30,7 @@
  *
  * @module
  */
-import { equalIPv6 } from "../net/addr.ts";
-import {
-  DSCP_COPY,
-  ECN_DROP,
-  Ecn,
-  ecnDecapsulate,
-  outerTrafficClass,
-  setIPv4Ecn,
-} from "../net/ecn.ts";
+import { DSCP_COPY, outerTrafficClass } from "../net/ecn.ts";
 import { flowLabelOf } from "../net/flowlabel.ts";
 import {
   buildFragmentationNeeded,
@@ -55,81 +47,27 @@ import {
 } from "../net/ipv4.ts";
 import { l4DestinationPort, l4SourcePort } from "../net/l4.ts";
 import { clampTcpMss, TCP_IPV4_OVERHEAD } from "../net/mss.ts";
-import { type PortSetValue, portSetProblem, psidOfPort } from "../net/portset.ts";
 import { type BindingTable, LookupStatus } from "./binding.ts";
 import { Counter } from "./counters.ts";
+import {
+  ALWAYS_FITS,
+  checkDscp,
+  decapEcn,
+  TUNNEL_OVERHEAD,
+  type TunnelHeaderOptions,
+  tunnelMtuTo,
+} from "./outer_header.ts";
 import type { PathMtuTable } from "./pmtu.ts";
 import { TokenBucket } from "./ratelimit.ts";
+import { Verdict } from "./verdict.ts";
 
-/** What a step decided. */
-export const Verdict = {
-  /** Send the packet on. */
-  FORWARD: 0,
-  /** Send it on; it exceeds the tunnel MTU with DF clear, so the outer IPv6 gets fragmented. */
-  FORWARD_FRAGMENT: 1,
-  /** Drop the packet and send `ctx.reply` (an ICMPv4 error) to the packet's source. */
-  ICMP: 2,
-  /** Not a well-formed IPv4 packet. */
-  DROP_MALFORMED: 3,
-  /** No binding for the address. */
-  DROP_NO_BINDING: 4,
-  /** The binding names another IPv6 host than the outer source. */
-  DROP_SPOOFED_SOURCE: 5,
-  /** Shared address, port in no bound port set (TEP) or outside the lease's set (client). */
-  DROP_BAD_PORT: 6,
-  /** Host-to-host through the TEP while hairpinning is off. */
-  DROP_HAIRPIN_DISABLED: 7,
-  /** Too big for the tunnel with DF set, and no ICMP error may be sent about it. */
-  DROP_TOO_BIG: 8,
-  /** An ICMP error was due but the rate limiter had no token. */
-  DROP_RATE_LIMITED: 9,
-  /** Client: the source is not the leased address. */
-  DROP_WRONG_SOURCE: 10,
-  /** Client: the outer IPv6 source is not the TEP. */
-  DROP_WRONG_TEP: 11,
-  /** Client: the inner destination is not the leased address (or port set). */
-  DROP_WRONG_DESTINATION: 12,
-  /** Outer CE over an inner Not-ECT packet (RFC 6040 §4.2). */
-  DROP_ECN: 13,
-} as const;
-export type Verdict = (typeof Verdict)[keyof typeof Verdict];
-
-const _VERDICT_NAMES = Object.keys(Verdict) as (keyof typeof Verdict)[];
-
-/** The name of a verdict code, e.g. `"DROP_NO_BINDING"`. */
-export function verdictName(verdict: number): string {
-  return _VERDICT_NAMES[verdict] ?? `UNKNOWN_${verdict}`;
-}
-
-/** True for FORWARD and FORWARD_FRAGMENT. */
-export function isForward(verdict: number): boolean {
-  return verdict <= Verdict.FORWARD_FRAGMENT;
-}
-
-/** IPv6 header overhead: tunnel MTU = link MTU − 40 (RFC 2473 §6.1). */
-export const TUNNEL_OVERHEAD = 40;
-/** Below this an IPv4 packet fits any IPv6 path (minimum MTU 1280 − 40): no path MTU lookup. */
-const ALWAYS_FITS = 1280 - TUNNEL_OVERHEAD;
-
-/** Tunnel settings shared by the TEP and the client (docs/tunnel.md). */
-export interface TunnelHeaderOptions {
-  /** Learned path MTU per host (RFC 8201); none: only the link MTU applies. */
-  pathMtu?: PathMtuTable;
-  /** Clamp the MSS of TCP SYNs to the tunnel (RFC 4459 §3.2). Default true. */
-  mssClamp?: boolean;
-  /** Outer DSCP: DSCP_COPY (−1, the default: copy the inner one, RFC 2983) or 0–63. */
-  dscp?: number;
-  /** RFC 6040 normal mode (true, default) or compatibility mode (outer ECN Not-ECT). */
-  ecnNormal?: boolean;
-  /** Give each inner flow its own outer flow label (RFC 6438). Default true. */
-  flowLabel?: boolean;
-}
-
-function _checkDscp(dscp: number): number {
-  if (dscp !== DSCP_COPY && !(Number.isInteger(dscp) && dscp >= 0 && dscp <= 63))
-    throw new RangeError(`DSCP ${dscp} is not 0–63 (or copy)`);
-  return dscp;
-}
+export {
+  ALWAYS_FITS,
+  TUNNEL_OVERHEAD,
+  type TunnelHeaderOptions,
+} from "./outer_header.ts";
+export { ClientContext, type ClientOptions, clientDecap, clientEncap } from "./pipeline_client.ts";
+export { isForward, Verdict, verdictName } from "./verdict.ts";
 
 /** Options of `new TepContext`. */
 export interface TepOptions extends TunnelHeaderOptions {
@@ -197,7 +135,7 @@ export class TepContext {
     this.now = options.now ?? Date.now;
     this.pathMtu = options.pathMtu ?? null;
     this.mssClamp = options.mssClamp ?? true;
-    this.dscp = _checkDscp(options.dscp ?? DSCP_COPY);
+    this.dscp = checkDscp(options.dscp ?? DSCP_COPY);
     this.ecnNormal = options.ecnNormal ?? true;
     this.flowLabels = options.flowLabel ?? true;
   }
@@ -221,57 +159,11 @@ const ENCAP_DROP_TOO_BIG = Counter["encap-drop-too-big"];
 const ENCAP_ICMP_TOO_BIG = Counter["encap-icmp-too-big"];
 const ENCAP_ICMP_UNREACHABLE = Counter["encap-icmp-host-unreachable"];
 const ICMP_RATE_LIMITED = Counter["icmp-rate-limited"];
-const CLIENT_ENCAP_FORWARD = Counter["client-encap-forward"];
-const CLIENT_ENCAP_FORWARD_BYTES = Counter["client-encap-forward-bytes"];
-const CLIENT_ENCAP_DROP_MALFORMED = Counter["client-encap-drop-malformed"];
-const CLIENT_ENCAP_DROP_WRONG_SOURCE = Counter["client-encap-drop-wrong-source"];
-const CLIENT_ENCAP_DROP_BAD_PORT = Counter["client-encap-drop-bad-port"];
-const CLIENT_DECAP_FORWARD = Counter["client-decap-forward"];
-const CLIENT_DECAP_FORWARD_BYTES = Counter["client-decap-forward-bytes"];
-const CLIENT_DECAP_DROP_MALFORMED = Counter["client-decap-drop-malformed"];
-const CLIENT_DECAP_DROP_WRONG_TEP = Counter["client-decap-drop-wrong-tep"];
-const CLIENT_DECAP_DROP_WRONG_DESTINATION = Counter["client-decap-drop-wrong-destination"];
 const ENCAP_TOO_BIG_PATH = Counter["encap-too-big-path-mtu"];
 const DECAP_DROP_ECN = Counter["decap-drop-ecn"];
 const DECAP_ECN_CE = Counter["decap-ecn-ce"];
-const CLIENT_DECAP_DROP_ECN = Counter["client-decap-drop-ecn"];
-const CLIENT_DECAP_ECN_CE = Counter["client-decap-ecn-ce"];
 const ENCAP_MSS = Counter["encap-mss-clamped"];
 const DECAP_MSS = Counter["decap-mss-clamped"];
-const CLIENT_ENCAP_MSS = Counter["client-encap-mss-clamped"];
-const CLIENT_DECAP_MSS = Counter["client-decap-mss-clamped"];
-const CLIENT_ENCAP_DROP_TOO_BIG = Counter["client-encap-drop-too-big"];
-
-/**
- * The largest IPv4 packet that reaches `host6` unfragmented: the link's tunnel MTU, lowered by
- * a learned path MTU (RFC 2473 §7.1: path MTU − 40).
- */
-function _tunnelMtuTo(
-  pathMtu: PathMtuTable | null,
-  linkTunnelMtu: number,
-  host6: Uint8Array,
-  host6Off: number,
-): number {
-  if (pathMtu === null || pathMtu.count === 0) return linkTunnelMtu;
-  const p = pathMtu.lookup(host6, host6Off);
-  if (p === 0 || p - TUNNEL_OVERHEAD >= linkTunnelMtu) return linkTunnelMtu;
-  return p - TUNNEL_OVERHEAD;
-}
-
-/**
- * RFC 6040 §4.2 on the inner header at `pkt[off]` given the outer traffic class. Returns
- * 0 to forward unchanged, 1 when CE was written into the inner header, −1 to drop.
- */
-function _decapEcn(pkt: Uint8Array, off: number, outerTrafficClass: number): number {
-  const outer = outerTrafficClass & 3;
-  if (outer === Ecn.NOT_ECT) return 0; // the common case: inner unchanged
-  const inner = pkt[off + 1]! & 3;
-  const result = ecnDecapsulate(inner, outer);
-  if (result === ECN_DROP) return -1;
-  if (result === inner) return 0;
-  setIPv4Ecn(pkt, off, result);
-  return result === Ecn.CE ? 1 : 0;
-}
 
 /**
  * TEP, IPv6 → IPv4. `pkt[off .. off+len)` is the inner IPv4 packet of a 4over6 packet whose
@@ -327,7 +219,7 @@ export function tepDecap(
     }
     c[DECAP_HAIRPIN]! += 1;
   }
-  const ecn = _decapEcn(pkt, off, outerTrafficClass);
+  const ecn = decapEcn(pkt, off, outerTrafficClass);
   if (ecn !== 0) {
     if (ecn < 0) {
       c[DECAP_DROP_ECN]! += 1;
@@ -337,7 +229,7 @@ export function tepDecap(
   }
   // A SYN from the host: the IPv4 peer must not send segments the path to the host drops.
   if (ctx.mssClamp && pkt[off + 9] === 6) {
-    const mtu = _tunnelMtuTo(ctx.pathMtu, ctx.tunnelMtu, src6, src6Off);
+    const mtu = tunnelMtuTo(ctx.pathMtu, ctx.tunnelMtu, src6, src6Off);
     if (clampTcpMss(pkt, off, total, mtu - TCP_IPV4_OVERHEAD) !== 0) c[DECAP_MSS]! += 1;
   }
   ctx.length = total;
@@ -394,7 +286,7 @@ export function tepEncap(
   const tcp = pkt[off + 9] === 6;
   const mtu =
     total > ALWAYS_FITS || (ctx.mssClamp && tcp)
-      ? _tunnelMtuTo(ctx.pathMtu, ctx.tunnelMtu, outHost6, outOff)
+      ? tunnelMtuTo(ctx.pathMtu, ctx.tunnelMtu, outHost6, outOff)
       : ctx.tunnelMtu;
   const tos = pkt[off + 1]!;
   ctx.trafficClass = outerTrafficClass(tos, ctx.dscp, ctx.ecnNormal);
@@ -425,196 +317,5 @@ export function tepEncap(
   ctx.length = total;
   c[ENCAP_FORWARD]! += 1;
   c[ENCAP_FORWARD_BYTES]! += total;
-  return Verdict.FORWARD;
-}
-
-/** Options of `new ClientContext`. */
-export interface ClientOptions extends TunnelHeaderOptions {
-  /** This Worker's counter slice. */
-  counters: Float64Array;
-  /** The leased IPv4 address. */
-  leasedIPv4: number;
-  /** The lease's port set; omit (or psidLength 0) for a whole address. */
-  portSet?: PortSetValue;
-  /** The TEP's IPv6 address (16 bytes). */
-  tep6: Uint8Array;
-  /** Largest IPv4 packet the tunnel carries (the DTI MTU). Default 1460. */
-  tunnelMtu?: number;
-  /** ICMP errors to the host's applications per second. Default 100. */
-  icmpRate?: number;
-  /** Clock in milliseconds (ICMP rate limit). Default Date.now. */
-  now?: () => number;
-}
-
-/** State of one client Worker. A new lease means a new context (post it to the Worker). */
-export class ClientContext {
-  readonly counters: Float64Array;
-  readonly leasedIPv4: number;
-  readonly offset: number;
-  readonly psidLength: number;
-  readonly psid: number;
-  readonly tep6: Uint8Array;
-  /** Bytes of the packet to send after a FORWARD verdict. */
-  length = 0;
-  readonly tunnelMtu: number;
-  readonly pathMtu: PathMtuTable | null;
-  readonly mssClamp: boolean;
-  readonly dscp: number;
-  readonly ecnNormal: boolean;
-  readonly flowLabels: boolean;
-  readonly icmpLimiter: TokenBucket;
-  now: () => number;
-  /** Output of clientEncap: outer traffic class and flow label. */
-  trafficClass = 0;
-  flowLabel = 0;
-  /** ICMP error for the application after an ICMP verdict (write it into the DTI). */
-  readonly reply: Uint8Array = new Uint8Array(ICMP_ERROR_MAX_LENGTH);
-  replyLength = 0;
-
-  constructor(options: ClientOptions) {
-    const set = options.portSet ?? { offset: 0, psidLength: 0, psid: 0 };
-    const problem = portSetProblem(set);
-    if (problem !== null) throw new RangeError(`lease port set: ${problem}`);
-    if (options.tep6.length !== 16) throw new RangeError("tep6 needs 16 bytes");
-    this.counters = options.counters;
-    this.leasedIPv4 = options.leasedIPv4 >>> 0;
-    this.offset = set.offset;
-    this.psidLength = set.psidLength;
-    this.psid = set.psidLength === 0 ? 0 : set.psid;
-    this.tep6 = Uint8Array.from(options.tep6);
-    this.tunnelMtu = options.tunnelMtu ?? 1460;
-    this.pathMtu = options.pathMtu ?? null;
-    this.mssClamp = options.mssClamp ?? true;
-    this.dscp = _checkDscp(options.dscp ?? DSCP_COPY);
-    this.ecnNormal = options.ecnNormal ?? true;
-    this.flowLabels = options.flowLabel ?? true;
-    this.icmpLimiter = new TokenBucket(options.icmpRate ?? 100, 20);
-    this.now = options.now ?? Date.now;
-  }
-}
-
-/**
- * Client, IPv4 (read from the DTI) → IPv6 to the TEP. The source must be the leased address
- * and, for a shared lease, the source port (echo identifier) must be in the lease's set: the
- * TEP would drop anything else, so it is dropped and counted here, where it is visible.
- *
- * @example if (clientEncap(ctx, buf, 0, n) === Verdict.FORWARD) raw.sendto(buf, ctx.length, tep6)
- */
-export function clientEncap(
-  ctx: ClientContext,
-  pkt: Uint8Array,
-  off: number,
-  len: number,
-): Verdict {
-  const c = ctx.counters;
-  if (validateIPv4(pkt, off, len) !== IPv4Problem.NONE) {
-    c[CLIENT_ENCAP_DROP_MALFORMED]! += 1;
-    return Verdict.DROP_MALFORMED;
-  }
-  if (ipv4Source(pkt, off) !== ctx.leasedIPv4) {
-    c[CLIENT_ENCAP_DROP_WRONG_SOURCE]! += 1;
-    return Verdict.DROP_WRONG_SOURCE;
-  }
-  const total = ipv4TotalLength(pkt, off);
-  if (ctx.psidLength !== 0) {
-    const port = l4SourcePort(pkt, off, total);
-    if (port < 0 || psidOfPort(port, ctx.offset, ctx.psidLength) !== ctx.psid) {
-      c[CLIENT_ENCAP_DROP_BAD_PORT]! += 1;
-      return Verdict.DROP_BAD_PORT;
-    }
-  }
-  const tcp = pkt[off + 9] === 6;
-  const mtu =
-    total > ALWAYS_FITS || (ctx.mssClamp && tcp)
-      ? _tunnelMtuTo(ctx.pathMtu, ctx.tunnelMtu, ctx.tep6, 0)
-      : ctx.tunnelMtu;
-  if (ctx.mssClamp && tcp) {
-    if (clampTcpMss(pkt, off, total, mtu - TCP_IPV4_OVERHEAD) !== 0) c[CLIENT_ENCAP_MSS]! += 1;
-  }
-  if (total > mtu) {
-    if (mtu < ctx.tunnelMtu) c[ENCAP_TOO_BIG_PATH]! += 1;
-    if (ipv4DontFragment(pkt, off)) {
-      // RFC 2473 §7.1 at the entry point on the host: "fragmentation needed" with path MTU − 40,
-      // from the destination (the host has no address of its own on the path).
-      c[CLIENT_ENCAP_DROP_TOO_BIG]! += 1;
-      const n = buildFragmentationNeeded(
-        ctx.reply,
-        0,
-        ipv4Destination(pkt, off),
-        pkt,
-        off,
-        total,
-        mtu,
-      );
-      if (n === 0) return Verdict.DROP_TOO_BIG;
-      if (!ctx.icmpLimiter.take(ctx.now())) {
-        c[ICMP_RATE_LIMITED]! += 1;
-        return Verdict.DROP_RATE_LIMITED;
-      }
-      ctx.replyLength = n;
-      return Verdict.ICMP;
-    }
-  }
-  ctx.trafficClass = outerTrafficClass(pkt[off + 1]!, ctx.dscp, ctx.ecnNormal);
-  ctx.flowLabel = ctx.flowLabels ? flowLabelOf(pkt, off, total) : 0;
-  ctx.length = total;
-  c[CLIENT_ENCAP_FORWARD]! += 1;
-  c[CLIENT_ENCAP_FORWARD_BYTES]! += total;
-  return Verdict.FORWARD;
-}
-
-/**
- * Client, IPv6 from the raw socket → IPv4 into the DTI. The outer source must be the TEP
- * (anyone can send protocol-4 packets to the host), the inner destination the leased address
- * (and, for a shared lease, a port of its set).
- *
- * @example if (clientDecap(ctx, buf, 0, n, from6, 0) === Verdict.FORWARD) tun.write(buf, 0, ctx.length)
- */
-export function clientDecap(
-  ctx: ClientContext,
-  pkt: Uint8Array,
-  off: number,
-  len: number,
-  src6: Uint8Array,
-  src6Off: number,
-  outerTrafficClass = 0,
-): Verdict {
-  const c = ctx.counters;
-  if (!equalIPv6(src6, src6Off, ctx.tep6, 0)) {
-    c[CLIENT_DECAP_DROP_WRONG_TEP]! += 1;
-    return Verdict.DROP_WRONG_TEP;
-  }
-  if (validateIPv4(pkt, off, len) !== IPv4Problem.NONE) {
-    c[CLIENT_DECAP_DROP_MALFORMED]! += 1;
-    return Verdict.DROP_MALFORMED;
-  }
-  const total = ipv4TotalLength(pkt, off);
-  if (ipv4Destination(pkt, off) !== ctx.leasedIPv4) {
-    c[CLIENT_DECAP_DROP_WRONG_DESTINATION]! += 1;
-    return Verdict.DROP_WRONG_DESTINATION;
-  }
-  if (ctx.psidLength !== 0) {
-    const port = l4DestinationPort(pkt, off, total);
-    if (port < 0 || psidOfPort(port, ctx.offset, ctx.psidLength) !== ctx.psid) {
-      c[CLIENT_DECAP_DROP_WRONG_DESTINATION]! += 1;
-      return Verdict.DROP_WRONG_DESTINATION;
-    }
-  }
-  const ecn = _decapEcn(pkt, off, outerTrafficClass);
-  if (ecn !== 0) {
-    if (ecn < 0) {
-      c[CLIENT_DECAP_DROP_ECN]! += 1;
-      return Verdict.DROP_ECN;
-    }
-    c[CLIENT_DECAP_ECN_CE]! += 1;
-  }
-  // A SYN-ACK from the IPv4 peer: our applications' segments must fit the path to the TEP.
-  if (ctx.mssClamp && pkt[off + 9] === 6) {
-    const mtu = _tunnelMtuTo(ctx.pathMtu, ctx.tunnelMtu, ctx.tep6, 0);
-    if (clampTcpMss(pkt, off, total, mtu - TCP_IPV4_OVERHEAD) !== 0) c[CLIENT_DECAP_MSS]! += 1;
-  }
-  ctx.length = total;
-  c[CLIENT_DECAP_FORWARD]! += 1;
-  c[CLIENT_DECAP_FORWARD_BYTES]! += total;
   return Verdict.FORWARD;
 }
