@@ -35,6 +35,7 @@ let e4 = "";
 beforeAll(async () => {
   if (skip) return;
   lab = await Lab.up(name, base);
+  await lab.ensure("client-e");
   e4 = await leasedAddress(lab, "e");
 }, 90_000);
 

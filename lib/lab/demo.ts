@@ -169,6 +169,7 @@ export const DEMO_STEPS: readonly DemoStep[] = [
   {
     title: `Path MTU through a narrow link: node E sits behind r1 ═ r2 (MTU ${LAB.narrowMtu}); a 1,460-byte ping with DF towards it gets 'fragmentation needed' with path MTU − 40 = ${LAB.narrowMtu - 40}`,
     run: async (lab) => {
+      await lab.ensure("client-e");
       const e4 = await leasedAddress(lab, "e");
       // The first packet draws r1's Packet Too Big at the TEP, which relays it as ICMPv4 3/4;
       // later ones are answered by the TEP itself from the path MTU it learned.

@@ -35,16 +35,11 @@ export type Service =
   | "client-c"
   | "client-d"
   | "client-e";
-/** What `Lab.up` starts, in order (clients on C and D only when a test asks). */
-export const SERVICES: readonly Service[] = [
-  "server",
-  "tep",
-  "web",
-  "ftp",
-  "client-a",
-  "client-b",
-  "client-e",
-];
+/**
+ * What `Lab.up` starts, in order (clients on C and D only when a test asks, on E when the
+ * path MTU demo step or test does: {@link Lab.ensure}).
+ */
+export const SERVICES: readonly Service[] = ["server", "tep", "web", "ftp", "client-a", "client-b"];
 
 const SERVICE_ROLE: Record<Service, Role> = {
   server: "server",
