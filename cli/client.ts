@@ -203,6 +203,10 @@ Examples:
           `expires   ${status.expiresAt ?? "-"}`,
           `sent      ${counters["client-encap-forward"]} packets, ${counters["client-encap-forward-bytes"]} bytes`,
           `received  ${counters["client-decap-forward"]} packets, ${counters["client-decap-forward-bytes"]} bytes`,
+          `path MTU  ${counters["pmtu-learned"] ?? 0} learned, ${counters["client-encap-drop-too-big"] ?? 0} too big (ICMPv4 3/4 to the application)`,
+          `relayed   ${counters["icmp-relay-frag-needed"] ?? 0} frag-needed, ${counters["icmp-relay-host-unreachable"] ?? 0} host-unreachable, ${counters["icmp-relay-admin-prohibited"] ?? 0} admin-prohibited (ICMPv6 errors from the path)`,
+          `ecn       ${counters["client-decap-ecn-ce"] ?? 0} CE marked, ${counters["client-decap-drop-ecn"] ?? 0} dropped (outer CE, inner Not-ECT)`,
+          `mss       ${(counters["client-encap-mss-clamped"] ?? 0) + (counters["client-decap-mss-clamped"] ?? 0)} SYNs clamped`,
           "",
         ].join("\n"),
       );

@@ -225,6 +225,15 @@ describe.skipIf(skip !== null)(
       const status = await clientE();
       expect(status.pathMtu).toBe(1400);
       expect(status.counters["pmtu-learned"]).toBeGreaterThanOrEqual(1);
+      const text = run("e", [
+        ...dstmArgv(),
+        "client",
+        "status",
+        "--control",
+        lab.services.socket("client-e"),
+      ]);
+      expect(text.text).toMatch(/dti0 \(mtu 1460, path MTU 1400\)/);
+      expect(text.text).toMatch(/path MTU +[1-9]\d* learned/);
     });
   },
 );
