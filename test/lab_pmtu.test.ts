@@ -284,6 +284,22 @@ describe.skipIf(skip !== null)("ICMPv6 errors from the path are relayed (RFC 247
     }
   });
 
+  test("TEP: outer hop limit exhausted at r1 (Time Exceeded) → 'Destination Host Unreachable'", () => {
+    // The TEP's packets leave with hop limit 1: r1 cannot forward them.
+    const sysctl = (v: number) =>
+      lab.run("tep", ["sysctl", "-qw", `net.ipv6.conf.eth6.hop_limit=${v}`]).code;
+    expect(sysctl(1)).toBe(0);
+    try {
+      const before = tepStats().counters;
+      const ping = run("web", ["ping", "-c", "1", "-W", "3", e4]);
+      expect(ping.text).toMatch(/From 192\.0\.2\.1 icmp_seq=1 Destination Host Unreachable/);
+      const after = tepStats().counters;
+      expect(after["tunnel-error-time-exceeded"]! - before["tunnel-error-time-exceeded"]!).toBe(1);
+    } finally {
+      sysctl(64);
+    }
+  });
+
   test("client: no route to the TEP at r1 → node E's ping and TCP fail at once", async () => {
     expect(route("add", "unreachable", `${LAB.tep6}/128`).code).toBe(0);
     try {
@@ -486,5 +502,16 @@ describe.skipIf(skip !== null)("on-demand client", () => {
       sink.kill("SIGKILL");
       await sink.exited;
     }
+  }, 60_000);
+});
+
+describe.skipIf(skip !== null)("a host that does not speak 4over6", () => {
+  test("its Parameter Problem (unrecognized next header) comes back as 'Destination Host Unreachable'", async () => {
+    // A static binding that names r2, which has no tunnel: the kernel there answers ICMPv6
+    // Parameter Problem code 1. (Restarts the TEP: this runs last.)
+    await lab.restart("tep", ["--binding", `198.51.100.200=${LAB.r2Remote6}`]);
+    const ping = run("web", ["ping", "-c", "1", "-W", "3", "198.51.100.200"]);
+    expect(ping.text).toMatch(/From 192\.0\.2\.1 icmp_seq=1 Destination Host Unreachable/);
+    expect(tepStats().counters["tunnel-error-parameter-problem"]).toBe(1);
   }, 60_000);
 });
