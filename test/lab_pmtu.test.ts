@@ -444,6 +444,9 @@ describe.skipIf(skip !== null)("MSS clamping (RFC 4459 §3.2)", () => {
 describe.skipIf(skip !== null)("on-demand client", () => {
   test("a 2 MiB upload from node E in --on-demand mode completes; DF ping gets MTU 1360", async () => {
     await lab.restart("client-e", ["--on-demand"]);
+    // Forget what node E's kernel learned from the always-on client's connected socket: the
+    // on-demand socket is not connected, and must learn the path MTU by itself.
+    expect(lab.run("e", ["ip", "-6", "route", "flush", "cache"]).code).toBe(0);
     const sink = lab.ns.web.spawn(
       [
         "python3",

@@ -65,7 +65,11 @@ describe("PathMtuTable (RFC 8201)", () => {
     const t = PathMtuTable.create({ capacity: 16, ageSeconds: 600 });
     t.learn(E6, 0, 1400, 1000);
     expect(t.expire(1599)).toBe(0);
-    expect(t.expire(1600)).toBe(1);
+    // The same MTU again restarts the age (as the kernel's route cache does on each PTB).
+    expect(t.learn(E6, 0, 1400, 1500)).toBe(0);
+    expect(t.expire(1600)).toBe(0);
+    expect(t.lookup(E6, 0)).toBe(1400);
+    expect(t.expire(2100)).toBe(1);
     expect(t.lookup(E6, 0)).toBe(0);
     const host = new Uint8Array(16);
     for (let i = 0; i < 1000; i++) {

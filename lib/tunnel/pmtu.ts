@@ -102,7 +102,7 @@ export class PathMtuTable {
   /**
    * Records a Packet Too Big's MTU for `host6` at time `nowSeconds` (writer only). Values below
    * 1280 count as 1280 (RFC 8201 §4). Returns the new estimate if it went down (or is new),
-   * 0 when the table already had an equal or lower one.
+   * 0 when the table already had an equal (its age starts again) or lower one.
    */
   learn(host6: Uint8Array, off: number, mtu: number, nowSeconds: number): number {
     const value = Math.max(IPV6_MIN_MTU, Math.min(mtu | 0, 0x7fffffff));
@@ -124,8 +124,11 @@ export class PathMtuTable {
         w[at + 2] === a2 &&
         w[at + 3] === a3
       ) {
-        if (current <= value) return 0;
+        if (current < value) return 0;
+        // The same value again (the kernel refreshes its route cache entry on each PTB, and so
+        // do we, so that both age together); a lower one replaces it.
         w[at + 5] = nowSeconds + this.ageSeconds;
+        if (current === value) return 0;
         Atomics.store(w, at + 4, value);
         return value;
       }
