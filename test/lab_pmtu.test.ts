@@ -508,6 +508,61 @@ describe.skipIf(skip !== null)("on-demand client", () => {
   }, 60_000);
 });
 
+describe.skipIf(skip !== null)(
+  "MSS clamping when the IPv4 server never sees ICMP (RFC 4459 §3.2)",
+  () => {
+    /**
+     * The TEP restarted with `--icmp-rate 0` sends no ICMP error at all: to the web server it is
+     * as if "fragmentation needed" were filtered. Node E's client and every route cache start
+     * fresh, so only the TEP knows the path MTU, learned from a Packet Too Big.
+     */
+    async function freshPath(tepArgs: string[]): Promise<string> {
+      await lab.restart("tep", ["--icmp-rate", "0", ...tepArgs]);
+      for (const role of ["web", "e", "tep"] as const) {
+        lab.run(role, ["ip", "-4", "route", "flush", "cache"]);
+        lab.run(role, ["ip", "-6", "route", "flush", "cache"]);
+      }
+      await lab.restart("client-e");
+      const address = await leasedAddress(lab, "e");
+      // Let the TEP learn the path MTU (its binding for E may take a moment to arrive).
+      const deadline = Date.now() + 15_000;
+      while (Date.now() < deadline) {
+        run("web", ["ping", "-c", "1", "-W", "1", "-M", "do", "-s", "1432", address]);
+        if (tepStats().pathMtu.some((p) => p.host === LAB.nodeE6)) break;
+        await Bun.sleep(200);
+      }
+      expect(tepStats().pathMtu).toContainEqual(
+        expect.objectContaining({ host: LAB.nodeE6, mtu: 1400 }),
+      );
+      return address;
+    }
+
+    const download = () =>
+      run("e", [
+        "curl",
+        "-sS",
+        "--max-time",
+        "8",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{size_download}",
+        `http://${LAB.web4}/${BIG_FILE}`,
+      ]);
+
+    test("without clamping the download stalls; with it (the default) it completes", async () => {
+      await freshPath(["--no-mss-clamp"]);
+      const stalled = download();
+      expect(stalled.code).toBe(28); // curl: operation timed out
+      await freshPath([]);
+      const done = download();
+      expect(done.code).toBe(0);
+      expect(done.text).toBe(String(2 << 20));
+      expect(tepStats().counters["decap-mss-clamped"]).toBeGreaterThanOrEqual(1);
+    }, 90_000);
+  },
+);
+
 describe.skipIf(skip !== null)("a host that does not speak 4over6", () => {
   test("its Parameter Problem (unrecognized next header) comes back as 'Destination Host Unreachable'", async () => {
     // A static binding that names r2, which has no tunnel: the kernel there answers ICMPv6

@@ -213,6 +213,23 @@ describe("relayTunnelError (RFC 2473 §8.3)", () => {
     expect(counters.get("tunnel-error-not-relayed")).toBe(1);
   });
 
+  test("--icmp-rate 0 sends none at all (no first burst)", () => {
+    const counters = Counters.create({ slices: 1 });
+    const bindings = BindingTable.create({ maxEntries: 4 });
+    const ctx = new TepContext({
+      bindings,
+      counters: counters.slice(0),
+      tepIPv4: TEP4,
+      icmpRate: 0,
+      now: () => 0,
+    });
+    const inner = echo(84, false);
+    expect(relayTunnelError(ctx, { type: 1, code: 0, info: 0 }, E6, 0, inner, 0, 84, TEP4, 5)).toBe(
+      false,
+    );
+    expect(counters.get("icmp-rate-limited")).toBe(1);
+  });
+
   test("the client relays from the inner destination (it has no address on the path)", () => {
     const counters = Counters.create({ slices: 1 });
     const ctx = new ClientContext({ counters: counters.slice(0), leasedIPv4: E4, tep6: TEP6 });

@@ -131,7 +131,9 @@ export class TepContext {
     this.tunnelMtu = linkMtu - TUNNEL_OVERHEAD;
     this.hairpin = options.hairpin ?? true;
     this.icmpHostUnreachable = options.icmpHostUnreachable ?? false;
-    this.icmpLimiter = new TokenBucket(options.icmpRate ?? 100, options.icmpBurst ?? 20);
+    const icmpRate = options.icmpRate ?? 100;
+    // Rate 0 means none at all (`--icmp-rate 0`), not a first burst.
+    this.icmpLimiter = new TokenBucket(icmpRate, icmpRate === 0 ? 0 : (options.icmpBurst ?? 20));
     this.now = options.now ?? Date.now;
     this.pathMtu = options.pathMtu ?? null;
     this.mssClamp = options.mssClamp ?? true;

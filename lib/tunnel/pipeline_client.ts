@@ -110,7 +110,8 @@ export class ClientContext {
     this.dscp = checkDscp(options.dscp ?? DSCP_COPY);
     this.ecnNormal = options.ecnNormal ?? true;
     this.flowLabels = options.flowLabel ?? true;
-    this.icmpLimiter = new TokenBucket(options.icmpRate ?? 100, 20);
+    const icmpRate = options.icmpRate ?? 100;
+    this.icmpLimiter = new TokenBucket(icmpRate, icmpRate === 0 ? 0 : 20);
     this.now = options.now ?? Date.now;
   }
 }
