@@ -6,8 +6,10 @@
  * `decap-hairpin`, `encap-fragmented`, `icmp-*` where they apply), and allocates nothing.
  *
  * The outer IPv6 header never passes through here: the Worker loops use a raw IPv6 socket
- * with protocol 4, so the kernel strips it on receive (handing over the outer source) and
- * builds it on send (to the address the step wrote), fragmenting when needed.
+ * with protocol 4, so the kernel strips it on receive (handing over the outer source and
+ * traffic class) and builds it on send (to the address the step wrote, with the traffic class
+ * and flow label it chose: `ctx.trafficClass`, `ctx.flowLabel`), fragmenting to the path MTU
+ * when needed. Path MTU, ICMP relay, ECN, DSCP, flow label and MSS rules: docs/tunnel.md.
  *
  * ## TTL (RFC 2473 §3.1)
  *
