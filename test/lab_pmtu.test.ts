@@ -321,6 +321,37 @@ describe.skipIf(skip !== null)("ICMPv6 errors from the path are relayed (RFC 247
   });
 });
 
+describe.skipIf(skip !== null)("a forged Packet Too Big", () => {
+  test("quoting a packet the TEP never sent to that host: ignored and counted", () => {
+    const before = tepStats().counters;
+    // From node A: "your packet to node E for 198.51.100.99 was too big, use 1300".
+    const r = lab.run("a", [
+      BUN,
+      join(ROOT, "test", "e2e_scripts", "send_fake_ptb.ts"),
+      LAB.tep6,
+      LAB.nodeE6,
+      LAB.web4,
+      "198.51.100.99",
+      "1300",
+    ]);
+    expect(r.code).toBe(0);
+    expect(JSON.parse(r.stdout.trim().split("\n").at(-1)!)).toEqual({ sent: 1 });
+    // Poll: the TEP reads its error queue between packets.
+    const deadline = Date.now() + 5000;
+    let after = tepStats();
+    while (
+      Date.now() < deadline &&
+      after.counters["tunnel-error-not-ours"] === before["tunnel-error-not-ours"]
+    ) {
+      Bun.sleepSync(100);
+      after = tepStats();
+    }
+    expect(after.counters["tunnel-error-not-ours"]! - before["tunnel-error-not-ours"]!).toBe(1);
+    expect(after.counters["pmtu-learned"]).toBe(before["pmtu-learned"]!);
+    expect(after.pathMtu.some((p) => p.mtu === 1300)).toBe(false);
+  });
+});
+
 describe.skipIf(skip !== null)("ECN (RFC 6040), DSCP (RFC 2983), flow label (RFC 6438)", () => {
   const craft = (from: Role, args: string[]) => {
     const r = lab.run(from, [BUN, join(ROOT, "test", "e2e_scripts", "send_4in6_ecn.ts"), ...args]);

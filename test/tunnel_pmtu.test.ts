@@ -10,7 +10,7 @@ import { ipv4Destination, ipv4Source } from "../lib/net/ipv4.ts";
 import { BindingTable } from "../lib/tunnel/binding.ts";
 import { buildPacket } from "../lib/tunnel/check.ts";
 import { Counter, Counters } from "../lib/tunnel/counters.ts";
-import { relayTunnelError } from "../lib/tunnel/icmp_relay.ts";
+import { clientSentTo, relayTunnelError, tepSentTo } from "../lib/tunnel/icmp_relay.ts";
 import {
   ClientContext,
   clientDecap,
@@ -211,6 +211,24 @@ describe("relayTunnelError (RFC 2473 §8.3)", () => {
       false,
     );
     expect(counters.get("tunnel-error-not-relayed")).toBe(1);
+  });
+
+  test("only errors about packets we sent to that host are believed (tepSentTo, clientSentTo)", () => {
+    const { ctx, counters } = tep();
+    const toE = echo(1460, true);
+    expect(tepSentTo(ctx.bindings, ctx.counters, toE, 0, 200, E6, 0)).toBe(true);
+    // A quote whose destination is bound to another host, or to no host: not ours.
+    expect(tepSentTo(ctx.bindings, ctx.counters, toE, 0, 200, TEP6, 0)).toBe(false);
+    const elsewhere = echo(1460, true, "192.0.2.80", "198.51.100.99");
+    expect(tepSentTo(ctx.bindings, ctx.counters, elsewhere, 0, 200, E6, 0)).toBe(false);
+    expect(tepSentTo(ctx.bindings, ctx.counters, toE, 0, 12, E6, 0)).toBe(false);
+    expect(counters.get("tunnel-error-not-ours")).toBe(3);
+    const fromE = echo(1460, true, "198.51.100.3", "192.0.2.80");
+    const c = Counters.create({ slices: 1 });
+    expect(clientSentTo(c.slice(0), E4, TEP6, fromE, 0, 200, TEP6, 0)).toBe(true);
+    expect(clientSentTo(c.slice(0), E4, TEP6, fromE, 0, 200, E6, 0)).toBe(false);
+    expect(clientSentTo(c.slice(0), E4, TEP6, toE, 0, 200, TEP6, 0)).toBe(false);
+    expect(c.get("tunnel-error-not-ours")).toBe(2);
   });
 
   test("--icmp-rate 0 sends none at all (no first burst)", () => {

@@ -17,7 +17,7 @@ import type { WorkerContext } from "../sys/worker.ts";
 import { ClientState } from "./client_state.ts";
 import { Counter } from "./counters.ts";
 import type { ForwarderInit, ForwarderStats } from "./forwarder.ts";
-import { relayTunnelError } from "./icmp_relay.ts";
+import { clientSentTo, relayTunnelError } from "./icmp_relay.ts";
 import { ClientTranslator, NaptTable, PLACEHOLDER_IPV4, Translation } from "./napt.ts";
 import { ClientContext, clientDecap, clientEncap, Verdict } from "./pipeline.ts";
 import { PathMtuTable } from "./pmtu.ts";
@@ -216,6 +216,8 @@ export function clientIn(
   const errors = new TunnelErrors(raw, counters, (info, host6, inner, length) => {
     const context = lease.context;
     if (!context) return;
+    if (!clientSentTo(counters, context.leasedIPv4, context.tep6, inner, 0, length, host6, 0))
+      return;
     const now = nowSeconds();
     if (!relayTunnelError(context, info, host6, 0, inner, 0, length, 0, now)) return;
     if (

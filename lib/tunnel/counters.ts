@@ -62,6 +62,7 @@ export const COUNTER_NAMES = [
   "tunnel-error-parameter-problem", // ICMPv6 Parameter Problem about a packet we tunnelled
   "tunnel-error-other", // an error-queue entry that is no ICMPv6 error (local errors)
   "tunnel-error-not-relayed", // no ICMPv4 error may or need be sent about the quoted packet
+  "tunnel-error-not-ours", // quotes a packet we did not send to that host (spoofed?): ignored
   "icmp-relay-frag-needed", // ICMPv4 3/4 (path MTU − 40) sent to the inner source (RFC 2473 §8.3)
   "icmp-relay-host-unreachable", // ICMPv4 3/1 sent to the inner source
   "icmp-relay-admin-prohibited", // ICMPv4 3/13 sent to the inner source

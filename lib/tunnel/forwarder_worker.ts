@@ -16,7 +16,7 @@ import { BindingTable } from "./binding.ts";
 import { clientIn, clientOut } from "./client_loops.ts";
 import { Counters } from "./counters.ts";
 import type { ForwarderInit, ForwarderStats } from "./forwarder.ts";
-import { relayTunnelError } from "./icmp_relay.ts";
+import { relayTunnelError, tepSentTo } from "./icmp_relay.ts";
 import { TepContext, tepDecap, tepEncap, Verdict } from "./pipeline.ts";
 import { PathMtuTable } from "./pmtu.ts";
 import { nowSeconds, TunnelErrors } from "./tunnel_errors.ts";
@@ -45,6 +45,7 @@ runWorker<ForwarderInit, ForwarderStats>((init, ctx) => {
       const raw4 = init.raw4Fd === undefined ? undefined : Raw4Socket.attach(init.raw4Fd);
       // ICMPv6 errors about encapsulated packets (RFC 2473 §8): read here, off the hot path.
       const errors = new TunnelErrors(raw, counters, (info, host6, inner, n) => {
+        if (!tepSentTo(tep.bindings, counters, inner, 0, n, host6, 0)) return;
         if (relayTunnelError(tep, info, host6, 0, inner, 0, n, tep.tepIPv4, nowSeconds()) && raw4) {
           const w = raw4.send(tep.reply, 0, tep.replyLength, ipv4Destination(tep.reply, 0));
           if (w < 0) fail(w);

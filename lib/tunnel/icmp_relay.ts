@@ -25,8 +25,12 @@
  *
  * @module
  */
+
+import { equalIPv6 } from "../net/addr.ts";
 import { buildIcmpError, IcmpType, UnreachableCode } from "../net/icmp4.ts";
-import { ipv4Destination, ipv4DontFragment } from "../net/ipv4.ts";
+import { ipv4Destination, ipv4DontFragment, ipv4Source } from "../net/ipv4.ts";
+import { l4DestinationPort } from "../net/l4.ts";
+import type { BindingTable } from "./binding.ts";
 import { Counter } from "./counters.ts";
 import type { PathMtuTable } from "./pmtu.ts";
 import type { TokenBucket } from "./ratelimit.ts";
@@ -79,6 +83,58 @@ const RELAY_FRAG_NEEDED = Counter["icmp-relay-frag-needed"];
 const RELAY_HOST_UNREACHABLE = Counter["icmp-relay-host-unreachable"];
 const RELAY_ADMIN_PROHIBITED = Counter["icmp-relay-admin-prohibited"];
 const RATE_LIMITED = Counter["icmp-rate-limited"];
+const NOT_OURS = Counter["tunnel-error-not-ours"];
+
+/**
+ * TEP: true when the quoted inner packet is one the TEP sends to `host6`: its destination
+ * (and port, for a shared address) is bound to that host. Anyone on the IPv6 side can send an
+ * ICMPv6 error quoting a made-up packet; without this check it would lower a host's path MTU
+ * or make the TEP send ICMPv4 errors to any IPv4 address. Counts `tunnel-error-not-ours`.
+ */
+export function tepSentTo(
+  bindings: BindingTable,
+  counters: Float64Array,
+  inner: Uint8Array,
+  innerOff: number,
+  innerLen: number,
+  host6: Uint8Array,
+  host6Off: number,
+): boolean {
+  const ours =
+    innerLen >= 20 &&
+    inner[innerOff]! >>> 4 === 4 &&
+    bindings.matchesHost(
+      ipv4Destination(inner, innerOff),
+      l4DestinationPort(inner, innerOff, innerLen),
+      host6,
+      host6Off,
+    );
+  if (!ours) counters[NOT_OURS]! += 1;
+  return ours;
+}
+
+/**
+ * Client: true when the quoted packet is one the client sent: from the leased address, to the
+ * TEP. Counts `tunnel-error-not-ours` otherwise.
+ */
+export function clientSentTo(
+  counters: Float64Array,
+  leasedIPv4: number,
+  tep6: Uint8Array,
+  inner: Uint8Array,
+  innerOff: number,
+  innerLen: number,
+  host6: Uint8Array,
+  host6Off: number,
+): boolean {
+  const ours =
+    innerLen >= 20 &&
+    inner[innerOff]! >>> 4 === 4 &&
+    ipv4Source(inner, innerOff) === leasedIPv4 &&
+    equalIPv6(host6, host6Off, tep6, 0);
+  if (!ours) counters[NOT_OURS]! += 1;
+  return ours;
+}
 
 /**
  * Handles one ICMPv6 error about a tunnel packet to `host6[host6Off, +16)` whose inner IPv4
