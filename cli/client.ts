@@ -64,6 +64,8 @@ export function clientCommand() {
     .option("--ifname <name>", "DTI interface name", "dti0")
     .option("--route <cidr>", "IPv4 route through the DTI (repeatable; default 0.0.0.0/0)", collect)
     .option("--mtu <n>", "DTI MTU (default: IPv6 link MTU − 40)")
+    .option("--no-mss-clamp", "leave the MSS of TCP SYNs alone (default: clamp to the path MTU)")
+    .option("--dscp <copy|n>", "outer DSCP: copy the inner one, or a fixed 0–63", "copy")
     .option(
       "--on-demand",
       "hold a lease only while IPv4 traffic flows (DTI up at once with 192.0.0.2)",
@@ -203,6 +205,8 @@ Examples:
           ifname: flags.ifname,
           routes: flags.route,
           mtu,
+          mssClamp: flags.mssClamp,
+          dscp: dscpFlag(flags.dscp),
           onDemand: flags.onDemand === true,
           idleSeconds: idle,
           napt,
@@ -243,7 +247,7 @@ Examples:
       process.stdout.write(
         [
           `state     ${status.state} (${status.mode})`,
-          `dti       ${status.ifname} (mtu ${status.mtu ?? "-"})`,
+          `dti       ${status.ifname} (mtu ${status.mtu ?? "-"}${status.pathMtu ? `, path MTU ${status.pathMtu}` : ""})`,
           `ipv4      ${status.ipv4 ?? "-"}${status.ports && status.ports !== "all" ? ` ports ${status.ports}` : ""}`,
           `host ipv6 ${status.host6}`,
           `tep       ${status.tep6 ?? "-"}${status.tep4 ? ` (${status.tep4})` : ""}`,
@@ -251,6 +255,10 @@ Examples:
           `sent      ${counters["client-encap-forward"]} packets, ${counters["client-encap-forward-bytes"]} bytes`,
           `received  ${counters["client-decap-forward"]} packets, ${counters["client-decap-forward-bytes"]} bytes`,
           ...naptLines(status.napt as Record<string, number> | null, counters),
+          `path MTU  ${counters["pmtu-learned"] ?? 0} learned, ${counters["client-encap-drop-too-big"] ?? 0} too big (ICMPv4 3/4 to the application)`,
+          `relayed   ${counters["icmp-relay-frag-needed"] ?? 0} frag-needed, ${counters["icmp-relay-host-unreachable"] ?? 0} host-unreachable, ${counters["icmp-relay-admin-prohibited"] ?? 0} admin-prohibited (ICMPv6 errors from the path)`,
+          `ecn       ${counters["client-decap-ecn-ce"] ?? 0} CE marked, ${counters["client-decap-drop-ecn"] ?? 0} dropped (outer CE, inner Not-ECT)`,
+          `mss       ${(counters["client-encap-mss-clamped"] ?? 0) + (counters["client-decap-mss-clamped"] ?? 0)} SYNs clamped`,
           "",
         ].join("\n"),
       );
@@ -300,4 +308,13 @@ function naptLines(napt: Record<string, number> | null, c: Record<string, number
     `frag out  ${frag("out")}`,
     `frag in   ${frag("in")}`,
   ];
+}
+
+/** `--dscp copy` → −1 (copy the inner DSCP), else 0–63. */
+function dscpFlag(text: string): number {
+  if (text === "copy") return -1;
+  const n = Number(text);
+  if (!Number.isInteger(n) || n < 0 || n > 63)
+    throw new UsageError(`--dscp: "${text}" is not copy or 0–63`);
+  return n;
 }

@@ -32,6 +32,7 @@ import { ClientState } from "../tunnel/client_state.ts";
 import { Counters } from "../tunnel/counters.ts";
 import { Forwarder } from "../tunnel/forwarder.ts";
 import { type NaptCensus, NaptTable, type NaptTimeouts, PLACEHOLDER_IPV4 } from "../tunnel/napt.ts";
+import { PathMtuTable } from "../tunnel/pmtu.ts";
 import type { AuthKey } from "../wire/auth.ts";
 import { messageTypeName } from "../wire/dstm.ts";
 import { DSTM_PORT, Status } from "../wire/dstm_types.ts";
@@ -57,6 +58,10 @@ export interface NodeConfig {
   readonly routes?: readonly string[];
   /** DTI MTU; default the MTU of the IPv6 link − 40. */
   readonly mtu?: number;
+  /** Clamp the MSS of TCP SYNs to the tunnel / path MTU (RFC 4459 §3.2). Default true. */
+  readonly mssClamp?: boolean;
+  /** Outer DSCP: −1 copies the inner one (default, RFC 2983), else 0–63. */
+  readonly dscp?: number;
   /** On-demand mode: lease only while IPv4 traffic flows; release after `idleSeconds` without. */
   readonly onDemand?: boolean;
   readonly idleSeconds?: number;
@@ -86,6 +91,8 @@ export interface NodeStatus {
   tep6: string | null;
   tep4: string | null;
   mtu: number | null;
+  /** The path MTU towards the TEP learned from Packet Too Big (RFC 8201), null if none. */
+  pathMtu: number | null;
   expiresAt: string | null;
   leaseTime: number | null;
   /** Shared lease: live NAPT mappings by protocol and TCP phase; null for a whole address. */
@@ -97,6 +104,7 @@ export class DstmNode {
   readonly counters = Counters.create({ slices: 2 });
   readonly #leaseState = ClientState.create();
   readonly #napt = NaptTable.create();
+  readonly #pathMtu = PathMtuTable.create({ capacity: 16 });
   #state: NodeState = "acquiring";
   #lease: ClientLease | undefined;
   #mtu: number | null = null;
@@ -165,6 +173,7 @@ export class DstmNode {
       tep6: lease ? this.#tep6(lease) : null,
       tep4: lease?.tep4 ? formatIPv4(lease.tep4) : null,
       mtu: this.#mtu,
+      pathMtu: this.#pathMtu.entries()[0]?.mtu ?? null,
       expiresAt: lease ? new Date(lease.expiresAt).toISOString() : null,
       leaseTime: lease?.leaseTime ?? null,
       napt:
@@ -277,6 +286,7 @@ export class DstmNode {
       const raw = Raw6Socket.open({ receiveBuffer: 4 << 20, sendBuffer: 4 << 20 });
       this.#raw = raw;
       raw.bindAddress(parseIPv6(this.#client.host6)!);
+      raw.enableTunnelOptions();
       // With a known TEP, let the kernel filter what reaches us; on-demand learns it later.
       if (tep6) raw.connect(tep6);
       this.#forwarder = await Forwarder.client({
@@ -287,6 +297,10 @@ export class DstmNode {
           state: this.#leaseState.buffer,
           napt: this.#napt.buffer,
           onDemand: c.onDemand === true,
+          tunnelMtu: this.#mtu,
+          pathMtu: this.#pathMtu.buffer,
+          mssClamp: c.mssClamp,
+          dscp: c.dscp,
         },
         onNeedLease: () => this.#onDemand(),
       });
