@@ -9,6 +9,7 @@ import { DstmNode } from "../lib/client/node.ts";
 import { canonicalIPv6, parseIPv4 } from "../lib/net/addr.ts";
 import { parseIPv4Prefix } from "../lib/net/prefix.ts";
 import { getUnix, serveUnix } from "../lib/sys/http.ts";
+import { sdNotify } from "../lib/sys/sd_notify.ts";
 import { sourceAddressFor } from "../lib/sys/udp.ts";
 import { ALL_DHCP_RELAY_AGENTS_AND_SERVERS, DHCP6_SERVER_PORT } from "../lib/wire/dhcp4o6.ts";
 import { DSTM_PORT } from "../lib/wire/dstm_types.ts";
@@ -164,6 +165,7 @@ Examples:
           ? Response.json(node.status())
           : Response.json({ error: "no such endpoint" }, { status: 404 }),
       );
+      sdNotify("READY=1\nSTATUS=lease bound, DTI up");
       await untilSignal();
       control.close();
       await node.stop();

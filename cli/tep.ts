@@ -9,6 +9,7 @@ import { canonicalIPv6, parseIPv4 } from "../lib/net/addr.ts";
 import { parseIPv4Prefix } from "../lib/net/prefix.ts";
 import { TEP_CONTROL_PORT } from "../lib/server/tep_sync.ts";
 import { getUnix } from "../lib/sys/http.ts";
+import { sdNotify } from "../lib/sys/sd_notify.ts";
 import {
   BindingFileError,
   bindingTableSize,
@@ -145,6 +146,7 @@ Examples:
         statsSocket: flags.stats ?? defaultStatsSocket(),
         log,
       });
+      sdNotify("READY=1\nSTATUS=forwarding");
       await untilSignal();
       await node.stop();
     });
