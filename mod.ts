@@ -21,5 +21,6 @@ export * from "./lib/wire/mod.ts";
 
 if (import.meta.main) {
   const { main } = await import("./cli/main.ts");
+  (await import("./cli/stdout_pipe.ts")).endQuietlyOnClosedPipe();
   process.exitCode = await main(process.argv);
 }

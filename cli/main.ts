@@ -3,8 +3,9 @@
  *
  * @module
  */
-import { Command, CommanderError } from "@commander-js/extra-typings";
+import { Command, CommanderError, Option } from "@commander-js/extra-typings";
 import { generateKeyFileText } from "../lib/wire/auth.ts";
+import { versionText } from "./build_info.ts";
 import { clientCommand } from "./client.ts";
 import { UsageError } from "./errors.ts";
 import { labCommand } from "./lab.ts";
@@ -12,7 +13,6 @@ import { leaseCommand } from "./lease.ts";
 import { ping4Command } from "./ping4.ts";
 import { serverCommand } from "./server.ts";
 import { tepCommand } from "./tep.ts";
-import { VERSION } from "./version.ts";
 
 export function program(): Command {
   return (
@@ -20,7 +20,12 @@ export function program(): Command {
       .description(
         "Dual Stack Transition Mechanism: IPv4 for hosts in IPv6-only networks (server, client, TEP, lab)",
       )
-      .version(VERSION)
+      // -V/--version prints the commit and runtime too (cli/build_info.ts), computed only when asked.
+      .addOption(new Option("-V, --version", "output the version, commit and runtime"))
+      .on("option:version", () => {
+        process.stdout.write(`${versionText()}\n`);
+        throw new CommanderError(0, "commander.version", versionText());
+      })
       .showHelpAfterError("(run with --help for usage)")
       // `dstm tep stats --stats X`: options after a subcommand belong to the subcommand.
       .enablePositionalOptions()

@@ -1,0 +1,129 @@
+/**
+ * `dstm --version` names the version, commit and runtime; `dstm … | head -1` ends quietly
+ * (status 141, nothing on stderr) instead of an EPIPE stack trace: `lease ls` on a real pipe
+ * and on one whose reader is already gone, and (as root, in a namespace) `ping4`.
+ */
+import { afterAll, expect, test } from "bun:test";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { EXIT_PIPE_CLOSED } from "../cli/stdout_pipe.ts";
+import { VERSION } from "../cli/version.ts";
+import { SqliteLeaseStore } from "../lib/lease/sqlite.ts";
+import { createNetns, type Netns } from "../lib/sys/netns.ts";
+import { announceSkip, netnsSkipReason } from "./helpers/netns.ts";
+import { BUN, ROOT } from "./helpers/process.ts";
+
+const dir = mkdtempSync(join(tmpdir(), "dstm-pipe-"));
+const cleanup: (() => void)[] = [];
+afterAll(() => {
+  for (const c of cleanup.reverse()) c();
+  rmSync(dir, { recursive: true, force: true });
+});
+const DSTM = [BUN, join(ROOT, "mod.ts")];
+
+test("dstm --version: version, commit and runtime", () => {
+  const run = Bun.spawnSync([...DSTM, "--version"], { cwd: ROOT });
+  expect(run.exitCode).toBe(0);
+  const commit = Bun.spawnSync(["git", "rev-parse", "--short", "HEAD"], { cwd: ROOT })
+    .stdout.toString()
+    .trim();
+  expect(run.stdout.toString()).toMatch(
+    new RegExp(
+      `^dstm ${VERSION.replaceAll(".", "\\.")} \\(commit ${commit}(-dirty)?, bun ${Bun.version}, ${process.platform} ${process.arch}\\)\\n$`,
+    ),
+  );
+  expect(Bun.spawnSync([...DSTM, "-V"], { cwd: ROOT }).stdout.toString()).toBe(
+    run.stdout.toString(),
+  );
+});
+
+/** A lease database whose `lease ls --all` output is far larger than a pipe buffer (64 KiB). */
+async function bigLeaseDb(): Promise<string> {
+  const path = join(dir, "leases.db");
+  const store = SqliteLeaseStore.open(path);
+  const now = Date.now();
+  await store.write(
+    Array.from({ length: 3000 }, (_, i) => ({
+      op: "put" as const,
+      lease: {
+        // 198.51.100.0/24 shared 16 ways: address i % 256, PSID i / 256.
+        ipv4: 0xc6336400 + (i % 256),
+        portSet: { offset: 6, psidLength: 4, psid: Math.floor(i / 256) },
+        host6: `2001:db8:1::${(i + 1).toString(16)}`,
+        tep4: 0xc0000201,
+        tep6: "2001:db8::1",
+        pool: "198.51.100.0/24",
+        state: "active" as const,
+        grantedAt: now,
+        expiresAt: now + 3_600_000,
+      },
+    })),
+  );
+  await store.close();
+  return path;
+}
+
+test("dstm lease ls | head -1 ends quietly with status 141", async () => {
+  const db = await bigLeaseDb();
+  const full = Bun.spawnSync([...DSTM, "lease", "ls", "--db", db], { cwd: ROOT });
+  expect(full.exitCode).toBe(0);
+  expect(full.stdout.length).toBeGreaterThan(128 * 1024);
+  // Real pipe: head reads one line and exits; dstm's write of the rest then fails (EPIPE).
+  const script = `"$@" lease ls --db "${db}" | head -1; echo "status \${PIPESTATUS[0]} \${PIPESTATUS[1]}"`;
+  const piped = Bun.spawnSync(["bash", "-c", script, "bash", ...DSTM], { cwd: ROOT });
+  const lines = piped.stdout.toString().trim().split("\n");
+  expect(lines.length).toBe(2);
+  expect(lines[0]).toBe(full.stdout.toString().split("\n")[0]!);
+  expect(lines[1]).toBe(`status ${EXIT_PIPE_CLOSED} 0`);
+  expect(piped.stderr.toString()).toBe("");
+  // A pipe whose reader is gone before dstm writes at all (python3 closes its read end).
+  if (Bun.which("python3")) {
+    const closed = Bun.spawnSync(
+      [
+        "python3",
+        "-c",
+        "import os,subprocess,sys\nr,w=os.pipe()\nos.close(r)\np=subprocess.run(sys.argv[1:],stdout=w,stderr=subprocess.PIPE)\nsys.stdout.write(f'{p.returncode}\\n'+p.stderr.decode())",
+        ...DSTM,
+        ...["lease", "ls", "--db", db],
+      ],
+      { cwd: ROOT },
+    );
+    expect(closed.stdout.toString()).toBe(`${EXIT_PIPE_CLOSED}\n`);
+  }
+});
+
+const skip = netnsSkipReason();
+announceSkip("cli_pipe_version ping4", skip);
+
+test.skipIf(skip !== null)(
+  "dstm ping4 … | head -1 ends quietly (root, in a namespace)",
+  async () => {
+    const ns: Netns = createNetns("dstmt-");
+    cleanup.push(() => ns.delete());
+    const server = ns.spawn(
+      [
+        ...[...DSTM, "server", "--pool", "192.0.2.0/29", "--tep", "::1"],
+        ...["--listen", "[::1]:4607", "--db", "memory", "--no-control"],
+      ],
+      { cwd: ROOT, timeoutMs: 60_000 },
+    );
+    cleanup.push(() => server.kill("SIGKILL"));
+    const reader = server.stdout.getReader();
+    for (let seen = ""; !/ start /.test(seen); ) {
+      const { value, done } = await reader.read();
+      if (done)
+        throw new Error(`server did not start: ${await new Response(server.stderr).text()}`);
+      seen += new TextDecoder().decode(value);
+    }
+    // No TEP answers: ping4 prints its PING line, then its statistics once the timeout passes,
+    // by which time head has exited.
+    const script = `"$@" ping4 192.0.2.99 --server ::1 -c 2 -i 0.2 -W 1 | head -1; echo "status \${PIPESTATUS[0]}"`;
+    const run = ns.exec(["bash", "-c", script, "bash", ...DSTM], { cwd: ROOT });
+    const lines = run.stdout.trim().split("\n");
+    expect(lines[0]).toStartWith("PING 192.0.2.99 via DSTM");
+    expect(lines[1]).toBe(`status ${EXIT_PIPE_CLOSED}`);
+    expect(run.stderr).toBe("");
+  },
+  60_000,
+);
