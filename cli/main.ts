@@ -7,6 +7,7 @@ import { Command, CommanderError, Option } from "@commander-js/extra-typings";
 import { generateKeyFileText } from "../lib/wire/auth.ts";
 import { versionText } from "./build_info.ts";
 import { clientCommand } from "./client.ts";
+import { completionCommand } from "./completion.ts";
 import { UsageError } from "./errors.ts";
 import { labCommand } from "./lab.ts";
 import { leaseCommand } from "./lease.ts";
@@ -35,6 +36,7 @@ export function program(): Command {
       .addCommand(leaseCommand())
       .addCommand(ping4Command())
       .addCommand(labCommand())
+      .addCommand(completionCommand(program))
       .addCommand(
         new Command("keygen")
           .description("print a new HMAC-SHA256 key file for --key (server and clients share it)")

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the end-to-end tests drive, when missing and when we are root on Debian:
-# ping, curl, a real FTP server (vsftpd), iperf3, python3 (web server), iproute2, and ISC Kea's
-# DHCPv4 and DHCPv6 servers (the DHCPv4-over-DHCPv6 test).
+# ping, curl, a real FTP server (vsftpd), iperf3, python3 (web server), iproute2, ISC Kea's
+# DHCPv4 and DHCPv6 servers (the DHCPv4-over-DHCPv6 test), tshark, and the packaging tools.
 set -euo pipefail
 need=()
 command -v ip >/dev/null || need+=(iproute2)
@@ -13,6 +13,14 @@ command -v iperf3 >/dev/null || need+=(iperf3)
 [ -x /usr/sbin/kea-dhcp4 ] || need+=(kea-dhcp4-server)
 [ -x /usr/sbin/kea-dhcp6 ] || need+=(kea-dhcp6-server)
 command -v tshark >/dev/null || need+=(tshark)
+# Packaging and system integration: systemd-analyze verify (systemd), the completion scripts
+# in their shells (zsh, fish), man pages (groff, man-db), the .deb (dpkg-deb).
+command -v systemd-analyze >/dev/null || need+=(systemd)
+command -v zsh >/dev/null || need+=(zsh)
+command -v fish >/dev/null || need+=(fish)
+command -v groff >/dev/null || need+=(groff-base)
+command -v man >/dev/null || need+=(man-db)
+command -v dpkg-deb >/dev/null || need+=(dpkg)
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then
   echo "note: missing ${need[*]}; the end-to-end tests that need them will be skipped (run as root on Debian to install)" >&2
