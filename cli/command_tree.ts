@@ -48,7 +48,8 @@ export function commandTree(command: Command, path: readonly string[] = []): Com
   const options: OptionNode[] = [];
   for (const option of command.options) {
     if (option.hidden) continue;
-    const valueName = /[<[]([^>\]]+)[>\]]/.exec(option.flags)?.[1];
+    const valueMatch = /<(.+)>|\[(.+)\]/.exec(option.flags);
+    const valueName = valueMatch?.[1] ?? valueMatch?.[2];
     const choices = option.argChoices;
     // An optional value (`--use-client [ifname]`) is never taken from the next word by
     // completion: that word may be a positional argument.
