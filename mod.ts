@@ -21,6 +21,7 @@ export * from "./lib/wire/mod.ts";
 
 if (import.meta.main) {
   const { main } = await import("./cli/main.ts");
-  (await import("./cli/stdout_pipe.ts")).endQuietlyOnClosedPipe();
-  process.exitCode = await main(process.argv);
+  const pipe = await import("./cli/stdout_pipe.ts");
+  pipe.endQuietlyOnClosedPipe();
+  process.exitCode = pipe.exitStatus(await main(process.argv));
 }

@@ -3,7 +3,12 @@
  *
  * @module
  */
-import { Command, CommanderError, Option } from "@commander-js/extra-typings";
+import {
+  Command,
+  CommanderError,
+  type CommandUnknownOpts,
+  Option,
+} from "@commander-js/extra-typings";
 import { generateKeyFileText } from "../lib/wire/auth.ts";
 import { versionText } from "./build_info.ts";
 import { clientCommand } from "./client.ts";
@@ -13,6 +18,7 @@ import { labCommand } from "./lab.ts";
 import { leaseCommand } from "./lease.ts";
 import { ping4Command } from "./ping4.ts";
 import { serverCommand } from "./server.ts";
+import { closedPipePolicyFor } from "./stdout_pipe.ts";
 import { tepCommand } from "./tep.ts";
 
 export function program(): Command {
@@ -30,6 +36,13 @@ export function program(): Command {
       .showHelpAfterError("(run with --help for usage)")
       // `dstm tep stats --stats X`: options after a subcommand belong to the subcommand.
       .enablePositionalOptions()
+      // What a closed stdout (`dstm … | head`) does depends on the command (cli/stdout_pipe.ts).
+      .hook("preAction", (_root, action) => {
+        const path: string[] = [];
+        for (let c: CommandUnknownOpts | null = action; c?.parent; c = c.parent)
+          path.unshift(c.name());
+        closedPipePolicyFor(path);
+      })
       .addCommand(serverCommand())
       .addCommand(clientCommand())
       .addCommand(tepCommand())

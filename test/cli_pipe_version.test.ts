@@ -93,6 +93,55 @@ test("dstm lease ls | head -1 ends quietly with status 141", async () => {
   }
 });
 
+test.skipIf(!Bun.which("python3"))(
+  "a daemon whose stdout pipe is closed keeps serving (dstm server answers lease ls), then stops cleanly",
+  async () => {
+    const control = join(dir, "server.sock");
+    // python3 starts the server with a stdout pipe whose read end it has already closed.
+    const launcher = Bun.spawn(
+      [
+        "python3",
+        "-c",
+        "import os,subprocess,sys\nr,w=os.pipe()\nos.close(r)\np=subprocess.Popen(sys.argv[1:],stdout=w,stderr=subprocess.PIPE)\nos.close(w)\nprint(p.pid,flush=True)\n_,err=p.communicate()\nsys.stdout.write(f'exit {p.returncode}\\n'+err.decode())",
+        ...[...DSTM, "server", "--pool", "192.0.2.0/29", "--tep", "2001:db8::1"],
+        ...["--listen", "[::1]:0", "--db", "memory", "--control", control],
+      ],
+      { cwd: ROOT, stdout: "pipe" },
+    );
+    const reader = launcher.stdout.getReader();
+    let text = "";
+    const decoder = new TextDecoder();
+    while (!text.includes("\n")) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      text += decoder.decode(value, { stream: true });
+    }
+    const serverPid = Number(text.split("\n")[0]);
+    expect(serverPid).toBeGreaterThan(1);
+    cleanup.push(() => {
+      try {
+        process.kill(serverPid, "SIGKILL");
+      } catch {}
+    });
+    let answered = false;
+    for (const deadline = Date.now() + 15_000; !answered && Date.now() < deadline; ) {
+      const ls = Bun.spawnSync([...DSTM, "lease", "ls", "--control", control], { cwd: ROOT });
+      answered = ls.exitCode === 0 && ls.stdout.toString() === "no leases\n";
+      if (!answered) await Bun.sleep(100);
+    }
+    expect(answered).toBe(true);
+    process.kill(serverPid, "SIGTERM");
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      text += decoder.decode(value, { stream: true });
+    }
+    // The server stopped on SIGTERM with status 0 and wrote nothing on stderr (no EPIPE trace).
+    expect(text.split("\n").slice(1).join("\n")).toBe("exit 0\n");
+  },
+  30_000,
+);
+
 const skip = netnsSkipReason();
 announceSkip("cli_pipe_version ping4", skip);
 
