@@ -23,7 +23,7 @@ export function roffText(text: string): string {
       .replaceAll("-", "\\-")
       // Non-ASCII (–, −, …) as groff's Unicode escapes, so the page needs no preprocessor.
       .replace(
-        /[^\x00-\x7f]/gu,
+        /[\u0080-\u{10FFFF}]/gu,
         (c) => `\\[u${c.codePointAt(0)!.toString(16).toUpperCase().padStart(4, "0")}]`,
       )
       .split("\n")
