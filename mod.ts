@@ -23,5 +23,7 @@ if (import.meta.main) {
   const { main } = await import("./cli/main.ts");
   const pipe = await import("./cli/stdout_pipe.ts");
   pipe.endQuietlyOnClosedPipe();
-  process.exitCode = pipe.exitStatus(await main(process.argv));
+  const code = await main(process.argv);
+  // A command may set process.exitCode itself (ping4 without replies, a failed lab demo step).
+  process.exitCode = pipe.exitStatus(code !== 0 ? code : Number(process.exitCode ?? 0));
 }

@@ -146,33 +146,62 @@ const skip = netnsSkipReason();
 announceSkip("cli_pipe_version ping4", skip);
 
 test.skipIf(skip !== null)(
-  "dstm ping4 … | head -1 ends quietly (root, in a namespace)",
+  "dstm ping4 … | head -1: ends quietly, gives its temporary lease back, status 141 (root, in a namespace)",
   async () => {
     const ns: Netns = createNetns("dstmt-");
     cleanup.push(() => ns.delete());
-    const server = ns.spawn(
+    // The IPv4 host to ping is the namespace itself (203.0.113.9 on lo), behind a real TEP.
+    ns.ip("addr", "add", "203.0.113.9/32", "dev", "lo");
+    let log = "";
+    const daemon = async (args: string[], ready: RegExp) => {
+      const proc = ns.spawn([...DSTM, ...args], { cwd: ROOT, timeoutMs: 60_000 });
+      cleanup.push(() => proc.kill("SIGKILL"));
+      const decoder = new TextDecoder();
+      (async () => {
+        for await (const chunk of proc.stdout) log += decoder.decode(chunk, { stream: true });
+      })();
+      for (const deadline = Date.now() + 20_000; !ready.test(log) && Date.now() < deadline; )
+        await Bun.sleep(50);
+      expect(log).toMatch(ready);
+    };
+    await daemon(
       [
-        ...[...DSTM, "server", "--pool", "192.0.2.0/29", "--tep", "::1"],
+        ...["server", "--pool", "192.0.2.0/29", "--tep", "::1,192.0.2.254"],
         ...["--listen", "[::1]:4607", "--db", "memory", "--no-control"],
       ],
-      { cwd: ROOT, timeoutMs: 60_000 },
+      / start /,
     );
-    cleanup.push(() => server.kill("SIGKILL"));
-    const reader = server.stdout.getReader();
-    for (let seen = ""; !/ start /.test(seen); ) {
-      const { value, done } = await reader.read();
-      if (done)
-        throw new Error(`server did not start: ${await new Response(server.stderr).text()}`);
-      seen += new TextDecoder().decode(value);
-    }
-    // No TEP answers: ping4 prints its PING line, then its statistics once the timeout passes,
-    // by which time head has exited.
-    const script = `"$@" ping4 192.0.2.99 --server ::1 -c 2 -i 0.2 -W 1 | head -1; echo "status \${PIPESTATUS[0]}"`;
+    await daemon(
+      [
+        ...["tep", "--ipv6", "::1", "--ipv4", "192.0.2.254", "--server", "::1"],
+        ...["--route", "192.0.2.0/29", "--stats", join(dir, "tep.sock")],
+      ],
+      /tep-connected/,
+    );
+    // head exits after the PING line; the reply lines then meet a closed pipe.
+    const script = `"$@" ping4 203.0.113.9 --server ::1 -c 3 -i 0.3 -W 1 | head -1; echo "status \${PIPESTATUS[0]}"`;
     const run = ns.exec(["bash", "-c", script, "bash", ...DSTM], { cwd: ROOT });
     const lines = run.stdout.trim().split("\n");
-    expect(lines[0]).toStartWith("PING 192.0.2.99 via DSTM");
+    expect(lines[0]).toStartWith("PING 203.0.113.9 via DSTM");
     expect(lines[1]).toBe(`status ${EXIT_PIPE_CLOSED}`);
     expect(run.stderr).toBe("");
+    // ping4 went on to release its temporary lease before exiting.
+    for (
+      const deadline = Date.now() + 10_000;
+      !/ release ipv4=192\.0\.2\.1 /.test(log) && Date.now() < deadline;
+    )
+      await Bun.sleep(50);
+    expect(log).toMatch(/ release ipv4=192\.0\.2\.1 /);
+    // Without replies ping4's own status (1) is kept, pipe or not.
+    const silent = `"$@" ping4 203.0.113.10 --server ::1 -c 2 -i 0.2 -W 1 | head -1; echo "status \${PIPESTATUS[0]}"`;
+    expect(ns.exec(["bash", "-c", silent, "bash", ...DSTM], { cwd: ROOT }).stdout).toEndWith(
+      "status 1\n",
+    );
+    const direct = ns.exec(
+      [...DSTM, "ping4", "203.0.113.10", "--server", "::1", "-c", "1", "-W", "1"],
+      { cwd: ROOT },
+    );
+    expect(direct.code).toBe(1);
   },
   60_000,
 );
