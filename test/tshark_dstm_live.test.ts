@@ -63,18 +63,24 @@ test.skipIf(skip !== null)(
       /Capturing on/,
     );
     const dstm = [BUN, join(ROOT, "mod.ts")];
+    // Where the server has a separate key for its TEPs (--tep-key), the TEP holds that one.
+    const help = Bun.spawnSync([...dstm, "server", "--help"], { cwd: ROOT }).stdout.toString();
+    const tepKey = help.includes("--tep-key") ? join(dir, "tep-key") : key;
+    if (tepKey !== key)
+      await Bun.write(tepKey, Bun.spawnSync([...dstm, "keygen"], { cwd: ROOT }).stdout);
     const server = await start(
       [
         ...dstm,
         ...["server", "--pool", "192.0.2.0/29", "--tep", "::1,192.0.2.254"],
         ...["--listen", "[::1]:4607", "--db", "memory", "--no-control", "--key", key],
+        ...(tepKey === key ? [] : ["--tep-key", tepKey]),
       ],
       /tep-connected|start /,
     );
     const tepArgs = [
       ...dstm,
       ...["tep", "--ipv6", "::1", "--ipv4", "192.0.2.254", "--server", "::1"],
-      ...["--route", "192.0.2.0/29", "--key", key, "--stats", join(dir, "tep.sock")],
+      ...["--route", "192.0.2.0/29", "--key", tepKey, "--stats", join(dir, "tep.sock")],
     ];
     let tep = await start(tepArgs, /tep-start/);
     const get = ns.exec([
