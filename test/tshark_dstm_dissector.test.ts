@@ -281,11 +281,15 @@ describe.skipIf(skip !== null)("Wireshark dissector contrib/wireshark/dstm.lua",
     const extension = withExtensions();
     expect(decodeMessage(extension).ok).toBe(true);
     packets.push(udp6Packet(HOST6, SERVER6, 40000, 4607, extension));
+    // Bytes after the length field's end are not part of the message (docs/protocol.md, Header).
+    const padded = Uint8Array.from([...extension, 0xde, 0xad]);
+    expect(decodeMessage(padded).ok).toBe(true);
+    packets.push(udp6Packet(HOST6, SERVER6, 40000, 4607, padded));
     await writeCapture(pcap, packets);
 
     const names = Object.keys(expected(MESSAGES[0]![0], bytesOf(MESSAGES[0]![0])));
     const rows = tsharkFields(pcap, ["frame.protocols", ...names]);
-    expect(rows.length).toBe(MESSAGES.length + 1);
+    expect(rows.length).toBe(MESSAGES.length + 2);
     MESSAGES.forEach(([msg], i) => {
       const { "frame.protocols": protocols, ...got } = rows[i]!;
       expect(protocols).toBe("raw:ipv6:udp:dstm");
@@ -301,7 +305,12 @@ describe.skipIf(skip !== null)("Wireshark dissector contrib/wireshark/dstm.lua",
       1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 128, 255,
     ]);
     expect([...all("dstm.status.code")].map(Number).sort()).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8]);
+    expect(rows.at(-2)!["dstm.option.code"]).toBe("2;128;255");
     expect(rows.at(-1)!["dstm.option.code"]).toBe("2;128;255");
+    const trailing = tsharkFields(pcap, ["dstm.trailing", "dstm.length"], "dstm.trailing");
+    expect(trailing).toEqual([
+      { "dstm.trailing": "dead", "dstm.length": String(extension.length) },
+    ]);
 
     const details = tshark(["-r", pcap, "-V"]);
     expect(details).toContain("Option: AUTH: key 7");
