@@ -14,13 +14,15 @@ command -v iperf3 >/dev/null || need+=(iperf3)
 [ -x /usr/sbin/kea-dhcp6 ] || need+=(kea-dhcp6-server)
 command -v tshark >/dev/null || need+=(tshark)
 # Packaging and system integration: systemd-analyze verify (systemd), the completion scripts
-# in their shells (zsh, fish), man pages (groff, man-db), the .deb (dpkg-deb).
+# in their shells (zsh, fish), man pages (groff, man-db), the .deb (dpkg-deb), the units'
+# system-call filter against what the daemons call (strace).
 command -v systemd-analyze >/dev/null || need+=(systemd)
 command -v zsh >/dev/null || need+=(zsh)
 command -v fish >/dev/null || need+=(fish)
 command -v groff >/dev/null || need+=(groff-base)
 command -v man >/dev/null || need+=(man-db)
 command -v dpkg-deb >/dev/null || need+=(dpkg)
+command -v strace >/dev/null || need+=(strace)
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then
   echo "note: missing ${need[*]}; the end-to-end tests that need them will be skipped (run as root on Debian to install)" >&2
