@@ -10,6 +10,7 @@ import type { Logger } from "../lib/control/log.ts";
 import { canonicalIPv6 } from "../lib/net/addr.ts";
 import { parseIPv4Prefix } from "../lib/net/prefix.ts";
 import { getUnix, HttpListenError, serveUnix, unixPermissionProblem } from "../lib/sys/http.ts";
+import { sdNotify } from "../lib/sys/sd_notify.ts";
 import { sourceAddressFor } from "../lib/sys/udp.ts";
 import { DEFAULT_NAPT_TIMEOUTS, type NaptTimeouts } from "../lib/tunnel/napt.ts";
 import { ALL_DHCP_RELAY_AGENTS_AND_SERVERS, DHCP6_SERVER_PORT } from "../lib/wire/dhcp4o6.ts";
@@ -216,6 +217,7 @@ Examples:
         control.close();
         throw error;
       }
+      sdNotify("READY=1\nSTATUS=lease bound, DTI up");
       await untilSignal();
       control.close();
       await node.stop();

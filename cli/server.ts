@@ -18,6 +18,8 @@ import { type LogFormat, Logger, type LogLevel } from "../lib/control/log.ts";
 import { parseIPv4Prefix, prefixContains } from "../lib/net/prefix.ts";
 import { ADMISSION_DEFAULTS, parseIPv6Prefix } from "../lib/server/admission.ts";
 import { DstmServer, type ServerConfig } from "../lib/server/server.ts";
+import { stdoutIsJournal } from "../lib/sys/journal.ts";
+import { sdNotify } from "../lib/sys/sd_notify.ts";
 import { readTomlFile } from "../lib/sys/toml.ts";
 import { sharesSecret } from "../lib/wire/auth.ts";
 import { DSTM_PORT } from "../lib/wire/dstm_types.ts";
@@ -152,6 +154,7 @@ Examples:
       const config = resolveServerConfig(flags);
       const server = await DstmServer.start(config);
       for (const pool of server.engine.pools()) logSharing(config.log, pool);
+      sdNotify("READY=1\nSTATUS=answering DISCOVER/REQUEST/RELEASE");
       const fatal = await new Promise<Error | undefined>((resolve) => {
         const stop = () => {
           process.off("SIGINT", stop);
@@ -355,7 +358,12 @@ export function resolveServerConfig(
     sourceCheck,
     control,
     metrics,
-    log: new Logger({ format: logFormat, level: logLevel, sink }),
+    log: new Logger({
+      format: logFormat,
+      level: logLevel,
+      sink,
+      priorityPrefix: sink === stdoutSink && stdoutIsJournal(),
+    }),
   };
 }
 

@@ -9,6 +9,7 @@ import { parseIPv4Prefix } from "../lib/net/prefix.ts";
 import { TEP_CONTROL_PORT } from "../lib/server/tep_sync.ts";
 import { getUnix, unixPermissionProblem } from "../lib/sys/http.ts";
 import { interfaceOfIPv6 } from "../lib/sys/ifinfo.ts";
+import { sdNotify } from "../lib/sys/sd_notify.ts";
 import {
   BindingFileError,
   bindingTableSize,
@@ -178,6 +179,7 @@ Examples:
         statsSocket: flags.stats ?? defaultStatsSocket(),
         log,
       });
+      sdNotify("READY=1\nSTATUS=forwarding");
       await untilSignal();
       await node.stop();
     });

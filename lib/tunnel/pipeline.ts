@@ -56,7 +56,6 @@ import {
   FragmentLookup,
   type FragmentTable,
   isIPv4Fragment,
-  isLaterFragment,
 } from "./fragments.ts";
 import {
   ALWAYS_FITS,
