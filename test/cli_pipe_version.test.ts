@@ -151,6 +151,8 @@ test.skipIf(skip !== null)(
   "dstm ping4 … | head -1: ends quietly, gives its temporary lease back, status 141 (root, in a namespace)",
   async () => {
     const ns: Netns = createNetns("dstmt-");
+    // The TEP needs a unicast address (loopback is refused): a documentation one on lo.
+    ns.exec(["ip", "-6", "addr", "add", "2001:db8::1/128", "dev", "lo", "nodad"]);
     cleanup.push(() => ns.delete());
     // The IPv4 host to ping is the namespace itself (203.0.113.9 on lo), behind a real TEP.
     ns.ip("addr", "add", "203.0.113.9/32", "dev", "lo");
@@ -168,14 +170,14 @@ test.skipIf(skip !== null)(
     };
     await daemon(
       [
-        ...["server", "--pool", "192.0.2.0/29", "--tep", "::1,192.0.2.254"],
+        ...["server", "--pool", "192.0.2.0/29", "--tep", "2001:db8::1,192.0.2.254"],
         ...["--listen", "[::1]:4607", "--db", "memory", "--no-control"],
       ],
       / start /,
     );
     await daemon(
       [
-        ...["tep", "--ipv6", "::1", "--ipv4", "192.0.2.254", "--server", "::1"],
+        ...["tep", "--ipv6", "2001:db8::1", "--ipv4", "192.0.2.254", "--server", "::1"],
         ...["--route", "192.0.2.0/29", "--stats", join(dir, "tep.sock")],
       ],
       /tep-connected/,

@@ -101,11 +101,13 @@ test.skipIf(skip !== null)(
   "server, TEP and client use only the system calls and socket families their units allow",
   async () => {
     ns = createNetns("dstmt-");
+    // The TEP needs a unicast address (loopback is refused): a documentation one on lo.
+    ns.exec(["ip", "-6", "addr", "add", "2001:db8::1/128", "dev", "lo", "nodad"]);
     const dstm = [BUN, join(ROOT, "mod.ts")];
     const server = await traced(
       "server",
       [
-        ...[...dstm, "server", "--pool", "192.0.2.0/29", "--tep", "::1,192.0.2.254"],
+        ...[...dstm, "server", "--pool", "192.0.2.0/29", "--tep", "2001:db8::1,192.0.2.254"],
         ...["--listen", "[::1]:4607", "--db", join(dir, "leases.db")],
         ...["--control", join(dir, "server.sock")],
       ],
@@ -114,7 +116,7 @@ test.skipIf(skip !== null)(
     const tep = await traced(
       "tep",
       [
-        ...[...dstm, "tep", "--ipv6", "::1", "--ipv4", "192.0.2.254", "--server", "::1"],
+        ...[...dstm, "tep", "--ipv6", "2001:db8::1", "--ipv4", "192.0.2.254", "--server", "::1"],
         ...["--route", "192.0.2.0/29", "--stats", join(dir, "tep.sock")],
       ],
       /tep-start/,

@@ -53,33 +53,35 @@ test.skipIf(skip !== null)(
   "tshark decodes a live server ⇄ TEP ⇄ host exchange with the Lua dissector",
   async () => {
     ns = createNetns("dstmt-");
+    // The TEP needs a unicast address (loopback is refused): a documentation one on lo.
+    ns.exec(["ip", "-6", "addr", "add", "2001:db8::1/128", "dev", "lo", "nodad"]);
+    // `dstm keygen FILE` writes each key 0600, as server, TEP and client require.
+    const keygen = (file: string) => Bun.spawnSync([BUN, "mod.ts", "keygen", file], { cwd: ROOT });
     const key = join(dir, "key");
-    await Bun.write(key, Bun.spawnSync([BUN, "mod.ts", "keygen"], { cwd: ROOT }).stdout);
+    keygen(key);
     const other = join(dir, "other-key");
-    await Bun.write(other, Bun.spawnSync([BUN, "mod.ts", "keygen"], { cwd: ROOT }).stdout);
+    keygen(other);
     const pcap = join(dir, "live.pcap");
     const capture = await start(
       ["tshark", "-q", "-F", "pcap", "-i", "lo", "-f", "udp", "-w", pcap],
       /Capturing on/,
     );
     const dstm = [BUN, join(ROOT, "mod.ts")];
-    // Where the server has a separate key for its TEPs (--tep-key), the TEP holds that one.
-    const help = Bun.spawnSync([...dstm, "server", "--help"], { cwd: ROOT }).stdout.toString();
-    const tepKey = help.includes("--tep-key") ? join(dir, "tep-key") : key;
-    if (tepKey !== key)
-      await Bun.write(tepKey, Bun.spawnSync([...dstm, "keygen"], { cwd: ROOT }).stdout);
+    // The server ⇄ TEP channel has its own key (--tep-key); the TEP holds that one.
+    const tepKey = join(dir, "tep-key");
+    keygen(tepKey);
     const server = await start(
       [
         ...dstm,
-        ...["server", "--pool", "192.0.2.0/29", "--tep", "::1,192.0.2.254"],
+        ...["server", "--pool", "192.0.2.0/29", "--tep", "2001:db8::1,192.0.2.254"],
         ...["--listen", "[::1]:4607", "--db", "memory", "--no-control", "--key", key],
-        ...(tepKey === key ? [] : ["--tep-key", tepKey]),
+        ...["--tep-key", tepKey],
       ],
       /tep-connected|start /,
     );
     const tepArgs = [
       ...dstm,
-      ...["tep", "--ipv6", "::1", "--ipv4", "192.0.2.254", "--server", "::1"],
+      ...["tep", "--ipv6", "2001:db8::1", "--ipv4", "192.0.2.254", "--server", "::1"],
       ...["--route", "192.0.2.0/29", "--key", tepKey, "--stats", join(dir, "tep.sock")],
     ];
     let tep = await start(tepArgs, /tep-start/);
