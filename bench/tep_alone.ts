@@ -1,0 +1,532 @@
+/**
+ * The TEP alone (issue 14, item 5): a kernel 4over6 host sends through one tunnel end point to
+ * an IPv4 iperf3 server, and only the TEP changes between runs. Side by side in one run:
+ *
+ * - **routing**: no tunnel; the host routes IPv4 to the TEP namespace, which forwards it.
+ * - **kernel-tep**: the Linux kernel as the TEP: seg6local `End.DX4` decapsulates, an IPv4
+ *   route with seg6 `encap.red` (one segment: plain IPv6, next header 4) encapsulates.
+ * - **dstm**: `dstm tep` (from source, `bun mod.ts tep`) with a static binding for the host.
+ * - **c**: bench/c/tunfwd.c, a minimal C TUN forwarder (raw IPv6 socket for next header 4 ↔
+ *   TUN, blocking read/write, one thread per direction), compiled here with the system's cc.
+ *
+ *   bun bench/tep_alone.ts [--rounds 3] [--duration 4] [--omit 1] [--paths a,b] [--tests a,b]
+ *                          [--offload-off-all] [--json]     # as root, iperf3 and ethtool installed
+ *
+ * Topology (namespaces `dstmb-…`, veth pairs, documentation prefixes, deleted at the end):
+ *
+ *   H (host) eth0 ── eth6 T (TEP) eth4 ── eth0 S (IPv4 server 192.0.2.80)
+ *   H: 2001:db8:1::2/64, 203.0.113.2/24, 198.51.100.1/32 on lo (its "leased" IPv4 address);
+ *      seg6 tunnel source 2001:db8:100::1, a seg6local End.DX4 route for it (so the kernel
+ *      decapsulates what the TEP sends back), IPv4 to 192.0.2.0/24 through seg6 encap.red with
+ *      the route MTU locked to 1460 (the tunnel MTU: the same packet sizes on every path).
+ *   T: 2001:db8:1::1/64 (dstm's and the C forwarder's tunnel end point), 2001:db8:d4::1 (the
+ *      kernel TEP's End.DX4 SID), 203.0.113.1/24, 192.0.2.1/24.
+ *
+ * Checksums: a raw IPv6 socket receives a veth peer's packets with the inner TCP/UDP checksum
+ * unfinished (CHECKSUM_PARTIAL, docs/architecture.md), and neither dstm's TEP (until the
+ * AF_PACKET path of the real-networks issue lands) nor the C forwarder completes it. So for
+ * those two paths the bench turns tx checksum offload off on the host's eth0 (`ethtool -K eth0
+ * tx off`, which also turns TSO off: the host's kernel segments in software before the veth),
+ * and leaves it on for the kernel paths; `--offload-off-all` turns it off for every path. The
+ * table says which.
+ *
+ * Tests: TCP one stream H → S; UDP with 64-byte payloads, unlimited (`-b 0`). Rounds rotate the
+ * order of the paths; the table gives medians over rounds and ratios to the C forwarder and to
+ * the kernel TEP. Per run: goodput or packets received per second, packets leaving the TEP's
+ * IPv4 side per second, the forwarder process's CPU per forwarded packet (dstm, C: all its
+ * threads; /proc/PID/task) and the whole machine's busy CPU per forwarded packet (every path,
+ * iperf3 on both ends included).
+ *
+ * Bounded: every iperf3 client is killed after duration + omit + 20 s, servers and forwarders
+ * by PID after their run.
+ */
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { parseArgs } from "node:util";
+import { createNetns, type Netns, vethPair } from "../lib/sys/netns.ts";
+import { codeVersion, median, TICKS_PER_SECOND } from "./dataplane.ts";
+
+const PATHS = ["routing", "kernel-tep", "dstm", "c"] as const;
+type PathName = (typeof PATHS)[number];
+const TESTS = {
+  tcp1: { title: "TCP, 1 stream, H → S", args: [] as string[], udp: false },
+  udp64: { title: "UDP 64 B, -b 0, H → S", args: ["-u", "-l", "64", "-b", "0"], udp: true },
+} as const;
+type TestName = keyof typeof TESTS;
+
+const A = {
+  host6: "2001:db8:1::2",
+  tep6: "2001:db8:1::1",
+  hostSid: "2001:db8:100::1",
+  kernelSid: "2001:db8:d4::1",
+  host4: "198.51.100.1",
+  hostPlain4: "203.0.113.2",
+  tepPlain4: "203.0.113.1",
+  tep4: "192.0.2.1",
+  server4: "192.0.2.80",
+};
+const ROOT = join(import.meta.dir, "..");
+
+interface Options {
+  rounds: number;
+  duration: number;
+  omit: number;
+  paths: PathName[];
+  tests: TestName[];
+  offloadOffAll: boolean;
+  json: boolean;
+}
+
+interface Run {
+  round: number;
+  test: TestName;
+  path: PathName;
+  senderTxCsum: "on" | "off";
+  gbps: number;
+  receivedPps?: number;
+  lossPercent?: number;
+  retransmits?: number;
+  /** Packets leaving the TEP's IPv4 side per second (towards S). */
+  tepPps: number;
+  /** CPU µs of the forwarder process (all threads) per forwarded packet (dstm, c). */
+  forwarderUsPerPacket?: number;
+  /** Busy CPU µs of the whole machine per forwarded packet. */
+  machineUsPerPacket: number;
+}
+
+interface Topology {
+  h: Netns;
+  t: Netns;
+  s: Netns;
+  dir: string;
+}
+
+function sh(ns: Netns, argv: string[], allowFail = false): string {
+  const r = ns.exec(argv);
+  if (r.code !== 0 && !allowFail)
+    throw new Error(`${ns.name}: ${argv.join(" ")}: exit ${r.code}: ${r.stderr.trim()}`);
+  return r.stdout;
+}
+
+function build(): Topology {
+  const h = createNetns("dstmb-h-");
+  const t = createNetns("dstmb-t-");
+  const s = createNetns("dstmb-s-");
+  vethPair(h, "eth0", t, "eth6");
+  vethPair(t, "eth4", s, "eth0");
+  h.addAddress("eth0", `${A.host6}/64`);
+  h.addAddress("eth0", `${A.hostPlain4}/24`);
+  h.addAddress("lo", `${A.host4}/32`);
+  t.addAddress("eth6", `${A.tep6}/64`);
+  t.addAddress("eth6", `${A.tepPlain4}/24`);
+  t.addAddress("eth4", `${A.tep4}/24`);
+  s.addAddress("eth0", `${A.server4}/24`);
+  sh(t, ["sysctl", "-qw", "net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1"]);
+  s.ip("route", "add", "198.51.100.0/24", "via", A.tep4);
+  s.ip("route", "add", "203.0.113.0/24", "via", A.tep4);
+  t.ip("-6", "route", "add", "2001:db8:100::/64", "via", A.host6);
+  h.ip("-6", "route", "add", "2001:db8:d4::/64", "via", A.tep6);
+  sh(h, ["ip", "sr", "tunsrc", "set", A.hostSid]);
+  h.ip(
+    "-6",
+    "route",
+    "add",
+    `${A.hostSid}/128`,
+    "encap",
+    "seg6local",
+    "action",
+    "End.DX4",
+    "nh4",
+    "0.0.0.0",
+    "dev",
+    "eth0",
+  );
+  // The kernel TEP's routes stay in place: dstm and C use another SID and a wider IPv4 route
+  // to their TUN, and the host picks the SID per path.
+  t.ip(
+    "-6",
+    "route",
+    "add",
+    `${A.kernelSid}/128`,
+    "encap",
+    "seg6local",
+    "action",
+    "End.DX4",
+    "nh4",
+    A.server4,
+    "dev",
+    "eth6",
+  );
+  return { h, t, s, dir: mkdtempSync(join(tmpdir(), "dstm-tep-alone-")) };
+}
+
+function hostRoute(topo: Topology, path: PathName): void {
+  const mtu = ["mtu", "lock", "1460"];
+  if (path === "routing")
+    topo.h.ip(
+      "route",
+      "replace",
+      "192.0.2.0/24",
+      "via",
+      A.tepPlain4,
+      "dev",
+      "eth0",
+      "src",
+      A.hostPlain4,
+      ...mtu,
+    );
+  else {
+    const sid = path === "kernel-tep" ? A.kernelSid : A.tep6;
+    topo.h.ip(
+      "route",
+      "replace",
+      "192.0.2.0/24",
+      "encap",
+      "seg6",
+      "mode",
+      "encap.red",
+      "segs",
+      sid,
+      "dev",
+      "eth0",
+      "src",
+      A.host4,
+      ...mtu,
+    );
+  }
+}
+
+function setTxCsum(topo: Topology, on: boolean): void {
+  sh(topo.h, ["ethtool", "-K", "eth0", "tx", on ? "on" : "off"]);
+}
+
+/** Starts the path's TEP; returns its PID (userspace paths) and a stop function. */
+async function startPath(topo: Topology, path: PathName, ccBinary: string) {
+  const { t } = topo;
+  if (path === "routing") return { pid: undefined, stop: async () => {} };
+  if (path === "kernel-tep") {
+    t.ip(
+      "route",
+      "add",
+      `${A.host4}/32`,
+      "encap",
+      "seg6",
+      "mode",
+      "encap.red",
+      "segs",
+      A.hostSid,
+      "dev",
+      "eth6",
+    );
+    return { pid: undefined, stop: async () => void t.ip("route", "del", `${A.host4}/32`) };
+  }
+  const argv =
+    path === "dstm"
+      ? [
+          process.execPath,
+          join(ROOT, "mod.ts"),
+          "tep",
+          "--ipv6",
+          A.tep6,
+          "--ipv4",
+          A.tep4,
+          "--server",
+          "2001:db8:1::53",
+          "--insecure-control",
+          "--route",
+          "198.51.100.0/24",
+          "--binding",
+          `${A.host4}=${A.hostSid}`,
+          "--stats",
+          join(topo.dir, "tep.sock"),
+          "--log-level",
+          "warn",
+        ]
+      : [ccBinary, "tunc", A.tep6, A.hostSid];
+  const proc = t.spawn(argv, { timeoutMs: 3_600_000 });
+  const ifname = path === "dstm" ? "tep0" : "tunc";
+  const deadline = Date.now() + 15_000;
+  for (;;) {
+    const up = t.exec(["ip", "-o", "link", "show", ifname]);
+    if (up.code === 0 && (path === "c" || /\bUP\b/.test(up.stdout))) break;
+    if (proc.exitCode !== null || Date.now() > deadline) {
+      const err = await new Response(proc.stderr).text();
+      throw new Error(`${path} TEP did not come up: ${err.trim()}`);
+    }
+    await Bun.sleep(50);
+  }
+  if (path === "c") {
+    t.ip("link", "set", "tunc", "txqueuelen", "5000", "up");
+    t.ip("route", "add", "198.51.100.0/24", "dev", "tunc");
+    sh(t, ["sysctl", "-qw", "net.ipv4.conf.tunc.rp_filter=0", "net.ipv4.conf.all.rp_filter=0"]);
+  }
+  return {
+    pid: proc.pid,
+    stop: async () => {
+      proc.kill("SIGTERM");
+      const done = await Promise.race([
+        proc.exited.then(() => true),
+        Bun.sleep(5000).then(() => false),
+      ]);
+      if (!done) {
+        proc.kill("SIGKILL");
+        await proc.exited;
+      }
+    },
+  };
+}
+
+function processTicks(pid: number | undefined): number {
+  if (pid === undefined) return 0;
+  let sum = 0;
+  let tids: string[];
+  try {
+    tids = readdirSync(`/proc/${pid}/task`);
+  } catch {
+    return 0;
+  }
+  for (const tid of tids) {
+    try {
+      const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, "utf8");
+      const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+      sum += Number(f[11]) + Number(f[12]);
+    } catch {
+      // the thread ended meanwhile
+    }
+  }
+  return sum;
+}
+
+function machineBusyTicks(): number {
+  const v = readFileSync("/proc/stat", "utf8")
+    .split("\n")[0]!
+    .trim()
+    .split(/\s+/)
+    .slice(1)
+    .map(Number);
+  return v.slice(0, 8).reduce((a, b) => a + b, 0) - (v[3] ?? 0) - (v[4] ?? 0);
+}
+
+function eth4TxPackets(topo: Topology): number {
+  const j = topo.t.ipJson<{ stats64: { tx: { packets: number } } }[]>("-s", "link", "show", "eth4");
+  return j[0]!.stats64.tx.packets;
+}
+
+let nextPort = 5301;
+
+async function runOne(
+  topo: Topology,
+  test: TestName,
+  path: PathName,
+  round: number,
+  o: Options,
+  cc: string,
+): Promise<Run> {
+  const spec = TESTS[test];
+  const txOff = o.offloadOffAll || path === "dstm" || path === "c";
+  setTxCsum(topo, !txOff);
+  hostRoute(topo, path);
+  const tep = await startPath(topo, path, cc);
+  const port = nextPort++;
+  const bound = o.duration + o.omit + 20;
+  const server = topo.s.spawn(
+    ["iperf3", "-s", "-1", "-p", String(port), "--logfile", "/dev/null"],
+    { timeoutMs: (bound + 10) * 1000 },
+  );
+  try {
+    // Warm up neighbours and wait for the server.
+    const deadline = Date.now() + 10_000;
+    for (;;) {
+      const ping = topo.h.exec(["ping", "-c", "1", "-W", "1", A.server4]);
+      const listening = topo.s
+        .exec(["ss", "-Hltn", `sport = :${port}`])
+        .stdout.includes(`:${port}`);
+      if (ping.code === 0 && listening) break;
+      if (Date.now() > deadline)
+        throw new Error(`${path}: no IPv4 path H → S (ping) or no iperf3 server`);
+    }
+    const p0 = eth4TxPackets(topo);
+    const c0 = processTicks(tep.pid);
+    const m0 = machineBusyTicks();
+    const client = topo.h.spawn(
+      [
+        "iperf3",
+        "-c",
+        A.server4,
+        "-p",
+        String(port),
+        "-t",
+        String(o.duration),
+        "-O",
+        String(o.omit),
+        "-J",
+        ...spec.args,
+      ],
+      { timeoutMs: bound * 1000 },
+    );
+    const [stdout, stderr] = await Promise.all([
+      new Response(client.stdout).text(),
+      new Response(client.stderr).text(),
+    ]);
+    const code = await client.exited;
+    const packets = eth4TxPackets(topo) - p0;
+    const cpu = (processTicks(tep.pid) - c0) / TICKS_PER_SECOND;
+    const machine = (machineBusyTicks() - m0) / TICKS_PER_SECOND;
+    // biome-ignore lint/suspicious/noExplicitAny: iperf3's JSON
+    let json: any;
+    try {
+      json = JSON.parse(stdout);
+    } catch {
+      throw new Error(`iperf3 (${test}, ${path}) exit ${code}: ${stderr.trim()}`);
+    }
+    if (json.error) throw new Error(`iperf3 (${test}, ${path}): ${json.error}`);
+    const seconds = json.end.sum_sent.seconds + o.omit;
+    const run: Run = {
+      round,
+      test,
+      path,
+      senderTxCsum: txOff ? "off" : "on",
+      gbps: json.end.sum_received.bits_per_second / 1e9,
+      tepPps: packets / seconds,
+      machineUsPerPacket: (1e6 * machine) / Math.max(1, packets),
+    };
+    if (tep.pid !== undefined) run.forwarderUsPerPacket = (1e6 * cpu) / Math.max(1, packets);
+    if (spec.udp) {
+      const blk = json.start.test_start.blksize;
+      const sent = json.end.sum_sent.packets ?? 0;
+      const got = json.end.sum_received.bytes / blk;
+      run.receivedPps = got / json.end.sum_received.seconds;
+      run.lossPercent = sent ? 100 * (1 - got / sent) : 0;
+    } else run.retransmits = json.end.sum_sent.retransmits ?? 0;
+    return run;
+  } finally {
+    if (server.exitCode === null) {
+      server.kill("SIGKILL");
+      await server.exited;
+    }
+    await tep.stop();
+  }
+}
+
+function compile(dir: string): string {
+  const out = join(dir, "tunfwd");
+  const r = Bun.spawnSync(
+    ["cc", "-O2", "-pthread", "-o", out, join(import.meta.dir, "c", "tunfwd.c")],
+    { stderr: "pipe" },
+  );
+  if (r.exitCode !== 0) throw new Error(`cc bench/c/tunfwd.c: ${r.stderr.toString()}`);
+  return out;
+}
+
+function fmt(n: number | undefined, digits = 2): string {
+  return n === undefined || Number.isNaN(n) ? "–" : n.toFixed(digits);
+}
+
+function report(runs: Run[], o: Options): string {
+  const lines: string[] = [];
+  for (const test of o.tests) {
+    const spec = TESTS[test];
+    const value = (r: Run) => (spec.udp ? r.receivedPps! : r.gbps);
+    const med = new Map<PathName, number>();
+    lines.push(`\n${spec.title} — medians of ${o.rounds} rounds`);
+    lines.push(
+      `| path       | ${spec.udp ? "received pps" : "Gbit/s      "} | TEP out pps | sender tx csum | forwarder µs/pkt | machine µs/pkt | ${spec.udp ? "loss %" : "retr. "} |`,
+    );
+    lines.push(
+      "| ---------- | ------------ | ----------- | -------------- | ---------------- | -------------- | ------ |",
+    );
+    for (const path of o.paths) {
+      const rs = runs.filter((r) => r.test === test && r.path === path);
+      if (rs.length === 0) continue;
+      const v = median(rs.map(value));
+      med.set(path, v);
+      const fw = rs.every((r) => r.forwarderUsPerPacket !== undefined)
+        ? median(rs.map((r) => r.forwarderUsPerPacket!))
+        : undefined;
+      lines.push(
+        `| ${path.padEnd(10)} | ${(spec.udp ? Math.round(v).toString() : v.toFixed(2)).padStart(12)} | ${Math.round(
+          median(rs.map((r) => r.tepPps)),
+        )
+          .toString()
+          .padStart(
+            11,
+          )} | ${rs[0]!.senderTxCsum.padEnd(14)} | ${fmt(fw).padStart(16)} | ${fmt(median(rs.map((r) => r.machineUsPerPacket))).padStart(14)} | ${(spec.udp ? fmt(median(rs.map((r) => r.lossPercent!)), 1) : String(median(rs.map((r) => r.retransmits!)))).padStart(6)} |`,
+      );
+    }
+    const d = med.get("dstm");
+    if (d !== undefined) {
+      const ratio = (p: PathName) => (med.has(p) ? `${(d / med.get(p)!).toFixed(2)}×` : "–");
+      lines.push(
+        `dstm / c = ${ratio("c")}, dstm / kernel-tep = ${ratio("kernel-tep")}, dstm / routing = ${ratio("routing")}`,
+      );
+    }
+  }
+  return lines.join("\n");
+}
+
+async function main(o: Options): Promise<void> {
+  if (process.getuid?.() !== 0) throw new Error("run as root: the bench creates namespaces");
+  for (const tool of ["iperf3", "ethtool", "cc"])
+    if (!Bun.which(tool))
+      throw new Error(`${tool} is needed (apt-get install ${tool === "cc" ? "gcc" : tool})`);
+  const topo = build();
+  const runs: Run[] = [];
+  try {
+    const cc = compile(topo.dir);
+    console.log(
+      `code ${codeVersion()}, ${o.rounds} rounds × ${o.tests.length} tests × ${o.paths.length} paths, iperf3 -t ${o.duration} -O ${o.omit}`,
+    );
+    console.log(
+      o.offloadOffAll
+        ? "sender (host H eth0) tx checksum offload: OFF for every path"
+        : "sender (host H eth0) tx checksum offload: OFF for dstm and c (their raw sockets get CHECKSUM_PARTIAL packets unfinished), ON for routing and kernel-tep",
+    );
+    for (let round = 0; round < o.rounds; round++) {
+      const order = o.paths.map((_, i) => o.paths[(i + round) % o.paths.length]!);
+      if (round % 2 === 1) order.reverse();
+      for (const test of o.tests)
+        for (const path of order) {
+          const r = await runOne(topo, test, path, round, o, cc);
+          runs.push(r);
+          if (!o.json)
+            console.log(
+              `round ${round} ${test} ${path.padEnd(10)} ${TESTS[test].udp ? `${Math.round(r.receivedPps!)} pps received` : `${r.gbps.toFixed(2)} Gbit/s`}, TEP out ${Math.round(r.tepPps)} pps, forwarder ${fmt(r.forwarderUsPerPacket)} µs/pkt, machine ${fmt(r.machineUsPerPacket)} µs/pkt`,
+            );
+        }
+    }
+  } finally {
+    for (const ns of [topo.h, topo.t, topo.s]) ns.delete();
+    rmSync(topo.dir, { recursive: true, force: true });
+  }
+  if (o.json) console.log(JSON.stringify(runs, null, 2));
+  else console.log(report(runs, o));
+}
+
+if (import.meta.main) {
+  const { values } = parseArgs({
+    options: {
+      rounds: { type: "string", default: "3" },
+      duration: { type: "string", default: "4" },
+      omit: { type: "string", default: "1" },
+      paths: { type: "string", default: PATHS.join(",") },
+      tests: { type: "string", default: Object.keys(TESTS).join(",") },
+      "offload-off-all": { type: "boolean", default: false },
+      json: { type: "boolean", default: false },
+    },
+  });
+  const paths = values.paths.split(",") as PathName[];
+  const tests = values.tests.split(",") as TestName[];
+  for (const p of paths)
+    if (!PATHS.includes(p)) throw new Error(`--paths: unknown "${p}" (${PATHS.join(", ")})`);
+  for (const t of tests) if (!(t in TESTS)) throw new Error(`--tests: unknown "${t}"`);
+  await main({
+    rounds: Number(values.rounds),
+    duration: Number(values.duration),
+    omit: Number(values.omit),
+    paths,
+    tests,
+    offloadOffAll: values["offload-off-all"],
+    json: values.json,
+  });
+}
