@@ -1,0 +1,317 @@
+/**
+ * Generic receive offload in software: coalesces consecutive, in-order TCP segments of one flow
+ * into one IPv4 super-packet, so that a TUN device with IFF_VNET_HDR takes 64 KiB in one write
+ * (the kernel re-segments it, if it must, exactly as the segments came: see lib/net/gso.ts).
+ *
+ * The caller offers packets that passed every check of the pipeline, one by one, and receives
+ * every packet back through its `emit` callback, coalesced or as it was, in an order that never
+ * reorders the packets of one flow: a packet of a flow whose train cannot take it flushes that
+ * train first. `flush()` at the end of every batch emits what is held.
+ *
+ * A segment joins a train, as the kernel's `tcp_gro_receive` decides, only when:
+ * - IPv4 without options, not a fragment, TCP, header checksum right, and its TCP checksum
+ *   verifies (a segment with an unfinished or wrong checksum is passed on as it is, never
+ *   "repaired" by a recomputed checksum);
+ * - flags ACK, optionally PSH (PSH closes the train); no SYN, FIN, RST, URG, ECE, CWR;
+ * - same addresses, ports, TOS (so ECN marks stay per segment), TTL, DF, TCP header length,
+ *   data offset, window, acknowledgment number and option bytes as the train;
+ * - sequence number = the train's next, IP identification = the last + 1 (or the same, with DF);
+ * - payload ≤ the train's first payload (`gsoSize`); a shorter one closes the train;
+ * - the train stays ≤ 65,535 bytes.
+ *
+ * A train of one segment is emitted untouched (`gsoSize` 0). A longer one carries the first
+ * segment's headers with the total length, the PSH of its last segment, a new IPv4 header
+ * checksum and a full TCP checksum (from the segments' payload sums: each byte summed once).
+ *
+ * Allocation-free after construction: trains live in one buffer, their state in typed arrays.
+ *
+ * @module
+ */
+import { checksumSum } from "../net/checksum.ts";
+import { tcpPseudoHeaderSum } from "../net/gso.ts";
+
+/**
+ * Receives every packet: `buf[off, off+len)`, an IPv4 packet; `gsoSize` > 0 for a coalesced
+ * super-packet (its segments' payload size, all but the last), 0 for a single packet;
+ * `segments` the number of packets it stands for. The buffer is reused after the call.
+ */
+export type GroEmit = (
+  buf: Uint8Array,
+  off: number,
+  len: number,
+  gsoSize: number,
+  segments: number,
+) => void;
+
+/** Largest IPv4 packet, and the room of one train. */
+const MAX_TRAIN = 65535;
+const TCP_FLAGS_COALESCE = 0x10 | 0x08; // ACK, PSH
+
+/** Counts since construction (plain numbers, read by the caller for its counters). */
+export interface GroStats {
+  /** Segments that joined a train behind its first. */
+  merged: number;
+  /** Trains of two or more segments emitted. */
+  superPackets: number;
+  /** Packets emitted as they came (not TCP, not eligible, or alone in their train). */
+  single: number;
+}
+
+export interface TcpCoalescerOptions {
+  /** Trains held at once (flows in one batch); the least recently used is flushed. Default 8. */
+  trains?: number;
+  /** Bytes kept free in front of each train for the caller (e.g. a virtio_net_hdr). Default 0. */
+  headroom?: number;
+}
+
+/** See the module comment. */
+export class TcpCoalescer {
+  readonly stats: GroStats = { merged: 0, superPackets: 0, single: 0 };
+  readonly #emit: GroEmit;
+  readonly #slots: number;
+  readonly #stride: number;
+  readonly #headroom: number;
+  readonly #buf: Uint8Array;
+  readonly #len: Int32Array; // 0 = free
+  readonly #gsoSize: Int32Array;
+  readonly #segments: Int32Array;
+  readonly #nextSeq: Float64Array;
+  readonly #lastId: Int32Array;
+  readonly #payloadSum: Float64Array;
+  readonly #payloadLen: Int32Array;
+  readonly #closed: Uint8Array;
+  readonly #used: Float64Array;
+  #clock = 0;
+
+  constructor(emit: GroEmit, opts: TcpCoalescerOptions = {}) {
+    this.#emit = emit;
+    this.#slots = opts.trains ?? 8;
+    this.#headroom = opts.headroom ?? 0;
+    this.#stride = this.#headroom + MAX_TRAIN + 1;
+    this.#buf = new Uint8Array(this.#slots * this.#stride);
+    this.#len = new Int32Array(this.#slots);
+    this.#gsoSize = new Int32Array(this.#slots);
+    this.#segments = new Int32Array(this.#slots);
+    this.#nextSeq = new Float64Array(this.#slots);
+    this.#lastId = new Int32Array(this.#slots);
+    this.#payloadSum = new Float64Array(this.#slots);
+    this.#payloadLen = new Int32Array(this.#slots);
+    this.#closed = new Uint8Array(this.#slots);
+    this.#used = new Float64Array(this.#slots);
+  }
+
+  /** The buffer the trains live in (for a caller that writes in front of a train's packet). */
+  get buffer(): Uint8Array {
+    return this.#buf;
+  }
+
+  /** Offers one IPv4 packet `buf[off, off+len)` that passed every check; see the module comment. */
+  add(buf: Uint8Array, off: number, len: number): void {
+    if (len < 40 || buf[off] !== 0x45 || buf[off + 9] !== 6) {
+      this.#single(buf, off, len);
+      return;
+    }
+    const total = (buf[off + 2]! << 8) | buf[off + 3]!;
+    const tcp = off + 20;
+    const tcpLen = (buf[tcp + 12]! >>> 4) << 2;
+    if (total > len || tcpLen < 20 || 20 + tcpLen > total) {
+      this.#single(buf, off, len);
+      return;
+    }
+    const slot = this.#find(buf, off);
+    const payload = total - 20 - tcpLen;
+    const flags = buf[tcp + 13]!;
+    const eligible =
+      payload > 0 &&
+      (flags & 0x10) !== 0 &&
+      (flags & ~TCP_FLAGS_COALESCE) === 0 &&
+      (((buf[off + 6]! << 8) | buf[off + 7]!) & 0x3fff) === 0 &&
+      checksumSum(buf, off, 20) === 0xffff;
+    // The payload's sum, and the segment's TCP checksum verified with it.
+    let payloadSum = 0;
+    let ok = eligible;
+    if (ok) {
+      payloadSum = checksumSum(buf, tcp + tcpLen, payload);
+      ok =
+        checksumSum(
+          buf,
+          tcp,
+          tcpLen,
+          tcpPseudoHeaderSum(buf, off, tcpLen + payload) + payloadSum,
+        ) === 0xffff;
+    }
+    if (slot >= 0) {
+      if (ok && this.#append(slot, buf, off, tcpLen, payload, payloadSum, flags)) return;
+      this.#flushSlot(slot);
+    }
+    if (!ok) {
+      this.#single(buf, off, len);
+      return;
+    }
+    this.#start(buf, off, total, tcpLen, payload, payloadSum, flags);
+  }
+
+  /** Emits every held train (call at the end of each batch). */
+  flush(): void {
+    for (let s = 0; s < this.#slots; s++) if (this.#len[s]! > 0) this.#flushSlot(s);
+  }
+
+  #single(buf: Uint8Array, off: number, len: number): void {
+    this.stats.single++;
+    this.#emit(buf, off, len, 0, 1);
+  }
+
+  /** The slot holding this packet's flow (addresses and ports), or -1. */
+  #find(buf: Uint8Array, off: number): number {
+    const t = this.#buf;
+    for (let s = 0; s < this.#slots; s++) {
+      if (this.#len[s] === 0) continue;
+      const o = s * this.#stride + this.#headroom;
+      let same = true;
+      for (
+        let i = 12;
+        i < 24;
+        i++ // source, destination, source port, destination port
+      )
+        if (t[o + i] !== buf[off + i]) {
+          same = false;
+          break;
+        }
+      if (same) return s;
+    }
+    return -1;
+  }
+
+  #append(
+    s: number,
+    buf: Uint8Array,
+    off: number,
+    tcpLen: number,
+    payload: number,
+    payloadSum: number,
+    flags: number,
+  ): boolean {
+    if (this.#closed[s] || payload > this.#gsoSize[s]! || this.#len[s]! + payload > MAX_TRAIN)
+      return false;
+    const t = this.#buf;
+    const o = s * this.#stride + this.#headroom;
+    const tcp = off + 20;
+    // TOS, DF/flags word, TTL must match; the identification must follow.
+    if (
+      t[o + 1] !== buf[off + 1] ||
+      t[o + 6] !== buf[off + 6] ||
+      t[o + 7] !== buf[off + 7] ||
+      t[o + 8] !== buf[off + 8]
+    )
+      return false;
+    const id = (buf[off + 4]! << 8) | buf[off + 5]!;
+    const last = this.#lastId[s]!;
+    if (id !== ((last + 1) & 0xffff) && !(id === last && (buf[off + 6]! & 0x40) !== 0))
+      return false;
+    if ((t[o + 20 + 12]! >>> 4) << 2 !== tcpLen) return false;
+    const seq =
+      ((buf[tcp + 4]! << 24) | (buf[tcp + 5]! << 16) | (buf[tcp + 6]! << 8) | buf[tcp + 7]!) >>> 0;
+    if (seq !== this.#nextSeq[s]) return false;
+    // Acknowledgment number, data offset, window, options: byte for byte (flags apart).
+    for (let i = 8; i < tcpLen; i++) {
+      if (i === 13 || i === 16 || i === 17) continue; // flags, checksum
+      if (t[o + 20 + i] !== buf[tcp + i]) return false;
+    }
+    const at = this.#len[s]!;
+    t.set(buf.subarray(tcp + tcpLen, tcp + tcpLen + payload), o + at);
+    // A payload that starts at an odd byte of the train adds its sum byte-swapped (RFC 1071 §2(B)).
+    const add =
+      this.#payloadLen[s]! & 1 ? ((payloadSum & 0xff) << 8) | (payloadSum >>> 8) : payloadSum;
+    this.#payloadSum[s] = this.#payloadSum[s]! + add;
+    this.#payloadLen[s] = this.#payloadLen[s]! + payload;
+    this.#len[s] = at + payload;
+    this.#segments[s] = this.#segments[s]! + 1;
+    this.#nextSeq[s] = (seq + payload) >>> 0;
+    this.#lastId[s] = id;
+    this.#used[s] = ++this.#clock;
+    if (flags & 0x08) {
+      t[o + 20 + 13] = t[o + 20 + 13]! | 0x08;
+      this.#closed[s] = 1;
+    }
+    if (payload < this.#gsoSize[s]!) this.#closed[s] = 1;
+    this.stats.merged++;
+    return true;
+  }
+
+  #start(
+    buf: Uint8Array,
+    off: number,
+    total: number,
+    tcpLen: number,
+    payload: number,
+    payloadSum: number,
+    flags: number,
+  ): void {
+    let s = -1;
+    let oldest = Number.POSITIVE_INFINITY;
+    for (let i = 0; i < this.#slots; i++) {
+      if (this.#len[i] === 0) {
+        s = i;
+        break;
+      }
+      if (this.#used[i]! < oldest) {
+        oldest = this.#used[i]!;
+        s = i;
+      }
+    }
+    if (this.#len[s]! > 0) this.#flushSlot(s);
+    const o = s * this.#stride + this.#headroom;
+    this.#buf.set(buf.subarray(off, off + total), o);
+    const tcp = off + 20;
+    this.#len[s] = total;
+    this.#gsoSize[s] = payload;
+    this.#segments[s] = 1;
+    this.#nextSeq[s] =
+      ((((buf[tcp + 4]! << 24) | (buf[tcp + 5]! << 16) | (buf[tcp + 6]! << 8) | buf[tcp + 7]!) >>>
+        0) +
+        payload) >>>
+      0;
+    this.#lastId[s] = (buf[off + 4]! << 8) | buf[off + 5]!;
+    this.#payloadSum[s] = payloadSum;
+    this.#payloadLen[s] = payload;
+    this.#closed[s] = flags & 0x08 ? 1 : 0;
+    this.#used[s] = ++this.#clock;
+    void tcpLen;
+  }
+
+  #flushSlot(s: number): void {
+    const o = s * this.#stride + this.#headroom;
+    const len = this.#len[s]!;
+    const segments = this.#segments[s]!;
+    this.#len[s] = 0;
+    if (segments === 1) {
+      this.stats.single++;
+      this.#emit(this.#buf, o, len, 0, 1);
+      return;
+    }
+    const t = this.#buf;
+    t[o + 2] = len >>> 8;
+    t[o + 3] = len;
+    t[o + 10] = 0;
+    t[o + 11] = 0;
+    const ipSum = ~checksumSum(t, o, 20) & 0xffff;
+    t[o + 10] = ipSum >>> 8;
+    t[o + 11] = ipSum;
+    const tcp = o + 20;
+    const tcpLen = (t[tcp + 12]! >>> 4) << 2;
+    t[tcp + 16] = 0;
+    t[tcp + 17] = 0;
+    let sum = checksumSum(
+      t,
+      tcp,
+      tcpLen,
+      tcpPseudoHeaderSum(t, o, len - 20) + this.#payloadSum[s]!,
+    );
+    sum = (sum & 0xffff) + (sum >>> 16);
+    const c = ~sum & 0xffff;
+    t[tcp + 16] = c >>> 8;
+    t[tcp + 17] = c;
+    this.stats.superPackets++;
+    this.#emit(t, o, len, this.#gsoSize[s]!, segments);
+  }
+}
