@@ -47,6 +47,88 @@ function fold(sum: number): number {
 }
 
 /**
+ * How many segments of at most `mss` payload bytes the IPv4 TCP super-packet
+ * `buf[off, off+len)` gives (1 when its payload fits, or has none), or a negative
+ * {@link GsoError} when it cannot be segmented.
+ */
+export function tcpSegmentCount(buf: Uint8Array, off: number, len: number, mss: number): number {
+  if (len < 20 || buf[off]! >>> 4 !== 4) return GsoError.MALFORMED;
+  const ipLen = (buf[off]! & 0x0f) << 2;
+  const total = (buf[off + 2]! << 8) | buf[off + 3]!;
+  if (ipLen < 20 || total > len || total < ipLen + 20) return GsoError.MALFORMED;
+  if (buf[off + 9] !== 6) return GsoError.NOT_TCP;
+  if (((buf[off + 6]! << 8) | buf[off + 7]!) & 0x3fff) return GsoError.NOT_TCP;
+  const tcpLen = (buf[off + ipLen + 12]! >>> 4) << 2;
+  if (tcpLen < 20 || ipLen + tcpLen > total) return GsoError.MALFORMED;
+  if (mss < 1) return GsoError.NO_ROOM;
+  const payload = total - ipLen - tcpLen;
+  return payload === 0 ? 1 : Math.ceil(payload / mss);
+}
+
+/**
+ * Writes segment `index` (0-based, below {@link tcpSegmentCount}, which must have accepted the
+ * packet) of the super-packet `buf[off, …)` at `out[outOff …]`; returns its length. `out` may
+ * not overlap `buf`, and needs room for the headers plus `mss` bytes.
+ */
+export function tcpSegmentAt(
+  buf: Uint8Array,
+  off: number,
+  mss: number,
+  index: number,
+  out: Uint8Array,
+  outOff: number,
+): number {
+  const ipLen = (buf[off]! & 0x0f) << 2;
+  const total = (buf[off + 2]! << 8) | buf[off + 3]!;
+  const tcpOff = off + ipLen;
+  const tcpLen = (buf[tcpOff + 12]! >>> 4) << 2;
+  const headers = ipLen + tcpLen;
+  const payload = total - headers;
+  const count = payload === 0 ? 1 : Math.ceil(payload / mss);
+  const start = index * mss;
+  const size = Math.min(mss, payload - start);
+  const segTotal = headers + size;
+  const o = outOff;
+  out.set(buf.subarray(off, off + headers), o);
+  out.set(buf.subarray(off + headers + start, off + headers + start + size), o + headers);
+  // IPv4: length, identification, header checksum.
+  out[o + 2] = segTotal >>> 8;
+  out[o + 3] = segTotal;
+  const segId = (((buf[off + 4]! << 8) | buf[off + 5]!) + index) & 0xffff;
+  out[o + 4] = segId >>> 8;
+  out[o + 5] = segId;
+  out[o + 10] = 0;
+  out[o + 11] = 0;
+  const ipSum = ~checksumSum(out, o, ipLen) & 0xffff;
+  out[o + 10] = ipSum >>> 8;
+  out[o + 11] = ipSum;
+  // TCP: sequence number, flags, checksum.
+  const t = o + ipLen;
+  const seq =
+    ((buf[tcpOff + 4]! << 24) |
+      (buf[tcpOff + 5]! << 16) |
+      (buf[tcpOff + 6]! << 8) |
+      buf[tcpOff + 7]!) >>>
+    0;
+  const segSeq = (seq + start) >>> 0;
+  out[t + 4] = segSeq >>> 24;
+  out[t + 5] = segSeq >>> 16;
+  out[t + 6] = segSeq >>> 8;
+  out[t + 7] = segSeq;
+  let f = buf[tcpOff + 13]!;
+  if (index > 0) f &= ~0x80; // CWR: first segment only
+  if (index < count - 1) f &= ~0x09; // FIN, PSH: last segment only
+  out[t + 13] = f;
+  out[t + 16] = 0;
+  out[t + 17] = 0;
+  const sum = checksumSum(out, t, tcpLen + size, tcpPseudoHeaderSum(out, o, tcpLen + size));
+  const c = ~fold(sum) & 0xffff;
+  out[t + 16] = c >>> 8;
+  out[t + 17] = c;
+  return segTotal;
+}
+
+/**
  * Segments the IPv4 TCP super-packet `buf[off, off+len)` (its IPv4 total length counts, bytes
  * after it are ignored) into segments of at most `mss` TCP payload bytes. Segment `i` is
  * written at `out[outOffset + i × stride …]` and its length stored in `sizes[i]`.
@@ -66,67 +148,15 @@ export function tcpSegmentIPv4(
   stride: number,
   sizes: Int32Array,
 ): number {
-  if (len < 20 || buf[off]! >>> 4 !== 4) return GsoError.MALFORMED;
+  const count = tcpSegmentCount(buf, off, len, mss);
+  if (count < 0) return count;
   const ipLen = (buf[off]! & 0x0f) << 2;
-  const total = (buf[off + 2]! << 8) | buf[off + 3]!;
-  if (ipLen < 20 || total > len || total < ipLen + 20) return GsoError.MALFORMED;
-  if (buf[off + 9] !== 6) return GsoError.NOT_TCP;
-  if (((buf[off + 6]! << 8) | buf[off + 7]!) & 0x3fff) return GsoError.NOT_TCP;
-  const tcpOff = off + ipLen;
-  const tcpLen = (buf[tcpOff + 12]! >>> 4) << 2;
-  if (tcpLen < 20 || ipLen + tcpLen > total) return GsoError.MALFORMED;
-  const headers = ipLen + tcpLen;
-  const payload = total - headers;
-  if (mss < 1) return GsoError.NO_ROOM;
-  const count = payload === 0 ? 1 : Math.ceil(payload / mss);
+  const headers = ipLen + ((buf[off + ipLen + 12]! >>> 4) << 2);
+  const payload = ((buf[off + 2]! << 8) | buf[off + 3]!) - headers;
   if (count > sizes.length || headers + Math.min(mss, payload) > stride) return GsoError.NO_ROOM;
   if (outOffset + (count - 1) * stride + headers + (payload - (count - 1) * mss) > out.length)
     return GsoError.NO_ROOM;
-
-  const id = (buf[off + 4]! << 8) | buf[off + 5]!;
-  const seq =
-    ((buf[tcpOff + 4]! << 24) |
-      (buf[tcpOff + 5]! << 16) |
-      (buf[tcpOff + 6]! << 8) |
-      buf[tcpOff + 7]!) >>>
-    0;
-  const flags = buf[tcpOff + 13]!;
-  for (let i = 0; i < count; i++) {
-    const o = outOffset + i * stride;
-    const start = i * mss;
-    const size = Math.min(mss, payload - start);
-    const segTotal = headers + size;
-    out.set(buf.subarray(off, off + headers), o);
-    out.set(buf.subarray(off + headers + start, off + headers + start + size), o + headers);
-    // IPv4: length, identification, header checksum.
-    out[o + 2] = segTotal >>> 8;
-    out[o + 3] = segTotal;
-    const segId = (id + i) & 0xffff;
-    out[o + 4] = segId >>> 8;
-    out[o + 5] = segId;
-    out[o + 10] = 0;
-    out[o + 11] = 0;
-    const ipSum = ~checksumSum(out, o, ipLen) & 0xffff;
-    out[o + 10] = ipSum >>> 8;
-    out[o + 11] = ipSum;
-    // TCP: sequence number, flags, checksum.
-    const t = o + ipLen;
-    const segSeq = (seq + start) >>> 0;
-    out[t + 4] = segSeq >>> 24;
-    out[t + 5] = segSeq >>> 16;
-    out[t + 6] = segSeq >>> 8;
-    out[t + 7] = segSeq;
-    let f = flags;
-    if (i > 0) f &= ~0x80; // CWR: first segment only
-    if (i < count - 1) f &= ~0x09; // FIN, PSH: last segment only
-    out[t + 13] = f;
-    out[t + 16] = 0;
-    out[t + 17] = 0;
-    const sum = checksumSum(out, t, tcpLen + size, tcpPseudoHeaderSum(out, o, tcpLen + size));
-    const c = ~fold(sum) & 0xffff;
-    out[t + 16] = c >>> 8;
-    out[t + 17] = c;
-    sizes[i] = segTotal;
-  }
+  for (let i = 0; i < count; i++)
+    sizes[i] = tcpSegmentAt(buf, off, mss, i, out, outOffset + i * stride);
   return count;
 }

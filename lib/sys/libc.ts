@@ -36,6 +36,9 @@ const SYMBOLS = {
   recvfrom: { args: ["i32", "ptr", "u64", "i32", "ptr", "ptr"], returns: "i32" },
   sendmsg: { args: ["i32", "ptr", "i32"], returns: "i32" },
   recvmsg: { args: ["i32", "ptr", "i32"], returns: "i32" },
+  // Batched I/O (lib/sys/raw6_batch.ts): vectors of struct mmsghdr, one system call each.
+  recvmmsg: { args: ["i32", "ptr", "u32", "i32", "ptr"], returns: "i32" },
+  sendmmsg: { args: ["i32", "ptr", "u32", "i32"], returns: "i32" },
   setsockopt: { args: ["i32", "i32", "i32", "ptr", "u32"], returns: "i32" },
   getsockopt: { args: ["i32", "i32", "i32", "ptr", "ptr"], returns: "i32" },
   poll: { args: ["ptr", "u64", "i32"], returns: "i32" },
@@ -209,6 +212,11 @@ export function ioctl(fd: number, request: number, arg: Uint8Array | null): numb
   return _result(_libc().ioctl(fd, request, arg));
 }
 
+/** ioctl(2) with an integer argument (e.g. TUNSETOFFLOAD's flags). */
+export function ioctlValue(fd: number, request: number, value: number): number {
+  return _result(_libc().ioctl(fd, request, value as unknown as Pointer));
+}
+
 export const F_GETFL = 3;
 export const F_SETFL = 4;
 
@@ -292,6 +300,20 @@ export function sendmsg(fd: number, msghdr: Uint8Array, flags: number): number {
  */
 export function recvmsg(fd: number, msghdr: Uint8Array, flags: number): number {
   return _result(_libc().recvmsg(fd, msghdr, flags));
+}
+
+/**
+ * recvmmsg(2) into `vlen` `struct mmsghdr` (64 bytes each: a msghdr and its msg_len) at
+ * `msgvec`, no timeout; the caller resets each msg_namelen / msg_controllen before the call.
+ * The number of messages received or -errno.
+ */
+export function recvmmsg(fd: number, msgvec: Uint8Array, vlen: number, flags: number): number {
+  return _result(_libc().recvmmsg(fd, msgvec, vlen, flags, null));
+}
+
+/** sendmmsg(2) of `vlen` `struct mmsghdr` at `msgvec`: the number sent, or -errno. */
+export function sendmmsg(fd: number, msgvec: Uint8Array, vlen: number, flags: number): number {
+  return _result(_libc().sendmmsg(fd, msgvec, vlen, flags));
 }
 
 /**

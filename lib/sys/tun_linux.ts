@@ -10,7 +10,7 @@
  *
  * @module
  */
-import type { PacketDevice } from "../tunnel/device.ts";
+import type { PacketDevice } from "../net/device.ts";
 import * as libc from "./libc.ts";
 import { Errno, SysError } from "./libc.ts";
 
@@ -18,11 +18,17 @@ const TUNSETIFF = 0x400454ca;
 const IFF_TUN = 0x0001;
 const IFF_NO_PI = 0x1000;
 const IFF_MULTI_QUEUE = 0x0100;
+const IFF_VNET_HDR = 0x4000;
 /** struct ifreq: char ifr_name[IFNAMSIZ]; then a union whose first member is short flags. */
 const IFREQ_SIZE = 40;
 const IFNAMSIZ = 16;
 
 export interface OpenTunOptions {
+  /**
+   * IFF_VNET_HDR: every read and write starts with a 10-byte virtio_net_hdr (GSO and checksum
+   * state); use the fd through lib/sys/tun_vnet.ts.
+   */
+  vnetHeader?: boolean;
   /** IFF_MULTI_QUEUE: open one more queue (fd) of the same device per call, e.g. per Worker. */
   multiQueue?: boolean;
 }
@@ -59,7 +65,10 @@ export function openTun(name: string, opts: OpenTunOptions = {}): { fd: number; 
   ifr.set(new TextEncoder().encode(name));
   new DataView(ifr.buffer).setUint16(
     IFNAMSIZ,
-    IFF_TUN | IFF_NO_PI | (opts.multiQueue ? IFF_MULTI_QUEUE : 0),
+    IFF_TUN |
+      IFF_NO_PI |
+      (opts.multiQueue ? IFF_MULTI_QUEUE : 0) |
+      (opts.vnetHeader ? IFF_VNET_HDR : 0),
     true,
   );
   const r = libc.ioctl(fd, TUNSETIFF, ifr);

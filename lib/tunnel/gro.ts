@@ -60,7 +60,11 @@ export interface GroStats {
 export interface TcpCoalescerOptions {
   /** Trains held at once (flows in one batch); the least recently used is flushed. Default 8. */
   trains?: number;
-  /** Bytes kept free in front of each train for the caller (e.g. a virtio_net_hdr). Default 0. */
+  /**
+   * Bytes kept free in front of each train for the caller (e.g. a virtio_net_hdr): trains are
+   * emitted at this offset of their own view, so pass the offset the caller's packets are at.
+   * Default 0.
+   */
   headroom?: number;
 }
 
@@ -72,6 +76,8 @@ export class TcpCoalescer {
   readonly #stride: number;
   readonly #headroom: number;
   readonly #buf: Uint8Array;
+  /** Train `s` as its own view: emitted at offset `headroom` like the caller's packets. */
+  readonly #views: Uint8Array[];
   readonly #len: Int32Array; // 0 = free
   readonly #gsoSize: Int32Array;
   readonly #segments: Int32Array;
@@ -89,6 +95,9 @@ export class TcpCoalescer {
     this.#headroom = opts.headroom ?? 0;
     this.#stride = this.#headroom + MAX_TRAIN + 1;
     this.#buf = new Uint8Array(this.#slots * this.#stride);
+    this.#views = [];
+    for (let s = 0; s < this.#slots; s++)
+      this.#views.push(this.#buf.subarray(s * this.#stride, (s + 1) * this.#stride));
     this.#len = new Int32Array(this.#slots);
     this.#gsoSize = new Int32Array(this.#slots);
     this.#segments = new Int32Array(this.#slots);
@@ -98,11 +107,6 @@ export class TcpCoalescer {
     this.#payloadLen = new Int32Array(this.#slots);
     this.#closed = new Uint8Array(this.#slots);
     this.#used = new Float64Array(this.#slots);
-  }
-
-  /** The buffer the trains live in (for a caller that writes in front of a train's packet). */
-  get buffer(): Uint8Array {
-    return this.#buf;
   }
 
   /** Offers one IPv4 packet `buf[off, off+len)` that passed every check; see the module comment. */
@@ -286,7 +290,7 @@ export class TcpCoalescer {
     this.#len[s] = 0;
     if (segments === 1) {
       this.stats.single++;
-      this.#emit(this.#buf, o, len, 0, 1);
+      this.#emit(this.#views[s]!, this.#headroom, len, 0, 1);
       return;
     }
     const t = this.#buf;
@@ -312,6 +316,6 @@ export class TcpCoalescer {
     t[tcp + 16] = c >>> 8;
     t[tcp + 17] = c;
     this.stats.superPackets++;
-    this.#emit(t, o, len, this.#gsoSize[s]!, segments);
+    this.#emit(this.#views[s]!, this.#headroom, len, this.#gsoSize[s]!, segments);
   }
 }

@@ -1,0 +1,242 @@
+/**
+ * A raw IPv6 socket for next header 4 in batches, as a {@link TunnelBatchSocket}: recvmmsg(2)
+ * and sendmmsg(2) move up to `batchSize` packets per system call, each with its outer address
+ * and traffic class (IPV6_RECVTCLASS / IPV6_TCLASS ancillary data) and, on send, its flow label
+ * (sin6_flowinfo, IPV6_FLOWINFO_SEND). The socket itself is opened and configured by
+ * lib/sys/raw6.ts (`Raw6Socket.open`, `enableTunnelOptions`); this class wraps its fd in the
+ * Worker that forwards, next to the `Raw6Socket` that reads the error queue.
+ *
+ * Nothing is allocated per call: the mmsghdr vector, addresses, iovecs and control buffers are
+ * built once; an iovec is re-pointed only when the caller passes another buffer.
+ *
+ * @module
+ */
+import type { TunnelBatchSocket } from "../net/device.ts";
+import * as libc from "./libc.ts";
+import { Errno } from "./libc.ts";
+
+const MMSGHDR_SIZE = 64; // struct msghdr (56) + msg_len (4) + padding
+const MSG_NAME = 0;
+const MSG_NAMELEN = 8;
+const MSG_IOV = 16;
+const MSG_IOVLEN = 24;
+const MSG_CONTROL = 32;
+const MSG_CONTROLLEN = 40;
+const MSG_LEN = 56;
+const IOVEC_SIZE = 16;
+const SOCKADDR_IN6_SIZE = 28;
+const SIN6_FLOWINFO = 4;
+const SIN6_ADDR = 8;
+const ADDR_STRIDE = 32;
+const CMSG_HDR = 16;
+const CONTROL_STRIDE = 64;
+const SEND_CONTROL = CMSG_HDR + 8; // CMSG_SPACE(sizeof(int))
+const IPV6_TCLASS = 67;
+const MSG_DONTWAIT = 0x40;
+
+export interface Raw6BatchOptions {
+  /** Packets per system call at most (and the vectors' size). Default 64. */
+  batchSize?: number;
+  pollTimeoutMs?: number;
+}
+
+/** See the module comment. One per thread and direction (it owns its vectors). */
+export class Raw6Batch implements TunnelBatchSocket {
+  readonly fd: number;
+  readonly batchSize: number;
+  readonly pollTimeoutMs: number;
+  /** The last send error of the last {@link write} (0: none), also when others went. */
+  lastError = 0;
+  /** An ICMPv6 error is (probably) waiting on the error queue (POLLERR, or an ICMP errno). */
+  errorPending = false;
+  readonly #vec: Uint8Array;
+  readonly #vecView: DataView;
+  readonly #addrs: Uint8Array;
+  readonly #addrView: DataView;
+  readonly #iov: Uint8Array;
+  readonly #iovView: DataView;
+  readonly #control: Uint8Array;
+  readonly #controlView: DataView;
+  /** The buffer and offset each iovec points at now. */
+  readonly #iovBuf: (Uint8Array | null)[];
+  readonly #iovOff: Int32Array;
+  readonly #pollIn = new Uint8Array(8);
+  readonly #pollOut = new Uint8Array(8);
+  #controlFor: "send" | "recv" | null = null;
+
+  constructor(fd: number, opts: Raw6BatchOptions = {}) {
+    this.fd = fd;
+    const n = opts.batchSize ?? 64;
+    this.batchSize = n;
+    this.pollTimeoutMs = opts.pollTimeoutMs ?? 200;
+    this.#vec = new Uint8Array(n * MMSGHDR_SIZE);
+    this.#vecView = new DataView(this.#vec.buffer);
+    this.#addrs = new Uint8Array(n * ADDR_STRIDE);
+    this.#addrView = new DataView(this.#addrs.buffer);
+    this.#iov = new Uint8Array(n * IOVEC_SIZE);
+    this.#iovView = new DataView(this.#iov.buffer);
+    this.#control = new Uint8Array(n * CONTROL_STRIDE);
+    this.#controlView = new DataView(this.#control.buffer);
+    this.#iovBuf = new Array(n).fill(null);
+    this.#iovOff = new Int32Array(n).fill(-1);
+    const v = this.#vecView;
+    for (let i = 0; i < n; i++) {
+      const m = i * MMSGHDR_SIZE;
+      put(v, m + MSG_NAME, libc.addressOf(this.#addrs, i * ADDR_STRIDE));
+      put(v, m + MSG_IOV, libc.addressOf(this.#iov, i * IOVEC_SIZE));
+      put(v, m + MSG_IOVLEN, 1);
+      put(v, m + MSG_CONTROL, libc.addressOf(this.#control, i * CONTROL_STRIDE));
+      this.#addrView.setUint16(i * ADDR_STRIDE, libc.AF_INET6, true);
+    }
+    for (const [p, ev] of [
+      [this.#pollIn, libc.POLLIN],
+      [this.#pollOut, libc.POLLOUT],
+    ] as const) {
+      const d = new DataView(p.buffer);
+      d.setInt32(0, fd, true);
+      d.setInt16(4, ev, true);
+    }
+  }
+
+  /** See {@link TunnelBatchSocket.read}. */
+  read(
+    bufs: readonly Uint8Array[],
+    sizes: Int32Array,
+    offset: number,
+    addrs: Uint8Array,
+    trafficClass: Uint8Array,
+  ): number {
+    const count = Math.min(bufs.length, this.batchSize);
+    const v = this.#vecView;
+    this.#controlFor = "recv";
+    for (let i = 0; i < count; i++) {
+      this.#point(i, bufs[i]!, offset);
+      const m = i * MMSGHDR_SIZE;
+      v.setUint32(m + MSG_NAMELEN, SOCKADDR_IN6_SIZE, true);
+      put(v, m + MSG_CONTROLLEN, CONTROL_STRIDE);
+    }
+    let n = libc.recvmmsg(this.fd, this.#vec, count, MSG_DONTWAIT);
+    if (n === -Errno.EAGAIN) {
+      const ready = libc.poll(this.#pollIn, 1, this.pollTimeoutMs);
+      if (ready <= 0) return ready === -Errno.EINTR ? 0 : ready;
+      if ((this.#pollIn[6]! & libc.POLLERR) !== 0) this.errorPending = true;
+      n = libc.recvmmsg(this.fd, this.#vec, count, MSG_DONTWAIT);
+      if (n === -Errno.EAGAIN) return 0;
+    }
+    if (n < 0) {
+      // The pending error of an ICMPv6 error (IPV6_RECVERR): the packet is on the error queue.
+      if (isIcmpErrno(n)) {
+        this.errorPending = true;
+        return 0;
+      }
+      return n;
+    }
+    const c = this.#controlView;
+    for (let i = 0; i < n; i++) {
+      const m = i * MMSGHDR_SIZE;
+      sizes[i] = v.getUint32(m + MSG_LEN, true);
+      const a = i * ADDR_STRIDE + SIN6_ADDR;
+      for (let k = 0; k < 16; k++) addrs[16 * i + k] = this.#addrs[a + k]!;
+      let tclass = 0;
+      const controlLength = v.getUint32(m + MSG_CONTROLLEN, true);
+      const base = i * CONTROL_STRIDE;
+      for (let at = 0; at + CMSG_HDR <= controlLength; ) {
+        const len = c.getUint32(base + at, true);
+        if (len < CMSG_HDR) break;
+        if (
+          c.getInt32(base + at + 8, true) === libc.IPPROTO_IPV6 &&
+          c.getInt32(base + at + 12, true) === IPV6_TCLASS
+        ) {
+          tclass = c.getInt32(base + at + CMSG_HDR, true) & 0xff;
+          break;
+        }
+        at += (len + 7) & ~7;
+      }
+      trafficClass[i] = tclass;
+    }
+    return n;
+  }
+
+  /** See {@link TunnelBatchSocket.write}. A full send buffer waits up to the poll timeout once. */
+  write(
+    bufs: readonly Uint8Array[],
+    sizes: Int32Array,
+    count: number,
+    offset: number,
+    addrs: Uint8Array,
+    trafficClass: Uint8Array,
+    flowLabel: Int32Array,
+  ): number {
+    const total = Math.min(count, this.batchSize);
+    const v = this.#vecView;
+    const c = this.#controlView;
+    const fresh = this.#controlFor !== "send";
+    this.#controlFor = "send";
+    for (let i = 0; i < total; i++) {
+      this.#point(i, bufs[i]!, offset, sizes[i]!);
+      const m = i * MMSGHDR_SIZE;
+      const a = i * ADDR_STRIDE;
+      for (let k = 0; k < 16; k++) this.#addrs[a + SIN6_ADDR + k] = addrs[16 * i + k]!;
+      this.#addrView.setUint32(a + SIN6_FLOWINFO, flowLabel[i]! & 0xfffff, false);
+      v.setUint32(m + MSG_NAMELEN, SOCKADDR_IN6_SIZE, true);
+      put(v, m + MSG_CONTROLLEN, SEND_CONTROL);
+      const b = i * CONTROL_STRIDE;
+      if (fresh) {
+        put(c, b, CMSG_HDR + 4);
+        c.setInt32(b + 8, libc.IPPROTO_IPV6, true);
+        c.setInt32(b + 12, IPV6_TCLASS, true);
+      }
+      c.setInt32(b + CMSG_HDR, trafficClass[i]!, true);
+    }
+    // `next`: the first message not yet handed over; a message the kernel refuses (EMSGSIZE
+    // after a Packet Too Big, no route) is skipped and the rest still go.
+    let next = 0;
+    let ok = 0;
+    let error = 0;
+    let retried = false;
+    while (next < total) {
+      const vec = next === 0 ? this.#vec : this.#vec.subarray(next * MMSGHDR_SIZE); // rare: partial
+      const r = libc.sendmmsg(this.fd, vec, total - next, 0);
+      if (r > 0) {
+        next += r;
+        ok += r;
+      } else if (r === -Errno.EAGAIN && !retried) {
+        retried = true;
+        libc.poll(this.#pollOut, 1, this.pollTimeoutMs);
+      } else {
+        error = r < 0 ? r : -Errno.EAGAIN;
+        next++;
+      }
+    }
+    this.lastError = error;
+    return ok > 0 || error === 0 ? ok : error;
+  }
+
+  /** Points iovec `i` at `buf[offset …]` (length: the rest of the buffer, or `length`). */
+  #point(i: number, buf: Uint8Array, offset: number, length = buf.length - offset): void {
+    const at = i * IOVEC_SIZE;
+    if (this.#iovBuf[i] !== buf || this.#iovOff[i] !== offset) {
+      this.#iovBuf[i] = buf;
+      this.#iovOff[i] = offset;
+      put(this.#iovView, at, libc.addressOf(buf, offset));
+    }
+    put(this.#iovView, at + 8, length);
+  }
+}
+
+/** A 64-bit pointer or size field, without a BigInt. */
+function put(view: DataView, at: number, value: number): void {
+  view.setUint32(at, value >>> 0, true);
+  view.setUint32(at + 4, Math.floor(value / 2 ** 32), true);
+}
+
+function isIcmpErrno(n: number): boolean {
+  return (
+    n === -Errno.EHOSTUNREACH ||
+    n === -Errno.ENETUNREACH ||
+    n === -Errno.EACCES ||
+    n === -Errno.ECONNREFUSED ||
+    n === -Errno.EMSGSIZE ||
+    n === -71 // EPROTO
+  );
+}

@@ -1,0 +1,250 @@
+/**
+ * The TEP's two forwarding directions in batches (issue 14), over the device interfaces of
+ * lib/net/device.ts only: the composition (forwarder_worker.ts) gives them lib/sys devices,
+ * the tests in-memory fakes (test/helpers/fake_devices.ts).
+ *
+ * - {@link TepDecapBatch}: a vector of IPv4-in-IPv6 packets from the tunnel socket
+ *   (recvmmsg) → `tepDecap` on every packet, each with its own outer source and traffic class,
+ *   exactly as one by one → the packets it forwards go to the GRO (lib/tunnel/gro.ts), which
+ *   writes consecutive TCP segments of a flow as one super-packet into the TUN (when the
+ *   device takes them) and everything else as it came, per flow in order; flushed at the end
+ *   of every batch. A segment that any check drops never reaches the GRO, so a coalesced
+ *   packet carries only what the separate packets would have carried.
+ * - {@link TepEncapBatch}: the TUN's packets (a super-packet the kernel handed over arrives
+ *   already cut into segments by the device) → `tepEncap` on every segment → one vector to
+ *   the tunnel socket (sendmmsg); ICMP errors go out through `sendIcmp4`.
+ *
+ * Fragments held until their first fragment came (fragments.ts) are replayed through the same
+ * step right after the packet that released them, as the one-by-one loop does.
+ *
+ * Nothing is allocated per batch: buffers, vectors and metadata arrays are made once.
+ *
+ * @module
+ */
+import type { BatchDevice, TunnelBatchSocket } from "../net/device.ts";
+import { TcpCoalescer } from "./gro.ts";
+import { type TepContext, tepDecap, tepEncap, Verdict } from "./pipeline.ts";
+
+/** Read and write errors of a loop (as ForwarderStats in forwarder.ts). */
+export interface BatchLoopStats {
+  readErrors: number;
+  writeErrors: number;
+  lastError: number;
+}
+
+export interface TepBatchOptions {
+  /** Packets per read at most. Default 64. */
+  batchSize?: number;
+  /** Bytes per buffer, packet room after the headroom. Default 65,536 (any IPv4 packet). */
+  bufferBytes?: number;
+  /** Coalesce TCP segments (only when the TUN device takes super-packets). Default true. */
+  gro?: boolean;
+}
+
+/** Room of a segment buffer: a segment of up to a 9,000-byte (jumbo) MTU, plus slack. */
+const SEGMENT_BYTES = 9216;
+
+function buffers(count: number, bytes: number): Uint8Array[] {
+  const out: Uint8Array[] = [];
+  for (let i = 0; i < count; i++) out.push(new Uint8Array(bytes));
+  return out;
+}
+
+/** IPv6 → IPv4, in batches. One per Worker. */
+export class TepDecapBatch {
+  readonly stats: BatchLoopStats = { readErrors: 0, writeErrors: 0, lastError: 0 };
+  readonly gro: TcpCoalescer | null;
+  readonly #tep: TepContext;
+  readonly #raw: TunnelBatchSocket;
+  readonly #tun: BatchDevice;
+  readonly #offset: number;
+  readonly #bufs: Uint8Array[];
+  readonly #sizes: Int32Array;
+  readonly #addrs: Uint8Array;
+  readonly #tclass: Uint8Array;
+  readonly #spare: Uint8Array;
+  readonly #spare6 = new Uint8Array(16);
+
+  constructor(
+    tep: TepContext,
+    raw: TunnelBatchSocket,
+    tun: BatchDevice,
+    opts: TepBatchOptions = {},
+  ) {
+    this.#tep = tep;
+    this.#raw = raw;
+    this.#tun = tun;
+    this.#offset = tun.headroom;
+    const n = opts.batchSize ?? 64;
+    const bytes = this.#offset + (opts.bufferBytes ?? 65536);
+    this.#bufs = buffers(n, bytes);
+    this.#sizes = new Int32Array(n);
+    this.#addrs = new Uint8Array(16 * n);
+    this.#tclass = new Uint8Array(n);
+    this.#spare = new Uint8Array(bytes);
+    const write = (buf: Uint8Array, off: number, len: number, gsoSize: number) => {
+      const w = this.#tun.write(buf, off, len, gsoSize);
+      if (w < 0) this.#fail(w);
+    };
+    this.gro =
+      tun.gso && opts.gro !== false ? new TcpCoalescer(write, { headroom: this.#offset }) : null;
+    this.#write = this.gro ? (b, o, l) => this.gro!.add(b, o, l) : (b, o, l) => write(b, o, l, 0);
+  }
+
+  readonly #write: (buf: Uint8Array, off: number, len: number) => void;
+
+  /**
+   * One batch: read, check and forward. Returns the packets read, 0 after the poll timeout,
+   * or -errno (counted in {@link stats}).
+   */
+  step(): number {
+    const n = this.#raw.read(this.#bufs, this.#sizes, this.#offset, this.#addrs, this.#tclass);
+    if (n <= 0) {
+      if (n < 0) {
+        this.stats.readErrors++;
+        this.stats.lastError = n;
+      }
+      return n;
+    }
+    const tep = this.#tep;
+    const off = this.#offset;
+    for (let i = 0; i < n; i++) {
+      const buf = this.#bufs[i]!;
+      if (
+        tepDecap(tep, buf, off, this.#sizes[i]!, this.#addrs, 16 * i, this.#tclass[i]!) ===
+        Verdict.FORWARD
+      )
+        this.#write(buf, off, tep.length);
+      for (let m = tep.decapFragments.popReleased(this.#spare, off, this.#spare6, 0); m > 0; ) {
+        if (
+          tepDecap(tep, this.#spare, off, m, this.#spare6, 0, this.#tclass[i]!) === Verdict.FORWARD
+        )
+          this.#write(this.#spare, off, tep.length);
+        m = tep.decapFragments.popReleased(this.#spare, off, this.#spare6, 0);
+      }
+    }
+    this.gro?.flush();
+    return n;
+  }
+
+  #fail(code: number): void {
+    this.stats.writeErrors++;
+    this.stats.lastError = code;
+  }
+}
+
+/** IPv4 → IPv6, in batches. One per Worker. */
+export class TepEncapBatch {
+  readonly stats: BatchLoopStats = { readErrors: 0, writeErrors: 0, lastError: 0 };
+  readonly #tep: TepContext;
+  readonly #raw: TunnelBatchSocket;
+  readonly #tun: BatchDevice;
+  readonly #sendIcmp4: (buf: Uint8Array, off: number, len: number) => number;
+  readonly #offset: number;
+  readonly #bufs: Uint8Array[];
+  readonly #sizes: Int32Array;
+  /** The vector handed to the tunnel socket: references into #bufs, never copies. */
+  readonly #out: Uint8Array[];
+  readonly #outSizes: Int32Array;
+  readonly #addrs: Uint8Array;
+  readonly #tclass: Uint8Array;
+  readonly #flow: Int32Array;
+  readonly #spare: Uint8Array;
+  #count = 0;
+
+  /**
+   * `sendIcmp4(buf, off, len)` sends an IPv4 ICMP error the step built (a raw IPv4 socket:
+   * through the TUN it would carry a local source); returns bytes or -errno.
+   */
+  constructor(
+    tep: TepContext,
+    raw: TunnelBatchSocket,
+    tun: BatchDevice,
+    sendIcmp4: (buf: Uint8Array, off: number, len: number) => number,
+    opts: TepBatchOptions = {},
+  ) {
+    this.#tep = tep;
+    this.#raw = raw;
+    this.#tun = tun;
+    this.#sendIcmp4 = sendIcmp4;
+    this.#offset = tun.headroom;
+    // A super-packet of 64 KiB cut at a small MSS gives many segments: room for 128. The
+    // first buffer takes any packet; the others take segments (the device drops a
+    // super-packet whose segments would not fit).
+    const n = opts.batchSize ?? 128;
+    const bytes = this.#offset + (opts.bufferBytes ?? 65536);
+    this.#bufs = [new Uint8Array(bytes), ...buffers(n - 1, this.#offset + SEGMENT_BYTES)];
+    this.#sizes = new Int32Array(n);
+    this.#out = this.#bufs.slice();
+    this.#outSizes = new Int32Array(n);
+    this.#addrs = new Uint8Array(16 * n);
+    this.#tclass = new Uint8Array(n);
+    this.#flow = new Int32Array(n);
+    this.#spare = new Uint8Array(bytes);
+  }
+
+  /** One batch; returns the packets read, 0 after the poll timeout, or -errno. */
+  step(): number {
+    const n = this.#tun.read(this.#bufs, this.#sizes, this.#offset);
+    if (n <= 0) {
+      if (n < 0) {
+        this.stats.readErrors++;
+        this.stats.lastError = n;
+      }
+      return n;
+    }
+    const tep = this.#tep;
+    const off = this.#offset;
+    for (let i = 0; i < n; i++) {
+      this.#handle(this.#bufs[i]!, this.#sizes[i]!);
+      // A first fragment may have released fragments that came before it: they go now, after
+      // what is queued (one at a time: they share the spare buffer).
+      let m = tep.encapFragments.popReleased(this.#spare, off, null, 0);
+      if (m > 0) this.#send();
+      for (; m > 0; m = tep.encapFragments.popReleased(this.#spare, off, null, 0)) {
+        this.#handle(this.#spare, m);
+        this.#send();
+      }
+    }
+    this.#send();
+    return n;
+  }
+
+  #handle(buf: Uint8Array, len: number): void {
+    const tep = this.#tep;
+    const k = this.#count;
+    const v = tepEncap(tep, buf, this.#offset, len, this.#addrs, 16 * k);
+    if (v === Verdict.FORWARD || v === Verdict.FORWARD_FRAGMENT) {
+      this.#out[k] = buf;
+      this.#outSizes[k] = tep.length;
+      this.#tclass[k] = tep.trafficClass;
+      this.#flow[k] = tep.flowLabel;
+      this.#count = k + 1;
+    } else if (v === Verdict.ICMP) {
+      const w = this.#sendIcmp4(tep.reply, 0, tep.replyLength);
+      if (w < 0) this.#fail(w);
+    }
+  }
+
+  #send(): void {
+    const k = this.#count;
+    if (k === 0) return;
+    this.#count = 0;
+    const w = this.#raw.write(
+      this.#out,
+      this.#outSizes,
+      k,
+      this.#offset,
+      this.#addrs,
+      this.#tclass,
+      this.#flow,
+    );
+    if (w < 0) this.#fail(w);
+    else if (w < k) this.#fail(-11); // some refused (EAGAIN or a per-packet error)
+  }
+
+  #fail(code: number): void {
+    this.stats.writeErrors++;
+    this.stats.lastError = code;
+  }
+}

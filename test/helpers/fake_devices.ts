@@ -1,0 +1,109 @@
+/**
+ * In-memory devices for the batched loops (lib/net/device.ts), so the TEP and client loops get
+ * unit tests without root: a tunnel socket that hands out queued IPv4-in-IPv6 packets with
+ * their outer source and records what is sent, and a TUN that hands out queued packets — a
+ * TCP super-packet cut into segments by lib/net/gso.ts as the kernel's GSO would, like
+ * lib/sys/tun_vnet.ts — and records every write with its gso size.
+ */
+import type { BatchDevice, TunnelBatchSocket } from "../../lib/net/device.ts";
+import { tcpSegmentAt, tcpSegmentCount } from "../../lib/net/gso.ts";
+
+export interface Sent6 {
+  packet: Uint8Array;
+  dst6: Uint8Array;
+  trafficClass: number;
+  flowLabel: number;
+}
+
+/** A {@link TunnelBatchSocket} over queues. `batches` counts read/write calls that moved packets. */
+export class FakeTunnelSocket implements TunnelBatchSocket {
+  readonly fd = -1;
+  readonly inbox: { packet: Uint8Array; src6: Uint8Array; trafficClass: number }[] = [];
+  readonly sent: Sent6[] = [];
+  readonly writeCalls: number[] = [];
+  /** At most this many packets per read (a short read, as recvmmsg may return). */
+  constructor(readonly perRead = 64) {}
+
+  read(
+    bufs: readonly Uint8Array[],
+    sizes: Int32Array,
+    offset: number,
+    addrs: Uint8Array,
+    trafficClass: Uint8Array,
+  ): number {
+    let n = 0;
+    while (n < Math.min(bufs.length, this.perRead) && this.inbox.length > 0) {
+      const p = this.inbox.shift()!;
+      bufs[n]!.set(p.packet, offset);
+      sizes[n] = p.packet.length;
+      addrs.set(p.src6, 16 * n);
+      trafficClass[n] = p.trafficClass;
+      n++;
+    }
+    return n;
+  }
+
+  write(
+    bufs: readonly Uint8Array[],
+    sizes: Int32Array,
+    count: number,
+    offset: number,
+    addrs: Uint8Array,
+    trafficClass: Uint8Array,
+    flowLabel: Int32Array,
+  ): number {
+    for (let i = 0; i < count; i++)
+      this.sent.push({
+        packet: bufs[i]!.slice(offset, offset + sizes[i]!),
+        dst6: addrs.slice(16 * i, 16 * i + 16),
+        trafficClass: trafficClass[i]!,
+        flowLabel: flowLabel[i]!,
+      });
+    this.writeCalls.push(count);
+    return count;
+  }
+}
+
+export interface TunWrite {
+  packet: Uint8Array;
+  gsoSize: number;
+  /** The bytes in front of the packet (the device's headroom) were free to overwrite. */
+  headroom: number;
+}
+
+/** A {@link BatchDevice} over queues; `inbox` entries with `gsoSize` > 0 are super-packets. */
+export class FakeBatchTun implements BatchDevice {
+  readonly fd = -1;
+  readonly headroom: number;
+  readonly inbox: { packet: Uint8Array; gsoSize: number }[] = [];
+  readonly written: TunWrite[] = [];
+
+  constructor(
+    readonly gso = true,
+    headroom = 10,
+  ) {
+    this.headroom = headroom;
+  }
+
+  read(bufs: readonly Uint8Array[], sizes: Int32Array, offset: number): number {
+    const p = this.inbox.shift();
+    if (!p) return 0;
+    if (p.gsoSize === 0) {
+      bufs[0]!.set(p.packet, offset);
+      sizes[0] = p.packet.length;
+      return 1;
+    }
+    const count = tcpSegmentCount(p.packet, 0, p.packet.length, p.gsoSize);
+    if (count < 0 || count > bufs.length) return 0;
+    for (let i = 0; i < count; i++)
+      sizes[i] = tcpSegmentAt(p.packet, 0, p.gsoSize, i, bufs[i]!, offset);
+    return count;
+  }
+
+  write(buf: Uint8Array, offset: number, length: number, gsoSize: number): number {
+    if (offset < this.headroom) throw new Error(`offset ${offset} below the headroom`);
+    if (gsoSize > 0 && !this.gso) throw new Error("super-packet written to a device without GSO");
+    this.written.push({ packet: buf.slice(offset, offset + length), gsoSize, headroom: offset });
+    return length;
+  }
+}

@@ -1,0 +1,147 @@
+/**
+ * The TEP's batched loops (lib/tunnel/tep_batch.ts) on in-memory devices: every segment goes
+ * through the same checks as a single packet, only segments that passed are coalesced, the
+ * order within a flow is kept, and super-packets the TUN hands over are cut and checked
+ * segment by segment. No root needed.
+ */
+import { describe, expect, test } from "bun:test";
+import { parseIPv4, parseIPv6 } from "../lib/net/addr.ts";
+import { tcpSegmentIPv4 } from "../lib/net/gso.ts";
+import { BindingTable } from "../lib/tunnel/binding.ts";
+import { Counters } from "../lib/tunnel/counters.ts";
+import { TepContext } from "../lib/tunnel/pipeline.ts";
+import { TepDecapBatch, TepEncapBatch } from "../lib/tunnel/tep_batch.ts";
+import { FakeBatchTun, FakeTunnelSocket } from "./helpers/fake_devices.ts";
+import { internetChecksum } from "./helpers/packets.ts";
+import { ACK, PSH, tcp, tcpChecksumOf, u32 } from "./helpers/tcp_packets.ts";
+
+const HOST4 = [198, 51, 100, 10];
+const WEB4 = [203, 0, 113, 80];
+const A6 = parseIPv6("2001:db8:a::1")!;
+const B6 = parseIPv6("2001:db8:a::2")!;
+const WHOLE = { offset: 0, psidLength: 0, psid: 0 };
+
+function setup() {
+  const bindings = BindingTable.create({ maxEntries: 16 });
+  bindings.set(parseIPv4("198.51.100.10")!, WHOLE, A6);
+  bindings.set(parseIPv4("198.51.100.11")!, WHOLE, B6);
+  const counters = Counters.create({ slices: 1 });
+  const tep = new TepContext({
+    bindings,
+    counters: counters.slice(0),
+    tepIPv4: parseIPv4("192.0.2.1")!,
+    mssClamp: false,
+  });
+  return { tep, counters };
+}
+
+function segments(p: Uint8Array, mss: number): Uint8Array[] {
+  const out = new Uint8Array(64 * 2048);
+  const sizes = new Int32Array(64);
+  const n = tcpSegmentIPv4(p, 0, p.length, mss, out, 0, 2048, sizes);
+  expect(n).toBeGreaterThan(0);
+  return Array.from({ length: n }, (_, i) => out.slice(i * 2048, i * 2048 + sizes[i]!));
+}
+
+describe("TepDecapBatch", () => {
+  test("segments of one flow from their bound host become one super-packet, byte for byte", () => {
+    const { tep, counters } = setup();
+    const raw = new FakeTunnelSocket();
+    const tun = new FakeBatchTun();
+    const loop = new TepDecapBatch(tep, raw, tun);
+    const original = tcp({ payload: 20 * 1400, src: HOST4, dst: WEB4, flags: ACK | PSH });
+    const segs = segments(original, 1400);
+    for (const s of segs) raw.inbox.push({ packet: s, src6: A6, trafficClass: 0 });
+    expect(loop.step()).toBe(20);
+    expect(tun.written.length).toBe(1);
+    expect(tun.written[0]!.gsoSize).toBe(1400);
+    expect(Buffer.from(tun.written[0]!.packet).equals(Buffer.from(original))).toBe(true);
+    expect(counters.get("decap-forward")).toBe(20); // counted per segment, as one by one
+  });
+
+  test("a spoofed segment in the middle is dropped and never joins: the train breaks there", () => {
+    const { tep, counters } = setup();
+    const raw = new FakeTunnelSocket();
+    const tun = new FakeBatchTun();
+    const loop = new TepDecapBatch(tep, raw, tun);
+    const segs = segments(tcp({ payload: 10 * 1000, src: HOST4, dst: WEB4 }), 1000);
+    for (const [i, s] of segs.entries())
+      raw.inbox.push({ packet: s, src6: i === 4 ? B6 : A6, trafficClass: 0 });
+    loop.step();
+    expect(counters.get("decap-drop-spoofed-source")).toBe(1);
+    expect(counters.get("decap-forward")).toBe(9);
+    // Segments 0–3 as one, then 5–9 as another (5 does not follow 3): nothing of segment 4.
+    expect(tun.written.map((w) => w.packet.length)).toEqual([40 + 12 + 4000, 40 + 12 + 5000]);
+    expect(u32(tun.written[1]!.packet, 24)).toBe(u32(segs[5]!, 24));
+    for (const w of tun.written) {
+      expect(internetChecksum(w.packet, 0, 20)).toBe(0);
+      expect(tcpChecksumOf(w.packet)).toBe(0);
+    }
+  });
+
+  test("a device without GSO gets every forwarded packet on its own; the batch is split by short reads", () => {
+    const { tep } = setup();
+    const raw = new FakeTunnelSocket(3);
+    const tun = new FakeBatchTun(false, 0);
+    const loop = new TepDecapBatch(tep, raw, tun);
+    const segs = segments(tcp({ payload: 7 * 500, src: HOST4, dst: WEB4 }), 500);
+    for (const s of segs) raw.inbox.push({ packet: s, src6: A6, trafficClass: 0 });
+    let reads = 0;
+    while (loop.step() > 0) reads++;
+    expect(reads).toBe(3);
+    expect(tun.written.map((w) => w.gsoSize)).toEqual([0, 0, 0, 0, 0, 0, 0]);
+    expect(tun.written.map((w) => u32(w.packet, 24))).toEqual(segs.map((s) => u32(s, 24)));
+  });
+});
+
+describe("TepEncapBatch", () => {
+  test("a super-packet from the TUN is cut, each segment encapsulated to its host in one send", () => {
+    const { tep, counters } = setup();
+    const raw = new FakeTunnelSocket();
+    const tun = new FakeBatchTun();
+    const icmp: Uint8Array[] = [];
+    const loop = new TepEncapBatch(tep, raw, tun, (b, o, l) => {
+      icmp.push(b.slice(o, o + l));
+      return l;
+    });
+    const original = tcp({ payload: 30000, src: WEB4, dst: HOST4, tos: 0x02 });
+    tun.inbox.push({ packet: original, gsoSize: 1400 });
+    expect(loop.step()).toBe(Math.ceil(30000 / 1400));
+    expect(raw.writeCalls).toEqual([Math.ceil(30000 / 1400)]);
+    expect(counters.get("encap-forward")).toBe(raw.sent.length);
+    let seq = u32(original, 24);
+    for (const s of raw.sent) {
+      expect([...s.dst6]).toEqual([...A6]);
+      expect(s.trafficClass & 3).toBe(2); // ECT(0) copied to the outer header (RFC 6040)
+      expect(s.packet.length).toBeLessThanOrEqual(1460);
+      expect(tcpChecksumOf(s.packet)).toBe(0);
+      expect(u32(s.packet, 24)).toBe(seq);
+      seq = (seq + s.packet.length - 52) >>> 0;
+    }
+    expect(icmp.length).toBe(0);
+  });
+
+  test("a packet above the tunnel MTU with DF gets its ICMP error, the others still go", () => {
+    const { tep, counters } = setup();
+    const raw = new FakeTunnelSocket();
+    const tun = new FakeBatchTun();
+    const icmp: Uint8Array[] = [];
+    const loop = new TepEncapBatch(tep, raw, tun, (b, o, l) => {
+      icmp.push(b.slice(o, o + l));
+      return l;
+    });
+    tun.inbox.push({ packet: tcp({ payload: 1600, src: WEB4, dst: HOST4 }), gsoSize: 0 });
+    loop.step();
+    expect(counters.get("encap-drop-too-big")).toBe(1);
+    expect(icmp.length).toBe(1);
+    expect(icmp[0]![9]).toBe(1); // ICMP
+    expect(raw.sent.length).toBe(0);
+    tun.inbox.push({
+      packet: tcp({ payload: 1000, src: WEB4, dst: [198, 51, 100, 11] }),
+      gsoSize: 0,
+    });
+    loop.step();
+    expect(raw.sent.length).toBe(1);
+    expect([...raw.sent[0]!.dst6]).toEqual([...B6]);
+  });
+});
