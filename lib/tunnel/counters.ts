@@ -53,6 +53,9 @@ export const COUNTER_NAMES = [
   "client-napt-drop-no-port", // shared lease: every port of the set is in use
   "client-napt-drop-no-mapping", // shared lease: inbound to a port no flow uses
   "client-napt-drop-no-ports", // shared lease: a packet without ports (non-first fragment, other protocols)
+  // Checksums a kernel sender left to the hardware (CHECKSUM_PARTIAL), completed before forwarding
+  "decap-csum-completed", // TEP, IPv6 → IPv4 (also in decap-forward)
+  "client-decap-csum-completed", // DSTM client, IPv6 → IPv4 (also in client-decap-forward)
 ] as const;
 
 export type CounterName = (typeof COUNTER_NAMES)[number];

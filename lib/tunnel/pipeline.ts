@@ -31,6 +31,7 @@
  * @module
  */
 import { equalIPv6 } from "../net/addr.ts";
+import { completePartialChecksum } from "../net/csum_partial.ts";
 import {
   buildFragmentationNeeded,
   buildHostUnreachable,
@@ -182,6 +183,8 @@ const CLIENT_DECAP_FORWARD_BYTES = Counter["client-decap-forward-bytes"];
 const CLIENT_DECAP_DROP_MALFORMED = Counter["client-decap-drop-malformed"];
 const CLIENT_DECAP_DROP_WRONG_TEP = Counter["client-decap-drop-wrong-tep"];
 const CLIENT_DECAP_DROP_WRONG_DESTINATION = Counter["client-decap-drop-wrong-destination"];
+const DECAP_CSUM_COMPLETED = Counter["decap-csum-completed"];
+const CLIENT_DECAP_CSUM_COMPLETED = Counter["client-decap-csum-completed"];
 
 /**
  * TEP, IPv6 → IPv4. `pkt[off .. off+len)` is the inner IPv4 packet of a 4over6 packet whose
@@ -236,6 +239,8 @@ export function tepDecap(
     }
     c[DECAP_HAIRPIN]! += 1;
   }
+  // A kernel sender on a veth left the L4 checksum to the hardware (lib/net/csum_partial.ts).
+  if (completePartialChecksum(pkt, off, total)) c[DECAP_CSUM_COMPLETED]! += 1;
   ctx.length = total;
   c[DECAP_FORWARD]! += 1;
   c[DECAP_FORWARD_BYTES]! += total;
@@ -421,6 +426,7 @@ export function clientDecap(
       return Verdict.DROP_WRONG_DESTINATION;
     }
   }
+  if (completePartialChecksum(pkt, off, total)) c[CLIENT_DECAP_CSUM_COMPLETED]! += 1;
   ctx.length = total;
   c[CLIENT_DECAP_FORWARD]! += 1;
   c[CLIENT_DECAP_FORWARD_BYTES]! += total;
