@@ -76,14 +76,11 @@ async function stats(where: Netns, socket: string): Promise<Record<string, numbe
 }
 
 beforeAll(() => {
-  writeFileSync(
-    join(dir, "big.bin"),
-    crypto
-      .getRandomValues(new Uint8Array(FILE_BYTES / 4))
-      .join(",")
-      .slice(0, FILE_BYTES)
-      .padEnd(FILE_BYTES, "x"),
-  );
+  // Random bytes (getRandomValues fills at most 64 KiB at a time).
+  const data = new Uint8Array(FILE_BYTES);
+  for (let at = 0; at < FILE_BYTES; at += 65536)
+    crypto.getRandomValues(data.subarray(at, Math.min(FILE_BYTES, at + 65536)));
+  writeFileSync(join(dir, "big.bin"), data);
 });
 
 afterAll(async () => {
@@ -171,6 +168,100 @@ describe.skipIf(skip !== null)("kernel 4over6 peers with checksum offload on", (
     expect(up.bytes).toBe(FILE_BYTES);
     const counters = await stats(tep, socket);
     expect(counters["decap-csum-completed"]).toBeGreaterThan(100);
+  }, 90_000);
+
+  test("dstm client towards a kernel TEP (End.DX4 in, seg6 encap.red back): TCP both ways", async () => {
+    // host (dstm client) ──veth── ktep (kernel TEP + dstm server) ──veth── web (IPv4)
+    const host = ns();
+    const ktep = ns();
+    const web = ns();
+    vethPair(host, "c0", ktep, "k0");
+    vethPair(ktep, "k1", web, "w0");
+    offloadsOn(ktep, "k0");
+    offloadsOn(web, "w0");
+    host.addAddress("c0", "2001:db8:2::10/64");
+    ktep.addAddress("k0", "2001:db8:2::2/64");
+    ktep.addAddress("k0", "2001:db8:2::53/128");
+    ktep.addAddress("k1", "192.0.2.1/24");
+    web.addAddress("w0", "192.0.2.80/24");
+    web.addRoute("default", "via", "192.0.2.1");
+    ktep.exec(["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
+    // seg6 encap of a forwarded packet sends the new IPv6 packet through ip6_forward.
+    ktep.exec(["sysctl", "-qw", "net.ipv6.conf.all.forwarding=1"]);
+    // The kernel TEP: SID 2001:db8:2::1 decapsulates (End.DX4); the pool goes back in encap.red.
+    host.addRoute("2001:db8:2::1/128", "via", "2001:db8:2::2");
+    ktep.ip("sr", "tunsrc", "set", "2001:db8:2::1");
+    ktep.ip(
+      "-6",
+      "route",
+      "add",
+      "2001:db8:2::1/128",
+      "encap",
+      "seg6local",
+      "action",
+      "End.DX4",
+      "nh4",
+      "0.0.0.0",
+      "dev",
+      "k0",
+    );
+    ktep.ip(
+      "route",
+      "add",
+      "198.51.100.0/28",
+      "encap",
+      "seg6",
+      "mode",
+      "encap.red",
+      "segs",
+      "2001:db8:2::10",
+      "dev",
+      "k0",
+    );
+    const server = spawnDstmIn(ktep, [
+      "server",
+      "--listen",
+      "[2001:db8:2::53]:4607",
+      "--pool",
+      "198.51.100.0/28",
+      "--tep",
+      "2001:db8:2::1,192.0.2.1",
+      "--no-control",
+    ]);
+    await server.waitFor(/ start /, 20_000);
+    const client = spawnDstmIn(host, [
+      "client",
+      "--server",
+      "2001:db8:2::53",
+      "--route",
+      "192.0.2.0/24",
+      "--control",
+      join(dir, "client.sock"),
+    ]);
+    const bound = await client.waitFor(/ bound /, 20_000);
+    const leased = /ipv4=([\d.]+)/.exec(bound)![1]!;
+    await webServer(web, "192.0.2.80");
+    await webServer(host, leased);
+
+    // host → web: the web server's 300 KB reach the client CHECKSUM_PARTIAL.
+    const down = fetchFile(host, "http://192.0.2.80:8080/big.bin");
+    expect(down.stderr).toBe("");
+    expect(down.bytes).toBe(FILE_BYTES);
+    // web → host: the web server's ACKs and request reach the client CHECKSUM_PARTIAL.
+    const up = fetchFile(web, `http://${leased}:8080/big.bin`);
+    expect(up.stderr).toBe("");
+    expect(up.bytes).toBe(FILE_BYTES);
+    const status = host.exec([
+      BUN,
+      join(ROOT, "mod.ts"),
+      "client",
+      "status",
+      "--json",
+      "--control",
+      join(dir, "client.sock"),
+    ]);
+    const counters = (JSON.parse(status.stdout) as { counters: Record<string, number> }).counters;
+    expect(counters["client-decap-csum-completed"]).toBeGreaterThan(100);
   }, 90_000);
 });
 
