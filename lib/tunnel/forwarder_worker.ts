@@ -7,6 +7,7 @@
  * @module
  */
 import { ipv4Destination } from "../net/ipv4.ts";
+import { tcpSegmentCount, writeTcpSegment } from "../net/tcp_segment.ts";
 import { pinThisThread } from "../sys/affinity.ts";
 import { Raw4Socket } from "../sys/raw4.ts";
 import { Raw6Socket } from "../sys/raw6.ts";
@@ -14,7 +15,7 @@ import { attachTun } from "../sys/tun_linux.ts";
 import { runWorker, type WorkerContext } from "../sys/worker.ts";
 import { BindingTable } from "./binding.ts";
 import { clientIn, clientOut } from "./client_loops.ts";
-import { Counters } from "./counters.ts";
+import { Counter, Counters } from "./counters.ts";
 import type { ForwarderInit, ForwarderStats } from "./forwarder.ts";
 import { TepContext, tepDecap, tepEncap, Verdict } from "./pipeline.ts";
 
@@ -38,13 +39,25 @@ runWorker<ForwarderInit, ForwarderStats>((init, ctx) => {
   switch (init.role) {
     case "tep-decap": {
       const tep = tepContext(init, counters);
+      const segment = new Uint8Array(BUFFER_SIZE);
+      const segmented = Counter["decap-tcp-segmented"];
       return loop(
         ctx,
         stats,
         () => raw.recvFrom(buf, 0, addr6, 0),
         (n) => {
-          if (tepDecap(tep, buf, 0, n, addr6, 0) === Verdict.FORWARD) {
+          if (tepDecap(tep, buf, 0, n, addr6, 0) !== Verdict.FORWARD) return;
+          // A kernel sender's TSO packet, whole (lib/net/tcp_segment.ts): cut it as the NIC would.
+          const count = tcpSegmentCount(buf, 0, tep.length, tep.tunnelMtu);
+          if (count === 0) {
             const w = tun.write(buf, 0, tep.length);
+            if (w < 0) fail(w);
+            return;
+          }
+          counters[segmented]! += 1;
+          for (let i = 0; i < count; i++) {
+            const len = writeTcpSegment(buf, 0, tep.length, tep.tunnelMtu, i, segment, 0);
+            const w = tun.write(segment, 0, len);
             if (w < 0) fail(w);
           }
         },
