@@ -6,6 +6,6 @@ if [ ! -x node_modules/.bin/bun ]; then
   npm ci --no-audit --no-fund >/dev/null 2>&1 || npm install --no-audit --no-fund
 fi
 mkdir -p dist
-# The forwarding Worker is a second entry point: it is loaded by path inside the executable.
-node_modules/.bin/bun build --compile --minify --sourcemap=none mod.ts lib/tunnel/forwarder_worker.ts --outfile dist/dstm
+# The forwarding Worker and the UDP PKTINFO receiver are extra entry points: it is loaded by path inside the executable.
+node_modules/.bin/bun build --compile --minify --sourcemap=none mod.ts lib/tunnel/forwarder_worker.ts lib/sys/udp_pktinfo_worker.ts --outfile dist/dstm
 echo "built dist/dstm ($(du -h dist/dstm | cut -f1))"

@@ -15,7 +15,7 @@ import {
   WELL_KNOWN_PORTS,
 } from "../lib/alloc/sharing.ts";
 import { type LogFormat, Logger, type LogLevel } from "../lib/control/log.ts";
-import { parseIPv4 } from "../lib/net/addr.ts";
+import { canonicalIPv6, parseIPv4 } from "../lib/net/addr.ts";
 import { parseIPv4Prefix, prefixContains } from "../lib/net/prefix.ts";
 import { DstmServer, type ServerConfig } from "../lib/server/server.ts";
 import { readTomlFile } from "../lib/sys/toml.ts";
@@ -72,6 +72,10 @@ export function serverCommand(): Command {
     .option("--no-control", "do not open a control socket")
     .option("--metrics <addr:port>", "serve Prometheus metrics on http://ADDR:PORT/metrics")
     .option("--tep-port <n>", "UDP port of the TEPs' control endpoint (default 4608)")
+    .option(
+      "--tep-source <v6>",
+      "source address of BIND/UNBIND to the TEPs (default: the --listen address, or where the TEP's SYNC arrived)",
+    )
     .option("--require-tep", "refuse leases (TEP_UNAVAILABLE) while their TEP has not connected")
     .option(
       "--dhcp4o6",
@@ -140,6 +144,7 @@ export interface ServerFlags {
   control?: string | boolean;
   metrics?: string;
   tepPort?: string;
+  tepSource?: string;
   requireTep?: boolean;
   dhcp4o6?: boolean;
   dhcp4o6Listen?: string;
@@ -169,6 +174,7 @@ const FILE_KEYS = new Set([
   "control",
   "metrics",
   "tep-port",
+  "tep-source",
   "require-tep",
   "log-format",
   "log-level",
@@ -265,9 +271,14 @@ export function resolveServerConfig(
   if (tepPort !== undefined && (!Number.isInteger(tepPort) || tepPort < 1 || tepPort > 65535)) {
     throw new UsageError(`--tep-port: "${tepPortText}" is not a port`);
   }
+  const tepSourceText = flags.tepSource ?? str("tep-source");
+  const tepSource = tepSourceText === undefined ? undefined : canonicalIPv6(tepSourceText);
+  if (tepSource === null)
+    throw new UsageError(`--tep-source: "${tepSourceText}" is not an IPv6 address`);
   return {
     dhcp4o6: dhcp4o6Config(flags, file, str, poolConfigs),
     tepPort,
+    tepSource,
     requireTep: flags.requireTep ?? file["require-tep"] === true,
     pools: poolConfigs,
     leaseTime,

@@ -86,10 +86,15 @@ export class DstmHandler {
   }
 
   /**
-   * Handles one datagram from `source`:`port`; resolves to the answer bytes, or null to stay
-   * silent.
+   * Handles one datagram from `source`:`port`, sent to this server's address `local`;
+   * resolves to the answer bytes, or null to stay silent.
    */
-  async handle(raw: Uint8Array, source: string, port = 0): Promise<Uint8Array | null> {
+  async handle(
+    raw: Uint8Array,
+    source: string,
+    port = 0,
+    local?: string,
+  ): Promise<Uint8Array | null> {
     const { metrics } = this.#o;
     const decoded = decodeMessage(raw);
     if (!decoded.ok) {
@@ -119,7 +124,7 @@ export class DstmHandler {
     const authentic = this.#authenticate(raw.subarray(0, decoded.offset), request, source);
     if (isSync) {
       // A TEP's SYNC is answered (with SNAPSHOTs) only when authentic; never with a NAK.
-      if (authentic === "ok") this.#o.bindings!.onSync(request, source, port);
+      if (authentic === "ok") this.#o.bindings!.onSync(request, source, port, local);
       return null;
     }
     if (authentic !== "ok") {

@@ -38,8 +38,8 @@ export interface BindingSink {
   remove(lease: Lease): void;
   /** The install still in progress for this lease's binding, if any (a retransmitted request waits for it). */
   pending(lease: Lease): Promise<boolean> | undefined;
-  /** A TEP reported its state. */
-  onSync(message: DstmMessage, from: string, port: number): void;
+  /** A TEP reported its state; `local`: the server address the SYNC was sent to. */
+  onSync(message: DstmMessage, from: string, port: number, local?: string): void;
 }
 
 interface TepState {
@@ -48,6 +48,11 @@ interface TepState {
   digest: number;
   /** Last SYNC (ms), 0 = never. */
   lastSync: number;
+  /**
+   * The server address this TEP talks to (where its SYNC arrived): BIND / UNBIND / SNAPSHOT
+   * leave from it, since the TEP accepts only its `--server` address.
+   */
+  local?: string;
   transport?: DstmTransport;
   snapshotId: number;
 }
@@ -59,8 +64,13 @@ export interface TepSyncOptions {
   readonly requireTep?: boolean;
   readonly log: Logger;
   readonly metrics: Metrics;
-  /** Sends a datagram from the server's socket (for SNAPSHOT). */
-  readonly send: (data: Uint8Array, address: string, port: number) => boolean;
+  /** Sends a datagram from the server's socket (for SNAPSHOT), from `source` when given. */
+  readonly send: (data: Uint8Array, address: string, port: number, source?: string) => boolean;
+  /**
+   * Source address of BIND / UNBIND (`--tep-source`, or the listen address when it is not
+   * `::`); default: the address the TEP's SYNC was sent to.
+   */
+  readonly source?: string;
   readonly now?: () => number;
 }
 
@@ -141,8 +151,15 @@ export class TepSync implements BindingSink {
   }
 
   /** A SYNC from a TEP arrived at the server socket (already decoded and authenticated). */
-  onSync(message: DstmMessage, from: string, port: number): void {
+  onSync(message: DstmMessage, from: string, port: number, local?: string): void {
     const tep = this.#tep(message.tep6!);
+    const source = this.#o.source ?? local;
+    if (source !== undefined && source !== tep.local) {
+      // The TEP (re)appeared at another of our addresses: talk to it from that one.
+      tep.local = source;
+      tep.transport?.close();
+      tep.transport = undefined;
+    }
     const wasConnected = this.#connected(tep);
     tep.lastSync = this.#now();
     this.#o.metrics.inc("dstm_tep_messages_total", { kind: "sync" });
@@ -173,7 +190,7 @@ export class TepSync implements BindingSink {
       const bytes = this.#o.key
         ? signMessage(message, this.#o.key, this.#now())
         : encodeMessage(message);
-      this.#o.send(bytes, address, port);
+      this.#o.send(bytes, address, port, tep.local);
     }
     this.#o.metrics.inc("dstm_tep_messages_total", { kind: "snapshot" });
     this.#o.log.info("tep-snapshot", { tep6: tep.tep6, bindings: all.length, parts });
@@ -185,6 +202,7 @@ export class TepSync implements BindingSink {
       tep.transport ??= await DstmTransport.open({
         server: tep.tep6,
         port: this.#o.tepPort ?? TEP_CONTROL_PORT,
+        bind: tep.local,
         key: this.#o.key,
         retry: { initialMs: 250, maxMs: 250, tries: 3 },
       });

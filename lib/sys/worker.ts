@@ -49,6 +49,14 @@ export class WorkerContext {
   ready(): void {
     this._post({ kind: "dstm-worker-ready" });
   }
+
+  /**
+   * Posts `message` to the main thread (a `message` event on {@link WorkerHandle.worker});
+   * give it a `kind` other than `dstm-worker-*`.
+   */
+  post(message: unknown): void {
+    this._post(message);
+  }
 }
 
 /** What the main thread sends a Worker first. */
