@@ -9,7 +9,6 @@ import { DstmNode } from "../lib/client/node.ts";
 import { canonicalIPv6, parseIPv4 } from "../lib/net/addr.ts";
 import { parseIPv4Prefix } from "../lib/net/prefix.ts";
 import { getUnix, serveUnix } from "../lib/sys/http.ts";
-import { sourceAddressFor } from "../lib/sys/udp.ts";
 import { ALL_DHCP_RELAY_AGENTS_AND_SERVERS, DHCP6_SERVER_PORT } from "../lib/wire/dhcp4o6.ts";
 import { DSTM_PORT } from "../lib/wire/dstm_types.ts";
 import {
@@ -130,7 +129,9 @@ Examples:
         server: dhcp4o6 ? flags.server : server,
         port,
         // dhcp4o6: the tunnel source is the address towards the TEP (ff02::1:2 has no route).
-        host6: dhcp4o6 ? (host6 ?? (await sourceAddressFor(tep6!, port))) : host6,
+        // Without --source the client follows the host's addresses (renumbering).
+        host6,
+        sourceTowards: dhcp4o6 ? tep6 : undefined,
         tep6,
         leaseClient: dhcp4o6
           ? (source) =>
