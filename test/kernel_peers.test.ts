@@ -65,6 +65,17 @@ function fetchFile(where: Netns, url: string): { bytes: number; stderr: string }
   return { bytes: r.code === 0 ? Number(r.stdout) : 0, stderr: r.stderr };
 }
 
+/** A field of the `Ip:` line of /proc/net/snmp inside `where` (per namespace). */
+function ipv4Snmp(where: Netns, field: string): number {
+  const lines = where
+    .exec(["cat", "/proc/net/snmp"])
+    .stdout.split("\n")
+    .filter((l) => l.startsWith("Ip:"));
+  const names = lines[0]!.split(/\s+/);
+  const values = lines[1]!.split(/\s+/);
+  return Number(values[names.indexOf(field)]);
+}
+
 function offloadsOn(where: Netns, ifname: string): void {
   // Offloads are on by default on a veth; say so explicitly where ethtool exists.
   if (Bun.which("ethtool")) where.exec(["ethtool", "-K", ifname, "tx", "on"]);
@@ -179,6 +190,8 @@ describe.skipIf(skip !== null)("kernel 4over6 peers with checksum offload on", (
     expect(up.bytes).toBe(FILE_BYTES);
     const counters = await stats(tep, socket);
     expect(counters["decap-csum-completed"]).toBeGreaterThan(0);
+    // No decapsulated packet was too big for the IPv4 side (TSO packets are cut first).
+    expect(ipv4Snmp(tep, "FragFails")).toBe(0);
   }, 90_000);
 
   test("dstm client towards a kernel TEP (End.DX4 in, seg6 encap.red back): TCP both ways", async () => {

@@ -17,7 +17,7 @@ import { BindingTable } from "./binding.ts";
 import { clientIn, clientOut } from "./client_loops.ts";
 import { Counter, Counters } from "./counters.ts";
 import type { ForwarderInit, ForwarderStats } from "./forwarder.ts";
-import { TepContext, tepDecap, tepEncap, Verdict } from "./pipeline.ts";
+import { TepContext, TUNNEL_OVERHEAD, tepDecap, tepEncap, Verdict } from "./pipeline.ts";
 
 /** Large enough for any IPv4 packet (the kernel reassembles before a raw socket sees it). */
 const BUFFER_SIZE = 65536;
@@ -47,8 +47,12 @@ runWorker<ForwarderInit, ForwarderStats>((init, ctx) => {
         () => raw.recvFrom(buf, 0, addr6, 0),
         (n) => {
           if (tepDecap(tep, buf, 0, n, addr6, 0) !== Verdict.FORWARD) return;
-          // A kernel sender's TSO packet, whole (lib/net/tcp_segment.ts): cut it as the NIC would.
-          const count = tcpSegmentCount(buf, 0, tep.length, tep.tunnelMtu);
+          // Larger than the IPv6 link could carry in one piece: a kernel sender's TSO packet,
+          // whole (lib/net/tcp_segment.ts). Cut it as the NIC would, to the tunnel MTU.
+          const count =
+            tep.length > tep.tunnelMtu + TUNNEL_OVERHEAD
+              ? tcpSegmentCount(buf, 0, tep.length, tep.tunnelMtu)
+              : 0;
           if (count === 0) {
             const w = tun.write(buf, 0, tep.length);
             if (w < 0) fail(w);
