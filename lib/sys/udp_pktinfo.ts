@@ -16,7 +16,8 @@
 import { formatIPv6, parseIPv6 } from "../net/addr.ts";
 import * as libc from "./libc.ts";
 import type { DatagramHandler, UdpEndpoint } from "./udp.ts";
-import type { PktinfoDatagram, PktinfoInit } from "./udp_pktinfo_worker.ts";
+// Types only: importing the Worker module would run its body on this thread.
+import type { PktinfoInit } from "./udp_pktinfo_worker.ts";
 import { Udp6MultiSource } from "./udp6_multisource.ts";
 import { startWorker } from "./worker.ts";
 
@@ -26,6 +27,12 @@ const WORKER_URL = import.meta.url.includes("$bunfs")
   : new URL("./udp_pktinfo_worker.ts", import.meta.url).href;
 
 const ANY = new Uint8Array(16);
+
+/**
+ * Bytes in front of each datagram in a batch from the Worker: length u16, sender port u16,
+ * sender scope id u32 (little-endian), sender address (16), destination address (16).
+ */
+export const RECORD_HEADER = 40;
 
 /**
  * Listens on `[::]:port` (0: a free port). `onDatagram` gets, as its 4th argument, the local
@@ -43,6 +50,7 @@ export async function listenUdpPktinfo(
 ): Promise<UdpEndpoint> {
   const sock = Udp6MultiSource.open({ port });
   const boundPort = sock.localPort();
+  const names = new AddressCache();
   const worker = startWorker<PktinfoInit, { received: number }>(
     WORKER_URL,
     { fd: sock.fd },
@@ -50,11 +58,19 @@ export async function listenUdpPktinfo(
   );
   let closed = false;
   worker.worker.addEventListener("message", (event: MessageEvent) => {
-    const message = event.data as { kind?: string; batch?: PktinfoDatagram[] };
-    if (message?.kind !== "dstm-udp-datagrams" || closed) return;
-    for (const d of message.batch ?? []) {
-      const from = formatIPv6(d.from) + (d.scopeId ? `%${d.scopeId}` : "");
-      onDatagram(d.data, from, d.port, formatIPv6(d.to));
+    const message = event.data as { kind?: string; batch?: ArrayBuffer; bytes?: number };
+    if (message?.kind !== "dstm-udp-datagrams" || !message.batch || closed) return;
+    const batch = new Uint8Array(message.batch);
+    const view = new DataView(message.batch);
+    const end = message.bytes ?? 0;
+    for (let at = 0; at + RECORD_HEADER <= end; ) {
+      const n = view.getUint16(at, true);
+      const port = view.getUint16(at + 2, true);
+      const scope = view.getUint32(at + 4, true);
+      const from = names.format(batch, at + 8) + (scope ? `%${scope}` : "");
+      const to = names.format(batch, at + 24);
+      onDatagram(batch.subarray(at + RECORD_HEADER, at + RECORD_HEADER + n), from, port, to);
+      at += RECORD_HEADER + n;
     }
   });
   try {
@@ -69,14 +85,14 @@ export async function listenUdpPktinfo(
     port: boundPort,
     send(data, address, toPort, source) {
       const percent = address.indexOf("%");
-      const dest = parseIPv6(percent < 0 ? address : address.slice(0, percent));
+      const dest = names.parse(percent < 0 ? address : address.slice(0, percent));
       if (!dest || closed) return false;
       let scope = 0;
       if (percent >= 0) {
         const zone = address.slice(percent + 1);
         scope = /^\d+$/.test(zone) ? Number(zone) : Math.max(0, libc.ifNameToIndex(zone));
       }
-      const src = source === undefined ? ANY : (parseIPv6(source) ?? ANY);
+      const src = source === undefined ? ANY : (names.parse(source) ?? ANY);
       sock.setDestination(dest, toPort, scope);
       // A multicast destination address of the query is no source for the answer.
       const n = sock.send(data, 0, data.length, src[0] === 0xff ? ANY : src);
@@ -97,4 +113,37 @@ export async function listenUdpPktinfo(
       return sendErrors;
     },
   };
+}
+
+/**
+ * Text forms of the few addresses seen most (the server's own, frequent peers), so that a
+ * busy listener does not format and parse the same 16 bytes over and over. Bounded.
+ */
+class AddressCache {
+  readonly #text = new Map<string, string>();
+  readonly #bytes = new Map<string, Uint8Array | null>();
+  readonly #key = new Uint8Array(16);
+  readonly #decoder = new TextDecoder("latin1");
+
+  format(buf: Uint8Array, at: number): string {
+    this.#key.set(buf.subarray(at, at + 16));
+    const key = this.#decoder.decode(this.#key);
+    let text = this.#text.get(key);
+    if (text === undefined) {
+      if (this.#text.size >= 1024) this.#text.clear();
+      text = formatIPv6(buf, at);
+      this.#text.set(key, text);
+    }
+    return text;
+  }
+
+  parse(text: string): Uint8Array | null {
+    let bytes = this.#bytes.get(text);
+    if (bytes === undefined) {
+      if (this.#bytes.size >= 1024) this.#bytes.clear();
+      bytes = parseIPv6(text);
+      this.#bytes.set(text, bytes);
+    }
+    return bytes;
+  }
 }
