@@ -11,7 +11,6 @@ import { canonicalIPv6 } from "../lib/net/addr.ts";
 import { parseIPv4Prefix } from "../lib/net/prefix.ts";
 import { getUnix, HttpListenError, serveUnix, unixPermissionProblem } from "../lib/sys/http.ts";
 import { sdNotify } from "../lib/sys/sd_notify.ts";
-import { sourceAddressFor } from "../lib/sys/udp.ts";
 import { DEFAULT_NAPT_TIMEOUTS, type NaptTimeouts } from "../lib/tunnel/napt.ts";
 import { ALL_DHCP_RELAY_AGENTS_AND_SERVERS, DHCP6_SERVER_PORT } from "../lib/wire/dhcp4o6.ts";
 import { DSTM_PORT } from "../lib/wire/dstm_types.ts";
@@ -183,7 +182,9 @@ Examples:
           server: dhcp4o6 ? flags.server : server,
           port,
           // dhcp4o6: the tunnel source is the address towards the TEP (ff02::1:2 has no route).
-          host6: dhcp4o6 ? (host6 ?? (await sourceAddressFor(tep6!, port))) : host6,
+          // Without --source the client follows the host's addresses (renumbering).
+          host6,
+          sourceTowards: dhcp4o6 ? tep6 : undefined,
           tep6,
           leaseClient: dhcp4o6
             ? (source) =>

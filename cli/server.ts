@@ -30,6 +30,7 @@ import {
   parseHostPort,
   parseTep,
   unicastIPv4,
+  unicastIPv6,
 } from "./endpoints.ts";
 import { UsageError } from "./errors.ts";
 import { defaultControlSocket, defaultLeaseDb } from "./paths.ts";
@@ -89,6 +90,10 @@ export function serverCommand(): Command {
     .option("--no-control", "do not open a control socket")
     .option("--metrics <addr:port>", "serve Prometheus metrics on http://ADDR:PORT/metrics")
     .option("--tep-port <n>", "UDP port of the TEPs' control endpoint (default 4608)")
+    .option(
+      "--tep-source <v6>",
+      "source address of BIND/UNBIND to the TEPs (default: the --listen address, or where the TEP's SYNC arrived)",
+    )
     .option("--require-tep", "refuse leases (TEP_UNAVAILABLE) while their TEP has not connected")
     .option(
       "--dhcp4o6",
@@ -192,6 +197,7 @@ export interface ServerFlags {
   control?: string | boolean;
   metrics?: string;
   tepPort?: string;
+  tepSource?: string;
   requireTep?: boolean;
   dhcp4o6?: boolean;
   dhcp4o6Listen?: string;
@@ -234,6 +240,7 @@ const FILE_KEYS = new Set([
   "control",
   "metrics",
   "tep-port",
+  "tep-source",
   "require-tep",
   "log-format",
   "log-level",
@@ -342,10 +349,16 @@ export function resolveServerConfig(
     throw new UsageError(
       "--key does not cover DHCPv4-over-DHCPv6 (RFC 7341 has no authentication): give --dhcp4o6-allow PREFIX for the hosts that may lease over it, or --dhcp4o6-open to answer any host knowingly",
     );
+  const tepSourceText = flags.tepSource ?? str("tep-source");
+  const tepSource =
+    tepSourceText === undefined
+      ? undefined
+      : unicastIPv6(tepSourceText, "--tep-source", "the server's", { loopback: true });
   return {
     dhcp4o6,
     admission: admissionConfig(flags, file),
     tepPort,
+    tepSource,
     requireTep: flags.requireTep ?? file["require-tep"] === true,
     pools: poolConfigs,
     leaseTime,
