@@ -10,7 +10,7 @@
  *   TUN, blocking read/write, one thread per direction), compiled here with the system's cc.
  *
  *   bun bench/tep_alone.ts [--rounds 3] [--duration 4] [--omit 1] [--paths a,b] [--tests a,b]
- *                          [--offload-off-all] [--json]     # as root, iperf3 and ethtool installed
+ *                          [--tx-off c] [--json]     # as root, iperf3 and ethtool installed
  *
  * Topology (namespaces `dstmb-…`, veth pairs, documentation prefixes, deleted at the end):
  *
@@ -23,12 +23,14 @@
  *      kernel TEP's End.DX4 SID), 203.0.113.1/24, 192.0.2.1/24.
  *
  * Checksums: a raw IPv6 socket receives a veth peer's packets with the inner TCP/UDP checksum
- * unfinished (CHECKSUM_PARTIAL, docs/architecture.md), and neither dstm's TEP (until the
- * AF_PACKET path of the real-networks issue lands) nor the C forwarder completes it. So for
- * those two paths the bench turns tx checksum offload off on the host's eth0 (`ethtool -K eth0
- * tx off`, which also turns TSO off: the host's kernel segments in software before the veth),
- * and leaves it on for the kernel paths; `--offload-off-all` turns it off for every path. The
- * table says which.
+ * unfinished (CHECKSUM_PARTIAL) and, with TSO, whole 64 KiB TCP packets. dstm's TEP completes
+ * and cuts them (lib/net/csum_partial.ts, tcp_segment.ts); the C forwarder does not, so for it
+ * the bench turns tx checksum offload off on the host's eth0 (`ethtool -K eth0 tx off`, which
+ * also turns TSO off: the host's kernel segments in software before the veth). `--tx-off
+ * PATHS` (default `c`) names the paths run that way; the output says which.
+ *
+ * Paths `dstm` (TUN offloads, batched I/O, GRO: the default) and `dstm-no-offload` (`dstm tep
+ * --no-offload`, one packet per system call) compare the data plane before and after in one run.
  *
  * Tests: TCP one stream H → S; UDP with 64-byte payloads, unlimited (`-b 0`). Rounds rotate the
  * order of the paths; the table gives medians over rounds and ratios to the C forwarder and to
@@ -47,7 +49,7 @@ import { parseArgs } from "node:util";
 import { createNetns, type Netns, vethPair } from "../lib/sys/netns.ts";
 import { codeVersion, median, TICKS_PER_SECOND } from "./dataplane.ts";
 
-const PATHS = ["routing", "kernel-tep", "dstm", "c"] as const;
+const PATHS = ["routing", "kernel-tep", "dstm", "dstm-no-offload", "c"] as const;
 type PathName = (typeof PATHS)[number];
 const TESTS = {
   tcp1: { title: "TCP, 1 stream, H → S", args: [] as string[], udp: false },
@@ -74,7 +76,8 @@ interface Options {
   omit: number;
   paths: PathName[];
   tests: TestName[];
-  offloadOffAll: boolean;
+  /** Paths for which the host's tx checksum offload is turned off. */
+  txOff: PathName[];
   json: boolean;
 }
 
@@ -221,31 +224,32 @@ async function startPath(topo: Topology, path: PathName, ccBinary: string) {
     );
     return { pid: undefined, stop: async () => void t.ip("route", "del", `${A.host4}/32`) };
   }
-  const argv =
-    path === "dstm"
-      ? [
-          process.execPath,
-          join(ROOT, "mod.ts"),
-          "tep",
-          "--ipv6",
-          A.tep6,
-          "--ipv4",
-          A.tep4,
-          "--server",
-          "2001:db8:1::53",
-          "--insecure-control",
-          "--route",
-          "198.51.100.0/24",
-          "--binding",
-          `${A.host4}=${A.hostSid}`,
-          "--stats",
-          join(topo.dir, "tep.sock"),
-          "--log-level",
-          "warn",
-        ]
-      : [ccBinary, "tunc", A.tep6, A.hostSid];
+  const dstm = path === "dstm" || path === "dstm-no-offload";
+  const argv = dstm
+    ? [
+        process.execPath,
+        join(ROOT, "mod.ts"),
+        "tep",
+        "--ipv6",
+        A.tep6,
+        "--ipv4",
+        A.tep4,
+        "--server",
+        "2001:db8:1::53",
+        "--insecure-control",
+        "--route",
+        "198.51.100.0/24",
+        "--binding",
+        `${A.host4}=${A.hostSid}`,
+        "--stats",
+        join(topo.dir, "tep.sock"),
+        "--log-level",
+        "warn",
+        ...(path === "dstm-no-offload" ? ["--no-offload"] : []),
+      ]
+    : [ccBinary, "tunc", A.tep6, A.hostSid];
   const proc = t.spawn(argv, { timeoutMs: 3_600_000 });
-  const ifname = path === "dstm" ? "tep0" : "tunc";
+  const ifname = dstm ? "tep0" : "tunc";
   const deadline = Date.now() + 15_000;
   for (;;) {
     const up = t.exec(["ip", "-o", "link", "show", ifname]);
@@ -324,7 +328,7 @@ async function runOne(
   cc: string,
 ): Promise<Run> {
   const spec = TESTS[test];
-  const txOff = o.offloadOffAll || path === "dstm" || path === "c";
+  const txOff = o.txOff.includes(path);
   setTxCsum(topo, !txOff);
   hostRoute(topo, path);
   const tep = await startPath(topo, path, cc);
@@ -478,9 +482,7 @@ async function main(o: Options): Promise<void> {
       `code ${codeVersion()}, ${o.rounds} rounds × ${o.tests.length} tests × ${o.paths.length} paths, iperf3 -t ${o.duration} -O ${o.omit}`,
     );
     console.log(
-      o.offloadOffAll
-        ? "sender (host H eth0) tx checksum offload: OFF for every path"
-        : "sender (host H eth0) tx checksum offload: OFF for dstm and c (their raw sockets get CHECKSUM_PARTIAL packets unfinished), ON for routing and kernel-tep",
+      `sender (host H eth0) tx checksum offload (and so TSO): OFF for ${o.txOff.join(", ") || "no path"}, ON for the others (dstm completes CHECKSUM_PARTIAL checksums and cuts TSO packets itself; the C forwarder does not)`,
     );
     for (let round = 0; round < o.rounds; round++) {
       const order = o.paths.map((_, i) => o.paths[(i + round) % o.paths.length]!);
@@ -511,7 +513,7 @@ if (import.meta.main) {
       omit: { type: "string", default: "1" },
       paths: { type: "string", default: PATHS.join(",") },
       tests: { type: "string", default: Object.keys(TESTS).join(",") },
-      "offload-off-all": { type: "boolean", default: false },
+      "tx-off": { type: "string", default: "c" },
       json: { type: "boolean", default: false },
     },
   });
@@ -526,7 +528,7 @@ if (import.meta.main) {
     omit: Number(values.omit),
     paths,
     tests,
-    offloadOffAll: values["offload-off-all"],
+    txOff: values["tx-off"] === "" ? [] : (values["tx-off"].split(",") as PathName[]),
     json: values.json,
   });
 }

@@ -76,6 +76,10 @@ export function tepCommand() {
     .option("--no-hairpin", "drop host-to-host traffic instead of turning it around")
     .option("--icmp-rate <n>", "ICMP errors per second at most", "100")
     .option("--no-mss-clamp", "leave the MSS of TCP SYNs alone (default: clamp to the path MTU)")
+    .option(
+      "--no-offload",
+      "one packet per system call: no TUN offloads (GSO/GRO) and no batched socket I/O",
+    )
     .option("--dscp <copy|n>", "outer DSCP: copy the inner one, or a fixed 0–63", "copy")
     .option(
       "--max-bindings <n>",
@@ -173,6 +177,7 @@ Examples:
         hairpin: flags.hairpin,
         icmpRate: number(flags.icmpRate, "--icmp-rate", 0, 1_000_000),
         mssClamp: flags.mssClamp,
+        offload: flags.offload,
         dscp: flags.dscp === "copy" ? -1 : number(flags.dscp, "--dscp", 0, 63),
         maxBindings: table.size,
         controlPort: parsePort(flags.controlPort, "--control-port", TEP_CONTROL_PORT),

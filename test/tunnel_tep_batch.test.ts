@@ -94,6 +94,32 @@ describe("TepDecapBatch", () => {
   });
 });
 
+describe("TepDecapBatch: a kernel peer's whole TSO packet", () => {
+  test("goes to a GSO TUN as one super-packet cut at the tunnel MTU, to a plain TUN as segments", () => {
+    for (const gso of [true, false]) {
+      const { tep, counters } = setup();
+      const raw = new FakeTunnelSocket();
+      const tun = new FakeBatchTun(gso);
+      const loop = new TepDecapBatch(tep, raw, tun);
+      const whole = tcp({ payload: 30000, src: HOST4, dst: WEB4 });
+      raw.inbox.push({ packet: whole, src6: A6, trafficClass: 0 });
+      loop.step();
+      expect(counters.get("decap-tcp-segmented")).toBe(1);
+      if (gso) {
+        expect(tun.written.length).toBe(1);
+        expect(tun.written[0]!.gsoSize).toBe(1460 - 52);
+        expect(Buffer.from(tun.written[0]!.packet).equals(Buffer.from(whole))).toBe(true);
+      } else {
+        expect(tun.written.length).toBe(Math.ceil(30000 / (1460 - 52)));
+        for (const w of tun.written) {
+          expect(w.packet.length).toBeLessThanOrEqual(1460);
+          expect(tcpChecksumOf(w.packet)).toBe(0);
+        }
+      }
+    }
+  });
+});
+
 describe("TepEncapBatch", () => {
   test("a super-packet from the TUN is cut, each segment encapsulated to its host in one send", () => {
     const { tep, counters } = setup();

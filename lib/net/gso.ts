@@ -13,12 +13,14 @@
  *   pseudo-header and the segment, whatever the super-packet's checksum field held (a
  *   CHECKSUM_PARTIAL super-packet carries only the pseudo-header sum there).
  *
- * Nothing is allocated: segments go into the caller's buffer at `outOffset + i × stride`, and
- * their lengths into `sizes`.
+ * This module speaks in `gso_size` (payload bytes per segment, what a virtio_net_hdr carries)
+ * and validates the super-packet; the cutting is lib/net/tcp_segment.ts's (by MTU), which the
+ * TEP also uses for a kernel peer's TSO packets. Nothing is allocated: segments go into the
+ * caller's buffer at `outOffset + i × stride`, and their lengths into `sizes`.
  *
  * @module
  */
-import { checksumSum } from "./checksum.ts";
+import { writeTcpSegment } from "./tcp_segment.ts";
 
 /** Why {@link tcpSegmentIPv4} refused a super-packet (negative return values). */
 export const GsoError = {
@@ -37,12 +39,6 @@ export const GsoError = {
 export function tcpPseudoHeaderSum(buf: Uint8Array, ipOff: number, tcpLength: number): number {
   let sum = 6 + tcpLength;
   for (let i = ipOff + 12; i < ipOff + 20; i += 2) sum += (buf[i]! << 8) | buf[i + 1]!;
-  return sum;
-}
-
-function fold(sum: number): number {
-  sum = (sum & 0xffff) + (sum >>> 16);
-  sum = (sum & 0xffff) + (sum >>> 16);
   return sum;
 }
 
@@ -79,53 +75,14 @@ export function tcpSegmentAt(
   outOff: number,
 ): number {
   const ipLen = (buf[off]! & 0x0f) << 2;
+  const headers = ipLen + ((buf[off + ipLen + 12]! >>> 4) << 2);
   const total = (buf[off + 2]! << 8) | buf[off + 3]!;
-  const tcpOff = off + ipLen;
-  const tcpLen = (buf[tcpOff + 12]! >>> 4) << 2;
-  const headers = ipLen + tcpLen;
-  const payload = total - headers;
-  const count = payload === 0 ? 1 : Math.ceil(payload / mss);
-  const start = index * mss;
-  const size = Math.min(mss, payload - start);
-  const segTotal = headers + size;
-  const o = outOff;
-  out.set(buf.subarray(off, off + headers), o);
-  out.set(buf.subarray(off + headers + start, off + headers + start + size), o + headers);
-  // IPv4: length, identification, header checksum.
-  out[o + 2] = segTotal >>> 8;
-  out[o + 3] = segTotal;
-  const segId = (((buf[off + 4]! << 8) | buf[off + 5]!) + index) & 0xffff;
-  out[o + 4] = segId >>> 8;
-  out[o + 5] = segId;
-  out[o + 10] = 0;
-  out[o + 11] = 0;
-  const ipSum = ~checksumSum(out, o, ipLen) & 0xffff;
-  out[o + 10] = ipSum >>> 8;
-  out[o + 11] = ipSum;
-  // TCP: sequence number, flags, checksum.
-  const t = o + ipLen;
-  const seq =
-    ((buf[tcpOff + 4]! << 24) |
-      (buf[tcpOff + 5]! << 16) |
-      (buf[tcpOff + 6]! << 8) |
-      buf[tcpOff + 7]!) >>>
-    0;
-  const segSeq = (seq + start) >>> 0;
-  out[t + 4] = segSeq >>> 24;
-  out[t + 5] = segSeq >>> 16;
-  out[t + 6] = segSeq >>> 8;
-  out[t + 7] = segSeq;
-  let f = buf[tcpOff + 13]!;
-  if (index > 0) f &= ~0x80; // CWR: first segment only
-  if (index < count - 1) f &= ~0x09; // FIN, PSH: last segment only
-  out[t + 13] = f;
-  out[t + 16] = 0;
-  out[t + 17] = 0;
-  const sum = checksumSum(out, t, tcpLen + size, tcpPseudoHeaderSum(out, o, tcpLen + size));
-  const c = ~fold(sum) & 0xffff;
-  out[t + 16] = c >>> 8;
-  out[t + 17] = c;
-  return segTotal;
+  if (total === headers) {
+    out.set(buf.subarray(off, off + total), outOff); // no payload: one segment, as it is
+    return total;
+  }
+  // The cut itself is the NIC's, shared with the TEP's TSO path (tcp_segment.ts), by MTU.
+  return writeTcpSegment(buf, off, total, headers + mss, index, out, outOff);
 }
 
 /**

@@ -45,6 +45,11 @@ export interface TepConfig {
   readonly icmpRate?: number;
   /** Clamp the MSS of TCP SYNs to the tunnel / path MTU (RFC 4459 §3.2). Default true. */
   readonly mssClamp?: boolean;
+  /**
+   * TUN offloads and batched I/O (IFF_VNET_HDR, TSO4; recvmmsg/sendmmsg; GRO of forwarded
+   * TCP segments): default true. False: one packet per system call, as before.
+   */
+  readonly offload?: boolean;
   /** Outer DSCP: −1 copies the inner one (default, RFC 2983), else 0–63. */
   readonly dscp?: number;
   readonly maxBindings?: number;
@@ -130,7 +135,7 @@ export class TepNode {
     const c = this.#config;
     const tep6 = parseIPv6(c.ipv6);
     if (!tep6) throw new Error(`--ipv6: "${c.ipv6}" is not an IPv6 address`);
-    const tun = openTun(this.#ifname);
+    const tun = openTun(this.#ifname, { vnetHeader: c.offload !== false });
     this.#tunFd = tun.fd;
     linkSetMtu(tun.name, 65000);
     linkSetTxQueueLen(tun.name, 5000);
@@ -157,6 +162,7 @@ export class TepNode {
         icmpRate: c.icmpRate,
         pathMtu: this.pathMtu.buffer,
         mssClamp: c.mssClamp,
+        offload: c.offload !== false,
         dscp: c.dscp,
       },
     });

@@ -26,6 +26,8 @@ export interface TepForwarding extends TunnelForwarding {
   linkMtu?: number;
   hairpin?: boolean;
   icmpRate?: number;
+  /** The TUN was opened with IFF_VNET_HDR: batched loops with GSO/GRO (tep_batch.ts). */
+  offload?: boolean;
 }
 
 export interface ClientForwarding extends TunnelForwarding {

@@ -11,7 +11,9 @@ import { tcpSegmentCount, writeTcpSegment } from "../net/tcp_segment.ts";
 import { pinThisThread } from "../sys/affinity.ts";
 import { Raw4Socket } from "../sys/raw4.ts";
 import { Raw6Socket, routePathMtu } from "../sys/raw6.ts";
+import { Raw6Batch } from "../sys/raw6_batch.ts";
 import { attachTun } from "../sys/tun_linux.ts";
+import { VnetTunDevice } from "../sys/tun_vnet.ts";
 import { runWorker, type WorkerContext } from "../sys/worker.ts";
 import { BindingTable } from "./binding.ts";
 import { clientIn, clientOut } from "./client_loops.ts";
@@ -20,6 +22,7 @@ import type { ForwarderInit, ForwarderStats } from "./forwarder.ts";
 import { relayTunnelError, tepSentTo } from "./icmp_relay.ts";
 import { TepContext, TUNNEL_OVERHEAD, tepDecap, tepEncap, Verdict } from "./pipeline.ts";
 import { PathMtuTable } from "./pmtu.ts";
+import { type BatchLoopStats, TepDecapBatch, TepEncapBatch } from "./tep_batch.ts";
 import { nowSeconds, TunnelErrors } from "./tunnel_errors.ts";
 
 /** Large enough for any IPv4 packet (the kernel reassembles before a raw socket sees it). */
@@ -29,6 +32,7 @@ const EBADF = -9;
 runWorker<ForwarderInit, ForwarderStats>((init, ctx) => {
   if (init.cpu !== undefined && init.cpu >= 0) pinThisThread(init.cpu);
   const counters = Counters.attach(init.counters).slice(init.slice);
+  if (init.tep?.offload) return tepBatched(init, ctx, counters);
   const tun = attachTun(init.tunFd, { pollTimeoutMs: 200 });
   const raw = Raw6Socket.attach(init.rawFd, 200);
   raw.useTunnelOptions();
@@ -158,4 +162,55 @@ function tepContext(init: ForwarderInit, counters: Float64Array): TepContext {
     ecnNormal: tep.ecnNormal,
     flowLabel: tep.flowLabel,
   });
+}
+
+/**
+ * The TEP with TUN offloads (IFF_VNET_HDR) and batched socket I/O: the loops of tep_batch.ts
+ * on lib/sys devices. The error queue is read by a Raw6Socket on the same fd, between batches.
+ */
+function tepBatched(
+  init: ForwarderInit,
+  ctx: WorkerContext,
+  counters: Float64Array,
+): ForwarderStats {
+  const tep = tepContext(init, counters);
+  const tun = VnetTunDevice.attach(init.tunFd, { pollTimeoutMs: 200 });
+  const raw = Raw6Socket.attach(init.rawFd, 200);
+  raw.useTunnelOptions();
+  const batch = new Raw6Batch(init.rawFd, { pollTimeoutMs: 200 });
+  const raw4 = init.raw4Fd === undefined ? undefined : Raw4Socket.attach(init.raw4Fd);
+  const sendIcmp4 = (b: Uint8Array, o: number, l: number) =>
+    raw4 ? raw4.send(b, o, l, ipv4Destination(b, o)) : 0;
+  ctx.ready();
+  let step: () => number;
+  let stats: BatchLoopStats;
+  if (init.role === "tep-decap") {
+    const loop = new TepDecapBatch(tep, batch, tun);
+    stats = loop.stats;
+    // ICMPv6 errors about encapsulated packets (RFC 2473 §8): read here, between batches.
+    const errors = new TunnelErrors(raw, counters, (info, host6, inner, n) => {
+      if (!tepSentTo(tep.bindings, counters, inner, 0, n, host6, 0)) return;
+      if (relayTunnelError(tep, info, host6, 0, inner, 0, n, tep.tepIPv4, nowSeconds())) {
+        const w = sendIcmp4(tep.reply, 0, tep.replyLength);
+        if (w < 0) {
+          stats.writeErrors++;
+          stats.lastError = w;
+        }
+      }
+    });
+    step = () => {
+      if (batch.errorPending) {
+        raw.errorPending = true;
+        batch.errorPending = false;
+      }
+      errors.poll(tep.pathMtu);
+      return loop.step();
+    };
+  } else {
+    const loop = new TepEncapBatch(tep, batch, tun, sendIcmp4);
+    stats = loop.stats;
+    step = () => loop.step();
+  }
+  while (!ctx.stopRequested) if (step() === EBADF) break;
+  return stats;
 }

@@ -155,6 +155,17 @@ export class TcpCoalescer {
     this.#start(buf, off, total, tcpLen, payload, payloadSum, flags);
   }
 
+  /**
+   * Passes on a TCP super-packet that is already whole (a kernel peer's TSO packet) with the
+   * segment payload size it is to be cut at: its flow's train, if any, is emitted first.
+   */
+  addSuper(buf: Uint8Array, off: number, len: number, gsoSize: number, segments: number): void {
+    const slot = this.#find(buf, off);
+    if (slot >= 0) this.#flushSlot(slot);
+    this.stats.superPackets++;
+    this.#emit(buf, off, len, gsoSize, segments);
+  }
+
   /** Emits every held train (call at the end of each batch). */
   flush(): void {
     for (let s = 0; s < this.#slots; s++) if (this.#len[s]! > 0) this.#flushSlot(s);

@@ -22,8 +22,12 @@
  * @module
  */
 import type { BatchDevice, TunnelBatchSocket } from "../net/device.ts";
+import { tcpSegmentCount, writeTcpSegment } from "../net/tcp_segment.ts";
+import { Counter } from "./counters.ts";
 import { TcpCoalescer } from "./gro.ts";
-import { type TepContext, tepDecap, tepEncap, Verdict } from "./pipeline.ts";
+import { type TepContext, TUNNEL_OVERHEAD, tepDecap, tepEncap, Verdict } from "./pipeline.ts";
+
+const SEGMENTED = Counter["decap-tcp-segmented"];
 
 /** Read and write errors of a loop (as ForwarderStats in forwarder.ts). */
 export interface BatchLoopStats {
@@ -88,10 +92,41 @@ export class TepDecapBatch {
     };
     this.gro =
       tun.gso && opts.gro !== false ? new TcpCoalescer(write, { headroom: this.#offset }) : null;
-    this.#write = this.gro ? (b, o, l) => this.gro!.add(b, o, l) : (b, o, l) => write(b, o, l, 0);
+    this.#writeOne = this.gro
+      ? (b, o, l) => this.gro!.add(b, o, l)
+      : (b, o, l) => write(b, o, l, 0);
+    this.#segment = new Uint8Array(bytes);
   }
 
-  readonly #write: (buf: Uint8Array, off: number, len: number) => void;
+  readonly #writeOne: (buf: Uint8Array, off: number, len: number) => void;
+  readonly #segment: Uint8Array;
+
+  /**
+   * A forwarded packet to the TUN. Larger than the IPv6 link could carry in one piece: a kernel
+   * sender's TSO packet, whole (lib/net/tcp_segment.ts): to a GSO device as one super-packet at
+   * the tunnel MTU's segment size, else cut here as the NIC would.
+   */
+  #write(buf: Uint8Array, off: number, len: number): void {
+    const tep = this.#tep;
+    const count =
+      len > tep.tunnelMtu + TUNNEL_OVERHEAD ? tcpSegmentCount(buf, off, len, tep.tunnelMtu) : 0;
+    if (count === 0) {
+      this.#writeOne(buf, off, len);
+      return;
+    }
+    tep.counters[SEGMENTED]! += 1;
+    if (this.gro) {
+      const ihl = (buf[off]! & 0x0f) << 2;
+      const headers = ihl + ((buf[off + ihl + 12]! >>> 4) << 2);
+      this.gro.addSuper(buf, off, len, tep.tunnelMtu - headers, count);
+      return;
+    }
+    const seg = this.#segment;
+    for (let i = 0; i < count; i++) {
+      const n = writeTcpSegment(buf, off, len, tep.tunnelMtu, i, seg, this.#offset);
+      this.#writeOne(seg, this.#offset, n);
+    }
+  }
 
   /**
    * One batch: read, check and forward. Returns the packets read, 0 after the poll timeout,
