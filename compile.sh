@@ -12,5 +12,5 @@ if [ "$commit" != unknown ] && ! git diff --quiet HEAD 2>/dev/null; then commit=
 # The forwarding Worker and the UDP PKTINFO receiver are extra entry points: they are loaded by
 # path inside the executable.
 node_modules/.bin/bun build --compile --minify --sourcemap=none --define "DSTM_COMMIT=\"$commit\"" \
-  mod.ts lib/tunnel/forwarder_worker.ts lib/sys/udp_pktinfo_worker.ts --outfile dist/dstm
+  mod.ts lib/dataplane/forwarder_worker.ts lib/sys/udp_pktinfo_worker.ts --outfile dist/dstm
 echo "built dist/dstm ($(du -h dist/dstm | cut -f1))"

@@ -5,6 +5,7 @@
  * (test/helpers/packets.ts), not the library's.
  */
 import { describe, expect, test } from "bun:test";
+import { checksumSum, internetChecksum as libChecksum } from "../lib/net/checksum.ts";
 import { GsoError, tcpSegmentIPv4 } from "../lib/net/gso.ts";
 import { type GroEmit, TcpCoalescer } from "../lib/tunnel/gro.ts";
 import { internetChecksum } from "./helpers/packets.ts";
@@ -31,6 +32,36 @@ function coalescer(opts?: { trains?: number; headroom?: number }) {
     emitted.push({ packet: buf.slice(off, off + len), gsoSize, segments });
   return { gro: new TcpCoalescer(emit, opts), emitted };
 }
+
+describe("checksum over 32-bit words (RFC 1071 §2(B),(C)), what GSO/GRO sum most", () => {
+  test("equals the test's byte-wise sum at every alignment, odd and even lengths, with an initial sum", () => {
+    const backing = new Uint8Array(70000 + 16);
+    let x = 12345;
+    for (let i = 0; i < backing.length; i++) {
+      x = (x * 1103515245 + 12345) >>> 0;
+      backing[i] = x >>> 24;
+    }
+    // Views at every offset mod 4 inside a larger buffer, so the word alignment varies.
+    for (const viewAt of [0, 1, 2, 3, 5]) {
+      const view = backing.subarray(viewAt);
+      for (const offset of [0, 1, 2, 3, 6, 7]) {
+        for (const length of [127, 128, 129, 130, 131, 1000, 1001, 1499, 65000, 65535]) {
+          expect(libChecksum(view, offset, length)).toBe(
+            internetChecksum(view, offset, offset + length),
+          );
+        }
+      }
+    }
+    // An initial (pseudo-header) sum is folded in the same way as with the byte-wise loop.
+    const ref = new Uint8Array(4 + 1001);
+    ref.set([0x12, 0x34, 0xab, 0xcd], 0);
+    ref.set(backing.subarray(3, 1004), 4);
+    expect(checksumSum(backing, 3, 1001, 0x1234 + 0xabcd)).toBe(checksumSum(ref, 0, ref.length));
+    expect((~checksumSum(backing, 3, 1001, 0x1234 + 0xabcd) & 0xffff) >>> 0).toBe(
+      internetChecksum(ref, 0, ref.length),
+    );
+  });
+});
 
 describe("GSO: tcpSegmentIPv4", () => {
   test("cuts a 64 KiB super-packet like the kernel: lengths, ids, seq, flags, both checksums", () => {

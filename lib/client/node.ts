@@ -20,6 +20,7 @@
  * @module
  */
 import type { Logger } from "../control/log.ts";
+import { Forwarder } from "../dataplane/forwarder.ts";
 import { formatIPv4, parseIPv6 } from "../net/addr.ts";
 import { formatPortSet } from "../net/portset.ts";
 import { interfaceOfIPv6, linkMtu } from "../sys/ifinfo.ts";
@@ -30,7 +31,6 @@ import { closeTun, openTun } from "../sys/tun_linux.ts";
 import { sourceAddressFor } from "../sys/udp.ts";
 import { ClientState } from "../tunnel/client_state.ts";
 import { Counters } from "../tunnel/counters.ts";
-import { Forwarder } from "../tunnel/forwarder.ts";
 import { type NaptCensus, NaptTable, type NaptTimeouts, PLACEHOLDER_IPV4 } from "../tunnel/napt.ts";
 import { PathMtuTable } from "../tunnel/pmtu.ts";
 import type { AuthKey } from "../wire/auth.ts";

@@ -32,7 +32,7 @@
  *
  * @module
  */
-import type { PacketDevice } from "../tunnel/device.ts";
+import type { PacketDevice } from "../net/device.ts";
 import * as libc from "./libc.ts";
 import { Errno, SysError } from "./libc.ts";
 

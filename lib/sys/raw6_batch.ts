@@ -170,8 +170,16 @@ export class Raw6Batch implements TunnelBatchSocket {
     const total = Math.min(count, this.batchSize);
     const v = this.#vecView;
     const c = this.#controlView;
-    const fresh = this.#controlFor !== "send";
-    this.#controlFor = "send";
+    if (this.#controlFor !== "send") {
+      // Every message's IPV6_TCLASS header, once (a receive overwrites the control buffers).
+      for (let i = 0; i < this.batchSize; i++) {
+        const b = i * CONTROL_STRIDE;
+        put(c, b, CMSG_HDR + 4);
+        c.setInt32(b + 8, libc.IPPROTO_IPV6, true);
+        c.setInt32(b + 12, IPV6_TCLASS, true);
+      }
+      this.#controlFor = "send";
+    }
     for (let i = 0; i < total; i++) {
       this.#point(i, bufs[i]!, offset, sizes[i]!);
       const m = i * MMSGHDR_SIZE;
@@ -180,13 +188,7 @@ export class Raw6Batch implements TunnelBatchSocket {
       this.#addrView.setUint32(a + SIN6_FLOWINFO, flowLabel[i]! & 0xfffff, false);
       v.setUint32(m + MSG_NAMELEN, SOCKADDR_IN6_SIZE, true);
       put(v, m + MSG_CONTROLLEN, SEND_CONTROL);
-      const b = i * CONTROL_STRIDE;
-      if (fresh) {
-        put(c, b, CMSG_HDR + 4);
-        c.setInt32(b + 8, libc.IPPROTO_IPV6, true);
-        c.setInt32(b + 12, IPV6_TCLASS, true);
-      }
-      c.setInt32(b + CMSG_HDR, trafficClass[i]!, true);
+      c.setInt32(i * CONTROL_STRIDE + CMSG_HDR, trafficClass[i]!, true);
     }
     // `next`: the first message not yet handed over; a message the kernel refuses (EMSGSIZE
     // after a Packet Too Big, no route) is skipped and the rest still go.
@@ -194,6 +196,7 @@ export class Raw6Batch implements TunnelBatchSocket {
     let ok = 0;
     let error = 0;
     let retried = false;
+    let retriedAt = -1;
     while (next < total) {
       const vec = next === 0 ? this.#vec : this.#vec.subarray(next * MMSGHDR_SIZE); // rare: partial
       const r = libc.sendmmsg(this.fd, vec, total - next, 0);
@@ -203,6 +206,11 @@ export class Raw6Batch implements TunnelBatchSocket {
       } else if (r === -Errno.EAGAIN && !retried) {
         retried = true;
         libc.poll(this.#pollOut, 1, this.pollTimeoutMs);
+      } else if (r < 0 && isIcmpErrno(r) && retriedAt !== next) {
+        // The pending error of an ICMPv6 error about an earlier packet (IPV6_RECVERR) fails one
+        // send, not this packet's fault: note it for the error-queue reader and retry once.
+        this.errorPending = true;
+        retriedAt = next;
       } else {
         error = r < 0 ? r : -Errno.EAGAIN;
         next++;

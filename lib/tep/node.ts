@@ -13,6 +13,7 @@
  */
 import type { Logger } from "../control/log.ts";
 import { Metrics } from "../control/metrics.ts";
+import { Forwarder } from "../dataplane/forwarder.ts";
 import { formatIPv4, formatIPv6, parseIPv6 } from "../net/addr.ts";
 import { type HttpEndpoint, serveUnix } from "../sys/http.ts";
 import { linkSetMtu, linkSetTxQueueLen, linkSetUp, routeAdd } from "../sys/netlink.ts";
@@ -22,7 +23,6 @@ import { writeSysctl } from "../sys/sysctl.ts";
 import { closeTun, openTun } from "../sys/tun_linux.ts";
 import { BindingTable } from "../tunnel/binding.ts";
 import { COUNTER_NAMES, Counters } from "../tunnel/counters.ts";
-import { Forwarder } from "../tunnel/forwarder.ts";
 import { PathMtuTable } from "../tunnel/pmtu.ts";
 import type { AuthKey } from "../wire/auth.ts";
 import type { WireBinding } from "../wire/dstm_types.ts";

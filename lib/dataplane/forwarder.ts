@@ -6,8 +6,8 @@
  */
 import { cpuCount } from "../sys/affinity.ts";
 import { startWorker, type WorkerHandle } from "../sys/worker.ts";
-import type { BindingTable } from "./binding.ts";
-import type { Counters } from "./counters.ts";
+import type { BindingTable } from "../tunnel/binding.ts";
+import type { Counters } from "../tunnel/counters.ts";
 
 export type ForwarderRole = "tep-decap" | "tep-encap" | "client-out" | "client-in";
 
@@ -72,7 +72,7 @@ export interface ForwarderStats {
 // In a `bun build --compile` executable the Worker module is an extra entry point stored at
 // its path under the bundle root (see compile.sh); from source it sits next to this file.
 const WORKER_URL = import.meta.url.includes("$bunfs")
-  ? "/$bunfs/root/lib/tunnel/forwarder_worker.ts"
+  ? "/$bunfs/root/lib/dataplane/forwarder_worker.ts"
   : new URL("./forwarder_worker.ts", import.meta.url).href;
 
 /** The running Workers of one node. */

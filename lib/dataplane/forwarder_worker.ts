@@ -15,14 +15,14 @@ import { Raw6Batch } from "../sys/raw6_batch.ts";
 import { attachTun } from "../sys/tun_linux.ts";
 import { VnetTunDevice } from "../sys/tun_vnet.ts";
 import { runWorker, type WorkerContext } from "../sys/worker.ts";
-import { BindingTable } from "./binding.ts";
+import { BindingTable } from "../tunnel/binding.ts";
+import { Counter, Counters } from "../tunnel/counters.ts";
+import { relayTunnelError, tepSentTo } from "../tunnel/icmp_relay.ts";
+import { TepContext, TUNNEL_OVERHEAD, tepDecap, tepEncap, Verdict } from "../tunnel/pipeline.ts";
+import { PathMtuTable } from "../tunnel/pmtu.ts";
+import { type BatchLoopStats, TepDecapBatch, TepEncapBatch } from "../tunnel/tep_batch.ts";
 import { clientIn, clientOut } from "./client_loops.ts";
-import { Counter, Counters } from "./counters.ts";
 import type { ForwarderInit, ForwarderStats } from "./forwarder.ts";
-import { relayTunnelError, tepSentTo } from "./icmp_relay.ts";
-import { TepContext, TUNNEL_OVERHEAD, tepDecap, tepEncap, Verdict } from "./pipeline.ts";
-import { PathMtuTable } from "./pmtu.ts";
-import { type BatchLoopStats, TepDecapBatch, TepEncapBatch } from "./tep_batch.ts";
 import { nowSeconds, TunnelErrors } from "./tunnel_errors.ts";
 
 /** Large enough for any IPv4 packet (the kernel reassembles before a raw socket sees it). */

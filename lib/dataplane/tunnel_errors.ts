@@ -7,8 +7,8 @@
  * @module
  */
 import { type Raw6Socket, SO_EE_ORIGIN_ICMP6, type TunnelErrorInfo } from "../sys/raw6.ts";
-import { Counter } from "./counters.ts";
-import type { PathMtuTable } from "./pmtu.ts";
+import { Counter } from "../tunnel/counters.ts";
+import type { PathMtuTable } from "../tunnel/pmtu.ts";
 
 /** Errors taken off the queue per call: bounded work between two packets. */
 const ERRORS_PER_DRAIN = 64;
