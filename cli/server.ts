@@ -113,6 +113,14 @@ export function serverCommand(): Command {
       "--prefix-burst <n>",
       `requests per source prefix at once before --prefix-rate applies (default ${ADMISSION_DEFAULTS.burst})`,
     )
+    .option(
+      "--reclaim-max-leases <n>",
+      "most expired leases reclaimed in one slice, answers go out between slices (default 100; 0: no limit)",
+    )
+    .option(
+      "--reclaim-max-ms <ms>",
+      "longest one reclamation slice runs (default 250; 0: no limit)",
+    )
     .addOption(
       new Option("--log-format <format>", "log line format").choices(["text", "json"] as const),
     )
@@ -177,6 +185,8 @@ export interface ServerFlags {
   hostPrefixLength?: string;
   prefixRate?: string;
   prefixBurst?: string;
+  reclaimMaxLeases?: string;
+  reclaimMaxMs?: string;
   logFormat?: LogFormat;
   logLevel?: LogLevel;
   config?: string;
@@ -194,6 +204,8 @@ const FILE_KEYS = new Set([
   "host-prefix-length",
   "prefix-rate",
   "prefix-burst",
+  "reclaim-max-leases",
+  "reclaim-max-ms",
   "share",
   "psid-offset",
   "allow-well-known-ports",
@@ -311,6 +323,13 @@ export function resolveServerConfig(
   return {
     dhcp4o6,
     admission: admissionConfig(flags, file),
+    reclaim: {
+      maxLeases: wholeNumber(
+        flags.reclaimMaxLeases ?? file["reclaim-max-leases"],
+        "--reclaim-max-leases",
+      ),
+      maxMs: wholeNumber(flags.reclaimMaxMs ?? file["reclaim-max-ms"], "--reclaim-max-ms"),
+    },
     tepPort,
     requireTep: flags.requireTep ?? file["require-tep"] === true,
     pools: poolConfigs,

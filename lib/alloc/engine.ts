@@ -91,7 +91,18 @@ export interface EngineOptions {
   hostPrefixLength?: number;
   /** Told about every failed store write (the callers get `store-failed`), e.g. to log it. */
   onStoreError?: (error: unknown) => void;
+  /**
+   * Most leases one {@link AllocationEngine.sweep} reclaims (default 100, Kea's
+   * max-reclaim-leases; 0: no limit). More due leases are left for the next sweep and
+   * {@link AllocationEngine.reclaimPending} says so.
+   */
+  reclaimMaxLeases?: number;
+  /** Longest one sweep may run (ms of CPU time, default 250, Kea's max-reclaim-time; 0: no limit). */
+  reclaimMaxMs?: number;
 }
+
+/** Kea's defaults for one reclamation run: 100 leases or 250 ms, whichever comes first. */
+export const RECLAIM_DEFAULTS = { maxLeases: 100, maxMs: 250 } as const;
 
 export type EngineOutcome = "allocated" | "renewed" | "reused" | "released";
 export type EngineFailure =
@@ -142,6 +153,10 @@ export class AllocationEngine {
   /** Keys with changes not yet durable → their durable row (undefined: none). */
   readonly #inflight = new Map<number, Lease | undefined>();
   readonly #expiry = new ExpiryHeap();
+  readonly #reclaimMaxLeases: number;
+  readonly #reclaimMaxMs: number;
+  /** Due leases were left by the last sweep (it stopped at its count or time limit). */
+  #reclaimPending = false;
   #orphans = 0;
   /** Bumped by every rollback; callbacks of older changes then know they were undone. */
   #epoch = 0;
@@ -198,6 +213,8 @@ export class AllocationEngine {
     this.#perPrefix =
       cap > 0 ? new PrefixCounter(opts.hostPrefixLength ?? DEFAULT_HOST_PREFIX_LENGTH) : undefined;
     this.#onStoreError = opts.onStoreError;
+    this.#reclaimMaxLeases = _limit(opts.reclaimMaxLeases, RECLAIM_DEFAULTS.maxLeases, "leases");
+    this.#reclaimMaxMs = _limit(opts.reclaimMaxMs, RECLAIM_DEFAULTS.maxMs, "ms");
   }
 
   /** Loads every row of the store and builds the index. Rows the pools do not serve are kept, not served. */
@@ -418,36 +435,63 @@ export class AllocationEngine {
   }
 
   /**
-   * Marks every active lease whose time is up expired (durably) and returns them.
+   * Marks active leases whose time is up expired (durably) and returns them: at most
+   * `reclaimMaxLeases` of them, and it stops picking once `reclaimMaxMs` have passed, so that
+   * a crowd of overdue leases (a restart after a downtime longer than the lease time) never
+   * holds up the answers; {@link reclaimPending} then says more are due, and the caller sweeps
+   * again after letting other work run (lib/alloc/reclaimer.ts). Each slice is one store write.
    *
    * Time is up on the monotonic clock: a lease expires its lease time after it was granted
    * (or, for a lease loaded at start, after the time its stored `expiresAt` had left then).
    * A step of the wall clock (wall − monotonic moved by more than `clockStepMs` since the
    * last sweep) is reported to `onClockStep` and expires nothing early.
+   *
+   * Cost: O(k log n) for k leases reclaimed among n, whatever order their keys come in (the
+   * freed slots go to the free lists in key order, each at the tail: ./slots.ts).
    */
   sweep(): Promise<Lease[]> {
+    this.#reclaimPending = false;
     if (!this.#started || this.#closed) return Promise.resolve([]);
     const now = this.#now();
     const mono = this.#clock.check();
-    const ops: LeaseOp[] = [];
-    const keys: number[] = [];
-    const expired: Lease[] = [];
+    const maxLeases = this.#reclaimMaxLeases || Number.POSITIVE_INFINITY;
+    const deadline = this.#reclaimMaxMs ? performance.now() + this.#reclaimMaxMs : 0;
+    const due: number[] = [];
     const heap = this.#expiry;
     while (heap.size > 0 && heap.topTime() <= mono) {
+      if (due.length >= maxLeases || (deadline && performance.now() >= deadline)) {
+        this.#reclaimPending = true;
+        break;
+      }
       const key = heap.topKey();
-      const due = heap.topTime();
+      const time = heap.topTime();
       heap.pop();
       const row = this.#rows.get(key);
       // renewed or freed since
-      if (row?.state !== "active" || !this.#clock.isDeadline(row, due)) continue;
-      const lease = _copy(row, "expired", now);
+      if (row?.state !== "active" || !this.#clock.isDeadline(row, time)) continue;
+      due.push(key);
+    }
+    if (due.length === 0) return Promise.resolve([]);
+    // Every lease of this slice is freed at `now`: in key order, each one goes to the tail of
+    // its free list at once (in heap order, each insertion walked the list: O(k²)).
+    due.sort((a, b) => a - b);
+    const ops: LeaseOp[] = [];
+    const expired: Lease[] = [];
+    for (const key of due) {
+      const lease = _copy(this.#rows.get(key) as Lease, "expired", now);
       this.#change(key, lease);
       ops.push({ op: "put", lease });
-      keys.push(key);
       expired.push(lease);
     }
-    if (ops.length === 0) return Promise.resolve([]);
-    return this.#persist(ops, keys, expired, expired, (): Lease[] => []);
+    return this.#persist(ops, due, expired, expired, (): Lease[] => []);
+  }
+
+  /**
+   * True when the last {@link sweep} stopped at its count or time limit with due leases left:
+   * sweep again soon (after letting pending answers go out), not at the next interval.
+   */
+  get reclaimPending(): boolean {
+    return this.#reclaimPending;
   }
 
   /** The stored expiry (wall clock, ms) of the active lease the sweeper expires next, or null. */
@@ -503,6 +547,17 @@ export class AllocationEngine {
    */
   orphans(): number {
     return this.#orphans;
+  }
+
+  /**
+   * Rows stepped over so far by insertions into the free lists (each freed slot goes to its
+   * place in (time freed, key) order, walking from the tail): a cost counter for tests and
+   * benchmarks, linear in the slots freed when they are freed in order.
+   */
+  freeListSteps(): number {
+    let steps = 0;
+    for (const ps of this.#pools) steps += ps.walked;
+    return steps;
   }
 
   /** Store writes so far and the ops they carried (ops/batches is the group-commit factor). */
@@ -764,6 +819,15 @@ function _copy(row: Lease, state: LeaseState, at: number): Lease {
     grantedAt: row.grantedAt,
     expiresAt: at,
   };
+}
+
+/** A reclamation limit: `value` (a whole number ≥ 0; 0 means none) or the default. */
+function _limit(value: number | undefined, fallback: number, unit: string): number {
+  const limit = value ?? fallback;
+  if (!Number.isInteger(limit) || limit < 0) {
+    throw new RangeError(`reclamation limit ${limit} ${unit}: must be a whole number (0: none)`);
+  }
+  return limit;
 }
 
 function _fail(reason: EngineFailure, message: string): Promise<EngineResult> {

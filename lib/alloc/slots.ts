@@ -44,6 +44,8 @@ export class PoolSlots {
   /** Slots in state ACTIVE / BLOCKED. */
   active = 0;
   blocked = 0;
+  /** Rows stepped over by free-list insertions so far: a cost counter (0 per insertion at the tail). */
+  walked = 0;
   /** Address index → number of active leases of another layout on it. */
   readonly #blockers = new Map<number, number>();
   readonly #share: number;
@@ -171,6 +173,7 @@ export class PoolSlots {
       if (other.expiresAt < row.expiresAt || (other.expiresAt === row.expiresAt && otherKey < key))
         break;
       after = prev[after] as number;
+      this.walked++;
     }
     const before = after >= 0 ? (next[after] as number) : this.head;
     prev[slot] = after;

@@ -5,10 +5,11 @@
  * @module
  */
 import { AllocationEngine, type PoolConfig } from "../alloc/engine.ts";
+import { Reclaimer } from "../alloc/reclaimer.ts";
 import { controlHandler, metricsResponse } from "../control/api.ts";
 import type { Logger } from "../control/log.ts";
 import { Metrics } from "../control/metrics.ts";
-import type { LeaseStore } from "../lease/lease.ts";
+import type { Lease, LeaseStore } from "../lease/lease.ts";
 import { MemoryLeaseStore } from "../lease/memory.ts";
 import { SqliteLeaseStore } from "../lease/sqlite.ts";
 import { formatIPv4 } from "../net/addr.ts";
@@ -64,6 +65,11 @@ export interface ServerConfig {
   readonly clock?: { readonly now?: () => number; readonly monotonic?: () => number };
   /** How often the sweeper looks for expired leases (ms). */
   readonly sweepIntervalMs?: number;
+  /**
+   * Bounds of one reclamation slice (lib/alloc/reclaimer.ts): most leases (default 100) and
+   * longest time (ms, default 250); 0: no bound. Answers go out between slices.
+   */
+  readonly reclaim?: { readonly maxLeases?: number; readonly maxMs?: number };
   readonly log: Logger;
 }
 
@@ -77,7 +83,7 @@ export class DstmServer {
   #udp: UdpEndpoint | undefined;
   #udp4o6: UdpEndpoint | undefined;
   #http: HttpEndpoint[] = [];
-  #sweeper: ReturnType<typeof setInterval> | undefined;
+  #sweeper: Reclaimer | undefined;
   #inflight = 0;
   #metricsWhere: string | undefined;
   #tepSync: TepSync | undefined;
@@ -127,6 +133,8 @@ export class DstmServer {
         maxLeasesPerPrefix:
           config.admission?.maxLeasesPerPrefix ?? ADMISSION_DEFAULTS.maxLeasesPerPrefix,
         hostPrefixLength: config.admission?.hostPrefixLength,
+        reclaimMaxLeases: config.reclaim?.maxLeases,
+        reclaimMaxMs: config.reclaim?.maxMs,
         onClockStep: (stepMs) => {
           // Leases keep their time on the monotonic clock: nothing expires early or late.
           metrics.inc("dstm_clock_steps_total", {});
@@ -243,8 +251,13 @@ export class DstmServer {
       this.#http.push(endpoint);
       this.#metricsWhere = endpoint.where;
     }
-    const interval = config.sweepIntervalMs ?? 1000;
-    this.#sweeper = setInterval(() => void this.#sweep(), interval);
+    this.#sweeper = new Reclaimer({
+      engine,
+      onExpired: (expired) => this.#expired(expired),
+      onRun: ({ leases, slices, ms }) =>
+        this.#log.info("reclaim", { leases, slices, "time-ms": Math.round(ms) }),
+    });
+    this.#sweeper.start(config.sweepIntervalMs ?? 1000);
     const pools = engine.stats();
     this.#log.info("start", {
       listen: `[${this.#udp.address}]:${this.#udp.port}`,
@@ -307,9 +320,7 @@ export class DstmServer {
     });
   }
 
-  async #sweep(): Promise<void> {
-    const expired = await this.engine.sweep();
-    if (expired.length === 0) return;
+  #expired(expired: readonly Lease[]): void {
     this.metrics.inc("dstm_leases_expired_total", {}, expired.length);
     for (const lease of expired) {
       this.#tepSync?.remove(lease);
@@ -325,7 +336,7 @@ export class DstmServer {
   async stop(): Promise<void> {
     if (this.#stopping) return;
     this.#stopping = true;
-    if (this.#sweeper) clearInterval(this.#sweeper);
+    await this.#sweeper?.stop();
     for (let i = 0; i < 200 && this.#inflight > 0; i++)
       await new Promise((resolve) => setTimeout(resolve, 5));
     this.#udp?.close();
