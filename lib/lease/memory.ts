@@ -3,11 +3,21 @@
  * the SQLite store is checked against (test/lease_conformance.test.ts runs both).
  *
  * It enforces the whole {@link LeaseStore} contract, including the one-active-lease-per-host
- * rule and atomic batches, so code that passes against it does not break on SQLite.
+ * rule, atomic batches and the `expected` row of a put (compare-and-set, as the shared
+ * PostgreSQL store does), so code that passes against it does not break on SQLite or
+ * PostgreSQL.
  *
  * @module
  */
-import { type Lease, type LeaseOp, type LeaseStore, LeaseStoreError, leaseKey } from "./lease.ts";
+import {
+  type Lease,
+  LeaseConflictError,
+  type LeaseOp,
+  type LeaseStore,
+  LeaseStoreError,
+  leaseKey,
+  sameLease,
+} from "./lease.ts";
 
 /** Rows in memory; nothing survives the process. */
 export class MemoryLeaseStore implements LeaseStore {
@@ -35,8 +45,27 @@ export class MemoryLeaseStore implements LeaseStore {
       for (const op of ops) {
         const key = op.op === "put" ? leaseKey(op.lease.ipv4, op.lease.portSet.psid) : op.key;
         const next = op.op === "put" ? op.lease : undefined;
+        if (op.op === "put" && op.expected !== undefined) {
+          const stored = this.#rows.get(key);
+          if (!sameLease(stored, op.expected)) {
+            throw new LeaseConflictError(
+              `key ${key} holds another row than the writer expected`,
+              stored ? [stored] : [],
+              stored ? [] : [key],
+            );
+          }
+        }
         if (next?.state === "active") {
           const held = this.#activeByHost.get(next.host6);
+          if (held !== undefined && held !== key && op.op === "put" && op.expected !== undefined) {
+            // Compare-and-set: the writer did not know of the host's lease (another server's).
+            const stored = this.#rows.get(key);
+            throw new LeaseConflictError(
+              `host ${next.host6} already holds an active lease (key ${held})`,
+              [this.#rows.get(held) as Lease, ...(stored ? [stored] : [])],
+              stored ? [] : [key],
+            );
+          }
           if (held !== undefined && held !== key) {
             throw new LeaseStoreError(
               `host ${next.host6} already holds an active lease (key ${held}); release it first`,
