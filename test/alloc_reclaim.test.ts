@@ -123,6 +123,15 @@ describe("bounded reclamation", () => {
     expect(engine.freeListSteps()).toBeLessThanOrEqual(n);
   });
 
+  test("a lease renewed twice in one millisecond is expired once", async () => {
+    const { engine, clock } = await startEngine(POOLS, { leaseTime: 60 });
+    const lease = ok(await engine.discover(host(1)));
+    ok(await engine.request(host(1), lease.ipv4));
+    ok(await engine.request(host(1), lease.ipv4)); // same clock: same deadline, twice in the heap
+    clock.now += 61_000;
+    expect((await engine.sweep()).map((l) => l.host6)).toEqual([host(1)]);
+  });
+
   test("freed slots are handed out again longest-free first, then in key order", async () => {
     // A /28 pool: 14 addresses, all leased and overdue, reclaimed in slices of 4 at three
     // different times; new hosts get them back in (time freed, address) order.

@@ -36,11 +36,13 @@
 import { GroupCommitter } from "../lease/group_commit.ts";
 import {
   type Lease,
+  LeaseConflictError,
   type LeaseOp,
   type LeaseState,
   type LeaseStore,
   leaseKey,
   type PortSet,
+  sameLease,
 } from "../lease/lease.ts";
 import { canonicalIPv6, formatIPv4 } from "../net/addr.ts";
 import { formatPortSet } from "../net/portset.ts";
@@ -101,6 +103,12 @@ export interface EngineOptions {
   reclaimMaxMs?: number;
 }
 
+/** How often a decision is made again after another server won its write (shared stores). */
+export const CONFLICT_RETRIES = 8;
+
+/** Results of writes another server won (retried by #retry). */
+const _conflicted = new WeakSet<EngineResult>();
+
 /** Kea's defaults for one reclamation run: 100 leases or 250 ms, whichever comes first. */
 export const RECLAIM_DEFAULTS = { maxLeases: 100, maxMs: 250 } as const;
 
@@ -152,6 +160,13 @@ export class AllocationEngine {
   readonly #historyByHost = new Map<string, number>();
   /** Keys with changes not yet durable → their durable row (undefined: none). */
   readonly #inflight = new Map<number, Lease | undefined>();
+  /** Keys with a put submitted and not yet durable → the last row submitted (what the store will hold). */
+  readonly #submitted = new Map<number, Lease>();
+  /** The store is shared by several servers (./shared.md in docs/scale-out.md): conflicts are retried. */
+  readonly #shared: boolean;
+  #unwatch: (() => Promise<void>) | undefined;
+  /** Writes another server won (LeaseConflictError), for metrics. */
+  #conflicts = 0;
   readonly #expiry = new ExpiryHeap();
   readonly #reclaimMaxLeases: number;
   readonly #reclaimMaxMs: number;
@@ -213,6 +228,7 @@ export class AllocationEngine {
     this.#perPrefix =
       cap > 0 ? new PrefixCounter(opts.hostPrefixLength ?? DEFAULT_HOST_PREFIX_LENGTH) : undefined;
     this.#onStoreError = opts.onStoreError;
+    this.#shared = opts.store.shared === true;
     this.#reclaimMaxLeases = _limit(opts.reclaimMaxLeases, RECLAIM_DEFAULTS.maxLeases, "leases");
     this.#reclaimMaxMs = _limit(opts.reclaimMaxMs, RECLAIM_DEFAULTS.maxMs, "ms");
   }
@@ -220,12 +236,24 @@ export class AllocationEngine {
   /** Loads every row of the store and builds the index. Rows the pools do not serve are kept, not served. */
   async start(): Promise<void> {
     if (this.#started) throw new Error("AllocationEngine.start() called twice");
+    // Shared store: follow the other servers' changes from before the load on (rows changed
+    // meanwhile come again, as they are now), taking them in once the load is in.
+    let early: Lease[] | undefined = [];
+    if (this.#shared && this.#store.watch) {
+      this.#unwatch = this.#store.watch((rows) => {
+        if (early) early.push(...rows);
+        else this.absorb(rows);
+      });
+    }
     const rows = await this.#store.loadAll();
     // Freed rows oldest first, so each lands at the tail of its pool's free list.
     const order = rows.slice().sort((a, b) => a.expiresAt - b.expiresAt || _key(a) - _key(b));
     for (const row of order) this.#setRow(_key(row), row);
     this.#clock.check();
     this.#started = true;
+    const backlog = early;
+    early = undefined;
+    this.absorb(backlog);
   }
 
   /**
@@ -245,6 +273,14 @@ export class AllocationEngine {
    * `maxLeasesPerPrefix`.
    */
   discover(
+    host6: string,
+    opts?: { hint?: number; leaseTime?: number; persist?: boolean },
+  ): Promise<EngineResult> {
+    if (this.#shared) return this.#retry(() => this.#discover(host6, opts));
+    return this.#discover(host6, opts);
+  }
+
+  #discover(
     host6: string,
     opts?: { hint?: number; leaseTime?: number; persist?: boolean },
   ): Promise<EngineResult> {
@@ -318,7 +354,7 @@ export class AllocationEngine {
         message: "no free IPv4 address or port set in any pool",
       };
       if (end === undefined) return Promise.resolve(exhausted);
-      return this.#persist([{ op: "put", lease: end }], [endKey], [end], exhausted, (f) => f);
+      return this.#persist([this.#put(endKey, end)], [endKey], [end], exhausted, (f) => f);
     }
     const ipv4 = ps.pool.addressOf(slot);
     const portSet = ps.pool.portSetOf(slot);
@@ -339,6 +375,11 @@ export class AllocationEngine {
    * port set of `ipv4` (its previous one first), like DHCP's INIT-REBOOT.
    */
   request(host6: string, ipv4: number, opts?: { leaseTime?: number }): Promise<EngineResult> {
+    if (this.#shared) return this.#retry(() => this.#request(host6, ipv4, opts));
+    return this.#request(host6, ipv4, opts);
+  }
+
+  #request(host6: string, ipv4: number, opts?: { leaseTime?: number }): Promise<EngineResult> {
     const refused = this.#refuse();
     if (refused) return refused;
     const ps = _isIPv4(ipv4) ? this.#locate(ipv4, 0) : undefined;
@@ -394,6 +435,11 @@ export class AllocationEngine {
    * (`no-such-lease`), since anyone can send such a REQUEST from the host's address.
    */
   withdrawOffer(host6: string): Promise<EngineResult> {
+    if (this.#shared) return this.#retry(() => this.#withdrawOffer(host6));
+    return this.#withdrawOffer(host6);
+  }
+
+  #withdrawOffer(host6: string): Promise<EngineResult> {
     const refused = this.#refuse();
     if (refused) return refused;
     const key = this.#activeByHost.get(host6);
@@ -424,6 +470,11 @@ export class AllocationEngine {
 
   /** DSTM_RELEASE: the host gives back its active lease on `ipv4`. Never frees another host's lease. */
   release(host6: string, ipv4: number): Promise<EngineResult> {
+    if (this.#shared) return this.#retry(() => this.#release(host6, ipv4));
+    return this.#release(host6, ipv4);
+  }
+
+  #release(host6: string, ipv4: number): Promise<EngineResult> {
     const refused = this.#refuse();
     if (refused) return refused;
     const key = this.#activeByHost.get(host6);
@@ -477,13 +528,18 @@ export class AllocationEngine {
     due.sort((a, b) => a - b);
     const ops: LeaseOp[] = [];
     const expired: Lease[] = [];
-    for (const key of due) {
+    const keys: number[] = [];
+    for (let i = 0; i < due.length; i++) {
+      const key = due[i] as number;
+      // A key can be in the heap twice with one deadline (renewed within the same ms).
+      if (i > 0 && due[i - 1] === key) continue;
+      keys.push(key);
       const lease = _copy(this.#rows.get(key) as Lease, "expired", now);
       this.#change(key, lease);
-      ops.push({ op: "put", lease });
+      ops.push(this.#put(key, lease));
       expired.push(lease);
     }
-    return this.#persist(ops, due, expired, expired, (): Lease[] => []);
+    return this.#persist(ops, keys, expired, expired, (): Lease[] => []);
   }
 
   /**
@@ -568,6 +624,7 @@ export class AllocationEngine {
   /** Refuses new calls and waits until every change made so far is settled. Does not close the store. */
   async close(): Promise<void> {
     this.#closed = true;
+    await this.#unwatch?.();
     await this.#committer.flush();
   }
 
@@ -591,7 +648,7 @@ export class AllocationEngine {
   #apply(key: number, lease: Lease, outcome: EngineOutcome): Promise<EngineResult> {
     this.#change(key, lease);
     const epoch = this.#epoch;
-    return this.#committer.submit([{ op: "put", lease }]).then(
+    return this.#committer.submit([this.#put(key, lease)]).then(
       (): EngineResult => {
         this.#durable(key, lease);
         return { ok: true, lease, outcome };
@@ -609,10 +666,7 @@ export class AllocationEngine {
     outcome: EngineOutcome,
   ): Promise<EngineResult> {
     this.#change(key, lease);
-    const ops: LeaseOp[] = [
-      { op: "put", lease: end },
-      { op: "put", lease },
-    ];
+    const ops: LeaseOp[] = [this.#put(endKey, end), this.#put(key, lease)];
     const success: EngineResult = { ok: true, lease, outcome };
     return this.#persist(ops, [endKey, key], [end, lease], success, (failure) => failure);
   }
@@ -643,14 +697,64 @@ export class AllocationEngine {
 
   /** `lease` of `key` is durable; if a later change of the key is pending, it is now the rollback point. */
   #durable(key: number, lease: Lease): void {
+    if (this.#submitted.get(key) === lease) this.#submitted.delete(key);
     if (this.#rows.get(key) === lease) this.#inflight.delete(key);
     else this.#inflight.set(key, lease);
+  }
+
+  /**
+   * The put of `lease` (already in memory) with the row the store holds under `key` when the
+   * put reaches it: the last row submitted for the key, else the durable row (the one an
+   * offer kept in memory only replaced). A shared store checks it (compare-and-set).
+   */
+  #put(key: number, lease: Lease): LeaseOp {
+    const expected = this.#submitted.has(key)
+      ? this.#submitted.get(key)
+      : this.#inflight.has(key)
+        ? this.#inflight.get(key)
+        : this.#rows.get(key);
+    this.#submitted.set(key, lease);
+    return { op: "put", lease, expected: expected ?? null };
   }
 
   #failed(epoch: number, error: unknown): EngineResult {
     this.#rollback(epoch, error);
     const message = `lease store write failed: ${error instanceof Error ? error.message : String(error)}`;
-    return { ok: false, reason: "store-failed", message };
+    const result: EngineResult = { ok: false, reason: "store-failed", message };
+    if (error instanceof LeaseConflictError) _conflicted.add(result);
+    return result;
+  }
+
+  /**
+   * Runs a decision; when another server won the write (the rows it wrote are in memory
+   * now), decides again, up to {@link CONFLICT_RETRIES} times.
+   */
+  async #retry(decide: () => Promise<EngineResult>): Promise<EngineResult> {
+    let result = await decide();
+    for (let i = 0; i < CONFLICT_RETRIES && _conflicted.has(result); i++) {
+      if (this.#closed) break;
+      result = await decide();
+    }
+    return result;
+  }
+
+  /**
+   * Takes in rows the store holds now (written by another server, or by this one): each
+   * replaces the row of its key in memory, unless this engine has a change of that key not
+   * yet durable (its write then succeeds, or fails and brings the stored row back).
+   */
+  absorb(rows: readonly Lease[]): void {
+    if (!this.#started) return;
+    for (const row of rows) {
+      const key = _key(row);
+      if (this.#inflight.has(key) || sameLease(this.#rows.get(key), row)) continue;
+      this.#setRow(key, row);
+    }
+  }
+
+  /** Writes another server won so far (each made this engine take the stored rows and decide again). */
+  conflicts(): number {
+    return this.#conflicts;
   }
 
   /** Undoes every change not yet durable, once per failure (the first failed callback does it). */
@@ -660,6 +764,14 @@ export class AllocationEngine {
     this.#committer.abortPending(error);
     for (const [key, durable] of this.#inflight) this.#setRow(key, durable);
     this.#inflight.clear();
+    this.#submitted.clear();
+    if (error instanceof LeaseConflictError) {
+      // Another server changed these rows first: take them as they are stored now.
+      this.#conflicts++;
+      this.absorb(error.rows);
+      for (const key of error.missing) if (this.#rows.has(key)) this.#setRow(key, undefined);
+      this.#reclaimPending = true;
+    }
     try {
       this.#onStoreError?.(error);
     } catch {
@@ -744,7 +856,9 @@ export class AllocationEngine {
   /** A never-used slot of the first pool that has one, else the longest-free slot (in #slot). */
   #pickFresh(): PoolSlots | undefined {
     for (const ps of this.#pools) {
-      const slot = ps.takeNever();
+      const slot = this.#shared
+        ? ps.takeNeverNear(Math.floor(Math.random() * ps.state.length))
+        : ps.takeNever();
       if (slot >= 0) {
         this.#slot = slot;
         return ps;

@@ -92,6 +92,20 @@ export class PoolSlots {
   }
 
   /**
+   * A NEVER slot among the `span` slots from `start` on, else {@link takeNever}'s: servers
+   * sharing a database start from different random places, so that they rarely pick the
+   * same slot at the same time (the database would make one of them pick again). O(span).
+   */
+  takeNeverNear(start: number, span = 64): number {
+    const state = this.state;
+    const end = Math.min(state.length, start + span);
+    for (let slot = Math.max(start, this.#cursor); slot < end; slot++) {
+      if (state[slot] === NEVER) return slot;
+    }
+    return this.takeNever();
+  }
+
+  /**
    * A slot of the address at `index` that can be handed out: a never-used PSID first, else
    * the one freed longest ago; −1 when every usable PSID is taken. O(share).
    */
