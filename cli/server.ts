@@ -15,6 +15,7 @@ import {
   WELL_KNOWN_PORTS,
 } from "../lib/alloc/sharing.ts";
 import { type LogFormat, Logger, type LogLevel } from "../lib/control/log.ts";
+import { isPostgresUrl } from "../lib/lease/postgres.ts";
 import { parseIPv4 } from "../lib/net/addr.ts";
 import { parseIPv4Prefix, prefixContains } from "../lib/net/prefix.ts";
 import { ADMISSION_DEFAULTS, parseIPv6Prefix } from "../lib/server/admission.ts";
@@ -57,7 +58,10 @@ export function serverCommand(): Command {
       "--max-lease-time <seconds>",
       "longest lease a client may ask for (default: --lease-time)",
     )
-    .option("--db <path>", `SQLite lease database, or "memory" (default ${defaultLeaseDb()})`)
+    .option(
+      "--db <path|url>",
+      `SQLite lease database, a postgres:// URL (several servers may share it), or "memory" (default ${defaultLeaseDb()})`,
+    )
     .option(
       "--key <file>",
       "require HMAC-SHA256 authentication with the keys in FILE (see `dstm keygen`)",
@@ -292,7 +296,7 @@ export function resolveServerConfig(
     );
   const dbText = flags.db ?? str("db") ?? defaultLeaseDb();
   const db = dbText === "memory" ? undefined : dbText;
-  if (db) ensureDirectory(db, "--db");
+  if (db && !isPostgresUrl(db)) ensureDirectory(db, "--db");
   const keyFile = flags.key ?? str("key");
   const keys = keyFile ? readKeys(keyFile) : undefined;
   const sourceCheck = flags.sourceCheck === false ? false : file["source-check"] !== false;

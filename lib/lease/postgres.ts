@@ -341,6 +341,11 @@ export class PostgresLeaseStore implements LeaseStore {
   }
 }
 
+/** True for a `postgres://` or `postgresql://` URL (what `--db` takes for this store). */
+export function isPostgresUrl(text: string): boolean {
+  return /^postgres(ql)?:\/\//i.test(text);
+}
+
 function _toLease(row: _Row): Lease {
   const offset = Number(row.psid_offset);
   const psidLength = Number(row.psid_length);

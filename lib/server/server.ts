@@ -11,6 +11,7 @@ import type { Logger } from "../control/log.ts";
 import { Metrics } from "../control/metrics.ts";
 import type { Lease, LeaseStore } from "../lease/lease.ts";
 import { MemoryLeaseStore } from "../lease/memory.ts";
+import { isPostgresUrl, PostgresLeaseStore } from "../lease/postgres.ts";
 import { SqliteLeaseStore } from "../lease/sqlite.ts";
 import { formatIPv4 } from "../net/addr.ts";
 import { type HttpEndpoint, serveTcp, serveUnix } from "../sys/http.ts";
@@ -27,7 +28,7 @@ export interface ServerConfig {
   readonly leaseTime: number;
   readonly maxLeaseTime?: number;
   readonly listen: { readonly address: string; readonly port: number };
-  /** SQLite lease database; in-memory leases when absent. */
+  /** SQLite lease database, or a `postgres://` URL (shared by several servers); in-memory leases when absent. */
   readonly db?: string;
   readonly keys?: readonly AuthKey[];
   readonly sourceCheck: boolean;
@@ -114,7 +115,11 @@ export class DstmServer {
    * did) with a one-line message on bad configuration or an unavailable resource.
    */
   static async start(config: ServerConfig): Promise<DstmServer> {
-    const store: LeaseStore = config.db ? SqliteLeaseStore.open(config.db) : new MemoryLeaseStore();
+    const store: LeaseStore = !config.db
+      ? new MemoryLeaseStore()
+      : isPostgresUrl(config.db)
+        ? await PostgresLeaseStore.open(config.db)
+        : SqliteLeaseStore.open(config.db);
     const metrics = new Metrics();
     let server: DstmServer | undefined;
     const log = config.log;
@@ -162,6 +167,10 @@ export class DstmServer {
       "Leasable units of each pool (addresses, or address × port set when shared), by state",
     );
     metrics.gauge("dstm_leases_active", "Active leases");
+    metrics.gauge(
+      "dstm_lease_write_conflicts",
+      "Lease writes another server sharing the database won (each decided again)",
+    );
     metrics.counter("dstm_leases_expired_total", "Leases reclaimed by the expiry sweeper");
     metrics.onCollect(() => {
       let active = 0;
@@ -171,6 +180,7 @@ export class DstmServer {
         active += pool.active;
       }
       metrics.set("dstm_leases_active", {}, active);
+      metrics.set("dstm_lease_write_conflicts", {}, engine.conflicts());
     });
     const keys =
       config.keys && config.keys.length > 0
@@ -265,7 +275,12 @@ export class DstmServer {
       addresses: pools.reduce((n, p) => n + p.addresses, 0),
       leases: pools.reduce((n, p) => n + p.size, 0),
       active: pools.reduce((n, p) => n + p.active, 0),
-      store: config.db ? `sqlite:${config.db}` : "memory",
+      store:
+        this.#store instanceof PostgresLeaseStore
+          ? this.#store.where
+          : config.db
+            ? `sqlite:${config.db}`
+            : "memory",
       auth: keys ? `${keys.size} key(s)` : "off",
       "max-leases-per-prefix":
         config.admission?.maxLeasesPerPrefix ?? ADMISSION_DEFAULTS.maxLeasesPerPrefix,
