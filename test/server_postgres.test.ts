@@ -5,10 +5,11 @@
  * back from the other; each expiry is reclaimed by exactly one of them.
  */
 import { afterAll, describe, expect, test } from "bun:test";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { SQL } from "bun";
+import { resolveServerConfig } from "../cli/server.ts";
 import { type ClientLease, DstmClient, DstmTransport } from "../lib/client/protocol.ts";
 import { formatIPv4 } from "../lib/net/addr.ts";
 import { type PgServer, postgresBin, startPostgres } from "./helpers/postgres.ts";
@@ -167,4 +168,21 @@ describe.skipIf(!postgresBin())("two dstm servers, one PostgreSQL", () => {
     for (let i = 0; i < 50 && (await total()) < 120; i++) await Bun.sleep(100);
     expect(await total()).toBe(120);
   }, 120_000);
+});
+
+describe("--db with a postgres:// URL", () => {
+  test("the flag and the TOML key keep the URL (no directory to check)", () => {
+    const url = "postgres://dstm@db.invalid:5432/dstm";
+    const flags = resolveServerConfig(
+      { pool: ["192.0.2.0/28"], tep: "2001:db8::1", db: url, control: false },
+      () => {},
+    );
+    expect(flags.db).toBe(url);
+    const file = join(dir(), "pg.toml");
+    writeFileSync(
+      file,
+      ['pool = "192.0.2.0/28"', 'tep = "2001:db8::1"', `db = "${url}"`].join("\n"),
+    );
+    expect(resolveServerConfig({ config: file, control: false }, () => {}).db).toBe(url);
+  });
 });
