@@ -11,7 +11,9 @@ import { join } from "node:path";
 import { SQL } from "bun";
 import { resolveServerConfig } from "../cli/server.ts";
 import { type ClientLease, DstmClient, DstmTransport } from "../lib/client/protocol.ts";
+import { Logger } from "../lib/control/log.ts";
 import { formatIPv4 } from "../lib/net/addr.ts";
+import { DstmServer } from "../lib/server/server.ts";
 import { type PgServer, postgresBin, startPostgres } from "./helpers/postgres.ts";
 import { type DstmProcess, spawnDstm } from "./helpers/process.ts";
 
@@ -168,6 +170,41 @@ describe.skipIf(!postgresBin())("two dstm servers, one PostgreSQL", () => {
     for (let i = 0; i < 50 && (await total()) < 120; i++) await Bun.sleep(100);
     expect(await total()).toBe(120);
   }, 120_000);
+});
+
+describe.skipIf(!postgresBin())("TEP view of servers sharing a database", () => {
+  test("each server's TEP bindings (what its snapshot sends) include the other's leases", async () => {
+    const url = await (await pgServer()).createDatabase();
+    const start = () =>
+      DstmServer.start({
+        pools: [{ prefixes: ["198.18.0.0/26"], tep6: "2001:db8::1" }],
+        leaseTime: 600,
+        listen: { address: "::1", port: 0 },
+        sourceCheck: false,
+        db: url,
+        admission: { maxLeasesPerPrefix: 0, ratePerSecond: 0 },
+        log: new Logger({ sink: () => {} }),
+      });
+    const a = await start();
+    cleanup.push(() => a.stop());
+    const b = await start();
+    cleanup.push(() => b.stop());
+    // Through each server's UDP port: its handler installs its own grants in its TEP view.
+    const [ta, tb] = await Promise.all([transport(a.listening.port), transport(b.listening.port)]);
+    for (let i = 0; i < 10; i++) await new DstmClient(ta, host(100 + i)).discover();
+    for (let i = 0; i < 5; i++) await new DstmClient(tb, host(200 + i)).discover();
+    const count = (server: DstmServer) => server.tepSync?.view("2001:db8::1").count ?? -1;
+    const digest = (server: DstmServer) => server.tepSync?.view("2001:db8::1").digest;
+    for (let i = 0; i < 100 && (count(a) !== 15 || count(b) !== 15); i++) await Bun.sleep(50);
+    expect([count(a), count(b)]).toEqual([15, 15]);
+    expect(digest(a)).toBe(digest(b) as number);
+    // A release through B leaves both views too.
+    const one = a.engine.lookupHost(host(100));
+    await new DstmClient(tb, host(100)).release(one?.ipv4 as number);
+    for (let i = 0; i < 100 && count(a) !== 14; i++) await Bun.sleep(50);
+    expect([count(a), count(b)]).toEqual([14, 14]);
+    expect(digest(a)).toBe(digest(b) as number);
+  }, 60_000);
 });
 
 describe("--db with a postgres:// URL", () => {

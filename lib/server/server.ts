@@ -140,6 +140,11 @@ export class DstmServer {
         hostPrefixLength: config.admission?.hostPrefixLength,
         reclaimMaxLeases: config.reclaim?.maxLeases,
         reclaimMaxMs: config.reclaim?.maxMs,
+        // Another server sharing the database decided: keep this server's TEP view whole, so
+        // that the snapshot it sends a TEP has every binding (docs/scale-out.md).
+        onAbsorb: (before, after) => {
+          if (server) server.#absorbed(before, after);
+        },
         onClockStep: (stepMs) => {
           // Leases keep their time on the monotonic clock: nothing expires early or late.
           metrics.inc("dstm_clock_steps_total", {});
@@ -333,6 +338,15 @@ export class DstmServer {
       // RFC 7341 has no authentication: who may lease over it is the allow list.
       allow: c.allow?.join(",") ?? "any",
     });
+  }
+
+  #absorbed(before: Lease | undefined, after: Lease | undefined): void {
+    const sync = this.#tepSync;
+    if (!sync) return;
+    const was = before?.state === "active" ? before : undefined;
+    const now = after?.state === "active" ? after : undefined;
+    if (was && (!now || now.host6 !== was.host6 || now.tep6 !== was.tep6)) sync.remove(was);
+    if (now && (!was || now.host6 !== was.host6 || now.tep6 !== was.tep6)) void sync.install(now);
   }
 
   #expired(expired: readonly Lease[]): void {
