@@ -5,6 +5,7 @@
  */
 import { Command, Option } from "@commander-js/extra-typings";
 import { Dhcp4o6Client } from "../lib/client/dhcp4o6_client.ts";
+import { failoverLeaseClient } from "../lib/client/failover.ts";
 import { DstmNode } from "../lib/client/node.ts";
 import { canonicalIPv6, parseIPv4 } from "../lib/net/addr.ts";
 import { parseIPv4Prefix } from "../lib/net/prefix.ts";
@@ -46,7 +47,8 @@ export function clientCommand() {
     )
     .option(
       "--server <v6>",
-      "the DSTM server's IPv6 address (dhcp4o6: the 4o6 server's, or ff02::1:2[%IF])",
+      "the DSTM server's IPv6 address (dhcp4o6: the 4o6 server's, or ff02::1:2[%IF]); repeat it for servers sharing one database: the next is tried when one stays silent",
+      collect,
     )
     .option("--port <n>", `server port (default ${DSTM_PORT}; dhcp4o6: ${DHCP6_SERVER_PORT})`)
     .option(
@@ -87,15 +89,23 @@ Examples:
     )
     .action(async (flags) => {
       const dhcp4o6 = flags.protocol === "dhcp4o6";
-      if (!flags.server)
+      const [serverFlag, ...otherServers] = flags.server ?? [];
+      if (dhcp4o6 && otherServers.length > 0)
+        throw new UsageError("--protocol dhcp4o6 takes one --server");
+      if (!serverFlag)
         throw new UsageError(
           dhcp4o6
             ? "--server V6 is required (the 4o6 server's IPv6 address, or ff02::1:2)"
             : "--server V6 is required (the DSTM server's IPv6 address)",
         );
-      const [serverAddress = "", zone] = flags.server.split("%", 2);
-      const server = canonicalIPv6(dhcp4o6 ? serverAddress : flags.server);
-      if (!server) throw new UsageError(`--server: "${flags.server}" is not an IPv6 address`);
+      const [serverAddress = "", zone] = serverFlag.split("%", 2);
+      const server = canonicalIPv6(dhcp4o6 ? serverAddress : serverFlag);
+      if (!server) throw new UsageError(`--server: "${serverFlag}" is not an IPv6 address`);
+      const others = otherServers.map((text) => {
+        const other = canonicalIPv6(text);
+        if (!other) throw new UsageError(`--server: "${text}" is not an IPv6 address`);
+        return other;
+      });
       const tep6 = flags.tep === undefined ? undefined : canonicalIPv6(flags.tep);
       if (tep6 === null) throw new UsageError(`--tep: "${flags.tep}" is not an IPv6 address`);
       const host6 = flags.source === undefined ? undefined : canonicalIPv6(flags.source);
@@ -127,7 +137,7 @@ Examples:
       const port = parsePort(flags.port, "--port", dhcp4o6 ? DHCP6_SERVER_PORT : DSTM_PORT);
       const multicast = dhcp4o6 && server === ALL_DHCP_RELAY_AGENTS_AND_SERVERS;
       const node = await DstmNode.start({
-        server: dhcp4o6 ? flags.server : server,
+        server: dhcp4o6 ? serverFlag : server,
         port,
         // dhcp4o6: the tunnel source is the address towards the TEP (ff02::1:2 has no route).
         host6: dhcp4o6 ? (host6 ?? (await sourceAddressFor(tep6!, port))) : host6,
@@ -148,7 +158,15 @@ Examples:
                   ? new UsageError(`--server: ${error.message}`)
                   : error;
               })
-          : undefined,
+          : others.length > 0
+            ? (source) =>
+                failoverLeaseClient({
+                  servers: [server, ...others].map((address) => ({ address, port })),
+                  host6: source,
+                  key: flags.key ? readKeys(flags.key)[0] : undefined,
+                  onFailover: (from, to) => log.warn("server-failover", { from, to }),
+                })
+            : undefined,
         key: flags.key ? readKeys(flags.key)[0] : undefined,
         ifname: flags.ifname,
         routes: flags.route,

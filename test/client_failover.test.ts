@@ -10,6 +10,7 @@ import { Logger } from "../lib/control/log.ts";
 import { DstmServer, type ServerConfig } from "../lib/server/server.ts";
 import { bindUdp } from "../lib/sys/udp.ts";
 import { type PgServer, postgresBin, startPostgres } from "./helpers/postgres.ts";
+import { runDstm } from "./helpers/process.ts";
 
 const cleanup: (() => unknown)[] = [];
 afterAll(async () => {
@@ -118,4 +119,25 @@ describe.skipIf(!postgresBin())("failover between servers sharing a database", (
     expect(renewed.ipv4).toBe(lease.ipv4);
     expect(b.server.engine.lookupHost("::1")?.ipv4).toBe(lease.ipv4);
   }, 60_000);
+});
+
+describe("dstm client --server A --server B", () => {
+  test("every --server must be an IPv6 address; dhcp4o6 takes one", async () => {
+    const bad = await runDstm(["client", "--server", "2001:db8::53", "--server", "nonsense"]);
+    expect(bad.code).not.toBe(0);
+    expect(bad.stderr).toContain('--server: "nonsense" is not an IPv6 address');
+    const two = await runDstm([
+      "client",
+      "--protocol",
+      "dhcp4o6",
+      "--server",
+      "2001:db8::547",
+      "--server",
+      "2001:db8::548",
+      "--tep",
+      "2001:db8::1",
+    ]);
+    expect(two.code).not.toBe(0);
+    expect(two.stderr).toContain("--protocol dhcp4o6 takes one --server");
+  });
 });
