@@ -91,7 +91,10 @@ export interface EngineOptions {
   maxLeasesPerPrefix?: number;
   /** Host prefix length in bits for maxLeasesPerPrefix (default 64, ./host_prefix.ts). */
   hostPrefixLength?: number;
-  /** Told about every failed store write (the callers get `store-failed`), e.g. to log it. */
+  /**
+   * Told about every failed store write (the callers get `store-failed`), e.g. to log it;
+   * not about a write another server sharing the store won (decided again, see conflicts()).
+   */
   onStoreError?: (error: unknown) => void;
   /**
    * Most leases one {@link AllocationEngine.sweep} reclaims (default 100, Kea's
@@ -795,6 +798,7 @@ export class AllocationEngine {
         this.#tellAbsorbed(before, undefined);
       }
       this.#reclaimPending = true;
+      return; // not a store failure: the shared store decided (counted by conflicts())
     }
     try {
       this.#onStoreError?.(error);
