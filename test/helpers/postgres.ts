@@ -2,9 +2,18 @@
  * A throwaway PostgreSQL server for tests: Debian's `initdb` + `pg_ctl` in a temporary
  * directory, listening only on a Unix socket in that directory (no TCP port at all), started
  * as the `postgres` user when we are root (PostgreSQL refuses to run as root), stopped and
- * removed by {@link PgServer.stop}, which the tests call from afterAll (so also on failure).
+ * removed by {@link PgServer.stop}, which the tests call from afterAll (so also when a test
+ * fails), and at the latest when the test process exits.
  */
-import { chmodSync, chownSync, existsSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
+import {
+  chmodSync,
+  chownSync,
+  existsSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
@@ -61,7 +70,27 @@ export async function startPostgres(): Promise<PgServer> {
     chownSync(dir, uid, gid);
   }
   let started = false;
+  // If the test process exits without afterAll (a crash, process.exit), still take the server
+  // down (SIGQUIT: immediate shutdown) and remove its directory.
+  const onExit = () => {
+    try {
+      const pid = Number(readFileSync(join(data, "postmaster.pid"), "utf8").split("\n")[0]);
+      if (pid > 0) {
+        process.kill(pid, "SIGQUIT");
+        // wait (bounded) until it is gone, so that it writes nothing into what we remove
+        for (let i = 0; i < 300; i++) {
+          process.kill(pid, 0); // throws once the process is gone
+          Bun.sleepSync(10);
+        }
+      }
+    } catch {
+      // not running
+    }
+    rmSync(dir, { recursive: true, force: true });
+  };
+  process.once("exit", onExit);
   const stop = async () => {
+    process.off("exit", onExit);
     if (started) {
       try {
         run([join(bin, "pg_ctl"), "-D", data, "-m", "immediate", "-w", "stop"]);
