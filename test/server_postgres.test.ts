@@ -142,7 +142,8 @@ describe.skipIf(!postgresBin())("two dstm servers, one PostgreSQL", () => {
 
   test("each expiry is reclaimed by exactly one of the two servers", async () => {
     const url = await (await pgServer()).createDatabase();
-    const short = ["--lease-time", "2", "--max-lease-time", "2"];
+    // Long enough that every DISCOVER (and its retransmissions) is answered before any expiry.
+    const short = ["--lease-time", "5", "--max-lease-time", "5"];
     const [a, b] = await Promise.all([startServer("c", url, short), startServer("d", url, short)]);
     const [ta, tb] = await Promise.all([transport(a.port), transport(b.port)]);
     const leases = await Promise.all(
