@@ -15,7 +15,7 @@ import { Logger } from "../lib/control/log.ts";
 import { formatIPv4 } from "../lib/net/addr.ts";
 import { DstmServer } from "../lib/server/server.ts";
 import { type PgServer, postgresBin, startPostgres } from "./helpers/postgres.ts";
-import { type DstmProcess, spawnDstm } from "./helpers/process.ts";
+import { type DstmProcess, runDstm, spawnDstm } from "./helpers/process.ts";
 
 const cleanup: (() => unknown)[] = [];
 afterAll(async () => {
@@ -222,5 +222,27 @@ describe("--db with a postgres:// URL", () => {
       ['pool = "192.0.2.0/28"', 'tep = "2001:db8::1"', `db = "${url}"`].join("\n"),
     );
     expect(resolveServerConfig({ config: file, control: false }, () => {}).db).toBe(url);
+  });
+
+  test("an unreachable database: a one-line error without the password, exit 1", async () => {
+    // Port 1 on loopback: nothing listens there, the connection is refused at once.
+    const result = await runDstm([
+      "server",
+      "--pool",
+      "192.0.2.0/28",
+      "--tep",
+      "2001:db8::1",
+      "--db",
+      "postgres://dstm:s3cret@127.0.0.1:1/dstm",
+      "--no-control",
+      "--listen",
+      "[::1]:0",
+    ]);
+    expect(result.code).toBe(1);
+    expect(result.stderr).toContain(
+      "cannot open lease database postgres://dstm:***@127.0.0.1:1/dstm",
+    );
+    expect(result.stderr).not.toContain("s3cret");
+    expect(result.stderr.trim().split("\n").length).toBe(1);
   });
 });
