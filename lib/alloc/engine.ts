@@ -102,7 +102,7 @@ export interface EngineOptions {
    * {@link AllocationEngine.reclaimPending} says so.
    */
   reclaimMaxLeases?: number;
-  /** Longest one sweep may run (ms of CPU time, default 250, Kea's max-reclaim-time; 0: no limit). */
+  /** Longest one sweep may spend picking leases (ms of elapsed time, default 250, Kea's max-reclaim-time; 0: no limit). */
   reclaimMaxMs?: number;
   /**
    * Shared stores: told about every row taken in from the store that changed this engine's
