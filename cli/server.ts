@@ -15,6 +15,7 @@ import {
   WELL_KNOWN_PORTS,
 } from "../lib/alloc/sharing.ts";
 import { type LogFormat, Logger, type LogLevel } from "../lib/control/log.ts";
+import { isPostgresUrl } from "../lib/lease/postgres.ts";
 import { parseIPv4Prefix, prefixContains } from "../lib/net/prefix.ts";
 import { ADMISSION_DEFAULTS, parseIPv6Prefix } from "../lib/server/admission.ts";
 import { DstmServer, type ServerConfig } from "../lib/server/server.ts";
@@ -66,7 +67,10 @@ export function serverCommand(): Command {
       "--max-lease-time <seconds>",
       "longest lease a client may ask for (default: --lease-time)",
     )
-    .option("--db <path>", `SQLite lease database, or "memory" (default ${defaultLeaseDb()})`)
+    .option(
+      "--db <path|url>",
+      `SQLite lease database, a postgres:// URL (several servers may share it), or "memory" (default ${defaultLeaseDb()})`,
+    )
     .option(
       "--new-db",
       "start an empty lease database although one existed at --db and is gone (only once its leases have expired)",
@@ -133,6 +137,14 @@ export function serverCommand(): Command {
     .option(
       "--prefix-burst <n>",
       `requests per source prefix at once before --prefix-rate applies (default ${ADMISSION_DEFAULTS.burst})`,
+    )
+    .option(
+      "--reclaim-max-leases <n>",
+      "most expired leases reclaimed in one slice, answers go out between slices (default 100; 0: no limit)",
+    )
+    .option(
+      "--reclaim-max-ms <ms>",
+      "longest one reclamation slice runs (default 250; 0: no limit)",
     )
     .addOption(
       new Option("--log-format <format>", "log line format").choices(["text", "json"] as const),
@@ -209,6 +221,8 @@ export interface ServerFlags {
   hostPrefixLength?: string;
   prefixRate?: string;
   prefixBurst?: string;
+  reclaimMaxLeases?: string;
+  reclaimMaxMs?: string;
   logFormat?: LogFormat;
   logLevel?: LogLevel;
   config?: string;
@@ -226,6 +240,8 @@ const FILE_KEYS = new Set([
   "host-prefix-length",
   "prefix-rate",
   "prefix-burst",
+  "reclaim-max-leases",
+  "reclaim-max-ms",
   "share",
   "psid-offset",
   "allow-well-known-ports",
@@ -315,7 +331,7 @@ export function resolveServerConfig(
     );
   const dbText = flags.db ?? str("db") ?? defaultLeaseDb();
   const db = dbText === "memory" ? undefined : dbText;
-  if (db) ensureDirectory(db, "--db");
+  if (db && !isPostgresUrl(db)) ensureDirectory(db, "--db");
   const keyFile = flags.key ?? str("key");
   const keys = keyFile ? readKeys(keyFile) : undefined;
   const tepKeyFile = flags.tepKey ?? str("tep-key");
@@ -357,6 +373,13 @@ export function resolveServerConfig(
   return {
     dhcp4o6,
     admission: admissionConfig(flags, file),
+    reclaim: {
+      maxLeases: wholeNumber(
+        flags.reclaimMaxLeases ?? file["reclaim-max-leases"],
+        "--reclaim-max-leases",
+      ),
+      maxMs: wholeNumber(flags.reclaimMaxMs ?? file["reclaim-max-ms"], "--reclaim-max-ms"),
+    },
     tepPort,
     tepSource,
     requireTep: flags.requireTep ?? file["require-tep"] === true,

@@ -71,6 +71,8 @@ beforeAll(async () => {
   tepProc = spawnDstm(
     [
       "tep",
+      // The server is on another host of the link; the channel is not under test here.
+      "--insecure-control",
       "--ipv6",
       "2001:db8:6::1",
       "--ipv4",
@@ -143,6 +145,8 @@ describe.skipIf(skip !== null)("multihomed server, client and TEP", () => {
       BUN,
       join(ROOT, "mod.ts"),
       "tep",
+      // The server is on another host of the link; the channel is not under test here.
+      "--insecure-control",
       "stats",
       "--json",
       "--stats",

@@ -63,6 +63,8 @@ beforeAll(async () => {
   const tep = spawnDstm(
     [
       "tep",
+      // The server is on another host of the link; the channel is not under test here.
+      "--insecure-control",
       "--ipv6",
       "2001:db8:7::1",
       "--ipv4",
