@@ -120,6 +120,50 @@ describe("TepDecapBatch: a kernel peer's whole TSO packet", () => {
   });
 });
 
+/** The packet with its TCP checksum field set to the pseudo-header sum (a sender's CHECKSUM_PARTIAL). */
+function partial(p: Uint8Array): Uint8Array {
+  const q = p.slice();
+  let sum = 6 + (q.length - 20);
+  for (let i = 12; i < 20; i += 2) sum += (q[i]! << 8) | q[i + 1]!;
+  while (sum > 0xffff) sum = (sum & 0xffff) + (sum >>> 16);
+  q[36] = sum >>> 8;
+  q[37] = sum & 0xff;
+  return q;
+}
+
+describe("TepDecapBatch: a kernel peer's TSO packet with its checksum left to the hardware", () => {
+  test("a GSO TUN gets it as it came, marked partial; a plain TUN gets finished segments", () => {
+    for (const gso of [true, false]) {
+      const { tep, counters } = setup();
+      const raw = new FakeTunnelSocket();
+      const tun = new FakeBatchTun(gso);
+      const loop = new TepDecapBatch(tep, raw, tun);
+      const whole = partial(tcp({ payload: 20000, src: HOST4, dst: WEB4 }));
+      raw.inbox.push({ packet: whole, src6: A6, trafficClass: 0 });
+      // A small partial packet (no TSO) is always finished before it leaves.
+      const small = partial(tcp({ payload: 100, src: HOST4, dst: WEB4, seq: 5 }));
+      raw.inbox.push({ packet: small, src6: A6, trafficClass: 0 });
+      loop.step();
+      expect(counters.get("decap-csum-completed")).toBe(2);
+      const last = tun.written.at(-1)!;
+      expect(last.partialChecksum).toBe(false);
+      expect(tcpChecksumOf(last.packet)).toBe(0);
+      if (gso) {
+        expect(tun.written.length).toBe(2);
+        expect(tun.written[0]!.partialChecksum).toBe(true);
+        expect(tun.written[0]!.gsoSize).toBe(1460 - 52);
+        expect(Buffer.from(tun.written[0]!.packet).equals(Buffer.from(whole))).toBe(true);
+      } else {
+        expect(tun.written.length).toBe(Math.ceil(20000 / 1408) + 1);
+        for (const w of tun.written) {
+          expect(w.partialChecksum).toBe(false);
+          expect(tcpChecksumOf(w.packet)).toBe(0);
+        }
+      }
+    }
+  });
+});
+
 describe("TepEncapBatch", () => {
   test("a super-packet from the TUN is cut, each segment encapsulated to its host in one send", () => {
     const { tep, counters } = setup();

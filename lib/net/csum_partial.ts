@@ -78,3 +78,28 @@ export function completePartialChecksum(pkt: Uint8Array, off: number, total: num
   pkt[field + 1] = check & 0xff;
   return true;
 }
+
+/**
+ * True when the TCP/IPv4 packet `pkt[off .. off+total)` carries the CHECKSUM_PARTIAL mark (its
+ * checksum field holds the pseudo-header sum) and is not a fragment: a caller that can hand the
+ * packet to a device taking partial checksums (a TUN with IFF_VNET_HDR: NEEDS_CSUM) may leave
+ * it so instead of {@link completePartialChecksum}. The IPv4 header must have been validated.
+ */
+export function hasPartialTcpChecksum(pkt: Uint8Array, off: number, total: number): boolean {
+  if (pkt[off + 9] !== PROTO_TCP) return false;
+  if ((((pkt[off + 6]! << 8) | pkt[off + 7]!) & 0x3fff) !== 0) return false;
+  const ihl = (pkt[off]! & 0x0f) * 4;
+  const l4Length = total - ihl;
+  if (l4Length < 20) return false;
+  let sum =
+    ((pkt[off + 12]! << 8) | pkt[off + 13]!) +
+    ((pkt[off + 14]! << 8) | pkt[off + 15]!) +
+    ((pkt[off + 16]! << 8) | pkt[off + 17]!) +
+    ((pkt[off + 18]! << 8) | pkt[off + 19]!) +
+    PROTO_TCP +
+    l4Length;
+  sum = (sum & 0xffff) + (sum >>> 16);
+  sum = (sum & 0xffff) + (sum >>> 16);
+  const field = off + ihl + TCP_CHECK;
+  return ((pkt[field]! << 8) | pkt[field + 1]!) === sum;
+}

@@ -62,11 +62,19 @@ export interface BatchDevice {
   read(bufs: readonly Uint8Array[], sizes: Int32Array, offset: number): number;
   /**
    * Writes `buf[offset, offset+length)`: one IPv4 packet, or with `gsoSize > 0` (only when
-   * {@link gso}) a TCP super-packet with valid checksums that the kernel may segment into
-   * `gsoSize`-byte payloads. May overwrite `buf[offset - headroom, offset)`. Returns the
-   * bytes of the packet written or `-errno`. Never throws.
+   * {@link gso}) a TCP super-packet that the kernel may segment into `gsoSize`-byte payloads.
+   * Checksums are finished, unless `partialChecksum` (only when {@link gso}): then the TCP
+   * checksum field holds the pseudo-header sum and the kernel finishes it (CHECKSUM_PARTIAL).
+   * May overwrite `buf[offset - headroom, offset)`. Returns the bytes of the packet written or
+   * `-errno`. Never throws.
    */
-  write(buf: Uint8Array, offset: number, length: number, gsoSize: number): number;
+  write(
+    buf: Uint8Array,
+    offset: number,
+    length: number,
+    gsoSize: number,
+    partialChecksum?: boolean,
+  ): number;
 }
 
 /** The IPv6 side of a 4over6 tunnel in batches: inner IPv4 packets, outer metadata beside. */

@@ -132,11 +132,24 @@ export class VnetTunDevice implements BatchDevice {
   }
 
   /** See {@link BatchDevice.write}. A full queue waits up to the poll timeout once. */
-  write(buf: Uint8Array, offset: number, length: number, gsoSize: number): number {
+  write(
+    buf: Uint8Array,
+    offset: number,
+    length: number,
+    gsoSize: number,
+    partialChecksum = false,
+  ): number {
     const h = offset - VNET_HDR_LEN;
     buf.fill(0, h, offset);
+    const ihl = (buf[offset]! & 0x0f) << 2;
+    if (partialChecksum) {
+      // The TCP checksum field holds the pseudo-header sum: the kernel finishes it from byte ihl.
+      buf[h] = VIRTIO_NET_HDR_F_NEEDS_CSUM;
+      buf[h + 6] = ihl;
+      buf[h + 7] = ihl >>> 8;
+      buf[h + 8] = 16;
+    }
     if (gsoSize > 0) {
-      const ihl = (buf[offset]! & 0x0f) << 2;
       const headers = ihl + ((buf[offset + ihl + 12]! >>> 4) << 2);
       buf[h + 1] = GSO_TCPV4;
       buf[h + 2] = headers;

@@ -41,6 +41,7 @@ export type GroEmit = (
   len: number,
   gsoSize: number,
   segments: number,
+  partialChecksum: boolean,
 ) => void;
 
 /** Largest IPv4 packet, and the room of one train. */
@@ -157,13 +158,21 @@ export class TcpCoalescer {
 
   /**
    * Passes on a TCP super-packet that is already whole (a kernel peer's TSO packet) with the
-   * segment payload size it is to be cut at: its flow's train, if any, is emitted first.
+   * segment payload size it is to be cut at (and whether its checksum is still partial): its
+   * flow's train, if any, is emitted first.
    */
-  addSuper(buf: Uint8Array, off: number, len: number, gsoSize: number, segments: number): void {
+  addSuper(
+    buf: Uint8Array,
+    off: number,
+    len: number,
+    gsoSize: number,
+    segments: number,
+    partialChecksum: boolean,
+  ): void {
     const slot = this.#find(buf, off);
     if (slot >= 0) this.#flushSlot(slot);
     this.stats.superPackets++;
-    this.#emit(buf, off, len, gsoSize, segments);
+    this.#emit(buf, off, len, gsoSize, segments, partialChecksum);
   }
 
   /** Emits every held train (call at the end of each batch). */
@@ -173,7 +182,7 @@ export class TcpCoalescer {
 
   #single(buf: Uint8Array, off: number, len: number): void {
     this.stats.single++;
-    this.#emit(buf, off, len, 0, 1);
+    this.#emit(buf, off, len, 0, 1, false);
   }
 
   /** The slot holding this packet's flow (addresses and ports), or -1. */
@@ -301,7 +310,7 @@ export class TcpCoalescer {
     this.#len[s] = 0;
     if (segments === 1) {
       this.stats.single++;
-      this.#emit(this.#views[s]!, this.#headroom, len, 0, 1);
+      this.#emit(this.#views[s]!, this.#headroom, len, 0, 1, false);
       return;
     }
     const t = this.#buf;
@@ -327,6 +336,6 @@ export class TcpCoalescer {
     t[tcp + 16] = c >>> 8;
     t[tcp + 17] = c;
     this.stats.superPackets++;
-    this.#emit(this.#views[s]!, this.#headroom, len, this.#gsoSize[s]!, segments);
+    this.#emit(this.#views[s]!, this.#headroom, len, this.#gsoSize[s]!, segments, false);
   }
 }

@@ -33,7 +33,7 @@
  * @module
  */
 
-import { completePartialChecksum } from "../net/csum_partial.ts";
+import { completePartialChecksum, hasPartialTcpChecksum } from "../net/csum_partial.ts";
 import { DSCP_COPY, outerTrafficClass } from "../net/ecn.ts";
 import { flowLabelOf } from "../net/flowlabel.ts";
 import {
@@ -116,6 +116,13 @@ export class TepContext {
   readonly reply: Uint8Array = new Uint8Array(ICMP_ERROR_MAX_LENGTH);
   /** Bytes of `reply` to send after an ICMP verdict. */
   replyLength = 0;
+  /**
+   * Set by a batched loop whose TUN finishes partial checksums: `tepDecap` then leaves a TCP
+   * packet above the tunnel MTU in CHECKSUM_PARTIAL state and says so in {@link partialChecksum}.
+   */
+  deferLargePartialChecksum = false;
+  /** Decap output: the forwarded packet's TCP checksum is still partial (see above). */
+  partialChecksum = false;
   /** Bytes of the packet to send after a FORWARD / FORWARD_FRAGMENT verdict. */
   length = 0;
   /** Fragments of shared-address flows, per direction (a Worker uses one; drain `popReleased`). */
@@ -240,7 +247,14 @@ export function tepDecap(
   }
   // A kernel sender on a veth left the L4 checksum to the hardware (lib/net/csum_partial.ts);
   // finished first, since the MSS clamp below updates the checksum incrementally.
-  if (completePartialChecksum(pkt, off, total)) c[DECAP_CSUM_COMPLETED]! += 1;
+  // A kernel peer's whole TSO packet may be left partial for a TUN that finishes it
+  // (NEEDS_CSUM, tep_batch.ts): one pass over 64 KiB less.
+  ctx.partialChecksum =
+    ctx.deferLargePartialChecksum &&
+    total > ctx.tunnelMtu + TUNNEL_OVERHEAD &&
+    hasPartialTcpChecksum(pkt, off, total);
+  if (ctx.partialChecksum || completePartialChecksum(pkt, off, total))
+    c[DECAP_CSUM_COMPLETED]! += 1;
   const ecn = decapEcn(pkt, off, outerTrafficClass);
   if (ecn !== 0) {
     if (ecn < 0) {

@@ -21,6 +21,8 @@
  *
  * @module
  */
+
+import { completePartialChecksum } from "../net/csum_partial.ts";
 import type { BatchDevice, TunnelBatchSocket } from "../net/device.ts";
 import { tcpSegmentCount, writeTcpSegment } from "../net/tcp_segment.ts";
 import { Counter } from "./counters.ts";
@@ -86,16 +88,25 @@ export class TepDecapBatch {
     this.#addrs = new Uint8Array(16 * n);
     this.#tclass = new Uint8Array(n);
     this.#spare = new Uint8Array(bytes);
-    const write = (buf: Uint8Array, off: number, len: number, gsoSize: number) => {
-      const w = this.#tun.write(buf, off, len, gsoSize);
+    const write = (
+      buf: Uint8Array,
+      off: number,
+      len: number,
+      gsoSize: number,
+      _segments: number,
+      partial: boolean,
+    ) => {
+      const w = this.#tun.write(buf, off, len, gsoSize, partial);
       if (w < 0) this.#fail(w);
     };
     this.gro =
       tun.gso && opts.gro !== false ? new TcpCoalescer(write, { headroom: this.#offset }) : null;
     this.#writeOne = this.gro
       ? (b, o, l) => this.gro!.add(b, o, l)
-      : (b, o, l) => write(b, o, l, 0);
+      : (b, o, l) => write(b, o, l, 0, 1, false);
     this.#segment = new Uint8Array(bytes);
+    // Its TUN finishes checksums: a kernel peer's TSO packet goes over as it came.
+    tep.deferLargePartialChecksum = this.gro !== null;
   }
 
   readonly #writeOne: (buf: Uint8Array, off: number, len: number) => void;
@@ -111,6 +122,8 @@ export class TepDecapBatch {
     const count =
       len > tep.tunnelMtu + TUNNEL_OVERHEAD ? tcpSegmentCount(buf, off, len, tep.tunnelMtu) : 0;
     if (count === 0) {
+      // Left partial for a super-packet that cannot be one after all: finish it here.
+      if (tep.partialChecksum) completePartialChecksum(buf, off, len);
       this.#writeOne(buf, off, len);
       return;
     }
@@ -118,7 +131,7 @@ export class TepDecapBatch {
     if (this.gro) {
       const ihl = (buf[off]! & 0x0f) << 2;
       const headers = ihl + ((buf[off + ihl + 12]! >>> 4) << 2);
-      this.gro.addSuper(buf, off, len, tep.tunnelMtu - headers, count);
+      this.gro.addSuper(buf, off, len, tep.tunnelMtu - headers, count, tep.partialChecksum);
       return;
     }
     const seg = this.#segment;

@@ -69,6 +69,8 @@ export interface TunWrite {
   gsoSize: number;
   /** The bytes in front of the packet (the device's headroom) were free to overwrite. */
   headroom: number;
+  /** The TCP checksum was left for the kernel to finish (NEEDS_CSUM). */
+  partialChecksum: boolean;
 }
 
 /** A {@link BatchDevice} over queues; `inbox` entries with `gsoSize` > 0 are super-packets. */
@@ -100,10 +102,23 @@ export class FakeBatchTun implements BatchDevice {
     return count;
   }
 
-  write(buf: Uint8Array, offset: number, length: number, gsoSize: number): number {
+  write(
+    buf: Uint8Array,
+    offset: number,
+    length: number,
+    gsoSize: number,
+    partialChecksum = false,
+  ): number {
     if (offset < this.headroom) throw new Error(`offset ${offset} below the headroom`);
     if (gsoSize > 0 && !this.gso) throw new Error("super-packet written to a device without GSO");
-    this.written.push({ packet: buf.slice(offset, offset + length), gsoSize, headroom: offset });
+    if (partialChecksum && !this.gso)
+      throw new Error("partial checksum to a device without offloads");
+    this.written.push({
+      packet: buf.slice(offset, offset + length),
+      gsoSize,
+      headroom: offset,
+      partialChecksum,
+    });
     return length;
   }
 }
