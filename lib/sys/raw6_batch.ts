@@ -63,6 +63,10 @@ export class Raw6Batch implements TunnelBatchSocket {
   readonly #pollIn = new Uint8Array(8);
   readonly #pollOut = new Uint8Array(8);
   #controlFor: "send" | "recv" | null = null;
+  /** Receive: the vector the iovecs point into, and how many messages the kernel last filled. */
+  #readBufs: readonly Uint8Array[] | null = null;
+  #readOffset = -1;
+  #dirty = 0;
 
   constructor(fd: number, opts: Raw6BatchOptions = {}) {
     this.fd = fd;
@@ -108,13 +112,23 @@ export class Raw6Batch implements TunnelBatchSocket {
   ): number {
     const count = Math.min(bufs.length, this.batchSize);
     const v = this.#vecView;
-    this.#controlFor = "recv";
-    for (let i = 0; i < count; i++) {
-      this.#point(i, bufs[i]!, offset);
+    // Set up every message only when the buffers or the mode changed; else only those the
+    // kernel filled last time (it rewrote their name and control lengths). A call that brings
+    // one packet costs no 64-entry loop.
+    let dirty = this.#dirty;
+    if (this.#controlFor !== "recv" || bufs !== this.#readBufs || offset !== this.#readOffset) {
+      for (let i = 0; i < count; i++) this.#point(i, bufs[i]!, offset);
+      this.#controlFor = "recv";
+      this.#readBufs = bufs;
+      this.#readOffset = offset;
+      dirty = count;
+    }
+    for (let i = 0; i < dirty; i++) {
       const m = i * MMSGHDR_SIZE;
       v.setUint32(m + MSG_NAMELEN, SOCKADDR_IN6_SIZE, true);
       put(v, m + MSG_CONTROLLEN, CONTROL_STRIDE);
     }
+    this.#dirty = 0;
     let n = libc.recvmmsg(this.fd, this.#vec, count, MSG_DONTWAIT);
     if (n === -Errno.EAGAIN) {
       const ready = libc.poll(this.#pollIn, 1, this.pollTimeoutMs);
@@ -124,6 +138,7 @@ export class Raw6Batch implements TunnelBatchSocket {
       if (n === -Errno.EAGAIN) return 0;
     }
     if (n < 0) {
+      this.#dirty = count; // an error other than EAGAIN: set every message up again
       // The pending error of an ICMPv6 error (IPV6_RECVERR): the packet is on the error queue.
       if (isIcmpErrno(n)) {
         this.errorPending = true;
@@ -132,6 +147,7 @@ export class Raw6Batch implements TunnelBatchSocket {
       return n;
     }
     const c = this.#controlView;
+    this.#dirty = n;
     for (let i = 0; i < n; i++) {
       const m = i * MMSGHDR_SIZE;
       sizes[i] = v.getUint32(m + MSG_LEN, true);
