@@ -1,0 +1,174 @@
+/**
+ * Red team: a real `dstm server --key` against an attacker on the same link, as root. Three
+ * namespaces of this run — the server (with a bridge: the link), a host and an attacker —
+ * removed afterwards. The attacker crafts datagrams with test/e2e_scripts/forge_udp.ts.
+ *
+ * Prefixes on the link: 2001:db8:8::/64 (the host's) and 2001:db8:7::/64 (the attacker's).
+ */
+import { afterEach, describe, expect, test } from "bun:test";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { getUnix } from "../lib/sys/http.ts";
+import { createNetns, type Netns, vethPair } from "../lib/sys/netns.ts";
+import { encodeMessage } from "../lib/wire/dstm.ts";
+import { MessageType } from "../lib/wire/dstm_types.ts";
+import { announceSkip, netnsSkipReason } from "./helpers/netns.ts";
+import { BUN, ROOT, runDstm } from "./helpers/process.ts";
+
+const skip = netnsSkipReason();
+announceSkip("redteam_server", skip);
+const SERVER6 = "2001:db8:8::53";
+const HOST6 = "2001:db8:8::10";
+const ATTACKER6 = "2001:db8:7::66";
+
+const cleanup: (() => unknown)[] = [];
+afterEach(async () => {
+  for (const c of cleanup.splice(0).reverse()) await c();
+});
+
+interface Link {
+  srv: Netns;
+  host: Netns;
+  attacker: Netns;
+  dir: string;
+}
+
+/** The server, the host and the attacker on one bridged link. */
+function link(): Link {
+  const srv = createNetns("dstmt-");
+  const host = createNetns("dstmt-");
+  const attacker = createNetns("dstmt-");
+  const dir = mkdtempSync(join(tmpdir(), "dstm-redteam-"));
+  cleanup.push(() => {
+    for (const ns of [srv, host, attacker]) ns.delete();
+    rmSync(dir, { recursive: true, force: true });
+  });
+  srv.ip("link", "add", "br0", "type", "bridge");
+  srv.up("br0");
+  vethPair(host, "eth0", srv, "vh");
+  vethPair(attacker, "eth0", srv, "va");
+  srv.ip("link", "set", "vh", "master", "br0");
+  srv.ip("link", "set", "va", "master", "br0");
+  srv.addAddress("br0", `${SERVER6}/64`);
+  srv.addAddress("br0", "2001:db8:7::53/64");
+  host.addAddress("eth0", `${HOST6}/64`);
+  attacker.addAddress("eth0", `${ATTACKER6}/64`);
+  host.addRoute("2001:db8:7::/64", "dev", "eth0");
+  attacker.addRoute("2001:db8:8::/64", "dev", "eth0");
+  return { srv, host, attacker, dir };
+}
+
+/** Starts `dstm server` in `l.srv` with a control socket; resolves when it answers on it. */
+async function server(l: Link, flags: string[]) {
+  const control = join(l.dir, "control.sock");
+  const proc = l.srv.spawn(
+    [
+      BUN,
+      join(ROOT, "mod.ts"),
+      "server",
+      "--pool",
+      "203.0.113.0/24",
+      "--tep",
+      "2001:db8:8::1,192.0.2.1",
+      "--listen",
+      `[${SERVER6}]:4607`,
+      "--db",
+      "memory",
+      "--control",
+      control,
+      ...flags,
+    ],
+    { timeoutMs: 90_000, cwd: ROOT },
+  );
+  const stdout = new Response(proc.stdout).text();
+  const stderr = new Response(proc.stderr).text();
+  const stop = async () => {
+    proc.kill("SIGTERM");
+    await proc.exited;
+    return { stdout: await stdout, stderr: await stderr };
+  };
+  cleanup.push(stop);
+  for (let i = 0; i < 200; i++) {
+    const up = await getUnix(control, "/v1/ping").then(
+      (r) => r.ok,
+      () => false,
+    );
+    if (up) break;
+    if (proc.exitCode !== null) throw new Error(`server exited: ${await stderr}`);
+    await Bun.sleep(50);
+  }
+  return {
+    stop,
+    metric: async (name: string, labels: string) => {
+      const text = await (await getUnix(control, "/metrics")).text();
+      const line = text.split("\n").find((l) => l.startsWith(`${name}{${labels}}`));
+      return line ? Number(line.split(" ").at(-1)) : 0;
+    },
+  };
+}
+
+interface ForgeResult {
+  sent: number;
+  sentBytes: number;
+  received: number;
+  receivedBytes: number;
+}
+
+/** Runs test/e2e_scripts/forge_udp.ts in `ns`. */
+async function forge(ns: Netns, spec: object): Promise<ForgeResult> {
+  const proc = ns.spawn(
+    [BUN, join(ROOT, "test", "e2e_scripts", "forge_udp.ts"), JSON.stringify(spec)],
+    { timeoutMs: 120_000, cwd: ROOT },
+  );
+  const [code, out, err] = await Promise.all([
+    proc.exited,
+    new Response(proc.stdout).text(),
+    new Response(proc.stderr).text(),
+  ]);
+  if (code !== 0) throw new Error(`forge_udp.ts exited ${code}: ${err}`);
+  return JSON.parse(out.trim().split("\n").at(-1)!) as ForgeResult;
+}
+
+const hex = (bytes: Uint8Array) => Buffer.from(bytes).toString("hex");
+
+describe.skipIf(skip !== null)("dstm server --key against an attacker on the link", () => {
+  test("malformed and unsigned requests: every answer is no longer than its request, and the log stays short", async () => {
+    const l = link();
+    const key = join(l.dir, "key");
+    writeFileSync(key, (await runDstm(["keygen", "--id", "1"])).stdout, { mode: 0o600 });
+    const s = await server(l, ["--key", key]);
+    // Before the fix: a 12-byte header got a 43-byte NAK MALFORMED (3.6×), these 14 bytes
+    // a 64-byte one (4.6×), an unsigned DISCOVER (30 bytes) a 51-byte NAK NOT_AUTHORISED; each
+    // to whatever source the datagram names, before any rate limit, each with a log line.
+    const datagrams = [
+      "010100000000000100" + "0c0000", // DISCOVER header only: missing HOST_IPV6
+      "010100003643d819000e0000dfdd", // found with the seeded fuzzer: a long decoder message
+      hex(encodeMessage({ type: MessageType.DISCOVER, xid: 7, host6: ATTACKER6 })),
+      hex(encodeMessage({ type: MessageType.RELEASE, xid: 8, host6: HOST6, host4: 0xcb007101 })),
+    ];
+    const rounds = 150;
+    const result = await forge(l.attacker, {
+      from: ATTACKER6,
+      fromPort: 40000,
+      to: SERVER6,
+      toPort: 4607,
+      datagrams,
+      rounds,
+      intervalMs: 2,
+      listenMs: 1000,
+    });
+    expect(result.sent).toBe(rounds * datagrams.length);
+    // Still answered (the unsigned DISCOVER's NAK fits in 30 bytes), never amplified.
+    expect(result.received).toBeGreaterThan(0);
+    expect(result.receivedBytes).toBeLessThanOrEqual(result.sentBytes);
+    expect(await s.metric("dstm_auth_failures_total", 'reason="missing"')).toBeGreaterThan(0);
+    expect(await s.metric("dstm_dropped_total", 'reason="answer-too-long"')).toBeGreaterThan(0);
+    const { stdout } = await s.stop();
+    const rejects = stdout.split("\n").filter((line) => / WARN reject /.test(line));
+    // 600 refusals; the log shows the burst (20) and then 5 a second, saying how many it skipped.
+    expect(rejects.length).toBeGreaterThan(0);
+    expect(rejects.length).toBeLessThan(60);
+    expect(rejects.some((line) => /suppressed=\d+/.test(line))).toBe(true);
+  }, 90_000);
+});
