@@ -100,6 +100,9 @@ async function server(l: Link, flags: string[]) {
   }
   return {
     stop,
+    leases: async () =>
+      ((await (await getUnix(control, "/v1/leases")).json()) as { leases: { hostIPv6: string }[] })
+        .leases,
     metric: async (name: string, labels: string) => {
       const text = await (await getUnix(control, "/metrics")).text();
       const line = text.split("\n").find((l) => l.startsWith(`${name}{${labels}}`));
@@ -115,10 +118,10 @@ interface ForgeResult {
   receivedBytes: number;
 }
 
-/** Runs test/e2e_scripts/forge_udp.ts in `ns`. */
-async function forge(ns: Netns, spec: object): Promise<ForgeResult> {
+/** Runs test/e2e_scripts/forge_udp.ts in `ns` (as `user`: argv prefix such as setpriv). */
+async function forge(ns: Netns, spec: object, user: string[] = []): Promise<ForgeResult> {
   const proc = ns.spawn(
-    [BUN, join(ROOT, "test", "e2e_scripts", "forge_udp.ts"), JSON.stringify(spec)],
+    [...user, BUN, join(ROOT, "test", "e2e_scripts", "forge_udp.ts"), JSON.stringify(spec)],
     { timeoutMs: 120_000, cwd: ROOT },
   );
   const [code, out, err] = await Promise.all([
@@ -132,43 +135,77 @@ async function forge(ns: Netns, spec: object): Promise<ForgeResult> {
 
 const hex = (bytes: Uint8Array) => Buffer.from(bytes).toString("hex");
 
-describe.skipIf(skip !== null)("dstm server --key against an attacker on the link", () => {
-  test("malformed and unsigned requests: every answer is no longer than its request, and the log stays short", async () => {
-    const l = link();
-    const key = join(l.dir, "key");
-    writeFileSync(key, (await runDstm(["keygen", "--id", "1"])).stdout, { mode: 0o600 });
-    const s = await server(l, ["--key", key]);
-    // Before the fix: a 12-byte header got a 43-byte NAK MALFORMED (3.6×), these 14 bytes
-    // a 64-byte one (4.6×), an unsigned DISCOVER (30 bytes) a 51-byte NAK NOT_AUTHORISED; each
-    // to whatever source the datagram names, before any rate limit, each with a log line.
-    const datagrams = [
-      "010100000000000100" + "0c0000", // DISCOVER header only: missing HOST_IPV6
-      "010100003643d819000e0000dfdd", // found with the seeded fuzzer: a long decoder message
-      hex(encodeMessage({ type: MessageType.DISCOVER, xid: 7, host6: ATTACKER6 })),
-      hex(encodeMessage({ type: MessageType.RELEASE, xid: 8, host6: HOST6, host4: 0xcb007101 })),
-    ];
-    const rounds = 150;
-    const result = await forge(l.attacker, {
-      from: ATTACKER6,
-      fromPort: 40000,
-      to: SERVER6,
-      toPort: 4607,
-      datagrams,
-      rounds,
-      intervalMs: 2,
-      listenMs: 1000,
-    });
-    expect(result.sent).toBe(rounds * datagrams.length);
-    // Still answered (the unsigned DISCOVER's NAK fits in 30 bytes), never amplified.
-    expect(result.received).toBeGreaterThan(0);
-    expect(result.receivedBytes).toBeLessThanOrEqual(result.sentBytes);
-    expect(await s.metric("dstm_auth_failures_total", 'reason="missing"')).toBeGreaterThan(0);
-    expect(await s.metric("dstm_dropped_total", 'reason="answer-too-long"')).toBeGreaterThan(0);
-    const { stdout } = await s.stop();
-    const rejects = stdout.split("\n").filter((line) => / WARN reject /.test(line));
-    // 600 refusals; the log shows the burst (20) and then 5 a second, saying how many it skipped.
-    expect(rejects.length).toBeGreaterThan(0);
-    expect(rejects.length).toBeLessThan(60);
-    expect(rejects.some((line) => /suppressed=\d+/.test(line))).toBe(true);
-  }, 90_000);
-});
+describe.skipIf(skip !== null)(
+  "dstm server against an attacker on the link and a local user",
+  () => {
+    test("malformed and unsigned requests: every answer is no longer than its request, and the log stays short", async () => {
+      const l = link();
+      const key = join(l.dir, "key");
+      writeFileSync(key, (await runDstm(["keygen", "--id", "1"])).stdout, { mode: 0o600 });
+      const s = await server(l, ["--key", key]);
+      // Before the fix: a 12-byte header got a 43-byte NAK MALFORMED (3.6×), these 14 bytes
+      // a 64-byte one (4.6×), an unsigned DISCOVER (30 bytes) a 51-byte NAK NOT_AUTHORISED; each
+      // to whatever source the datagram names, before any rate limit, each with a log line.
+      const datagrams = [
+        "010100000000000100" + "0c0000", // DISCOVER header only: missing HOST_IPV6
+        "010100003643d819000e0000dfdd", // found with the seeded fuzzer: a long decoder message
+        hex(encodeMessage({ type: MessageType.DISCOVER, xid: 7, host6: ATTACKER6 })),
+        hex(encodeMessage({ type: MessageType.RELEASE, xid: 8, host6: HOST6, host4: 0xcb007101 })),
+      ];
+      const rounds = 150;
+      const result = await forge(l.attacker, {
+        from: ATTACKER6,
+        fromPort: 40000,
+        to: SERVER6,
+        toPort: 4607,
+        datagrams,
+        rounds,
+        intervalMs: 2,
+        listenMs: 1000,
+      });
+      expect(result.sent).toBe(rounds * datagrams.length);
+      // Still answered (the unsigned DISCOVER's NAK fits in 30 bytes), never amplified.
+      expect(result.received).toBeGreaterThan(0);
+      expect(result.receivedBytes).toBeLessThanOrEqual(result.sentBytes);
+      expect(await s.metric("dstm_auth_failures_total", 'reason="missing"')).toBeGreaterThan(0);
+      expect(await s.metric("dstm_dropped_total", 'reason="answer-too-long"')).toBeGreaterThan(0);
+      const { stdout } = await s.stop();
+      const rejects = stdout.split("\n").filter((line) => / WARN reject /.test(line));
+      // 600 refusals; the log shows the burst (20) and then 5 a second, saying how many it skipped.
+      expect(rejects.length).toBeGreaterThan(0);
+      expect(rejects.length).toBeLessThan(60);
+      expect(rejects.some((line) => /suppressed=\d+/.test(line))).toBe(true);
+    }, 90_000);
+
+    test("with --key, a local user on the server's machine can neither read the key nor lease (from ::1 or the server's address)", async () => {
+      const l = link();
+      const key = join(l.dir, "key");
+      writeFileSync(key, (await runDstm(["keygen", "--id", "1"])).stdout, { mode: 0o600 });
+      const s = await server(l, ["--key", key, "--listen", "[::]:4607"]);
+      const nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"];
+      const read = l.srv.exec([...nobody, "cat", key]);
+      expect(read.code).not.toBe(0);
+      const discover = (xid: number, host6: string) =>
+        hex(encodeMessage({ type: MessageType.DISCOVER, xid, host6 }));
+      for (const from of ["::1", SERVER6]) {
+        const local = await forge(
+          l.srv,
+          {
+            from,
+            fromPort: 0,
+            to: from,
+            toPort: 4607,
+            datagrams: [discover(1, from)],
+            listenMs: 800,
+          },
+          nobody,
+        );
+        expect(local.sent).toBe(1);
+        expect(local.received).toBe(1); // NAK NOT_AUTHORISED, no longer than the DISCOVER
+        expect(local.receivedBytes).toBeLessThanOrEqual(local.sentBytes);
+      }
+      expect(await s.leases()).toEqual([]);
+      expect(await s.metric("dstm_auth_failures_total", 'reason="missing"')).toBe(2);
+    }, 90_000);
+  },
+);
