@@ -11,6 +11,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { getUnix } from "../lib/sys/http.ts";
 import { createNetns, type Netns, vethPair } from "../lib/sys/netns.ts";
+import { parseKeyFile, signMessage } from "../lib/wire/auth.ts";
 import { encodeMessage } from "../lib/wire/dstm.ts";
 import { MessageType } from "../lib/wire/dstm_types.ts";
 import { announceSkip, netnsSkipReason } from "./helpers/netns.ts";
@@ -60,7 +61,7 @@ function link(): Link {
 }
 
 /** Starts `dstm server` in `l.srv` with a control socket; resolves when it answers on it. */
-async function server(l: Link, flags: string[]) {
+async function server(l: Link, flags: string[], db = "memory") {
   const control = join(l.dir, "control.sock");
   const proc = l.srv.spawn(
     [
@@ -74,7 +75,7 @@ async function server(l: Link, flags: string[]) {
       "--listen",
       `[${SERVER6}]:4607`,
       "--db",
-      "memory",
+      db,
       "--control",
       control,
       ...flags,
@@ -101,8 +102,11 @@ async function server(l: Link, flags: string[]) {
   return {
     stop,
     leases: async () =>
-      ((await (await getUnix(control, "/v1/leases")).json()) as { leases: { hostIPv6: string }[] })
-        .leases,
+      (
+        (await (await getUnix(control, "/v1/leases")).json()) as {
+          leases: { hostIPv6: string; hostIPv4: string }[];
+        }
+      ).leases,
     metric: async (name: string, labels: string) => {
       const text = await (await getUnix(control, "/metrics")).text();
       const line = text.split("\n").find((l) => l.startsWith(`${name}{${labels}}`));
@@ -135,77 +139,134 @@ async function forge(ns: Netns, spec: object, user: string[] = []): Promise<Forg
 
 const hex = (bytes: Uint8Array) => Buffer.from(bytes).toString("hex");
 
-describe.skipIf(skip !== null)(
-  "dstm server against an attacker on the link and a local user",
-  () => {
-    test("malformed and unsigned requests: every answer is no longer than its request, and the log stays short", async () => {
-      const l = link();
-      const key = join(l.dir, "key");
-      writeFileSync(key, (await runDstm(["keygen", "--id", "1"])).stdout, { mode: 0o600 });
-      const s = await server(l, ["--key", key]);
-      // Before the fix: a 12-byte header got a 43-byte NAK MALFORMED (3.6×), these 14 bytes
-      // a 64-byte one (4.6×), an unsigned DISCOVER (30 bytes) a 51-byte NAK NOT_AUTHORISED; each
-      // to whatever source the datagram names, before any rate limit, each with a log line.
-      const datagrams = [
-        "010100000000000100" + "0c0000", // DISCOVER header only: missing HOST_IPV6
-        "010100003643d819000e0000dfdd", // found with the seeded fuzzer: a long decoder message
-        hex(encodeMessage({ type: MessageType.DISCOVER, xid: 7, host6: ATTACKER6 })),
-        hex(encodeMessage({ type: MessageType.RELEASE, xid: 8, host6: HOST6, host4: 0xcb007101 })),
-      ];
-      const rounds = 150;
-      const result = await forge(l.attacker, {
-        from: ATTACKER6,
-        fromPort: 40000,
+describe.skipIf(skip !== null)("dstm server: attacker on the link, local user", () => {
+  test("malformed and unsigned requests: every answer is no longer than its request, and the log stays short", async () => {
+    const l = link();
+    const key = join(l.dir, "key");
+    writeFileSync(key, (await runDstm(["keygen", "--id", "1"])).stdout, { mode: 0o600 });
+    const s = await server(l, ["--key", key]);
+    // Before the fix: a 12-byte header got a 43-byte NAK MALFORMED (3.6×), these 14 bytes
+    // a 64-byte one (4.6×), an unsigned DISCOVER (30 bytes) a 51-byte NAK NOT_AUTHORISED; each
+    // to whatever source the datagram names, before any rate limit, each with a log line.
+    const datagrams = [
+      "010100000000000100" + "0c0000", // DISCOVER header only: missing HOST_IPV6
+      "010100003643d819000e0000dfdd", // found with the seeded fuzzer: a long decoder message
+      hex(encodeMessage({ type: MessageType.DISCOVER, xid: 7, host6: ATTACKER6 })),
+      hex(encodeMessage({ type: MessageType.RELEASE, xid: 8, host6: HOST6, host4: 0xcb007101 })),
+    ];
+    const rounds = 150;
+    const result = await forge(l.attacker, {
+      from: ATTACKER6,
+      fromPort: 40000,
+      to: SERVER6,
+      toPort: 4607,
+      datagrams,
+      rounds,
+      intervalMs: 2,
+      listenMs: 1000,
+    });
+    expect(result.sent).toBe(rounds * datagrams.length);
+    // Still answered (the unsigned DISCOVER's NAK fits in 30 bytes), never amplified.
+    expect(result.received).toBeGreaterThan(0);
+    expect(result.receivedBytes).toBeLessThanOrEqual(result.sentBytes);
+    expect(await s.metric("dstm_auth_failures_total", 'reason="missing"')).toBeGreaterThan(0);
+    expect(await s.metric("dstm_dropped_total", 'reason="answer-too-long"')).toBeGreaterThan(0);
+    const { stdout } = await s.stop();
+    const rejects = stdout.split("\n").filter((line) => / WARN reject /.test(line));
+    // 600 refusals; the log shows the burst (20) and then 5 a second, saying how many it skipped.
+    expect(rejects.length).toBeGreaterThan(0);
+    expect(rejects.length).toBeLessThan(60);
+    expect(rejects.some((line) => /suppressed=\d+/.test(line))).toBe(true);
+  }, 90_000);
+
+  test("with --key, a local user on the server's machine can neither read the key nor lease (from ::1 or the server's address)", async () => {
+    const l = link();
+    const key = join(l.dir, "key");
+    writeFileSync(key, (await runDstm(["keygen", "--id", "1"])).stdout, { mode: 0o600 });
+    const s = await server(l, ["--key", key, "--listen", "[::]:4607"]);
+    const nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"];
+    const read = l.srv.exec([...nobody, "cat", key]);
+    expect(read.code).not.toBe(0);
+    const discover = (xid: number, host6: string) =>
+      hex(encodeMessage({ type: MessageType.DISCOVER, xid, host6 }));
+    for (const from of ["::1", SERVER6]) {
+      const local = await forge(
+        l.srv,
+        {
+          from,
+          fromPort: 0,
+          to: from,
+          toPort: 4607,
+          datagrams: [discover(1, from)],
+          listenMs: 800,
+        },
+        nobody,
+      );
+      expect(local.sent).toBe(1);
+      expect(local.received).toBe(1); // NAK NOT_AUTHORISED, no longer than the DISCOVER
+      expect(local.receivedBytes).toBeLessThanOrEqual(local.sentBytes);
+    }
+    expect(await s.leases()).toEqual([]);
+    expect(await s.metric("dstm_auth_failures_total", 'reason="missing"')).toBe(2);
+  }, 90_000);
+
+  test("a signed RELEASE captured before a server restart cannot be replayed after it (the host's new lease stays)", async () => {
+    const l = link();
+    const keyFile = join(l.dir, "key");
+    const keyText = (await runDstm(["keygen", "--id", "1"])).stdout;
+    writeFileSync(keyFile, keyText, { mode: 0o600 });
+    const parsed = parseKeyFile(keyText);
+    if (!parsed.ok) throw new Error(parsed.message);
+    const key = parsed.keys[0]!;
+    const db = join(l.dir, "leases.db");
+    const fromHost = (message: Parameters<typeof signMessage>[0]) =>
+      forge(l.host, {
+        from: HOST6,
+        fromPort: 0,
         to: SERVER6,
         toPort: 4607,
-        datagrams,
-        rounds,
-        intervalMs: 2,
-        listenMs: 1000,
+        datagrams: [hex(signMessage(message, key, Date.now()))],
+        listenMs: 500,
       });
-      expect(result.sent).toBe(rounds * datagrams.length);
-      // Still answered (the unsigned DISCOVER's NAK fits in 30 bytes), never amplified.
-      expect(result.received).toBeGreaterThan(0);
-      expect(result.receivedBytes).toBeLessThanOrEqual(result.sentBytes);
-      expect(await s.metric("dstm_auth_failures_total", 'reason="missing"')).toBeGreaterThan(0);
-      expect(await s.metric("dstm_dropped_total", 'reason="answer-too-long"')).toBeGreaterThan(0);
-      const { stdout } = await s.stop();
-      const rejects = stdout.split("\n").filter((line) => / WARN reject /.test(line));
-      // 600 refusals; the log shows the burst (20) and then 5 a second, saying how many it skipped.
-      expect(rejects.length).toBeGreaterThan(0);
-      expect(rejects.length).toBeLessThan(60);
-      expect(rejects.some((line) => /suppressed=\d+/.test(line))).toBe(true);
-    }, 90_000);
-
-    test("with --key, a local user on the server's machine can neither read the key nor lease (from ::1 or the server's address)", async () => {
-      const l = link();
-      const key = join(l.dir, "key");
-      writeFileSync(key, (await runDstm(["keygen", "--id", "1"])).stdout, { mode: 0o600 });
-      const s = await server(l, ["--key", key, "--listen", "[::]:4607"]);
-      const nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"];
-      const read = l.srv.exec([...nobody, "cat", key]);
-      expect(read.code).not.toBe(0);
-      const discover = (xid: number, host6: string) =>
-        hex(encodeMessage({ type: MessageType.DISCOVER, xid, host6 }));
-      for (const from of ["::1", SERVER6]) {
-        const local = await forge(
-          l.srv,
-          {
-            from,
-            fromPort: 0,
-            to: from,
-            toPort: 4607,
-            datagrams: [discover(1, from)],
-            listenMs: 800,
-          },
-          nobody,
-        );
-        expect(local.sent).toBe(1);
-        expect(local.received).toBe(1); // NAK NOT_AUTHORISED, no longer than the DISCOVER
-        expect(local.receivedBytes).toBeLessThanOrEqual(local.sentBytes);
-      }
-      expect(await s.leases()).toEqual([]);
-      expect(await s.metric("dstm_auth_failures_total", 'reason="missing"')).toBe(2);
-    }, 90_000);
-  },
-);
+    let s = await server(l, ["--key", keyFile], db);
+    expect((await fromHost({ type: MessageType.DISCOVER, xid: 1, host6: HOST6 })).received).toBe(1);
+    const [lease] = await s.leases();
+    const ipv4 = lease!.hostIPv4;
+    const host4 = ipv4.split(".").reduce((n, b) => n * 256 + Number(b), 0);
+    // The host gives its address back; the attacker on the link keeps a copy of the RELEASE.
+    const release = hex(
+      signMessage({ type: MessageType.RELEASE, xid: 2, host6: HOST6, host4 }, key, Date.now()),
+    );
+    const released = await forge(l.host, {
+      from: HOST6,
+      fromPort: 0,
+      to: SERVER6,
+      toPort: 4607,
+      datagrams: [release],
+      listenMs: 500,
+    });
+    expect(released.received).toBe(1);
+    expect(await s.leases()).toEqual([]);
+    // The server restarts (an upgrade); the host leases again and gets its address back.
+    await s.stop();
+    s = await server(l, ["--key", keyFile], db);
+    expect(
+      (await fromHost({ type: MessageType.DISCOVER, xid: 3, host6: HOST6, host4 })).received,
+    ).toBe(1);
+    expect((await s.leases()).map((x) => x.hostIPv4)).toEqual([ipv4]);
+    // The attacker replays the RELEASE from the host's address, well inside the 30 s window.
+    l.attacker.ip("addr", "add", `${HOST6}/128`, "dev", "lo", "nodad");
+    const replay = await forge(l.attacker, {
+      from: HOST6,
+      fromPort: 0,
+      to: SERVER6,
+      toPort: 4607,
+      datagrams: [release],
+      listenMs: 500,
+    });
+    expect(replay.sent).toBe(1);
+    // Before the fix: the new server's replay guard was empty, the RELEASE verified, the lease went.
+    expect(await s.metric("dstm_auth_failures_total", 'reason="stale"')).toBe(1);
+    expect((await s.leases()).map((x) => x.hostIPv4)).toEqual([ipv4]);
+  }, 90_000);
+});
