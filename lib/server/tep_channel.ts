@@ -58,7 +58,7 @@ export class TepChannel {
   readonly #o: TepChannelOptions;
   readonly #teps: ReadonlySet<string>;
   readonly #keys: ReadonlyMap<number, AuthKey>;
-  readonly #guard = new ReplayGuard();
+  readonly #guard: ReplayGuard;
   readonly #inFlight = new Map<number, InFlight>();
   readonly #warn: WarnLimit;
   #xid = (Math.random() * 2 ** 32) >>> 0;
@@ -69,6 +69,8 @@ export class TepChannel {
     this.#teps = new Set([...options.teps].map((t) => canonicalIPv6(t) ?? t));
     this.#keys = new Map(options.keys.map((k) => [k.id, k]));
     this.#warn = new WarnLimit(options.log, { now: options.now });
+    // Nothing stamped before this start: what the previous run accepted cannot be replayed.
+    this.#guard = new ReplayGuard({ notBefore: (options.now ?? Date.now)() });
     options.metrics.counter(
       "dstm_tep_refused_total",
       "Datagrams refused on the server-TEP channel (not from a configured TEP, bad MAC, ...), by reason",

@@ -80,7 +80,7 @@ export class TepControl {
   readonly #static: Entry[];
   /** IPv4 addresses with a static binding: the server's messages may not touch them. */
   readonly #staticAddresses: Set<number>;
-  readonly #guard = new ReplayGuard();
+  readonly #guard: ReplayGuard;
   readonly #keys: ReadonlyMap<number, AuthKey>;
   readonly #server: string;
   readonly #serverPort: number;
@@ -98,6 +98,9 @@ export class TepControl {
     this.#server = canonicalIPv6(options.server.address) ?? options.server.address;
     this.#serverPort = options.server.port ?? DSTM_PORT;
     this.#warn = new WarnLimit(options.log, { now: this.#now });
+    // Nothing stamped before this start: a BIND or SNAPSHOT captured before a restart of this
+    // TEP cannot be replayed into its empty table.
+    this.#guard = new ReplayGuard({ notBefore: this.#now() });
     this.#static = (options.staticBindings ?? []).map((b) => entry(b));
     this.#staticAddresses = new Set(this.#static.map((e) => e.binding.host4));
     const m = options.metrics;

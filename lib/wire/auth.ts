@@ -215,7 +215,13 @@ export class ReplayGuard {
   /** `now` at which the oldest bucket becomes stale and can be dropped. */
   #sweepAt = Number.POSITIVE_INFINITY;
 
-  constructor(opts: { windowMs?: number; maxEntries?: number } = {}) {
+  /**
+   * `notBefore` (ms since the epoch): timestamps before it are refused as `stale`. A receiver
+   * passes its start time, because the pairs its previous run accepted are gone: without it,
+   * a message captured before a restart could be replayed for up to `windowMs` after it.
+   * The cost: a sender whose clock is behind the receiver's by d is refused for d after start.
+   */
+  constructor(opts: { windowMs?: number; maxEntries?: number; notBefore?: number } = {}) {
     const { windowMs = 30_000, maxEntries = 262_144 } = opts;
     if (!(windowMs > 0) || !Number.isInteger(maxEntries) || maxEntries < 1) {
       throw new RangeError("ReplayGuard needs windowMs > 0 and an integer maxEntries ≥ 1");
@@ -223,6 +229,7 @@ export class ReplayGuard {
     this.windowMs = windowMs;
     this.maxEntries = maxEntries;
     this.#bucketMs = Math.max(1, Math.ceil(windowMs / 8));
+    if (opts.notBefore !== undefined) this.#floor = opts.notBefore;
   }
 
   /** Number of (keyId, nonce) pairs held. */
