@@ -196,10 +196,12 @@ export function verifyMessage(
  * time would have to be kept for 2 × windowMs, since a timestamp may lie `windowMs` ahead.)
  * Memory is then proportional to the messages stamped within the last window and a bit.
  *
- * `maxEntries` caps it under a flood of validly signed messages: when full, the oldest bucket
- * is dropped early and every timestamp up to its end is from then on refused as `stale`.
- * Replay protection stays intact; the price is that old-but-in-window messages are refused
- * until the clock moves on. Size `maxEntries` above the peak rate of signed messages times
+ * `maxEntries` caps it under a flood of validly signed messages: when full, the bucket whose
+ * timestamps lie farthest from now (past or future) is dropped early, and every timestamp in
+ * its range is refused as `stale` until the range is stale anyway. Replay protection stays
+ * intact; the price is that messages stamped in that range are refused meanwhile. Dropping
+ * the farthest (not the oldest) bucket means a flood stamped far ahead or behind (a key holder
+ * filling the guard) loses its own bucket, not the one honest senders stamp now. Size `maxEntries` above the peak rate of signed messages times
  * `windowMs × 1.125`: the defaults (262144, 30 s) cover about 7,700 messages per second.
  */
 export class ReplayGuard {
@@ -212,6 +214,8 @@ export class ReplayGuard {
   #size = 0;
   /** Timestamps below this are refused as stale (raised when buckets are dropped early). */
   #floor = Number.NEGATIVE_INFINITY;
+  /** Buckets dropped early (full guard): their timestamps are refused until they are stale. */
+  readonly #dropped = new Set<number>();
   /** `now` at which the oldest bucket becomes stale and can be dropped. */
   #sweepAt = Number.POSITIVE_INFINITY;
 
@@ -250,11 +254,13 @@ export class ReplayGuard {
     if (!(Math.abs(now - timestamp) <= this.windowMs) || timestamp < this.#floor) return "stale";
     if (now >= this.#sweepAt) this.#sweep(now);
     const index = Math.floor(timestamp / this.#bucketMs);
+    if (this.#dropped.has(index)) return "stale";
     const id = _pairId(keyId, nonce);
     let bucket = this.#buckets.get(index);
     if (bucket?.has(id)) return "replayed";
-    while (this.#size >= this.maxEntries) this.#dropOldest();
-    if (timestamp < this.#floor) return "stale"; // its own bucket was just dropped
+    while (this.#size >= this.maxEntries) this.#dropFarthest(now);
+    if (this.#dropped.has(index)) return "stale"; // its own bucket was just dropped
+    bucket = this.#buckets.get(index);
     if (bucket === undefined) {
       bucket = new Set();
       this.#buckets.set(index, bucket);
@@ -279,16 +285,29 @@ export class ReplayGuard {
         this.#buckets.delete(index);
       } else this.#sweepAt = Math.min(this.#sweepAt, staleAt);
     }
+    for (const index of this.#dropped) {
+      const staleAt = this.#staleAt(index);
+      if (now >= staleAt) this.#dropped.delete(index);
+      else this.#sweepAt = Math.min(this.#sweepAt, staleAt);
+    }
   }
 
-  #dropOldest(): void {
-    let oldest = Number.POSITIVE_INFINITY;
-    for (const index of this.#buckets.keys()) oldest = Math.min(oldest, index);
-    const bucket = this.#buckets.get(oldest);
-    if (bucket === undefined) return;
-    this.#size -= bucket.size;
-    this.#buckets.delete(oldest);
-    this.#floor = Math.max(this.#floor, (oldest + 1) * this.#bucketMs);
+  /** Drops the bucket whose middle is farthest from `now`; remembers it as refused. */
+  #dropFarthest(now: number): void {
+    let farthest: number | undefined;
+    let distance = -1;
+    for (const index of this.#buckets.keys()) {
+      const d = Math.abs((index + 0.5) * this.#bucketMs - now);
+      if (d > distance) {
+        distance = d;
+        farthest = index;
+      }
+    }
+    if (farthest === undefined) return;
+    this.#size -= this.#buckets.get(farthest)!.size;
+    this.#buckets.delete(farthest);
+    this.#dropped.add(farthest);
+    this.#sweepAt = Math.min(this.#sweepAt, this.#staleAt(farthest));
   }
 }
 
