@@ -264,3 +264,176 @@ describe.skipIf(skip !== null)("a TEP restarted under an attacker on the link", 
     expect(replay.received).toBe(0);
   }, 120_000);
 });
+
+describe.skipIf(skip !== null)("two TEPs sharing the TEP key under an attacker on the link", () => {
+  test("a BIND the server signed for TEP 1, replayed to TEP 2 from the server's address and port, is refused", async () => {
+    const ns = {} as Record<"sw" | "srv" | "tep1" | "tep2" | "a" | "evil", Netns>;
+    for (const role of ["sw", "srv", "tep1", "tep2", "a", "evil"] as const) {
+      ns[role] = createNetns("dstmt-rt-");
+      spaces.push(ns[role]);
+    }
+    const tep2 = "2001:db8:1::2";
+    ns.sw.ip("link", "add", "br0", "type", "bridge", "ageing_time", "0"); // a hub
+    ns.sw.up("br0");
+    for (const [role, address] of [
+      ["srv", NET.server6],
+      ["tep1", NET.tep6],
+      ["tep2", tep2],
+      ["a", NET.a6],
+      ["evil", NET.evil6],
+    ] as const) {
+      vethPair(ns.sw, `p-${role}`, ns[role], "eth0");
+      ns.sw.ip("link", "set", `p-${role}`, "master", "br0");
+      ns[role].addAddress("eth0", `${address}/64`);
+    }
+    ns.evil.addAddress("lo", `${NET.server6}/128`);
+    ns.tep1.addAddress("lo", "192.0.2.1/32");
+    ns.tep2.addAddress("lo", "192.0.2.2/32");
+    const d = mkdtempSync(join(dir, "two-"));
+    const hostKeyText = generateKeyFileText(1);
+    writeFileSync(join(d, "host.key"), hostKeyText, { mode: 0o600 });
+    writeFileSync(join(d, "tep.key"), generateKeyFileText(1), { mode: 0o600 });
+    // One server, two pools, each with its own TEP; one TEP key (the server signs with it).
+    writeFileSync(
+      join(d, "server.toml"),
+      [
+        `listen = "[${NET.server6}]:4607"`,
+        `db = "memory"`,
+        `key = "${join(d, "host.key")}"`,
+        `tep-key = "${join(d, "tep.key")}"`,
+        `control = "${join(d, "server.sock")}"`,
+        "[[pool]]",
+        `prefixes = ["198.51.100.0/28"]`,
+        `tep = "${NET.tep6},192.0.2.1"`,
+        "[[pool]]",
+        `prefixes = ["198.51.100.16/28"]`,
+        `tep = "${tep2},192.0.2.2"`,
+        "",
+      ].join("\n"),
+    );
+    const server = daemon(ns.srv, [
+      BUN,
+      join(ROOT, "mod.ts"),
+      "server",
+      "--config",
+      join(d, "server.toml"),
+    ]);
+    await server.waitFor(/ start listen=/);
+    const tepOn = (where: Netns, tep6: string, tep4: string, route: string, stats: string) =>
+      daemon(where, [
+        BUN,
+        join(ROOT, "mod.ts"),
+        "tep",
+        "--ipv6",
+        tep6,
+        "--ipv4",
+        tep4,
+        "--server",
+        NET.server6,
+        "--route",
+        route,
+        "--key",
+        join(d, "tep.key"),
+        "--stats",
+        join(d, stats),
+      ]);
+    await tepOn(ns.tep1, NET.tep6, "192.0.2.1", "198.51.100.0/28", "tep1.sock").waitFor(
+      / tep-start /,
+    );
+    await tepOn(ns.tep2, tep2, "192.0.2.2", "198.51.100.16/28", "tep2.sock").waitFor(/ tep-start /);
+    const metricsAt = async (socket: string) =>
+      (await fetch("http://localhost/metrics", { unix: join(d, socket) })).text();
+    for (const tep6 of [NET.tep6, tep2]) {
+      expect(
+        await until(
+          async () =>
+            metric(await metricsAt("server.sock"), "dstm_tep_connected", { tep: tep6 }) === 1,
+        ),
+      ).toBe(true);
+    }
+    // The attacker records what the server sends TEP 1 while A leases from the first pool.
+    const pcap = join(d, "control.pcap");
+    const capture = daemon(ns.evil, [
+      "dumpcap",
+      "-q",
+      "-P",
+      "-i",
+      "eth0",
+      "-f",
+      `udp dst port 4608 and dst host ${NET.tep6}`,
+      "-w",
+      pcap,
+    ]);
+    await until(() => {
+      try {
+        return readFileSync(pcap).length > 0;
+      } catch {
+        return false;
+      }
+    }, 10_000);
+    const parsed = parseKeyFile(hostKeyText);
+    if (!parsed.ok) throw new Error(parsed.message);
+    const leased = forge(ns.a, {
+      from: NET.a6,
+      fromPort: 0,
+      to: NET.server6,
+      toPort: 4607,
+      datagrams: [
+        hex(
+          signMessage(
+            { type: MessageType.DISCOVER, xid: 1, host6: NET.a6 },
+            parsed.keys[0]!,
+            Date.now(),
+          ),
+        ),
+      ],
+      listenMs: 1500,
+    });
+    expect(leased.received).toBe(1);
+    expect(
+      await until(
+        async () =>
+          metric(await metricsAt("tep1.sock"), "dstm_tep_control_total", {
+            kind: "bind",
+            result: "ok",
+          }) === 1,
+      ),
+    ).toBe(true);
+    await Bun.sleep(300); // let dumpcap write the last frame
+    capture.proc.kill("SIGTERM");
+    await capture.proc.exited;
+    const fields = ns.evil.exec(["tshark", "-r", pcap, "-T", "fields", "-e", "udp.payload"]);
+    const capturedBind =
+      fields.stdout
+        .split("\n")
+        .map((l) => l.trim().replaceAll(":", ""))
+        .find((l) => l.slice(2, 4) === MessageType.BIND.toString(16).padStart(2, "0")) ?? "";
+    expect(capturedBind).not.toBe("");
+    const replay = forge(ns.evil, {
+      from: NET.server6,
+      fromPort: 4607,
+      to: tep2,
+      toPort: 4608,
+      datagrams: [capturedBind],
+      listenMs: 500,
+    });
+    expect(replay.sent).toBe(1);
+    // Before the fix: TEP 2 applied it (kind=bind result=ok): a binding the server never gave it.
+    expect(
+      await until(
+        async () =>
+          metric(await metricsAt("tep2.sock"), "dstm_tep_control_total", {
+            kind: "bind",
+            result: "drop-auth-bad-mac",
+          }) === 1,
+        10_000,
+      ),
+    ).toBe(true);
+    expect(
+      metric(await metricsAt("tep2.sock"), "dstm_tep_control_total", {
+        kind: "bind",
+        result: "ok",
+      }),
+    ).toBe(0);
+  }, 120_000);
+});
