@@ -24,7 +24,7 @@
 import type { Logger } from "../control/log.ts";
 import type { Metrics } from "../control/metrics.ts";
 import { WarnLimit } from "../control/warn_limit.ts";
-import { canonicalIPv6 } from "../net/addr.ts";
+import { canonicalIPv6, parseIPv6 } from "../net/addr.ts";
 import { type AuthKey, ReplayGuard, signMessage, verifyMessage } from "../wire/auth.ts";
 import { encodeMessage } from "../wire/dstm.ts";
 import { type DstmMessage, MessageType } from "../wire/dstm_types.ts";
@@ -91,7 +91,8 @@ export class TepChannel {
   send(tep6: string, message: DstmMessage): boolean {
     const key = this.#o.keys[0];
     const bytes = key
-      ? signMessage(message, key, this.#o.now(), undefined, "tep")
+      ? // MAC-ed with the TEP's address: it verifies at that TEP only (docs/protocol.md).
+        signMessage(message, key, this.#o.now(), undefined, "tep", parseIPv6(tep6) ?? undefined)
       : encodeMessage(message);
     return this.#o.send(bytes, tep6, this.#o.port);
   }

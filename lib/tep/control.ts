@@ -81,6 +81,8 @@ export class TepControl {
   /** IPv4 addresses with a static binding: the server's messages may not touch them. */
   readonly #staticAddresses: Set<number>;
   readonly #guard: ReplayGuard;
+  /** This TEP's IPv6 address, 16 bytes: MAC-ed into every server message for it. */
+  readonly #audience: Uint8Array | undefined;
   readonly #keys: ReadonlyMap<number, AuthKey>;
   readonly #server: string;
   readonly #serverPort: number;
@@ -101,6 +103,7 @@ export class TepControl {
     // Nothing stamped before this start: a BIND or SNAPSHOT captured before a restart of this
     // TEP cannot be replayed into its empty table.
     this.#guard = new ReplayGuard({ notBefore: this.#now() });
+    this.#audience = parseIPv6(options.tep6) ?? undefined;
     this.#static = (options.staticBindings ?? []).map((b) => entry(b));
     this.#staticAddresses = new Set(this.#static.map((e) => e.binding.host4));
     const m = options.metrics;
@@ -206,6 +209,8 @@ export class TepControl {
         this.#guard,
         this.#now(),
         "tep",
+        // Signed for this TEP's address: a message for another TEP with the same key fails.
+        this.#audience,
       );
       if (outcome !== "ok") {
         this.#refused(kind, `drop-auth-${outcome}`, address, port);

@@ -124,7 +124,9 @@ export function keyMap(keys: Iterable<AuthKey>): Map<number, AuthKey> {
 /**
  * Encodes `msg` signed with `key`: an AUTH option `{ keyId: key.id, timestamp: now, nonce }`
  * (8 random bytes when `nonce` is omitted) whose MAC is computed over the encoded bytes
- * (after {@link TEP_AUTH_LABEL} when `domain` is `tep`).
+ * (after {@link TEP_AUTH_LABEL} when `domain` is `tep`, and then `audience`, the 16-byte
+ * IPv6 address of the TEP a server → TEP message is for, so that a message signed for one
+ * TEP never verifies at another that holds the same TEP key).
  * Any `msg.auth` is replaced. Throws `RangeError` as `encodeMessage` does.
  * `now` is the sender's clock in milliseconds since the Unix epoch (`Date.now()`): it becomes
  * the AUTH timestamp the receiver checks against its replay window (`windowMs`).
@@ -137,6 +139,7 @@ export function signMessage(
   now: number,
   nonce: Uint8Array = randomBytes(AUTH_NONCE_LENGTH),
   domain: AuthDomain = "host",
+  audience?: Uint8Array,
 ): Uint8Array {
   if (key.secret.length < AUTH_MIN_SECRET) {
     throw new RangeError(`key ${key.id} has a secret shorter than ${AUTH_MIN_SECRET} bytes`);
@@ -144,7 +147,7 @@ export function signMessage(
   const mac = new Uint8Array(AUTH_MAC_LENGTH);
   const bytes = encodeMessage({ ...msg, auth: { keyId: key.id, timestamp: now, nonce, mac } });
   const macAt = bytes.length - AUTH_MAC_LENGTH;
-  bytes.set(_hmac(key.secret, bytes.subarray(0, macAt), domain), macAt);
+  bytes.set(_hmac(key.secret, bytes.subarray(0, macAt), domain, audience), macAt);
   return bytes;
 }
 
@@ -167,6 +170,7 @@ export function verifyMessage(
   guard: ReplayGuard,
   now: number,
   domain: AuthDomain = "host",
+  audience?: Uint8Array,
 ): VerifyOutcome {
   const auth = msg.auth;
   if (auth === undefined) return "missing";
@@ -180,7 +184,7 @@ export function verifyMessage(
   ) {
     return "bad-mac";
   }
-  const expected = _hmac(key.secret, raw.subarray(0, end - AUTH_MAC_LENGTH), domain);
+  const expected = _hmac(key.secret, raw.subarray(0, end - AUTH_MAC_LENGTH), domain, audience);
   if (!timingSafeEqual(expected, auth.mac)) return "bad-mac";
   return guard.check(auth.keyId, auth.nonce, auth.timestamp, now);
 }
@@ -338,9 +342,15 @@ function _parseSecret(text: string): Uint8Array | string {
   return bytes;
 }
 
-function _hmac(secret: Uint8Array, data: Uint8Array, domain: AuthDomain): Uint8Array {
+function _hmac(
+  secret: Uint8Array,
+  data: Uint8Array,
+  domain: AuthDomain,
+  audience?: Uint8Array,
+): Uint8Array {
   const hmac = createHmac("sha256", secret);
   if (domain === "tep") hmac.update(TEP_AUTH_LABEL);
+  if (audience !== undefined) hmac.update(audience);
   return hmac.update(data).digest();
 }
 
