@@ -100,8 +100,7 @@ export class TepControl {
     this.#server = canonicalIPv6(options.server.address) ?? options.server.address;
     this.#serverPort = options.server.port ?? DSTM_PORT;
     this.#warn = new WarnLimit(options.log, { now: this.#now });
-    // Nothing stamped before this start: a BIND or SNAPSHOT captured before a restart of this
-    // TEP cannot be replayed into its empty table.
+    // Nothing stamped before this start: what was captured before a restart is refused.
     this.#guard = new ReplayGuard({ notBefore: this.#now() });
     this.#audience = parseIPv6(options.tep6) ?? undefined;
     this.#static = (options.staticBindings ?? []).map((b) => entry(b));
@@ -209,7 +208,6 @@ export class TepControl {
         this.#guard,
         this.#now(),
         "tep",
-        // Signed for this TEP's address: a message for another TEP with the same key fails.
         this.#audience,
       );
       if (outcome !== "ok") {
