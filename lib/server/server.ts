@@ -235,7 +235,10 @@ export class DstmServer {
       bindings: this.#tepSync,
       engine,
       keys,
-      replayGuard: keys ? new ReplayGuard() : undefined,
+      // Nothing stamped before this start: what the previous run accepted cannot be replayed.
+      replayGuard: keys
+        ? new ReplayGuard({ notBefore: (config.clock?.now ?? Date.now)() })
+        : undefined,
       sourceCheck: config.sourceCheck,
       log: this.#log,
       metrics,
