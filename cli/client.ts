@@ -23,7 +23,7 @@ import {
   untilSignal,
 } from "./common.ts";
 import { parseDuration, unicastIPv4, unicastIPv6 } from "./endpoints.ts";
-import { UsageError } from "./errors.ts";
+import { RuntimeError, UsageError } from "./errors.ts";
 import { runtimeDir } from "./paths.ts";
 
 const collect = (value: string, previous: string[] = []) => [...previous, value];
@@ -228,13 +228,13 @@ Examples:
       try {
         status = (await (await getUnix(socket, "/v1/status")).json()) as Record<string, unknown>;
       } catch (error) {
-        throw new UsageError(
+        throw new RuntimeError(
           unixPermissionProblem(socket, error) ??
             `no dstm client answers on ${socket}; is it running (for --ifname ${flags.ifname})?`,
         );
       }
       if (typeof status.error === "string")
-        throw new UsageError(`the dstm client on ${socket} answers: ${status.error}`);
+        throw new RuntimeError(`the dstm client on ${socket} answers: ${status.error}`);
       if (flags.json) {
         process.stdout.write(`${JSON.stringify(status, null, 2)}\n`);
         return;

@@ -19,7 +19,7 @@ import { sourceAddressFor } from "../lib/sys/udp.ts";
 import { DSTM_PORT } from "../lib/wire/dstm_types.ts";
 import { readKeys } from "./common.ts";
 import { unicastIPv4, unicastIPv6 } from "./endpoints.ts";
-import { UsageError } from "./errors.ts";
+import { RuntimeError, UsageError } from "./errors.ts";
 import { defaultControlSocket } from "./paths.ts";
 
 export function leaseCommand(): Command {
@@ -55,12 +55,12 @@ async function fromServer(socket: string, all: boolean): Promise<LeaseJson[]> {
   try {
     response = await getUnix(socket, `/v1/leases${all ? "?all=1" : ""}`);
   } catch (error) {
-    throw new UsageError(
+    throw new RuntimeError(
       unixPermissionProblem(socket, error) ??
         `no dstm server answers on ${socket}; is it running? (use --control PATH, or --db PATH when it is stopped)`,
     );
   }
-  if (!response.ok) throw new UsageError(`server at ${socket} answered HTTP ${response.status}`);
+  if (!response.ok) throw new RuntimeError(`server at ${socket} answered HTTP ${response.status}`);
   return ((await response.json()) as { leases: LeaseJson[] }).leases;
 }
 

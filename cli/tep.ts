@@ -30,7 +30,7 @@ import {
   untilSignal,
 } from "./common.ts";
 import { unicastIPv4, unicastIPv6 } from "./endpoints.ts";
-import { UsageError } from "./errors.ts";
+import { RuntimeError, UsageError } from "./errors.ts";
 import { runtimeDir } from "./paths.ts";
 import { addTepCheckCommand } from "./tep_check.ts";
 
@@ -195,7 +195,7 @@ Examples:
       try {
         stats = (await (await getUnix(socket, "/v1/stats")).json()) as typeof stats;
       } catch (error) {
-        throw new UsageError(
+        throw new RuntimeError(
           unixPermissionProblem(socket, error) ??
             `no dstm tep answers on ${socket}; is it running?`,
         );
