@@ -11,13 +11,14 @@ import { Metrics } from "../control/metrics.ts";
 import type { LeaseStore } from "../lease/lease.ts";
 import { MemoryLeaseStore } from "../lease/memory.ts";
 import { SqliteLeaseStore } from "../lease/sqlite.ts";
-import { formatIPv4 } from "../net/addr.ts";
+import { canonicalIPv6, formatIPv4 } from "../net/addr.ts";
 import { type HttpEndpoint, serveTcp, serveUnix } from "../sys/http.ts";
 import { bindUdp, UdpBindError, type UdpEndpoint } from "../sys/udp.ts";
 import { type AuthKey, ReplayGuard } from "../wire/auth.ts";
 import { ADMISSION_DEFAULTS, Admission } from "./admission.ts";
 import { Dhcp4o6Handler } from "./dhcp4o6.ts";
 import { DstmHandler } from "./handler.ts";
+import { planReload, type ReloadResult } from "./reload.ts";
 import { TepSync } from "./tep_sync.ts";
 
 export interface ServerConfig {
@@ -37,6 +38,11 @@ export interface ServerConfig {
    */
   readonly tepKeys?: readonly AuthKey[];
   readonly sourceCheck: boolean;
+  /** After a reload that changed `keys`, how long the keys it dropped stay accepted (s; default 3600). */
+  readonly keyOverlapSeconds?: number;
+  /** Log format and level the logger was made with (compared on reload; default text, info). */
+  readonly logFormat?: "text" | "json";
+  readonly logLevel?: "debug" | "info" | "warn" | "error";
   /** Unix socket path of the control API; none when absent. */
   readonly control?: string;
   /** Prometheus endpoint; none when absent. */
@@ -92,6 +98,15 @@ export class DstmServer {
   #stopping = false;
   #stopped: Promise<void> | undefined;
   readonly #fatal = Promise.withResolvers<Error>();
+  /** The configuration running now (replaced by each applied reload). */
+  #config: ServerConfig | undefined;
+  /** Host keys the handler checks: replaced in place on reload. */
+  #keys: Map<number, AuthKey> | undefined;
+  /** TEPs the channel accepts (canonical IPv6): those of the pools at start. */
+  #teps = new Set<string>();
+  #reloader: (() => ServerConfig | Promise<ServerConfig>) | undefined;
+  #reloading: Promise<ReloadResult> | undefined;
+  readonly #keyTimers = new Set<ReturnType<typeof setTimeout>>();
   readonly #log: Logger;
   readonly #store: LeaseStore;
 
@@ -182,6 +197,10 @@ export class DstmServer {
       config.keys && config.keys.length > 0
         ? new Map(config.keys.map((k) => [k.id, k]))
         : undefined;
+    this.#keys = keys;
+    this.#config = config;
+    for (const pool of config.pools) this.#teps.add(canonicalIPv6(pool.tep6) ?? pool.tep6);
+    metrics.counter("dstm_reloads_total", "Configuration reloads, by result (applied, refused)");
     this.#tepSync = new TepSync(
       {
         keys: config.tepKeys,
@@ -245,6 +264,7 @@ export class DstmServer {
             leases: (all) => (all ? engine.leases() : engine.leases({ state: "active" })),
             pools: () => engine.stats(),
             metrics,
+            reload: () => this.reload("control"),
           }),
         ),
       );
@@ -333,6 +353,106 @@ export class DstmServer {
     });
   }
 
+  /** Where a reload gets the new configuration (the CLI reads flags and the file again). */
+  onReload(read: () => ServerConfig | Promise<ServerConfig>): void {
+    this.#reloader = read;
+  }
+
+  /**
+   * Reads the configuration again and applies what may change live (./reload.ts), all or
+   * nothing: leases and bindings are kept; leases of a removed pool are orphaned (kept until
+   * they expire or are released, never handed out again). A refusal is logged at warn with
+   * the reason and counted; the running configuration stays. Reloads do not overlap.
+   */
+  reload(reason: string): Promise<ReloadResult> {
+    const previous = this.#reloading ?? Promise.resolve(undefined);
+    const next = previous.then(() => this.#reload(reason));
+    this.#reloading = next;
+    return next;
+  }
+
+  async #reload(reason: string): Promise<ReloadResult> {
+    const refuse = (message: string): ReloadResult => {
+      this.metrics.inc("dstm_reloads_total", { result: "refused" });
+      this.#log.warn("reload-refused", { reason, detail: message });
+      return { ok: false, message, changed: [] };
+    };
+    const current = this.#config;
+    if (!this.#reloader || !current || this.#stopping)
+      return refuse("this server has no configuration to read again");
+    let next: ServerConfig;
+    try {
+      next = await this.#reloader();
+    } catch (error) {
+      return refuse((error as Error).message);
+    }
+    const plan = planReload(current, next, this.#teps);
+    if ("refused" in plan) return refuse(plan.refused);
+    let orphans: number;
+    try {
+      orphans = this.engine.reconfigure({
+        pools: [...next.pools],
+        leaseTime: next.leaseTime,
+        maxLeaseTime: next.maxLeaseTime,
+        maxLeasesPerPrefix:
+          next.admission?.maxLeasesPerPrefix ?? ADMISSION_DEFAULTS.maxLeasesPerPrefix,
+      });
+    } catch (error) {
+      return refuse((error as Error).message);
+    }
+    this.#admission?.setRate(
+      next.admission?.ratePerSecond ?? ADMISSION_DEFAULTS.ratePerSecond,
+      next.admission?.burst ?? ADMISSION_DEFAULTS.burst,
+    );
+    if (next.logLevel) this.#log.setLevel(next.logLevel);
+    this.#rotateKeys(next);
+    this.#config = next;
+    this.metrics.inc("dstm_reloads_total", { result: "applied" });
+    const stats = this.engine.stats();
+    this.#log.info("reload", {
+      reason,
+      changed: plan.changed.join(",") || "nothing",
+      pools: stats.map((p) => p.pool).join(","),
+      leases: stats.reduce((n, p) => n + p.size, 0),
+      active: stats.reduce((n, p) => n + p.active, 0),
+      orphaned: orphans,
+    });
+    if (orphans > 0)
+      this.#log.warn("orphaned", {
+        leases: orphans,
+        detail:
+          "leases outside the pools are kept until they expire or are released; their addresses are not handed out",
+      });
+    return {
+      ok: true,
+      message: `reloaded: ${plan.changed.join(", ") || "nothing changed"}${orphans ? `; ${orphans} orphaned lease(s)` : ""}`,
+      changed: plan.changed,
+    };
+  }
+
+  /** New host keys at once; keys the new file dropped stay accepted for keyOverlapSeconds. */
+  #rotateKeys(next: ServerConfig): void {
+    const map = this.#keys;
+    if (!map || !next.keys) return;
+    const fresh = new Map(next.keys.map((k) => [k.id, k]));
+    const dropped = [...map.values()].filter((k) => fresh.get(k.id) === undefined);
+    for (const [id, key] of fresh) map.set(id, key);
+    if (dropped.length === 0) return;
+    const overlapMs = (next.keyOverlapSeconds ?? 3600) * 1000;
+    this.#log.info("key-overlap", {
+      keys: dropped.map((k) => k.id).join(","),
+      seconds: overlapMs / 1000,
+      detail: "keys no longer in the key file are accepted until then",
+    });
+    const timer = setTimeout(() => {
+      this.#keyTimers.delete(timer);
+      for (const key of dropped) if (map.get(key.id) === key) map.delete(key.id);
+      this.#log.info("key-retired", { keys: dropped.map((k) => k.id).join(",") });
+    }, overlapMs);
+    timer.unref?.();
+    this.#keyTimers.add(timer);
+  }
+
   /**
    * Resolves with the error when the server stopped by itself: its lease database was
    * deleted or replaced ({@link LeaseDatabaseGoneError}). Never rejects.
@@ -382,6 +502,7 @@ export class DstmServer {
   async #stop(): Promise<void> {
     this.#stopping = true;
     if (this.#sweeper) clearInterval(this.#sweeper);
+    for (const timer of this.#keyTimers) clearTimeout(timer);
     for (let i = 0; i < 200 && this.#inflight > 0; i++)
       await new Promise((resolve) => setTimeout(resolve, 5));
     this.#udp?.close();

@@ -1,0 +1,94 @@
+/**
+ * What a configuration reload (SIGHUP, `dstm server reload`) may change while the server
+ * runs, and what needs a restart. Like Kea's config-reload, it is all or nothing: when one
+ * setting cannot change live, the reload is refused with one line naming it and the
+ * running configuration stays as it is.
+ *
+ * Live: pools (added, removed, resized, re-shared, another TEP among the configured ones),
+ * exclusions, lease times, host keys (`--key`; keys the new file drops stay accepted for
+ * `--key-overlap`), log level, the per-prefix lease cap, the rate limit.
+ * Restart: listen address, database, control socket, metrics endpoint, TEP port and key,
+ * DHCPv4-over-DHCPv6, source check, require-tep, log format, host prefix length, turning
+ * authentication on or off, and a TEP address no pool named before (the TEP channel
+ * accepts SYNC only from the TEPs it started with).
+ *
+ * @module
+ */
+import type { AuthKey } from "../wire/auth.ts";
+import type { ServerConfig } from "./server.ts";
+
+/** Outcome of a reload: applied (and what changed) or refused (and why). */
+export interface ReloadResult {
+  readonly ok: boolean;
+  /** One line: what changed, or why nothing did. */
+  readonly message: string;
+  /** Settings that changed (empty when refused or when nothing changed). */
+  readonly changed: readonly string[];
+}
+
+const hex = (k: AuthKey) =>
+  `${k.id}:${Array.from(k.secret, (b) => b.toString(16).padStart(2, "0")).join("")}`;
+const keysText = (keys: readonly AuthKey[] | undefined) =>
+  keys === undefined ? "" : keys.map(hex).sort().join(",");
+
+/** Settings only a restart changes, as comparable text. */
+function fixed(c: ServerConfig): Record<string, string> {
+  return {
+    listen: `[${c.listen.address}]:${c.listen.port}`,
+    db: c.db ?? "memory",
+    control: c.control ?? "off",
+    metrics: c.metrics ? `[${c.metrics.address}]:${c.metrics.port}` : "off",
+    "tep-port": String(c.tepPort ?? "default"),
+    "tep-key": keysText(c.tepKeys),
+    dhcp4o6: JSON.stringify(c.dhcp4o6 ?? null),
+    "source-check": String(c.sourceCheck),
+    "require-tep": String(c.requireTep === true),
+    "log-format": c.logFormat ?? "text",
+    "host-prefix-length": String(c.admission?.hostPrefixLength ?? "default"),
+    key: c.keys?.length ? "on" : "off",
+  };
+}
+
+/** Settings a reload changes live, as comparable text. */
+function live(c: ServerConfig): Record<string, string> {
+  return {
+    pool: JSON.stringify(c.pools),
+    "lease-time": String(c.leaseTime),
+    "max-lease-time": String(c.maxLeaseTime ?? c.leaseTime),
+    key: keysText(c.keys),
+    "key-overlap": String(c.keyOverlapSeconds ?? ""),
+    "log-level": c.logLevel ?? "info",
+    "max-leases-per-prefix": String(c.admission?.maxLeasesPerPrefix ?? "default"),
+    "prefix-rate": String(c.admission?.ratePerSecond ?? "default"),
+    "prefix-burst": String(c.admission?.burst ?? "default"),
+  };
+}
+
+/**
+ * Compares the running configuration with the one read again: the settings that would
+ * change (`changed`), or a refusal naming the first one that needs a restart.
+ * `teps` are the TEPs the server's channel knows (canonical IPv6).
+ */
+export function planReload(
+  current: ServerConfig,
+  next: ServerConfig,
+  teps: ReadonlySet<string>,
+): { refused: string } | { changed: string[] } {
+  const a = fixed(current);
+  const b = fixed(next);
+  for (const name of Object.keys(a)) {
+    if (a[name] !== b[name]) {
+      const what = name === "key" ? "turning --key authentication on or off" : `--${name}`;
+      return { refused: `${what} cannot change without a restart` };
+    }
+  }
+  for (const pool of next.pools) {
+    if (!teps.has(pool.tep6))
+      return {
+        refused: `pool ${pool.prefixes.join(",")}: TEP ${pool.tep6} is new; a TEP the server did not start with needs a restart`,
+      };
+  }
+  const x = live(current);
+  const y = live(next);
+  return { changed: Object.keys(x).filter((name) => x[name] !== y[name]) };
+}
