@@ -3,7 +3,7 @@
  *
  * @module
  */
-import { Command, Option } from "@commander-js/extra-typings";
+import { Command } from "@commander-js/extra-typings";
 import { Dhcp4o6Client } from "../lib/client/dhcp4o6_client.ts";
 import { DstmNode } from "../lib/client/node.ts";
 import { CLIENT_SCHEMA } from "../lib/config/client_schema.ts";
@@ -12,7 +12,7 @@ import { canonicalIPv6 } from "../lib/net/addr.ts";
 import { parseIPv4Prefix } from "../lib/net/prefix.ts";
 import { getUnix, HttpListenError, serveUnix, unixPermissionProblem } from "../lib/sys/http.ts";
 import { sourceAddressFor } from "../lib/sys/udp.ts";
-import { DEFAULT_NAPT_TIMEOUTS, type NaptTimeouts } from "../lib/tunnel/napt.ts";
+import type { NaptTimeouts } from "../lib/tunnel/napt.ts";
 import { ALL_DHCP_RELAY_AGENTS_AND_SERVERS, DHCP6_SERVER_PORT } from "../lib/wire/dhcp4o6.ts";
 import { DSTM_PORT } from "../lib/wire/dstm_types.ts";
 import { onHangup, parsePort, readKeys, stdoutLogger, untilSignal } from "./common.ts";
@@ -21,7 +21,7 @@ import { RuntimeError, UsageError } from "./errors.ts";
 import { addSettings, commandSettings, explained } from "./options.ts";
 import { runtimeDir } from "./paths.ts";
 
-const collect = (value: string, previous: string[] = []) => [...previous, value];
+const _collect = (value: string, previous: string[] = []) => [...previous, value];
 
 /** Control socket of the client running the DTI `ifname`. */
 export function clientSocket(ifname: string): string {
@@ -231,7 +231,7 @@ async function runClient(
                 : error;
             })
         : undefined,
-      key: flags.key ? readKeys(flags.key)[0] : undefined,
+      key,
       ifname: flags.ifname,
       routes: flags.route,
       mtu,

@@ -8,17 +8,12 @@ import { dirname } from "node:path";
 import { Command } from "@commander-js/extra-typings";
 import { AllocationEngine, type PoolConfig } from "../lib/alloc/engine.ts";
 import { type Pool, PoolConfigError } from "../lib/alloc/pool.ts";
-import {
-  DEFAULT_PSID_OFFSET,
-  lowestPort,
-  sharingProblem,
-  WELL_KNOWN_PORTS,
-} from "../lib/alloc/sharing.ts";
+import { lowestPort, sharingProblem, WELL_KNOWN_PORTS } from "../lib/alloc/sharing.ts";
 import { SERVER_SCHEMA } from "../lib/config/server_schema.ts";
 import { type LogFormat, Logger, type LogLevel } from "../lib/control/log.ts";
 import { MemoryLeaseStore } from "../lib/lease/memory.ts";
 import { parseIPv4Prefix, prefixContains } from "../lib/net/prefix.ts";
-import { ADMISSION_DEFAULTS, parseIPv6Prefix } from "../lib/server/admission.ts";
+import { parseIPv6Prefix } from "../lib/server/admission.ts";
 import { DstmServer, type ServerConfig } from "../lib/server/server.ts";
 import { postUnix, unixPermissionProblem } from "../lib/sys/http.ts";
 import { sharesSecret } from "../lib/wire/auth.ts";

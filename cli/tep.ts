@@ -18,7 +18,6 @@ import {
   DEFAULT_MAX_BINDINGS,
   parseBindingFile,
   parseBindingFlag,
-  SERVER_ROOM,
   StaticBindings,
 } from "../lib/tep/binding_file.ts";
 import { type TepConfig, TepNode } from "../lib/tep/node.ts";
