@@ -3,7 +3,7 @@
  *
  * @module
  */
-import { Command } from "@commander-js/extra-typings";
+import { Command, Option } from "@commander-js/extra-typings";
 import { Dhcp4o6Client } from "../lib/client/dhcp4o6_client.ts";
 import { DstmNode } from "../lib/client/node.ts";
 import { CLIENT_SCHEMA } from "../lib/config/client_schema.ts";
@@ -68,9 +68,13 @@ Examples:
   client
     .command("status")
     .description("show a running client's lease, TEP, expiry and traffic counters")
-    .option("--ifname <name>", "DTI of the client to ask", "dti0")
+    .addOption(new Option("--ifname <name>", "DTI of the client to ask").default("dti0", "dti0"))
     .option("--control <path>", "status socket (default /run/dstm/client-IFNAME.sock)")
     .option("--json", "print JSON")
+    .addHelpText(
+      "after",
+      "\nExamples:\n  dstm client status\n  dstm client status --ifname dti1 --json",
+    )
     .action(async (flags) => {
       const socket = flags.control ?? clientSocket(flags.ifname);
       let status: Record<string, unknown>;

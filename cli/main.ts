@@ -39,7 +39,11 @@ export function program(): Command {
             "[file]",
             "where to write it (created 0600; refused if it exists); default stdout",
           )
-          .option("--id <n>", "key id (default 1)")
+          .option("--id <n>", "key id (default: 1)")
+          .addHelpText(
+            "after",
+            "\nExamples:\n  dstm keygen /etc/dstm/key          # host key: the server and every client\n  dstm keygen /etc/dstm/tep.key      # TEP key: the server and its TEPs only\n  dstm keygen --id 2 /etc/dstm/key.new   # the next key, for a rotation (server --key-overlap)",
+          )
           .action((file, flags) => {
             const id = flags.id === undefined ? 1 : Number(flags.id);
             if (!Number.isInteger(id) || id < 0 || id > 0xffffffff)

@@ -203,9 +203,9 @@ const refusals: [string, string[], RegExp][] = [
     /--server: ff02::1 is a multicast/,
   ],
   [
-    "ping4 --source ::",
-    ["ping4", "192.0.2.80", "--server", "2001:db8::53", "--source", "::", "-c", "1"],
-    /--source: :: is the unspecified/,
+    "ping4 --host6 ::",
+    ["ping4", "192.0.2.80", "--server", "2001:db8::53", "--host6", "::", "-c", "1"],
+    /--host6: :: is the unspecified/,
   ],
   [
     "ping4 --tep ff02::1",
