@@ -15,7 +15,9 @@
  * @module
  */
 import type { AuthKey } from "../wire/auth.ts";
+import { ADMISSION_DEFAULTS } from "./admission.ts";
 import type { ServerConfig } from "./server.ts";
+import { TEP_CONTROL_PORT } from "./tep_sync.ts";
 
 /** Outcome of a reload: applied (and what changed) or refused (and why). */
 export interface ReloadResult {
@@ -38,13 +40,15 @@ function fixed(c: ServerConfig): Record<string, string> {
     db: c.db ?? "memory",
     control: c.control ?? "off",
     metrics: c.metrics ? `[${c.metrics.address}]:${c.metrics.port}` : "off",
-    "tep-port": String(c.tepPort ?? "default"),
+    "tep-port": String(c.tepPort ?? TEP_CONTROL_PORT),
     "tep-key": keysText(c.tepKeys),
     dhcp4o6: JSON.stringify(c.dhcp4o6 ?? null),
     "source-check": String(c.sourceCheck),
     "require-tep": String(c.requireTep === true),
     "log-format": c.logFormat ?? "text",
-    "host-prefix-length": String(c.admission?.hostPrefixLength ?? "default"),
+    "host-prefix-length": String(
+      c.admission?.hostPrefixLength ?? ADMISSION_DEFAULTS.hostPrefixLength,
+    ),
     key: c.keys?.length ? "on" : "off",
   };
 }
@@ -56,11 +60,13 @@ function live(c: ServerConfig): Record<string, string> {
     "lease-time": String(c.leaseTime),
     "max-lease-time": String(c.maxLeaseTime ?? c.leaseTime),
     key: keysText(c.keys),
-    "key-overlap": String(c.keyOverlapSeconds ?? ""),
+    "key-overlap": String(c.keyOverlapSeconds ?? 3600),
     "log-level": c.logLevel ?? "info",
-    "max-leases-per-prefix": String(c.admission?.maxLeasesPerPrefix ?? "default"),
-    "prefix-rate": String(c.admission?.ratePerSecond ?? "default"),
-    "prefix-burst": String(c.admission?.burst ?? "default"),
+    "max-leases-per-prefix": String(
+      c.admission?.maxLeasesPerPrefix ?? ADMISSION_DEFAULTS.maxLeasesPerPrefix,
+    ),
+    "prefix-rate": String(c.admission?.ratePerSecond ?? ADMISSION_DEFAULTS.ratePerSecond),
+    "prefix-burst": String(c.admission?.burst ?? ADMISSION_DEFAULTS.burst),
   };
 }
 

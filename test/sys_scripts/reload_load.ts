@@ -80,7 +80,11 @@ const tep = await bindUdp(TEP, 4608, (data, address, from) => {
   const m = decoded.value;
   if (m.type === MessageType.BIND || m.type === MessageType.UNBIND) {
     if (m.type === MessageType.BIND)
-      table.set(m.host4!, { host4: m.host4!, host6: m.host6!, portSet: m.portSet! });
+      table.set(m.host4!, {
+        host4: m.host4!,
+        host6: m.host6!,
+        portSet: m.portSet ?? { offset: 0, psidLength: 0, psid: 0 }, // absent: the whole address
+      });
     else {
       unbinds++;
       table.delete(m.host4!);
