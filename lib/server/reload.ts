@@ -14,8 +14,11 @@
  *
  * @module
  */
+import type { AllocationEngine } from "../alloc/engine.ts";
+import type { Logger } from "../control/log.ts";
+import type { Metrics } from "../control/metrics.ts";
 import type { AuthKey } from "../wire/auth.ts";
-import { ADMISSION_DEFAULTS } from "./admission.ts";
+import { ADMISSION_DEFAULTS, type Admission } from "./admission.ts";
 import type { ServerConfig } from "./server.ts";
 import { TEP_CONTROL_PORT } from "./tep_sync.ts";
 
@@ -97,4 +100,102 @@ export function planReload(
   const x = live(current);
   const y = live(next);
   return { changed: Object.keys(x).filter((name) => x[name] !== y[name]) };
+}
+
+/** What a reload changes in the running server. */
+export interface ReloadTarget {
+  readonly engine: AllocationEngine;
+  readonly admission: Admission | undefined;
+  /** The host keys the handler checks, changed in place; undefined: authentication off. */
+  readonly keys: Map<number, AuthKey> | undefined;
+  /** Timers retiring keys after their overlap (cleared when the server stops). */
+  readonly keyTimers: Set<ReturnType<typeof setTimeout>>;
+  /** TEPs the channel accepts (canonical IPv6). */
+  readonly teps: ReadonlySet<string>;
+  readonly log: Logger;
+  readonly metrics: Metrics;
+}
+
+/**
+ * Applies `next` (or refuses it: an Error reading it, a setting that needs a restart, pools
+ * the engine refuses) to the running server, all or nothing; logs `reload` (with the
+ * changed settings and the orphaned leases) or `WARN reload-refused`, counts
+ * `dstm_reloads_total{result}`.
+ */
+export function applyReload(
+  t: ReloadTarget,
+  current: ServerConfig,
+  next: ServerConfig | Error,
+  reason: string,
+): ReloadResult {
+  const refuse = (message: string): ReloadResult => {
+    t.metrics.inc("dstm_reloads_total", { result: "refused" });
+    t.log.warn("reload-refused", { reason, detail: message });
+    return { ok: false, message, changed: [] };
+  };
+  if (next instanceof Error) return refuse(next.message);
+  const plan = planReload(current, next, t.teps);
+  if ("refused" in plan) return refuse(plan.refused);
+  let orphans: number;
+  try {
+    orphans = t.engine.reconfigure({
+      pools: [...next.pools],
+      leaseTime: next.leaseTime,
+      maxLeaseTime: next.maxLeaseTime,
+      maxLeasesPerPrefix:
+        next.admission?.maxLeasesPerPrefix ?? ADMISSION_DEFAULTS.maxLeasesPerPrefix,
+    });
+  } catch (error) {
+    return refuse((error as Error).message);
+  }
+  t.admission?.setRate(
+    next.admission?.ratePerSecond ?? ADMISSION_DEFAULTS.ratePerSecond,
+    next.admission?.burst ?? ADMISSION_DEFAULTS.burst,
+  );
+  if (next.logLevel) t.log.setLevel(next.logLevel);
+  rotateKeys(t, next);
+  t.metrics.inc("dstm_reloads_total", { result: "applied" });
+  const stats = t.engine.stats();
+  t.log.info("reload", {
+    reason,
+    changed: plan.changed.join(",") || "nothing",
+    pools: stats.map((p) => p.pool).join(","),
+    leases: stats.reduce((n, p) => n + p.size, 0),
+    active: stats.reduce((n, p) => n + p.active, 0),
+    orphaned: orphans,
+  });
+  if (orphans > 0)
+    t.log.warn("orphaned", {
+      leases: orphans,
+      detail:
+        "leases outside the pools are kept until they expire or are released; their addresses are not handed out",
+    });
+  return {
+    ok: true,
+    message: `reloaded: ${plan.changed.join(", ") || "nothing changed"}${orphans ? `; ${orphans} orphaned lease(s)` : ""}`,
+    changed: plan.changed,
+  };
+}
+
+/** New host keys at once; keys the new file dropped stay accepted for keyOverlapSeconds. */
+function rotateKeys(t: ReloadTarget, next: ServerConfig): void {
+  const map = t.keys;
+  if (!map || !next.keys) return;
+  const fresh = new Map(next.keys.map((k) => [k.id, k]));
+  const dropped = [...map.values()].filter((k) => fresh.get(k.id) === undefined);
+  for (const [id, key] of fresh) map.set(id, key);
+  if (dropped.length === 0) return;
+  const overlapMs = (next.keyOverlapSeconds ?? 3600) * 1000;
+  t.log.info("key-overlap", {
+    keys: dropped.map((k) => k.id).join(","),
+    seconds: overlapMs / 1000,
+    detail: "keys no longer in the key file are accepted until then",
+  });
+  const timer = setTimeout(() => {
+    t.keyTimers.delete(timer);
+    for (const key of dropped) if (map.get(key.id) === key) map.delete(key.id);
+    t.log.info("key-retired", { keys: dropped.map((k) => k.id).join(",") });
+  }, overlapMs);
+  timer.unref?.();
+  t.keyTimers.add(timer);
 }

@@ -18,7 +18,7 @@ import { type AuthKey, ReplayGuard } from "../wire/auth.ts";
 import { ADMISSION_DEFAULTS, Admission } from "./admission.ts";
 import { Dhcp4o6Handler } from "./dhcp4o6.ts";
 import { DstmHandler } from "./handler.ts";
-import { planReload, type ReloadResult } from "./reload.ts";
+import { applyReload, type ReloadResult } from "./reload.ts";
 import { TepSync } from "./tep_sync.ts";
 
 export interface ServerConfig {
@@ -372,85 +372,33 @@ export class DstmServer {
   }
 
   async #reload(reason: string): Promise<ReloadResult> {
-    const refuse = (message: string): ReloadResult => {
-      this.metrics.inc("dstm_reloads_total", { result: "refused" });
-      this.#log.warn("reload-refused", { reason, detail: message });
-      return { ok: false, message, changed: [] };
-    };
     const current = this.#config;
-    if (!this.#reloader || !current || this.#stopping)
-      return refuse("this server has no configuration to read again");
-    let next: ServerConfig;
-    try {
-      next = await this.#reloader();
-    } catch (error) {
-      return refuse((error as Error).message);
+    let next: ServerConfig | Error;
+    if (!this.#reloader || !current || this.#stopping) {
+      next = new Error("this server has no configuration to read again");
+    } else {
+      try {
+        next = await this.#reloader();
+      } catch (error) {
+        next = error as Error;
+      }
     }
-    const plan = planReload(current, next, this.#teps);
-    if ("refused" in plan) return refuse(plan.refused);
-    let orphans: number;
-    try {
-      orphans = this.engine.reconfigure({
-        pools: [...next.pools],
-        leaseTime: next.leaseTime,
-        maxLeaseTime: next.maxLeaseTime,
-        maxLeasesPerPrefix:
-          next.admission?.maxLeasesPerPrefix ?? ADMISSION_DEFAULTS.maxLeasesPerPrefix,
-      });
-    } catch (error) {
-      return refuse((error as Error).message);
-    }
-    this.#admission?.setRate(
-      next.admission?.ratePerSecond ?? ADMISSION_DEFAULTS.ratePerSecond,
-      next.admission?.burst ?? ADMISSION_DEFAULTS.burst,
-    );
-    if (next.logLevel) this.#log.setLevel(next.logLevel);
-    this.#rotateKeys(next);
-    this.#config = next;
-    this.metrics.inc("dstm_reloads_total", { result: "applied" });
-    const stats = this.engine.stats();
-    this.#log.info("reload", {
+    const result = applyReload(
+      {
+        engine: this.engine,
+        admission: this.#admission,
+        keys: this.#keys,
+        keyTimers: this.#keyTimers,
+        teps: this.#teps,
+        log: this.#log,
+        metrics: this.metrics,
+      },
+      current as ServerConfig,
+      next,
       reason,
-      changed: plan.changed.join(",") || "nothing",
-      pools: stats.map((p) => p.pool).join(","),
-      leases: stats.reduce((n, p) => n + p.size, 0),
-      active: stats.reduce((n, p) => n + p.active, 0),
-      orphaned: orphans,
-    });
-    if (orphans > 0)
-      this.#log.warn("orphaned", {
-        leases: orphans,
-        detail:
-          "leases outside the pools are kept until they expire or are released; their addresses are not handed out",
-      });
-    return {
-      ok: true,
-      message: `reloaded: ${plan.changed.join(", ") || "nothing changed"}${orphans ? `; ${orphans} orphaned lease(s)` : ""}`,
-      changed: plan.changed,
-    };
-  }
-
-  /** New host keys at once; keys the new file dropped stay accepted for keyOverlapSeconds. */
-  #rotateKeys(next: ServerConfig): void {
-    const map = this.#keys;
-    if (!map || !next.keys) return;
-    const fresh = new Map(next.keys.map((k) => [k.id, k]));
-    const dropped = [...map.values()].filter((k) => fresh.get(k.id) === undefined);
-    for (const [id, key] of fresh) map.set(id, key);
-    if (dropped.length === 0) return;
-    const overlapMs = (next.keyOverlapSeconds ?? 3600) * 1000;
-    this.#log.info("key-overlap", {
-      keys: dropped.map((k) => k.id).join(","),
-      seconds: overlapMs / 1000,
-      detail: "keys no longer in the key file are accepted until then",
-    });
-    const timer = setTimeout(() => {
-      this.#keyTimers.delete(timer);
-      for (const key of dropped) if (map.get(key.id) === key) map.delete(key.id);
-      this.#log.info("key-retired", { keys: dropped.map((k) => k.id).join(",") });
-    }, overlapMs);
-    timer.unref?.();
-    this.#keyTimers.add(timer);
+    );
+    if (result.ok) this.#config = next as ServerConfig;
+    return result;
   }
 
   /**
