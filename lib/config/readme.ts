@@ -56,7 +56,7 @@ function defaultOf(s: Setting): string {
 
 function meaning(s: Setting): string {
   return s.repeatable || s.kind.type === "list"
-    ? s.doc.replace(/ \(repeatable\)/, "") + " (repeatable)"
+    ? `${s.doc.replace(/ \(repeatable\)/, "")} (repeatable)`
     : s.doc;
 }
 
