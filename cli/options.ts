@@ -57,6 +57,8 @@ export interface Settings {
   explain(error: unknown): unknown;
   /** `FILE:LINE:COL` of a key path in the config file (e.g. ["pool", 0]), if one was read. */
   where(keys: readonly (string | number)[]): string | undefined;
+  /** `FILE:LINE:COL` of the setting when its value came from the config file, else undefined. */
+  fromFile(name: string): string | undefined;
 }
 
 export interface MergeOptions {
@@ -128,6 +130,7 @@ export function mergeSettings(
       const where = match ? origins.get(match[1] as string) : undefined;
       return where ? new UsageError(`${where}: ${match?.[1]}${match?.[2]}`) : error;
     },
+    fromFile: (name) => origins.get(name),
     where(keys) {
       if (!file) return undefined;
       const { line, column } = locateKey(file.text, keys);

@@ -7,7 +7,7 @@ import { mkdirSync } from "node:fs";
 import { dirname } from "node:path";
 import { Command } from "@commander-js/extra-typings";
 import { AllocationEngine, type PoolConfig } from "../lib/alloc/engine.ts";
-import { type Pool, PoolConfigError } from "../lib/alloc/pool.ts";
+import { Pool, PoolConfigError } from "../lib/alloc/pool.ts";
 import { lowestPort, sharingProblem, WELL_KNOWN_PORTS } from "../lib/alloc/sharing.ts";
 import { SERVER_SCHEMA } from "../lib/config/server_schema.ts";
 import { type LogFormat, Logger, type LogLevel } from "../lib/control/log.ts";
@@ -232,6 +232,20 @@ function buildServerConfig(
       ...sharing,
     };
   });
+  // Each pool as the engine will check it (host bits, exclusions), at its place in the file.
+  if (settings.fromFile("pool")) {
+    poolConfigs.forEach((config, i) => {
+      try {
+        new Pool(config);
+      } catch (error) {
+        if (!(error instanceof PoolConfigError)) throw error;
+        const where = Array.isArray(flags.pool)
+          ? settings.where(["pool", i])
+          : settings.fromFile("pool");
+        throw new UsageError(`${where}: ${error.message}`);
+      }
+    });
+  }
   const leaseTime = parseDuration(flags.leaseTime ?? 3600, "--lease-time");
   const maxLeaseTime =
     flags.maxLeaseTime === undefined

@@ -121,6 +121,17 @@ describe("strict TOML types (issue 13 item 3)", () => {
     ).toBe('FILE:6:1: unknown setting "shar" in pool');
   });
 
+  test("a pool the engine would refuse is reported at its [[pool]] table", () => {
+    expect(
+      serverError(
+        'tep = "2001:db8::1"\ndb = "memory"\n[[pool]]\nprefixes = ["192.0.2.0/24"]\n\n[[pool]]\nprefixes = ["198.51.100.1/24"]\n',
+      ),
+    ).toBe("FILE:6:3: pool 198.51.100.1/24 has host bits set; did you mean 198.51.100.0/24?");
+    expect(
+      serverError('tep = "2001:db8::1"\n\npool = ["192.0.2.0/24", "198.51.100.1/24"]\n'),
+    ).toMatch(/^FILE:3:1: pool 198\.51\.100\.1\/24 has host bits set/);
+  });
+
   test("TOML keys are the flag names: dhcp4o6-interface (the old dhcp4o6-interfaces still read)", () => {
     const now = parseConfigText('dhcp4o6-interface = ["eth0"]\n', "f.toml", SERVER_SCHEMA);
     expect(now.values.get("dhcp4o6-interface")?.value).toEqual(["eth0"]);
