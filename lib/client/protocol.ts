@@ -33,6 +33,11 @@ export interface ClientLease {
   /** Local clock (ms) when the last ACK arrived: renew at obtainedAt + leaseTime/2. */
   readonly obtainedAt: number;
   readonly expiresAt: number;
+  /**
+   * DISCOVER_ACK with EXISTING_LEASE (docs/protocol.md): the host held this lease before the
+   * DISCOVER, so the requester did not create it (e.g. a running `dstm client` did).
+   */
+  readonly existing?: boolean;
 }
 
 /** The server answered with a NAK. */
@@ -301,6 +306,7 @@ export class DstmClient {
       leaseTime,
       obtainedAt: now,
       expiresAt: now + leaseTime * 1000,
+      existing: answer.existingLease === true ? true : undefined,
     };
   }
 }
