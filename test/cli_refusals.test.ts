@@ -11,6 +11,7 @@ import { join } from "node:path";
 import { createNetns, type Netns } from "../lib/sys/netns.ts";
 import { parseKeyFile } from "../lib/wire/auth.ts";
 import { announceSkip, netnsSkipReason } from "./helpers/netns.ts";
+import { AS_NOBODY, type NobodyKit, nobodyKit } from "./helpers/nobody.ts";
 import { BUN, ROOT, spawnDstm } from "./helpers/process.ts";
 
 const skip = netnsSkipReason();
@@ -23,7 +24,11 @@ let ns: Netns;
 beforeAll(() => {
   if (!skip) ns = createNetns("dstmt-");
 });
+/** What nobody runs (see helpers/nobody.ts), or why it cannot. */
+const nobody: NobodyKit | string = skip ? skip : nobodyKit();
+
 afterAll(() => {
+  if (typeof nobody !== "string") nobody.remove();
   ns?.delete();
   rmSync(dir, { recursive: true, force: true });
 });
@@ -307,21 +312,15 @@ describe.skipIf(skip !== null)("secrets and files", () => {
     ]);
     try {
       await running.waitFor(/ start /);
+      // Bun and a bundle of mod.ts in a 0755 directory: the checkout may be unreadable to nobody.
+      if (typeof nobody === "string") {
+        console.warn(`[skip] permission-denied check as nobody: ${nobody}`);
+        return;
+      }
+      const kit = nobody;
+      const bundle = kit.bundle(join(ROOT, "mod.ts"));
       const asNobody = (args: string[]) =>
-        ns.exec(
-          [
-            "setpriv",
-            "--reuid=65534",
-            "--regid=65534",
-            "--clear-groups",
-            BUN,
-            join(ROOT, "mod.ts"),
-            ...args,
-          ],
-          {
-            cwd: "/",
-          },
-        );
+        ns.exec([...AS_NOBODY, kit.bun, bundle, ...args], { cwd: kit.dir });
       for (const args of [
         ["lease", "ls", "--control", control],
         ["client", "status", "--control", control],
