@@ -289,6 +289,43 @@ describe.skipIf(skip !== null)("secrets and files", () => {
     });
   }
 
+  test("lease get and ping4 without --key at a server that requires one are told to give --key FILE; a foreign --host6 is told about --no-source-check", async () => {
+    const key = join(dir, "required-key");
+    expect(dstm(["keygen", key]).code).toBe(0);
+    const listen = ["server", "--db", "memory", "--no-control", "--listen", "[::1]:4607"];
+    const running = spawnDstm([...listen, ...pool, ...tep, "--key", key], {}, ns.name);
+    try {
+      await running.waitFor(/ start /);
+      const hint =
+        /NOT_AUTHORISED \(authentication failed: missing\); the server requires signed requests: give --key FILE/;
+      for (const args of [
+        ["lease", "get", "--server", "::1"],
+        ["ping4", "192.0.2.80", "--server", "::1", "-c", "1"],
+      ]) {
+        const r = dstm(args);
+        expect(r.code).not.toBe(0);
+        expect(r.stderr.trim().split("\n")).toHaveLength(1);
+        expect(r.stderr).toMatch(hint);
+      }
+      const foreign = dstm([
+        "lease",
+        "get",
+        "--server",
+        "::1",
+        "--host6",
+        "2001:db8:9::9",
+        "--key",
+        key,
+      ]);
+      expect(foreign.stderr).toMatch(
+        /NOT_AUTHORISED \(HOST_IPV6 must be the address the request is sent from; a server with --no-source-check accepts other addresses\)/,
+      );
+    } finally {
+      running.proc.kill("SIGTERM");
+      expect(await running.exited).toBe(0);
+    }
+  });
+
   test("a key file with mode 0600 is accepted", async () => {
     const key = join(dir, "private-key");
     expect(dstm(["keygen", key]).code).toBe(0);

@@ -149,7 +149,8 @@ export class DstmHandler {
           type: MessageType.NAK,
           xid: request.xid,
           status: Status.NOT_AUTHORISED,
-          statusText: "HOST_IPV6 must be the address the request is sent from",
+          statusText:
+            "HOST_IPV6 must be the address the request is sent from; a server with --no-source-check accepts other addresses",
         },
         key,
       );
