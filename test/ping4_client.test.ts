@@ -170,6 +170,37 @@ describe.skipIf(skip !== null)("dstm ping4 beside a running dstm client", () => 
     await expectLeaseAndTrafficIntact("b", b.hostIPv4);
   }, 90_000);
 
+  test("each process shows its own counters: tep stats no client-*, client status no decap-* / encap-*", async () => {
+    const r = lab.run("tep", [
+      ...dstmArgv(),
+      "tep",
+      "stats",
+      "--json",
+      "--stats",
+      lab.services.socket("tep"),
+    ]);
+    const tep = Object.keys((JSON.parse(r.stdout) as { counters: object }).counters);
+    expect(tep).toContain("decap-forward");
+    expect(tep).toContain("pmtu-learned");
+    expect(tep.filter((n) => n.startsWith("client-"))).toEqual([]);
+    const text = lab.run("tep", [
+      ...dstmArgv(),
+      "tep",
+      "stats",
+      "--stats",
+      lab.services.socket("tep"),
+    ]);
+    expect(text.stdout).toContain("decap-forward");
+    expect(text.stdout).not.toContain("client-");
+    const status = await fetch("http://localhost/v1/status", {
+      unix: lab.services.socket("client-a"),
+    });
+    const client = Object.keys(((await status.json()) as { counters: object }).counters);
+    expect(client).toContain("client-encap-forward");
+    expect(client).toContain("encap-too-big-path-mtu");
+    expect(client.filter((n) => /^(decap|encap)-/.test(n))).toEqual(["encap-too-big-path-mtu"]);
+  }, 60_000);
+
   test("without a client, ping4 takes a lease of its own and releases it", async () => {
     const r = lab.run("server", [
       "env",

@@ -29,7 +29,7 @@ import { writeSysctl } from "../sys/sysctl.ts";
 import { closeTun, openTun } from "../sys/tun_linux.ts";
 import { sourceAddressFor } from "../sys/udp.ts";
 import { ClientState } from "../tunnel/client_state.ts";
-import { Counters } from "../tunnel/counters.ts";
+import { Counters, countersOf } from "../tunnel/counters.ts";
 import { Forwarder } from "../tunnel/forwarder.ts";
 import { type NaptCensus, NaptTable, type NaptTimeouts, PLACEHOLDER_IPV4 } from "../tunnel/napt.ts";
 import { PathMtuTable } from "../tunnel/pmtu.ts";
@@ -200,7 +200,7 @@ export class DstmNode {
         lease?.portSet && lease.portSet.psidLength > 0
           ? this.#napt.census((Date.now() / 1000) | 0)
           : null,
-      counters: this.counters.snapshot(),
+      counters: countersOf("client", this.counters.snapshot()),
     };
   }
 
