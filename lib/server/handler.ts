@@ -159,7 +159,7 @@ export class DstmHandler {
       return this.#within(
         raw.length,
         { type: MessageType.NAK, xid: request.xid, status: Status.NOT_AUTHORISED },
-        "HOST_IPV6 must be the address the request is sent from",
+        "HOST_IPV6 must be the address the request is sent from; a server with --no-source-check accepts other addresses",
         key,
       );
     }
@@ -241,6 +241,10 @@ export class DstmHandler {
         portSet: lease.portSet.psidLength === 0 ? undefined : lease.portSet,
         // On the engine's monotonic clock: a wall-clock step does not change the time left.
         leaseTime: Math.max(1, Math.round(this.#o.engine.remainingMs(lease) / 1000)),
+        // The host held this lease before the DISCOVER: tell the requester it is not its own
+        // to RELEASE (docs/protocol.md, EXISTING_LEASE).
+        existingLease:
+          request.type === MessageType.DISCOVER && result.outcome === "renewed" ? true : undefined,
       },
       key,
     );
