@@ -3,11 +3,13 @@
  *
  * @module
  */
-import { Command } from "@commander-js/extra-typings";
+import { Command, Option } from "@commander-js/extra-typings";
+import { type LeaseJson, renderLeaseTable } from "../lib/control/lease_view.ts";
 import { runDemo } from "../lib/lab/demo.ts";
 import { Lab } from "../lib/lab/lab.ts";
 import { alive, SERVICES } from "../lib/lab/services.ts";
 import { LAB, labNamespaces } from "../lib/lab/topology.ts";
+import { getUnix } from "../lib/sys/http.ts";
 import { UsageError } from "./errors.ts";
 import { runtimeDir } from "./paths.ts";
 
@@ -30,13 +32,23 @@ export function labCommand() {
   const lab = new Command("lab").description(
     "the paper's test network in network namespaces: up | down | status | demo",
   );
-  const nameOption = ["--name <name>", "lab name (namespaces are dstm-NAME-*)", "lab"] as const;
+  const nameOption = () =>
+    new Option("--name <name>", "lab name (namespaces are dstm-NAME-*)").default("lab", "lab");
+  const examples = (...lines: string[]) => `\nExamples:\n${lines.map((l) => `  ${l}`).join("\n")}`;
   lab
     .command("up")
     .description(
       "build the network (nodes A and B, DSTM server, TEP, web and FTP servers) and start everything",
     )
-    .option(...nameOption)
+    .addOption(nameOption())
+    .addHelpText(
+      "after",
+      examples(
+        "dstm lab up",
+        "dstm lab up --name b   # a second lab beside the first",
+        "ip netns exec dstm-lab-a curl http://192.0.2.80/",
+      ),
+    )
     .action(async (flags) => {
       requireRoot();
       const l = await Lab.up(labName(flags.name), runtimeDir(), (line) => out(`  ${line}`));
@@ -45,25 +57,27 @@ export function labCommand() {
   lab
     .command("down")
     .description("stop the lab's processes and delete its namespaces (also after a crash)")
-    .option(...nameOption)
+    .addOption(nameOption())
+    .addHelpText("after", examples("dstm lab down", "dstm lab down --name b"))
     .action(async (flags) => {
       requireRoot();
       const { processes, namespaces } = await Lab.down(labName(flags.name), runtimeDir());
       out(
         namespaces.length || processes
-          ? `lab ${flags.name} down: ${processes} processes stopped, ${namespaces.length} namespaces deleted`
-          : `lab ${flags.name} was not up`,
+          ? `lab "${flags.name}" down: ${processes} processes stopped, ${namespaces.length} namespaces deleted`
+          : `lab "${flags.name}" was not up`,
       );
     });
   lab
     .command("status")
     .description("show the lab's namespaces, processes and leases")
-    .option(...nameOption)
+    .addOption(nameOption())
+    .addHelpText("after", examples("dstm lab status", "dstm lab status --name b"))
     .action(async (flags) => {
       const name = labName(flags.name);
       const namespaces = labNamespaces(name);
       if (namespaces.length === 0) {
-        out(`lab ${name} is not up`);
+        out(`lab "${name}" is not up`);
         return;
       }
       const l = Lab.open(name, runtimeDir());
@@ -74,16 +88,22 @@ export function labCommand() {
           `  ${service.padEnd(9)} ${pid === undefined ? "not started" : `pid ${pid} ${alive(pid) ? "running" : "DEAD"}`}`,
         );
       }
+      out(`  namespaces: ${namespaces.join(" ")}`);
+      out(await labLeases(l.services.socket("server")));
     });
   lab
     .command("demo")
     .description(
       "run the paper's tests (ping, web, FTP from both nodes) and more, narrating each step",
     )
-    .option(...nameOption)
+    .addOption(nameOption())
     .option(
       "--keep",
       "leave the lab up afterwards (default: take it down unless it was already up)",
+    )
+    .addHelpText(
+      "after",
+      examples("dstm lab demo", "dstm lab demo --keep", "dstm lab demo --name b --keep"),
     )
     .action(async (flags) => {
       requireRoot();
@@ -91,8 +111,8 @@ export function labCommand() {
       const wasUp = labNamespaces(name).length > 0;
       out(
         wasUp
-          ? `Using lab ${name}, already up.`
-          : `Bringing up lab ${name}: the DSTM test network of the paper (figure 5).`,
+          ? `Using lab "${name}", already up.`
+          : `Bringing up lab "${name}": the DSTM test network of the paper (figure 5).`,
       );
       const l = wasUp
         ? Lab.open(name, runtimeDir())
@@ -112,17 +132,36 @@ export function labCommand() {
         if (takeDown) {
           process.off("SIGINT", onSignal);
           await Lab.down(name, runtimeDir());
-          out(`Lab ${name} taken down.`);
-        } else out(`Lab ${name} left up: \`dstm lab status\`, \`dstm lab down\`.`);
+          out(`Lab "${name}" taken down.`);
+        } else {
+          const named = name === "lab" ? "" : ` --name ${name}`;
+          out(`Lab "${name}" left up: \`dstm lab status${named}\`, \`dstm lab down${named}\`.`);
+        }
       }
       if (failed > 0) process.exitCode = 1;
     });
   return lab;
 }
 
+/** The lab server's active leases, from its control socket (a line saying why not when it does not answer). */
+async function labLeases(socket: string): Promise<string> {
+  try {
+    const body = (await (await getUnix(socket, "/v1/leases")).json()) as { leases: LeaseJson[] };
+    return body.leases.length
+      ? `  leases:\n${renderLeaseTable(body.leases, Date.now())
+          .trimEnd()
+          .split("\n")
+          .map((l) => `    ${l}`)
+          .join("\n")}`
+      : "  leases: none";
+  } catch {
+    return `  leases: the lab's server does not answer on ${socket}`;
+  }
+}
+
 function describe(l: Lab): string {
   return [
-    `lab ${l.name}: logs and sockets in ${l.dir}`,
+    `lab "${l.name}": logs and sockets in ${l.dir}`,
     `  IPv6-only DSTM domain ${LAB.prefix6}: node A ${LAB.nodeA6}, node B ${LAB.nodeB6}, server ${LAB.server6}`,
     `  TEP ${LAB.tep6} / ${LAB.tep4}; DSTM pool ${LAB.pool}`,
     `  node E ${LAB.nodeE6} behind r1 ═ r2 (a ${LAB.narrowMtu}-byte link: path MTU discovery)`,

@@ -12,6 +12,13 @@ const SUBCOMMANDS = ["server", "client", "tep", "lease", "ping4", "lab"];
 const base = ["--tep", "2001:db8::1", "--db", "memory", "--no-control", "--listen", "[::1]:0"];
 
 describe("dstm command line", () => {
+  test('the lab is named in quotes: lab "NAME", not "lab lab"', async () => {
+    const name = `q${Math.random().toString(36).slice(2, 7)}`;
+    const { code, stdout } = await runDstm(["lab", "status", "--name", name]);
+    expect(code).toBe(0);
+    expect(stdout).toBe(`lab "${name}" is not up\n`);
+  });
+
   test("--help lists every subcommand", async () => {
     const { code, stdout } = await runDstm(["--help"]);
     expect(code).toBe(0);
@@ -187,7 +194,7 @@ describe("dstm command line", () => {
 
   test("lease ls without a running server says how to fix it", async () => {
     const { code, stderr } = await runDstm(["lease", "ls", "--control", join(dir, "nobody.sock")]);
-    expect(code).toBe(2);
+    expect(code).toBe(1); // an unavailable resource, not a usage error (README: exit codes)
     expect(stderr).toMatch(/no dstm server answers/);
   });
 });

@@ -33,6 +33,11 @@ export interface ClientLease {
   /** Local clock (ms) when the last ACK arrived: renew at obtainedAt + leaseTime/2. */
   readonly obtainedAt: number;
   readonly expiresAt: number;
+  /**
+   * DISCOVER_ACK with EXISTING_LEASE (docs/protocol.md): the host held this lease before the
+   * DISCOVER, so the requester did not create it (e.g. a running `dstm client` did).
+   */
+  readonly existing?: boolean;
 }
 
 /** The server answered with a NAK. */
@@ -42,8 +47,26 @@ export class DstmRefusedError extends Error {
     readonly status: Status,
     readonly statusText: string,
   ) {
-    super(`server refused: ${statusName(status)}${statusText ? ` (${statusText})` : ""}`);
+    super(
+      `server refused: ${statusName(status)}${statusText ? ` (${statusText})` : ""}${refusalHint(status, statusText)}`,
+    );
   }
+}
+
+/**
+ * What the user can do about a refusal, as a suffix for its message ("" when nothing useful):
+ * a server that requires signed requests (docs/protocol.md, Authentication) answers an
+ * unsigned one with NOT_AUTHORISED "authentication failed: missing".
+ */
+export function refusalHint(status: number, statusText: string): string {
+  if (status !== Status.NOT_AUTHORISED) return "";
+  if (statusText.startsWith("authentication failed: missing"))
+    return "; the server requires signed requests: give --key FILE with the server's key";
+  if (statusText.startsWith("authentication failed: unknown-key"))
+    return "; --key FILE does not hold a key this server knows";
+  if (statusText.startsWith("authentication failed: bad-mac"))
+    return "; --key FILE holds another secret than the server's for that key id";
+  return "";
 }
 
 /** No valid answer after every retransmission. */
@@ -77,6 +100,8 @@ export interface TransportOptions {
 interface Pending {
   readonly resolve: (answer: DstmMessage) => void;
   readonly expect: number;
+  /** An unsigned NAK NOT_AUTHORISED came for it (not believed: see onDatagram). */
+  unsignedRefusal?: boolean;
 }
 
 /**
@@ -141,9 +166,11 @@ export class DstmTransport {
   async exchange(message: Omit<DstmMessage, "xid">, expect: number): Promise<DstmMessage> {
     const xid = this.#nextXid;
     this.#nextXid = (this.#nextXid + 1) >>> 0;
-    const answer = new Promise<DstmMessage>((resolve) =>
-      this.#pending.set(xid, { resolve, expect }),
-    );
+    let pending: Pending | undefined;
+    const answer = new Promise<DstmMessage>((resolve) => {
+      pending = { resolve, expect };
+      this.#pending.set(xid, pending);
+    });
     let timeout = this.#retry.initialMs;
     try {
       for (let attempt = 0; attempt < this.#retry.tries; attempt++) {
@@ -171,6 +198,11 @@ export class DstmTransport {
       }
     } finally {
       this.#pending.delete(xid);
+    }
+    if (pending?.unsignedRefusal) {
+      throw new DstmTimeoutError(
+        `no signed answer from DSTM server [${this.#server}]:${this.#port} after ${this.#retry.tries} tries, only an unsigned NAK NOT_AUTHORISED (from the server or anyone on the link): is the key the server's?`,
+      );
     }
     throw new DstmTimeoutError(
       `no answer from DSTM server [${this.#server}]:${this.#port} after ${this.#retry.tries} tries; is it running and reachable?`,
@@ -201,11 +233,19 @@ export class DstmTransport {
         this.#guard,
         this.#now(),
       );
-      // An unsigned NAK NOT_AUTHORISED is how a server says it could not verify us: accept it.
+      // An unsigned NAK NOT_AUTHORISED is how a server says it could not verify us. Anyone
+      // who sees the xid on the link can send one, so it is believed only for a DISCOVER
+      // (nothing to lose); for a REQUEST or RELEASE it is remembered and the exchange goes on,
+      // ending in DstmTimeoutError (the lease is kept until it expires), saying so.
       const unsignedAuthNak =
         outcome === "missing" &&
         message.type === MessageType.NAK &&
         message.status === Status.NOT_AUTHORISED;
+      if (unsignedAuthNak && pending.expect !== MessageType.DISCOVER_ACK) {
+        pending.unsignedRefusal = true;
+        this.ignored++;
+        return;
+      }
       if (outcome !== "ok" && !unsignedAuthNak) {
         this.ignored++;
         return;
@@ -301,6 +341,7 @@ export class DstmClient {
       leaseTime,
       obtainedAt: now,
       expiresAt: now + leaseTime * 1000,
+      existing: answer.existingLease === true ? true : undefined,
     };
   }
 }

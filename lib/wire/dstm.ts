@@ -215,7 +215,16 @@ export function decodeMessage(buf: Uint8Array, offset = 0): Decoded<DstmMessage>
         `option ${code} at byte ${at}: ${len}-byte value is cut off`,
       );
     }
-    if (code >= 0x80) continue; // v1 defines none: skipped for forward compatibility
+    if (code >= 0x80) {
+      // Extensions: skipped for forward compatibility, except EXISTING_LEASE in DISCOVER_ACK.
+      if (code !== OptionCode.EXISTING_LEASE || type !== MessageType.DISCOVER_ACK) continue;
+      if (len !== 0) {
+        return _fail("bad-option-length", `EXISTING_LEASE has length ${len}, expected 0`);
+      }
+      if (msg.existingLease) return _fail("duplicate-option", "EXISTING_LEASE appears twice");
+      msg.existingLease = true;
+      continue;
+    }
     const name = _OPTION_NAMES[code];
     if (!name) return _fail("unknown-option", `option code ${code} at byte ${at} is unknown`);
     const bit = 1 << code;
@@ -259,6 +268,7 @@ export function encodingLength(msg: DstmMessage): number {
   if (msg.syncCount !== undefined || msg.syncDigest !== undefined) n += 10;
   if (msg.snapshot !== undefined) n += 10;
   if (msg.bindings !== undefined) n += 26 * msg.bindings.length;
+  if (msg.existingLease) n += 2;
   return n;
 }
 
@@ -324,6 +334,9 @@ export function encodeMessage(msg: DstmMessage, buf?: Uint8Array, offset = 0): U
   }
   const statusError = _checkStatus(msg.type, msg.status);
   if (statusError !== undefined) throw new RangeError(statusError);
+  if (msg.existingLease && msg.type !== MessageType.DISCOVER_ACK) {
+    throw new RangeError(`EXISTING_LEASE is not allowed in ${typeName}`);
+  }
 
   const length = encodingLength(msg);
   if (buf === undefined) {
@@ -358,6 +371,7 @@ export function encodeMessage(msg: DstmMessage, buf?: Uint8Array, offset = 0): U
     p += textLength;
   }
   p = _encodeSyncOptions(msg, bindings, buf, p);
+  if (msg.existingLease) p = _head(buf, p, OptionCode.EXISTING_LEASE, 0);
   if (msg.auth !== undefined) {
     const { keyId, timestamp, nonce, mac } = msg.auth;
     p = writeU32(buf, _head(buf, p, OptionCode.AUTH, _AUTH_LENGTH), keyId);
