@@ -243,7 +243,7 @@ async function startPath(topo: Topology, path: PathName, ccBinary: string) {
         "198.51.100.0/24",
         "--binding",
         `${A.host4}=${A.hostSid}`,
-        "--stats",
+        "--control",
         join(topo.dir, "tep.sock"),
         "--log-level",
         "warn",
