@@ -69,6 +69,8 @@ export function refusalHint(status: number, statusText: string, signed?: boolean
     (signed === false && statusText.startsWith("authentication"))
   )
     return "; the server requires signed requests: give --key FILE with the server's key";
+  if (statusText.startsWith("HOST_IPV6"))
+    return "; HOST_IPV6 must be the address the request is sent from (--host6 an address of this host), unless the server runs with --no-source-check";
   if (statusText.startsWith("authentication failed: unknown-key"))
     return "; --key FILE does not hold a key this server knows";
   if (statusText.startsWith("authentication failed: bad-mac"))
