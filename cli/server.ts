@@ -108,6 +108,10 @@ export function serverCommand(): Command {
       collect,
     )
     .option(
+      "--decline-probation <seconds>",
+      "how long an address a 4o6 client DECLINEd stays unavailable (default 86400)",
+    )
+    .option(
       "--dhcp4o6-open",
       "with --key, answer DHCPv4-over-DHCPv6 (which has no authentication) from any host anyway",
     )
@@ -196,6 +200,7 @@ export interface ServerFlags {
   dhcp4o6ServerId?: string;
   dhcp4o6Allow?: string[];
   dhcp4o6Open?: boolean;
+  declineProbation?: string;
   maxLeasesPerPrefix?: string;
   hostPrefixLength?: string;
   prefixRate?: string;
@@ -213,6 +218,7 @@ const FILE_KEYS = new Set([
   "dhcp4o6-server-id",
   "dhcp4o6-allow",
   "dhcp4o6-open",
+  "decline-probation",
   "max-leases-per-prefix",
   "host-prefix-length",
   "prefix-rate",
@@ -542,6 +548,10 @@ function dhcp4o6Config(
     interfaces: flags.dhcp4o6Interface ?? (fileInterfaces as string[] | undefined) ?? [],
     serverId,
     allow: allow?.length ? allow : undefined,
+    declineProbation: wholeNumber(
+      flags.declineProbation ?? file["decline-probation"],
+      "--decline-probation",
+    ),
   };
 }
 

@@ -18,7 +18,16 @@
  *   A REQUEST naming another server declines our offer, whatever address it asks for
  *   (RFC 2131 §4.3.2): an offer never committed is freed; a committed lease is kept.
  * - RELEASE → the engine releases; no answer (RFC 2131 §4.4.6).
- * - DECLINE and INFORM are counted and ignored.
+ * - DECLINE (RFC 2131 §4.3.3) → the address the host holds and names in option 50 is taken
+ *   from it and held unavailable for the decline probation (default 24 h, as Kea's
+ *   `decline-probation-period`), counted and logged at warn; no answer.
+ * - INFORM (RFC 2131 §4.3.5) → an ACK with the server's parameters, no address, no lease time.
+ * - Relays (RFC 8415 §19): a RELAY-FORW is opened down to the DHCPV4-QUERY it carries (relays
+ *   nest); the host is the innermost relay's peer-address, and the answer goes back as the
+ *   RELAY-REPL chain (hop-count, link-address, peer-address and interface-id echoed) to the
+ *   relay that sent it. Admission checks the host's address, not the relay's.
+ * - A link-local source (what a DHCPv6 client sends from) is a host like any other: its
+ *   address without the zone names it; the answer goes to the address with its zone.
  * A shared pool's leases carry OPTION_V4_PORTPARAMS (159, RFC 7618).
  *
  * @module
@@ -45,11 +54,19 @@ import {
   encodeDhcp6,
   peekDhcp6MessageType,
 } from "../wire/dhcp4o6.ts";
+import {
+  type Dhcp6RelayMessage,
+  Dhcp6RelayType,
+  unwrapRelays,
+  wrapRelayReply,
+} from "../wire/dhcp6_relay.ts";
 import type { Admission } from "./admission.ts";
 import type { BindingSink } from "./tep_sync.ts";
 
 /** How long an offered address is held before the client's REQUEST (s). */
 export const OFFER_SECONDS = 60;
+/** How long a declined address stays unavailable by default (s): Kea's decline-probation-period. */
+export const DECLINE_PROBATION_SECONDS = 86_400;
 
 export interface Dhcp4o6Options {
   readonly engine: AllocationEngine;
@@ -63,6 +80,8 @@ export interface Dhcp4o6Options {
   readonly now?: () => number;
   /** Allow list, rate limit and refusal accounting; none: every query goes on. */
   readonly admission?: Admission;
+  /** How long a DECLINEd address stays unavailable (s); default DECLINE_PROBATION_SECONDS. */
+  readonly declineProbation?: number;
 }
 
 export class Dhcp4o6Handler {
@@ -78,9 +97,39 @@ export class Dhcp4o6Handler {
     );
   }
 
-  /** One datagram from `source` (port 546 normally); resolves to the answer or null. */
+  /**
+   * One datagram from `source` (a client on port 546, or a relay on 547; a link-local source
+   * with its `%zone`); resolves to the answer for `source` (a RELAY-REPL for a relay) or null.
+   */
   async handle(raw: Uint8Array, source: string): Promise<Uint8Array | null> {
-    if (this.#o.admission && !this.#o.admission.admit("dhcp4o6", source)) return null;
+    let relays: readonly Dhcp6RelayMessage[] = [];
+    let payload = raw;
+    let host = source.split("%", 1)[0]!;
+    if (peekDhcp6MessageType(raw) === Dhcp6RelayType.RELAY_FORW) {
+      const opened = unwrapRelays(raw);
+      if (!opened.ok) {
+        this.#count("relay-forw", `malformed-${opened.error.code}`);
+        return null;
+      }
+      relays = opened.value.relays;
+      payload = opened.value.inner;
+      // RFC 8415 §19.1.1: the innermost relay heard the client; its peer-address is the host.
+      host = relays.at(-1)!.peerAddress;
+    }
+    const host6 = canonicalIPv6(host);
+    if (!host6) {
+      this.#count("invalid", "bad-source");
+      return null;
+    }
+    if (this.#o.admission && !this.#o.admission.admit("dhcp4o6", host6)) return null;
+    const answer = await this.#answer(payload, host6);
+    if (answer === null) return null;
+    if (relays.length > 0) this.#count("relay-repl", `hops-${relays.length}`);
+    return wrapRelayReply(relays, answer);
+  }
+
+  /** The answer to one client message from `host6` (canonical, no zone), or null. */
+  async #answer(raw: Uint8Array, host6: string): Promise<Uint8Array | null> {
     if (peekDhcp6MessageType(raw) === Dhcp6MessageType.INFORMATION_REQUEST)
       return this.#information(raw);
     const decoded = decodeDhcp4o6(raw);
@@ -89,8 +138,6 @@ export class Dhcp4o6Handler {
       return null;
     }
     const query = decoded.value.dhcp4;
-    const host6 = canonicalIPv6(source);
-    if (!host6) return null;
     const type = query.options.messageType;
     const name = dhcp4MessageTypeName(type).toLowerCase();
     const { engine } = this.#o;
@@ -149,10 +196,52 @@ export class Dhcp4o6Handler {
         }
         return null;
       }
+      case Dhcp4MessageType.DECLINE:
+        return this.#decline(query, host6);
+      case Dhcp4MessageType.INFORM: {
+        // RFC 2131 §4.3.5: parameters only; no yiaddr, no lease time, ciaddr echoed.
+        this.#count(name, "ack");
+        return this.#encode(query, {
+          yiaddr: 0,
+          options: {
+            messageType: Dhcp4MessageType.ACK,
+            serverId: this.#o.serverId,
+            subnetMask: 0xffffffff,
+          },
+        });
+      }
       default:
         this.#count(name, "ignored");
         return null;
     }
+  }
+
+  /**
+   * RFC 2131 §4.3.3: the client found the address in use. Only the host's own address (offered
+   * or leased, named in option 50) can be declined, so no host can take another's away.
+   */
+  async #decline(query: Dhcp4Message, host6: string): Promise<null> {
+    const address = query.options.requestedIp ?? 0;
+    if (query.options.serverId !== undefined && query.options.serverId !== this.#o.serverId) {
+      this.#count("decline", "other-server");
+      return null;
+    }
+    const seconds = this.#o.declineProbation ?? DECLINE_PROBATION_SECONDS;
+    const result = await this.#o.engine.decline(host6, address, seconds);
+    if (!result.ok) {
+      this.#count("decline", result.reason);
+      return null;
+    }
+    this.#count("decline", "declined");
+    this.#o.bindings?.remove({ ...result.lease, host6 });
+    this.#o.log.warn("declined", {
+      protocol: "dhcp4o6",
+      ipv4: formatIPv4(address),
+      host6,
+      until: new Date(result.lease.expiresAt).toISOString(),
+      detail: "the host found this address in use: another machine has it (check the pool)",
+    });
+    return null;
   }
 
   /**

@@ -4,7 +4,7 @@
  *
  * @module
  */
-import { AllocationEngine, type PoolConfig } from "../alloc/engine.ts";
+import { AllocationEngine, isDeclinedHost, type PoolConfig } from "../alloc/engine.ts";
 import { controlHandler, metricsResponse } from "../control/api.ts";
 import type { Logger } from "../control/log.ts";
 import { Metrics } from "../control/metrics.ts";
@@ -56,6 +56,8 @@ export interface ServerConfig {
     readonly serverId: number;
     /** IPv6 prefixes whose hosts may use 4o6 (RFC 7341 has no authentication); absent: any. */
     readonly allow?: readonly string[];
+    /** How long a DECLINEd address stays unavailable (s); default 86400. */
+    readonly declineProbation?: number;
   };
   /**
    * Admission control (./admission.ts); each setting defaults to ADMISSION_DEFAULTS, 0 turns
@@ -192,7 +194,8 @@ export class DstmServer {
         metrics,
         send: (data, address, port) => this.#udp?.send(data, address, port) ?? false,
       },
-      engine.leases({ state: "active" }),
+      // A declined address's holder (RFC 6666 discard prefix) is no host: no binding.
+      engine.leases({ state: "active" }).filter((lease) => !isDeclinedHost(lease.host6)),
     );
     this.#admission = new Admission({
       metrics,
@@ -295,6 +298,7 @@ export class DstmServer {
       bindings: this.#tepSync,
       serverId: c.serverId,
       address: c.address,
+      declineProbation: c.declineProbation,
       log: this.#log,
       metrics: this.metrics,
     });
