@@ -180,15 +180,18 @@ export interface Dhcp6Unwrapped {
 
 /**
  * Opens every RELAY-FORW around a client message (RFC 8415 §19.2 / §19.1.2: each relay's
- * message is in the option 9 of the next). A message that is not a RELAY-FORW comes back with
- * no relays. Fails on a malformed envelope or more than {@link DHCP6_MAX_RELAY_DEPTH}.
+ * message is in the option 9 of the next), or with `type` RELAY_REPL every RELAY-REPL around
+ * a server's answer (what a relay does). A message of another type comes back with no relays. Fails on a malformed envelope or more than {@link DHCP6_MAX_RELAY_DEPTH}.
  * The client is `relays.at(-1).peerAddress`, its link `relays.at(-1).linkAddress` (or, when
  * that is `::`, the first relay outward with a link-address).
  */
-export function unwrapRelays(payload: Uint8Array): Dhcp6RelayDecoded<Dhcp6Unwrapped> {
+export function unwrapRelays(
+  payload: Uint8Array,
+  type: Dhcp6RelayType = Dhcp6RelayType.RELAY_FORW,
+): Dhcp6RelayDecoded<Dhcp6Unwrapped> {
   const relays: Dhcp6RelayMessage[] = [];
   let inner = payload;
-  while (inner[0] === Dhcp6RelayType.RELAY_FORW) {
+  while (inner[0] === type) {
     if (relays.length >= DHCP6_MAX_RELAY_DEPTH)
       return _fail("too-deep", `more than ${DHCP6_MAX_RELAY_DEPTH} nested RELAY-FORW`);
     const r = decodeDhcp6Relay(inner);
