@@ -269,7 +269,12 @@ describe.skipIf(skip !== null)("4o6 conformance, Kea as the reference", () => {
   }, 70_000);
 
   test("(2) relayed through two nested RELAY-FORWs: the RELAY-REPL chain echoes hop-count, link/peer addresses and interface-id", async () => {
-    results.keaRelay = await runScript<Relayed>(ns.cl, script, ["relay", "2001:db8:2::547"], 30_000);
+    results.keaRelay = await runScript<Relayed>(
+      ns.cl,
+      script,
+      ["relay", "2001:db8:2::547"],
+      30_000,
+    );
     results.dstmRelay = await runScript<Relayed>(
       ns.cl,
       script,

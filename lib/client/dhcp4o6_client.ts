@@ -6,10 +6,11 @@
  * - `discover()`: DISCOVER → OFFER, then REQUEST (selecting, same xid as the OFFER) → ACK, each
  *   DHCPv4 message inside a DHCPV4-QUERY with the U flag clear, to the configured server
  *   (unicast) or `ff02::1:2` on the given interface.
- * - `request(ipv4)`: before T2 (option 59, default 7/8 of the lease) a *renewing* REQUEST
- *   (`ciaddr` set, no server id, no requested IP) with the U flag set, unicast to the server;
- *   from T2 on a *rebinding* REQUEST, U clear, to the option-88 servers or `ff02::1:2`.
- *   The client service calls it at half the lease time (the default T1).
+ * - `request(ipv4)`: the RFC 2131 §4.4.5 state machine (./dhcp4_timers.ts): before T2
+ *   (option 59, default 7/8 of the lease) a *renewing* REQUEST (`ciaddr` set, no server id, no
+ *   requested IP) with the U flag set, unicast to the server; from T2 on a *rebinding* REQUEST,
+ *   U clear, to the option-88 servers or `ff02::1:2`; at the lease end it gives up. The client
+ *   service calls it at T1 (`ClientLease.renewAt`: option 58, default half the lease).
  * - `release(ipv4)`: RELEASE (`ciaddr`, server id) with the U flag, unicast, sent once.
  *
  * The 4o6 envelope has no transaction id: replies are matched on the DHCPv4 `xid` and
@@ -52,6 +53,7 @@ import {
   peekDhcp6MessageType,
 } from "../wire/dhcp4o6.ts";
 import { Status } from "../wire/dstm_types.ts";
+import { dhcp4NextTransmission, dhcp4StateAt, dhcp4Timers } from "./dhcp4_timers.ts";
 import {
   type ClientLease,
   DstmRefusedError,
@@ -259,30 +261,109 @@ export class Dhcp4o6Client implements LeaseClient {
   }
 
   /**
-   * Extends the lease on `ipv4`: renewing (U flag, unicast) before T2, rebinding (no U,
-   * `ff02::1:2` or the option-88 servers) from T2 on or without a known binding.
+   * Extends the lease on `ipv4` by the RFC 2131 §4.4.5 state machine (./dhcp4_timers.ts):
+   * before T2 a *renewing* REQUEST (`ciaddr`, U flag) unicast to the server, from T2 a
+   * *rebinding* REQUEST (U clear) to the option-88 servers or `ff02::1:2`, each retransmitted
+   * after half the time left in its state (at least 60 s, never past its end). Resolves with
+   * the ACK's lease; rejects with {@link DstmRefusedError} on a NAK, and with
+   * {@link DstmTimeoutError} the moment the lease ends unanswered: stop using the address.
+   * Without a binding for `ipv4` (a lease of an earlier run) one rebinding exchange is tried.
    */
   async request(ipv4: number): Promise<ClientLease> {
     const binding = this.#binding;
-    const now = this.#now();
-    const renewing =
-      binding !== undefined &&
-      binding.ipv4 === ipv4 &&
-      now < binding.obtainedAt + binding.t2 * 1000;
-    const flags = renewing ? DHCP4O6_FLAG_UNICAST : 0;
-    const to = renewing ? [this.#unicastTo(binding)] : this.#rebindTo();
-    const reply = await this.#exchange(
-      (xid) =>
-        this.#message(xid, now, ipv4, {
-          messageType: Dhcp4MessageType.REQUEST,
-          parameterRequestList: DHCP4O6_PARAMETER_REQUEST_LIST,
-          clientId: this.#clientId,
-        }),
-      flags,
-      to,
-      isAckOrNak,
+    if (binding === undefined || binding.ipv4 !== ipv4) {
+      const reply = await this.#exchange(
+        (xid) => this.#renewal(xid, this.#now(), ipv4),
+        0,
+        this.#rebindTo(),
+        isAckOrNak,
+      );
+      return this.#bound(reply, "rebinding REQUEST");
+    }
+    const started = this.#now();
+    const xid = randomXid();
+    for (let attempt = 0; ; attempt++) {
+      const now = this.#now();
+      const state = dhcp4StateAt(binding, now);
+      if (state === "EXPIRED" || this.#closed) break;
+      const renewing = state !== "REBINDING";
+      const payload = encodeDhcp4o6({
+        type: Dhcp6MessageType.DHCPV4_QUERY,
+        flags: renewing ? DHCP4O6_FLAG_UNICAST : 0,
+        dhcp4: this.#renewal(xid, started, ipv4),
+      });
+      const to = renewing ? [this.#unicastTo(binding)] : this.#rebindTo();
+      const what = renewing ? "renewing REQUEST" : "rebinding REQUEST";
+      if (attempt > 0) {
+        this.retransmissions++;
+        this.#options.log?.warn("no-answer", { server: to.join(","), message: what, attempt });
+      }
+      const reply = await this.#sendAndWait(payload, to, xid, dhcp4NextTransmission(binding, now));
+      if (reply) return this.#bound(reply, what);
+    }
+    if (this.#binding === binding) this.#binding = undefined;
+    throw new DstmTimeoutError(
+      `the lease on ${formatIPv4(ipv4)} ended with no answer to renewing (unicast to [${this.#unicastTo(binding)}]:${this.#serverPort}) or rebinding (${this.#rebindTo().join(", ")}); stop using it`,
     );
-    return this.#bound(reply, renewing ? "renewing REQUEST" : "rebinding REQUEST");
+  }
+
+  /** A renewing or rebinding REQUEST: `ciaddr` set, no server id, no requested IP (§4.3.2). */
+  #renewal(xid: number, started: number, ipv4: number): Dhcp4Message {
+    return this.#message(xid, started, ipv4, {
+      messageType: Dhcp4MessageType.REQUEST,
+      parameterRequestList: DHCP4O6_PARAMETER_REQUEST_LIST,
+      clientId: this.#clientId,
+    });
+  }
+
+  /** Sends `payload` to `to` once and waits until `until` (ms, own clock) for an ACK or NAK. */
+  async #sendAndWait(
+    payload: Uint8Array,
+    to: readonly string[],
+    xid: number,
+    until: number,
+  ): Promise<Reply | null> {
+    let reply: Reply | null = null;
+    let done!: () => void;
+    const answered = new Promise<void>((resolve) => {
+      done = resolve;
+    });
+    const pending: Pending = {
+      accept: (data, from) => {
+        const m = this.#match(data, xid, isAckOrNak);
+        if (!m) return false;
+        reply = { dhcp4: m, from };
+        done();
+        return true;
+      },
+    };
+    this.#pending.add(pending);
+    this.#closers.add(done);
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    try {
+      for (const address of to) this.#send(payload, address);
+      await Promise.race([
+        answered,
+        new Promise<void>((resolve) => {
+          timer = setTimeout(resolve, Math.max(0, until - this.#now()));
+        }),
+      ]);
+    } finally {
+      clearTimeout(timer);
+      this.#pending.delete(pending);
+      this.#closers.delete(done);
+    }
+    return reply;
+  }
+
+  /** The DHCPv4 message of a DHCPV4-RESPONSE with `xid` and our chaddr that passes `accept`. */
+  #match(payload: Uint8Array, xid: number, accept: (m: Dhcp4Message) => boolean) {
+    if (peekDhcp6MessageType(payload) !== Dhcp6MessageType.DHCPV4_RESPONSE) return null;
+    const r = decodeDhcp4o6(payload);
+    // The response's flags mean nothing (Kea copies the query's): not looked at.
+    if (!r.ok || r.value.dhcp4.xid !== xid) return null;
+    const m = r.value.dhcp4;
+    return sameBytes(m.chaddr, this.#chaddr) && accept(m) ? m : null;
   }
 
   /** RELEASE (ciaddr, server id), U flag, unicast to the server; no answer comes. */
@@ -415,12 +496,8 @@ export class Dhcp4o6Client implements LeaseClient {
         return encodeDhcp4o6({ type: Dhcp6MessageType.DHCPV4_QUERY, flags, dhcp4 });
       },
       (payload, from) => {
-        if (peekDhcp6MessageType(payload) !== Dhcp6MessageType.DHCPV4_RESPONSE) return false;
-        const r = decodeDhcp4o6(payload);
-        // The response's flags mean nothing (Kea copies the query's): not looked at.
-        if (!r.ok || r.value.dhcp4.xid !== xid) return false;
-        const m = r.value.dhcp4;
-        if (!sameBytes(m.chaddr, this.#chaddr) || !accept(m)) return false;
+        const m = this.#match(payload, xid, accept);
+        if (!m) return false;
         this.#options.log?.debug("dhcp4o6-reply", {
           message: dhcp4MessageTypeName(m.options.messageType),
           from,
@@ -516,16 +593,16 @@ export class Dhcp4o6Client implements LeaseClient {
       granted === DHCP4_INFINITE_LEASE
         ? DHCP4O6_MAX_REPORTED_LEASE
         : Math.min(granted, DHCP4O6_MAX_REPORTED_LEASE);
-    const t1 = m.options.renewalTime ?? leaseTime / 2;
-    const t2 = m.options.rebindingTime ?? (leaseTime * 7) / 8;
+    // RFC 2131 §4.4.5: the server's T1 and T2; the defaults only when it sent none.
+    const { t1, t2 } = dhcp4Timers(leaseTime, m.options.renewalTime, m.options.rebindingTime);
     const previous = this.#binding;
     this.#binding = {
       ipv4: m.yiaddr,
       serverId: m.options.serverId ?? previous?.serverId ?? 0,
       responder: reply.from,
       leaseTime,
-      t1: Math.min(t1, leaseTime),
-      t2: Math.min(t2, leaseTime),
+      t1,
+      t2,
       obtainedAt: now,
     };
     const o = this.#options;
@@ -539,6 +616,7 @@ export class Dhcp4o6Client implements LeaseClient {
       leaseTime,
       obtainedAt: now,
       expiresAt: now + leaseTime * 1000,
+      renewAt: now + t1 * 1000,
     };
   }
 }

@@ -33,6 +33,8 @@ export interface ClientLease {
   /** Local clock (ms) when the last ACK arrived: renew at obtainedAt + leaseTime/2. */
   readonly obtainedAt: number;
   readonly expiresAt: number;
+  /** Local clock (ms) when renewing starts, if the protocol says (DHCPv4: T1, option 58). */
+  readonly renewAt?: number;
 }
 
 /** The server answered with a NAK. */

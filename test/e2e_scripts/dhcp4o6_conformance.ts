@@ -73,7 +73,8 @@ async function answerTo(xid: number, waitMs = WAIT_MS) {
       const opened = unwrapRelays(seen.data, 13);
       if (!opened.ok) continue;
       const r = decodeDhcp4o6(opened.value.inner);
-      if (r.ok && r.value.dhcp4.xid === xid) return { seen, relays: opened.value.relays, r: r.value };
+      if (r.ok && r.value.dhcp4.xid === xid)
+        return { seen, relays: opened.value.relays, r: r.value };
     }
     if (Date.now() > deadline) return null;
     await Bun.sleep(20);
@@ -119,7 +120,9 @@ if (mode === "direct") {
   );
   const ack = await answerOfType(0x11110001, Dhcp4MessageType.ACK, Dhcp4MessageType.NAK);
   ep.send(
-    query(message(chaddr, 0x11110003, { messageType: Dhcp4MessageType.INFORM }, { ciaddr: offered })),
+    query(
+      message(chaddr, 0x11110003, { messageType: Dhcp4MessageType.INFORM }, { ciaddr: offered }),
+    ),
     to,
     547,
   );
@@ -172,7 +175,11 @@ if (mode === "direct") {
       relayMessage: encodeDhcp6Relay(inner),
     });
   };
-  ep.send(relayed(query(message(chaddr, 0x22220001, { messageType: Dhcp4MessageType.DISCOVER }))), target, 547);
+  ep.send(
+    relayed(query(message(chaddr, 0x22220001, { messageType: Dhcp4MessageType.DISCOVER }))),
+    target,
+    547,
+  );
   const offer = await answerTo(0x22220001);
   ep.send(
     relayed(
