@@ -24,11 +24,8 @@
  *
  * @module
  */
-import { createHash } from "node:crypto";
-import { readFileSync } from "node:fs";
 import type { Logger } from "../control/log.ts";
 import { canonicalIPv6, formatIPv4 } from "../net/addr.ts";
-import { interfaceOfIPv6 } from "../sys/ifinfo.ts";
 import { bindUdp, UdpBindError, type UdpEndpoint } from "../sys/udp.ts";
 import {
   DHCP4_HTYPE_ETHERNET,
@@ -54,6 +51,8 @@ import {
 } from "../wire/dhcp4o6.ts";
 import { Status } from "../wire/dstm_types.ts";
 import { dhcp4NextTransmission, dhcp4StateAt, dhcp4Timers } from "./dhcp4_timers.ts";
+import { defaultChaddr, parseServer } from "./dhcp4o6_target.ts";
+import { Dhcp4o6Transport } from "./dhcp4o6_transport.ts";
 import {
   type ClientLease,
   DstmRefusedError,
@@ -123,10 +122,6 @@ export interface Dhcp4o6Binding {
   readonly obtainedAt: number;
 }
 
-interface Pending {
-  readonly accept: (payload: Uint8Array, from: string) => boolean;
-}
-
 interface Reply {
   readonly dhcp4: Dhcp4Message;
   readonly from: string;
@@ -135,9 +130,8 @@ interface Reply {
 const MULTICAST = ALL_DHCP_RELAY_AGENTS_AND_SERVERS;
 
 export class Dhcp4o6Client implements LeaseClient {
-  readonly #endpoint: UdpEndpoint;
+  readonly #io: Dhcp4o6Transport;
   readonly #options: Dhcp4o6ClientOptions;
-  readonly #retry: RetryPolicy;
   readonly #now: () => number;
   readonly #serverPort: number;
   readonly #chaddr: Uint8Array;
@@ -145,29 +139,31 @@ export class Dhcp4o6Client implements LeaseClient {
   /** Unicast server given by the user, or null for `ff02::1:2`. */
   readonly #unicast: string | null;
   readonly #ifname: string | null;
+  readonly #local: { address: string; port: number };
   #servers: readonly string[];
   #binding: Dhcp4o6Binding | undefined;
-  readonly #pending = new Set<Pending>();
-  readonly #closers = new Set<() => void>();
-  #closed = false;
-  /** Datagrams that matched nothing (wrong port, undecodable, unknown xid, other client). */
-  ignored = 0;
-  retransmissions = 0;
 
   private constructor(
     endpoint: UdpEndpoint,
     options: Dhcp4o6ClientOptions,
     target: { unicast: string | null; ifname: string | null },
   ) {
-    this.#endpoint = endpoint;
     this.#options = options;
-    this.#retry = { ...DHCP4O6_DEFAULT_RETRY, ...options.retry };
     this.#now = options.now ?? Date.now;
     this.#serverPort = options.serverPort ?? DHCP6_SERVER_PORT;
+    this.#io = new Dhcp4o6Transport({
+      endpoint,
+      serverPort: this.#serverPort,
+      retry: { ...DHCP4O6_DEFAULT_RETRY, ...options.retry },
+      now: this.#now,
+      log: options.log,
+      onSend: options.onSend,
+    });
     this.#chaddr = options.chaddr ?? defaultChaddr(options.host6, target.ifname);
     this.#clientId = options.clientId ?? Uint8Array.of(1, ...this.#chaddr);
     this.#unicast = target.unicast;
     this.#ifname = target.ifname;
+    this.#local = { address: endpoint.address, port: endpoint.port };
     this.#servers = options.servers ?? [];
   }
 
@@ -214,7 +210,17 @@ export class Dhcp4o6Client implements LeaseClient {
 
   /** Local address and port of the socket. */
   get local(): { address: string; port: number } {
-    return { address: this.#endpoint.address, port: this.#endpoint.port };
+    return this.#local;
+  }
+
+  /** Datagrams that matched nothing (wrong port, undecodable, unknown xid, other client). */
+  get ignored(): number {
+    return this.#io.ignored;
+  }
+
+  /** Transmissions after the first of each message. */
+  get retransmissions(): number {
+    return this.#io.retransmissions;
   }
 
   /** The current lease's protocol state (server id, responder, T1, T2), if any. */
@@ -285,7 +291,7 @@ export class Dhcp4o6Client implements LeaseClient {
     for (let attempt = 0; ; attempt++) {
       const now = this.#now();
       const state = dhcp4StateAt(binding, now);
-      if (state === "EXPIRED" || this.#closed) break;
+      if (state === "EXPIRED" || this.#io.closed) break;
       const renewing = state !== "REBINDING";
       const payload = encodeDhcp4o6({
         type: Dhcp6MessageType.DHCPV4_QUERY,
@@ -295,10 +301,16 @@ export class Dhcp4o6Client implements LeaseClient {
       const to = renewing ? [this.#unicastTo(binding)] : this.#rebindTo();
       const what = renewing ? "renewing REQUEST" : "rebinding REQUEST";
       if (attempt > 0) {
-        this.retransmissions++;
+        this.#io.retransmissions++;
         this.#options.log?.warn("no-answer", { server: to.join(","), message: what, attempt });
       }
-      const reply = await this.#sendAndWait(payload, to, xid, dhcp4NextTransmission(binding, now));
+      let reply: Reply | undefined;
+      const accept = (data: Uint8Array, from: string) => {
+        const m = this.#match(data, xid, isAckOrNak);
+        if (m) reply = { dhcp4: m, from };
+        return m !== null;
+      };
+      await this.#io.sendAndWait(payload, to, accept, dhcp4NextTransmission(binding, now));
       if (reply) return this.#bound(reply, what);
     }
     if (this.#binding === binding) this.#binding = undefined;
@@ -314,46 +326,6 @@ export class Dhcp4o6Client implements LeaseClient {
       parameterRequestList: DHCP4O6_PARAMETER_REQUEST_LIST,
       clientId: this.#clientId,
     });
-  }
-
-  /** Sends `payload` to `to` once and waits until `until` (ms, own clock) for an ACK or NAK. */
-  async #sendAndWait(
-    payload: Uint8Array,
-    to: readonly string[],
-    xid: number,
-    until: number,
-  ): Promise<Reply | null> {
-    let reply: Reply | null = null;
-    let done!: () => void;
-    const answered = new Promise<void>((resolve) => {
-      done = resolve;
-    });
-    const pending: Pending = {
-      accept: (data, from) => {
-        const m = this.#match(data, xid, isAckOrNak);
-        if (!m) return false;
-        reply = { dhcp4: m, from };
-        done();
-        return true;
-      },
-    };
-    this.#pending.add(pending);
-    this.#closers.add(done);
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    try {
-      for (const address of to) this.#send(payload, address);
-      await Promise.race([
-        answered,
-        new Promise<void>((resolve) => {
-          timer = setTimeout(resolve, Math.max(0, until - this.#now()));
-        }),
-      ]);
-    } finally {
-      clearTimeout(timer);
-      this.#pending.delete(pending);
-      this.#closers.delete(done);
-    }
-    return reply;
   }
 
   /** The DHCPv4 message of a DHCPV4-RESPONSE with `xid` and our chaddr that passes `accept`. */
@@ -378,7 +350,7 @@ export class Dhcp4o6Client implements LeaseClient {
       clientId: this.#clientId,
     });
     const to = this.#unicastTo(binding);
-    if (!this.#send(encodeDhcp4o6({ type: 20, flags: DHCP4O6_FLAG_UNICAST, dhcp4 }), to))
+    if (!this.#io.send(encodeDhcp4o6({ type: 20, flags: DHCP4O6_FLAG_UNICAST, dhcp4 }), to))
       throw new Error(`could not send RELEASE to [${to}]:${this.#serverPort}`);
   }
 
@@ -393,7 +365,7 @@ export class Dhcp4o6Client implements LeaseClient {
     const duid = Uint8Array.of(0, 3, 0, 1, ...this.#chaddr); // DUID-LL, Ethernet
     const started = this.#now();
     let servers: string[] | null | undefined;
-    await this.#transact(
+    await this.#io.transact(
       "INFORMATION-REQUEST",
       [`${MULTICAST}%${ifname}`],
       () =>
@@ -418,20 +390,12 @@ export class Dhcp4o6Client implements LeaseClient {
 
   /** Closes the socket; pending exchanges end with DstmTimeoutError. */
   close(): void {
-    if (this.#closed) return;
-    this.#closed = true;
-    for (const close of this.#closers) close();
-    this.#endpoint.close();
+    this.#io.close();
   }
 
   /** Handles one datagram from the socket. */
   onDatagram(data: Uint8Array, address: string, port: number): void {
-    if (port !== this.#serverPort) {
-      this.ignored++;
-      return;
-    }
-    for (const pending of this.#pending) if (pending.accept(data, address)) return;
-    this.ignored++;
+    this.#io.onDatagram(data, address, port);
   }
 
   /** DISCOVER and selecting REQUEST: the configured server, else option 88's, else ff02::1:2. */
@@ -487,7 +451,7 @@ export class Dhcp4o6Client implements LeaseClient {
     let first: Dhcp4Message | undefined;
     let reply: Reply | undefined;
     const what = () => dhcp4MessageTypeName(first?.options.messageType ?? 0);
-    await this.#transact(
+    await this.#io.transact(
       () => what(),
       to,
       () => {
@@ -508,75 +472,6 @@ export class Dhcp4o6Client implements LeaseClient {
       },
     );
     return reply!;
-  }
-
-  /** Sends `build()` to every destination until `accept` takes a reply; retransmits. */
-  async #transact(
-    what: string | (() => string),
-    to: readonly string[],
-    build: () => Uint8Array,
-    accept: (payload: Uint8Array, from: string) => boolean,
-  ): Promise<void> {
-    if (this.#closed) throw new DstmTimeoutError("the DHCPv4-over-DHCPv6 client is closed");
-    let done!: (ok: boolean) => void;
-    const answered = new Promise<boolean>((resolve) => {
-      done = resolve;
-    });
-    const pending: Pending = {
-      accept: (payload, from) => {
-        if (!accept(payload, from)) return false;
-        done(true);
-        return true;
-      },
-    };
-    const closer = () => done(false);
-    this.#pending.add(pending);
-    this.#closers.add(closer);
-    const name = () => (typeof what === "string" ? what : what());
-    let timeout = this.#retry.initialMs;
-    try {
-      for (let attempt = 0; attempt < this.#retry.tries && !this.#closed; attempt++) {
-        const payload = build();
-        if (attempt > 0) {
-          this.retransmissions++;
-          this.#options.log?.warn("no-answer", {
-            server: to.join(","),
-            message: name(),
-            attempt: attempt + 1,
-          });
-        }
-        for (const address of to) this.#send(payload, address);
-        // RFC 2131 §4.1: each timeout randomised by ± 1 s (less for the short test timeouts).
-        const spread = Math.min(1000, timeout / 4);
-        const wait = timeout + (Math.random() * 2 - 1) * spread;
-        let timer: ReturnType<typeof setTimeout> | undefined;
-        const ok = await Promise.race([
-          answered,
-          new Promise<null>((resolve) => {
-            timer = setTimeout(() => resolve(null), wait);
-          }),
-        ]);
-        clearTimeout(timer);
-        if (ok === true) return;
-        if (ok === false) break;
-        timeout = Math.min(timeout * 2, this.#retry.maxMs);
-      }
-    } finally {
-      this.#pending.delete(pending);
-      this.#closers.delete(closer);
-    }
-    if (this.#closed) throw new DstmTimeoutError("the DHCPv4-over-DHCPv6 client was closed");
-    const where = to.map((a) => `[${a}]:${this.#serverPort}`).join(", ");
-    throw new DstmTimeoutError(
-      `no DHCPv4-over-DHCPv6 answer to ${name()} from ${where} after ${this.#retry.tries} tries; is the 4o6 server running and reachable (for Kea: kea-dhcp6 and kea-dhcp4 linked by "dhcp4o6-port")?`,
-    );
-  }
-
-  #send(payload: Uint8Array, address: string): boolean {
-    this.#options.onSend?.(payload, address);
-    const ok = this.#endpoint.send(payload, address, this.#serverPort);
-    if (!ok) this.#options.log?.warn("send-failed", { to: address, port: this.#serverPort });
-    return ok;
   }
 
   /** An ACK becomes the lease; a NAK a DstmRefusedError. */
@@ -644,53 +539,6 @@ export async function discoverServers(
   } finally {
     client.close();
   }
-}
-
-/** `server` as a unicast address, or multicast with the interface to send it on. */
-function parseServer(
-  server: string,
-  ifname: string | undefined,
-  host6: string,
-): { unicast: string | null; ifname: string | null } {
-  const [address = "", zone] = server.split("%", 2);
-  const canonical = canonicalIPv6(address);
-  if (canonical === null) throw new RangeError(`server "${server}" is not an IPv6 address`);
-  const ownIf = ifname ?? zone ?? interfaceOfIPv6(host6);
-  if (canonical === MULTICAST) {
-    if (!ownIf)
-      throw new RangeError(
-        `the server is ${MULTICAST}, a link-scoped address: name the interface (ifname, or ${MULTICAST}%IF)`,
-      );
-    return { unicast: null, ifname: ownIf };
-  }
-  if (canonical.startsWith("ff"))
-    throw new RangeError(`server ${server}: the only multicast address for 4o6 is ${MULTICAST}`);
-  // A link-local server needs its zone; a global one is used as given.
-  const unicast = zone !== undefined ? `${canonical}%${zone}` : canonical;
-  return { unicast, ifname: ownIf };
-}
-
-/**
- * The MAC of the interface (6 bytes, not all zero), else a stable locally administered
- * address derived from `host6` (02:…), never a random one: the server would see a new client
- * at every start.
- */
-function defaultChaddr(host6: string, ifname: string | null): Uint8Array {
-  const name = ifname ?? interfaceOfIPv6(host6);
-  if (name) {
-    try {
-      const text = readFileSync(`/sys/class/net/${name}/address`, "utf8").trim();
-      const bytes = text.split(":").map((h) => Number.parseInt(h, 16));
-      if (bytes.length === 6 && bytes.every((b) => b >= 0 && b <= 255) && bytes.some((b) => b))
-        return Uint8Array.from(bytes);
-    } catch {
-      // no such interface file: fall through
-    }
-  }
-  const digest = createHash("sha256")
-    .update(canonicalIPv6(host6) ?? host6)
-    .digest();
-  return Uint8Array.of(0x02, ...digest.subarray(0, 5));
 }
 
 /** A NAK, or an ACK that grants an address. */
