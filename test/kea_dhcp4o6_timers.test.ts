@@ -5,6 +5,9 @@
  * rebinds at T2 (ff02::1:2, U clear: Kea answers), and once Kea's DHCPv4 side is gone, drops
  * the address the moment the lease ends. As root, in namespaces made for this run.
  *
+ * Before that, with no server address given, the client asks for option 88 in an
+ * INFORMATION-REQUEST (RFC 7341 §5); Kea's is empty ("use ff02::1:2").
+ *
  * Timers never fire early, so the lower bounds are exact (less the capture's clock jitter);
  * the upper bounds are the next state's start, seconds away, not a guess at scheduling delay.
  */
@@ -149,8 +152,11 @@ beforeAll(async () => {
     REBIND_TIMER: T2,
   };
   for (const v of ["4", "6"]) {
-    const text = readFileSync(join(FIXTURES, `kea-dhcp${v}.json`), "utf8");
-    writeFileSync(join(dir, `kea-dhcp${v}.json`), render(text, values));
+    const text = render(readFileSync(join(FIXTURES, `kea-dhcp${v}.json`), "utf8"), values);
+    const config = JSON.parse(text);
+    // Option 88 of length 0: "send to ff02::1:2" (RFC 7341 §5), so that rebinding is multicast.
+    if (v === "6") config.Dhcp6["option-data"][0].data = "";
+    writeFileSync(join(dir, `kea-dhcp${v}.json`), JSON.stringify(config));
   }
   const env = { KEA_PIDFILE_DIR: data, KEA_LOCKFILE_DIR: data };
   for (const v of ["6", "4"]) {
@@ -239,7 +245,12 @@ test.skipIf(skip !== null)(
       .split("\n")
       .map((line) => {
         const [time = "", dst = "", hex = ""] = line.split(",");
-        const r = decodeDhcp4o6(Uint8Array.from(Buffer.from(hex.replaceAll(":", ""), "hex")));
+        const payload = Uint8Array.from(Buffer.from(hex.replaceAll(":", ""), "hex"));
+        if (payload[0] !== 20 && payload[0] !== 21) {
+          const plain = { time: Number(time), dst, type: payload[0]!, u: false, dhcp4: 0 };
+          return { ...plain, ciaddr: "0.0.0.0" };
+        }
+        const r = decodeDhcp4o6(payload);
         if (!r.ok) throw new Error(`capture: ${r.error.message}`);
         return {
           time: Number(time),
@@ -250,6 +261,13 @@ test.skipIf(skip !== null)(
           ciaddr: formatIPv4(r.value.dhcp4.ciaddr),
         };
       });
+    // RFC 7341 §5: no server address given, so the client first asks for option 88 (Kea's
+    // is empty: ff02::1:2), then DISCOVERs there.
+    expect(frames.slice(0, 3).map((f) => [f.type, f.dst])).toEqual([
+      [11, "ff02::1:2"],
+      [7, "2001:db8:2::10"],
+      [20, "ff02::1:2"],
+    ]);
     const acks = frames.filter((f) => f.type === 21 && f.dhcp4 === Dhcp4MessageType.ACK);
     const renewals = frames.filter((f) => f.type === 20 && f.ciaddr === LEASED);
     expect(acks.length).toBe(2); // the selecting REQUEST's, the first rebinding's

@@ -142,6 +142,8 @@ export class Dhcp4o6Client implements LeaseClient {
   readonly #local: { address: string; port: number };
   #servers: readonly string[];
   #binding: Dhcp4o6Binding | undefined;
+  /** The option-88 list was given or learnt (RFC 7341 §5): no INFORMATION-REQUEST needed. */
+  #learnt: boolean;
 
   private constructor(
     endpoint: UdpEndpoint,
@@ -165,6 +167,7 @@ export class Dhcp4o6Client implements LeaseClient {
     this.#ifname = target.ifname;
     this.#local = { address: endpoint.address, port: endpoint.port };
     this.#servers = options.servers ?? [];
+    this.#learnt = options.servers !== undefined;
   }
 
   /**
@@ -228,8 +231,14 @@ export class Dhcp4o6Client implements LeaseClient {
     return this.#binding;
   }
 
-  /** DISCOVER → OFFER → REQUEST → ACK. */
+  /**
+   * DISCOVER → OFFER → REQUEST → ACK. Without a server address (`ff02::1:2`) and no option-88
+   * list given or learnt yet, first asks for one (RFC 7341 §5, {@link discoverServers}): a
+   * REPLY without option 88 means no 4o6 service on the link, a {@link DstmRefusedError};
+   * no REPLY at all (a 4o6 server that is not a DHCPv6 server) leaves ff02::1:2, with a warn.
+   */
   async discover(): Promise<ClientLease> {
+    if (this.#unicast === null && !this.#learnt) await this.#learnServers();
     const started = this.#now();
     const to = this.#discoverTo();
     const offer = await this.#exchange(
@@ -384,8 +393,34 @@ export class Dhcp4o6Client implements LeaseClient {
         return true;
       },
     );
-    if (servers) this.#servers = servers;
+    if (servers) {
+      this.#servers = servers;
+      this.#learnt = true;
+    }
     return servers ?? null;
+  }
+
+  async #learnServers(): Promise<void> {
+    let servers: string[] | null;
+    try {
+      servers = await this.discoverServers();
+    } catch (error) {
+      if (!(error instanceof DstmTimeoutError) || this.#io.closed) throw error;
+      this.#options.log?.warn("no-option-88", {
+        detail: `no REPLY to the INFORMATION-REQUEST for option 88; sending to ${MULTICAST}`,
+      });
+      this.#learnt = true;
+      return;
+    }
+    if (servers === null)
+      throw new DstmRefusedError(
+        Status.NOT_AUTHORISED,
+        "the DHCPv6 REPLY has no OPTION_DHCP4_O_DHCP6_SERVER (88): no DHCPv4-over-DHCPv6 on this link (RFC 7341 §5)",
+      );
+    this.#learnt = true;
+    this.#options.log?.info("dhcp4o6-servers", {
+      servers: servers.length ? servers.join(",") : MULTICAST,
+    });
   }
 
   /** Closes the socket; pending exchanges end with DstmTimeoutError. */
