@@ -17,6 +17,10 @@ import {
 import { type LogFormat, Logger, type LogLevel } from "../lib/control/log.ts";
 import { parseIPv4Prefix, prefixContains } from "../lib/net/prefix.ts";
 import { ADMISSION_DEFAULTS, parseIPv6Prefix } from "../lib/server/admission.ts";
+import {
+  DHCP4O6_IDENTITY_MODES,
+  type Dhcp4o6IdentityMode,
+} from "../lib/server/dhcp4o6_identity.ts";
 import { DstmServer, type ServerConfig } from "../lib/server/server.ts";
 import { readTomlFile } from "../lib/sys/toml.ts";
 import { sharesSecret } from "../lib/wire/auth.ts";
@@ -106,6 +110,10 @@ export function serverCommand(): Command {
       "--dhcp4o6-allow <prefix>",
       "answer DHCPv4-over-DHCPv6 only from hosts in this IPv6 prefix (repeatable); needed with --key",
       collect,
+    )
+    .option(
+      "--dhcp4o6-identity <key>",
+      "who a 4o6 client is: source (its IPv6 address, default), client-id or chaddr (as Kea)",
     )
     .option(
       "--decline-probation <seconds>",
@@ -201,6 +209,7 @@ export interface ServerFlags {
   dhcp4o6Allow?: string[];
   dhcp4o6Open?: boolean;
   declineProbation?: string;
+  dhcp4o6Identity?: string;
   maxLeasesPerPrefix?: string;
   hostPrefixLength?: string;
   prefixRate?: string;
@@ -219,6 +228,7 @@ const FILE_KEYS = new Set([
   "dhcp4o6-allow",
   "dhcp4o6-open",
   "decline-probation",
+  "dhcp4o6-identity",
   "max-leases-per-prefix",
   "host-prefix-length",
   "prefix-rate",
@@ -552,7 +562,19 @@ function dhcp4o6Config(
       flags.declineProbation ?? file["decline-probation"],
       "--decline-probation",
     ),
+    identity: identityMode(flags.dhcp4o6Identity ?? str("dhcp4o6-identity")),
   };
+}
+
+/** `--dhcp4o6-identity`: source, client-id or chaddr. */
+function identityMode(text: string | undefined): Dhcp4o6IdentityMode | undefined {
+  if (text === undefined) return undefined;
+  const mode = DHCP4O6_IDENTITY_MODES.find((m) => m === text);
+  if (!mode)
+    throw new UsageError(
+      `--dhcp4o6-identity: "${text}" is not ${DHCP4O6_IDENTITY_MODES.join(", ")}`,
+    );
+  return mode;
 }
 
 /** The lease cap per host prefix and the rate limit per source prefix (./../lib/server/admission.ts). */

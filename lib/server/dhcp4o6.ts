@@ -28,6 +28,8 @@
  *   relay that sent it. Admission checks the host's address, not the relay's.
  * - A link-local source (what a DHCPv6 client sends from) is a host like any other: its
  *   address without the zone names it; the answer goes to the address with its zone.
+ * - `identity` (./dhcp4o6_identity.ts): `source` keys leases by IPv6 address; `client-id` and
+ *   `chaddr` key them as Kea does, and move a client's lease to the address it REQUESTs from.
  * A shared pool's leases carry OPTION_V4_PORTPARAMS (159, RFC 7618).
  *
  * @module
@@ -61,6 +63,7 @@ import {
   wrapRelayReply,
 } from "../wire/dhcp6_relay.ts";
 import type { Admission } from "./admission.ts";
+import { type Dhcp4o6IdentityMode, dhcp4Identity, IdentityTable } from "./dhcp4o6_identity.ts";
 import type { BindingSink } from "./tep_sync.ts";
 
 /** How long an offered address is held before the client's REQUEST (s). */
@@ -82,12 +85,16 @@ export interface Dhcp4o6Options {
   readonly admission?: Admission;
   /** How long a DECLINEd address stays unavailable (s); default DECLINE_PROBATION_SECONDS. */
   readonly declineProbation?: number;
+  /** Who a client is (./dhcp4o6_identity.ts); default `source`, the IPv6 address. */
+  readonly identity?: Dhcp4o6IdentityMode;
 }
 
 export class Dhcp4o6Handler {
   readonly #o: Dhcp4o6Options;
   /** DUID-UUID (RFC 6355) naming this server in DHCPv6 replies; new per start. */
   readonly #duid = Uint8Array.from([0, 4, ...crypto.getRandomValues(new Uint8Array(16))]);
+  readonly #ids = new IdentityTable();
+  #conflictLoggedAt = Number.NEGATIVE_INFINITY;
 
   constructor(options: Dhcp4o6Options) {
     this.#o = options;
@@ -141,8 +148,22 @@ export class Dhcp4o6Handler {
     const type = query.options.messageType;
     const name = dhcp4MessageTypeName(type).toLowerCase();
     const { engine } = this.#o;
+    const key = dhcp4Identity(this.#o.identity ?? "source", query);
+    if (key !== null && (type === Dhcp4MessageType.DISCOVER || type === Dhcp4MessageType.REQUEST)) {
+      if (this.#conflict(key, host6)) {
+        this.#count(name, "identity-conflict");
+        if (type === Dhcp4MessageType.DISCOVER) return null;
+        return this.#nak(query, name, "this IPv6 address holds another client's lease");
+      }
+    }
     switch (type) {
       case Dhcp4MessageType.DISCOVER: {
+        const moving = key === null ? undefined : this.#leaseElsewhere(key, host6);
+        if (moving && !engine.isOffer(moving)) {
+          // The client's lease, held at its previous address: offered as it is (time left).
+          this.#count(name, "offer");
+          return this.#reply(query, Dhcp4MessageType.OFFER, moving);
+        }
         const result = await engine.discover(host6, {
           hint: query.options.requestedIp || undefined,
           leaseTime: OFFER_SECONDS,
@@ -174,6 +195,17 @@ export class Dhcp4o6Handler {
           return null;
         }
         if (!address) return this.#nak(query, name, "no address requested");
+        const moving = key === null ? undefined : this.#leaseElsewhere(key, host6);
+        if (moving?.ipv4 === address) {
+          // RFC 2131 §4.2: the lease is the client's, not its IPv6 address's: it moves, with
+          // its TEP binding, to the address the client now sends from.
+          const freed = await engine.release(moving.host6, moving.ipv4);
+          if (freed.ok) {
+            this.#o.bindings?.remove(freed.lease);
+            this.#count(name, "moved");
+            this.#log("move", freed.lease);
+          }
+        }
         // The REQUEST after an OFFER renews the offered lease, but for the host (and its TEP) it is new.
         const first = engine.isOffer(engine.lookupHost(host6));
         const result = await engine.request(host6, address);
@@ -184,11 +216,13 @@ export class Dhcp4o6Handler {
           return this.#nak(query, name, result.message);
         }
         this.#count(name, "ack");
+        if (key !== null) this.#ids.set(key, host6);
         this.#log(result.outcome === "renewed" && !first ? "renew" : "allocate", result.lease);
         return this.#reply(query, Dhcp4MessageType.ACK, result.lease);
       }
       case Dhcp4MessageType.RELEASE: {
         const result = await engine.release(host6, query.ciaddr);
+        if (result.ok) this.#ids.forgetHost(host6);
         this.#count(name, result.ok ? "released" : result.reason);
         if (result.ok) {
           this.#o.bindings?.remove(result.lease);
@@ -233,6 +267,7 @@ export class Dhcp4o6Handler {
       return null;
     }
     this.#count("decline", "declined");
+    this.#ids.forgetHost(host6);
     this.#o.bindings?.remove({ ...result.lease, host6 });
     this.#o.log.warn("declined", {
       protocol: "dhcp4o6",
@@ -266,6 +301,37 @@ export class Dhcp4o6Handler {
       serverId: this.#duid,
       dhcp4o6Servers: this.#o.address && this.#o.address !== "::" ? [this.#o.address] : [],
     });
+  }
+
+  /**
+   * Keyed identity: `host6` holds a lease (not just an offer) of another client. One IPv6
+   * address holds one lease (the engine's rule, and the TEP's binding), so `key` gets none.
+   */
+  #conflict(key: string, host6: string): boolean {
+    const owner = this.#ids.keyOf(host6);
+    const lease = this.#o.engine.lookupHost(host6);
+    if (owner === undefined || owner === key || !lease) return false;
+    const now = performance.now();
+    if (now - this.#conflictLoggedAt >= 10_000) {
+      this.#conflictLoggedAt = now;
+      this.#o.log.warn("reject", {
+        reason: "identity-conflict",
+        protocol: "dhcp4o6",
+        host6,
+        ipv4: formatIPv4(lease.ipv4),
+        detail: "a second DHCPv4 client behind an IPv6 address that holds another client's lease",
+      });
+    }
+    return true;
+  }
+
+  /** Keyed identity: the client's lease, held at another IPv6 address, if any. */
+  #leaseElsewhere(key: string, host6: string): Lease | undefined {
+    const holder = this.#ids.hostOf(key);
+    if (holder === undefined || holder === host6) return undefined;
+    const lease = this.#o.engine.lookupHost(holder);
+    if (!lease) this.#ids.forget(key);
+    return lease;
   }
 
   /** Installs a new binding at the TEP; on failure gives the address back. True when usable. */

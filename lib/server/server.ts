@@ -17,6 +17,7 @@ import { bindUdp, UdpBindError, type UdpEndpoint } from "../sys/udp.ts";
 import { type AuthKey, ReplayGuard } from "../wire/auth.ts";
 import { ADMISSION_DEFAULTS, Admission } from "./admission.ts";
 import { Dhcp4o6Handler } from "./dhcp4o6.ts";
+import type { Dhcp4o6IdentityMode } from "./dhcp4o6_identity.ts";
 import { DstmHandler } from "./handler.ts";
 import { TepSync } from "./tep_sync.ts";
 
@@ -58,6 +59,8 @@ export interface ServerConfig {
     readonly allow?: readonly string[];
     /** How long a DECLINEd address stays unavailable (s); default 86400. */
     readonly declineProbation?: number;
+    /** Who a 4o6 client is: its IPv6 address (default), client identifier or chaddr. */
+    readonly identity?: Dhcp4o6IdentityMode;
   };
   /**
    * Admission control (./admission.ts); each setting defaults to ADMISSION_DEFAULTS, 0 turns
@@ -299,6 +302,7 @@ export class DstmServer {
       serverId: c.serverId,
       address: c.address,
       declineProbation: c.declineProbation,
+      identity: c.identity,
       log: this.#log,
       metrics: this.metrics,
     });
