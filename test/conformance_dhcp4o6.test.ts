@@ -15,7 +15,8 @@
  *
  * Items of issue 11 covered here: (1) a query from a link-local source to ff02::1:2; (2) a
  * RELAY-FORW (two nested relays, interface-id) answered by the RELAY-REPL chain; (3) DECLINE
- * takes the address out of service; (4) INFORM gets an ACK without an address or lease time.
+ * takes the address out of service; (4) INFORM gets an ACK without an address or lease time;
+ * (10) with `--dhcp4o6-identity client-id` one client gets its lease from two IPv6 addresses.
  * tshark dissects the whole capture with no malformed packet and no expert warning.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
@@ -141,6 +142,14 @@ beforeAll(async () => {
   vethPair(ns.cl, "tod", ns.dstm, "eth0");
   ns.cl.addAddress("tok", "2001:db8:2::2/64");
   ns.cl.addAddress("tod", "2001:db8:3::2/64");
+  // Two more addresses per link: one host's RFC 8981 temporary addresses.
+  for (const [ifname, net] of [
+    ["tok", "2001:db8:2"],
+    ["tod", "2001:db8:3"],
+  ] as const) {
+    ns.cl.addAddress(ifname, `${net}::a1/64`);
+    ns.cl.addAddress(ifname, `${net}::a2/64`);
+  }
   ns.kea.addAddress("eth0", "2001:db8:2::547/64");
   ns.kea.addAddress("eth0", "203.0.113.67/24");
   ns.dstm.addAddress("eth0", "2001:db8:3::547/64");
@@ -179,17 +188,20 @@ beforeAll(async () => {
       "eth0",
       "--dhcp4o6-server-id",
       "203.0.113.53",
+      // Leases keyed by client identifier, as Kea keys them (item 10).
+      "--dhcp4o6-identity",
+      "client-id",
     ],
     / dhcp4o6 /,
   );
-  // dumpcap (tshark's capture engine) stops by itself after the 26 datagrams the tests send
-  // and receive (9 + 4 per server), so the file is complete when it exits: nothing is timed.
+  // dumpcap (tshark's capture engine) stops by itself after the 42 datagrams the tests send
+  // and receive (9 + 4 + 8 per server), so the file is complete when it exits: nothing is timed.
   const filter = "udp port 547 or udp port 546";
   await start(
     "dumpcap",
     ns.cl,
     [
-      ...["dumpcap", "-q", "-c", "26", "-i", "tok", "-f", filter, "-i", "tod", "-f", filter],
+      ...["dumpcap", "-q", "-c", "42", "-i", "tok", "-f", filter, "-i", "tod", "-f", filter],
       ...["-w", PCAP()],
     ],
     /Capturing on/,
@@ -303,13 +315,31 @@ describe.skipIf(skip !== null)("4o6 conformance, Kea as the reference", () => {
     }
   }, 70_000);
 
+  test("(10) one client, two IPv6 addresses (RFC 8981): the same lease from both, keyed by client identifier", async () => {
+    type Pair = { offer: Answer; ack: Answer };
+    const run = (server: string, net: string) =>
+      runScript<{ first: Pair; second: Pair }>(
+        ns.cl,
+        script,
+        ["privacy", server, `${net}::a1`, `${net}::a2`],
+        30_000,
+      );
+    const kea = await run("2001:db8:2::547", "2001:db8:2");
+    const dstm = await run("2001:db8:3::547", "2001:db8:3");
+    for (const r of [kea, dstm]) {
+      expect(r.first.ack).toMatchObject({ type: "ACK" });
+      expect(r.second.offer?.yiaddr).toBe(r.first.ack!.yiaddr);
+      expect(r.second.ack).toMatchObject({ type: "ACK", yiaddr: r.first.ack!.yiaddr });
+    }
+  }, 70_000);
+
   test("tshark dissects every capture (Kea's and dstm's, relayed or not) with no malformed packet or expert warning", async () => {
     expect(results.dstmRelay).toBeDefined();
     const proc = procs.get("dumpcap")!;
     procs.delete("dumpcap");
     await waitUntil(() => proc.exitCode !== null, {
       timeoutMs: 15_000,
-      what: "dumpcap to capture the 26 datagrams (fewer came: see the counts below)",
+      what: "dumpcap to capture the 42 datagrams (fewer came)",
     });
     const pcap = PCAP();
     const text = ns.cl.exec(["tshark", "-r", pcap, "-V"]).stdout;
@@ -322,7 +352,8 @@ describe.skipIf(skip !== null)("4o6 conformance, Kea as the reference", () => {
     // Relayed datagrams show the whole chain (12,12,20 / 13,13,21).
     expect(types.filter((t) => t === "12,12,20").length).toBe(4);
     expect(types.filter((t) => t === "13,13,21").length).toBe(4);
-    expect(types.filter((t) => t === "20").length).toBe(10);
-    expect(types.filter((t) => t === "21").length).toBe(8);
+    // direct: 5 queries and 4 answers per server; privacy: 4 and 4.
+    expect(types.filter((t) => t === "20").length).toBe(18);
+    expect(types.filter((t) => t === "21").length).toBe(16);
   }, 30_000);
 });

@@ -6,6 +6,9 @@
  *     A standard DHCPv6 client: from the link-local address, port 546, to ff02::1:2%IFNAME:
  *     DISCOVER → OFFER, REQUEST → ACK, INFORM → ACK, DECLINE (no answer), DISCOVER → OFFER
  *     of another address.
+ *   bun dhcp4o6_conformance.ts privacy SERVER6 ADDR1 ADDR2
+ *     One DHCPv4 client (same client identifier) from two IPv6 addresses of the host in turn
+ *     (RFC 8981 temporary addresses): DISCOVER/REQUEST from ADDR1, then from ADDR2.
  *   bun dhcp4o6_conformance.ts relay SERVER6
  *     A relay agent (port 547) to SERVER6: the client's DISCOVER and REQUEST inside two nested
  *     RELAY-FORWs (interface-id on the inner one); records the RELAY-REPL chain.
@@ -38,9 +41,14 @@ interface Seen {
   port: number;
 }
 const received: Seen[] = [];
-const ep = await bindUdp("::", mode === "relay" ? 547 : 546, (data, from, port) => {
-  received.push({ data, from, port });
-});
+const [addr1 = "::", addr2 = "::"] = process.argv.slice(4);
+const ep = await bindUdp(
+  mode === "privacy" ? addr1 : "::",
+  mode === "relay" ? 547 : 546,
+  (data, from, port) => {
+    received.push({ data, from, port });
+  },
+);
 
 function message(
   chaddr: Uint8Array,
@@ -153,6 +161,32 @@ if (mode === "direct") {
       sameAddressAfterDecline: after !== null && after.r.dhcp4.yiaddr === offered,
     }),
   );
+} else if (mode === "privacy") {
+  const ep2 = await bindUdp(addr2, 546, (data, from, port) => {
+    received.push({ data, from, port });
+  });
+  const chaddr = Uint8Array.of(0x02, 0, 0x5e, 0x10, 0, 0x44);
+  const dora = async (via: typeof ep, xid: number) => {
+    via.send(query(message(chaddr, xid, { messageType: Dhcp4MessageType.DISCOVER })), target, 547);
+    const offer = await answerTo(xid);
+    via.send(
+      query(
+        message(chaddr, xid, {
+          messageType: Dhcp4MessageType.REQUEST,
+          requestedIp: offer?.r.dhcp4.yiaddr ?? 0,
+          serverId: offer?.r.dhcp4.options.serverId,
+        }),
+      ),
+      target,
+      547,
+    );
+    const ack = await answerOfType(xid, Dhcp4MessageType.ACK, Dhcp4MessageType.NAK);
+    return { offer: summary(offer), ack: summary(ack) };
+  };
+  const first = await dora(ep, 0x44440001);
+  const second = await dora(ep2, 0x44440002);
+  ep2.close();
+  console.log(JSON.stringify({ first, second }));
 } else if (mode === "relay") {
   const chaddr = Uint8Array.of(0x02, 0, 0x5e, 0x10, 0, 0x22);
   const relayed = (payload: Uint8Array): Uint8Array => {
@@ -215,7 +249,9 @@ if (mode === "direct") {
     }),
   );
 } else {
-  console.error("usage: dhcp4o6_conformance.ts direct IFNAME | relay SERVER6");
+  console.error(
+    "usage: dhcp4o6_conformance.ts direct IFNAME | relay SERVER6 | privacy SERVER6 ADDR1 ADDR2",
+  );
   process.exit(2);
 }
 ep.close();
