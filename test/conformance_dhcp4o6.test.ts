@@ -226,6 +226,7 @@ type Answer = {
   ciaddr: string;
   serverId: boolean;
   leaseTime: boolean;
+  clientId: boolean;
   to: number;
 } | null;
 interface Direct {
@@ -258,6 +259,9 @@ describe.skipIf(skip !== null)("4o6 conformance, Kea as the reference", () => {
     expect(kea.offer).toMatchObject({ dhcp6: 21, type: "OFFER", serverId: true, to: 547 });
     for (const r of [kea, dstm]) {
       expect(r.offer).toMatchObject({ dhcp6: 21, type: "OFFER", serverId: true, leaseTime: true });
+      // RFC 6842: option 61 returned unaltered (Kea does; dstm did not before issue 11).
+      expect(r.offer?.clientId).toBe(true);
+      expect(r.ack?.clientId).toBe(true);
       expect(POOL).toContain(r.offer!.yiaddr);
       expect(r.ack).toMatchObject({ type: "ACK", yiaddr: r.offer!.yiaddr, leaseTime: true });
       // RFC 2131 §4.3.5: INFORM → ACK, no yiaddr, no lease time, ciaddr as sent.
@@ -268,6 +272,7 @@ describe.skipIf(skip !== null)("4o6 conformance, Kea as the reference", () => {
         ciaddr: r.offer!.yiaddr,
         serverId: true,
         leaseTime: false,
+        clientId: true,
         to: 547,
       });
       // RFC 2131 §4.3.3: no answer to DECLINE; the address is not offered again.

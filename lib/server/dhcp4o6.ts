@@ -380,7 +380,15 @@ export class Dhcp4o6Handler {
     });
   }
 
+  /**
+   * The BOOTREPLY to `query` as RFC 2131 Table 3: `ciaddr` 0 in an OFFER and a NAK (the
+   * query's in an ACK), `flags` and `giaddr` the query's, and the client identifier (61)
+   * returned unaltered (RFC 6842).
+   */
   #encode(query: Dhcp4Message, answer: { yiaddr: number; options: Dhcp4Options }): Uint8Array {
+    const type = answer.options.messageType;
+    const zeroCiaddr = type === Dhcp4MessageType.OFFER || type === Dhcp4MessageType.NAK;
+    const clientId = query.options.clientId;
     return encodeDhcp4o6({
       type: Dhcp6MessageType.DHCPV4_RESPONSE,
       flags: 0,
@@ -391,12 +399,12 @@ export class Dhcp4o6Handler {
         xid: query.xid,
         secs: 0,
         flags: query.flags,
-        ciaddr: query.ciaddr,
+        ciaddr: zeroCiaddr ? 0 : query.ciaddr,
         yiaddr: answer.yiaddr,
         siaddr: 0,
         giaddr: query.giaddr,
         chaddr: query.chaddr,
-        options: answer.options,
+        options: clientId ? { ...answer.options, clientId } : answer.options,
       },
     });
   }

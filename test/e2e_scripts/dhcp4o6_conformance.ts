@@ -100,6 +100,10 @@ function summary(a: Awaited<ReturnType<typeof answerTo>>) {
     ciaddr: m.ciaddr ? formatIPv4(m.ciaddr) : "0.0.0.0",
     serverId: m.options.serverId !== undefined,
     leaseTime: m.options.leaseTime !== undefined,
+    // RFC 6842: the client identifier comes back unaltered (every query here sends one).
+    clientId:
+      Buffer.from(m.options.clientId ?? []).toString("hex") ===
+      `01${Buffer.from(m.chaddr).toString("hex")}`,
     to: a.seen.port,
   };
 }
