@@ -29,7 +29,8 @@ const skip =
   netnsSkipReason() ??
   (existsSync(DHCRELAY)
     ? null
-    : "needs ISC dhcrelay (apt-get install isc-dhcp-relay; scripts/test-deps.sh installs it)");
+    : "needs ISC dhcrelay (apt-get install isc-dhcp-relay; scripts/test-deps.sh installs it)") ??
+  (Bun.which("tshark") ? null : "needs tshark (scripts/test-deps.sh)");
 announceSkip("relay_dhcp4o6", skip);
 
 let dir = "";
@@ -93,6 +94,18 @@ beforeAll(async () => {
     [DHCRELAY, "-6", "-d", "-l", "low0", "-u", "2001:db8:3::547%up0"],
     /Sending on +Socket\/low0/,
   );
+  // The first test's 18 datagrams on both sides of the relay (9 on the host's link, the same 9
+  // as RELAY-FORW / RELAY-REPL towards dstm): dumpcap stops by itself after them.
+  const filter = "udp port 547 or udp port 546";
+  await start(
+    "dumpcap",
+    ns.relay,
+    [
+      ...["dumpcap", "-q", "-c", "18", "-i", "low0", "-f", filter, "-i", "up0", "-f", filter],
+      ...["-w", join(dir, "relay.pcapng")],
+    ],
+    /Capturing on/,
+  );
 }, 60_000);
 
 afterAll(async () => {
@@ -130,6 +143,21 @@ describe.skipIf(skip !== null)("4o6 through ISC dhcrelay -6", () => {
     expect(relayLog).toMatch(/Relaying Dhcpv4-response to fe80::\S+ port 546 down/);
     // dstm saw the relay's RELAY-FORW; the lease is the client's (the relay's peer-address).
     expect(output("dstm")).toMatch(/ allocate protocol=dhcp4o6 ipv4=\S+ host6=fe80::/);
+    // tshark dissects what dhcrelay and dstm sent, without a malformed packet or a warning.
+    const dumpcap = procs.get("dumpcap")!;
+    await waitUntil(() => dumpcap.exitCode !== null, { what: "dumpcap's 18 datagrams" });
+    const pcap = join(dir, "relay.pcapng");
+    const text = ns.relay.exec(["tshark", "-r", pcap, "-V"]).stdout;
+    expect(text).not.toMatch(/Malformed/i);
+    expect(text).not.toMatch(/Expert Info \((Warning|Error)/);
+    const types = ns.relay
+      .exec(["tshark", "-r", pcap, "-T", "fields", "-e", "dhcpv6.msgtype"])
+      .stdout.trim()
+      .split("\n");
+    expect(types.filter((t) => t === "12,20").length).toBe(5);
+    expect(types.filter((t) => t === "13,21").length).toBe(4);
+    expect(types.filter((t) => t === "20").length).toBe(5);
+    expect(types.filter((t) => t === "21").length).toBe(4);
   }, 40_000);
 
   test("dstm's own client through the relay: option 88, lease via ff02::1:2, renewal, release", async () => {
