@@ -232,6 +232,10 @@ describe("RFC 8415 §19 relayed queries", () => {
       () => count(server, "relay-forw", "malformed-truncated-option") === 1,
     );
     expect(answers).toEqual([]);
+    // Issue 11 item 1: a dropped query is not silent in the log either.
+    expect(lines.join("")).toMatch(
+      / WARN reject reason=malformed-truncated-option protocol=dhcp4o6 /,
+    );
   });
 
   test("--dhcp4o6-allow applies to the relayed host, not to the relay", async () => {

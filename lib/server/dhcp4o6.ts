@@ -35,7 +35,7 @@
  * @module
  */
 import type { AllocationEngine, EngineResult } from "../alloc/engine.ts";
-import type { Logger } from "../control/log.ts";
+import type { LogFields, Logger } from "../control/log.ts";
 import type { Metrics } from "../control/metrics.ts";
 import type { Lease } from "../lease/lease.ts";
 import { canonicalIPv6, formatIPv4 } from "../net/addr.ts";
@@ -52,6 +52,7 @@ import {
   Dhcp6OptionCode,
   decodeDhcp4o6,
   decodeDhcp6,
+  dhcp6MessageTypeName,
   encodeDhcp4o6,
   encodeDhcp6,
   peekDhcp6MessageType,
@@ -94,7 +95,8 @@ export class Dhcp4o6Handler {
   /** DUID-UUID (RFC 6355) naming this server in DHCPv6 replies; new per start. */
   readonly #duid = Uint8Array.from([0, 4, ...crypto.getRandomValues(new Uint8Array(16))]);
   readonly #ids = new IdentityTable();
-  #conflictLoggedAt = Number.NEGATIVE_INFINITY;
+  /** `type reason` of a dropped datagram → when last logged, and how many since were not. */
+  readonly #dropLogged = new Map<string, { at: number; suppressed: number }>();
 
   constructor(options: Dhcp4o6Options) {
     this.#o = options;
@@ -115,7 +117,10 @@ export class Dhcp4o6Handler {
     if (peekDhcp6MessageType(raw) === Dhcp6RelayType.RELAY_FORW) {
       const opened = unwrapRelays(raw);
       if (!opened.ok) {
-        this.#count("relay-forw", `malformed-${opened.error.code}`);
+        this.#drop("relay-forw", `malformed-${opened.error.code}`, {
+          from: source,
+          detail: opened.error.message,
+        });
         return null;
       }
       relays = opened.value.relays;
@@ -125,7 +130,7 @@ export class Dhcp4o6Handler {
     }
     const host6 = canonicalIPv6(host);
     if (!host6) {
-      this.#count("invalid", "bad-source");
+      this.#drop("invalid", "bad-source", { from: source, host });
       return null;
     }
     if (this.#o.admission && !this.#o.admission.admit("dhcp4o6", host6)) return null;
@@ -141,7 +146,11 @@ export class Dhcp4o6Handler {
       return this.#information(raw);
     const decoded = decodeDhcp4o6(raw);
     if (!decoded.ok || decoded.value.type !== Dhcp6MessageType.DHCPV4_QUERY) {
-      this.#count("invalid", decoded.ok ? "not-a-query" : `malformed-${decoded.error.code}`);
+      const reason = decoded.ok ? "not-a-query" : `malformed-${decoded.error.code}`;
+      this.#drop("invalid", reason, {
+        from: host6,
+        detail: decoded.ok ? dhcp6MessageTypeName(decoded.value.type) : decoded.error.message,
+      });
       return null;
     }
     const query = decoded.value.dhcp4;
@@ -150,8 +159,13 @@ export class Dhcp4o6Handler {
     const { engine } = this.#o;
     const key = dhcp4Identity(this.#o.identity ?? "source", query);
     if (key !== null && (type === Dhcp4MessageType.DISCOVER || type === Dhcp4MessageType.REQUEST)) {
-      if (this.#conflict(key, host6)) {
-        this.#count(name, "identity-conflict");
+      const held = this.#conflict(key, host6);
+      if (held) {
+        this.#drop(name, "identity-conflict", {
+          host6,
+          ipv4: formatIPv4(held.ipv4),
+          detail: "a second DHCPv4 client behind an IPv6 address that holds another client's lease",
+        });
         if (type === Dhcp4MessageType.DISCOVER) return null;
         return this.#nak(query, name, "this IPv6 address holds another client's lease");
       }
@@ -304,25 +318,34 @@ export class Dhcp4o6Handler {
   }
 
   /**
-   * Keyed identity: `host6` holds a lease (not just an offer) of another client. One IPv6
-   * address holds one lease (the engine's rule, and the TEP's binding), so `key` gets none.
+   * Keyed identity: the lease `host6` holds for another client, if any. One IPv6 address holds
+   * one lease (the engine's rule, and the TEP's binding), so `key` gets none.
    */
-  #conflict(key: string, host6: string): boolean {
+  #conflict(key: string, host6: string): Lease | undefined {
     const owner = this.#ids.keyOf(host6);
     const lease = this.#o.engine.lookupHost(host6);
-    if (owner === undefined || owner === key || !lease) return false;
+    return owner === undefined || owner === key ? undefined : lease;
+  }
+
+  /**
+   * A refused datagram: counted (`type`, `reason`) and logged at warn,
+   * at most once per 10 s per reason, with how many were not logged.
+   */
+  #drop(type: string, reason: string, fields: LogFields): void {
+    this.#count(type, reason);
     const now = performance.now();
-    if (now - this.#conflictLoggedAt >= 10_000) {
-      this.#conflictLoggedAt = now;
-      this.#o.log.warn("reject", {
-        reason: "identity-conflict",
-        protocol: "dhcp4o6",
-        host6,
-        ipv4: formatIPv4(lease.ipv4),
-        detail: "a second DHCPv4 client behind an IPv6 address that holds another client's lease",
-      });
+    const last = this.#dropLogged.get(reason);
+    if (last && now - last.at < 10_000) {
+      last.suppressed++;
+      return;
     }
-    return true;
+    this.#o.log.warn("reject", {
+      reason,
+      protocol: "dhcp4o6",
+      ...fields,
+      "not-logged": last?.suppressed || undefined,
+    });
+    this.#dropLogged.set(reason, { at: now, suppressed: 0 });
   }
 
   /** Keyed identity: the client's lease, held at another IPv6 address, if any. */
