@@ -238,7 +238,30 @@ describe("RFC 8415 §19 relayed queries", () => {
     );
   });
 
-  test("--dhcp4o6-allow applies to the relayed host, not to the relay", async () => {
+  test("--dhcp4o6-allow: a relay outside the list is refused, whatever host it names", async () => {
+    const server = await start({
+      dhcp4o6: {
+        address: "::1",
+        port: 0,
+        interfaces: [],
+        serverId: SERVER_ID,
+        allow: ["2001:db8:77::/48"], // the relay (::1) is not in it
+      },
+    });
+    const refused = () =>
+      server.metrics.get("dstm_admission_refused_total", {
+        protocol: "dhcp4o6",
+        reason: "not-allowed",
+      });
+    const ep = await bindUdp("::1", 0, () => {});
+    cleanup.push(() => ep.close());
+    ep.send(relay(envelope(query(1))), "::1", server.dhcp4o6Port);
+    await waitUntil(() => refused() === 1, { what: "the relay to be refused" });
+    expect(server.engine.lookupHost("2001:db8:77::5")).toBeUndefined();
+    expect(count(server, "discover", "offer")).toBe(0);
+  });
+
+  test("--dhcp4o6-allow applies to the relayed host, and the relay must be allowed too", async () => {
     const server = await start({
       dhcp4o6: {
         address: "::1",

@@ -25,7 +25,8 @@
  * - Relays (RFC 8415 §19): a RELAY-FORW is opened down to the DHCPV4-QUERY it carries (relays
  *   nest); the host is the innermost relay's peer-address, and the answer goes back as the
  *   RELAY-REPL chain (hop-count, link-address, peer-address and interface-id echoed) to the
- *   relay that sent it. Admission checks the host's address, not the relay's.
+ *   relay that sent it. With `--dhcp4o6-allow` the relay's address must be inside the list
+ *   too; the rate limit counts the host's prefix, not the relay's.
  * - A link-local source (what a DHCPv6 client sends from) is a host like any other: its
  *   address without the zone names it; the answer goes to the address with its zone.
  * - `identity` (./dhcp4o6_identity.ts): `source` keys leases by IPv6 address; `client-id` and
@@ -123,6 +124,8 @@ export class Dhcp4o6Handler {
         });
         return null;
       }
+      // A relay outside --dhcp4o6-allow could claim any host's address as peer-address.
+      if (this.#o.admission && !this.#o.admission.allowsRelay(host)) return null;
       relays = opened.value.relays;
       payload = opened.value.inner;
       // RFC 8415 §19.1.1: the innermost relay heard the client; its peer-address is the host.
