@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the end-to-end tests drive, when missing and when we are root on Debian:
 # ping, curl, a real FTP server (vsftpd), iperf3, python3 (web server), iproute2, and ISC Kea's
-# DHCPv4 and DHCPv6 servers (the DHCPv4-over-DHCPv6 test), ISC's DHCPv6 relay agent, libfaketime (the clock-step test).
+# DHCPv4 and DHCPv6 servers (the DHCPv4-over-DHCPv6 test), libfaketime (the clock-step test).
 set -euo pipefail
 need=()
 command -v ip >/dev/null || need+=(iproute2)
