@@ -21,5 +21,9 @@ export * from "./lib/wire/mod.ts";
 
 if (import.meta.main) {
   const { main } = await import("./cli/main.ts");
-  process.exitCode = await main(process.argv);
+  const pipe = await import("./cli/stdout_pipe.ts");
+  pipe.endQuietlyOnClosedPipe();
+  const code = await main(process.argv);
+  // A command may set process.exitCode itself (ping4 without replies, a failed lab demo step).
+  process.exitCode = pipe.exitStatus(code !== 0 ? code : Number(process.exitCode ?? 0));
 }

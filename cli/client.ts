@@ -10,7 +10,7 @@ import type { Logger } from "../lib/control/log.ts";
 import { canonicalIPv6 } from "../lib/net/addr.ts";
 import { parseIPv4Prefix } from "../lib/net/prefix.ts";
 import { getUnix, HttpListenError, serveUnix, unixPermissionProblem } from "../lib/sys/http.ts";
-import { sourceAddressFor } from "../lib/sys/udp.ts";
+import { sdNotify } from "../lib/sys/sd_notify.ts";
 import { DEFAULT_NAPT_TIMEOUTS, type NaptTimeouts } from "../lib/tunnel/napt.ts";
 import { ALL_DHCP_RELAY_AGENTS_AND_SERVERS, DHCP6_SERVER_PORT } from "../lib/wire/dhcp4o6.ts";
 import { DSTM_PORT } from "../lib/wire/dstm_types.ts";
@@ -64,6 +64,8 @@ export function clientCommand() {
     .option("--ifname <name>", "DTI interface name", "dti0")
     .option("--route <cidr>", "IPv4 route through the DTI (repeatable; default 0.0.0.0/0)", collect)
     .option("--mtu <n>", "DTI MTU (default: IPv6 link MTU − 40)")
+    .option("--no-mss-clamp", "leave the MSS of TCP SYNs alone (default: clamp to the path MTU)")
+    .option("--dscp <copy|n>", "outer DSCP: copy the inner one, or a fixed 0–63", "copy")
     .option(
       "--on-demand",
       "hold a lease only while IPv4 traffic flows (DTI up at once with 192.0.0.2)",
@@ -180,7 +182,9 @@ Examples:
           server: dhcp4o6 ? flags.server : server,
           port,
           // dhcp4o6: the tunnel source is the address towards the TEP (ff02::1:2 has no route).
-          host6: dhcp4o6 ? (host6 ?? (await sourceAddressFor(tep6!, port))) : host6,
+          // Without --source the client follows the host's addresses (renumbering).
+          host6,
+          sourceTowards: dhcp4o6 ? tep6 : undefined,
           tep6,
           leaseClient: dhcp4o6
             ? (source) =>
@@ -203,6 +207,8 @@ Examples:
           ifname: flags.ifname,
           routes: flags.route,
           mtu,
+          mssClamp: flags.mssClamp,
+          dscp: dscpFlag(flags.dscp),
           onDemand: flags.onDemand === true,
           idleSeconds: idle,
           napt,
@@ -212,6 +218,7 @@ Examples:
         control.close();
         throw error;
       }
+      sdNotify("READY=1\nSTATUS=lease bound, DTI up");
       await untilSignal();
       control.close();
       await node.stop();
@@ -243,7 +250,7 @@ Examples:
       process.stdout.write(
         [
           `state     ${status.state} (${status.mode})`,
-          `dti       ${status.ifname} (mtu ${status.mtu ?? "-"})`,
+          `dti       ${status.ifname} (mtu ${status.mtu ?? "-"}${status.pathMtu ? `, path MTU ${status.pathMtu}` : ""})`,
           `ipv4      ${status.ipv4 ?? "-"}${status.ports && status.ports !== "all" ? ` ports ${status.ports}` : ""}`,
           `host ipv6 ${status.host6}`,
           `tep       ${status.tep6 ?? "-"}${status.tep4 ? ` (${status.tep4})` : ""}`,
@@ -251,6 +258,10 @@ Examples:
           `sent      ${counters["client-encap-forward"]} packets, ${counters["client-encap-forward-bytes"]} bytes`,
           `received  ${counters["client-decap-forward"]} packets, ${counters["client-decap-forward-bytes"]} bytes`,
           ...naptLines(status.napt as Record<string, number> | null, counters),
+          `path MTU  ${counters["pmtu-learned"] ?? 0} learned, ${counters["client-encap-drop-too-big"] ?? 0} too big (ICMPv4 3/4 to the application)`,
+          `relayed   ${counters["icmp-relay-frag-needed"] ?? 0} frag-needed, ${counters["icmp-relay-host-unreachable"] ?? 0} host-unreachable, ${counters["icmp-relay-admin-prohibited"] ?? 0} admin-prohibited (ICMPv6 errors from the path)`,
+          `ecn       ${counters["client-decap-ecn-ce"] ?? 0} CE marked, ${counters["client-decap-drop-ecn"] ?? 0} dropped (outer CE, inner Not-ECT)`,
+          `mss       ${(counters["client-encap-mss-clamped"] ?? 0) + (counters["client-decap-mss-clamped"] ?? 0)} SYNs clamped`,
           "",
         ].join("\n"),
       );
@@ -300,4 +311,13 @@ function naptLines(napt: Record<string, number> | null, c: Record<string, number
     `frag out  ${frag("out")}`,
     `frag in   ${frag("in")}`,
   ];
+}
+
+/** `--dscp copy` → −1 (copy the inner DSCP), else 0–63. */
+function dscpFlag(text: string): number {
+  if (text === "copy") return -1;
+  const n = Number(text);
+  if (!Number.isInteger(n) || n < 0 || n > 63)
+    throw new UsageError(`--dscp: "${text}" is not copy or 0–63`);
+  return n;
 }

@@ -6,6 +6,7 @@
 import { readFileSync, statSync } from "node:fs";
 import { Option } from "@commander-js/extra-typings";
 import { type LogFormat, Logger, type LogLevel } from "../lib/control/log.ts";
+import { stdoutIsJournal } from "../lib/sys/journal.ts";
 import { type AuthKey, parseKeyFile } from "../lib/wire/auth.ts";
 import { UsageError } from "./errors.ts";
 
@@ -50,6 +51,7 @@ export function stdoutLogger(flags: { logFormat?: LogFormat; logLevel?: LogLevel
     format: flags.logFormat ?? "text",
     level: flags.logLevel ?? "info",
     sink: (text) => process.stdout.write(text),
+    priorityPrefix: stdoutIsJournal(),
   });
 }
 

@@ -125,6 +125,7 @@ function describe(l: Lab): string {
     `lab ${l.name}: logs and sockets in ${l.dir}`,
     `  IPv6-only DSTM domain ${LAB.prefix6}: node A ${LAB.nodeA6}, node B ${LAB.nodeB6}, server ${LAB.server6}`,
     `  TEP ${LAB.tep6} / ${LAB.tep4}; DSTM pool ${LAB.pool}`,
+    `  node E ${LAB.nodeE6} behind r1 ═ r2 (a ${LAB.narrowMtu}-byte link: path MTU discovery)`,
     `  IPv4 domain ${LAB.ipv4Net}: web ${LAB.web4}, ftp ${LAB.ftp4}`,
     `  try: ip netns exec dstm-${l.name}-a curl http://${LAB.web4}/`,
   ].join("\n");

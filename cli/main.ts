@@ -4,16 +4,23 @@
  * @module
  */
 import { closeSync, fchmodSync, fstatSync, fsyncSync, openSync, writeSync } from "node:fs";
-import { Command, CommanderError } from "@commander-js/extra-typings";
+import {
+  Command,
+  CommanderError,
+  type CommandUnknownOpts,
+  Option,
+} from "@commander-js/extra-typings";
 import { generateKeyFileText } from "../lib/wire/auth.ts";
+import { versionText } from "./build_info.ts";
 import { clientCommand } from "./client.ts";
+import { completionCommand } from "./completion.ts";
 import { UsageError } from "./errors.ts";
 import { labCommand } from "./lab.ts";
 import { leaseCommand } from "./lease.ts";
 import { ping4Command } from "./ping4.ts";
 import { serverCommand } from "./server.ts";
+import { closedPipePolicyFor } from "./stdout_pipe.ts";
 import { tepCommand } from "./tep.ts";
-import { VERSION } from "./version.ts";
 
 export function program(): Command {
   return (
@@ -21,16 +28,29 @@ export function program(): Command {
       .description(
         "Dual Stack Transition Mechanism: IPv4 for hosts in IPv6-only networks (server, client, TEP, lab)",
       )
-      .version(VERSION)
+      // -V/--version prints the commit and runtime too (cli/build_info.ts), computed only when asked.
+      .addOption(new Option("-V, --version", "output the version, commit and runtime"))
+      .on("option:version", () => {
+        process.stdout.write(`${versionText()}\n`);
+        throw new CommanderError(0, "commander.version", versionText());
+      })
       .showHelpAfterError("(run with --help for usage)")
       // `dstm tep stats --stats X`: options after a subcommand belong to the subcommand.
       .enablePositionalOptions()
+      // What a closed stdout (`dstm … | head`) does depends on the command (cli/stdout_pipe.ts).
+      .hook("preAction", (_root, action) => {
+        const path: string[] = [];
+        for (let c: CommandUnknownOpts | null = action; c?.parent; c = c.parent)
+          path.unshift(c.name());
+        closedPipePolicyFor(path);
+      })
       .addCommand(serverCommand())
       .addCommand(clientCommand())
       .addCommand(tepCommand())
       .addCommand(leaseCommand())
       .addCommand(ping4Command())
       .addCommand(labCommand())
+      .addCommand(completionCommand(program))
       .addCommand(
         new Command("keygen")
           .description(

@@ -22,6 +22,8 @@ import {
   type Dhcp4o6IdentityMode,
 } from "../lib/server/dhcp4o6_identity.ts";
 import { DstmServer, type ServerConfig } from "../lib/server/server.ts";
+import { stdoutIsJournal } from "../lib/sys/journal.ts";
+import { sdNotify } from "../lib/sys/sd_notify.ts";
 import { readTomlFile } from "../lib/sys/toml.ts";
 import { sharesSecret } from "../lib/wire/auth.ts";
 import { DSTM_PORT } from "../lib/wire/dstm_types.ts";
@@ -32,6 +34,7 @@ import {
   parseHostPort,
   parseTep,
   unicastIPv4,
+  unicastIPv6,
 } from "./endpoints.ts";
 import { UsageError } from "./errors.ts";
 import { defaultControlSocket, defaultLeaseDb } from "./paths.ts";
@@ -91,6 +94,10 @@ export function serverCommand(): Command {
     .option("--no-control", "do not open a control socket")
     .option("--metrics <addr:port>", "serve Prometheus metrics on http://ADDR:PORT/metrics")
     .option("--tep-port <n>", "UDP port of the TEPs' control endpoint (default 4608)")
+    .option(
+      "--tep-source <v6>",
+      "source address of BIND/UNBIND to the TEPs (default: the --listen address, or where the TEP's SYNC arrived)",
+    )
     .option("--require-tep", "refuse leases (TEP_UNAVAILABLE) while their TEP has not connected")
     .option(
       "--dhcp4o6",
@@ -164,6 +171,7 @@ Examples:
       const config = resolveServerConfig(flags);
       const server = await DstmServer.start(config);
       for (const pool of server.engine.pools()) logSharing(config.log, pool);
+      sdNotify("READY=1\nSTATUS=answering DISCOVER/REQUEST/RELEASE");
       const fatal = await new Promise<Error | undefined>((resolve) => {
         const stop = () => {
           process.off("SIGINT", stop);
@@ -201,6 +209,7 @@ export interface ServerFlags {
   control?: string | boolean;
   metrics?: string;
   tepPort?: string;
+  tepSource?: string;
   requireTep?: boolean;
   dhcp4o6?: boolean;
   dhcp4o6Listen?: string;
@@ -247,6 +256,7 @@ const FILE_KEYS = new Set([
   "control",
   "metrics",
   "tep-port",
+  "tep-source",
   "require-tep",
   "log-format",
   "log-level",
@@ -355,10 +365,16 @@ export function resolveServerConfig(
     throw new UsageError(
       "--key does not cover DHCPv4-over-DHCPv6 (RFC 7341 has no authentication): give --dhcp4o6-allow PREFIX for the hosts that may lease over it, or --dhcp4o6-open to answer any host knowingly",
     );
+  const tepSourceText = flags.tepSource ?? str("tep-source");
+  const tepSource =
+    tepSourceText === undefined
+      ? undefined
+      : unicastIPv6(tepSourceText, "--tep-source", "the server's", { loopback: true });
   return {
     dhcp4o6,
     admission: admissionConfig(flags, file),
     tepPort,
+    tepSource,
     requireTep: flags.requireTep ?? file["require-tep"] === true,
     pools: poolConfigs,
     leaseTime,
@@ -371,7 +387,12 @@ export function resolveServerConfig(
     sourceCheck,
     control,
     metrics,
-    log: new Logger({ format: logFormat, level: logLevel, sink }),
+    log: new Logger({
+      format: logFormat,
+      level: logLevel,
+      sink,
+      priorityPrefix: sink === stdoutSink && stdoutIsJournal(),
+    }),
   };
 }
 

@@ -9,6 +9,7 @@ import { parseIPv4Prefix } from "../lib/net/prefix.ts";
 import { TEP_CONTROL_PORT } from "../lib/server/tep_sync.ts";
 import { getUnix, unixPermissionProblem } from "../lib/sys/http.ts";
 import { interfaceOfIPv6 } from "../lib/sys/ifinfo.ts";
+import { sdNotify } from "../lib/sys/sd_notify.ts";
 import {
   BindingFileError,
   bindingTableSize,
@@ -74,6 +75,8 @@ export function tepCommand() {
     .option("--link-mtu <n>", "MTU of the IPv6 link to the hosts; tunnel MTU = this − 40", "1500")
     .option("--no-hairpin", "drop host-to-host traffic instead of turning it around")
     .option("--icmp-rate <n>", "ICMP errors per second at most", "100")
+    .option("--no-mss-clamp", "leave the MSS of TCP SYNs alone (default: clamp to the path MTU)")
+    .option("--dscp <copy|n>", "outer DSCP: copy the inner one, or a fixed 0–63", "copy")
     .option(
       "--max-bindings <n>",
       `binding table size (default ${DEFAULT_MAX_BINDINGS}, or the static bindings + ${SERVER_ROOM} when more)`,
@@ -169,11 +172,14 @@ Examples:
         linkMtu: number(flags.linkMtu, "--link-mtu", 1280, 65575),
         hairpin: flags.hairpin,
         icmpRate: number(flags.icmpRate, "--icmp-rate", 0, 1_000_000),
+        mssClamp: flags.mssClamp,
+        dscp: flags.dscp === "copy" ? -1 : number(flags.dscp, "--dscp", 0, 63),
         maxBindings: table.size,
         controlPort: parsePort(flags.controlPort, "--control-port", TEP_CONTROL_PORT),
         statsSocket: flags.stats ?? defaultStatsSocket(),
         log,
       });
+      sdNotify("READY=1\nSTATUS=forwarding");
       await untilSignal();
       await node.stop();
     });
@@ -191,6 +197,7 @@ Examples:
         serverBindings: number;
         staticBindings?: number;
         counters: Record<string, number>;
+        pathMtu?: { host: string; mtu: number; expiresIn: number }[];
       };
       try {
         stats = (await (await getUnix(socket, "/v1/stats")).json()) as typeof stats;
@@ -210,6 +217,8 @@ Examples:
       const width = Math.max(...Object.keys(stats.counters).map((k) => k.length));
       for (const [name, value] of Object.entries(stats.counters))
         lines.push(`  ${name.padEnd(width)}  ${value}`);
+      for (const p of stats.pathMtu ?? [])
+        lines.push(`  path MTU ${p.host} ${p.mtu} (expires in ${p.expiresIn} s)`);
       process.stdout.write(`${lines.join("\n")}\n`);
     });
   addTepCheckCommand(tep);

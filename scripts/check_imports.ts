@@ -57,6 +57,9 @@ export const KNOWN_VIOLATIONS: readonly { from: string; to: string; why: string 
   { from: "lib/tunnel/client_loops.ts", to: "lib/sys/raw6.ts", why: "composition" },
   { from: "lib/tunnel/client_loops.ts", to: "lib/sys/tun_linux.ts", why: "composition" },
   { from: "lib/tunnel/client_loops.ts", to: "lib/sys/worker.ts", why: "composition" },
+  // known violation, issue 10, to be moved with the loops: the error-queue reader is part of the
+  // Worker composition (it polls the raw socket between packets).
+  { from: "lib/tunnel/tunnel_errors.ts", to: "lib/sys/raw6.ts", why: "composition" },
   // known violation, issue 10, to be moved: the device interface belongs below both layers.
   { from: "lib/sys/raw6.ts", to: "lib/tunnel/device.ts", why: "device interface" },
   { from: "lib/sys/tun_linux.ts", to: "lib/tunnel/device.ts", why: "device interface" },

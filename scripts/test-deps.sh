@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the end-to-end tests drive, when missing and when we are root on Debian:
-# ping, curl, a real FTP server (vsftpd), iperf3, python3 (web server), iproute2, and ISC Kea's
-# DHCPv4 and DHCPv6 servers (the DHCPv4-over-DHCPv6 test), libfaketime (the clock-step test).
+# ping, curl, a real FTP server (vsftpd), iperf3, python3 (web server), iproute2, ISC Kea's
+# DHCPv4 and DHCPv6 servers (the DHCPv4-over-DHCPv6 test), tshark, libfaketime (the clock-step
+# test), and the packaging tools.
 set -euo pipefail
 need=()
 command -v ip >/dev/null || need+=(iproute2)
@@ -17,6 +18,16 @@ command -v tshark >/dev/null || need+=(tshark)
 [ -x /usr/sbin/dhcrelay ] || need+=(isc-dhcp-relay)
 # libfaketime: the server test that steps the wall clock under a running `dstm server`.
 command -v faketime >/dev/null || need+=(faketime)
+# Packaging and system integration: systemd-analyze verify (systemd), the completion scripts
+# in their shells (zsh, fish), man pages (groff, man-db), the .deb (dpkg-deb), the units'
+# system-call filter against what the daemons call (strace).
+command -v systemd-analyze >/dev/null || need+=(systemd)
+command -v zsh >/dev/null || need+=(zsh)
+command -v fish >/dev/null || need+=(fish)
+command -v groff >/dev/null || need+=(groff-base)
+command -v man >/dev/null || need+=(man-db)
+command -v dpkg-deb >/dev/null || need+=(dpkg)
+command -v strace >/dev/null || need+=(strace)
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then
   echo "note: missing ${need[*]}; the end-to-end tests that need them will be skipped (run as root on Debian to install)" >&2

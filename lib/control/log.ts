@@ -21,13 +21,26 @@ export interface LoggerOptions {
   sink: (text: string) => void;
   /** Clock for timestamps (ms); injectable for tests. */
   now?: () => number;
+  /**
+   * Start each line with its syslog priority, `<7>` debug, `<6>` info, `<4>` warn, `<3>` error
+   * (sd-daemon(3)), which journald turns into PRIORITY=; only when stdout is the journal
+   * (lib/sys/journal.ts stdoutIsJournal).
+   */
+  priorityPrefix?: boolean;
 }
+const PRIORITIES: Record<LogLevel, string> = {
+  debug: "<7>",
+  info: "<6>",
+  warn: "<4>",
+  error: "<3>",
+};
 
 export class Logger {
   readonly #format: LogFormat;
   readonly #level: number;
   readonly #sink: (text: string) => void;
   readonly #now: () => number;
+  readonly #priorityPrefix: boolean;
   #pending: string[] = [];
   #scheduled = false;
 
@@ -36,6 +49,7 @@ export class Logger {
     this.#level = LEVELS[options.level ?? "info"];
     this.#sink = options.sink;
     this.#now = options.now ?? Date.now;
+    this.#priorityPrefix = options.priorityPrefix ?? false;
   }
 
   debug(event: string, fields: LogFields = {}): void {
@@ -54,6 +68,7 @@ export class Logger {
   log(level: LogLevel, event: string, fields: LogFields): void {
     if (LEVELS[level] < this.#level) return;
     const ts = new Date(this.#now()).toISOString();
+    if (this.#priorityPrefix) this.#pending.push(PRIORITIES[level]);
     this.#pending.push(
       this.#format === "json"
         ? jsonLine(ts, level, event, fields)

@@ -11,7 +11,7 @@ import { createHash } from "node:crypto";
 import { existsSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import type { Lab } from "./lab.ts";
-import { dstmArgv, FTP_FILE, WEB_PAGE } from "./services.ts";
+import { BIG_FILE, dstmArgv, FTP_FILE, WEB_PAGE } from "./services.ts";
 import { LAB } from "./topology.ts";
 
 export interface StepResult {
@@ -29,9 +29,9 @@ export interface DemoStep {
 }
 
 /** The leased IPv4 address of node A or B (from its client's status socket). */
-export async function leasedAddress(lab: Lab, node: "a" | "b"): Promise<string> {
+export async function leasedAddress(lab: Lab, node: "a" | "b" | "e"): Promise<string> {
   const response = await fetch("http://localhost/v1/status", {
-    unix: lab.services.socket(node === "a" ? "client-a" : "client-b"),
+    unix: lab.services.socket(`client-${node}`),
   });
   const status = (await response.json()) as { ipv4: string | null };
   if (!status.ipv4) throw new Error(`node ${node.toUpperCase()} has no lease`);
@@ -164,6 +164,65 @@ export const DEMO_STEPS: readonly DemoStep[] = [
       const a4 = await leasedAddress(lab, "a");
       const r = sh(lab, "web", ["ping", "-c", "2", "-W", "2", "-M", "dont", "-s", "1572", a4]);
       return { ok: r.code === 0 && / 0% packet loss/.test(r.text), output: r.text };
+    },
+  },
+  {
+    title: `Path MTU through a narrow link: node E sits behind r1 ═ r2 (MTU ${LAB.narrowMtu}); a 1,460-byte ping with DF towards it gets 'fragmentation needed' with path MTU − 40 = ${LAB.narrowMtu - 40}`,
+    run: async (lab) => {
+      await lab.ensure("client-e");
+      const e4 = await leasedAddress(lab, "e");
+      // The first packet draws r1's Packet Too Big at the TEP, which relays it as ICMPv4 3/4;
+      // later ones are answered by the TEP itself from the path MTU it learned.
+      const r = sh(lab, "web", [
+        "ping",
+        "-c",
+        "2",
+        "-i",
+        "0.3",
+        "-W",
+        "1",
+        "-M",
+        "do",
+        "-s",
+        "1432",
+        e4,
+      ]);
+      return { ok: new RegExp(`mtu ?= ?${LAB.narrowMtu - 40}`).test(r.text), output: r.text };
+    },
+  },
+  {
+    title: `… the TEP learned node E's path MTU (${LAB.narrowMtu}) from the router, and node E downloads 2 MiB through the narrow link`,
+    run: (lab) => {
+      const stats = sh(lab, "tep", [
+        ...dstmArgv(),
+        "tep",
+        "stats",
+        "--stats",
+        lab.services.socket("tep"),
+      ]);
+      const learned = new RegExp(`path MTU ${LAB.nodeE6} ${LAB.narrowMtu}`).test(stats.text);
+      const file = join(lab.dir, "download-e-big.bin");
+      rmSync(file, { force: true });
+      const argv = [
+        "curl",
+        "-sS",
+        "--max-time",
+        "30",
+        "-o",
+        file,
+        `http://${LAB.web4}/${BIG_FILE}`,
+      ];
+      const r = lab.run("e", argv);
+      const digest = (path: string) =>
+        existsSync(path) ? createHash("sha256").update(readFileSync(path)).digest("hex") : "";
+      const same = r.code === 0 && digest(file) === digest(join(lab.dir, "www", BIG_FILE));
+      const lines = stats.text
+        .split("\n")
+        .filter((l) => /path MTU|pmtu-learned|icmp-relay-frag/.test(l));
+      return {
+        ok: learned && same,
+        output: `${lines.join("\n")}\n$ ${argv.join(" ")}\n${same ? "2097152 bytes, sha256 matches the server's file" : `exit ${r.code}: ${r.stderr.trim()}`}`,
+      };
     },
   },
   {

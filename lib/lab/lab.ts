@@ -9,6 +9,7 @@
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import {
+  alive,
   LabError,
   type LabOptions,
   LabServices,
@@ -70,7 +71,7 @@ export class Lab {
     rmSync(dir, { recursive: true, force: true });
     mkdirSync(dir, { recursive: true, mode: 0o755 });
     progress(
-      "building namespaces: nodes A and B, DSTM server, TEP, web and FTP servers, two switches",
+      "building namespaces: nodes A and B, DSTM server, TEP, web and FTP servers, two switches, node E behind routers r1 and r2",
     );
     const ns = buildTopology(name);
     const lab = new Lab(name, dir, ns, {
@@ -156,6 +157,13 @@ export class Lab {
     this.state.pids[service] = fresh;
     this.#save();
     return fresh;
+  }
+
+  /** Starts `service` unless the lab already runs it (e.g. node E's client); resolves with its PID. */
+  async ensure(service: Service): Promise<number> {
+    const pid = this.state.pids[service];
+    if (pid !== undefined && alive(pid)) return pid;
+    return this.restart(service);
   }
 
   /** Stops one service (SIGTERM) and forgets its PID. */

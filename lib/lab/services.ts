@@ -34,8 +34,12 @@ export type Service =
   | "client-a"
   | "client-b"
   | "client-c"
-  | "client-d";
-/** What `Lab.up` starts, in order (clients on C and D only when a test asks). */
+  | "client-d"
+  | "client-e";
+/**
+ * What `Lab.up` starts, in order (clients on C and D only when a test asks, on E when the
+ * path MTU demo step or test does: {@link Lab.ensure}).
+ */
 export const SERVICES: readonly Service[] = ["server", "tep", "web", "ftp", "client-a", "client-b"];
 
 const SERVICE_ROLE: Record<Service, Role> = {
@@ -47,6 +51,7 @@ const SERVICE_ROLE: Record<Service, Role> = {
   "client-b": "b",
   "client-c": "c",
   "client-d": "d",
+  "client-e": "e",
 };
 
 /** What says a service is ready, in its log. */
@@ -59,8 +64,11 @@ const READY: Record<Service, RegExp> = {
   "client-b": / (bound ipv4=|on-demand )/,
   "client-c": / (bound ipv4=|on-demand )/,
   "client-d": / (bound ipv4=|on-demand )/,
+  "client-e": / (bound ipv4=|on-demand )/,
 };
 
+/** A 2 MiB file on the web server. */
+export const BIG_FILE = "big.bin";
 export const WEB_PAGE = "<html><body><h1>DSTM lab: IPv4 web server 192.0.2.80</h1></body></html>\n";
 export const FTP_FILE = "ftp-test.bin";
 
@@ -133,6 +141,7 @@ export class LabServices {
       case "client-b":
       case "client-c":
       case "client-d":
+      case "client-e":
         return [...dstm, "client", "--server", LAB.server6, "--control", this.socket(service)];
       case "web":
         return [
@@ -165,6 +174,11 @@ export class LabServices {
     // One page per node, so concurrent fetches can check each got its own reply.
     for (const node of ["a", "b", "c", "d"])
       writeFileSync(join(this.dir, "www", `node-${node}.txt`), nodePage(node));
+    // 2 MiB of a known pattern: a download that needs full-size segments (path MTU tests).
+    writeFileSync(
+      join(this.dir, "www", BIG_FILE),
+      new Uint8Array(2 << 20).map((_, i) => (i * 13 + 5) & 255),
+    );
     const ftpRoot = join(this.dir, "ftp");
     mkdirSync(ftpRoot, { recursive: true, mode: 0o755 });
     // 256 KiB of a known pattern, so a transfer can be checked byte for byte.

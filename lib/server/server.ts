@@ -13,7 +13,7 @@ import { MemoryLeaseStore } from "../lease/memory.ts";
 import { SqliteLeaseStore } from "../lease/sqlite.ts";
 import { formatIPv4 } from "../net/addr.ts";
 import { type HttpEndpoint, serveTcp, serveUnix } from "../sys/http.ts";
-import { bindUdp, UdpBindError, type UdpEndpoint } from "../sys/udp.ts";
+import { listenUdp, UdpBindError, type UdpEndpoint } from "../sys/udp.ts";
 import { type AuthKey, ReplayGuard } from "../wire/auth.ts";
 import { ADMISSION_DEFAULTS, Admission } from "./admission.ts";
 import { Dhcp4o6Handler } from "./dhcp4o6.ts";
@@ -44,6 +44,8 @@ export interface ServerConfig {
   readonly metrics?: { readonly address: string; readonly port: number };
   /** UDP port of the TEPs' control endpoint (default 4608). */
   readonly tepPort?: number;
+  /** Source of BIND / UNBIND to the TEPs (default: the listen address, or where each TEP's SYNC arrived). */
+  readonly tepSource?: string;
   /** Refuse leases whose TEP has not synced yet, instead of delivering them in its first snapshot. */
   readonly requireTep?: boolean;
   /**
@@ -195,7 +197,11 @@ export class DstmServer {
         requireTep: config.requireTep,
         log: this.#log,
         metrics,
-        send: (data, address, port) => this.#udp?.send(data, address, port) ?? false,
+        send: (data, address, port, source) =>
+          this.#udp?.send(data, address, port, source) ?? false,
+        source:
+          config.tepSource ??
+          (isWildcard(config.listen.address) ? undefined : config.listen.address),
       },
       // A declined address's holder (RFC 6666 discard prefix) is no host: no binding.
       engine.leases({ state: "active" }).filter((lease) => !isDeclinedHost(lease.host6)),
@@ -219,23 +225,28 @@ export class DstmServer {
       log: this.#log,
       metrics,
     });
-    this.#udp = await bindUdp(config.listen.address, config.listen.port, (data, address, port) => {
-      if (this.#stopping) return;
-      this.#inflight++;
-      handler.handle(data, address, port).then(
-        (answer) => {
-          this.#inflight--;
-          if (answer && this.#udp && !this.#udp.send(answer, address, port)) {
-            metrics.inc("dstm_dropped_total", { reason: "send-failed" });
-          }
-        },
-        (error: unknown) => {
-          this.#inflight--;
-          metrics.inc("dstm_dropped_total", { reason: "internal-error" });
-          this.#log.error("internal-error", { detail: (error as Error).message, from: address });
-        },
-      );
-    });
+    // Answers leave from the address the query was sent to (IPV6_PKTINFO on `::`).
+    this.#udp = await listenUdp(
+      config.listen.address,
+      config.listen.port,
+      (data, address, port, local) => {
+        if (this.#stopping) return;
+        this.#inflight++;
+        handler.handle(data, address, port, local).then(
+          (answer) => {
+            this.#inflight--;
+            if (answer && this.#udp && !this.#udp.send(answer, address, port, local)) {
+              metrics.inc("dstm_dropped_total", { reason: "send-failed" });
+            }
+          },
+          (error: unknown) => {
+            this.#inflight--;
+            metrics.inc("dstm_dropped_total", { reason: "internal-error" });
+            this.#log.error("internal-error", { detail: (error as Error).message, from: address });
+          },
+        );
+      },
+    );
     if (config.dhcp4o6) await this.#openDhcp4o6(config.dhcp4o6);
     if (config.dhcp4o6 && keys && !config.dhcp4o6.allow) {
       this.#log.warn("dhcp4o6-open", {
@@ -306,13 +317,13 @@ export class DstmServer {
       log: this.#log,
       metrics: this.metrics,
     });
-    const endpoint = await bindUdp(c.address, c.port, (data, address, port) => {
+    const endpoint = await listenUdp(c.address, c.port, (data, address, port, local) => {
       if (this.#stopping) return;
       this.#inflight++;
       handler.handle(data, address).then(
         (answer) => {
           this.#inflight--;
-          if (answer) this.#udp4o6?.send(answer, address, port);
+          if (answer) this.#udp4o6?.send(answer, address, port, local);
         },
         (error: unknown) => {
           this.#inflight--;
@@ -401,4 +412,9 @@ export class DstmServer {
     this.#log.info("stop", {});
     this.#log.flush();
   }
+}
+
+/** True for the IPv6 wildcard address (`::`): the kernel would pick each source. */
+function isWildcard(address: string): boolean {
+  return /^[0:]+$/.test(address);
 }

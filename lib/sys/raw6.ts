@@ -14,7 +14,21 @@
  *   {@link Raw6Socket.setDontFragment} was called (then sendto fails with EMSGSIZE).
  *   IPV6_DONTFRAG has no effect on such a socket; IPV6_MTU_DISCOVER does.
  *
- * The sockaddr buffers are allocated once per socket; sending and receiving allocate nothing.
+ * - Tunnel metadata: {@link Raw6Socket.enableTunnelOptions} turns on IPV6_RECVTCLASS (the
+ *   outer traffic class of each received packet, for RFC 6040 decapsulation), IPV6_FLOWINFO_SEND
+ *   (the flow label of each sent packet, RFC 6438) and IPV6_RECVERR (ICMPv6 errors about sent
+ *   packets on the error queue, RFC 2473 §8). The traffic class of each sent packet goes in an
+ *   IPV6_TCLASS control message.
+ * - Errors: without IPV6_RECVERR an unconnected raw socket ignores ICMPv6 errors entirely, even
+ *   Packet Too Big (net/ipv6/raw.c, rawv6_err returns early): the kernel never lowers the path
+ *   MTU. With it, the kernel records the path MTU in its route cache (so it fragments later
+ *   packets to fit) and queues each error with the start of the original packet.
+ *   The error also sets the socket's pending error, which fails the next send or receive once:
+ *   {@link Raw6Socket.sendTo} retries once, {@link Raw6Socket.recvFrom} returns 0 and sets
+ *   {@link Raw6Socket.errorPending}; the owner drains the queue with {@link Raw6Socket.readError}.
+ *
+ * The sockaddr, msghdr and control buffers are allocated once per socket; sending and
+ * receiving allocate nothing.
  *
  * @module
  */
@@ -27,8 +41,45 @@ export const IPPROTO_IPIP = 4;
 /** sizeof(struct sockaddr_in6): family u16, port u16, flowinfo u32, addr[16], scope_id u32. */
 const SOCKADDR_IN6_SIZE = 28;
 const SIN6_ADDR = 8;
+const SIN6_FLOWINFO = 4;
 const IPV6_PMTUDISC_WANT = 1;
 const IPV6_PMTUDISC_DO = 2;
+/** Socket options of <linux/in6.h> (level IPPROTO_IPV6). */
+const IPV6_RECVERR = 25;
+const IPV6_FLOWINFO_SEND = 33;
+const IPV6_RECVTCLASS = 66;
+const IPV6_TCLASS = 67;
+const MSG_DONTWAIT = 0x40;
+const MSG_ERRQUEUE = 0x2000;
+/** struct msghdr: name@0, namelen@8, iov@16, iovlen@24, control@32, controllen@40, flags@48. */
+const MSGHDR_SIZE = 56;
+const MSG_NAME = 0;
+const MSG_NAMELEN = 8;
+const MSG_IOV = 16;
+const MSG_IOVLEN = 24;
+const MSG_CONTROL = 32;
+const MSG_CONTROLLEN = 40;
+const IOVEC_SIZE = 16;
+/** struct cmsghdr: len (size_t)@0, level@8, type@12, data@16. */
+const CMSG_HDR = 16;
+/** One `int` control message, CMSG_SPACE(4). */
+const CMSG_SPACE_INT = CMSG_HDR + 8;
+const RECV_CONTROL_SIZE = 128;
+/** sock_extended_err origin of an ICMPv6 error (linux/errqueue.h). */
+export const SO_EE_ORIGIN_ICMP6 = 3;
+
+/**
+ * One error from the error queue (struct sock_extended_err, linux/errqueue.h). For an ICMPv6
+ * error `origin` is SO_EE_ORIGIN_ICMP6, `type`/`code` are the ICMPv6 ones and `info` is the
+ * MTU of a Packet Too Big (RFC 8201 §4).
+ */
+export interface TunnelErrorInfo {
+  errno: number;
+  origin: number;
+  type: number;
+  code: number;
+  info: number;
+}
 
 export interface Raw6Options {
   /** Next header to send and receive (default 4, IPv4). */
@@ -60,6 +111,28 @@ export class Raw6Socket implements PacketDevice {
   private readonly _sendAddr = new Uint8Array(SOCKADDR_IN6_SIZE);
   private readonly _pollIn = new Uint8Array(8);
   private readonly _pollOut = new Uint8Array(8);
+  // sendmsg: destination (with flow label), one iovec, one IPV6_TCLASS cmsg.
+  private readonly _sendMsg = new Uint8Array(MSGHDR_SIZE);
+  private readonly _sendIov = new Uint8Array(IOVEC_SIZE);
+  private readonly _sendIovView = new DataView(this._sendIov.buffer);
+  private readonly _sendControl = new Uint8Array(CMSG_SPACE_INT);
+  private readonly _sendControlView = new DataView(this._sendControl.buffer);
+  private readonly _sendAddrView = new DataView(this._sendAddr.buffer);
+  // recvmsg: source, one iovec, control (traffic class; extended error on the error queue).
+  private readonly _recvMsg = new Uint8Array(MSGHDR_SIZE);
+  private readonly _recvMsgView = new DataView(this._recvMsg.buffer);
+  private readonly _recvIov = new Uint8Array(IOVEC_SIZE);
+  private readonly _recvIovView = new DataView(this._recvIov.buffer);
+  private readonly _recvControl = new Uint8Array(RECV_CONTROL_SIZE);
+  private readonly _recvControlView = new DataView(this._recvControl.buffer);
+  private _recvBuf: Uint8Array | null = null;
+  private _recvBufOffset = -1;
+  /** Tunnel options on (enableTunnelOptions): receive and send through recvmsg / sendmsg. */
+  private _tunnel = false;
+  /** Outer traffic class of the last packet {@link recvFrom} returned (0 unless enabled). */
+  trafficClass = 0;
+  /** An ICMPv6 error is (probably) waiting on the error queue: call {@link readError}. */
+  errorPending = false;
 
   private constructor(fd: number, pollTimeoutMs: number) {
     this.fd = fd;
@@ -71,6 +144,48 @@ export class Raw6Socket implements PacketDevice {
     const out = new DataView(this._pollOut.buffer);
     out.setInt32(0, fd, true);
     out.setInt16(4, libc.POLLOUT, true);
+    const m = new DataView(this._sendMsg.buffer);
+    _putPointer(m, MSG_NAME, libc.addressOf(this._sendAddr));
+    m.setUint32(MSG_NAMELEN, SOCKADDR_IN6_SIZE, true);
+    _putPointer(m, MSG_IOV, libc.addressOf(this._sendIov));
+    _putPointer(m, MSG_IOVLEN, 1);
+    _putPointer(m, MSG_CONTROL, libc.addressOf(this._sendControl));
+    _putPointer(m, MSG_CONTROLLEN, CMSG_SPACE_INT);
+    _putPointer(this._sendControlView, 0, CMSG_HDR + 4);
+    this._sendControlView.setInt32(8, libc.IPPROTO_IPV6, true);
+    this._sendControlView.setInt32(12, IPV6_TCLASS, true);
+    const r = this._recvMsgView;
+    _putPointer(r, MSG_NAME, libc.addressOf(this._recvAddr));
+    _putPointer(r, MSG_IOV, libc.addressOf(this._recvIov));
+    _putPointer(r, MSG_IOVLEN, 1);
+    _putPointer(r, MSG_CONTROL, libc.addressOf(this._recvControl));
+  }
+
+  /**
+   * Turns on what a tunnel end point needs (RFC 2473 §7–8, RFC 6040, RFC 6438): the outer
+   * traffic class of every received packet ({@link trafficClass}), a per-packet traffic
+   * class and flow label on send, and ICMPv6 errors about sent packets on the error queue
+   * (which also makes the kernel apply Packet Too Big to its route cache). Throws a SysError.
+   */
+  enableTunnelOptions(): void {
+    for (const [name, what] of [
+      [IPV6_RECVERR, "IPV6_RECVERR"],
+      [IPV6_RECVTCLASS, "IPV6_RECVTCLASS"],
+      [IPV6_FLOWINFO_SEND, "IPV6_FLOWINFO_SEND"],
+    ] as const) {
+      const r = libc.setsockoptInt(this.fd, libc.IPPROTO_IPV6, name, 1);
+      if (r < 0) throw new SysError(`setsockopt ${what}`, r);
+    }
+    this._tunnel = true;
+  }
+
+  /**
+   * Enables the tunnel options on a socket attached in a Worker (socket options belong to
+   * the socket, so only the send / receive path changes here): after the opener called
+   * {@link enableTunnelOptions}.
+   */
+  useTunnelOptions(): void {
+    this._tunnel = true;
   }
 
   /** Opens the socket (non-blocking, close-on-exec). Throws a {@link SysError}. */
@@ -182,10 +297,67 @@ export class Raw6Socket implements PacketDevice {
     if (n === -Errno.EAGAIN) {
       const ready = libc.poll(this._pollIn, 1, this.pollTimeoutMs);
       if (ready <= 0) return ready === -Errno.EINTR ? 0 : ready;
+      // POLLERR: something is on the error queue (or the socket's pending error is set).
+      if ((this._pollIn[6]! & libc.POLLERR) !== 0 && this._tunnel) this.errorPending = true;
       n = this._recv(buf, offset);
       if (n === -Errno.EAGAIN) return 0;
     }
+    if (n < 0 && this._tunnel && _isIcmpErrno(n)) {
+      // The pending error of an ICMPv6 error (RECVERR): the packet is on the error queue.
+      this.errorPending = true;
+      return 0;
+    }
     if (n > 0) src6Out.set(this._recvAddrIp, src6Offset);
+    return n;
+  }
+
+  /**
+   * Takes one error off the error queue (recvmsg MSG_ERRQUEUE): the start of the original
+   * packet's payload (the inner IPv4 packet, as much as the ICMPv6 error quoted) goes to
+   * `buf[offset..)`, the original destination (the host) to `dst6Out[dst6Offset, +16)`, the
+   * error to `info`. Returns the payload length (possibly 0), -EAGAIN when the queue is
+   * empty (and clears {@link errorPending}), or another -errno.
+   */
+  readError(
+    buf: Uint8Array,
+    offset: number,
+    dst6Out: Uint8Array,
+    dst6Offset: number,
+    info: TunnelErrorInfo,
+  ): number {
+    this._setRecvBuffer(buf, offset);
+    const m = this._recvMsgView;
+    m.setUint32(MSG_NAMELEN, SOCKADDR_IN6_SIZE, true);
+    _putPointer(m, MSG_CONTROLLEN, RECV_CONTROL_SIZE);
+    const n = libc.recvmsg(this.fd, this._recvMsg, MSG_ERRQUEUE | MSG_DONTWAIT);
+    if (n < 0) {
+      if (n === -Errno.EAGAIN) this.errorPending = false;
+      return n;
+    }
+    info.errno = 0;
+    info.origin = 0;
+    info.type = 0;
+    info.code = 0;
+    info.info = 0;
+    const controlLength = m.getUint32(MSG_CONTROLLEN, true);
+    const c = this._recvControlView;
+    for (let at = 0; at + CMSG_HDR <= controlLength; ) {
+      const len = c.getUint32(at, true);
+      if (len < CMSG_HDR) break;
+      if (
+        c.getInt32(at + 8, true) === libc.IPPROTO_IPV6 &&
+        c.getInt32(at + 12, true) === IPV6_RECVERR
+      ) {
+        const e = at + CMSG_HDR;
+        info.errno = c.getUint32(e, true);
+        info.origin = c.getUint8(e + 4);
+        info.type = c.getUint8(e + 5);
+        info.code = c.getUint8(e + 6);
+        info.info = c.getUint32(e + 8, true);
+      }
+      at += (len + 7) & ~7;
+    }
+    for (let i = 0; i < 16; i++) dst6Out[dst6Offset + i] = this._recvAddrIp[i]!;
     return n;
   }
 
@@ -199,9 +371,28 @@ export class Raw6Socket implements PacketDevice {
     length: number,
     dst6: Uint8Array,
     dst6Offset = 0,
+    trafficClass = 0,
+    flowLabel = 0,
   ): number {
     const sa = this._sendAddr;
     for (let i = 0; i < 16; i++) sa[SIN6_ADDR + i] = dst6[dst6Offset + i]!;
+    if (this._tunnel) {
+      // sin6_flowinfo is big-endian: 4 bits 0, 8 bits traffic class (ignored), 20 bits label.
+      this._sendAddrView.setUint32(SIN6_FLOWINFO, flowLabel & 0xfffff, false);
+      this._sendControlView.setInt32(CMSG_HDR, trafficClass & 0xff, true);
+      _putPointer(this._sendIovView, 0, libc.addressOf(buf, offset));
+      _putPointer(this._sendIovView, 8, length);
+      let n = libc.sendmsg(this.fd, this._sendMsg, 0);
+      if (n === -Errno.EAGAIN) {
+        libc.poll(this._pollOut, 1, this.pollTimeoutMs);
+        n = libc.sendmsg(this.fd, this._sendMsg, 0);
+      } else if (n < 0 && _isIcmpErrno(n)) {
+        // The pending error of an ICMPv6 error about an earlier packet fails one send: retry.
+        this.errorPending = true;
+        n = libc.sendmsg(this.fd, this._sendMsg, 0);
+      }
+      return n;
+    }
     const n = libc.sendto(this.fd, buf, offset, length, 0, sa, SOCKADDR_IN6_SIZE);
     if (n !== -Errno.EAGAIN) return n;
     libc.poll(this._pollOut, 1, this.pollTimeoutMs);
@@ -225,7 +416,41 @@ export class Raw6Socket implements PacketDevice {
     libc.close(this.fd);
   }
 
+  private _setRecvBuffer(buf: Uint8Array, offset: number): void {
+    if (buf !== this._recvBuf || offset !== this._recvBufOffset) {
+      this._recvBuf = buf;
+      this._recvBufOffset = offset;
+      _putPointer(this._recvIovView, 0, libc.addressOf(buf, offset));
+      _putPointer(this._recvIovView, 8, buf.length - offset);
+    }
+  }
+
   private _recv(buf: Uint8Array, offset: number): number {
+    if (this._tunnel) {
+      this._setRecvBuffer(buf, offset);
+      const m = this._recvMsgView;
+      m.setUint32(MSG_NAMELEN, SOCKADDR_IN6_SIZE, true);
+      _putPointer(m, MSG_CONTROLLEN, RECV_CONTROL_SIZE);
+      const n = libc.recvmsg(this.fd, this._recvMsg, 0);
+      if (n < 0) return n;
+      let tclass = 0;
+      const controlLength = m.getUint32(MSG_CONTROLLEN, true);
+      const c = this._recvControlView;
+      for (let at = 0; at + CMSG_HDR <= controlLength; ) {
+        const len = c.getUint32(at, true);
+        if (len < CMSG_HDR) break;
+        if (
+          c.getInt32(at + 8, true) === libc.IPPROTO_IPV6 &&
+          c.getInt32(at + 12, true) === IPV6_TCLASS
+        ) {
+          tclass = c.getInt32(at + CMSG_HDR, true) & 0xff;
+          break;
+        }
+        at += (len + 7) & ~7;
+      }
+      this.trafficClass = tclass;
+      return n;
+    }
     this._recvAddrLen[0] = SOCKADDR_IN6_SIZE;
     return libc.recvfrom(
       this.fd,
@@ -237,6 +462,53 @@ export class Raw6Socket implements PacketDevice {
       this._recvAddrLenBytes,
     );
   }
+}
+
+const IPV6_MTU = 24;
+const EPROTO = 71;
+
+/**
+ * The errors an ICMPv6 error leaves pending on the socket (icmpv6_err_convert in
+ * net/ipv6/icmp.c): unreachable, administratively prohibited, port unreachable, too big,
+ * parameter problem (time exceeded maps to EHOSTUNREACH).
+ */
+function _isIcmpErrno(n: number): boolean {
+  return (
+    n === -Errno.EHOSTUNREACH ||
+    n === -Errno.ENETUNREACH ||
+    n === -Errno.EACCES ||
+    n === -Errno.ECONNREFUSED ||
+    n === -Errno.EMSGSIZE ||
+    n === -EPROTO
+  );
+}
+
+/**
+ * The kernel's path MTU towards `dst6` (16 bytes): its route, lowered by any Packet Too Big it
+ * recorded (the route cache outlives a process; RFC 8201 §5.2 lets a node keep estimates).
+ * A UDP socket is connected (no packet is sent) and asked for IPV6_MTU (ipv6(7)). Returns
+ * the MTU in bytes, or -errno (e.g. ENETUNREACH without a route).
+ */
+export function routePathMtu(dst6: Uint8Array): number {
+  const fd = libc.socket(libc.AF_INET6, libc.SOCK_DGRAM | libc.SOCK_CLOEXEC, 0);
+  if (fd < 0) return fd;
+  try {
+    const sa = new Uint8Array(SOCKADDR_IN6_SIZE);
+    _setFamily(sa);
+    sa[3] = 9; // discard port: any port will do, nothing is sent
+    sa.set(dst6.subarray(0, 16), SIN6_ADDR);
+    const r = libc.connect(fd, sa, SOCKADDR_IN6_SIZE);
+    if (r < 0) return r;
+    return libc.getsockoptInt(fd, libc.IPPROTO_IPV6, IPV6_MTU);
+  } finally {
+    libc.close(fd);
+  }
+}
+
+/** A pointer or size_t field, little-endian (pointers are below 2^53 in user space). */
+function _putPointer(view: DataView, at: number, value: number): void {
+  view.setUint32(at, value >>> 0, true);
+  view.setUint32(at + 4, Math.floor(value / 2 ** 32), true);
 }
 
 function _setFamily(sa: Uint8Array): void {

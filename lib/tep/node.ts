@@ -13,7 +13,7 @@
  */
 import type { Logger } from "../control/log.ts";
 import { Metrics } from "../control/metrics.ts";
-import { formatIPv4, parseIPv6 } from "../net/addr.ts";
+import { formatIPv4, formatIPv6, parseIPv6 } from "../net/addr.ts";
 import { type HttpEndpoint, serveUnix } from "../sys/http.ts";
 import { linkSetMtu, linkSetTxQueueLen, linkSetUp, routeAdd } from "../sys/netlink.ts";
 import { Raw4Socket } from "../sys/raw4.ts";
@@ -23,6 +23,7 @@ import { closeTun, openTun } from "../sys/tun_linux.ts";
 import { BindingTable } from "../tunnel/binding.ts";
 import { COUNTER_NAMES, Counters } from "../tunnel/counters.ts";
 import { Forwarder } from "../tunnel/forwarder.ts";
+import { PathMtuTable } from "../tunnel/pmtu.ts";
 import type { AuthKey } from "../wire/auth.ts";
 import type { WireBinding } from "../wire/dstm_types.ts";
 import { TepControl } from "./control.ts";
@@ -42,6 +43,10 @@ export interface TepConfig {
   readonly linkMtu?: number;
   readonly hairpin?: boolean;
   readonly icmpRate?: number;
+  /** Clamp the MSS of TCP SYNs to the tunnel / path MTU (RFC 4459 §3.2). Default true. */
+  readonly mssClamp?: boolean;
+  /** Outer DSCP: −1 copies the inner one (default, RFC 2983), else 0–63. */
+  readonly dscp?: number;
   readonly maxBindings?: number;
   readonly controlPort?: number;
   /** Unix socket for `dstm tep stats`; none when absent. */
@@ -54,6 +59,8 @@ export class TepNode {
   readonly metrics = new Metrics();
   readonly table: BindingTable;
   readonly counters: Counters;
+  /** Path MTU per host, learned from ICMPv6 Packet Too Big (RFC 8201). */
+  readonly pathMtu = PathMtuTable.create();
   #tunFd = -1;
   #raw: Raw6Socket | undefined;
   #raw4: Raw4Socket | undefined;
@@ -97,7 +104,9 @@ export class TepNode {
     serverBindings: number;
     staticBindings: number;
     counters: Record<string, number>;
+    pathMtu: { host: string; mtu: number; expiresIn: number }[];
   } {
+    const now = Date.now() / 1000;
     return {
       ifname: this.#ifname,
       ipv6: this.#config.ipv6,
@@ -106,6 +115,14 @@ export class TepNode {
       serverBindings: this.#control?.count ?? 0,
       staticBindings: this.#control?.staticCount ?? 0,
       counters: this.counters.snapshot(),
+      pathMtu: this.pathMtu
+        .entries()
+        .filter((e) => e.expiresSeconds > now)
+        .map((e) => ({
+          host: formatIPv6(e.host6),
+          mtu: e.mtu,
+          expiresIn: Math.round(e.expiresSeconds - now),
+        })),
     };
   }
 
@@ -125,6 +142,7 @@ export class TepNode {
     writeSysctl(`net.ipv4.conf.${tun.name}.rp_filter`, "0");
     this.#raw = Raw6Socket.open({ receiveBuffer: 4 << 20, sendBuffer: 4 << 20 });
     this.#raw.bindAddress(tep6);
+    this.#raw.enableTunnelOptions();
     this.#raw4 = Raw4Socket.open();
     this.#forwarder = await Forwarder.tep({
       tunFd: tun.fd,
@@ -132,7 +150,15 @@ export class TepNode {
       raw4Fd: this.#raw4.fd,
       bindings: this.table,
       counters: this.counters,
-      tep: { tepIPv4: c.ipv4, linkMtu: c.linkMtu, hairpin: c.hairpin, icmpRate: c.icmpRate },
+      tep: {
+        tepIPv4: c.ipv4,
+        linkMtu: c.linkMtu,
+        hairpin: c.hairpin,
+        icmpRate: c.icmpRate,
+        pathMtu: this.pathMtu.buffer,
+        mssClamp: c.mssClamp,
+        dscp: c.dscp,
+      },
     });
     this.#control = await TepControl.start({
       listen: { address: c.ipv6, port: c.controlPort ?? 4608 },

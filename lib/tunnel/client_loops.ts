@@ -17,8 +17,11 @@ import type { WorkerContext } from "../sys/worker.ts";
 import { ClientState } from "./client_state.ts";
 import { Counter } from "./counters.ts";
 import type { ForwarderInit, ForwarderStats } from "./forwarder.ts";
+import { clientSentTo, relayTunnelError } from "./icmp_relay.ts";
 import { ClientTranslator, NaptTable, PLACEHOLDER_IPV4, Translation } from "./napt.ts";
 import { ClientContext, clientDecap, clientEncap, Verdict } from "./pipeline.ts";
+import { PathMtuTable } from "./pmtu.ts";
+import { nowSeconds, TunnelErrors } from "./tunnel_errors.ts";
 
 const EBADF = -9;
 /** On-demand: packets held while the first lease is being obtained (a TCP SYN or a DNS query or two). */
@@ -55,6 +58,7 @@ function refresh(
   counters: Float64Array,
   onDemand: boolean,
   writer: boolean,
+  options: { client?: ForwarderInit["client"]; pathMtu: PathMtuTable | null },
 ): void {
   lease.generation = state.generation;
   if (!state.hasLease) {
@@ -63,7 +67,19 @@ function refresh(
   }
   const portSet = state.portSet;
   const tep6 = state.tep6(new Uint8Array(16));
-  lease.context = new ClientContext({ counters, leasedIPv4: state.ipv4, portSet, tep6 });
+  const o = options;
+  lease.context = new ClientContext({
+    counters,
+    leasedIPv4: state.ipv4,
+    portSet,
+    tep6,
+    tunnelMtu: o.client?.tunnelMtu,
+    pathMtu: o.pathMtu ?? undefined,
+    mssClamp: o.client?.mssClamp,
+    dscp: o.client?.dscp,
+    ecnNormal: o.client?.ecnNormal,
+    flowLabel: o.client?.flowLabel,
+  });
   translator.configure(state.ipv4, onDemand ? PLACEHOLDER_IPV4 : 0, portSet);
   if (writer) translator.table.clear();
   lease.translate = onDemand || portSet.psidLength > 0;
@@ -89,6 +105,17 @@ export function clientOut(
   let queueLength = 0;
   let askedFor = -1;
   const post = (globalThis as unknown as { postMessage(m: unknown): void }).postMessage;
+  const pathMtu = init.client?.pathMtu ? PathMtuTable.attach(init.client.pathMtu) : null;
+  const options = { client: init.client, pathMtu };
+
+  const toApplication = (reply: Uint8Array, length: number, now: number): void => {
+    if (lease.translate && translator.inbound(reply, 0, length, now) !== Translation.OK) return;
+    const w = tun.write(reply, 0, length);
+    if (w < 0) {
+      stats.writeErrors++;
+      stats.lastError = w;
+    }
+  };
 
   const send = (packet: Uint8Array, n: number): void => {
     const context = lease.context!;
@@ -115,8 +142,23 @@ export function clientOut(
         return;
       }
     }
-    if (clientEncap(context, packet, 0, n) !== Verdict.FORWARD) return;
-    const w = raw.sendTo(packet, 0, context.length, context.tep6, 0);
+    const verdict = clientEncap(context, packet, 0, n);
+    if (verdict === Verdict.ICMP) {
+      // "Fragmentation needed" for the application (RFC 2473 §7.1), translated back like any
+      // packet from the tunnel.
+      toApplication(context.reply, context.replyLength, now);
+      return;
+    }
+    if (verdict !== Verdict.FORWARD) return;
+    const w = raw.sendTo(
+      packet,
+      0,
+      context.length,
+      context.tep6,
+      0,
+      context.trafficClass,
+      context.flowLabel,
+    );
     if (w < 0) {
       stats.writeErrors++;
       stats.lastError = w;
@@ -126,7 +168,7 @@ export function clientOut(
 
   while (!ctx.stopRequested) {
     if (state.generation !== lease.generation)
-      refresh(lease, state, translator, counters, onDemand, true);
+      refresh(lease, state, translator, counters, onDemand, true, options);
     if (lease.context && queueLength > 0) {
       for (let i = 0; i < queueLength; i++) send(queue[i]!, queued[i]!);
       queueLength = 0;
@@ -141,7 +183,7 @@ export function clientOut(
     if (n === 0) continue;
     // The lease may have arrived while we were blocked in read().
     if (state.generation !== lease.generation)
-      refresh(lease, state, translator, counters, onDemand, true);
+      refresh(lease, state, translator, counters, onDemand, true, options);
     if (lease.context) {
       send(buf, n);
       // Fragments that came before their first fragment (fragments.ts) go now.
@@ -168,7 +210,7 @@ export function clientOut(
   return stats;
 }
 
-/** TEP → DTI. */
+/** TEP → DTI. `routePathMtu` tells the kernel's path MTU towards an address (or -errno). */
 export function clientIn(
   init: ForwarderInit,
   ctx: WorkerContext,
@@ -176,6 +218,7 @@ export function clientIn(
   tun: TunDevice,
   raw: Raw6Socket,
   stats: ForwarderStats,
+  routePathMtu: (dst6: Uint8Array) => number = () => -1,
 ): ForwarderStats {
   const state = ClientState.attach(init.clientState!);
   const translator = new ClientTranslator(NaptTable.attach(init.napt!), { counters });
@@ -184,9 +227,45 @@ export function clientIn(
   const replay = new Uint8Array(65536);
   const from6 = new Uint8Array(16);
   const lease: Lease = { generation: -1, context: null, translate: false };
-
-  const deliver = (context: ClientContext, packet: Uint8Array, n: number): void => {
-    if (clientDecap(context, packet, 0, n, from6, 0) !== Verdict.FORWARD) return;
+  const pathMtu = init.client?.pathMtu ? PathMtuTable.attach(init.client.pathMtu) : null;
+  const options = { client: init.client, pathMtu };
+  // ICMPv6 errors about what the outbound Worker sent (RFC 2473 §8.3): relayed to the
+  // application as ICMPv4 errors from the inner destination, written into the DTI.
+  const errors = new TunnelErrors(raw, counters, (info, host6, inner, length) => {
+    const context = lease.context;
+    if (!context) return;
+    if (!clientSentTo(counters, context.leasedIPv4, context.tep6, inner, 0, length, host6, 0))
+      return;
+    const now = nowSeconds();
+    if (!relayTunnelError(context, info, host6, 0, inner, 0, length, 0, now)) return;
+    if (
+      lease.translate &&
+      translator.inbound(context.reply, 0, context.replyLength, now) !== Translation.OK
+    )
+      return;
+    const w = tun.write(context.reply, 0, context.replyLength);
+    if (w < 0) {
+      stats.writeErrors++;
+      stats.lastError = w;
+    }
+  });
+  // A new lease (maybe a new TEP): start from what the kernel already knows of the path, e.g.
+  // from a Packet Too Big an earlier process got (this Worker is the table's only writer).
+  const seed = (): void => {
+    const context = lease.context;
+    if (!pathMtu || !context) return;
+    const mtu = routePathMtu(context.tep6);
+    if (mtu >= 1280 && mtu - 40 < context.tunnelMtu)
+      pathMtu.learn(context.tep6, 0, mtu, nowSeconds());
+  };
+  /** Decapsulates, translates (shared lease) and writes one packet into the DTI. */
+  const deliver = (
+    context: ClientContext,
+    packet: Uint8Array,
+    n: number,
+    trafficClass: number,
+  ): void => {
+    if (clientDecap(context, packet, 0, n, from6, 0, trafficClass) !== Verdict.FORWARD) return;
     const nowMs = Date.now();
     const now = (nowMs / 1000) | 0;
     if (lease.translate) {
@@ -203,10 +282,12 @@ export function clientIn(
     }
     state.touch(now);
   };
-
   while (!ctx.stopRequested) {
-    if (state.generation !== lease.generation)
-      refresh(lease, state, translator, counters, onDemand, false);
+    errors.poll(pathMtu);
+    if (state.generation !== lease.generation) {
+      refresh(lease, state, translator, counters, onDemand, false, options);
+      seed();
+    }
     const n = raw.recvFrom(buf, 0, from6, 0);
     if (n < 0) {
       stats.readErrors++;
@@ -215,17 +296,20 @@ export function clientIn(
       continue;
     }
     if (n === 0) continue;
-    if (state.generation !== lease.generation)
-      refresh(lease, state, translator, counters, onDemand, false);
+    if (state.generation !== lease.generation) {
+      refresh(lease, state, translator, counters, onDemand, false, options);
+      seed();
+    }
     const context = lease.context;
     if (!context) {
       counters[NO_LEASE]! += 1;
       continue;
     }
-    deliver(context, buf, n);
-    // Fragments that came before their first fragment (fragments.ts) go now.
+    deliver(context, buf, n, raw.trafficClass);
+    // Fragments that came before their first fragment (fragments.ts) go now; their outer
+    // traffic class is gone, so no CE mark is carried for them.
     for (let m = translator.inFragments.popReleased(replay, 0, null, 0); m > 0; ) {
-      deliver(context, replay, m);
+      deliver(context, replay, m, 0);
       m = translator.inFragments.popReleased(replay, 0, null, 0);
     }
   }

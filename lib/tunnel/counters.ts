@@ -77,6 +77,32 @@ export const COUNTER_NAMES = [
   "client-napt-no-port-icmp", // UDP / ICMP echo answered with ICMPv4 3/13
   "client-napt-no-port-rate-limited", // no answer: the rate limiter had no token
   "client-napt-tcp-reuse-closed", // a new SYN took the port of a closed (FIN both ways / RST) mapping
+  // Path MTU, ICMPv6 errors about tunnel packets, ECN, MSS (TEP and client; docs/tunnel.md)
+  "pmtu-learned", // a Packet Too Big lowered (or set) a host's path MTU (RFC 8201 §4)
+  "encap-too-big-path-mtu", // above the learned path MTU − 40 (DF: ICMPv4 3/4; else outer fragments)
+  "tunnel-error-too-big", // ICMPv6 Packet Too Big about a packet we tunnelled
+  "tunnel-error-unreachable", // ICMPv6 Destination Unreachable about a packet we tunnelled
+  "tunnel-error-time-exceeded", // ICMPv6 Time Exceeded about a packet we tunnelled
+  "tunnel-error-parameter-problem", // ICMPv6 Parameter Problem about a packet we tunnelled
+  "tunnel-error-other", // an error-queue entry that is no ICMPv6 error (local errors)
+  "tunnel-error-not-relayed", // no ICMPv4 error may or need be sent about the quoted packet
+  "tunnel-error-not-ours", // quotes a packet we did not send to that host (spoofed?): ignored
+  "icmp-relay-frag-needed", // ICMPv4 3/4 (path MTU − 40) sent to the inner source (RFC 2473 §8.3)
+  "icmp-relay-host-unreachable", // ICMPv4 3/1 sent to the inner source
+  "icmp-relay-admin-prohibited", // ICMPv4 3/13 sent to the inner source
+  "decap-drop-ecn", // outer CE over an inner Not-ECT packet (RFC 6040 §4.2)
+  "decap-ecn-ce", // outer CE copied into an ECN-capable inner packet (RFC 6040 §4.2)
+  "client-decap-drop-ecn",
+  "client-decap-ecn-ce",
+  "encap-mss-clamped", // TEP: a SYN(-ACK) towards a host had its MSS lowered (RFC 4459 §3.2)
+  "decap-mss-clamped", // TEP: a SYN from a host had its MSS lowered
+  "client-encap-mss-clamped",
+  "client-decap-mss-clamped",
+  "client-encap-drop-too-big", // client: DF packet above the path MTU − 40 (ICMPv4 3/4 to the application)
+  // Checksums a kernel sender left to the hardware (CHECKSUM_PARTIAL), completed before forwarding
+  "decap-csum-completed", // TEP, IPv6 → IPv4 (also in decap-forward)
+  "client-decap-csum-completed", // DSTM client, IPv6 → IPv4 (also in client-decap-forward)
+  "decap-tcp-segmented", // TEP: a kernel sender's TSO packet above the tunnel MTU, cut into segments
 ] as const;
 
 export type CounterName = (typeof COUNTER_NAMES)[number];

@@ -11,14 +11,26 @@ import type { Counters } from "./counters.ts";
 
 export type ForwarderRole = "tep-decap" | "tep-encap" | "client-out" | "client-in";
 
-export interface TepForwarding {
+/** Outer-header and path MTU settings of either end (pipeline.ts TunnelHeaderOptions). */
+export interface TunnelForwarding {
+  /** PathMtuTable.buffer: path MTU per host, written by the Worker that reads ICMPv6 errors. */
+  pathMtu?: SharedArrayBuffer;
+  mssClamp?: boolean;
+  dscp?: number;
+  ecnNormal?: boolean;
+  flowLabel?: boolean;
+}
+
+export interface TepForwarding extends TunnelForwarding {
   tepIPv4: number;
   linkMtu?: number;
   hairpin?: boolean;
   icmpRate?: number;
 }
 
-export interface ClientForwarding {
+export interface ClientForwarding extends TunnelForwarding {
+  /** The DTI MTU: the largest IPv4 packet the tunnel carries. */
+  tunnelMtu?: number;
   /** ClientState.buffer: the lease, written by the main thread. */
   state: SharedArrayBuffer;
   /** NaptTable.buffer: the port mappings of a shared lease. */
@@ -43,6 +55,8 @@ export interface ForwarderInit {
   clientState?: SharedArrayBuffer;
   napt?: SharedArrayBuffer;
   onDemand?: boolean;
+  /** Client: outer-header settings and the DTI MTU. */
+  client?: TunnelForwarding & { tunnelMtu?: number };
 }
 
 /** I/O failures a Worker saw (the per-packet verdicts are in the counters). */
@@ -109,6 +123,14 @@ export class Forwarder {
       clientState: o.client.state,
       napt: o.client.napt,
       onDemand: o.client.onDemand,
+      client: {
+        pathMtu: o.client.pathMtu,
+        mssClamp: o.client.mssClamp,
+        dscp: o.client.dscp,
+        ecnNormal: o.client.ecnNormal,
+        flowLabel: o.client.flowLabel,
+        tunnelMtu: o.client.tunnelMtu,
+      },
     };
     const forwarder = await Forwarder.#start([
       { ...base, role: "client-out", slice: 0 },

@@ -7,16 +7,20 @@
  * @module
  */
 import { ipv4Destination } from "../net/ipv4.ts";
+import { tcpSegmentCount, writeTcpSegment } from "../net/tcp_segment.ts";
 import { pinThisThread } from "../sys/affinity.ts";
 import { Raw4Socket } from "../sys/raw4.ts";
-import { Raw6Socket } from "../sys/raw6.ts";
+import { Raw6Socket, routePathMtu } from "../sys/raw6.ts";
 import { attachTun } from "../sys/tun_linux.ts";
 import { runWorker, type WorkerContext } from "../sys/worker.ts";
 import { BindingTable } from "./binding.ts";
 import { clientIn, clientOut } from "./client_loops.ts";
-import { Counters } from "./counters.ts";
+import { Counter, Counters } from "./counters.ts";
 import type { ForwarderInit, ForwarderStats } from "./forwarder.ts";
-import { TepContext, tepDecap, tepEncap, Verdict } from "./pipeline.ts";
+import { relayTunnelError, tepSentTo } from "./icmp_relay.ts";
+import { TepContext, TUNNEL_OVERHEAD, tepDecap, tepEncap, Verdict } from "./pipeline.ts";
+import { PathMtuTable } from "./pmtu.ts";
+import { nowSeconds, TunnelErrors } from "./tunnel_errors.ts";
 
 /** Large enough for any IPv4 packet (the kernel reassembles before a raw socket sees it). */
 const BUFFER_SIZE = 65536;
@@ -27,6 +31,7 @@ runWorker<ForwarderInit, ForwarderStats>((init, ctx) => {
   const counters = Counters.attach(init.counters).slice(init.slice);
   const tun = attachTun(init.tunFd, { pollTimeoutMs: 200 });
   const raw = Raw6Socket.attach(init.rawFd, 200);
+  raw.useTunnelOptions();
   const buf = new Uint8Array(BUFFER_SIZE);
   const addr6 = new Uint8Array(16);
   const stats: ForwarderStats = { readErrors: 0, writeErrors: 0, lastError: 0 };
@@ -38,13 +43,41 @@ runWorker<ForwarderInit, ForwarderStats>((init, ctx) => {
   switch (init.role) {
     case "tep-decap": {
       const tep = tepContext(init, counters);
+      const raw4 = init.raw4Fd === undefined ? undefined : Raw4Socket.attach(init.raw4Fd);
+      // ICMPv6 errors about encapsulated packets (RFC 2473 §8): read here, off the hot path.
+      const errors = new TunnelErrors(raw, counters, (info, host6, inner, n) => {
+        if (!tepSentTo(tep.bindings, counters, inner, 0, n, host6, 0)) return;
+        if (relayTunnelError(tep, info, host6, 0, inner, 0, n, tep.tepIPv4, nowSeconds()) && raw4) {
+          const w = raw4.send(tep.reply, 0, tep.replyLength, ipv4Destination(tep.reply, 0));
+          if (w < 0) fail(w);
+        }
+      });
+      const segment = new Uint8Array(BUFFER_SIZE);
+      const segmented = Counter["decap-tcp-segmented"];
       return loop(
         ctx,
         stats,
-        () => raw.recvFrom(buf, 0, addr6, 0),
+        () => {
+          errors.poll(tep.pathMtu);
+          return raw.recvFrom(buf, 0, addr6, 0);
+        },
         (n) => {
-          if (tepDecap(tep, buf, 0, n, addr6, 0) === Verdict.FORWARD) {
+          if (tepDecap(tep, buf, 0, n, addr6, 0, raw.trafficClass) !== Verdict.FORWARD) return;
+          // Larger than the IPv6 link could carry in one piece: a kernel sender's TSO packet,
+          // whole (lib/net/tcp_segment.ts). Cut it as the NIC would, to the tunnel MTU.
+          const count =
+            tep.length > tep.tunnelMtu + TUNNEL_OVERHEAD
+              ? tcpSegmentCount(buf, 0, tep.length, tep.tunnelMtu)
+              : 0;
+          if (count === 0) {
             const w = tun.write(buf, 0, tep.length);
+            if (w < 0) fail(w);
+            return;
+          }
+          counters[segmented]! += 1;
+          for (let i = 0; i < count; i++) {
+            const len = writeTcpSegment(buf, 0, tep.length, tep.tunnelMtu, i, segment, 0);
+            const w = tun.write(segment, 0, len);
             if (w < 0) fail(w);
           }
         },
@@ -62,7 +95,7 @@ runWorker<ForwarderInit, ForwarderStats>((init, ctx) => {
         (n) => {
           const verdict = tepEncap(tep, buf, 0, n, addr6, 0);
           if (verdict === Verdict.FORWARD || verdict === Verdict.FORWARD_FRAGMENT) {
-            const w = raw.sendTo(buf, 0, tep.length, addr6, 0);
+            const w = raw.sendTo(buf, 0, tep.length, addr6, 0, tep.trafficClass, tep.flowLabel);
             if (w < 0) fail(w);
           } else if (verdict === Verdict.ICMP && raw4) {
             // Sent as a local packet: through the TUN it would carry a local source (martian).
@@ -83,7 +116,7 @@ runWorker<ForwarderInit, ForwarderStats>((init, ctx) => {
         stats,
       );
     case "client-in":
-      return clientIn(init, ctx, counters, tun, raw, stats);
+      return clientIn(init, ctx, counters, tun, raw, stats, routePathMtu);
   }
 });
 
@@ -119,5 +152,10 @@ function tepContext(init: ForwarderInit, counters: Float64Array): TepContext {
     linkMtu: tep.linkMtu,
     hairpin: tep.hairpin,
     icmpRate: tep.icmpRate,
+    pathMtu: tep.pathMtu ? PathMtuTable.attach(tep.pathMtu) : undefined,
+    mssClamp: tep.mssClamp,
+    dscp: tep.dscp,
+    ecnNormal: tep.ecnNormal,
+    flowLabel: tep.flowLabel,
   });
 }

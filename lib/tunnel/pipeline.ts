@@ -6,8 +6,10 @@
  * `decap-hairpin`, `encap-fragmented`, `icmp-*` where they apply), and allocates nothing.
  *
  * The outer IPv6 header never passes through here: the Worker loops use a raw IPv6 socket
- * with protocol 4, so the kernel strips it on receive (handing over the outer source) and
- * builds it on send (to the address the step wrote), fragmenting when needed.
+ * with protocol 4, so the kernel strips it on receive (handing over the outer source and
+ * traffic class) and builds it on send (to the address the step wrote, with the traffic class
+ * and flow label it chose: `ctx.trafficClass`, `ctx.flowLabel`), fragmenting to the path MTU
+ * when needed. Path MTU, ICMP relay, ECN, DSCP, flow label and MSS rules: docs/tunnel.md.
  *
  * ## TTL (RFC 2473 §3.1)
  *
@@ -30,7 +32,10 @@
  *
  * @module
  */
-import { equalIPv6 } from "../net/addr.ts";
+
+import { completePartialChecksum } from "../net/csum_partial.ts";
+import { DSCP_COPY, outerTrafficClass } from "../net/ecn.ts";
+import { flowLabelOf } from "../net/flowlabel.ts";
 import {
   buildFragmentationNeeded,
   buildHostUnreachable,
@@ -45,70 +50,33 @@ import {
   validateIPv4,
 } from "../net/ipv4.ts";
 import { l4DestinationPort, l4SourcePort } from "../net/l4.ts";
-import { type PortSetValue, portSetProblem, psidOfPort } from "../net/portset.ts";
+import { clampTcpMss, TCP_IPV4_OVERHEAD } from "../net/mss.ts";
 import { type BindingTable, LookupStatus } from "./binding.ts";
 import { Counter } from "./counters.ts";
 import { tepFragmentTables, trackDecapFragment, trackEncapFragment } from "./fragment_steps.ts";
+import { FragmentLookup, type FragmentTable, isIPv4Fragment } from "./fragments.ts";
 import {
-  FragmentLookup,
-  type FragmentTable,
-  isIPv4Fragment,
-  isLaterFragment,
-} from "./fragments.ts";
+  ALWAYS_FITS,
+  checkDscp,
+  decapEcn,
+  TUNNEL_OVERHEAD,
+  type TunnelHeaderOptions,
+  tunnelMtuTo,
+} from "./outer_header.ts";
+import type { PathMtuTable } from "./pmtu.ts";
 import { TokenBucket } from "./ratelimit.ts";
+import { Verdict } from "./verdict.ts";
 
-/** What a step decided. */
-export const Verdict = {
-  /** Send the packet on. */
-  FORWARD: 0,
-  /** Send it on; it exceeds the tunnel MTU with DF clear, so the outer IPv6 gets fragmented. */
-  FORWARD_FRAGMENT: 1,
-  /** Drop the packet and send `ctx.reply` (an ICMPv4 error) to the packet's source. */
-  ICMP: 2,
-  /** Not a well-formed IPv4 packet. */
-  DROP_MALFORMED: 3,
-  /** No binding for the address. */
-  DROP_NO_BINDING: 4,
-  /** The binding names another IPv6 host than the outer source. */
-  DROP_SPOOFED_SOURCE: 5,
-  /** Shared address, port in no bound port set (TEP) or outside the lease's set (client). */
-  DROP_BAD_PORT: 6,
-  /** Host-to-host through the TEP while hairpinning is off. */
-  DROP_HAIRPIN_DISABLED: 7,
-  /** Too big for the tunnel with DF set, and no ICMP error may be sent about it. */
-  DROP_TOO_BIG: 8,
-  /** An ICMP error was due but the rate limiter had no token. */
-  DROP_RATE_LIMITED: 9,
-  /** Client: the source is not the leased address. */
-  DROP_WRONG_SOURCE: 10,
-  /** Client: the outer IPv6 source is not the TEP. */
-  DROP_WRONG_TEP: 11,
-  /** Client: the inner destination is not the leased address (or port set). */
-  DROP_WRONG_DESTINATION: 12,
-  /** A fragment of a shared-address datagram whose first fragment has not come yet: held (fragments.ts). */
-  HELD: 13,
-  /** A fragment dropped: no room to track or hold it (counted `*-frag-drop-no-room`). */
-  DROP_FRAGMENT_NO_ROOM: 14,
-} as const;
-export type Verdict = (typeof Verdict)[keyof typeof Verdict];
-
-const _VERDICT_NAMES = Object.keys(Verdict) as (keyof typeof Verdict)[];
-
-/** The name of a verdict code, e.g. `"DROP_NO_BINDING"`. */
-export function verdictName(verdict: number): string {
-  return _VERDICT_NAMES[verdict] ?? `UNKNOWN_${verdict}`;
-}
-
-/** True for FORWARD and FORWARD_FRAGMENT. */
-export function isForward(verdict: number): boolean {
-  return verdict <= Verdict.FORWARD_FRAGMENT;
-}
-
-/** IPv6 header overhead: tunnel MTU = link MTU − 40 (RFC 2473 §6.1). */
-export const TUNNEL_OVERHEAD = 40;
+export {
+  ALWAYS_FITS,
+  TUNNEL_OVERHEAD,
+  type TunnelHeaderOptions,
+} from "./outer_header.ts";
+export { ClientContext, type ClientOptions, clientDecap, clientEncap } from "./pipeline_client.ts";
+export { isForward, Verdict, verdictName } from "./verdict.ts";
 
 /** Options of `new TepContext`. */
-export interface TepOptions {
+export interface TepOptions extends TunnelHeaderOptions {
   bindings: BindingTable;
   /** This Worker's counter slice (Counters.slice). */
   counters: Float64Array;
@@ -153,6 +121,15 @@ export class TepContext {
   /** Fragments of shared-address flows, per direction (a Worker uses one; drain `popReleased`). */
   readonly decapFragments: FragmentTable;
   readonly encapFragments: FragmentTable;
+  readonly pathMtu: PathMtuTable | null;
+  readonly mssClamp: boolean;
+  readonly dscp: number;
+  readonly ecnNormal: boolean;
+  readonly flowLabels: boolean;
+  /** Output of tepEncap: the outer traffic class (RFC 6040, RFC 2983). */
+  trafficClass = 0;
+  /** Output of tepEncap: the outer flow label (RFC 6438), 0 for none. */
+  flowLabel = 0;
 
   constructor(options: TepOptions) {
     const linkMtu = options.linkMtu ?? 1500;
@@ -165,11 +142,18 @@ export class TepContext {
     this.tunnelMtu = linkMtu - TUNNEL_OVERHEAD;
     this.hairpin = options.hairpin ?? true;
     this.icmpHostUnreachable = options.icmpHostUnreachable ?? false;
-    this.icmpLimiter = new TokenBucket(options.icmpRate ?? 100, options.icmpBurst ?? 20);
+    const icmpRate = options.icmpRate ?? 100;
+    // Rate 0 means none at all (`--icmp-rate 0`), not a first burst.
+    this.icmpLimiter = new TokenBucket(icmpRate, icmpRate === 0 ? 0 : (options.icmpBurst ?? 20));
     this.now = options.now ?? Date.now;
     const fragments = tepFragmentTables(this.counters, linkMtu, options.fragments);
     this.decapFragments = fragments.decap;
     this.encapFragments = fragments.encap;
+    this.pathMtu = options.pathMtu ?? null;
+    this.mssClamp = options.mssClamp ?? true;
+    this.dscp = checkDscp(options.dscp ?? DSCP_COPY);
+    this.ecnNormal = options.ecnNormal ?? true;
+    this.flowLabels = options.flowLabel ?? true;
   }
 }
 
@@ -191,16 +175,12 @@ const ENCAP_DROP_TOO_BIG = Counter["encap-drop-too-big"];
 const ENCAP_ICMP_TOO_BIG = Counter["encap-icmp-too-big"];
 const ENCAP_ICMP_UNREACHABLE = Counter["encap-icmp-host-unreachable"];
 const ICMP_RATE_LIMITED = Counter["icmp-rate-limited"];
-const CLIENT_ENCAP_FORWARD = Counter["client-encap-forward"];
-const CLIENT_ENCAP_FORWARD_BYTES = Counter["client-encap-forward-bytes"];
-const CLIENT_ENCAP_DROP_MALFORMED = Counter["client-encap-drop-malformed"];
-const CLIENT_ENCAP_DROP_WRONG_SOURCE = Counter["client-encap-drop-wrong-source"];
-const CLIENT_ENCAP_DROP_BAD_PORT = Counter["client-encap-drop-bad-port"];
-const CLIENT_DECAP_FORWARD = Counter["client-decap-forward"];
-const CLIENT_DECAP_FORWARD_BYTES = Counter["client-decap-forward-bytes"];
-const CLIENT_DECAP_DROP_MALFORMED = Counter["client-decap-drop-malformed"];
-const CLIENT_DECAP_DROP_WRONG_TEP = Counter["client-decap-drop-wrong-tep"];
-const CLIENT_DECAP_DROP_WRONG_DESTINATION = Counter["client-decap-drop-wrong-destination"];
+const ENCAP_TOO_BIG_PATH = Counter["encap-too-big-path-mtu"];
+const DECAP_DROP_ECN = Counter["decap-drop-ecn"];
+const DECAP_ECN_CE = Counter["decap-ecn-ce"];
+const ENCAP_MSS = Counter["encap-mss-clamped"];
+const DECAP_MSS = Counter["decap-mss-clamped"];
+const DECAP_CSUM_COMPLETED = Counter["decap-csum-completed"];
 
 /**
  * TEP, IPv6 → IPv4. `pkt[off .. off+len)` is the inner IPv4 packet of a 4over6 packet whose
@@ -221,6 +201,7 @@ export function tepDecap(
   len: number,
   src6: Uint8Array,
   src6Off: number,
+  outerTrafficClass = 0,
 ): Verdict {
   const c = ctx.counters;
   if (validateIPv4(pkt, off, len) !== IPv4Problem.NONE) {
@@ -256,6 +237,22 @@ export function tepDecap(
       return Verdict.DROP_HAIRPIN_DISABLED;
     }
     c[DECAP_HAIRPIN]! += 1;
+  }
+  // A kernel sender on a veth left the L4 checksum to the hardware (lib/net/csum_partial.ts);
+  // finished first, since the MSS clamp below updates the checksum incrementally.
+  if (completePartialChecksum(pkt, off, total)) c[DECAP_CSUM_COMPLETED]! += 1;
+  const ecn = decapEcn(pkt, off, outerTrafficClass);
+  if (ecn !== 0) {
+    if (ecn < 0) {
+      c[DECAP_DROP_ECN]! += 1;
+      return Verdict.DROP_ECN;
+    }
+    c[DECAP_ECN_CE]! += 1;
+  }
+  // A SYN from the host: the IPv4 peer must not send segments the path to the host drops.
+  if (ctx.mssClamp && pkt[off + 9] === 6) {
+    const mtu = tunnelMtuTo(ctx.pathMtu, ctx.tunnelMtu, src6, src6Off);
+    if (clampTcpMss(pkt, off, total, mtu - TCP_IPV4_OVERHEAD) !== 0) c[DECAP_MSS]! += 1;
   }
   ctx.length = total;
   c[DECAP_FORWARD]! += 1;
@@ -315,10 +312,22 @@ export function tepEncap(
     c[ENCAP_ICMP_UNREACHABLE]! += 1;
     return Verdict.ICMP;
   }
-  if (total > ctx.tunnelMtu) {
+  const tcp = pkt[off + 9] === 6;
+  const mtu =
+    total > ALWAYS_FITS || (ctx.mssClamp && tcp)
+      ? tunnelMtuTo(ctx.pathMtu, ctx.tunnelMtu, outHost6, outOff)
+      : ctx.tunnelMtu;
+  const tos = pkt[off + 1]!;
+  ctx.trafficClass = outerTrafficClass(tos, ctx.dscp, ctx.ecnNormal);
+  ctx.flowLabel = ctx.flowLabels ? flowLabelOf(pkt, off, total) : 0;
+  if (ctx.mssClamp && tcp) {
+    if (clampTcpMss(pkt, off, total, mtu - TCP_IPV4_OVERHEAD) !== 0) c[ENCAP_MSS]! += 1;
+  }
+  if (total > mtu) {
+    if (mtu < ctx.tunnelMtu) c[ENCAP_TOO_BIG_PATH]! += 1;
     if (ipv4DontFragment(pkt, off)) {
       c[ENCAP_DROP_TOO_BIG]! += 1;
-      const n = buildFragmentationNeeded(ctx.reply, 0, ctx.tepIPv4, pkt, off, total, ctx.tunnelMtu);
+      const n = buildFragmentationNeeded(ctx.reply, 0, ctx.tepIPv4, pkt, off, total, mtu);
       if (n === 0) return Verdict.DROP_TOO_BIG;
       if (!ctx.icmpLimiter.take(ctx.now())) {
         c[ICMP_RATE_LIMITED]! += 1;
@@ -337,122 +346,5 @@ export function tepEncap(
   ctx.length = total;
   c[ENCAP_FORWARD]! += 1;
   c[ENCAP_FORWARD_BYTES]! += total;
-  return Verdict.FORWARD;
-}
-
-/** Options of `new ClientContext`. */
-export interface ClientOptions {
-  /** This Worker's counter slice. */
-  counters: Float64Array;
-  /** The leased IPv4 address. */
-  leasedIPv4: number;
-  /** The lease's port set; omit (or psidLength 0) for a whole address. */
-  portSet?: PortSetValue;
-  /** The TEP's IPv6 address (16 bytes). */
-  tep6: Uint8Array;
-}
-
-/** State of one client Worker. A new lease means a new context (post it to the Worker). */
-export class ClientContext {
-  readonly counters: Float64Array;
-  readonly leasedIPv4: number;
-  readonly offset: number;
-  readonly psidLength: number;
-  readonly psid: number;
-  readonly tep6: Uint8Array;
-  /** Bytes of the packet to send after a FORWARD verdict. */
-  length = 0;
-
-  constructor(options: ClientOptions) {
-    const set = options.portSet ?? { offset: 0, psidLength: 0, psid: 0 };
-    const problem = portSetProblem(set);
-    if (problem !== null) throw new RangeError(`lease port set: ${problem}`);
-    if (options.tep6.length !== 16) throw new RangeError("tep6 needs 16 bytes");
-    this.counters = options.counters;
-    this.leasedIPv4 = options.leasedIPv4 >>> 0;
-    this.offset = set.offset;
-    this.psidLength = set.psidLength;
-    this.psid = set.psidLength === 0 ? 0 : set.psid;
-    this.tep6 = Uint8Array.from(options.tep6);
-  }
-}
-
-/**
- * Client, IPv4 (read from the DTI) → IPv6 to the TEP. The source must be the leased address
- * and, for a shared lease, the source port (echo identifier) must be in the lease's set: the
- * TEP would drop anything else, so it is dropped and counted here, where it is visible.
- *
- * @example if (clientEncap(ctx, buf, 0, n) === Verdict.FORWARD) raw6.sendTo(buf, 0, ctx.length, tep6)
- */
-export function clientEncap(
-  ctx: ClientContext,
-  pkt: Uint8Array,
-  off: number,
-  len: number,
-): Verdict {
-  const c = ctx.counters;
-  if (validateIPv4(pkt, off, len) !== IPv4Problem.NONE) {
-    c[CLIENT_ENCAP_DROP_MALFORMED]! += 1;
-    return Verdict.DROP_MALFORMED;
-  }
-  if (ipv4Source(pkt, off) !== ctx.leasedIPv4) {
-    c[CLIENT_ENCAP_DROP_WRONG_SOURCE]! += 1;
-    return Verdict.DROP_WRONG_SOURCE;
-  }
-  const total = ipv4TotalLength(pkt, off);
-  // A later fragment has no port: the NAPT let it through after its first fragment.
-  if (ctx.psidLength !== 0 && !isLaterFragment(pkt, off)) {
-    const port = l4SourcePort(pkt, off, total);
-    if (port < 0 || psidOfPort(port, ctx.offset, ctx.psidLength) !== ctx.psid) {
-      c[CLIENT_ENCAP_DROP_BAD_PORT]! += 1;
-      return Verdict.DROP_BAD_PORT;
-    }
-  }
-  ctx.length = total;
-  c[CLIENT_ENCAP_FORWARD]! += 1;
-  c[CLIENT_ENCAP_FORWARD_BYTES]! += total;
-  return Verdict.FORWARD;
-}
-
-/**
- * Client, IPv6 from the raw socket → IPv4 into the DTI. The outer source must be the TEP
- * (anyone can send protocol-4 packets to the host), the inner destination the leased address
- * (and, for a shared lease, a port of its set).
- *
- * @example if (clientDecap(ctx, buf, 0, n, from6, 0) === Verdict.FORWARD) tun.write(buf, 0, ctx.length)
- */
-export function clientDecap(
-  ctx: ClientContext,
-  pkt: Uint8Array,
-  off: number,
-  len: number,
-  src6: Uint8Array,
-  src6Off: number,
-): Verdict {
-  const c = ctx.counters;
-  if (!equalIPv6(src6, src6Off, ctx.tep6, 0)) {
-    c[CLIENT_DECAP_DROP_WRONG_TEP]! += 1;
-    return Verdict.DROP_WRONG_TEP;
-  }
-  if (validateIPv4(pkt, off, len) !== IPv4Problem.NONE) {
-    c[CLIENT_DECAP_DROP_MALFORMED]! += 1;
-    return Verdict.DROP_MALFORMED;
-  }
-  const total = ipv4TotalLength(pkt, off);
-  if (ipv4Destination(pkt, off) !== ctx.leasedIPv4) {
-    c[CLIENT_DECAP_DROP_WRONG_DESTINATION]! += 1;
-    return Verdict.DROP_WRONG_DESTINATION;
-  }
-  // A later fragment has no port: the NAPT checks it against its first fragment.
-  if (ctx.psidLength !== 0 && !isLaterFragment(pkt, off)) {
-    const port = l4DestinationPort(pkt, off, total);
-    if (port < 0 || psidOfPort(port, ctx.offset, ctx.psidLength) !== ctx.psid) {
-      c[CLIENT_DECAP_DROP_WRONG_DESTINATION]! += 1;
-      return Verdict.DROP_WRONG_DESTINATION;
-    }
-  }
-  ctx.length = total;
-  c[CLIENT_DECAP_FORWARD]! += 1;
-  c[CLIENT_DECAP_FORWARD_BYTES]! += total;
   return Verdict.FORWARD;
 }
