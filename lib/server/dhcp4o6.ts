@@ -41,20 +41,13 @@ import type { Metrics } from "../control/metrics.ts";
 import type { Lease } from "../lease/lease.ts";
 import { canonicalIPv6, formatIPv4 } from "../net/addr.ts";
 import { formatPortSet } from "../net/portset.ts";
-import {
-  type Dhcp4Message,
-  Dhcp4MessageType,
-  Dhcp4Op,
-  type Dhcp4Options,
-  dhcp4MessageTypeName,
-} from "../wire/dhcp4.ts";
+import { type Dhcp4Message, Dhcp4MessageType, dhcp4MessageTypeName } from "../wire/dhcp4.ts";
 import {
   Dhcp6MessageType,
   Dhcp6OptionCode,
   decodeDhcp4o6,
   decodeDhcp6,
   dhcp6MessageTypeName,
-  encodeDhcp4o6,
   encodeDhcp6,
   peekDhcp6MessageType,
 } from "../wire/dhcp4o6.ts";
@@ -66,6 +59,7 @@ import {
 } from "../wire/dhcp6_relay.ts";
 import type { Admission } from "./admission.ts";
 import { type Dhcp4o6IdentityMode, dhcp4Identity, IdentityTable } from "./dhcp4o6_identity.ts";
+import { informReply, leaseReply, nakReply } from "./dhcp4o6_reply.ts";
 import type { BindingSink } from "./tep_sync.ts";
 
 /** How long an offered address is held before the client's REQUEST (s). */
@@ -252,14 +246,7 @@ export class Dhcp4o6Handler {
       case Dhcp4MessageType.INFORM: {
         // RFC 2131 §4.3.5: parameters only; no yiaddr, no lease time, ciaddr echoed.
         this.#count(name, "ack");
-        return this.#encode(query, {
-          yiaddr: 0,
-          options: {
-            messageType: Dhcp4MessageType.ACK,
-            serverId: this.#o.serverId,
-            subnetMask: 0xffffffff,
-          },
-        });
+        return informReply(query, this.#o.serverId);
       }
       default:
         this.#count(name, "ignored");
@@ -379,60 +366,13 @@ export class Dhcp4o6Handler {
 
   /** An OFFER or ACK of `lease`, for `seconds` (default: the time the lease has left). */
   #reply(query: Dhcp4Message, type: Dhcp4MessageType, lease: Lease, seconds?: number): Uint8Array {
-    if (seconds === undefined) {
-      seconds = Math.max(1, Math.round(this.#o.engine.remainingMs(lease) / 1000));
-    }
-    const options: Dhcp4Options = {
-      messageType: type,
-      serverId: this.#o.serverId,
-      leaseTime: seconds,
-      renewalTime: Math.floor(seconds / 2),
-      rebindingTime: Math.floor((seconds * 7) / 8),
-      subnetMask: 0xffffffff,
-      portParams: lease.portSet.psidLength > 0 ? lease.portSet : undefined,
-    };
-    return this.#encode(query, { yiaddr: lease.ipv4, options });
+    const s = seconds ?? Math.max(1, Math.round(this.#o.engine.remainingMs(lease) / 1000));
+    return leaseReply(query, type, lease, s, this.#o.serverId);
   }
 
   #nak(query: Dhcp4Message, name: string, message: string): Uint8Array {
     this.#count(name, "nak");
-    return this.#encode(query, {
-      yiaddr: 0,
-      options: {
-        messageType: Dhcp4MessageType.NAK,
-        serverId: this.#o.serverId,
-        message: message.slice(0, 200) || "refused",
-      },
-    });
-  }
-
-  /**
-   * The BOOTREPLY to `query` as RFC 2131 Table 3: `ciaddr` 0 in an OFFER and a NAK (the
-   * query's in an ACK), `flags` and `giaddr` the query's, and the client identifier (61)
-   * returned unaltered (RFC 6842).
-   */
-  #encode(query: Dhcp4Message, answer: { yiaddr: number; options: Dhcp4Options }): Uint8Array {
-    const type = answer.options.messageType;
-    const zeroCiaddr = type === Dhcp4MessageType.OFFER || type === Dhcp4MessageType.NAK;
-    const clientId = query.options.clientId;
-    return encodeDhcp4o6({
-      type: Dhcp6MessageType.DHCPV4_RESPONSE,
-      flags: 0,
-      dhcp4: {
-        op: Dhcp4Op.BOOTREPLY,
-        htype: query.htype,
-        hops: 0,
-        xid: query.xid,
-        secs: 0,
-        flags: query.flags,
-        ciaddr: zeroCiaddr ? 0 : query.ciaddr,
-        yiaddr: answer.yiaddr,
-        siaddr: 0,
-        giaddr: query.giaddr,
-        chaddr: query.chaddr,
-        options: clientId ? { ...answer.options, clientId } : answer.options,
-      },
-    });
+    return nakReply(query, this.#o.serverId, message);
   }
 
   #count(type: string, result: string): void {
