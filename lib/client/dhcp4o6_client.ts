@@ -1,30 +1,3 @@
-/**
- * The DHCPv4-over-DHCPv6 client (RFC 7341): the allocation step of DSTM done by an ordinary
- * DHCPv4 server (e.g. ISC Kea) over IPv6, as a {@link LeaseClient} for the client service
- * (lib/client/node.ts). docs/dhcp4o6.md describes the exchange.
- *
- * - `discover()`: DISCOVER → OFFER, then REQUEST (selecting, same xid as the OFFER) → ACK, each
- *   DHCPv4 message inside a DHCPV4-QUERY with the U flag clear, to the configured server
- *   (unicast) or `ff02::1:2` on the given interface.
- * - `request(ipv4)`: the RFC 2131 §4.4.5 state machine (./dhcp4_timers.ts): before T2
- *   (option 59, default 7/8 of the lease) a *renewing* REQUEST (`ciaddr` set, no server id, no
- *   requested IP) with the U flag set, unicast to the server; from T2 on a *rebinding* REQUEST,
- *   U clear, to the option-88 servers or `ff02::1:2`; at the lease end it gives up. The client
- *   service calls it at T1 (`ClientLease.renewAt`: option 58, default half the lease).
- * - `release(ipv4)`: RELEASE (`ciaddr`, server id) with the U flag, unicast, sent once.
- *
- * The 4o6 envelope has no transaction id: replies are matched on the DHCPv4 `xid` and
- * `chaddr`. Response flags are ignored (Kea copies the query's). A NAK is a
- * {@link DstmRefusedError}; silence after every retransmission a {@link DstmTimeoutError}.
- * DHCP says nothing about the TEP: the lease's TEP is the one given to {@link Dhcp4o6Client.open}.
- *
- * The socket is bound to the host's IPv6 address, UDP port 546 (root or
- * CAP_NET_BIND_SERVICE), so that every server answers there, also to multicast queries:
- * Bun sends to a link-scoped multicast address written with its zone, `ff02::1:2%eth0`.
- *
- * @module
- */
-import type { Logger } from "../control/log.ts";
 import { canonicalIPv6, formatIPv4 } from "../net/addr.ts";
 import { bindUdp, UdpBindError, type UdpEndpoint } from "../sys/udp.ts";
 import {
@@ -42,85 +15,35 @@ import {
   DHCP6_CLIENT_PORT,
   DHCP6_SERVER_PORT,
   Dhcp6MessageType,
-  Dhcp6OptionCode,
   decodeDhcp4o6,
-  decodeDhcp6,
   encodeDhcp4o6,
-  encodeDhcp6,
   peekDhcp6MessageType,
 } from "../wire/dhcp4o6.ts";
 import { Status } from "../wire/dstm_types.ts";
 import { dhcp4NextTransmission, dhcp4StateAt, dhcp4Timers } from "./dhcp4_timers.ts";
+import {
+  DHCP4O6_DEFAULT_RETRY,
+  DHCP4O6_MAX_REPORTED_LEASE,
+  DHCP4O6_PARAMETER_REQUEST_LIST,
+  type Dhcp4o6Binding,
+  type Dhcp4o6ClientOptions,
+} from "./dhcp4o6_options.ts";
 import { defaultChaddr, parseServer } from "./dhcp4o6_target.ts";
-import { Dhcp4o6Transport } from "./dhcp4o6_transport.ts";
+import { askServers, Dhcp4o6Transport } from "./dhcp4o6_transport.ts";
 import {
   type ClientLease,
   DstmRefusedError,
   DstmTimeoutError,
   type LeaseClient,
-  type RetryPolicy,
 } from "./protocol.ts";
 
-/** Retransmission as RFC 2131 §4.1: 4 s, 8 s, 16 s, 32 s (each ± 1 s), then give up. */
-export const DHCP4O6_DEFAULT_RETRY: RetryPolicy = { initialMs: 4000, maxMs: 64_000, tries: 4 };
-
-/** Option 55: mask, routers, DNS, lease time, server id, T1, T2, port set (RFC 7618). */
-export const DHCP4O6_PARAMETER_REQUEST_LIST: readonly number[] = [1, 3, 6, 51, 54, 58, 59, 159];
-
-/**
- * Longest lease the client reports (s). The client service arms a timer at half the lease;
- * timers beyond 2^31 − 1 ms fire at once, so an infinite (or 136-year) lease is reported as
- * this, about 49 days, and renewed every 24.
- */
-export const DHCP4O6_MAX_REPORTED_LEASE = Math.floor((2 ** 31 - 1) / 500);
-
-export interface Dhcp4o6ClientOptions {
-  /** A unicast IPv6 address of the 4o6 server, or `ff02::1:2` (optionally `ff02::1:2%IF`). */
-  readonly server: string;
-  /** Outgoing interface for `ff02::1:2` (discovery, rebinding); default the one of `host6`. */
-  readonly ifname?: string;
-  /** The host's IPv6 address: the socket's address, the tunnel source. */
-  readonly host6: string;
-  /** The TEP's IPv6 address (DHCP does not carry it). */
-  readonly tep6: string;
-  /** The TEP's IPv4 address, when known. */
-  readonly tep4?: number;
-  /** Client hardware address; default the MAC of `host6`'s interface, else a stable 02:… one. */
-  readonly chaddr?: Uint8Array;
-  /** Option 61 value (type byte + id); default `1` + `chaddr`. */
-  readonly clientId?: Uint8Array;
-  /**
-   * Option 88 server list (see {@link discoverServers}): where rebinding goes, and with
-   * `server` `ff02::1:2` also DISCOVER; default `ff02::1:2`.
-   */
-  readonly servers?: readonly string[];
-  /** Retransmission (default {@link DHCP4O6_DEFAULT_RETRY}). */
-  readonly retry?: Partial<RetryPolicy>;
-  readonly now?: () => number;
-  readonly log?: Logger;
-  /** Local address of the socket (default `host6`). */
-  readonly bind?: string;
-  /** UDP port the client sends from and listens on (default 546; tests use others). */
-  readonly clientPort?: number;
-  /** UDP port of the servers (default 547). */
-  readonly serverPort?: number;
-  /** Sees every query as it is sent (the raw DHCPv6 payload and where it goes): for tests. */
-  readonly onSend?: (payload: Uint8Array, address: string) => void;
-}
-
-/** The lease as the protocol knows it (what ClientLease does not carry). */
-export interface Dhcp4o6Binding {
-  readonly ipv4: number;
-  /** Server identifier (option 54) of the ACK: needed by RELEASE. */
-  readonly serverId: number;
-  /** IPv6 address (with zone for link-local) the ACK came from. */
-  readonly responder: string;
-  readonly leaseTime: number;
-  /** T1 and T2 in seconds after `obtainedAt`. */
-  readonly t1: number;
-  readonly t2: number;
-  readonly obtainedAt: number;
-}
+export {
+  DHCP4O6_DEFAULT_RETRY,
+  DHCP4O6_MAX_REPORTED_LEASE,
+  DHCP4O6_PARAMETER_REQUEST_LIST,
+  type Dhcp4o6Binding,
+  type Dhcp4o6ClientOptions,
+} from "./dhcp4o6_options.ts";
 
 interface Reply {
   readonly dhcp4: Dhcp4Message;
@@ -370,34 +293,12 @@ export class Dhcp4o6Client implements LeaseClient {
    */
   async discoverServers(ifname = this.#ifname): Promise<string[] | null> {
     if (!ifname) throw new RangeError("discoverServers needs the interface for ff02::1:2");
-    const xid = (Math.random() * 0x1000000) >>> 0;
-    const duid = Uint8Array.of(0, 3, 0, 1, ...this.#chaddr); // DUID-LL, Ethernet
-    const started = this.#now();
-    let servers: string[] | null | undefined;
-    await this.#io.transact(
-      "INFORMATION-REQUEST",
-      [`${MULTICAST}%${ifname}`],
-      () =>
-        encodeDhcp6({
-          type: Dhcp6MessageType.INFORMATION_REQUEST,
-          xid,
-          clientId: duid,
-          oro: [Dhcp6OptionCode.DHCP4_O_DHCP6_SERVER],
-          elapsedTime: Math.min(0xffff, Math.round((this.#now() - started) / 10)),
-        }),
-      (payload) => {
-        if (peekDhcp6MessageType(payload) !== Dhcp6MessageType.REPLY) return false;
-        const r = decodeDhcp6(payload);
-        if (!r.ok || r.value.xid !== xid) return false;
-        servers = r.value.dhcp4o6Servers ? [...r.value.dhcp4o6Servers] : null;
-        return true;
-      },
-    );
+    const servers = await askServers(this.#io, this.#chaddr, this.#now, ifname);
     if (servers) {
       this.#servers = servers;
       this.#learnt = true;
     }
-    return servers ?? null;
+    return servers;
   }
 
   async #learnServers(): Promise<void> {

@@ -9,11 +9,20 @@
  *   {@link DstmTimeoutError}.
  * - {@link Dhcp4o6Transport.sendAndWait}: one transmission and a wait until a given time, for
  *   the RFC 2131 §4.4.5 renewing / rebinding schedule the client computes (./dhcp4_timers.ts).
+ * - {@link askServers}: the INFORMATION-REQUEST for option 88 (RFC 7341 §5).
  *
  * @module
  */
 import type { Logger } from "../control/log.ts";
 import type { UdpEndpoint } from "../sys/udp.ts";
+import {
+  ALL_DHCP_RELAY_AGENTS_AND_SERVERS,
+  Dhcp6MessageType,
+  Dhcp6OptionCode,
+  decodeDhcp6,
+  encodeDhcp6,
+  peekDhcp6MessageType,
+} from "../wire/dhcp4o6.ts";
 import { DstmTimeoutError, type RetryPolicy } from "./protocol.ts";
 
 /** Takes a datagram (true: it was the answer awaited). */
@@ -146,4 +155,42 @@ export class Dhcp4o6Transport {
       `no DHCPv4-over-DHCPv6 answer to ${name()} from ${where} after ${retry.tries} tries; is the 4o6 server running and reachable (for Kea: kea-dhcp6 and kea-dhcp4 linked by "dhcp4o6-port")?`,
     );
   }
+}
+
+/**
+ * RFC 7341 §5: asks `ff02::1:2` on `ifname` for the 4o6 servers, an INFORMATION-REQUEST whose
+ * ORO lists option 88 (client id DUID-LL of `chaddr`), retransmitted as `io`'s policy says.
+ * Resolves with option 88's addresses (empty: use ff02::1:2), or null when the REPLY has no
+ * option 88 (no 4o6 service on the link); rejects with DstmTimeoutError when nothing answers.
+ */
+export async function askServers(
+  io: Dhcp4o6Transport,
+  chaddr: Uint8Array,
+  now: () => number,
+  ifname: string,
+): Promise<string[] | null> {
+  const xid = (Math.random() * 0x1000000) >>> 0;
+  const duid = Uint8Array.of(0, 3, 0, 1, ...chaddr); // DUID-LL, Ethernet
+  const started = now();
+  let servers: string[] | null = null;
+  await io.transact(
+    "INFORMATION-REQUEST",
+    [`${ALL_DHCP_RELAY_AGENTS_AND_SERVERS}%${ifname}`],
+    () =>
+      encodeDhcp6({
+        type: Dhcp6MessageType.INFORMATION_REQUEST,
+        xid,
+        clientId: duid,
+        oro: [Dhcp6OptionCode.DHCP4_O_DHCP6_SERVER],
+        elapsedTime: Math.min(0xffff, Math.round((now() - started) / 10)),
+      }),
+    (payload) => {
+      if (peekDhcp6MessageType(payload) !== Dhcp6MessageType.REPLY) return false;
+      const r = decodeDhcp6(payload);
+      if (!r.ok || r.value.xid !== xid) return false;
+      servers = r.value.dhcp4o6Servers ? [...r.value.dhcp4o6Servers] : null;
+      return true;
+    },
+  );
+  return servers;
 }
