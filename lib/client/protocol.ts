@@ -38,6 +38,8 @@ export interface ClientLease {
    * DISCOVER, so the requester did not create it (e.g. a running `dstm client` did).
    */
   readonly existing?: boolean;
+  /** Local clock (ms) when renewing starts, if the protocol says (DHCPv4: T1, option 58). */
+  readonly renewAt?: number;
 }
 
 /** The server answered with a NAK. */
