@@ -3,7 +3,6 @@
  *
  * @module
  */
-import { readFileSync } from "node:fs";
 import { Command } from "@commander-js/extra-typings";
 import { parseIPv4Prefix } from "../lib/net/prefix.ts";
 import { TEP_CONTROL_PORT } from "../lib/server/tep_sync.ts";
@@ -14,10 +13,8 @@ import {
   BindingFileError,
   bindingTableSize,
   DEFAULT_MAX_BINDINGS,
-  parseBindingFile,
-  parseBindingFlag,
+  loadStaticBindings,
   SERVER_ROOM,
-  StaticBindings,
 } from "../lib/tep/binding_file.ts";
 import { TepNode } from "../lib/tep/node.ts";
 import { MAX_BINDINGS } from "../lib/tunnel/binding.ts";
@@ -126,7 +123,9 @@ Examples:
       };
       const log = stdoutLogger(flags);
       const started = performance.now();
-      const statics = loadStaticBindings(flags.binding ?? [], flags.bindingFile ?? []);
+      const statics = usageOnBindingError(() =>
+        loadStaticBindings(flags.binding ?? [], flags.bindingFile ?? []),
+      );
       if (flags.bindingFile)
         log.info("binding-file", {
           files: flags.bindingFile.join(","),
@@ -225,29 +224,12 @@ Examples:
   return tep;
 }
 
-/** The `--binding` flags, then every `--binding-file`, checked as one table. */
-function loadStaticBindings(flags: readonly string[], files: readonly string[]): StaticBindings {
-  const statics = new StaticBindings();
+/** `load()`, its BindingFileError (a bad `--binding` or `--binding-file`) a UsageError. */
+function usageOnBindingError<T>(load: () => T): T {
   try {
-    flags.forEach((text, i) => {
-      const binding = parseBindingFlag(text);
-      if (!binding) throw new UsageError(`--binding: "${text}" is not IPV4=IPV6`);
-      statics.add(binding, "--binding", i + 1);
-    });
-    for (const file of files) {
-      let text: string;
-      try {
-        text = readFileSync(file, "utf8");
-      } catch (error) {
-        throw new UsageError(
-          `--binding-file: cannot read ${file}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`,
-        );
-      }
-      parseBindingFile(text, file, statics);
-    }
+    return load();
   } catch (error) {
     if (error instanceof BindingFileError) throw new UsageError(error.message);
     throw error;
   }
-  return statics;
 }

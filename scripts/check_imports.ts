@@ -63,12 +63,6 @@ export const KNOWN_VIOLATIONS: readonly { from: string; to: string; why: string 
   // known violation, issue 10, to be moved: the device interface belongs below both layers.
   { from: "lib/sys/raw6.ts", to: "lib/tunnel/device.ts", why: "device interface" },
   { from: "lib/sys/tun_linux.ts", to: "lib/tunnel/device.ts", why: "device interface" },
-  // known violation, issue 10, to be moved: leaseKey is a binding key, not a lease-store matter.
-  { from: "lib/tep/control.ts", to: "lib/lease/lease.ts", why: "leaseKey" },
-  // known violation, issue 10, to be moved: process spawning and sleeps belong in lib/sys.
-  { from: "lib/lab/demo.ts", to: "Bun.*", why: "Bun.sleep" },
-  { from: "lib/lab/lab.ts", to: "Bun.*", why: "Bun.spawnSync" },
-  { from: "lib/lab/services.ts", to: "Bun.*", why: "Bun.spawn, Bun.sleep, Bun.which" },
 ];
 
 /** Where runtime-specific modules may be imported (relative paths' prefixes). */

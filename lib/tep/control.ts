@@ -21,8 +21,8 @@
 import type { Logger } from "../control/log.ts";
 import type { Metrics } from "../control/metrics.ts";
 import { WarnLimit } from "../control/warn_limit.ts";
-import { leaseKey } from "../lease/lease.ts";
 import { canonicalIPv6, formatIPv4, parseIPv6 } from "../net/addr.ts";
+import { bindingKey } from "../net/portset.ts";
 import { bindUdp, type UdpEndpoint } from "../sys/udp.ts";
 import { type AuthKey, ReplayGuard, signMessage, verifyMessage } from "../wire/auth.ts";
 import { bindingHash } from "../wire/digest.ts";
@@ -345,7 +345,7 @@ export class TepControl {
 
   /** True when the server-managed binding of `b`'s address and PSID is exactly `b` (host IPv6, port set). */
   #holds(b: WireBinding): boolean {
-    const held = this.#managed.get(leaseKey(b.host4, b.portSet.psid))?.binding;
+    const held = this.#managed.get(bindingKey(b.host4, b.portSet.psid))?.binding;
     return (
       held !== undefined &&
       (canonicalIPv6(held.host6) ?? held.host6) === (canonicalIPv6(b.host6) ?? b.host6) &&
@@ -363,12 +363,12 @@ export class TepControl {
 
   #put(e: Entry): void {
     this.#drop(e.binding.host4, e.binding.portSet.psid);
-    this.#managed.set(leaseKey(e.binding.host4, e.binding.portSet.psid), e);
+    this.#managed.set(bindingKey(e.binding.host4, e.binding.portSet.psid), e);
     this.#digest = (this.#digest + e.hash) >>> 0;
   }
 
   #drop(ipv4: number, psid: number): void {
-    const key = leaseKey(ipv4, psid);
+    const key = bindingKey(ipv4, psid);
     const old = this.#managed.get(key);
     if (!old) return;
     this.#managed.delete(key);

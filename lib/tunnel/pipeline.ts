@@ -52,11 +52,7 @@ import { clampTcpMss, TCP_IPV4_OVERHEAD } from "../net/mss.ts";
 import { type BindingTable, LookupStatus } from "./binding.ts";
 import { Counter } from "./counters.ts";
 import { tepFragmentTables, trackDecapFragment, trackEncapFragment } from "./fragment_steps.ts";
-import {
-  FragmentLookup,
-  type FragmentTable,
-  isIPv4Fragment,
-} from "./fragments.ts";
+import { FragmentLookup, type FragmentTable, isIPv4Fragment } from "./fragments.ts";
 import {
   ALWAYS_FITS,
   checkDscp,
