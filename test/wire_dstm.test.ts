@@ -4,12 +4,14 @@ import {
   DECODE_ERROR_CODES,
   type DecodeErrorCode,
   decodeMessage,
+  dstmCodec,
   encodeMessage,
   encodingLength,
   messageTypeName,
   peekHeader,
   statusName,
 } from "../lib/wire/dstm.ts";
+import { DSTM_OPTIONS, DSTM_WRITE_ORDER } from "../lib/wire/dstm_options.ts";
 import {
   DSTM_MAX_MESSAGE,
   type DstmMessage,
@@ -18,6 +20,12 @@ import {
   Status,
   type WireAuth,
 } from "../lib/wire/dstm_types.ts";
+import {
+  checkRoundTrip,
+  expectSaneDecode,
+  mutatedBuffers,
+  randomBuffers,
+} from "./helpers/codec.ts";
 import { prng } from "./helpers/fuzz.ts";
 
 const H4 = 0xc0000281; // 192.0.2.129
@@ -152,28 +160,9 @@ const FIXTURES: Record<string, DstmMessage> = {
   },
 };
 
-/** Like dns-packet's helper: round trip, re-encode, length, and encoding inside a larger buffer. */
+/** dns-packet's one encoder test: round trip, re-encode, length, and at an offset. */
 function checkCodec(msg: DstmMessage): void {
-  const bytes = encodeMessage(msg);
-  expect(bytes.length).toBe(encodingLength(msg));
-  const decoded = decodeMessage(bytes);
-  if (!decoded.ok) throw new Error(`${decoded.error.code}: ${decoded.error.message}`);
-  expect(decoded.value).toEqual(msg);
-  expect(decoded.offset).toBe(bytes.length);
-  expect(encodeMessage(decoded.value)).toEqual(bytes);
-
-  const before = 37;
-  const after = 23;
-  const big = new Uint8Array(before + bytes.length + after).fill(0xa5);
-  const written = encodeMessage(msg, big, before);
-  expect(written).toEqual(bytes);
-  expect(written.buffer).toBe(big.buffer);
-  expect(big.subarray(0, before).every((b) => b === 0xa5)).toBe(true);
-  expect(big.subarray(before + bytes.length).every((b) => b === 0xa5)).toBe(true);
-  const inner = decodeMessage(big, before);
-  if (!inner.ok) throw new Error(inner.error.message);
-  expect(inner.value).toEqual(msg);
-  expect(inner.offset).toBe(before + bytes.length);
+  checkRoundTrip(dstmCodec, msg);
 }
 
 describe("codec round trip", () => {
@@ -626,54 +615,45 @@ test("messageTypeName() and statusName() name known values and show unknown ones
 
 const KNOWN_CODES = new Set<string>(DECODE_ERROR_CODES);
 
-function expectSaneDecode(bytes: Uint8Array, outcomes: Map<string, number>): void {
-  const result = decodeMessage(bytes);
-  const key = result.ok ? "ok" : result.error.code;
-  outcomes.set(key, (outcomes.get(key) ?? 0) + 1);
-  if (!result.ok) {
-    if (!KNOWN_CODES.has(result.error.code)) throw new Error(`unknown code ${result.error.code}`);
-    return;
-  }
-  // Whatever decodes must re-encode to something that decodes to the same value.
-  const again = decodeMessage(encodeMessage(result.value));
-  if (!again.ok) throw new Error(`re-encoded message fails: ${again.error.message}`);
-  expect(again.value).toEqual(result.value);
-}
+describe("the option table (dstm_options.ts)", () => {
+  test("has one entry per OptionCode, named after it, and writes AUTH last", () => {
+    for (const [name, code] of Object.entries(OptionCode)) {
+      expect(DSTM_OPTIONS[code]?.name).toBe(name);
+      expect(DSTM_OPTIONS[code]?.code).toBe(code);
+    }
+    expect(DSTM_OPTIONS.filter(Boolean).length).toBe(Object.keys(OptionCode).length);
+    expect(DSTM_WRITE_ORDER.map((s) => s.code)).toEqual([1, 2, 3, 4, 5, 6, 7, 9, 10, 11, 8]);
+    expect(DSTM_OPTIONS.filter((s) => s?.repeatable).map((s) => s?.name)).toEqual(["BINDING"]);
+  });
+});
 
 describe("fuzz", () => {
   test("20,000 random buffers never make decodeMessage throw", () => {
     const random = prng(0x5eed);
     const outcomes = new Map<string, number>();
-    for (let i = 0; i < 20_000; i++) {
-      const bytes = new Uint8Array(Math.floor(random() * 120));
-      for (let j = 0; j < bytes.length; j++) bytes[j] = Math.floor(random() * 256);
-      if (i % 2 === 0 && bytes.length >= 12) {
+    const buffers = randomBuffers(
+      random,
+      20_000,
+      () => Math.floor(random() * 120),
+      (bytes, i) => {
+        if (i % 2 !== 0 || bytes.length < 12) return;
         // half get a plausible header, so the option parser is exercised too
         bytes.set([1, 1 + Math.floor(random() * 7), 0, 0], 0);
         bytes.set([bytes.length >> 8, bytes.length & 255, 0, 0], 8);
-      }
-      expectSaneDecode(bytes, outcomes);
-    }
+      },
+    );
+    for (const bytes of buffers) expectSaneDecode(dstmCodec, bytes, KNOWN_CODES, outcomes);
     expect(outcomes.size).toBeGreaterThan(8);
   });
 
   test("20,000 mutations and truncations of valid messages never make decodeMessage throw", () => {
-    const random = prng(0xf00d);
     const valid = Object.values(FIXTURES).flatMap((m) => [
       encodeMessage(m),
       encodeMessage({ ...m, auth: AUTH }),
     ]);
     const outcomes = new Map<string, number>();
-    for (let i = 0; i < 20_000; i++) {
-      const original = valid[i % valid.length] as Uint8Array;
-      let bytes: Uint8Array;
-      if (i % 4 === 3) {
-        bytes = original.subarray(0, Math.floor(random() * original.length));
-      } else {
-        bytes = original.slice();
-        bytes[Math.floor(random() * bytes.length)] = Math.floor(random() * 256);
-      }
-      expectSaneDecode(bytes, outcomes);
+    for (const [bytes] of mutatedBuffers(prng(0xf00d), 20_000, valid)) {
+      expectSaneDecode(dstmCodec, bytes, KNOWN_CODES, outcomes);
     }
     expect(outcomes.get("ok")).toBeGreaterThan(0);
     expect(outcomes.size).toBeGreaterThan(12);
