@@ -24,6 +24,7 @@ import {
   mutatedBuffers,
   randomBuffers,
 } from "./helpers/codec.ts";
+import { dhcp4Message } from "./helpers/dhcp4.ts";
 import { prng } from "./helpers/fuzz.ts";
 
 const ip = (text: string) => parseIPv4(text) as number;
@@ -33,26 +34,8 @@ const SERVER = ip("192.0.2.1");
 const LEASED = ip("192.0.2.10");
 const PORTS: PortSetValue = { offset: 6, psidLength: 6, psid: 17 };
 
-/** A message with every header field zero except those given. */
-function message(type: Dhcp4MessageType, options: Partial<Dhcp4Options> = {}, header = {}) {
-  const reply = type === 2 || type === 5 || type === 6;
-  const msg: Dhcp4Message = {
-    op: reply ? Dhcp4Op.BOOTREPLY : Dhcp4Op.BOOTREQUEST,
-    htype: 1,
-    hops: 0,
-    xid: 0x3903f326,
-    secs: 0,
-    flags: 0,
-    ciaddr: 0,
-    yiaddr: 0,
-    siaddr: 0,
-    giaddr: 0,
-    chaddr: MAC,
-    ...header,
-    options: { messageType: type, ...options },
-  };
-  return msg;
-}
+/** A message with every header field zero except those given (test/helpers/dhcp4.ts). */
+const message = dhcp4Message;
 
 const LEASE_OPTIONS: Partial<Dhcp4Options> = {
   subnetMask: ip("255.255.255.0"),
