@@ -166,21 +166,37 @@ export class TepControl {
   }
 
   #onDatagram(data: Uint8Array, address: string, port: number): void {
-    const m = this.#o.metrics;
+    const accepted = this.#accept(data, address, port);
+    if (accepted === undefined) return;
+    const { message, kind } = accepted;
+    if (message.type === MessageType.SNAPSHOT) this.#onSnapshot(message);
+    else this.#onBinding(message, kind, address, port);
+  }
+
+  /**
+   * The server's message in `data` when it comes from the server's address and port, decodes,
+   * is a BIND, UNBIND or SNAPSHOT and (with a key) carries a valid fresh MAC; undefined when
+   * refused (counted and logged by #refused).
+   */
+  #accept(
+    data: Uint8Array,
+    address: string,
+    port: number,
+  ): { message: DstmMessage; kind: "bind" | "unbind" | "snapshot" } | undefined {
     if ((canonicalIPv6(address) ?? address) !== this.#server) {
       this.#refused("any", "drop-not-server", address, port);
-      return;
+      return undefined;
     }
     if (port !== this.#serverPort) {
       // The server sends every BIND/UNBIND/SNAPSHOT from its listening port: another port on
       // the server's address is another program (a local user), not the server.
       this.#refused("any", "drop-not-server-port", address, port);
-      return;
+      return undefined;
     }
     const decoded = decodeMessage(data);
     if (!decoded.ok) {
       this.#refused("any", "drop-malformed", address, port);
-      return;
+      return undefined;
     }
     const message = decoded.value;
     const kind =
@@ -193,7 +209,7 @@ export class TepControl {
             : "other";
     if (kind === "other") {
       this.#refused(kind, "drop-unexpected", address, port);
-      return;
+      return undefined;
     }
     if (this.#o.key) {
       const outcome = verifyMessage(
@@ -206,14 +222,16 @@ export class TepControl {
       );
       if (outcome !== "ok") {
         this.#refused(kind, `drop-auth-${outcome}`, address, port);
-        return;
+        return undefined;
       }
     }
-    m.inc("dstm_tep_control_total", { kind, result: "ok" });
-    if (message.type === MessageType.SNAPSHOT) {
-      this.#onSnapshot(message);
-      return;
-    }
+    this.#o.metrics.inc("dstm_tep_control_total", { kind, result: "ok" });
+    return { message, kind };
+  }
+
+  /** BIND or UNBIND: applied unless the address is static, then acknowledged (BIND_ACK). */
+  #onBinding(message: DstmMessage, kind: string, address: string, port: number): void {
+    const m = this.#o.metrics;
     const portSet = message.portSet ?? { offset: 0, psidLength: 0, psid: 0 };
     const binding: WireBinding = { host4: message.host4!, host6: message.host6!, portSet };
     if (this.#staticAddresses.has(binding.host4)) {
@@ -237,31 +255,7 @@ export class TepControl {
         return;
       }
     } else if (message.type === MessageType.BIND) {
-      try {
-        this.#o.table.set(binding.host4, portSet, parseIPv6(binding.host6)!);
-      } catch (error) {
-        // Table full, or a port-set layout that clashes with the address's other bindings.
-        m.inc("dstm_tep_control_total", { kind, result: "refused-table" });
-        this.#o.log.error("bind-failed", {
-          ipv4: formatIPv4(binding.host4),
-          detail: (error as Error).message,
-        });
-        this.#refuse(
-          message.xid,
-          binding.host4,
-          Status.SERVER_ERROR,
-          (error as Error).message,
-          address,
-          port,
-        );
-        return;
-      }
-      this.#put(entry(binding));
-      this.#o.log.info("bind", {
-        ipv4: formatIPv4(binding.host4),
-        host6: binding.host6,
-        psid: portSet.psidLength ? portSet.psid : undefined,
-      });
+      if (!this.#bind(message.xid, binding, address, port)) return;
     } else if (!this.#holds(binding)) {
       // A late or retransmitted UNBIND for the address's previous holder: the binding now
       // belongs to another host (or is gone). Acknowledged, so the server stops retrying.
@@ -277,6 +271,40 @@ export class TepControl {
       address,
       port,
     );
+  }
+
+  /**
+   * Installs a BIND's binding in the table and the managed set; false (counted, logged, NAK
+   * SERVER_ERROR sent) when the table refuses it: full, or a port-set layout that clashes with
+   * the address's other bindings.
+   */
+  #bind(xid: number, binding: WireBinding, address: string, port: number): boolean {
+    const { portSet } = binding;
+    try {
+      this.#o.table.set(binding.host4, portSet, parseIPv6(binding.host6)!);
+    } catch (error) {
+      this.#o.metrics.inc("dstm_tep_control_total", { kind: "bind", result: "refused-table" });
+      this.#o.log.error("bind-failed", {
+        ipv4: formatIPv4(binding.host4),
+        detail: (error as Error).message,
+      });
+      this.#refuse(
+        xid,
+        binding.host4,
+        Status.SERVER_ERROR,
+        (error as Error).message,
+        address,
+        port,
+      );
+      return false;
+    }
+    this.#put(entry(binding));
+    this.#o.log.info("bind", {
+      ipv4: formatIPv4(binding.host4),
+      host6: binding.host6,
+      psid: portSet.psidLength ? portSet.psid : undefined,
+    });
+    return true;
   }
 
   #onSnapshot(message: DstmMessage): void {
