@@ -1,5 +1,15 @@
 import { describe, expect, test } from "bun:test";
-import type { Decoded } from "../lib/wire/codec.ts";
+import type { Codec, Decoded, OptionCodec, RawOption } from "../lib/wire/codec.ts";
+import {
+  type Dhcp4Message,
+  Dhcp4MessageType,
+  type Dhcp4RawOption,
+  decodeDhcp4,
+  dhcp4EncodingLength,
+  dhcp4OptionCodecs,
+  encodeDhcp4,
+} from "../lib/wire/dhcp4.ts";
+import { type Dhcp6RawOption, dhcp6OptionCodecs } from "../lib/wire/dhcp4o6.ts";
 import { dstmCodec } from "../lib/wire/dstm.ts";
 import { MessageType } from "../lib/wire/dstm_types.ts";
 import {
@@ -9,6 +19,7 @@ import {
   randomBuffers,
   type TestCodec,
 } from "./helpers/codec.ts";
+import { dhcp4Message } from "./helpers/dhcp4.ts";
 import { prng } from "./helpers/fuzz.ts";
 
 /** A 2-byte big-endian number codec, with one fault planted by `fault`. */
@@ -79,5 +90,27 @@ describe("test/helpers/codec.ts", () => {
       if (i % 4 === 3) expect(bytes.length).toBeLessThan(40);
       else expect(bytes.subarray(4)).toEqual(valid[which]!.subarray(4)); // hits stay in [0, 4)
     }
+  });
+});
+
+describe("lib/wire/codec.ts is the one shape", () => {
+  test("the DHCPv4 and DHCPv6 codecs and options fit Codec, OptionCodec and RawOption", () => {
+    // Type-level: these assignments compile only while the shapes agree.
+    const dhcp4: Codec<Dhcp4Message> = {
+      encode: encodeDhcp4,
+      decode: decodeDhcp4,
+      encodingLength: dhcp4EncodingLength,
+    };
+    const leaseTime: OptionCodec<number> = dhcp4OptionCodecs.leaseTime;
+    const elapsed: OptionCodec<number> = dhcp6OptionCodecs.elapsedTime;
+    const raw: RawOption[] = [
+      { code: 224, data: Uint8Array.of(1) } satisfies Dhcp4RawOption,
+      { code: 65535, data: Uint8Array.of(2) } satisfies Dhcp6RawOption,
+    ];
+    checkRoundTrip(dhcp4, dhcp4Message(Dhcp4MessageType.DISCOVER, { unknown: [raw[0]!] }), {
+      passLength: true,
+    });
+    checkRoundTrip(leaseTime, 3600, { passLength: true });
+    checkRoundTrip(elapsed, 65535, { passLength: true });
   });
 });
