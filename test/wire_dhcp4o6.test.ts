@@ -4,7 +4,6 @@ import { parseIPv4 } from "../lib/net/addr.ts";
 import {
   type Dhcp4Message,
   Dhcp4MessageType,
-  Dhcp4Op,
   type Dhcp4Options,
   encodeDhcp4,
 } from "../lib/wire/dhcp4.ts";
@@ -36,6 +35,7 @@ import {
   randomBuffers,
   type TestCodec,
 } from "./helpers/codec.ts";
+import { dhcp4Message } from "./helpers/dhcp4.ts";
 import { prng } from "./helpers/fuzz.ts";
 
 const ip = (text: string) => parseIPv4(text) as number;
@@ -49,22 +49,7 @@ const LEASED = ip("192.0.2.10");
 const XID = 0x3903f326;
 
 function dhcp4(type: Dhcp4MessageType, options: Partial<Dhcp4Options>, header = {}): Dhcp4Message {
-  const reply = type === 2 || type === 5 || type === 6;
-  return {
-    op: reply ? Dhcp4Op.BOOTREPLY : Dhcp4Op.BOOTREQUEST,
-    htype: 1,
-    hops: 0,
-    xid: XID,
-    secs: 0,
-    flags: 0,
-    ciaddr: 0,
-    yiaddr: 0,
-    siaddr: 0,
-    giaddr: 0,
-    chaddr: Uint8Array.from(MAC),
-    ...header,
-    options: { messageType: type, ...options },
-  };
+  return dhcp4Message(type, options, { xid: XID, chaddr: Uint8Array.from(MAC), ...header });
 }
 
 const PRL = [1, 3, 6, 51, 54, 58, 59, 159];
