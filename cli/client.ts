@@ -5,13 +5,13 @@
  */
 import { Command, Option } from "@commander-js/extra-typings";
 import { Dhcp4o6Client } from "../lib/client/dhcp4o6_client.ts";
+import { failoverLeaseClient } from "../lib/client/failover.ts";
 import { DstmNode } from "../lib/client/node.ts";
 import type { Logger } from "../lib/control/log.ts";
 import { canonicalIPv6 } from "../lib/net/addr.ts";
 import { parseIPv4Prefix } from "../lib/net/prefix.ts";
 import { getUnix, HttpListenError, serveUnix, unixPermissionProblem } from "../lib/sys/http.ts";
 import { sdNotify } from "../lib/sys/sd_notify.ts";
-import { sourceAddressFor } from "../lib/sys/udp.ts";
 import { DEFAULT_NAPT_TIMEOUTS, type NaptTimeouts } from "../lib/tunnel/napt.ts";
 import { ALL_DHCP_RELAY_AGENTS_AND_SERVERS, DHCP6_SERVER_PORT } from "../lib/wire/dhcp4o6.ts";
 import { DSTM_PORT } from "../lib/wire/dstm_types.ts";
@@ -50,7 +50,8 @@ export function clientCommand() {
     )
     .option(
       "--server <v6>",
-      "the DSTM server's IPv6 address (dhcp4o6: the 4o6 server's, or ff02::1:2[%IF])",
+      "the DSTM server's IPv6 address (dhcp4o6: the 4o6 server's, or ff02::1:2[%IF]); repeat it for servers sharing one database: the next is tried when one stays silent",
+      collect,
     )
     .option("--port <n>", `server port (default ${DSTM_PORT}; dhcp4o6: ${DHCP6_SERVER_PORT})`)
     .option(
@@ -118,18 +119,24 @@ Examples:
     )
     .action(async (flags) => {
       const dhcp4o6 = flags.protocol === "dhcp4o6";
-      if (!flags.server)
+      const [serverFlag, ...otherServers] = flags.server ?? [];
+      if (dhcp4o6 && otherServers.length > 0)
+        throw new UsageError("--protocol dhcp4o6 takes one --server");
+      if (!serverFlag)
         throw new UsageError(
           dhcp4o6
             ? "--server V6 is required (the 4o6 server's IPv6 address, or ff02::1:2)"
             : "--server V6 is required (the DSTM server's IPv6 address)",
         );
-      const [serverAddress = "", zone] = flags.server.split("%", 2);
-      const server = canonicalIPv6(dhcp4o6 ? serverAddress : flags.server);
-      if (!server) throw new UsageError(`--server: "${flags.server}" is not an IPv6 address`);
+      const [serverAddress = "", zone] = serverFlag.split("%", 2);
+      const server = canonicalIPv6(dhcp4o6 ? serverAddress : serverFlag);
+      if (!server) throw new UsageError(`--server: "${serverFlag}" is not an IPv6 address`);
       // The one group a client may send to is All_DHCP_Relay_Agents_and_Servers (RFC 8415 §7.1).
       if (!(dhcp4o6 && server === ALL_DHCP_RELAY_AGENTS_AND_SERVERS))
         unicastIPv6(server, "--server", "the server's", { loopback: true });
+      const others = otherServers.map((text) =>
+        unicastIPv6(text, "--server", "the server's", { loopback: true }),
+      );
       const tep6 =
         flags.tep === undefined ? undefined : unicastIPv6(flags.tep, "--tep", "the TEP's");
       const host6 =
@@ -180,10 +187,12 @@ Examples:
       }
       try {
         node = await DstmNode.start({
-          server: dhcp4o6 ? flags.server : server,
+          server: dhcp4o6 ? serverFlag : server,
           port,
           // dhcp4o6: the tunnel source is the address towards the TEP (ff02::1:2 has no route).
-          host6: dhcp4o6 ? (host6 ?? (await sourceAddressFor(tep6!, port))) : host6,
+          // Without --source the client follows the host's addresses (renumbering).
+          host6,
+          sourceTowards: dhcp4o6 ? tep6 : undefined,
           tep6,
           leaseClient: dhcp4o6
             ? (source) =>
@@ -201,7 +210,15 @@ Examples:
                     ? new UsageError(`--server: ${error.message}`)
                     : error;
                 })
-            : undefined,
+            : others.length > 0
+              ? (source) =>
+                  failoverLeaseClient({
+                    servers: [server, ...others].map((address) => ({ address, port })),
+                    host6: source,
+                    key: flags.key ? readKeys(flags.key)[0] : undefined,
+                    onFailover: (from, to) => log.warn("server-failover", { from, to }),
+                  })
+              : undefined,
           key: flags.key ? readKeys(flags.key)[0] : undefined,
           ifname: flags.ifname,
           routes: flags.route,

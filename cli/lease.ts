@@ -15,7 +15,7 @@ import {
 import { LeaseStoreError, SqliteLeaseStore } from "../lib/lease/sqlite.ts";
 import { formatIPv4 } from "../lib/net/addr.ts";
 import { getUnix, unixPermissionProblem } from "../lib/sys/http.ts";
-import { sourceAddressFor } from "../lib/sys/udp.ts";
+import { sourceAddressFor, UdpBindError } from "../lib/sys/udp.ts";
 import { DSTM_PORT } from "../lib/wire/dstm_types.ts";
 import { readKeys } from "./common.ts";
 import { unicastIPv4, unicastIPv6 } from "./endpoints.ts";
@@ -147,6 +147,14 @@ async function probeClient(flags: { server: string; port?: string; host6?: strin
       ? await sourceAddressFor(server, port)
       : unicastIPv6(flags.host6, "--host6", "the host's", { loopback: true });
   const key = flags.key ? readKeys(flags.key)[0] : undefined;
-  const transport = await DstmTransport.open({ server, port, key });
+  // Ask from the address the lease is for (a multihomed host has others); an address that is
+  // not ours (asking on another host's behalf, source check off) leaves the choice to the kernel.
+  const transport = await DstmTransport.open({ server, port, key, bind: host6 }).catch(
+    (error: unknown) => {
+      if (error instanceof UdpBindError && error.code === "EADDRNOTAVAIL")
+        return DstmTransport.open({ server, port, key });
+      throw error;
+    },
+  );
   return { client: new DstmClient(transport, host6), transport };
 }

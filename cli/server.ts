@@ -15,6 +15,7 @@ import {
   WELL_KNOWN_PORTS,
 } from "../lib/alloc/sharing.ts";
 import { type LogFormat, Logger, type LogLevel } from "../lib/control/log.ts";
+import { isPostgresUrl } from "../lib/lease/postgres.ts";
 import { parseIPv4Prefix, prefixContains } from "../lib/net/prefix.ts";
 import { ADMISSION_DEFAULTS, parseIPv6Prefix } from "../lib/server/admission.ts";
 import { DstmServer, type ServerConfig } from "../lib/server/server.ts";
@@ -30,6 +31,7 @@ import {
   parseHostPort,
   parseTep,
   unicastIPv4,
+  unicastIPv6,
 } from "./endpoints.ts";
 import { UsageError } from "./errors.ts";
 import { defaultControlSocket, defaultLeaseDb } from "./paths.ts";
@@ -65,7 +67,10 @@ export function serverCommand(): Command {
       "--max-lease-time <seconds>",
       "longest lease a client may ask for (default: --lease-time)",
     )
-    .option("--db <path>", `SQLite lease database, or "memory" (default ${defaultLeaseDb()})`)
+    .option(
+      "--db <path|url>",
+      `SQLite lease database, a postgres:// URL (several servers may share it), or "memory" (default ${defaultLeaseDb()})`,
+    )
     .option(
       "--new-db",
       "start an empty lease database although one existed at --db and is gone (only once its leases have expired)",
@@ -89,6 +94,10 @@ export function serverCommand(): Command {
     .option("--no-control", "do not open a control socket")
     .option("--metrics <addr:port>", "serve Prometheus metrics on http://ADDR:PORT/metrics")
     .option("--tep-port <n>", "UDP port of the TEPs' control endpoint (default 4608)")
+    .option(
+      "--tep-source <v6>",
+      "source address of BIND/UNBIND to the TEPs (default: the --listen address, or where the TEP's SYNC arrived)",
+    )
     .option("--require-tep", "refuse leases (TEP_UNAVAILABLE) while their TEP has not connected")
     .option(
       "--dhcp4o6",
@@ -128,6 +137,14 @@ export function serverCommand(): Command {
     .option(
       "--prefix-burst <n>",
       `requests per source prefix at once before --prefix-rate applies (default ${ADMISSION_DEFAULTS.burst})`,
+    )
+    .option(
+      "--reclaim-max-leases <n>",
+      "most expired leases reclaimed in one slice, answers go out between slices (default 100; 0: no limit)",
+    )
+    .option(
+      "--reclaim-max-ms <ms>",
+      "longest one reclamation slice runs (default 250; 0: no limit)",
     )
     .addOption(
       new Option("--log-format <format>", "log line format").choices(["text", "json"] as const),
@@ -192,6 +209,7 @@ export interface ServerFlags {
   control?: string | boolean;
   metrics?: string;
   tepPort?: string;
+  tepSource?: string;
   requireTep?: boolean;
   dhcp4o6?: boolean;
   dhcp4o6Listen?: string;
@@ -203,6 +221,8 @@ export interface ServerFlags {
   hostPrefixLength?: string;
   prefixRate?: string;
   prefixBurst?: string;
+  reclaimMaxLeases?: string;
+  reclaimMaxMs?: string;
   logFormat?: LogFormat;
   logLevel?: LogLevel;
   config?: string;
@@ -220,6 +240,8 @@ const FILE_KEYS = new Set([
   "host-prefix-length",
   "prefix-rate",
   "prefix-burst",
+  "reclaim-max-leases",
+  "reclaim-max-ms",
   "share",
   "psid-offset",
   "allow-well-known-ports",
@@ -234,6 +256,7 @@ const FILE_KEYS = new Set([
   "control",
   "metrics",
   "tep-port",
+  "tep-source",
   "require-tep",
   "log-format",
   "log-level",
@@ -308,7 +331,7 @@ export function resolveServerConfig(
     );
   const dbText = flags.db ?? str("db") ?? defaultLeaseDb();
   const db = dbText === "memory" ? undefined : dbText;
-  if (db) ensureDirectory(db, "--db");
+  if (db && !isPostgresUrl(db)) ensureDirectory(db, "--db");
   const keyFile = flags.key ?? str("key");
   const keys = keyFile ? readKeys(keyFile) : undefined;
   const tepKeyFile = flags.tepKey ?? str("tep-key");
@@ -342,10 +365,23 @@ export function resolveServerConfig(
     throw new UsageError(
       "--key does not cover DHCPv4-over-DHCPv6 (RFC 7341 has no authentication): give --dhcp4o6-allow PREFIX for the hosts that may lease over it, or --dhcp4o6-open to answer any host knowingly",
     );
+  const tepSourceText = flags.tepSource ?? str("tep-source");
+  const tepSource =
+    tepSourceText === undefined
+      ? undefined
+      : unicastIPv6(tepSourceText, "--tep-source", "the server's", { loopback: true });
   return {
     dhcp4o6,
     admission: admissionConfig(flags, file),
+    reclaim: {
+      maxLeases: wholeNumber(
+        flags.reclaimMaxLeases ?? file["reclaim-max-leases"],
+        "--reclaim-max-leases",
+      ),
+      maxMs: wholeNumber(flags.reclaimMaxMs ?? file["reclaim-max-ms"], "--reclaim-max-ms"),
+    },
     tepPort,
+    tepSource,
     requireTep: flags.requireTep ?? file["require-tep"] === true,
     pools: poolConfigs,
     leaseTime,

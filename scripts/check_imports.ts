@@ -69,6 +69,8 @@ export const KNOWN_VIOLATIONS: readonly { from: string; to: string; why: string 
 const RUNTIME_MODULES: Readonly<Record<string, readonly string[]>> = {
   "bun:ffi": ["lib/sys/"],
   "bun:sqlite": ["lib/lease/", "test/", "bench/"],
+  // Bun's own module (Bun.SQL for PostgreSQL): runtime code, like the Bun global.
+  bun: ["lib/sys/", "lib/lease/", "test/", "bench/", "cli/"],
 };
 
 /** lib/ layers that may use the `Bun` global. */

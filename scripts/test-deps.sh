@@ -26,6 +26,8 @@ command -v groff >/dev/null || need+=(groff-base)
 command -v man >/dev/null || need+=(man-db)
 command -v dpkg-deb >/dev/null || need+=(dpkg)
 command -v strace >/dev/null || need+=(strace)
+# PostgreSQL (initdb, pg_ctl): the shared lease store's tests start a throwaway server.
+compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || need+=(postgresql)
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then
   echo "note: missing ${need[*]}; the end-to-end tests that need them will be skipped (run as root on Debian to install)" >&2
@@ -41,4 +43,6 @@ apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 # the tests start their own Kea inside namespaces, so stop the ones this install started.
 if [ -d /run/systemd/system ] && command -v systemctl >/dev/null; then
   systemctl disable --now kea-dhcp4-server kea-dhcp6-server kea-ctrl-agent kea-dhcp-ddns-server 2>/dev/null || true
+  # Likewise PostgreSQL's own cluster: the tests run a throwaway server of their own.
+  systemctl disable --now postgresql 2>/dev/null || true
 fi

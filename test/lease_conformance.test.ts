@@ -8,6 +8,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import {
   type Lease,
+  LeaseConflictError,
   type LeaseOp,
   type LeaseStore,
   LeaseStoreError,
@@ -15,7 +16,9 @@ import {
   WHOLE_ADDRESS,
 } from "../lib/lease/lease.ts";
 import { MemoryLeaseStore } from "../lib/lease/memory.ts";
+import { PostgresLeaseStore } from "../lib/lease/postgres.ts";
 import { SqliteLeaseStore } from "../lib/lease/sqlite.ts";
+import { type PgServer, postgresBin, startPostgres } from "./helpers/postgres.ts";
 
 // Made on first use: with a test-name filter, a file whose tests all skip runs no afterAll.
 let tempDir: string | undefined;
@@ -45,7 +48,9 @@ const keyOf = (l: Lease) => leaseKey(l.ipv4, l.portSet.psid);
 interface Backend {
   name: string;
   /** A new, empty store. */
-  create(): LeaseStore;
+  create(): LeaseStore | Promise<LeaseStore>;
+  /** It checks a put's `expected` row (compare-and-set, for stores several servers share). */
+  cas?: boolean;
   /** Closes `store` and opens the same data again, if the backend persists. */
   reopen?(store: LeaseStore): Promise<LeaseStore>;
 }
@@ -53,8 +58,8 @@ interface Backend {
 function leaseStoreConformance(backend: Backend): void {
   describe(`${backend.name} lease store`, () => {
     const open: LeaseStore[] = [];
-    const create = () => {
-      const store = backend.create();
+    const create = async () => {
+      const store = await backend.create();
       open.push(store);
       return store;
     };
@@ -63,7 +68,7 @@ function leaseStoreConformance(backend: Backend): void {
     });
 
     test("loadAll() returns every field of a put lease", async () => {
-      const store = create();
+      const store = await create();
       const shared = lease({
         ipv4: 0xc0000202,
         portSet: { offset: 6, psidLength: 4, psid: 9 },
@@ -78,7 +83,7 @@ function leaseStoreConformance(backend: Backend): void {
     });
 
     test("put replaces the row with the same key", async () => {
-      const store = create();
+      const store = await create();
       await store.write([put(lease())]);
       const renewed = lease({ grantedAt: 5, expiresAt: 9, host6: "2001:db8::c" });
       await store.write([put(renewed)]);
@@ -86,7 +91,7 @@ function leaseStoreConformance(backend: Backend): void {
     });
 
     test("delete removes a row; deleting a missing key is not an error", async () => {
-      const store = create();
+      const store = await create();
       const other = lease({ ipv4: 0xc0000203, host6: "2001:db8::d" });
       await store.write([put(lease()), put(other)]);
       await store.write([
@@ -97,14 +102,14 @@ function leaseStoreConformance(backend: Backend): void {
     });
 
     test("ops of one batch apply in order", async () => {
-      const store = create();
+      const store = await create();
       const released = lease({ state: "released" });
       await store.write([put(lease()), { op: "delete", key: keyOf(lease()) }, put(released)]);
       expect(await store.loadAll()).toEqual([released]);
     });
 
     test("a second active lease for a host rejects the whole batch", async () => {
-      const store = create();
+      const store = await create();
       await store.write([put(lease())]);
       const unrelated = lease({ ipv4: 0xc0000209, host6: "2001:db8::9" });
       const second = lease({ ipv4: 0xc0000205 });
@@ -114,7 +119,7 @@ function leaseStoreConformance(backend: Backend): void {
     });
 
     test("a failed batch leaves replaced and deleted rows as they were", async () => {
-      const store = create();
+      const store = await create();
       const b = lease({ ipv4: 0xc0000203, host6: "2001:db8::b" });
       await store.write([put(lease()), put(b)]);
       const batch: LeaseOp[] = [
@@ -128,7 +133,7 @@ function leaseStoreConformance(backend: Backend): void {
     });
 
     test("a host may keep released and expired rows beside its active lease", async () => {
-      const store = create();
+      const store = await create();
       const rows = [
         lease({ ipv4: 0xc0000201, state: "released" }),
         lease({ ipv4: 0xc0000202, state: "expired" }),
@@ -139,7 +144,7 @@ function leaseStoreConformance(backend: Backend): void {
     });
 
     test("moving a host's active lease works when the old one is freed first", async () => {
-      const store = create();
+      const store = await create();
       await store.write([put(lease())]);
       const moved = lease({ ipv4: 0xc0000207 });
       await store.write([put(lease({ state: "expired" })), put(moved)]);
@@ -147,14 +152,14 @@ function leaseStoreConformance(backend: Backend): void {
     });
 
     test("renewing the same key keeps one active lease", async () => {
-      const store = create();
+      const store = await create();
       await store.write([put(lease())]);
       await store.write([put(lease({ expiresAt: 1_700_000_900_000 }))]);
       expect(await store.loadAll()).toEqual([lease({ expiresAt: 1_700_000_900_000 })]);
     });
 
     test("loadAll() is in key order", async () => {
-      const store = create();
+      const store = await create();
       const ipv4s = [0xcb007105, 0xc0000201, 0xc6336440, 0xc0000280];
       await store.write(ipv4s.map((ipv4, i) => put(lease({ ipv4, host6: `2001:db8::${i + 1}` }))));
       await store.write([
@@ -172,7 +177,7 @@ function leaseStoreConformance(backend: Backend): void {
     });
 
     test("the PSIDs of a shared address are separate rows; one host still holds one active lease", async () => {
-      const store = create();
+      const store = await create();
       const shared = [0, 1, 2, 3].map((psid) =>
         lease({
           portSet: { offset: 6, psidLength: 2, psid },
@@ -191,23 +196,69 @@ function leaseStoreConformance(backend: Backend): void {
     });
 
     test("an empty batch resolves", async () => {
-      const store = create();
+      const store = await create();
       await store.write([]);
       expect(await store.loadAll()).toEqual([]);
     });
 
     test("after close() every call rejects", async () => {
-      const store = backend.create();
+      const store = await backend.create();
       await store.write([put(lease())]);
       await store.close();
       await expect(store.loadAll()).rejects.toBeInstanceOf(LeaseStoreError);
       await expect(store.write([put(lease())])).rejects.toBeInstanceOf(LeaseStoreError);
     });
 
+    if (backend.cas) {
+      test("a put whose expected row is stored applies (insert expecting none, change expecting the row)", async () => {
+        const store = await create();
+        await store.write([{ op: "put", lease: lease(), expected: null }]);
+        const expired = lease({ state: "expired", expiresAt: 1_700_000_700_000 });
+        await store.write([{ op: "put", lease: expired, expected: lease() }]);
+        const again = lease({ host6: "2001:db8::f", grantedAt: 1_700_000_800_000 });
+        await store.write([{ op: "put", lease: again, expected: expired }]);
+        expect(await store.loadAll()).toEqual([again]);
+      });
+
+      test("a put whose expected row is not stored rejects the batch with the rows stored now", async () => {
+        const store = await create();
+        const other = lease({ ipv4: 0xc0000203, host6: "2001:db8::b" });
+        await store.write([put(lease()), put(other)]);
+        // Another server renewed ::a meanwhile: expiring the old grant must not apply.
+        const renewed = lease({ grantedAt: 1_700_000_300_000, expiresAt: 1_700_000_900_000 });
+        await store.write([put(renewed)]);
+        const batch: LeaseOp[] = [
+          { op: "put", lease: { ...other, state: "released" }, expected: other },
+          { op: "put", lease: lease({ state: "expired" }), expected: lease() },
+        ];
+        const error = await store.write(batch).catch((e: unknown) => e);
+        expect(error).toBeInstanceOf(LeaseConflictError);
+        expect((error as LeaseConflictError).rows).toContainEqual(renewed);
+        expect(await store.loadAll()).toEqual([renewed, other]); // nothing applied
+      });
+
+      test("an insert expecting no row loses to a row there, and to the host's active lease elsewhere", async () => {
+        const store = await create();
+        await store.write([put(lease())]);
+        const taken = await store
+          .write([{ op: "put", lease: lease({ host6: "2001:db8::e" }), expected: null }])
+          .catch((e: unknown) => e);
+        expect(taken).toBeInstanceOf(LeaseConflictError);
+        expect((taken as LeaseConflictError).rows).toEqual([lease()]);
+        const second = await store
+          .write([{ op: "put", lease: lease({ ipv4: 0xc0000204 }), expected: null }])
+          .catch((e: unknown) => e);
+        expect(second).toBeInstanceOf(LeaseConflictError);
+        expect((second as LeaseConflictError).rows).toContainEqual(lease());
+        expect((second as LeaseConflictError).missing).toEqual([leaseKey(0xc0000204, 0)]);
+        expect(await store.loadAll()).toEqual([lease()]);
+      });
+    }
+
     if (backend.reopen) {
       const reopen = backend.reopen;
       test("every row survives close and reopen", async () => {
-        const store = backend.create();
+        const store = await backend.create();
         const rows = Array.from({ length: 300 }, (_, i) =>
           lease({ ipv4: 0xc0000000 + i, host6: `2001:db8::${(i + 1).toString(16)}`, expiresAt: i }),
         );
@@ -221,7 +272,34 @@ function leaseStoreConformance(backend: Backend): void {
   });
 }
 
-leaseStoreConformance({ name: "memory", create: () => new MemoryLeaseStore() });
+leaseStoreConformance({ name: "memory", create: () => new MemoryLeaseStore(), cas: true });
+
+// A throwaway PostgreSQL (Debian's initdb + pg_ctl, Unix socket only), one database per store.
+const pgBin = postgresBin();
+let pg: Promise<PgServer> | undefined;
+const pgServer = () => (pg ??= startPostgres());
+afterAll(async () => {
+  if (pg) await (await pg).stop();
+});
+if (pgBin) {
+  const urls = new WeakMap<LeaseStore, string>();
+  leaseStoreConformance({
+    name: "postgres",
+    cas: true,
+    async create() {
+      const url = await (await pgServer()).createDatabase();
+      const store = await PostgresLeaseStore.open(url);
+      urls.set(store, url);
+      return store;
+    },
+    async reopen(store) {
+      await store.close();
+      return PostgresLeaseStore.open(urls.get(store) as string);
+    },
+  });
+} else {
+  test.skip("postgres lease store (PostgreSQL not installed; scripts/test-deps.sh installs it)", () => {});
+}
 leaseStoreConformance({
   name: "sqlite",
   create: () => SqliteLeaseStore.open(freshPath()),

@@ -36,11 +36,13 @@
 import { GroupCommitter } from "../lease/group_commit.ts";
 import {
   type Lease,
+  LeaseConflictError,
   type LeaseOp,
   type LeaseState,
   type LeaseStore,
   leaseKey,
   type PortSet,
+  sameLease,
 } from "../lease/lease.ts";
 import { canonicalIPv6, formatIPv4 } from "../net/addr.ts";
 import { formatPortSet } from "../net/portset.ts";
@@ -89,9 +91,34 @@ export interface EngineOptions {
   maxLeasesPerPrefix?: number;
   /** Host prefix length in bits for maxLeasesPerPrefix (default 64, ./host_prefix.ts). */
   hostPrefixLength?: number;
-  /** Told about every failed store write (the callers get `store-failed`), e.g. to log it. */
+  /**
+   * Told about every failed store write (the callers get `store-failed`), e.g. to log it;
+   * not about a write another server sharing the store won (decided again, see conflicts()).
+   */
   onStoreError?: (error: unknown) => void;
+  /**
+   * Most leases one {@link AllocationEngine.sweep} reclaims (default 100, Kea's
+   * max-reclaim-leases; 0: no limit). More due leases are left for the next sweep and
+   * {@link AllocationEngine.reclaimPending} says so.
+   */
+  reclaimMaxLeases?: number;
+  /** Longest one sweep may spend picking leases (ms of elapsed time, default 250, Kea's max-reclaim-time; 0: no limit). */
+  reclaimMaxMs?: number;
+  /**
+   * Shared stores: told about every row taken in from the store that changed this engine's
+   * view (another server's decision), with the row it replaced, e.g. to tell the TEPs.
+   */
+  onAbsorb?: (before: Lease | undefined, after: Lease | undefined) => void;
 }
+
+/** How often a decision is made again after another server won its write (shared stores). */
+export const CONFLICT_RETRIES = 8;
+
+/** Results of writes another server won (retried by #retry). */
+const _conflicted = new WeakSet<EngineResult>();
+
+/** Kea's defaults for one reclamation run: 100 leases or 250 ms, whichever comes first. */
+export const RECLAIM_DEFAULTS = { maxLeases: 100, maxMs: 250 } as const;
 
 export type EngineOutcome = "allocated" | "renewed" | "reused" | "released";
 export type EngineFailure =
@@ -141,7 +168,19 @@ export class AllocationEngine {
   readonly #historyByHost = new Map<string, number>();
   /** Keys with changes not yet durable → their durable row (undefined: none). */
   readonly #inflight = new Map<number, Lease | undefined>();
+  /** Keys with a put submitted and not yet durable → the last row submitted (what the store will hold). */
+  readonly #submitted = new Map<number, Lease>();
+  /** The store is shared by several servers (./shared.md in docs/scale-out.md): conflicts are retried. */
+  readonly #shared: boolean;
+  #unwatch: (() => Promise<void>) | undefined;
+  readonly #onAbsorb: ((before: Lease | undefined, after: Lease | undefined) => void) | undefined;
+  /** Writes another server won (LeaseConflictError), for metrics. */
+  #conflicts = 0;
   readonly #expiry = new ExpiryHeap();
+  readonly #reclaimMaxLeases: number;
+  readonly #reclaimMaxMs: number;
+  /** Due leases were left by the last sweep (it stopped at its count or time limit). */
+  #reclaimPending = false;
   #orphans = 0;
   /** Bumped by every rollback; callbacks of older changes then know they were undone. */
   #epoch = 0;
@@ -198,17 +237,35 @@ export class AllocationEngine {
     this.#perPrefix =
       cap > 0 ? new PrefixCounter(opts.hostPrefixLength ?? DEFAULT_HOST_PREFIX_LENGTH) : undefined;
     this.#onStoreError = opts.onStoreError;
+    this.#shared = opts.store.shared === true;
+    this.#onAbsorb = opts.onAbsorb;
+    this.#reclaimMaxLeases = _limit(opts.reclaimMaxLeases, RECLAIM_DEFAULTS.maxLeases, "leases");
+    this.#reclaimMaxMs = _limit(opts.reclaimMaxMs, RECLAIM_DEFAULTS.maxMs, "ms");
   }
 
   /** Loads every row of the store and builds the index. Rows the pools do not serve are kept, not served. */
   async start(): Promise<void> {
     if (this.#started) throw new Error("AllocationEngine.start() called twice");
+    // Shared store: follow the other servers' changes from before the load on (rows changed
+    // meanwhile come again, as they are now), taking them in once the load is in.
+    let early: Lease[] | undefined = [];
+    if (this.#shared && this.#store.watch) {
+      this.#unwatch = this.#store.watch((rows) => {
+        if (early) early.push(...rows);
+        else this.absorb(rows);
+      });
+    }
     const rows = await this.#store.loadAll();
     // Freed rows oldest first, so each lands at the tail of its pool's free list.
     const order = rows.slice().sort((a, b) => a.expiresAt - b.expiresAt || _key(a) - _key(b));
-    for (const row of order) this.#setRow(_key(row), row);
+    // Rows share the pool's TEP, pool name and state strings (a store gives each row its
+    // own): about 100 bytes less per lease, a million times over.
+    for (const row of order) this.#setRow(_key(row), this.#shareStrings(row));
     this.#clock.check();
     this.#started = true;
+    const backlog = early;
+    early = undefined;
+    this.absorb(backlog);
   }
 
   /**
@@ -228,6 +285,14 @@ export class AllocationEngine {
    * `maxLeasesPerPrefix`.
    */
   discover(
+    host6: string,
+    opts?: { hint?: number; leaseTime?: number; persist?: boolean },
+  ): Promise<EngineResult> {
+    if (this.#shared) return this.#retry(() => this.#discover(host6, opts));
+    return this.#discover(host6, opts);
+  }
+
+  #discover(
     host6: string,
     opts?: { hint?: number; leaseTime?: number; persist?: boolean },
   ): Promise<EngineResult> {
@@ -301,7 +366,7 @@ export class AllocationEngine {
         message: "no free IPv4 address or port set in any pool",
       };
       if (end === undefined) return Promise.resolve(exhausted);
-      return this.#persist([{ op: "put", lease: end }], [endKey], [end], exhausted, (f) => f);
+      return this.#persist([this.#put(endKey, end)], [endKey], [end], exhausted, (f) => f);
     }
     const ipv4 = ps.pool.addressOf(slot);
     const portSet = ps.pool.portSetOf(slot);
@@ -322,6 +387,11 @@ export class AllocationEngine {
    * port set of `ipv4` (its previous one first), like DHCP's INIT-REBOOT.
    */
   request(host6: string, ipv4: number, opts?: { leaseTime?: number }): Promise<EngineResult> {
+    if (this.#shared) return this.#retry(() => this.#request(host6, ipv4, opts));
+    return this.#request(host6, ipv4, opts);
+  }
+
+  #request(host6: string, ipv4: number, opts?: { leaseTime?: number }): Promise<EngineResult> {
     const refused = this.#refuse();
     if (refused) return refused;
     const ps = _isIPv4(ipv4) ? this.#locate(ipv4, 0) : undefined;
@@ -377,6 +447,11 @@ export class AllocationEngine {
    * (`no-such-lease`), since anyone can send such a REQUEST from the host's address.
    */
   withdrawOffer(host6: string): Promise<EngineResult> {
+    if (this.#shared) return this.#retry(() => this.#withdrawOffer(host6));
+    return this.#withdrawOffer(host6);
+  }
+
+  #withdrawOffer(host6: string): Promise<EngineResult> {
     const refused = this.#refuse();
     if (refused) return refused;
     const key = this.#activeByHost.get(host6);
@@ -407,6 +482,11 @@ export class AllocationEngine {
 
   /** DSTM_RELEASE: the host gives back its active lease on `ipv4`. Never frees another host's lease. */
   release(host6: string, ipv4: number): Promise<EngineResult> {
+    if (this.#shared) return this.#retry(() => this.#release(host6, ipv4));
+    return this.#release(host6, ipv4);
+  }
+
+  #release(host6: string, ipv4: number): Promise<EngineResult> {
     const refused = this.#refuse();
     if (refused) return refused;
     const key = this.#activeByHost.get(host6);
@@ -418,36 +498,68 @@ export class AllocationEngine {
   }
 
   /**
-   * Marks every active lease whose time is up expired (durably) and returns them.
+   * Marks active leases whose time is up expired (durably) and returns them: at most
+   * `reclaimMaxLeases` of them, and it stops picking once `reclaimMaxMs` have passed, so that
+   * a crowd of overdue leases (a restart after a downtime longer than the lease time) never
+   * holds up the answers; {@link reclaimPending} then says more are due, and the caller sweeps
+   * again after letting other work run (lib/alloc/reclaimer.ts). Each slice is one store write.
    *
    * Time is up on the monotonic clock: a lease expires its lease time after it was granted
    * (or, for a lease loaded at start, after the time its stored `expiresAt` had left then).
    * A step of the wall clock (wall − monotonic moved by more than `clockStepMs` since the
    * last sweep) is reported to `onClockStep` and expires nothing early.
+   *
+   * Cost: O(k log n) for k leases reclaimed among n, whatever order their keys come in (the
+   * freed slots go to the free lists in key order, each at the tail: ./slots.ts).
    */
   sweep(): Promise<Lease[]> {
+    this.#reclaimPending = false;
     if (!this.#started || this.#closed) return Promise.resolve([]);
     const now = this.#now();
     const mono = this.#clock.check();
-    const ops: LeaseOp[] = [];
-    const keys: number[] = [];
-    const expired: Lease[] = [];
+    const maxLeases = this.#reclaimMaxLeases || Number.POSITIVE_INFINITY;
+    const deadline = this.#reclaimMaxMs ? performance.now() + this.#reclaimMaxMs : 0;
+    const due: number[] = [];
     const heap = this.#expiry;
     while (heap.size > 0 && heap.topTime() <= mono) {
+      if (due.length >= maxLeases || (deadline && performance.now() >= deadline)) {
+        this.#reclaimPending = true;
+        break;
+      }
       const key = heap.topKey();
-      const due = heap.topTime();
+      const time = heap.topTime();
       heap.pop();
       const row = this.#rows.get(key);
       // renewed or freed since
-      if (row?.state !== "active" || !this.#clock.isDeadline(row, due)) continue;
-      const lease = _copy(row, "expired", now);
-      this.#change(key, lease);
-      ops.push({ op: "put", lease });
+      if (row?.state !== "active" || !this.#clock.isDeadline(row, time)) continue;
+      due.push(key);
+    }
+    if (due.length === 0) return Promise.resolve([]);
+    // Every lease of this slice is freed at `now`: in key order, each one goes to the tail of
+    // its free list at once (in heap order, each insertion walked the list: O(k²)).
+    due.sort((a, b) => a - b);
+    const ops: LeaseOp[] = [];
+    const expired: Lease[] = [];
+    const keys: number[] = [];
+    for (let i = 0; i < due.length; i++) {
+      const key = due[i] as number;
+      // A key can be in the heap twice with one deadline (renewed within the same ms).
+      if (i > 0 && due[i - 1] === key) continue;
       keys.push(key);
+      const lease = _copy(this.#rows.get(key) as Lease, "expired", now);
+      this.#change(key, lease);
+      ops.push(this.#put(key, lease));
       expired.push(lease);
     }
-    if (ops.length === 0) return Promise.resolve([]);
     return this.#persist(ops, keys, expired, expired, (): Lease[] => []);
+  }
+
+  /**
+   * True when the last {@link sweep} stopped at its count or time limit with due leases left:
+   * sweep again soon (after letting pending answers go out), not at the next interval.
+   */
+  get reclaimPending(): boolean {
+    return this.#reclaimPending;
   }
 
   /** The stored expiry (wall clock, ms) of the active lease the sweeper expires next, or null. */
@@ -505,6 +617,17 @@ export class AllocationEngine {
     return this.#orphans;
   }
 
+  /**
+   * Rows stepped over so far by insertions into the free lists (each freed slot goes to its
+   * place in (time freed, key) order, walking from the tail): a cost counter for tests and
+   * benchmarks, linear in the slots freed when they are freed in order.
+   */
+  freeListSteps(): number {
+    let steps = 0;
+    for (const ps of this.#pools) steps += ps.walked;
+    return steps;
+  }
+
   /** Store writes so far and the ops they carried (ops/batches is the group-commit factor). */
   writeStats(): { readonly batches: number; readonly ops: number } {
     return this.#committer.stats;
@@ -513,6 +636,7 @@ export class AllocationEngine {
   /** Refuses new calls and waits until every change made so far is settled. Does not close the store. */
   async close(): Promise<void> {
     this.#closed = true;
+    await this.#unwatch?.();
     await this.#committer.flush();
   }
 
@@ -536,7 +660,7 @@ export class AllocationEngine {
   #apply(key: number, lease: Lease, outcome: EngineOutcome): Promise<EngineResult> {
     this.#change(key, lease);
     const epoch = this.#epoch;
-    return this.#committer.submit([{ op: "put", lease }]).then(
+    return this.#committer.submit([this.#put(key, lease)]).then(
       (): EngineResult => {
         this.#durable(key, lease);
         return { ok: true, lease, outcome };
@@ -554,10 +678,7 @@ export class AllocationEngine {
     outcome: EngineOutcome,
   ): Promise<EngineResult> {
     this.#change(key, lease);
-    const ops: LeaseOp[] = [
-      { op: "put", lease: end },
-      { op: "put", lease },
-    ];
+    const ops: LeaseOp[] = [this.#put(endKey, end), this.#put(key, lease)];
     const success: EngineResult = { ok: true, lease, outcome };
     return this.#persist(ops, [endKey, key], [end, lease], success, (failure) => failure);
   }
@@ -588,14 +709,74 @@ export class AllocationEngine {
 
   /** `lease` of `key` is durable; if a later change of the key is pending, it is now the rollback point. */
   #durable(key: number, lease: Lease): void {
+    if (this.#submitted.get(key) === lease) this.#submitted.delete(key);
     if (this.#rows.get(key) === lease) this.#inflight.delete(key);
     else this.#inflight.set(key, lease);
+  }
+
+  /**
+   * The put of `lease` (already in memory) with the row the store holds under `key` when the
+   * put reaches it: the last row submitted for the key, else the durable row (the one an
+   * offer kept in memory only replaced). A shared store checks it (compare-and-set).
+   */
+  #put(key: number, lease: Lease): LeaseOp {
+    const expected = this.#submitted.has(key)
+      ? this.#submitted.get(key)
+      : this.#inflight.has(key)
+        ? this.#inflight.get(key)
+        : this.#rows.get(key);
+    this.#submitted.set(key, lease);
+    return { op: "put", lease, expected: expected ?? null };
   }
 
   #failed(epoch: number, error: unknown): EngineResult {
     this.#rollback(epoch, error);
     const message = `lease store write failed: ${error instanceof Error ? error.message : String(error)}`;
-    return { ok: false, reason: "store-failed", message };
+    const result: EngineResult = { ok: false, reason: "store-failed", message };
+    if (error instanceof LeaseConflictError) _conflicted.add(result);
+    return result;
+  }
+
+  /**
+   * Runs a decision; when another server won the write (the rows it wrote are in memory
+   * now), decides again, up to {@link CONFLICT_RETRIES} times.
+   */
+  async #retry(decide: () => Promise<EngineResult>): Promise<EngineResult> {
+    let result = await decide();
+    for (let i = 0; i < CONFLICT_RETRIES && _conflicted.has(result); i++) {
+      if (this.#closed) break;
+      result = await decide();
+    }
+    return result;
+  }
+
+  /**
+   * Takes in rows the store holds now (written by another server, or by this one): each
+   * replaces the row of its key in memory, unless this engine has a change of that key not
+   * yet durable (its write then succeeds, or fails and brings the stored row back).
+   */
+  absorb(rows: readonly Lease[]): void {
+    if (!this.#started) return;
+    for (const row of rows) {
+      const key = _key(row);
+      const before = this.#rows.get(key);
+      if (this.#inflight.has(key) || sameLease(before, row)) continue;
+      this.#setRow(key, row);
+      this.#tellAbsorbed(before, row);
+    }
+  }
+
+  #tellAbsorbed(before: Lease | undefined, after: Lease | undefined): void {
+    try {
+      this.#onAbsorb?.(before, after);
+    } catch {
+      // a failing listener must not break the engine's view
+    }
+  }
+
+  /** Writes another server won so far (each made this engine take the stored rows and decide again). */
+  conflicts(): number {
+    return this.#conflicts;
   }
 
   /** Undoes every change not yet durable, once per failure (the first failed callback does it). */
@@ -605,6 +786,20 @@ export class AllocationEngine {
     this.#committer.abortPending(error);
     for (const [key, durable] of this.#inflight) this.#setRow(key, durable);
     this.#inflight.clear();
+    this.#submitted.clear();
+    if (error instanceof LeaseConflictError) {
+      // Another server changed these rows first: take them as they are stored now.
+      this.#conflicts++;
+      this.absorb(error.rows);
+      for (const key of error.missing) {
+        const before = this.#rows.get(key);
+        if (!before) continue;
+        this.#setRow(key, undefined);
+        this.#tellAbsorbed(before, undefined);
+      }
+      this.#reclaimPending = true;
+      return; // not a store failure: the shared store decided (counted by conflicts())
+    }
     try {
       this.#onStoreError?.(error);
     } catch {
@@ -653,6 +848,24 @@ export class AllocationEngine {
     if (usable) ps.settle(slot, key, next);
   }
 
+  /** `row` with the strings its pool already holds (TEP, pool name) and a literal state. */
+  #shareStrings(row: Lease): Lease {
+    const ps = this.#locate(row.ipv4, row.portSet.psid);
+    const state: LeaseState =
+      row.state === "active" ? "active" : row.state === "released" ? "released" : "expired";
+    return {
+      ipv4: row.ipv4,
+      portSet: row.portSet,
+      host6: row.host6,
+      tep4: row.tep4,
+      tep6: ps && row.tep6 === ps.tep6 ? ps.tep6 : row.tep6,
+      pool: ps && row.pool === ps.pool.name ? ps.pool.name : row.pool,
+      state,
+      grantedAt: row.grantedAt,
+      expiresAt: row.expiresAt,
+    };
+  }
+
   /** Makes a freed row the host's sticky slot unless the host has a newer one. */
   #remember(key: number, row: Lease): void {
     const newest = this.#historyByHost.get(row.host6);
@@ -689,7 +902,9 @@ export class AllocationEngine {
   /** A never-used slot of the first pool that has one, else the longest-free slot (in #slot). */
   #pickFresh(): PoolSlots | undefined {
     for (const ps of this.#pools) {
-      const slot = ps.takeNever();
+      const slot = this.#shared
+        ? ps.takeNeverNear(Math.floor(Math.random() * ps.state.length))
+        : ps.takeNever();
       if (slot >= 0) {
         this.#slot = slot;
         return ps;
@@ -764,6 +979,15 @@ function _copy(row: Lease, state: LeaseState, at: number): Lease {
     grantedAt: row.grantedAt,
     expiresAt: at,
   };
+}
+
+/** A reclamation limit: `value` (a whole number ≥ 0; 0 means none) or the default. */
+function _limit(value: number | undefined, fallback: number, unit: string): number {
+  const limit = value ?? fallback;
+  if (!Number.isInteger(limit) || limit < 0) {
+    throw new RangeError(`reclamation limit ${limit} ${unit}: must be a whole number (0: none)`);
+  }
+  return limit;
 }
 
 function _fail(reason: EngineFailure, message: string): Promise<EngineResult> {

@@ -44,6 +44,8 @@ export class PoolSlots {
   /** Slots in state ACTIVE / BLOCKED. */
   active = 0;
   blocked = 0;
+  /** Rows stepped over by free-list insertions so far: a cost counter (0 per insertion at the tail). */
+  walked = 0;
   /** Address index → number of active leases of another layout on it. */
   readonly #blockers = new Map<number, number>();
   readonly #share: number;
@@ -87,6 +89,20 @@ export class PoolSlots {
     while (cursor < state.length && state[cursor] !== NEVER) cursor++;
     this.#cursor = cursor;
     return cursor < state.length ? cursor : -1;
+  }
+
+  /**
+   * A NEVER slot among the `span` slots from `start` on, else {@link takeNever}'s: servers
+   * sharing a database start from different random places, so that they rarely pick the
+   * same slot at the same time (the database would make one of them pick again). O(span).
+   */
+  takeNeverNear(start: number, span = 64): number {
+    const state = this.state;
+    const end = Math.min(state.length, start + span);
+    for (let slot = Math.max(start, this.#cursor); slot < end; slot++) {
+      if (state[slot] === NEVER) return slot;
+    }
+    return this.takeNever();
   }
 
   /**
@@ -171,6 +187,7 @@ export class PoolSlots {
       if (other.expiresAt < row.expiresAt || (other.expiresAt === row.expiresAt && otherKey < key))
         break;
       after = prev[after] as number;
+      this.walked++;
     }
     const before = after >= 0 ? (next[after] as number) : this.head;
     prev[slot] = after;

@@ -36,6 +36,7 @@ import { PathMtuTable } from "../tunnel/pmtu.ts";
 import type { AuthKey } from "../wire/auth.ts";
 import { messageTypeName } from "../wire/dstm.ts";
 import { DSTM_PORT, Status } from "../wire/dstm_types.ts";
+import { AddressFollower } from "./address_follower.ts";
 import type { DtiHooks } from "./dti.ts";
 import {
   type ClientLease,
@@ -48,8 +49,13 @@ import {
 export interface NodeConfig {
   readonly server: string;
   readonly port?: number;
-  /** The host's IPv6 address (tunnel source); default: the source the kernel picks towards the server. */
+  /**
+   * The host's IPv6 address (tunnel source). Default: the source the kernel picks towards
+   * `sourceTowards` (default the server), followed when the host is renumbered.
+   */
   readonly host6?: string;
+  /** Where the default source address points (dhcp4o6: the TEP; default: the server). */
+  readonly sourceTowards?: string;
   /** Use this TEP instead of the one in the lease. */
   readonly tep6?: string;
   readonly key?: AuthKey;
@@ -122,7 +128,11 @@ export class DstmNode {
   });
   readonly #config: NodeConfig;
   readonly #ifname: string;
-  readonly #client: LeaseClient;
+  #client: LeaseClient;
+  /** Watches the host's IPv6 addresses (renumbering); absent when host6 was given. */
+  #addresses: AddressFollower | undefined;
+  /** Wakes the acquiring loop out of its back-off sleep. */
+  #wake: (() => void) | undefined;
 
   private constructor(config: NodeConfig, client: LeaseClient) {
     this.#config = config;
@@ -136,11 +146,18 @@ export class DstmNode {
     const port = config.port ?? DSTM_PORT;
     // Fail now, not after a lease, when the DTI cannot be made (no root, no TUN, name taken).
     if (!config.dti) closeTun(openTun(config.ifname ?? "dti0").fd);
-    const host6 = config.host6 ?? (await sourceAddressFor(config.server, port));
-    const client = config.leaseClient
-      ? await config.leaseClient(host6)
-      : await nativeLeaseClient(config, port, host6);
+    const towards = config.sourceTowards ?? config.server;
+    const host6 = config.host6 ?? (await sourceAddressFor(towards, port));
+    const client = await leaseClientFor(config, port, host6);
     const node = new DstmNode(config, client);
+    if (config.host6 === undefined) {
+      node.#addresses = AddressFollower.start({
+        current: () => node.#client.host6,
+        pick: () => sourceAddressFor(towards, port),
+        onGone: (gone, next) => node.#renumber(gone, next, port),
+        log: config.log,
+      });
+    }
     if (config.onDemand) {
       try {
         await node.#dtiUp(PLACEHOLDER_IPV4, undefined);
@@ -190,6 +207,8 @@ export class DstmNode {
     this.#stopping = true;
     clearTimeout(this.#timer);
     clearInterval(this.#idleTimer);
+    this.#addresses?.stop();
+    this.#wake?.();
     const lease = this.#lease;
     await this.#dtiDown();
     if (lease) await this.#release(lease, "release");
@@ -200,21 +219,25 @@ export class DstmNode {
 
   /** DISCOVER until a lease is granted (or the node stops), then use it. */
   #acquire(): Promise<void> {
-    this.#acquiring ??= (async () => {
+    if (this.#acquiring) return this.#acquiring;
+    const client = this.#client;
+    const running: Promise<void> = (async () => {
       const log = this.#config.log;
       let backoff = 1000;
       this.#state = "acquiring";
-      while (!this.#stopping) {
+      // A renumbering replaces the client and starts another loop: this one then ends.
+      while (!this.#stopping && client === this.#client) {
         try {
-          const lease = await this.#client.discover();
-          if (this.#stopping) {
-            await this.#client.release(lease.ipv4).catch(() => {});
+          const lease = await client.discover();
+          if (this.#stopping || client !== this.#client) {
+            // Stopped, or renumbered meanwhile: this lease is for an address we no longer use.
+            await client.release(lease.ipv4).catch(() => {});
             return;
           }
           await this.#use(lease);
           return;
         } catch (error) {
-          if (this.#stopping) return;
+          if (this.#stopping || client !== this.#client) return;
           const refused = error instanceof DstmRefusedError;
           log.warn(refused ? "refused" : "server-unreachable", {
             server: this.#config.server,
@@ -226,9 +249,10 @@ export class DstmNode {
         }
       }
     })().finally(() => {
-      this.#acquiring = undefined;
+      if (this.#acquiring === running) this.#acquiring = undefined;
     });
-    return this.#acquiring;
+    this.#acquiring = running;
+    return running;
   }
 
   /** A lease was granted: bring the DTI up with it (always on) or hand it to the Workers (on-demand). */
@@ -414,9 +438,58 @@ export class DstmNode {
 
   #sleep(ms: number): Promise<void> {
     return new Promise((resolve) => {
-      this.#timer = setTimeout(resolve, ms);
+      const done = () => {
+        clearTimeout(this.#timer);
+        this.#wake = undefined;
+        resolve();
+      };
+      this.#wake = done;
+      this.#timer = setTimeout(done, ms);
     });
   }
+
+  /**
+   * The address the lease is for is gone from the host (renumbered): drop the lease and the
+   * DTI, ask the server to release it from the old socket (best effort: the kernel still
+   * sends from an address just removed, so the server can free it at once instead of at
+   * expiry), and start over from `next`.
+   */
+  async #renumber(gone: string, next: string, port: number): Promise<void> {
+    if (this.#stopping) return;
+    const old = this.#client;
+    const lease = this.#lease;
+    this.#config.log.warn("address-gone", {
+      host6: gone,
+      next,
+      ipv4: lease ? formatIPv4(lease.ipv4) : undefined,
+      detail: "the host's IPv6 address was removed: starting over from a live one",
+    });
+    clearTimeout(this.#timer);
+    this.#leaseState.clearLease();
+    this.#lease = undefined;
+    await this.#dtiDown();
+    if (lease)
+      void old
+        .release(lease.ipv4)
+        .catch(() => {})
+        .finally(() => old.close());
+    else old.close();
+    this.#client = await leaseClientFor(this.#config, port, next);
+    if (this.#stopping) return;
+    if (this.#config.onDemand) {
+      await this.#dtiUp(PLACEHOLDER_IPV4, undefined);
+      this.#state = "idle";
+      return;
+    }
+    this.#wake?.();
+    this.#acquiring = undefined; // the old loop (if any) ends on its own: its client is gone
+    void this.#acquire();
+  }
+}
+
+/** The configured allocation protocol's client for `host6`. */
+function leaseClientFor(config: NodeConfig, port: number, host6: string): Promise<LeaseClient> {
+  return config.leaseClient ? config.leaseClient(host6) : nativeLeaseClient(config, port, host6);
 }
 
 /** The native DSTM protocol as a LeaseClient, telling the user at once when the server is silent. */

@@ -59,9 +59,16 @@ export function leaseKey(ipv4: number, psid: number): number {
   return ipv4 * 65536 + psid;
 }
 
-/** One change to apply to a store. `put` inserts or replaces the row with the same key. */
+/**
+ * One change to apply to a store. `put` inserts or replaces the row with the same key.
+ *
+ * `expected` makes the put a compare-and-set, for stores shared by several servers
+ * (lib/lease/postgres.ts): it is the row the writer believes is stored under the key now
+ * (`null`: none). When the stored row differs (another server changed it since), the batch
+ * rejects with {@link LeaseConflictError} and nothing of it applies. Absent: a plain put.
+ */
 export type LeaseOp =
-  | { readonly op: "put"; readonly lease: Lease }
+  | { readonly op: "put"; readonly lease: Lease; readonly expected?: Lease | null }
   | { readonly op: "delete"; readonly key: number };
 
 /**
@@ -75,6 +82,8 @@ export type LeaseOp =
  *   different key rejects the whole batch (one host, one active lease).
  * - `loadAll()` returns every row, in key order.
  * - After `close()`, every call rejects.
+ * - Stores with `shared` (PostgreSQL; also memory, as the reference) check a put's
+ *   `expected` row; SQLite has one writer and ignores it.
  */
 export interface LeaseStore {
   /** `"memory"`, `"sqlite"`, … for logs and metrics. */
@@ -82,6 +91,50 @@ export interface LeaseStore {
   loadAll(): Promise<Lease[]>;
   write(ops: readonly LeaseOp[]): Promise<void>;
   close(): Promise<void>;
+  /**
+   * Several servers may write this store at once (PostgreSQL): the engine then sends
+   * `expected` rows, and follows the other servers' changes with {@link watch}.
+   */
+  readonly shared?: boolean;
+  /**
+   * Calls `onRows` with the rows other writers (and this one) changed, oldest change first,
+   * from now until the returned stop function is called. Shared stores only.
+   */
+  watch?(onRows: (rows: Lease[]) => void): () => Promise<void>;
+}
+
+/** A compare-and-set put found another row than it expected: another server changed the key. */
+export class LeaseConflictError extends Error {
+  override readonly name = "LeaseConflictError";
+  /**
+   * @param rows the stored rows now under the batch's keys and the active rows of its hosts
+   * @param missing the batch's keys that have no row now
+   */
+  constructor(
+    message: string,
+    readonly rows: readonly Lease[] = [],
+    readonly missing: readonly number[] = [],
+  ) {
+    super(message);
+  }
+}
+
+/** True when two rows are the same lease (every field equal). */
+export function sameLease(a: Lease | null | undefined, b: Lease | null | undefined): boolean {
+  if (!a || !b) return !a && !b;
+  return (
+    a.ipv4 === b.ipv4 &&
+    a.portSet.psid === b.portSet.psid &&
+    a.portSet.psidLength === b.portSet.psidLength &&
+    a.portSet.offset === b.portSet.offset &&
+    a.host6 === b.host6 &&
+    a.tep4 === b.tep4 &&
+    a.tep6 === b.tep6 &&
+    a.pool === b.pool &&
+    a.state === b.state &&
+    a.grantedAt === b.grantedAt &&
+    a.expiresAt === b.expiresAt
+  );
 }
 
 /**

@@ -3,19 +3,48 @@
  * the SQLite store is checked against (test/lease_conformance.test.ts runs both).
  *
  * It enforces the whole {@link LeaseStore} contract, including the one-active-lease-per-host
- * rule and atomic batches, so code that passes against it does not break on SQLite.
+ * rule, atomic batches and the `expected` row of a put (compare-and-set, as the shared
+ * PostgreSQL store does), so code that passes against it does not break on SQLite or
+ * PostgreSQL.
  *
  * @module
  */
-import { type Lease, type LeaseOp, type LeaseStore, LeaseStoreError, leaseKey } from "./lease.ts";
+import {
+  type Lease,
+  LeaseConflictError,
+  type LeaseOp,
+  type LeaseStore,
+  LeaseStoreError,
+  leaseKey,
+  sameLease,
+} from "./lease.ts";
 
 /** Rows in memory; nothing survives the process. */
 export class MemoryLeaseStore implements LeaseStore {
   readonly kind = "memory";
+  /**
+   * With `{ shared: true }`, several engines may use this one store at once, as several
+   * servers share one PostgreSQL database: the tests' model of active-active.
+   */
+  readonly shared: boolean;
+  readonly #watchers = new Set<(rows: Lease[]) => void>();
   readonly #rows = new Map<number, Lease>();
   /** host6 → key of that host's active lease. */
   readonly #activeByHost = new Map<string, number>();
   #closed = false;
+
+  constructor(opts: { shared?: boolean } = {}) {
+    this.shared = opts.shared === true;
+  }
+
+  /** Shared stores: tells `onRows` (one turn of the event loop later) the rows each write put. */
+  watch(onRows: (rows: Lease[]) => void): () => Promise<void> {
+    this.#watchers.add(onRows);
+    return () => {
+      this.#watchers.delete(onRows);
+      return Promise.resolve();
+    };
+  }
 
   /** Every row in key order. */
   loadAll(): Promise<Lease[]> {
@@ -31,12 +60,25 @@ export class MemoryLeaseStore implements LeaseStore {
   write(ops: readonly LeaseOp[]): Promise<void> {
     if (this.#closed) return Promise.reject(_closed());
     const undo: [number, Lease | undefined][] = [];
+    let conflict: string | undefined;
     try {
       for (const op of ops) {
         const key = op.op === "put" ? leaseKey(op.lease.ipv4, op.lease.portSet.psid) : op.key;
         const next = op.op === "put" ? op.lease : undefined;
+        if (op.op === "put" && op.expected !== undefined) {
+          const stored = this.#rows.get(key);
+          if (!sameLease(stored, op.expected)) {
+            conflict = `key ${key} holds another row than the writer expected`;
+            break;
+          }
+        }
         if (next?.state === "active") {
           const held = this.#activeByHost.get(next.host6);
+          if (held !== undefined && held !== key && op.op === "put" && op.expected !== undefined) {
+            // Compare-and-set: the writer did not know of the host's lease (another server's).
+            conflict = `host ${next.host6} already holds an active lease (key ${held})`;
+            break;
+          }
           if (held !== undefined && held !== key) {
             throw new LeaseStoreError(
               `host ${next.host6} already holds an active lease (key ${held}); release it first`,
@@ -46,14 +88,36 @@ export class MemoryLeaseStore implements LeaseStore {
         undo.push([key, this.#rows.get(key)]);
         this.#set(key, next);
       }
+      if (conflict) throw new LeaseConflictError(conflict);
     } catch (error) {
       for (let i = undo.length - 1; i >= 0; i--) {
         const [key, previous] = undo[i] as [number, Lease | undefined];
         this.#set(key, previous);
       }
-      return Promise.reject(error);
+      return Promise.reject(conflict ? this.#conflict(conflict, ops) : error);
+    }
+    if (this.#watchers.size > 0) {
+      const rows = ops.flatMap((op) => (op.op === "put" ? [op.lease] : []));
+      setImmediate(() => {
+        for (const watcher of this.#watchers) watcher(rows);
+      });
     }
     return Promise.resolve();
+  }
+
+  /** As PostgreSQL reports it: the rows stored now under the batch's keys and for its hosts. */
+  #conflict(message: string, ops: readonly LeaseOp[]): LeaseConflictError {
+    const rows: Lease[] = [];
+    const missing: number[] = [];
+    for (const op of ops) {
+      const key = op.op === "put" ? leaseKey(op.lease.ipv4, op.lease.portSet.psid) : op.key;
+      const row = this.#rows.get(key);
+      if (row) rows.push(row);
+      else missing.push(key);
+      const held = op.op === "put" ? this.#activeByHost.get(op.lease.host6) : undefined;
+      if (held !== undefined && held !== key) rows.push(this.#rows.get(held) as Lease);
+    }
+    return new LeaseConflictError(message, rows, missing);
   }
 
   close(): Promise<void> {

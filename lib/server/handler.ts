@@ -93,10 +93,15 @@ export class DstmHandler {
   }
 
   /**
-   * Handles one datagram from `source`:`port`; resolves to the answer bytes, or null to stay
-   * silent.
+   * Handles one datagram from `source`:`port`, sent to this server's address `local`;
+   * resolves to the answer bytes, or null to stay silent.
    */
-  async handle(raw: Uint8Array, source: string, port = 0): Promise<Uint8Array | null> {
+  async handle(
+    raw: Uint8Array,
+    source: string,
+    port = 0,
+    local?: string,
+  ): Promise<Uint8Array | null> {
     const decoded = decodeMessage(raw);
     if (!decoded.ok) return this.#malformed(raw, decoded.error, source);
     const request = decoded.value;
@@ -104,7 +109,7 @@ export class DstmHandler {
     if (this.#o.bindings !== undefined && isTepMessage(request.type)) {
       // The server ⇄ TEP channel (SYNC, BIND_ACK, NAK): checked against the configured TEPs
       // and the TEP key, never the host keys; never answered here (docs/security.md).
-      this.#o.bindings.onTepMessage(bytes, request, source, port);
+      this.#o.bindings.onTepMessage(bytes, request, source, port, local);
       return null;
     }
     if (!isRequestType(request.type)) {

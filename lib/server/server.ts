@@ -5,15 +5,17 @@
  * @module
  */
 import { AllocationEngine, type PoolConfig } from "../alloc/engine.ts";
+import { Reclaimer } from "../alloc/reclaimer.ts";
 import { controlHandler, metricsResponse } from "../control/api.ts";
 import type { Logger } from "../control/log.ts";
 import { Metrics } from "../control/metrics.ts";
-import type { LeaseStore } from "../lease/lease.ts";
+import type { Lease, LeaseStore } from "../lease/lease.ts";
 import { MemoryLeaseStore } from "../lease/memory.ts";
+import { isPostgresUrl, PostgresLeaseStore } from "../lease/postgres.ts";
 import { SqliteLeaseStore } from "../lease/sqlite.ts";
 import { formatIPv4 } from "../net/addr.ts";
 import { type HttpEndpoint, serveTcp, serveUnix } from "../sys/http.ts";
-import { bindUdp, UdpBindError, type UdpEndpoint } from "../sys/udp.ts";
+import { listenUdp, UdpBindError, type UdpEndpoint } from "../sys/udp.ts";
 import { type AuthKey, ReplayGuard } from "../wire/auth.ts";
 import { ADMISSION_DEFAULTS, Admission } from "./admission.ts";
 import { Dhcp4o6Handler } from "./dhcp4o6.ts";
@@ -26,7 +28,7 @@ export interface ServerConfig {
   readonly leaseTime: number;
   readonly maxLeaseTime?: number;
   readonly listen: { readonly address: string; readonly port: number };
-  /** SQLite lease database; in-memory leases when absent. */
+  /** SQLite lease database, or a `postgres://` URL (shared by several servers); in-memory leases when absent. */
   readonly db?: string;
   /** Create the database empty even though dstm created one at `db` before (it vanished). */
   readonly newDb?: boolean;
@@ -43,6 +45,8 @@ export interface ServerConfig {
   readonly metrics?: { readonly address: string; readonly port: number };
   /** UDP port of the TEPs' control endpoint (default 4608). */
   readonly tepPort?: number;
+  /** Source of BIND / UNBIND to the TEPs (default: the listen address, or where each TEP's SYNC arrived). */
+  readonly tepSource?: string;
   /** Refuse leases whose TEP has not synced yet, instead of delivering them in its first snapshot. */
   readonly requireTep?: boolean;
   /**
@@ -71,6 +75,11 @@ export interface ServerConfig {
   readonly clock?: { readonly now?: () => number; readonly monotonic?: () => number };
   /** How often the sweeper looks for expired leases (ms). */
   readonly sweepIntervalMs?: number;
+  /**
+   * Bounds of one reclamation slice (lib/alloc/reclaimer.ts): most leases (default 100) and
+   * longest time (ms, default 250); 0: no bound. Answers go out between slices.
+   */
+  readonly reclaim?: { readonly maxLeases?: number; readonly maxMs?: number };
   readonly log: Logger;
 }
 
@@ -84,7 +93,7 @@ export class DstmServer {
   #udp: UdpEndpoint | undefined;
   #udp4o6: UdpEndpoint | undefined;
   #http: HttpEndpoint[] = [];
-  #sweeper: ReturnType<typeof setInterval> | undefined;
+  #sweeper: Reclaimer | undefined;
   #inflight = 0;
   #metricsWhere: string | undefined;
   #tepSync: TepSync | undefined;
@@ -117,9 +126,11 @@ export class DstmServer {
    * did) with a one-line message on bad configuration or an unavailable resource.
    */
   static async start(config: ServerConfig): Promise<DstmServer> {
-    const store: LeaseStore = config.db
-      ? SqliteLeaseStore.open(config.db, { newDb: config.newDb })
-      : new MemoryLeaseStore();
+    const store: LeaseStore = !config.db
+      ? new MemoryLeaseStore()
+      : isPostgresUrl(config.db)
+        ? await PostgresLeaseStore.open(config.db)
+        : SqliteLeaseStore.open(config.db, { newDb: config.newDb });
     const metrics = new Metrics();
     let server: DstmServer | undefined;
     const log = config.log;
@@ -138,6 +149,13 @@ export class DstmServer {
         maxLeasesPerPrefix:
           config.admission?.maxLeasesPerPrefix ?? ADMISSION_DEFAULTS.maxLeasesPerPrefix,
         hostPrefixLength: config.admission?.hostPrefixLength,
+        reclaimMaxLeases: config.reclaim?.maxLeases,
+        reclaimMaxMs: config.reclaim?.maxMs,
+        // Another server sharing the database decided: keep this server's TEP view whole, so
+        // that the snapshot it sends a TEP has every binding (docs/scale-out.md).
+        onAbsorb: (before, after) => {
+          if (server) server.#absorbed(before, after);
+        },
         onClockStep: (stepMs) => {
           // Leases keep their time on the monotonic clock: nothing expires early or late.
           metrics.inc("dstm_clock_steps_total", {});
@@ -168,6 +186,10 @@ export class DstmServer {
       "Leasable units of each pool (addresses, or address × port set when shared), by state",
     );
     metrics.gauge("dstm_leases_active", "Active leases");
+    metrics.gauge(
+      "dstm_lease_write_conflicts",
+      "Lease writes another server sharing the database won (each decided again)",
+    );
     metrics.counter("dstm_leases_expired_total", "Leases reclaimed by the expiry sweeper");
     metrics.onCollect(() => {
       let active = 0;
@@ -177,6 +199,7 @@ export class DstmServer {
         active += pool.active;
       }
       metrics.set("dstm_leases_active", {}, active);
+      metrics.set("dstm_lease_write_conflicts", {}, engine.conflicts());
     });
     const keys =
       config.keys && config.keys.length > 0
@@ -190,7 +213,11 @@ export class DstmServer {
         requireTep: config.requireTep,
         log: this.#log,
         metrics,
-        send: (data, address, port) => this.#udp?.send(data, address, port) ?? false,
+        send: (data, address, port, source) =>
+          this.#udp?.send(data, address, port, source) ?? false,
+        source:
+          config.tepSource ??
+          (isWildcard(config.listen.address) ? undefined : config.listen.address),
       },
       engine.leases({ state: "active" }),
     );
@@ -213,23 +240,28 @@ export class DstmServer {
       log: this.#log,
       metrics,
     });
-    this.#udp = await bindUdp(config.listen.address, config.listen.port, (data, address, port) => {
-      if (this.#stopping) return;
-      this.#inflight++;
-      handler.handle(data, address, port).then(
-        (answer) => {
-          this.#inflight--;
-          if (answer && this.#udp && !this.#udp.send(answer, address, port)) {
-            metrics.inc("dstm_dropped_total", { reason: "send-failed" });
-          }
-        },
-        (error: unknown) => {
-          this.#inflight--;
-          metrics.inc("dstm_dropped_total", { reason: "internal-error" });
-          this.#log.error("internal-error", { detail: (error as Error).message, from: address });
-        },
-      );
-    });
+    // Answers leave from the address the query was sent to (IPV6_PKTINFO on `::`).
+    this.#udp = await listenUdp(
+      config.listen.address,
+      config.listen.port,
+      (data, address, port, local) => {
+        if (this.#stopping) return;
+        this.#inflight++;
+        handler.handle(data, address, port, local).then(
+          (answer) => {
+            this.#inflight--;
+            if (answer && this.#udp && !this.#udp.send(answer, address, port, local)) {
+              metrics.inc("dstm_dropped_total", { reason: "send-failed" });
+            }
+          },
+          (error: unknown) => {
+            this.#inflight--;
+            metrics.inc("dstm_dropped_total", { reason: "internal-error" });
+            this.#log.error("internal-error", { detail: (error as Error).message, from: address });
+          },
+        );
+      },
+    );
     if (config.dhcp4o6) await this.#openDhcp4o6(config.dhcp4o6);
     if (config.dhcp4o6 && keys && !config.dhcp4o6.allow) {
       this.#log.warn("dhcp4o6-open", {
@@ -259,8 +291,14 @@ export class DstmServer {
       this.#metricsWhere = endpoint.where;
     }
     this.#warnTepAuthOff(config);
-    const interval = config.sweepIntervalMs ?? 1000;
-    this.#sweeper = setInterval(() => void this.#sweep(), interval);
+    this.#sweeper = new Reclaimer({
+      engine,
+      onExpired: (expired) => this.#expired(expired),
+      onRun: ({ leases, slices, ms }) =>
+        this.#log.info("reclaim", { leases, slices, "time-ms": Math.round(ms) }),
+      beforeRun: () => this.#storeStillThere(),
+    });
+    this.#sweeper.start(config.sweepIntervalMs ?? 1000);
     const pools = engine.stats();
     this.#log.info("start", {
       listen: `[${this.#udp.address}]:${this.#udp.port}`,
@@ -268,7 +306,12 @@ export class DstmServer {
       addresses: pools.reduce((n, p) => n + p.addresses, 0),
       leases: pools.reduce((n, p) => n + p.size, 0),
       active: pools.reduce((n, p) => n + p.active, 0),
-      store: config.db ? `sqlite:${config.db}` : "memory",
+      store:
+        this.#store instanceof PostgresLeaseStore
+          ? this.#store.where
+          : config.db
+            ? `sqlite:${config.db}`
+            : "memory",
       auth: keys ? `${keys.size} key(s)` : "off",
       "max-leases-per-prefix":
         config.admission?.maxLeasesPerPrefix ?? ADMISSION_DEFAULTS.maxLeasesPerPrefix,
@@ -298,13 +341,13 @@ export class DstmServer {
       log: this.#log,
       metrics: this.metrics,
     });
-    const endpoint = await bindUdp(c.address, c.port, (data, address, port) => {
+    const endpoint = await listenUdp(c.address, c.port, (data, address, port, local) => {
       if (this.#stopping) return;
       this.#inflight++;
       handler.handle(data, address).then(
         (answer) => {
           this.#inflight--;
-          if (answer) this.#udp4o6?.send(answer, address, port);
+          if (answer) this.#udp4o6?.send(answer, address, port, local);
         },
         (error: unknown) => {
           this.#inflight--;
@@ -351,17 +394,28 @@ export class DstmServer {
     void this.stop();
   }
 
-  async #sweep(): Promise<void> {
-    if (this.#store instanceof SqliteLeaseStore) {
-      try {
-        this.#store.verify(); // notices a vanished database while no request comes
-      } catch (error) {
-        this.#storeFailed(error);
-        return;
-      }
+  /** Before each reclamation run: notices a vanished SQLite database while no request comes. */
+  #storeStillThere(): boolean {
+    if (!(this.#store instanceof SqliteLeaseStore)) return true;
+    try {
+      this.#store.verify();
+      return true;
+    } catch (error) {
+      this.#storeFailed(error);
+      return false;
     }
-    const expired = await this.engine.sweep();
-    if (expired.length === 0) return;
+  }
+
+  #absorbed(before: Lease | undefined, after: Lease | undefined): void {
+    const sync = this.#tepSync;
+    if (!sync) return;
+    const was = before?.state === "active" ? before : undefined;
+    const now = after?.state === "active" ? after : undefined;
+    if (was && (!now || now.host6 !== was.host6 || now.tep6 !== was.tep6)) sync.remove(was);
+    if (now && (!was || now.host6 !== was.host6 || now.tep6 !== was.tep6)) void sync.install(now);
+  }
+
+  #expired(expired: readonly Lease[]): void {
     this.metrics.inc("dstm_leases_expired_total", {}, expired.length);
     for (const lease of expired) {
       this.#tepSync?.remove(lease);
@@ -381,7 +435,7 @@ export class DstmServer {
 
   async #stop(): Promise<void> {
     this.#stopping = true;
-    if (this.#sweeper) clearInterval(this.#sweeper);
+    await this.#sweeper?.stop();
     for (let i = 0; i < 200 && this.#inflight > 0; i++)
       await new Promise((resolve) => setTimeout(resolve, 5));
     this.#udp?.close();
@@ -393,4 +447,9 @@ export class DstmServer {
     this.#log.info("stop", {});
     this.#log.flush();
   }
+}
+
+/** True for the IPv6 wildcard address (`::`): the kernel would pick each source. */
+function isWildcard(address: string): boolean {
+  return /^[0:]+$/.test(address);
 }

@@ -37,7 +37,10 @@ export interface TepChannelOptions {
   /** Server ⇄ TEP keys (`--tep-key`); the first signs. Empty: the channel is unauthenticated. */
   readonly keys: readonly AuthKey[];
   /** Sends a datagram from the server's listening socket. */
-  readonly send: (data: Uint8Array, address: string, port: number) => boolean;
+  /** Sends from the server's listening socket, from the address `source` when given. */
+  readonly send: (data: Uint8Array, address: string, port: number, source?: string) => boolean;
+  /** Source address for every TEP (`--tep-source`, or a listen address that is not `::`). */
+  readonly source?: string;
   readonly log: Logger;
   readonly metrics: Metrics;
   readonly now: () => number;
@@ -60,6 +63,7 @@ export class TepChannel {
   readonly #keys: ReadonlyMap<number, AuthKey>;
   readonly #guard = new ReplayGuard();
   readonly #inFlight = new Map<number, InFlight>();
+  readonly #sources = new Map<string, string>();
   readonly #warn: WarnLimit;
   #xid = (Math.random() * 2 ** 32) >>> 0;
   #closed = false;
@@ -85,13 +89,22 @@ export class TepChannel {
     return this.#teps;
   }
 
+  /**
+   * Sends to `tep6` from `source` from now on: the server address its accepted SYNC arrived at
+   * (a multihomed server must use the address the TEP knows as `--server`). Only configured
+   * TEPs are kept, so this map is bounded by the configuration.
+   */
+  setSource(tep6: string, source: string): void {
+    if (this.#teps.has(tep6)) this.#sources.set(tep6, source);
+  }
+
   /** Signs (with a TEP key) or encodes `message` and sends it to `tep6`'s control port. */
   send(tep6: string, message: DstmMessage): boolean {
     const key = this.#o.keys[0];
     const bytes = key
       ? signMessage(message, key, this.#o.now(), undefined, "tep")
       : encodeMessage(message);
-    return this.#o.send(bytes, tep6, this.#o.port);
+    return this.#o.send(bytes, tep6, this.#o.port, this.#o.source ?? this.#sources.get(tep6));
   }
 
   /**

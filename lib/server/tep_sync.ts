@@ -51,9 +51,16 @@ export interface BindingSink {
   pending(lease: Lease): Promise<boolean> | undefined;
   /**
    * A SYNC, BIND_ACK or NAK arrived at the server socket (`raw`: the message's bytes, decoded
-   * as `message`); it is checked here (configured TEP, port, TEP key) and counted when refused.
+   * as `message`; `local`: the server address it was sent to); it is checked here (configured
+   * TEP, port, TEP key) and counted when refused.
    */
-  onTepMessage(raw: Uint8Array, message: DstmMessage, from: string, port: number): void;
+  onTepMessage(
+    raw: Uint8Array,
+    message: DstmMessage,
+    from: string,
+    port: number,
+    local?: string,
+  ): void;
 }
 
 interface TepState {
@@ -78,8 +85,13 @@ export interface TepSyncOptions {
   readonly requireTep?: boolean;
   readonly log: Logger;
   readonly metrics: Metrics;
-  /** Sends a datagram from the server's listening socket (all TEP traffic leaves from there). */
-  readonly send: (data: Uint8Array, address: string, port: number) => boolean;
+  /** Sends a datagram from the server's listening socket (all TEP traffic leaves from there), from `source` when given. */
+  readonly send: (data: Uint8Array, address: string, port: number, source?: string) => boolean;
+  /**
+   * Source address of BIND / UNBIND / SNAPSHOT (`--tep-source`, or the listen address when it
+   * is not `::`); default: the address the TEP's SYNC was sent to (the TEP's `--server`).
+   */
+  readonly source?: string;
   readonly now?: () => number;
 }
 
@@ -196,15 +208,24 @@ export class TepSync implements BindingSink {
     });
   }
 
-  onTepMessage(raw: Uint8Array, message: DstmMessage, from: string, port: number): void {
+  onTepMessage(
+    raw: Uint8Array,
+    message: DstmMessage,
+    from: string,
+    port: number,
+    local?: string,
+  ): void {
     const accepted = this.#channel.receive(raw, message, from, port);
-    if (accepted) this.#onSync(accepted.sync, accepted.tep6, from);
+    if (accepted) this.#onSync(accepted.sync, accepted.tep6, from, local);
   }
 
-  /** An accepted SYNC from the configured TEP `tep6`. */
-  #onSync(message: DstmMessage, tep6: string, from: string): void {
+  /** An accepted SYNC from the configured TEP `tep6`, sent to our address `local`. */
+  #onSync(message: DstmMessage, tep6: string, from: string, local?: string): void {
     const tep = this.#teps.get(tep6);
     if (!tep) return;
+    // The TEP accepts only its `--server` address: talk to it from where it talks to us.
+    const source = this.#o.source ?? local;
+    if (source !== undefined) this.#channel.setSource(tep6, source);
     const wasConnected = this.#connected(tep);
     tep.lastSync = this.#now();
     this.#o.metrics.inc("dstm_tep_messages_total", { kind: "sync" });

@@ -38,6 +38,7 @@ const SYMBOLS = {
   recvmsg: { args: ["i32", "ptr", "i32"], returns: "i32" },
   setsockopt: { args: ["i32", "i32", "i32", "ptr", "u32"], returns: "i32" },
   getsockopt: { args: ["i32", "i32", "i32", "ptr", "ptr"], returns: "i32" },
+  getsockname: { args: ["i32", "ptr", "ptr"], returns: "i32" },
   poll: { args: ["ptr", "u64", "i32"], returns: "i32" },
   if_nametoindex: { args: ["ptr"], returns: "u32" },
   __errno_location: { args: [], returns: "ptr" },
@@ -327,6 +328,25 @@ const _intOptLen = new Uint32Array(1);
 export function setsockoptInt(fd: number, level: number, name: number, value: number): number {
   _intOpt[0] = value;
   return _result(_libc().setsockopt(fd, level, name, _intOptBytes, 4));
+}
+
+/** setsockopt(2) with a struct value (e.g. `struct ipv6_mreq` for IPV6_JOIN_GROUP). */
+export function setsockoptBytes(
+  fd: number,
+  level: number,
+  name: number,
+  value: Uint8Array,
+): number {
+  return _result(_libc().setsockopt(fd, level, name, value, value.length));
+}
+
+/** IPV6_JOIN_GROUP (IPV6_ADD_MEMBERSHIP): join a multicast group, `struct ipv6_mreq`. */
+export const IPV6_JOIN_GROUP = 20;
+
+/** getsockname(2) into `addr` (its length in, the address length out via `addrLen[0]`). */
+export function getsockname(fd: number, addr: Uint8Array, addrLen: Uint32Array): number {
+  addrLen[0] = addr.length;
+  return _result(_libc().getsockname(fd, addr, addrLen));
 }
 
 /** getsockopt(2) of an `int` value; the value (>= 0 for every option used here) or -errno. */

@@ -5,16 +5,33 @@
  * @module
  */
 
-/** Receives one datagram. `data` is owned by the callee (Bun allocates one per datagram). */
-export type DatagramHandler = (data: Uint8Array, address: string, port: number) => void;
+import { SysError } from "./libc.ts";
+import { listenUdpPktinfo } from "./udp_pktinfo.ts";
+
+/**
+ * Receives one datagram. `data` is owned by the callee (Bun allocates one per datagram).
+ * `local` is the address it was sent to: the bound address, or for a {@link listenUdp} on
+ * `::` the destination the kernel reports (IPV6_PKTINFO).
+ */
+export type DatagramHandler = (
+  data: Uint8Array,
+  address: string,
+  port: number,
+  local: string,
+) => void;
 
 /** A bound UDP socket. */
 export interface UdpEndpoint {
   /** Local address and port actually bound (the port is chosen by the kernel when 0 was asked). */
   readonly address: string;
   readonly port: number;
-  /** Sends one datagram; returns false when the kernel refused it (buffer full, unreachable). */
-  send(data: Uint8Array, address: string, port: number): boolean;
+  /**
+   * Sends one datagram; returns false when the kernel refused it (buffer full, unreachable).
+   * `source`: the local address to send from, honoured by a {@link listenUdp} on `::` (pass
+   * the `local` of the query being answered); a socket bound to one address always sends
+   * from it.
+   */
+  send(data: Uint8Array, address: string, port: number, source?: string): boolean;
   close(): void;
   /** ICMP errors reported for earlier sends (e.g. port unreachable). */
   readonly asyncErrors: number;
@@ -51,8 +68,8 @@ export async function bindUdp(
       port,
       binaryType: "uint8array",
       socket: {
-        data(_sock, data, fromPort, fromAddress) {
-          onDatagram(data, fromAddress, fromPort);
+        data(sock, data, fromPort, fromAddress) {
+          onDatagram(data, fromAddress, fromPort, sock.hostname);
         },
         // ICMP errors for earlier sends (port unreachable: a peer went away) surface here on
         // Linux; they are not this socket's failure, so they are counted, not thrown.
@@ -87,6 +104,30 @@ export async function bindUdp(
       return errors.count;
     },
   };
+}
+
+/**
+ * Opens a listener that answers from the address each query was sent to: on a wildcard
+ * address (`::`) through IPV6_PKTINFO (udp_pktinfo.ts), so a host with several IPv6
+ * addresses answers a query to any of them from that address; on one address, a socket bound
+ * to it ({@link bindUdp}). Reply with `endpoint.send(answer, address, port, local)`.
+ *
+ * @example
+ * const ep = await listenUdp("::", 4607, (q, from, port, local) => ep.send(answer(q), from, port, local));
+ */
+export async function listenUdp(
+  address: string,
+  port: number,
+  onDatagram: DatagramHandler,
+): Promise<UdpEndpoint> {
+  if (address !== "::" && address !== "::0" && address !== "0:0:0:0:0:0:0:0")
+    return bindUdp(address, port, onDatagram);
+  try {
+    return await listenUdpPktinfo(port, onDatagram);
+  } catch (error) {
+    if (!(error instanceof SysError)) throw error;
+    throw new UdpBindError(explainBindError(error.code, "::", port), error.code);
+  }
 }
 
 function explainBindError(code: string, address: string, port: number): string {

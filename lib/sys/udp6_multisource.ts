@@ -26,6 +26,7 @@ import { Errno, SysError } from "./libc.ts";
 /** sizeof(struct sockaddr_in6): family u16, port u16, flowinfo u32, addr[16], scope_id u32. */
 const SOCKADDR_IN6_SIZE = 28;
 const SIN6_ADDR = 8;
+const SIN6_SCOPE_ID = 24;
 /** struct msghdr: name@0, namelen@8, iov@16, iovlen@24, control@32, controllen@40, flags@48. */
 const MSGHDR_SIZE = 56;
 const MSG_NAME = 0;
@@ -80,6 +81,10 @@ export class Udp6MultiSource {
   private readonly _recvControl = new Uint8Array(RECV_CONTROL_SIZE);
   private readonly _recvControlView = new DataView(this._recvControl.buffer);
   private readonly _recvFrom = new Uint8Array(SOCKADDR_IN6_SIZE);
+  // Views made before any pointer is taken: reading `.buffer` of a small typed array later
+  // moves its storage, and the kernel would then write where JS no longer reads.
+  private readonly _recvFromView = new DataView(this._recvFrom.buffer);
+  private readonly _destView = new DataView(this._dest.buffer);
   private readonly _pollIn = new Uint8Array(8);
   /** The receive buffer whose address is in the recv iovec (set again when it changes). */
   private _recvBuf: Uint8Array | null = null;
@@ -149,11 +154,49 @@ export class Udp6MultiSource {
     return sock;
   }
 
-  /** Where {@link send} sends: `address` (16 bytes) and `port`. */
-  setDestination(address: Uint8Array, port: number): void {
+  /** Wraps a socket opened by {@link open} in another thread (fds are per process). */
+  static attach(fd: number): Udp6MultiSource {
+    return new Udp6MultiSource(fd);
+  }
+
+  /** The local port the socket is bound to (getsockname), or -errno. */
+  localPort(): number {
+    const sa = new Uint8Array(SOCKADDR_IN6_SIZE);
+    const r = libc.getsockname(this.fd, sa, new Uint32Array(1));
+    return r < 0 ? r : (sa[2]! << 8) | sa[3]!;
+  }
+
+  /**
+   * Where {@link send} sends: `address` (16 bytes), `port`, and for a link-local address the
+   * interface index `scopeId` (sin6_scope_id).
+   */
+  setDestination(address: Uint8Array, port: number, scopeId = 0): void {
     this._dest.set(address.subarray(0, 16), SIN6_ADDR);
     this._dest[2] = port >>> 8;
     this._dest[3] = port & 0xff;
+    this._destView.setUint32(SIN6_SCOPE_ID, scopeId >>> 0, true);
+  }
+
+  /**
+   * The sender of the datagram last {@link receive}d: its address is copied to
+   * `from6[from6Offset, +16)`; returns its port. {@link receivedScopeId} gives its scope.
+   */
+  receivedFrom(from6: Uint8Array, from6Offset = 0): number {
+    from6.set(this._recvFrom.subarray(SIN6_ADDR, SIN6_ADDR + 16), from6Offset);
+    return (this._recvFrom[2]! << 8) | this._recvFrom[3]!;
+  }
+
+  /** sin6_scope_id of the sender of the datagram last received (0 unless link-local). */
+  get receivedScopeId(): number {
+    return this._recvFromView.getUint32(SIN6_SCOPE_ID, true);
+  }
+
+  /** Joins multicast `group` (16 bytes) on interface `ifindex` (IPV6_JOIN_GROUP); 0 or -errno. */
+  joinGroup(group: Uint8Array, ifindex: number): number {
+    const mreq = new Uint8Array(20); // struct ipv6_mreq: in6_addr, int ifindex
+    mreq.set(group.subarray(0, 16), 0);
+    new DataView(mreq.buffer).setInt32(16, ifindex, true);
+    return libc.setsockoptBytes(this.fd, libc.IPPROTO_IPV6, libc.IPV6_JOIN_GROUP, mreq);
   }
 
   /**

@@ -35,7 +35,7 @@ export class WorkerContext {
 
   constructor(
     buffer: SharedArrayBuffer,
-    private readonly _post: (message: unknown) => void,
+    private readonly _post: (message: unknown, transfer?: Bun.Transferable[]) => void,
   ) {
     this._flag = new Int32Array(buffer, 0, 1);
   }
@@ -48,6 +48,14 @@ export class WorkerContext {
   /** Tells the main thread that setup is done ({@link WorkerHandle.ready} resolves). */
   ready(): void {
     this._post({ kind: "dstm-worker-ready" });
+  }
+
+  /**
+   * Posts `message` to the main thread (a `message` event on {@link WorkerHandle.worker});
+   * give it a `kind` other than `dstm-worker-*`. `transfer`: buffers moved, not copied.
+   */
+  post(message: unknown, transfer?: Bun.Transferable[]): void {
+    this._post(message, transfer);
   }
 }
 
@@ -177,7 +185,7 @@ export function startWorker<I, R>(
 
 interface _WorkerScope {
   onmessage: ((event: MessageEvent) => void) | null;
-  postMessage(message: unknown): void;
+  postMessage(message: unknown, transfer?: Bun.Transferable[]): void;
 }
 
 /**
@@ -191,7 +199,7 @@ export function runWorker<I, R>(body: (init: I, ctx: WorkerContext) => R | Promi
     if (message?.kind !== "dstm-worker-init") return;
     scope.onmessage = null; // nothing else keeps the Worker alive once the body is done
     try {
-      const ctx = new WorkerContext(message.stop, (m) => scope.postMessage(m));
+      const ctx = new WorkerContext(message.stop, (m, t) => scope.postMessage(m, t ?? []));
       const value = await body(message.init, ctx);
       scope.postMessage({ kind: "dstm-worker-result", value } satisfies _DoneMessage<R>);
     } catch (error) {

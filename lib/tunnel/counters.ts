@@ -99,6 +99,10 @@ export const COUNTER_NAMES = [
   "client-encap-mss-clamped",
   "client-decap-mss-clamped",
   "client-encap-drop-too-big", // client: DF packet above the path MTU − 40 (ICMPv4 3/4 to the application)
+  // Checksums a kernel sender left to the hardware (CHECKSUM_PARTIAL), completed before forwarding
+  "decap-csum-completed", // TEP, IPv6 → IPv4 (also in decap-forward)
+  "client-decap-csum-completed", // DSTM client, IPv6 → IPv4 (also in client-decap-forward)
+  "decap-tcp-segmented", // TEP: a kernel sender's TSO packet above the tunnel MTU, cut into segments
 ] as const;
 
 export type CounterName = (typeof COUNTER_NAMES)[number];

@@ -7,6 +7,7 @@
  * @module
  */
 import { ipv4Destination } from "../net/ipv4.ts";
+import { tcpSegmentCount, writeTcpSegment } from "../net/tcp_segment.ts";
 import { pinThisThread } from "../sys/affinity.ts";
 import { Raw4Socket } from "../sys/raw4.ts";
 import { Raw6Socket, routePathMtu } from "../sys/raw6.ts";
@@ -14,10 +15,10 @@ import { attachTun } from "../sys/tun_linux.ts";
 import { runWorker, type WorkerContext } from "../sys/worker.ts";
 import { BindingTable } from "./binding.ts";
 import { clientIn, clientOut } from "./client_loops.ts";
-import { Counters } from "./counters.ts";
+import { Counter, Counters } from "./counters.ts";
 import type { ForwarderInit, ForwarderStats } from "./forwarder.ts";
 import { relayTunnelError, tepSentTo } from "./icmp_relay.ts";
-import { TepContext, tepDecap, tepEncap, Verdict } from "./pipeline.ts";
+import { TepContext, TUNNEL_OVERHEAD, tepDecap, tepEncap, Verdict } from "./pipeline.ts";
 import { PathMtuTable } from "./pmtu.ts";
 import { nowSeconds, TunnelErrors } from "./tunnel_errors.ts";
 
@@ -51,6 +52,8 @@ runWorker<ForwarderInit, ForwarderStats>((init, ctx) => {
           if (w < 0) fail(w);
         }
       });
+      const segment = new Uint8Array(BUFFER_SIZE);
+      const segmented = Counter["decap-tcp-segmented"];
       return loop(
         ctx,
         stats,
@@ -59,8 +62,22 @@ runWorker<ForwarderInit, ForwarderStats>((init, ctx) => {
           return raw.recvFrom(buf, 0, addr6, 0);
         },
         (n) => {
-          if (tepDecap(tep, buf, 0, n, addr6, 0, raw.trafficClass) === Verdict.FORWARD) {
+          if (tepDecap(tep, buf, 0, n, addr6, 0, raw.trafficClass) !== Verdict.FORWARD) return;
+          // Larger than the IPv6 link could carry in one piece: a kernel sender's TSO packet,
+          // whole (lib/net/tcp_segment.ts). Cut it as the NIC would, to the tunnel MTU.
+          const count =
+            tep.length > tep.tunnelMtu + TUNNEL_OVERHEAD
+              ? tcpSegmentCount(buf, 0, tep.length, tep.tunnelMtu)
+              : 0;
+          if (count === 0) {
             const w = tun.write(buf, 0, tep.length);
+            if (w < 0) fail(w);
+            return;
+          }
+          counters[segmented]! += 1;
+          for (let i = 0; i < count; i++) {
+            const len = writeTcpSegment(buf, 0, tep.length, tep.tunnelMtu, i, segment, 0);
+            const w = tun.write(segment, 0, len);
             if (w < 0) fail(w);
           }
         },

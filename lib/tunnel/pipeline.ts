@@ -32,6 +32,8 @@
  *
  * @module
  */
+
+import { completePartialChecksum } from "../net/csum_partial.ts";
 import { DSCP_COPY, outerTrafficClass } from "../net/ecn.ts";
 import { flowLabelOf } from "../net/flowlabel.ts";
 import {
@@ -178,6 +180,7 @@ const DECAP_DROP_ECN = Counter["decap-drop-ecn"];
 const DECAP_ECN_CE = Counter["decap-ecn-ce"];
 const ENCAP_MSS = Counter["encap-mss-clamped"];
 const DECAP_MSS = Counter["decap-mss-clamped"];
+const DECAP_CSUM_COMPLETED = Counter["decap-csum-completed"];
 
 /**
  * TEP, IPv6 → IPv4. `pkt[off .. off+len)` is the inner IPv4 packet of a 4over6 packet whose
@@ -235,6 +238,9 @@ export function tepDecap(
     }
     c[DECAP_HAIRPIN]! += 1;
   }
+  // A kernel sender on a veth left the L4 checksum to the hardware (lib/net/csum_partial.ts);
+  // finished first, since the MSS clamp below updates the checksum incrementally.
+  if (completePartialChecksum(pkt, off, total)) c[DECAP_CSUM_COMPLETED]! += 1;
   const ecn = decapEcn(pkt, off, outerTrafficClass);
   if (ecn !== 0) {
     if (ecn < 0) {

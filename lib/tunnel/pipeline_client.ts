@@ -6,6 +6,7 @@
  * @module
  */
 import { equalIPv6 } from "../net/addr.ts";
+import { completePartialChecksum } from "../net/csum_partial.ts";
 import { DSCP_COPY, outerTrafficClass } from "../net/ecn.ts";
 import { flowLabelOf } from "../net/flowlabel.ts";
 import { buildFragmentationNeeded, ICMP_ERROR_MAX_LENGTH } from "../net/icmp4.ts";
@@ -38,6 +39,7 @@ const CLIENT_ENCAP_FORWARD_BYTES = Counter["client-encap-forward-bytes"];
 const CLIENT_ENCAP_DROP_MALFORMED = Counter["client-encap-drop-malformed"];
 const CLIENT_ENCAP_DROP_WRONG_SOURCE = Counter["client-encap-drop-wrong-source"];
 const CLIENT_ENCAP_DROP_BAD_PORT = Counter["client-encap-drop-bad-port"];
+const CLIENT_DECAP_CSUM_COMPLETED = Counter["client-decap-csum-completed"];
 const CLIENT_DECAP_FORWARD = Counter["client-decap-forward"];
 const CLIENT_DECAP_FORWARD_BYTES = Counter["client-decap-forward-bytes"];
 const CLIENT_DECAP_DROP_MALFORMED = Counter["client-decap-drop-malformed"];
@@ -226,6 +228,9 @@ export function clientDecap(
       return Verdict.DROP_WRONG_DESTINATION;
     }
   }
+  // A kernel TEP on a veth left the L4 checksum to the hardware (lib/net/csum_partial.ts);
+  // finished first, since the MSS clamp below updates the checksum incrementally.
+  if (completePartialChecksum(pkt, off, total)) c[CLIENT_DECAP_CSUM_COMPLETED]! += 1;
   const ecn = decapEcn(pkt, off, outerTrafficClass);
   if (ecn !== 0) {
     if (ecn < 0) {

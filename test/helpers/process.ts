@@ -17,9 +17,17 @@ export interface DstmProcess {
   exited: Promise<number>;
 }
 
-/** Starts `bun mod.ts ...args`. The caller kills it (by PID, via proc.kill). */
-export function spawnDstm(args: readonly string[], env: Record<string, string> = {}): DstmProcess {
-  const proc = Bun.spawn([BUN, join(ROOT, "mod.ts"), ...args], {
+/**
+ * Starts `bun mod.ts ...args` (inside network namespace `netns` when given, via
+ * `ip netns exec`). The caller kills it (by PID, via proc.kill).
+ */
+export function spawnDstm(
+  args: readonly string[],
+  env: Record<string, string> = {},
+  netns?: string,
+): DstmProcess {
+  const inNetns = netns === undefined ? [] : ["ip", "netns", "exec", netns];
+  const proc = Bun.spawn([...inNetns, BUN, join(ROOT, "mod.ts"), ...args], {
     cwd: ROOT,
     stdout: "pipe",
     stderr: "pipe",

@@ -1,0 +1,139 @@
+/**
+ * One million leases on one server (issue 12, item 2), against the real `dstm server` process
+ * (from source): for a store of 0, 1,000 and N active leases (SQLite, written beforehand), the
+ * time from spawn to the `start` line, the server's RSS (VmRSS of /proc/PID/status) once
+ * started and after the load, and the answer latency of 20,000 DSTM_DISCOVERs of new hosts
+ * (64 in flight, over loopback). RSS per lease = (RSS with N − RSS with 0) / N. Not a test.
+ *
+ *   node_modules/.bin/bun bench/million_server.ts [--leases 1000000]
+ *
+ * @module
+ */
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { parseArgs } from "node:util";
+import { DstmClient, DstmTransport } from "../lib/client/protocol.ts";
+import { type Lease, WHOLE_ADDRESS } from "../lib/lease/lease.ts";
+import { SqliteLeaseStore } from "../lib/lease/sqlite.ts";
+
+const { values } = parseArgs({ options: { leases: { type: "string", default: "1000000" } } });
+const N = Number(values.leases);
+const BASE = 0xc6100000; // 198.16.0.0
+const host = (i: number) => `2001:db8:${(i >>> 16).toString(16)}::${(i & 0xffff).toString(16)}`;
+const PROBES = 20_000;
+const CONCURRENCY = 64;
+
+async function fill(path: string, n: number): Promise<void> {
+  const store = SqliteLeaseStore.open(path);
+  const now = Date.now();
+  for (let i = 0; i < n; i += 50_000) {
+    const rows: Lease[] = [];
+    for (let j = i; j < Math.min(n, i + 50_000); j++) {
+      rows.push({
+        ipv4: BASE + 1 + j,
+        portSet: WHOLE_ADDRESS,
+        host6: host(j),
+        tep4: 0,
+        tep6: "2001:db8::1",
+        pool: "198.16.0.0/12",
+        state: "active",
+        grantedAt: now,
+        expiresAt: now + 86_400_000 + (j % 3600) * 1000,
+      });
+    }
+    await store.write(rows.map((lease) => ({ op: "put" as const, lease })));
+  }
+  await store.close();
+}
+
+function rss(pid: number): number {
+  const status = readFileSync(`/proc/${pid}/status`, "utf8");
+  return Number(/^VmRSS:\s+(\d+) kB/m.exec(status)?.[1] ?? 0) * 1024;
+}
+
+async function run(db: string, n: number) {
+  const t0 = performance.now();
+  const proc = Bun.spawn(
+    [
+      process.execPath,
+      join(import.meta.dir, "..", "mod.ts"),
+      "server",
+      "--pool",
+      "198.16.0.0/12",
+      "--tep",
+      "2001:db8::1",
+      "--db",
+      db,
+      "--listen",
+      "[::1]:0",
+      "--no-control",
+      "--no-source-check",
+      "--max-leases-per-prefix",
+      "0",
+      "--prefix-rate",
+      "0",
+      "--lease-time",
+      "1d",
+    ],
+    { stdout: "pipe", stderr: "inherit" },
+  );
+  try {
+    const reader = (proc.stdout as ReadableStream<Uint8Array>).getReader();
+    const decoder = new TextDecoder();
+    let text = "";
+    let port = 0;
+    while (!port) {
+      const { value, done } = await reader.read();
+      if (done) throw new Error(`server exited:\n${text}`);
+      text += decoder.decode(value, { stream: true });
+      port = Number(/ start listen=\[::1\]:(\d+)/.exec(text)?.[1] ?? 0);
+    }
+    const startMs = performance.now() - t0;
+    void (async () => {
+      while (!(await reader.read()).done) {}
+    })();
+    await Bun.sleep(2000); // let the start's garbage be collected
+    const started = rss(proc.pid);
+    const transport = await DstmTransport.open({
+      server: "::1",
+      port,
+      retry: { initialMs: 2000, tries: 3 },
+    });
+    const waits: number[] = [];
+    let next = 0;
+    const worker = async () => {
+      for (let i = next++; i < PROBES; i = next++) {
+        const t = performance.now();
+        await new DstmClient(transport, host(N + 1 + i)).discover();
+        waits.push(performance.now() - t);
+      }
+    };
+    await Promise.all(Array.from({ length: CONCURRENCY }, worker));
+    transport.close();
+    waits.sort((a, b) => a - b);
+    const pct = (p: number) => waits[Math.floor(p * (waits.length - 1))] as number;
+    return { n, startMs, rss: started, p50: pct(0.5), p99: pct(0.99) };
+  } finally {
+    proc.kill("SIGTERM");
+    await proc.exited;
+  }
+}
+
+const dir = mkdtempSync(join(tmpdir(), "dstm-million-server-"));
+try {
+  const results = [];
+  for (const n of [0, 1000, N]) {
+    const db = join(dir, `${n}.db`);
+    await fill(db, n);
+    results.push(await run(db, n));
+  }
+  const empty = results[0] as (typeof results)[number];
+  for (const r of results) {
+    console.log(
+      `${r.n.toLocaleString("en-US").padStart(9)} leases: start ${(r.startMs / 1000).toFixed(2)} s, RSS ${(r.rss / 2 ** 20).toFixed(0)} MiB${r.n ? ` (${((r.rss - empty.rss) / r.n).toFixed(0)} bytes per lease beyond empty)` : ""}, DISCOVER p50 ${r.p50.toFixed(2)} ms, p99 ${r.p99.toFixed(2)} ms`,
+    );
+  }
+} finally {
+  rmSync(dir, { recursive: true, force: true });
+}

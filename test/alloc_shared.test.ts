@@ -1,0 +1,100 @@
+/**
+ * Several engines on one shared store (the model of several `dstm server` processes on one
+ * PostgreSQL database, test/server_postgres.test.ts runs the real thing): the store's
+ * compare-and-set decides, an engine that loses a write takes the stored rows and decides
+ * again, and each follows the others' changes.
+ */
+import { describe, expect, test } from "bun:test";
+import { AllocationEngine, type PoolConfig } from "../lib/alloc/engine.ts";
+import { type Lease, leaseKey } from "../lib/lease/lease.ts";
+import { MemoryLeaseStore } from "../lib/lease/memory.ts";
+import { T0 } from "./helpers/engine.ts";
+
+const TEP6 = "2001:db8::1";
+const host = (n: number) => `2001:db8:1::${n.toString(16)}`;
+const keyOf = (l: Lease) => leaseKey(l.ipv4, l.portSet.psid);
+
+async function pair(pools: PoolConfig[], leaseTime = 600) {
+  const store = new MemoryLeaseStore({ shared: true });
+  const clock = { now: T0 };
+  const make = async () => {
+    const engine = new AllocationEngine({ pools, store, leaseTime, now: () => clock.now });
+    await engine.start();
+    return engine;
+  };
+  return { store, clock, a: await make(), b: await make() };
+}
+
+/** Lets the watchers deliver (setImmediate) a few times over. */
+async function settle(): Promise<void> {
+  for (let i = 0; i < 5; i++) await new Promise((resolve) => setImmediate(resolve));
+}
+
+describe("two engines, one shared store", () => {
+  test("concurrent allocations from both never give one slot to two hosts", async () => {
+    const pools = [{ prefixes: ["198.18.0.0/24"], tep6: TEP6 }]; // 254 addresses
+    const { store, a, b } = await pair(pools);
+    const calls = [];
+    for (let i = 0; i < 300; i++) calls.push((i % 2 ? b : a).discover(host(i)));
+    const results = await Promise.all(calls);
+    const granted = results.flatMap((r) => (r.ok ? [r.lease] : []));
+    const refused = results.flatMap((r) => (r.ok ? [] : [r.reason]));
+    // The pool is full; the rest are told so, none fails on the store.
+    expect(granted.length).toBe(254);
+    expect(new Set(refused)).toEqual(new Set(["pool-exhausted"]));
+    // Every lease granted is the one stored under its key: nobody else holds its slot.
+    const stored = new Map((await store.loadAll()).map((l) => [keyOf(l), l]));
+    for (const lease of granted) expect(stored.get(keyOf(lease))?.host6).toBe(lease.host6);
+    expect(new Set(granted.map(keyOf)).size).toBe(254);
+    expect(a.conflicts() + b.conflicts()).toBeGreaterThan(0); // they did collide
+    await settle();
+    // Each engine now knows every lease, whoever granted it.
+    for (const engine of [a, b]) expect(engine.leases({ state: "active" }).length).toBe(254);
+  });
+
+  test("sticky: a host freed on one server gets its address back from the other", async () => {
+    const pools = [{ prefixes: ["198.18.0.0/28"], tep6: TEP6 }];
+    const { a, b } = await pair(pools);
+    const first = await a.discover(host(1));
+    if (!first.ok) throw new Error(first.message);
+    for (let i = 2; i < 6; i++) expect((await a.discover(host(i))).ok).toBe(true);
+    expect((await a.release(host(1), first.lease.ipv4)).ok).toBe(true);
+    await settle();
+    const again = await b.discover(host(1));
+    expect(again.ok && [again.lease.ipv4, again.outcome]).toEqual([first.lease.ipv4, "reused"]);
+    // and a renewal through A of B's grant works: A has followed it
+    await settle();
+    const renewed = await a.request(host(1), first.lease.ipv4);
+    expect(renewed.ok && renewed.outcome).toBe("renewed");
+  });
+
+  test("a lease two servers both find overdue is expired exactly once", async () => {
+    const pools = [{ prefixes: ["198.18.0.0/24"], tep6: TEP6 }];
+    const { store, clock, a, b } = await pair(pools, 60);
+    for (let i = 0; i < 150; i++) expect((await (i % 2 ? a : b).discover(host(i))).ok).toBe(true);
+    await settle();
+    clock.now += 61_000;
+    const expired: Lease[] = [];
+    for (let round = 0; round < 20; round++) {
+      const [x, y] = await Promise.all([a.sweep(), b.sweep()]);
+      expired.push(...x, ...y);
+      await settle();
+      if (!a.reclaimPending && !b.reclaimPending && expired.length >= 150) break;
+    }
+    expect(expired.length).toBe(150);
+    expect(new Set(expired.map((l) => l.host6)).size).toBe(150);
+    expect((await store.loadAll()).every((l) => l.state === "expired")).toBe(true);
+  });
+
+  test("a host cannot hold leases through both servers at once", async () => {
+    const pools = [{ prefixes: ["198.18.0.0/24"], tep6: TEP6 }];
+    const { store, a, b } = await pair(pools);
+    const [x, y] = await Promise.all([a.discover(host(7)), b.discover(host(7))]);
+    expect(x.ok && y.ok).toBe(true);
+    const active = (await store.loadAll()).filter((l) => l.state === "active");
+    expect(active.length).toBe(1);
+    // Both answers name the one stored lease.
+    const stored = active[0]?.ipv4 as number;
+    if (x.ok && y.ok) expect([x.lease.ipv4, y.lease.ipv4]).toEqual([stored, stored]);
+  });
+});

@@ -1,0 +1,174 @@
+/**
+ * Renumbering (issue 9 item 8), as root in namespaces: the client host gets a new IPv6 address
+ * and loses the one its lease is for. The client notices (rtnetlink), starts over from the new
+ * address, traffic through the TEP flows again, and the server no longer holds a lease for the
+ * removed address.
+ *
+ *   host ns: 2001:db8:7::10 → ::20 ──veth── core ns: server 2001:db8:7::53, TEP 2001:db8:7::1
+ *                                                      ──veth── web ns: 192.0.2.80
+ */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { createNetns, type Netns, vethPair } from "../lib/sys/netns.ts";
+import { announceSkip, netnsSkipReason } from "./helpers/netns.ts";
+import { BUN, type DstmProcess, ROOT, spawnDstm } from "./helpers/process.ts";
+
+const skip = netnsSkipReason({ tun: true });
+announceSkip("renumber", skip);
+
+const dir = mkdtempSync(join(tmpdir(), "dstm-renum-"));
+const made: Netns[] = [];
+const procs: DstmProcess[] = [];
+let host: Netns;
+let core: Netns;
+let client: DstmProcess;
+const serverSocket = join(dir, "server.sock");
+
+beforeAll(async () => {
+  if (skip) return;
+  host = createNetns("dstmr-");
+  core = createNetns("dstmr-");
+  const web = createNetns("dstmr-");
+  made.push(host, core, web);
+  vethPair(host, "c0", core, "k0");
+  vethPair(core, "k1", web, "w0");
+  host.addAddress("c0", "2001:db8:7::10/64");
+  for (const a of ["2001:db8:7::1/64", "2001:db8:7::53/64"]) core.addAddress("k0", a);
+  core.addAddress("k1", "192.0.2.1/24");
+  web.addAddress("w0", "192.0.2.80/24");
+  web.addRoute("default", "via", "192.0.2.1");
+  const server = spawnDstm(
+    [
+      "server",
+      "--listen",
+      "[2001:db8:7::53]:4607",
+      "--pool",
+      "198.51.100.0/28",
+      "--tep",
+      "2001:db8:7::1,192.0.2.1",
+      "--lease-time",
+      "10",
+      "--db",
+      "memory",
+      "--control",
+      serverSocket,
+    ],
+    {},
+    core.name,
+  );
+  procs.push(server);
+  await server.waitFor(/ start /, 20_000);
+  const tep = spawnDstm(
+    [
+      "tep",
+      // The server is on another host of the link; the channel is not under test here.
+      "--insecure-control",
+      "--ipv6",
+      "2001:db8:7::1",
+      "--ipv4",
+      "192.0.2.1",
+      "--server",
+      "2001:db8:7::53",
+      "--route",
+      "198.51.100.0/28",
+      "--stats",
+      join(dir, "tep.sock"),
+    ],
+    {},
+    core.name,
+  );
+  procs.push(tep);
+  await tep.waitFor(/tep-start/, 20_000);
+  await server.waitFor(/tep-connected/, 20_000);
+  client = spawnDstm(
+    [
+      "client",
+      "--server",
+      "2001:db8:7::53",
+      "--route",
+      "192.0.2.0/24",
+      "--control",
+      join(dir, "client.sock"),
+    ],
+    {},
+    host.name,
+  );
+  procs.push(client);
+  await client.waitFor(/ bound /, 20_000);
+}, 60_000);
+
+afterAll(async () => {
+  for (const p of procs.reverse()) p.proc.kill("SIGTERM");
+  await Promise.all(procs.map((p) => p.exited));
+  for (const ns of made) ns.delete();
+  rmSync(dir, { recursive: true, force: true });
+}, 30_000);
+
+function ping(): boolean {
+  return host.exec(["ping", "-c", "1", "-W", "1", "192.0.2.80"]).code === 0;
+}
+
+function leases(): { hostIPv4: string; hostIPv6: string }[] {
+  const r = core.exec([
+    BUN,
+    join(ROOT, "mod.ts"),
+    "lease",
+    "ls",
+    "--json",
+    "--control",
+    serverSocket,
+  ]);
+  return (JSON.parse(r.stdout) as { leases: { hostIPv4: string; hostIPv6: string }[] }).leases;
+}
+
+/** Polls `check` until it holds or `ms` pass; returns whether it held. */
+async function eventually(check: () => boolean, ms: number): Promise<boolean> {
+  const deadline = Date.now() + ms;
+  while (Date.now() < deadline) {
+    if (check()) return true;
+    await Bun.sleep(250);
+  }
+  return check();
+}
+
+describe.skipIf(skip !== null)("renumbering", () => {
+  test("the host's address changes under a 10 s lease: the client starts over from the new one", async () => {
+    expect(await eventually(ping, 10_000)).toBe(true);
+    expect(leases().map((l) => l.hostIPv6)).toEqual(["2001:db8:7::10"]);
+    host.addAddress("c0", "2001:db8:7::20/64");
+    host.ip("addr", "del", "2001:db8:7::10/64", "dev", "c0");
+    await client.waitFor(/address-gone host6=2001:db8:7::10 next=2001:db8:7::20/, 10_000);
+    // A second "bound" line: the lease for the new address, DTI up again.
+    expect(
+      await eventually(() => client.lines.filter((l) => / bound /.test(l)).length >= 2, 20_000),
+    ).toBe(true);
+    expect(await eventually(ping, 20_000)).toBe(true);
+    // The server freed the old address's lease (the client's RELEASE from it, else expiry).
+    expect(
+      await eventually(() => {
+        const now = leases().map((l) => l.hostIPv6);
+        return now.length === 1 && now[0] === "2001:db8:7::20";
+      }, 20_000),
+    ).toBe(true);
+    // A renewal (at half the lease time) leaves from the new address and succeeds.
+    const seen = client.lines.length;
+    expect(
+      await eventually(() => client.lines.slice(seen).some((l) => / renewed /.test(l)), 15_000),
+    ).toBe(true);
+    const status = JSON.parse(
+      host.exec([
+        BUN,
+        join(ROOT, "mod.ts"),
+        "client",
+        "status",
+        "--json",
+        "--control",
+        join(dir, "client.sock"),
+      ]).stdout,
+    ) as { host6: string; state: string };
+    expect(status.host6).toBe("2001:db8:7::20");
+    expect(status.state).toBe("bound");
+  }, 90_000);
+});
