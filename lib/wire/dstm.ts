@@ -258,12 +258,17 @@ export function encodingLength(msg: DstmMessage): number {
  */
 export function encodeMessage(msg: DstmMessage, buf?: Uint8Array, offset = 0): Uint8Array {
   const values = _prepareOptions(msg);
-  const out = encodeTarget(buf, offset, encodingLength(msg), "message");
+  // Only the options present are sized and written: one call each, in the order they go out.
+  let length = DSTM_HEADER_LENGTH;
+  for (const spec of DSTM_WRITE_ORDER) {
+    if (values[spec.code] !== undefined) length += spec.encodingLength(msg);
+  }
+  const out = encodeTarget(buf, offset, length, "message");
   out[0] = DSTM_VERSION;
   out[1] = msg.type;
   writeU16(out, 2, 0);
   writeU32(out, 4, msg.xid);
-  writeU16(out, 8, out.length);
+  writeU16(out, 8, length);
   writeU16(out, 10, 0);
   let p = DSTM_HEADER_LENGTH;
   for (const spec of DSTM_WRITE_ORDER) {
@@ -284,7 +289,7 @@ function _prepareOptions(msg: DstmMessage): unknown[] {
   if (!isUint32(msg.xid)) {
     throw new RangeError(`xid ${msg.xid} is not a 32-bit unsigned integer`);
   }
-  const values: unknown[] = [];
+  const values: unknown[] = new Array(DSTM_OPTIONS.length);
   let present = 0;
   for (const spec of DSTM_OPTION_LIST) {
     const value = spec.prepare(msg);
