@@ -7,27 +7,23 @@ import { Command, Option } from "@commander-js/extra-typings";
 import { Dhcp4o6Client } from "../lib/client/dhcp4o6_client.ts";
 import { failoverLeaseClient } from "../lib/client/failover.ts";
 import { DstmNode } from "../lib/client/node.ts";
-import type { Logger } from "../lib/control/log.ts";
+import { CLIENT_SCHEMA } from "../lib/config/client_schema.ts";
+import type { LogFormat, Logger, LogLevel } from "../lib/control/log.ts";
 import { canonicalIPv6 } from "../lib/net/addr.ts";
 import { parseIPv4Prefix } from "../lib/net/prefix.ts";
 import { getUnix, HttpListenError, serveUnix, unixPermissionProblem } from "../lib/sys/http.ts";
 import { sdNotify } from "../lib/sys/sd_notify.ts";
-import { DEFAULT_NAPT_TIMEOUTS, type NaptTimeouts } from "../lib/tunnel/napt.ts";
+import { sourceAddressFor } from "../lib/sys/udp.ts";
+import type { NaptTimeouts } from "../lib/tunnel/napt.ts";
 import { ALL_DHCP_RELAY_AGENTS_AND_SERVERS, DHCP6_SERVER_PORT } from "../lib/wire/dhcp4o6.ts";
 import { DSTM_PORT } from "../lib/wire/dstm_types.ts";
-import {
-  logFormatOption,
-  logLevelOption,
-  parsePort,
-  readKeys,
-  stdoutLogger,
-  untilSignal,
-} from "./common.ts";
+import { onHangup, parsePort, readKeys, stdoutLogger, untilSignal } from "./common.ts";
 import { parseDuration, unicastIPv4, unicastIPv6 } from "./endpoints.ts";
-import { UsageError } from "./errors.ts";
+import { RuntimeError, UsageError } from "./errors.ts";
+import { addSettings, commandSettings, explained } from "./options.ts";
 import { runtimeDir } from "./paths.ts";
 
-const collect = (value: string, previous: string[] = []) => [...previous, value];
+const _collect = (value: string, previous: string[] = []) => [...previous, value];
 
 /** Control socket of the client running the DTI `ifname`. */
 export function clientSocket(ifname: string): string {
@@ -35,229 +31,65 @@ export function clientSocket(ifname: string): string {
 }
 
 export function clientCommand() {
-  const client = new Command("client")
+  const command = new Command("client")
     .enablePositionalOptions()
     .description(
       "run the DSTM client: obtain an IPv4 lease, bring up the DTI (4over6 tunnel interface), renew, release on exit",
-    )
-    .addOption(
-      new Option(
-        "--protocol <name>",
-        "allocation protocol: native DSTM, or DHCPv4-over-DHCPv6 (RFC 7341)",
-      )
-        .choices(["dstm", "dhcp4o6"] as const)
-        .default("dstm" as const),
-    )
-    .option(
-      "--server <v6>",
-      "the DSTM server's IPv6 address (dhcp4o6: the 4o6 server's, or ff02::1:2[%IF]); repeat it for servers sharing one database: the next is tried when one stays silent",
-      collect,
-    )
-    .option("--port <n>", `server port (default ${DSTM_PORT}; dhcp4o6: ${DHCP6_SERVER_PORT})`)
-    .option(
-      "--tep <v6>",
-      "use this TEP instead of the one the server names (required with dhcp4o6: DHCP names none)",
-    )
-    .option("--tep4 <v4>", "dhcp4o6: the TEP's IPv4 address, if known (shown in the status)")
-    .option(
-      "--source <v6>",
-      "this host's IPv6 address for the tunnel (default: the source towards the server)",
-    )
-    .option("--ifname <name>", "DTI interface name", "dti0")
-    .option("--route <cidr>", "IPv4 route through the DTI (repeatable; default 0.0.0.0/0)", collect)
-    .option("--mtu <n>", "DTI MTU (default: IPv6 link MTU − 40)")
-    .option("--no-mss-clamp", "leave the MSS of TCP SYNs alone (default: clamp to the path MTU)")
-    .option("--dscp <copy|n>", "outer DSCP: copy the inner one, or a fixed 0–63", "copy")
-    .option(
-      "--on-demand",
-      "hold a lease only while IPv4 traffic flows (DTI up at once with 192.0.0.2)",
-    )
-    .option(
-      "--idle <seconds>",
-      "on-demand: release the lease after this long without traffic",
-      "60",
-    )
-    .option(
-      "--napt-tcp-established <duration>",
-      "shared lease: idle timeout of an established TCP mapping (RFC 5382: ≥ 7440s)",
-      `${DEFAULT_NAPT_TIMEOUTS.tcpEstablished}s`,
-    )
-    .option(
-      "--napt-tcp-transitory <duration>",
-      "shared lease: idle timeout of a half-open or closed TCP mapping (RFC 5382: ≥ 240s)",
-      `${DEFAULT_NAPT_TIMEOUTS.tcpTransitory}s`,
-    )
-    .option(
-      "--napt-udp <duration>",
-      "shared lease: idle timeout of a UDP mapping (RFC 4787: ≥ 120s)",
-      `${DEFAULT_NAPT_TIMEOUTS.udp}s`,
-    )
-    .option(
-      "--napt-icmp <duration>",
-      "shared lease: idle timeout of an ICMP echo mapping (RFC 5508: ≥ 60s)",
-      `${DEFAULT_NAPT_TIMEOUTS.icmp}s`,
-    )
-    .option(
-      "--fragment-timeout <duration>",
-      "shared lease: how long the fragments of a datagram are tracked",
-      `${DEFAULT_NAPT_TIMEOUTS.fragment}s`,
-    )
-    .option("--key <file>", "sign requests with the key in FILE")
-    .option("--control <path>", "status socket (default /run/dstm/client-IFNAME.sock)")
-    .addOption(logFormatOption())
-    .addOption(logLevelOption())
+    );
+  const client = addSettings(command, CLIENT_SCHEMA)
     .addHelpText(
       "after",
       `
 Examples:
   dstm client --server 2001:db8:1::53
   dstm client --server 2001:db8:1::53 --route 192.0.2.0/24 --key /etc/dstm/key
-  dstm client --server 2001:db8:1::53 --on-demand --idle 30
+  dstm client --server 2001:db8:1::53 --on-demand --idle 30s
+  dstm client --config /etc/dstm/client.toml --check
   dstm client --protocol dhcp4o6 --server 2001:db8:1::547 --tep 2001:db8:1::1
   dstm client --protocol dhcp4o6 --server ff02::1:2%eth0 --tep 2001:db8:1::1
   dstm client status`,
     )
-    .action(async (flags) => {
-      const dhcp4o6 = flags.protocol === "dhcp4o6";
-      const [serverFlag, ...otherServers] = flags.server ?? [];
-      if (dhcp4o6 && otherServers.length > 0)
-        throw new UsageError("--protocol dhcp4o6 takes one --server");
-      if (!serverFlag)
-        throw new UsageError(
-          dhcp4o6
-            ? "--server V6 is required (the 4o6 server's IPv6 address, or ff02::1:2)"
-            : "--server V6 is required (the DSTM server's IPv6 address)",
+    .action(async (_opts, cmd) => {
+      const settings = commandSettings(cmd, CLIENT_SCHEMA);
+      const flags = settings.values as unknown as ClientFlags;
+      const run = await explained(settings, () => resolveClient(flags));
+      if (flags.check) {
+        process.stdout.write(
+          `dstm client: configuration OK (server ${flags.server}, ${flags.protocol}, dti ${flags.ifname})\n`,
         );
-      const [serverAddress = "", zone] = serverFlag.split("%", 2);
-      const server = canonicalIPv6(dhcp4o6 ? serverAddress : serverFlag);
-      if (!server) throw new UsageError(`--server: "${serverFlag}" is not an IPv6 address`);
-      // The one group a client may send to is All_DHCP_Relay_Agents_and_Servers (RFC 8415 §7.1).
-      if (!(dhcp4o6 && server === ALL_DHCP_RELAY_AGENTS_AND_SERVERS))
-        unicastIPv6(server, "--server", "the server's", { loopback: true });
-      const others = otherServers.map((text) =>
-        unicastIPv6(text, "--server", "the server's", { loopback: true }),
+        return;
+      }
+      // SIGHUP (a closed terminal, or `kill -HUP`): read the flags and the file again and
+      // apply the log level; the client keeps its lease and keeps running (like Kea).
+      await runClient(
+        flags,
+        run,
+        () => commandSettings(cmd, CLIENT_SCHEMA).values as unknown as ClientFlags,
       );
-      const tep6 =
-        flags.tep === undefined ? undefined : unicastIPv6(flags.tep, "--tep", "the TEP's");
-      const host6 =
-        flags.source === undefined
-          ? undefined
-          : unicastIPv6(flags.source, "--source", "this host's");
-      for (const route of flags.route ?? []) {
-        if (!parseIPv4Prefix(route))
-          throw new UsageError(`--route: "${route}" is not an IPv4 CIDR (e.g. 192.0.2.0/24)`);
-      }
-      const mtu = flags.mtu === undefined ? undefined : Number(flags.mtu);
-      if (mtu !== undefined && (!Number.isInteger(mtu) || mtu < 576 || mtu > 65535))
-        throw new UsageError(`--mtu: "${flags.mtu}" is not 576–65535`);
-      const idle = Number(flags.idle);
-      if (!Number.isInteger(idle) || idle < 1 || idle > 86400)
-        throw new UsageError(`--idle: "${flags.idle}" is not 1–86400 seconds`);
-      const tep4 =
-        flags.tep4 === undefined ? undefined : unicastIPv4(flags.tep4, "--tep4", "the TEP's");
-      if (dhcp4o6) {
-        if (tep6 === undefined)
-          throw new UsageError(
-            "--tep V6 is required with --protocol dhcp4o6 (DHCP does not say which TEP to use)",
-          );
-        if (flags.key)
-          throw new UsageError("--key signs native DSTM messages; dhcp4o6 has no such signature");
-      } else if (flags.tep4 !== undefined) {
-        throw new UsageError("--tep4 is for --protocol dhcp4o6 (the DSTM server names the TEP)");
-      }
-      const log = stdoutLogger(flags);
-      const napt = naptTimeouts(flags, log);
-      const port = parsePort(flags.port, "--port", dhcp4o6 ? DHCP6_SERVER_PORT : DSTM_PORT);
-      const multicast = dhcp4o6 && server === ALL_DHCP_RELAY_AGENTS_AND_SERVERS;
-      // The control socket before the lease: one in use must stop us before we take a lease.
-      const socket = flags.control ?? clientSocket(flags.ifname);
-      let node: DstmNode | undefined;
-      let control: Awaited<ReturnType<typeof serveUnix>>;
-      try {
-        control = await serveUnix(socket, (request) =>
-          !node
-            ? Response.json({ error: "starting" }, { status: 503 })
-            : new URL(request.url).pathname === "/v1/status" ||
-                new URL(request.url).pathname === "/v1/ping"
-              ? Response.json(node.status())
-              : Response.json({ error: "no such endpoint" }, { status: 404 }),
-        );
-      } catch (error) {
-        throw error instanceof HttpListenError ? new UsageError(error.message) : error;
-      }
-      try {
-        node = await DstmNode.start({
-          server: dhcp4o6 ? serverFlag : server,
-          port,
-          // dhcp4o6: the tunnel source is the address towards the TEP (ff02::1:2 has no route).
-          // Without --source the client follows the host's addresses (renumbering).
-          host6,
-          sourceTowards: dhcp4o6 ? tep6 : undefined,
-          tep6,
-          leaseClient: dhcp4o6
-            ? (source) =>
-                Dhcp4o6Client.open({
-                  server: zone === undefined ? server : `${server}%${zone}`,
-                  ifname: multicast ? zone : undefined,
-                  host6: source,
-                  tep6: tep6!,
-                  tep4,
-                  serverPort: port,
-                  log,
-                }).catch((error: Error) => {
-                  // A bad address or ff02::1:2 without an interface: the user's to fix.
-                  throw error instanceof RangeError
-                    ? new UsageError(`--server: ${error.message}`)
-                    : error;
-                })
-            : others.length > 0
-              ? (source) =>
-                  failoverLeaseClient({
-                    servers: [server, ...others].map((address) => ({ address, port })),
-                    host6: source,
-                    key: flags.key ? readKeys(flags.key)[0] : undefined,
-                    onFailover: (from, to) => log.warn("server-failover", { from, to }),
-                  })
-              : undefined,
-          key: flags.key ? readKeys(flags.key)[0] : undefined,
-          ifname: flags.ifname,
-          routes: flags.route,
-          mtu,
-          mssClamp: flags.mssClamp,
-          dscp: dscpFlag(flags.dscp),
-          onDemand: flags.onDemand === true,
-          idleSeconds: idle,
-          napt,
-          log,
-        });
-      } catch (error) {
-        control.close();
-        throw error;
-      }
-      sdNotify("READY=1\nSTATUS=lease bound, DTI up");
-      await untilSignal();
-      control.close();
-      await node.stop();
     });
   client
     .command("status")
     .description("show a running client's lease, TEP, expiry and traffic counters")
-    .option("--ifname <name>", "DTI of the client to ask", "dti0")
+    .addOption(new Option("--ifname <name>", "DTI of the client to ask").default("dti0", "dti0"))
     .option("--control <path>", "status socket (default /run/dstm/client-IFNAME.sock)")
     .option("--json", "print JSON")
+    .addHelpText(
+      "after",
+      "\nExamples:\n  dstm client status\n  dstm client status --ifname dti1 --json",
+    )
     .action(async (flags) => {
       const socket = flags.control ?? clientSocket(flags.ifname);
       let status: Record<string, unknown>;
       try {
         status = (await (await getUnix(socket, "/v1/status")).json()) as Record<string, unknown>;
       } catch (error) {
-        throw new UsageError(
+        throw new RuntimeError(
           unixPermissionProblem(socket, error) ??
             `no dstm client answers on ${socket}; is it running (for --ifname ${flags.ifname})?`,
         );
       }
       if (typeof status.error === "string")
-        throw new UsageError(`the dstm client on ${socket} answers: ${status.error}`);
+        throw new RuntimeError(`the dstm client on ${socket} answers: ${status.error}`);
       if (flags.json) {
         process.stdout.write(`${JSON.stringify(status, null, 2)}\n`);
         return;
@@ -285,17 +117,196 @@ Examples:
   return client;
 }
 
+export interface ClientFlags {
+  protocol: "dstm" | "dhcp4o6";
+  server?: string[];
+  serverPort?: string;
+  tep?: string;
+  tep4?: string;
+  host6?: string;
+  ifname: string;
+  route?: string[];
+  mtu?: string;
+  mssClamp: boolean;
+  dscp: string;
+  onDemand?: boolean;
+  idle: string;
+  naptTcpEstablished: string;
+  naptTcpTransitory: string;
+  naptUdp: string;
+  naptIcmp: string;
+  fragmentTimeout: string;
+  key?: string;
+  control?: string;
+  logFormat?: LogFormat;
+  logLevel?: LogLevel;
+  config?: string;
+  check?: boolean;
+}
+
+/** The client's settings, checked without side effects (--check stops after this). */
+function resolveClient(flags: ClientFlags) {
+  const dhcp4o6 = flags.protocol === "dhcp4o6";
+  const [serverFlag, ...otherServers] = flags.server ?? [];
+  if (dhcp4o6 && otherServers.length > 0)
+    throw new UsageError("--protocol dhcp4o6 takes one --server");
+  if (!serverFlag)
+    throw new UsageError(
+      dhcp4o6
+        ? "--server V6 is required (the 4o6 server's IPv6 address, or ff02::1:2)"
+        : "--server V6 is required (the DSTM server's IPv6 address)",
+    );
+  const [serverAddress = "", zone] = serverFlag.split("%", 2);
+  const server = canonicalIPv6(dhcp4o6 ? serverAddress : serverFlag);
+  if (!server) throw new UsageError(`--server: "${serverFlag}" is not an IPv6 address`);
+  // The one group a client may send to is All_DHCP_Relay_Agents_and_Servers (RFC 8415 §7.1).
+  if (!(dhcp4o6 && server === ALL_DHCP_RELAY_AGENTS_AND_SERVERS))
+    unicastIPv6(server, "--server", "the server's", { loopback: true });
+  const others = otherServers.map((text) =>
+    unicastIPv6(text, "--server", "the server's", { loopback: true }),
+  );
+  const tep6 = flags.tep === undefined ? undefined : unicastIPv6(flags.tep, "--tep", "the TEP's");
+  const host6 =
+    flags.host6 === undefined ? undefined : unicastIPv6(flags.host6, "--host6", "this host's");
+  for (const route of flags.route ?? []) {
+    if (!parseIPv4Prefix(route))
+      throw new UsageError(`--route: "${route}" is not an IPv4 CIDR (e.g. 192.0.2.0/24)`);
+  }
+  const mtu = flags.mtu === undefined ? undefined : Number(flags.mtu);
+  if (mtu !== undefined && (!Number.isInteger(mtu) || mtu < 576 || mtu > 65535))
+    throw new UsageError(`--mtu: "${flags.mtu}" is not 576–65535`);
+  const idle = parseDuration(flags.idle, "--idle");
+  if (idle > 86400) throw new UsageError(`--idle: "${flags.idle}" is not 1s–1d`);
+  const tep4 =
+    flags.tep4 === undefined ? undefined : unicastIPv4(flags.tep4, "--tep4", "the TEP's");
+  if (dhcp4o6) {
+    if (tep6 === undefined)
+      throw new UsageError(
+        "--tep V6 is required with --protocol dhcp4o6 (DHCP does not say which TEP to use)",
+      );
+    if (flags.key)
+      throw new UsageError("--key signs native DSTM messages; dhcp4o6 has no such signature");
+  } else if (flags.tep4 !== undefined) {
+    throw new UsageError("--tep4 is for --protocol dhcp4o6 (the DSTM server names the TEP)");
+  }
+  const key = flags.key ? readKeys(flags.key)[0] : undefined;
+  const napt = naptTimeouts(flags);
+  const port = parsePort(
+    flags.serverPort,
+    "--server-port",
+    dhcp4o6 ? DHCP6_SERVER_PORT : DSTM_PORT,
+  );
+  const dscp = dscpFlag(flags.dscp);
+  return {
+    dhcp4o6,
+    zone,
+    serverFlag,
+    server,
+    others,
+    tep6,
+    host6,
+    mtu,
+    idle,
+    tep4,
+    key,
+    napt,
+    port,
+    dscp,
+  };
+}
+
+/** Runs the client until SIGINT/SIGTERM (then releases); SIGHUP sets the log level again. */
+async function runClient(
+  flags: ClientFlags,
+  r: ReturnType<typeof resolveClient>,
+  reread: () => ClientFlags,
+): Promise<void> {
+  const { dhcp4o6, zone, serverFlag, server, others, tep6, host6, mtu, idle, tep4, key } = r;
+  const { napt, port, dscp } = r;
+  const log = stdoutLogger(flags);
+  warnNaptMinimums(napt, log);
+  const multicast = dhcp4o6 && server === ALL_DHCP_RELAY_AGENTS_AND_SERVERS;
+  // The control socket before the lease: one in use must stop us before we take a lease.
+  const socket = flags.control ?? clientSocket(flags.ifname);
+  let node: DstmNode | undefined;
+  let control: Awaited<ReturnType<typeof serveUnix>>;
+  try {
+    control = await serveUnix(socket, (request) =>
+      !node
+        ? Response.json({ error: "starting" }, { status: 503 })
+        : new URL(request.url).pathname === "/v1/status" ||
+            new URL(request.url).pathname === "/v1/ping"
+          ? Response.json(node.status())
+          : Response.json({ error: "no such endpoint" }, { status: 404 }),
+    );
+  } catch (error) {
+    throw error instanceof HttpListenError ? new UsageError(error.message) : error;
+  }
+  try {
+    node = await DstmNode.start({
+      server: dhcp4o6 ? serverFlag : server,
+      port,
+      // dhcp4o6: the tunnel source is the address towards the TEP (ff02::1:2 has no route).
+      // Without --host6 the client follows the host's addresses (renumbering).
+      host6,
+      sourceTowards: dhcp4o6 ? tep6 : undefined,
+      tep6,
+      leaseClient: dhcp4o6
+        ? (source) =>
+            Dhcp4o6Client.open({
+              server: zone === undefined ? server : `${server}%${zone}`,
+              ifname: multicast ? zone : undefined,
+              host6: source,
+              tep6: tep6!,
+              tep4,
+              serverPort: port,
+              log,
+            }).catch((error: Error) => {
+              // A bad address or ff02::1:2 without an interface: the user's to fix.
+              throw error instanceof RangeError
+                ? new UsageError(`--server: ${error.message}`)
+                : error;
+            })
+        : others.length > 0
+          ? (source) =>
+              failoverLeaseClient({
+                servers: [server, ...others].map((address) => ({ address, port })),
+                host6: source,
+                key,
+                onFailover: (from, to) => log.warn("server-failover", { from, to }),
+              })
+          : undefined,
+      key,
+      ifname: flags.ifname,
+      routes: flags.route,
+      mtu,
+      mssClamp: flags.mssClamp,
+      dscp,
+      onDemand: flags.onDemand === true,
+      idleSeconds: idle,
+      napt,
+      log,
+    });
+  } catch (error) {
+    control.close();
+    throw error;
+  }
+  sdNotify("READY=1\nSTATUS=lease bound, DTI up");
+  const stopHup = onHangup(log, () => reread().logLevel);
+  await untilSignal();
+  stopHup();
+  control.close();
+  await node.stop();
+}
+
 /** The NAPT flags, checked; below an RFC minimum is allowed (tests, labs) but warned about. */
-function naptTimeouts(
-  flags: {
-    naptTcpEstablished: string;
-    naptTcpTransitory: string;
-    naptUdp: string;
-    naptIcmp: string;
-    fragmentTimeout: string;
-  },
-  log: Logger,
-): NaptTimeouts {
+function naptTimeouts(flags: {
+  naptTcpEstablished: string;
+  naptTcpTransitory: string;
+  naptUdp: string;
+  naptIcmp: string;
+  fragmentTimeout: string;
+}): NaptTimeouts {
   const t: NaptTimeouts = {
     tcpEstablished: parseDuration(flags.naptTcpEstablished, "--napt-tcp-established"),
     tcpTransitory: parseDuration(flags.naptTcpTransitory, "--napt-tcp-transitory"),
@@ -303,6 +314,11 @@ function naptTimeouts(
     icmp: parseDuration(flags.naptIcmp, "--napt-icmp"),
     fragment: parseDuration(flags.fragmentTimeout, "--fragment-timeout"),
   };
+  return t;
+}
+
+/** Below an RFC minimum is allowed (tests, labs) but warned about. */
+function warnNaptMinimums(t: NaptTimeouts, log: Logger): void {
   const minimums: [keyof NaptTimeouts, number, string][] = [
     ["tcpEstablished", 7440, "RFC 5382 REQ-5"],
     ["tcpTransitory", 240, "RFC 5382 REQ-5"],
@@ -312,7 +328,6 @@ function naptTimeouts(
   for (const [key, minimum, rule] of minimums)
     if (t[key] < minimum)
       log.warn("napt-timeout-below-minimum", { timeout: key, seconds: t[key], minimum, rule });
-  return t;
 }
 
 /** Status lines for a shared lease: mappings by state, fragments, no-port answers. */

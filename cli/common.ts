@@ -68,6 +68,26 @@ export function untilSignal(): Promise<NodeJS.Signals> {
   });
 }
 
+/**
+ * SIGHUP for the client and the TEP: reads the configuration again (`reread`, which throws
+ * UsageError on a bad file) and applies the log level; never stops the process (a closed
+ * terminal must not take a lease or a tunnel away silently; SIGINT/SIGTERM stop it, with
+ * RELEASE). Logs `reload` or `reload-refused`. Returns a function that stops listening.
+ */
+export function onHangup(log: Logger, reread: () => LogLevel | undefined): () => void {
+  const hup = () => {
+    try {
+      const level = reread() ?? "info";
+      log.setLevel(level);
+      log.info("reload", { reason: "SIGHUP", "log-level": level });
+    } catch (error) {
+      log.warn("reload-refused", { reason: "SIGHUP", detail: (error as Error).message });
+    }
+  };
+  process.on("SIGHUP", hup);
+  return () => process.off("SIGHUP", hup);
+}
+
 /** A port number 1–65535 from a flag, or `fallback` when absent. */
 export function parsePort(text: string | undefined, what: string, fallback: number): number {
   if (text === undefined) return fallback;

@@ -3,6 +3,7 @@
  *
  * @module
  */
+import { parseDurationSeconds } from "../lib/config/duration.ts";
 import { canonicalIPv6, formatIPv4, parseIPv4, parseIPv6 } from "../lib/net/addr.ts";
 import { parseIPv4Prefix } from "../lib/net/prefix.ts";
 import {
@@ -138,12 +139,11 @@ function checkIPv6Scope(v6: string, what: string, whose: string, allow: ScopeAll
 
 /** A positive whole number of seconds; accepts `90`, `90s`, `15m`, `2h`, `1d`. */
 export function parseDuration(text: string | number, what: string): number {
-  const match = /^(\d+)\s*([smhd]?)$/.exec(String(text).trim());
-  const seconds = match
-    ? Number(match[1]) * { "": 1, s: 1, m: 60, h: 3600, d: 86400 }[match[2]!]!
-    : Number.NaN;
+  const seconds = parseDurationSeconds(text) ?? Number.NaN;
   if (!Number.isSafeInteger(seconds) || seconds <= 0 || seconds > 0xffffffff) {
-    throw new UsageError(`${what}: "${text}" is not a positive duration (e.g. 3600, 90s, 15m, 2h)`);
+    throw new UsageError(
+      `${what}: "${text}" is not a positive duration (e.g. 3600, 90s, 15m, 2h, 1h30m, 1.5h)`,
+    );
   }
   return seconds;
 }

@@ -3,11 +3,13 @@
  *
  * @module
  */
-import { Command } from "@commander-js/extra-typings";
+import { Command, Option } from "@commander-js/extra-typings";
+import { type LeaseJson, renderLeaseTable } from "../lib/control/lease_view.ts";
 import { runDemo } from "../lib/lab/demo.ts";
 import { Lab } from "../lib/lab/lab.ts";
 import { alive, SERVICES } from "../lib/lab/services.ts";
 import { LAB, labNamespaces } from "../lib/lab/topology.ts";
+import { getUnix } from "../lib/sys/http.ts";
 import { UsageError } from "./errors.ts";
 import { runtimeDir } from "./paths.ts";
 
@@ -30,13 +32,23 @@ export function labCommand() {
   const lab = new Command("lab").description(
     "the paper's test network in network namespaces: up | down | status | demo",
   );
-  const nameOption = ["--name <name>", "lab name (namespaces are dstm-NAME-*)", "lab"] as const;
+  const nameOption = () =>
+    new Option("--name <name>", "lab name (namespaces are dstm-NAME-*)").default("lab", "lab");
+  const examples = (...lines: string[]) => `\nExamples:\n${lines.map((l) => `  ${l}`).join("\n")}`;
   lab
     .command("up")
     .description(
       "build the network (nodes A and B, DSTM server, TEP, web and FTP servers) and start everything",
     )
-    .option(...nameOption)
+    .addOption(nameOption())
+    .addHelpText(
+      "after",
+      examples(
+        "dstm lab up",
+        "dstm lab up --name b   # a second lab beside the first",
+        "ip netns exec dstm-lab-a curl http://192.0.2.80/",
+      ),
+    )
     .action(async (flags) => {
       requireRoot();
       const l = await Lab.up(labName(flags.name), runtimeDir(), (line) => out(`  ${line}`));
@@ -45,7 +57,8 @@ export function labCommand() {
   lab
     .command("down")
     .description("stop the lab's processes and delete its namespaces (also after a crash)")
-    .option(...nameOption)
+    .addOption(nameOption())
+    .addHelpText("after", examples("dstm lab down", "dstm lab down --name b"))
     .action(async (flags) => {
       requireRoot();
       const { processes, namespaces } = await Lab.down(labName(flags.name), runtimeDir());
@@ -58,7 +71,8 @@ export function labCommand() {
   lab
     .command("status")
     .description("show the lab's namespaces, processes and leases")
-    .option(...nameOption)
+    .addOption(nameOption())
+    .addHelpText("after", examples("dstm lab status", "dstm lab status --name b"))
     .action(async (flags) => {
       const name = labName(flags.name);
       const namespaces = labNamespaces(name);
@@ -74,16 +88,22 @@ export function labCommand() {
           `  ${service.padEnd(9)} ${pid === undefined ? "not started" : `pid ${pid} ${alive(pid) ? "running" : "DEAD"}`}`,
         );
       }
+      out(`  namespaces: ${namespaces.join(" ")}`);
+      out(await labLeases(l.services.socket("server")));
     });
   lab
     .command("demo")
     .description(
       "run the paper's tests (ping, web, FTP from both nodes) and more, narrating each step",
     )
-    .option(...nameOption)
+    .addOption(nameOption())
     .option(
       "--keep",
       "leave the lab up afterwards (default: take it down unless it was already up)",
+    )
+    .addHelpText(
+      "after",
+      examples("dstm lab demo", "dstm lab demo --keep", "dstm lab demo --name b --keep"),
     )
     .action(async (flags) => {
       requireRoot();
@@ -113,11 +133,30 @@ export function labCommand() {
           process.off("SIGINT", onSignal);
           await Lab.down(name, runtimeDir());
           out(`Lab ${name} taken down.`);
-        } else out(`Lab ${name} left up: \`dstm lab status\`, \`dstm lab down\`.`);
+        } else {
+          const named = name === "lab" ? "" : ` --name ${name}`;
+          out(`Lab ${name} left up: \`dstm lab status${named}\`, \`dstm lab down${named}\`.`);
+        }
       }
       if (failed > 0) process.exitCode = 1;
     });
   return lab;
+}
+
+/** The lab server's active leases, from its control socket (a line saying why not when it does not answer). */
+async function labLeases(socket: string): Promise<string> {
+  try {
+    const body = (await (await getUnix(socket, "/v1/leases")).json()) as { leases: LeaseJson[] };
+    return body.leases.length
+      ? `  leases:\n${renderLeaseTable(body.leases, Date.now())
+          .trimEnd()
+          .split("\n")
+          .map((l) => `    ${l}`)
+          .join("\n")}`
+      : "  leases: none";
+  } catch {
+    return `  leases: the lab's server does not answer on ${socket}`;
+  }
 }
 
 function describe(l: Lab): string {

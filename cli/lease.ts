@@ -4,7 +4,7 @@
  *
  * @module
  */
-import { Command } from "@commander-js/extra-typings";
+import { Command, Option } from "@commander-js/extra-typings";
 import { DstmClient, DstmTransport } from "../lib/client/protocol.ts";
 import {
   describePorts,
@@ -19,7 +19,7 @@ import { sourceAddressFor, UdpBindError } from "../lib/sys/udp.ts";
 import { DSTM_PORT } from "../lib/wire/dstm_types.ts";
 import { readKeys } from "./common.ts";
 import { unicastIPv4, unicastIPv6 } from "./endpoints.ts";
-import { UsageError } from "./errors.ts";
+import { RuntimeError, UsageError } from "./errors.ts";
 import { defaultControlSocket } from "./paths.ts";
 
 export function leaseCommand(): Command {
@@ -55,12 +55,12 @@ async function fromServer(socket: string, all: boolean): Promise<LeaseJson[]> {
   try {
     response = await getUnix(socket, `/v1/leases${all ? "?all=1" : ""}`);
   } catch (error) {
-    throw new UsageError(
+    throw new RuntimeError(
       unixPermissionProblem(socket, error) ??
         `no dstm server answers on ${socket}; is it running? (use --control PATH, or --db PATH when it is stopped)`,
     );
   }
-  if (!response.ok) throw new UsageError(`server at ${socket} answered HTTP ${response.status}`);
+  if (!response.ok) throw new RuntimeError(`server at ${socket} answered HTTP ${response.status}`);
   return ((await response.json()) as { leases: LeaseJson[] }).leases;
 }
 
@@ -88,13 +88,18 @@ export function addLeaseProbeCommands(lease: Command): void {
       "ask a DSTM server for a lease (DSTM_DISCOVER) and print it; the lease stays until released or expired",
     )
     .requiredOption("--server <v6>", "the DSTM server's IPv6 address")
-    .option("--port <n>", `server port (default ${DSTM_PORT})`)
+    .option("--server-port <n>", `the server's UDP port (default: ${DSTM_PORT})`)
+    .addOption(new Option("--port <n>", "deprecated: --server-port").hideHelp())
     .option(
       "--host6 <v6>",
       "host IPv6 address to ask for (default: the source address the kernel picks)",
     )
     .option("--key <file>", "sign with the key in FILE")
     .option("--json", "print JSON")
+    .addHelpText(
+      "after",
+      "\nExamples:\n  dstm lease get --server 2001:db8::53\n  dstm lease get --server 2001:db8::53 --host6 2001:db8:1::99 --key /etc/dstm/key --json",
+    )
     .action(async (flags) => {
       const { client, transport } = await probeClient(flags);
       try {
@@ -122,9 +127,14 @@ export function addLeaseProbeCommands(lease: Command): void {
     .description("give a lease back (DSTM_RELEASE)")
     .requiredOption("--server <v6>", "the DSTM server's IPv6 address")
     .requiredOption("--ipv4 <addr>", "the leased IPv4 address")
-    .option("--port <n>", `server port (default ${DSTM_PORT})`)
+    .option("--server-port <n>", `the server's UDP port (default: ${DSTM_PORT})`)
+    .addOption(new Option("--port <n>", "deprecated: --server-port").hideHelp())
     .option("--host6 <v6>", "host IPv6 address holding the lease (default: the source address)")
     .option("--key <file>", "sign with the key in FILE")
+    .addHelpText(
+      "after",
+      "\nExamples:\n  dstm lease release --server 2001:db8::53 --ipv4 192.168.20.2\n  dstm lease release --server 2001:db8::53 --ipv4 192.168.20.2 --host6 2001:db8:1::99",
+    )
     .action(async (flags) => {
       const ipv4 = unicastIPv4(flags.ipv4, "--ipv4", "the leased");
       const { client, transport } = await probeClient(flags);
@@ -137,11 +147,23 @@ export function addLeaseProbeCommands(lease: Command): void {
     });
 }
 
-async function probeClient(flags: { server: string; port?: string; host6?: string; key?: string }) {
+async function probeClient(flags: {
+  server: string;
+  serverPort?: string;
+  port?: string;
+  host6?: string;
+  key?: string;
+}) {
   const server = unicastIPv6(flags.server, "--server", "the DSTM server's", { loopback: true });
-  const port = flags.port === undefined ? DSTM_PORT : Number(flags.port);
+  if (flags.port !== undefined) {
+    if (flags.serverPort !== undefined)
+      throw new UsageError("--port and --server-port are the same setting; give --server-port");
+    process.stderr.write("dstm: --port is deprecated; use --server-port\n");
+  }
+  const portText = flags.serverPort ?? flags.port;
+  const port = portText === undefined ? DSTM_PORT : Number(portText);
   if (!Number.isInteger(port) || port < 1 || port > 65535)
-    throw new UsageError(`--port: "${flags.port}" is not a port`);
+    throw new UsageError(`--server-port: "${portText}" is not a port`);
   const host6 =
     flags.host6 === undefined
       ? await sourceAddressFor(server, port)

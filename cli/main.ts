@@ -14,7 +14,7 @@ import { generateKeyFileText } from "../lib/wire/auth.ts";
 import { versionText } from "./build_info.ts";
 import { clientCommand } from "./client.ts";
 import { completionCommand } from "./completion.ts";
-import { UsageError } from "./errors.ts";
+import { EXIT_FAILED, EXIT_INTERNAL, EXIT_OK, EXIT_USAGE, UsageError } from "./errors.ts";
 import { labCommand } from "./lab.ts";
 import { leaseCommand } from "./lease.ts";
 import { ping4Command } from "./ping4.ts";
@@ -34,7 +34,6 @@ export function program(): Command {
         process.stdout.write(`${versionText()}\n`);
         throw new CommanderError(0, "commander.version", versionText());
       })
-      .showHelpAfterError("(run with --help for usage)")
       // `dstm tep stats --stats X`: options after a subcommand belong to the subcommand.
       .enablePositionalOptions()
       // What a closed stdout (`dstm … | head`) does depends on the command (cli/stdout_pipe.ts).
@@ -60,7 +59,11 @@ export function program(): Command {
             "[file]",
             "where to write it (created 0600; refused if it exists); default stdout",
           )
-          .option("--id <n>", "key id (default 1)")
+          .option("--id <n>", "key id (default: 1)")
+          .addHelpText(
+            "after",
+            "\nExamples:\n  dstm keygen /etc/dstm/key          # host key: the server and every client\n  dstm keygen /etc/dstm/tep.key      # TEP key: the server and its TEPs only\n  dstm keygen --id 2 /etc/dstm/key.new   # the next key, for a rotation (server --key-overlap)",
+          )
           .action((file, flags) => {
             const id = flags.id === undefined ? 1 : Number(flags.id);
             if (!Number.isInteger(id) || id < 0 || id > 0xffffffff)
@@ -106,21 +109,63 @@ function writeKeyFile(file: string | undefined, text: string): void {
   }
 }
 
-/** Runs the CLI with `argv` (as process.argv); resolves to the exit code. */
+/**
+ * Gives every command of the tree the same error handling: commander throws instead of
+ * exiting, prints `dstm: MESSAGE` (not `error: MESSAGE`) and the help hint of that command.
+ */
+function configure(command: Command, path: string, seen: { command: string }): void {
+  command
+    .exitOverride()
+    .configureOutput({
+      outputError: (text, write) => write(`dstm: ${text.replace(/^error: /, "")}`),
+    })
+    .showHelpAfterError(`dstm: see '${path} --help'`);
+  command.hook("preAction", (_self, action) => {
+    seen.command = commandPath(action);
+  });
+  for (const sub of command.commands) configure(sub as Command, `${path} ${sub.name()}`, seen);
+}
+
+function commandPath(command: { name(): string; parent: unknown }): string {
+  const names: string[] = [];
+  for (let c: { name(): string; parent: unknown } | null = command; c; c = c.parent as typeof c)
+    names.unshift(c.name());
+  return names.join(" ");
+}
+
+/**
+ * Runs the CLI with `argv` (as process.argv); resolves to the exit code (the rule is in
+ * ./errors.ts): 0 done, 1 failed at run time, 2 bad command line or configuration, 70 bug.
+ */
 export async function main(argv: readonly string[]): Promise<number> {
-  const cli = program().exitOverride();
+  const cli = program();
+  const seen = { command: "dstm" }; // the command whose action ran (for future hints)
+  configure(cli, "dstm", seen);
   try {
     await cli.parseAsync([...argv]);
-    return 0;
+    return EXIT_OK;
   } catch (error) {
-    if (error instanceof CommanderError) return error.exitCode === 0 ? 0 : 2;
-    if (error instanceof UsageError || isOneLine(error)) {
+    if (error instanceof CommanderError) return error.exitCode === 0 ? EXIT_OK : EXIT_USAGE;
+    if (error instanceof UsageError || isConfigError(error)) {
       process.stderr.write(`dstm: ${(error as Error).message}\n`);
-      return error instanceof UsageError ? 2 : 1;
+      return EXIT_USAGE;
+    }
+    if (isOneLine(error)) {
+      process.stderr.write(`dstm: ${(error as Error).message}\n`);
+      return EXIT_FAILED;
     }
     process.stderr.write(`dstm: internal error: ${(error as Error).stack ?? String(error)}\n`);
-    return 70;
+    return EXIT_INTERNAL;
   }
+}
+
+/** Library errors that mean the configuration is wrong (exit 2, like UsageError). */
+function isConfigError(error: unknown): boolean {
+  return (
+    error instanceof Error &&
+    ["PoolConfigError", "BindingFileError"].includes(error.name) &&
+    !error.message.includes("\n")
+  );
 }
 
 /** Errors our libraries raise for the user (bind failures, store errors, bad pools) have a name and a one-line message. */
@@ -132,7 +177,7 @@ function isOneLine(error: unknown): boolean {
       "CheckMismatchError",
       "HttpListenError",
       "LeaseStoreError",
-      "PoolConfigError",
+      "RuntimeError",
       "SysError",
       "DstmRefusedError",
       "DstmTimeoutError",

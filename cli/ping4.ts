@@ -3,7 +3,7 @@
  *
  * @module
  */
-import { Command } from "@commander-js/extra-typings";
+import { Command, Option } from "@commander-js/extra-typings";
 import { ping4 } from "../lib/client/ping4.ts";
 import {
   acquirePing4Lease,
@@ -20,6 +20,18 @@ import { unicastIPv6 } from "./endpoints.ts";
 import { UsageError } from "./errors.ts";
 import { runtimeDir } from "./paths.ts";
 
+/** A renamed flag: the new one, or the old one with a deprecation warning (not both). */
+function renamed(flags: Record<string, unknown>, old: string, now: string): string | undefined {
+  const kebab = (n: string) => n.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
+  if (flags[old] === undefined) return flags[now] as string | undefined;
+  if (flags[now] !== undefined)
+    throw new UsageError(
+      `--${kebab(old)} and --${kebab(now)} are the same setting; give --${kebab(now)}`,
+    );
+  process.stderr.write(`dstm: --${kebab(old)} is deprecated; use --${kebab(now)}\n`);
+  return flags[old] as string;
+}
+
 export function ping4Command() {
   return new Command("ping4")
     .description(
@@ -27,19 +39,25 @@ export function ping4Command() {
     )
     .argument("<ipv4>", "the IPv4 host to ping")
     .option("--server <v6>", "the DSTM server's IPv6 address (for a temporary lease)")
-    .option("--port <n>", `server port (default ${DSTM_PORT})`)
-    .option("--source <v6>", "this host's IPv6 address (default: the source towards the server)")
+    .option("--server-port <n>", `the server's UDP port (default: ${DSTM_PORT})`)
+    .addOption(new Option("--port <n>", "deprecated: --server-port").hideHelp())
+    .option("--host6 <v6>", "this host's IPv6 address (default: the source towards the server)")
+    .addOption(new Option("--source <v6>", "deprecated: --host6").hideHelp())
     .option("--tep <v6>", "use this TEP instead of the one the server names")
     .option("--key <file>", "sign requests with the key in FILE")
     .option(
       "--use-client [ifname]",
-      "use the lease of the dstm client running the DTI IFNAME (default dti0)",
+      "use the lease of the dstm client running the DTI IFNAME (default: dti0)",
     )
-    .option("-c, --count <n>", "echo requests to send", "4")
-    .option("-i, --interval <s>", "seconds between requests", "1")
-    .option("-s, --size <bytes>", "ICMP data bytes", "56")
-    .option("-M, --pmtudisc <mode>", "do: set DF (default); dont: clear DF", "do")
-    .option("-W, --timeout <s>", "seconds to wait for the last reply", "2")
+    .addOption(new Option("-c, --count <n>", "echo requests to send").default("4", "4"))
+    .addOption(new Option("-i, --interval <s>", "seconds between requests").default("1", "1"))
+    .addOption(new Option("-s, --size <bytes>", "ICMP data bytes").default("56", "56"))
+    .addOption(
+      new Option("-M, --pmtudisc <mode>", "do: set DF; dont: clear DF").default("do", "do"),
+    )
+    .addOption(
+      new Option("-W, --timeout <s>", "seconds to wait for the last reply").default("2", "2"),
+    )
     .addHelpText(
       "after",
       "\nExamples:\n  dstm ping4 192.0.2.80 --server 2001:db8:1::53\n  dstm ping4 192.0.2.80 --server 2001:db8:1::53 -c 1 -s 1572 -M do",
@@ -68,8 +86,9 @@ export function ping4Command() {
       const server = flags.server
         ? unicastIPv6(flags.server, "--server", "the DSTM server's", { loopback: true })
         : undefined;
-      const port = parsePort(flags.port, "--port", DSTM_PORT);
-      const host6 = flags.source ? unicastIPv6(flags.source, "--source", "this host's") : undefined;
+      const port = parsePort(renamed(flags, "port", "serverPort"), "--server-port", DSTM_PORT);
+      const host6Text = renamed(flags, "source", "host6");
+      const host6 = host6Text ? unicastIPv6(host6Text, "--host6", "this host's") : undefined;
       const tepOverride = flags.tep ? unicastIPv6(flags.tep, "--tep", "the TEP's") : undefined;
       let lease: Ping4Lease;
       try {

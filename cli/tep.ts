@@ -3,7 +3,10 @@
  *
  * @module
  */
-import { Command } from "@commander-js/extra-typings";
+import { Command, Option } from "@commander-js/extra-typings";
+import { TEP_SCHEMA } from "../lib/config/tep_schema.ts";
+import type { LogFormat, Logger, LogLevel } from "../lib/control/log.ts";
+import { formatIPv4 } from "../lib/net/addr.ts";
 import { parseIPv4Prefix } from "../lib/net/prefix.ts";
 import { TEP_CONTROL_PORT } from "../lib/server/tep_sync.ts";
 import { getUnix, unixPermissionProblem } from "../lib/sys/http.ts";
@@ -14,77 +17,27 @@ import {
   bindingTableSize,
   DEFAULT_MAX_BINDINGS,
   loadStaticBindings,
-  SERVER_ROOM,
+  type StaticBindings,
 } from "../lib/tep/binding_file.ts";
-import { TepNode } from "../lib/tep/node.ts";
+import { type TepConfig, TepNode } from "../lib/tep/node.ts";
 import { MAX_BINDINGS } from "../lib/tunnel/binding.ts";
 import { DSTM_PORT } from "../lib/wire/dstm_types.ts";
-import {
-  logFormatOption,
-  logLevelOption,
-  parsePort,
-  readKeys,
-  stdoutLogger,
-  untilSignal,
-} from "./common.ts";
+import { onHangup, parsePort, readKeys, stdoutLogger, untilSignal } from "./common.ts";
 import { unicastIPv4, unicastIPv6 } from "./endpoints.ts";
-import { UsageError } from "./errors.ts";
+import { RuntimeError, UsageError } from "./errors.ts";
+import { addSettings, commandSettings, explained } from "./options.ts";
 import { runtimeDir } from "./paths.ts";
 import { addTepCheckCommand } from "./tep_check.ts";
 
-const collect = (value: string, previous: string[] = []) => [...previous, value];
 const defaultStatsSocket = () => `${runtimeDir()}/tep.sock`;
 
 export function tepCommand() {
-  const tep = new Command("tep")
+  const command = new Command("tep")
     .enablePositionalOptions()
     .description(
       "run a TEP (tunnel end point): decapsulate to IPv4, encapsulate replies to the right host",
-    )
-    .option("--ipv6 <addr>", "this TEP's IPv6 address (tunnel end point, control endpoint)")
-    .option("--ipv4 <addr>", "this TEP's IPv4 address (source of its ICMPv4 errors)")
-    .option("--server <v6>", "the DSTM server that installs bindings here")
-    .option("--server-port <n>", `the server's port (default ${DSTM_PORT})`)
-    .option(
-      "--route <cidr>",
-      "IPv4 prefix served (the server's pools), routed into the tunnel (repeatable)",
-      collect,
-    )
-    .option(
-      "--binding <v4=v6>",
-      "a static binding, kept besides the server's (repeatable)",
-      collect,
-    )
-    .option(
-      "--binding-file <file>",
-      "static bindings, one a line: IPV4 IPV6 [OFFSET/PSIDLEN/PSID], # comments (repeatable)",
-      collect,
-    )
-    .option(
-      "--key <file>",
-      "the server-TEP key (the server's --tep-key FILE, never the hosts' key): require it on BIND/UNBIND/SNAPSHOT, sign SYNC",
-    )
-    .option(
-      "--insecure-control",
-      "accept unsigned BIND/UNBIND/SNAPSHOT from a server on another host (anyone who can spoof its address can rebind hosts)",
-    )
-    .option("--ifname <name>", "name of the IPv4-side TUN device", "tep0")
-    .option("--link-mtu <n>", "MTU of the IPv6 link to the hosts; tunnel MTU = this − 40", "1500")
-    .option("--no-hairpin", "drop host-to-host traffic instead of turning it around")
-    .option("--icmp-rate <n>", "ICMP errors per second at most", "100")
-    .option("--no-mss-clamp", "leave the MSS of TCP SYNs alone (default: clamp to the path MTU)")
-    .option("--dscp <copy|n>", "outer DSCP: copy the inner one, or a fixed 0–63", "copy")
-    .option(
-      "--max-bindings <n>",
-      `binding table size (default ${DEFAULT_MAX_BINDINGS}, or the static bindings + ${SERVER_ROOM} when more)`,
-    )
-    .option(
-      "--control-port <n>",
-      `UDP port for the server's messages (default ${TEP_CONTROL_PORT})`,
-    )
-    .option("--stats <path>", "stats socket for `dstm tep stats` (default /run/dstm/tep.sock)")
-    .addOption(logFormatOption())
-    .addOption(logLevelOption())
+    );
+  const tep = addSettings(command, TEP_SCHEMA)
     .addHelpText(
       "after",
       `
@@ -93,102 +46,44 @@ Examples:
   dstm tep ... --binding 198.51.100.9=2001:db8:1::99
   dstm tep ... --binding-file /etc/dstm/bindings.txt
       # a line of it: 198.51.100.10  2001:db8:1::a0  6/2/0   (port set: offset/PSID length/PSID)
+  dstm tep --config /etc/dstm/tep.toml --check
   dstm tep stats`,
     )
-    .action(async (flags) => {
-      if (flags.ipv6 === undefined)
-        throw new UsageError("--ipv6: this TEP's IPv6 address is required");
-      const ipv6 = unicastIPv6(flags.ipv6, "--ipv6", "this TEP's");
-      if (flags.ipv4 === undefined)
-        throw new UsageError("--ipv4: this TEP's IPv4 address is required");
-      const ipv4 = unicastIPv4(flags.ipv4, "--ipv4", "this TEP's");
-      if (flags.server === undefined)
-        throw new UsageError("--server: the DSTM server's IPv6 address is required");
-      // The server may run on this host: loopback is fine, a group or "any" is not.
-      const server = unicastIPv6(flags.server, "--server", "the DSTM server's", {
-        loopback: true,
-      });
-      const routes = flags.route ?? [];
-      if (routes.length === 0)
-        throw new UsageError(
-          "--route: name the IPv4 prefixes this TEP serves (the server's pools)",
-        );
-      for (const r of routes)
-        if (!parseIPv4Prefix(r)) throw new UsageError(`--route: "${r}" is not an IPv4 CIDR`);
-      const number = (text: string, what: string, min: number, max: number) => {
-        const n = Number(text);
-        if (!Number.isInteger(n) || n < min || n > max)
-          throw new UsageError(`${what}: "${text}" is not ${min}–${max}`);
-        return n;
-      };
+    .action(async (_opts, cmd) => {
+      const settings = commandSettings(cmd, TEP_SCHEMA);
+      const flags = settings.values as unknown as TepFlags;
       const log = stdoutLogger(flags);
-      const started = performance.now();
-      const statics = usageOnBindingError(() =>
-        loadStaticBindings(flags.binding ?? [], flags.bindingFile ?? []),
-      );
-      if (flags.bindingFile)
-        log.info("binding-file", {
-          files: flags.bindingFile.join(","),
-          bindings: statics.size,
-          ms: Math.round(performance.now() - started),
-        });
-      const table = bindingTableSize(
-        statics.size,
-        flags.maxBindings === undefined
-          ? undefined
-          : number(flags.maxBindings, "--max-bindings", 1, MAX_BINDINGS),
-      );
-      if (typeof table === "string") throw new UsageError(table);
-      if (table.size > DEFAULT_MAX_BINDINGS && flags.maxBindings === undefined)
-        log.info("max-bindings-raised", {
-          from: DEFAULT_MAX_BINDINGS,
-          to: table.size,
-          static: statics.size,
-          serverRoom: table.size - statics.size,
-        });
-      const key = flags.key ? readKeys(flags.key)[0] : undefined;
-      if (!key) {
-        const local = server === "::1" || interfaceOfIPv6(server) !== null;
-        if (!local && !flags.insecureControl)
-          throw new UsageError(
-            `--server ${server} is not an address of this host: give --key FILE (the server's --tep-key) to authenticate it, or --insecure-control`,
-          );
-        log.warn("control-auth-off", {
-          server,
-          detail: local
-            ? "server on this host: BIND/UNBIND/SNAPSHOT accepted unsigned from its address and port"
-            : "--insecure-control: BIND/UNBIND/SNAPSHOT accepted unsigned; anyone who can spoof the server's address can rebind hosts",
-        });
+      const options = await explained(settings, () => resolveTep(flags, log));
+      if (flags.check) {
+        process.stdout.write(
+          `dstm tep: configuration OK (${options.ipv6} / ${formatIPv4(options.ipv4)}, server ${options.server.address}, ${options.routes.length} route(s), ${options.staticBindings?.length ?? 0} static binding(s))\n`,
+        );
+        return;
       }
-      const node = await TepNode.start({
-        ipv6,
-        ipv4,
-        server: { address: server, port: parsePort(flags.serverPort, "--server-port", DSTM_PORT) },
-        key,
-        routes,
-        staticBindings: statics.bindings,
-        ifname: flags.ifname,
-        linkMtu: number(flags.linkMtu, "--link-mtu", 1280, 65575),
-        hairpin: flags.hairpin,
-        icmpRate: number(flags.icmpRate, "--icmp-rate", 0, 1_000_000),
-        mssClamp: flags.mssClamp,
-        dscp: flags.dscp === "copy" ? -1 : number(flags.dscp, "--dscp", 0, 63),
-        maxBindings: table.size,
-        controlPort: parsePort(flags.controlPort, "--control-port", TEP_CONTROL_PORT),
-        statsSocket: flags.stats ?? defaultStatsSocket(),
-        log,
-      });
+      const node = await TepNode.start(options);
       sdNotify("READY=1\nSTATUS=forwarding");
+      const stopHup = onHangup(
+        log,
+        () => (commandSettings(cmd, TEP_SCHEMA).values as unknown as TepFlags).logLevel,
+      );
       await untilSignal();
+      stopHup();
       await node.stop();
     });
   tep
     .command("stats")
     .description("show a running TEP's bindings and its forward/drop counters")
-    .option("--stats <path>", "stats socket (default /run/dstm/tep.sock)")
+    .option("--control <path>", "control socket of the TEP (default: /run/dstm/tep.sock as root)")
+    .addOption(new Option("--stats <path>", "deprecated: --control").hideHelp())
     .option("--json", "print JSON")
+    .addHelpText(
+      "after",
+      "\nExamples:\n  dstm tep stats\n  dstm tep stats --json --control /run/dstm/tep-b.sock",
+    )
     .action(async (flags) => {
-      const socket = flags.stats ?? defaultStatsSocket();
+      if (flags.stats !== undefined)
+        process.stderr.write("dstm: --stats is deprecated; use --control\n");
+      const socket = flags.control ?? flags.stats ?? defaultStatsSocket();
       let stats: {
         ipv6: string;
         ipv4: string;
@@ -201,7 +96,7 @@ Examples:
       try {
         stats = (await (await getUnix(socket, "/v1/stats")).json()) as typeof stats;
       } catch (error) {
-        throw new UsageError(
+        throw new RuntimeError(
           unixPermissionProblem(socket, error) ??
             `no dstm tep answers on ${socket}; is it running?`,
         );
@@ -224,10 +119,114 @@ Examples:
   return tep;
 }
 
-/** `load()`, its BindingFileError (a bad `--binding` or `--binding-file`) a UsageError. */
-function usageOnBindingError<T>(load: () => T): T {
+export interface TepFlags {
+  ipv6?: string;
+  ipv4?: string;
+  server?: string;
+  serverPort?: string;
+  route?: string[];
+  binding?: string[];
+  bindingFile?: string[];
+  key?: string;
+  insecureControl?: boolean;
+  ifname: string;
+  linkMtu: string;
+  hairpin: boolean;
+  icmpRate: string;
+  mssClamp: boolean;
+  dscp: string;
+  maxBindings?: string;
+  tepPort?: string;
+  control?: string;
+  logFormat?: LogFormat;
+  logLevel?: LogLevel;
+  config?: string;
+  check?: boolean;
+}
+
+/** The TEP's options from its settings, checked (files read, nothing opened); --check stops here. */
+function resolveTep(flags: TepFlags, log: Logger): TepConfig {
+  if (flags.ipv6 === undefined) throw new UsageError("--ipv6: this TEP's IPv6 address is required");
+  const ipv6 = unicastIPv6(flags.ipv6, "--ipv6", "this TEP's");
+  if (flags.ipv4 === undefined) throw new UsageError("--ipv4: this TEP's IPv4 address is required");
+  const ipv4 = unicastIPv4(flags.ipv4, "--ipv4", "this TEP's");
+  if (flags.server === undefined)
+    throw new UsageError("--server: the DSTM server's IPv6 address is required");
+  // The server may run on this host: loopback is fine, a group or "any" is not.
+  const server = unicastIPv6(flags.server, "--server", "the DSTM server's", {
+    loopback: true,
+  });
+  const routes = flags.route ?? [];
+  if (routes.length === 0)
+    throw new UsageError("--route: name the IPv4 prefixes this TEP serves (the server's pools)");
+  for (const r of routes)
+    if (!parseIPv4Prefix(r)) throw new UsageError(`--route: "${r}" is not an IPv4 CIDR`);
+  const number = (text: string, what: string, min: number, max: number) => {
+    const n = Number(text);
+    if (!Number.isInteger(n) || n < min || n > max)
+      throw new UsageError(`${what}: "${text}" is not ${min}–${max}`);
+    return n;
+  };
+  const started = performance.now();
+  const statics = loadStatics(flags.binding ?? [], flags.bindingFile ?? []);
+  if (flags.bindingFile)
+    log.info("binding-file", {
+      files: flags.bindingFile.join(","),
+      bindings: statics.size,
+      ms: Math.round(performance.now() - started),
+    });
+  const table = bindingTableSize(
+    statics.size,
+    flags.maxBindings === undefined
+      ? undefined
+      : number(flags.maxBindings, "--max-bindings", 1, MAX_BINDINGS),
+  );
+  if (typeof table === "string") throw new UsageError(table);
+  if (table.size > DEFAULT_MAX_BINDINGS && flags.maxBindings === undefined)
+    log.info("max-bindings-raised", {
+      from: DEFAULT_MAX_BINDINGS,
+      to: table.size,
+      static: statics.size,
+      serverRoom: table.size - statics.size,
+    });
+  const key = flags.key ? readKeys(flags.key)[0] : undefined;
+  if (!key) {
+    const local = server === "::1" || interfaceOfIPv6(server) !== null;
+    if (!local && !flags.insecureControl)
+      throw new UsageError(
+        `--server ${server} is not an address of this host: give --key FILE (the server's --tep-key) to authenticate it, or --insecure-control`,
+      );
+    log.warn("control-auth-off", {
+      server,
+      detail: local
+        ? "server on this host: BIND/UNBIND/SNAPSHOT accepted unsigned from its address and port"
+        : "--insecure-control: BIND/UNBIND/SNAPSHOT accepted unsigned; anyone who can spoof the server's address can rebind hosts",
+    });
+  }
+  return {
+    ipv6,
+    ipv4,
+    server: { address: server, port: parsePort(flags.serverPort, "--server-port", DSTM_PORT) },
+    key,
+    routes,
+    staticBindings: statics.bindings,
+    ifname: flags.ifname,
+    linkMtu: number(flags.linkMtu, "--link-mtu", 1280, 65575),
+    hairpin: flags.hairpin,
+    icmpRate: number(flags.icmpRate, "--icmp-rate", 0, 1_000_000),
+    mssClamp: flags.mssClamp,
+    dscp: flags.dscp === "copy" ? -1 : number(flags.dscp, "--dscp", 0, 63),
+    maxBindings: table.size,
+    controlPort: parsePort(flags.tepPort, "--tep-port", TEP_CONTROL_PORT),
+    statsSocket: flags.control ?? defaultStatsSocket(),
+    log,
+  };
+}
+
+/** The `--binding` flags, then every `--binding-file` (lib/tep), a bad one a UsageError. */
+function loadStatics(flags: readonly string[], files: readonly string[]): StaticBindings {
   try {
-    return load();
+    return loadStaticBindings(flags, files);
   } catch (error) {
     if (error instanceof BindingFileError) throw new UsageError(error.message);
     throw error;

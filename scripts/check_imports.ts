@@ -33,11 +33,14 @@ export const ALLOWED: Readonly<Record<string, readonly string[]>> = {
   client: ["control", "sys", "tunnel", "net", "wire"],
   tep: ["control", "sys", "tunnel", "net", "wire"],
   lab: ["sys", "net", "wire"],
+  // the settings of each command; imports lower layers for their defaults only (cli uses it)
+  config: ["alloc", "server", "tep", "tunnel", "net", "wire"],
 };
 
 /** npm packages a layer may import (everything else under lib/ imports none). */
 const PACKAGES: Readonly<Record<string, readonly string[]>> = {
   net: ["ip-address"],
+  config: ["smol-toml", "valibot"],
 };
 
 /**

@@ -76,6 +76,20 @@ describe.skipIf(skip !== null)("the paper's test network, end to end", () => {
     }, 60_000);
   }
 
+  test("dstm lab status shows the namespaces, the processes and the leases (issue 13 item 9)", async () => {
+    const proc = Bun.spawnSync([BUN, join(ROOT, "mod.ts"), "lab", "status", "--name", name], {
+      cwd: ROOT,
+      env: { ...process.env, DSTM_RUNTIME_DIR: base },
+    });
+    const text = proc.stdout.toString();
+    expect(proc.exitCode).toBe(0);
+    expect(text).toMatch(/ server +pid \d+ running/);
+    expect(text).toContain(`namespaces: dstm-${name}-`);
+    const leases = await activeLeases();
+    expect(leases.length).toBeGreaterThan(0);
+    for (const lease of leases) expect(text).toContain(lease.hostIPv4);
+  });
+
   test("node B sending with node A's IPv4 source is dropped at the TEP and counted", async () => {
     const a4 = await leasedAddress(lab, "a");
     const before = await tepCounters();

@@ -170,13 +170,16 @@ describe("dstm server --share: configuration", () => {
       file,
       `tep = "2001:db8::1"\n[[pool]]\nprefixes = ["198.51.100.0/30"]\nshare = "four"\n`,
     );
-    expect(() => resolve({ config: file })).toThrow('share: "four" is not a whole number');
+    // strict TOML types, with the key's line and column (issue 13 item 3)
+    expect(() => resolve({ config: file })).toThrow(
+      `${file}:4:1: pool 1: share must be an integer, not "four"`,
+    );
     writeFileSync(
       file,
       `tep = "2001:db8::1"\n[[pool]]\nprefixes = ["198.51.100.0/30"]\nallow-well-known-ports = "yes"\n`,
     );
     expect(() => resolve({ config: file })).toThrow(
-      '"allow-well-known-ports" must be true or false',
+      `${file}:4:1: pool 1: allow-well-known-ports must be true or false, not "yes"`,
     );
     writeFileSync(
       file,

@@ -270,9 +270,9 @@ describe.skipIf(skip !== null)("an attacker on the link against the server ⇄ T
         NET.pool,
         "--ifname",
         "tepx",
-        "--control-port",
+        "--tep-port",
         "4609",
-        "--stats",
+        "--control",
         join(dir, "tepx.sock"),
       ],
       { timeoutMs: 20_000, cwd: ROOT },
@@ -301,9 +301,9 @@ describe.skipIf(skip !== null)("an attacker on the link against the server ⇄ T
         "203.0.113.0/28",
         "--ifname",
         "tepx",
-        "--control-port",
+        "--tep-port",
         "4609",
-        "--stats",
+        "--control",
         join(dir, "tepx.sock"),
       ]);
       expect(await tep.waitFor(/ control-auth-off /)).toContain(`server=${server}`);

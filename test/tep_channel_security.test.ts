@@ -11,7 +11,7 @@ import { Logger } from "../lib/control/log.ts";
 import { Metrics } from "../lib/control/metrics.ts";
 import { WarnLimit } from "../lib/control/warn_limit.ts";
 import type { Lease } from "../lib/lease/lease.ts";
-import { formatIPv6 } from "../lib/net/addr.ts";
+import { formatIPv6, parseIPv6 } from "../lib/net/addr.ts";
 import { DstmServer } from "../lib/server/server.ts";
 import { TepSync } from "../lib/server/tep_sync.ts";
 import { bindUdp, type UdpEndpoint } from "../lib/sys/udp.ts";
@@ -26,6 +26,8 @@ const TEP_KEY: AuthKey = { id: 1, secret: new Uint8Array(32).fill(0x71) };
 const HOST_KEY: AuthKey = { id: 1, secret: new Uint8Array(32).fill(0x42) };
 const WHOLE: WirePortSet = { offset: 0, psidLength: 0, psid: 0 };
 const A4 = 0xc6336405; // 198.51.100.5
+/** The TEP's address (tep6 "::1"): the server MACs it into every message for this TEP. */
+const TEP6 = parseIPv6("::1")!;
 const cleanup: (() => unknown)[] = [];
 afterEach(async () => {
   for (const c of cleanup.splice(0).reverse()) await c();
@@ -103,17 +105,24 @@ describe("TEP: keys are not interchangeable, replays are refused", () => {
     send(signMessage(bind(2, "2001:db8:66::1"), TEP_KEY, Date.now()));
     expect(await until(() => t.count("bind", "drop-auth-bad-mac") === 2)).toBe(true);
     expect(t.table.map.has(A4)).toBe(false);
-    send(signMessage(bind(3, "2001:db8:1::a"), TEP_KEY, Date.now(), undefined, "tep"));
+    send(signMessage(bind(3, "2001:db8:1::a"), TEP_KEY, Date.now(), undefined, "tep", TEP6));
     expect(await until(() => t.table.map.get(A4) === "2001:db8:1::a")).toBe(true);
   });
 
   test("a signed BIND sent again (a replay) is refused; an unsigned one is refused", async () => {
     const t = await tepWithServerSocket(TEP_KEY);
     const send = (bytes: Uint8Array) => t.server.ep.send(bytes, "::1", t.tepPort);
-    const captured = signMessage(bind(1, "2001:db8:66::1"), TEP_KEY, Date.now(), undefined, "tep");
+    const captured = signMessage(
+      bind(1, "2001:db8:66::1"),
+      TEP_KEY,
+      Date.now(),
+      undefined,
+      "tep",
+      TEP6,
+    );
     send(captured);
     expect(await until(() => t.table.map.get(A4) === "2001:db8:66::1")).toBe(true);
-    send(signMessage(bind(2, "2001:db8:1::a"), TEP_KEY, Date.now(), undefined, "tep"));
+    send(signMessage(bind(2, "2001:db8:1::a"), TEP_KEY, Date.now(), undefined, "tep", TEP6));
     expect(await until(() => t.table.map.get(A4) === "2001:db8:1::a")).toBe(true);
     send(captured);
     send(encodeMessage(bind(3, "2001:db8:66::1")));

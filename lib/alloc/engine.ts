@@ -148,18 +148,19 @@ export interface PoolStats {
 
 /** Decides and persists leases. Call {@link start} before anything else. */
 export class AllocationEngine {
-  readonly #pools: PoolSlots[];
+  #pools: PoolSlots[];
   readonly #store: LeaseStore;
   readonly #committer: GroupCommitter;
-  readonly #leaseTime: number;
-  readonly #maxLeaseTime: number;
+  #leaseTime: number;
+  #maxLeaseTime: number;
   readonly #now: () => number;
   /** Wall clock for the stored times, monotonic deadlines for expiry (./lease_clock.ts). */
   readonly #clock: LeaseClock;
   /** Leases made by an OFFER (discover with persist: false) and not changed since: never committed. */
   readonly #offers = new WeakSet<Lease>();
-  readonly #maxPerPrefix: number;
-  readonly #perPrefix: PrefixCounter | undefined;
+  #maxPerPrefix: number;
+  #perPrefix: PrefixCounter | undefined;
+  readonly #hostPrefixLength: number;
   readonly #onStoreError: ((error: unknown) => void) | undefined;
   /** Every row of the store, by lease key (plus changes not yet durable). */
   readonly #rows = new Map<number, Lease>();
@@ -176,7 +177,7 @@ export class AllocationEngine {
   readonly #onAbsorb: ((before: Lease | undefined, after: Lease | undefined) => void) | undefined;
   /** Writes another server won (LeaseConflictError), for metrics. */
   #conflicts = 0;
-  readonly #expiry = new ExpiryHeap();
+  #expiry = new ExpiryHeap();
   readonly #reclaimMaxLeases: number;
   readonly #reclaimMaxMs: number;
   /** Due leases were left by the last sweep (it stopped at its count or time limit). */
@@ -198,26 +199,7 @@ export class AllocationEngine {
     if (!(max >= opts.leaseTime)) {
       throw new RangeError("max lease time must not be below lease time");
     }
-    const names = new Set<string>();
-    const rowAt = (key: number) => this.#rows.get(key);
-    this.#pools = opts.pools.map((config) => {
-      const pool = new Pool(config);
-      if (names.has(pool.name)) {
-        throw new PoolConfigError(`two pools are named ${pool.name}; names must be unique`);
-      }
-      names.add(pool.name);
-      const tep6 = canonicalIPv6(config.tep6);
-      if (tep6 === null) {
-        throw new PoolConfigError(`pool ${pool.name}: TEP "${config.tep6}" is not an IPv6 address`);
-      }
-      const tep4 = config.tep4 ?? 0;
-      if (!Number.isInteger(tep4) || tep4 < 0 || tep4 > 0xffffffff) {
-        throw new PoolConfigError(`pool ${pool.name}: TEP IPv4 ${tep4} is not an IPv4 address`);
-      }
-      return new PoolSlots(pool, tep6, tep4, rowAt);
-    });
-    const overlap = poolsOverlap(this.#pools.map((p) => p.pool));
-    if (overlap) throw new PoolConfigError(overlap.message);
+    this.#pools = this.#buildPools(opts.pools);
     this.#store = opts.store;
     this.#committer = new GroupCommitter(opts.store);
     this.#leaseTime = opts.leaseTime;
@@ -234,13 +216,78 @@ export class AllocationEngine {
       throw new RangeError(`max leases per prefix ${cap}: must be a whole number (0: no cap)`);
     }
     this.#maxPerPrefix = cap;
-    this.#perPrefix =
-      cap > 0 ? new PrefixCounter(opts.hostPrefixLength ?? DEFAULT_HOST_PREFIX_LENGTH) : undefined;
+    this.#hostPrefixLength = opts.hostPrefixLength ?? DEFAULT_HOST_PREFIX_LENGTH;
+    this.#perPrefix = cap > 0 ? new PrefixCounter(this.#hostPrefixLength) : undefined;
     this.#onStoreError = opts.onStoreError;
     this.#shared = opts.store.shared === true;
     this.#onAbsorb = opts.onAbsorb;
     this.#reclaimMaxLeases = _limit(opts.reclaimMaxLeases, RECLAIM_DEFAULTS.maxLeases, "leases");
     this.#reclaimMaxMs = _limit(opts.reclaimMaxMs, RECLAIM_DEFAULTS.maxMs, "ms");
+  }
+
+  /** Validated pools with fresh slot state: unique names, TEP addresses, no overlap. */
+  #buildPools(configs: readonly PoolConfig[]): PoolSlots[] {
+    if (configs.length === 0) throw new PoolConfigError("no pool configured");
+    const names = new Set<string>();
+    const rowAt = (key: number) => this.#rows.get(key);
+    const pools = configs.map((config) => {
+      const pool = new Pool(config);
+      if (names.has(pool.name)) {
+        throw new PoolConfigError(`two pools are named ${pool.name}; names must be unique`);
+      }
+      names.add(pool.name);
+      const tep6 = canonicalIPv6(config.tep6);
+      if (tep6 === null) {
+        throw new PoolConfigError(`pool ${pool.name}: TEP "${config.tep6}" is not an IPv6 address`);
+      }
+      const tep4 = config.tep4 ?? 0;
+      if (!Number.isInteger(tep4) || tep4 < 0 || tep4 > 0xffffffff) {
+        throw new PoolConfigError(`pool ${pool.name}: TEP IPv4 ${tep4} is not an IPv4 address`);
+      }
+      return new PoolSlots(pool, tep6, tep4, rowAt);
+    });
+    const overlap = poolsOverlap(pools.map((p) => p.pool));
+    if (overlap) throw new PoolConfigError(overlap.message);
+    return pools;
+  }
+
+  /**
+   * Reload: new pools (added, removed, resized, re-shared), lease times and per-prefix cap,
+   * without dropping a lease. Every row is kept and re-indexed under the new pools in one
+   * synchronous step (no request sees a half-built index); an active lease whose slot is in
+   * no pool any more is an orphan: kept until it expires or is released, its address never
+   * handed out meanwhile (a renewal is refused: `no-such-lease`, send DISCOVER). Throws
+   * {@link PoolConfigError} / RangeError (and changes nothing) when the pools are invalid.
+   * Returns the number of orphans (rows kept but not served).
+   */
+  reconfigure(next: {
+    pools: readonly PoolConfig[];
+    leaseTime: number;
+    maxLeaseTime?: number;
+    maxLeasesPerPrefix?: number;
+  }): number {
+    const pools = this.#buildPools(next.pools);
+    const max = next.maxLeaseTime ?? next.leaseTime;
+    if (!(next.leaseTime >= 1) || !(max >= next.leaseTime))
+      throw new RangeError("lease time must be at least 1 second and at most the max lease time");
+    const cap = next.maxLeasesPerPrefix ?? 0;
+    if (!Number.isInteger(cap) || cap < 0) throw new RangeError(`max leases per prefix ${cap}`);
+    // From here on nothing throws: swap and re-index in one step.
+    this.#pools = pools;
+    this.#leaseTime = next.leaseTime;
+    this.#maxLeaseTime = max;
+    this.#maxPerPrefix = cap;
+    this.#perPrefix = cap > 0 ? new PrefixCounter(this.#hostPrefixLength) : undefined;
+    const rows = [...this.#rows.values()].sort(
+      (a, b) => a.expiresAt - b.expiresAt || _key(a) - _key(b),
+    );
+    this.#rows.clear();
+    this.#activeByHost.clear();
+    this.#historyByHost.clear();
+    this.#expiry = new ExpiryHeap();
+    this.#orphans = 0;
+    for (const row of rows) this.#setRow(_key(row), row);
+    return this.#orphans;
   }
 
   /** Loads every row of the store and builds the index. Rows the pools do not serve are kept, not served. */

@@ -77,6 +77,8 @@ export interface TransportOptions {
 interface Pending {
   readonly resolve: (answer: DstmMessage) => void;
   readonly expect: number;
+  /** An unsigned NAK NOT_AUTHORISED came for it (not believed: see onDatagram). */
+  unsignedRefusal?: boolean;
 }
 
 /**
@@ -141,9 +143,11 @@ export class DstmTransport {
   async exchange(message: Omit<DstmMessage, "xid">, expect: number): Promise<DstmMessage> {
     const xid = this.#nextXid;
     this.#nextXid = (this.#nextXid + 1) >>> 0;
-    const answer = new Promise<DstmMessage>((resolve) =>
-      this.#pending.set(xid, { resolve, expect }),
-    );
+    let pending: Pending | undefined;
+    const answer = new Promise<DstmMessage>((resolve) => {
+      pending = { resolve, expect };
+      this.#pending.set(xid, pending);
+    });
     let timeout = this.#retry.initialMs;
     try {
       for (let attempt = 0; attempt < this.#retry.tries; attempt++) {
@@ -171,6 +175,11 @@ export class DstmTransport {
       }
     } finally {
       this.#pending.delete(xid);
+    }
+    if (pending?.unsignedRefusal) {
+      throw new DstmTimeoutError(
+        `no signed answer from DSTM server [${this.#server}]:${this.#port} after ${this.#retry.tries} tries, only an unsigned NAK NOT_AUTHORISED (from the server or anyone on the link): is the key the server's?`,
+      );
     }
     throw new DstmTimeoutError(
       `no answer from DSTM server [${this.#server}]:${this.#port} after ${this.#retry.tries} tries; is it running and reachable?`,
@@ -201,11 +210,19 @@ export class DstmTransport {
         this.#guard,
         this.#now(),
       );
-      // An unsigned NAK NOT_AUTHORISED is how a server says it could not verify us: accept it.
+      // An unsigned NAK NOT_AUTHORISED is how a server says it could not verify us. Anyone
+      // who sees the xid on the link can send one, so it is believed only for a DISCOVER
+      // (nothing to lose); for a REQUEST or RELEASE it is remembered and the exchange goes on,
+      // ending in DstmTimeoutError (the lease is kept until it expires), saying so.
       const unsignedAuthNak =
         outcome === "missing" &&
         message.type === MessageType.NAK &&
         message.status === Status.NOT_AUTHORISED;
+      if (unsignedAuthNak && pending.expect !== MessageType.DISCOVER_ACK) {
+        pending.unsignedRefusal = true;
+        this.ignored++;
+        return;
+      }
       if (outcome !== "ok" && !unsignedAuthNak) {
         this.ignored++;
         return;

@@ -5,6 +5,7 @@
  * GET /v1/leases  → {"leases":[LeaseJson…]}   (?all=1 includes released/expired history)
  * GET /v1/stats   → {"pools":[…],"counters":[…]}
  * GET /metrics    → Prometheus text
+ * POST /v1/reload → {"ok":bool,"message":"…","changed":[…]}  (200 applied, 409 refused)
  *
  * @module
  */
@@ -16,13 +17,19 @@ export interface ControlSource {
   leases(all: boolean): readonly Lease[];
   pools(): readonly { pool: string; size: number; active: number; free: number }[];
   readonly metrics: Metrics;
+  /** Reads the configuration again and applies it (SIGHUP does the same); absent: 404. */
+  reload?(): Promise<{ ok: boolean; message: string; changed: readonly string[] }>;
 }
 
 /** Builds the fetch handler of the control API. */
-export function controlHandler(source: ControlSource): (request: Request) => Response {
+export function controlHandler(
+  source: ControlSource,
+): (request: Request) => Response | Promise<Response> {
   return (request) => {
-    if (request.method !== "GET") return json({ error: "method not allowed" }, 405);
     const url = new URL(request.url);
+    if (request.method === "POST" && url.pathname === "/v1/reload" && source.reload)
+      return source.reload().then((result) => json(result, result.ok ? 200 : 409));
+    if (request.method !== "GET") return json({ error: "method not allowed" }, 405);
     switch (url.pathname) {
       case "/v1/ping":
         return json({ ok: true });

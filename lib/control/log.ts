@@ -37,7 +37,7 @@ const PRIORITIES: Record<LogLevel, string> = {
 
 export class Logger {
   readonly #format: LogFormat;
-  readonly #level: number;
+  #level: number;
   readonly #sink: (text: string) => void;
   readonly #now: () => number;
   readonly #priorityPrefix: boolean;
@@ -63,6 +63,11 @@ export class Logger {
   }
   error(event: string, fields: LogFields = {}): void {
     this.log("error", event, fields);
+  }
+
+  /** Changes the least severe level logged from now on (configuration reload). */
+  setLevel(level: LogLevel): void {
+    this.#level = LEVELS[level];
   }
 
   log(level: LogLevel, event: string, fields: LogFields): void {

@@ -233,7 +233,7 @@ export const DEMO_STEPS: readonly DemoStep[] = [
         ...dstmArgv(),
         "tep",
         "stats",
-        "--stats",
+        "--control",
         lab.services.socket("tep"),
       ]);
       return { ok: r.code === 0 && /decap-forward\s+[1-9]/.test(r.text), output: r.text };

@@ -133,7 +133,7 @@ export class LabServices {
           LAB.pool,
           "--link-mtu",
           String(LAB.ipv6Mtu),
-          "--stats",
+          "--control",
           this.socket("tep"),
           "--key",
           this.tepKeyFile(),

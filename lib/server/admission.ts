@@ -91,8 +91,8 @@ export class Admission {
   readonly #o: AdmissionOptions;
   readonly #now: () => number;
   readonly #length: number;
-  readonly #rate: number;
-  readonly #burst: number;
+  #rate: number;
+  #burst: number;
   readonly #maxPrefixes: number;
   readonly #allow: IPv6Prefix[] | undefined;
   readonly #buckets = new Map<string, Bucket>();
@@ -119,6 +119,18 @@ export class Admission {
       "dstm_admission_refused_total",
       "Requests refused before or by allocation: rate-limit (per source prefix), prefix-limit (leases per host prefix), not-allowed (4o6 source outside --dhcp4o6-allow), by protocol",
     );
+  }
+
+  /**
+   * New rate limit (configuration reload): `ratePerSecond` requests a second per source
+   * prefix (0: off), `burst` at once (≥ 1); buckets keep their tokens, capped at the new
+   * burst. Throws RangeError on a bad value and keeps the old one.
+   */
+  setRate(ratePerSecond: number, burst: number): void {
+    if (!(ratePerSecond >= 0) || !(burst >= 1))
+      throw new RangeError(`rate ${ratePerSecond}/s, burst ${burst}: need rate ≥ 0, burst ≥ 1`);
+    this.#rate = ratePerSecond;
+    this.#burst = burst;
   }
 
   /**

@@ -15,6 +15,7 @@
 import type { AllocationEngine, EngineResult } from "../alloc/engine.ts";
 import type { Logger } from "../control/log.ts";
 import type { Metrics } from "../control/metrics.ts";
+import { WarnLimit } from "../control/warn_limit.ts";
 import type { Lease } from "../lease/lease.ts";
 import { canonicalIPv6, formatIPv4 } from "../net/addr.ts";
 import { formatPortSet } from "../net/portset.ts";
@@ -84,10 +85,13 @@ export class DstmHandler {
   readonly #o: HandlerOptions;
   readonly #now: () => number;
   readonly #sourceCheck: boolean;
+  /** Refusals anyone can trigger (malformed, unauthenticated, spoofed): logged rate-limited. */
+  readonly #warn: WarnLimit;
 
   constructor(options: HandlerOptions) {
     this.#o = options;
     this.#now = options.now ?? Date.now;
+    this.#warn = new WarnLimit(options.log, { now: this.#now });
     this.#sourceCheck = options.sourceCheck ?? true;
     declareHandlerMetrics(options.metrics);
   }
@@ -119,12 +123,16 @@ export class DstmHandler {
     const authentic = this.#authenticate(bytes, request, source);
     if (authentic !== "ok") {
       this.#count(request.type, Status.NOT_AUTHORISED);
-      return this.#nak(request.xid, Status.NOT_AUTHORISED, `authentication failed: ${authentic}`);
+      return this.#within(
+        raw.length,
+        { type: MessageType.NAK, xid: request.xid, status: Status.NOT_AUTHORISED },
+        `authentication failed: ${authentic}`,
+      );
     }
     const key = this.#o.keys ? this.#o.keys.get(request.auth!.keyId) : undefined;
     const host6 = request.host6!;
     if (this.#sourceCheck && canonicalIPv6(source) !== host6) {
-      return this.#sourceMismatch(request, source, key);
+      return this.#sourceMismatch(raw.length, request, source, key);
     }
     if (this.#o.admission && !this.#o.admission.admit("native", source)) return null;
     const result = await this.#dispatch(request, host6);
@@ -144,7 +152,7 @@ export class DstmHandler {
       return null;
     }
     metrics.inc("dstm_malformed_total", { error: error.code });
-    this.#o.log.warn("reject", {
+    this.#warn.warn("reject", {
       reason: "malformed",
       error: error.code,
       from: source,
@@ -152,22 +160,31 @@ export class DstmHandler {
     });
     const status = error.code === "bad-version" ? Status.UNSUPPORTED_VERSION : Status.MALFORMED;
     this.#count(header.type, status);
-    return this.#nak(header.xid, status, error.message);
+    return this.#within(
+      raw.length,
+      { type: MessageType.NAK, xid: header.xid, status },
+      error.message,
+    );
   }
 
-  /** HOST_IPV6 is not the datagram's source: NAK NOT_AUTHORISED, counted and logged. */
-  #sourceMismatch(request: DstmMessage, source: string, key: AuthKey | undefined): Uint8Array {
+  /**
+   * HOST_IPV6 is not the datagram's source: NAK NOT_AUTHORISED (no longer than the request's
+   * `limit` bytes), counted and logged.
+   */
+  #sourceMismatch(
+    limit: number,
+    request: DstmMessage,
+    source: string,
+    key: AuthKey | undefined,
+  ): Uint8Array | null {
     const host6 = request.host6!;
     this.#o.metrics.inc("dstm_auth_failures_total", { reason: "source-mismatch" });
     this.#count(request.type, Status.NOT_AUTHORISED);
-    this.#o.log.warn("reject", { reason: "source-mismatch", from: source, host6 });
-    return this.#answer(
-      {
-        type: MessageType.NAK,
-        xid: request.xid,
-        status: Status.NOT_AUTHORISED,
-        statusText: "HOST_IPV6 must be the address the request is sent from",
-      },
+    this.#warn.warn("reject", { reason: "source-mismatch", from: source, host6 });
+    return this.#within(
+      limit,
+      { type: MessageType.NAK, xid: request.xid, status: Status.NOT_AUTHORISED },
+      "HOST_IPV6 must be the address the request is sent from",
       key,
     );
   }
@@ -275,7 +292,7 @@ export class DstmHandler {
     const outcome = verifyMessage(raw, request, this.#o.keys, this.#o.replayGuard!, this.#now());
     if (outcome !== "ok") {
       this.#o.metrics.inc("dstm_auth_failures_total", { reason: outcome });
-      this.#o.log.warn("reject", {
+      this.#warn.warn("reject", {
         reason: "auth",
         auth: outcome,
         from: source,
@@ -323,8 +340,20 @@ export class DstmHandler {
     });
   }
 
-  #nak(xid: number, status: Status, text: string): Uint8Array {
-    return encodeMessage({ type: MessageType.NAK, xid, status, statusText: truncateText(text) });
+  /**
+   * A NAK to a source nobody vouches for yet (a malformed or unauthenticated request, or one
+   * whose HOST_IPV6 is not its source): never longer than the request (`limit` bytes), so a
+   * spoofed request cannot make the server a reflection amplifier. Its text is cut to fit;
+   * when even a NAK without text would be longer, nothing is sent (counted
+   * `dstm_dropped_total{reason="answer-too-long"}`).
+   */
+  #within(limit: number, nak: DstmMessage, text: string, key?: AuthKey): Uint8Array | null {
+    const bare = this.#answer({ ...nak, statusText: "" }, key);
+    if (bare.length > limit) {
+      this.#o.metrics.inc("dstm_dropped_total", { reason: "answer-too-long" });
+      return null;
+    }
+    return this.#answer({ ...nak, statusText: cutText(text, limit - bare.length) }, key);
   }
 
   #answer(message: DstmMessage, key: AuthKey | undefined): Uint8Array {
@@ -349,9 +378,14 @@ function isRequestType(type: number): boolean {
 
 /** STATUS text is at most 253 bytes on the wire; cut long messages on a character boundary. */
 function truncateText(text: string): string {
+  return cutText(text, 253);
+}
+
+/** `text` cut on a character boundary to at most `max` UTF-8 bytes. */
+function cutText(text: string, max: number): string {
   const bytes = new TextEncoder().encode(text);
-  if (bytes.length <= 253) return text;
-  let cut = 253;
+  if (bytes.length <= max) return text;
+  let cut = max;
   while (cut > 0 && (bytes[cut]! & 0xc0) === 0x80) cut--;
   return new TextDecoder().decode(bytes.subarray(0, cut));
 }

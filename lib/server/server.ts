@@ -13,13 +13,14 @@ import type { Lease, LeaseStore } from "../lease/lease.ts";
 import { MemoryLeaseStore } from "../lease/memory.ts";
 import { isPostgresUrl, PostgresLeaseStore } from "../lease/postgres.ts";
 import { SqliteLeaseStore } from "../lease/sqlite.ts";
-import { formatIPv4 } from "../net/addr.ts";
+import { canonicalIPv6, formatIPv4 } from "../net/addr.ts";
 import { type HttpEndpoint, serveTcp, serveUnix } from "../sys/http.ts";
 import { listenUdp, UdpBindError, type UdpEndpoint } from "../sys/udp.ts";
 import { type AuthKey, ReplayGuard } from "../wire/auth.ts";
 import { ADMISSION_DEFAULTS, Admission } from "./admission.ts";
 import { Dhcp4o6Handler } from "./dhcp4o6.ts";
 import { DstmHandler } from "./handler.ts";
+import { applyReload, type ReloadResult } from "./reload.ts";
 import { TepSync } from "./tep_sync.ts";
 
 export interface ServerConfig {
@@ -39,6 +40,11 @@ export interface ServerConfig {
    */
   readonly tepKeys?: readonly AuthKey[];
   readonly sourceCheck: boolean;
+  /** After a reload that changed `keys`, how long the keys it dropped stay accepted (s; default 3600). */
+  readonly keyOverlapSeconds?: number;
+  /** Log format and level the logger was made with (compared on reload; default text, info). */
+  readonly logFormat?: "text" | "json";
+  readonly logLevel?: "debug" | "info" | "warn" | "error";
   /** Unix socket path of the control API; none when absent. */
   readonly control?: string;
   /** Prometheus endpoint; none when absent. */
@@ -101,6 +107,15 @@ export class DstmServer {
   #stopping = false;
   #stopped: Promise<void> | undefined;
   readonly #fatal = Promise.withResolvers<Error>();
+  /** The configuration running now (replaced by each applied reload). */
+  #config: ServerConfig | undefined;
+  /** Host keys the handler checks: replaced in place on reload. */
+  #keys: Map<number, AuthKey> | undefined;
+  /** TEPs the channel accepts (canonical IPv6): those of the pools at start. */
+  #teps = new Set<string>();
+  #reloader: (() => ServerConfig | Promise<ServerConfig>) | undefined;
+  #reloading: Promise<ReloadResult> | undefined;
+  readonly #keyTimers = new Set<ReturnType<typeof setTimeout>>();
   readonly #log: Logger;
   readonly #store: LeaseStore;
 
@@ -205,6 +220,10 @@ export class DstmServer {
       config.keys && config.keys.length > 0
         ? new Map(config.keys.map((k) => [k.id, k]))
         : undefined;
+    this.#keys = keys;
+    this.#config = config;
+    for (const pool of config.pools) this.#teps.add(canonicalIPv6(pool.tep6) ?? pool.tep6);
+    metrics.counter("dstm_reloads_total", "Configuration reloads, by result (applied, refused)");
     this.#tepSync = new TepSync(
       {
         keys: config.tepKeys,
@@ -235,7 +254,10 @@ export class DstmServer {
       bindings: this.#tepSync,
       engine,
       keys,
-      replayGuard: keys ? new ReplayGuard() : undefined,
+      // Nothing stamped before this start: what the previous run accepted cannot be replayed.
+      replayGuard: keys
+        ? new ReplayGuard({ notBefore: (config.clock?.now ?? Date.now)() })
+        : undefined,
       sourceCheck: config.sourceCheck,
       log: this.#log,
       metrics,
@@ -277,6 +299,7 @@ export class DstmServer {
             leases: (all) => (all ? engine.leases() : engine.leases({ state: "active" })),
             pools: () => engine.stats(),
             metrics,
+            reload: () => this.reload("control"),
           }),
         ),
       );
@@ -376,6 +399,54 @@ export class DstmServer {
     });
   }
 
+  /** Where a reload gets the new configuration (the CLI reads flags and the file again). */
+  onReload(read: () => ServerConfig | Promise<ServerConfig>): void {
+    this.#reloader = read;
+  }
+
+  /**
+   * Reads the configuration again and applies what may change live (./reload.ts), all or
+   * nothing: leases and bindings are kept; leases of a removed pool are orphaned (kept until
+   * they expire or are released, never handed out again). A refusal is logged at warn with
+   * the reason and counted; the running configuration stays. Reloads do not overlap.
+   */
+  reload(reason: string): Promise<ReloadResult> {
+    const previous = this.#reloading ?? Promise.resolve(undefined);
+    const next = previous.then(() => this.#reload(reason));
+    this.#reloading = next;
+    return next;
+  }
+
+  async #reload(reason: string): Promise<ReloadResult> {
+    const current = this.#config;
+    let next: ServerConfig | Error;
+    if (!this.#reloader || !current || this.#stopping) {
+      next = new Error("this server has no configuration to read again");
+    } else {
+      try {
+        next = await this.#reloader();
+      } catch (error) {
+        next = error as Error;
+      }
+    }
+    const result = applyReload(
+      {
+        engine: this.engine,
+        admission: this.#admission,
+        keys: this.#keys,
+        keyTimers: this.#keyTimers,
+        teps: this.#teps,
+        log: this.#log,
+        metrics: this.metrics,
+      },
+      current as ServerConfig,
+      next,
+      reason,
+    );
+    if (result.ok) this.#config = next as ServerConfig;
+    return result;
+  }
+
   /**
    * Resolves with the error when the server stopped by itself: its lease database was
    * deleted or replaced ({@link LeaseDatabaseGoneError}). Never rejects.
@@ -436,6 +507,7 @@ export class DstmServer {
   async #stop(): Promise<void> {
     this.#stopping = true;
     await this.#sweeper?.stop();
+    for (const timer of this.#keyTimers) clearTimeout(timer);
     for (let i = 0; i < 200 && this.#inflight > 0; i++)
       await new Promise((resolve) => setTimeout(resolve, 5));
     this.#udp?.close();

@@ -24,7 +24,7 @@
 import type { Logger } from "../control/log.ts";
 import type { Metrics } from "../control/metrics.ts";
 import { WarnLimit } from "../control/warn_limit.ts";
-import { canonicalIPv6 } from "../net/addr.ts";
+import { canonicalIPv6, parseIPv6 } from "../net/addr.ts";
 import { type AuthKey, ReplayGuard, signMessage, verifyMessage } from "../wire/auth.ts";
 import { encodeMessage } from "../wire/dstm.ts";
 import { type DstmMessage, MessageType } from "../wire/dstm_types.ts";
@@ -61,7 +61,7 @@ export class TepChannel {
   readonly #o: TepChannelOptions;
   readonly #teps: ReadonlySet<string>;
   readonly #keys: ReadonlyMap<number, AuthKey>;
-  readonly #guard = new ReplayGuard();
+  readonly #guard: ReplayGuard;
   readonly #inFlight = new Map<number, InFlight>();
   readonly #sources = new Map<string, string>();
   readonly #warn: WarnLimit;
@@ -73,6 +73,8 @@ export class TepChannel {
     this.#teps = new Set([...options.teps].map((t) => canonicalIPv6(t) ?? t));
     this.#keys = new Map(options.keys.map((k) => [k.id, k]));
     this.#warn = new WarnLimit(options.log, { now: options.now });
+    // Nothing stamped before this start: what the previous run accepted cannot be replayed.
+    this.#guard = new ReplayGuard({ notBefore: (options.now ?? Date.now)() });
     options.metrics.counter(
       "dstm_tep_refused_total",
       "Datagrams refused on the server-TEP channel (not from a configured TEP, bad MAC, ...), by reason",
@@ -102,7 +104,8 @@ export class TepChannel {
   send(tep6: string, message: DstmMessage): boolean {
     const key = this.#o.keys[0];
     const bytes = key
-      ? signMessage(message, key, this.#o.now(), undefined, "tep")
+      ? // MAC-ed with the TEP's address: it verifies at that TEP only (docs/protocol.md).
+        signMessage(message, key, this.#o.now(), undefined, "tep", parseIPv6(tep6) ?? undefined)
       : encodeMessage(message);
     return this.#o.send(bytes, tep6, this.#o.port, this.#o.source ?? this.#sources.get(tep6));
   }

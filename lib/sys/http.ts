@@ -93,6 +93,19 @@ export async function getUnix(path: string, urlPath: string, timeoutMs = 5000): 
   });
 }
 
+/** POSTs to `urlPath` of the HTTP server on Unix socket `path` (no body). Rejects when nothing listens. */
+export async function postUnix(
+  path: string,
+  urlPath: string,
+  timeoutMs = 30_000,
+): Promise<Response> {
+  return fetch(`http://localhost${urlPath}`, {
+    method: "POST",
+    unix: path,
+    signal: AbortSignal.timeout(timeoutMs),
+  });
+}
+
 /**
  * A one-line message when `error` (from {@link getUnix} on `path`) means this user may not
  * use the socket (EACCES/EPERM: the socket is mode 0660, owned by the daemon's user and

@@ -80,7 +80,9 @@ export class TepControl {
   readonly #static: Entry[];
   /** IPv4 addresses with a static binding: the server's messages may not touch them. */
   readonly #staticAddresses: Set<number>;
-  readonly #guard = new ReplayGuard();
+  readonly #guard: ReplayGuard;
+  /** This TEP's IPv6 address, 16 bytes: MAC-ed into every server message for it. */
+  readonly #audience: Uint8Array | undefined;
   readonly #keys: ReadonlyMap<number, AuthKey>;
   readonly #server: string;
   readonly #serverPort: number;
@@ -98,6 +100,9 @@ export class TepControl {
     this.#server = canonicalIPv6(options.server.address) ?? options.server.address;
     this.#serverPort = options.server.port ?? DSTM_PORT;
     this.#warn = new WarnLimit(options.log, { now: this.#now });
+    // Nothing stamped before this start: what was captured before a restart is refused.
+    this.#guard = new ReplayGuard({ notBefore: this.#now() });
+    this.#audience = parseIPv6(options.tep6) ?? undefined;
     this.#static = (options.staticBindings ?? []).map((b) => entry(b));
     this.#staticAddresses = new Set(this.#static.map((e) => e.binding.host4));
     const m = options.metrics;
@@ -219,6 +224,7 @@ export class TepControl {
         this.#guard,
         this.#now(),
         "tep",
+        this.#audience,
       );
       if (outcome !== "ok") {
         this.#refused(kind, `drop-auth-${outcome}`, address, port);

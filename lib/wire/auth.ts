@@ -124,7 +124,9 @@ export function keyMap(keys: Iterable<AuthKey>): Map<number, AuthKey> {
 /**
  * Encodes `msg` signed with `key`: an AUTH option `{ keyId: key.id, timestamp: now, nonce }`
  * (8 random bytes when `nonce` is omitted) whose MAC is computed over the encoded bytes
- * (after {@link TEP_AUTH_LABEL} when `domain` is `tep`).
+ * (after {@link TEP_AUTH_LABEL} when `domain` is `tep`, and then `audience`, the 16-byte
+ * IPv6 address of the TEP a server → TEP message is for, so that a message signed for one
+ * TEP never verifies at another that holds the same TEP key).
  * Any `msg.auth` is replaced. Throws `RangeError` as `encodeMessage` does.
  * `now` is the sender's clock in milliseconds since the Unix epoch (`Date.now()`): it becomes
  * the AUTH timestamp the receiver checks against its replay window (`windowMs`).
@@ -137,6 +139,7 @@ export function signMessage(
   now: number,
   nonce: Uint8Array = randomBytes(AUTH_NONCE_LENGTH),
   domain: AuthDomain = "host",
+  audience?: Uint8Array,
 ): Uint8Array {
   if (key.secret.length < AUTH_MIN_SECRET) {
     throw new RangeError(`key ${key.id} has a secret shorter than ${AUTH_MIN_SECRET} bytes`);
@@ -144,7 +147,7 @@ export function signMessage(
   const mac = new Uint8Array(AUTH_MAC_LENGTH);
   const bytes = encodeMessage({ ...msg, auth: { keyId: key.id, timestamp: now, nonce, mac } });
   const macAt = bytes.length - AUTH_MAC_LENGTH;
-  bytes.set(_hmac(key.secret, bytes.subarray(0, macAt), domain), macAt);
+  bytes.set(_hmac(key.secret, bytes.subarray(0, macAt), domain, audience), macAt);
   return bytes;
 }
 
@@ -167,6 +170,7 @@ export function verifyMessage(
   guard: ReplayGuard,
   now: number,
   domain: AuthDomain = "host",
+  audience?: Uint8Array,
 ): VerifyOutcome {
   const auth = msg.auth;
   if (auth === undefined) return "missing";
@@ -180,7 +184,7 @@ export function verifyMessage(
   ) {
     return "bad-mac";
   }
-  const expected = _hmac(key.secret, raw.subarray(0, end - AUTH_MAC_LENGTH), domain);
+  const expected = _hmac(key.secret, raw.subarray(0, end - AUTH_MAC_LENGTH), domain, audience);
   if (!timingSafeEqual(expected, auth.mac)) return "bad-mac";
   return guard.check(auth.keyId, auth.nonce, auth.timestamp, now);
 }
@@ -196,10 +200,12 @@ export function verifyMessage(
  * time would have to be kept for 2 × windowMs, since a timestamp may lie `windowMs` ahead.)
  * Memory is then proportional to the messages stamped within the last window and a bit.
  *
- * `maxEntries` caps it under a flood of validly signed messages: when full, the oldest bucket
- * is dropped early and every timestamp up to its end is from then on refused as `stale`.
- * Replay protection stays intact; the price is that old-but-in-window messages are refused
- * until the clock moves on. Size `maxEntries` above the peak rate of signed messages times
+ * `maxEntries` caps it under a flood of validly signed messages: when full, the bucket whose
+ * timestamps lie farthest from now (past or future) is dropped early, and every timestamp in
+ * its range is refused as `stale` until the range is stale anyway. Replay protection stays
+ * intact; the price is that messages stamped in that range are refused meanwhile. Dropping
+ * the farthest (not the oldest) bucket means a flood stamped far ahead or behind (a key holder
+ * filling the guard) loses its own bucket, not the one honest senders stamp now. Size `maxEntries` above the peak rate of signed messages times
  * `windowMs × 1.125`: the defaults (262144, 30 s) cover about 7,700 messages per second.
  */
 export class ReplayGuard {
@@ -212,10 +218,18 @@ export class ReplayGuard {
   #size = 0;
   /** Timestamps below this are refused as stale (raised when buckets are dropped early). */
   #floor = Number.NEGATIVE_INFINITY;
+  /** Buckets dropped early (full guard): their timestamps are refused until they are stale. */
+  readonly #dropped = new Set<number>();
   /** `now` at which the oldest bucket becomes stale and can be dropped. */
   #sweepAt = Number.POSITIVE_INFINITY;
 
-  constructor(opts: { windowMs?: number; maxEntries?: number } = {}) {
+  /**
+   * `notBefore` (ms since the epoch): timestamps before it are refused as `stale`. A receiver
+   * passes its start time, because the pairs its previous run accepted are gone: without it,
+   * a message captured before a restart could be replayed for up to `windowMs` after it.
+   * The cost: a sender whose clock is behind the receiver's by d is refused for d after start.
+   */
+  constructor(opts: { windowMs?: number; maxEntries?: number; notBefore?: number } = {}) {
     const { windowMs = 30_000, maxEntries = 262_144 } = opts;
     if (!(windowMs > 0) || !Number.isInteger(maxEntries) || maxEntries < 1) {
       throw new RangeError("ReplayGuard needs windowMs > 0 and an integer maxEntries ≥ 1");
@@ -223,6 +237,7 @@ export class ReplayGuard {
     this.windowMs = windowMs;
     this.maxEntries = maxEntries;
     this.#bucketMs = Math.max(1, Math.ceil(windowMs / 8));
+    if (opts.notBefore !== undefined) this.#floor = opts.notBefore;
   }
 
   /** Number of (keyId, nonce) pairs held. */
@@ -243,11 +258,13 @@ export class ReplayGuard {
     if (!(Math.abs(now - timestamp) <= this.windowMs) || timestamp < this.#floor) return "stale";
     if (now >= this.#sweepAt) this.#sweep(now);
     const index = Math.floor(timestamp / this.#bucketMs);
+    if (this.#dropped.has(index)) return "stale";
     const id = _pairId(keyId, nonce);
     let bucket = this.#buckets.get(index);
     if (bucket?.has(id)) return "replayed";
-    while (this.#size >= this.maxEntries) this.#dropOldest();
-    if (timestamp < this.#floor) return "stale"; // its own bucket was just dropped
+    while (this.#size >= this.maxEntries) this.#dropFarthest(now);
+    if (this.#dropped.has(index)) return "stale"; // its own bucket was just dropped
+    bucket = this.#buckets.get(index);
     if (bucket === undefined) {
       bucket = new Set();
       this.#buckets.set(index, bucket);
@@ -272,16 +289,29 @@ export class ReplayGuard {
         this.#buckets.delete(index);
       } else this.#sweepAt = Math.min(this.#sweepAt, staleAt);
     }
+    for (const index of this.#dropped) {
+      const staleAt = this.#staleAt(index);
+      if (now >= staleAt) this.#dropped.delete(index);
+      else this.#sweepAt = Math.min(this.#sweepAt, staleAt);
+    }
   }
 
-  #dropOldest(): void {
-    let oldest = Number.POSITIVE_INFINITY;
-    for (const index of this.#buckets.keys()) oldest = Math.min(oldest, index);
-    const bucket = this.#buckets.get(oldest);
-    if (bucket === undefined) return;
-    this.#size -= bucket.size;
-    this.#buckets.delete(oldest);
-    this.#floor = Math.max(this.#floor, (oldest + 1) * this.#bucketMs);
+  /** Drops the bucket whose middle is farthest from `now`; remembers it as refused. */
+  #dropFarthest(now: number): void {
+    let farthest: number | undefined;
+    let distance = -1;
+    for (const index of this.#buckets.keys()) {
+      const d = Math.abs((index + 0.5) * this.#bucketMs - now);
+      if (d > distance) {
+        distance = d;
+        farthest = index;
+      }
+    }
+    if (farthest === undefined) return;
+    this.#size -= this.#buckets.get(farthest)!.size;
+    this.#buckets.delete(farthest);
+    this.#dropped.add(farthest);
+    this.#sweepAt = Math.min(this.#sweepAt, this.#staleAt(farthest));
   }
 }
 
@@ -312,9 +342,15 @@ function _parseSecret(text: string): Uint8Array | string {
   return bytes;
 }
 
-function _hmac(secret: Uint8Array, data: Uint8Array, domain: AuthDomain): Uint8Array {
+function _hmac(
+  secret: Uint8Array,
+  data: Uint8Array,
+  domain: AuthDomain,
+  audience?: Uint8Array,
+): Uint8Array {
   const hmac = createHmac("sha256", secret);
   if (domain === "tep") hmac.update(TEP_AUTH_LABEL);
+  if (audience !== undefined) hmac.update(audience);
   return hmac.update(data).digest();
 }
 

@@ -1,0 +1,150 @@
+/**
+ * Every setting of `dstm client`, once (./setting.ts).
+ *
+ * @module
+ */
+import { DEFAULT_NAPT_TIMEOUTS } from "../tunnel/napt.ts";
+import { DHCP6_SERVER_PORT } from "../wire/dhcp4o6.ts";
+import { DSTM_PORT } from "../wire/dstm_types.ts";
+import { COMMON_SETTINGS } from "./common_schema.ts";
+import type { Setting, SettingSchema } from "./setting.ts";
+
+const napt = (name: string, doc: string, seconds: number): Setting => ({
+  name,
+  kind: { type: "duration" },
+  arg: "<duration>",
+  doc,
+  default: `${seconds}s`,
+});
+
+const settings: Setting[] = [
+  {
+    name: "protocol",
+    kind: { type: "choice", choices: ["dstm", "dhcp4o6"] },
+    arg: "<name>",
+    doc: "allocation protocol: native DSTM, or DHCPv4-over-DHCPv6 (RFC 7341)",
+    default: "dstm",
+  },
+  {
+    name: "server",
+    kind: { type: "list" },
+    arg: "<v6>",
+    doc: "the DSTM server's IPv6 address (dhcp4o6: the 4o6 server's, or ff02::1:2[%IF]); required; repeat it for servers sharing one database: the next is tried when one stays silent",
+  },
+  {
+    name: "server-port",
+    kind: { type: "int" },
+    arg: "<n>",
+    doc: "the server's UDP port",
+    defaultDoc: `${DSTM_PORT}; dhcp4o6: ${DHCP6_SERVER_PORT}`,
+    deprecated: ["port"],
+  },
+  {
+    name: "tep",
+    kind: { type: "string" },
+    arg: "<v6>",
+    doc: "use this TEP instead of the one the server names (required with dhcp4o6: DHCP names none)",
+  },
+  {
+    name: "tep4",
+    kind: { type: "string" },
+    arg: "<v4>",
+    doc: "dhcp4o6: the TEP's IPv4 address, if known (shown in the status)",
+  },
+  {
+    name: "host6",
+    kind: { type: "string" },
+    arg: "<v6>",
+    doc: "this host's IPv6 address for the tunnel",
+    defaultDoc: "the source address towards the server",
+    deprecated: ["source"],
+  },
+  {
+    name: "ifname",
+    kind: { type: "string" },
+    arg: "<name>",
+    doc: "DTI interface name",
+    default: "dti0",
+  },
+  {
+    name: "route",
+    kind: { type: "list" },
+    arg: "<cidr>",
+    doc: "IPv4 route through the DTI (repeatable)",
+    defaultDoc: "0.0.0.0/0",
+  },
+  {
+    name: "mtu",
+    kind: { type: "int" },
+    arg: "<n>",
+    doc: "DTI MTU",
+    defaultDoc: "IPv6 link MTU − 40",
+  },
+  {
+    name: "mss-clamp",
+    kind: { type: "bool" },
+    negatable: true,
+    doc: "clamp the MSS of TCP SYNs to the path MTU towards the TEP (RFC 4459 §3.2; on unless --no-mss-clamp)",
+    offDoc: "leave the MSS of TCP SYNs alone",
+  },
+  {
+    name: "dscp",
+    kind: { type: "string" },
+    arg: "<copy|n>",
+    doc: "outer DSCP: copy the inner one (RFC 2983), or a fixed 0–63",
+    default: "copy",
+  },
+  {
+    name: "on-demand",
+    kind: { type: "bool" },
+    doc: "hold a lease only while IPv4 traffic flows (DTI up at once with 192.0.0.2)",
+  },
+  {
+    name: "idle",
+    kind: { type: "duration" },
+    arg: "<duration>",
+    doc: "on-demand: release the lease after this long without traffic",
+    default: "60s",
+  },
+  napt(
+    "napt-tcp-established",
+    "shared lease: idle timeout of an established TCP mapping (RFC 5382: ≥ 7440s)",
+    DEFAULT_NAPT_TIMEOUTS.tcpEstablished,
+  ),
+  napt(
+    "napt-tcp-transitory",
+    "shared lease: idle timeout of a half-open or closed TCP mapping (RFC 5382: ≥ 240s)",
+    DEFAULT_NAPT_TIMEOUTS.tcpTransitory,
+  ),
+  napt(
+    "napt-udp",
+    "shared lease: idle timeout of a UDP mapping (RFC 4787: ≥ 120s)",
+    DEFAULT_NAPT_TIMEOUTS.udp,
+  ),
+  napt(
+    "napt-icmp",
+    "shared lease: idle timeout of an ICMP echo mapping (RFC 5508: ≥ 60s)",
+    DEFAULT_NAPT_TIMEOUTS.icmp,
+  ),
+  napt(
+    "fragment-timeout",
+    "shared lease: how long the fragments of a datagram are tracked",
+    DEFAULT_NAPT_TIMEOUTS.fragment,
+  ),
+  {
+    name: "key",
+    kind: { type: "string" },
+    arg: "<file>",
+    doc: "sign requests with the key in FILE",
+  },
+  {
+    name: "control",
+    kind: { type: "string" },
+    arg: "<path>",
+    doc: "status socket for `dstm client status`",
+    defaultDoc: "/run/dstm/client-IFNAME.sock as root",
+  },
+  ...COMMON_SETTINGS,
+];
+
+export const CLIENT_SCHEMA: SettingSchema = { command: "dstm client", settings };

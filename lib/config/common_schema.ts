@@ -1,0 +1,37 @@
+/**
+ * Settings every long-running command has: logging, the config file, check mode.
+ *
+ * @module
+ */
+import type { Setting } from "./setting.ts";
+
+export const COMMON_SETTINGS: readonly Setting[] = [
+  {
+    name: "log-format",
+    kind: { type: "choice", choices: ["text", "json"] },
+    arg: "<format>",
+    doc: "log line format",
+    default: "text",
+  },
+  {
+    name: "log-level",
+    kind: { type: "choice", choices: ["debug", "info", "warn", "error"] },
+    arg: "<level>",
+    doc: "least severe events logged",
+    default: "info",
+    reloadable: true,
+  },
+  {
+    name: "config",
+    kind: { type: "string" },
+    arg: "<file>",
+    doc: "read settings from this TOML file (the same names as the flags, without --; flags win); SIGHUP reads it again",
+    flagOnly: true,
+  },
+  {
+    name: "check",
+    kind: { type: "bool" },
+    doc: "check the flags and the config file (keys, addresses, pools) without starting anything; exit 0 when valid, 2 when not",
+    flagOnly: true,
+  },
+];

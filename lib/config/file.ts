@@ -1,0 +1,207 @@
+/**
+ * Config files: TOML (smol-toml, which reports the line and column of syntax errors),
+ * checked strictly against a {@link SettingSchema} with valibot. Every error names the place
+ * as `FILE:LINE:COL:` — a schema error's key path is mapped back to the key's position in
+ * the source by {@link locateKey}.
+ *
+ * @module
+ */
+import { readFileSync } from "node:fs";
+import { parse, TomlError } from "smol-toml";
+import * as v from "valibot";
+import { describeKind, flagForm, type Setting, type SettingSchema, tomlSchema } from "./setting.ts";
+
+/** A config file that cannot be used; the message starts with `FILE:LINE:COL:` where known. */
+export class ConfigFileError extends Error {
+  override name = "ConfigFileError";
+}
+
+/** One setting read from the file: its value in flag form and where it was written. */
+export interface FileValue {
+  readonly value: unknown;
+  /** `FILE:LINE:COL` of the key. */
+  readonly where: string;
+}
+
+export interface ConfigFile {
+  readonly path: string;
+  readonly text: string;
+  /** Setting name → value and place (deprecated keys already under their new name). */
+  readonly values: ReadonlyMap<string, FileValue>;
+  /** Deprecation notes (a key renamed), to print as warnings. */
+  readonly notes: readonly string[];
+}
+
+/** Reads, parses and checks a config file. Throws {@link ConfigFileError}. */
+export function readConfigFile(path: string, schema: SettingSchema): ConfigFile {
+  let text: string;
+  try {
+    text = readFileSync(path, "utf8");
+  } catch (error) {
+    throw new ConfigFileError(
+      `cannot read config file ${path}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`,
+    );
+  }
+  return parseConfigText(text, path, schema);
+}
+
+/** {@link readConfigFile} on text already read (`path` names it in errors). */
+export function parseConfigText(text: string, path: string, schema: SettingSchema): ConfigFile {
+  let data: Record<string, unknown>;
+  try {
+    data = parse(text) as Record<string, unknown>;
+  } catch (error) {
+    if (error instanceof TomlError) {
+      const message = error.message.split("\n")[0]?.replace(/^Invalid TOML document: /, "");
+      throw new ConfigFileError(
+        `${path}:${error.line}:${error.column}: not valid TOML: ${message}`,
+      );
+    }
+    throw error;
+  }
+  const byKey = new Map<string, Setting>();
+  const notes: string[] = [];
+  for (const s of schema.settings) {
+    if (s.flagOnly) continue;
+    byKey.set(s.name, s);
+  }
+  const aliases = new Map<string, Setting>();
+  for (const s of schema.settings)
+    for (const old of s.deprecatedKeys ?? []) if (!s.flagOnly) aliases.set(old, s);
+  const at = (keys: readonly (string | number)[]) => {
+    const { line, column } = locateKey(text, keys);
+    return `${path}:${line}:${column}`;
+  };
+  // Renamed keys: read under the new name, with a note.
+  for (const [old, setting] of aliases) {
+    if (!(old in data)) continue;
+    if (setting.name in data)
+      throw new ConfigFileError(
+        `${at([old])}: "${old}" and "${setting.name}" are the same setting; keep "${setting.name}"`,
+      );
+    notes.push(`${at([old])}: "${old}" is deprecated; call it "${setting.name}"`);
+    data[setting.name] = data[old];
+    delete data[old];
+  }
+  const entries: Record<string, v.GenericSchema> = {};
+  for (const [key, setting] of byKey) entries[key] = v.optional(tomlSchema(setting));
+  const result = v.safeParse(v.strictObject(entries), data, { abortEarly: true });
+  if (!result.success) {
+    const { issue, keys } = deepest(result.issues[0], []);
+    const top = keys[0] as string | undefined;
+    const setting = top === undefined ? undefined : byKey.get(top);
+    const where = at(keys.length ? keys : [String(issue.input)]);
+    if (!setting) {
+      const name = top ?? String(issue.input);
+      throw new ConfigFileError(
+        `${where}: unknown setting "${name}" (${schema.command} knows: ${[...byKey.keys()].join(", ")})`,
+      );
+    }
+    if (issue.type === "strict_object" && keys.length > 1) {
+      throw new ConfigFileError(`${where}: unknown setting "${keys.at(-1)}" in ${top}`);
+    }
+    if (keys.length > 2 && typeof keys[1] === "number") {
+      // inside the Nth table of an array of tables ([[pool]]): name the table and the key
+      const field = keys.slice(2).join(".");
+      throw new ConfigFileError(
+        `${where}: ${top} ${keys[1] + 1}: ${field} must be ${expectedOf(issue.expected)}, not ${showValue(issue.input)}`,
+      );
+    }
+    const got = showValue(data[top as string]);
+    throw new ConfigFileError(`${where}: ${top} must be ${describeKind(setting)}, not ${got}`);
+  }
+  const values = new Map<string, FileValue>();
+  for (const [key, setting] of byKey) {
+    if (data[key] === undefined) continue;
+    values.set(key, { value: flagForm(setting, data[key]), where: at([key]) });
+  }
+  return { path, text, values, notes };
+}
+
+/**
+ * The issue a union failed on that reaches deepest into the value (the most telling one),
+ * with its full key path (a union's inner issues have paths relative to the union's).
+ */
+function deepest(
+  issue: v.BaseIssue<unknown>,
+  parent: readonly (string | number)[],
+): { issue: v.BaseIssue<unknown>; keys: (string | number)[] } {
+  let best = {
+    issue,
+    keys: [...parent, ...(issue.path ?? []).map((p) => p.key as string | number)],
+  };
+  for (const sub of issue.issues ?? []) {
+    const candidate = deepest(sub, best.keys);
+    if (candidate.keys.length > best.keys.length) best = candidate;
+  }
+  return best;
+}
+
+/** valibot's expected type in words. */
+function expectedOf(expected: string | null): string {
+  switch (expected) {
+    case "boolean":
+      return "true or false";
+    case "number":
+      return "an integer";
+    case "string":
+      return "a string";
+    case "Array":
+      return "an array of strings";
+    default:
+      return expected ?? "something else";
+  }
+}
+
+function showValue(value: unknown): string {
+  if (typeof value === "string") return JSON.stringify(value);
+  if (value === undefined) return "nothing";
+  if (Array.isArray(value)) return "an array";
+  if (typeof value === "object" && value !== null) return "a table";
+  return String(value);
+}
+
+/**
+ * Line and column (1-based) where the key path `keys` is written in TOML `text`:
+ * a top-level key (`name = …`), a key of the Nth `[[table]]` (`["pool", 1, "share"]`), a
+ * `[table]` header; the nearest enclosing place when the key itself is not written (a
+ * missing key, a value inside an inline array), else 1:1. A small line scanner: enough for
+ * the flat files dstm reads (no dotted keys across tables).
+ */
+export function locateKey(
+  text: string,
+  keys: readonly (string | number)[],
+): { line: number; column: number } {
+  const lines = text.split("\n");
+  let table = ""; // current [table] or [[table]] name
+  let index = -1; // which [[table]] of that name
+  const counts = new Map<string, number>();
+  const [first, second, third] = keys;
+  let fallback = { line: 1, column: 1 };
+  for (let i = 0; i < lines.length; i++) {
+    const line = lines[i] as string;
+    const header = /^\s*\[(\[)?\s*"?([A-Za-z0-9_-]+)"?\s*\]?\]/.exec(line);
+    if (header) {
+      table = header[2] as string;
+      if (header[1]) {
+        index = counts.get(table) ?? 0;
+        counts.set(table, index + 1);
+      } else index = -1;
+      if (table === first && (second === undefined || second === index)) {
+        fallback = { line: i + 1, column: line.indexOf(table) + 1 };
+        if (second === undefined || third === undefined) return fallback;
+      }
+      continue;
+    }
+    const key = /^\s*"?([A-Za-z0-9_-]+)"?\s*=/.exec(line);
+    if (!key) continue;
+    const name = key[1] as string;
+    const column = line.indexOf(name) + 1;
+    if (table === "" && name === first) {
+      if (typeof second !== "number") return { line: i + 1, column };
+      fallback = { line: i + 1, column };
+    }
+    if (table === first && index === second && name === third) return { line: i + 1, column };
+  }
+  return fallback;
+}

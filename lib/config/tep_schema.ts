@@ -1,0 +1,135 @@
+/**
+ * Every setting of `dstm tep`, once (./setting.ts).
+ *
+ * @module
+ */
+import { TEP_CONTROL_PORT } from "../server/tep_sync.ts";
+import { DEFAULT_MAX_BINDINGS, SERVER_ROOM } from "../tep/binding_file.ts";
+import { DSTM_PORT } from "../wire/dstm_types.ts";
+import { COMMON_SETTINGS } from "./common_schema.ts";
+import type { Setting, SettingSchema } from "./setting.ts";
+
+const settings: Setting[] = [
+  {
+    name: "ipv6",
+    kind: { type: "string" },
+    arg: "<addr>",
+    doc: "this TEP's IPv6 address (tunnel end point, control endpoint); required",
+  },
+  {
+    name: "ipv4",
+    kind: { type: "string" },
+    arg: "<addr>",
+    doc: "this TEP's IPv4 address (source of its ICMPv4 errors); required",
+  },
+  {
+    name: "server",
+    kind: { type: "string" },
+    arg: "<v6>",
+    doc: "the DSTM server that installs bindings here; required",
+  },
+  {
+    name: "server-port",
+    kind: { type: "int" },
+    arg: "<n>",
+    doc: "the server's UDP port",
+    default: String(DSTM_PORT),
+  },
+  {
+    name: "route",
+    kind: { type: "list" },
+    arg: "<cidr>",
+    doc: "IPv4 prefix served (the server's pools), routed into the tunnel (repeatable); required",
+  },
+  {
+    name: "binding",
+    kind: { type: "list" },
+    arg: "<v4=v6>",
+    doc: "a static binding, kept besides the server's (repeatable)",
+  },
+  {
+    name: "binding-file",
+    kind: { type: "list" },
+    arg: "<file>",
+    doc: "static bindings, one a line: IPV4 IPV6 [OFFSET/PSIDLEN/PSID], # comments (repeatable)",
+  },
+  {
+    name: "key",
+    kind: { type: "string" },
+    arg: "<file>",
+    doc: "the server-TEP key (the server's --tep-key FILE, never the hosts' key): require it on BIND/UNBIND/SNAPSHOT, sign SYNC",
+  },
+  {
+    name: "insecure-control",
+    kind: { type: "bool" },
+    doc: "accept unsigned BIND/UNBIND/SNAPSHOT from a server on another host (anyone who can spoof its address can rebind hosts)",
+  },
+  {
+    name: "ifname",
+    kind: { type: "string" },
+    arg: "<name>",
+    doc: "name of the IPv4-side TUN device",
+    default: "tep0",
+  },
+  {
+    name: "link-mtu",
+    kind: { type: "int" },
+    arg: "<n>",
+    doc: "MTU of the IPv6 link to the hosts; tunnel MTU = this − 40",
+    default: "1500",
+  },
+  {
+    name: "hairpin",
+    kind: { type: "bool" },
+    negatable: true,
+    doc: "turn host-to-host traffic around (on unless --no-hairpin)",
+    offDoc: "drop host-to-host traffic instead of turning it around",
+  },
+  {
+    name: "icmp-rate",
+    kind: { type: "int" },
+    arg: "<n>",
+    doc: "ICMP errors per second at most",
+    default: "100",
+  },
+  {
+    name: "mss-clamp",
+    kind: { type: "bool" },
+    negatable: true,
+    doc: "clamp the MSS of TCP SYNs to the path MTU towards the host (RFC 4459 §3.2; on unless --no-mss-clamp)",
+    offDoc: "leave the MSS of TCP SYNs alone",
+  },
+  {
+    name: "dscp",
+    kind: { type: "string" },
+    arg: "<copy|n>",
+    doc: "outer DSCP: copy the inner one (RFC 2983), or a fixed 0–63",
+    default: "copy",
+  },
+  {
+    name: "max-bindings",
+    kind: { type: "int" },
+    arg: "<n>",
+    doc: "binding table size",
+    defaultDoc: `${DEFAULT_MAX_BINDINGS}, or the static bindings + ${SERVER_ROOM} when more`,
+  },
+  {
+    name: "tep-port",
+    kind: { type: "int" },
+    arg: "<n>",
+    doc: "UDP port for the server's messages (the server's --tep-port)",
+    default: String(TEP_CONTROL_PORT),
+    deprecated: ["control-port"],
+  },
+  {
+    name: "control",
+    kind: { type: "string" },
+    arg: "<path>",
+    doc: "control socket for `dstm tep stats`",
+    defaultDoc: "/run/dstm/tep.sock as root",
+    deprecated: ["stats"],
+  },
+  ...COMMON_SETTINGS,
+];
+
+export const TEP_SCHEMA: SettingSchema = { command: "dstm tep", settings };

@@ -1,0 +1,201 @@
+/**
+ * What a configuration reload (SIGHUP, `dstm server reload`) may change while the server
+ * runs, and what needs a restart. Like Kea's config-reload, it is all or nothing: when one
+ * setting cannot change live, the reload is refused with one line naming it and the
+ * running configuration stays as it is.
+ *
+ * Live: pools (added, removed, resized, re-shared, another TEP among the configured ones),
+ * exclusions, lease times, host keys (`--key`; keys the new file drops stay accepted for
+ * `--key-overlap`), log level, the per-prefix lease cap, the rate limit.
+ * Restart: listen address, database, control socket, metrics endpoint, TEP port and key,
+ * DHCPv4-over-DHCPv6, source check, require-tep, log format, host prefix length, turning
+ * authentication on or off, and a TEP address no pool named before (the TEP channel
+ * accepts SYNC only from the TEPs it started with).
+ *
+ * @module
+ */
+import type { AllocationEngine } from "../alloc/engine.ts";
+import type { Logger } from "../control/log.ts";
+import type { Metrics } from "../control/metrics.ts";
+import type { AuthKey } from "../wire/auth.ts";
+import { ADMISSION_DEFAULTS, type Admission } from "./admission.ts";
+import type { ServerConfig } from "./server.ts";
+import { TEP_CONTROL_PORT } from "./tep_sync.ts";
+
+/** Outcome of a reload: applied (and what changed) or refused (and why). */
+export interface ReloadResult {
+  readonly ok: boolean;
+  /** One line: what changed, or why nothing did. */
+  readonly message: string;
+  /** Settings that changed (empty when refused or when nothing changed). */
+  readonly changed: readonly string[];
+}
+
+const hex = (k: AuthKey) =>
+  `${k.id}:${Array.from(k.secret, (b) => b.toString(16).padStart(2, "0")).join("")}`;
+const keysText = (keys: readonly AuthKey[] | undefined) =>
+  keys === undefined ? "" : keys.map(hex).sort().join(",");
+
+/** Settings only a restart changes, as comparable text. */
+function fixed(c: ServerConfig): Record<string, string> {
+  return {
+    listen: `[${c.listen.address}]:${c.listen.port}`,
+    db: c.db ?? "memory",
+    control: c.control ?? "off",
+    metrics: c.metrics ? `[${c.metrics.address}]:${c.metrics.port}` : "off",
+    "tep-port": String(c.tepPort ?? TEP_CONTROL_PORT),
+    "tep-key": keysText(c.tepKeys),
+    dhcp4o6: JSON.stringify(c.dhcp4o6 ?? null),
+    "source-check": String(c.sourceCheck),
+    "require-tep": String(c.requireTep === true),
+    "log-format": c.logFormat ?? "text",
+    "host-prefix-length": String(
+      c.admission?.hostPrefixLength ?? ADMISSION_DEFAULTS.hostPrefixLength,
+    ),
+    key: c.keys?.length ? "on" : "off",
+  };
+}
+
+/** Settings a reload changes live, as comparable text. */
+function live(c: ServerConfig): Record<string, string> {
+  return {
+    pool: JSON.stringify(c.pools),
+    "lease-time": String(c.leaseTime),
+    "max-lease-time": String(c.maxLeaseTime ?? c.leaseTime),
+    key: keysText(c.keys),
+    "key-overlap": String(c.keyOverlapSeconds ?? 3600),
+    "log-level": c.logLevel ?? "info",
+    "max-leases-per-prefix": String(
+      c.admission?.maxLeasesPerPrefix ?? ADMISSION_DEFAULTS.maxLeasesPerPrefix,
+    ),
+    "prefix-rate": String(c.admission?.ratePerSecond ?? ADMISSION_DEFAULTS.ratePerSecond),
+    "prefix-burst": String(c.admission?.burst ?? ADMISSION_DEFAULTS.burst),
+  };
+}
+
+/**
+ * Compares the running configuration with the one read again: the settings that would
+ * change (`changed`), or a refusal naming the first one that needs a restart.
+ * `teps` are the TEPs the server's channel knows (canonical IPv6).
+ */
+export function planReload(
+  current: ServerConfig,
+  next: ServerConfig,
+  teps: ReadonlySet<string>,
+): { refused: string } | { changed: string[] } {
+  const a = fixed(current);
+  const b = fixed(next);
+  for (const name of Object.keys(a)) {
+    if (a[name] !== b[name]) {
+      const what = name === "key" ? "turning --key authentication on or off" : `--${name}`;
+      return { refused: `${what} cannot change without a restart` };
+    }
+  }
+  for (const pool of next.pools) {
+    if (!teps.has(pool.tep6))
+      return {
+        refused: `pool ${pool.prefixes.join(",")}: TEP ${pool.tep6} is new; a TEP the server did not start with needs a restart`,
+      };
+  }
+  const x = live(current);
+  const y = live(next);
+  return { changed: Object.keys(x).filter((name) => x[name] !== y[name]) };
+}
+
+/** What a reload changes in the running server. */
+export interface ReloadTarget {
+  readonly engine: AllocationEngine;
+  readonly admission: Admission | undefined;
+  /** The host keys the handler checks, changed in place; undefined: authentication off. */
+  readonly keys: Map<number, AuthKey> | undefined;
+  /** Timers retiring keys after their overlap (cleared when the server stops). */
+  readonly keyTimers: Set<ReturnType<typeof setTimeout>>;
+  /** TEPs the channel accepts (canonical IPv6). */
+  readonly teps: ReadonlySet<string>;
+  readonly log: Logger;
+  readonly metrics: Metrics;
+}
+
+/**
+ * Applies `next` (or refuses it: an Error reading it, a setting that needs a restart, pools
+ * the engine refuses) to the running server, all or nothing; logs `reload` (with the
+ * changed settings and the orphaned leases) or `WARN reload-refused`, counts
+ * `dstm_reloads_total{result}`.
+ */
+export function applyReload(
+  t: ReloadTarget,
+  current: ServerConfig,
+  next: ServerConfig | Error,
+  reason: string,
+): ReloadResult {
+  const refuse = (message: string): ReloadResult => {
+    t.metrics.inc("dstm_reloads_total", { result: "refused" });
+    t.log.warn("reload-refused", { reason, detail: message });
+    return { ok: false, message, changed: [] };
+  };
+  if (next instanceof Error) return refuse(next.message);
+  const plan = planReload(current, next, t.teps);
+  if ("refused" in plan) return refuse(plan.refused);
+  let orphans: number;
+  try {
+    orphans = t.engine.reconfigure({
+      pools: [...next.pools],
+      leaseTime: next.leaseTime,
+      maxLeaseTime: next.maxLeaseTime,
+      maxLeasesPerPrefix:
+        next.admission?.maxLeasesPerPrefix ?? ADMISSION_DEFAULTS.maxLeasesPerPrefix,
+    });
+  } catch (error) {
+    return refuse((error as Error).message);
+  }
+  t.admission?.setRate(
+    next.admission?.ratePerSecond ?? ADMISSION_DEFAULTS.ratePerSecond,
+    next.admission?.burst ?? ADMISSION_DEFAULTS.burst,
+  );
+  if (next.logLevel) t.log.setLevel(next.logLevel);
+  rotateKeys(t, next);
+  t.metrics.inc("dstm_reloads_total", { result: "applied" });
+  const stats = t.engine.stats();
+  t.log.info("reload", {
+    reason,
+    changed: plan.changed.join(",") || "nothing",
+    pools: stats.map((p) => p.pool).join(","),
+    leases: stats.reduce((n, p) => n + p.size, 0),
+    active: stats.reduce((n, p) => n + p.active, 0),
+    orphaned: orphans,
+  });
+  if (orphans > 0)
+    t.log.warn("orphaned", {
+      leases: orphans,
+      detail:
+        "leases outside the pools are kept until they expire or are released; their addresses are not handed out",
+    });
+  return {
+    ok: true,
+    message: `reloaded: ${plan.changed.join(", ") || "nothing changed"}${orphans ? `; ${orphans} orphaned lease(s)` : ""}`,
+    changed: plan.changed,
+  };
+}
+
+/** New host keys at once; keys the new file dropped stay accepted for keyOverlapSeconds. */
+function rotateKeys(t: ReloadTarget, next: ServerConfig): void {
+  const map = t.keys;
+  if (!map || !next.keys) return;
+  const fresh = new Map(next.keys.map((k) => [k.id, k]));
+  const dropped = [...map.values()].filter((k) => fresh.get(k.id) === undefined);
+  for (const [id, key] of fresh) map.set(id, key);
+  if (dropped.length === 0) return;
+  const overlapMs = (next.keyOverlapSeconds ?? 3600) * 1000;
+  t.log.info("key-overlap", {
+    keys: dropped.map((k) => k.id).join(","),
+    seconds: overlapMs / 1000,
+    detail: "keys no longer in the key file are accepted until then",
+  });
+  const timer = setTimeout(() => {
+    t.keyTimers.delete(timer);
+    for (const key of dropped) if (map.get(key.id) === key) map.delete(key.id);
+    t.log.info("key-retired", { keys: dropped.map((k) => k.id).join(",") });
+  }, overlapMs);
+  timer.unref?.();
+  t.keyTimers.add(timer);
+}

@@ -1,0 +1,328 @@
+/**
+ * Red team: a real `dstm server --key` against an attacker on the same link, as root. Three
+ * namespaces of this run — the server (with a bridge: the link), a host and an attacker —
+ * removed afterwards. The attacker crafts datagrams with test/e2e_scripts/forge_udp.ts.
+ *
+ * Prefixes on the link: 2001:db8:8::/64 (the host's) and 2001:db8:7::/64 (the attacker's).
+ */
+import { afterEach, describe, expect, test } from "bun:test";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { getUnix } from "../lib/sys/http.ts";
+import { createNetns, type Netns, vethPair } from "../lib/sys/netns.ts";
+import { parseKeyFile, signMessage } from "../lib/wire/auth.ts";
+import { encodeMessage } from "../lib/wire/dstm.ts";
+import { MessageType } from "../lib/wire/dstm_types.ts";
+import { announceSkip, netnsSkipReason } from "./helpers/netns.ts";
+import { BUN, ROOT, runDstm } from "./helpers/process.ts";
+
+const skip = netnsSkipReason();
+announceSkip("redteam_server", skip);
+const SERVER6 = "2001:db8:8::53";
+const HOST6 = "2001:db8:8::10";
+const ATTACKER6 = "2001:db8:7::66";
+
+const cleanup: (() => unknown)[] = [];
+afterEach(async () => {
+  for (const c of cleanup.splice(0).reverse()) await c();
+});
+
+interface Link {
+  srv: Netns;
+  host: Netns;
+  attacker: Netns;
+  dir: string;
+}
+
+/** The server, the host and the attacker on one bridged link. */
+function link(): Link {
+  const srv = createNetns("dstmt-");
+  const host = createNetns("dstmt-");
+  const attacker = createNetns("dstmt-");
+  const dir = mkdtempSync(join(tmpdir(), "dstm-redteam-"));
+  cleanup.push(() => {
+    for (const ns of [srv, host, attacker]) ns.delete();
+    rmSync(dir, { recursive: true, force: true });
+  });
+  srv.ip("link", "add", "br0", "type", "bridge");
+  srv.up("br0");
+  vethPair(host, "eth0", srv, "vh");
+  vethPair(attacker, "eth0", srv, "va");
+  srv.ip("link", "set", "vh", "master", "br0");
+  srv.ip("link", "set", "va", "master", "br0");
+  srv.addAddress("br0", `${SERVER6}/64`);
+  srv.addAddress("br0", "2001:db8:7::53/64");
+  host.addAddress("eth0", `${HOST6}/64`);
+  attacker.addAddress("eth0", `${ATTACKER6}/64`);
+  host.addRoute("2001:db8:7::/64", "dev", "eth0");
+  attacker.addRoute("2001:db8:8::/64", "dev", "eth0");
+  return { srv, host, attacker, dir };
+}
+
+/** Starts `dstm server` in `l.srv` with a control socket; resolves when it answers on it. */
+async function server(l: Link, flags: string[], db = "memory") {
+  const control = join(l.dir, "control.sock");
+  const proc = l.srv.spawn(
+    [
+      BUN,
+      join(ROOT, "mod.ts"),
+      "server",
+      "--pool",
+      "203.0.113.0/24",
+      "--tep",
+      "2001:db8:8::1,192.0.2.1",
+      "--listen",
+      `[${SERVER6}]:4607`,
+      "--db",
+      db,
+      "--control",
+      control,
+      ...flags,
+    ],
+    { timeoutMs: 90_000, cwd: ROOT },
+  );
+  const stdout = new Response(proc.stdout).text();
+  const stderr = new Response(proc.stderr).text();
+  const stop = async () => {
+    proc.kill("SIGTERM");
+    await proc.exited;
+    return { stdout: await stdout, stderr: await stderr };
+  };
+  cleanup.push(stop);
+  for (let i = 0; i < 200; i++) {
+    const up = await getUnix(control, "/v1/ping").then(
+      (r) => r.ok,
+      () => false,
+    );
+    if (up) break;
+    if (proc.exitCode !== null) throw new Error(`server exited: ${await stderr}`);
+    await Bun.sleep(50);
+  }
+  return {
+    stop,
+    leases: async () =>
+      (
+        (await (await getUnix(control, "/v1/leases")).json()) as {
+          leases: { hostIPv6: string; hostIPv4: string }[];
+        }
+      ).leases,
+    metric: async (name: string, labels: string) => {
+      const text = await (await getUnix(control, "/metrics")).text();
+      const line = text.split("\n").find((l) => l.startsWith(`${name}{${labels}}`));
+      return line ? Number(line.split(" ").at(-1)) : 0;
+    },
+  };
+}
+
+interface ForgeResult {
+  sent: number;
+  sentBytes: number;
+  received: number;
+  receivedBytes: number;
+}
+
+/** Runs test/e2e_scripts/forge_udp.ts in `ns` (as `user`: argv prefix such as setpriv). */
+async function forge(ns: Netns, spec: object, user: string[] = []): Promise<ForgeResult> {
+  const proc = ns.spawn(
+    [...user, BUN, join(ROOT, "test", "e2e_scripts", "forge_udp.ts"), JSON.stringify(spec)],
+    { timeoutMs: 120_000, cwd: ROOT },
+  );
+  const [code, out, err] = await Promise.all([
+    proc.exited,
+    new Response(proc.stdout).text(),
+    new Response(proc.stderr).text(),
+  ]);
+  if (code !== 0) throw new Error(`forge_udp.ts exited ${code}: ${err}`);
+  return JSON.parse(out.trim().split("\n").at(-1)!) as ForgeResult;
+}
+
+const hex = (bytes: Uint8Array) => Buffer.from(bytes).toString("hex");
+
+describe.skipIf(skip !== null)("dstm server: attacker on the link, local user", () => {
+  test("malformed and unsigned requests: every answer is no longer than its request, and the log stays short", async () => {
+    const l = link();
+    const key = join(l.dir, "key");
+    writeFileSync(key, (await runDstm(["keygen", "--id", "1"])).stdout, { mode: 0o600 });
+    const s = await server(l, ["--key", key]);
+    // Before the fix: a 12-byte header got a 43-byte NAK MALFORMED (3.6×), these 14 bytes
+    // a 64-byte one (4.6×), an unsigned DISCOVER (30 bytes) a 51-byte NAK NOT_AUTHORISED; each
+    // to whatever source the datagram names, before any rate limit, each with a log line.
+    const datagrams = [
+      "010100000000000100" + "0c0000", // DISCOVER header only: missing HOST_IPV6
+      "010100003643d819000e0000dfdd", // found with the seeded fuzzer: a long decoder message
+      hex(encodeMessage({ type: MessageType.DISCOVER, xid: 7, host6: ATTACKER6 })),
+      hex(encodeMessage({ type: MessageType.RELEASE, xid: 8, host6: HOST6, host4: 0xcb007101 })),
+    ];
+    const rounds = 150;
+    const result = await forge(l.attacker, {
+      from: ATTACKER6,
+      fromPort: 40000,
+      to: SERVER6,
+      toPort: 4607,
+      datagrams,
+      rounds,
+      intervalMs: 2,
+      listenMs: 1000,
+    });
+    expect(result.sent).toBe(rounds * datagrams.length);
+    // Still answered (the unsigned DISCOVER's NAK fits in 30 bytes), never amplified.
+    expect(result.received).toBeGreaterThan(0);
+    expect(result.receivedBytes).toBeLessThanOrEqual(result.sentBytes);
+    expect(await s.metric("dstm_auth_failures_total", 'reason="missing"')).toBeGreaterThan(0);
+    expect(await s.metric("dstm_dropped_total", 'reason="answer-too-long"')).toBeGreaterThan(0);
+    const { stdout } = await s.stop();
+    const rejects = stdout.split("\n").filter((line) => / WARN reject /.test(line));
+    // 600 refusals; the log shows the burst (20) and then 5 a second, saying how many it skipped.
+    expect(rejects.length).toBeGreaterThan(0);
+    expect(rejects.length).toBeLessThan(60);
+    expect(rejects.some((line) => /suppressed=\d+/.test(line))).toBe(true);
+  }, 90_000);
+
+  test("with --key, a local user on the server's machine can neither read the key nor lease (from ::1 or the server's address)", async () => {
+    const l = link();
+    const key = join(l.dir, "key");
+    writeFileSync(key, (await runDstm(["keygen", "--id", "1"])).stdout, { mode: 0o600 });
+    const s = await server(l, ["--key", key, "--listen", "[::]:4607"]);
+    const nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"];
+    const read = l.srv.exec([...nobody, "cat", key]);
+    expect(read.code).not.toBe(0);
+    const discover = (xid: number, host6: string) =>
+      hex(encodeMessage({ type: MessageType.DISCOVER, xid, host6 }));
+    for (const from of ["::1", SERVER6]) {
+      const local = await forge(
+        l.srv,
+        {
+          from,
+          fromPort: 0,
+          to: from,
+          toPort: 4607,
+          datagrams: [discover(1, from)],
+          listenMs: 800,
+        },
+        nobody,
+      );
+      expect(local.sent).toBe(1);
+      expect(local.received).toBe(1); // NAK NOT_AUTHORISED, no longer than the DISCOVER
+      expect(local.receivedBytes).toBeLessThanOrEqual(local.sentBytes);
+    }
+    expect(await s.leases()).toEqual([]);
+    expect(await s.metric("dstm_auth_failures_total", 'reason="missing"')).toBe(2);
+  }, 90_000);
+
+  test("a signed RELEASE captured before a server restart cannot be replayed after it (the host's new lease stays)", async () => {
+    const l = link();
+    const keyFile = join(l.dir, "key");
+    const keyText = (await runDstm(["keygen", "--id", "1"])).stdout;
+    writeFileSync(keyFile, keyText, { mode: 0o600 });
+    const parsed = parseKeyFile(keyText);
+    if (!parsed.ok) throw new Error(parsed.message);
+    const key = parsed.keys[0]!;
+    const db = join(l.dir, "leases.db");
+    const fromHost = (message: Parameters<typeof signMessage>[0]) =>
+      forge(l.host, {
+        from: HOST6,
+        fromPort: 0,
+        to: SERVER6,
+        toPort: 4607,
+        datagrams: [hex(signMessage(message, key, Date.now()))],
+        listenMs: 500,
+      });
+    let s = await server(l, ["--key", keyFile], db);
+    expect((await fromHost({ type: MessageType.DISCOVER, xid: 1, host6: HOST6 })).received).toBe(1);
+    const [lease] = await s.leases();
+    const ipv4 = lease!.hostIPv4;
+    const host4 = ipv4.split(".").reduce((n, b) => n * 256 + Number(b), 0);
+    // The host gives its address back; the attacker on the link keeps a copy of the RELEASE.
+    const release = hex(
+      signMessage({ type: MessageType.RELEASE, xid: 2, host6: HOST6, host4 }, key, Date.now()),
+    );
+    const released = await forge(l.host, {
+      from: HOST6,
+      fromPort: 0,
+      to: SERVER6,
+      toPort: 4607,
+      datagrams: [release],
+      listenMs: 500,
+    });
+    expect(released.received).toBe(1);
+    expect(await s.leases()).toEqual([]);
+    // The server restarts (an upgrade); the host leases again and gets its address back.
+    await s.stop();
+    s = await server(l, ["--key", keyFile], db);
+    expect(
+      (await fromHost({ type: MessageType.DISCOVER, xid: 3, host6: HOST6, host4 })).received,
+    ).toBe(1);
+    expect((await s.leases()).map((x) => x.hostIPv4)).toEqual([ipv4]);
+    // The attacker replays the RELEASE from the host's address, well inside the 30 s window.
+    l.attacker.ip("addr", "add", `${HOST6}/128`, "dev", "lo", "nodad");
+    const replay = await forge(l.attacker, {
+      from: HOST6,
+      fromPort: 0,
+      to: SERVER6,
+      toPort: 4607,
+      datagrams: [release],
+      listenMs: 500,
+    });
+    expect(replay.sent).toBe(1);
+    // Before the fix: the new server's replay guard was empty, the RELEASE verified, the lease went.
+    expect(await s.metric("dstm_auth_failures_total", 'reason="stale"')).toBe(1);
+    expect((await s.leases()).map((x) => x.hostIPv4)).toEqual([ipv4]);
+  }, 90_000);
+
+  // Left for the DHCPv4-over-DHCPv6 work (lib/server/dhcp4o6.ts): a 10-byte
+  // INFORMATION-REQUEST asking only for option 88 gets a 46-byte REPLY (server DUID +
+  // OPTION_DHCP4_O_DHCPV6_SERVER), 4.6× to any source without --key (or in --dhcp4o6-open,
+  // or an allowed prefix), up to the per-prefix burst (100) and then 10/s per victim /64.
+  test.todo("4o6: an INFORMATION-REQUEST gets no answer larger than itself", async () => {
+    const l = link();
+    await server(l, ["--dhcp4o6", "--dhcp4o6-listen", "[::]:547"]);
+    const ask = "0b000001000600020058"; // INFORMATION-REQUEST, ORO [88], no client id
+    const r = await forge(l.attacker, {
+      from: ATTACKER6,
+      fromPort: 546,
+      to: SERVER6,
+      toPort: 547,
+      datagrams: [ask],
+      rounds: 20,
+      intervalMs: 1,
+      listenMs: 800,
+    });
+    expect(r.received).toBeGreaterThan(0);
+    expect(r.receivedBytes).toBeLessThanOrEqual(r.sentBytes);
+  });
+
+  // Left for the allocation/admission work (lib/alloc): the lease cap counts per /64 and the
+  // rate limit per source /64, and nothing bounds how many prefixes may take leases. Without
+  // --key a blind attacker spoofing DISCOVERs from 16 addresses in each of 17 /64s takes the
+  // whole /24 (254 leases): native DISCOVERs commit at once, no answer is
+  // needed (the test is slow only because the crafter waits 3 s per /64 for answers that
+  // never come). A bound on new leases per larger prefix (e.g. /48) or a global new-lease rate
+  // would keep some of the pool for hosts.
+  test.todo("a DISCOVER storm from many /64s leaves addresses for the next host", async () => {
+    const l = link();
+    const s = await server(l, []);
+    // AnyIP: the attacker may send from any address of 2001:db8:100::/48.
+    l.attacker.ip("-6", "route", "add", "local", "2001:db8:100::/48", "dev", "lo");
+    l.attacker.exec(["sysctl", "-qw", "net.ipv6.ip_nonlocal_bind=1"]);
+    const script = join(ROOT, "test", "e2e_scripts", "alloc_attack.ts");
+    for (let p = 0; p < 17; p++) {
+      const run = l.attacker.exec(
+        [BUN, script, "native", SERVER6, "4607", `2001:db8:100:${p}::`, "16"],
+        { cwd: ROOT, timeoutMs: 30_000 },
+      );
+      if (run.code !== 0) throw new Error(`alloc_attack: ${run.stderr}`);
+    }
+    expect((await s.leases()).length).toBeLessThan(254);
+    const host = await forge(l.host, {
+      from: HOST6,
+      fromPort: 0,
+      to: SERVER6,
+      toPort: 4607,
+      datagrams: [hex(encodeMessage({ type: MessageType.DISCOVER, xid: 9, host6: HOST6 }))],
+      listenMs: 800,
+    });
+    expect(host.received).toBe(1);
+    expect((await s.leases()).some((x) => x.hostIPv6 === HOST6)).toBe(true);
+  }, 120_000);
+});
