@@ -13,7 +13,6 @@ import { canonicalIPv6 } from "../lib/net/addr.ts";
 import { parseIPv4Prefix } from "../lib/net/prefix.ts";
 import { getUnix, HttpListenError, serveUnix, unixPermissionProblem } from "../lib/sys/http.ts";
 import { sdNotify } from "../lib/sys/sd_notify.ts";
-import { sourceAddressFor } from "../lib/sys/udp.ts";
 import type { NaptTimeouts } from "../lib/tunnel/napt.ts";
 import { ALL_DHCP_RELAY_AGENTS_AND_SERVERS, DHCP6_SERVER_PORT } from "../lib/wire/dhcp4o6.ts";
 import { DSTM_PORT } from "../lib/wire/dstm_types.ts";
@@ -119,7 +118,7 @@ Examples:
 
 export interface ClientFlags {
   protocol: "dstm" | "dhcp4o6";
-  server?: string[];
+  server?: string | string[];
   serverPort?: string;
   tep?: string;
   tep4?: string;
@@ -147,7 +146,8 @@ export interface ClientFlags {
 /** The client's settings, checked without side effects (--check stops after this). */
 function resolveClient(flags: ClientFlags) {
   const dhcp4o6 = flags.protocol === "dhcp4o6";
-  const [serverFlag, ...otherServers] = flags.server ?? [];
+  const servers = typeof flags.server === "string" ? [flags.server] : (flags.server ?? []);
+  const [serverFlag, ...otherServers] = servers;
   if (dhcp4o6 && otherServers.length > 0)
     throw new UsageError("--protocol dhcp4o6 takes one --server");
   if (!serverFlag)

@@ -64,8 +64,8 @@ export function labCommand() {
       const { processes, namespaces } = await Lab.down(labName(flags.name), runtimeDir());
       out(
         namespaces.length || processes
-          ? `lab ${flags.name} down: ${processes} processes stopped, ${namespaces.length} namespaces deleted`
-          : `lab ${flags.name} was not up`,
+          ? `lab "${flags.name}" down: ${processes} processes stopped, ${namespaces.length} namespaces deleted`
+          : `lab "${flags.name}" was not up`,
       );
     });
   lab
@@ -77,7 +77,7 @@ export function labCommand() {
       const name = labName(flags.name);
       const namespaces = labNamespaces(name);
       if (namespaces.length === 0) {
-        out(`lab ${name} is not up`);
+        out(`lab "${name}" is not up`);
         return;
       }
       const l = Lab.open(name, runtimeDir());
@@ -111,8 +111,8 @@ export function labCommand() {
       const wasUp = labNamespaces(name).length > 0;
       out(
         wasUp
-          ? `Using lab ${name}, already up.`
-          : `Bringing up lab ${name}: the DSTM test network of the paper (figure 5).`,
+          ? `Using lab "${name}", already up.`
+          : `Bringing up lab "${name}": the DSTM test network of the paper (figure 5).`,
       );
       const l = wasUp
         ? Lab.open(name, runtimeDir())
@@ -132,10 +132,10 @@ export function labCommand() {
         if (takeDown) {
           process.off("SIGINT", onSignal);
           await Lab.down(name, runtimeDir());
-          out(`Lab ${name} taken down.`);
+          out(`Lab "${name}" taken down.`);
         } else {
           const named = name === "lab" ? "" : ` --name ${name}`;
-          out(`Lab ${name} left up: \`dstm lab status${named}\`, \`dstm lab down${named}\`.`);
+          out(`Lab "${name}" left up: \`dstm lab status${named}\`, \`dstm lab down${named}\`.`);
         }
       }
       if (failed > 0) process.exitCode = 1;
@@ -161,7 +161,7 @@ async function labLeases(socket: string): Promise<string> {
 
 function describe(l: Lab): string {
   return [
-    `lab ${l.name}: logs and sockets in ${l.dir}`,
+    `lab "${l.name}": logs and sockets in ${l.dir}`,
     `  IPv6-only DSTM domain ${LAB.prefix6}: node A ${LAB.nodeA6}, node B ${LAB.nodeB6}, server ${LAB.server6}`,
     `  TEP ${LAB.tep6} / ${LAB.tep4}; DSTM pool ${LAB.pool}`,
     `  node E ${LAB.nodeE6} behind r1 ═ r2 (a ${LAB.narrowMtu}-byte link: path MTU discovery)`,

@@ -92,7 +92,7 @@ export function addLeaseProbeCommands(lease: Command): void {
     .addOption(new Option("--port <n>", "deprecated: --server-port").hideHelp())
     .option(
       "--host6 <v6>",
-      "host IPv6 address to ask for (default: the source address the kernel picks)",
+      "host IPv6 address to ask for (default: the source address the kernel picks); an address of this host is also sent from, another one is refused unless the server runs with --no-source-check",
     )
     .option("--key <file>", "sign with the key in FILE")
     .option("--json", "print JSON")

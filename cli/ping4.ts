@@ -46,8 +46,8 @@ export function ping4Command() {
     .option("--tep <v6>", "use this TEP instead of the one the server names")
     .option("--key <file>", "sign requests with the key in FILE")
     .option(
-      "--use-client [ifname]",
-      "use the lease of the dstm client running the DTI IFNAME (default: dti0)",
+      "--use-client [ifname|socket]",
+      "use the lease of the dstm client running the DTI IFNAME (default dti0), or answering on the control socket at this path (one with a /)",
     )
     .addOption(new Option("-c, --count <n>", "echo requests to send").default("4", "4"))
     .addOption(new Option("-i, --interval <s>", "seconds between requests").default("1", "1"))
@@ -80,7 +80,9 @@ export function ping4Command() {
       const useClient =
         flags.useClient === undefined
           ? undefined
-          : clientSocket(typeof flags.useClient === "string" ? flags.useClient : "dti0");
+          : typeof flags.useClient === "string" && flags.useClient.includes("/")
+            ? flags.useClient
+            : clientSocket(typeof flags.useClient === "string" ? flags.useClient : "dti0");
       if (useClient === undefined && !flags.server)
         throw new UsageError("--server V6 is required (or --use-client)");
       const server = flags.server
@@ -106,7 +108,11 @@ export function ping4Command() {
       const source = lease.source;
       const tep6 = tepOverride ?? lease.tep6;
       if (lease.origin === "client")
-        process.stdout.write(`using the lease of the dstm client on ${lease.socket}\n`);
+        process.stderr.write(`using the lease of the dstm client on ${lease.socket}\n`);
+      if (lease.origin === "existing")
+        process.stderr.write(
+          `using the lease ${lease.host6} already holds (the server says it existed: a dstm client on this host?); it will not be released\n`,
+        );
       process.stdout.write(
         `PING ${target} via DSTM (from ${formatIPv4(source)}, TEP ${tep6}): ${size} data bytes\n`,
       );

@@ -76,6 +76,9 @@ describe("Admission", () => {
     expect(rate.length).toBe(2);
     expect(rate[0]).not.toMatch(/not-logged/);
     expect(rate[1]).toMatch(/not-logged=3/);
-    expect(lines.filter((l) => /reason=prefix-limit/.test(l)).length).toBe(1);
+    const prefix = lines.filter((l) => /reason=prefix-limit/.test(l));
+    expect(prefix.length).toBe(1);
+    expect(prefix[0]).toContain("limit=--max-leases-per-prefix");
+    expect(rate[0]).not.toContain("limit=");
   });
 });

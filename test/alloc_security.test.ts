@@ -66,7 +66,11 @@ describe("leases per host prefix", () => {
   test("hostPrefixKey masks to the prefix length", () => {
     expect(hostPrefixKey("2001:db8:1:2:aaaa::1", 64)).toBe("2001:db8:1:2::/64");
     expect(hostPrefixKey("2001:db8:1:2ff::1", 56)).toBe("2001:db8:1:200::/56");
-    expect(hostPrefixKey("2001:db8::1", 128)).toBe("2001:db8:0:0:0:0:0:1/128");
+    expect(hostPrefixKey("2001:db8::1", 128)).toBe("2001:db8::1/128");
+    // RFC 5952 text: a zero group is folded into "::", as everywhere else.
+    expect(hostPrefixKey("2001:db8:1::a", 64)).toBe("2001:db8:1::/64");
+    expect(hostPrefixKey("2001:db8:1:0:1::a", 63)).toBe("2001:db8:1::/63");
+    expect(hostPrefixKey("2001:db8:1:2:3:4:5:6", 0)).toBe("::/0");
   });
 
   test("300 addresses of one /64 get 16 leases; another /64 still gets one", async () => {

@@ -12,6 +12,13 @@ const SUBCOMMANDS = ["server", "client", "tep", "lease", "ping4", "lab"];
 const base = ["--tep", "2001:db8::1", "--db", "memory", "--no-control", "--listen", "[::1]:0"];
 
 describe("dstm command line", () => {
+  test('the lab is named in quotes: lab "NAME", not "lab lab"', async () => {
+    const name = `q${Math.random().toString(36).slice(2, 7)}`;
+    const { code, stdout } = await runDstm(["lab", "status", "--name", name]);
+    expect(code).toBe(0);
+    expect(stdout).toBe(`lab "${name}" is not up\n`);
+  });
+
   test("--help lists every subcommand", async () => {
     const { code, stdout } = await runDstm(["--help"]);
     expect(code).toBe(0);

@@ -58,7 +58,10 @@ const CASES: [string[], string[]][] = [
     ["dstm", "--version", "server", "--co"],
     ["--config", "--control"],
   ],
-  [["dstm", "ping4", "-c", "3", "--se"], ["--server"]],
+  [
+    ["dstm", "ping4", "-c", "3", "--se"],
+    ["--server", "--server-port"],
+  ],
   [["dstm", "tep", "stats", "--j"], ["--json"]],
   [
     ["dstm", "completion", "-"],

@@ -89,7 +89,9 @@ function harness(script: { discover?: Step[]; request?: Step[] }) {
       return Promise.resolve();
     },
   };
-  const start = async (extra: { onDemand?: boolean; idleSeconds?: number } = {}) => {
+  const start = async (
+    extra: { onDemand?: boolean; idleSeconds?: number; maxBackoffMs?: number } = {},
+  ) => {
     const node = await DstmNode.start({
       server: "2001:db8::53",
       host6: HOST6,
@@ -136,6 +138,19 @@ describe("DstmNode lease state machine (no root)", () => {
     ]);
     expect(node.status().state).toBe("stopped");
     expect(h.logLines.some((l) => / release ipv4=198\.51\.100\.7/.test(l))).toBe(true);
+  });
+
+  test("the same refusal again and again (no --key) is said once at warn, with the --key hint and the backoff", async () => {
+    const unsigned = () =>
+      new DstmRefusedError(Status.NOT_AUTHORISED, "authentication failed: missing");
+    const h = harness({ discover: [unsigned, unsigned, unsigned, unsigned, () => lease(A, 600)] });
+    const node = await h.start({ maxBackoffMs: 20 });
+    await node.ready;
+    expect(h.events.filter((e) => e === "discover")).toHaveLength(5);
+    const warned = h.logLines.filter((l) => / refused /.test(l));
+    expect(warned).toHaveLength(1);
+    expect(warned[0]).toContain("give --key FILE with the server's key");
+    expect(warned[0]).toContain("the same failure again is logged at debug");
   });
 
   test("a refused renewal loses the lease: DTI down, then a new lease and the DTI up again", async () => {

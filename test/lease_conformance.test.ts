@@ -18,6 +18,7 @@ import {
 import { MemoryLeaseStore } from "../lib/lease/memory.ts";
 import { PostgresLeaseStore } from "../lib/lease/postgres.ts";
 import { SqliteLeaseStore } from "../lib/lease/sqlite.ts";
+import { AS_NOBODY, nobodyKit } from "./helpers/nobody.ts";
 import { type PgServer, postgresBin, startPostgres } from "./helpers/postgres.ts";
 
 // Made on first use: with a test-name filter, a file whose tests all skip runs no afterAll.
@@ -393,8 +394,7 @@ describe("SqliteLeaseStore only", () => {
     );
   });
 
-  const cannotDropRoot = process.getuid?.() === 0 && !Bun.which("setpriv");
-  test.skipIf(cannotDropRoot)("an unwritable directory is named in the error", () => {
+  test("an unwritable directory is named in the error", () => {
     const locked = join(dir(), "locked");
     mkdirSync(locked, { mode: 0o555 });
     chmodSync(locked, 0o555);
@@ -403,24 +403,29 @@ describe("SqliteLeaseStore only", () => {
       expect(_catch(() => SqliteLeaseStore.open(path)).message).toBe(_unwritable(path, locked));
       return;
     }
-    // root writes anywhere: try as nobody (dir must be traversable for that)
-    chmodSync(dir(), 0o711);
-    const script = `import { SqliteLeaseStore } from ${JSON.stringify(join(import.meta.dir, "../lib/lease/sqlite.ts"))};
-      try { SqliteLeaseStore.open(${JSON.stringify(path)}); console.log("opened"); } catch (e) { console.log(e.message); }`;
-    const child = Bun.spawnSync(
-      [
-        "setpriv",
-        "--reuid=65534",
-        "--regid=65534",
-        "--clear-groups",
-        process.execPath,
-        "-e",
-        script,
-      ],
-      { env: { ...process.env, HOME: "/tmp" } },
-    );
-    chmodSync(dir(), 0o700);
-    expect(child.stdout.toString().trim()).toBe(_unwritable(path, locked));
+    // root writes anywhere: try as nobody, with Bun and a bundle of the script in a 0755
+    // directory (the checkout may be unreadable to nobody); `dir()` must be traversable.
+    const kit = nobodyKit();
+    if (typeof kit === "string") {
+      console.warn(`[skip] unwritable directory as nobody: ${kit}`);
+      return;
+    }
+    try {
+      const source = join(kit.dir, "open_db.ts");
+      writeFileSync(
+        source,
+        `import { SqliteLeaseStore } from ${JSON.stringify(join(import.meta.dir, "../lib/lease/sqlite.ts"))};
+      try { SqliteLeaseStore.open(${JSON.stringify(path)}); console.log("opened"); } catch (e) { console.log(e.message); }`,
+      );
+      const script = kit.bundle(source);
+      chmodSync(dir(), 0o711);
+      const child = Bun.spawnSync([...AS_NOBODY, kit.bun, script], { cwd: kit.dir });
+      chmodSync(dir(), 0o700);
+      expect(child.stderr.toString()).toBe("");
+      expect(child.stdout.toString().trim()).toBe(_unwritable(path, locked));
+    } finally {
+      kit.remove();
+    }
   });
 
   test("a file that is not a database is refused, and left alone", async () => {

@@ -100,9 +100,9 @@ describe.skipIf(skip !== null)("dstm ping4 beside a running dstm client", () => 
     expect(before).toBeDefined();
 
     const r = lab.run("c", ["env", `DSTM_RUNTIME_DIR=${runDir("c")}`, ...ping4Argv()], 30_000);
-    expect(r.stderr).toBe("");
+    expect(r.stderr).toMatch(/^using the lease of the dstm client on .*client-dti0\.sock\n$/);
     expect(r.code).toBe(0);
-    expect(r.stdout).toContain("using the lease of the dstm client on");
+    expect(r.stdout).not.toContain("using the lease");
     expect(r.stdout).toContain(`from ${before!.hostIPv4}`);
     expect(r.stdout).toMatch(/ 0% packet loss/);
 
@@ -133,6 +133,74 @@ describe.skipIf(skip !== null)("dstm ping4 beside a running dstm client", () => 
     expect((await activeLeases()).some((l) => l.hostIPv6 === LAB.nodeD6)).toBe(false);
   }, 90_000);
 
+  test("the lab's layout (client sockets in RUNTIME/lab-NAME/): ping4 on node A finds A's client and leaves its lease and traffic alone", async () => {
+    const a = await leaseOf(LAB.nodeA6);
+    // As `ip netns exec dstm-lab-a dstm ping4 …` after `dstm lab up`: the runtime directory is
+    // the lab's base, A's client answers on BASE/lab-NAME/client-a.sock.
+    const r = lab.run("a", ["env", `DSTM_RUNTIME_DIR=${base}`, ...ping4Argv()], 30_000);
+    expect(r.code).toBe(0);
+    expect(r.stderr).toBe(
+      `using the lease of the dstm client on ${join(base, `lab-${name}`, "client-a.sock")}\n`,
+    );
+    expect(r.stdout).toContain(`from ${a.hostIPv4}`);
+    expect(r.stdout).toMatch(/ 0% packet loss/);
+    await expectLeaseAndTrafficIntact("a", a.hostIPv4);
+  }, 90_000);
+
+  test("a client ping4 cannot see (no socket in its runtime directory): the server's EXISTING_LEASE keeps ping4 from releasing it", async () => {
+    const a = await leaseOf(LAB.nodeA6);
+    const empty = join(base, "run-empty");
+    mkdirSync(empty, { recursive: true });
+    const r = lab.run("a", ["env", `DSTM_RUNTIME_DIR=${empty}`, ...ping4Argv()], 30_000);
+    expect(r.code).toBe(0);
+    expect(r.stderr).toBe(
+      `using the lease ${LAB.nodeA6} already holds (the server says it existed: a dstm client on this host?); it will not be released\n`,
+    );
+    expect(r.stdout).toContain(`from ${a.hostIPv4}`);
+    await expectLeaseAndTrafficIntact("a", a.hostIPv4);
+  }, 90_000);
+
+  test("--use-client PATH takes an explicit control socket", async () => {
+    const b = await leaseOf(LAB.nodeB6);
+    const socket = join(base, `lab-${name}`, "client-b.sock");
+    const r = lab.run("b", [...ping4Argv(), "--use-client", socket], 30_000);
+    expect(r.code).toBe(0);
+    expect(r.stderr).toBe(`using the lease of the dstm client on ${socket}\n`);
+    expect(r.stdout).toContain(`from ${b.hostIPv4}`);
+    await expectLeaseAndTrafficIntact("b", b.hostIPv4);
+  }, 90_000);
+
+  test("each process shows its own counters: tep stats no client-*, client status no decap-* / encap-*", async () => {
+    const r = lab.run("tep", [
+      ...dstmArgv(),
+      "tep",
+      "stats",
+      "--json",
+      "--stats",
+      lab.services.socket("tep"),
+    ]);
+    const tep = Object.keys((JSON.parse(r.stdout) as { counters: object }).counters);
+    expect(tep).toContain("decap-forward");
+    expect(tep).toContain("pmtu-learned");
+    expect(tep.filter((n) => n.startsWith("client-"))).toEqual([]);
+    const text = lab.run("tep", [
+      ...dstmArgv(),
+      "tep",
+      "stats",
+      "--stats",
+      lab.services.socket("tep"),
+    ]);
+    expect(text.stdout).toContain("decap-forward");
+    expect(text.stdout).not.toContain("client-");
+    const status = await fetch("http://localhost/v1/status", {
+      unix: lab.services.socket("client-a"),
+    });
+    const client = Object.keys(((await status.json()) as { counters: object }).counters);
+    expect(client).toContain("client-encap-forward");
+    expect(client).toContain("encap-too-big-path-mtu");
+    expect(client.filter((n) => /^(decap|encap)-/.test(n))).toEqual(["encap-too-big-path-mtu"]);
+  }, 60_000);
+
   test("without a client, ping4 takes a lease of its own and releases it", async () => {
     const r = lab.run("server", [
       "env",
@@ -144,6 +212,27 @@ describe.skipIf(skip !== null)("dstm ping4 beside a running dstm client", () => 
     expect((await activeLeases()).some((l) => l.hostIPv6 === LAB.server6)).toBe(false);
   }, 60_000);
 });
+
+/** The lab client's lease of `host6`, once it has one. */
+async function leaseOf(host6: string): Promise<{ hostIPv4: string; hostIPv6: string }> {
+  await until(`a lease for ${host6}`, async () =>
+    (await activeLeases()).some((l) => l.hostIPv6 === host6),
+  );
+  return (await activeLeases()).find((l) => l.hostIPv6 === host6)!;
+}
+
+/** Node `node`'s lease is still `ipv4`, never released, and its DTI still carries traffic. */
+async function expectLeaseAndTrafficIntact(node: "a" | "b", ipv4: string): Promise<void> {
+  const host6 = node === "a" ? LAB.nodeA6 : LAB.nodeB6;
+  expect((await activeLeases()).find((l) => l.hostIPv6 === host6)?.hostIPv4).toBe(ipv4);
+  const serverLog = readFileSync(lab.services.logFile("server"), "utf8");
+  expect(serverLog).not.toMatch(new RegExp(`\\brelease .*host6=${host6}(\\s|$)`, "m"));
+  expect(serverLog).not.toMatch(new RegExp(`\\brelease ipv4=${ipv4.replaceAll(".", "\\.")}\\b`));
+  const drops = tepDrops();
+  const kernelPing = lab.run(node, ["ping", "-c", "2", "-i", "0.2", "-W", "2", LAB.web4]);
+  expect(kernelPing.code).toBe(0);
+  expect(tepDrops()).toBe(drops);
+}
 
 function ping4Argv(): string[] {
   return [...dstmArgv(), "ping4", LAB.web4, "--server", LAB.server6, "-c", "2", "-i", "0.2"];

@@ -245,3 +245,22 @@ describe("dstm server over UDP", () => {
     expect(text).toContain("# TYPE dstm_messages_total counter");
   });
 });
+
+describe("tep-auth-off", () => {
+  test("is not said when every TEP address is on this host (::1), and said once when one is elsewhere", async () => {
+    const local = await startServer({
+      pools: [{ prefixes: ["192.0.2.0/29"], tep6: "::1", tep4: parseIPv4("198.51.100.1")! }],
+    });
+    // The start line comes after any tep-auth-off warning.
+    await waitUntil(() => local.logLines.some((l) => / start /.test(l)), { what: "start" });
+    expect(local.logLines.filter((l) => /tep-auth-off/.test(l))).toEqual([]);
+    const remote = await startServer({
+      pools: [
+        { prefixes: ["192.0.2.0/29"], tep6: "::1", tep4: parseIPv4("198.51.100.1")! },
+        { prefixes: ["192.0.2.8/29"], tep6: "2001:db8::1", tep4: parseIPv4("198.51.100.1")! },
+      ],
+    });
+    await waitUntil(() => remote.logLines.some((l) => / start /.test(l)), { what: "start" });
+    expect(remote.logLines.filter((l) => / WARN tep-auth-off /.test(l))).toHaveLength(1);
+  });
+});

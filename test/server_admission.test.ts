@@ -182,7 +182,7 @@ describe("admission", () => {
   });
 
   test("the lease cap per host prefix answers POOL_EXHAUSTED, counted as prefix-limit; another prefix still leases", async () => {
-    const { server } = await start({ admission: { maxLeasesPerPrefix: 2 } });
+    const { server, lines } = await start({ admission: { maxLeasesPerPrefix: 2 } });
     const transport = await DstmTransport.open({
       server: "::1",
       port: server.listening.port,
@@ -195,7 +195,12 @@ describe("admission", () => {
       .discover()
       .catch((e: unknown) => e as DstmRefusedError);
     expect((refused as DstmRefusedError).status).toBe(Status.POOL_EXHAUSTED);
-    expect((refused as DstmRefusedError).message).toMatch(/2001:db8:bad:0::\/64 holds 2 leases/);
+    expect((refused as DstmRefusedError).message).toContain(
+      "host prefix 2001:db8:bad::/64 holds 2 leases, the most one prefix may hold (--max-leases-per-prefix)",
+    );
+    const reject = lines.filter((l) => / WARN reject reason=prefix-limit /.test(l));
+    expect(reject).toHaveLength(1);
+    expect(reject[0]).toContain("limit=--max-leases-per-prefix");
     expect(
       server.metrics.get("dstm_admission_refused_total", {
         protocol: "native",

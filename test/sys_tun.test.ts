@@ -6,29 +6,21 @@ import { afterAll, describe, expect, test } from "bun:test";
 import { join } from "node:path";
 import { cleanupNetns, createNetns, type Netns } from "../lib/sys/netns.ts";
 import { announceSkip, netnsSkipReason, runScript, SCRIPTS } from "./helpers/netns.ts";
-import { BUN } from "./helpers/process.ts";
+import { AS_NOBODY, type NobodyKit, nobodyKit } from "./helpers/nobody.ts";
 
 const skip = netnsSkipReason({ tun: true });
 announceSkip("sys_tun", skip);
 
 afterAll(() => cleanupNetns());
 
-/** Runs a command as nobody (setpriv, util-linux). */
-const AS_NOBODY = [
-  "setpriv",
-  "--reuid=65534",
-  "--regid=65534",
-  "--clear-groups",
-  "env",
-  "HOME=/tmp",
-];
-const UNPRIVILEGED = join(SCRIPTS, "unprivileged.ts");
-/** Why the unprivileged run cannot happen here (no setpriv, or nobody cannot reach the checkout). */
+/** Bun and a bundle of the script nobody runs, in a 0755 directory (see helpers/nobody.ts). */
+const nobody: NobodyKit | string = skip ?? nobodyKit();
+afterAll(() => {
+  if (typeof nobody !== "string") nobody.remove();
+});
+/** Why the unprivileged run cannot happen here. */
 function nobodySkipReason(): string | null {
-  if (skip !== null) return skip;
-  if (Bun.which("setpriv") === null) return "needs setpriv (util-linux)";
-  const probe = Bun.spawnSync([...AS_NOBODY, "test", "-r", UNPRIVILEGED, "-a", "-x", BUN]);
-  return probe.exitCode === 0 ? null : "user nobody cannot read the checkout or run bun";
+  return typeof nobody === "string" ? nobody : null;
 }
 const nobodySkip = nobodySkipReason();
 announceSkip("sys_tun (as nobody)", nobodySkip === skip ? null : nobodySkip);
@@ -112,7 +104,9 @@ describe.skipIf(skip !== null)("TUN (namespace)", () => {
     let ns: Netns | undefined;
     try {
       ns = createNetns();
-      const r = ns.exec([...AS_NOBODY, BUN, UNPRIVILEGED], { timeoutMs: 20_000 });
+      const kit = nobody as NobodyKit;
+      const script = kit.bundle(join(SCRIPTS, "unprivileged.ts"));
+      const r = ns.exec([...AS_NOBODY, kit.bun, script], { timeoutMs: 20_000, cwd: kit.dir });
       expect(r.code).toBe(0);
       const out = JSON.parse(r.stdout.trim().split("\n").at(-1)!) as Record<string, Attempt>;
       expect(out.tun).toMatchObject({ ok: false, isSysError: true });

@@ -61,6 +61,19 @@ const MESSAGES: [DstmMessage, boolean, boolean][] = [
     false,
   ],
   [
+    {
+      type: MessageType.DISCOVER_ACK,
+      xid: 0x1a2b3c4f,
+      host4: ip("192.0.2.130"),
+      host6: HOST6,
+      tep6: TEP6,
+      leaseTime: 1234,
+      existingLease: true,
+    },
+    true,
+    false,
+  ],
+  [
     { type: MessageType.REQUEST, xid: 2, host4: ip("192.0.2.129"), host6: HOST6, leaseTime: 600 },
     false,
     false,
@@ -231,6 +244,7 @@ function expected(msg: DstmMessage, bytes: Uint8Array): Record<string, string> {
     "dstm.snapshot.parts": opt(msg.snapshot?.parts),
     "dstm.binding.host_ipv4": join_((msg.bindings ?? []).map((b) => formatIPv4(b.host4))),
     "dstm.binding.host_ipv6": join_((msg.bindings ?? []).map((b) => b.host6)),
+    "dstm.existing_lease": decoded.value.existingLease ? "1" : "",
   };
 }
 
@@ -307,11 +321,15 @@ describe.skipIf(skip !== null)("Wireshark dissector contrib/wireshark/dstm.lua",
     expect(details).toContain("Option: PORT_SET: a=6 k=2 PSID 1");
     expect(details).toContain("Status code: POOL_EXHAUSTED (1)");
     expect(details).toContain("Option: extension 128");
+    expect(details).toContain(
+      "Option: EXISTING_LEASE: the host held this lease before the DISCOVER",
+    );
     expect(details.match(/\[Malformed Packet|Expert Info \((Warning|Error)/g)).toBeNull();
     expect(tshark(["-r", pcap, "-Y", "_ws.malformed || _ws.expert.severity >= 0x600000"])).toBe("");
     const summary = tshark(["-r", pcap]);
     expect(summary).toContain("DISCOVER_ACK xid=0x1a2b3c4d HOST_IPV4 192.0.2.129");
     expect(summary).toContain("NAK xid=0x00000065 STATUS POOL_EXHAUSTED");
+    expect(summary).toContain("DISCOVER_ACK xid=0x1a2b3c4f HOST_IPV4 192.0.2.130 EXISTING_LEASE");
   });
 
   test("each malformed message gets the decode error lib/wire/dstm.ts gives it", async () => {

@@ -9,7 +9,7 @@ import {
   peekHeader,
   statusName,
 } from "../lib/wire/dstm.ts";
-import { DSTM_OPTIONS, DSTM_WRITE_ORDER } from "../lib/wire/dstm_options.ts";
+import { DSTM_EXTENSIONS, DSTM_OPTIONS, DSTM_WRITE_ORDER } from "../lib/wire/dstm_options.ts";
 import { type DstmMessage, MessageType, OptionCode, Status } from "../lib/wire/dstm_types.ts";
 import { checkRoundTrip } from "./helpers/codec.ts";
 import {
@@ -132,6 +132,10 @@ describe("encodeMessage() refuses what cannot be decoded", () => {
     ],
     ["7-byte nonce", { ...base, auth: { ...AUTH, nonce: new Uint8Array(7) } }],
     ["negative timestamp", { ...base, auth: { ...AUTH, timestamp: -1 } }],
+    [
+      "EXISTING_LEASE in REQUEST_ACK",
+      { ...base, type: MessageType.REQUEST_ACK, existingLease: true },
+    ],
   ];
   for (const [name, msg] of cases) {
     test(`throws RangeError on ${name}`, () => {
@@ -167,13 +171,16 @@ test("messageTypeName() and statusName() name known values and show unknown ones
 });
 
 describe("the option table (dstm_options.ts)", () => {
-  test("has one entry per OptionCode, named after it, and writes AUTH last", () => {
+  test("has one entry per OptionCode, named after it, and writes the extensions and then AUTH last", () => {
     for (const [name, code] of Object.entries(OptionCode)) {
-      expect(DSTM_OPTIONS[code]?.name).toBe(name);
-      expect(DSTM_OPTIONS[code]?.code).toBe(code);
+      const spec = code >= 0x80 ? DSTM_EXTENSIONS.get(code) : DSTM_OPTIONS[code];
+      expect(spec?.name).toBe(name);
+      expect(spec?.code).toBe(code);
     }
-    expect(DSTM_OPTIONS.filter(Boolean).length).toBe(Object.keys(OptionCode).length);
-    expect(DSTM_WRITE_ORDER.map((s) => s.code)).toEqual([1, 2, 3, 4, 5, 6, 7, 9, 10, 11, 8]);
+    expect(DSTM_OPTIONS.filter(Boolean).length + DSTM_EXTENSIONS.size).toBe(
+      Object.keys(OptionCode).length,
+    );
+    expect(DSTM_WRITE_ORDER.map((s) => s.code)).toEqual([1, 2, 3, 4, 5, 6, 7, 9, 10, 11, 0x80, 8]);
     expect(DSTM_OPTIONS.filter((s) => s?.repeatable).map((s) => s?.name)).toEqual(["BINDING"]);
   });
 });

@@ -235,6 +235,8 @@ const MALFORMED: [string, Uint8Array, DecodeErrorCode][] = [
     raw(MessageType.DISCOVER, [opt(2, V6), opt(6, [0, 0, 0, 0])]),
     "bad-lease-time",
   ],
+  ["EXISTING_LEASE with a value", ackWith([opt(0x80, [1])]), "bad-option-length"],
+  ["EXISTING_LEASE twice", ackWith([opt(0x80, []), opt(0x80, [])]), "duplicate-option"],
   ["negative offset", RELEASE, "bad-offset"],
 ];
 
@@ -284,6 +286,20 @@ describe("decodeMessage() accepts what it should", () => {
       host4: H4,
       host6: H6,
     });
+  });
+
+  test("EXISTING_LEASE (0x80, empty) in DISCOVER_ACK says the lease existed; elsewhere it is skipped", () => {
+    const plain = decodeMessage(ackWith([]));
+    expect(plain.ok && plain.value.existingLease).toBeUndefined();
+    const existing = decodeMessage(ackWith([opt(0x80, [])]));
+    expect(existing.ok && existing.value.existingLease).toBe(true);
+    if (!existing.ok) throw new Error(existing.error.message);
+    const encoded = encodeMessage(existing.value);
+    expect([...encoded.subarray(encoded.length - 2)]).toEqual([0x80, 0]);
+    const release = decodeMessage(
+      raw(MessageType.RELEASE, [opt(1, V4), opt(2, V6), opt(0x80, [])]),
+    );
+    expect(release.ok && release.value.existingLease).toBeUndefined();
   });
 
   test("the same unknown non-critical option twice is fine", () => {

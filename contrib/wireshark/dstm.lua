@@ -26,7 +26,7 @@ local MESSAGE_TYPES = {
 local OPTION_CODES = {
   [1] = "HOST_IPV4", [2] = "HOST_IPV6", [3] = "TEP_IPV4", [4] = "TEP_IPV6", [5] = "PORT_SET",
   [6] = "LEASE_TIME", [7] = "STATUS", [8] = "AUTH", [9] = "SYNC_STATE", [10] = "SNAPSHOT_PART",
-  [11] = "BINDING",
+  [11] = "BINDING", [0x80] = "EXISTING_LEASE",
 }
 local STATUS_CODES = {
   [0] = "SUCCESS", [1] = "POOL_EXHAUSTED", [2] = "NO_SUCH_LEASE", [3] = "NOT_AUTHORISED",
@@ -89,6 +89,7 @@ local f = {
   binding_ipv4 = ProtoField.ipv4("dstm.binding.host_ipv4", "Binding host IPv4 address"),
   binding_ipv6 = ProtoField.ipv6("dstm.binding.host_ipv6", "Binding host IPv6 address"),
   trailing = ProtoField.bytes("dstm.trailing", "Bytes after the message length"),
+  existing_lease = ProtoField.bool("dstm.existing_lease", "Lease existed before this DISCOVER"),
 }
 dstm.fields = f
 
@@ -273,7 +274,10 @@ local function dissect_message(tvb, pinfo, tree)
     if seen[8] then return malformed(root, tvb(p, length - p), "auth-not-last", "option at byte " .. p .. " follows AUTH") end
     if length - p < 2 then return malformed(root, tvb(p, length - p), "truncated-option", "option header at byte " .. p .. " is cut off") end
     local code, len = tvb(p, 1):uint(), tvb(p + 1, 1):uint()
-    local oname = OPTION_CODES[code] or (code >= 0x80 and "extension " .. code or "unknown " .. code)
+    -- EXISTING_LEASE (0x80) is known in DISCOVER_ACK only; elsewhere it is an extension, skipped.
+    local existing = code == 0x80 and mtype == 2
+    local oname = (code < 0x80 or existing) and OPTION_CODES[code]
+      or (code >= 0x80 and "extension " .. code or "unknown " .. code)
     local cut = p + 2 + len > length
     local otree = root:add(f.option, tvb(p, cut and length - p or 2 + len))
     otree:set_text("Option: " .. oname)
@@ -282,7 +286,14 @@ local function dissect_message(tvb, pinfo, tree)
     if cut then return malformed(otree, tvb(p, length - p), "truncated-option", oname .. ": " .. len .. "-byte value is cut off") end
     local v = len > 0 and tvb(p + 2, len) or tvb(p + 1, 1)
     p = p + 2 + len
-    if code >= 0x80 then
+    if existing then
+      if len ~= 0 then return malformed(otree, tvb(p - 1 - len, 1), "bad-option-length", oname .. " has length " .. len) end
+      if seen[code] then return malformed(otree, tvb(p - 2, 1), "duplicate-option", oname .. " appears twice") end
+      seen[code] = true
+      otree:add(f.existing_lease, tvb(p - 2, 2), true)
+      otree:append_text(": the host held this lease before the DISCOVER")
+      pinfo.cols.info:append(" EXISTING_LEASE")
+    elseif code >= 0x80 then
       if len > 0 then otree:add(f.option_value, v) end
       otree:add_proto_expert_info(ef.extension)
     else

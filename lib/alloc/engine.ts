@@ -982,7 +982,7 @@ export class AllocationEngine {
     if (!counter || counter.count(host6) - held < this.#maxPerPrefix) return undefined;
     return _fail(
       "prefix-limit",
-      `host prefix ${hostPrefixKey(host6, counter.length)} holds ${this.#maxPerPrefix} leases, the most one prefix may hold`,
+      `host prefix ${hostPrefixKey(host6, counter.length)} holds ${this.#maxPerPrefix} leases, the most one prefix may hold (--max-leases-per-prefix)`,
     );
   }
 }

@@ -12,29 +12,26 @@
  *
  * @module
  */
-import { parseIPv6 } from "../net/addr.ts";
+import { formatIPv6, parseIPv6 } from "../net/addr.ts";
 
 /** Default host prefix length (bits). */
 export const DEFAULT_HOST_PREFIX_LENGTH = 64;
 
 /**
- * The host prefix of `host6` as text (`2001:db8:1:2::/64`), or `host6` itself when it does not
- * parse. `length` is 0–128 bits.
+ * The host prefix of `host6` as RFC 5952 text (`2001:db8:1:2::/64`, `2001:db8:1::/64`), or
+ * `host6` itself when it does not parse. `length` is 0–128 bits.
  *
  * @example hostPrefixKey("2001:db8:1:2::abcd", 64) // "2001:db8:1:2::/64"
  */
 export function hostPrefixKey(host6: string, length: number): string {
   const bytes = parseIPv6(host6);
   if (!bytes) return host6;
-  let text = "";
-  for (let i = 0; i < 8; i++) {
-    const bit = i * 16;
-    if (bit >= length) break;
-    let group = (bytes[2 * i]! << 8) | bytes[2 * i + 1]!;
-    if (bit + 16 > length) group &= (0xffff << (16 - (length - bit))) & 0xffff;
-    text += `${i === 0 ? "" : ":"}${group.toString(16)}`;
+  for (let i = 0; i < 16; i++) {
+    const bit = i * 8;
+    if (bit + 8 <= length) continue;
+    bytes[i] = bit >= length ? 0 : bytes[i]! & (0xff << (8 - (length - bit)));
   }
-  return `${text}${length < 128 ? "::" : ""}/${length}`;
+  return `${formatIPv6(bytes)}/${length}`;
 }
 
 /** Active leases per host prefix; a prefix whose count falls to 0 is forgotten. */

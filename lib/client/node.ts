@@ -29,7 +29,7 @@ import { writeSysctl } from "../sys/sysctl.ts";
 import { closeTun, openTun } from "../sys/tun_linux.ts";
 import { sourceAddressFor } from "../sys/udp.ts";
 import { ClientState } from "../tunnel/client_state.ts";
-import { Counters } from "../tunnel/counters.ts";
+import { Counters, countersOf } from "../tunnel/counters.ts";
 import { Forwarder } from "../tunnel/forwarder.ts";
 import { type NaptCensus, NaptTable, type NaptTimeouts, PLACEHOLDER_IPV4 } from "../tunnel/napt.ts";
 import { PathMtuTable } from "../tunnel/pmtu.ts";
@@ -45,6 +45,9 @@ import {
   DstmTransport,
   type LeaseClient,
 } from "./protocol.ts";
+
+/** How long the client stays quiet (debug only) about the same acquire failure (ms). */
+const REWARN_MS = 10 * 60_000;
 
 export interface NodeConfig {
   readonly server: string;
@@ -197,7 +200,7 @@ export class DstmNode {
         lease?.portSet && lease.portSet.psidLength > 0
           ? this.#napt.census((Date.now() / 1000) | 0)
           : null,
-      counters: this.counters.snapshot(),
+      counters: countersOf("client", this.counters.snapshot()),
     };
   }
 
@@ -224,6 +227,9 @@ export class DstmNode {
     const running: Promise<void> = (async () => {
       const log = this.#config.log;
       let backoff = 1000;
+      // The same failure again and again (a NOT_AUTHORISED for a missing --key, say) is said
+      // once at warn, then at debug, and again at warn every REWARN_MS with how often it recurred.
+      let said: { detail: string; at: number; repeats: number } | undefined;
       this.#state = "acquiring";
       // A renumbering replaces the client and starts another loop: this one then ends.
       while (!this.#stopping && client === this.#client) {
@@ -239,11 +245,25 @@ export class DstmNode {
         } catch (error) {
           if (this.#stopping || client !== this.#client) return;
           const refused = error instanceof DstmRefusedError;
-          log.warn(refused ? "refused" : "server-unreachable", {
+          const detail = (error as Error).message;
+          const fields = {
             server: this.#config.server,
-            detail: (error as Error).message,
+            detail,
             retryIn: `${Math.round(backoff / 1000)}s`,
-          });
+          };
+          const now = Date.now();
+          if (said?.detail === detail && now - said.at < REWARN_MS) {
+            said.repeats++;
+            log.debug(refused ? "refused" : "server-unreachable", fields);
+          } else {
+            const repeats = said?.detail === detail ? said.repeats : 0;
+            log.warn(refused ? "refused" : "server-unreachable", {
+              ...fields,
+              ...(repeats > 0 ? { repeated: repeats } : {}),
+              backoff: `doubling up to ${Math.round((this.#config.maxBackoffMs ?? 30_000) / 1000)}s; the same failure again is logged at debug`,
+            });
+            said = { detail, at: now, repeats: 0 };
+          }
           await this.#sleep(backoff);
           backoff = Math.min(backoff * 2, this.#config.maxBackoffMs ?? 30_000);
         }

@@ -10,12 +10,15 @@
  *
  * 1. `--use-client`: the lease of that client, never released.
  * 2. Otherwise, if a running client on this host (one answering on a control socket in the
- *    runtime directory) uses the same host IPv6 address: its lease, never released; if it holds
- *    none right now (acquiring, on-demand and idle) ping4 refuses rather than take one the
- *    client will then share.
- * 3. Otherwise ping4 takes a lease of its own for its host IPv6 address and releases only that.
- *    A distinct identity is a distinct IPv6 address: give `--source` another address of this
- *    host to ping beside a client that this search cannot see (a `--control` path elsewhere).
+ *    runtime directory or one of its subdirectories, such as a lab's `lab-NAME/`) uses the
+ *    same host IPv6 address: its lease, never released; if it holds none right now
+ *    (acquiring, on-demand and idle) ping4 refuses rather than take one the client will then
+ *    share.
+ * 3. Otherwise ping4 sends a DISCOVER for its host IPv6 address. When the DISCOVER_ACK carries
+ *    EXISTING_LEASE (docs/protocol.md) the host already held that lease (a client this search
+ *    cannot see, e.g. with a `--control` path elsewhere): ping4 uses it and never releases it.
+ *    Otherwise the lease is ping4's own, and ping4 releases it at the end. This holds whatever
+ *    the socket layout; the socket search above only spares a leaseless client a shared lease.
  *
  * @module
  */
@@ -42,8 +45,11 @@ export interface Ping4Lease {
   /** Host IPv6 (outer source) and TEP IPv6 (outer destination), RFC 5952 text. */
   readonly host6: string;
   readonly tep6: string;
-  /** `client`: borrowed from the running client at `socket`; `own`: taken by ping4. */
-  readonly origin: "client" | "own";
+  /**
+   * `client`: borrowed from the running client at `socket`; `existing`: the server said the
+   * host already held it (EXISTING_LEASE), never released; `own`: created by ping4.
+   */
+  readonly origin: "client" | "existing" | "own";
   /** The control socket of the client whose lease this is (origin `client`). */
   readonly socket?: string;
   /** Gives the lease back: releases an own lease; does nothing to a client's. */
@@ -112,6 +118,17 @@ export async function acquirePing4Lease(o: Ping4LeaseOptions): Promise<Ping4Leas
     transport.close();
     throw error;
   }
+  if (lease.existing) {
+    // Someone else's lease for this host6 (docs/protocol.md, EXISTING_LEASE): not ours to end.
+    transport.close();
+    return {
+      source: lease.ipv4,
+      host6,
+      tep6: lease.tep6,
+      origin: "existing",
+      release: () => Promise.resolve(),
+    };
+  }
   let released = false;
   return {
     source: lease.ipv4,
@@ -128,15 +145,35 @@ export async function acquirePing4Lease(o: Ping4LeaseOptions): Promise<Ping4Leas
 }
 
 /**
- * The control sockets of `dstm client`s in `dir` (the runtime directory: `client-IFNAME.sock`),
- * whether or not anything answers on them. An unreadable or missing directory has none.
+ * The control sockets of `dstm client`s (`client-IFNAME.sock`) in `dir` (the runtime
+ * directory) and in its immediate subdirectories (a lab keeps its clients' sockets in
+ * `lab-NAME/`), whether or not anything answers on them; `dir`'s own first, each sorted.
+ * An unreadable or missing directory has none.
  */
 export function clientSocketsIn(dir: string): string[] {
+  const found = _clientSocketsOf(dir);
+  for (const sub of _subdirectories(dir)) found.push(..._clientSocketsOf(join(dir, sub)));
+  return found;
+}
+
+function _clientSocketsOf(dir: string): string[] {
   try {
-    return readdirSync(dir)
-      .filter((name) => /^client-.+\.sock$/.test(name))
+    return readdirSync(dir, { withFileTypes: true })
+      .filter((e) => !e.isDirectory() && /^client-.+\.sock$/.test(e.name))
+      .map((e) => e.name)
       .sort()
       .map((name) => join(dir, name));
+  } catch {
+    return [];
+  }
+}
+
+function _subdirectories(dir: string): string[] {
+  try {
+    return readdirSync(dir, { withFileTypes: true })
+      .filter((e) => e.isDirectory())
+      .map((e) => e.name)
+      .sort();
   } catch {
     return [];
   }

@@ -33,6 +33,11 @@ export interface ClientLease {
   /** Local clock (ms) when the last ACK arrived: renew at obtainedAt + leaseTime/2. */
   readonly obtainedAt: number;
   readonly expiresAt: number;
+  /**
+   * DISCOVER_ACK with EXISTING_LEASE (docs/protocol.md): the host held this lease before the
+   * DISCOVER, so the requester did not create it (e.g. a running `dstm client` did).
+   */
+  readonly existing?: boolean;
 }
 
 /** The server answered with a NAK. */
@@ -42,8 +47,26 @@ export class DstmRefusedError extends Error {
     readonly status: Status,
     readonly statusText: string,
   ) {
-    super(`server refused: ${statusName(status)}${statusText ? ` (${statusText})` : ""}`);
+    super(
+      `server refused: ${statusName(status)}${statusText ? ` (${statusText})` : ""}${refusalHint(status, statusText)}`,
+    );
   }
+}
+
+/**
+ * What the user can do about a refusal, as a suffix for its message ("" when nothing useful):
+ * a server that requires signed requests (docs/protocol.md, Authentication) answers an
+ * unsigned one with NOT_AUTHORISED "authentication failed: missing".
+ */
+export function refusalHint(status: number, statusText: string): string {
+  if (status !== Status.NOT_AUTHORISED) return "";
+  if (statusText.startsWith("authentication failed: missing"))
+    return "; the server requires signed requests: give --key FILE with the server's key";
+  if (statusText.startsWith("authentication failed: unknown-key"))
+    return "; --key FILE does not hold a key this server knows";
+  if (statusText.startsWith("authentication failed: bad-mac"))
+    return "; --key FILE holds another secret than the server's for that key id";
+  return "";
 }
 
 /** No valid answer after every retransmission. */
@@ -318,6 +341,7 @@ export class DstmClient {
       leaseTime,
       obtainedAt: now,
       expiresAt: now + leaseTime * 1000,
+      existing: answer.existingLease === true ? true : undefined,
     };
   }
 }

@@ -3,6 +3,7 @@
  *
  * @module
  */
+import * as v from "valibot";
 import { DEFAULT_NAPT_TIMEOUTS } from "../tunnel/napt.ts";
 import { DHCP6_SERVER_PORT } from "../wire/dhcp4o6.ts";
 import { DSTM_PORT } from "../wire/dstm_types.ts";
@@ -27,8 +28,14 @@ const settings: Setting[] = [
   },
   {
     name: "server",
-    kind: { type: "list" },
+    kind: {
+      type: "custom",
+      // One server as a string, or several (sharing one database) as an array.
+      schema: v.union([v.string(), v.pipe(v.array(v.string()), v.minLength(1))]),
+      describe: "an IPv6 address, or an array of them",
+    },
     arg: "<v6>",
+    repeatable: true,
     doc: "the DSTM server's IPv6 address (dhcp4o6: the 4o6 server's, or ff02::1:2[%IF]); required; repeat it for servers sharing one database: the next is tried when one stays silent",
   },
   {

@@ -187,6 +187,8 @@ export class Admission {
       reason,
       protocol,
       ...fields,
+      // The server option that sets the cap this request met.
+      limit: reason === "prefix-limit" ? "--max-leases-per-prefix" : undefined,
       "not-logged": last?.suppressed || undefined,
     });
     this.#logged.set(id, { at: now, suppressed: 0 });

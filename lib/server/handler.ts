@@ -12,7 +12,7 @@
  *
  * @module
  */
-import type { AllocationEngine, EngineResult } from "../alloc/engine.ts";
+import type { AllocationEngine, EngineOutcome, EngineResult } from "../alloc/engine.ts";
 import type { Logger } from "../control/log.ts";
 import type { Metrics } from "../control/metrics.ts";
 import { WarnLimit } from "../control/warn_limit.ts";
@@ -184,7 +184,7 @@ export class DstmHandler {
     return this.#within(
       limit,
       { type: MessageType.NAK, xid: request.xid, status: Status.NOT_AUTHORISED },
-      "HOST_IPV6 must be the address the request is sent from",
+      "HOST_IPV6 must be the address the request is sent from; a server with --no-source-check accepts other addresses",
       key,
     );
   }
@@ -263,11 +263,11 @@ export class DstmHandler {
     if (sink && result.outcome === "released") sink.remove(lease);
     this.#count(request.type, Status.SUCCESS);
     this.#logLease(result.outcome, lease);
-    return this.#answer(this.#ack(request, lease), key);
+    return this.#answer(this.#ack(request, lease, result.outcome), key);
   }
 
-  /** RELEASE_ACK, or DISCOVER_ACK / REQUEST_ACK with the lease. */
-  #ack(request: DstmMessage, lease: Lease): DstmMessage {
+  /** RELEASE_ACK, or DISCOVER_ACK / REQUEST_ACK with the lease (`outcome`: the engine's). */
+  #ack(request: DstmMessage, lease: Lease, outcome: EngineOutcome): DstmMessage {
     const host6 = request.host6!;
     if (request.type === MessageType.RELEASE) {
       return { type: MessageType.RELEASE_ACK, xid: request.xid, host4: lease.ipv4, host6 };
@@ -283,6 +283,10 @@ export class DstmHandler {
       portSet: lease.portSet.psidLength === 0 ? undefined : lease.portSet,
       // On the engine's monotonic clock: a wall-clock step does not change the time left.
       leaseTime: Math.max(1, Math.round(this.#o.engine.remainingMs(lease) / 1000)),
+      // The host held this lease before the DISCOVER: tell the requester it is not its own
+      // to RELEASE (docs/protocol.md, EXISTING_LEASE).
+      existingLease:
+        request.type === MessageType.DISCOVER && outcome === "renewed" ? true : undefined,
     };
   }
 

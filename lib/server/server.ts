@@ -15,6 +15,7 @@ import { isPostgresUrl, PostgresLeaseStore } from "../lease/postgres.ts";
 import { SqliteLeaseStore } from "../lease/sqlite.ts";
 import { canonicalIPv6, formatIPv4 } from "../net/addr.ts";
 import { type HttpEndpoint, serveTcp, serveUnix } from "../sys/http.ts";
+import { interfaceOfIPv6 } from "../sys/ifinfo.ts";
 import { listenUdp, UdpBindError, type UdpEndpoint } from "../sys/udp.ts";
 import { type AuthKey, ReplayGuard } from "../wire/auth.ts";
 import { ADMISSION_DEFAULTS, Admission } from "./admission.ts";
@@ -345,9 +346,13 @@ export class DstmServer {
     });
   }
 
-  /** Says once, at start, that the TEP channel is unsigned (docs/security.md). */
+  /**
+   * Says once, at start, that the TEP channel is unsigned (docs/security.md), unless every TEP
+   * address is configured on this host (loopback included): then that channel never leaves it.
+   */
   #warnTepAuthOff(config: ServerConfig): void {
     if (config.tepKeys?.length) return;
+    if (config.pools.every((pool) => interfaceOfIPv6(pool.tep6) !== null)) return;
     this.#log.warn("tep-auth-off", {
       detail:
         "BIND/UNBIND/SNAPSHOT to the TEPs are unsigned; give --tep-key FILE here and --key FILE to each dstm tep on another machine",

@@ -21,7 +21,7 @@ import { Raw6Socket } from "../sys/raw6.ts";
 import { writeSysctl } from "../sys/sysctl.ts";
 import { closeTun, openTun } from "../sys/tun_linux.ts";
 import { BindingTable } from "../tunnel/binding.ts";
-import { COUNTER_NAMES, Counters } from "../tunnel/counters.ts";
+import { Counters, counterNamesOf, countersOf } from "../tunnel/counters.ts";
 import { Forwarder } from "../tunnel/forwarder.ts";
 import { PathMtuTable } from "../tunnel/pmtu.ts";
 import type { AuthKey } from "../wire/auth.ts";
@@ -78,7 +78,7 @@ export class TepNode {
     this.metrics.gauge("dstm_tep_packets", "Packets by forwarding or drop reason (see docs)");
     this.metrics.onCollect(() => {
       const snap = this.counters.snapshot();
-      for (const name of COUNTER_NAMES)
+      for (const name of counterNamesOf("tep"))
         this.metrics.set("dstm_tep_packets", { counter: name }, snap[name]);
     });
   }
@@ -114,7 +114,7 @@ export class TepNode {
       bindings: this.table.size,
       serverBindings: this.#control?.count ?? 0,
       staticBindings: this.#control?.staticCount ?? 0,
-      counters: this.counters.snapshot(),
+      counters: countersOf("tep", this.counters.snapshot()),
       pathMtu: this.pathMtu
         .entries()
         .filter((e) => e.expiresSeconds > now)

@@ -112,6 +112,33 @@ export const Counter: { readonly [K in CounterName]: number } = Object.freeze(
   Object.fromEntries(COUNTER_NAMES.map((name, i) => [name, i])) as Record<CounterName, number>,
 );
 
+/** Counters shared by name although a client counts them too (the rest of `encap-` is the TEP's). */
+const _CLIENT_ALSO: ReadonlySet<string> = new Set(["encap-too-big-path-mtu"]);
+
+/**
+ * The counters a `tep` or a `client` process counts, in declaration order: the layout is
+ * shared, but a TEP never counts `client-*` and a client never counts the TEP's `decap-*` /
+ * `encap-*`; both count the rest (path MTU, tunnel errors, ICMP relay). For display and JSON.
+ */
+export function counterNamesOf(role: "tep" | "client"): readonly CounterName[] {
+  return role === "tep" ? _TEP_NAMES : _CLIENT_NAMES;
+}
+
+/** `snapshot` restricted to {@link counterNamesOf}(`role`), in declaration order. */
+export function countersOf(
+  role: "tep" | "client",
+  snapshot: Record<CounterName, number>,
+): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const name of counterNamesOf(role)) out[name] = snapshot[name];
+  return out;
+}
+
+const _TEP_NAMES = COUNTER_NAMES.filter((n) => !n.startsWith("client-"));
+const _CLIENT_NAMES = COUNTER_NAMES.filter(
+  (n) => _CLIENT_ALSO.has(n) || !(n.startsWith("decap-") || n.startsWith("encap-")),
+);
+
 /** Float64 elements per slice: the names rounded up to whole 64-byte lines. */
 export const COUNTER_STRIDE = Math.ceil(COUNTER_NAMES.length / 8) * 8;
 

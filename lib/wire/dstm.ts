@@ -16,6 +16,7 @@ import { readU16, readU32, writeU16, writeU32 } from "../net/bytes.ts";
 import { type Codec, type Decoded, type DecodeError, encodeTarget, fail } from "./codec.ts";
 import { isUint32 } from "./dstm_fields.ts";
 import {
+  DSTM_EXTENSIONS,
   DSTM_OPTION_LIST,
   DSTM_OPTIONS,
   DSTM_WRITE_ORDER,
@@ -219,7 +220,18 @@ function _decodeOptions(
       const message = `option ${code} at byte ${at}: ${len}-byte value is cut off`;
       return _fault("truncated-option", message);
     }
-    if (code >= 0x80) continue; // v1 defines none: skipped for forward compatibility
+    if (code >= 0x80) {
+      // Extensions: skipped for forward compatibility, except where this version reads them.
+      const ext = DSTM_EXTENSIONS.get(code);
+      if (ext === undefined || ext.onlyIn !== msg.type) continue;
+      if (len < ext.minLength || len > ext.maxLength) {
+        const message = `${ext.name} has length ${len}, expected ${ext.minLength}`;
+        return _fault("bad-option-length", message);
+      }
+      const error = ext.read(buf, v, len, msg);
+      if (error !== undefined) return error;
+      continue;
+    }
     const spec = DSTM_OPTIONS[code];
     if (!spec) return _fault("unknown-option", `option code ${code} at byte ${at} is unknown`);
     const { name } = spec;
@@ -305,6 +317,13 @@ function _prepareOptions(msg: DstmMessage): unknown[] {
   if (missing !== 0) throw new RangeError(`${typeName} requires ${_lowestOption(missing)}`);
   const statusError = _checkStatus(msg.type, msg.status);
   if (statusError !== undefined) throw new RangeError(statusError);
+  for (const spec of DSTM_EXTENSIONS.values()) {
+    const value = spec.prepare(msg);
+    if (value === undefined) continue;
+    if (msg.type !== spec.onlyIn)
+      throw new RangeError(`${spec.name} is not allowed in ${typeName}`);
+    values[spec.code] = value;
+  }
   return values;
 }
 

@@ -34,6 +34,7 @@ import {
   AUTH_MAC_LENGTH,
   AUTH_NONCE_LENGTH,
   type DstmMessage,
+  MessageType,
   OptionCode,
   STATUS_TEXT_MAX,
   Status,
@@ -373,9 +374,46 @@ export const DSTM_OPTION_LIST: readonly DstmOptionSpec<unknown>[] = DSTM_OPTIONS
   (s) => s !== undefined,
 );
 
-/** The options in the order a message writes them: code order, AUTH (whose MAC ends the message) last. */
+/** An extension option (code ≥ 0x80): read only in `onlyIn`, skipped everywhere else. */
+export interface DstmExtensionSpec<P> extends DstmOptionSpec<P> {
+  /** The one message type that carries it. */
+  readonly onlyIn: MessageType;
+}
+
+const _existingLease: DstmExtensionSpec<true> = {
+  code: OptionCode.EXISTING_LEASE,
+  name: "EXISTING_LEASE",
+  minLength: 0,
+  maxLength: 0,
+  repeatable: false,
+  onlyIn: MessageType.DISCOVER_ACK,
+  encodingLength: (msg) => (msg.existingLease ? 2 : 0),
+  prepare: (msg) => (msg.existingLease ? true : undefined),
+  write: (_value, buf, at) => putOptionHead(buf, at, OptionCode.EXISTING_LEASE, 0),
+  read(_buf, _v, _len, msg) {
+    if (msg.existingLease)
+      return { code: "duplicate-option", message: "EXISTING_LEASE appears twice" };
+    msg.existingLease = true;
+    return undefined;
+  },
+};
+
+/**
+ * The extension options (codes 0x80–0xFF) this version reads, by code. A receiver skips an
+ * extension it does not know, and one in a message type other than its `onlyIn`, so that
+ * older peers keep working (docs/protocol.md, "Options").
+ */
+export const DSTM_EXTENSIONS: ReadonlyMap<number, DstmExtensionSpec<unknown>> = new Map([
+  [_existingLease.code, _existingLease as DstmExtensionSpec<unknown>],
+]);
+
+/**
+ * The options in the order a message writes them: code order, then the extensions, AUTH
+ * (whose MAC ends the message) last.
+ */
 export const DSTM_WRITE_ORDER: readonly DstmOptionSpec<unknown>[] = [
   ...DSTM_OPTION_LIST.filter((s) => s.code !== OptionCode.AUTH),
+  ...DSTM_EXTENSIONS.values(),
   DSTM_OPTIONS[OptionCode.AUTH]!,
 ];
 

@@ -39,6 +39,13 @@ export const OptionCode = {
   SNAPSHOT_PART: 10,
   /** SNAPSHOT: one binding, host IPv4 (4) + host IPv6 (16) + port set (4); repeatable. */
   BINDING: 11,
+  /**
+   * DISCOVER_ACK, no value (length 0): the host already held this committed lease before the
+   * DISCOVER (it is returned with its existing expiry, RFC 2131 §4.3.1), so the requester did
+   * not create it and must not RELEASE it unless it owns it. An extension code (≥ 0x80): a
+   * receiver that does not know it skips it.
+   */
+  EXISTING_LEASE: 0x80,
 } as const;
 export type OptionCode = (typeof OptionCode)[keyof typeof OptionCode];
 
@@ -155,4 +162,9 @@ export interface DstmMessage {
   readonly snapshot?: WireSnapshotPart;
   /** SNAPSHOT: the bindings of this part (possibly none, for an empty table). */
   readonly bindings?: readonly WireBinding[];
+  /**
+   * DISCOVER_ACK only (option EXISTING_LEASE): `true` when the lease existed before this
+   * DISCOVER (someone with this HOST_IPV6, e.g. a running `dstm client`, holds it).
+   */
+  readonly existingLease?: boolean;
 }

@@ -35,6 +35,15 @@ export const FIXTURES: Record<string, DstmMessage> = {
     tep6: T6,
     leaseTime: 600,
   },
+  "DISCOVER_ACK of an existing lease": {
+    type: MessageType.DISCOVER_ACK,
+    xid: 4,
+    host4: H4,
+    host6: H6,
+    tep6: T6,
+    leaseTime: 1234,
+    existingLease: true,
+  },
   "DISCOVER_ACK shared address": {
     type: MessageType.DISCOVER_ACK,
     xid: 3,

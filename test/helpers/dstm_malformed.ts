@@ -94,5 +94,13 @@ export function malformedCases(): [string, Uint8Array][] {
     ["missing-option", msg(1, [H4])],
     ["missing-option", msg(11, [[4, 16, ...v6(TEP6)]])],
     ["bad-snapshot", msg(12, [[10, 8, 0, 0, 0, 1, 0, 2, 0, 2]])],
+    ["bad-option-length", msg(2, [[0x80, 1, 0]])],
+    [
+      "duplicate-option",
+      msg(2, [
+        [0x80, 0],
+        [0x80, 0],
+      ]),
+    ],
   ];
 }
