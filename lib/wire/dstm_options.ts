@@ -3,7 +3,9 @@
  * option code its name, value length, and how it is read from a message's bytes into a
  * `DstmMessage` and written from one, the way the DHCP codecs keep their option specs.
  * dstm.ts walks the options of a message and asks this table; a new option is one entry here
- * (and a bit in the message rules of dstm.ts).
+ * (and a bit in the message rules of dstm.ts), a new extension (code ≥ 0x80, skipped by
+ * receivers that do not know it) one entry in `DSTM_EXTENSIONS` with the message type it
+ * belongs to.
  *
  * Each entry has three parts. `encodingLength(msg)` counts the bytes the option adds to `msg`
  * without checking anything; `prepare(msg)` checks the fields the option carries (throws
