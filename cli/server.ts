@@ -15,6 +15,10 @@ import { MemoryLeaseStore } from "../lib/lease/memory.ts";
 import { isPostgresUrl } from "../lib/lease/postgres.ts";
 import { parseIPv4Prefix, prefixContains } from "../lib/net/prefix.ts";
 import { parseIPv6Prefix } from "../lib/server/admission.ts";
+import {
+  DHCP4O6_IDENTITY_MODES,
+  type Dhcp4o6IdentityMode,
+} from "../lib/server/dhcp4o6_identity.ts";
 import { DstmServer, type ServerConfig } from "../lib/server/server.ts";
 import { postUnix, unixPermissionProblem } from "../lib/sys/http.ts";
 import { stdoutIsJournal } from "../lib/sys/journal.ts";
@@ -161,6 +165,8 @@ export interface ServerFlags {
   dhcp4o6ServerId?: string;
   dhcp4o6Allow?: string[];
   dhcp4o6Open?: boolean;
+  declineProbation?: string;
+  dhcp4o6Identity?: string;
   maxLeasesPerPrefix?: string;
   hostPrefixLength?: string;
   prefixRate?: string;
@@ -466,7 +472,20 @@ function dhcp4o6Config(flags: ServerFlags, pools: readonly PoolConfig[]): Server
     interfaces: flags.dhcp4o6Interface ?? [],
     serverId,
     allow: allow?.length ? allow : undefined,
+    declineProbation: wholeNumber(flags.declineProbation, "--decline-probation"),
+    identity: identityMode(flags.dhcp4o6Identity),
   };
+}
+
+/** `--dhcp4o6-identity`: source, client-id or chaddr. */
+function identityMode(text: string | undefined): Dhcp4o6IdentityMode | undefined {
+  if (text === undefined) return undefined;
+  const mode = DHCP4O6_IDENTITY_MODES.find((m) => m === text);
+  if (!mode)
+    throw new UsageError(
+      `--dhcp4o6-identity: "${text}" is not ${DHCP4O6_IDENTITY_MODES.join(", ")}`,
+    );
+  return mode;
 }
 
 /** The lease cap per host prefix and the rate limit per source prefix (./../lib/server/admission.ts). */

@@ -14,6 +14,8 @@ command -v iperf3 >/dev/null || need+=(iperf3)
 [ -x /usr/sbin/kea-dhcp4 ] || need+=(kea-dhcp4-server)
 [ -x /usr/sbin/kea-dhcp6 ] || need+=(kea-dhcp6-server)
 command -v tshark >/dev/null || need+=(tshark)
+# ISC dhcrelay: the packaged relay agent in front of `dstm server --dhcp4o6` (relay_dhcp4o6.test.ts).
+[ -x /usr/sbin/dhcrelay ] || need+=(isc-dhcp-relay)
 # libfaketime: the server test that steps the wall clock under a running `dstm server`.
 command -v faketime >/dev/null || need+=(faketime)
 # Packaging and system integration: systemd-analyze verify (systemd), the completion scripts
@@ -37,12 +39,25 @@ echo "installing ${need[*]} for the end-to-end tests" >&2
 export DEBIAN_FRONTEND=noninteractive
 # tshark asks whether non-root users may capture: no.
 echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections 2>/dev/null || true
+# isc-dhcp-relay's postinst starts dhcrelay (v4, on eth0, to a default server) through
+# invoke-rc.d: forbid service starts during the install unless a policy already decides.
+policy=""
+if [ ! -e /usr/sbin/policy-rc.d ]; then
+  printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+  chmod 755 /usr/sbin/policy-rc.d
+  policy=/usr/sbin/policy-rc.d
+fi
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+if [ -n "$policy" ]; then rm -f "$policy"; fi
+# The relay is started by the tests inside namespaces, never as the host's service.
+if command -v update-rc.d >/dev/null && [ -x /etc/init.d/isc-dhcp-relay ]; then
+  update-rc.d isc-dhcp-relay disable >/dev/null 2>&1 || true
+fi
 # Where systemd runs, the Kea packages start their daemons with the default configuration:
 # the tests start their own Kea inside namespaces, so stop the ones this install started.
 if [ -d /run/systemd/system ] && command -v systemctl >/dev/null; then
-  systemctl disable --now kea-dhcp4-server kea-dhcp6-server kea-ctrl-agent kea-dhcp-ddns-server 2>/dev/null || true
+  systemctl disable --now kea-dhcp4-server kea-dhcp6-server kea-ctrl-agent kea-dhcp-ddns-server isc-dhcp-relay 2>/dev/null || true
   # Likewise PostgreSQL's own cluster: the tests run a throwaway server of their own.
   systemctl disable --now postgresql 2>/dev/null || true
 fi

@@ -144,6 +144,8 @@ describe("Dhcp4o6Client against a fake 4o6 server", () => {
       leaseTime: 120,
       obtainedAt: t,
       expiresAt: t + 120_000,
+      // T1 is the server's option 58 (60 s), the time the client service starts renewing.
+      renewAt: t + 60_000,
     });
     expect(server.seen.length).toBe(2);
     const [discover, request] = server.seen.map((s) => s.query);
@@ -209,6 +211,40 @@ describe("Dhcp4o6Client against a fake 4o6 server", () => {
     t += 1000;
     await client.request(lease.ipv4);
     expect(sent.at(-1)!.flags).toBe(DHCP4O6_FLAG_UNICAST);
+  });
+
+  test("RFC 2131 §4.4.5 with unicast lost: RENEWING (U, unicast) until T2, REBINDING (no U, option-88 servers) until the lease ends, then DstmTimeoutError at once", async () => {
+    // Lease 3 s, T1 1 s, T2 2 s: the 60 s minimum wait is cut at each state's end, so one
+    // renewing REQUEST (at T1) and one rebinding REQUEST (at T2) go out, then the lease ends.
+    const short = { leaseTime: 3, renewalTime: 1, rebindingTime: 2 };
+    let acks = 0;
+    const { client, sent } = await setup(
+      (q) => {
+        if (q.options.messageType === Dhcp4MessageType.DISCOVER)
+          return { type: Dhcp4MessageType.OFFER, options: short };
+        if (q.ciaddr !== 0) return null; // every renewal and rebinding is lost
+        acks++;
+        return { type: Dhcp4MessageType.ACK, options: short };
+      },
+      { servers: ["0:0:0:0:0:0:0:1"] },
+    );
+    const lease = await client.discover();
+    expect(acks).toBe(1);
+    // The client service starts renewing at T1, not at half the lease.
+    expect(lease.renewAt! - lease.obtainedAt).toBe(1000);
+    await Bun.sleep(Math.max(0, lease.renewAt! - Date.now()));
+    const error = await client.request(lease.ipv4).catch((e: unknown) => e);
+    const ended = Date.now();
+    expect(error).toBeInstanceOf(DstmTimeoutError);
+    expect((error as Error).message).toContain("stop using it");
+    // Never before the lease's end (timers do not fire early).
+    expect(ended).toBeGreaterThanOrEqual(lease.expiresAt);
+    const renewals = sent.filter((s) => s.msg.dhcp4.ciaddr === LEASED);
+    expect(renewals.map((s) => [s.flags, s.to])).toEqual([
+      [DHCP4O6_FLAG_UNICAST, "::1"],
+      [0, "0:0:0:0:0:0:0:1"],
+    ]);
+    expect(client.binding).toBeUndefined();
   });
 
   test("with ff02::1:2 as the server and option-88 servers known, DISCOVER goes to those", async () => {

@@ -44,7 +44,7 @@ import {
   type PortSet,
   sameLease,
 } from "../lease/lease.ts";
-import { canonicalIPv6, formatIPv4 } from "../net/addr.ts";
+import { canonicalIPv6, formatIPv4, formatIPv6 } from "../net/addr.ts";
 import { formatPortSet } from "../net/portset.ts";
 import { ExpiryHeap } from "./expiry_heap.ts";
 import { DEFAULT_HOST_PREFIX_LENGTH, hostPrefixKey, PrefixCounter } from "./host_prefix.ts";
@@ -507,6 +507,27 @@ export class AllocationEngine {
       return _fail("no-such-lease", `host ${host6} holds no offer`);
     }
     return this.#apply(key, _copy(row, "released", this.#now()), "released");
+  }
+
+  /**
+   * DHCPDECLINE (RFC 2131 §4.3.3): the host found its address (`ipv4`, offered or leased) in
+   * use by another machine. The slot is taken from the host and held, durably, by
+   * {@link declinedHost} for `probationSeconds`, then freed by the sweeper like any lease.
+   * Only the host's own address can be declined (`no-such-lease` otherwise).
+   */
+  decline(host6: string, ipv4: number, probationSeconds: number): Promise<EngineResult> {
+    const refused = this.#refuse();
+    if (refused) return refused;
+    const key = this.#activeByHost.get(host6);
+    const row = key === undefined ? undefined : this.#rows.get(key);
+    const ps = row ? this.#served(row) : undefined;
+    if (key === undefined || !row || row.ipv4 !== ipv4 || !ps) {
+      return _fail("no-such-lease", `host ${host6} holds no lease on ${_text(ipv4)} to decline`);
+    }
+    const now = this.#now();
+    const held = _lease(ipv4, row.portSet, declinedHost(ipv4, row.portSet.psid), ps, now, now);
+    const lease = { ...held, expiresAt: now + Math.max(1, probationSeconds) * 1000 };
+    return this.#apply(key, lease, "renewed");
   }
 
   /** True when `lease` is the host's current lease and was made by an offer not yet committed. */
@@ -992,6 +1013,27 @@ function _key(lease: Lease): number {
 }
 
 /** A new or renewed active lease of `ps`. */
+/**
+ * The holder of a declined slot: `100::PSID:IPV4` in the discard-only prefix 100::/64 (RFC
+ * 6666), an address no host can send from. `lease ls` shows it; {@link isDeclinedHost} tells it.
+ */
+export function declinedHost(ipv4: number, psid: number): string {
+  const bytes = new Uint8Array(16);
+  bytes[0] = 0x01;
+  bytes[10] = psid >>> 8;
+  bytes[11] = psid & 0xff;
+  bytes[12] = ipv4 >>> 24;
+  bytes[13] = (ipv4 >>> 16) & 0xff;
+  bytes[14] = (ipv4 >>> 8) & 0xff;
+  bytes[15] = ipv4 & 0xff;
+  return formatIPv6(bytes);
+}
+
+/** True when `host6` (canonical) is a {@link declinedHost}, not a host. */
+export function isDeclinedHost(host6: string): boolean {
+  return host6.startsWith("100::");
+}
+
 function _lease(
   ipv4: number,
   portSet: PortSet,

@@ -1,33 +1,4 @@
-/**
- * The DHCPv4-over-DHCPv6 client (RFC 7341): the allocation step of DSTM done by an ordinary
- * DHCPv4 server (e.g. ISC Kea) over IPv6, as a {@link LeaseClient} for the client service
- * (lib/client/node.ts). docs/dhcp4o6.md describes the exchange.
- *
- * - `discover()`: DISCOVER → OFFER, then REQUEST (selecting, same xid as the OFFER) → ACK, each
- *   DHCPv4 message inside a DHCPV4-QUERY with the U flag clear, to the configured server
- *   (unicast) or `ff02::1:2` on the given interface.
- * - `request(ipv4)`: before T2 (option 59, default 7/8 of the lease) a *renewing* REQUEST
- *   (`ciaddr` set, no server id, no requested IP) with the U flag set, unicast to the server;
- *   from T2 on a *rebinding* REQUEST, U clear, to the option-88 servers or `ff02::1:2`.
- *   The client service calls it at half the lease time (the default T1).
- * - `release(ipv4)`: RELEASE (`ciaddr`, server id) with the U flag, unicast, sent once.
- *
- * The 4o6 envelope has no transaction id: replies are matched on the DHCPv4 `xid` and
- * `chaddr`. Response flags are ignored (Kea copies the query's). A NAK is a
- * {@link DstmRefusedError}; silence after every retransmission a {@link DstmTimeoutError}.
- * DHCP says nothing about the TEP: the lease's TEP is the one given to {@link Dhcp4o6Client.open}.
- *
- * The socket is bound to the host's IPv6 address, UDP port 546 (root or
- * CAP_NET_BIND_SERVICE), so that every server answers there, also to multicast queries:
- * Bun sends to a link-scoped multicast address written with its zone, `ff02::1:2%eth0`.
- *
- * @module
- */
-import { createHash } from "node:crypto";
-import { readFileSync } from "node:fs";
-import type { Logger } from "../control/log.ts";
 import { canonicalIPv6, formatIPv4 } from "../net/addr.ts";
-import { interfaceOfIPv6 } from "../sys/ifinfo.ts";
 import { bindUdp, UdpBindError, type UdpEndpoint } from "../sys/udp.ts";
 import {
   DHCP4_HTYPE_ETHERNET,
@@ -44,86 +15,35 @@ import {
   DHCP6_CLIENT_PORT,
   DHCP6_SERVER_PORT,
   Dhcp6MessageType,
-  Dhcp6OptionCode,
   decodeDhcp4o6,
-  decodeDhcp6,
   encodeDhcp4o6,
-  encodeDhcp6,
   peekDhcp6MessageType,
 } from "../wire/dhcp4o6.ts";
 import { Status } from "../wire/dstm_types.ts";
+import { dhcp4NextTransmission, dhcp4StateAt, dhcp4Timers } from "./dhcp4_timers.ts";
+import {
+  DHCP4O6_DEFAULT_RETRY,
+  DHCP4O6_MAX_REPORTED_LEASE,
+  DHCP4O6_PARAMETER_REQUEST_LIST,
+  type Dhcp4o6Binding,
+  type Dhcp4o6ClientOptions,
+} from "./dhcp4o6_options.ts";
+import { defaultChaddr, parseServer } from "./dhcp4o6_target.ts";
+import { askServers, Dhcp4o6Transport } from "./dhcp4o6_transport.ts";
 import {
   type ClientLease,
   DstmRefusedError,
   DstmTimeoutError,
   type LeaseClient,
-  type RetryPolicy,
 } from "./protocol.ts";
 
-/** Retransmission as RFC 2131 §4.1: 4 s, 8 s, 16 s, 32 s (each ± 1 s), then give up. */
-export const DHCP4O6_DEFAULT_RETRY: RetryPolicy = { initialMs: 4000, maxMs: 64_000, tries: 4 };
-
-/** Option 55: mask, routers, DNS, lease time, server id, T1, T2, port set (RFC 7618). */
-export const DHCP4O6_PARAMETER_REQUEST_LIST: readonly number[] = [1, 3, 6, 51, 54, 58, 59, 159];
-
-/**
- * Longest lease the client reports (s). The client service arms a timer at half the lease;
- * timers beyond 2^31 − 1 ms fire at once, so an infinite (or 136-year) lease is reported as
- * this, about 49 days, and renewed every 24.
- */
-export const DHCP4O6_MAX_REPORTED_LEASE = Math.floor((2 ** 31 - 1) / 500);
-
-export interface Dhcp4o6ClientOptions {
-  /** A unicast IPv6 address of the 4o6 server, or `ff02::1:2` (optionally `ff02::1:2%IF`). */
-  readonly server: string;
-  /** Outgoing interface for `ff02::1:2` (discovery, rebinding); default the one of `host6`. */
-  readonly ifname?: string;
-  /** The host's IPv6 address: the socket's address, the tunnel source. */
-  readonly host6: string;
-  /** The TEP's IPv6 address (DHCP does not carry it). */
-  readonly tep6: string;
-  /** The TEP's IPv4 address, when known. */
-  readonly tep4?: number;
-  /** Client hardware address; default the MAC of `host6`'s interface, else a stable 02:… one. */
-  readonly chaddr?: Uint8Array;
-  /** Option 61 value (type byte + id); default `1` + `chaddr`. */
-  readonly clientId?: Uint8Array;
-  /**
-   * Option 88 server list (see {@link discoverServers}): where rebinding goes, and with
-   * `server` `ff02::1:2` also DISCOVER; default `ff02::1:2`.
-   */
-  readonly servers?: readonly string[];
-  /** Retransmission (default {@link DHCP4O6_DEFAULT_RETRY}). */
-  readonly retry?: Partial<RetryPolicy>;
-  readonly now?: () => number;
-  readonly log?: Logger;
-  /** Local address of the socket (default `host6`). */
-  readonly bind?: string;
-  /** UDP port the client sends from and listens on (default 546; tests use others). */
-  readonly clientPort?: number;
-  /** UDP port of the servers (default 547). */
-  readonly serverPort?: number;
-  /** Sees every query as it is sent (the raw DHCPv6 payload and where it goes): for tests. */
-  readonly onSend?: (payload: Uint8Array, address: string) => void;
-}
-
-/** The lease as the protocol knows it (what ClientLease does not carry). */
-export interface Dhcp4o6Binding {
-  readonly ipv4: number;
-  /** Server identifier (option 54) of the ACK: needed by RELEASE. */
-  readonly serverId: number;
-  /** IPv6 address (with zone for link-local) the ACK came from. */
-  readonly responder: string;
-  readonly leaseTime: number;
-  /** T1 and T2 in seconds after `obtainedAt`. */
-  readonly t1: number;
-  readonly t2: number;
-  readonly obtainedAt: number;
-}
-
-interface Pending {
-  readonly accept: (payload: Uint8Array, from: string) => boolean;
-}
+export {
+  DHCP4O6_DEFAULT_RETRY,
+  DHCP4O6_MAX_REPORTED_LEASE,
+  DHCP4O6_PARAMETER_REQUEST_LIST,
+  type Dhcp4o6Binding,
+  type Dhcp4o6ClientOptions,
+} from "./dhcp4o6_options.ts";
 
 interface Reply {
   readonly dhcp4: Dhcp4Message;
@@ -133,9 +53,8 @@ interface Reply {
 const MULTICAST = ALL_DHCP_RELAY_AGENTS_AND_SERVERS;
 
 export class Dhcp4o6Client implements LeaseClient {
-  readonly #endpoint: UdpEndpoint;
+  readonly #io: Dhcp4o6Transport;
   readonly #options: Dhcp4o6ClientOptions;
-  readonly #retry: RetryPolicy;
   readonly #now: () => number;
   readonly #serverPort: number;
   readonly #chaddr: Uint8Array;
@@ -143,30 +62,35 @@ export class Dhcp4o6Client implements LeaseClient {
   /** Unicast server given by the user, or null for `ff02::1:2`. */
   readonly #unicast: string | null;
   readonly #ifname: string | null;
+  readonly #local: { address: string; port: number };
   #servers: readonly string[];
   #binding: Dhcp4o6Binding | undefined;
-  readonly #pending = new Set<Pending>();
-  readonly #closers = new Set<() => void>();
-  #closed = false;
-  /** Datagrams that matched nothing (wrong port, undecodable, unknown xid, other client). */
-  ignored = 0;
-  retransmissions = 0;
+  /** The option-88 list was given or learnt (RFC 7341 §5): no INFORMATION-REQUEST needed. */
+  #learnt: boolean;
 
   private constructor(
     endpoint: UdpEndpoint,
     options: Dhcp4o6ClientOptions,
     target: { unicast: string | null; ifname: string | null },
   ) {
-    this.#endpoint = endpoint;
     this.#options = options;
-    this.#retry = { ...DHCP4O6_DEFAULT_RETRY, ...options.retry };
     this.#now = options.now ?? Date.now;
     this.#serverPort = options.serverPort ?? DHCP6_SERVER_PORT;
+    this.#io = new Dhcp4o6Transport({
+      endpoint,
+      serverPort: this.#serverPort,
+      retry: { ...DHCP4O6_DEFAULT_RETRY, ...options.retry },
+      now: this.#now,
+      log: options.log,
+      onSend: options.onSend,
+    });
     this.#chaddr = options.chaddr ?? defaultChaddr(options.host6, target.ifname);
     this.#clientId = options.clientId ?? Uint8Array.of(1, ...this.#chaddr);
     this.#unicast = target.unicast;
     this.#ifname = target.ifname;
+    this.#local = { address: endpoint.address, port: endpoint.port };
     this.#servers = options.servers ?? [];
+    this.#learnt = options.servers !== undefined;
   }
 
   /**
@@ -212,7 +136,17 @@ export class Dhcp4o6Client implements LeaseClient {
 
   /** Local address and port of the socket. */
   get local(): { address: string; port: number } {
-    return { address: this.#endpoint.address, port: this.#endpoint.port };
+    return this.#local;
+  }
+
+  /** Datagrams that matched nothing (wrong port, undecodable, unknown xid, other client). */
+  get ignored(): number {
+    return this.#io.ignored;
+  }
+
+  /** Transmissions after the first of each message. */
+  get retransmissions(): number {
+    return this.#io.retransmissions;
   }
 
   /** The current lease's protocol state (server id, responder, T1, T2), if any. */
@@ -220,8 +154,14 @@ export class Dhcp4o6Client implements LeaseClient {
     return this.#binding;
   }
 
-  /** DISCOVER → OFFER → REQUEST → ACK. */
+  /**
+   * DISCOVER → OFFER → REQUEST → ACK. Without a server address (`ff02::1:2`) and no option-88
+   * list given or learnt yet, first asks for one (RFC 7341 §5, {@link discoverServers}): a
+   * REPLY without option 88 means no 4o6 service on the link, a {@link DstmRefusedError};
+   * no REPLY at all (a 4o6 server that is not a DHCPv6 server) leaves ff02::1:2, with a warn.
+   */
   async discover(): Promise<ClientLease> {
+    if (this.#unicast === null && !this.#learnt) await this.#learnServers();
     const started = this.#now();
     const to = this.#discoverTo();
     const offer = await this.#exchange(
@@ -259,30 +199,75 @@ export class Dhcp4o6Client implements LeaseClient {
   }
 
   /**
-   * Extends the lease on `ipv4`: renewing (U flag, unicast) before T2, rebinding (no U,
-   * `ff02::1:2` or the option-88 servers) from T2 on or without a known binding.
+   * Extends the lease on `ipv4` by the RFC 2131 §4.4.5 state machine (./dhcp4_timers.ts):
+   * before T2 a *renewing* REQUEST (`ciaddr`, U flag) unicast to the server, from T2 a
+   * *rebinding* REQUEST (U clear) to the option-88 servers or `ff02::1:2`, each retransmitted
+   * after half the time left in its state (at least 60 s, never past its end). Resolves with
+   * the ACK's lease; rejects with {@link DstmRefusedError} on a NAK, and with
+   * {@link DstmTimeoutError} the moment the lease ends unanswered: stop using the address.
+   * Without a binding for `ipv4` (a lease of an earlier run) one rebinding exchange is tried.
    */
   async request(ipv4: number): Promise<ClientLease> {
     const binding = this.#binding;
-    const now = this.#now();
-    const renewing =
-      binding !== undefined &&
-      binding.ipv4 === ipv4 &&
-      now < binding.obtainedAt + binding.t2 * 1000;
-    const flags = renewing ? DHCP4O6_FLAG_UNICAST : 0;
-    const to = renewing ? [this.#unicastTo(binding)] : this.#rebindTo();
-    const reply = await this.#exchange(
-      (xid) =>
-        this.#message(xid, now, ipv4, {
-          messageType: Dhcp4MessageType.REQUEST,
-          parameterRequestList: DHCP4O6_PARAMETER_REQUEST_LIST,
-          clientId: this.#clientId,
-        }),
-      flags,
-      to,
-      isAckOrNak,
+    if (binding === undefined || binding.ipv4 !== ipv4) {
+      const reply = await this.#exchange(
+        (xid) => this.#renewal(xid, this.#now(), ipv4),
+        0,
+        this.#rebindTo(),
+        isAckOrNak,
+      );
+      return this.#bound(reply, "rebinding REQUEST");
+    }
+    const started = this.#now();
+    const xid = randomXid();
+    for (let attempt = 0; ; attempt++) {
+      const now = this.#now();
+      const state = dhcp4StateAt(binding, now);
+      if (state === "EXPIRED" || this.#io.closed) break;
+      const renewing = state !== "REBINDING";
+      const payload = encodeDhcp4o6({
+        type: Dhcp6MessageType.DHCPV4_QUERY,
+        flags: renewing ? DHCP4O6_FLAG_UNICAST : 0,
+        dhcp4: this.#renewal(xid, started, ipv4),
+      });
+      const to = renewing ? [this.#unicastTo(binding)] : this.#rebindTo();
+      const what = renewing ? "renewing REQUEST" : "rebinding REQUEST";
+      if (attempt > 0) {
+        this.#io.retransmissions++;
+        this.#options.log?.warn("no-answer", { server: to.join(","), message: what, attempt });
+      }
+      let reply: Reply | undefined;
+      const accept = (data: Uint8Array, from: string) => {
+        const m = this.#match(data, xid, isAckOrNak);
+        if (m) reply = { dhcp4: m, from };
+        return m !== null;
+      };
+      await this.#io.sendAndWait(payload, to, accept, dhcp4NextTransmission(binding, now));
+      if (reply) return this.#bound(reply, what);
+    }
+    if (this.#binding === binding) this.#binding = undefined;
+    throw new DstmTimeoutError(
+      `the lease on ${formatIPv4(ipv4)} ended with no answer to renewing (unicast to [${this.#unicastTo(binding)}]:${this.#serverPort}) or rebinding (${this.#rebindTo().join(", ")}); stop using it`,
     );
-    return this.#bound(reply, renewing ? "renewing REQUEST" : "rebinding REQUEST");
+  }
+
+  /** A renewing or rebinding REQUEST: `ciaddr` set, no server id, no requested IP (§4.3.2). */
+  #renewal(xid: number, started: number, ipv4: number): Dhcp4Message {
+    return this.#message(xid, started, ipv4, {
+      messageType: Dhcp4MessageType.REQUEST,
+      parameterRequestList: DHCP4O6_PARAMETER_REQUEST_LIST,
+      clientId: this.#clientId,
+    });
+  }
+
+  /** The DHCPv4 message of a DHCPV4-RESPONSE with `xid` and our chaddr that passes `accept`. */
+  #match(payload: Uint8Array, xid: number, accept: (m: Dhcp4Message) => boolean) {
+    if (peekDhcp6MessageType(payload) !== Dhcp6MessageType.DHCPV4_RESPONSE) return null;
+    const r = decodeDhcp4o6(payload);
+    // The response's flags mean nothing (Kea copies the query's): not looked at.
+    if (!r.ok || r.value.dhcp4.xid !== xid) return null;
+    const m = r.value.dhcp4;
+    return sameBytes(m.chaddr, this.#chaddr) && accept(m) ? m : null;
   }
 
   /** RELEASE (ciaddr, server id), U flag, unicast to the server; no answer comes. */
@@ -297,7 +282,7 @@ export class Dhcp4o6Client implements LeaseClient {
       clientId: this.#clientId,
     });
     const to = this.#unicastTo(binding);
-    if (!this.#send(encodeDhcp4o6({ type: 20, flags: DHCP4O6_FLAG_UNICAST, dhcp4 }), to))
+    if (!this.#io.send(encodeDhcp4o6({ type: 20, flags: DHCP4O6_FLAG_UNICAST, dhcp4 }), to))
       throw new Error(`could not send RELEASE to [${to}]:${this.#serverPort}`);
   }
 
@@ -308,49 +293,45 @@ export class Dhcp4o6Client implements LeaseClient {
    */
   async discoverServers(ifname = this.#ifname): Promise<string[] | null> {
     if (!ifname) throw new RangeError("discoverServers needs the interface for ff02::1:2");
-    const xid = (Math.random() * 0x1000000) >>> 0;
-    const duid = Uint8Array.of(0, 3, 0, 1, ...this.#chaddr); // DUID-LL, Ethernet
-    const started = this.#now();
-    let servers: string[] | null | undefined;
-    await this.#transact(
-      "INFORMATION-REQUEST",
-      [`${MULTICAST}%${ifname}`],
-      () =>
-        encodeDhcp6({
-          type: Dhcp6MessageType.INFORMATION_REQUEST,
-          xid,
-          clientId: duid,
-          oro: [Dhcp6OptionCode.DHCP4_O_DHCP6_SERVER],
-          elapsedTime: Math.min(0xffff, Math.round((this.#now() - started) / 10)),
-        }),
-      (payload) => {
-        if (peekDhcp6MessageType(payload) !== Dhcp6MessageType.REPLY) return false;
-        const r = decodeDhcp6(payload);
-        if (!r.ok || r.value.xid !== xid) return false;
-        servers = r.value.dhcp4o6Servers ? [...r.value.dhcp4o6Servers] : null;
-        return true;
-      },
-    );
-    if (servers) this.#servers = servers;
-    return servers ?? null;
+    const servers = await askServers(this.#io, this.#chaddr, this.#now, ifname);
+    if (servers) {
+      this.#servers = servers;
+      this.#learnt = true;
+    }
+    return servers;
+  }
+
+  async #learnServers(): Promise<void> {
+    let servers: string[] | null;
+    try {
+      servers = await this.discoverServers();
+    } catch (error) {
+      if (!(error instanceof DstmTimeoutError) || this.#io.closed) throw error;
+      this.#options.log?.warn("no-option-88", {
+        detail: `no REPLY to the INFORMATION-REQUEST for option 88; sending to ${MULTICAST}`,
+      });
+      this.#learnt = true;
+      return;
+    }
+    if (servers === null)
+      throw new DstmRefusedError(
+        Status.NOT_AUTHORISED,
+        "the DHCPv6 REPLY has no OPTION_DHCP4_O_DHCP6_SERVER (88): no DHCPv4-over-DHCPv6 on this link (RFC 7341 §5)",
+      );
+    this.#learnt = true;
+    this.#options.log?.info("dhcp4o6-servers", {
+      servers: servers.length ? servers.join(",") : MULTICAST,
+    });
   }
 
   /** Closes the socket; pending exchanges end with DstmTimeoutError. */
   close(): void {
-    if (this.#closed) return;
-    this.#closed = true;
-    for (const close of this.#closers) close();
-    this.#endpoint.close();
+    this.#io.close();
   }
 
   /** Handles one datagram from the socket. */
   onDatagram(data: Uint8Array, address: string, port: number): void {
-    if (port !== this.#serverPort) {
-      this.ignored++;
-      return;
-    }
-    for (const pending of this.#pending) if (pending.accept(data, address)) return;
-    this.ignored++;
+    this.#io.onDatagram(data, address, port);
   }
 
   /** DISCOVER and selecting REQUEST: the configured server, else option 88's, else ff02::1:2. */
@@ -406,7 +387,7 @@ export class Dhcp4o6Client implements LeaseClient {
     let first: Dhcp4Message | undefined;
     let reply: Reply | undefined;
     const what = () => dhcp4MessageTypeName(first?.options.messageType ?? 0);
-    await this.#transact(
+    await this.#io.transact(
       () => what(),
       to,
       () => {
@@ -415,12 +396,8 @@ export class Dhcp4o6Client implements LeaseClient {
         return encodeDhcp4o6({ type: Dhcp6MessageType.DHCPV4_QUERY, flags, dhcp4 });
       },
       (payload, from) => {
-        if (peekDhcp6MessageType(payload) !== Dhcp6MessageType.DHCPV4_RESPONSE) return false;
-        const r = decodeDhcp4o6(payload);
-        // The response's flags mean nothing (Kea copies the query's): not looked at.
-        if (!r.ok || r.value.dhcp4.xid !== xid) return false;
-        const m = r.value.dhcp4;
-        if (!sameBytes(m.chaddr, this.#chaddr) || !accept(m)) return false;
+        const m = this.#match(payload, xid, accept);
+        if (!m) return false;
         this.#options.log?.debug("dhcp4o6-reply", {
           message: dhcp4MessageTypeName(m.options.messageType),
           from,
@@ -431,75 +408,6 @@ export class Dhcp4o6Client implements LeaseClient {
       },
     );
     return reply!;
-  }
-
-  /** Sends `build()` to every destination until `accept` takes a reply; retransmits. */
-  async #transact(
-    what: string | (() => string),
-    to: readonly string[],
-    build: () => Uint8Array,
-    accept: (payload: Uint8Array, from: string) => boolean,
-  ): Promise<void> {
-    if (this.#closed) throw new DstmTimeoutError("the DHCPv4-over-DHCPv6 client is closed");
-    let done!: (ok: boolean) => void;
-    const answered = new Promise<boolean>((resolve) => {
-      done = resolve;
-    });
-    const pending: Pending = {
-      accept: (payload, from) => {
-        if (!accept(payload, from)) return false;
-        done(true);
-        return true;
-      },
-    };
-    const closer = () => done(false);
-    this.#pending.add(pending);
-    this.#closers.add(closer);
-    const name = () => (typeof what === "string" ? what : what());
-    let timeout = this.#retry.initialMs;
-    try {
-      for (let attempt = 0; attempt < this.#retry.tries && !this.#closed; attempt++) {
-        const payload = build();
-        if (attempt > 0) {
-          this.retransmissions++;
-          this.#options.log?.warn("no-answer", {
-            server: to.join(","),
-            message: name(),
-            attempt: attempt + 1,
-          });
-        }
-        for (const address of to) this.#send(payload, address);
-        // RFC 2131 §4.1: each timeout randomised by ± 1 s (less for the short test timeouts).
-        const spread = Math.min(1000, timeout / 4);
-        const wait = timeout + (Math.random() * 2 - 1) * spread;
-        let timer: ReturnType<typeof setTimeout> | undefined;
-        const ok = await Promise.race([
-          answered,
-          new Promise<null>((resolve) => {
-            timer = setTimeout(() => resolve(null), wait);
-          }),
-        ]);
-        clearTimeout(timer);
-        if (ok === true) return;
-        if (ok === false) break;
-        timeout = Math.min(timeout * 2, this.#retry.maxMs);
-      }
-    } finally {
-      this.#pending.delete(pending);
-      this.#closers.delete(closer);
-    }
-    if (this.#closed) throw new DstmTimeoutError("the DHCPv4-over-DHCPv6 client was closed");
-    const where = to.map((a) => `[${a}]:${this.#serverPort}`).join(", ");
-    throw new DstmTimeoutError(
-      `no DHCPv4-over-DHCPv6 answer to ${name()} from ${where} after ${this.#retry.tries} tries; is the 4o6 server running and reachable (for Kea: kea-dhcp6 and kea-dhcp4 linked by "dhcp4o6-port")?`,
-    );
-  }
-
-  #send(payload: Uint8Array, address: string): boolean {
-    this.#options.onSend?.(payload, address);
-    const ok = this.#endpoint.send(payload, address, this.#serverPort);
-    if (!ok) this.#options.log?.warn("send-failed", { to: address, port: this.#serverPort });
-    return ok;
   }
 
   /** An ACK becomes the lease; a NAK a DstmRefusedError. */
@@ -516,16 +424,16 @@ export class Dhcp4o6Client implements LeaseClient {
       granted === DHCP4_INFINITE_LEASE
         ? DHCP4O6_MAX_REPORTED_LEASE
         : Math.min(granted, DHCP4O6_MAX_REPORTED_LEASE);
-    const t1 = m.options.renewalTime ?? leaseTime / 2;
-    const t2 = m.options.rebindingTime ?? (leaseTime * 7) / 8;
+    // RFC 2131 §4.4.5: the server's T1 and T2; the defaults only when it sent none.
+    const { t1, t2 } = dhcp4Timers(leaseTime, m.options.renewalTime, m.options.rebindingTime);
     const previous = this.#binding;
     this.#binding = {
       ipv4: m.yiaddr,
       serverId: m.options.serverId ?? previous?.serverId ?? 0,
       responder: reply.from,
       leaseTime,
-      t1: Math.min(t1, leaseTime),
-      t2: Math.min(t2, leaseTime),
+      t1,
+      t2,
       obtainedAt: now,
     };
     const o = this.#options;
@@ -539,6 +447,7 @@ export class Dhcp4o6Client implements LeaseClient {
       leaseTime,
       obtainedAt: now,
       expiresAt: now + leaseTime * 1000,
+      renewAt: now + t1 * 1000,
     };
   }
 }
@@ -566,53 +475,6 @@ export async function discoverServers(
   } finally {
     client.close();
   }
-}
-
-/** `server` as a unicast address, or multicast with the interface to send it on. */
-function parseServer(
-  server: string,
-  ifname: string | undefined,
-  host6: string,
-): { unicast: string | null; ifname: string | null } {
-  const [address = "", zone] = server.split("%", 2);
-  const canonical = canonicalIPv6(address);
-  if (canonical === null) throw new RangeError(`server "${server}" is not an IPv6 address`);
-  const ownIf = ifname ?? zone ?? interfaceOfIPv6(host6);
-  if (canonical === MULTICAST) {
-    if (!ownIf)
-      throw new RangeError(
-        `the server is ${MULTICAST}, a link-scoped address: name the interface (ifname, or ${MULTICAST}%IF)`,
-      );
-    return { unicast: null, ifname: ownIf };
-  }
-  if (canonical.startsWith("ff"))
-    throw new RangeError(`server ${server}: the only multicast address for 4o6 is ${MULTICAST}`);
-  // A link-local server needs its zone; a global one is used as given.
-  const unicast = zone !== undefined ? `${canonical}%${zone}` : canonical;
-  return { unicast, ifname: ownIf };
-}
-
-/**
- * The MAC of the interface (6 bytes, not all zero), else a stable locally administered
- * address derived from `host6` (02:…), never a random one: the server would see a new client
- * at every start.
- */
-function defaultChaddr(host6: string, ifname: string | null): Uint8Array {
-  const name = ifname ?? interfaceOfIPv6(host6);
-  if (name) {
-    try {
-      const text = readFileSync(`/sys/class/net/${name}/address`, "utf8").trim();
-      const bytes = text.split(":").map((h) => Number.parseInt(h, 16));
-      if (bytes.length === 6 && bytes.every((b) => b >= 0 && b <= 255) && bytes.some((b) => b))
-        return Uint8Array.from(bytes);
-    } catch {
-      // no such interface file: fall through
-    }
-  }
-  const digest = createHash("sha256")
-    .update(canonicalIPv6(host6) ?? host6)
-    .digest();
-  return Uint8Array.of(0x02, ...digest.subarray(0, 5));
 }
 
 /** A NAK, or an ACK that grants an address. */

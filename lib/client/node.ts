@@ -1,7 +1,7 @@
 /**
  * The DSTM client as a running service on a dual-stack host in an IPv6-only network: it
  * obtains a lease, brings up the DTI (a TUN device with the IPv4 address, the tunnel MTU and
- * the IPv4 routes), forwards IPv4 through the TEP in two Workers, renews at half the lease
+ * the IPv4 routes), forwards IPv4 through the TEP in two Workers, renews at T1 (DHCPv4) or half the lease
  * time, and on stop releases the lease and removes the interface.
  *
  * Two modes:
@@ -302,7 +302,7 @@ export class DstmNode {
       routes: (this.#config.routes ?? ["0.0.0.0/0"]).join(","),
     });
     this.#bound();
-    this.#scheduleRenewal(lease.leaseTime * 500);
+    this.#scheduleRenewal(renewalDelay(lease));
   }
 
   /** Creates the DTI with `address`, its routes, the raw socket and the Workers. */
@@ -395,7 +395,7 @@ export class DstmNode {
     this.#timer = setTimeout(() => void this.#renew(), Math.max(0, inMs));
   }
 
-  /** T/2 has passed: REQUEST until renewed, refused, or expired. */
+  /** T1 (the protocol's, else half the lease) has passed: REQUEST until renewed, refused, or expired. */
   async #renew(): Promise<void> {
     const lease = this.#lease;
     if (!lease || this.#stopping) return;
@@ -412,7 +412,7 @@ export class DstmNode {
         ipv4: formatIPv4(renewed.ipv4),
         lease: `${renewed.leaseTime}s`,
       });
-      this.#scheduleRenewal(renewed.leaseTime * 500);
+      this.#scheduleRenewal(renewalDelay(renewed));
     } catch (error) {
       if (this.#stopping || this.#lease !== lease) return;
       const remaining = lease.expiresAt - Date.now();
@@ -510,6 +510,11 @@ export class DstmNode {
 /** The configured allocation protocol's client for `host6`. */
 function leaseClientFor(config: NodeConfig, port: number, host6: string): Promise<LeaseClient> {
   return config.leaseClient ? config.leaseClient(host6) : nativeLeaseClient(config, port, host6);
+}
+
+/** Ms until renewing starts: the protocol's T1 (DHCPv4 option 58) if it has one, else half the lease. */
+function renewalDelay(lease: ClientLease): number {
+  return lease.renewAt !== undefined ? lease.renewAt - Date.now() : lease.leaseTime * 500;
 }
 
 /** The native DSTM protocol as a LeaseClient, telling the user at once when the server is silent. */

@@ -38,17 +38,21 @@ export interface ClientLease {
    * DISCOVER, so the requester did not create it (e.g. a running `dstm client` did).
    */
   readonly existing?: boolean;
+  /** Local clock (ms) when renewing starts, if the protocol says (DHCPv4: T1, option 58). */
+  readonly renewAt?: number;
 }
 
 /** The server answered with a NAK. */
 export class DstmRefusedError extends Error {
   override name = "DstmRefusedError";
+  /** `signed`: whether the refused request carried an AUTH option (false: no --key given). */
   constructor(
     readonly status: Status,
     readonly statusText: string,
+    signed?: boolean,
   ) {
     super(
-      `server refused: ${statusName(status)}${statusText ? ` (${statusText})` : ""}${refusalHint(status, statusText)}`,
+      `server refused: ${statusName(status)}${statusText ? ` (${statusText})` : ""}${refusalHint(status, statusText, signed)}`,
     );
   }
 }
@@ -58,10 +62,17 @@ export class DstmRefusedError extends Error {
  * a server that requires signed requests (docs/protocol.md, Authentication) answers an
  * unsigned one with NOT_AUTHORISED "authentication failed: missing".
  */
-export function refusalHint(status: number, statusText: string): string {
+export function refusalHint(status: number, statusText: string, signed?: boolean): string {
   if (status !== Status.NOT_AUTHORISED) return "";
-  if (statusText.startsWith("authentication failed: missing"))
+  // The server shortens its text to keep a NAK no longer than the request (docs/security.md),
+  // so an unsigned request's refusal may say only "authentication": what we sent tells.
+  if (
+    statusText.startsWith("authentication failed: missing") ||
+    (signed === false && statusText.startsWith("authentication"))
+  )
     return "; the server requires signed requests: give --key FILE with the server's key";
+  if (statusText.startsWith("HOST_IPV6"))
+    return "; HOST_IPV6 must be the address the request is sent from (--host6 an address of this host), unless the server runs with --no-source-check";
   if (statusText.startsWith("authentication failed: unknown-key"))
     return "; --key FILE does not hold a key this server knows";
   if (statusText.startsWith("authentication failed: bad-mac"))
@@ -114,6 +125,11 @@ export class DstmTransport {
   readonly #server: string;
   readonly #port: number;
   readonly #key: AuthKey | undefined;
+
+  /** Whether requests are signed (a key was given). */
+  get signed(): boolean {
+    return this.#key !== undefined;
+  }
   readonly #keys: ReadonlyMap<number, AuthKey>;
   readonly #guard = new ReplayGuard();
   readonly #retry: RetryPolicy;
@@ -323,12 +339,20 @@ export class DstmClient {
       MessageType.RELEASE_ACK,
     );
     if (answer.type === MessageType.NAK)
-      throw new DstmRefusedError(answer.status ?? Status.SERVER_ERROR, answer.statusText ?? "");
+      throw new DstmRefusedError(
+        answer.status ?? Status.SERVER_ERROR,
+        answer.statusText ?? "",
+        this.#transport.signed,
+      );
   }
 
   #lease(answer: DstmMessage): ClientLease {
     if (answer.type === MessageType.NAK) {
-      throw new DstmRefusedError(answer.status ?? Status.SERVER_ERROR, answer.statusText ?? "");
+      throw new DstmRefusedError(
+        answer.status ?? Status.SERVER_ERROR,
+        answer.statusText ?? "",
+        this.#transport.signed,
+      );
     }
     const now = this.#now();
     const leaseTime = answer.leaseTime!;

@@ -8,6 +8,7 @@ import * as v from "valibot";
 import { RECLAIM_DEFAULTS } from "../alloc/engine.ts";
 import { DEFAULT_PSID_OFFSET } from "../alloc/sharing.ts";
 import { ADMISSION_DEFAULTS } from "../server/admission.ts";
+import { DHCP4O6_IDENTITY_MODES } from "../server/dhcp4o6_identity.ts";
 import { TEP_CONTROL_PORT } from "../server/tep_sync.ts";
 import { DSTM_PORT } from "../wire/dstm_types.ts";
 import { COMMON_SETTINGS } from "./common_schema.ts";
@@ -210,6 +211,20 @@ const settings: Setting[] = [
     name: "dhcp4o6-open",
     kind: { type: "bool" },
     doc: "with --key, answer DHCPv4-over-DHCPv6 (which has no authentication) from any host anyway",
+  },
+  {
+    name: "dhcp4o6-identity",
+    kind: { type: "choice", choices: DHCP4O6_IDENTITY_MODES },
+    arg: "<key>",
+    doc: "who a DHCPv4-over-DHCPv6 client is: its IPv6 source address, its client identifier (option 61) or its chaddr, as Kea (docs/dhcp4o6.md)",
+    default: "source",
+  },
+  {
+    name: "decline-probation",
+    kind: { type: "int" },
+    arg: "<seconds>",
+    doc: "how long an address a DHCPv4-over-DHCPv6 client DECLINEd stays unavailable (RFC 2131 §4.3.3; Kea's decline-probation-period)",
+    default: "86400",
   },
   {
     name: "max-leases-per-prefix",

@@ -172,6 +172,19 @@ export class Admission {
     return true;
   }
 
+  /**
+   * Is `relay` (IPv6 text), the source of a RELAY-FORW, inside `--dhcp4o6-allow` (true when
+   * there is no list)? A refusal is counted and logged as `not-allowed`. No rate limit: one
+   * relay speaks for many hosts, each limited by its own prefix in {@link admit}.
+   */
+  allowsRelay(relay: string): boolean {
+    if (!this.#allow) return true;
+    const bytes = parseIPv6(relay);
+    if (bytes && this.#allow.some((p) => ipv6PrefixContains(p, bytes))) return true;
+    this.refused("dhcp4o6", "not-allowed", { relay });
+    return false;
+  }
+
   /** Counts a refusal and logs it at warn, rate-limited per (protocol, reason). */
   refused(protocol: AdmissionProtocol, reason: AdmissionRefusal, fields: LogFields): void {
     this.#o.metrics.inc("dstm_admission_refused_total", { protocol, reason });

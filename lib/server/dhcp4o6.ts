@@ -18,38 +18,54 @@
  *   A REQUEST naming another server declines our offer, whatever address it asks for
  *   (RFC 2131 §4.3.2): an offer never committed is freed; a committed lease is kept.
  * - RELEASE → the engine releases; no answer (RFC 2131 §4.4.6).
- * - DECLINE and INFORM are counted and ignored.
+ * - DECLINE (RFC 2131 §4.3.3) → the address the host holds and names in option 50 is taken
+ *   from it and held unavailable for the decline probation (default 24 h, as Kea's
+ *   `decline-probation-period`), counted and logged at warn; no answer.
+ * - INFORM (RFC 2131 §4.3.5) → an ACK with the server's parameters, no address, no lease time.
+ * - Relays (RFC 8415 §19): a RELAY-FORW is opened down to the DHCPV4-QUERY it carries (relays
+ *   nest); the host is the innermost relay's peer-address, and the answer goes back as the
+ *   RELAY-REPL chain (hop-count, link-address, peer-address and interface-id echoed) to the
+ *   relay that sent it. With `--dhcp4o6-allow` the relay's address must be inside the list
+ *   too; the rate limit counts the host's prefix, not the relay's.
+ * - A link-local source (what a DHCPv6 client sends from) is a host like any other: its
+ *   address without the zone names it; the answer goes to the address with its zone.
+ * - `identity` (./dhcp4o6_identity.ts): `source` keys leases by IPv6 address; `client-id` and
+ *   `chaddr` key them as Kea does, and move a client's lease to the address it REQUESTs from.
  * A shared pool's leases carry OPTION_V4_PORTPARAMS (159, RFC 7618).
  *
  * @module
  */
 import type { AllocationEngine, EngineResult } from "../alloc/engine.ts";
-import type { Logger } from "../control/log.ts";
+import type { LogFields, Logger } from "../control/log.ts";
 import type { Metrics } from "../control/metrics.ts";
 import type { Lease } from "../lease/lease.ts";
 import { canonicalIPv6, formatIPv4 } from "../net/addr.ts";
 import { formatPortSet } from "../net/portset.ts";
-import {
-  type Dhcp4Message,
-  Dhcp4MessageType,
-  Dhcp4Op,
-  type Dhcp4Options,
-  dhcp4MessageTypeName,
-} from "../wire/dhcp4.ts";
+import { type Dhcp4Message, Dhcp4MessageType, dhcp4MessageTypeName } from "../wire/dhcp4.ts";
 import {
   Dhcp6MessageType,
   Dhcp6OptionCode,
   decodeDhcp4o6,
   decodeDhcp6,
-  encodeDhcp4o6,
+  dhcp6MessageTypeName,
   encodeDhcp6,
   peekDhcp6MessageType,
 } from "../wire/dhcp4o6.ts";
+import {
+  type Dhcp6RelayMessage,
+  Dhcp6RelayType,
+  unwrapRelays,
+  wrapRelayReply,
+} from "../wire/dhcp6_relay.ts";
 import type { Admission } from "./admission.ts";
+import { type Dhcp4o6IdentityMode, dhcp4Identity, IdentityTable } from "./dhcp4o6_identity.ts";
+import { informReply, leaseReply, nakReply } from "./dhcp4o6_reply.ts";
 import type { BindingSink } from "./tep_sync.ts";
 
 /** How long an offered address is held before the client's REQUEST (s). */
 export const OFFER_SECONDS = 60;
+/** How long a declined address stays unavailable by default (s): Kea's decline-probation-period. */
+export const DECLINE_PROBATION_SECONDS = 86_400;
 
 export interface Dhcp4o6Options {
   readonly engine: AllocationEngine;
@@ -63,12 +79,19 @@ export interface Dhcp4o6Options {
   readonly now?: () => number;
   /** Allow list, rate limit and refusal accounting; none: every query goes on. */
   readonly admission?: Admission;
+  /** How long a DECLINEd address stays unavailable (s); default DECLINE_PROBATION_SECONDS. */
+  readonly declineProbation?: number;
+  /** Who a client is (./dhcp4o6_identity.ts); default `source`, the IPv6 address. */
+  readonly identity?: Dhcp4o6IdentityMode;
 }
 
 export class Dhcp4o6Handler {
   readonly #o: Dhcp4o6Options;
   /** DUID-UUID (RFC 6355) naming this server in DHCPv6 replies; new per start. */
   readonly #duid = Uint8Array.from([0, 4, ...crypto.getRandomValues(new Uint8Array(16))]);
+  readonly #ids = new IdentityTable();
+  /** `type reason` of a dropped datagram → when last logged, and how many since were not. */
+  readonly #dropLogged = new Map<string, { at: number; suppressed: number }>();
 
   constructor(options: Dhcp4o6Options) {
     this.#o = options;
@@ -78,24 +101,80 @@ export class Dhcp4o6Handler {
     );
   }
 
-  /** One datagram from `source` (port 546 normally); resolves to the answer or null. */
+  /**
+   * One datagram from `source` (a client on port 546, or a relay on 547; a link-local source
+   * with its `%zone`); resolves to the answer for `source` (a RELAY-REPL for a relay) or null.
+   */
   async handle(raw: Uint8Array, source: string): Promise<Uint8Array | null> {
-    if (this.#o.admission && !this.#o.admission.admit("dhcp4o6", source)) return null;
+    let relays: readonly Dhcp6RelayMessage[] = [];
+    let payload = raw;
+    let host = source.split("%", 1)[0]!;
+    if (peekDhcp6MessageType(raw) === Dhcp6RelayType.RELAY_FORW) {
+      const opened = unwrapRelays(raw);
+      if (!opened.ok) {
+        this.#drop("relay-forw", `malformed-${opened.error.code}`, {
+          from: source,
+          detail: opened.error.message,
+        });
+        return null;
+      }
+      // A relay outside --dhcp4o6-allow could claim any host's address as peer-address.
+      if (this.#o.admission && !this.#o.admission.allowsRelay(host)) return null;
+      relays = opened.value.relays;
+      payload = opened.value.inner;
+      // RFC 8415 §19.1.1: the innermost relay heard the client; its peer-address is the host.
+      host = relays.at(-1)!.peerAddress;
+    }
+    const host6 = canonicalIPv6(host);
+    if (!host6) {
+      this.#drop("invalid", "bad-source", { from: source, host });
+      return null;
+    }
+    if (this.#o.admission && !this.#o.admission.admit("dhcp4o6", host6)) return null;
+    const answer = await this.#answer(payload, host6);
+    if (answer === null) return null;
+    if (relays.length > 0) this.#count("relay-repl", `hops-${relays.length}`);
+    return wrapRelayReply(relays, answer);
+  }
+
+  /** The answer to one client message from `host6` (canonical, no zone), or null. */
+  async #answer(raw: Uint8Array, host6: string): Promise<Uint8Array | null> {
     if (peekDhcp6MessageType(raw) === Dhcp6MessageType.INFORMATION_REQUEST)
       return this.#information(raw);
     const decoded = decodeDhcp4o6(raw);
     if (!decoded.ok || decoded.value.type !== Dhcp6MessageType.DHCPV4_QUERY) {
-      this.#count("invalid", decoded.ok ? "not-a-query" : `malformed-${decoded.error.code}`);
+      const reason = decoded.ok ? "not-a-query" : `malformed-${decoded.error.code}`;
+      this.#drop("invalid", reason, {
+        from: host6,
+        detail: decoded.ok ? dhcp6MessageTypeName(decoded.value.type) : decoded.error.message,
+      });
       return null;
     }
     const query = decoded.value.dhcp4;
-    const host6 = canonicalIPv6(source);
-    if (!host6) return null;
     const type = query.options.messageType;
     const name = dhcp4MessageTypeName(type).toLowerCase();
     const { engine } = this.#o;
+    const key = dhcp4Identity(this.#o.identity ?? "source", query);
+    if (key !== null && (type === Dhcp4MessageType.DISCOVER || type === Dhcp4MessageType.REQUEST)) {
+      const held = this.#conflict(key, host6);
+      if (held) {
+        this.#drop(name, "identity-conflict", {
+          host6,
+          ipv4: formatIPv4(held.ipv4),
+          detail: "a second DHCPv4 client behind an IPv6 address that holds another client's lease",
+        });
+        if (type === Dhcp4MessageType.DISCOVER) return null;
+        return this.#nak(query, name, "this IPv6 address holds another client's lease");
+      }
+    }
     switch (type) {
       case Dhcp4MessageType.DISCOVER: {
+        const moving = key === null ? undefined : this.#leaseElsewhere(key, host6);
+        if (moving && !engine.isOffer(moving)) {
+          // The client's lease, held at its previous address: offered as it is (time left).
+          this.#count(name, "offer");
+          return this.#reply(query, Dhcp4MessageType.OFFER, moving);
+        }
         const result = await engine.discover(host6, {
           hint: query.options.requestedIp || undefined,
           leaseTime: OFFER_SECONDS,
@@ -127,6 +206,17 @@ export class Dhcp4o6Handler {
           return null;
         }
         if (!address) return this.#nak(query, name, "no address requested");
+        const moving = key === null ? undefined : this.#leaseElsewhere(key, host6);
+        if (moving?.ipv4 === address) {
+          // RFC 2131 §4.2: the lease is the client's, not its IPv6 address's: it moves, with
+          // its TEP binding, to the address the client now sends from.
+          const freed = await engine.release(moving.host6, moving.ipv4);
+          if (freed.ok) {
+            this.#o.bindings?.remove(freed.lease);
+            this.#count(name, "moved");
+            this.#log("move", freed.lease);
+          }
+        }
         // The REQUEST after an OFFER renews the offered lease, but for the host (and its TEP) it is new.
         const first = engine.isOffer(engine.lookupHost(host6));
         const result = await engine.request(host6, address);
@@ -137,11 +227,13 @@ export class Dhcp4o6Handler {
           return this.#nak(query, name, result.message);
         }
         this.#count(name, "ack");
+        if (key !== null) this.#ids.set(key, host6);
         this.#log(result.outcome === "renewed" && !first ? "renew" : "allocate", result.lease);
         return this.#reply(query, Dhcp4MessageType.ACK, result.lease);
       }
       case Dhcp4MessageType.RELEASE: {
         const result = await engine.release(host6, query.ciaddr);
+        if (result.ok) this.#ids.forgetHost(host6);
         this.#count(name, result.ok ? "released" : result.reason);
         if (result.ok) {
           this.#o.bindings?.remove(result.lease);
@@ -149,10 +241,46 @@ export class Dhcp4o6Handler {
         }
         return null;
       }
+      case Dhcp4MessageType.DECLINE:
+        return this.#decline(query, host6);
+      case Dhcp4MessageType.INFORM: {
+        // RFC 2131 §4.3.5: parameters only; no yiaddr, no lease time, ciaddr echoed.
+        this.#count(name, "ack");
+        return informReply(query, this.#o.serverId);
+      }
       default:
         this.#count(name, "ignored");
         return null;
     }
+  }
+
+  /**
+   * RFC 2131 §4.3.3: the client found the address in use. Only the host's own address (offered
+   * or leased, named in option 50) can be declined, so no host can take another's away.
+   */
+  async #decline(query: Dhcp4Message, host6: string): Promise<null> {
+    const address = query.options.requestedIp ?? 0;
+    if (query.options.serverId !== undefined && query.options.serverId !== this.#o.serverId) {
+      this.#count("decline", "other-server");
+      return null;
+    }
+    const seconds = this.#o.declineProbation ?? DECLINE_PROBATION_SECONDS;
+    const result = await this.#o.engine.decline(host6, address, seconds);
+    if (!result.ok) {
+      this.#count("decline", result.reason);
+      return null;
+    }
+    this.#count("decline", "declined");
+    this.#ids.forgetHost(host6);
+    this.#o.bindings?.remove({ ...result.lease, host6 });
+    this.#o.log.warn("declined", {
+      protocol: "dhcp4o6",
+      ipv4: formatIPv4(address),
+      host6,
+      until: new Date(result.lease.expiresAt).toISOString(),
+      detail: "the host found this address in use: another machine has it (check the pool)",
+    });
+    return null;
   }
 
   /**
@@ -179,6 +307,46 @@ export class Dhcp4o6Handler {
     });
   }
 
+  /**
+   * Keyed identity: the lease `host6` holds for another client, if any. One IPv6 address holds
+   * one lease (the engine's rule, and the TEP's binding), so `key` gets none.
+   */
+  #conflict(key: string, host6: string): Lease | undefined {
+    const owner = this.#ids.keyOf(host6);
+    const lease = this.#o.engine.lookupHost(host6);
+    return owner === undefined || owner === key ? undefined : lease;
+  }
+
+  /**
+   * A refused datagram: counted (`type`, `reason`) and logged at warn,
+   * at most once per 10 s per reason, with how many were not logged.
+   */
+  #drop(type: string, reason: string, fields: LogFields): void {
+    this.#count(type, reason);
+    const now = performance.now();
+    const last = this.#dropLogged.get(reason);
+    if (last && now - last.at < 10_000) {
+      last.suppressed++;
+      return;
+    }
+    this.#o.log.warn("reject", {
+      reason,
+      protocol: "dhcp4o6",
+      ...fields,
+      "not-logged": last?.suppressed || undefined,
+    });
+    this.#dropLogged.set(reason, { at: now, suppressed: 0 });
+  }
+
+  /** Keyed identity: the client's lease, held at another IPv6 address, if any. */
+  #leaseElsewhere(key: string, host6: string): Lease | undefined {
+    const holder = this.#ids.hostOf(key);
+    if (holder === undefined || holder === host6) return undefined;
+    const lease = this.#o.engine.lookupHost(holder);
+    if (!lease) this.#ids.forget(key);
+    return lease;
+  }
+
   /** Installs a new binding at the TEP; on failure gives the address back. True when usable. */
   async #installed(result: EngineResult, host6: string, offered: boolean): Promise<boolean> {
     const sink = this.#o.bindings;
@@ -198,52 +366,13 @@ export class Dhcp4o6Handler {
 
   /** An OFFER or ACK of `lease`, for `seconds` (default: the time the lease has left). */
   #reply(query: Dhcp4Message, type: Dhcp4MessageType, lease: Lease, seconds?: number): Uint8Array {
-    if (seconds === undefined) {
-      seconds = Math.max(1, Math.round(this.#o.engine.remainingMs(lease) / 1000));
-    }
-    const options: Dhcp4Options = {
-      messageType: type,
-      serverId: this.#o.serverId,
-      leaseTime: seconds,
-      renewalTime: Math.floor(seconds / 2),
-      rebindingTime: Math.floor((seconds * 7) / 8),
-      subnetMask: 0xffffffff,
-      portParams: lease.portSet.psidLength > 0 ? lease.portSet : undefined,
-    };
-    return this.#encode(query, { yiaddr: lease.ipv4, options });
+    const s = seconds ?? Math.max(1, Math.round(this.#o.engine.remainingMs(lease) / 1000));
+    return leaseReply(query, type, lease, s, this.#o.serverId);
   }
 
   #nak(query: Dhcp4Message, name: string, message: string): Uint8Array {
     this.#count(name, "nak");
-    return this.#encode(query, {
-      yiaddr: 0,
-      options: {
-        messageType: Dhcp4MessageType.NAK,
-        serverId: this.#o.serverId,
-        message: message.slice(0, 200) || "refused",
-      },
-    });
-  }
-
-  #encode(query: Dhcp4Message, answer: { yiaddr: number; options: Dhcp4Options }): Uint8Array {
-    return encodeDhcp4o6({
-      type: Dhcp6MessageType.DHCPV4_RESPONSE,
-      flags: 0,
-      dhcp4: {
-        op: Dhcp4Op.BOOTREPLY,
-        htype: query.htype,
-        hops: 0,
-        xid: query.xid,
-        secs: 0,
-        flags: query.flags,
-        ciaddr: query.ciaddr,
-        yiaddr: answer.yiaddr,
-        siaddr: 0,
-        giaddr: query.giaddr,
-        chaddr: query.chaddr,
-        options: answer.options,
-      },
-    });
+    return nakReply(query, this.#o.serverId, message);
   }
 
   #count(type: string, result: string): void {

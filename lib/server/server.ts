@@ -4,7 +4,7 @@
  *
  * @module
  */
-import { AllocationEngine, type PoolConfig } from "../alloc/engine.ts";
+import { AllocationEngine, isDeclinedHost, type PoolConfig } from "../alloc/engine.ts";
 import { Reclaimer } from "../alloc/reclaimer.ts";
 import { controlHandler, metricsResponse } from "../control/api.ts";
 import type { Logger } from "../control/log.ts";
@@ -20,6 +20,7 @@ import { listenUdp, UdpBindError, type UdpEndpoint } from "../sys/udp.ts";
 import { type AuthKey, ReplayGuard } from "../wire/auth.ts";
 import { ADMISSION_DEFAULTS, Admission } from "./admission.ts";
 import { Dhcp4o6Handler } from "./dhcp4o6.ts";
+import type { Dhcp4o6IdentityMode } from "./dhcp4o6_identity.ts";
 import { DstmHandler } from "./handler.ts";
 import { applyReload, type ReloadResult } from "./reload.ts";
 import { TepSync } from "./tep_sync.ts";
@@ -67,6 +68,10 @@ export interface ServerConfig {
     readonly serverId: number;
     /** IPv6 prefixes whose hosts may use 4o6 (RFC 7341 has no authentication); absent: any. */
     readonly allow?: readonly string[];
+    /** How long a DECLINEd address stays unavailable (s); default 86400. */
+    readonly declineProbation?: number;
+    /** Who a 4o6 client is: its IPv6 address (default), client identifier or chaddr. */
+    readonly identity?: Dhcp4o6IdentityMode;
   };
   /**
    * Admission control (./admission.ts); each setting defaults to ADMISSION_DEFAULTS, 0 turns
@@ -239,7 +244,8 @@ export class DstmServer {
           config.tepSource ??
           (isWildcard(config.listen.address) ? undefined : config.listen.address),
       },
-      engine.leases({ state: "active" }),
+      // A declined address's holder (RFC 6666 discard prefix) is no host: no binding.
+      engine.leases({ state: "active" }).filter((lease) => !isDeclinedHost(lease.host6)),
     );
     this.#admission = new Admission({
       metrics,
@@ -366,6 +372,8 @@ export class DstmServer {
       bindings: this.#tepSync,
       serverId: c.serverId,
       address: c.address,
+      declineProbation: c.declineProbation,
+      identity: c.identity,
       log: this.#log,
       metrics: this.metrics,
     });

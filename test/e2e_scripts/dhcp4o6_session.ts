@@ -39,6 +39,9 @@ let skew = 0;
 const client = await Dhcp4o6Client.open({
   server: mode === "unicast" ? target : "ff02::1:2",
   ifname: mode === "multicast" ? target : undefined,
+  // An empty server list given: no INFORMATION-REQUEST of the client's own, DORA over
+  // ff02::1:2 whatever option 88 said (the client would otherwise use option 88's addresses).
+  servers: mode === "multicast" ? [] : undefined,
   host6,
   tep6,
   retry: { initialMs: 1000, maxMs: 2000, tries: 3 },

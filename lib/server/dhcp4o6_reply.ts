@@ -1,0 +1,80 @@
+/**
+ * The 4o6 server's answers, built as RFC 2131 Table 3 says (split from ./dhcp4o6.ts, which
+ * decides what to answer): each a DHCPV4-RESPONSE (RFC 7341 §6) around a BOOTREPLY.
+ *
+ * - `op` 2, `htype`, `xid`, `flags` (broadcast bit), `giaddr` and `chaddr` from the query;
+ *   `hops`, `secs`, `siaddr` 0; `ciaddr` 0 in an OFFER and a NAK, the query's in an ACK.
+ * - The client identifier (61) returned unaltered when the query had one (RFC 6842).
+ * - OFFER / ACK of a lease: lease time (51), T1 (58) = ½, T2 (59) = ⅞ of it, server id (54),
+ *   mask /32 (the address is the host's alone, reached through the tunnel), and for a shared
+ *   address OPTION_V4_PORTPARAMS (159, RFC 7618).
+ * - ACK to INFORM (§4.3.5): server id and mask, no `yiaddr`, no lease time, no T1/T2.
+ * - NAK: server id and a message (56), no lease time.
+ *
+ * @module
+ */
+import type { Lease } from "../lease/lease.ts";
+import { type Dhcp4Message, Dhcp4MessageType, Dhcp4Op, type Dhcp4Options } from "../wire/dhcp4.ts";
+import { Dhcp6MessageType, encodeDhcp4o6 } from "../wire/dhcp4o6.ts";
+
+/** An OFFER or ACK of `lease` for `seconds` (s), from `serverId`. */
+export function leaseReply(
+  query: Dhcp4Message,
+  type: Dhcp4MessageType,
+  lease: Lease,
+  seconds: number,
+  serverId: number,
+): Uint8Array {
+  return bootReply(query, lease.ipv4, {
+    messageType: type,
+    serverId,
+    leaseTime: seconds,
+    renewalTime: Math.floor(seconds / 2),
+    rebindingTime: Math.floor((seconds * 7) / 8),
+    subnetMask: 0xffffffff,
+    portParams: lease.portSet.psidLength > 0 ? lease.portSet : undefined,
+  });
+}
+
+/** The ACK to an INFORM: parameters only. */
+export function informReply(query: Dhcp4Message, serverId: number): Uint8Array {
+  return bootReply(query, 0, {
+    messageType: Dhcp4MessageType.ACK,
+    serverId,
+    subnetMask: 0xffffffff,
+  });
+}
+
+/** A NAK saying `message` (cut to 200 characters). */
+export function nakReply(query: Dhcp4Message, serverId: number, message: string): Uint8Array {
+  return bootReply(query, 0, {
+    messageType: Dhcp4MessageType.NAK,
+    serverId,
+    message: message.slice(0, 200) || "refused",
+  });
+}
+
+/** The DHCPV4-RESPONSE carrying the BOOTREPLY to `query` (RFC 2131 Table 3, RFC 6842). */
+export function bootReply(query: Dhcp4Message, yiaddr: number, options: Dhcp4Options): Uint8Array {
+  const type = options.messageType;
+  const zeroCiaddr = type === Dhcp4MessageType.OFFER || type === Dhcp4MessageType.NAK;
+  const clientId = query.options.clientId;
+  return encodeDhcp4o6({
+    type: Dhcp6MessageType.DHCPV4_RESPONSE,
+    flags: 0,
+    dhcp4: {
+      op: Dhcp4Op.BOOTREPLY,
+      htype: query.htype,
+      hops: 0,
+      xid: query.xid,
+      secs: 0,
+      flags: query.flags,
+      ciaddr: zeroCiaddr ? 0 : query.ciaddr,
+      yiaddr,
+      siaddr: 0,
+      giaddr: query.giaddr,
+      chaddr: query.chaddr,
+      options: clientId ? { ...options, clientId } : options,
+    },
+  });
+}

@@ -1,0 +1,135 @@
+/**
+ * `dstm server --dhcp4o6-identity` (lib/server/dhcp4o6_identity.ts), on the 4o6 handler with
+ * an engine in memory: the lease keyed by IPv6 address (`source`, the default) or, as ISC Kea
+ * does (RFC 2131 §4.2), by client identifier / chaddr, the lease then following its client to
+ * a new IPv6 address (RFC 8981 temporary addresses). Issue 11, item 10.
+ */
+import { describe, expect, test } from "bun:test";
+import { Logger } from "../lib/control/log.ts";
+import { Metrics } from "../lib/control/metrics.ts";
+import { parseIPv4 } from "../lib/net/addr.ts";
+import { Dhcp4o6Handler } from "../lib/server/dhcp4o6.ts";
+import type { Dhcp4o6IdentityMode } from "../lib/server/dhcp4o6_identity.ts";
+import { type Dhcp4Message, Dhcp4MessageType, type Dhcp4Options } from "../lib/wire/dhcp4.ts";
+import { decodeDhcp4o6, encodeDhcp4o6 } from "../lib/wire/dhcp4o6.ts";
+import { startEngine } from "./helpers/engine.ts";
+
+const SERVER_ID = parseIPv4("192.0.2.1")!;
+const A1 = "2001:db8:4::a1";
+const A2 = "2001:db8:4::a2"; // the same host, a new temporary address
+
+async function setup(identity?: Dhcp4o6IdentityMode) {
+  const { engine } = await startEngine([{ prefixes: ["198.51.100.0/29"], tep6: "2001:db8::1" }]);
+  const metrics = new Metrics();
+  const written: string[] = [];
+  const log = new Logger({ sink: (l) => written.push(l) });
+  /** Every log line so far (the logger writes on the next tick: flushed here). */
+  const lines = () => {
+    log.flush();
+    return written.join("").split("\n");
+  };
+  const handler = new Dhcp4o6Handler({
+    engine,
+    serverId: SERVER_ID,
+    log,
+    metrics,
+    identity,
+  });
+  const ask = async (
+    source: string,
+    client: number,
+    type: Dhcp4MessageType,
+    options: Partial<Dhcp4Options> = {},
+    ciaddr = 0,
+  ) => {
+    const chaddr = Uint8Array.of(2, 0, 0, 0, 0, client);
+    const m: Dhcp4Message = {
+      ...{ op: 1, htype: 1, hops: 0, xid: 0x1d000000 + client, secs: 0, flags: 0 },
+      ...{ ciaddr, yiaddr: 0, siaddr: 0, giaddr: 0, chaddr },
+      options: { messageType: type, clientId: Uint8Array.of(1, ...chaddr), ...options },
+    };
+    const raw = await handler.handle(encodeDhcp4o6({ type: 20, flags: 0, dhcp4: m }), source);
+    if (!raw) return null;
+    const r = decodeDhcp4o6(raw);
+    if (!r.ok) throw new Error(r.error.message);
+    return r.value.dhcp4;
+  };
+  /** DISCOVER + REQUEST: the ACK's address (0 for a NAK or no OFFER). */
+  const lease = async (source: string, client: number) => {
+    const offer = await ask(source, client, Dhcp4MessageType.DISCOVER);
+    if (!offer) return 0;
+    const ack = await ask(source, client, Dhcp4MessageType.REQUEST, {
+      requestedIp: offer.yiaddr,
+      serverId: SERVER_ID,
+    });
+    return ack?.options.messageType === Dhcp4MessageType.ACK ? ack.yiaddr : 0;
+  };
+  const count = (type: string, result: string) =>
+    metrics.get("dstm_dhcp4o6_messages_total", { type, result });
+  return { engine, ask, lease, count, lines };
+}
+
+describe("4o6 host identity", () => {
+  test("source (default): a new IPv6 address is a new host with a second lease; two clients behind one address share one", async () => {
+    const { engine, lease } = await setup();
+    const first = await lease(A1, 1);
+    const second = await lease(A2, 1);
+    expect(first).not.toBe(0);
+    expect(second).not.toBe(first);
+    expect(engine.leases({ state: "active" }).length).toBe(2);
+    expect(await lease(A1, 2)).toBe(first); // another client behind A1: A1's lease
+  });
+
+  test("client-id: the client's lease follows it to its new address (one lease, the binding moved), as Kea keys it", async () => {
+    const { engine, lease, ask, count, lines } = await setup("client-id");
+    const first = await lease(A1, 1);
+    expect(first).not.toBe(0);
+    // From A2 the client is offered its own lease, not a new one …
+    const offer = await ask(A2, 1, Dhcp4MessageType.DISCOVER);
+    expect(offer?.yiaddr).toBe(first);
+    // … and its REQUEST moves the lease to A2.
+    const ack = await ask(A2, 1, Dhcp4MessageType.REQUEST, {
+      requestedIp: first,
+      serverId: SERVER_ID,
+    });
+    expect(ack?.options.messageType).toBe(Dhcp4MessageType.ACK);
+    expect(ack?.yiaddr).toBe(first);
+    expect(engine.lookupHost(A1)).toBeUndefined();
+    expect(engine.lookupHost(A2)?.ipv4).toBe(first);
+    expect(engine.leases({ state: "active" }).length).toBe(1);
+    expect(count("request", "moved")).toBe(1);
+    expect(
+      lines().some((l) =>
+        / move protocol=dhcp4o6 ipv4=198\.51\.100\.1 host6=2001:db8:4::a1 /.test(l),
+      ),
+    ).toBe(true);
+    // Renewing from A2 (ciaddr) keeps it there.
+    const renew = await ask(A2, 1, Dhcp4MessageType.REQUEST, {}, first);
+    expect(renew?.options.messageType).toBe(Dhcp4MessageType.ACK);
+  });
+
+  test("client-id: a second client behind an address holding another client's lease gets no address, counted and logged", async () => {
+    const { engine, lease, ask, count, lines } = await setup("client-id");
+    const first = await lease(A1, 1);
+    expect(await ask(A1, 2, Dhcp4MessageType.DISCOVER)).toBeNull();
+    const nak = await ask(A1, 2, Dhcp4MessageType.REQUEST, { requestedIp: first });
+    expect(nak?.options.messageType).toBe(Dhcp4MessageType.NAK);
+    expect(count("discover", "identity-conflict")).toBe(1);
+    expect(count("request", "identity-conflict")).toBe(1);
+    expect(lines().some((l) => / WARN reject reason=identity-conflict /.test(l))).toBe(true);
+    expect(engine.lookupHost(A1)?.ipv4).toBe(first); // client 1's lease untouched
+  });
+
+  test("chaddr: the same with the hardware address, whatever the client identifier says", async () => {
+    const { engine, ask, lease } = await setup("chaddr");
+    const first = await lease(A1, 1);
+    const offer = await ask(A2, 1, Dhcp4MessageType.DISCOVER, { clientId: Uint8Array.of(0, 9) });
+    expect(offer?.yiaddr).toBe(first);
+    const ack = await ask(A2, 1, Dhcp4MessageType.REQUEST, {
+      requestedIp: first,
+      clientId: Uint8Array.of(0, 9),
+    });
+    expect(ack?.yiaddr).toBe(first);
+    expect(engine.lookupHost(A2)?.ipv4).toBe(first);
+  });
+});
