@@ -14,6 +14,7 @@ import { dstmCodec } from "../lib/wire/dstm.ts";
 import { MessageType } from "../lib/wire/dstm_types.ts";
 import {
   checkRoundTrip,
+  expectDecodeError,
   expectSaneDecode,
   mutatedBuffers,
   randomBuffers,
@@ -68,6 +69,12 @@ describe("test/helpers/codec.ts", () => {
     expect(() =>
       expectSaneDecode(u16Codec("decode"), Uint8Array.of(1, 2), new Set(), outcomes),
     ).toThrow();
+  });
+
+  test("expectDecodeError() wants that code, and fails on another code or a success", () => {
+    expectDecodeError(u16Codec(), Uint8Array.of(1), "truncated");
+    expect(() => expectDecodeError(u16Codec(), Uint8Array.of(1), "bad-offset")).toThrow();
+    expect(() => expectDecodeError(u16Codec(), Uint8Array.of(1, 2), "truncated")).toThrow();
   });
 
   test("the fuzz inputs are reproducible from the seed and follow the options", () => {

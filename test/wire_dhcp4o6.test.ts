@@ -30,6 +30,7 @@ import {
 } from "../lib/wire/dhcp4o6.ts";
 import {
   checkRoundTrip,
+  expectDecodeError,
   expectSaneDecode,
   mutatedBuffers,
   randomBuffers,
@@ -454,11 +455,8 @@ const MALFORMED_DHCP6: Case[] = [
 
 describe("decodeDhcp4o6() rejects malformed input", () => {
   for (const [name, bytes, code] of MALFORMED_ENVELOPE) {
-    test(`${name} → ${code}`, () => {
-      const result = decodeDhcp4o6(bytes, name === "negative offset" ? -1 : 0);
-      expect(result.ok ? "ok" : result.error.code).toBe(code);
-      if (!result.ok) expect(result.error.message).not.toContain("\n");
-    });
+    test(`${name} → ${code}`, () =>
+      expectDecodeError(ENVELOPE_CODEC, bytes, code, name === "negative offset" ? -1 : 0));
   }
 
   test("bad-dhcpv4-msg carries the DHCPv4 error", () => {
@@ -470,11 +468,8 @@ describe("decodeDhcp4o6() rejects malformed input", () => {
 
 describe("decodeDhcp6() rejects malformed input", () => {
   for (const [name, bytes, code] of MALFORMED_DHCP6) {
-    test(`${name} → ${code}`, () => {
-      const result = decodeDhcp6(bytes, name === "negative offset" ? -1 : 0);
-      expect(result.ok ? "ok" : result.error.code).toBe(code);
-      if (!result.ok) expect(result.error.message).not.toContain("\n");
-    });
+    test(`${name} → ${code}`, () =>
+      expectDecodeError(DHCP6_CODEC, bytes, code, name === "negative offset" ? -1 : 0));
   }
 
   test("together the two lists cover every error code", () => {

@@ -69,6 +69,24 @@ export function checkRoundTrip<T>(
 }
 
 /**
+ * Decodes `bytes` at `offset` and expects the failure `code` with a one-line, non-empty message
+ * (the table-driven "rejects malformed input" test of every codec).
+ */
+export function expectDecodeError(
+  codec: Pick<TestCodec<unknown>, "decode">,
+  bytes: Uint8Array,
+  code: string,
+  offset = 0,
+): void {
+  const result = codec.decode(bytes, offset);
+  expect(result.ok ? "ok" : result.error.code).toBe(code);
+  if (!result.ok) {
+    expect(result.error.message.length).toBeGreaterThan(0);
+    expect(result.error.message).not.toContain("\n");
+  }
+}
+
+/**
  * Decodes `bytes` and counts the outcome in `outcomes` ("ok" or the error code). A failure
  * must carry one of `codes`; a success must re-encode to bytes that decode to the same value.
  * Throws on anything else, and whatever `decode` itself throws propagates: the fuzz tests
