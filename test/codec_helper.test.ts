@@ -35,7 +35,8 @@ function u16Codec(fault?: "length" | "spill" | "decode" | "offset"): TestCodec<n
       return out.subarray(offset, offset + 2);
     },
     decode(buf, offset = 0): Decoded<number> {
-      if (buf.length - offset < 2) return { ok: false, error: { code: "truncated", message: "" } };
+      if (buf.length - offset < 2)
+        return { ok: false, error: { code: "truncated", message: "2 bytes needed" } };
       const value = ((buf[offset]! << 8) | buf[offset + 1]!) + (fault === "decode" ? 1 : 0);
       return { ok: true, value, offset: offset + (fault === "offset" ? 1 : 2) };
     },
