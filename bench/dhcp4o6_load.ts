@@ -25,13 +25,9 @@ import { parseArgs } from "node:util";
 import { parseIPv6 } from "../lib/net/addr.ts";
 import { Errno } from "../lib/sys/libc.ts";
 import { Udp6MultiSource } from "../lib/sys/udp6_multisource.ts";
-import { DHCP4_HTYPE_ETHERNET, type Dhcp4Message, Dhcp4MessageType } from "../lib/wire/dhcp4.ts";
-import {
-  DHCP6_CLIENT_PORT,
-  DHCP6_SERVER_PORT,
-  Dhcp6MessageType,
-  encodeDhcp4o6,
-} from "../lib/wire/dhcp4o6.ts";
+import { Dhcp4MessageType } from "../lib/wire/dhcp4.ts";
+import { DHCP6_CLIENT_PORT, DHCP6_SERVER_PORT, Dhcp6MessageType } from "../lib/wire/dhcp4o6.ts";
+import { dhcp4Message, dhcp4o6Query } from "../test/helpers/dhcp4.ts";
 
 /** Option 55 of dstm's 4o6 client: mask, routers, DNS, lease time, server id, T1, T2, 159. */
 const PARAMETER_REQUEST_LIST = [1, 3, 6, 51, 54, 58, 59, 159];
@@ -88,26 +84,16 @@ interface _Template {
 
 function _template(type: Dhcp4MessageType): _Template {
   const chaddr = new Uint8Array(6);
-  const dhcp4: Dhcp4Message = {
-    op: 1,
-    htype: DHCP4_HTYPE_ETHERNET,
-    hops: 0,
-    xid: 0,
-    secs: 0,
-    flags: 0,
-    ciaddr: 0,
-    yiaddr: 0,
-    siaddr: 0,
-    giaddr: 0,
-    chaddr,
-    options: {
-      messageType: type,
+  const dhcp4 = dhcp4Message(
+    type,
+    {
       clientId: Uint8Array.of(1, ...chaddr),
       parameterRequestList: PARAMETER_REQUEST_LIST,
       ...(type === Dhcp4MessageType.REQUEST ? { requestedIp: 1, serverId: 1 } : {}),
     },
-  };
-  const bytes = encodeDhcp4o6({ type: Dhcp6MessageType.DHCPV4_QUERY, flags: 0, dhcp4 });
+    { xid: 0, chaddr },
+  );
+  const bytes = dhcp4o6Query(dhcp4);
   const at = _option6(bytes, bytes.length, 87);
   if (at < 0) throw new Error("template without OPTION_DHCPV4_MSG");
   return {

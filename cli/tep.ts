@@ -3,7 +3,6 @@
  *
  * @module
  */
-import { readFileSync } from "node:fs";
 import { Command, Option } from "@commander-js/extra-typings";
 import { TEP_SCHEMA } from "../lib/config/tep_schema.ts";
 import type { LogFormat, Logger, LogLevel } from "../lib/control/log.ts";
@@ -17,9 +16,8 @@ import {
   BindingFileError,
   bindingTableSize,
   DEFAULT_MAX_BINDINGS,
-  parseBindingFile,
-  parseBindingFlag,
-  StaticBindings,
+  loadStaticBindings,
+  type StaticBindings,
 } from "../lib/tep/binding_file.ts";
 import { type TepConfig, TepNode } from "../lib/tep/node.ts";
 import { MAX_BINDINGS } from "../lib/tunnel/binding.ts";
@@ -171,7 +169,7 @@ function resolveTep(flags: TepFlags, log: Logger): TepConfig {
     return n;
   };
   const started = performance.now();
-  const statics = loadStaticBindings(flags.binding ?? [], flags.bindingFile ?? []);
+  const statics = loadStatics(flags.binding ?? [], flags.bindingFile ?? []);
   if (flags.bindingFile)
     log.info("binding-file", {
       files: flags.bindingFile.join(","),
@@ -227,29 +225,12 @@ function resolveTep(flags: TepFlags, log: Logger): TepConfig {
   };
 }
 
-/** The `--binding` flags, then every `--binding-file`, checked as one table. */
-function loadStaticBindings(flags: readonly string[], files: readonly string[]): StaticBindings {
-  const statics = new StaticBindings();
+/** The `--binding` flags, then every `--binding-file` (lib/tep), a bad one a UsageError. */
+function loadStatics(flags: readonly string[], files: readonly string[]): StaticBindings {
   try {
-    flags.forEach((text, i) => {
-      const binding = parseBindingFlag(text);
-      if (!binding) throw new UsageError(`--binding: "${text}" is not IPV4=IPV6`);
-      statics.add(binding, "--binding", i + 1);
-    });
-    for (const file of files) {
-      let text: string;
-      try {
-        text = readFileSync(file, "utf8");
-      } catch (error) {
-        throw new UsageError(
-          `--binding-file: cannot read ${file}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`,
-        );
-      }
-      parseBindingFile(text, file, statics);
-    }
+    return loadStaticBindings(flags, files);
   } catch (error) {
     if (error instanceof BindingFileError) throw new UsageError(error.message);
     throw error;
   }
-  return statics;
 }

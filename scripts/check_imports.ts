@@ -49,12 +49,6 @@ const PACKAGES: Readonly<Record<string, readonly string[]>> = {
  * global). Each is a known violation, issue 10, to be moved; do not add to this list.
  */
 export const KNOWN_VIOLATIONS: readonly { from: string; to: string; why: string }[] = [
-  // known violation, issue 10, to be moved: leaseKey is a binding key, not a lease-store matter.
-  { from: "lib/tep/control.ts", to: "lib/lease/lease.ts", why: "leaseKey" },
-  // known violation, issue 10, to be moved: process spawning and sleeps belong in lib/sys.
-  { from: "lib/lab/demo.ts", to: "Bun.*", why: "Bun.sleep" },
-  { from: "lib/lab/lab.ts", to: "Bun.*", why: "Bun.spawnSync" },
-  { from: "lib/lab/services.ts", to: "Bun.*", why: "Bun.spawn, Bun.sleep, Bun.which" },
 ];
 
 /** Where runtime-specific modules may be imported (relative paths' prefixes). */

@@ -9,13 +9,9 @@ import { Logger } from "../lib/control/log.ts";
 import { Metrics } from "../lib/control/metrics.ts";
 import { parseIPv4 } from "../lib/net/addr.ts";
 import { Dhcp4o6Handler } from "../lib/server/dhcp4o6.ts";
-import {
-  type Dhcp4Message,
-  Dhcp4MessageType,
-  Dhcp4Op,
-  type Dhcp4Options,
-} from "../lib/wire/dhcp4.ts";
-import { Dhcp6MessageType, decodeDhcp4o6, encodeDhcp4o6 } from "../lib/wire/dhcp4o6.ts";
+import { Dhcp4MessageType, type Dhcp4Options } from "../lib/wire/dhcp4.ts";
+import { decodeDhcp4o6 } from "../lib/wire/dhcp4o6.ts";
+import { dhcp4Message, dhcp4o6Query } from "./helpers/dhcp4.ts";
 import { startEngine } from "./helpers/engine.ts";
 
 const US = parseIPv4("192.0.2.1")!;
@@ -23,21 +19,8 @@ const THEM = parseIPv4("192.0.2.99")!;
 const HOST = "2001:db8:5::1";
 
 function query(type: Dhcp4MessageType, options: Partial<Dhcp4Options> = {}): Uint8Array {
-  const dhcp4: Dhcp4Message = {
-    op: Dhcp4Op.BOOTREQUEST,
-    htype: 1,
-    hops: 0,
-    xid: 0x0badcafe,
-    secs: 0,
-    flags: 0,
-    ciaddr: 0,
-    yiaddr: 0,
-    siaddr: 0,
-    giaddr: 0,
-    chaddr: Uint8Array.from([0x02, 0, 0, 0, 0, 0x05]),
-    options: { messageType: type, ...options },
-  };
-  return encodeDhcp4o6({ type: Dhcp6MessageType.DHCPV4_QUERY, flags: 0, dhcp4 });
+  const chaddr = Uint8Array.from([0x02, 0, 0, 0, 0, 0x05]);
+  return dhcp4o6Query(dhcp4Message(type, options, { xid: 0x0badcafe, chaddr }));
 }
 
 async function setup() {

@@ -1,5 +1,7 @@
 import { describe, expect, test } from "bun:test";
+import { leaseKey } from "../lib/lease/lease.ts";
 import {
+  bindingKey,
   formatPortSet,
   parsePortSet,
   portInSet,
@@ -107,5 +109,24 @@ describe("RFC 7597 §5.1 port sets", () => {
     expect(parsePortSet("6/6/64")).toBeNull();
     expect(parsePortSet("6/6")).toBeNull();
     expect(parsePortSet("x")).toBeNull();
+  });
+});
+
+describe("bindingKey()", () => {
+  test("one key per (IPv4, PSID), the lease store's key (the TEP and the server agree)", () => {
+    const pairs: [number, number][] = [
+      [0xc6336409, 0],
+      [0xc6336409, 17],
+      [0xc6336409, 0xffff],
+      [0xc633640a, 0],
+      [0xffffffff, 0xffff],
+    ];
+    const keys = pairs.map(([ipv4, psid]) => bindingKey(ipv4, psid));
+    expect(new Set(keys).size).toBe(pairs.length);
+    for (const [i, [ipv4, psid]] of pairs.entries()) {
+      expect(keys[i]).toBe(leaseKey(ipv4, psid));
+      expect(Math.floor(keys[i]! / 65536)).toBe(ipv4);
+      expect(keys[i]! % 65536).toBe(psid);
+    }
   });
 });

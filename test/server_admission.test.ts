@@ -9,15 +9,11 @@ import { Logger } from "../lib/control/log.ts";
 import { parseIPv4 } from "../lib/net/addr.ts";
 import { DstmServer, type ServerConfig } from "../lib/server/server.ts";
 import { bindUdp } from "../lib/sys/udp.ts";
-import {
-  type Dhcp4Message,
-  Dhcp4MessageType,
-  Dhcp4Op,
-  type Dhcp4Options,
-} from "../lib/wire/dhcp4.ts";
-import { Dhcp6MessageType, decodeDhcp4o6, encodeDhcp4o6 } from "../lib/wire/dhcp4o6.ts";
+import { type Dhcp4Message, Dhcp4MessageType, type Dhcp4Options } from "../lib/wire/dhcp4.ts";
+import { decodeDhcp4o6 } from "../lib/wire/dhcp4o6.ts";
 import { encodeMessage } from "../lib/wire/dstm.ts";
 import { MessageType, Status } from "../lib/wire/dstm_types.ts";
+import { dhcp4Message, dhcp4o6Query } from "./helpers/dhcp4.ts";
 import { runDstm, spawnDstm } from "./helpers/process.ts";
 
 const SERVER_ID = parseIPv4("192.0.2.1")!;
@@ -59,23 +55,10 @@ async function ask4o6(
   const ep = await bindUdp("::1", 0, (data) => {
     answer = data;
   });
-  const dhcp4: Dhcp4Message = {
-    op: Dhcp4Op.BOOTREQUEST,
-    htype: 1,
-    hops: 0,
-    xid: 0x5151,
-    secs: 0,
-    flags: 0,
-    ciaddr: 0,
-    yiaddr: 0,
-    siaddr: 0,
-    giaddr: 0,
-    // Any chaddr: the host is the query's source (RFC 7341 §7).
-    chaddr: Uint8Array.from([0x02, 0xba, 0xd0, 0, 0, 1]),
-    ...fields,
-    options: { messageType: type, ...options },
-  };
-  ep.send(encodeDhcp4o6({ type: Dhcp6MessageType.DHCPV4_QUERY, flags: 0, dhcp4 }), "::1", port);
+  // Any chaddr: the host is the query's source (RFC 7341 §7).
+  const chaddr = Uint8Array.from([0x02, 0xba, 0xd0, 0, 0, 1]);
+  const dhcp4 = dhcp4Message(type, options, { xid: 0x5151, chaddr, ...fields });
+  ep.send(dhcp4o6Query(dhcp4), "::1", port);
   for (let i = 0; i < 30 && !answer; i++) await Bun.sleep(10);
   ep.close();
   if (!answer) return null;

@@ -17,6 +17,7 @@ import {
   encodeDhcp4o6,
   encodeDhcp6,
 } from "../lib/wire/dhcp4o6.ts";
+import { dhcp4Message } from "./helpers/dhcp4.ts";
 import { waitUntil } from "./helpers/wait.ts";
 
 const SERVER_ID = parseIPv4("192.0.2.1")!;
@@ -92,21 +93,7 @@ function query(
   fields: Partial<Dhcp4Message> = {},
   options: Partial<Dhcp4Options> = {},
 ): Dhcp4Message {
-  return {
-    op: Dhcp4Op.BOOTREQUEST,
-    htype: 1,
-    hops: 0,
-    xid: 0x1234abcd,
-    secs: 0,
-    flags: 0,
-    ciaddr: 0,
-    yiaddr: 0,
-    siaddr: 0,
-    giaddr: 0,
-    chaddr: CHADDR,
-    ...fields,
-    options: { messageType: type, ...options },
-  };
+  return dhcp4Message(type, options, { xid: 0x1234abcd, chaddr: CHADDR, ...fields });
 }
 
 describe("dstm server --dhcp4o6", () => {

@@ -10,8 +10,9 @@ import { Metrics } from "../lib/control/metrics.ts";
 import { parseIPv4 } from "../lib/net/addr.ts";
 import { Dhcp4o6Handler } from "../lib/server/dhcp4o6.ts";
 import type { Dhcp4o6IdentityMode } from "../lib/server/dhcp4o6_identity.ts";
-import { type Dhcp4Message, Dhcp4MessageType, type Dhcp4Options } from "../lib/wire/dhcp4.ts";
+import { Dhcp4MessageType, type Dhcp4Options } from "../lib/wire/dhcp4.ts";
 import { decodeDhcp4o6, encodeDhcp4o6 } from "../lib/wire/dhcp4o6.ts";
+import { dhcp4Message } from "./helpers/dhcp4.ts";
 import { startEngine } from "./helpers/engine.ts";
 
 const SERVER_ID = parseIPv4("192.0.2.1")!;
@@ -43,11 +44,11 @@ async function setup(identity?: Dhcp4o6IdentityMode) {
     ciaddr = 0,
   ) => {
     const chaddr = Uint8Array.of(2, 0, 0, 0, 0, client);
-    const m: Dhcp4Message = {
-      ...{ op: 1, htype: 1, hops: 0, xid: 0x1d000000 + client, secs: 0, flags: 0 },
-      ...{ ciaddr, yiaddr: 0, siaddr: 0, giaddr: 0, chaddr },
-      options: { messageType: type, clientId: Uint8Array.of(1, ...chaddr), ...options },
-    };
+    const m = dhcp4Message(
+      type,
+      { clientId: Uint8Array.of(1, ...chaddr), ...options },
+      { xid: 0x1d000000 + client, ciaddr, chaddr },
+    );
     const raw = await handler.handle(encodeDhcp4o6({ type: 20, flags: 0, dhcp4: m }), source);
     if (!raw) return null;
     const r = decodeDhcp4o6(raw);

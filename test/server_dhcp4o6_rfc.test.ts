@@ -10,12 +10,7 @@ import { Logger } from "../lib/control/log.ts";
 import { formatIPv4, parseIPv4 } from "../lib/net/addr.ts";
 import { DstmServer, type ServerConfig } from "../lib/server/server.ts";
 import { bindUdp } from "../lib/sys/udp.ts";
-import {
-  type Dhcp4Message,
-  Dhcp4MessageType,
-  Dhcp4Op,
-  type Dhcp4Options,
-} from "../lib/wire/dhcp4.ts";
+import { type Dhcp4Message, Dhcp4MessageType, type Dhcp4Options } from "../lib/wire/dhcp4.ts";
 import {
   type Dhcp4o6Message,
   Dhcp6MessageType,
@@ -24,6 +19,7 @@ import {
   encodeDhcp6,
 } from "../lib/wire/dhcp4o6.ts";
 import { type Dhcp6RelayMessage, encodeDhcp6Relay, unwrapRelays } from "../lib/wire/dhcp6_relay.ts";
+import { dhcp4Message } from "./helpers/dhcp4.ts";
 import { waitUntil } from "./helpers/wait.ts";
 
 const SERVER_ID = parseIPv4("192.0.2.1")!;
@@ -53,21 +49,7 @@ function query(
   fields: Partial<Dhcp4Message> = {},
   options: Partial<Dhcp4Options> = {},
 ): Dhcp4Message {
-  return {
-    op: Dhcp4Op.BOOTREQUEST,
-    htype: 1,
-    hops: 0,
-    xid: 0x5eed0000 + type,
-    secs: 0,
-    flags: 0,
-    ciaddr: 0,
-    yiaddr: 0,
-    siaddr: 0,
-    giaddr: 0,
-    chaddr: CHADDR,
-    ...fields,
-    options: { messageType: type, ...options },
-  };
+  return dhcp4Message(type, options, { xid: 0x5eed0000 + type, chaddr: CHADDR, ...fields });
 }
 
 const envelope = (dhcp4: Dhcp4Message) =>

@@ -7,6 +7,7 @@ import {
   BindingFileError,
   bindingTableSize,
   DEFAULT_MAX_BINDINGS,
+  loadStaticBindings,
   parseBindingFile,
   parseBindingFlag,
   parseBindingLine,
@@ -187,6 +188,45 @@ describe("bindingTableSize()", () => {
     expect(bindingTableSize(262_144, 1 << 19)).toEqual({ size: 1 << 19 });
     expect(bindingTableSize(10, 5)).toBe(
       "--max-bindings 5 is less than the 10 static bindings; raise it or leave it out",
+    );
+  });
+});
+
+describe("loadStaticBindings()", () => {
+  const dir = mkdtempSync(join(tmpdir(), "dstm-load-"));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+  const thrown = (load: () => unknown): string => {
+    try {
+      load();
+    } catch (error) {
+      expect(error).toBeInstanceOf(BindingFileError);
+      return (error as Error).message;
+    }
+    throw new Error("loaded without an error");
+  };
+
+  test("loads the --binding flags first, then each file, as one table", () => {
+    const file = join(dir, "two.txt");
+    writeFileSync(file, "198.51.100.10 2001:db8:1::a0 6/2/0\n198.51.100.10 2001:db8:1::a1 6/2/1\n");
+    const statics = loadStaticBindings(["198.51.100.9=2001:db8:1::99"], [file]);
+    expect(statics.bindings.map((b) => [b.host6, b.portSet.psid])).toEqual([
+      ["2001:db8:1::99", 0],
+      ["2001:db8:1::a0", 0],
+      ["2001:db8:1::a1", 1],
+    ]);
+  });
+
+  test("a bad flag, a clash between flag and file, an unreadable file: BindingFileError", () => {
+    expect(thrown(() => loadStaticBindings(["198.51.100.9"], []))).toBe(
+      '--binding: "198.51.100.9" is not IPV4=IPV6',
+    );
+    const file = join(dir, "clash.txt");
+    writeFileSync(file, "198.51.100.9 2001:db8:1::98\n");
+    expect(thrown(() => loadStaticBindings(["198.51.100.9=2001:db8:1::99"], [file]))).toBe(
+      `${file}:1: 198.51.100.9 is already bound at --binding #1`,
+    );
+    expect(thrown(() => loadStaticBindings([], [join(dir, "none.txt")]))).toMatch(
+      /^--binding-file: cannot read .*none\.txt: ENOENT$/,
     );
   });
 });

@@ -11,10 +11,11 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { formatIPv4, parseIPv4 } from "../lib/net/addr.ts";
 import { signMessage } from "../lib/wire/auth.ts";
-import { type Dhcp4Message, Dhcp4MessageType, Dhcp4Op } from "../lib/wire/dhcp4.ts";
+import { type Dhcp4Message, Dhcp4MessageType, type Dhcp4Options } from "../lib/wire/dhcp4.ts";
 import { DHCP4O6_FLAG_UNICAST, encodeDhcp4o6, encodeDhcp6 } from "../lib/wire/dhcp4o6.ts";
 import { decodeMessage, encodeMessage } from "../lib/wire/dstm.ts";
 import { type DstmMessage, MessageType, Status } from "../lib/wire/dstm_types.ts";
+import { dhcp4Message } from "./helpers/dhcp4.ts";
 import { malformedCases } from "./helpers/dstm_malformed.ts";
 import { toHex } from "./helpers/packets.ts";
 import { tshark, tsharkFields, udp6Packet, writeCapture } from "./helpers/tshark.ts";
@@ -259,27 +260,14 @@ function withExtensions(): Uint8Array {
 
 function dhcp4(type: Dhcp4MessageType, yiaddr = 0): Dhcp4Message {
   const reply = type === Dhcp4MessageType.OFFER || type === Dhcp4MessageType.ACK;
-  return {
-    op: reply ? Dhcp4Op.BOOTREPLY : Dhcp4Op.BOOTREQUEST,
-    htype: 1,
-    hops: 0,
-    xid: 0x3903f326,
-    secs: 0,
-    flags: 0,
-    ciaddr: 0,
-    yiaddr,
-    siaddr: 0,
-    giaddr: 0,
-    chaddr: Uint8Array.of(2, 0, 0x5e, 0x10, 0, 1),
-    options: reply
-      ? {
-          messageType: type,
-          leaseTime: 600,
-          serverId: ip("192.0.2.1"),
-          portParams: { offset: 6, psidLength: 2, psid: 1 },
-        }
-      : { messageType: type, parameterRequestList: [1, 3, 51, 54, 159] },
-  };
+  const options: Partial<Dhcp4Options> = reply
+    ? {
+        leaseTime: 600,
+        serverId: ip("192.0.2.1"),
+        portParams: { offset: 6, psidLength: 2, psid: 1 },
+      }
+    : { parameterRequestList: [1, 3, 51, 54, 159] };
+  return dhcp4Message(type, options, { yiaddr });
 }
 
 describe.skipIf(skip !== null)("Wireshark dissector contrib/wireshark/dstm.lua", () => {

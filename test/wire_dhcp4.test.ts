@@ -18,6 +18,14 @@ import {
   dhcp4OptionCodecs,
   encodeDhcp4,
 } from "../lib/wire/dhcp4.ts";
+import {
+  checkRoundTrip,
+  expectDecodeError,
+  expectSaneDecode,
+  mutatedBuffers,
+  randomBuffers,
+} from "./helpers/codec.ts";
+import { dhcp4Message } from "./helpers/dhcp4.ts";
 import { prng } from "./helpers/fuzz.ts";
 
 const ip = (text: string) => parseIPv4(text) as number;
@@ -27,26 +35,8 @@ const SERVER = ip("192.0.2.1");
 const LEASED = ip("192.0.2.10");
 const PORTS: PortSetValue = { offset: 6, psidLength: 6, psid: 17 };
 
-/** A message with every header field zero except those given. */
-function message(type: Dhcp4MessageType, options: Partial<Dhcp4Options> = {}, header = {}) {
-  const reply = type === 2 || type === 5 || type === 6;
-  const msg: Dhcp4Message = {
-    op: reply ? Dhcp4Op.BOOTREPLY : Dhcp4Op.BOOTREQUEST,
-    htype: 1,
-    hops: 0,
-    xid: 0x3903f326,
-    secs: 0,
-    flags: 0,
-    ciaddr: 0,
-    yiaddr: 0,
-    siaddr: 0,
-    giaddr: 0,
-    chaddr: MAC,
-    ...header,
-    options: { messageType: type, ...options },
-  };
-  return msg;
-}
+/** A message with every header field zero except those given (test/helpers/dhcp4.ts). */
+const message = dhcp4Message;
 
 const LEASE_OPTIONS: Partial<Dhcp4Options> = {
   subnetMask: ip("255.255.255.0"),
@@ -148,47 +138,26 @@ const FIXTURES: Record<string, Dhcp4Message> = {
   }),
 };
 
-/** Like dns-packet's helper: round trip, re-encode, length, and encoding inside a larger buffer. */
-function checkCodec(msg: Dhcp4Message): void {
-  const bytes = encodeDhcp4(msg);
-  expect(bytes.length).toBe(dhcp4EncodingLength(msg));
-  const decoded = decodeDhcp4(bytes);
-  if (!decoded.ok) throw new Error(`${decoded.error.code}: ${decoded.error.message}`);
-  expect(decoded.value).toEqual(msg);
-  expect(decoded.offset).toBe(bytes.length);
-  expect(encodeDhcp4(decoded.value)).toEqual(bytes);
+const DHCP4_CODEC = {
+  encode: encodeDhcp4,
+  decode: decodeDhcp4,
+  encodingLength: dhcp4EncodingLength,
+};
 
-  const before = 37;
-  const after = 23;
-  const big = new Uint8Array(before + bytes.length + after).fill(0xa5);
-  const written = encodeDhcp4(msg, big, before);
-  expect(written).toEqual(bytes);
-  expect(written.buffer).toBe(big.buffer);
-  expect(big.subarray(0, before).every((b) => b === 0xa5)).toBe(true);
-  expect(big.subarray(before + bytes.length).every((b) => b === 0xa5)).toBe(true);
-  const inner = decodeDhcp4(big, before, bytes.length);
-  if (!inner.ok) throw new Error(inner.error.message);
-  expect(inner.value).toEqual(msg);
-  expect(inner.offset).toBe(before + bytes.length);
+/** dns-packet's one encoder test (test/helpers/codec.ts), and the DHCPv4 length rule. */
+function checkCodec(msg: Dhcp4Message): void {
+  checkRoundTrip(DHCP4_CODEC, msg, { passLength: true });
   // Without a length the message runs to the end of the buffer; bytes after the end option
   // are padding and are not read.
-  const rest = decodeDhcp4(big, before);
+  const big = new Uint8Array(37 + dhcp4EncodingLength(msg) + 23).fill(0xa5);
+  encodeDhcp4(msg, big, 37);
+  const rest = decodeDhcp4(big, 37);
   expect(rest.ok && rest.value).toEqual(msg);
 }
 
 /** The same for one option codec (value bytes only). */
 function checkOptionCodec<T>(codec: Dhcp4OptionCodec<T>, value: T): void {
-  const bytes = codec.encode(value);
-  expect(bytes.length).toBe(codec.encodingLength(value));
-  const decoded = codec.decode(bytes);
-  if (!decoded.ok) throw new Error(decoded.error.message);
-  expect(decoded.value).toEqual(value);
-  expect(decoded.offset).toBe(bytes.length);
-  const big = new Uint8Array(bytes.length + 10).fill(0xee);
-  expect(codec.encode(value, big, 5)).toEqual(bytes);
-  const inner = codec.decode(big, 5, bytes.length);
-  expect(inner.ok && inner.value).toEqual(value);
-  expect(inner.ok && inner.offset).toBe(5 + bytes.length);
+  checkRoundTrip(codec, value, { passLength: true, before: 5, after: 5 });
 }
 
 describe("DHCPv4 codec round trip", () => {
@@ -437,14 +406,8 @@ const MALFORMED: [string, Uint8Array, Dhcp4DecodeErrorCode][] = [
 
 describe("decodeDhcp4() rejects malformed input", () => {
   for (const [name, bytes, code] of MALFORMED) {
-    test(`${name} → ${code}`, () => {
-      const result = decodeDhcp4(bytes, name === "negative offset" ? -1 : 0);
-      expect(result.ok ? "ok" : result.error.code).toBe(code);
-      if (!result.ok) {
-        expect(result.error.message.length).toBeGreaterThan(0);
-        expect(result.error.message).not.toContain("\n");
-      }
-    });
+    test(`${name} → ${code}`, () =>
+      expectDecodeError(DHCP4_CODEC, bytes, code, name === "negative offset" ? -1 : 0));
   }
 
   test("covers every error code", () => {
@@ -600,32 +563,17 @@ describe("encodeDhcp4() refuses what cannot be decoded", () => {
 
 const KNOWN_CODES = new Set<string>(DHCP4_DECODE_ERROR_CODES);
 
-function expectSaneDecode(bytes: Uint8Array, outcomes: Map<string, number>): void {
-  const result = decodeDhcp4(bytes);
-  const key = result.ok ? "ok" : result.error.code;
-  outcomes.set(key, (outcomes.get(key) ?? 0) + 1);
-  if (!result.ok) {
-    if (!KNOWN_CODES.has(result.error.code)) throw new Error(`unknown code ${result.error.code}`);
-    return;
-  }
-  // Whatever decodes must re-encode to something that decodes to the same value.
-  const again = decodeDhcp4(encodeDhcp4(result.value));
-  if (!again.ok) throw new Error(`re-encoded message fails: ${again.error.message}`);
-  expect(again.value).toEqual(result.value);
-}
-
 describe("fuzz", () => {
   test("20,000 random buffers never make decodeDhcp4 throw", () => {
     const random = prng(0xd4c9);
     const outcomes = new Map<string, number>();
     const typed = [1, 3, 6, 12, 50, 51, 53, 54, 55, 56, 58, 59, 61, 159];
-    for (let i = 0; i < 20_000; i++) {
-      const structured = i % 2 === 0;
-      const bytes = new Uint8Array(
-        structured ? 240 + Math.floor(random() * 200) : Math.floor(random() * 420),
-      );
-      for (let j = 0; j < bytes.length; j++) bytes[j] = Math.floor(random() * 256);
-      if (structured) {
+    const buffers = randomBuffers(
+      random,
+      20_000,
+      (i) => (i % 2 === 0 ? 240 + Math.floor(random() * 200) : Math.floor(random() * 420)),
+      (bytes, i) => {
+        if (i % 2 !== 0) return;
         // half get a plausible header and well-formed typed options, so that the option
         // values, not only the option framing, meet random bytes
         const type = 1 + Math.floor(random() * 9);
@@ -640,37 +588,23 @@ describe("fuzz", () => {
           p += 2 + len;
         }
         if (p < bytes.length && random() < 0.8) bytes[p] = 255;
-      }
-      expectSaneDecode(bytes, outcomes);
-    }
+      },
+    );
+    for (const bytes of buffers) expectSaneDecode(DHCP4_CODEC, bytes, KNOWN_CODES, outcomes);
     expect(outcomes.get("ok")).toBeGreaterThan(0);
     expect(outcomes.size).toBeGreaterThan(8);
   });
 
   test("20,000 mutations and truncations of valid messages never make decodeDhcp4 throw", () => {
-    const random = prng(0xbeef);
     const valid = Object.values(FIXTURES).map((m) => encodeDhcp4(m));
     valid.push(overloaded(3, [...opt(12, [0x61]), 255], [...opt(61, [1, 2])]));
     const outcomes = new Map<string, number>();
-    for (let i = 0; i < 20_000; i++) {
-      const original = valid[i % valid.length] as Uint8Array;
-      let bytes: Uint8Array;
-      if (i % 4 === 3) {
-        bytes = original.subarray(0, Math.floor(random() * original.length));
-      } else {
-        bytes = original.slice();
-        const hits = 1 + Math.floor(random() * 3);
-        for (let h = 0; h < hits; h++) {
-          // aim half the mutations at the options, where the structure is
-          const at =
-            random() < 0.5
-              ? Math.floor(random() * bytes.length)
-              : 236 + Math.floor(random() * (bytes.length - 236));
-          bytes[at] = Math.floor(random() * 256);
-        }
-      }
-      expectSaneDecode(bytes, outcomes);
-    }
+    // aim half the mutations at the options, where the structure is
+    const mutations = mutatedBuffers(prng(0xbeef), 20_000, valid, {
+      maxHits: 3,
+      focus: { from: 236, share: 0.5 },
+    });
+    for (const [bytes] of mutations) expectSaneDecode(DHCP4_CODEC, bytes, KNOWN_CODES, outcomes);
     expect(outcomes.get("ok")).toBeGreaterThan(0);
     expect(outcomes.size).toBeGreaterThan(9);
   });

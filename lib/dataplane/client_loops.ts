@@ -11,6 +11,7 @@
  * @module
  */
 import { IPv4Problem, validateIPv4 } from "../net/ipv4.ts";
+import { Errno } from "../sys/libc.ts";
 import type { Raw6Socket } from "../sys/raw6.ts";
 import type { TunDevice } from "../sys/tun_linux.ts";
 import type { WorkerContext } from "../sys/worker.ts";
@@ -23,7 +24,8 @@ import { PathMtuTable } from "../tunnel/pmtu.ts";
 import type { ForwarderInit, ForwarderStats } from "./forwarder.ts";
 import { nowSeconds, TunnelErrors } from "./tunnel_errors.ts";
 
-const EBADF = -9;
+/** What a read returns once the device was closed (stop): −EBADF. */
+const EBADF = -Errno.EBADF;
 /** On-demand: packets held while the first lease is being obtained (a TCP SYN or a DNS query or two). */
 const QUEUE_PACKETS = 64;
 const QUEUE_PACKET_BYTES = 2048;

@@ -9,6 +9,7 @@
 import { ipv4Destination } from "../net/ipv4.ts";
 import { tcpSegmentCount, writeTcpSegment } from "../net/tcp_segment.ts";
 import { pinThisThread } from "../sys/affinity.ts";
+import { Errno } from "../sys/libc.ts";
 import { Raw4Socket } from "../sys/raw4.ts";
 import { Raw6Socket, routePathMtu } from "../sys/raw6.ts";
 import { Raw6Batch } from "../sys/raw6_batch.ts";
@@ -27,7 +28,8 @@ import { nowSeconds, TunnelErrors } from "./tunnel_errors.ts";
 
 /** Large enough for any IPv4 packet (the kernel reassembles before a raw socket sees it). */
 const BUFFER_SIZE = 65536;
-const EBADF = -9;
+/** What a read returns once the device was closed (stop): −EBADF. */
+const EBADF = -Errno.EBADF;
 
 runWorker<ForwarderInit, ForwarderStats>((init, ctx) => {
   if (init.cpu !== undefined && init.cpu >= 0) pinThisThread(init.cpu);

@@ -10,6 +10,7 @@
 import { createHash } from "node:crypto";
 import { existsSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
+import { sleep } from "../sys/process.ts";
 import type { Lab } from "./lab.ts";
 import { BIG_FILE, dstmArgv, FTP_FILE, WEB_PAGE } from "./services.ts";
 import { LAB } from "./topology.ts";
@@ -121,7 +122,7 @@ export const DEMO_STEPS: readonly DemoStep[] = [
       try {
         let r = { code: 1, text: "" };
         for (let i = 0; i < 40 && r.code !== 0; i++) {
-          await Bun.sleep(100);
+          await sleep(100);
           r = sh(lab, "web", ["curl", "-sS", "--max-time", "5", `http://${a4}:8080/`]);
         }
         return { ok: r.code === 0 && r.text.includes(WEB_PAGE.trim()), output: r.text };

@@ -8,6 +8,7 @@
  */
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { netnsPids } from "../sys/netns.ts";
 import {
   alive,
   LabError,
@@ -130,11 +131,7 @@ export class Lab {
     }
     // Anything still running inside the namespaces (a crash left it, or it was never recorded).
     for (const ns of labNamespaces(name)) {
-      const out = Bun.spawnSync(["ip", "netns", "pids", ns], {
-        stdout: "pipe",
-        stderr: "ignore",
-      }).stdout.toString();
-      for (const pid of out.split(/\s+/).filter(Boolean).map(Number)) {
+      for (const pid of netnsPids(ns)) {
         await stopPid(pid, 2000);
         processes++;
       }

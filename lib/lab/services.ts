@@ -6,6 +6,7 @@
  */
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { type ChildProcess, sleep, spawnDetached, which } from "../sys/process.ts";
 import { generateKeyFileText } from "../wire/auth.ts";
 import { LAB, type LabNamespaces, nsName, type Role } from "./topology.ts";
 
@@ -74,7 +75,7 @@ export const FTP_FILE = "ftp-test.bin";
 
 export class LabServices {
   /** Processes started by this object (their exit is observable, unlike a bare PID's). */
-  readonly #procs = new Map<number, Bun.Subprocess>();
+  readonly #procs = new Map<number, ChildProcess>();
 
   constructor(
     readonly lab: string,
@@ -221,7 +222,7 @@ export class LabServices {
     const log = this.logFile(service);
     const before = existsSync(log) ? readFileSync(log, "utf8").length : 0;
     const fd = openSync(log, "a");
-    const proc = Bun.spawn(
+    const proc = spawnDetached(
       [
         "ip",
         "netns",
@@ -230,16 +231,9 @@ export class LabServices {
         ...this.argv(service),
         ...extraArgs,
       ],
-      {
-        stdin: "ignore",
-        stdout: fd,
-        stderr: fd,
-        detached: true,
-        env: { ...process.env, PYTHONUNBUFFERED: "1" },
-      },
+      { outputFd: fd, env: { ...process.env, PYTHONUNBUFFERED: "1" } },
     );
     closeSync(fd);
-    proc.unref();
     this.#procs.set(proc.pid, proc);
     const deadline = Date.now() + timeoutMs;
     const ready = READY[service];
@@ -250,7 +244,7 @@ export class LabServices {
         throw new LabError(
           `${service} exited (${proc.exitCode}) while starting: ${lastLines(text)}`,
         );
-      await Bun.sleep(50);
+      await sleep(50);
     }
     throw new LabError(`${service} did not become ready within ${timeoutMs / 1000}s; see ${log}`);
   }
@@ -264,7 +258,7 @@ export class LabServices {
     proc.kill("SIGTERM");
     const done = await Promise.race([
       proc.exited.then(() => true),
-      Bun.sleep(graceMs).then(() => false),
+      sleep(graceMs).then(() => false),
     ]);
     if (!done) {
       proc.kill("SIGKILL");
@@ -288,7 +282,7 @@ export async function stopPid(pid: number, graceMs = 5000): Promise<void> {
   const deadline = Date.now() + graceMs;
   while (Date.now() < deadline) {
     if (!alive(pid)) return;
-    await Bun.sleep(50);
+    await sleep(50);
   }
   try {
     process.kill(pid, "SIGKILL");
@@ -317,11 +311,11 @@ function lastLines(text: string): string {
 /** Debian packages of the programs the lab runs that are not installed, e.g. `["vsftpd"]`. */
 export function missingLabPackages(): string[] {
   const missing: string[] = [];
-  if (!Bun.which("ip")) missing.push("iproute2");
-  if (!Bun.which("ping")) missing.push("iputils-ping");
-  if (!Bun.which("curl")) missing.push("curl");
+  if (!which("ip")) missing.push("iproute2");
+  if (!which("ping")) missing.push("iputils-ping");
+  if (!which("curl")) missing.push("curl");
   if (!existsSync("/usr/sbin/vsftpd")) missing.push("vsftpd");
-  if (!existsSync("/usr/bin/python3") && !Bun.which("python3")) missing.push("python3");
+  if (!existsSync("/usr/bin/python3") && !which("python3")) missing.push("python3");
   return missing;
 }
 

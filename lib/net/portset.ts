@@ -123,3 +123,14 @@ export function portSetRanges(set: PortSetValue): [number, number][] {
   }
   return ranges;
 }
+
+/**
+ * The key of one (IPv4 address, PSID) pair, the unit a lease and a binding stand for:
+ * `ipv4 * 65536 + psid`, exact in a double (PSID 0 for an address that is not shared). The
+ * lease store (`leaseKey`), the allocation engine and the TEP's control plane key by it.
+ *
+ * @example bindingKey(0xc6336409, 17) // 0xc6336409 * 65536 + 17
+ */
+export function bindingKey(ipv4: number, psid: number): number {
+  return ipv4 * 65536 + psid;
+}

@@ -12,7 +12,7 @@
  *
  * @module
  */
-import type { AllocationEngine, EngineResult } from "../alloc/engine.ts";
+import type { AllocationEngine, EngineOutcome, EngineResult } from "../alloc/engine.ts";
 import type { Logger } from "../control/log.ts";
 import type { Metrics } from "../control/metrics.ts";
 import { WarnLimit } from "../control/warn_limit.ts";
@@ -26,7 +26,7 @@ import {
   type VerifyOutcome,
   verifyMessage,
 } from "../wire/auth.ts";
-import { decodeMessage, encodeMessage, peekHeader } from "../wire/dstm.ts";
+import { type DstmDecodeError, decodeMessage, encodeMessage, peekHeader } from "../wire/dstm.ts";
 import { type DstmMessage, MessageType, Status } from "../wire/dstm_types.ts";
 import type { Admission } from "./admission.ts";
 import type { BindingSink } from "./tep_sync.ts";
@@ -106,42 +106,21 @@ export class DstmHandler {
     port = 0,
     local?: string,
   ): Promise<Uint8Array | null> {
-    const { metrics } = this.#o;
     const decoded = decodeMessage(raw);
-    if (!decoded.ok) {
-      const header = peekHeader(raw);
-      if (!header || !isRequestType(header.type)) {
-        metrics.inc("dstm_dropped_total", { reason: header ? "not-a-request" : "no-header" });
-        return null;
-      }
-      metrics.inc("dstm_malformed_total", { error: decoded.error.code });
-      this.#warn.warn("reject", {
-        reason: "malformed",
-        error: decoded.error.code,
-        from: source,
-        detail: decoded.error.message,
-      });
-      const status =
-        decoded.error.code === "bad-version" ? Status.UNSUPPORTED_VERSION : Status.MALFORMED;
-      this.#count(header.type, status);
-      return this.#within(
-        raw.length,
-        { type: MessageType.NAK, xid: header.xid, status },
-        decoded.error.message,
-      );
-    }
+    if (!decoded.ok) return this.#malformed(raw, decoded.error, source);
     const request = decoded.value;
+    const bytes = raw.subarray(0, decoded.offset);
     if (this.#o.bindings !== undefined && isTepMessage(request.type)) {
       // The server ⇄ TEP channel (SYNC, BIND_ACK, NAK): checked against the configured TEPs
       // and the TEP key, never the host keys; never answered here (docs/security.md).
-      this.#o.bindings.onTepMessage(raw.subarray(0, decoded.offset), request, source, port, local);
+      this.#o.bindings.onTepMessage(bytes, request, source, port, local);
       return null;
     }
     if (!isRequestType(request.type)) {
-      metrics.inc("dstm_dropped_total", { reason: "not-a-request" });
+      this.#o.metrics.inc("dstm_dropped_total", { reason: "not-a-request" });
       return null;
     }
-    const authentic = this.#authenticate(raw.subarray(0, decoded.offset), request, source);
+    const authentic = this.#authenticate(bytes, request, source);
     if (authentic !== "ok") {
       this.#count(request.type, Status.NOT_AUTHORISED);
       return this.#within(
@@ -153,44 +132,107 @@ export class DstmHandler {
     const key = this.#o.keys ? this.#o.keys.get(request.auth!.keyId) : undefined;
     const host6 = request.host6!;
     if (this.#sourceCheck && canonicalIPv6(source) !== host6) {
-      metrics.inc("dstm_auth_failures_total", { reason: "source-mismatch" });
-      this.#count(request.type, Status.NOT_AUTHORISED);
-      this.#warn.warn("reject", { reason: "source-mismatch", from: source, host6 });
-      return this.#within(
-        raw.length,
-        { type: MessageType.NAK, xid: request.xid, status: Status.NOT_AUTHORISED },
-        "HOST_IPV6 must be the address the request is sent from; a server with --no-source-check accepts other addresses",
-        key,
-      );
+      return this.#sourceMismatch(raw.length, request, source, key);
     }
     if (this.#o.admission && !this.#o.admission.admit("native", source)) return null;
     const result = await this.#dispatch(request, host6);
-    if (!result.ok) {
-      const status = REASON_STATUS[result.reason] ?? Status.SERVER_ERROR;
-      this.#count(request.type, status);
-      const fields = {
-        reason: result.reason,
-        type: TYPE_NAMES[request.type],
-        host6,
-        ipv4: request.host4 === undefined ? undefined : formatIPv4(request.host4),
-      };
-      if (result.reason === "prefix-limit" && this.#o.admission) {
-        this.#o.admission.refused("native", "prefix-limit", fields);
-      } else {
-        this.#o.log.info("reject", fields);
-      }
-      return this.#answer(
-        {
-          type: MessageType.NAK,
-          xid: request.xid,
-          status,
-          statusText: result.message,
-          host6,
-          host4: request.host4,
-        },
-        key,
-      );
+    if (!result.ok) return this.#refuse(request, result, key);
+    return this.#grant(request, result, key);
+  }
+
+  /**
+   * A request that does not decode: NAK MALFORMED (UNSUPPORTED_VERSION for another version)
+   * with the decoder's reason, when its header shows a request; dropped otherwise.
+   */
+  #malformed(raw: Uint8Array, error: DstmDecodeError, source: string): Uint8Array | null {
+    const { metrics } = this.#o;
+    const header = peekHeader(raw);
+    if (!header || !isRequestType(header.type)) {
+      metrics.inc("dstm_dropped_total", { reason: header ? "not-a-request" : "no-header" });
+      return null;
     }
+    metrics.inc("dstm_malformed_total", { error: error.code });
+    this.#warn.warn("reject", {
+      reason: "malformed",
+      error: error.code,
+      from: source,
+      detail: error.message,
+    });
+    const status = error.code === "bad-version" ? Status.UNSUPPORTED_VERSION : Status.MALFORMED;
+    this.#count(header.type, status);
+    return this.#within(
+      raw.length,
+      { type: MessageType.NAK, xid: header.xid, status },
+      error.message,
+    );
+  }
+
+  /**
+   * HOST_IPV6 is not the datagram's source: NAK NOT_AUTHORISED (no longer than the request's
+   * `limit` bytes), counted and logged.
+   */
+  #sourceMismatch(
+    limit: number,
+    request: DstmMessage,
+    source: string,
+    key: AuthKey | undefined,
+  ): Uint8Array | null {
+    const host6 = request.host6!;
+    this.#o.metrics.inc("dstm_auth_failures_total", { reason: "source-mismatch" });
+    this.#count(request.type, Status.NOT_AUTHORISED);
+    this.#warn.warn("reject", { reason: "source-mismatch", from: source, host6 });
+    return this.#within(
+      limit,
+      { type: MessageType.NAK, xid: request.xid, status: Status.NOT_AUTHORISED },
+      "HOST_IPV6 must be the address the request is sent from; a server with --no-source-check accepts other addresses",
+      key,
+    );
+  }
+
+  /** The engine refused: NAK with the status of its reason (the prefix limit via admission). */
+  #refuse(
+    request: DstmMessage,
+    result: Extract<EngineResult, { ok: false }>,
+    key: AuthKey | undefined,
+  ): Uint8Array {
+    const host6 = request.host6!;
+    const status = REASON_STATUS[result.reason] ?? Status.SERVER_ERROR;
+    this.#count(request.type, status);
+    const fields = {
+      reason: result.reason,
+      type: TYPE_NAMES[request.type],
+      host6,
+      ipv4: request.host4 === undefined ? undefined : formatIPv4(request.host4),
+    };
+    if (result.reason === "prefix-limit" && this.#o.admission) {
+      this.#o.admission.refused("native", "prefix-limit", fields);
+    } else {
+      this.#o.log.info("reject", fields);
+    }
+    return this.#answer(
+      {
+        type: MessageType.NAK,
+        xid: request.xid,
+        status,
+        statusText: result.message,
+        host6,
+        host4: request.host4,
+      },
+      key,
+    );
+  }
+
+  /**
+   * The engine granted (or released): once the TEP has the binding (a new lease waits for its
+   * BIND_ACK, a retransmission for the first copy's), the ACK; NAK TEP_UNAVAILABLE, with a new
+   * lease taken back, when the TEP did not confirm.
+   */
+  async #grant(
+    request: DstmMessage,
+    result: Extract<EngineResult, { ok: true }>,
+    key: AuthKey | undefined,
+  ): Promise<Uint8Array> {
+    const host6 = request.host6!;
     const lease = result.lease;
     const sink = this.#o.bindings;
     const isNew = result.outcome === "allocated" || result.outcome === "reused";
@@ -221,33 +263,31 @@ export class DstmHandler {
     if (sink && result.outcome === "released") sink.remove(lease);
     this.#count(request.type, Status.SUCCESS);
     this.#logLease(result.outcome, lease);
+    return this.#answer(this.#ack(request, lease, result.outcome), key);
+  }
+
+  /** RELEASE_ACK, or DISCOVER_ACK / REQUEST_ACK with the lease (`outcome`: the engine's). */
+  #ack(request: DstmMessage, lease: Lease, outcome: EngineOutcome): DstmMessage {
+    const host6 = request.host6!;
     if (request.type === MessageType.RELEASE) {
-      return this.#answer(
-        { type: MessageType.RELEASE_ACK, xid: request.xid, host4: lease.ipv4, host6 },
-        key,
-      );
+      return { type: MessageType.RELEASE_ACK, xid: request.xid, host4: lease.ipv4, host6 };
     }
-    return this.#answer(
-      {
-        type:
-          request.type === MessageType.DISCOVER
-            ? MessageType.DISCOVER_ACK
-            : MessageType.REQUEST_ACK,
-        xid: request.xid,
-        host4: lease.ipv4,
-        host6,
-        tep6: lease.tep6,
-        tep4: lease.tep4 === 0 ? undefined : lease.tep4,
-        portSet: lease.portSet.psidLength === 0 ? undefined : lease.portSet,
-        // On the engine's monotonic clock: a wall-clock step does not change the time left.
-        leaseTime: Math.max(1, Math.round(this.#o.engine.remainingMs(lease) / 1000)),
-        // The host held this lease before the DISCOVER: tell the requester it is not its own
-        // to RELEASE (docs/protocol.md, EXISTING_LEASE).
-        existingLease:
-          request.type === MessageType.DISCOVER && result.outcome === "renewed" ? true : undefined,
-      },
-      key,
-    );
+    return {
+      type:
+        request.type === MessageType.DISCOVER ? MessageType.DISCOVER_ACK : MessageType.REQUEST_ACK,
+      xid: request.xid,
+      host4: lease.ipv4,
+      host6,
+      tep6: lease.tep6,
+      tep4: lease.tep4 === 0 ? undefined : lease.tep4,
+      portSet: lease.portSet.psidLength === 0 ? undefined : lease.portSet,
+      // On the engine's monotonic clock: a wall-clock step does not change the time left.
+      leaseTime: Math.max(1, Math.round(this.#o.engine.remainingMs(lease) / 1000)),
+      // The host held this lease before the DISCOVER: tell the requester it is not its own
+      // to RELEASE (docs/protocol.md, EXISTING_LEASE).
+      existingLease:
+        request.type === MessageType.DISCOVER && outcome === "renewed" ? true : undefined,
+    };
   }
 
   /** With keys configured, checks the request's signature; counts and logs a failure. */

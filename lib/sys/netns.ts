@@ -138,6 +138,15 @@ export function listNetns(prefix: string): string[] {
     .filter((name) => name.startsWith(prefix));
 }
 
+/** PIDs of the processes running in namespace `name` (`ip netns pids`); none when it is gone. */
+export function netnsPids(name: string): number[] {
+  const out = Bun.spawnSync(["ip", "netns", "pids", name], {
+    stdout: "pipe",
+    stderr: "ignore",
+  }).stdout.toString();
+  return out.split(/\s+/).filter(Boolean).map(Number);
+}
+
 /** Deletes a namespace (its interfaces go with it); no error if it is already gone. */
 export function deleteNetns(name: string): void {
   _created.delete(name);

@@ -21,6 +21,7 @@
  *
  * @module
  */
+import { readFileSync } from "node:fs";
 import { canonicalIPv6, formatIPv4, parseIPv4 } from "../net/addr.ts";
 import { type PortSetValue, portSetProblem } from "../net/portset.ts";
 import { MAX_BINDINGS } from "../tunnel/binding.ts";
@@ -172,6 +173,37 @@ export function parseBindingFlag(text: string): WireBinding | null {
   const host4 = parseIPv4(v4.trim());
   const host6 = canonicalIPv6(v6.trim());
   return host4 === null || host6 === null ? null : { host4, host6, portSet: WHOLE };
+}
+
+/**
+ * The `--binding` flags (`V4=V6` texts), then every `--binding-file`, checked as one table.
+ * Throws BindingFileError naming the flag, or the file and line, at fault (also for a file
+ * that cannot be read).
+ *
+ * @example loadStaticBindings(["198.51.100.9=2001:db8:1::99"], ["/etc/dstm/bindings.txt"]).size
+ */
+export function loadStaticBindings(
+  flags: readonly string[],
+  files: readonly string[],
+): StaticBindings {
+  const statics = new StaticBindings();
+  flags.forEach((text, i) => {
+    const binding = parseBindingFlag(text);
+    if (!binding) throw new BindingFileError(`--binding: "${text}" is not IPV4=IPV6`);
+    statics.add(binding, "--binding", i + 1);
+  });
+  for (const file of files) {
+    let text: string;
+    try {
+      text = readFileSync(file, "utf8");
+    } catch (error) {
+      throw new BindingFileError(
+        `--binding-file: cannot read ${file}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`,
+      );
+    }
+    parseBindingFile(text, file, statics);
+  }
+  return statics;
 }
 
 /**

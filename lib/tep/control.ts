@@ -21,8 +21,8 @@
 import type { Logger } from "../control/log.ts";
 import type { Metrics } from "../control/metrics.ts";
 import { WarnLimit } from "../control/warn_limit.ts";
-import { leaseKey } from "../lease/lease.ts";
 import { canonicalIPv6, formatIPv4, parseIPv6 } from "../net/addr.ts";
+import { bindingKey } from "../net/portset.ts";
 import { bindUdp, type UdpEndpoint } from "../sys/udp.ts";
 import { type AuthKey, ReplayGuard, signMessage, verifyMessage } from "../wire/auth.ts";
 import { bindingHash } from "../wire/digest.ts";
@@ -171,21 +171,37 @@ export class TepControl {
   }
 
   #onDatagram(data: Uint8Array, address: string, port: number): void {
-    const m = this.#o.metrics;
+    const accepted = this.#accept(data, address, port);
+    if (accepted === undefined) return;
+    const { message, kind } = accepted;
+    if (message.type === MessageType.SNAPSHOT) this.#onSnapshot(message);
+    else this.#onBinding(message, kind, address, port);
+  }
+
+  /**
+   * The server's message in `data` when it comes from the server's address and port, decodes,
+   * is a BIND, UNBIND or SNAPSHOT and (with a key) carries a valid fresh MAC; undefined when
+   * refused (counted and logged by #refused).
+   */
+  #accept(
+    data: Uint8Array,
+    address: string,
+    port: number,
+  ): { message: DstmMessage; kind: "bind" | "unbind" | "snapshot" } | undefined {
     if ((canonicalIPv6(address) ?? address) !== this.#server) {
       this.#refused("any", "drop-not-server", address, port);
-      return;
+      return undefined;
     }
     if (port !== this.#serverPort) {
       // The server sends every BIND/UNBIND/SNAPSHOT from its listening port: another port on
       // the server's address is another program (a local user), not the server.
       this.#refused("any", "drop-not-server-port", address, port);
-      return;
+      return undefined;
     }
     const decoded = decodeMessage(data);
     if (!decoded.ok) {
       this.#refused("any", "drop-malformed", address, port);
-      return;
+      return undefined;
     }
     const message = decoded.value;
     const kind =
@@ -198,7 +214,7 @@ export class TepControl {
             : "other";
     if (kind === "other") {
       this.#refused(kind, "drop-unexpected", address, port);
-      return;
+      return undefined;
     }
     if (this.#o.key) {
       const outcome = verifyMessage(
@@ -212,14 +228,16 @@ export class TepControl {
       );
       if (outcome !== "ok") {
         this.#refused(kind, `drop-auth-${outcome}`, address, port);
-        return;
+        return undefined;
       }
     }
-    m.inc("dstm_tep_control_total", { kind, result: "ok" });
-    if (message.type === MessageType.SNAPSHOT) {
-      this.#onSnapshot(message);
-      return;
-    }
+    this.#o.metrics.inc("dstm_tep_control_total", { kind, result: "ok" });
+    return { message, kind };
+  }
+
+  /** BIND or UNBIND: applied unless the address is static, then acknowledged (BIND_ACK). */
+  #onBinding(message: DstmMessage, kind: string, address: string, port: number): void {
+    const m = this.#o.metrics;
     const portSet = message.portSet ?? { offset: 0, psidLength: 0, psid: 0 };
     const binding: WireBinding = { host4: message.host4!, host6: message.host6!, portSet };
     if (this.#staticAddresses.has(binding.host4)) {
@@ -243,31 +261,7 @@ export class TepControl {
         return;
       }
     } else if (message.type === MessageType.BIND) {
-      try {
-        this.#o.table.set(binding.host4, portSet, parseIPv6(binding.host6)!);
-      } catch (error) {
-        // Table full, or a port-set layout that clashes with the address's other bindings.
-        m.inc("dstm_tep_control_total", { kind, result: "refused-table" });
-        this.#o.log.error("bind-failed", {
-          ipv4: formatIPv4(binding.host4),
-          detail: (error as Error).message,
-        });
-        this.#refuse(
-          message.xid,
-          binding.host4,
-          Status.SERVER_ERROR,
-          (error as Error).message,
-          address,
-          port,
-        );
-        return;
-      }
-      this.#put(entry(binding));
-      this.#o.log.info("bind", {
-        ipv4: formatIPv4(binding.host4),
-        host6: binding.host6,
-        psid: portSet.psidLength ? portSet.psid : undefined,
-      });
+      if (!this.#bind(message.xid, binding, address, port)) return;
     } else if (!this.#holds(binding)) {
       // A late or retransmitted UNBIND for the address's previous holder: the binding now
       // belongs to another host (or is gone). Acknowledged, so the server stops retrying.
@@ -283,6 +277,40 @@ export class TepControl {
       address,
       port,
     );
+  }
+
+  /**
+   * Installs a BIND's binding in the table and the managed set; false (counted, logged, NAK
+   * SERVER_ERROR sent) when the table refuses it: full, or a port-set layout that clashes with
+   * the address's other bindings.
+   */
+  #bind(xid: number, binding: WireBinding, address: string, port: number): boolean {
+    const { portSet } = binding;
+    try {
+      this.#o.table.set(binding.host4, portSet, parseIPv6(binding.host6)!);
+    } catch (error) {
+      this.#o.metrics.inc("dstm_tep_control_total", { kind: "bind", result: "refused-table" });
+      this.#o.log.error("bind-failed", {
+        ipv4: formatIPv4(binding.host4),
+        detail: (error as Error).message,
+      });
+      this.#refuse(
+        xid,
+        binding.host4,
+        Status.SERVER_ERROR,
+        (error as Error).message,
+        address,
+        port,
+      );
+      return false;
+    }
+    this.#put(entry(binding));
+    this.#o.log.info("bind", {
+      ipv4: formatIPv4(binding.host4),
+      host6: binding.host6,
+      psid: portSet.psidLength ? portSet.psid : undefined,
+    });
+    return true;
   }
 
   #onSnapshot(message: DstmMessage): void {
@@ -351,7 +379,7 @@ export class TepControl {
 
   /** True when the server-managed binding of `b`'s address and PSID is exactly `b` (host IPv6, port set). */
   #holds(b: WireBinding): boolean {
-    const held = this.#managed.get(leaseKey(b.host4, b.portSet.psid))?.binding;
+    const held = this.#managed.get(bindingKey(b.host4, b.portSet.psid))?.binding;
     return (
       held !== undefined &&
       (canonicalIPv6(held.host6) ?? held.host6) === (canonicalIPv6(b.host6) ?? b.host6) &&
@@ -369,12 +397,12 @@ export class TepControl {
 
   #put(e: Entry): void {
     this.#drop(e.binding.host4, e.binding.portSet.psid);
-    this.#managed.set(leaseKey(e.binding.host4, e.binding.portSet.psid), e);
+    this.#managed.set(bindingKey(e.binding.host4, e.binding.portSet.psid), e);
     this.#digest = (this.#digest + e.hash) >>> 0;
   }
 
   #drop(ipv4: number, psid: number): void {
-    const key = leaseKey(ipv4, psid);
+    const key = bindingKey(ipv4, psid);
     const old = this.#managed.get(key);
     if (!old) return;
     this.#managed.delete(key);

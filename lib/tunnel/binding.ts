@@ -56,7 +56,18 @@
  * @module
  */
 import { formatIPv4 } from "../net/addr.ts";
-import { formatPortSet, type PortSetValue, portSetProblem } from "../net/portset.ts";
+import { bindingKey, formatPortSet, type PortSetValue, portSetProblem } from "../net/portset.ts";
+import {
+  BindingConflictError,
+  type BindingEntry,
+  BindingTableFullError,
+  checkBindingAddress,
+  checkSnapshot,
+  readBindings,
+  ruleText,
+  sharingRule,
+  storedPsid,
+} from "./binding_entries.ts";
 import {
   A_WORDS,
   B_WORDS,
@@ -81,31 +92,12 @@ import {
   LookupStatus,
   MAGIC,
   probe,
-  putWord,
   readWord,
   TOMB,
   USED,
 } from "./binding_slots.ts";
 
-export { LookupStatus };
-
-/** A binding as the control plane sees it. */
-export interface BindingEntry {
-  readonly ipv4: number;
-  readonly portSet: PortSetValue;
-  /** 16 bytes. */
-  readonly host6: Uint8Array;
-}
-
-/** Thrown by `set` when maxEntries bindings are already stored. */
-export class BindingTableFullError extends Error {
-  override name = "BindingTableFullError";
-}
-
-/** Thrown by `set` when a binding's sharing rule differs from the other bindings of its address. */
-export class BindingConflictError extends Error {
-  override name = "BindingConflictError";
-}
+export { BindingConflictError, type BindingEntry, BindingTableFullError, LookupStatus };
 
 /** Largest maxEntries accepted (the buffer is 96 bytes per entry: 400 MB here). */
 export const MAX_BINDINGS = 1 << 22;
@@ -259,15 +251,14 @@ export class BindingTable {
     host6: Uint8Array,
     host6Offset = 0,
   ): "added" | "updated" | "unchanged" {
-    _checkAddress(ipv4);
+    checkBindingAddress(ipv4);
     const problem = portSetProblem(portSet);
     if (problem !== null) throw new RangeError(`port set ${formatPortSet(portSet)}: ${problem}`);
     if (host6Offset < 0 || host6.length < host6Offset + 16) {
       throw new RangeError("host6 needs 16 bytes");
     }
-    const k = portSet.psidLength;
-    const rule = k === 0 ? 0 : k | (portSet.offset << 8);
-    const psid = k === 0 ? 0 : portSet.psid;
+    const rule = sharingRule(portSet);
+    const psid = storedPsid(portSet);
     const key = ipv4 | 0;
     const w = this.w;
 
@@ -276,7 +267,7 @@ export class BindingTable {
       const oldRule = w[addr + 2]! >>> 8;
       if (oldRule !== rule) {
         throw new BindingConflictError(
-          `${formatIPv4(ipv4)} is bound with port sets ${_ruleText(oldRule)}, not ${_ruleText(rule)}: delete those bindings first`,
+          `${formatIPv4(ipv4)} is bound with port sets ${ruleText(oldRule)}, not ${ruleText(rule)}: delete those bindings first`,
         );
       }
     }
@@ -373,45 +364,12 @@ export class BindingTable {
    * @example table.replaceAll(snapshot) // { added: 3, updated: 0, removed: 1 }
    */
   replaceAll(entries: Iterable<BindingEntry>): { added: number; updated: number; removed: number } {
-    const wanted = new Map<number, BindingEntry>();
-    const rules = new Map<number, number>();
-    for (const e of entries) {
-      _checkAddress(e.ipv4);
-      const problem = portSetProblem(e.portSet);
-      if (problem !== null) {
-        throw new RangeError(
-          `${formatIPv4(e.ipv4)} port set ${formatPortSet(e.portSet)}: ${problem}`,
-        );
-      }
-      if (e.host6.length !== 16)
-        throw new RangeError(`${formatIPv4(e.ipv4)}: host6 needs 16 bytes`);
-      const k = e.portSet.psidLength;
-      const rule = k === 0 ? 0 : k | (e.portSet.offset << 8);
-      const psid = k === 0 ? 0 : e.portSet.psid;
-      const id = e.ipv4 * 65536 + psid;
-      if (wanted.has(id)) {
-        throw new RangeError(`${formatIPv4(e.ipv4)} PSID ${psid} appears twice in the snapshot`);
-      }
-      const other = rules.get(e.ipv4);
-      if (other !== undefined && other !== rule) {
-        throw new BindingConflictError(
-          `${formatIPv4(e.ipv4)} has port sets ${_ruleText(other)} and ${_ruleText(rule)} in the snapshot`,
-        );
-      }
-      rules.set(e.ipv4, rule);
-      wanted.set(id, e);
-    }
-    if (wanted.size > this.maxEntries) {
-      throw new BindingTableFullError(
-        `snapshot has ${wanted.size} bindings, the table holds ${this.maxEntries}`,
-      );
-    }
+    const { wanted, rules } = checkSnapshot(entries, this.maxEntries);
     let removed = 0;
     for (const e of this.entries()) {
-      const psid = e.portSet.psidLength === 0 ? 0 : e.portSet.psid;
-      const rule = e.portSet.psidLength === 0 ? 0 : e.portSet.psidLength | (e.portSet.offset << 8);
+      const psid = storedPsid(e.portSet);
       const want = rules.get(e.ipv4);
-      if (!wanted.has(e.ipv4 * 65536 + psid) || want !== rule) {
+      if (!wanted.has(bindingKey(e.ipv4, psid)) || want !== sharingRule(e.portSet)) {
         this.delete(e.ipv4, psid);
         removed++;
       }
@@ -431,37 +389,7 @@ export class BindingTable {
    * views and tests, not per packet).
    */
   entries(): BindingEntry[] {
-    const w = this.w;
-    const out: BindingEntry[] = [];
-    for (;;) {
-      const gen = Atomics.load(w, H_GEN);
-      if ((gen & 1) !== 0) continue;
-      out.length = 0;
-      for (let i = 0; i < this.capacity; i++) {
-        const s = this.bindBase + i * B_WORDS;
-        let seq: number;
-        let meta: number;
-        let key: number;
-        let rule: number;
-        const host6 = new Uint8Array(16);
-        do {
-          seq = Atomics.load(w, s);
-          key = Atomics.load(w, s + 1);
-          meta = Atomics.load(w, s + 2);
-          rule = Atomics.load(w, s + 3);
-          for (let j = 0; j < 4; j++) putWord(host6, 4 * j, Atomics.load(w, s + 4 + j));
-        } while ((seq & 1) !== 0 || Atomics.load(w, s) !== seq);
-        if ((meta & 3) !== USED) continue;
-        const psidLength = rule & 0xff;
-        out.push({
-          ipv4: key >>> 0,
-          portSet: { offset: rule >>> 8, psidLength, psid: meta >>> 16 },
-          host6,
-        });
-      }
-      if (Atomics.load(w, H_GEN) === gen) break;
-    }
-    return out.sort((x, y) => x.ipv4 - y.ipv4 || x.portSet.psid - y.portSet.psid);
+    return readBindings(this.w, this.capacity, this.bindBase);
   }
 
   /** The binding (ipv4, psid), or undefined. Allocates; not for the per-packet path. */
@@ -495,15 +423,4 @@ export class BindingTable {
     if ((Atomics.load(w, H_GEN) & 1) !== 0) return; // already compacting
     if (w[H_BIND_TOMBS]! > limit || w[H_ADDR_TOMBS]! > limit) this.compact();
   }
-}
-
-function _checkAddress(ipv4: number): void {
-  if (!Number.isInteger(ipv4) || ipv4 < 0 || ipv4 > 0xffffffff) {
-    throw new RangeError(`${ipv4} is not an IPv4 address (unsigned 32-bit number)`);
-  }
-}
-
-function _ruleText(rule: number): string {
-  const k = rule & 0xff;
-  return k === 0 ? "all (not shared)" : `offset ${rule >>> 8}, PSID length ${k}`;
 }

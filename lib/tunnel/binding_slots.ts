@@ -24,6 +24,7 @@
  *
  * @module
  */
+import { psidOfPort } from "../net/portset.ts";
 
 export const MAGIC = 0x4453544d; // "DSTM"
 export const LAYOUT_VERSION = 1;
@@ -97,7 +98,7 @@ export function probe(
   compare: boolean,
 ): LookupStatus {
   if (port >= 0) {
-    const psid = _psidOf(port, ruleHint);
+    const psid = psidOfPort(port, ruleHint >>> 8, ruleHint & 0xff);
     if (psid >= 0) {
       const status = _probeBinding(w, mask, bindBase, ipv4, psid, ruleHint, buf, off, compare);
       if (status >= 0) return status as LookupStatus;
@@ -129,7 +130,7 @@ export function probe(
 
   // 2. The PSID of the port (RFC 7597 §5.1), 0 for an address that is not shared.
   const k = rule & 0xff;
-  const psid = k === 0 ? 0 : _psidOf(port, rule);
+  const psid = k === 0 ? 0 : port < 0 ? -1 : psidOfPort(port, rule >>> 8, k);
   if (psid < 0) return LookupStatus.NO_PORT_SET;
 
   // 3. The binding (ipv4, psid).
@@ -138,16 +139,6 @@ export function probe(
   // Not there (−1), or there under another rule (−2): the rule changed between the two maps
   // (all bindings of the address replaced while we looked), so our PSID means nothing.
   return k === 0 && status === -1 ? LookupStatus.NO_ADDRESS : LookupStatus.NO_PORT_SET;
-}
-
-/** PSID of `port` under `rule` (psidLength | offset << 8), or −1 when no set holds it. */
-function _psidOf(port: number, rule: number): number {
-  const k = rule & 0xff;
-  if (k === 0) return 0;
-  if (port < 0) return -1;
-  const a = rule >>> 8;
-  if (a > 0 && port >>> (16 - a) === 0) return -1;
-  return (port >>> (16 - a - k)) & ((1 << k) - 1);
 }
 
 /**

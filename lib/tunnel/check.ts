@@ -118,11 +118,59 @@ export function checkPcaps(scenario: CheckScenario): { input: Uint8Array; output
   return { input: encodePcap(inputs), output: encodePcap(outputs) };
 }
 
+/** The per-packet state a scenario runs in: its contexts, counters and replayed clock. */
+interface _Setup {
+  readonly tep: TepContext;
+  readonly tep6: Uint8Array;
+  readonly client: ClientContext | undefined;
+  readonly counters: Counters;
+  /** The scenario's clock (ms), which `tep` reads: set from each packet's `timeMs`. */
+  readonly clock: { ms: number };
+}
+
 function _run(scenario: CheckScenario): {
   result: CheckResult;
   inputs: PcapRecord[];
   outputs: PcapRecord[];
 } {
+  const setup = _setup(scenario);
+  const outputs: CheckOutput[] = [];
+  const pcapIn: PcapRecord[] = [];
+  const pcapOut: PcapRecord[] = [];
+  scenario.packets.forEach((p, index) => {
+    const where = `packet ${index}`;
+    if (p.timeMs !== undefined) setup.clock.ms = p.timeMs;
+    const bytes =
+      p.hex !== undefined ? hexToBytes(p.hex, where) : p.packet && buildPacket(p.packet);
+    if (!bytes) throw new Error(`${where}: needs hex or packet`);
+    const out: CheckOutput =
+      p.note === undefined
+        ? { index, step: p.step, verdict: "" }
+        : { index, step: p.step, note: p.note, verdict: "" };
+    const input = _step(setup, p, bytes, out, where);
+    pcapIn.push({ timeMs: setup.clock.ms, data: input });
+    if (out.hex !== undefined) {
+      const data = hexToBytes(out.hex, where);
+      const src6 =
+        p.step === "client-encap"
+          ? _ipv6(scenario.client?.host6 ?? "::", "client.host6")
+          : setup.tep6;
+      pcapOut.push({
+        timeMs: setup.clock.ms,
+        data: out.to === "raw" ? encapsulate4in6(data, src6, parseIPv6(out.dst6!)!) : data,
+      });
+    }
+    outputs.push(out);
+  });
+
+  const all = setup.counters.snapshot();
+  const nonzero: Partial<Record<CounterName, number>> = {};
+  for (const name of COUNTER_NAMES) if (all[name] !== 0) nonzero[name] = all[name];
+  return { result: { outputs, counters: nonzero }, inputs: pcapIn, outputs: pcapOut };
+}
+
+/** The scenario's binding table, counters and TEP (and client) contexts. */
+function _setup(scenario: CheckScenario): _Setup {
   const tep4 = _ipv4(scenario.tep.ipv4, "tep.ipv4");
   const tep6 = _ipv6(scenario.tep.ipv6, "tep.ipv6");
   const bindings = BindingTable.create({ maxEntries: Math.max(16, scenario.bindings.length) });
@@ -133,7 +181,7 @@ function _run(scenario: CheckScenario): {
   }
   const counters = Counters.create({ slices: 1 });
   const slice = counters.slice(0);
-  let clock = 0;
+  const clock = { ms: 0 };
   const tep = new TepContext({
     bindings,
     counters: slice,
@@ -143,7 +191,7 @@ function _run(scenario: CheckScenario): {
     icmpRate: scenario.tep.icmpRate,
     icmpBurst: scenario.tep.icmpBurst,
     icmpHostUnreachable: scenario.tep.icmpHostUnreachable,
-    now: () => clock,
+    now: () => clock.ms,
   });
   let client: ClientContext | undefined;
   if (scenario.client) {
@@ -156,79 +204,65 @@ function _run(scenario: CheckScenario): {
       tep6: _ipv6(scenario.client.tep6, "client.tep6"),
     });
   }
+  return { tep, tep6, client, counters, clock };
+}
 
-  const outputs: CheckOutput[] = [];
-  const pcapIn: PcapRecord[] = [];
-  const pcapOut: PcapRecord[] = [];
-  const host6 = new Uint8Array(16);
-  scenario.packets.forEach((p, index) => {
-    const where = `packet ${index}`;
-    if (p.timeMs !== undefined) clock = p.timeMs;
-    const bytes =
-      p.hex !== undefined ? hexToBytes(p.hex, where) : p.packet && buildPacket(p.packet);
-    if (!bytes) throw new Error(`${where}: needs hex or packet`);
-    // Headroom and tailroom, so that a step reading past its range would show.
-    const buf = new Uint8Array(bytes.length + 80).fill(0xee);
-    buf.set(bytes, 40);
-    const out: CheckOutput =
-      p.note === undefined
-        ? { index, step: p.step, verdict: "" }
-        : { index, step: p.step, note: p.note, verdict: "" };
-    let verdict: Verdict;
-    switch (p.step) {
-      case "tep-decap": {
-        const from6 = _ipv6(p.from6, `${where} from6`);
-        pcapIn.push({ timeMs: clock, data: encapsulate4in6(bytes, from6, tep6) });
-        verdict = tepDecap(tep, buf, 40, bytes.length, from6, 0);
-        if (isForward(verdict)) _emit(out, "tun", undefined, buf.subarray(40, 40 + tep.length));
-        break;
-      }
-      case "tep-encap": {
-        pcapIn.push({ timeMs: clock, data: bytes });
-        host6.fill(0);
-        verdict = tepEncap(tep, buf, 40, bytes.length, host6, 0);
-        if (isForward(verdict)) _emit(out, "raw", host6, buf.subarray(40, 40 + tep.length));
-        break;
-      }
-      case "client-encap": {
-        if (!client) throw new Error(`${where}: client step without a client configuration`);
-        pcapIn.push({ timeMs: clock, data: bytes });
-        verdict = clientEncap(client, buf, 40, bytes.length);
-        if (isForward(verdict)) {
-          _emit(out, "raw", client.tep6, buf.subarray(40, 40 + client.length));
-        }
-        break;
-      }
-      case "client-decap": {
-        if (!client) throw new Error(`${where}: client step without a client configuration`);
-        const from6 = _ipv6(p.from6, `${where} from6`);
-        pcapIn.push({ timeMs: clock, data: encapsulate4in6(bytes, from6, client.tep6) });
-        verdict = clientDecap(client, buf, 40, bytes.length, from6, 0);
-        if (isForward(verdict)) _emit(out, "tun", undefined, buf.subarray(40, 40 + client.length));
-        break;
-      }
-      default:
-        throw new Error(`${where}: unknown step ${String((p as CheckPacket).step)}`);
-    }
-    if (verdict === Verdict.ICMP)
-      _emit(out, "tun", undefined, tep.reply.subarray(0, tep.replyLength));
-    out.verdict = verdictName(verdict);
-    if (out.hex !== undefined) {
-      const data = hexToBytes(out.hex, where);
-      const src6 =
-        p.step === "client-encap" ? _ipv6(scenario.client?.host6 ?? "::", "client.host6") : tep6;
-      pcapOut.push({
-        timeMs: clock,
-        data: out.to === "raw" ? encapsulate4in6(data, src6, parseIPv6(out.dst6!)!) : data,
-      });
-    }
-    outputs.push(out);
-  });
+const _host6 = new Uint8Array(16);
 
-  const all = counters.snapshot();
-  const nonzero: Partial<Record<CounterName, number>> = {};
-  for (const name of COUNTER_NAMES) if (all[name] !== 0) nonzero[name] = all[name];
-  return { result: { outputs, counters: nonzero }, inputs: pcapIn, outputs: pcapOut };
+/**
+ * Runs one packet through its step, filling `out` (verdict, and what left where); returns the
+ * packet as it arrived for the input capture (4over6 packets with their outer header).
+ */
+function _step(
+  setup: _Setup,
+  p: CheckPacket,
+  bytes: Uint8Array,
+  out: CheckOutput,
+  where: string,
+): Uint8Array {
+  const { tep, tep6, client } = setup;
+  // Headroom and tailroom, so that a step reading past its range would show.
+  const buf = new Uint8Array(bytes.length + 80).fill(0xee);
+  buf.set(bytes, 40);
+  let input = bytes;
+  let verdict: Verdict;
+  switch (p.step) {
+    case "tep-decap": {
+      const from6 = _ipv6(p.from6, `${where} from6`);
+      input = encapsulate4in6(bytes, from6, tep6);
+      verdict = tepDecap(tep, buf, 40, bytes.length, from6, 0);
+      if (isForward(verdict)) _emit(out, "tun", undefined, buf.subarray(40, 40 + tep.length));
+      break;
+    }
+    case "tep-encap": {
+      _host6.fill(0);
+      verdict = tepEncap(tep, buf, 40, bytes.length, _host6, 0);
+      if (isForward(verdict)) _emit(out, "raw", _host6, buf.subarray(40, 40 + tep.length));
+      break;
+    }
+    case "client-encap": {
+      if (!client) throw new Error(`${where}: client step without a client configuration`);
+      verdict = clientEncap(client, buf, 40, bytes.length);
+      if (isForward(verdict)) {
+        _emit(out, "raw", client.tep6, buf.subarray(40, 40 + client.length));
+      }
+      break;
+    }
+    case "client-decap": {
+      if (!client) throw new Error(`${where}: client step without a client configuration`);
+      const from6 = _ipv6(p.from6, `${where} from6`);
+      input = encapsulate4in6(bytes, from6, client.tep6);
+      verdict = clientDecap(client, buf, 40, bytes.length, from6, 0);
+      if (isForward(verdict)) _emit(out, "tun", undefined, buf.subarray(40, 40 + client.length));
+      break;
+    }
+    default:
+      throw new Error(`${where}: unknown step ${String((p as CheckPacket).step)}`);
+  }
+  if (verdict === Verdict.ICMP)
+    _emit(out, "tun", undefined, tep.reply.subarray(0, tep.replyLength));
+  out.verdict = verdictName(verdict);
+  return input;
 }
 
 function _emit(

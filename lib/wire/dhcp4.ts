@@ -20,6 +20,7 @@
 
 import { readU16, readU32, writeU16, writeU32 } from "../net/bytes.ts";
 import { type PortSetValue, portSetProblem } from "../net/portset.ts";
+import type { Decoded, DecodeError, OptionCodec, RawOption } from "./codec.ts";
 import { encodeTarget, validRange } from "./codec.ts";
 
 /** UDP port of a DHCPv4 server. */
@@ -93,21 +94,13 @@ export const DHCP4_DECODE_ERROR_CODES = [
 export type Dhcp4DecodeErrorCode = (typeof DHCP4_DECODE_ERROR_CODES)[number];
 
 /** Why a message was rejected. `message` is one line naming the field or option at fault. */
-export interface Dhcp4DecodeError {
-  readonly code: Dhcp4DecodeErrorCode;
-  readonly message: string;
-}
+export type Dhcp4DecodeError = DecodeError<Dhcp4DecodeErrorCode>;
 
 /** Result of a decode: the value and the offset just past it, or the reason it failed. */
-export type Dhcp4Decoded<T> =
-  | { ok: true; value: T; offset: number }
-  | { ok: false; error: Dhcp4DecodeError };
+export type Dhcp4Decoded<T> = Decoded<T, Dhcp4DecodeError>;
 
 /** An option without a typed field, all its instances concatenated (RFC 3396). */
-export interface Dhcp4RawOption {
-  readonly code: number;
-  readonly data: Uint8Array;
-}
+export type Dhcp4RawOption = RawOption;
 
 /**
  * The options of a message. IPv4 addresses are unsigned 32-bit numbers, times are seconds,
@@ -169,17 +162,8 @@ export interface Dhcp4Message {
   readonly options: Dhcp4Options;
 }
 
-/** The codec trio of one option's value (the bytes after code and length). */
-export interface Dhcp4OptionCodec<T> {
-  readonly code: number;
-  readonly name: string;
-  /** Bytes of the value; the message adds 2 bytes of code and length per 255-byte piece. */
-  encodingLength(value: T): number;
-  /** Writes the value into `buf` at `offset` (a new buffer when omitted); throws `RangeError`. */
-  encode(value: T, buf?: Uint8Array, offset?: number): Uint8Array;
-  /** Reads `length` value bytes (all of `buf` after `offset` by default). Never throws. */
-  decode(buf: Uint8Array, offset?: number, length?: number): Dhcp4Decoded<T>;
-}
+/** The codec trio of one option's value (the bytes after code and length; ./codec.ts). */
+export type Dhcp4OptionCodec<T> = OptionCodec<T, Dhcp4DecodeError>;
 
 const _MESSAGE_NAMES = [
   "",

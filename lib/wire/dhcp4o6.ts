@@ -12,8 +12,10 @@
  *
  * @module
  */
+
 import { formatIPv6, parseIPv6 } from "../net/addr.ts";
 import { readU16, readU24, writeU16 } from "../net/bytes.ts";
+import type { Decoded, DecodeError, OptionCodec, RawOption } from "./codec.ts";
 import { encodeTarget, validRange } from "./codec.ts";
 import {
   type Dhcp4DecodeError,
@@ -75,21 +77,15 @@ export const DHCP6_DECODE_ERROR_CODES = [
 export type Dhcp6DecodeErrorCode = (typeof DHCP6_DECODE_ERROR_CODES)[number];
 
 /** Why a message was rejected; `dhcp4` is the inner fault of a `bad-dhcpv4-msg`. */
-export interface Dhcp6DecodeError {
-  readonly code: Dhcp6DecodeErrorCode;
-  readonly message: string;
+export interface Dhcp6DecodeError extends DecodeError<Dhcp6DecodeErrorCode> {
   readonly dhcp4?: Dhcp4DecodeError;
 }
 
-export type Dhcp6Decoded<T> =
-  | { ok: true; value: T; offset: number }
-  | { ok: false; error: Dhcp6DecodeError };
+/** Result of a decode: the value and the offset just past it, or the reason it failed. */
+export type Dhcp6Decoded<T> = Decoded<T, Dhcp6DecodeError>;
 
 /** An option without a typed field, kept as it came (repeats kept, in order). */
-export interface Dhcp6RawOption {
-  readonly code: number;
-  readonly data: Uint8Array;
-}
+export type Dhcp6RawOption = RawOption;
 
 /** Options typed in both kinds of message. DUIDs are kept as raw bytes. */
 export interface Dhcp6CommonOptions {
@@ -126,16 +122,8 @@ export interface Dhcp6Message extends Dhcp6CommonOptions {
   readonly elapsedTime?: number;
 }
 
-/** The codec trio of one option's value (the bytes after code and length). */
-export interface Dhcp6OptionCodec<T> {
-  readonly code: number;
-  readonly name: string;
-  encodingLength(value: T): number;
-  /** Writes the value into `buf` at `offset` (a new buffer when omitted); throws `RangeError`. */
-  encode(value: T, buf?: Uint8Array, offset?: number): Uint8Array;
-  /** Reads `length` value bytes (all of `buf` after `offset` by default). Never throws. */
-  decode(buf: Uint8Array, offset?: number, length?: number): Dhcp6Decoded<T>;
-}
+/** The codec trio of one option's value (the bytes after code and length; ./codec.ts). */
+export type Dhcp6OptionCodec<T> = OptionCodec<T, Dhcp6DecodeError>;
 
 type _Key = "clientId" | "serverId" | "dhcp4o6Servers" | "oro" | "elapsedTime";
 

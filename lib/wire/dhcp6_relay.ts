@@ -21,8 +21,10 @@
  *
  * @module
  */
+
 import { formatIPv6, parseIPv6 } from "../net/addr.ts";
 import { readU16, writeU16 } from "../net/bytes.ts";
+import type { Decoded, DecodeError } from "./codec.ts";
 import { encodeTarget } from "./codec.ts";
 
 export const Dhcp6RelayType = { RELAY_FORW: 12, RELAY_REPL: 13 } as const;
@@ -51,9 +53,8 @@ export const DHCP6_RELAY_DECODE_ERROR_CODES = [
 ] as const;
 export type Dhcp6RelayDecodeErrorCode = (typeof DHCP6_RELAY_DECODE_ERROR_CODES)[number];
 
-export type Dhcp6RelayDecoded<T> =
-  | { ok: true; value: T; offset: number }
-  | { ok: false; error: { readonly code: Dhcp6RelayDecodeErrorCode; readonly message: string } };
+/** Result of a decode (./codec.ts). */
+export type Dhcp6RelayDecoded<T> = Decoded<T, DecodeError<Dhcp6RelayDecodeErrorCode>>;
 
 /** One relay envelope. */
 export interface Dhcp6RelayMessage {

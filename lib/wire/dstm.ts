@@ -1,32 +1,40 @@
 /**
  * Encoder and decoder of DSTM protocol version 1 messages; docs/protocol.md has the bytes.
  *
- * The shape follows dns-packet: `encodeMessage(msg, buf?, offset?)`, `decodeMessage(buf,
- * offset?)` and `encodingLength(msg)`. Decoding is on the server's hot path, so it reads
- * bytes directly, keeps a bit mask of the options seen, and reports every fault as a value
- * (`{ ok: false, error }`) rather than an exception: a malformed datagram is ordinary input.
- * Encoding a message that could not be decoded back is a programmer error and throws a
- * `RangeError`, so whatever this module writes, it also accepts.
+ * The shape follows dns-packet (lib/wire/codec.ts): `encodeMessage(msg, buf?, offset?)`,
+ * `decodeMessage(buf, offset?)` and `encodingLength(msg)`. Decoding is on the server's hot
+ * path, so it reads bytes directly, keeps a bit mask of the options seen, and reports every
+ * fault as a value (`{ ok: false, error }`) rather than an exception: a malformed datagram is
+ * ordinary input. Encoding a message that could not be decoded back is a programmer error and
+ * throws a `RangeError`, so whatever this module writes, it also accepts. This file holds the
+ * header and the rules of which options each message type carries; the options themselves are
+ * the table of dstm_options.ts.
  *
  * @module
  */
-import { formatIPv4, formatIPv6, parseIPv6 } from "../net/addr.ts";
 import { readU16, readU32, writeU16, writeU32 } from "../net/bytes.ts";
+import { type Codec, type Decoded, type DecodeError, encodeTarget, fail } from "./codec.ts";
+import { isUint32 } from "./dstm_fields.ts";
 import {
-  AUTH_MAC_LENGTH,
-  AUTH_NONCE_LENGTH,
+  DSTM_EXTENSIONS,
+  DSTM_OPTION_LIST,
+  DSTM_OPTIONS,
+  DSTM_WRITE_ORDER,
+  type MutableDstmMessage,
+  optionName,
+  statusName,
+} from "./dstm_options.ts";
+import {
   DSTM_HEADER_LENGTH,
   DSTM_MAX_MESSAGE,
   DSTM_VERSION,
   type DstmMessage,
   MessageType,
   OptionCode,
-  STATUS_TEXT_MAX,
   Status,
-  type WireAuth,
-  type WireBinding,
-  type WirePortSet,
 } from "./dstm_types.ts";
+
+export { statusName };
 
 /** Every reason `decodeMessage` rejects a message; one counter per code suits a server. */
 export const DECODE_ERROR_CODES = [
@@ -55,14 +63,8 @@ export const DECODE_ERROR_CODES = [
 ] as const;
 export type DecodeErrorCode = (typeof DECODE_ERROR_CODES)[number];
 
-/** Why a message was rejected. `message` is one line naming the field or option at fault. */
-export interface DecodeError {
-  readonly code: DecodeErrorCode;
-  readonly message: string;
-}
-
-/** Result of a decode: the value and the offset just past it, or the reason it failed. */
-export type Decoded<T> = { ok: true; value: T; offset: number } | { ok: false; error: DecodeError };
+/** Why a DSTM message was rejected. `message` is one line naming the field or option at fault. */
+export type DstmDecodeError = DecodeError<DecodeErrorCode>;
 
 /** The first eight header bytes, read without any validation. */
 export interface PeekedHeader {
@@ -86,26 +88,6 @@ const _MESSAGE_NAMES = [
   "SYNC",
   "SNAPSHOT",
 ];
-const _OPTION_NAMES = [
-  "",
-  "HOST_IPV4",
-  "HOST_IPV6",
-  "TEP_IPV4",
-  "TEP_IPV6",
-  "PORT_SET",
-  "LEASE_TIME",
-  "STATUS",
-  "AUTH",
-  "SYNC_STATE",
-  "SNAPSHOT_PART",
-  "BINDING",
-];
-const _STATUS_NAMES: string[] = [];
-for (const [name, code] of Object.entries(Status)) _STATUS_NAMES[code] = name;
-/** Value length of each option code; -1 for STATUS, whose length varies (2–255). */
-const _AUTH_LENGTH = 12 + AUTH_NONCE_LENGTH + AUTH_MAC_LENGTH;
-const _FIXED_LENGTH = [0, 4, 16, 4, 16, 4, 4, -1, _AUTH_LENGTH, 8, 8, 24];
-
 const _H4 = 1 << OptionCode.HOST_IPV4;
 const _H6 = 1 << OptionCode.HOST_IPV6;
 const _T4 = 1 << OptionCode.TEP_IPV4;
@@ -117,8 +99,6 @@ const _AU = 1 << OptionCode.AUTH;
 const _SY = 1 << OptionCode.SYNC_STATE;
 const _SP = 1 << OptionCode.SNAPSHOT_PART;
 const _BI = 1 << OptionCode.BINDING;
-/** Options that may appear more than once. */
-const _REPEATABLE = _BI;
 
 /** Per message type (the index): options that must be present, options that may be. */
 const _RULES: readonly ({ readonly required: number; readonly allowed: number } | undefined)[] = [
@@ -137,18 +117,9 @@ const _RULES: readonly ({ readonly required: number; readonly allowed: number } 
   { required: _SP, allowed: _SP | _BI | _AU }, // SNAPSHOT
 ];
 
-// ignoreBOM keeps a leading U+FEFF in the text, so STATUS text round-trips byte for byte.
-const _textDecoder = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
-const _textEncoder = new TextEncoder();
-
 /** Name of a message type for logs: `messageTypeName(2)` is `"DISCOVER_ACK"`, unknown ones `"type 9"`. */
 export function messageTypeName(type: number): string {
   return _MESSAGE_NAMES[type] || `type ${type}`;
-}
-
-/** Name of a status code: `statusName(1)` is `"POOL_EXHAUSTED"`, unknown ones `"status 99"`. */
-export function statusName(status: number): string {
-  return _STATUS_NAMES[status] ?? `status ${status}`;
 }
 
 /**
@@ -172,103 +143,119 @@ export function peekHeader(buf: Uint8Array, offset = 0): PeekedHeader | null {
  * const r = decodeMessage(datagram);
  * if (!r.ok) counters[`drop-${r.error.code}`]++;
  */
-export function decodeMessage(buf: Uint8Array, offset = 0): Decoded<DstmMessage> {
+export function decodeMessage(buf: Uint8Array, offset = 0): Decoded<DstmMessage, DstmDecodeError> {
+  const header = _decodeHeader(buf, offset);
+  if (!header.ok) return header;
+  const { type, length } = header.value;
+  const rule = _RULES[type]!;
+  const msg: MutableDstmMessage = { type, xid: readU32(buf, offset + 4) };
+  const end = offset + length;
+  const seen = _decodeOptions(buf, offset, end, msg);
+  if (typeof seen !== "number") return { ok: false, error: seen };
+  const missing = rule.required & ~seen;
+  if (missing !== 0) {
+    return fail("missing-option", `${_MESSAGE_NAMES[type]} requires ${_lowestOption(missing)}`);
+  }
+  const error = _checkStatus(type, msg.status);
+  if (error !== undefined) return fail("bad-status", error);
+  if (msg.snapshot && msg.snapshot.part >= msg.snapshot.parts) {
+    return fail("bad-snapshot", `SNAPSHOT_PART ${msg.snapshot.part} of ${msg.snapshot.parts}`);
+  }
+  return { ok: true, value: msg, offset: end };
+}
+
+/** Checks the 12-byte header at `offset`; the message type and the length field when sound. */
+function _decodeHeader(
+  buf: Uint8Array,
+  offset: number,
+): Decoded<{ type: MessageType; length: number }, DstmDecodeError> {
   if (!Number.isInteger(offset) || offset < 0) {
-    return _fail("bad-offset", `offset ${offset} is not a non-negative integer`);
+    return fail("bad-offset", `offset ${offset} is not a non-negative integer`);
   }
   const available = buf.length - offset;
   if (available < DSTM_HEADER_LENGTH) {
-    return _fail("truncated", `${Math.max(0, available)} bytes cannot hold the 12-byte header`);
+    return fail("truncated", `${Math.max(0, available)} bytes cannot hold the 12-byte header`);
   }
   const version = buf[offset] ?? 0;
-  if (version !== DSTM_VERSION) return _fail("bad-version", `version ${version} is not 1`);
+  if (version !== DSTM_VERSION) return fail("bad-version", `version ${version} is not 1`);
   const type = buf[offset + 1] ?? 0;
-  const rule = _RULES[type];
-  if (rule === undefined) return _fail("unknown-type", `message type ${type} is unknown`);
+  if (_RULES[type] === undefined) return fail("unknown-type", `message type ${type} is unknown`);
   const flags = readU16(buf, offset + 2);
-  if (flags !== 0) return _fail("bad-flags", `flags 0x${flags.toString(16)} are not zero`);
+  if (flags !== 0) return fail("bad-flags", `flags 0x${flags.toString(16)} are not zero`);
   const length = readU16(buf, offset + 8);
   const reserved = readU16(buf, offset + 10);
-  if (reserved !== 0) return _fail("bad-reserved", `reserved field ${reserved} is not zero`);
-  if (length < DSTM_HEADER_LENGTH) return _fail("bad-length", `length ${length} is below 12`);
+  if (reserved !== 0) return fail("bad-reserved", `reserved field ${reserved} is not zero`);
+  if (length < DSTM_HEADER_LENGTH) return fail("bad-length", `length ${length} is below 12`);
   if (length > DSTM_MAX_MESSAGE) {
-    return _fail("too-long", `length ${length} exceeds ${DSTM_MAX_MESSAGE}`);
+    return fail("too-long", `length ${length} exceeds ${DSTM_MAX_MESSAGE}`);
   }
   if (length > available) {
-    return _fail("truncated", `length ${length} but only ${available} bytes present`);
+    return fail("truncated", `length ${length} but only ${available} bytes present`);
   }
-  const msg: _MutableMessage = { type: type as MessageType, xid: readU32(buf, offset + 4) };
-  const end = offset + length;
+  return { ok: true, value: { type: type as MessageType, length }, offset: offset + length };
+}
+
+/**
+ * Reads the options of the message at `start` (its header checked) up to `end` into `msg`;
+ * returns the bit mask of the option codes seen, or the first fault.
+ */
+function _decodeOptions(
+  buf: Uint8Array,
+  start: number,
+  end: number,
+  msg: MutableDstmMessage,
+): number | DstmDecodeError {
+  const rule = _RULES[msg.type]!;
   let seen = 0;
-  let p = offset + DSTM_HEADER_LENGTH;
+  let p = start + DSTM_HEADER_LENGTH;
   while (p < end) {
-    const at = p - offset;
-    if (seen & _AU) return _fail("auth-not-last", `option at byte ${at} follows AUTH`);
-    if (end - p < 2) return _fail("truncated-option", `option header at byte ${at} is cut off`);
+    const at = p - start;
+    if (seen & _AU) return _fault("auth-not-last", `option at byte ${at} follows AUTH`);
+    if (end - p < 2) return _fault("truncated-option", `option header at byte ${at} is cut off`);
     const code = buf[p] ?? 0;
     const len = buf[p + 1] ?? 0;
     const v = p + 2;
     p = v + len;
     if (p > end) {
-      return _fail(
-        "truncated-option",
-        `option ${code} at byte ${at}: ${len}-byte value is cut off`,
-      );
+      const message = `option ${code} at byte ${at}: ${len}-byte value is cut off`;
+      return _fault("truncated-option", message);
     }
     if (code >= 0x80) {
-      // Extensions: skipped for forward compatibility, except EXISTING_LEASE in DISCOVER_ACK.
-      if (code !== OptionCode.EXISTING_LEASE || type !== MessageType.DISCOVER_ACK) continue;
-      if (len !== 0) {
-        return _fail("bad-option-length", `EXISTING_LEASE has length ${len}, expected 0`);
+      // Extensions: skipped for forward compatibility, except where this version reads them.
+      const ext = DSTM_EXTENSIONS.get(code);
+      if (ext === undefined || ext.onlyIn !== msg.type) continue;
+      if (len < ext.minLength || len > ext.maxLength) {
+        const message = `${ext.name} has length ${len}, expected ${ext.minLength}`;
+        return _fault("bad-option-length", message);
       }
-      if (msg.existingLease) return _fail("duplicate-option", "EXISTING_LEASE appears twice");
-      msg.existingLease = true;
+      const error = ext.read(buf, v, len, msg);
+      if (error !== undefined) return error;
       continue;
     }
-    const name = _OPTION_NAMES[code];
-    if (!name) return _fail("unknown-option", `option code ${code} at byte ${at} is unknown`);
+    const spec = DSTM_OPTIONS[code];
+    if (!spec) return _fault("unknown-option", `option code ${code} at byte ${at} is unknown`);
+    const { name } = spec;
     const bit = 1 << code;
     if (!(rule.allowed & bit)) {
-      return _fail("option-not-allowed", `${name} is not allowed in ${_MESSAGE_NAMES[type]}`);
+      return _fault("option-not-allowed", `${name} is not allowed in ${_MESSAGE_NAMES[msg.type]}`);
     }
-    if (seen & bit & ~_REPEATABLE) return _fail("duplicate-option", `${name} appears twice`);
+    if (seen & bit && !spec.repeatable) return _fault("duplicate-option", `${name} appears twice`);
     seen |= bit;
-    const fixed = _FIXED_LENGTH[code] ?? 0;
-    if (fixed >= 0 ? len !== fixed : len < 2) {
-      const want = fixed >= 0 ? `${fixed}` : "at least 2";
-      return _fail("bad-option-length", `${name} has length ${len}, expected ${want}`);
+    if (len < spec.minLength || len > spec.maxLength) {
+      const { minLength: min, maxLength: max } = spec;
+      const expected = min === max ? `${min}` : `at least ${min}`;
+      return _fault("bad-option-length", `${name} has length ${len}, expected ${expected}`);
     }
-    const error = _decodeOption(buf, v, len, code, msg);
-    if (error !== undefined) return { ok: false, error };
+    const error = spec.read(buf, v, len, msg);
+    if (error !== undefined) return error;
   }
-  const missing = rule.required & ~seen;
-  if (missing !== 0) {
-    const name = _OPTION_NAMES[31 - Math.clz32(missing & -missing)];
-    return _fail("missing-option", `${_MESSAGE_NAMES[type]} requires ${name}`);
-  }
-  const error = _checkStatus(type, msg.status);
-  if (error !== undefined) return _fail("bad-status", error);
-  if (msg.snapshot && msg.snapshot.part >= msg.snapshot.parts) {
-    return _fail("bad-snapshot", `SNAPSHOT_PART ${msg.snapshot.part} of ${msg.snapshot.parts}`);
-  }
-  return { ok: true, value: msg, offset: end };
+  return seen;
 }
 
 /** Bytes `encodeMessage` writes for `msg` (12 for the header plus each present option). */
 export function encodingLength(msg: DstmMessage): number {
   let n = DSTM_HEADER_LENGTH;
-  if (msg.host4 !== undefined) n += 6;
-  if (msg.host6 !== undefined) n += 18;
-  if (msg.tep4 !== undefined) n += 6;
-  if (msg.tep6 !== undefined) n += 18;
-  if (msg.portSet !== undefined) n += 6;
-  if (msg.leaseTime !== undefined) n += 6;
-  if (msg.status !== undefined) n += 4 + _utf8Length(msg.statusText ?? "");
-  if (msg.auth !== undefined) n += 2 + _AUTH_LENGTH;
-  if (msg.syncCount !== undefined || msg.syncDigest !== undefined) n += 10;
-  if (msg.snapshot !== undefined) n += 10;
-  if (msg.bindings !== undefined) n += 26 * msg.bindings.length;
-  if (msg.existingLease) n += 2;
+  for (const spec of DSTM_WRITE_ORDER) n += spec.encodingLength(msg);
   return n;
 }
 
@@ -282,243 +269,71 @@ export function encodingLength(msg: DstmMessage): number {
  * const bytes = encodeMessage({ type: MessageType.DISCOVER, xid: 1, host6: "2001:db8::1" });
  */
 export function encodeMessage(msg: DstmMessage, buf?: Uint8Array, offset = 0): Uint8Array {
+  const values = _prepareOptions(msg);
+  // Only the options present are sized and written: one call each, in the order they go out.
+  let length = DSTM_HEADER_LENGTH;
+  for (const spec of DSTM_WRITE_ORDER) {
+    if (values[spec.code] !== undefined) length += spec.encodingLength(msg);
+  }
+  const out = encodeTarget(buf, offset, length, "message");
+  out[0] = DSTM_VERSION;
+  out[1] = msg.type;
+  writeU16(out, 2, 0);
+  writeU32(out, 4, msg.xid);
+  writeU16(out, 8, length);
+  writeU16(out, 10, 0);
+  let p = DSTM_HEADER_LENGTH;
+  for (const spec of DSTM_WRITE_ORDER) {
+    const value = values[spec.code];
+    if (value !== undefined) p = spec.write(value, out, p);
+  }
+  return out;
+}
+
+/**
+ * Checks `msg` against the rules `decodeMessage` enforces and returns each present option's
+ * prepared value by code; throws `RangeError` naming the first fault.
+ */
+function _prepareOptions(msg: DstmMessage): unknown[] {
   const rule = _RULES[msg.type];
   if (rule === undefined) throw new RangeError(`message type ${msg.type} is unknown`);
   const typeName = messageTypeName(msg.type);
-  if (!_isUint32(msg.xid)) throw new RangeError(`xid ${msg.xid} is not a 32-bit unsigned integer`);
+  if (!isUint32(msg.xid)) {
+    throw new RangeError(`xid ${msg.xid} is not a 32-bit unsigned integer`);
+  }
+  const values: unknown[] = new Array(DSTM_OPTIONS.length);
   let present = 0;
-  if (msg.host4 !== undefined) present |= _checkIPv4("host4", msg.host4, _H4);
-  const host6 = msg.host6 === undefined ? undefined : _parseIPv6("host6", msg.host6);
-  if (host6) present |= _H6;
-  if (msg.tep4 !== undefined) present |= _checkIPv4("tep4", msg.tep4, _T4);
-  const tep6 = msg.tep6 === undefined ? undefined : _parseIPv6("tep6", msg.tep6);
-  if (tep6) present |= _T6;
-  if (msg.portSet !== undefined) present |= _checkPortSet(msg.portSet);
-  if (msg.leaseTime !== undefined) {
-    if (!_isUint32(msg.leaseTime) || msg.leaseTime === 0) {
-      throw new RangeError(`leaseTime ${msg.leaseTime} is not 1..2^32-1 seconds`);
-    }
-    present |= _LT;
+  for (const spec of DSTM_OPTION_LIST) {
+    const value = spec.prepare(msg);
+    if (value === undefined) continue;
+    values[spec.code] = value;
+    present |= 1 << spec.code;
   }
-  if (msg.status !== undefined) present |= _checkStatusText(msg.status, msg.statusText);
-  else if (msg.statusText !== undefined) throw new RangeError("statusText given without status");
-  if (msg.auth !== undefined) present |= _checkAuth(msg.auth);
-  if (msg.syncCount !== undefined || msg.syncDigest !== undefined) {
-    if (!_isUint32(msg.syncCount ?? -1) || !_isUint32(msg.syncDigest ?? -1)) {
-      throw new RangeError("syncCount and syncDigest must both be 32-bit unsigned integers");
-    }
-    present |= _SY;
-  }
-  if (msg.snapshot !== undefined) {
-    const { id, part, parts } = msg.snapshot;
-    if (!_isUint32(id) || !_isUint16(part) || !_isUint16(parts) || part >= parts) {
-      throw new RangeError(`snapshot id ${id} part ${part} of ${parts} is invalid`);
-    }
-    present |= _SP;
-  }
-  const bindings = msg.bindings?.map((b) => {
-    _checkIPv4("binding host4", b.host4, 0);
-    _checkPortSet(b.portSet);
-    return _parseIPv6("binding host6", b.host6);
-  });
-  if (bindings && bindings.length > 0) present |= _BI;
   const notAllowed = present & ~rule.allowed;
   if (notAllowed !== 0) {
-    const name = _OPTION_NAMES[31 - Math.clz32(notAllowed & -notAllowed)];
-    throw new RangeError(`${name} is not allowed in ${typeName}`);
+    throw new RangeError(`${_lowestOption(notAllowed)} is not allowed in ${typeName}`);
   }
   const missing = rule.required & ~present;
-  if (missing !== 0) {
-    const name = _OPTION_NAMES[31 - Math.clz32(missing & -missing)];
-    throw new RangeError(`${typeName} requires ${name}`);
-  }
+  if (missing !== 0) throw new RangeError(`${typeName} requires ${_lowestOption(missing)}`);
   const statusError = _checkStatus(msg.type, msg.status);
   if (statusError !== undefined) throw new RangeError(statusError);
-  if (msg.existingLease && msg.type !== MessageType.DISCOVER_ACK) {
-    throw new RangeError(`EXISTING_LEASE is not allowed in ${typeName}`);
+  for (const spec of DSTM_EXTENSIONS.values()) {
+    const value = spec.prepare(msg);
+    if (value === undefined) continue;
+    if (msg.type !== spec.onlyIn)
+      throw new RangeError(`${spec.name} is not allowed in ${typeName}`);
+    values[spec.code] = value;
   }
-
-  const length = encodingLength(msg);
-  if (buf === undefined) {
-    buf = new Uint8Array(length);
-    offset = 0;
-  } else if (!Number.isInteger(offset) || offset < 0 || offset + length > buf.length) {
-    throw new RangeError(
-      `${length}-byte message does not fit at offset ${offset} of ${buf.length}`,
-    );
-  }
-  buf[offset] = DSTM_VERSION;
-  buf[offset + 1] = msg.type;
-  writeU16(buf, offset + 2, 0);
-  writeU32(buf, offset + 4, msg.xid);
-  writeU16(buf, offset + 8, length);
-  writeU16(buf, offset + 10, 0);
-  let p = offset + DSTM_HEADER_LENGTH;
-  if (msg.host4 !== undefined) p = writeU32(buf, _head(buf, p, OptionCode.HOST_IPV4, 4), msg.host4);
-  if (host6) p = _putBytes(buf, _head(buf, p, OptionCode.HOST_IPV6, 16), host6);
-  if (msg.tep4 !== undefined) p = writeU32(buf, _head(buf, p, OptionCode.TEP_IPV4, 4), msg.tep4);
-  if (tep6) p = _putBytes(buf, _head(buf, p, OptionCode.TEP_IPV6, 16), tep6);
-  if (msg.portSet !== undefined)
-    p = _putPortSet(buf, _head(buf, p, OptionCode.PORT_SET, 4), msg.portSet);
-  if (msg.leaseTime !== undefined) {
-    p = writeU32(buf, _head(buf, p, OptionCode.LEASE_TIME, 4), msg.leaseTime);
-  }
-  if (msg.status !== undefined) {
-    const text = msg.statusText ?? "";
-    const textLength = _utf8Length(text);
-    p = writeU16(buf, _head(buf, p, OptionCode.STATUS, 2 + textLength), msg.status);
-    _textEncoder.encodeInto(text, buf.subarray(p, p + textLength));
-    p += textLength;
-  }
-  p = _encodeSyncOptions(msg, bindings, buf, p);
-  if (msg.existingLease) p = _head(buf, p, OptionCode.EXISTING_LEASE, 0);
-  if (msg.auth !== undefined) {
-    const { keyId, timestamp, nonce, mac } = msg.auth;
-    p = writeU32(buf, _head(buf, p, OptionCode.AUTH, _AUTH_LENGTH), keyId);
-    p = writeU32(buf, p, Math.floor(timestamp / 2 ** 32));
-    p = writeU32(buf, p, timestamp >>> 0);
-    p = _putBytes(buf, p, nonce);
-    p = _putBytes(buf, p, mac);
-  }
-  return buf.subarray(offset, p);
+  return values;
 }
 
-/** Writes the options that come between the lease options and AUTH (TEP synchronisation). */
-function _encodeSyncOptions(
-  msg: DstmMessage,
-  bindings: Uint8Array[] | undefined,
-  buf: Uint8Array,
-  at: number,
-): number {
-  let p = at;
-  if (msg.syncCount !== undefined && msg.syncDigest !== undefined) {
-    p = writeU32(buf, _head(buf, p, OptionCode.SYNC_STATE, 8), msg.syncCount);
-    p = writeU32(buf, p, msg.syncDigest);
-  }
-  if (msg.snapshot !== undefined) {
-    p = writeU32(buf, _head(buf, p, OptionCode.SNAPSHOT_PART, 8), msg.snapshot.id);
-    p = writeU16(buf, p, msg.snapshot.part);
-    p = writeU16(buf, p, msg.snapshot.parts);
-  }
-  msg.bindings?.forEach((b, i) => {
-    p = writeU32(buf, _head(buf, p, OptionCode.BINDING, 24), b.host4);
-    p = _putBytes(buf, p, bindings![i]!);
-    p = _putPortSet(buf, p, b.portSet);
-  });
-  return p;
+/** Name of the option of the lowest bit set in `mask`. */
+function _lowestOption(mask: number): string {
+  return optionName(31 - Math.clz32(mask & -mask));
 }
 
-type _MutableMessage = { -readonly [K in keyof DstmMessage]: DstmMessage[K] };
-
-function _fail(code: DecodeErrorCode, message: string): { ok: false; error: DecodeError } {
-  return { ok: false, error: { code, message } };
-}
-
-/** Checks and stores one option value (its length already checked); returns the fault if any. */
-function _decodeOption(
-  buf: Uint8Array,
-  v: number,
-  len: number,
-  code: number,
-  msg: _MutableMessage,
-): DecodeError | undefined {
-  switch (code) {
-    case OptionCode.HOST_IPV4:
-    case OptionCode.TEP_IPV4: {
-      const address = readU32(buf, v);
-      if (address === 0 || address === 0xffffffff) {
-        const message = `${_OPTION_NAMES[code]} ${formatIPv4(address)} is not a host address`;
-        return { code: "bad-address", message };
-      }
-      if (code === OptionCode.HOST_IPV4) msg.host4 = address;
-      else msg.tep4 = address;
-      return undefined;
-    }
-    case OptionCode.HOST_IPV6:
-    case OptionCode.TEP_IPV6: {
-      if (buf[v] === 0xff || _isZero(buf, v, 16)) {
-        const text = formatIPv6(buf, v);
-        return { code: "bad-address", message: `${_OPTION_NAMES[code]} ${text} is not unicast` };
-      }
-      if (code === OptionCode.HOST_IPV6) msg.host6 = formatIPv6(buf, v);
-      else msg.tep6 = formatIPv6(buf, v);
-      return undefined;
-    }
-    case OptionCode.PORT_SET: {
-      const portSet = _readPortSet(buf, v);
-      if (typeof portSet === "string")
-        return { code: "bad-port-set", message: `PORT_SET ${portSet}` };
-      msg.portSet = portSet;
-      return undefined;
-    }
-    case OptionCode.SYNC_STATE:
-      msg.syncCount = readU32(buf, v);
-      msg.syncDigest = readU32(buf, v + 4);
-      return undefined;
-    case OptionCode.SNAPSHOT_PART:
-      msg.snapshot = { id: readU32(buf, v), part: readU16(buf, v + 4), parts: readU16(buf, v + 6) };
-      return undefined;
-    case OptionCode.BINDING: {
-      const host4 = readU32(buf, v);
-      if (host4 === 0 || host4 === 0xffffffff || buf[v + 4] === 0xff || _isZero(buf, v + 4, 16)) {
-        return { code: "bad-address", message: "BINDING holds an unusable address" };
-      }
-      const portSet = _readPortSet(buf, v + 20);
-      if (typeof portSet === "string")
-        return { code: "bad-port-set", message: `BINDING ${portSet}` };
-      const binding: WireBinding = { host4, host6: formatIPv6(buf, v + 4), portSet };
-      msg.bindings = msg.bindings ? [...msg.bindings, binding] : [binding];
-      return undefined;
-    }
-    case OptionCode.LEASE_TIME: {
-      const seconds = readU32(buf, v);
-      if (seconds === 0) return { code: "bad-lease-time", message: "LEASE_TIME is zero" };
-      msg.leaseTime = seconds;
-      return undefined;
-    }
-    case OptionCode.STATUS: {
-      const status = readU16(buf, v);
-      if (_STATUS_NAMES[status] === undefined) {
-        return { code: "bad-status", message: `STATUS code ${status} is unknown` };
-      }
-      msg.status = status as Status;
-      if (len > 2) {
-        try {
-          msg.statusText = _textDecoder.decode(buf.subarray(v + 2, v + len));
-        } catch {
-          return { code: "bad-text", message: "STATUS text is not valid UTF-8" };
-        }
-      }
-      return undefined;
-    }
-    default: {
-      const hi = readU32(buf, v + 4);
-      if (hi > 0x1fffff) {
-        return { code: "bad-auth", message: "AUTH timestamp exceeds 2^53-1 ms" };
-      }
-      const nonceAt = v + 12;
-      const macAt = nonceAt + AUTH_NONCE_LENGTH;
-      msg.auth = {
-        keyId: readU32(buf, v),
-        timestamp: hi * 2 ** 32 + readU32(buf, v + 8),
-        nonce: buf.slice(nonceAt, macAt),
-        mac: buf.slice(macAt, macAt + AUTH_MAC_LENGTH),
-      };
-      return undefined;
-    }
-  }
-}
-
-/** Reads a 4-byte port set; returns a description of the fault instead when invalid. */
-function _readPortSet(buf: Uint8Array, v: number): WirePortSet | string {
-  const a = buf[v] ?? 0;
-  const k = buf[v + 1] ?? 0;
-  const wire = readU16(buf, v + 2);
-  // RFC 7618 option 159 layout: the PSID is left-aligned, the bits below it are zero.
-  if (a > 15 || k > 16 || a + k > 16 || (k === 0 ? wire !== 0 : wire & (0xffff >> k))) {
-    return `offset ${a}, psidLength ${k}, PSID field 0x${wire.toString(16)}`;
-  }
-  return { offset: a, psidLength: k, psid: k === 0 ? 0 : wire >> (16 - k) };
+function _fault(code: DecodeErrorCode, message: string): DstmDecodeError {
+  return { code, message };
 }
 
 /** NAK carries a failure; RELEASE_ACK may carry only SUCCESS. Returns the fault if any. */
@@ -530,102 +345,9 @@ function _checkStatus(type: number, status: number | undefined): string | undefi
   return undefined;
 }
 
-function _checkIPv4(field: string, value: number, bit: number): number {
-  if (!_isUint32(value) || value === 0 || value === 0xffffffff) {
-    throw new RangeError(`${field} ${value} is not a usable IPv4 address`);
-  }
-  return bit;
-}
-
-function _parseIPv6(field: string, text: string): Uint8Array {
-  const bytes = parseIPv6(text);
-  if (bytes === null || bytes[0] === 0xff || _isZero(bytes, 0, 16)) {
-    throw new RangeError(`${field} ${JSON.stringify(text)} is not a unicast IPv6 address`);
-  }
-  return bytes;
-}
-
-function _checkPortSet(ps: WirePortSet): number {
-  const { offset: a, psidLength: k, psid } = ps;
-  const ok =
-    Number.isInteger(a) &&
-    Number.isInteger(k) &&
-    Number.isInteger(psid) &&
-    a >= 0 &&
-    k >= 0 &&
-    a + k <= 16 &&
-    a <= 15 &&
-    psid >= 0 &&
-    psid < 2 ** k;
-  if (!ok) throw new RangeError(`portSet offset ${a}, psidLength ${k}, psid ${psid} is invalid`);
-  return _PS;
-}
-
-function _checkStatusText(status: number, text: string | undefined): number {
-  if (_STATUS_NAMES[status] === undefined || !Number.isInteger(status)) {
-    throw new RangeError(`status ${status} is unknown`);
-  }
-  if (text !== undefined && (!text.isWellFormed() || _utf8Length(text) > STATUS_TEXT_MAX)) {
-    throw new RangeError(`statusText is not well-formed or longer than ${STATUS_TEXT_MAX} bytes`);
-  }
-  return _ST;
-}
-
-function _checkAuth(auth: WireAuth): number {
-  const { keyId, timestamp, nonce, mac } = auth;
-  if (!_isUint32(keyId)) throw new RangeError(`auth keyId ${keyId} is not 32-bit unsigned`);
-  if (!Number.isSafeInteger(timestamp) || timestamp < 0) {
-    throw new RangeError(`auth timestamp ${timestamp} is not a non-negative safe integer`);
-  }
-  if (nonce.length !== AUTH_NONCE_LENGTH || mac.length !== AUTH_MAC_LENGTH) {
-    throw new RangeError(`auth nonce/mac must be ${AUTH_NONCE_LENGTH}/${AUTH_MAC_LENGTH} bytes`);
-  }
-  return _AU;
-}
-
-/** UTF-8 length of a well-formed string, without encoding it. */
-function _utf8Length(text: string): number {
-  let n = 0;
-  for (let i = 0; i < text.length; i++) {
-    const c = text.charCodeAt(i);
-    if (c < 0x80) n += 1;
-    else if (c < 0x800) n += 2;
-    else if (c >= 0xd800 && c <= 0xdbff && (text.charCodeAt(i + 1) & 0xfc00) === 0xdc00) {
-      n += 4; // surrogate pair: one code point above U+FFFF
-      i++;
-    } else n += 3; // a lone surrogate too: TextEncoder writes U+FFFD
-  }
-  return n;
-}
-
-function _isUint32(n: number): boolean {
-  return Number.isInteger(n) && n >= 0 && n <= 0xffffffff;
-}
-
-function _isZero(buf: Uint8Array, at: number, len: number): boolean {
-  for (let i = at; i < at + len; i++) if (buf[i] !== 0) return false;
-  return true;
-}
-
-/** Writes an option's code and length; returns where its value starts. */
-function _head(buf: Uint8Array, at: number, code: number, len: number): number {
-  buf[at] = code;
-  buf[at + 1] = len;
-  return at + 2;
-}
-
-/** Port set as in RFC 7618 option 159: offset, PSID length, left-aligned PSID. */
-function _putPortSet(buf: Uint8Array, at: number, ps: WirePortSet): number {
-  buf[at] = ps.offset;
-  buf[at + 1] = ps.psidLength;
-  return writeU16(buf, at + 2, ps.psidLength === 0 ? 0 : ps.psid << (16 - ps.psidLength));
-}
-
-function _isUint16(n: number): boolean {
-  return Number.isInteger(n) && n >= 0 && n <= 0xffff;
-}
-
-function _putBytes(buf: Uint8Array, at: number, bytes: Uint8Array): number {
-  buf.set(bytes, at);
-  return at + bytes.length;
-}
+/** The DSTM message codec in the one shape of lib/wire/codec.ts. */
+export const dstmCodec: Codec<DstmMessage, DstmDecodeError> = {
+  encodingLength,
+  encode: encodeMessage,
+  decode: decodeMessage,
+};

@@ -9,6 +9,7 @@
  * @module
  */
 export * from "./auth.ts";
+export * from "./codec.ts";
 export * from "./dhcp4.ts";
 export * from "./dhcp4o6.ts";
 export * from "./digest.ts";

@@ -13,10 +13,11 @@
  */
 import { formatIPv4, parseIPv4 } from "../../lib/net/addr.ts";
 import { bindUdp, type UdpEndpoint } from "../../lib/sys/udp.ts";
-import { Dhcp4MessageType, Dhcp4Op, dhcp4MessageTypeName } from "../../lib/wire/dhcp4.ts";
-import { Dhcp6MessageType, decodeDhcp4o6, encodeDhcp4o6 } from "../../lib/wire/dhcp4o6.ts";
+import { Dhcp4MessageType, dhcp4MessageTypeName } from "../../lib/wire/dhcp4.ts";
+import { decodeDhcp4o6 } from "../../lib/wire/dhcp4o6.ts";
 import { decodeMessage, encodeMessage } from "../../lib/wire/dstm.ts";
 import { MessageType, Status } from "../../lib/wire/dstm_types.ts";
+import { dhcp4Message, dhcp4o6Query } from "../helpers/dhcp4.ts";
 
 const [mode, server, portText, ...rest] = process.argv.slice(2);
 const port = Number(portText);
@@ -68,28 +69,16 @@ if (mode === "native") {
   });
   const messageType = type === "request" ? Dhcp4MessageType.REQUEST : Dhcp4MessageType.DISCOVER;
   ep.send(
-    encodeDhcp4o6({
-      type: Dhcp6MessageType.DHCPV4_QUERY,
-      flags: 0,
-      dhcp4: {
-        op: Dhcp4Op.BOOTREQUEST,
-        htype: 1,
-        hops: 0,
-        xid: 0x0bad0bad,
-        secs: 0,
-        flags: 0,
-        ciaddr: 0,
-        yiaddr: 0,
-        siaddr: 0,
-        giaddr: 0,
-        chaddr: Uint8Array.from([0x02, 0xba, 0xdb, 0xad, 0, 1]),
-        options: {
-          messageType,
+    dhcp4o6Query(
+      dhcp4Message(
+        messageType,
+        {
           requestedIp: requested ? parseIPv4(requested)! : undefined,
           serverId: serverId ? parseIPv4(serverId)! : undefined,
         },
-      },
-    }),
+        { xid: 0x0bad0bad, chaddr: Uint8Array.from([0x02, 0xba, 0xdb, 0xad, 0, 1]) },
+      ),
+    ),
     server!,
     port,
   );

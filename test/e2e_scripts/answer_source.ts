@@ -10,10 +10,10 @@
  */
 import { parseIPv6 } from "../../lib/net/addr.ts";
 import { bindUdp } from "../../lib/sys/udp.ts";
-import { Dhcp4MessageType, Dhcp4Op } from "../../lib/wire/dhcp4.ts";
-import { Dhcp6MessageType, encodeDhcp4o6 } from "../../lib/wire/dhcp4o6.ts";
+import { Dhcp4MessageType } from "../../lib/wire/dhcp4.ts";
 import { encodeMessage } from "../../lib/wire/dstm.ts";
 import { MessageType } from "../../lib/wire/dstm_types.ts";
+import { dhcp4Message, dhcp4o6Query } from "../helpers/dhcp4.ts";
 
 const [mode, server6, host6, portText] = process.argv.slice(2) as [string, string, string, string?];
 if (!parseIPv6(server6) || !parseIPv6(host6)) throw new Error("usage: MODE SERVER6 HOST6 [PORT]");
@@ -28,27 +28,13 @@ if (mode === "dstm") {
   port = Number(portText ?? 4607);
 } else {
   const chaddr = Uint8Array.from([0x02, 0, 0, 0, 0, 0x43]);
-  query = encodeDhcp4o6({
-    type: Dhcp6MessageType.DHCPV4_QUERY,
-    flags: 0,
-    dhcp4: {
-      op: Dhcp4Op.BOOTREQUEST,
-      htype: 1,
-      hops: 0,
-      xid: 0x5eed,
-      secs: 0,
-      flags: 0,
-      ciaddr: 0,
-      yiaddr: 0,
-      siaddr: 0,
-      giaddr: 0,
-      chaddr,
-      options: {
-        messageType: Dhcp4MessageType.DISCOVER,
-        clientId: Uint8Array.from([1, ...chaddr]),
-      },
-    },
-  });
+  query = dhcp4o6Query(
+    dhcp4Message(
+      Dhcp4MessageType.DISCOVER,
+      { clientId: Uint8Array.from([1, ...chaddr]) },
+      { xid: 0x5eed, chaddr },
+    ),
+  );
   port = Number(portText ?? 547);
 }
 // Up to 3 tries, 1 s apart, until something answers.

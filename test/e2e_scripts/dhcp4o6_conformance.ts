@@ -20,7 +20,6 @@ import { bindUdp } from "../../lib/sys/udp.ts";
 import {
   type Dhcp4Message,
   Dhcp4MessageType,
-  Dhcp4Op,
   type Dhcp4Options,
   dhcp4MessageTypeName,
 } from "../../lib/wire/dhcp4.ts";
@@ -31,6 +30,7 @@ import {
   encodeDhcp6Relay,
   unwrapRelays,
 } from "../../lib/wire/dhcp6_relay.ts";
+import { dhcp4Message } from "../helpers/dhcp4.ts";
 
 const [mode = "", target = ""] = process.argv.slice(2);
 const WAIT_MS = 3000;
@@ -56,21 +56,11 @@ function message(
   options: Dhcp4Options,
   fields: Partial<Dhcp4Message> = {},
 ): Dhcp4Message {
-  return {
-    op: Dhcp4Op.BOOTREQUEST,
-    htype: 1,
-    hops: 0,
-    xid,
-    secs: 0,
-    flags: 0,
-    ciaddr: 0,
-    yiaddr: 0,
-    siaddr: 0,
-    giaddr: 0,
-    chaddr,
-    ...fields,
-    options: { clientId: Uint8Array.of(1, ...chaddr), ...options },
-  };
+  return dhcp4Message(
+    options.messageType,
+    { clientId: Uint8Array.of(1, ...chaddr), ...options },
+    { xid, chaddr, ...fields },
+  );
 }
 
 /** The DHCPv4 answer with `xid` inside whatever came (relayed or not), once it is there. */

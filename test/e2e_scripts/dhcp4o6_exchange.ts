@@ -7,18 +7,9 @@ import { Logger } from "../../lib/control/log.ts";
 import { formatIPv4, parseIPv4 } from "../../lib/net/addr.ts";
 import { DstmServer } from "../../lib/server/server.ts";
 import { bindUdp } from "../../lib/sys/udp.ts";
-import {
-  type Dhcp4Message,
-  Dhcp4MessageType,
-  Dhcp4Op,
-  type Dhcp4Options,
-} from "../../lib/wire/dhcp4.ts";
-import {
-  DHCP4O6_FLAG_UNICAST,
-  Dhcp6MessageType,
-  decodeDhcp4o6,
-  encodeDhcp4o6,
-} from "../../lib/wire/dhcp4o6.ts";
+import { type Dhcp4Message, Dhcp4MessageType, type Dhcp4Options } from "../../lib/wire/dhcp4.ts";
+import { DHCP4O6_FLAG_UNICAST, decodeDhcp4o6 } from "../../lib/wire/dhcp4o6.ts";
+import { dhcp4Message, dhcp4o6Query } from "../helpers/dhcp4.ts";
 
 const serverId = parseIPv4("192.0.2.1")!;
 const server = await DstmServer.start({
@@ -41,27 +32,16 @@ async function ask(
   flags = 0,
 ) {
   answer = null;
-  const dhcp4: Dhcp4Message = {
-    op: Dhcp4Op.BOOTREQUEST,
-    htype: 1,
-    hops: 0,
-    xid: 0x2b2b0000 + type,
-    secs: 0,
-    flags: 0,
-    ciaddr: 0,
-    yiaddr: 0,
-    siaddr: 0,
-    giaddr: 0,
-    chaddr,
-    ...fields,
-    options: {
-      messageType: type,
+  const dhcp4 = dhcp4Message(
+    type,
+    {
       clientId: Uint8Array.from([1, ...chaddr]),
       parameterRequestList: [1, 3, 51, 54, 159],
       ...options,
     },
-  };
-  client.send(encodeDhcp4o6({ type: Dhcp6MessageType.DHCPV4_QUERY, flags, dhcp4 }), "::1", 547);
+    { xid: 0x2b2b0000 + type, chaddr, ...fields },
+  );
+  client.send(dhcp4o6Query(dhcp4, flags), "::1", 547);
   for (let i = 0; i < 50 && !answer; i++) await Bun.sleep(10);
   if (!answer) return null;
   const decoded = decodeDhcp4o6(answer);
