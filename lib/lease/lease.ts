@@ -12,6 +12,7 @@
  *
  * @module
  */
+import { bindingKey } from "../net/portset.ts";
 
 /** RFC 7597 §5.1 port set. `psidLength` 0 means the whole port space (no sharing). */
 export interface PortSet {
@@ -56,7 +57,7 @@ export interface Lease {
 
 /** The store key of a lease: `ipv4 * 65536 + psid`, exact in a double. */
 export function leaseKey(ipv4: number, psid: number): number {
-  return ipv4 * 65536 + psid;
+  return bindingKey(ipv4, psid); // one key for a lease and its binding (lib/net/portset.ts)
 }
 
 /**
