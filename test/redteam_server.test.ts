@@ -270,27 +270,47 @@ describe.skipIf(skip !== null)("dstm server: attacker on the link, local user", 
     expect((await s.leases()).map((x) => x.hostIPv4)).toEqual([ipv4]);
   }, 90_000);
 
-  // Left for the DHCPv4-over-DHCPv6 work (lib/server/dhcp4o6.ts): a 10-byte
-  // INFORMATION-REQUEST asking only for option 88 gets a 46-byte REPLY (server DUID +
-  // OPTION_DHCP4_O_DHCPV6_SERVER), 4.6× to any source without --key (or in --dhcp4o6-open,
-  // or an allowed prefix), up to the per-prefix burst (100) and then 10/s per victim /64.
-  test.todo("4o6: an INFORMATION-REQUEST gets no answer larger than itself", async () => {
+  // Before the fix a 10-byte INFORMATION-REQUEST asking only for option 88 got a 46-byte REPLY
+  // (server DUID + OPTION_DHCP4_O_DHCPV6_SERVER), 4.6× to any source without --key (or with
+  // --dhcp4o6-open, or in an allowed prefix), up to the per-prefix burst and then 10/s per /64.
+  test("4o6: an INFORMATION-REQUEST gets no answer larger than itself", async () => {
     const l = link();
-    await server(l, ["--dhcp4o6", "--dhcp4o6-listen", "[::]:547"]);
-    const ask = "0b000001000600020058"; // INFORMATION-REQUEST, ORO [88], no client id
-    const r = await forge(l.attacker, {
-      from: ATTACKER6,
-      fromPort: 546,
-      to: SERVER6,
-      toPort: 547,
-      datagrams: [ask],
-      rounds: 20,
-      intervalMs: 1,
-      listenMs: 800,
-    });
-    expect(r.received).toBeGreaterThan(0);
-    expect(r.receivedBytes).toBeLessThanOrEqual(r.sentBytes);
-  });
+    const s = await server(l, ["--dhcp4o6", "--dhcp4o6-listen", "[::]:547"]);
+    const small = "0b000001000600020058"; // INFORMATION-REQUEST, ORO [88], no client id
+    // A request the REPLY fits in: client id (DUID-LL), elapsed time, ORO [88] and a user
+    // class (15, RFC 8415 §21.15) of 24 bytes. The REPLY echoes the client id and adds the
+    // server id (22 bytes) and an empty option 88 (4 bytes).
+    const big =
+      "0b000002" +
+      "0001000a00030001020000000001" +
+      "000800020000" +
+      "000600020058" +
+      `000f001a0018${"75".repeat(24)}`;
+    const spray = (datagrams: string[]) =>
+      forge(l.attacker, {
+        from: ATTACKER6,
+        fromPort: 546,
+        to: SERVER6,
+        toPort: 547,
+        datagrams,
+        rounds: 20,
+        intervalMs: 1,
+        listenMs: 800,
+      });
+    const r = await spray([small]);
+    expect(r.sent).toBe(20);
+    expect(r.received).toBe(0);
+    expect(
+      await s.metric(
+        "dstm_dhcp4o6_messages_total",
+        'type="information-request",result="answer-too-long"',
+      ),
+    ).toBe(20);
+    // A request that the REPLY fits in is still answered (RFC 7341 §5), never amplified.
+    const ok = await spray([big]);
+    expect(ok.received).toBe(20);
+    expect(ok.receivedBytes).toBeLessThanOrEqual(ok.sentBytes);
+  }, 90_000);
 
   // Left for the allocation/admission work (lib/alloc): the lease cap counts per /64 and the
   // rate limit per source /64, and nothing bounds how many prefixes may take leases. Without

@@ -140,7 +140,7 @@ export class Dhcp4o6Handler {
   /** The answer to one client message from `host6` (canonical, no zone), or null. */
   async #answer(raw: Uint8Array, host6: string): Promise<Uint8Array | null> {
     if (peekDhcp6MessageType(raw) === Dhcp6MessageType.INFORMATION_REQUEST)
-      return this.#information(raw);
+      return this.#information(raw, host6);
     const decoded = decodeDhcp4o6(raw);
     if (!decoded.ok || decoded.value.type !== Dhcp6MessageType.DHCPV4_QUERY) {
       const reason = decoded.ok ? "not-a-query" : `malformed-${decoded.error.code}`;
@@ -164,7 +164,7 @@ export class Dhcp4o6Handler {
           detail: "a second DHCPv4 client behind an IPv6 address that holds another client's lease",
         });
         if (type === Dhcp4MessageType.DISCOVER) return null;
-        return this.#nak(query, name, "this IPv6 address holds another client's lease");
+        return this.#nak(query, name, "this IPv6 address holds another client's lease", raw.length);
       }
     }
     switch (type) {
@@ -205,7 +205,7 @@ export class Dhcp4o6Handler {
           await engine.withdrawOffer(host6);
           return null;
         }
-        if (!address) return this.#nak(query, name, "no address requested");
+        if (!address) return this.#nak(query, name, "no address requested", raw.length);
         const moving = key === null ? undefined : this.#leaseElsewhere(key, host6);
         if (moving?.ipv4 === address) {
           // RFC 2131 §4.2: the lease is the client's, not its IPv6 address's: it moves, with
@@ -221,10 +221,10 @@ export class Dhcp4o6Handler {
         const first = engine.isOffer(engine.lookupHost(host6));
         const result = await engine.request(host6, address);
         if (!(await this.#installed(result, host6, result.ok && first)))
-          return this.#nak(query, name, "TEP unavailable");
+          return this.#nak(query, name, "TEP unavailable", raw.length);
         if (!result.ok) {
           if (result.reason === "prefix-limit") this.#refusedPrefix(host6);
-          return this.#nak(query, name, result.message);
+          return this.#nak(query, name, result.message, raw.length);
         }
         this.#count(name, "ack");
         if (key !== null) this.#ids.set(key, host6);
@@ -288,7 +288,7 @@ export class Dhcp4o6Handler {
    * in a DHCPv6 REPLY to its INFORMATION-REQUEST. We name ourselves (or, listening on any
    * address, send the empty list: "use ff02::1:2", where we listen too).
    */
-  #information(raw: Uint8Array): Uint8Array | null {
+  #information(raw: Uint8Array, host6: string): Uint8Array | null {
     const decoded = decodeDhcp6(raw);
     if (!decoded.ok || !(decoded.value.oro ?? []).includes(Dhcp6OptionCode.DHCP4_O_DHCP6_SERVER)) {
       this.#count(
@@ -297,14 +297,35 @@ export class Dhcp4o6Handler {
       );
       return null;
     }
-    this.#count("information-request", "reply");
-    return encodeDhcp6({
+    const ask = decoded.value;
+    // RFC 8415 §16.12: discard one naming another server.
+    const sid = ask.serverId;
+    if (sid && !(sid.length === this.#duid.length && sid.every((b, i) => b === this.#duid[i]))) {
+      this.#count("information-request", "other-server");
+      return null;
+    }
+    const reply = encodeDhcp6({
       type: Dhcp6MessageType.REPLY,
-      xid: decoded.value.xid,
-      clientId: decoded.value.clientId,
+      xid: ask.xid,
+      clientId: ask.clientId,
       serverId: this.#duid,
       dhcp4o6Servers: this.#o.address && this.#o.address !== "::" ? [this.#o.address] : [],
     });
+    // Nothing vouches for the source (RFC 7341 has no authentication): a REPLY longer than
+    // the request would make this server a reflection amplifier against whoever the source
+    // names (docs/security.md). A standard request is too short for the REPLY (it carries
+    // the server id, RFC 8415 §18.3.6); such a client is told the servers some other way
+    // (--server, or it sends straight to ff02::1:2, where we listen).
+    if (reply.length > raw.length) {
+      this.#drop("information-request", "answer-too-long", {
+        from: host6,
+        request: raw.length,
+        reply: reply.length,
+      });
+      return null;
+    }
+    this.#count("information-request", "reply");
+    return reply;
   }
 
   /**
@@ -370,9 +391,10 @@ export class Dhcp4o6Handler {
     return leaseReply(query, type, lease, s, this.#o.serverId);
   }
 
-  #nak(query: Dhcp4Message, name: string, message: string): Uint8Array {
+  /** A NAK no longer than the query's `size` bytes when its message can be cut to fit. */
+  #nak(query: Dhcp4Message, name: string, message: string, size: number): Uint8Array {
     this.#count(name, "nak");
-    return nakReply(query, this.#o.serverId, message);
+    return nakReply(query, this.#o.serverId, message, size);
   }
 
   #count(type: string, result: string): void {
