@@ -312,11 +312,12 @@ export class Dhcp4o6Handler {
       dhcp4o6Servers: this.#o.address && this.#o.address !== "::" ? [this.#o.address] : [],
     });
     // Nothing vouches for the source (RFC 7341 has no authentication): a REPLY longer than
-    // the request would make this server a reflection amplifier against whoever the source
-    // names (docs/security.md). A standard request is too short for the REPLY (it carries
-    // the server id, RFC 8415 §18.3.6); such a client is told the servers some other way
-    // (--server, or it sends straight to ff02::1:2, where we listen).
-    if (reply.length > raw.length) {
+    // the request, sent to a routable address, would make this server a reflection amplifier
+    // against whoever the source names (docs/security.md). A standard request is shorter than
+    // its REPLY (which adds the server id, RFC 8415 §18.3.6), but a client asking
+    // ff02::1:2 sends from its link-local address (RFC 8415 §14.1), where the answer cannot
+    // leave the link (and every link-local source shares the fe80::/64 rate-limit bucket).
+    if (reply.length > raw.length && !onLinkOnly(host6)) {
       this.#drop("information-request", "answer-too-long", {
         from: host6,
         request: raw.length,
@@ -411,4 +412,9 @@ export class Dhcp4o6Handler {
       expires: event === "release" ? undefined : new Date(lease.expiresAt).toISOString(),
     });
   }
+}
+
+/** A link-local (fe80::/10) or loopback host: an answer to it never leaves the link. */
+function onLinkOnly(host6: string): boolean {
+  return host6 === "::1" || /^fe[89ab][0-9a-f]:/i.test(host6);
 }
