@@ -185,7 +185,7 @@ export class Dhcp4o6Handler {
         if (!result.ok) {
           // RFC 2131 §4.3.1: no address, no OFFER (a NAK is not a DISCOVER's answer).
           this.#count(name, result.reason);
-          if (result.reason === "prefix-limit") this.#refusedPrefix(host6);
+          this.#refusedCap(result.reason, host6);
           return null;
         }
         this.#count(name, "offer");
@@ -223,7 +223,7 @@ export class Dhcp4o6Handler {
         if (!(await this.#installed(result, host6, result.ok && first)))
           return this.#nak(query, name, "TEP unavailable", raw.length);
         if (!result.ok) {
-          if (result.reason === "prefix-limit") this.#refusedPrefix(host6);
+          this.#refusedCap(result.reason, host6);
           return this.#nak(query, name, result.message, raw.length);
         }
         this.#count(name, "ack");
@@ -381,9 +381,10 @@ export class Dhcp4o6Handler {
     return ok;
   }
 
-  /** The engine refused a new lease: the host's prefix holds as many as one prefix may. */
-  #refusedPrefix(host6: string): void {
-    this.#o.admission?.refused("dhcp4o6", "prefix-limit", { host6 });
+  /** The engine refused a new lease: the host's prefix or site holds as many as it may. */
+  #refusedCap(reason: string, host6: string): void {
+    if (reason === "prefix-limit" || reason === "site-limit")
+      this.#o.admission?.refused("dhcp4o6", reason, { host6 });
   }
 
   /** An OFFER or ACK of `lease`, for `seconds` (default: the time the lease has left). */

@@ -5,6 +5,7 @@
  * @module
  */
 import { AllocationEngine, isDeclinedHost, type PoolConfig } from "../alloc/engine.ts";
+import { SITE_DEFAULTS } from "../alloc/prefix_caps.ts";
 import { Reclaimer } from "../alloc/reclaimer.ts";
 import { controlHandler, metricsResponse } from "../control/api.ts";
 import type { Logger } from "../control/log.ts";
@@ -80,6 +81,9 @@ export interface ServerConfig {
   readonly admission?: {
     readonly maxLeasesPerPrefix?: number;
     readonly hostPrefixLength?: number;
+    /** Leases per site prefix (lib/alloc/prefix_caps.ts); default SITE_DEFAULTS. */
+    readonly maxLeasesPerSite?: number;
+    readonly sitePrefixLength?: number;
     readonly ratePerSecond?: number;
     readonly burst?: number;
   };
@@ -170,6 +174,8 @@ export class DstmServer {
         maxLeasesPerPrefix:
           config.admission?.maxLeasesPerPrefix ?? ADMISSION_DEFAULTS.maxLeasesPerPrefix,
         hostPrefixLength: config.admission?.hostPrefixLength,
+        maxLeasesPerSite: config.admission?.maxLeasesPerSite ?? SITE_DEFAULTS.maxLeasesPerSite,
+        sitePrefixLength: config.admission?.sitePrefixLength,
         reclaimMaxLeases: config.reclaim?.maxLeases,
         reclaimMaxMs: config.reclaim?.maxMs,
         // Another server sharing the database decided: keep this server's TEP view whole, so
@@ -345,6 +351,7 @@ export class DstmServer {
       auth: keys ? `${keys.size} key(s)` : "off",
       "max-leases-per-prefix":
         config.admission?.maxLeasesPerPrefix ?? ADMISSION_DEFAULTS.maxLeasesPerPrefix,
+      "max-leases-per-site": config.admission?.maxLeasesPerSite ?? SITE_DEFAULTS.maxLeasesPerSite,
       "prefix-rate": config.admission?.ratePerSecond ?? ADMISSION_DEFAULTS.ratePerSecond,
       "tep-auth": config.tepKeys?.length ? `${config.tepKeys.length} key(s)` : "off",
       control: config.control,
