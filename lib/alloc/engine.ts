@@ -27,7 +27,9 @@
  *
  * Against hosts that misbehave: a DISCOVER never shortens or replaces a committed lease
  * (RFC 2131 §4.3.1); `maxLeasesPerPrefix` caps the active leases of one host prefix
- * (./host_prefix.ts), so one machine with many IPv6 addresses cannot take the pool; and
+ * (./host_prefix.ts), so one machine with many IPv6 addresses cannot take the pool, and
+ * `maxLeasesPerSite` those of one site prefix, so many /64s of one site cannot either
+ * (./prefix_caps.ts); and
  * leases expire on the monotonic clock while the engine runs, so a wall-clock step never
  * turns into mass expiry (./lease_clock.ts).
  *
@@ -1009,8 +1011,9 @@ export class AllocationEngine {
   }
 
   /**
-   * `prefix-limit` when the host's prefix already holds maxLeasesPerPrefix leases, not
-   * counting the `held` lease(s) of the host that the new one replaces; else undefined.
+   * `prefix-limit` (`site-limit`) when the host's prefix (site prefix) already holds
+   * maxLeasesPerPrefix (maxLeasesPerSite) leases, not counting the `held` lease(s) of the host
+   * that the new one replaces; else undefined (./prefix_caps.ts).
    */
   #overPrefixLimit(host6: string, held: number): Promise<EngineResult> | undefined {
     const over = this.#caps.over(host6, held);
