@@ -29,6 +29,7 @@ interface Cap {
   readonly counter: PrefixCounter;
   readonly flag: string;
   readonly what: string;
+  readonly unit: string;
 }
 
 /** The engine's caps; a cap of 0 is off (nothing counted). */
@@ -55,6 +56,7 @@ export class PrefixCaps {
         counter: new PrefixCounter(prefixLength),
         flag: "--max-leases-per-prefix",
         what: "host prefix",
+        unit: "prefix",
       });
     }
     if (perSite > 0) {
@@ -64,6 +66,7 @@ export class PrefixCaps {
         counter: new PrefixCounter(siteLength),
         flag: "--max-leases-per-site",
         what: "site prefix",
+        unit: "site",
       });
     }
   }
@@ -83,7 +86,7 @@ export class PrefixCaps {
       const prefix = hostPrefixKey(host6, cap.counter.length);
       return {
         reason: cap.reason,
-        message: `${cap.what} ${prefix} holds ${cap.max} leases, the most one ${cap.what} may hold (${cap.flag})`,
+        message: `${cap.what} ${prefix} holds ${cap.max} leases, the most one ${cap.unit} may hold (${cap.flag})`,
       };
     }
     return undefined;
