@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { PrefixCaps, SITE_DEFAULTS } from "../lib/alloc/prefix_caps.ts";
+import { defaultSiteCap, PrefixCaps } from "../lib/alloc/prefix_caps.ts";
 
 describe("PrefixCaps", () => {
   test("the /64s of one /56 share the site cap; another site is not affected", () => {
@@ -29,6 +29,7 @@ describe("PrefixCaps", () => {
     expect(caps.over("2001:db8:1:200::1", 0)).toBeUndefined();
     expect(() => new PrefixCaps(-1, 64)).toThrow(RangeError);
     expect(() => new PrefixCaps(1, 64, 1.5)).toThrow(RangeError);
-    expect(SITE_DEFAULTS).toEqual({ maxLeasesPerSite: 64, sitePrefixLength: 56 });
+    // The default site cap follows the per-prefix cap: 64 for the default 16, off with it.
+    expect([defaultSiteCap(16), defaultSiteCap(0)]).toEqual([64, 0]);
   });
 });

@@ -8,7 +8,7 @@
  * not how many /64s take leases. A sender that can choose its source address (a spoofer on
  * the link, without `--key`) used 17 /64s × 16 addresses to take a whole /24 (254 leases).
  * An ISP gives each customer site one prefix, a /56 or a /48 (RFC 6177, BCP 157), so the
- * /64s of one site share one cap: the default 64 leases per /56 leaves a /24 with 190
+ * /64s of one site share one cap: the default 64 leases per /56 (4 × the per-/64 cap) leaves a /24 with 190
  * addresses when one site's prefix is used up. Only authentication (`--key`) or source
  * address validation in the network (SAVI, RFC 7039) stops a sender that also spreads over
  * many sites (docs/security.md).
@@ -17,8 +17,17 @@
  */
 import { hostPrefixKey, PrefixCounter } from "./host_prefix.ts";
 
-/** Defaults of `dstm server`: `--max-leases-per-site`, `--site-prefix-length`. */
-export const SITE_DEFAULTS = { maxLeasesPerSite: 64, sitePrefixLength: 56 } as const;
+/**
+ * Defaults of `dstm server`: `--site-prefix-length`, and `--max-leases-per-site` as a multiple
+ * of `--max-leases-per-prefix` (64 with its default 16; off when that cap is off, so a server
+ * told that many hosts share one /64 does not meet a site cap below them).
+ */
+export const SITE_DEFAULTS = { sitePrefixLength: 56, perPrefixFactor: 4 } as const;
+
+/** The default `--max-leases-per-site` for a `--max-leases-per-prefix` of `perPrefix` (0: off). */
+export function defaultSiteCap(perPrefix: number): number {
+  return perPrefix * SITE_DEFAULTS.perPrefixFactor;
+}
 
 export type PrefixCapReason = "prefix-limit" | "site-limit";
 

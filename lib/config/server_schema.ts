@@ -247,7 +247,7 @@ const settings: Setting[] = [
     kind: { type: "int" },
     arg: "<n>",
     doc: "most leases the hosts of one site prefix (a customer's /56 or /48) may hold, so that many /64s of one site cannot take the pool (0: no cap)",
-    default: String(SITE_DEFAULTS.maxLeasesPerSite),
+    defaultDoc: `${SITE_DEFAULTS.perPrefixFactor} × --max-leases-per-prefix: ${SITE_DEFAULTS.perPrefixFactor * ADMISSION_DEFAULTS.maxLeasesPerPrefix}`,
     reloadable: true,
   },
   {

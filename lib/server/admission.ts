@@ -20,6 +20,7 @@
  * @module
  */
 import { hostPrefixKey } from "../alloc/host_prefix.ts";
+import { defaultSiteCap } from "../alloc/prefix_caps.ts";
 import type { LogFields, Logger } from "../control/log.ts";
 import type { Metrics } from "../control/metrics.ts";
 import { parseIPv6 } from "../net/addr.ts";
@@ -45,6 +46,21 @@ const LIMIT_FLAGS: Partial<Record<AdmissionRefusal, string>> = {
   "prefix-limit": "--max-leases-per-prefix",
   "site-limit": "--max-leases-per-site",
 };
+
+/**
+ * `--max-leases-per-site`, or its default from `--max-leases-per-prefix`
+ * (../alloc/prefix_caps.ts): 64 with the defaults, 0 (off) when the per-prefix cap is off.
+ */
+export function siteCap(
+  settings:
+    | { readonly maxLeasesPerSite?: number; readonly maxLeasesPerPrefix?: number }
+    | undefined,
+): number {
+  return (
+    settings?.maxLeasesPerSite ??
+    defaultSiteCap(settings?.maxLeasesPerPrefix ?? ADMISSION_DEFAULTS.maxLeasesPerPrefix)
+  );
+}
 
 export interface AdmissionOptions {
   readonly metrics: Metrics;

@@ -19,7 +19,7 @@ import { SITE_DEFAULTS } from "../alloc/prefix_caps.ts";
 import type { Logger } from "../control/log.ts";
 import type { Metrics } from "../control/metrics.ts";
 import type { AuthKey } from "../wire/auth.ts";
-import { ADMISSION_DEFAULTS, type Admission } from "./admission.ts";
+import { ADMISSION_DEFAULTS, type Admission, siteCap } from "./admission.ts";
 import type { ServerConfig } from "./server.ts";
 import { TEP_CONTROL_PORT } from "./tep_sync.ts";
 
@@ -70,7 +70,7 @@ function live(c: ServerConfig): Record<string, string> {
     "max-leases-per-prefix": String(
       c.admission?.maxLeasesPerPrefix ?? ADMISSION_DEFAULTS.maxLeasesPerPrefix,
     ),
-    "max-leases-per-site": String(c.admission?.maxLeasesPerSite ?? SITE_DEFAULTS.maxLeasesPerSite),
+    "max-leases-per-site": String(siteCap(c.admission)),
     "prefix-rate": String(c.admission?.ratePerSecond ?? ADMISSION_DEFAULTS.ratePerSecond),
     "prefix-burst": String(c.admission?.burst ?? ADMISSION_DEFAULTS.burst),
   };
@@ -147,7 +147,7 @@ export function applyReload(
       maxLeaseTime: next.maxLeaseTime,
       maxLeasesPerPrefix:
         next.admission?.maxLeasesPerPrefix ?? ADMISSION_DEFAULTS.maxLeasesPerPrefix,
-      maxLeasesPerSite: next.admission?.maxLeasesPerSite ?? SITE_DEFAULTS.maxLeasesPerSite,
+      maxLeasesPerSite: siteCap(next.admission),
     });
   } catch (error) {
     return refuse((error as Error).message);
