@@ -44,11 +44,8 @@ import { formatPortSet } from "../net/portset.ts";
 import { type Dhcp4Message, Dhcp4MessageType, dhcp4MessageTypeName } from "../wire/dhcp4.ts";
 import {
   Dhcp6MessageType,
-  Dhcp6OptionCode,
   decodeDhcp4o6,
-  decodeDhcp6,
   dhcp6MessageTypeName,
-  encodeDhcp6,
   peekDhcp6MessageType,
 } from "../wire/dhcp4o6.ts";
 import {
@@ -59,6 +56,7 @@ import {
 } from "../wire/dhcp6_relay.ts";
 import type { Admission } from "./admission.ts";
 import { type Dhcp4o6IdentityMode, dhcp4Identity, IdentityTable } from "./dhcp4o6_identity.ts";
+import { informationAnswer } from "./dhcp4o6_information.ts";
 import { informReply, leaseReply, nakReply } from "./dhcp4o6_reply.ts";
 import type { BindingSink } from "./tep_sync.ts";
 
@@ -286,47 +284,23 @@ export class Dhcp4o6Handler {
   /**
    * RFC 7341 §6: a client learns where 4o6 servers are from OPTION_DHCP4_O_DHCP6_SERVER (88)
    * in a DHCPv6 REPLY to its INFORMATION-REQUEST. We name ourselves (or, listening on any
-   * address, send the empty list: "use ff02::1:2", where we listen too).
+   * address, send the empty list: "use ff02::1:2", where we listen too); never a REPLY longer
+   * than the request to an off-link source (./dhcp4o6_information.ts).
    */
   #information(raw: Uint8Array, host6: string): Uint8Array | null {
-    const decoded = decodeDhcp6(raw);
-    if (!decoded.ok || !(decoded.value.oro ?? []).includes(Dhcp6OptionCode.DHCP4_O_DHCP6_SERVER)) {
-      this.#count(
-        "information-request",
-        decoded.ok ? "no-option-88" : `malformed-${decoded.error.code}`,
-      );
-      return null;
+    const answer = informationAnswer(raw, host6, this.#duid, this.#o.address);
+    if ("reply" in answer) {
+      this.#count("information-request", "reply");
+      return answer.reply;
     }
-    const ask = decoded.value;
-    // RFC 8415 §16.12: discard one naming another server.
-    const sid = ask.serverId;
-    if (sid && !(sid.length === this.#duid.length && sid.every((b, i) => b === this.#duid[i]))) {
-      this.#count("information-request", "other-server");
-      return null;
-    }
-    const reply = encodeDhcp6({
-      type: Dhcp6MessageType.REPLY,
-      xid: ask.xid,
-      clientId: ask.clientId,
-      serverId: this.#duid,
-      dhcp4o6Servers: this.#o.address && this.#o.address !== "::" ? [this.#o.address] : [],
-    });
-    // Nothing vouches for the source (RFC 7341 has no authentication): a REPLY longer than
-    // the request, sent to a routable address, would make this server a reflection amplifier
-    // against whoever the source names (docs/security.md). A standard request is shorter than
-    // its REPLY (which adds the server id, RFC 8415 §18.3.6), but a client asking
-    // ff02::1:2 sends from its link-local address (RFC 8415 §14.1), where the answer cannot
-    // leave the link (and every link-local source shares the fe80::/64 rate-limit bucket).
-    if (reply.length > raw.length && !onLinkOnly(host6)) {
-      this.#drop("information-request", "answer-too-long", {
+    if (answer.refused === "answer-too-long") {
+      this.#drop("information-request", answer.refused, {
         from: host6,
         request: raw.length,
-        reply: reply.length,
+        reply: answer.replyBytes,
       });
-      return null;
-    }
-    this.#count("information-request", "reply");
-    return reply;
+    } else this.#count("information-request", answer.refused);
+    return null;
   }
 
   /**
@@ -413,9 +387,4 @@ export class Dhcp4o6Handler {
       expires: event === "release" ? undefined : new Date(lease.expiresAt).toISOString(),
     });
   }
-}
-
-/** A link-local (fe80::/10) or loopback host: an answer to it never leaves the link. */
-function onLinkOnly(host6: string): boolean {
-  return host6 === "::1" || /^fe[89ab][0-9a-f]:/i.test(host6);
 }
