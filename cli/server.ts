@@ -169,6 +169,8 @@ export interface ServerFlags {
   dhcp4o6Identity?: string;
   maxLeasesPerPrefix?: string;
   hostPrefixLength?: string;
+  maxLeasesPerSite?: string;
+  sitePrefixLength?: string;
   prefixRate?: string;
   prefixBurst?: string;
   reclaimMaxLeases?: string;
@@ -498,5 +500,16 @@ function admissionConfig(flags: ServerFlags): ServerConfig["admission"] {
   const burst = wholeNumber(flags.prefixBurst, "--prefix-burst");
   if (burst === 0)
     throw new UsageError("--prefix-burst must be at least 1 (--prefix-rate 0 turns the limit off)");
-  return { maxLeasesPerPrefix: cap, hostPrefixLength: length, ratePerSecond: rate, burst };
+  const perSite = wholeNumber(flags.maxLeasesPerSite, "--max-leases-per-site");
+  const siteLength = wholeNumber(flags.sitePrefixLength, "--site-prefix-length");
+  if (siteLength !== undefined && (siteLength < 1 || siteLength > 128))
+    throw new UsageError(`--site-prefix-length: ${siteLength} is not 1–128`);
+  return {
+    maxLeasesPerPrefix: cap,
+    hostPrefixLength: length,
+    maxLeasesPerSite: perSite,
+    sitePrefixLength: siteLength,
+    ratePerSecond: rate,
+    burst,
+  };
 }

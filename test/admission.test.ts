@@ -41,6 +41,15 @@ describe("Admission", () => {
     expect(refused("native", "rate-limit")).toBe(2);
   });
 
+  test("link-local sources with a zone share the fe80::/64 bucket (zone ignored), not one each", () => {
+    const { admission, refused } = setup({ ratePerSecond: 1, burst: 2 });
+    // Before: `fe80::…%eth0` did not parse, so each address was its own bucket.
+    const sources = ["fe80::1%eth0", "fe80::2%eth0", "fe80::3%eth1"];
+    expect(sources.map((s) => admission.admit("native", s))).toEqual([true, true, false]);
+    expect(admission.trackedPrefixes).toBe(1);
+    expect(refused("native", "rate-limit")).toBe(1);
+  });
+
   test("the bucket table is bounded: the least recently used prefix is forgotten", () => {
     const { admission } = setup({ ratePerSecond: 1, burst: 1, maxPrefixes: 4 });
     for (let i = 0; i < 1000; i++) admission.admit("native", `2001:db8:${i.toString(16)}::1`);

@@ -265,6 +265,8 @@ describe("dstm server command line", () => {
       ["--dhcp4o6", "--dhcp4o6-allow", "2001:db8::1"],
       ["--max-leases-per-prefix", "-1"],
       ["--host-prefix-length", "129"],
+      ["--max-leases-per-site", "-1"],
+      ["--site-prefix-length", "0"],
       ["--prefix-burst", "0"],
     ]) {
       const { code, stderr } = await runDstm([...base, ...more, ...flags]);
@@ -312,6 +314,8 @@ describe("admission settings in the config file", () => {
         'dhcp4o6-allow = ["2001:db8:8::/64", "2001:db8:9::/64"]',
         "max-leases-per-prefix = 4",
         "host-prefix-length = 56",
+        "max-leases-per-site = 32",
+        "site-prefix-length = 48",
         "prefix-rate = 5",
         "prefix-burst = 20",
       ].join("\n"),
@@ -321,6 +325,8 @@ describe("admission settings in the config file", () => {
     expect(config.admission).toEqual({
       maxLeasesPerPrefix: 4,
       hostPrefixLength: 56,
+      maxLeasesPerSite: 32,
+      sitePrefixLength: 48,
       ratePerSecond: 5,
       burst: 20,
     });

@@ -235,6 +235,7 @@ describe("DstmServer.reload", () => {
       "max-lease-time",
       "log-level",
       "max-leases-per-prefix",
+      "max-leases-per-site", // its default follows the per-prefix cap: from off to 4
     ]);
     const lease = await new DstmClient(s.transport, "2001:db8:1::a").discover();
     expect(lease.leaseTime).toBe(60);
@@ -242,6 +243,23 @@ describe("DstmServer.reload", () => {
     const before = s.lines.length;
     await new DstmClient(s.transport, "2001:db8:2::a").discover(); // info lines are no longer written
     expect(s.lines.slice(before).filter((l) => / INFO | lease /.test(l))).toEqual([]);
+  });
+  test("the lease cap per site changes live: the /64s of one /56 share it; leases held stay", async () => {
+    const s = await start({ pools: [{ prefixes: ["198.51.100.0/28"], tep6: "2001:db8::1" }] });
+    // Three /64s of 2001:db8:5::/56, no caps yet.
+    for (const h of ["2001:db8:5:1::a", "2001:db8:5:2::a", "2001:db8:5:3::a"])
+      await new DstmClient(s.transport, h).discover();
+    s.set({
+      pools: [{ prefixes: ["198.51.100.0/28"], tep6: "2001:db8::1" }],
+      admission: { maxLeasesPerPrefix: 0, maxLeasesPerSite: 2, ratePerSecond: 0 },
+    });
+    expect((await s.server.reload("test")).changed).toEqual(["max-leases-per-site"]);
+    // The site holds 3 > 2: no new lease in it; the held ones renew; another /56 leases.
+    await expect(new DstmClient(s.transport, "2001:db8:5:4::a").discover()).rejects.toThrow(
+      /site prefix 2001:db8:5::\/56 holds 2 leases.*--max-leases-per-site/,
+    );
+    expect((await new DstmClient(s.transport, "2001:db8:5:1::a").discover()).leaseTime).toBe(600);
+    await new DstmClient(s.transport, "2001:db8:5:100::a").discover();
   });
 });
 

@@ -27,7 +27,9 @@
  *
  * Against hosts that misbehave: a DISCOVER never shortens or replaces a committed lease
  * (RFC 2131 §4.3.1); `maxLeasesPerPrefix` caps the active leases of one host prefix
- * (./host_prefix.ts), so one machine with many IPv6 addresses cannot take the pool; and
+ * (./host_prefix.ts), so one machine with many IPv6 addresses cannot take the pool, and
+ * `maxLeasesPerSite` those of one site prefix, so many /64s of one site cannot either
+ * (./prefix_caps.ts); and
  * leases expire on the monotonic clock while the engine runs, so a wall-clock step never
  * turns into mass expiry (./lease_clock.ts).
  *
@@ -47,9 +49,10 @@ import {
 import { canonicalIPv6, formatIPv4, formatIPv6 } from "../net/addr.ts";
 import { formatPortSet } from "../net/portset.ts";
 import { ExpiryHeap } from "./expiry_heap.ts";
-import { DEFAULT_HOST_PREFIX_LENGTH, hostPrefixKey, PrefixCounter } from "./host_prefix.ts";
+import { DEFAULT_HOST_PREFIX_LENGTH } from "./host_prefix.ts";
 import { LeaseClock } from "./lease_clock.ts";
 import { Pool, PoolConfigError, poolsOverlap } from "./pool.ts";
+import { PrefixCaps, SITE_DEFAULTS } from "./prefix_caps.ts";
 import type { SharingSpec } from "./sharing.ts";
 import { ACTIVE, FREE, OFF, PoolSlots } from "./slots.ts";
 
@@ -92,6 +95,13 @@ export interface EngineOptions {
   /** Host prefix length in bits for maxLeasesPerPrefix (default 64, ./host_prefix.ts). */
   hostPrefixLength?: number;
   /**
+   * Most active leases the hosts of one site prefix may hold (0 or absent: no cap); a new
+   * lease over it fails with `site-limit` (./prefix_caps.ts).
+   */
+  maxLeasesPerSite?: number;
+  /** Site prefix length in bits for maxLeasesPerSite (default 56). */
+  sitePrefixLength?: number;
+  /**
    * Told about every failed store write (the callers get `store-failed`), e.g. to log it;
    * not about a write another server sharing the store won (decided again, see conflicts()).
    */
@@ -126,7 +136,8 @@ export type EngineFailure =
   | "no-such-lease"
   | "address-in-use"
   | "store-failed"
-  | "prefix-limit";
+  | "prefix-limit"
+  | "site-limit";
 export type EngineResult =
   | { ok: true; lease: Lease; outcome: EngineOutcome }
   | { ok: false; reason: EngineFailure; message: string };
@@ -158,9 +169,9 @@ export class AllocationEngine {
   readonly #clock: LeaseClock;
   /** Leases made by an OFFER (discover with persist: false) and not changed since: never committed. */
   readonly #offers = new WeakSet<Lease>();
-  #maxPerPrefix: number;
-  #perPrefix: PrefixCounter | undefined;
+  #caps: PrefixCaps;
   readonly #hostPrefixLength: number;
+  readonly #sitePrefixLength: number;
   readonly #onStoreError: ((error: unknown) => void) | undefined;
   /** Every row of the store, by lease key (plus changes not yet durable). */
   readonly #rows = new Map<number, Lease>();
@@ -211,13 +222,14 @@ export class AllocationEngine {
       stepMs: opts.clockStepMs,
       onStep: opts.onClockStep,
     });
-    const cap = opts.maxLeasesPerPrefix ?? 0;
-    if (!Number.isInteger(cap) || cap < 0) {
-      throw new RangeError(`max leases per prefix ${cap}: must be a whole number (0: no cap)`);
-    }
-    this.#maxPerPrefix = cap;
     this.#hostPrefixLength = opts.hostPrefixLength ?? DEFAULT_HOST_PREFIX_LENGTH;
-    this.#perPrefix = cap > 0 ? new PrefixCounter(this.#hostPrefixLength) : undefined;
+    this.#sitePrefixLength = opts.sitePrefixLength ?? SITE_DEFAULTS.sitePrefixLength;
+    this.#caps = new PrefixCaps(
+      opts.maxLeasesPerPrefix ?? 0,
+      this.#hostPrefixLength,
+      opts.maxLeasesPerSite ?? 0,
+      this.#sitePrefixLength,
+    );
     this.#onStoreError = opts.onStoreError;
     this.#shared = opts.store.shared === true;
     this.#onAbsorb = opts.onAbsorb;
@@ -265,19 +277,23 @@ export class AllocationEngine {
     leaseTime: number;
     maxLeaseTime?: number;
     maxLeasesPerPrefix?: number;
+    maxLeasesPerSite?: number;
   }): number {
     const pools = this.#buildPools(next.pools);
     const max = next.maxLeaseTime ?? next.leaseTime;
     if (!(next.leaseTime >= 1) || !(max >= next.leaseTime))
       throw new RangeError("lease time must be at least 1 second and at most the max lease time");
-    const cap = next.maxLeasesPerPrefix ?? 0;
-    if (!Number.isInteger(cap) || cap < 0) throw new RangeError(`max leases per prefix ${cap}`);
+    const caps = new PrefixCaps(
+      next.maxLeasesPerPrefix ?? 0,
+      this.#hostPrefixLength,
+      next.maxLeasesPerSite ?? 0,
+      this.#sitePrefixLength,
+    );
     // From here on nothing throws: swap and re-index in one step.
     this.#pools = pools;
     this.#leaseTime = next.leaseTime;
     this.#maxLeaseTime = max;
-    this.#maxPerPrefix = cap;
-    this.#perPrefix = cap > 0 ? new PrefixCounter(this.#hostPrefixLength) : undefined;
+    this.#caps = caps;
     const rows = [...this.#rows.values()].sort(
       (a, b) => a.expiresAt - b.expiresAt || _key(a) - _key(b),
     );
@@ -890,7 +906,7 @@ export class AllocationEngine {
     const usable = ps !== undefined && slot >= 0 && ps.state[slot] !== OFF;
     if (old) {
       if (old.state === "active") {
-        this.#perPrefix?.add(old.host6, -1);
+        this.#caps.add(old.host6, -1);
         if (this.#activeByHost.get(old.host6) === key) this.#activeByHost.delete(old.host6);
       } else if (this.#historyByHost.get(old.host6) === key) {
         this.#historyByHost.delete(old.host6);
@@ -899,7 +915,7 @@ export class AllocationEngine {
     }
     if (next) {
       if (next.state === "active") {
-        this.#perPrefix?.add(next.host6, 1);
+        this.#caps.add(next.host6, 1);
         this.#activeByHost.set(next.host6, key);
         this.#expiry.push(this.#clock.deadlineOf(next), key);
         if (this.#expiry.size > 2 * this.#activeByHost.size + 1024) this.#compactExpiry();
@@ -995,16 +1011,13 @@ export class AllocationEngine {
   }
 
   /**
-   * `prefix-limit` when the host's prefix already holds maxLeasesPerPrefix leases, not
-   * counting the `held` lease(s) of the host that the new one replaces; else undefined.
+   * `prefix-limit` (`site-limit`) when the host's prefix (site prefix) already holds
+   * maxLeasesPerPrefix (maxLeasesPerSite) leases, not counting the `held` lease(s) of the host
+   * that the new one replaces; else undefined (./prefix_caps.ts).
    */
   #overPrefixLimit(host6: string, held: number): Promise<EngineResult> | undefined {
-    const counter = this.#perPrefix;
-    if (!counter || counter.count(host6) - held < this.#maxPerPrefix) return undefined;
-    return _fail(
-      "prefix-limit",
-      `host prefix ${hostPrefixKey(host6, counter.length)} holds ${this.#maxPerPrefix} leases, the most one prefix may hold (--max-leases-per-prefix)`,
-    );
+    const over = this.#caps.over(host6, held);
+    return over ? _fail(over.reason, over.message) : undefined;
   }
 }
 

@@ -19,12 +19,14 @@ export const DEFAULT_HOST_PREFIX_LENGTH = 64;
 
 /**
  * The host prefix of `host6` as RFC 5952 text (`2001:db8:1:2::/64`, `2001:db8:1::/64`), or
- * `host6` itself when it does not parse. `length` is 0–128 bits.
+ * `host6` itself when it does not parse. A zone (`fe80::1%eth0`) is ignored, so every
+ * link-local address shares fe80::/64. `length` is 0–128 bits.
  *
  * @example hostPrefixKey("2001:db8:1:2::abcd", 64) // "2001:db8:1:2::/64"
  */
 export function hostPrefixKey(host6: string, length: number): string {
-  const bytes = parseIPv6(host6);
+  // A link-local source arrives as `fe80::1%eth0`: the prefix is the address's, zone dropped.
+  const bytes = parseIPv6(host6.split("%", 1)[0]!);
   if (!bytes) return host6;
   for (let i = 0; i < 16; i++) {
     const bit = i * 8;

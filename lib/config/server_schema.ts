@@ -6,6 +6,7 @@
  */
 import * as v from "valibot";
 import { RECLAIM_DEFAULTS } from "../alloc/engine.ts";
+import { SITE_DEFAULTS } from "../alloc/prefix_caps.ts";
 import { DEFAULT_PSID_OFFSET } from "../alloc/sharing.ts";
 import { ADMISSION_DEFAULTS } from "../server/admission.ts";
 import { DHCP4O6_IDENTITY_MODES } from "../server/dhcp4o6_identity.ts";
@@ -240,6 +241,21 @@ const settings: Setting[] = [
     arg: "<bits>",
     doc: "host prefix length for the lease cap and the rate limit",
     default: String(ADMISSION_DEFAULTS.hostPrefixLength),
+  },
+  {
+    name: "max-leases-per-site",
+    kind: { type: "int" },
+    arg: "<n>",
+    doc: "most leases the hosts of one site prefix (a customer's /56 or /48) may hold, so that many /64s of one site cannot take the pool (0: no cap)",
+    defaultDoc: `${SITE_DEFAULTS.perPrefixFactor} × --max-leases-per-prefix: ${SITE_DEFAULTS.perPrefixFactor * ADMISSION_DEFAULTS.maxLeasesPerPrefix}`,
+    reloadable: true,
+  },
+  {
+    name: "site-prefix-length",
+    kind: { type: "int" },
+    arg: "<bits>",
+    doc: "site prefix length for --max-leases-per-site (RFC 6177: a site gets a /48 or /56)",
+    default: String(SITE_DEFAULTS.sitePrefixLength),
   },
   {
     name: "prefix-rate",

@@ -11,7 +11,8 @@
  * - **DHCPv4-over-DHCPv6 allow list**: RFC 7341 has no authentication, so `--key` cannot
  *   protect it; a server that has keys only answers 4o6 hosts inside the allowed prefixes
  *   (or, explicitly, every host). Outside, the query is dropped.
- * - The engine's **lease cap per host prefix** (`prefix-limit`) is counted here as well.
+ * - The engine's **lease caps per host prefix** (`prefix-limit`) and **per site prefix**
+ *   (`site-limit`, ../alloc/prefix_caps.ts) are counted here as well.
  *
  * Every refusal is counted in `dstm_admission_refused_total{protocol, reason}` and logged at
  * warn, at most once per `logIntervalMs` per (protocol, reason), with how many were not logged.
@@ -19,12 +20,13 @@
  * @module
  */
 import { hostPrefixKey } from "../alloc/host_prefix.ts";
+import { defaultSiteCap } from "../alloc/prefix_caps.ts";
 import type { LogFields, Logger } from "../control/log.ts";
 import type { Metrics } from "../control/metrics.ts";
 import { parseIPv6 } from "../net/addr.ts";
 
 export type AdmissionProtocol = "native" | "dhcp4o6";
-export type AdmissionRefusal = "rate-limit" | "prefix-limit" | "not-allowed";
+export type AdmissionRefusal = "rate-limit" | "prefix-limit" | "site-limit" | "not-allowed";
 
 /** Defaults of `dstm server` (see README: the server flags). */
 export const ADMISSION_DEFAULTS = {
@@ -38,6 +40,27 @@ export const ADMISSION_DEFAULTS = {
   maxPrefixes: 65_536,
   logIntervalMs: 10_000,
 } as const;
+
+/** The server option that sets the cap a refusal met (named in its warn line). */
+const LIMIT_FLAGS: Partial<Record<AdmissionRefusal, string>> = {
+  "prefix-limit": "--max-leases-per-prefix",
+  "site-limit": "--max-leases-per-site",
+};
+
+/**
+ * `--max-leases-per-site`, or its default from `--max-leases-per-prefix`
+ * (../alloc/prefix_caps.ts): 64 with the defaults, 0 (off) when the per-prefix cap is off.
+ */
+export function siteCap(
+  settings:
+    | { readonly maxLeasesPerSite?: number; readonly maxLeasesPerPrefix?: number }
+    | undefined,
+): number {
+  return (
+    settings?.maxLeasesPerSite ??
+    defaultSiteCap(settings?.maxLeasesPerPrefix ?? ADMISSION_DEFAULTS.maxLeasesPerPrefix)
+  );
+}
 
 export interface AdmissionOptions {
   readonly metrics: Metrics;
@@ -117,7 +140,7 @@ export class Admission {
     });
     options.metrics.counter(
       "dstm_admission_refused_total",
-      "Requests refused before or by allocation: rate-limit (per source prefix), prefix-limit (leases per host prefix), not-allowed (4o6 source outside --dhcp4o6-allow), by protocol",
+      "Requests refused before or by allocation: rate-limit (per source prefix), prefix-limit (leases per host prefix), site-limit (leases per site prefix), not-allowed (4o6 source outside --dhcp4o6-allow), by protocol",
     );
   }
 
@@ -201,7 +224,7 @@ export class Admission {
       protocol,
       ...fields,
       // The server option that sets the cap this request met.
-      limit: reason === "prefix-limit" ? "--max-leases-per-prefix" : undefined,
+      limit: LIMIT_FLAGS[reason],
       "not-logged": last?.suppressed || undefined,
     });
     this.#logged.set(id, { at: now, suppressed: 0 });

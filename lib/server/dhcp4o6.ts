@@ -44,11 +44,8 @@ import { formatPortSet } from "../net/portset.ts";
 import { type Dhcp4Message, Dhcp4MessageType, dhcp4MessageTypeName } from "../wire/dhcp4.ts";
 import {
   Dhcp6MessageType,
-  Dhcp6OptionCode,
   decodeDhcp4o6,
-  decodeDhcp6,
   dhcp6MessageTypeName,
-  encodeDhcp6,
   peekDhcp6MessageType,
 } from "../wire/dhcp4o6.ts";
 import {
@@ -59,6 +56,7 @@ import {
 } from "../wire/dhcp6_relay.ts";
 import type { Admission } from "./admission.ts";
 import { type Dhcp4o6IdentityMode, dhcp4Identity, IdentityTable } from "./dhcp4o6_identity.ts";
+import { informationAnswer } from "./dhcp4o6_information.ts";
 import { informReply, leaseReply, nakReply } from "./dhcp4o6_reply.ts";
 import type { BindingSink } from "./tep_sync.ts";
 
@@ -140,7 +138,7 @@ export class Dhcp4o6Handler {
   /** The answer to one client message from `host6` (canonical, no zone), or null. */
   async #answer(raw: Uint8Array, host6: string): Promise<Uint8Array | null> {
     if (peekDhcp6MessageType(raw) === Dhcp6MessageType.INFORMATION_REQUEST)
-      return this.#information(raw);
+      return this.#information(raw, host6);
     const decoded = decodeDhcp4o6(raw);
     if (!decoded.ok || decoded.value.type !== Dhcp6MessageType.DHCPV4_QUERY) {
       const reason = decoded.ok ? "not-a-query" : `malformed-${decoded.error.code}`;
@@ -164,7 +162,7 @@ export class Dhcp4o6Handler {
           detail: "a second DHCPv4 client behind an IPv6 address that holds another client's lease",
         });
         if (type === Dhcp4MessageType.DISCOVER) return null;
-        return this.#nak(query, name, "this IPv6 address holds another client's lease");
+        return this.#nak(query, name, "this IPv6 address holds another client's lease", raw.length);
       }
     }
     switch (type) {
@@ -185,7 +183,7 @@ export class Dhcp4o6Handler {
         if (!result.ok) {
           // RFC 2131 §4.3.1: no address, no OFFER (a NAK is not a DISCOVER's answer).
           this.#count(name, result.reason);
-          if (result.reason === "prefix-limit") this.#refusedPrefix(host6);
+          this.#refusedCap(result.reason, host6);
           return null;
         }
         this.#count(name, "offer");
@@ -205,7 +203,7 @@ export class Dhcp4o6Handler {
           await engine.withdrawOffer(host6);
           return null;
         }
-        if (!address) return this.#nak(query, name, "no address requested");
+        if (!address) return this.#nak(query, name, "no address requested", raw.length);
         const moving = key === null ? undefined : this.#leaseElsewhere(key, host6);
         if (moving?.ipv4 === address) {
           // RFC 2131 §4.2: the lease is the client's, not its IPv6 address's: it moves, with
@@ -221,10 +219,10 @@ export class Dhcp4o6Handler {
         const first = engine.isOffer(engine.lookupHost(host6));
         const result = await engine.request(host6, address);
         if (!(await this.#installed(result, host6, result.ok && first)))
-          return this.#nak(query, name, "TEP unavailable");
+          return this.#nak(query, name, "TEP unavailable", raw.length);
         if (!result.ok) {
-          if (result.reason === "prefix-limit") this.#refusedPrefix(host6);
-          return this.#nak(query, name, result.message);
+          this.#refusedCap(result.reason, host6);
+          return this.#nak(query, name, result.message, raw.length);
         }
         this.#count(name, "ack");
         if (key !== null) this.#ids.set(key, host6);
@@ -286,25 +284,23 @@ export class Dhcp4o6Handler {
   /**
    * RFC 7341 §6: a client learns where 4o6 servers are from OPTION_DHCP4_O_DHCP6_SERVER (88)
    * in a DHCPv6 REPLY to its INFORMATION-REQUEST. We name ourselves (or, listening on any
-   * address, send the empty list: "use ff02::1:2", where we listen too).
+   * address, send the empty list: "use ff02::1:2", where we listen too); never a REPLY longer
+   * than the request to an off-link source (./dhcp4o6_information.ts).
    */
-  #information(raw: Uint8Array): Uint8Array | null {
-    const decoded = decodeDhcp6(raw);
-    if (!decoded.ok || !(decoded.value.oro ?? []).includes(Dhcp6OptionCode.DHCP4_O_DHCP6_SERVER)) {
-      this.#count(
-        "information-request",
-        decoded.ok ? "no-option-88" : `malformed-${decoded.error.code}`,
-      );
-      return null;
+  #information(raw: Uint8Array, host6: string): Uint8Array | null {
+    const answer = informationAnswer(raw, host6, this.#duid, this.#o.address);
+    if ("reply" in answer) {
+      this.#count("information-request", "reply");
+      return answer.reply;
     }
-    this.#count("information-request", "reply");
-    return encodeDhcp6({
-      type: Dhcp6MessageType.REPLY,
-      xid: decoded.value.xid,
-      clientId: decoded.value.clientId,
-      serverId: this.#duid,
-      dhcp4o6Servers: this.#o.address && this.#o.address !== "::" ? [this.#o.address] : [],
-    });
+    if (answer.refused === "answer-too-long") {
+      this.#drop("information-request", answer.refused, {
+        from: host6,
+        request: raw.length,
+        reply: answer.replyBytes,
+      });
+    } else this.#count("information-request", answer.refused);
+    return null;
   }
 
   /**
@@ -359,9 +355,10 @@ export class Dhcp4o6Handler {
     return ok;
   }
 
-  /** The engine refused a new lease: the host's prefix holds as many as one prefix may. */
-  #refusedPrefix(host6: string): void {
-    this.#o.admission?.refused("dhcp4o6", "prefix-limit", { host6 });
+  /** The engine refused a new lease: the host's prefix or site holds as many as it may. */
+  #refusedCap(reason: string, host6: string): void {
+    if (reason === "prefix-limit" || reason === "site-limit")
+      this.#o.admission?.refused("dhcp4o6", reason, { host6 });
   }
 
   /** An OFFER or ACK of `lease`, for `seconds` (default: the time the lease has left). */
@@ -370,9 +367,10 @@ export class Dhcp4o6Handler {
     return leaseReply(query, type, lease, s, this.#o.serverId);
   }
 
-  #nak(query: Dhcp4Message, name: string, message: string): Uint8Array {
+  /** A NAK no longer than the query's `size` bytes when its message can be cut to fit. */
+  #nak(query: Dhcp4Message, name: string, message: string, size: number): Uint8Array {
     this.#count(name, "nak");
-    return nakReply(query, this.#o.serverId, message);
+    return nakReply(query, this.#o.serverId, message, size);
   }
 
   #count(type: string, result: string): void {

@@ -45,13 +45,24 @@ export function informReply(query: Dhcp4Message, serverId: number): Uint8Array {
   });
 }
 
-/** A NAK saying `message` (cut to 200 characters). */
-export function nakReply(query: Dhcp4Message, serverId: number, message: string): Uint8Array {
-  return bootReply(query, 0, {
-    messageType: Dhcp4MessageType.NAK,
-    serverId,
-    message: message.slice(0, 200) || "refused",
-  });
+/**
+ * A NAK saying `message` (cut to 200 characters, and further so that the NAK is at most
+ * `maxBytes` long: no reflection amplification, docs/security.md; without room for one
+ * character, no message). Never shorter than a NAK without a message.
+ */
+export function nakReply(
+  query: Dhcp4Message,
+  serverId: number,
+  message: string,
+  maxBytes = Number.POSITIVE_INFINITY,
+): Uint8Array {
+  const text = message.slice(0, 200) || "refused";
+  const nak = (m: string | undefined) =>
+    bootReply(query, 0, { messageType: Dhcp4MessageType.NAK, serverId, message: m });
+  const full = nak(text);
+  if (full.length <= maxBytes) return full;
+  const room = text.length - (full.length - maxBytes);
+  return room >= 1 ? nak(text.slice(0, room)) : nak(undefined);
 }
 
 /** The DHCPV4-RESPONSE carrying the BOOTREPLY to `query` (RFC 2131 Table 3, RFC 6842). */

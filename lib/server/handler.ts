@@ -68,6 +68,7 @@ const REASON_STATUS: Record<string, Status> = {
   "store-failed": Status.SERVER_ERROR,
   // The host's prefix holds all the leases one prefix may: for this host, the pool is empty.
   "prefix-limit": Status.POOL_EXHAUSTED,
+  "site-limit": Status.POOL_EXHAUSTED,
 };
 
 /** Registers the handler's metric families (also used by the server to expose them at zero). */
@@ -204,8 +205,8 @@ export class DstmHandler {
       host6,
       ipv4: request.host4 === undefined ? undefined : formatIPv4(request.host4),
     };
-    if (result.reason === "prefix-limit" && this.#o.admission) {
-      this.#o.admission.refused("native", "prefix-limit", fields);
+    if ((result.reason === "prefix-limit" || result.reason === "site-limit") && this.#o.admission) {
+      this.#o.admission.refused("native", result.reason, fields);
     } else {
       this.#o.log.info("reject", fields);
     }

@@ -15,10 +15,11 @@
  * @module
  */
 import type { AllocationEngine } from "../alloc/engine.ts";
+import { SITE_DEFAULTS } from "../alloc/prefix_caps.ts";
 import type { Logger } from "../control/log.ts";
 import type { Metrics } from "../control/metrics.ts";
 import type { AuthKey } from "../wire/auth.ts";
-import { ADMISSION_DEFAULTS, type Admission } from "./admission.ts";
+import { ADMISSION_DEFAULTS, type Admission, siteCap } from "./admission.ts";
 import type { ServerConfig } from "./server.ts";
 import { TEP_CONTROL_PORT } from "./tep_sync.ts";
 
@@ -52,6 +53,7 @@ function fixed(c: ServerConfig): Record<string, string> {
     "host-prefix-length": String(
       c.admission?.hostPrefixLength ?? ADMISSION_DEFAULTS.hostPrefixLength,
     ),
+    "site-prefix-length": String(c.admission?.sitePrefixLength ?? SITE_DEFAULTS.sitePrefixLength),
     key: c.keys?.length ? "on" : "off",
   };
 }
@@ -68,6 +70,7 @@ function live(c: ServerConfig): Record<string, string> {
     "max-leases-per-prefix": String(
       c.admission?.maxLeasesPerPrefix ?? ADMISSION_DEFAULTS.maxLeasesPerPrefix,
     ),
+    "max-leases-per-site": String(siteCap(c.admission)),
     "prefix-rate": String(c.admission?.ratePerSecond ?? ADMISSION_DEFAULTS.ratePerSecond),
     "prefix-burst": String(c.admission?.burst ?? ADMISSION_DEFAULTS.burst),
   };
@@ -144,6 +147,7 @@ export function applyReload(
       maxLeaseTime: next.maxLeaseTime,
       maxLeasesPerPrefix:
         next.admission?.maxLeasesPerPrefix ?? ADMISSION_DEFAULTS.maxLeasesPerPrefix,
+      maxLeasesPerSite: siteCap(next.admission),
     });
   } catch (error) {
     return refuse((error as Error).message);

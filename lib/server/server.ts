@@ -18,7 +18,7 @@ import { type HttpEndpoint, serveTcp, serveUnix } from "../sys/http.ts";
 import { interfaceOfIPv6 } from "../sys/ifinfo.ts";
 import { listenUdp, UdpBindError, type UdpEndpoint } from "../sys/udp.ts";
 import { type AuthKey, ReplayGuard } from "../wire/auth.ts";
-import { ADMISSION_DEFAULTS, Admission } from "./admission.ts";
+import { ADMISSION_DEFAULTS, Admission, siteCap } from "./admission.ts";
 import { Dhcp4o6Handler } from "./dhcp4o6.ts";
 import type { Dhcp4o6IdentityMode } from "./dhcp4o6_identity.ts";
 import { DstmHandler } from "./handler.ts";
@@ -80,6 +80,9 @@ export interface ServerConfig {
   readonly admission?: {
     readonly maxLeasesPerPrefix?: number;
     readonly hostPrefixLength?: number;
+    /** Leases per site prefix (lib/alloc/prefix_caps.ts); default defaultSiteCap(maxLeasesPerPrefix). */
+    readonly maxLeasesPerSite?: number;
+    readonly sitePrefixLength?: number;
     readonly ratePerSecond?: number;
     readonly burst?: number;
   };
@@ -170,6 +173,8 @@ export class DstmServer {
         maxLeasesPerPrefix:
           config.admission?.maxLeasesPerPrefix ?? ADMISSION_DEFAULTS.maxLeasesPerPrefix,
         hostPrefixLength: config.admission?.hostPrefixLength,
+        maxLeasesPerSite: siteCap(config.admission),
+        sitePrefixLength: config.admission?.sitePrefixLength,
         reclaimMaxLeases: config.reclaim?.maxLeases,
         reclaimMaxMs: config.reclaim?.maxMs,
         // Another server sharing the database decided: keep this server's TEP view whole, so
@@ -345,6 +350,7 @@ export class DstmServer {
       auth: keys ? `${keys.size} key(s)` : "off",
       "max-leases-per-prefix":
         config.admission?.maxLeasesPerPrefix ?? ADMISSION_DEFAULTS.maxLeasesPerPrefix,
+      "max-leases-per-site": siteCap(config.admission),
       "prefix-rate": config.admission?.ratePerSecond ?? ADMISSION_DEFAULTS.ratePerSecond,
       "tep-auth": config.tepKeys?.length ? `${config.tepKeys.length} key(s)` : "off",
       control: config.control,
