@@ -7,110 +7,33 @@
  * Prefixes on the link: 2001:db8:8::/64 (the host's) and 2001:db8:7::/64 (the attacker's).
  */
 import { afterEach, describe, expect, test } from "bun:test";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { writeFileSync } from "node:fs";
 import { join } from "node:path";
-import type { LeaseJson } from "../lib/control/lease_view.ts";
-import { getUnix } from "../lib/sys/http.ts";
-import { createNetns, type Netns, vethPair } from "../lib/sys/netns.ts";
+import type { Netns } from "../lib/sys/netns.ts";
+import {
+  ATTACKER6,
+  attackerLink,
+  type Cleanup,
+  HOST6,
+  type Link,
+  SERVER6,
+  startServer,
+} from "./helpers/attacker_link.ts";
 import { announceSkip, netnsSkipReason } from "./helpers/netns.ts";
 import { BUN, ROOT, runDstm } from "./helpers/process.ts";
 
 const skip = netnsSkipReason();
 announceSkip("server_attack", skip);
 const SCRIPT = join(ROOT, "test", "e2e_scripts", "alloc_attack.ts");
-const SERVER6 = "2001:db8:8::53";
-const HOST6 = "2001:db8:8::10";
-const ATTACKER6 = "2001:db8:7::66";
-
-const cleanup: (() => unknown)[] = [];
+const cleanup: Cleanup = [];
 afterEach(async () => {
   for (const c of cleanup.splice(0).reverse()) await c();
 });
 
-interface Link {
-  srv: Netns;
-  host: Netns;
-  attacker: Netns;
-  dir: string;
-}
-
-/** The server, the host and the attacker on one bridged link. */
-function link(): Link {
-  const srv = createNetns("dstmt-");
-  const host = createNetns("dstmt-");
-  const attacker = createNetns("dstmt-");
-  const dir = mkdtempSync(join(tmpdir(), "dstm-attack-"));
-  cleanup.push(() => {
-    for (const ns of [srv, host, attacker]) ns.delete();
-    rmSync(dir, { recursive: true, force: true });
-  });
-  srv.ip("link", "add", "br0", "type", "bridge");
-  srv.up("br0");
-  vethPair(host, "eth0", srv, "vh");
-  vethPair(attacker, "eth0", srv, "va");
-  srv.ip("link", "set", "vh", "master", "br0");
-  srv.ip("link", "set", "va", "master", "br0");
-  srv.addAddress("br0", `${SERVER6}/64`);
-  srv.addAddress("br0", "2001:db8:7::53/64");
-  host.addAddress("eth0", `${HOST6}/64`);
-  attacker.addAddress("eth0", `${ATTACKER6}/64`);
-  // Both prefixes are on the link.
-  host.addRoute("2001:db8:7::/64", "dev", "eth0");
-  attacker.addRoute("2001:db8:8::/64", "dev", "eth0");
-  return { srv, host, attacker, dir };
-}
-
+/** The server, the host and the attacker on one bridged link (test/helpers/attacker_link.ts). */
+const link = () => attackerLink(cleanup, "dstm-attack-");
 /** Starts `dstm server` in `l.srv` with a control socket; resolves when it answers on it. */
-async function server(l: Link, flags: string[]) {
-  const control = join(l.dir, "control.sock");
-  const proc = l.srv.spawn(
-    [
-      BUN,
-      join(ROOT, "mod.ts"),
-      "server",
-      "--pool",
-      "203.0.113.0/24",
-      "--tep",
-      "2001:db8:8::1,192.0.2.1",
-      "--listen",
-      `[${SERVER6}]:4607`,
-      "--db",
-      "memory",
-      "--control",
-      control,
-      ...flags,
-    ],
-    { timeoutMs: 90_000, cwd: ROOT },
-  );
-  const stdout = new Response(proc.stdout).text();
-  const stderr = new Response(proc.stderr).text();
-  const stop = async () => {
-    proc.kill("SIGTERM");
-    await proc.exited;
-    return { stdout: await stdout, stderr: await stderr };
-  };
-  cleanup.push(stop);
-  for (let i = 0; i < 200; i++) {
-    const up = await getUnix(control, "/v1/ping").then(
-      (r) => r.ok,
-      () => false,
-    );
-    if (up) break;
-    if (proc.exitCode !== null) throw new Error(`server exited: ${await stderr}`);
-    await Bun.sleep(50);
-  }
-  return {
-    stop,
-    leases: async () =>
-      ((await (await getUnix(control, "/v1/leases")).json()) as { leases: LeaseJson[] }).leases,
-    metric: async (name: string, labels: string) => {
-      const text = await (await getUnix(control, "/metrics")).text();
-      const line = text.split("\n").find((l) => l.startsWith(`${name}{${labels}}`));
-      return line ? Number(line.split(" ").at(-1)) : 0;
-    },
-  };
-}
+const server = (l: Link, flags: string[]) => startServer(l, cleanup, flags);
 
 interface NativeResult {
   sent: number;
