@@ -15,6 +15,7 @@ import { join } from "node:path";
 import { createNetns, type Netns, vethPair } from "../lib/sys/netns.ts";
 import { generateKeyFileText, parseKeyFile, signMessage } from "../lib/wire/auth.ts";
 import { MessageType } from "../lib/wire/dstm_types.ts";
+import { type Daemon, metric, spawnDaemon, until } from "./helpers/daemon.ts";
 import { announceSkip, netnsSkipReason } from "./helpers/netns.ts";
 import { BUN, ROOT } from "./helpers/process.ts";
 
@@ -44,62 +45,15 @@ afterAll(() => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-interface Daemon {
-  readonly proc: Bun.Subprocess<"ignore", "pipe", "pipe">;
-  readonly lines: string[];
-  waitFor(pattern: RegExp, ms?: number): Promise<string>;
-}
-
 /** Starts `argv` in `where`, collecting its stdout lines. */
 function daemon(where: Netns, argv: readonly string[]): Daemon {
-  const proc = where.spawn([...argv], { timeoutMs: 120_000, cwd: ROOT });
-  procs.push(proc);
-  const lines: string[] = [];
-  (async () => {
-    const decoder = new TextDecoder();
-    let rest = "";
-    for await (const chunk of proc.stdout) {
-      rest += decoder.decode(chunk, { stream: true });
-      for (let nl = rest.indexOf("\n"); nl >= 0; nl = rest.indexOf("\n")) {
-        lines.push(rest.slice(0, nl));
-        rest = rest.slice(nl + 1);
-      }
-    }
-  })();
-  return {
-    proc,
-    lines,
-    async waitFor(pattern, ms = 20_000) {
-      for (let waited = 0; waited < ms; waited += 50) {
-        const line = lines.find((l) => pattern.test(l));
-        if (line !== undefined) return line;
-        if (proc.exitCode !== null) break;
-        await Bun.sleep(50);
-      }
-      throw new Error(`no line matching ${pattern}; stdout:\n${lines.join("\n")}`);
-    },
-  };
-}
-
-function metric(text: string, name: string, labels: Record<string, string>): number {
-  for (const line of text.split("\n")) {
-    if (!line.startsWith(`${name}{`)) continue;
-    if (Object.entries(labels).every(([k, v]) => line.includes(`${k}="${v}"`)))
-      return Number(line.slice(line.lastIndexOf(" ") + 1));
-  }
-  return 0;
+  const d = spawnDaemon(where, argv, { timeoutMs: 120_000 });
+  procs.push(d.proc);
+  return d;
 }
 
 const metricsOf = async (socket: string) =>
   (await fetch("http://localhost/metrics", { unix: join(dir, socket) })).text();
-
-async function until(check: () => Promise<boolean> | boolean, ms = 20_000): Promise<boolean> {
-  for (let waited = 0; waited < ms; waited += 100) {
-    if (await check()) return true;
-    await Bun.sleep(100);
-  }
-  return check();
-}
 
 /** Runs test/e2e_scripts/forge_udp.ts in `ns`. */
 function forge(ns: Netns, spec: object): { sent: number; received: number } {

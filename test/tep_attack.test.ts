@@ -19,6 +19,7 @@ import { createNetns, type Netns, vethPair } from "../lib/sys/netns.ts";
 import { type AuthKey, generateKeyFileText, parseKeyFile, signMessage } from "../lib/wire/auth.ts";
 import { encodeMessage } from "../lib/wire/dstm.ts";
 import { type DstmMessage, MessageType } from "../lib/wire/dstm_types.ts";
+import { type Daemon, metric, spawnDaemon, until } from "./helpers/daemon.ts";
 import { announceSkip, netnsSkipReason } from "./helpers/netns.ts";
 import { BUN, ROOT } from "./helpers/process.ts";
 
@@ -48,67 +49,16 @@ let server: Daemon;
 let aIPv4 = "";
 let capturedBind = "";
 
-interface Daemon {
-  readonly proc: Bun.Subprocess<"ignore", "pipe", "pipe">;
-  readonly lines: string[];
-  waitFor(pattern: RegExp, ms?: number): Promise<string>;
-}
-
 /** Starts `bun mod.ts ...args` (or `argv` as given) in `where`, collecting its stdout lines. */
 function daemon(where: Netns, args: readonly string[], raw = false): Daemon {
   const argv = raw ? [...args] : [BUN, join(ROOT, "mod.ts"), ...args];
-  const proc = where.spawn(argv, { timeoutMs: 300_000, cwd: ROOT });
-  const lines: string[] = [];
-  (async () => {
-    const decoder = new TextDecoder();
-    let rest = "";
-    for await (const chunk of proc.stdout) {
-      rest += decoder.decode(chunk, { stream: true });
-      for (let nl = rest.indexOf("\n"); nl >= 0; nl = rest.indexOf("\n")) {
-        lines.push(rest.slice(0, nl));
-        rest = rest.slice(nl + 1);
-      }
-    }
-  })();
-  const d: Daemon = {
-    proc,
-    lines,
-    async waitFor(pattern, ms = 20_000) {
-      for (let waited = 0; waited < ms; waited += 50) {
-        const line = lines.find((l) => pattern.test(l));
-        if (line !== undefined) return line;
-        if (proc.exitCode !== null) break;
-        await Bun.sleep(50);
-      }
-      throw new Error(
-        `no line matching ${pattern}; stdout:\n${lines.join("\n")}\nstderr:\n${await new Response(proc.stderr).text()}`,
-      );
-    },
-  };
+  const d = spawnDaemon(where, argv, { timeoutMs: 300_000, stderrOnFailure: true });
   procs.push(d);
   return d;
 }
 
-/** The value of one series of a Prometheus text page (0 when absent). */
-function metric(text: string, name: string, labels: Record<string, string> = {}): number {
-  for (const line of text.split("\n")) {
-    if (!line.startsWith(`${name}{`) && !line.startsWith(`${name} `)) continue;
-    if (Object.entries(labels).every(([k, v]) => line.includes(`${k}="${v}"`)))
-      return Number(line.slice(line.lastIndexOf(" ") + 1));
-  }
-  return 0;
-}
-
 const metricsOf = async (socket: string) =>
   (await fetch("http://localhost/metrics", { unix: join(dir, socket) })).text();
-
-async function until(check: () => Promise<boolean> | boolean, ms = 20_000): Promise<boolean> {
-  for (let waited = 0; waited < ms; waited += 100) {
-    if (await check()) return true;
-    await Bun.sleep(100);
-  }
-  return check();
-}
 
 interface ForgeResult {
   sent: number;
