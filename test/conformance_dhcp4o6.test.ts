@@ -20,29 +20,19 @@
  * tshark dissects the whole capture with no malformed packet and no expert warning.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import {
-  closeSync,
-  existsSync,
-  mkdirSync,
-  mkdtempSync,
-  openSync,
-  readFileSync,
-  rmSync,
-  writeFileSync,
-} from "node:fs";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { stopPid } from "../lib/lab/services.ts";
-import { createNetns, deleteNetns, type Netns, vethPair } from "../lib/sys/netns.ts";
+import { deleteNetns, type Netns, vethPair } from "../lib/sys/netns.ts";
+import { createNoDadNetns, haveKea, KEA4, KEA6, netnsStarter } from "./helpers/kea.ts";
 import { announceSkip, netnsSkipReason, runScript } from "./helpers/netns.ts";
 import { BUN, ROOT } from "./helpers/process.ts";
 import { waitUntil } from "./helpers/wait.ts";
 
-const KEA4 = "/usr/sbin/kea-dhcp4";
-const KEA6 = "/usr/sbin/kea-dhcp6";
 const skip =
   netnsSkipReason() ??
-  (existsSync(KEA4) && existsSync(KEA6) ? null : "needs ISC Kea (scripts/test-deps.sh)") ??
+  (haveKea() ? null : "needs ISC Kea (scripts/test-deps.sh)") ??
   (Bun.which("tshark") ? null : "needs tshark (scripts/test-deps.sh)");
 announceSkip("conformance_dhcp4o6", skip);
 
@@ -53,34 +43,7 @@ const PCAP = () => join(dir, "conformance.pcapng");
 const ns: Record<"cl" | "kea" | "dstm", Netns> = {} as never;
 const procs = new Map<string, Bun.Subprocess>();
 
-async function start(
-  name: string,
-  where: Netns,
-  argv: string[],
-  ready: RegExp,
-  opts: { log?: string; env?: Record<string, string> } = {},
-): Promise<void> {
-  const out = join(dir, `${name}.out`);
-  const log = opts.log ?? out;
-  const fd = openSync(out, "a");
-  const proc = Bun.spawn(["ip", "netns", "exec", where.name, ...argv], {
-    stdin: "ignore",
-    stdout: fd,
-    stderr: fd,
-    cwd: ROOT,
-    env: { ...process.env, ...opts.env },
-  });
-  closeSync(fd);
-  procs.set(name, proc);
-  await waitUntil(
-    () => {
-      if (proc.exitCode !== null)
-        throw new Error(`${name} exited: ${readFileSync(out, "utf8").slice(-800)}`);
-      return existsSync(log) && ready.test(readFileSync(log, "utf8"));
-    },
-    { timeoutMs: 20_000, what: `${name} to start` },
-  );
-}
+const start = netnsStarter(procs, () => dir);
 
 function keaConfigs(data: string): { v4: object; v6: object } {
   const loggers = (v: string) => [
@@ -133,10 +96,7 @@ beforeAll(async () => {
   if (skip) return;
   dir = mkdtempSync(join(tmpdir(), "dstm-conf-"));
   for (const role of ["cl", "kea", "dstm"] as const) {
-    ns[role] = createNetns(`dstmt-c${role[0]}-`);
-    // No DAD (link-local included): every address usable at once.
-    for (const key of ["default", "all"])
-      ns[role].exec(["sysctl", "-qw", `net.ipv6.conf.${key}.accept_dad=0`]);
+    ns[role] = createNoDadNetns(`dstmt-c${role[0]}-`);
   }
   vethPair(ns.cl, "tok", ns.kea, "eth0");
   vethPair(ns.cl, "tod", ns.dstm, "eth0");

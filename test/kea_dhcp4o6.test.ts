@@ -17,29 +17,19 @@
  * the "transid" of the DHCPV4-QUERY (0x800000 = U flag).
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import {
-  closeSync,
-  existsSync,
-  mkdirSync,
-  mkdtempSync,
-  openSync,
-  readFileSync,
-  rmSync,
-  writeFileSync,
-} from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { alive, stopPid } from "../lib/lab/services.ts";
 import { createNetns, deleteNetns, type Netns, vethPair } from "../lib/sys/netns.ts";
+import { createNoDadNetns, haveKea, KEA4, KEA6, netnsStarter } from "./helpers/kea.ts";
 import { announceSkip, netnsSkipReason, runScript } from "./helpers/netns.ts";
 import { BUN, ROOT } from "./helpers/process.ts";
 import { waitUntil } from "./helpers/wait.ts";
 
-const KEA4 = "/usr/sbin/kea-dhcp4";
-const KEA6 = "/usr/sbin/kea-dhcp6";
 const skip =
   netnsSkipReason({ tun: true }) ??
-  (existsSync(KEA4) && existsSync(KEA6)
+  (haveKea()
     ? null
     : "needs ISC Kea (apt-get install kea-dhcp4-server kea-dhcp6-server; scripts/test-deps.sh installs them)") ??
   (Bun.which("curl") && existsSync("/usr/bin/python3")
@@ -76,39 +66,8 @@ function renderTemplate(text: string, values: Record<string, string | number>): 
   return out;
 }
 
-/**
- * Starts `argv` in `where`, its output in DIR/NAME.out; resolves once `log` (default that
- * output) matches `ready`.
- */
-async function start(
-  name: string,
-  where: Netns,
-  argv: string[],
-  ready: RegExp,
-  opts: { log?: string; env?: Record<string, string> } = {},
-): Promise<Bun.Subprocess> {
-  const out = join(dir, `${name}.out`);
-  const log = opts.log ?? out;
-  const fd = openSync(out, "a");
-  const proc = Bun.spawn(["ip", "netns", "exec", where.name, ...argv], {
-    stdin: "ignore",
-    stdout: fd,
-    stderr: fd,
-    cwd: ROOT,
-    env: { ...process.env, ...opts.env },
-  });
-  closeSync(fd);
-  procs.set(name, proc);
-  for (let i = 0; i < 200; i++) {
-    if (existsSync(log) && ready.test(readFileSync(log, "utf8"))) return proc;
-    if (proc.exitCode !== null)
-      throw new Error(
-        `${name} exited (${proc.exitCode}): ${readFileSync(out, "utf8").slice(-800)}`,
-      );
-    await Bun.sleep(50);
-  }
-  throw new Error(`${name} not ready in 10 s; see ${log}`);
-}
+/** Starts a daemon in a namespace (test/helpers/kea.ts); 10 s to be ready. */
+const start = netnsStarter(procs, () => dir, 10_000);
 
 /** SIGTERM (then SIGKILL) to a process this test started; waits for it to go. */
 async function stop(name: string): Promise<void> {
@@ -122,10 +81,7 @@ async function stop(name: string): Promise<void> {
 function buildNetwork(): void {
   ns.sw = createNetns("dstmt-ksw-");
   for (const role of ["host", "kea", "tep", "web"] as const) {
-    ns[role] = createNetns(`dstmt-k${role[0]}-`);
-    // No DAD (link-local included): every address, and so every Kea socket, usable at once.
-    for (const key of ["default", "all"])
-      ns[role].exec(["sysctl", "-qw", `net.ipv6.conf.${key}.accept_dad=0`]);
+    ns[role] = createNoDadNetns(`dstmt-k${role[0]}-`);
   }
   ns.sw.ip("link", "add", "br0", "type", "bridge", "mcast_snooping", "0");
   ns.sw.up("br0");

@@ -12,32 +12,22 @@
  * the upper bounds are the next state's start, seconds away, not a guess at scheduling delay.
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
-import {
-  closeSync,
-  existsSync,
-  mkdirSync,
-  mkdtempSync,
-  openSync,
-  readFileSync,
-  rmSync,
-  writeFileSync,
-} from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { stopPid } from "../lib/lab/services.ts";
 import { formatIPv4 } from "../lib/net/addr.ts";
-import { createNetns, deleteNetns, type Netns, vethPair } from "../lib/sys/netns.ts";
+import { deleteNetns, type Netns, vethPair } from "../lib/sys/netns.ts";
 import { Dhcp4MessageType } from "../lib/wire/dhcp4.ts";
 import { DHCP4O6_FLAG_UNICAST, decodeDhcp4o6 } from "../lib/wire/dhcp4o6.ts";
+import { createNoDadNetns, haveKea, KEA4, KEA6, netnsStarter } from "./helpers/kea.ts";
 import { announceSkip, netnsSkipReason } from "./helpers/netns.ts";
 import { BUN, ROOT } from "./helpers/process.ts";
 import { waitUntil } from "./helpers/wait.ts";
 
-const KEA4 = "/usr/sbin/kea-dhcp4";
-const KEA6 = "/usr/sbin/kea-dhcp6";
 const skip =
   netnsSkipReason({ tun: true }) ??
-  (existsSync(KEA4) && existsSync(KEA6) ? null : "needs ISC Kea (scripts/test-deps.sh)") ??
+  (haveKea() ? null : "needs ISC Kea (scripts/test-deps.sh)") ??
   (Bun.which("tshark") ? null : "needs tshark (scripts/test-deps.sh)");
 announceSkip("kea_dhcp4o6_timers", skip);
 
@@ -51,34 +41,7 @@ let dir = "";
 const ns: Record<"host" | "kea", Netns> = {} as never;
 const procs = new Map<string, Bun.Subprocess>();
 
-async function start(
-  name: string,
-  where: Netns,
-  argv: string[],
-  ready: RegExp,
-  opts: { log?: string; env?: Record<string, string> } = {},
-): Promise<void> {
-  const out = join(dir, `${name}.out`);
-  const log = opts.log ?? out;
-  const fd = openSync(out, "a");
-  const proc = Bun.spawn(["ip", "netns", "exec", where.name, ...argv], {
-    stdin: "ignore",
-    stdout: fd,
-    stderr: fd,
-    cwd: ROOT,
-    env: { ...process.env, ...opts.env },
-  });
-  closeSync(fd);
-  procs.set(name, proc);
-  await waitUntil(
-    () => {
-      if (proc.exitCode !== null)
-        throw new Error(`${name} exited: ${readFileSync(out, "utf8").slice(-800)}`);
-      return existsSync(log) && ready.test(readFileSync(log, "utf8"));
-    },
-    { timeoutMs: 20_000, what: `${name} to start` },
-  );
-}
+const start = netnsStarter(procs, () => dir);
 
 async function stop(name: string, signal: "SIGTERM" | "SIGINT" = "SIGTERM"): Promise<void> {
   const proc = procs.get(name);
@@ -100,9 +63,7 @@ beforeAll(async () => {
   if (skip) return;
   dir = mkdtempSync(join(tmpdir(), "dstm-ktimers-"));
   for (const role of ["host", "kea"] as const) {
-    ns[role] = createNetns(`dstmt-t${role[0]}-`);
-    for (const key of ["default", "all"])
-      ns[role].exec(["sysctl", "-qw", `net.ipv6.conf.${key}.accept_dad=0`]);
+    ns[role] = createNoDadNetns(`dstmt-t${role[0]}-`);
   }
   vethPair(ns.host, "eth0", ns.kea, "eth0");
   ns.host.addAddress("eth0", "2001:db8:2::10/64");

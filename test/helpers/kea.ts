@@ -1,0 +1,80 @@
+/**
+ * What the ISC Kea namespace tests share (test/conformance_dhcp4o6.test.ts,
+ * test/kea_dhcp4o6.test.ts, test/kea_dhcp4o6_timers.test.ts): where Kea is, namespaces without
+ * IPv6 DAD, and starting a daemon in a namespace until its log says it is ready.
+ */
+import { closeSync, existsSync, openSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { createNetns, type Netns } from "../../lib/sys/netns.ts";
+import { ROOT } from "./process.ts";
+import { waitUntil } from "./wait.ts";
+
+export const KEA4 = "/usr/sbin/kea-dhcp4";
+export const KEA6 = "/usr/sbin/kea-dhcp6";
+
+/** True when both Kea servers (kea-dhcp4, kea-dhcp6) are installed. */
+export const haveKea = (): boolean => existsSync(KEA4) && existsSync(KEA6);
+
+/**
+ * A namespace of this run (name `prefix` + random) with IPv6 DAD off, link-local included:
+ * every address, and so every Kea socket, is usable at once.
+ */
+export function createNoDadNetns(prefix: string): Netns {
+  const ns = createNetns(prefix);
+  for (const key of ["default", "all"])
+    ns.exec(["sysctl", "-qw", `net.ipv6.conf.${key}.accept_dad=0`]);
+  return ns;
+}
+
+export interface StartOptions {
+  /** The file whose text `ready` must match (default DIR/NAME.out, the process's output). */
+  log?: string;
+  /** Added to the environment. */
+  env?: Record<string, string>;
+  /** How long to wait for `ready` (ms, default the starter's `timeoutMs`). */
+  timeoutMs?: number;
+}
+
+/**
+ * A `start(name, where, argv, ready, options)` that runs `argv` in `where` with its stdout and
+ * stderr in `dir()`/NAME.out, records it in `procs` under `name`, and resolves to it once the
+ * log matches `ready`; rejects if it exits first or is not ready in `timeoutMs` (ms).
+ */
+export function netnsStarter(
+  procs: Map<string, Bun.Subprocess>,
+  dir: () => string,
+  timeoutMs = 20_000,
+) {
+  return async function start(
+    name: string,
+    where: Netns,
+    argv: string[],
+    ready: RegExp,
+    opts: StartOptions = {},
+  ): Promise<Bun.Subprocess> {
+    const out = join(dir(), `${name}.out`);
+    const log = opts.log ?? out;
+    const fd = openSync(out, "a");
+    const proc = Bun.spawn(["ip", "netns", "exec", where.name, ...argv], {
+      stdin: "ignore",
+      stdout: fd,
+      stderr: fd,
+      cwd: ROOT,
+      env: { ...process.env, ...opts.env },
+    });
+    closeSync(fd);
+    procs.set(name, proc);
+    await waitUntil(
+      () => {
+        if (existsSync(log) && ready.test(readFileSync(log, "utf8"))) return true;
+        if (proc.exitCode !== null)
+          throw new Error(
+            `${name} exited (${proc.exitCode}): ${readFileSync(out, "utf8").slice(-800)}`,
+          );
+        return false;
+      },
+      { timeoutMs: opts.timeoutMs ?? timeoutMs, intervalMs: 50, what: `${name} to start` },
+    );
+    return proc;
+  };
+}
