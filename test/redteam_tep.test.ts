@@ -12,10 +12,11 @@ import { afterAll, describe, expect, test } from "bun:test";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { createNetns, type Netns, vethPair } from "../lib/sys/netns.ts";
+import { createNetns, type Netns } from "../lib/sys/netns.ts";
 import { generateKeyFileText, parseKeyFile, signMessage } from "../lib/wire/auth.ts";
 import { MessageType } from "../lib/wire/dstm_types.ts";
 import { type Daemon, metric, spawnDaemon, until } from "./helpers/daemon.ts";
+import { hubLink } from "./helpers/hub.ts";
 import { announceSkip, netnsSkipReason } from "./helpers/netns.ts";
 import { BUN, ROOT } from "./helpers/process.ts";
 
@@ -77,18 +78,12 @@ describe.skipIf(skip !== null)("a TEP restarted under an attacker on the link", 
       ns[role] = createNetns("dstmt-rt-");
       spaces.push(ns[role]);
     }
-    ns.sw.ip("link", "add", "br0", "type", "bridge", "ageing_time", "0"); // a hub
-    ns.sw.up("br0");
-    for (const [role, ifname, address] of [
-      ["srv", "eth0", NET.server6],
-      ["tep", "eth6", NET.tep6],
-      ["a", "eth0", NET.a6],
-      ["evil", "eth0", NET.evil6],
-    ] as const) {
-      vethPair(ns.sw, `p-${role}`, ns[role], ifname);
-      ns.sw.ip("link", "set", `p-${role}`, "master", "br0");
-      ns[role].addAddress(ifname, `${address}/64`);
-    }
+    hubLink(ns.sw, [
+      ["srv", ns.srv, "eth0", NET.server6],
+      ["tep", ns.tep, "eth6", NET.tep6],
+      ["a", ns.a, "eth0", NET.a6],
+      ["evil", ns.evil, "eth0", NET.evil6],
+    ]);
     ns.evil.addAddress("lo", `${NET.server6}/128`);
     ns.tep.addAddress("lo", `${NET.tep4}/32`);
     const hostKeyText = generateKeyFileText(1);
@@ -227,19 +222,13 @@ describe.skipIf(skip !== null)("two TEPs sharing the TEP key under an attacker o
       spaces.push(ns[role]);
     }
     const tep2 = "2001:db8:1::2";
-    ns.sw.ip("link", "add", "br0", "type", "bridge", "ageing_time", "0"); // a hub
-    ns.sw.up("br0");
-    for (const [role, address] of [
-      ["srv", NET.server6],
-      ["tep1", NET.tep6],
-      ["tep2", tep2],
-      ["a", NET.a6],
-      ["evil", NET.evil6],
-    ] as const) {
-      vethPair(ns.sw, `p-${role}`, ns[role], "eth0");
-      ns.sw.ip("link", "set", `p-${role}`, "master", "br0");
-      ns[role].addAddress("eth0", `${address}/64`);
-    }
+    hubLink(ns.sw, [
+      ["srv", ns.srv, "eth0", NET.server6],
+      ["tep1", ns.tep1, "eth0", NET.tep6],
+      ["tep2", ns.tep2, "eth0", tep2],
+      ["a", ns.a, "eth0", NET.a6],
+      ["evil", ns.evil, "eth0", NET.evil6],
+    ]);
     ns.evil.addAddress("lo", `${NET.server6}/128`);
     ns.tep1.addAddress("lo", "192.0.2.1/32");
     ns.tep2.addAddress("lo", "192.0.2.2/32");

@@ -20,6 +20,7 @@ import { type AuthKey, generateKeyFileText, parseKeyFile, signMessage } from "..
 import { encodeMessage } from "../lib/wire/dstm.ts";
 import { type DstmMessage, MessageType } from "../lib/wire/dstm_types.ts";
 import { type Daemon, metric, spawnDaemon, until } from "./helpers/daemon.ts";
+import { hubLink } from "./helpers/hub.ts";
 import { announceSkip, netnsSkipReason } from "./helpers/netns.ts";
 import { BUN, ROOT } from "./helpers/process.ts";
 
@@ -100,19 +101,13 @@ beforeAll(async () => {
   if (skip) return;
   for (const role of ["sw", "srv", "tep", "a", "evil", "web"] as const)
     ns[role] = createNetns("dstmt-atk-");
-  ns.sw.ip("link", "add", "br0", "type", "bridge", "ageing_time", "0"); // a hub: everyone sees everything
-  ns.sw.up("br0");
-  const v6: [keyof typeof ns, string, string][] = [
-    ["srv", "eth0", NET.server6],
-    ["tep", "eth6", NET.tep6],
-    ["a", "eth0", NET.a6],
-    ["evil", "eth0", NET.evil6],
-  ];
-  for (const [role, ifname, address] of v6) {
-    vethPair(ns.sw, `p-${role}`, ns[role], ifname);
-    ns.sw.ip("link", "set", `p-${role}`, "master", "br0");
-    ns[role].addAddress(ifname, `${address}/64`);
-  }
+  // A hub: everyone sees everything.
+  hubLink(ns.sw, [
+    ["srv", ns.srv, "eth0", NET.server6],
+    ["tep", ns.tep, "eth6", NET.tep6],
+    ["a", ns.a, "eth0", NET.a6],
+    ["evil", ns.evil, "eth0", NET.evil6],
+  ]);
   // The attacker answers no neighbour solicitation for the server's address (it is on lo),
   // but the kernel lets it send from that address: spoofing, as a raw socket would.
   ns.evil.addAddress("lo", `${NET.server6}/128`);
