@@ -9,12 +9,13 @@
  * seconds earlier verified again (fresh timestamp, nonce unknown) and was applied.
  */
 import { afterAll, describe, expect, test } from "bun:test";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createNetns, type Netns } from "../lib/sys/netns.ts";
 import { generateKeyFileText, parseKeyFile, signMessage } from "../lib/wire/auth.ts";
 import { MessageType } from "../lib/wire/dstm_types.ts";
+import { captureStarted, stopAndFindBind } from "./helpers/bind_capture.ts";
 import { type Daemon, metric, spawnDaemon, until } from "./helpers/daemon.ts";
 import { hubLink } from "./helpers/hub.ts";
 import { announceSkip, netnsSkipReason } from "./helpers/netns.ts";
@@ -148,13 +149,7 @@ describe.skipIf(skip !== null)("a TEP restarted under an attacker on the link", 
       "-w",
       pcap,
     ]);
-    await until(() => {
-      try {
-        return readFileSync(pcap).length > 0;
-      } catch {
-        return false;
-      }
-    }, 10_000);
+    await captureStarted(pcap);
     const parsed = parseKeyFile(hostKeyText);
     if (!parsed.ok) throw new Error(parsed.message);
     const discover = signMessage(
@@ -171,15 +166,7 @@ describe.skipIf(skip !== null)("a TEP restarted under an attacker on the link", 
       listenMs: 1500,
     });
     expect(leased.received).toBe(1);
-    await Bun.sleep(300); // let dumpcap write the last frame
-    capture.proc.kill("SIGTERM");
-    await capture.proc.exited;
-    const fields = ns.evil.exec(["tshark", "-r", pcap, "-T", "fields", "-e", "udp.payload"]);
-    const capturedBind =
-      fields.stdout
-        .split("\n")
-        .map((l) => l.trim().replaceAll(":", ""))
-        .find((l) => l.slice(2, 4) === MessageType.BIND.toString(16).padStart(2, "0")) ?? "";
+    const capturedBind = await stopAndFindBind(capture, ns.evil, pcap);
     expect(capturedBind).not.toBe("");
 
     // The TEP restarts (an upgrade, a crash) and gets its table back from the server.
@@ -307,13 +294,7 @@ describe.skipIf(skip !== null)("two TEPs sharing the TEP key under an attacker o
       "-w",
       pcap,
     ]);
-    await until(() => {
-      try {
-        return readFileSync(pcap).length > 0;
-      } catch {
-        return false;
-      }
-    }, 10_000);
+    await captureStarted(pcap);
     const parsed = parseKeyFile(hostKeyText);
     if (!parsed.ok) throw new Error(parsed.message);
     const leased = forge(ns.a, {
@@ -342,15 +323,7 @@ describe.skipIf(skip !== null)("two TEPs sharing the TEP key under an attacker o
           }) === 1,
       ),
     ).toBe(true);
-    await Bun.sleep(300); // let dumpcap write the last frame
-    capture.proc.kill("SIGTERM");
-    await capture.proc.exited;
-    const fields = ns.evil.exec(["tshark", "-r", pcap, "-T", "fields", "-e", "udp.payload"]);
-    const capturedBind =
-      fields.stdout
-        .split("\n")
-        .map((l) => l.trim().replaceAll(":", ""))
-        .find((l) => l.slice(2, 4) === MessageType.BIND.toString(16).padStart(2, "0")) ?? "";
+    const capturedBind = await stopAndFindBind(capture, ns.evil, pcap);
     expect(capturedBind).not.toBe("");
     const replay = forge(ns.evil, {
       from: NET.server6,

@@ -19,6 +19,7 @@ import { createNetns, type Netns, vethPair } from "../lib/sys/netns.ts";
 import { type AuthKey, generateKeyFileText, parseKeyFile, signMessage } from "../lib/wire/auth.ts";
 import { encodeMessage } from "../lib/wire/dstm.ts";
 import { type DstmMessage, MessageType } from "../lib/wire/dstm_types.ts";
+import { captureStarted, stopAndFindBind } from "./helpers/bind_capture.ts";
 import { type Daemon, metric, spawnDaemon, until } from "./helpers/daemon.ts";
 import { hubLink } from "./helpers/hub.ts";
 import { announceSkip, netnsSkipReason } from "./helpers/netns.ts";
@@ -164,13 +165,7 @@ beforeAll(async () => {
     ["dumpcap", "-q", "-P", "-i", "eth0", "-f", "udp dst port 4608", "-w", pcap],
     true,
   );
-  await until(() => {
-    try {
-      return readFileSync(pcap).length > 0;
-    } catch {
-      return false;
-    }
-  }, 10_000);
+  await captureStarted(pcap);
   const client = daemon(ns.a, [
     "client",
     "--server",
@@ -181,15 +176,7 @@ beforeAll(async () => {
     join(dir, "client-a.sock"),
   ]);
   aIPv4 = /bound ipv4=(\S+)/.exec(await client.waitFor(/ bound ipv4=/))![1]!;
-  await Bun.sleep(300); // let dumpcap write the last frame
-  capture.proc.kill("SIGTERM");
-  await capture.proc.exited;
-  const fields = ns.evil.exec(["tshark", "-r", pcap, "-T", "fields", "-e", "udp.payload"]);
-  capturedBind =
-    fields.stdout
-      .split("\n")
-      .map((l) => l.trim().replaceAll(":", ""))
-      .find((l) => l.slice(2, 4) === MessageType.BIND.toString(16).padStart(2, "0")) ?? "";
+  capturedBind = await stopAndFindBind(capture, ns.evil, pcap);
 }, 90_000);
 
 afterAll(() => {
