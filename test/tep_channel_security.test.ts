@@ -370,4 +370,20 @@ describe("WarnLimit", () => {
     expect(lines[3]).toMatch(/reject i=10 suppressed=7$/);
     expect(warn.suppressed).toBe(1);
   });
+
+  test("info() is bounded the same way and writes at info level", () => {
+    const lines: string[] = [];
+    let now = 0;
+    const log = new Logger({ sink: (t) => lines.push(...t.trimEnd().split("\n")), now: () => now });
+    const limit = new WarnLimit(log, { perSecond: 1, burst: 2, now: () => now });
+    for (let i = 0; i < 5; i++) limit.info("reject", { i });
+    log.flush();
+    expect(lines.length).toBe(2);
+    expect(lines.every((l) => !/ WARN /.test(l))).toBe(true);
+    expect(limit.suppressed).toBe(3);
+    now += 1000;
+    limit.info("reject", { i: 5 });
+    log.flush();
+    expect(lines[2]).toMatch(/reject i=5 suppressed=3$/);
+  });
 });

@@ -49,6 +49,18 @@ export class WarnLimit {
 
   /** Writes `event` at warn level if the bucket has a token; otherwise counts it. */
   warn(event: string, fields: LogFields): void {
+    this.#write("warn", event, fields);
+  }
+
+  /**
+   * Writes `event` at info level if the bucket has a token; otherwise counts it (routine
+   * refusals an unauthenticated sender can cause at will, e.g. the engine's NAKs).
+   */
+  info(event: string, fields: LogFields): void {
+    this.#write("info", event, fields);
+  }
+
+  #write(level: "warn" | "info", event: string, fields: LogFields): void {
     const now = this.#now();
     if (Number.isNaN(this.#last)) this.#last = now;
     if (now > this.#last) {
@@ -62,6 +74,6 @@ export class WarnLimit {
     this.#tokens -= 1;
     const suppressed = this.#suppressed;
     this.#suppressed = 0;
-    this.#log.warn(event, suppressed > 0 ? { ...fields, suppressed } : fields);
+    this.#log[level](event, suppressed > 0 ? { ...fields, suppressed } : fields);
   }
 }

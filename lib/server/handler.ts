@@ -88,11 +88,14 @@ export class DstmHandler {
   readonly #sourceCheck: boolean;
   /** Refusals anyone can trigger (malformed, unauthenticated, spoofed): logged rate-limited. */
   readonly #warn: WarnLimit;
+  /** The engine's refusals (no-such-lease, address-in-use, …): info, but bounded too. */
+  readonly #rejects: WarnLimit;
 
   constructor(options: HandlerOptions) {
     this.#o = options;
     this.#now = options.now ?? Date.now;
     this.#warn = new WarnLimit(options.log, { now: this.#now });
+    this.#rejects = new WarnLimit(options.log, { now: this.#now, perSecond: 50, burst: 200 });
     this.#sourceCheck = options.sourceCheck ?? true;
     declareHandlerMetrics(options.metrics);
   }
@@ -208,7 +211,7 @@ export class DstmHandler {
     if ((result.reason === "prefix-limit" || result.reason === "site-limit") && this.#o.admission) {
       this.#o.admission.refused("native", result.reason, fields);
     } else {
-      this.#o.log.info("reject", fields);
+      this.#rejects.info("reject", fields);
     }
     return this.#answer(
       {
