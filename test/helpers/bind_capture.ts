@@ -23,9 +23,14 @@ export function captureStarted(pcap: string): Promise<boolean> {
  * first DSTM BIND in it, read with tshark in `ns`; "" when there is none.
  */
 export async function stopAndFindBind(capture: Daemon, ns: Netns, pcap: string): Promise<string> {
-  await Bun.sleep(300); // let dumpcap write the last frame
+  // dumpcap writes each frame as it comes: poll the file for the BIND (deadline 5 s), then stop.
+  await until(() => _firstBind(ns, pcap) !== "", 5_000);
   capture.proc.kill("SIGTERM");
   await capture.proc.exited;
+  return _firstBind(ns, pcap);
+}
+
+function _firstBind(ns: Netns, pcap: string): string {
   const fields = ns.exec(["tshark", "-r", pcap, "-T", "fields", "-e", "udp.payload"]);
   return (
     fields.stdout
