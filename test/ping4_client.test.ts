@@ -12,6 +12,7 @@ import { Lab } from "../lib/lab/lab.ts";
 import { dstmArgv } from "../lib/lab/services.ts";
 import { LAB } from "../lib/lab/topology.ts";
 import { announceSkip, netnsSkipReason } from "./helpers/netns.ts";
+import { waitUntil } from "./helpers/wait.ts";
 
 const skip =
   netnsSkipReason({ tun: true }) ??
@@ -62,14 +63,9 @@ function startClient(node: "c" | "d", extra: string[] = []) {
   return { proc, log: () => (existsSync(log) ? readFileSync(log, "utf8") : "") };
 }
 
-async function until(what: string, check: () => boolean | Promise<boolean>, ms = 20_000) {
-  const deadline = Date.now() + ms;
-  while (Date.now() < deadline) {
-    if (await check()) return;
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-  throw new Error(`timed out waiting for ${what}`);
-}
+/** Polls `check` for up to `ms`; throws naming `what` at the deadline (./helpers/wait.ts). */
+const until = (what: string, check: () => boolean | Promise<boolean>, ms = 20_000) =>
+  waitUntil(check, { timeoutMs: ms, intervalMs: 50, what });
 
 async function activeLeases(): Promise<{ hostIPv4: string; hostIPv6: string }[]> {
   const response = await fetch("http://localhost/v1/leases", {

@@ -13,6 +13,7 @@ import { bindUdp, type UdpEndpoint } from "../lib/sys/udp.ts";
 import { type AuthKey, signMessage } from "../lib/wire/auth.ts";
 import { decodeMessage, encodeMessage } from "../lib/wire/dstm.ts";
 import { type DstmMessage, MessageType, Status } from "../lib/wire/dstm_types.ts";
+import { eventually } from "./helpers/wait.ts";
 
 const TEP_KEY: AuthKey = { id: 1, secret: new Uint8Array(32).fill(0x71) };
 const HOST_KEY: AuthKey = { id: 1, secret: new Uint8Array(32).fill(0x42) };
@@ -21,10 +22,8 @@ afterEach(async () => {
   for (const c of cleanup.splice(0).reverse()) await c();
 });
 
-async function until(check: () => boolean, ms = 5000) {
-  for (let waited = 0; !check() && waited < ms; waited += 10) await Bun.sleep(10);
-  return check();
-}
+/** Polls `check` for up to `ms`; whether it held (./helpers/wait.ts). */
+const until = (check: () => boolean, ms = 5000) => eventually(check, { timeoutMs: ms });
 
 async function socket(onMessage: (m: DstmMessage, raw: Uint8Array) => void = () => {}) {
   const received: DstmMessage[] = [];

@@ -14,6 +14,7 @@ import { join } from "node:path";
 import { createNetns, type Netns, vethPair } from "../lib/sys/netns.ts";
 import { announceSkip, netnsSkipReason } from "./helpers/netns.ts";
 import { BUN, type DstmProcess, ROOT, spawnDstm } from "./helpers/process.ts";
+import { eventually } from "./helpers/wait.ts";
 
 const skip = netnsSkipReason({ tun: true });
 announceSkip("renumber", skip);
@@ -123,31 +124,28 @@ function leases(): { hostIPv4: string; hostIPv6: string }[] {
   return (JSON.parse(r.stdout) as { leases: { hostIPv4: string; hostIPv6: string }[] }).leases;
 }
 
-/** Polls `check` until it holds or `ms` pass; returns whether it held. */
-async function eventually(check: () => boolean, ms: number): Promise<boolean> {
-  const deadline = Date.now() + ms;
-  while (Date.now() < deadline) {
-    if (check()) return true;
-    await Bun.sleep(250);
-  }
-  return check();
-}
+/** Polls `check` every 250 ms until it holds or `ms` pass; whether it held. */
+const eventuallyWithin = (check: () => boolean, ms: number) =>
+  eventually(check, { timeoutMs: ms, intervalMs: 250 });
 
 describe.skipIf(skip !== null)("renumbering", () => {
   test("the host's address changes under a 10 s lease: the client starts over from the new one", async () => {
-    expect(await eventually(ping, 10_000)).toBe(true);
+    expect(await eventuallyWithin(ping, 10_000)).toBe(true);
     expect(leases().map((l) => l.hostIPv6)).toEqual(["2001:db8:7::10"]);
     host.addAddress("c0", "2001:db8:7::20/64");
     host.ip("addr", "del", "2001:db8:7::10/64", "dev", "c0");
     await client.waitFor(/address-gone host6=2001:db8:7::10 next=2001:db8:7::20/, 10_000);
     // A second "bound" line: the lease for the new address, DTI up again.
     expect(
-      await eventually(() => client.lines.filter((l) => / bound /.test(l)).length >= 2, 20_000),
+      await eventuallyWithin(
+        () => client.lines.filter((l) => / bound /.test(l)).length >= 2,
+        20_000,
+      ),
     ).toBe(true);
-    expect(await eventually(ping, 20_000)).toBe(true);
+    expect(await eventuallyWithin(ping, 20_000)).toBe(true);
     // The server freed the old address's lease (the client's RELEASE from it, else expiry).
     expect(
-      await eventually(() => {
+      await eventuallyWithin(() => {
         const now = leases().map((l) => l.hostIPv6);
         return now.length === 1 && now[0] === "2001:db8:7::20";
       }, 20_000),
@@ -155,7 +153,10 @@ describe.skipIf(skip !== null)("renumbering", () => {
     // A renewal (at half the lease time) leaves from the new address and succeeds.
     const seen = client.lines.length;
     expect(
-      await eventually(() => client.lines.slice(seen).some((l) => / renewed /.test(l)), 15_000),
+      await eventuallyWithin(
+        () => client.lines.slice(seen).some((l) => / renewed /.test(l)),
+        15_000,
+      ),
     ).toBe(true);
     const status = JSON.parse(
       host.exec([

@@ -15,6 +15,7 @@ import { encodeMessage } from "../lib/wire/dstm.ts";
 import { MessageType, Status } from "../lib/wire/dstm_types.ts";
 import { dhcp4Message, dhcp4o6Query } from "./helpers/dhcp4.ts";
 import { runDstm, spawnDstm } from "./helpers/process.ts";
+import { eventually } from "./helpers/wait.ts";
 
 const SERVER_ID = parseIPv4("192.0.2.1")!;
 const OTHER_SERVER = parseIPv4("192.0.2.99")!;
@@ -38,11 +39,8 @@ async function start(overrides: Partial<ServerConfig> = {}) {
   return { server, lines };
 }
 
-/** Polls `condition` every 10 ms for up to `ms`. */
-async function until(condition: () => boolean, ms = 5000): Promise<boolean> {
-  for (let waited = 0; waited < ms && !condition(); waited += 10) await Bun.sleep(10);
-  return condition();
-}
+/** Polls `condition` for up to `ms`; whether it held (./helpers/wait.ts). */
+const until = (condition: () => boolean, ms = 5000) => eventually(condition, { timeoutMs: ms });
 
 /** One DHCPV4-QUERY from ::1; the DHCPv4 answer, or null after 300 ms. */
 async function ask4o6(

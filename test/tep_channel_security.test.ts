@@ -21,6 +21,7 @@ import { bindingsDigest } from "../lib/wire/digest.ts";
 import { decodeMessage, encodeMessage } from "../lib/wire/dstm.ts";
 import { type DstmMessage, MessageType, type WirePortSet } from "../lib/wire/dstm_types.ts";
 import { runDstm } from "./helpers/process.ts";
+import { eventually } from "./helpers/wait.ts";
 
 const TEP_KEY: AuthKey = { id: 1, secret: new Uint8Array(32).fill(0x71) };
 const HOST_KEY: AuthKey = { id: 1, secret: new Uint8Array(32).fill(0x42) };
@@ -47,10 +48,8 @@ class RecordingTable implements BindingWriter {
   }
 }
 
-async function until(check: () => boolean, ms = 3000) {
-  for (let waited = 0; !check() && waited < ms; waited += 10) await Bun.sleep(10);
-  return check();
-}
+/** Polls `check` for up to `ms`; whether it held (./helpers/wait.ts). */
+const until = (check: () => boolean, ms = 3000) => eventually(check, { timeoutMs: ms });
 
 /** A UDP socket on ::1 that records what it receives. */
 async function socket(port = 0) {

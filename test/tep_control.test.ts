@@ -9,6 +9,7 @@ import { type BindingWriter, TepControl } from "../lib/tep/control.ts";
 import type { AuthKey } from "../lib/wire/auth.ts";
 import { encodeMessage } from "../lib/wire/dstm.ts";
 import { MessageType, Status, type WireBinding, type WirePortSet } from "../lib/wire/dstm_types.ts";
+import { eventually } from "./helpers/wait.ts";
 
 const KEY: AuthKey = { id: 3, secret: new Uint8Array(32).fill(9) };
 const cleanup: (() => unknown)[] = [];
@@ -72,10 +73,8 @@ async function startTep(
   return { tep, table, metrics };
 }
 
-async function until(check: () => boolean, ms = 2000) {
-  for (let waited = 0; !check() && waited < ms; waited += 10) await Bun.sleep(10);
-  return check();
-}
+/** Polls `check` for up to `ms`; whether it held (./helpers/wait.ts). */
+const until = (check: () => boolean, ms = 2000) => eventually(check, { timeoutMs: ms });
 
 /** A free UDP port on ::1 (bind, read, close). */
 async function freePort() {

@@ -7,6 +7,7 @@ import { bindUdp, type UdpEndpoint } from "../lib/sys/udp.ts";
 import { bindingsDigest } from "../lib/wire/digest.ts";
 import { decodeMessage, encodeMessage } from "../lib/wire/dstm.ts";
 import { type DstmMessage, MessageType, Status, type WireBinding } from "../lib/wire/dstm_types.ts";
+import { eventually } from "./helpers/wait.ts";
 
 const cleanup: (() => unknown)[] = [];
 afterEach(async () => {
@@ -68,10 +69,8 @@ function sync(tep: { ep: UdpEndpoint }, serverPort: number, bindings: WireBindin
   );
 }
 
-async function until(check: () => boolean, ms = 2000) {
-  for (let waited = 0; !check() && waited < ms; waited += 10) await Bun.sleep(10);
-  return check();
-}
+/** Polls `check` for up to `ms`; whether it held (./helpers/wait.ts). */
+const until = (check: () => boolean, ms = 2000) => eventually(check, { timeoutMs: ms });
 
 describe("server ⇄ TEP synchronisation", () => {
   test("a TEP that syncs empty gets the full table; new leases are BIND-ed before the ACK; releases UNBIND", async () => {

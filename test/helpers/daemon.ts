@@ -5,6 +5,7 @@
  */
 import type { Netns } from "../../lib/sys/netns.ts";
 import { ROOT } from "./process.ts";
+import { eventually } from "./wait.ts";
 
 export interface Daemon {
   readonly proc: Bun.Subprocess<"ignore", "pipe", "pipe">;
@@ -65,13 +66,6 @@ export function metric(text: string, name: string, labels: Record<string, string
 }
 
 /** Polls `check` every 100 ms for up to `ms` (default 20,000 ms); its last answer. */
-export async function until(
-  check: () => Promise<boolean> | boolean,
-  ms = 20_000,
-): Promise<boolean> {
-  for (let waited = 0; waited < ms; waited += 100) {
-    if (await check()) return true;
-    await Bun.sleep(100);
-  }
-  return check();
+export function until(check: () => Promise<boolean> | boolean, ms = 20_000): Promise<boolean> {
+  return eventually(check, { timeoutMs: ms, intervalMs: 100 });
 }
