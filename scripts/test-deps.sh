@@ -30,6 +30,9 @@ command -v dpkg-deb >/dev/null || need+=(dpkg)
 command -v strace >/dev/null || need+=(strace)
 # PostgreSQL (initdb, pg_ctl): the shared lease store's tests start a throwaway server.
 compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || need+=(postgresql)
+# promtool (Debian's prometheus package): every metrics endpoint is checked with
+# `promtool check metrics`. The package's own daemon is never started by the tests.
+command -v promtool >/dev/null || need+=(prometheus)
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then
   echo "note: missing ${need[*]}; the end-to-end tests that need them will be skipped (run as root on Debian to install)" >&2
@@ -60,4 +63,5 @@ if [ -d /run/systemd/system ] && command -v systemctl >/dev/null; then
   systemctl disable --now kea-dhcp4-server kea-dhcp6-server kea-ctrl-agent kea-dhcp-ddns-server isc-dhcp-relay 2>/dev/null || true
   # Likewise PostgreSQL's own cluster: the tests run a throwaway server of their own.
   systemctl disable --now postgresql 2>/dev/null || true
+  systemctl disable --now prometheus prometheus-node-exporter 2>/dev/null || true
 fi
