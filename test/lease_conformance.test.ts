@@ -18,6 +18,7 @@ import {
 import { MemoryLeaseStore } from "../lib/lease/memory.ts";
 import { PostgresLeaseStore } from "../lib/lease/postgres.ts";
 import { SqliteLeaseStore } from "../lib/lease/sqlite.ts";
+import { postgresSchema1, sqliteSchema1 } from "./helpers/lease_schema1.ts";
 import { AS_NOBODY, nobodyKit } from "./helpers/nobody.ts";
 import { type PgServer, postgresBin, startPostgres } from "./helpers/postgres.ts";
 
@@ -54,6 +55,8 @@ interface Backend {
   cas?: boolean;
   /** Closes `store` and opens the same data again, if the backend persists. */
   reopen?(store: LeaseStore): Promise<LeaseStore>;
+  /** Writes `rows` in a database of schema 1 (no identity column; dstm before it), then opens it. */
+  fromSchema1?(rows: readonly Lease[]): Promise<LeaseStore>;
 }
 
 function leaseStoreConformance(backend: Backend): void {
@@ -151,6 +154,53 @@ function leaseStoreConformance(backend: Backend): void {
       await store.write([put(lease({ state: "expired" })), put(moved)]);
       expect((await store.loadAll()).filter((l) => l.state === "active")).toEqual([moved]);
     });
+
+    test("identity round-trips; a lease without one loads without one", async () => {
+      const store = await create();
+      const keyed = lease({ ipv4: 0xc0000202, identity: "id:0102005e100001" });
+      await store.write([put(lease()), put(keyed)]);
+      const rows = await store.loadAll();
+      expect(rows).toEqual([lease(), keyed]);
+      expect("identity" in (rows[0] as Lease)).toBe(false);
+    });
+
+    test("two identities behind one IPv6 address hold an active lease each; one identity never two", async () => {
+      const store = await create();
+      const one = lease({ identity: "hw:1:02000000000001" });
+      const two = lease({ ipv4: 0xc0000202, identity: "hw:1:02000000000002" });
+      const plain = lease({ ipv4: 0xc0000203 }); // the host itself (source mode) beside them
+      await store.write([put(one), put(two), put(plain)]);
+      expect((await store.loadAll()).filter((l) => l.state === "active")).toEqual([
+        one,
+        two,
+        plain,
+      ]);
+      const again = lease({ ipv4: 0xc0000204, host6: "2001:db8::f", identity: one.identity });
+      await expect(store.write([put(again)])).rejects.toBeInstanceOf(LeaseStoreError);
+      // Moving an identity's lease: the old one freed first, in one batch.
+      await store.write([put({ ...one, state: "released" }), put(again)]);
+      expect((await store.loadAll()).filter((l) => l.identity === one.identity)).toEqual([
+        { ...one, state: "released" },
+        again,
+      ]);
+    });
+
+    if (backend.fromSchema1) {
+      const fromSchema1 = backend.fromSchema1;
+      test("a database of schema 1 (before the identity column) opens migrated: rows kept, identities stored", async () => {
+        const old = [lease(), lease({ ipv4: 0xc0000202, host6: "2001:db8::b", state: "expired" })];
+        const store = await fromSchema1(old);
+        open.push(store);
+        expect(await store.loadAll()).toEqual(old);
+        // The one-lease rule is now per holder: a second client behind ::a gets its own.
+        const keyed = lease({ ipv4: 0xc0000203, identity: "id:01020000000002" });
+        await store.write([put(keyed)]);
+        await expect(
+          store.write([put(lease({ ipv4: 0xc0000204 }))]), // still one for the host itself
+        ).rejects.toBeInstanceOf(LeaseStoreError);
+        expect(await store.loadAll()).toEqual([...old, keyed]);
+      });
+    }
 
     test("renewing the same key keeps one active lease", async () => {
       const store = await create();
@@ -297,6 +347,11 @@ if (pgBin) {
       await store.close();
       return PostgresLeaseStore.open(urls.get(store) as string);
     },
+    async fromSchema1(rows) {
+      const url = await (await pgServer()).createDatabase();
+      await postgresSchema1(url, rows);
+      return PostgresLeaseStore.open(url);
+    },
   });
 } else {
   test.skip("postgres lease store (PostgreSQL not installed; scripts/test-deps.sh installs it)", () => {});
@@ -307,6 +362,19 @@ leaseStoreConformance({
   async reopen(store) {
     await store.close();
     return SqliteLeaseStore.open((store as SqliteLeaseStore).path);
+  },
+  fromSchema1(rows) {
+    const path = freshPath();
+    sqliteSchema1(path, rows);
+    // A read-only look (dstm lease ls --db) at the old file works before any server migrates it.
+    const look = SqliteLeaseStore.openReadOnly(path);
+    return look
+      .loadAll()
+      .then((seen) => {
+        expect(seen).toEqual([...rows]);
+        return look.close();
+      })
+      .then(() => SqliteLeaseStore.open(path));
   },
 });
 

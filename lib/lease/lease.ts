@@ -53,6 +53,22 @@ export interface Lease {
   readonly grantedAt: number;
   /** Expiry (ms since the Unix epoch). For released/expired leases: when that happened. */
   readonly expiresAt: number;
+  /**
+   * The DHCPv4 client the lease belongs to, in the keyed 4o6 identity modes (RFC 2131 §4.2:
+   * `id:HEX` of option 61, or `hw:HTYPE:HEX` of chaddr; lib/server/dhcp4o6_identity.ts);
+   * absent (stored as NULL) when the host's IPv6 address is the holder, as in the native
+   * protocol. Stored with the lease, so a client is known after a restart.
+   */
+  readonly identity?: string;
+}
+
+/**
+ * Who holds a lease, for the one-active-lease rule: its `identity` when it has one, else its
+ * `host6`. The two never collide (an identity starts with `id:` or `hw:`, which no IPv6
+ * address text does).
+ */
+export function leaseHolder(lease: Pick<Lease, "host6" | "identity">): string {
+  return lease.identity ?? lease.host6;
 }
 
 /** The store key of a lease: `ipv4 * 65536 + psid`, exact in a double. */
@@ -79,8 +95,10 @@ export type LeaseOp =
  * Contract (checked by test/lease_conformance.test.ts for every backend):
  * - `write(ops)` applies all ops atomically, in order, and resolves only when they are
  *   durable (for SQLite: committed with synchronous=FULL). If it rejects, none applied.
- * - A `put` whose lease is `active` for a host that already has another active lease under a
- *   different key rejects the whole batch (one host, one active lease).
+ * - A `put` whose lease is `active` for a holder ({@link leaseHolder}: the identity, else the
+ *   host) that already has another active lease under a different key rejects the whole
+ *   batch (one holder, one active lease).
+ * - `identity` round-trips (absent stays absent).
  * - `loadAll()` returns every row, in key order.
  * - After `close()`, every call rejects.
  * - Stores with `shared` (PostgreSQL; also memory, as the reference) check a put's
@@ -134,7 +152,8 @@ export function sameLease(a: Lease | null | undefined, b: Lease | null | undefin
     a.pool === b.pool &&
     a.state === b.state &&
     a.grantedAt === b.grantedAt &&
-    a.expiresAt === b.expiresAt
+    a.expiresAt === b.expiresAt &&
+    (a.identity ?? null) === (b.identity ?? null)
   );
 }
 

@@ -15,6 +15,7 @@ import {
   type LeaseOp,
   type LeaseStore,
   LeaseStoreError,
+  leaseHolder,
   leaseKey,
   sameLease,
 } from "./lease.ts";
@@ -29,7 +30,7 @@ export class MemoryLeaseStore implements LeaseStore {
   readonly shared: boolean;
   readonly #watchers = new Set<(rows: Lease[]) => void>();
   readonly #rows = new Map<number, Lease>();
-  /** host6 → key of that host's active lease. */
+  /** holder (leaseHolder: identity, else host6) → key of its active lease. */
   readonly #activeByHost = new Map<string, number>();
   #closed = false;
 
@@ -73,15 +74,15 @@ export class MemoryLeaseStore implements LeaseStore {
           }
         }
         if (next?.state === "active") {
-          const held = this.#activeByHost.get(next.host6);
+          const held = this.#activeByHost.get(leaseHolder(next));
           if (held !== undefined && held !== key && op.op === "put" && op.expected !== undefined) {
             // Compare-and-set: the writer did not know of the host's lease (another server's).
-            conflict = `host ${next.host6} already holds an active lease (key ${held})`;
+            conflict = `host ${leaseHolder(next)} already holds an active lease (key ${held})`;
             break;
           }
           if (held !== undefined && held !== key) {
             throw new LeaseStoreError(
-              `host ${next.host6} already holds an active lease (key ${held}); release it first`,
+              `host ${leaseHolder(next)} already holds an active lease (key ${held}); release it first`,
             );
           }
         }
@@ -114,7 +115,7 @@ export class MemoryLeaseStore implements LeaseStore {
       const row = this.#rows.get(key);
       if (row) rows.push(row);
       else missing.push(key);
-      const held = op.op === "put" ? this.#activeByHost.get(op.lease.host6) : undefined;
+      const held = op.op === "put" ? this.#activeByHost.get(leaseHolder(op.lease)) : undefined;
       if (held !== undefined && held !== key) rows.push(this.#rows.get(held) as Lease);
     }
     return new LeaseConflictError(message, rows, missing);
@@ -127,15 +128,15 @@ export class MemoryLeaseStore implements LeaseStore {
 
   #set(key: number, next: Lease | undefined): void {
     const old = this.#rows.get(key);
-    if (old?.state === "active" && this.#activeByHost.get(old.host6) === key) {
-      this.#activeByHost.delete(old.host6);
+    if (old?.state === "active" && this.#activeByHost.get(leaseHolder(old)) === key) {
+      this.#activeByHost.delete(leaseHolder(old));
     }
     if (next === undefined) {
       this.#rows.delete(key);
       return;
     }
     this.#rows.set(key, next);
-    if (next.state === "active") this.#activeByHost.set(next.host6, key);
+    if (next.state === "active") this.#activeByHost.set(leaseHolder(next), key);
   }
 }
 

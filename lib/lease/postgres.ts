@@ -4,7 +4,8 @@
  *
  * The database is the arbiter, not luck:
  * - `key` (ipv4 · 65536 + PSID) is the primary key: one row per address or port set.
- * - A partial UNIQUE index on `host6` WHERE `state = 'active'`: one active lease per host.
+ * - A partial UNIQUE index on `coalesce(identity, host6)` WHERE `state = 'active'`: one active
+ *   lease per holder (the host, or the 4o6 client's identity; schema 2, migrated at open).
  * - Every put the engine sends carries the row it believes is stored (`expected`, a
  *   compare-and-set): an insert where it expects no row is `ON CONFLICT DO NOTHING` (any
  *   unique violation, key or host), a change of a row is an `UPDATE … WHERE` every field
@@ -36,12 +37,13 @@ import {
   type LeaseState,
   type LeaseStore,
   LeaseStoreError,
+  leaseHolder,
   leaseKey,
   WHOLE_ADDRESS,
 } from "./lease.ts";
 
 /** Version of the schema below, kept in dstm_meta. */
-export const PG_SCHEMA_VERSION = 1;
+export const PG_SCHEMA_VERSION = 2;
 
 /** pg_advisory_xact_lock key of dstm's writes ("DSTM" in ASCII). */
 const WRITE_LOCK = 0x4453544d;
@@ -67,13 +69,17 @@ const SCHEMA = [
     seq bigint NOT NULL,
     CHECK (key = ipv4 * 65536 + psid)
   )`,
-  `CREATE UNIQUE INDEX IF NOT EXISTS dstm_leases_active_host ON dstm_leases (host6) WHERE state = 'active'`,
   `CREATE INDEX IF NOT EXISTS dstm_leases_seq_idx ON dstm_leases (seq)`,
   `CREATE TABLE IF NOT EXISTS dstm_meta (version integer NOT NULL)`,
+  // Schema 2 (also the migration of a schema-1 database): the 4o6 client's identity, and one
+  // active lease per holder, coalesce(identity, host6), instead of per host6 (lib/lease/lease.ts).
+  `ALTER TABLE dstm_leases ADD COLUMN IF NOT EXISTS identity text`,
+  `DROP INDEX IF EXISTS dstm_leases_active_host`,
+  `CREATE UNIQUE INDEX IF NOT EXISTS dstm_leases_active_holder ON dstm_leases ((coalesce(identity, host6))) WHERE state = 'active'`,
 ];
 
 const COLUMNS =
-  "key, ipv4, psid_offset, psid_length, psid, host6, tep4, tep6, pool, state, granted_at, expires_at";
+  "key, ipv4, psid_offset, psid_length, psid, host6, tep4, tep6, pool, state, granted_at, expires_at, identity";
 
 interface _Row {
   key: string | number;
@@ -88,6 +94,7 @@ interface _Row {
   state: string;
   granted_at: string | number;
   expires_at: string | number;
+  identity: string | null;
   seq?: string | number;
 }
 
@@ -131,6 +138,9 @@ export class PostgresLeaseStore implements LeaseStore {
           throw new LeaseStoreError(
             `lease database ${where} has schema version ${rows[0]?.version}, newer than this dstm understands (${PG_SCHEMA_VERSION}); upgrade dstm`,
           );
+        } else if ((rows[0]?.version ?? 0) < PG_SCHEMA_VERSION) {
+          // Migrated by the IF NOT EXISTS statements of SCHEMA above.
+          await tx`UPDATE dstm_meta SET version = ${PG_SCHEMA_VERSION}`;
         }
       });
     } catch (error) {
@@ -182,19 +192,19 @@ export class PostgresLeaseStore implements LeaseStore {
             results.push(tx`INSERT INTO dstm_leases (${tx.unsafe(COLUMNS)}, seq)
               VALUES (${key}, ${l.ipv4}, ${p.offset}, ${p.psidLength}, ${p.psid}, ${l.host6},
                 ${l.tep4}, ${l.tep6}, ${l.pool}, ${l.state}, ${l.grantedAt}, ${l.expiresAt},
-                nextval('dstm_leases_seq'))
+                ${l.identity ?? null}, nextval('dstm_leases_seq'))
               ON CONFLICT (key) DO UPDATE SET ipv4 = EXCLUDED.ipv4,
                 psid_offset = EXCLUDED.psid_offset, psid_length = EXCLUDED.psid_length,
                 psid = EXCLUDED.psid, host6 = EXCLUDED.host6, tep4 = EXCLUDED.tep4,
                 tep6 = EXCLUDED.tep6, pool = EXCLUDED.pool, state = EXCLUDED.state,
                 granted_at = EXCLUDED.granted_at, expires_at = EXCLUDED.expires_at,
-                seq = EXCLUDED.seq
+                identity = EXCLUDED.identity, seq = EXCLUDED.seq
               RETURNING key`);
           } else if (e === null) {
             results.push(tx`INSERT INTO dstm_leases (${tx.unsafe(COLUMNS)}, seq)
               VALUES (${key}, ${l.ipv4}, ${p.offset}, ${p.psidLength}, ${p.psid}, ${l.host6},
                 ${l.tep4}, ${l.tep6}, ${l.pool}, ${l.state}, ${l.grantedAt}, ${l.expiresAt},
-                nextval('dstm_leases_seq'))
+                ${l.identity ?? null}, nextval('dstm_leases_seq'))
               ON CONFLICT DO NOTHING
               RETURNING key`);
           } else {
@@ -203,12 +213,13 @@ export class PostgresLeaseStore implements LeaseStore {
                 psid_length = ${p.psidLength}, psid = ${p.psid}, host6 = ${l.host6},
                 tep4 = ${l.tep4}, tep6 = ${l.tep6}, pool = ${l.pool}, state = ${l.state},
                 granted_at = ${l.grantedAt}, expires_at = ${l.expiresAt},
-                seq = nextval('dstm_leases_seq')
+                identity = ${l.identity ?? null}, seq = nextval('dstm_leases_seq')
               WHERE key = ${key} AND ipv4 = ${e.ipv4} AND psid_offset = ${q.offset}
                 AND psid_length = ${q.psidLength} AND psid = ${q.psid} AND host6 = ${e.host6}
                 AND tep4 = ${e.tep4} AND tep6 = ${e.tep6} AND pool = ${e.pool}
                 AND state = ${e.state} AND granted_at = ${e.grantedAt}
                 AND expires_at = ${e.expiresAt}
+                AND identity IS NOT DISTINCT FROM ${e.identity ?? null}
               RETURNING key`);
           }
         }
@@ -311,13 +322,13 @@ export class PostgresLeaseStore implements LeaseStore {
       if (op.op === "delete") keys.add(op.key);
       else {
         keys.add(leaseKey(op.lease.ipv4, op.lease.portSet.psid));
-        if (op.lease.state === "active") hosts.add(op.lease.host6);
+        if (op.lease.state === "active") hosts.add(leaseHolder(op.lease));
       }
     }
     try {
       const rows = (await this.#sql.unsafe(
         `SELECT ${COLUMNS} FROM dstm_leases
-         WHERE key = ANY($1::bigint[]) OR (state = 'active' AND host6 = ANY($2::text[]))
+         WHERE key = ANY($1::bigint[]) OR (state = 'active' AND coalesce(identity, host6) = ANY($2::text[]))
          ORDER BY seq`,
         [this.#sql.array([...keys], "INT8"), this.#sql.array([...hosts], "TEXT")],
       )) as _Row[];
@@ -362,6 +373,7 @@ function _toLease(row: _Row): Lease {
     state: row.state as LeaseState,
     grantedAt: Number(row.granted_at),
     expiresAt: Number(row.expires_at),
+    ...(row.identity === null || row.identity === undefined ? {} : { identity: row.identity }),
   };
 }
 

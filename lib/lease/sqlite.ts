@@ -9,7 +9,8 @@
  * when `write()` resolves, the batch survives a crash or power loss. The allocation engine
  * batches concurrent changes (lib/lease/group_commit.ts), so that is one fsync per batch.
  *
- * The one-active-lease-per-host rule is a partial UNIQUE index; a put is an UPSERT on the key
+ * The one-active-lease-per-holder rule is a partial UNIQUE index (./sqlite_schema.ts, which
+ * also migrates a file of an older schema at open); a put is an UPSERT on the key
  * (not INSERT OR REPLACE, which would silently delete the other host row instead of failing).
  *
  * The file is created mode 0600 (SQLite gives its `-wal` the database file's mode): every
@@ -55,6 +56,7 @@ import {
   walId,
   writeMarker,
 } from "./sqlite_files.ts";
+import { COLUMNS, columnsOf, migrate, SCHEMA, SCHEMA_VERSION } from "./sqlite_schema.ts";
 
 export { LeaseStoreError } from "./lease.ts";
 export {
@@ -63,29 +65,7 @@ export {
   type SqliteOpenOptions,
 } from "./sqlite_files.ts";
 
-/** Version of the schema below, kept in `PRAGMA user_version`. */
-export const SCHEMA_VERSION = 1;
-
-const SCHEMA = `
-CREATE TABLE leases (
-  key INTEGER PRIMARY KEY,
-  ipv4 INTEGER NOT NULL,
-  psid_offset INTEGER NOT NULL,
-  psid_length INTEGER NOT NULL,
-  psid INTEGER NOT NULL,
-  host6 TEXT NOT NULL,
-  tep4 INTEGER NOT NULL,
-  tep6 TEXT NOT NULL,
-  pool TEXT NOT NULL,
-  state TEXT NOT NULL CHECK (state IN ('active', 'released', 'expired')),
-  granted_at INTEGER NOT NULL,
-  expires_at INTEGER NOT NULL
-);
-CREATE UNIQUE INDEX leases_active_host ON leases (host6) WHERE state = 'active';
-`;
-
-const COLUMNS =
-  "key, ipv4, psid_offset, psid_length, psid, host6, tep4, tep6, pool, state, granted_at, expires_at";
+export { SCHEMA_VERSION } from "./sqlite_schema.ts";
 
 /** The SQLite lease store. Open with {@link SqliteLeaseStore.open}. */
 export class SqliteLeaseStore implements LeaseStore {
@@ -93,6 +73,8 @@ export class SqliteLeaseStore implements LeaseStore {
   readonly path: string;
   readonly #db: Database;
   readonly #readOnly: boolean;
+  /** The columns to read: a read-only file of an older schema has no identity column. */
+  #columns = COLUMNS;
   #statements: _Statements | undefined;
   #closed = false;
   /** (dev, ino) of the database file and of its WAL as opened/written; undefined: not known yet. */
@@ -132,12 +114,12 @@ export class SqliteLeaseStore implements LeaseStore {
       const version = _userVersion(db);
       if (version === 0 && existed && created !== undefined && !options.newDb)
         throw goneAtOpen(path, created, "is empty");
+      _checkVersion(path, version);
       if (version === 0) {
         db.run(SCHEMA);
         db.run(`PRAGMA user_version = ${SCHEMA_VERSION}`);
-      }
+      } else if (version < SCHEMA_VERSION) migrate(db, version);
       db.run("COMMIT");
-      _checkVersion(path, version);
       if (created === undefined || (version === 0 && options.newDb)) writeMarker(marker, path);
       const store = new SqliteLeaseStore(path, db, false);
       store.#statements = _prepare(db);
@@ -164,8 +146,11 @@ export class SqliteLeaseStore implements LeaseStore {
     try {
       db = new Database(path, { readonly: true });
       db.run("PRAGMA busy_timeout = 100");
-      _checkVersion(path, _userVersion(db));
-      return new SqliteLeaseStore(path, db, true);
+      const version = _userVersion(db);
+      _checkVersion(path, version);
+      const store = new SqliteLeaseStore(path, db, true);
+      store.#columns = columnsOf(version);
+      return store;
     } catch (error) {
       try {
         db?.close();
@@ -178,7 +163,7 @@ export class SqliteLeaseStore implements LeaseStore {
   loadAll(): Promise<Lease[]> {
     if (this.#closed) return Promise.reject(_closed(this.path));
     try {
-      const rows = this.#db.query(`SELECT ${COLUMNS} FROM leases ORDER BY key`).values();
+      const rows = this.#db.query(`SELECT ${this.#columns} FROM leases ORDER BY key`).values();
       return Promise.resolve(rows.map((row) => _toLease(this.path, row)));
     } catch (error) {
       return Promise.reject(_runError(this.path, error));
@@ -216,6 +201,7 @@ export class SqliteLeaseStore implements LeaseStore {
             l.state,
             l.grantedAt,
             l.expiresAt,
+            l.identity ?? null,
           );
         }
         s.commit.run();
@@ -284,11 +270,12 @@ function _prepare(db: Database): _Statements {
     commit: db.prepare("COMMIT"),
     rollback: db.prepare("ROLLBACK"),
     upsert: db.prepare(
-      `INSERT INTO leases (${COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+      `INSERT INTO leases (${COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
        ON CONFLICT (key) DO UPDATE SET ipv4 = excluded.ipv4, psid_offset = excluded.psid_offset,
          psid_length = excluded.psid_length, psid = excluded.psid, host6 = excluded.host6,
          tep4 = excluded.tep4, tep6 = excluded.tep6, pool = excluded.pool, state = excluded.state,
-         granted_at = excluded.granted_at, expires_at = excluded.expires_at`,
+         granted_at = excluded.granted_at, expires_at = excluded.expires_at,
+         identity = excluded.identity`,
     ),
     remove: db.prepare("DELETE FROM leases WHERE key = ?"),
   };
@@ -310,8 +297,21 @@ function _checkVersion(path: string, version: number): void {
 const STATES: ReadonlySet<string> = new Set(["active", "released", "expired"]);
 
 function _toLease(path: string, row: unknown[]): Lease {
-  const [, ipv4, offset, psidLength, psid, host6, tep4, tep6, pool, state, grantedAt, expiresAt] =
-    row;
+  const [
+    ,
+    ipv4,
+    offset,
+    psidLength,
+    psid,
+    host6,
+    tep4,
+    tep6,
+    pool,
+    state,
+    grantedAt,
+    expiresAt,
+    id,
+  ] = row;
   if (typeof state !== "string" || !STATES.has(state)) {
     throw new LeaseStoreError(`lease database ${path} has a row with unknown state ${state}`);
   }
@@ -329,6 +329,7 @@ function _toLease(path: string, row: unknown[]): Lease {
     state: state as LeaseState,
     grantedAt: Number(grantedAt),
     expiresAt: Number(expiresAt),
+    ...(id === null || id === undefined ? {} : { identity: String(id) }),
   };
 }
 

@@ -1,0 +1,68 @@
+/**
+ * The SQLite lease table's schema, its version (`PRAGMA user_version`) and the migrations
+ * that bring a file made by an older dstm up to it (lib/lease/sqlite.ts).
+ *
+ * - 1: the lease table; one active lease per `host6` (a partial UNIQUE index).
+ * - 2: column `identity` (NULL, or the 4o6 client's identity, lib/lease/lease.ts); one active
+ *   lease per holder: UNIQUE on `coalesce(identity, host6)` for active rows, so two DHCPv4
+ *   clients behind one IPv6 address hold a lease each and one client never holds two.
+ *
+ * A migration runs inside the open's write transaction: it applies whole or not at all.
+ *
+ * @module
+ */
+import type { Database } from "bun:sqlite";
+
+/** Version of the schema below, kept in `PRAGMA user_version`. */
+export const SCHEMA_VERSION = 2;
+
+/** The active-lease-per-holder index (schema 2). */
+const HOLDER_INDEX =
+  "CREATE UNIQUE INDEX leases_active_holder ON leases (coalesce(identity, host6)) WHERE state = 'active'";
+
+/** A new database's schema, at {@link SCHEMA_VERSION}. */
+export const SCHEMA = `
+CREATE TABLE leases (
+  key INTEGER PRIMARY KEY,
+  ipv4 INTEGER NOT NULL,
+  psid_offset INTEGER NOT NULL,
+  psid_length INTEGER NOT NULL,
+  psid INTEGER NOT NULL,
+  host6 TEXT NOT NULL,
+  tep4 INTEGER NOT NULL,
+  tep6 TEXT NOT NULL,
+  pool TEXT NOT NULL,
+  state TEXT NOT NULL CHECK (state IN ('active', 'released', 'expired')),
+  granted_at INTEGER NOT NULL,
+  expires_at INTEGER NOT NULL,
+  identity TEXT
+);
+${HOLDER_INDEX};
+`;
+
+/** Every column, in the order `_toLease` reads them. */
+export const COLUMNS =
+  "key, ipv4, psid_offset, psid_length, psid, host6, tep4, tep6, pool, state, granted_at, expires_at, identity";
+
+/** What a read-only open of a schema-1 file selects (no identity column there: NULL). */
+export const COLUMNS_V1 =
+  "key, ipv4, psid_offset, psid_length, psid, host6, tep4, tep6, pool, state, granted_at, expires_at, NULL";
+
+/** The columns to select from a database at `version`. */
+export function columnsOf(version: number): string {
+  return version >= 2 ? COLUMNS : COLUMNS_V1;
+}
+
+/**
+ * Brings a database at `version` (1 ≤ version < SCHEMA_VERSION) up to SCHEMA_VERSION, inside
+ * the caller's transaction. Every row keeps its data; old rows get identity NULL (their host
+ * is the holder, as before).
+ */
+export function migrate(db: Database, version: number): void {
+  if (version < 2) {
+    db.run("ALTER TABLE leases ADD COLUMN identity TEXT");
+    db.run("DROP INDEX IF EXISTS leases_active_host");
+    db.run(HOLDER_INDEX);
+  }
+  db.run(`PRAGMA user_version = ${SCHEMA_VERSION}`);
+}
