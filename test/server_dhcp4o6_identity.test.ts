@@ -2,12 +2,15 @@
  * `dstm server --dhcp4o6-identity` (lib/server/dhcp4o6_identity.ts), on the 4o6 handler with
  * an engine in memory: the lease keyed by IPv6 address (`source`, the default) or, as ISC Kea
  * does (RFC 2131 §4.2), by client identifier / chaddr, the lease then following its client to
- * a new IPv6 address (RFC 8981 temporary addresses). Issue 11, item 10.
+ * a new IPv6 address (RFC 8981 temporary addresses), and two clients behind one IPv6 address
+ * holding a lease each, with a TEP binding each, kept across a restart. Issue 11, items 10–11.
  */
 import { describe, expect, test } from "bun:test";
 import { Logger } from "../lib/control/log.ts";
 import { Metrics } from "../lib/control/metrics.ts";
-import { parseIPv4 } from "../lib/net/addr.ts";
+import type { Lease, LeaseStore } from "../lib/lease/lease.ts";
+import { MemoryLeaseStore } from "../lib/lease/memory.ts";
+import { formatIPv4, parseIPv4 } from "../lib/net/addr.ts";
 import { Dhcp4o6Handler } from "../lib/server/dhcp4o6.ts";
 import type { Dhcp4o6IdentityMode } from "../lib/server/dhcp4o6_identity.ts";
 import { Dhcp4MessageType, type Dhcp4Options } from "../lib/wire/dhcp4.ts";
@@ -19,8 +22,28 @@ const SERVER_ID = parseIPv4("192.0.2.1")!;
 const A1 = "2001:db8:4::a1";
 const A2 = "2001:db8:4::a2"; // the same host, a new temporary address
 
-async function setup(identity?: Dhcp4o6IdentityMode) {
-  const { engine } = await startEngine([{ prefixes: ["198.51.100.0/29"], tep6: "2001:db8::1" }]);
+/** What the handler told the TEP: `+IPV4 HOST6` installed, `-IPV4 HOST6` removed, in order. */
+function recordingSink(events: string[]) {
+  const text = (sign: string, l: Lease) => `${sign}${formatIPv4(l.ipv4)} ${l.host6}`;
+  return {
+    install: (l: Lease) => {
+      events.push(text("+", l));
+      return Promise.resolve(true);
+    },
+    remove: (l: Lease) => {
+      events.push(text("-", l));
+    },
+    pending: () => undefined,
+    onTepMessage: () => {},
+    close: () => {},
+  };
+}
+
+async function setup(identity?: Dhcp4o6IdentityMode, store: LeaseStore = new MemoryLeaseStore()) {
+  const { engine } = await startEngine([{ prefixes: ["198.51.100.0/29"], tep6: "2001:db8::1" }], {
+    store,
+  });
+  const bindings: string[] = [];
   const metrics = new Metrics();
   const written: string[] = [];
   const log = new Logger({ sink: (l) => written.push(l) });
@@ -35,6 +58,7 @@ async function setup(identity?: Dhcp4o6IdentityMode) {
     log,
     metrics,
     identity,
+    bindings: recordingSink(bindings) as never,
   });
   const ask = async (
     source: string,
@@ -67,7 +91,10 @@ async function setup(identity?: Dhcp4o6IdentityMode) {
   };
   const count = (type: string, result: string) =>
     metrics.get("dstm_dhcp4o6_messages_total", { type, result });
-  return { engine, ask, lease, count, lines };
+  /** The active lease at `host6` (any holder) with `ipv4`, if any. */
+  const activeAt = (host6: string) =>
+    engine.leases({ state: "active" }).filter((l) => l.host6 === host6);
+  return { engine, ask, lease, count, lines, bindings, activeAt };
 }
 
 describe("4o6 host identity", () => {
@@ -82,7 +109,7 @@ describe("4o6 host identity", () => {
   });
 
   test("client-id: the client's lease follows it to its new address (one lease, the binding moved), as Kea keys it", async () => {
-    const { engine, lease, ask, count, lines } = await setup("client-id");
+    const { engine, lease, ask, count, lines, bindings, activeAt } = await setup("client-id");
     const first = await lease(A1, 1);
     expect(first).not.toBe(0);
     // From A2 the client is offered its own lease, not a new one …
@@ -95,9 +122,11 @@ describe("4o6 host identity", () => {
     });
     expect(ack?.options.messageType).toBe(Dhcp4MessageType.ACK);
     expect(ack?.yiaddr).toBe(first);
-    expect(engine.lookupHost(A1)).toBeUndefined();
-    expect(engine.lookupHost(A2)?.ipv4).toBe(first);
+    expect(activeAt(A1)).toEqual([]);
+    expect(activeAt(A2).map((l) => l.ipv4)).toEqual([first]);
     expect(engine.leases({ state: "active" }).length).toBe(1);
+    // The TEP binding moved with it: installed for A2 (a BIND replaces the binding of the address).
+    expect(bindings).toEqual([`+${formatIPv4(first)} ${A1}`, `+${formatIPv4(first)} ${A2}`]);
     expect(count("request", "moved")).toBe(1);
     expect(
       lines().some((l) =>
@@ -109,16 +138,48 @@ describe("4o6 host identity", () => {
     expect(renew?.options.messageType).toBe(Dhcp4MessageType.ACK);
   });
 
-  test("client-id: a second client behind an address holding another client's lease gets no address, counted and logged", async () => {
-    const { engine, lease, ask, count, lines } = await setup("client-id");
+  test("client-id: two clients behind one IPv6 address hold a lease each, bound at the TEP each; releasing one leaves the other", async () => {
+    const { engine, lease, ask, count, bindings, activeAt } = await setup("client-id");
     const first = await lease(A1, 1);
-    expect(await ask(A1, 2, Dhcp4MessageType.DISCOVER)).toBeNull();
-    const nak = await ask(A1, 2, Dhcp4MessageType.REQUEST, { requestedIp: first });
-    expect(nak?.options.messageType).toBe(Dhcp4MessageType.NAK);
-    expect(count("discover", "identity-conflict")).toBe(1);
-    expect(count("request", "identity-conflict")).toBe(1);
-    expect(lines().some((l) => / WARN reject reason=identity-conflict /.test(l))).toBe(true);
-    expect(engine.lookupHost(A1)?.ipv4).toBe(first); // client 1's lease untouched
+    const second = await lease(A1, 2);
+    expect(first).not.toBe(0);
+    expect(second).not.toBe(0);
+    expect(second).not.toBe(first);
+    expect(activeAt(A1).map((l) => [l.ipv4, l.identity])).toEqual([
+      [first, "id:01020000000001"],
+      [second, "id:01020000000002"],
+    ]);
+    expect(count("discover", "identity-conflict")).toBe(0);
+    // Each renews its own (ciaddr), neither takes the other's.
+    const renew = await ask(A1, 2, Dhcp4MessageType.REQUEST, {}, second);
+    expect(renew?.options.messageType).toBe(Dhcp4MessageType.ACK);
+    const steal = await ask(A1, 2, Dhcp4MessageType.REQUEST, {}, first);
+    expect(steal?.options.messageType).toBe(Dhcp4MessageType.NAK);
+    expect(await ask(A1, 1, Dhcp4MessageType.RELEASE, { serverId: SERVER_ID }, first)).toBeNull();
+    expect(count("release", "released")).toBe(1);
+    expect(activeAt(A1).map((l) => l.ipv4)).toEqual([second]);
+    expect(engine.lookupHost(A1, { identity: "id:01020000000002" })?.ipv4).toBe(second);
+    expect(bindings).toEqual([
+      `+${formatIPv4(first)} ${A1}`,
+      `+${formatIPv4(second)} ${A1}`,
+      `-${formatIPv4(first)} ${A1}`,
+    ]);
+  });
+
+  test("client-id: the identities are stored with the leases, so after a restart each client renews its own and is offered it again", async () => {
+    const store = new MemoryLeaseStore();
+    const before = await setup("client-id", store);
+    const first = await before.lease(A1, 1);
+    const second = await before.lease(A1, 2);
+    await before.engine.close();
+    // A new engine and handler over the same store: nothing in memory survived.
+    const after = await setup("client-id", store);
+    const offer1 = await after.ask(A1, 1, Dhcp4MessageType.DISCOVER);
+    const offer2 = await after.ask(A1, 2, Dhcp4MessageType.DISCOVER);
+    expect([offer1?.yiaddr, offer2?.yiaddr]).toEqual([first, second]);
+    const renew = await after.ask(A1, 2, Dhcp4MessageType.REQUEST, {}, second);
+    expect(renew?.options.messageType).toBe(Dhcp4MessageType.ACK);
+    expect(after.engine.leases({ state: "active" }).length).toBe(2);
   });
 
   test("chaddr: the same with the hardware address, whatever the client identifier says", async () => {
@@ -131,6 +192,7 @@ describe("4o6 host identity", () => {
       clientId: Uint8Array.of(0, 9),
     });
     expect(ack?.yiaddr).toBe(first);
-    expect(engine.lookupHost(A2)?.ipv4).toBe(first);
+    expect(engine.lookupHost(A2, { identity: "hw:1:020000000001" })?.ipv4).toBe(first);
+    expect(engine.lookupHost(A2)).toBeUndefined(); // A2 itself (source) holds nothing
   });
 });

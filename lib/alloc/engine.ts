@@ -20,8 +20,9 @@
  * 4. a never-used slot (a cursor over the slot states), then the released or expired slot
  *    freed longest ago (a list ordered by time freed), so the sticky slots of other hosts
  *    last as long as possible.
- * REQUEST and RELEASE name an address; a host holds at most one lease, so (host, address)
- * names the slot. Every PSID of an address has the pool's PSID length and offset, so the
+ * REQUEST and RELEASE name an address; a holder (the host, or the 4o6 client's identity:
+ * ./client_scope.ts) holds at most one lease, so (holder, address) names the slot. A
+ * {@link ClientScope} may also narrow the pools a decision takes from (4o6 links). Every PSID of an address has the pool's PSID length and offset, so the
  * port sets of two leases on one address never overlap; a row left by an earlier
  * configuration with another layout blocks its address while it is active (./slots.ts).
  *
@@ -42,12 +43,14 @@ import {
   type LeaseOp,
   type LeaseState,
   type LeaseStore,
+  leaseHolder,
   leaseKey,
   type PortSet,
   sameLease,
 } from "../lease/lease.ts";
 import { canonicalIPv6, formatIPv4, formatIPv6 } from "../net/addr.ts";
 import { formatPortSet } from "../net/portset.ts";
+import { type ClientScope, holderOf, poolServes } from "./client_scope.ts";
 import { ExpiryHeap } from "./expiry_heap.ts";
 import { DEFAULT_HOST_PREFIX_LENGTH } from "./host_prefix.ts";
 import { LeaseClock } from "./lease_clock.ts";
@@ -349,7 +352,7 @@ export class AllocationEngine {
    */
   discover(
     host6: string,
-    opts?: { hint?: number; leaseTime?: number; persist?: boolean },
+    opts?: { hint?: number; leaseTime?: number; persist?: boolean } & ClientScope,
   ): Promise<EngineResult> {
     if (this.#shared) return this.#retry(() => this.#discover(host6, opts));
     return this.#discover(host6, opts);
@@ -357,7 +360,7 @@ export class AllocationEngine {
 
   #discover(
     host6: string,
-    opts?: { hint?: number; leaseTime?: number; persist?: boolean },
+    opts?: { hint?: number; leaseTime?: number; persist?: boolean } & ClientScope,
   ): Promise<EngineResult> {
     const refused = this.#refuse();
     if (refused) return refused;
@@ -367,16 +370,18 @@ export class AllocationEngine {
     const offer = opts?.persist === false;
     let endKey = -1;
     let end: Lease | undefined;
-    const activeKey = this.#activeByHost.get(host6);
+    const holder = holderOf(host6, opts);
+    const identity = opts?.identity;
+    const activeKey = this.#activeByHost.get(holder);
     if (activeKey !== undefined) {
       const row = this.#rows.get(activeKey) as Lease;
-      const ps = this.#served(row);
+      const ps = this.#servedIn(row, opts);
       if (ps) {
         const committed = !this.#offers.has(row);
         if (committed && (offer || this.remainingMs(row) >= leaseMs)) {
           return Promise.resolve({ ok: true, lease: row, outcome: "renewed" });
         }
-        const renewed = _lease(row.ipv4, row.portSet, host6, ps, now, expiresAt);
+        const renewed = _lease(row.ipv4, row.portSet, host6, ps, now, expiresAt, identity);
         if (offer) {
           // An offer not taken yet, offered again: held again, still in memory only.
           this.#change(activeKey, renewed);
@@ -387,8 +392,9 @@ export class AllocationEngine {
       }
       const limited = this.#overPrefixLimit(host6, 1);
       if (limited) return limited;
-      // Its slot left the pools (or its layout changed): end that lease now, so that its
-      // slot and a blocked address can be picked below, and write both in one batch.
+      // Its slot left the pools (or its layout changed, or its pool does not serve this
+      // client's link): end that lease now, so that its slot and a blocked address can be
+      // picked below, and write both in one batch.
       endKey = activeKey;
       end = _copy(row, "expired", now);
       this.#change(endKey, end);
@@ -399,11 +405,16 @@ export class AllocationEngine {
     let ps: PoolSlots | undefined;
     let slot = -1;
     let outcome: EngineOutcome = "allocated";
-    const previous = this.#historyByHost.get(host6);
+    const previous = this.#historyByHost.get(holder);
     if (previous !== undefined) {
       const row = this.#rows.get(previous);
       const candidate = row ? this.#locate(row.ipv4, row.portSet.psid) : undefined;
-      if (candidate && this.#slot >= 0 && candidate.state[this.#slot] === FREE) {
+      if (
+        candidate &&
+        this.#slot >= 0 &&
+        candidate.state[this.#slot] === FREE &&
+        poolServes(candidate.pool.name, opts)
+      ) {
         ps = candidate;
         slot = this.#slot;
         outcome = "reused";
@@ -412,14 +423,17 @@ export class AllocationEngine {
     const hint = opts?.hint;
     if (!ps && hint !== undefined && _isIPv4(hint)) {
       const candidate = this.#locate(hint, 0);
-      const free = candidate ? candidate.freeSlotOf(this.#address) : -1;
+      const free =
+        candidate && poolServes(candidate.pool.name, opts)
+          ? candidate.freeSlotOf(this.#address)
+          : -1;
       if (free >= 0) {
         ps = candidate;
         slot = free;
       }
     }
     if (!ps) {
-      ps = this.#pickFresh();
+      ps = this.#pickFresh(opts);
       slot = this.#slot;
     }
     if (!ps) {
@@ -433,7 +447,7 @@ export class AllocationEngine {
     }
     const ipv4 = ps.pool.addressOf(slot);
     const portSet = ps.pool.portSetOf(slot);
-    const lease = _lease(ipv4, portSet, host6, ps, now, expiresAt);
+    const lease = _lease(ipv4, portSet, host6, ps, now, expiresAt, identity);
     const key = leaseKey(ipv4, portSet.psid);
     if (end === undefined && offer) {
       // Memory only: the durable row stays the rollback point in #inflight until a write.
@@ -449,22 +463,38 @@ export class AllocationEngine {
    * DSTM_REQUEST: renew the host's lease on `ipv4`, or, when the host holds none, grant a free
    * port set of `ipv4` (its previous one first), like DHCP's INIT-REBOOT.
    */
-  request(host6: string, ipv4: number, opts?: { leaseTime?: number }): Promise<EngineResult> {
+  request(
+    host6: string,
+    ipv4: number,
+    opts?: { leaseTime?: number } & ClientScope,
+  ): Promise<EngineResult> {
     if (this.#shared) return this.#retry(() => this.#request(host6, ipv4, opts));
     return this.#request(host6, ipv4, opts);
   }
 
-  #request(host6: string, ipv4: number, opts?: { leaseTime?: number }): Promise<EngineResult> {
+  #request(
+    host6: string,
+    ipv4: number,
+    opts?: { leaseTime?: number } & ClientScope,
+  ): Promise<EngineResult> {
     const refused = this.#refuse();
     if (refused) return refused;
     const ps = _isIPv4(ipv4) ? this.#locate(ipv4, 0) : undefined;
     if (!ps?.pool.isUsableAddress(this.#address)) {
       return _fail("no-such-lease", `${_text(ipv4)} is in no pool of this server; send DISCOVER`);
     }
+    if (!poolServes(ps.pool.name, opts)) {
+      return _fail(
+        "no-such-lease",
+        `${_text(ipv4)} is in pool ${ps.pool.name}, which does not serve this client's link; send DISCOVER`,
+      );
+    }
+    const holder = holderOf(host6, opts);
+    const identity = opts?.identity;
     const index = this.#address;
     const now = this.#now();
     const expiresAt = now + this.#leaseMs(opts?.leaseTime);
-    const activeKey = this.#activeByHost.get(host6);
+    const activeKey = this.#activeByHost.get(holder);
     if (activeKey !== undefined) {
       const row = this.#rows.get(activeKey) as Lease;
       if (row.ipv4 !== ipv4) {
@@ -479,13 +509,13 @@ export class AllocationEngine {
           `host ${host6} holds ${formatIPv4(ipv4)} ports ${formatPortSet(row.portSet)}, which this server no longer hands out; send DISCOVER`,
         );
       }
-      const renewed = _lease(ipv4, row.portSet, host6, ps, now, expiresAt);
+      const renewed = _lease(ipv4, row.portSet, host6, ps, now, expiresAt, identity);
       return this.#apply(activeKey, renewed, "renewed");
     }
     const limited = this.#overPrefixLimit(host6, 0);
     if (limited) return limited;
     let slot = -1;
-    const previous = this.#historyByHost.get(host6);
+    const previous = this.#historyByHost.get(holder);
     const before = previous === undefined ? undefined : this.#rows.get(previous);
     if (before?.ipv4 === ipv4 && this.#locate(ipv4, before.portSet.psid) === ps) {
       if (this.#slot >= 0 && ps.state[this.#slot] === FREE) slot = this.#slot;
@@ -500,7 +530,7 @@ export class AllocationEngine {
       );
     }
     const portSet = ps.pool.portSetOf(slot);
-    const lease = _lease(ipv4, portSet, host6, ps, now, expiresAt);
+    const lease = _lease(ipv4, portSet, host6, ps, now, expiresAt, identity);
     return this.#apply(leaseKey(ipv4, portSet.psid), lease, "reused");
   }
 
@@ -509,15 +539,15 @@ export class AllocationEngine {
    * host's lease if it is an offer never committed; a committed lease is left alone
    * (`no-such-lease`), since anyone can send such a REQUEST from the host's address.
    */
-  withdrawOffer(host6: string): Promise<EngineResult> {
-    if (this.#shared) return this.#retry(() => this.#withdrawOffer(host6));
-    return this.#withdrawOffer(host6);
+  withdrawOffer(host6: string, scope?: ClientScope): Promise<EngineResult> {
+    if (this.#shared) return this.#retry(() => this.#withdrawOffer(host6, scope));
+    return this.#withdrawOffer(host6, scope);
   }
 
-  #withdrawOffer(host6: string): Promise<EngineResult> {
+  #withdrawOffer(host6: string, scope?: ClientScope): Promise<EngineResult> {
     const refused = this.#refuse();
     if (refused) return refused;
-    const key = this.#activeByHost.get(host6);
+    const key = this.#activeByHost.get(holderOf(host6, scope));
     const row = key === undefined ? undefined : this.#rows.get(key);
     if (key === undefined || !row || !this.#offers.has(row)) {
       return _fail("no-such-lease", `host ${host6} holds no offer`);
@@ -531,10 +561,15 @@ export class AllocationEngine {
    * {@link declinedHost} for `probationSeconds`, then freed by the sweeper like any lease.
    * Only the host's own address can be declined (`no-such-lease` otherwise).
    */
-  decline(host6: string, ipv4: number, probationSeconds: number): Promise<EngineResult> {
+  decline(
+    host6: string,
+    ipv4: number,
+    probationSeconds: number,
+    scope?: ClientScope,
+  ): Promise<EngineResult> {
     const refused = this.#refuse();
     if (refused) return refused;
-    const key = this.#activeByHost.get(host6);
+    const key = this.#activeByHost.get(holderOf(host6, scope));
     const row = key === undefined ? undefined : this.#rows.get(key);
     const ps = row ? this.#served(row) : undefined;
     if (key === undefined || !row || row.ipv4 !== ipv4 || !ps) {
@@ -565,15 +600,15 @@ export class AllocationEngine {
   }
 
   /** DSTM_RELEASE: the host gives back its active lease on `ipv4`. Never frees another host's lease. */
-  release(host6: string, ipv4: number): Promise<EngineResult> {
-    if (this.#shared) return this.#retry(() => this.#release(host6, ipv4));
-    return this.#release(host6, ipv4);
+  release(host6: string, ipv4: number, scope?: ClientScope): Promise<EngineResult> {
+    if (this.#shared) return this.#retry(() => this.#release(host6, ipv4, scope));
+    return this.#release(host6, ipv4, scope);
   }
 
-  #release(host6: string, ipv4: number): Promise<EngineResult> {
+  #release(host6: string, ipv4: number, scope?: ClientScope): Promise<EngineResult> {
     const refused = this.#refuse();
     if (refused) return refused;
-    const key = this.#activeByHost.get(host6);
+    const key = this.#activeByHost.get(holderOf(host6, scope));
     const row = key === undefined ? undefined : this.#rows.get(key);
     if (key === undefined || row?.ipv4 !== ipv4) {
       return _fail("no-such-lease", `host ${host6} holds no active lease on ${_text(ipv4)}`);
@@ -669,9 +704,9 @@ export class AllocationEngine {
     return out.sort((a, b) => _key(a) - _key(b));
   }
 
-  /** The host's active lease. */
-  lookupHost(host6: string): Lease | undefined {
-    const key = this.#activeByHost.get(host6);
+  /** The active lease of the host (or, with `scope.identity`, of that 4o6 client, wherever it is). */
+  lookupHost(host6: string, scope?: ClientScope): Lease | undefined {
+    const key = this.#activeByHost.get(holderOf(host6, scope));
     return key === undefined ? undefined : this.#rows.get(key);
   }
 
@@ -905,18 +940,19 @@ export class AllocationEngine {
     const slot = this.#slot;
     const usable = ps !== undefined && slot >= 0 && ps.state[slot] !== OFF;
     if (old) {
+      const holder = leaseHolder(old);
       if (old.state === "active") {
         this.#caps.add(old.host6, -1);
-        if (this.#activeByHost.get(old.host6) === key) this.#activeByHost.delete(old.host6);
-      } else if (this.#historyByHost.get(old.host6) === key) {
-        this.#historyByHost.delete(old.host6);
+        if (this.#activeByHost.get(holder) === key) this.#activeByHost.delete(holder);
+      } else if (this.#historyByHost.get(holder) === key) {
+        this.#historyByHost.delete(holder);
       }
       if (!usable || (old.state === "active" && !ps.matches(old))) this.#orphans--;
     }
     if (next) {
       if (next.state === "active") {
         this.#caps.add(next.host6, 1);
-        this.#activeByHost.set(next.host6, key);
+        this.#activeByHost.set(leaseHolder(next), key);
         this.#expiry.push(this.#clock.deadlineOf(next), key);
         if (this.#expiry.size > 2 * this.#activeByHost.size + 1024) this.#compactExpiry();
       } else if (usable) {
@@ -947,15 +983,17 @@ export class AllocationEngine {
       state,
       grantedAt: row.grantedAt,
       expiresAt: row.expiresAt,
+      ...(row.identity === undefined ? {} : { identity: row.identity }),
     };
   }
 
-  /** Makes a freed row the host's sticky slot unless the host has a newer one. */
+  /** Makes a freed row its holder's sticky slot unless the holder has a newer one. */
   #remember(key: number, row: Lease): void {
-    const newest = this.#historyByHost.get(row.host6);
+    const holder = leaseHolder(row);
+    const newest = this.#historyByHost.get(holder);
     const current = newest === undefined ? undefined : this.#rows.get(newest);
     if (!current || current.state === "active" || current.expiresAt <= row.expiresAt) {
-      this.#historyByHost.set(row.host6, key);
+      this.#historyByHost.set(holder, key);
     }
   }
 
@@ -983,9 +1021,19 @@ export class AllocationEngine {
     return ps && this.#slot >= 0 && ps.state[this.#slot] === ACTIVE ? ps : undefined;
   }
 
-  /** A never-used slot of the first pool that has one, else the longest-free slot (in #slot). */
-  #pickFresh(): PoolSlots | undefined {
+  /** The pool serving an active row, if it also serves `scope` (its link). */
+  #servedIn(row: Lease, scope: ClientScope | undefined): PoolSlots | undefined {
+    const ps = this.#served(row);
+    return ps && poolServes(ps.pool.name, scope) ? ps : undefined;
+  }
+
+  /**
+   * A never-used slot of the first pool (serving `scope`) that has one, else the longest-free
+   * slot (in #slot).
+   */
+  #pickFresh(scope?: ClientScope): PoolSlots | undefined {
     for (const ps of this.#pools) {
+      if (!poolServes(ps.pool.name, scope)) continue;
       const slot = this.#shared
         ? ps.takeNeverNear(Math.floor(Math.random() * ps.state.length))
         : ps.takeNever();
@@ -995,7 +1043,7 @@ export class AllocationEngine {
       }
     }
     for (const ps of this.#pools) {
-      if (ps.head >= 0) {
+      if (ps.head >= 0 && poolServes(ps.pool.name, scope)) {
         this.#slot = ps.head;
         return ps;
       }
@@ -1054,6 +1102,7 @@ function _lease(
   ps: PoolSlots,
   grantedAt: number,
   expiresAt: number,
+  identity?: string,
 ): Lease {
   return {
     ipv4,
@@ -1065,6 +1114,7 @@ function _lease(
     state: "active",
     grantedAt,
     expiresAt,
+    ...(identity === undefined ? {} : { identity }),
   };
 }
 
@@ -1080,6 +1130,7 @@ function _copy(row: Lease, state: LeaseState, at: number): Lease {
     state,
     grantedAt: row.grantedAt,
     expiresAt: at,
+    ...(row.identity === undefined ? {} : { identity: row.identity }),
   };
 }
 

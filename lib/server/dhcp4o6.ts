@@ -30,11 +30,18 @@
  * - A link-local source (what a DHCPv6 client sends from) is a host like any other: its
  *   address without the zone names it; the answer goes to the address with its zone.
  * - `identity` (./dhcp4o6_identity.ts): `source` keys leases by IPv6 address; `client-id` and
- *   `chaddr` key them as Kea does, and move a client's lease to the address it REQUESTs from.
+ *   `chaddr` key them by client, as Kea does: the identity is the lease's holder, stored with
+ *   it, so two clients behind one IPv6 address hold a lease each, and a client's lease moves
+ *   (its TEP binding with it) to the address it REQUESTs from.
+ * - Links (./dhcp4o6_link.ts, RFC 8415 §13.1): when pools name the IPv6 links they serve, a
+ *   DISCOVER / REQUEST gets an address only from the pools of the query's link (the innermost
+ *   relay's link-address, else the source's prefix or the receiving interface); a query whose
+ *   link no pool serves is refused (`no-pool-for-link`, counted, logged at warn, rate-limited).
  * A shared pool's leases carry OPTION_V4_PORTPARAMS (159, RFC 7618).
  *
  * @module
  */
+import type { ClientScope } from "../alloc/client_scope.ts";
 import type { AllocationEngine, EngineResult } from "../alloc/engine.ts";
 import type { LogFields, Logger } from "../control/log.ts";
 import type { Metrics } from "../control/metrics.ts";
@@ -55,8 +62,9 @@ import {
   wrapRelayReply,
 } from "../wire/dhcp6_relay.ts";
 import type { Admission } from "./admission.ts";
-import { type Dhcp4o6IdentityMode, dhcp4Identity, IdentityTable } from "./dhcp4o6_identity.ts";
+import { type Dhcp4o6IdentityMode, dhcp4Identity } from "./dhcp4o6_identity.ts";
 import { informationAnswer } from "./dhcp4o6_information.ts";
+import type { LinkChoice, LinkSelector } from "./dhcp4o6_link.ts";
 import { informReply, leaseReply, nakReply } from "./dhcp4o6_reply.ts";
 import type { BindingSink } from "./tep_sync.ts";
 
@@ -81,13 +89,14 @@ export interface Dhcp4o6Options {
   readonly declineProbation?: number;
   /** Who a client is (./dhcp4o6_identity.ts); default `source`, the IPv6 address. */
   readonly identity?: Dhcp4o6IdentityMode;
+  /** The pools of each link (./dhcp4o6_link.ts), read per query (a reload replaces it); none: every pool. */
+  readonly links?: () => LinkSelector | undefined;
 }
 
 export class Dhcp4o6Handler {
   readonly #o: Dhcp4o6Options;
   /** DUID-UUID (RFC 6355) naming this server in DHCPv6 replies; new per start. */
   readonly #duid = Uint8Array.from([0, 4, ...crypto.getRandomValues(new Uint8Array(16))]);
-  readonly #ids = new IdentityTable();
   /** `type reason` of a dropped datagram → when last logged, and how many since were not. */
   readonly #dropLogged = new Map<string, { at: number; suppressed: number }>();
 
@@ -129,14 +138,19 @@ export class Dhcp4o6Handler {
       return null;
     }
     if (this.#o.admission && !this.#o.admission.admit("dhcp4o6", host6)) return null;
-    const answer = await this.#answer(payload, host6);
+    const link = this.#o.links?.()?.choose(relays, source);
+    const answer = await this.#answer(payload, host6, link);
     if (answer === null) return null;
     if (relays.length > 0) this.#count("relay-repl", `hops-${relays.length}`);
     return wrapRelayReply(relays, answer);
   }
 
-  /** The answer to one client message from `host6` (canonical, no zone), or null. */
-  async #answer(raw: Uint8Array, host6: string): Promise<Uint8Array | null> {
+  /** The answer to one client message from `host6` (canonical, no zone) on `link`, or null. */
+  async #answer(
+    raw: Uint8Array,
+    host6: string,
+    link: LinkChoice | undefined,
+  ): Promise<Uint8Array | null> {
     if (peekDhcp6MessageType(raw) === Dhcp6MessageType.INFORMATION_REQUEST)
       return this.#information(raw, host6);
     const decoded = decodeDhcp4o6(raw);
@@ -153,31 +167,33 @@ export class Dhcp4o6Handler {
     const name = dhcp4MessageTypeName(type).toLowerCase();
     const { engine } = this.#o;
     const key = dhcp4Identity(this.#o.identity ?? "source", query);
-    if (key !== null && (type === Dhcp4MessageType.DISCOVER || type === Dhcp4MessageType.REQUEST)) {
-      const held = this.#conflict(key, host6);
-      if (held) {
-        this.#drop(name, "identity-conflict", {
-          host6,
-          ipv4: formatIPv4(held.ipv4),
-          detail: "a second DHCPv4 client behind an IPv6 address that holds another client's lease",
-        });
-        if (type === Dhcp4MessageType.DISCOVER) return null;
-        return this.#nak(query, name, "this IPv6 address holds another client's lease", raw.length);
-      }
+    // Keyed modes: the client is the lease's holder (stored with it), not its IPv6 address.
+    const scope: ClientScope = {
+      ...(key === null ? {} : { identity: key }),
+      ...(link?.ok ? { pools: link.pools } : {}),
+    };
+    if (
+      link?.ok === false &&
+      (type === Dhcp4MessageType.DISCOVER || type === Dhcp4MessageType.REQUEST)
+    ) {
+      // RFC 8415 §13.1: the link decides where the client's address comes from; none serves it.
+      this.#drop(name, "no-pool-for-link", {
+        host6,
+        link: link.link,
+        detail: "no pool names this link and every pool names links (links = [...])",
+      });
+      return null;
     }
     switch (type) {
       case Dhcp4MessageType.DISCOVER: {
-        const moving = key === null ? undefined : this.#leaseElsewhere(key, host6);
-        if (moving && !engine.isOffer(moving)) {
-          // The client's lease, held at its previous address: offered as it is (time left).
-          this.#count(name, "offer");
-          return this.#reply(query, Dhcp4MessageType.OFFER, moving);
-        }
+        // A client that holds a committed lease (at this or, keyed, another address) is
+        // offered it as it is, with the time it has left (the engine returns it unchanged).
         const result = await engine.discover(host6, {
           hint: query.options.requestedIp || undefined,
           leaseTime: OFFER_SECONDS,
           // An OFFER is not an ACK: it need not be on disk (the ACK is).
           persist: false,
+          ...scope,
         });
         // The TEP gets the binding with the ACK, not for an offer the client may not take.
         if (!result.ok) {
@@ -200,38 +216,33 @@ export class Dhcp4o6Handler {
           // RFC 2131 §4.3.2: the client chose another server, so it declined our offer,
           // whichever address it asks the other server for. A committed lease stays.
           this.#count(name, "other-server");
-          await engine.withdrawOffer(host6);
+          await engine.withdrawOffer(host6, scope);
           return null;
         }
         if (!address) return this.#nak(query, name, "no address requested", raw.length);
-        const moving = key === null ? undefined : this.#leaseElsewhere(key, host6);
-        if (moving?.ipv4 === address) {
-          // RFC 2131 §4.2: the lease is the client's, not its IPv6 address's: it moves, with
-          // its TEP binding, to the address the client now sends from.
-          const freed = await engine.release(moving.host6, moving.ipv4);
-          if (freed.ok) {
-            this.#o.bindings?.remove(freed.lease);
-            this.#count(name, "moved");
-            this.#log("move", freed.lease);
-          }
-        }
+        const before = engine.lookupHost(host6, scope);
         // The REQUEST after an OFFER renews the offered lease, but for the host (and its TEP) it is new.
-        const first = engine.isOffer(engine.lookupHost(host6));
-        const result = await engine.request(host6, address);
-        if (!(await this.#installed(result, host6, result.ok && first)))
+        const first = engine.isOffer(before);
+        // RFC 2131 §4.2 (keyed modes): the lease is the client's, not its IPv6 address's: the
+        // engine moves it, and the TEP binding is installed again for the new address.
+        const moved = before !== undefined && before.host6 !== host6 && before.ipv4 === address;
+        const result = await engine.request(host6, address, scope);
+        if (!(await this.#installed(result, host6, result.ok && (first || moved), scope)))
           return this.#nak(query, name, "TEP unavailable", raw.length);
         if (!result.ok) {
           this.#refusedCap(result.reason, host6);
           return this.#nak(query, name, result.message, raw.length);
         }
+        if (moved) {
+          this.#count(name, "moved");
+          this.#log("move", before);
+        }
         this.#count(name, "ack");
-        if (key !== null) this.#ids.set(key, host6);
         this.#log(result.outcome === "renewed" && !first ? "renew" : "allocate", result.lease);
         return this.#reply(query, Dhcp4MessageType.ACK, result.lease);
       }
       case Dhcp4MessageType.RELEASE: {
-        const result = await engine.release(host6, query.ciaddr);
-        if (result.ok) this.#ids.forgetHost(host6);
+        const result = await engine.release(host6, query.ciaddr, scope);
         this.#count(name, result.ok ? "released" : result.reason);
         if (result.ok) {
           this.#o.bindings?.remove(result.lease);
@@ -240,7 +251,7 @@ export class Dhcp4o6Handler {
         return null;
       }
       case Dhcp4MessageType.DECLINE:
-        return this.#decline(query, host6);
+        return this.#decline(query, host6, scope);
       case Dhcp4MessageType.INFORM: {
         // RFC 2131 §4.3.5: parameters only; no yiaddr, no lease time, ciaddr echoed.
         this.#count(name, "ack");
@@ -256,21 +267,21 @@ export class Dhcp4o6Handler {
    * RFC 2131 §4.3.3: the client found the address in use. Only the host's own address (offered
    * or leased, named in option 50) can be declined, so no host can take another's away.
    */
-  async #decline(query: Dhcp4Message, host6: string): Promise<null> {
+  async #decline(query: Dhcp4Message, host6: string, scope: ClientScope): Promise<null> {
     const address = query.options.requestedIp ?? 0;
     if (query.options.serverId !== undefined && query.options.serverId !== this.#o.serverId) {
       this.#count("decline", "other-server");
       return null;
     }
     const seconds = this.#o.declineProbation ?? DECLINE_PROBATION_SECONDS;
-    const result = await this.#o.engine.decline(host6, address, seconds);
+    const held = this.#o.engine.lookupHost(host6, scope);
+    const result = await this.#o.engine.decline(host6, address, seconds, scope);
     if (!result.ok) {
       this.#count("decline", result.reason);
       return null;
     }
     this.#count("decline", "declined");
-    this.#ids.forgetHost(host6);
-    this.#o.bindings?.remove({ ...result.lease, host6 });
+    this.#o.bindings?.remove(held ?? { ...result.lease, host6 });
     this.#o.log.warn("declined", {
       protocol: "dhcp4o6",
       ipv4: formatIPv4(address),
@@ -304,16 +315,6 @@ export class Dhcp4o6Handler {
   }
 
   /**
-   * Keyed identity: the lease `host6` holds for another client, if any. One IPv6 address holds
-   * one lease (the engine's rule, and the TEP's binding), so `key` gets none.
-   */
-  #conflict(key: string, host6: string): Lease | undefined {
-    const owner = this.#ids.keyOf(host6);
-    const lease = this.#o.engine.lookupHost(host6);
-    return owner === undefined || owner === key ? undefined : lease;
-  }
-
-  /**
    * A refused datagram: counted (`type`, `reason`) and logged at warn,
    * at most once per 10 s per reason, with how many were not logged.
    */
@@ -334,24 +335,20 @@ export class Dhcp4o6Handler {
     this.#dropLogged.set(reason, { at: now, suppressed: 0 });
   }
 
-  /** Keyed identity: the client's lease, held at another IPv6 address, if any. */
-  #leaseElsewhere(key: string, host6: string): Lease | undefined {
-    const holder = this.#ids.hostOf(key);
-    if (holder === undefined || holder === host6) return undefined;
-    const lease = this.#o.engine.lookupHost(holder);
-    if (!lease) this.#ids.forget(key);
-    return lease;
-  }
-
   /** Installs a new binding at the TEP; on failure gives the address back. True when usable. */
-  async #installed(result: EngineResult, host6: string, offered: boolean): Promise<boolean> {
+  async #installed(
+    result: EngineResult,
+    host6: string,
+    offered: boolean,
+    scope: ClientScope,
+  ): Promise<boolean> {
     const sink = this.#o.bindings;
     if (!sink || !result.ok) return true;
     const isNew = offered || result.outcome === "allocated" || result.outcome === "reused";
     const ok = isNew
       ? await sink.install(result.lease)
       : ((await sink.pending(result.lease)) ?? true);
-    if (!ok && isNew) await this.#o.engine.release(host6, result.lease.ipv4);
+    if (!ok && isNew) await this.#o.engine.release(host6, result.lease.ipv4, scope);
     return ok;
   }
 
