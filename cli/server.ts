@@ -19,6 +19,7 @@ import {
   DHCP4O6_IDENTITY_MODES,
   type Dhcp4o6IdentityMode,
 } from "../lib/server/dhcp4o6_identity.ts";
+import { linkProblem } from "../lib/server/dhcp4o6_link.ts";
 import { DstmServer, type ServerConfig } from "../lib/server/server.ts";
 import { postUnix, unixPermissionProblem } from "../lib/sys/http.ts";
 import { stdoutIsJournal } from "../lib/sys/journal.ts";
@@ -164,6 +165,7 @@ export interface ServerFlags {
   dhcp4o6Interface?: string[];
   dhcp4o6ServerId?: string;
   dhcp4o6Allow?: string[];
+  poolLink?: string[];
   dhcp4o6Open?: boolean;
   declineProbation?: string;
   dhcp4o6Identity?: string;
@@ -225,6 +227,7 @@ function buildServerConfig(
     );
   for (const pool of pools) for (const cidr of pool.prefixes) checkPoolScope(cidr, "pool");
   assignExclusions(pools, flags.exclude ?? []);
+  assignLinks(pools, flags.poolLink ?? []);
   // Sharing: a [[pool]] table's own setting, else the flag (or the file's top-level setting).
   const share = wholeNumber(flags.share, "--share");
   const psidOffset = wholeNumber(flags.psidOffset, "--psid-offset");
@@ -246,6 +249,7 @@ function buildServerConfig(
       tep6: tep.tep6,
       tep4: tep.tep4,
       ...sharing,
+      ...(pool.links?.length ? { links: pool.links } : {}),
     };
   });
   // Each pool as the engine will check it (host bits, exclusions), at its place in the file.
@@ -351,6 +355,7 @@ interface FilePool {
   share?: number;
   psidOffset?: number;
   allowWellKnownPorts?: boolean;
+  links?: string[];
 }
 
 /** A whole number from a flag or a TOML value (number or digits), or undefined when absent. */
@@ -392,14 +397,51 @@ function assignExclusions(pools: FilePool[], exclusions: readonly string[]): voi
   for (const text of exclusions) {
     const prefix = parseIPv4Prefix(text.includes("/") ? text : `${text}/32`);
     if (!prefix) throw new UsageError(`--exclude: "${text}" is not an IPv4 address or CIDR`);
-    const pool = pools.find((p) =>
-      p.prefixes.some((cidr) => {
-        const parsed = parseIPv4Prefix(cidr);
-        return parsed !== null && prefixContains(parsed, prefix.base);
-      }),
-    );
+    const pool = poolHolding(pools, prefix.base);
     if (!pool) throw new UsageError(`--exclude: ${text} is in no pool`);
     pool.exclude = [...(pool.exclude ?? []), text];
+  }
+}
+
+/** The pool one of whose prefixes holds IPv4 address `base`. */
+function poolHolding(pools: FilePool[], base: number): FilePool | undefined {
+  return pools.find((p) =>
+    p.prefixes.some((cidr) => {
+      const parsed = parseIPv4Prefix(cidr);
+      return parsed !== null && prefixContains(parsed, base);
+    }),
+  );
+}
+
+/** `links` of a [[pool]] table, each checked (lib/server/dhcp4o6_link.ts). */
+function checkedLinks(links: string[] | undefined, where: string): string[] | undefined {
+  for (const link of links ?? []) {
+    const problem = linkProblem(link);
+    if (problem) throw new UsageError(`${where}: links: ${problem}`);
+  }
+  return links;
+}
+
+/** Gives each --pool-link ADDR=LINK to the pool that holds ADDR (an IPv4 address or CIDR). */
+function assignLinks(pools: FilePool[], links: readonly string[]): void {
+  for (const text of links) {
+    const eq = text.indexOf("=");
+    const prefix =
+      eq < 0
+        ? null
+        : parseIPv4Prefix(
+            text.slice(0, eq).includes("/") ? text.slice(0, eq) : `${text.slice(0, eq)}/32`,
+          );
+    if (!prefix)
+      throw new UsageError(
+        `--pool-link: "${text}" is not ADDR=LINK (e.g. 198.51.100.0=2001:db8:10::/64)`,
+      );
+    const link = text.slice(eq + 1).trim();
+    const problem = linkProblem(link);
+    if (problem) throw new UsageError(`--pool-link: ${problem}`);
+    const pool = poolHolding(pools, prefix.base);
+    if (!pool) throw new UsageError(`--pool-link: ${text.slice(0, eq)} is in no pool`);
+    pool.links = [...(pool.links ?? []), link];
   }
 }
 
@@ -425,6 +467,7 @@ function poolsOf(value: unknown, settings: Settings): FilePool[] {
       share: record.share as number | undefined,
       psidOffset: record["psid-offset"] as number | undefined,
       allowWellKnownPorts: record["allow-well-known-ports"] as boolean | undefined,
+      links: checkedLinks(record.links as string[] | undefined, where),
     };
   });
 }

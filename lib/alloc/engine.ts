@@ -68,6 +68,12 @@ export interface PoolConfig extends SharingSpec {
   tep6: string;
   /** TEP IPv4 address, 0 or absent when the TEP has none. */
   tep4?: number;
+  /**
+   * The IPv6 links whose DHCPv4-over-DHCPv6 clients this pool serves (lib/server/dhcp4o6_link.ts);
+   * absent or empty: every link. The engine does not read it (the 4o6 service passes the
+   * chosen pools in a ClientScope).
+   */
+  links?: readonly string[];
 }
 
 export interface EngineOptions {

@@ -24,6 +24,7 @@ export const POOL_TABLE = v.strictObject({
   share: v.optional(v.pipe(v.number(), v.integer())),
   "psid-offset": v.optional(v.pipe(v.number(), v.integer())),
   "allow-well-known-ports": v.optional(v.boolean()),
+  links: v.optional(v.array(v.string())),
 });
 
 const POOL_SCHEMA = v.union([v.string(), v.array(v.union([v.string(), POOL_TABLE]))]);
@@ -35,7 +36,7 @@ const settings: Setting[] = [
       type: "custom",
       schema: POOL_SCHEMA,
       describe:
-        'a CIDR, an array of CIDRs, or [[pool]] tables (prefixes = ["CIDR", …], exclude, tep, share, psid-offset, allow-well-known-ports)',
+        'a CIDR, an array of CIDRs, or [[pool]] tables (prefixes = ["CIDR", …], exclude, tep, share, psid-offset, allow-well-known-ports, links)',
     },
     arg: "<cidr>",
     repeatable: true,
@@ -207,6 +208,13 @@ const settings: Setting[] = [
     kind: { type: "list" },
     arg: "<prefix>",
     doc: "answer DHCPv4-over-DHCPv6 only from hosts in this IPv6 prefix (repeatable); needed with --key",
+  },
+  {
+    name: "pool-link",
+    kind: { type: "list" },
+    arg: "<addr=link>",
+    doc: "the pool holding IPv4 ADDR serves the DHCPv4-over-DHCPv6 clients of LINK: an IPv6 prefix (the relay's link-address or the source), %IFNAME (receiving interface) or interface-id:TEXT (repeatable; TOML: links = [...] in [[pool]]); a pool with links serves no other link (RFC 8415 §13.1)",
+    reloadable: true,
   },
   {
     name: "dhcp4o6-open",

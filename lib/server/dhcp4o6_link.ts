@@ -168,3 +168,18 @@ function _relayInterfaceId(relays: readonly Dhcp6RelayMessage[]): string | undef
 function _linkLocal(bytes: Uint8Array): boolean {
   return bytes[0] === 0xfe && ((bytes[1] as number) & 0xc0) === 0x80;
 }
+
+/**
+ * The selector of a configuration: `names` are the engine's pool names (lib/alloc/pool.ts),
+ * in the order of `configs`, whose `links` they take.
+ */
+export function linkSelectorOf(
+  names: readonly string[],
+  configs: readonly { readonly links?: readonly string[] }[],
+  indexOf?: (ifname: string) => number,
+): LinkSelector {
+  return new LinkSelector(
+    names.map((pool, i) => ({ pool, links: configs[i]?.links })),
+    indexOf,
+  );
+}

@@ -16,11 +16,13 @@ import { SqliteLeaseStore } from "../lease/sqlite.ts";
 import { canonicalIPv6, formatIPv4 } from "../net/addr.ts";
 import { type HttpEndpoint, serveTcp, serveUnix } from "../sys/http.ts";
 import { interfaceOfIPv6 } from "../sys/ifinfo.ts";
+import { ifNameToIndex } from "../sys/libc.ts";
 import { listenUdp, UdpBindError, type UdpEndpoint } from "../sys/udp.ts";
 import { type AuthKey, ReplayGuard } from "../wire/auth.ts";
 import { ADMISSION_DEFAULTS, Admission, siteCap } from "./admission.ts";
 import { Dhcp4o6Handler } from "./dhcp4o6.ts";
 import type { Dhcp4o6IdentityMode } from "./dhcp4o6_identity.ts";
+import { type LinkSelector, linkSelectorOf } from "./dhcp4o6_link.ts";
 import { DstmHandler } from "./handler.ts";
 import { applyReload, type ReloadResult } from "./reload.ts";
 import { TepSync } from "./tep_sync.ts";
@@ -118,6 +120,8 @@ export class DstmServer {
   readonly #fatal = Promise.withResolvers<Error>();
   /** The configuration running now (replaced by each applied reload). */
   #config: ServerConfig | undefined;
+  /** The 4o6 pools of each link (./dhcp4o6_link.ts), built at start and by each reload. */
+  #links: LinkSelector | undefined;
   /** Host keys the handler checks: replaced in place on reload. */
   #keys: Map<number, AuthKey> | undefined;
   /** TEPs the channel accepts (canonical IPv6): those of the pools at start. */
@@ -380,9 +384,11 @@ export class DstmServer {
       address: c.address,
       declineProbation: c.declineProbation,
       identity: c.identity,
+      links: () => this.#links,
       log: this.#log,
       metrics: this.metrics,
     });
+    this.#setLinks(this.#config?.pools ?? []);
     const endpoint = await listenUdp(c.address, c.port, (data, address, port, local) => {
       if (this.#stopping) return;
       this.#inflight++;
@@ -416,6 +422,12 @@ export class DstmServer {
       // RFC 7341 has no authentication: who may lease over it is the allow list.
       allow: c.allow?.join(",") ?? "any",
     });
+  }
+
+  /** The 4o6 link selector of `pools` (the engine's pools, in this order). */
+  #setLinks(pools: readonly PoolConfig[]): void {
+    const names = this.engine.pools().map((p) => p.name);
+    this.#links = linkSelectorOf(names, pools, (name) => Math.max(0, ifNameToIndex(name)));
   }
 
   /** Where a reload gets the new configuration (the CLI reads flags and the file again). */
@@ -462,7 +474,10 @@ export class DstmServer {
       next,
       reason,
     );
-    if (result.ok) this.#config = next as ServerConfig;
+    if (result.ok) {
+      this.#config = next as ServerConfig;
+      if (this.#udp4o6) this.#setLinks(this.#config.pools);
+    }
     return result;
   }
 
