@@ -132,6 +132,38 @@ describe("strict TOML types (issue 13 item 3)", () => {
     ).toMatch(/^FILE:3:1: pool 198\.51\.100\.1\/24 has host bits set/);
   });
 
+  test("a pool's links (4o6 pool selection): TOML links = [...] and --pool-link ADDR=LINK give the same pools; a bad link is refused", () => {
+    const file = join(dir, "links.toml");
+    writeFileSync(
+      file,
+      'tep = "2001:db8::1"\ndb = "memory"\n[[pool]]\nprefixes = ["192.0.2.0/25"]\nlinks = ["2001:db8:10::/64", "%eth1"]\n[[pool]]\nprefixes = ["192.0.2.128/25"]\n',
+    );
+    const fromFile = resolveServerConfig({ config: file }, () => {});
+    const fromFlags = resolveServerConfig(
+      {
+        pool: ["192.0.2.0/25", "192.0.2.128/25"],
+        tep: "2001:db8::1",
+        db: "memory",
+        poolLink: ["192.0.2.0=2001:db8:10::/64", "192.0.2.7=%eth1"],
+      },
+      () => {},
+    );
+    for (const config of [fromFile, fromFlags]) {
+      expect(config.pools.map((p) => p.links)).toEqual([["2001:db8:10::/64", "%eth1"], undefined]);
+    }
+    expect(
+      serverError(
+        'tep = "2001:db8::1"\n[[pool]]\nprefixes = ["192.0.2.0/24"]\nlinks = ["2001:db8:10::/200"]\n',
+      ),
+    ).toMatch(/pool 1: links: "2001:db8:10::\/200" is not an IPv6 prefix/);
+    expect(() =>
+      resolveServerConfig(
+        { pool: ["192.0.2.0/24"], tep: "2001:db8::1", db: "memory", poolLink: ["10.0.0.1=%eth0"] },
+        () => {},
+      ),
+    ).toThrow("--pool-link: 10.0.0.1 is in no pool");
+  });
+
   test("TOML keys are the flag names: dhcp4o6-interface (the old dhcp4o6-interfaces still read)", () => {
     const now = parseConfigText('dhcp4o6-interface = ["eth0"]\n', "f.toml", SERVER_SCHEMA);
     expect(now.values.get("dhcp4o6-interface")?.value).toEqual(["eth0"]);

@@ -213,7 +213,7 @@ const settings: Setting[] = [
     name: "pool-link",
     kind: { type: "list" },
     arg: "<addr=link>",
-    doc: "the pool holding IPv4 ADDR serves the DHCPv4-over-DHCPv6 clients of LINK: an IPv6 prefix (the relay's link-address or the source), %IFNAME (receiving interface) or interface-id:TEXT (repeatable; TOML: links = [...] in [[pool]]); a pool with links serves no other link (RFC 8415 §13.1)",
+    doc: "the pool holding IPv4 ADDR serves the DHCPv4-over-DHCPv6 clients of LINK: an IPv6 prefix (the relay's link-address or the source), %IFNAME (receiving interface) or interface-id:TEXT (TOML: links = [...] in [[pool]]); a pool with links serves no other link (RFC 8415 §13.1)",
     reloadable: true,
   },
   {
