@@ -1,0 +1,252 @@
+/**
+ * Pool selection by link (RFC 8415 §13.1, lib/server/dhcp4o6_link.ts) with ISC Kea 2.2 as the
+ * reference: Kea with two subnet4 tied to two IPv6 links by `4o6-subnet`, dstm with two pools
+ * tied to the same links by `--pool-link`; one namespace acts as two relays on the two links
+ * (and nests them), and sends the same RELAY-FORWs to both servers
+ * (test/e2e_scripts/dhcp4o6_links.ts). As root, in namespaces made for this run and removed
+ * afterwards, also on failure:
+ *
+ * ```
+ *            2001:db8:2::/64                         2001:db8:3::/64
+ *  ┌─────────────┐ eth0        tok ┌──────────────┐ tod        eth0 ┌──────────────┐
+ *  │ kea ::547   │─────────────────│ rl: relays   │─────────────────│ dstm ::547   │
+ *  │ 203.0.113.67│                 │ 2001:db8:10::1 (link A)        │ server       │
+ *  └─────────────┘                 │ 2001:db8:20::1 (link B)        └──────────────┘
+ *                                  └──────────────┘
+ * ```
+ *
+ * Where dstm and Kea agree the test says so; where they differ it is because Kea 2.2 matches
+ * `4o6-subnet` against the IPv6 source of the datagram it received (for a relayed query: the
+ * relay nearest to the server, Kea's CfgSubnets4::selectSubnet4o6 compares remote_address_),
+ * while RFC 8415 §13.1 says the server identifies the client's link by the link-address of the
+ * relay closest to the client; dstm follows the RFC. Issue 11.
+ */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { stopPid } from "../lib/lab/services.ts";
+import { deleteNetns, type Netns, vethPair } from "../lib/sys/netns.ts";
+import { createNoDadNetns, haveKea, KEA4, KEA6, netnsStarter } from "./helpers/kea.ts";
+import { announceSkip, netnsSkipReason, runScript } from "./helpers/netns.ts";
+import { BUN, ROOT } from "./helpers/process.ts";
+
+const skip = netnsSkipReason() ?? (haveKea() ? null : "needs ISC Kea (scripts/test-deps.sh)");
+announceSkip("kea_dhcp4o6_links", skip);
+
+const LINK_A = "2001:db8:10::/64";
+const LINK_B = "2001:db8:20::/64";
+const RELAY_A = "2001:db8:10::1";
+const RELAY_B = "2001:db8:20::1";
+/** Subnet / pool A is 198.51.100.8/29, B is 198.51.100.72/29 (the same ranges at both servers). */
+const subnetOf = (ip: string | null) =>
+  ip === null
+    ? null
+    : Number(ip.split(".")[3]) >= 8 && Number(ip.split(".")[3]) < 16
+      ? "A"
+      : Number(ip.split(".")[3]) >= 72 && Number(ip.split(".")[3]) < 80
+        ? "B"
+        : `other ${ip}`;
+
+let dir = "";
+const ns: Record<"rl" | "kea" | "dstm", Netns> = {} as never;
+const procs = new Map<string, Bun.Subprocess>();
+const start = netnsStarter(procs, () => dir);
+
+function keaConfigs(data: string): { v4: object; v6: object } {
+  const loggers = (v: string) => [
+    {
+      name: `kea-dhcp${v}`,
+      output_options: [{ output: join(data, `kea-dhcp${v}.log`) }],
+      severity: "DEBUG",
+      debuglevel: 99,
+    },
+  ];
+  const leases = (v: string) => ({
+    type: "memfile",
+    persist: true,
+    name: join(data, `kea-leases${v}.csv`),
+    "lfc-interval": 0,
+  });
+  return {
+    v4: {
+      Dhcp4: {
+        "interfaces-config": { interfaces: ["eth0"], "dhcp-socket-type": "udp" },
+        "dhcp4o6-port": 6767,
+        "lease-database": leases("4"),
+        "valid-lifetime": 600,
+        subnet4: [
+          {
+            id: 1,
+            subnet: "198.51.100.0/26",
+            "4o6-subnet": LINK_A,
+            pools: [{ pool: "198.51.100.9-198.51.100.14" }],
+          },
+          {
+            id: 2,
+            subnet: "198.51.100.64/26",
+            "4o6-subnet": LINK_B,
+            pools: [{ pool: "198.51.100.73-198.51.100.78" }],
+          },
+        ],
+        loggers: loggers("4"),
+      },
+    },
+    v6: {
+      Dhcp6: {
+        "interfaces-config": { interfaces: ["eth0/2001:db8:2::547"] },
+        "dhcp4o6-port": 6767,
+        "data-directory": data,
+        "lease-database": leases("6"),
+        subnet6: [{ id: 1, subnet: "2001:db8:2::/64", interface: "eth0" }],
+        loggers: loggers("6"),
+      },
+    },
+  };
+}
+
+beforeAll(async () => {
+  if (skip) return;
+  dir = mkdtempSync(join(tmpdir(), "dstm-links-"));
+  for (const role of ["rl", "kea", "dstm"] as const)
+    ns[role] = createNoDadNetns(`dstmt-l${role[0]}-`);
+  vethPair(ns.rl, "tok", ns.kea, "eth0");
+  vethPair(ns.rl, "tod", ns.dstm, "eth0");
+  ns.rl.addAddress("tok", "2001:db8:2::2/64");
+  ns.rl.addAddress("tod", "2001:db8:3::2/64");
+  // The relays' (and a direct client's) addresses on links A, B and an unserved C.
+  for (const a of [RELAY_A, RELAY_B, "2001:db8:20::77", "2001:db8:30::1"])
+    ns.rl.addAddress("lo", `${a}/128`);
+  ns.kea.addAddress("eth0", "2001:db8:2::547/64");
+  ns.kea.addAddress("eth0", "203.0.113.67/24");
+  ns.dstm.addAddress("eth0", "2001:db8:3::547/64");
+  for (const net of ["2001:db8:10::/48", "2001:db8:20::/48", "2001:db8:30::/48"]) {
+    ns.kea.addRoute(net, "via", "2001:db8:2::2");
+    ns.dstm.addRoute(net, "via", "2001:db8:3::2");
+  }
+  const data = join(dir, "kea");
+  mkdirSync(data);
+  const { v4, v6 } = keaConfigs(data);
+  writeFileSync(join(dir, "kea4.json"), JSON.stringify(v4));
+  writeFileSync(join(dir, "kea6.json"), JSON.stringify(v6));
+  const env = { KEA_PIDFILE_DIR: data, KEA_LOCKFILE_DIR: data };
+  await start("kea6", ns.kea, [KEA6, "-c", join(dir, "kea6.json")], /DHCP6_STARTED/, {
+    log: join(data, "kea-dhcp6.log"),
+    env,
+  });
+  await start("kea4", ns.kea, [KEA4, "-c", join(dir, "kea4.json")], /DHCP4_STARTED/, {
+    log: join(data, "kea-dhcp4.log"),
+    env,
+  });
+  await start(
+    "dstm",
+    ns.dstm,
+    [
+      ...[
+        BUN,
+        join(ROOT, "mod.ts"),
+        "server",
+        "--pool",
+        "198.51.100.8/29",
+        "--pool",
+        "198.51.100.72/29",
+      ],
+      ...["--pool-link", `198.51.100.8=${LINK_A}`, "--pool-link", `198.51.100.72=${LINK_B}`],
+      ...["--tep", "2001:db8:3::1,192.0.2.1", "--listen", "[2001:db8:3::547]:4607"],
+      ...["--db", "memory", "--no-control", "--dhcp4o6", "--dhcp4o6-server-id", "203.0.113.53"],
+      ...["--dhcp4o6-identity", "client-id"],
+    ],
+    / dhcp4o6 /,
+  );
+}, 90_000);
+
+afterAll(async () => {
+  if (skip) return;
+  for (const [name, proc] of [...procs].reverse()) {
+    procs.delete(name);
+    if (proc.exitCode === null) await stopPid(proc.pid, 5000);
+    await proc.exited;
+  }
+  for (const n of Object.values(ns)) deleteNetns(n.name);
+  if (dir) rmSync(dir, { recursive: true, force: true });
+}, 60_000);
+
+/** The same inputs to both servers: a relay on link A, one on link B, nested relays, a direct client. */
+const CASES = [
+  {
+    name: "relayA",
+    source: RELAY_A,
+    client: 1,
+    relays: [{ linkAddress: RELAY_A, peerAddress: "fe80::a" }],
+  },
+  {
+    name: "relayB",
+    source: RELAY_B,
+    client: 2,
+    relays: [{ linkAddress: RELAY_B, peerAddress: "fe80::b" }],
+  },
+  {
+    // The relay on link A heard the client; a second relay (sending from its link-B address)
+    // forwards to the server with link-address :: (RFC 8415 §19.1.2).
+    name: "nested",
+    source: RELAY_B,
+    client: 3,
+    relays: [
+      { linkAddress: "::", peerAddress: RELAY_A },
+      { linkAddress: RELAY_A, peerAddress: "fe80::c" },
+    ],
+  },
+  {
+    // The relay that heard the client gives link-address :: (RFC 8415 §19.1.1) and an
+    // interface-id; the next relay names link B; the datagram comes from link A's relay.
+    name: "innerUnspecified",
+    source: RELAY_A,
+    client: 4,
+    relays: [
+      { linkAddress: RELAY_B, peerAddress: "2001:db8:99::1" },
+      { linkAddress: "::", peerAddress: "fe80::d", interfaceId: "port-7" },
+    ],
+  },
+  { name: "direct", source: "2001:db8:20::77", client: 5, relays: [] },
+  {
+    name: "unserved",
+    source: "2001:db8:30::1",
+    client: 6,
+    relays: [{ linkAddress: "2001:db8:30::1", peerAddress: "fe80::e" }],
+  },
+];
+
+type Seen = Record<string, { offer: string | null; ack: string | null }>;
+
+describe.skipIf(skip !== null)("4o6 pool per link, Kea's 4o6-subnet as the reference", () => {
+  test("two relays on two links, nested relays, a direct client and an unserved link: dstm and Kea choose alike, or dstm follows RFC 8415 §13.1", async () => {
+    const script = "../e2e_scripts/dhcp4o6_links.ts";
+    const json = JSON.stringify(CASES);
+    const kea = await runScript<Seen>(ns.rl, script, ["2001:db8:2::547", json], 60_000);
+    const dstm = await runScript<Seen>(ns.rl, script, ["2001:db8:3::547", json], 60_000);
+    const chosen = (seen: Seen) =>
+      Object.fromEntries(Object.entries(seen).map(([k, v]) => [k, subnetOf(v.ack)]));
+    // Each answer an OFFER then an ACK of the same address, or nothing at all.
+    for (const seen of [kea, dstm])
+      for (const v of Object.values(seen)) expect(v.ack === null ? null : v.offer).toBe(v.ack);
+    // Agreement: a relay's link (the relay sends from an address of that link), a direct
+    // client by its source, and no address for a link no subnet / pool serves.
+    for (const [name, subnet] of [
+      ["relayA", "A"],
+      ["relayB", "B"],
+      ["direct", "B"],
+      ["unserved", null],
+    ] as const) {
+      expect([name, chosen(kea)[name]]).toEqual([name, subnet]);
+      expect([name, chosen(dstm)[name]]).toEqual([name, subnet]);
+    }
+    // Difference, dstm right by RFC 8415 §13.1 (the link-address of the relay closest to the
+    // client names the client's link; §19.1.1 lets that relay send ::, then the next relay's
+    // link-address is the nearest one naming a link): Kea 2.2 matches 4o6-subnet against the
+    // datagram's source, the relay next to the server.
+    expect(chosen(dstm).nested).toBe("A"); // the relay that heard the client is on link A
+    expect(chosen(kea).nested).toBe("B"); // the datagram came from link B's relay
+    expect(chosen(dstm).innerUnspecified).toBe("B");
+    expect(chosen(kea).innerUnspecified).toBe("A");
+  }, 150_000);
+});
