@@ -6,12 +6,13 @@
  *   bun dhcp4o6_links.ts SERVER6 CASES_JSON
  *     CASES_JSON: [{ name, source, client, relays: [{ linkAddress, peerAddress, interfaceId? }] }]
  *     with `relays` outermost first (empty: a direct query from `source`, port 546; relayed:
- *     sent from `source`, port 547). Each case: DISCOVER, and REQUEST of the offered address.
+ *     sent from `source`, port 547). Each case: DISCOVER, and REQUEST of the offered address;
+ *     a case with `release: "IPV4"` sends only a RELEASE of that address (no answer expected).
  *     Prints { NAME: { offer: "IPV4" | null, ack: "IPV4" | "NAK" | null } } as JSON.
  *
  * Every wait is bounded (3 s per answer); an answer that does not come is recorded as null.
  */
-import { formatIPv4 } from "../../lib/net/addr.ts";
+import { formatIPv4, parseIPv4 } from "../../lib/net/addr.ts";
 import { bindUdp, type UdpEndpoint } from "../../lib/sys/udp.ts";
 import { type Dhcp4Message, Dhcp4MessageType } from "../../lib/wire/dhcp4.ts";
 import { Dhcp6MessageType, decodeDhcp4o6, encodeDhcp4o6 } from "../../lib/wire/dhcp4o6.ts";
@@ -23,6 +24,7 @@ interface Case {
   source: string;
   client: number;
   relays: { linkAddress: string; peerAddress: string; interfaceId?: string }[];
+  release?: string;
 }
 
 const [server = "", casesText = "[]"] = process.argv.slice(2);
@@ -80,15 +82,24 @@ for (const c of cases) {
   const ep = await endpoint(c.source, c.relays.length > 0 ? 547 : 546);
   const chaddr = Uint8Array.of(0x02, 0, 0x5e, 0x10, 0x4c, c.client);
   const xid = 0x4c4c0000 + c.client;
-  const ask = (options: Partial<Dhcp4Message["options"]>, type: Dhcp4MessageType) =>
+  const ask = (options: Partial<Dhcp4Message["options"]>, type: Dhcp4MessageType, ciaddr = 0) =>
     ep.send(
       wrap(
         c,
-        dhcp4Message(type, { clientId: Uint8Array.of(1, ...chaddr), ...options }, { xid, chaddr }),
+        dhcp4Message(
+          type,
+          { clientId: Uint8Array.of(1, ...chaddr), ...options },
+          { xid, chaddr, ciaddr },
+        ),
       ),
       server,
       547,
     );
+  if (c.release) {
+    ask({ serverId: undefined }, Dhcp4MessageType.RELEASE, parseIPv4(c.release) ?? 0);
+    out[c.name] = { offer: null, ack: null };
+    continue;
+  }
   ask({}, Dhcp4MessageType.DISCOVER);
   const offer = await answer(xid, Dhcp4MessageType.OFFER);
   let ack: string | null = null;
