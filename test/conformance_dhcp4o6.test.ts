@@ -20,12 +20,11 @@
  * tshark dissects the whole capture with no malformed packet and no expert warning.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { stopPid } from "../lib/lab/services.ts";
-import { deleteNetns, type Netns, vethPair } from "../lib/sys/netns.ts";
-import { createNoDadNetns, haveKea, KEA4, KEA6, netnsStarter } from "./helpers/kea.ts";
+import { type Netns, vethPair } from "../lib/sys/netns.ts";
+import { createNoDadNetns, haveKea, netnsStarter, startKea4o6, tearDown } from "./helpers/kea.ts";
 import { announceSkip, netnsSkipReason, runScript } from "./helpers/netns.ts";
 import { BUN, ROOT } from "./helpers/process.ts";
 import { waitUntil } from "./helpers/wait.ts";
@@ -44,53 +43,6 @@ const ns: Record<"cl" | "kea" | "dstm", Netns> = {} as never;
 const procs = new Map<string, Bun.Subprocess>();
 
 const start = netnsStarter(procs, () => dir);
-
-function keaConfigs(data: string): { v4: object; v6: object } {
-  const loggers = (v: string) => [
-    {
-      name: `kea-dhcp${v}`,
-      output_options: [{ output: join(data, `kea-dhcp${v}.log`) }],
-      severity: "DEBUG",
-      debuglevel: 99,
-    },
-  ];
-  const leases = (v: string) => ({
-    type: "memfile",
-    persist: true,
-    name: join(data, `kea-leases${v}.csv`),
-    "lfc-interval": 0,
-  });
-  return {
-    v4: {
-      Dhcp4: {
-        "interfaces-config": { interfaces: ["eth0"], "dhcp-socket-type": "udp" },
-        "dhcp4o6-port": 6767,
-        "lease-database": leases("4"),
-        "valid-lifetime": 600,
-        "decline-probation-period": 86400,
-        subnet4: [
-          {
-            id: 1,
-            subnet: "198.51.100.0/24",
-            "4o6-interface": "eth0",
-            pools: [{ pool: `${POOL[0]}-${POOL.at(-1)}` }],
-          },
-        ],
-        loggers: loggers("4"),
-      },
-    },
-    v6: {
-      Dhcp6: {
-        "interfaces-config": { interfaces: ["eth0/2001:db8:2::547"] },
-        "dhcp4o6-port": 6767,
-        "data-directory": data,
-        "lease-database": leases("6"),
-        subnet6: [{ id: 1, subnet: "2001:db8:2::/64", interface: "eth0" }],
-        loggers: loggers("6"),
-      },
-    },
-  };
-}
 
 beforeAll(async () => {
   if (skip) return;
@@ -113,20 +65,21 @@ beforeAll(async () => {
   ns.kea.addAddress("eth0", "2001:db8:2::547/64");
   ns.kea.addAddress("eth0", "203.0.113.67/24");
   ns.dstm.addAddress("eth0", "2001:db8:3::547/64");
-  const data = join(dir, "kea");
-  mkdirSync(data);
-  const { v4, v6 } = keaConfigs(data);
-  writeFileSync(join(dir, "kea4.json"), JSON.stringify(v4));
-  writeFileSync(join(dir, "kea6.json"), JSON.stringify(v6));
-  const env = { KEA_PIDFILE_DIR: data, KEA_LOCKFILE_DIR: data };
-  await start("kea6", ns.kea, [KEA6, "-c", join(dir, "kea6.json")], /DHCP6_STARTED/, {
-    log: join(data, "kea-dhcp6.log"),
-    env,
-  });
-  await start("kea4", ns.kea, [KEA4, "-c", join(dir, "kea4.json")], /DHCP4_STARTED/, {
-    log: join(data, "kea-dhcp4.log"),
-    env,
-  });
+  await startKea4o6(
+    start,
+    ns.kea,
+    dir,
+    "2001:db8:2::547",
+    [
+      {
+        id: 1,
+        subnet: "198.51.100.0/24",
+        "4o6-interface": "eth0",
+        pools: [{ pool: `${POOL[0]}-${POOL.at(-1)}` }],
+      },
+    ],
+    { "decline-probation-period": 86400 },
+  );
   await start(
     "dstm",
     ns.dstm,
@@ -169,14 +122,7 @@ beforeAll(async () => {
 }, 90_000);
 
 afterAll(async () => {
-  if (skip) return;
-  for (const [name, proc] of [...procs].reverse()) {
-    procs.delete(name);
-    if (proc.exitCode === null) await stopPid(proc.pid, 5000);
-    await proc.exited;
-  }
-  for (const n of Object.values(ns)) deleteNetns(n.name);
-  if (dir) rmSync(dir, { recursive: true, force: true });
+  if (!skip) await tearDown(procs, Object.values(ns), dir);
 }, 60_000);
 
 type Answer = {

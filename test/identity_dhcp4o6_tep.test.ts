@@ -20,15 +20,15 @@
  * ```
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { stopPid } from "../lib/lab/services.ts";
-import { deleteNetns, type Netns, vethPair } from "../lib/sys/netns.ts";
+import { type Netns, vethPair } from "../lib/sys/netns.ts";
 import { generateKeyFileText } from "../lib/wire/auth.ts";
 import { metric } from "./helpers/daemon.ts";
 import { hubLink } from "./helpers/hub.ts";
-import { createNoDadNetns, haveKea, KEA4, KEA6, netnsStarter } from "./helpers/kea.ts";
+import { createNoDadNetns, haveKea, netnsStarter, startKea4o6, tearDown } from "./helpers/kea.ts";
 import { announceSkip, netnsSkipReason, runScript } from "./helpers/netns.ts";
 import { BUN, ROOT } from "./helpers/process.ts";
 import { waitUntil } from "./helpers/wait.ts";
@@ -61,16 +61,9 @@ function startServer(): Promise<Bun.Subprocess> {
     `server-${procs.size}`,
     ns.srv,
     [
-      ...[
-        BUN,
-        join(ROOT, "mod.ts"),
-        "server",
-        "--pool",
-        NET.pool,
-        "--tep",
-        `${NET.tep6},${NET.tep4}`,
-      ],
-      ...["--listen", `[${NET.server6}]:4607`, "--db", join(dir, "leases.db")],
+      ...[BUN, join(ROOT, "mod.ts"), "server", `--pool=${NET.pool}`],
+      ...[`--tep=${NET.tep6},${NET.tep4}`, `--listen=[${NET.server6}]:4607`],
+      ...["--db", join(dir, "leases.db")],
       ...["--control", sock("server"), "--dhcp4o6", "--dhcp4o6-listen", `[${NET.server6}]:547`],
       ...["--dhcp4o6-identity", "client-id", "--tep-key", join(dir, "tep.key")],
     ],
@@ -182,78 +175,18 @@ beforeAll(async () => {
     async () => metric(await serverMetrics(), "dstm_tep_connected", { tep: NET.tep6 }) === 1,
     { timeoutMs: 20_000, intervalMs: 100, what: "the TEP to sync with the server" },
   );
-  const data = join(dir, "kea");
-  mkdirSync(data);
-  const leases = (v: string) => ({
-    type: "memfile",
-    persist: true,
-    name: join(data, `l${v}.csv`),
-    "lfc-interval": 0,
-  });
-  writeFileSync(
-    join(dir, "kea4.json"),
-    JSON.stringify({
-      Dhcp4: {
-        "interfaces-config": { interfaces: ["eth0"], "dhcp-socket-type": "udp" },
-        "dhcp4o6-port": 6767,
-        "lease-database": leases("4"),
-        subnet4: [
-          {
-            id: 1,
-            subnet: "198.51.100.0/24",
-            "4o6-interface": "eth0",
-            pools: [{ pool: "198.51.100.1-198.51.100.14" }],
-          },
-        ],
-        loggers: [
-          {
-            name: "kea-dhcp4",
-            output_options: [{ output: join(data, "kea4.log") }],
-            severity: "INFO",
-          },
-        ],
-      },
-    }),
-  );
-  writeFileSync(
-    join(dir, "kea6.json"),
-    JSON.stringify({
-      Dhcp6: {
-        "interfaces-config": { interfaces: [`eth0/${NET.kea6}`] },
-        "dhcp4o6-port": 6767,
-        "data-directory": data,
-        "lease-database": leases("6"),
-        subnet6: [{ id: 1, subnet: "2001:db8:2::/64", interface: "eth0" }],
-        loggers: [
-          {
-            name: "kea-dhcp6",
-            output_options: [{ output: join(data, "kea6.log") }],
-            severity: "INFO",
-          },
-        ],
-      },
-    }),
-  );
-  const env = { KEA_PIDFILE_DIR: data, KEA_LOCKFILE_DIR: data };
-  await start("kea6", ns.kea, [KEA6, "-c", join(dir, "kea6.json")], /DHCP6_STARTED/, {
-    log: join(data, "kea6.log"),
-    env,
-  });
-  await start("kea4", ns.kea, [KEA4, "-c", join(dir, "kea4.json")], /DHCP4_STARTED/, {
-    log: join(data, "kea4.log"),
-    env,
-  });
+  await startKea4o6(start, ns.kea, dir, NET.kea6, [
+    {
+      id: 1,
+      subnet: "198.51.100.0/24",
+      "4o6-interface": "eth0",
+      pools: [{ pool: "198.51.100.1-198.51.100.14" }],
+    },
+  ]);
 }, 120_000);
 
 afterAll(async () => {
-  if (skip) return;
-  for (const [name, proc] of [...procs].reverse()) {
-    procs.delete(name);
-    if (proc.exitCode === null) await stopPid(proc.pid, 5000);
-    await proc.exited;
-  }
-  for (const n of Object.values(ns)) deleteNetns(n.name);
-  if (dir) rmSync(dir, { recursive: true, force: true });
+  if (!skip) await tearDown(procs, Object.values(ns), dir);
 }, 60_000);
 
 describe.skipIf(skip !== null)(

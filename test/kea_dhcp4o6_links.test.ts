@@ -22,12 +22,11 @@
  * relay closest to the client; dstm follows the RFC. Issue 11.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { stopPid } from "../lib/lab/services.ts";
-import { deleteNetns, type Netns, vethPair } from "../lib/sys/netns.ts";
-import { createNoDadNetns, haveKea, KEA4, KEA6, netnsStarter } from "./helpers/kea.ts";
+import { type Netns, vethPair } from "../lib/sys/netns.ts";
+import { createNoDadNetns, haveKea, netnsStarter, startKea4o6, tearDown } from "./helpers/kea.ts";
 import { announceSkip, netnsSkipReason, runScript } from "./helpers/netns.ts";
 import { BUN, ROOT } from "./helpers/process.ts";
 
@@ -53,58 +52,6 @@ const ns: Record<"rl" | "kea" | "dstm", Netns> = {} as never;
 const procs = new Map<string, Bun.Subprocess>();
 const start = netnsStarter(procs, () => dir);
 
-function keaConfigs(data: string): { v4: object; v6: object } {
-  const loggers = (v: string) => [
-    {
-      name: `kea-dhcp${v}`,
-      output_options: [{ output: join(data, `kea-dhcp${v}.log`) }],
-      severity: "DEBUG",
-      debuglevel: 99,
-    },
-  ];
-  const leases = (v: string) => ({
-    type: "memfile",
-    persist: true,
-    name: join(data, `kea-leases${v}.csv`),
-    "lfc-interval": 0,
-  });
-  return {
-    v4: {
-      Dhcp4: {
-        "interfaces-config": { interfaces: ["eth0"], "dhcp-socket-type": "udp" },
-        "dhcp4o6-port": 6767,
-        "lease-database": leases("4"),
-        "valid-lifetime": 600,
-        subnet4: [
-          {
-            id: 1,
-            subnet: "198.51.100.0/26",
-            "4o6-subnet": LINK_A,
-            pools: [{ pool: "198.51.100.9-198.51.100.14" }],
-          },
-          {
-            id: 2,
-            subnet: "198.51.100.64/26",
-            "4o6-subnet": LINK_B,
-            pools: [{ pool: "198.51.100.73-198.51.100.78" }],
-          },
-        ],
-        loggers: loggers("4"),
-      },
-    },
-    v6: {
-      Dhcp6: {
-        "interfaces-config": { interfaces: ["eth0/2001:db8:2::547"] },
-        "dhcp4o6-port": 6767,
-        "data-directory": data,
-        "lease-database": leases("6"),
-        subnet6: [{ id: 1, subnet: "2001:db8:2::/64", interface: "eth0" }],
-        loggers: loggers("6"),
-      },
-    },
-  };
-}
-
 beforeAll(async () => {
   if (skip) return;
   dir = mkdtempSync(join(tmpdir(), "dstm-links-"));
@@ -124,51 +71,37 @@ beforeAll(async () => {
     ns.kea.addRoute(net, "via", "2001:db8:2::2");
     ns.dstm.addRoute(net, "via", "2001:db8:3::2");
   }
-  const data = join(dir, "kea");
-  mkdirSync(data);
-  const { v4, v6 } = keaConfigs(data);
-  writeFileSync(join(dir, "kea4.json"), JSON.stringify(v4));
-  writeFileSync(join(dir, "kea6.json"), JSON.stringify(v6));
-  const env = { KEA_PIDFILE_DIR: data, KEA_LOCKFILE_DIR: data };
-  await start("kea6", ns.kea, [KEA6, "-c", join(dir, "kea6.json")], /DHCP6_STARTED/, {
-    log: join(data, "kea-dhcp6.log"),
-    env,
-  });
-  await start("kea4", ns.kea, [KEA4, "-c", join(dir, "kea4.json")], /DHCP4_STARTED/, {
-    log: join(data, "kea-dhcp4.log"),
-    env,
-  });
+  await startKea4o6(start, ns.kea, dir, "2001:db8:2::547", [
+    {
+      id: 1,
+      subnet: "198.51.100.0/26",
+      "4o6-subnet": LINK_A,
+      pools: [{ pool: "198.51.100.9-198.51.100.14" }],
+    },
+    {
+      id: 2,
+      subnet: "198.51.100.64/26",
+      "4o6-subnet": LINK_B,
+      pools: [{ pool: "198.51.100.73-198.51.100.78" }],
+    },
+  ]);
+  const flags =
+    "server --pool 198.51.100.8/29 --pool 198.51.100.72/29 --tep 2001:db8:3::1,192.0.2.1 " +
+    "--listen [2001:db8:3::547]:4607 --db memory --no-control --dhcp4o6 " +
+    "--dhcp4o6-server-id 203.0.113.53 --dhcp4o6-identity client-id";
   await start(
     "dstm",
     ns.dstm,
     [
-      ...[
-        BUN,
-        join(ROOT, "mod.ts"),
-        "server",
-        "--pool",
-        "198.51.100.8/29",
-        "--pool",
-        "198.51.100.72/29",
-      ],
+      ...[BUN, join(ROOT, "mod.ts"), ...flags.split(" ")],
       ...["--pool-link", `198.51.100.8=${LINK_A}`, "--pool-link", `198.51.100.72=${LINK_B}`],
-      ...["--tep", "2001:db8:3::1,192.0.2.1", "--listen", "[2001:db8:3::547]:4607"],
-      ...["--db", "memory", "--no-control", "--dhcp4o6", "--dhcp4o6-server-id", "203.0.113.53"],
-      ...["--dhcp4o6-identity", "client-id"],
     ],
     / dhcp4o6 /,
   );
 }, 90_000);
 
 afterAll(async () => {
-  if (skip) return;
-  for (const [name, proc] of [...procs].reverse()) {
-    procs.delete(name);
-    if (proc.exitCode === null) await stopPid(proc.pid, 5000);
-    await proc.exited;
-  }
-  for (const n of Object.values(ns)) deleteNetns(n.name);
-  if (dir) rmSync(dir, { recursive: true, force: true });
+  if (!skip) await tearDown(procs, Object.values(ns), dir);
 }, 60_000);
 
 /** The same inputs to both servers: a relay on link A, one on link B, nested relays, a direct client. */

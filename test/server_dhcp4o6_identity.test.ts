@@ -6,7 +6,6 @@
  * holding a lease each, with a TEP binding each, kept across a restart. Issue 11, items 10–11.
  */
 import { describe, expect, test } from "bun:test";
-import { Logger } from "../lib/control/log.ts";
 import { Metrics } from "../lib/control/metrics.ts";
 import type { Lease, LeaseStore } from "../lib/lease/lease.ts";
 import { MemoryLeaseStore } from "../lib/lease/memory.ts";
@@ -15,6 +14,7 @@ import { Dhcp4o6Handler } from "../lib/server/dhcp4o6.ts";
 import type { Dhcp4o6IdentityMode } from "../lib/server/dhcp4o6_identity.ts";
 import { Dhcp4MessageType, type Dhcp4Options } from "../lib/wire/dhcp4.ts";
 import { decodeDhcp4o6, encodeDhcp4o6 } from "../lib/wire/dhcp4o6.ts";
+import { capturedLog } from "./helpers/captured_log.ts";
 import { dhcp4Message } from "./helpers/dhcp4.ts";
 import { startEngine } from "./helpers/engine.ts";
 
@@ -45,13 +45,7 @@ async function setup(identity?: Dhcp4o6IdentityMode, store: LeaseStore = new Mem
   });
   const bindings: string[] = [];
   const metrics = new Metrics();
-  const written: string[] = [];
-  const log = new Logger({ sink: (l) => written.push(l) });
-  /** Every log line so far (the logger writes on the next tick: flushed here). */
-  const lines = () => {
-    log.flush();
-    return written.join("").split("\n");
-  };
+  const { log, lines } = capturedLog();
   const handler = new Dhcp4o6Handler({
     engine,
     serverId: SERVER_ID,

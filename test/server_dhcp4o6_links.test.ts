@@ -6,7 +6,6 @@
  * cases against ISC Kea in namespaces. Issue 11.
  */
 import { describe, expect, test } from "bun:test";
-import { Logger } from "../lib/control/log.ts";
 import { Metrics } from "../lib/control/metrics.ts";
 import { formatIPv4, parseIPv4 } from "../lib/net/addr.ts";
 import { Dhcp4o6Handler } from "../lib/server/dhcp4o6.ts";
@@ -14,6 +13,7 @@ import { LinkSelector, type PoolLinks } from "../lib/server/dhcp4o6_link.ts";
 import { Dhcp4MessageType, type Dhcp4Options } from "../lib/wire/dhcp4.ts";
 import { decodeDhcp4o6, encodeDhcp4o6 } from "../lib/wire/dhcp4o6.ts";
 import { type Dhcp6RelayMessage, encodeDhcp6Relay, unwrapRelays } from "../lib/wire/dhcp6_relay.ts";
+import { capturedLog } from "./helpers/captured_log.ts";
 import { dhcp4Message } from "./helpers/dhcp4.ts";
 import { startEngine } from "./helpers/engine.ts";
 
@@ -36,12 +36,7 @@ const C = parseIPv4("198.51.100.32")!;
 async function setup(links: PoolLinks[]) {
   const { engine } = await startEngine(POOLS);
   const metrics = new Metrics();
-  const written: string[] = [];
-  const log = new Logger({ sink: (l) => written.push(l) });
-  const lines = () => {
-    log.flush();
-    return written.join("").split("\n");
-  };
+  const { log, lines } = capturedLog();
   const selector = new LinkSelector(links, (name) => (name === "eth1" ? 7 : 0));
   const handler = new Dhcp4o6Handler({
     engine,

@@ -51,7 +51,8 @@ const CHANNEL = "dstm_leases";
 /** How often a watcher polls for changes when no notification came (ms). */
 const POLL_MS = 1000;
 
-const SCHEMA = [
+/** Schema 1, as dstm 1 created it (tests build old databases from it). */
+export const PG_SCHEMA_1: readonly string[] = [
   `CREATE SEQUENCE IF NOT EXISTS dstm_leases_seq`,
   `CREATE TABLE IF NOT EXISTS dstm_leases (
     key bigint PRIMARY KEY,
@@ -69,10 +70,19 @@ const SCHEMA = [
     seq bigint NOT NULL,
     CHECK (key = ipv4 * 65536 + psid)
   )`,
+  `CREATE UNIQUE INDEX IF NOT EXISTS dstm_leases_active_host ON dstm_leases (host6) WHERE state = 'active'`,
   `CREATE INDEX IF NOT EXISTS dstm_leases_seq_idx ON dstm_leases (seq)`,
   `CREATE TABLE IF NOT EXISTS dstm_meta (version integer NOT NULL)`,
-  // Schema 2 (also the migration of a schema-1 database): the 4o6 client's identity, and one
-  // active lease per holder, coalesce(identity, host6), instead of per host6 (lib/lease/lease.ts).
+];
+
+/**
+ * Schema 2 on top of schema 1 (idempotent: it migrates a schema-1 database and creates a new
+ * one); schema 1's host index is never built only to be dropped.
+ */
+const SCHEMA = [
+  ...PG_SCHEMA_1.filter((statement) => !statement.includes("dstm_leases_active_host")),
+  // The 4o6 client's identity, and one active lease per holder, coalesce(identity, host6),
+  // instead of per host6 (lib/lease/lease.ts).
   `ALTER TABLE dstm_leases ADD COLUMN IF NOT EXISTS identity text`,
   `DROP INDEX IF EXISTS dstm_leases_active_host`,
   `CREATE UNIQUE INDEX IF NOT EXISTS dstm_leases_active_holder ON dstm_leases ((coalesce(identity, host6))) WHERE state = 'active'`,

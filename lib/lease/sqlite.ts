@@ -56,7 +56,7 @@ import {
   walId,
   writeMarker,
 } from "./sqlite_files.ts";
-import { COLUMNS, columnsOf, migrate, SCHEMA, SCHEMA_VERSION } from "./sqlite_schema.ts";
+import { COLUMNS, columnsOf, create, migrate, SCHEMA_VERSION } from "./sqlite_schema.ts";
 
 export { LeaseStoreError } from "./lease.ts";
 export {
@@ -115,10 +115,8 @@ export class SqliteLeaseStore implements LeaseStore {
       if (version === 0 && existed && created !== undefined && !options.newDb)
         throw goneAtOpen(path, created, "is empty");
       _checkVersion(path, version);
-      if (version === 0) {
-        db.run(SCHEMA);
-        db.run(`PRAGMA user_version = ${SCHEMA_VERSION}`);
-      } else if (version < SCHEMA_VERSION) migrate(db, version);
+      if (version === 0) create(db);
+      else if (version < SCHEMA_VERSION) migrate(db, version);
       db.run("COMMIT");
       if (created === undefined || (version === 0 && options.newDb)) writeMarker(marker, path);
       const store = new SqliteLeaseStore(path, db, false);

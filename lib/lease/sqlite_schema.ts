@@ -20,8 +20,11 @@ export const SCHEMA_VERSION = 2;
 const HOLDER_INDEX =
   "CREATE UNIQUE INDEX leases_active_holder ON leases (coalesce(identity, host6)) WHERE state = 'active'";
 
-/** A new database's schema, at {@link SCHEMA_VERSION}. */
-export const SCHEMA = `
+/**
+ * Schema 1, as dstm 1 created it (kept as it was: a new database is created at schema 1 and
+ * migrated, so the migration runs on every new file too, and the tests build old files from it).
+ */
+export const SCHEMA_1 = `
 CREATE TABLE leases (
   key INTEGER PRIMARY KEY,
   ipv4 INTEGER NOT NULL,
@@ -34,11 +37,16 @@ CREATE TABLE leases (
   pool TEXT NOT NULL,
   state TEXT NOT NULL CHECK (state IN ('active', 'released', 'expired')),
   granted_at INTEGER NOT NULL,
-  expires_at INTEGER NOT NULL,
-  identity TEXT
+  expires_at INTEGER NOT NULL
 );
-${HOLDER_INDEX};
+CREATE UNIQUE INDEX leases_active_host ON leases (host6) WHERE state = 'active';
 `;
+
+/** Creates the tables of a new database at {@link SCHEMA_VERSION}, inside the caller's transaction. */
+export function create(db: Database): void {
+  db.run(SCHEMA_1);
+  migrate(db, 1);
+}
 
 /** Every column, in the order `_toLease` reads them. */
 export const COLUMNS =
