@@ -12,7 +12,11 @@ import { Logger } from "../lib/control/log.ts";
 import { formatIPv4 } from "../lib/net/addr.ts";
 import { DstmServer, type ServerConfig } from "../lib/server/server.ts";
 import { createNetns, type Netns } from "../lib/sys/netns.ts";
+import { bindUdp } from "../lib/sys/udp.ts";
 import { generateKeyFileText, parseKeyFile } from "../lib/wire/auth.ts";
+import { Dhcp4MessageType } from "../lib/wire/dhcp4.ts";
+import { decodeDhcp4o6 } from "../lib/wire/dhcp4o6.ts";
+import { dhcp4Message, dhcp4o6Query } from "./helpers/dhcp4.ts";
 import { announceSkip, netnsSkipReason, runScript } from "./helpers/netns.ts";
 import { runDstm, spawnDstm } from "./helpers/process.ts";
 
@@ -152,6 +156,37 @@ describe("DstmServer.reload", () => {
     await new DstmClient(s.transport, "2001:db8:1::3").release(held[2]!.ipv4);
     expect(s.server.engine.lookupHost("2001:db8:1::3")).toBeUndefined();
     expect(s.server.engine.orphans()).toBe(2); // the released row is history outside the pools
+  });
+
+  test("a pool's 4o6 links change live: the next DISCOVER from the same source gets the other pool", async () => {
+    const linked = (a: string[], b: string[]) => [
+      { prefixes: ["198.51.100.0/29"], tep6: "2001:db8::1", links: a },
+      { prefixes: ["203.0.113.0/29"], tep6: "2001:db8::1", links: b },
+    ];
+    const dhcp4o6 = { address: "::1", port: 0, interfaces: [], serverId: 0xc0000201 };
+    const s = await start({ pools: linked(["2001:db8:77::/64"], ["::1/128"]), dhcp4o6 });
+    const answers: Uint8Array[] = [];
+    const ep = await bindUdp("::1", 0, (data) => {
+      answers.push(data);
+    });
+    cleanup.push(() => ep.close());
+    const offered = async (client: number) => {
+      const chaddr = Uint8Array.of(2, 0, 0, 0, 0x77, client);
+      const discover = dhcp4Message(Dhcp4MessageType.DISCOVER, {}, { xid: client, chaddr });
+      ep.send(dhcp4o6Query(discover), "::1", s.server.dhcp4o6Port);
+      for (let i = 0; i < 100; i++) {
+        for (const raw of answers) {
+          const r = decodeDhcp4o6(raw);
+          if (r.ok && r.value.dhcp4.xid === client) return formatIPv4(r.value.dhcp4.yiaddr);
+        }
+        await Bun.sleep(20);
+      }
+      return null;
+    };
+    expect(await offered(1)).toMatch(/^203\.0\.113\./); // ::1 is pool B's link
+    s.set({ pools: linked(["::1/128"], ["2001:db8:77::/64"]), dhcp4o6 });
+    expect(await s.server.reload("test")).toMatchObject({ ok: true, changed: ["pool"] });
+    expect(await offered(2)).toMatch(/^198\.51\.100\./); // now pool A's
   });
 
   test("a setting that needs a restart refuses the whole reload; the old configuration keeps running", async () => {
