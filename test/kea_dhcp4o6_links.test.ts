@@ -62,12 +62,17 @@ beforeAll(async () => {
   ns.rl.addAddress("tok", "2001:db8:2::2/64");
   ns.rl.addAddress("tod", "2001:db8:3::2/64");
   // The relays' (and a direct client's) addresses on links A, B and an unserved C.
-  for (const a of [RELAY_A, RELAY_B, "2001:db8:20::77", "2001:db8:30::1"])
+  for (const a of [RELAY_A, RELAY_B, "2001:db8:20::77", "2001:db8:30::1", "2001:db8:99::1"])
     ns.rl.addAddress("lo", `${a}/128`);
   ns.kea.addAddress("eth0", "2001:db8:2::547/64");
   ns.kea.addAddress("eth0", "203.0.113.67/24");
   ns.dstm.addAddress("eth0", "2001:db8:3::547/64");
-  for (const net of ["2001:db8:10::/48", "2001:db8:20::/48", "2001:db8:30::/48"]) {
+  for (const net of [
+    "2001:db8:10::/48",
+    "2001:db8:20::/48",
+    "2001:db8:30::/48",
+    "2001:db8:99::/48",
+  ]) {
     ns.kea.addRoute(net, "via", "2001:db8:2::2");
     ns.dstm.addRoute(net, "via", "2001:db8:3::2");
   }
@@ -82,6 +87,7 @@ beforeAll(async () => {
       id: 2,
       subnet: "198.51.100.64/26",
       "4o6-subnet": LINK_B,
+      "4o6-interface-id": "port-b",
       pools: [{ pool: "198.51.100.73-198.51.100.78" }],
     },
   ]);
@@ -95,6 +101,7 @@ beforeAll(async () => {
     [
       ...[BUN, join(ROOT, "mod.ts"), ...flags.split(" ")],
       ...["--pool-link", `198.51.100.8=${LINK_A}`, "--pool-link", `198.51.100.72=${LINK_B}`],
+      ...["--pool-link", "198.51.100.72=interface-id:port-b"],
     ],
     / dhcp4o6 /,
   );
@@ -142,6 +149,13 @@ const CASES = [
   },
   { name: "direct", source: "2001:db8:20::77", client: 5, relays: [] },
   {
+    // A relay with no address of the client's link (link-address ::) naming its interface.
+    name: "interfaceId",
+    source: "2001:db8:99::1",
+    client: 7,
+    relays: [{ linkAddress: "::", peerAddress: "fe80::9", interfaceId: "port-b" }],
+  },
+  {
     name: "unserved",
     source: "2001:db8:30::1",
     client: 6,
@@ -152,7 +166,7 @@ const CASES = [
 type Seen = Record<string, { offer: string | null; ack: string | null }>;
 
 describe.skipIf(skip !== null)("4o6 pool per link, Kea's 4o6-subnet as the reference", () => {
-  test("two relays on two links, nested relays, a direct client and an unserved link: dstm and Kea choose alike, or dstm follows RFC 8415 §13.1", async () => {
+  test("two relays on two links, nested relays, an interface-id, a direct client and an unserved link: dstm and Kea choose alike, or dstm follows RFC 8415 §13.1", async () => {
     const script = "../e2e_scripts/dhcp4o6_links.ts";
     const json = JSON.stringify(CASES);
     const kea = await runScript<Seen>(ns.rl, script, ["2001:db8:2::547", json], 60_000);
@@ -162,12 +176,14 @@ describe.skipIf(skip !== null)("4o6 pool per link, Kea's 4o6-subnet as the refer
     // Each answer an OFFER then an ACK of the same address, or nothing at all.
     for (const seen of [kea, dstm])
       for (const v of Object.values(seen)) expect(v.ack === null ? null : v.offer).toBe(v.ack);
-    // Agreement: a relay's link (the relay sends from an address of that link), a direct
-    // client by its source, and no address for a link no subnet / pool serves.
+    // Agreement: a relay's link (the relay sends from an address of that link), a relay's
+    // interface-id (Kea's 4o6-interface-id), a direct client by its source, and no address for
+    // a link no subnet / pool serves.
     for (const [name, subnet] of [
       ["relayA", "A"],
       ["relayB", "B"],
       ["direct", "B"],
+      ["interfaceId", "B"],
       ["unserved", null],
     ] as const) {
       expect([name, chosen(kea)[name]]).toEqual([name, subnet]);
