@@ -19,7 +19,9 @@
  * `4o6-subnet` against the IPv6 source of the datagram it received (for a relayed query: the
  * relay nearest to the server, Kea's CfgSubnets4::selectSubnet4o6 compares remote_address_),
  * while RFC 8415 §13.1 says the server identifies the client's link by the link-address of the
- * relay closest to the client; dstm follows the RFC. Issue 11.
+ * relay closest to the client; and because Kea matches `4o6-interface` against the interface a
+ * relayed datagram came in on, where the RFC uses the receiving interface only for a client
+ * that sends directly. dstm follows the RFC. Issue 11.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { mkdtempSync } from "node:fs";
@@ -37,15 +39,16 @@ const LINK_A = "2001:db8:10::/64";
 const LINK_B = "2001:db8:20::/64";
 const RELAY_A = "2001:db8:10::1";
 const RELAY_B = "2001:db8:20::1";
-/** Subnet / pool A is 198.51.100.8/29, B is 198.51.100.72/29 (the same ranges at both servers). */
-const subnetOf = (ip: string | null) =>
-  ip === null
-    ? null
-    : Number(ip.split(".")[3]) >= 8 && Number(ip.split(".")[3]) < 16
-      ? "A"
-      : Number(ip.split(".")[3]) >= 72 && Number(ip.split(".")[3]) < 80
-        ? "B"
-        : `other ${ip}`;
+/**
+ * Subnet / pool A is 198.51.100.8/29, B 198.51.100.72/29, C 198.51.100.136/29 (C: the clients
+ * of interface eth0, Kea's 4o6-interface; the same ranges at both servers).
+ */
+const subnetOf = (ip: string | null) => {
+  if (ip === null) return null;
+  const last = Number(ip.split(".")[3]);
+  const base = last & ~7;
+  return base === 8 ? "A" : base === 72 ? "B" : base === 136 ? "C" : `other ${ip}`;
+};
 
 let dir = "";
 const ns: Record<"rl" | "kea" | "dstm", Netns> = {} as never;
@@ -90,9 +93,15 @@ beforeAll(async () => {
       "4o6-interface-id": "port-b",
       pools: [{ pool: "198.51.100.73-198.51.100.78" }],
     },
+    {
+      id: 3,
+      subnet: "198.51.100.128/26",
+      "4o6-interface": "eth0",
+      pools: [{ pool: "198.51.100.137-198.51.100.142" }],
+    },
   ]);
   const flags =
-    "server --pool 198.51.100.8/29 --pool 198.51.100.72/29 --tep 2001:db8:3::1,192.0.2.1 " +
+    "server --pool 198.51.100.8/29 --pool 198.51.100.72/29 --pool 198.51.100.136/29 --tep 2001:db8:3::1,192.0.2.1 " +
     "--listen [2001:db8:3::547]:4607 --db memory --no-control --dhcp4o6 " +
     "--dhcp4o6-server-id 203.0.113.53 --dhcp4o6-identity client-id";
   await start(
@@ -101,7 +110,13 @@ beforeAll(async () => {
     [
       ...[BUN, join(ROOT, "mod.ts"), ...flags.split(" ")],
       ...["--pool-link", `198.51.100.8=${LINK_A}`, "--pool-link", `198.51.100.72=${LINK_B}`],
-      ...["--pool-link", "198.51.100.72=interface-id:port-b"],
+      ...[
+        "--pool-link",
+        "198.51.100.72=interface-id:port-b",
+        "--pool-link",
+        "198.51.100.136=%eth0",
+      ],
+      ...["--dhcp4o6-interface", "eth0"],
     ],
     / dhcp4o6 /,
   );
@@ -184,7 +199,6 @@ describe.skipIf(skip !== null)("4o6 pool per link, Kea's 4o6-subnet as the refer
       ["relayB", "B"],
       ["direct", "B"],
       ["interfaceId", "B"],
-      ["unserved", null],
     ] as const) {
       expect([name, chosen(kea)[name]]).toEqual([name, subnet]);
       expect([name, chosen(dstm)[name]]).toEqual([name, subnet]);
@@ -197,5 +211,20 @@ describe.skipIf(skip !== null)("4o6 pool per link, Kea's 4o6-subnet as the refer
     expect(chosen(kea).nested).toBe("B"); // the datagram came from link B's relay
     expect(chosen(dstm).innerUnspecified).toBe("B");
     expect(chosen(kea).innerUnspecified).toBe("A");
+    // A relayed query from a link no pool names: dstm refuses it (no-pool-for-link); Kea 2.2
+    // gives it subnet C, whose 4o6-interface is the interface the relay's datagram came in on.
+    // RFC 8415 §13.1 uses the receiving interface only for a client that sends directly: a
+    // relayed client's link is named by the relay, and no pool serves the one it named.
+    expect(chosen(dstm).unserved).toBeNull();
+    expect(chosen(kea).unserved).toBe("C");
+  }, 150_000);
+
+  test("a direct client from a link-local address to ff02::1:2: the receiving interface chooses (dstm %eth0, Kea 4o6-interface)", async () => {
+    const script = "../e2e_scripts/dhcp4o6_links.ts";
+    const json = JSON.stringify([{ name: "linkLocal", source: "::", client: 8, relays: [] }]);
+    const kea = await runScript<Seen>(ns.rl, script, ["ff02::1:2%tok", json], 60_000);
+    const dstm = await runScript<Seen>(ns.rl, script, ["ff02::1:2%tod", json], 60_000);
+    expect(subnetOf(kea.linkLocal?.ack ?? null)).toBe("C");
+    expect(subnetOf(dstm.linkLocal?.ack ?? null)).toBe("C");
   }, 150_000);
 });
