@@ -17,6 +17,10 @@
  * 2. Direct from a global source: that address (the client is on the link of its prefix).
  * 3. Direct from a link-local source: the interface it came in on (the datagram's zone).
  *
+ * Kea 2.2 differs in two places (test/kea_dhcp4o6_links.test.ts): it matches `4o6-subnet`
+ * against the datagram's source (for a relayed query, the relay next to the server) and
+ * `4o6-interface` against the receiving interface of relayed queries too.
+ *
  * The pools whose links match serve the query. A query whose link matches no pool's links is
  * served by the pools that name no links (serve every link), if any; else it is refused
  * (`no-pool-for-link`). With no pool naming links, every pool serves every query (the
