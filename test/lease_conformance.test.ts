@@ -338,13 +338,23 @@ describe("SqliteLeaseStore only", () => {
     }
   });
 
-  test("openReadOnly() of a held database says to ask the running server", async () => {
+  test("openReadOnly() reads a database a server holds and writes (WAL reader)", async () => {
     const path = freshPath();
     const held = SqliteLeaseStore.open(path);
     try {
-      expect(() => SqliteLeaseStore.openReadOnly(path)).toThrow(
-        "is in use by a running dstm server; run `dstm lease ls` without --db to ask it",
-      );
+      await held.write([put(lease())]);
+      const reader = SqliteLeaseStore.openReadOnly(path);
+      try {
+        expect(await reader.loadAll()).toEqual([lease()]);
+        // The server keeps writing while the reader is open, and the reader sees the commit.
+        const second = lease({ ipv4: 0xc0000202, host6: "2001:db8::b" });
+        await held.write([put(second)]);
+        expect(await reader.loadAll()).toEqual([lease(), second]);
+      } finally {
+        await reader.close();
+      }
+      // Still the only server: the guard holds while readers come and go.
+      expect(() => SqliteLeaseStore.open(path)).toThrow("is in use by another dstm server");
     } finally {
       await held.close();
     }
