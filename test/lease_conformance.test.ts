@@ -83,6 +83,33 @@ function leaseStoreConformance(backend: Backend): void {
       expect(await store.loadAll()).toEqual([lease(), shared]);
     });
 
+    test("reservations: put, replace, one slot one host, delete, survive a reopen", async () => {
+      let store = await create();
+      const a = { host6: "2001:db8::a", ipv4: 0xc0000205, psid: 0, createdAt: 7 };
+      const b = { host6: "2001:db8::b", ipv4: 0xc0000203, psid: 2, createdAt: 8 };
+      await store.writeReservation?.({ op: "put", reservation: a });
+      await store.writeReservation?.({ op: "put", reservation: b });
+      expect(await store.loadReservations?.()).toEqual([b, a]); // key order
+      // Another host on a's slot: refused, nothing changed.
+      const thief = { ...a, host6: "2001:db8::c" };
+      await expect(
+        Promise.resolve(store.writeReservation?.({ op: "put", reservation: thief })),
+      ).rejects.toBeInstanceOf(LeaseStoreError);
+      // The same host moved to another slot: replaced.
+      const moved = { ...a, ipv4: 0xc0000206, createdAt: 9 };
+      await store.writeReservation?.({ op: "put", reservation: moved });
+      expect(await store.loadReservations?.()).toEqual([b, moved]);
+      await store.writeReservation?.({ op: "delete", host6: b.host6 });
+      await store.writeReservation?.({ op: "delete", host6: "2001:db8::ffff" });
+      expect(await store.loadReservations?.()).toEqual([moved]);
+      if (backend.reopen) {
+        open.splice(open.indexOf(store), 1);
+        store = await backend.reopen(store);
+        open.push(store);
+        expect(await store.loadReservations?.()).toEqual([moved]);
+      }
+    });
+
     test("put replaces the row with the same key", async () => {
       const store = await create();
       await store.write([put(lease())]);

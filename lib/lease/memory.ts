@@ -16,6 +16,8 @@ import {
   type LeaseStore,
   LeaseStoreError,
   leaseKey,
+  type Reservation,
+  type ReservationOp,
   sameLease,
 } from "./lease.ts";
 
@@ -31,6 +33,8 @@ export class MemoryLeaseStore implements LeaseStore {
   readonly #rows = new Map<number, Lease>();
   /** host6 → key of that host's active lease. */
   readonly #activeByHost = new Map<string, number>();
+  /** host6 → reservation. */
+  readonly #reservations = new Map<string, Reservation>();
   #closed = false;
 
   constructor(opts: { shared?: boolean } = {}) {
@@ -118,6 +122,33 @@ export class MemoryLeaseStore implements LeaseStore {
       if (held !== undefined && held !== key) rows.push(this.#rows.get(held) as Lease);
     }
     return new LeaseConflictError(message, rows, missing);
+  }
+
+  /** Every reservation in key order. */
+  loadReservations(): Promise<Reservation[]> {
+    if (this.#closed) return Promise.reject(_closed());
+    const all = [...this.#reservations.values()];
+    all.sort((a, b) => leaseKey(a.ipv4, a.psid) - leaseKey(b.ipv4, b.psid));
+    return Promise.resolve(all);
+  }
+
+  /** Adds, replaces or removes a host's reservation; one slot, one host. */
+  writeReservation(op: ReservationOp): Promise<void> {
+    if (this.#closed) return Promise.reject(_closed());
+    if (op.op === "delete") {
+      this.#reservations.delete(op.host6);
+      return Promise.resolve();
+    }
+    const r = op.reservation;
+    for (const other of this.#reservations.values()) {
+      if (other.host6 !== r.host6 && other.ipv4 === r.ipv4 && other.psid === r.psid) {
+        return Promise.reject(
+          new LeaseStoreError(`slot ${leaseKey(r.ipv4, r.psid)} is reserved for ${other.host6}`),
+        );
+      }
+    }
+    this.#reservations.set(r.host6, r);
+    return Promise.resolve();
   }
 
   close(): Promise<void> {

@@ -37,6 +37,8 @@ import {
   type LeaseStore,
   LeaseStoreError,
   leaseKey,
+  type Reservation,
+  type ReservationOp,
   WHOLE_ADDRESS,
 } from "./lease.ts";
 
@@ -70,6 +72,13 @@ const SCHEMA = [
   `CREATE UNIQUE INDEX IF NOT EXISTS dstm_leases_active_host ON dstm_leases (host6) WHERE state = 'active'`,
   `CREATE INDEX IF NOT EXISTS dstm_leases_seq_idx ON dstm_leases (seq)`,
   `CREATE TABLE IF NOT EXISTS dstm_meta (version integer NOT NULL)`,
+  `CREATE TABLE IF NOT EXISTS dstm_reservations (
+    host6 text PRIMARY KEY,
+    key bigint NOT NULL UNIQUE,
+    ipv4 bigint NOT NULL,
+    psid integer NOT NULL,
+    created_at bigint NOT NULL
+  )`,
 ];
 
 const COLUMNS =
@@ -228,6 +237,48 @@ export class PostgresLeaseStore implements LeaseStore {
       if (_sqlState(error) === "23505") {
         throw new LeaseStoreError(
           `lease database ${this.where}: a host would hold two active leases (${_message(error)})`,
+        );
+      }
+      throw this.#error(error);
+    }
+  }
+
+  /** Every stored reservation, in key order. */
+  async loadReservations(): Promise<Reservation[]> {
+    this.#check();
+    try {
+      const rows = (await this.#sql`SELECT host6, ipv4, psid, created_at
+        FROM dstm_reservations ORDER BY key`) as Record<string, string | number>[];
+      return rows.map((r) => ({
+        host6: String(r.host6),
+        ipv4: Number(r.ipv4),
+        psid: Number(r.psid),
+        createdAt: Number(r.created_at),
+      }));
+    } catch (error) {
+      throw this.#error(error);
+    }
+  }
+
+  /** Applies one reservation change in its own transaction; a slot reserved for another host rejects. */
+  async writeReservation(op: ReservationOp): Promise<void> {
+    this.#check();
+    try {
+      await this.#sql.begin(async (tx) => {
+        await tx`SELECT pg_advisory_xact_lock(${WRITE_LOCK})`;
+        if (op.op === "delete") {
+          await tx`DELETE FROM dstm_reservations WHERE host6 = ${op.host6}`;
+          return;
+        }
+        const r = op.reservation;
+        await tx`DELETE FROM dstm_reservations WHERE host6 = ${r.host6}`;
+        await tx`INSERT INTO dstm_reservations (host6, key, ipv4, psid, created_at)
+          VALUES (${r.host6}, ${leaseKey(r.ipv4, r.psid)}, ${r.ipv4}, ${r.psid}, ${r.createdAt})`;
+      });
+    } catch (error) {
+      if (_sqlState(error) === "23505") {
+        throw new LeaseStoreError(
+          `lease database ${this.where}: that slot is reserved for another host`,
         );
       }
       throw this.#error(error);

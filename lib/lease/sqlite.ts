@@ -39,6 +39,8 @@ import {
   LeaseStoreError,
   leaseKey,
   type PortSet,
+  type Reservation,
+  type ReservationOp,
   WHOLE_ADDRESS,
 } from "./lease.ts";
 
@@ -57,6 +59,11 @@ import {
   writeMarker,
 } from "./sqlite_files.ts";
 import { type DatabaseLock, lockDatabase } from "./sqlite_lock.ts";
+import {
+  loadReservations,
+  RESERVATIONS_SCHEMA,
+  writeReservation,
+} from "./sqlite_reservations.ts";
 
 export { LeaseStoreError } from "./lease.ts";
 export {
@@ -141,6 +148,7 @@ export class SqliteLeaseStore implements LeaseStore {
         db.run(SCHEMA);
         db.run(`PRAGMA user_version = ${SCHEMA_VERSION}`);
       }
+      db.run(RESERVATIONS_SCHEMA);
       db.run("COMMIT");
       _checkVersion(path, version);
       if (created === undefined || (version === 0 && options.newDb)) writeMarker(marker, path);
@@ -187,6 +195,39 @@ export class SqliteLeaseStore implements LeaseStore {
     try {
       const rows = this.#db.query(`SELECT ${COLUMNS} FROM leases ORDER BY key`).values();
       return Promise.resolve(rows.map((row) => _toLease(this.path, row)));
+    } catch (error) {
+      return Promise.reject(_runError(this.path, error));
+    }
+  }
+
+  /** Up to `limit` rows with a key above `afterKey`, in key order: one page for `lease ls --db`. */
+  rowsAfter(afterKey: number, limit: number): Lease[] {
+    if (this.#closed) throw _closed(this.path);
+    const rows = this.#db
+      .query(`SELECT ${COLUMNS} FROM leases WHERE key > ? ORDER BY key LIMIT ?`)
+      .values(afterKey, limit);
+    return rows.map((row) => _toLease(this.path, row));
+  }
+
+  /** Every stored reservation, in key order. */
+  loadReservations(): Promise<Reservation[]> {
+    if (this.#closed) return Promise.reject(_closed(this.path));
+    try {
+      return Promise.resolve(loadReservations(this.#db));
+    } catch (error) {
+      return Promise.reject(_runError(this.path, error));
+    }
+  }
+
+  /** Applies one reservation change in its own transaction; resolves once committed (fsynced). */
+  writeReservation(op: ReservationOp): Promise<void> {
+    if (this.#closed) return Promise.reject(_closed(this.path));
+    if (this.#readOnly)
+      return Promise.reject(new LeaseStoreError(`lease database ${this.path} is open read-only`));
+    try {
+      this.#checkFiles();
+      writeReservation(this.#db, this.path, op);
+      return Promise.resolve();
     } catch (error) {
       return Promise.reject(_runError(this.path, error));
     }
