@@ -59,11 +59,7 @@ import {
   writeMarker,
 } from "./sqlite_files.ts";
 import { type DatabaseLock, lockDatabase } from "./sqlite_lock.ts";
-import {
-  loadReservations,
-  RESERVATIONS_SCHEMA,
-  writeReservation,
-} from "./sqlite_reservations.ts";
+import { loadReservations, RESERVATIONS_SCHEMA, writeReservation } from "./sqlite_reservations.ts";
 
 export { LeaseStoreError } from "./lease.ts";
 export {
