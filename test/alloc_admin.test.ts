@@ -5,7 +5,7 @@
  * and the paged walk lists each row once in key order while the table changes.
  */
 import { describe, expect, test } from "bun:test";
-import { leasePage } from "../lib/alloc/admin.ts";
+import { leasePage } from "../lib/control/lease_query.ts";
 import { leaseKey } from "../lib/lease/lease.ts";
 import { MemoryLeaseStore } from "../lib/lease/memory.ts";
 import { formatIPv4, parseIPv4 } from "../lib/net/addr.ts";

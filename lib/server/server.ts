@@ -22,6 +22,7 @@ import { ADMISSION_DEFAULTS, Admission, siteCap } from "./admission.ts";
 import { Dhcp4o6Handler } from "./dhcp4o6.ts";
 import type { Dhcp4o6IdentityMode } from "./dhcp4o6_identity.ts";
 import { DstmHandler } from "./handler.ts";
+import { LeaseAdmin } from "./lease_admin.ts";
 import { applyReload, type ReloadResult } from "./reload.ts";
 import { TepSync } from "./tep_sync.ts";
 
@@ -308,7 +309,14 @@ export class DstmServer {
         await serveUnix(
           config.control,
           controlHandler({
-            leases: (all) => (all ? engine.leases() : engine.leases({ state: "active" })),
+            admin: new LeaseAdmin({
+              engine,
+              bindings: () => this.#tepSync,
+              leaseTime: () => engine.grantSeconds(),
+              shared: this.#store.shared === true,
+              log: this.#log,
+              metrics,
+            }),
             pools: () => engine.stats(),
             metrics,
             reload: () => this.reload("control"),
