@@ -66,7 +66,9 @@ export interface LeaseAdminSource {
   refused(action: string, reason: string, message: string): void;
 }
 
-class BadRequest extends Error {
+/** Bad input to a lease route: a 400 with this one-line message; `reason` labels the count. */
+export class BadRequest extends Error {
+  override name = "BadRequest";
   constructor(
     readonly reason: string,
     message: string,
@@ -297,6 +299,18 @@ function csvLine(view: LeaseJson): string {
 }
 
 function parseFilter(admin: LeaseAdminSource, params: URLSearchParams): LeaseFilter {
+  return parseLeaseFilter(params, (text) => poolName(admin, text));
+}
+
+/**
+ * The filter of `address`, `prefix`, `host`, `state` (default active; `all=1`: all) and
+ * `pool` (through `resolvePool`, which may throw {@link BadRequest}). Throws BadRequest with
+ * a one-line message on a malformed value.
+ */
+export function parseLeaseFilter(
+  params: URLSearchParams,
+  resolvePool: (text: string) => string,
+): LeaseFilter {
   const filter: {
     -readonly [K in keyof LeaseFilter]: LeaseFilter[K];
   } = {};
@@ -330,7 +344,7 @@ function parseFilter(admin: LeaseAdminSource, params: URLSearchParams): LeaseFil
     filter.state = state as LeaseState;
   }
   const pool = params.get("pool");
-  if (pool !== null) filter.pool = poolName(admin, pool);
+  if (pool !== null) filter.pool = resolvePool(pool);
   return filter;
 }
 
