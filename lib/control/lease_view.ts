@@ -95,6 +95,7 @@ export function leaseTablePrinter(now: number): (leases: readonly LeaseJson[]) =
         return String(lease[key] ?? "-");
       }),
     );
+    if (rows.length === 0) return "";
     const first = widths === undefined;
     widths ??= header.map((title, i) =>
       Math.max(title.length, ...rows.map((row) => row[i]!.length)),
