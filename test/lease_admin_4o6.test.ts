@@ -11,11 +11,10 @@ import { join } from "node:path";
 import { Logger } from "../lib/control/log.ts";
 import { formatIPv4, parseIPv4 } from "../lib/net/addr.ts";
 import { DstmServer } from "../lib/server/server.ts";
-import { bindUdp } from "../lib/sys/udp.ts";
 import { type Dhcp4Message, Dhcp4MessageType } from "../lib/wire/dhcp4.ts";
-import { DHCP4O6_FLAG_UNICAST, type Dhcp4o6Message, decodeDhcp4o6 } from "../lib/wire/dhcp4o6.ts";
-import { dhcp4Message, dhcp4o6Query } from "./helpers/dhcp4.ts";
-import { waitUntil } from "./helpers/wait.ts";
+import { DHCP4O6_FLAG_UNICAST } from "../lib/wire/dhcp4o6.ts";
+import { dhcp4Message } from "./helpers/dhcp4.ts";
+import { exchange4o6 } from "./helpers/dhcp4o6_exchange.ts";
 
 const SERVER_ID = parseIPv4("192.0.2.1")!;
 const cleanup: (() => unknown)[] = [];
@@ -23,21 +22,7 @@ afterEach(async () => {
   for (const c of cleanup.splice(0).reverse()) await c();
 });
 
-async function exchange(port: number, dhcp4: Dhcp4Message, flags = 0): Promise<Dhcp4o6Message> {
-  let answer: Uint8Array | null = null;
-  const ep = await bindUdp("::1", 0, (data) => {
-    answer = data;
-  });
-  try {
-    ep.send(dhcp4o6Query(dhcp4, flags), "::1", port);
-    await waitUntil(() => answer !== null, { what: "the 4o6 server's answer" });
-  } finally {
-    ep.close();
-  }
-  const decoded = decodeDhcp4o6(answer!);
-  if (!decoded.ok) throw new Error(decoded.error.message);
-  return decoded.value;
-}
+const exchange = exchange4o6;
 
 const query = (type: Dhcp4MessageType, fields: Partial<Dhcp4Message> = {}, options = {}) =>
   dhcp4Message(type, options, { xid: 0x2468ace0, ...fields });
