@@ -15,6 +15,12 @@ const TEP6 = "2001:db8::1";
 const POOL = { prefixes: ["192.0.2.0/29"], tep6: TEP6 }; // usable .1 – .6
 const ip = (text: string) => parseIPv4(text) as number;
 const host = (n: number) => `2001:db8:1::${n.toString(16)}`;
+const slot = (h: number, ipv4: string) => ({
+  host6: host(h),
+  ipv4: ip(ipv4),
+  psid: 0,
+  createdAt: 1,
+});
 
 describe("reservations", () => {
   test("no other host ever gets a reserved address, by any path; its host gets it", async () => {
@@ -45,23 +51,11 @@ describe("reservations", () => {
     const refused = await engine.reserve({ host6: host(2), ipv4: a.ipv4, psid: 0, createdAt: 1 });
     expect(refused.ok ? "reserved" : refused.reason).toBe("in-use");
     expect(refused.ok ? "" : refused.message).toContain(`is leased to ${host(1)}`);
-    const outside = await engine.reserve({
-      host6: host(2),
-      ipv4: ip("198.51.100.1"),
-      psid: 0,
-      createdAt: 1,
-    });
+    const outside = await engine.reserve(slot(2, "198.51.100.1"));
     expect(outside.ok ? "reserved" : outside.reason).toBe("not-in-pool");
-    const holder = await engine.reserve({
-      host6: host(1),
-      ipv4: ip("192.0.2.5"),
-      psid: 0,
-      createdAt: 1,
-    });
+    const holder = await engine.reserve(slot(1, "192.0.2.5"));
     expect(holder.ok ? "" : holder.message).toContain("delete that lease first");
-    expect(
-      (await engine.reserve({ host6: host(2), ipv4: ip("192.0.2.5"), psid: 0, createdAt: 1 })).ok,
-    ).toBe(true);
+    expect((await engine.reserve(slot(2, "192.0.2.5"))).ok).toBe(true);
     await engine.close();
     const { engine: again } = await startEngine([POOL], { store });
     expect(again.reservations().map((r) => r.host6)).toEqual([host(2)]);

@@ -12,15 +12,13 @@
  * - 2,500 leases paged while allocations continue: every lease present before the first page
  *   is listed exactly once; an export streamed while allocations continue.
  */
-import { afterAll, describe, expect, test } from "bun:test";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { describe, expect, test } from "bun:test";
 import { join } from "node:path";
 import type { LeaseJson } from "../lib/control/lease_view.ts";
 import { leaseKey } from "../lib/lease/lease.ts";
 import { canonicalIPv6, parseIPv4 } from "../lib/net/addr.ts";
-import { createNetns, type Netns } from "../lib/sys/netns.ts";
-import { type Daemon, metric, spawnDaemon, until } from "./helpers/daemon.ts";
+import type { Netns } from "../lib/sys/netns.ts";
+import { type Daemon, daemonScope, metric, until } from "./helpers/daemon.ts";
 import { hubLink } from "./helpers/hub.ts";
 import { announceSkip, netnsSkipReason, startScript } from "./helpers/netns.ts";
 import { BUN, ROOT, runDstm } from "./helpers/process.ts";
@@ -39,20 +37,10 @@ const NET = {
   pool: "198.51.100.0/28",
 } as const;
 
-const dir = mkdtempSync(join(tmpdir(), "dstm-lease-admin-"));
-const procs: Bun.Subprocess<"ignore", "pipe", "pipe">[] = [];
-const spaces: Netns[] = [];
-afterAll(() => {
-  for (const p of procs) p.kill("SIGKILL");
-  for (const n of spaces) n.delete();
-  rmSync(dir, { recursive: true, force: true });
+const { dir, netns, daemon } = daemonScope("dstm-lease-admin-", {
+  timeoutMs: 300_000,
+  stderrOnFailure: true,
 });
-
-function daemon(where: Netns, argv: readonly string[]): Daemon {
-  const d = spawnDaemon(where, argv, { timeoutMs: 300_000, stderrOnFailure: true });
-  procs.push(d.proc);
-  return d;
-}
 
 const control = join(dir, "server.sock");
 const db = join(dir, "leases.db");
@@ -114,10 +102,7 @@ describe.skipIf(skip !== null)("lease administration on a running server", () =>
   let tep: Daemon;
 
   test("add → show → ls → del: stored, TEP UNBIND, the host's renewal refused; sqlite3 reads the live file", async () => {
-    for (const role of ["sw", "srv", "tep", "a"] as const) {
-      ns[role] = createNetns("dstmt-la-");
-      spaces.push(ns[role]);
-    }
+    for (const role of ["sw", "srv", "tep", "a"] as const) ns[role] = netns("dstmt-la-");
     hubLink(ns.sw, [
       ["srv", ns.srv, "eth0", NET.server6],
       ["tep", ns.tep, "eth6", NET.tep6],
