@@ -68,6 +68,8 @@ export function leaseCommand(): Command {
         throw new UsageError(
           `--limit: "${flags.limit}" is not a whole number of leases (1 or more)`,
         );
+      // Pages no larger than what is printed (the server's default page is 1,000).
+      if (limit < 1000) params.set("limit", String(limit));
       const pages = flags.db
         ? pagesFromDb(flags.db, params, flags.after)
         : pagesFromServer(flags.control ?? defaultControlSocket(), params, flags.after);

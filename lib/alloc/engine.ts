@@ -14,7 +14,8 @@
  * whole-address pool has one slot per address (PSID 0, WHOLE_ADDRESS), a pool shared by 2^k
  * has 2^k per address, numbered address-major so that the PSIDs of one address go before the
  * next address (./pool.ts, ./sharing.ts). Slot choice for a DISCOVER (pools in config order):
- * 1. the host's active lease (renewed: a retransmitted DISCOVER gets the same answer);
+ * 1. the host's active lease (renewed: a retransmitted DISCOVER gets the same answer), else
+ *    the slot reserved for it (./reservations.ts: no other host ever gets that one);
  * 2. the host's previous slot, if still free ("sticky", like a DHCP server);
  * 3. the client's hint (an address), if it is in a pool and one of its port sets is free;
  * 4. a never-used slot (a cursor over the slot states), then the released or expired slot

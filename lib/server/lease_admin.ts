@@ -12,8 +12,8 @@
  *   TEP before the reply (as for a host's own lease), or a **reservation**: the host always
  *   gets that slot and no other host ever does. Refused (409) on a slot outside every pool,
  *   leased to or reserved for another host, or when the host holds another lease.
- * - **wipe** (`POST /v1/pools/{pool}/wipe`): every active lease of the pool ends, in one
- *   durable batch, each unbound at its TEP.
+ * - **wipe** (`POST /v1/pools/{pool}/wipe`): every active lease of the pool ends, in durable
+ *   batches of {@link WIPE_SLICE} (hosts are answered in between), each unbound at its TEP.
  *
  * Reservations need one server per lease table: with a shared store (PostgreSQL,
  * active-active) the other servers would not see a new reservation before their restart and
@@ -50,6 +50,9 @@ export interface LeaseAdminOptions {
   readonly metrics: Metrics;
   readonly now?: () => number;
 }
+
+/** Leases a wipe ends per store write. */
+export const WIPE_SLICE = 1000;
 
 /** HTTP status of each refusal reason of the engine. */
 const STATUS: Record<string, number> = {
@@ -180,12 +183,20 @@ export class LeaseAdmin implements LeaseAdminSource {
       if (row.pool === pool && row.state === "active")
         keys.push(leaseKey(row.ipv4, row.portSet.psid));
     }
-    const result = await this.#o.engine.endLeases(keys);
-    if (!result.ok) return this.#failed("wipe", result);
-    this.#unbind(result.value);
+    // In slices of WIPE_SLICE leases, each one durable batch: hosts are answered in between.
+    let ended = 0;
+    for (let i = 0; i < keys.length; i += WIPE_SLICE) {
+      const result = await this.#o.engine.endLeases(keys.slice(i, i + WIPE_SLICE));
+      if (!result.ok) {
+        this.#o.log.info("lease-admin", { action: "wipe", pool, ended, failed: result.message });
+        return this.#failed("wipe", result);
+      }
+      this.#unbind(result.value);
+      ended += result.value.length;
+    }
     this.#count("wipe");
-    this.#o.log.info("lease-admin", { action: "wipe", pool, ended: result.value.length });
-    return { status: 200, body: { pool, ended: result.value.length } };
+    this.#o.log.info("lease-admin", { action: "wipe", pool, ended });
+    return { status: 200, body: { pool, ended } };
   }
 
   refused(action: string, reason: string, message: string): void {
