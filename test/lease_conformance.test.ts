@@ -110,6 +110,34 @@ function leaseStoreConformance(backend: Backend): void {
       }
     });
 
+    test("reservations: no active lease for another host on a reserved slot, nor a reservation on another's lease", async () => {
+      const store = await create();
+      const r = { host6: "2001:db8::a", ipv4: 0xc0000201, psid: 0, createdAt: 1 };
+      await store.writeReservation?.({ op: "put", reservation: r });
+      const other = lease({ host6: "2001:db8::b" });
+      // A plain put: refused as a store error; a compare-and-set put: a conflict.
+      await expect(store.write([put(other)])).rejects.toBeInstanceOf(LeaseStoreError);
+      if (backend.cas) {
+        await expect(
+          store.write([{ op: "put", lease: other, expected: null }]),
+        ).rejects.toBeInstanceOf(LeaseConflictError);
+      }
+      expect(await store.loadAll()).toEqual([]);
+      // The reserved host's lease, and another host's released row, are fine.
+      await store.write([put(lease({ host6: "2001:db8::b", state: "released" }))]);
+      await store.write([put(lease())]);
+      expect((await store.loadAll()).map((l) => [l.host6, l.state])).toEqual([
+        ["2001:db8::a", "active"],
+      ]);
+      // A reservation on a slot another host holds: a conflict, nothing stored.
+      const taken = { host6: "2001:db8::c", ipv4: 0xc0000201, psid: 0, createdAt: 2 };
+      await store.writeReservation?.({ op: "delete", host6: r.host6 });
+      await expect(
+        Promise.resolve(store.writeReservation?.({ op: "put", reservation: taken })),
+      ).rejects.toBeInstanceOf(LeaseConflictError);
+      expect(await store.loadReservations?.()).toEqual([]);
+    });
+
     test("put replaces the row with the same key", async () => {
       const store = await create();
       await store.write([put(lease())]);

@@ -123,10 +123,21 @@ export interface LeaseStore {
   loadReservations?(): Promise<Reservation[]>;
   /**
    * Applies one reservation change durably. A put replaces the host's reservation; it rejects
-   * with {@link LeaseStoreError} (and changes nothing) when another host holds a reservation
-   * on the same slot. Deleting a host without one is no error.
+   * (and changes nothing) with {@link LeaseStoreError} when another host holds a reservation
+   * on the same slot, with {@link LeaseConflictError} when another host holds an active lease
+   * on it. Deleting a host without one is no error.
+   *
+   * Stores that keep reservations also refuse, in `write`, an active lease on a reserved slot
+   * for another host than the reserved one (the whole batch; LeaseConflictError when that put
+   * has `expected`, else LeaseStoreError): with a shared store, a server that has not yet
+   * learned of a reservation made by another cannot hand its slot out.
    */
   writeReservation?(op: ReservationOp): Promise<void>;
+  /**
+   * Shared stores: calls `onChange` with every reservation whenever they changed (any
+   * writer's change), from now until the returned stop function is called.
+   */
+  watchReservations?(onChange: (all: Reservation[]) => void): () => Promise<void>;
 }
 
 /** A compare-and-set put found another row than it expected: another server changed the key. */

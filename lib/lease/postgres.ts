@@ -77,8 +77,23 @@ const SCHEMA = [
     key bigint NOT NULL UNIQUE,
     ipv4 bigint NOT NULL,
     psid integer NOT NULL,
-    created_at bigint NOT NULL
+    created_at bigint NOT NULL,
+    seq bigint NOT NULL DEFAULT nextval('dstm_leases_seq')
   )`,
+  // A server that has not learned of a reservation yet cannot hand its slot to another host:
+  // the row is refused as a unique violation, so its compare-and-set batch conflicts.
+  `CREATE OR REPLACE FUNCTION dstm_reserved_check() RETURNS trigger AS $$
+  BEGIN
+    IF NEW.state = 'active' AND EXISTS (SELECT 1 FROM dstm_reservations r
+        WHERE r.key = NEW.key AND r.host6 <> NEW.host6) THEN
+      RAISE EXCEPTION 'dstm: slot % is reserved for another host', NEW.key
+        USING ERRCODE = 'unique_violation';
+    END IF;
+    RETURN NEW;
+  END $$ LANGUAGE plpgsql`,
+  `DROP TRIGGER IF EXISTS dstm_leases_reserved ON dstm_leases`,
+  `CREATE TRIGGER dstm_leases_reserved BEFORE INSERT OR UPDATE ON dstm_leases
+    FOR EACH ROW EXECUTE FUNCTION dstm_reserved_check()`,
 ];
 
 const COLUMNS =
@@ -236,7 +251,9 @@ export class PostgresLeaseStore implements LeaseStore {
       }
       if (_sqlState(error) === "23505") {
         throw new LeaseStoreError(
-          `lease database ${this.where}: a host would hold two active leases (${_message(error)})`,
+          _message(error).includes("reserved")
+            ? `lease database ${this.where}: ${_message(error)}`
+            : `lease database ${this.where}: a host would hold two active leases (${_message(error)})`,
         );
       }
       throw this.#error(error);
@@ -268,14 +285,24 @@ export class PostgresLeaseStore implements LeaseStore {
         await tx`SELECT pg_advisory_xact_lock(${WRITE_LOCK})`;
         if (op.op === "delete") {
           await tx`DELETE FROM dstm_reservations WHERE host6 = ${op.host6}`;
+          await tx`SELECT pg_notify(${CHANNEL}, '')`;
           return;
         }
         const r = op.reservation;
+        const key = leaseKey(r.ipv4, r.psid);
+        const held = (await tx`SELECT ${tx.unsafe(COLUMNS)} FROM dstm_leases
+          WHERE key = ${key} AND state = 'active' AND host6 <> ${r.host6}`) as _Row[];
+        if (held.length > 0) {
+          const row = _toLease(held[0] as _Row);
+          throw new LeaseConflictError(`slot ${key} is leased to ${row.host6}`, [row]);
+        }
         await tx`DELETE FROM dstm_reservations WHERE host6 = ${r.host6}`;
         await tx`INSERT INTO dstm_reservations (host6, key, ipv4, psid, created_at)
-          VALUES (${r.host6}, ${leaseKey(r.ipv4, r.psid)}, ${r.ipv4}, ${r.psid}, ${r.createdAt})`;
+          VALUES (${r.host6}, ${key}, ${r.ipv4}, ${r.psid}, ${r.createdAt})`;
+        await tx`SELECT pg_notify(${CHANNEL}, '')`;
       });
     } catch (error) {
+      if (error instanceof LeaseConflictError) throw error;
       if (_sqlState(error) === "23505") {
         throw new LeaseStoreError(
           `lease database ${this.where}: that slot is reserved for another host`,
@@ -283,6 +310,46 @@ export class PostgresLeaseStore implements LeaseStore {
       }
       throw this.#error(error);
     }
+  }
+
+  /**
+   * Calls `onChange` with every reservation whenever they changed (their highest `seq` or
+   * their count moved): on each NOTIFY, and every second in case one was lost.
+   */
+  watchReservations(onChange: (all: Reservation[]) => void): () => Promise<void> {
+    let last = "";
+    let running = false;
+    let stopped = false;
+    const sql = this.#sql;
+    const poll = async (): Promise<void> => {
+      if (running || stopped || this.#closed) return;
+      running = true;
+      try {
+        const top = (await sql`SELECT coalesce(max(seq), 0) AS seq, count(*) AS n
+          FROM dstm_reservations`) as { seq: string; n: string }[];
+        const version = `${top[0]?.seq}/${top[0]?.n}`;
+        if (version !== last) {
+          const all = await this.loadReservations();
+          last = version;
+          if (!stopped) onChange(all);
+        }
+      } catch {
+        // the database is away: the next notification or poll tries again
+      } finally {
+        running = false;
+      }
+    };
+    const subscription = sql.listen(CHANNEL, () => void poll()).catch(() => undefined);
+    const timer = setInterval(() => void poll(), POLL_MS);
+    const stop = async () => {
+      stopped = true;
+      clearInterval(timer);
+      this.#watchers.delete(stop);
+      const s = await subscription;
+      await s?.unlisten().catch(() => {});
+    };
+    this.#watchers.add(stop);
+    return stop;
   }
 
   /**

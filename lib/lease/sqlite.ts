@@ -33,6 +33,7 @@ import { accessSync, constants, existsSync, statSync } from "node:fs";
 import { dirname } from "node:path";
 import {
   type Lease,
+  LeaseConflictError,
   type LeaseOp,
   type LeaseState,
   type LeaseStore,
@@ -420,6 +421,7 @@ function _openError(path: string, error: unknown, readOnly: boolean): Error {
 function _runError(path: string, error: unknown): Error {
   if (error instanceof LeaseStoreError) return error;
   const code = _code(error);
+  if (error instanceof LeaseConflictError) return error;
   if (code === "SQLITE_CONSTRAINT_UNIQUE") {
     return new LeaseStoreError(
       `lease database ${path}: a host would hold two active leases (${_message(error)})`,

@@ -7,9 +7,18 @@
  * @module
  */
 import type { Database } from "bun:sqlite";
-import { LeaseStoreError, leaseKey, type Reservation, type ReservationOp } from "./lease.ts";
+import {
+  LeaseConflictError,
+  LeaseStoreError,
+  leaseKey,
+  type Reservation,
+  type ReservationOp,
+} from "./lease.ts";
 
-/** Creates the reservations table when missing (inside the caller's write transaction). */
+/**
+ * Creates the reservations table when missing (inside the caller's write transaction), and
+ * the triggers that refuse an active lease on a slot reserved for another host.
+ */
 export const RESERVATIONS_SCHEMA = `
 CREATE TABLE IF NOT EXISTS reservations (
   host6 TEXT PRIMARY KEY,
@@ -18,6 +27,14 @@ CREATE TABLE IF NOT EXISTS reservations (
   psid INTEGER NOT NULL,
   created_at INTEGER NOT NULL
 );
+CREATE TRIGGER IF NOT EXISTS leases_reserved_insert BEFORE INSERT ON leases
+WHEN NEW.state = 'active' AND EXISTS
+  (SELECT 1 FROM reservations r WHERE r.key = NEW.key AND r.host6 <> NEW.host6)
+BEGIN SELECT RAISE(ABORT, 'dstm: the slot is reserved for another host'); END;
+CREATE TRIGGER IF NOT EXISTS leases_reserved_update BEFORE UPDATE ON leases
+WHEN NEW.state = 'active' AND EXISTS
+  (SELECT 1 FROM reservations r WHERE r.key = NEW.key AND r.host6 <> NEW.host6)
+BEGIN SELECT RAISE(ABORT, 'dstm: the slot is reserved for another host'); END;
 `;
 
 /** Every reservation in key order; none when the table does not exist (an older database). */
@@ -47,6 +64,11 @@ export function writeReservation(db: Database, path: string, op: ReservationOp):
   const key = leaseKey(r.ipv4, r.psid);
   try {
     db.transaction(() => {
+      const holder = db
+        .query("SELECT host6 FROM leases WHERE key = ? AND state = 'active'")
+        .get(key) as { host6: string } | null;
+      if (holder && holder.host6 !== r.host6)
+        throw new LeaseConflictError(`slot ${key} is leased to ${holder.host6}`);
       db.query("DELETE FROM reservations WHERE host6 = ?").run(r.host6);
       db.query(
         "INSERT INTO reservations (host6, key, ipv4, psid, created_at) VALUES (?, ?, ?, ?, ?)",
