@@ -1,7 +1,7 @@
 /**
- * lib/server/lease_admin.ts without a network: a reservation on a store several servers share
- * is refused (409, counted, logged), since the other servers would not see it before their
- * restart (docs/scale-out.md); a wipe ends every lease of a large pool in several store writes.
+ * lib/server/lease_admin.ts without a network: a reservation on another host's lease is
+ * refused (409, counted, logged with the reason); a wipe ends every lease of a large pool in
+ * several store writes.
  */
 import { expect, test } from "bun:test";
 import { Logger } from "../lib/control/log.ts";
@@ -28,7 +28,6 @@ function admin(shared: boolean, prefixes = ["192.0.2.0/29"], share = 1) {
       engine,
       bindings: () => undefined,
       leaseTime: () => 600,
-      shared,
       log,
       metrics,
     }),
@@ -37,21 +36,22 @@ function admin(shared: boolean, prefixes = ["192.0.2.0/29"], share = 1) {
 
 const request = { host6: "2001:db8:1::9", ipv4: parseIPv4("192.0.2.3")!, psid: 0, reserve: true };
 
-test("a reservation on a shared store is refused with the reason, counted and logged", async () => {
-  const { admin: shared, metrics, lines, log, engine } = await admin(true);
-  const reply = await shared.add(request);
+test("a reservation on another host's lease is refused with the reason, counted and logged", async () => {
+  const { admin: a, metrics, lines, log, engine, store } = await admin(false);
+  const held = ok(await engine.discover("2001:db8:1::1"));
+  const reply = await a.add({ ...request, ipv4: held.ipv4 });
   expect(reply.status).toBe(409);
-  expect(String(reply.body.error)).toContain("reservations need a single server per lease table");
+  expect(String(reply.body.error)).toContain("is leased to 2001:db8:1::1");
   expect(
-    metrics.get("dstm_lease_admin_refused_total", { action: "reserve", reason: "shared-store" }),
+    metrics.get("dstm_lease_admin_refused_total", { action: "reserve", reason: "in-use" }),
   ).toBe(1);
   log.flush();
-  expect(lines.join("\n")).toMatch(/WARN lease-admin-refused action=reserve reason=shared-store /);
+  expect(lines.join("\n")).toMatch(/WARN lease-admin-refused action=reserve reason=in-use /);
   expect(engine.reservations()).toEqual([]);
-  // A single server's store takes it.
-  const single = await admin(false);
-  expect((await single.admin.add(request)).status).toBe(201);
-  expect((await single.store.loadReservations?.())!.map((r) => r.host6)).toEqual([request.host6]);
+  // A free address is reserved, and stored.
+  expect((await a.add(request)).status).toBe(201);
+  expect((await store.loadReservations?.())!.map((r) => r.host6)).toEqual([request.host6]);
+  expect(metrics.get("dstm_lease_admin_total", { action: "reserve" })).toBe(1);
 });
 
 test("a wipe ends every active lease of the pool, in slices of WIPE_SLICE per store write", async () => {

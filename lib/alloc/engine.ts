@@ -334,6 +334,17 @@ export class AllocationEngine {
         else this.absorb(rows);
       });
     }
+    // Shared store: the other servers' reservations as they change (./reservations.ts).
+    if (this.#shared && this.#store.watchReservations) {
+      const unwatch = this.#store.watchReservations((all) => {
+        for (const r of this.#reservations.replace(all)) this.#settleSlot(r.ipv4, r.psid);
+      });
+      const unwatchRows = this.#unwatch;
+      this.#unwatch = async () => {
+        await unwatchRows?.();
+        await unwatch();
+      };
+    }
     for (const r of (await this.#store.loadReservations?.()) ?? []) this.#reservations.set(r);
     const rows = await this.#store.loadAll();
     // Freed rows oldest first, so each lands at the tail of its pool's free list.
@@ -862,6 +873,9 @@ export class AllocationEngine {
     } catch (error) {
       this.#reservations.delete(host6);
       this.#settleSlot(ipv4, psid);
+      // Another server's host holds the slot (a shared store): its row comes in by watch().
+      if (error instanceof LeaseConflictError)
+        return adminFail("in-use", `${formatIPv4(ipv4)}: ${error.message}`);
       return adminFail("store-failed", `lease store write failed: ${(error as Error).message}`);
     }
     return { ok: true, value: reservation };

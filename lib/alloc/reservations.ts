@@ -53,6 +53,30 @@ export class Reservations {
     return old;
   }
 
+  /**
+   * Makes `all` the reservations (as another server's change came in) and returns those
+   * whose slot may have changed state: the ones that went and the ones that came.
+   */
+  replace(all: readonly Reservation[]): Reservation[] {
+    const changed: Reservation[] = [];
+    const next = new Map(all.map((r) => [r.host6, r]));
+    for (const [host6, old] of this.#byHost) {
+      const now = next.get(host6);
+      if (!now || now.ipv4 !== old.ipv4 || now.psid !== old.psid) {
+        this.delete(host6);
+        changed.push(old);
+      }
+    }
+    for (const r of all) {
+      if (this.#byHost.get(r.host6)) continue;
+      const other = this.#byKey.get(leaseKey(r.ipv4, r.psid));
+      if (other) this.delete(other.host6);
+      this.set(r);
+      changed.push(r);
+    }
+    return changed;
+  }
+
   /** Every reservation, in key order. */
   list(): Reservation[] {
     return [...this.#byKey.entries()].sort((a, b) => a[0] - b[0]).map(([, r]) => r);

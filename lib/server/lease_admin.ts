@@ -15,9 +15,11 @@
  * - **wipe** (`POST /v1/pools/{pool}/wipe`): every active lease of the pool ends, in durable
  *   batches of {@link WIPE_SLICE} (hosts are answered in between), each unbound at its TEP.
  *
- * Reservations need one server per lease table: with a shared store (PostgreSQL,
- * active-active) the other servers would not see a new reservation before their restart and
- * could hand its slot out meanwhile, so they are refused there (409, docs/scale-out.md).
+ * Reservations hold under active-active too (several servers on one PostgreSQL database): the
+ * database refuses an active lease on a reserved slot for another host (a trigger), so a
+ * server that has not yet learned of a reservation made through another cannot hand its
+ * slot out, and each server follows the reservations as they change (NOTIFY, or a poll each
+ * second), after which it gives the reserved host its slot (docs/scale-out.md).
  *
  * Every change is logged at info with what changed and counted in
  * `dstm_lease_admin_total{action}`; every refusal is logged at warn (rate-limited) with its
@@ -44,8 +46,6 @@ export interface LeaseAdminOptions {
   readonly bindings: () => BindingSink | undefined;
   /** The server's lease time now (s): a static lease's default. */
   readonly leaseTime: () => number;
-  /** The store is shared by several servers: reservations are refused. */
-  readonly shared: boolean;
   readonly log: Logger;
   readonly metrics: Metrics;
   readonly now?: () => number;
@@ -119,14 +119,6 @@ export class LeaseAdmin implements LeaseAdminSource {
   async add(request: AddLeaseRequest): Promise<AdminReply> {
     const { engine } = this.#o;
     if (request.reserve) {
-      if (this.#o.shared) {
-        return this.#refuse(
-          "reserve",
-          "shared-store",
-          409,
-          "reservations need a single server per lease table: the other servers sharing this database would not see one before their restart (docs/scale-out.md)",
-        );
-      }
       const reservation: Reservation = {
         host6: request.host6,
         ipv4: request.ipv4,

@@ -313,7 +313,6 @@ export class DstmServer {
               engine,
               bindings: () => this.#tepSync,
               leaseTime: () => engine.grantSeconds(),
-              shared: this.#store.shared === true,
               log: this.#log,
               metrics,
             }),
