@@ -339,12 +339,20 @@ export class PostgresLeaseStore implements LeaseStore {
         running = false;
       }
     };
-    const subscription = sql.listen(CHANNEL, () => void poll()).catch(() => undefined);
+    return this.#follow(poll, () => {
+      stopped = true;
+    });
+  }
+
+  /** Runs `poll` on each NOTIFY and every {@link POLL_MS} until the returned function is called. */
+  #follow(poll: () => Promise<void>, stopping: () => void, ready?: Promise<void>) {
+    const subscription = this.#sql.listen(CHANNEL, () => void poll()).catch(() => undefined);
     const timer = setInterval(() => void poll(), POLL_MS);
     const stop = async () => {
-      stopped = true;
+      stopping();
       clearInterval(timer);
       this.#watchers.delete(stop);
+      await ready;
       const s = await subscription;
       await s?.unlisten().catch(() => {});
     };
@@ -396,18 +404,13 @@ export class PostgresLeaseStore implements LeaseStore {
       }
     };
     const ready = poll();
-    const subscription = sql.listen(CHANNEL, () => void poll()).catch(() => undefined);
-    const timer = setInterval(() => void poll(), POLL_MS);
-    const stop = async () => {
-      stopped = true;
-      clearInterval(timer);
-      this.#watchers.delete(stop);
-      await ready;
-      const s = await subscription;
-      await s?.unlisten().catch(() => {});
-    };
-    this.#watchers.add(stop);
-    return stop;
+    return this.#follow(
+      poll,
+      () => {
+        stopped = true;
+      },
+      ready,
+    );
   }
 
   async close(): Promise<void> {
