@@ -1,70 +1,151 @@
 /**
- * `dstm lease ls`: the lease table, live from a running server's control socket or offline
- * from its database.
+ * `dstm lease ls`: the lease table, live from a running server's control socket (page by page,
+ * printed as it comes) or read from its database (also while the server runs); the
+ * administration subcommands are in ./lease_admin.ts.
  *
  * @module
  */
 import { Command, Option } from "@commander-js/extra-typings";
 import { DstmClient, DstmTransport } from "../lib/client/protocol.ts";
+import { BadRequest, parseLeaseFilter } from "../lib/control/lease_admin_api.ts";
+import {
+  formatCursor,
+  type LeaseFilter,
+  matchesFilter,
+  parseCursor,
+} from "../lib/control/lease_query.ts";
 import {
   describePorts,
   type LeaseJson,
+  leaseTablePrinter,
   leaseToJson,
-  renderLeaseTable,
 } from "../lib/control/lease_view.ts";
+import { type Lease, leaseKey } from "../lib/lease/lease.ts";
 import { LeaseStoreError, SqliteLeaseStore } from "../lib/lease/sqlite.ts";
-import { formatIPv4 } from "../lib/net/addr.ts";
-import { getUnix, unixPermissionProblem } from "../lib/sys/http.ts";
+import { formatIPv4, parseIPv6 } from "../lib/net/addr.ts";
 import { sourceAddressFor, UdpBindError } from "../lib/sys/udp.ts";
 import { DSTM_PORT } from "../lib/wire/dstm_types.ts";
 import { readKeys } from "./common.ts";
 import { unicastIPv4, unicastIPv6 } from "./endpoints.ts";
-import { RuntimeError, UsageError } from "./errors.ts";
+import { UsageError } from "./errors.ts";
+import { addLeaseAdminCommands, answer, controlFetch } from "./lease_admin.ts";
 import { defaultControlSocket } from "./paths.ts";
 
 export function leaseCommand(): Command {
-  const lease = new Command("lease").description("inspect the lease table");
+  const lease = new Command("lease").description("inspect and administer the lease table");
   lease
     .command("ls")
-    .description("list leases: host IPv4, host IPv6, TEP IPv4, TEP IPv6, ports, state, expiry")
+    .description(
+      "list leases: host IPv4, host IPv6, TEP IPv4, TEP IPv6, ports, state, expiry (fetched and printed page by page)",
+    )
     .option("--json", "print JSON (one object with a leases array)")
     .option("--all", "include released and expired leases (kept for sticky re-allocation)")
+    .option("--address <ipv4>", "only leases of this IPv4 address")
+    .option("--prefix <cidr>", "only leases in this IPv4 prefix, or of hosts in this IPv6 prefix")
+    .option("--host <v6>", "only the leases of this host IPv6 address")
+    .option("--state <s>", "only active (default), released, expired, or all")
+    .option("--pool <name>", "only leases of this pool (name or CIDR)")
+    .option("--limit <n>", "print at most N leases (then the cursor for --after, on stderr)")
+    .option("--after <cursor>", "start after this lease (IPV4:PSID, as --limit prints it)")
     .option(
       "--control <path>",
       `control socket of the running server (default ${defaultControlSocket()})`,
     )
-    .option("--db <path>", "read the lease database directly (server stopped)")
+    .option("--db <path>", "read the lease database directly (also while the server runs)")
     .addHelpText(
       "after",
-      "\nExamples:\n  dstm lease ls\n  dstm lease ls --json --all\n  dstm lease ls --db /var/lib/dstm/leases.db",
+      "\nExamples:\n  dstm lease ls\n  dstm lease ls --json --all\n  dstm lease ls --prefix 192.0.2.0/28 --state all\n  dstm lease ls --host 2001:db8:1::10\n  dstm lease ls --limit 100 --after 192.0.2.99:0\n  dstm lease ls --db /var/lib/dstm/leases.db",
     )
     .action(async (flags) => {
-      const leases = flags.db
-        ? await fromDb(flags.db, flags.all ?? false)
-        : await fromServer(flags.control ?? defaultControlSocket(), flags.all ?? false);
-      if (flags.json) process.stdout.write(`${JSON.stringify({ leases }, null, 2)}\n`);
-      else
-        process.stdout.write(leases.length ? renderLeaseTable(leases, Date.now()) : "no leases\n");
+      const params = new URLSearchParams();
+      for (const key of ["address", "prefix", "host", "state", "pool"] as const) {
+        const value = flags[key];
+        if (value !== undefined) params.set(key, value);
+      }
+      if (flags.all && !params.has("state")) params.set("state", "all");
+      const limit = flags.limit === undefined ? Number.POSITIVE_INFINITY : Number(flags.limit);
+      if (flags.limit !== undefined && !(/^\d{1,9}$/.test(flags.limit) && limit >= 1))
+        throw new UsageError(
+          `--limit: "${flags.limit}" is not a whole number of leases (1 or more)`,
+        );
+      // Pages no larger than what is printed (the server's default page is 1,000).
+      if (limit < 1000) params.set("limit", String(limit));
+      const pages = flags.db
+        ? pagesFromDb(flags.db, params, flags.after)
+        : pagesFromServer(flags.control ?? defaultControlSocket(), params, flags.after);
+      await printPages(pages, limit, flags.json === true);
     });
+  addLeaseAdminCommands(lease);
   addLeaseProbeCommands(lease);
   return lease;
 }
 
-async function fromServer(socket: string, all: boolean): Promise<LeaseJson[]> {
-  let response: Response;
-  try {
-    response = await getUnix(socket, `/v1/leases${all ? "?all=1" : ""}`);
-  } catch (error) {
-    throw new RuntimeError(
-      unixPermissionProblem(socket, error) ??
-        `no dstm server answers on ${socket}; is it running? (use --control PATH, or --db PATH when it is stopped)`,
-    );
+type Page = { leases: LeaseJson[]; next: string | null };
+
+/** Prints pages as they come (table or JSON), at most `limit` leases; the rest is never fetched. */
+async function printPages(pages: AsyncIterable<Page>, limit: number, json: boolean): Promise<void> {
+  const table = leaseTablePrinter(Date.now());
+  let printed = 0;
+  let next: string | null = null;
+  if (json) process.stdout.write('{"leases":[');
+  for await (const page of pages) {
+    const take = page.leases.slice(0, limit - printed);
+    if (json) {
+      const text = take.map((l, i) => `${printed + i ? "," : ""}\n  ${JSON.stringify(l)}`).join("");
+      process.stdout.write(text);
+    } else process.stdout.write(table(take));
+    printed += take.length;
+    if (take.length < page.leases.length) {
+      const last = take[take.length - 1] as LeaseJson;
+      next = `${last.hostIPv4}:${portSetPsid(last.portSet)}`;
+      break;
+    }
+    next = page.next;
+    if (next === null || printed >= limit) break;
   }
-  if (!response.ok) throw new RuntimeError(`server at ${socket} answered HTTP ${response.status}`);
-  return ((await response.json()) as { leases: LeaseJson[] }).leases;
+  if (json) process.stdout.write(`\n],"next":${JSON.stringify(next)}}\n`);
+  else if (printed === 0) process.stdout.write("no leases\n");
+  if (next !== null && printed >= limit) process.stderr.write(`more: --after ${next}\n`);
 }
 
-async function fromDb(path: string, all: boolean): Promise<LeaseJson[]> {
+/** The PSID of a `portSet` text ("all" or "offset/psidLength/psid"). */
+function portSetPsid(portSet: string): number {
+  return portSet === "all" ? 0 : Number(portSet.split("/")[2]);
+}
+
+async function* pagesFromServer(
+  socket: string,
+  params: URLSearchParams,
+  after: string | undefined,
+): AsyncIterable<Page> {
+  let cursor = after ?? null;
+  do {
+    if (cursor !== null) params.set("after", cursor);
+    const response = await controlFetch(socket, "GET", `/v1/leases?${params}`);
+    const page = await answer<Page>(response, socket);
+    yield page;
+    cursor = page.next ?? null;
+  } while (cursor !== null);
+}
+
+async function* pagesFromDb(
+  path: string,
+  params: URLSearchParams,
+  after: string | undefined,
+): AsyncIterable<Page> {
+  let filter: LeaseFilter;
+  let cursor = -1;
+  try {
+    filter = parseLeaseFilter(params, (pool) => pool);
+    if (after !== undefined) {
+      const key = parseCursor(after);
+      if (key === null) throw new UsageError(`--after: "${after}" is not a cursor (IPV4:PSID)`);
+      cursor = key;
+    }
+  } catch (error) {
+    if (error instanceof BadRequest) throw new UsageError(error.message);
+    throw error;
+  }
   let store: SqliteLeaseStore;
   try {
     store = SqliteLeaseStore.openReadOnly(path);
@@ -73,12 +154,22 @@ async function fromDb(path: string, all: boolean): Promise<LeaseJson[]> {
     throw error;
   }
   try {
-    const leases = await store.loadAll();
-    return leases.filter((l) => all || l.state === "active").map(leaseToJson);
+    for (;;) {
+      const rows = store.rowsAfter(cursor, DB_PAGE);
+      if (rows.length === 0) return;
+      const last = rows[rows.length - 1] as Lease;
+      cursor = leaseKey(last.ipv4, last.portSet.psid);
+      const leases = rows.filter((l) => matchesFilter(l, filter, parseIPv6)).map(leaseToJson);
+      yield { leases, next: rows.length < DB_PAGE ? null : formatCursor(cursor) };
+      if (rows.length < DB_PAGE) return;
+    }
   } finally {
     await store.close();
   }
 }
+
+/** Rows read from the database per page. */
+const DB_PAGE = 1000;
 
 /** `dstm lease get` / `dstm lease release`: one-shot protocol exchanges, for checking a server by hand. */
 export function addLeaseProbeCommands(lease: Command): void {

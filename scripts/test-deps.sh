@@ -33,6 +33,8 @@ compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || need+=(postgresql)
 # promtool (Debian's prometheus package): every metrics endpoint is checked with
 # `promtool check metrics`. The package's own daemon is never started by the tests.
 command -v promtool >/dev/null || need+=(prometheus)
+# The sqlite3 shell: reads a running server's lease database (lease_admin tests).
+command -v sqlite3 >/dev/null || need+=(sqlite3)
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then
   echo "note: missing ${need[*]}; the end-to-end tests that need them will be skipped (run as root on Debian to install)" >&2

@@ -86,6 +86,61 @@ function leaseStoreConformance(backend: Backend): void {
       expect(await store.loadAll()).toEqual([lease(), shared]);
     });
 
+    test("reservations: put, replace, one slot one host, delete, survive a reopen", async () => {
+      let store = await create();
+      const a = { host6: "2001:db8::a", ipv4: 0xc0000205, psid: 0, createdAt: 7 };
+      const b = { host6: "2001:db8::b", ipv4: 0xc0000203, psid: 2, createdAt: 8 };
+      await store.writeReservation?.({ op: "put", reservation: a });
+      await store.writeReservation?.({ op: "put", reservation: b });
+      expect(await store.loadReservations?.()).toEqual([b, a]); // key order
+      // Another host on a's slot: refused, nothing changed.
+      const thief = { ...a, host6: "2001:db8::c" };
+      await expect(
+        Promise.resolve(store.writeReservation?.({ op: "put", reservation: thief })),
+      ).rejects.toBeInstanceOf(LeaseStoreError);
+      // The same host moved to another slot: replaced.
+      const moved = { ...a, ipv4: 0xc0000206, createdAt: 9 };
+      await store.writeReservation?.({ op: "put", reservation: moved });
+      expect(await store.loadReservations?.()).toEqual([b, moved]);
+      await store.writeReservation?.({ op: "delete", host6: b.host6 });
+      await store.writeReservation?.({ op: "delete", host6: "2001:db8::ffff" });
+      expect(await store.loadReservations?.()).toEqual([moved]);
+      if (backend.reopen) {
+        open.splice(open.indexOf(store), 1);
+        store = await backend.reopen(store);
+        open.push(store);
+        expect(await store.loadReservations?.()).toEqual([moved]);
+      }
+    });
+
+    test("reservations: no active lease for another host on a reserved slot, nor a reservation on another's lease", async () => {
+      const store = await create();
+      const r = { host6: "2001:db8::a", ipv4: 0xc0000201, psid: 0, createdAt: 1 };
+      await store.writeReservation?.({ op: "put", reservation: r });
+      const other = lease({ host6: "2001:db8::b" });
+      // A plain put: refused as a store error; a compare-and-set put: a conflict.
+      await expect(store.write([put(other)])).rejects.toBeInstanceOf(LeaseStoreError);
+      if (backend.cas) {
+        await expect(
+          store.write([{ op: "put", lease: other, expected: null }]),
+        ).rejects.toBeInstanceOf(LeaseConflictError);
+      }
+      expect(await store.loadAll()).toEqual([]);
+      // The reserved host's lease, and another host's released row, are fine.
+      await store.write([put(lease({ host6: "2001:db8::b", state: "released" }))]);
+      await store.write([put(lease())]);
+      expect((await store.loadAll()).map((l) => [l.host6, l.state])).toEqual([
+        ["2001:db8::a", "active"],
+      ]);
+      // A reservation on a slot another host holds: a conflict, nothing stored.
+      const taken = { host6: "2001:db8::c", ipv4: 0xc0000201, psid: 0, createdAt: 2 };
+      await store.writeReservation?.({ op: "delete", host6: r.host6 });
+      await expect(
+        Promise.resolve(store.writeReservation?.({ op: "put", reservation: taken })),
+      ).rejects.toBeInstanceOf(LeaseConflictError);
+      expect(await store.loadReservations?.()).toEqual([]);
+    });
+
     test("put replaces the row with the same key", async () => {
       const store = await create();
       await store.write([put(lease())]);
@@ -406,13 +461,23 @@ describe("SqliteLeaseStore only", () => {
     }
   });
 
-  test("openReadOnly() of a held database says to ask the running server", async () => {
+  test("openReadOnly() reads a database a server holds and writes (WAL reader)", async () => {
     const path = freshPath();
     const held = SqliteLeaseStore.open(path);
     try {
-      expect(() => SqliteLeaseStore.openReadOnly(path)).toThrow(
-        "is in use by a running dstm server; run `dstm lease ls` without --db to ask it",
-      );
+      await held.write([put(lease())]);
+      const reader = SqliteLeaseStore.openReadOnly(path);
+      try {
+        expect(await reader.loadAll()).toEqual([lease()]);
+        // The server keeps writing while the reader is open, and the reader sees the commit.
+        const second = lease({ ipv4: 0xc0000202, host6: "2001:db8::b" });
+        await held.write([put(second)]);
+        expect(await reader.loadAll()).toEqual([lease(), second]);
+      } finally {
+        await reader.close();
+      }
+      // Still the only server: the guard holds while readers come and go.
+      expect(() => SqliteLeaseStore.open(path)).toThrow("is in use by another dstm server");
     } finally {
       await held.close();
     }

@@ -18,6 +18,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { DstmClient, DstmTransport } from "../lib/client/protocol.ts";
 import { createdMarkerPath } from "../lib/lease/sqlite.ts";
+import { lockFilePath } from "../lib/lease/sqlite_lock.ts";
 import { BUN, listenPort, ROOT, runDstm, spawnDstm } from "./helpers/process.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "dstm-dbguard-"));
@@ -72,6 +73,8 @@ test("the database, its WAL and its marker are created 0600", async () => {
     expect((await lease(port, 1, 3)).size).toBe(3);
     expect(mode(db)).toBe(0o600);
     expect(mode(`${db}-wal`)).toBe(0o600);
+    expect(mode(`${db}-shm`)).toBe(0o600);
+    expect(mode(lockFilePath(db))).toBe(0o600);
     expect(mode(createdMarkerPath(db))).toBe(0o600);
     expect(mode(join(dir, "modes"))).toBe(0o700);
   } finally {
@@ -151,7 +154,8 @@ test("an emptied database is refused at start", async () => {
 test.skipIf(process.getuid?.() !== 0 || Bun.which("unshare") === null)(
   "a full disk fails writes with SERVER_ERROR and logs the cause at error level",
   async () => {
-    // A 64 KiB tmpfs in a mount namespace of the server's own (private: nothing leaves it).
+    // A 128 KiB tmpfs in a mount namespace of the server's own (private: nothing leaves it):
+    // room for the database, its lock file and its 32 KiB WAL index (-shm), then a few commits.
     const mnt = join(dir, "full");
     mkdirSync(mnt);
     const db = join(mnt, "leases.db");
@@ -166,7 +170,7 @@ test.skipIf(process.getuid?.() !== 0 || Bun.which("unshare") === null)(
         "private",
         "sh",
         "-c",
-        `mount -t tmpfs -o size=64k dstm-full '${mnt}' && exec '${BUN}' '${join(ROOT, "mod.ts")}' ${argv}`,
+        `mount -t tmpfs -o size=128k dstm-full '${mnt}' && exec '${BUN}' '${join(ROOT, "mod.ts")}' ${argv}`,
       ],
       { cwd: ROOT, stdout: "pipe", stderr: "pipe" },
     );

@@ -79,9 +79,12 @@ class SpyStore implements LeaseStore {
 
 describe("lease durability before the ACK", () => {
   test("the server's SQLite connection runs with synchronous=FULL in WAL mode", () => {
-    const { connections } = openCapturing(tempDb());
-    expect(connections.length).toBe(1);
-    const db = connections[0]!;
+    const path = tempDb();
+    const { connections } = openCapturing(path);
+    // One connection to the lease database (the other holds the lock file, lib/lease/sqlite_lock.ts).
+    const onDb = connections.filter((c) => c.filename === path);
+    expect(onDb.length).toBe(1);
+    const db = onDb[0]!;
     const sync = db.query("PRAGMA synchronous").get() as { synchronous: number };
     expect(sync.synchronous).toBe(2); // FULL: every commit fsyncs the WAL
     const mode = db.query("PRAGMA journal_mode").get() as { journal_mode: string };

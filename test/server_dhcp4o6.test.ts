@@ -11,13 +11,12 @@ import {
 } from "../lib/wire/dhcp4.ts";
 import {
   DHCP4O6_FLAG_UNICAST,
-  type Dhcp4o6Message,
   Dhcp6MessageType,
-  decodeDhcp4o6,
   encodeDhcp4o6,
   encodeDhcp6,
 } from "../lib/wire/dhcp4o6.ts";
 import { dhcp4Message } from "./helpers/dhcp4.ts";
+import { exchange4o6 } from "./helpers/dhcp4o6_exchange.ts";
 import { waitUntil } from "./helpers/wait.ts";
 
 const SERVER_ID = parseIPv4("192.0.2.1")!;
@@ -40,22 +39,7 @@ async function start(overrides: Partial<ServerConfig> = {}) {
   return server;
 }
 
-/** A 4o6 client stand-in on ::1: sends one query, returns the response (rejects after 5 s). */
-async function exchange(port: number, dhcp4: Dhcp4Message, flags = 0): Promise<Dhcp4o6Message> {
-  let answer: Uint8Array | null = null;
-  const ep = await bindUdp("::1", 0, (data) => {
-    answer = data;
-  });
-  try {
-    ep.send(encodeDhcp4o6({ type: Dhcp6MessageType.DHCPV4_QUERY, flags, dhcp4 }), "::1", port);
-    await waitUntil(() => answer !== null, { what: "the 4o6 server's answer" });
-  } finally {
-    ep.close();
-  }
-  const decoded = decodeDhcp4o6(answer!);
-  if (!decoded.ok) throw new Error(decoded.error.message);
-  return decoded.value;
-}
+const exchange = exchange4o6;
 
 /**
  * Sends a query that must get no answer; once `handled()` says the server has dealt with it,

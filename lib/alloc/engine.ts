@@ -14,7 +14,8 @@
  * whole-address pool has one slot per address (PSID 0, WHOLE_ADDRESS), a pool shared by 2^k
  * has 2^k per address, numbered address-major so that the PSIDs of one address go before the
  * next address (./pool.ts, ./sharing.ts). Slot choice for a DISCOVER (pools in config order):
- * 1. the host's active lease (renewed: a retransmitted DISCOVER gets the same answer);
+ * 1. the host's active lease (renewed: a retransmitted DISCOVER gets the same answer), else
+ *    the slot reserved for it (./reservations.ts: no other host ever gets that one);
  * 2. the host's previous slot, if still free ("sticky", like a DHCP server);
  * 3. the client's hint (an address), if it is in a pool and one of its port sets is free;
  * 4. a never-used slot (a cursor over the slot states), then the released or expired slot
@@ -46,18 +47,28 @@ import {
   leaseHolder,
   leaseKey,
   type PortSet,
+  type Reservation,
   sameLease,
 } from "../lease/lease.ts";
 import { canonicalIPv6, formatIPv4, formatIPv6 } from "../net/addr.ts";
 import { formatPortSet } from "../net/portset.ts";
+import {
+  type AdminResult,
+  adminFail,
+  adminOk,
+  type SlotView,
+  slotProblem,
+  slotState,
+} from "./admin.ts";
 import { type ClientScope, holderOf, poolServes } from "./client_scope.ts";
 import { ExpiryHeap } from "./expiry_heap.ts";
 import { DEFAULT_HOST_PREFIX_LENGTH } from "./host_prefix.ts";
 import { LeaseClock } from "./lease_clock.ts";
 import { Pool, PoolConfigError, poolsOverlap } from "./pool.ts";
 import { PrefixCaps, SITE_DEFAULTS } from "./prefix_caps.ts";
+import { Reservations } from "./reservations.ts";
 import type { SharingSpec } from "./sharing.ts";
-import { ACTIVE, FREE, OFF, PoolSlots } from "./slots.ts";
+import { ACTIVE, FREE, OFF, PoolSlots, RESERVED } from "./slots.ts";
 
 /** One pool of the server configuration and the TEP its leases use. */
 export interface PoolConfig extends SharingSpec {
@@ -210,6 +221,10 @@ export class AllocationEngine {
   /** Address index and slot (−1: none) found by the last #locate / #pickFresh (saves allocating a tuple). */
   #address = -1;
   #slot = -1;
+  /** Host reservations (./reservations.ts); their free slots are RESERVED in their pool. */
+  readonly #reservations = new Reservations();
+  /** Rows an administrator ended (./admin.ts): their host's INIT-REBOOT REQUEST is refused. */
+  readonly #revoked = new WeakSet<Lease>();
 
   /** Validates the pools (each, and that no two overlap); throws {@link PoolConfigError}. */
   constructor(opts: EngineOptions) {
@@ -265,7 +280,7 @@ export class AllocationEngine {
       if (!Number.isInteger(tep4) || tep4 < 0 || tep4 > 0xffffffff) {
         throw new PoolConfigError(`pool ${pool.name}: TEP IPv4 ${tep4} is not an IPv4 address`);
       }
-      return new PoolSlots(pool, tep6, tep4, rowAt);
+      return new PoolSlots(pool, tep6, tep4, rowAt, (key) => this.#reservations.has(key));
     });
     const overlap = poolsOverlap(pools.map((p) => p.pool));
     if (overlap) throw new PoolConfigError(overlap.message);
@@ -312,6 +327,7 @@ export class AllocationEngine {
     this.#expiry = new ExpiryHeap();
     this.#orphans = 0;
     for (const row of rows) this.#setRow(_key(row), row);
+    for (const r of this.#reservations.list()) this.#settleSlot(r.ipv4, r.psid);
     return this.#orphans;
   }
 
@@ -327,12 +343,25 @@ export class AllocationEngine {
         else this.absorb(rows);
       });
     }
+    // Shared store: the other servers' reservations as they change (./reservations.ts).
+    if (this.#shared && this.#store.watchReservations) {
+      const unwatch = this.#store.watchReservations((all) => {
+        for (const r of this.#reservations.replace(all)) this.#settleSlot(r.ipv4, r.psid);
+      });
+      const unwatchRows = this.#unwatch;
+      this.#unwatch = async () => {
+        await unwatchRows?.();
+        await unwatch();
+      };
+    }
+    for (const r of (await this.#store.loadReservations?.()) ?? []) this.#reservations.set(r);
     const rows = await this.#store.loadAll();
     // Freed rows oldest first, so each lands at the tail of its pool's free list.
     const order = rows.slice().sort((a, b) => a.expiresAt - b.expiresAt || _key(a) - _key(b));
     // Rows share the pool's TEP, pool name and state strings (a store gives each row its
     // own): about 100 bytes less per lease, a million times over.
     for (const row of order) this.#setRow(_key(row), this.#shareStrings(row));
+    for (const r of this.#reservations.list()) this.#settleSlot(r.ipv4, r.psid);
     this.#clock.check();
     this.#started = true;
     const backlog = early;
@@ -411,8 +440,15 @@ export class AllocationEngine {
     let ps: PoolSlots | undefined;
     let slot = -1;
     let outcome: EngineOutcome = "allocated";
+    const reserved = this.#reservedSlot(host6);
+    if (reserved) {
+      // Its reservation first: the slot is kept for this host alone (./reservations.ts).
+      ps = reserved;
+      slot = this.#slot;
+      outcome = "reused";
+    }
     const previous = this.#historyByHost.get(holder);
-    if (previous !== undefined) {
+    if (!ps && previous !== undefined) {
       const row = this.#rows.get(previous);
       const candidate = row ? this.#locate(row.ipv4, row.portSet.psid) : undefined;
       if (
@@ -520,10 +556,12 @@ export class AllocationEngine {
     }
     const limited = this.#overPrefixLimit(host6, 0);
     if (limited) return limited;
-    let slot = -1;
+    const refusal = this.#initRebootRefusal(host6, ipv4);
+    if (refusal) return refusal;
+    let slot = this.#reservedSlot(host6) === ps ? this.#slot : -1;
     const previous = this.#historyByHost.get(holder);
     const before = previous === undefined ? undefined : this.#rows.get(previous);
-    if (before?.ipv4 === ipv4 && this.#locate(ipv4, before.portSet.psid) === ps) {
+    if (slot < 0 && before?.ipv4 === ipv4 && this.#locate(ipv4, before.portSet.psid) === ps) {
       if (this.#slot >= 0 && ps.state[this.#slot] === FREE) slot = this.#slot;
     }
     if (slot < 0) slot = ps.freeSlotOf(index);
@@ -722,7 +760,7 @@ export class AllocationEngine {
       pool: p.pool.name,
       size: p.pool.size,
       active: p.active,
-      free: p.pool.size - p.active - p.blocked,
+      free: p.pool.size - p.active - p.blocked - p.reserved,
       addresses: p.pool.addresses,
       share: p.pool.sharing.share,
     }));
@@ -763,6 +801,185 @@ export class AllocationEngine {
     this.#closed = true;
     await this.#unwatch?.();
     await this.#committer.flush();
+  }
+
+  // ── administration (./admin.ts, lib/server/lease_admin.ts) ───────────────────────────
+
+  /** Every row, live and in no particular order (a row changed meanwhile is seen as it is then). */
+  rows(): IterableIterator<Lease> {
+    return this.#rows.values();
+  }
+
+  /** Where (`ipv4`, `psid`) lies: its pool and slot state, its row, its reservation; undefined: in no pool. */
+  slotView(ipv4: number, psid: number): SlotView | undefined {
+    const ps = _isIPv4(ipv4) ? this.#locate(ipv4, psid) : undefined;
+    if (!ps) return undefined;
+    const key = leaseKey(ipv4, psid);
+    return {
+      pool: ps.pool.name,
+      share: ps.pool.sharing.share,
+      state: this.#slot < 0 ? "beyond-share" : slotState(ps.state[this.#slot] as number),
+      row: this.#rows.get(key),
+      reservation: this.#reservations.ofKey(key),
+    };
+  }
+
+  /** Every reservation, in key order. */
+  reservations(): Reservation[] {
+    return this.#reservations.list();
+  }
+
+  /** The host's reservation. */
+  reservationOf(host6: string): Reservation | undefined {
+    return this.#reservations.ofHost(host6);
+  }
+
+  /**
+   * An administrator ends these active leases now (Kea's lease4-del): each becomes
+   * `released`, all in one durable batch, and their hosts' INIT-REBOOT REQUEST for that
+   * address is refused (`no-such-lease`: NAK) until they DISCOVER again. Keys without an
+   * active lease are skipped. Resolves with the leases ended (as they were).
+   */
+  endLeases(keys: readonly number[]): Promise<AdminResult<Lease[]>> {
+    if (this.#closed || !this.#started) return adminFail("store-failed", "the server is stopping");
+    const now = this.#now();
+    const ops: LeaseOp[] = [];
+    const done: number[] = [];
+    const ended: Lease[] = [];
+    const rows: Lease[] = [];
+    for (const key of new Set(keys)) {
+      const row = this.#rows.get(key);
+      if (row?.state !== "active") continue;
+      const end = _copy(row, "released", now);
+      this.#change(key, end);
+      this.#revoked.add(end);
+      ops.push(this.#put(key, end));
+      done.push(key);
+      rows.push(end);
+      ended.push(row);
+    }
+    if (ops.length === 0) return adminOk([]);
+    const success: AdminResult<Lease[]> = { ok: true, value: ended };
+    return this.#persist<AdminResult<Lease[]>>(ops, done, rows, success, (f) => ({
+      ok: false,
+      reason: "store-failed",
+      message: f.ok ? "lease store write failed" : f.message,
+    }));
+  }
+
+  /**
+   * An administrator gives `host6` the slot (`ipv4`, `psid`) for `seconds` from now (Kea's
+   * lease4-add), outside the pools' lease-time limits. Refused when the slot is in no pool or
+   * not usable, held or reserved by another host, or the host holds another active lease.
+   */
+  grant(host6: string, ipv4: number, psid: number, seconds: number): Promise<AdminResult<Lease>> {
+    if (this.#closed || !this.#started) return adminFail("store-failed", "the server is stopping");
+    const problem = this.#slotProblem(host6, ipv4, psid);
+    if (problem) return adminFail(problem.reason, problem.message);
+    const ps = this.#locate(ipv4, psid) as PoolSlots;
+    const now = this.#now();
+    const lease = _lease(ipv4, ps.pool.portSetOf(this.#slot), host6, ps, now, now + seconds * 1000);
+    return this.#apply(leaseKey(ipv4, psid), lease, "allocated").then(
+      (r): AdminResult<Lease> =>
+        r.ok
+          ? { ok: true, value: r.lease }
+          : { ok: false, reason: "store-failed", message: r.message },
+    );
+  }
+
+  /**
+   * Reserves the slot (`ipv4`, `psid`) for `host6` (Kea's host reservation): from now on no
+   * other host gets it, and this host gets it whenever it asks. Durable before it resolves;
+   * refused like {@link grant}, and when the host has a reservation already.
+   */
+  async reserve(reservation: Reservation): Promise<AdminResult<Reservation>> {
+    const { host6, ipv4, psid } = reservation;
+    if (!this.#store.writeReservation) {
+      return adminFail("unsupported", `the ${this.#store.kind} lease store keeps no reservations`);
+    }
+    const held = this.#reservations.ofHost(host6);
+    if (held) {
+      return adminFail(
+        "in-use",
+        `host ${host6} already has a reservation (${formatIPv4(held.ipv4)} psid ${held.psid}); remove it first`,
+      );
+    }
+    const problem = this.#slotProblem(host6, ipv4, psid);
+    if (problem) return adminFail(problem.reason, problem.message);
+    // Memory first, synchronously: no allocation can take the slot while the write is out.
+    this.#reservations.set(reservation);
+    this.#settleSlot(ipv4, psid);
+    try {
+      await this.#store.writeReservation({ op: "put", reservation });
+    } catch (error) {
+      this.#reservations.delete(host6);
+      this.#settleSlot(ipv4, psid);
+      // Another server's host holds the slot (a shared store): its row comes in by watch().
+      if (error instanceof LeaseConflictError)
+        return adminFail("in-use", `${formatIPv4(ipv4)}: ${error.message}`);
+      return adminFail("store-failed", `lease store write failed: ${(error as Error).message}`);
+    }
+    return { ok: true, value: reservation };
+  }
+
+  /** Removes the host's reservation (durable before it resolves); its lease, if any, stays. */
+  async unreserve(host6: string): Promise<AdminResult<Reservation>> {
+    const old = this.#reservations.ofHost(host6);
+    if (!old || !this.#store.writeReservation) {
+      return adminFail("no-such-lease", `host ${host6} has no reservation`);
+    }
+    this.#reservations.delete(host6);
+    this.#settleSlot(old.ipv4, old.psid);
+    try {
+      await this.#store.writeReservation({ op: "delete", host6 });
+    } catch (error) {
+      this.#reservations.set(old);
+      this.#settleSlot(old.ipv4, old.psid);
+      return adminFail("store-failed", `lease store write failed: ${(error as Error).message}`);
+    }
+    return { ok: true, value: old };
+  }
+
+  /** Why `host6` may not take (`ipv4`, `psid`) by an administrator's hand (./admin.ts), or undefined. */
+  #slotProblem(host6: string, ipv4: number, psid: number) {
+    return slotProblem(ipv4, psid, this.slotView(ipv4, psid), host6, this.lookupHost(host6));
+  }
+
+  /** The pool of the host's reservation when its slot is free for it (RESERVED; slot in #slot), else undefined. */
+  #reservedSlot(host6: string): PoolSlots | undefined {
+    const r = this.#reservations.ofHost(host6);
+    if (!r) return undefined;
+    const ps = this.#locate(r.ipv4, r.psid);
+    return ps && this.#slot >= 0 && ps.state[this.#slot] === RESERVED ? ps : undefined;
+  }
+
+  /**
+   * A REQUEST for `ipv4` from a host that holds no lease (INIT-REBOOT) is refused when the
+   * host has a reservation for another address, or an administrator ended its lease on it.
+   */
+  #initRebootRefusal(host6: string, ipv4: number): Promise<EngineResult> | undefined {
+    const r = this.#reservations.ofHost(host6);
+    if (r && r.ipv4 !== ipv4) {
+      return _fail(
+        "no-such-lease",
+        `host ${host6} has a reservation for ${formatIPv4(r.ipv4)}; send DISCOVER`,
+      );
+    }
+    const last = this.#historyByHost.get(host6);
+    const row = last === undefined ? undefined : this.#rows.get(last);
+    if (row && row.ipv4 === ipv4 && this.#revoked.has(row)) {
+      return _fail(
+        "no-such-lease",
+        `the lease of ${host6} on ${formatIPv4(ipv4)} was ended by an administrator; send DISCOVER`,
+      );
+    }
+    return undefined;
+  }
+
+  /** Recomputes the state of the slot (`ipv4`, `psid`) after its reservation changed. */
+  #settleSlot(ipv4: number, psid: number): void {
+    const ps = this.#locate(ipv4, psid);
+    if (ps && this.#slot >= 0 && ps.state[this.#slot] !== OFF) ps.settle(this.#slot);
   }
 
   // ── decisions → memory → store ──────────────────────────────────────────────────────

@@ -14,6 +14,8 @@
  *   handed out until it ends (one address, one k and one offset: RFC 7597 §5.1 sets only stay
  *   disjoint that way).
  * - `OFF`: never usable (network, broadcast, excluded, or a PSID holding well-known ports).
+ * - `RESERVED`: no active lease, but reserved for one host (./reservations.ts): handed out to
+ *   that host only, by the engine, never by the cursor, the free list or a hint.
  *
  * The engine calls {@link PoolSlots.settle} for a slot whenever its row changes and
  * {@link PoolSlots.block} / {@link PoolSlots.unblock} when an active lease of another layout
@@ -30,6 +32,7 @@ export const ACTIVE = 1;
 export const FREE = 2;
 export const OFF = 3;
 export const BLOCKED = 4;
+export const RESERVED = 5;
 
 export class PoolSlots {
   /** NEVER / ACTIVE / FREE / OFF / BLOCKED per slot. */
@@ -44,6 +47,7 @@ export class PoolSlots {
   /** Slots in state ACTIVE / BLOCKED. */
   active = 0;
   blocked = 0;
+  reserved = 0;
   /** Rows stepped over by free-list insertions so far: a cost counter (0 per insertion at the tail). */
   walked = 0;
   /** Address index → number of active leases of another layout on it. */
@@ -51,12 +55,16 @@ export class PoolSlots {
   readonly #share: number;
   readonly #shift: number;
 
-  /** `rowAt` reads the engine's lease table (the row of a key, if any). */
+  /**
+   * `rowAt` reads the engine's lease table (the row of a key, if any); `isReserved` says
+   * whether a key is reserved for a host (default: none is).
+   */
   constructor(
     readonly pool: Pool,
     readonly tep6: string,
     readonly tep4: number,
     readonly rowAt: (key: number) => Lease | undefined,
+    readonly isReserved: (key: number) => boolean = () => false,
   ) {
     const n = pool.slotCount;
     this.state = new Uint8Array(n);
@@ -134,6 +142,7 @@ export class PoolSlots {
     if (!row) target = NEVER;
     else if (row.state !== "active") target = FREE;
     else target = this.matches(row) ? ACTIVE : BLOCKED;
+    if ((target === NEVER || target === FREE) && this.isReserved(key)) target = RESERVED;
     if (target !== ACTIVE && this.#blockers.has(slot >>> this.#shift)) target = BLOCKED;
     this.#set(slot, target, key, row);
   }
@@ -169,10 +178,12 @@ export class PoolSlots {
     if (previous === FREE) this.#freeRemove(slot);
     else if (previous === ACTIVE) this.active--;
     else if (previous === BLOCKED) this.blocked--;
+    else if (previous === RESERVED) this.reserved--;
     this.state[slot] = target;
     if (target === FREE) this.#freeInsert(slot, key, row as Lease);
     else if (target === ACTIVE) this.active++;
     else if (target === BLOCKED) this.blocked++;
+    else if (target === RESERVED) this.reserved++;
     else if (slot < this.#cursor) this.#cursor = slot;
   }
 

@@ -77,22 +77,38 @@ const COLUMNS: [keyof LeaseJson | "expiresIn", string][] = [
 
 /** Renders leases as an aligned text table; `now` makes "EXPIRES" relative ("in 59m58s"). */
 export function renderLeaseTable(leases: readonly LeaseJson[], now: number): string {
-  const rows = leases.map((lease) =>
-    COLUMNS.map(([key]) => {
-      if (key === "expiresIn") return relative(Date.parse(lease.expiresAt) - now);
-      return String(lease[key] ?? "-");
-    }),
-  );
+  return leaseTablePrinter(now)(leases);
+}
+
+/**
+ * A table printed page by page (`lease ls` over a paged control API): the first call returns
+ * the header and its rows, with the column widths of that page; later calls return rows in
+ * the same widths (a longer cell pushes its line, never the columns above it).
+ */
+export function leaseTablePrinter(now: number): (leases: readonly LeaseJson[]) => string {
+  let widths: number[] | undefined;
   const header = COLUMNS.map(([, title]) => title);
-  const widths = header.map((title, i) =>
-    Math.max(title.length, ...rows.map((row) => row[i]!.length)),
-  );
-  const line = (cells: string[]) =>
-    cells
-      .map((cell, i) => (i === cells.length - 1 ? cell : cell.padEnd(widths[i]!)))
-      .join("  ")
-      .trimEnd();
-  return `${[line(header), ...rows.map(line)].join("\n")}\n`;
+  return (leases) => {
+    const rows = leases.map((lease) =>
+      COLUMNS.map(([key]) => {
+        if (key === "expiresIn") return relative(Date.parse(lease.expiresAt) - now);
+        return String(lease[key] ?? "-");
+      }),
+    );
+    if (rows.length === 0) return "";
+    const first = widths === undefined;
+    widths ??= header.map((title, i) =>
+      Math.max(title.length, ...rows.map((row) => row[i]!.length)),
+    );
+    const w = widths;
+    const line = (cells: string[]) =>
+      cells
+        .map((cell, i) => (i === cells.length - 1 ? cell : cell.padEnd(w[i]!)))
+        .join("  ")
+        .trimEnd();
+    const lines = first ? [line(header), ...rows.map(line)] : rows.map(line);
+    return lines.length ? `${lines.join("\n")}\n` : "";
+  };
 }
 
 function relative(ms: number): string {

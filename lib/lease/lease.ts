@@ -71,6 +71,23 @@ export function leaseHolder(lease: Pick<Lease, "host6" | "identity">): string {
   return lease.identity ?? lease.host6;
 }
 
+/**
+ * A host reservation: `host6` always gets the slot (`ipv4`, `psid`) and no other host ever
+ * does (lib/alloc/reservations.ts). `psid` is 0 for a whole address. `createdAt`: ms since
+ * the Unix epoch. A store holds at most one per host and one per slot.
+ */
+export interface Reservation {
+  readonly host6: string;
+  readonly ipv4: number;
+  readonly psid: number;
+  readonly createdAt: number;
+}
+
+/** A change to the stored reservations: add or replace the host's, or remove it. */
+export type ReservationOp =
+  | { readonly op: "put"; readonly reservation: Reservation }
+  | { readonly op: "delete"; readonly host6: string };
+
 /** The store key of a lease: `ipv4 * 65536 + psid`, exact in a double. */
 export function leaseKey(ipv4: number, psid: number): number {
   return bindingKey(ipv4, psid); // one key for a lease and its binding (lib/net/portset.ts)
@@ -120,6 +137,25 @@ export interface LeaseStore {
    * from now until the returned stop function is called. Shared stores only.
    */
   watch?(onRows: (rows: Lease[]) => void): () => Promise<void>;
+  /** Every stored reservation, in key order (absent: the store keeps none). */
+  loadReservations?(): Promise<Reservation[]>;
+  /**
+   * Applies one reservation change durably. A put replaces the host's reservation; it rejects
+   * (and changes nothing) with {@link LeaseStoreError} when another host holds a reservation
+   * on the same slot, with {@link LeaseConflictError} when another host holds an active lease
+   * on it. Deleting a host without one is no error.
+   *
+   * Stores that keep reservations also refuse, in `write`, an active lease on a reserved slot
+   * for another host than the reserved one (the whole batch; LeaseConflictError when that put
+   * has `expected`, else LeaseStoreError): with a shared store, a server that has not yet
+   * learned of a reservation made by another cannot hand its slot out.
+   */
+  writeReservation?(op: ReservationOp): Promise<void>;
+  /**
+   * Shared stores: calls `onChange` with every reservation whenever they changed (any
+   * writer's change), from now until the returned stop function is called.
+   */
+  watchReservations?(onChange: (all: Reservation[]) => void): () => Promise<void>;
 }
 
 /** A compare-and-set put found another row than it expected: another server changed the key. */

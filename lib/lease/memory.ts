@@ -17,6 +17,8 @@ import {
   LeaseStoreError,
   leaseHolder,
   leaseKey,
+  type Reservation,
+  type ReservationOp,
   sameLease,
 } from "./lease.ts";
 
@@ -32,6 +34,9 @@ export class MemoryLeaseStore implements LeaseStore {
   readonly #rows = new Map<number, Lease>();
   /** holder (leaseHolder: identity, else host6) → key of its active lease. */
   readonly #activeByHost = new Map<string, number>();
+  /** host6 → reservation. */
+  readonly #reservations = new Map<string, Reservation>();
+  readonly #reservationWatchers = new Set<(all: Reservation[]) => void>();
   #closed = false;
 
   constructor(opts: { shared?: boolean } = {}) {
@@ -74,6 +79,15 @@ export class MemoryLeaseStore implements LeaseStore {
           }
         }
         if (next?.state === "active") {
+          const reserved = this.#reservedFor(key);
+          if (reserved !== undefined && reserved !== next.host6) {
+            const message = `key ${key} is reserved for ${reserved}`;
+            if (op.op === "put" && op.expected !== undefined) {
+              conflict = message;
+              break;
+            }
+            throw new LeaseStoreError(message);
+          }
           const held = this.#activeByHost.get(leaseHolder(next));
           if (held !== undefined && held !== key && op.op === "put" && op.expected !== undefined) {
             // Compare-and-set: the writer did not know of the host's lease (another server's).
@@ -119,6 +133,69 @@ export class MemoryLeaseStore implements LeaseStore {
       if (held !== undefined && held !== key) rows.push(this.#rows.get(held) as Lease);
     }
     return new LeaseConflictError(message, rows, missing);
+  }
+
+  /** Every reservation in key order. */
+  loadReservations(): Promise<Reservation[]> {
+    if (this.#closed) return Promise.reject(_closed());
+    const all = [...this.#reservations.values()];
+    all.sort((a, b) => leaseKey(a.ipv4, a.psid) - leaseKey(b.ipv4, b.psid));
+    return Promise.resolve(all);
+  }
+
+  /** Adds, replaces or removes a host's reservation; one slot, one host. */
+  writeReservation(op: ReservationOp): Promise<void> {
+    if (this.#closed) return Promise.reject(_closed());
+    if (op.op === "delete") {
+      if (this.#reservations.delete(op.host6)) this.#tellReservations();
+      return Promise.resolve();
+    }
+    const r = op.reservation;
+    const row = this.#rows.get(leaseKey(r.ipv4, r.psid));
+    if (row?.state === "active" && row.host6 !== r.host6) {
+      return Promise.reject(
+        new LeaseConflictError(`slot ${leaseKey(r.ipv4, r.psid)} is leased to ${row.host6}`, [row]),
+      );
+    }
+    for (const other of this.#reservations.values()) {
+      if (other.host6 !== r.host6 && other.ipv4 === r.ipv4 && other.psid === r.psid) {
+        return Promise.reject(
+          new LeaseStoreError(`slot ${leaseKey(r.ipv4, r.psid)} is reserved for ${other.host6}`),
+        );
+      }
+    }
+    this.#reservations.set(r.host6, r);
+    this.#tellReservations();
+    return Promise.resolve();
+  }
+
+  /** Shared stores: tells `onChange` (one turn of the event loop later) every reservation after each change. */
+  watchReservations(onChange: (all: Reservation[]) => void): () => Promise<void> {
+    this.#reservationWatchers.add(onChange);
+    return () => {
+      this.#reservationWatchers.delete(onChange);
+      return Promise.resolve();
+    };
+  }
+
+  #tellReservations(): void {
+    if (this.#reservationWatchers.size === 0) return;
+    setImmediate(() => {
+      void this.loadReservations().then(
+        (all) => {
+          for (const watcher of this.#reservationWatchers) watcher(all);
+        },
+        () => {},
+      );
+    });
+  }
+
+  /** The host a key is reserved for, if any. */
+  #reservedFor(key: number): string | undefined {
+    if (this.#reservations.size === 0) return undefined;
+    for (const r of this.#reservations.values())
+      if (leaseKey(r.ipv4, r.psid) === key) return r.host6;
+    return undefined;
   }
 
   close(): Promise<void> {

@@ -39,6 +39,8 @@ import {
   LeaseStoreError,
   leaseHolder,
   leaseKey,
+  type Reservation,
+  type ReservationOp,
   WHOLE_ADDRESS,
 } from "./lease.ts";
 
@@ -73,6 +75,28 @@ export const PG_SCHEMA_1: readonly string[] = [
   `CREATE UNIQUE INDEX IF NOT EXISTS dstm_leases_active_host ON dstm_leases (host6) WHERE state = 'active'`,
   `CREATE INDEX IF NOT EXISTS dstm_leases_seq_idx ON dstm_leases (seq)`,
   `CREATE TABLE IF NOT EXISTS dstm_meta (version integer NOT NULL)`,
+  `CREATE TABLE IF NOT EXISTS dstm_reservations (
+    host6 text PRIMARY KEY,
+    key bigint NOT NULL UNIQUE,
+    ipv4 bigint NOT NULL,
+    psid integer NOT NULL,
+    created_at bigint NOT NULL,
+    seq bigint NOT NULL DEFAULT nextval('dstm_leases_seq')
+  )`,
+  // A server that has not learned of a reservation yet cannot hand its slot to another host:
+  // the row is refused as a unique violation, so its compare-and-set batch conflicts.
+  `CREATE OR REPLACE FUNCTION dstm_reserved_check() RETURNS trigger AS $$
+  BEGIN
+    IF NEW.state = 'active' AND EXISTS (SELECT 1 FROM dstm_reservations r
+        WHERE r.key = NEW.key AND r.host6 <> NEW.host6) THEN
+      RAISE EXCEPTION 'dstm: slot % is reserved for another host', NEW.key
+        USING ERRCODE = 'unique_violation';
+    END IF;
+    RETURN NEW;
+  END $$ LANGUAGE plpgsql`,
+  `DROP TRIGGER IF EXISTS dstm_leases_reserved ON dstm_leases`,
+  `CREATE TRIGGER dstm_leases_reserved BEFORE INSERT OR UPDATE ON dstm_leases
+    FOR EACH ROW EXECUTE FUNCTION dstm_reserved_check()`,
 ];
 
 /**
@@ -248,11 +272,113 @@ export class PostgresLeaseStore implements LeaseStore {
       }
       if (_sqlState(error) === "23505") {
         throw new LeaseStoreError(
-          `lease database ${this.where}: a host would hold two active leases (${_message(error)})`,
+          _message(error).includes("reserved")
+            ? `lease database ${this.where}: ${_message(error)}`
+            : `lease database ${this.where}: a host would hold two active leases (${_message(error)})`,
         );
       }
       throw this.#error(error);
     }
+  }
+
+  /** Every stored reservation, in key order. */
+  async loadReservations(): Promise<Reservation[]> {
+    this.#check();
+    try {
+      const rows = (await this.#sql`SELECT host6, ipv4, psid, created_at
+        FROM dstm_reservations ORDER BY key`) as Record<string, string | number>[];
+      return rows.map((r) => ({
+        host6: String(r.host6),
+        ipv4: Number(r.ipv4),
+        psid: Number(r.psid),
+        createdAt: Number(r.created_at),
+      }));
+    } catch (error) {
+      throw this.#error(error);
+    }
+  }
+
+  /** Applies one reservation change in its own transaction; a slot reserved for another host rejects. */
+  async writeReservation(op: ReservationOp): Promise<void> {
+    this.#check();
+    try {
+      await this.#sql.begin(async (tx) => {
+        await tx`SELECT pg_advisory_xact_lock(${WRITE_LOCK})`;
+        if (op.op === "delete") {
+          await tx`DELETE FROM dstm_reservations WHERE host6 = ${op.host6}`;
+          await tx`SELECT pg_notify(${CHANNEL}, '')`;
+          return;
+        }
+        const r = op.reservation;
+        const key = leaseKey(r.ipv4, r.psid);
+        const held = (await tx`SELECT ${tx.unsafe(COLUMNS)} FROM dstm_leases
+          WHERE key = ${key} AND state = 'active' AND host6 <> ${r.host6}`) as _Row[];
+        if (held.length > 0) {
+          const row = _toLease(held[0] as _Row);
+          throw new LeaseConflictError(`slot ${key} is leased to ${row.host6}`, [row]);
+        }
+        await tx`DELETE FROM dstm_reservations WHERE host6 = ${r.host6}`;
+        await tx`INSERT INTO dstm_reservations (host6, key, ipv4, psid, created_at)
+          VALUES (${r.host6}, ${key}, ${r.ipv4}, ${r.psid}, ${r.createdAt})`;
+        await tx`SELECT pg_notify(${CHANNEL}, '')`;
+      });
+    } catch (error) {
+      if (error instanceof LeaseConflictError) throw error;
+      if (_sqlState(error) === "23505") {
+        throw new LeaseStoreError(
+          `lease database ${this.where}: that slot is reserved for another host`,
+        );
+      }
+      throw this.#error(error);
+    }
+  }
+
+  /**
+   * Calls `onChange` with every reservation whenever they changed (their highest `seq` or
+   * their count moved): on each NOTIFY, and every second in case one was lost.
+   */
+  watchReservations(onChange: (all: Reservation[]) => void): () => Promise<void> {
+    let last = "";
+    let running = false;
+    let stopped = false;
+    const sql = this.#sql;
+    const poll = async (): Promise<void> => {
+      if (running || stopped || this.#closed) return;
+      running = true;
+      try {
+        const top = (await sql`SELECT coalesce(max(seq), 0) AS seq, count(*) AS n
+          FROM dstm_reservations`) as { seq: string; n: string }[];
+        const version = `${top[0]?.seq}/${top[0]?.n}`;
+        if (version !== last) {
+          const all = await this.loadReservations();
+          last = version;
+          if (!stopped) onChange(all);
+        }
+      } catch {
+        // the database is away: the next notification or poll tries again
+      } finally {
+        running = false;
+      }
+    };
+    return this.#follow(poll, () => {
+      stopped = true;
+    });
+  }
+
+  /** Runs `poll` on each NOTIFY and every {@link POLL_MS} until the returned function is called. */
+  #follow(poll: () => Promise<void>, stopping: () => void, ready?: Promise<void>) {
+    const subscription = this.#sql.listen(CHANNEL, () => void poll()).catch(() => undefined);
+    const timer = setInterval(() => void poll(), POLL_MS);
+    const stop = async () => {
+      stopping();
+      clearInterval(timer);
+      this.#watchers.delete(stop);
+      await ready;
+      const s = await subscription;
+      await s?.unlisten().catch(() => {});
+    };
+    this.#watchers.add(stop);
+    return stop;
   }
 
   /**
@@ -299,18 +425,13 @@ export class PostgresLeaseStore implements LeaseStore {
       }
     };
     const ready = poll();
-    const subscription = sql.listen(CHANNEL, () => void poll()).catch(() => undefined);
-    const timer = setInterval(() => void poll(), POLL_MS);
-    const stop = async () => {
-      stopped = true;
-      clearInterval(timer);
-      this.#watchers.delete(stop);
-      await ready;
-      const s = await subscription;
-      await s?.unlisten().catch(() => {});
-    };
-    this.#watchers.add(stop);
-    return stop;
+    return this.#follow(
+      poll,
+      () => {
+        stopped = true;
+      },
+      ready,
+    );
   }
 
   async close(): Promise<void> {

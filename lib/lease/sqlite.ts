@@ -1,11 +1,12 @@
 /**
  * The lease table in an embedded SQLite database (bun:sqlite, https://bun.sh/docs/api/sqlite).
  *
- * One dstm server owns one database file: the connection runs with `locking_mode=EXCLUSIVE`
- * and takes the lock at open (a write transaction), so a second server on the same file fails
- * at once instead of both handing out the same addresses. Exclusive mode is set before WAL is
- * entered, so SQLite keeps the WAL index in heap memory and creates no `-shm` file
- * (https://sqlite.org/wal.html#noshm). `synchronous=FULL` makes every commit fsync the WAL:
+ * One dstm server owns one database file: it holds the exclusive lock of a lock file beside
+ * it (`.NAME.lock`, ./sqlite_lock.ts) from open to close, so a second server on the same file
+ * fails at once instead of both handing out the same addresses. The database itself runs in
+ * WAL mode with normal locking (a `-shm` index beside the `-wal`), so `sqlite3 FILE` and
+ * `dstm lease ls --db FILE` read it while the server runs (WAL readers never block the
+ * writer, https://sqlite.org/wal.html). `synchronous=FULL` makes every commit fsync the WAL:
  * when `write()` resolves, the batch survives a crash or power loss. The allocation engine
  * batches concurrent changes (lib/lease/group_commit.ts), so that is one fsync per batch.
  *
@@ -33,12 +34,15 @@ import { accessSync, constants, existsSync, statSync } from "node:fs";
 import { dirname } from "node:path";
 import {
   type Lease,
+  LeaseConflictError,
   type LeaseOp,
   type LeaseState,
   type LeaseStore,
   LeaseStoreError,
   leaseKey,
   type PortSet,
+  type Reservation,
+  type ReservationOp,
   WHOLE_ADDRESS,
 } from "./lease.ts";
 
@@ -56,6 +60,8 @@ import {
   walId,
   writeMarker,
 } from "./sqlite_files.ts";
+import { type DatabaseLock, lockDatabase } from "./sqlite_lock.ts";
+import { loadReservations, RESERVATIONS_SCHEMA, writeReservation } from "./sqlite_reservations.ts";
 import { COLUMNS, columnsOf, create, migrate, SCHEMA_VERSION } from "./sqlite_schema.ts";
 
 export { LeaseStoreError } from "./lease.ts";
@@ -80,6 +86,8 @@ export class SqliteLeaseStore implements LeaseStore {
   /** (dev, ino) of the database file and of its WAL as opened/written; undefined: not known yet. */
   #identity: FileId | undefined;
   #walIdentity: FileId | undefined;
+  /** The one-server-per-file lock (./sqlite_lock.ts); absent for a read-only store. */
+  #lock: DatabaseLock | undefined;
 
   private constructor(path: string, db: Database, readOnly: boolean) {
     this.path = path;
@@ -97,19 +105,20 @@ export class SqliteLeaseStore implements LeaseStore {
    */
   static open(path: string, options: SqliteOpenOptions = {}): SqliteLeaseStore {
     let db: Database | undefined;
+    let lock: DatabaseLock | undefined;
     const marker = createdMarkerPath(path);
     const created = readMarker(marker);
     try {
       const existed = existsSync(path);
       if (!existed && created !== undefined && !options.newDb) throw goneAtOpen(path, created);
+      // The guard first: a second server stops here, before it touches the database.
+      lock = lockDatabase(path);
       if (!existed) createPrivate(path);
       db = new Database(path, { create: true, readwrite: true });
-      // Order matters: exclusive locking before WAL, so there is no shared-memory index.
-      db.run("PRAGMA busy_timeout = 100");
-      db.run("PRAGMA locking_mode = EXCLUSIVE");
+      // Readers (sqlite3, lease ls --db) may briefly hold a lock while they open the WAL index.
+      db.run("PRAGMA busy_timeout = 250");
       db.run("PRAGMA journal_mode = WAL");
       db.run("PRAGMA synchronous = FULL");
-      // A write transaction takes the exclusive lock now; exclusive mode keeps it until close.
       db.run("BEGIN IMMEDIATE");
       const version = _userVersion(db);
       if (version === 0 && existed && created !== undefined && !options.newDb)
@@ -117,9 +126,11 @@ export class SqliteLeaseStore implements LeaseStore {
       _checkVersion(path, version);
       if (version === 0) create(db);
       else if (version < SCHEMA_VERSION) migrate(db, version);
+      db.run(RESERVATIONS_SCHEMA);
       db.run("COMMIT");
       if (created === undefined || (version === 0 && options.newDb)) writeMarker(marker, path);
       const store = new SqliteLeaseStore(path, db, false);
+      store.#lock = lock;
       store.#statements = _prepare(db);
       store.#identity = fileId(statSync(path));
       store.#walIdentity = walId(path);
@@ -128,13 +139,14 @@ export class SqliteLeaseStore implements LeaseStore {
       try {
         db?.close();
       } catch {}
+      lock?.release();
       throw _openError(path, error, false);
     }
   }
 
   /**
-   * Opens an existing lease database read-only, for `dstm lease ls --db PATH` while no server
-   * runs. Fails with a clear message when a running server holds the file.
+   * Opens an existing lease database read-only, for `dstm lease ls --db PATH`, also while a
+   * server runs and writes it (a WAL reader: it sees the last committed state).
    */
   static openReadOnly(path: string): SqliteLeaseStore {
     if (!existsSync(path)) {
@@ -143,7 +155,7 @@ export class SqliteLeaseStore implements LeaseStore {
     let db: Database | undefined;
     try {
       db = new Database(path, { readonly: true });
-      db.run("PRAGMA busy_timeout = 100");
+      db.run("PRAGMA busy_timeout = 2000");
       const version = _userVersion(db);
       _checkVersion(path, version);
       const store = new SqliteLeaseStore(path, db, true);
@@ -163,6 +175,39 @@ export class SqliteLeaseStore implements LeaseStore {
     try {
       const rows = this.#db.query(`SELECT ${this.#columns} FROM leases ORDER BY key`).values();
       return Promise.resolve(rows.map((row) => _toLease(this.path, row)));
+    } catch (error) {
+      return Promise.reject(_runError(this.path, error));
+    }
+  }
+
+  /** Up to `limit` rows with a key above `afterKey`, in key order: one page for `lease ls --db`. */
+  rowsAfter(afterKey: number, limit: number): Lease[] {
+    if (this.#closed) throw _closed(this.path);
+    const rows = this.#db
+      .query(`SELECT ${COLUMNS} FROM leases WHERE key > ? ORDER BY key LIMIT ?`)
+      .values(afterKey, limit);
+    return rows.map((row) => _toLease(this.path, row));
+  }
+
+  /** Every stored reservation, in key order. */
+  loadReservations(): Promise<Reservation[]> {
+    if (this.#closed) return Promise.reject(_closed(this.path));
+    try {
+      return Promise.resolve(loadReservations(this.#db));
+    } catch (error) {
+      return Promise.reject(_runError(this.path, error));
+    }
+  }
+
+  /** Applies one reservation change in its own transaction; resolves once committed (fsynced). */
+  writeReservation(op: ReservationOp): Promise<void> {
+    if (this.#closed) return Promise.reject(_closed(this.path));
+    if (this.#readOnly)
+      return Promise.reject(new LeaseStoreError(`lease database ${this.path} is open read-only`));
+    try {
+      this.#checkFiles();
+      writeReservation(this.#db, this.path, op);
+      return Promise.resolve();
     } catch (error) {
       return Promise.reject(_runError(this.path, error));
     }
@@ -244,6 +289,9 @@ export class SqliteLeaseStore implements LeaseStore {
       this.#db.close();
     } catch (error) {
       return Promise.reject(_runError(this.path, error));
+    } finally {
+      // After the database: no second server may start before this one's last checkpoint.
+      this.#lock?.release();
     }
     return Promise.resolve();
   }
@@ -343,7 +391,7 @@ function _openError(path: string, error: unknown, readOnly: boolean): Error {
   if (code.startsWith("SQLITE_BUSY") || code.startsWith("SQLITE_LOCKED")) {
     return new LeaseStoreError(
       readOnly
-        ? `lease database ${path} is in use by a running dstm server; run \`dstm lease ls\` without --db to ask it`
+        ? `lease database ${path} is busy (a server is recovering or checkpointing it); try again`
         : `lease database ${path} is in use by another dstm server; stop it or give this one another --db`,
     );
   }
@@ -372,6 +420,7 @@ function _openError(path: string, error: unknown, readOnly: boolean): Error {
 function _runError(path: string, error: unknown): Error {
   if (error instanceof LeaseStoreError) return error;
   const code = _code(error);
+  if (error instanceof LeaseConflictError) return error;
   if (code === "SQLITE_CONSTRAINT_UNIQUE") {
     return new LeaseStoreError(
       `lease database ${path}: a host would hold two active leases (${_message(error)})`,

@@ -24,6 +24,7 @@ import { Dhcp4o6Handler } from "./dhcp4o6.ts";
 import type { Dhcp4o6IdentityMode } from "./dhcp4o6_identity.ts";
 import { type LinkSelector, linkSelectorOf } from "./dhcp4o6_link.ts";
 import { DstmHandler } from "./handler.ts";
+import { LeaseAdmin } from "./lease_admin.ts";
 import { applyReload, type ReloadResult } from "./reload.ts";
 import { TepSync } from "./tep_sync.ts";
 
@@ -312,7 +313,13 @@ export class DstmServer {
         await serveUnix(
           config.control,
           controlHandler({
-            leases: (all) => (all ? engine.leases() : engine.leases({ state: "active" })),
+            admin: new LeaseAdmin({
+              engine,
+              bindings: () => this.#tepSync,
+              leaseTime: () => engine.grantSeconds(),
+              log: this.#log,
+              metrics,
+            }),
             pools: () => engine.stats(),
             metrics,
             reload: () => this.reload("control"),

@@ -3,7 +3,11 @@
  * and metrics helpers that go with it. Shared by test/redteam_tep.test.ts and
  * test/tep_attack.test.ts.
  */
-import type { Netns } from "../../lib/sys/netns.ts";
+import { afterAll } from "bun:test";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { createNetns, type Netns } from "../../lib/sys/netns.ts";
 import { ROOT } from "./process.ts";
 import { eventually } from "./wait.ts";
 
@@ -68,4 +72,34 @@ export function metric(text: string, name: string, labels: Record<string, string
 /** Polls `check` every 100 ms for up to `ms` (default 20,000 ms); its last answer. */
 export function until(check: () => Promise<boolean> | boolean, ms = 20_000): Promise<boolean> {
   return eventually(check, { timeoutMs: ms, intervalMs: 100 });
+}
+
+/**
+ * A test file's temporary directory, namespaces and daemons, all removed (daemons killed by
+ * PID, namespaces deleted, the directory removed) by one afterAll, also when a test fails.
+ */
+export function daemonScope(tmpPrefix: string, options: DaemonOptions = { timeoutMs: 300_000 }) {
+  const dir = mkdtempSync(join(tmpdir(), tmpPrefix));
+  const procs: Bun.Subprocess<"ignore", "pipe", "pipe">[] = [];
+  const spaces: Netns[] = [];
+  afterAll(() => {
+    for (const p of procs) p.kill("SIGKILL");
+    for (const n of spaces) n.delete();
+    rmSync(dir, { recursive: true, force: true });
+  });
+  return {
+    dir,
+    /** A new namespace named `prefix…` (lib/sys/netns.ts createNetns). */
+    netns(prefix: string): Netns {
+      const ns = createNetns(prefix);
+      spaces.push(ns);
+      return ns;
+    },
+    /** `argv` started in `where` (./daemon.ts spawnDaemon). */
+    daemon(where: Netns, argv: readonly string[]): Daemon {
+      const d = spawnDaemon(where, argv, options);
+      procs.push(d.proc);
+      return d;
+    },
+  };
 }
