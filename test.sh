@@ -8,7 +8,10 @@ if [ ! -x node_modules/.bin/bun ]; then
 fi
 scripts/test-deps.sh
 log=$(mktemp)
-trap 'rm -f "$log"' EXIT
+# A server a test starts without --db must never write the machine's /var/lib/dstm.
+state=$(mktemp -d)
+export DSTM_STATE_DIR="$state"
+trap 'rm -f "$log"; rm -rf "$state"' EXIT
 node_modules/.bin/bun test --timeout 120000 "$@" 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 pass=$(grep -Eo '^ *[0-9]+ pass$' "$log" | tail -1 | grep -Eo '[0-9]+')

@@ -27,8 +27,12 @@ export function runtimeDir(): string {
   return runtime ? join(runtime, "dstm") : join(tmpdir(), `dstm-${process.getuid?.() ?? 0}`);
 }
 
-/** Where the lease database lives unless --db says otherwise. */
+/**
+ * Where the lease database lives unless --db says otherwise: $DSTM_STATE_DIR/leases.db when
+ * set, else /var/lib/dstm/leases.db as root, else the user's state directory.
+ */
 export function defaultLeaseDb(): string {
+  if (process.env.DSTM_STATE_DIR) return join(process.env.DSTM_STATE_DIR, "leases.db");
   if (isRoot()) return "/var/lib/dstm/leases.db";
   const state = process.env.XDG_STATE_HOME ?? join(homedir(), ".local", "state");
   return join(state, "dstm", "leases.db");

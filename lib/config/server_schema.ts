@@ -107,7 +107,8 @@ const settings: Setting[] = [
     kind: { type: "string" },
     arg: "<path|url>",
     doc: 'SQLite lease database, a postgres:// URL (several servers may share it, active-active: docs/scale-out.md), or "memory"',
-    defaultDoc: "/var/lib/dstm/leases.db as root, else ~/.local/state/dstm/leases.db",
+    defaultDoc:
+      "$DSTM_STATE_DIR/leases.db if set, else /var/lib/dstm/leases.db as root, else ~/.local/state/dstm/leases.db",
   },
   {
     name: "new-db",
