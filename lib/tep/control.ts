@@ -49,6 +49,11 @@ export interface TepControlOptions {
   readonly listen: { readonly address: string; readonly port: number };
   /** The DSTM server. */
   readonly server: { readonly address: string; readonly port?: number };
+  /**
+   * Further DSTM servers sharing the first one's lease database (docs/scale-out.md): each is
+   * sent SYNC and may BIND / UNBIND / SNAPSHOT here, on the same port as `server`.
+   */
+  readonly moreServers?: readonly string[];
   readonly tep6: string;
   readonly tep4?: number;
   /** The server ⇄ TEP key (the server's `--tep-key`); absent: unauthenticated channel. */
@@ -71,7 +76,12 @@ interface SnapshotAssembly {
   id: number;
   parts: number;
   received: Map<number, readonly WireBinding[]>;
+  /** BIND / UNBIND applied since the first part came: applied again on top of the snapshot. */
+  changes: { readonly bind: boolean; readonly binding: WireBinding }[];
 }
+
+/** Most BIND / UNBIND kept to apply on top of one snapshot being received; past it, it is dropped (the next SYNC asks again). */
+const SNAPSHOT_CHANGES_MAX = 100_000;
 
 export class TepControl {
   readonly #o: TepControlOptions;
@@ -84,20 +94,26 @@ export class TepControl {
   /** This TEP's IPv6 address, 16 bytes: MAC-ed into every server message for it. */
   readonly #audience: Uint8Array | undefined;
   readonly #keys: ReadonlyMap<number, AuthKey>;
-  readonly #server: string;
+  /** The servers' addresses (canonical); the first is `server`. */
+  readonly #servers: readonly string[];
   readonly #serverPort: number;
   readonly #warn: WarnLimit;
   #digest = 0;
   #endpoint!: UdpEndpoint;
   #timer: ReturnType<typeof setInterval> | undefined;
-  #snapshot: SnapshotAssembly | undefined;
+  /** Snapshots being received, by server address: two servers may each be sending one. */
+  readonly #snapshots = new Map<string, SnapshotAssembly>();
   #xid = (Math.random() * 2 ** 32) >>> 0;
 
   private constructor(options: TepControlOptions) {
     this.#o = options;
     this.#now = options.now ?? Date.now;
     this.#keys = new Map(options.key ? [[options.key.id, options.key]] : []);
-    this.#server = canonicalIPv6(options.server.address) ?? options.server.address;
+    this.#servers = [
+      ...new Set(
+        [options.server.address, ...(options.moreServers ?? [])].map((a) => canonicalIPv6(a) ?? a),
+      ),
+    ];
     this.#serverPort = options.server.port ?? DSTM_PORT;
     this.#warn = new WarnLimit(options.log, { now: this.#now });
     // Nothing stamped before this start: what was captured before a restart is refused.
@@ -109,6 +125,10 @@ export class TepControl {
     m.counter(
       "dstm_tep_control_total",
       "Control messages from the DSTM server, by kind and result",
+    );
+    m.counter(
+      "dstm_tep_control_by_server_total",
+      "Control messages accepted, by server address and kind (bind, unbind, snapshot)",
     );
     m.gauge("dstm_tep_bindings", "Bindings held, by origin (server, static)");
     m.onCollect(() => {
@@ -149,20 +169,21 @@ export class TepControl {
     return this.#endpoint.port;
   }
 
-  /** Sends SYNC (count and digest of the server-managed bindings) to the server now. */
+  /** Sends SYNC (count and digest of the server-managed bindings) to every server now. */
   sync(): void {
-    this.#send(
-      {
-        type: MessageType.SYNC,
-        xid: this.#nextXid(),
-        tep6: this.#o.tep6,
-        tep4: this.#o.tep4,
-        syncCount: this.#managed.size,
-        syncDigest: this.#digest,
-      },
-      this.#server,
-      this.#serverPort,
-    );
+    for (const server of this.#servers)
+      this.#send(
+        {
+          type: MessageType.SYNC,
+          xid: this.#nextXid(),
+          tep6: this.#o.tep6,
+          tep4: this.#o.tep4,
+          syncCount: this.#managed.size,
+          syncDigest: this.#digest,
+        },
+        server,
+        this.#serverPort,
+      );
   }
 
   close(): void {
@@ -174,7 +195,11 @@ export class TepControl {
     const accepted = this.#accept(data, address, port);
     if (accepted === undefined) return;
     const { message, kind } = accepted;
-    if (message.type === MessageType.SNAPSHOT) this.#onSnapshot(message);
+    this.#o.metrics.inc("dstm_tep_control_by_server_total", {
+      server: canonicalIPv6(address) ?? address,
+      kind,
+    });
+    if (message.type === MessageType.SNAPSHOT) this.#onSnapshot(message, address);
     else this.#onBinding(message, kind, address, port);
   }
 
@@ -188,7 +213,7 @@ export class TepControl {
     address: string,
     port: number,
   ): { message: DstmMessage; kind: "bind" | "unbind" | "snapshot" } | undefined {
-    if ((canonicalIPv6(address) ?? address) !== this.#server) {
+    if (!this.#servers.includes(canonicalIPv6(address) ?? address)) {
       this.#refused("any", "drop-not-server", address, port);
       return undefined;
     }
@@ -262,6 +287,7 @@ export class TepControl {
       }
     } else if (message.type === MessageType.BIND) {
       if (!this.#bind(message.xid, binding, address, port)) return;
+      this.#changed(true, binding);
     } else if (!this.#holds(binding)) {
       // A late or retransmitted UNBIND for the address's previous holder: the binding now
       // belongs to another host (or is gone). Acknowledged, so the server stops retrying.
@@ -270,6 +296,7 @@ export class TepControl {
     } else {
       this.#drop(binding.host4, portSet.psid);
       this.#o.table.delete(binding.host4, portSet.psid);
+      this.#changed(false, binding);
       this.#o.log.info("unbind", { ipv4: formatIPv4(binding.host4), host6: binding.host6 });
     }
     this.#send(
@@ -313,15 +340,24 @@ export class TepControl {
     return true;
   }
 
-  #onSnapshot(message: DstmMessage): void {
+  /**
+   * A SNAPSHOT part from `server`. When the last part of a snapshot has come, the managed
+   * bindings become exactly its bindings, then every BIND / UNBIND applied since its first part
+   * came is applied again on top (the server cut the snapshot when it started and sent later
+   * changes as BIND / UNBIND): the table ends as the server's, however long the parts took.
+   */
+  #onSnapshot(message: DstmMessage, from: string): void {
+    const server = canonicalIPv6(from) ?? from;
     const { id, part, parts } = message.snapshot!;
-    if (!this.#snapshot || this.#snapshot.id !== id)
-      this.#snapshot = { id, parts, received: new Map() };
-    const assembly = this.#snapshot;
+    let assembly = this.#snapshots.get(server);
+    if (!assembly || assembly.id !== id) {
+      assembly = { id, parts, received: new Map(), changes: [] };
+      this.#snapshots.set(server, assembly);
+    }
     if (assembly.parts !== parts) return;
     assembly.received.set(part, message.bindings ?? []);
     if (assembly.received.size < parts) return;
-    this.#snapshot = undefined;
+    this.#snapshots.delete(server);
     this.#managed.clear();
     this.#digest = 0;
     let refused = 0;
@@ -330,6 +366,11 @@ export class TepControl {
         if (this.#staticAddresses.has(b.host4)) refused++;
         else this.#put(entry(b));
       }
+    }
+    for (const change of assembly.changes) {
+      if (change.bind) this.#put(entry(change.binding));
+      else if (this.#holds(change.binding))
+        this.#drop(change.binding.host4, change.binding.portSet.psid);
     }
     if (refused > 0) {
       this.#o.metrics.inc(
@@ -340,7 +381,20 @@ export class TepControl {
       this.#o.log.warn("snapshot-conflict", { refused, reason: "statically-bound addresses" });
     }
     this.#apply();
-    this.#o.log.info("snapshot", { bindings: this.#managed.size, parts });
+    this.#o.log.info("snapshot", {
+      bindings: this.#managed.size,
+      parts,
+      server,
+      "applied-after": assembly.changes.length || undefined,
+    });
+  }
+
+  /** Notes an applied BIND (`bind`) or UNBIND for every snapshot still being received. */
+  #changed(bind: boolean, binding: WireBinding): void {
+    for (const [server, assembly] of this.#snapshots) {
+      if (assembly.changes.length >= SNAPSHOT_CHANGES_MAX) this.#snapshots.delete(server);
+      else assembly.changes.push({ bind, binding });
+    }
   }
 
   /** Makes the data plane's table exactly static + managed. */
