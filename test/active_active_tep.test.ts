@@ -269,7 +269,8 @@ describe("a 200,000-binding snapshot", () => {
     expect(view().count).toBe(N + fresh.length);
     // Exactly the server's set: every lease, and nothing else.
     expect(table.map.size).toBe(N + fresh.length);
-    for (let j = 0; j < N; j += 997) expect(table.map.get(BASE + 1 + j)).toBe(canonicalIPv6(host(j)) as string);
+    for (let j = 0; j < N; j += 997)
+      expect(table.map.get(BASE + 1 + j)).toBe(canonicalIPv6(host(j)) as string);
     for (const lease of fresh) expect(table.map.get(lease.ipv4)).toBe(lease.host6);
 
     // Bounded chunks: ≥ 4,546 parts of ≤ 44 bindings, ≤ 16 parts a chunk; two snapshots (the

@@ -5,7 +5,8 @@
  *   bun test/sys_scripts/aa_hosts.ts plan SERVERS PLAN_JSON
  *     SERVERS: comma-separated IPv6 addresses (port 4607). PLAN_JSON: steps run in order,
  *     each {"op": "discover" | "release", "server": INDEX, "from": N, "to": N} for hosts
- *     N..to-1 (host n = 2001:db8:2::n), all at once. JSON: {"leases": {host6: ipv4}}.
+ *     N..to-1 (host n = 2001:db8:2::n), all at once (a RELEASE the server refuses, not having
+ *     heard of the lease yet, is sent again, 100 ms apart, 50 times at most). JSON: {"leases": {host6: ipv4}}.
  *
  *   bun test/sys_scripts/aa_hosts.ts load SERVERS HOSTS RENEWALS INTERVAL_MS MAX_MS
  *     HOSTS hosts, host n starting with server n mod count, each: DISCOVER, then RENEWALS
@@ -20,6 +21,7 @@
 import {
   type ClientLease,
   DstmClient,
+  DstmRefusedError,
   DstmTimeoutError,
   DstmTransport,
 } from "../../lib/client/protocol.ts";
@@ -72,7 +74,16 @@ if (mode === "plan") {
           held.set(h, lease.ipv4);
           leases[h] = formatIPv4(lease.ipv4);
         } else {
-          await client.release(held.get(h)!);
+          // Through the other server: it may not have heard of the lease yet (NOTIFY).
+          for (let tries = 1; ; tries++) {
+            try {
+              await client.release(held.get(h)!);
+              break;
+            } catch (error) {
+              if (!(error instanceof DstmRefusedError) || tries >= 50) throw error;
+              await Bun.sleep(100);
+            }
+          }
           delete leases[h];
         }
       }),
