@@ -15,7 +15,7 @@
  *     --server B` does (lib/client/failover.ts), and the host stays there. Stops after
  *     MAX_MS at the latest. Prints `progress answered=N` every 100 answers. JSON: the last
  *     acknowledged lease of each host, every answer as [end ms (wall clock), latency ms,
- *     server index, failed over 0/1], and the exchanges no server answered (`lost`) or
+ *     server index, failed over 0/1, host n], and the exchanges no server answered (`lost`) or
  *     that were refused (`refused`).
  */
 import {
@@ -95,12 +95,12 @@ if (mode === "plan") {
   const [hostsText = "300", renewalsText = "20", intervalText = "300", maxText = "60000"] = rest;
   const HOSTS = Number(hostsText);
   const deadline = Date.now() + Number(maxText);
-  const answers: [number, number, number, number][] = [];
+  const answers: [number, number, number, number, number][] = [];
   const leases: Record<string, { ipv4: string; psid: number }> = {};
   let lost = 0;
   let refused = 0;
-  const record = (start: number, r: { server: number; failedOver: boolean }) => {
-    answers.push([Date.now(), Date.now() - start, r.server, r.failedOver ? 1 : 0]);
+  const record = (n: number, start: number, r: { server: number; failedOver: boolean }) => {
+    answers.push([Date.now(), Date.now() - start, r.server, r.failedOver ? 1 : 0, n]);
     if (answers.length % 100 === 0) console.log(`progress answered=${answers.length}`);
   };
   const run = async (n: number) => {
@@ -118,7 +118,7 @@ if (mode === "plan") {
         current = r.server;
         lease = r.value;
         leases[h] = { ipv4: formatIPv4(lease.ipv4), psid: lease.portSet?.psid ?? 0 };
-        record(start, r);
+        record(n, start, r);
       } catch (error) {
         if (error instanceof DstmTimeoutError) lost++;
         else refused++;
