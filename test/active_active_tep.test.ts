@@ -20,13 +20,14 @@ import { Logger } from "../lib/control/log.ts";
 import { Metrics } from "../lib/control/metrics.ts";
 import { type Lease, WHOLE_ADDRESS } from "../lib/lease/lease.ts";
 import { SqliteLeaseStore } from "../lib/lease/sqlite.ts";
-import { canonicalIPv6, formatIPv6 } from "../lib/net/addr.ts";
+import { canonicalIPv6 } from "../lib/net/addr.ts";
 import { DstmServer } from "../lib/server/server.ts";
 import { bindUdp } from "../lib/sys/udp.ts";
-import { type BindingWriter, TepControl } from "../lib/tep/control.ts";
+import { TepControl } from "../lib/tep/control.ts";
 import { AA, AaLab, controlGet, metric } from "./helpers/aa_lab.ts";
 import { announceSkip, netnsSkipReason, startScript } from "./helpers/netns.ts";
 import { type PgServer, postgresBin, startPostgres } from "./helpers/postgres.ts";
+import { RecordingTable } from "./helpers/recording_table.ts";
 import { waitUntil } from "./helpers/wait.ts";
 
 const cleanup: (() => unknown)[] = [];
@@ -158,21 +159,6 @@ describe.skipIf(skip !== null)("two servers, one PostgreSQL, one dstm tep (names
   }, 180_000);
 });
 
-/** A binding table that holds ipv4 → host6 text (what the TEP's data plane would read). */
-class MapTable implements BindingWriter {
-  readonly map = new Map<number, string>();
-  set(ipv4: number, _portSet: unknown, host6: Uint8Array) {
-    this.map.set(ipv4, formatIPv6(host6));
-  }
-  delete(ipv4: number) {
-    this.map.delete(ipv4);
-  }
-  replaceAll(entries: readonly { ipv4: number; host6: Uint8Array }[]) {
-    this.map.clear();
-    for (const e of entries) this.map.set(e.ipv4, formatIPv6(e.host6));
-  }
-}
-
 describe("a 200,000-binding snapshot", () => {
   const N = 200_000;
   const BASE = 0xc6100000; // 198.16.0.0/14: 262,144 addresses, in-process only (no packet leaves)
@@ -228,7 +214,7 @@ describe("a 200,000-binding snapshot", () => {
     });
     cleanup.push(() => transport.close());
     const sent = (kind: string) => server.metrics.get("dstm_tep_messages_total", { kind }) ?? 0;
-    const startTep = (table: MapTable) =>
+    const startTep = (table: RecordingTable) =>
       TepControl.start({
         listen: { address: "::1", port: tepPort },
         server: { address: "::1", port: server.listening.port },
@@ -240,14 +226,14 @@ describe("a 200,000-binding snapshot", () => {
       });
 
     // First TEP: restarted once the snapshot is under way.
-    const first = await startTep(new MapTable());
+    const first = await startTep(new RecordingTable());
     await waitUntil(() => sent("snapshot_part") >= 200, {
       timeoutMs: 30_000,
       what: "the snapshot under way",
     });
     first.close();
     // The restarted TEP, starting empty, while the first snapshot is still going out.
-    const table = new MapTable();
+    const table = new RecordingTable();
     const second = await startTep(table);
     cleanup.push(() => second.close());
     // DISCOVERs while a snapshot is being sent: answered between chunks.
