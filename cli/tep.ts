@@ -56,7 +56,7 @@ Examples:
       const options = await explained(settings, () => resolveTep(flags, log));
       if (flags.check) {
         process.stdout.write(
-          `dstm tep: configuration OK (${options.ipv6} / ${formatIPv4(options.ipv4)}, server ${options.server.address}, ${options.routes.length} route(s), ${options.staticBindings?.length ?? 0} static binding(s))\n`,
+          `dstm tep: configuration OK (${options.ipv6} / ${formatIPv4(options.ipv4)}, server ${[options.server.address, ...(options.moreServers ?? [])].join(", ")}, ${options.routes.length} route(s), ${options.staticBindings?.length ?? 0} static binding(s))\n`,
         );
         return;
       }
@@ -199,7 +199,7 @@ function resolveTep(flags: TepFlags, log: Logger): TepConfig {
         `--server ${server} is not an address of this host: give --key FILE (the server's --tep-key) to authenticate it, or --insecure-control`,
       );
     log.warn("control-auth-off", {
-      server,
+      server: [server, ...moreServers].join(","),
       detail: local
         ? "server on this host: BIND/UNBIND/SNAPSHOT accepted unsigned from its address and port"
         : "--insecure-control: BIND/UNBIND/SNAPSHOT accepted unsigned; anyone who can spoof the server's address can rebind hosts",
