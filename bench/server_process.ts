@@ -1,6 +1,6 @@
 /**
- * A `dstm server` process for the benches that load one over loopback (bench/active_active.ts,
- * bench/reclaim_server.ts, bench/million_server.ts): started on [::1]:0 with what every such
+ * A `dstm server` process for the benches that load one over loopback (bench/alloc.ts,
+ * bench/active_active.ts, bench/reclaim_server.ts, bench/million_server.ts): started on [::1]:0 with what every such
  * bench needs (`--no-source-check`, since all simulated hosts send from ::1; no per-prefix cap
  * or rate), its UDP port read from its `start` line, the rest of its log read and dropped.
  *
