@@ -35,6 +35,7 @@ import {
   type WireBinding,
   type WirePortSet,
 } from "../wire/dstm_types.ts";
+import { SnapshotAssemblies } from "./snapshot_assembly.ts";
 
 /** What the control plane needs from the data plane's binding table (single writer). */
 export interface BindingWriter {
@@ -72,17 +73,6 @@ interface Entry {
   readonly hash: number;
 }
 
-interface SnapshotAssembly {
-  id: number;
-  parts: number;
-  received: Map<number, readonly WireBinding[]>;
-  /** BIND / UNBIND applied since the first part came: applied again on top of the snapshot. */
-  changes: { readonly bind: boolean; readonly binding: WireBinding }[];
-}
-
-/** Most BIND / UNBIND kept to apply on top of one snapshot being received; past it, it is dropped (the next SYNC asks again). */
-const SNAPSHOT_CHANGES_MAX = 100_000;
-
 export class TepControl {
   readonly #o: TepControlOptions;
   readonly #now: () => number;
@@ -102,7 +92,7 @@ export class TepControl {
   #endpoint!: UdpEndpoint;
   #timer: ReturnType<typeof setInterval> | undefined;
   /** Snapshots being received, by server address: two servers may each be sending one. */
-  readonly #snapshots = new Map<string, SnapshotAssembly>();
+  readonly #snapshots = new SnapshotAssemblies();
   #xid = (Math.random() * 2 ** 32) >>> 0;
 
   private constructor(options: TepControlOptions) {
@@ -287,7 +277,7 @@ export class TepControl {
       }
     } else if (message.type === MessageType.BIND) {
       if (!this.#bind(message.xid, binding, address, port)) return;
-      this.#changed(true, binding);
+      this.#snapshots.changed(true, binding);
     } else if (!this.#holds(binding)) {
       // A late or retransmitted UNBIND for the address's previous holder: the binding now
       // belongs to another host (or is gone). Acknowledged, so the server stops retrying.
@@ -296,7 +286,7 @@ export class TepControl {
     } else {
       this.#drop(binding.host4, portSet.psid);
       this.#o.table.delete(binding.host4, portSet.psid);
-      this.#changed(false, binding);
+      this.#snapshots.changed(false, binding);
       this.#o.log.info("unbind", { ipv4: formatIPv4(binding.host4), host6: binding.host6 });
     }
     this.#send(
@@ -348,26 +338,18 @@ export class TepControl {
    */
   #onSnapshot(message: DstmMessage, from: string): void {
     const server = canonicalIPv6(from) ?? from;
-    const { id, part, parts } = message.snapshot!;
-    let assembly = this.#snapshots.get(server);
-    if (!assembly || assembly.id !== id) {
-      assembly = { id, parts, received: new Map(), changes: [] };
-      this.#snapshots.set(server, assembly);
-    }
-    if (assembly.parts !== parts) return;
-    assembly.received.set(part, message.bindings ?? []);
-    if (assembly.received.size < parts) return;
-    this.#snapshots.delete(server);
+    const snapshot = this.#snapshots.add(server, message);
+    if (!snapshot) return;
     this.#managed.clear();
     this.#digest = 0;
     let refused = 0;
-    for (const list of assembly.received.values()) {
+    for (const list of snapshot.bindings) {
       for (const b of list) {
         if (this.#staticAddresses.has(b.host4)) refused++;
         else this.#put(entry(b));
       }
     }
-    for (const change of assembly.changes) {
+    for (const change of snapshot.changes) {
       if (change.bind) this.#put(entry(change.binding));
       else if (this.#holds(change.binding))
         this.#drop(change.binding.host4, change.binding.portSet.psid);
@@ -383,18 +365,10 @@ export class TepControl {
     this.#apply();
     this.#o.log.info("snapshot", {
       bindings: this.#managed.size,
-      parts,
+      parts: snapshot.parts,
       server,
-      "applied-after": assembly.changes.length || undefined,
+      "applied-after": snapshot.changes.length || undefined,
     });
-  }
-
-  /** Notes an applied BIND (`bind`) or UNBIND for every snapshot still being received. */
-  #changed(bind: boolean, binding: WireBinding): void {
-    for (const [server, assembly] of this.#snapshots) {
-      if (assembly.changes.length >= SNAPSHOT_CHANGES_MAX) this.#snapshots.delete(server);
-      else assembly.changes.push({ bind, binding });
-    }
   }
 
   /** Makes the data plane's table exactly static + managed. */
