@@ -21,6 +21,7 @@ import { parseArgs } from "node:util";
 import { SQL } from "bun";
 import { type ClientLease, DstmClient, DstmTransport } from "../lib/client/protocol.ts";
 import { startPostgres } from "../test/helpers/postgres.ts";
+import { type BenchServer, spawnBenchServer } from "./server_process.ts";
 
 const { values } = parseArgs({
   options: {
@@ -33,49 +34,16 @@ const CONCURRENCY = Number(values.concurrency);
 const host = (i: number) => `2001:db8:${(i >>> 16).toString(16)}::${(i & 0xffff).toString(16)}`;
 
 interface Running {
-  proc: ReturnType<typeof Bun.spawn>;
-  port: number;
+  server: BenchServer;
   control: string;
 }
 
 async function startServer(url: string, control: string): Promise<Running> {
-  const proc = Bun.spawn(
-    [
-      process.execPath,
-      join(import.meta.dir, "..", "mod.ts"),
-      "server",
-      "--pool",
-      "198.18.0.0/15",
-      "--tep",
-      "2001:db8::1",
-      "--db",
-      url,
-      "--listen",
-      "[::1]:0",
-      "--control",
-      control,
-      "--no-source-check",
-      "--max-leases-per-prefix",
-      "0",
-      "--prefix-rate",
-      "0",
-    ],
-    { stdout: "pipe", stderr: "inherit" },
-  );
-  const reader = (proc.stdout as ReadableStream<Uint8Array>).getReader();
-  const decoder = new TextDecoder();
-  let text = "";
-  let port = 0;
-  while (!port) {
-    const { value, done } = await reader.read();
-    if (done) throw new Error(`server exited:\n${text}`);
-    text += decoder.decode(value, { stream: true });
-    port = Number(/ start listen=\[::1\]:(\d+)/.exec(text)?.[1] ?? 0);
-  }
-  void (async () => {
-    while (!(await reader.read()).done) {}
-  })();
-  return { proc, port, control };
+  const server = await spawnBenchServer([
+    ...["--pool", "198.18.0.0/15", "--tep", "2001:db8::1"],
+    ...["--db", url, "--control", control],
+  ]);
+  return { server, control };
 }
 
 async function gauge(control: string, name: string): Promise<number> {
@@ -98,7 +66,11 @@ try {
     }
     const transports = await Promise.all(
       servers.map((s) =>
-        DstmTransport.open({ server: "::1", port: s.port, retry: { initialMs: 2000, tries: 3 } }),
+        DstmTransport.open({
+          server: "::1",
+          port: s.server.port,
+          retry: { initialMs: 2000, tries: 3 },
+        }),
       ),
     );
     const leases: ClientLease[] = [];
@@ -131,16 +103,10 @@ try {
       `${count} server(s): ${Math.round(leases.length / seconds).toLocaleString("en-US")} allocations/s, ${failed} failed, ${conflicts} writes lost to the other server; database: ${rows.length} active rows, ${wrong} answers not matching it`,
     );
     for (const t of transports) t.close();
-    for (const s of servers) {
-      s.proc.kill("SIGTERM");
-      await s.proc.exited;
-    }
+    for (const s of servers) await s.server.stop();
   }
 } finally {
-  for (const s of running) {
-    s.proc.kill("SIGTERM");
-    await s.proc.exited;
-  }
+  for (const s of running) await s.server.stop();
   await pg.stop();
   rmSync(dir, { recursive: true, force: true });
 }

@@ -26,6 +26,7 @@ import { bindUdp } from "../lib/sys/udp.ts";
 import { decodeMessage, encodeMessage } from "../lib/wire/dstm.ts";
 import { MessageType } from "../lib/wire/dstm_types.ts";
 import { formatSummary, runDhcp4o6Bench, type Target } from "./dhcp4o6_bench.ts";
+import { DSTM_FROM_SOURCE, spawnBenchServer } from "./server_process.ts";
 
 const ROOT = join(import.meta.dir, "..");
 export const BENCH_POOL = "198.18.0.0/15";
@@ -138,50 +139,22 @@ export async function spawnServer(
   const dir = mkdtempSync(join(tmpdir(), "dstm-bench-"));
   const exe = existsSync(join(ROOT, "dist", "dstm"))
     ? [join(ROOT, "dist", "dstm")]
-    : [process.execPath, join(ROOT, "mod.ts")];
-  const proc = Bun.spawn(
+    : DSTM_FROM_SOURCE;
+  // Every simulated host sends from ::1: the bench defaults (no source check, no rate limit
+  // per source prefix, no lease cap) are spawnBenchServer's.
+  const server = await spawnBenchServer(
     [
-      ...exe,
-      "server",
-      "--pool",
-      pool,
-      "--tep",
-      "2001:db8::1,192.0.2.1",
-      "--listen",
-      "[::1]:0",
-      "--db",
-      join(dir, "leases.db"),
-      "--no-control",
-      "--no-source-check",
-      // Every simulated host sends from ::1: no rate limit per source prefix, no lease cap.
-      "--prefix-rate",
-      "0",
-      "--max-leases-per-prefix",
-      "0",
+      ...["--pool", pool, "--tep", "2001:db8::1,192.0.2.1"],
+      ...["--db", join(dir, "leases.db"), "--no-control"],
       ...extra,
     ],
-    { stdout: "pipe", stderr: "inherit" },
+    exe,
   );
-  const reader = (proc.stdout as ReadableStream<Uint8Array>).getReader();
-  let text = "";
-  let port = 0;
-  while (!port) {
-    const { value, done } = await reader.read();
-    if (done) throw new Error(`server exited: ${text}`);
-    text += new TextDecoder().decode(value);
-    const match = /listen=\[[^\]]+\]:(\d+)/.exec(text);
-    if (match) port = Number(match[1]);
-  }
-  // Keep draining stdout (allocation log lines) so the server never blocks on a full pipe.
-  (async () => {
-    while (!(await reader.read()).done) {}
-  })();
   return {
-    port,
+    port: server.port,
     dir,
     stop: async () => {
-      proc.kill("SIGTERM");
-      await proc.exited;
+      await server.stop();
       rmSync(dir, { recursive: true, force: true });
     },
   };

@@ -75,6 +75,12 @@ export interface Dhcp4o6BenchOptions {
   dstmArgs?: readonly string[];
   /** Both servers' log level: "info" (default: one or more lines per lease) or "warn". */
   serverLogLevel?: "info" | "warn";
+  /** dstm's `--db` (e.g. a `postgres://` URL), asked for once per round; default SQLite in the round's directory. */
+  dstmDb?: () => Promise<string>;
+  /** Kea's "lease-database" map, asked for once per round; default memfile (persist, no LFC). */
+  keaLeaseDatabase?: () => Promise<Record<string, unknown>>;
+  /** Kea's "multi-threading" map for both daemons (e.g. enabled, thread pool = CPUs); default Kea's own. */
+  keaMultiThreading?: Record<string, unknown>;
 }
 
 export interface Dhcp4o6Row {
@@ -256,7 +262,7 @@ async function _startDstm(ns: Netns, dir: string, o: Dhcp4o6BenchOptions): Promi
     : existsSync(join(ROOT, "dist", "dstm"))
       ? [join(ROOT, "dist", "dstm")]
       : [process.execPath, join(ROOT, "mod.ts")];
-  const db = join(dir, "leases.db");
+  const db = o.dstmDb ? await o.dstmDb() : join(dir, "leases.db");
   const log = join(dir, "dstm.log");
   const proc = _spawn(
     ns,
@@ -310,7 +316,13 @@ async function _startDstm(ns: Netns, dir: string, o: Dhcp4o6BenchOptions): Promi
   };
 }
 
-function _keaConfigs(dir: string, level: "info" | "warn"): { v4: unknown; v6: unknown } {
+function _keaConfigs(
+  dir: string,
+  level: "info" | "warn",
+  lease4?: Record<string, unknown>,
+  multiThreading?: Record<string, unknown>,
+): { v4: unknown; v6: unknown } {
+  const mt = multiThreading ? { "multi-threading": multiThreading } : {};
   const leaseDb = (file: string) => ({
     type: "memfile",
     persist: true,
@@ -326,7 +338,8 @@ function _keaConfigs(dir: string, level: "info" | "warn"): { v4: unknown; v6: un
         // kea-dhcp4 drops every 4o6 query unless the interface is listed and has an IPv4 address.
         "interfaces-config": { interfaces: ["eth0"], "dhcp-socket-type": "udp" },
         "dhcp4o6-port": NET4O6.dhcp4o6Port,
-        "lease-database": leaseDb("kea-leases4.csv"),
+        "lease-database": lease4 ?? leaseDb("kea-leases4.csv"),
+        ...mt,
         "valid-lifetime": NET4O6.leaseTime,
         "renew-timer": NET4O6.leaseTime / 2,
         "rebind-timer": (NET4O6.leaseTime * 7) / 8,
@@ -347,6 +360,7 @@ function _keaConfigs(dir: string, level: "info" | "warn"): { v4: unknown; v6: un
         "dhcp4o6-port": NET4O6.dhcp4o6Port,
         "data-directory": dir,
         "lease-database": leaseDb("kea-leases6.csv"),
+        ...mt,
         subnet6: [{ id: 1, subnet: `${NET4O6.kea.link}/64`, interface: "eth0" }],
         "option-data": [
           {
@@ -364,7 +378,12 @@ function _keaConfigs(dir: string, level: "info" | "warn"): { v4: unknown; v6: un
 }
 
 async function _startKea(ns: Netns, dir: string, o: Dhcp4o6BenchOptions): Promise<_Running> {
-  const configs = _keaConfigs(dir, o.serverLogLevel ?? "info");
+  const configs = _keaConfigs(
+    dir,
+    o.serverLogLevel ?? "info",
+    await o.keaLeaseDatabase?.(),
+    o.keaMultiThreading,
+  );
   writeFileSync(join(dir, "kea-dhcp4.json"), JSON.stringify(configs.v4, null, 2));
   writeFileSync(join(dir, "kea-dhcp6.json"), JSON.stringify(configs.v6, null, 2));
   // PID and lock files in our directory, not /run/kea.

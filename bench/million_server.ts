@@ -16,6 +16,7 @@ import { parseArgs } from "node:util";
 import { DstmClient, DstmTransport } from "../lib/client/protocol.ts";
 import { type Lease, WHOLE_ADDRESS } from "../lib/lease/lease.ts";
 import { SqliteLeaseStore } from "../lib/lease/sqlite.ts";
+import { spawnBenchServer } from "./server_process.ts";
 
 const { values } = parseArgs({ options: { leases: { type: "string", default: "1000000" } } });
 const N = Number(values.leases);
@@ -54,45 +55,13 @@ function rss(pid: number): number {
 
 async function run(db: string, n: number) {
   const t0 = performance.now();
-  const proc = Bun.spawn(
-    [
-      process.execPath,
-      join(import.meta.dir, "..", "mod.ts"),
-      "server",
-      "--pool",
-      "198.16.0.0/12",
-      "--tep",
-      "2001:db8::1",
-      "--db",
-      db,
-      "--listen",
-      "[::1]:0",
-      "--no-control",
-      "--no-source-check",
-      "--max-leases-per-prefix",
-      "0",
-      "--prefix-rate",
-      "0",
-      "--lease-time",
-      "1d",
-    ],
-    { stdout: "pipe", stderr: "inherit" },
-  );
+  const server = await spawnBenchServer([
+    ...["--pool", "198.16.0.0/12", "--tep", "2001:db8::1"],
+    ...["--db", db, "--no-control", "--lease-time", "1d"],
+  ]);
+  const { proc, port } = server;
   try {
-    const reader = (proc.stdout as ReadableStream<Uint8Array>).getReader();
-    const decoder = new TextDecoder();
-    let text = "";
-    let port = 0;
-    while (!port) {
-      const { value, done } = await reader.read();
-      if (done) throw new Error(`server exited:\n${text}`);
-      text += decoder.decode(value, { stream: true });
-      port = Number(/ start listen=\[::1\]:(\d+)/.exec(text)?.[1] ?? 0);
-    }
     const startMs = performance.now() - t0;
-    void (async () => {
-      while (!(await reader.read()).done) {}
-    })();
     await Bun.sleep(2000); // let the start's garbage be collected
     const started = rss(proc.pid);
     const transport = await DstmTransport.open({
@@ -115,8 +84,7 @@ async function run(db: string, n: number) {
     const pct = (p: number) => waits[Math.floor(p * (waits.length - 1))] as number;
     return { n, startMs, rss: started, p50: pct(0.5), p99: pct(0.99) };
   } finally {
-    proc.kill("SIGTERM");
-    await proc.exited;
+    await server.stop();
   }
 }
 

@@ -16,13 +16,14 @@ import { parseArgs } from "node:util";
 import { DstmClient, DstmTransport } from "../lib/client/protocol.ts";
 import { type Lease, WHOLE_ADDRESS } from "../lib/lease/lease.ts";
 import { SqliteLeaseStore } from "../lib/lease/sqlite.ts";
+import { type BenchServer, DSTM_FROM_SOURCE, spawnBenchServer } from "./server_process.ts";
 
 const { values } = parseArgs({
   options: {
     leases: { type: "string", default: "40000" },
     dstm: {
       type: "string",
-      default: `${process.execPath} ${join(import.meta.dir, "..", "mod.ts")}`,
+      default: DSTM_FROM_SOURCE.join(" "),
     },
   },
 });
@@ -31,7 +32,7 @@ const BASE = 0xc6120000; // 198.18.0.0
 const host = (i: number) => `2001:db8:${(i >>> 16).toString(16)}::${(i & 0xffff).toString(16)}`;
 
 const dir = mkdtempSync(join(tmpdir(), "dstm-reclaim-"));
-let proc: ReturnType<typeof Bun.spawn> | undefined;
+let server: BenchServer | undefined;
 try {
   const db = join(dir, "leases.db");
   const store = SqliteLeaseStore.open(db);
@@ -56,42 +57,11 @@ try {
   }
   await store.close();
   const control = join(dir, "control.sock");
-  proc = Bun.spawn(
-    [
-      ...(values.dstm as string).split(" "),
-      "server",
-      "--pool",
-      "198.18.0.0/15",
-      "--tep",
-      "2001:db8::1",
-      "--db",
-      db,
-      "--listen",
-      "[::1]:0",
-      "--control",
-      control,
-      "--no-source-check",
-      "--max-leases-per-prefix",
-      "0",
-      "--prefix-rate",
-      "0",
-    ],
-    { stdout: "pipe", stderr: "inherit" },
+  server = await spawnBenchServer(
+    [...["--pool", "198.18.0.0/15", "--tep", "2001:db8::1"], ...["--db", db, "--control", control]],
+    (values.dstm as string).split(" "),
   );
-  // The port from the `start` line; the rest of the log is read and dropped.
-  const reader = (proc.stdout as ReadableStream<Uint8Array>).getReader();
-  const decoder = new TextDecoder();
-  let text = "";
-  let port = 0;
-  while (!port) {
-    const { value, done } = await reader.read();
-    if (done) throw new Error(`server exited:\n${text}`);
-    text += decoder.decode(value, { stream: true });
-    port = Number(/ start listen=\[::1\]:(\d+)/.exec(text)?.[1] ?? 0);
-  }
-  void (async () => {
-    while (!(await reader.read()).done) {}
-  })();
+  const port = server.port;
   const transport = await DstmTransport.open({
     server: "::1",
     port,
@@ -143,9 +113,6 @@ try {
     `${N} overdue leases: all reclaimed ${doneAt ? `${((doneAt - start) / 1000).toFixed(2)} s` : "not"} after start; ${waits.length} DISCOVERs meanwhile, ${lost} unanswered within 30 s; answered: p50 ${pct(0.5).toFixed(1)} ms, p99 ${pct(0.99).toFixed(1)} ms, longest ${pct(1).toFixed(1)} ms`,
   );
 } finally {
-  if (proc) {
-    proc.kill("SIGTERM");
-    await proc.exited;
-  }
+  await server?.stop();
   rmSync(dir, { recursive: true, force: true });
 }

@@ -56,7 +56,7 @@ Examples:
       const options = await explained(settings, () => resolveTep(flags, log));
       if (flags.check) {
         process.stdout.write(
-          `dstm tep: configuration OK (${options.ipv6} / ${formatIPv4(options.ipv4)}, server ${options.server.address}, ${options.routes.length} route(s), ${options.staticBindings?.length ?? 0} static binding(s))\n`,
+          `dstm tep: configuration OK (${options.ipv6} / ${formatIPv4(options.ipv4)}, server ${[options.server.address, ...(options.moreServers ?? [])].join(", ")}, ${options.routes.length} route(s), ${options.staticBindings?.length ?? 0} static binding(s))\n`,
         );
         return;
       }
@@ -122,7 +122,7 @@ Examples:
 export interface TepFlags {
   ipv6?: string;
   ipv4?: string;
-  server?: string;
+  server?: string | string[];
   serverPort?: string;
   route?: string[];
   binding?: string[];
@@ -151,12 +151,13 @@ function resolveTep(flags: TepFlags, log: Logger): TepConfig {
   const ipv6 = unicastIPv6(flags.ipv6, "--ipv6", "this TEP's");
   if (flags.ipv4 === undefined) throw new UsageError("--ipv4: this TEP's IPv4 address is required");
   const ipv4 = unicastIPv4(flags.ipv4, "--ipv4", "this TEP's");
-  if (flags.server === undefined)
+  const servers = typeof flags.server === "string" ? [flags.server] : (flags.server ?? []);
+  if (servers.length === 0)
     throw new UsageError("--server: the DSTM server's IPv6 address is required");
   // The server may run on this host: loopback is fine, a group or "any" is not.
-  const server = unicastIPv6(flags.server, "--server", "the DSTM server's", {
-    loopback: true,
-  });
+  const [server, ...moreServers] = servers.map((s) =>
+    unicastIPv6(s, "--server", "the DSTM server's", { loopback: true }),
+  ) as [string, ...string[]];
   const routes = flags.route ?? [];
   if (routes.length === 0)
     throw new UsageError("--route: name the IPv4 prefixes this TEP serves (the server's pools)");
@@ -192,13 +193,13 @@ function resolveTep(flags: TepFlags, log: Logger): TepConfig {
     });
   const key = flags.key ? readKeys(flags.key)[0] : undefined;
   if (!key) {
-    const local = server === "::1" || interfaceOfIPv6(server) !== null;
+    const local = [server, ...moreServers].every((s) => s === "::1" || interfaceOfIPv6(s) !== null);
     if (!local && !flags.insecureControl)
       throw new UsageError(
         `--server ${server} is not an address of this host: give --key FILE (the server's --tep-key) to authenticate it, or --insecure-control`,
       );
     log.warn("control-auth-off", {
-      server,
+      server: [server, ...moreServers].join(","),
       detail: local
         ? "server on this host: BIND/UNBIND/SNAPSHOT accepted unsigned from its address and port"
         : "--insecure-control: BIND/UNBIND/SNAPSHOT accepted unsigned; anyone who can spoof the server's address can rebind hosts",
@@ -208,6 +209,7 @@ function resolveTep(flags: TepFlags, log: Logger): TepConfig {
     ipv6,
     ipv4,
     server: { address: server, port: parsePort(flags.serverPort, "--server-port", DSTM_PORT) },
+    moreServers: moreServers.length > 0 ? moreServers : undefined,
     key,
     routes,
     staticBindings: statics.bindings,

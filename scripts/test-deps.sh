@@ -30,6 +30,8 @@ command -v dpkg-deb >/dev/null || need+=(dpkg)
 command -v strace >/dev/null || need+=(strace)
 # PostgreSQL (initdb, pg_ctl): the shared lease store's tests start a throwaway server.
 compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || need+=(postgresql)
+# kea-admin: Kea's PostgreSQL schema (`kea-admin db-init pgsql`) for bench/kea_compare.ts.
+[ -x /usr/sbin/kea-admin ] || need+=(kea-admin)
 # promtool (Debian's prometheus package): every metrics endpoint is checked with
 # `promtool check metrics`. The package's own daemon is never started by the tests.
 command -v promtool >/dev/null || need+=(prometheus)

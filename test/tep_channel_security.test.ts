@@ -11,16 +11,17 @@ import { Logger } from "../lib/control/log.ts";
 import { Metrics } from "../lib/control/metrics.ts";
 import { WarnLimit } from "../lib/control/warn_limit.ts";
 import type { Lease } from "../lib/lease/lease.ts";
-import { formatIPv6, parseIPv6 } from "../lib/net/addr.ts";
+import { parseIPv6 } from "../lib/net/addr.ts";
 import { DstmServer } from "../lib/server/server.ts";
 import { TepSync } from "../lib/server/tep_sync.ts";
 import { bindUdp, type UdpEndpoint } from "../lib/sys/udp.ts";
-import { type BindingWriter, TepControl } from "../lib/tep/control.ts";
+import { TepControl } from "../lib/tep/control.ts";
 import { type AuthKey, generateKeyFileText, signMessage } from "../lib/wire/auth.ts";
 import { bindingsDigest } from "../lib/wire/digest.ts";
 import { decodeMessage, encodeMessage } from "../lib/wire/dstm.ts";
 import { type DstmMessage, MessageType, type WirePortSet } from "../lib/wire/dstm_types.ts";
 import { runDstm } from "./helpers/process.ts";
+import { RecordingTable } from "./helpers/recording_table.ts";
 import { eventually } from "./helpers/wait.ts";
 
 const TEP_KEY: AuthKey = { id: 1, secret: new Uint8Array(32).fill(0x71) };
@@ -33,20 +34,6 @@ const cleanup: (() => unknown)[] = [];
 afterEach(async () => {
   for (const c of cleanup.splice(0).reverse()) await c();
 });
-
-class RecordingTable implements BindingWriter {
-  readonly map = new Map<number, string>();
-  set(ipv4: number, _ps: WirePortSet, host6: Uint8Array) {
-    this.map.set(ipv4, formatIPv6(host6));
-  }
-  delete(ipv4: number) {
-    this.map.delete(ipv4);
-  }
-  replaceAll(entries: readonly { ipv4: number; host6: Uint8Array }[]) {
-    this.map.clear();
-    for (const e of entries) this.map.set(e.ipv4, formatIPv6(e.host6));
-  }
-}
 
 /** Polls `check` for up to `ms`; whether it held (./helpers/wait.ts). */
 const until = (check: () => boolean, ms = 3000) => eventually(check, { timeoutMs: ms });

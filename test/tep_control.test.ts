@@ -2,13 +2,13 @@ import { afterEach, describe, expect, test } from "bun:test";
 import { DstmClient, DstmTransport } from "../lib/client/protocol.ts";
 import { Logger } from "../lib/control/log.ts";
 import { Metrics } from "../lib/control/metrics.ts";
-import { formatIPv6 } from "../lib/net/addr.ts";
 import { DstmServer } from "../lib/server/server.ts";
 import { bindUdp } from "../lib/sys/udp.ts";
-import { type BindingWriter, TepControl } from "../lib/tep/control.ts";
+import { TepControl } from "../lib/tep/control.ts";
 import type { AuthKey } from "../lib/wire/auth.ts";
 import { encodeMessage } from "../lib/wire/dstm.ts";
-import { MessageType, Status, type WireBinding, type WirePortSet } from "../lib/wire/dstm_types.ts";
+import { MessageType, Status, type WireBinding } from "../lib/wire/dstm_types.ts";
+import { RecordingTable } from "./helpers/recording_table.ts";
 import { eventually } from "./helpers/wait.ts";
 
 const KEY: AuthKey = { id: 3, secret: new Uint8Array(32).fill(9) };
@@ -16,21 +16,6 @@ const cleanup: (() => unknown)[] = [];
 afterEach(async () => {
   for (const c of cleanup.splice(0).reverse()) await c();
 });
-
-/** A binding table that records its content as ipv4 → host6 text. */
-class RecordingTable implements BindingWriter {
-  readonly map = new Map<number, string>();
-  set(ipv4: number, _ps: WirePortSet, host6: Uint8Array) {
-    this.map.set(ipv4, formatIPv6(host6));
-  }
-  delete(ipv4: number) {
-    this.map.delete(ipv4);
-  }
-  replaceAll(entries: readonly { ipv4: number; host6: Uint8Array }[]) {
-    this.map.clear();
-    for (const e of entries) this.map.set(e.ipv4, formatIPv6(e.host6));
-  }
-}
 
 const quiet = () => new Logger({ sink: () => {} });
 

@@ -3,6 +3,7 @@
  *
  * @module
  */
+import * as v from "valibot";
 import { TEP_CONTROL_PORT } from "../server/tep_sync.ts";
 import { DEFAULT_MAX_BINDINGS, SERVER_ROOM } from "../tep/binding_file.ts";
 import { DSTM_PORT } from "../wire/dstm_types.ts";
@@ -24,9 +25,15 @@ const settings: Setting[] = [
   },
   {
     name: "server",
-    kind: { type: "string" },
+    kind: {
+      type: "custom",
+      // One server as a string, or several (sharing one lease database) as an array.
+      schema: v.union([v.string(), v.pipe(v.array(v.string()), v.minLength(1))]),
+      describe: "an IPv6 address, or an array of them",
+    },
     arg: "<v6>",
-    doc: "the DSTM server that installs bindings here; required",
+    repeatable: true,
+    doc: "the DSTM server that installs bindings here; required; repeat it for servers sharing one lease database (each is sent SYNC and may BIND/UNBIND/SNAPSHOT)",
   },
   {
     name: "server-port",

@@ -523,8 +523,9 @@ export class DstmServer {
     if (!sync) return;
     const was = before?.state === "active" ? before : undefined;
     const now = after?.state === "active" ? after : undefined;
-    if (was && (!now || now.host6 !== was.host6 || now.tep6 !== was.tep6)) sync.remove(was);
-    if (now && (!was || now.host6 !== was.host6 || now.tep6 !== was.tep6)) void sync.install(now);
+    // View only: the server that granted or freed the lease BINDs / UNBINDs it (scale-out.md).
+    if (was && (!now || now.host6 !== was.host6 || now.tep6 !== was.tep6)) sync.forget(was);
+    if (now && (!was || now.host6 !== was.host6 || now.tep6 !== was.tep6)) sync.adopt(now);
   }
 
   #expired(expired: readonly Lease[]): void {

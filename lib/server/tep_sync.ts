@@ -23,13 +23,14 @@ import { type Lease, leaseKey } from "../lease/lease.ts";
 import { formatIPv4, parseIPv6 } from "../net/addr.ts";
 import type { AuthKey } from "../wire/auth.ts";
 import { bindingHash } from "../wire/digest.ts";
-import {
-  type DstmMessage,
-  MessageType,
-  SNAPSHOT_MAX_BINDINGS,
-  type WireBinding,
-} from "../wire/dstm_types.ts";
+import { type DstmMessage, MessageType, type WireBinding } from "../wire/dstm_types.ts";
 import { TepChannel } from "./tep_channel.ts";
+import {
+  SNAPSHOT_PACING,
+  type SnapshotPacing,
+  type SnapshotRun,
+  sendSnapshot,
+} from "./tep_snapshot.ts";
 
 /** Default UDP port a TEP listens on for BIND/UNBIND/SNAPSHOT. */
 export const TEP_CONTROL_PORT = 4608;
@@ -73,6 +74,10 @@ interface TepState {
   /** Unauthenticated channel: snapshots that may still be sent now, and when that was computed. */
   snapshotTokens: number;
   snapshotTokensAt: number;
+  /** The snapshot still being sent in chunks (./tep_snapshot.ts), if any. */
+  snapshot: SnapshotRun | undefined;
+  /** When the last snapshot of more than one chunk finished (ms), 0 = never. */
+  chunkedSnapshotEnded: number;
 }
 
 export interface TepSyncOptions {
@@ -92,6 +97,8 @@ export interface TepSyncOptions {
    * is not `::`); default: the address the TEP's SYNC was sent to (the TEP's `--server`).
    */
   readonly source?: string;
+  /** Chunks of a large snapshot (default {@link SNAPSHOT_PACING}). */
+  readonly snapshotPacing?: SnapshotPacing;
   readonly now?: () => number;
 }
 
@@ -208,6 +215,24 @@ export class TepSync implements BindingSink {
     });
   }
 
+  /**
+   * Another server sharing the lease database granted `lease` (its row came in by NOTIFY):
+   * the binding joins this server's view and digest, so that a SNAPSHOT from here is whole,
+   * but no BIND is sent: the granting server sends it (docs/scale-out.md, "TEPs").
+   */
+  adopt(lease: Lease): void {
+    this.#add(this.#tep(lease.tep6), lease);
+  }
+
+  /**
+   * Another server released or reclaimed `lease`: out of this server's view and digest, no
+   * UNBIND (the server that freed it sends that). Unknown leases and TEPs are ignored.
+   */
+  forget(lease: Lease): void {
+    const tep = this.#teps.get(lease.tep6);
+    if (tep) this.#remove(tep, lease);
+  }
+
   onTepMessage(
     raw: Uint8Array,
     message: DstmMessage,
@@ -232,6 +257,16 @@ export class TepSync implements BindingSink {
     if (!wasConnected)
       this.#o.log.info("tep-connected", { tep6: tep.tep6, from, bindings: message.syncCount });
     if (message.syncCount === tep.bindings.size && message.syncDigest === tep.digest) return;
+    // A snapshot still going out in chunks already brings the TEP in step; a SYNC sent just
+    // before the TEP read the last part of a chunked one is stale: neither starts another.
+    if (
+      tep.snapshot?.running ||
+      (tep.chunkedSnapshotEnded > 0 &&
+        this.#now() - tep.chunkedSnapshotEnded < SYNC_INTERVAL_MS / 2)
+    ) {
+      this.#o.metrics.inc("dstm_tep_messages_total", { kind: "snapshot_busy" });
+      return;
+    }
     if (!this.#channel.authenticated && !this.#snapshotAllowed(tep)) {
       this.#o.metrics.inc("dstm_tep_messages_total", { kind: "snapshot_deferred" });
       return;
@@ -240,6 +275,7 @@ export class TepSync implements BindingSink {
   }
 
   close(): void {
+    for (const tep of this.#teps.values()) tep.snapshot?.cancel();
     this.#channel.close();
   }
 
@@ -258,23 +294,41 @@ export class TepSync implements BindingSink {
   }
 
   #sendSnapshot(tep: TepState): void {
-    const all = [...tep.bindings.values()];
-    const parts = Math.max(1, Math.ceil(all.length / SNAPSHOT_MAX_BINDINGS));
+    const all = [...tep.bindings.values()].map(({ host4, host6, portSet }) => ({
+      host4,
+      host6,
+      portSet,
+    }));
     tep.snapshotId = (tep.snapshotId + 1) >>> 0;
-    for (let part = 0; part < parts; part++) {
-      const bindings = all
-        .slice(part * SNAPSHOT_MAX_BINDINGS, (part + 1) * SNAPSHOT_MAX_BINDINGS)
-        .map(({ host4, host6, portSet }) => ({ host4, host6, portSet }));
-      const message: DstmMessage = {
-        type: MessageType.SNAPSHOT,
-        xid: part,
-        snapshot: { id: tep.snapshotId, part, parts },
-        bindings,
-      };
-      this.#channel.send(tep.tep6, message);
+    const metrics = this.#o.metrics;
+    const run = sendSnapshot(
+      all,
+      tep.snapshotId,
+      (message) => {
+        metrics.inc("dstm_tep_messages_total", { kind: "snapshot_part" });
+        this.#channel.send(tep.tep6, message);
+      },
+      this.#o.snapshotPacing ?? SNAPSHOT_PACING,
+    );
+    metrics.inc("dstm_tep_messages_total", { kind: "snapshot" });
+    if (!run.running) {
+      this.#o.log.info("tep-snapshot", { tep6: tep.tep6, bindings: all.length, parts: run.parts });
+      return;
     }
-    this.#o.metrics.inc("dstm_tep_messages_total", { kind: "snapshot" });
-    this.#o.log.info("tep-snapshot", { tep6: tep.tep6, bindings: all.length, parts });
+    tep.snapshot = run;
+    void run.done.then((outcome) => {
+      if (tep.snapshot === run) tep.snapshot = undefined;
+      tep.chunkedSnapshotEnded = this.#now();
+      metrics.inc("dstm_tep_messages_total", { kind: "snapshot_chunk" }, outcome.chunks);
+      this.#o.log.info("tep-snapshot", {
+        tep6: tep.tep6,
+        bindings: outcome.bindings,
+        parts: outcome.parts,
+        chunks: outcome.chunks,
+        "time-ms": Math.round(outcome.ms),
+        cancelled: outcome.cancelled || undefined,
+      });
+    });
   }
 
   async #exchange(tep: TepState, message: Omit<DstmMessage, "xid">): Promise<boolean> {
@@ -310,6 +364,8 @@ export class TepSync implements BindingSink {
         snapshotId: (Math.random() * 2 ** 32) >>> 0,
         snapshotTokens: UNAUTH_SNAPSHOT_BURST,
         snapshotTokensAt: this.#now(),
+        snapshot: undefined,
+        chunkedSnapshotEnded: 0,
       };
       this.#teps.set(tep6, tep);
     }

@@ -35,6 +35,7 @@ import {
   type WireBinding,
   type WirePortSet,
 } from "../wire/dstm_types.ts";
+import { SnapshotAssemblies } from "./snapshot_assembly.ts";
 
 /** What the control plane needs from the data plane's binding table (single writer). */
 export interface BindingWriter {
@@ -49,6 +50,11 @@ export interface TepControlOptions {
   readonly listen: { readonly address: string; readonly port: number };
   /** The DSTM server. */
   readonly server: { readonly address: string; readonly port?: number };
+  /**
+   * Further DSTM servers sharing the first one's lease database (docs/scale-out.md): each is
+   * sent SYNC and may BIND / UNBIND / SNAPSHOT here, on the same port as `server`.
+   */
+  readonly moreServers?: readonly string[];
   readonly tep6: string;
   readonly tep4?: number;
   /** The server ⇄ TEP key (the server's `--tep-key`); absent: unauthenticated channel. */
@@ -67,12 +73,6 @@ interface Entry {
   readonly hash: number;
 }
 
-interface SnapshotAssembly {
-  id: number;
-  parts: number;
-  received: Map<number, readonly WireBinding[]>;
-}
-
 export class TepControl {
   readonly #o: TepControlOptions;
   readonly #now: () => number;
@@ -84,20 +84,26 @@ export class TepControl {
   /** This TEP's IPv6 address, 16 bytes: MAC-ed into every server message for it. */
   readonly #audience: Uint8Array | undefined;
   readonly #keys: ReadonlyMap<number, AuthKey>;
-  readonly #server: string;
+  /** The servers' addresses (canonical); the first is `server`. */
+  readonly #servers: readonly string[];
   readonly #serverPort: number;
   readonly #warn: WarnLimit;
   #digest = 0;
   #endpoint!: UdpEndpoint;
   #timer: ReturnType<typeof setInterval> | undefined;
-  #snapshot: SnapshotAssembly | undefined;
+  /** Snapshots being received, by server address: two servers may each be sending one. */
+  readonly #snapshots = new SnapshotAssemblies();
   #xid = (Math.random() * 2 ** 32) >>> 0;
 
   private constructor(options: TepControlOptions) {
     this.#o = options;
     this.#now = options.now ?? Date.now;
     this.#keys = new Map(options.key ? [[options.key.id, options.key]] : []);
-    this.#server = canonicalIPv6(options.server.address) ?? options.server.address;
+    this.#servers = [
+      ...new Set(
+        [options.server.address, ...(options.moreServers ?? [])].map((a) => canonicalIPv6(a) ?? a),
+      ),
+    ];
     this.#serverPort = options.server.port ?? DSTM_PORT;
     this.#warn = new WarnLimit(options.log, { now: this.#now });
     // Nothing stamped before this start: what was captured before a restart is refused.
@@ -109,6 +115,10 @@ export class TepControl {
     m.counter(
       "dstm_tep_control_total",
       "Control messages from the DSTM server, by kind and result",
+    );
+    m.counter(
+      "dstm_tep_control_by_server_total",
+      "Control messages accepted, by server address and kind (bind, unbind, snapshot)",
     );
     m.gauge("dstm_tep_bindings", "Bindings held, by origin (server, static)");
     m.onCollect(() => {
@@ -149,20 +159,21 @@ export class TepControl {
     return this.#endpoint.port;
   }
 
-  /** Sends SYNC (count and digest of the server-managed bindings) to the server now. */
+  /** Sends SYNC (count and digest of the server-managed bindings) to every server now. */
   sync(): void {
-    this.#send(
-      {
-        type: MessageType.SYNC,
-        xid: this.#nextXid(),
-        tep6: this.#o.tep6,
-        tep4: this.#o.tep4,
-        syncCount: this.#managed.size,
-        syncDigest: this.#digest,
-      },
-      this.#server,
-      this.#serverPort,
-    );
+    for (const server of this.#servers)
+      this.#send(
+        {
+          type: MessageType.SYNC,
+          xid: this.#nextXid(),
+          tep6: this.#o.tep6,
+          tep4: this.#o.tep4,
+          syncCount: this.#managed.size,
+          syncDigest: this.#digest,
+        },
+        server,
+        this.#serverPort,
+      );
   }
 
   close(): void {
@@ -174,7 +185,11 @@ export class TepControl {
     const accepted = this.#accept(data, address, port);
     if (accepted === undefined) return;
     const { message, kind } = accepted;
-    if (message.type === MessageType.SNAPSHOT) this.#onSnapshot(message);
+    this.#o.metrics.inc("dstm_tep_control_by_server_total", {
+      server: canonicalIPv6(address) ?? address,
+      kind,
+    });
+    if (message.type === MessageType.SNAPSHOT) this.#onSnapshot(message, address);
     else this.#onBinding(message, kind, address, port);
   }
 
@@ -188,7 +203,7 @@ export class TepControl {
     address: string,
     port: number,
   ): { message: DstmMessage; kind: "bind" | "unbind" | "snapshot" } | undefined {
-    if ((canonicalIPv6(address) ?? address) !== this.#server) {
+    if (!this.#servers.includes(canonicalIPv6(address) ?? address)) {
       this.#refused("any", "drop-not-server", address, port);
       return undefined;
     }
@@ -262,6 +277,7 @@ export class TepControl {
       }
     } else if (message.type === MessageType.BIND) {
       if (!this.#bind(message.xid, binding, address, port)) return;
+      this.#snapshots.changed(true, binding);
     } else if (!this.#holds(binding)) {
       // A late or retransmitted UNBIND for the address's previous holder: the binding now
       // belongs to another host (or is gone). Acknowledged, so the server stops retrying.
@@ -270,6 +286,7 @@ export class TepControl {
     } else {
       this.#drop(binding.host4, portSet.psid);
       this.#o.table.delete(binding.host4, portSet.psid);
+      this.#snapshots.changed(false, binding);
       this.#o.log.info("unbind", { ipv4: formatIPv4(binding.host4), host6: binding.host6 });
     }
     this.#send(
@@ -313,23 +330,29 @@ export class TepControl {
     return true;
   }
 
-  #onSnapshot(message: DstmMessage): void {
-    const { id, part, parts } = message.snapshot!;
-    if (!this.#snapshot || this.#snapshot.id !== id)
-      this.#snapshot = { id, parts, received: new Map() };
-    const assembly = this.#snapshot;
-    if (assembly.parts !== parts) return;
-    assembly.received.set(part, message.bindings ?? []);
-    if (assembly.received.size < parts) return;
-    this.#snapshot = undefined;
+  /**
+   * A SNAPSHOT part from `server`. When the last part of a snapshot has come, the managed
+   * bindings become exactly its bindings, then every BIND / UNBIND applied since its first part
+   * came is applied again on top (the server cut the snapshot when it started and sent later
+   * changes as BIND / UNBIND): the table ends as the server's, however long the parts took.
+   */
+  #onSnapshot(message: DstmMessage, from: string): void {
+    const server = canonicalIPv6(from) ?? from;
+    const snapshot = this.#snapshots.add(server, message);
+    if (!snapshot) return;
     this.#managed.clear();
     this.#digest = 0;
     let refused = 0;
-    for (const list of assembly.received.values()) {
+    for (const list of snapshot.bindings) {
       for (const b of list) {
         if (this.#staticAddresses.has(b.host4)) refused++;
         else this.#put(entry(b));
       }
+    }
+    for (const change of snapshot.changes) {
+      if (change.bind) this.#put(entry(change.binding));
+      else if (this.#holds(change.binding))
+        this.#drop(change.binding.host4, change.binding.portSet.psid);
     }
     if (refused > 0) {
       this.#o.metrics.inc(
@@ -340,7 +363,12 @@ export class TepControl {
       this.#o.log.warn("snapshot-conflict", { refused, reason: "statically-bound addresses" });
     }
     this.#apply();
-    this.#o.log.info("snapshot", { bindings: this.#managed.size, parts });
+    this.#o.log.info("snapshot", {
+      bindings: this.#managed.size,
+      parts: snapshot.parts,
+      server,
+      "applied-after": snapshot.changes.length || undefined,
+    });
   }
 
   /** Makes the data plane's table exactly static + managed. */

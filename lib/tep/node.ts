@@ -34,6 +34,8 @@ export interface TepConfig {
   /** The TEP's IPv4 address (source of its ICMPv4 errors). */
   readonly ipv4: number;
   readonly server: { readonly address: string; readonly port?: number };
+  /** Further servers sharing the first one's lease database (repeated `--server`). */
+  readonly moreServers?: readonly string[];
   readonly key?: AuthKey;
   /** IPv4 prefixes routed into the tunnel (the pools this TEP serves). */
   readonly routes: readonly string[];
@@ -169,6 +171,7 @@ export class TepNode {
     this.#control = await TepControl.start({
       listen: { address: c.ipv6, port: c.controlPort ?? 4608 },
       server: c.server,
+      moreServers: c.moreServers,
       tep6: c.ipv6,
       tep4: c.ipv4,
       key: c.key,
@@ -199,7 +202,7 @@ export class TepNode {
       ipv6: c.ipv6,
       ipv4: formatIPv4(c.ipv4),
       routes: c.routes.join(","),
-      server: c.server.address,
+      server: [c.server.address, ...(c.moreServers ?? [])].join(","),
       static: c.staticBindings?.length ?? 0,
       tunnelMtu: (c.linkMtu ?? 1500) - 40,
     });
