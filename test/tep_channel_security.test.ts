@@ -203,7 +203,7 @@ describe("server: SYNC only from configured TEPs (item 2)", () => {
     const arrived = await until(() => refused() > N * 0.9, 20_000);
     expect(arrived).toBe(true);
     expect(s.tepSync!.tepCount).toBe(1);
-    expect(s.metrics.expose().match(/^dstm_tep_connected\{/gm)?.length).toBe(1);
+    expect((await s.metrics.text()).match(/^dstm_tep_connected\{/gm)?.length).toBe(1);
     expect(host.bytes()).toBe(0);
     // Logged at warn, but rate-limited: a burst and a few a second, not one per datagram.
     expect(lines.filter((l) => l.includes("tep-reject")).length).toBeLessThan(200);
