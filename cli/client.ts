@@ -11,13 +11,21 @@ import { CLIENT_SCHEMA } from "../lib/config/client_schema.ts";
 import type { LogFormat, Logger, LogLevel } from "../lib/control/log.ts";
 import { canonicalIPv6 } from "../lib/net/addr.ts";
 import { parseIPv4Prefix } from "../lib/net/prefix.ts";
-import { getUnix, HttpListenError, serveUnix, unixPermissionProblem } from "../lib/sys/http.ts";
+import { metricsHandler } from "../lib/control/metrics.ts";
+import {
+  getUnix,
+  type HttpEndpoint,
+  HttpListenError,
+  serveTcp,
+  serveUnix,
+  unixPermissionProblem,
+} from "../lib/sys/http.ts";
 import { sdNotify } from "../lib/sys/sd_notify.ts";
 import type { NaptTimeouts } from "../lib/tunnel/napt.ts";
 import { ALL_DHCP_RELAY_AGENTS_AND_SERVERS, DHCP6_SERVER_PORT } from "../lib/wire/dhcp4o6.ts";
 import { DSTM_PORT } from "../lib/wire/dstm_types.ts";
 import { onHangup, parsePort, readKeys, stdoutLogger, untilSignal } from "./common.ts";
-import { parseDuration, unicastIPv4, unicastIPv6 } from "./endpoints.ts";
+import { parseDuration, parseHostPort, unicastIPv4, unicastIPv6 } from "./endpoints.ts";
 import { RuntimeError, UsageError } from "./errors.ts";
 import { addSettings, commandSettings, explained } from "./options.ts";
 import { runtimeDir } from "./paths.ts";
@@ -137,6 +145,7 @@ export interface ClientFlags {
   fragmentTimeout: string;
   key?: string;
   control?: string;
+  metrics?: string;
   logFormat?: LogFormat;
   logLevel?: LogLevel;
   config?: string;
@@ -197,7 +206,9 @@ function resolveClient(flags: ClientFlags) {
     dhcp4o6 ? DHCP6_SERVER_PORT : DSTM_PORT,
   );
   const dscp = dscpFlag(flags.dscp);
+  const metrics = flags.metrics ? parseHostPort(flags.metrics, "--metrics", 9606) : undefined;
   return {
+    metrics,
     dhcp4o6,
     zone,
     serverFlag,
@@ -291,10 +302,23 @@ async function runClient(
     control.close();
     throw error;
   }
+  let metricsEndpoint: HttpEndpoint | undefined;
+  if (r.metrics) {
+    try {
+      metricsEndpoint = serveTcp(r.metrics.address, r.metrics.port, metricsHandler(node.metrics));
+    } catch (error) {
+      control.close();
+      await node.stop();
+      throw error instanceof HttpListenError ? new RuntimeError(error.message) : error;
+    }
+    log.info("metrics", { listen: metricsEndpoint.where });
+  }
   sdNotify("READY=1\nSTATUS=lease bound, DTI up");
   const stopHup = onHangup(log, () => reread().logLevel);
   await untilSignal();
   stopHup();
+  sdNotify("STOPPING=1");
+  metricsEndpoint?.close();
   control.close();
   await node.stop();
 }

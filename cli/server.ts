@@ -73,6 +73,7 @@ Examples:
         const stop = () => {
           process.off("SIGINT", stop);
           process.off("SIGTERM", stop);
+          sdNotify("STOPPING=1");
           server.stop().then(() => resolve(undefined), resolve);
         };
         process.on("SIGINT", stop);
@@ -81,6 +82,7 @@ Examples:
         server.failed.then((error) => {
           process.off("SIGINT", stop);
           process.off("SIGTERM", stop);
+          sdNotify("STOPPING=1");
           server.stop().then(() => resolve(error), resolve);
         });
       });

@@ -23,7 +23,7 @@ import { type TepConfig, TepNode } from "../lib/tep/node.ts";
 import { MAX_BINDINGS } from "../lib/tunnel/binding.ts";
 import { DSTM_PORT } from "../lib/wire/dstm_types.ts";
 import { onHangup, parsePort, readKeys, stdoutLogger, untilSignal } from "./common.ts";
-import { unicastIPv4, unicastIPv6 } from "./endpoints.ts";
+import { parseHostPort, unicastIPv4, unicastIPv6 } from "./endpoints.ts";
 import { RuntimeError, UsageError } from "./errors.ts";
 import { addSettings, commandSettings, explained } from "./options.ts";
 import { runtimeDir } from "./paths.ts";
@@ -68,6 +68,7 @@ Examples:
       );
       await untilSignal();
       stopHup();
+      sdNotify("STOPPING=1");
       await node.stop();
     });
   tep
@@ -139,6 +140,7 @@ export interface TepFlags {
   maxBindings?: string;
   tepPort?: string;
   control?: string;
+  metrics?: string;
   logFormat?: LogFormat;
   logLevel?: LogLevel;
   config?: string;
@@ -221,6 +223,7 @@ function resolveTep(flags: TepFlags, log: Logger): TepConfig {
     maxBindings: table.size,
     controlPort: parsePort(flags.tepPort, "--tep-port", TEP_CONTROL_PORT),
     statsSocket: flags.control ?? defaultStatsSocket(),
+    metrics: flags.metrics ? parseHostPort(flags.metrics, "--metrics", 9605) : undefined,
     log,
   };
 }

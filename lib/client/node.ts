@@ -20,6 +20,7 @@
  * @module
  */
 import type { Logger } from "../control/log.ts";
+import { Metrics } from "../control/metrics.ts";
 import { Forwarder } from "../dataplane/forwarder.ts";
 import { formatIPv4, parseIPv6 } from "../net/addr.ts";
 import { formatPortSet } from "../net/portset.ts";
@@ -30,6 +31,7 @@ import { writeSysctl } from "../sys/sysctl.ts";
 import { closeTun, openTun } from "../sys/tun_linux.ts";
 import { sourceAddressFor } from "../sys/udp.ts";
 import { ClientState } from "../tunnel/client_state.ts";
+import { counterFamilies, counterSeries } from "../tunnel/counter_metrics.ts";
 import { Counters, countersOf } from "../tunnel/counters.ts";
 import { type NaptCensus, NaptTable, type NaptTimeouts, PLACEHOLDER_IPV4 } from "../tunnel/napt.ts";
 import { PathMtuTable } from "../tunnel/pmtu.ts";
@@ -137,8 +139,29 @@ export class DstmNode {
   /** Wakes the acquiring loop out of its back-off sleep. */
   #wake: (() => void) | undefined;
 
+  /** Prometheus metrics: the client's packet counters and its lease (docs/metrics.md). */
+  readonly metrics = new Metrics();
+
   private constructor(config: NodeConfig, client: LeaseClient) {
     this.#config = config;
+    const m = this.metrics;
+    for (const family of counterFamilies("client")) m.counter(family.name, family.help);
+    m.gauge("dstm_client_lease_bound", "1 while the client holds a lease, else 0");
+    m.gauge(
+      "dstm_client_lease_remaining_seconds",
+      "Seconds until the lease held expires (0 without a lease)",
+    );
+    m.onCollect(() => {
+      const snap = this.counters.snapshot();
+      for (const s of counterSeries("client")) m.set(s.metric, s.labels, snap[s.counter]);
+      const lease = this.#lease;
+      m.set("dstm_client_lease_bound", {}, lease ? 1 : 0);
+      m.set(
+        "dstm_client_lease_remaining_seconds",
+        {},
+        lease ? Math.max(0, Math.round((lease.expiresAt - Date.now()) / 1000)) : 0,
+      );
+    });
     this.#napt.setTimeouts(config.napt ?? {});
     this.#ifname = config.ifname ?? "dti0";
     this.#client = client;

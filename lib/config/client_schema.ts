@@ -151,6 +151,12 @@ const settings: Setting[] = [
     doc: "status socket for `dstm client status`",
     defaultDoc: "/run/dstm/client-IFNAME.sock as root",
   },
+  {
+    name: "metrics",
+    kind: { type: "string" },
+    arg: "<addr:port>",
+    doc: "serve Prometheus metrics on http://ADDR:PORT/metrics (docs/metrics.md)",
+  },
   ...COMMON_SETTINGS,
 ];
 

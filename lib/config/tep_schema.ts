@@ -136,6 +136,12 @@ const settings: Setting[] = [
     defaultDoc: "/run/dstm/tep.sock as root",
     deprecated: ["stats"],
   },
+  {
+    name: "metrics",
+    kind: { type: "string" },
+    arg: "<addr:port>",
+    doc: "serve Prometheus metrics on http://ADDR:PORT/metrics (docs/metrics.md)",
+  },
   ...COMMON_SETTINGS,
 ];
 

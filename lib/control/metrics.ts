@@ -198,6 +198,20 @@ export class Metrics {
   }
 }
 
+/**
+ * A fetch handler serving `metrics` on GET /metrics (404 elsewhere), for a daemon's
+ * `--metrics ADDR:PORT` endpoint and its control socket.
+ */
+export function metricsHandler(metrics: Metrics): (request: Request) => Promise<Response> {
+  return async (request) => {
+    if (new URL(request.url).pathname !== "/metrics")
+      return new Response("see /metrics\n", { status: 404 });
+    return new Response(await metrics.text(), {
+      headers: { "content-type": metrics.contentType },
+    });
+  };
+}
+
 // Counters are bumped per message: build the key with a plain loop, escaping only when needed.
 const NEEDS_ESCAPE = /[\\"\n]/;
 

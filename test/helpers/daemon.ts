@@ -20,11 +20,17 @@ export interface DaemonOptions {
   timeoutMs: number;
   /** Adds the process's stderr to waitFor's error (waits for the process to end first). */
   stderrOnFailure?: boolean;
+  /** Added to the environment (e.g. NOTIFY_SOCKET). */
+  env?: Record<string, string>;
 }
 
 /** Starts `argv` in `where` (cwd: the project root), collecting its stdout lines. */
 export function spawnDaemon(where: Netns, argv: readonly string[], options: DaemonOptions): Daemon {
-  const proc = where.spawn([...argv], { timeoutMs: options.timeoutMs, cwd: ROOT });
+  const proc = where.spawn([...argv], {
+    timeoutMs: options.timeoutMs,
+    cwd: ROOT,
+    env: options.env,
+  });
   const lines: string[] = [];
   (async () => {
     const decoder = new TextDecoder();
