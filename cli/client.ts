@@ -9,9 +9,9 @@ import { failoverLeaseClient } from "../lib/client/failover.ts";
 import { DstmNode } from "../lib/client/node.ts";
 import { CLIENT_SCHEMA } from "../lib/config/client_schema.ts";
 import type { LogFormat, Logger, LogLevel } from "../lib/control/log.ts";
+import { metricsHandler } from "../lib/control/metrics.ts";
 import { canonicalIPv6 } from "../lib/net/addr.ts";
 import { parseIPv4Prefix } from "../lib/net/prefix.ts";
-import { metricsHandler } from "../lib/control/metrics.ts";
 import {
   getUnix,
   type HttpEndpoint,

@@ -10,8 +10,8 @@ import {
   type CommandUnknownOpts,
   Option,
 } from "@commander-js/extra-typings";
-import { generateKeyFileText } from "../lib/wire/auth.ts";
 import { setBuildInfo } from "../lib/control/metrics.ts";
+import { generateKeyFileText } from "../lib/wire/auth.ts";
 import { buildInfo, versionText } from "./build_info.ts";
 import { clientCommand } from "./client.ts";
 import { completionCommand } from "./completion.ts";

@@ -156,7 +156,8 @@ export class Metrics {
   /** Copies `family`'s values into its prom-client metric (made again when its label names grew). */
   #publish(name: string, family: Family): void {
     const names = new Set<string>();
-    for (const series of family.values.values()) for (const label in series.labels) names.add(label);
+    for (const series of family.values.values())
+      for (const label in series.labels) names.add(label);
     const labelNames = [...names].sort();
     if (family.metric === undefined || family.labelNames !== labelNames.join(",")) {
       if (family.metric !== undefined) this.registry.removeSingleMetric(name);
