@@ -35,6 +35,7 @@ import {
   type WireBinding,
   type WirePortSet,
 } from "../wire/dstm_types.ts";
+import { ServerWatch } from "./server_watch.ts";
 
 /** What the control plane needs from the data plane's binding table (single writer). */
 export interface BindingWriter {
@@ -91,6 +92,7 @@ export class TepControl {
   #endpoint!: UdpEndpoint;
   #timer: ReturnType<typeof setInterval> | undefined;
   #snapshot: SnapshotAssembly | undefined;
+  readonly #serverWatch: ServerWatch;
   #xid = (Math.random() * 2 ** 32) >>> 0;
 
   private constructor(options: TepControlOptions) {
@@ -105,6 +107,14 @@ export class TepControl {
     this.#audience = parseIPv6(options.tep6) ?? undefined;
     this.#static = (options.staticBindings ?? []).map((b) => entry(b));
     this.#staticAddresses = new Set(this.#static.map((e) => e.binding.host4));
+    this.#serverWatch = new ServerWatch({
+      server: this.#server,
+      port: this.#serverPort,
+      intervalMs: options.syncIntervalMs ?? 2000,
+      warn: this.#warn,
+      metrics: options.metrics,
+      now: this.#now,
+    });
     const m = options.metrics;
     m.counter(
       "dstm_tep_control_total",
@@ -151,6 +161,7 @@ export class TepControl {
 
   /** Sends SYNC (count and digest of the server-managed bindings) to the server now. */
   sync(): void {
+    this.#serverWatch.check();
     this.#send(
       {
         type: MessageType.SYNC,
@@ -173,7 +184,9 @@ export class TepControl {
   #onDatagram(data: Uint8Array, address: string, port: number): void {
     const accepted = this.#accept(data, address, port);
     if (accepted === undefined) return;
+    this.#serverWatch.heard();
     const { message, kind } = accepted;
+    if (message.type === MessageType.SYNC) return; // the server's answer: it hears us
     if (message.type === MessageType.SNAPSHOT) this.#onSnapshot(message);
     else this.#onBinding(message, kind, address, port);
   }
@@ -187,7 +200,7 @@ export class TepControl {
     data: Uint8Array,
     address: string,
     port: number,
-  ): { message: DstmMessage; kind: "bind" | "unbind" | "snapshot" } | undefined {
+  ): { message: DstmMessage; kind: "bind" | "unbind" | "snapshot" | "sync" } | undefined {
     if ((canonicalIPv6(address) ?? address) !== this.#server) {
       this.#refused("any", "drop-not-server", address, port);
       return undefined;
@@ -211,7 +224,9 @@ export class TepControl {
           ? "unbind"
           : message.type === MessageType.SNAPSHOT
             ? "snapshot"
-            : "other";
+            : message.type === MessageType.SYNC
+              ? "sync"
+              : "other";
     if (kind === "other") {
       this.#refused(kind, "drop-unexpected", address, port);
       return undefined;
