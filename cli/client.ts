@@ -9,6 +9,7 @@ import { failoverLeaseClient } from "../lib/client/failover.ts";
 import { DstmNode } from "../lib/client/node.ts";
 import { CLIENT_SCHEMA } from "../lib/config/client_schema.ts";
 import type { LogFormat, Logger, LogLevel } from "../lib/control/log.ts";
+import { logMessage } from "../lib/control/message_log.ts";
 import { metricsHandler } from "../lib/control/metrics.ts";
 import { canonicalIPv6 } from "../lib/net/addr.ts";
 import { parseIPv4Prefix } from "../lib/net/prefix.ts";
@@ -285,6 +286,7 @@ async function runClient(
                 host6: source,
                 key,
                 onFailover: (from, to) => log.warn("server-failover", { from, to }),
+                onMessage: (direction, message, peer) => logMessage(log, direction, message, peer),
               })
           : undefined,
       key,

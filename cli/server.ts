@@ -19,6 +19,7 @@ import {
   DHCP4O6_IDENTITY_MODES,
   type Dhcp4o6IdentityMode,
 } from "../lib/server/dhcp4o6_identity.ts";
+import { POOL_WARN_PERCENT } from "../lib/server/pool_watch.ts";
 import { DstmServer, type ServerConfig } from "../lib/server/server.ts";
 import { postUnix, unixPermissionProblem } from "../lib/sys/http.ts";
 import { stdoutIsJournal } from "../lib/sys/journal.ts";
@@ -158,6 +159,7 @@ export interface ServerFlags {
   sourceCheck?: boolean;
   control?: string | boolean;
   metrics?: string;
+  poolWarnPercent?: string;
   tepPort?: string;
   tepSource?: string;
   requireTep?: boolean;
@@ -293,6 +295,9 @@ function buildServerConfig(
         ? flags.control
         : defaultControlSocket();
   const metrics = flags.metrics ? parseHostPort(flags.metrics, "--metrics", 9604) : undefined;
+  const poolWarnPercent = Number(flags.poolWarnPercent ?? POOL_WARN_PERCENT);
+  if (!Number.isInteger(poolWarnPercent) || poolWarnPercent < 1 || poolWarnPercent > 100)
+    throw new UsageError(`--pool-warn-percent: "${flags.poolWarnPercent}" is not 1–100`);
   const logFormat = (flags.logFormat ?? "text") as LogFormat;
   const logLevel = (flags.logLevel ?? "info") as LogLevel;
   if (logFormat !== "text" && logFormat !== "json")
@@ -333,6 +338,7 @@ function buildServerConfig(
     sourceCheck: flags.sourceCheck !== false,
     control,
     metrics,
+    poolWarnPercent,
     logFormat,
     logLevel,
     log:

@@ -176,7 +176,7 @@ function resolveTep(flags: TepFlags, log: Logger): TepConfig {
     log.info("binding-file", {
       files: flags.bindingFile.join(","),
       bindings: statics.size,
-      ms: Math.round(performance.now() - started),
+      "time-ms": Math.round(performance.now() - started),
     });
   const table = bindingTableSize(
     statics.size,
@@ -190,7 +190,7 @@ function resolveTep(flags: TepFlags, log: Logger): TepConfig {
       from: DEFAULT_MAX_BINDINGS,
       to: table.size,
       static: statics.size,
-      serverRoom: table.size - statics.size,
+      "server-room": table.size - statics.size,
     });
   const key = flags.key ? readKeys(flags.key)[0] : undefined;
   if (!key) {

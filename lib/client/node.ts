@@ -20,6 +20,7 @@
  * @module
  */
 import type { Logger } from "../control/log.ts";
+import { logMessage } from "../control/message_log.ts";
 import { Metrics } from "../control/metrics.ts";
 import { Forwarder } from "../dataplane/forwarder.ts";
 import { formatIPv4, parseIPv6 } from "../net/addr.ts";
@@ -196,7 +197,7 @@ export class DstmNode {
       config.log.info("on-demand", {
         ifname: node.#ifname,
         address: "192.0.0.2",
-        idle: `${config.idleSeconds ?? 60}s`,
+        "idle-s": config.idleSeconds ?? 60,
         mtu: node.#mtu ?? undefined,
       });
       node.#bound();
@@ -272,7 +273,7 @@ export class DstmNode {
           const fields = {
             server: this.#config.server,
             detail,
-            retryIn: `${Math.round(backoff / 1000)}s`,
+            "retry-in-s": Math.round(backoff / 1000),
           };
           const now = Date.now();
           if (said?.detail === detail && now - said.at < REWARN_MS) {
@@ -283,7 +284,8 @@ export class DstmNode {
             log.warn(refused ? "refused" : "server-unreachable", {
               ...fields,
               ...(repeats > 0 ? { repeated: repeats } : {}),
-              backoff: `doubling up to ${Math.round((this.#config.maxBackoffMs ?? 30_000) / 1000)}s; the same failure again is logged at debug`,
+              "max-backoff-s": Math.round((this.#config.maxBackoffMs ?? 30_000) / 1000),
+              backoff: "doubling; the same failure again is logged at debug",
             });
             said = { detail, at: now, repeats: 0 };
           }
@@ -321,7 +323,7 @@ export class DstmNode {
       ifname: this.#ifname,
       tep6: this.#tep6(lease),
       mtu: this.#mtu ?? undefined,
-      lease: `${lease.leaseTime}s`,
+      "lease-time-s": lease.leaseTime,
       routes: (this.#config.routes ?? ["0.0.0.0/0"]).join(","),
     });
     this.#bound();
@@ -433,7 +435,7 @@ export class DstmNode {
       this.#state = "bound";
       this.#config.log.info("renewed", {
         ipv4: formatIPv4(renewed.ipv4),
-        lease: `${renewed.leaseTime}s`,
+        "lease-time-s": renewed.leaseTime,
       });
       this.#scheduleRenewal(renewalDelay(renewed));
     } catch (error) {
@@ -457,7 +459,7 @@ export class DstmNode {
       this.#config.log.warn("renew-failed", {
         ipv4: formatIPv4(lease.ipv4),
         detail: (error as Error).message,
-        retryIn: `${Math.round(remaining / 2000)}s`,
+        "retry-in-s": Math.round(remaining / 2000),
       });
       this.#scheduleRenewal(remaining / 2);
     }
@@ -551,6 +553,7 @@ async function nativeLeaseClient(
     port,
     key: config.key,
     bind: host6,
+    onMessage: (direction, message, peer) => logMessage(config.log, direction, message, peer),
     onRetransmit: (attempt, type) =>
       config.log.warn("no-answer", {
         server: config.server,

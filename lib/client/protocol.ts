@@ -105,6 +105,8 @@ export interface TransportOptions {
   readonly retry?: Partial<RetryPolicy>;
   /** Called before each retransmission (attempt = 2, 3, …), e.g. to tell the user. */
   readonly onRetransmit?: (attempt: number, type: number) => void;
+  /** Told of each message sent (every try) and each answer accepted, e.g. for debug logs. */
+  readonly onMessage?: (direction: "sent" | "received", message: DstmMessage, peer: string) => void;
   readonly now?: () => number;
 }
 
@@ -134,6 +136,7 @@ export class DstmTransport {
   readonly #guard = new ReplayGuard();
   readonly #retry: RetryPolicy;
   readonly #onRetransmit: ((attempt: number, type: number) => void) | undefined;
+  readonly #onMessage: TransportOptions["onMessage"];
   readonly #now: () => number;
   readonly #pending = new Map<number, Pending>();
   #nextXid = (Math.random() * 0x100000000) >>> 0;
@@ -148,6 +151,7 @@ export class DstmTransport {
     this.#keys = new Map(options.key ? [[options.key.id, options.key]] : []);
     this.#retry = { ...DEFAULT_RETRY, ...options.retry };
     this.#onRetransmit = options.onRetransmit;
+    this.#onMessage = options.onMessage;
     this.#now = options.now ?? Date.now;
   }
 
@@ -199,6 +203,7 @@ export class DstmTransport {
           this.#onRetransmit?.(attempt + 1, message.type);
         }
         this.#endpoint.send(bytes, this.#server, this.#port);
+        this.#onMessage?.("sent", { ...message, xid } as DstmMessage, this.#server);
         // ±10% jitter so that many clients restarted together do not retransmit in lockstep.
         const wait = timeout * (0.9 + Math.random() * 0.2);
         let timer: ReturnType<typeof setTimeout> | undefined;
@@ -268,6 +273,7 @@ export class DstmTransport {
       }
     }
     this.#pending.delete(message.xid);
+    this.#onMessage?.("received", message, address);
     pending.resolve(message);
   }
 

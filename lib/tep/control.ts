@@ -19,6 +19,7 @@
  * @module
  */
 import type { Logger } from "../control/log.ts";
+import { logMessage } from "../control/message_log.ts";
 import type { Metrics } from "../control/metrics.ts";
 import { WarnLimit } from "../control/warn_limit.ts";
 import { canonicalIPv6, formatIPv4, parseIPv6 } from "../net/addr.ts";
@@ -186,6 +187,7 @@ export class TepControl {
     if (accepted === undefined) return;
     this.#serverWatch.heard();
     const { message, kind } = accepted;
+    logMessage(this.#o.log, "received", message, address);
     if (message.type === MessageType.SYNC) return; // the server's answer: it hears us
     if (message.type === MessageType.SNAPSHOT) this.#onSnapshot(message);
     else this.#onBinding(message, kind, address, port);
@@ -425,6 +427,7 @@ export class TepControl {
   }
 
   #send(message: DstmMessage, address: string, port: number): void {
+    logMessage(this.#o.log, "sent", message, address);
     const bytes = this.#o.key
       ? signMessage(message, this.#o.key, this.#now(), undefined, "tep")
       : encodeMessage(message);
