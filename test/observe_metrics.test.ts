@@ -80,7 +80,8 @@ while True:
 
 /** `dstm ...args` in `where`, telling systemd things on the socket of `role`. */
 function dstm(where: Netns, role: keyof typeof notified, args: readonly string[]): Daemon {
-  const d = spawnDaemon(where, [BUN, join(ROOT, "mod.ts"), ...args], {
+  const argv = [BUN, join(ROOT, "mod.ts"), ...args, "--log-format", "json", "--log-level", "debug"];
+  const d = spawnDaemon(where, argv, {
     timeoutMs: 120_000,
     stderrOnFailure: true,
     env: { NOTIFY_SOCKET: join(dir, `${role}.notify`) },
@@ -130,7 +131,7 @@ beforeAll(async () => {
     "--metrics",
     "[::1]:9604",
   ]);
-  await server.waitFor(/ start /);
+  await server.waitFor(/"event":"start"/);
   tep = dstm(core, "tep", [
     "tep",
     "--ipv6",
@@ -146,8 +147,8 @@ beforeAll(async () => {
     "--metrics",
     "[::1]:9605",
   ]);
-  await tep.waitFor(/ tep-start /);
-  await server.waitFor(/tep-connected/);
+  await tep.waitFor(/"event":"tep-start"/);
+  await server.waitFor(/"event":"tep-connected"/);
   client = dstm(host, "client", [
     "client",
     "--server",
@@ -157,7 +158,7 @@ beforeAll(async () => {
     "--metrics",
     "[::1]:9606",
   ]);
-  await client.waitFor(/ bound /);
+  await client.waitFor(/"event":"bound"/);
 }, 60_000);
 
 afterAll(async () => {
@@ -232,6 +233,46 @@ describe.skipIf(skip !== null)("metrics of the server, the TEP and the client", 
       counters.filter((c) => /^(decap|encap)-/.test(c) && c !== "encap-too-big-path-mtu"),
     ).toEqual([]);
   }, 60_000);
+
+  test("JSON logs: one key style (kebab-case), durations as numbers; debug has one line per message", () => {
+    const KEY = /^[a-z0-9]+(-[a-z0-9]+)*$/;
+    const DURATION_TEXT = /^\d+(\.\d+)?(ms|s|m|h|d)$/;
+    const bad: string[] = [];
+    for (const [role, d] of Object.entries({ server, tep, client })) {
+      expect(d.lines.length).toBeGreaterThan(0);
+      for (const line of d.lines) {
+        const record = JSON.parse(line) as Record<string, unknown>;
+        for (const [key, value] of Object.entries(record)) {
+          if (!KEY.test(key)) bad.push(`${role}: key ${key} in ${line}`);
+          if (typeof value === "string" && DURATION_TEXT.test(value))
+            bad.push(`${role}: duration as text ${key}=${value} in ${line}`);
+        }
+      }
+      const messages = d.lines
+        .map((l) => JSON.parse(l) as Record<string, unknown>)
+        .filter((r) => r.event === "message-received" || r.event === "message-sent");
+      expect({ role, some: messages.length > 0 }).toEqual({ role, some: true });
+      for (const m of messages) {
+        expect(m.level).toBe("debug");
+        expect(typeof m.type).toBe("string");
+        expect(typeof m.peer).toBe("string");
+      }
+    }
+    expect(bad).toEqual([]);
+    const types = (d: Daemon, event: string) =>
+      d.lines
+        .map((l) => JSON.parse(l) as Record<string, unknown>)
+        .filter((r) => r.event === event)
+        .map((r) => r.type);
+    // The client's DISCOVER and its ACK, as the client and the server saw them.
+    expect(types(client, "message-sent")).toContain("DISCOVER");
+    expect(types(client, "message-received")).toContain("DISCOVER_ACK");
+    expect(types(server, "message-received")).toContain("DISCOVER");
+    // The server ⇄ TEP channel: SYNC both ways (the server answers each), BIND for the lease.
+    expect(types(tep, "message-sent")).toContain("SYNC");
+    expect(types(tep, "message-received")).toContain("SYNC");
+    expect(types(server, "message-sent")).toContain("BIND");
+  });
 
   test("each daemon sends READY=1, and STOPPING=1 when SIGTERM stops it", async () => {
     for (const [role, d] of [

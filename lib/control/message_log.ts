@@ -5,7 +5,7 @@
  *
  * @example
  * logMessage(log, "sent", { type: MessageType.DISCOVER, xid: 7, host6: "2001:db8::a" }, "2001:db8::53");
- * // DEBUG message-sent type=DSTM_DISCOVER peer=2001:db8::53 xid=7 host6=2001:db8::a
+ * // DEBUG message-sent type=DISCOVER peer=2001:db8::53 xid=7 host6=2001:db8::a
  *
  * @module
  */
