@@ -11,6 +11,7 @@ import { CLIENT_SCHEMA } from "../lib/config/client_schema.ts";
 import type { LogFormat, Logger, LogLevel } from "../lib/control/log.ts";
 import { logMessage } from "../lib/control/message_log.ts";
 import { metricsHandler } from "../lib/control/metrics.ts";
+import { planReload, type SettingsText } from "../lib/control/reload_plan.ts";
 import { canonicalIPv6 } from "../lib/net/addr.ts";
 import { parseIPv4Prefix } from "../lib/net/prefix.ts";
 import {
@@ -25,7 +26,7 @@ import { sdNotify } from "../lib/sys/sd_notify.ts";
 import type { NaptTimeouts } from "../lib/tunnel/napt.ts";
 import { ALL_DHCP_RELAY_AGENTS_AND_SERVERS, DHCP6_SERVER_PORT } from "../lib/wire/dhcp4o6.ts";
 import { DSTM_PORT } from "../lib/wire/dstm_types.ts";
-import { onHangup, parsePort, readKeys, stdoutLogger, untilSignal } from "./common.ts";
+import { keyText, onHangup, parsePort, readKeys, stdoutLogger, untilSignal } from "./common.ts";
 import { parseDuration, parseHostPort, unicastIPv4, unicastIPv6 } from "./endpoints.ts";
 import { RuntimeError, UsageError } from "./errors.ts";
 import { addSettings, commandSettings, explained } from "./options.ts";
@@ -145,6 +146,7 @@ export interface ClientFlags {
   naptIcmp: string;
   fragmentTimeout: string;
   key?: string;
+  keyOverlap?: string;
   control?: string;
   metrics?: string;
   logFormat?: LogFormat;
@@ -200,6 +202,7 @@ function resolveClient(flags: ClientFlags) {
     throw new UsageError("--tep4 is for --protocol dhcp4o6 (the DSTM server names the TEP)");
   }
   const key = flags.key ? readKeys(flags.key)[0] : undefined;
+  const keyOverlap = parseDuration(flags.keyOverlap ?? "1h", "--key-overlap");
   const napt = naptTimeouts(flags);
   const port = parsePort(
     flags.serverPort,
@@ -221,9 +224,47 @@ function resolveClient(flags: ClientFlags) {
     idle,
     tep4,
     key,
+    keyOverlap,
     napt,
     port,
     dscp,
+  };
+}
+
+type ResolvedClient = ReturnType<typeof resolveClient>;
+
+/** The client's settings as text: those a restart changes, and those a reload applies live. */
+function clientSettings(
+  flags: ClientFlags,
+  r: ResolvedClient,
+): { fixed: SettingsText; live: SettingsText } {
+  return {
+    fixed: {
+      protocol: flags.protocol,
+      server: [r.serverFlag, ...r.others].join(","),
+      "server-port": String(r.port),
+      tep: r.tep6 ?? "-",
+      tep4: r.tep4 === undefined ? "-" : String(r.tep4),
+      host6: r.host6 ?? "-",
+      ifname: flags.ifname,
+      route: (flags.route ?? []).join(","),
+      mtu: r.mtu === undefined ? "-" : String(r.mtu),
+      "mss-clamp": String(flags.mssClamp),
+      dscp: String(r.dscp),
+      "on-demand": String(flags.onDemand === true),
+      control: flags.control ?? clientSocket(flags.ifname),
+      metrics: r.metrics ? `[${r.metrics.address}]:${r.metrics.port}` : "off",
+      "log-format": flags.logFormat ?? "text",
+      // Turning signatures on or off changes what the server sees: a restart.
+      key: r.key ? "on" : "off",
+    },
+    live: {
+      key: keyText(r.key),
+      "key-overlap": String(r.keyOverlap),
+      idle: String(r.idle),
+      napt: JSON.stringify(r.napt),
+      "log-level": flags.logLevel ?? "info",
+    },
   };
 }
 
@@ -235,6 +276,7 @@ async function runClient(
 ): Promise<void> {
   const { dhcp4o6, zone, serverFlag, server, others, tep6, host6, mtu, idle, tep4, key } = r;
   const { napt, port, dscp } = r;
+  let running = { flags, r };
   const log = stdoutLogger(flags);
   warnNaptMinimums(napt, log);
   const multicast = dhcp4o6 && server === ALL_DHCP_RELAY_AGENTS_AND_SERVERS;
@@ -316,7 +358,22 @@ async function runClient(
     log.info("metrics", { listen: metricsEndpoint.where });
   }
   sdNotify("READY=1\nSTATUS=lease bound, DTI up");
-  const stopHup = onHangup(log, () => reread().logLevel);
+  const stopHup = onHangup(log, () => {
+    const nextFlags = reread();
+    const next = resolveClient(nextFlags);
+    const now = clientSettings(running.flags, running.r);
+    const then = clientSettings(nextFlags, next);
+    const plan = planReload(now.fixed, then.fixed, now.live, then.live);
+    if ("refused" in plan) throw new Error(plan.refused);
+    node.reconfigure({
+      rotateKey: plan.changed.includes("key") ? next.key : undefined,
+      keyOverlapMs: next.keyOverlap * 1000,
+      idleSeconds: next.idle,
+      napt: next.napt,
+    });
+    running = { flags: nextFlags, r: next };
+    return { level: nextFlags.logLevel ?? "info", changed: plan.changed };
+  });
   await untilSignal();
   stopHup();
   sdNotify("STOPPING=1");

@@ -89,5 +89,8 @@ export async function failoverLeaseClient(opts: FailoverOptions): Promise<LeaseC
     close: () => {
       for (const c of clients) c.transport.close();
     },
+    rotateKey: (key, overlapMs) => {
+      for (const c of clients) c.transport.rotateKey(key, overlapMs);
+    },
   };
 }

@@ -132,7 +132,7 @@ export class DstmNode {
   readonly ready: Promise<void> = new Promise((resolve) => {
     this.#bound = resolve;
   });
-  readonly #config: NodeConfig;
+  #config: NodeConfig;
   readonly #ifname: string;
   #client: LeaseClient;
   /** Watches the host's IPv6 addresses (renumbering); absent when host6 was given. */
@@ -225,6 +225,27 @@ export class DstmNode {
           ? this.#napt.census((Date.now() / 1000) | 0)
           : null,
       counters: countersOf("client", this.counters.snapshot()),
+    };
+  }
+
+  /**
+   * Reload (SIGHUP): what may change while the node runs. `rotateKey`: sign with it from now
+   * on, the key it replaces still accepted in answers for `keyOverlapMs`; the on-demand idle
+   * time; the NAPT timeouts (the Workers take them from the next lease on).
+   */
+  reconfigure(next: {
+    rotateKey?: AuthKey;
+    keyOverlapMs: number;
+    idleSeconds?: number;
+    napt?: Partial<NaptTimeouts>;
+  }): void {
+    if (next.rotateKey) this.#client.rotateKey?.(next.rotateKey, next.keyOverlapMs);
+    if (next.napt) this.#napt.setTimeouts(next.napt);
+    this.#config = {
+      ...this.#config,
+      key: next.rotateKey ?? this.#config.key,
+      idleSeconds: next.idleSeconds ?? this.#config.idleSeconds,
+      napt: next.napt ?? this.#config.napt,
     };
   }
 
@@ -568,5 +589,6 @@ async function nativeLeaseClient(
     request: (ipv4) => client.request(ipv4),
     release: (ipv4) => client.release(ipv4),
     close: () => transport.close(),
+    rotateKey: (key, overlapMs) => void transport.rotateKey(key, overlapMs),
   };
 }

@@ -16,6 +16,7 @@ const napt = (name: string, doc: string, seconds: number): Setting => ({
   arg: "<duration>",
   doc,
   default: `${seconds}s`,
+  reloadable: true,
 });
 
 const settings: Setting[] = [
@@ -112,6 +113,7 @@ const settings: Setting[] = [
     arg: "<duration>",
     doc: "on-demand: release the lease after this long without traffic",
     default: "60s",
+    reloadable: true,
   },
   napt(
     "napt-tcp-established",
@@ -142,7 +144,16 @@ const settings: Setting[] = [
     name: "key",
     kind: { type: "string" },
     arg: "<file>",
-    doc: "sign requests with the key in FILE",
+    doc: "sign requests with the key in FILE; on reload, answers signed with the key it replaces are still accepted for --key-overlap",
+    reloadable: true,
+  },
+  {
+    name: "key-overlap",
+    kind: { type: "duration" },
+    arg: "<duration>",
+    doc: "after a reload that changed --key, how long the key it replaced is still accepted",
+    default: "1h",
+    reloadable: true,
   },
   {
     name: "control",

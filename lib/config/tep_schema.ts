@@ -57,7 +57,16 @@ const settings: Setting[] = [
     name: "key",
     kind: { type: "string" },
     arg: "<file>",
-    doc: "the server-TEP key (the server's --tep-key FILE, never the hosts' key): require it on BIND/UNBIND/SNAPSHOT, sign SYNC",
+    doc: "the server-TEP key (the server's --tep-key FILE, never the hosts' key): require it on BIND/UNBIND/SNAPSHOT, sign SYNC; on reload, the key it replaces is still accepted for --key-overlap",
+    reloadable: true,
+  },
+  {
+    name: "key-overlap",
+    kind: { type: "duration" },
+    arg: "<duration>",
+    doc: "after a reload that changed --key, how long the key it replaced is still accepted",
+    default: "1h",
+    reloadable: true,
   },
   {
     name: "insecure-control",

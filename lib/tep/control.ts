@@ -18,6 +18,7 @@
  *
  * @module
  */
+import { KeyRing } from "../control/key_ring.ts";
 import type { Logger } from "../control/log.ts";
 import { logMessage } from "../control/message_log.ts";
 import type { Metrics } from "../control/metrics.ts";
@@ -85,7 +86,7 @@ export class TepControl {
   readonly #guard: ReplayGuard;
   /** This TEP's IPv6 address, 16 bytes: MAC-ed into every server message for it. */
   readonly #audience: Uint8Array | undefined;
-  readonly #keys: ReadonlyMap<number, AuthKey>;
+  readonly #keys: KeyRing;
   readonly #server: string;
   readonly #serverPort: number;
   readonly #warn: WarnLimit;
@@ -99,7 +100,7 @@ export class TepControl {
   private constructor(options: TepControlOptions) {
     this.#o = options;
     this.#now = options.now ?? Date.now;
-    this.#keys = new Map(options.key ? [[options.key.id, options.key]] : []);
+    this.#keys = new KeyRing(options.key);
     this.#server = canonicalIPv6(options.server.address) ?? options.server.address;
     this.#serverPort = options.server.port ?? DSTM_PORT;
     this.#warn = new WarnLimit(options.log, { now: this.#now });
@@ -177,7 +178,18 @@ export class TepControl {
     );
   }
 
+  /**
+   * Reload: signs SYNC with `key` from now on and accepts it at once; the key it replaces is
+   * still accepted from the server for `overlapMs` (lib/control/key_ring.ts). Only a TEP
+   * started with a key can rotate it (turning authentication on or off needs a restart).
+   */
+  rotateKey(key: AuthKey, overlapMs: number): AuthKey | undefined {
+    if (!this.#keys.signing) throw new Error("this TEP runs without a key");
+    return this.#keys.rotate(key, overlapMs);
+  }
+
   close(): void {
+    this.#keys.close();
     if (this.#timer) clearInterval(this.#timer);
     this.#endpoint?.close();
   }
@@ -233,11 +245,11 @@ export class TepControl {
       this.#refused(kind, "drop-unexpected", address, port);
       return undefined;
     }
-    if (this.#o.key) {
+    if (this.#keys.signing) {
       const outcome = verifyMessage(
         data.subarray(0, decoded.offset),
         message,
-        this.#keys,
+        this.#keys.accepted,
         this.#guard,
         this.#now(),
         "tep",
@@ -428,8 +440,9 @@ export class TepControl {
 
   #send(message: DstmMessage, address: string, port: number): void {
     logMessage(this.#o.log, "sent", message, address);
-    const bytes = this.#o.key
-      ? signMessage(message, this.#o.key, this.#now(), undefined, "tep")
+    const key = this.#keys.signing;
+    const bytes = key
+      ? signMessage(message, key, this.#now(), undefined, "tep")
       : encodeMessage(message);
     this.#endpoint.send(bytes, address, port);
   }

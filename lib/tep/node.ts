@@ -212,6 +212,14 @@ export class TepNode {
     });
   }
 
+  /**
+   * Reload (SIGHUP): signs SYNC with `key` from now on; the key it replaces is still accepted
+   * from the server for `overlapMs` (lib/tep/control.ts).
+   */
+  rotateKey(key: AuthKey, overlapMs: number): void {
+    this.#control?.rotateKey(key, overlapMs);
+  }
+
   /** Stops forwarding and removes the TUN device (its routes go with it). */
   async stop(): Promise<void> {
     this.#control?.close();
