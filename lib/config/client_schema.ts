@@ -7,7 +7,7 @@ import * as v from "valibot";
 import { DEFAULT_NAPT_TIMEOUTS } from "../tunnel/napt.ts";
 import { DHCP6_SERVER_PORT } from "../wire/dhcp4o6.ts";
 import { DSTM_PORT } from "../wire/dstm_types.ts";
-import { COMMON_SETTINGS } from "./common_schema.ts";
+import { COMMON_SETTINGS, KEY_OVERLAP_SETTING } from "./common_schema.ts";
 import type { Setting, SettingSchema } from "./setting.ts";
 
 const napt = (name: string, doc: string, seconds: number): Setting => ({
@@ -147,14 +147,7 @@ const settings: Setting[] = [
     doc: "sign requests with the key in FILE; on reload, answers signed with the key it replaces are still accepted for --key-overlap",
     reloadable: true,
   },
-  {
-    name: "key-overlap",
-    kind: { type: "duration" },
-    arg: "<duration>",
-    doc: "after a reload that changed --key, how long the key it replaced is still accepted",
-    default: "1h",
-    reloadable: true,
-  },
+  KEY_OVERLAP_SETTING,
   {
     name: "control",
     kind: { type: "string" },

@@ -6,7 +6,7 @@
 import { TEP_CONTROL_PORT } from "../server/tep_sync.ts";
 import { DEFAULT_MAX_BINDINGS, SERVER_ROOM } from "../tep/binding_file.ts";
 import { DSTM_PORT } from "../wire/dstm_types.ts";
-import { COMMON_SETTINGS } from "./common_schema.ts";
+import { COMMON_SETTINGS, KEY_OVERLAP_SETTING } from "./common_schema.ts";
 import type { Setting, SettingSchema } from "./setting.ts";
 
 const settings: Setting[] = [
@@ -60,14 +60,7 @@ const settings: Setting[] = [
     doc: "the server-TEP key (the server's --tep-key FILE, never the hosts' key): require it on BIND/UNBIND/SNAPSHOT, sign SYNC; on reload, the key it replaces is still accepted for --key-overlap",
     reloadable: true,
   },
-  {
-    name: "key-overlap",
-    kind: { type: "duration" },
-    arg: "<duration>",
-    doc: "after a reload that changed --key, how long the key it replaced is still accepted",
-    default: "1h",
-    reloadable: true,
-  },
+  KEY_OVERLAP_SETTING,
   {
     name: "insecure-control",
     kind: { type: "bool" },
