@@ -193,6 +193,13 @@ describe.skipIf(skip !== null)("metrics of the server, the TEP and the client", 
       // Counters end in _total (process_* are prom-client's and follow that too).
       for (const m of text.matchAll(/^# TYPE (\S+) counter$/gm)) expect(m[1]).toEndWith("_total");
     }
+    // The control sockets serve the same exposition (the server's through lib/control/api.ts).
+    for (const socket of ["server.sock", "tep.sock"]) {
+      const response = await fetch("http://localhost/metrics", { unix: join(dir, socket) });
+      const text = await response.text();
+      expect({ socket, ...promtool(text) }).toEqual({ socket, code: 0, output: "" });
+      expect(text).toContain("# TYPE dstm_build_info gauge");
+    }
     const moved = (role: "tep" | "client", name: string, labels: Record<string, string>) =>
       metric(pages[role], name, labels) - metric(before[role], name, labels);
     const out = { direction: "encap", result: "forward" };

@@ -6,9 +6,9 @@
  */
 import { AllocationEngine, isDeclinedHost, type PoolConfig } from "../alloc/engine.ts";
 import { Reclaimer } from "../alloc/reclaimer.ts";
-import { controlHandler, metricsResponse } from "../control/api.ts";
+import { controlHandler } from "../control/api.ts";
 import { causeOf, type Logger } from "../control/log.ts";
-import { Metrics } from "../control/metrics.ts";
+import { Metrics, metricsHandler } from "../control/metrics.ts";
 import type { Lease, LeaseStore } from "../lease/lease.ts";
 import { MemoryLeaseStore } from "../lease/memory.ts";
 import { isPostgresUrl, PostgresLeaseStore } from "../lease/postgres.ts";
@@ -321,10 +321,10 @@ export class DstmServer {
       );
     }
     if (config.metrics) {
-      const endpoint = serveTcp(config.metrics.address, config.metrics.port, (request) =>
-        new URL(request.url).pathname === "/metrics"
-          ? metricsResponse(metrics)
-          : new Response("see /metrics\n", { status: 404 }),
+      const endpoint = serveTcp(
+        config.metrics.address,
+        config.metrics.port,
+        metricsHandler(metrics),
       );
       this.#http.push(endpoint);
       this.#metricsWhere = endpoint.where;
