@@ -6,8 +6,12 @@
 import { afterEach, describe, expect, test } from "bun:test";
 import { DstmClient, DstmTransport } from "../lib/client/protocol.ts";
 import { causeOf, Logger } from "../lib/control/log.ts";
+import { Metrics } from "../lib/control/metrics.ts";
 import { PoolWatch } from "../lib/server/pool_watch.ts";
 import { DstmServer } from "../lib/server/server.ts";
+import { SYNC_INTERVAL_MS, TepSync } from "../lib/server/tep_sync.ts";
+import { encodeMessage } from "../lib/wire/dstm.ts";
+import { type DstmMessage, MessageType } from "../lib/wire/dstm_types.ts";
 import { waitUntil } from "./helpers/wait.ts";
 
 const cleanup: (() => unknown)[] = [];
@@ -80,6 +84,69 @@ describe("PoolWatch", () => {
       what: "pool-exhausted",
     });
     expect(lines.filter((l) => l.includes("pool-filling")).length).toBe(1);
+  });
+});
+
+describe("TEP links at the server", () => {
+  test("a configured TEP that never syncs, stops syncing, and comes back: one warn each", () => {
+    const { log, lines } = captured();
+    let now = 1_000_000;
+    const metrics = new Metrics();
+    const sync = new TepSync(
+      {
+        teps: ["2001:db8::7"],
+        log,
+        metrics,
+        now: () => now,
+        send: () => true,
+      },
+      [],
+    );
+    cleanup.push(() => sync.close());
+    const said = (event: string) => {
+      log.flush();
+      return lines.filter((l) => l.includes(` ${event} `));
+    };
+    const report = () => {
+      const message: DstmMessage = {
+        type: MessageType.SYNC,
+        xid: 1,
+        tep6: "2001:db8::7",
+        syncCount: 0,
+        syncDigest: 0,
+      };
+      sync.onTepMessage(encodeMessage(message), message, "2001:db8::7", 4608);
+    };
+    now += 2 * SYNC_INTERVAL_MS;
+    sync.watch();
+    expect(said("tep-disconnected")).toEqual([]);
+    now += SYNC_INTERVAL_MS;
+    sync.watch();
+    sync.watch();
+    expect(said("tep-disconnected")).toEqual([
+      '1970-01-01T00:00:00.000Z WARN tep-disconnected tep6=2001:db8::7 silent-s=6 bindings=0 detail="has not synced since the server started: is it running, with this --server?"',
+    ]);
+    now += 4000;
+    report();
+    expect(said("tep-connected")).toEqual([
+      "1970-01-01T00:00:00.000Z WARN tep-connected tep6=2001:db8::7 from=2001:db8::7 bindings=0 down-s=10",
+    ]);
+    for (let i = 0; i < 5; i++) {
+      now += SYNC_INTERVAL_MS;
+      report();
+      sync.watch();
+    }
+    expect(said("tep-disconnected").length).toBe(1);
+    now += 3 * SYNC_INTERVAL_MS;
+    sync.watch();
+    sync.watch();
+    expect(said("tep-disconnected").length).toBe(2);
+    expect(said("tep-disconnected")[1]).toContain("silent-s=6");
+    expect(metrics.get("dstm_tep_disconnects_total", { tep: "2001:db8::7" })).toBe(1);
+    now += 1000;
+    report();
+    expect(said("tep-connected")[1]).toContain("WARN tep-connected tep6=2001:db8::7");
+    expect(said("tep-connected")[1]).toContain("down-s=7");
   });
 });
 

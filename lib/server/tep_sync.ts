@@ -108,6 +108,7 @@ export class TepSync implements BindingSink {
   readonly #channel: TepChannel;
   readonly #warn: WarnLimit;
   readonly #watch: ReturnType<typeof setInterval>;
+  readonly #startedAt: number;
 
   constructor(options: TepSyncOptions, activeLeases: Iterable<Lease>) {
     this.#o = options;
@@ -132,7 +133,8 @@ export class TepSync implements BindingSink {
     );
     this.#warn = new WarnLimit(options.log, { now: this.#now });
     // A TEP that stops syncing is said at once (warn), not only when a lease needs it.
-    this.#watch = setInterval(() => this.#watchTeps(), SYNC_INTERVAL_MS);
+    this.#startedAt = this.#now();
+    this.#watch = setInterval(() => this.watch(), SYNC_INTERVAL_MS);
     this.#watch.unref?.();
     options.metrics.onCollect(() => {
       for (const tep of this.#teps.values())
@@ -271,10 +273,28 @@ export class TepSync implements BindingSink {
     this.#warn.warn("tep-connected", { tep6: tep.tep6, from, bindings, "down-s": down });
   }
 
-  /** Says (warn, once per loss) which TEPs stopped syncing: 3 periods without SYNC. */
-  #watchTeps(): void {
+  /**
+   * Says (warn, once per loss) which configured TEPs stopped syncing, 3 periods without SYNC,
+   * or have not synced in the first 3 periods since the server started. Runs every SYNC
+   * period (on its own timer; callable by tests).
+   */
+  watch(): void {
+    const now = this.#now();
     for (const tep of this.#teps.values()) {
-      if (tep.lastSync === 0 || tep.downSince !== 0 || this.#connected(tep)) continue;
+      if (tep.downSince !== 0 || this.#connected(tep)) continue;
+      if (tep.lastSync === 0) {
+        // Never synced: only a configured TEP is expected to (an old lease may name another).
+        if (!this.#channel.teps.has(tep.tep6) || now - this.#startedAt < 3 * SYNC_INTERVAL_MS)
+          continue;
+        tep.downSince = this.#startedAt;
+        this.#warn.warn("tep-disconnected", {
+          tep6: tep.tep6,
+          "silent-s": Math.round((now - this.#startedAt) / 1000),
+          bindings: tep.bindings.size,
+          detail: "has not synced since the server started: is it running, with this --server?",
+        });
+        continue;
+      }
       tep.downSince = tep.lastSync;
       this.#o.metrics.inc("dstm_tep_disconnects_total", { tep: tep.tep6 });
       this.#warn.warn("tep-disconnected", {
