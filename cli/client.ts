@@ -371,6 +371,13 @@ async function runClient(
       idleSeconds: next.idle,
       napt: next.napt,
     });
+    const old = running.r.key;
+    if (plan.changed.includes("key") && old && next.key && old.id !== next.key.id)
+      log.info("key-overlap", {
+        keys: String(old.id),
+        "overlap-s": next.keyOverlap,
+        detail: "answers signed with the replaced key are accepted until then",
+      });
     running = { flags: nextFlags, r: next };
     return { level: nextFlags.logLevel ?? "info", changed: plan.changed };
   });
@@ -410,7 +417,12 @@ function warnNaptMinimums(t: NaptTimeouts, log: Logger): void {
   ];
   for (const [key, minimum, rule] of minimums)
     if (t[key] < minimum)
-      log.warn("napt-timeout-below-minimum", { timeout: key, seconds: t[key], minimum, rule });
+      log.warn("napt-timeout-below-minimum", {
+        timeout: key,
+        "timeout-s": t[key],
+        "minimum-s": minimum,
+        rule,
+      });
 }
 
 /** Status lines for a shared lease: mappings by state, fragments, no-port answers. */

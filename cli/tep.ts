@@ -72,11 +72,17 @@ Examples:
         const then = tepSettings(nextFlags, next);
         const plan = planReload(now.fixed, then.fixed, now.live, then.live);
         if ("refused" in plan) throw new Error(plan.refused);
-        if (plan.changed.includes("key") && next.key)
-          node.rotateKey(
-            next.key,
-            parseDuration(nextFlags.keyOverlap ?? "1h", "--key-overlap") * 1000,
-          );
+        const overlap = parseDuration(nextFlags.keyOverlap ?? "1h", "--key-overlap");
+        const old = running.options.key;
+        if (plan.changed.includes("key") && next.key) {
+          node.rotateKey(next.key, overlap * 1000);
+          if (old && old.id !== next.key.id)
+            log.info("key-overlap", {
+              keys: String(old.id),
+              "overlap-s": overlap,
+              detail: "server messages signed with the replaced key are accepted until then",
+            });
+        }
         running = { flags: nextFlags, options: next };
         return { level: nextFlags.logLevel ?? "info", changed: plan.changed };
       });

@@ -197,6 +197,8 @@ describe.skipIf(skip !== null)("server ⇄ TEP links and live reload", () => {
     tep.proc.kill("SIGHUP");
     expect(await client.waitFor(/ reload reason=SIGHUP log-level=info changed=key$/)).toBeTruthy();
     expect(await tep.waitFor(/ reload reason=SIGHUP log-level=info changed=key$/)).toBeTruthy();
+    expect(await client.waitFor(/ key-overlap keys=1 overlap-s=3600 /)).toBeTruthy();
+    expect(await tep.waitFor(/ key-overlap keys=11 overlap-s=3600 /)).toBeTruthy();
     const reloaded = client.lines.length;
     // The client renews (every 4 s) signed with the new key; the server answers with it.
     expect(await until(() => since(client, reloaded, / renewed /).length > 0, 15_000)).toBe(true);

@@ -197,7 +197,7 @@ function rotateKeys(t: ReloadTarget, next: ServerConfig): void {
   const overlapMs = (next.keyOverlapSeconds ?? 3600) * 1000;
   t.log.info("key-overlap", {
     keys: dropped.map((k) => k.id).join(","),
-    seconds: overlapMs / 1000,
+    "overlap-s": overlapMs / 1000,
     detail: "keys no longer in the key file are accepted until then",
   });
   const timer = setTimeout(() => {
