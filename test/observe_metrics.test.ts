@@ -14,7 +14,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createNetns, type Netns, vethPair } from "../lib/sys/netns.ts";
-import { type Daemon, metric, spawnDaemon, until } from "./helpers/daemon.ts";
+import { clientCounters, type Daemon, metric, spawnDaemon, until } from "./helpers/daemon.ts";
 import { announceSkip, netnsSkipReason } from "./helpers/netns.ts";
 import { BUN, ROOT } from "./helpers/process.ts";
 
@@ -224,18 +224,7 @@ describe.skipIf(skip !== null)("metrics of the server, the TEP and the client", 
     // No series a role can never move: the TEP has no client counters, the client no TEP ones.
     expect(pages.tep).not.toMatch(/client/);
     expect(pages.client).not.toMatch(/dstm_tep_/);
-    const status = host.exec([
-      BUN,
-      join(ROOT, "mod.ts"),
-      "client",
-      "status",
-      "--json",
-      "--control",
-      join(dir, "client.sock"),
-    ]);
-    const counters = Object.keys(
-      (JSON.parse(status.stdout) as { counters: Record<string, number> }).counters,
-    );
+    const counters = Object.keys(clientCounters(host, join(dir, "client.sock")));
     expect(
       counters.filter((c) => /^(decap|encap)-/.test(c) && c !== "encap-too-big-path-mtu"),
     ).toEqual([]);

@@ -3,8 +3,10 @@
  * and metrics helpers that go with it. Shared by test/redteam_tep.test.ts and
  * test/tep_attack.test.ts.
  */
+
+import { join } from "node:path";
 import type { Netns } from "../../lib/sys/netns.ts";
-import { ROOT } from "./process.ts";
+import { BUN, ROOT } from "./process.ts";
 import { eventually } from "./wait.ts";
 
 export interface Daemon {
@@ -69,6 +71,21 @@ export function metric(text: string, name: string, labels: Record<string, string
       return Number(line.slice(line.lastIndexOf(" ") + 1));
   }
   return 0;
+}
+
+/** The counters of `dstm client status --json` for the client on `socket`, asked in `where`. */
+export function clientCounters(where: Netns, socket: string): Record<string, number> {
+  const status = where.exec([
+    BUN,
+    join(ROOT, "mod.ts"),
+    "client",
+    "status",
+    "--json",
+    "--control",
+    socket,
+  ]);
+  if (status.code !== 0) throw new Error(`dstm client status: ${status.stderr}`);
+  return (JSON.parse(status.stdout) as { counters: Record<string, number> }).counters;
 }
 
 /** Polls `check` every 100 ms for up to `ms` (default 20,000 ms); its last answer. */
