@@ -358,29 +358,33 @@ async function runClient(
     log.info("metrics", { listen: metricsEndpoint.where });
   }
   sdNotify("READY=1\nSTATUS=lease bound, DTI up");
-  const stopHup = onHangup(log, () => {
-    const nextFlags = reread();
-    const next = resolveClient(nextFlags);
-    const now = clientSettings(running.flags, running.r);
-    const then = clientSettings(nextFlags, next);
-    const plan = planReload(now.fixed, then.fixed, now.live, then.live);
-    if ("refused" in plan) throw new Error(plan.refused);
-    node.reconfigure({
-      rotateKey: plan.changed.includes("key") ? next.key : undefined,
-      keyOverlapMs: next.keyOverlap * 1000,
-      idleSeconds: next.idle,
-      napt: next.napt,
-    });
-    const old = running.r.key;
-    if (plan.changed.includes("key") && old && next.key && old.id !== next.key.id)
-      log.info("key-overlap", {
-        keys: String(old.id),
-        "overlap-s": next.keyOverlap,
-        detail: "answers signed with the replaced key are accepted until then",
+  const stopHup = onHangup(
+    log,
+    () => {
+      const nextFlags = reread();
+      const next = resolveClient(nextFlags);
+      const now = clientSettings(running.flags, running.r);
+      const then = clientSettings(nextFlags, next);
+      const plan = planReload(now.fixed, then.fixed, now.live, then.live);
+      if ("refused" in plan) throw new Error(plan.refused);
+      node.reconfigure({
+        rotateKey: plan.changed.includes("key") ? next.key : undefined,
+        keyOverlapMs: next.keyOverlap * 1000,
+        idleSeconds: next.idle,
+        napt: next.napt,
       });
-    running = { flags: nextFlags, r: next };
-    return { level: nextFlags.logLevel ?? "info", changed: plan.changed };
-  });
+      const old = running.r.key;
+      if (plan.changed.includes("key") && old && next.key && old.id !== next.key.id)
+        log.info("key-overlap", {
+          keys: String(old.id),
+          "overlap-s": next.keyOverlap,
+          detail: "answers signed with the replaced key are accepted until then",
+        });
+      running = { flags: nextFlags, r: next };
+      return { level: nextFlags.logLevel ?? "info", changed: plan.changed };
+    },
+    node.metrics,
+  );
   await untilSignal();
   stopHup();
   sdNotify("STOPPING=1");

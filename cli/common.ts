@@ -6,6 +6,7 @@
 import { readFileSync, statSync } from "node:fs";
 import { Option } from "@commander-js/extra-typings";
 import { type LogFormat, Logger, type LogLevel } from "../lib/control/log.ts";
+import type { Metrics } from "../lib/control/metrics.ts";
 import { stdoutIsJournal } from "../lib/sys/journal.ts";
 import { type AuthKey, parseKeyFile } from "../lib/wire/auth.ts";
 import { UsageError } from "./errors.ts";
@@ -79,10 +80,13 @@ export function untilSignal(): Promise<NodeJS.Signals> {
 export function onHangup(
   log: Logger,
   reload: () => { level: LogLevel; changed: readonly string[] },
+  metrics?: Metrics,
 ): () => void {
+  metrics?.counter("dstm_reloads_total", "Configuration reloads, by result (applied, refused)");
   const hup = () => {
     try {
       const { level, changed } = reload();
+      metrics?.inc("dstm_reloads_total", { result: "applied" });
       log.setLevel(level);
       log.info("reload", {
         reason: "SIGHUP",
@@ -90,6 +94,7 @@ export function onHangup(
         changed: changed.join(",") || "nothing",
       });
     } catch (error) {
+      metrics?.inc("dstm_reloads_total", { result: "refused" });
       log.warn("reload-refused", { reason: "SIGHUP", detail: (error as Error).message });
     }
   };

@@ -64,28 +64,32 @@ Examples:
       const node = await TepNode.start(options);
       sdNotify("READY=1\nSTATUS=forwarding");
       let running = { flags, options };
-      const stopHup = onHangup(log, () => {
-        const nextFlags = commandSettings(cmd, TEP_SCHEMA).values as unknown as TepFlags;
-        // Read and checked as at start, without logging the start's notes again.
-        const next = resolveTep(nextFlags, new Logger({ sink: () => {} }));
-        const now = tepSettings(running.flags, running.options);
-        const then = tepSettings(nextFlags, next);
-        const plan = planReload(now.fixed, then.fixed, now.live, then.live);
-        if ("refused" in plan) throw new Error(plan.refused);
-        const overlap = parseDuration(nextFlags.keyOverlap ?? "1h", "--key-overlap");
-        const old = running.options.key;
-        if (plan.changed.includes("key") && next.key) {
-          node.rotateKey(next.key, overlap * 1000);
-          if (old && old.id !== next.key.id)
-            log.info("key-overlap", {
-              keys: String(old.id),
-              "overlap-s": overlap,
-              detail: "server messages signed with the replaced key are accepted until then",
-            });
-        }
-        running = { flags: nextFlags, options: next };
-        return { level: nextFlags.logLevel ?? "info", changed: plan.changed };
-      });
+      const stopHup = onHangup(
+        log,
+        () => {
+          const nextFlags = commandSettings(cmd, TEP_SCHEMA).values as unknown as TepFlags;
+          // Read and checked as at start, without logging the start's notes again.
+          const next = resolveTep(nextFlags, new Logger({ sink: () => {} }));
+          const now = tepSettings(running.flags, running.options);
+          const then = tepSettings(nextFlags, next);
+          const plan = planReload(now.fixed, then.fixed, now.live, then.live);
+          if ("refused" in plan) throw new Error(plan.refused);
+          const overlap = parseDuration(nextFlags.keyOverlap ?? "1h", "--key-overlap");
+          const old = running.options.key;
+          if (plan.changed.includes("key") && next.key) {
+            node.rotateKey(next.key, overlap * 1000);
+            if (old && old.id !== next.key.id)
+              log.info("key-overlap", {
+                keys: String(old.id),
+                "overlap-s": overlap,
+                detail: "server messages signed with the replaced key are accepted until then",
+              });
+          }
+          running = { flags: nextFlags, options: next };
+          return { level: nextFlags.logLevel ?? "info", changed: plan.changed };
+        },
+        node.metrics,
+      );
       await untilSignal();
       stopHup();
       sdNotify("STOPPING=1");

@@ -231,6 +231,7 @@ describe.skipIf(skip !== null)("server ⇄ TEP links and live reload", () => {
     expect(since(server, serverMark, /tep-reject|tep-disconnected|tep-unreachable/)).toEqual([]);
     expect(since(client, clientMark, /lease-lost|renew-failed| refused /)).toEqual([]);
     const text = await tepMetrics();
+    expect(metric(text, "dstm_reloads_total", { result: "applied" })).toBe(1);
     expect(text).not.toMatch(/result="drop-auth/);
     for (const direction of ["decap", "encap"])
       for (const reason of ["no-binding", "spoofed-source", "bad-port"]) {
