@@ -23,6 +23,14 @@ export function buildCommit(): string {
   return `${head.stdout.trim()}${dirty ? "-dirty" : ""}`;
 }
 
+/** The labels of `dstm_build_info` (lib/control/metrics.ts): version, commit, runtime. */
+export function buildInfo(): { version: string; commit: string; runtime: string } {
+  const runtime = process.versions.bun
+    ? `bun ${process.versions.bun}`
+    : `node ${process.versions.node}`;
+  return { version: VERSION, commit: buildCommit(), runtime };
+}
+
 /** The one line of `dstm --version`. */
 export function versionText(): string {
   const runtime = process.versions.bun

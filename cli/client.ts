@@ -9,15 +9,25 @@ import { failoverLeaseClient } from "../lib/client/failover.ts";
 import { DstmNode } from "../lib/client/node.ts";
 import { CLIENT_SCHEMA } from "../lib/config/client_schema.ts";
 import type { LogFormat, Logger, LogLevel } from "../lib/control/log.ts";
+import { logMessage } from "../lib/control/message_log.ts";
+import { metricsHandler } from "../lib/control/metrics.ts";
+import { planReload, type SettingsText } from "../lib/control/reload_plan.ts";
 import { canonicalIPv6 } from "../lib/net/addr.ts";
 import { parseIPv4Prefix } from "../lib/net/prefix.ts";
-import { getUnix, HttpListenError, serveUnix, unixPermissionProblem } from "../lib/sys/http.ts";
+import {
+  getUnix,
+  type HttpEndpoint,
+  HttpListenError,
+  serveTcp,
+  serveUnix,
+  unixPermissionProblem,
+} from "../lib/sys/http.ts";
 import { sdNotify } from "../lib/sys/sd_notify.ts";
 import type { NaptTimeouts } from "../lib/tunnel/napt.ts";
 import { ALL_DHCP_RELAY_AGENTS_AND_SERVERS, DHCP6_SERVER_PORT } from "../lib/wire/dhcp4o6.ts";
 import { DSTM_PORT } from "../lib/wire/dstm_types.ts";
-import { onHangup, parsePort, readKeys, stdoutLogger, untilSignal } from "./common.ts";
-import { parseDuration, unicastIPv4, unicastIPv6 } from "./endpoints.ts";
+import { keyText, onHangup, parsePort, readKeys, stdoutLogger, untilSignal } from "./common.ts";
+import { parseDuration, parseHostPort, unicastIPv4, unicastIPv6 } from "./endpoints.ts";
 import { RuntimeError, UsageError } from "./errors.ts";
 import { addSettings, commandSettings, explained } from "./options.ts";
 import { runtimeDir } from "./paths.ts";
@@ -136,7 +146,9 @@ export interface ClientFlags {
   naptIcmp: string;
   fragmentTimeout: string;
   key?: string;
+  keyOverlap?: string;
   control?: string;
+  metrics?: string;
   logFormat?: LogFormat;
   logLevel?: LogLevel;
   config?: string;
@@ -190,6 +202,7 @@ function resolveClient(flags: ClientFlags) {
     throw new UsageError("--tep4 is for --protocol dhcp4o6 (the DSTM server names the TEP)");
   }
   const key = flags.key ? readKeys(flags.key)[0] : undefined;
+  const keyOverlap = parseDuration(flags.keyOverlap ?? "1h", "--key-overlap");
   const napt = naptTimeouts(flags);
   const port = parsePort(
     flags.serverPort,
@@ -197,7 +210,9 @@ function resolveClient(flags: ClientFlags) {
     dhcp4o6 ? DHCP6_SERVER_PORT : DSTM_PORT,
   );
   const dscp = dscpFlag(flags.dscp);
+  const metrics = flags.metrics ? parseHostPort(flags.metrics, "--metrics", 9606) : undefined;
   return {
+    metrics,
     dhcp4o6,
     zone,
     serverFlag,
@@ -209,9 +224,47 @@ function resolveClient(flags: ClientFlags) {
     idle,
     tep4,
     key,
+    keyOverlap,
     napt,
     port,
     dscp,
+  };
+}
+
+type ResolvedClient = ReturnType<typeof resolveClient>;
+
+/** The client's settings as text: those a restart changes, and those a reload applies live. */
+function clientSettings(
+  flags: ClientFlags,
+  r: ResolvedClient,
+): { fixed: SettingsText; live: SettingsText } {
+  return {
+    fixed: {
+      protocol: flags.protocol,
+      server: [r.serverFlag, ...r.others].join(","),
+      "server-port": String(r.port),
+      tep: r.tep6 ?? "-",
+      tep4: r.tep4 === undefined ? "-" : String(r.tep4),
+      host6: r.host6 ?? "-",
+      ifname: flags.ifname,
+      route: (flags.route ?? []).join(","),
+      mtu: r.mtu === undefined ? "-" : String(r.mtu),
+      "mss-clamp": String(flags.mssClamp),
+      dscp: String(r.dscp),
+      "on-demand": String(flags.onDemand === true),
+      control: flags.control ?? clientSocket(flags.ifname),
+      metrics: r.metrics ? `[${r.metrics.address}]:${r.metrics.port}` : "off",
+      "log-format": flags.logFormat ?? "text",
+      // Turning signatures on or off changes what the server sees: a restart.
+      key: r.key ? "on" : "off",
+    },
+    live: {
+      key: keyText(r.key),
+      "key-overlap": String(r.keyOverlap),
+      idle: String(r.idle),
+      napt: JSON.stringify(r.napt),
+      "log-level": flags.logLevel ?? "info",
+    },
   };
 }
 
@@ -223,6 +276,7 @@ async function runClient(
 ): Promise<void> {
   const { dhcp4o6, zone, serverFlag, server, others, tep6, host6, mtu, idle, tep4, key } = r;
   const { napt, port, dscp } = r;
+  let running = { flags, r };
   const log = stdoutLogger(flags);
   warnNaptMinimums(napt, log);
   const multicast = dhcp4o6 && server === ALL_DHCP_RELAY_AGENTS_AND_SERVERS;
@@ -274,6 +328,7 @@ async function runClient(
                 host6: source,
                 key,
                 onFailover: (from, to) => log.warn("server-failover", { from, to }),
+                onMessage: (direction, message, peer) => logMessage(log, direction, message, peer),
               })
           : undefined,
       key,
@@ -291,10 +346,49 @@ async function runClient(
     control.close();
     throw error;
   }
+  let metricsEndpoint: HttpEndpoint | undefined;
+  if (r.metrics) {
+    try {
+      metricsEndpoint = serveTcp(r.metrics.address, r.metrics.port, metricsHandler(node.metrics));
+    } catch (error) {
+      control.close();
+      await node.stop();
+      throw error instanceof HttpListenError ? new RuntimeError(error.message) : error;
+    }
+    log.info("metrics", { listen: metricsEndpoint.where });
+  }
   sdNotify("READY=1\nSTATUS=lease bound, DTI up");
-  const stopHup = onHangup(log, () => reread().logLevel);
+  const stopHup = onHangup(
+    log,
+    () => {
+      const nextFlags = reread();
+      const next = resolveClient(nextFlags);
+      const now = clientSettings(running.flags, running.r);
+      const then = clientSettings(nextFlags, next);
+      const plan = planReload(now.fixed, then.fixed, now.live, then.live);
+      if ("refused" in plan) throw new Error(plan.refused);
+      node.reconfigure({
+        rotateKey: plan.changed.includes("key") ? next.key : undefined,
+        keyOverlapMs: next.keyOverlap * 1000,
+        idleSeconds: next.idle,
+        napt: next.napt,
+      });
+      const old = running.r.key;
+      if (plan.changed.includes("key") && old && next.key && old.id !== next.key.id)
+        log.info("key-overlap", {
+          keys: String(old.id),
+          "overlap-s": next.keyOverlap,
+          detail: "answers signed with the replaced key are accepted until then",
+        });
+      running = { flags: nextFlags, r: next };
+      return { level: nextFlags.logLevel ?? "info", changed: plan.changed };
+    },
+    node.metrics,
+  );
   await untilSignal();
   stopHup();
+  sdNotify("STOPPING=1");
+  metricsEndpoint?.close();
   control.close();
   await node.stop();
 }
@@ -327,7 +421,12 @@ function warnNaptMinimums(t: NaptTimeouts, log: Logger): void {
   ];
   for (const [key, minimum, rule] of minimums)
     if (t[key] < minimum)
-      log.warn("napt-timeout-below-minimum", { timeout: key, seconds: t[key], minimum, rule });
+      log.warn("napt-timeout-below-minimum", {
+        timeout: key,
+        "timeout-s": t[key],
+        "minimum-s": minimum,
+        rule,
+      });
 }
 
 /** Status lines for a shared lease: mappings by state, fragments, no-port answers. */

@@ -6,6 +6,7 @@
 import { readFileSync, statSync } from "node:fs";
 import { Option } from "@commander-js/extra-typings";
 import { type LogFormat, Logger, type LogLevel } from "../lib/control/log.ts";
+import type { Metrics } from "../lib/control/metrics.ts";
 import { stdoutIsJournal } from "../lib/sys/journal.ts";
 import { type AuthKey, parseKeyFile } from "../lib/wire/auth.ts";
 import { UsageError } from "./errors.ts";
@@ -69,23 +70,42 @@ export function untilSignal(): Promise<NodeJS.Signals> {
 }
 
 /**
- * SIGHUP for the client and the TEP: reads the configuration again (`reread`, which throws
- * UsageError on a bad file) and applies the log level; never stops the process (a closed
- * terminal must not take a lease or a tunnel away silently; SIGINT/SIGTERM stop it, with
- * RELEASE). Logs `reload` or `reload-refused`. Returns a function that stops listening.
+ * SIGHUP for the client and the TEP: `reload` reads the configuration again and applies what
+ * may change live, returning the log level and the settings it changed; it throws (a bad
+ * file: UsageError; a setting that needs a restart: an Error saying which) to refuse, and the
+ * running configuration stays. Never stops the process (a closed terminal must not take a
+ * lease or a tunnel away silently; SIGINT/SIGTERM stop it, with RELEASE). Logs `reload` or
+ * `WARN reload-refused`. Returns a function that stops listening.
  */
-export function onHangup(log: Logger, reread: () => LogLevel | undefined): () => void {
+export function onHangup(
+  log: Logger,
+  reload: () => { level: LogLevel; changed: readonly string[] },
+  metrics?: Metrics,
+): () => void {
+  metrics?.counter("dstm_reloads_total", "Configuration reloads, by result (applied, refused)");
   const hup = () => {
     try {
-      const level = reread() ?? "info";
+      const { level, changed } = reload();
+      metrics?.inc("dstm_reloads_total", { result: "applied" });
       log.setLevel(level);
-      log.info("reload", { reason: "SIGHUP", "log-level": level });
+      log.info("reload", {
+        reason: "SIGHUP",
+        "log-level": level,
+        changed: changed.join(",") || "nothing",
+      });
     } catch (error) {
+      metrics?.inc("dstm_reloads_total", { result: "refused" });
       log.warn("reload-refused", { reason: "SIGHUP", detail: (error as Error).message });
     }
   };
   process.on("SIGHUP", hup);
   return () => process.off("SIGHUP", hup);
+}
+
+/** A key as comparable text (id and secret), to tell whether a reload changed it; never logged. */
+export function keyText(key: AuthKey | undefined): string {
+  if (!key) return "-";
+  return `${key.id}:${Array.from(key.secret, (b) => b.toString(16).padStart(2, "0")).join("")}`;
 }
 
 /** A port number 1–65535 from a flag, or `fallback` when absent. */

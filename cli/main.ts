@@ -10,8 +10,9 @@ import {
   type CommandUnknownOpts,
   Option,
 } from "@commander-js/extra-typings";
+import { setBuildInfo } from "../lib/control/metrics.ts";
 import { generateKeyFileText } from "../lib/wire/auth.ts";
-import { versionText } from "./build_info.ts";
+import { buildInfo, versionText } from "./build_info.ts";
 import { clientCommand } from "./client.ts";
 import { completionCommand } from "./completion.ts";
 import { EXIT_FAILED, EXIT_INTERNAL, EXIT_OK, EXIT_USAGE, UsageError } from "./errors.ts";
@@ -23,6 +24,8 @@ import { closedPipePolicyFor } from "./stdout_pipe.ts";
 import { tepCommand } from "./tep.ts";
 
 export function program(): Command {
+  // dstm_build_info in every daemon's metrics; asked (git, from a checkout) at the first scrape.
+  setBuildInfo(buildInfo);
   return (
     new Command("dstm")
       .description(

@@ -20,6 +20,7 @@ import {
   type Dhcp4o6IdentityMode,
 } from "../lib/server/dhcp4o6_identity.ts";
 import { linkProblem } from "../lib/server/dhcp4o6_link.ts";
+import { POOL_WARN_PERCENT } from "../lib/server/pool_watch.ts";
 import { DstmServer, type ServerConfig } from "../lib/server/server.ts";
 import { postUnix, unixPermissionProblem } from "../lib/sys/http.ts";
 import { stdoutIsJournal } from "../lib/sys/journal.ts";
@@ -74,6 +75,7 @@ Examples:
         const stop = () => {
           process.off("SIGINT", stop);
           process.off("SIGTERM", stop);
+          sdNotify("STOPPING=1");
           server.stop().then(() => resolve(undefined), resolve);
         };
         process.on("SIGINT", stop);
@@ -82,6 +84,7 @@ Examples:
         server.failed.then((error) => {
           process.off("SIGINT", stop);
           process.off("SIGTERM", stop);
+          sdNotify("STOPPING=1");
           server.stop().then(() => resolve(error), resolve);
         });
       });
@@ -157,6 +160,7 @@ export interface ServerFlags {
   sourceCheck?: boolean;
   control?: string | boolean;
   metrics?: string;
+  poolWarnPercent?: string;
   tepPort?: string;
   tepSource?: string;
   requireTep?: boolean;
@@ -295,6 +299,9 @@ function buildServerConfig(
         ? flags.control
         : defaultControlSocket();
   const metrics = flags.metrics ? parseHostPort(flags.metrics, "--metrics", 9604) : undefined;
+  const poolWarnPercent = Number(flags.poolWarnPercent ?? POOL_WARN_PERCENT);
+  if (!Number.isInteger(poolWarnPercent) || poolWarnPercent < 1 || poolWarnPercent > 100)
+    throw new UsageError(`--pool-warn-percent: "${flags.poolWarnPercent}" is not 1–100`);
   const logFormat = (flags.logFormat ?? "text") as LogFormat;
   const logLevel = (flags.logLevel ?? "info") as LogLevel;
   if (logFormat !== "text" && logFormat !== "json")
@@ -335,6 +342,7 @@ function buildServerConfig(
     sourceCheck: flags.sourceCheck !== false,
     control,
     metrics,
+    poolWarnPercent,
     logFormat,
     logLevel,
     log:

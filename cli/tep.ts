@@ -5,7 +5,8 @@
  */
 import { Command, Option } from "@commander-js/extra-typings";
 import { TEP_SCHEMA } from "../lib/config/tep_schema.ts";
-import type { LogFormat, Logger, LogLevel } from "../lib/control/log.ts";
+import { type LogFormat, Logger, type LogLevel } from "../lib/control/log.ts";
+import { planReload, type SettingsText } from "../lib/control/reload_plan.ts";
 import { formatIPv4 } from "../lib/net/addr.ts";
 import { parseIPv4Prefix } from "../lib/net/prefix.ts";
 import { TEP_CONTROL_PORT } from "../lib/server/tep_sync.ts";
@@ -22,8 +23,8 @@ import {
 import { type TepConfig, TepNode } from "../lib/tep/node.ts";
 import { MAX_BINDINGS } from "../lib/tunnel/binding.ts";
 import { DSTM_PORT } from "../lib/wire/dstm_types.ts";
-import { onHangup, parsePort, readKeys, stdoutLogger, untilSignal } from "./common.ts";
-import { unicastIPv4, unicastIPv6 } from "./endpoints.ts";
+import { keyText, onHangup, parsePort, readKeys, stdoutLogger, untilSignal } from "./common.ts";
+import { parseDuration, parseHostPort, unicastIPv4, unicastIPv6 } from "./endpoints.ts";
 import { RuntimeError, UsageError } from "./errors.ts";
 import { addSettings, commandSettings, explained } from "./options.ts";
 import { runtimeDir } from "./paths.ts";
@@ -62,12 +63,36 @@ Examples:
       }
       const node = await TepNode.start(options);
       sdNotify("READY=1\nSTATUS=forwarding");
+      let running = { flags, options };
       const stopHup = onHangup(
         log,
-        () => (commandSettings(cmd, TEP_SCHEMA).values as unknown as TepFlags).logLevel,
+        () => {
+          const nextFlags = commandSettings(cmd, TEP_SCHEMA).values as unknown as TepFlags;
+          // Read and checked as at start, without logging the start's notes again.
+          const next = resolveTep(nextFlags, new Logger({ sink: () => {} }));
+          const now = tepSettings(running.flags, running.options);
+          const then = tepSettings(nextFlags, next);
+          const plan = planReload(now.fixed, then.fixed, now.live, then.live);
+          if ("refused" in plan) throw new Error(plan.refused);
+          const overlap = parseDuration(nextFlags.keyOverlap ?? "1h", "--key-overlap");
+          const old = running.options.key;
+          if (plan.changed.includes("key") && next.key) {
+            node.rotateKey(next.key, overlap * 1000);
+            if (old && old.id !== next.key.id)
+              log.info("key-overlap", {
+                keys: String(old.id),
+                "overlap-s": overlap,
+                detail: "server messages signed with the replaced key are accepted until then",
+              });
+          }
+          running = { flags: nextFlags, options: next };
+          return { level: nextFlags.logLevel ?? "info", changed: plan.changed };
+        },
+        node.metrics,
       );
       await untilSignal();
       stopHup();
+      sdNotify("STOPPING=1");
       await node.stop();
     });
   tep
@@ -128,6 +153,7 @@ export interface TepFlags {
   binding?: string[];
   bindingFile?: string[];
   key?: string;
+  keyOverlap?: string;
   insecureControl?: boolean;
   ifname: string;
   linkMtu: string;
@@ -139,6 +165,7 @@ export interface TepFlags {
   maxBindings?: string;
   tepPort?: string;
   control?: string;
+  metrics?: string;
   logFormat?: LogFormat;
   logLevel?: LogLevel;
   config?: string;
@@ -175,7 +202,7 @@ function resolveTep(flags: TepFlags, log: Logger): TepConfig {
     log.info("binding-file", {
       files: flags.bindingFile.join(","),
       bindings: statics.size,
-      ms: Math.round(performance.now() - started),
+      "time-ms": Math.round(performance.now() - started),
     });
   const table = bindingTableSize(
     statics.size,
@@ -189,9 +216,10 @@ function resolveTep(flags: TepFlags, log: Logger): TepConfig {
       from: DEFAULT_MAX_BINDINGS,
       to: table.size,
       static: statics.size,
-      serverRoom: table.size - statics.size,
+      "server-room": table.size - statics.size,
     });
   const key = flags.key ? readKeys(flags.key)[0] : undefined;
+  parseDuration(flags.keyOverlap ?? "1h", "--key-overlap"); // checked now, used on reload
   if (!key) {
     const local = [server, ...moreServers].every((s) => s === "::1" || interfaceOfIPv6(s) !== null);
     if (!local && !flags.insecureControl)
@@ -223,7 +251,41 @@ function resolveTep(flags: TepFlags, log: Logger): TepConfig {
     maxBindings: table.size,
     controlPort: parsePort(flags.tepPort, "--tep-port", TEP_CONTROL_PORT),
     statsSocket: flags.control ?? defaultStatsSocket(),
+    metrics: flags.metrics ? parseHostPort(flags.metrics, "--metrics", 9605) : undefined,
     log,
+  };
+}
+
+/** The TEP's settings as text: those a restart changes, and those a reload applies live. */
+function tepSettings(flags: TepFlags, c: TepConfig): { fixed: SettingsText; live: SettingsText } {
+  return {
+    fixed: {
+      ipv6: c.ipv6,
+      ipv4: String(c.ipv4),
+      server: `[${c.server.address}]:${c.server.port}`,
+      route: c.routes.join(","),
+      binding: JSON.stringify(c.staticBindings ?? []),
+      ifname: c.ifname ?? "tep0",
+      "link-mtu": String(c.linkMtu),
+      hairpin: String(c.hairpin),
+      "icmp-rate": String(c.icmpRate),
+      "mss-clamp": String(c.mssClamp),
+      offload: String(c.offload),
+      dscp: String(c.dscp),
+      "max-bindings": String(c.maxBindings),
+      "tep-port": String(c.controlPort),
+      control: c.statsSocket ?? "-",
+      metrics: c.metrics ? `[${c.metrics.address}]:${c.metrics.port}` : "off",
+      "insecure-control": String(flags.insecureControl === true),
+      "log-format": flags.logFormat ?? "text",
+      // Turning the channel's authentication on or off: a restart (the server's too).
+      key: c.key ? "on" : "off",
+    },
+    live: {
+      key: keyText(c.key),
+      "key-overlap": String(parseDuration(flags.keyOverlap ?? "1h", "--key-overlap")),
+      "log-level": flags.logLevel ?? "info",
+    },
   };
 }
 

@@ -42,6 +42,7 @@ export const ALLOWED: Readonly<Record<string, readonly string[]>> = {
 const PACKAGES: Readonly<Record<string, readonly string[]>> = {
   net: ["ip-address"],
   config: ["smol-toml", "valibot"],
+  control: ["prom-client"],
 };
 
 /**

@@ -339,7 +339,7 @@ describe.skipIf(skip !== null)("DHCPv4-over-DHCPv6 with ISC Kea", () => {
         expect(clientLog()).toMatch(/ dhcp4o6-servers servers=2001:db8:2::547\n/);
       else expect(clientLog()).not.toMatch(/ dhcp4o6-servers /);
       expect(clientLog()).toMatch(
-        new RegExp(` bound ipv4=${NET.leased} ifname=dti0 tep6=${NET.tep6} .*lease=120s`),
+        new RegExp(` bound ipv4=${NET.leased} ifname=dti0 tep6=${NET.tep6} .*lease-time-s=120`),
       );
       const status = ns.host.exec([
         ...dstm,

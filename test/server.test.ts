@@ -238,7 +238,7 @@ describe("dstm server over UDP", () => {
   test("metrics expose pool usage and message counts in Prometheus format", async () => {
     const { port, server } = await startServer();
     await new DstmClient(await transport(port), "2001:db8:2::1").discover();
-    const text = server.metrics.expose();
+    const text = await server.metrics.text();
     expect(text).toContain('dstm_pool_addresses{pool="192.0.2.0/29",state="active"} 1');
     expect(text).toContain('dstm_pool_addresses{pool="192.0.2.0/29",state="free"} 5');
     expect(text).toContain('dstm_messages_total{type="discover",result="ack"} 1');

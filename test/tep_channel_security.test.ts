@@ -190,7 +190,7 @@ describe("server: SYNC only from configured TEPs (item 2)", () => {
     const arrived = await until(() => refused() > N * 0.9, 20_000);
     expect(arrived).toBe(true);
     expect(s.tepSync!.tepCount).toBe(1);
-    expect(s.metrics.expose().match(/^dstm_tep_connected\{/gm)?.length).toBe(1);
+    expect((await s.metrics.text()).match(/^dstm_tep_connected\{/gm)?.length).toBe(1);
     expect(host.bytes()).toBe(0);
     // Logged at warn, but rate-limited: a burst and a few a second, not one per datagram.
     expect(lines.filter((l) => l.includes("tep-reject")).length).toBeLessThan(200);
@@ -208,7 +208,7 @@ describe("server: snapshots on an unauthenticated channel are rate-limited", () 
 
   function tepSync(keys?: AuthKey[]) {
     let now = 1_000_000;
-    const sent: { bytes: number; to: string; port: number }[] = [];
+    const sent: { bytes: number; to: string; port: number; type: MessageType }[] = [];
     const metrics = new Metrics();
     const sync = new TepSync(
       {
@@ -219,7 +219,9 @@ describe("server: snapshots on an unauthenticated channel are rate-limited", () 
         metrics,
         now: () => now,
         send: (data, to, port) => {
-          sent.push({ bytes: data.length, to, port });
+          const decoded = decodeMessage(data);
+          if (!decoded.ok) throw new Error(decoded.error.message);
+          sent.push({ bytes: data.length, to, port, type: decoded.value.type });
           return true;
         },
       },
@@ -249,11 +251,16 @@ describe("server: snapshots on an unauthenticated channel are rate-limited", () 
     const t = tepSync();
     const decoded = decodeMessage(t.raw);
     if (!decoded.ok) throw new Error("bad SYNC");
+    const snapshots = () => t.sent.filter((s) => s.type === MessageType.SNAPSHOT).length;
+    const answers = () => t.sent.filter((s) => s.type === MessageType.SYNC).length;
     for (let i = 0; i < 50; i++) t.sync.onTepMessage(t.raw, decoded.value, "::1", 4608);
-    expect(t.sent.length).toBe(2);
+    expect(snapshots()).toBe(2);
+    // The server's SYNC answer: one per half SYNC period, however many SYNCs arrive.
+    expect(answers()).toBe(1);
     t.tick(1000);
     for (let i = 0; i < 50; i++) t.sync.onTepMessage(t.raw, decoded.value, "::1", 4608);
-    expect(t.sent.length).toBe(3);
+    expect(snapshots()).toBe(3);
+    expect(answers()).toBe(2);
     expect(t.sent.every((s) => s.to === "::1" && s.port === 4608)).toBe(true);
     expect(t.metrics.get("dstm_tep_messages_total", { kind: "snapshot_deferred" })).toBe(97);
   });
@@ -278,9 +285,9 @@ describe("server: snapshots on an unauthenticated channel are rate-limited", () 
     expect(t.sent.length).toBe(0);
     const good = signMessage(message, TEP_KEY, t.at(), undefined, "tep");
     deliver(good);
-    expect(t.sent.length).toBe(1);
+    expect(t.sent.map((s) => s.type)).toEqual([MessageType.SYNC, MessageType.SNAPSHOT]);
     deliver(good);
-    expect(t.sent.length).toBe(1);
+    expect(t.sent.length).toBe(2);
     const refused = (reason: string) => t.metrics.get("dstm_tep_refused_total", { reason });
     expect(refused("auth-missing")).toBe(1);
     expect(refused("auth-bad-mac")).toBe(2);

@@ -70,11 +70,13 @@ describe("SYNC compares the digest, not only the count", () => {
       };
       sync.onTepMessage(encodeMessage(message), message, "2001:db8::7", 4608);
     };
-    report(ours); // in step: nothing to send
-    expect(sent.length).toBe(0);
+    report(ours); // in step: only the server's SYNC answer (its own count and digest)
+    expect(sent.map((m) => [m.type, m.tep6, m.syncCount, m.syncDigest])).toEqual([
+      [MessageType.SYNC, "2001:db8::7", 1, bindingsDigest(ours)],
+    ]);
     report(theirs); // same count, other binding: the full table
-    expect(sent.map((m) => m.type)).toEqual([MessageType.SNAPSHOT]);
-    expect(sent[0]!.bindings).toEqual(ours);
+    expect(sent.map((m) => m.type)).toEqual([MessageType.SYNC, MessageType.SNAPSHOT]);
+    expect(sent[1]!.bindings).toEqual(ours);
   });
 });
 

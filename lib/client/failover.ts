@@ -21,6 +21,7 @@ import {
   DstmTransport,
   type LeaseClient,
   type RetryPolicy,
+  type TransportOptions,
 } from "./protocol.ts";
 
 export interface FailoverOptions {
@@ -34,6 +35,8 @@ export interface FailoverOptions {
   readonly onFailover?: (from: string, to: string) => void;
   /** Told before each retransmission to a server. */
   readonly onRetransmit?: (server: string, attempt: number, message: string) => void;
+  /** Told of each message sent and each answer accepted (lib/client/protocol.ts). */
+  readonly onMessage?: TransportOptions["onMessage"];
 }
 
 /** A lease client over several servers; see the module doc. Throws RangeError on no server. */
@@ -51,6 +54,7 @@ export async function failoverLeaseClient(opts: FailoverOptions): Promise<LeaseC
         retry: opts.retry,
         onRetransmit: (attempt, type) =>
           opts.onRetransmit?.(server, attempt, messageTypeName(type)),
+        onMessage: opts.onMessage,
       });
       clients.push({ server, transport, client: new DstmClient(transport, opts.host6) });
     }
@@ -84,6 +88,9 @@ export async function failoverLeaseClient(opts: FailoverOptions): Promise<LeaseC
     release: (ipv4): Promise<void> => exchange((c) => c.release(ipv4)),
     close: () => {
       for (const c of clients) c.transport.close();
+    },
+    rotateKey: (key, overlapMs) => {
+      for (const c of clients) c.transport.rotateKey(key, overlapMs);
     },
   };
 }

@@ -20,6 +20,8 @@
  * @module
  */
 import type { Logger } from "../control/log.ts";
+import { logMessage } from "../control/message_log.ts";
+import { Metrics } from "../control/metrics.ts";
 import { Forwarder } from "../dataplane/forwarder.ts";
 import { formatIPv4, parseIPv6 } from "../net/addr.ts";
 import { formatPortSet } from "../net/portset.ts";
@@ -30,6 +32,7 @@ import { writeSysctl } from "../sys/sysctl.ts";
 import { closeTun, openTun } from "../sys/tun_linux.ts";
 import { sourceAddressFor } from "../sys/udp.ts";
 import { ClientState } from "../tunnel/client_state.ts";
+import { counterFamilies, counterSeries } from "../tunnel/counter_metrics.ts";
 import { Counters, countersOf } from "../tunnel/counters.ts";
 import { type NaptCensus, NaptTable, type NaptTimeouts, PLACEHOLDER_IPV4 } from "../tunnel/napt.ts";
 import { PathMtuTable } from "../tunnel/pmtu.ts";
@@ -129,7 +132,7 @@ export class DstmNode {
   readonly ready: Promise<void> = new Promise((resolve) => {
     this.#bound = resolve;
   });
-  readonly #config: NodeConfig;
+  #config: NodeConfig;
   readonly #ifname: string;
   #client: LeaseClient;
   /** Watches the host's IPv6 addresses (renumbering); absent when host6 was given. */
@@ -137,8 +140,29 @@ export class DstmNode {
   /** Wakes the acquiring loop out of its back-off sleep. */
   #wake: (() => void) | undefined;
 
+  /** Prometheus metrics: the client's packet counters and its lease (docs/metrics.md). */
+  readonly metrics = new Metrics();
+
   private constructor(config: NodeConfig, client: LeaseClient) {
     this.#config = config;
+    const m = this.metrics;
+    for (const family of counterFamilies("client")) m.counter(family.name, family.help);
+    m.gauge("dstm_client_lease_bound", "1 while the client holds a lease, else 0");
+    m.gauge(
+      "dstm_client_lease_remaining_seconds",
+      "Seconds until the lease held expires (0 without a lease)",
+    );
+    m.onCollect(() => {
+      const snap = this.counters.snapshot();
+      for (const s of counterSeries("client")) m.set(s.metric, s.labels, snap[s.counter]);
+      const lease = this.#lease;
+      m.set("dstm_client_lease_bound", {}, lease ? 1 : 0);
+      m.set(
+        "dstm_client_lease_remaining_seconds",
+        {},
+        lease ? Math.max(0, Math.round((lease.expiresAt - Date.now()) / 1000)) : 0,
+      );
+    });
     this.#napt.setTimeouts(config.napt ?? {});
     this.#ifname = config.ifname ?? "dti0";
     this.#client = client;
@@ -173,7 +197,7 @@ export class DstmNode {
       config.log.info("on-demand", {
         ifname: node.#ifname,
         address: "192.0.0.2",
-        idle: `${config.idleSeconds ?? 60}s`,
+        "idle-s": config.idleSeconds ?? 60,
         mtu: node.#mtu ?? undefined,
       });
       node.#bound();
@@ -201,6 +225,27 @@ export class DstmNode {
           ? this.#napt.census((Date.now() / 1000) | 0)
           : null,
       counters: countersOf("client", this.counters.snapshot()),
+    };
+  }
+
+  /**
+   * Reload (SIGHUP): what may change while the node runs. `rotateKey`: sign with it from now
+   * on, the key it replaces still accepted in answers for `keyOverlapMs`; the on-demand idle
+   * time; the NAPT timeouts (the Workers take them from the next lease on).
+   */
+  reconfigure(next: {
+    rotateKey?: AuthKey;
+    keyOverlapMs: number;
+    idleSeconds?: number;
+    napt?: Partial<NaptTimeouts>;
+  }): void {
+    if (next.rotateKey) this.#client.rotateKey?.(next.rotateKey, next.keyOverlapMs);
+    if (next.napt) this.#napt.setTimeouts(next.napt);
+    this.#config = {
+      ...this.#config,
+      key: next.rotateKey ?? this.#config.key,
+      idleSeconds: next.idleSeconds ?? this.#config.idleSeconds,
+      napt: next.napt ?? this.#config.napt,
     };
   }
 
@@ -249,7 +294,7 @@ export class DstmNode {
           const fields = {
             server: this.#config.server,
             detail,
-            retryIn: `${Math.round(backoff / 1000)}s`,
+            "retry-in-s": Math.round(backoff / 1000),
           };
           const now = Date.now();
           if (said?.detail === detail && now - said.at < REWARN_MS) {
@@ -260,7 +305,8 @@ export class DstmNode {
             log.warn(refused ? "refused" : "server-unreachable", {
               ...fields,
               ...(repeats > 0 ? { repeated: repeats } : {}),
-              backoff: `doubling up to ${Math.round((this.#config.maxBackoffMs ?? 30_000) / 1000)}s; the same failure again is logged at debug`,
+              "max-backoff-s": Math.round((this.#config.maxBackoffMs ?? 30_000) / 1000),
+              backoff: "doubling; the same failure again is logged at debug",
             });
             said = { detail, at: now, repeats: 0 };
           }
@@ -298,7 +344,7 @@ export class DstmNode {
       ifname: this.#ifname,
       tep6: this.#tep6(lease),
       mtu: this.#mtu ?? undefined,
-      lease: `${lease.leaseTime}s`,
+      "lease-time-s": lease.leaseTime,
       routes: (this.#config.routes ?? ["0.0.0.0/0"]).join(","),
     });
     this.#bound();
@@ -410,7 +456,7 @@ export class DstmNode {
       this.#state = "bound";
       this.#config.log.info("renewed", {
         ipv4: formatIPv4(renewed.ipv4),
-        lease: `${renewed.leaseTime}s`,
+        "lease-time-s": renewed.leaseTime,
       });
       this.#scheduleRenewal(renewalDelay(renewed));
     } catch (error) {
@@ -434,7 +480,7 @@ export class DstmNode {
       this.#config.log.warn("renew-failed", {
         ipv4: formatIPv4(lease.ipv4),
         detail: (error as Error).message,
-        retryIn: `${Math.round(remaining / 2000)}s`,
+        "retry-in-s": Math.round(remaining / 2000),
       });
       this.#scheduleRenewal(remaining / 2);
     }
@@ -528,6 +574,7 @@ async function nativeLeaseClient(
     port,
     key: config.key,
     bind: host6,
+    onMessage: (direction, message, peer) => logMessage(config.log, direction, message, peer),
     onRetransmit: (attempt, type) =>
       config.log.warn("no-answer", {
         server: config.server,
@@ -542,5 +589,6 @@ async function nativeLeaseClient(
     request: (ipv4) => client.request(ipv4),
     release: (ipv4) => client.release(ipv4),
     close: () => transport.close(),
+    rotateKey: (key, overlapMs) => void transport.rotateKey(key, overlapMs),
   };
 }

@@ -9,6 +9,7 @@
  *
  * @module
  */
+import { KeyRing } from "../control/key_ring.ts";
 import { canonicalIPv6, formatIPv4 } from "../net/addr.ts";
 import { bindUdp, type UdpEndpoint } from "../sys/udp.ts";
 import { type AuthKey, ReplayGuard, signMessage, verifyMessage } from "../wire/auth.ts";
@@ -105,6 +106,8 @@ export interface TransportOptions {
   readonly retry?: Partial<RetryPolicy>;
   /** Called before each retransmission (attempt = 2, 3, …), e.g. to tell the user. */
   readonly onRetransmit?: (attempt: number, type: number) => void;
+  /** Told of each message sent (every try) and each answer accepted, e.g. for debug logs. */
+  readonly onMessage?: (direction: "sent" | "received", message: DstmMessage, peer: string) => void;
   readonly now?: () => number;
 }
 
@@ -124,16 +127,16 @@ export class DstmTransport {
   readonly #endpoint: UdpEndpoint;
   readonly #server: string;
   readonly #port: number;
-  readonly #key: AuthKey | undefined;
+  readonly #keys: KeyRing;
 
   /** Whether requests are signed (a key was given). */
   get signed(): boolean {
-    return this.#key !== undefined;
+    return this.#keys.signing !== undefined;
   }
-  readonly #keys: ReadonlyMap<number, AuthKey>;
   readonly #guard = new ReplayGuard();
   readonly #retry: RetryPolicy;
   readonly #onRetransmit: ((attempt: number, type: number) => void) | undefined;
+  readonly #onMessage: TransportOptions["onMessage"];
   readonly #now: () => number;
   readonly #pending = new Map<number, Pending>();
   #nextXid = (Math.random() * 0x100000000) >>> 0;
@@ -144,10 +147,10 @@ export class DstmTransport {
     this.#endpoint = endpoint;
     this.#server = options.server;
     this.#port = options.port ?? DSTM_PORT;
-    this.#key = options.key;
-    this.#keys = new Map(options.key ? [[options.key.id, options.key]] : []);
+    this.#keys = new KeyRing(options.key);
     this.#retry = { ...DEFAULT_RETRY, ...options.retry };
     this.#onRetransmit = options.onRetransmit;
+    this.#onMessage = options.onMessage;
     this.#now = options.now ?? Date.now;
   }
 
@@ -191,14 +194,16 @@ export class DstmTransport {
     try {
       for (let attempt = 0; attempt < this.#retry.tries; attempt++) {
         // Each try is signed afresh: a retransmitted signed message would be a replay.
-        const bytes = this.#key
-          ? signMessage({ ...message, xid }, this.#key, this.#now())
+        const key = this.#keys.signing;
+        const bytes = key
+          ? signMessage({ ...message, xid }, key, this.#now())
           : encodeMessage({ ...message, xid });
         if (attempt > 0) {
           this.retransmissions++;
           this.#onRetransmit?.(attempt + 1, message.type);
         }
         this.#endpoint.send(bytes, this.#server, this.#port);
+        this.#onMessage?.("sent", { ...message, xid } as DstmMessage, this.#server);
         // ±10% jitter so that many clients restarted together do not retransmit in lockstep.
         const wait = timeout * (0.9 + Math.random() * 0.2);
         let timer: ReturnType<typeof setTimeout> | undefined;
@@ -241,11 +246,11 @@ export class DstmTransport {
       this.ignored++;
       return;
     }
-    if (this.#key) {
+    if (this.#keys.signing) {
       const outcome = verifyMessage(
         data.subarray(0, decoded.offset),
         message,
-        this.#keys,
+        this.#keys.accepted,
         this.#guard,
         this.#now(),
       );
@@ -268,10 +273,20 @@ export class DstmTransport {
       }
     }
     this.#pending.delete(message.xid);
+    this.#onMessage?.("received", message, address);
     pending.resolve(message);
   }
 
+  /**
+   * Reload: signs with `key` from now on; answers signed with the key it replaces are still
+   * accepted for `overlapMs` (lib/control/key_ring.ts). Returns the replaced key, if it overlaps.
+   */
+  rotateKey(key: AuthKey, overlapMs: number): AuthKey | undefined {
+    return this.#keys.rotate(key, overlapMs);
+  }
+
   close(): void {
+    this.#keys.close();
     this.#endpoint.close();
   }
 }
@@ -291,6 +306,8 @@ export interface LeaseClient {
   release(ipv4: number): Promise<void>;
   /** Closes the sockets. */
   close(): void;
+  /** Signs with `key` from now on (reload); the old key's answers pass for `overlapMs`. */
+  rotateKey?(key: AuthKey, overlapMs: number): void;
 }
 
 /** One host's view: obtain, renew and release its lease. */

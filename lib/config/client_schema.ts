@@ -7,7 +7,7 @@ import * as v from "valibot";
 import { DEFAULT_NAPT_TIMEOUTS } from "../tunnel/napt.ts";
 import { DHCP6_SERVER_PORT } from "../wire/dhcp4o6.ts";
 import { DSTM_PORT } from "../wire/dstm_types.ts";
-import { COMMON_SETTINGS } from "./common_schema.ts";
+import { COMMON_SETTINGS, KEY_OVERLAP_SETTING } from "./common_schema.ts";
 import type { Setting, SettingSchema } from "./setting.ts";
 
 const napt = (name: string, doc: string, seconds: number): Setting => ({
@@ -16,6 +16,7 @@ const napt = (name: string, doc: string, seconds: number): Setting => ({
   arg: "<duration>",
   doc,
   default: `${seconds}s`,
+  reloadable: true,
 });
 
 const settings: Setting[] = [
@@ -112,6 +113,7 @@ const settings: Setting[] = [
     arg: "<duration>",
     doc: "on-demand: release the lease after this long without traffic",
     default: "60s",
+    reloadable: true,
   },
   napt(
     "napt-tcp-established",
@@ -142,14 +144,22 @@ const settings: Setting[] = [
     name: "key",
     kind: { type: "string" },
     arg: "<file>",
-    doc: "sign requests with the key in FILE",
+    doc: "sign requests with the key in FILE; on reload, answers signed with the key it replaces are still accepted for --key-overlap",
+    reloadable: true,
   },
+  KEY_OVERLAP_SETTING,
   {
     name: "control",
     kind: { type: "string" },
     arg: "<path>",
     doc: "status socket for `dstm client status`",
     defaultDoc: "/run/dstm/client-IFNAME.sock as root",
+  },
+  {
+    name: "metrics",
+    kind: { type: "string" },
+    arg: "<addr:port>",
+    doc: "serve Prometheus metrics on http://ADDR:PORT/metrics (docs/metrics.md)",
   },
   ...COMMON_SETTINGS,
 ];

@@ -5,6 +5,16 @@
  */
 import type { Setting } from "./setting.ts";
 
+/** `--key-overlap` of the TEP and the client (lib/control/key_ring.ts). */
+export const KEY_OVERLAP_SETTING: Setting = {
+  name: "key-overlap",
+  kind: { type: "duration" },
+  arg: "<duration>",
+  doc: "after a reload that changed --key, how long the key it replaced is still accepted",
+  default: "1h",
+  reloadable: true,
+};
+
 export const COMMON_SETTINGS: readonly Setting[] = [
   {
     name: "log-format",

@@ -237,6 +237,14 @@ const settings: Setting[] = [
     default: "86400",
   },
   {
+    name: "pool-warn-percent",
+    kind: { type: "int" },
+    arg: "<n>",
+    doc: "warn once when a pool is this full (1–100), again when it is exhausted; re-armed 5 points below",
+    default: "90",
+    reloadable: true,
+  },
+  {
     name: "max-leases-per-prefix",
     kind: { type: "int" },
     arg: "<n>",

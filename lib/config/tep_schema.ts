@@ -7,7 +7,7 @@ import * as v from "valibot";
 import { TEP_CONTROL_PORT } from "../server/tep_sync.ts";
 import { DEFAULT_MAX_BINDINGS, SERVER_ROOM } from "../tep/binding_file.ts";
 import { DSTM_PORT } from "../wire/dstm_types.ts";
-import { COMMON_SETTINGS } from "./common_schema.ts";
+import { COMMON_SETTINGS, KEY_OVERLAP_SETTING } from "./common_schema.ts";
 import type { Setting, SettingSchema } from "./setting.ts";
 
 const settings: Setting[] = [
@@ -64,8 +64,10 @@ const settings: Setting[] = [
     name: "key",
     kind: { type: "string" },
     arg: "<file>",
-    doc: "the server-TEP key (the server's --tep-key FILE, never the hosts' key): require it on BIND/UNBIND/SNAPSHOT, sign SYNC",
+    doc: "the server-TEP key (the server's --tep-key FILE, never the hosts' key): require it on BIND/UNBIND/SNAPSHOT, sign SYNC; on reload, the key it replaces is still accepted for --key-overlap",
+    reloadable: true,
   },
+  KEY_OVERLAP_SETTING,
   {
     name: "insecure-control",
     kind: { type: "bool" },
@@ -142,6 +144,12 @@ const settings: Setting[] = [
     doc: "control socket for `dstm tep stats`",
     defaultDoc: "/run/dstm/tep.sock as root",
     deprecated: ["stats"],
+  },
+  {
+    name: "metrics",
+    kind: { type: "string" },
+    arg: "<addr:port>",
+    doc: "serve Prometheus metrics on http://ADDR:PORT/metrics (docs/metrics.md)",
   },
   ...COMMON_SETTINGS,
 ];

@@ -65,6 +65,11 @@ export class Logger {
     this.log("error", event, fields);
   }
 
+  /** Whether `level` is logged now (to skip building the fields of a line that would not be). */
+  enabled(level: LogLevel): boolean {
+    return LEVELS[level] >= this.#level;
+  }
+
   /** Changes the least severe level logged from now on (configuration reload). */
   setLevel(level: LogLevel): void {
     this.#level = LEVELS[level];
@@ -93,6 +98,23 @@ export class Logger {
     this.#pending = [];
     this.#sink(text);
   }
+}
+
+/**
+ * What lies under `error` for a log line's `cause` field: its `code` (e.g. `SQLITE_IOERR`,
+ * `ECONNREFUSED`) and the chain of `error.cause` messages, `a: b` joined by " <- "; undefined
+ * when there is nothing beyond the message itself.
+ */
+export function causeOf(error: unknown): string | undefined {
+  const parts: string[] = [];
+  let e: unknown = error;
+  for (let depth = 0; e !== undefined && e !== null && depth < 5; depth++) {
+    const code = (e as { code?: unknown }).code;
+    if (depth > 0) parts.push(e instanceof Error ? e.message : String(e));
+    if (typeof code === "string" || typeof code === "number") parts.push(String(code));
+    e = (e as { cause?: unknown }).cause;
+  }
+  return parts.length > 0 ? parts.join(" <- ") : undefined;
 }
 
 const NEEDS_QUOTES = /[\s"=]/;

@@ -1,25 +1,74 @@
 /**
- * Counters and gauges in the Prometheus text exposition format (version 0.0.4).
+ * The metrics of one daemon, exposed in the Prometheus text format (version 0.0.4) by
+ * prom-client (https://github.com/siimon/prom-client): its registry writes the text (escaping,
+ * HELP/TYPE lines) and its default collectors give the `process_*` metrics (CPU seconds,
+ * resident memory, open file descriptors, start time).
  *
- * Counters are keyed by a label string computed once by the caller, so incrementing on the
- * hot path is one Map lookup.
+ * Callers declare a family once (`counter`, `gauge`) and then `inc` / `set` it with any
+ * labels: the values live here, in one Map per family keyed by a label string computed once,
+ * so counting on the hot path is one Map lookup and `get` / `snapshot` are synchronous (for
+ * tests and `stats`). Each exposition copies them into prom-client metrics (label names are
+ * those the family has been given so far) and renders the registry. Exposition is
+ * asynchronous, as prom-client's is: `text()` resolves to the text, `expose()` is the same as
+ * a response body.
+ *
+ * Every daemon's exposition also has `dstm_build_info{version,commit,runtime} 1` once the
+ * command line has said what the build is ({@link setBuildInfo}).
  *
  * @module
  */
+import {
+  Counter,
+  collectDefaultMetrics,
+  Gauge,
+  type Counter as PromCounter,
+  type Gauge as PromGauge,
+  Registry,
+} from "prom-client";
 
 export type Labels = Record<string, string>;
+
+/** What `dstm_build_info` says: the version, the commit and the runtime (`bun 1.x`). */
+export interface BuildInfo {
+  readonly version: string;
+  readonly commit: string;
+  readonly runtime: string;
+}
+
+let buildInfo: (() => BuildInfo) | undefined;
+let buildInfoValue: BuildInfo | undefined;
+
+/**
+ * Names the build for `dstm_build_info` in every registry exposed from now on; `info` is
+ * called once, at the first exposition (it may ask git).
+ */
+export function setBuildInfo(info: () => BuildInfo): void {
+  buildInfo = info;
+  buildInfoValue = undefined;
+}
+
+interface Series {
+  readonly labels: Labels;
+  value: number;
+}
 
 interface Family {
   readonly help: string;
   readonly type: "counter" | "gauge";
-  readonly values: Map<string, number>;
+  readonly values: Map<string, Series>;
+  /** The prom-client metric of the last exposition and the label names it was made with. */
+  metric?: PromCounter<string> | PromGauge<string>;
+  labelNames?: string;
 }
 
 export class Metrics {
+  /** The prom-client registry this daemon's text comes from. */
+  readonly registry = new Registry();
   readonly #families = new Map<string, Family>();
   readonly #collectors: (() => void)[] = [];
+  #processMetrics = false;
 
-  /** Declares a counter (idempotent). */
+  /** Declares a counter (idempotent). Its name ends in `_total` (Prometheus conventions). */
   counter(name: string, help: string): void {
     this.#declare(name, help, "counter");
   }
@@ -33,42 +82,65 @@ export class Metrics {
   inc(name: string, labels: Labels = {}, by = 1): void {
     const family = this.#family(name);
     const key = labelKey(labels);
-    family.values.set(key, (family.values.get(key) ?? 0) + by);
+    const series = family.values.get(key);
+    if (series) series.value += by;
+    else family.values.set(key, { labels: { ...labels }, value: by });
   }
 
-  /** Sets the gauge `name` with `labels`. */
+  /** Sets the gauge (or, for copies of counters kept elsewhere, the counter) `name` with `labels`. */
   set(name: string, labels: Labels, value: number): void {
-    this.#family(name).values.set(labelKey(labels), value);
+    const family = this.#family(name);
+    const key = labelKey(labels);
+    const series = family.values.get(key);
+    if (series) series.value = value;
+    else family.values.set(key, { labels: { ...labels }, value });
   }
 
   /** Current value, 0 when never set (for tests and `stats`). */
   get(name: string, labels: Labels = {}): number {
-    return this.#families.get(name)?.values.get(labelKey(labels)) ?? 0;
+    return this.#families.get(name)?.values.get(labelKey(labels))?.value ?? 0;
   }
 
-  /** Registers a function that refreshes gauges just before each exposition. */
+  /** Registers a function that refreshes values just before each exposition and snapshot. */
   onCollect(collect: () => void): void {
     this.#collectors.push(collect);
   }
 
-  /** Every series as `{ name, labels, value }`, for JSON output. */
+  /** Every series of our own families as `{ name, labels, value }`, for JSON output. */
   snapshot(): { name: string; labels: string; value: number }[] {
     for (const collect of this.#collectors) collect();
     const out: { name: string; labels: string; value: number }[] = [];
     for (const [name, family] of this.#families)
-      for (const [labels, value] of family.values) out.push({ name, labels, value });
+      for (const [labels, series] of family.values) out.push({ name, labels, value: series.value });
     return out;
   }
 
-  /** The Prometheus text format. */
-  expose(): string {
+  /** The Prometheus text format: our families, `dstm_build_info` and `process_*`. */
+  async text(): Promise<string> {
     for (const collect of this.#collectors) collect();
-    let text = "";
-    for (const [name, family] of this.#families) {
-      text += `# HELP ${name} ${family.help}\n# TYPE ${name} ${family.type}\n`;
-      for (const [labels, value] of family.values) text += `${name}${labels} ${value}\n`;
-    }
-    return text;
+    this.#registerProcessMetrics();
+    for (const [name, family] of this.#families) this.#publish(name, family);
+    return this.registry.metrics();
+  }
+
+  /** {@link text} as a response body (`new Response(metrics.expose())`). */
+  expose(): ReadableStream<Uint8Array> {
+    const text = this.text();
+    return new ReadableStream({
+      async start(controller) {
+        try {
+          controller.enqueue(new TextEncoder().encode(await text));
+          controller.close();
+        } catch (error) {
+          controller.error(error);
+        }
+      },
+    });
+  }
+
+  /** The content type of {@link text}. */
+  get contentType(): string {
+    return this.registry.contentType;
   }
 
   #declare(name: string, help: string, type: "counter" | "gauge"): void {
@@ -80,11 +152,71 @@ export class Metrics {
     if (!family) throw new Error(`metric ${name} was not declared`);
     return family;
   }
+
+  /** Copies `family`'s values into its prom-client metric (made again when its label names grew). */
+  #publish(name: string, family: Family): void {
+    const names = new Set<string>();
+    for (const series of family.values.values())
+      for (const label in series.labels) names.add(label);
+    const labelNames = [...names].sort();
+    if (family.metric === undefined || family.labelNames !== labelNames.join(",")) {
+      if (family.metric !== undefined) this.registry.removeSingleMetric(name);
+      const config = { name, help: family.help, labelNames, registers: [this.registry] };
+      family.metric = family.type === "counter" ? new Counter(config) : new Gauge(config);
+      family.labelNames = labelNames.join(",");
+    }
+    const metric = family.metric;
+    metric.reset();
+    for (const series of family.values.values()) {
+      if (metric instanceof Counter) metric.inc(series.labels, Math.max(0, series.value));
+      else metric.set(series.labels, series.value);
+    }
+  }
+
+  /**
+   * prom-client's `process_*` collectors and `dstm_build_info`, at the first exposition (tests
+   * that make many Metrics and never expose them pay nothing). Its `nodejs_*` metrics are left
+   * out: under Bun several are meaningless, and three gauges end in `_total`, which
+   * `promtool check metrics` rightly flags.
+   */
+  #registerProcessMetrics(): void {
+    if (this.#processMetrics) return;
+    this.#processMetrics = true;
+    collectDefaultMetrics({ register: this.registry });
+    for (const metric of this.registry.getMetricsAsArray()) {
+      const metricName = (metric as unknown as { name: string }).name;
+      if (!metricName.startsWith("process_")) this.registry.removeSingleMetric(metricName);
+    }
+    if (buildInfo) {
+      buildInfoValue ??= buildInfo();
+      new Gauge({
+        name: "dstm_build_info",
+        help: "Always 1; the labels say which dstm this is (version, commit, runtime)",
+        labelNames: ["version", "commit", "runtime"],
+        registers: [this.registry],
+      }).set({ ...buildInfoValue }, 1);
+    }
+  }
+}
+
+/**
+ * A fetch handler serving `metrics` on GET /metrics (404 elsewhere), for a daemon's
+ * `--metrics ADDR:PORT` endpoint and its control socket.
+ */
+export function metricsHandler(metrics: Metrics): (request: Request) => Promise<Response> {
+  return async (request) => {
+    if (new URL(request.url).pathname !== "/metrics")
+      return new Response("see /metrics\n", { status: 404 });
+    return new Response(await metrics.text(), {
+      headers: { "content-type": metrics.contentType },
+    });
+  };
 }
 
 // Counters are bumped per message: build the key with a plain loop, escaping only when needed.
 const NEEDS_ESCAPE = /[\\"\n]/;
 
+/** `{a="1",b="2"}` in the caller's label order ("" without labels): the key of a series. */
 function labelKey(labels: Labels): string {
   let key = "";
   for (const name in labels) {

@@ -14,6 +14,7 @@
  */
 import type { AllocationEngine, EngineOutcome, EngineResult } from "../alloc/engine.ts";
 import type { Logger } from "../control/log.ts";
+import { logMessage } from "../control/message_log.ts";
 import type { Metrics } from "../control/metrics.ts";
 import { WarnLimit } from "../control/warn_limit.ts";
 import type { Lease } from "../lease/lease.ts";
@@ -109,6 +110,33 @@ export class DstmHandler {
     source: string,
     port = 0,
     local?: string,
+  ): Promise<Uint8Array | null> {
+    const answer = await this.#handle(raw, source, port, local);
+    if (this.#o.log.enabled("debug")) this.#debug(raw, answer, source);
+    return answer;
+  }
+
+  /** `--log-level debug`: the request and its answer, one line each (the TEP channel logs its own). */
+  #debug(raw: Uint8Array, answer: Uint8Array | null, source: string): void {
+    const log = this.#o.log;
+    const request = decodeMessage(raw);
+    if (request.ok && isTepMessage(request.value.type)) return;
+    const decoded = answer ? decodeMessage(answer) : undefined;
+    const result = !decoded?.ok
+      ? "dropped"
+      : decoded.value.type === MessageType.NAK
+        ? "nak"
+        : "ack";
+    if (request.ok) logMessage(log, "received", request.value, source, { result });
+    else log.debug("message-received", { peer: source, result, reason: request.error.code });
+    if (decoded?.ok) logMessage(log, "sent", decoded.value, source, { result });
+  }
+
+  async #handle(
+    raw: Uint8Array,
+    source: string,
+    port: number,
+    local: string | undefined,
   ): Promise<Uint8Array | null> {
     const decoded = decodeMessage(raw);
     if (!decoded.ok) return this.#malformed(raw, decoded.error, source);

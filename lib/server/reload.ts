@@ -20,6 +20,7 @@ import type { Logger } from "../control/log.ts";
 import type { Metrics } from "../control/metrics.ts";
 import type { AuthKey } from "../wire/auth.ts";
 import { ADMISSION_DEFAULTS, type Admission, siteCap } from "./admission.ts";
+import { POOL_WARN_PERCENT } from "./pool_watch.ts";
 import type { ServerConfig } from "./server.ts";
 import { TEP_CONTROL_PORT } from "./tep_sync.ts";
 
@@ -73,6 +74,7 @@ function live(c: ServerConfig): Record<string, string> {
     "max-leases-per-site": String(siteCap(c.admission)),
     "prefix-rate": String(c.admission?.ratePerSecond ?? ADMISSION_DEFAULTS.ratePerSecond),
     "prefix-burst": String(c.admission?.burst ?? ADMISSION_DEFAULTS.burst),
+    "pool-warn-percent": String(c.poolWarnPercent ?? POOL_WARN_PERCENT),
   };
 }
 
@@ -117,6 +119,8 @@ export interface ReloadTarget {
   readonly teps: ReadonlySet<string>;
   readonly log: Logger;
   readonly metrics: Metrics;
+  /** The pool fill warnings (--pool-warn-percent). */
+  readonly poolWatch?: { percent: number };
 }
 
 /**
@@ -157,6 +161,7 @@ export function applyReload(
     next.admission?.burst ?? ADMISSION_DEFAULTS.burst,
   );
   if (next.logLevel) t.log.setLevel(next.logLevel);
+  if (t.poolWatch) t.poolWatch.percent = next.poolWarnPercent ?? POOL_WARN_PERCENT;
   rotateKeys(t, next);
   t.metrics.inc("dstm_reloads_total", { result: "applied" });
   const stats = t.engine.stats();
@@ -192,7 +197,7 @@ function rotateKeys(t: ReloadTarget, next: ServerConfig): void {
   const overlapMs = (next.keyOverlapSeconds ?? 3600) * 1000;
   t.log.info("key-overlap", {
     keys: dropped.map((k) => k.id).join(","),
-    seconds: overlapMs / 1000,
+    "overlap-s": overlapMs / 1000,
     detail: "keys no longer in the key file are accepted until then",
   });
   const timer = setTimeout(() => {

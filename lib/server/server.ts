@@ -6,9 +6,9 @@
  */
 import { AllocationEngine, isDeclinedHost, type PoolConfig } from "../alloc/engine.ts";
 import { Reclaimer } from "../alloc/reclaimer.ts";
-import { controlHandler, metricsResponse } from "../control/api.ts";
-import type { Logger } from "../control/log.ts";
-import { Metrics } from "../control/metrics.ts";
+import { controlHandler } from "../control/api.ts";
+import { causeOf, type Logger } from "../control/log.ts";
+import { Metrics, metricsHandler } from "../control/metrics.ts";
 import type { Lease, LeaseStore } from "../lease/lease.ts";
 import { MemoryLeaseStore } from "../lease/memory.ts";
 import { isPostgresUrl, PostgresLeaseStore } from "../lease/postgres.ts";
@@ -25,6 +25,7 @@ import type { Dhcp4o6IdentityMode } from "./dhcp4o6_identity.ts";
 import { type LinkSelector, linkSelectorOf } from "./dhcp4o6_link.ts";
 import { DstmHandler } from "./handler.ts";
 import { LeaseAdmin } from "./lease_admin.ts";
+import { PoolWatch } from "./pool_watch.ts";
 import { applyReload, type ReloadResult } from "./reload.ts";
 import { TepSync } from "./tep_sync.ts";
 
@@ -54,6 +55,8 @@ export interface ServerConfig {
   readonly control?: string;
   /** Prometheus endpoint; none when absent. */
   readonly metrics?: { readonly address: string; readonly port: number };
+  /** Warn when a pool is this full, in percent (default 90; ./pool_watch.ts). */
+  readonly poolWarnPercent?: number;
   /** UDP port of the TEPs' control endpoint (default 4608). */
   readonly tepPort?: number;
   /** Source of BIND / UNBIND to the TEPs (default: the listen address, or where each TEP's SYNC arrived). */
@@ -112,6 +115,7 @@ export class DstmServer {
   #udp4o6: UdpEndpoint | undefined;
   #http: HttpEndpoint[] = [];
   #sweeper: Reclaimer | undefined;
+  #poolWatch: PoolWatch | undefined;
   #inflight = 0;
   #metricsWhere: string | undefined;
   #tepSync: TepSync | undefined;
@@ -328,21 +332,26 @@ export class DstmServer {
       );
     }
     if (config.metrics) {
-      const endpoint = serveTcp(config.metrics.address, config.metrics.port, (request) =>
-        new URL(request.url).pathname === "/metrics"
-          ? metricsResponse(metrics)
-          : new Response("see /metrics\n", { status: 404 }),
+      const endpoint = serveTcp(
+        config.metrics.address,
+        config.metrics.port,
+        metricsHandler(metrics),
       );
       this.#http.push(endpoint);
       this.#metricsWhere = endpoint.where;
     }
     this.#warnTepAuthOff(config);
+    const poolWatch = new PoolWatch(this.#log, config.poolWarnPercent);
+    this.#poolWatch = poolWatch;
     this.#sweeper = new Reclaimer({
       engine,
       onExpired: (expired) => this.#expired(expired),
       onRun: ({ leases, slices, ms }) =>
         this.#log.info("reclaim", { leases, slices, "time-ms": Math.round(ms) }),
-      beforeRun: () => this.#storeStillThere(),
+      beforeRun: () => {
+        poolWatch.check(engine.stats());
+        return this.#storeStillThere();
+      },
     });
     this.#sweeper.start(config.sweepIntervalMs ?? 1000);
     const pools = engine.stats();
@@ -425,7 +434,7 @@ export class DstmServer {
     this.#log.info("dhcp4o6", {
       listen: `[${endpoint.address}]:${endpoint.port}`,
       multicast: c.interfaces.length ? c.interfaces.join(",") : undefined,
-      serverId: formatIPv4(c.serverId),
+      "server-id": formatIPv4(c.serverId),
       // RFC 7341 has no authentication: who may lease over it is the allow list.
       allow: c.allow?.join(",") ?? "any",
     });
@@ -476,6 +485,7 @@ export class DstmServer {
         teps: this.#teps,
         log: this.#log,
         metrics: this.metrics,
+        poolWatch: this.#poolWatch,
       },
       current as ServerConfig,
       next,
@@ -499,7 +509,7 @@ export class DstmServer {
   /** A store write failed: the cause at error level; a vanished database stops the server. */
   #storeFailed(error: unknown): void {
     const detail = error instanceof Error ? error.message : String(error);
-    this.#log.error("store-failed", { detail });
+    this.#log.error("store-failed", { detail, cause: causeOf(error) });
     if ((error as { fatal?: unknown } | null)?.fatal !== true || this.#stopping) return;
     this.metrics.inc("dstm_dropped_total", { reason: "store-gone" });
     this.#fatal.resolve(error as Error);

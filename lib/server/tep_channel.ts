@@ -22,6 +22,7 @@
  * @module
  */
 import type { Logger } from "../control/log.ts";
+import { logMessage } from "../control/message_log.ts";
 import type { Metrics } from "../control/metrics.ts";
 import { WarnLimit } from "../control/warn_limit.ts";
 import { canonicalIPv6, parseIPv6 } from "../net/addr.ts";
@@ -102,6 +103,7 @@ export class TepChannel {
 
   /** Signs (with a TEP key) or encodes `message` and sends it to `tep6`'s control port. */
   send(tep6: string, message: DstmMessage): boolean {
+    logMessage(this.#o.log, "sent", message, tep6);
     const key = this.#o.keys[0];
     const bytes = key
       ? // MAC-ed with the TEP's address: it verifies at that TEP only (docs/protocol.md).
@@ -163,6 +165,7 @@ export class TepChannel {
       const outcome = verifyMessage(raw, message, this.#keys, this.#guard, this.#o.now(), "tep");
       if (outcome !== "ok") return this.#refuse(`auth-${outcome}`, message, from, port);
     }
+    logMessage(this.#o.log, "received", message, from);
     if (isSync) return { tep6, sync: message };
     const pending = this.#inFlight.get(message.xid);
     if (!pending || pending.tep6 !== tep6)

@@ -19,6 +19,7 @@
  */
 import type { Logger } from "../control/log.ts";
 import type { Metrics } from "../control/metrics.ts";
+import { WarnLimit } from "../control/warn_limit.ts";
 import { type Lease, leaseKey } from "../lease/lease.ts";
 import { formatIPv4, parseIPv6 } from "../net/addr.ts";
 import type { AuthKey } from "../wire/auth.ts";
@@ -70,6 +71,10 @@ interface TepState {
   digest: number;
   /** Last SYNC (ms), 0 = never. */
   lastSync: number;
+  /** When the TEP was reported disconnected (its last SYNC, ms); 0 = not reported. */
+  downSince: number;
+  /** When the server last answered a SYNC of this TEP with its own (ms). */
+  answeredAt: number;
   snapshotId: number;
   /** Unauthenticated channel: snapshots that may still be sent now, and when that was computed. */
   snapshotTokens: number;
@@ -108,6 +113,9 @@ export class TepSync implements BindingSink {
   readonly #o: TepSyncOptions;
   readonly #now: () => number;
   readonly #channel: TepChannel;
+  readonly #warn: WarnLimit;
+  readonly #watch: ReturnType<typeof setInterval>;
+  readonly #startedAt: number;
 
   constructor(options: TepSyncOptions, activeLeases: Iterable<Lease>) {
     this.#o = options;
@@ -126,6 +134,15 @@ export class TepSync implements BindingSink {
       "Server-TEP synchronisation messages, by kind",
     );
     options.metrics.gauge("dstm_tep_connected", "1 when the TEP has sent SYNC within 3 periods");
+    options.metrics.counter(
+      "dstm_tep_disconnects_total",
+      "Times a TEP that had synced stopped sending SYNC for 3 periods, by TEP",
+    );
+    this.#warn = new WarnLimit(options.log, { now: this.#now });
+    // A TEP that stops syncing is said at once (warn), not only when a lease needs it.
+    this.#startedAt = this.#now();
+    this.#watch = setInterval(() => this.watch(), SYNC_INTERVAL_MS);
+    this.#watch.unref?.();
     options.metrics.onCollect(() => {
       for (const tep of this.#teps.values())
         options.metrics.set("dstm_tep_connected", { tep: tep.tep6 }, this.#connected(tep) ? 1 : 0);
@@ -252,10 +269,11 @@ export class TepSync implements BindingSink {
     const source = this.#o.source ?? local;
     if (source !== undefined) this.#channel.setSource(tep6, source);
     const wasConnected = this.#connected(tep);
-    tep.lastSync = this.#now();
+    const now = this.#now();
+    tep.lastSync = now;
     this.#o.metrics.inc("dstm_tep_messages_total", { kind: "sync" });
-    if (!wasConnected)
-      this.#o.log.info("tep-connected", { tep6: tep.tep6, from, bindings: message.syncCount });
+    if (!wasConnected) this.#onConnected(tep, from, message.syncCount ?? 0);
+    this.#answerSync(tep, now);
     if (message.syncCount === tep.bindings.size && message.syncDigest === tep.digest) return;
     // A snapshot still going out in chunks already brings the TEP in step; a SYNC sent just
     // before the TEP read the last part of a chunked one is stale: neither starts another.
@@ -276,7 +294,69 @@ export class TepSync implements BindingSink {
 
   close(): void {
     for (const tep of this.#teps.values()) tep.snapshot?.cancel();
+    clearInterval(this.#watch);
     this.#channel.close();
+  }
+
+  /** A TEP synced after never having synced (info) or after it was reported gone (warn). */
+  #onConnected(tep: TepState, from: string, bindings: number): void {
+    if (tep.downSince === 0) {
+      this.#o.log.info("tep-connected", { tep6: tep.tep6, from, bindings });
+      return;
+    }
+    const down = Math.round((this.#now() - tep.downSince) / 1000);
+    tep.downSince = 0;
+    this.#warn.warn("tep-connected", { tep6: tep.tep6, from, bindings, "down-s": down });
+  }
+
+  /**
+   * Says (warn, once per loss) which configured TEPs stopped syncing, 3 periods without SYNC,
+   * or have not synced in the first 3 periods since the server started. Runs every SYNC
+   * period (on its own timer; callable by tests).
+   */
+  watch(): void {
+    const now = this.#now();
+    for (const tep of this.#teps.values()) {
+      if (tep.downSince !== 0 || this.#connected(tep)) continue;
+      if (tep.lastSync === 0) {
+        // Never synced: only a configured TEP is expected to (an old lease may name another).
+        if (!this.#channel.teps.has(tep.tep6) || now - this.#startedAt < 3 * SYNC_INTERVAL_MS)
+          continue;
+        tep.downSince = this.#startedAt;
+        this.#warn.warn("tep-disconnected", {
+          tep6: tep.tep6,
+          "silent-s": Math.round((now - this.#startedAt) / 1000),
+          bindings: tep.bindings.size,
+          detail: "has not synced since the server started: is it running, with this --server?",
+        });
+        continue;
+      }
+      tep.downSince = tep.lastSync;
+      this.#o.metrics.inc("dstm_tep_disconnects_total", { tep: tep.tep6 });
+      this.#warn.warn("tep-disconnected", {
+        tep6: tep.tep6,
+        "silent-s": Math.round((this.#now() - tep.lastSync) / 1000),
+        bindings: tep.bindings.size,
+        detail: "no SYNC for 3 periods: new leases for it get no BIND until it syncs again",
+      });
+    }
+  }
+
+  /**
+   * Answers a SYNC with the server's own view of that TEP (its count and digest), so the TEP
+   * knows the server hears it (docs/protocol.md). At most one answer per half period per TEP:
+   * forged SYNCs cannot make the server send more than the TEP's own would.
+   */
+  #answerSync(tep: TepState, now: number): void {
+    if (now - tep.answeredAt < SYNC_INTERVAL_MS / 2) return;
+    tep.answeredAt = now;
+    this.#channel.send(tep.tep6, {
+      type: MessageType.SYNC,
+      xid: 0,
+      tep6: tep.tep6,
+      syncCount: tep.bindings.size,
+      syncDigest: tep.digest,
+    });
   }
 
   /** Token bucket per TEP for snapshots on an unauthenticated channel. */
@@ -336,7 +416,7 @@ export class TepSync implements BindingSink {
     const answer = await this.#channel.exchange(tep.tep6, message, { tries: 3, intervalMs: 250 });
     if (answer === null) {
       this.#o.metrics.inc("dstm_tep_messages_total", { kind: `${kind}_timeout` });
-      this.#o.log.warn("tep-unreachable", {
+      this.#warn.warn("tep-unreachable", {
         tep6: tep.tep6,
         message: kind,
         ipv4: message.host4 === undefined ? undefined : formatIPv4(message.host4),
@@ -361,6 +441,8 @@ export class TepSync implements BindingSink {
         bindings: new Map(),
         digest: 0,
         lastSync: 0,
+        downSince: 0,
+        answeredAt: 0,
         snapshotId: (Math.random() * 2 ** 32) >>> 0,
         snapshotTokens: UNAUTH_SNAPSHOT_BURST,
         snapshotTokensAt: this.#now(),

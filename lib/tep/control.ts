@@ -18,7 +18,9 @@
  *
  * @module
  */
+import { KeyRing } from "../control/key_ring.ts";
 import type { Logger } from "../control/log.ts";
+import { logMessage } from "../control/message_log.ts";
 import type { Metrics } from "../control/metrics.ts";
 import { WarnLimit } from "../control/warn_limit.ts";
 import { canonicalIPv6, formatIPv4, parseIPv6 } from "../net/addr.ts";
@@ -35,6 +37,7 @@ import {
   type WireBinding,
   type WirePortSet,
 } from "../wire/dstm_types.ts";
+import { ServerWatch } from "./server_watch.ts";
 import { SnapshotAssemblies } from "./snapshot_assembly.ts";
 
 /** What the control plane needs from the data plane's binding table (single writer). */
@@ -83,7 +86,7 @@ export class TepControl {
   readonly #guard: ReplayGuard;
   /** This TEP's IPv6 address, 16 bytes: MAC-ed into every server message for it. */
   readonly #audience: Uint8Array | undefined;
-  readonly #keys: ReadonlyMap<number, AuthKey>;
+  readonly #keys: KeyRing;
   /** The servers' addresses (canonical); the first is `server`. */
   readonly #servers: readonly string[];
   readonly #serverPort: number;
@@ -93,12 +96,14 @@ export class TepControl {
   #timer: ReturnType<typeof setInterval> | undefined;
   /** Snapshots being received, by server address: two servers may each be sending one. */
   readonly #snapshots = new SnapshotAssemblies();
+  /** Whether each server hears this TEP, by server address. */
+  readonly #serverWatches: ReadonlyMap<string, ServerWatch>;
   #xid = (Math.random() * 2 ** 32) >>> 0;
 
   private constructor(options: TepControlOptions) {
     this.#o = options;
     this.#now = options.now ?? Date.now;
-    this.#keys = new Map(options.key ? [[options.key.id, options.key]] : []);
+    this.#keys = new KeyRing(options.key);
     this.#servers = [
       ...new Set(
         [options.server.address, ...(options.moreServers ?? [])].map((a) => canonicalIPv6(a) ?? a),
@@ -111,6 +116,19 @@ export class TepControl {
     this.#audience = parseIPv6(options.tep6) ?? undefined;
     this.#static = (options.staticBindings ?? []).map((b) => entry(b));
     this.#staticAddresses = new Set(this.#static.map((e) => e.binding.host4));
+    this.#serverWatches = new Map(
+      this.#servers.map((server) => [
+        server,
+        new ServerWatch({
+          server,
+          port: this.#serverPort,
+          intervalMs: options.syncIntervalMs ?? 2000,
+          warn: this.#warn,
+          metrics: options.metrics,
+          now: this.#now,
+        }),
+      ]),
+    );
     const m = options.metrics;
     m.counter(
       "dstm_tep_control_total",
@@ -161,7 +179,8 @@ export class TepControl {
 
   /** Sends SYNC (count and digest of the server-managed bindings) to every server now. */
   sync(): void {
-    for (const server of this.#servers)
+    for (const server of this.#servers) {
+      this.#serverWatches.get(server)?.check();
       this.#send(
         {
           type: MessageType.SYNC,
@@ -174,9 +193,21 @@ export class TepControl {
         server,
         this.#serverPort,
       );
+    }
+  }
+
+  /**
+   * Reload: signs SYNC with `key` from now on and accepts it at once; the key it replaces is
+   * still accepted from the server for `overlapMs` (lib/control/key_ring.ts). Only a TEP
+   * started with a key can rotate it (turning authentication on or off needs a restart).
+   */
+  rotateKey(key: AuthKey, overlapMs: number): AuthKey | undefined {
+    if (!this.#keys.signing) throw new Error("this TEP runs without a key");
+    return this.#keys.rotate(key, overlapMs);
   }
 
   close(): void {
+    this.#keys.close();
     if (this.#timer) clearInterval(this.#timer);
     this.#endpoint?.close();
   }
@@ -184,11 +215,14 @@ export class TepControl {
   #onDatagram(data: Uint8Array, address: string, port: number): void {
     const accepted = this.#accept(data, address, port);
     if (accepted === undefined) return;
+    this.#serverWatches.get(canonicalIPv6(address) ?? address)?.heard();
     const { message, kind } = accepted;
     this.#o.metrics.inc("dstm_tep_control_by_server_total", {
       server: canonicalIPv6(address) ?? address,
       kind,
     });
+    logMessage(this.#o.log, "received", message, address);
+    if (message.type === MessageType.SYNC) return; // the server's answer: it hears us
     if (message.type === MessageType.SNAPSHOT) this.#onSnapshot(message, address);
     else this.#onBinding(message, kind, address, port);
   }
@@ -202,7 +236,7 @@ export class TepControl {
     data: Uint8Array,
     address: string,
     port: number,
-  ): { message: DstmMessage; kind: "bind" | "unbind" | "snapshot" } | undefined {
+  ): { message: DstmMessage; kind: "bind" | "unbind" | "snapshot" | "sync" } | undefined {
     if (!this.#servers.includes(canonicalIPv6(address) ?? address)) {
       this.#refused("any", "drop-not-server", address, port);
       return undefined;
@@ -226,16 +260,18 @@ export class TepControl {
           ? "unbind"
           : message.type === MessageType.SNAPSHOT
             ? "snapshot"
-            : "other";
+            : message.type === MessageType.SYNC
+              ? "sync"
+              : "other";
     if (kind === "other") {
       this.#refused(kind, "drop-unexpected", address, port);
       return undefined;
     }
-    if (this.#o.key) {
+    if (this.#keys.signing) {
       const outcome = verifyMessage(
         data.subarray(0, decoded.offset),
         message,
-        this.#keys,
+        this.#keys.accepted,
         this.#guard,
         this.#now(),
         "tep",
@@ -438,8 +474,10 @@ export class TepControl {
   }
 
   #send(message: DstmMessage, address: string, port: number): void {
-    const bytes = this.#o.key
-      ? signMessage(message, this.#o.key, this.#now(), undefined, "tep")
+    logMessage(this.#o.log, "sent", message, address);
+    const key = this.#keys.signing;
+    const bytes = key
+      ? signMessage(message, key, this.#now(), undefined, "tep")
       : encodeMessage(message);
     this.#endpoint.send(bytes, address, port);
   }

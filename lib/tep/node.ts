@@ -12,17 +12,18 @@
  * @module
  */
 import type { Logger } from "../control/log.ts";
-import { Metrics } from "../control/metrics.ts";
+import { Metrics, metricsHandler } from "../control/metrics.ts";
 import { Forwarder } from "../dataplane/forwarder.ts";
 import { formatIPv4, formatIPv6, parseIPv6 } from "../net/addr.ts";
-import { type HttpEndpoint, serveUnix } from "../sys/http.ts";
+import { type HttpEndpoint, serveTcp, serveUnix } from "../sys/http.ts";
 import { linkSetMtu, linkSetTxQueueLen, linkSetUp, routeAdd } from "../sys/netlink.ts";
 import { Raw4Socket } from "../sys/raw4.ts";
 import { Raw6Socket } from "../sys/raw6.ts";
 import { writeSysctl } from "../sys/sysctl.ts";
 import { closeTun, openTun } from "../sys/tun_linux.ts";
 import { BindingTable } from "../tunnel/binding.ts";
-import { Counters, counterNamesOf, countersOf } from "../tunnel/counters.ts";
+import { counterFamilies, counterSeries } from "../tunnel/counter_metrics.ts";
+import { Counters, countersOf } from "../tunnel/counters.ts";
 import { PathMtuTable } from "../tunnel/pmtu.ts";
 import type { AuthKey } from "../wire/auth.ts";
 import type { WireBinding } from "../wire/dstm_types.ts";
@@ -58,6 +59,8 @@ export interface TepConfig {
   readonly controlPort?: number;
   /** Unix socket for `dstm tep stats`; none when absent. */
   readonly statsSocket?: string;
+  /** Serve Prometheus metrics on http://ADDRESS:PORT/metrics; none when absent. */
+  readonly metrics?: { readonly address: string; readonly port: number };
   readonly syncIntervalMs?: number;
   readonly log: Logger;
 }
@@ -74,6 +77,7 @@ export class TepNode {
   #forwarder: Forwarder | undefined;
   #control: TepControl | undefined;
   #stats: HttpEndpoint | undefined;
+  #metricsEndpoint: HttpEndpoint | undefined;
   readonly #config: TepConfig;
   readonly #ifname: string;
 
@@ -82,11 +86,10 @@ export class TepNode {
     this.#ifname = config.ifname ?? "tep0";
     this.table = BindingTable.create({ maxEntries: config.maxBindings ?? 1 << 17 });
     this.counters = Counters.create({ slices: 2 });
-    this.metrics.gauge("dstm_tep_packets", "Packets by forwarding or drop reason (see docs)");
+    for (const family of counterFamilies("tep")) this.metrics.counter(family.name, family.help);
     this.metrics.onCollect(() => {
       const snap = this.counters.snapshot();
-      for (const name of counterNamesOf("tep"))
-        this.metrics.set("dstm_tep_packets", { counter: name }, snap[name]);
+      for (const s of counterSeries("tep")) this.metrics.set(s.metric, s.labels, snap[s.counter]);
     });
   }
 
@@ -190,13 +193,16 @@ export class TepNode {
         const path = new URL(request.url).pathname;
         if (path === "/v1/ping") return Response.json({ ok: true });
         if (path === "/v1/stats") return Response.json(this.stats());
-        if (path === "/metrics")
-          return new Response(this.metrics.expose(), {
-            headers: { "content-type": "text/plain; version=0.0.4" },
-          });
+        if (path === "/metrics") return metricsHandler(this.metrics)(request);
         return Response.json({ error: `no such endpoint ${path}` }, { status: 404 });
       });
     }
+    if (c.metrics)
+      this.#metricsEndpoint = serveTcp(
+        c.metrics.address,
+        c.metrics.port,
+        metricsHandler(this.metrics),
+      );
     c.log.info("tep-start", {
       ifname: this.#ifname,
       ipv6: c.ipv6,
@@ -204,14 +210,24 @@ export class TepNode {
       routes: c.routes.join(","),
       server: [c.server.address, ...(c.moreServers ?? [])].join(","),
       static: c.staticBindings?.length ?? 0,
-      tunnelMtu: (c.linkMtu ?? 1500) - 40,
+      "tunnel-mtu": (c.linkMtu ?? 1500) - 40,
+      metrics: this.#metricsEndpoint?.where,
     });
+  }
+
+  /**
+   * Reload (SIGHUP): signs SYNC with `key` from now on; the key it replaces is still accepted
+   * from the server for `overlapMs` (lib/tep/control.ts).
+   */
+  rotateKey(key: AuthKey, overlapMs: number): void {
+    this.#control?.rotateKey(key, overlapMs);
   }
 
   /** Stops forwarding and removes the TUN device (its routes go with it). */
   async stop(): Promise<void> {
     this.#control?.close();
     this.#stats?.close();
+    this.#metricsEndpoint?.close();
     await this.#forwarder?.stop();
     this.#raw?.close();
     this.#raw4?.close();

@@ -8,7 +8,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createNetns, type Netns } from "../../lib/sys/netns.ts";
-import { ROOT } from "./process.ts";
+import { BUN, ROOT } from "./process.ts";
 import { eventually } from "./wait.ts";
 
 export interface Daemon {
@@ -24,11 +24,17 @@ export interface DaemonOptions {
   timeoutMs: number;
   /** Adds the process's stderr to waitFor's error (waits for the process to end first). */
   stderrOnFailure?: boolean;
+  /** Added to the environment (e.g. NOTIFY_SOCKET). */
+  env?: Record<string, string>;
 }
 
 /** Starts `argv` in `where` (cwd: the project root), collecting its stdout lines. */
 export function spawnDaemon(where: Netns, argv: readonly string[], options: DaemonOptions): Daemon {
-  const proc = where.spawn([...argv], { timeoutMs: options.timeoutMs, cwd: ROOT });
+  const proc = where.spawn([...argv], {
+    timeoutMs: options.timeoutMs,
+    cwd: ROOT,
+    env: options.env,
+  });
   const lines: string[] = [];
   (async () => {
     const decoder = new TextDecoder();
@@ -67,6 +73,21 @@ export function metric(text: string, name: string, labels: Record<string, string
       return Number(line.slice(line.lastIndexOf(" ") + 1));
   }
   return 0;
+}
+
+/** The counters of `dstm client status --json` for the client on `socket`, asked in `where`. */
+export function clientCounters(where: Netns, socket: string): Record<string, number> {
+  const status = where.exec([
+    BUN,
+    join(ROOT, "mod.ts"),
+    "client",
+    "status",
+    "--json",
+    "--control",
+    socket,
+  ]);
+  if (status.code !== 0) throw new Error(`dstm client status: ${status.stderr}`);
+  return (JSON.parse(status.stdout) as { counters: Record<string, number> }).counters;
 }
 
 /** Polls `check` every 100 ms for up to `ms` (default 20,000 ms); its last answer. */
