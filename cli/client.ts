@@ -127,6 +127,7 @@ export interface ClientFlags {
   route?: string[];
   mtu?: string;
   mssClamp: boolean;
+  offload: boolean;
   dscp: string;
   onDemand?: boolean;
   idle: string;
@@ -281,6 +282,7 @@ async function runClient(
       routes: flags.route,
       mtu,
       mssClamp: flags.mssClamp,
+      offload: flags.offload,
       dscp,
       onDemand: flags.onDemand === true,
       idleSeconds: idle,
