@@ -262,9 +262,9 @@ describe("ClientInBatch: recvmmsg → checks → GRO into the DTI", () => {
   test("anti-spoofing: a segment from another IPv6 source than the TEP is never coalesced", () => {
     const { raw, tun, loop, count } = inbound();
     const segs = segments(toHost(), GSO);
-    segs.forEach((s, i) =>
-      raw.inbox.push({ packet: s, src6: i === 7 ? OTHER6 : TEP6, trafficClass: 0 }),
-    );
+    segs.forEach((s, i) => {
+      raw.inbox.push({ packet: s, src6: i === 7 ? OTHER6 : TEP6, trafficClass: 0 });
+    });
     expect(loop.step()).toBe(20);
     expect(count("client-decap-drop-wrong-tep")).toBe(1);
     expect(carried(tun, segs[7]!)).toEqual({ bytes: 19 * GSO, leaked: false });
@@ -318,9 +318,9 @@ describe("ClientInBatch: recvmmsg → checks → GRO into the DTI", () => {
   test("ECN: a segment whose outer CE cannot be carried (Not-ECT inside) is dropped, not coalesced", () => {
     const { raw, tun, loop, count } = inbound();
     const segs = segments(toHost(), GSO);
-    segs.forEach((s, i) =>
-      raw.inbox.push({ packet: s, src6: TEP6, trafficClass: i === 3 ? 0x03 : 0 }),
-    );
+    segs.forEach((s, i) => {
+      raw.inbox.push({ packet: s, src6: TEP6, trafficClass: i === 3 ? 0x03 : 0 });
+    });
     expect(loop.step()).toBe(20);
     expect(count("client-decap-drop-ecn")).toBe(1);
     expect(carried(tun, segs[3]!)).toEqual({ bytes: 19 * GSO, leaked: false });
