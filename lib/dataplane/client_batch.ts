@@ -366,11 +366,9 @@ export class ClientInBatch {
     const off = tun.headroom;
     this.#offset = off;
     const n = init.batchSize ?? 64;
-    this.#bufs = buffers(n, off + 65536);
     this.#sizes = new Int32Array(n);
     this.#addrs = new Uint8Array(16 * n);
     this.#tclass = new Uint8Array(n);
-    this.#spare = new Uint8Array(off + 65536);
     const write = (
       buf: Uint8Array,
       o: number,
@@ -385,7 +383,16 @@ export class ClientInBatch {
         this.stats.lastError = w;
       }
     };
-    this.gro = tun.gso && init.gro !== false ? new TcpCoalescer(write, { headroom: off }) : null;
+    // The read buffers (and the spare for released fragments) live with the GRO's trains, so
+    // that coalescing copies without allocating (gro.ts).
+    const bytes = off + 65536;
+    this.gro =
+      tun.gso && init.gro !== false
+        ? new TcpCoalescer(write, { headroom: off, buffers: { count: n + 1, bytes } })
+        : null;
+    const bufs = this.gro ? this.gro.buffers.slice() : buffers(n + 1, bytes);
+    this.#spare = bufs.pop()!;
+    this.#bufs = bufs;
     this.#writeOne = this.gro
       ? (b, o, l) => this.gro!.add(b, o, l)
       : (b, o, l) => write(b, o, l, 0, 1, false);

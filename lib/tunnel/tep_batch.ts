@@ -83,11 +83,9 @@ export class TepDecapBatch {
     this.#offset = tun.headroom;
     const n = opts.batchSize ?? 64;
     const bytes = this.#offset + (opts.bufferBytes ?? 65536);
-    this.#bufs = buffers(n, bytes);
     this.#sizes = new Int32Array(n);
     this.#addrs = new Uint8Array(16 * n);
     this.#tclass = new Uint8Array(n);
-    this.#spare = new Uint8Array(bytes);
     const write = (
       buf: Uint8Array,
       off: number,
@@ -99,8 +97,15 @@ export class TepDecapBatch {
       const w = this.#tun.write(buf, off, len, gsoSize, partial);
       if (w < 0) this.#fail(w);
     };
+    // The read buffers (and the spare) live with the GRO's trains: coalescing copies without
+    // allocating (gro.ts).
     this.gro =
-      tun.gso && opts.gro !== false ? new TcpCoalescer(write, { headroom: this.#offset }) : null;
+      tun.gso && opts.gro !== false
+        ? new TcpCoalescer(write, { headroom: this.#offset, buffers: { count: n + 1, bytes } })
+        : null;
+    const bufs = this.gro ? this.gro.buffers.slice() : buffers(n + 1, bytes);
+    this.#spare = bufs.pop()!;
+    this.#bufs = bufs;
     this.#writeOne = this.gro
       ? (b, o, l) => this.gro!.add(b, o, l)
       : (b, o, l) => write(b, o, l, 0, 1, false);
