@@ -44,7 +44,11 @@ function runOnce(side: Side): Record<string, number> {
   const r = Bun.spawnSync(argv, { cwd: dir, stdout: "pipe", stderr: "pipe" });
   if (r.exitCode !== 0)
     throw new Error(`${side}: ${argv.join(" ")} exited ${r.exitCode}: ${r.stderr.toString()}`);
-  const out = JSON.parse(r.stdout.toString());
+  // tep_alone prints a header line before its JSON: the JSON starts at the first line that
+  // opens an array or an object.
+  const text = r.stdout.toString();
+  const start = text.search(/^[[{]/m);
+  const out = JSON.parse(start < 0 ? text : text.slice(start));
   const m: Record<string, number> = {};
   if (values.bench === "dataplane") {
     for (const s of out.summaries as {

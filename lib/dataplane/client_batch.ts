@@ -26,52 +26,41 @@
  */
 import type { BatchDevice, TunnelBatchSocket } from "../net/device.ts";
 import { IPv4Problem, validateIPv4 } from "../net/ipv4.ts";
-import type { ClientState } from "../tunnel/client_state.ts";
 import { Counter } from "../tunnel/counters.ts";
-import { TcpCoalescer } from "../tunnel/gro.ts";
-import { ClientTranslator, type NaptTable, Translation } from "../tunnel/napt.ts";
+import type { TcpCoalescer } from "../tunnel/gro.ts";
+import { type ClientTranslator, Translation } from "../tunnel/napt.ts";
 import { type ClientContext, clientDecap, clientEncap, Verdict } from "../tunnel/pipeline.ts";
-import type { PathMtuTable } from "../tunnel/pmtu.ts";
-import type { BatchLoopStats } from "../tunnel/tep_batch.ts";
 import {
+  type BatchLoopStats,
+  buffers,
+  countFailure,
+  SEGMENT_BYTES,
+  SendVector,
+} from "../tunnel/send_vector.ts";
+import { tunWriter } from "../tunnel/tun_writer.ts";
+import {
+  type ClientLoopInit,
   countTranslation,
-  type Lease,
-  type LeaseOptions,
+  LeaseFollower,
   QUEUE_PACKET_BYTES,
   QUEUE_PACKETS,
-  refreshLease,
 } from "./client_lease.ts";
-import type { ForwarderInit } from "./forwarder.ts";
 
 const QUEUED = Counter["client-queued"];
 const QUEUE_FULL = Counter["client-drop-queue-full"];
 const NO_LEASE = Counter["client-drop-no-lease"];
 const ENCAP_MALFORMED = Counter["client-encap-drop-malformed"];
-/** Room of a segment buffer: a segment of up to a 9,000-byte (jumbo) MTU, plus slack. */
-const SEGMENT_BYTES = 9216;
 
-/** What both directions are built from (the Worker attaches the shared tables). */
-export interface ClientBatchInit {
-  state: ClientState;
-  napt: NaptTable;
-  counters: Float64Array;
-  onDemand: boolean;
-  client?: ForwarderInit["client"];
-  pathMtu: PathMtuTable | null;
+/** What both directions are built from (client_lease.ts), and the batch options. */
+export interface ClientBatchInit extends ClientLoopInit {
   /** Packets per read at most. Default 128 out (a super-packet's segments), 64 in. */
   batchSize?: number;
   /** Coalesce TCP segments into the DTI (only when it takes super-packets). Default true. */
   gro?: boolean;
 }
 
-function buffers(count: number, bytes: number): Uint8Array[] {
-  const out: Uint8Array[] = [];
-  for (let i = 0; i < count; i++) out.push(new Uint8Array(bytes));
-  return out;
-}
-
 /** A packet built at offset 0 (an ICMP error, a RST) into the DTI, copied behind its headroom. */
-class DtiReplies {
+export class DtiReplies {
   readonly #tun: BatchDevice;
   readonly #stats: BatchLoopStats;
   readonly #scratch: Uint8Array;
@@ -88,10 +77,7 @@ class DtiReplies {
     if (length > s.length - off) return;
     for (let i = 0; i < length; i++) s[off + i] = buf[i]!;
     const w = this.#tun.write(s, off, length, 0);
-    if (w < 0) {
-      this.#stats.writeErrors++;
-      this.#stats.lastError = w;
-    }
+    if (w < 0) countFailure(this.#stats, w);
   }
 }
 
@@ -99,30 +85,21 @@ class DtiReplies {
 export class ClientOutBatch {
   readonly stats: BatchLoopStats = { readErrors: 0, writeErrors: 0, lastError: 0 };
   readonly translator: ClientTranslator;
-  readonly #state: ClientState;
-  readonly #counters: Float64Array;
-  readonly #onDemand: boolean;
-  readonly #options: LeaseOptions;
+  readonly #init: ClientBatchInit;
+  readonly #follower: LeaseFollower;
   readonly #tun: BatchDevice;
-  readonly #raw: TunnelBatchSocket;
   readonly #needLease: () => void;
   readonly #replies: DtiReplies;
-  readonly #lease: Lease = { generation: -1, context: null, translate: false };
   readonly #offset: number;
   readonly #bufs: Uint8Array[];
   readonly #sizes: Int32Array;
   /** The vector handed to the tunnel socket: references into #bufs / the queue, never copies. */
-  readonly #out: Uint8Array[];
-  readonly #outSizes: Int32Array;
-  readonly #addrs: Uint8Array;
-  readonly #tclass: Uint8Array;
-  readonly #flow: Int32Array;
+  readonly #out: SendVector;
   readonly #spare: Uint8Array;
   readonly #queue: Uint8Array[];
   readonly #queued = new Int32Array(QUEUE_PACKETS);
   #queueLength = 0;
   #askedFor = -1;
-  #count = 0;
   #sent = 0;
   #now = 0;
   #nowMs = 0;
@@ -134,13 +111,10 @@ export class ClientOutBatch {
     raw: TunnelBatchSocket,
     needLease: () => void = () => {},
   ) {
-    this.#state = init.state;
-    this.#counters = init.counters;
-    this.#onDemand = init.onDemand;
-    this.#options = { client: init.client, pathMtu: init.pathMtu };
-    this.translator = new ClientTranslator(init.napt, { counters: init.counters });
+    this.#init = init;
+    this.#follower = new LeaseFollower(init, true);
+    this.translator = this.#follower.translator;
     this.#tun = tun;
-    this.#raw = raw;
     this.#needLease = needLease;
     this.#replies = new DtiReplies(tun, this.stats);
     const off = tun.headroom;
@@ -150,11 +124,7 @@ export class ClientOutBatch {
     const n = init.batchSize ?? 128;
     this.#bufs = [new Uint8Array(off + 65536), ...buffers(n - 1, off + SEGMENT_BYTES)];
     this.#sizes = new Int32Array(n);
-    this.#out = this.#bufs.slice();
-    this.#outSizes = new Int32Array(n);
-    this.#addrs = new Uint8Array(16 * n);
-    this.#tclass = new Uint8Array(n);
-    this.#flow = new Int32Array(n);
+    this.#out = new SendVector(raw, n, off, this.stats);
     this.#spare = new Uint8Array(off + 65536);
     this.#queue = buffers(QUEUE_PACKETS, off + QUEUE_PACKET_BYTES);
   }
@@ -169,8 +139,8 @@ export class ClientOutBatch {
    * timeout, or -errno (counted in {@link stats}).
    */
   step(): number {
-    const lease = this.#lease;
-    if (this.#state.generation !== lease.generation) this.#refresh();
+    const lease = this.#follower.lease;
+    this.#follower.follow();
     if (lease.context && this.#queueLength > 0) {
       this.#clock();
       for (let i = 0; i < this.#queueLength; i++) this.#handle(this.#queue[i]!, this.#queued[i]!);
@@ -187,7 +157,7 @@ export class ClientOutBatch {
       return n;
     }
     // The lease may have arrived while we were blocked in read().
-    if (this.#state.generation !== lease.generation) this.#refresh();
+    this.#follower.follow();
     if (lease.context) {
       this.#clock();
       const off = this.#offset;
@@ -207,8 +177,8 @@ export class ClientOutBatch {
       this.#touch();
       return n;
     }
-    if (!this.#onDemand) {
-      this.#counters[NO_LEASE]! += n;
+    if (!this.#init.onDemand) {
+      this.#init.counters[NO_LEASE]! += n;
       return n;
     }
     for (let i = 0; i < n; i++) this.#hold(this.#bufs[i]!, this.#sizes[i]!);
@@ -219,31 +189,23 @@ export class ClientOutBatch {
     return n;
   }
 
-  #refresh(): void {
-    refreshLease(
-      this.#lease,
-      this.#state,
-      this.translator,
-      this.#counters,
-      this.#onDemand,
-      true,
-      this.#options,
-    );
-  }
-
   #clock(): void {
     this.#nowMs = Date.now();
     this.#now = (this.#nowMs / 1000) | 0;
   }
 
+  #send(): void {
+    this.#sent += this.#out.send();
+  }
+
   #touch(): void {
     if (this.#sent === 0) return;
     this.#sent = 0;
-    this.#state.touch(this.#now);
+    this.#init.state.touch(this.#now);
   }
 
   #hold(buf: Uint8Array, n: number): void {
-    const c = this.#counters;
+    const c = this.#init.counters;
     if (this.#queueLength < QUEUE_PACKETS && n <= QUEUE_PACKET_BYTES) {
       const q = this.#queue[this.#queueLength]!;
       const off = this.#offset;
@@ -255,20 +217,21 @@ export class ClientOutBatch {
 
   /** One packet (a segment of a super-packet alike) at `buf[offset …]`: every check, then the vector. */
   #handle(buf: Uint8Array, n: number): void {
-    const lease = this.#lease;
+    const lease = this.#follower.lease;
     const context = lease.context!;
     const off = this.#offset;
     const translator = this.translator;
+    const counters = this.#init.counters;
     // The translator reads the headers, so it needs them checked first; without translation
     // clientEncap checks them (once).
     if (lease.translate) {
       if (validateIPv4(buf, off, n) !== IPv4Problem.NONE) {
-        this.#counters[ENCAP_MALFORMED]! += 1;
+        counters[ENCAP_MALFORMED]! += 1;
         return;
       }
       const result = translator.outbound(buf, off, n, this.#now, this.#nowMs);
       if (result !== Translation.OK) {
-        countTranslation(this.#counters, result);
+        countTranslation(counters, result);
         // No port free: tell the application (a RST or ICMPv4 3/13) rather than stay silent.
         if (translator.replyLength > 0)
           this.#replies.write(translator.reply, translator.replyLength);
@@ -288,39 +251,12 @@ export class ClientOutBatch {
       return;
     }
     if (verdict !== Verdict.FORWARD) return;
-    if (this.#count === this.#out.length) this.#send();
-    const k = this.#count;
-    this.#out[k] = buf;
-    this.#outSizes[k] = context.length;
-    const a = 16 * k;
+    const out = this.#out;
+    if (out.full) this.#send();
+    const a = 16 * out.count;
     const tep6 = context.tep6;
-    for (let i = 0; i < 16; i++) this.#addrs[a + i] = tep6[i]!;
-    this.#tclass[k] = context.trafficClass;
-    this.#flow[k] = context.flowLabel;
-    this.#count = k + 1;
-  }
-
-  #send(): void {
-    const k = this.#count;
-    if (k === 0) return;
-    this.#count = 0;
-    const w = this.#raw.write(
-      this.#out,
-      this.#outSizes,
-      k,
-      this.#offset,
-      this.#addrs,
-      this.#tclass,
-      this.#flow,
-    );
-    if (w > 0) this.#sent += w;
-    if (w < 0) this.#fail(w);
-    else if (w < k) this.#fail(-11); // some refused (EAGAIN or a per-packet error)
-  }
-
-  #fail(code: number): void {
-    this.stats.writeErrors++;
-    this.stats.lastError = code;
+    for (let i = 0; i < 16; i++) out.addrs[a + i] = tep6[i]!;
+    out.add(buf, context.length, context.trafficClass, context.flowLabel);
   }
 }
 
@@ -329,14 +265,10 @@ export class ClientInBatch {
   readonly stats: BatchLoopStats = { readErrors: 0, writeErrors: 0, lastError: 0 };
   readonly translator: ClientTranslator;
   readonly gro: TcpCoalescer | null;
-  readonly #state: ClientState;
-  readonly #counters: Float64Array;
-  readonly #onDemand: boolean;
-  readonly #options: LeaseOptions;
-  readonly #tun: BatchDevice;
+  readonly #init: ClientBatchInit;
+  readonly #follower: LeaseFollower;
   readonly #raw: TunnelBatchSocket;
   readonly #onLease: (context: ClientContext) => void;
-  readonly #lease: Lease = { generation: -1, context: null, translate: false };
   readonly #offset: number;
   readonly #bufs: Uint8Array[];
   readonly #sizes: Int32Array;
@@ -355,13 +287,10 @@ export class ClientInBatch {
     tun: BatchDevice,
     onLease: (context: ClientContext) => void = () => {},
   ) {
-    this.#state = init.state;
-    this.#counters = init.counters;
-    this.#onDemand = init.onDemand;
-    this.#options = { client: init.client, pathMtu: init.pathMtu };
-    this.translator = new ClientTranslator(init.napt, { counters: init.counters });
+    this.#init = init;
+    this.#follower = new LeaseFollower(init, false);
+    this.translator = this.#follower.translator;
     this.#raw = raw;
-    this.#tun = tun;
     this.#onLease = onLease;
     const off = tun.headroom;
     this.#offset = off;
@@ -369,58 +298,27 @@ export class ClientInBatch {
     this.#sizes = new Int32Array(n);
     this.#addrs = new Uint8Array(16 * n);
     this.#tclass = new Uint8Array(n);
-    const write = (
-      buf: Uint8Array,
-      o: number,
-      len: number,
-      gsoSize: number,
-      _segments: number,
-      partial: boolean,
-    ) => {
-      const w = this.#tun.write(buf, o, len, gsoSize, partial);
-      if (w < 0) {
-        this.stats.writeErrors++;
-        this.stats.lastError = w;
-      }
-    };
-    // The read buffers (and the spare for released fragments) live with the GRO's trains, so
-    // that coalescing copies without allocating (gro.ts).
-    const bytes = off + 65536;
-    this.gro =
-      tun.gso && init.gro !== false
-        ? new TcpCoalescer(write, { headroom: off, buffers: { count: n + 1, bytes } })
-        : null;
-    const bufs = this.gro ? this.gro.buffers.slice() : buffers(n + 1, bytes);
-    this.#spare = bufs.pop()!;
-    this.#bufs = bufs;
-    this.#writeOne = this.gro
-      ? (b, o, l) => this.gro!.add(b, o, l)
-      : (b, o, l) => write(b, o, l, 0, 1, false);
+    const writer = tunWriter(tun, this.stats, n, off + 65536, init.gro !== false);
+    this.gro = writer.gro;
+    this.#bufs = writer.bufs;
+    this.#spare = writer.spare;
+    this.#writeOne = writer.add;
   }
 
   /** The current lease's context (null: none), e.g. for relaying ICMPv6 errors. */
   get context(): ClientContext | null {
-    return this.#lease.context;
+    return this.#follower.lease.context;
   }
 
-  /** True when the current lease translates (NAPT or on-demand placeholder). */
-  get translate(): boolean {
-    return this.#lease.translate;
+  /** The lease as this loop follows it (for client_lease.ts applicationError). */
+  get lease() {
+    return this.#follower.lease;
   }
 
   /** Follows the lease now (the Worker calls it before relaying errors too). */
   follow(): void {
-    if (this.#state.generation === this.#lease.generation) return;
-    refreshLease(
-      this.#lease,
-      this.#state,
-      this.translator,
-      this.#counters,
-      this.#onDemand,
-      false,
-      this.#options,
-    );
-    if (this.#lease.context) this.#onLease(this.#lease.context);
+    const lease = this.#follower.lease;
+    if (this.#follower.follow() && lease.context) this.#onLease(lease.context);
   }
 
   /** One batch; returns the packets read, 0 after the poll timeout, or -errno. */
@@ -435,9 +333,9 @@ export class ClientInBatch {
       return n;
     }
     this.follow();
-    const context = this.#lease.context;
+    const context = this.#follower.lease.context;
     if (!context) {
-      this.#counters[NO_LEASE]! += n;
+      this.#init.counters[NO_LEASE]! += n;
       return n;
     }
     this.#nowMs = Date.now();
@@ -456,7 +354,7 @@ export class ClientInBatch {
     this.gro?.flush();
     if (this.#delivered > 0) {
       this.#delivered = 0;
-      this.#state.touch(this.#now);
+      this.#init.state.touch(this.#now);
     }
     return n;
   }
@@ -472,10 +370,10 @@ export class ClientInBatch {
     const off = this.#offset;
     if (clientDecap(context, buf, off, n, this.#addrs, addrAt, trafficClass) !== Verdict.FORWARD)
       return;
-    if (this.#lease.translate) {
+    if (this.#follower.lease.translate) {
       const result = this.translator.inbound(buf, off, context.length, this.#now, this.#nowMs);
       if (result !== Translation.OK) {
-        countTranslation(this.#counters, result);
+        countTranslation(this.#init.counters, result);
         return;
       }
     }

@@ -12,10 +12,10 @@ import { Raw6Batch } from "../sys/raw6_batch.ts";
 import { VnetTunDevice } from "../sys/tun_vnet.ts";
 import type { WorkerContext } from "../sys/worker.ts";
 import { ClientState } from "../tunnel/client_state.ts";
-import { clientSentTo, relayTunnelError } from "../tunnel/icmp_relay.ts";
-import { NaptTable, Translation } from "../tunnel/napt.ts";
+import { NaptTable } from "../tunnel/napt.ts";
 import { PathMtuTable } from "../tunnel/pmtu.ts";
-import { type ClientBatchInit, ClientInBatch, ClientOutBatch } from "./client_batch.ts";
+import { type ClientBatchInit, ClientInBatch, ClientOutBatch, DtiReplies } from "./client_batch.ts";
+import { applicationError } from "./client_lease.ts";
 import type { ForwarderInit, ForwarderStats } from "./forwarder.ts";
 import { nowSeconds, TunnelErrors } from "./tunnel_errors.ts";
 
@@ -58,29 +58,23 @@ export function clientBatched(
       pathMtu.learn(context.tep6, 0, mtu, nowSeconds());
   });
   const stats = loop.stats;
-  const reply = new Uint8Array(tun.headroom + 2048);
+  const replies = new DtiReplies(tun, stats);
   // ICMPv6 errors about what the outbound Worker sent (RFC 2473 §8.3): relayed to the
   // application as ICMPv4 errors from the inner destination, written into the DTI.
   const errors = new TunnelErrors(raw, counters, (info, host6, inner, length) => {
-    const context = loop.context;
-    if (!context) return;
-    if (!clientSentTo(counters, context.leasedIPv4, context.tep6, inner, 0, length, host6, 0))
-      return;
-    const now = nowSeconds();
-    if (!relayTunnelError(context, info, host6, 0, inner, 0, length, 0, now)) return;
     if (
-      loop.translate &&
-      loop.translator.inbound(context.reply, 0, context.replyLength, now) !== Translation.OK
+      applicationError(
+        loop.lease,
+        loop.translator,
+        counters,
+        info,
+        host6,
+        inner,
+        length,
+        nowSeconds(),
+      )
     )
-      return;
-    const off = tun.headroom;
-    if (context.replyLength > reply.length - off) return;
-    reply.set(context.reply.subarray(0, context.replyLength), off);
-    const w = tun.write(reply, off, context.replyLength, 0);
-    if (w < 0) {
-      stats.writeErrors++;
-      stats.lastError = w;
-    }
+      replies.write(loop.context!.reply, loop.context!.replyLength);
   });
   while (!ctx.stopRequested) {
     if (batch.errorPending) {

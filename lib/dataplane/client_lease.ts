@@ -7,7 +7,8 @@
  */
 import type { ClientState } from "../tunnel/client_state.ts";
 import { Counter } from "../tunnel/counters.ts";
-import { type ClientTranslator, PLACEHOLDER_IPV4, Translation } from "../tunnel/napt.ts";
+import { clientSentTo, relayTunnelError, type TunnelError } from "../tunnel/icmp_relay.ts";
+import { ClientTranslator, type NaptTable, PLACEHOLDER_IPV4, Translation } from "../tunnel/napt.ts";
 import { ClientContext } from "../tunnel/pipeline.ts";
 import type { PathMtuTable } from "../tunnel/pmtu.ts";
 import type { ForwarderInit } from "./forwarder.ts";
@@ -76,4 +77,73 @@ export function refreshLease(
   translator.configure(state.ipv4, onDemand ? PLACEHOLDER_IPV4 : 0, portSet);
   if (writer) translator.table.clear();
   lease.translate = onDemand || portSet.psidLength > 0;
+}
+
+/** What a client loop is built from (the Worker attaches the shared tables). */
+export interface ClientLoopInit {
+  state: ClientState;
+  napt: NaptTable;
+  counters: Float64Array;
+  onDemand: boolean;
+  client?: ForwarderInit["client"];
+  pathMtu: PathMtuTable | null;
+}
+
+/** One loop's lease and translator, following the main thread's ClientState. */
+export class LeaseFollower {
+  readonly lease: Lease = { generation: -1, context: null, translate: false };
+  readonly translator: ClientTranslator;
+  readonly #init: ClientLoopInit;
+  readonly #options: LeaseOptions;
+  readonly #writer: boolean;
+
+  /** `writer`: the outbound loop, the NAPT table's only writer of mappings (it clears it). */
+  constructor(init: ClientLoopInit, writer: boolean) {
+    this.#init = init;
+    this.#options = { client: init.client, pathMtu: init.pathMtu };
+    this.#writer = writer;
+    this.translator = new ClientTranslator(init.napt, { counters: init.counters });
+  }
+
+  /** Rebuilds the context when the lease's generation changed; true when it did. */
+  follow(): boolean {
+    const i = this.#init;
+    if (i.state.generation === this.lease.generation) return false;
+    refreshLease(
+      this.lease,
+      i.state,
+      this.translator,
+      i.counters,
+      i.onDemand,
+      this.#writer,
+      this.#options,
+    );
+    return true;
+  }
+}
+
+/**
+ * An ICMPv6 error about what the outbound loop sent (RFC 2473 §8.3), as an ICMPv4 error for
+ * the application: true when `context.reply[0, replyLength)` holds it, translated back like
+ * any packet from the tunnel (write it into the DTI); false when it is not ours or not relayed.
+ */
+export function applicationError(
+  lease: Lease,
+  translator: ClientTranslator,
+  counters: Float64Array,
+  info: TunnelError,
+  host6: Uint8Array,
+  inner: Uint8Array,
+  length: number,
+  now: number,
+): boolean {
+  const context = lease.context;
+  if (!context) return false;
+  if (!clientSentTo(counters, context.leasedIPv4, context.tep6, inner, 0, length, host6, 0))
+    return false;
+  if (!relayTunnelError(context, info, host6, 0, inner, 0, length, 0, now)) return false;
+  return !(
+    lease.translate &&
+    translator.inbound(context.reply, 0, context.replyLength, now) !== Translation.OK
+  );
 }

@@ -17,11 +17,11 @@ import type { TunDevice } from "../sys/tun_linux.ts";
 import type { WorkerContext } from "../sys/worker.ts";
 import { ClientState } from "../tunnel/client_state.ts";
 import { Counter } from "../tunnel/counters.ts";
-import { clientSentTo, relayTunnelError } from "../tunnel/icmp_relay.ts";
 import { ClientTranslator, NaptTable, Translation } from "../tunnel/napt.ts";
 import { type ClientContext, clientDecap, clientEncap, Verdict } from "../tunnel/pipeline.ts";
 import { PathMtuTable } from "../tunnel/pmtu.ts";
 import {
+  applicationError,
   countTranslation,
   type Lease,
   QUEUE_PACKET_BYTES,
@@ -188,17 +188,9 @@ export function clientIn(
   // ICMPv6 errors about what the outbound Worker sent (RFC 2473 §8.3): relayed to the
   // application as ICMPv4 errors from the inner destination, written into the DTI.
   const errors = new TunnelErrors(raw, counters, (info, host6, inner, length) => {
-    const context = lease.context;
-    if (!context) return;
-    if (!clientSentTo(counters, context.leasedIPv4, context.tep6, inner, 0, length, host6, 0))
+    if (!applicationError(lease, translator, counters, info, host6, inner, length, nowSeconds()))
       return;
-    const now = nowSeconds();
-    if (!relayTunnelError(context, info, host6, 0, inner, 0, length, 0, now)) return;
-    if (
-      lease.translate &&
-      translator.inbound(context.reply, 0, context.replyLength, now) !== Translation.OK
-    )
-      return;
+    const context = lease.context!;
     const w = tun.write(context.reply, 0, context.replyLength);
     if (w < 0) {
       stats.writeErrors++;
