@@ -10,7 +10,6 @@
 import { describe, expect, test } from "bun:test";
 import { ClientInBatch, ClientOutBatch } from "../lib/dataplane/client_batch.ts";
 import { parseIPv4, parseIPv6 } from "../lib/net/addr.ts";
-import { tcpSegmentIPv4 } from "../lib/net/gso.ts";
 import { portInSet } from "../lib/net/portset.ts";
 import { ClientState } from "../lib/tunnel/client_state.ts";
 import { COUNTER_NAMES, Counter } from "../lib/tunnel/counters.ts";
@@ -18,7 +17,7 @@ import { NaptTable } from "../lib/tunnel/napt.ts";
 import { PathMtuTable } from "../lib/tunnel/pmtu.ts";
 import { FakeBatchTun, FakeTunnelSocket } from "./helpers/fake_devices.ts";
 import { internetChecksum } from "./helpers/packets.ts";
-import { ACK, PSH, SYN, tcp, tcpChecksumOf, u32 } from "./helpers/tcp_packets.ts";
+import { ACK, PSH, SYN, segmentsOf, tcp, tcpChecksumOf, u32 } from "./helpers/tcp_packets.ts";
 
 const LEASED = [198, 51, 100, 10];
 const LEASED4 = parseIPv4("198.51.100.10")!;
@@ -64,13 +63,7 @@ function ports(p: Uint8Array, sport: number, dport: number): Uint8Array {
   return p;
 }
 
-function segments(p: Uint8Array, mss: number): Uint8Array[] {
-  const out = new Uint8Array(64 * 2048);
-  const sizes = new Int32Array(64);
-  const n = tcpSegmentIPv4(p, 0, p.length, mss, out, 0, 2048, sizes);
-  expect(n).toBeGreaterThan(0);
-  return Array.from({ length: n }, (_, i) => out.slice(i * 2048, i * 2048 + sizes[i]!));
-}
+const segments = segmentsOf;
 
 const sport = (p: Uint8Array) => (p[20]! << 8) | p[21]!;
 const dport = (p: Uint8Array) => (p[22]! << 8) | p[23]!;

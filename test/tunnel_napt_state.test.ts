@@ -91,7 +91,17 @@ function napt(timeouts = {}, replyRate = 100) {
     const lastAck = tcp(LEASED, remote, sport, rport, ACK);
     expect(out.outbound(lastAck, 0, 40, now)).toBe(Translation.OK);
   };
-  return { table, out, back, count, open, closeFrom };
+  /** 63 connections from host ports 41000…, closed by the host at 1000 + i; their external ports. */
+  const fillClosedByHost = () => {
+    const externals: number[] = [];
+    for (let i = 0; i < 63; i++) {
+      const e = open(41000 + i, 1000 + i);
+      externals.push(e);
+      closeFrom("host", 41000 + i, e, 1000 + i);
+    }
+    return externals;
+  };
+  return { table, out, back, count, open, closeFrom, fillClosedByHost };
 }
 
 describe("NAPT TCP state (RFC 5382 §5, RFC 7857 §2.2)", () => {
@@ -138,12 +148,7 @@ describe("NAPT TCP state (RFC 5382 §5, RFC 7857 §2.2)", () => {
 
   test("a full set of connections the host closed first: new SYNs reuse their ports, least recently used first", () => {
     const n = napt();
-    const externals: number[] = [];
-    for (let i = 0; i < 63; i++) {
-      const e = n.open(41000 + i, 1000 + i);
-      externals.push(e);
-      n.closeFrom("host", 41000 + i, e, 1000 + i);
-    }
+    const externals = n.fillClosedByHost();
     expect(new Set(externals).size).toBe(63);
     // 1,000 more short connections to the same server, long before 240 s have passed.
     for (let i = 0; i < 1000; i++) {
@@ -166,12 +171,7 @@ describe("NAPT TCP state (RFC 5382 §5, RFC 7857 §2.2)", () => {
     // the outbound Worker reads after the SYN. That ACK has no mapping and, with every port of
     // the set held, no port: it was counted as `client-napt-drop-no-port`.
     const n = napt();
-    const externals: number[] = [];
-    for (let i = 0; i < 63; i++) {
-      const e = n.open(41000 + i, 1000 + i);
-      externals.push(e);
-      n.closeFrom("host", 41000 + i, e, 1000 + i);
-    }
+    const externals = n.fillClosedByHost();
     // The far end's retransmitted FIN, translated to the old internal port 41000.
     const farFin = tcp(WEB, LEASED, 80, externals[0]!, FIN_ACK);
     expect(n.back.inbound(farFin, 0, 40, 1000)).toBe(Translation.OK);
