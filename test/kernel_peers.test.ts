@@ -253,6 +253,9 @@ describe.skipIf(skip !== null)("kernel 4over6 peers with checksum offload on", (
       "--tep",
       "2001:db8:2::1,192.0.2.1",
       "--no-control",
+      // Its own lease database, not the machine's default /var/lib/dstm/leases.db.
+      "--db",
+      join(dir, "leases.db"),
     ]);
     await server.waitFor(/ start /, 20_000);
     const client = spawnDstmIn(host, [
