@@ -137,6 +137,7 @@ export interface ClientFlags {
   route?: string[];
   mtu?: string;
   mssClamp: boolean;
+  offload: boolean;
   dscp: string;
   onDemand?: boolean;
   idle: string;
@@ -336,6 +337,7 @@ async function runClient(
       routes: flags.route,
       mtu,
       mssClamp: flags.mssClamp,
+      offload: flags.offload,
       dscp,
       onDemand: flags.onDemand === true,
       idleSeconds: idle,
@@ -437,7 +439,7 @@ function naptLines(napt: Record<string, number> | null, c: Record<string, number
   return [
     `napt tcp  ${napt.tcpEstablished} established, ${napt.tcpHalfOpen} half-open, ${napt.tcpClosing} closing, ${napt.tcpClosed} closed`,
     `napt      ${napt.udp} udp, ${napt.icmp} icmp echo mappings`,
-    `no port   ${c["client-napt-drop-no-port"]} dropped: ${c["client-napt-no-port-rst"]} RST, ${c["client-napt-no-port-icmp"]} ICMP 3/13 sent, ${c["client-napt-no-port-rate-limited"]} rate limited; ${c["client-napt-tcp-reuse-closed"]} closed TCP ports reused`,
+    `no port   ${c["client-napt-drop-no-port"]} dropped: ${c["client-napt-no-port-rst"]} RST, ${c["client-napt-no-port-icmp"]} ICMP 3/13 sent, ${c["client-napt-no-port-rate-limited"]} rate limited; ${c["client-napt-tcp-reuse-closed"]} closed TCP ports reused (${c["client-napt-drop-closed"]} late segments of their old connections dropped)`,
     `frag out  ${frag("out")}`,
     `frag in   ${frag("in")}`,
   ];

@@ -130,11 +130,11 @@ describe.skipIf(skip !== null)("shared address (--share 64): fragments and NAPT 
     expect(r).toEqual({ ok: 1200, errors: {} });
     const c = clientCounters("b");
     expect(c["client-napt-tcp-reuse-closed"]).toBeGreaterThan(0);
-    // Every connection succeeded (above). A late segment of a closed connection whose port a new
-    // SYN has just taken over is dropped (a non-SYN never takes a port): seen once in ~8 full
-    // runs on a loaded machine, so a stray drop is allowed, never a pattern (the old code dropped
-    // every SYN after the 1,008th).
-    expect(c["client-napt-drop-no-port"]).toBeLessThanOrEqual(3);
+    // A late segment of a closed connection whose port a new SYN took over (the host's
+    // TIME-WAIT answering a retransmitted FIN) is `client-napt-drop-closed`, not a want of
+    // ports (test/tunnel_napt_state.test.ts reproduces the race): no SYN ever lacked a port.
+    expect(c["client-napt-drop-no-port"]).toBe(0);
+    expect(c["client-napt-no-port-rst"]).toBe(0);
     const status = clientStatus("b", false);
     expect(status).toMatch(/napt tcp +\d+ established, \d+ half-open, \d+ closing, \d+ closed/);
   }, 180_000);

@@ -112,6 +112,28 @@ describe("GSO: tcpSegmentIPv4", () => {
 });
 
 describe("GRO: TcpCoalescer", () => {
+  test("segments read into the coalescer's own buffers (copied with copyWithin) coalesce as from any other buffer", () => {
+    const original = tcp({ payload: 30 * 1400 + 77, flags: ACK | PSH });
+    const segs = segment(original, 1400);
+    const emitted: Emitted[] = [];
+    const gro = new TcpCoalescer(
+      (buf, off, len, gsoSize, segments) =>
+        emitted.push({ packet: buf.slice(off, off + len), gsoSize, segments }),
+      { headroom: 10, buffers: { count: 4, bytes: 2048 } },
+    );
+    expect(gro.buffers.length).toBe(4);
+    for (let i = 0; i < segs.length; i++) {
+      const b = gro.buffers[i % 4]!; // reused, as a loop reuses its read buffers
+      b.fill(0xee);
+      b.set(segs[i]!, 10);
+      gro.add(b, 10, segs[i]!.length);
+    }
+    gro.flush();
+    expect(emitted.length).toBe(1);
+    expect(emitted[0]!.segments).toBe(31);
+    expect(Buffer.from(emitted[0]!.packet).equals(Buffer.from(original))).toBe(true);
+  });
+
   test("round trip: segment then coalesce gives back the original, byte for byte", () => {
     for (const [payload, mss] of [
       [65535 - 52, 1448],

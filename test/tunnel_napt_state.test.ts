@@ -91,7 +91,17 @@ function napt(timeouts = {}, replyRate = 100) {
     const lastAck = tcp(LEASED, remote, sport, rport, ACK);
     expect(out.outbound(lastAck, 0, 40, now)).toBe(Translation.OK);
   };
-  return { table, out, back, count, open, closeFrom };
+  /** 63 connections from host ports 41000…, closed by the host at 1000 + i; their external ports. */
+  const fillClosedByHost = () => {
+    const externals: number[] = [];
+    for (let i = 0; i < 63; i++) {
+      const e = open(41000 + i, 1000 + i);
+      externals.push(e);
+      closeFrom("host", 41000 + i, e, 1000 + i);
+    }
+    return externals;
+  };
+  return { table, out, back, count, open, closeFrom, fillClosedByHost };
 }
 
 describe("NAPT TCP state (RFC 5382 §5, RFC 7857 §2.2)", () => {
@@ -138,12 +148,7 @@ describe("NAPT TCP state (RFC 5382 §5, RFC 7857 §2.2)", () => {
 
   test("a full set of connections the host closed first: new SYNs reuse their ports, least recently used first", () => {
     const n = napt();
-    const externals: number[] = [];
-    for (let i = 0; i < 63; i++) {
-      const e = n.open(41000 + i, 1000 + i);
-      externals.push(e);
-      n.closeFrom("host", 41000 + i, e, 1000 + i);
-    }
+    const externals = n.fillClosedByHost();
     expect(new Set(externals).size).toBe(63);
     // 1,000 more short connections to the same server, long before 240 s have passed.
     for (let i = 0; i < 1000; i++) {
@@ -156,6 +161,47 @@ describe("NAPT TCP state (RFC 5382 §5, RFC 7857 §2.2)", () => {
     }
     expect(n.count("client-napt-tcp-reuse-closed")).toBe(1000);
     expect(n.count("client-napt-drop-no-port")).toBe(0);
+  });
+
+  test("lab_napt flake: the host's TIME-WAIT re-ACK from a port a new SYN just took over is a closed-connection drop, not a no-port drop", () => {
+    // The race of test/lab_napt.test.ts: the far end retransmits its FIN (the host's last ACK
+    // came late); the inbound Worker hands it to the old internal port while the outbound
+    // Worker, whose scan saw that mapping as the least recently used closed one, gives its port
+    // to a new SYN; the host's TIME-WAIT answers the FIN with an ACK from the old port, which
+    // the outbound Worker reads after the SYN. That ACK has no mapping and, with every port of
+    // the set held, no port: it was counted as `client-napt-drop-no-port`.
+    const n = napt();
+    const externals = n.fillClosedByHost();
+    // The far end's retransmitted FIN, translated to the old internal port 41000.
+    const farFin = tcp(WEB, LEASED, 80, externals[0]!, FIN_ACK);
+    expect(n.back.inbound(farFin, 0, 40, 1000)).toBe(Translation.OK);
+    expect(portAt(farFin, 22)).toBe(41000);
+    // The new SYN takes over the oldest closed port (the scan ran before that FIN's stamp).
+    n.table.used[externals[0]!] = 1000;
+    expect(n.open(45000, 1100)).toBe(externals[0]!);
+    expect(n.count("client-napt-tcp-reuse-closed")).toBe(1);
+    // The TIME-WAIT ACK from 41000 comes after the SYN.
+    const reAck = tcp(LEASED, WEB, 41000, 80, ACK);
+    expect(n.out.outbound(reAck, 0, 40, 1100)).toBe(Translation.CLOSED);
+    expect(n.out.replyLength).toBe(0);
+    expect(n.count("client-napt-drop-no-port")).toBe(0);
+    // The new connection keeps its port; 41000 gets no other port for its old connection.
+    expect(n.table.back[externals[0]!]).toBe(45000);
+    expect(n.table.count()).toBe(63);
+    // A new connection from 41000 is a SYN: it maps again (taking over another closed port).
+    expect(n.open(41000, 1100)).toBeGreaterThan(0);
+    expect(n.count("client-napt-tcp-reuse-closed")).toBe(2);
+  });
+
+  test("after a port set's idle timeout an old TCP flow still gets a new port for a late segment (RFC 5382 §5)", () => {
+    const n = napt();
+    const e = n.open(41000, 1000);
+    n.closeFrom("host", 41000, e, 1000);
+    // Past the transitory timeout the port is free for anyone (the cursor's idle reuse).
+    for (let i = 0; i < 63; i++) expect(n.open(46000 + i, 1000 + 241)).toBeGreaterThan(0);
+    expect(n.count("client-napt-tcp-reuse-closed")).toBe(0);
+    const late = tcp(LEASED, WEB, 41000, 80, ACK);
+    expect(n.out.outbound(late, 0, 40, 1000 + 241)).toBe(Translation.NO_PORT);
   });
 
   test("a closed connection the far end closed first (its TIME-WAIT) keeps its port from the same remote endpoint, not from another", () => {

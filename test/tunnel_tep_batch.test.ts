@@ -6,14 +6,13 @@
  */
 import { describe, expect, test } from "bun:test";
 import { parseIPv4, parseIPv6 } from "../lib/net/addr.ts";
-import { tcpSegmentIPv4 } from "../lib/net/gso.ts";
 import { BindingTable } from "../lib/tunnel/binding.ts";
 import { Counters } from "../lib/tunnel/counters.ts";
 import { TepContext } from "../lib/tunnel/pipeline.ts";
 import { TepDecapBatch, TepEncapBatch } from "../lib/tunnel/tep_batch.ts";
 import { FakeBatchTun, FakeTunnelSocket } from "./helpers/fake_devices.ts";
 import { internetChecksum } from "./helpers/packets.ts";
-import { ACK, PSH, tcp, tcpChecksumOf, u32 } from "./helpers/tcp_packets.ts";
+import { ACK, PSH, segmentsOf, tcp, tcpChecksumOf, u32 } from "./helpers/tcp_packets.ts";
 
 const HOST4 = [198, 51, 100, 10];
 const WEB4 = [203, 0, 113, 80];
@@ -35,13 +34,7 @@ function setup() {
   return { tep, counters };
 }
 
-function segments(p: Uint8Array, mss: number): Uint8Array[] {
-  const out = new Uint8Array(64 * 2048);
-  const sizes = new Int32Array(64);
-  const n = tcpSegmentIPv4(p, 0, p.length, mss, out, 0, 2048, sizes);
-  expect(n).toBeGreaterThan(0);
-  return Array.from({ length: n }, (_, i) => out.slice(i * 2048, i * 2048 + sizes[i]!));
-}
+const segments = segmentsOf;
 
 describe("TepDecapBatch", () => {
   test("segments of one flow from their bound host become one super-packet, byte for byte", () => {

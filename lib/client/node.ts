@@ -72,6 +72,11 @@ export interface NodeConfig {
   readonly mtu?: number;
   /** Clamp the MSS of TCP SYNs to the tunnel / path MTU (RFC 4459 §3.2). Default true. */
   readonly mssClamp?: boolean;
+  /**
+   * DTI offloads and batched I/O (IFF_VNET_HDR, TSO4; recvmmsg/sendmmsg; GRO of checked
+   * segments: lib/dataplane/client_batch.ts). Default true.
+   */
+  readonly offload?: boolean;
   /** Outer DSCP: −1 copies the inner one (default, RFC 2983), else 0–63. */
   readonly dscp?: number;
   /** On-demand mode: lease only while IPv4 traffic flows; release after `idleSeconds` without. */
@@ -359,7 +364,7 @@ export class DstmNode {
       return;
     }
     const ifname = this.#ifname;
-    const tun = openTun(ifname);
+    const tun = openTun(ifname, { vnetHeader: c.offload !== false });
     this.#tunFd = tun.fd;
     try {
       const hostLink = interfaceOfIPv6(this.#client.host6);
@@ -391,6 +396,7 @@ export class DstmNode {
           pathMtu: this.#pathMtu.buffer,
           mssClamp: c.mssClamp,
           dscp: c.dscp,
+          offload: c.offload !== false,
         },
         onNeedLease: () => this.#onDemand(),
       });

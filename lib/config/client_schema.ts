@@ -96,6 +96,13 @@ const settings: Setting[] = [
     offDoc: "leave the MSS of TCP SYNs alone",
   },
   {
+    name: "offload",
+    kind: { type: "bool" },
+    negatable: true,
+    doc: "DTI offloads (IFF_VNET_HDR: TCP super-packets cut into checked segments, GRO of checked segments) and batched socket I/O (recvmmsg/sendmmsg); on unless --no-offload",
+    offDoc: "one packet per system call: no DTI offloads and no batched socket I/O",
+  },
+  {
     name: "dscp",
     kind: { type: "string" },
     arg: "<copy|n>",

@@ -17,75 +17,29 @@ import type { TunDevice } from "../sys/tun_linux.ts";
 import type { WorkerContext } from "../sys/worker.ts";
 import { ClientState } from "../tunnel/client_state.ts";
 import { Counter } from "../tunnel/counters.ts";
-import { clientSentTo, relayTunnelError } from "../tunnel/icmp_relay.ts";
-import { ClientTranslator, NaptTable, PLACEHOLDER_IPV4, Translation } from "../tunnel/napt.ts";
-import { ClientContext, clientDecap, clientEncap, Verdict } from "../tunnel/pipeline.ts";
+import { ClientTranslator, NaptTable, Translation } from "../tunnel/napt.ts";
+import { type ClientContext, clientDecap, clientEncap, Verdict } from "../tunnel/pipeline.ts";
 import { PathMtuTable } from "../tunnel/pmtu.ts";
+import {
+  applicationError,
+  countTranslation,
+  type Lease,
+  QUEUE_PACKET_BYTES,
+  QUEUE_PACKETS,
+  refreshLease,
+} from "./client_lease.ts";
 import type { ForwarderInit, ForwarderStats } from "./forwarder.ts";
 import { nowSeconds, TunnelErrors } from "./tunnel_errors.ts";
 
 /** What a read returns once the device was closed (stop): −EBADF. */
 const EBADF = -Errno.EBADF;
-/** On-demand: packets held while the first lease is being obtained (a TCP SYN or a DNS query or two). */
-const QUEUE_PACKETS = 64;
-const QUEUE_PACKET_BYTES = 2048;
 
 const QUEUED = Counter["client-queued"];
 const QUEUE_FULL = Counter["client-drop-queue-full"];
 const NO_LEASE = Counter["client-drop-no-lease"];
 const ENCAP_MALFORMED = Counter["client-encap-drop-malformed"];
-const NAPT_NO_PORT = Counter["client-napt-drop-no-port"];
-const NAPT_NO_MAPPING = Counter["client-napt-drop-no-mapping"];
-const NAPT_NO_PORTS = Counter["client-napt-drop-no-ports"];
 
-interface Lease {
-  generation: number;
-  context: ClientContext | null;
-  translate: boolean;
-}
-
-function countTranslation(counters: Float64Array, result: Translation): void {
-  // Held and no-room fragments are counted by the fragment table.
-  if (result === Translation.HELD || result === Translation.FRAGMENT_NO_ROOM) return;
-  if (result === Translation.NO_PORT) counters[NAPT_NO_PORT]! += 1;
-  else if (result === Translation.NO_MAPPING) counters[NAPT_NO_MAPPING]! += 1;
-  else counters[NAPT_NO_PORTS]! += 1;
-}
-
-/** Follows the state: a new generation means a new context (and, for the writer, a clean NAPT table). */
-function refresh(
-  lease: Lease,
-  state: ClientState,
-  translator: ClientTranslator,
-  counters: Float64Array,
-  onDemand: boolean,
-  writer: boolean,
-  options: { client?: ForwarderInit["client"]; pathMtu: PathMtuTable | null },
-): void {
-  lease.generation = state.generation;
-  if (!state.hasLease) {
-    lease.context = null;
-    return;
-  }
-  const portSet = state.portSet;
-  const tep6 = state.tep6(new Uint8Array(16));
-  const o = options;
-  lease.context = new ClientContext({
-    counters,
-    leasedIPv4: state.ipv4,
-    portSet,
-    tep6,
-    tunnelMtu: o.client?.tunnelMtu,
-    pathMtu: o.pathMtu ?? undefined,
-    mssClamp: o.client?.mssClamp,
-    dscp: o.client?.dscp,
-    ecnNormal: o.client?.ecnNormal,
-    flowLabel: o.client?.flowLabel,
-  });
-  translator.configure(state.ipv4, onDemand ? PLACEHOLDER_IPV4 : 0, portSet);
-  if (writer) translator.table.clear();
-  lease.translate = onDemand || portSet.psidLength > 0;
-}
+const refresh = refreshLease;
 
 /** DTI → TEP. */
 export function clientOut(
@@ -234,17 +188,9 @@ export function clientIn(
   // ICMPv6 errors about what the outbound Worker sent (RFC 2473 §8.3): relayed to the
   // application as ICMPv4 errors from the inner destination, written into the DTI.
   const errors = new TunnelErrors(raw, counters, (info, host6, inner, length) => {
-    const context = lease.context;
-    if (!context) return;
-    if (!clientSentTo(counters, context.leasedIPv4, context.tep6, inner, 0, length, host6, 0))
+    if (!applicationError(lease, translator, counters, info, host6, inner, length, nowSeconds()))
       return;
-    const now = nowSeconds();
-    if (!relayTunnelError(context, info, host6, 0, inner, 0, length, 0, now)) return;
-    if (
-      lease.translate &&
-      translator.inbound(context.reply, 0, context.replyLength, now) !== Translation.OK
-    )
-      return;
+    const context = lease.context!;
     const w = tun.write(context.reply, 0, context.replyLength);
     if (w < 0) {
       stats.writeErrors++;

@@ -39,6 +39,8 @@ export interface ClientForwarding extends TunnelForwarding {
   napt: SharedArrayBuffer;
   /** Queue packets and ask for a lease when there is none (instead of dropping them). */
   onDemand: boolean;
+  /** The DTI was opened with IFF_VNET_HDR: batched loops with GSO/GRO (client_batch.ts). */
+  offload?: boolean;
 }
 
 /** What a forwarding Worker is given. */
@@ -58,7 +60,7 @@ export interface ForwarderInit {
   napt?: SharedArrayBuffer;
   onDemand?: boolean;
   /** Client: outer-header settings and the DTI MTU. */
-  client?: TunnelForwarding & { tunnelMtu?: number };
+  client?: TunnelForwarding & { tunnelMtu?: number; offload?: boolean };
 }
 
 /** I/O failures a Worker saw (the per-packet verdicts are in the counters). */
@@ -132,6 +134,7 @@ export class Forwarder {
         ecnNormal: o.client.ecnNormal,
         flowLabel: o.client.flowLabel,
         tunnelMtu: o.client.tunnelMtu,
+        offload: o.client.offload,
       },
     };
     const forwarder = await Forwarder.#start([

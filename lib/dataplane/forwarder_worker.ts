@@ -22,6 +22,7 @@ import { relayTunnelError, tepSentTo } from "../tunnel/icmp_relay.ts";
 import { TepContext, TUNNEL_OVERHEAD, tepDecap, tepEncap, Verdict } from "../tunnel/pipeline.ts";
 import { PathMtuTable } from "../tunnel/pmtu.ts";
 import { type BatchLoopStats, TepDecapBatch, TepEncapBatch } from "../tunnel/tep_batch.ts";
+import { clientBatched } from "./client_batched.ts";
 import { clientIn, clientOut } from "./client_loops.ts";
 import type { ForwarderInit, ForwarderStats } from "./forwarder.ts";
 import { nowSeconds, TunnelErrors } from "./tunnel_errors.ts";
@@ -35,6 +36,7 @@ runWorker<ForwarderInit, ForwarderStats>((init, ctx) => {
   if (init.cpu !== undefined && init.cpu >= 0) pinThisThread(init.cpu);
   const counters = Counters.attach(init.counters).slice(init.slice);
   if (init.tep?.offload) return tepBatched(init, ctx, counters);
+  if (init.client?.offload) return clientBatched(init, ctx, counters);
   const tun = attachTun(init.tunFd, { pollTimeoutMs: 200 });
   const raw = Raw6Socket.attach(init.rawFd, 200);
   raw.useTunnelOptions();

@@ -20,6 +20,8 @@ export function dstmArgv(): string[] {
 export interface LabOptions {
   /** Hosts per IPv4 address in the DSTM pool (port sets, RFC 7597); default 1 (whole addresses). */
   share?: number;
+  /** Client services run with `--no-offload` (one packet per system call); default none. */
+  clientNoOffload?: readonly string[];
 }
 
 /** A problem with the lab the user can act on (one line). */
@@ -143,7 +145,15 @@ export class LabServices {
       case "client-c":
       case "client-d":
       case "client-e":
-        return [...dstm, "client", "--server", LAB.server6, "--control", this.socket(service)];
+        return [
+          ...dstm,
+          "client",
+          "--server",
+          LAB.server6,
+          "--control",
+          this.socket(service),
+          ...(this.options.clientNoOffload?.includes(service) ? ["--no-offload"] : []),
+        ];
       case "web":
         return [
           python(),

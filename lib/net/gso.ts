@@ -78,7 +78,8 @@ export function tcpSegmentAt(
   const headers = ipLen + ((buf[off + ipLen + 12]! >>> 4) << 2);
   const total = (buf[off + 2]! << 8) | buf[off + 3]!;
   if (total === headers) {
-    out.set(buf.subarray(off, off + total), outOff); // no payload: one segment, as it is
+    // No payload: one segment, as it is (at most 120 bytes of headers: a loop, no view object).
+    for (let i = 0; i < total; i++) out[outOff + i] = buf[off + i]!;
     return total;
   }
   // The cut itself is the NIC's, shared with the TEP's TSO path (tcp_segment.ts), by MTU.

@@ -53,6 +53,7 @@ export const COUNTER_NAMES = [
   "client-napt-drop-no-port", // shared lease: every port of the set is in use
   "client-napt-drop-no-mapping", // shared lease: inbound to a port no flow uses
   "client-napt-drop-no-ports", // shared lease: a packet without ports (other protocols, ICMP types without identifier)
+  "client-napt-drop-closed", // shared lease: a late TCP segment (not a SYN) of a closed connection whose port a new SYN took over
   // Fragments of shared-address flows (lib/tunnel/fragments.ts), per direction: datagrams
   // tracked, fragments held until their first fragment came, held fragments dropped because it
   // never came, fragments dropped (or first fragments left untracked) for want of room.

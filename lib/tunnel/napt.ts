@@ -79,6 +79,9 @@ const NO_PORT_ICMP = Counter["client-napt-no-port-icmp"];
 const NO_PORT_RATE_LIMITED = Counter["client-napt-no-port-rate-limited"];
 const REUSE_CLOSED = Counter["client-napt-tcp-reuse-closed"];
 
+/** `#map`: a late TCP segment of a connection whose port was taken over. */
+const TAKEN_OVER = -2;
+
 /** What a translation step decided. */
 export const Translation = {
   OK: 0,
@@ -92,6 +95,12 @@ export const Translation = {
   HELD: 4,
   /** A fragment dropped for want of room in the fragment table (counted there). */
   FRAGMENT_NO_ROOM: 5,
+  /**
+   * Outbound: a TCP segment other than a SYN from an internal port whose closed connection's
+   * external port a new SYN took over (the host's TIME-WAIT answering a late segment): dropped,
+   * never given a new port (napt_tcp.ts, port reuse).
+   */
+  CLOSED: 6,
 } as const;
 export type Translation = (typeof Translation)[keyof typeof Translation];
 
@@ -253,6 +262,7 @@ export class ClientTranslator {
     const original = (buf[at]! << 8) | buf[at + 1]!;
     const flags = pi === 0 && len - ihl >= 20 ? buf[l4 + 13]! : 0;
     const external = this.#map(pi, original, now, buf, off, l4, flags);
+    if (external === TAKEN_OVER) return Translation.CLOSED;
     if (external < 0) {
       this.#answerNoPort(buf, off, len, pi, flags, nowMs);
       return Translation.NO_PORT;
@@ -337,7 +347,9 @@ export class ClientTranslator {
   }
 
   /**
-   * The external port for `original` (creating the mapping), or −1 when the set is full.
+   * The external port for `original` (creating the mapping), −1 when the set is full, or
+   * {@link TAKEN_OVER} for a TCP segment other than a SYN whose connection's port went to
+   * another connection.
    * TCP (`pi` 0): `flags` of the segment, whose destination is at `buf[off + 16]`, port `l4 + 2`.
    */
   #map(
@@ -361,6 +373,10 @@ export class ClientTranslator {
       }
       return current;
     }
+    // `out` still names the port a SYN took over from this internal port's closed connection
+    // (below): what follows of that connection, e.g. the host's TIME-WAIT acknowledging a
+    // retransmitted FIN, belongs to no mapping any more. Only a SYN (a new connection) maps it.
+    if (pi === 0 && current !== 0 && !syn) return TAKEN_OVER;
     // Keep the application's own port when it is in the set and free.
     let chosen = -1;
     if (this.#inSet[original] && this.#reusable(base, original, pi, now)) chosen = original;
@@ -371,10 +387,17 @@ export class ClientTranslator {
       this.#cursor[pi] = cursor + 1 === ports.length ? 0 : cursor + 1;
       if (this.#reusable(base, candidate, pi, now)) chosen = candidate;
     }
-    if (chosen < 0 && syn) chosen = this.#closedToTakeOver(buf, off, l4);
+    let takeover = false;
+    if (chosen < 0 && syn) {
+      chosen = this.#closedToTakeOver(buf, off, l4);
+      takeover = chosen >= 0;
+    }
     if (chosen < 0) return -1;
     const previous = t.back[base + chosen]!;
-    if (previous !== 0 && t.out[base + previous] === chosen) t.out[base + previous] = 0;
+    // After an idle timeout the old flow may come back and get a new port (RFC 5382 §5); after
+    // a takeover its `out` entry stays, stale, to recognise its late segments (above).
+    if (previous !== 0 && t.out[base + previous] === chosen && !takeover)
+      t.out[base + previous] = 0;
     // back first: the inbound Worker must never see out → external without external → back.
     t.back[base + chosen] = original;
     t.out[base + original] = chosen;

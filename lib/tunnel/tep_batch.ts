@@ -26,17 +26,21 @@ import { completePartialChecksum } from "../net/csum_partial.ts";
 import type { BatchDevice, TunnelBatchSocket } from "../net/device.ts";
 import { tcpSegmentCount, writeTcpSegment } from "../net/tcp_segment.ts";
 import { Counter } from "./counters.ts";
-import { TcpCoalescer } from "./gro.ts";
+import type { TcpCoalescer } from "./gro.ts";
 import { type TepContext, TUNNEL_OVERHEAD, tepDecap, tepEncap, Verdict } from "./pipeline.ts";
+import {
+  type BatchLoopStats,
+  buffers,
+  countFailure,
+  SEGMENT_BYTES,
+  SendVector,
+} from "./send_vector.ts";
+
+import { tunWriter } from "./tun_writer.ts";
+
+export type { BatchLoopStats } from "./send_vector.ts";
 
 const SEGMENTED = Counter["decap-tcp-segmented"];
-
-/** Read and write errors of a loop (as ForwarderStats in forwarder.ts). */
-export interface BatchLoopStats {
-  readErrors: number;
-  writeErrors: number;
-  lastError: number;
-}
 
 export interface TepBatchOptions {
   /** Packets per read at most. Default 64. */
@@ -47,22 +51,12 @@ export interface TepBatchOptions {
   gro?: boolean;
 }
 
-/** Room of a segment buffer: a segment of up to a 9,000-byte (jumbo) MTU, plus slack. */
-const SEGMENT_BYTES = 9216;
-
-function buffers(count: number, bytes: number): Uint8Array[] {
-  const out: Uint8Array[] = [];
-  for (let i = 0; i < count; i++) out.push(new Uint8Array(bytes));
-  return out;
-}
-
 /** IPv6 → IPv4, in batches. One per Worker. */
 export class TepDecapBatch {
   readonly stats: BatchLoopStats = { readErrors: 0, writeErrors: 0, lastError: 0 };
   readonly gro: TcpCoalescer | null;
   readonly #tep: TepContext;
   readonly #raw: TunnelBatchSocket;
-  readonly #tun: BatchDevice;
   readonly #offset: number;
   readonly #bufs: Uint8Array[];
   readonly #sizes: Int32Array;
@@ -79,31 +73,17 @@ export class TepDecapBatch {
   ) {
     this.#tep = tep;
     this.#raw = raw;
-    this.#tun = tun;
     this.#offset = tun.headroom;
     const n = opts.batchSize ?? 64;
     const bytes = this.#offset + (opts.bufferBytes ?? 65536);
-    this.#bufs = buffers(n, bytes);
     this.#sizes = new Int32Array(n);
     this.#addrs = new Uint8Array(16 * n);
     this.#tclass = new Uint8Array(n);
-    this.#spare = new Uint8Array(bytes);
-    const write = (
-      buf: Uint8Array,
-      off: number,
-      len: number,
-      gsoSize: number,
-      _segments: number,
-      partial: boolean,
-    ) => {
-      const w = this.#tun.write(buf, off, len, gsoSize, partial);
-      if (w < 0) this.#fail(w);
-    };
-    this.gro =
-      tun.gso && opts.gro !== false ? new TcpCoalescer(write, { headroom: this.#offset }) : null;
-    this.#writeOne = this.gro
-      ? (b, o, l) => this.gro!.add(b, o, l)
-      : (b, o, l) => write(b, o, l, 0, 1, false);
+    const writer = tunWriter(tun, this.stats, n, bytes, opts.gro !== false);
+    this.gro = writer.gro;
+    this.#bufs = writer.bufs;
+    this.#spare = writer.spare;
+    this.#writeOne = writer.add;
     this.#segment = new Uint8Array(bytes);
     // Its TUN finishes checksums: a kernel peer's TSO packet goes over as it came.
     tep.deferLargePartialChecksum = this.gro !== null;
@@ -174,31 +154,20 @@ export class TepDecapBatch {
     this.gro?.flush();
     return n;
   }
-
-  #fail(code: number): void {
-    this.stats.writeErrors++;
-    this.stats.lastError = code;
-  }
 }
 
 /** IPv4 → IPv6, in batches. One per Worker. */
 export class TepEncapBatch {
   readonly stats: BatchLoopStats = { readErrors: 0, writeErrors: 0, lastError: 0 };
   readonly #tep: TepContext;
-  readonly #raw: TunnelBatchSocket;
   readonly #tun: BatchDevice;
   readonly #sendIcmp4: (buf: Uint8Array, off: number, len: number) => number;
   readonly #offset: number;
   readonly #bufs: Uint8Array[];
   readonly #sizes: Int32Array;
   /** The vector handed to the tunnel socket: references into #bufs, never copies. */
-  readonly #out: Uint8Array[];
-  readonly #outSizes: Int32Array;
-  readonly #addrs: Uint8Array;
-  readonly #tclass: Uint8Array;
-  readonly #flow: Int32Array;
+  readonly #out: SendVector;
   readonly #spare: Uint8Array;
-  #count = 0;
 
   /**
    * `sendIcmp4(buf, off, len)` sends an IPv4 ICMP error the step built (a raw IPv4 socket:
@@ -212,7 +181,6 @@ export class TepEncapBatch {
     opts: TepBatchOptions = {},
   ) {
     this.#tep = tep;
-    this.#raw = raw;
     this.#tun = tun;
     this.#sendIcmp4 = sendIcmp4;
     this.#offset = tun.headroom;
@@ -223,11 +191,7 @@ export class TepEncapBatch {
     const bytes = this.#offset + (opts.bufferBytes ?? 65536);
     this.#bufs = [new Uint8Array(bytes), ...buffers(n - 1, this.#offset + SEGMENT_BYTES)];
     this.#sizes = new Int32Array(n);
-    this.#out = this.#bufs.slice();
-    this.#outSizes = new Int32Array(n);
-    this.#addrs = new Uint8Array(16 * n);
-    this.#tclass = new Uint8Array(n);
-    this.#flow = new Int32Array(n);
+    this.#out = new SendVector(raw, n, this.#offset, this.stats);
     this.#spare = new Uint8Array(bytes);
   }
 
@@ -248,51 +212,25 @@ export class TepEncapBatch {
       // A first fragment may have released fragments that came before it: they go now, after
       // what is queued (one at a time: they share the spare buffer).
       let m = tep.encapFragments.popReleased(this.#spare, off, null, 0);
-      if (m > 0) this.#send();
+      if (m > 0) this.#out.send();
       for (; m > 0; m = tep.encapFragments.popReleased(this.#spare, off, null, 0)) {
         this.#handle(this.#spare, m);
-        this.#send();
+        this.#out.send();
       }
     }
-    this.#send();
+    this.#out.send();
     return n;
   }
 
   #handle(buf: Uint8Array, len: number): void {
     const tep = this.#tep;
-    const k = this.#count;
-    const v = tepEncap(tep, buf, this.#offset, len, this.#addrs, 16 * k);
+    const out = this.#out;
+    const v = tepEncap(tep, buf, this.#offset, len, out.addrs, 16 * out.count);
     if (v === Verdict.FORWARD || v === Verdict.FORWARD_FRAGMENT) {
-      this.#out[k] = buf;
-      this.#outSizes[k] = tep.length;
-      this.#tclass[k] = tep.trafficClass;
-      this.#flow[k] = tep.flowLabel;
-      this.#count = k + 1;
+      out.add(buf, tep.length, tep.trafficClass, tep.flowLabel);
     } else if (v === Verdict.ICMP) {
       const w = this.#sendIcmp4(tep.reply, 0, tep.replyLength);
-      if (w < 0) this.#fail(w);
+      if (w < 0) countFailure(this.stats, w);
     }
-  }
-
-  #send(): void {
-    const k = this.#count;
-    if (k === 0) return;
-    this.#count = 0;
-    const w = this.#raw.write(
-      this.#out,
-      this.#outSizes,
-      k,
-      this.#offset,
-      this.#addrs,
-      this.#tclass,
-      this.#flow,
-    );
-    if (w < 0) this.#fail(w);
-    else if (w < k) this.#fail(-11); // some refused (EAGAIN or a per-packet error)
-  }
-
-  #fail(code: number): void {
-    this.stats.writeErrors++;
-    this.stats.lastError = code;
   }
 }

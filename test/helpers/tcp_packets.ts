@@ -2,6 +2,7 @@
  * TCP/IPv4 packets for the GSO/GRO tests, with both checksums computed from scratch (RFC 1071
  * sum of test/helpers/packets.ts, not the library's).
  */
+import { tcpSegmentIPv4 } from "../../lib/net/gso.ts";
 import { internetChecksum } from "./packets.ts";
 
 export const ACK = 0x10;
@@ -90,3 +91,12 @@ export function tcp(spec: TcpSpec): Uint8Array {
 
 export const u32 = (p: Uint8Array, o: number) =>
   ((p[o]! << 24) | (p[o + 1]! << 16) | (p[o + 2]! << 8) | p[o + 3]!) >>> 0;
+
+/** The segments of at most `mss` payload bytes that GSO (lib/net/gso.ts) cuts `p` into. */
+export function segmentsOf(p: Uint8Array, mss: number): Uint8Array[] {
+  const out = new Uint8Array(64 * 2048);
+  const sizes = new Int32Array(64);
+  const n = tcpSegmentIPv4(p, 0, p.length, mss, out, 0, 2048, sizes);
+  if (n <= 0) throw new Error(`tcpSegmentIPv4: ${n}`);
+  return Array.from({ length: n }, (_, i) => out.slice(i * 2048, i * 2048 + sizes[i]!));
+}
