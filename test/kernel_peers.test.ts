@@ -257,9 +257,6 @@ describe.skipIf(skip !== null)("kernel 4over6 peers with checksum offload on", (
       "--db",
       "memory",
       "--no-control",
-      // Its own lease database, not the machine's default /var/lib/dstm/leases.db.
-      "--db",
-      join(dir, "leases.db"),
     ]);
     await server.waitFor(/ start /, 20_000);
     const client = spawnDstmIn(host, [
