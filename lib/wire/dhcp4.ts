@@ -443,44 +443,83 @@ export function decodeDhcp4(
   offset = 0,
   length = buf.length - offset,
 ): Dhcp4Decoded<Dhcp4Message> {
+  const fault = _checkRange(buf, offset, length) ?? _checkFixedFields(buf, offset);
+  if (fault !== undefined) return _fail(fault.code, fault.message);
+  const tlvs: number[] = [];
+  const overload = _locateOptions(buf, offset, length, tlvs);
+  if (overload instanceof _Fault) return _fail(overload.code, overload.message);
+  const options = _readOptions(buf, _groupOptions(tlvs));
+  if (options instanceof _Fault) return _fail(options.code, options.message);
+  const op = buf[offset]! as Dhcp4Op;
+  const typeFault = _checkMessageType(options, op);
+  if (typeFault !== undefined) return _fail(typeFault.code, typeFault.message);
+  return { ok: true, value: _readMessage(buf, offset, options, overload), offset: offset + length };
+}
+
+/** Step 1: `length` bytes at `offset` lie inside `buf` and can hold the header and cookie. */
+function _checkRange(buf: Uint8Array, offset: number, length: number): _Fault | undefined {
   if (!Number.isInteger(offset) || offset < 0) {
-    return _fail("bad-offset", `offset ${offset} is not an integer ≥ 0`);
+    return new _Fault("bad-offset", `offset ${offset} is not an integer ≥ 0`);
   }
-  if (offset > buf.length) return _fail("truncated", `offset ${offset} is past the buffer`);
+  if (offset > buf.length) return new _Fault("truncated", `offset ${offset} is past the buffer`);
   if (!Number.isInteger(length) || length < 0) {
-    return _fail("bad-offset", `length ${length} is not an integer ≥ 0`);
+    return new _Fault("bad-offset", `length ${length} is not an integer ≥ 0`);
   }
   if (offset + length > buf.length) {
-    return _fail(
-      "truncated",
-      `${length} bytes at offset ${offset} but the buffer holds ${buf.length}`,
-    );
+    const holds = `the buffer holds ${buf.length}`;
+    return new _Fault("truncated", `${length} bytes at offset ${offset} but ${holds}`);
   }
   if (length < DHCP4_MIN_LENGTH) {
-    return _fail("truncated", `${length} bytes cannot hold the 236-byte header and the cookie`);
+    const what = "cannot hold the 236-byte header and the cookie";
+    return new _Fault("truncated", `${length} bytes ${what}`);
   }
+  return undefined;
+}
+
+/** Step 2: op is 1 or 2, hlen fits chaddr, the magic cookie is there (RFC 2131 §2, §3). */
+function _checkFixedFields(buf: Uint8Array, offset: number): _Fault | undefined {
   const op = buf[offset]!;
-  if (op !== 1 && op !== 2) return _fail("bad-op", `op ${op} is neither 1 (BOOTREQUEST) nor 2`);
+  if (op !== 1 && op !== 2) {
+    return new _Fault("bad-op", `op ${op} is neither 1 (BOOTREQUEST) nor 2`);
+  }
   const hlen = buf[offset + 2]!;
-  if (hlen > 16) return _fail("bad-hlen", `hlen ${hlen} exceeds the 16-byte chaddr field`);
+  if (hlen > 16) return new _Fault("bad-hlen", `hlen ${hlen} exceeds the 16-byte chaddr field`);
   const cookie = readU32(buf, offset + 236);
   if (cookie !== DHCP4_MAGIC_COOKIE) {
-    return _fail("bad-cookie", `magic cookie 0x${cookie.toString(16)} is not 0x63825363`);
+    return new _Fault("bad-cookie", `magic cookie 0x${cookie.toString(16)} is not 0x63825363`);
   }
-  // Pass 1: where every option instance is, as (code, value start, value length) triples.
-  const tlvs: number[] = [];
+  return undefined;
+}
+
+/**
+ * Step 3: where every option instance is, appended to `tlvs` as (code, value start, value
+ * length) triples: the options field, then `file` and `sname` when option 52 says they
+ * carry options (RFC 3396 §6: the aggregate option buffer is options, then file, then sname).
+ * Returns option 52's value (0 when absent).
+ */
+function _locateOptions(
+  buf: Uint8Array,
+  offset: number,
+  length: number,
+  tlvs: number[],
+): number | _Fault {
   let fault = _scanOptions(buf, offset, offset + 240, offset + length, "options", tlvs);
-  if (fault !== undefined) return _fail(fault.code, fault.message);
+  if (fault !== undefined) return fault;
   const overload = _overload(buf, tlvs);
-  if (overload instanceof _Fault) return _fail(overload.code, overload.message);
-  // RFC 3396 §6: the aggregate option buffer is options, then file, then sname.
+  if (overload instanceof _Fault) return overload;
   if (overload & 1) fault = _scanOptions(buf, offset, offset + 108, offset + 236, "file", tlvs);
   if (fault === undefined && overload & 2) {
     fault = _scanOptions(buf, offset, offset + 44, offset + 108, "sname", tlvs);
   }
-  if (fault !== undefined) return _fail(fault.code, fault.message);
+  return fault ?? overload;
+}
 
-  // Pass 2: instances of one code concatenated (RFC 3396 §7), in order of first appearance.
+/**
+ * Step 4: the instances of one code together (RFC 3396 §7: they are concatenated), in order
+ * of first appearance. Each group is [code, start, length, start, length, …]; option 52 is
+ * left out (step 3 read it).
+ */
+function _groupOptions(tlvs: readonly number[]): number[][] {
   const groups: number[][] = [];
   for (let i = 0; i < tlvs.length; i += 3) {
     const code = tlvs[i]!;
@@ -492,7 +531,14 @@ export function decodeDhcp4(
     } else groups[g - 1]!.push(tlvs[i + 1]!, tlvs[i + 2]!);
   }
   for (const g of groups) _groupOf[g[0]!] = 0;
+  return groups;
+}
 
+/**
+ * Step 5: each group's value read by its option's spec into the `Dhcp4Options` key; codes
+ * without a spec go to `unknown` as copies. The first value a spec refuses is the fault.
+ */
+function _readOptions(buf: Uint8Array, groups: readonly number[][]): Dhcp4Options | _Fault {
   const options: Record<string, unknown> = {};
   let unknown: Dhcp4RawOption[] | undefined;
   for (const g of groups) {
@@ -512,20 +558,41 @@ export function decodeDhcp4(
       continue;
     }
     const value = spec.read(src, at, len);
-    if (value instanceof _Fault) return _fail(value.code, value.message);
+    if (value instanceof _Fault) return value;
     options[spec.key] = value;
   }
   if (unknown !== undefined) options.unknown = unknown;
-  const type = options.messageType as Dhcp4MessageType | undefined;
+  return options as unknown as Dhcp4Options;
+}
+
+/**
+ * Step 6: a DHCP message has option 53 (else it is BOOTP, RFC 2132 §9.6), and its type agrees
+ * with `op` (RFC 2131 §3: the server's messages are BOOTREPLY).
+ */
+function _checkMessageType(options: Dhcp4Options, op: Dhcp4Op): _Fault | undefined {
+  const type = options.messageType;
   if (type === undefined) {
-    return _fail("missing-message-type", "option 53 (message type) is missing: BOOTP, not DHCP");
+    const what = "option 53 (message type) is missing: BOOTP, not DHCP";
+    return new _Fault("missing-message-type", what);
   }
   if (_IS_REPLY[type] !== (op === Dhcp4Op.BOOTREPLY)) {
-    return _fail("op-mismatch", `${_MESSAGE_NAMES[type]} with op ${op}: ${_opRule(type)}`);
+    return new _Fault("op-mismatch", `${_MESSAGE_NAMES[type]} with op ${op}: ${_opRule(type)}`);
   }
+  return undefined;
+}
 
+/**
+ * Step 7: the fixed fields (RFC 2131 §2, figure 1) with `options`; `sname` and `file` as text
+ * unless option 52 gave them to options (then they are left out).
+ */
+function _readMessage(
+  buf: Uint8Array,
+  offset: number,
+  options: Dhcp4Options,
+  overload: number,
+): Dhcp4Message {
   const msg: { -readonly [K in keyof Dhcp4Message]: Dhcp4Message[K] } = {
-    op,
+    op: buf[offset]! as Dhcp4Op,
     htype: buf[offset + 1]!,
     hops: buf[offset + 3]!,
     xid: readU32(buf, offset + 4),
@@ -535,8 +602,8 @@ export function decodeDhcp4(
     yiaddr: readU32(buf, offset + 16),
     siaddr: readU32(buf, offset + 20),
     giaddr: readU32(buf, offset + 24),
-    chaddr: buf.slice(offset + 28, offset + 28 + hlen),
-    options: options as unknown as Dhcp4Options,
+    chaddr: buf.slice(offset + 28, offset + 28 + buf[offset + 2]!),
+    options,
   };
   if (!(overload & 2)) {
     const sname = _cString(buf, offset + 44, 64);
@@ -546,7 +613,7 @@ export function decodeDhcp4(
     const file = _cString(buf, offset + 108, 128);
     if (file !== "") msg.file = file;
   }
-  return { ok: true, value: msg, offset: offset + length };
+  return msg;
 }
 
 /** Bytes `encodeDhcp4` writes for `msg`: 240, each option, and the end option. No padding. */
