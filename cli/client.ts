@@ -66,6 +66,16 @@ Examples:
         () => commandSettings(cmd, CLIENT_SCHEMA).values as unknown as ClientFlags,
       );
     });
+  addStatusCommand(client);
+  return client;
+}
+
+/**
+ * `dstm client status`: asks the running client on its control socket (`/v1/status`) and
+ * prints its lease, TEP, expiry and counters (or the JSON). Throws a RuntimeError (exit 1)
+ * when no client answers or it reports an error.
+ */
+function addStatusCommand(client: ReturnType<typeof clientCommand>): void {
   client
     .command("status")
     .description("show a running client's lease, TEP, expiry and traffic counters")
@@ -113,7 +123,6 @@ Examples:
         ].join("\n"),
       );
     });
-  return client;
 }
 
 export interface ClientFlags {
