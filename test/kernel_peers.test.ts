@@ -15,6 +15,7 @@ import { join } from "node:path";
 import { createNetns, type Netns, vethPair } from "../lib/sys/netns.ts";
 import { announceSkip, netnsSkipReason } from "./helpers/netns.ts";
 import { BUN, type DstmProcess, ROOT, spawnDstm } from "./helpers/process.ts";
+import { waitUntil } from "./helpers/wait.ts";
 
 const skip =
   netnsSkipReason({ tun: true }) ??
@@ -39,21 +40,12 @@ async function webServer(where: Netns, address: string): Promise<void> {
     { timeoutMs: 120_000 },
   );
   spawned.push(proc);
-  const deadline = Date.now() + 15_000;
-  while (Date.now() < deadline) {
-    const r = where.exec([
-      "curl",
-      "-s",
-      "-o",
-      "/dev/null",
-      "-w",
-      "%{http_code}",
-      `http://${address}:8080/`,
-    ]);
-    if (r.stdout === "200") return;
-    await Bun.sleep(100);
-  }
-  throw new Error(`python3 http.server on ${address} did not come up`);
+  await waitUntil(
+    () =>
+      where.exec(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", `http://${address}:8080/`])
+        .stdout === "200",
+    { timeoutMs: 15_000, intervalMs: 100, what: `python3 http.server on ${address}` },
+  );
 }
 
 /** curl of the test file from `where`: the bytes received (0 when it failed). */

@@ -24,6 +24,7 @@ import {
 } from "./helpers/attacker_link.ts";
 import { announceSkip, netnsSkipReason } from "./helpers/netns.ts";
 import { BUN, ROOT, runDstm } from "./helpers/process.ts";
+import { eventually } from "./helpers/wait.ts";
 
 const skip = netnsSkipReason();
 announceSkip("redteam_server", skip);
@@ -263,8 +264,10 @@ describe.skipIf(skip !== null)("dstm server: attacker on the link, local user", 
         .filter((line) => line.startsWith("dstm_messages_total{") && /type="discover"/.test(line))
         .reduce((sum, line) => sum + Number(line.split(" ").at(-1)), 0);
     };
-    const deadline = Date.now() + 60_000;
-    while ((await discovers()) < 17 * 16 && Date.now() < deadline) await Bun.sleep(100);
+    await eventually(async () => (await discovers()) >= 17 * 16, {
+      timeoutMs: 60_000,
+      intervalMs: 100,
+    });
     // (A datagram lost on the way only makes the wait end at the deadline.)
     const handled = await discovers();
     expect(handled).toBeGreaterThan(64);

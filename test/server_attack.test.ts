@@ -21,6 +21,7 @@ import {
 } from "./helpers/attacker_link.ts";
 import { announceSkip, netnsSkipReason } from "./helpers/netns.ts";
 import { BUN, ROOT, runDstm } from "./helpers/process.ts";
+import { eventually } from "./helpers/wait.ts";
 
 const skip = netnsSkipReason();
 announceSkip("server_attack", skip);
@@ -86,7 +87,12 @@ describe.skipIf(skip !== null)("dstm server against an attacker on the link", ()
     expect(rateLimit).toBeLessThanOrEqual(flood.silent);
     expect(prefixLimit + rateLimit).toBeLessThanOrEqual(284);
     expect((await s.leases()).filter((l) => l.hostIPv6.startsWith("2001:db8:7:")).length).toBe(16);
-    // 4o6 from the same prefix gets no offer either.
+    // 4o6 from the same prefix gets no offer either: refused (counted), not merely unanswered
+    // within the script's wait.
+    const refused4o6 = async () =>
+      (await s.metric("dstm_admission_refused_total", 'protocol="dhcp4o6",reason="prefix-limit"')) +
+      (await s.metric("dstm_admission_refused_total", 'protocol="dhcp4o6",reason="rate-limit"'));
+    const before4o6 = await refused4o6();
     const offer = attack<Dhcp4o6Result>(l.attacker, [
       "dhcp4o6",
       SERVER6,
@@ -94,6 +100,7 @@ describe.skipIf(skip !== null)("dstm server against an attacker on the link", ()
       ATTACKER6,
       "discover",
     ]);
+    expect(await eventually(async () => (await refused4o6()) === before4o6 + 1)).toBe(true);
     expect(offer.answer).toBeNull();
     // The host of the other prefix still gets a lease.
     const host = attack<NativeResult>(l.host, ["native", SERVER6, "4607", HOST6, "0"]);

@@ -12,6 +12,7 @@ import type { LeaseJson } from "../../lib/control/lease_view.ts";
 import { getUnix } from "../../lib/sys/http.ts";
 import { createNetns, type Netns, vethPair } from "../../lib/sys/netns.ts";
 import { BUN, ROOT } from "./process.ts";
+import { eventually } from "./wait.ts";
 
 export const SERVER6 = "2001:db8:8::53";
 export const HOST6 = "2001:db8:8::10";
@@ -87,15 +88,17 @@ export async function startServer(l: Link, cleanup: Cleanup, flags: string[], db
     return { stdout: await stdout, stderr: await stderr };
   };
   cleanup.push(stop);
-  for (let i = 0; i < 200; i++) {
-    const up = await getUnix(control, "/v1/ping").then(
+  const answers = () =>
+    getUnix(control, "/v1/ping").then(
       (r) => r.ok,
       () => false,
     );
-    if (up) break;
-    if (proc.exitCode !== null) throw new Error(`server exited: ${await stderr}`);
-    await Bun.sleep(50);
-  }
+  const up = await eventually(async () => proc.exitCode !== null || (await answers()), {
+    timeoutMs: 10_000,
+    intervalMs: 50,
+  });
+  if (proc.exitCode !== null) throw new Error(`server exited: ${await stderr}`);
+  if (!up) throw new Error(`dstm server: no answer on ${control} within 10 s`);
   return {
     stop,
     leases: async () =>
