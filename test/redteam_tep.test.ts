@@ -18,11 +18,12 @@ import { captureStarted, stopAndFindBind } from "./helpers/bind_capture.ts";
 import {
   channelServerArgs,
   channelTepArgs,
+  controlCaptureArgv,
   controlCount,
   dstmArgv,
   forgeUdp,
+  leaseByForge,
   CHANNEL_NET as NET,
-  signedDiscover,
   tepConnected,
 } from "./helpers/channel_attack.ts";
 import { type Daemon, spawnDaemon, until } from "./helpers/daemon.ts";
@@ -95,26 +96,9 @@ describe.skipIf(skip !== null)("a TEP restarted under an attacker on the link", 
 
     // The attacker records the server → TEP traffic while A leases.
     const pcap = join(dir, "control.pcap");
-    const capture = daemon(ns.evil, [
-      "dumpcap",
-      "-q",
-      "-P",
-      "-i",
-      "eth0",
-      "-f",
-      "udp dst port 4608",
-      "-w",
-      pcap,
-    ]);
+    const capture = daemon(ns.evil, controlCaptureArgv(pcap));
     await captureStarted(pcap);
-    const leased = await forgeUdp(ns.a, {
-      from: NET.a6,
-      fromPort: 0,
-      to: NET.server6,
-      toPort: 4607,
-      datagrams: [signedDiscover(hostKeyText, NET.a6)],
-      listenMs: 1500,
-    });
+    const leased = await leaseByForge(ns.a, hostKeyText);
     expect(leased.received).toBe(1);
     const capturedBind = await stopAndFindBind(capture, ns.evil, pcap);
     expect(capturedBind).not.toBe("");
@@ -203,26 +187,9 @@ describe.skipIf(skip !== null)("two TEPs sharing the TEP key under an attacker o
     }
     // The attacker records what the server sends TEP 1 while A leases from the first pool.
     const pcap = join(d, "control.pcap");
-    const capture = daemon(ns.evil, [
-      "dumpcap",
-      "-q",
-      "-P",
-      "-i",
-      "eth0",
-      "-f",
-      `udp dst port 4608 and dst host ${NET.tep6}`,
-      "-w",
-      pcap,
-    ]);
+    const capture = daemon(ns.evil, controlCaptureArgv(pcap, NET.tep6));
     await captureStarted(pcap);
-    const leased = await forgeUdp(ns.a, {
-      from: NET.a6,
-      fromPort: 0,
-      to: NET.server6,
-      toPort: 4607,
-      datagrams: [signedDiscover(hostKeyText, NET.a6)],
-      listenMs: 1500,
-    });
+    const leased = await leaseByForge(ns.a, hostKeyText);
     expect(leased.received).toBe(1);
     expect(await until(async () => (await controlAt(d, "tep1.sock", "bind", "ok")) === 1)).toBe(
       true,

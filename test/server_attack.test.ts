@@ -6,19 +6,11 @@
  *
  * Prefixes on the link: 2001:db8:8::/64 (the host's) and 2001:db8:7::/64 (the attacker's).
  */
-import { afterEach, describe, expect, test } from "bun:test";
+import { describe, expect, test } from "bun:test";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Netns } from "../lib/sys/netns.ts";
-import {
-  ATTACKER6,
-  attackerLink,
-  type Cleanup,
-  HOST6,
-  type Link,
-  SERVER6,
-  startServer,
-} from "./helpers/attacker_link.ts";
+import { ATTACKER6, attackerSuite, HOST6, SERVER6 } from "./helpers/attacker_link.ts";
 import { announceSkip, netnsSkipReason } from "./helpers/netns.ts";
 import { BUN, ROOT, runDstm } from "./helpers/process.ts";
 import { eventually } from "./helpers/wait.ts";
@@ -26,15 +18,8 @@ import { eventually } from "./helpers/wait.ts";
 const skip = netnsSkipReason();
 announceSkip("server_attack", skip);
 const SCRIPT = join(ROOT, "test", "e2e_scripts", "alloc_attack.ts");
-const cleanup: Cleanup = [];
-afterEach(async () => {
-  for (const c of cleanup.splice(0).reverse()) await c();
-});
-
-/** The server, the host and the attacker on one bridged link (test/helpers/attacker_link.ts). */
-const link = () => attackerLink(cleanup, "dstm-attack-");
-/** Starts `dstm server` in `l.srv` with a control socket; resolves when it answers on it. */
-const server = (l: Link, flags: string[]) => startServer(l, cleanup, flags);
+/** Links of the server, a host and the attacker, undone after each test (./helpers/attacker_link.ts). */
+const { link, server } = attackerSuite("dstm-attack-");
 
 interface NativeResult {
   sent: number;

@@ -23,6 +23,7 @@ import { captureStarted, stopAndFindBind } from "./helpers/bind_capture.ts";
 import {
   channelServerArgs,
   channelTepArgs,
+  controlCaptureArgv,
   dstmArgv,
   type ForgeResult,
   forgeUdp,
@@ -109,11 +110,7 @@ beforeAll(async () => {
   expect(await tepConnected(control, NET.tep6)).toBe(true);
   // The attacker records what the server sends the TEP while A obtains its lease.
   const pcap = join(dir, "control.pcap");
-  const capture = daemon(
-    ns.evil,
-    ["dumpcap", "-q", "-P", "-i", "eth0", "-f", "udp dst port 4608", "-w", pcap],
-    true,
-  );
+  const capture = daemon(ns.evil, controlCaptureArgv(pcap), true);
   await captureStarted(pcap);
   const client = daemon(ns.a, [
     "client",

@@ -7,17 +7,22 @@
  * - {@link CHANNEL_NET}: the addresses (documentation prefixes) and the pool;
  * - {@link dstmArgv}, {@link channelServerArgs}, {@link channelTepArgs}: the argument lists of
  *   `dstm server` (memory database, host key, TEP key) and `dstm tep` (TEP key or none);
- * - {@link forgeUdp}: the attacker's crafter, test/e2e_scripts/forge_udp.ts, in a namespace;
+ * - `forgeUdp` (./attacker_link.ts, re-exported): the attacker's crafter in a namespace;
  * - {@link metricsAt}, {@link tepConnected}, {@link controlCount}: what the control sockets
  *   say (Prometheus text, ./daemon.ts's `metric`), polled with a deadline;
- * - {@link signedDiscover}, {@link hex}: a host's DISCOVER as the attacker's datagram.
+ * - {@link signedDiscover}, {@link hex}, {@link leaseByForge}: a host's DISCOVER as a crafted
+ *   datagram, and host A leasing with it;
+ * - {@link controlCaptureArgv}: dumpcap recording the server → TEP channel (as the attacker).
  */
 import { join } from "node:path";
 import type { Netns } from "../../lib/sys/netns.ts";
 import { parseKeyFile, signMessage } from "../../lib/wire/auth.ts";
 import { MessageType } from "../../lib/wire/dstm_types.ts";
+import { type ForgeResult, forgeUdp, hex } from "./attacker_link.ts";
 import { metric, until } from "./daemon.ts";
 import { BUN, ROOT } from "./process.ts";
+
+export { type ForgeResult, forgeUdp, hex } from "./attacker_link.ts";
 
 /** The link's addresses: server, TEP, host A, the attacker; the TEP's IPv4 side and the pool. */
 export const CHANNEL_NET = {
@@ -71,33 +76,6 @@ export function channelTepArgs(
   ];
 }
 
-/** What forge_udp.ts reports: datagrams and bytes sent, and answers received. */
-export interface ForgeResult {
-  sent: number;
-  sentBytes: number;
-  received: number;
-  receivedBytes: number;
-}
-
-/**
- * Runs the attacker's crafter, test/e2e_scripts/forge_udp.ts, with `spec` (its JSON input:
- * from, fromPort, to, toPort, datagrams as hex, listenMs, rounds…) in `ns`; its result.
- * Throws when the crafter fails.
- */
-export async function forgeUdp(ns: Netns, spec: object, timeoutMs = 120_000) {
-  const proc = ns.spawn(
-    [BUN, join(ROOT, "test", "e2e_scripts", "forge_udp.ts"), JSON.stringify(spec)],
-    { timeoutMs, cwd: ROOT },
-  );
-  const [code, out, err] = await Promise.all([
-    proc.exited,
-    new Response(proc.stdout).text(),
-    new Response(proc.stderr).text(),
-  ]);
-  if (code !== 0) throw new Error(`forge_udp.ts exited ${code}: ${err}`);
-  return JSON.parse(out.trim().split("\n").at(-1)!) as ForgeResult;
-}
-
 /** The Prometheus page of the control or stats socket at `socket` (a path). */
 export async function metricsAt(socket: string): Promise<string> {
   return (await fetch("http://localhost/metrics", { unix: socket })).text();
@@ -115,15 +93,33 @@ export async function controlCount(socket: string, kind: string, result: string)
   return metric(await metricsAt(socket), "dstm_tep_control_total", { kind, result });
 }
 
-/** Bytes as lower-case hex (forge_udp.ts's datagram format). */
-export function hex(bytes: Uint8Array): string {
-  return Buffer.from(bytes).toString("hex");
-}
-
 /** A DISCOVER of `host6` signed with the first key of `hostKeyText` (a key file), as hex. */
 export function signedDiscover(hostKeyText: string, host6: string): string {
   const parsed = parseKeyFile(hostKeyText);
   if (!parsed.ok) throw new Error(parsed.message);
   const discover = { type: MessageType.DISCOVER, xid: 1, host6 };
   return hex(signMessage(discover, parsed.keys[0]!, Date.now()));
+}
+
+/**
+ * Host A (in `nsA`) leases: a DISCOVER signed with `hostKeyText` sent by the crafter to the
+ * server, whose answer it waits for (1.5 s). `received` is 1 when the server answered.
+ */
+export function leaseByForge(nsA: Netns, hostKeyText: string): Promise<ForgeResult> {
+  const { a6, server6 } = CHANNEL_NET;
+  return forgeUdp(nsA, {
+    ...{ from: a6, fromPort: 0, to: server6, toPort: 4607 },
+    datagrams: [signedDiscover(hostKeyText, a6)],
+    listenMs: 1500,
+  });
+}
+
+/**
+ * dumpcap (`-P`: pcap) on eth0 writing every datagram to the TEP control port 4608 (to `tep6`
+ * only, when given) into `pcap`: how the attacker records the server's BINDs.
+ */
+export function controlCaptureArgv(pcap: string, tep6?: string): string[] {
+  const filter =
+    tep6 === undefined ? "udp dst port 4608" : `udp dst port 4608 and dst host ${tep6}`;
+  return ["dumpcap", "-q", "-P", "-i", "eth0", "-f", filter, "-w", pcap];
 }
