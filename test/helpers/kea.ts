@@ -1,11 +1,14 @@
 /**
- * What the ISC Kea namespace tests share (test/conformance_dhcp4o6.test.ts,
- * test/kea_dhcp4o6.test.ts, test/kea_dhcp4o6_timers.test.ts): where Kea is, namespaces without
- * IPv6 DAD, and starting a daemon in a namespace until its log says it is ready.
+ * What the namespace tests with packaged daemons share (ISC Kea in
+ * test/conformance_dhcp4o6.test.ts, test/kea_dhcp4o6.test.ts, test/kea_dhcp4o6_timers.test.ts;
+ * ISC dhcrelay in test/relay_dhcp4o6.test.ts): where Kea is, namespaces without IPv6 DAD,
+ * starting a daemon in a namespace until its log says it is ready, stopping it by PID, and
+ * taking everything down afterwards.
  */
-import { closeSync, existsSync, openSync, readFileSync } from "node:fs";
+import { closeSync, existsSync, openSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
-import { createNetns, type Netns } from "../../lib/sys/netns.ts";
+import { stopPid } from "../../lib/lab/services.ts";
+import { createNetns, deleteNetns, type Netns, netnsPids } from "../../lib/sys/netns.ts";
 import { ROOT } from "./process.ts";
 import { waitUntil } from "./wait.ts";
 
@@ -77,4 +80,41 @@ export function netnsStarter(
     );
     return proc;
   };
+}
+
+/**
+ * Stops process `name` of `procs` and forgets it: SIGTERM, then SIGKILL after 5 s
+ * (lib/lab/services.ts `stopPid`), or only SIGINT when `signal` says so (dumpcap closes its
+ * file on it); nothing when it has already ended.
+ */
+export async function stopProcess(
+  procs: Map<string, Bun.Subprocess>,
+  name: string,
+  signal: "SIGTERM" | "SIGINT" = "SIGTERM",
+): Promise<void> {
+  const proc = procs.get(name);
+  procs.delete(name);
+  if (!proc || proc.exitCode !== null || proc.signalCode !== null) return;
+  if (signal === "SIGINT") proc.kill("SIGINT");
+  else await stopPid(proc.pid, 5000);
+  await proc.exited;
+}
+
+/**
+ * After the suite: stops every process of `procs`, newest first; with `strays`, then whatever
+ * still runs inside `namespaces` (started there by the test: Kea's children); deletes the
+ * namespaces and removes `dir` (when set).
+ */
+export async function tearDown(
+  procs: Map<string, Bun.Subprocess>,
+  namespaces: readonly Netns[],
+  dir: string,
+  o: { strays?: boolean } = {},
+): Promise<void> {
+  for (const name of [...procs.keys()].reverse()) await stopProcess(procs, name);
+  for (const n of namespaces) {
+    if (o.strays) for (const pid of netnsPids(n.name)) await stopPid(pid, 2000);
+    deleteNetns(n.name);
+  }
+  if (dir) rmSync(dir, { recursive: true, force: true });
 }
