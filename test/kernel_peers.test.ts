@@ -250,6 +250,9 @@ describe.skipIf(skip !== null)("kernel 4over6 peers with checksum offload on", (
       "198.51.100.0/28",
       "--tep",
       "2001:db8:2::1,192.0.2.1",
+      // Its own database: the default one (/var/lib/dstm) is the machine's, not this test's.
+      "--db",
+      "memory",
       "--no-control",
     ]);
     await server.waitFor(/ start /, 20_000);
