@@ -32,6 +32,7 @@ import { dhcp4Message, dhcp4o6Query } from "../test/helpers/dhcp4.ts";
 /** Option 55 of dstm's 4o6 client: mask, routers, DNS, lease time, server id, T1, T2, 159. */
 const PARAMETER_REQUEST_LIST = [1, 3, 6, 51, 54, 58, 59, 159];
 
+/** One run: the server, the hosts' prefix, how many hosts, how many in flight, how long. */
 export interface Dhcp4o6LoadOptions {
   /** The 4o6 server's IPv6 address (unicast). */
   server: string;
@@ -46,6 +47,7 @@ export interface Dhcp4o6LoadOptions {
   firstHost?: number;
 }
 
+/** What a run measured (counts of hosts and answers, seconds, ms). */
 export interface Dhcp4o6LoadResult {
   /** Hosts started (DISCOVER sent). */
   sent: number;

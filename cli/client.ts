@@ -29,6 +29,10 @@ export function clientSocket(ifname: string): string {
   return `${runtimeDir()}/client-${ifname}.sock`;
 }
 
+/**
+ * `dstm client` (settings from flags and TOML, lib/config) and `dstm client status`. Exit
+ * codes: 0, 1 when the client fails at run time, 2 on a usage error.
+ */
 export function clientCommand() {
   const command = new Command("client")
     .enablePositionalOptions()

@@ -32,6 +32,10 @@ function renamed(flags: Record<string, unknown>, old: string, now: string): stri
   return flags[old] as string;
 }
 
+/**
+ * `dstm ping4 IPV4`: exit code 0 when a reply came, 1 when none did (as ping(8)), 2 on a
+ * usage error ({@link ping4Settings}).
+ */
 export function ping4Command() {
   return new Command("ping4")
     .description(

@@ -65,6 +65,16 @@ export {
 
 const MULTICAST = ALL_DHCP_RELAY_AGENTS_AND_SERVERS;
 
+/**
+ * One host's DHCPv4-over-DHCPv6 client on `[bind ?? host6]:546` (see the module comment). It
+ * holds at most one binding (the lease's server id, responder, T1 and T2); `discover`,
+ * `request` and `release` reject with {@link DstmRefusedError} (NAK, no 4o6 on the link) or
+ * {@link DstmTimeoutError} (no answer after the RFC 2131 §4.1 retransmissions).
+ *
+ * @example
+ * const client = await Dhcp4o6Client.open({ server: "ff02::1:2%eth0", host6, tep6 });
+ * const lease = await client.discover(); // lease.ipv4, lease.renewAt (ms)
+ */
 export class Dhcp4o6Client implements LeaseClient {
   readonly #io: Dhcp4o6Transport;
   readonly #options: Dhcp4o6ClientOptions;

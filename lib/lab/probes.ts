@@ -19,6 +19,7 @@ import { LAB, type Role } from "./topology.ts";
 /** ICMP data bytes of a 1,460-byte IPv4 echo request (20 + 8 + 1,432): the DTI's MTU. */
 export const PMTU_PROBE_BYTES = 1432;
 
+/** How {@link pingArgv} pings. */
 export interface PingOptions {
   /** Echo requests (default 2). */
   count?: number;

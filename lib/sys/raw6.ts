@@ -78,6 +78,7 @@ const IPV6_PMTUDISC_DO = 2;
 /** Room for the control messages of one receive (traffic class, or an extended error). */
 const RECV_CONTROL_SIZE = 128;
 
+/** How {@link Raw6Socket.open} opens the socket. */
 export interface Raw6Options {
   /** Next header to send and receive (default 4, IPv4). */
   protocol?: number;

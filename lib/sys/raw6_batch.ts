@@ -40,6 +40,7 @@ const ADDR_STRIDE = 32;
 /** Each message's control buffer: room for one IPV6_TCLASS message (or what else arrives). */
 const CONTROL_STRIDE = 64;
 
+/** The vectors' size and the read timeout of a {@link Raw6Batch}. */
 export interface Raw6BatchOptions {
   /** Packets per system call at most (and the vectors' size). Default 64. */
   batchSize?: number;
