@@ -20,11 +20,12 @@
  * tshark dissects the whole capture with no malformed packet and no expert warning.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { type Netns, vethPair } from "../lib/sys/netns.ts";
-import { createNoDadNetns, haveKea, KEA4, KEA6, netnsStarter, tearDown } from "./helpers/kea.ts";
+import { stopPid } from "../lib/lab/services.ts";
+import { deleteNetns, type Netns, vethPair } from "../lib/sys/netns.ts";
+import { createNoDadNetns, haveKea, KEA4, KEA6, netnsStarter } from "./helpers/kea.ts";
 import { announceSkip, netnsSkipReason, runScript } from "./helpers/netns.ts";
 import { BUN, ROOT } from "./helpers/process.ts";
 import { waitUntil } from "./helpers/wait.ts";
@@ -168,7 +169,14 @@ beforeAll(async () => {
 }, 90_000);
 
 afterAll(async () => {
-  if (!skip) await tearDown(procs, Object.values(ns), dir);
+  if (skip) return;
+  for (const [name, proc] of [...procs].reverse()) {
+    procs.delete(name);
+    if (proc.exitCode === null) await stopPid(proc.pid, 5000);
+    await proc.exited;
+  }
+  for (const n of Object.values(ns)) deleteNetns(n.name);
+  if (dir) rmSync(dir, { recursive: true, force: true });
 }, 60_000);
 
 type Answer = {

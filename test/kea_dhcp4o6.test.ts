@@ -17,20 +17,12 @@
  * the "transid" of the DHCPV4-QUERY (0x800000 = U flag).
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { alive } from "../lib/lab/services.ts";
-import { createNetns, type Netns, vethPair } from "../lib/sys/netns.ts";
-import {
-  createNoDadNetns,
-  haveKea,
-  KEA4,
-  KEA6,
-  netnsStarter,
-  stopProcess,
-  tearDown,
-} from "./helpers/kea.ts";
+import { alive, stopPid } from "../lib/lab/services.ts";
+import { createNetns, deleteNetns, type Netns, vethPair } from "../lib/sys/netns.ts";
+import { createNoDadNetns, haveKea, KEA4, KEA6, netnsStarter, stopProcess } from "./helpers/kea.ts";
 import { announceSkip, netnsSkipReason, runScript } from "./helpers/netns.ts";
 import { BUN, ROOT } from "./helpers/process.ts";
 import { waitUntil } from "./helpers/wait.ts";
@@ -78,7 +70,6 @@ function renderTemplate(text: string, values: Record<string, string | number>): 
 const start = netnsStarter(procs, () => dir, 10_000);
 
 /** SIGTERM (then SIGKILL) to a process this test started; waits for it to go. */
-/** Stops process `name` (./helpers/kea.ts). */
 const stop = (name: string) => stopProcess(procs, name);
 
 function buildNetwork(): void {
@@ -194,7 +185,17 @@ afterAll(async () => {
   if (skip) return;
   // Ours first, by PID, newest first (clients, TEP, web, Kea); then anything still inside our
   // namespaces (started by this test).
-  await tearDown(procs, Object.values(ns), dir, { strays: true });
+  for (const name of [...procs.keys()].reverse()) await stop(name);
+  for (const n of Object.values(ns)) {
+    const pids = Bun.spawnSync(["ip", "netns", "pids", n.name], { stdout: "pipe" })
+      .stdout.toString()
+      .split(/\s+/)
+      .filter(Boolean)
+      .map(Number);
+    for (const pid of pids) await stopPid(pid, 2000);
+    deleteNetns(n.name);
+  }
+  if (dir) rmSync(dir, { recursive: true, force: true });
 }, 60_000);
 
 describe.skipIf(skip !== null)("DHCPv4-over-DHCPv6 with ISC Kea", () => {

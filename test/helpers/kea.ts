@@ -1,14 +1,12 @@
 /**
- * What the namespace tests with packaged daemons share (ISC Kea in
- * test/conformance_dhcp4o6.test.ts, test/kea_dhcp4o6.test.ts, test/kea_dhcp4o6_timers.test.ts;
- * ISC dhcrelay in test/relay_dhcp4o6.test.ts): where Kea is, namespaces without IPv6 DAD,
- * starting a daemon in a namespace until its log says it is ready, stopping it by PID, and
- * taking everything down afterwards.
+ * What the ISC Kea namespace tests share (test/conformance_dhcp4o6.test.ts,
+ * test/kea_dhcp4o6.test.ts, test/kea_dhcp4o6_timers.test.ts): where Kea is, namespaces without
+ * IPv6 DAD, and starting a daemon in a namespace until its log says it is ready.
  */
 import { closeSync, existsSync, openSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { stopPid } from "../../lib/lab/services.ts";
-import { createNetns, deleteNetns, type Netns, netnsPids } from "../../lib/sys/netns.ts";
+import { createNetns, deleteNetns, type Netns } from "../../lib/sys/netns.ts";
 import { ROOT } from "./process.ts";
 import { waitUntil } from "./wait.ts";
 
@@ -100,21 +98,17 @@ export async function stopProcess(
   await proc.exited;
 }
 
-/**
- * After the suite: stops every process of `procs`, newest first; with `strays`, then whatever
- * still runs inside `namespaces` (started there by the test: Kea's children); deletes the
- * namespaces and removes `dir` (when set).
- */
+/** Stops what `procs` holds (last started first, by PID), deletes `namespaces` and removes `dir`. */
 export async function tearDown(
   procs: Map<string, Bun.Subprocess>,
   namespaces: readonly Netns[],
   dir: string,
-  o: { strays?: boolean } = {},
 ): Promise<void> {
-  for (const name of [...procs.keys()].reverse()) await stopProcess(procs, name);
-  for (const n of namespaces) {
-    if (o.strays) for (const pid of netnsPids(n.name)) await stopPid(pid, 2000);
-    deleteNetns(n.name);
+  for (const [name, proc] of [...procs].reverse()) {
+    procs.delete(name);
+    if (proc.exitCode === null) await stopPid(proc.pid, 5000);
+    await proc.exited;
   }
+  for (const n of namespaces) deleteNetns(n.name);
   if (dir) rmSync(dir, { recursive: true, force: true });
 }
