@@ -51,6 +51,7 @@ import { dstmArgv } from "../lib/lab/services.ts";
 import { LAB } from "../lib/lab/topology.ts";
 import { formatIPv4, parseIPv4 } from "../lib/net/addr.ts";
 import { parsePortSet } from "../lib/net/portset.ts";
+import { waitUntil } from "../test/helpers/wait.ts";
 import {
   benchLabSession,
   codeVersion,
@@ -151,12 +152,13 @@ async function startTep(
   const extra = ["--route", STATIC_ROUTE, ...(config === "many" ? ["--binding-file", file] : [])];
   await lab.restart("tep", extra);
   const want = config === "many" ? statics : 0;
-  for (let i = 0; ; i++) {
-    const s = await tepStats(lab);
-    if (s.serverBindings === 1 && s.staticBindings === want) break;
-    if (i >= 200) throw new Error(`TEP (${config}) not ready after 10 s: ${JSON.stringify(s)}`);
-    await Bun.sleep(50);
-  }
+  await waitUntil(
+    async () => {
+      const s = await tepStats(lab);
+      return s.serverBindings === 1 && s.staticBindings === want;
+    },
+    { timeoutMs: 10_000, intervalMs: 50, what: `the TEP (${config}) to hold its bindings` },
+  );
   const readyMs = performance.now() - started;
   const ping = lab.run("a", ["ping", "-c", "1", "-W", "2", LAB.web4]);
   if (ping.code !== 0) throw new Error(`TEP (${config}): A cannot ping ${LAB.web4}`);

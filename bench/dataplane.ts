@@ -39,6 +39,7 @@ import { leasedAddress } from "../lib/lab/demo.ts";
 import { Lab } from "../lib/lab/lab.ts";
 import { dstmArgv } from "../lib/lab/services.ts";
 import { LAB } from "../lib/lab/topology.ts";
+import { waitUntil } from "../test/helpers/wait.ts";
 
 /** The kernel path's addresses (documentation prefix 203.0.113.0/24, TEST-NET-3). */
 const KERNEL = { net: "203.0.113.0/24", a: "203.0.113.2", tep: "203.0.113.1", table: "100" };
@@ -348,13 +349,10 @@ interface IperfJson {
 let nextPort = 5201;
 
 async function waitListening(lab: Lab, port: number, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    const out = lab.run("web", ["ss", "-Hltn", `sport = :${port}`]).stdout;
-    if (out.includes(`:${port}`)) return;
-    await Bun.sleep(20);
-  }
-  throw new Error(`iperf3 server on port ${port} did not start within ${timeoutMs} ms`);
+  await waitUntil(
+    () => lab.run("web", ["ss", "-Hltn", `sport = :${port}`]).stdout.includes(`:${port}`),
+    { timeoutMs, intervalMs: 20, what: `the iperf3 server on port ${port}` },
+  );
 }
 
 export async function runOne(

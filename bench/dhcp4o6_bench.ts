@@ -36,6 +36,7 @@ import {
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createNetns, deleteNetns, type Netns, vethPair } from "../lib/sys/netns.ts";
+import { waitUntil } from "../test/helpers/wait.ts";
 import type { Dhcp4o6LoadResult } from "./dhcp4o6_load.ts";
 
 const ROOT = join(import.meta.dir, "..");
@@ -193,14 +194,16 @@ async function _ready(
   what: string,
   ready: () => boolean = () => true,
 ) {
-  for (let i = 0; i < 300; i++) {
-    const text = existsSync(file) ? readFileSync(file, "utf8") : "";
-    if (patterns.every((p) => p.test(text)) && ready()) return;
-    if (proc.exitCode !== null)
-      throw new Error(`${what} exited (${proc.exitCode}): ${text.slice(-600)}`);
-    await Bun.sleep(50);
-  }
-  throw new Error(`${what} not ready in 15 s; see ${file}`);
+  await waitUntil(
+    () => {
+      const text = existsSync(file) ? readFileSync(file, "utf8") : "";
+      if (patterns.every((p) => p.test(text)) && ready()) return true;
+      if (proc.exitCode !== null)
+        throw new Error(`${what} exited (${proc.exitCode}): ${text.slice(-600)}`);
+      return false;
+    },
+    { timeoutMs: 15_000, intervalMs: 50, what: `${what} to be ready (see ${file})` },
+  );
 }
 
 /** utime + stime of a process, in seconds (0 when it is gone). */

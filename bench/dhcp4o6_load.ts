@@ -32,6 +32,7 @@ import { dhcp4Message, dhcp4o6Query } from "../test/helpers/dhcp4.ts";
 /** Option 55 of dstm's 4o6 client: mask, routers, DNS, lease time, server id, T1, T2, 159. */
 const PARAMETER_REQUEST_LIST = [1, 3, 6, 51, 54, 58, 59, 159];
 
+/** One run: the server, the hosts' prefix, how many hosts, how many in flight, how long. */
 export interface Dhcp4o6LoadOptions {
   /** The 4o6 server's IPv6 address (unicast). */
   server: string;
@@ -46,6 +47,7 @@ export interface Dhcp4o6LoadOptions {
   firstHost?: number;
 }
 
+/** What a run measured (counts of hosts and answers, seconds, ms). */
 export interface Dhcp4o6LoadResult {
   /** Hosts started (DISCOVER sent). */
   sent: number;
@@ -154,175 +156,241 @@ const DONE = 3;
 
 /** Runs the closed-loop DORA load; returns when every started host is answered or timed out. */
 export function runDhcp4o6Load(o: Dhcp4o6LoadOptions): Dhcp4o6LoadResult {
-  const server = parseIPv6(o.server);
-  const prefix = parseIPv6(o.prefix);
-  if (!server || !prefix) throw new Error(`bad --server ${o.server} or --prefix ${o.prefix}`);
-  const first = o.firstHost ?? 1;
-  if (first < 1 || first + o.hosts > 2 ** 32) throw new Error("host numbers must fit 32 bits");
-  const discover = _template(Dhcp4MessageType.DISCOVER);
-  const request = _template(Dhcp4MessageType.REQUEST);
-  const sock = Udp6MultiSource.open({
-    port: DHCP6_CLIENT_PORT,
-    receiveBuffer: 4 << 20,
-    sendBuffer: 4 << 20,
-  });
-  sock.setDestination(server, o.port ?? DHCP6_SERVER_PORT);
-
-  const n = o.hosts;
-  const phase = new Uint8Array(n);
-  const startedAt = new Float64Array(n);
-  const latency = new Float64Array(n);
-  // Each query gets a deadline; they are sent in time order with one timeout, so a FIFO of
-  // (host, phase) is in deadline order. A host answered meanwhile is skipped by its phase.
-  const fifoHost = new Int32Array(2 * n);
-  const fifoPhase = new Uint8Array(2 * n);
-  const fifoAt = new Float64Array(2 * n);
-  let fifoHead = 0;
-  let fifoTail = 0;
-  const source = new Uint8Array(16);
-  source.set(prefix.subarray(0, 12));
-  const rx = new Uint8Array(2048);
-  const to6 = new Uint8Array(16);
-  const addresses = new Set<number>();
-  let next = 0;
-  let inFlight = 0;
-  let offers = 0;
-  let acked = 0;
-  let naks = 0;
-  let lost = 0;
-  let misdirected = 0;
-  let sendErrors = 0;
-  let lastAck = 0;
-
-  const setHost = (host: number) => _put32(source, 12, host);
-  const stamp = (t: _Template, host: number) => {
-    const b = t.bytes;
-    _put32(b, t.xid, host);
-    b[t.chaddr] = 0x02;
-    b[t.chaddr + 1] = 0;
-    _put32(b, t.chaddr + 2, host);
-    b[t.clientId] = 1;
-    b[t.clientId + 1] = 0x02;
-    b[t.clientId + 2] = 0;
-    _put32(b, t.clientId + 3, host);
-  };
-  const transmit = (t: _Template, i: number, now: number, p: number) => {
-    let r = sock.send(t.bytes, 0, t.bytes.length, source);
-    for (let tries = 0; r === -Errno.EAGAIN && tries < 100; tries++) {
-      Bun.sleepSync(1);
-      r = sock.send(t.bytes, 0, t.bytes.length, source);
-    }
-    if (r < 0) {
-      sendErrors++;
-      if (sendErrors === 1) console.error(`sendmsg: errno ${-r}`);
-    }
-    fifoHost[fifoTail] = i;
-    fifoPhase[fifoTail] = p;
-    fifoAt[fifoTail++] = now + o.timeoutMs;
-  };
-
+  const run = new _DoraRun(o);
   const cpu = process.cpuUsage();
   const started = performance.now();
-  const deadline = started + o.durationS * 1000;
-  const hardStop = deadline + o.timeoutMs + 1000;
-  let now = started;
-  for (;;) {
-    // Start hosts up to the concurrency.
-    while (inFlight < o.concurrency && next < n && now < deadline) {
-      const i = next++;
-      const host = first + i;
-      stamp(discover, host);
-      setHost(host);
-      phase[i] = DISCOVERING;
-      startedAt[i] = now;
-      inFlight++;
-      transmit(discover, i, now, DISCOVERING);
-    }
-    // Expire queries past their deadline.
-    while (fifoHead < fifoTail && fifoAt[fifoHead]! <= now) {
-      const i = fifoHost[fifoHead]!;
-      if (phase[i] === fifoPhase[fifoHead]) {
-        phase[i] = DONE;
-        inFlight--;
-        lost++;
+  run.loop(started);
+  const wallSeconds = (performance.now() - started) / 1000;
+  const used = process.cpuUsage(cpu);
+  run.close();
+  return run.result(started, wallSeconds, (used.user + used.system) / 1e6);
+}
+
+/**
+ * One run's state and its steps: {@link _DoraRun.start} starts hosts up to the concurrency,
+ * {@link _DoraRun.expire} times out queries past their deadline, {@link _DoraRun.answer}
+ * takes one DHCPV4-RESPONSE (an OFFER sends the host's REQUEST; an ACK or NAK ends it).
+ * Per-host state lives in typed arrays indexed by host - first; nothing is allocated per packet.
+ */
+class _DoraRun {
+  readonly #o: Dhcp4o6LoadOptions;
+  readonly #first: number;
+  readonly #discover = _template(Dhcp4MessageType.DISCOVER);
+  readonly #request = _template(Dhcp4MessageType.REQUEST);
+  readonly #sock: Udp6MultiSource;
+  readonly #phase: Uint8Array;
+  readonly #startedAt: Float64Array;
+  readonly #latency: Float64Array;
+  // Each query gets a deadline; they are sent in time order with one timeout, so a FIFO of
+  // (host, phase) is in deadline order. A host answered meanwhile is skipped by its phase.
+  readonly #fifoHost: Int32Array;
+  readonly #fifoPhase: Uint8Array;
+  readonly #fifoAt: Float64Array;
+  #fifoHead = 0;
+  #fifoTail = 0;
+  /** The source address of the next query: the prefix, then the host number. */
+  readonly #source = new Uint8Array(16);
+  readonly #rx = new Uint8Array(2048);
+  readonly #to6 = new Uint8Array(16);
+  readonly #addresses = new Set<number>();
+  #next = 0;
+  #inFlight = 0;
+  #offers = 0;
+  #acked = 0;
+  #naks = 0;
+  #lost = 0;
+  #misdirected = 0;
+  #sendErrors = 0;
+  #lastAck = 0;
+
+  constructor(o: Dhcp4o6LoadOptions) {
+    const server = parseIPv6(o.server);
+    const prefix = parseIPv6(o.prefix);
+    if (!server || !prefix) throw new Error(`bad --server ${o.server} or --prefix ${o.prefix}`);
+    this.#o = o;
+    this.#first = o.firstHost ?? 1;
+    if (this.#first < 1 || this.#first + o.hosts > 2 ** 32)
+      throw new Error("host numbers must fit 32 bits");
+    this.#sock = Udp6MultiSource.open({
+      port: DHCP6_CLIENT_PORT,
+      receiveBuffer: 4 << 20,
+      sendBuffer: 4 << 20,
+    });
+    this.#sock.setDestination(server, o.port ?? DHCP6_SERVER_PORT);
+    const n = o.hosts;
+    this.#phase = new Uint8Array(n);
+    this.#startedAt = new Float64Array(n);
+    this.#latency = new Float64Array(n);
+    this.#fifoHost = new Int32Array(2 * n);
+    this.#fifoPhase = new Uint8Array(2 * n);
+    this.#fifoAt = new Float64Array(2 * n);
+    this.#source.set(prefix.subarray(0, 12));
+  }
+
+  /**
+   * Until every started host is done and no more may start (all started, or `--duration`
+   * over), or `--timeout` + 1 s after the duration: start, expire, then drain the answers,
+   * sleeping in poll(2) until one comes or the next deadline.
+   */
+  loop(started: number): void {
+    const deadline = started + this.#o.durationS * 1000;
+    const hardStop = deadline + this.#o.timeoutMs + 1000;
+    let now = started;
+    for (;;) {
+      if (now < deadline) this.start(now);
+      this.expire(now);
+      if (this.#inFlight === 0 && (this.#next >= this.#o.hosts || now >= deadline)) break;
+      if (now > hardStop) break;
+      const len = this.#sock.receive(this.#rx, this.#to6);
+      if (len === -Errno.EAGAIN) {
+        const head = this.#fifoHead < this.#fifoTail ? this.#fifoAt[this.#fifoHead]! : now + 50;
+        this.#sock.wait(Math.min(50, Math.max(1, head - now)));
+        now = performance.now();
+        continue;
       }
-      fifoHead++;
-    }
-    if (inFlight === 0 && (next >= n || now >= deadline)) break;
-    if (now > hardStop) break;
-    // Answers: drain what is there, else sleep until one comes or the next deadline.
-    const len = sock.receive(rx, to6);
-    if (len === -Errno.EAGAIN) {
-      const wait = fifoHead < fifoTail ? fifoAt[fifoHead]! - now : 50;
-      sock.wait(Math.min(50, Math.max(1, wait)));
       now = performance.now();
-      continue;
+      if (len > 0) this.answer(len, now);
     }
-    now = performance.now();
-    if (len < 0) continue;
-    // DHCPV4-RESPONSE carrying a BOOTREPLY: xid = host number.
-    if (rx[0] !== Dhcp6MessageType.DHCPV4_RESPONSE) continue;
+  }
+
+  /** Starts hosts (a DISCOVER each) up to the concurrency and the host count. */
+  start(now: number): void {
+    while (this.#inFlight < this.#o.concurrency && this.#next < this.#o.hosts) {
+      const i = this.#next++;
+      const host = this.#first + i;
+      _stamp(this.#discover, host);
+      _put32(this.#source, 12, host);
+      this.#phase[i] = DISCOVERING;
+      this.#startedAt[i] = now;
+      this.#inFlight++;
+      this.#transmit(this.#discover, i, now, DISCOVERING);
+    }
+  }
+
+  /** Ends the hosts whose query is past its deadline and still unanswered: lost. */
+  expire(now: number): void {
+    while (this.#fifoHead < this.#fifoTail && this.#fifoAt[this.#fifoHead]! <= now) {
+      const i = this.#fifoHost[this.#fifoHead]!;
+      if (this.#phase[i] === this.#fifoPhase[this.#fifoHead]) {
+        this.#phase[i] = DONE;
+        this.#inFlight--;
+        this.#lost++;
+      }
+      this.#fifoHead++;
+    }
+  }
+
+  /**
+   * The answer in `rx[0, len)`: a DHCPV4-RESPONSE carrying a BOOTREPLY whose xid and chaddr
+   * name a started host (else ignored); counted as misdirected when it came to another
+   * address than the host's. An OFFER to a discovering host sends its REQUEST (options 50 and
+   * 54 from the OFFER); an ACK or NAK to a requesting host ends it.
+   */
+  answer(len: number, now: number): void {
+    const rx = this.#rx;
+    if (rx[0] !== Dhcp6MessageType.DHCPV4_RESPONSE) return;
     const at = _option6(rx, len, 87);
-    if (at < 0 || at + 240 > len || rx[at] !== 2) continue;
+    if (at < 0 || at + 240 > len || rx[at] !== 2) return;
     const host = _u32(rx, at + 4);
-    const i = host - first;
-    if (i < 0 || i >= next) continue;
-    if (_u32(rx, at + 30) !== host) continue; // chaddr 02:00:host
+    const i = host - this.#first;
+    if (i < 0 || i >= this.#next) return;
+    if (_u32(rx, at + 30) !== host) return; // chaddr 02:00:host
+    const to6 = this.#to6;
+    const source = this.#source;
     if (
       _u32(to6, 12) !== host ||
       _u32(to6, 8) !== _u32(source, 8) ||
       _u32(to6, 4) !== _u32(source, 4) ||
       _u32(to6, 0) !== _u32(source, 0)
     )
-      misdirected++;
+      this.#misdirected++;
     const typeAt = _option4(rx, at, len, 53);
-    if (typeAt < 0) continue;
+    if (typeAt < 0) return;
     const type = rx[typeAt]!;
+    const phase = this.#phase;
     if (type === Dhcp4MessageType.OFFER && phase[i] === DISCOVERING) {
-      offers++;
+      this.#offers++;
+      const request = this.#request;
       const serverIdAt = _option4(rx, at, len, 54);
-      stamp(request, host);
+      _stamp(request, host);
       _put32(request.bytes, request.requestedIp, _u32(rx, at + 16));
       _put32(request.bytes, request.serverId, serverIdAt < 0 ? 0 : _u32(rx, serverIdAt));
-      setHost(host);
+      _put32(source, 12, host);
       phase[i] = REQUESTING;
-      transmit(request, i, now, REQUESTING);
+      this.#transmit(request, i, now, REQUESTING);
     } else if (
       phase[i] === REQUESTING &&
       (type === Dhcp4MessageType.ACK || type === Dhcp4MessageType.NAK)
     ) {
       phase[i] = DONE;
-      inFlight--;
+      this.#inFlight--;
       if (type === Dhcp4MessageType.ACK) {
-        latency[acked++] = now - startedAt[i]!;
-        lastAck = now;
-        addresses.add(_u32(rx, at + 16));
-      } else naks++;
+        this.#latency[this.#acked++] = now - this.#startedAt[i]!;
+        this.#lastAck = now;
+        this.#addresses.add(_u32(rx, at + 16));
+      } else this.#naks++;
     }
   }
-  const wallSeconds = (performance.now() - started) / 1000;
-  const seconds = acked ? (lastAck - started) / 1000 : wallSeconds;
-  const used = process.cpuUsage(cpu);
-  sock.close();
-  const done = latency.subarray(0, acked).sort();
-  const pct = (p: number) => done[Math.min(done.length - 1, Math.floor(done.length * p))] ?? 0;
-  if (sendErrors > 0) console.error(`${sendErrors} sendmsg failures`);
-  return {
-    sent: next,
-    offers,
-    acked,
-    naks,
-    lost,
-    misdirected,
-    distinctAddresses: addresses.size,
-    seconds,
-    wallSeconds,
-    perSecond: acked / seconds,
-    lossPercent: next ? (100 * (next - acked)) / next : 0,
-    p50ms: pct(0.5),
-    p99ms: pct(0.99),
-    generatorCpuSeconds: (used.user + used.system) / 1e6,
-  };
+
+  close(): void {
+    this.#sock.close();
+  }
+
+  /** The figures of the run that began at `started` (ms) and took `wallSeconds`. */
+  result(started: number, wallSeconds: number, cpuSeconds: number): Dhcp4o6LoadResult {
+    const acked = this.#acked;
+    const next = this.#next;
+    const seconds = acked ? (this.#lastAck - started) / 1000 : wallSeconds;
+    const done = this.#latency.subarray(0, acked).sort();
+    const pct = (p: number) => done[Math.min(done.length - 1, Math.floor(done.length * p))] ?? 0;
+    if (this.#sendErrors > 0) console.error(`${this.#sendErrors} sendmsg failures`);
+    return {
+      sent: next,
+      offers: this.#offers,
+      acked,
+      naks: this.#naks,
+      lost: this.#lost,
+      misdirected: this.#misdirected,
+      distinctAddresses: this.#addresses.size,
+      seconds,
+      wallSeconds,
+      perSecond: acked / seconds,
+      lossPercent: next ? (100 * (next - acked)) / next : 0,
+      p50ms: pct(0.5),
+      p99ms: pct(0.99),
+      generatorCpuSeconds: cpuSeconds,
+    };
+  }
+
+  /** Sends template `t` from the current source (retrying on EAGAIN) and queues its deadline. */
+  #transmit(t: _Template, i: number, now: number, p: number): void {
+    const sock = this.#sock;
+    let r = sock.send(t.bytes, 0, t.bytes.length, this.#source);
+    for (let tries = 0; r === -Errno.EAGAIN && tries < 100; tries++) {
+      Bun.sleepSync(1); // the socket buffer is full: let the kernel drain it
+      r = sock.send(t.bytes, 0, t.bytes.length, this.#source);
+    }
+    if (r < 0) {
+      this.#sendErrors++;
+      if (this.#sendErrors === 1) console.error(`sendmsg: errno ${-r}`);
+    }
+    this.#fifoHost[this.#fifoTail] = i;
+    this.#fifoPhase[this.#fifoTail] = p;
+    this.#fifoAt[this.#fifoTail++] = now + this.#o.timeoutMs;
+  }
+}
+
+/** Writes host `host`'s xid, chaddr (02:00:host) and client identifier (01 + chaddr) into `t`. */
+function _stamp(t: _Template, host: number): void {
+  const b = t.bytes;
+  _put32(b, t.xid, host);
+  b[t.chaddr] = 0x02;
+  b[t.chaddr + 1] = 0;
+  _put32(b, t.chaddr + 2, host);
+  b[t.clientId] = 1;
+  b[t.clientId + 1] = 0x02;
+  b[t.clientId + 2] = 0;
+  _put32(b, t.clientId + 3, host);
 }
 
 if (import.meta.main) {

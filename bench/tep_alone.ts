@@ -49,6 +49,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { createNetns, type Netns, vethPair } from "../lib/sys/netns.ts";
+import { eventually } from "../test/helpers/wait.ts";
 import { codeVersion, median, TICKS_PER_SECOND } from "./dataplane.ts";
 
 const PATHS = ["routing", "kernel-tep", "dstm", "dstm-no-offload", "c"] as const;
@@ -252,15 +253,18 @@ async function startPath(topo: Topology, path: PathName, ccBinary: string) {
     : [ccBinary, "tunc", A.tep6, A.hostSid];
   const proc = t.spawn(argv, { timeoutMs: 3_600_000 });
   const ifname = dstm ? "tep0" : "tunc";
-  const deadline = Date.now() + 15_000;
-  for (;;) {
-    const up = t.exec(["ip", "-o", "link", "show", ifname]);
-    if (up.code === 0 && (path === "c" || /\bUP\b/.test(up.stdout))) break;
-    if (proc.exitCode !== null || Date.now() > deadline) {
-      const err = await new Response(proc.stderr).text();
-      throw new Error(`${path} TEP did not come up: ${err.trim()}`);
-    }
-    await Bun.sleep(50);
+  const up = await eventually(
+    () => {
+      const link = t.exec(["ip", "-o", "link", "show", ifname]);
+      return (
+        proc.exitCode !== null || (link.code === 0 && (path === "c" || /\bUP\b/.test(link.stdout)))
+      );
+    },
+    { timeoutMs: 15_000, intervalMs: 50 },
+  );
+  if (!up || proc.exitCode !== null) {
+    const err = await new Response(proc.stderr).text();
+    throw new Error(`${path} TEP did not come up: ${err.trim()}`);
   }
   if (path === "c") {
     t.ip("link", "set", "tunc", "txqueuelen", "5000", "up");

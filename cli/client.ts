@@ -39,6 +39,10 @@ export function clientSocket(ifname: string): string {
   return `${runtimeDir()}/client-${ifname}.sock`;
 }
 
+/**
+ * `dstm client` (settings from flags and TOML, lib/config) and `dstm client status`. Exit
+ * codes: 0, 1 when the client fails at run time, 2 on a usage error.
+ */
 export function clientCommand() {
   const command = new Command("client")
     .enablePositionalOptions()
@@ -76,6 +80,16 @@ Examples:
         () => commandSettings(cmd, CLIENT_SCHEMA).values as unknown as ClientFlags,
       );
     });
+  addStatusCommand(client);
+  return client;
+}
+
+/**
+ * `dstm client status`: asks the running client on its control socket (`/v1/status`) and
+ * prints its lease, TEP, expiry and counters (or the JSON). Throws a RuntimeError (exit 1)
+ * when no client answers or it reports an error.
+ */
+function addStatusCommand(client: ReturnType<typeof clientCommand>): void {
   client
     .command("status")
     .description("show a running client's lease, TEP, expiry and traffic counters")
@@ -123,7 +137,6 @@ Examples:
         ].join("\n"),
       );
     });
-  return client;
 }
 
 export interface ClientFlags {

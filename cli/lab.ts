@@ -28,13 +28,32 @@ function labName(name: string): string {
   return name;
 }
 
+/**
+ * The `lab` command and its four subcommands (up, down, status, demo), each added by its own
+ * function below. Exit codes: 0, 1 when a demo step failed, 2 on a usage error (not root, a
+ * bad --name).
+ */
 export function labCommand() {
   const lab = new Command("lab").description(
     "the paper's test network in network namespaces: up | down | status | demo",
   );
-  const nameOption = () =>
-    new Option("--name <name>", "lab name (namespaces are dstm-NAME-*)").default("lab", "lab");
-  const examples = (...lines: string[]) => `\nExamples:\n${lines.map((l) => `  ${l}`).join("\n")}`;
+  addUpCommand(lab);
+  addDownCommand(lab);
+  addStatusCommand(lab);
+  addDemoCommand(lab);
+  return lab;
+}
+
+type LabCommand = ReturnType<typeof labCommand>;
+
+/** `--name NAME`: the lab's name (namespaces dstm-NAME-*), default "lab". */
+const nameOption = () =>
+  new Option("--name <name>", "lab name (namespaces are dstm-NAME-*)").default("lab", "lab");
+/** The examples paragraph of a subcommand's help. */
+const examples = (...lines: string[]) => `\nExamples:\n${lines.map((l) => `  ${l}`).join("\n")}`;
+
+/** `dstm lab up`: builds the network and starts every service (root). */
+function addUpCommand(lab: LabCommand): void {
   lab
     .command("up")
     .description(
@@ -54,6 +73,10 @@ export function labCommand() {
       const l = await Lab.up(labName(flags.name), runtimeDir(), (line) => out(`  ${line}`));
       out(describe(l));
     });
+}
+
+/** `dstm lab down`: stops the lab's processes and deletes its namespaces (root). */
+function addDownCommand(lab: LabCommand): void {
   lab
     .command("down")
     .description("stop the lab's processes and delete its namespaces (also after a crash)")
@@ -68,6 +91,10 @@ export function labCommand() {
           : `lab "${flags.name}" was not up`,
       );
     });
+}
+
+/** `dstm lab status`: namespaces, processes and the server's leases (no root needed). */
+function addStatusCommand(lab: LabCommand): void {
   lab
     .command("status")
     .description("show the lab's namespaces, processes and leases")
@@ -91,6 +118,13 @@ export function labCommand() {
       out(`  namespaces: ${namespaces.join(" ")}`);
       out(await labLeases(l.services.socket("server")));
     });
+}
+
+/**
+ * `dstm lab demo`: runs lib/lab/demo.ts's steps on the lab (brought up for the demo and taken
+ * down after it unless it was up or --keep); exit code 1 when a step failed (root).
+ */
+function addDemoCommand(lab: LabCommand): void {
   lab
     .command("demo")
     .description(
@@ -140,7 +174,6 @@ export function labCommand() {
       }
       if (failed > 0) process.exitCode = 1;
     });
-  return lab;
 }
 
 /** The lab server's active leases, from its control socket (a line saying why not when it does not answer). */

@@ -32,6 +32,10 @@ function renamed(flags: Record<string, unknown>, old: string, now: string): stri
   return flags[old] as string;
 }
 
+/**
+ * `dstm ping4 IPV4`: exit code 0 when a reply came, 1 when none did (as ping(8)), 2 on a
+ * usage error ({@link ping4Settings}).
+ */
 export function ping4Command() {
   return new Command("ping4")
     .description(
@@ -63,42 +67,15 @@ export function ping4Command() {
       "\nExamples:\n  dstm ping4 192.0.2.80 --server 2001:db8:1::53\n  dstm ping4 192.0.2.80 --server 2001:db8:1::53 -c 1 -s 1572 -M do",
     )
     .action(async (target, flags) => {
-      const targetIPv4 = parseIPv4(target);
-      if (targetIPv4 === null) throw new UsageError(`"${target}" is not an IPv4 address`);
-      const count = Number(flags.count);
-      const interval = Number(flags.interval);
-      const size = Number(flags.size);
-      const timeout = Number(flags.timeout);
-      if (!Number.isInteger(count) || count < 1 || count > 1_000_000)
-        throw new UsageError("-c: 1..1000000");
-      if (!(interval >= 0.01 && interval <= 3600)) throw new UsageError("-i: 0.01..3600 seconds");
-      if (!Number.isInteger(size) || size < 0 || size > 65507)
-        throw new UsageError("-s: 0..65507 bytes");
-      if (!(timeout > 0 && timeout <= 60)) throw new UsageError("-W: up to 60 seconds");
-      if (flags.pmtudisc !== "do" && flags.pmtudisc !== "dont")
-        throw new UsageError('-M: "do" or "dont"');
-      const useClient =
-        flags.useClient === undefined
-          ? undefined
-          : typeof flags.useClient === "string" && flags.useClient.includes("/")
-            ? flags.useClient
-            : clientSocket(typeof flags.useClient === "string" ? flags.useClient : "dti0");
-      if (useClient === undefined && !flags.server)
-        throw new UsageError("--server V6 is required (or --use-client)");
-      const server = flags.server
-        ? unicastIPv6(flags.server, "--server", "the DSTM server's", { loopback: true })
-        : undefined;
-      const port = parsePort(renamed(flags, "port", "serverPort"), "--server-port", DSTM_PORT);
-      const host6Text = renamed(flags, "source", "host6");
-      const host6 = host6Text ? unicastIPv6(host6Text, "--host6", "this host's") : undefined;
-      const tepOverride = flags.tep ? unicastIPv6(flags.tep, "--tep", "the TEP's") : undefined;
+      const settings = ping4Settings(target, flags);
+      const { count, interval, size, timeout } = settings;
       let lease: Ping4Lease;
       try {
         lease = await acquirePing4Lease({
-          useClient,
+          useClient: settings.useClient,
           clientSockets: clientSocketsIn(runtimeDir()),
-          server: server ? { address: server, port } : undefined,
-          host6,
+          server: settings.server ? { address: settings.server, port: settings.port } : undefined,
+          host6: settings.host6,
           sourceFor: sourceAddressFor,
           key: flags.key ? readKeys(flags.key)[0] : undefined,
         });
@@ -106,7 +83,7 @@ export function ping4Command() {
         throw error instanceof Ping4LeaseError ? new UsageError(error.message) : error;
       }
       const source = lease.source;
-      const tep6 = tepOverride ?? lease.tep6;
+      const tep6 = settings.tepOverride ?? lease.tep6;
       if (lease.origin === "client")
         process.stderr.write(`using the lease of the dstm client on ${lease.socket}\n`);
       if (lease.origin === "existing")
@@ -119,14 +96,14 @@ export function ping4Command() {
       let received = 0;
       try {
         const result = await ping4({
-          target: targetIPv4,
+          target: settings.targetIPv4,
           source,
           host6: parseIPv6(lease.host6)!,
           tep6: parseIPv6(tep6)!,
           count,
           intervalMs: interval * 1000,
           size,
-          dontFragment: flags.pmtudisc === "do",
+          dontFragment: settings.dontFragment,
           timeoutMs: timeout * 1000,
           print: (line) => process.stdout.write(`${line}\n`),
         });
@@ -136,4 +113,86 @@ export function ping4Command() {
       }
       if (received === 0) process.exitCode = 1;
     });
+}
+
+/** The flags of `dstm ping4` as commander gives them (strings; `--use-client` may be bare). */
+interface Ping4Flags {
+  count: string;
+  interval: string;
+  size: string;
+  timeout: string;
+  pmtudisc: string;
+  useClient?: string | true;
+  server?: string;
+  serverPort?: string;
+  port?: string;
+  host6?: string;
+  source?: string;
+  tep?: string;
+}
+
+/** What `dstm ping4` was asked for, checked: times in seconds, `size` in ICMP data bytes. */
+interface Ping4Settings {
+  targetIPv4: number;
+  count: number;
+  interval: number;
+  size: number;
+  timeout: number;
+  dontFragment: boolean;
+  /** The control socket of the dstm client whose lease to use, if any. */
+  useClient: string | undefined;
+  server: string | undefined;
+  port: number;
+  host6: string | undefined;
+  tepOverride: string | undefined;
+}
+
+/**
+ * Checks `target` and the flags (ranges as ping(8)'s where it has them; -M do|dont) and
+ * resolves the deprecated names. Throws a {@link UsageError} (exit code 2) naming the flag.
+ */
+function ping4Settings(target: string, flags: Ping4Flags): Ping4Settings {
+  const targetIPv4 = parseIPv4(target);
+  if (targetIPv4 === null) throw new UsageError(`"${target}" is not an IPv4 address`);
+  const count = Number(flags.count);
+  const interval = Number(flags.interval);
+  const size = Number(flags.size);
+  const timeout = Number(flags.timeout);
+  if (!Number.isInteger(count) || count < 1 || count > 1_000_000)
+    throw new UsageError("-c: 1..1000000");
+  if (!(interval >= 0.01 && interval <= 3600)) throw new UsageError("-i: 0.01..3600 seconds");
+  if (!Number.isInteger(size) || size < 0 || size > 65507)
+    throw new UsageError("-s: 0..65507 bytes");
+  if (!(timeout > 0 && timeout <= 60)) throw new UsageError("-W: up to 60 seconds");
+  if (flags.pmtudisc !== "do" && flags.pmtudisc !== "dont")
+    throw new UsageError('-M: "do" or "dont"');
+  const useClient =
+    flags.useClient === undefined
+      ? undefined
+      : typeof flags.useClient === "string" && flags.useClient.includes("/")
+        ? flags.useClient
+        : clientSocket(typeof flags.useClient === "string" ? flags.useClient : "dti0");
+  if (useClient === undefined && !flags.server)
+    throw new UsageError("--server V6 is required (or --use-client)");
+  const server = flags.server
+    ? unicastIPv6(flags.server, "--server", "the DSTM server's", { loopback: true })
+    : undefined;
+  const port = parsePort(renamed({ ...flags }, "port", "serverPort"), "--server-port", DSTM_PORT);
+  const host6Text = renamed({ ...flags }, "source", "host6");
+  const host6 = host6Text ? unicastIPv6(host6Text, "--host6", "this host's") : undefined;
+  const tepOverride = flags.tep ? unicastIPv6(flags.tep, "--tep", "the TEP's") : undefined;
+  const dontFragment = flags.pmtudisc === "do";
+  return {
+    targetIPv4,
+    count,
+    interval,
+    size,
+    timeout,
+    dontFragment,
+    useClient,
+    server,
+    port,
+    host6,
+    tepOverride,
+  };
 }

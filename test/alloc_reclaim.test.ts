@@ -17,6 +17,7 @@ import { SqliteLeaseStore } from "../lib/lease/sqlite.ts";
 import { formatIPv4, parseIPv4 } from "../lib/net/addr.ts";
 import { DstmServer } from "../lib/server/server.ts";
 import { ok, startEngine, T0 } from "./helpers/engine.ts";
+import { eventually, waitUntil } from "./helpers/wait.ts";
 
 const TEP6 = "2001:db8::1";
 const BASE = parseIPv4("198.18.0.0") as number;
@@ -199,7 +200,7 @@ describe("Reclaimer", () => {
     });
     const first = reclaimer.run();
     expect(reclaimer.run()).toBe(first);
-    for (let i = 0; i < 100 && slices === 0; i++) await Bun.sleep(1);
+    await waitUntil(() => slices > 0, { intervalMs: 1, what: "the first slice" });
     const stopped = reclaimer.stop();
     release();
     await stopped;
@@ -229,9 +230,10 @@ describe("server", () => {
     try {
       const answer = await server.engine.discover(newHost(1));
       expect(answer.ok).toBe(true);
-      for (let i = 0; i < 600 && server.metrics.get("dstm_leases_expired_total") < 1000; i++) {
-        await Bun.sleep(20);
-      }
+      await eventually(() => server.metrics.get("dstm_leases_expired_total") >= 1000, {
+        timeoutMs: 12_000,
+        intervalMs: 20,
+      });
       expect(server.metrics.get("dstm_leases_expired_total")).toBe(1000);
     } finally {
       await server.stop(); // flushes the log

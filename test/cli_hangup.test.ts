@@ -10,19 +10,14 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createNetns, type Netns } from "../lib/sys/netns.ts";
 import { announceSkip, netnsSkipReason } from "./helpers/netns.ts";
-import { BUN, ROOT } from "./helpers/process.ts";
+import { BUN, type DstmProcess, ROOT, spawnDstm } from "./helpers/process.ts";
 
 const skip = netnsSkipReason({ tun: true });
 announceSkip("cli_hangup", skip);
 
 const dir = mkdtempSync(join(tmpdir(), "dstm-hup-"));
 let ns: Netns;
-interface Running {
-  proc: ReturnType<Netns["spawn"]>;
-  lines: string[];
-  waitFor(pattern: RegExp, what: string): Promise<string>;
-}
-const running: Running[] = [];
+const running: DstmProcess[] = [];
 
 beforeAll(() => {
   if (skip) return;
@@ -38,32 +33,9 @@ afterAll(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-/** `dstm ...args` in the namespace, its stdout lines collected. */
-function start(args: readonly string[]): Running {
-  const proc = ns.spawn([BUN, join(ROOT, "mod.ts"), ...args], { cwd: ROOT, timeoutMs: 60_000 });
-  const lines: string[] = [];
-  (async () => {
-    let rest = "";
-    for await (const chunk of proc.stdout) {
-      rest += new TextDecoder().decode(chunk);
-      for (let nl = rest.indexOf("\n"); nl >= 0; nl = rest.indexOf("\n")) {
-        lines.push(rest.slice(0, nl));
-        rest = rest.slice(nl + 1);
-      }
-    }
-  })();
-  const waitFor = async (pattern: RegExp, what: string) => {
-    for (let i = 0; i < 1500; i++) {
-      const line = lines.find((l) => pattern.test(l));
-      if (line) return line;
-      if (proc.exitCode !== null) break;
-      await Bun.sleep(10);
-    }
-    throw new Error(
-      `${what}: no line ${pattern}\n${lines.join("\n")}\n${await new Response(proc.stderr).text()}`,
-    );
-  };
-  const p = { proc, lines, waitFor };
+/** `dstm ...args` in the namespace (./helpers/process.ts: its stdout lines, waitFor). */
+function start(args: readonly string[]): DstmProcess {
+  const p = spawnDstm(args, {}, ns.name);
   running.push(p);
   return p;
 }
@@ -91,7 +63,7 @@ describe.skipIf(skip !== null)("SIGHUP: the TEP and the client reload and keep r
       "--control",
       control,
     ]);
-    await server.waitFor(/ start /, "server");
+    await server.waitFor(/ start /, 15_000);
     const tep = start([
       "tep",
       "--ipv6",
@@ -105,7 +77,7 @@ describe.skipIf(skip !== null)("SIGHUP: the TEP and the client reload and keep r
       "--control",
       join(dir, "tep.sock"),
     ]);
-    await tep.waitFor(/ tep-start /, "tep");
+    await tep.waitFor(/ tep-start /, 15_000);
     const client = start([
       "client",
       "--server",
@@ -115,17 +87,15 @@ describe.skipIf(skip !== null)("SIGHUP: the TEP and the client reload and keep r
       "--control",
       join(dir, "client.sock"),
     ]);
-    await client.waitFor(/ bound /, "client");
+    await client.waitFor(/ bound /, 15_000);
     expect(leases(control)).toEqual([
       expect.objectContaining({ hostIPv6: "2001:db8:ff::2", state: "active" }),
     ]);
 
     client.proc.kill("SIGHUP");
     tep.proc.kill("SIGHUP");
-    expect(
-      await client.waitFor(/ reload reason=SIGHUP log-level=info/, "client reload"),
-    ).toBeTruthy();
-    expect(await tep.waitFor(/ reload reason=SIGHUP log-level=info/, "tep reload")).toBeTruthy();
+    expect(await client.waitFor(/ reload reason=SIGHUP log-level=info/, 15_000)).toBeTruthy();
+    expect(await tep.waitFor(/ reload reason=SIGHUP log-level=info/, 15_000)).toBeTruthy();
     expect([client.proc.exitCode, tep.proc.exitCode]).toEqual([null, null]);
     expect(client.lines.some((l) => / release /.test(l))).toBe(false);
     expect(leases(control)).toEqual([

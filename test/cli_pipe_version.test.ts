@@ -13,6 +13,7 @@ import { SqliteLeaseStore } from "../lib/lease/sqlite.ts";
 import { createNetns, type Netns } from "../lib/sys/netns.ts";
 import { announceSkip, netnsSkipReason } from "./helpers/netns.ts";
 import { BUN, ROOT } from "./helpers/process.ts";
+import { eventually } from "./helpers/wait.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "dstm-pipe-"));
 const cleanup: (() => void)[] = [];
@@ -125,13 +126,11 @@ test.skipIf(!Bun.which("python3"))(
         process.kill(serverPid, "SIGKILL");
       } catch {}
     });
-    let answered = false;
-    for (const deadline = Date.now() + 15_000; !answered && Date.now() < deadline; ) {
+    const answers = () => {
       const ls = Bun.spawnSync([...DSTM, "lease", "ls", "--control", control], { cwd: ROOT });
-      answered = ls.exitCode === 0 && ls.stdout.toString() === "no leases\n";
-      if (!answered) await Bun.sleep(100);
-    }
-    expect(answered).toBe(true);
+      return ls.exitCode === 0 && ls.stdout.toString() === "no leases\n";
+    };
+    expect(await eventually(answers, { timeoutMs: 15_000, intervalMs: 100 })).toBe(true);
     process.kill(serverPid, "SIGTERM");
     for (;;) {
       const { value, done } = await reader.read();
@@ -164,8 +163,7 @@ test.skipIf(skip !== null)(
       (async () => {
         for await (const chunk of proc.stdout) log += decoder.decode(chunk, { stream: true });
       })();
-      for (const deadline = Date.now() + 20_000; !ready.test(log) && Date.now() < deadline; )
-        await Bun.sleep(50);
+      await eventually(() => ready.test(log), { timeoutMs: 20_000, intervalMs: 50 });
       expect(log).toMatch(ready);
     };
     await daemon(
@@ -190,11 +188,7 @@ test.skipIf(skip !== null)(
     expect(lines[1]).toBe(`status ${EXIT_PIPE_CLOSED}`);
     expect(run.stderr).toBe("");
     // ping4 went on to release its temporary lease before exiting.
-    for (
-      const deadline = Date.now() + 10_000;
-      !/ release ipv4=192\.0\.2\.1 /.test(log) && Date.now() < deadline;
-    )
-      await Bun.sleep(50);
+    await eventually(() => / release ipv4=192\.0\.2\.1 /.test(log), { timeoutMs: 10_000 });
     expect(log).toMatch(/ release ipv4=192\.0\.2\.1 /);
     // Without replies ping4's own status (1) is kept, pipe or not.
     const silent = `"$@" ping4 203.0.113.10 --server ::1 -c 2 -i 0.2 -W 1 | head -1; echo "status \${PIPESTATUS[0]}"`;

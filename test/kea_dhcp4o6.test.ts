@@ -22,7 +22,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { alive, stopPid } from "../lib/lab/services.ts";
 import { createNetns, deleteNetns, type Netns, vethPair } from "../lib/sys/netns.ts";
-import { createNoDadNetns, haveKea, KEA4, KEA6, netnsStarter } from "./helpers/kea.ts";
+import { createNoDadNetns, haveKea, KEA4, KEA6, netnsStarter, stopProcess } from "./helpers/kea.ts";
 import { announceSkip, netnsSkipReason, runScript } from "./helpers/netns.ts";
 import { BUN, ROOT } from "./helpers/process.ts";
 import { waitUntil } from "./helpers/wait.ts";
@@ -70,13 +70,7 @@ function renderTemplate(text: string, values: Record<string, string | number>): 
 const start = netnsStarter(procs, () => dir, 10_000);
 
 /** SIGTERM (then SIGKILL) to a process this test started; waits for it to go. */
-async function stop(name: string): Promise<void> {
-  const proc = procs.get(name);
-  procs.delete(name);
-  if (!proc || proc.exitCode !== null || proc.signalCode !== null) return;
-  await stopPid(proc.pid, 5000);
-  await proc.exited;
-}
+const stop = (name: string) => stopProcess(procs, name);
 
 function buildNetwork(): void {
   ns.sw = createNetns("dstmt-ksw-");

@@ -12,15 +12,22 @@
  * the upper bounds are the next state's start, seconds away, not a guess at scheduling delay.
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { stopPid } from "../lib/lab/services.ts";
 import { formatIPv4 } from "../lib/net/addr.ts";
-import { deleteNetns, type Netns, vethPair } from "../lib/sys/netns.ts";
+import { type Netns, vethPair } from "../lib/sys/netns.ts";
 import { Dhcp4MessageType } from "../lib/wire/dhcp4.ts";
 import { DHCP4O6_FLAG_UNICAST, decodeDhcp4o6 } from "../lib/wire/dhcp4o6.ts";
-import { createNoDadNetns, haveKea, KEA4, KEA6, netnsStarter } from "./helpers/kea.ts";
+import {
+  createNoDadNetns,
+  haveKea,
+  KEA4,
+  KEA6,
+  netnsStarter,
+  stopProcess,
+  tearDown,
+} from "./helpers/kea.ts";
 import { announceSkip, netnsSkipReason } from "./helpers/netns.ts";
 import { BUN, ROOT } from "./helpers/process.ts";
 import { waitUntil } from "./helpers/wait.ts";
@@ -43,14 +50,9 @@ const procs = new Map<string, Bun.Subprocess>();
 
 const start = netnsStarter(procs, () => dir);
 
-async function stop(name: string, signal: "SIGTERM" | "SIGINT" = "SIGTERM"): Promise<void> {
-  const proc = procs.get(name);
-  procs.delete(name);
-  if (!proc || proc.exitCode !== null) return;
-  if (signal === "SIGINT") proc.kill("SIGINT");
-  else await stopPid(proc.pid, 5000);
-  await proc.exited;
-}
+/** Stops process `name` (./helpers/kea.ts). */
+const stop = (name: string, signal: "SIGTERM" | "SIGINT" = "SIGTERM") =>
+  stopProcess(procs, name, signal);
 
 function render(text: string, values: Record<string, string | number>): string {
   let out = text;
@@ -140,9 +142,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   if (skip) return;
-  for (const name of [...procs.keys()].reverse()) await stop(name);
-  for (const n of Object.values(ns)) deleteNetns(n.name);
-  if (dir) rmSync(dir, { recursive: true, force: true });
+  await tearDown(procs, Object.values(ns), dir);
 }, 60_000);
 
 interface Frame {

@@ -16,6 +16,7 @@ import { createNetns, type Netns, vethPair } from "../lib/sys/netns.ts";
 import { clientCounters } from "./helpers/daemon.ts";
 import { announceSkip, netnsSkipReason } from "./helpers/netns.ts";
 import { BUN, type DstmProcess, ROOT, spawnDstm } from "./helpers/process.ts";
+import { waitUntil } from "./helpers/wait.ts";
 
 const skip =
   netnsSkipReason({ tun: true }) ??
@@ -40,21 +41,12 @@ async function webServer(where: Netns, address: string): Promise<void> {
     { timeoutMs: 120_000 },
   );
   spawned.push(proc);
-  const deadline = Date.now() + 15_000;
-  while (Date.now() < deadline) {
-    const r = where.exec([
-      "curl",
-      "-s",
-      "-o",
-      "/dev/null",
-      "-w",
-      "%{http_code}",
-      `http://${address}:8080/`,
-    ]);
-    if (r.stdout === "200") return;
-    await Bun.sleep(100);
-  }
-  throw new Error(`python3 http.server on ${address} did not come up`);
+  await waitUntil(
+    () =>
+      where.exec(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", `http://${address}:8080/`])
+        .stdout === "200",
+    { timeoutMs: 15_000, intervalMs: 100, what: `python3 http.server on ${address}` },
+  );
 }
 
 /** curl of the test file from `where`: the bytes received (0 when it failed). */
@@ -82,6 +74,28 @@ function offloadsOn(where: Netns, ifname: string): void {
   if (Bun.which("ethtool")) where.exec(["ethtool", "-K", ifname, "tx", "on"]);
 }
 
+/**
+ * host ──veth── tep ──veth── web: three namespaces of this run. The first link is IPv6
+ * (`host6`/64 on the host's `ifs[0]`, `tep6`/64 on the TEP's `ifs[1]`), the second IPv4 (the
+ * TEP's `ifs[2]` 192.0.2.1/24, the web server's w0 192.0.2.80/24 routing through it, offloads
+ * on). The callers add the tunnel routes.
+ */
+function tepBetween(ifs: readonly [string, string, string], host6: string, tep6: string) {
+  const [hostIf, tepIn, tepOut] = ifs;
+  const host = ns();
+  const tep = ns();
+  const web = ns();
+  vethPair(host, hostIf, tep, tepIn);
+  vethPair(tep, tepOut, web, "w0");
+  offloadsOn(web, "w0");
+  host.addAddress(hostIf, `${host6}/64`);
+  tep.addAddress(tepIn, `${tep6}/64`);
+  tep.addAddress(tepOut, "192.0.2.1/24");
+  web.addAddress("w0", "192.0.2.80/24");
+  web.addRoute("default", "via", "192.0.2.1");
+  return { host, tep, web };
+}
+
 async function stats(where: Netns, socket: string): Promise<Record<string, number>> {
   const r = where.exec([BUN, join(ROOT, "mod.ts"), "tep", "stats", "--json", "--stats", socket]);
   return (JSON.parse(r.stdout) as { counters: Record<string, number> }).counters;
@@ -105,18 +119,8 @@ afterAll(async () => {
 describe.skipIf(skip !== null)("kernel 4over6 peers with checksum offload on", () => {
   test("a seg6 encap.red host behind dstm tep: TCP both ways", async () => {
     // host (kernel 4over6) ──veth── tep (dstm tep) ──veth── web (IPv4)
-    const host = ns();
-    const tep = ns();
-    const web = ns();
-    vethPair(host, "h0", tep, "t0");
-    vethPair(tep, "t1", web, "w0");
+    const { host, tep, web } = tepBetween(["h0", "t0", "t1"], "2001:db8:1::11", "2001:db8:1::1");
     offloadsOn(host, "h0");
-    offloadsOn(web, "w0");
-    host.addAddress("h0", "2001:db8:1::11/64");
-    tep.addAddress("t0", "2001:db8:1::1/64");
-    tep.addAddress("t1", "192.0.2.1/24");
-    web.addAddress("w0", "192.0.2.80/24");
-    web.addRoute("default", "via", "192.0.2.1");
     // The host: IPv4 198.51.100.10, tunnel address 2001:db8:1::10 (the End.DX4 SID).
     host.addAddress("lo", "198.51.100.10/32");
     host.ip("sr", "tunsrc", "set", "2001:db8:1::10");
@@ -199,19 +203,13 @@ describe.skipIf(skip !== null)("kernel 4over6 peers with checksum offload on", (
 
   test("dstm client towards a kernel TEP (End.DX4 in, seg6 encap.red back): TCP both ways", async () => {
     // host (dstm client) ──veth── ktep (kernel TEP + dstm server) ──veth── web (IPv4)
-    const host = ns();
-    const ktep = ns();
-    const web = ns();
-    vethPair(host, "c0", ktep, "k0");
-    vethPair(ktep, "k1", web, "w0");
+    const {
+      host,
+      tep: ktep,
+      web,
+    } = tepBetween(["c0", "k0", "k1"], "2001:db8:2::10", "2001:db8:2::2");
     offloadsOn(ktep, "k0");
-    offloadsOn(web, "w0");
-    host.addAddress("c0", "2001:db8:2::10/64");
-    ktep.addAddress("k0", "2001:db8:2::2/64");
     ktep.addAddress("k0", "2001:db8:2::53/128");
-    ktep.addAddress("k1", "192.0.2.1/24");
-    web.addAddress("w0", "192.0.2.80/24");
-    web.addRoute("default", "via", "192.0.2.1");
     ktep.exec(["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
     // seg6 encap of a forwarded packet sends the new IPv6 packet through ip6_forward.
     ktep.exec(["sysctl", "-qw", "net.ipv6.conf.all.forwarding=1"]);

@@ -9,7 +9,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { DEMO_STEPS, leasedAddress } from "../lib/lab/demo.ts";
 import { Lab } from "../lib/lab/lab.ts";
-import { dstmArgv } from "../lib/lab/services.ts";
+import { labTepStats } from "../lib/lab/probes.ts";
 import { LAB } from "../lib/lab/topology.ts";
 import { announceSkip, netnsSkipReason } from "./helpers/netns.ts";
 import { BUN, ROOT } from "./helpers/process.ts";
@@ -34,16 +34,9 @@ afterAll(async () => {
   rmSync(base, { recursive: true, force: true });
 }, 60_000);
 
+/** The lab TEP's counters (lib/lab/probes.ts). */
 async function tepCounters(): Promise<Record<string, number>> {
-  const r = lab.run("tep", [
-    ...dstmArgv(),
-    "tep",
-    "stats",
-    "--json",
-    "--stats",
-    lab.services.socket("tep"),
-  ]);
-  return (JSON.parse(r.stdout) as { counters: Record<string, number> }).counters;
+  return labTepStats(lab).counters;
 }
 
 async function activeLeases(): Promise<{ hostIPv4: string; hostIPv6: string }[]> {

@@ -9,6 +9,7 @@ import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Lab } from "../lib/lab/lab.ts";
+import { labTepStats } from "../lib/lab/probes.ts";
 import { dstmArgv } from "../lib/lab/services.ts";
 import { LAB } from "../lib/lab/topology.ts";
 import { announceSkip, netnsSkipReason } from "./helpers/netns.ts";
@@ -82,16 +83,9 @@ function clientStatus(node: "a" | "b", json = true) {
 const clientCounters = (node: "a" | "b") =>
   (JSON.parse(clientStatus(node)) as { counters: Record<string, number> }).counters;
 
+/** The lab TEP's counters (lib/lab/probes.ts). */
 function tepCounters(): Record<string, number> {
-  const r = lab.run("tep", [
-    ...dstmArgv(),
-    "tep",
-    "stats",
-    "--json",
-    "--stats",
-    lab.services.socket("tep"),
-  ]);
-  return (JSON.parse(r.stdout) as { counters: Record<string, number> }).counters;
+  return labTepStats(lab).counters;
 }
 
 describe.skipIf(skip !== null)("shared address (--share 64): fragments and NAPT state", () => {

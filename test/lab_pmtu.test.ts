@@ -10,16 +10,17 @@
  * - MSS clamping of SYNs to the learned path MTU (RFC 4459 §3.2), seen by tshark.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { createHash } from "node:crypto";
-import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { leasedAddress } from "../lib/lab/demo.ts";
 import { Lab } from "../lib/lab/lab.ts";
+import { downloadBigFile, labTepStats, pingArgv } from "../lib/lab/probes.ts";
 import { BIG_FILE, dstmArgv } from "../lib/lab/services.ts";
 import { LAB, type Role } from "../lib/lab/topology.ts";
 import { announceSkip, netnsSkipReason } from "./helpers/netns.ts";
 import { BUN, ROOT } from "./helpers/process.ts";
+import { eventually } from "./helpers/wait.ts";
 
 const skip =
   netnsSkipReason({ tun: true }) ??
@@ -44,23 +45,8 @@ afterAll(async () => {
   rmSync(base, { recursive: true, force: true });
 }, 60_000);
 
-interface TepStats {
-  counters: Record<string, number>;
-  pathMtu: { host: string; mtu: number }[];
-}
-
-function tepStats(): TepStats {
-  const r = lab.run("tep", [
-    ...dstmArgv(),
-    "tep",
-    "stats",
-    "--json",
-    "--stats",
-    lab.services.socket("tep"),
-  ]);
-  expect(r.code).toBe(0);
-  return JSON.parse(r.stdout) as TepStats;
-}
+/** The lab TEP's counters and learned path MTUs (lib/lab/probes.ts). */
+const tepStats = () => labTepStats(lab);
 
 async function clientE(): Promise<{ pathMtu: number | null; counters: Record<string, number> }> {
   const response = await fetch("http://localhost/v1/status", {
@@ -123,20 +109,7 @@ describe.skipIf(skip !== null)(
   () => {
     test("TEP: a 1460-byte DF ping towards node E gets 'fragmentation needed' with MTU 1360", () => {
       const before = tepStats().counters;
-      const r = run("web", [
-        "ping",
-        "-c",
-        "3",
-        "-i",
-        "0.3",
-        "-W",
-        "1",
-        "-M",
-        "do",
-        "-s",
-        "1432",
-        e4,
-      ]);
+      const r = run("web", pingArgv(e4, { count: 3, interval: 0.3 }));
       expect(r.text).toMatch(/From 192\.0\.2\.1 .*mtu ?= ?1360/);
       const after = tepStats();
       expect(after.counters["pmtu-learned"]! - before["pmtu-learned"]!).toBe(1);
@@ -149,39 +122,13 @@ describe.skipIf(skip !== null)(
         expect.objectContaining({ host: LAB.nodeE6, mtu: 1400 }),
       );
       // What fits the path goes through.
-      const fits = run("web", [
-        "ping",
-        "-c",
-        "2",
-        "-i",
-        "0.3",
-        "-W",
-        "2",
-        "-M",
-        "do",
-        "-s",
-        "1332",
-        e4,
-      ]);
+      const fits = run("web", pingArgv(e4, { count: 2, interval: 0.3, wait: 2, size: 1332 }));
       expect(fits.text).toMatch(/ 0% packet loss/);
     });
 
     test("TEP: without DF the outer IPv6 packet is fragmented and the ping gets through", () => {
       const before = tepStats().counters;
-      const r = run("ftp", [
-        "ping",
-        "-c",
-        "4",
-        "-i",
-        "0.3",
-        "-W",
-        "2",
-        "-M",
-        "dont",
-        "-s",
-        "1432",
-        e4,
-      ]);
+      const r = run("ftp", pingArgv(e4, { count: 4, interval: 0.3, wait: 2, dontFragment: false }));
       // Node E's reply (1460 bytes, no DF) may lose its first copy while E's client learns the path.
       expect(r.text).toMatch(/[1-9]\d* received/);
       expect(
@@ -190,37 +137,13 @@ describe.skipIf(skip !== null)(
     });
 
     test("a 2 MiB download by node E through the narrow link completes, byte for byte", () => {
-      const file = join(lab.dir, "e-big.bin");
-      const r = run("e", [
-        "curl",
-        "-sS",
-        "--max-time",
-        "30",
-        "-o",
-        file,
-        `http://${LAB.web4}/${BIG_FILE}`,
-      ]);
-      expect(r.code).toBe(0);
-      const digest = (path: string) =>
-        createHash("sha256").update(readFileSync(path)).digest("hex");
-      expect(digest(file)).toBe(digest(join(lab.dir, "www", BIG_FILE)));
+      const r = downloadBigFile(lab, "e", join(lab.dir, "e-big.bin"));
+      expect([r.code, r.stderr]).toEqual([0, ""]);
+      expect(r.same).toBe(true);
     });
 
     test("client: a 1460-byte DF ping from node E gets 'fragmentation needed' with MTU 1360", async () => {
-      const r = run("e", [
-        "ping",
-        "-c",
-        "2",
-        "-i",
-        "0.3",
-        "-W",
-        "1",
-        "-M",
-        "do",
-        "-s",
-        "1432",
-        LAB.web4,
-      ]);
+      const r = run("e", pingArgv(LAB.web4, { count: 2, interval: 0.3 }));
       expect(r.text).toMatch(/mtu ?= ?1360/);
       const status = await clientE();
       expect(status.pathMtu).toBe(1400);
@@ -322,7 +245,7 @@ describe.skipIf(skip !== null)("ICMPv6 errors from the path are relayed (RFC 247
 });
 
 describe.skipIf(skip !== null)("a forged Packet Too Big", () => {
-  test("quoting a packet the TEP never sent to that host: ignored and counted", () => {
+  test("quoting a packet the TEP never sent to that host: ignored and counted", async () => {
     const before = tepStats().counters;
     // From node A: "your packet to node E for 198.51.100.99 was too big, use 1300".
     const r = lab.run("a", [
@@ -336,16 +259,11 @@ describe.skipIf(skip !== null)("a forged Packet Too Big", () => {
     ]);
     expect(r.code).toBe(0);
     expect(JSON.parse(r.stdout.trim().split("\n").at(-1)!)).toEqual({ sent: 1 });
-    // Poll: the TEP reads its error queue between packets.
-    const deadline = Date.now() + 5000;
-    let after = tepStats();
-    while (
-      Date.now() < deadline &&
-      after.counters["tunnel-error-not-ours"] === before["tunnel-error-not-ours"]
-    ) {
-      Bun.sleepSync(100);
-      after = tepStats();
-    }
+    // The TEP reads its error queue between packets: wait for the error to be classified.
+    // Counted as not ours, so it was looked at and refused: the path MTU checks below hold.
+    const notOurs = () => tepStats().counters["tunnel-error-not-ours"];
+    await eventually(() => notOurs() !== before["tunnel-error-not-ours"], { intervalMs: 100 });
+    const after = tepStats();
     expect(after.counters["tunnel-error-not-ours"]! - before["tunnel-error-not-ours"]!).toBe(1);
     expect(after.counters["pmtu-learned"]).toBe(before["pmtu-learned"]!);
     expect(after.pathMtu.some((p) => p.mtu === 1300)).toBe(false);
@@ -439,7 +357,7 @@ describe.skipIf(skip !== null)("ECN (RFC 6040), DSCP (RFC 2983), flow label (RFC
 describe.skipIf(skip !== null)("MSS clamping (RFC 4459 §3.2)", () => {
   test("once the path MTU to node E is known, SYNs both ways carry MSS 1320", async () => {
     // Learn the path MTU (the first test may have run already: then this changes nothing).
-    run("web", ["ping", "-c", "1", "-W", "1", "-M", "do", "-s", "1432", e4]);
+    run("web", pingArgv(e4, { count: 1 }));
     const before = tepStats().counters;
     const atWeb = await capture(
       "web",
@@ -517,20 +435,7 @@ describe.skipIf(skip !== null)("on-demand client", () => {
         ].join("\n"),
       ]);
       expect(upload.text.trim()).toBe(String(2 << 20));
-      const ping = run("e", [
-        "ping",
-        "-c",
-        "2",
-        "-i",
-        "0.3",
-        "-W",
-        "1",
-        "-M",
-        "do",
-        "-s",
-        "1432",
-        LAB.web4,
-      ]);
+      const ping = run("e", pingArgv(LAB.web4, { count: 2, interval: 0.3 }));
       expect(ping.text).toMatch(/mtu ?= ?1360/);
     } finally {
       sink.kill("SIGKILL");
@@ -556,12 +461,13 @@ describe.skipIf(skip !== null)(
       await lab.restart("client-e");
       const address = await leasedAddress(lab, "e");
       // Let the TEP learn the path MTU (its binding for E may take a moment to arrive).
-      const deadline = Date.now() + 15_000;
-      while (Date.now() < deadline) {
-        run("web", ["ping", "-c", "1", "-W", "1", "-M", "do", "-s", "1432", address]);
-        if (tepStats().pathMtu.some((p) => p.host === LAB.nodeE6)) break;
-        await Bun.sleep(200);
-      }
+      await eventually(
+        () => {
+          run("web", pingArgv(address, { count: 1 }));
+          return tepStats().pathMtu.some((p) => p.host === LAB.nodeE6);
+        },
+        { timeoutMs: 15_000, intervalMs: 200 },
+      );
       expect(tepStats().pathMtu).toContainEqual(
         expect.objectContaining({ host: LAB.nodeE6, mtu: 1400 }),
       );

@@ -8,7 +8,8 @@ import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Lab } from "../lib/lab/lab.ts";
-import { dstmArgv, nodePage } from "../lib/lab/services.ts";
+import { labTepStats } from "../lib/lab/probes.ts";
+import { nodePage } from "../lib/lab/services.ts";
 import { LAB } from "../lib/lab/topology.ts";
 import { portInSet } from "../lib/net/portset.ts";
 import { announceSkip, netnsSkipReason } from "./helpers/netns.ts";
@@ -55,16 +56,9 @@ async function leases(): Promise<LeaseJson[]> {
   return ((await response.json()) as { leases: LeaseJson[] }).leases;
 }
 
+/** The lab TEP's counters (lib/lab/probes.ts). */
 async function tepCounters(): Promise<Record<string, number>> {
-  const r = lab.run("tep", [
-    ...dstmArgv(),
-    "tep",
-    "stats",
-    "--json",
-    "--stats",
-    lab.services.socket("tep"),
-  ]);
-  return (JSON.parse(r.stdout) as { counters: Record<string, number> }).counters;
+  return labTepStats(lab).counters;
 }
 
 function portSetOf(text: string) {

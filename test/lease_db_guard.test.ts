@@ -20,6 +20,7 @@ import { DstmClient, DstmTransport } from "../lib/client/protocol.ts";
 import { createdMarkerPath } from "../lib/lease/sqlite.ts";
 import { lockFilePath } from "../lib/lease/sqlite_lock.ts";
 import { BUN, listenPort, ROOT, runDstm, spawnDstm } from "./helpers/process.ts";
+import { eventually } from "./helpers/wait.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "dstm-dbguard-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -197,7 +198,6 @@ test.skipIf(process.getuid?.() !== 0 || Bun.which("unshare") === null)(
 /** The lines of a process's stdout as they come, and a wait for the first one matching. */
 function readLines(stream: ReadableStream<Uint8Array>) {
   const lines: string[] = [];
-  let notify = () => {};
   (async () => {
     const decoder = new TextDecoder();
     let rest = "";
@@ -207,22 +207,14 @@ function readLines(stream: ReadableStream<Uint8Array>) {
         lines.push(rest.slice(0, nl));
         rest = rest.slice(nl + 1);
       }
-      notify();
     }
   })();
   return {
     async waitFor(pattern: RegExp, timeoutMs = 15_000): Promise<string> {
-      const deadline = Date.now() + timeoutMs;
-      for (;;) {
-        const line = lines.find((l) => pattern.test(l));
-        if (line) return line;
-        if (Date.now() > deadline)
-          throw new Error(`no line matching ${pattern}; stdout:\n${lines.join("\n")}`);
-        await new Promise<void>((resolve) => {
-          notify = resolve;
-          setTimeout(resolve, 100);
-        });
-      }
+      const match = () => lines.find((l) => pattern.test(l));
+      if (!(await eventually(() => match() !== undefined, { timeoutMs })))
+        throw new Error(`no line matching ${pattern}; stdout:\n${lines.join("\n")}`);
+      return match()!;
     },
   };
 }

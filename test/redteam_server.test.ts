@@ -5,7 +5,7 @@
  *
  * Prefixes on the link: 2001:db8:8::/64 (the host's) and 2001:db8:7::/64 (the attacker's).
  */
-import { afterEach, describe, expect, test } from "bun:test";
+import { describe, expect, test } from "bun:test";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { getUnix } from "../lib/sys/http.ts";
@@ -13,51 +13,18 @@ import type { Netns } from "../lib/sys/netns.ts";
 import { parseKeyFile, signMessage } from "../lib/wire/auth.ts";
 import { encodeMessage } from "../lib/wire/dstm.ts";
 import { MessageType } from "../lib/wire/dstm_types.ts";
-import {
-  ATTACKER6,
-  attackerLink,
-  type Cleanup,
-  HOST6,
-  type Link,
-  SERVER6,
-  startServer,
-} from "./helpers/attacker_link.ts";
+import { ATTACKER6, attackerSuite, forgeUdp, HOST6, SERVER6 } from "./helpers/attacker_link.ts";
 import { announceSkip, netnsSkipReason } from "./helpers/netns.ts";
 import { BUN, ROOT, runDstm } from "./helpers/process.ts";
+import { eventually } from "./helpers/wait.ts";
 
 const skip = netnsSkipReason();
 announceSkip("redteam_server", skip);
-const cleanup: Cleanup = [];
-afterEach(async () => {
-  for (const c of cleanup.splice(0).reverse()) await c();
-});
+/** Links of the server, a host and the attacker, undone after each test (./helpers/attacker_link.ts). */
+const { link, server } = attackerSuite("dstm-redteam-");
 
-/** The server, the host and the attacker on one bridged link (test/helpers/attacker_link.ts). */
-const link = () => attackerLink(cleanup, "dstm-redteam-");
-/** Starts `dstm server` in `l.srv` with a control socket; resolves when it answers on it. */
-const server = (l: Link, flags: string[], db?: string) => startServer(l, cleanup, flags, db);
-
-interface ForgeResult {
-  sent: number;
-  sentBytes: number;
-  received: number;
-  receivedBytes: number;
-}
-
-/** Runs test/e2e_scripts/forge_udp.ts in `ns` (as `user`: argv prefix such as setpriv). */
-async function forge(ns: Netns, spec: object, user: string[] = []): Promise<ForgeResult> {
-  const proc = ns.spawn(
-    [...user, BUN, join(ROOT, "test", "e2e_scripts", "forge_udp.ts"), JSON.stringify(spec)],
-    { timeoutMs: 120_000, cwd: ROOT },
-  );
-  const [code, out, err] = await Promise.all([
-    proc.exited,
-    new Response(proc.stdout).text(),
-    new Response(proc.stderr).text(),
-  ]);
-  if (code !== 0) throw new Error(`forge_udp.ts exited ${code}: ${err}`);
-  return JSON.parse(out.trim().split("\n").at(-1)!) as ForgeResult;
-}
+/** Runs the crafter in `ns` (as `user`: an argv prefix such as setpriv). */
+const forge = (ns: Netns, spec: object, user: string[] = []) => forgeUdp(ns, spec, { user });
 
 const hex = (bytes: Uint8Array) => Buffer.from(bytes).toString("hex");
 
@@ -263,8 +230,10 @@ describe.skipIf(skip !== null)("dstm server: attacker on the link, local user", 
         .filter((line) => line.startsWith("dstm_messages_total{") && /type="discover"/.test(line))
         .reduce((sum, line) => sum + Number(line.split(" ").at(-1)), 0);
     };
-    const deadline = Date.now() + 60_000;
-    while ((await discovers()) < 17 * 16 && Date.now() < deadline) await Bun.sleep(100);
+    await eventually(async () => (await discovers()) >= 17 * 16, {
+      timeoutMs: 60_000,
+      intervalMs: 100,
+    });
     // (A datagram lost on the way only makes the wait end at the deadline.)
     const handled = await discovers();
     expect(handled).toBeGreaterThan(64);

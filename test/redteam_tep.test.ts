@@ -13,13 +13,22 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createNetns, type Netns } from "../lib/sys/netns.ts";
-import { generateKeyFileText, parseKeyFile, signMessage } from "../lib/wire/auth.ts";
-import { MessageType } from "../lib/wire/dstm_types.ts";
+import { generateKeyFileText } from "../lib/wire/auth.ts";
 import { captureStarted, stopAndFindBind } from "./helpers/bind_capture.ts";
-import { type Daemon, metric, spawnDaemon, until } from "./helpers/daemon.ts";
+import {
+  channelServerArgs,
+  channelTepArgs,
+  controlCaptureArgv,
+  controlCount,
+  dstmArgv,
+  forgeUdp,
+  leaseByForge,
+  CHANNEL_NET as NET,
+  tepConnected,
+} from "./helpers/channel_attack.ts";
+import { type Daemon, spawnDaemon, until } from "./helpers/daemon.ts";
 import { hubLink } from "./helpers/hub.ts";
 import { announceSkip, netnsSkipReason } from "./helpers/netns.ts";
-import { BUN, ROOT } from "./helpers/process.ts";
 
 const skip =
   netnsSkipReason({ tun: true }) ??
@@ -27,15 +36,6 @@ const skip =
     ? null
     : "needs dumpcap and tshark (scripts/test-deps.sh installs them)");
 announceSkip("redteam_tep", skip);
-
-const NET = {
-  server6: "2001:db8:1::53",
-  tep6: "2001:db8:1::1",
-  a6: "2001:db8:1::a",
-  evil6: "2001:db8:1::e",
-  tep4: "192.0.2.1",
-  pool: "198.51.100.0/28",
-} as const;
 
 const dir = mkdtempSync(join(tmpdir(), "dstm-redteam-tep-"));
 const procs: Bun.Subprocess<"ignore", "pipe", "pipe">[] = [];
@@ -54,23 +54,9 @@ function daemon(where: Netns, argv: readonly string[]): Daemon {
   return d;
 }
 
-const metricsOf = async (socket: string) =>
-  (await fetch("http://localhost/metrics", { unix: join(dir, socket) })).text();
-
-/** Runs test/e2e_scripts/forge_udp.ts in `ns`. */
-function forge(ns: Netns, spec: object): { sent: number; received: number } {
-  const run = ns.exec(
-    [BUN, join(ROOT, "test", "e2e_scripts", "forge_udp.ts"), JSON.stringify(spec)],
-    {
-      cwd: ROOT,
-      timeoutMs: 30_000,
-    },
-  );
-  if (run.code !== 0) throw new Error(`forge_udp.ts: ${run.stderr}`);
-  return JSON.parse(run.stdout.trim().split("\n").at(-1)!);
-}
-
-const hex = (bytes: Uint8Array) => Buffer.from(bytes).toString("hex");
+/** The TEP's count of control messages `kind`/`result` on its stats socket `socket` in `in_`. */
+const controlAt = (in_: string, socket: string, kind: string, result: string) =>
+  controlCount(join(in_, socket), kind, result);
 
 describe.skipIf(skip !== null)("a TEP restarted under an attacker on the link", () => {
   test("a BIND captured before the restart and replayed after it is refused as stale", async () => {
@@ -90,81 +76,29 @@ describe.skipIf(skip !== null)("a TEP restarted under an attacker on the link", 
     const hostKeyText = generateKeyFileText(1);
     writeFileSync(join(dir, "host.key"), hostKeyText, { mode: 0o600 });
     writeFileSync(join(dir, "tep.key"), generateKeyFileText(1), { mode: 0o600 });
-    const server = daemon(ns.srv, [
-      BUN,
-      join(ROOT, "mod.ts"),
-      "server",
-      "--pool",
-      NET.pool,
-      "--tep",
-      `${NET.tep6},${NET.tep4}`,
-      "--listen",
-      `[${NET.server6}]:4607`,
-      "--db",
-      "memory",
-      "--control",
-      join(dir, "server.sock"),
-      "--key",
-      join(dir, "host.key"),
-      "--tep-key",
-      join(dir, "tep.key"),
-    ]);
+    const server = daemon(
+      ns.srv,
+      dstmArgv(
+        channelServerArgs({
+          hostKey: join(dir, "host.key"),
+          tepKey: join(dir, "tep.key"),
+          control: join(dir, "server.sock"),
+        }),
+      ),
+    );
     await server.waitFor(/ start listen=/);
-    const tepArgv = [
-      BUN,
-      join(ROOT, "mod.ts"),
-      "tep",
-      "--ipv6",
-      NET.tep6,
-      "--ipv4",
-      NET.tep4,
-      "--server",
-      NET.server6,
-      "--route",
-      NET.pool,
-      "--key",
-      join(dir, "tep.key"),
-      "--stats",
-      join(dir, "tep.sock"),
-    ];
+    const tepArgv = dstmArgv(
+      channelTepArgs({ key: join(dir, "tep.key"), extra: ["--stats", join(dir, "tep.sock")] }),
+    );
     let tep = daemon(ns.tep, tepArgv);
     await tep.waitFor(/ tep-start /);
-    const connected = () =>
-      until(
-        async () =>
-          metric(await metricsOf("server.sock"), "dstm_tep_connected", { tep: NET.tep6 }) === 1,
-      );
-    expect(await connected()).toBe(true);
+    expect(await tepConnected(join(dir, "server.sock"), NET.tep6)).toBe(true);
 
     // The attacker records the server → TEP traffic while A leases.
     const pcap = join(dir, "control.pcap");
-    const capture = daemon(ns.evil, [
-      "dumpcap",
-      "-q",
-      "-P",
-      "-i",
-      "eth0",
-      "-f",
-      "udp dst port 4608",
-      "-w",
-      pcap,
-    ]);
+    const capture = daemon(ns.evil, controlCaptureArgv(pcap));
     await captureStarted(pcap);
-    const parsed = parseKeyFile(hostKeyText);
-    if (!parsed.ok) throw new Error(parsed.message);
-    const discover = signMessage(
-      { type: MessageType.DISCOVER, xid: 1, host6: NET.a6 },
-      parsed.keys[0]!,
-      Date.now(),
-    );
-    const leased = forge(ns.a, {
-      from: NET.a6,
-      fromPort: 0,
-      to: NET.server6,
-      toPort: 4607,
-      datagrams: [hex(discover)],
-      listenMs: 1500,
-    });
+    const leased = await leaseByForge(ns.a, hostKeyText);
     expect(leased.received).toBe(1);
     const capturedBind = await stopAndFindBind(capture, ns.evil, pcap);
     expect(capturedBind).not.toBe("");
@@ -175,7 +109,7 @@ describe.skipIf(skip !== null)("a TEP restarted under an attacker on the link", 
     tep = daemon(ns.tep, tepArgv);
     await tep.waitFor(/ tep-start /);
     expect(await tep.waitFor(/ snapshot bindings=1 /)).toBeDefined();
-    const replay = forge(ns.evil, {
+    const replay = await forgeUdp(ns.evil, {
       from: NET.server6,
       fromPort: 4607,
       to: NET.tep6,
@@ -185,18 +119,9 @@ describe.skipIf(skip !== null)("a TEP restarted under an attacker on the link", 
     });
     expect(replay.sent).toBe(1);
     // Before the fix: kind=bind result=ok (the replay applied) and a BIND_ACK went back.
-    expect(
-      await until(
-        async () =>
-          metric(await metricsOf("tep.sock"), "dstm_tep_control_total", {
-            kind: "bind",
-            result: "drop-auth-stale",
-          }) === 1,
-        10_000,
-      ),
-    ).toBe(true);
-    const page = await metricsOf("tep.sock");
-    expect(metric(page, "dstm_tep_control_total", { kind: "bind", result: "ok" })).toBe(0);
+    const stale = () => controlAt(dir, "tep.sock", "bind", "drop-auth-stale");
+    expect(await until(async () => (await stale()) === 1, 10_000)).toBe(true);
+    expect(await controlAt(dir, "tep.sock", "bind", "ok")).toBe(0);
     expect(replay.received).toBe(0);
   }, 120_000);
 });
@@ -241,91 +166,37 @@ describe.skipIf(skip !== null)("two TEPs sharing the TEP key under an attacker o
         "",
       ].join("\n"),
     );
-    const server = daemon(ns.srv, [
-      BUN,
-      join(ROOT, "mod.ts"),
-      "server",
-      "--config",
-      join(d, "server.toml"),
-    ]);
+    const server = daemon(ns.srv, dstmArgv(["server", "--config", join(d, "server.toml")]));
     await server.waitFor(/ start listen=/);
     const tepOn = (where: Netns, tep6: string, tep4: string, route: string, stats: string) =>
-      daemon(where, [
-        BUN,
-        join(ROOT, "mod.ts"),
-        "tep",
-        "--ipv6",
-        tep6,
-        "--ipv4",
-        tep4,
-        "--server",
-        NET.server6,
-        "--route",
-        route,
-        "--key",
-        join(d, "tep.key"),
-        "--stats",
-        join(d, stats),
-      ]);
+      daemon(
+        where,
+        dstmArgv(
+          channelTepArgs({
+            ...{ tep6, tep4, route, key: join(d, "tep.key") },
+            extra: ["--stats", join(d, stats)],
+          }),
+        ),
+      );
     await tepOn(ns.tep1, NET.tep6, "192.0.2.1", "198.51.100.0/28", "tep1.sock").waitFor(
       / tep-start /,
     );
     await tepOn(ns.tep2, tep2, "192.0.2.2", "198.51.100.16/28", "tep2.sock").waitFor(/ tep-start /);
-    const metricsAt = async (socket: string) =>
-      (await fetch("http://localhost/metrics", { unix: join(d, socket) })).text();
     for (const tep6 of [NET.tep6, tep2]) {
-      expect(
-        await until(
-          async () =>
-            metric(await metricsAt("server.sock"), "dstm_tep_connected", { tep: tep6 }) === 1,
-        ),
-      ).toBe(true);
+      expect(await tepConnected(join(d, "server.sock"), tep6)).toBe(true);
     }
     // The attacker records what the server sends TEP 1 while A leases from the first pool.
     const pcap = join(d, "control.pcap");
-    const capture = daemon(ns.evil, [
-      "dumpcap",
-      "-q",
-      "-P",
-      "-i",
-      "eth0",
-      "-f",
-      `udp dst port 4608 and dst host ${NET.tep6}`,
-      "-w",
-      pcap,
-    ]);
+    const capture = daemon(ns.evil, controlCaptureArgv(pcap, NET.tep6));
     await captureStarted(pcap);
-    const parsed = parseKeyFile(hostKeyText);
-    if (!parsed.ok) throw new Error(parsed.message);
-    const leased = forge(ns.a, {
-      from: NET.a6,
-      fromPort: 0,
-      to: NET.server6,
-      toPort: 4607,
-      datagrams: [
-        hex(
-          signMessage(
-            { type: MessageType.DISCOVER, xid: 1, host6: NET.a6 },
-            parsed.keys[0]!,
-            Date.now(),
-          ),
-        ),
-      ],
-      listenMs: 1500,
-    });
+    const leased = await leaseByForge(ns.a, hostKeyText);
     expect(leased.received).toBe(1);
-    expect(
-      await until(
-        async () =>
-          metric(await metricsAt("tep1.sock"), "dstm_tep_control_total", {
-            kind: "bind",
-            result: "ok",
-          }) === 1,
-      ),
-    ).toBe(true);
+    expect(await until(async () => (await controlAt(d, "tep1.sock", "bind", "ok")) === 1)).toBe(
+      true,
+    );
     const capturedBind = await stopAndFindBind(capture, ns.evil, pcap);
     expect(capturedBind).not.toBe("");
-    const replay = forge(ns.evil, {
+    const replay = await forgeUdp(ns.evil, {
       from: NET.server6,
       fromPort: 4607,
       to: tep2,
@@ -335,21 +206,8 @@ describe.skipIf(skip !== null)("two TEPs sharing the TEP key under an attacker o
     });
     expect(replay.sent).toBe(1);
     // Before the fix: TEP 2 applied it (kind=bind result=ok): a binding the server never gave it.
-    expect(
-      await until(
-        async () =>
-          metric(await metricsAt("tep2.sock"), "dstm_tep_control_total", {
-            kind: "bind",
-            result: "drop-auth-bad-mac",
-          }) === 1,
-        10_000,
-      ),
-    ).toBe(true);
-    expect(
-      metric(await metricsAt("tep2.sock"), "dstm_tep_control_total", {
-        kind: "bind",
-        result: "ok",
-      }),
-    ).toBe(0);
+    const badMac = () => controlAt(d, "tep2.sock", "bind", "drop-auth-bad-mac");
+    expect(await until(async () => (await badMac()) === 1, 10_000)).toBe(true);
+    expect(await controlAt(d, "tep2.sock", "bind", "ok")).toBe(0);
   }, 120_000);
 });

@@ -15,11 +15,11 @@
  * same framing, crafted (two nested relays, interface-id), against Kea.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { stopPid } from "../lib/lab/services.ts";
-import { createNetns, deleteNetns, type Netns, vethPair } from "../lib/sys/netns.ts";
+import { type Netns, vethPair } from "../lib/sys/netns.ts";
+import { createNoDadNetns, netnsStarter, tearDown } from "./helpers/kea.ts";
 import { announceSkip, netnsSkipReason, runScript } from "./helpers/netns.ts";
 import { BUN, ROOT } from "./helpers/process.ts";
 import { waitUntil } from "./helpers/wait.ts";
@@ -37,26 +37,8 @@ let dir = "";
 const ns: Record<"host" | "relay" | "srv", Netns> = {} as never;
 const procs = new Map<string, Bun.Subprocess>();
 
-async function start(name: string, where: Netns, argv: string[], ready: RegExp): Promise<void> {
-  const out = join(dir, `${name}.out`);
-  const fd = openSync(out, "a");
-  const proc = Bun.spawn(["ip", "netns", "exec", where.name, ...argv], {
-    stdin: "ignore",
-    stdout: fd,
-    stderr: fd,
-    cwd: ROOT,
-  });
-  closeSync(fd);
-  procs.set(name, proc);
-  await waitUntil(
-    () => {
-      if (proc.exitCode !== null)
-        throw new Error(`${name} exited: ${readFileSync(out, "utf8").slice(-800)}`);
-      return ready.test(readFileSync(out, "utf8"));
-    },
-    { timeoutMs: 20_000, what: `${name} to start` },
-  );
-}
+/** Starts a daemon in a namespace until its output matches (./helpers/kea.ts). */
+const start = netnsStarter(procs, () => dir);
 
 const output = (name: string) => readFileSync(join(dir, `${name}.out`), "utf8");
 
@@ -64,9 +46,7 @@ beforeAll(async () => {
   if (skip) return;
   dir = mkdtempSync(join(tmpdir(), "dstm-relay-"));
   for (const role of ["host", "relay", "srv"] as const) {
-    ns[role] = createNetns(`dstmt-r${role[0]}-`);
-    for (const key of ["default", "all"])
-      ns[role].exec(["sysctl", "-qw", `net.ipv6.conf.${key}.accept_dad=0`]);
+    ns[role] = createNoDadNetns(`dstmt-r${role[0]}-`);
   }
   vethPair(ns.host, "eth0", ns.relay, "low0");
   vethPair(ns.relay, "up0", ns.srv, "eth0");
@@ -109,14 +89,7 @@ beforeAll(async () => {
 }, 60_000);
 
 afterAll(async () => {
-  if (skip) return;
-  for (const [name, proc] of [...procs].reverse()) {
-    procs.delete(name);
-    if (proc.exitCode === null) await stopPid(proc.pid, 5000);
-    await proc.exited;
-  }
-  for (const n of Object.values(ns)) deleteNetns(n.name);
-  if (dir) rmSync(dir, { recursive: true, force: true });
+  if (!skip) await tearDown(procs, Object.values(ns), dir);
 }, 60_000);
 
 describe.skipIf(skip !== null)("4o6 through ISC dhcrelay -6", () => {

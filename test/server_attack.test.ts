@@ -6,34 +6,20 @@
  *
  * Prefixes on the link: 2001:db8:8::/64 (the host's) and 2001:db8:7::/64 (the attacker's).
  */
-import { afterEach, describe, expect, test } from "bun:test";
+import { describe, expect, test } from "bun:test";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Netns } from "../lib/sys/netns.ts";
-import {
-  ATTACKER6,
-  attackerLink,
-  type Cleanup,
-  HOST6,
-  type Link,
-  SERVER6,
-  startServer,
-} from "./helpers/attacker_link.ts";
+import { ATTACKER6, attackerSuite, HOST6, SERVER6 } from "./helpers/attacker_link.ts";
 import { announceSkip, netnsSkipReason } from "./helpers/netns.ts";
 import { BUN, ROOT, runDstm } from "./helpers/process.ts";
+import { eventually } from "./helpers/wait.ts";
 
 const skip = netnsSkipReason();
 announceSkip("server_attack", skip);
 const SCRIPT = join(ROOT, "test", "e2e_scripts", "alloc_attack.ts");
-const cleanup: Cleanup = [];
-afterEach(async () => {
-  for (const c of cleanup.splice(0).reverse()) await c();
-});
-
-/** The server, the host and the attacker on one bridged link (test/helpers/attacker_link.ts). */
-const link = () => attackerLink(cleanup, "dstm-attack-");
-/** Starts `dstm server` in `l.srv` with a control socket; resolves when it answers on it. */
-const server = (l: Link, flags: string[]) => startServer(l, cleanup, flags);
+/** Links of the server, a host and the attacker, undone after each test (./helpers/attacker_link.ts). */
+const { link, server } = attackerSuite("dstm-attack-");
 
 interface NativeResult {
   sent: number;
@@ -86,7 +72,12 @@ describe.skipIf(skip !== null)("dstm server against an attacker on the link", ()
     expect(rateLimit).toBeLessThanOrEqual(flood.silent);
     expect(prefixLimit + rateLimit).toBeLessThanOrEqual(284);
     expect((await s.leases()).filter((l) => l.hostIPv6.startsWith("2001:db8:7:")).length).toBe(16);
-    // 4o6 from the same prefix gets no offer either.
+    // 4o6 from the same prefix gets no offer either: refused (counted), not merely unanswered
+    // within the script's wait.
+    const refused4o6 = async () =>
+      (await s.metric("dstm_admission_refused_total", 'protocol="dhcp4o6",reason="prefix-limit"')) +
+      (await s.metric("dstm_admission_refused_total", 'protocol="dhcp4o6",reason="rate-limit"'));
+    const before4o6 = await refused4o6();
     const offer = attack<Dhcp4o6Result>(l.attacker, [
       "dhcp4o6",
       SERVER6,
@@ -94,6 +85,7 @@ describe.skipIf(skip !== null)("dstm server against an attacker on the link", ()
       ATTACKER6,
       "discover",
     ]);
+    expect(await eventually(async () => (await refused4o6()) === before4o6 + 1)).toBe(true);
     expect(offer.answer).toBeNull();
     // The host of the other prefix still gets a lease.
     const host = attack<NativeResult>(l.host, ["native", SERVER6, "4607", HOST6, "0"]);

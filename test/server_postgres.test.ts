@@ -16,6 +16,7 @@ import { formatIPv4 } from "../lib/net/addr.ts";
 import { DstmServer } from "../lib/server/server.ts";
 import { type PgServer, postgresBin, startPostgres } from "./helpers/postgres.ts";
 import { type DstmProcess, runDstm, spawnDstm } from "./helpers/process.ts";
+import { eventually } from "./helpers/wait.ts";
 
 const cleanup: (() => unknown)[] = [];
 afterAll(async () => {
@@ -131,7 +132,7 @@ describe.skipIf(!postgresBin())("two dstm servers, one PostgreSQL", () => {
     await new DstmClient(ta, host(1)).release(one.ipv4);
     const seen = async () =>
       (await known(b)).some((l) => l.hostIPv6 === host(1) && l.state === "released");
-    for (let i = 0; i < 100 && !(await seen()); i++) await Bun.sleep(50);
+    await eventually(seen, { timeoutMs: 5000, intervalMs: 50 });
     expect(await seen()).toBe(true);
     const back = await new DstmClient(tb, host(1)).discover();
     expect(formatIPv4(back.ipv4)).toBe(formatIPv4(one.ipv4));
@@ -162,13 +163,13 @@ describe.skipIf(!postgresBin())("two dstm servers, one PostgreSQL", () => {
           }[]
         )[0]?.n,
       );
-    for (let i = 0; i < 200 && (await active()) > 0; i++) await Bun.sleep(100);
+    await eventually(async () => (await active()) === 0, { timeoutMs: 20_000, intervalMs: 100 });
     expect(await active()).toBe(0);
     const total = async () =>
       (await counter(a, "dstm_leases_expired_total")) +
       (await counter(b, "dstm_leases_expired_total"));
     // Both servers' counts add up to the 120 leases: none expired twice, none missed.
-    for (let i = 0; i < 50 && (await total()) < 120; i++) await Bun.sleep(100);
+    await eventually(async () => (await total()) >= 120, { timeoutMs: 5000, intervalMs: 100 });
     expect(await total()).toBe(120);
   }, 120_000);
 });
@@ -196,13 +197,13 @@ describe.skipIf(!postgresBin())("TEP view of servers sharing a database", () => 
     for (let i = 0; i < 5; i++) await new DstmClient(tb, host(200 + i)).discover();
     const count = (server: DstmServer) => server.tepSync?.view("2001:db8::1").count ?? -1;
     const digest = (server: DstmServer) => server.tepSync?.view("2001:db8::1").digest;
-    for (let i = 0; i < 100 && (count(a) !== 15 || count(b) !== 15); i++) await Bun.sleep(50);
+    await eventually(() => count(a) === 15 && count(b) === 15, { timeoutMs: 5000 });
     expect([count(a), count(b)]).toEqual([15, 15]);
     expect(digest(a)).toBe(digest(b) as number);
     // A release through B leaves both views too.
     const one = a.engine.lookupHost(host(100));
     await new DstmClient(tb, host(100)).release(one?.ipv4 as number);
-    for (let i = 0; i < 100 && count(a) !== 14; i++) await Bun.sleep(50);
+    await eventually(() => count(a) === 14, { timeoutMs: 5000 });
     expect([count(a), count(b)]).toEqual([14, 14]);
     expect(digest(a)).toBe(digest(b) as number);
   }, 60_000);

@@ -20,10 +20,22 @@ import { type AuthKey, generateKeyFileText, parseKeyFile, signMessage } from "..
 import { encodeMessage } from "../lib/wire/dstm.ts";
 import { type DstmMessage, MessageType } from "../lib/wire/dstm_types.ts";
 import { captureStarted, stopAndFindBind } from "./helpers/bind_capture.ts";
+import {
+  channelServerArgs,
+  channelTepArgs,
+  controlCaptureArgv,
+  dstmArgv,
+  type ForgeResult,
+  forgeUdp,
+  hex,
+  metricsAt,
+  CHANNEL_NET as NET,
+  tepConnected,
+} from "./helpers/channel_attack.ts";
 import { type Daemon, metric, spawnDaemon, until } from "./helpers/daemon.ts";
 import { hubLink } from "./helpers/hub.ts";
 import { announceSkip, netnsSkipReason } from "./helpers/netns.ts";
-import { BUN, ROOT } from "./helpers/process.ts";
+import { ROOT } from "./helpers/process.ts";
 
 const skip =
   netnsSkipReason({ tun: true }) ??
@@ -31,16 +43,6 @@ const skip =
     ? null
     : "needs dumpcap, tshark and ping (scripts/test-deps.sh installs them)");
 announceSkip("tep_attack", skip);
-
-const NET = {
-  server6: "2001:db8:1::53",
-  tep6: "2001:db8:1::1",
-  a6: "2001:db8:1::a",
-  evil6: "2001:db8:1::e",
-  tep4: "192.0.2.1",
-  web4: "192.0.2.80",
-  pool: "198.51.100.0/28",
-} as const;
 
 const dir = mkdtempSync(join(tmpdir(), "dstm-attack-"));
 const hostKeyFile = join(dir, "host.key");
@@ -53,36 +55,17 @@ let capturedBind = "";
 
 /** Starts `bun mod.ts ...args` (or `argv` as given) in `where`, collecting its stdout lines. */
 function daemon(where: Netns, args: readonly string[], raw = false): Daemon {
-  const argv = raw ? [...args] : [BUN, join(ROOT, "mod.ts"), ...args];
+  const argv = raw ? [...args] : dstmArgv(args);
   const d = spawnDaemon(where, argv, { timeoutMs: 300_000, stderrOnFailure: true });
   procs.push(d);
   return d;
 }
 
-const metricsOf = async (socket: string) =>
-  (await fetch("http://localhost/metrics", { unix: join(dir, socket) })).text();
+/** The Prometheus page of `socket` in this run's directory. */
+const metricsOf = (socket: string) => metricsAt(join(dir, socket));
 
-interface ForgeResult {
-  sent: number;
-  sentBytes: number;
-  received: number;
-  receivedBytes: number;
-}
-
-/** Runs the attacker's crafter (test/e2e_scripts/forge_udp.ts) in the attacker namespace. */
-async function forge(spec: object): Promise<ForgeResult> {
-  const proc = ns.evil.spawn(
-    [BUN, join(ROOT, "test", "e2e_scripts", "forge_udp.ts"), JSON.stringify(spec)],
-    { timeoutMs: 120_000, cwd: ROOT },
-  );
-  const [code, out, err] = await Promise.all([
-    proc.exited,
-    new Response(proc.stdout).text(),
-    new Response(proc.stderr).text(),
-  ]);
-  if (code !== 0) throw new Error(`forge_udp.ts exited ${code}: ${err}`);
-  return JSON.parse(out.trim().split("\n").at(-1)!) as ForgeResult;
-}
+/** Runs the attacker's crafter in the attacker namespace (./helpers/channel_attack.ts). */
+const forge = (spec: object): Promise<ForgeResult> => forgeUdp(ns.evil, spec);
 
 /** The host key, as the attacker (a host) has it. */
 function readHostKey(): AuthKey {
@@ -91,8 +74,6 @@ function readHostKey(): AuthKey {
   return parsed.keys[0]!;
 }
 
-const hex = (bytes: Uint8Array) =>
-  Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
 const ipv4Number = (text: string) =>
   text.split(".").reduce((n, part) => n * 256 + Number(part), 0) >>> 0;
 const rssKiB = (pid: number) =>
@@ -118,53 +99,18 @@ beforeAll(async () => {
   ns.web.addRoute(NET.pool, "via", NET.tep4);
   writeFileSync(hostKeyFile, generateKeyFileText(1), { mode: 0o600 });
   writeFileSync(tepKeyFile, generateKeyFileText(1), { mode: 0o600 });
-  server = daemon(ns.srv, [
-    "server",
-    "--pool",
-    NET.pool,
-    "--tep",
-    `${NET.tep6},${NET.tep4}`,
-    "--listen",
-    `[${NET.server6}]:4607`,
-    "--db",
-    "memory",
-    "--control",
-    join(dir, "server.sock"),
-    "--key",
-    hostKeyFile,
-    "--tep-key",
-    tepKeyFile,
-  ]);
+  const control = join(dir, "server.sock");
+  server = daemon(ns.srv, channelServerArgs({ hostKey: hostKeyFile, tepKey: tepKeyFile, control }));
   await server.waitFor(/ start listen=/);
-  const tep = daemon(ns.tep, [
-    "tep",
-    "--ipv6",
-    NET.tep6,
-    "--ipv4",
-    NET.tep4,
-    "--server",
-    NET.server6,
-    "--route",
-    NET.pool,
-    "--key",
-    tepKeyFile,
-    "--stats",
-    join(dir, "tep.sock"),
-  ]);
+  const tep = daemon(
+    ns.tep,
+    channelTepArgs({ key: tepKeyFile, extra: ["--stats", join(dir, "tep.sock")] }),
+  );
   await tep.waitFor(/ tep-start /);
-  expect(
-    await until(
-      async () =>
-        metric(await metricsOf("server.sock"), "dstm_tep_connected", { tep: NET.tep6 }) === 1,
-    ),
-  ).toBe(true);
+  expect(await tepConnected(control, NET.tep6)).toBe(true);
   // The attacker records what the server sends the TEP while A obtains its lease.
   const pcap = join(dir, "control.pcap");
-  const capture = daemon(
-    ns.evil,
-    ["dumpcap", "-q", "-P", "-i", "eth0", "-f", "udp dst port 4608", "-w", pcap],
-    true,
-  );
+  const capture = daemon(ns.evil, controlCaptureArgv(pcap), true);
   await captureStarted(pcap);
   const client = daemon(ns.a, [
     "client",
@@ -186,29 +132,14 @@ afterAll(() => {
 });
 
 describe.skipIf(skip !== null)("an attacker on the link against the server ⇄ TEP channel", () => {
+  /** A second TEP beside the running one: its own DTI, control port and control socket. */
+  const beside = ["--ifname", "tepx", "--tep-port", "4609", "--control", join(dir, "tepx.sock")];
+
   test("dstm tep refuses to start without a key when the server is on another host (exit 2, one line)", () => {
-    const r = ns.tep.exec(
-      [
-        BUN,
-        join(ROOT, "mod.ts"),
-        "tep",
-        "--ipv6",
-        NET.tep6,
-        "--ipv4",
-        NET.tep4,
-        "--server",
-        NET.server6,
-        "--route",
-        NET.pool,
-        "--ifname",
-        "tepx",
-        "--tep-port",
-        "4609",
-        "--control",
-        join(dir, "tepx.sock"),
-      ],
-      { timeoutMs: 20_000, cwd: ROOT },
-    );
+    const r = ns.tep.exec(dstmArgv(channelTepArgs({ extra: beside })), {
+      timeoutMs: 20_000,
+      cwd: ROOT,
+    });
     expect(r.code).toBe(2);
     expect(r.stderr).toMatch(
       /^dstm: --server 2001:db8:1::53 is not an address of this host: give --key FILE .*--insecure-control\n$/,
@@ -220,24 +151,10 @@ describe.skipIf(skip !== null)("an attacker on the link against the server ⇄ T
       [NET.tep6, []],
       [NET.server6, ["--insecure-control"]],
     ] as const) {
-      const tep = daemon(ns.tep, [
-        "tep",
-        "--ipv6",
-        NET.tep6,
-        "--ipv4",
-        NET.tep4,
-        "--server",
-        server,
-        ...extra,
-        "--route",
-        "203.0.113.0/28",
-        "--ifname",
-        "tepx",
-        "--tep-port",
-        "4609",
-        "--control",
-        join(dir, "tepx.sock"),
-      ]);
+      const tep = daemon(
+        ns.tep,
+        channelTepArgs({ server, route: "203.0.113.0/28", extra: [...extra, ...beside] }),
+      );
       expect(await tep.waitFor(/ control-auth-off /)).toContain(`server=${server}`);
       await tep.waitFor(/ tep-start /);
       if (extra.length > 0) {
@@ -352,12 +269,12 @@ describe.skipIf(skip !== null)("an attacker on the link against the server ⇄ T
       datagrams: [sync(1)],
     });
     expect(fromHost.sent).toBe(1);
+    // Refused and counted (so no answer is coming), and none came while the crafter listened.
+    const unknownTep = (page: string) =>
+      metric(page, "dstm_tep_refused_total", { reason: "unknown-tep" });
+    const refused = async () => unknownTep(await metricsOf("server.sock")) - unknownTep(before);
+    expect(await until(async () => (await refused()) === 1, 10_000)).toBe(true);
     expect(fromHost.receivedBytes).toBe(0);
-    const after = await metricsOf("server.sock");
-    expect(
-      metric(after, "dstm_tep_refused_total", { reason: "unknown-tep" }) -
-        metric(before, "dstm_tep_refused_total", { reason: "unknown-tep" }),
-    ).toBe(1);
   }, 30_000);
 
   test("50,000 SYNCs naming 50,000 TEP addresses: no answer, no state, bounded memory and log", async () => {

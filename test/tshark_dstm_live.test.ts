@@ -12,6 +12,7 @@ import { createNetns, type Netns } from "../lib/sys/netns.ts";
 import { announceSkip, netnsSkipReason } from "./helpers/netns.ts";
 import { BUN, ROOT } from "./helpers/process.ts";
 import { tshark, tsharkFields } from "./helpers/tshark.ts";
+import { eventually } from "./helpers/wait.ts";
 
 const skip =
   netnsSkipReason({ tun: true }) ??
@@ -111,11 +112,13 @@ test.skipIf(skip !== null)(
     ]);
     expect(release.code).toBe(0);
     // Wait (bounded) until the capture holds the RELEASE_ACK and a SNAPSHOT, then stop.
-    for (let i = 0; i < 100; i++) {
-      const types = tsharkFields(pcap, ["dstm.type"]).map((r) => r["dstm.type"]);
-      if (types.includes("6") && types.includes("12")) break;
-      await Bun.sleep(100);
-    }
+    await eventually(
+      () => {
+        const types = tsharkFields(pcap, ["dstm.type"]).map((r) => r["dstm.type"]);
+        return types.includes("6") && types.includes("12");
+      },
+      { timeoutMs: 10_000, intervalMs: 100 },
+    );
     capture.kill("SIGINT");
     await capture.exited;
     tep.kill("SIGTERM");

@@ -1,34 +1,52 @@
+/**
+ * The DHCPv4-over-DHCPv6 client (RFC 7341) as a {@link LeaseClient}: DISCOVER → OFFER →
+ * REQUEST → ACK in DHCPV4-QUERY / DHCPV4-RESPONSE messages over UDP/IPv6 (port 546 to 547),
+ * renewing and rebinding by the RFC 2131 §4.4.5 state machine, RELEASE, and the option-88
+ * server discovery of RFC 7341 §5. This file holds the exchanges and the binding; the DHCPv4
+ * messages are built and matched in ./dhcp4o6_messages.ts, retransmission (RFC 2131 §4.1)
+ * and the socket are ./dhcp4o6_transport.ts, where to send ./dhcp4o6_target.ts, the settings
+ * ./dhcp4o6_options.ts (re-exported here).
+ *
+ * @module
+ */
 import { canonicalIPv6, formatIPv4 } from "../net/addr.ts";
 import { bindUdp, UdpBindError, type UdpEndpoint } from "../sys/udp.ts";
-import {
-  DHCP4_HTYPE_ETHERNET,
-  DHCP4_INFINITE_LEASE,
-  type Dhcp4Message,
-  Dhcp4MessageType,
-  Dhcp4Op,
-  type Dhcp4Options,
-  dhcp4MessageTypeName,
-} from "../wire/dhcp4.ts";
+import { type Dhcp4Message, Dhcp4MessageType, dhcp4MessageTypeName } from "../wire/dhcp4.ts";
 import {
   ALL_DHCP_RELAY_AGENTS_AND_SERVERS,
   DHCP4O6_FLAG_UNICAST,
   DHCP6_CLIENT_PORT,
   DHCP6_SERVER_PORT,
   Dhcp6MessageType,
-  decodeDhcp4o6,
   encodeDhcp4o6,
-  peekDhcp6MessageType,
 } from "../wire/dhcp4o6.ts";
 import { Status } from "../wire/dstm_types.ts";
-import { dhcp4NextTransmission, dhcp4StateAt, dhcp4Timers } from "./dhcp4_timers.ts";
+import { dhcp4NextTransmission, dhcp4StateAt } from "./dhcp4_timers.ts";
+import {
+  type Dhcp4o6Sender,
+  discoverMessage,
+  isAckOrNak,
+  leaseOfAck,
+  matchResponse,
+  type Dhcp4o6Reply as Reply,
+  randomXid,
+  releaseMessage,
+  renewalRequest,
+  selectingRequest,
+} from "./dhcp4o6_messages.ts";
 import {
   DHCP4O6_DEFAULT_RETRY,
-  DHCP4O6_MAX_REPORTED_LEASE,
-  DHCP4O6_PARAMETER_REQUEST_LIST,
   type Dhcp4o6Binding,
   type Dhcp4o6ClientOptions,
 } from "./dhcp4o6_options.ts";
-import { defaultChaddr, parseServer } from "./dhcp4o6_target.ts";
+import {
+  type Dhcp4o6Target,
+  defaultChaddr,
+  discoverDestinations,
+  parseServer,
+  rebindDestinations,
+  renewDestination,
+} from "./dhcp4o6_target.ts";
 import { askServers, Dhcp4o6Transport } from "./dhcp4o6_transport.ts";
 import {
   type ClientLease,
@@ -45,34 +63,35 @@ export {
   type Dhcp4o6ClientOptions,
 } from "./dhcp4o6_options.ts";
 
-interface Reply {
-  readonly dhcp4: Dhcp4Message;
-  readonly from: string;
-}
-
 const MULTICAST = ALL_DHCP_RELAY_AGENTS_AND_SERVERS;
 
+/**
+ * One host's DHCPv4-over-DHCPv6 client on `[bind ?? host6]:546` (see the module comment). It
+ * holds at most one binding (the lease's server id, responder, T1 and T2); `discover`,
+ * `request` and `release` reject with {@link DstmRefusedError} (NAK, no 4o6 on the link) or
+ * {@link DstmTimeoutError} (no answer after the RFC 2131 §4.1 retransmissions).
+ *
+ * @example
+ * const client = await Dhcp4o6Client.open({ server: "ff02::1:2%eth0", host6, tep6 });
+ * const lease = await client.discover(); // lease.ipv4, lease.renewAt (ms)
+ */
 export class Dhcp4o6Client implements LeaseClient {
   readonly #io: Dhcp4o6Transport;
   readonly #options: Dhcp4o6ClientOptions;
   readonly #now: () => number;
   readonly #serverPort: number;
   readonly #chaddr: Uint8Array;
-  readonly #clientId: Uint8Array;
-  /** Unicast server given by the user, or null for `ff02::1:2`. */
-  readonly #unicast: string | null;
-  readonly #ifname: string | null;
+  /** The chaddr and client id every message carries. */
+  readonly #me: Dhcp4o6Sender;
+  /** The server given by the user (null for `ff02::1:2`) and the interface. */
+  readonly #target: Dhcp4o6Target;
   readonly #local: { address: string; port: number };
   #servers: readonly string[];
   #binding: Dhcp4o6Binding | undefined;
   /** The option-88 list was given or learnt (RFC 7341 §5): no INFORMATION-REQUEST needed. */
   #learnt: boolean;
 
-  private constructor(
-    endpoint: UdpEndpoint,
-    options: Dhcp4o6ClientOptions,
-    target: { unicast: string | null; ifname: string | null },
-  ) {
+  private constructor(endpoint: UdpEndpoint, options: Dhcp4o6ClientOptions, target: Dhcp4o6Target) {
     this.#options = options;
     this.#now = options.now ?? Date.now;
     this.#serverPort = options.serverPort ?? DHCP6_SERVER_PORT;
@@ -85,9 +104,11 @@ export class Dhcp4o6Client implements LeaseClient {
       onSend: options.onSend,
     });
     this.#chaddr = options.chaddr ?? defaultChaddr(options.host6, target.ifname);
-    this.#clientId = options.clientId ?? Uint8Array.of(1, ...this.#chaddr);
-    this.#unicast = target.unicast;
-    this.#ifname = target.ifname;
+    this.#me = {
+      chaddr: this.#chaddr,
+      clientId: options.clientId ?? Uint8Array.of(1, ...this.#chaddr),
+    };
+    this.#target = target;
     this.#local = { address: endpoint.address, port: endpoint.port };
     this.#servers = options.servers ?? [];
     this.#learnt = options.servers !== undefined;
@@ -161,16 +182,11 @@ export class Dhcp4o6Client implements LeaseClient {
    * no REPLY at all (a 4o6 server that is not a DHCPv6 server) leaves ff02::1:2, with a warn.
    */
   async discover(): Promise<ClientLease> {
-    if (this.#unicast === null && !this.#learnt) await this.#learnServers();
+    if (this.#target.unicast === null && !this.#learnt) await this.#learnServers();
     const started = this.#now();
     const to = this.#discoverTo();
     const offer = await this.#exchange(
-      (xid) =>
-        this.#message(xid, started, 0, {
-          messageType: Dhcp4MessageType.DISCOVER,
-          parameterRequestList: DHCP4O6_PARAMETER_REQUEST_LIST,
-          clientId: this.#clientId,
-        }),
+      (xid) => discoverMessage(this.#me, xid, this.#now() - started),
       0,
       to,
       (m) =>
@@ -182,14 +198,7 @@ export class Dhcp4o6Client implements LeaseClient {
     const serverId = offer.dhcp4.options.serverId!;
     // RFC 2131 table 5: the selecting REQUEST carries the OFFER's xid.
     const ack = await this.#exchange(
-      () =>
-        this.#message(offer.dhcp4.xid, started, 0, {
-          messageType: Dhcp4MessageType.REQUEST,
-          requestedIp: offered,
-          serverId,
-          parameterRequestList: DHCP4O6_PARAMETER_REQUEST_LIST,
-          clientId: this.#clientId,
-        }),
+      () => selectingRequest(this.#me, offer.dhcp4.xid, this.#now() - started, offered, serverId),
       0,
       to,
       (m) => isAckOrNak(m) && (m.options.serverId === undefined || m.options.serverId === serverId),
@@ -211,7 +220,7 @@ export class Dhcp4o6Client implements LeaseClient {
     const binding = this.#binding;
     if (binding === undefined || binding.ipv4 !== ipv4) {
       const reply = await this.#exchange(
-        (xid) => this.#renewal(xid, this.#now(), ipv4),
+        (xid) => renewalRequest(this.#me, xid, 0, ipv4),
         0,
         this.#rebindTo(),
         isAckOrNak,
@@ -228,7 +237,7 @@ export class Dhcp4o6Client implements LeaseClient {
       const payload = encodeDhcp4o6({
         type: Dhcp6MessageType.DHCPV4_QUERY,
         flags: renewing ? DHCP4O6_FLAG_UNICAST : 0,
-        dhcp4: this.#renewal(xid, started, ipv4),
+        dhcp4: renewalRequest(this.#me, xid, this.#now() - started, ipv4),
       });
       const to = renewing ? [this.#unicastTo(binding)] : this.#rebindTo();
       const what = renewing ? "renewing REQUEST" : "rebinding REQUEST";
@@ -238,7 +247,7 @@ export class Dhcp4o6Client implements LeaseClient {
       }
       let reply: Reply | undefined;
       const accept = (data: Uint8Array, from: string) => {
-        const m = this.#match(data, xid, isAckOrNak);
+        const m = matchResponse(data, xid, this.#chaddr, isAckOrNak);
         if (m) reply = { dhcp4: m, from };
         return m !== null;
       };
@@ -251,38 +260,20 @@ export class Dhcp4o6Client implements LeaseClient {
     );
   }
 
-  /** A renewing or rebinding REQUEST: `ciaddr` set, no server id, no requested IP (§4.3.2). */
-  #renewal(xid: number, started: number, ipv4: number): Dhcp4Message {
-    return this.#message(xid, started, ipv4, {
-      messageType: Dhcp4MessageType.REQUEST,
-      parameterRequestList: DHCP4O6_PARAMETER_REQUEST_LIST,
-      clientId: this.#clientId,
-    });
-  }
-
-  /** The DHCPv4 message of a DHCPV4-RESPONSE with `xid` and our chaddr that passes `accept`. */
-  #match(payload: Uint8Array, xid: number, accept: (m: Dhcp4Message) => boolean) {
-    if (peekDhcp6MessageType(payload) !== Dhcp6MessageType.DHCPV4_RESPONSE) return null;
-    const r = decodeDhcp4o6(payload);
-    // The response's flags mean nothing (Kea copies the query's): not looked at.
-    if (!r.ok || r.value.dhcp4.xid !== xid) return null;
-    const m = r.value.dhcp4;
-    return sameBytes(m.chaddr, this.#chaddr) && accept(m) ? m : null;
-  }
-
   /** RELEASE (ciaddr, server id), U flag, unicast to the server; no answer comes. */
   async release(ipv4: number): Promise<void> {
     const binding = this.#binding;
     if (binding === undefined || binding.ipv4 !== ipv4)
       throw new Error(`no DHCPv4-over-DHCPv6 lease on ${formatIPv4(ipv4)} to release`);
     this.#binding = undefined;
-    const dhcp4 = this.#message(randomXid(), this.#now(), ipv4, {
-      messageType: Dhcp4MessageType.RELEASE,
-      serverId: binding.serverId,
-      clientId: this.#clientId,
-    });
+    const dhcp4 = releaseMessage(this.#me, randomXid(), ipv4, binding.serverId);
     const to = this.#unicastTo(binding);
-    if (!this.#io.send(encodeDhcp4o6({ type: 20, flags: DHCP4O6_FLAG_UNICAST, dhcp4 }), to))
+    if (
+      !this.#io.send(
+        encodeDhcp4o6({ type: Dhcp6MessageType.DHCPV4_QUERY, flags: DHCP4O6_FLAG_UNICAST, dhcp4 }),
+        to,
+      )
+    )
       throw new Error(`could not send RELEASE to [${to}]:${this.#serverPort}`);
   }
 
@@ -291,7 +282,7 @@ export class Dhcp4o6Client implements LeaseClient {
    * Resolves with the option-88 list (empty: use `ff02::1:2`), or null when the REPLY has no
    * option 88 (no 4o6 service here). The list becomes the rebinding destinations.
    */
-  async discoverServers(ifname = this.#ifname): Promise<string[] | null> {
+  async discoverServers(ifname = this.#target.ifname): Promise<string[] | null> {
     if (!ifname) throw new RangeError("discoverServers needs the interface for ff02::1:2");
     const servers = await askServers(this.#io, this.#chaddr, this.#now, ifname);
     if (servers) {
@@ -334,43 +325,16 @@ export class Dhcp4o6Client implements LeaseClient {
     this.#io.onDatagram(data, address, port);
   }
 
-  /** DISCOVER and selecting REQUEST: the configured server, else option 88's, else ff02::1:2. */
   #discoverTo(): string[] {
-    if (this.#unicast !== null) return [this.#unicast];
-    return this.#servers.length > 0 ? [...this.#servers] : [this.#multicastTo()];
+    return discoverDestinations(this.#target, this.#servers);
   }
 
-  /** Renewals and RELEASE: the configured server, else the one that answered. */
   #unicastTo(binding: Dhcp4o6Binding): string {
-    return this.#unicast ?? binding.responder;
+    return renewDestination(this.#target, binding.responder);
   }
 
-  /** Rebinding: the option-88 servers, else ff02::1:2, else (no interface) the server. */
   #rebindTo(): string[] {
-    if (this.#servers.length > 0) return [...this.#servers];
-    if (this.#ifname !== null) return [this.#multicastTo()];
-    return [this.#unicast!];
-  }
-
-  #multicastTo(): string {
-    return `${MULTICAST}%${this.#ifname}`;
-  }
-
-  #message(xid: number, started: number, ciaddr: number, options: Dhcp4Options): Dhcp4Message {
-    return {
-      op: Dhcp4Op.BOOTREQUEST,
-      htype: this.#chaddr.length === 6 ? DHCP4_HTYPE_ETHERNET : 0,
-      hops: 0,
-      xid,
-      secs: Math.min(0xffff, Math.max(0, Math.floor((this.#now() - started) / 1000))),
-      flags: 0,
-      ciaddr,
-      yiaddr: 0,
-      siaddr: 0,
-      giaddr: 0,
-      chaddr: this.#chaddr,
-      options,
-    };
+    return rebindDestinations(this.#target, this.#servers);
   }
 
   /**
@@ -396,7 +360,7 @@ export class Dhcp4o6Client implements LeaseClient {
         return encodeDhcp4o6({ type: Dhcp6MessageType.DHCPV4_QUERY, flags, dhcp4 });
       },
       (payload, from) => {
-        const m = this.#match(payload, xid, accept);
+        const m = matchResponse(payload, xid, this.#chaddr, accept);
         if (!m) return false;
         this.#options.log?.debug("dhcp4o6-reply", {
           message: dhcp4MessageTypeName(m.options.messageType),
@@ -418,37 +382,14 @@ export class Dhcp4o6Client implements LeaseClient {
       const text = m.options.message ? `: ${m.options.message}` : "";
       throw new DstmRefusedError(Status.NO_SUCH_LEASE, `DHCPNAK to ${what}${text}`);
     }
-    const now = this.#now();
-    const granted = m.options.leaseTime ?? DHCP4O6_MAX_REPORTED_LEASE;
-    const leaseTime =
-      granted === DHCP4_INFINITE_LEASE
-        ? DHCP4O6_MAX_REPORTED_LEASE
-        : Math.min(granted, DHCP4O6_MAX_REPORTED_LEASE);
-    // RFC 2131 §4.4.5: the server's T1 and T2; the defaults only when it sent none.
-    const { t1, t2 } = dhcp4Timers(leaseTime, m.options.renewalTime, m.options.rebindingTime);
-    const previous = this.#binding;
-    this.#binding = {
-      ipv4: m.yiaddr,
-      serverId: m.options.serverId ?? previous?.serverId ?? 0,
-      responder: reply.from,
-      leaseTime,
-      t1,
-      t2,
-      obtainedAt: now,
-    };
-    const o = this.#options;
-    const portSet = m.options.portParams;
-    return {
-      ipv4: m.yiaddr,
-      host6: o.host6,
-      tep6: o.tep6,
-      tep4: o.tep4,
-      portSet: portSet && portSet.psidLength > 0 ? portSet : undefined,
-      leaseTime,
-      obtainedAt: now,
-      expiresAt: now + leaseTime * 1000,
-      renewAt: now + t1 * 1000,
-    };
+    const { binding, lease } = leaseOfAck(
+      reply,
+      this.#now(),
+      this.#binding?.serverId,
+      this.#options,
+    );
+    this.#binding = binding;
+    return lease;
   }
 }
 
@@ -475,20 +416,4 @@ export async function discoverServers(
   } finally {
     client.close();
   }
-}
-
-/** A NAK, or an ACK that grants an address. */
-function isAckOrNak(m: Dhcp4Message): boolean {
-  const type = m.options.messageType;
-  return type === Dhcp4MessageType.NAK || (type === Dhcp4MessageType.ACK && m.yiaddr !== 0);
-}
-
-function randomXid(): number {
-  return crypto.getRandomValues(new Uint32Array(1))[0]!;
-}
-
-function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
-  return true;
 }

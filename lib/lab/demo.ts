@@ -12,7 +12,8 @@ import { existsSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { sleep } from "../sys/process.ts";
 import type { Lab } from "./lab.ts";
-import { BIG_FILE, dstmArgv, FTP_FILE, WEB_PAGE } from "./services.ts";
+import { downloadBigFile, pingArgv } from "./probes.ts";
+import { dstmArgv, FTP_FILE, WEB_PAGE } from "./services.ts";
 import { LAB } from "./topology.ts";
 
 export interface StepResult {
@@ -174,20 +175,7 @@ export const DEMO_STEPS: readonly DemoStep[] = [
       const e4 = await leasedAddress(lab, "e");
       // The first packet draws r1's Packet Too Big at the TEP, which relays it as ICMPv4 3/4;
       // later ones are answered by the TEP itself from the path MTU it learned.
-      const r = sh(lab, "web", [
-        "ping",
-        "-c",
-        "2",
-        "-i",
-        "0.3",
-        "-W",
-        "1",
-        "-M",
-        "do",
-        "-s",
-        "1432",
-        e4,
-      ]);
+      const r = sh(lab, "web", pingArgv(e4, { count: 2, interval: 0.3 }));
       return { ok: new RegExp(`mtu ?= ?${LAB.narrowMtu - 40}`).test(r.text), output: r.text };
     },
   },
@@ -202,21 +190,8 @@ export const DEMO_STEPS: readonly DemoStep[] = [
         lab.services.socket("tep"),
       ]);
       const learned = new RegExp(`path MTU ${LAB.nodeE6} ${LAB.narrowMtu}`).test(stats.text);
-      const file = join(lab.dir, "download-e-big.bin");
-      rmSync(file, { force: true });
-      const argv = [
-        "curl",
-        "-sS",
-        "--max-time",
-        "30",
-        "-o",
-        file,
-        `http://${LAB.web4}/${BIG_FILE}`,
-      ];
-      const r = lab.run("e", argv);
-      const digest = (path: string) =>
-        existsSync(path) ? createHash("sha256").update(readFileSync(path)).digest("hex") : "";
-      const same = r.code === 0 && digest(file) === digest(join(lab.dir, "www", BIG_FILE));
+      const r = downloadBigFile(lab, "e", join(lab.dir, "download-e-big.bin"));
+      const { argv, same } = r;
       const lines = stats.text
         .split("\n")
         .filter((l) => /path MTU|pmtu-learned|icmp-relay-frag/.test(l));

@@ -35,52 +35,50 @@
 import type { PacketDevice } from "../net/device.ts";
 import * as libc from "./libc.ts";
 import { Errno, SysError } from "./libc.ts";
+import { isIcmpErrno, readExtendedError, type TunnelErrorInfo } from "./raw6_errors.ts";
+import {
+  CMSG_HDR,
+  CMSG_SPACE_INT,
+  findControlMessage,
+  IOVEC_SIZE,
+  IPV6_FLOWINFO_SEND,
+  IPV6_RECVERR,
+  IPV6_RECVTCLASS,
+  IPV6_TCLASS,
+  MSG_CONTROL,
+  MSG_CONTROLLEN,
+  MSG_DONTWAIT,
+  MSG_ERRQUEUE,
+  MSG_IOV,
+  MSG_IOVLEN,
+  MSG_NAME,
+  MSG_NAMELEN,
+  MSGHDR_SIZE,
+  putPointer,
+  SIN6_ADDR,
+  SIN6_FLOWINFO,
+  SOCKADDR_IN6_SIZE,
+  setFamilyInet6,
+  setSocketBuffer,
+  sockaddrIn6,
+} from "./socket_abi.ts";
+
+// The error queue's record and the route's path MTU moved to ./raw6_errors.ts; re-exported
+// for the callers that import them from here.
+export {
+  routePathMtu,
+  SO_EE_ORIGIN_ICMP6,
+  type TunnelErrorInfo,
+} from "./raw6_errors.ts";
 
 /** IPPROTO_IPIP: the IPv6 next header value of an encapsulated IPv4 packet. */
 export const IPPROTO_IPIP = 4;
-/** sizeof(struct sockaddr_in6): family u16, port u16, flowinfo u32, addr[16], scope_id u32. */
-const SOCKADDR_IN6_SIZE = 28;
-const SIN6_ADDR = 8;
-const SIN6_FLOWINFO = 4;
 const IPV6_PMTUDISC_WANT = 1;
 const IPV6_PMTUDISC_DO = 2;
-/** Socket options of <linux/in6.h> (level IPPROTO_IPV6). */
-const IPV6_RECVERR = 25;
-const IPV6_FLOWINFO_SEND = 33;
-const IPV6_RECVTCLASS = 66;
-const IPV6_TCLASS = 67;
-const MSG_DONTWAIT = 0x40;
-const MSG_ERRQUEUE = 0x2000;
-/** struct msghdr: name@0, namelen@8, iov@16, iovlen@24, control@32, controllen@40, flags@48. */
-const MSGHDR_SIZE = 56;
-const MSG_NAME = 0;
-const MSG_NAMELEN = 8;
-const MSG_IOV = 16;
-const MSG_IOVLEN = 24;
-const MSG_CONTROL = 32;
-const MSG_CONTROLLEN = 40;
-const IOVEC_SIZE = 16;
-/** struct cmsghdr: len (size_t)@0, level@8, type@12, data@16. */
-const CMSG_HDR = 16;
-/** One `int` control message, CMSG_SPACE(4). */
-const CMSG_SPACE_INT = CMSG_HDR + 8;
+/** Room for the control messages of one receive (traffic class, or an extended error). */
 const RECV_CONTROL_SIZE = 128;
-/** sock_extended_err origin of an ICMPv6 error (linux/errqueue.h). */
-export const SO_EE_ORIGIN_ICMP6 = 3;
 
-/**
- * One error from the error queue (struct sock_extended_err, linux/errqueue.h). For an ICMPv6
- * error `origin` is SO_EE_ORIGIN_ICMP6, `type`/`code` are the ICMPv6 ones and `info` is the
- * MTU of a Packet Too Big (RFC 8201 §4).
- */
-export interface TunnelErrorInfo {
-  errno: number;
-  origin: number;
-  type: number;
-  code: number;
-  info: number;
-}
-
+/** How {@link Raw6Socket.open} opens the socket. */
 export interface Raw6Options {
   /** Next header to send and receive (default 4, IPv4). */
   protocol?: number;
@@ -137,7 +135,7 @@ export class Raw6Socket implements PacketDevice {
   private constructor(fd: number, pollTimeoutMs: number) {
     this.fd = fd;
     this.pollTimeoutMs = pollTimeoutMs;
-    _setFamily(this._sendAddr);
+    setFamilyInet6(this._sendAddr);
     const view = new DataView(this._pollIn.buffer);
     view.setInt32(0, fd, true);
     view.setInt16(4, libc.POLLIN, true);
@@ -145,20 +143,20 @@ export class Raw6Socket implements PacketDevice {
     out.setInt32(0, fd, true);
     out.setInt16(4, libc.POLLOUT, true);
     const m = new DataView(this._sendMsg.buffer);
-    _putPointer(m, MSG_NAME, libc.addressOf(this._sendAddr));
+    putPointer(m, MSG_NAME, libc.addressOf(this._sendAddr));
     m.setUint32(MSG_NAMELEN, SOCKADDR_IN6_SIZE, true);
-    _putPointer(m, MSG_IOV, libc.addressOf(this._sendIov));
-    _putPointer(m, MSG_IOVLEN, 1);
-    _putPointer(m, MSG_CONTROL, libc.addressOf(this._sendControl));
-    _putPointer(m, MSG_CONTROLLEN, CMSG_SPACE_INT);
-    _putPointer(this._sendControlView, 0, CMSG_HDR + 4);
+    putPointer(m, MSG_IOV, libc.addressOf(this._sendIov));
+    putPointer(m, MSG_IOVLEN, 1);
+    putPointer(m, MSG_CONTROL, libc.addressOf(this._sendControl));
+    putPointer(m, MSG_CONTROLLEN, CMSG_SPACE_INT);
+    putPointer(this._sendControlView, 0, CMSG_HDR + 4);
     this._sendControlView.setInt32(8, libc.IPPROTO_IPV6, true);
     this._sendControlView.setInt32(12, IPV6_TCLASS, true);
     const r = this._recvMsgView;
-    _putPointer(r, MSG_NAME, libc.addressOf(this._recvAddr));
-    _putPointer(r, MSG_IOV, libc.addressOf(this._recvIov));
-    _putPointer(r, MSG_IOVLEN, 1);
-    _putPointer(r, MSG_CONTROL, libc.addressOf(this._recvControl));
+    putPointer(r, MSG_NAME, libc.addressOf(this._recvAddr));
+    putPointer(r, MSG_IOV, libc.addressOf(this._recvIov));
+    putPointer(r, MSG_IOVLEN, 1);
+    putPointer(r, MSG_CONTROL, libc.addressOf(this._recvControl));
   }
 
   /**
@@ -229,10 +227,7 @@ export class Raw6Socket implements PacketDevice {
    * address are received. Throws EADDRNOTAVAIL when the address is not configured here.
    */
   bindAddress(src6: Uint8Array): void {
-    const sa = new Uint8Array(SOCKADDR_IN6_SIZE);
-    _setFamily(sa);
-    sa.set(src6.subarray(0, 16), SIN6_ADDR);
-    const r = libc.bind(this.fd, sa, SOCKADDR_IN6_SIZE);
+    const r = libc.bind(this.fd, sockaddrIn6(src6), SOCKADDR_IN6_SIZE);
     if (r < 0) {
       const hint =
         -r === Errno.EADDRNOTAVAIL
@@ -247,20 +242,17 @@ export class Raw6Socket implements PacketDevice {
    * delivers packets whose outer source is `peer6`.
    */
   connect(peer6: Uint8Array): void {
-    const sa = new Uint8Array(SOCKADDR_IN6_SIZE);
-    _setFamily(sa);
-    sa.set(peer6.subarray(0, 16), SIN6_ADDR);
-    const r = libc.connect(this.fd, sa, SOCKADDR_IN6_SIZE);
+    const r = libc.connect(this.fd, sockaddrIn6(peer6), SOCKADDR_IN6_SIZE);
     if (r < 0) throw new SysError("connect raw IPv6 socket", r);
   }
 
   /** Sets the kernel buffer sizes (bytes; the kernel doubles them for bookkeeping). */
   setBufferSizes(receive?: number, send?: number): void {
     if (receive !== undefined) {
-      _setBuffer(this.fd, libc.SO_RCVBUFFORCE, libc.SO_RCVBUF, receive, "SO_RCVBUF");
+      setSocketBuffer(this.fd, libc.SO_RCVBUFFORCE, libc.SO_RCVBUF, receive, "SO_RCVBUF");
     }
     if (send !== undefined) {
-      _setBuffer(this.fd, libc.SO_SNDBUFFORCE, libc.SO_SNDBUF, send, "SO_SNDBUF");
+      setSocketBuffer(this.fd, libc.SO_SNDBUFFORCE, libc.SO_SNDBUF, send, "SO_SNDBUF");
     }
   }
 
@@ -302,7 +294,7 @@ export class Raw6Socket implements PacketDevice {
       n = this._recv(buf, offset);
       if (n === -Errno.EAGAIN) return 0;
     }
-    if (n < 0 && this._tunnel && _isIcmpErrno(n)) {
+    if (n < 0 && this._tunnel && isIcmpErrno(n)) {
       // The pending error of an ICMPv6 error (RECVERR): the packet is on the error queue.
       this.errorPending = true;
       return 0;
@@ -328,35 +320,13 @@ export class Raw6Socket implements PacketDevice {
     this._setRecvBuffer(buf, offset);
     const m = this._recvMsgView;
     m.setUint32(MSG_NAMELEN, SOCKADDR_IN6_SIZE, true);
-    _putPointer(m, MSG_CONTROLLEN, RECV_CONTROL_SIZE);
+    putPointer(m, MSG_CONTROLLEN, RECV_CONTROL_SIZE);
     const n = libc.recvmsg(this.fd, this._recvMsg, MSG_ERRQUEUE | MSG_DONTWAIT);
     if (n < 0) {
       if (n === -Errno.EAGAIN) this.errorPending = false;
       return n;
     }
-    info.errno = 0;
-    info.origin = 0;
-    info.type = 0;
-    info.code = 0;
-    info.info = 0;
-    const controlLength = m.getUint32(MSG_CONTROLLEN, true);
-    const c = this._recvControlView;
-    for (let at = 0; at + CMSG_HDR <= controlLength; ) {
-      const len = c.getUint32(at, true);
-      if (len < CMSG_HDR) break;
-      if (
-        c.getInt32(at + 8, true) === libc.IPPROTO_IPV6 &&
-        c.getInt32(at + 12, true) === IPV6_RECVERR
-      ) {
-        const e = at + CMSG_HDR;
-        info.errno = c.getUint32(e, true);
-        info.origin = c.getUint8(e + 4);
-        info.type = c.getUint8(e + 5);
-        info.code = c.getUint8(e + 6);
-        info.info = c.getUint32(e + 8, true);
-      }
-      at += (len + 7) & ~7;
-    }
+    readExtendedError(this._recvControlView, m.getUint32(MSG_CONTROLLEN, true), info);
     for (let i = 0; i < 16; i++) dst6Out[dst6Offset + i] = this._recvAddrIp[i]!;
     return n;
   }
@@ -380,13 +350,13 @@ export class Raw6Socket implements PacketDevice {
       // sin6_flowinfo is big-endian: 4 bits 0, 8 bits traffic class (ignored), 20 bits label.
       this._sendAddrView.setUint32(SIN6_FLOWINFO, flowLabel & 0xfffff, false);
       this._sendControlView.setInt32(CMSG_HDR, trafficClass & 0xff, true);
-      _putPointer(this._sendIovView, 0, libc.addressOf(buf, offset));
-      _putPointer(this._sendIovView, 8, length);
+      putPointer(this._sendIovView, 0, libc.addressOf(buf, offset));
+      putPointer(this._sendIovView, 8, length);
       let n = libc.sendmsg(this.fd, this._sendMsg, 0);
       if (n === -Errno.EAGAIN) {
         libc.poll(this._pollOut, 1, this.pollTimeoutMs);
         n = libc.sendmsg(this.fd, this._sendMsg, 0);
-      } else if (n < 0 && _isIcmpErrno(n)) {
+      } else if (n < 0 && isIcmpErrno(n)) {
         // The pending error of an ICMPv6 error about an earlier packet fails one send: retry.
         this.errorPending = true;
         n = libc.sendmsg(this.fd, this._sendMsg, 0);
@@ -420,8 +390,8 @@ export class Raw6Socket implements PacketDevice {
     if (buf !== this._recvBuf || offset !== this._recvBufOffset) {
       this._recvBuf = buf;
       this._recvBufOffset = offset;
-      _putPointer(this._recvIovView, 0, libc.addressOf(buf, offset));
-      _putPointer(this._recvIovView, 8, buf.length - offset);
+      putPointer(this._recvIovView, 0, libc.addressOf(buf, offset));
+      putPointer(this._recvIovView, 8, buf.length - offset);
     }
   }
 
@@ -430,24 +400,16 @@ export class Raw6Socket implements PacketDevice {
       this._setRecvBuffer(buf, offset);
       const m = this._recvMsgView;
       m.setUint32(MSG_NAMELEN, SOCKADDR_IN6_SIZE, true);
-      _putPointer(m, MSG_CONTROLLEN, RECV_CONTROL_SIZE);
+      putPointer(m, MSG_CONTROLLEN, RECV_CONTROL_SIZE);
       const n = libc.recvmsg(this.fd, this._recvMsg, 0);
       if (n < 0) return n;
-      let tclass = 0;
-      const controlLength = m.getUint32(MSG_CONTROLLEN, true);
-      const c = this._recvControlView;
-      for (let at = 0; at + CMSG_HDR <= controlLength; ) {
-        const len = c.getUint32(at, true);
-        if (len < CMSG_HDR) break;
-        if (
-          c.getInt32(at + 8, true) === libc.IPPROTO_IPV6 &&
-          c.getInt32(at + 12, true) === IPV6_TCLASS
-        ) {
-          tclass = c.getInt32(at + CMSG_HDR, true) & 0xff;
-          break;
-        }
-        at += (len + 7) & ~7;
-      }
+      const at = findControlMessage(
+        this._recvControlView,
+        m.getUint32(MSG_CONTROLLEN, true),
+        libc.IPPROTO_IPV6,
+        IPV6_TCLASS,
+      );
+      const tclass = at < 0 ? 0 : this._recvControlView.getInt32(at, true) & 0xff;
       this.trafficClass = tclass;
       return n;
     }
@@ -462,64 +424,4 @@ export class Raw6Socket implements PacketDevice {
       this._recvAddrLenBytes,
     );
   }
-}
-
-const IPV6_MTU = 24;
-const EPROTO = 71;
-
-/**
- * The errors an ICMPv6 error leaves pending on the socket (icmpv6_err_convert in
- * net/ipv6/icmp.c): unreachable, administratively prohibited, port unreachable, too big,
- * parameter problem (time exceeded maps to EHOSTUNREACH).
- */
-function _isIcmpErrno(n: number): boolean {
-  return (
-    n === -Errno.EHOSTUNREACH ||
-    n === -Errno.ENETUNREACH ||
-    n === -Errno.EACCES ||
-    n === -Errno.ECONNREFUSED ||
-    n === -Errno.EMSGSIZE ||
-    n === -EPROTO
-  );
-}
-
-/**
- * The kernel's path MTU towards `dst6` (16 bytes): its route, lowered by any Packet Too Big it
- * recorded (the route cache outlives a process; RFC 8201 §5.2 lets a node keep estimates).
- * A UDP socket is connected (no packet is sent) and asked for IPV6_MTU (ipv6(7)). Returns
- * the MTU in bytes, or -errno (e.g. ENETUNREACH without a route).
- */
-export function routePathMtu(dst6: Uint8Array): number {
-  const fd = libc.socket(libc.AF_INET6, libc.SOCK_DGRAM | libc.SOCK_CLOEXEC, 0);
-  if (fd < 0) return fd;
-  try {
-    const sa = new Uint8Array(SOCKADDR_IN6_SIZE);
-    _setFamily(sa);
-    sa[3] = 9; // discard port: any port will do, nothing is sent
-    sa.set(dst6.subarray(0, 16), SIN6_ADDR);
-    const r = libc.connect(fd, sa, SOCKADDR_IN6_SIZE);
-    if (r < 0) return r;
-    return libc.getsockoptInt(fd, libc.IPPROTO_IPV6, IPV6_MTU);
-  } finally {
-    libc.close(fd);
-  }
-}
-
-/** A pointer or size_t field, little-endian (pointers are below 2^53 in user space). */
-function _putPointer(view: DataView, at: number, value: number): void {
-  view.setUint32(at, value >>> 0, true);
-  view.setUint32(at + 4, Math.floor(value / 2 ** 32), true);
-}
-
-function _setFamily(sa: Uint8Array): void {
-  sa[0] = libc.AF_INET6 & 0xff; // sa_family_t, little-endian u16
-  sa[1] = libc.AF_INET6 >> 8;
-}
-
-function _setBuffer(fd: number, force: number, plain: number, bytes: number, what: string): void {
-  let r = libc.setsockoptInt(fd, libc.SOL_SOCKET, force, bytes);
-  // Without CAP_NET_ADMIN the *FORCE options fail; the plain ones are capped at
-  // net.core.rmem_max / wmem_max.
-  if (r === -Errno.EPERM) r = libc.setsockoptInt(fd, libc.SOL_SOCKET, plain, bytes);
-  if (r < 0) throw new SysError(`setsockopt ${what} ${bytes}`, r);
 }

@@ -14,26 +14,33 @@
 import type { TunnelBatchSocket } from "../net/device.ts";
 import * as libc from "./libc.ts";
 import { Errno } from "./libc.ts";
+import { isIcmpErrno } from "./raw6_errors.ts";
+import {
+  CMSG_HDR,
+  CMSG_SPACE_INT,
+  IOVEC_SIZE,
+  IPV6_TCLASS,
+  MMSG_LEN,
+  MMSGHDR_SIZE,
+  MSG_CONTROL,
+  MSG_CONTROLLEN,
+  MSG_DONTWAIT,
+  MSG_IOV,
+  MSG_IOVLEN,
+  MSG_NAME,
+  MSG_NAMELEN,
+  putPointer,
+  SIN6_ADDR,
+  SIN6_FLOWINFO,
+  SOCKADDR_IN6_SIZE,
+} from "./socket_abi.ts";
 
-const MMSGHDR_SIZE = 64; // struct msghdr (56) + msg_len (4) + padding
-const MSG_NAME = 0;
-const MSG_NAMELEN = 8;
-const MSG_IOV = 16;
-const MSG_IOVLEN = 24;
-const MSG_CONTROL = 32;
-const MSG_CONTROLLEN = 40;
-const MSG_LEN = 56;
-const IOVEC_SIZE = 16;
-const SOCKADDR_IN6_SIZE = 28;
-const SIN6_FLOWINFO = 4;
-const SIN6_ADDR = 8;
+/** Each message's sockaddr_in6, 8-byte aligned. */
 const ADDR_STRIDE = 32;
-const CMSG_HDR = 16;
+/** Each message's control buffer: room for one IPV6_TCLASS message (or what else arrives). */
 const CONTROL_STRIDE = 64;
-const SEND_CONTROL = CMSG_HDR + 8; // CMSG_SPACE(sizeof(int))
-const IPV6_TCLASS = 67;
-const MSG_DONTWAIT = 0x40;
 
+/** The vectors' size and the read timeout of a {@link Raw6Batch}. */
 export interface Raw6BatchOptions {
   /** Packets per system call at most (and the vectors' size). Default 64. */
   batchSize?: number;
@@ -86,10 +93,10 @@ export class Raw6Batch implements TunnelBatchSocket {
     const v = this.#vecView;
     for (let i = 0; i < n; i++) {
       const m = i * MMSGHDR_SIZE;
-      put(v, m + MSG_NAME, libc.addressOf(this.#addrs, i * ADDR_STRIDE));
-      put(v, m + MSG_IOV, libc.addressOf(this.#iov, i * IOVEC_SIZE));
-      put(v, m + MSG_IOVLEN, 1);
-      put(v, m + MSG_CONTROL, libc.addressOf(this.#control, i * CONTROL_STRIDE));
+      putPointer(v, m + MSG_NAME, libc.addressOf(this.#addrs, i * ADDR_STRIDE));
+      putPointer(v, m + MSG_IOV, libc.addressOf(this.#iov, i * IOVEC_SIZE));
+      putPointer(v, m + MSG_IOVLEN, 1);
+      putPointer(v, m + MSG_CONTROL, libc.addressOf(this.#control, i * CONTROL_STRIDE));
       this.#addrView.setUint16(i * ADDR_STRIDE, libc.AF_INET6, true);
     }
     for (const [p, ev] of [
@@ -126,7 +133,7 @@ export class Raw6Batch implements TunnelBatchSocket {
     for (let i = 0; i < dirty; i++) {
       const m = i * MMSGHDR_SIZE;
       v.setUint32(m + MSG_NAMELEN, SOCKADDR_IN6_SIZE, true);
-      put(v, m + MSG_CONTROLLEN, CONTROL_STRIDE);
+      putPointer(v, m + MSG_CONTROLLEN, CONTROL_STRIDE);
     }
     this.#dirty = 0;
     let n = libc.recvmmsg(this.fd, this.#vec, count, MSG_DONTWAIT);
@@ -150,7 +157,7 @@ export class Raw6Batch implements TunnelBatchSocket {
     this.#dirty = n;
     for (let i = 0; i < n; i++) {
       const m = i * MMSGHDR_SIZE;
-      sizes[i] = v.getUint32(m + MSG_LEN, true);
+      sizes[i] = v.getUint32(m + MMSG_LEN, true);
       const a = i * ADDR_STRIDE + SIN6_ADDR;
       for (let k = 0; k < 16; k++) addrs[16 * i + k] = this.#addrs[a + k]!;
       let tclass = 0;
@@ -190,7 +197,7 @@ export class Raw6Batch implements TunnelBatchSocket {
       // Every message's IPV6_TCLASS header, once (a receive overwrites the control buffers).
       for (let i = 0; i < this.batchSize; i++) {
         const b = i * CONTROL_STRIDE;
-        put(c, b, CMSG_HDR + 4);
+        putPointer(c, b, CMSG_HDR + 4);
         c.setInt32(b + 8, libc.IPPROTO_IPV6, true);
         c.setInt32(b + 12, IPV6_TCLASS, true);
       }
@@ -203,7 +210,7 @@ export class Raw6Batch implements TunnelBatchSocket {
       for (let k = 0; k < 16; k++) this.#addrs[a + SIN6_ADDR + k] = addrs[16 * i + k]!;
       this.#addrView.setUint32(a + SIN6_FLOWINFO, flowLabel[i]! & 0xfffff, false);
       v.setUint32(m + MSG_NAMELEN, SOCKADDR_IN6_SIZE, true);
-      put(v, m + MSG_CONTROLLEN, SEND_CONTROL);
+      putPointer(v, m + MSG_CONTROLLEN, CMSG_SPACE_INT);
       c.setInt32(i * CONTROL_STRIDE + CMSG_HDR, trafficClass[i]!, true);
     }
     // `next`: the first message not yet handed over; a message the kernel refuses (EMSGSIZE
@@ -242,25 +249,8 @@ export class Raw6Batch implements TunnelBatchSocket {
     if (this.#iovBuf[i] !== buf || this.#iovOff[i] !== offset) {
       this.#iovBuf[i] = buf;
       this.#iovOff[i] = offset;
-      put(this.#iovView, at, libc.addressOf(buf, offset));
+      putPointer(this.#iovView, at, libc.addressOf(buf, offset));
     }
-    put(this.#iovView, at + 8, length);
+    putPointer(this.#iovView, at + 8, length);
   }
-}
-
-/** A 64-bit pointer or size field, without a BigInt. */
-function put(view: DataView, at: number, value: number): void {
-  view.setUint32(at, value >>> 0, true);
-  view.setUint32(at + 4, Math.floor(value / 2 ** 32), true);
-}
-
-function isIcmpErrno(n: number): boolean {
-  return (
-    n === -Errno.EHOSTUNREACH ||
-    n === -Errno.ENETUNREACH ||
-    n === -Errno.EACCES ||
-    n === -Errno.ECONNREFUSED ||
-    n === -Errno.EMSGSIZE ||
-    n === -71 // EPROTO
-  );
 }

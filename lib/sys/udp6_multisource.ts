@@ -22,23 +22,24 @@
  */
 import * as libc from "./libc.ts";
 import { Errno, SysError } from "./libc.ts";
+import {
+  CMSG_HDR,
+  IOVEC_SIZE,
+  MSG_CONTROL,
+  MSG_CONTROLLEN,
+  MSG_IOV,
+  MSG_IOVLEN,
+  MSG_NAME,
+  MSG_NAMELEN,
+  MSGHDR_SIZE,
+  putPointer,
+  SIN6_ADDR,
+  SIN6_SCOPE_ID,
+  SOCKADDR_IN6_SIZE,
+  setFamilyInet6,
+  setSocketBuffer,
+} from "./socket_abi.ts";
 
-/** sizeof(struct sockaddr_in6): family u16, port u16, flowinfo u32, addr[16], scope_id u32. */
-const SOCKADDR_IN6_SIZE = 28;
-const SIN6_ADDR = 8;
-const SIN6_SCOPE_ID = 24;
-/** struct msghdr: name@0, namelen@8, iov@16, iovlen@24, control@32, controllen@40, flags@48. */
-const MSGHDR_SIZE = 56;
-const MSG_NAME = 0;
-const MSG_NAMELEN = 8;
-const MSG_IOV = 16;
-const MSG_IOVLEN = 24;
-const MSG_CONTROL = 32;
-const MSG_CONTROLLEN = 40;
-/** struct iovec: base@0, len@8. */
-const IOVEC_SIZE = 16;
-/** struct cmsghdr: len (size_t)@0, level@8, type@12, data@16. */
-const CMSG_HDR = 16;
 /** struct in6_pktinfo: addr[16], ifindex (int). */
 const PKTINFO_SIZE = 20;
 const CMSG_LEN_PKTINFO = CMSG_HDR + PKTINFO_SIZE;
@@ -91,26 +92,26 @@ export class Udp6MultiSource {
 
   private constructor(fd: number) {
     this.fd = fd;
-    _setFamily(this._dest);
+    setFamilyInet6(this._dest);
     // sendmsg: destination, one iovec (base set per send), one IPV6_PKTINFO cmsg.
     const s = this._sendMsgView;
-    _putPointer(s, MSG_NAME, libc.addressOf(this._dest));
+    putPointer(s, MSG_NAME, libc.addressOf(this._dest));
     s.setUint32(MSG_NAMELEN, SOCKADDR_IN6_SIZE, true);
-    _putPointer(s, MSG_IOV, libc.addressOf(this._sendIov));
-    _putPointer(s, MSG_IOVLEN, 1);
-    _putPointer(s, MSG_CONTROL, libc.addressOf(this._sendControl));
-    _putPointer(s, MSG_CONTROLLEN, CMSG_SPACE_PKTINFO);
+    putPointer(s, MSG_IOV, libc.addressOf(this._sendIov));
+    putPointer(s, MSG_IOVLEN, 1);
+    putPointer(s, MSG_CONTROL, libc.addressOf(this._sendControl));
+    putPointer(s, MSG_CONTROLLEN, CMSG_SPACE_PKTINFO);
     const c = new DataView(this._sendControl.buffer);
-    _putPointer(c, 0, CMSG_LEN_PKTINFO);
+    putPointer(c, 0, CMSG_LEN_PKTINFO);
     c.setInt32(8, libc.IPPROTO_IPV6, true);
     c.setInt32(12, libc.IPV6_PKTINFO, true);
     c.setInt32(CMSG_HDR + 16, 0, true); // ifindex 0: the route decides
     // recvmsg: sender address, one iovec (set on first receive), control for the pktinfo.
     const r = this._recvMsgView;
-    _putPointer(r, MSG_NAME, libc.addressOf(this._recvFrom));
-    _putPointer(r, MSG_IOV, libc.addressOf(this._recvIov));
-    _putPointer(r, MSG_IOVLEN, 1);
-    _putPointer(r, MSG_CONTROL, libc.addressOf(this._recvControl));
+    putPointer(r, MSG_NAME, libc.addressOf(this._recvFrom));
+    putPointer(r, MSG_IOV, libc.addressOf(this._recvIov));
+    putPointer(r, MSG_IOVLEN, 1);
+    putPointer(r, MSG_CONTROL, libc.addressOf(this._recvControl));
     const poll = new DataView(this._pollIn.buffer);
     poll.setInt32(0, fd, true);
     poll.setInt16(4, libc.POLLIN, true);
@@ -134,11 +135,11 @@ export class Udp6MultiSource {
         if (r < 0) throw new SysError(`setsockopt ${what}`, r);
       }
       if (opts.receiveBuffer !== undefined)
-        _setBuffer(fd, libc.SO_RCVBUFFORCE, libc.SO_RCVBUF, opts.receiveBuffer, "SO_RCVBUF");
+        setSocketBuffer(fd, libc.SO_RCVBUFFORCE, libc.SO_RCVBUF, opts.receiveBuffer, "SO_RCVBUF");
       if (opts.sendBuffer !== undefined)
-        _setBuffer(fd, libc.SO_SNDBUFFORCE, libc.SO_SNDBUF, opts.sendBuffer, "SO_SNDBUF");
+        setSocketBuffer(fd, libc.SO_SNDBUFFORCE, libc.SO_SNDBUF, opts.sendBuffer, "SO_SNDBUF");
       const sa = new Uint8Array(SOCKADDR_IN6_SIZE);
-      _setFamily(sa);
+      setFamilyInet6(sa);
       sa[2] = opts.port >>> 8;
       sa[3] = opts.port & 0xff;
       const r = libc.bind(fd, sa, SOCKADDR_IN6_SIZE);
@@ -213,8 +214,8 @@ export class Udp6MultiSource {
   ): number {
     const src = this._sendSource;
     for (let i = 0; i < 16; i++) src[i] = source[sourceOffset + i]!;
-    _putPointer(this._sendIovView, 0, libc.addressOf(buf, offset));
-    _putPointer(this._sendIovView, 8, length);
+    putPointer(this._sendIovView, 0, libc.addressOf(buf, offset));
+    putPointer(this._sendIovView, 8, length);
     return libc.sendmsg(this.fd, this._sendMsg, 0);
   }
 
@@ -226,12 +227,12 @@ export class Udp6MultiSource {
   receive(buf: Uint8Array, to6: Uint8Array, to6Offset = 0): number {
     if (buf !== this._recvBuf) {
       this._recvBuf = buf;
-      _putPointer(this._recvIovView, 0, libc.addressOf(buf));
-      _putPointer(this._recvIovView, 8, buf.length);
+      putPointer(this._recvIovView, 0, libc.addressOf(buf));
+      putPointer(this._recvIovView, 8, buf.length);
     }
     const m = this._recvMsgView;
     m.setUint32(MSG_NAMELEN, SOCKADDR_IN6_SIZE, true);
-    _putPointer(m, MSG_CONTROLLEN, RECV_CONTROL_SIZE);
+    putPointer(m, MSG_CONTROLLEN, RECV_CONTROL_SIZE);
     const n = libc.recvmsg(this.fd, this._recvMsg, 0);
     if (n < 0) return n;
     const controlLength = m.getUint32(MSG_CONTROLLEN, true); // size_t, far below 2^32
@@ -262,21 +263,4 @@ export class Udp6MultiSource {
   close(): void {
     libc.close(this.fd);
   }
-}
-
-/** A pointer or size_t field, little-endian (pointers are below 2^53 in user space). */
-function _putPointer(view: DataView, at: number, value: number): void {
-  view.setUint32(at, value >>> 0, true);
-  view.setUint32(at + 4, Math.floor(value / 2 ** 32), true);
-}
-
-function _setFamily(sa: Uint8Array): void {
-  sa[0] = libc.AF_INET6 & 0xff; // sa_family_t, little-endian u16
-  sa[1] = libc.AF_INET6 >> 8;
-}
-
-function _setBuffer(fd: number, force: number, plain: number, bytes: number, what: string): void {
-  let r = libc.setsockoptInt(fd, libc.SOL_SOCKET, force, bytes);
-  if (r === -Errno.EPERM) r = libc.setsockoptInt(fd, libc.SOL_SOCKET, plain, bytes);
-  if (r < 0) throw new SysError(`setsockopt ${what} ${bytes}`, r);
 }

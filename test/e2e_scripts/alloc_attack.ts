@@ -18,6 +18,7 @@ import { decodeDhcp4o6 } from "../../lib/wire/dhcp4o6.ts";
 import { decodeMessage, encodeMessage } from "../../lib/wire/dstm.ts";
 import { MessageType, Status } from "../../lib/wire/dstm_types.ts";
 import { dhcp4Message, dhcp4o6Query } from "../helpers/dhcp4.ts";
+import { eventually } from "../helpers/wait.ts";
 
 const [mode, server, portText, ...rest] = process.argv.slice(2);
 const port = Number(portText);
@@ -56,8 +57,9 @@ if (mode === "native") {
       port,
     );
   }
-  for (let waited = 0; waited < 3000 && answered < count; waited += 20) await Bun.sleep(20);
-  // Answers still on the way when the rest is silent: a short grace.
+  // Every answer, or 3 s; the caller checks silence against the server's refusal counters.
+  await eventually(() => answered >= count, { timeoutMs: 3000, intervalMs: 20 });
+  // Answers still on the way when the rest is silent: a short grace (a count, not a check).
   await Bun.sleep(200);
   for (const ep of endpoints) ep.close();
   console.log(JSON.stringify({ sent: count, acks, naks, silent: count - answered }));
@@ -82,7 +84,7 @@ if (mode === "native") {
     server!,
     port,
   );
-  for (let waited = 0; waited < 1500 && !answer; waited += 20) await Bun.sleep(20);
+  await eventually(() => answer !== null, { timeoutMs: 1500, intervalMs: 20 });
   ep.close();
   const decoded = answer ? decodeDhcp4o6(answer) : null;
   const dhcp4 = decoded?.ok ? decoded.value.dhcp4 : null;

@@ -14,6 +14,7 @@ import { Dhcp4MessageType } from "../../lib/wire/dhcp4.ts";
 import { encodeMessage } from "../../lib/wire/dstm.ts";
 import { MessageType } from "../../lib/wire/dstm_types.ts";
 import { dhcp4Message, dhcp4o6Query } from "../helpers/dhcp4.ts";
+import { eventually } from "../helpers/wait.ts";
 
 const [mode, server6, host6, portText] = process.argv.slice(2) as [string, string, string, string?];
 if (!parseIPv6(server6) || !parseIPv6(host6)) throw new Error("usage: MODE SERVER6 HOST6 [PORT]");
@@ -40,7 +41,7 @@ if (mode === "dstm") {
 // Up to 3 tries, 1 s apart, until something answers.
 for (let attempt = 0; attempt < 3 && from.length === 0; attempt++) {
   sock.send(query, server6, port);
-  for (let i = 0; i < 100 && from.length === 0; i++) await Bun.sleep(10);
+  await eventually(() => from.length > 0, { timeoutMs: 1000 });
 }
 sock.close();
 console.log(JSON.stringify({ from }));

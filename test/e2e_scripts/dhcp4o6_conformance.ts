@@ -31,6 +31,7 @@ import {
   unwrapRelays,
 } from "../../lib/wire/dhcp6_relay.ts";
 import { dhcp4Message } from "../helpers/dhcp4.ts";
+import { eventually } from "../helpers/wait.ts";
 
 const [mode = "", target = ""] = process.argv.slice(2);
 const WAIT_MS = 3000;
@@ -63,20 +64,24 @@ function message(
   );
 }
 
-/** The DHCPv4 answer with `xid` inside whatever came (relayed or not), once it is there. */
-async function answerTo(xid: number, waitMs = WAIT_MS) {
-  const deadline = Date.now() + waitMs;
-  for (;;) {
+/**
+ * The DHCPv4 answer with `xid` (and, when `types` are given, one of those message types)
+ * inside whatever came, relayed or not; waited for up to `waitMs`, then null.
+ */
+async function answerTo(xid: number, waitMs = WAIT_MS, types: readonly number[] = []) {
+  const find = () => {
     for (const seen of received) {
       const opened = unwrapRelays(seen.data, 13);
       if (!opened.ok) continue;
       const r = decodeDhcp4o6(opened.value.inner);
-      if (r.ok && r.value.dhcp4.xid === xid)
-        return { seen, relays: opened.value.relays, r: r.value };
+      if (!r.ok || r.value.dhcp4.xid !== xid) continue;
+      if (types.length > 0 && !types.includes(r.value.dhcp4.options.messageType)) continue;
+      return { seen, relays: opened.value.relays, r: r.value };
     }
-    if (Date.now() > deadline) return null;
-    await Bun.sleep(20);
-  }
+    return null;
+  };
+  await eventually(() => find() !== null, { timeoutMs: waitMs, intervalMs: 20 });
+  return find();
 }
 
 /** What the test compares: the DHCPv4 answer's type and the fields RFC 2131 table 3 governs. */
@@ -251,17 +256,6 @@ if (mode === "direct") {
 ep.close();
 
 /** The answer with `xid` whose DHCPv4 type is one of `types` (an OFFER shares the REQUEST's xid). */
-async function answerOfType(xid: number, ...types: number[]) {
-  const deadline = Date.now() + WAIT_MS;
-  for (;;) {
-    for (const seen of received) {
-      const opened = unwrapRelays(seen.data, 13);
-      if (!opened.ok) continue;
-      const r = decodeDhcp4o6(opened.value.inner);
-      if (r.ok && r.value.dhcp4.xid === xid && types.includes(r.value.dhcp4.options.messageType))
-        return { seen, relays: opened.value.relays, r: r.value };
-    }
-    if (Date.now() > deadline) return null;
-    await Bun.sleep(20);
-  }
+function answerOfType(xid: number, ...types: number[]) {
+  return answerTo(xid, WAIT_MS, types);
 }

@@ -10,6 +10,7 @@ import { bindUdp } from "../../lib/sys/udp.ts";
 import { type Dhcp4Message, Dhcp4MessageType, type Dhcp4Options } from "../../lib/wire/dhcp4.ts";
 import { DHCP4O6_FLAG_UNICAST, decodeDhcp4o6 } from "../../lib/wire/dhcp4o6.ts";
 import { dhcp4Message, dhcp4o6Query } from "../helpers/dhcp4.ts";
+import { eventually } from "../helpers/wait.ts";
 
 const serverId = parseIPv4("192.0.2.1")!;
 const server = await DstmServer.start({
@@ -42,7 +43,7 @@ async function ask(
     { xid: 0x2b2b0000 + type, chaddr, ...fields },
   );
   client.send(dhcp4o6Query(dhcp4, flags), "::1", 547);
-  for (let i = 0; i < 50 && !answer; i++) await Bun.sleep(10);
+  await eventually(() => answer !== null, { timeoutMs: 500 });
   if (!answer) return null;
   const decoded = decodeDhcp4o6(answer);
   return decoded.ok ? decoded.value.dhcp4 : null;

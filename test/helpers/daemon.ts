@@ -51,12 +51,13 @@ export function spawnDaemon(where: Netns, argv: readonly string[], options: Daem
     proc,
     lines,
     async waitFor(pattern, ms = 20_000) {
-      for (let waited = 0; waited < ms; waited += 50) {
-        const line = lines.find((l) => pattern.test(l));
-        if (line !== undefined) return line;
-        if (proc.exitCode !== null) break;
-        await Bun.sleep(50);
-      }
+      const match = () => lines.find((l) => pattern.test(l));
+      await eventually(() => match() !== undefined || proc.exitCode !== null, {
+        timeoutMs: ms,
+        intervalMs: 50,
+      });
+      const line = match();
+      if (line !== undefined) return line;
       const stderr = options.stderrOnFailure
         ? `\nstderr:\n${await new Response(proc.stderr).text()}`
         : "";

@@ -154,6 +154,24 @@ export async function startKea4o6(
   });
 }
 
+/**
+ * Stops process `name` of `procs` and forgets it: SIGTERM, then SIGKILL after 5 s
+ * (lib/lab/services.ts `stopPid`), or only SIGINT when `signal` says so (dumpcap closes its
+ * file on it); nothing when it has already ended.
+ */
+export async function stopProcess(
+  procs: Map<string, Bun.Subprocess>,
+  name: string,
+  signal: "SIGTERM" | "SIGINT" = "SIGTERM",
+): Promise<void> {
+  const proc = procs.get(name);
+  procs.delete(name);
+  if (!proc || proc.exitCode !== null || proc.signalCode !== null) return;
+  if (signal === "SIGINT") proc.kill("SIGINT");
+  else await stopPid(proc.pid, 5000);
+  await proc.exited;
+}
+
 /** Stops what `procs` holds (last started first, by PID), deletes `namespaces` and removes `dir`. */
 export async function tearDown(
   procs: Map<string, Bun.Subprocess>,

@@ -10,6 +10,7 @@ import * as libc from "../../lib/sys/libc.ts";
 import { addressAdd, linkSetTxQueueLen, linkSetUp, routeAdd } from "../../lib/sys/netlink.ts";
 import { closeTun, openTun } from "../../lib/sys/tun_linux.ts";
 import { startWorker } from "../../lib/sys/worker.ts";
+import { eventually } from "../helpers/wait.ts";
 import type { ForwardInit, ForwardStats } from "./forward_worker.ts";
 
 const opts = JSON.parse(process.argv[2] ?? "{}") as {
@@ -52,10 +53,10 @@ libc.close(udp);
 // Drain: wait until the Worker has read every packet the kernel queued on the TUN (its
 // tx_packets counts what went to the TUN's reader); at most 10 s.
 const queued = () => Number(readFileSync(`/sys/class/net/${name}/statistics/tx_packets`, "utf8"));
-const drainBy = performance.now() + 10_000;
-while (Atomics.load(new Int32Array(progress), 0) < queued() && performance.now() < drainBy) {
-  await new Promise((resolve) => setTimeout(resolve, 5));
-}
+await eventually(() => Atomics.load(new Int32Array(progress), 0) >= queued(), {
+  timeoutMs: 10_000,
+  intervalMs: 5,
+});
 const t0 = performance.now();
 const stopped = await worker.stop(2000);
 const stopMs = performance.now() - t0;

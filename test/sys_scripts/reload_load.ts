@@ -18,6 +18,7 @@ import { bindUdp } from "../../lib/sys/udp.ts";
 import { bindingsDigest } from "../../lib/wire/digest.ts";
 import { decodeMessage, encodeMessage } from "../../lib/wire/dstm.ts";
 import { MessageType, type WireBinding } from "../../lib/wire/dstm_types.ts";
+import { eventually } from "../helpers/wait.ts";
 
 const [dir = "/tmp", hostsText = "150"] = process.argv.slice(2);
 const HOSTS = Number(hostsText);
@@ -59,12 +60,11 @@ server.stdout.on("data", (chunk: Buffer) => {
   }
 });
 const deadline = Date.now() + 90_000;
+/** Waits (../helpers/wait.ts) until `check` holds, by the run's deadline; the log on failure. */
 async function until(what: string, check: () => boolean): Promise<void> {
-  while (!check()) {
-    if (Date.now() > deadline)
-      throw new Error(`timed out waiting for ${what}\n${lines.join("\n")}`);
-    await Bun.sleep(20);
-  }
+  const timeoutMs = Math.max(0, deadline - Date.now());
+  if (!(await eventually(check, { timeoutMs, intervalMs: 20 })))
+    throw new Error(`timed out waiting for ${what}\n${lines.join("\n")}`);
 }
 const count = (re: RegExp) => lines.filter((l) => re.test(l)).length;
 await until("start", () => count(/ start /) === 1);
@@ -140,7 +140,7 @@ async function host(i: number): Promise<void> {
       return;
     } catch {
       refusals++; // POOL_EXHAUSTED until a reload makes room
-      await Bun.sleep(25);
+      await Bun.sleep(25); // a host's pause before it asks again (pacing, not a wait for state)
     }
   }
 }
