@@ -16,6 +16,7 @@
  */
 import type { AllocationEngine } from "../alloc/engine.ts";
 import { SITE_DEFAULTS } from "../alloc/prefix_caps.ts";
+import { afterOverlap } from "../control/key_ring.ts";
 import type { Logger } from "../control/log.ts";
 import type { Metrics } from "../control/metrics.ts";
 import type { AuthKey } from "../wire/auth.ts";
@@ -200,11 +201,9 @@ function rotateKeys(t: ReloadTarget, next: ServerConfig): void {
     "overlap-s": overlapMs / 1000,
     detail: "keys no longer in the key file are accepted until then",
   });
-  const timer = setTimeout(() => {
-    t.keyTimers.delete(timer);
+  // In steps: one setTimeout longer than ~24.8 days would fire at once (lib/control/key_ring.ts).
+  afterOverlap(overlapMs, t.keyTimers, () => {
     for (const key of dropped) if (map.get(key.id) === key) map.delete(key.id);
     t.log.info("key-retired", { keys: dropped.map((k) => k.id).join(",") });
-  }, overlapMs);
-  timer.unref?.();
-  t.keyTimers.add(timer);
+  });
 }
