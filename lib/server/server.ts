@@ -403,6 +403,7 @@ export class DstmServer {
       address: c.address,
       declineProbation: c.declineProbation,
       identity: c.identity,
+      hostPrefixLength: this.#config?.admission?.hostPrefixLength,
       links: () => this.#links,
       log: this.#log,
       metrics: this.metrics,
