@@ -105,3 +105,83 @@ describe("a key overlap longer than a timer can wait", () => {
     ring.close();
   });
 });
+
+describe("reloads during a key overlap", () => {
+  /** A reload target over a fresh engine whose host keys start as `keys`; setTimeout recorded. */
+  async function target(keys: AuthKey[]) {
+    const { engine } = await startEngine([{ prefixes: ["198.51.100.0/29"], tep6: "2001:db8::1" }]);
+    const { log, lines } = capturedLog();
+    const metrics = new Metrics();
+    metrics.counter("dstm_reloads_total", "Reloads, by result");
+    const map = new Map(keys.map((k) => [k.id, k]));
+    const t: ReloadTarget = {
+      engine,
+      admission: undefined,
+      keys: map,
+      keyTimers: new Set(),
+      teps: new Set(["2001:db8::1"]),
+      log,
+      metrics,
+    };
+    timers.push(t.keyTimers);
+    const config = (k: AuthKey[]) =>
+      ({
+        pools: [{ prefixes: ["198.51.100.0/29"], tep6: "2001:db8::1" }],
+        leaseTime: 600,
+        listen: { address: "::1", port: 4607 },
+        keys: k,
+        keyOverlapSeconds: 3600,
+      }) as unknown as ServerConfig;
+    return { t, map, lines, config };
+  }
+
+  test("a second reload within the overlap does not restart the dropped key's overlap", async () => {
+    // Before: every reload found the retiring key still in the map, "dropped" it again and
+    // armed a new full overlap, so a server reloaded more often than --key-overlap (config
+    // management, a cron SIGHUP) accepted the old key for ever.
+    const armed: { fn: () => void; ms: number }[] = [];
+    const real = globalThis.setTimeout;
+    const oldKey = key(1);
+    const newKey = key(2);
+    const s = await target([oldKey]);
+    globalThis.setTimeout = ((fn: () => void, ms: number) => {
+      armed.push({ fn, ms });
+      return { unref() {} } as unknown as ReturnType<typeof setTimeout>;
+    }) as unknown as typeof setTimeout;
+    try {
+      expect(applyReload(s.t, s.config([oldKey]), s.config([newKey]), "test").ok).toBe(true);
+      expect(applyReload(s.t, s.config([newKey]), s.config([newKey]), "test").ok).toBe(true);
+      expect(applyReload(s.t, s.config([newKey]), s.config([newKey]), "test").ok).toBe(true);
+    } finally {
+      globalThis.setTimeout = real;
+    }
+    expect(armed.map((a) => a.ms)).toEqual([3_600_000]); // one overlap, from the first reload
+    expect(s.lines().filter((l) => l.includes("key-overlap"))).toHaveLength(1);
+    armed[0]!.fn(); // the hour has passed
+    expect([...s.map.keys()]).toEqual([2]);
+  });
+
+  for (const [how, back] of [
+    ["read again (a new object)", (k: AuthKey) => ({ ...k })],
+    ["the same object", (k: AuthKey) => k],
+  ] as const)
+    test(`a key put back in the file during its overlap is kept after the overlap (${how})`, async () => {
+      const oldKey = key(1);
+      const newKey = key(2);
+      const s = await target([oldKey]);
+      const armed: (() => void)[] = [];
+      const real = globalThis.setTimeout;
+      globalThis.setTimeout = ((fn: () => void) => {
+        armed.push(fn);
+        return { unref() {} } as unknown as ReturnType<typeof setTimeout>;
+      }) as unknown as typeof setTimeout;
+      try {
+        applyReload(s.t, s.config([oldKey]), s.config([newKey]), "test");
+        applyReload(s.t, s.config([newKey]), s.config([newKey, back(oldKey)]), "test");
+      } finally {
+        globalThis.setTimeout = real;
+      }
+      for (const fn of armed) fn();
+      expect([...s.map.keys()].sort()).toEqual([1, 2]);
+    });
+});

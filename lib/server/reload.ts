@@ -187,13 +187,27 @@ export function applyReload(
   };
 }
 
+/**
+ * Host keys whose overlap runs: a reload during it neither restarts it (else a server reloaded
+ * more often than --key-overlap would accept a dropped key for ever) nor logs it again.
+ */
+const retiring = new WeakSet<AuthKey>();
+
 /** New host keys at once; keys the new file dropped stay accepted for keyOverlapSeconds. */
 function rotateKeys(t: ReloadTarget, next: ServerConfig): void {
   const map = t.keys;
   if (!map || !next.keys) return;
   const fresh = new Map(next.keys.map((k) => [k.id, k]));
-  const dropped = [...map.values()].filter((k) => fresh.get(k.id) === undefined);
-  for (const [id, key] of fresh) map.set(id, key);
+  const dropped = [...map.values()].filter(
+    (k) => fresh.get(k.id) === undefined && !retiring.has(k),
+  );
+  for (const [id, key] of fresh) {
+    // Back in the file: no longer retiring.
+    const held = map.get(id);
+    if (held) retiring.delete(held);
+    map.set(id, key);
+  }
+  for (const key of dropped) retiring.add(key);
   if (dropped.length === 0) return;
   const overlapMs = (next.keyOverlapSeconds ?? 3600) * 1000;
   t.log.info("key-overlap", {
@@ -203,7 +217,7 @@ function rotateKeys(t: ReloadTarget, next: ServerConfig): void {
   });
   // In steps: one setTimeout longer than ~24.8 days would fire at once (lib/control/key_ring.ts).
   afterOverlap(overlapMs, t.keyTimers, () => {
-    for (const key of dropped) if (map.get(key.id) === key) map.delete(key.id);
+    for (const key of dropped) if (map.get(key.id) === key && retiring.has(key)) map.delete(key.id);
     t.log.info("key-retired", { keys: dropped.map((k) => k.id).join(",") });
   });
 }
