@@ -145,3 +145,38 @@ for (const mode of ["client-id", "chaddr"] as const) {
     });
   });
 }
+
+describe("one IPv6 source minting client identifiers (held before this change)", () => {
+  test("the per-/64 cap still bounds its leases; the per-/56 cap its /64s together", async () => {
+    const { engine } = await startEngine([{ prefixes: ["198.51.100.0/26"], tep6: "2001:db8::1" }], {
+      maxLeasesPerPrefix: 4,
+      maxLeasesPerSite: 6,
+    });
+    const handler = new Dhcp4o6Handler({
+      engine,
+      serverId: SERVER_ID,
+      log: capturedLog().log,
+      metrics: new Metrics(),
+      identity: "client-id",
+    });
+    const offered = async (source: string, client: number) => {
+      const chaddr = Uint8Array.of(2, 0, 0, 0, client >> 8, client & 0xff);
+      const m = dhcp4Message(
+        Dhcp4MessageType.DISCOVER,
+        { clientId: Uint8Array.of(1, ...chaddr) },
+        { xid: client, chaddr },
+      );
+      return (
+        (await handler.handle(encodeDhcp4o6({ type: 20, flags: 0, dhcp4: m }), source)) !== null
+      );
+    };
+    let fromOne = 0;
+    for (let client = 1; client <= 50; client++) if (await offered(ATTACKER, client)) fromOne++;
+    expect(fromOne).toBe(4);
+    let fromSite = fromOne;
+    for (let client = 51; client <= 100; client++)
+      if (await offered(`2001:db8:99:${client.toString(16)}::66`, client)) fromSite++;
+    expect(fromSite).toBe(6);
+    expect(engine.leases({ state: "active" }).length).toBe(6);
+  });
+});
