@@ -9,7 +9,6 @@
  */
 import { describe, expect, test } from "bun:test";
 import { Metrics } from "../lib/control/metrics.ts";
-import type { Lease } from "../lib/lease/lease.ts";
 import { formatIPv4, parseIPv4 } from "../lib/net/addr.ts";
 import { Dhcp4o6Handler } from "../lib/server/dhcp4o6.ts";
 import type { Dhcp4o6IdentityMode } from "../lib/server/dhcp4o6_identity.ts";
@@ -18,6 +17,7 @@ import { decodeDhcp4o6, encodeDhcp4o6 } from "../lib/wire/dhcp4o6.ts";
 import { capturedLog } from "./helpers/captured_log.ts";
 import { dhcp4Message } from "./helpers/dhcp4.ts";
 import { startEngine } from "./helpers/engine.ts";
+import { recordingSink } from "./helpers/recording_sink.ts";
 
 const SERVER_ID = parseIPv4("192.0.2.1")!;
 const VICTIM = "2001:db8:4::a1";
@@ -29,25 +29,13 @@ async function setup(identity: Dhcp4o6IdentityMode) {
   const metrics = new Metrics();
   const { log, lines } = capturedLog();
   const tep: string[] = [];
-  const text = (sign: string, l: Lease) => `${sign}${formatIPv4(l.ipv4)} ${l.host6}`;
   const handler = new Dhcp4o6Handler({
     engine,
     serverId: SERVER_ID,
     log,
     metrics,
     identity,
-    bindings: {
-      install: (l: Lease) => {
-        tep.push(text("+", l));
-        return Promise.resolve(true);
-      },
-      remove: (l: Lease) => {
-        tep.push(text("-", l));
-      },
-      pending: () => undefined,
-      onTepMessage: () => {},
-      close: () => {},
-    } as never,
+    bindings: recordingSink(tep) as never,
   });
   let xid = 0x1e000000;
   /** One query of the victim's client (its client-id and chaddr), sent from `source`. */
