@@ -169,6 +169,7 @@ export interface ServerFlags {
   dhcp4o6Interface?: string[];
   dhcp4o6ServerId?: string;
   dhcp4o6Allow?: string[];
+  dhcp4o6Relay?: string[];
   poolLink?: string[];
   dhcp4o6Open?: boolean;
   declineProbation?: string;
@@ -519,12 +520,20 @@ function dhcp4o6Config(flags: ServerFlags, pools: readonly PoolConfig[]): Server
         `--dhcp4o6-allow: "${prefix}" is not an IPv6 prefix (e.g. 2001:db8:4::/64)`,
       );
   }
+  const relays = flags.dhcp4o6Relay;
+  for (const prefix of relays ?? []) {
+    if (!parseIPv6Prefix(prefix))
+      throw new UsageError(
+        `--dhcp4o6-relay: "${prefix}" is not an IPv6 prefix (e.g. 2001:db8:7::/64)`,
+      );
+  }
   return {
     address: listen.address,
     port: listen.port,
     interfaces: flags.dhcp4o6Interface ?? [],
     serverId,
     allow: allow?.length ? allow : undefined,
+    relays: relays?.length ? relays : undefined,
     declineProbation: wholeNumber(flags.declineProbation, "--decline-probation"),
     identity: identityMode(flags.dhcp4o6Identity),
   };

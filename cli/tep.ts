@@ -262,7 +262,10 @@ function tepSettings(flags: TepFlags, c: TepConfig): { fixed: SettingsText; live
     fixed: {
       ipv6: c.ipv6,
       ipv4: String(c.ipv4),
-      server: `[${c.server.address}]:${c.server.port}`,
+      // Every server the TEP obeys (lib/tep/control.ts), not only the first.
+      server: [c.server.address, ...(c.moreServers ?? [])]
+        .map((a) => `[${a}]:${c.server.port}`)
+        .join(","),
       route: c.routes.join(","),
       binding: JSON.stringify(c.staticBindings ?? []),
       ifname: c.ifname ?? "tep0",

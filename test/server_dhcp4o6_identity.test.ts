@@ -7,7 +7,7 @@
  */
 import { describe, expect, test } from "bun:test";
 import { Metrics } from "../lib/control/metrics.ts";
-import type { Lease, LeaseStore } from "../lib/lease/lease.ts";
+import type { LeaseStore } from "../lib/lease/lease.ts";
 import { MemoryLeaseStore } from "../lib/lease/memory.ts";
 import { formatIPv4, parseIPv4 } from "../lib/net/addr.ts";
 import { Dhcp4o6Handler } from "../lib/server/dhcp4o6.ts";
@@ -17,27 +17,11 @@ import { decodeDhcp4o6, encodeDhcp4o6 } from "../lib/wire/dhcp4o6.ts";
 import { capturedLog } from "./helpers/captured_log.ts";
 import { dhcp4Message } from "./helpers/dhcp4.ts";
 import { startEngine } from "./helpers/engine.ts";
+import { recordingSink } from "./helpers/recording_sink.ts";
 
 const SERVER_ID = parseIPv4("192.0.2.1")!;
 const A1 = "2001:db8:4::a1";
 const A2 = "2001:db8:4::a2"; // the same host, a new temporary address
-
-/** What the handler told the TEP: `+IPV4 HOST6` installed, `-IPV4 HOST6` removed, in order. */
-function recordingSink(events: string[]) {
-  const text = (sign: string, l: Lease) => `${sign}${formatIPv4(l.ipv4)} ${l.host6}`;
-  return {
-    install: (l: Lease) => {
-      events.push(text("+", l));
-      return Promise.resolve(true);
-    },
-    remove: (l: Lease) => {
-      events.push(text("-", l));
-    },
-    pending: () => undefined,
-    onTepMessage: () => {},
-    close: () => {},
-  };
-}
 
 async function setup(identity?: Dhcp4o6IdentityMode, store: LeaseStore = new MemoryLeaseStore()) {
   const { engine } = await startEngine([{ prefixes: ["198.51.100.0/29"], tep6: "2001:db8::1" }], {

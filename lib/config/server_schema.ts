@@ -211,6 +211,12 @@ const settings: Setting[] = [
     doc: "answer DHCPv4-over-DHCPv6 only from hosts in this IPv6 prefix (repeatable); needed with --key",
   },
   {
+    name: "dhcp4o6-relay",
+    kind: { type: "list" },
+    arg: "<prefix>",
+    doc: "take RELAY-FORW only from relays in this IPv6 prefix (repeatable); without it, any source in --dhcp4o6-allow may relay and name any host",
+  },
+  {
     name: "pool-link",
     kind: { type: "list" },
     arg: "<addr=link>",

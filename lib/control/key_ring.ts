@@ -40,13 +40,10 @@ export class KeyRing {
     this.#signing = next;
     this.accepted.set(next.id, next);
     if (!previous || previous.id === next.id) return undefined;
-    const timer = setTimeout(() => {
-      this.#timers.delete(timer);
+    afterOverlap(overlapMs, this.#timers, () => {
       if (this.accepted.get(previous.id) === previous && this.#signing !== previous)
         this.accepted.delete(previous.id);
-    }, overlapMs);
-    timer.unref?.();
-    this.#timers.add(timer);
+    });
     return previous;
   }
 
@@ -55,4 +52,29 @@ export class KeyRing {
     for (const timer of this.#timers) clearTimeout(timer);
     this.#timers.clear();
   }
+}
+
+/** The longest delay a timer keeps: 2^31 − 1 ms (about 24.8 days); a longer one fires after 1 ms. */
+export const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/**
+ * Runs `retire` once `overlapMs` has passed, however long that is: a key overlap of 30 days
+ * given to one setTimeout would overflow its 32-bit delay and retire the key after 1 ms
+ * (the HTML timer rules, which Node and Bun follow), so a long overlap is waited in steps of
+ * at most {@link MAX_TIMER_MS}. The pending timer is kept in `timers` (unref-ed), for the
+ * owner to clear when it stops.
+ */
+export function afterOverlap(
+  overlapMs: number,
+  timers: Set<ReturnType<typeof setTimeout>>,
+  retire: () => void,
+): void {
+  const step = Math.min(Math.max(0, overlapMs), MAX_TIMER_MS);
+  const timer = setTimeout(() => {
+    timers.delete(timer);
+    if (overlapMs > step) afterOverlap(overlapMs - step, timers, retire);
+    else retire();
+  }, step);
+  timer.unref?.();
+  timers.add(timer);
 }

@@ -113,14 +113,14 @@ export function leaseRoute(
     const reservation = /^\/v1\/reservations\/([^/]+)$/.exec(path);
     if (reservation && method === "DELETE") {
       action = "unreserve";
-      const host6 = canonicalIPv6(decodeURIComponent(reservation[1] as string));
+      const host6 = canonicalIPv6(decodeSegment(reservation[1] as string));
       if (!host6) throw new BadRequest("bad-host", `"${reservation[1]}" is not an IPv6 address`);
       return admin.unreserve(host6).then(reply);
     }
     const one = /^\/v1\/leases\/([^/]+)$/.exec(path);
     if (one && (method === "GET" || method === "DELETE")) {
       action = method === "GET" ? "show" : "delete";
-      const ipv4 = parseAddress(decodeURIComponent(one[1] as string));
+      const ipv4 = parseAddress(decodeSegment(one[1] as string));
       const psid = optionalPsid(url.searchParams.get("psid"));
       if (psid !== undefined) checkPsid(admin, ipv4, psid);
       return method === "GET" ? show(admin, ipv4, psid) : del(admin, ipv4, psid);
@@ -128,7 +128,7 @@ export function leaseRoute(
     const wipe = /^\/v1\/pools\/(.+)\/wipe$/.exec(path);
     if (wipe && method === "POST") {
       action = "wipe";
-      return admin.wipe(poolName(admin, decodeURIComponent(wipe[1] as string))).then(reply);
+      return admin.wipe(poolName(admin, decodeSegment(wipe[1] as string))).then(reply);
     }
   } catch (error) {
     if (!(error instanceof BadRequest)) throw error;
@@ -368,6 +368,18 @@ function parseLimit(text: string | null): number {
       `limit: "${text}" must be a whole number from 1 to ${PAGE_MAX}`,
     );
   return limit;
+}
+
+/**
+ * A path segment's text (RFC 3986 §2.1 percent-decoding); BadRequest on a malformed escape
+ * such as `%ZZ` (decodeURIComponent's URIError would otherwise escape as an uncounted 500).
+ */
+function decodeSegment(segment: string): string {
+  try {
+    return decodeURIComponent(segment);
+  } catch {
+    throw new BadRequest("bad-path", `"${segment}" has a malformed percent-escape (RFC 3986 §2.1)`);
+  }
 }
 
 function parseAddress(text: string): number {

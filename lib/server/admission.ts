@@ -74,6 +74,12 @@ export interface AdmissionOptions {
   readonly maxPrefixes?: number;
   /** IPv6 prefixes (`2001:db8:4::/64`) whose hosts may use DHCPv4-over-DHCPv6; absent: all. */
   readonly dhcp4o6Allow?: readonly string[];
+  /**
+   * IPv6 prefixes of the DHCPv6 relays (`--dhcp4o6-relay`): only they may send RELAY-FORW.
+   * Absent: any source inside `dhcp4o6Allow` may (any source without it), so a host in the
+   * list can name another host as peer-address (docs/security.md).
+   */
+  readonly dhcp4o6Relays?: readonly string[];
   /** Monotonic clock (ms) for the buckets and the log limit; default performance.now(). */
   readonly now?: () => number;
   readonly logIntervalMs?: number;
@@ -118,6 +124,7 @@ export class Admission {
   #burst: number;
   readonly #maxPrefixes: number;
   readonly #allow: IPv6Prefix[] | undefined;
+  readonly #relays: IPv6Prefix[] | undefined;
   readonly #buckets = new Map<string, Bucket>();
   /** (protocol reason) → when last logged, and how many refusals since were not. */
   readonly #logged = new Map<string, { at: number; suppressed: number }>();
@@ -133,11 +140,14 @@ export class Admission {
     if (!(this.#rate >= 0) || !(this.#burst >= 1)) {
       throw new RangeError(`rate ${this.#rate}/s, burst ${this.#burst}: need rate ≥ 0, burst ≥ 1`);
     }
-    this.#allow = options.dhcp4o6Allow?.map((text) => {
-      const prefix = parseIPv6Prefix(text);
-      if (!prefix) throw new RangeError(`"${text}" is not an IPv6 prefix (e.g. 2001:db8:4::/64)`);
-      return prefix;
-    });
+    const prefixes = (list: readonly string[] | undefined) =>
+      list?.map((text) => {
+        const prefix = parseIPv6Prefix(text);
+        if (!prefix) throw new RangeError(`"${text}" is not an IPv6 prefix (e.g. 2001:db8:4::/64)`);
+        return prefix;
+      });
+    this.#allow = prefixes(options.dhcp4o6Allow);
+    this.#relays = prefixes(options.dhcp4o6Relays);
     options.metrics.counter(
       "dstm_admission_refused_total",
       "Requests refused before or by allocation: rate-limit (per source prefix), prefix-limit (leases per host prefix), site-limit (leases per site prefix), not-allowed (4o6 source outside --dhcp4o6-allow), by protocol",
@@ -196,14 +206,16 @@ export class Admission {
   }
 
   /**
-   * Is `relay` (IPv6 text), the source of a RELAY-FORW, inside `--dhcp4o6-allow` (true when
-   * there is no list)? A refusal is counted and logged as `not-allowed`. No rate limit: one
+   * Is `relay` (IPv6 text), the source of a RELAY-FORW, inside `--dhcp4o6-relay`, or when that
+   * is not given inside `--dhcp4o6-allow` (true when there is neither)? A refusal is counted and logged as `not-allowed`. No rate limit: one
    * relay speaks for many hosts, each limited by its own prefix in {@link admit}.
    */
   allowsRelay(relay: string): boolean {
-    if (!this.#allow) return true;
+    // RFC 8415 §19.1.1: the server believes a relay's peer-address; only a relay may say it.
+    const list = this.#relays ?? this.#allow;
+    if (!list) return true;
     const bytes = parseIPv6(relay);
-    if (bytes && this.#allow.some((p) => ipv6PrefixContains(p, bytes))) return true;
+    if (bytes && list.some((p) => ipv6PrefixContains(p, bytes))) return true;
     this.refused("dhcp4o6", "not-allowed", { relay });
     return false;
   }

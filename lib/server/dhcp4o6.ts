@@ -66,6 +66,7 @@ import { type Dhcp4o6IdentityMode, dhcp4Identity } from "./dhcp4o6_identity.ts";
 import { informationAnswer } from "./dhcp4o6_information.ts";
 import type { LinkChoice, LinkSelector } from "./dhcp4o6_link.ts";
 import { informReply, leaseReply, nakReply } from "./dhcp4o6_reply.ts";
+import { mayActFor } from "./dhcp4o6_roam.ts";
 import type { BindingSink } from "./tep_sync.ts";
 
 /** How long an offered address is held before the client's REQUEST (s). */
@@ -91,6 +92,8 @@ export interface Dhcp4o6Options {
   readonly identity?: Dhcp4o6IdentityMode;
   /** The pools of each link (./dhcp4o6_link.ts), read per query (a reload replaces it); none: every pool. */
   readonly links?: () => LinkSelector | undefined;
+  /** Host prefix (bits) within which a keyed lease may follow its client (./dhcp4o6_roam.ts); default 64. */
+  readonly hostPrefixLength?: number;
 }
 
 export class Dhcp4o6Handler {
@@ -183,6 +186,16 @@ export class Dhcp4o6Handler {
         detail: "no pool names this link and every pool names links (links = [...])",
       });
       return null;
+    }
+    if (key !== null && type !== Dhcp4MessageType.INFORM) {
+      // ./dhcp4o6_roam.ts: an identity is no secret; its lease follows it within its prefix only.
+      const held = engine.lookupHost(host6, scope);
+      if (held && !mayActFor(held.host6, host6, this.#o.hostPrefixLength)) {
+        this.#drop(name, "other-prefix", { host6, held: held.host6, ipv4: formatIPv4(held.ipv4) });
+        return type === Dhcp4MessageType.REQUEST
+          ? this.#nak(query, name, "this client's lease is held at another IPv6 prefix", raw.length)
+          : null;
+      }
     }
     switch (type) {
       case Dhcp4MessageType.DISCOVER: {

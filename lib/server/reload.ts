@@ -16,6 +16,7 @@
  */
 import type { AllocationEngine } from "../alloc/engine.ts";
 import { SITE_DEFAULTS } from "../alloc/prefix_caps.ts";
+import { afterOverlap } from "../control/key_ring.ts";
 import type { Logger } from "../control/log.ts";
 import type { Metrics } from "../control/metrics.ts";
 import type { AuthKey } from "../wire/auth.ts";
@@ -186,13 +187,27 @@ export function applyReload(
   };
 }
 
+/**
+ * Host keys whose overlap runs: a reload during it neither restarts it (else a server reloaded
+ * more often than --key-overlap would accept a dropped key for ever) nor logs it again.
+ */
+const retiring = new WeakSet<AuthKey>();
+
 /** New host keys at once; keys the new file dropped stay accepted for keyOverlapSeconds. */
 function rotateKeys(t: ReloadTarget, next: ServerConfig): void {
   const map = t.keys;
   if (!map || !next.keys) return;
   const fresh = new Map(next.keys.map((k) => [k.id, k]));
-  const dropped = [...map.values()].filter((k) => fresh.get(k.id) === undefined);
-  for (const [id, key] of fresh) map.set(id, key);
+  const dropped = [...map.values()].filter(
+    (k) => fresh.get(k.id) === undefined && !retiring.has(k),
+  );
+  for (const [id, key] of fresh) {
+    // Back in the file: no longer retiring.
+    const held = map.get(id);
+    if (held) retiring.delete(held);
+    map.set(id, key);
+  }
+  for (const key of dropped) retiring.add(key);
   if (dropped.length === 0) return;
   const overlapMs = (next.keyOverlapSeconds ?? 3600) * 1000;
   t.log.info("key-overlap", {
@@ -200,11 +215,9 @@ function rotateKeys(t: ReloadTarget, next: ServerConfig): void {
     "overlap-s": overlapMs / 1000,
     detail: "keys no longer in the key file are accepted until then",
   });
-  const timer = setTimeout(() => {
-    t.keyTimers.delete(timer);
-    for (const key of dropped) if (map.get(key.id) === key) map.delete(key.id);
+  // In steps: one setTimeout longer than ~24.8 days would fire at once (lib/control/key_ring.ts).
+  afterOverlap(overlapMs, t.keyTimers, () => {
+    for (const key of dropped) if (map.get(key.id) === key && retiring.has(key)) map.delete(key.id);
     t.log.info("key-retired", { keys: dropped.map((k) => k.id).join(",") });
-  }, overlapMs);
-  timer.unref?.();
-  t.keyTimers.add(timer);
+  });
 }

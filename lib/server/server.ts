@@ -74,6 +74,8 @@ export interface ServerConfig {
     readonly serverId: number;
     /** IPv6 prefixes whose hosts may use 4o6 (RFC 7341 has no authentication); absent: any. */
     readonly allow?: readonly string[];
+    /** IPv6 prefixes of the relays allowed to send RELAY-FORW (`--dhcp4o6-relay`); absent: see Admission. */
+    readonly relays?: readonly string[];
     /** How long a DECLINEd address stays unavailable (s); default 86400. */
     readonly declineProbation?: number;
     /** Who a 4o6 client is: its IPv6 address (default), client identifier or chaddr. */
@@ -268,6 +270,7 @@ export class DstmServer {
       ratePerSecond: config.admission?.ratePerSecond ?? ADMISSION_DEFAULTS.ratePerSecond,
       burst: config.admission?.burst,
       dhcp4o6Allow: config.dhcp4o6?.allow,
+      dhcp4o6Relays: config.dhcp4o6?.relays,
       now: config.clock?.monotonic,
     });
     const handler = new DstmHandler({
@@ -400,6 +403,7 @@ export class DstmServer {
       address: c.address,
       declineProbation: c.declineProbation,
       identity: c.identity,
+      hostPrefixLength: this.#config?.admission?.hostPrefixLength,
       links: () => this.#links,
       log: this.#log,
       metrics: this.metrics,
@@ -437,6 +441,7 @@ export class DstmServer {
       "server-id": formatIPv4(c.serverId),
       // RFC 7341 has no authentication: who may lease over it is the allow list.
       allow: c.allow?.join(",") ?? "any",
+      relays: c.relays?.join(",") ?? (c.allow ? "any allowed" : "any"),
     });
   }
 
