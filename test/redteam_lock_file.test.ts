@@ -23,16 +23,9 @@ import { BUN, ROOT } from "./helpers/process.ts";
 const dir = mkdtempSync(join(tmpdir(), "dstm-rt-lock-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-// FIXME(redteam): lib/lease/sqlite_lock.ts follows a symlink planted as the lock file. In a
-// directory other users can write (not sticky, or group-writable), a local user links
-// `.leases.db.lock` to any path and the server, as root, creates an 8 KiB SQLite file there
-// (e.g. /etc/nologin: no more logins) or writes a `holder` table into another SQLite file.
-// Fix (lib/lease, not this branch's to edit): createPrivate() already opens with O_EXCL; when
-// it meets EEXIST, lstat the lock path and refuse (LeaseStoreError, exit 2) unless it is a
-// regular file (not a symlink) owned by geteuid() with nlink 1; after `new Database(lockPath)`
-// stat it again and refuse when (dev, ino) changed (closes the race). Same check for the
-// database, its -wal/-shm and the .created marker. Unskip this test then.
-test.skip("a symlink planted as the lock file is refused; its target is not created", () => {
+// A local user who can write the database's directory plants `.leases.db.lock` as a symbolic
+// link: the server (root) must refuse it rather than create or write the link's target.
+test("a symlink planted as the lock file is refused; its target is not created", () => {
   const shared = join(dir, "shared");
   mkdirSync(shared);
   chmodSync(shared, 0o777); // a directory a local user can write
@@ -43,12 +36,9 @@ test.skip("a symlink planted as the lock file is refused; its target is not crea
   expect(existsSync(victim)).toBe(false); // on main: created, 8192 bytes of SQLite
 });
 
-// FIXME(redteam): a lock file another user created (and keeps locked with fcntl, which any
-// user may do on a file they own) makes every start of the server fail with "in use by
-// another dstm server": a local user blocks the server for good. Fix with the same lstat
-// check as above: a lock file not owned by the server's user is refused with a message that
-// names its owner (remove it, or give the database a directory only the service can write).
-test.skip("a lock file owned by another user is refused, naming the owner", () => {
+// A lock file another user created (and could keep locked with fcntl) must be refused with a
+// message naming its owner, not taken for "in use by another dstm server" for ever.
+test("a lock file owned by another user is refused, naming the owner", () => {
   const db = join(dir, "foreign.db");
   writeFileSync(lockFilePath(db), "");
   chownSync(lockFilePath(db), 65534, 65534); // nobody
@@ -56,6 +46,8 @@ test.skip("a lock file owned by another user is refused, naming the owner", () =
 });
 
 // Held: the kernel drops the fcntl lock of a process killed by SIGKILL: no stale lock.
+// The child keeps its lock referenced (globalThis.held), as the store does: an unreferenced
+// lock's database is closed by the garbage collector, which gives the lock back.
 test("a server killed with SIGKILL leaves no stale lock: the next one takes it", async () => {
   const db = join(dir, "killed.db");
   const child = Bun.spawn(
@@ -63,7 +55,7 @@ test("a server killed with SIGKILL leaves no stale lock: the next one takes it",
       BUN,
       "-e",
       `const { lockDatabase } = await import(${JSON.stringify(join(ROOT, "lib/lease/sqlite_lock.ts"))});
-       lockDatabase(${JSON.stringify(db)}); console.log("locked"); setInterval(() => {}, 1000);`,
+       globalThis.held = lockDatabase(${JSON.stringify(db)}); console.log("locked"); setInterval(() => {}, 1000);`,
     ],
     { stdout: "pipe", stderr: "inherit" },
   );

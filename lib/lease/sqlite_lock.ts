@@ -15,9 +15,17 @@
  * Do not delete the lock file while a server runs: a second server could then start on the
  * same database.
  *
+ * The lock file must be the server's own: a regular file (not a symbolic link), owned by the
+ * server's user, with one link. Anything else is refused before it is opened — a local user
+ * who can write the database's directory could otherwise plant a link to any path (which the
+ * server, as root, would create or write) or a file of their own that they keep locked, so
+ * that no server ever starts (docs/security.md, "The lease database"). The file opened is
+ * checked again to be the one inspected (no swap between the check and the open).
+ *
  * @module
  */
 import { Database } from "bun:sqlite";
+import { lstatSync, type Stats, statSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
 import { LeaseStoreError } from "./lease.ts";
 import { createPrivate } from "./sqlite_files.ts";
@@ -41,8 +49,14 @@ export interface DatabaseLock {
 export function lockDatabase(path: string): DatabaseLock {
   const lockPath = lockFilePath(path);
   createPrivate(lockPath);
+  const checked = ownLockFile(path, lockPath);
   const db = new Database(lockPath, { create: true, readwrite: true });
   try {
+    const opened = statSync(lockPath);
+    if (checked && (opened.dev !== checked.dev || opened.ino !== checked.ino))
+      throw new LeaseStoreError(
+        `lease database ${path}: its lock file ${lockPath} was replaced while it was being opened; keep the database in a directory only the dstm service can write`,
+      );
     db.run("PRAGMA busy_timeout = 0");
     db.run("PRAGMA locking_mode = EXCLUSIVE");
     // No journal file beside it: the one row is rewritten at each start, nothing to recover.
@@ -60,6 +74,7 @@ export function lockDatabase(path: string): DatabaseLock {
     try {
       db.close();
     } catch {}
+    if (error instanceof LeaseStoreError) throw error;
     const code = String((error as { code?: unknown } | null)?.code ?? "");
     if (code.startsWith("SQLITE_BUSY") || code.startsWith("SQLITE_LOCKED")) {
       throw new LeaseStoreError(
@@ -81,4 +96,30 @@ export function lockDatabase(path: string): DatabaseLock {
       }
     },
   };
+}
+
+/**
+ * The lock file's status when it is the server's own: a regular file (lstat: a symbolic link
+ * is refused, never followed), owned by this process's effective user, with one link.
+ * Undefined when it could not be created (a missing or unwritable directory: SQLite's open
+ * then says so in the usual words). Throws {@link LeaseStoreError} naming what is wrong.
+ */
+function ownLockFile(path: string, lockPath: string): Stats | undefined {
+  let st: Stats;
+  try {
+    st = lstatSync(lockPath);
+  } catch {
+    return undefined;
+  }
+  const refuse = (what: string) =>
+    new LeaseStoreError(
+      `lease database ${path}: its lock file ${lockPath} ${what}; remove it, and keep the database in a directory only the dstm service can write`,
+    );
+  if (st.isSymbolicLink()) throw refuse("is a symbolic link");
+  if (!st.isFile()) throw refuse("is not a regular file");
+  const euid = process.geteuid?.();
+  if (euid !== undefined && st.uid !== euid)
+    throw refuse(`is owned by uid ${st.uid}, not by this server's user (uid ${euid})`);
+  if (st.nlink !== 1) throw refuse(`has ${st.nlink} hard links`);
+  return st;
 }
