@@ -50,6 +50,38 @@ export class KeyRing {
     return previous;
   }
 
+  /**
+   * A whole key file read again (the server's `--tep-key`): its first key signs from now on
+   * and every key in it is accepted at once; the keys accepted before that it no longer holds
+   * stay accepted for `overlapMs`, then are retired (unless a later file brings them back).
+   * Returns those keys (for the log); empty when nothing overlaps; `onRetired` is called with
+   * the ones retired when the overlap ends. `keys` must not be empty.
+   */
+  replace(
+    keys: readonly AuthKey[],
+    overlapMs: number,
+    onRetired?: (keys: readonly AuthKey[]) => void,
+  ): AuthKey[] {
+    const [first] = keys;
+    if (!first) throw new Error("a key ring needs a key to sign with");
+    const fresh = new Map(keys.map((k) => [k.id, k]));
+    const dropped = [...this.accepted.values()].filter((k) => fresh.get(k.id) !== k);
+    this.#signing = first;
+    for (const [id, key] of fresh) this.accepted.set(id, key);
+    // A new secret under a kept id replaced the old one at once (one id holds one secret).
+    const overlapping = dropped.filter((k) => !fresh.has(k.id));
+    if (overlapping.length === 0) return [];
+    const timer = setTimeout(() => {
+      this.#timers.delete(timer);
+      const retired = overlapping.filter((key) => this.accepted.get(key.id) === key);
+      for (const key of retired) this.accepted.delete(key.id);
+      if (retired.length > 0) onRetired?.(retired);
+    }, overlapMs);
+    timer.unref?.();
+    this.#timers.add(timer);
+    return overlapping;
+  }
+
   /** Stops the overlap timers (the process is stopping). */
   close(): void {
     for (const timer of this.#timers) clearTimeout(timer);
