@@ -10,6 +10,7 @@ import { afterEach, expect, test } from "bun:test";
 import { Dhcp4o6Client } from "../lib/client/dhcp4o6_client.ts";
 import { Logger } from "../lib/control/log.ts";
 import { formatIPv4, parseIPv4 } from "../lib/net/addr.ts";
+import type { Dhcp4o6IdentityMode } from "../lib/server/dhcp4o6_identity.ts";
 import { DstmServer } from "../lib/server/server.ts";
 import { bindUdp } from "../lib/sys/udp.ts";
 import { Dhcp4MessageType } from "../lib/wire/dhcp4.ts";
@@ -53,20 +54,26 @@ function badKeys(lines: readonly Line[]): string[] {
   return bad;
 }
 
-const messages = (lines: readonly Line[], event: string) =>
-  lines.filter((l) => l.event === event && l.level === "debug");
-
-test("4o6 DORA + RELEASE: one debug line per message on server and client, with the fields", async () => {
+/** A server on ::1 (4o6 with identity `identity`) logging JSON at debug. */
+async function startServer(identity: Dhcp4o6IdentityMode) {
   const serverLog = jsonLogger();
   const server = await DstmServer.start({
     pools: [{ prefixes: ["198.51.100.0/29"], tep6: "2001:db8::1", tep4: SERVER_ID }],
     leaseTime: 600,
     listen: { address: "::1", port: 0 },
     sourceCheck: true,
-    dhcp4o6: { address: "::1", port: 0, interfaces: [], serverId: SERVER_ID, identity: "chaddr" },
+    dhcp4o6: { address: "::1", port: 0, interfaces: [], serverId: SERVER_ID, identity },
     log: serverLog.log,
   });
   cleanup.push(() => server.stop());
+  return { server, serverLog };
+}
+
+const messages = (lines: readonly Line[], event: string) =>
+  lines.filter((l) => l.event === event && l.level === "debug");
+
+test("4o6 DORA + RELEASE: one debug line per message on server and client, with the fields", async () => {
+  const { server, serverLog } = await startServer("chaddr");
   const clientLog = jsonLogger();
   const client = await Dhcp4o6Client.open({
     server: "::1",
@@ -131,16 +138,7 @@ test("4o6 DORA + RELEASE: one debug line per message on server and client, with 
 });
 
 test("a relayed 4o6 query: relay hops, link and host in the server's debug lines; a NAK's reason", async () => {
-  const serverLog = jsonLogger();
-  const server = await DstmServer.start({
-    pools: [{ prefixes: ["198.51.100.0/29"], tep6: "2001:db8::1", tep4: SERVER_ID }],
-    leaseTime: 600,
-    listen: { address: "::1", port: 0 },
-    sourceCheck: true,
-    dhcp4o6: { address: "::1", port: 0, interfaces: [], serverId: SERVER_ID },
-    log: serverLog.log,
-  });
-  cleanup.push(() => server.stop());
+  const { server, serverLog } = await startServer("source");
   const answers: Uint8Array[] = [];
   const relay = await bindUdp("::1", 0, (data) => answers.push(data));
   cleanup.push(() => relay.close());
