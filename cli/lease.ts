@@ -36,13 +36,17 @@ export function leaseCommand(): Command {
   lease
     .command("ls")
     .description(
-      "list leases: host IPv4, host IPv6, TEP IPv4, TEP IPv6, ports, state, expiry (fetched and printed page by page)",
+      "list leases: host IPv4, host IPv6, TEP IPv4, TEP IPv6, ports, state, 4o6 client identity, expiry (fetched and printed page by page)",
     )
     .option("--json", "print JSON (one object with a leases array)")
     .option("--all", "include released and expired leases (kept for sticky re-allocation)")
     .option("--address <ipv4>", "only leases of this IPv4 address")
     .option("--prefix <cidr>", "only leases in this IPv4 prefix, or of hosts in this IPv6 prefix")
     .option("--host <v6>", "only the leases of this host IPv6 address")
+    .option(
+      "--identity <id>",
+      "only the leases of this DHCPv4-over-DHCPv6 client identity (id:HEX or hw:HTYPE:HEX, as the IDENTITY column shows)",
+    )
     .option("--state <s>", "only active (default), released, expired, or all")
     .option("--pool <name>", "only leases of this pool (name or CIDR)")
     .option("--limit <n>", "print at most N leases (then the cursor for --after, on stderr)")
@@ -54,11 +58,11 @@ export function leaseCommand(): Command {
     .option("--db <path>", "read the lease database directly (also while the server runs)")
     .addHelpText(
       "after",
-      "\nExamples:\n  dstm lease ls\n  dstm lease ls --json --all\n  dstm lease ls --prefix 192.0.2.0/28 --state all\n  dstm lease ls --host 2001:db8:1::10\n  dstm lease ls --limit 100 --after 192.0.2.99:0\n  dstm lease ls --db /var/lib/dstm/leases.db",
+      "\nExamples:\n  dstm lease ls\n  dstm lease ls --json --all\n  dstm lease ls --prefix 192.0.2.0/28 --state all\n  dstm lease ls --host 2001:db8:1::10\n  dstm lease ls --identity hw:1:02005e0000aa\n  dstm lease ls --limit 100 --after 192.0.2.99:0\n  dstm lease ls --db /var/lib/dstm/leases.db",
     )
     .action(async (flags) => {
       const params = new URLSearchParams();
-      for (const key of ["address", "prefix", "host", "state", "pool"] as const) {
+      for (const key of ["address", "prefix", "host", "identity", "state", "pool"] as const) {
         const value = flags[key];
         if (value !== undefined) params.set(key, value);
       }

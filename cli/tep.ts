@@ -21,6 +21,7 @@ import {
   type StaticBindings,
 } from "../lib/tep/binding_file.ts";
 import { type TepConfig, TepNode } from "../lib/tep/node.ts";
+import { logStaticChange } from "../lib/tep/static_reload.ts";
 import { MAX_BINDINGS } from "../lib/tunnel/binding.ts";
 import { DSTM_PORT } from "../lib/wire/dstm_types.ts";
 import { keyText, onHangup, parsePort, readKeys, stdoutLogger, untilSignal } from "./common.ts";
@@ -74,6 +75,9 @@ Examples:
           const then = tepSettings(nextFlags, next);
           const plan = planReload(now.fixed, then.fixed, now.live, then.live);
           if ("refused" in plan) throw new Error(plan.refused);
+          // First, as it may refuse (a conflict with the server's bindings): then nothing changed.
+          if (plan.changed.includes("binding"))
+            logStaticChange(log, node.replaceStatic(next.staticBindings ?? []));
           const overlap = parseDuration(nextFlags.keyOverlap ?? "1h", "--key-overlap");
           const old = running.options.key;
           if (plan.changed.includes("key") && next.key) {
@@ -267,7 +271,6 @@ function tepSettings(flags: TepFlags, c: TepConfig): { fixed: SettingsText; live
         .map((a) => `[${a}]:${c.server.port}`)
         .join(","),
       route: c.routes.join(","),
-      binding: JSON.stringify(c.staticBindings ?? []),
       ifname: c.ifname ?? "tep0",
       "link-mtu": String(c.linkMtu),
       hairpin: String(c.hairpin),
@@ -288,6 +291,7 @@ function tepSettings(flags: TepFlags, c: TepConfig): { fixed: SettingsText; live
       key: keyText(c.key),
       "key-overlap": String(parseDuration(flags.keyOverlap ?? "1h", "--key-overlap")),
       "log-level": flags.logLevel ?? "info",
+      binding: JSON.stringify(c.staticBindings ?? []),
     },
   };
 }

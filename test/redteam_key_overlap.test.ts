@@ -185,3 +185,30 @@ describe("reloads during a key overlap", () => {
       expect([...s.map.keys()].sort()).toEqual([1, 2]);
     });
 });
+
+describe("the server's TEP key file read again (KeyRing.replace)", () => {
+  test("a 30-day overlap keeps the dropped key accepted (no 1 ms timer overflow)", async () => {
+    const oldKey = key(1);
+    const ring = new KeyRing(oldKey);
+    expect(ring.replace([key(2)], 30 * DAY_MS).map((k) => k.id)).toEqual([1]);
+    await timersDue(50);
+    expect([...ring.accepted.keys()].sort()).toEqual([1, 2]);
+    ring.close();
+  });
+
+  test("a reload during the overlap neither reports the key again nor extends its overlap", async () => {
+    const oldKey = key(1);
+    const newKey = key(2);
+    const ring = new KeyRing(oldKey);
+    const retired: number[] = [];
+    const onRetired = (keys: readonly AuthKey[]) => retired.push(...keys.map((k) => k.id));
+    expect(ring.replace([newKey], 300, onRetired).map((k) => k.id)).toEqual([1]);
+    await timersDue(150);
+    // The same file read again half-way through: nothing new overlaps.
+    expect(ring.replace([newKey], 300, onRetired)).toEqual([]);
+    await timersDue(250); // past the first overlap's end (300 ms), before a renewed one's (450)
+    expect([...ring.accepted.keys()]).toEqual([2]);
+    expect(retired).toEqual([1]);
+    ring.close();
+  });
+});

@@ -11,8 +11,13 @@
  *   the RFC 2131 §4.4.5 renewing / rebinding schedule the client computes (./dhcp4_timers.ts).
  * - {@link askServers}: the INFORMATION-REQUEST for option 88 (RFC 7341 §5).
  *
+ * With `--log-level debug`, every datagram sent or received is a `message-sent` /
+ * `message-received` line (lib/control/dhcp4o6_message_log.ts; received: `result=answer`, or
+ * `ignored` when no exchange waits for it).
+ *
  * @module
  */
+import { logDhcp4o6Message } from "../control/dhcp4o6_message_log.ts";
 import type { Logger } from "../control/log.ts";
 import type { UdpEndpoint } from "../sys/udp.ts";
 import {
@@ -71,14 +76,22 @@ export class Dhcp4o6Transport {
       this.ignored++;
       return;
     }
-    for (const accept of this.#pending) if (accept(data, address)) return;
-    this.ignored++;
+    let taken = false;
+    for (const accept of this.#pending) {
+      taken = accept(data, address);
+      if (taken) break;
+    }
+    logDhcp4o6Message(this.#o.log, "received", data, address, {
+      result: taken ? "answer" : "ignored",
+    });
+    if (!taken) this.ignored++;
   }
 
   /** Sends one datagram to `address`; false (and a warn line) when the kernel refused it. */
   send(payload: Uint8Array, address: string): boolean {
     const { endpoint, serverPort, onSend, log } = this.#o;
     onSend?.(payload, address);
+    logDhcp4o6Message(log, "sent", payload, address);
     const ok = endpoint.send(payload, address, serverPort);
     if (!ok) log?.warn("send-failed", { to: address, port: serverPort });
     return ok;

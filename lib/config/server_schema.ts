@@ -127,7 +127,7 @@ const settings: Setting[] = [
     name: "key-overlap",
     kind: { type: "duration" },
     arg: "<duration>",
-    doc: "after a reload that changed --key, how long the keys it removed are still accepted",
+    doc: "after a reload that changed --key or --tep-key, how long the keys it removed are still accepted",
     default: "1h",
     reloadable: true,
   },
@@ -135,7 +135,8 @@ const settings: Setting[] = [
     name: "tep-key",
     kind: { type: "string" },
     arg: "<file>",
-    doc: "sign BIND/UNBIND/SNAPSHOT and verify the TEPs' SYNC with the server-TEP key in FILE (each dstm tep --key FILE); never give hosts this file",
+    doc: "sign BIND/UNBIND/SNAPSHOT and verify the TEPs' SYNC with the server-TEP keys in FILE (each dstm tep --key FILE); the first key signs, each verifies; on reload, keys no longer in FILE are still accepted for --key-overlap (docs/security.md); never give hosts this file",
+    reloadable: true,
   },
   {
     name: "source-check",

@@ -52,13 +52,15 @@ const settings: Setting[] = [
     name: "binding",
     kind: { type: "list" },
     arg: "<v4=v6>",
-    doc: "a static binding, kept besides the server's (repeatable)",
+    doc: "a static binding, kept besides the server's; a reload installs added ones and withdraws removed ones (repeatable)",
+    reloadable: true,
   },
   {
     name: "binding-file",
     kind: { type: "list" },
     arg: "<file>",
-    doc: "static bindings, one a line: IPV4 IPV6 [OFFSET/PSIDLEN/PSID], # comments (repeatable)",
+    doc: "static bindings, one a line: IPV4 IPV6 [OFFSET/PSIDLEN/PSID], # comments; read again on reload (repeatable)",
+    reloadable: true,
   },
   {
     name: "key",

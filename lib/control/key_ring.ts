@@ -20,6 +20,8 @@ export class KeyRing {
   /** Every key a signed message may carry now, by id (what `verifyMessage` takes). */
   readonly accepted = new Map<number, AuthKey>();
   readonly #timers = new Set<ReturnType<typeof setTimeout>>();
+  /** Keys in their overlap after {@link replace} dropped them (retired when it ends). */
+  readonly #retiring = new Set<AuthKey>();
 
   constructor(key?: AuthKey) {
     this.#signing = key;
@@ -45,6 +47,45 @@ export class KeyRing {
         this.accepted.delete(previous.id);
     });
     return previous;
+  }
+
+  /**
+   * A whole key file read again (the server's `--tep-key`): its first key signs from now on
+   * and every key in it is accepted at once; the keys accepted before that it no longer holds
+   * stay accepted for `overlapMs`, then are retired (unless a later file brings them back).
+   * Returns those keys (for the log); empty when nothing overlaps; `onRetired` is called with
+   * the ones retired when the overlap ends. `keys` must not be empty.
+   */
+  replace(
+    keys: readonly AuthKey[],
+    overlapMs: number,
+    onRetired?: (keys: readonly AuthKey[]) => void,
+  ): AuthKey[] {
+    const [first] = keys;
+    if (!first) throw new Error("a key ring needs a key to sign with");
+    const fresh = new Map(keys.map((k) => [k.id, k]));
+    // A key already in its overlap is neither dropped again nor given a new overlap: a reload
+    // during the overlap (any reason) must not extend it (docs/security.md).
+    const dropped = [...this.accepted.values()].filter(
+      (k) => fresh.get(k.id) !== k && !this.#retiring.has(k),
+    );
+    this.#signing = first;
+    for (const [id, key] of fresh) {
+      this.accepted.set(id, key);
+      this.#retiring.delete(key);
+    }
+    // A new secret under a kept id replaced the old one at once (one id holds one secret).
+    const overlapping = dropped.filter((k) => !fresh.has(k.id));
+    if (overlapping.length === 0) return [];
+    for (const key of overlapping) this.#retiring.add(key);
+    afterOverlap(overlapMs, this.#timers, () => {
+      const retired = overlapping.filter(
+        (key) => this.#retiring.delete(key) && this.accepted.get(key.id) === key,
+      );
+      for (const key of retired) this.accepted.delete(key.id);
+      if (retired.length > 0) onRetired?.(retired);
+    });
+    return overlapping;
   }
 
   /** Stops the overlap timers (the process is stopping). */

@@ -82,7 +82,7 @@ const STATES: ReadonlySet<string> = new Set(["active", "released", "expired"]);
 /**
  * Answers a lease route, or returns undefined when `url` is none of them:
  *
- * - `GET /v1/leases?address=&prefix=&host=&state=&pool=&limit=&after=` → `{leases, next}`
+ * - `GET /v1/leases?address=&prefix=&host=&identity=&state=&pool=&limit=&after=` → `{leases, next}`
  * - `GET /v1/leases/export?format=ndjson|csv` (+ the same filters) → a stream
  * - `GET /v1/leases/{ipv4}[?psid=]` → `{leases, reservations}` (404 when neither)
  * - `DELETE /v1/leases/{ipv4}[?psid=]` → `{ended: [LeaseJson]}`
@@ -284,6 +284,7 @@ const CSV_COLUMNS = [
   "tepIPv6",
   "portSet",
   "pool",
+  "identity",
   "state",
   "grantedAt",
   "expiresAt",
@@ -303,7 +304,7 @@ function parseFilter(admin: LeaseAdminSource, params: URLSearchParams): LeaseFil
 }
 
 /**
- * The filter of `address`, `prefix`, `host`, `state` (default active; `all=1`: all) and
+ * The filter of `address`, `prefix`, `host`, `identity`, `state` (default active; `all=1`: all) and
  * `pool` (through `resolvePool`, which may throw {@link BadRequest}). Throws BadRequest with
  * a one-line message on a malformed value.
  */
@@ -333,6 +334,17 @@ export function parseLeaseFilter(
     const canonical = canonicalIPv6(host);
     if (!canonical) throw new BadRequest("bad-host", `host: "${host}" is not an IPv6 address`);
     filter.host = canonical;
+  }
+  const identity = params.get("identity");
+  if (identity !== null) {
+    // The stored form (lib/server/dhcp4o6_identity.ts): `id:HEX` or `hw:HTYPE:HEX`, hex in lower case.
+    const match = /^(id:(?:[0-9a-f]{2})+|hw:\d{1,3}:(?:[0-9a-f]{2})*)$/i.exec(identity);
+    if (!match)
+      throw new BadRequest(
+        "bad-identity",
+        `identity: "${identity}" is not a 4o6 client identity (id:HEX of option 61, or hw:HTYPE:HEX of chaddr, e.g. hw:1:02005e0000aa)`,
+      );
+    filter.identity = identity.toLowerCase();
   }
   const state = params.get("state") ?? (params.get("all") === "1" ? "all" : "active");
   if (state !== "all") {

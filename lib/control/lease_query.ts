@@ -24,6 +24,8 @@ export interface LeaseFilter {
   readonly prefix6?: { readonly bytes: Uint8Array; readonly length: number };
   /** The host's IPv6 address, canonical. */
   readonly host?: string;
+  /** The 4o6 client identity the lease is held by (`id:HEX` / `hw:HTYPE:HEX`, lower case). */
+  readonly identity?: string;
   /** One state; absent: every state. */
   readonly state?: LeaseState;
   /** Pool name as stored in the row. */
@@ -40,6 +42,7 @@ export function matchesFilter(
   if (filter.address !== undefined && lease.ipv4 !== filter.address) return false;
   if (filter.pool !== undefined && lease.pool !== filter.pool) return false;
   if (filter.host !== undefined && lease.host6 !== filter.host) return false;
+  if (filter.identity !== undefined && lease.identity !== filter.identity) return false;
   const p4 = filter.prefix4;
   if (p4 && (p4.length === 0 ? 0 : (lease.ipv4 ^ p4.base) >>> (32 - p4.length)) !== 0) return false;
   const p6 = filter.prefix6;

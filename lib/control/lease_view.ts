@@ -20,6 +20,12 @@ export interface LeaseJson {
   /** The ports as inclusive `[first, last]` ranges in ascending order (`[[0, 65535]]` when whole). */
   portRanges: [number, number][];
   pool: string;
+  /**
+   * The DHCPv4-over-DHCPv6 client holding the lease in the keyed identity modes
+   * (`id:HEX` of option 61, `hw:HTYPE:HEX` of chaddr; lib/server/dhcp4o6_identity.ts);
+   * null for a lease held by its host IPv6 address (native DSTM, 4o6 `source` mode).
+   */
+  identity: string | null;
   state: LeaseState;
   grantedAt: string;
   expiresAt: string;
@@ -43,6 +49,7 @@ export function leaseToJson(lease: Lease): LeaseJson {
     portSet: formatPortSet(lease.portSet),
     portRanges: portSetRanges(lease.portSet),
     pool: lease.pool,
+    identity: lease.identity ?? null,
     state: lease.state,
     grantedAt: new Date(lease.grantedAt).toISOString(),
     expiresAt: new Date(lease.expiresAt).toISOString(),
@@ -72,6 +79,7 @@ const COLUMNS: [keyof LeaseJson | "expiresIn", string][] = [
   ["tepIPv6", "TEP IPv6"],
   ["ports", "PORTS"],
   ["state", "STATE"],
+  ["identity", "IDENTITY"],
   ["expiresIn", "EXPIRES"],
 ];
 

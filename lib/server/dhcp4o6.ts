@@ -38,6 +38,8 @@
  *   relay's link-address, else the source's prefix or the receiving interface); a query whose
  *   link no pool serves is refused (`no-pool-for-link`, counted, logged at warn, rate-limited).
  * A shared pool's leases carry OPTION_V4_PORTPARAMS (159, RFC 7618).
+ * With `--log-level debug`, each datagram and its answer is a `message-received` /
+ * `message-sent` line (./dhcp4o6_debug.ts).
  *
  * @module
  */
@@ -62,6 +64,7 @@ import {
   wrapRelayReply,
 } from "../wire/dhcp6_relay.ts";
 import type { Admission } from "./admission.ts";
+import { handleLogged, noteDhcp4o6Result } from "./dhcp4o6_debug.ts";
 import { type Dhcp4o6IdentityMode, dhcp4Identity } from "./dhcp4o6_identity.ts";
 import { informationAnswer } from "./dhcp4o6_information.ts";
 import type { LinkChoice, LinkSelector } from "./dhcp4o6_link.ts";
@@ -115,7 +118,11 @@ export class Dhcp4o6Handler {
    * One datagram from `source` (a client on port 546, or a relay on 547; a link-local source
    * with its `%zone`); resolves to the answer for `source` (a RELAY-REPL for a relay) or null.
    */
-  async handle(raw: Uint8Array, source: string): Promise<Uint8Array | null> {
+  handle(raw: Uint8Array, source: string): Promise<Uint8Array | null> {
+    return handleLogged(this.#o.log, raw, source, () => this.#handle(raw, source));
+  }
+
+  async #handle(raw: Uint8Array, source: string): Promise<Uint8Array | null> {
     let relays: readonly Dhcp6RelayMessage[] = [];
     let payload = raw;
     let host = source.split("%", 1)[0]!;
@@ -144,7 +151,11 @@ export class Dhcp4o6Handler {
     const link = this.#o.links?.()?.choose(relays, source);
     const answer = await this.#answer(payload, host6, link);
     if (answer === null) return null;
-    if (relays.length > 0) this.#count("relay-repl", `hops-${relays.length}`);
+    if (relays.length > 0)
+      this.#o.metrics.inc("dstm_dhcp4o6_messages_total", {
+        type: "relay-repl",
+        result: `hops-${relays.length}`,
+      });
     return wrapRelayReply(relays, answer);
   }
 
@@ -380,10 +391,12 @@ export class Dhcp4o6Handler {
   /** A NAK no longer than the query's `size` bytes when its message can be cut to fit. */
   #nak(query: Dhcp4Message, name: string, message: string, size: number): Uint8Array {
     this.#count(name, "nak");
+    noteDhcp4o6Result("nak", message);
     return nakReply(query, this.#o.serverId, message, size);
   }
 
   #count(type: string, result: string): void {
+    noteDhcp4o6Result(result);
     this.#o.metrics.inc("dstm_dhcp4o6_messages_total", { type, result });
   }
 

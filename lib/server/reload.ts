@@ -6,10 +6,12 @@
  *
  * Live: pools (added, removed, resized, re-shared, another TEP among the configured ones),
  * exclusions, lease times, host keys (`--key`; keys the new file drops stay accepted for
- * `--key-overlap`), log level, the per-prefix lease cap, the rate limit.
- * Restart: listen address, database, control socket, metrics endpoint, TEP port and key,
+ * `--key-overlap`), the server ⇄ TEP key (`--tep-key`: the new file's first key signs at
+ * once, keys it drops stay accepted from the TEPs for `--key-overlap`; docs/security.md has
+ * the rotation procedure), log level, the per-prefix lease cap, the rate limit.
+ * Restart: listen address, database, control socket, metrics endpoint, TEP port,
  * DHCPv4-over-DHCPv6, source check, require-tep, log format, host prefix length, turning
- * authentication on or off, and a TEP address no pool named before (the TEP channel
+ * authentication (`--key` or `--tep-key`) on or off, and a TEP address no pool named before (the TEP channel
  * accepts SYNC only from the TEPs it started with).
  *
  * @module
@@ -47,7 +49,7 @@ function fixed(c: ServerConfig): Record<string, string> {
     control: c.control ?? "off",
     metrics: c.metrics ? `[${c.metrics.address}]:${c.metrics.port}` : "off",
     "tep-port": String(c.tepPort ?? TEP_CONTROL_PORT),
-    "tep-key": keysText(c.tepKeys),
+    "tep-key": c.tepKeys?.length ? "on" : "off",
     dhcp4o6: JSON.stringify(c.dhcp4o6 ?? null),
     "source-check": String(c.sourceCheck),
     "require-tep": String(c.requireTep === true),
@@ -67,6 +69,8 @@ function live(c: ServerConfig): Record<string, string> {
     "lease-time": String(c.leaseTime),
     "max-lease-time": String(c.maxLeaseTime ?? c.leaseTime),
     key: keysText(c.keys),
+    // Order matters: the first key signs.
+    "tep-key": (c.tepKeys ?? []).map(hex).join(","),
     "key-overlap": String(c.keyOverlapSeconds ?? 3600),
     "log-level": c.logLevel ?? "info",
     "max-leases-per-prefix": String(
@@ -93,7 +97,10 @@ export function planReload(
   const b = fixed(next);
   for (const name of Object.keys(a)) {
     if (a[name] !== b[name]) {
-      const what = name === "key" ? "turning --key authentication on or off" : `--${name}`;
+      const what =
+        name === "key" || name === "tep-key"
+          ? `turning --${name} authentication on or off`
+          : `--${name}`;
       return { refused: `${what} cannot change without a restart` };
     }
   }
@@ -114,6 +121,14 @@ export interface ReloadTarget {
   readonly admission: Admission | undefined;
   /** The host keys the handler checks, changed in place; undefined: authentication off. */
   readonly keys: Map<number, AuthKey> | undefined;
+  /** The server ⇄ TEP channel's keys (`--tep-key`); undefined: no TEP channel or no key. */
+  readonly tepKeys?: {
+    rotateKeys(
+      keys: readonly AuthKey[],
+      overlapMs: number,
+      onRetired: (keys: readonly AuthKey[]) => void,
+    ): AuthKey[];
+  };
   /** Timers retiring keys after their overlap (cleared when the server stops). */
   readonly keyTimers: Set<ReturnType<typeof setTimeout>>;
   /** TEPs the channel accepts (canonical IPv6). */
@@ -164,6 +179,7 @@ export function applyReload(
   if (next.logLevel) t.log.setLevel(next.logLevel);
   if (t.poolWatch) t.poolWatch.percent = next.poolWarnPercent ?? POOL_WARN_PERCENT;
   rotateKeys(t, next);
+  if (plan.changed.includes("tep-key")) rotateTepKeys(t, next);
   t.metrics.inc("dstm_reloads_total", { result: "applied" });
   const stats = t.engine.stats();
   t.log.info("reload", {
@@ -219,5 +235,27 @@ function rotateKeys(t: ReloadTarget, next: ServerConfig): void {
   afterOverlap(overlapMs, t.keyTimers, () => {
     for (const key of dropped) if (map.get(key.id) === key && retiring.has(key)) map.delete(key.id);
     t.log.info("key-retired", { keys: dropped.map((k) => k.id).join(",") });
+  });
+}
+
+/**
+ * The new `--tep-key` file at once (its first key signs BIND/UNBIND/SNAPSHOT, each verifies
+ * SYNC and BIND_ACK); keys it dropped stay accepted from the TEPs for keyOverlapSeconds.
+ */
+function rotateTepKeys(t: ReloadTarget, next: ServerConfig): void {
+  if (!t.tepKeys || !next.tepKeys?.length) return;
+  const overlapMs = (next.keyOverlapSeconds ?? 3600) * 1000;
+  const dropped = t.tepKeys.rotateKeys(next.tepKeys, overlapMs, (retired) =>
+    t.log.info("tep-key-retired", { keys: retired.map((k) => k.id).join(",") }),
+  );
+  t.log.info("tep-key-rotated", {
+    "signing-key": next.tepKeys[0]!.id,
+    keys: next.tepKeys.map((k) => k.id).join(","),
+    overlapping: dropped.map((k) => k.id).join(",") || undefined,
+    "overlap-s": dropped.length > 0 ? overlapMs / 1000 : undefined,
+    detail:
+      dropped.length > 0
+        ? "TEP messages signed with the dropped keys are accepted until the overlap ends"
+        : undefined,
   });
 }

@@ -487,6 +487,7 @@ export class DstmServer {
         admission: this.#admission,
         keys: this.#keys,
         keyTimers: this.#keyTimers,
+        tepKeys: current?.tepKeys?.length ? this.#tepSync : undefined,
         teps: this.#teps,
         log: this.#log,
         metrics: this.metrics,

@@ -13,7 +13,9 @@
  * 2. its source port is the TEPs' control port (else `wrong-port`);
  * 3. a SYNC names that same TEP in TEP_IPV6 (else `tep6-mismatch`);
  * 4. with a TEP key (`--tep-key`), it carries a valid MAC in the `tep` domain, fresh and not a
- *    replay (else `auth-<outcome>`): a message signed with a host key never passes;
+ *    replay (else `auth-<outcome>`): a message signed with a host key never passes. The key
+ *    file's first key signs; each of its keys verifies, and after a reload the keys it
+ *    dropped still verify for `--key-overlap` ({@link TepChannel.rotateKeys});
  * 5. an answer matches a BIND/UNBIND in flight to that TEP (else `unexpected-answer`).
  *
  * Each refusal is counted in `dstm_tep_refused_total{reason}` and logged at warn,
@@ -21,6 +23,7 @@
  *
  * @module
  */
+import { KeyRing } from "../control/key_ring.ts";
 import type { Logger } from "../control/log.ts";
 import { logMessage } from "../control/message_log.ts";
 import type { Metrics } from "../control/metrics.ts";
@@ -61,7 +64,8 @@ interface InFlight {
 export class TepChannel {
   readonly #o: TepChannelOptions;
   readonly #teps: ReadonlySet<string>;
-  readonly #keys: ReadonlyMap<number, AuthKey>;
+  /** `--tep-key`: the first key signs; a reload replaces them (./reload.ts, with an overlap). */
+  readonly #keys: KeyRing;
   readonly #guard: ReplayGuard;
   readonly #inFlight = new Map<number, InFlight>();
   readonly #sources = new Map<string, string>();
@@ -72,7 +76,8 @@ export class TepChannel {
   constructor(options: TepChannelOptions) {
     this.#o = options;
     this.#teps = new Set([...options.teps].map((t) => canonicalIPv6(t) ?? t));
-    this.#keys = new Map(options.keys.map((k) => [k.id, k]));
+    this.#keys = new KeyRing();
+    if (options.keys.length > 0) this.#keys.replace(options.keys, 0);
     this.#warn = new WarnLimit(options.log, { now: options.now });
     // Nothing stamped before this start: what the previous run accepted cannot be replayed.
     this.#guard = new ReplayGuard({ notBefore: (options.now ?? Date.now)() });
@@ -84,7 +89,21 @@ export class TepChannel {
 
   /** True when the channel is authenticated (a TEP key is configured). */
   get authenticated(): boolean {
-    return this.#keys.size > 0;
+    return this.#keys.signing !== undefined;
+  }
+
+  /**
+   * Reload of `--tep-key` (lib/server/reload.ts): the file's first key signs from now on and
+   * each of its keys is accepted at once; keys it no longer holds are still accepted from the
+   * TEPs for `overlapMs`. Returns those keys. Only an authenticated channel rotates.
+   */
+  rotateKeys(
+    keys: readonly AuthKey[],
+    overlapMs: number,
+    onRetired?: (keys: readonly AuthKey[]) => void,
+  ): AuthKey[] {
+    if (!this.#keys.signing) throw new Error("this server runs without --tep-key");
+    return this.#keys.replace(keys, overlapMs, onRetired);
   }
 
   /** The configured TEP addresses (canonical). */
@@ -104,7 +123,7 @@ export class TepChannel {
   /** Signs (with a TEP key) or encodes `message` and sends it to `tep6`'s control port. */
   send(tep6: string, message: DstmMessage): boolean {
     logMessage(this.#o.log, "sent", message, tep6);
-    const key = this.#o.keys[0];
+    const key = this.#keys.signing;
     const bytes = key
       ? // MAC-ed with the TEP's address: it verifies at that TEP only (docs/protocol.md).
         signMessage(message, key, this.#o.now(), undefined, "tep", parseIPv6(tep6) ?? undefined)
@@ -161,8 +180,15 @@ export class TepChannel {
     const isSync = message.type === MessageType.SYNC;
     if (isSync && (canonicalIPv6(message.tep6 ?? "") ?? "") !== tep6)
       return this.#refuse("tep6-mismatch", message, from, port);
-    if (this.#keys.size > 0) {
-      const outcome = verifyMessage(raw, message, this.#keys, this.#guard, this.#o.now(), "tep");
+    if (this.#keys.signing) {
+      const outcome = verifyMessage(
+        raw,
+        message,
+        this.#keys.accepted,
+        this.#guard,
+        this.#o.now(),
+        "tep",
+      );
       if (outcome !== "ok") return this.#refuse(`auth-${outcome}`, message, from, port);
     }
     logMessage(this.#o.log, "received", message, from);
@@ -177,6 +203,7 @@ export class TepChannel {
   /** Gives up every exchange in flight (they resolve null). */
   close(): void {
     this.#closed = true;
+    this.#keys.close();
     for (const pending of [...this.#inFlight.values()]) pending.resolve(null);
   }
 

@@ -292,6 +292,15 @@ export class TepSync implements BindingSink {
     this.#sendSnapshot(tep);
   }
 
+  /** Reload of `--tep-key`: see {@link TepChannel.rotateKeys}. */
+  rotateKeys(
+    keys: readonly AuthKey[],
+    overlapMs: number,
+    onRetired?: (keys: readonly AuthKey[]) => void,
+  ): AuthKey[] {
+    return this.#channel.rotateKeys(keys, overlapMs, onRetired);
+  }
+
   close(): void {
     for (const tep of this.#teps.values()) tep.snapshot?.cancel();
     clearInterval(this.#watch);

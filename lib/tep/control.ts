@@ -39,6 +39,7 @@ import {
 } from "../wire/dstm_types.ts";
 import { ServerWatch } from "./server_watch.ts";
 import { SnapshotAssemblies } from "./snapshot_assembly.ts";
+import { type StaticChange, staticChange } from "./static_reload.ts";
 
 /** What the control plane needs from the data plane's binding table (single writer). */
 export interface BindingWriter {
@@ -80,9 +81,9 @@ export class TepControl {
   readonly #o: TepControlOptions;
   readonly #now: () => number;
   readonly #managed = new Map<number, Entry>();
-  readonly #static: Entry[];
+  #static: Entry[];
   /** IPv4 addresses with a static binding: the server's messages may not touch them. */
-  readonly #staticAddresses: Set<number>;
+  #staticAddresses: Set<number>;
   readonly #guard: ReplayGuard;
   /** This TEP's IPv6 address, 16 bytes: MAC-ed into every server message for it. */
   readonly #audience: Uint8Array | undefined;
@@ -164,9 +165,34 @@ export class TepControl {
     return this.#managed.size;
   }
 
-  /** Static bindings (`--binding`, `--binding-file`), installed at start and kept. */
+  /** Static bindings (`--binding`, `--binding-file`), installed at start, changed by a reload. */
   get staticCount(): number {
     return this.#static.length;
+  }
+
+  /**
+   * Reload of the static bindings (./static_reload.ts): the table holds `bindings` and the
+   * server-managed bindings from now on. Throws, changing nothing, when one of `bindings`
+   * takes an address the server has bound, or the table cannot hold them all.
+   */
+  replaceStatic(bindings: readonly WireBinding[]): StaticChange {
+    const managed = [...this.#managed.values()];
+    const change = staticChange(
+      this.#static.map((e) => e.binding),
+      bindings,
+      managed.map((e) => e.binding),
+    );
+    const next = bindings.map((b) => entry(b));
+    this.#o.table.replaceAll(
+      [...next, ...managed].map((e) => ({
+        ipv4: e.binding.host4,
+        portSet: e.binding.portSet,
+        host6: e.host6,
+      })),
+    );
+    this.#static = next;
+    this.#staticAddresses = new Set(next.map((e) => e.binding.host4));
+    return change;
   }
 
   get digest(): number {

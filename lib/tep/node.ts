@@ -28,6 +28,7 @@ import { PathMtuTable } from "../tunnel/pmtu.ts";
 import type { AuthKey } from "../wire/auth.ts";
 import type { WireBinding } from "../wire/dstm_types.ts";
 import { TepControl } from "./control.ts";
+import type { StaticChange } from "./static_reload.ts";
 
 export interface TepConfig {
   /** The TEP's IPv6 address (outer source of encapsulated packets, control endpoint). */
@@ -221,6 +222,15 @@ export class TepNode {
    */
   rotateKey(key: AuthKey, overlapMs: number): void {
     this.#control?.rotateKey(key, overlapMs);
+  }
+
+  /**
+   * Reload (SIGHUP) of `--binding` / `--binding-file`: added bindings installed, removed ones
+   * withdrawn, the server's untouched; throws, changing nothing, on a conflict
+   * (lib/tep/static_reload.ts).
+   */
+  replaceStatic(bindings: readonly WireBinding[]): StaticChange | undefined {
+    return this.#control?.replaceStatic(bindings);
   }
 
   /** Stops forwarding and removes the TUN device (its routes go with it). */
