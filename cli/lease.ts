@@ -43,13 +43,20 @@ export function leaseCommand(): Command {
     .option("--address <ipv4>", "only leases of this IPv4 address")
     .option("--prefix <cidr>", "only leases in this IPv4 prefix, or of hosts in this IPv6 prefix")
     .option("--host <v6>", "only the leases of this host IPv6 address")
-    .option("--state <s>", "only active (default), released, expired, or all")
+    .addOption(
+      new Option("--state <state>", "only active (default), released, expired, or all").choices([
+        "active",
+        "released",
+        "expired",
+        "all",
+      ] as const),
+    )
     .option("--pool <name>", "only leases of this pool (name or CIDR)")
     .option("--limit <n>", "print at most N leases (then the cursor for --after, on stderr)")
     .option("--after <cursor>", "start after this lease (IPV4:PSID, as --limit prints it)")
     .option(
       "--control <path>",
-      `control socket of the running server (default ${defaultControlSocket()})`,
+      `control socket of the running server (default: ${defaultControlSocket()})`,
     )
     .option("--db <path>", "read the lease database directly (also while the server runs)")
     .addHelpText(

@@ -276,7 +276,9 @@ function buildServerConfig(
       ? leaseTime
       : parseDuration(flags.maxLeaseTime, "--max-lease-time");
   if (maxLeaseTime < leaseTime)
-    throw new UsageError("--max-lease-time must not be shorter than --lease-time");
+    throw new UsageError(
+      `--max-lease-time (${maxLeaseTime}s) must not be shorter than --lease-time (${leaseTime}s): raise --max-lease-time or lower --lease-time`,
+    );
   const listen = parseHostPort(flags.listen ?? `[::]:${DSTM_PORT}`, "--listen", DSTM_PORT);
   if (!listen.address.includes(":"))
     throw new UsageError(
@@ -525,9 +527,15 @@ function dhcp4o6Config(flags: ServerFlags, pools: readonly PoolConfig[]): Server
     interfaces: flags.dhcp4o6Interface ?? [],
     serverId,
     allow: allow?.length ? allow : undefined,
-    declineProbation: wholeNumber(flags.declineProbation, "--decline-probation"),
+    declineProbation: probationSeconds(flags.declineProbation),
     identity: identityMode(flags.dhcp4o6Identity),
   };
+}
+
+/** `--decline-probation`: a duration like every other one (24h, 86400), or 0 for none; seconds. */
+function probationSeconds(text: string | undefined): number | undefined {
+  if (text === undefined) return undefined;
+  return String(text).trim() === "0" ? 0 : parseDuration(text, "--decline-probation");
 }
 
 /** `--dhcp4o6-identity`: source, client-id or chaddr. */
