@@ -231,3 +231,15 @@ test("lease ls shows a long lease in days (30d), as the duration flags take it",
   expect(text).toContain("in 30d0h0m5s");
   expect(text).toContain("1m30s ago");
 });
+
+test("docs/metrics.md names every metric the daemons register (quoted dstm_* names in lib/)", async () => {
+  const doc = await Bun.file(join(ROOT, "docs", "metrics.md")).text();
+  const names = new Set<string>();
+  for await (const file of new Bun.Glob("lib/**/*.ts").scan(ROOT)) {
+    if (file.startsWith("lib/lease/")) continue; // SQL table and index names, not metrics
+    const text = await Bun.file(join(ROOT, file)).text();
+    for (const m of text.matchAll(/"(dstm_[a-z0-9_]+)"/g)) names.add(m[1] as string);
+  }
+  expect(names.size).toBeGreaterThan(20);
+  expect([...names].filter((n) => !doc.includes(`\`${n}\``)).sort()).toEqual([]);
+});
