@@ -60,7 +60,7 @@ describe("strict TOML types (issue 13 item 3)", () => {
     [
       "a list as a string",
       'dhcp4o6-allow = "2001:db8::/64"',
-      'FILE:5:1: dhcp4o6-allow must be an array of strings, not "2001:db8::/64"',
+      'FILE:5:1: dhcp4o6-allow must be an array of strings, not "2001:db8::/64" (write dhcp4o6-allow = ["2001:db8::/64"])',
     ],
     [
       "a log level not in the list",

@@ -107,8 +107,16 @@ export function parseConfigText(text: string, path: string, schema: SettingSchem
         `${where}: ${top} ${keys[1] + 1}: ${field} must be ${expectedOf(issue.expected)}, not ${showValue(issue.input)}`,
       );
     }
-    const got = showValue(data[top as string]);
-    throw new ConfigFileError(`${where}: ${top} must be ${describeKind(setting)}, not ${got}`);
+    const value = data[top as string];
+    const got = showValue(value);
+    // A repeatable setting given once: say how to write it.
+    const hint =
+      setting.kind.type === "list" && typeof value === "string"
+        ? ` (write ${top} = [${JSON.stringify(value)}])`
+        : "";
+    throw new ConfigFileError(
+      `${where}: ${top} must be ${describeKind(setting)}, not ${got}${hint}`,
+    );
   }
   const values = new Map<string, FileValue>();
   for (const [key, setting] of byKey) {
