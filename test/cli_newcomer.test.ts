@@ -5,7 +5,7 @@
  * reported one per try. Each test runs the real command (`bun mod.ts`), nothing is started.
  */
 import { afterAll, describe, expect, test } from "bun:test";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { commandTree } from "../cli/command_tree.ts";
@@ -242,4 +242,23 @@ test("docs/metrics.md names every metric the daemons register (quoted dstm_* nam
   }
   expect(names.size).toBeGreaterThan(20);
   expect([...names].filter((n) => !doc.includes(`\`${n}\``)).sort()).toEqual([]);
+});
+
+test("ping4 --use-client with no client there: exit 1 (run time), naming the client sockets it can see", async () => {
+  const run = join(dir, "ping4-run");
+  mkdirSync(join(run, "lab-x"), { recursive: true });
+  const empty = await runWithEnv(["ping4", "192.0.2.80", "--use-client"], {
+    DSTM_RUNTIME_DIR: run,
+  });
+  expect([empty.code, empty.stderr]).toEqual([
+    1,
+    `dstm: no dstm client answers on ${join(run, "client-dti0.sock")}; is it running? (--use-client IFNAME or PATH)\n`,
+  ]);
+  // As in a lab: the clients' sockets are in a subdirectory, named by node, not by DTI.
+  writeFileSync(join(run, "lab-x", "client-a.sock"), "");
+  const lab = await runWithEnv(["ping4", "192.0.2.80", "--use-client"], { DSTM_RUNTIME_DIR: run });
+  expect([lab.code, lab.stderr]).toEqual([
+    1,
+    `dstm: no dstm client answers on ${join(run, "client-dti0.sock")}; control sockets found: ${join(run, "lab-x", "client-a.sock")} (--use-client PATH)\n`,
+  ]);
 });
