@@ -262,3 +262,22 @@ test("ping4 --use-client with no client there: exit 1 (run time), naming the cli
     `dstm: no dstm client answers on ${join(run, "client-dti0.sock")}; control sockets found: ${join(run, "lab-x", "client-a.sock")} (--use-client PATH)\n`,
   ]);
 });
+
+test("README, docs and examples use the current flag names (renamed ones only where the rename is told)", async () => {
+  const renamed = ["port", "source", "stats", "control-port"];
+  const files = ["README.md", "examples/server-loopback.sh"];
+  for (const glob of ["docs/*.md", "packaging/examples/*", "packaging/systemd/*"])
+    for await (const f of new Bun.Glob(glob).scan(ROOT)) files.push(f);
+  const uses: string[] = [];
+  const pattern = new RegExp(`--(${renamed.join("|")})(?![a-z0-9-])`);
+  for (const file of files) {
+    const lines = (await Bun.file(join(ROOT, file)).text()).split("\n");
+    lines.forEach((line, i) => {
+      // The rename table entries "(was `--port`)" and the sentence "`--port` → `--server-port`".
+      if (/\(was `--|` → `--|`--stats` → /.test(line)) return;
+      if (pattern.test(line)) uses.push(`${file}:${i + 1}: ${line.trim()}`);
+    });
+  }
+  expect(files.length).toBeGreaterThan(8);
+  expect(uses).toEqual([]);
+});
