@@ -281,3 +281,13 @@ test("README, docs and examples use the current flag names (renamed ones only wh
   expect(files.length).toBeGreaterThan(8);
   expect(uses).toEqual([]);
 });
+
+test("the server's config file is /etc/dstm/server.toml in --help, the README and the unit alike", async () => {
+  const help = (await runDstm(["server", "--help"])).stdout;
+  const readme = await Bun.file(join(ROOT, "README.md")).text();
+  const unit = await Bun.file(join(ROOT, "packaging/systemd/dstm-server.service")).text();
+  expect(unit).toContain("--config /etc/dstm/server.toml");
+  expect(help).toContain("--config /etc/dstm/server.toml");
+  expect(readme).toContain("dstm server --config /etc/dstm/server.toml");
+  expect(`${help}${readme}`).not.toContain("/etc/dstm/dstm.toml");
+});
