@@ -98,7 +98,12 @@ export function parseConfigText(text: string, path: string, schema: SettingSchem
       );
     }
     if (issue.type === "strict_object" && keys.length > 1) {
-      throw new ConfigFileError(`${where}: unknown setting "${keys.at(-1)}" in ${top}`);
+      const key = String(keys.at(-1));
+      // TOML puts every key after [[pool]] into that table: a top-level setting written last.
+      const hint = byKey.has(key)
+        ? ` (${key} is a top-level setting: write it above the first [[${top}]])`
+        : "";
+      throw new ConfigFileError(`${where}: unknown setting "${key}" in ${top}${hint}`);
     }
     if (keys.length > 2 && typeof keys[1] === "number") {
       // inside the Nth table of an array of tables ([[pool]]): name the table and the key
