@@ -138,7 +138,7 @@ function checkServerConfig(config: ServerConfig): void {
     throw error;
   }
   process.stdout.write(
-    `dstm server: configuration OK (${config.pools.length} pool(s), listen [${config.listen.address}]:${config.listen.port}, ${config.db ? `database ${config.db}` : "memory"})\n`,
+    `dstm server: configuration OK (${config.pools.length} pool(s), listen [${config.listen.address}]:${config.listen.port}${config.dhcp4o6 ? `, dhcp4o6 [${config.dhcp4o6.address}]:${config.dhcp4o6.port}` : ""}, ${config.db ? `database ${config.db}` : "memory"})\n`,
   );
 }
 

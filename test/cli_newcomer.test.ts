@@ -94,6 +94,12 @@ describe("--decline-probation is a duration like every other one", () => {
       const r = await runDstm([...dhcp4o6, "--decline-probation", value]);
       expect([value, r.code, r.stderr]).toEqual([value, 0, ""]);
     }
+    // --check says that DHCPv4-over-DHCPv6 is on, and where.
+    const on = await runDstm(dhcp4o6);
+    expect(on.stdout).toContain(", dhcp4o6 [::]:547,");
+    expect((await runDstm([...server, "--pool", "192.0.2.0/24", "--check"])).stdout).not.toContain(
+      "dhcp4o6",
+    );
     const bad = await runDstm([...dhcp4o6, "--decline-probation", "soon"]);
     expect(bad.code).toBe(2);
     expect(bad.stderr).toMatch(/^dstm: --decline-probation: "soon" is not a positive duration/);
