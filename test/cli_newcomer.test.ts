@@ -8,7 +8,7 @@ import { afterAll, describe, expect, test } from "bun:test";
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { commandTree } from "../cli/command_tree.ts";
+import { allCommands, commandTree } from "../cli/command_tree.ts";
 import { completionScript } from "../cli/completion.ts";
 import { program } from "../cli/main.ts";
 import { type LeaseJson, leaseTablePrinter } from "../lib/control/lease_view.ts";
@@ -297,3 +297,24 @@ test("the server's config file is /etc/dstm/server.toml in --help, the README an
   expect(readme).toContain("dstm server --config /etc/dstm/server.toml");
   expect(`${help}${readme}`).not.toContain("/etc/dstm/dstm.toml");
 });
+
+test("example command lines quote [IPv6]:PORT (zsh refuses an unquoted one: 'no matches found')", async () => {
+  const lines: string[] = [];
+  for (const node of allCommands(commandTree(program()))) {
+    const help = (await runDstm([...node.path, "--help"])).stdout;
+    for (const line of help.split("\n"))
+      if (/^\s+dstm /.test(line)) lines.push(`dstm ${node.path.join(" ")} --help: ${line}`);
+  }
+  const docs = ["README.md"];
+  for await (const f of new Bun.Glob("docs/*.md").scan(ROOT)) docs.push(f);
+  for (const file of docs) {
+    let fenced = false;
+    for (const line of (await Bun.file(join(ROOT, file)).text()).split("\n")) {
+      if (line.startsWith("```")) fenced = !fenced;
+      else if (fenced) lines.push(`${file}: ${line}`); // continuation lines too
+    }
+  }
+  expect(lines.length).toBeGreaterThan(200);
+  // A shell word that starts with [ and is not inside quotes.
+  expect(lines.filter((l) => /\s\[[0-9a-fA-F:.]+\]:\d/.test(l))).toEqual([]);
+}, 60_000);
