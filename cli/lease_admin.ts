@@ -117,7 +117,7 @@ export function addLeaseAdminCommands(lease: Command): void {
     )
     .requiredOption("--host6 <v6>", "the host's IPv6 address")
     .requiredOption("--ipv4 <addr>", "the IPv4 address (in a pool of the server)")
-    .option("--psid <n>", "the port set of a shared address (default 0)")
+    .option("--psid <n>", "the port set of a shared address (default: 0)")
     .option("--reserve", "store a reservation instead of a lease (single server only)")
     .option(
       "--lease-time <duration>",

@@ -47,7 +47,7 @@ export function ping4Command() {
     .option("--key <file>", "sign requests with the key in FILE")
     .option(
       "--use-client [ifname|socket]",
-      "use the lease of the dstm client running the DTI IFNAME (default dti0), or answering on the control socket at this path (one with a /)",
+      "use the lease of the dstm client running the DTI IFNAME (default: dti0), or answering on the control socket at this path (one with a /)",
     )
     .addOption(new Option("-c, --count <n>", "echo requests to send").default("4", "4"))
     .addOption(new Option("-i, --interval <s>", "seconds between requests").default("1", "1"))

@@ -77,6 +77,16 @@ describe("help texts print defaults one way, and the paths the command really us
     }
   });
 
+  test("no --help writes a default as '(default X)': always '(default: X)'", async () => {
+    const odd: string[] = [];
+    for (const node of allCommands(commandTree(program()))) {
+      const help = flat((await runDstm([...node.path, "--help"])).stdout);
+      for (const m of help.matchAll(/\(default [^:)][^)]*\)/g))
+        odd.push(`${node.path.join(" ")}: ${m[0]}`);
+    }
+    expect(odd).toEqual([]);
+  }, 60_000);
+
   test("lease add --lease-time and lease export --format name their values like the rest", async () => {
     const add = (await runDstm(["lease", "add", "--help"])).stdout;
     expect(add).toContain("--lease-time <duration>");
