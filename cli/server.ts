@@ -313,6 +313,11 @@ function buildServerConfig(
   const tepPort =
     flags.tepPort === undefined ? undefined : parsePort(flags.tepPort, "--tep-port", 0);
   const dhcp4o6 = dhcp4o6Config(flags, poolConfigs);
+  const ignored = ignoredDhcp4o6Settings(flags);
+  if (ignored.length)
+    process.stderr.write(
+      `dstm: ${ignored.join(", ")} ${ignored.length === 1 ? "has" : "have"} no effect without --dhcp4o6 (TOML: dhcp4o6 = true)\n`,
+    );
   if (dhcp4o6 && keys && !dhcp4o6.allow && !flags.dhcp4o6Open)
     throw new UsageError(
       "--key does not cover DHCPv4-over-DHCPv6 (RFC 7341 has no authentication): give --dhcp4o6-allow PREFIX for the hosts that may lease over it, or --dhcp4o6-open to answer any host knowingly",
@@ -497,6 +502,23 @@ function stdoutSink(text: string): void {
 }
 
 /** The DHCPv4-over-DHCPv6 service's settings, or undefined when it is off. */
+/** The DHCPv4-over-DHCPv6 settings given (flag or file) while --dhcp4o6 is off: they do nothing. */
+function ignoredDhcp4o6Settings(flags: ServerFlags): string[] {
+  if (flags.dhcp4o6 === true) return [];
+  const settings: [string, unknown][] = [
+    ["dhcp4o6-listen", flags.dhcp4o6Listen],
+    ["dhcp4o6-interface", flags.dhcp4o6Interface],
+    ["dhcp4o6-server-id", flags.dhcp4o6ServerId],
+    ["dhcp4o6-allow", flags.dhcp4o6Allow],
+    ["dhcp4o6-open", flags.dhcp4o6Open],
+    ["dhcp4o6-identity", flags.dhcp4o6Identity],
+    ["decline-probation", flags.declineProbation],
+  ];
+  return settings
+    .filter(([, v]) => v !== undefined && v !== false && !(Array.isArray(v) && v.length === 0))
+    .map(([name]) => `--${name}`);
+}
+
 function dhcp4o6Config(flags: ServerFlags, pools: readonly PoolConfig[]): ServerConfig["dhcp4o6"] {
   if (flags.dhcp4o6 !== true) return undefined;
   const listen = parseHostPort(flags.dhcp4o6Listen ?? "[::]:547", "--dhcp4o6-listen", 547);

@@ -328,3 +328,27 @@ test("example command lines quote [IPv6]:PORT (zsh refuses an unquoted one: 'no 
   // A shell word that starts with [ and is not inside quotes.
   expect(lines.filter((l) => /\s\[[0-9a-fA-F:.]+\]:\d/.test(l))).toEqual([]);
 }, 60_000);
+
+test("DHCPv4-over-DHCPv6 settings without --dhcp4o6 are said to do nothing (flags and file); none when it is on", async () => {
+  const base = [...server, "--pool", "192.0.2.0/24", "--check"];
+  const off = await runDstm([
+    ...base,
+    "--dhcp4o6-allow",
+    "2001:db8::/64",
+    "--decline-probation",
+    "1d",
+  ]);
+  expect([off.code, off.stderr]).toEqual([
+    0,
+    "dstm: --dhcp4o6-allow, --decline-probation have no effect without --dhcp4o6 (TOML: dhcp4o6 = true)\n",
+  ]);
+  const file = join(dir, "no-4o6.toml");
+  writeFileSync(file, 'dhcp4o6-identity = "client-id"\n');
+  const fromFile = await runDstm([...base, "--config", file]);
+  expect(fromFile.stderr).toBe(
+    "dstm: --dhcp4o6-identity has no effect without --dhcp4o6 (TOML: dhcp4o6 = true)\n",
+  );
+  const on = await runDstm([...base, "--dhcp4o6", "--dhcp4o6-allow", "2001:db8::/64"]);
+  expect([on.code, on.stderr]).toEqual([0, ""]);
+  expect((await runDstm(base)).stderr).toBe("");
+});
