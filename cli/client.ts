@@ -94,7 +94,7 @@ function addStatusCommand(client: ReturnType<typeof clientCommand>): void {
     .command("status")
     .description("show a running client's lease, TEP, expiry and traffic counters")
     .addOption(new Option("--ifname <name>", "DTI of the client to ask").default("dti0", "dti0"))
-    .option("--control <path>", "status socket (default /run/dstm/client-IFNAME.sock)")
+    .option("--control <path>", `status socket (default: ${clientSocket("IFNAME")})`)
     .option("--json", "print JSON")
     .addHelpText(
       "after",
@@ -108,7 +108,7 @@ function addStatusCommand(client: ReturnType<typeof clientCommand>): void {
       } catch (error) {
         throw new RuntimeError(
           unixPermissionProblem(socket, error) ??
-            `no dstm client answers on ${socket}; is it running (for --ifname ${flags.ifname})?`,
+            `no dstm client answers on ${socket}; is it running (for --ifname ${flags.ifname})? (use --ifname NAME or --control PATH)`,
         );
       }
       if (typeof status.error === "string")

@@ -27,9 +27,14 @@ export function readKeys(path: string): AuthKey[] {
     text = readFileSync(path, "utf8");
   } catch (error) {
     if (error instanceof UsageError) throw error;
-    throw new UsageError(
-      `cannot read key file ${path}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`,
-    );
+    const code = (error as NodeJS.ErrnoException).code;
+    const why =
+      code === "ENOENT"
+        ? `no such file (create it with dstm keygen ${path})`
+        : code === "EACCES"
+          ? "permission denied (run as its owner, or chown it to the user dstm runs as)"
+          : (code ?? (error as Error).message);
+    throw new UsageError(`cannot read key file ${path}: ${why}`);
   }
   const parsed = parseKeyFile(text);
   if (!parsed.ok) throw new UsageError(`key file ${path}: ${parsed.message}`);

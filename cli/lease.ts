@@ -47,13 +47,20 @@ export function leaseCommand(): Command {
       "--identity <id>",
       "only the leases of this DHCPv4-over-DHCPv6 client identity (id:HEX or hw:HTYPE:HEX, as the IDENTITY column shows)",
     )
-    .option("--state <s>", "only active (default), released, expired, or all")
+    .addOption(
+      new Option("--state <state>", "only active (default), released, expired, or all").choices([
+        "active",
+        "released",
+        "expired",
+        "all",
+      ] as const),
+    )
     .option("--pool <name>", "only leases of this pool (name or CIDR)")
     .option("--limit <n>", "print at most N leases (then the cursor for --after, on stderr)")
     .option("--after <cursor>", "start after this lease (IPV4:PSID, as --limit prints it)")
     .option(
       "--control <path>",
-      `control socket of the running server (default ${defaultControlSocket()})`,
+      `control socket of the running server (default: ${defaultControlSocket()})`,
     )
     .option("--db <path>", "read the lease database directly (also while the server runs)")
     .addHelpText(

@@ -17,7 +17,7 @@ import { parseDuration } from "./endpoints.ts";
 import { RuntimeError, UsageError } from "./errors.ts";
 import { defaultControlSocket } from "./paths.ts";
 
-const CONTROL_HELP = `control socket of the running server (default ${defaultControlSocket()})`;
+const CONTROL_HELP = `control socket of the running server (default: ${defaultControlSocket()})`;
 
 /** One request to the control socket; rejects with RuntimeError when nothing answers. */
 export async function controlFetch(
@@ -59,10 +59,18 @@ export async function answer<T>(response: Response, socket: string): Promise<T> 
   throw new RuntimeError(message);
 }
 
-function ipv4Arg(text: string, what: string): string {
-  if (parseIPv4(text) === null) throw new UsageError(`${what}: "${text}" is not an IPv4 address`);
+/** `what`: the flag, or the argument as --help names it; `hint`: what to do instead, if any. */
+function ipv4Arg(text: string, what: string, hint = ""): string {
+  if (parseIPv4(text) === null)
+    throw new UsageError(`${what}: "${text}" is not an IPv4 address${hint}`);
   return text;
 }
+
+/** When an IPv6 address is given where the leased IPv4 address belongs: where a host's leases are. */
+const hostHint = (text: string) =>
+  canonicalIPv6(text) === null
+    ? ""
+    : `; the leases of host ${text}: dstm lease ls --host ${text} --state all`;
 
 function psidArg(text: string | undefined): number | undefined {
   if (text === undefined) return undefined;
@@ -88,7 +96,7 @@ export function addLeaseAdminCommands(lease: Command): void {
     )
     .action(async (ipv4, flags) => {
       const socket = flags.control ?? defaultControlSocket();
-      const path = `/v1/leases/${ipv4Arg(ipv4, "ADDR")}${psidQuery(psidArg(flags.psid))}`;
+      const path = `/v1/leases/${ipv4Arg(ipv4, "IPV4", hostHint(ipv4))}${psidQuery(psidArg(flags.psid))}`;
       const body = await answer<{
         leases: LeaseJson[];
         reservations: { hostIPv6: string; hostIPv4: string; psid: number }[];
@@ -109,9 +117,12 @@ export function addLeaseAdminCommands(lease: Command): void {
     )
     .requiredOption("--host6 <v6>", "the host's IPv6 address")
     .requiredOption("--ipv4 <addr>", "the IPv4 address (in a pool of the server)")
-    .option("--psid <n>", "the port set of a shared address (default 0)")
+    .option("--psid <n>", "the port set of a shared address (default: 0)")
     .option("--reserve", "store a reservation instead of a lease (single server only)")
-    .option("--lease-time <d>", "the lease's time, e.g. 3600, 12h, 30d (default: the server's)")
+    .option(
+      "--lease-time <duration>",
+      "the lease's time, e.g. 3600, 12h, 30d (default: the server's --lease-time)",
+    )
     .option("--json", "print JSON")
     .option("--control <path>", CONTROL_HELP)
     .addHelpText(
@@ -161,7 +172,7 @@ export function addLeaseAdminCommands(lease: Command): void {
     )
     .action(async (ipv4, flags) => {
       const socket = flags.control ?? defaultControlSocket();
-      const path = `/v1/leases/${ipv4Arg(ipv4, "ADDR")}${psidQuery(psidArg(flags.psid))}`;
+      const path = `/v1/leases/${ipv4Arg(ipv4, "IPV4", hostHint(ipv4))}${psidQuery(psidArg(flags.psid))}`;
       const body = await answer<{ ended: LeaseJson[] }>(
         await controlFetch(socket, "DELETE", path),
         socket,
@@ -181,7 +192,13 @@ export function addLeaseAdminCommands(lease: Command): void {
     .action(async (host, flags) => {
       const socket = flags.control ?? defaultControlSocket();
       const host6 = canonicalIPv6(host);
-      if (!host6) throw new UsageError(`HOST6: "${host}" is not an IPv6 address`);
+      if (!host6) {
+        const hint =
+          parseIPv4(host) === null
+            ? ""
+            : `; a reservation is removed by its host's IPv6 address (dstm lease show ${host} names it)`;
+        throw new UsageError(`HOST6: "${host}" is not an IPv6 address${hint}`);
+      }
       await answer(
         await controlFetch(socket, "DELETE", `/v1/reservations/${encodeURIComponent(host6)}`),
         socket,
@@ -215,11 +232,18 @@ export function addLeaseAdminCommands(lease: Command): void {
       "write every lease (all states) as NDJSON or CSV, streamed from the running server",
     )
     .addOption(
-      new Option("--format <f>", "ndjson (one JSON lease per line) or csv")
+      new Option("--format <format>", "ndjson (one JSON lease per line) or csv")
         .choices(["ndjson", "csv"] as const)
         .default("ndjson" as const),
     )
-    .option("--state <s>", "only active, released or expired leases")
+    .addOption(
+      new Option("--state <state>", "only active, released or expired leases").choices([
+        "active",
+        "released",
+        "expired",
+        "all",
+      ] as const),
+    )
     .option("--control <path>", CONTROL_HELP)
     .addHelpText(
       "after",

@@ -17,7 +17,7 @@ import { DSTM_PORT } from "../lib/wire/dstm_types.ts";
 import { clientSocket } from "./client.ts";
 import { parsePort, readKeys } from "./common.ts";
 import { unicastIPv6 } from "./endpoints.ts";
-import { UsageError } from "./errors.ts";
+import { RuntimeError, UsageError } from "./errors.ts";
 import { runtimeDir } from "./paths.ts";
 
 /** A renamed flag: the new one, or the old one with a deprecation warning (not both). */
@@ -51,7 +51,7 @@ export function ping4Command() {
     .option("--key <file>", "sign requests with the key in FILE")
     .option(
       "--use-client [ifname|socket]",
-      "use the lease of the dstm client running the DTI IFNAME (default dti0), or answering on the control socket at this path (one with a /)",
+      "use the lease of the dstm client running the DTI IFNAME (default: dti0), or answering on the control socket at this path (one with a /)",
     )
     .addOption(new Option("-c, --count <n>", "echo requests to send").default("4", "4"))
     .addOption(new Option("-i, --interval <s>", "seconds between requests").default("1", "1"))
@@ -80,7 +80,17 @@ export function ping4Command() {
           key: flags.key ? readKeys(flags.key)[0] : undefined,
         });
       } catch (error) {
-        throw error instanceof Ping4LeaseError ? new UsageError(error.message) : error;
+        if (!(error instanceof Ping4LeaseError)) throw error;
+        // A client that does not answer or holds no lease is a run-time condition (exit 1).
+        let message = error.message;
+        const useClient = settings.useClient;
+        if (useClient !== undefined && message.startsWith("no dstm client answers")) {
+          const found = clientSocketsIn(runtimeDir()).filter((s) => s !== useClient);
+          message += found.length
+            ? `; control sockets found: ${found.join(", ")} (--use-client PATH)`
+            : "; is it running? (--use-client IFNAME or PATH)";
+        }
+        throw new RuntimeError(message);
       }
       const source = lease.source;
       const tep6 = settings.tepOverride ?? lease.tep6;

@@ -52,9 +52,9 @@ export function serverCommand(): Command {
       `
 Examples:
   dstm server --pool 192.168.20.0/24 --tep 2001:db8:1::1,192.0.2.1
-  dstm server --pool 198.51.100.0/25 --pool 203.0.113.0/24 --tep 2001:db8::1 --key /etc/dstm/key --metrics [::1]:9604
+  dstm server --pool 198.51.100.0/25 --pool 203.0.113.0/24 --tep 2001:db8::1 --key /etc/dstm/key --metrics '[::1]:9604'
   dstm server --pool 198.51.100.0/24 --share 4 --tep 2001:db8::1   # 4 hosts per address, 16,128 ports each
-  dstm server --config /etc/dstm/dstm.toml`,
+  dstm server --config /etc/dstm/server.toml --check`,
     )
     .action(async (_opts, command) => {
       const flags = command.opts() as ServerFlags;
@@ -138,7 +138,7 @@ function checkServerConfig(config: ServerConfig): void {
     throw error;
   }
   process.stdout.write(
-    `dstm server: configuration OK (${config.pools.length} pool(s), listen [${config.listen.address}]:${config.listen.port}, ${config.db ? `database ${config.db}` : "memory"})\n`,
+    `dstm server: configuration OK (${config.pools.length} pool(s), listen [${config.listen.address}]:${config.listen.port}${config.dhcp4o6 ? `, dhcp4o6 [${config.dhcp4o6.address}]:${config.dhcp4o6.port}` : ""}, ${config.db ? `database ${config.db}` : "memory"})\n`,
   );
 }
 
@@ -277,7 +277,9 @@ function buildServerConfig(
       ? leaseTime
       : parseDuration(flags.maxLeaseTime, "--max-lease-time");
   if (maxLeaseTime < leaseTime)
-    throw new UsageError("--max-lease-time must not be shorter than --lease-time");
+    throw new UsageError(
+      `--max-lease-time (${maxLeaseTime}s) must not be shorter than --lease-time (${leaseTime}s): raise --max-lease-time or lower --lease-time`,
+    );
   const listen = parseHostPort(flags.listen ?? `[::]:${DSTM_PORT}`, "--listen", DSTM_PORT);
   if (!listen.address.includes(":"))
     throw new UsageError(
@@ -312,6 +314,11 @@ function buildServerConfig(
   const tepPort =
     flags.tepPort === undefined ? undefined : parsePort(flags.tepPort, "--tep-port", 0);
   const dhcp4o6 = dhcp4o6Config(flags, poolConfigs);
+  const ignored = ignoredDhcp4o6Settings(flags);
+  if (ignored.length)
+    process.stderr.write(
+      `dstm: ${ignored.join(", ")} ${ignored.length === 1 ? "has" : "have"} no effect without --dhcp4o6 (TOML: dhcp4o6 = true)\n`,
+    );
   if (dhcp4o6 && keys && !dhcp4o6.allow && !flags.dhcp4o6Open)
     throw new UsageError(
       "--key does not cover DHCPv4-over-DHCPv6 (RFC 7341 has no authentication): give --dhcp4o6-allow PREFIX for the hosts that may lease over it, or --dhcp4o6-open to answer any host knowingly",
@@ -496,6 +503,23 @@ function stdoutSink(text: string): void {
 }
 
 /** The DHCPv4-over-DHCPv6 service's settings, or undefined when it is off. */
+/** The DHCPv4-over-DHCPv6 settings given (flag or file) while --dhcp4o6 is off: they do nothing. */
+function ignoredDhcp4o6Settings(flags: ServerFlags): string[] {
+  if (flags.dhcp4o6 === true) return [];
+  const settings: [string, unknown][] = [
+    ["dhcp4o6-listen", flags.dhcp4o6Listen],
+    ["dhcp4o6-interface", flags.dhcp4o6Interface],
+    ["dhcp4o6-server-id", flags.dhcp4o6ServerId],
+    ["dhcp4o6-allow", flags.dhcp4o6Allow],
+    ["dhcp4o6-open", flags.dhcp4o6Open],
+    ["dhcp4o6-identity", flags.dhcp4o6Identity],
+    ["decline-probation", flags.declineProbation],
+  ];
+  return settings
+    .filter(([, v]) => v !== undefined && v !== false && !(Array.isArray(v) && v.length === 0))
+    .map(([name]) => `--${name}`);
+}
+
 function dhcp4o6Config(flags: ServerFlags, pools: readonly PoolConfig[]): ServerConfig["dhcp4o6"] {
   if (flags.dhcp4o6 !== true) return undefined;
   const listen = parseHostPort(flags.dhcp4o6Listen ?? "[::]:547", "--dhcp4o6-listen", 547);
@@ -534,9 +558,15 @@ function dhcp4o6Config(flags: ServerFlags, pools: readonly PoolConfig[]): Server
     serverId,
     allow: allow?.length ? allow : undefined,
     relays: relays?.length ? relays : undefined,
-    declineProbation: wholeNumber(flags.declineProbation, "--decline-probation"),
+    declineProbation: probationSeconds(flags.declineProbation),
     identity: identityMode(flags.dhcp4o6Identity),
   };
+}
+
+/** `--decline-probation`: a duration like every other one (24h, 86400), or 0 for none; seconds. */
+function probationSeconds(text: string | undefined): number | undefined {
+  if (text === undefined) return undefined;
+  return String(text).trim() === "0" ? 0 : parseDuration(text, "--decline-probation");
 }
 
 /** `--dhcp4o6-identity`: source, client-id or chaddr. */

@@ -102,7 +102,7 @@ Examples:
   tep
     .command("stats")
     .description("show a running TEP's bindings and its forward/drop counters")
-    .option("--control <path>", "control socket of the TEP (default: /run/dstm/tep.sock as root)")
+    .option("--control <path>", `control socket of the TEP (default: ${defaultStatsSocket()})`)
     .addOption(new Option("--stats <path>", "deprecated: --control").hideHelp())
     .option("--json", "print JSON")
     .addHelpText(
@@ -127,7 +127,7 @@ Examples:
       } catch (error) {
         throw new RuntimeError(
           unixPermissionProblem(socket, error) ??
-            `no dstm tep answers on ${socket}; is it running?`,
+            `no dstm tep answers on ${socket}; is it running? (use --control PATH)`,
         );
       }
       if (flags.json) {
@@ -178,6 +178,17 @@ export interface TepFlags {
 
 /** The TEP's options from its settings, checked (files read, nothing opened); --check stops here. */
 function resolveTep(flags: TepFlags, log: Logger): TepConfig {
+  // All the missing required settings at once, not one per try.
+  const missing = [
+    flags.ipv6 === undefined ? "--ipv6 V6" : "",
+    flags.ipv4 === undefined ? "--ipv4 V4" : "",
+    flags.server?.length ? "" : "--server V6",
+    flags.route?.length ? "" : "--route CIDR",
+  ].filter((m) => m !== "");
+  if (missing.length > 1)
+    throw new UsageError(
+      `${missing.join(", ")} are required (e.g. dstm tep --ipv6 2001:db8:1::1 --ipv4 192.0.2.1 --server 2001:db8:1::53 --route 198.51.100.0/24)`,
+    );
   if (flags.ipv6 === undefined) throw new UsageError("--ipv6: this TEP's IPv6 address is required");
   const ipv6 = unicastIPv6(flags.ipv6, "--ipv6", "this TEP's");
   if (flags.ipv4 === undefined) throw new UsageError("--ipv4: this TEP's IPv4 address is required");

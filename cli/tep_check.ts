@@ -41,7 +41,10 @@ export function addTepCheckCommand(tep: Command): void {
     .description(
       "replay a scenario's packets through the TEP steps and compare packets and counters with SCENARIO.expected.json",
     )
-    .argument("<scenario>", "scenario JSON (see lib/tunnel/check.ts and test/fixtures/tep_check)")
+    .argument(
+      "<scenario>",
+      'scenario JSON: the TEP, its bindings and the packets (README, "Checking the TEP offline"; e.g. test/fixtures/tep_check/tep.json)',
+    )
     .option("-r, --regenerate", "write the expectations from this run instead of comparing")
     .option("--pcap-in <file>", "input packets from this pcap (raw IP) instead of the scenario's")
     .option("--pcap-out <file>", "write the packets that left to this pcap")

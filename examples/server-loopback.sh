@@ -31,14 +31,14 @@ head -1 "$dir/server.log"
 
 step "Nodes A, B and C send DSTM_DISCOVER"
 for host in 2001:db8:a::a 2001:db8:a::b 2001:db8:a::c; do
-  $dstm lease get --server ::1 --port "$port" --host6 "$host"
+  $dstm lease get --server ::1 --server-port "$port" --host6 "$host"
 done
 
 step "dstm lease ls (live, from the control socket)"
 $dstm lease ls --control "$dir/server.sock"
 
 step "Node B releases its address"
-$dstm lease release --server ::1 --port "$port" --host6 2001:db8:a::b --ipv4 192.168.20.3
+$dstm lease release --server ::1 --server-port "$port" --host6 2001:db8:a::b --ipv4 192.168.20.3
 
 step "Server restart: the leases were on disk before each ACK"
 kill "$pid"; wait "$pid" || true
@@ -46,7 +46,7 @@ start_server
 $dstm lease ls --control "$dir/server.sock"
 
 step "Node B comes back and gets its previous address (sticky allocation)"
-$dstm lease get --server ::1 --port "$port" --host6 2001:db8:a::b
+$dstm lease get --server ::1 --server-port "$port" --host6 2001:db8:a::b
 
 step "Server log"
 cat "$dir/server.log"

@@ -60,7 +60,7 @@ describe("strict TOML types (issue 13 item 3)", () => {
     [
       "a list as a string",
       'dhcp4o6-allow = "2001:db8::/64"',
-      'FILE:5:1: dhcp4o6-allow must be an array of strings, not "2001:db8::/64"',
+      'FILE:5:1: dhcp4o6-allow must be an array of strings, not "2001:db8::/64" (write dhcp4o6-allow = ["2001:db8::/64"])',
     ],
     [
       "a log level not in the list",
@@ -119,6 +119,14 @@ describe("strict TOML types (issue 13 item 3)", () => {
         `tep = "2001:db8::1"\n[[pool]]\nprefixes = ["192.0.2.0/24"]\n[[pool]]\nprefixes = ["198.51.100.0/24"]\nshar = 2\n`,
       ),
     ).toBe('FILE:6:1: unknown setting "shar" in pool');
+    // A top-level setting written after [[pool]] lands in the pool (TOML): say where it goes.
+    expect(
+      serverError(
+        `tep = "2001:db8::1"\n[[pool]]\nprefixes = ["192.0.2.0/24"]\nlease-time = "2h"\n`,
+      ),
+    ).toBe(
+      'FILE:4:1: unknown setting "lease-time" in pool (lease-time is a top-level setting: write it above the first [[pool]])',
+    );
   });
 
   test("a pool the engine would refuse is reported at its [[pool]] table", () => {

@@ -195,7 +195,7 @@ function borrowed(socket: string, status: RunningClientStatus): Ping4Lease {
   const source = status.ipv4 === null ? null : parseIPv4(status.ipv4);
   if (source === null || !status.tep6) {
     throw new Ping4LeaseError(
-      `the dstm client on ${socket} uses ${status.host6} and holds no lease now (${status.state ?? "no lease"}); ping4 will not take one beside it: wait, or give --source another IPv6 address of this host`,
+      `the dstm client on ${socket} uses ${status.host6} and holds no lease now (${status.state ?? "no lease"}); ping4 will not take one beside it: wait, or give --host6 another IPv6 address of this host`,
     );
   }
   return {

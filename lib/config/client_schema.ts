@@ -7,7 +7,7 @@ import * as v from "valibot";
 import { DEFAULT_NAPT_TIMEOUTS } from "../tunnel/napt.ts";
 import { DHCP6_SERVER_PORT } from "../wire/dhcp4o6.ts";
 import { DSTM_PORT } from "../wire/dstm_types.ts";
-import { COMMON_SETTINGS, KEY_OVERLAP_SETTING } from "./common_schema.ts";
+import { COMMON_SETTINGS, KEY_OVERLAP_SETTING, runtimeSocketDoc } from "./common_schema.ts";
 import type { Setting, SettingSchema } from "./setting.ts";
 
 const napt = (name: string, doc: string, seconds: number): Setting => ({
@@ -160,7 +160,7 @@ const settings: Setting[] = [
     kind: { type: "string" },
     arg: "<path>",
     doc: "status socket for `dstm client status`",
-    defaultDoc: "/run/dstm/client-IFNAME.sock as root",
+    defaultDoc: runtimeSocketDoc("client-IFNAME.sock"),
   },
   {
     name: "metrics",

@@ -5,6 +5,15 @@
  */
 import type { Setting } from "./setting.ts";
 
+/**
+ * Where a control socket named `file` is by default (cli/paths.ts), in words for --help and
+ * the README: the runtime directory is $DSTM_RUNTIME_DIR when set, else /run/dstm as root,
+ * else the user's $XDG_RUNTIME_DIR/dstm.
+ */
+export function runtimeSocketDoc(file: string): string {
+  return `$DSTM_RUNTIME_DIR/${file} if set, else /run/dstm/${file} as root, else $XDG_RUNTIME_DIR/dstm/${file}`;
+}
+
 /** `--key-overlap` of the TEP and the client (lib/control/key_ring.ts). */
 export const KEY_OVERLAP_SETTING: Setting = {
   name: "key-overlap",
@@ -41,7 +50,7 @@ export const COMMON_SETTINGS: readonly Setting[] = [
   {
     name: "check",
     kind: { type: "bool" },
-    doc: "check the flags and the config file (keys, addresses, pools) without starting anything; exit 0 when valid, 2 when not",
+    doc: "check the flags and the config file (values, key files, addresses, prefixes) as a start would, without starting anything; exit 0 when valid, 2 when not",
     flagOnly: true,
   },
 ];

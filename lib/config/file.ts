@@ -98,7 +98,12 @@ export function parseConfigText(text: string, path: string, schema: SettingSchem
       );
     }
     if (issue.type === "strict_object" && keys.length > 1) {
-      throw new ConfigFileError(`${where}: unknown setting "${keys.at(-1)}" in ${top}`);
+      const key = String(keys.at(-1));
+      // TOML puts every key after [[pool]] into that table: a top-level setting written last.
+      const hint = byKey.has(key)
+        ? ` (${key} is a top-level setting: write it above the first [[${top}]])`
+        : "";
+      throw new ConfigFileError(`${where}: unknown setting "${key}" in ${top}${hint}`);
     }
     if (keys.length > 2 && typeof keys[1] === "number") {
       // inside the Nth table of an array of tables ([[pool]]): name the table and the key
@@ -107,8 +112,16 @@ export function parseConfigText(text: string, path: string, schema: SettingSchem
         `${where}: ${top} ${keys[1] + 1}: ${field} must be ${expectedOf(issue.expected)}, not ${showValue(issue.input)}`,
       );
     }
-    const got = showValue(data[top as string]);
-    throw new ConfigFileError(`${where}: ${top} must be ${describeKind(setting)}, not ${got}`);
+    const value = data[top as string];
+    const got = showValue(value);
+    // A repeatable setting given once: say how to write it.
+    const hint =
+      setting.kind.type === "list" && typeof value === "string"
+        ? ` (write ${top} = [${JSON.stringify(value)}])`
+        : "";
+    throw new ConfigFileError(
+      `${where}: ${top} must be ${describeKind(setting)}, not ${got}${hint}`,
+    );
   }
   const values = new Map<string, FileValue>();
   for (const [key, setting] of byKey) {

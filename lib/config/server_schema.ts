@@ -12,7 +12,7 @@ import { ADMISSION_DEFAULTS } from "../server/admission.ts";
 import { DHCP4O6_IDENTITY_MODES } from "../server/dhcp4o6_identity.ts";
 import { TEP_CONTROL_PORT } from "../server/tep_sync.ts";
 import { DSTM_PORT } from "../wire/dstm_types.ts";
-import { COMMON_SETTINGS } from "./common_schema.ts";
+import { COMMON_SETTINGS, runtimeSocketDoc } from "./common_schema.ts";
 import type { Setting, SettingSchema } from "./setting.ts";
 
 /** One `[[pool]]` table (or a bare CIDR string). */
@@ -91,7 +91,7 @@ const settings: Setting[] = [
     kind: { type: "duration" },
     arg: "<duration>",
     doc: "lease time granted",
-    default: "3600",
+    default: "1h",
     reloadable: true,
   },
   {
@@ -108,7 +108,7 @@ const settings: Setting[] = [
     arg: "<path|url>",
     doc: 'SQLite lease database, a postgres:// URL (several servers may share it, active-active: docs/scale-out.md), or "memory"',
     defaultDoc:
-      "$DSTM_STATE_DIR/leases.db if set, else /var/lib/dstm/leases.db as root, else ~/.local/state/dstm/leases.db",
+      "$DSTM_STATE_DIR/leases.db if set, else /var/lib/dstm/leases.db as root, else $XDG_STATE_HOME/dstm/leases.db (~/.local/state/dstm/leases.db)",
   },
   {
     name: "new-db",
@@ -152,13 +152,13 @@ const settings: Setting[] = [
     offable: true,
     doc: "control socket for `dstm lease ls` and `dstm server reload`",
     offDoc: "do not open a control socket (TOML: control = false)",
-    defaultDoc: "/run/dstm/server.sock as root",
+    defaultDoc: runtimeSocketDoc("server.sock"),
   },
   {
     name: "metrics",
     kind: { type: "string" },
     arg: "<addr:port>",
-    doc: "serve Prometheus metrics on http://ADDR:PORT/metrics",
+    doc: "serve Prometheus metrics on http://ADDR:PORT/metrics (docs/metrics.md)",
   },
   {
     name: "tep-port",
@@ -238,10 +238,10 @@ const settings: Setting[] = [
   },
   {
     name: "decline-probation",
-    kind: { type: "int" },
-    arg: "<seconds>",
-    doc: "how long an address a DHCPv4-over-DHCPv6 client DECLINEd stays unavailable (RFC 2131 §4.3.3; Kea's decline-probation-period)",
-    default: "86400",
+    kind: { type: "duration" },
+    arg: "<duration>",
+    doc: "how long an address a DHCPv4-over-DHCPv6 client DECLINEd stays unavailable (RFC 2131 §4.3.3; Kea's decline-probation-period; 0: none)",
+    default: "24h",
   },
   {
     name: "pool-warn-percent",

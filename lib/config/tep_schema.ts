@@ -7,7 +7,7 @@ import * as v from "valibot";
 import { TEP_CONTROL_PORT } from "../server/tep_sync.ts";
 import { DEFAULT_MAX_BINDINGS, SERVER_ROOM } from "../tep/binding_file.ts";
 import { DSTM_PORT } from "../wire/dstm_types.ts";
-import { COMMON_SETTINGS, KEY_OVERLAP_SETTING } from "./common_schema.ts";
+import { COMMON_SETTINGS, KEY_OVERLAP_SETTING, runtimeSocketDoc } from "./common_schema.ts";
 import type { Setting, SettingSchema } from "./setting.ts";
 
 const settings: Setting[] = [
@@ -33,7 +33,7 @@ const settings: Setting[] = [
     },
     arg: "<v6>",
     repeatable: true,
-    doc: "the DSTM server that installs bindings here; required; repeat it for servers sharing one lease database (each is sent SYNC and may BIND/UNBIND/SNAPSHOT)",
+    doc: "the DSTM server that installs bindings here; required; repeat it for servers sharing one lease database (each is sent SYNC and may BIND/UNBIND/SNAPSHOT; servers with separate databases would replace each other's bindings)",
   },
   {
     name: "server-port",
@@ -144,7 +144,7 @@ const settings: Setting[] = [
     kind: { type: "string" },
     arg: "<path>",
     doc: "control socket for `dstm tep stats`",
-    defaultDoc: "/run/dstm/tep.sock as root",
+    defaultDoc: runtimeSocketDoc("tep.sock"),
     deprecated: ["stats"],
   },
   {

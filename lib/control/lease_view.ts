@@ -122,10 +122,13 @@ export function leaseTablePrinter(now: number): (leases: readonly LeaseJson[]) =
 function relative(ms: number): string {
   const past = ms < 0;
   let s = Math.round(Math.abs(ms) / 1000);
+  // Days as the duration flags take them (30d), not 719h.
+  const d = Math.floor(s / 86400);
+  s -= d * 86400;
   const h = Math.floor(s / 3600);
   s -= h * 3600;
   const m = Math.floor(s / 60);
   s -= m * 60;
-  const text = `${h ? `${h}h` : ""}${h || m ? `${m}m` : ""}${s}s`;
+  const text = `${d ? `${d}d` : ""}${d || h ? `${h}h` : ""}${d || h || m ? `${m}m` : ""}${s}s`;
   return past ? `${text} ago` : `in ${text}`;
 }

@@ -186,7 +186,7 @@ export const DEMO_STEPS: readonly DemoStep[] = [
         ...dstmArgv(),
         "tep",
         "stats",
-        "--stats",
+        "--control",
         lab.services.socket("tep"),
       ]);
       const learned = new RegExp(`path MTU ${LAB.nodeE6} ${LAB.narrowMtu}`).test(stats.text);

@@ -137,7 +137,7 @@ export class TepControl {
     );
     m.counter(
       "dstm_tep_control_by_server_total",
-      "Control messages accepted, by server address and kind (bind, unbind, snapshot)",
+      "Control messages accepted, by server address and kind (sync, bind, unbind, snapshot)",
     );
     m.gauge("dstm_tep_bindings", "Bindings held, by origin (server, static)");
     m.onCollect(() => {
