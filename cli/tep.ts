@@ -119,6 +119,7 @@ Examples:
         bindings: number;
         serverBindings: number;
         staticBindings?: number;
+        servers?: { server: string; connected: boolean; lastHeardS: number }[];
         counters: Record<string, number>;
         pathMtu?: { host: string; mtu: number; expiresIn: number }[];
       };
@@ -137,6 +138,10 @@ Examples:
       const lines = [
         `tep ${stats.ipv6} / ${stats.ipv4}: ${stats.bindings} bindings (${stats.serverBindings} from the server, ${stats.staticBindings ?? 0} static)`,
       ];
+      for (const s of stats.servers ?? [])
+        lines.push(
+          `  server ${s.server}: ${s.connected ? "connected" : "NOT CONNECTED"} (last heard ${s.lastHeardS} s ago)`,
+        );
       const width = Math.max(...Object.keys(stats.counters).map((k) => k.length));
       for (const [name, value] of Object.entries(stats.counters))
         lines.push(`  ${name.padEnd(width)}  ${value}`);

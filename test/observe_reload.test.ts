@@ -16,7 +16,7 @@ import { createNetns, type Netns, vethPair } from "../lib/sys/netns.ts";
 import { generateKeyFileText } from "../lib/wire/auth.ts";
 import { type Daemon, metric, spawnDaemon, until } from "./helpers/daemon.ts";
 import { announceSkip, netnsSkipReason } from "./helpers/netns.ts";
-import { BUN, ROOT } from "./helpers/process.ts";
+import { BUN, ROOT, runDstm } from "./helpers/process.ts";
 
 const skip =
   netnsSkipReason({ tun: true }) ??
@@ -92,6 +92,13 @@ const tepArgs = [
 const since = (d: Daemon, from: number, pattern: RegExp) =>
   d.lines.slice(from).filter((l) => pattern.test(l));
 
+/** `dstm tep stats` as an operator reads it. */
+async function tepStats(): Promise<string> {
+  const r = await runDstm(["tep", "stats", "--control", join(dir, "tep.sock")]);
+  expect(r.code).toBe(0);
+  return r.stdout;
+}
+
 async function tepMetrics(): Promise<string> {
   const response = await fetch("http://localhost/metrics", { unix: join(dir, "tep.sock") });
   return response.text();
@@ -163,12 +170,16 @@ describe.skipIf(skip !== null)("server ⇄ TEP links and live reload", () => {
     ).toBeTruthy();
     expect(metric(await tepMetrics(), "dstm_tep_server_connected")).toBe(0);
     expect(metric(await tepMetrics(), "dstm_tep_server_disconnects_total")).toBe(1);
+    expect(await tepStats()).toMatch(
+      /server 2001:db8:8::53: NOT CONNECTED \(last heard \d+ s ago\)/,
+    );
     server = dstm(core, serverArgs);
     await server.waitFor(/ start /);
     expect(
       await tep.waitFor(/WARN server-reachable server=2001:db8:8::53 .*down-s=\d+/),
     ).toBeTruthy();
     expect(metric(await tepMetrics(), "dstm_tep_server_connected")).toBe(1);
+    expect(await tepStats()).toMatch(/server 2001:db8:8::53: connected \(last heard \d+ s ago\)/);
   }, 60_000);
 
   test("SIGHUP rotates the client's and the TEP's keys under traffic: no binding dropped, no packet refused", async () => {

@@ -161,6 +161,14 @@ export class TepControl {
   }
 
   /** Server-managed bindings held now. */
+  /**
+   * Each `--server`: whether it answers this TEP's SYNC (heard within 3 SYNC periods) and how
+   * long ago it was last heard, in seconds (since the start when never).
+   */
+  servers(): { server: string; connected: boolean; lastHeardS: number }[] {
+    return [...this.#serverWatches.values()].map((w) => w.status());
+  }
+
   get count(): number {
     return this.#managed.size;
   }

@@ -114,6 +114,8 @@ export class TepNode {
     bindings: number;
     serverBindings: number;
     staticBindings: number;
+    /** Each `--server` and whether it answers (none without a server). */
+    servers: { server: string; connected: boolean; lastHeardS: number }[];
     counters: Record<string, number>;
     pathMtu: { host: string; mtu: number; expiresIn: number }[];
   } {
@@ -125,6 +127,7 @@ export class TepNode {
       bindings: this.table.size,
       serverBindings: this.#control?.count ?? 0,
       staticBindings: this.#control?.staticCount ?? 0,
+      servers: this.#control?.servers() ?? [],
       counters: countersOf("tep", this.counters.snapshot()),
       pathMtu: this.pathMtu
         .entries()

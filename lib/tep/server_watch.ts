@@ -44,6 +44,15 @@ export class ServerWatch {
     );
   }
 
+  /** The server watched, whether it is heard now and how long ago it last was (s). */
+  status(): { server: string; connected: boolean; lastHeardS: number } {
+    return {
+      server: this.#o.server,
+      connected: !this.#down,
+      lastHeardS: Math.max(0, Math.round((this.#o.now() - this.#heardAt) / 1000)),
+    };
+  }
+
   /** Whether the server is reported unreachable now. */
   get down(): boolean {
     return this.#down;
