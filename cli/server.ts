@@ -23,6 +23,7 @@ import { linkProblem } from "../lib/server/dhcp4o6_link.ts";
 import { POOL_WARN_PERCENT } from "../lib/server/pool_watch.ts";
 import { DstmServer, type ServerConfig } from "../lib/server/server.ts";
 import { postUnix, unixPermissionProblem } from "../lib/sys/http.ts";
+import { interfaceExists } from "../lib/sys/ifinfo.ts";
 import { stdoutIsJournal } from "../lib/sys/journal.ts";
 import { sdNotify } from "../lib/sys/sd_notify.ts";
 import { sharesSecret } from "../lib/wire/auth.ts";
@@ -123,9 +124,16 @@ function addReloadCommand(server: Command): void {
 
 /**
  * `--check`: what start would refuse, without starting (no socket, no database, no
- * directory): the pools as the allocation engine validates them (host bits, overlaps).
+ * directory): the pools as the allocation engine validates them (host bits, overlaps), and
+ * that each `--dhcp4o6-interface` exists here (start would fail to join ff02::1:2 on it).
+ * Throws {@link UsageError} (exit 2).
  */
 function checkServerConfig(config: ServerConfig): void {
+  for (const ifname of config.dhcp4o6?.interfaces ?? [])
+    if (!interfaceExists(ifname))
+      throw new UsageError(
+        `--dhcp4o6-interface ${ifname}: no such interface on this host (see ip link)`,
+      );
   try {
     new AllocationEngine({
       pools: [...config.pools],

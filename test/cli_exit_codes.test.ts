@@ -127,6 +127,23 @@ describe("--check (issue 13 item 2)", () => {
       2,
       expect.stringMatching(/^dstm: cannot read key file/),
     ]);
+    const ifname = await runDstm([
+      ...server,
+      "--pool",
+      "192.0.2.0/24",
+      "--dhcp4o6",
+      "--dhcp4o6-server-id",
+      "192.0.2.1",
+      "--dhcp4o6-interface",
+      "dstmnosuch0",
+      "--check",
+    ]);
+    expect([ifname.code, ifname.stderr]).toEqual([
+      2,
+      expect.stringMatching(
+        /^dstm: --dhcp4o6-interface dstmnosuch0: no such interface on this host/,
+      ),
+    ]);
     const file = join(dir, "bad.toml");
     writeFileSync(file, 'pool = "192.0.2.0/24"\ntep = "2001:db8::1"\nrequire-tep = "yes"\n');
     const toml = await runDstm(["server", "--config", file, "--check"]);

@@ -1,10 +1,10 @@
 /**
- * Interface facts from /proc and /sys (Linux): which interface holds an IPv6 address, and a
- * link's MTU. Used to size the DTI: tunnel MTU = MTU of the IPv6 link − 40 (RFC 2473).
+ * Interface facts from /proc and /sys (Linux): which interface holds an IPv6 address, whether
+ * an interface exists, and a link's MTU. Used to size the DTI: tunnel MTU = MTU of the IPv6 link − 40 (RFC 2473).
  *
  * @module
  */
-import { readFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { parseIPv6 } from "../net/addr.ts";
 
 /** The interface that has `ipv6` configured (from /proc/net/if_inet6), or null. */
@@ -23,6 +23,12 @@ export function interfaceOfIPv6(ipv6: string): string | null {
     if (fields[0] === hex && fields[5]) return fields[5];
   }
   return null;
+}
+
+/** Whether this host (this network namespace) has an interface called `name` (/sys/class/net). */
+export function interfaceExists(name: string): boolean {
+  if (name === "" || name.includes("/") || name === "." || name === "..") return false;
+  return existsSync(`/sys/class/net/${name}`);
 }
 
 /** The MTU of interface `name`, or null when it cannot be read. */
