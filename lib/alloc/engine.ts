@@ -356,11 +356,16 @@ export class AllocationEngine {
     }
     for (const r of (await this.#store.loadReservations?.()) ?? []) this.#reservations.set(r);
     const rows = await this.#store.loadAll();
-    // Freed rows oldest first, so each lands at the tail of its pool's free list.
-    const order = rows.slice().sort((a, b) => a.expiresAt - b.expiresAt || _key(a) - _key(b));
-    // Rows share the pool's TEP, pool name and state strings (a store gives each row its
-    // own): about 100 bytes less per lease, a million times over.
-    for (const row of order) this.#setRow(_key(row), this.#shareStrings(row));
+    // Active rows as they come (their order changes no index: ./slots.ts); freed rows oldest
+    // first, so each lands at the tail of its pool's free list (no walk). Only the freed ones
+    // are sorted: at a million active leases the sort of them all took 0.7 s.
+    const freed: Lease[] = [];
+    for (const row of rows) {
+      if (row.state === "active") this.#setRow(_key(row), this.#shareStrings(row));
+      else freed.push(row);
+    }
+    freed.sort((a, b) => a.expiresAt - b.expiresAt || _key(a) - _key(b));
+    for (const row of freed) this.#setRow(_key(row), this.#shareStrings(row));
     for (const r of this.#reservations.list()) this.#settleSlot(r.ipv4, r.psid);
     this.#clock.check();
     this.#started = true;
@@ -1191,9 +1196,15 @@ export class AllocationEngine {
     if (usable) ps.settle(slot, key, next);
   }
 
-  /** `row` with the strings its pool already holds (TEP, pool name) and a literal state. */
+  /**
+   * `row` with the strings its pool already holds (TEP, pool name) and a literal state: the
+   * row itself when its TEP and pool name are the pool's (a store shares each value's string
+   * among the rows it loads: lib/lease/lease.ts stringInterner), else a copy. About 100 bytes
+   * less per lease, a million times over.
+   */
   #shareStrings(row: Lease): Lease {
     const ps = this.#locate(row.ipv4, row.portSet.psid);
+    if (ps && row.tep6 === ps.tep6 && row.pool === ps.pool.name) return row;
     const state: LeaseState =
       row.state === "active" ? "active" : row.state === "released" ? "released" : "expired";
     return {

@@ -40,9 +40,11 @@ import {
   type LeaseStore,
   LeaseStoreError,
   leaseKey,
+  leaseOf,
   type PortSet,
   type Reservation,
   type ReservationOp,
+  stringInterner,
   WHOLE_ADDRESS,
 } from "./lease.ts";
 
@@ -169,12 +171,26 @@ export class SqliteLeaseStore implements LeaseStore {
     }
   }
 
-  /** Every row in key order. */
+  /**
+   * Every row in key order. Read in pages of {@link LOAD_PAGE_ROWS} (by key, the primary key),
+   * so a million rows never sit in SQLite's result arrays at once; the TEP, pool and state
+   * strings are shared among the rows ({@link stringInterner}).
+   */
   loadAll(): Promise<Lease[]> {
     if (this.#closed) return Promise.reject(_closed(this.path));
     try {
-      const rows = this.#db.query(`SELECT ${this.#columns} FROM leases ORDER BY key`).values();
-      return Promise.resolve(rows.map((row) => _toLease(this.path, row)));
+      const page = this.#db.query(
+        `SELECT ${this.#columns} FROM leases WHERE key > ? ORDER BY key LIMIT ${LOAD_PAGE_ROWS}`,
+      );
+      const intern = stringInterner();
+      const out: Lease[] = [];
+      for (let after = -1; ; ) {
+        const rows = page.values(after);
+        for (const row of rows) out.push(_toLease(this.path, row, intern));
+        if (rows.length < LOAD_PAGE_ROWS) break;
+        after = Number((rows[rows.length - 1] as unknown[])[0]);
+      }
+      return Promise.resolve(out);
     } catch (error) {
       return Promise.reject(_runError(this.path, error));
     }
@@ -342,7 +358,10 @@ function _checkVersion(path: string, version: number): void {
 
 const STATES: ReadonlySet<string> = new Set(["active", "released", "expired"]);
 
-function _toLease(path: string, row: unknown[]): Lease {
+/** Rows one read of {@link SqliteLeaseStore.loadAll} takes from SQLite. */
+const LOAD_PAGE_ROWS = 16_384;
+
+function _toLease(path: string, row: unknown[], intern: (text: string) => string = String): Lease {
   const [
     ,
     ipv4,
@@ -365,18 +384,18 @@ function _toLease(path: string, row: unknown[]): Lease {
     offset === 0 && psidLength === 0 && psid === 0
       ? WHOLE_ADDRESS
       : { offset: Number(offset), psidLength: Number(psidLength), psid: Number(psid) };
-  return {
-    ipv4: Number(ipv4),
+  return leaseOf(
+    Number(ipv4),
     portSet,
-    host6: String(host6),
-    tep4: Number(tep4),
-    tep6: String(tep6),
-    pool: String(pool),
-    state: state as LeaseState,
-    grantedAt: Number(grantedAt),
-    expiresAt: Number(expiresAt),
-    ...(id === null || id === undefined ? {} : { identity: String(id) }),
-  };
+    String(host6),
+    Number(tep4),
+    intern(String(tep6)),
+    intern(String(pool)),
+    intern(state) as LeaseState,
+    Number(grantedAt),
+    Number(expiresAt),
+    id === null || id === undefined ? undefined : String(id),
+  );
 }
 
 function _code(error: unknown): string {

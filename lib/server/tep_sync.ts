@@ -67,7 +67,8 @@ export interface BindingSink {
 
 interface TepState {
   readonly tep6: string;
-  readonly bindings: Map<number, WireBinding & { hash: number }>;
+  /** The lease behind each binding, by lease key (the engine's own row object: no copy). */
+  readonly bindings: Map<number, Lease>;
   digest: number;
   /** Last SYNC (ms), 0 = never. */
   lastSync: number;
@@ -374,11 +375,10 @@ export class TepSync implements BindingSink {
   }
 
   #sendSnapshot(tep: TepState): void {
-    const all = [...tep.bindings.values()].map(({ host4, host6, portSet }) => ({
-      host4,
-      host6,
-      portSet,
-    }));
+    const all: WireBinding[] = [];
+    for (const { ipv4, host6, portSet } of tep.bindings.values()) {
+      all.push({ host4: ipv4, host6, portSet });
+    }
     tep.snapshotId = (tep.snapshotId + 1) >>> 0;
     const metrics = this.#o.metrics;
     const run = sendSnapshot(
@@ -457,10 +457,8 @@ export class TepSync implements BindingSink {
   #add(tep: TepState, lease: Lease): void {
     const key = leaseKey(lease.ipv4, lease.portSet.psid);
     if (tep.bindings.has(key)) this.#remove(tep, lease);
-    const { offset, psidLength, psid } = lease.portSet;
-    const hash = bindingHash(lease.ipv4, parseIPv6(lease.host6)!, offset, psidLength, psid);
-    tep.bindings.set(key, { host4: lease.ipv4, host6: lease.host6, portSet: lease.portSet, hash });
-    tep.digest = (tep.digest + hash) >>> 0;
+    tep.bindings.set(key, lease);
+    tep.digest = (tep.digest + _hash(lease)) >>> 0;
   }
 
   #remove(tep: TepState, lease: Lease): void {
@@ -468,6 +466,12 @@ export class TepSync implements BindingSink {
     const entry = tep.bindings.get(key);
     if (!entry) return;
     tep.bindings.delete(key);
-    tep.digest = (tep.digest - entry.hash) >>> 0;
+    tep.digest = (tep.digest - _hash(entry)) >>> 0;
   }
+}
+
+/** The digest hash of the binding of `lease` (lib/wire/digest.ts), computed when it is added or removed. */
+function _hash(lease: Lease): number {
+  const { offset, psidLength, psid } = lease.portSet;
+  return bindingHash(lease.ipv4, parseIPv6(lease.host6)!, offset, psidLength, psid);
 }
