@@ -64,6 +64,7 @@ import { type ClientScope, holderOf, poolServes } from "./client_scope.ts";
 import { ExpiryHeap } from "./expiry_heap.ts";
 import { DEFAULT_HOST_PREFIX_LENGTH } from "./host_prefix.ts";
 import { LeaseClock } from "./lease_clock.ts";
+import { LeaseTable } from "./lease_table.ts";
 import { Pool, PoolConfigError, poolsOverlap } from "./pool.ts";
 import { PrefixCaps, SITE_DEFAULTS } from "./prefix_caps.ts";
 import { Reservations } from "./reservations.ts";
@@ -194,7 +195,7 @@ export class AllocationEngine {
   readonly #sitePrefixLength: number;
   readonly #onStoreError: ((error: unknown) => void) | undefined;
   /** Every row of the store, by lease key (plus changes not yet durable). */
-  readonly #rows = new Map<number, Lease>();
+  readonly #rows = new LeaseTable();
   readonly #activeByHost = new Map<string, number>();
   /** host6 → key of the host's most recently freed row (for sticky re-allocation). */
   readonly #historyByHost = new Map<string, number>();
@@ -235,6 +236,7 @@ export class AllocationEngine {
       throw new RangeError("max lease time must not be below lease time");
     }
     this.#pools = this.#buildPools(opts.pools);
+    this.#rows.setPools(this.#pools.map((p) => p.pool));
     this.#store = opts.store;
     this.#committer = new GroupCommitter(opts.store);
     this.#leaseTime = opts.leaseTime;
@@ -322,6 +324,7 @@ export class AllocationEngine {
       (a, b) => a.expiresAt - b.expiresAt || _key(a) - _key(b),
     );
     this.#rows.clear();
+    this.#rows.setPools(pools.map((p) => p.pool));
     this.#activeByHost.clear();
     this.#historyByHost.clear();
     this.#expiry = new ExpiryHeap();
