@@ -323,13 +323,16 @@ export class AllocationEngine {
     const rows = [...this.#rows.values()].sort(
       (a, b) => a.expiresAt - b.expiresAt || _key(a) - _key(b),
     );
+    // Rows still as loaded at start keep their deadline from the load (./lease_clock.ts).
+    const loaded = new Set<Lease>();
+    for (const row of rows) if (this.#rows.isLoaded(_key(row))) loaded.add(row);
     this.#rows.clear();
     this.#rows.setPools(pools.map((p) => p.pool));
     this.#activeByHost.clear();
     this.#historyByHost.clear();
     this.#expiry = new ExpiryHeap();
     this.#orphans = 0;
-    for (const row of rows) this.#setRow(_key(row), row);
+    for (const row of rows) this.#setRow(_key(row), row, loaded.has(row));
     for (const r of this.#reservations.list()) this.#settleSlot(r.ipv4, r.psid);
     return this.#orphans;
   }
@@ -363,12 +366,13 @@ export class AllocationEngine {
     // first, so each lands at the tail of its pool's free list (no walk). Only the freed ones
     // are sorted: at a million active leases the sort of them all took 0.7 s.
     const freed: Lease[] = [];
+    this.#clock.markLoad();
     for (const row of rows) {
-      if (row.state === "active") this.#setRow(_key(row), this.#shareStrings(row));
+      if (row.state === "active") this.#setRow(_key(row), this.#shareStrings(row), true);
       else freed.push(row);
     }
     freed.sort((a, b) => a.expiresAt - b.expiresAt || _key(a) - _key(b));
-    for (const row of freed) this.#setRow(_key(row), this.#shareStrings(row));
+    for (const row of freed) this.#setRow(_key(row), this.#shareStrings(row), true);
     for (const r of this.#reservations.list()) this.#settleSlot(r.ipv4, r.psid);
     this.#clock.check();
     this.#started = true;
@@ -648,7 +652,16 @@ export class AllocationEngine {
    * wall-clock step does not change it); for other leases `expiresAt` − now.
    */
   remainingMs(lease: Lease): number {
-    return this.#clock.remainingMs(lease);
+    const key = _key(lease);
+    return this.#clock.remainingMs(
+      lease,
+      this.#rows.get(key) === lease && this.#rows.isLoaded(key),
+    );
+  }
+
+  /** True when `time` is the expiry deadline of `row`, the current row of `key` (./lease_clock.ts). */
+  #isDeadline(key: number, row: Lease, time: number): boolean {
+    return this.#clock.isDeadline(row, time, this.#rows.isLoaded(key));
   }
 
   /** DSTM_RELEASE: the host gives back its active lease on `ipv4`. Never frees another host's lease. */
@@ -702,7 +715,7 @@ export class AllocationEngine {
       heap.pop();
       const row = this.#rows.get(key);
       // renewed or freed since
-      if (row?.state !== "active" || !this.#clock.isDeadline(row, time)) continue;
+      if (row?.state !== "active" || !this.#isDeadline(key, row, time)) continue;
       due.push(key);
     }
     if (due.length === 0) return Promise.resolve([]);
@@ -738,7 +751,7 @@ export class AllocationEngine {
     const heap = this.#expiry;
     while (heap.size > 0) {
       const row = this.#rows.get(heap.topKey());
-      if (row?.state === "active" && this.#clock.isDeadline(row, heap.topTime())) {
+      if (row?.state === "active" && this.#isDeadline(heap.topKey(), row, heap.topTime())) {
         return row.expiresAt;
       }
       heap.pop();
@@ -1161,9 +1174,10 @@ export class AllocationEngine {
    * Replaces the row of `key` and keeps every index in step: host maps, expiry queue, orphan
    * count, address blocking and the slot's state (which reads the new row).
    */
-  #setRow(key: number, next: Lease | undefined): void {
+  #setRow(key: number, next: Lease | undefined, loaded = false): void {
     const old = this.#rows.get(key);
-    if (next) this.#rows.set(key, next);
+    if (next && loaded) this.#rows.load(key, next);
+    else if (next) this.#rows.set(key, next);
     else this.#rows.delete(key);
     const row = next ?? old;
     if (!row) return;
@@ -1184,7 +1198,7 @@ export class AllocationEngine {
       if (next.state === "active") {
         this.#caps.add(next.host6, 1);
         this.#activeByHost.set(leaseHolder(next), key);
-        this.#expiry.push(this.#clock.deadlineOf(next), key);
+        this.#expiry.push(this.#clock.deadlineOf(next, loaded), key);
         if (this.#expiry.size > 2 * this.#activeByHost.size + 1024) this.#compactExpiry();
       } else if (usable) {
         this.#remember(key, next);
@@ -1291,7 +1305,7 @@ export class AllocationEngine {
   #compactExpiry(): void {
     this.#expiry.retain((time, key) => {
       const row = this.#rows.get(key);
-      return row?.state === "active" && this.#clock.isDeadline(row, time);
+      return row?.state === "active" && this.#isDeadline(key, row, time);
     });
   }
 

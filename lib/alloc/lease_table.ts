@@ -10,6 +10,12 @@
  * few other rows (an address in no pool, a PSID beyond the share: rows left by an earlier
  * configuration) are kept in a Map.
  *
+ * Each row also carries one bit, **loaded**: it came from the store at the engine's start and
+ * has not been replaced since ({@link LeaseTable.load}; any {@link LeaseTable.set} or
+ * {@link LeaseTable.delete} of its key clears it). The engine derives such a row's expiry
+ * deadline from one clock offset taken at the load (./lease_clock.ts) instead of keeping one
+ * per row.
+ *
  * The pools are set with {@link LeaseTable.setPools} while the table is empty (at the
  * engine's start and in a reload, which takes every row out and puts it back).
  *
@@ -24,13 +30,20 @@ const PAGE_SHIFT = 12;
 const PAGE_MASK = TABLE_PAGE_SLOTS - 1;
 
 type Page = (Lease | undefined)[];
+/** A pool's pages of rows and the loaded bit of each row. */
+interface Pages {
+  rows: (Page | undefined)[];
+  loaded: (Uint8Array | undefined)[];
+}
 
 export class LeaseTable {
   #pools: readonly Pool[] = [];
   /** Per pool, its pages (undefined: no row there yet). */
-  #pages: (Page | undefined)[][] = [];
+  #pages: Pages[] = [];
   /** Rows whose key is no slot of a pool. */
   readonly #other = new Map<number, Lease>();
+  /** Keys of #other whose row is loaded. */
+  readonly #otherLoaded = new Set<number>();
   #size = 0;
   /** Pool and slot of the key last given to #find (−1: none). */
   #pool = -1;
@@ -40,7 +53,7 @@ export class LeaseTable {
   setPools(pools: readonly Pool[]): void {
     if (this.#size !== 0) throw new Error("LeaseTable.setPools: the table is not empty");
     this.#pools = pools;
-    this.#pages = pools.map((pool) => new Array(Math.ceil(pool.slotCount / TABLE_PAGE_SLOTS)));
+    this.#pages = pools.map(_pages);
   }
 
   /** Rows in the table. */
@@ -50,7 +63,19 @@ export class LeaseTable {
 
   get(key: number): Lease | undefined {
     if (!this.#find(key)) return this.#other.get(key);
-    return this.#pages[this.#pool]?.[this.#slot >>> PAGE_SHIFT]?.[this.#slot & PAGE_MASK];
+    return this.#pages[this.#pool]?.rows[this.#slot >>> PAGE_SHIFT]?.[this.#slot & PAGE_MASK];
+  }
+
+  /** True when the row of `key` is the one loaded from the store at start, not replaced since. */
+  isLoaded(key: number): boolean {
+    if (!this.#find(key)) return this.#otherLoaded.has(key);
+    const bits = this.#pages[this.#pool]?.loaded[this.#slot >>> PAGE_SHIFT];
+    return bits !== undefined && bits[this.#slot & PAGE_MASK] === 1;
+  }
+
+  /** {@link set} for a row loaded from the store at start: its loaded bit is set. */
+  load(key: number, row: Lease): this {
+    return this.#put(key, row, 1);
   }
 
   has(key: number): boolean {
@@ -58,21 +83,31 @@ export class LeaseTable {
   }
 
   set(key: number, row: Lease): this {
+    return this.#put(key, row, 0);
+  }
+
+  #put(key: number, row: Lease, loaded: 0 | 1): this {
     if (!this.#find(key)) {
       if (!this.#other.has(key)) this.#size++;
       this.#other.set(key, row);
+      if (loaded) this.#otherLoaded.add(key);
+      else this.#otherLoaded.delete(key);
       return this;
     }
-    const pages = this.#pages[this.#pool] as (Page | undefined)[];
+    const pages = this.#pages[this.#pool] as Pages;
     const at = this.#slot >>> PAGE_SHIFT;
-    let page = pages[at];
-    if (!page) {
+    let page = pages.rows[at];
+    let bits = pages.loaded[at];
+    if (!page || !bits) {
       page = new Array<Lease | undefined>(TABLE_PAGE_SLOTS).fill(undefined);
-      pages[at] = page;
+      bits = new Uint8Array(TABLE_PAGE_SLOTS);
+      pages.rows[at] = page;
+      pages.loaded[at] = bits;
     }
     const i = this.#slot & PAGE_MASK;
     if (page[i] === undefined) this.#size++;
     page[i] = row;
+    bits[i] = loaded;
     return this;
   }
 
@@ -80,23 +115,26 @@ export class LeaseTable {
   delete(key: number): boolean {
     if (!this.#find(key)) {
       const had = this.#other.delete(key);
+      this.#otherLoaded.delete(key);
       if (had) this.#size--;
       return had;
     }
-    const page = this.#pages[this.#pool]?.[this.#slot >>> PAGE_SHIFT];
+    const pages = this.#pages[this.#pool] as Pages;
+    const at = this.#slot >>> PAGE_SHIFT;
+    const page = pages.rows[at];
     const i = this.#slot & PAGE_MASK;
     if (!page || page[i] === undefined) return false;
     page[i] = undefined;
+    (pages.loaded[at] as Uint8Array)[i] = 0;
     this.#size--;
     return true;
   }
 
   /** Takes every row out (the pools stay). */
   clear(): void {
-    this.#pages = this.#pools.map(
-      (pool) => new Array(Math.ceil(pool.slotCount / TABLE_PAGE_SLOTS)),
-    );
+    this.#pages = this.#pools.map(_pages);
     this.#other.clear();
+    this.#otherLoaded.clear();
     this.#size = 0;
   }
 
@@ -106,7 +144,7 @@ export class LeaseTable {
    */
   *values(): IterableIterator<Lease> {
     for (const pages of this.#pages) {
-      for (const page of pages) {
+      for (const page of pages.rows) {
         if (!page) continue;
         for (const row of page) if (row !== undefined) yield row;
       }
@@ -131,4 +169,9 @@ export class LeaseTable {
     }
     return false;
   }
+}
+
+function _pages(pool: Pool): Pages {
+  const n = Math.ceil(pool.slotCount / TABLE_PAGE_SLOTS);
+  return { rows: new Array(n), loaded: new Array(n) };
 }
