@@ -46,11 +46,10 @@ import {
   type LeaseStore,
   leaseHolder,
   leaseKey,
-  type PortSet,
   type Reservation,
   sameLease,
 } from "../lease/lease.ts";
-import { canonicalIPv6, formatIPv4, formatIPv6 } from "../net/addr.ts";
+import { canonicalIPv6, formatIPv4 } from "../net/addr.ts";
 import { formatPortSet } from "../net/portset.ts";
 import {
   type AdminResult,
@@ -61,6 +60,25 @@ import {
   slotState,
 } from "./admin.ts";
 import { type ClientScope, holderOf, poolServes } from "./client_scope.ts";
+import {
+  leaseInState as _copy,
+  failure as _fail,
+  isIPv4Number as _isIPv4,
+  rowKey as _key,
+  activeLease as _lease,
+  reclaimLimit as _limit,
+  ipv4Text as _text,
+  declinedHost,
+} from "./engine_rows.ts";
+import {
+  CONFLICT_RETRIES,
+  type EngineOptions,
+  type EngineOutcome,
+  type EngineResult,
+  type PoolConfig,
+  type PoolStats,
+  RECLAIM_DEFAULTS,
+} from "./engine_types.ts";
 import { ExpiryHeap } from "./expiry_heap.ts";
 import { DEFAULT_HOST_PREFIX_LENGTH } from "./host_prefix.ts";
 import { LeaseClock } from "./lease_clock.ts";
@@ -68,115 +86,22 @@ import { LeaseTable } from "./lease_table.ts";
 import { Pool, PoolConfigError, poolsOverlap } from "./pool.ts";
 import { PrefixCaps, SITE_DEFAULTS } from "./prefix_caps.ts";
 import { Reservations } from "./reservations.ts";
-import type { SharingSpec } from "./sharing.ts";
 import { ACTIVE, FREE, OFF, PoolSlots, RESERVED } from "./slots.ts";
 
-/** One pool of the server configuration and the TEP its leases use. */
-export interface PoolConfig extends SharingSpec {
-  name?: string;
-  prefixes: string[];
-  exclude?: string[];
-  /** TEP IPv6 address (any spelling; stored canonical). */
-  tep6: string;
-  /** TEP IPv4 address, 0 or absent when the TEP has none. */
-  tep4?: number;
-  /**
-   * The IPv6 links whose DHCPv4-over-DHCPv6 clients this pool serves (lib/server/dhcp4o6_link.ts);
-   * absent or empty: every link. The engine does not read it (the 4o6 service passes the
-   * chosen pools in a ClientScope).
-   */
-  links?: readonly string[];
-}
-
-export interface EngineOptions {
-  pools: PoolConfig[];
-  store: LeaseStore;
-  /** Lease time granted when the client asks for none (seconds). */
-  leaseTime: number;
-  /** Longest lease a client may ask for (seconds); default `leaseTime`. */
-  maxLeaseTime?: number;
-  /** Wall clock in ms since the epoch (stored in leases); default `Date.now`. */
-  now?: () => number;
-  /**
-   * Monotonic clock in ms, any origin: what expiry runs on while the engine runs, so that a
-   * step of the wall clock never expires leases early (nor keeps them late). Default: `now`
-   * when `now` is given (a test clock), else `performance.now()`.
-   */
-  monotonic?: () => number;
-  /** Told (by {@link AllocationEngine.sweep}) when the wall clock stepped by more than clockStepMs (ms; + forward). */
-  onClockStep?: (stepMs: number) => void;
-  /** How far wall − monotonic may move between two sweeps before it counts as a step (ms, default 2000). */
-  clockStepMs?: number;
-  /**
-   * Most active leases the hosts of one host prefix may hold (0 or absent: no cap): one
-   * machine with many IPv6 addresses must not take the whole pool. A new lease over the cap
-   * fails with `prefix-limit`; renewals are never refused.
-   */
-  maxLeasesPerPrefix?: number;
-  /** Host prefix length in bits for maxLeasesPerPrefix (default 64, ./host_prefix.ts). */
-  hostPrefixLength?: number;
-  /**
-   * Most active leases the hosts of one site prefix may hold (0 or absent: no cap); a new
-   * lease over it fails with `site-limit` (./prefix_caps.ts).
-   */
-  maxLeasesPerSite?: number;
-  /** Site prefix length in bits for maxLeasesPerSite (default 56). */
-  sitePrefixLength?: number;
-  /**
-   * Told about every failed store write (the callers get `store-failed`), e.g. to log it;
-   * not about a write another server sharing the store won (decided again, see conflicts()).
-   */
-  onStoreError?: (error: unknown) => void;
-  /**
-   * Most leases one {@link AllocationEngine.sweep} reclaims (default 100, Kea's
-   * max-reclaim-leases; 0: no limit). More due leases are left for the next sweep and
-   * {@link AllocationEngine.reclaimPending} says so.
-   */
-  reclaimMaxLeases?: number;
-  /** Longest one sweep may spend picking leases (ms of elapsed time, default 250, Kea's max-reclaim-time; 0: no limit). */
-  reclaimMaxMs?: number;
-  /**
-   * Shared stores: told about every row taken in from the store that changed this engine's
-   * view (another server's decision), with the row it replaced, e.g. to tell the TEPs.
-   */
-  onAbsorb?: (before: Lease | undefined, after: Lease | undefined) => void;
-}
-
-/** How often a decision is made again after another server won its write (shared stores). */
-export const CONFLICT_RETRIES = 8;
+export { declinedHost, isDeclinedHost } from "./engine_rows.ts";
+export {
+  CONFLICT_RETRIES,
+  type EngineFailure,
+  type EngineOptions,
+  type EngineOutcome,
+  type EngineResult,
+  type PoolConfig,
+  type PoolStats,
+  RECLAIM_DEFAULTS,
+} from "./engine_types.ts";
 
 /** Results of writes another server won (retried by #retry). */
 const _conflicted = new WeakSet<EngineResult>();
-
-/** Kea's defaults for one reclamation run: 100 leases or 250 ms, whichever comes first. */
-export const RECLAIM_DEFAULTS = { maxLeases: 100, maxMs: 250 } as const;
-
-export type EngineOutcome = "allocated" | "renewed" | "reused" | "released";
-export type EngineFailure =
-  | "pool-exhausted"
-  | "no-such-lease"
-  | "address-in-use"
-  | "store-failed"
-  | "prefix-limit"
-  | "site-limit";
-export type EngineResult =
-  | { ok: true; lease: Lease; outcome: EngineOutcome }
-  | { ok: false; reason: EngineFailure; message: string };
-
-/** Occupancy of one pool, counted in slots (leases it can hold at once). */
-export interface PoolStats {
-  pool: string;
-  /** Slots that can be handed out: usable addresses × usable PSIDs per address. */
-  size: number;
-  /** Slots held by an active lease. */
-  active: number;
-  /** Slots that can be handed out now. */
-  free: number;
-  /** Usable addresses. */
-  addresses: number;
-  /** Hosts per address (1: whole addresses). */
-  share: number;
-}
 
 /** Decides and persists leases. Call {@link start} before anything else. */
 export class AllocationEngine {
@@ -1318,90 +1243,4 @@ export class AllocationEngine {
     const over = this.#caps.over(host6, held);
     return over ? _fail(over.reason, over.message) : undefined;
   }
-}
-
-function _key(lease: Lease): number {
-  return leaseKey(lease.ipv4, lease.portSet.psid);
-}
-
-/** A new or renewed active lease of `ps`. */
-/**
- * The holder of a declined slot: `100::PSID:IPV4` in the discard-only prefix 100::/64 (RFC
- * 6666), an address no host can send from. `lease ls` shows it; {@link isDeclinedHost} tells it.
- */
-export function declinedHost(ipv4: number, psid: number): string {
-  const bytes = new Uint8Array(16);
-  bytes[0] = 0x01;
-  bytes[10] = psid >>> 8;
-  bytes[11] = psid & 0xff;
-  bytes[12] = ipv4 >>> 24;
-  bytes[13] = (ipv4 >>> 16) & 0xff;
-  bytes[14] = (ipv4 >>> 8) & 0xff;
-  bytes[15] = ipv4 & 0xff;
-  return formatIPv6(bytes);
-}
-
-/** True when `host6` (canonical) is a {@link declinedHost}, not a host. */
-export function isDeclinedHost(host6: string): boolean {
-  return host6.startsWith("100::");
-}
-
-function _lease(
-  ipv4: number,
-  portSet: PortSet,
-  host6: string,
-  ps: PoolSlots,
-  grantedAt: number,
-  expiresAt: number,
-  identity?: string,
-): Lease {
-  return {
-    ipv4,
-    portSet,
-    host6,
-    tep4: ps.tep4,
-    tep6: ps.tep6,
-    pool: ps.pool.name,
-    state: "active",
-    grantedAt,
-    expiresAt,
-    ...(identity === undefined ? {} : { identity }),
-  };
-}
-
-/** The same lease in another state; `at` is when that happened (kept in expiresAt). */
-function _copy(row: Lease, state: LeaseState, at: number): Lease {
-  return {
-    ipv4: row.ipv4,
-    portSet: row.portSet,
-    host6: row.host6,
-    tep4: row.tep4,
-    tep6: row.tep6,
-    pool: row.pool,
-    state,
-    grantedAt: row.grantedAt,
-    expiresAt: at,
-    ...(row.identity === undefined ? {} : { identity: row.identity }),
-  };
-}
-
-/** A reclamation limit: `value` (a whole number ≥ 0; 0 means none) or the default. */
-function _limit(value: number | undefined, fallback: number, unit: string): number {
-  const limit = value ?? fallback;
-  if (!Number.isInteger(limit) || limit < 0) {
-    throw new RangeError(`reclamation limit ${limit} ${unit}: must be a whole number (0: none)`);
-  }
-  return limit;
-}
-
-function _fail(reason: EngineFailure, message: string): Promise<EngineResult> {
-  return Promise.resolve({ ok: false, reason, message });
-}
-
-function _isIPv4(value: number): boolean {
-  return Number.isInteger(value) && value >= 0 && value <= 0xffffffff;
-}
-
-function _text(ipv4: number): string {
-  return _isIPv4(ipv4) ? formatIPv4(ipv4) : String(ipv4);
 }
