@@ -257,6 +257,7 @@ export class DstmServer {
         source:
           config.tepSource ??
           (isWildcard(config.listen.address) ? undefined : config.listen.address),
+        pools: engine.pools(),
       },
       // A declined address's holder (RFC 6666 discard prefix) is no host: no binding.
       // Read from the lease table as it is, unsorted and uncopied (a million rows at start).

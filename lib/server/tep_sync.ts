@@ -17,6 +17,8 @@
  *
  * @module
  */
+import { LeaseTable } from "../alloc/lease_table.ts";
+import type { Pool } from "../alloc/pool.ts";
 import type { Logger } from "../control/log.ts";
 import type { Metrics } from "../control/metrics.ts";
 import { WarnLimit } from "../control/warn_limit.ts";
@@ -67,8 +69,11 @@ export interface BindingSink {
 
 interface TepState {
   readonly tep6: string;
-  /** The lease behind each binding, by lease key (the engine's own row object: no copy). */
-  readonly bindings: Map<number, Lease>;
+  /**
+   * The lease behind each binding, by lease key (the engine's own row object: no copy), in
+   * slot-indexed pages of the pools (lib/alloc/lease_table.ts): no Map entry per binding.
+   */
+  readonly bindings: LeaseTable;
   digest: number;
   /** Last SYNC (ms), 0 = never. */
   lastSync: number;
@@ -103,6 +108,11 @@ export interface TepSyncOptions {
    * is not `::`); default: the address the TEP's SYNC was sent to (the TEP's `--server`).
    */
   readonly source?: string;
+  /**
+   * The pools at start (the engine's): bindings of their slots are kept in slot-indexed pages,
+   * others (pools added by a reload) in a Map. Absent: all in a Map.
+   */
+  readonly pools?: readonly Pool[];
   /** Chunks of a large snapshot (default {@link SNAPSHOT_PACING}). */
   readonly snapshotPacing?: SnapshotPacing;
   readonly now?: () => number;
@@ -438,7 +448,7 @@ export class TepSync implements BindingSink {
     if (!tep) {
       tep = {
         tep6,
-        bindings: new Map(),
+        bindings: this.#bindingTable(),
         digest: 0,
         lastSync: 0,
         downSince: 0,
@@ -452,6 +462,12 @@ export class TepSync implements BindingSink {
       this.#teps.set(tep6, tep);
     }
     return tep;
+  }
+
+  #bindingTable(): LeaseTable {
+    const table = new LeaseTable();
+    table.setPools(this.#o.pools ?? []);
+    return table;
   }
 
   #add(tep: TepState, lease: Lease): void {
