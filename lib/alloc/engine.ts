@@ -80,6 +80,7 @@ import {
   RECLAIM_DEFAULTS,
 } from "./engine_types.ts";
 import { ExpiryHeap } from "./expiry_heap.ts";
+import { HolderIndex } from "./holder_index.ts";
 import { DEFAULT_HOST_PREFIX_LENGTH } from "./host_prefix.ts";
 import { LeaseClock } from "./lease_clock.ts";
 import { LeaseTable } from "./lease_table.ts";
@@ -121,9 +122,10 @@ export class AllocationEngine {
   readonly #onStoreError: ((error: unknown) => void) | undefined;
   /** Every row of the store, by lease key (plus changes not yet durable). */
   readonly #rows = new LeaseTable();
-  readonly #activeByHost = new Map<string, number>();
+  /** holder → key of its active row (./holder_index.ts: typed arrays, checked against #rows). */
+  readonly #activeByHost = new HolderIndex((key) => this.#holderAt(key, true));
   /** host6 → key of the host's most recently freed row (for sticky re-allocation). */
-  readonly #historyByHost = new Map<string, number>();
+  readonly #historyByHost = new HolderIndex((key) => this.#holderAt(key, false));
   /** Keys with changes not yet durable → their durable row (undefined: none). */
   readonly #inflight = new Map<number, Lease | undefined>();
   /** Keys with a put submitted and not yet durable → the last row submitted (what the store will hold). */
@@ -1101,9 +1103,6 @@ export class AllocationEngine {
    */
   #setRow(key: number, next: Lease | undefined, loaded = false): void {
     const old = this.#rows.get(key);
-    if (next && loaded) this.#rows.load(key, next);
-    else if (next) this.#rows.set(key, next);
-    else this.#rows.delete(key);
     const row = next ?? old;
     if (!row) return;
     const ps = this.#locate(row.ipv4, row.portSet.psid);
@@ -1119,6 +1118,10 @@ export class AllocationEngine {
       }
       if (!usable || (old.state === "active" && !ps.matches(old))) this.#orphans--;
     }
+    // The holder indexes check their entries against the table: out before, in after.
+    if (next && loaded) this.#rows.load(key, next);
+    else if (next) this.#rows.set(key, next);
+    else this.#rows.delete(key);
     if (next) {
       if (next.state === "active") {
         this.#caps.add(next.host6, 1);
@@ -1161,6 +1164,12 @@ export class AllocationEngine {
       expiresAt: row.expiresAt,
       ...(row.identity === undefined ? {} : { identity: row.identity }),
     };
+  }
+
+  /** The holder of the row of `key` when that row is active (`active`) or freed (not), else undefined. */
+  #holderAt(key: number, active: boolean): string | undefined {
+    const row = this.#rows.get(key);
+    return row !== undefined && (row.state === "active") === active ? leaseHolder(row) : undefined;
   }
 
   /** Makes a freed row its holder's sticky slot unless the holder has a newer one. */
