@@ -90,16 +90,8 @@ import { Reservations } from "./reservations.ts";
 import { ACTIVE, FREE, OFF, PoolSlots, RESERVED } from "./slots.ts";
 
 export { declinedHost, isDeclinedHost } from "./engine_rows.ts";
-export {
-  CONFLICT_RETRIES,
-  type EngineFailure,
-  type EngineOptions,
-  type EngineOutcome,
-  type EngineResult,
-  type PoolConfig,
-  type PoolStats,
-  RECLAIM_DEFAULTS,
-} from "./engine_types.ts";
+// The types and constants of the engine's configuration and results (all of engine_types.ts).
+export * from "./engine_types.ts";
 
 /** Results of writes another server won (retried by #retry). */
 const _conflicted = new WeakSet<EngineResult>();
