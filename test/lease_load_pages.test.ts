@@ -3,6 +3,7 @@
  * once, in key order, whole (port sets, identities, states, TEP and pool strings), also at
  * the page boundaries and when the last page is exactly full.
  */
+import { Database } from "bun:sqlite";
 import { afterAll, describe, expect, test } from "bun:test";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -68,4 +69,20 @@ describe("SqliteLeaseStore.loadAll in pages", () => {
     await roundTrip(1);
   }, 60_000);
   test("an empty store", () => roundTrip(0));
+  test("a row with an unknown state is refused, naming the state", async () => {
+    const path = join(dir, "bad-state.db");
+    const store = SqliteLeaseStore.open(path);
+    await store.write([lease(2), lease(3)].map((l) => ({ op: "put" as const, lease: l })));
+    await store.close();
+    const db = new Database(path);
+    db.run("PRAGMA ignore_check_constraints = ON"); // as a damaged file or another writer might
+    db.run("UPDATE leases SET state = 'bogus' WHERE ipv4 = ?", [lease(3).ipv4]);
+    db.close();
+    const again = SqliteLeaseStore.open(path);
+    try {
+      await expect(again.loadAll()).rejects.toThrow("unknown state bogus");
+    } finally {
+      await again.close();
+    }
+  });
 });
