@@ -46,11 +46,10 @@ import {
   type LeaseStore,
   leaseHolder,
   leaseKey,
-  type PortSet,
   type Reservation,
   sameLease,
 } from "../lease/lease.ts";
-import { canonicalIPv6, formatIPv4, formatIPv6 } from "../net/addr.ts";
+import { canonicalIPv6, formatIPv4 } from "../net/addr.ts";
 import { formatPortSet } from "../net/portset.ts";
 import {
   type AdminResult,
@@ -61,121 +60,41 @@ import {
   slotState,
 } from "./admin.ts";
 import { type ClientScope, holderOf, poolServes } from "./client_scope.ts";
+import {
+  leaseInState as _copy,
+  failure as _fail,
+  isIPv4Number as _isIPv4,
+  rowKey as _key,
+  activeLease as _lease,
+  reclaimLimit as _limit,
+  ipv4Text as _text,
+  declinedHost,
+} from "./engine_rows.ts";
+import {
+  CONFLICT_RETRIES,
+  type EngineOptions,
+  type EngineOutcome,
+  type EngineResult,
+  type PoolConfig,
+  type PoolStats,
+  RECLAIM_DEFAULTS,
+} from "./engine_types.ts";
 import { ExpiryHeap } from "./expiry_heap.ts";
+import { HolderIndex } from "./holder_index.ts";
 import { DEFAULT_HOST_PREFIX_LENGTH } from "./host_prefix.ts";
 import { LeaseClock } from "./lease_clock.ts";
+import { LeaseTable } from "./lease_table.ts";
 import { Pool, PoolConfigError, poolsOverlap } from "./pool.ts";
 import { PrefixCaps, SITE_DEFAULTS } from "./prefix_caps.ts";
 import { Reservations } from "./reservations.ts";
-import type { SharingSpec } from "./sharing.ts";
 import { ACTIVE, FREE, OFF, PoolSlots, RESERVED } from "./slots.ts";
 
-/** One pool of the server configuration and the TEP its leases use. */
-export interface PoolConfig extends SharingSpec {
-  name?: string;
-  prefixes: string[];
-  exclude?: string[];
-  /** TEP IPv6 address (any spelling; stored canonical). */
-  tep6: string;
-  /** TEP IPv4 address, 0 or absent when the TEP has none. */
-  tep4?: number;
-  /**
-   * The IPv6 links whose DHCPv4-over-DHCPv6 clients this pool serves (lib/server/dhcp4o6_link.ts);
-   * absent or empty: every link. The engine does not read it (the 4o6 service passes the
-   * chosen pools in a ClientScope).
-   */
-  links?: readonly string[];
-}
-
-export interface EngineOptions {
-  pools: PoolConfig[];
-  store: LeaseStore;
-  /** Lease time granted when the client asks for none (seconds). */
-  leaseTime: number;
-  /** Longest lease a client may ask for (seconds); default `leaseTime`. */
-  maxLeaseTime?: number;
-  /** Wall clock in ms since the epoch (stored in leases); default `Date.now`. */
-  now?: () => number;
-  /**
-   * Monotonic clock in ms, any origin: what expiry runs on while the engine runs, so that a
-   * step of the wall clock never expires leases early (nor keeps them late). Default: `now`
-   * when `now` is given (a test clock), else `performance.now()`.
-   */
-  monotonic?: () => number;
-  /** Told (by {@link AllocationEngine.sweep}) when the wall clock stepped by more than clockStepMs (ms; + forward). */
-  onClockStep?: (stepMs: number) => void;
-  /** How far wall − monotonic may move between two sweeps before it counts as a step (ms, default 2000). */
-  clockStepMs?: number;
-  /**
-   * Most active leases the hosts of one host prefix may hold (0 or absent: no cap): one
-   * machine with many IPv6 addresses must not take the whole pool. A new lease over the cap
-   * fails with `prefix-limit`; renewals are never refused.
-   */
-  maxLeasesPerPrefix?: number;
-  /** Host prefix length in bits for maxLeasesPerPrefix (default 64, ./host_prefix.ts). */
-  hostPrefixLength?: number;
-  /**
-   * Most active leases the hosts of one site prefix may hold (0 or absent: no cap); a new
-   * lease over it fails with `site-limit` (./prefix_caps.ts).
-   */
-  maxLeasesPerSite?: number;
-  /** Site prefix length in bits for maxLeasesPerSite (default 56). */
-  sitePrefixLength?: number;
-  /**
-   * Told about every failed store write (the callers get `store-failed`), e.g. to log it;
-   * not about a write another server sharing the store won (decided again, see conflicts()).
-   */
-  onStoreError?: (error: unknown) => void;
-  /**
-   * Most leases one {@link AllocationEngine.sweep} reclaims (default 100, Kea's
-   * max-reclaim-leases; 0: no limit). More due leases are left for the next sweep and
-   * {@link AllocationEngine.reclaimPending} says so.
-   */
-  reclaimMaxLeases?: number;
-  /** Longest one sweep may spend picking leases (ms of elapsed time, default 250, Kea's max-reclaim-time; 0: no limit). */
-  reclaimMaxMs?: number;
-  /**
-   * Shared stores: told about every row taken in from the store that changed this engine's
-   * view (another server's decision), with the row it replaced, e.g. to tell the TEPs.
-   */
-  onAbsorb?: (before: Lease | undefined, after: Lease | undefined) => void;
-}
-
-/** How often a decision is made again after another server won its write (shared stores). */
-export const CONFLICT_RETRIES = 8;
+export { declinedHost, isDeclinedHost } from "./engine_rows.ts";
+// The types and constants of the engine's configuration and results (all of engine_types.ts).
+export * from "./engine_types.ts";
 
 /** Results of writes another server won (retried by #retry). */
 const _conflicted = new WeakSet<EngineResult>();
-
-/** Kea's defaults for one reclamation run: 100 leases or 250 ms, whichever comes first. */
-export const RECLAIM_DEFAULTS = { maxLeases: 100, maxMs: 250 } as const;
-
-export type EngineOutcome = "allocated" | "renewed" | "reused" | "released";
-export type EngineFailure =
-  | "pool-exhausted"
-  | "no-such-lease"
-  | "address-in-use"
-  | "store-failed"
-  | "prefix-limit"
-  | "site-limit";
-export type EngineResult =
-  | { ok: true; lease: Lease; outcome: EngineOutcome }
-  | { ok: false; reason: EngineFailure; message: string };
-
-/** Occupancy of one pool, counted in slots (leases it can hold at once). */
-export interface PoolStats {
-  pool: string;
-  /** Slots that can be handed out: usable addresses × usable PSIDs per address. */
-  size: number;
-  /** Slots held by an active lease. */
-  active: number;
-  /** Slots that can be handed out now. */
-  free: number;
-  /** Usable addresses. */
-  addresses: number;
-  /** Hosts per address (1: whole addresses). */
-  share: number;
-}
 
 /** Decides and persists leases. Call {@link start} before anything else. */
 export class AllocationEngine {
@@ -194,10 +113,11 @@ export class AllocationEngine {
   readonly #sitePrefixLength: number;
   readonly #onStoreError: ((error: unknown) => void) | undefined;
   /** Every row of the store, by lease key (plus changes not yet durable). */
-  readonly #rows = new Map<number, Lease>();
-  readonly #activeByHost = new Map<string, number>();
+  readonly #rows = new LeaseTable();
+  /** holder → key of its active row (./holder_index.ts: typed arrays, checked against #rows). */
+  readonly #activeByHost = new HolderIndex((key) => this.#holderAt(key, true));
   /** host6 → key of the host's most recently freed row (for sticky re-allocation). */
-  readonly #historyByHost = new Map<string, number>();
+  readonly #historyByHost = new HolderIndex((key) => this.#holderAt(key, false));
   /** Keys with changes not yet durable → their durable row (undefined: none). */
   readonly #inflight = new Map<number, Lease | undefined>();
   /** Keys with a put submitted and not yet durable → the last row submitted (what the store will hold). */
@@ -235,6 +155,7 @@ export class AllocationEngine {
       throw new RangeError("max lease time must not be below lease time");
     }
     this.#pools = this.#buildPools(opts.pools);
+    this.#rows.setPools(this.#pools.map((p) => p.pool));
     this.#store = opts.store;
     this.#committer = new GroupCommitter(opts.store);
     this.#leaseTime = opts.leaseTime;
@@ -321,12 +242,16 @@ export class AllocationEngine {
     const rows = [...this.#rows.values()].sort(
       (a, b) => a.expiresAt - b.expiresAt || _key(a) - _key(b),
     );
+    // Rows still as loaded at start keep their deadline from the load (./lease_clock.ts).
+    const loaded = new Set<Lease>();
+    for (const row of rows) if (this.#rows.isLoaded(_key(row))) loaded.add(row);
     this.#rows.clear();
+    this.#rows.setPools(pools.map((p) => p.pool));
     this.#activeByHost.clear();
     this.#historyByHost.clear();
     this.#expiry = new ExpiryHeap();
     this.#orphans = 0;
-    for (const row of rows) this.#setRow(_key(row), row);
+    for (const row of rows) this.#setRow(_key(row), row, loaded.has(row));
     for (const r of this.#reservations.list()) this.#settleSlot(r.ipv4, r.psid);
     return this.#orphans;
   }
@@ -356,11 +281,17 @@ export class AllocationEngine {
     }
     for (const r of (await this.#store.loadReservations?.()) ?? []) this.#reservations.set(r);
     const rows = await this.#store.loadAll();
-    // Freed rows oldest first, so each lands at the tail of its pool's free list.
-    const order = rows.slice().sort((a, b) => a.expiresAt - b.expiresAt || _key(a) - _key(b));
-    // Rows share the pool's TEP, pool name and state strings (a store gives each row its
-    // own): about 100 bytes less per lease, a million times over.
-    for (const row of order) this.#setRow(_key(row), this.#shareStrings(row));
+    // Active rows as they come (their order changes no index: ./slots.ts); freed rows oldest
+    // first, so each lands at the tail of its pool's free list (no walk). Only the freed ones
+    // are sorted: at a million active leases the sort of them all took 0.7 s.
+    const freed: Lease[] = [];
+    this.#clock.markLoad();
+    for (const row of rows) {
+      if (row.state === "active") this.#setRow(_key(row), this.#shareStrings(row), true);
+      else freed.push(row);
+    }
+    freed.sort((a, b) => a.expiresAt - b.expiresAt || _key(a) - _key(b));
+    for (const row of freed) this.#setRow(_key(row), this.#shareStrings(row), true);
     for (const r of this.#reservations.list()) this.#settleSlot(r.ipv4, r.psid);
     this.#clock.check();
     this.#started = true;
@@ -640,7 +571,16 @@ export class AllocationEngine {
    * wall-clock step does not change it); for other leases `expiresAt` − now.
    */
   remainingMs(lease: Lease): number {
-    return this.#clock.remainingMs(lease);
+    const key = _key(lease);
+    return this.#clock.remainingMs(
+      lease,
+      this.#rows.get(key) === lease && this.#rows.isLoaded(key),
+    );
+  }
+
+  /** True when `time` is the expiry deadline of `row`, the current row of `key` (./lease_clock.ts). */
+  #isDeadline(key: number, row: Lease, time: number): boolean {
+    return this.#clock.isDeadline(row, time, this.#rows.isLoaded(key));
   }
 
   /** DSTM_RELEASE: the host gives back its active lease on `ipv4`. Never frees another host's lease. */
@@ -694,7 +634,7 @@ export class AllocationEngine {
       heap.pop();
       const row = this.#rows.get(key);
       // renewed or freed since
-      if (row?.state !== "active" || !this.#clock.isDeadline(row, time)) continue;
+      if (row?.state !== "active" || !this.#isDeadline(key, row, time)) continue;
       due.push(key);
     }
     if (due.length === 0) return Promise.resolve([]);
@@ -730,7 +670,7 @@ export class AllocationEngine {
     const heap = this.#expiry;
     while (heap.size > 0) {
       const row = this.#rows.get(heap.topKey());
-      if (row?.state === "active" && this.#clock.isDeadline(row, heap.topTime())) {
+      if (row?.state === "active" && this.#isDeadline(heap.topKey(), row, heap.topTime())) {
         return row.expiresAt;
       }
       heap.pop();
@@ -1153,10 +1093,8 @@ export class AllocationEngine {
    * Replaces the row of `key` and keeps every index in step: host maps, expiry queue, orphan
    * count, address blocking and the slot's state (which reads the new row).
    */
-  #setRow(key: number, next: Lease | undefined): void {
+  #setRow(key: number, next: Lease | undefined, loaded = false): void {
     const old = this.#rows.get(key);
-    if (next) this.#rows.set(key, next);
-    else this.#rows.delete(key);
     const row = next ?? old;
     if (!row) return;
     const ps = this.#locate(row.ipv4, row.portSet.psid);
@@ -1172,11 +1110,15 @@ export class AllocationEngine {
       }
       if (!usable || (old.state === "active" && !ps.matches(old))) this.#orphans--;
     }
+    // The holder indexes check their entries against the table: out before, in after.
+    if (next && loaded) this.#rows.load(key, next);
+    else if (next) this.#rows.set(key, next);
+    else this.#rows.delete(key);
     if (next) {
       if (next.state === "active") {
         this.#caps.add(next.host6, 1);
         this.#activeByHost.set(leaseHolder(next), key);
-        this.#expiry.push(this.#clock.deadlineOf(next), key);
+        this.#expiry.push(this.#clock.deadlineOf(next, loaded), key);
         if (this.#expiry.size > 2 * this.#activeByHost.size + 1024) this.#compactExpiry();
       } else if (usable) {
         this.#remember(key, next);
@@ -1191,9 +1133,15 @@ export class AllocationEngine {
     if (usable) ps.settle(slot, key, next);
   }
 
-  /** `row` with the strings its pool already holds (TEP, pool name) and a literal state. */
+  /**
+   * `row` with the strings its pool already holds (TEP, pool name) and a literal state: the
+   * row itself when its TEP and pool name are the pool's (a store shares each value's string
+   * among the rows it loads: lib/lease/lease.ts stringInterner), else a copy. About 100 bytes
+   * less per lease, a million times over.
+   */
   #shareStrings(row: Lease): Lease {
     const ps = this.#locate(row.ipv4, row.portSet.psid);
+    if (ps && row.tep6 === ps.tep6 && row.pool === ps.pool.name) return row;
     const state: LeaseState =
       row.state === "active" ? "active" : row.state === "released" ? "released" : "expired";
     return {
@@ -1208,6 +1156,12 @@ export class AllocationEngine {
       expiresAt: row.expiresAt,
       ...(row.identity === undefined ? {} : { identity: row.identity }),
     };
+  }
+
+  /** The holder of the row of `key` when that row is active (`active`) or freed (not), else undefined. */
+  #holderAt(key: number, active: boolean): string | undefined {
+    const row = this.#rows.get(key);
+    return row !== undefined && (row.state === "active") === active ? leaseHolder(row) : undefined;
   }
 
   /** Makes a freed row its holder's sticky slot unless the holder has a newer one. */
@@ -1277,7 +1231,7 @@ export class AllocationEngine {
   #compactExpiry(): void {
     this.#expiry.retain((time, key) => {
       const row = this.#rows.get(key);
-      return row?.state === "active" && this.#clock.isDeadline(row, time);
+      return row?.state === "active" && this.#isDeadline(key, row, time);
     });
   }
 
@@ -1290,90 +1244,4 @@ export class AllocationEngine {
     const over = this.#caps.over(host6, held);
     return over ? _fail(over.reason, over.message) : undefined;
   }
-}
-
-function _key(lease: Lease): number {
-  return leaseKey(lease.ipv4, lease.portSet.psid);
-}
-
-/** A new or renewed active lease of `ps`. */
-/**
- * The holder of a declined slot: `100::PSID:IPV4` in the discard-only prefix 100::/64 (RFC
- * 6666), an address no host can send from. `lease ls` shows it; {@link isDeclinedHost} tells it.
- */
-export function declinedHost(ipv4: number, psid: number): string {
-  const bytes = new Uint8Array(16);
-  bytes[0] = 0x01;
-  bytes[10] = psid >>> 8;
-  bytes[11] = psid & 0xff;
-  bytes[12] = ipv4 >>> 24;
-  bytes[13] = (ipv4 >>> 16) & 0xff;
-  bytes[14] = (ipv4 >>> 8) & 0xff;
-  bytes[15] = ipv4 & 0xff;
-  return formatIPv6(bytes);
-}
-
-/** True when `host6` (canonical) is a {@link declinedHost}, not a host. */
-export function isDeclinedHost(host6: string): boolean {
-  return host6.startsWith("100::");
-}
-
-function _lease(
-  ipv4: number,
-  portSet: PortSet,
-  host6: string,
-  ps: PoolSlots,
-  grantedAt: number,
-  expiresAt: number,
-  identity?: string,
-): Lease {
-  return {
-    ipv4,
-    portSet,
-    host6,
-    tep4: ps.tep4,
-    tep6: ps.tep6,
-    pool: ps.pool.name,
-    state: "active",
-    grantedAt,
-    expiresAt,
-    ...(identity === undefined ? {} : { identity }),
-  };
-}
-
-/** The same lease in another state; `at` is when that happened (kept in expiresAt). */
-function _copy(row: Lease, state: LeaseState, at: number): Lease {
-  return {
-    ipv4: row.ipv4,
-    portSet: row.portSet,
-    host6: row.host6,
-    tep4: row.tep4,
-    tep6: row.tep6,
-    pool: row.pool,
-    state,
-    grantedAt: row.grantedAt,
-    expiresAt: at,
-    ...(row.identity === undefined ? {} : { identity: row.identity }),
-  };
-}
-
-/** A reclamation limit: `value` (a whole number ≥ 0; 0 means none) or the default. */
-function _limit(value: number | undefined, fallback: number, unit: string): number {
-  const limit = value ?? fallback;
-  if (!Number.isInteger(limit) || limit < 0) {
-    throw new RangeError(`reclamation limit ${limit} ${unit}: must be a whole number (0: none)`);
-  }
-  return limit;
-}
-
-function _fail(reason: EngineFailure, message: string): Promise<EngineResult> {
-  return Promise.resolve({ ok: false, reason, message });
-}
-
-function _isIPv4(value: number): boolean {
-  return Number.isInteger(value) && value >= 0 && value <= 0xffffffff;
-}
-
-function _text(ipv4: number): string {
-  return _isIPv4(ipv4) ? formatIPv4(ipv4) : String(ipv4);
 }

@@ -8,7 +8,10 @@
  * them late; it is only reported, when wall − monotonic moved by more than `stepMs`.
  *
  * A restart has only the stored wall-clock times: a server restarted after a step takes them
- * as they are.
+ * as they are. The rows loaded at start all get their deadline from the one offset (wall −
+ * monotonic) taken at the load ({@link LeaseClock.markLoad}): `expiresAt` − that offset,
+ * computed when asked, so a million loaded leases need no deadline kept each (the engine says
+ * which rows are still the loaded ones: ./lease_table.ts).
  *
  * @module
  */
@@ -34,6 +37,8 @@ export class LeaseClock {
   readonly #deadline = new WeakMap<Lease, number>();
   /** wall − monotonic at the last check. */
   #offset: number;
+  /** wall − monotonic when the store's rows were loaded. */
+  #loadOffset = 0;
 
   constructor(options: LeaseClockOptions) {
     this.now = options.now;
@@ -43,8 +48,17 @@ export class LeaseClock {
     this.#offset = this.now() - this.monotonic();
   }
 
-  /** The monotonic deadline of `lease`, set from its `expiresAt` the first time it is asked. */
-  deadlineOf(lease: Lease): number {
+  /** Takes wall − monotonic now as the offset of the rows loaded at start (`loaded` below). */
+  markLoad(): void {
+    this.#loadOffset = this.now() - this.monotonic();
+  }
+
+  /**
+   * The monotonic deadline of `lease`, set from its `expiresAt` the first time it is asked;
+   * `loaded`: a row loaded at start (its deadline comes from the load's offset, kept nowhere).
+   */
+  deadlineOf(lease: Lease, loaded = false): number {
+    if (loaded) return lease.expiresAt - this.#loadOffset;
     let deadline = this.#deadline.get(lease);
     if (deadline === undefined) {
       deadline = this.monotonic() + (lease.expiresAt - this.now());
@@ -54,12 +68,14 @@ export class LeaseClock {
   }
 
   /** True when `deadline` is the deadline of `lease` (an expiry queue entry still current). */
-  isDeadline(lease: Lease, deadline: number): boolean {
+  isDeadline(lease: Lease, deadline: number, loaded = false): boolean {
+    if (loaded) return lease.expiresAt - this.#loadOffset === deadline;
     return this.#deadline.get(lease) === deadline;
   }
 
   /** Time left (ms) of a lease with a deadline; else its `expiresAt` − wall now. */
-  remainingMs(lease: Lease): number {
+  remainingMs(lease: Lease, loaded = false): number {
+    if (loaded) return lease.expiresAt - this.#loadOffset - this.monotonic();
     const deadline = this.#deadline.get(lease);
     return deadline === undefined ? lease.expiresAt - this.now() : deadline - this.monotonic();
   }

@@ -39,8 +39,10 @@ import {
   LeaseStoreError,
   leaseHolder,
   leaseKey,
+  leaseOf,
   type Reservation,
   type ReservationOp,
+  stringInterner,
   WHOLE_ADDRESS,
 } from "./lease.ts";
 
@@ -192,7 +194,8 @@ export class PostgresLeaseStore implements LeaseStore {
       const rows = (await this.#sql.unsafe(
         `SELECT ${COLUMNS} FROM dstm_leases ORDER BY key`,
       )) as _Row[];
-      return rows.map(_toLease);
+      const intern = stringInterner();
+      return rows.map((row) => _toLeaseShared(row, intern));
     } catch (error) {
       throw this.#error(error);
     }
@@ -489,23 +492,32 @@ export function isPostgresUrl(text: string): boolean {
 }
 
 function _toLease(row: _Row): Lease {
+  return _toLeaseShared(row, _same);
+}
+
+function _same(text: string): string {
+  return text;
+}
+
+/** The lease of `row`, its TEP, pool and state strings through `intern` (./lease.ts stringInterner). */
+function _toLeaseShared(row: _Row, intern: (text: string) => string): Lease {
   const offset = Number(row.psid_offset);
   const psidLength = Number(row.psid_length);
   const psid = Number(row.psid);
   const portSet =
     offset === 0 && psidLength === 0 && psid === 0 ? WHOLE_ADDRESS : { offset, psidLength, psid };
-  return {
-    ipv4: Number(row.ipv4),
+  return leaseOf(
+    Number(row.ipv4),
     portSet,
-    host6: row.host6,
-    tep4: Number(row.tep4),
-    tep6: row.tep6,
-    pool: row.pool,
-    state: row.state as LeaseState,
-    grantedAt: Number(row.granted_at),
-    expiresAt: Number(row.expires_at),
-    ...(row.identity === null || row.identity === undefined ? {} : { identity: row.identity }),
-  };
+    row.host6,
+    Number(row.tep4),
+    intern(row.tep6),
+    intern(row.pool),
+    intern(row.state) as LeaseState,
+    Number(row.granted_at),
+    Number(row.expires_at),
+    row.identity === null || row.identity === undefined ? undefined : row.identity,
+  );
 }
 
 function _sqlState(error: unknown): string | undefined {

@@ -40,9 +40,11 @@ import {
   type LeaseStore,
   LeaseStoreError,
   leaseKey,
+  leaseOf,
   type PortSet,
   type Reservation,
   type ReservationOp,
+  stringInterner,
   WHOLE_ADDRESS,
 } from "./lease.ts";
 
@@ -169,12 +171,41 @@ export class SqliteLeaseStore implements LeaseStore {
     }
   }
 
-  /** Every row in key order. */
+  /**
+   * Every row in key order. Read in pages of {@link LOAD_PAGE_ROWS} (by key, the primary key),
+   * so a million rows never sit in SQLite's result arrays at once; the TEP, pool and state
+   * strings are shared among the rows ({@link stringInterner}).
+   */
   loadAll(): Promise<Lease[]> {
     if (this.#closed) return Promise.reject(_closed(this.path));
     try {
-      const rows = this.#db.query(`SELECT ${this.#columns} FROM leases ORDER BY key`).values();
-      return Promise.resolve(rows.map((row) => _toLease(this.path, row)));
+      // A row's TEP and pool come back as NULL when they equal the previous row's, its state
+      // as a number: no string made per row for them (each a small allocation freed at once,
+      // interleaved with the host strings that stay: holes in the heap, a million times).
+      const columns = this.#columns.replace("tep6, pool, state", LOAD_REPEATED_COLUMNS);
+      const page = this.#db.query(
+        `SELECT ${columns} FROM leases WHERE key > ?1 ORDER BY key LIMIT ${LOAD_PAGE_ROWS}`,
+      );
+      const intern = stringInterner();
+      const out: Lease[] = [];
+      let tep6 = "";
+      let pool = "";
+      for (let after = -1; ; ) {
+        // NULL stands for the value passed for this page (the last one the previous page had).
+        const [pageTep6, pagePool] = [tep6, pool];
+        const rows = page.values(after, pageTep6, pagePool);
+        for (const row of rows) {
+          if (row[7] === null) row[7] = pageTep6;
+          else tep6 = String(row[7]);
+          if (row[8] === null) row[8] = pagePool;
+          else pool = String(row[8]);
+          if (typeof row[9] === "number") row[9] = LOAD_STATES[row[9]] as LeaseState;
+          out.push(_toLease(this.path, row, intern));
+        }
+        if (rows.length < LOAD_PAGE_ROWS) break;
+        after = Number((rows[rows.length - 1] as unknown[])[0]);
+      }
+      return Promise.resolve(out);
     } catch (error) {
       return Promise.reject(_runError(this.path, error));
     }
@@ -342,7 +373,18 @@ function _checkVersion(path: string, version: number): void {
 
 const STATES: ReadonlySet<string> = new Set(["active", "released", "expired"]);
 
-function _toLease(path: string, row: unknown[]): Lease {
+/** Rows one read of {@link SqliteLeaseStore.loadAll} takes from SQLite. */
+const LOAD_PAGE_ROWS = 16_384;
+/**
+ * loadAll's TEP, pool and state columns: NULL when the same as ?2 / ?3 (the page's values), a
+ * state as its index in LOAD_STATES (an unknown one as stored: _toLease refuses it).
+ */
+const LOAD_REPEATED_COLUMNS =
+  "CASE WHEN tep6 = ?2 THEN NULL ELSE tep6 END, CASE WHEN pool = ?3 THEN NULL ELSE pool END, " +
+  "CASE state WHEN 'active' THEN 0 WHEN 'released' THEN 1 WHEN 'expired' THEN 2 ELSE state END";
+const LOAD_STATES: readonly LeaseState[] = ["active", "released", "expired"];
+
+function _toLease(path: string, row: unknown[], intern: (text: string) => string = String): Lease {
   const [
     ,
     ipv4,
@@ -365,18 +407,18 @@ function _toLease(path: string, row: unknown[]): Lease {
     offset === 0 && psidLength === 0 && psid === 0
       ? WHOLE_ADDRESS
       : { offset: Number(offset), psidLength: Number(psidLength), psid: Number(psid) };
-  return {
-    ipv4: Number(ipv4),
+  return leaseOf(
+    Number(ipv4),
     portSet,
-    host6: String(host6),
-    tep4: Number(tep4),
-    tep6: String(tep6),
-    pool: String(pool),
-    state: state as LeaseState,
-    grantedAt: Number(grantedAt),
-    expiresAt: Number(expiresAt),
-    ...(id === null || id === undefined ? {} : { identity: String(id) }),
-  };
+    String(host6),
+    Number(tep4),
+    intern(String(tep6)),
+    intern(String(pool)),
+    intern(state) as LeaseState,
+    Number(grantedAt),
+    Number(expiresAt),
+    id === null || id === undefined ? undefined : String(id),
+  );
 }
 
 function _code(error: unknown): string {

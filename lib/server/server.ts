@@ -259,9 +259,11 @@ export class DstmServer {
         source:
           config.tepSource ??
           (isWildcard(config.listen.address) ? undefined : config.listen.address),
+        pools: engine.pools(),
       },
       // A declined address's holder (RFC 6666 discard prefix) is no host: no binding.
-      engine.leases({ state: "active" }).filter((lease) => !isDeclinedHost(lease.host6)),
+      // Read from the lease table as it is, unsorted and uncopied (a million rows at start).
+      _activeBindings(engine.rows()),
     );
     this.#admission = new Admission({
       metrics,
@@ -582,4 +584,11 @@ export class DstmServer {
 /** True for the IPv6 wildcard address (`::`): the kernel would pick each source. */
 function isWildcard(address: string): boolean {
   return /^[0:]+$/.test(address);
+}
+
+/** The active leases among `rows` that are bindings: a declined address's holder is no host. */
+function* _activeBindings(rows: Iterable<Lease>): Generator<Lease> {
+  for (const lease of rows) {
+    if (lease.state === "active" && !isDeclinedHost(lease.host6)) yield lease;
+  }
 }

@@ -17,6 +17,8 @@
  *
  * @module
  */
+import { LeaseTable } from "../alloc/lease_table.ts";
+import type { Pool } from "../alloc/pool.ts";
 import type { Logger } from "../control/log.ts";
 import type { Metrics } from "../control/metrics.ts";
 import { WarnLimit } from "../control/warn_limit.ts";
@@ -67,7 +69,11 @@ export interface BindingSink {
 
 interface TepState {
   readonly tep6: string;
-  readonly bindings: Map<number, WireBinding & { hash: number }>;
+  /**
+   * The lease behind each binding, by lease key (the engine's own row object: no copy), in
+   * slot-indexed pages of the pools (lib/alloc/lease_table.ts): no Map entry per binding.
+   */
+  readonly bindings: LeaseTable;
   digest: number;
   /** Last SYNC (ms), 0 = never. */
   lastSync: number;
@@ -102,6 +108,11 @@ export interface TepSyncOptions {
    * is not `::`); default: the address the TEP's SYNC was sent to (the TEP's `--server`).
    */
   readonly source?: string;
+  /**
+   * The pools at start (the engine's): bindings of their slots are kept in slot-indexed pages,
+   * others (pools added by a reload) in a Map. Absent: all in a Map.
+   */
+  readonly pools?: readonly Pool[];
   /** Chunks of a large snapshot (default {@link SNAPSHOT_PACING}). */
   readonly snapshotPacing?: SnapshotPacing;
   readonly now?: () => number;
@@ -383,11 +394,10 @@ export class TepSync implements BindingSink {
   }
 
   #sendSnapshot(tep: TepState): void {
-    const all = [...tep.bindings.values()].map(({ host4, host6, portSet }) => ({
-      host4,
-      host6,
-      portSet,
-    }));
+    const all: WireBinding[] = [];
+    for (const { ipv4, host6, portSet } of tep.bindings.values()) {
+      all.push({ host4: ipv4, host6, portSet });
+    }
     tep.snapshotId = (tep.snapshotId + 1) >>> 0;
     const metrics = this.#o.metrics;
     const run = sendSnapshot(
@@ -447,7 +457,7 @@ export class TepSync implements BindingSink {
     if (!tep) {
       tep = {
         tep6,
-        bindings: new Map(),
+        bindings: this.#bindingTable(),
         digest: 0,
         lastSync: 0,
         downSince: 0,
@@ -463,13 +473,17 @@ export class TepSync implements BindingSink {
     return tep;
   }
 
+  #bindingTable(): LeaseTable {
+    const table = new LeaseTable();
+    table.setPools(this.#o.pools ?? []);
+    return table;
+  }
+
   #add(tep: TepState, lease: Lease): void {
     const key = leaseKey(lease.ipv4, lease.portSet.psid);
     if (tep.bindings.has(key)) this.#remove(tep, lease);
-    const { offset, psidLength, psid } = lease.portSet;
-    const hash = bindingHash(lease.ipv4, parseIPv6(lease.host6)!, offset, psidLength, psid);
-    tep.bindings.set(key, { host4: lease.ipv4, host6: lease.host6, portSet: lease.portSet, hash });
-    tep.digest = (tep.digest + hash) >>> 0;
+    tep.bindings.set(key, lease);
+    tep.digest = (tep.digest + _hash(lease)) >>> 0;
   }
 
   #remove(tep: TepState, lease: Lease): void {
@@ -477,6 +491,12 @@ export class TepSync implements BindingSink {
     const entry = tep.bindings.get(key);
     if (!entry) return;
     tep.bindings.delete(key);
-    tep.digest = (tep.digest - entry.hash) >>> 0;
+    tep.digest = (tep.digest - _hash(entry)) >>> 0;
   }
+}
+
+/** The digest hash of the binding of `lease` (lib/wire/digest.ts), computed when it is added or removed. */
+function _hash(lease: Lease): number {
+  const { offset, psidLength, psid } = lease.portSet;
+  return bindingHash(lease.ipv4, parseIPv6(lease.host6)!, offset, psidLength, psid);
 }

@@ -1,0 +1,113 @@
+/**
+ * The allocation engine's configuration and result types (./engine.ts re-exports them): a
+ * pool of the configuration, the engine's options, what a decision returns, and a pool's
+ * occupancy.
+ *
+ * @module
+ */
+import type { Lease, LeaseStore } from "../lease/lease.ts";
+import type { SharingSpec } from "./sharing.ts";
+
+/** One pool of the server configuration and the TEP its leases use. */
+export interface PoolConfig extends SharingSpec {
+  name?: string;
+  prefixes: string[];
+  exclude?: string[];
+  /** TEP IPv6 address (any spelling; stored canonical). */
+  tep6: string;
+  /** TEP IPv4 address, 0 or absent when the TEP has none. */
+  tep4?: number;
+  /**
+   * The IPv6 links whose DHCPv4-over-DHCPv6 clients this pool serves (lib/server/dhcp4o6_link.ts);
+   * absent or empty: every link. The engine does not read it (the 4o6 service passes the
+   * chosen pools in a ClientScope).
+   */
+  links?: readonly string[];
+}
+
+export interface EngineOptions {
+  pools: PoolConfig[];
+  store: LeaseStore;
+  /** Lease time granted when the client asks for none (seconds). */
+  leaseTime: number;
+  /** Longest lease a client may ask for (seconds); default `leaseTime`. */
+  maxLeaseTime?: number;
+  /** Wall clock in ms since the epoch (stored in leases); default `Date.now`. */
+  now?: () => number;
+  /**
+   * Monotonic clock in ms, any origin: what expiry runs on while the engine runs, so that a
+   * step of the wall clock never expires leases early (nor keeps them late). Default: `now`
+   * when `now` is given (a test clock), else `performance.now()`.
+   */
+  monotonic?: () => number;
+  /** Told (by {@link AllocationEngine.sweep}) when the wall clock stepped by more than clockStepMs (ms; + forward). */
+  onClockStep?: (stepMs: number) => void;
+  /** How far wall − monotonic may move between two sweeps before it counts as a step (ms, default 2000). */
+  clockStepMs?: number;
+  /**
+   * Most active leases the hosts of one host prefix may hold (0 or absent: no cap): one
+   * machine with many IPv6 addresses must not take the whole pool. A new lease over the cap
+   * fails with `prefix-limit`; renewals are never refused.
+   */
+  maxLeasesPerPrefix?: number;
+  /** Host prefix length in bits for maxLeasesPerPrefix (default 64, ./host_prefix.ts). */
+  hostPrefixLength?: number;
+  /**
+   * Most active leases the hosts of one site prefix may hold (0 or absent: no cap); a new
+   * lease over it fails with `site-limit` (./prefix_caps.ts).
+   */
+  maxLeasesPerSite?: number;
+  /** Site prefix length in bits for maxLeasesPerSite (default 56). */
+  sitePrefixLength?: number;
+  /**
+   * Told about every failed store write (the callers get `store-failed`), e.g. to log it;
+   * not about a write another server sharing the store won (decided again, see conflicts()).
+   */
+  onStoreError?: (error: unknown) => void;
+  /**
+   * Most leases one {@link AllocationEngine.sweep} reclaims (default 100, Kea's
+   * max-reclaim-leases; 0: no limit). More due leases are left for the next sweep and
+   * {@link AllocationEngine.reclaimPending} says so.
+   */
+  reclaimMaxLeases?: number;
+  /** Longest one sweep may spend picking leases (ms of elapsed time, default 250, Kea's max-reclaim-time; 0: no limit). */
+  reclaimMaxMs?: number;
+  /**
+   * Shared stores: told about every row taken in from the store that changed this engine's
+   * view (another server's decision), with the row it replaced, e.g. to tell the TEPs.
+   */
+  onAbsorb?: (before: Lease | undefined, after: Lease | undefined) => void;
+}
+
+/** How often a decision is made again after another server won its write (shared stores). */
+export const CONFLICT_RETRIES = 8;
+
+/** Kea's defaults for one reclamation run: 100 leases or 250 ms, whichever comes first. */
+export const RECLAIM_DEFAULTS = { maxLeases: 100, maxMs: 250 } as const;
+
+export type EngineOutcome = "allocated" | "renewed" | "reused" | "released";
+export type EngineFailure =
+  | "pool-exhausted"
+  | "no-such-lease"
+  | "address-in-use"
+  | "store-failed"
+  | "prefix-limit"
+  | "site-limit";
+export type EngineResult =
+  | { ok: true; lease: Lease; outcome: EngineOutcome }
+  | { ok: false; reason: EngineFailure; message: string };
+
+/** Occupancy of one pool, counted in slots (leases it can hold at once). */
+export interface PoolStats {
+  pool: string;
+  /** Slots that can be handed out: usable addresses × usable PSIDs per address. */
+  size: number;
+  /** Slots held by an active lease. */
+  active: number;
+  /** Slots that can be handed out now. */
+  free: number;
+  /** Usable addresses. */
+  addresses: number;
+  /** Hosts per address (1: whole addresses). */
+  share: number;
+}

@@ -1,0 +1,124 @@
+/**
+ * A holder → lease key index for the allocation engine (the host's active lease, the host's
+ * most recently freed row), with the API of a `Map<string, number>` (get, set, delete, clear,
+ * size), kept in typed arrays: an open-addressing hash table (linear probing, deletion by
+ * backward shift) of the holder's 32-bit FNV-1a hash and the lease key.
+ *
+ * It stores no string: a slot whose hash matches is checked against the holder of the row
+ * under its key, which `holderAt` reads from the engine's lease table (./lease_table.ts). So
+ * the index must change with the table: an entry is added once its row is in the table and
+ * taken out before its row leaves it (the engine's #setRow does both in that order).
+ *
+ * Why not a Map: a million entries are about 50 bytes each in a Map and 24 bytes here (load
+ * at most one half), and the arrays hold no pointer, so a garbage collection never scans them
+ * (a Map this large that changes is scanned whole by each young collection).
+ *
+ * @module
+ */
+
+const EMPTY = -1;
+const INITIAL_SLOTS = 1024;
+
+export class HolderIndex {
+  readonly #holderAt: (key: number) => string | undefined;
+  #hashes = new Uint32Array(INITIAL_SLOTS);
+  #keys = new Float64Array(INITIAL_SLOTS).fill(EMPTY);
+  #mask = INITIAL_SLOTS - 1;
+  #size = 0;
+
+  /** `holderAt(key)`: the holder of the row under `key` that an entry may point to, else undefined. */
+  constructor(holderAt: (key: number) => string | undefined) {
+    this.#holderAt = holderAt;
+  }
+
+  get size(): number {
+    return this.#size;
+  }
+
+  /** The key recorded for `holder`, or undefined. */
+  get(holder: string): number | undefined {
+    const i = this.#find(holder, holderHash(holder));
+    return i < 0 ? undefined : (this.#keys[i] as number);
+  }
+
+  /** Records `key` for `holder` (replacing its key, if any). */
+  set(holder: string, key: number): this {
+    const hash = holderHash(holder);
+    const found = this.#find(holder, hash);
+    if (found >= 0) {
+      this.#keys[found] = key;
+      return this;
+    }
+    if (2 * (this.#size + 1) > this.#keys.length) this.#grow();
+    this.#insert(hash, key);
+    this.#size++;
+    return this;
+  }
+
+  /** Takes `holder` out; true when it was in. */
+  delete(holder: string): boolean {
+    let i = this.#find(holder, holderHash(holder));
+    if (i < 0) return false;
+    const keys = this.#keys;
+    const hashes = this.#hashes;
+    const mask = this.#mask;
+    // Backward shift: move up each later entry of the run that may sit in the hole.
+    for (let j = (i + 1) & mask; keys[j] !== EMPTY; j = (j + 1) & mask) {
+      const home = (hashes[j] as number) & mask;
+      const between = i <= j ? i < home && home <= j : i < home || home <= j;
+      if (between) continue;
+      keys[i] = keys[j] as number;
+      hashes[i] = hashes[j] as number;
+      i = j;
+    }
+    keys[i] = EMPTY;
+    this.#size--;
+    return true;
+  }
+
+  clear(): void {
+    this.#hashes = new Uint32Array(INITIAL_SLOTS);
+    this.#keys = new Float64Array(INITIAL_SLOTS).fill(EMPTY);
+    this.#mask = INITIAL_SLOTS - 1;
+    this.#size = 0;
+  }
+
+  /** The slot of `holder`, or −1. */
+  #find(holder: string, hash: number): number {
+    const keys = this.#keys;
+    const hashes = this.#hashes;
+    const mask = this.#mask;
+    for (let i = hash & mask; keys[i] !== EMPTY; i = (i + 1) & mask) {
+      if (hashes[i] === hash && this.#holderAt(keys[i] as number) === holder) return i;
+    }
+    return -1;
+  }
+
+  #insert(hash: number, key: number): void {
+    const keys = this.#keys;
+    const mask = this.#mask;
+    let i = hash & mask;
+    while (keys[i] !== EMPTY) i = (i + 1) & mask;
+    keys[i] = key;
+    this.#hashes[i] = hash;
+  }
+
+  #grow(): void {
+    const keys = this.#keys;
+    const hashes = this.#hashes;
+    const slots = keys.length * 2;
+    this.#keys = new Float64Array(slots).fill(EMPTY);
+    this.#hashes = new Uint32Array(slots);
+    this.#mask = slots - 1;
+    for (let i = 0; i < keys.length; i++) {
+      if (keys[i] !== EMPTY) this.#insert(hashes[i] as number, keys[i] as number);
+    }
+  }
+}
+
+/** 32-bit FNV-1a of the UTF-16 code units of `text`. */
+export function holderHash(text: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < text.length; i++) h = Math.imul(h ^ text.charCodeAt(i), 0x01000193);
+  return h >>> 0;
+}
