@@ -19,7 +19,7 @@
  *
  * Here: the lease life (acquire with back-off, renew, lose, release, renumber) and status.
  * The real DTI is ./kernel_dti.ts, the settings ./node_config.ts, the allocation protocol
- * ./lease_client.ts, the metrics ./node_metrics.ts.
+ * ./lease_client.ts, the metrics ./node_metrics.ts, the acquire warnings ./acquire_warnings.ts.
  *
  * @module
  */
@@ -34,6 +34,7 @@ import { NaptTable, type NaptTimeouts, PLACEHOLDER_IPV4 } from "../tunnel/napt.t
 import { PathMtuTable } from "../tunnel/pmtu.ts";
 import type { AuthKey } from "../wire/auth.ts";
 import { DSTM_PORT, Status } from "../wire/dstm_types.ts";
+import { AcquireWarnings } from "./acquire_warnings.ts";
 import { AddressFollower } from "./address_follower.ts";
 import type { DtiHooks } from "./dti.ts";
 import { KernelDti } from "./kernel_dti.ts";
@@ -41,9 +42,6 @@ import { leaseClientFor } from "./lease_client.ts";
 import type { NodeConfig, NodeState, NodeStatus } from "./node_config.ts";
 import { declareNodeMetrics } from "./node_metrics.ts";
 import { type ClientLease, DstmRefusedError, type LeaseClient } from "./protocol.ts";
-
-/** How long the client stays quiet (debug only) about the same acquire failure (ms). */
-const REWARN_MS = 10 * 60_000;
 
 export type { NodeConfig, NodeState, NodeStatus } from "./node_config.ts";
 
@@ -198,11 +196,9 @@ export class DstmNode {
     if (this.#acquiring) return this.#acquiring;
     const client = this.#client;
     const running: Promise<void> = (async () => {
-      const log = this.#config.log;
       let backoff = 1000;
-      // The same failure again and again (a NOT_AUTHORISED for a missing --key, say) is said
-      // once at warn, then at debug, and again at warn every REWARN_MS with how often it recurred.
-      let said: { detail: string; at: number; repeats: number } | undefined;
+      const maxBackoffMs = this.#config.maxBackoffMs ?? 30_000;
+      const warnings = new AcquireWarnings(this.#config.log, this.#config.server, maxBackoffMs);
       this.#state = "acquiring";
       // A renumbering replaces the client and starts another loop: this one then ends.
       while (!this.#stopping && client === this.#client) {
@@ -217,29 +213,9 @@ export class DstmNode {
           return;
         } catch (error) {
           if (this.#stopping || client !== this.#client) return;
-          const refused = error instanceof DstmRefusedError;
-          const detail = (error as Error).message;
-          const fields = {
-            server: this.#config.server,
-            detail,
-            "retry-in-s": Math.round(backoff / 1000),
-          };
-          const now = Date.now();
-          if (said?.detail === detail && now - said.at < REWARN_MS) {
-            said.repeats++;
-            log.debug(refused ? "refused" : "server-unreachable", fields);
-          } else {
-            const repeats = said?.detail === detail ? said.repeats : 0;
-            log.warn(refused ? "refused" : "server-unreachable", {
-              ...fields,
-              ...(repeats > 0 ? { repeated: repeats } : {}),
-              "max-backoff-s": Math.round((this.#config.maxBackoffMs ?? 30_000) / 1000),
-              backoff: "doubling; the same failure again is logged at debug",
-            });
-            said = { detail, at: now, repeats: 0 };
-          }
+          warnings.failed(error, backoff);
           await this.#sleep(backoff);
-          backoff = Math.min(backoff * 2, this.#config.maxBackoffMs ?? 30_000);
+          backoff = Math.min(backoff * 2, maxBackoffMs);
         }
       }
     })().finally(() => {
