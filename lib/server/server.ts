@@ -1,7 +1,8 @@
 /**
  * The DSTM server process: allocation engine + lease store + UDP listener + control socket +
  * metrics + expiry sweeper, started and stopped as one. Its settings are ./server_config.ts, its
- * UDP listeners ./listeners.ts, the metric families it declares ./server_metrics.ts.
+ * UDP listeners ./listeners.ts, the metric families it declares ./server_metrics.ts, what it
+ * says at start ./start_report.ts.
  *
  * @module
  */
@@ -16,7 +17,6 @@ import { isPostgresUrl, PostgresLeaseStore } from "../lease/postgres.ts";
 import { SqliteLeaseStore } from "../lease/sqlite.ts";
 import { canonicalIPv6, formatIPv4 } from "../net/addr.ts";
 import { type HttpEndpoint, serveTcp, serveUnix } from "../sys/http.ts";
-import { interfaceOfIPv6 } from "../sys/ifinfo.ts";
 import { ifNameToIndex } from "../sys/libc.ts";
 import type { UdpEndpoint } from "../sys/udp.ts";
 import { type AuthKey, ReplayGuard } from "../wire/auth.ts";
@@ -30,6 +30,7 @@ import { PoolWatch } from "./pool_watch.ts";
 import { applyReload, type ReloadResult } from "./reload.ts";
 import type { ServerConfig } from "./server_config.ts";
 import { declareServerMetrics } from "./server_metrics.ts";
+import { logStart, warnUnauthenticated } from "./start_report.ts";
 import { TepSync } from "./tep_sync.ts";
 
 export type { ServerConfig } from "./server_config.ts";
@@ -176,17 +177,17 @@ export class DstmServer {
       this.#log,
     );
     if (config.dhcp4o6) await this.#openDhcp4o6(config.dhcp4o6);
-    if (config.dhcp4o6 && keys && !config.dhcp4o6.allow) {
-      this.#log.warn("dhcp4o6-open", {
-        detail:
-          "DHCPv4-over-DHCPv6 has no authentication: any host can lease over it, whatever --key says",
-      });
-    }
     await this.#openControl(config);
     this.#openMetrics(config);
-    this.#warnTepAuthOff(config);
+    warnUnauthenticated(this.#log, config, keys !== undefined);
     this.#startSweeper(config);
-    this.#logStart(config, keys);
+    logStart(this.#log, config, {
+      listen: `[${this.#udp.address}]:${this.#udp.port}`,
+      pools: this.engine.stats(),
+      store: this.#store instanceof PostgresLeaseStore ? this.#store.where : undefined,
+      keys: keys?.size,
+      metrics: this.#metricsWhere,
+    });
   }
 
   /** The TEPs' view, seeded with the active leases the engine loaded. */
@@ -292,45 +293,6 @@ export class DstmServer {
       },
     });
     this.#sweeper.start(config.sweepIntervalMs ?? 1000);
-  }
-
-  /** The one `start` line: where it listens, the pools, the store and the limits in force. */
-  #logStart(config: ServerConfig, keys: Map<number, AuthKey> | undefined): void {
-    const pools = this.engine.stats();
-    this.#log.info("start", {
-      listen: `[${this.#udp?.address}]:${this.#udp?.port}`,
-      pools: pools.map((p) => p.pool).join(","),
-      addresses: pools.reduce((n, p) => n + p.addresses, 0),
-      leases: pools.reduce((n, p) => n + p.size, 0),
-      active: pools.reduce((n, p) => n + p.active, 0),
-      store:
-        this.#store instanceof PostgresLeaseStore
-          ? this.#store.where
-          : config.db
-            ? `sqlite:${config.db}`
-            : "memory",
-      auth: keys ? `${keys.size} key(s)` : "off",
-      "max-leases-per-prefix":
-        config.admission?.maxLeasesPerPrefix ?? ADMISSION_DEFAULTS.maxLeasesPerPrefix,
-      "max-leases-per-site": siteCap(config.admission),
-      "prefix-rate": config.admission?.ratePerSecond ?? ADMISSION_DEFAULTS.ratePerSecond,
-      "tep-auth": config.tepKeys?.length ? `${config.tepKeys.length} key(s)` : "off",
-      control: config.control,
-      metrics: this.#metricsWhere,
-    });
-  }
-
-  /**
-   * Says once, at start, that the TEP channel is unsigned (docs/security.md), unless every TEP
-   * address is configured on this host (loopback included): then that channel never leaves it.
-   */
-  #warnTepAuthOff(config: ServerConfig): void {
-    if (config.tepKeys?.length) return;
-    if (config.pools.every((pool) => interfaceOfIPv6(pool.tep6) !== null)) return;
-    this.#log.warn("tep-auth-off", {
-      detail:
-        "BIND/UNBIND/SNAPSHOT to the TEPs are unsigned; give --tep-key FILE here and --key FILE to each dstm tep on another machine",
-    });
   }
 
   async #openDhcp4o6(c: NonNullable<ServerConfig["dhcp4o6"]>): Promise<void> {
