@@ -17,105 +17,33 @@
  * A shared lease (a port set) is used the same way in both modes: the Workers map each
  * flow's ports into the set (lib/tunnel/napt.ts).
  *
+ * Here: the lease life (acquire with back-off, renew, lose, release, renumber) and status.
+ * The real DTI is ./kernel_dti.ts, the settings ./node_config.ts, the allocation protocol
+ * ./lease_client.ts, the metrics ./node_metrics.ts, the acquire warnings ./acquire_warnings.ts.
+ *
  * @module
  */
-import type { Logger } from "../control/log.ts";
-import { logMessage } from "../control/message_log.ts";
 import { Metrics } from "../control/metrics.ts";
-import { Forwarder } from "../dataplane/forwarder.ts";
 import { formatIPv4, parseIPv6 } from "../net/addr.ts";
 import { formatPortSet } from "../net/portset.ts";
-import { interfaceOfIPv6, linkMtu } from "../sys/ifinfo.ts";
-import { addressAdd, linkSetMtu, linkSetTxQueueLen, linkSetUp, routeAdd } from "../sys/netlink.ts";
-import { Raw6Socket } from "../sys/raw6.ts";
-import { writeSysctl } from "../sys/sysctl.ts";
 import { closeTun, openTun } from "../sys/tun_linux.ts";
 import { sourceAddressFor } from "../sys/udp.ts";
 import { ClientState } from "../tunnel/client_state.ts";
-import { counterFamilies, counterSeries } from "../tunnel/counter_metrics.ts";
 import { Counters, countersOf } from "../tunnel/counters.ts";
-import { type NaptCensus, NaptTable, type NaptTimeouts, PLACEHOLDER_IPV4 } from "../tunnel/napt.ts";
+import { NaptTable, type NaptTimeouts, PLACEHOLDER_IPV4 } from "../tunnel/napt.ts";
 import { PathMtuTable } from "../tunnel/pmtu.ts";
 import type { AuthKey } from "../wire/auth.ts";
-import { messageTypeName } from "../wire/dstm.ts";
 import { DSTM_PORT, Status } from "../wire/dstm_types.ts";
+import { AcquireWarnings } from "./acquire_warnings.ts";
 import { AddressFollower } from "./address_follower.ts";
 import type { DtiHooks } from "./dti.ts";
-import {
-  type ClientLease,
-  DstmClient,
-  DstmRefusedError,
-  DstmTransport,
-  type LeaseClient,
-} from "./protocol.ts";
+import { KernelDti } from "./kernel_dti.ts";
+import { leaseClientFor } from "./lease_client.ts";
+import type { NodeConfig, NodeState, NodeStatus } from "./node_config.ts";
+import { declareNodeMetrics } from "./node_metrics.ts";
+import { type ClientLease, DstmRefusedError, type LeaseClient } from "./protocol.ts";
 
-/** How long the client stays quiet (debug only) about the same acquire failure (ms). */
-const REWARN_MS = 10 * 60_000;
-
-export interface NodeConfig {
-  readonly server: string;
-  readonly port?: number;
-  /**
-   * The host's IPv6 address (tunnel source). Default: the source the kernel picks towards
-   * `sourceTowards` (default the server), followed when the host is renumbered.
-   */
-  readonly host6?: string;
-  /** Where the default source address points (dhcp4o6: the TEP; default: the server). */
-  readonly sourceTowards?: string;
-  /** Use this TEP instead of the one in the lease. */
-  readonly tep6?: string;
-  readonly key?: AuthKey;
-  readonly ifname?: string;
-  /** IPv4 routes through the DTI; default the IPv4 default route. */
-  readonly routes?: readonly string[];
-  /** DTI MTU; default the MTU of the IPv6 link − 40. */
-  readonly mtu?: number;
-  /** Clamp the MSS of TCP SYNs to the tunnel / path MTU (RFC 4459 §3.2). Default true. */
-  readonly mssClamp?: boolean;
-  /**
-   * DTI offloads and batched I/O (IFF_VNET_HDR, TSO4; recvmmsg/sendmmsg; GRO of checked
-   * segments: lib/dataplane/client_batch.ts). Default true.
-   */
-  readonly offload?: boolean;
-  /** Outer DSCP: −1 copies the inner one (default, RFC 2983), else 0–63. */
-  readonly dscp?: number;
-  /** On-demand mode: lease only while IPv4 traffic flows; release after `idleSeconds` without. */
-  readonly onDemand?: boolean;
-  readonly idleSeconds?: number;
-  /**
-   * The allocation protocol; default the native DSTM protocol to `server`:`port`. Given the
-   * host's IPv6 address (the tunnel source).
-   */
-  readonly leaseClient?: (host6: string) => Promise<LeaseClient>;
-  /** NAPT idle timeouts and fragment tracking time (s) for shared leases; RFC defaults. */
-  readonly napt?: Partial<NaptTimeouts>;
-  /** Longest wait between two tries while acquiring (ms, default 30 s). */
-  readonly maxBackoffMs?: number;
-  /** Stands in for the real DTI (TUN, routes, raw socket, Workers): see ./dti.ts. */
-  readonly dti?: DtiHooks;
-  readonly log: Logger;
-}
-
-export type NodeState = "acquiring" | "bound" | "renewing" | "idle" | "stopped";
-
-export interface NodeStatus {
-  state: NodeState;
-  mode: "always-on" | "on-demand";
-  ifname: string;
-  host6: string;
-  ipv4: string | null;
-  ports: string | null;
-  tep6: string | null;
-  tep4: string | null;
-  mtu: number | null;
-  /** The path MTU towards the TEP learned from Packet Too Big (RFC 8201), null if none. */
-  pathMtu: number | null;
-  expiresAt: string | null;
-  leaseTime: number | null;
-  /** Shared lease: live NAPT mappings by protocol and TCP phase; null for a whole address. */
-  napt: NaptCensus | null;
-  counters: Record<string, number>;
-}
+export type { NodeConfig, NodeState, NodeStatus } from "./node_config.ts";
 
 export class DstmNode {
   readonly counters = Counters.create({ slices: 2 });
@@ -125,9 +53,8 @@ export class DstmNode {
   #state: NodeState = "acquiring";
   #lease: ClientLease | undefined;
   #mtu: number | null = null;
-  #tunFd = -1;
-  #raw: Raw6Socket | undefined;
-  #forwarder: Forwarder | undefined;
+  /** The DTI: ./kernel_dti.ts, or NodeConfig.dti. */
+  readonly #dti: DtiHooks;
   #timer: ReturnType<typeof setTimeout> | undefined;
   #idleTimer: ReturnType<typeof setInterval> | undefined;
   #acquiring: Promise<void> | undefined;
@@ -150,27 +77,21 @@ export class DstmNode {
 
   private constructor(config: NodeConfig, client: LeaseClient) {
     this.#config = config;
-    const m = this.metrics;
-    for (const family of counterFamilies("client")) m.counter(family.name, family.help);
-    m.gauge("dstm_client_lease_bound", "1 while the client holds a lease, else 0");
-    m.gauge(
-      "dstm_client_lease_remaining_seconds",
-      "Seconds until the lease held expires (0 without a lease)",
-    );
-    m.onCollect(() => {
-      const snap = this.counters.snapshot();
-      for (const s of counterSeries("client")) m.set(s.metric, s.labels, snap[s.counter]);
-      const lease = this.#lease;
-      m.set("dstm_client_lease_bound", {}, lease ? 1 : 0);
-      m.set(
-        "dstm_client_lease_remaining_seconds",
-        {},
-        lease ? Math.max(0, Math.round((lease.expiresAt - Date.now()) / 1000)) : 0,
-      );
-    });
+    declareNodeMetrics(this.metrics, this.counters, () => this.#lease);
     this.#napt.setTimeouts(config.napt ?? {});
     this.#ifname = config.ifname ?? "dti0";
     this.#client = client;
+    this.#dti =
+      config.dti ??
+      new KernelDti({
+        ifname: this.#ifname,
+        config,
+        host6: () => this.#client.host6,
+        counters: this.counters,
+        leaseState: this.#leaseState.buffer,
+        napt: this.#napt.buffer,
+        pathMtu: this.#pathMtu.buffer,
+      });
   }
 
   /** Starts the node: acquiring at once (always on), or the DTI up and waiting for traffic (on-demand). */
@@ -275,11 +196,9 @@ export class DstmNode {
     if (this.#acquiring) return this.#acquiring;
     const client = this.#client;
     const running: Promise<void> = (async () => {
-      const log = this.#config.log;
       let backoff = 1000;
-      // The same failure again and again (a NOT_AUTHORISED for a missing --key, say) is said
-      // once at warn, then at debug, and again at warn every REWARN_MS with how often it recurred.
-      let said: { detail: string; at: number; repeats: number } | undefined;
+      const maxBackoffMs = this.#config.maxBackoffMs ?? 30_000;
+      const warnings = new AcquireWarnings(this.#config.log, this.#config.server, maxBackoffMs);
       this.#state = "acquiring";
       // A renumbering replaces the client and starts another loop: this one then ends.
       while (!this.#stopping && client === this.#client) {
@@ -294,29 +213,9 @@ export class DstmNode {
           return;
         } catch (error) {
           if (this.#stopping || client !== this.#client) return;
-          const refused = error instanceof DstmRefusedError;
-          const detail = (error as Error).message;
-          const fields = {
-            server: this.#config.server,
-            detail,
-            "retry-in-s": Math.round(backoff / 1000),
-          };
-          const now = Date.now();
-          if (said?.detail === detail && now - said.at < REWARN_MS) {
-            said.repeats++;
-            log.debug(refused ? "refused" : "server-unreachable", fields);
-          } else {
-            const repeats = said?.detail === detail ? said.repeats : 0;
-            log.warn(refused ? "refused" : "server-unreachable", {
-              ...fields,
-              ...(repeats > 0 ? { repeated: repeats } : {}),
-              "max-backoff-s": Math.round((this.#config.maxBackoffMs ?? 30_000) / 1000),
-              backoff: "doubling; the same failure again is logged at debug",
-            });
-            said = { detail, at: now, repeats: 0 };
-          }
+          warnings.failed(error, backoff);
           await this.#sleep(backoff);
-          backoff = Math.min(backoff * 2, this.#config.maxBackoffMs ?? 30_000);
+          backoff = Math.min(backoff * 2, maxBackoffMs);
         }
       }
     })().finally(() => {
@@ -356,54 +255,9 @@ export class DstmNode {
     this.#scheduleRenewal(renewalDelay(lease));
   }
 
-  /** Creates the DTI with `address`, its routes, the raw socket and the Workers. */
+  /** Brings the DTI up with `address` (./kernel_dti.ts, or the configured hooks). */
   async #dtiUp(address: number, tep6: Uint8Array | undefined): Promise<void> {
-    const c = this.#config;
-    if (c.dti) {
-      this.#mtu = await c.dti.up(address, tep6, () => this.#onDemand());
-      return;
-    }
-    const ifname = this.#ifname;
-    const tun = openTun(ifname, { vnetHeader: c.offload !== false });
-    this.#tunFd = tun.fd;
-    try {
-      const hostLink = interfaceOfIPv6(this.#client.host6);
-      this.#mtu = c.mtu ?? (hostLink ? (linkMtu(hostLink) ?? 1500) : 1500) - 40;
-      linkSetMtu(ifname, this.#mtu);
-      // The default 500 drops under TCP bursts (measured); 5000 does not.
-      linkSetTxQueueLen(ifname, 5000);
-      // An IPv4-only interface: no IPv6 link-local address, no router solicitations into the tunnel.
-      writeSysctl(`net.ipv6.conf.${ifname}.disable_ipv6`, "1");
-      addressAdd(ifname, `${formatIPv4(address)}/32`);
-      linkSetUp(ifname);
-      for (const route of c.routes ?? ["0.0.0.0/0"])
-        routeAdd({ dst: route, dev: ifname, src: formatIPv4(address) });
-      const raw = Raw6Socket.open({ receiveBuffer: 4 << 20, sendBuffer: 4 << 20 });
-      this.#raw = raw;
-      raw.bindAddress(parseIPv6(this.#client.host6)!);
-      raw.enableTunnelOptions();
-      // With a known TEP, let the kernel filter what reaches us; on-demand learns it later.
-      if (tep6) raw.connect(tep6);
-      this.#forwarder = await Forwarder.client({
-        tunFd: tun.fd,
-        rawFd: raw.fd,
-        counters: this.counters,
-        client: {
-          state: this.#leaseState.buffer,
-          napt: this.#napt.buffer,
-          onDemand: c.onDemand === true,
-          tunnelMtu: this.#mtu,
-          pathMtu: this.#pathMtu.buffer,
-          mssClamp: c.mssClamp,
-          dscp: c.dscp,
-          offload: c.offload !== false,
-        },
-        onNeedLease: () => this.#onDemand(),
-      });
-    } catch (error) {
-      await this.#dtiDown();
-      throw error;
-    }
+    this.#mtu = await this.#dti.up(address, tep6, () => this.#onDemand());
   }
 
   /** On-demand: the outbound Worker holds packets and there is no lease. */
@@ -492,16 +346,8 @@ export class DstmNode {
     }
   }
 
-  async #dtiDown(): Promise<void> {
-    if (this.#config.dti) return this.#config.dti.down();
-    const forwarder = this.#forwarder;
-    this.#forwarder = undefined;
-    await forwarder?.stop();
-    this.#raw?.close();
-    this.#raw = undefined;
-    // Closing the last fd deletes the TUN device, and with it its address and routes.
-    if (this.#tunFd >= 0) closeTun(this.#tunFd);
-    this.#tunFd = -1;
+  #dtiDown(): Promise<void> {
+    return this.#dti.down();
   }
 
   #tep6(lease: ClientLease): string {
@@ -559,42 +405,7 @@ export class DstmNode {
   }
 }
 
-/** The configured allocation protocol's client for `host6`. */
-function leaseClientFor(config: NodeConfig, port: number, host6: string): Promise<LeaseClient> {
-  return config.leaseClient ? config.leaseClient(host6) : nativeLeaseClient(config, port, host6);
-}
-
 /** Ms until renewing starts: the protocol's T1 (DHCPv4 option 58) if it has one, else half the lease. */
 function renewalDelay(lease: ClientLease): number {
   return lease.renewAt !== undefined ? lease.renewAt - Date.now() : lease.leaseTime * 500;
-}
-
-/** The native DSTM protocol as a LeaseClient, telling the user at once when the server is silent. */
-async function nativeLeaseClient(
-  config: NodeConfig,
-  port: number,
-  host6: string,
-): Promise<LeaseClient> {
-  const transport = await DstmTransport.open({
-    server: config.server,
-    port,
-    key: config.key,
-    bind: host6,
-    onMessage: (direction, message, peer) => logMessage(config.log, direction, message, peer),
-    onRetransmit: (attempt, type) =>
-      config.log.warn("no-answer", {
-        server: config.server,
-        message: messageTypeName(type),
-        attempt,
-      }),
-  });
-  const client = new DstmClient(transport, host6);
-  return {
-    host6,
-    discover: () => client.discover(),
-    request: (ipv4) => client.request(ipv4),
-    release: (ipv4) => client.release(ipv4),
-    close: () => transport.close(),
-    rotateKey: (key, overlapMs) => void transport.rotateKey(key, overlapMs),
-  };
 }

@@ -17,6 +17,7 @@ import type { TunDevice } from "../sys/tun_linux.ts";
 import type { WorkerContext } from "../sys/worker.ts";
 import { ClientState } from "../tunnel/client_state.ts";
 import { Counter } from "../tunnel/counters.ts";
+import type { TunnelError } from "../tunnel/icmp_relay.ts";
 import { ClientTranslator, NaptTable, Translation } from "../tunnel/napt.ts";
 import { type ClientContext, clientDecap, clientEncap, Verdict } from "../tunnel/pipeline.ts";
 import { PathMtuTable } from "../tunnel/pmtu.ts";
@@ -24,6 +25,7 @@ import {
   applicationError,
   countTranslation,
   type Lease,
+  type LeaseOptions,
   QUEUE_PACKET_BYTES,
   QUEUE_PACKETS,
   refreshLease,
@@ -50,120 +52,7 @@ export function clientOut(
   raw: Raw6Socket,
   stats: ForwarderStats,
 ): ForwarderStats {
-  const state = ClientState.attach(init.clientState!);
-  const translator = new ClientTranslator(NaptTable.attach(init.napt!), { counters });
-  const onDemand = init.onDemand === true;
-  const buf = new Uint8Array(65536);
-  const replay = new Uint8Array(65536);
-  const lease: Lease = { generation: -1, context: null, translate: false };
-  const queue = Array.from({ length: QUEUE_PACKETS }, () => new Uint8Array(QUEUE_PACKET_BYTES));
-  const queued = new Int32Array(QUEUE_PACKETS);
-  let queueLength = 0;
-  let askedFor = -1;
-  const post = (globalThis as unknown as { postMessage(m: unknown): void }).postMessage;
-  const pathMtu = init.client?.pathMtu ? PathMtuTable.attach(init.client.pathMtu) : null;
-  const options = { client: init.client, pathMtu };
-
-  const toApplication = (reply: Uint8Array, length: number, now: number): void => {
-    if (lease.translate && translator.inbound(reply, 0, length, now) !== Translation.OK) return;
-    const w = tun.write(reply, 0, length);
-    if (w < 0) {
-      stats.writeErrors++;
-      stats.lastError = w;
-    }
-  };
-
-  const send = (packet: Uint8Array, n: number): void => {
-    const context = lease.context!;
-    // The translator reads the headers, so it needs them checked first; without translation
-    // clientEncap checks them (once).
-    if (lease.translate && validateIPv4(packet, 0, n) !== IPv4Problem.NONE) {
-      counters[ENCAP_MALFORMED]! += 1;
-      return;
-    }
-    const nowMs = Date.now();
-    const now = (nowMs / 1000) | 0;
-    if (lease.translate) {
-      const result = translator.outbound(packet, 0, n, now, nowMs);
-      if (result !== Translation.OK) {
-        countTranslation(counters, result);
-        // No port free: tell the application (a RST or ICMPv4 3/13) rather than stay silent.
-        if (translator.replyLength > 0) {
-          const w = tun.write(translator.reply, 0, translator.replyLength);
-          if (w < 0) {
-            stats.writeErrors++;
-            stats.lastError = w;
-          }
-        }
-        return;
-      }
-    }
-    const verdict = clientEncap(context, packet, 0, n);
-    if (verdict === Verdict.ICMP) {
-      // "Fragmentation needed" for the application (RFC 2473 §7.1), translated back like any
-      // packet from the tunnel.
-      toApplication(context.reply, context.replyLength, now);
-      return;
-    }
-    if (verdict !== Verdict.FORWARD) return;
-    const w = raw.sendTo(
-      packet,
-      0,
-      context.length,
-      context.tep6,
-      0,
-      context.trafficClass,
-      context.flowLabel,
-    );
-    if (w < 0) {
-      stats.writeErrors++;
-      stats.lastError = w;
-    }
-    state.touch(now);
-  };
-
-  while (!ctx.stopRequested) {
-    if (state.generation !== lease.generation)
-      refresh(lease, state, translator, counters, onDemand, true, options);
-    if (lease.context && queueLength > 0) {
-      for (let i = 0; i < queueLength; i++) send(queue[i]!, queued[i]!);
-      queueLength = 0;
-    }
-    const n = tun.read(buf, 0);
-    if (n < 0) {
-      stats.readErrors++;
-      stats.lastError = n;
-      if (n === EBADF) break;
-      continue;
-    }
-    if (n === 0) continue;
-    // The lease may have arrived while we were blocked in read().
-    if (state.generation !== lease.generation)
-      refresh(lease, state, translator, counters, onDemand, true, options);
-    if (lease.context) {
-      send(buf, n);
-      // Fragments that came before their first fragment (fragments.ts) go now.
-      for (let m = translator.outFragments.popReleased(replay, 0, null, 0); m > 0; ) {
-        send(replay, m);
-        m = translator.outFragments.popReleased(replay, 0, null, 0);
-      }
-      continue;
-    }
-    if (!onDemand) {
-      counters[NO_LEASE]! += 1;
-      continue;
-    }
-    if (queueLength < QUEUE_PACKETS && n <= QUEUE_PACKET_BYTES) {
-      queue[queueLength]!.set(buf.subarray(0, n));
-      queued[queueLength++] = n;
-      counters[QUEUED]! += 1;
-    } else counters[QUEUE_FULL]! += 1;
-    if (askedFor !== lease.generation) {
-      askedFor = lease.generation;
-      post({ kind: "dstm-need-lease" });
-    }
-  }
-  return stats;
+  return new ClientOutLoop(init, counters, tun, raw, stats).run(ctx);
 }
 
 /** TEP → DTI. `routePathMtu` tells the kernel's path MTU towards an address (or -errno). */
@@ -176,90 +65,322 @@ export function clientIn(
   stats: ForwarderStats,
   routePathMtu: (dst6: Uint8Array) => number = () => -1,
 ): ForwarderStats {
-  const state = ClientState.attach(init.clientState!);
-  const translator = new ClientTranslator(NaptTable.attach(init.napt!), { counters });
-  const onDemand = init.onDemand === true;
-  const buf = new Uint8Array(65536);
-  const replay = new Uint8Array(65536);
-  const from6 = new Uint8Array(16);
-  const lease: Lease = { generation: -1, context: null, translate: false };
-  const pathMtu = init.client?.pathMtu ? PathMtuTable.attach(init.client.pathMtu) : null;
-  const options = { client: init.client, pathMtu };
-  // ICMPv6 errors about what the outbound Worker sent (RFC 2473 §8.3): relayed to the
-  // application as ICMPv4 errors from the inner destination, written into the DTI.
-  const errors = new TunnelErrors(raw, counters, (info, host6, inner, length) => {
-    if (!applicationError(lease, translator, counters, info, host6, inner, length, nowSeconds()))
-      return;
-    const context = lease.context!;
-    const w = tun.write(context.reply, 0, context.replyLength);
-    if (w < 0) {
-      stats.writeErrors++;
-      stats.lastError = w;
+  return new ClientInLoop(init, counters, tun, raw, stats, routePathMtu).run(ctx);
+}
+
+/** Counts a failed write into the DTI (w: −errno). */
+function writeFailed(stats: ForwarderStats, w: number): void {
+  stats.writeErrors++;
+  stats.lastError = w;
+}
+
+/**
+ * The outbound loop's state and steps: read from the DTI, hold while on-demand has no lease
+ * (at most QUEUE_PACKETS of QUEUE_PACKET_BYTES), translate, encapsulate, send to the TEP.
+ * Buffers are made once; each step is a method with explicit arguments (no per-packet objects).
+ */
+class ClientOutLoop {
+  readonly #state: ClientState;
+  readonly #translator: ClientTranslator;
+  readonly #onDemand: boolean;
+  readonly #buf = new Uint8Array(65536);
+  readonly #replay = new Uint8Array(65536);
+  readonly #lease: Lease = { generation: -1, context: null, translate: false };
+  readonly #queue = Array.from({ length: QUEUE_PACKETS }, () => new Uint8Array(QUEUE_PACKET_BYTES));
+  readonly #queued = new Int32Array(QUEUE_PACKETS);
+  #queueLength = 0;
+  /** The lease generation for which the main thread was last asked for a lease. */
+  #askedFor = -1;
+  readonly #options: LeaseOptions;
+
+  constructor(
+    init: ForwarderInit,
+    readonly counters: Float64Array,
+    readonly tun: TunDevice,
+    readonly raw: Raw6Socket,
+    readonly stats: ForwarderStats,
+  ) {
+    this.#state = ClientState.attach(init.clientState!);
+    this.#translator = new ClientTranslator(NaptTable.attach(init.napt!), { counters });
+    this.#onDemand = init.onDemand === true;
+    const pathMtu = init.client?.pathMtu ? PathMtuTable.attach(init.client.pathMtu) : null;
+    this.#options = { client: init.client, pathMtu };
+  }
+
+  run(ctx: WorkerContext): ForwarderStats {
+    const { tun, stats } = this;
+    const buf = this.#buf;
+    while (!ctx.stopRequested) {
+      this.#refreshIfChanged();
+      if (this.#lease.context && this.#queueLength > 0) this.#sendQueued();
+      const n = tun.read(buf, 0);
+      if (n < 0) {
+        stats.readErrors++;
+        stats.lastError = n;
+        if (n === EBADF) break;
+        continue;
+      }
+      if (n === 0) continue;
+      // The lease may have arrived while we were blocked in read().
+      this.#refreshIfChanged();
+      if (this.#lease.context) this.#sendWithReleased(buf, n);
+      else if (!this.#onDemand) this.counters[NO_LEASE]! += 1;
+      else this.#hold(buf, n);
     }
-  });
-  // A new lease (maybe a new TEP): start from what the kernel already knows of the path, e.g.
-  // from a Packet Too Big an earlier process got (this Worker is the table's only writer).
-  const seed = (): void => {
-    const context = lease.context;
+    return stats;
+  }
+
+  /** Takes the lease the main thread published, if it changed. */
+  #refreshIfChanged(): void {
+    const state = this.#state;
+    if (state.generation === this.#lease.generation) return;
+    refresh(
+      this.#lease,
+      state,
+      this.#translator,
+      this.counters,
+      this.#onDemand,
+      true,
+      this.#options,
+    );
+  }
+
+  /** A lease came: the packets held while on-demand had none go now, in order. */
+  #sendQueued(): void {
+    for (let i = 0; i < this.#queueLength; i++) this.#send(this.#queue[i]!, this.#queued[i]!);
+    this.#queueLength = 0;
+  }
+
+  /** Sends `packet`, then the fragments that came before their first fragment (fragments.ts). */
+  #sendWithReleased(packet: Uint8Array, n: number): void {
+    this.#send(packet, n);
+    const replay = this.#replay;
+    const fragments = this.#translator.outFragments;
+    for (let m = fragments.popReleased(replay, 0, null, 0); m > 0; ) {
+      this.#send(replay, m);
+      m = fragments.popReleased(replay, 0, null, 0);
+    }
+  }
+
+  /** On-demand without a lease: hold the packet (or count it dropped) and ask for a lease once. */
+  #hold(packet: Uint8Array, n: number): void {
+    const counters = this.counters;
+    if (this.#queueLength < QUEUE_PACKETS && n <= QUEUE_PACKET_BYTES) {
+      this.#queue[this.#queueLength]!.set(packet.subarray(0, n));
+      this.#queued[this.#queueLength++] = n;
+      counters[QUEUED]! += 1;
+    } else counters[QUEUE_FULL]! += 1;
+    const generation = this.#lease.generation;
+    if (this.#askedFor !== generation) {
+      this.#askedFor = generation;
+      (globalThis as unknown as { postMessage(m: unknown): void }).postMessage({
+        kind: "dstm-need-lease",
+      });
+    }
+  }
+
+  /** Translates (shared lease), encapsulates and sends one packet to the TEP. */
+  #send(packet: Uint8Array, n: number): void {
+    const lease = this.#lease;
+    const context = lease.context!;
+    const translator = this.#translator;
+    // The translator reads the headers, so it needs them checked first; without translation
+    // clientEncap checks them (once).
+    if (lease.translate && validateIPv4(packet, 0, n) !== IPv4Problem.NONE) {
+      this.counters[ENCAP_MALFORMED]! += 1;
+      return;
+    }
+    const nowMs = Date.now();
+    const now = (nowMs / 1000) | 0;
+    if (lease.translate) {
+      const result = translator.outbound(packet, 0, n, now, nowMs);
+      if (result !== Translation.OK) {
+        countTranslation(this.counters, result);
+        // No port free: tell the application (a RST or ICMPv4 3/13) rather than stay silent.
+        if (translator.replyLength > 0) {
+          const w = this.tun.write(translator.reply, 0, translator.replyLength);
+          if (w < 0) writeFailed(this.stats, w);
+        }
+        return;
+      }
+    }
+    const verdict = clientEncap(context, packet, 0, n);
+    if (verdict === Verdict.ICMP) {
+      // "Fragmentation needed" for the application (RFC 2473 §7.1), translated back like any
+      // packet from the tunnel.
+      this.#toApplication(context.reply, context.replyLength, now);
+      return;
+    }
+    if (verdict !== Verdict.FORWARD) return;
+    const w = this.raw.sendTo(
+      packet,
+      0,
+      context.length,
+      context.tep6,
+      0,
+      context.trafficClass,
+      context.flowLabel,
+    );
+    if (w < 0) writeFailed(this.stats, w);
+    this.#state.touch(now);
+  }
+
+  /** Writes an ICMPv4 reply made here into the DTI, translated back for a shared lease. */
+  #toApplication(reply: Uint8Array, length: number, now: number): void {
+    if (this.#lease.translate && this.#translator.inbound(reply, 0, length, now) !== Translation.OK)
+      return;
+    const w = this.tun.write(reply, 0, length);
+    if (w < 0) writeFailed(this.stats, w);
+  }
+}
+
+/**
+ * The inbound loop's state and steps: poll ICMPv6 errors about what was sent (RFC 2473 §8.3),
+ * receive from the TEP, decapsulate, translate back, write into the DTI. Buffers are made once;
+ * each step is a method with explicit arguments (no per-packet objects).
+ */
+class ClientInLoop {
+  readonly #state: ClientState;
+  readonly #translator: ClientTranslator;
+  readonly #onDemand: boolean;
+  readonly #buf = new Uint8Array(65536);
+  readonly #replay = new Uint8Array(65536);
+  readonly #from6 = new Uint8Array(16);
+  readonly #lease: Lease = { generation: -1, context: null, translate: false };
+  readonly #pathMtu: PathMtuTable | null;
+  readonly #options: LeaseOptions;
+  readonly #errors: TunnelErrors;
+
+  constructor(
+    init: ForwarderInit,
+    readonly counters: Float64Array,
+    readonly tun: TunDevice,
+    readonly raw: Raw6Socket,
+    readonly stats: ForwarderStats,
+    readonly routePathMtu: (dst6: Uint8Array) => number,
+  ) {
+    this.#state = ClientState.attach(init.clientState!);
+    this.#translator = new ClientTranslator(NaptTable.attach(init.napt!), { counters });
+    this.#onDemand = init.onDemand === true;
+    this.#pathMtu = init.client?.pathMtu ? PathMtuTable.attach(init.client.pathMtu) : null;
+    this.#options = { client: init.client, pathMtu: this.#pathMtu };
+    // ICMPv6 errors about what the outbound Worker sent (RFC 2473 §8.3): relayed to the
+    // application as ICMPv4 errors from the inner destination, written into the DTI.
+    this.#errors = new TunnelErrors(raw, counters, (info, host6, inner, length) =>
+      this.#relayError(info, host6, inner, length),
+    );
+  }
+
+  run(ctx: WorkerContext): ForwarderStats {
+    const { raw, stats } = this;
+    const buf = this.#buf;
+    const from6 = this.#from6;
+    while (!ctx.stopRequested) {
+      this.#errors.poll(this.#pathMtu);
+      this.#refreshIfChanged();
+      const n = raw.recvFrom(buf, 0, from6, 0);
+      if (n < 0) {
+        stats.readErrors++;
+        stats.lastError = n;
+        if (n === EBADF) break;
+        continue;
+      }
+      if (n === 0) continue;
+      this.#refreshIfChanged();
+      const context = this.#lease.context;
+      if (!context) {
+        this.counters[NO_LEASE]! += 1;
+        continue;
+      }
+      this.#deliverWithReleased(context, buf, n, raw.trafficClass);
+    }
+    return stats;
+  }
+
+  /** Takes the lease the main thread published, if it changed, and seeds its path MTU. */
+  #refreshIfChanged(): void {
+    const state = this.#state;
+    if (state.generation === this.#lease.generation) return;
+    refresh(
+      this.#lease,
+      state,
+      this.#translator,
+      this.counters,
+      this.#onDemand,
+      false,
+      this.#options,
+    );
+    this.#seedPathMtu();
+  }
+
+  /**
+   * A new lease (maybe a new TEP): start from what the kernel already knows of the path, e.g.
+   * from a Packet Too Big an earlier process got (this Worker is the table's only writer).
+   */
+  #seedPathMtu(): void {
+    const context = this.#lease.context;
+    const pathMtu = this.#pathMtu;
     if (!pathMtu || !context) return;
-    const mtu = routePathMtu(context.tep6);
+    const mtu = this.routePathMtu(context.tep6);
     if (mtu >= 1280 && mtu - 40 < context.tunnelMtu)
       pathMtu.learn(context.tep6, 0, mtu, nowSeconds());
-  };
-  /** Decapsulates, translates (shared lease) and writes one packet into the DTI. */
-  const deliver = (
+  }
+
+  /** An ICMPv6 error about a sent packet: its ICMPv4 counterpart into the DTI. */
+  #relayError(info: TunnelError, host6: Uint8Array, inner: Uint8Array, length: number): void {
+    const lease = this.#lease;
+    if (
+      !applicationError(
+        lease,
+        this.#translator,
+        this.counters,
+        info,
+        host6,
+        inner,
+        length,
+        nowSeconds(),
+      )
+    )
+      return;
+    const context = lease.context!;
+    const w = this.tun.write(context.reply, 0, context.replyLength);
+    if (w < 0) writeFailed(this.stats, w);
+  }
+
+  /**
+   * Delivers `packet`, then the fragments that came before their first fragment
+   * (fragments.ts); their outer traffic class is gone, so no CE mark is carried for them.
+   */
+  #deliverWithReleased(
     context: ClientContext,
     packet: Uint8Array,
     n: number,
     trafficClass: number,
-  ): void => {
-    if (clientDecap(context, packet, 0, n, from6, 0, trafficClass) !== Verdict.FORWARD) return;
+  ): void {
+    this.#deliver(context, packet, n, trafficClass);
+    const replay = this.#replay;
+    const fragments = this.#translator.inFragments;
+    for (let m = fragments.popReleased(replay, 0, null, 0); m > 0; ) {
+      this.#deliver(context, replay, m, 0);
+      m = fragments.popReleased(replay, 0, null, 0);
+    }
+  }
+
+  /** Decapsulates, translates (shared lease) and writes one packet into the DTI. */
+  #deliver(context: ClientContext, packet: Uint8Array, n: number, trafficClass: number): void {
+    if (clientDecap(context, packet, 0, n, this.#from6, 0, trafficClass) !== Verdict.FORWARD)
+      return;
     const nowMs = Date.now();
     const now = (nowMs / 1000) | 0;
-    if (lease.translate) {
-      const result = translator.inbound(packet, 0, context.length, now, nowMs);
+    if (this.#lease.translate) {
+      const result = this.#translator.inbound(packet, 0, context.length, now, nowMs);
       if (result !== Translation.OK) {
-        countTranslation(counters, result);
+        countTranslation(this.counters, result);
         return;
       }
     }
-    const w = tun.write(packet, 0, context.length);
-    if (w < 0) {
-      stats.writeErrors++;
-      stats.lastError = w;
-    }
-    state.touch(now);
-  };
-  while (!ctx.stopRequested) {
-    errors.poll(pathMtu);
-    if (state.generation !== lease.generation) {
-      refresh(lease, state, translator, counters, onDemand, false, options);
-      seed();
-    }
-    const n = raw.recvFrom(buf, 0, from6, 0);
-    if (n < 0) {
-      stats.readErrors++;
-      stats.lastError = n;
-      if (n === EBADF) break;
-      continue;
-    }
-    if (n === 0) continue;
-    if (state.generation !== lease.generation) {
-      refresh(lease, state, translator, counters, onDemand, false, options);
-      seed();
-    }
-    const context = lease.context;
-    if (!context) {
-      counters[NO_LEASE]! += 1;
-      continue;
-    }
-    deliver(context, buf, n, raw.trafficClass);
-    // Fragments that came before their first fragment (fragments.ts) go now; their outer
-    // traffic class is gone, so no CE mark is carried for them.
-    for (let m = translator.inFragments.popReleased(replay, 0, null, 0); m > 0; ) {
-      deliver(context, replay, m, 0);
-      m = translator.inFragments.popReleased(replay, 0, null, 0);
-    }
+    const w = this.tun.write(packet, 0, context.length);
+    if (w < 0) writeFailed(this.stats, w);
+    this.#state.touch(now);
   }
-  return stats;
 }

@@ -13,7 +13,7 @@ import { Errno } from "../sys/libc.ts";
 import { Raw4Socket } from "../sys/raw4.ts";
 import { Raw6Socket, routePathMtu } from "../sys/raw6.ts";
 import { Raw6Batch } from "../sys/raw6_batch.ts";
-import { attachTun } from "../sys/tun_linux.ts";
+import { attachTun, type TunDevice } from "../sys/tun_linux.ts";
 import { VnetTunDevice } from "../sys/tun_vnet.ts";
 import { runWorker, type WorkerContext } from "../sys/worker.ts";
 import { BindingTable } from "../tunnel/binding.ts";
@@ -40,80 +40,13 @@ runWorker<ForwarderInit, ForwarderStats>((init, ctx) => {
   const tun = attachTun(init.tunFd, { pollTimeoutMs: 200 });
   const raw = Raw6Socket.attach(init.rawFd, 200);
   raw.useTunnelOptions();
-  const buf = new Uint8Array(BUFFER_SIZE);
-  const addr6 = new Uint8Array(16);
   const stats: ForwarderStats = { readErrors: 0, writeErrors: 0, lastError: 0 };
-  const fail = (code: number) => {
-    stats.writeErrors++;
-    stats.lastError = code;
-  };
   ctx.ready();
   switch (init.role) {
-    case "tep-decap": {
-      const tep = tepContext(init, counters);
-      const raw4 = init.raw4Fd === undefined ? undefined : Raw4Socket.attach(init.raw4Fd);
-      // ICMPv6 errors about encapsulated packets (RFC 2473 §8): read here, off the hot path.
-      const errors = new TunnelErrors(raw, counters, (info, host6, inner, n) => {
-        if (!tepSentTo(tep.bindings, counters, inner, 0, n, host6, 0)) return;
-        if (relayTunnelError(tep, info, host6, 0, inner, 0, n, tep.tepIPv4, nowSeconds()) && raw4) {
-          const w = raw4.send(tep.reply, 0, tep.replyLength, ipv4Destination(tep.reply, 0));
-          if (w < 0) fail(w);
-        }
-      });
-      const segment = new Uint8Array(BUFFER_SIZE);
-      const segmented = Counter["decap-tcp-segmented"];
-      return loop(
-        ctx,
-        stats,
-        () => {
-          errors.poll(tep.pathMtu);
-          return raw.recvFrom(buf, 0, addr6, 0);
-        },
-        (n) => {
-          if (tepDecap(tep, buf, 0, n, addr6, 0, raw.trafficClass) !== Verdict.FORWARD) return;
-          // Larger than the IPv6 link could carry in one piece: a kernel sender's TSO packet,
-          // whole (lib/net/tcp_segment.ts). Cut it as the NIC would, to the tunnel MTU.
-          const count =
-            tep.length > tep.tunnelMtu + TUNNEL_OVERHEAD
-              ? tcpSegmentCount(buf, 0, tep.length, tep.tunnelMtu)
-              : 0;
-          if (count === 0) {
-            const w = tun.write(buf, 0, tep.length);
-            if (w < 0) fail(w);
-            return;
-          }
-          counters[segmented]! += 1;
-          for (let i = 0; i < count; i++) {
-            const len = writeTcpSegment(buf, 0, tep.length, tep.tunnelMtu, i, segment, 0);
-            const w = tun.write(segment, 0, len);
-            if (w < 0) fail(w);
-          }
-        },
-        // Fragments held until their first fragment came (fragments.ts), with their outer source.
-        () => tep.decapFragments.popReleased(buf, 0, addr6, 0),
-      );
-    }
-    case "tep-encap": {
-      const tep = tepContext(init, counters);
-      const raw4 = init.raw4Fd === undefined ? undefined : Raw4Socket.attach(init.raw4Fd);
-      return loop(
-        ctx,
-        stats,
-        () => tun.read(buf, 0),
-        (n) => {
-          const verdict = tepEncap(tep, buf, 0, n, addr6, 0);
-          if (verdict === Verdict.FORWARD || verdict === Verdict.FORWARD_FRAGMENT) {
-            const w = raw.sendTo(buf, 0, tep.length, addr6, 0, tep.trafficClass, tep.flowLabel);
-            if (w < 0) fail(w);
-          } else if (verdict === Verdict.ICMP && raw4) {
-            // Sent as a local packet: through the TUN it would carry a local source (martian).
-            const w = raw4.send(tep.reply, 0, tep.replyLength, ipv4Destination(tep.reply, 0));
-            if (w < 0) fail(w);
-          }
-        },
-        () => tep.encapFragments.popReleased(buf, 0, null, 0),
-      );
-    }
+    case "tep-decap":
+      return tepDecapLoop(init, ctx, counters, tun, raw, stats);
+    case "tep-encap":
+      return tepEncapLoop(init, ctx, counters, tun, raw, stats);
     case "client-out":
       return clientOut(
         init,
@@ -127,6 +60,107 @@ runWorker<ForwarderInit, ForwarderStats>((init, ctx) => {
       return clientIn(init, ctx, counters, tun, raw, stats, routePathMtu);
   }
 });
+
+/** Counts a failed write (w: −errno). */
+function writeFailed(stats: ForwarderStats, w: number): void {
+  stats.writeErrors++;
+  stats.lastError = w;
+}
+
+/**
+ * The TEP's IPv6 → IPv4 direction without offloads: raw IPv6 socket → tepDecap (binding
+ * check) → TUN, a TSO packet cut to the tunnel MTU; ICMPv6 errors about encapsulated packets
+ * (RFC 2473 §8) are read between packets and relayed as ICMPv4 on the raw IPv4 socket.
+ */
+function tepDecapLoop(
+  init: ForwarderInit,
+  ctx: WorkerContext,
+  counters: Float64Array,
+  tun: TunDevice,
+  raw: Raw6Socket,
+  stats: ForwarderStats,
+): ForwarderStats {
+  const buf = new Uint8Array(BUFFER_SIZE);
+  const addr6 = new Uint8Array(16);
+  const tep = tepContext(init, counters);
+  const raw4 = init.raw4Fd === undefined ? undefined : Raw4Socket.attach(init.raw4Fd);
+  // ICMPv6 errors about encapsulated packets (RFC 2473 §8): read here, off the hot path.
+  const errors = new TunnelErrors(raw, counters, (info, host6, inner, n) => {
+    if (!tepSentTo(tep.bindings, counters, inner, 0, n, host6, 0)) return;
+    if (relayTunnelError(tep, info, host6, 0, inner, 0, n, tep.tepIPv4, nowSeconds()) && raw4) {
+      const w = raw4.send(tep.reply, 0, tep.replyLength, ipv4Destination(tep.reply, 0));
+      if (w < 0) writeFailed(stats, w);
+    }
+  });
+  const segment = new Uint8Array(BUFFER_SIZE);
+  const segmented = Counter["decap-tcp-segmented"];
+  return loop(
+    ctx,
+    stats,
+    () => {
+      errors.poll(tep.pathMtu);
+      return raw.recvFrom(buf, 0, addr6, 0);
+    },
+    (n) => {
+      if (tepDecap(tep, buf, 0, n, addr6, 0, raw.trafficClass) !== Verdict.FORWARD) return;
+      // Larger than the IPv6 link could carry in one piece: a kernel sender's TSO packet,
+      // whole (lib/net/tcp_segment.ts). Cut it as the NIC would, to the tunnel MTU.
+      const count =
+        tep.length > tep.tunnelMtu + TUNNEL_OVERHEAD
+          ? tcpSegmentCount(buf, 0, tep.length, tep.tunnelMtu)
+          : 0;
+      if (count === 0) {
+        const w = tun.write(buf, 0, tep.length);
+        if (w < 0) writeFailed(stats, w);
+        return;
+      }
+      counters[segmented]! += 1;
+      for (let i = 0; i < count; i++) {
+        const len = writeTcpSegment(buf, 0, tep.length, tep.tunnelMtu, i, segment, 0);
+        const w = tun.write(segment, 0, len);
+        if (w < 0) writeFailed(stats, w);
+      }
+    },
+    // Fragments held until their first fragment came (fragments.ts), with their outer source.
+    () => tep.decapFragments.popReleased(buf, 0, addr6, 0),
+  );
+}
+
+/**
+ * The TEP's IPv4 → IPv6 direction without offloads: TUN → tepEncap (binding lookup) → raw
+ * IPv6 socket to the host; an ICMPv4 error made here (e.g. Fragmentation Needed) leaves on
+ * the raw IPv4 socket.
+ */
+function tepEncapLoop(
+  init: ForwarderInit,
+  ctx: WorkerContext,
+  counters: Float64Array,
+  tun: TunDevice,
+  raw: Raw6Socket,
+  stats: ForwarderStats,
+): ForwarderStats {
+  const buf = new Uint8Array(BUFFER_SIZE);
+  const addr6 = new Uint8Array(16);
+  const tep = tepContext(init, counters);
+  const raw4 = init.raw4Fd === undefined ? undefined : Raw4Socket.attach(init.raw4Fd);
+  return loop(
+    ctx,
+    stats,
+    () => tun.read(buf, 0),
+    (n) => {
+      const verdict = tepEncap(tep, buf, 0, n, addr6, 0);
+      if (verdict === Verdict.FORWARD || verdict === Verdict.FORWARD_FRAGMENT) {
+        const w = raw.sendTo(buf, 0, tep.length, addr6, 0, tep.trafficClass, tep.flowLabel);
+        if (w < 0) writeFailed(stats, w);
+      } else if (verdict === Verdict.ICMP && raw4) {
+        // Sent as a local packet: through the TUN it would carry a local source (martian).
+        const w = raw4.send(tep.reply, 0, tep.replyLength, ipv4Destination(tep.reply, 0));
+        if (w < 0) writeFailed(stats, w);
+      }
+    },
+    () => tep.encapFragments.popReleased(buf, 0, null, 0),
+  );
+}
 
 /** Reads until stopped; `read` returns a length, 0 on poll timeout, or -errno. */
 function loop(

@@ -22,6 +22,8 @@ export interface LabOptions {
   share?: number;
   /** Client services run with `--no-offload` (one packet per system call); default none. */
   clientNoOffload?: readonly string[];
+  /** The TEP runs with `--no-offload` (one packet per system call); default off. */
+  tepNoOffload?: boolean;
 }
 
 /** A problem with the lab the user can act on (one line). */
@@ -139,6 +141,7 @@ export class LabServices {
           this.socket("tep"),
           "--key",
           this.tepKeyFile(),
+          ...(this.options.tepNoOffload ? ["--no-offload"] : []),
         ];
       case "client-a":
       case "client-b":

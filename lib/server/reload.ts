@@ -24,7 +24,7 @@ import type { Metrics } from "../control/metrics.ts";
 import type { AuthKey } from "../wire/auth.ts";
 import { ADMISSION_DEFAULTS, type Admission, siteCap } from "./admission.ts";
 import { POOL_WARN_PERCENT } from "./pool_watch.ts";
-import type { ServerConfig } from "./server.ts";
+import type { ServerConfig } from "./server_config.ts";
 import { TEP_CONTROL_PORT } from "./tep_sync.ts";
 
 /** Outcome of a reload: applied (and what changed) or refused (and why). */

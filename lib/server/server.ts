@@ -1,6 +1,8 @@
 /**
  * The DSTM server process: allocation engine + lease store + UDP listener + control socket +
- * metrics + expiry sweeper, started and stopped as one.
+ * metrics + expiry sweeper, started and stopped as one. Its settings are ./server_config.ts, its
+ * UDP listeners ./listeners.ts, the metric families it declares ./server_metrics.ts, what it
+ * says at start ./start_report.ts.
  *
  * @module
  */
@@ -15,96 +17,23 @@ import { isPostgresUrl, PostgresLeaseStore } from "../lease/postgres.ts";
 import { SqliteLeaseStore } from "../lease/sqlite.ts";
 import { canonicalIPv6, formatIPv4 } from "../net/addr.ts";
 import { type HttpEndpoint, serveTcp, serveUnix } from "../sys/http.ts";
-import { interfaceOfIPv6 } from "../sys/ifinfo.ts";
 import { ifNameToIndex } from "../sys/libc.ts";
-import { listenUdp, UdpBindError, type UdpEndpoint } from "../sys/udp.ts";
+import type { UdpEndpoint } from "../sys/udp.ts";
 import { type AuthKey, ReplayGuard } from "../wire/auth.ts";
 import { ADMISSION_DEFAULTS, Admission, siteCap } from "./admission.ts";
 import { Dhcp4o6Handler } from "./dhcp4o6.ts";
-import type { Dhcp4o6IdentityMode } from "./dhcp4o6_identity.ts";
 import { type LinkSelector, linkSelectorOf } from "./dhcp4o6_link.ts";
 import { DstmHandler } from "./handler.ts";
 import { LeaseAdmin } from "./lease_admin.ts";
+import { type AnswerGate, listenDhcp4o6, listenDstm } from "./listeners.ts";
 import { PoolWatch } from "./pool_watch.ts";
 import { applyReload, type ReloadResult } from "./reload.ts";
+import type { ServerConfig } from "./server_config.ts";
+import { declareServerMetrics } from "./server_metrics.ts";
+import { logStart, warnUnauthenticated } from "./start_report.ts";
 import { TepSync } from "./tep_sync.ts";
 
-export interface ServerConfig {
-  readonly pools: readonly PoolConfig[];
-  /** Default (and, unless maxLeaseTime says more, maximum) lease time in seconds. */
-  readonly leaseTime: number;
-  readonly maxLeaseTime?: number;
-  readonly listen: { readonly address: string; readonly port: number };
-  /** SQLite lease database, or a `postgres://` URL (shared by several servers); in-memory leases when absent. */
-  readonly db?: string;
-  /** Create the database empty even though dstm created one at `db` before (it vanished). */
-  readonly newDb?: boolean;
-  readonly keys?: readonly AuthKey[];
-  /**
-   * Server ⇄ TEP keys (`--tep-key`): sign BIND/UNBIND/SNAPSHOT, verify SYNC and BIND_ACK.
-   * Never a host key (hosts hold those). Absent: the TEP channel is unauthenticated.
-   */
-  readonly tepKeys?: readonly AuthKey[];
-  readonly sourceCheck: boolean;
-  /** After a reload that changed `keys`, how long the keys it dropped stay accepted (s; default 3600). */
-  readonly keyOverlapSeconds?: number;
-  /** Log format and level the logger was made with (compared on reload; default text, info). */
-  readonly logFormat?: "text" | "json";
-  readonly logLevel?: "debug" | "info" | "warn" | "error";
-  /** Unix socket path of the control API; none when absent. */
-  readonly control?: string;
-  /** Prometheus endpoint; none when absent. */
-  readonly metrics?: { readonly address: string; readonly port: number };
-  /** Warn when a pool is this full, in percent (default 90; ./pool_watch.ts). */
-  readonly poolWarnPercent?: number;
-  /** UDP port of the TEPs' control endpoint (default 4608). */
-  readonly tepPort?: number;
-  /** Source of BIND / UNBIND to the TEPs (default: the listen address, or where each TEP's SYNC arrived). */
-  readonly tepSource?: string;
-  /** Refuse leases whose TEP has not synced yet, instead of delivering them in its first snapshot. */
-  readonly requireTep?: boolean;
-  /**
-   * Also answer DHCPv4-over-DHCPv6 (RFC 7341) on `address`:`port` (547), joining ff02::1:2 on
-   * `interfaces`; `serverId` is the DHCPv4 server identifier (option 54).
-   */
-  readonly dhcp4o6?: {
-    readonly address: string;
-    readonly port: number;
-    readonly interfaces: readonly string[];
-    readonly serverId: number;
-    /** IPv6 prefixes whose hosts may use 4o6 (RFC 7341 has no authentication); absent: any. */
-    readonly allow?: readonly string[];
-    /** IPv6 prefixes of the relays allowed to send RELAY-FORW (`--dhcp4o6-relay`); absent: see Admission. */
-    readonly relays?: readonly string[];
-    /** How long a DECLINEd address stays unavailable (s); default 86400. */
-    readonly declineProbation?: number;
-    /** Who a 4o6 client is: its IPv6 address (default), client identifier or chaddr. */
-    readonly identity?: Dhcp4o6IdentityMode;
-  };
-  /**
-   * Admission control (./admission.ts); each setting defaults to ADMISSION_DEFAULTS, 0 turns
-   * the cap or the rate limit off.
-   */
-  readonly admission?: {
-    readonly maxLeasesPerPrefix?: number;
-    readonly hostPrefixLength?: number;
-    /** Leases per site prefix (lib/alloc/prefix_caps.ts); default defaultSiteCap(maxLeasesPerPrefix). */
-    readonly maxLeasesPerSite?: number;
-    readonly sitePrefixLength?: number;
-    readonly ratePerSecond?: number;
-    readonly burst?: number;
-  };
-  /** Clocks (ms), injectable for tests: wall (default Date.now), monotonic (default performance.now). */
-  readonly clock?: { readonly now?: () => number; readonly monotonic?: () => number };
-  /** How often the sweeper looks for expired leases (ms). */
-  readonly sweepIntervalMs?: number;
-  /**
-   * Bounds of one reclamation slice (lib/alloc/reclaimer.ts): most leases (default 100) and
-   * longest time (ms, default 250); 0: no bound. Answers go out between slices.
-   */
-  readonly reclaim?: { readonly maxLeases?: number; readonly maxMs?: number };
-  readonly log: Logger;
-}
+export type { ServerConfig } from "./server_config.ts";
 
 export class DstmServer {
   readonly engine: AllocationEngine;
@@ -138,6 +67,17 @@ export class DstmServer {
   readonly #keyTimers = new Set<ReturnType<typeof setTimeout>>();
   readonly #log: Logger;
   readonly #store: LeaseStore;
+  /** Each answer passes this gate: none begins while stopping; stop waits for those begun. */
+  readonly #gate: AnswerGate = {
+    begin: () => {
+      if (this.#stopping) return false;
+      this.#inflight++;
+      return true;
+    },
+    end: () => {
+      this.#inflight--;
+    },
+  };
 
   private constructor(engine: AllocationEngine, store: LeaseStore, metrics: Metrics, log: Logger) {
     this.engine = engine;
@@ -216,28 +156,9 @@ export class DstmServer {
     }
   }
 
+  /** Start's steps after the engine: TEP sync, handlers, listeners, control, sweeper. */
   async #open(config: ServerConfig): Promise<void> {
-    const { engine, metrics } = this;
-    metrics.gauge(
-      "dstm_pool_addresses",
-      "Leasable units of each pool (addresses, or address × port set when shared), by state",
-    );
-    metrics.gauge("dstm_leases_active", "Active leases");
-    metrics.gauge(
-      "dstm_lease_write_conflicts",
-      "Lease writes another server sharing the database won (each decided again)",
-    );
-    metrics.counter("dstm_leases_expired_total", "Leases reclaimed by the expiry sweeper");
-    metrics.onCollect(() => {
-      let active = 0;
-      for (const pool of engine.stats()) {
-        metrics.set("dstm_pool_addresses", { pool: pool.pool, state: "active" }, pool.active);
-        metrics.set("dstm_pool_addresses", { pool: pool.pool, state: "free" }, pool.free);
-        active += pool.active;
-      }
-      metrics.set("dstm_leases_active", {}, active);
-      metrics.set("dstm_lease_write_conflicts", {}, engine.conflicts());
-    });
+    declareServerMetrics(this.metrics, this.engine);
     const keys =
       config.keys && config.keys.length > 0
         ? new Map(config.keys.map((k) => [k.id, k]))
@@ -245,28 +166,57 @@ export class DstmServer {
     this.#keys = keys;
     this.#config = config;
     for (const pool of config.pools) this.#teps.add(canonicalIPv6(pool.tep6) ?? pool.tep6);
-    metrics.counter("dstm_reloads_total", "Configuration reloads, by result (applied, refused)");
-    this.#tepSync = new TepSync(
+    this.#tepSync = this.#openTepSync(config);
+    this.#admission = this.#openAdmission(config);
+    this.#udp = await listenDstm(
+      config.listen.address,
+      config.listen.port,
+      this.#dstmHandler(config, keys),
+      this.#gate,
+      this.metrics,
+      this.#log,
+    );
+    if (config.dhcp4o6) await this.#openDhcp4o6(config.dhcp4o6);
+    await this.#openControl(config);
+    this.#openMetrics(config);
+    warnUnauthenticated(this.#log, config, keys !== undefined);
+    this.#startSweeper(config);
+    logStart(this.#log, config, {
+      listen: `[${this.#udp.address}]:${this.#udp.port}`,
+      pools: this.engine.stats(),
+      store: this.#store instanceof PostgresLeaseStore ? this.#store.where : undefined,
+      keys: keys?.size,
+      metrics: this.#metricsWhere,
+    });
+  }
+
+  /** The TEPs' view, seeded with the active leases the engine loaded. */
+  #openTepSync(config: ServerConfig): TepSync {
+    return new TepSync(
       {
         keys: config.tepKeys,
         teps: config.pools.map((pool) => pool.tep6),
         tepPort: config.tepPort,
         requireTep: config.requireTep,
         log: this.#log,
-        metrics,
+        metrics: this.metrics,
         send: (data, address, port, source) =>
           this.#udp?.send(data, address, port, source) ?? false,
         source:
           config.tepSource ??
           (isWildcard(config.listen.address) ? undefined : config.listen.address),
-        pools: engine.pools(),
+        pools: this.engine.pools(),
       },
       // A declined address's holder (RFC 6666 discard prefix) is no host: no binding.
       // Read from the lease table as it is, unsorted and uncopied (a million rows at start).
-      _activeBindings(engine.rows()),
+      _activeBindings(this.engine.rows()),
     );
-    this.#admission = new Admission({
-      metrics,
+  }
+
+  /** Per-prefix caps and rate limits shared by both protocols (./admission.ts). */
+  #openAdmission(config: ServerConfig): Admission {
+    return new Admission({
+      metrics: this.metrics,
       log: this.#log,
       hostPrefixLength: config.admission?.hostPrefixLength,
       ratePerSecond: config.admission?.ratePerSecond ?? ADMISSION_DEFAULTS.ratePerSecond,
@@ -275,10 +225,14 @@ export class DstmServer {
       dhcp4o6Relays: config.dhcp4o6?.relays,
       now: config.clock?.monotonic,
     });
-    const handler = new DstmHandler({
+  }
+
+  /** The native protocol's handler; `keys` absent: authentication off. */
+  #dstmHandler(config: ServerConfig, keys: Map<number, AuthKey> | undefined): DstmHandler {
+    return new DstmHandler({
       admission: this.#admission,
       bindings: this.#tepSync,
-      engine,
+      engine: this.engine,
       keys,
       // Nothing stamped before this start: what the previous run accepted cannot be replayed.
       replayGuard: keys
@@ -286,66 +240,48 @@ export class DstmServer {
         : undefined,
       sourceCheck: config.sourceCheck,
       log: this.#log,
-      metrics,
+      metrics: this.metrics,
     });
-    // Answers leave from the address the query was sent to (IPV6_PKTINFO on `::`).
-    this.#udp = await listenUdp(
-      config.listen.address,
-      config.listen.port,
-      (data, address, port, local) => {
-        if (this.#stopping) return;
-        this.#inflight++;
-        handler.handle(data, address, port, local).then(
-          (answer) => {
-            this.#inflight--;
-            if (answer && this.#udp && !this.#udp.send(answer, address, port, local)) {
-              metrics.inc("dstm_dropped_total", { reason: "send-failed" });
-            }
-          },
-          (error: unknown) => {
-            this.#inflight--;
-            metrics.inc("dstm_dropped_total", { reason: "internal-error" });
-            this.#log.error("internal-error", { detail: (error as Error).message, from: address });
-          },
-        );
-      },
-    );
-    if (config.dhcp4o6) await this.#openDhcp4o6(config.dhcp4o6);
-    if (config.dhcp4o6 && keys && !config.dhcp4o6.allow) {
-      this.#log.warn("dhcp4o6-open", {
-        detail:
-          "DHCPv4-over-DHCPv6 has no authentication: any host can lease over it, whatever --key says",
-      });
-    }
-    if (config.control) {
-      this.#http.push(
-        await serveUnix(
-          config.control,
-          controlHandler({
-            admin: new LeaseAdmin({
-              engine,
-              bindings: () => this.#tepSync,
-              leaseTime: () => engine.grantSeconds(),
-              log: this.#log,
-              metrics,
-            }),
-            pools: () => engine.stats(),
-            metrics,
-            reload: () => this.reload("control"),
+  }
+
+  /** The control API on its Unix socket (`config.control`), when asked for. */
+  async #openControl(config: ServerConfig): Promise<void> {
+    if (!config.control) return;
+    const engine = this.engine;
+    this.#http.push(
+      await serveUnix(
+        config.control,
+        controlHandler({
+          admin: new LeaseAdmin({
+            engine,
+            bindings: () => this.#tepSync,
+            leaseTime: () => engine.grantSeconds(),
+            log: this.#log,
+            metrics: this.metrics,
           }),
-        ),
-      );
-    }
-    if (config.metrics) {
-      const endpoint = serveTcp(
-        config.metrics.address,
-        config.metrics.port,
-        metricsHandler(metrics),
-      );
-      this.#http.push(endpoint);
-      this.#metricsWhere = endpoint.where;
-    }
-    this.#warnTepAuthOff(config);
+          pools: () => engine.stats(),
+          metrics: this.metrics,
+          reload: () => this.reload("control"),
+        }),
+      ),
+    );
+  }
+
+  /** The Prometheus endpoint (`config.metrics`), when asked for. */
+  #openMetrics(config: ServerConfig): void {
+    if (!config.metrics) return;
+    const endpoint = serveTcp(
+      config.metrics.address,
+      config.metrics.port,
+      metricsHandler(this.metrics),
+    );
+    this.#http.push(endpoint);
+    this.#metricsWhere = endpoint.where;
+  }
+
+  /** The expiry sweeper (and the pool-fill warning it checks before each run). */
+  #startSweeper(config: ServerConfig): void {
+    const engine = this.engine;
     const poolWatch = new PoolWatch(this.#log, config.poolWarnPercent);
     this.#poolWatch = poolWatch;
     this.#sweeper = new Reclaimer({
@@ -359,41 +295,6 @@ export class DstmServer {
       },
     });
     this.#sweeper.start(config.sweepIntervalMs ?? 1000);
-    const pools = engine.stats();
-    this.#log.info("start", {
-      listen: `[${this.#udp.address}]:${this.#udp.port}`,
-      pools: pools.map((p) => p.pool).join(","),
-      addresses: pools.reduce((n, p) => n + p.addresses, 0),
-      leases: pools.reduce((n, p) => n + p.size, 0),
-      active: pools.reduce((n, p) => n + p.active, 0),
-      store:
-        this.#store instanceof PostgresLeaseStore
-          ? this.#store.where
-          : config.db
-            ? `sqlite:${config.db}`
-            : "memory",
-      auth: keys ? `${keys.size} key(s)` : "off",
-      "max-leases-per-prefix":
-        config.admission?.maxLeasesPerPrefix ?? ADMISSION_DEFAULTS.maxLeasesPerPrefix,
-      "max-leases-per-site": siteCap(config.admission),
-      "prefix-rate": config.admission?.ratePerSecond ?? ADMISSION_DEFAULTS.ratePerSecond,
-      "tep-auth": config.tepKeys?.length ? `${config.tepKeys.length} key(s)` : "off",
-      control: config.control,
-      metrics: this.#metricsWhere,
-    });
-  }
-
-  /**
-   * Says once, at start, that the TEP channel is unsigned (docs/security.md), unless every TEP
-   * address is configured on this host (loopback included): then that channel never leaves it.
-   */
-  #warnTepAuthOff(config: ServerConfig): void {
-    if (config.tepKeys?.length) return;
-    if (config.pools.every((pool) => interfaceOfIPv6(pool.tep6) !== null)) return;
-    this.#log.warn("tep-auth-off", {
-      detail:
-        "BIND/UNBIND/SNAPSHOT to the TEPs are unsigned; give --tep-key FILE here and --key FILE to each dstm tep on another machine",
-    });
   }
 
   async #openDhcp4o6(c: NonNullable<ServerConfig["dhcp4o6"]>): Promise<void> {
@@ -411,40 +312,8 @@ export class DstmServer {
       metrics: this.metrics,
     });
     this.#setLinks(this.#config?.pools ?? []);
-    const endpoint = await listenUdp(c.address, c.port, (data, address, port, local) => {
-      if (this.#stopping) return;
-      this.#inflight++;
-      handler.handle(data, address).then(
-        (answer) => {
-          this.#inflight--;
-          if (answer) this.#udp4o6?.send(answer, address, port, local);
-        },
-        (error: unknown) => {
-          this.#inflight--;
-          this.#log.error("internal-error", {
-            protocol: "dhcp4o6",
-            detail: (error as Error).message,
-          });
-        },
-      );
-    });
-    this.#udp4o6 = endpoint;
-    for (const ifname of c.interfaces) {
-      if (!endpoint.joinGroup("ff02::1:2", ifname)) {
-        throw new UdpBindError(
-          `cannot join ff02::1:2 on ${ifname}: is it an interface with IPv6?`,
-          "EJOIN",
-        );
-      }
-    }
-    this.#log.info("dhcp4o6", {
-      listen: `[${endpoint.address}]:${endpoint.port}`,
-      multicast: c.interfaces.length ? c.interfaces.join(",") : undefined,
-      "server-id": formatIPv4(c.serverId),
-      // RFC 7341 has no authentication: who may lease over it is the allow list.
-      allow: c.allow?.join(",") ?? "any",
-      relays: c.relays?.join(",") ?? (c.allow ? "any allowed" : "any"),
-    });
+    // Assigned only when every group is joined; listenDhcp4o6 closes the endpoint otherwise.
+    this.#udp4o6 = await listenDhcp4o6(c, handler, this.#gate, this.#log);
   }
 
   /** The 4o6 link selector of `pools` (the engine's pools, in this order). */

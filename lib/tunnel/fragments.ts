@@ -21,10 +21,12 @@
  *   `*-frag-drop-timeout`; it is forgotten at once when all of its bytes have been seen.
  *
  * Everything is preallocated at construction; the per-packet methods allocate nothing. One
- * table per Worker and direction (not shared between threads).
+ * table per Worker and direction (not shared between threads). The held fragments' storage
+ * and release queue is ./fragment_slots.ts.
  *
  * @module
  */
+import { FragmentSlots } from "./fragment_slots.ts";
 
 /** IPv4 flags+offset word: MF bit and offset mask. */
 const MF = 0x2000;
@@ -114,15 +116,8 @@ export class FragmentTable {
   #newest = -1;
   #freeEntry = 0;
   #size = 0;
-  // Held fragments: slots chained per entry, then on the release queue.
-  readonly #data: Uint8Array;
-  readonly #length: Int32Array;
-  readonly #slot6: Uint8Array;
-  readonly #slotNext: Int32Array;
-  #freeSlot = 0;
-  #held = 0;
-  #releaseHead = -1;
-  #releaseTail = -1;
+  // Held fragments (./fragment_slots.ts): chained per entry from #heldHead, then released.
+  readonly #slots: FragmentSlots;
   #replaying = false;
 
   constructor(options: FragmentTableOptions = {}) {
@@ -161,12 +156,7 @@ export class FragmentTable {
     this.#heldCount = new Int32Array(n);
     this.#older = new Int32Array(n).fill(-1);
     this.#newer = new Int32Array(n).fill(-1);
-    this.#data = new Uint8Array(slots * slotBytes);
-    this.#length = new Int32Array(slots);
-    this.#slot6 = new Uint8Array(slots * 16);
-    this.#slotNext = new Int32Array(slots);
-    for (let i = 0; i < slots; i++) this.#slotNext[i] = i + 1 < slots ? i + 1 : -1;
-    this.#freeSlot = slots > 0 ? 0 : -1;
+    this.#slots = new FragmentSlots(slots, slotBytes);
   }
 
   /** Datagrams tracked now. */
@@ -176,7 +166,7 @@ export class FragmentTable {
 
   /** Fragments held now (waiting for their first fragment, or released and not yet popped). */
   get held(): number {
-    return this.#held;
+    return this.#slots.held;
   }
 
   /**
@@ -205,16 +195,8 @@ export class FragmentTable {
     if (value !== null) this.#host.set(value.subarray(valueOff, valueOff + 16), e * 16);
     this.#account(e, pkt, off, len);
     // Queue the held fragments (in arrival order) for release.
-    let s = this.#heldHead[e]!;
+    this.#slots.release(this.#heldHead[e]!);
     this.#heldHead[e] = -1;
-    while (s >= 0) {
-      const next = this.#slotNext[s]!;
-      this.#slotNext[s] = -1;
-      if (this.#releaseTail < 0) this.#releaseHead = s;
-      else this.#slotNext[this.#releaseTail] = s;
-      this.#releaseTail = s;
-      s = next;
-    }
     this.#maybeDone(e);
     return true;
   }
@@ -258,26 +240,15 @@ export class FragmentTable {
       this.#maybeDone(e);
       return status;
     }
-    const s = this.#freeSlot;
-    if (s < 0 || len > this.slotBytes) {
+    const s = this.#slots.hold(pkt, off, len, held6, held6Off);
+    if (s < 0) {
       this.#counters[this.#ix.dropNoRoom]! += 1;
       if (this.#heldCount[e] === 0 && this.#received[e] === 0) this.#free(e);
       return FragmentLookup.NO_ROOM;
     }
-    this.#freeSlot = this.#slotNext[s]!;
-    this.#data.set(pkt.subarray(off, off + len), s * this.slotBytes);
-    this.#length[s] = len;
-    if (held6 !== null) this.#slot6.set(held6.subarray(held6Off, held6Off + 16), s * 16);
     // Append to the entry's list, keeping arrival order.
-    this.#slotNext[s] = -1;
-    let tail = this.#heldHead[e]!;
-    if (tail < 0) this.#heldHead[e] = s;
-    else {
-      while (this.#slotNext[tail]! >= 0) tail = this.#slotNext[tail]!;
-      this.#slotNext[tail] = s;
-    }
+    this.#heldHead[e] = this.#slots.append(this.#heldHead[e]!, s);
     this.#heldCount[e]! += 1;
-    this.#held++;
     this.#account(e, pkt, off, len);
     this.#counters[this.#ix.held]! += 1;
     return FragmentLookup.HELD;
@@ -290,16 +261,8 @@ export class FragmentTable {
    */
   popReleased(out: Uint8Array, outOff: number, out6: Uint8Array | null, out6Off: number): number {
     this.#replaying = false;
-    const s = this.#releaseHead;
-    if (s < 0) return 0;
-    this.#releaseHead = this.#slotNext[s]!;
-    if (this.#releaseHead < 0) this.#releaseTail = -1;
-    const n = this.#length[s]!;
-    out.set(this.#data.subarray(s * this.slotBytes, s * this.slotBytes + n), outOff);
-    if (out6 !== null) out6.set(this.#slot6.subarray(s * 16, s * 16 + 16), out6Off);
-    this.#slotNext[s] = this.#freeSlot;
-    this.#freeSlot = s;
-    this.#held--;
+    const n = this.#slots.popReleased(out, outOff, out6, out6Off);
+    if (n === 0) return 0;
     // The datagram the fragment belongs to: find it by the fragment's own key.
     const e = this.#find(out, outOff);
     if (e >= 0) this.#heldCount[e]! -= 1;
@@ -317,16 +280,7 @@ export class FragmentTable {
   /** Forgets everything (a new lease); held fragments are counted as timed out. */
   clear(): void {
     while (this.#oldest >= 0) this.#free(this.#oldest);
-    for (let s = this.#releaseHead; s >= 0; ) {
-      const next = this.#slotNext[s]!;
-      this.#slotNext[s] = this.#freeSlot;
-      this.#freeSlot = s;
-      this.#held--;
-      this.#counters[this.#ix.dropTimeout]! += 1;
-      s = next;
-    }
-    this.#releaseHead = -1;
-    this.#releaseTail = -1;
+    this.#counters[this.#ix.dropTimeout]! += this.#slots.dropReleased();
     this.#replaying = false;
   }
 
@@ -398,38 +352,15 @@ export class FragmentTable {
       expected > 0 &&
       this.#received[e]! >= expected &&
       this.#heldCount[e] === 0 &&
-      !this.#releasing(e)
+      !this.#slots.releasing(this.#src[e]!, this.#dst[e]!, this.#protoId[e]!)
     )
       this.#free(e);
-  }
-
-  /** True when a fragment of entry `e` is still on the release queue. */
-  #releasing(e: number): boolean {
-    if (this.#releaseHead < 0) return false;
-    for (let s = this.#releaseHead; s >= 0; s = this.#slotNext[s]!) {
-      const at = s * this.slotBytes;
-      if (
-        _u32(this.#data, at + 12) === this.#src[e] &&
-        _u32(this.#data, at + 16) === this.#dst[e] &&
-        ((this.#data[at + 9]! << 16) | (this.#data[at + 4]! << 8) | this.#data[at + 5]!) >>> 0 ===
-          this.#protoId[e]
-      )
-        return true;
-    }
-    return false;
   }
 
   #free(e: number): void {
     if (this.#state[e] === FREE) return;
     // Held fragments never released: their first fragment did not come in time.
-    for (let s = this.#heldHead[e]!; s >= 0; ) {
-      const next = this.#slotNext[s]!;
-      this.#slotNext[s] = this.#freeSlot;
-      this.#freeSlot = s;
-      this.#held--;
-      this.#counters[this.#ix.dropTimeout]! += 1;
-      s = next;
-    }
+    this.#counters[this.#ix.dropTimeout]! += this.#slots.drop(this.#heldHead[e]!);
     this.#heldHead[e] = -1;
     this.#heldCount[e] = 0;
     const b = this.#hash(this.#src[e]!, this.#dst[e]!, this.#protoId[e]!);

@@ -13,6 +13,8 @@
  * checks the value bytes of one occurrence (its length is already checked against `length`)
  * and stores it in the message being decoded, or returns the fault.
  *
+ * The server ⇄ TEP options (SYNC_STATE, SNAPSHOT_PART, BINDING) are in ./dstm_tep_options.ts.
+ *
  * @module
  */
 import { formatIPv4, formatIPv6 } from "../net/addr.ts";
@@ -22,7 +24,6 @@ import type { DecodeErrorCode } from "./dstm.ts";
 import {
   checkIPv4,
   checkPortSet,
-  isUint16,
   isUint32,
   isZero,
   parseUnicastIPv6,
@@ -32,6 +33,7 @@ import {
   readPortSet,
   utf8Length,
 } from "./dstm_fields.ts";
+import { bindingOption, snapshotPartOption, syncStateOption } from "./dstm_tep_options.ts";
 import {
   AUTH_MAC_LENGTH,
   AUTH_NONCE_LENGTH,
@@ -41,7 +43,6 @@ import {
   STATUS_TEXT_MAX,
   Status,
   type WireAuth,
-  type WireBinding,
   type WirePortSet,
 } from "./dstm_types.ts";
 
@@ -263,94 +264,6 @@ const _auth: DstmOptionSpec<WireAuth> = {
   },
 };
 
-const _syncState: DstmOptionSpec<{ count: number; digest: number }> = {
-  code: OptionCode.SYNC_STATE,
-  name: "SYNC_STATE",
-  minLength: 8,
-  maxLength: 8,
-  repeatable: false,
-  encodingLength: (msg) => (msg.syncCount === undefined && msg.syncDigest === undefined ? 0 : 10),
-  prepare(msg) {
-    if (msg.syncCount === undefined && msg.syncDigest === undefined) return undefined;
-    if (!isUint32(msg.syncCount ?? -1) || !isUint32(msg.syncDigest ?? -1)) {
-      throw new RangeError("syncCount and syncDigest must both be 32-bit unsigned integers");
-    }
-    return { count: msg.syncCount!, digest: msg.syncDigest! };
-  },
-  write({ count, digest }, buf, at) {
-    const p = writeU32(buf, putOptionHead(buf, at, OptionCode.SYNC_STATE, 8), count);
-    return writeU32(buf, p, digest);
-  },
-  read(buf, v, _len, msg) {
-    msg.syncCount = readU32(buf, v);
-    msg.syncDigest = readU32(buf, v + 4);
-    return undefined;
-  },
-};
-
-const _snapshotPart: DstmOptionSpec<{ id: number; part: number; parts: number }> = {
-  code: OptionCode.SNAPSHOT_PART,
-  name: "SNAPSHOT_PART",
-  minLength: 8,
-  maxLength: 8,
-  repeatable: false,
-  encodingLength: (msg) => (msg.snapshot === undefined ? 0 : 10),
-  prepare(msg) {
-    if (msg.snapshot === undefined) return undefined;
-    const { id, part, parts } = msg.snapshot;
-    if (!isUint32(id) || !isUint16(part) || !isUint16(parts) || part >= parts) {
-      throw new RangeError(`snapshot id ${id} part ${part} of ${parts} is invalid`);
-    }
-    return msg.snapshot;
-  },
-  write({ id, part, parts }, buf, at) {
-    let p = writeU32(buf, putOptionHead(buf, at, OptionCode.SNAPSHOT_PART, 8), id);
-    p = writeU16(buf, p, part);
-    return writeU16(buf, p, parts);
-  },
-  read(buf, v, _len, msg) {
-    msg.snapshot = { id: readU32(buf, v), part: readU16(buf, v + 4), parts: readU16(buf, v + 6) };
-    return undefined;
-  },
-};
-
-const _binding: DstmOptionSpec<{ binding: WireBinding; host6: Uint8Array }[]> = {
-  code: OptionCode.BINDING,
-  name: "BINDING",
-  minLength: 24,
-  maxLength: 24,
-  repeatable: true,
-  encodingLength: (msg) => 26 * (msg.bindings?.length ?? 0),
-  prepare(msg) {
-    const list = msg.bindings?.map((binding) => {
-      checkIPv4("binding host4", binding.host4);
-      checkPortSet(binding.portSet);
-      return { binding, host6: parseUnicastIPv6("binding host6", binding.host6) };
-    });
-    return list && list.length > 0 ? list : undefined;
-  },
-  write(list, buf, at) {
-    let p = at;
-    for (const { binding, host6 } of list) {
-      p = writeU32(buf, putOptionHead(buf, p, OptionCode.BINDING, 24), binding.host4);
-      p = putBytes(buf, p, host6);
-      p = putPortSet(buf, p, binding.portSet);
-    }
-    return p;
-  },
-  read(buf, v, _len, msg) {
-    const host4 = readU32(buf, v);
-    if (host4 === 0 || host4 === 0xffffffff || buf[v + 4] === 0xff || isZero(buf, v + 4, 16)) {
-      return { code: "bad-address", message: "BINDING holds an unusable address" };
-    }
-    const portSet = readPortSet(buf, v + 20);
-    if (typeof portSet === "string") return { code: "bad-port-set", message: `BINDING ${portSet}` };
-    const binding: WireBinding = { host4, host6: formatIPv6(buf, v + 4), portSet };
-    msg.bindings = msg.bindings ? [...msg.bindings, binding] : [binding];
-    return undefined;
-  },
-};
-
 /** Every option of version 1, indexed by its code (index 0 and unknown codes: undefined). */
 export const DSTM_OPTIONS: readonly (DstmOptionSpec<unknown> | undefined)[] = (() => {
   const specs = [
@@ -362,9 +275,9 @@ export const DSTM_OPTIONS: readonly (DstmOptionSpec<unknown> | undefined)[] = ((
     _leaseTime,
     _status,
     _auth,
-    _syncState,
-    _snapshotPart,
-    _binding,
+    syncStateOption,
+    snapshotPartOption,
+    bindingOption,
   ] as DstmOptionSpec<unknown>[];
   const table: (DstmOptionSpec<unknown> | undefined)[] = [];
   for (const spec of specs) table[spec.code] = spec;

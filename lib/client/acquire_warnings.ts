@@ -1,0 +1,46 @@
+/**
+ * How the client service says that acquiring a lease failed (lib/client/node.ts): the same
+ * failure again and again (a NOT_AUTHORISED for a missing --key, say) is said once at warn,
+ * then at debug, and again at warn every {@link REWARN_MS} with how often it recurred.
+ * Events: `refused` (the server answered with a NAK) or `server-unreachable` (no answer);
+ * fields `server`, `detail`, `retry-in-s`, and at warn `max-backoff-s`, `repeated`.
+ *
+ * @module
+ */
+import type { Logger } from "../control/log.ts";
+import { DstmRefusedError } from "./protocol.ts";
+
+/** How long the client stays quiet (debug only) about the same acquire failure (ms). */
+export const REWARN_MS = 10 * 60_000;
+
+export class AcquireWarnings {
+  #said: { detail: string; at: number; repeats: number } | undefined;
+
+  /** `maxBackoffMs`: the longest wait between two tries (ms), said in the warning. */
+  constructor(
+    readonly log: Logger,
+    readonly server: string,
+    readonly maxBackoffMs: number,
+  ) {}
+
+  /** One try failed with `error`; the next comes in `backoffMs` (ms). `now`: wall clock (ms). */
+  failed(error: unknown, backoffMs: number, now = Date.now()): void {
+    const refused = error instanceof DstmRefusedError;
+    const detail = (error as Error).message;
+    const fields = { server: this.server, detail, "retry-in-s": Math.round(backoffMs / 1000) };
+    const said = this.#said;
+    if (said?.detail === detail && now - said.at < REWARN_MS) {
+      said.repeats++;
+      this.log.debug(refused ? "refused" : "server-unreachable", fields);
+      return;
+    }
+    const repeats = said?.detail === detail ? said.repeats : 0;
+    this.log.warn(refused ? "refused" : "server-unreachable", {
+      ...fields,
+      ...(repeats > 0 ? { repeated: repeats } : {}),
+      "max-backoff-s": Math.round(this.maxBackoffMs / 1000),
+      backoff: "doubling; the same failure again is logged at debug",
+    });
+    this.#said = { detail, at: now, repeats: 0 };
+  }
+}

@@ -1,0 +1,113 @@
+/**
+ * The real DTI (./dti.ts's {@link DtiHooks}, root needed): a TUN device with the leased IPv4
+ * address (/32), the tunnel MTU and the IPv4 routes, IPv6 off on it; a raw IPv6 socket bound to
+ * the host's address (next header 4, RFC 2473), connected to the TEP once it is known; and the
+ * two forwarding Workers (lib/dataplane/forwarder.ts) sharing the lease state, NAPT table and
+ * path MTU table with the node.
+ *
+ * MTU: the configured one, else the MTU of the link of the host's IPv6 address − 40 bytes (the
+ * outer IPv6 header, RFC 2473 §6.1). Closing the TUN fd deletes the device, and with it its
+ * address and routes. `up` undoes what it did and rejects when a step fails (no root, name
+ * taken, no such address); `down` never rejects.
+ *
+ * @module
+ */
+import { Forwarder } from "../dataplane/forwarder.ts";
+import { formatIPv4, parseIPv6 } from "../net/addr.ts";
+import { interfaceOfIPv6, linkMtu } from "../sys/ifinfo.ts";
+import { addressAdd, linkSetMtu, linkSetTxQueueLen, linkSetUp, routeAdd } from "../sys/netlink.ts";
+import { Raw6Socket } from "../sys/raw6.ts";
+import { writeSysctl } from "../sys/sysctl.ts";
+import { closeTun, openTun } from "../sys/tun_linux.ts";
+import type { Counters } from "../tunnel/counters.ts";
+import type { DtiHooks } from "./dti.ts";
+import type { NodeConfig } from "./node_config.ts";
+
+/** What the kernel DTI shares with the node: its settings and the Workers' shared tables. */
+export interface KernelDtiOptions {
+  readonly ifname: string;
+  readonly config: Pick<
+    NodeConfig,
+    "mtu" | "routes" | "offload" | "onDemand" | "mssClamp" | "dscp"
+  >;
+  /** The host's IPv6 address now (the tunnel source; changes when the host is renumbered). */
+  readonly host6: () => string;
+  readonly counters: Counters;
+  /** Shared buffers: ClientState, NaptTable, PathMtuTable (lib/tunnel). */
+  readonly leaseState: SharedArrayBuffer;
+  readonly napt: SharedArrayBuffer;
+  readonly pathMtu: SharedArrayBuffer;
+}
+
+export class KernelDti implements DtiHooks {
+  #tunFd = -1;
+  #raw: Raw6Socket | undefined;
+  #forwarder: Forwarder | undefined;
+  readonly #o: KernelDtiOptions;
+
+  constructor(options: KernelDtiOptions) {
+    this.#o = options;
+  }
+
+  /** Creates the DTI with `address`, its routes, the raw socket and the Workers. */
+  async up(
+    address: number,
+    tep6: Uint8Array | undefined,
+    onNeedLease: () => void,
+  ): Promise<number> {
+    const { ifname, config: c } = this.#o;
+    const tun = openTun(ifname, { vnetHeader: c.offload !== false });
+    this.#tunFd = tun.fd;
+    try {
+      const hostLink = interfaceOfIPv6(this.#o.host6());
+      const mtu = c.mtu ?? (hostLink ? (linkMtu(hostLink) ?? 1500) : 1500) - 40;
+      linkSetMtu(ifname, mtu);
+      // The default 500 drops under TCP bursts (measured); 5000 does not.
+      linkSetTxQueueLen(ifname, 5000);
+      // An IPv4-only interface: no IPv6 link-local address, no router solicitations into the tunnel.
+      writeSysctl(`net.ipv6.conf.${ifname}.disable_ipv6`, "1");
+      addressAdd(ifname, `${formatIPv4(address)}/32`);
+      linkSetUp(ifname);
+      for (const route of c.routes ?? ["0.0.0.0/0"])
+        routeAdd({ dst: route, dev: ifname, src: formatIPv4(address) });
+      const raw = Raw6Socket.open({ receiveBuffer: 4 << 20, sendBuffer: 4 << 20 });
+      this.#raw = raw;
+      raw.bindAddress(parseIPv6(this.#o.host6())!);
+      raw.enableTunnelOptions();
+      // With a known TEP, let the kernel filter what reaches us; on-demand learns it later.
+      if (tep6) raw.connect(tep6);
+      this.#forwarder = await Forwarder.client({
+        tunFd: tun.fd,
+        rawFd: raw.fd,
+        counters: this.#o.counters,
+        client: {
+          state: this.#o.leaseState,
+          napt: this.#o.napt,
+          onDemand: c.onDemand === true,
+          tunnelMtu: mtu,
+          pathMtu: this.#o.pathMtu,
+          mssClamp: c.mssClamp,
+          dscp: c.dscp,
+          offload: c.offload !== false,
+        },
+        onNeedLease,
+      });
+      return mtu;
+    } catch (error) {
+      await this.down();
+      throw error;
+    }
+  }
+
+  /** Stops the Workers, closes the raw socket and the TUN (device, address, routes go). */
+  async down(): Promise<void> {
+    const forwarder = this.#forwarder;
+    this.#forwarder = undefined;
+    await forwarder?.stop();
+    this.#raw?.close();
+    this.#raw = undefined;
+    // Closing the last fd deletes the TUN device, and with it its address and routes.
+    if (this.#tunFd >= 0) closeTun(this.#tunFd);
+    this.#tunFd = -1;
+  }
+}

@@ -1,0 +1,78 @@
+/**
+ * The DSTM client service's settings ({@link NodeConfig}: server, tunnel source, DTI name,
+ * routes and MTU, offloads, on-demand idle time, NAPT timeouts, back-off) and what it reports
+ * ({@link NodeState}, {@link NodeStatus}, the shape `dstm client status` prints). Plain data;
+ * times in seconds unless the name says ms, MTUs in bytes.
+ *
+ * @module
+ */
+import type { Logger } from "../control/log.ts";
+import type { NaptCensus, NaptTimeouts } from "../tunnel/napt.ts";
+import type { AuthKey } from "../wire/auth.ts";
+import type { DtiHooks } from "./dti.ts";
+import type { LeaseClient } from "./protocol.ts";
+
+export interface NodeConfig {
+  readonly server: string;
+  readonly port?: number;
+  /**
+   * The host's IPv6 address (tunnel source). Default: the source the kernel picks towards
+   * `sourceTowards` (default the server), followed when the host is renumbered.
+   */
+  readonly host6?: string;
+  /** Where the default source address points (dhcp4o6: the TEP; default: the server). */
+  readonly sourceTowards?: string;
+  /** Use this TEP instead of the one in the lease. */
+  readonly tep6?: string;
+  readonly key?: AuthKey;
+  readonly ifname?: string;
+  /** IPv4 routes through the DTI; default the IPv4 default route. */
+  readonly routes?: readonly string[];
+  /** DTI MTU; default the MTU of the IPv6 link − 40. */
+  readonly mtu?: number;
+  /** Clamp the MSS of TCP SYNs to the tunnel / path MTU (RFC 4459 §3.2). Default true. */
+  readonly mssClamp?: boolean;
+  /**
+   * DTI offloads and batched I/O (IFF_VNET_HDR, TSO4; recvmmsg/sendmmsg; GRO of checked
+   * segments: lib/dataplane/client_batch.ts). Default true.
+   */
+  readonly offload?: boolean;
+  /** Outer DSCP: −1 copies the inner one (default, RFC 2983), else 0–63. */
+  readonly dscp?: number;
+  /** On-demand mode: lease only while IPv4 traffic flows; release after `idleSeconds` without. */
+  readonly onDemand?: boolean;
+  readonly idleSeconds?: number;
+  /**
+   * The allocation protocol; default the native DSTM protocol to `server`:`port`. Given the
+   * host's IPv6 address (the tunnel source).
+   */
+  readonly leaseClient?: (host6: string) => Promise<LeaseClient>;
+  /** NAPT idle timeouts and fragment tracking time (s) for shared leases; RFC defaults. */
+  readonly napt?: Partial<NaptTimeouts>;
+  /** Longest wait between two tries while acquiring (ms, default 30 s). */
+  readonly maxBackoffMs?: number;
+  /** Stands in for the real DTI (TUN, routes, raw socket, Workers): see ./dti.ts. */
+  readonly dti?: DtiHooks;
+  readonly log: Logger;
+}
+
+export type NodeState = "acquiring" | "bound" | "renewing" | "idle" | "stopped";
+
+export interface NodeStatus {
+  state: NodeState;
+  mode: "always-on" | "on-demand";
+  ifname: string;
+  host6: string;
+  ipv4: string | null;
+  ports: string | null;
+  tep6: string | null;
+  tep4: string | null;
+  mtu: number | null;
+  /** The path MTU towards the TEP learned from Packet Too Big (RFC 8201), null if none. */
+  pathMtu: number | null;
+  expiresAt: string | null;
+  leaseTime: number | null;
+  /** Shared lease: live NAPT mappings by protocol and TCP phase; null for a whole address. */
+  napt: NaptCensus | null;
+  counters: Record<string, number>;
+}

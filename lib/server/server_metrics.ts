@@ -1,0 +1,42 @@
+/**
+ * The metric families the server process declares at start, and the collect hook that fills
+ * its gauges from the allocation engine when /metrics is scraped:
+ *
+ * - `dstm_pool_addresses{pool,state}`: leasable units of each pool (addresses, or address ×
+ *   port set when shared; RFC 7597 §5.1), `state` active or free;
+ * - `dstm_leases_active`: active leases, all pools;
+ * - `dstm_lease_write_conflicts`: lease writes another server sharing the database won;
+ * - `dstm_leases_expired_total`: leases the expiry sweeper reclaimed;
+ * - `dstm_reloads_total{result}`: configuration reloads, applied or refused.
+ *
+ * Other families are declared by the part that counts them (handler, admission, TEP sync…).
+ *
+ * @module
+ */
+import type { AllocationEngine } from "../alloc/engine.ts";
+import type { Metrics } from "../control/metrics.ts";
+
+/** Declares the server's own families on `metrics` and gauges read from `engine` on collect. */
+export function declareServerMetrics(metrics: Metrics, engine: AllocationEngine): void {
+  metrics.gauge(
+    "dstm_pool_addresses",
+    "Leasable units of each pool (addresses, or address × port set when shared), by state",
+  );
+  metrics.gauge("dstm_leases_active", "Active leases");
+  metrics.gauge(
+    "dstm_lease_write_conflicts",
+    "Lease writes another server sharing the database won (each decided again)",
+  );
+  metrics.counter("dstm_leases_expired_total", "Leases reclaimed by the expiry sweeper");
+  metrics.onCollect(() => {
+    let active = 0;
+    for (const pool of engine.stats()) {
+      metrics.set("dstm_pool_addresses", { pool: pool.pool, state: "active" }, pool.active);
+      metrics.set("dstm_pool_addresses", { pool: pool.pool, state: "free" }, pool.free);
+      active += pool.active;
+    }
+    metrics.set("dstm_leases_active", {}, active);
+    metrics.set("dstm_lease_write_conflicts", {}, engine.conflicts());
+  });
+  metrics.counter("dstm_reloads_total", "Configuration reloads, by result (applied, refused)");
+}

@@ -1,0 +1,71 @@
+/**
+ * What the server says once at start (./server.ts): the `start` line (where it listens, the
+ * pools and their size, the lease store, authentication, the admission limits in force, the
+ * control and metrics endpoints) and the warnings about channels nobody authenticates:
+ *
+ * - `tep-auth-off`: BIND / UNBIND / SNAPSHOT to the TEPs are unsigned (no `--tep-key`) and a
+ *   TEP address is not on this host (docs/security.md);
+ * - `dhcp4o6-open`: DHCPv4-over-DHCPv6 is on with host keys but no allow list; RFC 7341 has no
+ *   authentication, so any host can lease over it whatever `--key` says.
+ *
+ * @module
+ */
+import type { PoolStats } from "../alloc/engine.ts";
+import type { Logger } from "../control/log.ts";
+import { interfaceOfIPv6 } from "../sys/ifinfo.ts";
+import { ADMISSION_DEFAULTS, siteCap } from "./admission.ts";
+import type { ServerConfig } from "./server_config.ts";
+
+/** Where the running server is: its UDP endpoint, pools, store, keys and metrics endpoint. */
+export interface StartFacts {
+  /** `[address]:port` of the native protocol's endpoint. */
+  readonly listen: string;
+  readonly pools: readonly PoolStats[];
+  /** The PostgreSQL store's description; undefined: SQLite at `config.db`, or memory. */
+  readonly store?: string;
+  /** Host keys in use; undefined: authentication off. */
+  readonly keys?: number;
+  /** Where the metrics endpoint listens, if any. */
+  readonly metrics?: string;
+}
+
+/** Logs the one `start` line at info. */
+export function logStart(log: Logger, config: ServerConfig, facts: StartFacts): void {
+  const pools = facts.pools;
+  log.info("start", {
+    listen: facts.listen,
+    pools: pools.map((p) => p.pool).join(","),
+    addresses: pools.reduce((n, p) => n + p.addresses, 0),
+    leases: pools.reduce((n, p) => n + p.size, 0),
+    active: pools.reduce((n, p) => n + p.active, 0),
+    store: facts.store ?? (config.db ? `sqlite:${config.db}` : "memory"),
+    auth: facts.keys !== undefined ? `${facts.keys} key(s)` : "off",
+    "max-leases-per-prefix":
+      config.admission?.maxLeasesPerPrefix ?? ADMISSION_DEFAULTS.maxLeasesPerPrefix,
+    "max-leases-per-site": siteCap(config.admission),
+    "prefix-rate": config.admission?.ratePerSecond ?? ADMISSION_DEFAULTS.ratePerSecond,
+    "tep-auth": config.tepKeys?.length ? `${config.tepKeys.length} key(s)` : "off",
+    control: config.control,
+    metrics: facts.metrics,
+  });
+}
+
+/**
+ * Warns once about each unauthenticated channel: DHCPv4-over-DHCPv6 with host keys on
+ * (`keysOn`) and no allow list; the TEP channel unsigned, unless every TEP address is
+ * configured on this host (loopback included): then that channel never leaves it.
+ */
+export function warnUnauthenticated(log: Logger, config: ServerConfig, keysOn: boolean): void {
+  if (config.dhcp4o6 && keysOn && !config.dhcp4o6.allow) {
+    log.warn("dhcp4o6-open", {
+      detail:
+        "DHCPv4-over-DHCPv6 has no authentication: any host can lease over it, whatever --key says",
+    });
+  }
+  if (config.tepKeys?.length) return;
+  if (config.pools.every((pool) => interfaceOfIPv6(pool.tep6) !== null)) return;
+  log.warn("tep-auth-off", {
+    detail:
+      "BIND/UNBIND/SNAPSHOT to the TEPs are unsigned; give --tep-key FILE here and --key FILE to each dstm tep on another machine",
+  });
+}

@@ -1,0 +1,120 @@
+/**
+ * The options of the server ⇄ TEP channel of DSTM version 1 (docs/protocol.md, "Options" and
+ * "Server and TEP"): SYNC_STATE (binding count and digest, in SYNC), SNAPSHOT_PART (which part
+ * of a chunked SNAPSHOT) and BINDING (host IPv4, host IPv6, port set; repeatable, in BIND,
+ * UNBIND and SNAPSHOT). Entries of ./dstm_options.ts's table, same shape: `prepare` throws
+ * RangeError on a field out of range, `read` returns the DecodeError of a bad value
+ * (`bad-address`, `bad-port-set`). Lengths in bytes, values big-endian.
+ *
+ * @module
+ */
+import { formatIPv6 } from "../net/addr.ts";
+import { readU16, readU32, writeU16, writeU32 } from "../net/bytes.ts";
+import {
+  checkIPv4,
+  checkPortSet,
+  isUint16,
+  isUint32,
+  isZero,
+  parseUnicastIPv6,
+  putBytes,
+  putOptionHead,
+  putPortSet,
+  readPortSet,
+} from "./dstm_fields.ts";
+import type { DstmOptionSpec } from "./dstm_options.ts";
+import { OptionCode, type WireBinding } from "./dstm_types.ts";
+
+/** SYNC_STATE (9): the sender's binding count and digest, both 32-bit (SYNC). */
+export const syncStateOption: DstmOptionSpec<{ count: number; digest: number }> = {
+  code: OptionCode.SYNC_STATE,
+  name: "SYNC_STATE",
+  minLength: 8,
+  maxLength: 8,
+  repeatable: false,
+  encodingLength: (msg) => (msg.syncCount === undefined && msg.syncDigest === undefined ? 0 : 10),
+  prepare(msg) {
+    if (msg.syncCount === undefined && msg.syncDigest === undefined) return undefined;
+    if (!isUint32(msg.syncCount ?? -1) || !isUint32(msg.syncDigest ?? -1)) {
+      throw new RangeError("syncCount and syncDigest must both be 32-bit unsigned integers");
+    }
+    return { count: msg.syncCount!, digest: msg.syncDigest! };
+  },
+  write({ count, digest }, buf, at) {
+    const p = writeU32(buf, putOptionHead(buf, at, OptionCode.SYNC_STATE, 8), count);
+    return writeU32(buf, p, digest);
+  },
+  read(buf, v, _len, msg) {
+    msg.syncCount = readU32(buf, v);
+    msg.syncDigest = readU32(buf, v + 4);
+    return undefined;
+  },
+};
+
+/** SNAPSHOT_PART (10): which part of which snapshot this SNAPSHOT is (part < parts). */
+export const snapshotPartOption: DstmOptionSpec<{ id: number; part: number; parts: number }> = {
+  code: OptionCode.SNAPSHOT_PART,
+  name: "SNAPSHOT_PART",
+  minLength: 8,
+  maxLength: 8,
+  repeatable: false,
+  encodingLength: (msg) => (msg.snapshot === undefined ? 0 : 10),
+  prepare(msg) {
+    if (msg.snapshot === undefined) return undefined;
+    const { id, part, parts } = msg.snapshot;
+    if (!isUint32(id) || !isUint16(part) || !isUint16(parts) || part >= parts) {
+      throw new RangeError(`snapshot id ${id} part ${part} of ${parts} is invalid`);
+    }
+    return msg.snapshot;
+  },
+  write({ id, part, parts }, buf, at) {
+    let p = writeU32(buf, putOptionHead(buf, at, OptionCode.SNAPSHOT_PART, 8), id);
+    p = writeU16(buf, p, part);
+    return writeU16(buf, p, parts);
+  },
+  read(buf, v, _len, msg) {
+    msg.snapshot = { id: readU32(buf, v), part: readU16(buf, v + 4), parts: readU16(buf, v + 6) };
+    return undefined;
+  },
+};
+
+/**
+ * BINDING (11, repeatable): one binding, host IPv4 (4) + host IPv6 (16) + port set (4, as
+ * PORT_SET); each occurrence is checked (unicast addresses, a valid port set).
+ */
+export const bindingOption: DstmOptionSpec<{ binding: WireBinding; host6: Uint8Array }[]> = {
+  code: OptionCode.BINDING,
+  name: "BINDING",
+  minLength: 24,
+  maxLength: 24,
+  repeatable: true,
+  encodingLength: (msg) => 26 * (msg.bindings?.length ?? 0),
+  prepare(msg) {
+    const list = msg.bindings?.map((binding) => {
+      checkIPv4("binding host4", binding.host4);
+      checkPortSet(binding.portSet);
+      return { binding, host6: parseUnicastIPv6("binding host6", binding.host6) };
+    });
+    return list && list.length > 0 ? list : undefined;
+  },
+  write(list, buf, at) {
+    let p = at;
+    for (const { binding, host6 } of list) {
+      p = writeU32(buf, putOptionHead(buf, p, OptionCode.BINDING, 24), binding.host4);
+      p = putBytes(buf, p, host6);
+      p = putPortSet(buf, p, binding.portSet);
+    }
+    return p;
+  },
+  read(buf, v, _len, msg) {
+    const host4 = readU32(buf, v);
+    if (host4 === 0 || host4 === 0xffffffff || buf[v + 4] === 0xff || isZero(buf, v + 4, 16)) {
+      return { code: "bad-address", message: "BINDING holds an unusable address" };
+    }
+    const portSet = readPortSet(buf, v + 20);
+    if (typeof portSet === "string") return { code: "bad-port-set", message: `BINDING ${portSet}` };
+    const binding: WireBinding = { host4, host6: formatIPv6(buf, v + 4), portSet };
+    msg.bindings = msg.bindings ? [...msg.bindings, binding] : [binding];
+    return undefined;
+  },
+};
