@@ -1073,6 +1073,16 @@ export class AllocationEngine {
       // Another server changed these rows first: take them as they are stored now.
       this.#conflicts++;
       this.absorb(error.rows);
+      // A slot reserved at another server, not yet heard of here: learn it now, so that the
+      // retry does not pick it again (each retry would conflict on it the same way).
+      for (const r of error.reservations) {
+        const before = this.#reservations.ofHost(r.host6);
+        const other = this.#reservations.ofKey(leaseKey(r.ipv4, r.psid));
+        if (other && other.host6 !== r.host6) this.#reservations.delete(other.host6);
+        this.#reservations.set(r);
+        if (before) this.#settleSlot(before.ipv4, before.psid);
+        this.#settleSlot(r.ipv4, r.psid);
+      }
       for (const key of error.missing) {
         const before = this.#rows.get(key);
         if (!before) continue;

@@ -206,11 +206,14 @@ export class LeaseConflictError extends Error {
   /**
    * @param rows the stored rows now under the batch's keys and the active rows of its hosts
    * @param missing the batch's keys that have no row now
+   * @param reservations the stored reservations of the batch's keys (stores that keep them):
+   *   a server that had not learned of one learns it here, instead of picking the slot again
    */
   constructor(
     message: string,
     readonly rows: readonly Lease[] = [],
     readonly missing: readonly number[] = [],
+    readonly reservations: readonly Reservation[] = [],
   ) {
     super(message);
   }

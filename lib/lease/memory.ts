@@ -120,19 +120,27 @@ export class MemoryLeaseStore implements LeaseStore {
     return Promise.resolve();
   }
 
-  /** As PostgreSQL reports it: the rows stored now under the batch's keys and for its hosts. */
+  /**
+   * As PostgreSQL reports it: the rows stored now under the batch's keys and for its hosts,
+   * and the reservations of its keys.
+   */
   #conflict(message: string, ops: readonly LeaseOp[]): LeaseConflictError {
     const rows: Lease[] = [];
     const missing: number[] = [];
+    const reservations: Reservation[] = [];
     for (const op of ops) {
       const key = op.op === "put" ? leaseKey(op.lease.ipv4, op.lease.portSet.psid) : op.key;
+      const reservedFor = this.#reservedFor(key);
+      const reservation =
+        reservedFor === undefined ? undefined : this.#reservations.get(reservedFor);
+      if (reservation) reservations.push(reservation);
       const row = this.#rows.get(key);
       if (row) rows.push(row);
       else missing.push(key);
       const held = op.op === "put" ? this.#activeByHost.get(leaseHolder(op.lease)) : undefined;
       if (held !== undefined && held !== key) rows.push(this.#rows.get(held) as Lease);
     }
-    return new LeaseConflictError(message, rows, missing);
+    return new LeaseConflictError(message, rows, missing, reservations);
   }
 
   /** Every reservation in key order. */

@@ -468,10 +468,21 @@ export class PostgresLeaseStore implements LeaseStore {
       )) as _Row[];
       const leases = rows.map(_toLease);
       const found = new Set(leases.map((l) => leaseKey(l.ipv4, l.portSet.psid)));
+      // A reservation made at another server refuses the slot (dstm_reserved_check): say which.
+      const reserved = (await this.#sql.unsafe(
+        `SELECT host6, ipv4, psid, created_at FROM dstm_reservations WHERE key = ANY($1::bigint[])`,
+        [this.#sql.array([...keys], "INT8")],
+      )) as Record<string, string | number>[];
       return new LeaseConflictError(
         `another server changed ${keys.size === 1 ? "this lease" : "one of these leases"} first`,
         leases,
         [...keys].filter((k) => !found.has(k)),
+        reserved.map((r) => ({
+          host6: String(r.host6),
+          ipv4: Number(r.ipv4),
+          psid: Number(r.psid),
+          createdAt: Number(r.created_at),
+        })),
       );
     } catch (error) {
       return new LeaseConflictError(
