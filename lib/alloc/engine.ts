@@ -1021,11 +1021,17 @@ export class AllocationEngine {
 
   /**
    * Runs a decision; when another server won the write (the rows it wrote are in memory
-   * now), decides again, up to {@link CONFLICT_RETRIES} times.
+   * now), decides again, up to {@link CONFLICT_RETRIES} times, after a random wait of up to
+   * 2^i ms (i = the retry, at most 64 ms): one conflicting op fails its whole group-commit
+   * batch, so two busy servers retrying at once would meet again in their next batches; the
+   * jitter lets one batch land first (exponential backoff with full jitter).
    */
   async #retry(decide: () => Promise<EngineResult>): Promise<EngineResult> {
     let result = await decide();
     for (let i = 0; i < CONFLICT_RETRIES && _conflicted.has(result); i++) {
+      if (this.#closed) break;
+      const waitMs = Math.random() * Math.min(64, 2 ** i);
+      await new Promise((resolve) => setTimeout(resolve, waitMs));
       if (this.#closed) break;
       result = await decide();
     }
