@@ -95,7 +95,7 @@ describe("dstm command line", () => {
     const first = spawnDstm(["server", "--pool", "192.0.2.0/24", ...base]);
     try {
       const port = listenPort(await first.waitFor(/ start /));
-      const { code, stderr } = await runDstm([
+      const { code, stdout, stderr } = await runDstm([
         "server",
         "--pool",
         "192.0.2.0/24",
@@ -105,6 +105,8 @@ describe("dstm command line", () => {
       ]);
       expect(code).toBe(1);
       expect(stderr).toMatch(/port is in use/);
+      // It never started, so it does not log `stop` either (a newcomer read that as a crash).
+      expect(`${stdout}${stderr}`).not.toMatch(/ stop\b/);
     } finally {
       first.proc.kill("SIGTERM");
       await first.exited;

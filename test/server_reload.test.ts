@@ -311,7 +311,7 @@ describe("dstm server: SIGHUP and `dstm server reload`", () => {
     writeFileSync(file, config("198.51.100.0/28"));
     server.proc.kill("SIGHUP");
     expect(await server.waitFor(/ reload reason=SIGHUP/)).toMatch(
-      /changed=pool pools=198\.51\.100\.0\/28 leases=14/,
+      /changed=pool pools=198\.51\.100\.0\/28 capacity=14/,
     );
     writeFileSync(file, config("198.51.100.0/27"));
     const ok = await runDstm(["server", "reload", "--control", control]);

@@ -186,7 +186,7 @@ export function applyReload(
     reason,
     changed: plan.changed.join(",") || "nothing",
     pools: stats.map((p) => p.pool).join(","),
-    leases: stats.reduce((n, p) => n + p.size, 0),
+    capacity: stats.reduce((n, p) => n + p.size, 0),
     active: stats.reduce((n, p) => n + p.active, 0),
     orphaned: orphans,
   });

@@ -148,6 +148,7 @@ export class DstmServer {
       await engine.start();
       server = new DstmServer(engine, store, metrics, config.log);
       await server.#open(config);
+      server.#started = true;
       return server;
     } catch (error) {
       if (server) await server.stop();
@@ -433,6 +434,9 @@ export class DstmServer {
     return this.#stopped;
   }
 
+  /** Start completed (its `start` line written): only then does stop say `stop`. */
+  #started = false;
+
   async #stop(): Promise<void> {
     this.#stopping = true;
     await this.#sweeper?.stop();
@@ -445,7 +449,8 @@ export class DstmServer {
     for (const endpoint of this.#http) endpoint.close();
     await this.engine.close();
     await this.#store.close();
-    this.#log.info("stop", {});
+    // A start that failed (a port in use…) says why, and was never a running server.
+    if (this.#started) this.#log.info("stop", {});
     this.#log.flush();
   }
 }

@@ -36,7 +36,7 @@ export function logStart(log: Logger, config: ServerConfig, facts: StartFacts): 
     listen: facts.listen,
     pools: pools.map((p) => p.pool).join(","),
     addresses: pools.reduce((n, p) => n + p.addresses, 0),
-    leases: pools.reduce((n, p) => n + p.size, 0),
+    capacity: pools.reduce((n, p) => n + p.size, 0),
     active: pools.reduce((n, p) => n + p.active, 0),
     store: facts.store ?? (config.db ? `sqlite:${config.db}` : "memory"),
     auth: facts.keys !== undefined ? `${facts.keys} key(s)` : "off",
