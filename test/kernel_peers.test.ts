@@ -16,6 +16,7 @@ import { createNetns, type Netns, vethPair } from "../lib/sys/netns.ts";
 import { clientCounters } from "./helpers/daemon.ts";
 import { announceSkip, netnsSkipReason } from "./helpers/netns.ts";
 import { BUN, type DstmProcess, ROOT, spawnDstm } from "./helpers/process.ts";
+import { seg6Host } from "./helpers/seg6_host.ts";
 import { waitUntil } from "./helpers/wait.ts";
 
 const skip =
@@ -122,37 +123,13 @@ describe.skipIf(skip !== null)("kernel 4over6 peers with checksum offload on", (
     const { host, tep, web } = tepBetween(["h0", "t0", "t1"], "2001:db8:1::11", "2001:db8:1::1");
     offloadsOn(host, "h0");
     // The host: IPv4 198.51.100.10, tunnel address 2001:db8:1::10 (the End.DX4 SID).
-    host.addAddress("lo", "198.51.100.10/32");
-    host.ip("sr", "tunsrc", "set", "2001:db8:1::10");
-    host.ip(
-      "route",
-      "add",
-      "192.0.2.0/24",
-      "encap",
-      "seg6",
-      "mode",
-      "encap.red",
-      "segs",
-      "2001:db8:1::1",
-      "dev",
-      "h0",
-      "src",
-      "198.51.100.10",
-    );
-    host.ip(
-      "-6",
-      "route",
-      "add",
-      "2001:db8:1::10/128",
-      "encap",
-      "seg6local",
-      "action",
-      "End.DX4",
-      "nh4",
-      "0.0.0.0",
-      "dev",
-      "h0",
-    );
+    seg6Host(host, {
+      ipv4: "198.51.100.10",
+      sid: "2001:db8:1::10",
+      tep6: "2001:db8:1::1",
+      route4: "192.0.2.0/24",
+      dev: "h0",
+    });
     tep.addRoute("2001:db8:1::10/128", "via", "2001:db8:1::11");
     const socket = join(dir, "tep.sock");
     const tepProc = spawnDstmIn(tep, [

@@ -24,6 +24,7 @@ import type { WireBinding } from "../lib/wire/dstm_types.ts";
 import { type Daemon, metric, spawnDaemon, until } from "./helpers/daemon.ts";
 import { announceSkip, netnsSkipReason } from "./helpers/netns.ts";
 import { BUN, ROOT } from "./helpers/process.ts";
+import { seg6Host } from "./helpers/seg6_host.ts";
 
 const WHOLE = { offset: 0, psidLength: 0, psid: 0 };
 const b = (ipv4: string, host6: string, portSet = WHOLE): WireBinding => ({
@@ -109,38 +110,13 @@ describe.skipIf(skip !== null)("dstm tep: static bindings on reload, with a real
     web.addAddress("w0", "192.0.2.80/24");
     web.addRoute("default", "via", "192.0.2.1");
     // The host's kernel: IPv4 198.51.100.40 out in seg6 encap.red from 2001:db8:1::10, in by End.DX4.
-    host.up("lo");
-    host.addAddress("lo", "198.51.100.40/32");
-    host.ip("sr", "tunsrc", "set", "2001:db8:1::10");
-    host.ip(
-      "route",
-      "add",
-      "192.0.2.0/24",
-      "encap",
-      "seg6",
-      "mode",
-      "encap.red",
-      "segs",
-      "2001:db8:1::1",
-      "dev",
-      "h0",
-      "src",
-      "198.51.100.40",
-    );
-    host.ip(
-      "-6",
-      "route",
-      "add",
-      "2001:db8:1::10/128",
-      "encap",
-      "seg6local",
-      "action",
-      "End.DX4",
-      "nh4",
-      "0.0.0.0",
-      "dev",
-      "h0",
-    );
+    seg6Host(host, {
+      ipv4: "198.51.100.40",
+      sid: "2001:db8:1::10",
+      tep6: "2001:db8:1::1",
+      route4: "192.0.2.0/24",
+      dev: "h0",
+    });
     tepNs.addRoute("2001:db8:1::10/128", "via", "2001:db8:1::11");
     server = dstm([
       "server",
