@@ -232,6 +232,7 @@ describe("Dhcp4o6Client against a fake 4o6 server", () => {
     expect(acks).toBe(1);
     // The client service starts renewing at T1, not at half the lease.
     expect(lease.renewAt! - lease.obtainedAt).toBe(1000);
+    // The wait is the behaviour under test: the renewal goes out at T1, so T1 must pass.
     await Bun.sleep(Math.max(0, lease.renewAt! - Date.now()));
     const error = await client.request(lease.ipv4).catch((e: unknown) => e);
     const ended = Date.now();

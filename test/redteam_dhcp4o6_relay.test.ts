@@ -25,6 +25,7 @@ import { capturedLog } from "./helpers/captured_log.ts";
 import { dhcp4Message, dhcp4o6Query } from "./helpers/dhcp4.ts";
 import { startEngine } from "./helpers/engine.ts";
 import { runDstm } from "./helpers/process.ts";
+import { eventually } from "./helpers/wait.ts";
 
 const SERVER_ID = parseIPv4("192.0.2.1")!;
 const VICTIM = "2001:db8:4::a1";
@@ -202,11 +203,16 @@ describe("dstm server --dhcp4o6-relay", () => {
         protocol: "dhcp4o6",
         reason: "not-allowed",
       });
-    // Polled with a deadline: an answer, or the refusal counted.
-    for (let i = 0; i < 200 && answers === 0 && refused() === 0; i++) {
-      if (i % 50 === 0) ep.send(forw, "::1", server.dhcp4o6Port);
-      await Bun.sleep(10);
-    }
+    // Polled with a deadline: an answer, or the refusal counted (the query sent again every
+    // 50 looks, as a relay would retransmit).
+    let looks = 0;
+    await eventually(
+      () => {
+        if (looks++ % 50 === 0) ep.send(forw, "::1", server.dhcp4o6Port);
+        return answers > 0 || refused() > 0;
+      },
+      { timeoutMs: 2000, intervalMs: 10 },
+    );
     log.flush();
     return { answers, refused: refused(), log: lines.join("") };
   }

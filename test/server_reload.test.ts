@@ -175,14 +175,18 @@ describe("DstmServer.reload", () => {
       const chaddr = Uint8Array.of(2, 0, 0, 0, 0x77, client);
       const discover = dhcp4Message(Dhcp4MessageType.DISCOVER, {}, { xid: client, chaddr });
       ep.send(dhcp4o6Query(discover), "::1", s.server.dhcp4o6Port);
-      for (let i = 0; i < 100; i++) {
-        for (const raw of answers) {
-          const r = decodeDhcp4o6(raw);
-          if (r.ok && r.value.dhcp4.xid === client) return formatIPv4(r.value.dhcp4.yiaddr);
-        }
-        await Bun.sleep(20);
-      }
-      return null;
+      let yiaddr: string | null = null;
+      await eventually(
+        () => {
+          for (const raw of answers) {
+            const r = decodeDhcp4o6(raw);
+            if (r.ok && r.value.dhcp4.xid === client) yiaddr = formatIPv4(r.value.dhcp4.yiaddr);
+          }
+          return yiaddr !== null;
+        },
+        { timeoutMs: 2000, intervalMs: 20 },
+      );
+      return yiaddr;
     };
     expect(await offered(1)).toMatch(/^203\.0\.113\./); // ::1 is pool B's link
     s.set({ pools: linked(["::1/128"], ["2001:db8:77::/64"]), dhcp4o6 });

@@ -347,8 +347,7 @@ describe.skipIf(skip !== null)("dstm server --tep-key reload with real server an
     await tep.waitFor(/ tep-start /);
     const refused = async () =>
       metric(await serverMetrics(), "dstm_tep_refused_total", { reason: "auth-unknown-key" });
-    const deadline = Date.now() + 30_000;
-    while ((await refused()) < 1 && Date.now() < deadline) await Bun.sleep(200);
+    await eventually(async () => (await refused()) >= 1, { timeoutMs: 30_000, intervalMs: 200 });
     expect(await refused()).toBeGreaterThanOrEqual(1);
     expect(await server.waitFor(/WARN tep-reject reason=auth-unknown-key type=sync/)).toBeTruthy();
   }, 180_000);

@@ -18,6 +18,7 @@ import { type Dhcp4Message, Dhcp4MessageType } from "../../lib/wire/dhcp4.ts";
 import { Dhcp6MessageType, decodeDhcp4o6, encodeDhcp4o6 } from "../../lib/wire/dhcp4o6.ts";
 import { encodeDhcp6Relay, unwrapRelays } from "../../lib/wire/dhcp6_relay.ts";
 import { dhcp4Message } from "../helpers/dhcp4.ts";
+import { eventually } from "../helpers/wait.ts";
 
 interface Case {
   name: string;
@@ -63,18 +64,21 @@ function wrap(c: Case, dhcp4: Dhcp4Message): Uint8Array {
 
 /** The DHCPv4 answer with `xid` and one of `types`, once it is there, or null after WAIT_MS. */
 async function answer(xid: number, ...types: number[]): Promise<Dhcp4Message | null> {
-  const deadline = Date.now() + WAIT_MS;
-  for (;;) {
-    for (const data of received) {
-      const opened = unwrapRelays(data, 13);
-      if (!opened.ok) continue;
-      const r = decodeDhcp4o6(opened.value.inner);
-      if (r.ok && r.value.dhcp4.xid === xid && types.includes(r.value.dhcp4.options.messageType))
-        return r.value.dhcp4;
-    }
-    if (Date.now() > deadline) return null;
-    await Bun.sleep(20);
-  }
+  let found: Dhcp4Message | null = null;
+  await eventually(
+    () => {
+      for (const data of received) {
+        const opened = unwrapRelays(data, 13);
+        if (!opened.ok) continue;
+        const r = decodeDhcp4o6(opened.value.inner);
+        if (r.ok && r.value.dhcp4.xid === xid && types.includes(r.value.dhcp4.options.messageType))
+          found = r.value.dhcp4;
+      }
+      return found !== null;
+    },
+    { timeoutMs: WAIT_MS, intervalMs: 20 },
+  );
+  return found;
 }
 
 const out: Record<string, { offer: string | null; ack: string | null }> = {};

@@ -26,6 +26,7 @@ import {
   DstmTransport,
 } from "../../lib/client/protocol.ts";
 import { formatIPv4 } from "../../lib/net/addr.ts";
+import { waitUntil } from "../helpers/wait.ts";
 
 const [mode, serverList = "", ...rest] = process.argv.slice(2);
 const servers = serverList.split(",");
@@ -74,16 +75,20 @@ if (mode === "plan") {
           held.set(h, lease.ipv4);
           leases[h] = formatIPv4(lease.ipv4);
         } else {
-          // Through the other server: it may not have heard of the lease yet (NOTIFY).
-          for (let tries = 1; ; tries++) {
-            try {
-              await client.release(held.get(h)!);
-              break;
-            } catch (error) {
-              if (!(error instanceof DstmRefusedError) || tries >= 50) throw error;
-              await Bun.sleep(100);
-            }
-          }
+          // Through the other server: it may not have heard of the lease yet (NOTIFY), so
+          // a refusal is asked again until a deadline; any other error ends the run.
+          await waitUntil(
+            async () => {
+              try {
+                await client.release(held.get(h)!);
+                return true;
+              } catch (error) {
+                if (error instanceof DstmRefusedError) return false;
+                throw error;
+              }
+            },
+            { timeoutMs: 5000, intervalMs: 100, what: `the release of ${h} at the other server` },
+          );
           delete leases[h];
         }
       }),
@@ -108,6 +113,8 @@ if (mode === "plan") {
     let current = n % transports.length;
     let lease: ClientLease | undefined;
     for (let round = 0; round <= Number(renewalsText) && Date.now() < deadline; round++) {
+      // The renewal interval is the load's shape (a host renews every so often), not a wait
+      // for state.
       if (round > 0) await Bun.sleep(Number(intervalText));
       const start = Date.now();
       try {
