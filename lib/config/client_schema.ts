@@ -7,7 +7,13 @@ import * as v from "valibot";
 import { DEFAULT_NAPT_TIMEOUTS } from "../tunnel/napt.ts";
 import { DHCP6_SERVER_PORT } from "../wire/dhcp4o6.ts";
 import { DSTM_PORT } from "../wire/dstm_types.ts";
-import { COMMON_SETTINGS, KEY_OVERLAP_SETTING, runtimeSocketDoc } from "./common_schema.ts";
+import {
+  COMMON_SETTINGS,
+  KEY_OVERLAP_SETTING,
+  METRICS_SETTING,
+  runtimeSocketDoc,
+  tunnelSettings,
+} from "./common_schema.ts";
 import type { Setting, SettingSchema } from "./setting.ts";
 
 const napt = (name: string, doc: string, seconds: number): Setting => ({
@@ -88,27 +94,11 @@ const settings: Setting[] = [
     doc: "DTI MTU",
     defaultDoc: "IPv6 link MTU − 40",
   },
-  {
-    name: "mss-clamp",
-    kind: { type: "bool" },
-    negatable: true,
-    doc: "clamp the MSS of TCP SYNs to the path MTU towards the TEP (RFC 4459 §3.2; on unless --no-mss-clamp)",
-    offDoc: "leave the MSS of TCP SYNs alone",
-  },
-  {
-    name: "offload",
-    kind: { type: "bool" },
-    negatable: true,
-    doc: "DTI offloads (IFF_VNET_HDR: TCP super-packets cut into checked segments, GRO of checked segments) and batched socket I/O (recvmmsg/sendmmsg); on unless --no-offload",
-    offDoc: "one packet per system call: no DTI offloads and no batched socket I/O",
-  },
-  {
-    name: "dscp",
-    kind: { type: "string" },
-    arg: "<copy|n>",
-    doc: "outer DSCP: copy the inner one (RFC 2983), or a fixed 0–63",
-    default: "copy",
-  },
+  ...tunnelSettings({
+    device: "DTI",
+    peer: "the TEP",
+    superPackets: "TCP super-packets cut into checked segments",
+  }),
   {
     name: "on-demand",
     kind: { type: "bool" },
@@ -162,12 +152,7 @@ const settings: Setting[] = [
     doc: "status socket for `dstm client status`",
     defaultDoc: runtimeSocketDoc("client-IFNAME.sock"),
   },
-  {
-    name: "metrics",
-    kind: { type: "string" },
-    arg: "<addr:port>",
-    doc: "serve Prometheus metrics on http://ADDR:PORT/metrics (docs/metrics.md)",
-  },
+  METRICS_SETTING,
   ...COMMON_SETTINGS,
 ];
 

@@ -24,6 +24,49 @@ export const KEY_OVERLAP_SETTING: Setting = {
   reloadable: true,
 };
 
+/** `--metrics` of the server, the TEP and the client (docs/metrics.md). */
+export const METRICS_SETTING: Setting = {
+  name: "metrics",
+  kind: { type: "string" },
+  arg: "<addr:port>",
+  doc: "serve Prometheus metrics on http://ADDR:PORT/metrics (docs/metrics.md)",
+};
+
+/**
+ * The tunnel settings the TEP and the client share: `--mss-clamp` (RFC 4459 §3.2, towards
+ * `peer`), `--offload` (of the `device`: the client's DTI, the TEP's TUN; `superPackets` says
+ * what it does with TCP super-packets) and `--dscp` (RFC 2983).
+ */
+export function tunnelSettings(o: {
+  readonly device: string;
+  readonly peer: string;
+  readonly superPackets: string;
+}): Setting[] {
+  return [
+    {
+      name: "mss-clamp",
+      kind: { type: "bool" },
+      negatable: true,
+      doc: `clamp the MSS of TCP SYNs to the path MTU towards ${o.peer} (RFC 4459 §3.2; on unless --no-mss-clamp)`,
+      offDoc: "leave the MSS of TCP SYNs alone",
+    },
+    {
+      name: "offload",
+      kind: { type: "bool" },
+      negatable: true,
+      doc: `${o.device} offloads (IFF_VNET_HDR: ${o.superPackets}, GRO of checked segments) and batched socket I/O (recvmmsg/sendmmsg); on unless --no-offload`,
+      offDoc: `one packet per system call: no ${o.device} offloads and no batched socket I/O`,
+    },
+    {
+      name: "dscp",
+      kind: { type: "string" },
+      arg: "<copy|n>",
+      doc: "outer DSCP: copy the inner one (RFC 2983), or a fixed 0–63",
+      default: "copy",
+    },
+  ];
+}
+
 export const COMMON_SETTINGS: readonly Setting[] = [
   {
     name: "log-format",

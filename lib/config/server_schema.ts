@@ -12,7 +12,7 @@ import { ADMISSION_DEFAULTS } from "../server/admission.ts";
 import { DHCP4O6_IDENTITY_MODES } from "../server/dhcp4o6_identity.ts";
 import { TEP_CONTROL_PORT } from "../server/tep_sync.ts";
 import { DSTM_PORT } from "../wire/dstm_types.ts";
-import { COMMON_SETTINGS, runtimeSocketDoc } from "./common_schema.ts";
+import { COMMON_SETTINGS, METRICS_SETTING, runtimeSocketDoc } from "./common_schema.ts";
 import type { Setting, SettingSchema } from "./setting.ts";
 
 /** One `[[pool]]` table (or a bare CIDR string). */
@@ -154,12 +154,7 @@ const settings: Setting[] = [
     offDoc: "do not open a control socket (TOML: control = false)",
     defaultDoc: runtimeSocketDoc("server.sock"),
   },
-  {
-    name: "metrics",
-    kind: { type: "string" },
-    arg: "<addr:port>",
-    doc: "serve Prometheus metrics on http://ADDR:PORT/metrics (docs/metrics.md)",
-  },
+  METRICS_SETTING,
   {
     name: "tep-port",
     kind: { type: "int" },

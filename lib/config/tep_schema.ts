@@ -7,7 +7,13 @@ import * as v from "valibot";
 import { TEP_CONTROL_PORT } from "../server/tep_sync.ts";
 import { DEFAULT_MAX_BINDINGS, SERVER_ROOM } from "../tep/binding_file.ts";
 import { DSTM_PORT } from "../wire/dstm_types.ts";
-import { COMMON_SETTINGS, KEY_OVERLAP_SETTING, runtimeSocketDoc } from "./common_schema.ts";
+import {
+  COMMON_SETTINGS,
+  KEY_OVERLAP_SETTING,
+  METRICS_SETTING,
+  runtimeSocketDoc,
+  tunnelSettings,
+} from "./common_schema.ts";
 import type { Setting, SettingSchema } from "./setting.ts";
 
 const settings: Setting[] = [
@@ -103,27 +109,11 @@ const settings: Setting[] = [
     doc: "ICMP errors per second at most",
     default: "100",
   },
-  {
-    name: "mss-clamp",
-    kind: { type: "bool" },
-    negatable: true,
-    doc: "clamp the MSS of TCP SYNs to the path MTU towards the host (RFC 4459 §3.2; on unless --no-mss-clamp)",
-    offDoc: "leave the MSS of TCP SYNs alone",
-  },
-  {
-    name: "offload",
-    kind: { type: "bool" },
-    negatable: true,
-    doc: "TUN offloads (IFF_VNET_HDR: TCP super-packets, GRO of checked segments) and batched socket I/O (recvmmsg/sendmmsg); on unless --no-offload",
-    offDoc: "one packet per system call: no TUN offloads and no batched socket I/O",
-  },
-  {
-    name: "dscp",
-    kind: { type: "string" },
-    arg: "<copy|n>",
-    doc: "outer DSCP: copy the inner one (RFC 2983), or a fixed 0–63",
-    default: "copy",
-  },
+  ...tunnelSettings({
+    device: "TUN",
+    peer: "the host",
+    superPackets: "TCP super-packets",
+  }),
   {
     name: "max-bindings",
     kind: { type: "int" },
@@ -147,12 +137,7 @@ const settings: Setting[] = [
     defaultDoc: runtimeSocketDoc("tep.sock"),
     deprecated: ["stats"],
   },
-  {
-    name: "metrics",
-    kind: { type: "string" },
-    arg: "<addr:port>",
-    doc: "serve Prometheus metrics on http://ADDR:PORT/metrics (docs/metrics.md)",
-  },
+  METRICS_SETTING,
   ...COMMON_SETTINGS,
 ];
 
