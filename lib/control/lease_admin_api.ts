@@ -10,9 +10,17 @@
  *
  * @module
  */
-import type { Lease, LeaseState, Reservation } from "../lease/lease.ts";
-import { canonicalIPv6, formatIPv4, parseIPv4, parseIPv6 } from "../net/addr.ts";
-import { parseIPv4Prefix } from "../net/prefix.ts";
+import type { Lease, Reservation } from "../lease/lease.ts";
+import { canonicalIPv6, formatIPv4, parseIPv6 } from "../net/addr.ts";
+import { exportLeases } from "./lease_export.ts";
+import {
+  BadRequest,
+  decodeSegment,
+  optionalPsid,
+  parseAddress,
+  parseLeaseFilter,
+  parseLimit,
+} from "./lease_params.ts";
 import {
   formatCursor,
   type LeaseFilter,
@@ -20,13 +28,11 @@ import {
   matchesFilter,
   parseCursor,
 } from "./lease_query.ts";
-import { type LeaseJson, leaseToJson } from "./lease_view.ts";
+import { leaseToJson } from "./lease_view.ts";
 
-/** Rows per page when `limit` is absent, and the most a page may hold. */
-export const PAGE_DEFAULT = 1000;
-export const PAGE_MAX = 10_000;
-/** Rows per chunk of an export stream. */
-export const EXPORT_CHUNK = 1000;
+export { EXPORT_CHUNK } from "./lease_export.ts";
+export { BadRequest, PAGE_DEFAULT, PAGE_MAX, parseLeaseFilter } from "./lease_params.ts";
+
 /** Longest lease an administrator may add (s): ten years. */
 export const MAX_ADMIN_LEASE_SECONDS = 10 * 365 * 86_400;
 
@@ -66,19 +72,6 @@ export interface LeaseAdminSource {
   refused(action: string, reason: string, message: string): void;
 }
 
-/** Bad input to a lease route: a 400 with this one-line message; `reason` labels the count. */
-export class BadRequest extends Error {
-  override name = "BadRequest";
-  constructor(
-    readonly reason: string,
-    message: string,
-  ) {
-    super(message);
-  }
-}
-
-const STATES: ReadonlySet<string> = new Set(["active", "released", "expired"]);
-
 /**
  * Answers a lease route, or returns undefined when `url` is none of them:
  *
@@ -102,7 +95,7 @@ export function leaseRoute(
     if (path === "/v1/leases" && method === "GET") return list(admin, url.searchParams);
     if (path === "/v1/leases/export" && method === "GET") {
       action = "export";
-      return exportLeases(admin, url.searchParams);
+      return exportLeases(admin.rows(), url.searchParams, (q) => parseFilter(admin, q));
     }
     if (path === "/v1/leases" && method === "POST") {
       action = "add";
@@ -232,132 +225,8 @@ async function add(admin: LeaseAdminSource, request: Request): Promise<Response>
   }
 }
 
-/**
- * The export: every row the filters select, as NDJSON (one {@link LeaseJson} per line,
- * default) or CSV (a header line, then one row per lease), streamed in chunks of
- * {@link EXPORT_CHUNK} rows: the server makes the next chunk only when the reader took the
- * last, and answers other requests in between. Rows come in table order, not sorted; each
- * row present from start to end appears once, as it was when its chunk was made.
- */
-function exportLeases(admin: LeaseAdminSource, params: URLSearchParams): Response {
-  const format = params.get("format") ?? "ndjson";
-  if (format !== "ndjson" && format !== "csv")
-    throw new BadRequest("bad-format", `format: "${format}" is not ndjson or csv`);
-  if (!params.has("state") && !params.has("all")) params.set("state", "all");
-  const filter = parseFilter(admin, params);
-  const rows = admin.rows()[Symbol.iterator]();
-  const encoder = new TextEncoder();
-  let header = format === "csv";
-  const stream = new ReadableStream<Uint8Array>({
-    pull(controller) {
-      let text = "";
-      if (header) {
-        text += `${CSV_COLUMNS.join(",")}\n`;
-        header = false;
-      }
-      for (let n = 0; n < EXPORT_CHUNK; ) {
-        const next = rows.next();
-        if (next.done) {
-          if (text) controller.enqueue(encoder.encode(text));
-          controller.close();
-          return;
-        }
-        if (!matchesFilter(next.value, filter, parseIPv6)) continue;
-        const view = leaseToJson(next.value);
-        text += format === "csv" ? csvLine(view) : `${JSON.stringify(view)}\n`;
-        n++;
-      }
-      controller.enqueue(encoder.encode(text));
-    },
-  });
-  return new Response(stream, {
-    headers: {
-      "content-type": format === "csv" ? "text/csv; charset=utf-8" : "application/x-ndjson",
-    },
-  });
-}
-
-const CSV_COLUMNS = [
-  "hostIPv4",
-  "hostIPv6",
-  "tepIPv4",
-  "tepIPv6",
-  "portSet",
-  "pool",
-  "identity",
-  "state",
-  "grantedAt",
-  "expiresAt",
-] as const;
-
-function csvLine(view: LeaseJson): string {
-  // Every field is an address, a port set, a state, an ISO time or a pool name: no comma or
-  // quote can occur but in a pool name, which is quoted when it has one.
-  return `${CSV_COLUMNS.map((c) => {
-    const cell = String(view[c] ?? "");
-    return /[",\n]/.test(cell) ? `"${cell.replaceAll('"', '""')}"` : cell;
-  }).join(",")}\n`;
-}
-
 function parseFilter(admin: LeaseAdminSource, params: URLSearchParams): LeaseFilter {
   return parseLeaseFilter(params, (text) => poolName(admin, text));
-}
-
-/**
- * The filter of `address`, `prefix`, `host`, `identity`, `state` (default active; `all=1`: all) and
- * `pool` (through `resolvePool`, which may throw {@link BadRequest}). Throws BadRequest with
- * a one-line message on a malformed value.
- */
-export function parseLeaseFilter(
-  params: URLSearchParams,
-  resolvePool: (text: string) => string,
-): LeaseFilter {
-  const filter: {
-    -readonly [K in keyof LeaseFilter]: LeaseFilter[K];
-  } = {};
-  const address = params.get("address");
-  if (address !== null) filter.address = parseAddress(address);
-  const prefix = params.get("prefix");
-  if (prefix !== null) {
-    const p4 = parseIPv4Prefix(prefix);
-    const p6 = p4 ? null : parseIPv6Prefix(prefix);
-    if (p4) filter.prefix4 = p4;
-    else if (p6) filter.prefix6 = p6;
-    else
-      throw new BadRequest(
-        "bad-prefix",
-        `prefix: "${prefix}" is neither an IPv4 nor an IPv6 prefix (e.g. 192.0.2.0/28, 2001:db8:1::/48)`,
-      );
-  }
-  const host = params.get("host");
-  if (host !== null) {
-    const canonical = canonicalIPv6(host);
-    if (!canonical) throw new BadRequest("bad-host", `host: "${host}" is not an IPv6 address`);
-    filter.host = canonical;
-  }
-  const identity = params.get("identity");
-  if (identity !== null) {
-    // The stored form (lib/server/dhcp4o6_identity.ts): `id:HEX` or `hw:HTYPE:HEX`, hex in lower case.
-    const match = /^(id:(?:[0-9a-f]{2})+|hw:\d{1,3}:(?:[0-9a-f]{2})*)$/i.exec(identity);
-    if (!match)
-      throw new BadRequest(
-        "bad-identity",
-        `identity: "${identity}" is not a 4o6 client identity (id:HEX of option 61, or hw:HTYPE:HEX of chaddr, e.g. hw:1:02005e0000aa)`,
-      );
-    filter.identity = identity.toLowerCase();
-  }
-  const state = params.get("state") ?? (params.get("all") === "1" ? "all" : "active");
-  if (state !== "all") {
-    if (!STATES.has(state))
-      throw new BadRequest(
-        "bad-state",
-        `state: "${state}" is not active, released, expired or all`,
-      );
-    filter.state = state as LeaseState;
-  }
-  const pool = params.get("pool");
-  if (pool !== null) filter.pool = resolvePool(pool);
-  return filter;
 }
 
 /** A pool's name from its name or one of its CIDRs; 400 naming the pools when unknown. */
@@ -371,45 +240,6 @@ function poolName(admin: LeaseAdminSource, text: string): string {
   );
 }
 
-function parseLimit(text: string | null): number {
-  if (text === null || text === "") return PAGE_DEFAULT;
-  const limit = Number(text);
-  if (!/^\d{1,9}$/.test(text) || limit < 1 || limit > PAGE_MAX)
-    throw new BadRequest(
-      "bad-limit",
-      `limit: "${text}" must be a whole number from 1 to ${PAGE_MAX}`,
-    );
-  return limit;
-}
-
-/**
- * A path segment's text (RFC 3986 §2.1 percent-decoding); BadRequest on a malformed escape
- * such as `%ZZ` (decodeURIComponent's URIError would otherwise escape as an uncounted 500).
- */
-function decodeSegment(segment: string): string {
-  try {
-    return decodeURIComponent(segment);
-  } catch {
-    throw new BadRequest("bad-path", `"${segment}" has a malformed percent-escape (RFC 3986 §2.1)`);
-  }
-}
-
-function parseAddress(text: string): number {
-  const ipv4 = parseIPv4(text);
-  if (ipv4 === null) throw new BadRequest("bad-address", `"${text}" is not an IPv4 address`);
-  return ipv4;
-}
-
-function optionalPsid(text: string | null): number | undefined {
-  if (text === null || text === "") return undefined;
-  if (!/^\d{1,5}$/.test(text) || Number(text) > 65535)
-    throw new BadRequest(
-      "bad-psid",
-      `psid: "${text}" is not a PSID (a whole number from 0 to 65535)`,
-    );
-  return Number(text);
-}
-
 /** 400 when `psid` is beyond the share of the pool holding `ipv4`. */
 function checkPsid(admin: LeaseAdminSource, ipv4: number, psid: number): void {
   const share = admin.shareOf(ipv4);
@@ -418,15 +248,6 @@ function checkPsid(admin: LeaseAdminSource, ipv4: number, psid: number): void {
       "bad-psid",
       `psid ${psid} is out of range: the pool of ${formatIPv4(ipv4)} shares each address by ${share} (psid 0–${share - 1})`,
     );
-}
-
-function parseIPv6Prefix(text: string): { bytes: Uint8Array; length: number } | null {
-  const slash = text.indexOf("/");
-  if (slash < 0) return null;
-  const bytes = parseIPv6(text.slice(0, slash));
-  const lengthText = text.slice(slash + 1);
-  if (!bytes || !/^\d{1,3}$/.test(lengthText) || Number(lengthText) > 128) return null;
-  return { bytes, length: Number(lengthText) };
 }
 
 /** The JSON of a reservation. */
