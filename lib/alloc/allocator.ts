@@ -34,6 +34,7 @@ export type DiscoverOptions = {
   persist?: boolean;
 } & ClientScope;
 
+/** Decides DISCOVER and REQUEST (see the module doc); every method runs before its first await. */
 export class Allocator {
   readonly #index: LeaseIndex;
   readonly #rows: LeaseTable;
@@ -135,7 +136,7 @@ export class Allocator {
   }
 
   /**
-   * A new lease until `expiresAt` on the slot {@link #pick} finds, or `pool-exhausted`;
+   * A new lease until `expiresAt` on the slot #pick finds, or `pool-exhausted`;
    * `end` (the holder's lease, just ended in memory under `endKey`; −1 and undefined: none)
    * is written in the same batch. An offer that ends nothing stays in memory only.
    */

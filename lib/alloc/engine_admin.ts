@@ -32,6 +32,7 @@ import type { LeaseIndex } from "./lease_index.ts";
 import type { LeaseWriter } from "./lease_writer.ts";
 import type { PoolSlots } from "./slots.ts";
 
+/** The administrator's operations on the engine (see the module doc). */
 export class EngineAdmin {
   readonly #index: LeaseIndex;
   readonly #writer: LeaseWriter;

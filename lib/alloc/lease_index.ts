@@ -34,6 +34,10 @@ export type IndexOptions = Pick<
   "pools" | "maxLeasesPerPrefix" | "hostPrefixLength" | "maxLeasesPerSite" | "sitePrefixLength"
 >;
 
+/**
+ * The engine's memory (see the module doc). The deciding parts read its public fields (and
+ * keep the readonly ones in fields of their own); only {@link setRow} changes a row.
+ */
 export class LeaseIndex {
   #pools: PoolSlots[];
   #caps: PrefixCaps;

@@ -39,6 +39,7 @@ export interface LeaseWriterHooks {
   readonly onConflict: () => void;
 }
 
+/** Makes the changes of decisions durable, or undoes them (see the module doc). */
 export class LeaseWriter {
   readonly #index: LeaseIndex;
   readonly #rows: LeaseTable;

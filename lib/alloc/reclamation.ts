@@ -11,6 +11,7 @@ import { RECLAIM_DEFAULTS } from "./engine_types.ts";
 import type { LeaseIndex } from "./lease_index.ts";
 import type { LeaseWriter } from "./lease_writer.ts";
 
+/** Expires due leases in bounded slices (see the module doc). */
 export class Reclamation {
   readonly #index: LeaseIndex;
   readonly #writer: LeaseWriter;

@@ -21,6 +21,7 @@ import type { LeaseIndex } from "./lease_index.ts";
 import type { LeaseTable } from "./lease_table.ts";
 import type { LeaseWriter } from "./lease_writer.ts";
 
+/** Decides RELEASE, DECLINE and a withdrawn offer (see the module doc). */
 export class ReleasePaths {
   readonly #index: LeaseIndex;
   readonly #rows: LeaseTable;
