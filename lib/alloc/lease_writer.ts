@@ -1,0 +1,258 @@
+/**
+ * The allocation engine's write path (./engine.ts): decisions → memory → store.
+ *
+ * Each decision changes the memory index at once ({@link LeaseWriter.change}, ./lease_index.ts)
+ * and goes to the {@link LeaseStore} through a {@link GroupCommitter}; the caller's promise
+ * resolves only once the change is durable. If the write fails, every change not yet durable
+ * is undone (and the batch gathering behind it dropped, since it was decided on top of the
+ * failed one), so memory again equals the store, and the callers get `store-failed`.
+ *
+ * On a store shared by several servers (docs/scale-out.md) each put names the row it expects
+ * the store to hold (compare-and-set); a write another server won (LeaseConflictError) takes
+ * in the rows that server stored, and {@link LeaseWriter.retry} decides again.
+ *
+ * @module
+ */
+import { GroupCommitter } from "../lease/group_commit.ts";
+import {
+  type Lease,
+  LeaseConflictError,
+  type LeaseOp,
+  type LeaseStore,
+  leaseKey,
+  sameLease,
+} from "../lease/lease.ts";
+import { failure as _fail, rowKey as _key } from "./engine_rows.ts";
+import { CONFLICT_RETRIES, type EngineOutcome, type EngineResult } from "./engine_types.ts";
+import type { LeaseIndex } from "./lease_index.ts";
+import type { LeaseTable } from "./lease_table.ts";
+
+/** Results of writes another server won (retried by {@link LeaseWriter.retry}). */
+const _conflicted = new WeakSet<EngineResult>();
+
+export interface LeaseWriterHooks {
+  /** Told about every failed store write (not about a write another server won). */
+  readonly onStoreError?: (error: unknown) => void;
+  /** Told about every row taken in from the store that changed this engine's view. */
+  readonly onAbsorb?: (before: Lease | undefined, after: Lease | undefined) => void;
+  /** Told when a write another server won was undone (due leases may have come in with it). */
+  readonly onConflict: () => void;
+}
+
+/** Makes the changes of decisions durable, or undoes them (see the module doc). */
+export class LeaseWriter {
+  readonly #index: LeaseIndex;
+  readonly #rows: LeaseTable;
+  readonly #committer: GroupCommitter;
+  readonly #hooks: LeaseWriterHooks;
+  /** Keys with changes not yet durable → their durable row (undefined: none). */
+  readonly #inflight = new Map<number, Lease | undefined>();
+  /** Keys with a put submitted and not yet durable → the last row submitted (what the store will hold). */
+  readonly #submitted = new Map<number, Lease>();
+  /** Writes another server won (LeaseConflictError), for metrics. */
+  #conflicts = 0;
+  /** Bumped by every rollback; callbacks of older changes then know they were undone. */
+  #epoch = 0;
+  /** The store's rows are loaded (AllocationEngine.start): decisions may be made. */
+  started = false;
+  /** AllocationEngine.close was called: every new decision is refused. */
+  closed = false;
+
+  constructor(index: LeaseIndex, store: LeaseStore, hooks: LeaseWriterHooks) {
+    this.#index = index;
+    this.#rows = index.rows;
+    this.#committer = new GroupCommitter(store);
+    this.#hooks = hooks;
+  }
+
+  /** A refusal when the engine is not started or already closed, else undefined. */
+  refuse(): Promise<EngineResult> | undefined {
+    if (this.closed) return _fail("store-failed", "the allocation engine is shut down");
+    if (!this.started) {
+      return Promise.reject(new Error("AllocationEngine.start() has not been called"));
+    }
+    return undefined;
+  }
+
+  /** The hot path: one changed row. */
+  apply(key: number, lease: Lease, outcome: EngineOutcome): Promise<EngineResult> {
+    this.change(key, lease);
+    const epoch = this.#epoch;
+    return this.#committer.submit([this.put(key, lease)]).then(
+      (): EngineResult => {
+        this.#durable(key, lease);
+        return { ok: true, lease, outcome };
+      },
+      (error: unknown) => this.#failed(epoch, error),
+    );
+  }
+
+  /** The hot path's twin: `end` (already changed in memory) and a new lease in one batch. */
+  apply2(
+    endKey: number,
+    end: Lease,
+    key: number,
+    lease: Lease,
+    outcome: EngineOutcome,
+  ): Promise<EngineResult> {
+    this.change(key, lease);
+    const ops: LeaseOp[] = [this.put(endKey, end), this.put(key, lease)];
+    const success: EngineResult = { ok: true, lease, outcome };
+    return this.persist(ops, [endKey, key], [end, lease], success, (failure) => failure);
+  }
+
+  /** Changes memory now, remembering the durable row for a rollback. */
+  change(key: number, lease: Lease): void {
+    if (!this.#inflight.has(key)) this.#inflight.set(key, this.#rows.get(key));
+    this.#index.setRow(key, lease);
+  }
+
+  /** Writes several changed rows in one batch; resolves `success`, or `failed()` when the write fails. */
+  persist<T>(
+    ops: LeaseOp[],
+    keys: number[],
+    leases: Lease[],
+    success: T,
+    failed: (result: EngineResult) => T,
+  ): Promise<T> {
+    const epoch = this.#epoch;
+    return this.#committer.submit(ops).then(
+      () => {
+        for (let i = 0; i < keys.length; i++) this.#durable(keys[i] as number, leases[i] as Lease);
+        return success;
+      },
+      (error: unknown) => failed(this.#failed(epoch, error)),
+    );
+  }
+
+  /** `lease` of `key` is durable; if a later change of the key is pending, it is now the rollback point. */
+  #durable(key: number, lease: Lease): void {
+    if (this.#submitted.get(key) === lease) this.#submitted.delete(key);
+    if (this.#rows.get(key) === lease) this.#inflight.delete(key);
+    else this.#inflight.set(key, lease);
+  }
+
+  /**
+   * The put of `lease` (already in memory) with the row the store holds under `key` when the
+   * put reaches it: the last row submitted for the key, else the durable row (the one an
+   * offer kept in memory only replaced). A shared store checks it (compare-and-set).
+   */
+  put(key: number, lease: Lease): LeaseOp {
+    const expected = this.#submitted.has(key)
+      ? this.#submitted.get(key)
+      : this.#inflight.has(key)
+        ? this.#inflight.get(key)
+        : this.#rows.get(key);
+    this.#submitted.set(key, lease);
+    return { op: "put", lease, expected: expected ?? null };
+  }
+
+  #failed(epoch: number, error: unknown): EngineResult {
+    this.#rollback(epoch, error);
+    const message = `lease store write failed: ${error instanceof Error ? error.message : String(error)}`;
+    const result: EngineResult = { ok: false, reason: "store-failed", message };
+    if (error instanceof LeaseConflictError) _conflicted.add(result);
+    return result;
+  }
+
+  /**
+   * Runs a decision; when another server won the write (the rows it wrote are in memory
+   * now), decides again, up to {@link CONFLICT_RETRIES} times, after a random wait of up to
+   * 2^i ms (i = the retry, at most 64 ms): one conflicting op fails its whole group-commit
+   * batch, so two busy servers retrying at once would meet again in their next batches; the
+   * jitter lets one batch land first (exponential backoff with full jitter).
+   */
+  async retry(decide: () => Promise<EngineResult>): Promise<EngineResult> {
+    let result = await decide();
+    for (let i = 0; i < CONFLICT_RETRIES && _conflicted.has(result); i++) {
+      if (this.closed) break;
+      const waitMs = Math.random() * Math.min(64, 2 ** i);
+      await new Promise((resolve) => setTimeout(resolve, waitMs));
+      if (this.closed) break;
+      result = await decide();
+    }
+    return result;
+  }
+
+  /**
+   * Takes in rows the store holds now (written by another server, or by this one): each
+   * replaces the row of its key in memory, unless this engine has a change of that key not
+   * yet durable (its write then succeeds, or fails and brings the stored row back).
+   */
+  absorb(rows: readonly Lease[]): void {
+    if (!this.started) return;
+    for (const row of rows) {
+      const key = _key(row);
+      const before = this.#rows.get(key);
+      if (this.#inflight.has(key) || sameLease(before, row)) continue;
+      this.#index.setRow(key, row);
+      this.#tellAbsorbed(before, row);
+    }
+  }
+
+  #tellAbsorbed(before: Lease | undefined, after: Lease | undefined): void {
+    try {
+      this.#hooks.onAbsorb?.(before, after);
+    } catch {
+      // a failing listener must not break the engine's view
+    }
+  }
+
+  /** Writes another server won so far (each made this engine take the stored rows and decide again). */
+  get conflicts(): number {
+    return this.#conflicts;
+  }
+
+  /** Store writes so far and the ops they carried (ops/batches is the group-commit factor). */
+  get stats(): { readonly batches: number; readonly ops: number } {
+    return this.#committer.stats;
+  }
+
+  /** Resolves when every change submitted so far is settled. */
+  flush(): Promise<void> {
+    return this.#committer.flush();
+  }
+
+  /** Undoes every change not yet durable, once per failure (the first failed callback does it). */
+  #rollback(epoch: number, error: unknown): void {
+    if (epoch !== this.#epoch) return;
+    this.#epoch++;
+    this.#committer.abortPending(error);
+    for (const [key, durable] of this.#inflight) this.#index.setRow(key, durable);
+    this.#inflight.clear();
+    this.#submitted.clear();
+    if (error instanceof LeaseConflictError) {
+      this.#takeConflict(error);
+      return; // not a store failure: the shared store decided (counted by conflicts)
+    }
+    try {
+      this.#hooks.onStoreError?.(error);
+    } catch {
+      // a failing logger must not turn a store-failed answer into a rejection
+    }
+  }
+
+  /** Another server changed these rows first: take them as they are stored now. */
+  #takeConflict(error: LeaseConflictError): void {
+    const index = this.#index;
+    this.#conflicts++;
+    this.absorb(error.rows);
+    // A slot reserved at another server, not yet heard of here: learn it now, so that the
+    // retry does not pick it again (each retry would conflict on it the same way).
+    for (const r of error.reservations) {
+      const before = index.reservations.ofHost(r.host6);
+      const other = index.reservations.ofKey(leaseKey(r.ipv4, r.psid));
+      if (other && other.host6 !== r.host6) index.reservations.delete(other.host6);
+      index.reservations.set(r);
+      if (before) index.settleSlot(before.ipv4, before.psid);
+      index.settleSlot(r.ipv4, r.psid);
+    }
+    for (const key of error.missing) {
+      const before = this.#rows.get(key);
+      if (!before) continue;
+      index.setRow(key, undefined);
+      this.#tellAbsorbed(before, undefined);
+    }
+    this.#hooks.onConflict();
+  }
+}
