@@ -64,13 +64,13 @@ import {
   wrapRelayReply,
 } from "../wire/dhcp6_relay.ts";
 import type { Admission } from "./admission.ts";
+import type { BindingSink } from "./binding_sink.ts";
 import { handleLogged, noteDhcp4o6Result } from "./dhcp4o6_debug.ts";
 import { type Dhcp4o6IdentityMode, dhcp4Identity } from "./dhcp4o6_identity.ts";
 import { informationAnswer } from "./dhcp4o6_information.ts";
 import type { LinkChoice, LinkSelector } from "./dhcp4o6_link.ts";
 import { informReply, leaseReply, nakReply } from "./dhcp4o6_reply.ts";
 import { mayActFor } from "./dhcp4o6_roam.ts";
-import type { BindingSink } from "./tep_sync.ts";
 
 /** How long an offered address is held before the client's REQUEST (s). */
 export const OFFER_SECONDS = 60;

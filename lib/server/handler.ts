@@ -30,7 +30,7 @@ import {
 import { type DstmDecodeError, decodeMessage, encodeMessage, peekHeader } from "../wire/dstm.ts";
 import { type DstmMessage, MessageType, Status } from "../wire/dstm_types.ts";
 import type { Admission } from "./admission.ts";
-import type { BindingSink } from "./tep_sync.ts";
+import type { BindingSink } from "./binding_sink.ts";
 
 export interface HandlerOptions {
   readonly engine: AllocationEngine;
