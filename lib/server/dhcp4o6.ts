@@ -41,16 +41,14 @@
  * With `--log-level debug`, each datagram and its answer is a `message-received` /
  * `message-sent` line (./dhcp4o6_debug.ts).
  *
+ * This file is the DHCPv6 side (relays, admission, the link, INFORMATION-REQUEST, the
+ * DHCPV4-QUERY's decoding); the DHCPv4 server it carries, from the client's identity and
+ * link to the OFFER, ACK or NAK, is ./dhcp4o6_query.ts.
+ *
  * @module
  */
-import type { ClientScope } from "../alloc/client_scope.ts";
-import type { AllocationEngine, EngineResult } from "../alloc/engine.ts";
-import type { LogFields, Logger } from "../control/log.ts";
-import type { Metrics } from "../control/metrics.ts";
-import type { Lease } from "../lease/lease.ts";
-import { canonicalIPv6, formatIPv4 } from "../net/addr.ts";
-import { formatPortSet } from "../net/portset.ts";
-import { type Dhcp4Message, Dhcp4MessageType, dhcp4MessageTypeName } from "../wire/dhcp4.ts";
+import type { LogFields } from "../control/log.ts";
+import { canonicalIPv6 } from "../net/addr.ts";
 import {
   Dhcp6MessageType,
   decodeDhcp4o6,
@@ -64,39 +62,22 @@ import {
   wrapRelayReply,
 } from "../wire/dhcp6_relay.ts";
 import type { Admission } from "./admission.ts";
-import { handleLogged, noteDhcp4o6Result } from "./dhcp4o6_debug.ts";
-import { type Dhcp4o6IdentityMode, dhcp4Identity } from "./dhcp4o6_identity.ts";
+import { handleLogged } from "./dhcp4o6_debug.ts";
 import { informationAnswer } from "./dhcp4o6_information.ts";
 import type { LinkChoice, LinkSelector } from "./dhcp4o6_link.ts";
-import { informReply, leaseReply, nakReply } from "./dhcp4o6_reply.ts";
-import { mayActFor } from "./dhcp4o6_roam.ts";
-import type { BindingSink } from "./tep_sync.ts";
+import { countDhcp4o6, Dhcp4QueryHandler, type Dhcp4QueryOptions } from "./dhcp4o6_query.ts";
 
-/** How long an offered address is held before the client's REQUEST (s). */
-export const OFFER_SECONDS = 60;
-/** How long a declined address stays unavailable by default (s): Kea's decline-probation-period. */
-export const DECLINE_PROBATION_SECONDS = 86_400;
+export { DECLINE_PROBATION_SECONDS, OFFER_SECONDS } from "./dhcp4o6_query.ts";
 
-export interface Dhcp4o6Options {
-  readonly engine: AllocationEngine;
-  readonly bindings?: BindingSink;
-  /** DHCPv4 server identifier (option 54): an IPv4 address naming this server. */
-  readonly serverId: number;
+/** The service's settings: the DHCPv4 server's (./dhcp4o6_query.ts), and the DHCPv6 side's. */
+export interface Dhcp4o6Options extends Dhcp4QueryOptions {
   /** The address the service listens on (named in option 88), `::` for any. */
   readonly address?: string;
-  readonly log: Logger;
-  readonly metrics: Metrics;
   readonly now?: () => number;
   /** Allow list, rate limit and refusal accounting; none: every query goes on. */
   readonly admission?: Admission;
-  /** How long a DECLINEd address stays unavailable (s); default DECLINE_PROBATION_SECONDS. */
-  readonly declineProbation?: number;
-  /** Who a client is (./dhcp4o6_identity.ts); default `source`, the IPv6 address. */
-  readonly identity?: Dhcp4o6IdentityMode;
   /** The pools of each link (./dhcp4o6_link.ts), read per query (a reload replaces it); none: every pool. */
   readonly links?: () => LinkSelector | undefined;
-  /** Host prefix (bits) within which a keyed lease may follow its client (./dhcp4o6_roam.ts); default 64. */
-  readonly hostPrefixLength?: number;
 }
 
 export class Dhcp4o6Handler {
@@ -105,9 +86,14 @@ export class Dhcp4o6Handler {
   readonly #duid = Uint8Array.from([0, 4, ...crypto.getRandomValues(new Uint8Array(16))]);
   /** `type reason` of a dropped datagram → when last logged, and how many since were not. */
   readonly #dropLogged = new Map<string, { at: number; suppressed: number }>();
+  /** The DHCPv4 message inside each DHCPV4-QUERY (RFC 2131). */
+  readonly #queries: Dhcp4QueryHandler;
 
   constructor(options: Dhcp4o6Options) {
     this.#o = options;
+    this.#queries = new Dhcp4QueryHandler(options, (type, reason, fields) =>
+      this.#drop(type, reason, fields),
+    );
     options.metrics.counter(
       "dstm_dhcp4o6_messages_total",
       "DHCPv4-over-DHCPv6 queries, by DHCPv4 message type and result",
@@ -176,144 +162,7 @@ export class Dhcp4o6Handler {
       });
       return null;
     }
-    const query = decoded.value.dhcp4;
-    const type = query.options.messageType;
-    const name = dhcp4MessageTypeName(type).toLowerCase();
-    const { engine } = this.#o;
-    const key = dhcp4Identity(this.#o.identity ?? "source", query);
-    // Keyed modes: the client is the lease's holder (stored with it), not its IPv6 address.
-    const scope: ClientScope = {
-      ...(key === null ? {} : { identity: key }),
-      ...(link?.ok ? { pools: link.pools } : {}),
-    };
-    if (
-      link?.ok === false &&
-      (type === Dhcp4MessageType.DISCOVER || type === Dhcp4MessageType.REQUEST)
-    ) {
-      // RFC 8415 §13.1: the link decides where the client's address comes from; none serves it.
-      this.#drop(name, "no-pool-for-link", {
-        host6,
-        link: link.link,
-        detail: "no pool names this link and every pool names links (links = [...])",
-      });
-      return null;
-    }
-    if (key !== null && type !== Dhcp4MessageType.INFORM) {
-      // ./dhcp4o6_roam.ts: an identity is no secret; its lease follows it within its prefix only.
-      const held = engine.lookupHost(host6, scope);
-      if (held && !mayActFor(held.host6, host6, this.#o.hostPrefixLength)) {
-        this.#drop(name, "other-prefix", { host6, held: held.host6, ipv4: formatIPv4(held.ipv4) });
-        return type === Dhcp4MessageType.REQUEST
-          ? this.#nak(query, name, "this client's lease is held at another IPv6 prefix", raw.length)
-          : null;
-      }
-    }
-    switch (type) {
-      case Dhcp4MessageType.DISCOVER: {
-        // A client that holds a committed lease (at this or, keyed, another address) is
-        // offered it as it is, with the time it has left (the engine returns it unchanged).
-        const result = await engine.discover(host6, {
-          hint: query.options.requestedIp || undefined,
-          leaseTime: OFFER_SECONDS,
-          // An OFFER is not an ACK: it need not be on disk (the ACK is).
-          persist: false,
-          ...scope,
-        });
-        // The TEP gets the binding with the ACK, not for an offer the client may not take.
-        if (!result.ok) {
-          // RFC 2131 §4.3.1: no address, no OFFER (a NAK is not a DISCOVER's answer).
-          this.#count(name, result.reason);
-          this.#refusedCap(result.reason, host6);
-          return null;
-        }
-        this.#count(name, "offer");
-        // Offer what the ACK will grant; a committed lease with the time it has left.
-        const lease = result.lease;
-        const seconds = engine.isOffer(lease)
-          ? engine.grantSeconds()
-          : Math.max(1, Math.round(engine.remainingMs(lease) / 1000));
-        return this.#reply(query, Dhcp4MessageType.OFFER, lease, seconds);
-      }
-      case Dhcp4MessageType.REQUEST: {
-        const address = query.ciaddr || query.options.requestedIp || 0;
-        if (query.options.serverId !== undefined && query.options.serverId !== this.#o.serverId) {
-          // RFC 2131 §4.3.2: the client chose another server, so it declined our offer,
-          // whichever address it asks the other server for. A committed lease stays.
-          this.#count(name, "other-server");
-          await engine.withdrawOffer(host6, scope);
-          return null;
-        }
-        if (!address) return this.#nak(query, name, "no address requested", raw.length);
-        const before = engine.lookupHost(host6, scope);
-        // The REQUEST after an OFFER renews the offered lease, but for the host (and its TEP) it is new.
-        const first = engine.isOffer(before);
-        // RFC 2131 §4.2 (keyed modes): the lease is the client's, not its IPv6 address's: the
-        // engine moves it, and the TEP binding is installed again for the new address.
-        const moved = before !== undefined && before.host6 !== host6 && before.ipv4 === address;
-        const result = await engine.request(host6, address, scope);
-        if (!(await this.#installed(result, host6, result.ok && (first || moved), scope)))
-          return this.#nak(query, name, "TEP unavailable", raw.length);
-        if (!result.ok) {
-          this.#refusedCap(result.reason, host6);
-          return this.#nak(query, name, result.message, raw.length);
-        }
-        if (moved) {
-          this.#count(name, "moved");
-          this.#log("move", before);
-        }
-        this.#count(name, "ack");
-        this.#log(result.outcome === "renewed" && !first ? "renew" : "allocate", result.lease);
-        return this.#reply(query, Dhcp4MessageType.ACK, result.lease);
-      }
-      case Dhcp4MessageType.RELEASE: {
-        const result = await engine.release(host6, query.ciaddr, scope);
-        this.#count(name, result.ok ? "released" : result.reason);
-        if (result.ok) {
-          this.#o.bindings?.remove(result.lease);
-          this.#log("release", result.lease);
-        }
-        return null;
-      }
-      case Dhcp4MessageType.DECLINE:
-        return this.#decline(query, host6, scope);
-      case Dhcp4MessageType.INFORM: {
-        // RFC 2131 §4.3.5: parameters only; no yiaddr, no lease time, ciaddr echoed.
-        this.#count(name, "ack");
-        return informReply(query, this.#o.serverId);
-      }
-      default:
-        this.#count(name, "ignored");
-        return null;
-    }
-  }
-
-  /**
-   * RFC 2131 §4.3.3: the client found the address in use. Only the host's own address (offered
-   * or leased, named in option 50) can be declined, so no host can take another's away.
-   */
-  async #decline(query: Dhcp4Message, host6: string, scope: ClientScope): Promise<null> {
-    const address = query.options.requestedIp ?? 0;
-    if (query.options.serverId !== undefined && query.options.serverId !== this.#o.serverId) {
-      this.#count("decline", "other-server");
-      return null;
-    }
-    const seconds = this.#o.declineProbation ?? DECLINE_PROBATION_SECONDS;
-    const held = this.#o.engine.lookupHost(host6, scope);
-    const result = await this.#o.engine.decline(host6, address, seconds, scope);
-    if (!result.ok) {
-      this.#count("decline", result.reason);
-      return null;
-    }
-    this.#count("decline", "declined");
-    this.#o.bindings?.remove(held ?? { ...result.lease, host6 });
-    this.#o.log.warn("declined", {
-      protocol: "dhcp4o6",
-      ipv4: formatIPv4(address),
-      host6,
-      until: new Date(result.lease.expiresAt).toISOString(),
-      detail: "the host found this address in use: another machine has it (check the pool)",
-    });
-    return null;
+    return this.#queries.answer(decoded.value.dhcp4, host6, link, raw.length);
   }
 
   /**
@@ -359,55 +208,7 @@ export class Dhcp4o6Handler {
     this.#dropLogged.set(reason, { at: now, suppressed: 0 });
   }
 
-  /** Installs a new binding at the TEP; on failure gives the address back. True when usable. */
-  async #installed(
-    result: EngineResult,
-    host6: string,
-    offered: boolean,
-    scope: ClientScope,
-  ): Promise<boolean> {
-    const sink = this.#o.bindings;
-    if (!sink || !result.ok) return true;
-    const isNew = offered || result.outcome === "allocated" || result.outcome === "reused";
-    const ok = isNew
-      ? await sink.install(result.lease)
-      : ((await sink.pending(result.lease)) ?? true);
-    if (!ok && isNew) await this.#o.engine.release(host6, result.lease.ipv4, scope);
-    return ok;
-  }
-
-  /** The engine refused a new lease: the host's prefix or site holds as many as it may. */
-  #refusedCap(reason: string, host6: string): void {
-    if (reason === "prefix-limit" || reason === "site-limit")
-      this.#o.admission?.refused("dhcp4o6", reason, { host6 });
-  }
-
-  /** An OFFER or ACK of `lease`, for `seconds` (default: the time the lease has left). */
-  #reply(query: Dhcp4Message, type: Dhcp4MessageType, lease: Lease, seconds?: number): Uint8Array {
-    const s = seconds ?? Math.max(1, Math.round(this.#o.engine.remainingMs(lease) / 1000));
-    return leaseReply(query, type, lease, s, this.#o.serverId);
-  }
-
-  /** A NAK no longer than the query's `size` bytes when its message can be cut to fit. */
-  #nak(query: Dhcp4Message, name: string, message: string, size: number): Uint8Array {
-    this.#count(name, "nak");
-    noteDhcp4o6Result("nak", message);
-    return nakReply(query, this.#o.serverId, message, size);
-  }
-
   #count(type: string, result: string): void {
-    noteDhcp4o6Result(result);
-    this.#o.metrics.inc("dstm_dhcp4o6_messages_total", { type, result });
-  }
-
-  #log(event: string, lease: Lease): void {
-    this.#o.log.info(event, {
-      protocol: "dhcp4o6",
-      ipv4: formatIPv4(lease.ipv4),
-      ports: lease.portSet.psidLength === 0 ? undefined : formatPortSet(lease.portSet),
-      host6: lease.host6,
-      tep6: lease.tep6,
-      expires: event === "release" ? undefined : new Date(lease.expiresAt).toISOString(),
-    });
+    countDhcp4o6(this.#o.metrics, type, result);
   }
 }

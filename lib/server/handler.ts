@@ -10,9 +10,12 @@
  * that cannot be attributed to a transaction (no readable header) or that is itself an
  * answer is dropped silently, to avoid loops between servers.
  *
+ * The answers themselves (ACK shapes, size-bounded NAKs, STATUS text, signing) are built in
+ * ./handler_messages.ts.
+ *
  * @module
  */
-import type { AllocationEngine, EngineOutcome, EngineResult } from "../alloc/engine.ts";
+import type { AllocationEngine, EngineResult } from "../alloc/engine.ts";
 import type { Logger } from "../control/log.ts";
 import { logMessage } from "../control/message_log.ts";
 import type { Metrics } from "../control/metrics.ts";
@@ -20,17 +23,19 @@ import { WarnLimit } from "../control/warn_limit.ts";
 import type { Lease } from "../lease/lease.ts";
 import { canonicalIPv6, formatIPv4 } from "../net/addr.ts";
 import { formatPortSet } from "../net/portset.ts";
-import {
-  type AuthKey,
-  type ReplayGuard,
-  signMessage,
-  type VerifyOutcome,
-  verifyMessage,
-} from "../wire/auth.ts";
-import { type DstmDecodeError, decodeMessage, encodeMessage, peekHeader } from "../wire/dstm.ts";
+import { type AuthKey, type ReplayGuard, type VerifyOutcome, verifyMessage } from "../wire/auth.ts";
+import { type DstmDecodeError, decodeMessage, peekHeader } from "../wire/dstm.ts";
 import { type DstmMessage, MessageType, Status } from "../wire/dstm_types.ts";
 import type { Admission } from "./admission.ts";
-import type { BindingSink } from "./tep_sync.ts";
+import type { BindingSink } from "./binding_sink.ts";
+import {
+  ackFor,
+  encodeAnswer,
+  isRequestType,
+  isTepMessage,
+  nakWithin,
+  TYPE_NAMES,
+} from "./handler_messages.ts";
 
 export interface HandlerOptions {
   readonly engine: AllocationEngine;
@@ -47,16 +52,6 @@ export interface HandlerOptions {
   /** Rate limit per source prefix and refusal accounting; none: every request goes on. */
   readonly admission?: Admission;
 }
-
-const TYPE_NAMES: Record<number, string> = {
-  [MessageType.DISCOVER]: "discover",
-  [MessageType.DISCOVER_ACK]: "discover_ack",
-  [MessageType.REQUEST]: "request",
-  [MessageType.REQUEST_ACK]: "request_ack",
-  [MessageType.RELEASE]: "release",
-  [MessageType.RELEASE_ACK]: "release_ack",
-  [MessageType.NAK]: "nak",
-};
 
 const STATUS_NAMES: Record<number, string> = Object.fromEntries(
   Object.entries(Status).map(([name, code]) => [code, name.toLowerCase()]),
@@ -295,31 +290,7 @@ export class DstmHandler {
     if (sink && result.outcome === "released") sink.remove(lease);
     this.#count(request.type, Status.SUCCESS);
     this.#logLease(result.outcome, lease);
-    return this.#answer(this.#ack(request, lease, result.outcome), key);
-  }
-
-  /** RELEASE_ACK, or DISCOVER_ACK / REQUEST_ACK with the lease (`outcome`: the engine's). */
-  #ack(request: DstmMessage, lease: Lease, outcome: EngineOutcome): DstmMessage {
-    const host6 = request.host6!;
-    if (request.type === MessageType.RELEASE) {
-      return { type: MessageType.RELEASE_ACK, xid: request.xid, host4: lease.ipv4, host6 };
-    }
-    return {
-      type:
-        request.type === MessageType.DISCOVER ? MessageType.DISCOVER_ACK : MessageType.REQUEST_ACK,
-      xid: request.xid,
-      host4: lease.ipv4,
-      host6,
-      tep6: lease.tep6,
-      tep4: lease.tep4 === 0 ? undefined : lease.tep4,
-      portSet: lease.portSet.psidLength === 0 ? undefined : lease.portSet,
-      // On the engine's monotonic clock: a wall-clock step does not change the time left.
-      leaseTime: Math.max(1, Math.round(this.#o.engine.remainingMs(lease) / 1000)),
-      // The host held this lease before the DISCOVER: tell the requester it is not its own
-      // to RELEASE (docs/protocol.md, EXISTING_LEASE).
-      existingLease:
-        request.type === MessageType.DISCOVER && outcome === "renewed" ? true : undefined,
-    };
+    return this.#answer(ackFor(request, lease, result.outcome, this.#o.engine), key);
   }
 
   /** With keys configured, checks the request's signature; counts and logs a failure. */
@@ -369,59 +340,19 @@ export class DstmHandler {
     });
   }
 
+  /** See ./handler_messages.ts nakWithin: never longer than the request's `limit` bytes. */
+  #within(limit: number, nak: DstmMessage, text: string, key?: AuthKey): Uint8Array | null {
+    return nakWithin(limit, nak, text, key, this.#now, this.#o.metrics);
+  }
+
+  #answer(message: DstmMessage, key: AuthKey | undefined): Uint8Array {
+    return encodeAnswer(message, key, this.#now);
+  }
+
   #count(type: number, status: Status): void {
     this.#o.metrics.inc("dstm_messages_total", {
       type: TYPE_NAMES[type] ?? String(type),
       result: status === Status.SUCCESS ? "ack" : `nak_${STATUS_NAMES[status]}`,
     });
   }
-
-  /**
-   * A NAK to a source nobody vouches for yet (a malformed or unauthenticated request, or one
-   * whose HOST_IPV6 is not its source): never longer than the request (`limit` bytes), so a
-   * spoofed request cannot make the server a reflection amplifier. Its text is cut to fit;
-   * when even a NAK without text would be longer, nothing is sent (counted
-   * `dstm_dropped_total{reason="answer-too-long"}`).
-   */
-  #within(limit: number, nak: DstmMessage, text: string, key?: AuthKey): Uint8Array | null {
-    const bare = this.#answer({ ...nak, statusText: "" }, key);
-    if (bare.length > limit) {
-      this.#o.metrics.inc("dstm_dropped_total", { reason: "answer-too-long" });
-      return null;
-    }
-    return this.#answer({ ...nak, statusText: cutText(text, limit - bare.length) }, key);
-  }
-
-  #answer(message: DstmMessage, key: AuthKey | undefined): Uint8Array {
-    const m =
-      message.statusText === undefined
-        ? message
-        : { ...message, statusText: truncateText(message.statusText) };
-    return key ? signMessage(m, key, this.#now()) : encodeMessage(m);
-  }
-}
-
-/** What a TEP sends the server: SYNC, and the answers to BIND / UNBIND. */
-function isTepMessage(type: number): boolean {
-  return type === MessageType.SYNC || type === MessageType.BIND_ACK || type === MessageType.NAK;
-}
-
-function isRequestType(type: number): boolean {
-  return (
-    type === MessageType.DISCOVER || type === MessageType.REQUEST || type === MessageType.RELEASE
-  );
-}
-
-/** STATUS text is at most 253 bytes on the wire; cut long messages on a character boundary. */
-function truncateText(text: string): string {
-  return cutText(text, 253);
-}
-
-/** `text` cut on a character boundary to at most `max` UTF-8 bytes. */
-function cutText(text: string, max: number): string {
-  const bytes = new TextEncoder().encode(text);
-  if (bytes.length <= max) return text;
-  let cut = max;
-  while (cut > 0 && (bytes[cut]! & 0xc0) === 0x80) cut--;
-  return new TextDecoder().decode(bytes.subarray(0, cut));
 }

@@ -15,81 +15,42 @@
  * and then one per {@link UNAUTH_SNAPSHOT_INTERVAL_MS} go to a TEP, so forged SYNCs cannot
  * turn the server into an amplifier against it (docs/security.md).
  *
+ * Parts: the per-TEP table, digest and liveness in ./tep_state.ts, the snapshot that brings a
+ * TEP back in step in ./tep_resync.ts (chunked by ./tep_snapshot.ts), the channel's checks in
+ * ./tep_channel.ts, and the interface the protocol handlers use in ./binding_sink.ts.
+ *
  * @module
  */
-import { LeaseTable } from "../alloc/lease_table.ts";
 import type { Pool } from "../alloc/pool.ts";
 import type { Logger } from "../control/log.ts";
 import type { Metrics } from "../control/metrics.ts";
 import { WarnLimit } from "../control/warn_limit.ts";
 import { type Lease, leaseKey } from "../lease/lease.ts";
-import { formatIPv4, parseIPv6 } from "../net/addr.ts";
+import { formatIPv4 } from "../net/addr.ts";
 import type { AuthKey } from "../wire/auth.ts";
-import { bindingHash } from "../wire/digest.ts";
-import { type DstmMessage, MessageType, type WireBinding } from "../wire/dstm_types.ts";
+import { type DstmMessage, MessageType } from "../wire/dstm_types.ts";
+import type { BindingSink } from "./binding_sink.ts";
 import { TepChannel } from "./tep_channel.ts";
+import { type ResyncContext, resyncTep } from "./tep_resync.ts";
+import { SNAPSHOT_PACING, type SnapshotPacing } from "./tep_snapshot.ts";
 import {
-  SNAPSHOT_PACING,
-  type SnapshotPacing,
-  type SnapshotRun,
-  sendSnapshot,
-} from "./tep_snapshot.ts";
+  addBinding,
+  newTepState,
+  removeBinding,
+  SYNC_INTERVAL_MS,
+  type TepState,
+  tepConnected,
+} from "./tep_state.ts";
+
+export type { BindingSink } from "./binding_sink.ts";
+export {
+  SYNC_INTERVAL_MS,
+  UNAUTH_SNAPSHOT_BURST,
+  UNAUTH_SNAPSHOT_INTERVAL_MS,
+} from "./tep_state.ts";
 
 /** Default UDP port a TEP listens on for BIND/UNBIND/SNAPSHOT. */
 export const TEP_CONTROL_PORT = 4608;
-
-/** How often a TEP sends SYNC (ms); the server calls a TEP gone after 3 missed periods. */
-export const SYNC_INTERVAL_MS = 2000;
-
-/** Snapshots a TEP may get at once on an unauthenticated channel. */
-export const UNAUTH_SNAPSHOT_BURST = 2;
-/** Then at most one per this many ms (unauthenticated channel only). */
-export const UNAUTH_SNAPSHOT_INTERVAL_MS = 1000;
-
-/** What the protocol handler needs: install before answering, remove after release/expiry. */
-export interface BindingSink {
-  /** Resolves true when the TEP has the binding (or the TEP is not yet connected and not required). */
-  install(lease: Lease): Promise<boolean>;
-  remove(lease: Lease): void;
-  /** The install still in progress for this lease's binding, if any (a retransmitted request waits for it). */
-  pending(lease: Lease): Promise<boolean> | undefined;
-  /**
-   * A SYNC, BIND_ACK or NAK arrived at the server socket (`raw`: the message's bytes, decoded
-   * as `message`; `local`: the server address it was sent to); it is checked here (configured
-   * TEP, port, TEP key) and counted when refused.
-   */
-  onTepMessage(
-    raw: Uint8Array,
-    message: DstmMessage,
-    from: string,
-    port: number,
-    local?: string,
-  ): void;
-}
-
-interface TepState {
-  readonly tep6: string;
-  /**
-   * The lease behind each binding, by lease key (the engine's own row object: no copy), in
-   * slot-indexed pages of the pools (lib/alloc/lease_table.ts): no Map entry per binding.
-   */
-  readonly bindings: LeaseTable;
-  digest: number;
-  /** Last SYNC (ms), 0 = never. */
-  lastSync: number;
-  /** When the TEP was reported disconnected (its last SYNC, ms); 0 = not reported. */
-  downSince: number;
-  /** When the server last answered a SYNC of this TEP with its own (ms). */
-  answeredAt: number;
-  snapshotId: number;
-  /** Unauthenticated channel: snapshots that may still be sent now, and when that was computed. */
-  snapshotTokens: number;
-  snapshotTokensAt: number;
-  /** The snapshot still being sent in chunks (./tep_snapshot.ts), if any. */
-  snapshot: SnapshotRun | undefined;
-  /** When the last snapshot of more than one chunk finished (ms), 0 = never. */
-  chunkedSnapshotEnded: number;
-}
 
 export interface TepSyncOptions {
   /** Server ⇄ TEP keys (`--tep-key`, never a host key); the first signs. Absent: unauthenticated. */
@@ -127,6 +88,7 @@ export class TepSync implements BindingSink {
   readonly #warn: WarnLimit;
   readonly #watch: ReturnType<typeof setInterval>;
   readonly #startedAt: number;
+  readonly #resync: ResyncContext;
 
   constructor(options: TepSyncOptions, activeLeases: Iterable<Lease>) {
     this.#o = options;
@@ -150,6 +112,13 @@ export class TepSync implements BindingSink {
       "Times a TEP that had synced stopped sending SYNC for 3 periods, by TEP",
     );
     this.#warn = new WarnLimit(options.log, { now: this.#now });
+    this.#resync = {
+      channel: this.#channel,
+      metrics: options.metrics,
+      log: options.log,
+      pacing: options.snapshotPacing ?? SNAPSHOT_PACING,
+      now: this.#now,
+    };
     // A TEP that stops syncing is said at once (warn), not only when a lease needs it.
     this.#startedAt = this.#now();
     this.#watch = setInterval(() => this.watch(), SYNC_INTERVAL_MS);
@@ -159,7 +128,7 @@ export class TepSync implements BindingSink {
         options.metrics.set("dstm_tep_connected", { tep: tep.tep6 }, this.#connected(tep) ? 1 : 0);
     });
     for (const tep6 of this.#channel.teps) this.#tep(tep6);
-    for (const lease of activeLeases) this.#add(this.#tep(lease.tep6), lease);
+    for (const lease of activeLeases) addBinding(this.#tep(lease.tep6), lease);
   }
 
   /** Number of TEPs the server keeps state for (the configured ones, and any an old lease names). */
@@ -207,10 +176,10 @@ export class TepSync implements BindingSink {
 
   async #install(lease: Lease): Promise<boolean> {
     const tep = this.#tep(lease.tep6);
-    this.#add(tep, lease);
+    addBinding(tep, lease);
     if (!this.#connected(tep)) {
       if (!this.#o.requireTep) return true;
-      this.#remove(tep, lease);
+      removeBinding(tep, lease);
       return false;
     }
     const ok = await this.#exchange(tep, {
@@ -219,7 +188,7 @@ export class TepSync implements BindingSink {
       host6: lease.host6,
       portSet: lease.portSet.psidLength === 0 ? undefined : lease.portSet,
     });
-    if (!ok) this.#remove(tep, lease);
+    if (!ok) removeBinding(tep, lease);
     return ok;
   }
 
@@ -232,7 +201,7 @@ export class TepSync implements BindingSink {
   remove(lease: Lease): void {
     const tep = this.#teps.get(lease.tep6);
     if (!tep) return;
-    this.#remove(tep, lease);
+    removeBinding(tep, lease);
     if (!this.#connected(tep)) return;
     // Best effort: a lost UNBIND shows up as a digest mismatch at the next SYNC.
     void this.#exchange(tep, {
@@ -249,7 +218,7 @@ export class TepSync implements BindingSink {
    * but no BIND is sent: the granting server sends it (docs/scale-out.md, "TEPs").
    */
   adopt(lease: Lease): void {
-    this.#add(this.#tep(lease.tep6), lease);
+    addBinding(this.#tep(lease.tep6), lease);
   }
 
   /**
@@ -258,7 +227,7 @@ export class TepSync implements BindingSink {
    */
   forget(lease: Lease): void {
     const tep = this.#teps.get(lease.tep6);
-    if (tep) this.#remove(tep, lease);
+    if (tep) removeBinding(tep, lease);
   }
 
   onTepMessage(
@@ -286,21 +255,8 @@ export class TepSync implements BindingSink {
     if (!wasConnected) this.#onConnected(tep, from, message.syncCount ?? 0);
     this.#answerSync(tep, now);
     if (message.syncCount === tep.bindings.size && message.syncDigest === tep.digest) return;
-    // A snapshot still going out in chunks already brings the TEP in step; a SYNC sent just
-    // before the TEP read the last part of a chunked one is stale: neither starts another.
-    if (
-      tep.snapshot?.running ||
-      (tep.chunkedSnapshotEnded > 0 &&
-        this.#now() - tep.chunkedSnapshotEnded < SYNC_INTERVAL_MS / 2)
-    ) {
-      this.#o.metrics.inc("dstm_tep_messages_total", { kind: "snapshot_busy" });
-      return;
-    }
-    if (!this.#channel.authenticated && !this.#snapshotAllowed(tep)) {
-      this.#o.metrics.inc("dstm_tep_messages_total", { kind: "snapshot_deferred" });
-      return;
-    }
-    this.#sendSnapshot(tep);
+    // Behind (a TEP that restarted reports 0), or ahead: its whole table, unless busy.
+    resyncTep(tep, this.#resync);
   }
 
   /** Reload of `--tep-key`: see {@link TepChannel.rotateKeys}. */
@@ -379,57 +335,6 @@ export class TepSync implements BindingSink {
     });
   }
 
-  /** Token bucket per TEP for snapshots on an unauthenticated channel. */
-  #snapshotAllowed(tep: TepState): boolean {
-    const now = this.#now();
-    const elapsed = Math.max(0, now - tep.snapshotTokensAt);
-    tep.snapshotTokens = Math.min(
-      UNAUTH_SNAPSHOT_BURST,
-      tep.snapshotTokens + elapsed / UNAUTH_SNAPSHOT_INTERVAL_MS,
-    );
-    tep.snapshotTokensAt = now;
-    if (tep.snapshotTokens < 1) return false;
-    tep.snapshotTokens -= 1;
-    return true;
-  }
-
-  #sendSnapshot(tep: TepState): void {
-    const all: WireBinding[] = [];
-    for (const { ipv4, host6, portSet } of tep.bindings.values()) {
-      all.push({ host4: ipv4, host6, portSet });
-    }
-    tep.snapshotId = (tep.snapshotId + 1) >>> 0;
-    const metrics = this.#o.metrics;
-    const run = sendSnapshot(
-      all,
-      tep.snapshotId,
-      (message) => {
-        metrics.inc("dstm_tep_messages_total", { kind: "snapshot_part" });
-        this.#channel.send(tep.tep6, message);
-      },
-      this.#o.snapshotPacing ?? SNAPSHOT_PACING,
-    );
-    metrics.inc("dstm_tep_messages_total", { kind: "snapshot" });
-    if (!run.running) {
-      this.#o.log.info("tep-snapshot", { tep6: tep.tep6, bindings: all.length, parts: run.parts });
-      return;
-    }
-    tep.snapshot = run;
-    void run.done.then((outcome) => {
-      if (tep.snapshot === run) tep.snapshot = undefined;
-      tep.chunkedSnapshotEnded = this.#now();
-      metrics.inc("dstm_tep_messages_total", { kind: "snapshot_chunk" }, outcome.chunks);
-      this.#o.log.info("tep-snapshot", {
-        tep6: tep.tep6,
-        bindings: outcome.bindings,
-        parts: outcome.parts,
-        chunks: outcome.chunks,
-        "time-ms": Math.round(outcome.ms),
-        cancelled: outcome.cancelled || undefined,
-      });
-    });
-  }
-
   async #exchange(tep: TepState, message: Omit<DstmMessage, "xid">): Promise<boolean> {
     const kind = message.type === MessageType.BIND ? "bind" : "unbind";
     const answer = await this.#channel.exchange(tep.tep6, message, { tries: 3, intervalMs: 250 });
@@ -449,54 +354,15 @@ export class TepSync implements BindingSink {
   }
 
   #connected(tep: TepState): boolean {
-    return tep.lastSync > 0 && this.#now() - tep.lastSync < 3 * SYNC_INTERVAL_MS;
+    return tepConnected(tep, this.#now());
   }
 
   #tep(tep6: string): TepState {
     let tep = this.#teps.get(tep6);
     if (!tep) {
-      tep = {
-        tep6,
-        bindings: this.#bindingTable(),
-        digest: 0,
-        lastSync: 0,
-        downSince: 0,
-        answeredAt: 0,
-        snapshotId: (Math.random() * 2 ** 32) >>> 0,
-        snapshotTokens: UNAUTH_SNAPSHOT_BURST,
-        snapshotTokensAt: this.#now(),
-        snapshot: undefined,
-        chunkedSnapshotEnded: 0,
-      };
+      tep = newTepState(tep6, this.#o.pools ?? [], this.#now());
       this.#teps.set(tep6, tep);
     }
     return tep;
   }
-
-  #bindingTable(): LeaseTable {
-    const table = new LeaseTable();
-    table.setPools(this.#o.pools ?? []);
-    return table;
-  }
-
-  #add(tep: TepState, lease: Lease): void {
-    const key = leaseKey(lease.ipv4, lease.portSet.psid);
-    if (tep.bindings.has(key)) this.#remove(tep, lease);
-    tep.bindings.set(key, lease);
-    tep.digest = (tep.digest + _hash(lease)) >>> 0;
-  }
-
-  #remove(tep: TepState, lease: Lease): void {
-    const key = leaseKey(lease.ipv4, lease.portSet.psid);
-    const entry = tep.bindings.get(key);
-    if (!entry) return;
-    tep.bindings.delete(key);
-    tep.digest = (tep.digest - _hash(entry)) >>> 0;
-  }
-}
-
-/** The digest hash of the binding of `lease` (lib/wire/digest.ts), computed when it is added or removed. */
-function _hash(lease: Lease): number {
-  const { offset, psidLength, psid } = lease.portSet;
-  return bindingHash(lease.ipv4, parseIPv6(lease.host6)!, offset, psidLength, psid);
 }

@@ -1,0 +1,138 @@
+/**
+ * The compare-and-set write batch of the PostgreSQL lease store (./postgres.ts) and the
+ * read-back that explains a conflict.
+ *
+ * Each put carries the row the engine believes is stored (`expected`):
+ * - undefined: a plain upsert (the {@link LeaseOp} contract, as SQLite);
+ * - null (no row expected): `INSERT … ON CONFLICT DO NOTHING`, so any unique violation, of the
+ *   key or of the active holder, leaves it without a row;
+ * - a row: `UPDATE … WHERE` every field still equals the expected row.
+ * A compare-and-set put that touched no row throws {@link CasMismatch}: the transaction rolls
+ * back whole, and the store answers with {@link readConflict}'s rows.
+ *
+ * @module
+ */
+import type { SQL, TransactionSQL } from "bun";
+import { LeaseConflictError, type LeaseOp, leaseHolder, leaseKey } from "./lease.ts";
+import {
+  COLUMNS,
+  errorLine,
+  leaseOfRow,
+  type PgLeaseRow,
+  reservationOfRow,
+} from "./postgres_rows.ts";
+import { CHANNEL, WRITE_LOCK } from "./postgres_schema.ts";
+
+/** Thrown inside the write transaction to roll it back when a compare-and-set failed. */
+export class CasMismatch extends Error {}
+
+/** True when a put of `ops` is a compare-and-set (carries `expected`). */
+export function hasExpected(ops: readonly LeaseOp[]): boolean {
+  return ops.some((op) => op.op === "put" && op.expected !== undefined);
+}
+
+/**
+ * Inside the write transaction `tx`: takes the write lock (the servers' writes in order), applies
+ * `ops` in order, throws {@link CasMismatch} when a compare-and-set put found another row, and
+ * notifies the watchers ({@link CHANNEL}) at commit.
+ */
+export async function writeBatch(tx: TransactionSQL, ops: readonly LeaseOp[]): Promise<void> {
+  await tx`SELECT pg_advisory_xact_lock(${WRITE_LOCK})`;
+  const results: Promise<unknown[]>[] = [];
+  for (const op of ops) {
+    if (op.op === "delete") results.push(tx`DELETE FROM dstm_leases WHERE key = ${op.key}`);
+    else results.push(_put(tx, op));
+  }
+  const settled = await Promise.all(results);
+  for (let i = 0; i < ops.length; i++) {
+    const op = ops[i] as LeaseOp;
+    if (op.op === "put" && op.expected !== undefined && settled[i]?.length !== 1) {
+      throw new CasMismatch();
+    }
+  }
+  await tx`SELECT pg_notify(${CHANNEL}, '')`;
+}
+
+/** The statement of one put (see the module's description); each returns the key it wrote. */
+function _put(tx: TransactionSQL, op: Extract<LeaseOp, { op: "put" }>): Promise<unknown[]> {
+  const l = op.lease;
+  const p = l.portSet;
+  const key = leaseKey(l.ipv4, p.psid);
+  const e = op.expected;
+  if (e === undefined) {
+    return tx`INSERT INTO dstm_leases (${tx.unsafe(COLUMNS)}, seq)
+      VALUES (${key}, ${l.ipv4}, ${p.offset}, ${p.psidLength}, ${p.psid}, ${l.host6},
+        ${l.tep4}, ${l.tep6}, ${l.pool}, ${l.state}, ${l.grantedAt}, ${l.expiresAt},
+        ${l.identity ?? null}, nextval('dstm_leases_seq'))
+      ON CONFLICT (key) DO UPDATE SET ipv4 = EXCLUDED.ipv4,
+        psid_offset = EXCLUDED.psid_offset, psid_length = EXCLUDED.psid_length,
+        psid = EXCLUDED.psid, host6 = EXCLUDED.host6, tep4 = EXCLUDED.tep4,
+        tep6 = EXCLUDED.tep6, pool = EXCLUDED.pool, state = EXCLUDED.state,
+        granted_at = EXCLUDED.granted_at, expires_at = EXCLUDED.expires_at,
+        identity = EXCLUDED.identity, seq = EXCLUDED.seq
+      RETURNING key`;
+  }
+  if (e === null) {
+    return tx`INSERT INTO dstm_leases (${tx.unsafe(COLUMNS)}, seq)
+      VALUES (${key}, ${l.ipv4}, ${p.offset}, ${p.psidLength}, ${p.psid}, ${l.host6},
+        ${l.tep4}, ${l.tep6}, ${l.pool}, ${l.state}, ${l.grantedAt}, ${l.expiresAt},
+        ${l.identity ?? null}, nextval('dstm_leases_seq'))
+      ON CONFLICT DO NOTHING
+      RETURNING key`;
+  }
+  const q = e.portSet;
+  return tx`UPDATE dstm_leases SET ipv4 = ${l.ipv4}, psid_offset = ${p.offset},
+      psid_length = ${p.psidLength}, psid = ${p.psid}, host6 = ${l.host6},
+      tep4 = ${l.tep4}, tep6 = ${l.tep6}, pool = ${l.pool}, state = ${l.state},
+      granted_at = ${l.grantedAt}, expires_at = ${l.expiresAt},
+      identity = ${l.identity ?? null}, seq = nextval('dstm_leases_seq')
+    WHERE key = ${key} AND ipv4 = ${e.ipv4} AND psid_offset = ${q.offset}
+      AND psid_length = ${q.psidLength} AND psid = ${q.psid} AND host6 = ${e.host6}
+      AND tep4 = ${e.tep4} AND tep6 = ${e.tep6} AND pool = ${e.pool}
+      AND state = ${e.state} AND granted_at = ${e.grantedAt}
+      AND expires_at = ${e.expiresAt}
+      AND identity IS NOT DISTINCT FROM ${e.identity ?? null}
+    RETURNING key`;
+}
+
+/**
+ * The conflict error of a failed compare-and-set batch `ops`, with the rows stored now (by key,
+ * and the active rows of the holders it would activate), the keys with no row, and the
+ * reservations of those keys. Never rejects: a failed read-back still gives a conflict.
+ */
+export async function readConflict(sql: SQL, ops: readonly LeaseOp[]): Promise<LeaseConflictError> {
+  const keys = new Set<number>();
+  const hosts = new Set<string>();
+  for (const op of ops) {
+    if (op.op === "delete") keys.add(op.key);
+    else {
+      keys.add(leaseKey(op.lease.ipv4, op.lease.portSet.psid));
+      if (op.lease.state === "active") hosts.add(leaseHolder(op.lease));
+    }
+  }
+  try {
+    const rows = (await sql.unsafe(
+      `SELECT ${COLUMNS} FROM dstm_leases
+       WHERE key = ANY($1::bigint[]) OR (state = 'active' AND coalesce(identity, host6) = ANY($2::text[]))
+       ORDER BY seq`,
+      [sql.array([...keys], "INT8"), sql.array([...hosts], "TEXT")],
+    )) as PgLeaseRow[];
+    const leases = rows.map(leaseOfRow);
+    const found = new Set(leases.map((l) => leaseKey(l.ipv4, l.portSet.psid)));
+    // A reservation made at another server refuses the slot (dstm_reserved_check): say which.
+    const reserved = (await sql.unsafe(
+      `SELECT host6, ipv4, psid, created_at FROM dstm_reservations WHERE key = ANY($1::bigint[])`,
+      [sql.array([...keys], "INT8")],
+    )) as Record<string, string | number>[];
+    return new LeaseConflictError(
+      `another server changed ${keys.size === 1 ? "this lease" : "one of these leases"} first`,
+      leases,
+      [...keys].filter((k) => !found.has(k)),
+      reserved.map(reservationOfRow),
+    );
+  } catch (error) {
+    return new LeaseConflictError(
+      `another server changed a lease first (and reading it back failed: ${errorLine(error)})`,
+    );
+  }
+}

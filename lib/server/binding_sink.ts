@@ -1,0 +1,30 @@
+/**
+ * What the protocol handlers (./handler.ts, ./dhcp4o6.ts, ./lease_admin.ts) need of the TEPs:
+ * install a lease's binding before the host's ACK leaves, remove it after a release or an
+ * expiry. ./tep_sync.ts implements it (docs/protocol.md, "TEP synchronisation").
+ *
+ * @module
+ */
+import type { Lease } from "../lease/lease.ts";
+import type { DstmMessage } from "../wire/dstm_types.ts";
+
+/** What the protocol handler needs: install before answering, remove after release/expiry. */
+export interface BindingSink {
+  /** Resolves true when the TEP has the binding (or the TEP is not yet connected and not required). */
+  install(lease: Lease): Promise<boolean>;
+  remove(lease: Lease): void;
+  /** The install still in progress for this lease's binding, if any (a retransmitted request waits for it). */
+  pending(lease: Lease): Promise<boolean> | undefined;
+  /**
+   * A SYNC, BIND_ACK or NAK arrived at the server socket (`raw`: the message's bytes, decoded
+   * as `message`; `local`: the server address it was sent to); it is checked here (configured
+   * TEP, port, TEP key) and counted when refused.
+   */
+  onTepMessage(
+    raw: Uint8Array,
+    message: DstmMessage,
+    from: string,
+    port: number,
+    local?: string,
+  ): void;
+}

@@ -1,0 +1,118 @@
+/**
+ * Messages of the native protocol handler (./handler.ts): what kind a datagram is, the ACK a
+ * granted request gets, and how every answer is encoded: STATUS text cut to fit, signed
+ * with the request's key, and a NAK to an unvouched source never longer than the request.
+ *
+ * @module
+ */
+import type { AllocationEngine, EngineOutcome } from "../alloc/engine.ts";
+import type { Metrics } from "../control/metrics.ts";
+import type { Lease } from "../lease/lease.ts";
+import { type AuthKey, signMessage } from "../wire/auth.ts";
+import { encodeMessage } from "../wire/dstm.ts";
+import { type DstmMessage, MessageType } from "../wire/dstm_types.ts";
+
+/** The `type` label of each message type in `dstm_messages_total` and in logs. */
+export const TYPE_NAMES: Record<number, string> = {
+  [MessageType.DISCOVER]: "discover",
+  [MessageType.DISCOVER_ACK]: "discover_ack",
+  [MessageType.REQUEST]: "request",
+  [MessageType.REQUEST_ACK]: "request_ack",
+  [MessageType.RELEASE]: "release",
+  [MessageType.RELEASE_ACK]: "release_ack",
+  [MessageType.NAK]: "nak",
+};
+
+/** What a TEP sends the server: SYNC, and the answers to BIND / UNBIND. */
+export function isTepMessage(type: number): boolean {
+  return type === MessageType.SYNC || type === MessageType.BIND_ACK || type === MessageType.NAK;
+}
+
+/** What a host sends the server: DISCOVER, REQUEST, RELEASE. */
+export function isRequestType(type: number): boolean {
+  return (
+    type === MessageType.DISCOVER || type === MessageType.REQUEST || type === MessageType.RELEASE
+  );
+}
+
+/**
+ * RELEASE_ACK, or DISCOVER_ACK / REQUEST_ACK with the lease (`outcome`: the engine's), its
+ * lease time the seconds it has left on `engine`'s clock.
+ */
+export function ackFor(
+  request: DstmMessage,
+  lease: Lease,
+  outcome: EngineOutcome,
+  engine: Pick<AllocationEngine, "remainingMs">,
+): DstmMessage {
+  const host6 = request.host6!;
+  if (request.type === MessageType.RELEASE) {
+    return { type: MessageType.RELEASE_ACK, xid: request.xid, host4: lease.ipv4, host6 };
+  }
+  return {
+    type:
+      request.type === MessageType.DISCOVER ? MessageType.DISCOVER_ACK : MessageType.REQUEST_ACK,
+    xid: request.xid,
+    host4: lease.ipv4,
+    host6,
+    tep6: lease.tep6,
+    tep4: lease.tep4 === 0 ? undefined : lease.tep4,
+    portSet: lease.portSet.psidLength === 0 ? undefined : lease.portSet,
+    // On the engine's monotonic clock: a wall-clock step does not change the time left.
+    leaseTime: Math.max(1, Math.round(engine.remainingMs(lease) / 1000)),
+    // The host held this lease before the DISCOVER: tell the requester it is not its own
+    // to RELEASE (docs/protocol.md, EXISTING_LEASE).
+    existingLease:
+      request.type === MessageType.DISCOVER && outcome === "renewed" ? true : undefined,
+  };
+}
+
+/** The bytes of `message`, its STATUS text cut to 253 bytes, signed with `key` (at `now()`) when given. */
+export function encodeAnswer(
+  message: DstmMessage,
+  key: AuthKey | undefined,
+  now: () => number,
+): Uint8Array {
+  const m =
+    message.statusText === undefined
+      ? message
+      : { ...message, statusText: truncateText(message.statusText) };
+  return key ? signMessage(m, key, now()) : encodeMessage(m);
+}
+
+/**
+ * A NAK to a source nobody vouches for yet (a malformed or unauthenticated request, or one
+ * whose HOST_IPV6 is not its source): never longer than the request (`limit` bytes), so a
+ * spoofed request cannot make the server a reflection amplifier. Its text is cut to fit;
+ * when even a NAK without text would be longer, nothing is sent (null, counted
+ * `dstm_dropped_total{reason="answer-too-long"}` in `metrics`).
+ */
+export function nakWithin(
+  limit: number,
+  nak: DstmMessage,
+  text: string,
+  key: AuthKey | undefined,
+  now: () => number,
+  metrics: Metrics,
+): Uint8Array | null {
+  const bare = encodeAnswer({ ...nak, statusText: "" }, key, now);
+  if (bare.length > limit) {
+    metrics.inc("dstm_dropped_total", { reason: "answer-too-long" });
+    return null;
+  }
+  return encodeAnswer({ ...nak, statusText: cutText(text, limit - bare.length) }, key, now);
+}
+
+/** STATUS text is at most 253 bytes on the wire; cut long messages on a character boundary. */
+function truncateText(text: string): string {
+  return cutText(text, 253);
+}
+
+/** `text` cut on a character boundary to at most `max` UTF-8 bytes. */
+function cutText(text: string, max: number): string {
+  const bytes = new TextEncoder().encode(text);
+  if (bytes.length <= max) return text;
+  let cut = max;
+  while (cut > 0 && (bytes[cut]! & 0xc0) === 0x80) cut--;
+  return new TextDecoder().decode(bytes.subarray(0, cut));
+}
