@@ -8,6 +8,14 @@ import { Dhcp4o6Client } from "../lib/client/dhcp4o6_client.ts";
 import { failoverLeaseClient } from "../lib/client/failover.ts";
 import { DstmNode } from "../lib/client/node.ts";
 import { CLIENT_SCHEMA } from "../lib/config/client_schema.ts";
+import {
+  parseDuration,
+  parseHostPort,
+  parsePort,
+  unicastIPv4,
+  unicastIPv6,
+} from "../lib/config/endpoints.ts";
+import { readKeys } from "../lib/config/key_file.ts";
 import type { LogFormat, Logger, LogLevel } from "../lib/control/log.ts";
 import { logMessage } from "../lib/control/message_log.ts";
 import { metricsHandler } from "../lib/control/metrics.ts";
@@ -26,8 +34,7 @@ import { sdNotify } from "../lib/sys/sd_notify.ts";
 import type { NaptTimeouts } from "../lib/tunnel/napt.ts";
 import { ALL_DHCP_RELAY_AGENTS_AND_SERVERS, DHCP6_SERVER_PORT } from "../lib/wire/dhcp4o6.ts";
 import { DSTM_PORT } from "../lib/wire/dstm_types.ts";
-import { keyText, onHangup, parsePort, readKeys, stdoutLogger, untilSignal } from "./common.ts";
-import { parseDuration, parseHostPort, unicastIPv4, unicastIPv6 } from "./endpoints.ts";
+import { keyText, onHangup, stdoutLogger, untilSignal } from "./common.ts";
 import { RuntimeError, UsageError } from "./errors.ts";
 import { addSettings, commandSettings, explained } from "./options.ts";
 import { runtimeDir } from "./paths.ts";

@@ -9,11 +9,11 @@
  * @module
  */
 import { type Command, Option } from "@commander-js/extra-typings";
+import { parseDuration } from "../lib/config/endpoints.ts";
 import type { LeaseJson } from "../lib/control/lease_view.ts";
 import { leaseTablePrinter } from "../lib/control/lease_view.ts";
 import { canonicalIPv6, parseIPv4 } from "../lib/net/addr.ts";
 import { unixPermissionProblem } from "../lib/sys/http.ts";
-import { parseDuration } from "./endpoints.ts";
 import { RuntimeError, UsageError } from "./errors.ts";
 import { defaultControlSocket } from "./paths.ts";
 

@@ -11,12 +11,12 @@ import {
   type Ping4Lease,
   Ping4LeaseError,
 } from "../lib/client/ping4_lease.ts";
+import { parsePort, unicastIPv6 } from "../lib/config/endpoints.ts";
+import { readKeys } from "../lib/config/key_file.ts";
 import { formatIPv4, parseIPv4, parseIPv6 } from "../lib/net/addr.ts";
 import { sourceAddressFor } from "../lib/sys/udp.ts";
 import { DSTM_PORT } from "../lib/wire/dstm_types.ts";
 import { clientSocket } from "./client.ts";
-import { parsePort, readKeys } from "./common.ts";
-import { unicastIPv6 } from "./endpoints.ts";
 import { RuntimeError, UsageError } from "./errors.ts";
 import { runtimeDir } from "./paths.ts";
 

@@ -9,6 +9,17 @@ import { Command } from "@commander-js/extra-typings";
 import { AllocationEngine, type PoolConfig } from "../lib/alloc/engine.ts";
 import { Pool, PoolConfigError } from "../lib/alloc/pool.ts";
 import { lowestPort, sharingProblem, WELL_KNOWN_PORTS } from "../lib/alloc/sharing.ts";
+import {
+  checkPoolScope,
+  parseDuration,
+  parseHostPort,
+  parsePort,
+  parseTep,
+  unicastIPv4,
+  unicastIPv6,
+} from "../lib/config/endpoints.ts";
+import { readKeys } from "../lib/config/key_file.ts";
+import { mergeSettings, type Settings } from "../lib/config/merge.ts";
 import { SERVER_SCHEMA } from "../lib/config/server_schema.ts";
 import { type LogFormat, Logger, type LogLevel } from "../lib/control/log.ts";
 import { MemoryLeaseStore } from "../lib/lease/memory.ts";
@@ -28,17 +39,8 @@ import { stdoutIsJournal } from "../lib/sys/journal.ts";
 import { sdNotify } from "../lib/sys/sd_notify.ts";
 import { sharesSecret } from "../lib/wire/auth.ts";
 import { DSTM_PORT } from "../lib/wire/dstm_types.ts";
-import { parsePort, readKeys } from "./common.ts";
-import {
-  checkPoolScope,
-  parseDuration,
-  parseHostPort,
-  parseTep,
-  unicastIPv4,
-  unicastIPv6,
-} from "./endpoints.ts";
 import { RuntimeError, UsageError } from "./errors.ts";
-import { addSettings, mergeSettings, type Settings } from "./options.ts";
+import { addSettings } from "./options.ts";
 import { defaultControlSocket, defaultLeaseDb } from "./paths.ts";
 
 export function serverCommand(): Command {

@@ -4,6 +4,14 @@
  * @module
  */
 import { Command, Option } from "@commander-js/extra-typings";
+import {
+  parseDuration,
+  parseHostPort,
+  parsePort,
+  unicastIPv4,
+  unicastIPv6,
+} from "../lib/config/endpoints.ts";
+import { readKeys } from "../lib/config/key_file.ts";
 import { TEP_SCHEMA } from "../lib/config/tep_schema.ts";
 import { type LogFormat, Logger, type LogLevel } from "../lib/control/log.ts";
 import { planReload, type SettingsText } from "../lib/control/reload_plan.ts";
@@ -24,8 +32,7 @@ import { type TepConfig, TepNode } from "../lib/tep/node.ts";
 import { logStaticChange } from "../lib/tep/static_reload.ts";
 import { MAX_BINDINGS } from "../lib/tunnel/binding.ts";
 import { DSTM_PORT } from "../lib/wire/dstm_types.ts";
-import { keyText, onHangup, parsePort, readKeys, stdoutLogger, untilSignal } from "./common.ts";
-import { parseDuration, parseHostPort, unicastIPv4, unicastIPv6 } from "./endpoints.ts";
+import { keyText, onHangup, stdoutLogger, untilSignal } from "./common.ts";
 import { RuntimeError, UsageError } from "./errors.ts";
 import { addSettings, commandSettings, explained } from "./options.ts";
 import { runtimeDir } from "./paths.ts";
