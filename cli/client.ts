@@ -16,6 +16,7 @@ import {
   unicastIPv6,
 } from "../lib/config/endpoints.ts";
 import { readKeys } from "../lib/config/key_file.ts";
+import { runtimeDir } from "../lib/config/paths.ts";
 import type { LogFormat, Logger, LogLevel } from "../lib/control/log.ts";
 import { logMessage } from "../lib/control/message_log.ts";
 import { metricsHandler } from "../lib/control/metrics.ts";
@@ -37,7 +38,6 @@ import { DSTM_PORT } from "../lib/wire/dstm_types.ts";
 import { keyText, onHangup, stdoutLogger, untilSignal } from "./common.ts";
 import { RuntimeError, UsageError } from "./errors.ts";
 import { addSettings, commandSettings, explained } from "./options.ts";
-import { runtimeDir } from "./paths.ts";
 
 const _collect = (value: string, previous: string[] = []) => [...previous, value];
 

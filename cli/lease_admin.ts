@@ -10,12 +10,12 @@
  */
 import { type Command, Option } from "@commander-js/extra-typings";
 import { parseDuration } from "../lib/config/endpoints.ts";
+import { defaultControlSocket } from "../lib/config/paths.ts";
 import type { LeaseJson } from "../lib/control/lease_view.ts";
 import { leaseTablePrinter } from "../lib/control/lease_view.ts";
 import { canonicalIPv6, parseIPv4 } from "../lib/net/addr.ts";
 import { unixPermissionProblem } from "../lib/sys/http.ts";
 import { RuntimeError, UsageError } from "./errors.ts";
-import { defaultControlSocket } from "./paths.ts";
 
 const CONTROL_HELP = `control socket of the running server (default: ${defaultControlSocket()})`;
 

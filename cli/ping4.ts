@@ -13,12 +13,12 @@ import {
 } from "../lib/client/ping4_lease.ts";
 import { parsePort, unicastIPv6 } from "../lib/config/endpoints.ts";
 import { readKeys } from "../lib/config/key_file.ts";
+import { runtimeDir } from "../lib/config/paths.ts";
 import { formatIPv4, parseIPv4, parseIPv6 } from "../lib/net/addr.ts";
 import { sourceAddressFor } from "../lib/sys/udp.ts";
 import { DSTM_PORT } from "../lib/wire/dstm_types.ts";
 import { clientSocket } from "./client.ts";
 import { RuntimeError, UsageError } from "./errors.ts";
-import { runtimeDir } from "./paths.ts";
 
 /** A renamed flag: the new one, or the old one with a deprecation warning (not both). */
 function renamed(flags: Record<string, unknown>, old: string, now: string): string | undefined {

@@ -12,6 +12,7 @@ import {
   unicastIPv6,
 } from "../lib/config/endpoints.ts";
 import { readKeys } from "../lib/config/key_file.ts";
+import { runtimeDir } from "../lib/config/paths.ts";
 import { TEP_SCHEMA } from "../lib/config/tep_schema.ts";
 import { type LogFormat, Logger, type LogLevel } from "../lib/control/log.ts";
 import { planReload, type SettingsText } from "../lib/control/reload_plan.ts";
@@ -35,7 +36,6 @@ import { DSTM_PORT } from "../lib/wire/dstm_types.ts";
 import { keyText, onHangup, stdoutLogger, untilSignal } from "./common.ts";
 import { RuntimeError, UsageError } from "./errors.ts";
 import { addSettings, commandSettings, explained } from "./options.ts";
-import { runtimeDir } from "./paths.ts";
 import { addTepCheckCommand } from "./tep_check.ts";
 
 const defaultStatsSocket = () => `${runtimeDir()}/tep.sock`;

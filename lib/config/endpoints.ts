@@ -157,3 +157,12 @@ export function parsePort(text: string | undefined, what: string, fallback: numb
     throw new UsageError(`${what}: "${text}" is not a port (1–65535)`);
   return port;
 }
+
+/** A whole number from a flag or a TOML value (number or digits), or undefined when absent. */
+export function wholeNumber(value: unknown, what: string): number | undefined {
+  if (value === undefined) return undefined;
+  const text = String(value).trim();
+  if ((typeof value !== "string" && typeof value !== "number") || !/^\d{1,6}$/.test(text))
+    throw new UsageError(`${what}: "${String(value)}" is not a whole number`);
+  return Number(text);
+}
