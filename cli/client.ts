@@ -6,14 +6,19 @@
 import { Command, Option } from "@commander-js/extra-typings";
 import { Dhcp4o6Client } from "../lib/client/dhcp4o6_client.ts";
 import { failoverLeaseClient } from "../lib/client/failover.ts";
-import { DstmNode } from "../lib/client/node.ts";
+import { warnNaptMinimums } from "../lib/client/napt_minimums.ts";
+import { DstmNode, type NodeConfig } from "../lib/client/node.ts";
+import {
+  type ClientFlags,
+  type ClientSettings,
+  resolveClientSettings,
+} from "../lib/config/client_resolve.ts";
 import { CLIENT_SCHEMA } from "../lib/config/client_schema.ts";
-import type { LogFormat, Logger, LogLevel } from "../lib/control/log.ts";
+import { runtimeDir } from "../lib/config/paths.ts";
+import type { Logger, LogLevel } from "../lib/control/log.ts";
 import { logMessage } from "../lib/control/message_log.ts";
 import { metricsHandler } from "../lib/control/metrics.ts";
 import { planReload, type SettingsText } from "../lib/control/reload_plan.ts";
-import { canonicalIPv6 } from "../lib/net/addr.ts";
-import { parseIPv4Prefix } from "../lib/net/prefix.ts";
 import {
   getUnix,
   type HttpEndpoint,
@@ -23,16 +28,10 @@ import {
   unixPermissionProblem,
 } from "../lib/sys/http.ts";
 import { sdNotify } from "../lib/sys/sd_notify.ts";
-import type { NaptTimeouts } from "../lib/tunnel/napt.ts";
-import { ALL_DHCP_RELAY_AGENTS_AND_SERVERS, DHCP6_SERVER_PORT } from "../lib/wire/dhcp4o6.ts";
-import { DSTM_PORT } from "../lib/wire/dstm_types.ts";
-import { keyText, onHangup, parsePort, readKeys, stdoutLogger, untilSignal } from "./common.ts";
-import { parseDuration, parseHostPort, unicastIPv4, unicastIPv6 } from "./endpoints.ts";
+import { ALL_DHCP_RELAY_AGENTS_AND_SERVERS } from "../lib/wire/dhcp4o6.ts";
+import { keyText, onHangup, stdoutLogger, untilSignal } from "./common.ts";
 import { RuntimeError, UsageError } from "./errors.ts";
 import { addSettings, commandSettings, explained } from "./options.ts";
-import { runtimeDir } from "./paths.ts";
-
-const _collect = (value: string, previous: string[] = []) => [...previous, value];
 
 /** Control socket of the client running the DTI `ifname`. */
 export function clientSocket(ifname: string): string {
@@ -65,7 +64,7 @@ Examples:
     .action(async (_opts, cmd) => {
       const settings = commandSettings(cmd, CLIENT_SCHEMA);
       const flags = settings.values as unknown as ClientFlags;
-      const run = await explained(settings, () => resolveClient(flags));
+      const run = await explained(settings, () => resolveClientSettings(flags));
       if (flags.check) {
         process.stdout.write(
           `dstm client: configuration OK (server ${flags.server}, ${flags.protocol}, dti ${flags.ifname})\n`,
@@ -139,118 +138,12 @@ function addStatusCommand(client: ReturnType<typeof clientCommand>): void {
     });
 }
 
-export interface ClientFlags {
-  protocol: "dstm" | "dhcp4o6";
-  server?: string | string[];
-  serverPort?: string;
-  tep?: string;
-  tep4?: string;
-  host6?: string;
-  ifname: string;
-  route?: string[];
-  mtu?: string;
-  mssClamp: boolean;
-  offload: boolean;
-  dscp: string;
-  onDemand?: boolean;
-  idle: string;
-  naptTcpEstablished: string;
-  naptTcpTransitory: string;
-  naptUdp: string;
-  naptIcmp: string;
-  fragmentTimeout: string;
-  key?: string;
-  keyOverlap?: string;
-  control?: string;
-  metrics?: string;
-  logFormat?: LogFormat;
-  logLevel?: LogLevel;
-  config?: string;
-  check?: boolean;
-}
-
-/** The client's settings, checked without side effects (--check stops after this). */
-function resolveClient(flags: ClientFlags) {
-  const dhcp4o6 = flags.protocol === "dhcp4o6";
-  const servers = typeof flags.server === "string" ? [flags.server] : (flags.server ?? []);
-  const [serverFlag, ...otherServers] = servers;
-  if (dhcp4o6 && otherServers.length > 0)
-    throw new UsageError("--protocol dhcp4o6 takes one --server");
-  if (!serverFlag)
-    throw new UsageError(
-      dhcp4o6
-        ? "--server V6 is required (the 4o6 server's IPv6 address, or ff02::1:2)"
-        : "--server V6 is required (the DSTM server's IPv6 address)",
-    );
-  const [serverAddress = "", zone] = serverFlag.split("%", 2);
-  const server = canonicalIPv6(dhcp4o6 ? serverAddress : serverFlag);
-  if (!server) throw new UsageError(`--server: "${serverFlag}" is not an IPv6 address`);
-  // The one group a client may send to is All_DHCP_Relay_Agents_and_Servers (RFC 8415 §7.1).
-  if (!(dhcp4o6 && server === ALL_DHCP_RELAY_AGENTS_AND_SERVERS))
-    unicastIPv6(server, "--server", "the server's", { loopback: true });
-  const others = otherServers.map((text) =>
-    unicastIPv6(text, "--server", "the server's", { loopback: true }),
-  );
-  const tep6 = flags.tep === undefined ? undefined : unicastIPv6(flags.tep, "--tep", "the TEP's");
-  const host6 =
-    flags.host6 === undefined ? undefined : unicastIPv6(flags.host6, "--host6", "this host's");
-  for (const route of flags.route ?? []) {
-    if (!parseIPv4Prefix(route))
-      throw new UsageError(`--route: "${route}" is not an IPv4 CIDR (e.g. 192.0.2.0/24)`);
-  }
-  const mtu = flags.mtu === undefined ? undefined : Number(flags.mtu);
-  if (mtu !== undefined && (!Number.isInteger(mtu) || mtu < 576 || mtu > 65535))
-    throw new UsageError(`--mtu: "${flags.mtu}" is not 576–65535`);
-  const idle = parseDuration(flags.idle, "--idle");
-  if (idle > 86400) throw new UsageError(`--idle: "${flags.idle}" is not 1s–1d`);
-  const tep4 =
-    flags.tep4 === undefined ? undefined : unicastIPv4(flags.tep4, "--tep4", "the TEP's");
-  if (dhcp4o6) {
-    if (tep6 === undefined)
-      throw new UsageError(
-        "--tep V6 is required with --protocol dhcp4o6 (DHCP does not say which TEP to use)",
-      );
-    if (flags.key)
-      throw new UsageError("--key signs native DSTM messages; dhcp4o6 has no such signature");
-  } else if (flags.tep4 !== undefined) {
-    throw new UsageError("--tep4 is for --protocol dhcp4o6 (the DSTM server names the TEP)");
-  }
-  const key = flags.key ? readKeys(flags.key)[0] : undefined;
-  const keyOverlap = parseDuration(flags.keyOverlap ?? "1h", "--key-overlap");
-  const napt = naptTimeouts(flags);
-  const port = parsePort(
-    flags.serverPort,
-    "--server-port",
-    dhcp4o6 ? DHCP6_SERVER_PORT : DSTM_PORT,
-  );
-  const dscp = dscpFlag(flags.dscp);
-  const metrics = flags.metrics ? parseHostPort(flags.metrics, "--metrics", 9606) : undefined;
-  return {
-    metrics,
-    dhcp4o6,
-    zone,
-    serverFlag,
-    server,
-    others,
-    tep6,
-    host6,
-    mtu,
-    idle,
-    tep4,
-    key,
-    keyOverlap,
-    napt,
-    port,
-    dscp,
-  };
-}
-
-type ResolvedClient = ReturnType<typeof resolveClient>;
+type ControlEndpoint = Awaited<ReturnType<typeof serveUnix>>;
 
 /** The client's settings as text: those a restart changes, and those a reload applies live. */
 function clientSettings(
   flags: ClientFlags,
-  r: ResolvedClient,
+  r: ClientSettings,
 ): { fixed: SettingsText; live: SettingsText } {
   return {
     fixed: {
@@ -282,124 +175,26 @@ function clientSettings(
   };
 }
 
-/** Runs the client until SIGINT/SIGTERM (then releases); SIGHUP sets the log level again. */
+/** Runs the client until SIGINT/SIGTERM (then releases); SIGHUP reads its settings again. */
 async function runClient(
   flags: ClientFlags,
-  r: ReturnType<typeof resolveClient>,
+  r: ClientSettings,
   reread: () => ClientFlags,
 ): Promise<void> {
-  const { dhcp4o6, zone, serverFlag, server, others, tep6, host6, mtu, idle, tep4, key } = r;
-  const { napt, port, dscp } = r;
-  let running = { flags, r };
   const log = stdoutLogger(flags);
-  warnNaptMinimums(napt, log);
-  const multicast = dhcp4o6 && server === ALL_DHCP_RELAY_AGENTS_AND_SERVERS;
+  warnNaptMinimums(r.napt, log);
   // The control socket before the lease: one in use must stop us before we take a lease.
-  const socket = flags.control ?? clientSocket(flags.ifname);
   let node: DstmNode | undefined;
-  let control: Awaited<ReturnType<typeof serveUnix>>;
+  const control = await serveControl(flags.control ?? clientSocket(flags.ifname), () => node);
   try {
-    control = await serveUnix(socket, (request) =>
-      !node
-        ? Response.json({ error: "starting" }, { status: 503 })
-        : new URL(request.url).pathname === "/v1/status" ||
-            new URL(request.url).pathname === "/v1/ping"
-          ? Response.json(node.status())
-          : Response.json({ error: "no such endpoint" }, { status: 404 }),
-    );
-  } catch (error) {
-    throw error instanceof HttpListenError ? new UsageError(error.message) : error;
-  }
-  try {
-    node = await DstmNode.start({
-      server: dhcp4o6 ? serverFlag : server,
-      port,
-      // dhcp4o6: the tunnel source is the address towards the TEP (ff02::1:2 has no route).
-      // Without --host6 the client follows the host's addresses (renumbering).
-      host6,
-      sourceTowards: dhcp4o6 ? tep6 : undefined,
-      tep6,
-      leaseClient: dhcp4o6
-        ? (source) =>
-            Dhcp4o6Client.open({
-              server: zone === undefined ? server : `${server}%${zone}`,
-              ifname: multicast ? zone : undefined,
-              host6: source,
-              tep6: tep6!,
-              tep4,
-              serverPort: port,
-              log,
-            }).catch((error: Error) => {
-              // A bad address or ff02::1:2 without an interface: the user's to fix.
-              throw error instanceof RangeError
-                ? new UsageError(`--server: ${error.message}`)
-                : error;
-            })
-        : others.length > 0
-          ? (source) =>
-              failoverLeaseClient({
-                servers: [server, ...others].map((address) => ({ address, port })),
-                host6: source,
-                key,
-                onFailover: (from, to) => log.warn("server-failover", { from, to }),
-                onMessage: (direction, message, peer) => logMessage(log, direction, message, peer),
-              })
-          : undefined,
-      key,
-      ifname: flags.ifname,
-      routes: flags.route,
-      mtu,
-      mssClamp: flags.mssClamp,
-      offload: flags.offload,
-      dscp,
-      onDemand: flags.onDemand === true,
-      idleSeconds: idle,
-      napt,
-      log,
-    });
+    node = await DstmNode.start(nodeOptions(flags, r, log));
   } catch (error) {
     control.close();
     throw error;
   }
-  let metricsEndpoint: HttpEndpoint | undefined;
-  if (r.metrics) {
-    try {
-      metricsEndpoint = serveTcp(r.metrics.address, r.metrics.port, metricsHandler(node.metrics));
-    } catch (error) {
-      control.close();
-      await node.stop();
-      throw error instanceof HttpListenError ? new RuntimeError(error.message) : error;
-    }
-    log.info("metrics", { listen: metricsEndpoint.where });
-  }
+  const metricsEndpoint = await serveMetrics(r, node, control, log);
   sdNotify("READY=1\nSTATUS=lease bound, DTI up");
-  const stopHup = onHangup(
-    log,
-    () => {
-      const nextFlags = reread();
-      const next = resolveClient(nextFlags);
-      const now = clientSettings(running.flags, running.r);
-      const then = clientSettings(nextFlags, next);
-      const plan = planReload(now.fixed, then.fixed, now.live, then.live);
-      if ("refused" in plan) throw new Error(plan.refused);
-      node.reconfigure({
-        rotateKey: plan.changed.includes("key") ? next.key : undefined,
-        keyOverlapMs: next.keyOverlap * 1000,
-        idleSeconds: next.idle,
-        napt: next.napt,
-      });
-      const old = running.r.key;
-      if (plan.changed.includes("key") && old && next.key && old.id !== next.key.id)
-        log.info("key-overlap", {
-          keys: String(old.id),
-          "overlap-s": next.keyOverlap,
-          detail: "answers signed with the replaced key are accepted until then",
-        });
-      running = { flags: nextFlags, r: next };
-      return { level: nextFlags.logLevel ?? "info", changed: plan.changed };
-    },
-    node.metrics,
-  );
+  const stopHup = onHangup(log, reloader(node, { flags, r }, reread, log), node.metrics);
   await untilSignal();
   stopHup();
   sdNotify("STOPPING=1");
@@ -408,40 +203,138 @@ async function runClient(
   await node.stop();
 }
 
-/** The NAPT flags, checked; below an RFC minimum is allowed (tests, labs) but warned about. */
-function naptTimeouts(flags: {
-  naptTcpEstablished: string;
-  naptTcpTransitory: string;
-  naptUdp: string;
-  naptIcmp: string;
-  fragmentTimeout: string;
-}): NaptTimeouts {
-  const t: NaptTimeouts = {
-    tcpEstablished: parseDuration(flags.naptTcpEstablished, "--napt-tcp-established"),
-    tcpTransitory: parseDuration(flags.naptTcpTransitory, "--napt-tcp-transitory"),
-    udp: parseDuration(flags.naptUdp, "--napt-udp"),
-    icmp: parseDuration(flags.naptIcmp, "--napt-icmp"),
-    fragment: parseDuration(flags.fragmentTimeout, "--fragment-timeout"),
-  };
-  return t;
+/** The client's control socket: `/v1/status` (and `/v1/ping`) of the node once it runs. */
+async function serveControl(
+  socket: string,
+  running: () => DstmNode | undefined,
+): Promise<ControlEndpoint> {
+  try {
+    return await serveUnix(socket, (request) => {
+      const node = running();
+      return !node
+        ? Response.json({ error: "starting" }, { status: 503 })
+        : new URL(request.url).pathname === "/v1/status" ||
+            new URL(request.url).pathname === "/v1/ping"
+          ? Response.json(node.status())
+          : Response.json({ error: "no such endpoint" }, { status: 404 });
+    });
+  } catch (error) {
+    throw error instanceof HttpListenError ? new UsageError(error.message) : error;
+  }
 }
 
-/** Below an RFC minimum is allowed (tests, labs) but warned about. */
-function warnNaptMinimums(t: NaptTimeouts, log: Logger): void {
-  const minimums: [keyof NaptTimeouts, number, string][] = [
-    ["tcpEstablished", 7440, "RFC 5382 REQ-5"],
-    ["tcpTransitory", 240, "RFC 5382 REQ-5"],
-    ["udp", 120, "RFC 4787 REQ-5"],
-    ["icmp", 60, "RFC 5508 REQ-1"],
-  ];
-  for (const [key, minimum, rule] of minimums)
-    if (t[key] < minimum)
-      log.warn("napt-timeout-below-minimum", {
-        timeout: key,
-        "timeout-s": t[key],
-        "minimum-s": minimum,
-        rule,
+/** What DstmNode.start takes, from the flags and their checked values. */
+function nodeOptions(flags: ClientFlags, r: ClientSettings, log: Logger): NodeConfig {
+  return {
+    server: r.dhcp4o6 ? r.serverFlag : r.server,
+    port: r.port,
+    // dhcp4o6: the tunnel source is the address towards the TEP (ff02::1:2 has no route).
+    // Without --host6 the client follows the host's addresses (renumbering).
+    host6: r.host6,
+    sourceTowards: r.dhcp4o6 ? r.tep6 : undefined,
+    tep6: r.tep6,
+    leaseClient: leaseClientOf(r, log),
+    key: r.key,
+    ifname: flags.ifname,
+    routes: flags.route,
+    mtu: r.mtu,
+    mssClamp: flags.mssClamp,
+    offload: flags.offload,
+    dscp: r.dscp,
+    onDemand: flags.onDemand === true,
+    idleSeconds: r.idle,
+    napt: r.napt,
+    log,
+  };
+}
+
+/**
+ * The lease client: DHCPv4-over-DHCPv6, or native DSTM failing over between several
+ * servers; undefined for the node's own native client of one server.
+ */
+function leaseClientOf(r: ClientSettings, log: Logger): NodeConfig["leaseClient"] {
+  const { server, zone, port } = r;
+  if (r.dhcp4o6) {
+    const multicast = server === ALL_DHCP_RELAY_AGENTS_AND_SERVERS;
+    return (source) =>
+      Dhcp4o6Client.open({
+        server: zone === undefined ? server : `${server}%${zone}`,
+        ifname: multicast ? zone : undefined,
+        host6: source,
+        tep6: r.tep6!,
+        tep4: r.tep4,
+        serverPort: port,
+        log,
+      }).catch((error: Error) => {
+        // A bad address or ff02::1:2 without an interface: the user's to fix.
+        throw error instanceof RangeError ? new UsageError(`--server: ${error.message}`) : error;
       });
+  }
+  if (r.others.length === 0) return undefined;
+  return (source) =>
+    failoverLeaseClient({
+      servers: [server, ...r.others].map((address) => ({ address, port })),
+      host6: source,
+      key: r.key,
+      onFailover: (from, to) => log.warn("server-failover", { from, to }),
+      onMessage: (direction, message, peer) => logMessage(log, direction, message, peer),
+    });
+}
+
+/** The Prometheus endpoint (`--metrics`), if asked for; a failure to listen stops the client. */
+async function serveMetrics(
+  r: ClientSettings,
+  node: DstmNode,
+  control: ControlEndpoint,
+  log: Logger,
+): Promise<HttpEndpoint | undefined> {
+  if (!r.metrics) return undefined;
+  let endpoint: HttpEndpoint;
+  try {
+    endpoint = serveTcp(r.metrics.address, r.metrics.port, metricsHandler(node.metrics));
+  } catch (error) {
+    control.close();
+    await node.stop();
+    throw error instanceof HttpListenError ? new RuntimeError(error.message) : error;
+  }
+  log.info("metrics", { listen: endpoint.where });
+  return endpoint;
+}
+
+/**
+ * SIGHUP: the settings read again (`reread`) and checked; what may change live (key, idle,
+ * NAPT timeouts, log level) is applied, anything else refuses the reload (lib/control/reload_plan.ts).
+ */
+function reloader(
+  node: DstmNode,
+  start: { flags: ClientFlags; r: ClientSettings },
+  reread: () => ClientFlags,
+  log: Logger,
+): () => { level: LogLevel; changed: readonly string[] } {
+  let running = start;
+  return () => {
+    const nextFlags = reread();
+    const next = resolveClientSettings(nextFlags);
+    const now = clientSettings(running.flags, running.r);
+    const then = clientSettings(nextFlags, next);
+    const plan = planReload(now.fixed, then.fixed, now.live, then.live);
+    if ("refused" in plan) throw new Error(plan.refused);
+    node.reconfigure({
+      rotateKey: plan.changed.includes("key") ? next.key : undefined,
+      keyOverlapMs: next.keyOverlap * 1000,
+      idleSeconds: next.idle,
+      napt: next.napt,
+    });
+    const old = running.r.key;
+    if (plan.changed.includes("key") && old && next.key && old.id !== next.key.id)
+      log.info("key-overlap", {
+        keys: String(old.id),
+        "overlap-s": next.keyOverlap,
+        detail: "answers signed with the replaced key are accepted until then",
+      });
+    running = { flags: nextFlags, r: next };
+    return { level: nextFlags.logLevel ?? "info", changed: plan.changed };
+  };
 }
 
 /** Status lines for a shared lease: mappings by state, fragments, no-port answers. */
@@ -456,13 +349,4 @@ function naptLines(napt: Record<string, number> | null, c: Record<string, number
     `frag out  ${frag("out")}`,
     `frag in   ${frag("in")}`,
   ];
-}
-
-/** `--dscp copy` → −1 (copy the inner DSCP), else 0–63. */
-function dscpFlag(text: string): number {
-  if (text === "copy") return -1;
-  const n = Number(text);
-  if (!Number.isInteger(n) || n < 0 || n > 63)
-    throw new UsageError(`--dscp: "${text}" is not copy or 0–63`);
-  return n;
 }

@@ -1,45 +1,13 @@
 /**
- * Pieces every long-running subcommand shares: key files, loggers, signals.
+ * Pieces every long-running subcommand shares: loggers, signals, reload.
  *
  * @module
  */
-import { readFileSync, statSync } from "node:fs";
 import { Option } from "@commander-js/extra-typings";
 import { type LogFormat, Logger, type LogLevel } from "../lib/control/log.ts";
 import type { Metrics } from "../lib/control/metrics.ts";
 import { stdoutIsJournal } from "../lib/sys/journal.ts";
-import { type AuthKey, parseKeyFile } from "../lib/wire/auth.ts";
-import { UsageError } from "./errors.ts";
-
-/**
- * Reads a key file; throws UsageError naming the file on any problem. Like ssh with a private
- * key, it refuses a file that its group or others may read or write (mode & 0o077): a shared
- * HMAC key anyone on the host can read authenticates anyone.
- */
-export function readKeys(path: string): AuthKey[] {
-  let text: string;
-  try {
-    const mode = statSync(path).mode & 0o777;
-    if ((mode & 0o077) !== 0)
-      throw new UsageError(
-        `key file ${path} is accessible by others (mode 0${mode.toString(8)}); run chmod 600 ${path}`,
-      );
-    text = readFileSync(path, "utf8");
-  } catch (error) {
-    if (error instanceof UsageError) throw error;
-    const code = (error as NodeJS.ErrnoException).code;
-    const why =
-      code === "ENOENT"
-        ? `no such file (create it with dstm keygen ${path})`
-        : code === "EACCES"
-          ? "permission denied (run as its owner, or chown it to the user dstm runs as)"
-          : (code ?? (error as Error).message);
-    throw new UsageError(`cannot read key file ${path}: ${why}`);
-  }
-  const parsed = parseKeyFile(text);
-  if (!parsed.ok) throw new UsageError(`key file ${path}: ${parsed.message}`);
-  return parsed.keys;
-}
+import type { AuthKey } from "../lib/wire/auth.ts";
 
 export const logFormatOption = () =>
   new Option("--log-format <format>", "log line format").choices(["text", "json"] as const);
@@ -111,13 +79,4 @@ export function onHangup(
 export function keyText(key: AuthKey | undefined): string {
   if (!key) return "-";
   return `${key.id}:${Array.from(key.secret, (b) => b.toString(16).padStart(2, "0")).join("")}`;
-}
-
-/** A port number 1–65535 from a flag, or `fallback` when absent. */
-export function parsePort(text: string | undefined, what: string, fallback: number): number {
-  if (text === undefined) return fallback;
-  const port = Number(text);
-  if (!Number.isInteger(port) || port < 1 || port > 65535)
-    throw new UsageError(`${what}: "${text}" is not a port (1–65535)`);
-  return port;
 }

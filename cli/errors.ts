@@ -15,10 +15,7 @@
  * @module
  */
 
-/** An error in the command line or configuration the user can fix: `dstm: …`, exit code 2. */
-export class UsageError extends Error {
-  override name = "UsageError";
-}
+export { UsageError } from "../lib/config/errors.ts";
 
 /** A well-formed command that failed at run time (nothing answers, refused): `dstm: …`, exit code 1. */
 export class RuntimeError extends Error {

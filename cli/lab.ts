@@ -4,6 +4,7 @@
  * @module
  */
 import { Command, Option } from "@commander-js/extra-typings";
+import { runtimeDir } from "../lib/config/paths.ts";
 import { type LeaseJson, renderLeaseTable } from "../lib/control/lease_view.ts";
 import { runDemo } from "../lib/lab/demo.ts";
 import { Lab } from "../lib/lab/lab.ts";
@@ -11,7 +12,6 @@ import { alive, SERVICES } from "../lib/lab/services.ts";
 import { LAB, labNamespaces } from "../lib/lab/topology.ts";
 import { getUnix } from "../lib/sys/http.ts";
 import { UsageError } from "./errors.ts";
-import { runtimeDir } from "./paths.ts";
 
 const out = (text: string) => process.stdout.write(text.endsWith("\n") ? text : `${text}\n`);
 

@@ -7,6 +7,9 @@
  */
 import { Command, Option } from "@commander-js/extra-typings";
 import { DstmClient, DstmTransport } from "../lib/client/protocol.ts";
+import { unicastIPv4, unicastIPv6 } from "../lib/config/endpoints.ts";
+import { readKeys } from "../lib/config/key_file.ts";
+import { defaultControlSocket } from "../lib/config/paths.ts";
 import { BadRequest, parseLeaseFilter } from "../lib/control/lease_admin_api.ts";
 import {
   formatCursor,
@@ -25,11 +28,8 @@ import { LeaseStoreError, SqliteLeaseStore } from "../lib/lease/sqlite.ts";
 import { formatIPv4, parseIPv6 } from "../lib/net/addr.ts";
 import { sourceAddressFor, UdpBindError } from "../lib/sys/udp.ts";
 import { DSTM_PORT } from "../lib/wire/dstm_types.ts";
-import { readKeys } from "./common.ts";
-import { unicastIPv4, unicastIPv6 } from "./endpoints.ts";
 import { UsageError } from "./errors.ts";
 import { addLeaseAdminCommands, answer, controlFetch } from "./lease_admin.ts";
-import { defaultControlSocket } from "./paths.ts";
 
 export function leaseCommand(): Command {
   const lease = new Command("lease").description("inspect and administer the lease table");

@@ -9,13 +9,13 @@
  * @module
  */
 import { type Command, Option } from "@commander-js/extra-typings";
+import { parseDuration } from "../lib/config/endpoints.ts";
+import { defaultControlSocket } from "../lib/config/paths.ts";
 import type { LeaseJson } from "../lib/control/lease_view.ts";
 import { leaseTablePrinter } from "../lib/control/lease_view.ts";
 import { canonicalIPv6, parseIPv4 } from "../lib/net/addr.ts";
 import { unixPermissionProblem } from "../lib/sys/http.ts";
-import { parseDuration } from "./endpoints.ts";
 import { RuntimeError, UsageError } from "./errors.ts";
-import { defaultControlSocket } from "./paths.ts";
 
 const CONTROL_HELP = `control socket of the running server (default: ${defaultControlSocket()})`;
 
@@ -83,6 +83,16 @@ const psidQuery = (psid: number | undefined) => (psid === undefined ? "" : `?psi
 
 /** Adds the administration subcommands to `dstm lease`. */
 export function addLeaseAdminCommands(lease: Command): void {
+  addShowCommand(lease);
+  addAddCommand(lease);
+  addDelCommand(lease);
+  addUnreserveCommand(lease);
+  addWipeCommand(lease);
+  addExportCommand(lease);
+}
+
+/** `dstm lease show IPV4`: the leases and reservations of one address. */
+function addShowCommand(lease: Command): void {
   lease
     .command("show")
     .description("show the leases and reservations of one IPv4 address")
@@ -109,7 +119,10 @@ export function addLeaseAdminCommands(lease: Command): void {
       for (const r of body.reservations)
         process.stdout.write(`reserved: ${r.hostIPv4} psid ${r.psid} for ${r.hostIPv6}\n`);
     });
+}
 
+/** `dstm lease add`: a static lease, or a reservation (`--reserve`). */
+function addAddCommand(lease: Command): void {
   lease
     .command("add")
     .description(
@@ -157,7 +170,10 @@ export function addLeaseAdminCommands(lease: Command): void {
       else
         process.stdout.write(`reserved ${request.ipv4} psid ${request.psid ?? 0} for ${host6}\n`);
     });
+}
 
+/** `dstm lease del IPV4`: ends a lease now (stored, unbound at the TEP). */
+function addDelCommand(lease: Command): void {
   lease
     .command("del")
     .description(
@@ -182,7 +198,10 @@ export function addLeaseAdminCommands(lease: Command): void {
           `ended ${l.hostIPv4}${l.ports === "all" ? "" : ` ports ${l.ports}`} of ${l.hostIPv6}\n`,
         );
     });
+}
 
+/** `dstm lease unreserve HOST6`: removes a host's reservation. */
+function addUnreserveCommand(lease: Command): void {
   lease
     .command("unreserve")
     .description("remove a host's reservation (its current lease, if any, stays)")
@@ -205,7 +224,10 @@ export function addLeaseAdminCommands(lease: Command): void {
       );
       process.stdout.write(`removed the reservation of ${host6}\n`);
     });
+}
 
+/** `dstm lease wipe --pool NAME --yes`: ends every active lease of a pool. */
+function addWipeCommand(lease: Command): void {
   lease
     .command("wipe")
     .description("end every active lease of a pool (each unbound at its TEP)")
@@ -225,7 +247,10 @@ export function addLeaseAdminCommands(lease: Command): void {
       );
       process.stdout.write(`ended ${body.ended} lease(s) of pool ${flags.pool}\n`);
     });
+}
 
+/** `dstm lease export`: every lease as NDJSON or CSV, streamed. */
+function addExportCommand(lease: Command): void {
   lease
     .command("export")
     .description(

@@ -11,14 +11,14 @@ import {
   type Ping4Lease,
   Ping4LeaseError,
 } from "../lib/client/ping4_lease.ts";
+import { parsePort, unicastIPv6 } from "../lib/config/endpoints.ts";
+import { readKeys } from "../lib/config/key_file.ts";
+import { runtimeDir } from "../lib/config/paths.ts";
 import { formatIPv4, parseIPv4, parseIPv6 } from "../lib/net/addr.ts";
 import { sourceAddressFor } from "../lib/sys/udp.ts";
 import { DSTM_PORT } from "../lib/wire/dstm_types.ts";
 import { clientSocket } from "./client.ts";
-import { parsePort, readKeys } from "./common.ts";
-import { unicastIPv6 } from "./endpoints.ts";
 import { RuntimeError, UsageError } from "./errors.ts";
-import { runtimeDir } from "./paths.ts";
 
 /** A renamed flag: the new one, or the old one with a deprecation warning (not both). */
 function renamed(flags: Record<string, unknown>, old: string, now: string): string | undefined {
@@ -66,63 +66,75 @@ export function ping4Command() {
       "after",
       "\nExamples:\n  dstm ping4 192.0.2.80 --server 2001:db8:1::53\n  dstm ping4 192.0.2.80 --server 2001:db8:1::53 -c 1 -s 1572 -M do",
     )
-    .action(async (target, flags) => {
-      const settings = ping4Settings(target, flags);
-      const { count, interval, size, timeout } = settings;
-      let lease: Ping4Lease;
-      try {
-        lease = await acquirePing4Lease({
-          useClient: settings.useClient,
-          clientSockets: clientSocketsIn(runtimeDir()),
-          server: settings.server ? { address: settings.server, port: settings.port } : undefined,
-          host6: settings.host6,
-          sourceFor: sourceAddressFor,
-          key: flags.key ? readKeys(flags.key)[0] : undefined,
-        });
-      } catch (error) {
-        if (!(error instanceof Ping4LeaseError)) throw error;
-        // A client that does not answer or holds no lease is a run-time condition (exit 1).
-        let message = error.message;
-        const useClient = settings.useClient;
-        if (useClient !== undefined && message.startsWith("no dstm client answers")) {
-          const found = clientSocketsIn(runtimeDir()).filter((s) => s !== useClient);
-          message += found.length
-            ? `; control sockets found: ${found.join(", ")} (--use-client PATH)`
-            : "; is it running? (--use-client IFNAME or PATH)";
-        }
-        throw new RuntimeError(message);
-      }
-      const source = lease.source;
-      const tep6 = settings.tepOverride ?? lease.tep6;
-      if (lease.origin === "client")
-        process.stderr.write(`using the lease of the dstm client on ${lease.socket}\n`);
-      if (lease.origin === "existing")
-        process.stderr.write(
-          `using the lease ${lease.host6} already holds (the server says it existed: a dstm client on this host?); it will not be released\n`,
-        );
-      process.stdout.write(
-        `PING ${target} via DSTM (from ${formatIPv4(source)}, TEP ${tep6}): ${size} data bytes\n`,
-      );
-      let received = 0;
-      try {
-        const result = await ping4({
-          target: settings.targetIPv4,
-          source,
-          host6: parseIPv6(lease.host6)!,
-          tep6: parseIPv6(tep6)!,
-          count,
-          intervalMs: interval * 1000,
-          size,
-          dontFragment: settings.dontFragment,
-          timeoutMs: timeout * 1000,
-          print: (line) => process.stdout.write(`${line}\n`),
-        });
-        received = result.received;
-      } finally {
-        await lease.release();
-      }
-      if (received === 0) process.exitCode = 1;
+    .action(async (target, flags) => runPing4(target, flags));
+}
+
+/** Pings `target` with a borrowed or temporary lease (released after); exit code 1 when no reply came. */
+async function runPing4(target: string, flags: Ping4Flags & { key?: string }): Promise<void> {
+  const settings = ping4Settings(target, flags);
+  const { count, interval, size, timeout } = settings;
+  const lease = await acquireLease(settings, flags.key);
+  const source = lease.source;
+  const tep6 = settings.tepOverride ?? lease.tep6;
+  if (lease.origin === "client")
+    process.stderr.write(`using the lease of the dstm client on ${lease.socket}\n`);
+  if (lease.origin === "existing")
+    process.stderr.write(
+      `using the lease ${lease.host6} already holds (the server says it existed: a dstm client on this host?); it will not be released\n`,
+    );
+  process.stdout.write(
+    `PING ${target} via DSTM (from ${formatIPv4(source)}, TEP ${tep6}): ${size} data bytes\n`,
+  );
+  let received = 0;
+  try {
+    const result = await ping4({
+      target: settings.targetIPv4,
+      source,
+      host6: parseIPv6(lease.host6)!,
+      tep6: parseIPv6(tep6)!,
+      count,
+      intervalMs: interval * 1000,
+      size,
+      dontFragment: settings.dontFragment,
+      timeoutMs: timeout * 1000,
+      print: (line) => process.stdout.write(`${line}\n`),
     });
+    received = result.received;
+  } finally {
+    await lease.release();
+  }
+  if (received === 0) process.exitCode = 1;
+}
+
+/**
+ * The lease to ping from (lib/client/ping4_lease.ts): a running client's, or a temporary one.
+ * A client that does not answer or holds no lease is a run-time condition: RuntimeError (exit 1).
+ */
+async function acquireLease(
+  settings: Ping4Settings,
+  keyFile: string | undefined,
+): Promise<Ping4Lease> {
+  try {
+    return await acquirePing4Lease({
+      useClient: settings.useClient,
+      clientSockets: clientSocketsIn(runtimeDir()),
+      server: settings.server ? { address: settings.server, port: settings.port } : undefined,
+      host6: settings.host6,
+      sourceFor: sourceAddressFor,
+      key: keyFile ? readKeys(keyFile)[0] : undefined,
+    });
+  } catch (error) {
+    if (!(error instanceof Ping4LeaseError)) throw error;
+    let message = error.message;
+    const useClient = settings.useClient;
+    if (useClient !== undefined && message.startsWith("no dstm client answers")) {
+      const found = clientSocketsIn(runtimeDir()).filter((s) => s !== useClient);
+      message += found.length
+        ? `; control sockets found: ${found.join(", ")} (--use-client PATH)`
+        : "; is it running? (--use-client IFNAME or PATH)";
+    }
+    throw new RuntimeError(message);
+  }
 }
 
 /** The flags of `dstm ping4` as commander gives them (strings; `--use-client` may be bare). */

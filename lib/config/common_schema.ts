@@ -6,7 +6,7 @@
 import type { Setting } from "./setting.ts";
 
 /**
- * Where a control socket named `file` is by default (cli/paths.ts), in words for --help and
+ * Where a control socket named `file` is by default (./paths.ts), in words for --help and
  * the README: the runtime directory is $DSTM_RUNTIME_DIR when set, else /run/dstm as root,
  * else the user's $XDG_RUNTIME_DIR/dstm.
  */

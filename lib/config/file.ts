@@ -47,9 +47,33 @@ export function readConfigFile(path: string, schema: SettingSchema): ConfigFile 
 
 /** {@link readConfigFile} on text already read (`path` names it in errors). */
 export function parseConfigText(text: string, path: string, schema: SettingSchema): ConfigFile {
-  let data: Record<string, unknown>;
+  const data = parseToml(text, path);
+  const byKey = new Map<string, Setting>();
+  for (const s of schema.settings) {
+    if (s.flagOnly) continue;
+    byKey.set(s.name, s);
+  }
+  const at = (keys: readonly (string | number)[]) => {
+    const { line, column } = locateKey(text, keys);
+    return `${path}:${line}:${column}`;
+  };
+  const notes = renameDeprecatedKeys(data, schema, at);
+  const entries: Record<string, v.GenericSchema> = {};
+  for (const [key, setting] of byKey) entries[key] = v.optional(tomlSchema(setting));
+  const result = v.safeParse(v.strictObject(entries), data, { abortEarly: true });
+  if (!result.success) throw schemaError(result.issues[0], data, byKey, schema, at);
+  const values = new Map<string, FileValue>();
+  for (const [key, setting] of byKey) {
+    if (data[key] === undefined) continue;
+    values.set(key, { value: flagForm(setting, data[key]), where: at([key]) });
+  }
+  return { path, text, values, notes };
+}
+
+/** `text` parsed as TOML; a syntax error is a {@link ConfigFileError} at its line and column. */
+function parseToml(text: string, path: string): Record<string, unknown> {
   try {
-    data = parse(text) as Record<string, unknown>;
+    return parse(text) as Record<string, unknown>;
   } catch (error) {
     if (error instanceof TomlError) {
       const message = error.message.split("\n")[0]?.replace(/^Invalid TOML document: /, "");
@@ -59,20 +83,18 @@ export function parseConfigText(text: string, path: string, schema: SettingSchem
     }
     throw error;
   }
-  const byKey = new Map<string, Setting>();
-  const notes: string[] = [];
-  for (const s of schema.settings) {
-    if (s.flagOnly) continue;
-    byKey.set(s.name, s);
-  }
+}
+
+/** Renamed keys: moved in `data` to their new name; returns a note for each. Both names: an error. */
+function renameDeprecatedKeys(
+  data: Record<string, unknown>,
+  schema: SettingSchema,
+  at: (keys: readonly (string | number)[]) => string,
+): string[] {
   const aliases = new Map<string, Setting>();
   for (const s of schema.settings)
     for (const old of s.deprecatedKeys ?? []) if (!s.flagOnly) aliases.set(old, s);
-  const at = (keys: readonly (string | number)[]) => {
-    const { line, column } = locateKey(text, keys);
-    return `${path}:${line}:${column}`;
-  };
-  // Renamed keys: read under the new name, with a note.
+  const notes: string[] = [];
   for (const [old, setting] of aliases) {
     if (!(old in data)) continue;
     if (setting.name in data)
@@ -83,52 +105,55 @@ export function parseConfigText(text: string, path: string, schema: SettingSchem
     data[setting.name] = data[old];
     delete data[old];
   }
-  const entries: Record<string, v.GenericSchema> = {};
-  for (const [key, setting] of byKey) entries[key] = v.optional(tomlSchema(setting));
-  const result = v.safeParse(v.strictObject(entries), data, { abortEarly: true });
-  if (!result.success) {
-    const { issue, keys } = deepest(result.issues[0], []);
-    const top = keys[0] as string | undefined;
-    const setting = top === undefined ? undefined : byKey.get(top);
-    const where = at(keys.length ? keys : [String(issue.input)]);
-    if (!setting) {
-      const name = top ?? String(issue.input);
-      throw new ConfigFileError(
-        `${where}: unknown setting "${name}" (${schema.command} knows: ${[...byKey.keys()].join(", ")})`,
-      );
-    }
-    if (issue.type === "strict_object" && keys.length > 1) {
-      const key = String(keys.at(-1));
-      // TOML puts every key after [[pool]] into that table: a top-level setting written last.
-      const hint = byKey.has(key)
-        ? ` (${key} is a top-level setting: write it above the first [[${top}]])`
-        : "";
-      throw new ConfigFileError(`${where}: unknown setting "${key}" in ${top}${hint}`);
-    }
-    if (keys.length > 2 && typeof keys[1] === "number") {
-      // inside the Nth table of an array of tables ([[pool]]): name the table and the key
-      const field = keys.slice(2).join(".");
-      throw new ConfigFileError(
-        `${where}: ${top} ${keys[1] + 1}: ${field} must be ${expectedOf(issue.expected)}, not ${showValue(issue.input)}`,
-      );
-    }
-    const value = data[top as string];
-    const got = showValue(value);
-    // A repeatable setting given once: say how to write it.
-    const hint =
-      setting.kind.type === "list" && typeof value === "string"
-        ? ` (write ${top} = [${JSON.stringify(value)}])`
-        : "";
-    throw new ConfigFileError(
-      `${where}: ${top} must be ${describeKind(setting)}, not ${got}${hint}`,
+  return notes;
+}
+
+/**
+ * The {@link ConfigFileError} of the first schema issue: an unknown setting (top level or in a
+ * table), a wrong type inside the Nth `[[table]]`, or a setting's wrong type, at its place.
+ */
+function schemaError(
+  first: v.BaseIssue<unknown>,
+  data: Record<string, unknown>,
+  byKey: ReadonlyMap<string, Setting>,
+  schema: SettingSchema,
+  at: (keys: readonly (string | number)[]) => string,
+): ConfigFileError {
+  const { issue, keys } = deepest(first, []);
+  const top = keys[0] as string | undefined;
+  const setting = top === undefined ? undefined : byKey.get(top);
+  const where = at(keys.length ? keys : [String(issue.input)]);
+  if (!setting) {
+    const name = top ?? String(issue.input);
+    return new ConfigFileError(
+      `${where}: unknown setting "${name}" (${schema.command} knows: ${[...byKey.keys()].join(", ")})`,
     );
   }
-  const values = new Map<string, FileValue>();
-  for (const [key, setting] of byKey) {
-    if (data[key] === undefined) continue;
-    values.set(key, { value: flagForm(setting, data[key]), where: at([key]) });
+  if (issue.type === "strict_object" && keys.length > 1) {
+    const key = String(keys.at(-1));
+    // TOML puts every key after [[pool]] into that table: a top-level setting written last.
+    const hint = byKey.has(key)
+      ? ` (${key} is a top-level setting: write it above the first [[${top}]])`
+      : "";
+    return new ConfigFileError(`${where}: unknown setting "${key}" in ${top}${hint}`);
   }
-  return { path, text, values, notes };
+  if (keys.length > 2 && typeof keys[1] === "number") {
+    // inside the Nth table of an array of tables ([[pool]]): name the table and the key
+    const field = keys.slice(2).join(".");
+    return new ConfigFileError(
+      `${where}: ${top} ${keys[1] + 1}: ${field} must be ${expectedOf(issue.expected)}, not ${showValue(issue.input)}`,
+    );
+  }
+  const value = data[top as string];
+  const got = showValue(value);
+  // A repeatable setting given once: say how to write it.
+  const hint =
+    setting.kind.type === "list" && typeof value === "string"
+      ? ` (write ${top} = [${JSON.stringify(value)}])`
+      : "";
+  return new ConfigFileError(
+    `${where}: ${top} must be ${describeKind(setting)}, not ${got}${hint}`,
+  );
 }
 
 /**

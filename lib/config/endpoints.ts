@@ -1,11 +1,11 @@
 /**
- * Parsing of the address arguments users type: `ADDR:PORT`, `[V6]:PORT`, `V6[,V4]`.
+ * Parsing of the values users type: addresses (`ADDR:PORT`, `[V6]:PORT`, `V6[,V4]`), ports
+ * and durations. Each throws a one-line {@link UsageError} naming the flag.
  *
  * @module
  */
-import { parseDurationSeconds } from "../lib/config/duration.ts";
-import { canonicalIPv6, formatIPv4, parseIPv4, parseIPv6 } from "../lib/net/addr.ts";
-import { parseIPv4Prefix } from "../lib/net/prefix.ts";
+import { canonicalIPv6, formatIPv4, parseIPv4, parseIPv6 } from "../net/addr.ts";
+import { parseIPv4Prefix } from "../net/prefix.ts";
 import {
   describeScope,
   ipv4PrefixScope,
@@ -13,7 +13,8 @@ import {
   ipv6Scope,
   type ScopeAllowance,
   scopeAllowed,
-} from "../lib/net/scope.ts";
+} from "../net/scope.ts";
+import { parseDurationSeconds } from "./duration.ts";
 import { UsageError } from "./errors.ts";
 
 export interface HostPort {
@@ -146,4 +147,22 @@ export function parseDuration(text: string | number, what: string): number {
     );
   }
   return seconds;
+}
+
+/** A port number 1–65535 from a flag, or `fallback` when absent. */
+export function parsePort(text: string | undefined, what: string, fallback: number): number {
+  if (text === undefined) return fallback;
+  const port = Number(text);
+  if (!Number.isInteger(port) || port < 1 || port > 65535)
+    throw new UsageError(`${what}: "${text}" is not a port (1–65535)`);
+  return port;
+}
+
+/** A whole number from a flag or a TOML value (number or digits), or undefined when absent. */
+export function wholeNumber(value: unknown, what: string): number | undefined {
+  if (value === undefined) return undefined;
+  const text = String(value).trim();
+  if ((typeof value !== "string" && typeof value !== "number") || !/^\d{1,6}$/.test(text))
+    throw new UsageError(`${what}: "${String(value)}" is not a whole number`);
+  return Number(text);
 }
