@@ -2,8 +2,9 @@
  * The settings of one DSTM server process ({@link ServerConfig}): pools, lease times, where
  * it listens (native protocol on UDP 4607, DHCPv4-over-DHCPv6 on 547, RFC 7341), the lease
  * database, keys, admission control, the TEP channel and the clocks. Plain data, made by
- * lib/config/server_resolve.ts from flags and the configuration file (for cli/server.ts), compared setting by setting on reload
- * (./reload.ts). Times are in seconds unless the name says ms.
+ * lib/config/server_resolve.ts from flags and the configuration file (for cli/server.ts),
+ * compared setting by setting on reload (./reload.ts). Times are in seconds unless the name
+ * says ms.
  *
  * @module
  */
