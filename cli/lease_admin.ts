@@ -79,6 +79,19 @@ function psidArg(text: string | undefined): number | undefined {
   return Number(text);
 }
 
+/** A reservation as the control API gives it (lib/control/lease_admin_api.ts reservationJson). */
+interface ReservationJson {
+  readonly hostIPv6: string;
+  readonly hostIPv4: string;
+  readonly psid: number;
+  readonly shared?: boolean;
+}
+
+/** `192.0.2.11`, or `198.51.100.7 psid 3` when the pool shares the address. */
+function reservedSlot(r: ReservationJson): string {
+  return r.shared ? `${r.hostIPv4} psid ${r.psid}` : r.hostIPv4;
+}
+
 const psidQuery = (psid: number | undefined) => (psid === undefined ? "" : `?psid=${psid}`);
 
 /** Adds the administration subcommands to `dstm lease`. */
@@ -109,7 +122,7 @@ function addShowCommand(lease: Command): void {
       const path = `/v1/leases/${ipv4Arg(ipv4, "IPV4", hostHint(ipv4))}${psidQuery(psidArg(flags.psid))}`;
       const body = await answer<{
         leases: LeaseJson[];
-        reservations: { hostIPv6: string; hostIPv4: string; psid: number }[];
+        reservations: ReservationJson[];
       }>(await controlFetch(socket, "GET", path), socket);
       if (flags.json) {
         process.stdout.write(`${JSON.stringify(body, null, 2)}\n`);
@@ -117,7 +130,7 @@ function addShowCommand(lease: Command): void {
       }
       if (body.leases.length) process.stdout.write(leaseTablePrinter(Date.now())(body.leases));
       for (const r of body.reservations)
-        process.stdout.write(`reserved: ${r.hostIPv4} psid ${r.psid} for ${r.hostIPv6}\n`);
+        process.stdout.write(`reserved: ${reservedSlot(r)} for ${r.hostIPv6}\n`);
     });
 }
 
@@ -158,7 +171,7 @@ function addAddCommand(lease: Command): void {
             : parseDuration(flags.leaseTime, "--lease-time"),
         reserve: flags.reserve === true,
       };
-      const body = await answer<{ lease?: LeaseJson; reservation?: unknown }>(
+      const body = await answer<{ lease?: LeaseJson; reservation?: ReservationJson }>(
         await controlFetch(socket, "POST", "/v1/leases", request),
         socket,
       );
@@ -167,8 +180,8 @@ function addAddCommand(lease: Command): void {
         process.stdout.write(
           `leased ${body.lease.hostIPv4}${body.lease.ports === "all" ? "" : ` ports ${body.lease.ports}`} to ${host6} until ${body.lease.expiresAt}\n`,
         );
-      else
-        process.stdout.write(`reserved ${request.ipv4} psid ${request.psid ?? 0} for ${host6}\n`);
+      else if (body.reservation)
+        process.stdout.write(`reserved ${reservedSlot(body.reservation)} for ${host6}\n`);
     });
 }
 

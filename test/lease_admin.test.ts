@@ -201,6 +201,10 @@ describe.skipIf(skip !== null)("lease administration on a running server", () =>
   test("a reservation: no other host gets it, its host does, after a delete and after a restart", async () => {
     const reserved = await lease("add", "--host6", NET.b6, "--ipv4", "198.51.100.9", "--reserve");
     expect(reserved.code).toBe(0);
+    // The pool does not share addresses: no PSID is named (it would read as a port set).
+    expect(reserved.stdout).toBe(`reserved 198.51.100.9 for ${NET.b6}\n`);
+    const shown = await lease("show", "198.51.100.9");
+    expect(shown.stdout).toContain(`reserved: 198.51.100.9 for ${NET.b6}\n`);
     // Another host on the reserved address: 409, exit 1, with the reason.
     const clash = await lease("add", "--host6", "2001:db8:1::c", "--ipv4", "198.51.100.9");
     expect(clash.code).toBe(1);

@@ -64,3 +64,14 @@ test("a wipe ends every active lease of the pool, in slices of WIPE_SLICE per st
   expect(engine.writeStats().batches - before).toBe(Math.ceil(2100 / WIPE_SLICE));
   expect(WIPE_SLICE).toBeLessThan(2100);
 });
+
+test("a reservation says whether its PSID names a port set: shared pool yes, unshared no", async () => {
+  const unshared = await admin(false);
+  const plain = await unshared.admin.add(request);
+  expect(plain.status).toBe(201);
+  expect(plain.body.reservation).toMatchObject({ hostIPv4: "192.0.2.3", shared: false });
+  const shared = await admin(false, ["198.51.100.0/29"], 4);
+  const slot = await shared.admin.add({ ...request, ipv4: parseIPv4("198.51.100.2")!, psid: 3 });
+  expect(slot.status).toBe(201);
+  expect(slot.body.reservation).toMatchObject({ hostIPv4: "198.51.100.2", psid: 3, shared: true });
+});

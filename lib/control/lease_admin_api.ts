@@ -102,7 +102,9 @@ export function leaseRoute(
       return add(admin, request);
     }
     if (path === "/v1/reservations" && method === "GET")
-      return json({ reservations: admin.reservations().map(reservationJson) });
+      return json({
+        reservations: admin.reservations().map((r) => reservationJson(r, admin.shareOf(r.ipv4))),
+      });
     const reservation = /^\/v1\/reservations\/([^/]+)$/.exec(path);
     if (reservation && method === "DELETE") {
       action = "unreserve";
@@ -158,7 +160,10 @@ function show(admin: LeaseAdminSource, ipv4: number, psid: number | undefined): 
     const where = `${formatIPv4(ipv4)}${psid === undefined ? "" : ` psid ${psid}`}`;
     return json({ error: `no lease and no reservation for ${where}` }, 404);
   }
-  return json({ leases: leases.map(leaseToJson), reservations: reservations.map(reservationJson) });
+  return json({
+    leases: leases.map(leaseToJson),
+    reservations: reservations.map((r) => reservationJson(r, admin.shareOf(r.ipv4))),
+  });
 }
 
 async function del(
@@ -250,12 +255,17 @@ function checkPsid(admin: LeaseAdminSource, ipv4: number, psid: number): void {
     );
 }
 
-/** The JSON of a reservation. */
-export function reservationJson(r: Reservation): Record<string, unknown> {
+/**
+ * The JSON of a reservation: `shared` is true when its pool shares each address among several
+ * hosts (`share` = hosts per address, {@link LeaseAdminSource.shareOf}), and only then does
+ * its `psid` name a port set (RFC 7597 §5.1); an unshared reservation holds every port.
+ */
+export function reservationJson(r: Reservation, share: number): Record<string, unknown> {
   return {
     hostIPv6: r.host6,
     hostIPv4: formatIPv4(r.ipv4),
     psid: r.psid,
+    shared: share > 1,
     createdAt: new Date(r.createdAt).toISOString(),
   };
 }

@@ -134,7 +134,10 @@ export class LeaseAdmin implements LeaseAdminSource {
         psid: request.psid,
         host6: request.host6,
       });
-      return { status: 201, body: { reservation: reservationJson(result.value) } };
+      return {
+        status: 201,
+        body: { reservation: reservationJson(result.value, this.shareOf(result.value.ipv4)) },
+      };
     }
     const seconds = request.leaseTime ?? this.#o.leaseTime();
     const result = await engine.grant(request.host6, request.ipv4, request.psid, seconds);
@@ -166,7 +169,10 @@ export class LeaseAdmin implements LeaseAdminSource {
       psid: result.value.psid,
       host6,
     });
-    return { status: 200, body: { removed: reservationJson(result.value) } };
+    return {
+      status: 200,
+      body: { removed: reservationJson(result.value, this.shareOf(result.value.ipv4)) },
+    };
   }
 
   async wipe(pool: string): Promise<AdminReply> {
