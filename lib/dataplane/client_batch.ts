@@ -34,6 +34,7 @@ import {
   type BatchLoopStats,
   buffers,
   countFailure,
+  countReadFailure,
   SEGMENT_BYTES,
   SendVector,
 } from "../tunnel/send_vector.ts";
@@ -149,13 +150,7 @@ export class ClientOutBatch {
       this.#touch();
     }
     const n = this.#tun.read(this.#bufs, this.#sizes, this.#offset);
-    if (n <= 0) {
-      if (n < 0) {
-        this.stats.readErrors++;
-        this.stats.lastError = n;
-      }
-      return n;
-    }
+    if (n <= 0) return n < 0 ? countReadFailure(this.stats, n) : n;
     // The lease may have arrived while we were blocked in read().
     this.#follower.follow();
     if (lease.context) {
@@ -325,13 +320,7 @@ export class ClientInBatch {
   step(): number {
     this.follow();
     const n = this.#raw.read(this.#bufs, this.#sizes, this.#offset, this.#addrs, this.#tclass);
-    if (n <= 0) {
-      if (n < 0) {
-        this.stats.readErrors++;
-        this.stats.lastError = n;
-      }
-      return n;
-    }
+    if (n <= 0) return n < 0 ? countReadFailure(this.stats, n) : n;
     this.follow();
     const context = this.#follower.lease.context;
     if (!context) {
