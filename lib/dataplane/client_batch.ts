@@ -26,7 +26,6 @@
  */
 import type { BatchDevice, TunnelBatchSocket } from "../net/device.ts";
 import { IPv4Problem, validateIPv4 } from "../net/ipv4.ts";
-import { Counter } from "../tunnel/counters.ts";
 import type { TcpCoalescer } from "../tunnel/gro.ts";
 import { type ClientTranslator, Translation } from "../tunnel/napt.ts";
 import { type ClientContext, clientDecap, clientEncap, Verdict } from "../tunnel/pipeline.ts";
@@ -42,15 +41,14 @@ import { tunWriter } from "../tunnel/tun_writer.ts";
 import {
   type ClientLoopInit,
   countTranslation,
+  ENCAP_MALFORMED,
   LeaseFollower,
+  NO_LEASE,
+  QUEUE_FULL,
   QUEUE_PACKET_BYTES,
   QUEUE_PACKETS,
+  QUEUED,
 } from "./client_lease.ts";
-
-const QUEUED = Counter["client-queued"];
-const QUEUE_FULL = Counter["client-drop-queue-full"];
-const NO_LEASE = Counter["client-drop-no-lease"];
-const ENCAP_MALFORMED = Counter["client-encap-drop-malformed"];
 
 /** What both directions are built from (client_lease.ts), and the batch options. */
 export interface ClientBatchInit extends ClientLoopInit {

@@ -15,7 +15,6 @@ import type { Raw6Socket } from "../sys/raw6.ts";
 import type { TunDevice } from "../sys/tun_linux.ts";
 import type { WorkerContext } from "../sys/worker.ts";
 import type { ClientState } from "../tunnel/client_state.ts";
-import { Counter } from "../tunnel/counters.ts";
 import type { TunnelError } from "../tunnel/icmp_relay.ts";
 import { type ClientTranslator, Translation } from "../tunnel/napt.ts";
 import { type ClientContext, clientDecap, clientEncap, Verdict } from "../tunnel/pipeline.ts";
@@ -24,19 +23,18 @@ import { attachClientLoop, seedPathMtu } from "./client_attach.ts";
 import {
   applicationError,
   countTranslation,
+  ENCAP_MALFORMED,
   type Lease,
   LeaseFollower,
+  NO_LEASE,
+  QUEUE_FULL,
   QUEUE_PACKET_BYTES,
   QUEUE_PACKETS,
+  QUEUED,
 } from "./client_lease.ts";
 import type { ForwarderStats } from "./forwarder.ts";
 import { nowSeconds, TunnelErrors } from "./tunnel_errors.ts";
 import { type LoopIO, readStops, writeFailed } from "./worker_loop.ts";
-
-const QUEUED = Counter["client-queued"];
-const QUEUE_FULL = Counter["client-drop-queue-full"];
-const NO_LEASE = Counter["client-drop-no-lease"];
-const ENCAP_MALFORMED = Counter["client-encap-drop-malformed"];
 
 /** DTI → TEP. */
 export function clientOut(io: LoopIO): ForwarderStats {
