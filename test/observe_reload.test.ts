@@ -12,8 +12,14 @@ import { beforeAll, describe, expect, test } from "bun:test";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { type Netns, vethPair } from "../lib/sys/netns.ts";
-import { generateKeyFileText } from "../lib/wire/auth.ts";
-import { type Daemon, daemonScope, metric, linesSince as since, until } from "./helpers/daemon.ts";
+import {
+  type Daemon,
+  daemonScope,
+  keyLine,
+  metric,
+  linesSince as since,
+  until,
+} from "./helpers/daemon.ts";
 import { announceSkip, netnsSkipReason } from "./helpers/netns.ts";
 import { BUN, ROOT, runDstm } from "./helpers/process.ts";
 
@@ -22,7 +28,7 @@ const skip =
   (Bun.which("ping") ? null : "needs ping (scripts/test-deps.sh)");
 announceSkip("observe_reload", skip);
 
-const { dir, file, netns, dstm } = daemonScope("dstm-reload-", {
+const { dir, file, netns, dstm, writeKey } = daemonScope("dstm-reload-", {
   timeoutMs: 180_000,
   stderrOnFailure: true,
 });
@@ -32,15 +38,10 @@ let server: Daemon;
 let tep: Daemon;
 let client: Daemon;
 
-const keyLine = (id: number) => generateKeyFileText(id).split("\n")[1]!;
 const H1 = keyLine(1);
 const H2 = keyLine(2);
 const T1 = keyLine(11);
 const T2 = keyLine(12);
-
-function writeKey(name: string, ...lines: string[]): void {
-  writeFileSync(file(name), `${lines.join("\n")}\n`, { mode: 0o600 });
-}
 
 const serverArgs = [
   "server",

@@ -22,16 +22,17 @@ import { planReload } from "../lib/server/reload.ts";
 import type { ServerConfig } from "../lib/server/server.ts";
 import { TepChannel } from "../lib/server/tep_channel.ts";
 import { type Netns, vethPair } from "../lib/sys/netns.ts";
-import {
-  type AuthKey,
-  generateKeyFileText,
-  ReplayGuard,
-  signMessage,
-  verifyMessage,
-} from "../lib/wire/auth.ts";
+import { type AuthKey, ReplayGuard, signMessage, verifyMessage } from "../lib/wire/auth.ts";
 import { decodeMessage } from "../lib/wire/dstm.ts";
 import { type DstmMessage, MessageType } from "../lib/wire/dstm_types.ts";
-import { type Daemon, daemonScope, metric, linesSince as since, until } from "./helpers/daemon.ts";
+import {
+  type Daemon,
+  daemonScope,
+  keyLine,
+  metric,
+  linesSince as since,
+  until,
+} from "./helpers/daemon.ts";
 import { announceSkip, netnsSkipReason } from "./helpers/netns.ts";
 import { BUN, ROOT } from "./helpers/process.ts";
 import { eventually } from "./helpers/wait.ts";
@@ -162,7 +163,7 @@ const skip = netnsSkipReason();
 announceSkip("tep_key_rotation", skip);
 
 describe.skipIf(skip !== null)("dstm server --tep-key reload with real server and TEP", () => {
-  const { file, netns, dstm } = daemonScope("dstm-tepkey-", {
+  const { file, netns, dstm, writeKey } = daemonScope("dstm-tepkey-", {
     timeoutMs: 240_000,
     stderrOnFailure: true,
   });
@@ -170,11 +171,8 @@ describe.skipIf(skip !== null)("dstm server --tep-key reload with real server an
   let core: Netns;
   let server: Daemon;
   let tep: Daemon;
-  const keyLine = (id: number) => generateKeyFileText(id).split("\n")[1]!;
   const T1 = keyLine(21);
   const T2 = keyLine(22);
-  const writeKey = (name: string, ...lines: string[]) =>
-    writeFileSync(file(name), `${lines.join("\n")}\n`, { mode: 0o600 });
   const tepArgs = (key: string) => [
     "tep",
     "--ipv6",

@@ -5,10 +5,11 @@
  * processes (test/redteam_tep.test.ts, test/tep_attack.test.ts, test/observe_reload.test.ts…).
  */
 import { afterAll } from "bun:test";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createNetns, type Netns } from "../../lib/sys/netns.ts";
+import { generateKeyFileText } from "../../lib/wire/auth.ts";
 import { BUN, ROOT } from "./process.ts";
 import { eventually } from "./wait.ts";
 
@@ -89,6 +90,11 @@ export function until(check: () => Promise<boolean> | boolean, ms = 20_000): Pro
   return eventually(check, { timeoutMs: ms, intervalMs: 100 });
 }
 
+/** The line of a new key file (lib/wire/auth.ts) that holds key `id`: `ID SECRET`. */
+export function keyLine(id: number): string {
+  return generateKeyFileText(id).split("\n")[1]!;
+}
+
 /** The lines of `d` after its first `from` that match `pattern`. */
 export function linesSince(d: Daemon, from: number, pattern: RegExp): string[] {
   return d.lines.slice(from).filter((l) => pattern.test(l));
@@ -119,6 +125,9 @@ export function daemonScope(tmpPrefix: string, options: DaemonOptions = { timeou
     dir,
     /** `name` in the scope's directory. */
     file: (name: string): string => join(dir, name),
+    /** Writes the key file `name` (mode 0600) in the scope's directory: one key a line. */
+    writeKey: (name: string, ...lines: string[]): void =>
+      writeFileSync(join(dir, name), `${lines.join("\n")}\n`, { mode: 0o600 }),
     /** A new namespace named `prefix…` (lib/sys/netns.ts createNetns). */
     netns(prefix: string): Netns {
       const ns = createNetns(prefix);
