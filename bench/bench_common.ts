@@ -121,3 +121,25 @@ export function printMedians(
   );
   console.log(table);
 }
+
+/**
+ * A bench's entry: `usage` (exit 2) unless `valid`, else `run()`; a failure is one line
+ * `NAME: message` on stderr and exit 1.
+ */
+export async function benchMain(
+  name: string,
+  valid: boolean,
+  usage: string,
+  run: () => Promise<void>,
+): Promise<void> {
+  if (!valid) {
+    console.error(usage);
+    process.exit(2);
+  }
+  try {
+    await run();
+  } catch (error) {
+    console.error(`${name}: ${(error as Error).message}`);
+    process.exit(1);
+  }
+}

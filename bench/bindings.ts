@@ -9,6 +9,7 @@ import { parsePortSet } from "../lib/net/portset.ts";
 import {
   type BenchLog,
   benchLabSession,
+  benchMain,
   benchPreflight,
   int,
   median,
@@ -266,19 +267,13 @@ if (import.meta.main) {
     json: values.json,
     tests,
   };
-  if (
-    !(options.duration >= 1 && options.duration <= 30) ||
-    !(options.rounds >= 1 && options.rounds <= 12) ||
-    tests.length === 0 ||
-    !tests.every((t) => TEST_IDS.includes(t))
-  ) {
-    console.error(`--duration 1..30, --rounds 1..12, --tests of ${TEST_IDS.join(",")}`);
-    process.exit(2);
-  }
-  try {
-    await main(options);
-  } catch (error) {
-    console.error(`bindings: ${(error as Error).message}`);
-    process.exit(1);
-  }
+  const valid =
+    options.duration >= 1 &&
+    options.duration <= 30 &&
+    options.rounds >= 1 &&
+    options.rounds <= 12 &&
+    tests.length > 0 &&
+    tests.every((t) => TEST_IDS.includes(t));
+  const usage = `--duration 1..30, --rounds 1..12, --tests of ${TEST_IDS.join(",")}`;
+  await benchMain("bindings", valid, usage, () => main(options));
 }

@@ -39,6 +39,7 @@ import { LAB } from "../lib/lab/topology.ts";
 import {
   type BenchLog,
   benchLabSession,
+  benchMain,
   benchPreflight,
   int,
   printMedians,
@@ -319,18 +320,13 @@ if (import.meta.main) {
     rounds: Number(values.rounds),
     json: values.json,
   };
-  if (
-    !(options.duration >= 1 && options.duration <= 30) ||
-    !(options.omit >= 0 && options.omit <= 5) ||
-    !(options.rounds >= 1 && options.rounds <= 5)
-  ) {
-    console.error("--duration 1..30, --omit 0..5, --rounds 1..5");
-    process.exit(2);
-  }
-  try {
-    await main(options);
-  } catch (error) {
-    console.error(`dataplane: ${(error as Error).message}`);
-    process.exit(1);
-  }
+  const valid =
+    options.duration >= 1 &&
+    options.duration <= 30 &&
+    options.omit >= 0 &&
+    options.omit <= 5 &&
+    options.rounds >= 1 &&
+    options.rounds <= 5;
+  const usage = "--duration 1..30, --omit 0..5, --rounds 1..5";
+  await benchMain("dataplane", valid, usage, () => main(options));
 }
