@@ -8,13 +8,18 @@
  *   host ns: client 2001:db8:8::a (+ ::b) ── veth ── core ns: server 2001:db8:8::53,
  *                                                    TEP 2001:db8:8::1, IPv4 peer 192.0.2.80
  */
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { beforeAll, describe, expect, test } from "bun:test";
+import { writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { createNetns, type Netns, vethPair } from "../lib/sys/netns.ts";
-import { generateKeyFileText } from "../lib/wire/auth.ts";
-import { type Daemon, metric, spawnDaemon, until } from "./helpers/daemon.ts";
+import { type Netns, vethPair } from "../lib/sys/netns.ts";
+import {
+  type Daemon,
+  daemonScope,
+  keyLine,
+  metric,
+  linesSince as since,
+  until,
+} from "./helpers/daemon.ts";
 import { announceSkip, netnsSkipReason } from "./helpers/netns.ts";
 import { BUN, ROOT, runDstm } from "./helpers/process.ts";
 
@@ -23,34 +28,20 @@ const skip =
   (Bun.which("ping") ? null : "needs ping (scripts/test-deps.sh)");
 announceSkip("observe_reload", skip);
 
-const dir = mkdtempSync(join(tmpdir(), "dstm-reload-"));
-const made: Netns[] = [];
-const daemons: Daemon[] = [];
+const { dir, file, netns, dstm, writeKey } = daemonScope("dstm-reload-", {
+  timeoutMs: 180_000,
+  stderrOnFailure: true,
+});
 let host: Netns;
 let core: Netns;
 let server: Daemon;
 let tep: Daemon;
 let client: Daemon;
 
-const file = (name: string) => join(dir, name);
-const keyLine = (id: number) => generateKeyFileText(id).split("\n")[1]!;
 const H1 = keyLine(1);
 const H2 = keyLine(2);
 const T1 = keyLine(11);
 const T2 = keyLine(12);
-
-function writeKey(name: string, ...lines: string[]): void {
-  writeFileSync(file(name), `${lines.join("\n")}\n`, { mode: 0o600 });
-}
-
-function dstm(where: Netns, args: readonly string[]): Daemon {
-  const d = spawnDaemon(where, [BUN, join(ROOT, "mod.ts"), ...args], {
-    timeoutMs: 180_000,
-    stderrOnFailure: true,
-  });
-  daemons.push(d);
-  return d;
-}
 
 const serverArgs = [
   "server",
@@ -88,10 +79,6 @@ const tepArgs = [
   join(dir, "tep.sock"),
 ];
 
-/** Lines of `d` after the first `from` lines that match `pattern`. */
-const since = (d: Daemon, from: number, pattern: RegExp) =>
-  d.lines.slice(from).filter((l) => pattern.test(l));
-
 /** `dstm tep stats` as an operator reads it. */
 async function tepStats(): Promise<string> {
   const r = await runDstm(["tep", "stats", "--control", join(dir, "tep.sock")]);
@@ -106,9 +93,8 @@ async function tepMetrics(): Promise<string> {
 
 beforeAll(async () => {
   if (skip) return;
-  host = createNetns("dstmr-");
-  core = createNetns("dstmr-");
-  made.push(host, core);
+  host = netns("dstmr-");
+  core = netns("dstmr-");
   vethPair(host, "c0", core, "t0");
   for (const a of ["2001:db8:8::a/64", "2001:db8:8::b/64"]) host.addAddress("c0", a);
   for (const a of ["2001:db8:8::53/64", "2001:db8:8::1/64"]) core.addAddress("t0", a);
@@ -138,13 +124,6 @@ beforeAll(async () => {
   ]);
   await client.waitFor(/ bound /);
 }, 60_000);
-
-afterAll(async () => {
-  for (const d of daemons) d.proc.kill("SIGKILL");
-  await Promise.all(daemons.map((d) => d.proc.exited));
-  for (const ns of made) ns.delete();
-  rmSync(dir, { recursive: true, force: true });
-}, 30_000);
 
 describe.skipIf(skip !== null)("server ⇄ TEP links and live reload", () => {
   test("a TEP that stops syncing is a WARN tep-disconnected at the server, its return a WARN tep-connected", async () => {

@@ -12,9 +12,8 @@
  *   SIGHUP — drops no binding and refuses no message on either side; after the server's
  *   overlap (4 s here) a TEP still on the old key is refused.
  */
-import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { afterEach, beforeAll, describe, expect, test } from "bun:test";
+import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { Logger } from "../lib/control/log.ts";
 import { Metrics } from "../lib/control/metrics.ts";
@@ -22,17 +21,18 @@ import { parseIPv6 } from "../lib/net/addr.ts";
 import { planReload } from "../lib/server/reload.ts";
 import type { ServerConfig } from "../lib/server/server.ts";
 import { TepChannel } from "../lib/server/tep_channel.ts";
-import { createNetns, type Netns, vethPair } from "../lib/sys/netns.ts";
-import {
-  type AuthKey,
-  generateKeyFileText,
-  ReplayGuard,
-  signMessage,
-  verifyMessage,
-} from "../lib/wire/auth.ts";
+import { type Netns, vethPair } from "../lib/sys/netns.ts";
+import { type AuthKey, ReplayGuard, signMessage, verifyMessage } from "../lib/wire/auth.ts";
 import { decodeMessage } from "../lib/wire/dstm.ts";
 import { type DstmMessage, MessageType } from "../lib/wire/dstm_types.ts";
-import { type Daemon, metric, spawnDaemon, until } from "./helpers/daemon.ts";
+import {
+  type Daemon,
+  daemonScope,
+  keyLine,
+  metric,
+  linesSince as since,
+  until,
+} from "./helpers/daemon.ts";
 import { announceSkip, netnsSkipReason } from "./helpers/netns.ts";
 import { BUN, ROOT } from "./helpers/process.ts";
 import { eventually } from "./helpers/wait.ts";
@@ -163,27 +163,16 @@ const skip = netnsSkipReason();
 announceSkip("tep_key_rotation", skip);
 
 describe.skipIf(skip !== null)("dstm server --tep-key reload with real server and TEP", () => {
-  const dir = mkdtempSync(join(tmpdir(), "dstm-tepkey-"));
-  const made: Netns[] = [];
-  const daemons: Daemon[] = [];
+  const { file, netns, dstm, writeKey } = daemonScope("dstm-tepkey-", {
+    timeoutMs: 240_000,
+    stderrOnFailure: true,
+  });
   let host: Netns;
   let core: Netns;
   let server: Daemon;
   let tep: Daemon;
-  const file = (name: string) => join(dir, name);
-  const keyLine = (id: number) => generateKeyFileText(id).split("\n")[1]!;
   const T1 = keyLine(21);
   const T2 = keyLine(22);
-  const writeKey = (name: string, ...lines: string[]) =>
-    writeFileSync(file(name), `${lines.join("\n")}\n`, { mode: 0o600 });
-  const dstm = (where: Netns, args: readonly string[]) => {
-    const d = spawnDaemon(where, [BUN, join(ROOT, "mod.ts"), ...args], {
-      timeoutMs: 240_000,
-      stderrOnFailure: true,
-    });
-    daemons.push(d);
-    return d;
-  };
   const tepArgs = (key: string) => [
     "tep",
     "--ipv6",
@@ -199,15 +188,12 @@ describe.skipIf(skip !== null)("dstm server --tep-key reload with real server an
     "--control",
     file(`tep-${key}.sock`),
   ];
-  const since = (d: Daemon, from: number, pattern: RegExp) =>
-    d.lines.slice(from).filter((l) => pattern.test(l));
   const serverMetrics = async () =>
     (await fetch("http://localhost/metrics", { unix: file("server.sock") })).text();
 
   beforeAll(async () => {
-    host = createNetns("dstmk-");
-    core = createNetns("dstmk-");
-    made.push(host, core);
+    host = netns("dstmk-");
+    core = netns("dstmk-");
     vethPair(host, "c0", core, "t0");
     host.addAddress("c0", "2001:db8:a::a/64");
     for (const a of ["2001:db8:a::53/64", "2001:db8:a::1/64"]) core.addAddress("t0", a);
@@ -238,13 +224,6 @@ describe.skipIf(skip !== null)("dstm server --tep-key reload with real server an
     await tep.waitFor(/ tep-start /);
     await server.waitFor(/ tep-connected /);
   }, 60_000);
-
-  afterAll(async () => {
-    for (const d of daemons) d.proc.kill("SIGKILL");
-    await Promise.all(daemons.map((d) => d.proc.exited));
-    for (const ns of made) ns.delete();
-    rmSync(dir, { recursive: true, force: true });
-  }, 30_000);
 
   test("the three-step rotation under lease churn: no binding dropped, no message refused; then the old key is refused", async () => {
     const serverMark = server.lines.length;

@@ -13,15 +13,14 @@
  *   host 2001:db8:1::11 (IPv4 198.51.100.40, SID 2001:db8:1::10) ── tep ns: dstm tep
  *   2001:db8:1::1 / 192.0.2.1 + dstm server 2001:db8:1::53 ── web 192.0.2.80
  */
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { beforeAll, describe, expect, test } from "bun:test";
+import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { parseIPv4 } from "../lib/net/addr.ts";
-import { createNetns, type Netns, vethPair } from "../lib/sys/netns.ts";
+import { type Netns, vethPair } from "../lib/sys/netns.ts";
 import { staticChange } from "../lib/tep/static_reload.ts";
 import type { WireBinding } from "../lib/wire/dstm_types.ts";
-import { type Daemon, metric, spawnDaemon, until } from "./helpers/daemon.ts";
+import { type Daemon, daemonScope, metric, linesSince as since, until } from "./helpers/daemon.ts";
 import { announceSkip, netnsSkipReason } from "./helpers/netns.ts";
 import { BUN, ROOT } from "./helpers/process.ts";
 import { seg6Host } from "./helpers/seg6_host.ts";
@@ -58,26 +57,15 @@ const skip = netnsSkipReason({ tun: true }) ?? (Bun.which("ping") ? null : "need
 announceSkip("tep_static_reload", skip);
 
 describe.skipIf(skip !== null)("dstm tep: static bindings on reload, with a real TEP", () => {
-  const dir = mkdtempSync(join(tmpdir(), "dstm-statics-"));
-  const made: Netns[] = [];
-  const daemons: Daemon[] = [];
+  const scope = daemonScope("dstm-statics-", { timeoutMs: 180_000, stderrOnFailure: true });
+  const { file, netns } = scope;
   let host: Netns;
   let tepNs: Netns;
   let tep: Daemon;
   let server: Daemon;
-  const file = (name: string) => join(dir, name);
   const statics = (...lines: string[]) =>
     writeFileSync(file("statics.txt"), `# test bindings\n${lines.join("\n")}\n`);
-  const dstm = (args: readonly string[]) => {
-    const d = spawnDaemon(tepNs, [BUN, join(ROOT, "mod.ts"), ...args], {
-      timeoutMs: 180_000,
-      stderrOnFailure: true,
-    });
-    daemons.push(d);
-    return d;
-  };
-  const since = (d: Daemon, from: number, pattern: RegExp) =>
-    d.lines.slice(from).filter((l) => pattern.test(l));
+  const dstm = (args: readonly string[]) => scope.dstm(tepNs, args);
   const answers = () =>
     host.exec(["ping", "-c", "1", "-W", "1", "-I", "198.51.100.40", "192.0.2.80"]).code === 0;
   const stats = () => {
@@ -97,10 +85,9 @@ describe.skipIf(skip !== null)("dstm tep: static bindings on reload, with a real
     (await fetch("http://localhost/metrics", { unix: file("tep.sock") })).text();
 
   beforeAll(async () => {
-    host = createNetns("dstms-");
-    tepNs = createNetns("dstms-");
-    const web = createNetns("dstms-");
-    made.push(host, tepNs, web);
+    host = netns("dstms-");
+    tepNs = netns("dstms-");
+    const web = netns("dstms-");
     vethPair(host, "h0", tepNs, "t0");
     vethPair(tepNs, "t1", web, "w0");
     host.addAddress("h0", "2001:db8:1::11/64");
@@ -151,13 +138,6 @@ describe.skipIf(skip !== null)("dstm tep: static bindings on reload, with a real
     await tep.waitFor(/ tep-start /);
     await server.waitFor(/ tep-connected /);
   }, 60_000);
-
-  afterAll(async () => {
-    for (const d of daemons) d.proc.kill("SIGKILL");
-    await Promise.all(daemons.map((d) => d.proc.exited));
-    for (const ns of made) ns.delete();
-    rmSync(dir, { recursive: true, force: true });
-  }, 30_000);
 
   test("added: installed (the host's pings answered); removed: withdrawn; the server's binding kept; a conflict refused", async () => {
     // A lease from the server: its binding is the server's, not static.

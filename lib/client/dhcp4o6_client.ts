@@ -4,7 +4,8 @@
  * renewing and rebinding by the RFC 2131 §4.4.5 state machine, RELEASE, and the option-88
  * server discovery of RFC 7341 §5. This file holds the exchanges and the binding; the DHCPv4
  * messages are built and matched in ./dhcp4o6_messages.ts, retransmission (RFC 2131 §4.1)
- * and the socket are ./dhcp4o6_transport.ts, where to send ./dhcp4o6_target.ts, the settings
+ * and the socket are ./dhcp4o6_transport.ts, renewing and rebinding ./dhcp4o6_renewal.ts,
+ * the option-88 step ./dhcp4o6_servers.ts, where to send ./dhcp4o6_target.ts, the settings
  * ./dhcp4o6_options.ts (re-exported here).
  *
  * @module
@@ -21,7 +22,6 @@ import {
   encodeDhcp4o6,
 } from "../wire/dhcp4o6.ts";
 import { Status } from "../wire/dstm_types.ts";
-import { dhcp4NextTransmission, dhcp4StateAt } from "./dhcp4_timers.ts";
 import {
   type Dhcp4o6Sender,
   discoverMessage,
@@ -39,6 +39,8 @@ import {
   type Dhcp4o6Binding,
   type Dhcp4o6ClientOptions,
 } from "./dhcp4o6_options.ts";
+import { renewOrRebind } from "./dhcp4o6_renewal.ts";
+import { learnServers } from "./dhcp4o6_servers.ts";
 import {
   type Dhcp4o6Target,
   defaultChaddr,
@@ -208,7 +210,7 @@ export class Dhcp4o6Client implements LeaseClient {
   }
 
   /**
-   * Extends the lease on `ipv4` by the RFC 2131 §4.4.5 state machine (./dhcp4_timers.ts):
+   * Extends the lease on `ipv4` by the RFC 2131 §4.4.5 state machine (./dhcp4o6_renewal.ts):
    * before T2 a *renewing* REQUEST (`ciaddr`, U flag) unicast to the server, from T2 a
    * *rebinding* REQUEST (U clear) to the option-88 servers or `ff02::1:2`, each retransmitted
    * after half the time left in its state (at least 60 s, never past its end). Resolves with
@@ -227,33 +229,19 @@ export class Dhcp4o6Client implements LeaseClient {
       );
       return this.#bound(reply, "rebinding REQUEST");
     }
-    const started = this.#now();
-    const xid = randomXid();
-    for (let attempt = 0; ; attempt++) {
-      const now = this.#now();
-      const state = dhcp4StateAt(binding, now);
-      if (state === "EXPIRED" || this.#io.closed) break;
-      const renewing = state !== "REBINDING";
-      const payload = encodeDhcp4o6({
-        type: Dhcp6MessageType.DHCPV4_QUERY,
-        flags: renewing ? DHCP4O6_FLAG_UNICAST : 0,
-        dhcp4: renewalRequest(this.#me, xid, this.#now() - started, ipv4),
-      });
-      const to = renewing ? [this.#unicastTo(binding)] : this.#rebindTo();
-      const what = renewing ? "renewing REQUEST" : "rebinding REQUEST";
-      if (attempt > 0) {
-        this.#io.retransmissions++;
-        this.#options.log?.warn("no-answer", { server: to.join(","), message: what, attempt });
-      }
-      let reply: Reply | undefined;
-      const accept = (data: Uint8Array, from: string) => {
-        const m = matchResponse(data, xid, this.#chaddr, isAckOrNak);
-        if (m) reply = { dhcp4: m, from };
-        return m !== null;
-      };
-      await this.#io.sendAndWait(payload, to, accept, dhcp4NextTransmission(binding, now));
-      if (reply) return this.#bound(reply, what);
-    }
+    const answer = await renewOrRebind(
+      {
+        io: this.#io,
+        me: this.#me,
+        now: this.#now,
+        log: this.#options.log,
+        unicastTo: this.#unicastTo(binding),
+        rebindTo: () => this.#rebindTo(),
+      },
+      binding,
+      ipv4,
+    );
+    if (answer) return this.#bound(answer.reply, answer.what);
     if (this.#binding === binding) this.#binding = undefined;
     throw new DstmTimeoutError(
       `the lease on ${formatIPv4(ipv4)} ended with no answer to renewing (unicast to [${this.#unicastTo(binding)}]:${this.#serverPort}) or rebinding (${this.#rebindTo().join(", ")}); stop using it`,
@@ -292,27 +280,11 @@ export class Dhcp4o6Client implements LeaseClient {
     return servers;
   }
 
+  /** RFC 7341 §5 before the first DISCOVER to `ff02::1:2` (./dhcp4o6_servers.ts). */
   async #learnServers(): Promise<void> {
-    let servers: string[] | null;
-    try {
-      servers = await this.discoverServers();
-    } catch (error) {
-      if (!(error instanceof DstmTimeoutError) || this.#io.closed) throw error;
-      this.#options.log?.warn("no-option-88", {
-        detail: `no REPLY to the INFORMATION-REQUEST for option 88; sending to ${MULTICAST}`,
-      });
-      this.#learnt = true;
-      return;
-    }
-    if (servers === null)
-      throw new DstmRefusedError(
-        Status.NOT_AUTHORISED,
-        "the DHCPv6 REPLY has no OPTION_DHCP4_O_DHCP6_SERVER (88): no DHCPv4-over-DHCPv6 on this link (RFC 7341 §5)",
-      );
+    const closed = () => this.#io.closed;
+    await learnServers(() => this.discoverServers(), closed, this.#options.log);
     this.#learnt = true;
-    this.#options.log?.info("dhcp4o6-servers", {
-      servers: servers.length ? servers.join(",") : MULTICAST,
-    });
   }
 
   /** Closes the socket; pending exchanges end with DstmTimeoutError. */

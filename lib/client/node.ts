@@ -19,7 +19,8 @@
  *
  * Here: the lease life (acquire with back-off, renew, lose, release, renumber) and status.
  * The real DTI is ./kernel_dti.ts, the settings ./node_config.ts, the allocation protocol
- * ./lease_client.ts, the metrics ./node_metrics.ts, the acquire warnings ./acquire_warnings.ts.
+ * ./lease_client.ts, the metrics ./node_metrics.ts, the status ./node_status.ts, the acquire
+ * loop ./acquire_loop.ts and its warnings ./acquire_warnings.ts.
  *
  * @module
  */
@@ -29,18 +30,19 @@ import { formatPortSet } from "../net/portset.ts";
 import { closeTun, openTun } from "../sys/tun_linux.ts";
 import { sourceAddressFor } from "../sys/udp.ts";
 import { ClientState } from "../tunnel/client_state.ts";
-import { Counters, countersOf } from "../tunnel/counters.ts";
+import { Counters } from "../tunnel/counters.ts";
 import { NaptTable, type NaptTimeouts, PLACEHOLDER_IPV4 } from "../tunnel/napt.ts";
 import { PathMtuTable } from "../tunnel/pmtu.ts";
 import type { AuthKey } from "../wire/auth.ts";
 import { DSTM_PORT, Status } from "../wire/dstm_types.ts";
-import { AcquireWarnings } from "./acquire_warnings.ts";
+import { acquireLoop } from "./acquire_loop.ts";
 import { AddressFollower } from "./address_follower.ts";
 import type { DtiHooks } from "./dti.ts";
 import { KernelDti } from "./kernel_dti.ts";
 import { leaseClientFor } from "./lease_client.ts";
 import type { NodeConfig, NodeState, NodeStatus } from "./node_config.ts";
 import { declareNodeMetrics } from "./node_metrics.ts";
+import { nodeStatus } from "./node_status.ts";
 import { type ClientLease, DstmRefusedError, type LeaseClient } from "./protocol.ts";
 
 export type { NodeConfig, NodeState, NodeStatus } from "./node_config.ts";
@@ -131,27 +133,21 @@ export class DstmNode {
     return node;
   }
 
+  /** What `dstm client status` shows (./node_status.ts). */
   status(): NodeStatus {
     const lease = this.#lease;
-    return {
+    return nodeStatus({
       state: this.#state,
-      mode: this.#config.onDemand ? "on-demand" : "always-on",
+      onDemand: this.#config.onDemand === true,
       ifname: this.#ifname,
       host6: this.#client.host6,
-      ipv4: lease ? formatIPv4(lease.ipv4) : null,
-      ports: lease ? formatPortSet(lease.portSet ?? { offset: 0, psidLength: 0, psid: 0 }) : null,
+      lease,
       tep6: lease ? this.#tep6(lease) : null,
-      tep4: lease?.tep4 ? formatIPv4(lease.tep4) : null,
       mtu: this.#mtu,
-      pathMtu: this.#pathMtu.entries()[0]?.mtu ?? null,
-      expiresAt: lease ? new Date(lease.expiresAt).toISOString() : null,
-      leaseTime: lease?.leaseTime ?? null,
-      napt:
-        lease?.portSet && lease.portSet.psidLength > 0
-          ? this.#napt.census((Date.now() / 1000) | 0)
-          : null,
-      counters: countersOf("client", this.counters.snapshot()),
-    };
+      pathMtu: this.#pathMtu,
+      napt: this.#napt,
+      counters: this.counters,
+    });
   }
 
   /**
@@ -191,34 +187,20 @@ export class DstmNode {
     this.#config.log.flush();
   }
 
-  /** DISCOVER until a lease is granted (or the node stops), then use it. */
+  /** DISCOVER until a lease is granted (or the node stops), then use it (./acquire_loop.ts). */
   #acquire(): Promise<void> {
     if (this.#acquiring) return this.#acquiring;
     const client = this.#client;
-    const running: Promise<void> = (async () => {
-      let backoff = 1000;
-      const maxBackoffMs = this.#config.maxBackoffMs ?? 30_000;
-      const warnings = new AcquireWarnings(this.#config.log, this.#config.server, maxBackoffMs);
-      this.#state = "acquiring";
+    this.#state = "acquiring";
+    const running: Promise<void> = acquireLoop(client, {
+      log: this.#config.log,
+      server: this.#config.server,
+      maxBackoffMs: this.#config.maxBackoffMs ?? 30_000,
       // A renumbering replaces the client and starts another loop: this one then ends.
-      while (!this.#stopping && client === this.#client) {
-        try {
-          const lease = await client.discover();
-          if (this.#stopping || client !== this.#client) {
-            // Stopped, or renumbered meanwhile: this lease is for an address we no longer use.
-            await client.release(lease.ipv4).catch(() => {});
-            return;
-          }
-          await this.#use(lease);
-          return;
-        } catch (error) {
-          if (this.#stopping || client !== this.#client) return;
-          warnings.failed(error, backoff);
-          await this.#sleep(backoff);
-          backoff = Math.min(backoff * 2, maxBackoffMs);
-        }
-      }
-    })().finally(() => {
+      current: () => !this.#stopping && client === this.#client,
+      use: (lease) => this.#use(lease),
+      sleep: (ms) => this.#sleep(ms),
+    }).finally(() => {
       if (this.#acquiring === running) this.#acquiring = undefined;
     });
     this.#acquiring = running;

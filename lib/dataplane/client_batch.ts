@@ -26,7 +26,6 @@
  */
 import type { BatchDevice, TunnelBatchSocket } from "../net/device.ts";
 import { IPv4Problem, validateIPv4 } from "../net/ipv4.ts";
-import { Counter } from "../tunnel/counters.ts";
 import type { TcpCoalescer } from "../tunnel/gro.ts";
 import { type ClientTranslator, Translation } from "../tunnel/napt.ts";
 import { type ClientContext, clientDecap, clientEncap, Verdict } from "../tunnel/pipeline.ts";
@@ -34,6 +33,7 @@ import {
   type BatchLoopStats,
   buffers,
   countFailure,
+  countReadFailure,
   SEGMENT_BYTES,
   SendVector,
 } from "../tunnel/send_vector.ts";
@@ -41,15 +41,14 @@ import { tunWriter } from "../tunnel/tun_writer.ts";
 import {
   type ClientLoopInit,
   countTranslation,
+  ENCAP_MALFORMED,
   LeaseFollower,
+  NO_LEASE,
+  QUEUE_FULL,
   QUEUE_PACKET_BYTES,
   QUEUE_PACKETS,
+  QUEUED,
 } from "./client_lease.ts";
-
-const QUEUED = Counter["client-queued"];
-const QUEUE_FULL = Counter["client-drop-queue-full"];
-const NO_LEASE = Counter["client-drop-no-lease"];
-const ENCAP_MALFORMED = Counter["client-encap-drop-malformed"];
 
 /** What both directions are built from (client_lease.ts), and the batch options. */
 export interface ClientBatchInit extends ClientLoopInit {
@@ -149,13 +148,7 @@ export class ClientOutBatch {
       this.#touch();
     }
     const n = this.#tun.read(this.#bufs, this.#sizes, this.#offset);
-    if (n <= 0) {
-      if (n < 0) {
-        this.stats.readErrors++;
-        this.stats.lastError = n;
-      }
-      return n;
-    }
+    if (n <= 0) return n < 0 ? countReadFailure(this.stats, n) : n;
     // The lease may have arrived while we were blocked in read().
     this.#follower.follow();
     if (lease.context) {
@@ -325,13 +318,7 @@ export class ClientInBatch {
   step(): number {
     this.follow();
     const n = this.#raw.read(this.#bufs, this.#sizes, this.#offset, this.#addrs, this.#tclass);
-    if (n <= 0) {
-      if (n < 0) {
-        this.stats.readErrors++;
-        this.stats.lastError = n;
-      }
-      return n;
-    }
+    if (n <= 0) return n < 0 ? countReadFailure(this.stats, n) : n;
     this.follow();
     const context = this.#follower.lease.context;
     if (!context) {

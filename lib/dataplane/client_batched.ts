@@ -6,20 +6,16 @@
  *
  * @module
  */
-import { Errno } from "../sys/libc.ts";
 import { Raw6Socket, routePathMtu } from "../sys/raw6.ts";
 import { Raw6Batch } from "../sys/raw6_batch.ts";
 import { VnetTunDevice } from "../sys/tun_vnet.ts";
 import type { WorkerContext } from "../sys/worker.ts";
-import { ClientState } from "../tunnel/client_state.ts";
-import { NaptTable } from "../tunnel/napt.ts";
-import { PathMtuTable } from "../tunnel/pmtu.ts";
-import { type ClientBatchInit, ClientInBatch, ClientOutBatch, DtiReplies } from "./client_batch.ts";
+import { attachClientLoop, seedPathMtu } from "./client_attach.ts";
+import { ClientInBatch, ClientOutBatch, DtiReplies } from "./client_batch.ts";
 import { applicationError } from "./client_lease.ts";
 import type { ForwarderInit, ForwarderStats } from "./forwarder.ts";
 import { nowSeconds, TunnelErrors } from "./tunnel_errors.ts";
-
-const EBADF = -Errno.EBADF;
+import { CLOSED } from "./worker_loop.ts";
 
 /** Runs one direction of the client until stopped; returns its I/O stats. */
 export function clientBatched(
@@ -27,15 +23,8 @@ export function clientBatched(
   ctx: WorkerContext,
   counters: Float64Array,
 ): ForwarderStats {
-  const pathMtu = init.client?.pathMtu ? PathMtuTable.attach(init.client.pathMtu) : null;
-  const base: ClientBatchInit = {
-    state: ClientState.attach(init.clientState!),
-    napt: NaptTable.attach(init.napt!),
-    counters,
-    onDemand: init.onDemand === true,
-    client: init.client,
-    pathMtu,
-  };
+  const base = attachClientLoop(init, counters);
+  const pathMtu = base.pathMtu;
   // On-demand: a short poll, so that queued packets go soon after the lease arrives.
   const pollTimeoutMs = init.role === "client-out" && init.onDemand ? 20 : 200;
   const tun = VnetTunDevice.attach(init.tunFd, { pollTimeoutMs });
@@ -44,19 +33,14 @@ export function clientBatched(
   if (init.role === "client-out") {
     const post = (globalThis as unknown as { postMessage(m: unknown): void }).postMessage;
     const loop = new ClientOutBatch(base, tun, batch, () => post({ kind: "dstm-need-lease" }));
-    while (!ctx.stopRequested) if (loop.step() === EBADF) break;
+    while (!ctx.stopRequested) if (loop.step() === CLOSED) break;
     return loop.stats;
   }
   const raw = Raw6Socket.attach(init.rawFd, 200);
   raw.useTunnelOptions();
-  // A new lease (maybe a new TEP): start from what the kernel already knows of the path, e.g.
-  // from a Packet Too Big an earlier process got (this Worker is the table's only writer).
-  const loop = new ClientInBatch(base, batch, tun, (context) => {
-    if (!pathMtu) return;
-    const mtu = routePathMtu(context.tep6);
-    if (mtu >= 1280 && mtu - 40 < context.tunnelMtu)
-      pathMtu.learn(context.tep6, 0, mtu, nowSeconds());
-  });
+  const loop = new ClientInBatch(base, batch, tun, (context) =>
+    seedPathMtu(pathMtu, context, routePathMtu),
+  );
   const stats = loop.stats;
   const replies = new DtiReplies(tun, stats);
   // ICMPv6 errors about what the outbound Worker sent (RFC 2473 §8.3): relayed to the
@@ -83,7 +67,7 @@ export function clientBatched(
     }
     loop.follow();
     errors.poll(pathMtu);
-    if (loop.step() === EBADF) break;
+    if (loop.step() === CLOSED) break;
   }
   return stats;
 }

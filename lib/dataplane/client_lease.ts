@@ -17,6 +17,12 @@ import type { ForwarderInit } from "./forwarder.ts";
 export const QUEUE_PACKETS = 64;
 export const QUEUE_PACKET_BYTES = 2048;
 
+/** The counters both client loops keep about the lease and the packets they hold or refuse. */
+export const QUEUED = Counter["client-queued"];
+export const QUEUE_FULL = Counter["client-drop-queue-full"];
+export const NO_LEASE = Counter["client-drop-no-lease"];
+export const ENCAP_MALFORMED = Counter["client-encap-drop-malformed"];
+
 const NAPT_NO_PORT = Counter["client-napt-drop-no-port"];
 const NAPT_NO_MAPPING = Counter["client-napt-drop-no-mapping"];
 const NAPT_NO_PORTS = Counter["client-napt-drop-no-ports"];

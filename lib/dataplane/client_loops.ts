@@ -11,67 +11,42 @@
  * @module
  */
 import { IPv4Problem, validateIPv4 } from "../net/ipv4.ts";
-import { Errno } from "../sys/libc.ts";
 import type { Raw6Socket } from "../sys/raw6.ts";
 import type { TunDevice } from "../sys/tun_linux.ts";
 import type { WorkerContext } from "../sys/worker.ts";
-import { ClientState } from "../tunnel/client_state.ts";
-import { Counter } from "../tunnel/counters.ts";
+import type { ClientState } from "../tunnel/client_state.ts";
 import type { TunnelError } from "../tunnel/icmp_relay.ts";
-import { ClientTranslator, NaptTable, Translation } from "../tunnel/napt.ts";
+import { type ClientTranslator, Translation } from "../tunnel/napt.ts";
 import { type ClientContext, clientDecap, clientEncap, Verdict } from "../tunnel/pipeline.ts";
-import { PathMtuTable } from "../tunnel/pmtu.ts";
+import type { PathMtuTable } from "../tunnel/pmtu.ts";
+import { attachClientLoop, seedPathMtu } from "./client_attach.ts";
 import {
   applicationError,
   countTranslation,
+  ENCAP_MALFORMED,
   type Lease,
-  type LeaseOptions,
+  LeaseFollower,
+  NO_LEASE,
+  QUEUE_FULL,
   QUEUE_PACKET_BYTES,
   QUEUE_PACKETS,
-  refreshLease,
+  QUEUED,
 } from "./client_lease.ts";
-import type { ForwarderInit, ForwarderStats } from "./forwarder.ts";
+import type { ForwarderStats } from "./forwarder.ts";
 import { nowSeconds, TunnelErrors } from "./tunnel_errors.ts";
-
-/** What a read returns once the device was closed (stop): −EBADF. */
-const EBADF = -Errno.EBADF;
-
-const QUEUED = Counter["client-queued"];
-const QUEUE_FULL = Counter["client-drop-queue-full"];
-const NO_LEASE = Counter["client-drop-no-lease"];
-const ENCAP_MALFORMED = Counter["client-encap-drop-malformed"];
-
-const refresh = refreshLease;
+import { type LoopIO, readStops, writeFailed } from "./worker_loop.ts";
 
 /** DTI → TEP. */
-export function clientOut(
-  init: ForwarderInit,
-  ctx: WorkerContext,
-  counters: Float64Array,
-  tun: TunDevice,
-  raw: Raw6Socket,
-  stats: ForwarderStats,
-): ForwarderStats {
-  return new ClientOutLoop(init, counters, tun, raw, stats).run(ctx);
+export function clientOut(io: LoopIO): ForwarderStats {
+  return new ClientOutLoop(io).run(io.ctx);
 }
 
 /** TEP → DTI. `routePathMtu` tells the kernel's path MTU towards an address (or -errno). */
 export function clientIn(
-  init: ForwarderInit,
-  ctx: WorkerContext,
-  counters: Float64Array,
-  tun: TunDevice,
-  raw: Raw6Socket,
-  stats: ForwarderStats,
+  io: LoopIO,
   routePathMtu: (dst6: Uint8Array) => number = () => -1,
 ): ForwarderStats {
-  return new ClientInLoop(init, counters, tun, raw, stats, routePathMtu).run(ctx);
-}
-
-/** Counts a failed write into the DTI (w: −errno). */
-function writeFailed(stats: ForwarderStats, w: number): void {
-  stats.writeErrors++;
-  stats.lastError = w;
+  return new ClientInLoop(io, routePathMtu).run(io.ctx);
 }
 
 /**
@@ -81,68 +56,51 @@ function writeFailed(stats: ForwarderStats, w: number): void {
  */
 class ClientOutLoop {
   readonly #state: ClientState;
+  readonly #follower: LeaseFollower;
   readonly #translator: ClientTranslator;
   readonly #onDemand: boolean;
   readonly #buf = new Uint8Array(65536);
   readonly #replay = new Uint8Array(65536);
-  readonly #lease: Lease = { generation: -1, context: null, translate: false };
+  readonly #lease: Lease;
   readonly #queue = Array.from({ length: QUEUE_PACKETS }, () => new Uint8Array(QUEUE_PACKET_BYTES));
   readonly #queued = new Int32Array(QUEUE_PACKETS);
   #queueLength = 0;
   /** The lease generation for which the main thread was last asked for a lease. */
   #askedFor = -1;
-  readonly #options: LeaseOptions;
 
-  constructor(
-    init: ForwarderInit,
-    readonly counters: Float64Array,
-    readonly tun: TunDevice,
-    readonly raw: Raw6Socket,
-    readonly stats: ForwarderStats,
-  ) {
-    this.#state = ClientState.attach(init.clientState!);
-    this.#translator = new ClientTranslator(NaptTable.attach(init.napt!), { counters });
-    this.#onDemand = init.onDemand === true;
-    const pathMtu = init.client?.pathMtu ? PathMtuTable.attach(init.client.pathMtu) : null;
-    this.#options = { client: init.client, pathMtu };
+  readonly counters: Float64Array;
+  readonly tun: TunDevice;
+  readonly raw: Raw6Socket;
+  readonly stats: ForwarderStats;
+
+  constructor(io: LoopIO) {
+    ({ counters: this.counters, tun: this.tun, raw: this.raw, stats: this.stats } = io);
+    const loop = attachClientLoop(io.init, io.counters);
+    this.#state = loop.state;
+    this.#follower = new LeaseFollower(loop, true);
+    this.#translator = this.#follower.translator;
+    this.#lease = this.#follower.lease;
+    this.#onDemand = loop.onDemand;
   }
 
   run(ctx: WorkerContext): ForwarderStats {
     const { tun, stats } = this;
     const buf = this.#buf;
     while (!ctx.stopRequested) {
-      this.#refreshIfChanged();
+      this.#follower.follow();
       if (this.#lease.context && this.#queueLength > 0) this.#sendQueued();
       const n = tun.read(buf, 0);
-      if (n < 0) {
-        stats.readErrors++;
-        stats.lastError = n;
-        if (n === EBADF) break;
+      if (n <= 0) {
+        if (n < 0 && readStops(stats, n)) break;
         continue;
       }
-      if (n === 0) continue;
       // The lease may have arrived while we were blocked in read().
-      this.#refreshIfChanged();
+      this.#follower.follow();
       if (this.#lease.context) this.#sendWithReleased(buf, n);
       else if (!this.#onDemand) this.counters[NO_LEASE]! += 1;
       else this.#hold(buf, n);
     }
     return stats;
-  }
-
-  /** Takes the lease the main thread published, if it changed. */
-  #refreshIfChanged(): void {
-    const state = this.#state;
-    if (state.generation === this.#lease.generation) return;
-    refresh(
-      this.#lease,
-      state,
-      this.#translator,
-      this.counters,
-      this.#onDemand,
-      true,
-      this.#options,
-    );
   }
 
   /** A lease came: the packets held while on-demand had none go now, in order. */
@@ -241,32 +199,34 @@ class ClientOutLoop {
  */
 class ClientInLoop {
   readonly #state: ClientState;
+  readonly #follower: LeaseFollower;
   readonly #translator: ClientTranslator;
-  readonly #onDemand: boolean;
   readonly #buf = new Uint8Array(65536);
   readonly #replay = new Uint8Array(65536);
   readonly #from6 = new Uint8Array(16);
-  readonly #lease: Lease = { generation: -1, context: null, translate: false };
+  readonly #lease: Lease;
   readonly #pathMtu: PathMtuTable | null;
-  readonly #options: LeaseOptions;
   readonly #errors: TunnelErrors;
 
+  readonly counters: Float64Array;
+  readonly tun: TunDevice;
+  readonly raw: Raw6Socket;
+  readonly stats: ForwarderStats;
+
   constructor(
-    init: ForwarderInit,
-    readonly counters: Float64Array,
-    readonly tun: TunDevice,
-    readonly raw: Raw6Socket,
-    readonly stats: ForwarderStats,
+    io: LoopIO,
     readonly routePathMtu: (dst6: Uint8Array) => number,
   ) {
-    this.#state = ClientState.attach(init.clientState!);
-    this.#translator = new ClientTranslator(NaptTable.attach(init.napt!), { counters });
-    this.#onDemand = init.onDemand === true;
-    this.#pathMtu = init.client?.pathMtu ? PathMtuTable.attach(init.client.pathMtu) : null;
-    this.#options = { client: init.client, pathMtu: this.#pathMtu };
+    ({ counters: this.counters, tun: this.tun, raw: this.raw, stats: this.stats } = io);
+    const loop = attachClientLoop(io.init, io.counters);
+    this.#state = loop.state;
+    this.#follower = new LeaseFollower(loop, false);
+    this.#translator = this.#follower.translator;
+    this.#lease = this.#follower.lease;
+    this.#pathMtu = loop.pathMtu;
     // ICMPv6 errors about what the outbound Worker sent (RFC 2473 §8.3): relayed to the
     // application as ICMPv4 errors from the inner destination, written into the DTI.
-    this.#errors = new TunnelErrors(raw, counters, (info, host6, inner, length) =>
+    this.#errors = new TunnelErrors(io.raw, io.counters, (info, host6, inner, length) =>
       this.#relayError(info, host6, inner, length),
     );
   }
@@ -277,16 +237,13 @@ class ClientInLoop {
     const from6 = this.#from6;
     while (!ctx.stopRequested) {
       this.#errors.poll(this.#pathMtu);
-      this.#refreshIfChanged();
+      this.#follow();
       const n = raw.recvFrom(buf, 0, from6, 0);
-      if (n < 0) {
-        stats.readErrors++;
-        stats.lastError = n;
-        if (n === EBADF) break;
+      if (n <= 0) {
+        if (n < 0 && readStops(stats, n)) break;
         continue;
       }
-      if (n === 0) continue;
-      this.#refreshIfChanged();
+      this.#follow();
       const context = this.#lease.context;
       if (!context) {
         this.counters[NO_LEASE]! += 1;
@@ -298,32 +255,8 @@ class ClientInLoop {
   }
 
   /** Takes the lease the main thread published, if it changed, and seeds its path MTU. */
-  #refreshIfChanged(): void {
-    const state = this.#state;
-    if (state.generation === this.#lease.generation) return;
-    refresh(
-      this.#lease,
-      state,
-      this.#translator,
-      this.counters,
-      this.#onDemand,
-      false,
-      this.#options,
-    );
-    this.#seedPathMtu();
-  }
-
-  /**
-   * A new lease (maybe a new TEP): start from what the kernel already knows of the path, e.g.
-   * from a Packet Too Big an earlier process got (this Worker is the table's only writer).
-   */
-  #seedPathMtu(): void {
-    const context = this.#lease.context;
-    const pathMtu = this.#pathMtu;
-    if (!pathMtu || !context) return;
-    const mtu = this.routePathMtu(context.tep6);
-    if (mtu >= 1280 && mtu - 40 < context.tunnelMtu)
-      pathMtu.learn(context.tep6, 0, mtu, nowSeconds());
+  #follow(): void {
+    if (this.#follower.follow()) seedPathMtu(this.#pathMtu, this.#lease.context, this.routePathMtu);
   }
 
   /** An ICMPv6 error about a sent packet: its ICMPv4 counterpart into the DTI. */

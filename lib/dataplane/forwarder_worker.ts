@@ -9,11 +9,10 @@
 import { ipv4Destination } from "../net/ipv4.ts";
 import { tcpSegmentCount, writeTcpSegment } from "../net/tcp_segment.ts";
 import { pinThisThread } from "../sys/affinity.ts";
-import { Errno } from "../sys/libc.ts";
 import { Raw4Socket } from "../sys/raw4.ts";
 import { Raw6Socket, routePathMtu } from "../sys/raw6.ts";
 import { Raw6Batch } from "../sys/raw6_batch.ts";
-import { attachTun, type TunDevice } from "../sys/tun_linux.ts";
+import { attachTun } from "../sys/tun_linux.ts";
 import { VnetTunDevice } from "../sys/tun_vnet.ts";
 import { runWorker, type WorkerContext } from "../sys/worker.ts";
 import { BindingTable } from "../tunnel/binding.ts";
@@ -26,45 +25,66 @@ import { clientBatched } from "./client_batched.ts";
 import { clientIn, clientOut } from "./client_loops.ts";
 import type { ForwarderInit, ForwarderStats } from "./forwarder.ts";
 import { nowSeconds, TunnelErrors } from "./tunnel_errors.ts";
+import { CLOSED, type LoopIO, readStops, writeFailed } from "./worker_loop.ts";
 
 /** Large enough for any IPv4 packet (the kernel reassembles before a raw socket sees it). */
 const BUFFER_SIZE = 65536;
-/** What a read returns once the device was closed (stop): −EBADF. */
-const EBADF = -Errno.EBADF;
 
 runWorker<ForwarderInit, ForwarderStats>((init, ctx) => {
   if (init.cpu !== undefined && init.cpu >= 0) pinThisThread(init.cpu);
   const counters = Counters.attach(init.counters).slice(init.slice);
   if (init.tep?.offload) return tepBatched(init, ctx, counters);
   if (init.client?.offload) return clientBatched(init, ctx, counters);
-  const tun = attachTun(init.tunFd, { pollTimeoutMs: 200 });
+  // On-demand: a short poll, so that queued packets go soon after the lease arrives.
+  const pollTimeoutMs = init.role === "client-out" && init.onDemand ? 20 : 200;
+  const tun = attachTun(init.tunFd, { pollTimeoutMs });
   const raw = Raw6Socket.attach(init.rawFd, 200);
   raw.useTunnelOptions();
   const stats: ForwarderStats = { readErrors: 0, writeErrors: 0, lastError: 0 };
+  const io: LoopIO = { init, ctx, counters, tun, raw, stats };
   ctx.ready();
   switch (init.role) {
     case "tep-decap":
-      return tepDecapLoop(init, ctx, counters, tun, raw, stats);
+      return tepDecapLoop(io);
     case "tep-encap":
-      return tepEncapLoop(init, ctx, counters, tun, raw, stats);
+      return tepEncapLoop(io);
     case "client-out":
-      return clientOut(
-        init,
-        ctx,
-        counters,
-        attachTun(init.tunFd, { pollTimeoutMs: init.onDemand ? 20 : 200 }),
-        raw,
-        stats,
-      );
+      return clientOut(io);
     case "client-in":
-      return clientIn(init, ctx, counters, tun, raw, stats, routePathMtu);
+      return clientIn(io, routePathMtu);
   }
 });
 
-/** Counts a failed write (w: −errno). */
-function writeFailed(stats: ForwarderStats, w: number): void {
-  stats.writeErrors++;
-  stats.lastError = w;
+/** Sends an ICMPv4 packet built at `buf[off, off + len)`; bytes or -errno (0: no socket). */
+type SendIcmp4 = (buf: Uint8Array, off: number, len: number) => number;
+
+/**
+ * A TEP Worker's ICMPv4 sender: the raw IPv4 socket, as a local packet (through the TUN it
+ * would carry a local source: martian). Without one (no --raw4 fd) nothing is sent.
+ */
+function icmp4Sender(init: ForwarderInit): SendIcmp4 {
+  const raw4 = init.raw4Fd === undefined ? undefined : Raw4Socket.attach(init.raw4Fd);
+  return (b, o, l) => (raw4 ? raw4.send(b, o, l, ipv4Destination(b, o)) : 0);
+}
+
+/**
+ * ICMPv6 errors about encapsulated packets (RFC 2473 §8), read from `raw`'s error queue off
+ * the hot path: those about a packet this TEP sent to a bound host are relayed as ICMPv4 errors.
+ */
+function tepErrors(
+  raw: Raw6Socket,
+  tep: TepContext,
+  sendIcmp4: SendIcmp4,
+  stats: ForwarderStats,
+): TunnelErrors {
+  const counters = tep.counters;
+  return new TunnelErrors(raw, counters, (info, host6, inner, n) => {
+    if (!tepSentTo(tep.bindings, counters, inner, 0, n, host6, 0)) return;
+    if (relayTunnelError(tep, info, host6, 0, inner, 0, n, tep.tepIPv4, nowSeconds())) {
+      const w = sendIcmp4(tep.reply, 0, tep.replyLength);
+      if (w < 0) writeFailed(stats, w);
+    }
+  });
 }
 
 /**
@@ -72,26 +92,11 @@ function writeFailed(stats: ForwarderStats, w: number): void {
  * check) → TUN, a TSO packet cut to the tunnel MTU; ICMPv6 errors about encapsulated packets
  * (RFC 2473 §8) are read between packets and relayed as ICMPv4 on the raw IPv4 socket.
  */
-function tepDecapLoop(
-  init: ForwarderInit,
-  ctx: WorkerContext,
-  counters: Float64Array,
-  tun: TunDevice,
-  raw: Raw6Socket,
-  stats: ForwarderStats,
-): ForwarderStats {
+function tepDecapLoop({ init, ctx, counters, tun, raw, stats }: LoopIO): ForwarderStats {
   const buf = new Uint8Array(BUFFER_SIZE);
   const addr6 = new Uint8Array(16);
   const tep = tepContext(init, counters);
-  const raw4 = init.raw4Fd === undefined ? undefined : Raw4Socket.attach(init.raw4Fd);
-  // ICMPv6 errors about encapsulated packets (RFC 2473 §8): read here, off the hot path.
-  const errors = new TunnelErrors(raw, counters, (info, host6, inner, n) => {
-    if (!tepSentTo(tep.bindings, counters, inner, 0, n, host6, 0)) return;
-    if (relayTunnelError(tep, info, host6, 0, inner, 0, n, tep.tepIPv4, nowSeconds()) && raw4) {
-      const w = raw4.send(tep.reply, 0, tep.replyLength, ipv4Destination(tep.reply, 0));
-      if (w < 0) writeFailed(stats, w);
-    }
-  });
+  const errors = tepErrors(raw, tep, icmp4Sender(init), stats);
   const segment = new Uint8Array(BUFFER_SIZE);
   const segmented = Counter["decap-tcp-segmented"];
   return loop(
@@ -131,18 +136,11 @@ function tepDecapLoop(
  * IPv6 socket to the host; an ICMPv4 error made here (e.g. Fragmentation Needed) leaves on
  * the raw IPv4 socket.
  */
-function tepEncapLoop(
-  init: ForwarderInit,
-  ctx: WorkerContext,
-  counters: Float64Array,
-  tun: TunDevice,
-  raw: Raw6Socket,
-  stats: ForwarderStats,
-): ForwarderStats {
+function tepEncapLoop({ init, ctx, counters, tun, raw, stats }: LoopIO): ForwarderStats {
   const buf = new Uint8Array(BUFFER_SIZE);
   const addr6 = new Uint8Array(16);
   const tep = tepContext(init, counters);
-  const raw4 = init.raw4Fd === undefined ? undefined : Raw4Socket.attach(init.raw4Fd);
+  const sendIcmp4 = icmp4Sender(init);
   return loop(
     ctx,
     stats,
@@ -152,9 +150,8 @@ function tepEncapLoop(
       if (verdict === Verdict.FORWARD || verdict === Verdict.FORWARD_FRAGMENT) {
         const w = raw.sendTo(buf, 0, tep.length, addr6, 0, tep.trafficClass, tep.flowLabel);
         if (w < 0) writeFailed(stats, w);
-      } else if (verdict === Verdict.ICMP && raw4) {
-        // Sent as a local packet: through the TUN it would carry a local source (martian).
-        const w = raw4.send(tep.reply, 0, tep.replyLength, ipv4Destination(tep.reply, 0));
+      } else if (verdict === Verdict.ICMP) {
+        const w = sendIcmp4(tep.reply, 0, tep.replyLength);
         if (w < 0) writeFailed(stats, w);
       }
     },
@@ -176,11 +173,7 @@ function loop(
       handle(n);
       // A first fragment may have released fragments that came before it: handle them now.
       if (released) for (let m = released(); m > 0; m = released()) handle(m);
-    } else if (n < 0) {
-      stats.readErrors++;
-      stats.lastError = n;
-      if (n === EBADF) break; // the device was closed under us: nothing more to read
-    }
+    } else if (n < 0 && readStops(stats, n)) break; // closed under us: nothing more to read
   }
   return stats;
 }
@@ -216,9 +209,7 @@ function tepBatched(
   const raw = Raw6Socket.attach(init.rawFd, 200);
   raw.useTunnelOptions();
   const batch = new Raw6Batch(init.rawFd, { pollTimeoutMs: 200 });
-  const raw4 = init.raw4Fd === undefined ? undefined : Raw4Socket.attach(init.raw4Fd);
-  const sendIcmp4 = (b: Uint8Array, o: number, l: number) =>
-    raw4 ? raw4.send(b, o, l, ipv4Destination(b, o)) : 0;
+  const sendIcmp4 = icmp4Sender(init);
   ctx.ready();
   let step: () => number;
   let stats: BatchLoopStats;
@@ -226,16 +217,7 @@ function tepBatched(
     const loop = new TepDecapBatch(tep, batch, tun);
     stats = loop.stats;
     // ICMPv6 errors about encapsulated packets (RFC 2473 §8): read here, between batches.
-    const errors = new TunnelErrors(raw, counters, (info, host6, inner, n) => {
-      if (!tepSentTo(tep.bindings, counters, inner, 0, n, host6, 0)) return;
-      if (relayTunnelError(tep, info, host6, 0, inner, 0, n, tep.tepIPv4, nowSeconds())) {
-        const w = sendIcmp4(tep.reply, 0, tep.replyLength);
-        if (w < 0) {
-          stats.writeErrors++;
-          stats.lastError = w;
-        }
-      }
-    });
+    const errors = tepErrors(raw, tep, sendIcmp4, stats);
     step = () => {
       if (batch.errorPending) {
         raw.errorPending = true;
@@ -249,6 +231,6 @@ function tepBatched(
     stats = loop.stats;
     step = () => loop.step();
   }
-  while (!ctx.stopRequested) if (step() === EBADF) break;
+  while (!ctx.stopRequested) if (step() === CLOSED) break;
   return stats;
 }

@@ -28,7 +28,7 @@
  *   {@link Raw6Socket.errorPending}; the owner drains the queue with {@link Raw6Socket.readError}.
  *
  * The sockaddr, msghdr and control buffers are allocated once per socket; sending and
- * receiving allocate nothing.
+ * receiving allocate nothing. Opening and the socket options are in raw6_open.ts.
  *
  * @module
  */
@@ -37,13 +37,19 @@ import * as libc from "./libc.ts";
 import { Errno, SysError } from "./libc.ts";
 import { isIcmpErrno, readExtendedError, type TunnelErrorInfo } from "./raw6_errors.ts";
 import {
+  bindRaw6,
+  connectRaw6,
+  enableRaw6TunnelOptions,
+  openRaw6Fd,
+  raw6BufferSizes,
+  setRaw6Buffers,
+  setRaw6DontFragment,
+} from "./raw6_open.ts";
+import {
   CMSG_HDR,
   CMSG_SPACE_INT,
   findControlMessage,
   IOVEC_SIZE,
-  IPV6_FLOWINFO_SEND,
-  IPV6_RECVERR,
-  IPV6_RECVTCLASS,
   IPV6_TCLASS,
   MSG_CONTROL,
   MSG_CONTROLLEN,
@@ -59,8 +65,6 @@ import {
   SIN6_FLOWINFO,
   SOCKADDR_IN6_SIZE,
   setFamilyInet6,
-  setSocketBuffer,
-  sockaddrIn6,
 } from "./socket_abi.ts";
 
 // The error queue's record and the route's path MTU moved to ./raw6_errors.ts; re-exported
@@ -73,8 +77,6 @@ export {
 
 /** IPPROTO_IPIP: the IPv6 next header value of an encapsulated IPv4 packet. */
 export const IPPROTO_IPIP = 4;
-const IPV6_PMTUDISC_WANT = 1;
-const IPV6_PMTUDISC_DO = 2;
 /** Room for the control messages of one receive (traffic class, or an extended error). */
 const RECV_CONTROL_SIZE = 128;
 
@@ -166,14 +168,7 @@ export class Raw6Socket implements PacketDevice {
    * (which also makes the kernel apply Packet Too Big to its route cache). Throws a SysError.
    */
   enableTunnelOptions(): void {
-    for (const [name, what] of [
-      [IPV6_RECVERR, "IPV6_RECVERR"],
-      [IPV6_RECVTCLASS, "IPV6_RECVTCLASS"],
-      [IPV6_FLOWINFO_SEND, "IPV6_FLOWINFO_SEND"],
-    ] as const) {
-      const r = libc.setsockoptInt(this.fd, libc.IPPROTO_IPV6, name, 1);
-      if (r < 0) throw new SysError(`setsockopt ${what}`, r);
-    }
+    enableRaw6TunnelOptions(this.fd);
     this._tunnel = true;
   }
 
@@ -188,22 +183,10 @@ export class Raw6Socket implements PacketDevice {
 
   /** Opens the socket (non-blocking, close-on-exec). Throws a {@link SysError}. */
   static open(opts: Raw6Options = {}): Raw6Socket {
-    const protocol = opts.protocol ?? IPPROTO_IPIP;
-    const fd = libc.socket(
-      libc.AF_INET6,
-      libc.SOCK_RAW | libc.SOCK_NONBLOCK | libc.SOCK_CLOEXEC,
-      protocol,
+    const sock = new Raw6Socket(
+      openRaw6Fd(opts.protocol ?? IPPROTO_IPIP),
+      opts.pollTimeoutMs ?? 200,
     );
-    if (fd < 0) {
-      const hint =
-        -fd === Errno.EPERM || -fd === Errno.EACCES
-          ? "a raw IPv6 socket needs root or CAP_NET_RAW"
-          : -fd === Errno.EAFNOSUPPORT
-            ? "IPv6 is disabled in this kernel"
-            : undefined;
-      throw new SysError(`raw IPv6 socket (next header ${protocol})`, fd, hint);
-    }
-    const sock = new Raw6Socket(fd, opts.pollTimeoutMs ?? 200);
     try {
       if (opts.receiveBuffer !== undefined || opts.sendBuffer !== undefined) {
         sock.setBufferSizes(opts.receiveBuffer, opts.sendBuffer);
@@ -227,14 +210,7 @@ export class Raw6Socket implements PacketDevice {
    * address are received. Throws EADDRNOTAVAIL when the address is not configured here.
    */
   bindAddress(src6: Uint8Array): void {
-    const r = libc.bind(this.fd, sockaddrIn6(src6), SOCKADDR_IN6_SIZE);
-    if (r < 0) {
-      const hint =
-        -r === Errno.EADDRNOTAVAIL
-          ? "the address is not configured on any interface here (or is still tentative: DAD)"
-          : undefined;
-      throw new SysError("bind raw IPv6 socket", r, hint);
-    }
+    bindRaw6(this.fd, src6);
   }
 
   /**
@@ -242,41 +218,26 @@ export class Raw6Socket implements PacketDevice {
    * delivers packets whose outer source is `peer6`.
    */
   connect(peer6: Uint8Array): void {
-    const r = libc.connect(this.fd, sockaddrIn6(peer6), SOCKADDR_IN6_SIZE);
-    if (r < 0) throw new SysError("connect raw IPv6 socket", r);
+    connectRaw6(this.fd, peer6);
   }
 
   /** Sets the kernel buffer sizes (bytes; the kernel doubles them for bookkeeping). */
   setBufferSizes(receive?: number, send?: number): void {
-    if (receive !== undefined) {
-      setSocketBuffer(this.fd, libc.SO_RCVBUFFORCE, libc.SO_RCVBUF, receive, "SO_RCVBUF");
-    }
-    if (send !== undefined) {
-      setSocketBuffer(this.fd, libc.SO_SNDBUFFORCE, libc.SO_SNDBUF, send, "SO_SNDBUF");
-    }
+    setRaw6Buffers(this.fd, receive, send);
   }
 
   /** The kernel's buffer sizes as it reports them (SO_RCVBUF, SO_SNDBUF). */
   bufferSizes(): { receive: number; send: number } {
-    return {
-      receive: libc.getsockoptInt(this.fd, libc.SOL_SOCKET, libc.SO_RCVBUF),
-      send: libc.getsockoptInt(this.fd, libc.SOL_SOCKET, libc.SO_SNDBUF),
-    };
+    return raw6BufferSizes(this.fd);
   }
 
   /**
-   * Turns kernel fragmentation off (on = true) or back on. With it off, a packet above the
-   * path MTU fails with EMSGSIZE instead of leaving in fragments.
-   *
-   * This sets IPV6_MTU_DISCOVER to IPV6_PMTUDISC_DO (off) or IPV6_PMTUDISC_WANT (the
-   * default). IPV6_DONTFRAG would be the obvious option, but the kernel honours it only on
-   * UDP, ICMPv6 and IPPROTO_RAW sockets (net/ipv6/ip6_output.c, __ip6_append_data), not on a
-   * raw socket of protocol 4: measured, it is accepted and then ignored.
+   * Turns kernel fragmentation off (on = true) or back on: a packet above the path MTU then
+   * fails with EMSGSIZE instead of leaving in fragments (IPV6_MTU_DISCOVER; raw6_open.ts says
+   * why not IPV6_DONTFRAG).
    */
   setDontFragment(on: boolean): void {
-    const mode = on ? IPV6_PMTUDISC_DO : IPV6_PMTUDISC_WANT;
-    const r = libc.setsockoptInt(this.fd, libc.IPPROTO_IPV6, libc.IPV6_MTU_DISCOVER, mode);
-    if (r < 0) throw new SysError("setsockopt IPV6_MTU_DISCOVER", r);
+    setRaw6DontFragment(this.fd, on);
   }
 
   /**

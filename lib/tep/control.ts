@@ -3,18 +3,17 @@
  * them to the binding table the data plane reads, acknowledges, and reports its state in
  * SYNC at start and every SYNC_INTERVAL_MS (docs/protocol.md, "TEP synchronisation").
  *
- * Only the configured server may change the table: a message is accepted when it comes from
- * the server's address *and* port (`--server`, `--server-port`) and, with a key (the server ⇄
- * TEP key, never the hosts' key), carries a MAC in the `tep` domain that is fresh and not a
- * replay. Everything else is dropped, counted in `dstm_tep_control_total` by reason and
- * logged at warn, rate-limited (docs/security.md). An UNBIND removes a binding only when its
- * HOST_IPV6 and port set are the binding's: a late UNBIND for the address's previous holder
- * is counted `unbind-stale` and leaves the new holder's binding alone.
+ * Only the configured server may change the table: what control_gate.ts lets through (the
+ * server's address *and* port, `--server`, `--server-port`; with a key, a fresh MAC in the
+ * `tep` domain); everything else is dropped, counted and logged there (docs/security.md). An
+ * UNBIND removes a binding only when its HOST_IPV6 and port set are the binding's: a late
+ * UNBIND for the address's previous holder is counted `unbind-stale` and leaves the new
+ * holder's binding alone.
  *
  * The TEP never learns bindings from data packets: what is not bound here is dropped by the
  * data plane. Static bindings (`--binding V4=V6`, `--binding-file`) are kept apart from the
- * server's, so a snapshot never removes them and the digest covers only what the server
- * manages.
+ * server's (tep_bindings.ts), so a snapshot never removes them and the digest covers only
+ * what the server manages.
  *
  * @module
  */
@@ -23,31 +22,24 @@ import type { Logger } from "../control/log.ts";
 import { logMessage } from "../control/message_log.ts";
 import type { Metrics } from "../control/metrics.ts";
 import { WarnLimit } from "../control/warn_limit.ts";
-import { canonicalIPv6, formatIPv4, parseIPv6 } from "../net/addr.ts";
-import { bindingKey } from "../net/portset.ts";
+import { canonicalIPv6, formatIPv4 } from "../net/addr.ts";
 import { bindUdp, type UdpEndpoint } from "../sys/udp.ts";
-import { type AuthKey, ReplayGuard, signMessage, verifyMessage } from "../wire/auth.ts";
-import { bindingHash } from "../wire/digest.ts";
-import { decodeMessage, encodeMessage } from "../wire/dstm.ts";
+import { type AuthKey, signMessage } from "../wire/auth.ts";
+import { encodeMessage } from "../wire/dstm.ts";
 import {
   DSTM_PORT,
   type DstmMessage,
   MessageType,
   Status,
   type WireBinding,
-  type WirePortSet,
 } from "../wire/dstm_types.ts";
+import { ControlGate } from "./control_gate.ts";
 import { ServerWatch } from "./server_watch.ts";
 import { SnapshotAssemblies } from "./snapshot_assembly.ts";
-import { type StaticChange, staticChange } from "./static_reload.ts";
+import type { StaticChange } from "./static_reload.ts";
+import { type BindingWriter, TepBindings } from "./tep_bindings.ts";
 
-/** What the control plane needs from the data plane's binding table (single writer). */
-export interface BindingWriter {
-  set(ipv4: number, portSet: WirePortSet, host6: Uint8Array): void;
-  delete(ipv4: number, psid: number): void;
-  /** Atomically (for readers: entry by entry, never a torn entry) makes the table exactly `entries`. */
-  replaceAll(entries: readonly { ipv4: number; portSet: WirePortSet; host6: Uint8Array }[]): void;
-}
+export type { BindingWriter } from "./tep_bindings.ts";
 
 export interface TepControlOptions {
   /** Address and port to receive server messages on (the TEP's IPv6 address, port 4608). */
@@ -71,28 +63,16 @@ export interface TepControlOptions {
   readonly now?: () => number;
 }
 
-interface Entry {
-  readonly binding: WireBinding;
-  readonly host6: Uint8Array;
-  readonly hash: number;
-}
-
 export class TepControl {
   readonly #o: TepControlOptions;
   readonly #now: () => number;
-  readonly #managed = new Map<number, Entry>();
-  #static: Entry[];
-  /** IPv4 addresses with a static binding: the server's messages may not touch them. */
-  #staticAddresses: Set<number>;
-  readonly #guard: ReplayGuard;
-  /** This TEP's IPv6 address, 16 bytes: MAC-ed into every server message for it. */
-  readonly #audience: Uint8Array | undefined;
+  readonly #bindings: TepBindings;
+  readonly #gate: ControlGate;
   readonly #keys: KeyRing;
   /** The servers' addresses (canonical); the first is `server`. */
   readonly #servers: readonly string[];
   readonly #serverPort: number;
   readonly #warn: WarnLimit;
-  #digest = 0;
   #endpoint!: UdpEndpoint;
   #timer: ReturnType<typeof setInterval> | undefined;
   /** Snapshots being received, by server address: two servers may each be sending one. */
@@ -112,11 +92,16 @@ export class TepControl {
     ];
     this.#serverPort = options.server.port ?? DSTM_PORT;
     this.#warn = new WarnLimit(options.log, { now: this.#now });
-    // Nothing stamped before this start: what was captured before a restart is refused.
-    this.#guard = new ReplayGuard({ notBefore: this.#now() });
-    this.#audience = parseIPv6(options.tep6) ?? undefined;
-    this.#static = (options.staticBindings ?? []).map((b) => entry(b));
-    this.#staticAddresses = new Set(this.#static.map((e) => e.binding.host4));
+    this.#gate = new ControlGate({
+      servers: this.#servers,
+      port: this.#serverPort,
+      tep6: options.tep6,
+      keys: this.#keys,
+      warn: this.#warn,
+      metrics: options.metrics,
+      now: this.#now,
+    });
+    this.#bindings = new TepBindings(options.table, options.staticBindings ?? []);
     this.#serverWatches = new Map(
       this.#servers.map((server) => [
         server,
@@ -141,8 +126,8 @@ export class TepControl {
     );
     m.gauge("dstm_tep_bindings", "Bindings held, by origin (server, static)");
     m.onCollect(() => {
-      m.set("dstm_tep_bindings", { origin: "server" }, this.#managed.size);
-      m.set("dstm_tep_bindings", { origin: "static" }, this.#static.length);
+      m.set("dstm_tep_bindings", { origin: "server" }, this.#bindings.managedCount);
+      m.set("dstm_tep_bindings", { origin: "static" }, this.#bindings.staticCount);
     });
   }
 
@@ -160,7 +145,6 @@ export class TepControl {
     return control;
   }
 
-  /** Server-managed bindings held now. */
   /**
    * Each `--server`: whether it answers this TEP's SYNC (heard within 3 SYNC periods) and how
    * long ago it was last heard, in seconds (since the start when never).
@@ -169,13 +153,14 @@ export class TepControl {
     return [...this.#serverWatches.values()].map((w) => w.status());
   }
 
+  /** Server-managed bindings held now. */
   get count(): number {
-    return this.#managed.size;
+    return this.#bindings.managedCount;
   }
 
   /** Static bindings (`--binding`, `--binding-file`), installed at start, changed by a reload. */
   get staticCount(): number {
-    return this.#static.length;
+    return this.#bindings.staticCount;
   }
 
   /**
@@ -184,27 +169,12 @@ export class TepControl {
    * takes an address the server has bound, or the table cannot hold them all.
    */
   replaceStatic(bindings: readonly WireBinding[]): StaticChange {
-    const managed = [...this.#managed.values()];
-    const change = staticChange(
-      this.#static.map((e) => e.binding),
-      bindings,
-      managed.map((e) => e.binding),
-    );
-    const next = bindings.map((b) => entry(b));
-    this.#o.table.replaceAll(
-      [...next, ...managed].map((e) => ({
-        ipv4: e.binding.host4,
-        portSet: e.binding.portSet,
-        host6: e.host6,
-      })),
-    );
-    this.#static = next;
-    this.#staticAddresses = new Set(next.map((e) => e.binding.host4));
-    return change;
+    return this.#bindings.replaceStatic(bindings);
   }
 
+  /** The digest of the server-managed bindings, as SYNC reports it. */
   get digest(): number {
-    return this.#digest;
+    return this.#bindings.digest;
   }
 
   get port(): number {
@@ -221,8 +191,8 @@ export class TepControl {
           xid: this.#nextXid(),
           tep6: this.#o.tep6,
           tep4: this.#o.tep4,
-          syncCount: this.#managed.size,
-          syncDigest: this.#digest,
+          syncCount: this.#bindings.managedCount,
+          syncDigest: this.#bindings.digest,
         },
         server,
         this.#serverPort,
@@ -247,7 +217,7 @@ export class TepControl {
   }
 
   #onDatagram(data: Uint8Array, address: string, port: number): void {
-    const accepted = this.#accept(data, address, port);
+    const accepted = this.#gate.accept(data, address, port);
     if (accepted === undefined) return;
     this.#serverWatches.get(canonicalIPv6(address) ?? address)?.heard();
     const { message, kind } = accepted;
@@ -261,71 +231,12 @@ export class TepControl {
     else this.#onBinding(message, kind, address, port);
   }
 
-  /**
-   * The server's message in `data` when it comes from the server's address and port, decodes,
-   * is a BIND, UNBIND or SNAPSHOT and (with a key) carries a valid fresh MAC; undefined when
-   * refused (counted and logged by #refused).
-   */
-  #accept(
-    data: Uint8Array,
-    address: string,
-    port: number,
-  ): { message: DstmMessage; kind: "bind" | "unbind" | "snapshot" | "sync" } | undefined {
-    if (!this.#servers.includes(canonicalIPv6(address) ?? address)) {
-      this.#refused("any", "drop-not-server", address, port);
-      return undefined;
-    }
-    if (port !== this.#serverPort) {
-      // The server sends every BIND/UNBIND/SNAPSHOT from its listening port: another port on
-      // the server's address is another program (a local user), not the server.
-      this.#refused("any", "drop-not-server-port", address, port);
-      return undefined;
-    }
-    const decoded = decodeMessage(data);
-    if (!decoded.ok) {
-      this.#refused("any", "drop-malformed", address, port);
-      return undefined;
-    }
-    const message = decoded.value;
-    const kind =
-      message.type === MessageType.BIND
-        ? "bind"
-        : message.type === MessageType.UNBIND
-          ? "unbind"
-          : message.type === MessageType.SNAPSHOT
-            ? "snapshot"
-            : message.type === MessageType.SYNC
-              ? "sync"
-              : "other";
-    if (kind === "other") {
-      this.#refused(kind, "drop-unexpected", address, port);
-      return undefined;
-    }
-    if (this.#keys.signing) {
-      const outcome = verifyMessage(
-        data.subarray(0, decoded.offset),
-        message,
-        this.#keys.accepted,
-        this.#guard,
-        this.#now(),
-        "tep",
-        this.#audience,
-      );
-      if (outcome !== "ok") {
-        this.#refused(kind, `drop-auth-${outcome}`, address, port);
-        return undefined;
-      }
-    }
-    this.#o.metrics.inc("dstm_tep_control_total", { kind, result: "ok" });
-    return { message, kind };
-  }
-
   /** BIND or UNBIND: applied unless the address is static, then acknowledged (BIND_ACK). */
   #onBinding(message: DstmMessage, kind: string, address: string, port: number): void {
     const m = this.#o.metrics;
     const portSet = message.portSet ?? { offset: 0, psidLength: 0, psid: 0 };
     const binding: WireBinding = { host4: message.host4!, host6: message.host6!, portSet };
-    if (this.#staticAddresses.has(binding.host4)) {
+    if (this.#bindings.isStatic(binding.host4)) {
       // Static bindings own their addresses: the server may not bind or unbind them here.
       m.inc("dstm_tep_control_total", { kind, result: "refused-static" });
       this.#o.log.warn("reject", {
@@ -348,14 +259,13 @@ export class TepControl {
     } else if (message.type === MessageType.BIND) {
       if (!this.#bind(message.xid, binding, address, port)) return;
       this.#snapshots.changed(true, binding);
-    } else if (!this.#holds(binding)) {
+    } else if (!this.#bindings.holds(binding)) {
       // A late or retransmitted UNBIND for the address's previous holder: the binding now
       // belongs to another host (or is gone). Acknowledged, so the server stops retrying.
       m.inc("dstm_tep_control_total", { kind, result: "unbind-stale" });
       this.#o.log.info("unbind-stale", { ipv4: formatIPv4(binding.host4), host6: binding.host6 });
     } else {
-      this.#drop(binding.host4, portSet.psid);
-      this.#o.table.delete(binding.host4, portSet.psid);
+      this.#bindings.unbind(binding);
       this.#snapshots.changed(false, binding);
       this.#o.log.info("unbind", { ipv4: formatIPv4(binding.host4), host6: binding.host6 });
     }
@@ -372,9 +282,8 @@ export class TepControl {
    * the address's other bindings.
    */
   #bind(xid: number, binding: WireBinding, address: string, port: number): boolean {
-    const { portSet } = binding;
     try {
-      this.#o.table.set(binding.host4, portSet, parseIPv6(binding.host6)!);
+      this.#bindings.bind(binding);
     } catch (error) {
       this.#o.metrics.inc("dstm_tep_control_total", { kind: "bind", result: "refused-table" });
       this.#o.log.error("bind-failed", {
@@ -391,7 +300,7 @@ export class TepControl {
       );
       return false;
     }
-    this.#put(entry(binding));
+    const { portSet } = binding;
     this.#o.log.info("bind", {
       ipv4: formatIPv4(binding.host4),
       host6: binding.host6,
@@ -410,20 +319,7 @@ export class TepControl {
     const server = canonicalIPv6(from) ?? from;
     const snapshot = this.#snapshots.add(server, message);
     if (!snapshot) return;
-    this.#managed.clear();
-    this.#digest = 0;
-    let refused = 0;
-    for (const list of snapshot.bindings) {
-      for (const b of list) {
-        if (this.#staticAddresses.has(b.host4)) refused++;
-        else this.#put(entry(b));
-      }
-    }
-    for (const change of snapshot.changes) {
-      if (change.bind) this.#put(entry(change.binding));
-      else if (this.#holds(change.binding))
-        this.#drop(change.binding.host4, change.binding.portSet.psid);
-    }
+    const refused = this.#bindings.loadSnapshot(snapshot);
     if (refused > 0) {
       this.#o.metrics.inc(
         "dstm_tep_control_total",
@@ -434,7 +330,7 @@ export class TepControl {
     }
     this.#apply();
     this.#o.log.info("snapshot", {
-      bindings: this.#managed.size,
+      bindings: this.#bindings.managedCount,
       parts: snapshot.parts,
       server,
       "applied-after": snapshot.changes.length || undefined,
@@ -443,18 +339,13 @@ export class TepControl {
 
   /** Makes the data plane's table exactly static + managed. */
   #apply(): void {
-    const all = [...this.#static, ...this.#managed.values()].map((e) => ({
-      ipv4: e.binding.host4,
-      portSet: e.binding.portSet,
-      host6: e.host6,
-    }));
     try {
-      this.#o.table.replaceAll(all);
+      this.#bindings.apply();
     } catch (error) {
       // The table applies nothing of a snapshot it cannot hold; SYNC keeps reporting the drift.
       this.#o.metrics.inc("dstm_tep_control_total", { kind: "snapshot", result: "refused-table" });
       this.#o.log.error("snapshot-failed", {
-        bindings: all.length,
+        bindings: this.#bindings.staticCount + this.#bindings.managedCount,
         detail: (error as Error).message,
       });
     }
@@ -475,38 +366,6 @@ export class TepControl {
     );
   }
 
-  /** True when the server-managed binding of `b`'s address and PSID is exactly `b` (host IPv6, port set). */
-  #holds(b: WireBinding): boolean {
-    const held = this.#managed.get(bindingKey(b.host4, b.portSet.psid))?.binding;
-    return (
-      held !== undefined &&
-      (canonicalIPv6(held.host6) ?? held.host6) === (canonicalIPv6(b.host6) ?? b.host6) &&
-      held.portSet.offset === b.portSet.offset &&
-      held.portSet.psidLength === b.portSet.psidLength &&
-      held.portSet.psid === b.portSet.psid
-    );
-  }
-
-  /** Counts a refused datagram and logs it at warn (rate-limited). */
-  #refused(kind: string, result: string, address: string, port: number): void {
-    this.#o.metrics.inc("dstm_tep_control_total", { kind, result });
-    this.#warn.warn("reject", { reason: result, type: kind, from: address, port });
-  }
-
-  #put(e: Entry): void {
-    this.#drop(e.binding.host4, e.binding.portSet.psid);
-    this.#managed.set(bindingKey(e.binding.host4, e.binding.portSet.psid), e);
-    this.#digest = (this.#digest + e.hash) >>> 0;
-  }
-
-  #drop(ipv4: number, psid: number): void {
-    const key = bindingKey(ipv4, psid);
-    const old = this.#managed.get(key);
-    if (!old) return;
-    this.#managed.delete(key);
-    this.#digest = (this.#digest - old.hash) >>> 0;
-  }
-
   #send(message: DstmMessage, address: string, port: number): void {
     logMessage(this.#o.log, "sent", message, address);
     const key = this.#keys.signing;
@@ -520,10 +379,4 @@ export class TepControl {
     this.#xid = (this.#xid + 1) >>> 0;
     return this.#xid;
   }
-}
-
-function entry(binding: WireBinding): Entry {
-  const host6 = parseIPv6(binding.host6)!;
-  const { offset, psidLength, psid } = binding.portSet;
-  return { binding, host6, hash: bindingHash(binding.host4, host6, offset, psidLength, psid) };
 }

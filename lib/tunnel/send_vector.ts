@@ -32,6 +32,13 @@ export function countFailure(stats: BatchLoopStats, code: number): void {
   stats.lastError = code;
 }
 
+/** Counts a failed read: `code` is -errno; returns it (what a loop's step returns). */
+export function countReadFailure(stats: BatchLoopStats, code: number): number {
+  stats.readErrors++;
+  stats.lastError = code;
+  return code;
+}
+
 /** See the module comment. */
 export class SendVector {
   readonly packets: Uint8Array[];

@@ -32,6 +32,7 @@ import {
   type BatchLoopStats,
   buffers,
   countFailure,
+  countReadFailure,
   SEGMENT_BYTES,
   SendVector,
 } from "./send_vector.ts";
@@ -127,13 +128,7 @@ export class TepDecapBatch {
    */
   step(): number {
     const n = this.#raw.read(this.#bufs, this.#sizes, this.#offset, this.#addrs, this.#tclass);
-    if (n <= 0) {
-      if (n < 0) {
-        this.stats.readErrors++;
-        this.stats.lastError = n;
-      }
-      return n;
-    }
+    if (n <= 0) return n < 0 ? countReadFailure(this.stats, n) : n;
     const tep = this.#tep;
     const off = this.#offset;
     for (let i = 0; i < n; i++) {
@@ -198,13 +193,7 @@ export class TepEncapBatch {
   /** One batch; returns the packets read, 0 after the poll timeout, or -errno. */
   step(): number {
     const n = this.#tun.read(this.#bufs, this.#sizes, this.#offset);
-    if (n <= 0) {
-      if (n < 0) {
-        this.stats.readErrors++;
-        this.stats.lastError = n;
-      }
-      return n;
-    }
+    if (n <= 0) return n < 0 ? countReadFailure(this.stats, n) : n;
     const tep = this.#tep;
     const off = this.#offset;
     for (let i = 0; i < n; i++) {

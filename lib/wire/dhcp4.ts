@@ -23,12 +23,11 @@
  */
 
 import { readU16, readU32, writeU16, writeU32 } from "../net/bytes.ts";
-import { encodeTarget } from "./codec.ts";
+import { encodeTarget, fail } from "./codec.ts";
 import {
   _byteString,
   _concat,
   _Fault,
-  _fail,
   _isByteString,
   _isUint,
   _overload,
@@ -92,15 +91,15 @@ export function decodeDhcp4(
   length = buf.length - offset,
 ): Dhcp4Decoded<Dhcp4Message> {
   const fault = _checkRange(buf, offset, length) ?? _checkFixedFields(buf, offset);
-  if (fault !== undefined) return _fail(fault.code, fault.message);
+  if (fault !== undefined) return fail(fault.code, fault.message);
   const tlvs: number[] = [];
   const overload = _locateOptions(buf, offset, length, tlvs);
-  if (overload instanceof _Fault) return _fail(overload.code, overload.message);
+  if (overload instanceof _Fault) return fail(overload.code, overload.message);
   const options = _readOptions(buf, _groupOptions(tlvs));
-  if (options instanceof _Fault) return _fail(options.code, options.message);
+  if (options instanceof _Fault) return fail(options.code, options.message);
   const op = buf[offset]! as Dhcp4Op;
   const typeFault = _checkMessageType(options, op);
-  if (typeFault !== undefined) return _fail(typeFault.code, typeFault.message);
+  if (typeFault !== undefined) return fail(typeFault.code, typeFault.message);
   return { ok: true, value: _readMessage(buf, offset, options, overload), offset: offset + length };
 }
 

@@ -15,9 +15,8 @@
  */
 import { readU16, readU32, writeU16, writeU32 } from "../net/bytes.ts";
 import { type PortSetValue, portSetProblem } from "../net/portset.ts";
-import { encodeTarget, validRange } from "./codec.ts";
+import { encodeTarget, fail, validRange } from "./codec.ts";
 import {
-  type Dhcp4DecodeError,
   type Dhcp4DecodeErrorCode,
   type Dhcp4MessageType,
   Dhcp4OptionCode,
@@ -239,10 +238,10 @@ function _codec<T>(spec: _Spec<T>): Dhcp4OptionCodec<T> {
     },
     decode(buf, offset = 0, length = buf.length - offset) {
       if (!validRange(buf, offset, length)) {
-        return _fail("bad-offset", `offset ${offset}, length ${length} outside ${buf.length}`);
+        return fail("bad-offset", `offset ${offset}, length ${length} outside ${buf.length}`);
       }
       const r = spec.read(buf, offset, length);
-      if (r instanceof _Fault) return _fail(r.code, r.message);
+      if (r instanceof _Fault) return fail(r.code, r.message);
       return { ok: true, value: r, offset: offset + length };
     },
   };
@@ -265,14 +264,6 @@ export const dhcp4OptionCodecs = {
   clientId: _codec(_CLIENT_ID),
   portParams: _codec(_PORT_PARAMS),
 } as const;
-
-/** A failed decode result with `code` and one-line `message`. */
-export function _fail(
-  code: Dhcp4DecodeErrorCode,
-  message: string,
-): { ok: false; error: Dhcp4DecodeError } {
-  return { ok: false, error: { code, message } };
-}
 
 /** Records the options of one area (`from`..`to`); stops at the end option. */
 export function _scanOptions(

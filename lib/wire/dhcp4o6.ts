@@ -15,13 +15,12 @@
  */
 
 import { readU24, writeU16 } from "../net/bytes.ts";
-import { encodeTarget } from "./codec.ts";
+import { encodeTarget, fail } from "./codec.ts";
 import { Dhcp4Op, decodeDhcp4, dhcp4EncodingLength, encodeDhcp4 } from "./dhcp4.ts";
 import {
   CLIENT_ID_SPEC,
   checkDhcp6Options,
   checkDhcp6Range,
-  dhcp6Fail,
   dhcp6OptionsLength,
   ENVELOPE_SPECS,
   ENVELOPE_SPECS_BY_CODE,
@@ -63,7 +62,7 @@ export function decodeDhcp4o6(
   const type = buf[offset]!;
   if (type !== 20 && type !== 21) {
     const name = dhcp6MessageTypeName(type);
-    return dhcp6Fail("bad-msg-type", `${name} is not DHCPV4-QUERY (20) or DHCPV4-RESPONSE (21)`);
+    return fail("bad-msg-type", `${name} is not DHCPV4-QUERY (20) or DHCPV4-RESPONSE (21)`);
   }
   const fields: Record<string, unknown> = {};
   const msg87: number[] = [];
@@ -71,7 +70,7 @@ export function decodeDhcp4o6(
   const error = readDhcp6Options(buf, offset, end, ENVELOPE_SPECS_BY_CODE, fields, msg87);
   if (error !== undefined) return { ok: false, error };
   if (msg87.length === 0) {
-    return dhcp6Fail(
+    return fail(
       "missing-option",
       `${dhcp6MessageTypeName(type)} carries no OPTION_DHCPV4_MSG (87)`,
     );
@@ -84,7 +83,7 @@ export function decodeDhcp4o6(
   // RFC 7341 §6: a query carries what a client sends, a response what a server sends.
   const op = type === 20 ? Dhcp4Op.BOOTREQUEST : Dhcp4Op.BOOTREPLY;
   if (inner.value.op !== op) {
-    return dhcp6Fail(
+    return fail(
       "bad-direction",
       `${dhcp6MessageTypeName(type)} carries a DHCPv4 op ${inner.value.op}`,
     );

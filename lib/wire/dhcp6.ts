@@ -11,7 +11,7 @@
  * @module
  */
 import { readU24, writeU16 } from "../net/bytes.ts";
-import { encodeTarget } from "./codec.ts";
+import { encodeTarget, fail } from "./codec.ts";
 import {
   checkDhcp6Options,
   checkDhcp6Range,
@@ -19,7 +19,6 @@ import {
   DHCP6_SPECS_BY_CODE,
   type Dhcp6Fields,
   type Dhcp6OptionKey,
-  dhcp6Fail,
   dhcp6OptionName,
   dhcp6OptionsLength,
   isUintUpTo,
@@ -65,7 +64,7 @@ export function decodeDhcp6(
   const required = _REQUIRED[type];
   if (required === undefined) {
     const hint = type === 20 || type === 21 ? "; decode it with decodeDhcp4o6" : "";
-    return dhcp6Fail("bad-msg-type", `${dhcp6MessageTypeName(type)} is not supported${hint}`);
+    return fail("bad-msg-type", `${dhcp6MessageTypeName(type)} is not supported${hint}`);
   }
   const fields: Record<string, unknown> = {};
   const end = offset + length;
@@ -73,14 +72,14 @@ export function decodeDhcp6(
   if (error !== undefined) return { ok: false, error };
   for (const key of required) {
     if (fields[key] === undefined) {
-      return dhcp6Fail(
+      return fail(
         "missing-option",
         `${dhcp6MessageTypeName(type)} without ${dhcp6OptionName(key)}`,
       );
     }
   }
   if (type === Dhcp6MessageType.SOLICIT && fields.serverId !== undefined) {
-    return dhcp6Fail("option-not-allowed", "SOLICIT with OPTION_SERVERID");
+    return fail("option-not-allowed", "SOLICIT with OPTION_SERVERID");
   }
   const value = { type, xid: readU24(buf, offset + 1), ...fields };
   return { ok: true, value: value as Dhcp6Message, offset: end };

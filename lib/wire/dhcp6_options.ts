@@ -10,11 +10,10 @@
  */
 import { formatIPv6, parseIPv6 } from "../net/addr.ts";
 import { readU16, writeU16 } from "../net/bytes.ts";
-import { encodeTarget, validRange } from "./codec.ts";
+import { encodeTarget, fail, validRange } from "./codec.ts";
 import {
   type Dhcp6CommonOptions,
   type Dhcp6DecodeError,
-  type Dhcp6DecodeErrorCode,
   Dhcp6OptionCode,
   type Dhcp6OptionCodec,
   type Dhcp6RawOption,
@@ -126,10 +125,10 @@ function _codec<T>(spec: Dhcp6OptionSpec<T>): Dhcp6OptionCodec<T> {
     },
     decode(buf, offset = 0, length = buf.length - offset) {
       if (!validRange(buf, offset, length)) {
-        return dhcp6Fail("bad-offset", `offset ${offset}, length ${length} outside ${buf.length}`);
+        return fail("bad-offset", `offset ${offset}, length ${length} outside ${buf.length}`);
       }
       const r = spec.read(buf, offset, length);
-      if (typeof r === "string") return dhcp6Fail("bad-option-length", r);
+      if (typeof r === "string") return fail("bad-option-length", r);
       return { ok: true, value: r, offset: offset + length };
     },
   };
@@ -167,14 +166,6 @@ for (const spec of DHCP6_SPECS) DHCP6_SPECS_BY_CODE[spec.code] = spec;
 /** A message being decoded or encoded, seen as its fields by name. */
 export type Dhcp6Fields = Record<string, unknown>;
 
-/** A failed decode with `code` and a one-line `message`. */
-export function dhcp6Fail(
-  code: Dhcp6DecodeErrorCode,
-  message: string,
-): { ok: false; error: Dhcp6DecodeError } {
-  return { ok: false, error: { code, message } };
-}
-
 /** A decode error when `length` bytes at `offset` are not inside `buf` or cannot hold the 4-byte header; else undefined. */
 export function checkDhcp6Range(
   buf: Uint8Array,
@@ -182,19 +173,19 @@ export function checkDhcp6Range(
   length: number,
 ): { ok: false; error: Dhcp6DecodeError } | undefined {
   if (!Number.isInteger(offset) || offset < 0) {
-    return dhcp6Fail("bad-offset", `offset ${offset} is not an integer ≥ 0`);
+    return fail("bad-offset", `offset ${offset} is not an integer ≥ 0`);
   }
-  if (offset > buf.length) return dhcp6Fail("truncated", `offset ${offset} is past the buffer`);
+  if (offset > buf.length) return fail("truncated", `offset ${offset} is past the buffer`);
   if (!Number.isInteger(length) || length < 0) {
-    return dhcp6Fail("bad-offset", `length ${length} is not an integer ≥ 0`);
+    return fail("bad-offset", `length ${length} is not an integer ≥ 0`);
   }
   if (offset + length > buf.length) {
-    return dhcp6Fail(
+    return fail(
       "truncated",
       `${length} bytes at offset ${offset} but the buffer holds ${buf.length}`,
     );
   }
-  if (length < 4) return dhcp6Fail("truncated", `${length} bytes cannot hold the 4-byte header`);
+  if (length < 4) return fail("truncated", `${length} bytes cannot hold the 4-byte header`);
   return undefined;
 }
 

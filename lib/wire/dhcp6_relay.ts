@@ -25,7 +25,7 @@
 import { formatIPv6, parseIPv6 } from "../net/addr.ts";
 import { readU16, writeU16 } from "../net/bytes.ts";
 import type { Decoded, DecodeError } from "./codec.ts";
-import { encodeTarget } from "./codec.ts";
+import { encodeTarget, fail } from "./codec.ts";
 
 export const Dhcp6RelayType = { RELAY_FORW: 12, RELAY_REPL: 13 } as const;
 export type Dhcp6RelayType = 12 | 13;
@@ -75,10 +75,6 @@ export interface Dhcp6RelayMessage {
 
 const HEADER = 34;
 
-function _fail(code: Dhcp6RelayDecodeErrorCode, message: string) {
-  return { ok: false as const, error: { code, message } };
-}
-
 /**
  * Decodes a RELAY-FORW or RELAY-REPL from the `length` bytes at `offset` (default: the rest of
  * `buf`, the UDP payload). The relayed message is returned as a view, not decoded. Never throws.
@@ -89,36 +85,36 @@ export function decodeDhcp6Relay(
   length = buf.length - offset,
 ): Dhcp6RelayDecoded<Dhcp6RelayMessage> {
   if (!Number.isInteger(offset) || offset < 0 || !Number.isInteger(length) || length < 0)
-    return _fail("bad-offset", `offset ${offset}, length ${length}: not integers ≥ 0`);
-  if (offset + length > buf.length) return _fail("truncated", "length past the buffer");
-  if (length < HEADER) return _fail("truncated", `${length} bytes: a relay message has 34 or more`);
+    return fail("bad-offset", `offset ${offset}, length ${length}: not integers ≥ 0`);
+  if (offset + length > buf.length) return fail("truncated", "length past the buffer");
+  if (length < HEADER) return fail("truncated", `${length} bytes: a relay message has 34 or more`);
   const type = buf[offset]!;
   if (type !== 12 && type !== 13)
-    return _fail("bad-msg-type", `message type ${type} is not RELAY-FORW (12) or RELAY-REPL (13)`);
+    return fail("bad-msg-type", `message type ${type} is not RELAY-FORW (12) or RELAY-REPL (13)`);
   const end = offset + length;
   let relayMessage: Uint8Array | undefined;
   let interfaceId: Uint8Array | undefined;
   const unknown: { code: number; data: Uint8Array }[] = [];
   let at = offset + HEADER;
   while (at < end) {
-    if (end - at < 4) return _fail("truncated-option", `option header at ${at - offset} cut off`);
+    if (end - at < 4) return fail("truncated-option", `option header at ${at - offset} cut off`);
     const code = readU16(buf, at);
     const len = readU16(buf, at + 2);
     if (at + 4 + len > end)
-      return _fail("truncated-option", `option ${code} of ${len} bytes runs past the message`);
+      return fail("truncated-option", `option ${code} of ${len} bytes runs past the message`);
     const data = buf.subarray(at + 4, at + 4 + len);
     if (code === Dhcp6RelayOptionCode.RELAY_MSG) {
-      if (relayMessage) return _fail("duplicate-option", "OPTION_RELAY_MSG (9) twice");
+      if (relayMessage) return fail("duplicate-option", "OPTION_RELAY_MSG (9) twice");
       relayMessage = data;
     } else if (code === Dhcp6RelayOptionCode.INTERFACE_ID) {
-      if (interfaceId) return _fail("duplicate-option", "OPTION_INTERFACE_ID (18) twice");
+      if (interfaceId) return fail("duplicate-option", "OPTION_INTERFACE_ID (18) twice");
       interfaceId = data;
     } else {
       unknown.push({ code, data });
     }
     at += 4 + len;
   }
-  if (!relayMessage) return _fail("missing-option", "no OPTION_RELAY_MSG (9)");
+  if (!relayMessage) return fail("missing-option", "no OPTION_RELAY_MSG (9)");
   const value: Dhcp6RelayMessage = {
     type,
     hopCount: buf[offset + 1]!,
@@ -194,7 +190,7 @@ export function unwrapRelays(
   let inner = payload;
   while (inner[0] === type) {
     if (relays.length >= DHCP6_MAX_RELAY_DEPTH)
-      return _fail("too-deep", `more than ${DHCP6_MAX_RELAY_DEPTH} nested RELAY-FORW`);
+      return fail("too-deep", `more than ${DHCP6_MAX_RELAY_DEPTH} nested RELAY-FORW`);
     const r = decodeDhcp6Relay(inner);
     if (!r.ok) return r;
     relays.push(r.value);

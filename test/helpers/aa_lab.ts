@@ -17,6 +17,8 @@ import { join } from "node:path";
 import { createNetns, type Netns, vethPair } from "../../lib/sys/netns.ts";
 import { type DstmProcess, spawnDstm } from "./process.ts";
 
+export { metric } from "./prometheus.ts";
+
 export const AA = {
   tep6: "2001:db8:1::1",
   tep4: "192.0.2.1",
@@ -44,17 +46,6 @@ export interface AaLabOptions {
   readonly servers?: number;
   /** Extra `dstm server` flags. */
   readonly serverArgs?: readonly string[];
-}
-
-/** One counter or gauge of Prometheus text (`labels` a subset of the series' labels); 0 when absent. */
-export function metric(text: string, name: string, labels: Record<string, string> = {}): number {
-  let sum = 0;
-  for (const line of text.split("\n")) {
-    if (!line.startsWith(`${name}{`) && !line.startsWith(`${name} `)) continue;
-    if (!Object.entries(labels).every(([k, v]) => line.includes(`${k}="${v}"`))) continue;
-    sum += Number(line.slice(line.lastIndexOf(" ") + 1));
-  }
-  return sum;
 }
 
 /** GET `path` from a control socket: the body's text. */

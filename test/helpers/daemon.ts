@@ -1,15 +1,19 @@
 /**
  * A long-running process in a namespace whose stdout lines a test waits for, and the polling
- * and metrics helpers that go with it. Shared by test/redteam_tep.test.ts and
- * test/tep_attack.test.ts.
+ * and metrics helpers that go with it; {@link daemonScope} is a suite's directory, namespaces
+ * and daemons with their one teardown. Shared by the namespace suites that run real `dstm`
+ * processes (test/redteam_tep.test.ts, test/tep_attack.test.ts, test/observe_reload.test.ts…).
  */
 import { afterAll } from "bun:test";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createNetns, type Netns } from "../../lib/sys/netns.ts";
+import { generateKeyFileText } from "../../lib/wire/auth.ts";
 import { BUN, ROOT } from "./process.ts";
 import { eventually } from "./wait.ts";
+
+export { metric } from "./prometheus.ts";
 
 export interface Daemon {
   readonly proc: Bun.Subprocess<"ignore", "pipe", "pipe">;
@@ -66,16 +70,6 @@ export function spawnDaemon(where: Netns, argv: readonly string[], options: Daem
   };
 }
 
-/** The value of one series of a Prometheus text page (0 when absent). */
-export function metric(text: string, name: string, labels: Record<string, string> = {}): number {
-  for (const line of text.split("\n")) {
-    if (!line.startsWith(`${name}{`) && !line.startsWith(`${name} `)) continue;
-    if (Object.entries(labels).every(([k, v]) => line.includes(`${k}="${v}"`)))
-      return Number(line.slice(line.lastIndexOf(" ") + 1));
-  }
-  return 0;
-}
-
 /** The counters of `dstm client status --json` for the client on `socket`, asked in `where`. */
 export function clientCounters(where: Netns, socket: string): Record<string, number> {
   const status = where.exec([
@@ -96,21 +90,44 @@ export function until(check: () => Promise<boolean> | boolean, ms = 20_000): Pro
   return eventually(check, { timeoutMs: ms, intervalMs: 100 });
 }
 
+/** The line of a new key file (lib/wire/auth.ts) that holds key `id`: `ID SECRET`. */
+export function keyLine(id: number): string {
+  return generateKeyFileText(id).split("\n")[1]!;
+}
+
+/** The lines of `d` after its first `from` that match `pattern`. */
+export function linesSince(d: Daemon, from: number, pattern: RegExp): string[] {
+  return d.lines.slice(from).filter((l) => pattern.test(l));
+}
+
 /**
- * A test file's temporary directory, namespaces and daemons, all removed (daemons killed by
- * PID, namespaces deleted, the directory removed) by one afterAll, also when a test fails.
+ * A test file's (or a describe block's) temporary directory, namespaces and daemons, all
+ * removed by one afterAll, also when a test fails: daemons killed by PID (and awaited),
+ * namespaces deleted, the directory removed. Namespaces are made when asked for (in a
+ * beforeAll or a test), so a skipped suite makes none.
  */
 export function daemonScope(tmpPrefix: string, options: DaemonOptions = { timeoutMs: 300_000 }) {
   const dir = mkdtempSync(join(tmpdir(), tmpPrefix));
   const procs: Bun.Subprocess<"ignore", "pipe", "pipe">[] = [];
   const spaces: Netns[] = [];
-  afterAll(() => {
+  afterAll(async () => {
     for (const p of procs) p.kill("SIGKILL");
+    await Promise.all(procs.map((p) => p.exited));
     for (const n of spaces) n.delete();
     rmSync(dir, { recursive: true, force: true });
-  });
+  }, 30_000);
+  const daemon = (where: Netns, argv: readonly string[]): Daemon => {
+    const d = spawnDaemon(where, argv, options);
+    procs.push(d.proc);
+    return d;
+  };
   return {
     dir,
+    /** `name` in the scope's directory. */
+    file: (name: string): string => join(dir, name),
+    /** Writes the key file `name` (mode 0600) in the scope's directory: one key a line. */
+    writeKey: (name: string, ...lines: string[]): void =>
+      writeFileSync(join(dir, name), `${lines.join("\n")}\n`, { mode: 0o600 }),
     /** A new namespace named `prefix…` (lib/sys/netns.ts createNetns). */
     netns(prefix: string): Netns {
       const ns = createNetns(prefix);
@@ -118,10 +135,9 @@ export function daemonScope(tmpPrefix: string, options: DaemonOptions = { timeou
       return ns;
     },
     /** `argv` started in `where` (./daemon.ts spawnDaemon). */
-    daemon(where: Netns, argv: readonly string[]): Daemon {
-      const d = spawnDaemon(where, argv, options);
-      procs.push(d.proc);
-      return d;
-    },
+    daemon,
+    /** `dstm ARGS…` from source (`bun mod.ts`) started in `where`. */
+    dstm: (where: Netns, args: readonly string[]): Daemon =>
+      daemon(where, [BUN, join(ROOT, "mod.ts"), ...args]),
   };
 }

@@ -1,0 +1,48 @@
+/**
+ * How the client service (./node.ts) obtains a lease: DISCOVER until one is granted and taken
+ * into use, waiting 1 s after a failure, then twice as long each time up to the configured
+ * longest wait (default 30 s); failures are said by ./acquire_warnings.ts. The loop ends when
+ * the node stops or replaces its lease client (renumbering): a lease granted meanwhile is
+ * released at once, since it is for an address the node no longer uses.
+ *
+ * @module
+ */
+import type { Logger } from "../control/log.ts";
+import { AcquireWarnings } from "./acquire_warnings.ts";
+import type { ClientLease, LeaseClient } from "./protocol.ts";
+
+export interface AcquireLoopOptions {
+  readonly log: Logger;
+  /** The server, as the warnings name it. */
+  readonly server: string;
+  /** The longest wait between two tries (ms). */
+  readonly maxBackoffMs: number;
+  /** False once the node stopped or `client` is no longer its lease client: the loop ends. */
+  readonly current: () => boolean;
+  /** Takes a granted lease into use; when it throws, that counts as a failed try. */
+  readonly use: (lease: ClientLease) => Promise<void>;
+  /** Waits `ms` between tries (the node can cut it short). */
+  readonly sleep: (ms: number) => Promise<void>;
+}
+
+/** Runs the loop of the module comment with `client`; resolves when a lease is in use or the loop ends. */
+export async function acquireLoop(client: LeaseClient, o: AcquireLoopOptions): Promise<void> {
+  let backoff = 1000;
+  const warnings = new AcquireWarnings(o.log, o.server, o.maxBackoffMs);
+  while (o.current()) {
+    try {
+      const lease = await client.discover();
+      if (!o.current()) {
+        await client.release(lease.ipv4).catch(() => {});
+        return;
+      }
+      await o.use(lease);
+      return;
+    } catch (error) {
+      if (!o.current()) return;
+      warnings.failed(error, backoff);
+      await o.sleep(backoff);
+      backoff = Math.min(backoff * 2, o.maxBackoffMs);
+    }
+  }
+}

@@ -1,0 +1,54 @@
+/**
+ * What `dstm client status` shows of a running node (./node.ts): its state and mode, the lease
+ * (address, port set, TEP, expiry), the DTI's MTU and the learnt path MTU, the NAPT's live
+ * mappings for a shared lease, and the packet counters (NodeStatus, ./node_config.ts).
+ *
+ * @module
+ */
+import { formatIPv4 } from "../net/addr.ts";
+import { formatPortSet } from "../net/portset.ts";
+import { type Counters, countersOf } from "../tunnel/counters.ts";
+import type { NaptTable } from "../tunnel/napt.ts";
+import type { PathMtuTable } from "../tunnel/pmtu.ts";
+import type { NodeState, NodeStatus } from "./node_config.ts";
+import type { ClientLease } from "./protocol.ts";
+
+/** The parts of a node its status is read from. */
+export interface NodeStatusParts {
+  readonly state: NodeState;
+  readonly onDemand: boolean;
+  readonly ifname: string;
+  readonly host6: string;
+  readonly lease: ClientLease | undefined;
+  /** The TEP in use for `lease` (the configured one, else the lease's). */
+  readonly tep6: string | null;
+  /** The DTI's MTU (bytes), null before it is up. */
+  readonly mtu: number | null;
+  readonly pathMtu: PathMtuTable;
+  readonly napt: NaptTable;
+  readonly counters: Counters;
+}
+
+/** The status of the node made of `p`, now. */
+export function nodeStatus(p: NodeStatusParts): NodeStatus {
+  const lease = p.lease;
+  return {
+    state: p.state,
+    mode: p.onDemand ? "on-demand" : "always-on",
+    ifname: p.ifname,
+    host6: p.host6,
+    ipv4: lease ? formatIPv4(lease.ipv4) : null,
+    ports: lease ? formatPortSet(lease.portSet ?? { offset: 0, psidLength: 0, psid: 0 }) : null,
+    tep6: lease ? p.tep6 : null,
+    tep4: lease?.tep4 ? formatIPv4(lease.tep4) : null,
+    mtu: p.mtu,
+    pathMtu: p.pathMtu.entries()[0]?.mtu ?? null,
+    expiresAt: lease ? new Date(lease.expiresAt).toISOString() : null,
+    leaseTime: lease?.leaseTime ?? null,
+    napt:
+      lease?.portSet && lease.portSet.psidLength > 0
+        ? p.napt.census((Date.now() / 1000) | 0)
+        : null,
+    counters: countersOf("client", p.counters.snapshot()),
+  };
+}

@@ -1,0 +1,176 @@
+/**
+ * The TEP's bindings as its control plane (control.ts) holds them, and the data plane's table
+ * they make:
+ *
+ * - static bindings (`--binding V4=V6`, `--binding-file`), installed at start and changed only
+ *   by a reload (static_reload.ts); they own their addresses, so the server may neither bind
+ *   nor unbind those;
+ * - the bindings the server manages, keyed by (IPv4, PSID) (lib/net/portset.ts `bindingKey`),
+ *   with the digest SYNC reports (lib/wire/digest.ts: the sum of their hashes mod 2^32; static
+ *   bindings are not in it, so a snapshot never removes them).
+ *
+ * @module
+ */
+import { canonicalIPv6, parseIPv6 } from "../net/addr.ts";
+import { bindingKey } from "../net/portset.ts";
+import { bindingHash } from "../wire/digest.ts";
+import type { WireBinding, WirePortSet } from "../wire/dstm_types.ts";
+import type { CompleteSnapshot } from "./snapshot_assembly.ts";
+import { type StaticChange, staticChange } from "./static_reload.ts";
+
+/** What the control plane needs from the data plane's binding table (single writer). */
+export interface BindingWriter {
+  set(ipv4: number, portSet: WirePortSet, host6: Uint8Array): void;
+  delete(ipv4: number, psid: number): void;
+  /** Atomically (for readers: entry by entry, never a torn entry) makes the table exactly `entries`. */
+  replaceAll(entries: readonly { ipv4: number; portSet: WirePortSet; host6: Uint8Array }[]): void;
+}
+
+interface Entry {
+  readonly binding: WireBinding;
+  readonly host6: Uint8Array;
+  readonly hash: number;
+}
+
+/** See the module comment. One per TEP. */
+export class TepBindings {
+  readonly #table: BindingWriter;
+  readonly #managed = new Map<number, Entry>();
+  #static: Entry[];
+  /** IPv4 addresses with a static binding: the server's messages may not touch them. */
+  #staticAddresses: Set<number>;
+  #digest = 0;
+
+  /** `statics` are held from the start; {@link apply} installs them. */
+  constructor(table: BindingWriter, statics: readonly WireBinding[]) {
+    this.#table = table;
+    this.#static = statics.map(entry);
+    this.#staticAddresses = new Set(this.#static.map((e) => e.binding.host4));
+  }
+
+  /** Server-managed bindings held now. */
+  get managedCount(): number {
+    return this.#managed.size;
+  }
+
+  /** Static bindings held now. */
+  get staticCount(): number {
+    return this.#static.length;
+  }
+
+  /** The digest of the server-managed bindings (SYNC_STATE). */
+  get digest(): number {
+    return this.#digest;
+  }
+
+  /** True when `host4` has a static binding. */
+  isStatic(host4: number): boolean {
+    return this.#staticAddresses.has(host4);
+  }
+
+  /** True when the server-managed binding of `b`'s address and PSID is exactly `b` (host IPv6, port set). */
+  holds(b: WireBinding): boolean {
+    const held = this.#managed.get(bindingKey(b.host4, b.portSet.psid))?.binding;
+    return (
+      held !== undefined &&
+      (canonicalIPv6(held.host6) ?? held.host6) === (canonicalIPv6(b.host6) ?? b.host6) &&
+      held.portSet.offset === b.portSet.offset &&
+      held.portSet.psidLength === b.portSet.psidLength &&
+      held.portSet.psid === b.portSet.psid
+    );
+  }
+
+  /**
+   * A server's BIND: into the table, then into the managed set. Throws, changing nothing, when
+   * the table refuses it (full, or a port-set layout that clashes with the address's others).
+   */
+  bind(binding: WireBinding): void {
+    this.#table.set(binding.host4, binding.portSet, parseIPv6(binding.host6)!);
+    this.#put(entry(binding));
+  }
+
+  /** A server's UNBIND of a binding it {@link holds}: out of the managed set and the table. */
+  unbind(binding: WireBinding): void {
+    const { host4, portSet } = binding;
+    this.#drop(host4, portSet.psid);
+    this.#table.delete(host4, portSet.psid);
+  }
+
+  /**
+   * The managed bindings become exactly `snapshot`'s, then its later changes are applied on
+   * top; its bindings on a static address are left out. Returns how many were left out. The
+   * table is not touched: {@link apply} it.
+   */
+  loadSnapshot(snapshot: CompleteSnapshot): number {
+    this.#managed.clear();
+    this.#digest = 0;
+    let refused = 0;
+    for (const list of snapshot.bindings) {
+      for (const b of list) {
+        if (this.#staticAddresses.has(b.host4)) refused++;
+        else this.#put(entry(b));
+      }
+    }
+    for (const change of snapshot.changes) {
+      if (change.bind) this.#put(entry(change.binding));
+      else if (this.holds(change.binding))
+        this.#drop(change.binding.host4, change.binding.portSet.psid);
+    }
+    return refused;
+  }
+
+  /**
+   * Reload of the static bindings (./static_reload.ts): the table holds `bindings` and the
+   * server-managed bindings from now on. Throws, changing nothing, when one of `bindings`
+   * takes an address the server has bound, or the table cannot hold them all.
+   */
+  replaceStatic(bindings: readonly WireBinding[]): StaticChange {
+    const managed = [...this.#managed.values()];
+    const change = staticChange(
+      this.#static.map((e) => e.binding),
+      bindings,
+      managed.map((e) => e.binding),
+    );
+    const next = bindings.map(entry);
+    this.#table.replaceAll(tableEntries([...next, ...managed]));
+    this.#static = next;
+    this.#staticAddresses = new Set(next.map((e) => e.binding.host4));
+    return change;
+  }
+
+  /**
+   * Makes the data plane's table exactly static + managed. Throws what the table throws when
+   * it cannot hold them all (it then applies none of them).
+   */
+  apply(): void {
+    this.#table.replaceAll(tableEntries([...this.#static, ...this.#managed.values()]));
+  }
+
+  #put(e: Entry): void {
+    this.#drop(e.binding.host4, e.binding.portSet.psid);
+    this.#managed.set(bindingKey(e.binding.host4, e.binding.portSet.psid), e);
+    this.#digest = (this.#digest + e.hash) >>> 0;
+  }
+
+  #drop(ipv4: number, psid: number): void {
+    const key = bindingKey(ipv4, psid);
+    const old = this.#managed.get(key);
+    if (!old) return;
+    this.#managed.delete(key);
+    this.#digest = (this.#digest - old.hash) >>> 0;
+  }
+}
+
+function entry(binding: WireBinding): Entry {
+  const host6 = parseIPv6(binding.host6)!;
+  const { offset, psidLength, psid } = binding.portSet;
+  return { binding, host6, hash: bindingHash(binding.host4, host6, offset, psidLength, psid) };
+}
+
+function tableEntries(entries: readonly Entry[]) {
+  return entries.map((e) => ({
+    ipv4: e.binding.host4,
+    portSet: e.binding.portSet,
+    host6: e.host6,
+  }));
+}
