@@ -73,6 +73,8 @@ import {
   B_WORDS,
   bindingBase,
   bury,
+  fillAddressSlot,
+  fillBindingSlot,
   findAddressSlot,
   findBindingSlot,
   freeSlot,
@@ -93,8 +95,7 @@ import {
   MAGIC,
   probe,
   readWord,
-  TOMB,
-  USED,
+  writeBindingHost,
 } from "./binding_slots.ts";
 
 export { BindingConflictError, type BindingEntry, BindingTableFullError, LookupStatus };
@@ -286,12 +287,7 @@ export class BindingTable {
       ) {
         return "unchanged";
       }
-      Atomics.add(w, found, 1);
-      Atomics.store(w, found + 4, h0);
-      Atomics.store(w, found + 5, h1);
-      Atomics.store(w, found + 6, h2);
-      Atomics.store(w, found + 7, h3);
-      Atomics.add(w, found, 1);
+      writeBindingHost(w, found, h0, h1, h2, h3);
       return "updated";
     }
     if (this.size >= this.maxEntries) {
@@ -302,30 +298,14 @@ export class BindingTable {
     // Binding first, then the address: a reader that sees the rule also sees the binding.
     const slot = freeSlot(w, this.mask, this.bindBase, B_WORDS, hashBinding(key, psid));
     if (slot < 0) throw new BindingTableFullError("binding table has no free slot");
-    if ((w[slot + 2]! & 3) === TOMB) Atomics.sub(w, H_BIND_TOMBS, 1);
-    Atomics.add(w, slot, 1);
-    Atomics.store(w, slot + 1, key);
-    Atomics.store(w, slot + 3, rule);
-    Atomics.store(w, slot + 4, h0);
-    Atomics.store(w, slot + 5, h1);
-    Atomics.store(w, slot + 6, h2);
-    Atomics.store(w, slot + 7, h3);
-    Atomics.store(w, slot + 2, USED | (psid << 16));
-    Atomics.add(w, slot, 1);
-    Atomics.add(w, H_SIZE, 1);
+    fillBindingSlot(w, slot, key, psid, rule, h0, h1, h2, h3);
 
     if (addr >= 0) {
       w[addr + 3]! += 1; // refcount: only the writer reads it
     } else {
       const a = freeSlot(w, this.mask, HEADER_WORDS, A_WORDS, hashAddress(key));
       if (a < 0) throw new BindingTableFullError("binding table has no free address slot");
-      if ((w[a + 2]! & 3) === TOMB) Atomics.sub(w, H_ADDR_TOMBS, 1);
-      Atomics.add(w, a, 1);
-      Atomics.store(w, a + 1, key);
-      Atomics.store(w, a + 3, 1);
-      Atomics.store(w, a + 2, USED | (rule << 8));
-      Atomics.add(w, a, 1);
-      Atomics.add(w, H_ADDRESSES, 1);
+      fillAddressSlot(w, a, key, rule);
     }
     this._compactIfNeeded();
     return "added";

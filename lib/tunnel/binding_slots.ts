@@ -279,6 +279,62 @@ export function bury(
 }
 
 /** Home slot of an address (murmur3 fmix32: spreads sequential addresses). */
+/**
+ * Writer: a new binding in free slot `slot` (empty or a tombstone), under its seqlock:
+ * key, sharing rule, host (four words) and, last, the used mark with the PSID; counts it.
+ */
+export function fillBindingSlot(
+  w: Int32Array,
+  slot: number,
+  key: number,
+  psid: number,
+  rule: number,
+  h0: number,
+  h1: number,
+  h2: number,
+  h3: number,
+): void {
+  if ((w[slot + 2]! & 3) === TOMB) Atomics.sub(w, H_BIND_TOMBS, 1);
+  Atomics.add(w, slot, 1);
+  Atomics.store(w, slot + 1, key);
+  Atomics.store(w, slot + 3, rule);
+  Atomics.store(w, slot + 4, h0);
+  Atomics.store(w, slot + 5, h1);
+  Atomics.store(w, slot + 6, h2);
+  Atomics.store(w, slot + 7, h3);
+  Atomics.store(w, slot + 2, USED | (psid << 16));
+  Atomics.add(w, slot, 1);
+  Atomics.add(w, H_SIZE, 1);
+}
+
+/** Writer: a binding's new host (four words) under its slot's seqlock. */
+export function writeBindingHost(
+  w: Int32Array,
+  slot: number,
+  h0: number,
+  h1: number,
+  h2: number,
+  h3: number,
+): void {
+  Atomics.add(w, slot, 1);
+  Atomics.store(w, slot + 4, h0);
+  Atomics.store(w, slot + 5, h1);
+  Atomics.store(w, slot + 6, h2);
+  Atomics.store(w, slot + 7, h3);
+  Atomics.add(w, slot, 1);
+}
+
+/** Writer: a new address in free slot `a` with its sharing rule and one binding; counts it. */
+export function fillAddressSlot(w: Int32Array, a: number, key: number, rule: number): void {
+  if ((w[a + 2]! & 3) === TOMB) Atomics.sub(w, H_ADDR_TOMBS, 1);
+  Atomics.add(w, a, 1);
+  Atomics.store(w, a + 1, key);
+  Atomics.store(w, a + 3, 1);
+  Atomics.store(w, a + 2, USED | (rule << 8));
+  Atomics.add(w, a, 1);
+  Atomics.add(w, H_ADDRESSES, 1);
+}
+
 export function hashAddress(x: number): number {
   let h = x ^ (x >>> 16);
   h = Math.imul(h, 0x85ebca6b);
