@@ -17,7 +17,8 @@
  * internal port, whatever the destination. A mapping idle longer than its protocol's timeout
  * may be reused for a new flow; TCP mappings follow the connection (napt_tcp.ts: SYN, FIN,
  * RST both ways) so that a closed connection's port is reused after the transitory timeout,
- * or sooner when the set is full and the far end cannot be confused. When no port is free,
+ * or sooner when the set is full and the far end cannot be confused (the choice of port is
+ * napt_ports.ts). When no port is free,
  * the host is told (napt_reply.ts: a RST, or ICMPv4 3/13), rate limited.
  *
  * Fragments (RFC 7597 §8.3.3): a datagram's later fragments carry no ports; they pass when
@@ -39,6 +40,7 @@ import { type PortSetValue, portSetRanges } from "../net/portset.ts";
 import { COUNTER_NAMES, Counter } from "./counters.ts";
 import { fragmentCounterIndexes } from "./fragment_steps.ts";
 import { FragmentLookup, FragmentTable, isFirstFragment, isLaterFragment } from "./fragments.ts";
+import { PortMapper, TAKEN_OVER } from "./napt_ports.ts";
 import { buildAdminProhibited, buildTcpResetForSyn } from "./napt_reply.ts";
 import {
   inboundIcmpError,
@@ -49,15 +51,8 @@ import {
   setIdentification,
   setPort,
 } from "./napt_rewrite.ts";
-import { type NaptTable, PORTS, PROTOCOLS } from "./napt_table.ts";
-import {
-  isTcpSyn,
-  TcpPhase,
-  tcpInbound,
-  tcpMayTakeOver,
-  tcpOutbound,
-  tcpPhase,
-} from "./napt_tcp.ts";
+import { type NaptTable, PORTS } from "./napt_table.ts";
+import { isTcpSyn, tcpInbound } from "./napt_tcp.ts";
 import { TokenBucket } from "./ratelimit.ts";
 
 export {
@@ -77,10 +72,6 @@ const NO_PORT_REPLY_BURST = 20;
 const NO_PORT_RST = Counter["client-napt-no-port-rst"];
 const NO_PORT_ICMP = Counter["client-napt-no-port-icmp"];
 const NO_PORT_RATE_LIMITED = Counter["client-napt-no-port-rate-limited"];
-const REUSE_CLOSED = Counter["client-napt-tcp-reuse-closed"];
-
-/** `#map`: a late TCP segment of a connection whose port was taken over. */
-const TAKEN_OVER = -2;
 
 /** What a translation step decided. */
 export const Translation = {
@@ -131,19 +122,17 @@ export class ClientTranslator {
   replyLength = 0;
   readonly #counters: Float64Array;
   readonly #limiter: TokenBucket;
-  readonly #cursor = new Int32Array(PROTOCOLS);
   /** Identifications handed out round-robin over the set; `#id` holds one (16 bytes, 2 used). */
   #idCursor = 0;
   readonly #id = new Uint8Array(16);
-  readonly #inSet = new Uint8Array(PORTS);
-  /** Idle timeouts (s): TCP established, TCP transitory, UDP, ICMP (read from the table). */
-  readonly #idle = new Uint32Array(4);
+  readonly #mapper: PortMapper;
 
   constructor(table: NaptTable, options: TranslatorOptions = {}) {
     this.table = table;
     this.#counters = options.counters ?? new Float64Array(COUNTER_NAMES.length);
     const rate = options.replyRate ?? NO_PORT_REPLY_RATE;
     this.#limiter = new TokenBucket(rate, rate === 0 ? 0 : NO_PORT_REPLY_BURST);
+    this.#mapper = new PortMapper(table, this.#counters);
     const timeoutMs = table.timeouts.fragment * 1000;
     const counters = this.#counters;
     this.outFragments = new FragmentTable({
@@ -163,29 +152,22 @@ export class ClientTranslator {
   configure(leased: number, placeholder: number, portSet: PortSetValue | undefined): void {
     this.leased = leased >>> 0;
     this.placeholder = placeholder >>> 0;
-    this.#inSet.fill(0);
     this.#readTimeouts();
     this.outFragments.clear();
     this.inFragments.clear();
-    if (!portSet || portSet.psidLength === 0) {
-      this.ports = null;
-      return;
-    }
-    const list: number[] = [];
-    for (const [first, last] of portSetRanges(portSet))
-      for (let p = first; p <= last; p++) if (p !== 0) list.push(p);
-    this.ports = Uint16Array.from(list);
-    for (const p of list) this.#inSet[p] = 1;
-    this.#cursor.fill(0);
     this.#idCursor = 0;
+    if (!portSet || portSet.psidLength === 0) this.ports = null;
+    else {
+      const list: number[] = [];
+      for (const [first, last] of portSetRanges(portSet))
+        for (let p = first; p <= last; p++) if (p !== 0) list.push(p);
+      this.ports = Uint16Array.from(list);
+    }
+    this.#mapper.configure(this.ports);
   }
 
   #readTimeouts(): void {
     const t = this.table.timeouts;
-    this.#idle[0] = t.tcpEstablished;
-    this.#idle[1] = t.tcpTransitory;
-    this.#idle[2] = t.udp;
-    this.#idle[3] = t.icmp;
     this.outFragments.timeoutMs = t.fragment * 1000;
     this.inFragments.timeoutMs = t.fragment * 1000;
   }
@@ -261,7 +243,7 @@ export class ClientTranslator {
     }
     const original = (buf[at]! << 8) | buf[at + 1]!;
     const flags = pi === 0 && len - ihl >= 20 ? buf[l4 + 13]! : 0;
-    const external = this.#map(pi, original, now, buf, off, l4, flags);
+    const external = this.#mapper.map(pi, original, now, buf, off, l4, flags);
     if (external === TAKEN_OVER) return Translation.CLOSED;
     if (external < 0) {
       this.#answerNoPort(buf, off, len, pi, flags, nowMs);
@@ -344,107 +326,5 @@ export class ClientTranslator {
     if (pi === 0 && l4len >= 20) tcpInbound(this.table.tcpState, external, buf[l4 + 13]!);
     if (original !== external) setPort(buf, l4, at, protocol, external, original);
     return Translation.OK;
-  }
-
-  /**
-   * The external port for `original` (creating the mapping), −1 when the set is full, or
-   * {@link TAKEN_OVER} for a TCP segment other than a SYN whose connection's port went to
-   * another connection.
-   * TCP (`pi` 0): `flags` of the segment, whose destination is at `buf[off + 16]`, port `l4 + 2`.
-   */
-  #map(
-    pi: number,
-    original: number,
-    now: number,
-    buf: Uint8Array,
-    off: number,
-    l4: number,
-    flags: number,
-  ): number {
-    const t = this.table;
-    const base = pi * PORTS;
-    const current = t.out[base + original]!;
-    const syn = pi === 0 && isTcpSyn(flags);
-    if (current !== 0 && t.back[base + current] === original) {
-      t.used[base + current] = now;
-      if (pi === 0) {
-        if (syn) this.#remember(current, buf, off, l4);
-        tcpOutbound(t.tcpState, current, flags, false);
-      }
-      return current;
-    }
-    // `out` still names the port a SYN took over from this internal port's closed connection
-    // (below): what follows of that connection, e.g. the host's TIME-WAIT acknowledging a
-    // retransmitted FIN, belongs to no mapping any more. Only a SYN (a new connection) maps it.
-    if (pi === 0 && current !== 0 && !syn) return TAKEN_OVER;
-    // Keep the application's own port when it is in the set and free.
-    let chosen = -1;
-    if (this.#inSet[original] && this.#reusable(base, original, pi, now)) chosen = original;
-    const ports = this.ports!;
-    for (let tries = 0; chosen < 0 && tries < ports.length; tries++) {
-      const cursor = this.#cursor[pi]!;
-      const candidate = ports[cursor]!;
-      this.#cursor[pi] = cursor + 1 === ports.length ? 0 : cursor + 1;
-      if (this.#reusable(base, candidate, pi, now)) chosen = candidate;
-    }
-    let takeover = false;
-    if (chosen < 0 && syn) {
-      chosen = this.#closedToTakeOver(buf, off, l4);
-      takeover = chosen >= 0;
-    }
-    if (chosen < 0) return -1;
-    const previous = t.back[base + chosen]!;
-    // After an idle timeout the old flow may come back and get a new port (RFC 5382 §5); after
-    // a takeover its `out` entry stays, stale, to recognise its late segments (above).
-    if (previous !== 0 && t.out[base + previous] === chosen && !takeover)
-      t.out[base + previous] = 0;
-    // back first: the inbound Worker must never see out → external without external → back.
-    t.back[base + chosen] = original;
-    t.out[base + original] = chosen;
-    t.used[base + chosen] = now;
-    if (pi === 0) {
-      this.#remember(chosen, buf, off, l4);
-      tcpOutbound(t.tcpState, chosen, flags, true);
-    }
-    return chosen;
-  }
-
-  /** The TCP port of the least recently used closed mapping a SYN may take over, or −1. */
-  #closedToTakeOver(buf: Uint8Array, off: number, l4: number): number {
-    const t = this.table;
-    const remote = readU32(buf, off + 16);
-    const remotePort = (buf[l4 + 2]! << 8) | buf[l4 + 3]!;
-    const ports = this.ports!;
-    let best = -1;
-    let bestUsed = 0;
-    for (let i = 0; i < ports.length; i++) {
-      const p = ports[i]!;
-      if (t.back[p] === 0) continue;
-      const used = t.used[p]!;
-      if (best >= 0 && used >= bestUsed) continue;
-      if (
-        tcpMayTakeOver(t.tcpState[p]!, t.tcpRemote[p]!, t.tcpRemotePort[p]!, remote, remotePort)
-      ) {
-        best = p;
-        bestUsed = used;
-      }
-    }
-    if (best >= 0) this.#counters[REUSE_CLOSED]! += 1;
-    return best;
-  }
-
-  /** TCP: the remote endpoint of the SYN on external port `p`. */
-  #remember(p: number, buf: Uint8Array, off: number, l4: number): void {
-    this.table.tcpRemote[p] = readU32(buf, off + 16);
-    this.table.tcpRemotePort[p] = (buf[l4 + 2]! << 8) | buf[l4 + 3]!;
-  }
-
-  #reusable(base: number, external: number, pi: number, now: number): boolean {
-    const t = this.table;
-    if (t.back[base + external] === 0) return true;
-    const idle = now - t.used[base + external]!;
-    if (pi !== 0) return idle > this.#idle[pi + 1]!;
-    const established = tcpPhase(t.tcpState[external]!) === TcpPhase.ESTABLISHED;
-    return idle > this.#idle[established ? 0 : 1]!;
   }
 }
