@@ -18,8 +18,8 @@
  * may be reused for a new flow; TCP mappings follow the connection (napt_tcp.ts: SYN, FIN,
  * RST both ways) so that a closed connection's port is reused after the transitory timeout,
  * or sooner when the set is full and the far end cannot be confused (the choice of port is
- * napt_ports.ts). When no port is free,
- * the host is told (napt_reply.ts: a RST, or ICMPv4 3/13), rate limited.
+ * napt_ports.ts). When no port is free, the host is told (napt_reply.ts: a RST, or ICMPv4
+ * 3/13), rate limited.
  *
  * Fragments (RFC 7597 §8.3.3): a datagram's later fragments carry no ports; they pass when
  * their first fragment did, held until it comes if they come first (fragments.ts). Datagrams
