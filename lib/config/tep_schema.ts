@@ -39,7 +39,7 @@ const settings: Setting[] = [
     },
     arg: "<v6>",
     repeatable: true,
-    doc: "the DSTM server that installs bindings here; required; repeat it for servers sharing one lease database (each is sent SYNC and may BIND/UNBIND/SNAPSHOT; servers with separate databases would replace each other's bindings)",
+    doc: "the DSTM server that installs bindings here; required; repeat it for servers sharing one lease database (each is sent SYNC and may BIND/UNBIND/SNAPSHOT; servers with separate databases would replace each other's bindings: the TEP warns servers-disagree)",
   },
   {
     name: "server-port",

@@ -36,6 +36,7 @@ import {
 import { ControlGate } from "./control_gate.ts";
 import { ServerWatch } from "./server_watch.ts";
 import { SnapshotAssemblies } from "./snapshot_assembly.ts";
+import { SnapshotFlapWatch } from "./snapshot_flaps.ts";
 import type { StaticChange } from "./static_reload.ts";
 import { type BindingWriter, TepBindings } from "./tep_bindings.ts";
 
@@ -73,6 +74,7 @@ export class TepControl {
   readonly #servers: readonly string[];
   readonly #serverPort: number;
   readonly #warn: WarnLimit;
+  readonly #flaps: SnapshotFlapWatch;
   #endpoint!: UdpEndpoint;
   #timer: ReturnType<typeof setInterval> | undefined;
   /** Snapshots being received, by server address: two servers may each be sending one. */
@@ -102,6 +104,12 @@ export class TepControl {
       now: this.#now,
     });
     this.#bindings = new TepBindings(options.table, options.staticBindings ?? []);
+    this.#flaps = new SnapshotFlapWatch({
+      intervalMs: options.syncIntervalMs ?? 2000,
+      log: options.log,
+      metrics: options.metrics,
+      now: this.#now,
+    });
     this.#serverWatches = new Map(
       this.#servers.map((server) => [
         server,
@@ -183,6 +191,7 @@ export class TepControl {
 
   /** Sends SYNC (count and digest of the server-managed bindings) to every server now. */
   sync(): void {
+    this.#flaps.tick();
     for (const server of this.#servers) {
       this.#serverWatches.get(server)?.check();
       this.#send(
@@ -329,6 +338,7 @@ export class TepControl {
       this.#o.log.warn("snapshot-conflict", { refused, reason: "statically-bound addresses" });
     }
     this.#apply();
+    this.#flaps.applied(server);
     this.#o.log.info("snapshot", {
       bindings: this.#bindings.managedCount,
       parts: snapshot.parts,

@@ -41,6 +41,8 @@ export interface AaLabOptions {
   readonly dir: string;
   /** The `postgres://` URL every server uses. */
   readonly db: string;
+  /** Server `index`'s own `--db` instead (servers with separate databases: a misconfiguration). */
+  readonly dbOf?: (index: number) => string;
   readonly pool: string;
   /** How many server addresses the srv namespace gets (default 2). */
   readonly servers?: number;
@@ -109,7 +111,14 @@ export class AaLab {
       spawnDstm(
         [
           "server",
-          ...["--pool", this.#o.pool, "--tep", AA.tep6, "--db", this.#o.db],
+          ...[
+            "--pool",
+            this.#o.pool,
+            "--tep",
+            AA.tep6,
+            "--db",
+            this.#o.dbOf?.(index) ?? this.#o.db,
+          ],
           ...["--listen", `[${address}]:4607`, "--control", control, "--no-source-check"],
           ...["--max-leases-per-prefix", "0", "--prefix-rate", "0"],
           ...(this.#o.serverArgs ?? []),
