@@ -28,7 +28,12 @@ const PROTO_UDP = 17;
  *
  * @example const n = udpSegmentCount(stage, 10, len, gsoSize); // -1: drop it
  */
-export function udpSegmentCount(buf: Uint8Array, off: number, len: number, gsoSize: number): number {
+export function udpSegmentCount(
+  buf: Uint8Array,
+  off: number,
+  len: number,
+  gsoSize: number,
+): number {
   if (len < 28 || buf[off]! >>> 4 !== 4 || gsoSize < 1) return -1;
   const ihl = (buf[off]! & 0x0f) << 2;
   const total = (buf[off + 2]! << 8) | buf[off + 3]!;
