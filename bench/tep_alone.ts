@@ -96,6 +96,8 @@ interface Run {
   retransmits?: number;
   /** Packets leaving the TEP's IPv4 side per second (towards S), in 1,500-byte equivalents. */
   tepPps: number;
+  /** Packets per write(2) into the userspace TEP's TUN (dstm, c): its rx counter against `tepPps`. */
+  packetsPerTunWrite?: number;
   /** CPU µs of the forwarder process (all threads) per forwarded packet (dstm, c). */
   forwarderUsPerPacket?: number;
   /** Busy CPU µs of the whole machine per forwarded packet. */
@@ -350,14 +352,21 @@ function serverUdpDatagrams(topo: Topology): number {
 /** Counters read before and after a run. */
 interface Sample {
   tx: { packets: number; bytes: number };
+  /** Packets the userspace TEP wrote into its TUN (the TUN's rx counter; a super-packet once). */
+  tunWrites: number;
   udp: number;
   cpu: number;
   machine: number;
 }
 
-function sample(topo: Topology, pid: number | undefined): Sample {
+function sample(topo: Topology, pid: number | undefined, path: PathName): Sample {
+  const tun = path === "c" ? "tunc" : path.startsWith("dstm") ? "tep0" : undefined;
   return {
     tx: eth4Tx(topo),
+    tunWrites: tun
+      ? topo.t.ipJson<{ stats64: { rx: { packets: number } } }[]>("-s", "link", "show", tun)[0]!
+          .stats64.rx.packets
+      : 0,
     udp: serverUdpDatagrams(topo),
     cpu: processTicks(pid) / TICKS_PER_SECOND,
     machine: machineBusyTicks() / TICKS_PER_SECOND,
@@ -428,8 +437,10 @@ function toRun(
     tepPps: equivalent / seconds,
     machineUsPerPacket: (1e6 * (b.machine - a.machine)) / Math.max(1, equivalent),
   };
-  if (at.pid !== undefined)
+  if (at.pid !== undefined) {
     run.forwarderUsPerPacket = (1e6 * (b.cpu - a.cpu)) / Math.max(1, equivalent);
+    run.packetsPerTunWrite = equivalent / Math.max(1, b.tunWrites - a.tunWrites);
+  }
   if (spec.udp) {
     const blk = json.start.test_start.blksize;
     const sent = json.end.sum_sent.packets ?? 0;
@@ -459,9 +470,9 @@ async function runOne(
   );
   try {
     waitForPath(topo, path, port);
-    const a = sample(topo, tep.pid);
+    const a = sample(topo, tep.pid, path);
     const json = await iperf3(topo, test, path, port, o);
-    const b = sample(topo, tep.pid);
+    const b = sample(topo, tep.pid, path);
     return toRun(json, a, b, { round, test, path, txOff, pid: tep.pid }, o);
   } finally {
     if (server.exitCode === null) {
@@ -552,7 +563,7 @@ async function main(o: Options): Promise<void> {
           runs.push(r);
           if (!o.json)
             console.log(
-              `round ${round} ${test} ${path.padEnd(10)} ${TESTS[test].udp ? `${Math.round(r.receivedPps!)} pps received` : `${r.gbps.toFixed(2)} Gbit/s`}, TEP out ${Math.round(r.tepPps)} pps, forwarder ${fmt(r.forwarderUsPerPacket)} µs/pkt, machine ${fmt(r.machineUsPerPacket)} µs/pkt`,
+              `round ${round} ${test} ${path.padEnd(10)} ${TESTS[test].udp ? `${Math.round(r.receivedPps!)} pps received` : `${r.gbps.toFixed(2)} Gbit/s`}, TEP out ${Math.round(r.tepPps)} pps, forwarder ${fmt(r.forwarderUsPerPacket)} µs/pkt, ${fmt(r.packetsPerTunWrite, 1)} pkt/TUN write, machine ${fmt(r.machineUsPerPacket)} µs/pkt`,
             );
         }
     }
