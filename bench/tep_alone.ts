@@ -102,6 +102,9 @@ interface Run {
   forwarderUsPerPacket?: number;
   /** Busy CPU µs of the whole machine per forwarded packet. */
   machineUsPerPacket: number;
+  /** CPU of the forwarder process and of the whole machine, % of one CPU (busy both: 200). */
+  forwarderCpuPercent?: number;
+  machineCpuPercent: number;
 }
 
 interface Topology {
@@ -436,10 +439,12 @@ function toRun(
     gbps: json.end.sum_received.bits_per_second / 1e9,
     tepPps: equivalent / seconds,
     machineUsPerPacket: (1e6 * (b.machine - a.machine)) / Math.max(1, equivalent),
+    machineCpuPercent: (100 * (b.machine - a.machine)) / seconds,
   };
   if (at.pid !== undefined) {
     run.forwarderUsPerPacket = (1e6 * (b.cpu - a.cpu)) / Math.max(1, equivalent);
     run.packetsPerTunWrite = equivalent / Math.max(1, b.tunWrites - a.tunWrites);
+    run.forwarderCpuPercent = (100 * (b.cpu - a.cpu)) / seconds;
   }
   if (spec.udp) {
     const blk = json.start.test_start.blksize;
@@ -563,7 +568,7 @@ async function main(o: Options): Promise<void> {
           runs.push(r);
           if (!o.json)
             console.log(
-              `round ${round} ${test} ${path.padEnd(10)} ${TESTS[test].udp ? `${Math.round(r.receivedPps!)} pps received` : `${r.gbps.toFixed(2)} Gbit/s`}, TEP out ${Math.round(r.tepPps)} pps, forwarder ${fmt(r.forwarderUsPerPacket)} µs/pkt, ${fmt(r.packetsPerTunWrite, 1)} pkt/TUN write, machine ${fmt(r.machineUsPerPacket)} µs/pkt`,
+              `round ${round} ${test} ${path.padEnd(10)} ${TESTS[test].udp ? `${Math.round(r.receivedPps!)} pps received` : `${r.gbps.toFixed(2)} Gbit/s`}, TEP out ${Math.round(r.tepPps)} pps, forwarder ${fmt(r.forwarderUsPerPacket)} µs/pkt (${fmt(r.forwarderCpuPercent, 0)}% CPU), ${fmt(r.packetsPerTunWrite, 1)} pkt/TUN write, machine ${fmt(r.machineUsPerPacket)} µs/pkt (${fmt(r.machineCpuPercent, 0)}%)`,
             );
         }
     }
