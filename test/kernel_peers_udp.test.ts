@@ -19,6 +19,7 @@ import { createNetns, type Netns, vethPair } from "../lib/sys/netns.ts";
 import { announceSkip, netnsSkipReason } from "./helpers/netns.ts";
 import { BUN, type DstmProcess, ROOT, spawnDstm } from "./helpers/process.ts";
 import { seg6Host } from "./helpers/seg6_host.ts";
+import { kernelHasTunUso } from "./helpers/udp_packets.ts";
 import { waitUntil } from "./helpers/wait.ts";
 
 const skip = netnsSkipReason({ tun: true }) ?? (Bun.which("python3") ? null : "needs python3");
@@ -149,7 +150,15 @@ describe.skipIf(skip !== null)("UDP between kernel 4over6 peers through dstm tep
       tep.name,
     );
     spawned.push({ kill: (s) => tepProc.proc.kill(s), exited: tepProc.exited });
-    await tepProc.waitFor(/tep-start/, 20_000);
+    const start = await tepProc.waitFor(/tep-start/, 20_000);
+    // UDP segmentation offload on the TUN needs Linux ≥ 6.2; without it the TEP says so and
+    // writes every datagram on its own (TCP offloads only): delivery must hold either way.
+    const uso = /offload=tcp,udp/.test(start);
+    expect(uso).toBe(kernelHasTunUso());
+    if (!uso) {
+      expect(start).toMatch(/offload=tcp\b/);
+      console.log("kernel_peers_udp: the kernel refused TUN_F_USO4/6: no UDP coalescing to see");
+    }
 
     // Neighbours resolved on every link first (UDP has no retransmission for what waits on ARP).
     await waitUntil(() => host.exec(["ping", "-c", "1", "-W", "1", "192.0.2.80"]).code === 0, {
@@ -188,7 +197,8 @@ describe.skipIf(skip !== null)("UDP between kernel 4over6 peers through dstm tep
     // The TUN took super-datagrams: fewer writes than datagrams.
     const written = linkStats(tep, "tep0").rx - before.rx;
     console.log(`kernel_peers_udp: ${2 * PER_FLOW} datagrams in ${written} TUN writes`);
-    expect(written).toBeLessThan(2 * PER_FLOW);
+    if (uso) expect(written).toBeLessThan(2 * PER_FLOW);
+    else expect(written).toBe(2 * PER_FLOW);
 
     // web → host: UDP_SEGMENT super-datagrams of 10 × 200 bytes.
     const encapsulated = c["encap-forward"]!;
@@ -210,6 +220,6 @@ describe.skipIf(skip !== null)("UDP between kernel 4over6 peers through dstm tep
     // The kernel handed the super-datagrams to the TUN whole (USO): one read for ten.
     const reads = linkStats(tep, "tep0").tx - handed;
     console.log(`kernel_peers_udp: ${10 * GSO_SENDS} datagrams in ${reads} TUN reads`);
-    expect(reads).toBeLessThan(10 * GSO_SENDS);
+    if (uso) expect(reads).toBeLessThan(10 * GSO_SENDS);
   }, 120_000);
 });

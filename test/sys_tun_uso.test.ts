@@ -9,7 +9,7 @@ import { afterAll, describe, expect, test } from "bun:test";
 import { cleanupNetns, createNetns } from "../lib/sys/netns.ts";
 import { announceSkip, netnsSkipReason, startScript } from "./helpers/netns.ts";
 import { fromHex, internetChecksum } from "./helpers/packets.ts";
-import { udpChecksumOf } from "./helpers/udp_packets.ts";
+import { kernelHasTunUso, udpChecksumOf } from "./helpers/udp_packets.ts";
 
 const skip = netnsSkipReason({ tun: true }) ?? (Bun.which("python3") ? null : "needs python3");
 announceSkip("sys_tun_uso", skip);
@@ -33,6 +33,7 @@ describe.skipIf(skip !== null)("TUN with UDP segmentation offload (namespace)", 
       ns.up("lo");
       const r = await startScript<Result>(ns, "tun_uso.ts").result;
       expect(r.fallback).toBe(false); // asked without USO: TCP offloads only
+      expect(r.gsoUdp).toBe(kernelHasTunUso());
       if (!r.gsoUdp) {
         console.log(
           "sys_tun_uso: this kernel refused TUN_F_USO4/6 (before 6.2): write side not run",

@@ -3,6 +3,7 @@
  * (test/helpers/packets.ts), and the kernel's cut of a super-datagram (lib/net/udp_segment.ts)
  * as a list.
  */
+import { release as osRelease } from "node:os";
 import { udpSegmentCount, writeUdpSegment } from "../../lib/net/udp_segment.ts";
 import { internetChecksum } from "./packets.ts";
 
@@ -94,4 +95,15 @@ export function udpCut(p: Uint8Array, gsoSize: number): Uint8Array[] {
   return Array.from({ length: n }, (_, i) =>
     out.slice(0, writeUdpSegment(p, 0, gsoSize, i, out, 0)),
   );
+}
+
+/**
+ * Whether the running kernel has TUN UDP segmentation offload (TUN_F_USO4/6, Linux ≥ 6.2), from
+ * its release (`uname -r`): where it has, a TUN without it is a fault, not a fallback.
+ */
+export function kernelHasTunUso(release = osRelease()): boolean {
+  const m = /^(\d+)\.(\d+)/.exec(release);
+  if (!m) return false;
+  const major = Number(m[1]);
+  return major > 6 || (major === 6 && Number(m[2]) >= 2);
 }
