@@ -154,6 +154,24 @@ describe("TepDecapBatch: UDP GRO after every check", () => {
   });
 });
 
+describe("TepDecapBatch: a TUN that took TUN_F_USO4 but refuses a UDP_L4 write (EINVAL)", () => {
+  test("that super-datagram goes as its datagrams, in order, and UDP coalescing stops", () => {
+    const { tep } = setup();
+    const raw = new FakeTunnelSocket(8);
+    const tun = new FakeBatchTun(true, 10, true);
+    tun.refuseUdpGso = true;
+    const loop = new TepDecapBatch(tep, raw, tun);
+    const run = udpTrain(24, { payload: 64, src: HOST_A, dst: WEB });
+    for (const packet of run) raw.inbox.push({ packet, src6: A6, trafficClass: 0 });
+    while (loop.step() > 0) {}
+    expect(tun.refused).toBe(1); // only the first batch's super-datagram was tried
+    expect(tun.written.every((w) => w.gsoSize === 0)).toBe(true);
+    expect(hex(tun.written.map((w) => w.packet))).toEqual(hex(run));
+    expect(loop.stats.writeErrors).toBe(0);
+    expect(loop.stats.lastError).toBe(-22);
+  });
+});
+
 describe("TepEncapBatch: a UDP super-datagram from the TUN", () => {
   test("is cut, and every datagram checked: too big with DF → ICMP, the others to their host", () => {
     const { tep, counters } = setup();

@@ -9,6 +9,7 @@
  * @module
  */
 import type { BatchDevice } from "../net/device.ts";
+import { udpSegmentCount, writeUdpSegment } from "../net/udp_segment.ts";
 import { type GroEmit, TcpCoalescer } from "./gro.ts";
 import { UdpCoalescer } from "./gro_udp.ts";
 import { type BatchLoopStats, buffers, countFailure } from "./send_vector.ts";
@@ -32,6 +33,8 @@ export interface TunWriter {
 
 /** UDP trains held at once: flows per batch that coalesce. */
 const UDP_TRAINS = 8;
+/** -EINVAL (Linux): what a TUN answers a write whose offload metadata it does not take. */
+const EINVAL = -22;
 
 /**
  * See the module comment. `gro: false` writes every packet as it came; `udpGro: true` adds the
@@ -45,9 +48,26 @@ export function tunWriter(
   gro: boolean,
   udpGro = false,
 ): TunWriter {
+  // A kernel that took TUN_F_USO4 but refuses a UDP_L4 write after all: that super-datagram
+  // goes as its datagrams, and UDP coalescing stops for good (never a datagram lost to it).
+  let udpOn = true;
+  let scratch: Uint8Array | null = null;
   const write: GroEmit = (buf, off, len, gsoSize, _segments, partial) => {
     const w = tun.write(buf, off, len, gsoSize, partial);
-    if (w < 0) countFailure(stats, w);
+    if (w >= 0) return;
+    if (w !== EINVAL || gsoSize === 0 || buf[off + 9] !== 17) {
+      countFailure(stats, w);
+      return;
+    }
+    udpOn = false;
+    stats.lastError = w;
+    scratch ??= new Uint8Array(tun.headroom + 65536);
+    const n = udpSegmentCount(buf, off, len, gsoSize);
+    for (let i = 0; i < n; i++) {
+      const m = writeUdpSegment(buf, off, gsoSize, i, scratch, tun.headroom);
+      const r = tun.write(scratch, tun.headroom, m, 0, false);
+      if (r < 0) countFailure(stats, r);
+    }
   };
   const udpBytes = tun.gsoUdp && gro && udpGro ? UdpCoalescer.bytes(UDP_TRAINS, tun.headroom) : 0;
   const tcp =
@@ -71,8 +91,12 @@ export function tunWriter(
   let add: (b: Uint8Array, o: number, l: number) => void;
   if (udp && tcp)
     add = (b, o, l) => {
-      if (b[o + 9] === 17) udp.add(b, o, l);
-      else tcp.add(b, o, l);
+      if (b[o + 9] !== 17) tcp.add(b, o, l);
+      else if (udpOn) udp.add(b, o, l);
+      else {
+        udp.flush(); // what it still holds goes first (as datagrams), so no flow reorders
+        write(b, o, l, 0, 1, false);
+      }
     };
   else if (tcp) add = (b, o, l) => tcp.add(b, o, l);
   else add = (b, o, l) => write(b, o, l, 0, 1, false);

@@ -82,6 +82,14 @@ export class FakeBatchTun implements BatchDevice {
   readonly inbox: { packet: Uint8Array; gsoSize: number }[] = [];
   readonly written: TunWrite[] = [];
 
+  /**
+   * Answer every UDP super-datagram write with -EINVAL (a kernel that took TUN_F_USO4 but
+   * refuses the write after all).
+   */
+  refuseUdpGso = false;
+  /** Writes refused (see {@link refuseUdpGso}). */
+  refused = 0;
+
   /** `gsoUdp` (default: as `gso`): takes UDP super-datagrams, as a TUN with TUN_F_USO4. */
   constructor(
     readonly gso = true,
@@ -122,6 +130,10 @@ export class FakeBatchTun implements BatchDevice {
     if (gsoSize > 0 && !this.gso) throw new Error("super-packet written to a device without GSO");
     if (gsoSize > 0 && buf[offset + 9] === 17 && !this.gsoUdp)
       throw new Error("UDP super-datagram written to a device without UDP GSO");
+    if (gsoSize > 0 && buf[offset + 9] === 17 && this.refuseUdpGso) {
+      this.refused++;
+      return -22;
+    }
     if (partialChecksum && !this.gso)
       throw new Error("partial checksum to a device without offloads");
     this.written.push({
