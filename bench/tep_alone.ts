@@ -35,7 +35,8 @@
  * Tests: TCP one stream H → S; UDP with 64-byte payloads, unlimited (`-b 0`). Rounds rotate the
  * order of the paths; the table gives medians over rounds and ratios to the C forwarder and to
  * the kernel TEP. Per run: goodput or packets received per second, packets leaving the TEP's
- * IPv4 side per second, the forwarder process's CPU per forwarded packet (dstm, C: all its
+ * IPv4 side per second (UDP: datagrams reaching S's UDP layer, since dstm now writes UDP
+ * super-datagrams that eth4 counts once), the forwarder process's CPU per forwarded packet (dstm, C: all its
  * threads; /proc/PID/task) and the whole machine's busy CPU per forwarded packet (every path,
  * iperf3 on both ends included). Packets are counted as 1,500-byte equivalents (the larger of
  * packets and bytes / 1,500), since the kernel paths and dstm with offloads move GSO
@@ -95,10 +96,15 @@ interface Run {
   retransmits?: number;
   /** Packets leaving the TEP's IPv4 side per second (towards S), in 1,500-byte equivalents. */
   tepPps: number;
+  /** Packets per write(2) into the userspace TEP's TUN (dstm, c): its rx counter against `tepPps`. */
+  packetsPerTunWrite?: number;
   /** CPU µs of the forwarder process (all threads) per forwarded packet (dstm, c). */
   forwarderUsPerPacket?: number;
   /** Busy CPU µs of the whole machine per forwarded packet. */
   machineUsPerPacket: number;
+  /** CPU of the forwarder process and of the whole machine, % of one CPU (busy both: 200). */
+  forwarderCpuPercent?: number;
+  machineCpuPercent: number;
 }
 
 interface Topology {
@@ -331,6 +337,125 @@ function eth4Tx(topo: Topology): { packets: number; bytes: number } {
 
 let nextPort = 5301;
 
+/**
+ * Datagrams that reached S's UDP layer (a GSO super-datagram counted as the datagrams it
+ * carries: the kernel cuts it before it counts): InDatagrams + InErrors + NoPorts.
+ */
+function serverUdpDatagrams(topo: Topology): number {
+  const lines = topo.s
+    .exec(["cat", "/proc/net/snmp"])
+    .stdout.split("\n")
+    .filter((l) => l.startsWith("Udp:"));
+  const names = lines[0]!.split(/\s+/);
+  const values = lines[1]!.split(/\s+/).map(Number);
+  const at = (field: string) => values[names.indexOf(field)] ?? 0;
+  return at("InDatagrams") + at("InErrors") + at("NoPorts");
+}
+
+/** Counters read before and after a run. */
+interface Sample {
+  tx: { packets: number; bytes: number };
+  /** Packets the userspace TEP wrote into its TUN (the TUN's rx counter; a super-packet once). */
+  tunWrites: number;
+  udp: number;
+  cpu: number;
+  machine: number;
+}
+
+function sample(topo: Topology, pid: number | undefined, path: PathName): Sample {
+  const tun = path === "c" ? "tunc" : path.startsWith("dstm") ? "tep0" : undefined;
+  return {
+    tx: eth4Tx(topo),
+    tunWrites: tun
+      ? topo.t.ipJson<{ stats64: { rx: { packets: number } } }[]>("-s", "link", "show", tun)[0]!
+          .stats64.rx.packets
+      : 0,
+    udp: serverUdpDatagrams(topo),
+    cpu: processTicks(pid) / TICKS_PER_SECOND,
+    machine: machineBusyTicks() / TICKS_PER_SECOND,
+  };
+}
+
+/** Waits until H reaches S over the path (neighbours warm) and S's iperf3 listens on `port`. */
+function waitForPath(topo: Topology, path: PathName, port: number): void {
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    const ping = topo.h.exec(["ping", "-c", "1", "-W", "1", A.server4]);
+    const listening = topo.s.exec(["ss", "-Hltn", `sport = :${port}`]).stdout.includes(`:${port}`);
+    if (ping.code === 0 && listening) return;
+    if (Date.now() > deadline)
+      throw new Error(`${path}: no IPv4 path H → S (ping) or no iperf3 server`);
+  }
+}
+
+/** Runs iperf3 on H against S's server on `port`; its JSON report. */
+async function iperf3(topo: Topology, test: TestName, path: PathName, port: number, o: Options) {
+  const client = topo.h.spawn(
+    ["iperf3", "-c", A.server4, "-p", String(port), "-t", String(o.duration)].concat([
+      "-O",
+      String(o.omit),
+      "-J",
+      ...TESTS[test].args,
+    ]),
+    { timeoutMs: (o.duration + o.omit + 20) * 1000 },
+  );
+  const [stdout, stderr] = await Promise.all([
+    new Response(client.stdout).text(),
+    new Response(client.stderr).text(),
+  ]);
+  const code = await client.exited;
+  // biome-ignore lint/suspicious/noExplicitAny: iperf3's JSON
+  let json: any;
+  try {
+    json = JSON.parse(stdout);
+  } catch {
+    throw new Error(`iperf3 (${test}, ${path}) exit ${code}: ${stderr.trim()}`);
+  }
+  if (json.error) throw new Error(`iperf3 (${test}, ${path}): ${json.error}`);
+  return json;
+}
+
+/** One run's figures from iperf3's report and the counters before (`a`) and after (`b`). */
+function toRun(
+  // biome-ignore lint/suspicious/noExplicitAny: iperf3's JSON
+  json: any,
+  a: Sample,
+  b: Sample,
+  at: { round: number; test: TestName; path: PathName; txOff: boolean; pid?: number },
+  o: Options,
+): Run {
+  const spec = TESTS[at.test];
+  // Work in 1,500-byte packets: a super-packet of 64 KiB stands for about 44 of them. UDP:
+  // the datagrams that reached S (a super-datagram counts once on eth4).
+  const equivalent = spec.udp
+    ? b.udp - a.udp
+    : Math.max(b.tx.packets - a.tx.packets, (b.tx.bytes - a.tx.bytes) / 1500);
+  const seconds = json.end.sum_sent.seconds + o.omit;
+  const run: Run = {
+    round: at.round,
+    test: at.test,
+    path: at.path,
+    senderTxCsum: at.txOff ? "off" : "on",
+    gbps: json.end.sum_received.bits_per_second / 1e9,
+    tepPps: equivalent / seconds,
+    machineUsPerPacket: (1e6 * (b.machine - a.machine)) / Math.max(1, equivalent),
+    machineCpuPercent: (100 * (b.machine - a.machine)) / seconds,
+  };
+  if (at.pid !== undefined) {
+    run.forwarderUsPerPacket = (1e6 * (b.cpu - a.cpu)) / Math.max(1, equivalent);
+    run.packetsPerTunWrite = equivalent / Math.max(1, b.tunWrites - a.tunWrites);
+    run.forwarderCpuPercent = (100 * (b.cpu - a.cpu)) / seconds;
+  }
+  if (spec.udp) {
+    const blk = json.start.test_start.blksize;
+    const sent = json.end.sum_sent.packets ?? 0;
+    const got = json.end.sum_received.bytes / blk;
+    run.receivedPps = got / json.end.sum_received.seconds;
+    run.lossPercent = sent ? 100 * (1 - got / sent) : 0;
+  } else run.retransmits = json.end.sum_sent.retransmits ?? 0;
+  return run;
+}
+
 async function runOne(
   topo: Topology,
   test: TestName,
@@ -339,86 +464,21 @@ async function runOne(
   o: Options,
   cc: string,
 ): Promise<Run> {
-  const spec = TESTS[test];
   const txOff = o.txOff.includes(path);
   setTxCsum(topo, !txOff);
   hostRoute(topo, path);
   const tep = await startPath(topo, path, cc);
   const port = nextPort++;
-  const bound = o.duration + o.omit + 20;
   const server = topo.s.spawn(
     ["iperf3", "-s", "-1", "-p", String(port), "--logfile", "/dev/null"],
-    { timeoutMs: (bound + 10) * 1000 },
+    { timeoutMs: (o.duration + o.omit + 30) * 1000 },
   );
   try {
-    // Warm up neighbours and wait for the server.
-    const deadline = Date.now() + 10_000;
-    for (;;) {
-      const ping = topo.h.exec(["ping", "-c", "1", "-W", "1", A.server4]);
-      const listening = topo.s
-        .exec(["ss", "-Hltn", `sport = :${port}`])
-        .stdout.includes(`:${port}`);
-      if (ping.code === 0 && listening) break;
-      if (Date.now() > deadline)
-        throw new Error(`${path}: no IPv4 path H → S (ping) or no iperf3 server`);
-    }
-    const p0 = eth4Tx(topo);
-    const c0 = processTicks(tep.pid);
-    const m0 = machineBusyTicks();
-    const client = topo.h.spawn(
-      [
-        "iperf3",
-        "-c",
-        A.server4,
-        "-p",
-        String(port),
-        "-t",
-        String(o.duration),
-        "-O",
-        String(o.omit),
-        "-J",
-        ...spec.args,
-      ],
-      { timeoutMs: bound * 1000 },
-    );
-    const [stdout, stderr] = await Promise.all([
-      new Response(client.stdout).text(),
-      new Response(client.stderr).text(),
-    ]);
-    const code = await client.exited;
-    const p1 = eth4Tx(topo);
-    const packets = p1.packets - p0.packets;
-    // Work in 1,500-byte packets: a super-packet of 64 KiB stands for about 44 of them.
-    const equivalent = Math.max(packets, (p1.bytes - p0.bytes) / 1500);
-    const cpu = (processTicks(tep.pid) - c0) / TICKS_PER_SECOND;
-    const machine = (machineBusyTicks() - m0) / TICKS_PER_SECOND;
-    // biome-ignore lint/suspicious/noExplicitAny: iperf3's JSON
-    let json: any;
-    try {
-      json = JSON.parse(stdout);
-    } catch {
-      throw new Error(`iperf3 (${test}, ${path}) exit ${code}: ${stderr.trim()}`);
-    }
-    if (json.error) throw new Error(`iperf3 (${test}, ${path}): ${json.error}`);
-    const seconds = json.end.sum_sent.seconds + o.omit;
-    const run: Run = {
-      round,
-      test,
-      path,
-      senderTxCsum: txOff ? "off" : "on",
-      gbps: json.end.sum_received.bits_per_second / 1e9,
-      tepPps: equivalent / seconds,
-      machineUsPerPacket: (1e6 * machine) / Math.max(1, equivalent),
-    };
-    if (tep.pid !== undefined) run.forwarderUsPerPacket = (1e6 * cpu) / Math.max(1, equivalent);
-    if (spec.udp) {
-      const blk = json.start.test_start.blksize;
-      const sent = json.end.sum_sent.packets ?? 0;
-      const got = json.end.sum_received.bytes / blk;
-      run.receivedPps = got / json.end.sum_received.seconds;
-      run.lossPercent = sent ? 100 * (1 - got / sent) : 0;
-    } else run.retransmits = json.end.sum_sent.retransmits ?? 0;
-    return run;
+    waitForPath(topo, path, port);
+    const a = sample(topo, tep.pid, path);
+    const json = await iperf3(topo, test, path, port, o);
+    const b = sample(topo, tep.pid, path);
+    return toRun(json, a, b, { round, test, path, txOff, pid: tep.pid }, o);
   } finally {
     if (server.exitCode === null) {
       server.kill("SIGKILL");
@@ -508,7 +568,7 @@ async function main(o: Options): Promise<void> {
           runs.push(r);
           if (!o.json)
             console.log(
-              `round ${round} ${test} ${path.padEnd(10)} ${TESTS[test].udp ? `${Math.round(r.receivedPps!)} pps received` : `${r.gbps.toFixed(2)} Gbit/s`}, TEP out ${Math.round(r.tepPps)} pps, forwarder ${fmt(r.forwarderUsPerPacket)} µs/pkt, machine ${fmt(r.machineUsPerPacket)} µs/pkt`,
+              `round ${round} ${test} ${path.padEnd(10)} ${TESTS[test].udp ? `${Math.round(r.receivedPps!)} pps received` : `${r.gbps.toFixed(2)} Gbit/s`}, TEP out ${Math.round(r.tepPps)} pps, forwarder ${fmt(r.forwarderUsPerPacket)} µs/pkt (${fmt(r.forwarderCpuPercent, 0)}% CPU), ${fmt(r.packetsPerTunWrite, 1)} pkt/TUN write, machine ${fmt(r.machineUsPerPacket)} µs/pkt (${fmt(r.machineCpuPercent, 0)}%)`,
             );
         }
     }

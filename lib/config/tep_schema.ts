@@ -112,7 +112,7 @@ const settings: Setting[] = [
   ...tunnelSettings({
     device: "TUN",
     peer: "the host",
-    superPackets: "TCP super-packets",
+    superPackets: "TCP and (Linux ≥ 6.2) UDP super-packets",
   }),
   {
     name: "max-bindings",

@@ -53,6 +53,12 @@ export interface BatchDevice {
   /** True when {@link write} takes TCP/IPv4 super-packets (`gsoSize > 0`). */
   readonly gso: boolean;
   /**
+   * True when {@link write} also takes UDP/IPv4 super-datagrams (`gsoSize > 0` on a UDP
+   * packet, the datagram size: lib/tunnel/gro_udp.ts), and a read may cut one into datagrams.
+   * Absent: false.
+   */
+  readonly gsoUdp?: boolean;
+  /**
    * Reads packets into `bufs[i][offset …]`, lengths into `sizes[i]`, at most `bufs.length`
    * (one super-packet read from the kernel comes back as its segments, cut as the kernel
    * would: lib/net/gso.ts). Returns how many, 0 when nothing came within the poll timeout
@@ -62,9 +68,11 @@ export interface BatchDevice {
   read(bufs: readonly Uint8Array[], sizes: Int32Array, offset: number): number;
   /**
    * Writes `buf[offset, offset+length)`: one IPv4 packet, or with `gsoSize > 0` (only when
-   * {@link gso}) a TCP super-packet that the kernel may segment into `gsoSize`-byte payloads.
-   * Checksums are finished, unless `partialChecksum` (only when {@link gso}): then the TCP
-   * checksum field holds the pseudo-header sum and the kernel finishes it (CHECKSUM_PARTIAL).
+   * {@link gso}) a TCP super-packet that the kernel may segment into `gsoSize`-byte payloads
+   * (a UDP one, only when {@link gsoUdp}: cut into datagrams of `gsoSize` payload bytes).
+   * Checksums are finished, unless `partialChecksum` (only when {@link gso}): then the TCP or
+   * UDP checksum field holds the pseudo-header sum and the kernel finishes it
+   * (CHECKSUM_PARTIAL; a UDP super-datagram is always partial).
    * May overwrite `buf[offset - headroom, offset)`. Returns the bytes of the packet written or
    * `-errno`. Never throws.
    */

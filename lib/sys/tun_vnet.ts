@@ -13,6 +13,12 @@
  * - Writes: a plain packet goes with a zero header; a TCP super-packet coalesced by
  *   lib/tunnel/gro.ts (checksums finished) with gso_type TCPV4 and its gso_size, so the kernel
  *   forwards it as one packet and segments it only where it must.
+ * - UDP (Linux ≥ 6.2): TUN_F_USO4 | TUN_F_USO6 (the kernel takes them only together,
+ *   drivers/net/tun.c `set_offload`) lets dstm write a run of datagrams of one flow coalesced by
+ *   lib/tunnel/gro_udp.ts as one super-datagram (gso_type UDP_L4, gso_size = the datagram
+ *   size, NEEDS_CSUM at the UDP checksum), and the kernel may hand over such super-datagrams,
+ *   cut here into their datagrams (lib/net/udp_segment.ts). An older kernel refuses the flags
+ *   (EINVAL): the device then keeps TCP offloads only and says so in {@link VnetTunDevice.gsoUdp}.
  *
  * The header goes into the 10 bytes in front of the packet (`headroom`): callers read and
  * write at offset ≥ 10, so no copy is needed to add or strip it.
@@ -22,6 +28,7 @@
 import { checksumSum } from "../net/checksum.ts";
 import type { BatchDevice } from "../net/device.ts";
 import { tcpSegmentAt, tcpSegmentCount } from "../net/gso.ts";
+import { udpSegmentCount, writeUdpSegment } from "../net/udp_segment.ts";
 import * as libc from "./libc.ts";
 import { Errno, SysError } from "./libc.ts";
 
@@ -30,15 +37,23 @@ export const VNET_HDR_LEN = 10;
 const TUNSETOFFLOAD = 0x400454d0;
 const TUN_F_CSUM = 0x01;
 const TUN_F_TSO4 = 0x02;
+const TUN_F_USO4 = 0x20;
+const TUN_F_USO6 = 0x40;
 const VIRTIO_NET_HDR_F_NEEDS_CSUM = 1;
 const GSO_NONE = 0;
 const GSO_TCPV4 = 1;
+const GSO_UDP_L4 = 5;
 const GSO_ECN = 0x80;
 
 export interface VnetTunOptions {
   pollTimeoutMs?: number;
   /** Ask for TCP super-packets on read (TUN_F_TSO4). Default true. */
   tso?: boolean;
+  /**
+   * Ask for UDP segmentation offload (TUN_F_USO4/6): UDP super-datagrams both ways. Default
+   * true; refused by the kernel (before 6.2), the device goes on without ({@link gsoUdp}).
+   */
+  uso?: boolean;
 }
 
 /** Counters of what {@link VnetTunDevice} did, read by the caller. */
@@ -49,7 +64,7 @@ export interface VnetTunStats {
   gsoSegments: number;
   /** Packets read that could not be used (unknown gso type, malformed, too many segments). */
   readDrops: number;
-  /** Super-packets written (gso_type TCPV4). */
+  /** Super-packets written (gso_type TCPV4 or UDP_L4). */
   gsoWrites: number;
 }
 
@@ -58,14 +73,17 @@ export class VnetTunDevice implements BatchDevice {
   readonly fd: number;
   readonly headroom = VNET_HDR_LEN;
   readonly gso = true;
+  /** The kernel took TUN_F_USO4/6: UDP super-datagrams may be written (and read). */
+  readonly gsoUdp: boolean;
   readonly pollTimeoutMs: number;
   readonly stats: VnetTunStats = { gsoReads: 0, gsoSegments: 0, readDrops: 0, gsoWrites: 0 };
   readonly #stage = new Uint8Array(VNET_HDR_LEN + 65536);
   readonly #pollIn = new Uint8Array(8);
   readonly #pollOut = new Uint8Array(8);
 
-  private constructor(fd: number, pollTimeoutMs: number) {
+  private constructor(fd: number, pollTimeoutMs: number, gsoUdp: boolean) {
     this.fd = fd;
+    this.gsoUdp = gsoUdp;
     this.pollTimeoutMs = pollTimeoutMs;
     const a = new DataView(this.#pollIn.buffer);
     a.setInt32(0, fd, true);
@@ -77,15 +95,22 @@ export class VnetTunDevice implements BatchDevice {
 
   /**
    * Wraps a TUN fd opened with `vnetHeader: true` (lib/sys/tun_linux.ts openTun), possibly in
-   * another thread, and sets its offloads. Throws a {@link SysError} when the fd is not one.
+   * another thread, and sets its offloads (UDP's only when the kernel takes them). Throws a
+   * {@link SysError} when the fd is not one.
    */
   static attach(fd: number, opts: VnetTunOptions = {}): VnetTunDevice {
     const r = libc.setNonBlocking(fd);
     if (r < 0) throw new SysError(`attach TUN fd ${fd}`, r, "not an open file descriptor");
     const flags = TUN_F_CSUM | (opts.tso === false ? 0 : TUN_F_TSO4);
-    const o = libc.ioctlValue(fd, TUNSETOFFLOAD, flags);
+    let uso = opts.uso !== false;
+    let o = uso ? libc.ioctlValue(fd, TUNSETOFFLOAD, flags | TUN_F_USO4 | TUN_F_USO6) : -1;
+    if (o < 0) {
+      // EINVAL: a kernel without TUN UDP segmentation offload; the TCP offloads alone.
+      uso = false;
+      o = libc.ioctlValue(fd, TUNSETOFFLOAD, flags);
+    }
     if (o < 0) throw new SysError("TUNSETOFFLOAD", o, "is the TUN opened with IFF_VNET_HDR?");
-    return new VnetTunDevice(fd, opts.pollTimeoutMs ?? 200);
+    return new VnetTunDevice(fd, opts.pollTimeoutMs ?? 200, uso);
   }
 
   /** See {@link BatchDevice.read}. One read(2); a super-packet gives its segments. */
@@ -117,7 +142,13 @@ export class VnetTunDevice implements BatchDevice {
       sizes[0] = len;
       return 1;
     }
-    const count = gsoType === GSO_TCPV4 ? tcpSegmentCount(stage, VNET_HDR_LEN, len, gsoSize) : -1;
+    const udp = gsoType === GSO_UDP_L4;
+    const count =
+      gsoType === GSO_TCPV4
+        ? tcpSegmentCount(stage, VNET_HDR_LEN, len, gsoSize)
+        : udp
+          ? udpSegmentCount(stage, VNET_HDR_LEN, len, gsoSize)
+          : -1;
     const ihl = (stage[VNET_HDR_LEN]! & 0x0f) << 2;
     const room = offset + ihl + 60 + gsoSize; // headers (TCP options at most 40) + a payload
     if (count < 0 || count > bufs.length || (count > 1 && room > bufs[count - 1]!.length)) {
@@ -125,7 +156,9 @@ export class VnetTunDevice implements BatchDevice {
       return 0;
     }
     for (let i = 0; i < count; i++)
-      sizes[i] = tcpSegmentAt(stage, VNET_HDR_LEN, gsoSize, i, bufs[i]!, offset);
+      sizes[i] = udp
+        ? writeUdpSegment(stage, VNET_HDR_LEN, gsoSize, i, bufs[i]!, offset)
+        : tcpSegmentAt(stage, VNET_HDR_LEN, gsoSize, i, bufs[i]!, offset);
     this.stats.gsoReads++;
     this.stats.gsoSegments += count;
     return count;
@@ -142,16 +175,18 @@ export class VnetTunDevice implements BatchDevice {
     const h = offset - VNET_HDR_LEN;
     buf.fill(0, h, offset);
     const ihl = (buf[offset]! & 0x0f) << 2;
+    const udp = buf[offset + 9] === 17;
     if (partialChecksum) {
-      // The TCP checksum field holds the pseudo-header sum: the kernel finishes it from byte ihl.
+      // The TCP / UDP checksum field holds the pseudo-header sum: the kernel finishes it from
+      // byte ihl (and for UDP_L4 must: __udp_gso_segment wants CHECKSUM_PARTIAL there).
       buf[h] = VIRTIO_NET_HDR_F_NEEDS_CSUM;
       buf[h + 6] = ihl;
       buf[h + 7] = ihl >>> 8;
-      buf[h + 8] = 16;
+      buf[h + 8] = udp ? 6 : 16;
     }
     if (gsoSize > 0) {
-      const headers = ihl + ((buf[offset + ihl + 12]! >>> 4) << 2);
-      buf[h + 1] = GSO_TCPV4;
+      const headers = udp ? ihl + 8 : ihl + ((buf[offset + ihl + 12]! >>> 4) << 2);
+      buf[h + 1] = udp ? GSO_UDP_L4 : GSO_TCPV4;
       buf[h + 2] = headers;
       buf[h + 3] = headers >>> 8;
       buf[h + 4] = gsoSize;

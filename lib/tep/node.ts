@@ -21,6 +21,7 @@ import { Raw4Socket } from "../sys/raw4.ts";
 import { Raw6Socket } from "../sys/raw6.ts";
 import { writeSysctl } from "../sys/sysctl.ts";
 import { closeTun, openTun } from "../sys/tun_linux.ts";
+import { VnetTunDevice } from "../sys/tun_vnet.ts";
 import { BindingTable } from "../tunnel/binding.ts";
 import { counterFamilies, counterSeries } from "../tunnel/counter_metrics.ts";
 import { Counters, countersOf } from "../tunnel/counters.ts";
@@ -73,6 +74,8 @@ export class TepNode {
   /** Path MTU per host, learned from ICMPv6 Packet Too Big (RFC 8201). */
   readonly pathMtu = PathMtuTable.create();
   #tunFd = -1;
+  /** The TUN took UDP segmentation offload (Linux ≥ 6.2): datagrams are coalesced (gro_udp.ts). */
+  #udpOffload = false;
   #raw: Raw6Socket | undefined;
   #raw4: Raw4Socket | undefined;
   #forwarder: Forwarder | undefined;
@@ -146,6 +149,8 @@ export class TepNode {
     if (!tep6) throw new Error(`--ipv6: "${c.ipv6}" is not an IPv6 address`);
     const tun = openTun(this.#ifname, { vnetHeader: c.offload !== false });
     this.#tunFd = tun.fd;
+    // The offloads the kernel takes (the Workers set the same on the same fd): logged below.
+    if (c.offload !== false) this.#udpOffload = VnetTunDevice.attach(tun.fd).gsoUdp;
     linkSetMtu(tun.name, 65000);
     linkSetTxQueueLen(tun.name, 5000);
     writeSysctl(`net.ipv6.conf.${tun.name}.disable_ipv6`, "1");
@@ -215,6 +220,8 @@ export class TepNode {
       server: [c.server.address, ...(c.moreServers ?? [])].join(","),
       static: c.staticBindings?.length ?? 0,
       "tunnel-mtu": (c.linkMtu ?? 1500) - 40,
+      // TCP offloads always (with --offload); UDP's only from Linux 6.2 (TUN_F_USO4/6).
+      offload: c.offload === false ? "off" : this.#udpOffload ? "tcp,udp" : "tcp",
       metrics: this.#metricsEndpoint?.where,
     });
   }

@@ -78,6 +78,11 @@ export interface TcpCoalescerOptions {
    * Default none.
    */
   buffers?: { count: number; bytes: number };
+  /**
+   * Bytes more in the same ArrayBuffer for another coalescer's trains (gro_udp.ts option
+   * `memory`), as {@link TcpCoalescer.reserved}. Default 0.
+   */
+  reserve?: number;
 }
 
 /** See the module comment. */
@@ -90,6 +95,8 @@ export class TcpCoalescer {
   readonly #buf: Uint8Array;
   /** The caller's buffers (option `buffers`), views into the same ArrayBuffer as `#buf`. */
   readonly buffers: readonly Uint8Array[];
+  /** The `reserve` bytes (option), in the same ArrayBuffer as {@link buffers}. */
+  readonly reserved: Uint8Array;
   /** Train `s` as its own view: emitted at offset `headroom` like the caller's packets. */
   readonly #views: Uint8Array[];
   readonly #len: Int32Array; // 0 = free
@@ -111,11 +118,15 @@ export class TcpCoalescer {
     const trains = this.#slots * this.#stride;
     const count = opts.buffers?.count ?? 0;
     const bytes = opts.buffers?.bytes ?? 0;
-    // One ArrayBuffer: the trains first (#buf spans it all, so offsets into it are absolute).
-    this.#buf = new Uint8Array(trains + count * bytes);
+    const reserve = opts.reserve ?? 0;
+    // One ArrayBuffer: the trains first (#buf spans it all, so offsets into it are absolute),
+    // then the reserved bytes, then the buffers.
+    this.#buf = new Uint8Array(trains + reserve + count * bytes);
+    this.reserved = this.#buf.subarray(trains, trains + reserve);
     const own: Uint8Array[] = [];
+    const first = trains + reserve;
     for (let i = 0; i < count; i++)
-      own.push(this.#buf.subarray(trains + i * bytes, trains + (i + 1) * bytes));
+      own.push(this.#buf.subarray(first + i * bytes, first + (i + 1) * bytes));
     this.buffers = own;
     this.#views = [];
     for (let s = 0; s < this.#slots; s++)

@@ -5,11 +5,12 @@
  *
  * - {@link TepDecapBatch}: a vector of IPv4-in-IPv6 packets from the tunnel socket
  *   (recvmmsg) → `tepDecap` on every packet, each with its own outer source and traffic class,
- *   exactly as one by one → the packets it forwards go to the GRO (lib/tunnel/gro.ts), which
- *   writes consecutive TCP segments of a flow as one super-packet into the TUN (when the
- *   device takes them) and everything else as it came, per flow in order; flushed at the end
- *   of every batch. A segment that any check drops never reaches the GRO, so a coalesced
- *   packet carries only what the separate packets would have carried.
+ *   exactly as one by one → the packets it forwards go to the GROs, which write consecutive
+ *   TCP segments of a flow as one super-packet (lib/tunnel/gro.ts) and consecutive UDP
+ *   datagrams of a flow as one super-datagram (gro_udp.ts) into the TUN (when the device
+ *   takes them) and everything else as it came, per flow in order; flushed at the end of
+ *   every batch. A packet that any check drops never reaches a GRO, so a coalesced packet
+ *   carries only what the separate packets would have carried.
  * - {@link TepEncapBatch}: the TUN's packets (a super-packet the kernel handed over arrives
  *   already cut into segments by the device) → `tepEncap` on every segment → one vector to
  *   the tunnel socket (sendmmsg); ICMP errors go out through `sendIcmp4`.
@@ -27,6 +28,7 @@ import type { BatchDevice, TunnelBatchSocket } from "../net/device.ts";
 import { tcpSegmentCount, writeTcpSegment } from "../net/tcp_segment.ts";
 import { Counter } from "./counters.ts";
 import type { TcpCoalescer } from "./gro.ts";
+import type { UdpCoalescer } from "./gro_udp.ts";
 import { type TepContext, TUNNEL_OVERHEAD, tepDecap, tepEncap, Verdict } from "./pipeline.ts";
 import {
   type BatchLoopStats,
@@ -48,7 +50,10 @@ export interface TepBatchOptions {
   batchSize?: number;
   /** Bytes per buffer, packet room after the headroom. Default 65,536 (any IPv4 packet). */
   bufferBytes?: number;
-  /** Coalesce TCP segments (only when the TUN device takes super-packets). Default true. */
+  /**
+   * Coalesce TCP segments and UDP datagrams (each only when the TUN device takes such
+   * super-packets). Default true.
+   */
   gro?: boolean;
 }
 
@@ -56,6 +61,7 @@ export interface TepBatchOptions {
 export class TepDecapBatch {
   readonly stats: BatchLoopStats = { readErrors: 0, writeErrors: 0, lastError: 0 };
   readonly gro: TcpCoalescer | null;
+  readonly groUdp: UdpCoalescer | null;
   readonly #tep: TepContext;
   readonly #raw: TunnelBatchSocket;
   readonly #offset: number;
@@ -80,8 +86,10 @@ export class TepDecapBatch {
     this.#sizes = new Int32Array(n);
     this.#addrs = new Uint8Array(16 * n);
     this.#tclass = new Uint8Array(n);
-    const writer = tunWriter(tun, this.stats, n, bytes, opts.gro !== false);
+    const writer = tunWriter(tun, this.stats, n, bytes, opts.gro !== false, true);
     this.gro = writer.gro;
+    this.groUdp = writer.groUdp;
+    this.#flush = writer.flush;
     this.#bufs = writer.bufs;
     this.#spare = writer.spare;
     this.#writeOne = writer.add;
@@ -91,6 +99,7 @@ export class TepDecapBatch {
   }
 
   readonly #writeOne: (buf: Uint8Array, off: number, len: number) => void;
+  readonly #flush: () => void;
   readonly #segment: Uint8Array;
 
   /**
@@ -146,7 +155,7 @@ export class TepDecapBatch {
         m = tep.decapFragments.popReleased(this.#spare, off, this.#spare6, 0);
       }
     }
-    this.gro?.flush();
+    this.#flush();
     return n;
   }
 }

@@ -2,11 +2,13 @@
  * In-memory devices for the batched loops (lib/net/device.ts), so the TEP and client loops get
  * unit tests without root: a tunnel socket that hands out queued IPv4-in-IPv6 packets with
  * their outer source and records what is sent, and a TUN that hands out queued packets — a
- * TCP super-packet cut into segments by lib/net/gso.ts as the kernel's GSO would, like
- * lib/sys/tun_vnet.ts — and records every write with its gso size.
+ * TCP super-packet cut into segments by lib/net/gso.ts as the kernel's GSO would (a UDP
+ * super-datagram into its datagrams by lib/net/udp_segment.ts), like lib/sys/tun_vnet.ts — and
+ * records every write with its gso size.
  */
 import type { BatchDevice, TunnelBatchSocket } from "../../lib/net/device.ts";
 import { tcpSegmentAt, tcpSegmentCount } from "../../lib/net/gso.ts";
+import { udpSegmentCount, writeUdpSegment } from "../../lib/net/udp_segment.ts";
 
 export interface Sent6 {
   packet: Uint8Array;
@@ -80,9 +82,19 @@ export class FakeBatchTun implements BatchDevice {
   readonly inbox: { packet: Uint8Array; gsoSize: number }[] = [];
   readonly written: TunWrite[] = [];
 
+  /**
+   * Answer every UDP super-datagram write with -EINVAL (a kernel that took TUN_F_USO4 but
+   * refuses the write after all).
+   */
+  refuseUdpGso = false;
+  /** Writes refused (see {@link refuseUdpGso}). */
+  refused = 0;
+
+  /** `gsoUdp` (default: as `gso`): takes UDP super-datagrams, as a TUN with TUN_F_USO4. */
   constructor(
     readonly gso = true,
     headroom = 10,
+    readonly gsoUdp = gso,
   ) {
     this.headroom = headroom;
   }
@@ -95,10 +107,15 @@ export class FakeBatchTun implements BatchDevice {
       sizes[0] = p.packet.length;
       return 1;
     }
-    const count = tcpSegmentCount(p.packet, 0, p.packet.length, p.gsoSize);
+    const udp = p.packet[9] === 17;
+    const count = udp
+      ? udpSegmentCount(p.packet, 0, p.packet.length, p.gsoSize)
+      : tcpSegmentCount(p.packet, 0, p.packet.length, p.gsoSize);
     if (count < 0 || count > bufs.length) return 0;
     for (let i = 0; i < count; i++)
-      sizes[i] = tcpSegmentAt(p.packet, 0, p.gsoSize, i, bufs[i]!, offset);
+      sizes[i] = udp
+        ? writeUdpSegment(p.packet, 0, p.gsoSize, i, bufs[i]!, offset)
+        : tcpSegmentAt(p.packet, 0, p.gsoSize, i, bufs[i]!, offset);
     return count;
   }
 
@@ -111,6 +128,12 @@ export class FakeBatchTun implements BatchDevice {
   ): number {
     if (offset < this.headroom) throw new Error(`offset ${offset} below the headroom`);
     if (gsoSize > 0 && !this.gso) throw new Error("super-packet written to a device without GSO");
+    if (gsoSize > 0 && buf[offset + 9] === 17 && !this.gsoUdp)
+      throw new Error("UDP super-datagram written to a device without UDP GSO");
+    if (gsoSize > 0 && buf[offset + 9] === 17 && this.refuseUdpGso) {
+      this.refused++;
+      return -22;
+    }
     if (partialChecksum && !this.gso)
       throw new Error("partial checksum to a device without offloads");
     this.written.push({

@@ -1,0 +1,251 @@
+/**
+ * Generic receive offload for UDP, in software: coalesces consecutive datagrams of one UDP flow
+ * into one IPv4 "super-datagram" that a TUN device with IFF_VNET_HDR and TUN_F_USO4 takes in
+ * one write (gso_type UDP_L4, Linux ≥ 6.2); the kernel cuts it back into the same datagrams
+ * (lib/net/udp_segment.ts does the same cut), as wireguard-go's tun/offload_linux.go does.
+ * A run of 64-byte datagrams costs one write(2) instead of one each.
+ *
+ * The caller offers datagrams that passed every check of the pipeline, one by one, and
+ * receives every packet back through its `emit` callback (gro.ts {@link GroEmit}), coalesced
+ * or as it was, never reordered within a flow; `flush()` at the end of every batch emits what
+ * is held. A datagram joins a train only as the kernel's `udp_gro_receive_segment` and
+ * `inet_gro_receive` would let it:
+ *
+ * - IPv4 without options, header checksum right, not a fragment (DF alone is allowed);
+ * - UDP length = IPv4 payload length (no padding), some payload, a non-zero checksum (the
+ *   kernel refuses zero "for symmetry with GSO": the cut datagrams get a checksum) that
+ *   verifies: a datagram with a wrong checksum is passed on as it is, never "repaired" by the
+ *   checksum the kernel computes for each cut datagram;
+ * - same addresses and ports (the 5-tuple), TOS (so ECN marks stay per datagram), TTL and DF
+ *   as the train; IP identification = the last + 1 (or the same, with DF: RFC 6864 §4.1);
+ * - payload ≤ the train's first payload (`gsoSize`, the datagram size the kernel cuts at);
+ *   a shorter one closes the train (only the last datagram of a GSO packet may be shorter);
+ * - at most {@link UDP_GRO_MAX_SEGMENTS} datagrams and 65,535 bytes per train.
+ *
+ * A datagram that cannot join (a fragment, options, a zero checksum…) first emits every train
+ * between the same two addresses, so it never overtakes a held datagram of its flow.
+ *
+ * A train of one datagram is emitted untouched (`gsoSize` 0). A longer one carries the first
+ * datagram's headers with the total length, a new IPv4 header checksum, and in the UDP
+ * checksum field the pseudo-header sum only, marked partial: the kernel finishes every cut
+ * datagram's checksum (NEEDS_CSUM is required for UDP_L4: `__udp_gso_segment`).
+ *
+ * Allocation-free after construction. Its trains may live in the ArrayBuffer of the caller's
+ * read buffers (option `memory`): datagrams are then copied with `copyWithin`.
+ *
+ * @module
+ */
+import { checksumSum } from "../net/checksum.ts";
+import { udpPseudoHeaderSum } from "../net/udp_segment.ts";
+import type { GroEmit, GroStats } from "./gro.ts";
+
+/** Datagrams per train at most: the kernel's UDP GRO stops at 64 (UDP_GRO_CNT_MAX). */
+export const UDP_GRO_MAX_SEGMENTS = 64;
+const MAX_TRAIN = 65535;
+const PROTO_UDP = 17;
+
+export interface UdpCoalescerOptions {
+  /** Trains held at once (flows in one batch); the least recently used is flushed. Default 8. */
+  trains?: number;
+  /** Bytes kept free in front of each train for the caller (a virtio_net_hdr). Default 0. */
+  headroom?: number;
+  /**
+   * Where the trains live: at least {@link UdpCoalescer.bytes} bytes, ideally a view into the
+   * ArrayBuffer of the caller's read buffers (copies are then memmoves). Default its own.
+   */
+  memory?: Uint8Array;
+}
+
+/** See the module comment. */
+export class UdpCoalescer {
+  readonly stats: GroStats = { merged: 0, superPackets: 0, single: 0 };
+  readonly #emit: GroEmit;
+  readonly #slots: number;
+  readonly #stride: number;
+  readonly #headroom: number;
+  /** The trains' memory, and the whole ArrayBuffer it is in (for copyWithin). */
+  readonly #mem: Uint8Array;
+  readonly #whole: Uint8Array;
+  readonly #views: Uint8Array[] = [];
+  readonly #len: Int32Array; // 0 = free
+  readonly #gsoSize: Int32Array;
+  readonly #segments: Int32Array;
+  readonly #lastId: Int32Array;
+  readonly #closed: Uint8Array;
+  readonly #used: Float64Array;
+  #clock = 0;
+
+  /** Bytes of memory `trains` trains need with `headroom`. */
+  static bytes(trains: number, headroom: number): number {
+    return trains * (headroom + MAX_TRAIN + 1);
+  }
+
+  constructor(emit: GroEmit, opts: UdpCoalescerOptions = {}) {
+    this.#emit = emit;
+    this.#slots = opts.trains ?? 8;
+    this.#headroom = opts.headroom ?? 0;
+    this.#stride = this.#headroom + MAX_TRAIN + 1;
+    const need = UdpCoalescer.bytes(this.#slots, this.#headroom);
+    if (opts.memory && opts.memory.length < need)
+      throw new Error(`UdpCoalescer: memory of ${opts.memory.length} bytes, ${need} needed`);
+    this.#mem = opts.memory ?? new Uint8Array(need);
+    this.#whole = new Uint8Array(this.#mem.buffer);
+    for (let s = 0; s < this.#slots; s++)
+      this.#views.push(this.#mem.subarray(s * this.#stride, (s + 1) * this.#stride));
+    this.#len = new Int32Array(this.#slots);
+    this.#gsoSize = new Int32Array(this.#slots);
+    this.#segments = new Int32Array(this.#slots);
+    this.#lastId = new Int32Array(this.#slots);
+    this.#closed = new Uint8Array(this.#slots);
+    this.#used = new Float64Array(this.#slots);
+  }
+
+  /** Offers one IPv4 UDP packet `buf[off, off+len)` that passed every check. */
+  add(buf: Uint8Array, off: number, len: number): void {
+    if (!eligible(buf, off, len)) {
+      this.#passOn(buf, off, len);
+      return;
+    }
+    const total = (buf[off + 2]! << 8) | buf[off + 3]!;
+    const slot = this.#find(buf, off, 24);
+    if (slot >= 0) {
+      if (this.#append(slot, buf, off, total - 28)) return;
+      this.#flushSlot(slot);
+    }
+    this.#start(buf, off, total);
+  }
+
+  /** Emits every held train (call at the end of each batch). */
+  flush(): void {
+    for (let s = 0; s < this.#slots; s++) if (this.#len[s]! > 0) this.#flushSlot(s);
+  }
+
+  /** A packet that cannot join: the trains between its two addresses go first, then it. */
+  #passOn(buf: Uint8Array, off: number, len: number): void {
+    if (len >= 20)
+      for (let s = this.#find(buf, off, 20); s >= 0; s = this.#find(buf, off, 20))
+        this.#flushSlot(s);
+    this.stats.single++;
+    this.#emit(buf, off, len, 0, 1, false);
+  }
+
+  /** A held train whose bytes 12 to `end` (addresses; with 24, ports too) are the packet's, or -1. */
+  #find(buf: Uint8Array, off: number, end: number): number {
+    const t = this.#mem;
+    for (let s = 0; s < this.#slots; s++) {
+      if (this.#len[s] === 0) continue;
+      const o = s * this.#stride + this.#headroom;
+      let i = 12;
+      while (i < end && t[o + i] === buf[off + i]) i++;
+      if (i === end) return s;
+    }
+    return -1;
+  }
+
+  #append(s: number, buf: Uint8Array, off: number, payload: number): boolean {
+    if (
+      this.#closed[s] ||
+      payload > this.#gsoSize[s]! ||
+      this.#len[s]! + payload > MAX_TRAIN ||
+      this.#segments[s]! >= UDP_GRO_MAX_SEGMENTS
+    )
+      return false;
+    const t = this.#mem;
+    const o = s * this.#stride + this.#headroom;
+    // TOS, flags (DF), TTL must match; the identification must follow.
+    if (
+      t[o + 1] !== buf[off + 1] ||
+      t[o + 6] !== buf[off + 6] ||
+      t[o + 7] !== buf[off + 7] ||
+      t[o + 8] !== buf[off + 8]
+    )
+      return false;
+    const id = (buf[off + 4]! << 8) | buf[off + 5]!;
+    const last = this.#lastId[s]!;
+    if (id !== ((last + 1) & 0xffff) && !(id === last && (buf[off + 6]! & 0x40) !== 0))
+      return false;
+    const at = this.#len[s]!;
+    this.#copy(buf, off + 28, payload, o + at);
+    this.#len[s] = at + payload;
+    this.#segments[s] = this.#segments[s]! + 1;
+    this.#lastId[s] = id;
+    this.#used[s] = ++this.#clock;
+    if (payload < this.#gsoSize[s]!) this.#closed[s] = 1;
+    this.stats.merged++;
+    return true;
+  }
+
+  #start(buf: Uint8Array, off: number, total: number): void {
+    let s = -1;
+    let oldest = Number.POSITIVE_INFINITY;
+    for (let i = 0; i < this.#slots; i++) {
+      if (this.#len[i] === 0) {
+        s = i;
+        break;
+      }
+      if (this.#used[i]! < oldest) {
+        oldest = this.#used[i]!;
+        s = i;
+      }
+    }
+    if (this.#len[s]! > 0) this.#flushSlot(s);
+    this.#copy(buf, off, total, s * this.#stride + this.#headroom);
+    this.#len[s] = total;
+    this.#gsoSize[s] = total - 28;
+    this.#segments[s] = 1;
+    this.#lastId[s] = (buf[off + 4]! << 8) | buf[off + 5]!;
+    this.#closed[s] = 0;
+    this.#used[s] = ++this.#clock;
+  }
+
+  /** Copies `buf[from, from+len)` to the trains' memory at `to`: a memmove when it can. */
+  #copy(buf: Uint8Array, from: number, len: number, to: number): void {
+    if (buf.buffer === this.#mem.buffer) {
+      const at = buf.byteOffset + from;
+      this.#whole.copyWithin(this.#mem.byteOffset + to, at, at + len);
+    } else this.#mem.set(buf.subarray(from, from + len), to);
+  }
+
+  #flushSlot(s: number): void {
+    const o = s * this.#stride + this.#headroom;
+    const len = this.#len[s]!;
+    const segments = this.#segments[s]!;
+    this.#len[s] = 0;
+    if (segments === 1) {
+      this.stats.single++;
+      this.#emit(this.#views[s]!, this.#headroom, len, 0, 1, false);
+      return;
+    }
+    const t = this.#mem;
+    t[o + 2] = len >>> 8;
+    t[o + 3] = len;
+    t[o + 10] = 0;
+    t[o + 11] = 0;
+    const ipSum = ~checksumSum(t, o, 20) & 0xffff;
+    t[o + 10] = ipSum >>> 8;
+    t[o + 11] = ipSum;
+    const udpLength = len - 20;
+    t[o + 24] = udpLength >>> 8;
+    t[o + 25] = udpLength;
+    const pseudo = udpPseudoHeaderSum(t, o, udpLength);
+    t[o + 26] = pseudo >>> 8;
+    t[o + 27] = pseudo;
+    this.stats.superPackets++;
+    this.#emit(this.#views[s]!, this.#headroom, len, this.#gsoSize[s]!, segments, true);
+  }
+}
+
+/**
+ * May this IPv4 packet join a UDP train (see the module comment)? Verifies the IPv4 header
+ * checksum and the UDP checksum.
+ */
+function eligible(buf: Uint8Array, off: number, len: number): boolean {
+  if (len < 29 || buf[off] !== 0x45 || buf[off + 9] !== PROTO_UDP) return false;
+  const total = (buf[off + 2]! << 8) | buf[off + 3]!;
+  const udpLength = (buf[off + 24]! << 8) | buf[off + 25]!;
+  if (total > len || udpLength !== total - 20 || udpLength <= 8) return false;
+  if ((((buf[off + 6]! << 8) | buf[off + 7]!) & 0x3fff) !== 0) return false;
+  if (buf[off + 26] === 0 && buf[off + 27] === 0) return false;
+  if (checksumSum(buf, off, 20) !== 0xffff) return false;
+  return checksumSum(buf, off + 20, udpLength, udpPseudoHeaderSum(buf, off, udpLength)) === 0xffff;
+}

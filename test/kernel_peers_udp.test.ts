@@ -1,0 +1,225 @@
+/**
+ * UDP through a real `dstm tep` between kernel peers (the UDP twin of kernel_peers.test.ts),
+ * as root in namespaces: a host whose own kernel does 4over6 (seg6 `encap.red` out, End.DX4
+ * in, checksum offload on) ── dstm tep ── an IPv4 server. The datagrams are sent and checked
+ * by the kernel's sockets (test/fixtures/udp/datagrams.py): numbered, of mixed sizes, two
+ * flows interleaved in bursts.
+ *
+ * - host → server: the TEP coalesces each flow's runs (lib/tunnel/gro_udp.ts) and writes
+ *   UDP_L4 super-datagrams to its TUN: every datagram arrives intact, in order, once, and is
+ *   counted in `decap-forward`; the TUN took fewer packets than there were datagrams.
+ * - server → host: a UDP_SEGMENT sender's super-datagrams reach the TEP's TUN whole (USO),
+ *   are cut (lib/net/udp_segment.ts) and every datagram is encapsulated on its own: all arrive.
+ */
+import { afterAll, describe, expect, test } from "bun:test";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { createNetns, type Netns, vethPair } from "../lib/sys/netns.ts";
+import { announceSkip, netnsSkipReason } from "./helpers/netns.ts";
+import { BUN, type DstmProcess, ROOT, spawnDstm } from "./helpers/process.ts";
+import { seg6Host } from "./helpers/seg6_host.ts";
+import { kernelHasTunUso } from "./helpers/udp_packets.ts";
+import { waitUntil } from "./helpers/wait.ts";
+
+const skip = netnsSkipReason({ tun: true }) ?? (Bun.which("python3") ? null : "needs python3");
+announceSkip("kernel_peers_udp", skip);
+
+const SCRIPT = join(ROOT, "test", "fixtures", "udp", "datagrams.py");
+const PER_FLOW = 600;
+const GSO_SENDS = 30; // × 10 datagrams
+const dir = mkdtempSync(join(tmpdir(), "dstm-kpeers-udp-"));
+const namespaces: Netns[] = [];
+const spawned: { kill(signal?: number | NodeJS.Signals): void; exited: Promise<number> }[] = [];
+
+afterAll(async () => {
+  for (const p of spawned) p.kill("SIGKILL");
+  await Promise.all(spawned.map((p) => p.exited));
+  for (const n of namespaces) n.delete();
+  rmSync(dir, { recursive: true, force: true });
+}, 30_000);
+
+function ns(): Netns {
+  const n = createNetns("dstmu-");
+  namespaces.push(n);
+  return n;
+}
+
+interface Received {
+  count: number;
+  bad: number;
+  inOrder: boolean;
+  flows: Record<string, number>;
+}
+
+/**
+ * Starts the receiver in `where` and waits until it is bound; `report` resolves once it has
+ * `expected` datagrams or heard nothing for 10 s.
+ */
+async function receiver(
+  where: Netns,
+  address: string,
+  port: number,
+  expected: number,
+): Promise<{ report: Promise<Received> }> {
+  const proc = where.spawn(["python3", SCRIPT, "recv", address, String(port), String(expected)], {
+    timeoutMs: 60_000,
+  });
+  spawned.push(proc);
+  const reader = proc.stdout.getReader();
+  const decoder = new TextDecoder();
+  let text = "";
+  const readUntil = async (done: () => boolean) => {
+    while (!done()) {
+      const chunk = await reader.read();
+      if (chunk.done) return;
+      text += decoder.decode(chunk.value, { stream: true });
+    }
+  };
+  // The receiver is bound once it says "ready" (it exits after 10 s without a datagram).
+  await readUntil(() => text.includes("ready\n"));
+  if (!text.includes("ready\n"))
+    throw new Error(`UDP receiver: ${await new Response(proc.stderr).text()}`);
+  const report = (async () => {
+    await readUntil(() => false);
+    await proc.exited;
+    return JSON.parse(text.trim().split("\n").at(-1)!) as Received;
+  })();
+  return { report };
+}
+
+function linkStats(where: Netns, ifname: string): { rx: number; tx: number } {
+  const j = where.ipJson<{ stats64: { rx: { packets: number }; tx: { packets: number } } }[]>(
+    "-s",
+    "link",
+    "show",
+    ifname,
+  );
+  return { rx: j[0]!.stats64.rx.packets, tx: j[0]!.stats64.tx.packets };
+}
+
+async function counters(where: Netns, socket: string): Promise<Record<string, number>> {
+  const r = where.exec([BUN, join(ROOT, "mod.ts"), "tep", "stats", "--json", "--stats", socket]);
+  return (JSON.parse(r.stdout) as { counters: Record<string, number> }).counters;
+}
+
+describe.skipIf(skip !== null)("UDP between kernel 4over6 peers through dstm tep", () => {
+  test("datagrams arrive intact, in order, counted; the TEP coalesced and cut them", async () => {
+    const host = ns();
+    const tep = ns();
+    const web = ns();
+    vethPair(host, "h0", tep, "t0");
+    vethPair(tep, "t1", web, "w0");
+    host.addAddress("h0", "2001:db8:1::11/64");
+    tep.addAddress("t0", "2001:db8:1::1/64");
+    tep.addAddress("t1", "192.0.2.1/24");
+    web.addAddress("w0", "192.0.2.80/24");
+    web.addRoute("default", "via", "192.0.2.1");
+    for (const [where, ifname] of [
+      [host, "h0"],
+      [web, "w0"],
+    ] as const)
+      if (Bun.which("ethtool")) where.exec(["ethtool", "-K", ifname, "tx", "on"]);
+    seg6Host(host, {
+      ipv4: "198.51.100.10",
+      sid: "2001:db8:1::10",
+      tep6: "2001:db8:1::1",
+      route4: "192.0.2.0/24",
+      dev: "h0",
+    });
+    tep.addRoute("2001:db8:1::10/128", "via", "2001:db8:1::11");
+    const socket = join(dir, "tep.sock");
+    const tepProc: DstmProcess = spawnDstm(
+      [
+        "tep",
+        "--insecure-control",
+        "--ipv6",
+        "2001:db8:1::1",
+        "--ipv4",
+        "192.0.2.1",
+        "--server",
+        "2001:db8:1::53",
+        "--route",
+        "198.51.100.0/24",
+        "--binding",
+        "198.51.100.10=2001:db8:1::10",
+        "--stats",
+        socket,
+      ],
+      {},
+      tep.name,
+    );
+    spawned.push({ kill: (s) => tepProc.proc.kill(s), exited: tepProc.exited });
+    const start = await tepProc.waitFor(/tep-start/, 20_000);
+    // UDP segmentation offload on the TUN needs Linux ≥ 6.2; without it the TEP says so and
+    // writes every datagram on its own (TCP offloads only): delivery must hold either way.
+    const uso = /offload=tcp,udp/.test(start);
+    expect(uso).toBe(kernelHasTunUso());
+    if (!uso) {
+      expect(start).toMatch(/offload=tcp\b/);
+      console.log("kernel_peers_udp: the kernel refused TUN_F_USO4/6: no UDP coalescing to see");
+    }
+
+    // Neighbours resolved on every link first (UDP has no retransmission for what waits on ARP).
+    await waitUntil(() => host.exec(["ping", "-c", "1", "-W", "1", "192.0.2.80"]).code === 0, {
+      timeoutMs: 20_000,
+      intervalMs: 200,
+      what: "ping host → web through the TEP",
+    });
+    // host → web: two flows of PER_FLOW datagrams each.
+    const before = linkStats(tep, "tep0");
+    const forwarded = (await counters(tep, socket))["decap-forward"]!;
+    const up = await receiver(web, "192.0.2.80", 7000, 2 * PER_FLOW);
+    const send = host.exec(
+      [
+        "python3",
+        SCRIPT,
+        "send",
+        "198.51.100.10",
+        "192.0.2.80",
+        "7000",
+        String(PER_FLOW),
+        "41000",
+        "41001",
+      ],
+      { timeoutMs: 30_000 },
+    );
+    expect(send.stderr).toBe("");
+    const got = await up.report;
+    expect(got).toEqual({
+      count: 2 * PER_FLOW,
+      bad: 0,
+      inOrder: true,
+      flows: { "0": PER_FLOW, "1": PER_FLOW },
+    });
+    const c = await counters(tep, socket);
+    expect(c["decap-forward"]! - forwarded).toBe(2 * PER_FLOW);
+    // The TUN took super-datagrams: fewer writes than datagrams.
+    const written = linkStats(tep, "tep0").rx - before.rx;
+    console.log(`kernel_peers_udp: ${2 * PER_FLOW} datagrams in ${written} TUN writes`);
+    if (uso) expect(written).toBeLessThan(2 * PER_FLOW);
+    else expect(written).toBe(2 * PER_FLOW);
+
+    // web → host: UDP_SEGMENT super-datagrams of 10 × 200 bytes.
+    const encapsulated = c["encap-forward"]!;
+    const handed = linkStats(tep, "tep0").tx;
+    const down = await receiver(host, "198.51.100.10", 7001, 10 * GSO_SENDS);
+    const gso = web.exec(
+      ["python3", SCRIPT, "gso", "192.0.2.80", "198.51.100.10", "7001", String(GSO_SENDS)],
+      { timeoutMs: 30_000 },
+    );
+    expect(gso.stderr).toBe("");
+    expect(await down.report).toEqual({
+      count: 10 * GSO_SENDS,
+      bad: 0,
+      inOrder: true,
+      flows: { "0": 10 * GSO_SENDS },
+    });
+    const after = await counters(tep, socket);
+    expect(after["encap-forward"]! - encapsulated).toBe(10 * GSO_SENDS);
+    // The kernel handed the super-datagrams to the TUN whole (USO): one read for ten.
+    const reads = linkStats(tep, "tep0").tx - handed;
+    console.log(`kernel_peers_udp: ${10 * GSO_SENDS} datagrams in ${reads} TUN reads`);
+    if (uso) expect(reads).toBeLessThan(10 * GSO_SENDS);
+  }, 120_000);
+});
