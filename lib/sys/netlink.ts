@@ -272,10 +272,10 @@ function _encap(m: NetlinkMessage, encap: RouteEncap, op: string): void {
     // struct seg6_iptunnel_encap { int mode; struct ipv6_sr_hdr srh; } with one segment:
     // nexthdr 0, hdrlen 2 (8-byte units past the first 8), type 4 (SRH), segments_left 0,
     // first_segment 0, flags 0, tag 0, then the segment (as iproute2 encodes it).
-    const info = new Uint8Array(32);
+    const info = new Uint8Array(28);
     new DataView(info.buffer).setInt32(0, SEG6_IPTUN_MODE_ENCAP_RED, true);
     info.set([0, 2, 4, 0, 0, 0, 0, 0], 4);
-    info.set(segment, 16);
+    info.set(segment, 12);
     m.nest(RTA_ENCAP | NLA_F_NESTED, (n) => n.attr(SEG6_IPTUNNEL_SRH, info));
     m.attrU16(RTA_ENCAP_TYPE, LWTUNNEL_ENCAP_SEG6);
   } else {
