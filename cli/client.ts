@@ -5,8 +5,10 @@
  */
 import { Command, Option } from "@commander-js/extra-typings";
 import { Dhcp4o6Client } from "../lib/client/dhcp4o6_client.ts";
+import type { DtiMode } from "../lib/client/dti.ts";
 import { failoverLeaseClient } from "../lib/client/failover.ts";
 import { DstmNode } from "../lib/client/node.ts";
+import { kernelDtiRefusal } from "../lib/client/tunnel_dti.ts";
 import { CLIENT_SCHEMA } from "../lib/config/client_schema.ts";
 import type { LogFormat, Logger, LogLevel } from "../lib/control/log.ts";
 import { logMessage } from "../lib/control/message_log.ts";
@@ -147,6 +149,7 @@ export interface ClientFlags {
   tep4?: string;
   host6?: string;
   ifname: string;
+  dti: DtiMode;
   route?: string[];
   mtu?: string;
   mssClamp: boolean;
@@ -224,6 +227,8 @@ function resolveClient(flags: ClientFlags) {
     dhcp4o6 ? DHCP6_SERVER_PORT : DSTM_PORT,
   );
   const dscp = dscpFlag(flags.dscp);
+  const dtiRefusal = kernelDtiRefusal(flags.dti, { ...flags, dscp });
+  if (dtiRefusal) throw new UsageError(dtiRefusal);
   const metrics = flags.metrics ? parseHostPort(flags.metrics, "--metrics", 9606) : undefined;
   return {
     metrics,
@@ -261,6 +266,7 @@ function clientSettings(
       tep4: r.tep4 === undefined ? "-" : String(r.tep4),
       host6: r.host6 ?? "-",
       ifname: flags.ifname,
+      dti: flags.dti,
       route: (flags.route ?? []).join(","),
       mtu: r.mtu === undefined ? "-" : String(r.mtu),
       "mss-clamp": String(flags.mssClamp),
@@ -347,6 +353,7 @@ async function runClient(
           : undefined,
       key,
       ifname: flags.ifname,
+      dtiMode: flags.dti,
       routes: flags.route,
       mtu,
       mssClamp: flags.mssClamp,

@@ -98,7 +98,8 @@ function _ip6tnlMessage(spec: Ip6tnlSpec): NetlinkMessage {
   if (!Number.isInteger(spec.dscp) || spec.dscp < -1 || spec.dscp > 63)
     throw new SysError(op, Errno.EINVAL, `DSCP ${spec.dscp} is not −1 (copy) or 0–63`);
   const name = new TextEncoder().encode(`${spec.name}\0`);
-  if (name.length > 16) throw new SysError(op, Errno.EINVAL, `interface name ${spec.name} is too long`);
+  if (name.length > 16)
+    throw new SysError(op, Errno.EINVAL, `interface name ${spec.name} is too long`);
   const m = new NetlinkMessage(RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL);
   // struct ifinfomsg: family, pad, type, index, flags, change: all 0 for a new link.
   m.u8(0).u8(0).u16(0).u32(0).u32(0).u32(0);
