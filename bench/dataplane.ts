@@ -149,7 +149,7 @@ export interface Options {
 // ---------------------------------------------------------------------------------------
 // The kernel path and the counters
 
-function addKernelPath(lab: Lab, mtu: number): void {
+export function addKernelPath(lab: Lab, mtu: number): void {
   lab.ns.a.addAddress("eth0", `${KERNEL.a}/24`);
   lab.ns.tep.addAddress("eth6", `${KERNEL.tep}/24`);
   lab.ns.a.ip("-4", "rule", "add", "from", KERNEL.a, "lookup", KERNEL.table, "pref", "100");
@@ -361,6 +361,8 @@ export async function runOne(
   path: PathName,
   round: number,
   o: Options,
+  /** The node iperf3 runs on (B: bench/dataplane_kernel_dti.ts). */
+  from: "a" | "b" = "a",
 ): Promise<RunResult> {
   const port = nextPort++;
   const boundS = o.duration + o.omit + 20;
@@ -373,7 +375,7 @@ export async function runOne(
     const before = await snapshot(lab);
     const started = performance.now();
     // Spawned, not run synchronously, so that Ctrl-C takes the lab down at once.
-    const client = lab.ns.a.spawn(
+    const client = lab.ns[from].spawn(
       [
         "iperf3",
         "-c",
