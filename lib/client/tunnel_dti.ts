@@ -113,11 +113,16 @@ export class TunnelDti implements DtiHooks {
         this.#active = "ip6tnl";
         return mtu;
       } catch (error) {
-        if (this.#backend === "ip6tnl" || !isUnknownKind(error)) throw error;
+        if (!isUnknownKind(error)) throw error;
+        if (this.#backend === "ip6tnl")
+          throw new Error(
+            `--dti ip6tnl: this kernel has no ip6tnl (CONFIG_IPV6_TUNNEL); use --dti seg6 or kernel (${(error as Error).message})`,
+          );
         this.#backend = "seg6";
         this.#o.log.info("kernel-dti-seg6", {
           ifname: this.#o.ifname,
-          detail: "the kernel has no ip6tnl: IPv4-in-IPv6 by seg6 encap.red and End.DX4 routes",
+          detail:
+            "the kernel has no ip6tnl: IPv4-in-IPv6 by seg6 encap.red and End.DX4 routes (outer traffic class 0)",
         });
       }
     }
