@@ -273,6 +273,17 @@ describe.skipIf(skip !== null)("dstm client --dti kernel", () => {
     expect(clientStatus().host6).toBe("2001:db8:7::20");
   }, 60_000);
 
+  test("a client killed with SIGKILL leaves its kernel DTI behind; the next one replaces it", async () => {
+    client!.proc.kill("SIGKILL");
+    await client!.exited;
+    if (mode === "ip6tnl") expect(kernelView().link).toBeDefined();
+    else expect(kernelView().rules).toContain("ipproto ipencap lookup 4607");
+    startClient();
+    await client!.waitFor(/ bound /, 20_000);
+    expect(await within(ping, 10_000)).toBe(true);
+    expect(kernelView().rules.match(/ipproto ipencap/g)?.length ?? 0).toBe(mode === "seg6" ? 1 : 0);
+  }, 60_000);
+
   test("SIGTERM releases the lease and removes the device, routes and rule", async () => {
     client!.proc.kill("SIGTERM");
     expect(await client!.exited).toBe(0);
@@ -283,7 +294,37 @@ describe.skipIf(skip !== null)("dstm client --dti kernel", () => {
     expect(k.rules).not.toContain("ipencap");
     expect(k.rules).toMatch(/^0:\s+from all lookup local/m);
     expect(k.rules).not.toMatch(/^1:/m);
-    expect(await within(() => leases().length === 0, 10_000)).toBe(true);
+    expect(await within(() => leases().length === 0, 25_000)).toBe(true);
+  }, 45_000);
+
+  test("--dti ip6tnl on a kernel without ip6tnl says so at lease time and makes nothing", async () => {
+    if (mode === "ip6tnl") return; // this kernel has ip6tnl: nothing to refuse
+    const c = spawnDstm(
+      [
+        "client",
+        "--server",
+        "2001:db8:7::53",
+        "--dti",
+        "ip6tnl",
+        "--ifname",
+        DTI,
+        "--control",
+        clientSocket,
+      ],
+      {},
+      host.name,
+    );
+    try {
+      await c.waitFor(
+        /this kernel has no ip6tnl \(CONFIG_IPV6_TUNNEL\); use --dti seg6 or kernel/,
+        20_000,
+      );
+      expect(kernelView().link).toBeUndefined();
+      expect(c.lines.some((l) => / bound /.test(l))).toBe(false);
+    } finally {
+      c.proc.kill("SIGTERM");
+      await c.exited;
+    }
   }, 30_000);
 
   test("a shared lease (port set) runs on the userspace DTI, with a warning", async () => {

@@ -12,6 +12,7 @@
  *
  * @module
  */
+import { readFileSync } from "node:fs";
 import { formatIPv4 } from "../net/addr.ts";
 import { addressAdd, linkDelete, linkSetUp, routeAdd } from "../sys/netlink.ts";
 import { ip6tnlCreate } from "../sys/netlink_tunnel.ts";
@@ -66,6 +67,25 @@ export function ip6tnlUp(
     ip6tnlDown(s.ifname);
     throw error;
   }
+}
+
+/** ARPHRD_TUNNEL6 (include/uapi/linux/if_arp.h): the link type of ip6tnl devices. */
+const ARPHRD_TUNNEL6 = 769;
+
+/**
+ * Deletes `ifname` if it is an ip6tnl device (one a killed client left behind); true if it
+ * did. Any other kind of interface of that name is left alone (then creating fails: EEXIST).
+ */
+export function removeStaleIp6tnl(ifname: string): boolean {
+  let type: number;
+  try {
+    type = Number(readFileSync(`/sys/class/net/${ifname}/type`, "utf8").trim());
+  } catch {
+    return false;
+  }
+  if (type !== ARPHRD_TUNNEL6) return false;
+  ip6tnlDown(ifname);
+  return true;
 }
 
 /** Deletes the ip6tnl DTI (its address and routes go with it). Never throws. */

@@ -74,6 +74,9 @@ export function seg6Up(
     writeSysctl(`net.ipv6.conf.${s.ifname}.disable_ipv6`, "1");
     addressAdd(s.ifname, `${formatIPv4(address)}/32`);
     linkSetUp(s.ifname);
+    // Left by a client that was killed (SIGKILL) before it could take them away.
+    _quietly(() => ruleDel(_decapRule(host6)));
+    _quietly(() => routeDel({ dst: `${host6}/128`, dev: hostLink, table: SEG6_DTI_TABLE }));
     routeAdd({
       dst: `${host6}/128`,
       dev: hostLink,

@@ -28,7 +28,12 @@ import { isUnknownKind } from "../sys/netlink_tunnel.ts";
 import { sourceAddressFor } from "../sys/udp.ts";
 import { ClientState } from "../tunnel/client_state.ts";
 import type { DtiHooks, DtiMode } from "./dti.ts";
-import { ip6tnlDown, ip6tnlUp, type KernelTunnelSettings } from "./ip6tnl_dti.ts";
+import {
+  ip6tnlDown,
+  ip6tnlUp,
+  type KernelTunnelSettings,
+  removeStaleIp6tnl,
+} from "./ip6tnl_dti.ts";
 import type { NodeConfig } from "./node_config.ts";
 import { type Seg6DtiState, seg6Down, seg6Up } from "./seg6_dti.ts";
 
@@ -107,6 +112,11 @@ export class TunnelDti implements DtiHooks {
     };
     const tep = formatIPv6(tep6);
     if (this.#backend !== "seg6") {
+      if (removeStaleIp6tnl(s.ifname))
+        this.#o.log.warn("kernel-dti-stale", {
+          ifname: s.ifname,
+          detail: "removed an ip6tnl device of that name left by an earlier client",
+        });
       try {
         ip6tnlUp(s, address, host6, tep, mtu);
         this.#backend = "ip6tnl";
