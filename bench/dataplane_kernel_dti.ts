@@ -3,7 +3,10 @@
  * (`dstm client --dti kernel`, lib/client/tunnel_dti.ts), beside dstm with the userspace DTI
  * and plain kernel routing, alternating, medians over rounds.
  *
- *   bun bench/dataplane_kernel_dti.ts [--duration 4] [--omit 1] [--rounds 3] [--tcp-only] [--json]   # as root
+ *   bun bench/dataplane_kernel_dti.ts [--duration 4] [--omit 1] [--rounds 3] [--tcp-only] [--gro-b] [--json]   # as root
+ *
+ * `--gro-b` turns GRO on on node B's IPv6 veth (ethtool), as a NIC has it: the kernel DTI
+ * then receives the TEP's segments merged.
  *
  * - **tun**: node A's client as in the lab (TUN DTI, Workers) → TEP → web (bench/dataplane.ts's "dstm").
  * - **kernel-dti**: node B's client restarted with `--dti kernel`: the kernel encapsulates
@@ -53,7 +56,7 @@ async function runPath(
   return { ...r, path };
 }
 
-async function kernelDtiLab(o: Options & { tcpOnly: boolean }): Promise<void> {
+async function kernelDtiLab(o: Options & { tcpOnly: boolean; groB: boolean }): Promise<void> {
   if (process.getuid?.() !== 0) throw new Error("run as root: the lab creates namespaces");
   const log = (line: string) => {
     if (!o.json) console.log(line);
@@ -70,6 +73,8 @@ async function kernelDtiLab(o: Options & { tcpOnly: boolean }): Promise<void> {
     const mtu = dti?.mtu ?? LAB.ipv6Mtu - 40;
     addKernelPath(lab, mtu);
     await lab.restart("client-b", ["--dti", "kernel"]);
+    // A veth does GRO only when asked (NAPI); a NIC does it by default.
+    if (o.groB) lab.run("b", ["ethtool", "-K", "eth0", "gro", "on"]);
     const b4 = await leasedAddress(lab, "b");
     backend =
       lab.ns.b.ipJson<{ linkinfo?: { info_kind?: string } }[]>(
@@ -126,7 +131,7 @@ async function kernelDtiLab(o: Options & { tcpOnly: boolean }): Promise<void> {
   });
   const report = {
     date: new Date().toISOString(),
-    command: `bun bench/dataplane_kernel_dti.ts --duration ${o.duration} --omit ${o.omit} --rounds ${o.rounds}${o.tcpOnly ? " --tcp-only" : ""}`,
+    command: `bun bench/dataplane_kernel_dti.ts --duration ${o.duration} --omit ${o.omit} --rounds ${o.rounds}${o.tcpOnly ? " --tcp-only" : ""}${o.groB ? " --gro-b" : ""}`,
     code: codeVersion(),
     backend,
     machine: { cpus: navigator.hardwareConcurrency, busyBefore },
@@ -163,6 +168,7 @@ if (import.meta.main) {
       omit: { type: "string", default: "1" },
       rounds: { type: "string", default: "3" },
       "tcp-only": { type: "boolean", default: false },
+      "gro-b": { type: "boolean", default: false },
       json: { type: "boolean", default: false },
     },
   });
@@ -172,6 +178,7 @@ if (import.meta.main) {
     rounds: Number(values.rounds),
     json: values.json,
     tcpOnly: values["tcp-only"],
+    groB: values["gro-b"],
   };
   if (
     !(o.duration >= 1 && o.duration <= 30) ||
