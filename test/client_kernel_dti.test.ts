@@ -15,6 +15,8 @@ import { createHash, randomBytes } from "node:crypto";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { DTI_MODES } from "../lib/client/dti.ts";
+import { CLIENT_SCHEMA } from "../lib/config/client_schema.ts";
 import { createNetns, type Netns, vethPair } from "../lib/sys/netns.ts";
 import { announceSkip, netnsSkipReason } from "./helpers/netns.ts";
 import { BUN, type DstmProcess, ROOT, runDstm, spawnDstm } from "./helpers/process.ts";
@@ -347,6 +349,11 @@ describe.skipIf(skip !== null)("dstm client --dti kernel", () => {
 });
 
 describe("dstm client --dti: refusals at startup", () => {
+  test("the --dti choices are the DTI modes of lib/client/dti.ts", () => {
+    const setting = CLIENT_SCHEMA.settings.find((s) => s.name === "dti");
+    expect(setting?.kind).toEqual({ type: "choice", choices: [...DTI_MODES] });
+  });
+
   test.each([
     [["--dti", "kernel", "--on-demand"], /--on-demand needs the userspace DTI/],
     [["--dti", "ip6tnl", "--no-offload"], /--no-offload applies to the userspace DTI/],

@@ -4,7 +4,6 @@
  * @module
  */
 import * as v from "valibot";
-import { DTI_MODES } from "../client/dti.ts";
 import { DEFAULT_NAPT_TIMEOUTS } from "../tunnel/napt.ts";
 import { DHCP6_SERVER_PORT } from "../wire/dhcp4o6.ts";
 import { DSTM_PORT } from "../wire/dstm_types.ts";
@@ -83,7 +82,8 @@ const settings: Setting[] = [
   },
   {
     name: "dti",
-    kind: { type: "choice", choices: DTI_MODES },
+    // The modes of lib/client/dti.ts (DtiMode); test/client_kernel_dti.test.ts checks they agree.
+    kind: { type: "choice", choices: ["tun", "kernel", "ip6tnl", "seg6"] },
     arg: "<mode>",
     doc: "what carries IPv4 in IPv6: tun (userspace, all features), ip6tnl (the kernel's tunnel device), seg6 (kernel seg6 routes, where ip6tnl is missing), kernel (ip6tnl, else seg6); the kernel ones refuse --on-demand and --no-offload and use tun for shared (port-set) leases",
     default: "tun",
