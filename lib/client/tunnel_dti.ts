@@ -73,6 +73,9 @@ export class TunnelDti implements DtiHooks {
   readonly #lease: ClientState;
   /** ip6tnl or seg6; `kernel` settles on one at the first `up`. */
   #backend: "ip6tnl" | "seg6" | undefined;
+  /** `kernel` found no ip6tnl; seg6 has been announced. */
+  #fellBack = false;
+  #saidSeg6 = false;
   /** What is up now. */
   #active: "ip6tnl" | "fallback" | Seg6DtiState | undefined;
 
@@ -129,12 +132,15 @@ export class TunnelDti implements DtiHooks {
             `--dti ip6tnl: this kernel has no ip6tnl (CONFIG_IPV6_TUNNEL); use --dti seg6 or kernel (${(error as Error).message})`,
           );
         this.#backend = "seg6";
-        this.#o.log.info("kernel-dti-seg6", {
-          ifname: this.#o.ifname,
-          detail:
-            "the kernel has no ip6tnl: IPv4-in-IPv6 by seg6 encap.red and End.DX4 routes (outer traffic class 0)",
-        });
+        this.#fellBack = true;
       }
+    }
+    if (!this.#saidSeg6) {
+      this.#saidSeg6 = true;
+      this.#o.log.info("kernel-dti-seg6", {
+        ifname: this.#o.ifname,
+        detail: `${this.#fellBack ? "the kernel has no ip6tnl: " : ""}IPv4-in-IPv6 by seg6 encap.red and End.DX4 routes; the outer traffic class is 0 (no --dscp copy)`,
+      });
     }
     await this.#checkSeg6Source(host6, tep);
     if (s.dscp > 0) throw new Error(kernelDtiRefusal("seg6", { dscp: s.dscp }));
