@@ -180,6 +180,7 @@ function kernelView() {
   const routes = JSON.parse(host.ip("-j", "route", "show", "192.0.2.0/24")) as {
     encap?: string;
     segs?: string[];
+    metrics?: { mtu?: number; advmss?: number }[];
     dev?: string;
     prefsrc?: string;
   }[];
@@ -224,6 +225,26 @@ describe.skipIf(skip !== null)("dstm client --dti kernel", () => {
       expect(k.rules).toMatch(/^1:\s+from all lookup local/m);
     }
     expect(await within(ping, 10_000)).toBe(true);
+    // The tunnel MTU (the veth's 1500 − 40) is what IPv4 sees: a 1460-byte packet with DF
+    // leaves, one byte more is refused locally with the MTU (the kernel's arithmetic, not ours).
+    if (mode === "seg6") expect(k.routes[0]?.metrics).toEqual([{ mtu: 1460 + 64, advmss: 1420 }]);
+    expect(
+      host.exec(["ping", "-c", "1", "-W", "2", "-M", "do", "-s", "1432", "192.0.2.80"]).code,
+    ).toBe(0);
+    const tooBig = host.exec([
+      "ping",
+      "-c",
+      "1",
+      "-W",
+      "2",
+      "-M",
+      "do",
+      "-s",
+      "1433",
+      "192.0.2.80",
+    ]);
+    expect(tooBig.code).not.toBe(0);
+    expect(tooBig.stdout + tooBig.stderr).toContain("mtu=1460");
     // A few MB of TCP each way: up with iperf3 (which fails on a broken connection), down a
     // file from a web server, compared by hash.
     const run = host.exec(["iperf3", "-c", "192.0.2.80", "-n", "8M", "-J"], { timeoutMs: 60_000 });

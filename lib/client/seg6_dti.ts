@@ -19,9 +19,11 @@
  * - The leased /32 sits on a TUN device named like the DTI, held open and never read: the
  *   kernel has no dummy device here. The routes name it; encap sends past it.
  *
- * MTU: the kernel subtracts from an lwtunnel route's MTU the room for an SRH (24 bytes for one
- * segment) on top of the 40-byte IPv6 header, although encap.red with one segment sends no
- * SRH; the routes get the tunnel MTU + 24 so that what IPv4 sees is the tunnel MTU.
+ * MTU: for an lwtunnel route the kernel takes the route's MTU as the outer packet's and
+ * subtracts the encapsulation's headroom from it: the 40-byte IPv6 header and room for an SRH
+ * (24 bytes for one segment), although encap.red with one segment sends no SRH (measured: a
+ * route MTU of 1484 let 1420-byte IPv4 packets through). The routes get the tunnel MTU + 64
+ * so that what IPv4 sees is the tunnel MTU (test/client_kernel_dti.test.ts checks with ping).
  *
  * Limits: one seg6 DTI per network namespace (the rule and table are shared); the inner DSCP
  * is not copied (the kernel writes traffic class 0 for IPv4 inside seg6); with strict reverse
@@ -40,8 +42,8 @@ import type { KernelTunnelSettings } from "./ip6tnl_dti.ts";
 
 /** The routing table of the End.DX4 route (the DSTM port number, 4607). */
 export const SEG6_DTI_TABLE = 4607;
-/** What the kernel reserves for an SRH with one segment on an encap.red route (bytes). */
-const SRH_ONE_SEGMENT = 24;
+/** What the kernel subtracts from an encap.red route's MTU: IPv6 header + a one-segment SRH (bytes). */
+const SEG6_HEADROOM = 40 + 24;
 const RT_TABLE_LOCAL = 255;
 const IPPROTO_IPIP = 4;
 const LOCAL_RULE_MOVED = 1;
@@ -92,7 +94,7 @@ export function seg6Up(
         dst,
         dev: s.ifname,
         src: formatIPv4(address),
-        mtu: mtu + SRH_ONE_SEGMENT,
+        mtu: mtu + SEG6_HEADROOM,
         advmss: s.mssClamp ? mtu - 40 : undefined,
         encap: { kind: "seg6-encap-red", segment: tep6 },
       });
