@@ -119,12 +119,19 @@ async function kernelDtiLab(o: Options & { tcpOnly: boolean; groB: boolean }): P
     const of = (path: Path) =>
       median(runs.filter((r) => r.test === test && r.path === path).map((r) => r.gbps));
     const [tun, kdti, kernel] = [of("tun"), of("kernel-dti"), of("kernel")];
+    // Under load the paths' absolute figures swing between rounds: the ratio within each
+    // round (same minute, same load), then its median, is the steadier figure.
+    const at = (round: number, path: Path) =>
+      runs.find((r) => r.test === test && r.round === round && r.path === path)?.gbps ?? Number.NaN;
+    const rounds = [...new Set(runs.map((r) => r.round))];
+    const paired = median(rounds.map((round) => at(round, "kernel-dti") / at(round, "kernel")));
     return {
       test,
       tun,
       kernelDti: kdti,
       kernel,
       kdtiPerKernel: kdti / kernel,
+      kdtiPerKernelPaired: paired,
       tunPerKernel: tun / kernel,
       kdtiPerTun: kdti / tun,
     };
@@ -149,12 +156,12 @@ async function kernelDtiLab(o: Options & { tcpOnly: boolean; groB: boolean }): P
     `\nmedians of ${o.rounds} rounds, Gbit/s (kernel DTI: ${backend}; code ${report.code}):\n`,
   );
   console.log(
-    "| test | tun DTI | kernel DTI | kernel routing | kernel DTI / kernel | tun / kernel | kernel DTI / tun |",
+    "| test | tun DTI | kernel DTI | kernel routing | kernel DTI / kernel | same, per round (median) | tun / kernel | kernel DTI / tun |",
   );
-  console.log("|---|---:|---:|---:|---:|---:|---:|");
+  console.log("|---|---:|---:|---:|---:|---:|---:|---:|");
   for (const t of table)
     console.log(
-      `| ${t.test} | ${t.tun.toFixed(3)} | ${t.kernelDti.toFixed(3)} | ${t.kernel.toFixed(3)} | ${t.kdtiPerKernel.toFixed(3)} | ${t.tunPerKernel.toFixed(3)} | ${t.kdtiPerTun.toFixed(2)} |`,
+      `| ${t.test} | ${t.tun.toFixed(3)} | ${t.kernelDti.toFixed(3)} | ${t.kernel.toFixed(3)} | ${t.kdtiPerKernel.toFixed(3)} | ${t.kdtiPerKernelPaired.toFixed(3)} | ${t.tunPerKernel.toFixed(3)} | ${t.kdtiPerTun.toFixed(2)} |`,
     );
   console.log(
     `\nmachine ${(busyBefore * 100).toFixed(0)}% busy before; ${report.runsWithOtherLoad} of ${runs.length} runs with ≥ 10% of a CPU used outside the lab (median ${report.medianOutsideLoadPercent.toFixed(0)}%)`,
