@@ -4,10 +4,11 @@
  * ip6tnl device where the kernel has one; seg6 encap.red + End.DX4 routes where it has not,
  * as on the machines this runs on). The kernel carries the packets: the TEP decapsulates them
  * and the client's Workers never see one. Ping and a TCP transfer to an IPv4 host beyond the
- * TEP, renumbering, release on SIGTERM (device, routes, rule and lease gone), a shared lease
+ * TEP, renumbering, a TEP change, a SIGKILLed client's leftovers replaced, release on SIGTERM
+ * (device, routes, rule and lease gone), a shared lease
  * (port set) on the userspace DTI instead, and the refusals at startup.
  *
- *   host ns: 2001:db8:7::10 ──veth── core ns: server 2001:db8:7::53, TEP 2001:db8:7::1
+ *   host ns: 2001:db8:7::10 ──veth── core ns: server 2001:db8:7::53, TEP 2001:db8:7::1 (later ::2)
  *                                                 ──veth── web ns: 192.0.2.80 (iperf3 -s)
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
@@ -48,7 +49,8 @@ beforeAll(async () => {
   vethPair(host, "c0", core, "k0");
   vethPair(core, "k1", web, "w0");
   host.addAddress("c0", "2001:db8:7::10/64");
-  for (const a of ["2001:db8:7::1/64", "2001:db8:7::53/64"]) core.addAddress("k0", a);
+  for (const a of ["2001:db8:7::1/64", "2001:db8:7::2/64", "2001:db8:7::53/64"])
+    core.addAddress("k0", a);
   core.addAddress("k1", "192.0.2.1/24");
   web.addAddress("w0", "192.0.2.80/24");
   web.addRoute("default", "via", "192.0.2.1");
@@ -71,7 +73,7 @@ afterAll(async () => {
 }, 30_000);
 
 /** Starts the server (with `extra` flags) and the TEP in the core namespace. */
-async function startCore(extra: string[]): Promise<void> {
+async function startCore(extra: string[], tep6 = "2001:db8:7::1"): Promise<void> {
   server = spawnDstm(
     [
       "server",
@@ -81,7 +83,7 @@ async function startCore(extra: string[]): Promise<void> {
       "198.51.100.0/28",
       ...extra,
       "--tep",
-      "2001:db8:7::1,192.0.2.1",
+      `${tep6},192.0.2.1`,
       "--lease-time",
       "10",
       "--db",
@@ -98,7 +100,7 @@ async function startCore(extra: string[]): Promise<void> {
       "tep",
       "--insecure-control",
       "--ipv6",
-      "2001:db8:7::1",
+      tep6,
       "--ipv4",
       "192.0.2.1",
       "--server",
@@ -305,6 +307,27 @@ describe.skipIf(skip !== null)("dstm client --dti kernel", () => {
     await client!.waitFor(/ bound /, 20_000);
     expect(await within(ping, 10_000)).toBe(true);
     expect(kernelView().rules.match(/ipproto ipencap/g)?.length ?? 0).toBe(mode === "seg6" ? 1 : 0);
+  }, 60_000);
+
+  test("the TEP changes (the server restarted naming another): the DTI is re-made towards it", async () => {
+    const before = client!.lines.filter((l) => / bound /.test(l)).length;
+    for (const p of [tep, server]) p?.proc.kill("SIGTERM");
+    await Promise.all([tep?.exited, server?.exited]);
+    await startCore([], "2001:db8:7::2");
+    // The renewal meets a server that names TEP ::2 (or knows no lease): the lease is lost
+    // and a new one taken, with the DTI towards the new TEP.
+    await client!.waitFor(/lease-lost/, 20_000);
+    expect(
+      await within(() => client!.lines.filter((l) => / bound /.test(l)).length > before, 20_000),
+    ).toBe(true);
+    expect(client!.lines.filter((l) => / bound /.test(l)).at(-1)).toContain("tep6=2001:db8:7::2");
+    const k = kernelView();
+    if (mode === "ip6tnl")
+      expect((k.link!.linkinfo as { info_data: { remote: string } }).info_data.remote).toBe(
+        "2001:db8:7::2",
+      );
+    else expect(k.routes[0]?.segs).toEqual(["2001:db8:7::2"]);
+    expect(await within(ping, 10_000)).toBe(true);
   }, 60_000);
 
   test("SIGTERM releases the lease and removes the device, routes and rule", async () => {
