@@ -362,7 +362,7 @@ describe.skipIf(skip !== null)("dstm client --dti kernel", () => {
     );
     try {
       await c.waitFor(
-        /this kernel has no ip6tnl \(CONFIG_IPV6_TUNNEL\); use --dti seg6 or kernel/,
+        /WARN dti-failed .*this kernel has no ip6tnl \(CONFIG_IPV6_TUNNEL\); use --dti seg6 or kernel/,
         20_000,
       );
       expect(kernelView().link).toBeUndefined();
@@ -370,6 +370,42 @@ describe.skipIf(skip !== null)("dstm client --dti kernel", () => {
     } finally {
       c.proc.kill("SIGTERM");
       await c.exited;
+    }
+  }, 30_000);
+
+  test("seg6: a --host6 the kernel would not send from is refused with a clear message", async () => {
+    if (mode === "ip6tnl") return; // ip6tnl names its source itself
+    // ::20 is the host's address now; ::30 is added deprecated (preferred_lft 0), so the
+    // kernel never picks it as a source, yet the lease would bind it.
+    host.ip("addr", "add", "2001:db8:7::30/64", "dev", "c0", "nodad", "preferred_lft", "0");
+    const c = spawnDstm(
+      [
+        "client",
+        "--server",
+        "2001:db8:7::53",
+        "--dti",
+        "seg6",
+        "--host6",
+        "2001:db8:7::30",
+        "--ifname",
+        DTI,
+        "--control",
+        clientSocket,
+      ],
+      {},
+      host.name,
+    );
+    try {
+      await c.waitFor(
+        /WARN dti-failed .*the kernel sends to the TEP 2001:db8:7::[12] from 2001:db8:7::20, not from the leased host address 2001:db8:7::30/,
+        20_000,
+      );
+      expect(kernelView().link).toBeUndefined();
+      expect(kernelView().rules).not.toContain("ipencap");
+    } finally {
+      c.proc.kill("SIGTERM");
+      await c.exited;
+      host.ip("addr", "del", "2001:db8:7::30/64", "dev", "c0");
     }
   }, 30_000);
 

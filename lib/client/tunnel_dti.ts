@@ -27,7 +27,7 @@ import { interfaceOfIPv6, linkMtu } from "../sys/ifinfo.ts";
 import { isUnknownKind } from "../sys/netlink_tunnel.ts";
 import { sourceAddressFor } from "../sys/udp.ts";
 import { ClientState } from "../tunnel/client_state.ts";
-import type { DtiHooks, DtiMode } from "./dti.ts";
+import { DtiError, type DtiHooks, type DtiMode } from "./dti.ts";
 import {
   ip6tnlDown,
   ip6tnlUp,
@@ -85,13 +85,30 @@ export class TunnelDti implements DtiHooks {
     this.#backend = options.mode === "kernel" ? undefined : options.mode;
   }
 
-  /** Brings the DTI up with `address` to `tep6`; resolves with its MTU (bytes). */
+  /**
+   * Brings the DTI up with `address` to `tep6`; resolves with its MTU (bytes), rejects with a
+   * DtiError (what it made is undone).
+   */
   async up(
     address: number,
     tep6: Uint8Array | undefined,
     onNeedLease: () => void,
   ): Promise<number> {
     await this.down();
+    try {
+      return await this.#up(address, tep6, onNeedLease);
+    } catch (error) {
+      throw error instanceof DtiError
+        ? error
+        : new DtiError(`DTI ${this.#o.ifname}: ${(error as Error).message}`, { cause: error });
+    }
+  }
+
+  async #up(
+    address: number,
+    tep6: Uint8Array | undefined,
+    onNeedLease: () => void,
+  ): Promise<number> {
     if (!tep6) throw new Error("the kernel DTI needs a TEP (on-demand mode needs --dti tun)");
     if (this.#lease.hasLease && this.#lease.portSet.psidLength > 0) {
       this.#o.log.warn("kernel-dti-fallback", {
