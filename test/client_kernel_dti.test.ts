@@ -6,7 +6,7 @@
  * and the client's Workers never see one. Ping and a TCP transfer to an IPv4 host beyond the
  * TEP, renumbering, a TEP change, a SIGKILLed client's leftovers replaced, release on SIGTERM
  * (device, routes, rule and lease gone), a shared lease
- * (port set) on the userspace DTI instead, and the refusals at startup.
+ * (port set) on the userspace DTI instead. The refusals at startup: client_dti_refusals.test.ts.
  *
  *   host ns: 2001:db8:7::10 ──veth── core ns: server 2001:db8:7::53, TEP 2001:db8:7::1 (later ::2)
  *                                                 ──veth── web ns: 192.0.2.80 (iperf3 -s)
@@ -16,11 +16,9 @@ import { createHash, randomBytes } from "node:crypto";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { DTI_MODES } from "../lib/client/dti.ts";
-import { CLIENT_SCHEMA } from "../lib/config/client_schema.ts";
 import { createNetns, type Netns, vethPair } from "../lib/sys/netns.ts";
 import { announceSkip, netnsSkipReason } from "./helpers/netns.ts";
-import { BUN, type DstmProcess, ROOT, runDstm, spawnDstm } from "./helpers/process.ts";
+import { BUN, type DstmProcess, ROOT, spawnDstm } from "./helpers/process.ts";
 import { eventually } from "./helpers/wait.ts";
 
 const skip = netnsSkipReason({ tun: true });
@@ -426,33 +424,4 @@ describe.skipIf(skip !== null)("dstm client --dti kernel", () => {
     client = undefined;
     expect(kernelView().link).toBeUndefined();
   }, 90_000);
-});
-
-describe("dstm client --dti: refusals at startup", () => {
-  test("the --dti choices are the DTI modes of lib/client/dti.ts", () => {
-    const setting = CLIENT_SCHEMA.settings.find((s) => s.name === "dti");
-    expect(setting?.kind).toEqual({ type: "choice", choices: [...DTI_MODES] });
-  });
-
-  test.each([
-    [["--dti", "kernel", "--on-demand"], /--on-demand needs the userspace DTI/],
-    [["--dti", "ip6tnl", "--no-offload"], /--no-offload applies to the userspace DTI/],
-    [["--dti", "seg6", "--dscp", "10"], /--dscp N needs --dti ip6tnl or tun/],
-    [["--dti", "gre"], /dti/],
-  ])("%p is refused with exit 2", async (flags, message) => {
-    const r = await runDstm(["client", "--server", "2001:db8::53", ...flags, "--check"]);
-    expect(r.code).toBe(2);
-    expect(r.stderr).toMatch(message);
-  });
-
-  test("the ones it can do pass --check", async () => {
-    for (const flags of [
-      ["--dti", "ip6tnl", "--dscp", "10"],
-      ["--dti", "seg6", "--no-mss-clamp"],
-      ["--dti", "tun", "--on-demand"],
-    ]) {
-      const r = await runDstm(["client", "--server", "2001:db8::53", ...flags, "--check"]);
-      expect(r.code).toBe(0);
-    }
-  });
 });
