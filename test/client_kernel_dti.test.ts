@@ -209,11 +209,16 @@ describe.skipIf(skip !== null)("dstm client --dti kernel", () => {
     if (mode === "ip6tnl") {
       const info = k.link!.linkinfo as { info_kind: string; info_data: Record<string, unknown> };
       expect(info.info_kind).toBe("ip6tnl");
+      // As iproute2 prints what the kernel holds (ip/link_ip6tnl.c ip6tunnel_print_opt).
       expect(info.info_data).toMatchObject({
-        proto: "ipip",
+        proto: "ipip6",
         local: "2001:db8:7::10",
         remote: "2001:db8:7::1",
+        ttl: 64,
+        ip6_tnl_f_ign_encap_limit: true,
+        ip6_tnl_f_use_orig_tclass: true,
       });
+      expect(k.link!.mtu).toBe(1460);
     } else {
       expect(k.routes[0]).toMatchObject({
         encap: "seg6",
