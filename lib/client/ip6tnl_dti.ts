@@ -14,7 +14,7 @@
  */
 import { readFileSync } from "node:fs";
 import { formatIPv4 } from "../net/addr.ts";
-import { addressAdd, linkDelete, linkSetUp, routeAdd } from "../sys/netlink.ts";
+import { addressAdd, linkDelete, linkSetMtu, linkSetUp, routeAdd } from "../sys/netlink.ts";
 import { ip6tnlCreate } from "../sys/netlink_tunnel.ts";
 import { writeSysctl } from "../sys/sysctl.ts";
 
@@ -51,6 +51,9 @@ export function ip6tnlUp(
     mtu,
   });
   try {
+    // Again after creation: the kernel may size the device from the underlying route when it
+    // registers it (ip6_tnl_link_config), whatever IFLA_MTU said.
+    linkSetMtu(s.ifname, mtu);
     // An IPv4-only interface: no IPv6 link-local address, no router solicitations into the tunnel.
     writeSysctl(`net.ipv6.conf.${s.ifname}.disable_ipv6`, "1");
     addressAdd(s.ifname, `${formatIPv4(address)}/32`);
