@@ -8,7 +8,7 @@ import { Dhcp4o6Client } from "../lib/client/dhcp4o6_client.ts";
 import type { DtiMode } from "../lib/client/dti.ts";
 import { failoverLeaseClient } from "../lib/client/failover.ts";
 import { DstmNode } from "../lib/client/node.ts";
-import { kernelDtiRefusal } from "../lib/client/tunnel_dti.ts";
+import { clearStaleKernelDti, kernelDtiRefusal } from "../lib/client/tunnel_dti.ts";
 import { CLIENT_SCHEMA } from "../lib/config/client_schema.ts";
 import type { LogFormat, Logger, LogLevel } from "../lib/control/log.ts";
 import { logMessage } from "../lib/control/message_log.ts";
@@ -316,6 +316,7 @@ async function runClient(
   } catch (error) {
     throw error instanceof HttpListenError ? new UsageError(error.message) : error;
   }
+  clearStaleKernelDti(flags.dti, flags.ifname, log);
   try {
     node = await DstmNode.start({
       server: dhcp4o6 ? serverFlag : server,

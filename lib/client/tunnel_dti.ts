@@ -55,6 +55,22 @@ export function kernelDtiRefusal(mode: DtiMode, c: KernelDtiSettings): string | 
   return undefined;
 }
 
+/**
+ * Before the client starts with a kernel DTI: removes the ip6tnl device named `ifname` that a
+ * killed client left (the start-up check that the DTI can be made would otherwise find the
+ * name taken), saying so at warn. Other interfaces of that name are left alone.
+ */
+export function clearStaleKernelDti(mode: DtiMode, ifname: string, log: Logger): void {
+  if (mode !== "tun" && removeStaleIp6tnl(ifname)) _saidStale(log, ifname);
+}
+
+function _saidStale(log: Logger, ifname: string): void {
+  log.warn("kernel-dti-stale", {
+    ifname,
+    detail: "removed an ip6tnl device of that name left by an earlier client",
+  });
+}
+
 export interface TunnelDtiOptions {
   readonly mode: Exclude<DtiMode, "tun">;
   readonly ifname: string;
@@ -132,11 +148,7 @@ export class TunnelDti implements DtiHooks {
     };
     const tep = formatIPv6(tep6);
     if (this.#backend !== "seg6") {
-      if (removeStaleIp6tnl(s.ifname))
-        this.#o.log.warn("kernel-dti-stale", {
-          ifname: s.ifname,
-          detail: "removed an ip6tnl device of that name left by an earlier client",
-        });
+      if (removeStaleIp6tnl(s.ifname)) _saidStale(this.#o.log, s.ifname);
       try {
         ip6tnlUp(s, address, host6, tep, mtu);
         this.#backend = "ip6tnl";
