@@ -16,7 +16,8 @@ import { createNetns, type Netns, vethPair } from "../lib/sys/netns.ts";
 import { clientCounters } from "./helpers/daemon.ts";
 import { announceSkip, netnsSkipReason } from "./helpers/netns.ts";
 import { BUN, type DstmProcess, ROOT, spawnDstm } from "./helpers/process.ts";
-import { seg6Host } from "./helpers/seg6_host.ts";
+import { seg6EncapRed, seg6EndDx4, seg6Host } from "./helpers/seg6_host.ts";
+import { tepArgv } from "./helpers/tep_argv.ts";
 import { waitUntil } from "./helpers/wait.ts";
 
 const skip =
@@ -133,17 +134,9 @@ describe.skipIf(skip !== null)("kernel 4over6 peers with checksum offload on", (
     tep.addRoute("2001:db8:1::10/128", "via", "2001:db8:1::11");
     const socket = join(dir, "tep.sock");
     const tepProc = spawnDstmIn(tep, [
-      "tep",
+      ...tepArgv(),
       // The server is on another host of the link; the channel is not under test here.
       "--insecure-control",
-      "--ipv6",
-      "2001:db8:1::1",
-      "--ipv4",
-      "192.0.2.1",
-      "--server",
-      "2001:db8:1::53",
-      "--route",
-      "198.51.100.0/24",
       "--binding",
       "198.51.100.10=2001:db8:1::10",
       "--stats",
@@ -193,33 +186,8 @@ describe.skipIf(skip !== null)("kernel 4over6 peers with checksum offload on", (
     // The kernel TEP: SID 2001:db8:2::1 decapsulates (End.DX4); the pool goes back in encap.red.
     host.addRoute("2001:db8:2::1/128", "via", "2001:db8:2::2");
     ktep.ip("sr", "tunsrc", "set", "2001:db8:2::1");
-    ktep.ip(
-      "-6",
-      "route",
-      "add",
-      "2001:db8:2::1/128",
-      "encap",
-      "seg6local",
-      "action",
-      "End.DX4",
-      "nh4",
-      "0.0.0.0",
-      "dev",
-      "k0",
-    );
-    ktep.ip(
-      "route",
-      "add",
-      "198.51.100.0/28",
-      "encap",
-      "seg6",
-      "mode",
-      "encap.red",
-      "segs",
-      "2001:db8:2::10",
-      "dev",
-      "k0",
-    );
+    seg6EndDx4(ktep, "2001:db8:2::1", "k0");
+    seg6EncapRed(ktep, "add", "198.51.100.0/28", "2001:db8:2::10", "k0");
     const server = spawnDstmIn(ktep, [
       "server",
       "--listen",

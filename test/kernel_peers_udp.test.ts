@@ -19,6 +19,7 @@ import { createNetns, type Netns, vethPair } from "../lib/sys/netns.ts";
 import { announceSkip, netnsSkipReason } from "./helpers/netns.ts";
 import { BUN, type DstmProcess, ROOT, spawnDstm } from "./helpers/process.ts";
 import { seg6Host } from "./helpers/seg6_host.ts";
+import { tepArgv } from "./helpers/tep_argv.ts";
 import { kernelHasTunUso } from "./helpers/udp_packets.ts";
 import { waitUntil } from "./helpers/wait.ts";
 
@@ -131,16 +132,8 @@ describe.skipIf(skip !== null)("UDP between kernel 4over6 peers through dstm tep
     const socket = join(dir, "tep.sock");
     const tepProc: DstmProcess = spawnDstm(
       [
-        "tep",
+        ...tepArgv(),
         "--insecure-control",
-        "--ipv6",
-        "2001:db8:1::1",
-        "--ipv4",
-        "192.0.2.1",
-        "--server",
-        "2001:db8:1::53",
-        "--route",
-        "198.51.100.0/24",
         "--binding",
         "198.51.100.10=2001:db8:1::10",
         "--stats",

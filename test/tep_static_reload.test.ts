@@ -24,6 +24,7 @@ import { type Daemon, daemonScope, metric, linesSince as since, until } from "./
 import { announceSkip, netnsSkipReason } from "./helpers/netns.ts";
 import { BUN, ROOT } from "./helpers/process.ts";
 import { seg6Host } from "./helpers/seg6_host.ts";
+import { tepArgv } from "./helpers/tep_argv.ts";
 
 const WHOLE = { offset: 0, psidLength: 0, psid: 0 };
 const b = (ipv4: string, host6: string, portSet = WHOLE): WireBinding => ({
@@ -121,15 +122,7 @@ describe.skipIf(skip !== null)("dstm tep: static bindings on reload, with a real
     await server.waitFor(/ start /);
     statics("198.51.100.41  2001:db8:1::99");
     tep = dstm([
-      "tep",
-      "--ipv6",
-      "2001:db8:1::1",
-      "--ipv4",
-      "192.0.2.1",
-      "--server",
-      "2001:db8:1::53",
-      "--route",
-      "198.51.100.0/24",
+      ...tepArgv(),
       "--binding-file",
       file("statics.txt"),
       "--control",

@@ -1,6 +1,7 @@
 /**
  * A host whose own Linux kernel does 4over6 — the peer dstm's TEP must interoperate with,
- * not dstm talking to itself (test/kernel_peers.test.ts, test/tep_static_reload.test.ts):
+ * not dstm talking to itself (test/kernel_peers.test.ts, test/tep_static_reload.test.ts,
+ * bench/tep_alone.ts):
  * IPv4 `ipv4` on its loopback, packets to `route4` leave in seg6 `encap.red` (an IPv6 header
  * and nothing else: IPv4-in-IPv6, next header 4, RFC 2473) from `sid` to the TEP at `tep6`,
  * and IPv4-in-IPv6 arriving for `sid` is decapsulated by the End.DX4 behaviour (RFC 8986
@@ -26,33 +27,57 @@ export function seg6Host(host: Netns, o: Seg6HostOptions): void {
   host.up("lo");
   host.addAddress("lo", `${o.ipv4}/32`);
   host.ip("sr", "tunsrc", "set", o.sid);
-  host.ip(
+  seg6EncapRed(host, "add", o.route4, o.tep6, o.dev, "src", o.ipv4);
+  seg6EndDx4(host, o.sid, o.dev);
+}
+
+/**
+ * `ip route VERB route4 encap seg6 mode encap.red segs segment dev DEV …more` in `ns`: IPv4 to
+ * `route4` leaves in an IPv6 header to `segment` and nothing else (IPv4-in-IPv6, next header
+ * 4). `more` is the rest of the route (`src`, `mtu lock …`). Throws when `ip` fails.
+ */
+export function seg6EncapRed(
+  ns: Netns,
+  verb: "add" | "replace",
+  route4: string,
+  segment: string,
+  dev: string,
+  ...more: string[]
+): void {
+  ns.ip(
     "route",
-    "add",
-    o.route4,
+    verb,
+    route4,
     "encap",
     "seg6",
     "mode",
     "encap.red",
     "segs",
-    o.tep6,
+    segment,
     "dev",
-    o.dev,
-    "src",
-    o.ipv4,
+    dev,
+    ...more,
   );
-  host.ip(
+}
+
+/**
+ * `ip -6 route add SID/128 encap seg6local action End.DX4 nh4 NH4 dev DEV` in `ns`: IPv4-in-IPv6
+ * arriving for `sid` is decapsulated (RFC 8986 §4.6) and the IPv4 packet sent to `nh4`
+ * (0.0.0.0: looked up in the IPv4 routing table). Throws when `ip` fails.
+ */
+export function seg6EndDx4(ns: Netns, sid: string, dev: string, nh4 = "0.0.0.0"): void {
+  ns.ip(
     "-6",
     "route",
     "add",
-    `${o.sid}/128`,
+    `${sid}/128`,
     "encap",
     "seg6local",
     "action",
     "End.DX4",
     "nh4",
-    "0.0.0.0",
+    nh4,
     "dev",
-    o.dev,
+    dev,
   );
 }
