@@ -17,9 +17,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createNetns, type Netns, vethPair } from "../lib/sys/netns.ts";
 import { announceSkip, netnsSkipReason } from "./helpers/netns.ts";
-import { BUN, type DstmProcess, ROOT, spawnDstm } from "./helpers/process.ts";
+import { type DstmProcess, ROOT, spawnDstm } from "./helpers/process.ts";
 import { seg6Host } from "./helpers/seg6_host.ts";
-import { tepArgv } from "./helpers/tep_argv.ts";
+import { tepArgv, tepCounters } from "./helpers/tep_argv.ts";
 import { kernelHasTunUso } from "./helpers/udp_packets.ts";
 import { waitUntil } from "./helpers/wait.ts";
 
@@ -99,11 +99,6 @@ function linkStats(where: Netns, ifname: string): { rx: number; tx: number } {
   return { rx: j[0]!.stats64.rx.packets, tx: j[0]!.stats64.tx.packets };
 }
 
-async function counters(where: Netns, socket: string): Promise<Record<string, number>> {
-  const r = where.exec([BUN, join(ROOT, "mod.ts"), "tep", "stats", "--json", "--stats", socket]);
-  return (JSON.parse(r.stdout) as { counters: Record<string, number> }).counters;
-}
-
 describe.skipIf(skip !== null)("UDP between kernel 4over6 peers through dstm tep", () => {
   test("datagrams arrive intact, in order, counted; the TEP coalesced and cut them", async () => {
     const host = ns();
@@ -121,13 +116,7 @@ describe.skipIf(skip !== null)("UDP between kernel 4over6 peers through dstm tep
       [web, "w0"],
     ] as const)
       if (Bun.which("ethtool")) where.exec(["ethtool", "-K", ifname, "tx", "on"]);
-    seg6Host(host, {
-      ipv4: "198.51.100.10",
-      sid: "2001:db8:1::10",
-      tep6: "2001:db8:1::1",
-      route4: "192.0.2.0/24",
-      dev: "h0",
-    });
+    seg6Host(host, { ipv4: "198.51.100.10" });
     tep.addRoute("2001:db8:1::10/128", "via", "2001:db8:1::11");
     const socket = join(dir, "tep.sock");
     const tepProc: DstmProcess = spawnDstm(
@@ -161,7 +150,7 @@ describe.skipIf(skip !== null)("UDP between kernel 4over6 peers through dstm tep
     });
     // host → web: two flows of PER_FLOW datagrams each.
     const before = linkStats(tep, "tep0");
-    const forwarded = (await counters(tep, socket))["decap-forward"]!;
+    const forwarded = tepCounters(tep, socket)["decap-forward"]!;
     const up = await receiver(web, "192.0.2.80", 7000, 2 * PER_FLOW);
     const send = host.exec(
       [
@@ -185,7 +174,7 @@ describe.skipIf(skip !== null)("UDP between kernel 4over6 peers through dstm tep
       inOrder: true,
       flows: { "0": PER_FLOW, "1": PER_FLOW },
     });
-    const c = await counters(tep, socket);
+    const c = tepCounters(tep, socket);
     expect(c["decap-forward"]! - forwarded).toBe(2 * PER_FLOW);
     // The TUN took super-datagrams: fewer writes than datagrams.
     const written = linkStats(tep, "tep0").rx - before.rx;
@@ -208,7 +197,7 @@ describe.skipIf(skip !== null)("UDP between kernel 4over6 peers through dstm tep
       inOrder: true,
       flows: { "0": 10 * GSO_SENDS },
     });
-    const after = await counters(tep, socket);
+    const after = tepCounters(tep, socket);
     expect(after["encap-forward"]! - encapsulated).toBe(10 * GSO_SENDS);
     // The kernel handed the super-datagrams to the TUN whole (USO): one read for ten.
     const reads = linkStats(tep, "tep0").tx - handed;

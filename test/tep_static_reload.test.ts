@@ -98,13 +98,7 @@ describe.skipIf(skip !== null)("dstm tep: static bindings on reload, with a real
     web.addAddress("w0", "192.0.2.80/24");
     web.addRoute("default", "via", "192.0.2.1");
     // The host's kernel: IPv4 198.51.100.40 out in seg6 encap.red from 2001:db8:1::10, in by End.DX4.
-    seg6Host(host, {
-      ipv4: "198.51.100.40",
-      sid: "2001:db8:1::10",
-      tep6: "2001:db8:1::1",
-      route4: "192.0.2.0/24",
-      dev: "h0",
-    });
+    seg6Host(host, { ipv4: "198.51.100.40" });
     tepNs.addRoute("2001:db8:1::10/128", "via", "2001:db8:1::11");
     server = dstm([
       "server",

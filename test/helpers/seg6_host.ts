@@ -12,23 +12,33 @@ import type { Netns } from "../../lib/sys/netns.ts";
 export interface Seg6HostOptions {
   /** The host's IPv4 address (put on lo, /32) and the source of what it sends. */
   readonly ipv4: string;
-  /** Its tunnel address (the End.DX4 SID, also the outer source: `ip sr tunsrc`). */
-  readonly sid: string;
-  /** The TEP's IPv6 address (the one segment of encap.red). */
-  readonly tep6: string;
-  /** The IPv4 destinations sent through the tunnel (CIDR). */
-  readonly route4: string;
-  /** The host's link towards the TEP. */
-  readonly dev: string;
+  /** Its tunnel address (the End.DX4 SID, also the outer source: `ip sr tunsrc`). Default 2001:db8:1::10. */
+  readonly sid?: string;
+  /** The TEP's IPv6 address (the one segment of encap.red). Default 2001:db8:1::1 (./tep_argv.ts). */
+  readonly tep6?: string;
+  /** The IPv4 destinations sent through the tunnel (CIDR). Default 192.0.2.0/24. */
+  readonly route4?: string;
+  /** The host's link towards the TEP. Default h0. */
+  readonly dev?: string;
 }
 
 /** Configures `host` as a kernel 4over6 host (see the module text). Throws when `ip` fails. */
 export function seg6Host(host: Netns, o: Seg6HostOptions): void {
+  const sid = o.sid ?? "2001:db8:1::10";
+  const dev = o.dev ?? "h0";
   host.up("lo");
   host.addAddress("lo", `${o.ipv4}/32`);
-  host.ip("sr", "tunsrc", "set", o.sid);
-  seg6EncapRed(host, "add", o.route4, o.tep6, o.dev, "src", o.ipv4);
-  seg6EndDx4(host, o.sid, o.dev);
+  host.ip("sr", "tunsrc", "set", sid);
+  seg6EncapRed(
+    host,
+    "add",
+    o.route4 ?? "192.0.2.0/24",
+    o.tep6 ?? "2001:db8:1::1",
+    dev,
+    "src",
+    o.ipv4,
+  );
+  seg6EndDx4(host, sid, dev);
 }
 
 /**
