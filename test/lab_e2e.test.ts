@@ -5,11 +5,11 @@
  */
 import { describe, expect, test } from "bun:test";
 import { join } from "node:path";
-import { DEMO_STEPS, leasedAddress } from "../lib/lab/demo.ts";
+import { leasedAddress } from "../lib/lab/demo.ts";
 import type { Lab } from "../lib/lab/lab.ts";
 import { labTepStats } from "../lib/lab/probes.ts";
 import { LAB } from "../lib/lab/topology.ts";
-import { labSuite } from "./helpers/lab_suite.ts";
+import { demoStepTests, labSuite } from "./helpers/lab_suite.ts";
 import { BUN, ROOT } from "./helpers/process.ts";
 import { waitUntil } from "./helpers/wait.ts";
 
@@ -50,13 +50,7 @@ function spoof(from: "a" | "b", host6: string, src4: string, count = 3) {
 }
 
 describe.skipIf(skip !== null)("the paper's test network, end to end", () => {
-  for (const step of DEMO_STEPS) {
-    test(step.title, async () => {
-      const result = await step.run(lab);
-      if (!result.ok) console.log(result.output);
-      expect(result.ok).toBe(true);
-    }, 60_000);
-  }
+  demoStepTests(() => lab);
 
   test("dstm lab status shows the namespaces, the processes and the leases (issue 13 item 9)", async () => {
     const proc = Bun.spawnSync([BUN, join(ROOT, "mod.ts"), "lab", "status", "--name", name], {

@@ -6,10 +6,9 @@
  * IFF_VNET_HDR, and the TEP's counters show both directions forwarded.
  */
 import { describe, expect, test } from "bun:test";
-import { DEMO_STEPS } from "../lib/lab/demo.ts";
 import type { Lab } from "../lib/lab/lab.ts";
 import { labTepStats } from "../lib/lab/probes.ts";
-import { labSuite } from "./helpers/lab_suite.ts";
+import { demoStepTests, labSuite } from "./helpers/lab_suite.ts";
 
 let lab: Lab;
 const { skip } = labSuite({
@@ -34,13 +33,7 @@ describe.skipIf(skip !== null)("the lab with a TEP without offloads", () => {
     expect(flags & IFF_VNET_HDR).toBe(0);
   });
 
-  for (const step of DEMO_STEPS) {
-    test(step.title, async () => {
-      const result = await step.run(lab);
-      if (!result.ok) console.log(result.output);
-      expect(result.ok).toBe(true);
-    }, 60_000);
-  }
+  demoStepTests(() => lab);
 
   test("both directions went through the TEP's plain loops", () => {
     const counters = labTepStats(lab).counters;

@@ -2,12 +2,14 @@
  * The life of one lab (the paper's test network, lib/lab) for a test file: the skip reason
  * (root with TUN, and vsftpd), a unique name and a temporary runtime directory, `Lab.up` before
  * the tests and `Lab.down` plus the directory's removal after them, also on failure. Shared by
- * test/lab_e2e.test.ts and test/lab_tep_no_offload.test.ts.
+ * test/lab_e2e.test.ts and test/lab_tep_no_offload.test.ts, which both run the demo
+ * ({@link demoStepTests}).
  */
-import { afterAll, beforeAll } from "bun:test";
+import { afterAll, beforeAll, expect, test } from "bun:test";
 import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { DEMO_STEPS } from "../../lib/lab/demo.ts";
 import { Lab } from "../../lib/lab/lab.ts";
 import type { LabOptions } from "../../lib/lab/services.ts";
 import { announceSkip, netnsSkipReason } from "./netns.ts";
@@ -45,4 +47,15 @@ export function labSuite(o: {
     rmSync(base, { recursive: true, force: true });
   }, 60_000);
   return { skip, name, base };
+}
+
+/** One test (60 s) per step of the paper's demo (lib/lab/demo.ts) on the lab `lab()` returns; call it inside the suite's describe. */
+export function demoStepTests(lab: () => Lab): void {
+  for (const step of DEMO_STEPS) {
+    test(step.title, async () => {
+      const result = await step.run(lab());
+      if (!result.ok) console.log(result.output);
+      expect(result.ok).toBe(true);
+    }, 60_000);
+  }
 }
