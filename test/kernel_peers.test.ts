@@ -16,7 +16,7 @@ import { createNetns, type Netns, vethPair } from "../lib/sys/netns.ts";
 import { clientCounters } from "./helpers/daemon.ts";
 import { announceSkip, netnsSkipReason } from "./helpers/netns.ts";
 import { type DstmProcess, spawnDstm } from "./helpers/process.ts";
-import { seg6EncapRed, seg6EndDx4, seg6Host } from "./helpers/seg6_host.ts";
+import { kernelHostBehindTep, seg6EncapRed, seg6EndDx4 } from "./helpers/seg6_host.ts";
 import { tepArgv, tepCounters } from "./helpers/tep_argv.ts";
 import { waitUntil } from "./helpers/wait.ts";
 
@@ -119,18 +119,10 @@ describe.skipIf(skip !== null)("kernel 4over6 peers with checksum offload on", (
     const { host, tep, web } = tepBetween(["h0", "t0", "t1"], "2001:db8:1::11", "2001:db8:1::1");
     offloadsOn(host, "h0");
     // The host: IPv4 198.51.100.10, tunnel address 2001:db8:1::10 (the End.DX4 SID).
-    seg6Host(host, { ipv4: "198.51.100.10" });
-    tep.addRoute("2001:db8:1::10/128", "via", "2001:db8:1::11");
+    const binding = kernelHostBehindTep(host, tep, "198.51.100.10");
     const socket = join(dir, "tep.sock");
-    const tepProc = spawnDstmIn(tep, [
-      ...tepArgv(),
-      // The server is on another host of the link; the channel is not under test here.
-      "--insecure-control",
-      "--binding",
-      "198.51.100.10=2001:db8:1::10",
-      "--stats",
-      socket,
-    ]);
+    // The server is on another host of the link; the channel is not under test here.
+    const tepProc = spawnDstmIn(tep, tepArgv({ staticBinding: { binding, stats: socket } }));
     await tepProc.waitFor(/tep-start/, 20_000);
     await webServer(web, "192.0.2.80");
     await webServer(host, "198.51.100.10");

@@ -18,7 +18,7 @@ import { join } from "node:path";
 import { createNetns, type Netns, vethPair } from "../lib/sys/netns.ts";
 import { announceSkip, netnsSkipReason } from "./helpers/netns.ts";
 import { type DstmProcess, ROOT, spawnDstm } from "./helpers/process.ts";
-import { seg6Host } from "./helpers/seg6_host.ts";
+import { kernelHostBehindTep } from "./helpers/seg6_host.ts";
 import { tepArgv, tepCounters } from "./helpers/tep_argv.ts";
 import { kernelHasTunUso } from "./helpers/udp_packets.ts";
 import { waitUntil } from "./helpers/wait.ts";
@@ -116,18 +116,10 @@ describe.skipIf(skip !== null)("UDP between kernel 4over6 peers through dstm tep
       [web, "w0"],
     ] as const)
       if (Bun.which("ethtool")) where.exec(["ethtool", "-K", ifname, "tx", "on"]);
-    seg6Host(host, { ipv4: "198.51.100.10" });
-    tep.addRoute("2001:db8:1::10/128", "via", "2001:db8:1::11");
+    const binding = kernelHostBehindTep(host, tep, "198.51.100.10");
     const socket = join(dir, "tep.sock");
     const tepProc: DstmProcess = spawnDstm(
-      [
-        ...tepArgv(),
-        "--insecure-control",
-        "--binding",
-        "198.51.100.10=2001:db8:1::10",
-        "--stats",
-        socket,
-      ],
+      tepArgv({ staticBinding: { binding, stats: socket } }),
       {},
       tep.name,
     );

@@ -42,6 +42,17 @@ export function seg6Host(host: Netns, o: Seg6HostOptions): void {
 }
 
 /**
+ * The kernel host of test/kernel_peers*.test.ts and test/tep_static_reload.test.ts: `host` is
+ * {@link seg6Host} with IPv4 `ipv4` and the default SID 2001:db8:1::10, and `tep` routes that
+ * SID via the host's link address 2001:db8:1::11. Returns the TEP's `--binding` for it.
+ */
+export function kernelHostBehindTep(host: Netns, tep: Netns, ipv4: string): string {
+  seg6Host(host, { ipv4 });
+  tep.addRoute("2001:db8:1::10/128", "via", "2001:db8:1::11");
+  return `${ipv4}=2001:db8:1::10`;
+}
+
+/**
  * `ip route VERB route4 encap seg6 mode encap.red segs segment dev DEV …more` in `ns`: IPv4 to
  * `route4` leaves in an IPv6 header to `segment` and nothing else (IPv4-in-IPv6, next header
  * 4). `more` is the rest of the route (`src`, `mtu lock …`). Throws when `ip` fails.

@@ -21,6 +21,8 @@ export interface TepArgvOptions {
   readonly server?: string;
   /** `--route`: the IPv4 prefix (CIDR) it serves. */
   readonly route?: string;
+  /** `--insecure-control --binding B --stats SOCKET`: a TEP with one static binding whose server is elsewhere. */
+  readonly staticBinding?: { readonly binding: string; readonly stats: string };
 }
 
 /** `["tep", "--ipv6", …, "--ipv4", …, "--server", …, "--route", …]` for `bun mod.ts`. */
@@ -35,6 +37,15 @@ export function tepArgv(o: TepArgvOptions = {}): string[] {
     o.server ?? "2001:db8:1::53",
     "--route",
     o.route ?? "198.51.100.0/24",
+    ...(o.staticBinding === undefined
+      ? []
+      : [
+          "--insecure-control",
+          "--binding",
+          o.staticBinding.binding,
+          "--stats",
+          o.staticBinding.stats,
+        ]),
   ];
 }
 
