@@ -21,9 +21,10 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { AllocationEngine } from "../lib/alloc/engine.ts";
-import { type Lease, WHOLE_ADDRESS } from "../lib/lease/lease.ts";
+import type { Lease } from "../lib/lease/lease.ts";
 import { MemoryLeaseStore } from "../lib/lease/memory.ts";
 import { SqliteLeaseStore } from "../lib/lease/sqlite.ts";
+import { benchHost6, benchLease } from "./bench_leases.ts";
 
 const { values } = parseArgs({
   options: {
@@ -34,23 +35,13 @@ const { values } = parseArgs({
 });
 const POOL = { prefixes: ["198.16.0.0/12"], tep6: "2001:db8::1" };
 const BASE = 0xc6100000; // 198.16.0.0
-const host = (i: number) => `2001:db8:${(i >>> 16).toString(16)}::${(i & 0xffff).toString(16)}`;
+const host = benchHost6;
 
 function rows(n: number, from = 0): Lease[] {
   const now = Date.now();
   const out: Lease[] = [];
   for (let i = from; i < from + n; i++) {
-    out.push({
-      ipv4: BASE + 1 + i,
-      portSet: WHOLE_ADDRESS,
-      host6: host(i),
-      tep4: 0,
-      tep6: "2001:db8::1",
-      pool: "198.16.0.0/12",
-      state: "active",
-      grantedAt: now,
-      expiresAt: now + 86_400_000 + (i % 3600) * 1000,
-    });
+    out.push(benchLease(BASE, "198.16.0.0/12", i, now, now + 86_400_000 + (i % 3600) * 1000));
   }
   return out;
 }

@@ -14,14 +14,14 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { DstmClient, DstmTransport } from "../lib/client/protocol.ts";
-import { type Lease, WHOLE_ADDRESS } from "../lib/lease/lease.ts";
+import type { Lease } from "../lib/lease/lease.ts";
 import { SqliteLeaseStore } from "../lib/lease/sqlite.ts";
+import { benchHost6, benchLease } from "./bench_leases.ts";
 import { spawnBenchServer } from "./server_process.ts";
 
 const { values } = parseArgs({ options: { leases: { type: "string", default: "1000000" } } });
 const N = Number(values.leases);
 const BASE = 0xc6100000; // 198.16.0.0
-const host = (i: number) => `2001:db8:${(i >>> 16).toString(16)}::${(i & 0xffff).toString(16)}`;
 const PROBES = 20_000;
 const CONCURRENCY = 64;
 
@@ -31,17 +31,7 @@ async function fill(path: string, n: number): Promise<void> {
   for (let i = 0; i < n; i += 50_000) {
     const rows: Lease[] = [];
     for (let j = i; j < Math.min(n, i + 50_000); j++) {
-      rows.push({
-        ipv4: BASE + 1 + j,
-        portSet: WHOLE_ADDRESS,
-        host6: host(j),
-        tep4: 0,
-        tep6: "2001:db8::1",
-        pool: "198.16.0.0/12",
-        state: "active",
-        grantedAt: now,
-        expiresAt: now + 86_400_000 + (j % 3600) * 1000,
-      });
+      rows.push(benchLease(BASE, "198.16.0.0/12", j, now, now + 86_400_000 + (j % 3600) * 1000));
     }
     await store.write(rows.map((lease) => ({ op: "put" as const, lease })));
   }
@@ -74,7 +64,7 @@ async function run(db: string, n: number) {
     const worker = async () => {
       for (let i = next++; i < PROBES; i = next++) {
         const t = performance.now();
-        await new DstmClient(transport, host(N + 1 + i)).discover();
+        await new DstmClient(transport, benchHost6(N + 1 + i)).discover();
         waits.push(performance.now() - t);
       }
     };

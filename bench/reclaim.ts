@@ -16,8 +16,10 @@
  */
 import { parseArgs } from "node:util";
 import { AllocationEngine } from "../lib/alloc/engine.ts";
-import { type Lease, WHOLE_ADDRESS } from "../lib/lease/lease.ts";
+import type { Lease } from "../lib/lease/lease.ts";
 import { MemoryLeaseStore } from "../lib/lease/memory.ts";
+import { prng } from "../test/helpers/fuzz.ts";
+import { benchHost6, benchLease } from "./bench_leases.ts";
 
 const { values } = parseArgs({
   options: {
@@ -31,19 +33,7 @@ const MAX_LEASES = Number(values["max-leases"]);
 const MAX_MS = Number(values["max-ms"]);
 const BASE = 0xc6120000; // 198.18.0.0, RFC 2544's benchmarking range
 const POOLS = [{ prefixes: ["198.18.0.0/15"], tep6: "2001:db8::1" }];
-const host = (i: number) => `2001:db8:${(i >>> 16).toString(16)}::${(i & 0xffff).toString(16)}`;
-
-/** Mulberry32: a seeded PRNG, so every run shuffles the same way. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+const host = benchHost6;
 
 async function run(n: number): Promise<void> {
   const now = Date.now();
@@ -52,17 +42,7 @@ async function run(n: number): Promise<void> {
   const rows: Lease[] = [];
   for (let i = 0; i < n; i++) {
     const expiresAt = now - 3_600_000 + Math.floor(random() * 3_000_000);
-    rows.push({
-      ipv4: BASE + 1 + i,
-      portSet: WHOLE_ADDRESS,
-      host6: host(i),
-      tep4: 0,
-      tep6: "2001:db8::1",
-      pool: "198.18.0.0/15",
-      state: "active",
-      grantedAt: expiresAt - 3_600_000,
-      expiresAt,
-    });
+    rows.push(benchLease(BASE, "198.18.0.0/15", i, expiresAt - 3_600_000, expiresAt));
   }
   await store.write(rows.map((lease) => ({ op: "put" as const, lease })));
   const engine = new AllocationEngine({

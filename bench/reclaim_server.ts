@@ -14,8 +14,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { DstmClient, DstmTransport } from "../lib/client/protocol.ts";
-import { type Lease, WHOLE_ADDRESS } from "../lib/lease/lease.ts";
+import type { Lease } from "../lib/lease/lease.ts";
 import { SqliteLeaseStore } from "../lib/lease/sqlite.ts";
+import { benchHost6, benchLease } from "./bench_leases.ts";
 import { type BenchServer, DSTM_FROM_SOURCE, spawnBenchServer } from "./server_process.ts";
 
 const { values } = parseArgs({
@@ -29,7 +30,6 @@ const { values } = parseArgs({
 });
 const N = Number(values.leases);
 const BASE = 0xc6120000; // 198.18.0.0
-const host = (i: number) => `2001:db8:${(i >>> 16).toString(16)}::${(i & 0xffff).toString(16)}`;
 
 const dir = mkdtempSync(join(tmpdir(), "dstm-reclaim-"));
 let server: BenchServer | undefined;
@@ -41,17 +41,7 @@ try {
     const rows: Lease[] = [];
     for (let j = i; j < Math.min(N, i + 20_000); j++) {
       const expiresAt = now - 3_600_000 + ((j * 7919) % N) * 10;
-      rows.push({
-        ipv4: BASE + 1 + j,
-        portSet: WHOLE_ADDRESS,
-        host6: host(j),
-        tep4: 0,
-        tep6: "2001:db8::1",
-        pool: "198.18.0.0/15",
-        state: "active",
-        grantedAt: expiresAt - 3_600_000,
-        expiresAt,
-      });
+      rows.push(benchLease(BASE, "198.18.0.0/15", j, expiresAt - 3_600_000, expiresAt));
     }
     await store.write(rows.map((lease) => ({ op: "put" as const, lease })));
   }
@@ -83,7 +73,7 @@ try {
   const timer = setInterval(() => {
     const t0 = performance.now();
     inFlight++;
-    void new DstmClient(transport, host(next++))
+    void new DstmClient(transport, benchHost6(next++))
       .discover()
       .then(
         () => waits.push(performance.now() - t0),

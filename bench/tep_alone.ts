@@ -50,6 +50,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { createNetns, type Netns, vethPair } from "../lib/sys/netns.ts";
+import { seg6EncapRed, seg6EndDx4 } from "../test/helpers/seg6_host.ts";
 import { eventually } from "../test/helpers/wait.ts";
 import { codeVersion, median, TICKS_PER_SECOND } from "./dataplane.ts";
 
@@ -140,36 +141,10 @@ function build(): Topology {
   t.ip("-6", "route", "add", "2001:db8:100::/64", "via", A.host6);
   h.ip("-6", "route", "add", "2001:db8:d4::/64", "via", A.tep6);
   sh(h, ["ip", "sr", "tunsrc", "set", A.hostSid]);
-  h.ip(
-    "-6",
-    "route",
-    "add",
-    `${A.hostSid}/128`,
-    "encap",
-    "seg6local",
-    "action",
-    "End.DX4",
-    "nh4",
-    "0.0.0.0",
-    "dev",
-    "eth0",
-  );
+  seg6EndDx4(h, A.hostSid, "eth0");
   // The kernel TEP's routes stay in place: dstm and C use another SID and a wider IPv4 route
   // to their TUN, and the host picks the SID per path.
-  t.ip(
-    "-6",
-    "route",
-    "add",
-    `${A.kernelSid}/128`,
-    "encap",
-    "seg6local",
-    "action",
-    "End.DX4",
-    "nh4",
-    A.server4,
-    "dev",
-    "eth6",
-  );
+  seg6EndDx4(t, A.kernelSid, "eth6", A.server4);
   return { h, t, s, dir: mkdtempSync(join(tmpdir(), "dstm-tep-alone-")) };
 }
 
@@ -190,22 +165,7 @@ function hostRoute(topo: Topology, path: PathName): void {
     );
   else {
     const sid = path === "kernel-tep" ? A.kernelSid : A.tep6;
-    topo.h.ip(
-      "route",
-      "replace",
-      "192.0.2.0/24",
-      "encap",
-      "seg6",
-      "mode",
-      "encap.red",
-      "segs",
-      sid,
-      "dev",
-      "eth0",
-      "src",
-      A.host4,
-      ...mtu,
-    );
+    seg6EncapRed(topo.h, "replace", "192.0.2.0/24", sid, "eth0", "src", A.host4, ...mtu);
   }
 }
 
@@ -218,19 +178,7 @@ async function startPath(topo: Topology, path: PathName, ccBinary: string) {
   const { t } = topo;
   if (path === "routing") return { pid: undefined, stop: async () => {} };
   if (path === "kernel-tep") {
-    t.ip(
-      "route",
-      "add",
-      `${A.host4}/32`,
-      "encap",
-      "seg6",
-      "mode",
-      "encap.red",
-      "segs",
-      A.hostSid,
-      "dev",
-      "eth6",
-    );
+    seg6EncapRed(t, "add", `${A.host4}/32`, A.hostSid, "eth6");
     return { pid: undefined, stop: async () => void t.ip("route", "del", `${A.host4}/32`) };
   }
   const dstm = path === "dstm" || path === "dstm-no-offload";

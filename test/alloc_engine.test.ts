@@ -21,6 +21,7 @@ import { SqliteLeaseStore } from "../lib/lease/sqlite.ts";
 import { formatIPv4, parseIPv4 } from "../lib/net/addr.ts";
 import { portSetRanges } from "../lib/net/portset.ts";
 import { ok, startEngine, T0 } from "./helpers/engine.ts";
+import { prng } from "./helpers/fuzz.ts";
 import { waitUntil } from "./helpers/wait.ts";
 
 const ip = (text: string) => parseIPv4(text) as number;
@@ -479,18 +480,6 @@ describe("AllocationEngine: with SQLite", () => {
     await reopened.close();
   });
 });
-
-/** mulberry32: a small seeded PRNG, so a failing run can be replayed. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** Pools of the randomized test: whole addresses, shared ones, and shared ones whose layout changes at restarts. */
 const RANDOM_LAYOUTS: Record<string, PoolConfig[][]> = {

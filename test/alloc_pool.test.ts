@@ -1,6 +1,7 @@
 import { describe, expect, test } from "bun:test";
-import { MAX_POOL_SLOTS, Pool, PoolConfigError, poolsOverlap } from "../lib/alloc/pool.ts";
+import { MAX_POOL_SLOTS, Pool, poolsOverlap } from "../lib/alloc/pool.ts";
 import { formatIPv4, parseIPv4 } from "../lib/net/addr.ts";
+import { poolConfigError } from "./helpers/pool_error.ts";
 
 const ip = (text: string) => parseIPv4(text) as number;
 const addresses = (pool: Pool) => [...pool].map(formatIPv4);
@@ -75,16 +76,7 @@ describe("Pool", () => {
 });
 
 describe("Pool validation", () => {
-  const error = (spec: ConstructorParameters<typeof Pool>[0]) => {
-    try {
-      new Pool(spec);
-    } catch (e) {
-      expect(e).toBeInstanceOf(PoolConfigError);
-      expect((e as Error).message).not.toContain("\n");
-      return (e as Error).message;
-    }
-    throw new Error("no error");
-  };
+  const error = poolConfigError;
 
   test("unparsable CIDRs", () => {
     expect(error({ prefixes: ["192.0.2.0"] })).toBe(

@@ -12,6 +12,7 @@ import { WHOLE_ADDRESS } from "../lib/lease/lease.ts";
 import { MemoryLeaseStore } from "../lib/lease/memory.ts";
 import { formatIPv4, parseIPv4 } from "../lib/net/addr.ts";
 import { portSetRanges, portSetSize } from "../lib/net/portset.ts";
+import { poolConfigError } from "./helpers/pool_error.ts";
 
 const ip = (text: string) => parseIPv4(text) as number;
 
@@ -182,16 +183,7 @@ describe("Pool with sharing", () => {
   });
 
   test("a bad sharing is a PoolConfigError naming the pool, one line", () => {
-    const error = (spec: ConstructorParameters<typeof Pool>[0]) => {
-      try {
-        new Pool(spec);
-      } catch (e) {
-        expect(e).toBeInstanceOf(PoolConfigError);
-        expect((e as Error).message).not.toContain("\n");
-        return (e as Error).message;
-      }
-      throw new Error("no error");
-    };
+    const error = poolConfigError;
     expect(error({ prefixes: ["198.51.100.0/30"], share: 3 })).toBe(
       "pool 198.51.100.0/30: share 3 is not a power of two from 1 to 65536 (1, 2, 4, 8, …)",
     );

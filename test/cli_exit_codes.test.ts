@@ -9,6 +9,7 @@ import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { runDstm } from "./helpers/process.ts";
+import { tepArgv } from "./helpers/tep_argv.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "dstm-exit-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -154,18 +155,7 @@ describe("--check (issue 13 item 2)", () => {
   });
 
   test("dstm tep --check and dstm client --check: 0 or 2, reading --config too", async () => {
-    const tep = await runDstm([
-      "tep",
-      "--ipv6",
-      "2001:db8:1::1",
-      "--ipv4",
-      "192.0.2.1",
-      "--server",
-      "::1",
-      "--route",
-      "198.51.100.0/24",
-      "--check",
-    ]);
+    const tep = await runDstm([...tepArgv({ server: "::1" }), "--check"]);
     expect(tep.code).toBe(0);
     expect(tep.stdout).toMatch(/^dstm tep: configuration OK/);
     const file = join(dir, "client.toml");
@@ -214,20 +204,7 @@ describe("renamed flags (issue 13 item 9): the old names still work, with a warn
       2,
       "dstm: --port and --server-port are the same setting; give --server-port\n",
     ]);
-    const tep = await runDstm([
-      "tep",
-      "--ipv6",
-      "2001:db8:1::1",
-      "--ipv4",
-      "192.0.2.1",
-      "--server",
-      "::1",
-      "--route",
-      "198.51.100.0/24",
-      "--control-port",
-      "0",
-      "--check",
-    ]);
+    const tep = await runDstm([...tepArgv({ server: "::1" }), "--control-port", "0", "--check"]);
     // the old name reaches the same check as the new one
     expect([tep.code, tep.stderr]).toEqual([
       2,

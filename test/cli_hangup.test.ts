@@ -11,6 +11,7 @@ import { join } from "node:path";
 import { createNetns, type Netns } from "../lib/sys/netns.ts";
 import { announceSkip, netnsSkipReason } from "./helpers/netns.ts";
 import { BUN, type DstmProcess, ROOT, spawnDstm } from "./helpers/process.ts";
+import { tepArgv } from "./helpers/tep_argv.ts";
 
 const skip = netnsSkipReason({ tun: true });
 announceSkip("cli_hangup", skip);
@@ -65,15 +66,7 @@ describe.skipIf(skip !== null)("SIGHUP: the TEP and the client reload and keep r
     ]);
     await server.waitFor(/ start /, 15_000);
     const tep = start([
-      "tep",
-      "--ipv6",
-      "2001:db8:ff::1",
-      "--ipv4",
-      "192.0.2.1",
-      "--server",
-      "::1",
-      "--route",
-      "198.51.100.0/29",
+      ...tepArgv({ ipv6: "2001:db8:ff::1", server: "::1", route: "198.51.100.0/29" }),
       "--control",
       join(dir, "tep.sock"),
     ]);

@@ -12,19 +12,12 @@ import {
 import { type Dhcp6RawOption, dhcp6OptionCodecs } from "../lib/wire/dhcp4o6.ts";
 import { dstmCodec } from "../lib/wire/dstm.ts";
 import { MessageType } from "../lib/wire/dstm_types.ts";
-import {
-  checkRoundTrip,
-  expectDecodeError,
-  expectSaneDecode,
-  mutatedBuffers,
-  randomBuffers,
-  type TestCodec,
-} from "./helpers/codec.ts";
+import * as helper from "./helpers/codec.ts";
 import { dhcp4Message } from "./helpers/dhcp4.ts";
 import { prng } from "./helpers/fuzz.ts";
 
 /** A 2-byte big-endian number codec, with one fault planted by `fault`. */
-function u16Codec(fault?: "length" | "spill" | "decode" | "offset"): TestCodec<number> {
+function u16Codec(fault?: "length" | "spill" | "decode" | "offset"): helper.TestCodec<number> {
   return {
     encodingLength: () => (fault === "length" ? 3 : 2),
     encode(value, buf, offset = 0) {
@@ -45,42 +38,42 @@ function u16Codec(fault?: "length" | "spill" | "decode" | "offset"): TestCodec<n
 
 describe("test/helpers/codec.ts", () => {
   test("checkRoundTrip() passes a sound codec and returns its bytes", () => {
-    expect([...checkRoundTrip(u16Codec(), 0x1234)]).toEqual([0x12, 0x34]);
-    checkRoundTrip(dstmCodec, { type: MessageType.DISCOVER, xid: 1, host6: "2001:db8::1" });
+    expect([...helper.checkRoundTrip(u16Codec(), 0x1234)]).toEqual([0x12, 0x34]);
+    helper.checkRoundTrip(dstmCodec, { type: MessageType.DISCOVER, xid: 1, host6: "2001:db8::1" });
   });
 
   test("checkRoundTrip() fails a wrong length, a write past the value, a bad decode or offset", () => {
     for (const fault of ["length", "spill", "decode", "offset"] as const) {
-      expect(() => checkRoundTrip(u16Codec(fault), 0x1234), fault).toThrow();
+      expect(() => helper.checkRoundTrip(u16Codec(fault), 0x1234), fault).toThrow();
     }
   });
 
   test("expectSaneDecode() counts outcomes and refuses an error code outside the list", () => {
     const outcomes = new Map<string, number>();
-    expectSaneDecode(u16Codec(), Uint8Array.of(1), new Set(["truncated"]), outcomes);
-    expectSaneDecode(u16Codec(), Uint8Array.of(1, 2), new Set(["truncated"]), outcomes);
+    helper.expectSaneDecode(u16Codec(), Uint8Array.of(1), new Set(["truncated"]), outcomes);
+    helper.expectSaneDecode(u16Codec(), Uint8Array.of(1, 2), new Set(["truncated"]), outcomes);
     expect([...outcomes]).toEqual([
       ["truncated", 1],
       ["ok", 1],
     ]);
-    expect(() => expectSaneDecode(u16Codec(), Uint8Array.of(1), new Set(), outcomes)).toThrow(
-      "unknown code truncated",
-    );
+    expect(() =>
+      helper.expectSaneDecode(u16Codec(), Uint8Array.of(1), new Set(), outcomes),
+    ).toThrow("unknown code truncated");
     // a value that does not survive re-encoding
     expect(() =>
-      expectSaneDecode(u16Codec("decode"), Uint8Array.of(1, 2), new Set(), outcomes),
+      helper.expectSaneDecode(u16Codec("decode"), Uint8Array.of(1, 2), new Set(), outcomes),
     ).toThrow();
   });
 
   test("expectDecodeError() wants that code, and fails on another code or a success", () => {
-    expectDecodeError(u16Codec(), Uint8Array.of(1), "truncated");
-    expect(() => expectDecodeError(u16Codec(), Uint8Array.of(1), "bad-offset")).toThrow();
-    expect(() => expectDecodeError(u16Codec(), Uint8Array.of(1, 2), "truncated")).toThrow();
+    helper.expectDecodeError(u16Codec(), Uint8Array.of(1), "truncated");
+    expect(() => helper.expectDecodeError(u16Codec(), Uint8Array.of(1), "bad-offset")).toThrow();
+    expect(() => helper.expectDecodeError(u16Codec(), Uint8Array.of(1, 2), "truncated")).toThrow();
   });
 
   test("the fuzz inputs are reproducible from the seed and follow the options", () => {
     const take = (seed: number) => [
-      ...randomBuffers(
+      ...helper.randomBuffers(
         prng(seed),
         50,
         (i) => i % 7,
@@ -91,7 +84,10 @@ describe("test/helpers/codec.ts", () => {
     expect(take(7)[3]).toEqual(new Uint8Array(3).fill(9));
     const valid = [new Uint8Array(40), new Uint8Array(40).fill(1)];
     const mutated = [
-      ...mutatedBuffers(prng(1), 400, valid, { maxHits: 2, focus: { from: 0, to: 4, share: 1 } }),
+      ...helper.mutatedBuffers(prng(1), 400, valid, {
+        maxHits: 2,
+        focus: { from: 0, to: 4, share: 1 },
+      }),
     ];
     for (const [i, [bytes, which]] of mutated.entries()) {
       expect(which).toBe(i % 2);
@@ -115,10 +111,10 @@ describe("lib/wire/codec.ts is the one shape", () => {
       { code: 224, data: Uint8Array.of(1) } satisfies Dhcp4RawOption,
       { code: 65535, data: Uint8Array.of(2) } satisfies Dhcp6RawOption,
     ];
-    checkRoundTrip(dhcp4, dhcp4Message(Dhcp4MessageType.DISCOVER, { unknown: [raw[0]!] }), {
+    helper.checkRoundTrip(dhcp4, dhcp4Message(Dhcp4MessageType.DISCOVER, { unknown: [raw[0]!] }), {
       passLength: true,
     });
-    checkRoundTrip(leaseTime, 3600, { passLength: true });
-    checkRoundTrip(elapsed, 65535, { passLength: true });
+    helper.checkRoundTrip(leaseTime, 3600, { passLength: true });
+    helper.checkRoundTrip(elapsed, 65535, { passLength: true });
   });
 });

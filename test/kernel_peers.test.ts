@@ -15,8 +15,9 @@ import { join } from "node:path";
 import { createNetns, type Netns, vethPair } from "../lib/sys/netns.ts";
 import { clientCounters } from "./helpers/daemon.ts";
 import { announceSkip, netnsSkipReason } from "./helpers/netns.ts";
-import { BUN, type DstmProcess, ROOT, spawnDstm } from "./helpers/process.ts";
-import { seg6Host } from "./helpers/seg6_host.ts";
+import { type DstmProcess, spawnDstm } from "./helpers/process.ts";
+import { kernelHostBehindTep, seg6EncapRed, seg6EndDx4 } from "./helpers/seg6_host.ts";
+import { tepArgv, tepCounters } from "./helpers/tep_argv.ts";
 import { waitUntil } from "./helpers/wait.ts";
 
 const skip =
@@ -97,11 +98,6 @@ function tepBetween(ifs: readonly [string, string, string], host6: string, tep6:
   return { host, tep, web };
 }
 
-async function stats(where: Netns, socket: string): Promise<Record<string, number>> {
-  const r = where.exec([BUN, join(ROOT, "mod.ts"), "tep", "stats", "--json", "--stats", socket]);
-  return (JSON.parse(r.stdout) as { counters: Record<string, number> }).counters;
-}
-
 beforeAll(() => {
   // Random bytes (getRandomValues fills at most 64 KiB at a time).
   const data = new Uint8Array(FILE_BYTES);
@@ -123,32 +119,10 @@ describe.skipIf(skip !== null)("kernel 4over6 peers with checksum offload on", (
     const { host, tep, web } = tepBetween(["h0", "t0", "t1"], "2001:db8:1::11", "2001:db8:1::1");
     offloadsOn(host, "h0");
     // The host: IPv4 198.51.100.10, tunnel address 2001:db8:1::10 (the End.DX4 SID).
-    seg6Host(host, {
-      ipv4: "198.51.100.10",
-      sid: "2001:db8:1::10",
-      tep6: "2001:db8:1::1",
-      route4: "192.0.2.0/24",
-      dev: "h0",
-    });
-    tep.addRoute("2001:db8:1::10/128", "via", "2001:db8:1::11");
+    const binding = kernelHostBehindTep(host, tep, "198.51.100.10");
     const socket = join(dir, "tep.sock");
-    const tepProc = spawnDstmIn(tep, [
-      "tep",
-      // The server is on another host of the link; the channel is not under test here.
-      "--insecure-control",
-      "--ipv6",
-      "2001:db8:1::1",
-      "--ipv4",
-      "192.0.2.1",
-      "--server",
-      "2001:db8:1::53",
-      "--route",
-      "198.51.100.0/24",
-      "--binding",
-      "198.51.100.10=2001:db8:1::10",
-      "--stats",
-      socket,
-    ]);
+    // The server is on another host of the link; the channel is not under test here.
+    const tepProc = spawnDstmIn(tep, tepArgv({ staticBinding: { binding, stats: socket } }));
     await tepProc.waitFor(/tep-start/, 20_000);
     await webServer(web, "192.0.2.80");
     await webServer(host, "198.51.100.10");
@@ -160,7 +134,7 @@ describe.skipIf(skip !== null)("kernel 4over6 peers with checksum offload on", (
     // web → host: the host sends the 300 KB, every segment CHECKSUM_PARTIAL.
     const up = fetchFile(web, "http://198.51.100.10:8080/big.bin");
     if (up.stderr) {
-      console.log(JSON.stringify(await stats(tep, socket)));
+      console.log(JSON.stringify(tepCounters(tep, socket)));
       console.log(
         tep
           .exec(["nstat", "-az"])
@@ -172,7 +146,7 @@ describe.skipIf(skip !== null)("kernel 4over6 peers with checksum offload on", (
     }
     expect(up.stderr).toBe("");
     expect(up.bytes).toBe(FILE_BYTES);
-    const counters = await stats(tep, socket);
+    const counters = tepCounters(tep, socket);
     expect(counters["decap-csum-completed"]).toBeGreaterThan(0);
     // No decapsulated packet was too big for the IPv4 side (TSO packets are cut first).
     expect(ipv4Snmp(tep, "FragFails")).toBe(0);
@@ -193,33 +167,8 @@ describe.skipIf(skip !== null)("kernel 4over6 peers with checksum offload on", (
     // The kernel TEP: SID 2001:db8:2::1 decapsulates (End.DX4); the pool goes back in encap.red.
     host.addRoute("2001:db8:2::1/128", "via", "2001:db8:2::2");
     ktep.ip("sr", "tunsrc", "set", "2001:db8:2::1");
-    ktep.ip(
-      "-6",
-      "route",
-      "add",
-      "2001:db8:2::1/128",
-      "encap",
-      "seg6local",
-      "action",
-      "End.DX4",
-      "nh4",
-      "0.0.0.0",
-      "dev",
-      "k0",
-    );
-    ktep.ip(
-      "route",
-      "add",
-      "198.51.100.0/28",
-      "encap",
-      "seg6",
-      "mode",
-      "encap.red",
-      "segs",
-      "2001:db8:2::10",
-      "dev",
-      "k0",
-    );
+    seg6EndDx4(ktep, "2001:db8:2::1", "k0");
+    seg6EncapRed(ktep, "add", "198.51.100.0/28", "2001:db8:2::10", "k0");
     const server = spawnDstmIn(ktep, [
       "server",
       "--listen",

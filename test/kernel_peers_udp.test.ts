@@ -17,8 +17,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createNetns, type Netns, vethPair } from "../lib/sys/netns.ts";
 import { announceSkip, netnsSkipReason } from "./helpers/netns.ts";
-import { BUN, type DstmProcess, ROOT, spawnDstm } from "./helpers/process.ts";
-import { seg6Host } from "./helpers/seg6_host.ts";
+import { type DstmProcess, ROOT, spawnDstm } from "./helpers/process.ts";
+import { kernelHostBehindTep } from "./helpers/seg6_host.ts";
+import { tepArgv, tepCounters } from "./helpers/tep_argv.ts";
 import { kernelHasTunUso } from "./helpers/udp_packets.ts";
 import { waitUntil } from "./helpers/wait.ts";
 
@@ -98,11 +99,6 @@ function linkStats(where: Netns, ifname: string): { rx: number; tx: number } {
   return { rx: j[0]!.stats64.rx.packets, tx: j[0]!.stats64.tx.packets };
 }
 
-async function counters(where: Netns, socket: string): Promise<Record<string, number>> {
-  const r = where.exec([BUN, join(ROOT, "mod.ts"), "tep", "stats", "--json", "--stats", socket]);
-  return (JSON.parse(r.stdout) as { counters: Record<string, number> }).counters;
-}
-
 describe.skipIf(skip !== null)("UDP between kernel 4over6 peers through dstm tep", () => {
   test("datagrams arrive intact, in order, counted; the TEP coalesced and cut them", async () => {
     const host = ns();
@@ -120,32 +116,10 @@ describe.skipIf(skip !== null)("UDP between kernel 4over6 peers through dstm tep
       [web, "w0"],
     ] as const)
       if (Bun.which("ethtool")) where.exec(["ethtool", "-K", ifname, "tx", "on"]);
-    seg6Host(host, {
-      ipv4: "198.51.100.10",
-      sid: "2001:db8:1::10",
-      tep6: "2001:db8:1::1",
-      route4: "192.0.2.0/24",
-      dev: "h0",
-    });
-    tep.addRoute("2001:db8:1::10/128", "via", "2001:db8:1::11");
+    const binding = kernelHostBehindTep(host, tep, "198.51.100.10");
     const socket = join(dir, "tep.sock");
     const tepProc: DstmProcess = spawnDstm(
-      [
-        "tep",
-        "--insecure-control",
-        "--ipv6",
-        "2001:db8:1::1",
-        "--ipv4",
-        "192.0.2.1",
-        "--server",
-        "2001:db8:1::53",
-        "--route",
-        "198.51.100.0/24",
-        "--binding",
-        "198.51.100.10=2001:db8:1::10",
-        "--stats",
-        socket,
-      ],
+      tepArgv({ staticBinding: { binding, stats: socket } }),
       {},
       tep.name,
     );
@@ -168,7 +142,7 @@ describe.skipIf(skip !== null)("UDP between kernel 4over6 peers through dstm tep
     });
     // host → web: two flows of PER_FLOW datagrams each.
     const before = linkStats(tep, "tep0");
-    const forwarded = (await counters(tep, socket))["decap-forward"]!;
+    const forwarded = tepCounters(tep, socket)["decap-forward"]!;
     const up = await receiver(web, "192.0.2.80", 7000, 2 * PER_FLOW);
     const send = host.exec(
       [
@@ -192,7 +166,7 @@ describe.skipIf(skip !== null)("UDP between kernel 4over6 peers through dstm tep
       inOrder: true,
       flows: { "0": PER_FLOW, "1": PER_FLOW },
     });
-    const c = await counters(tep, socket);
+    const c = tepCounters(tep, socket);
     expect(c["decap-forward"]! - forwarded).toBe(2 * PER_FLOW);
     // The TUN took super-datagrams: fewer writes than datagrams.
     const written = linkStats(tep, "tep0").rx - before.rx;
@@ -215,7 +189,7 @@ describe.skipIf(skip !== null)("UDP between kernel 4over6 peers through dstm tep
       inOrder: true,
       flows: { "0": 10 * GSO_SENDS },
     });
-    const after = await counters(tep, socket);
+    const after = tepCounters(tep, socket);
     expect(after["encap-forward"]! - encapsulated).toBe(10 * GSO_SENDS);
     // The kernel handed the super-datagrams to the TUN whole (USO): one read for ten.
     const reads = linkStats(tep, "tep0").tx - handed;

@@ -3,36 +3,25 @@
  * TEP and clients, python's web server, vsftpd, curl, ping — in namespaces made for this run
  * and removed afterwards, also on failure.
  */
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { existsSync, mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { describe, expect, test } from "bun:test";
 import { join } from "node:path";
-import { DEMO_STEPS, leasedAddress } from "../lib/lab/demo.ts";
-import { Lab } from "../lib/lab/lab.ts";
+import { leasedAddress } from "../lib/lab/demo.ts";
+import type { Lab } from "../lib/lab/lab.ts";
 import { labTepStats } from "../lib/lab/probes.ts";
 import { LAB } from "../lib/lab/topology.ts";
-import { announceSkip, netnsSkipReason } from "./helpers/netns.ts";
+import { demoStepTests, labSuite } from "./helpers/lab_suite.ts";
 import { BUN, ROOT } from "./helpers/process.ts";
 import { waitUntil } from "./helpers/wait.ts";
 
-const skip =
-  netnsSkipReason({ tun: true }) ??
-  (existsSync("/usr/sbin/vsftpd") ? null : "needs vsftpd (scripts/test-deps.sh installs it)");
-announceSkip("lab_e2e", skip);
-
-const name = `e${Math.random().toString(36).slice(2, 7)}`;
-const base = mkdtempSync(join(tmpdir(), "dstm-e2e-"));
 let lab: Lab;
-
-beforeAll(async () => {
-  if (skip) return;
-  lab = await Lab.up(name, base);
-}, 60_000);
-
-afterAll(async () => {
-  if (!skip) await Lab.down(name, base);
-  rmSync(base, { recursive: true, force: true });
-}, 60_000);
+const { skip, name, base } = labSuite({
+  suite: "lab_e2e",
+  namePrefix: "e",
+  dirPrefix: "dstm-e2e-",
+  up: (l) => {
+    lab = l;
+  },
+});
 
 /** The lab TEP's counters (lib/lab/probes.ts). */
 async function tepCounters(): Promise<Record<string, number>> {
@@ -61,13 +50,7 @@ function spoof(from: "a" | "b", host6: string, src4: string, count = 3) {
 }
 
 describe.skipIf(skip !== null)("the paper's test network, end to end", () => {
-  for (const step of DEMO_STEPS) {
-    test(step.title, async () => {
-      const result = await step.run(lab);
-      if (!result.ok) console.log(result.output);
-      expect(result.ok).toBe(true);
-    }, 60_000);
-  }
+  demoStepTests(() => lab);
 
   test("dstm lab status shows the namespaces, the processes and the leases (issue 13 item 9)", async () => {
     const proc = Bun.spawnSync([BUN, join(ROOT, "mod.ts"), "lab", "status", "--name", name], {

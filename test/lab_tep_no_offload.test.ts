@@ -5,36 +5,24 @@
  * (web, FTP, ping, host to host) goes through it; the kernel says the TUN has no
  * IFF_VNET_HDR, and the TEP's counters show both directions forwarded.
  */
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { existsSync, mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { DEMO_STEPS } from "../lib/lab/demo.ts";
-import { Lab } from "../lib/lab/lab.ts";
+import { describe, expect, test } from "bun:test";
+import type { Lab } from "../lib/lab/lab.ts";
 import { labTepStats } from "../lib/lab/probes.ts";
-import { announceSkip, netnsSkipReason } from "./helpers/netns.ts";
+import { demoStepTests, labSuite } from "./helpers/lab_suite.ts";
 
-const skip =
-  netnsSkipReason({ tun: true }) ??
-  (existsSync("/usr/sbin/vsftpd") ? null : "needs vsftpd (scripts/test-deps.sh installs it)");
-announceSkip("lab_tep_no_offload", skip);
-
-const name = `t${Math.random().toString(36).slice(2, 7)}`;
-const base = mkdtempSync(join(tmpdir(), "dstm-tepplain-"));
 let lab: Lab;
+const { skip } = labSuite({
+  suite: "lab_tep_no_offload",
+  namePrefix: "t",
+  dirPrefix: "dstm-tepplain-",
+  options: { tepNoOffload: true },
+  up: (l) => {
+    lab = l;
+  },
+});
 
 /** IFF_VNET_HDR in /sys/class/net/IF/tun_flags (linux/if_tun.h). */
 const IFF_VNET_HDR = 0x4000;
-
-beforeAll(async () => {
-  if (skip) return;
-  lab = await Lab.up(name, base, () => {}, { tepNoOffload: true });
-}, 60_000);
-
-afterAll(async () => {
-  if (!skip) await Lab.down(name, base);
-  rmSync(base, { recursive: true, force: true });
-}, 60_000);
 
 describe.skipIf(skip !== null)("the lab with a TEP without offloads", () => {
   test("the TEP's TUN has no IFF_VNET_HDR (one packet per system call)", () => {
@@ -45,13 +33,7 @@ describe.skipIf(skip !== null)("the lab with a TEP without offloads", () => {
     expect(flags & IFF_VNET_HDR).toBe(0);
   });
 
-  for (const step of DEMO_STEPS) {
-    test(step.title, async () => {
-      const result = await step.run(lab);
-      if (!result.ok) console.log(result.output);
-      expect(result.ok).toBe(true);
-    }, 60_000);
-  }
+  demoStepTests(() => lab);
 
   test("both directions went through the TEP's plain loops", () => {
     const counters = labTepStats(lab).counters;

@@ -5,18 +5,13 @@
  * server object with its real control socket; the 4o6 client is a stand-in on ::1.
  */
 import { afterEach, expect, test } from "bun:test";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { Logger } from "../lib/control/log.ts";
-import { formatIPv4, parseIPv4 } from "../lib/net/addr.ts";
-import { DstmServer } from "../lib/server/server.ts";
+import { formatIPv4 } from "../lib/net/addr.ts";
 import { type Dhcp4Message, Dhcp4MessageType } from "../lib/wire/dhcp4.ts";
 import { DHCP4O6_FLAG_UNICAST } from "../lib/wire/dhcp4o6.ts";
 import { dhcp4Message } from "./helpers/dhcp4.ts";
 import { exchange4o6 } from "./helpers/dhcp4o6_exchange.ts";
+import { SERVER_ID_4O6, start4o6Server } from "./helpers/server_4o6.ts";
 
-const SERVER_ID = parseIPv4("192.0.2.1")!;
 const cleanup: (() => unknown)[] = [];
 afterEach(async () => {
   for (const c of cleanup.splice(0).reverse()) await c();
@@ -28,25 +23,13 @@ const query = (type: Dhcp4MessageType, fields: Partial<Dhcp4Message> = {}, optio
   dhcp4Message(type, options, { xid: 0x2468ace0, ...fields });
 
 test("a deleted lease: the host's 4o6 renewal gets DHCPNAK, its DISCOVER starts over", async () => {
-  const dir = mkdtempSync(join(tmpdir(), "dstm-admin-4o6-"));
-  cleanup.push(() => rmSync(dir, { recursive: true, force: true }));
-  const control = join(dir, "control.sock");
-  const server = await DstmServer.start({
-    pools: [{ prefixes: ["198.51.100.0/29"], tep6: "2001:db8::1", tep4: SERVER_ID }],
-    leaseTime: 600,
-    listen: { address: "::1", port: 0 },
-    sourceCheck: true,
-    dhcp4o6: { address: "::1", port: 0, interfaces: [], serverId: SERVER_ID },
-    control,
-    log: new Logger({ sink: () => {} }),
-  });
-  cleanup.push(() => server.stop());
+  const { server, control } = await start4o6Server("dstm-admin-4o6-", cleanup);
   const port = server.dhcp4o6Port;
   const offer = await exchange(port, query(Dhcp4MessageType.DISCOVER));
   const address = offer.dhcp4.yiaddr;
   const ack = await exchange(
     port,
-    query(Dhcp4MessageType.REQUEST, {}, { requestedIp: address, serverId: SERVER_ID }),
+    query(Dhcp4MessageType.REQUEST, {}, { requestedIp: address, serverId: SERVER_ID_4O6 }),
   );
   expect(ack.dhcp4.options.messageType).toBe(Dhcp4MessageType.ACK);
   const renew = () =>

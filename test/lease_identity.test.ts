@@ -7,19 +7,15 @@
  * (::1), and the real `dstm lease` CLI.
  */
 import { afterEach, expect, test } from "bun:test";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { LeaseJson } from "../lib/control/lease_view.ts";
-import { Logger } from "../lib/control/log.ts";
-import { formatIPv4, parseIPv4 } from "../lib/net/addr.ts";
-import { DstmServer } from "../lib/server/server.ts";
+import { formatIPv4 } from "../lib/net/addr.ts";
 import { Dhcp4MessageType } from "../lib/wire/dhcp4.ts";
 import { dhcp4Message } from "./helpers/dhcp4.ts";
 import { exchange4o6 } from "./helpers/dhcp4o6_exchange.ts";
 import { BUN, ROOT } from "./helpers/process.ts";
+import { SERVER_ID_4O6, start4o6Server } from "./helpers/server_4o6.ts";
 
-const SERVER_ID = parseIPv4("192.0.2.1")!;
 const cleanup: (() => unknown)[] = [];
 afterEach(async () => {
   for (const c of cleanup.splice(0).reverse()) await c();
@@ -36,7 +32,11 @@ async function lease(port: number, n: number): Promise<number> {
   const address = offer.dhcp4.yiaddr;
   const ack = await exchange4o6(
     port,
-    dhcp4Message(Dhcp4MessageType.REQUEST, { requestedIp: address, serverId: SERVER_ID }, fields),
+    dhcp4Message(
+      Dhcp4MessageType.REQUEST,
+      { requestedIp: address, serverId: SERVER_ID_4O6 },
+      fields,
+    ),
   );
   expect(ack.dhcp4.options.messageType).toBe(Dhcp4MessageType.ACK);
   return address;
@@ -53,25 +53,9 @@ async function cli(...args: string[]): Promise<{ code: number; out: string; err:
 }
 
 test("a lease's 4o6 identity: shown in the API, export, ls and show; ls --identity selects it", async () => {
-  const dir = mkdtempSync(join(tmpdir(), "dstm-identity-"));
-  cleanup.push(() => rmSync(dir, { recursive: true, force: true }));
-  const control = join(dir, "control.sock");
-  const server = await DstmServer.start({
-    pools: [{ prefixes: ["198.51.100.0/29"], tep6: "2001:db8::1", tep4: SERVER_ID }],
-    leaseTime: 600,
-    listen: { address: "::1", port: 0 },
-    sourceCheck: true,
-    dhcp4o6: {
-      address: "::1",
-      port: 0,
-      interfaces: [],
-      serverId: SERVER_ID,
-      identity: "chaddr",
-    },
-    control,
-    log: new Logger({ sink: () => {} }),
+  const { server, control } = await start4o6Server("dstm-identity-", cleanup, {
+    identity: "chaddr",
   });
-  cleanup.push(() => server.stop());
   const a = await lease(server.dhcp4o6Port, 1);
   const b = await lease(server.dhcp4o6Port, 2);
   expect(a).not.toBe(b);

@@ -15,6 +15,7 @@ import { join } from "node:path";
 import { createNetns, type Netns, vethPair } from "../lib/sys/netns.ts";
 import { announceSkip, netnsSkipReason } from "./helpers/netns.ts";
 import { BUN, type DstmProcess, ROOT, spawnDstm } from "./helpers/process.ts";
+import { tepArgv } from "./helpers/tep_argv.ts";
 
 const skip = netnsSkipReason({ tun: true });
 announceSkip("multihomed", skip);
@@ -70,17 +71,9 @@ beforeAll(async () => {
   // pick 2001:db8:6::2.
   tepProc = spawnDstm(
     [
-      "tep",
+      ...tepArgv({ ipv6: "2001:db8:6::1", server: "2001:db8:5::54", route: "198.51.100.0/28" }),
       // The server is on another host of the link; the channel is not under test here.
       "--insecure-control",
-      "--ipv6",
-      "2001:db8:6::1",
-      "--ipv4",
-      "192.0.2.1",
-      "--server",
-      "2001:db8:5::54",
-      "--route",
-      "198.51.100.0/28",
       "--stats",
       tepStats,
     ],

@@ -17,6 +17,7 @@ import { createNetns, type Netns, vethPair } from "../lib/sys/netns.ts";
 import { clientCounters, type Daemon, metric, spawnDaemon, until } from "./helpers/daemon.ts";
 import { announceSkip, netnsSkipReason } from "./helpers/netns.ts";
 import { BUN, ROOT } from "./helpers/process.ts";
+import { tepArgv } from "./helpers/tep_argv.ts";
 
 const skip =
   netnsSkipReason({ tun: true }) ??
@@ -133,15 +134,7 @@ beforeAll(async () => {
   ]);
   await server.waitFor(/"event":"start"/);
   tep = dstm(core, "tep", [
-    "tep",
-    "--ipv6",
-    "2001:db8:7::1",
-    "--ipv4",
-    "192.0.2.1",
-    "--server",
-    "2001:db8:7::53",
-    "--route",
-    "198.51.100.0/29",
+    ...tepArgv({ ipv6: "2001:db8:7::1", server: "2001:db8:7::53", route: "198.51.100.0/29" }),
     "--control",
     join(dir, "tep.sock"),
     "--metrics",

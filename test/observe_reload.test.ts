@@ -22,6 +22,7 @@ import {
 } from "./helpers/daemon.ts";
 import { announceSkip, netnsSkipReason } from "./helpers/netns.ts";
 import { BUN, ROOT, runDstm } from "./helpers/process.ts";
+import { tepArgv } from "./helpers/tep_argv.ts";
 
 const skip =
   netnsSkipReason({ tun: true }) ??
@@ -64,15 +65,7 @@ const serverArgs = [
 ];
 
 const tepArgs = [
-  "tep",
-  "--ipv6",
-  "2001:db8:8::1",
-  "--ipv4",
-  "192.0.2.1",
-  "--server",
-  "2001:db8:8::53",
-  "--route",
-  "198.51.100.0/29",
+  ...tepArgv({ ipv6: "2001:db8:8::1", server: "2001:db8:8::53", route: "198.51.100.0/29" }),
   "--key",
   join(dir, "tep.key"),
   "--control",

@@ -5,12 +5,12 @@
  * syscall-filter), every socket family in their RestrictAddressFamilies. A runtime upgrade that
  * starts using, say, io_uring fails here instead of in production with EPERM.
  */
-import { afterAll, expect, test } from "bun:test";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { expect, test } from "bun:test";
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { createNetns, type Netns } from "../lib/sys/netns.ts";
+import type { Netns } from "../lib/sys/netns.ts";
 import { announceSkip, netnsSkipReason } from "./helpers/netns.ts";
+import { oneHostScope } from "./helpers/one_host.ts";
 import { BUN, ROOT } from "./helpers/process.ts";
 
 const skip =
@@ -19,14 +19,8 @@ const skip =
     ? null
     : "needs strace and systemd-analyze (scripts/test-deps.sh installs them)");
 announceSkip("packaging_sandbox", skip);
-const dir = mkdtempSync(join(tmpdir(), "dstm-sandbox-"));
+const { dir, procs, host } = oneHostScope("dstm-sandbox-");
 let ns: Netns | undefined;
-const procs: Bun.Subprocess[] = [];
-afterAll(() => {
-  for (const p of procs) p.kill("SIGKILL");
-  ns?.delete();
-  rmSync(dir, { recursive: true, force: true });
-});
 
 /** The system calls of a systemd group such as `@system-service`, nested groups expanded. */
 function syscallGroup(name: string): Set<string> {
@@ -100,9 +94,7 @@ function traceUsage(name: string): { calls: Set<string>; families: Set<string> }
 test.skipIf(skip !== null)(
   "server, TEP and client use only the system calls and socket families their units allow",
   async () => {
-    ns = createNetns("dstmt-");
-    // The TEP needs a unicast address (loopback is refused): a documentation one on lo.
-    ns.exec(["ip", "-6", "addr", "add", "2001:db8::1/128", "dev", "lo", "nodad"]);
+    ns = host();
     const dstm = [BUN, join(ROOT, "mod.ts")];
     const server = await traced(
       "server",

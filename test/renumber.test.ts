@@ -14,6 +14,7 @@ import { join } from "node:path";
 import { createNetns, type Netns, vethPair } from "../lib/sys/netns.ts";
 import { announceSkip, netnsSkipReason } from "./helpers/netns.ts";
 import { BUN, type DstmProcess, ROOT, spawnDstm } from "./helpers/process.ts";
+import { tepArgv } from "./helpers/tep_argv.ts";
 import { eventually } from "./helpers/wait.ts";
 
 const skip = netnsSkipReason({ tun: true });
@@ -63,17 +64,9 @@ beforeAll(async () => {
   await server.waitFor(/ start /, 20_000);
   const tep = spawnDstm(
     [
-      "tep",
+      ...tepArgv({ ipv6: "2001:db8:7::1", server: "2001:db8:7::53", route: "198.51.100.0/28" }),
       // The server is on another host of the link; the channel is not under test here.
       "--insecure-control",
-      "--ipv6",
-      "2001:db8:7::1",
-      "--ipv4",
-      "192.0.2.1",
-      "--server",
-      "2001:db8:7::53",
-      "--route",
-      "198.51.100.0/28",
       "--stats",
       join(dir, "tep.sock"),
     ],

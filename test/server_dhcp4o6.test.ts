@@ -1,7 +1,6 @@
 import { afterEach, describe, expect, test } from "bun:test";
-import { Logger } from "../lib/control/log.ts";
-import { formatIPv4, parseIPv4 } from "../lib/net/addr.ts";
-import { DstmServer, type ServerConfig } from "../lib/server/server.ts";
+import { formatIPv4 } from "../lib/net/addr.ts";
+import type { ServerConfig } from "../lib/server/server.ts";
 import { bindUdp } from "../lib/sys/udp.ts";
 import {
   type Dhcp4Message,
@@ -17,26 +16,16 @@ import {
 } from "../lib/wire/dhcp4o6.ts";
 import { dhcp4Message } from "./helpers/dhcp4.ts";
 import { exchange4o6 } from "./helpers/dhcp4o6_exchange.ts";
+import { SERVER_ID_4O6, startServer4o6 } from "./helpers/server_4o6.ts";
 import { waitUntil } from "./helpers/wait.ts";
 
-const SERVER_ID = parseIPv4("192.0.2.1")!;
 const cleanup: (() => unknown)[] = [];
 afterEach(async () => {
   for (const c of cleanup.splice(0).reverse()) await c();
 });
 
-async function start(overrides: Partial<ServerConfig> = {}) {
-  const server = await DstmServer.start({
-    pools: [{ prefixes: ["198.51.100.0/29"], tep6: "2001:db8::1", tep4: SERVER_ID }],
-    leaseTime: 600,
-    listen: { address: "::1", port: 0 },
-    sourceCheck: true,
-    dhcp4o6: { address: "::1", port: 0, interfaces: [], serverId: SERVER_ID },
-    log: new Logger({ sink: () => {} }),
-    ...overrides,
-  });
-  cleanup.push(() => server.stop());
-  return server;
+function start(overrides: Partial<ServerConfig> = {}) {
+  return startServer4o6(cleanup, overrides);
 }
 
 const exchange = exchange4o6;
@@ -89,14 +78,14 @@ describe("dstm server --dhcp4o6", () => {
     expect(offer?.dhcp4.op).toBe(Dhcp4Op.BOOTREPLY);
     expect(offer?.dhcp4.xid).toBe(0x1234abcd);
     expect(offer?.dhcp4.options.messageType).toBe(Dhcp4MessageType.OFFER);
-    expect(offer?.dhcp4.options.serverId).toBe(SERVER_ID);
+    expect(offer?.dhcp4.options.serverId).toBe(SERVER_ID_4O6);
     const offered = offer!.dhcp4.yiaddr;
     expect(formatIPv4(offered)).toBe("198.51.100.1");
     // Issue 11: the OFFER says what the ACK will grant (not the 60 s the offer is held).
     expect(offer?.dhcp4.options.leaseTime).toBe(600);
     const ack = await exchange(
       port,
-      query(Dhcp4MessageType.REQUEST, {}, { requestedIp: offered, serverId: SERVER_ID }),
+      query(Dhcp4MessageType.REQUEST, {}, { requestedIp: offered, serverId: SERVER_ID_4O6 }),
     );
     expect(ack?.dhcp4.options.messageType).toBe(Dhcp4MessageType.ACK);
     expect(ack?.dhcp4.yiaddr).toBe(offered);
@@ -117,7 +106,7 @@ describe("dstm server --dhcp4o6", () => {
     expect(
       await unanswered(
         port,
-        query(Dhcp4MessageType.RELEASE, { ciaddr: offered }, { serverId: SERVER_ID }),
+        query(Dhcp4MessageType.RELEASE, { ciaddr: offered }, { serverId: SERVER_ID_4O6 }),
         () => released() === 1,
       ),
     ).toEqual([]);
@@ -139,7 +128,9 @@ describe("dstm server --dhcp4o6", () => {
 
   test("a lease from a shared pool carries OPTION_V4_PORTPARAMS (159)", async () => {
     const server = await start({
-      pools: [{ prefixes: ["198.51.100.0/30"], share: 4, tep6: "2001:db8::1", tep4: SERVER_ID }],
+      pools: [
+        { prefixes: ["198.51.100.0/30"], share: 4, tep6: "2001:db8::1", tep4: SERVER_ID_4O6 },
+      ],
     });
     const offer = await exchange(server.dhcp4o6Port, query(Dhcp4MessageType.DISCOVER));
     expect(offer?.dhcp4.options.portParams?.psidLength).toBe(2);
@@ -164,7 +155,7 @@ describe("dstm's DHCPv4-over-DHCPv6 client against dstm's server", () => {
   test("lease, renewal, shared address with option 159, release", async () => {
     const { Dhcp4o6Client } = await import("../lib/client/dhcp4o6_client.ts");
     const server = await start({
-      pools: [{ prefixes: ["203.0.113.0/30"], share: 4, tep6: "2001:db8::1", tep4: SERVER_ID }],
+      pools: [{ prefixes: ["203.0.113.0/30"], share: 4, tep6: "2001:db8::1", tep4: SERVER_ID_4O6 }],
     });
     const client = await Dhcp4o6Client.open({
       server: "::1",
@@ -208,7 +199,7 @@ describe("4o6 and the TEP", () => {
     });
     cleanup.push(() => tep.close());
     const server = await start({
-      pools: [{ prefixes: ["198.51.100.0/29"], tep6: "::1", tep4: SERVER_ID }],
+      pools: [{ prefixes: ["198.51.100.0/29"], tep6: "::1", tep4: SERVER_ID_4O6 }],
       tepPort: tep.port,
     });
     // The TEP says hello (empty table), so the server waits for its BIND_ACKs from now on.
@@ -236,7 +227,7 @@ describe("4o6 and the TEP", () => {
       query(
         Dhcp4MessageType.REQUEST,
         {},
-        { requestedIp: offer!.dhcp4.yiaddr, serverId: SERVER_ID },
+        { requestedIp: offer!.dhcp4.yiaddr, serverId: SERVER_ID_4O6 },
       ),
     );
     expect(ack?.dhcp4.options.messageType).toBe(Dhcp4MessageType.ACK);

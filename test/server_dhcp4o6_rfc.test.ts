@@ -6,9 +6,8 @@
  */
 import { afterEach, describe, expect, test } from "bun:test";
 import { declinedHost, isDeclinedHost } from "../lib/alloc/engine.ts";
-import { Logger } from "../lib/control/log.ts";
 import { formatIPv4, parseIPv4 } from "../lib/net/addr.ts";
-import { DstmServer, type ServerConfig } from "../lib/server/server.ts";
+import type { DstmServer, ServerConfig } from "../lib/server/server.ts";
 import { bindUdp } from "../lib/sys/udp.ts";
 import { type Dhcp4Message, Dhcp4MessageType, type Dhcp4Options } from "../lib/wire/dhcp4.ts";
 import {
@@ -20,9 +19,9 @@ import {
 } from "../lib/wire/dhcp4o6.ts";
 import { type Dhcp6RelayMessage, encodeDhcp6Relay, unwrapRelays } from "../lib/wire/dhcp6_relay.ts";
 import { dhcp4Message } from "./helpers/dhcp4.ts";
+import { SERVER_ID_4O6, startServer4o6 } from "./helpers/server_4o6.ts";
 import { waitUntil } from "./helpers/wait.ts";
 
-const SERVER_ID = parseIPv4("192.0.2.1")!;
 const CHADDR = Uint8Array.from([0x02, 0, 0, 0, 0, 0x0b]);
 const cleanup: (() => unknown)[] = [];
 afterEach(async () => {
@@ -30,18 +29,8 @@ afterEach(async () => {
 });
 const lines: string[] = [];
 
-async function start(overrides: Partial<ServerConfig> = {}) {
-  const server = await DstmServer.start({
-    pools: [{ prefixes: ["198.51.100.0/29"], tep6: "2001:db8::1", tep4: SERVER_ID }],
-    leaseTime: 600,
-    listen: { address: "::1", port: 0 },
-    sourceCheck: true,
-    dhcp4o6: { address: "::1", port: 0, interfaces: [], serverId: SERVER_ID },
-    log: new Logger({ sink: (l) => lines.push(l) }),
-    ...overrides,
-  });
-  cleanup.push(() => server.stop());
-  return server;
+function start(overrides: Partial<ServerConfig> = {}) {
+  return startServer4o6(cleanup, overrides, (l) => lines.push(l));
 }
 
 function query(
@@ -91,7 +80,7 @@ async function lease(server: DstmServer): Promise<number> {
   const port = server.dhcp4o6Port;
   const [o] = await send(port, envelope(query(1)), () => count(server, "discover", "offer") > 0);
   const offered = response(o).dhcp4.yiaddr;
-  const request = query(3, {}, { requestedIp: offered, serverId: SERVER_ID });
+  const request = query(3, {}, { requestedIp: offered, serverId: SERVER_ID_4O6 });
   const [a] = await send(port, envelope(request), () => count(server, "request", "ack") > 0);
   expect(response(a).dhcp4.options.messageType).toBe(Dhcp4MessageType.ACK);
   return offered;
@@ -104,13 +93,13 @@ describe("RFC 2131 §4.3.3 DECLINE", () => {
         address: "::1",
         port: 0,
         interfaces: [],
-        serverId: SERVER_ID,
+        serverId: SERVER_ID_4O6,
         declineProbation: 2,
       },
       sweepIntervalMs: 50,
     });
     const address = await lease(server);
-    const decline = query(4, {}, { requestedIp: address, serverId: SERVER_ID });
+    const decline = query(4, {}, { requestedIp: address, serverId: SERVER_ID_4O6 });
     const answers = await send(
       server.dhcp4o6Port,
       envelope(decline),
@@ -139,7 +128,7 @@ describe("RFC 2131 §4.3.3 DECLINE", () => {
     const server = await start();
     const other = await server.engine.discover("2001:db8:9::1");
     if (!other.ok) throw new Error(other.message);
-    const decline = query(4, {}, { requestedIp: other.lease.ipv4, serverId: SERVER_ID });
+    const decline = query(4, {}, { requestedIp: other.lease.ipv4, serverId: SERVER_ID_4O6 });
     await send(
       server.dhcp4o6Port,
       envelope(decline),
@@ -163,7 +152,7 @@ describe("RFC 2131 §4.3.5 INFORM", () => {
     expect(ack.yiaddr).toBe(0);
     expect(ack.ciaddr).toBe(ciaddr);
     expect(ack.options.leaseTime).toBeUndefined();
-    expect(ack.options.serverId).toBe(SERVER_ID);
+    expect(ack.options.serverId).toBe(SERVER_ID_4O6);
     expect(server.engine.lookupHost("::1")).toBeUndefined();
   });
 });
@@ -226,7 +215,7 @@ describe("RFC 8415 §19 relayed queries", () => {
         address: "::1",
         port: 0,
         interfaces: [],
-        serverId: SERVER_ID,
+        serverId: SERVER_ID_4O6,
         allow: ["2001:db8:77::/48"], // the relay (::1) is not in it
       },
     });
@@ -249,7 +238,7 @@ describe("RFC 8415 §19 relayed queries", () => {
         address: "::1",
         port: 0,
         interfaces: [],
-        serverId: SERVER_ID,
+        serverId: SERVER_ID_4O6,
         allow: ["2001:db8:77::/48", "::1/128"],
       },
     });

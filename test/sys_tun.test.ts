@@ -4,8 +4,8 @@
  */
 import { afterAll, describe, expect, test } from "bun:test";
 import { join } from "node:path";
-import { cleanupNetns, createNetns, type Netns } from "../lib/sys/netns.ts";
-import { announceSkip, netnsSkipReason, runScript, SCRIPTS } from "./helpers/netns.ts";
+import { cleanupNetns } from "../lib/sys/netns.ts";
+import { announceSkip, netnsSkipReason, runScript, SCRIPTS, withNetns } from "./helpers/netns.ts";
 import { AS_NOBODY, type NobodyKit, nobodyKit } from "./helpers/nobody.ts";
 
 const skip = netnsSkipReason({ tun: true });
@@ -48,9 +48,7 @@ interface Attempt {
 
 describe.skipIf(skip !== null)("TUN (namespace)", () => {
   test("openTun + netlink config: a ping via the default route is read from the TUN and answered", async () => {
-    let ns: Netns | undefined;
-    try {
-      ns = createNetns();
+    await withNetns(async (ns) => {
       const r = await runScript<TunPing>(ns, "tun_ping.ts");
       expect(r.name).toBe("dti0");
       const link = r.link[0]!;
@@ -72,38 +70,32 @@ describe.skipIf(skip !== null)("TUN (namespace)", () => {
       // before; a read that blocked for good would hang the script past its time limit.
       expect(r.idle).toBe(0);
       expect(r.idleMs).toBeGreaterThanOrEqual(90);
-    } finally {
-      ns?.delete();
-    }
+    });
   });
 
   test("openTun on a name in use and netlink on a missing interface give clear SysErrors", async () => {
-    let ns: Netns | undefined;
-    try {
-      ns = createNetns();
-      ns.ip("link", "add", "v0", "type", "veth", "peer", "name", "v1");
-      const r = await runScript<Record<string, Attempt>>(ns, "tun_errors.ts");
-      expect(r.vethName).toMatchObject({ ok: false, isSysError: true });
-      expect(r.vethName!.message).toContain("interface v0 already exists");
-      expect(r.tunInUse).toMatchObject({ ok: false, isSysError: true, code: "EBUSY" });
-      expect(r.tunInUse!.message).toContain("interface dti0 already exists");
-      expect(r.badName).toMatchObject({ ok: false, code: "EINVAL" });
-      expect(r.mtuMissing).toMatchObject({ ok: false, isSysError: true, code: "ENODEV" });
-      expect(r.mtuMissing!.message).toContain("no interface nosuch0");
-      expect(r.upMissing).toMatchObject({ ok: false, code: "ENODEV" });
-      expect(r.mtuTooSmall).toMatchObject({ ok: false, code: "EINVAL" });
-      expect(r.pattern).toMatchObject({ ok: true, value: "dti1" });
-      // Closing the last fd deletes a non-persistent TUN, so its name is free again.
-      expect(r.reopened).toMatchObject({ ok: true });
-    } finally {
-      ns?.delete();
-    }
+    await withNetns(
+      async (ns) => {
+        const r = await runScript<Record<string, Attempt>>(ns, "tun_errors.ts");
+        expect(r.vethName).toMatchObject({ ok: false, isSysError: true });
+        expect(r.vethName!.message).toContain("interface v0 already exists");
+        expect(r.tunInUse).toMatchObject({ ok: false, isSysError: true, code: "EBUSY" });
+        expect(r.tunInUse!.message).toContain("interface dti0 already exists");
+        expect(r.badName).toMatchObject({ ok: false, code: "EINVAL" });
+        expect(r.mtuMissing).toMatchObject({ ok: false, isSysError: true, code: "ENODEV" });
+        expect(r.mtuMissing!.message).toContain("no interface nosuch0");
+        expect(r.upMissing).toMatchObject({ ok: false, code: "ENODEV" });
+        expect(r.mtuTooSmall).toMatchObject({ ok: false, code: "EINVAL" });
+        expect(r.pattern).toMatchObject({ ok: true, value: "dti1" });
+        // Closing the last fd deletes a non-persistent TUN, so its name is free again.
+        expect(r.reopened).toMatchObject({ ok: true });
+      },
+      { veth: true },
+    );
   });
 
-  test.skipIf(nobodySkip !== null)("without privileges every call says what it needs", () => {
-    let ns: Netns | undefined;
-    try {
-      ns = createNetns();
+  test.skipIf(nobodySkip !== null)("without privileges every call says what it needs", async () => {
+    await withNetns(async (ns) => {
       const kit = nobody as NobodyKit;
       const script = kit.bundle(join(SCRIPTS, "unprivileged.ts"));
       const r = ns.exec([...AS_NOBODY, kit.bun, script], { timeoutMs: 20_000, cwd: kit.dir });
@@ -117,8 +109,6 @@ describe.skipIf(skip !== null)("TUN (namespace)", () => {
       expect(out.mtu!.message).toContain("needs root or CAP_NET_ADMIN");
       expect(out.sysctl).toMatchObject({ ok: false, isSysError: true });
       expect(out.sysctl!.message).toContain("needs root");
-    } finally {
-      ns?.delete();
-    }
+    });
   });
 });

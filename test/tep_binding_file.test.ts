@@ -16,6 +16,7 @@ import {
 } from "../lib/tep/binding_file.ts";
 import { MAX_BINDINGS } from "../lib/tunnel/binding.ts";
 import { runDstm } from "./helpers/process.ts";
+import { tepArgv } from "./helpers/tep_argv.ts";
 
 const ip = (text: string) => parseIPv4(text)!;
 const WHOLE = { offset: 0, psidLength: 0, psid: 0 };
@@ -235,17 +236,7 @@ describe("dstm tep --binding-file", () => {
   const dir = mkdtempSync(join(tmpdir(), "dstm-bindings-"));
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
   // Everything that is checked before the TEP touches the system (no root needed).
-  const tep = [
-    "tep",
-    "--ipv6",
-    "2001:db8:1::1",
-    "--ipv4",
-    "192.0.2.1",
-    "--server",
-    "2001:db8:1::53",
-    "--route",
-    "198.51.100.0/24",
-  ];
+  const tep = tepArgv();
 
   test("a bad line is one line on stderr naming file and line, exit 2", async () => {
     const file = join(dir, "bad.txt");

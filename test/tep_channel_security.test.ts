@@ -22,6 +22,7 @@ import { decodeMessage, encodeMessage } from "../lib/wire/dstm.ts";
 import { type DstmMessage, MessageType, type WirePortSet } from "../lib/wire/dstm_types.ts";
 import { runDstm } from "./helpers/process.ts";
 import { RecordingTable } from "./helpers/recording_table.ts";
+import { tepArgv } from "./helpers/tep_argv.ts";
 import { eventually } from "./helpers/wait.ts";
 
 const TEP_KEY: AuthKey = { id: 1, secret: new Uint8Array(32).fill(0x71) };
@@ -327,17 +328,7 @@ describe("the command line", () => {
   });
 
   test("dstm tep without --key refuses a server that is not on this host (exit 2, one line)", async () => {
-    const r = await runDstm([
-      "tep",
-      "--ipv6",
-      "2001:db8:1::1",
-      "--ipv4",
-      "192.0.2.1",
-      "--server",
-      "2001:db8:1::53",
-      "--route",
-      "198.51.100.0/24",
-    ]);
+    const r = await runDstm(tepArgv());
     expect(r.code).toBe(2);
     expect(r.stderr).toBe(
       "dstm: --server 2001:db8:1::53 is not an address of this host: give --key FILE (the server's --tep-key) to authenticate it, or --insecure-control\n",

@@ -35,6 +35,7 @@ import {
 } from "./helpers/daemon.ts";
 import { announceSkip, netnsSkipReason } from "./helpers/netns.ts";
 import { BUN, ROOT } from "./helpers/process.ts";
+import { tepArgv } from "./helpers/tep_argv.ts";
 import { eventually } from "./helpers/wait.ts";
 
 const OLD: AuthKey = { id: 11, secret: new Uint8Array(32).fill(0x11) };
@@ -174,15 +175,7 @@ describe.skipIf(skip !== null)("dstm server --tep-key reload with real server an
   const T1 = keyLine(21);
   const T2 = keyLine(22);
   const tepArgs = (key: string) => [
-    "tep",
-    "--ipv6",
-    "2001:db8:a::1",
-    "--ipv4",
-    "192.0.2.1",
-    "--server",
-    "2001:db8:a::53",
-    "--route",
-    "198.51.100.0/28",
+    ...tepArgv({ ipv6: "2001:db8:a::1", server: "2001:db8:a::53", route: "198.51.100.0/28" }),
     "--key",
     file(key),
     "--control",

@@ -23,7 +23,8 @@ import type { WireBinding } from "../lib/wire/dstm_types.ts";
 import { type Daemon, daemonScope, metric, linesSince as since, until } from "./helpers/daemon.ts";
 import { announceSkip, netnsSkipReason } from "./helpers/netns.ts";
 import { BUN, ROOT } from "./helpers/process.ts";
-import { seg6Host } from "./helpers/seg6_host.ts";
+import { kernelHostBehindTep } from "./helpers/seg6_host.ts";
+import { tepArgv } from "./helpers/tep_argv.ts";
 
 const WHOLE = { offset: 0, psidLength: 0, psid: 0 };
 const b = (ipv4: string, host6: string, portSet = WHOLE): WireBinding => ({
@@ -97,14 +98,7 @@ describe.skipIf(skip !== null)("dstm tep: static bindings on reload, with a real
     web.addAddress("w0", "192.0.2.80/24");
     web.addRoute("default", "via", "192.0.2.1");
     // The host's kernel: IPv4 198.51.100.40 out in seg6 encap.red from 2001:db8:1::10, in by End.DX4.
-    seg6Host(host, {
-      ipv4: "198.51.100.40",
-      sid: "2001:db8:1::10",
-      tep6: "2001:db8:1::1",
-      route4: "192.0.2.0/24",
-      dev: "h0",
-    });
-    tepNs.addRoute("2001:db8:1::10/128", "via", "2001:db8:1::11");
+    kernelHostBehindTep(host, tepNs, "198.51.100.40");
     server = dstm([
       "server",
       "--listen",
@@ -121,15 +115,7 @@ describe.skipIf(skip !== null)("dstm tep: static bindings on reload, with a real
     await server.waitFor(/ start /);
     statics("198.51.100.41  2001:db8:1::99");
     tep = dstm([
-      "tep",
-      "--ipv6",
-      "2001:db8:1::1",
-      "--ipv4",
-      "192.0.2.1",
-      "--server",
-      "2001:db8:1::53",
-      "--route",
-      "198.51.100.0/24",
+      ...tepArgv(),
       "--binding-file",
       file("statics.txt"),
       "--control",

@@ -4,12 +4,11 @@
  * syncs, is restarted (SNAPSHOT) and takes BIND/UNBIND, and `dstm lease get` / `release`, one
  * refused with NAK. tshark with contrib/wireshark/dstm.lua decodes every message, no malformed.
  */
-import { afterAll, expect, test } from "bun:test";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { expect, test } from "bun:test";
 import { join } from "node:path";
-import { createNetns, type Netns } from "../lib/sys/netns.ts";
+import type { Netns } from "../lib/sys/netns.ts";
 import { announceSkip, netnsSkipReason } from "./helpers/netns.ts";
+import { oneHostScope } from "./helpers/one_host.ts";
 import { BUN, ROOT } from "./helpers/process.ts";
 import { tshark, tsharkFields } from "./helpers/tshark.ts";
 import { eventually } from "./helpers/wait.ts";
@@ -18,14 +17,8 @@ const skip =
   netnsSkipReason({ tun: true }) ??
   (Bun.which("tshark") ? null : "needs tshark (scripts/test-deps.sh installs it)");
 announceSkip("tshark_dstm_live", skip);
-const dir = mkdtempSync(join(tmpdir(), "dstm-live-"));
+const { dir, procs, host } = oneHostScope("dstm-live-");
 let ns: Netns | undefined;
-const procs: Bun.Subprocess[] = [];
-afterAll(() => {
-  for (const p of procs) p.kill("SIGKILL");
-  ns?.delete();
-  rmSync(dir, { recursive: true, force: true });
-});
 
 /** Starts argv in the namespace; resolves once a line of stdout or stderr matches `ready`. */
 async function start(argv: string[], ready: RegExp): Promise<Bun.Subprocess> {
@@ -53,9 +46,7 @@ async function start(argv: string[], ready: RegExp): Promise<Bun.Subprocess> {
 test.skipIf(skip !== null)(
   "tshark decodes a live server ⇄ TEP ⇄ host exchange with the Lua dissector",
   async () => {
-    ns = createNetns("dstmt-");
-    // The TEP needs a unicast address (loopback is refused): a documentation one on lo.
-    ns.exec(["ip", "-6", "addr", "add", "2001:db8::1/128", "dev", "lo", "nodad"]);
+    ns = host();
     // `dstm keygen FILE` writes each key 0600, as server, TEP and client require.
     const keygen = (file: string) => Bun.spawnSync([BUN, "mod.ts", "keygen", file], { cwd: ROOT });
     const key = join(dir, "key");

@@ -1,69 +1,19 @@
 import { describe, expect, test } from "bun:test";
-import { checksumSum, internetChecksum } from "../lib/net/checksum.ts";
+import { internetChecksum } from "../lib/net/checksum.ts";
 import { buildEcho, buildFragmentationNeeded, IcmpType } from "../lib/net/icmp4.ts";
 import {
   IpProtocol,
   ipv4Destination,
   ipv4HeaderChecksumValid,
   ipv4Source,
-  writeIPv4Header,
 } from "../lib/net/ipv4.ts";
 import { portInSet } from "../lib/net/portset.ts";
 import { ClientTranslator, NaptTable, PLACEHOLDER_IPV4, Translation } from "../lib/tunnel/napt.ts";
+import { checksumsValid, l4Packet } from "./helpers/napt_packets.ts";
 
 const LEASED = 0xc6336407; // 198.51.100.7
 const WEB = 0xc0000250; // 192.0.2.80
 const SET = { offset: 6, psidLength: 2, psid: 1 };
-
-/** A TCP or UDP packet with valid checksums. */
-function l4Packet(
-  protocol: number,
-  src: number,
-  dst: number,
-  sport: number,
-  dport: number,
-  payload = 16,
-): Uint8Array {
-  const l4len = (protocol === IpProtocol.TCP ? 20 : 8) + payload;
-  const p = new Uint8Array(20 + l4len);
-  writeIPv4Header(p, 0, p.length, 1, 0x4000, 64, protocol, src, dst);
-  p[20] = sport >>> 8;
-  p[21] = sport;
-  p[22] = dport >>> 8;
-  p[23] = dport;
-  if (protocol === IpProtocol.TCP) p[32] = 0x50;
-  else {
-    p[24] = l4len >>> 8;
-    p[25] = l4len;
-  }
-  for (let i = 0; i < payload; i++) p[p.length - payload + i] = i * 13;
-  const at = protocol === IpProtocol.TCP ? 36 : 26;
-  const sum = l4Checksum(p);
-  p[at] = sum >>> 8;
-  p[at + 1] = sum;
-  return p;
-}
-
-/** The TCP/UDP checksum the packet should carry (computed with its checksum field zero). */
-function l4Checksum(p: Uint8Array): number {
-  const copy = p.slice();
-  const at = copy[9] === IpProtocol.TCP ? 36 : 26;
-  copy[at] = 0;
-  copy[at + 1] = 0;
-  const pseudo = new Uint8Array(12);
-  pseudo.set(copy.subarray(12, 20), 0);
-  pseudo[9] = copy[9]!;
-  pseudo[10] = (copy.length - 20) >>> 8;
-  pseudo[11] = copy.length - 20;
-  return ~checksumSum(copy, 20, copy.length - 20, checksumSum(pseudo, 0, 12)) & 0xffff;
-}
-
-function checksumsValid(p: Uint8Array): boolean {
-  if (!ipv4HeaderChecksumValid(p, 0)) return false;
-  if (p[9] === IpProtocol.ICMP) return internetChecksum(p, 20, p.length - 20) === 0;
-  const at = p[9] === IpProtocol.TCP ? 36 : 26;
-  return ((p[at]! << 8) | p[at + 1]!) === l4Checksum(p);
-}
 
 const port = (p: Uint8Array, at: number) => (p[at]! << 8) | p[at + 1]!;
 

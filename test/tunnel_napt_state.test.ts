@@ -11,12 +11,12 @@ import {
   ipv4Destination,
   ipv4HeaderChecksumValid,
   ipv4Source,
-  writeIPv4Header,
 } from "../lib/net/ipv4.ts";
 import { portInSet } from "../lib/net/portset.ts";
 import { COUNTER_NAMES, Counter } from "../lib/tunnel/counters.ts";
 import { ClientTranslator, NaptTable, Translation } from "../lib/tunnel/napt.ts";
 import { fragmentedUdp, portAt } from "./helpers/fragments.ts";
+import { l4Packet } from "./helpers/napt_packets.ts";
 
 const LEASED = 0xc6336407; // 198.51.100.7
 const WEB = 0xc0000250; // 192.0.2.80
@@ -29,24 +29,9 @@ const ACK = 0x10;
 const FIN_ACK = 0x11;
 const RST = 0x04;
 
+/** A TCP segment without payload, `flags` and sequence number `seq`, valid checksums. */
 function tcp(src: number, dst: number, sport: number, dport: number, flags: number, seq = 1000) {
-  const p = new Uint8Array(40);
-  writeIPv4Header(p, 0, 40, 1, 0x4000, 64, IpProtocol.TCP, src, dst);
-  p[20] = sport >>> 8;
-  p[21] = sport;
-  p[22] = dport >>> 8;
-  p[23] = dport;
-  new DataView(p.buffer).setUint32(24, seq);
-  p[32] = 0x50;
-  p[33] = flags;
-  const pseudo = new Uint8Array(12);
-  pseudo.set(p.subarray(12, 20));
-  pseudo[9] = IpProtocol.TCP;
-  pseudo[11] = 20;
-  const sum = ~checksumSum(p, 20, 20, checksumSum(pseudo, 0, 12)) & 0xffff;
-  p[36] = sum >>> 8;
-  p[37] = sum;
-  return p;
+  return l4Packet(IpProtocol.TCP, src, dst, sport, dport, 0, flags, seq);
 }
 
 function udp(src: number, dst: number, sport: number, dport: number) {

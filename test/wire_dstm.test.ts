@@ -12,20 +12,7 @@ import {
 import { DSTM_EXTENSIONS, DSTM_OPTIONS, DSTM_WRITE_ORDER } from "../lib/wire/dstm_options.ts";
 import { type DstmMessage, MessageType, OptionCode, Status } from "../lib/wire/dstm_types.ts";
 import { checkRoundTrip } from "./helpers/codec.ts";
-import {
-  AUTH,
-  FIXTURES,
-  H4,
-  H6,
-  opt,
-  patch,
-  RELEASE,
-  raw,
-  T4,
-  T6,
-  V4,
-  V6,
-} from "./helpers/dstm_fixtures.ts";
+import * as fx from "./helpers/dstm_fixtures.ts";
 
 /** dns-packet's one encoder test: round trip, re-encode, length, and at an offset. */
 function checkCodec(msg: DstmMessage): void {
@@ -33,15 +20,15 @@ function checkCodec(msg: DstmMessage): void {
 }
 
 describe("codec round trip", () => {
-  for (const [name, msg] of Object.entries(FIXTURES)) {
+  for (const [name, msg] of Object.entries(fx.FIXTURES)) {
     test(`${name} round-trips, also at an offset`, () => checkCodec(msg));
     test(`${name} with AUTH round-trips, also at an offset`, () =>
-      checkCodec({ ...msg, auth: AUTH }));
+      checkCodec({ ...msg, auth: fx.AUTH }));
   }
 
   test("two messages back to back decode one after the other", () => {
-    const a = encodeMessage(FIXTURES.RELEASE as DstmMessage);
-    const b = encodeMessage({ ...(FIXTURES["NAK full"] as DstmMessage), auth: AUTH });
+    const a = encodeMessage(fx.FIXTURES.RELEASE as DstmMessage);
+    const b = encodeMessage({ ...(fx.FIXTURES["NAK full"] as DstmMessage), auth: fx.AUTH });
     const both = new Uint8Array(a.length + b.length);
     both.set(a);
     both.set(b, a.length);
@@ -50,15 +37,15 @@ describe("codec round trip", () => {
     const second = decodeMessage(both, a.length);
     expect(second.ok && second.offset).toBe(both.length);
     expect(second.ok && second.value).toEqual({
-      ...(FIXTURES["NAK full"] as DstmMessage),
-      auth: AUTH,
+      ...(fx.FIXTURES["NAK full"] as DstmMessage),
+      auth: fx.AUTH,
     });
   });
 
   test("AUTH timestamp up to 2^53-1 and key id 2^32-1 round-trip", () => {
     checkCodec({
-      ...(FIXTURES.RELEASE as DstmMessage),
-      auth: { ...AUTH, keyId: 0xffffffff, timestamp: Number.MAX_SAFE_INTEGER },
+      ...(fx.FIXTURES.RELEASE as DstmMessage),
+      auth: { ...fx.AUTH, keyId: 0xffffffff, timestamp: Number.MAX_SAFE_INTEGER },
     });
   });
 
@@ -85,8 +72,8 @@ describe("codec round trip", () => {
 
   test("options are written in code order with AUTH last", () => {
     const bytes = encodeMessage({
-      ...(FIXTURES["DISCOVER_ACK shared address"] as DstmMessage),
-      auth: AUTH,
+      ...(fx.FIXTURES["DISCOVER_ACK shared address"] as DstmMessage),
+      auth: fx.AUTH,
     });
     const codes: number[] = [];
     for (let p = 12; p < bytes.length; p += 2 + (bytes[p + 1] ?? 0)) codes.push(bytes[p] ?? 0);
@@ -94,21 +81,21 @@ describe("codec round trip", () => {
   });
 
   test("options in any order decode", () => {
-    const bytes = raw(MessageType.RELEASE, [
-      opt(OptionCode.HOST_IPV6, V6),
-      opt(OptionCode.HOST_IPV4, V4),
+    const bytes = fx.raw(MessageType.RELEASE, [
+      fx.opt(OptionCode.HOST_IPV6, fx.V6),
+      fx.opt(OptionCode.HOST_IPV4, fx.V4),
     ]);
     expect(decodeMessage(bytes).ok).toBe(true);
   });
 });
 
 describe("encodeMessage() refuses what cannot be decoded", () => {
-  const base = FIXTURES["DISCOVER_ACK shared address"] as DstmMessage;
+  const base = fx.FIXTURES["DISCOVER_ACK shared address"] as DstmMessage;
   const cases: [string, DstmMessage][] = [
     ["unknown type", { ...base, type: 9 as MessageType }],
     ["xid above 32 bits", { ...base, xid: 2 ** 32 }],
     ["missing TEP_IPV6", { ...base, tep6: undefined }],
-    ["TEP_IPV6 in DISCOVER", { type: MessageType.DISCOVER, xid: 1, host6: H6, tep6: T6 }],
+    ["TEP_IPV6 in DISCOVER", { type: MessageType.DISCOVER, xid: 1, host6: fx.H6, tep6: fx.T6 }],
     ["host6 that does not parse", { ...base, host6: "2001:db8::g" }],
     ["multicast host6", { ...base, host6: "ff02::1" }],
     ["host4 0.0.0.0", { ...base, host4: 0 }],
@@ -120,7 +107,7 @@ describe("encodeMessage() refuses what cannot be decoded", () => {
     ["unknown status", { type: MessageType.NAK, xid: 1, status: 42 as Status }],
     [
       "statusText without status",
-      { type: MessageType.RELEASE_ACK, xid: 1, host4: H4, host6: H6, statusText: "x" },
+      { type: MessageType.RELEASE_ACK, xid: 1, host4: fx.H4, host6: fx.H6, statusText: "x" },
     ],
     [
       "254-byte status text",
@@ -130,8 +117,8 @@ describe("encodeMessage() refuses what cannot be decoded", () => {
       "lone surrogate in status text",
       { type: MessageType.NAK, xid: 1, status: Status.MALFORMED, statusText: "\ud800" },
     ],
-    ["7-byte nonce", { ...base, auth: { ...AUTH, nonce: new Uint8Array(7) } }],
-    ["negative timestamp", { ...base, auth: { ...AUTH, timestamp: -1 } }],
+    ["7-byte nonce", { ...base, auth: { ...fx.AUTH, nonce: new Uint8Array(7) } }],
+    ["negative timestamp", { ...base, auth: { ...fx.AUTH, timestamp: -1 } }],
     [
       "EXISTING_LEASE in REQUEST_ACK",
       { ...base, type: MessageType.REQUEST_ACK, existingLease: true },
@@ -144,7 +131,7 @@ describe("encodeMessage() refuses what cannot be decoded", () => {
   }
 
   test("throws RangeError when the buffer is too small", () => {
-    const msg = FIXTURES.RELEASE as DstmMessage;
+    const msg = fx.FIXTURES.RELEASE as DstmMessage;
     const length = encodingLength(msg);
     expect(() => encodeMessage(msg, new Uint8Array(length - 1))).toThrow(RangeError);
     expect(() => encodeMessage(msg, new Uint8Array(length + 4), 5)).toThrow(RangeError);
@@ -154,12 +141,12 @@ describe("encodeMessage() refuses what cannot be decoded", () => {
 
 describe("peekHeader()", () => {
   test("reads version, type and xid of a message it cannot decode", () => {
-    const bytes = patch(RELEASE, 0, 9, 200, 0, 0, 0xde, 0xad, 0xbe, 0xef);
+    const bytes = fx.patch(fx.RELEASE, 0, 9, 200, 0, 0, 0xde, 0xad, 0xbe, 0xef);
     expect(peekHeader(bytes)).toEqual({ version: 9, type: 200, xid: 0xdeadbeef });
   });
 
   test("returns null for fewer than 8 bytes", () => {
-    expect(peekHeader(RELEASE.subarray(0, 7))).toBeNull();
+    expect(peekHeader(fx.RELEASE.subarray(0, 7))).toBeNull();
   });
 });
 
@@ -191,16 +178,16 @@ describe("docs/protocol.md worked example", () => {
   const discover: DstmMessage = {
     type: MessageType.DISCOVER,
     xid: 0x1a2b3c4d,
-    host6: H6,
+    host6: fx.H6,
     leaseTime: 3600,
   };
   const ack: DstmMessage = {
     type: MessageType.DISCOVER_ACK,
     xid: 0x1a2b3c4d,
-    host4: H4,
-    host6: H6,
-    tep4: T4,
-    tep6: T6,
+    host4: fx.H4,
+    host6: fx.H6,
+    tep4: fx.T4,
+    tep6: fx.T6,
     portSet: { offset: 6, psidLength: 2, psid: 1 },
     leaseTime: 3600,
   };

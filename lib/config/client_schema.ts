@@ -3,7 +3,6 @@
  *
  * @module
  */
-import * as v from "valibot";
 import { DEFAULT_NAPT_TIMEOUTS } from "../tunnel/napt.ts";
 import { DHCP6_SERVER_PORT } from "../wire/dhcp4o6.ts";
 import { DSTM_PORT } from "../wire/dstm_types.ts";
@@ -12,6 +11,8 @@ import {
   KEY_OVERLAP_SETTING,
   METRICS_SETTING,
   runtimeSocketDoc,
+  serverPortSetting,
+  serverSetting,
   tunnelSettings,
 } from "./common_schema.ts";
 import type { Setting, SettingSchema } from "./setting.ts";
@@ -33,26 +34,13 @@ const settings: Setting[] = [
     doc: "allocation protocol: native DSTM, or DHCPv4-over-DHCPv6 (RFC 7341)",
     default: "dstm",
   },
-  {
-    name: "server",
-    kind: {
-      type: "custom",
-      // One server as a string, or several (sharing one database) as an array.
-      schema: v.union([v.string(), v.pipe(v.array(v.string()), v.minLength(1))]),
-      describe: "an IPv6 address, or an array of them",
-    },
-    arg: "<v6>",
-    repeatable: true,
-    doc: "the DSTM server's IPv6 address (dhcp4o6: the 4o6 server's, or ff02::1:2[%IF]); required; repeat it for servers sharing one database: the next is tried when one stays silent",
-  },
-  {
-    name: "server-port",
-    kind: { type: "int" },
-    arg: "<n>",
-    doc: "the server's UDP port",
+  serverSetting(
+    "the DSTM server's IPv6 address (dhcp4o6: the 4o6 server's, or ff02::1:2[%IF]); required; repeat it for servers sharing one database: the next is tried when one stays silent",
+  ),
+  serverPortSetting({
     defaultDoc: `${DSTM_PORT}; dhcp4o6: ${DHCP6_SERVER_PORT}`,
     deprecated: ["port"],
-  },
+  }),
   {
     name: "tep",
     kind: { type: "string" },

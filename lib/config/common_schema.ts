@@ -3,6 +3,7 @@
  *
  * @module
  */
+import * as v from "valibot";
 import type { Setting } from "./setting.ts";
 
 /**
@@ -23,6 +24,38 @@ export const KEY_OVERLAP_SETTING: Setting = {
   default: "1h",
   reloadable: true,
 };
+
+/**
+ * `--server` of the TEP and the client: the DSTM server's IPv6 address, repeatable on the
+ * command line; in a config file one address as a string, or several (servers sharing one
+ * lease database) as an array. `doc` says what the command does with it.
+ */
+export function serverSetting(doc: string): Setting {
+  return {
+    name: "server",
+    kind: {
+      type: "custom",
+      schema: v.union([v.string(), v.pipe(v.array(v.string()), v.minLength(1))]),
+      describe: "an IPv6 address, or an array of them",
+    },
+    arg: "<v6>",
+    repeatable: true,
+    doc,
+  };
+}
+
+/** `--server-port` of the TEP and the client: the server's UDP port, with each one's default. */
+export function serverPortSetting(
+  o: Pick<Setting, "default" | "defaultDoc" | "deprecated">,
+): Setting {
+  return {
+    name: "server-port",
+    kind: { type: "int" },
+    arg: "<n>",
+    doc: "the server's UDP port",
+    ...o,
+  };
+}
 
 /** `--metrics` of the server, the TEP and the client (docs/metrics.md). */
 export const METRICS_SETTING: Setting = {

@@ -3,7 +3,6 @@
  *
  * @module
  */
-import * as v from "valibot";
 import { TEP_CONTROL_PORT } from "../server/tep_sync.ts";
 import { DEFAULT_MAX_BINDINGS, SERVER_ROOM } from "../tep/binding_file.ts";
 import { DSTM_PORT } from "../wire/dstm_types.ts";
@@ -12,6 +11,8 @@ import {
   KEY_OVERLAP_SETTING,
   METRICS_SETTING,
   runtimeSocketDoc,
+  serverPortSetting,
+  serverSetting,
   tunnelSettings,
 } from "./common_schema.ts";
 import type { Setting, SettingSchema } from "./setting.ts";
@@ -29,25 +30,10 @@ const settings: Setting[] = [
     arg: "<addr>",
     doc: "this TEP's IPv4 address (source of its ICMPv4 errors); required",
   },
-  {
-    name: "server",
-    kind: {
-      type: "custom",
-      // One server as a string, or several (sharing one lease database) as an array.
-      schema: v.union([v.string(), v.pipe(v.array(v.string()), v.minLength(1))]),
-      describe: "an IPv6 address, or an array of them",
-    },
-    arg: "<v6>",
-    repeatable: true,
-    doc: "the DSTM server that installs bindings here; required; repeat it for servers sharing one lease database (each is sent SYNC and may BIND/UNBIND/SNAPSHOT; servers with separate databases would replace each other's bindings: the TEP warns servers-disagree)",
-  },
-  {
-    name: "server-port",
-    kind: { type: "int" },
-    arg: "<n>",
-    doc: "the server's UDP port",
-    default: String(DSTM_PORT),
-  },
+  serverSetting(
+    "the DSTM server that installs bindings here; required; repeat it for servers sharing one lease database (each is sent SYNC and may BIND/UNBIND/SNAPSHOT; servers with separate databases would replace each other's bindings: the TEP warns servers-disagree)",
+  ),
+  serverPortSetting({ default: String(DSTM_PORT) }),
   {
     name: "route",
     kind: { type: "list" },

@@ -17,6 +17,7 @@
  * @module
  */
 import { checksumSum } from "./checksum.ts";
+import { writeIPv4Segment } from "./ipv4_segment.ts";
 
 const PROTO_TCP = 6;
 const FIN = 0x01;
@@ -65,20 +66,8 @@ export function writeTcpSegment(
   const count = Math.ceil(dataTotal / room);
   const start = index * room;
   const data = Math.min(room, dataTotal - start);
-  const length = headers + data;
-  out.set(pkt.subarray(off, off + headers), outOff);
-  out.set(pkt.subarray(off + headers + start, off + headers + start + data), outOff + headers);
   // IPv4: total length, identification + index, header checksum.
-  out[outOff + 2] = length >>> 8;
-  out[outOff + 3] = length & 0xff;
-  const id = (((pkt[off + 4]! << 8) | pkt[off + 5]!) + index) & 0xffff;
-  out[outOff + 4] = id >>> 8;
-  out[outOff + 5] = id & 0xff;
-  out[outOff + 10] = 0;
-  out[outOff + 11] = 0;
-  const ipCheck = ~checksumSum(out, outOff, ihl) & 0xffff;
-  out[outOff + 10] = ipCheck >>> 8;
-  out[outOff + 11] = ipCheck & 0xff;
+  const length = writeIPv4Segment(pkt, off, ihl, headers, start, data, index, out, outOff);
   // TCP: sequence number + data before this segment, flags, checksum.
   const t = outOff + ihl;
   const seq =

@@ -18,6 +18,7 @@
  * @module
  */
 import { checksumSum } from "./checksum.ts";
+import { writeIPv4Segment } from "./ipv4_segment.ts";
 
 const PROTO_UDP = 17;
 
@@ -61,19 +62,7 @@ export function writeUdpSegment(
   const dataTotal = ((buf[off + 2]! << 8) | buf[off + 3]!) - headers;
   const start = index * gsoSize;
   const data = Math.min(gsoSize, dataTotal - start);
-  const length = headers + data;
-  out.set(buf.subarray(off, off + headers), outOff);
-  out.set(buf.subarray(off + headers + start, off + headers + start + data), outOff + headers);
-  out[outOff + 2] = length >>> 8;
-  out[outOff + 3] = length & 0xff;
-  const id = (((buf[off + 4]! << 8) | buf[off + 5]!) + index) & 0xffff;
-  out[outOff + 4] = id >>> 8;
-  out[outOff + 5] = id & 0xff;
-  out[outOff + 10] = 0;
-  out[outOff + 11] = 0;
-  const ipCheck = ~checksumSum(out, outOff, ihl) & 0xffff;
-  out[outOff + 10] = ipCheck >>> 8;
-  out[outOff + 11] = ipCheck & 0xff;
+  const length = writeIPv4Segment(buf, off, ihl, headers, start, data, index, out, outOff);
   const u = outOff + ihl;
   const udpLength = 8 + data;
   out[u + 4] = udpLength >>> 8;

@@ -55,6 +55,7 @@ import { type BindingTable, LookupStatus } from "./binding.ts";
 import { Counter } from "./counters.ts";
 import { tepFragmentTables, trackDecapFragment, trackEncapFragment } from "./fragment_steps.ts";
 import { FragmentLookup, type FragmentTable, isIPv4Fragment } from "./fragments.ts";
+import { icmpAnswer } from "./icmp_verdict.ts";
 import {
   ALWAYS_FITS,
   checkDscp,
@@ -181,7 +182,6 @@ const ENCAP_DROP_NO_BINDING = Counter["encap-drop-no-binding"];
 const ENCAP_DROP_TOO_BIG = Counter["encap-drop-too-big"];
 const ENCAP_ICMP_TOO_BIG = Counter["encap-icmp-too-big"];
 const ENCAP_ICMP_UNREACHABLE = Counter["encap-icmp-host-unreachable"];
-const ICMP_RATE_LIMITED = Counter["icmp-rate-limited"];
 const ENCAP_TOO_BIG_PATH = Counter["encap-too-big-path-mtu"];
 const DECAP_DROP_ECN = Counter["decap-drop-ecn"];
 const DECAP_ECN_CE = Counter["decap-ecn-ce"];
@@ -317,14 +317,9 @@ export function tepEncap(
     c[ENCAP_DROP_NO_BINDING]! += 1;
     if (!ctx.icmpHostUnreachable) return Verdict.DROP_NO_BINDING;
     const n = buildHostUnreachable(ctx.reply, 0, ctx.tepIPv4, pkt, off, total);
-    if (n === 0) return Verdict.DROP_NO_BINDING;
-    if (!ctx.icmpLimiter.take(ctx.now())) {
-      c[ICMP_RATE_LIMITED]! += 1;
-      return Verdict.DROP_RATE_LIMITED;
-    }
-    ctx.replyLength = n;
-    c[ENCAP_ICMP_UNREACHABLE]! += 1;
-    return Verdict.ICMP;
+    const v = icmpAnswer(ctx, n, Verdict.DROP_NO_BINDING);
+    if (v === Verdict.ICMP) c[ENCAP_ICMP_UNREACHABLE]! += 1;
+    return v;
   }
   const tcp = pkt[off + 9] === 6;
   const mtu =
@@ -342,14 +337,9 @@ export function tepEncap(
     if (ipv4DontFragment(pkt, off)) {
       c[ENCAP_DROP_TOO_BIG]! += 1;
       const n = buildFragmentationNeeded(ctx.reply, 0, ctx.tepIPv4, pkt, off, total, mtu);
-      if (n === 0) return Verdict.DROP_TOO_BIG;
-      if (!ctx.icmpLimiter.take(ctx.now())) {
-        c[ICMP_RATE_LIMITED]! += 1;
-        return Verdict.DROP_RATE_LIMITED;
-      }
-      ctx.replyLength = n;
-      c[ENCAP_ICMP_TOO_BIG]! += 1;
-      return Verdict.ICMP;
+      const v = icmpAnswer(ctx, n, Verdict.DROP_TOO_BIG);
+      if (v === Verdict.ICMP) c[ENCAP_ICMP_TOO_BIG]! += 1;
+      return v;
     }
     ctx.length = total;
     c[ENCAP_FRAGMENTED]! += 1;

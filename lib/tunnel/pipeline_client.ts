@@ -23,6 +23,7 @@ import { clampTcpMss, TCP_IPV4_OVERHEAD } from "../net/mss.ts";
 import { type PortSetValue, portSetProblem, psidOfPort } from "../net/portset.ts";
 import { Counter } from "./counters.ts";
 import { isLaterFragment } from "./fragments.ts";
+import { icmpAnswer } from "./icmp_verdict.ts";
 import {
   ALWAYS_FITS,
   checkDscp,
@@ -51,7 +52,6 @@ const CLIENT_ENCAP_MSS = Counter["client-encap-mss-clamped"];
 const CLIENT_DECAP_MSS = Counter["client-decap-mss-clamped"];
 const CLIENT_ENCAP_DROP_TOO_BIG = Counter["client-encap-drop-too-big"];
 const ENCAP_TOO_BIG_PATH = Counter["encap-too-big-path-mtu"];
-const ICMP_RATE_LIMITED = Counter["icmp-rate-limited"];
 
 /** Options of `new ClientContext`. */
 export interface ClientOptions extends TunnelHeaderOptions {
@@ -173,13 +173,7 @@ export function clientEncap(
         total,
         mtu,
       );
-      if (n === 0) return Verdict.DROP_TOO_BIG;
-      if (!ctx.icmpLimiter.take(ctx.now())) {
-        c[ICMP_RATE_LIMITED]! += 1;
-        return Verdict.DROP_RATE_LIMITED;
-      }
-      ctx.replyLength = n;
-      return Verdict.ICMP;
+      return icmpAnswer(ctx, n, Verdict.DROP_TOO_BIG);
     }
   }
   ctx.trafficClass = outerTrafficClass(pkt[off + 1]!, ctx.dscp, ctx.ecnNormal);

@@ -92,3 +92,52 @@ export function encodeTarget(
   }
   return buf.subarray(offset, offset + n);
 }
+
+/**
+ * How one typed option value is checked, sized, written and read (the value bytes only, no
+ * code and length): the entry shape of the DHCPv4 and DHCPv6 option tables. `read` gets the
+ * whole value (`len` bytes at `at`) and returns it, or `F`, the table's way of saying why not.
+ */
+export interface OptionValueSpec<T, F> {
+  readonly code: number;
+  readonly name: string;
+  /** Throws `RangeError` on a value `read` would not give back. */
+  check(value: T): void;
+  /** Bytes of the value. */
+  size(value: T): number;
+  write(value: T, buf: Uint8Array, at: number): void;
+  read(buf: Uint8Array, at: number, len: number): T | F;
+}
+
+/**
+ * The public codec trio of one option table entry. `faultOf` tells a refusal from `read`
+ * apart from a value and turns it into the codec's `DecodeError` (undefined for a value).
+ *
+ * @example
+ * const codec = optionCodec(spec, (r) => (typeof r === "string" ? { code: "bad-option-length", message: r } : undefined));
+ */
+export function optionCodec<T, F, C extends string>(
+  spec: OptionValueSpec<T, F>,
+  faultOf: (r: T | F) => DecodeError<C> | undefined,
+): OptionCodec<T, DecodeError<C | "bad-offset">> {
+  return {
+    code: spec.code,
+    name: spec.name,
+    encodingLength: (value) => spec.size(value),
+    encode(value, buf, offset = 0) {
+      spec.check(value);
+      const out = encodeTarget(buf, offset, spec.size(value), spec.name);
+      spec.write(value, out, 0);
+      return out;
+    },
+    decode(buf, offset = 0, length = buf.length - offset) {
+      if (!validRange(buf, offset, length)) {
+        return fail("bad-offset", `offset ${offset}, length ${length} outside ${buf.length}`);
+      }
+      const r = spec.read(buf, offset, length);
+      const fault = faultOf(r);
+      if (fault !== undefined) return { ok: false, error: fault };
+      return { ok: true, value: r as T, offset: offset + length };
+    },
+  };
+}

@@ -15,7 +15,7 @@
  */
 import { readU16, readU32, writeU16, writeU32 } from "../net/bytes.ts";
 import { type PortSetValue, portSetProblem } from "../net/portset.ts";
-import { encodeTarget, fail, validRange } from "./codec.ts";
+import { type OptionValueSpec, optionCodec } from "./codec.ts";
 import {
   type Dhcp4DecodeErrorCode,
   type Dhcp4MessageType,
@@ -33,14 +33,8 @@ export class _Fault {
 }
 
 /** How one typed option is checked, sized, written and read; `read` gets the whole value. */
-export interface _Spec<T> {
-  readonly code: number;
-  readonly name: string;
+export interface _Spec<T> extends OptionValueSpec<T, _Fault> {
   readonly key: Exclude<keyof Dhcp4Options, "unknown">;
-  check(value: T): void;
-  size(value: T): number;
-  write(value: T, buf: Uint8Array, at: number): void;
-  read(buf: Uint8Array, at: number, len: number): T | _Fault;
 }
 
 function _lengthFault(name: string, len: number, want: string): _Fault {
@@ -225,26 +219,9 @@ export const _SPEC_BY_CODE: (_Spec<unknown> | undefined)[] = [];
 for (const spec of _SPECS_IN_ORDER) _SPEC_BY_CODE[spec.code] = spec;
 
 function _codec<T>(spec: _Spec<T>): Dhcp4OptionCodec<T> {
-  return {
-    code: spec.code,
-    name: spec.name,
-    encodingLength: (value) => spec.size(value),
-    encode(value, buf, offset = 0) {
-      spec.check(value);
-      const n = spec.size(value);
-      const out = encodeTarget(buf, offset, n, spec.name);
-      spec.write(value, out, 0);
-      return out;
-    },
-    decode(buf, offset = 0, length = buf.length - offset) {
-      if (!validRange(buf, offset, length)) {
-        return fail("bad-offset", `offset ${offset}, length ${length} outside ${buf.length}`);
-      }
-      const r = spec.read(buf, offset, length);
-      if (r instanceof _Fault) return fail(r.code, r.message);
-      return { ok: true, value: r, offset: offset + length };
-    },
-  };
+  return optionCodec(spec, (r) =>
+    r instanceof _Fault ? { code: r.code, message: r.message } : undefined,
+  );
 }
 
 /** The codec trio of each typed option, keyed like `Dhcp4Options`. */

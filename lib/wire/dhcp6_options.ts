@@ -10,7 +10,7 @@
  */
 import { formatIPv6, parseIPv6 } from "../net/addr.ts";
 import { readU16, writeU16 } from "../net/bytes.ts";
-import { encodeTarget, fail, validRange } from "./codec.ts";
+import { fail, type OptionValueSpec, optionCodec } from "./codec.ts";
 import {
   type Dhcp6CommonOptions,
   type Dhcp6DecodeError,
@@ -23,14 +23,8 @@ import {
 export type Dhcp6OptionKey = "clientId" | "serverId" | "dhcp4o6Servers" | "oro" | "elapsedTime";
 
 /** One typed option; `read` returns a string describing a bad length instead of a value. */
-export interface Dhcp6OptionSpec<T> {
-  readonly code: number;
-  readonly name: string;
+export interface Dhcp6OptionSpec<T> extends OptionValueSpec<T, string> {
   readonly key: Dhcp6OptionKey;
-  check(value: T): void;
-  size(value: T): number;
-  write(value: T, buf: Uint8Array, at: number): void;
-  read(buf: Uint8Array, at: number, len: number): T | string;
 }
 
 function _duidSpec(
@@ -113,25 +107,9 @@ export const CLIENT_ID_SPEC = _duidSpec(1, "OPTION_CLIENTID", "clientId");
 export const SERVER_ID_SPEC = _duidSpec(2, "OPTION_SERVERID", "serverId");
 
 function _codec<T>(spec: Dhcp6OptionSpec<T>): Dhcp6OptionCodec<T> {
-  return {
-    code: spec.code,
-    name: spec.name,
-    encodingLength: (value) => spec.size(value),
-    encode(value, buf, offset = 0) {
-      spec.check(value);
-      const out = encodeTarget(buf, offset, spec.size(value), spec.name);
-      spec.write(value, out, 0);
-      return out;
-    },
-    decode(buf, offset = 0, length = buf.length - offset) {
-      if (!validRange(buf, offset, length)) {
-        return fail("bad-offset", `offset ${offset}, length ${length} outside ${buf.length}`);
-      }
-      const r = spec.read(buf, offset, length);
-      if (typeof r === "string") return fail("bad-option-length", r);
-      return { ok: true, value: r, offset: offset + length };
-    },
-  };
+  return optionCodec(spec, (r) =>
+    typeof r === "string" ? { code: "bad-option-length", message: r } : undefined,
+  );
 }
 
 /** The codec trio of each typed DHCPv6 option, keyed like the message fields. */

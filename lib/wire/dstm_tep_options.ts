@@ -10,18 +10,7 @@
  */
 import { formatIPv6 } from "../net/addr.ts";
 import { readU16, readU32, writeU16, writeU32 } from "../net/bytes.ts";
-import {
-  checkIPv4,
-  checkPortSet,
-  isUint16,
-  isUint32,
-  isZero,
-  parseUnicastIPv6,
-  putBytes,
-  putOptionHead,
-  putPortSet,
-  readPortSet,
-} from "./dstm_fields.ts";
+import * as field from "./dstm_fields.ts";
 import type { DstmOptionSpec } from "./dstm_options.ts";
 import { OptionCode, type WireBinding } from "./dstm_types.ts";
 
@@ -35,13 +24,13 @@ export const syncStateOption: DstmOptionSpec<{ count: number; digest: number }> 
   encodingLength: (msg) => (msg.syncCount === undefined && msg.syncDigest === undefined ? 0 : 10),
   prepare(msg) {
     if (msg.syncCount === undefined && msg.syncDigest === undefined) return undefined;
-    if (!isUint32(msg.syncCount ?? -1) || !isUint32(msg.syncDigest ?? -1)) {
+    if (!field.isUint32(msg.syncCount ?? -1) || !field.isUint32(msg.syncDigest ?? -1)) {
       throw new RangeError("syncCount and syncDigest must both be 32-bit unsigned integers");
     }
     return { count: msg.syncCount!, digest: msg.syncDigest! };
   },
   write({ count, digest }, buf, at) {
-    const p = writeU32(buf, putOptionHead(buf, at, OptionCode.SYNC_STATE, 8), count);
+    const p = writeU32(buf, field.putOptionHead(buf, at, OptionCode.SYNC_STATE, 8), count);
     return writeU32(buf, p, digest);
   },
   read(buf, v, _len, msg) {
@@ -62,13 +51,13 @@ export const snapshotPartOption: DstmOptionSpec<{ id: number; part: number; part
   prepare(msg) {
     if (msg.snapshot === undefined) return undefined;
     const { id, part, parts } = msg.snapshot;
-    if (!isUint32(id) || !isUint16(part) || !isUint16(parts) || part >= parts) {
+    if (!field.isUint32(id) || !field.isUint16(part) || !field.isUint16(parts) || part >= parts) {
       throw new RangeError(`snapshot id ${id} part ${part} of ${parts} is invalid`);
     }
     return msg.snapshot;
   },
   write({ id, part, parts }, buf, at) {
-    let p = writeU32(buf, putOptionHead(buf, at, OptionCode.SNAPSHOT_PART, 8), id);
+    let p = writeU32(buf, field.putOptionHead(buf, at, OptionCode.SNAPSHOT_PART, 8), id);
     p = writeU16(buf, p, part);
     return writeU16(buf, p, parts);
   },
@@ -91,27 +80,32 @@ export const bindingOption: DstmOptionSpec<{ binding: WireBinding; host6: Uint8A
   encodingLength: (msg) => 26 * (msg.bindings?.length ?? 0),
   prepare(msg) {
     const list = msg.bindings?.map((binding) => {
-      checkIPv4("binding host4", binding.host4);
-      checkPortSet(binding.portSet);
-      return { binding, host6: parseUnicastIPv6("binding host6", binding.host6) };
+      field.checkIPv4("binding host4", binding.host4);
+      field.checkPortSet(binding.portSet);
+      return { binding, host6: field.parseUnicastIPv6("binding host6", binding.host6) };
     });
     return list && list.length > 0 ? list : undefined;
   },
   write(list, buf, at) {
     let p = at;
     for (const { binding, host6 } of list) {
-      p = writeU32(buf, putOptionHead(buf, p, OptionCode.BINDING, 24), binding.host4);
-      p = putBytes(buf, p, host6);
-      p = putPortSet(buf, p, binding.portSet);
+      p = writeU32(buf, field.putOptionHead(buf, p, OptionCode.BINDING, 24), binding.host4);
+      p = field.putBytes(buf, p, host6);
+      p = field.putPortSet(buf, p, binding.portSet);
     }
     return p;
   },
   read(buf, v, _len, msg) {
     const host4 = readU32(buf, v);
-    if (host4 === 0 || host4 === 0xffffffff || buf[v + 4] === 0xff || isZero(buf, v + 4, 16)) {
+    if (
+      host4 === 0 ||
+      host4 === 0xffffffff ||
+      buf[v + 4] === 0xff ||
+      field.isZero(buf, v + 4, 16)
+    ) {
       return { code: "bad-address", message: "BINDING holds an unusable address" };
     }
-    const portSet = readPortSet(buf, v + 20);
+    const portSet = field.readPortSet(buf, v + 20);
     if (typeof portSet === "string") return { code: "bad-port-set", message: `BINDING ${portSet}` };
     const binding: WireBinding = { host4, host6: formatIPv6(buf, v + 4), portSet };
     msg.bindings = msg.bindings ? [...msg.bindings, binding] : [binding];

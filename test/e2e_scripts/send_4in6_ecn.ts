@@ -6,35 +6,17 @@
  *
  * usage: bun send_4in6_ecn.ts SRC6 DST6 SRC4 DST4 TCLASS INNER_TOS [count] [echo-id]
  */
-import { parseIPv4, parseIPv6 } from "../../lib/net/addr.ts";
-import { buildEcho, IcmpType } from "../../lib/net/icmp4.ts";
-import { writeIPv4HeaderChecksum } from "../../lib/net/ipv4.ts";
-import * as libc from "../../lib/sys/libc.ts";
-import { Raw6Socket } from "../../lib/sys/raw6.ts";
+import { sendEchoes4in6 } from "../helpers/echo_4in6.ts";
 
-const IPV6_TCLASS = 67;
 const [src6, dst6, src4, dst4, tclassText, tosText, countText, idText] = process.argv.slice(2);
-const raw = Raw6Socket.open();
-raw.bindAddress(parseIPv6(src6!)!);
-const r = libc.setsockoptInt(raw.fd, libc.IPPROTO_IPV6, IPV6_TCLASS, Number(tclassText));
-if (r < 0) throw new Error(`setsockopt IPV6_TCLASS: ${r}`);
-const buf = new Uint8Array(128);
-const count = Number(countText ?? 3);
-let sent = 0;
-for (let seq = 1; seq <= count; seq++) {
-  const n = buildEcho(
-    buf,
-    0,
-    IcmpType.ECHO_REQUEST,
-    parseIPv4(src4!)!,
-    parseIPv4(dst4!)!,
-    Number(idText ?? 0x6040),
-    seq,
-    32,
-  );
-  buf[1] = Number(tosText);
-  writeIPv4HeaderChecksum(buf, 0);
-  if (raw.sendTo(buf, 0, n, parseIPv6(dst6!)!, 0) === n) sent++;
-}
-raw.close();
+const sent = sendEchoes4in6({
+  src6: src6!,
+  dst6: dst6!,
+  src4: src4!,
+  dst4: dst4!,
+  count: Number(countText ?? 3),
+  id: Number(idText ?? 0x6040),
+  tos: Number(tosText),
+  tclass: Number(tclassText),
+});
 console.log(JSON.stringify({ sent }));

@@ -1,4 +1,4 @@
-/** Shared pieces of the codec fuzz tests. */
+/** The seeded PRNG of the fuzz and randomised tests and benches (test/wire_*, test/alloc_engine, bench/reclaim). */
 
 /** mulberry32: a small seeded PRNG so failures reproduce. */
 export function prng(seed: number): () => number {

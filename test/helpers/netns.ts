@@ -4,7 +4,7 @@
  */
 import { existsSync } from "node:fs";
 import { join } from "node:path";
-import type { Netns } from "../../lib/sys/netns.ts";
+import { createNetns, type Netns } from "../../lib/sys/netns.ts";
 import { BUN, ROOT } from "./process.ts";
 
 export const SCRIPTS = join(ROOT, "test", "sys_scripts");
@@ -21,6 +21,23 @@ export function netnsSkipReason(opts: { tun?: boolean } = {}): string | null {
 /** Prints the skip reason once, so a skipped suite says why. */
 export function announceSkip(suite: string, reason: string | null): void {
   if (reason !== null) console.warn(`[skip] ${suite}: ${reason}`);
+}
+
+/**
+ * Runs `fn` in a new namespace (lib/sys/netns.ts createNetns), with the veth pair v0 ⇄ v1 in it
+ * when `veth`, and deletes the namespace afterwards, also on failure.
+ */
+export async function withNetns<T>(
+  fn: (ns: Netns) => T | Promise<T>,
+  o: { veth?: boolean } = {},
+): Promise<T> {
+  const ns = createNetns();
+  try {
+    if (o.veth) ns.ip("link", "add", "v0", "type", "veth", "peer", "name", "v1");
+    return await fn(ns);
+  } finally {
+    ns.delete();
+  }
 }
 
 /** A script started in a namespace; `lines` fills as it prints. */
