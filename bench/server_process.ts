@@ -49,7 +49,7 @@ export async function spawnBenchServer(
     const { value, done } = await reader.read();
     if (done) throw new Error(`server exited:\n${text}`);
     text += decoder.decode(value, { stream: true });
-    port = Number(/ start listen=\[::1\]:(\d+)/.exec(text)?.[1] ?? 0);
+    port = Number(/ start listen=\[[0-9a-f:.]+\]:(\d+)/.exec(text)?.[1] ?? 0);
   }
   void (async () => {
     while (!(await reader.read()).done) {}

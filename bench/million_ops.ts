@@ -1,0 +1,454 @@
+/**
+ * One million leases on one server (issue 12, item 2), the operations part: `dstm lease ls`
+ * (live, paged), `dstm lease export` (streamed NDJSON) and `dstm lease ls --db` against a
+ * server holding 1,000,000 active leases, and a real `dstm tep` receiving the SNAPSHOT of its
+ * 1,000,000 bindings while a host it already forwards for keeps sending. As root. Not a test.
+ *
+ *   node_modules/.bin/bun bench/million_ops.ts [--leases 1000000] [--json]
+ *
+ * Network (three namespaces `dstmmo-*`, removed at the end, also on failure; the processes in
+ * them are killed by PID first):
+ *
+ *   [server ns] 2001:db8:ff::53/64, host 2001:db8::5 ── [TEP ns] 2001:db8:ff::1/64 | tep0 TUN
+ *                                                       192.0.2.1/24 ── [IPv4 ns] 192.0.2.2/24
+ *
+ * The parent builds them and runs itself again inside the server namespace (`--inside`),
+ * where the rest happens. The leases are bench/million_server.ts's: lease i is 198.16.0.0 +
+ * 1 + i (198.16.0.0/12, within RFC 2544's benchmarking range widened as bench/million.ts
+ * does; nothing is sent to them but the flow below) for 2001:db8:(i>>>16)::(i&0xffff), all on
+ * the TEP 2001:db8:ff::1.
+ *
+ * 1. The server (from source, SQLite, control socket) with N active leases. While each
+ *    command runs, the server's RSS is sampled every 50 ms and a DSTM_DISCOVER of a new host
+ *    goes to it (over [::1]) every 20 ms, one at a time: the longest answer shows whether the
+ *    command held the server. Commands: `dstm lease ls --limit 1000` (first page), `dstm lease
+ *    ls` (every page, 1,000 a page), `dstm lease export` (NDJSON), `dstm lease ls --db` (the
+ *    file, without the server; its own RSS sampled).
+ * 2. `dstm tep` in its namespace (TUN, `--max-bindings 1100000`, `--insecure-control`). A
+ *    flow (bench/flow_probe.ts) of one IPv4-in-IPv6 UDP packet a millisecond from lease 5's
+ *    host (2001:db8::5, 198.16.0.6) to 192.0.2.2 runs from before the TEP starts; a receiver
+ *    in the IPv4 namespace records when each packet arrives. First snapshot: from the TEP's
+ *    spawn to its `snapshot` log line (parts, bindings), its RSS. Then a forced resync: the
+ *    server is stopped, lease 7 deleted from the database, the server started again; the
+ *    TEP's next SYNC no longer matches and it receives a snapshot of N − 1 bindings while
+ *    the flow's binding is in its table. Reported: the longest gap between delivered packets
+ *    (and between sent ones) from the server's restart to the TEP's `snapshot` line, against
+ *    the 10 s before the server was stopped.
+ *
+ * @module
+ */
+import { mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { parseArgs } from "node:util";
+import { DstmClient, DstmTransport } from "../lib/client/protocol.ts";
+import { leaseKey } from "../lib/lease/lease.ts";
+import { SqliteLeaseStore } from "../lib/lease/sqlite.ts";
+import { formatIPv4 } from "../lib/net/addr.ts";
+import { createNetns, deleteNetns, type Netns, netnsPids, vethPair } from "../lib/sys/netns.ts";
+import { encodingLength } from "../lib/wire/dstm.ts";
+import { MessageType, SNAPSHOT_MAX_BINDINGS, type WireBinding } from "../lib/wire/dstm_types.ts";
+import { codeVersion } from "./dataplane.ts";
+import { BASE, fill, host, POOL, rss } from "./million_server.ts";
+import { type BenchServer, DSTM_FROM_SOURCE, spawnBenchServer } from "./server_process.ts";
+
+const { values } = parseArgs({
+  options: {
+    leases: { type: "string", default: "1000000" },
+    json: { type: "boolean", default: false },
+    inside: { type: "string" },
+  },
+});
+const N = Number(values.leases);
+const SERVER6 = "2001:db8:ff::53";
+const TEP6 = "2001:db8:ff::1";
+const FLOW_LEASE = 5; // its host sends the flow
+const GONE_LEASE = 7; // deleted while the server is down: forces the resync
+const FLOW_PORT = 9999;
+const MiB = 2 ** 20;
+
+interface Places {
+  dir: string;
+  tepNs: string;
+  v4Ns: string;
+}
+
+if (values.inside) await inside(JSON.parse(values.inside) as Places);
+else await outside();
+
+/** Builds the namespaces, runs the bench inside the server's, removes everything. */
+async function outside(): Promise<void> {
+  if (process.getuid?.() !== 0) {
+    console.error("million_ops: run as root (namespaces, TUN)");
+    process.exit(2);
+  }
+  const dir = mkdtempSync(join(tmpdir(), "dstm-million-ops-"));
+  const made: Netns[] = [];
+  const killInside = () => {
+    for (const ns of made) {
+      for (const pid of netnsPids(ns.name)) {
+        try {
+          process.kill(pid, "SIGKILL");
+        } catch {}
+      }
+    }
+  };
+  // Before createNetns installs its own handlers (which delete the namespaces and exit).
+  for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"] as const)
+    process.once(signal, () => {
+      killInside();
+      rmSync(dir, { recursive: true, force: true });
+    });
+  try {
+    const srv = createNetns("dstmmo-");
+    made.push(srv);
+    const tep = createNetns("dstmmo-");
+    made.push(tep);
+    const v4 = createNetns("dstmmo-");
+    made.push(v4);
+    vethPair(srv, "v6", tep, "v6t");
+    vethPair(tep, "v4t", v4, "v4");
+    srv.addAddress("v6", `${SERVER6}/64`);
+    srv.addAddress("v6", `${host(FLOW_LEASE)}/128`);
+    tep.addAddress("v6t", `${TEP6}/64`);
+    tep.ip("-6", "route", "add", "2001:db8::/44", "via", SERVER6);
+    tep.addAddress("v4t", "192.0.2.1/24");
+    tep.exec(["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
+    v4.addAddress("v4", "192.0.2.2/24");
+    v4.addRoute(POOL, "via", "192.0.2.1");
+    const places: Places = { dir, tepNs: tep.name, v4Ns: v4.name };
+    const child = Bun.spawn(
+      [
+        "ip",
+        ...["netns", "exec", srv.name],
+        ...[process.execPath, import.meta.path, "--leases", String(N)],
+        ...(values.json ? ["--json"] : []),
+        ...["--inside", JSON.stringify(places)],
+      ],
+      { stdout: "inherit", stderr: "inherit" },
+    );
+    const code = await child.exited;
+    if (code !== 0) process.exitCode = code;
+  } finally {
+    killInside();
+    for (const ns of made) deleteNetns(ns.name);
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** RSS of `pid` every 50 ms until stopped: first, peak and last (bytes). */
+function sampleRss(pid: () => number) {
+  let first = 0;
+  let peak = 0;
+  let last = 0;
+  const timer = setInterval(() => {
+    const value = rss(pid());
+    if (!value) return;
+    if (!first) first = value;
+    peak = Math.max(peak, value);
+    last = value;
+  }, 50);
+  return {
+    stop() {
+      clearInterval(timer);
+      return { first, peak, last };
+    },
+  };
+}
+
+/** A DISCOVER of a new host every 20 ms, one at a time, until stopped: the answers' times (ms). */
+function probeDiscovers(transport: DstmTransport, next: () => number) {
+  const waits: number[] = [];
+  let running = true;
+  const done = (async () => {
+    while (running) {
+      const t = performance.now();
+      await new DstmClient(transport, host(next())).discover();
+      waits.push(performance.now() - t);
+      await Bun.sleep(20);
+    }
+  })();
+  return {
+    async stop() {
+      running = false;
+      await done;
+      const sorted = [...waits].sort((a, b) => a - b);
+      return {
+        count: waits.length,
+        p50: sorted[Math.floor(sorted.length / 2)] ?? 0,
+        max: sorted[sorted.length - 1] ?? 0,
+      };
+    },
+  };
+}
+
+/** Runs `argv` with stdout into `out`; time (ms), the output's size and lines, and its own RSS. */
+async function runCommand(argv: string[], out: string) {
+  const t = performance.now();
+  const proc = Bun.spawn(argv, { stdout: Bun.file(out), stderr: "pipe" });
+  const own = sampleRss(() => proc.pid);
+  const code = await proc.exited;
+  const ms = performance.now() - t;
+  const ownRss = own.stop();
+  if (code !== 0)
+    throw new Error(`${argv.join(" ")}: exit ${code}\n${await new Response(proc.stderr).text()}`);
+  const bytes = statSync(out).size;
+  let lines = 0;
+  const text = readFileSync(out);
+  for (let i = 0; i < text.length; i++) if (text[i] === 10) lines++;
+  return { ms, bytes, lines, ownRssPeak: ownRss.peak };
+}
+
+/** Longest gap (ms) between consecutive times within [from, to], and how many times fell there. */
+function longestGap(times: Float64Array, from: number, to: number) {
+  let gap = 0;
+  let count = 0;
+  let previous = Number.NaN;
+  for (const t of times) {
+    if (t < from || t > to) continue;
+    count++;
+    if (!Number.isNaN(previous)) gap = Math.max(gap, t - previous);
+    previous = t;
+  }
+  return { gap, count };
+}
+
+/** Bytes of the SNAPSHOT datagrams (DSTM messages, unsigned) of `n` bindings, and parts. */
+function snapshotBytes(n: number) {
+  const binding: WireBinding = {
+    host4: BASE + 1,
+    host6: host(1),
+    portSet: { offset: 0, psidLength: 0, psid: 0 },
+  };
+  const size = (k: number) =>
+    encodingLength({
+      type: MessageType.SNAPSHOT,
+      xid: 0,
+      snapshot: { id: 1, part: 0, parts: 1 },
+      bindings: Array.from({ length: k }, () => binding),
+    });
+  const full = Math.floor(n / SNAPSHOT_MAX_BINDINGS);
+  const rest = n % SNAPSHOT_MAX_BINDINGS;
+  const parts = full + (rest ? 1 : 0);
+  return {
+    computedParts: parts,
+    bytes: full * size(SNAPSHOT_MAX_BINDINGS) + (rest ? size(rest) : 0),
+  };
+}
+
+/** Lines of a process's stdout (JSON log lines) with the time each came (ms, performance.now). */
+function logLines(stream: ReadableStream<Uint8Array>) {
+  const lines: { at: number; event: Record<string, unknown> }[] = [];
+  const waiters: (() => void)[] = [];
+  void (async () => {
+    const decoder = new TextDecoder();
+    let text = "";
+    for await (const chunk of stream) {
+      const at = performance.now();
+      text += decoder.decode(chunk, { stream: true });
+      let nl = text.indexOf("\n");
+      while (nl >= 0) {
+        const line = text.slice(0, nl);
+        text = text.slice(nl + 1);
+        try {
+          lines.push({ at, event: JSON.parse(line) as Record<string, unknown> });
+        } catch {
+          lines.push({ at, event: { text: line } });
+        }
+        nl = text.indexOf("\n");
+      }
+      for (const w of waiters.splice(0)) w();
+    }
+  })();
+  return {
+    lines,
+    /** The first line from index `from` on whose event is `name` (waits up to `ms`). */
+    async wait(name: string, from: number, ms: number) {
+      const deadline = performance.now() + ms;
+      for (;;) {
+        const found = lines.slice(from).find((l) => l.event.event === name || l.event.msg === name);
+        if (found) return found;
+        if (performance.now() > deadline) throw new Error(`no "${name}" log line in ${ms} ms`);
+        await new Promise<void>((resolve) => {
+          waiters.push(resolve);
+          setTimeout(resolve, 500);
+        });
+      }
+    },
+  };
+}
+
+async function inside(places: Places): Promise<void> {
+  const { dir } = places;
+  const db = join(dir, "leases.db");
+  const control = join(dir, "server.sock");
+  const dstm = [...DSTM_FROM_SOURCE];
+  const load = () => readFileSync("/proc/loadavg", "utf8").split(" ").slice(0, 3).join(" ");
+  const report: Record<string, unknown> = { code: codeVersion(), leases: N, loadBefore: load() };
+  const say = (line: string) => {
+    console.log(line);
+  };
+  let fillMs = performance.now();
+  await fill(db, N, TEP6);
+  fillMs = performance.now() - fillMs;
+  say(`wrote ${N.toLocaleString("en-US")} leases in ${(fillMs / 1000).toFixed(1)} s`);
+  const serverArgs = [
+    ...["--pool", POOL, "--tep", TEP6, "--db", db, "--lease-time", "1d"],
+    ...["--listen", "[::]:4607", "--control", control, "--tep-source", SERVER6],
+  ];
+  let server: BenchServer | undefined = await spawnBenchServer(serverArgs);
+  const children: { kill(signal?: number | NodeJS.Signals): void; exited: Promise<number> }[] = [];
+  let transport: DstmTransport | undefined;
+  try {
+    await Bun.sleep(2000);
+    const serverPid = () => server?.proc.pid ?? 0;
+    const idle = rss(serverPid());
+    say(`server started, RSS ${(idle / MiB).toFixed(0)} MiB`);
+    transport = await DstmTransport.open({
+      server: "::1",
+      port: server.port,
+      retry: { initialMs: 2000, tries: 3 },
+    });
+    let fresh = N + 1;
+    const nextHost = () => fresh++;
+    const ops: Record<string, unknown> = {};
+    const measured = async (name: string, argv: string[], withServer = true) => {
+      const serverRss = sampleRss(serverPid);
+      const discovers = withServer ? probeDiscovers(transport!, nextHost) : undefined;
+      const result = await runCommand(argv, join(dir, `${name}.out`));
+      const answers = await discovers?.stop();
+      const rssNow = serverRss.stop();
+      const row = { ...result, serverRss: rssNow, discover: answers };
+      ops[name] = row;
+      say(
+        `${name.padEnd(12)} ${(result.ms / 1000).toFixed(2)} s, ${result.lines.toLocaleString("en-US")} lines, ${(result.bytes / MiB).toFixed(1)} MiB; its RSS peak ${(result.ownRssPeak / MiB).toFixed(0)} MiB` +
+          (withServer
+            ? `; server RSS ${(rssNow.first / MiB).toFixed(0)} → peak ${(rssNow.peak / MiB).toFixed(0)} → ${(rssNow.last / MiB).toFixed(0)} MiB; DISCOVER during it: ${answers?.count} answered, p50 ${answers?.p50.toFixed(1)} ms, max ${answers?.max.toFixed(1)} ms`
+            : ""),
+      );
+      return row;
+    };
+    await measured("ls-first", [...dstm, "lease", "ls", "--control", control, "--limit", "1000"]);
+    await measured("ls-all", [...dstm, "lease", "ls", "--control", control]);
+    await measured("export", [...dstm, "lease", "export", "--control", control]);
+    await measured("ls-db", [...dstm, "lease", "ls", "--db", db], false);
+    report.ops = ops;
+    report.serverRssIdle = idle;
+    report.serverRssAfter = rss(serverPid());
+    transport.close();
+    transport = undefined;
+
+    // 2. The TEP, its first snapshot, then a forced resync under a steady flow.
+    const flowFile = join(dir, "flow-sent.f64");
+    const recvFile = join(dir, "flow-received.f64");
+    const probe = join(import.meta.dir, "flow_probe.ts");
+    const receiver = Bun.spawn(
+      ["ip", "netns", "exec", places.v4Ns, process.execPath, probe, "recv"].concat([
+        "--port",
+        String(FLOW_PORT),
+        "--out",
+        recvFile,
+        "--seconds",
+        "600",
+      ]),
+      { stdout: "pipe", stderr: "inherit" },
+    );
+    children.push(receiver);
+    await Bun.sleep(500);
+    const sender = Bun.spawn(
+      [process.execPath, probe, "send", "--tep6", TEP6, "--src6", host(FLOW_LEASE)]
+        .concat(["--src4", formatIPv4(BASE + 1 + FLOW_LEASE), "--dst4", "192.0.2.2"])
+        .concat(["--port", String(FLOW_PORT), "--out", flowFile, "--seconds", "600"]),
+      { stdout: "pipe", stderr: "inherit" },
+    );
+    children.push(sender);
+    const tepStarted = performance.now();
+    const tep = Bun.spawn(
+      ["ip", "netns", "exec", places.tepNs, ...dstm, "tep"]
+        .concat(["--ipv6", TEP6, "--ipv4", "192.0.2.1", "--server", SERVER6])
+        .concat(["--route", POOL, "--insecure-control", "--max-bindings", "1100000"])
+        .concat(["--control", join(dir, "tep.sock"), "--log-format", "json"]),
+      { stdout: "pipe", stderr: "inherit" },
+    );
+    children.push(tep);
+    const tepLog = logLines(tep.stdout as ReadableStream<Uint8Array>);
+    const tepRss = sampleRss(() => tep.pid);
+    const started = await tepLog.wait("tep-start", 0, 60_000);
+    const first = await tepLog.wait("snapshot", 0, 300_000);
+    const firstRss = tepRss.stop();
+    const firstSnapshot = {
+      fromSpawnMs: first.at - tepStarted,
+      fromTepStartMs: first.at - started.at,
+      bindings: first.event.bindings,
+      parts: first.event.parts,
+      ...snapshotBytes(Number(first.event.bindings)),
+      tepRssAtStart: firstRss.first,
+      tepRssPeak: firstRss.peak,
+      tepRssAfter: rss(tep.pid),
+    };
+    say(
+      `TEP first snapshot: ${firstSnapshot.bindings} bindings in ${firstSnapshot.parts} parts (${(firstSnapshot.bytes / MiB).toFixed(1)} MiB of SNAPSHOT messages), ${(firstSnapshot.fromSpawnMs / 1000).toFixed(2)} s from spawn, ${(firstSnapshot.fromTepStartMs / 1000).toFixed(2)} s from tep-start; TEP RSS ${(firstRss.first / MiB).toFixed(0)} → peak ${(firstRss.peak / MiB).toFixed(0)} → ${(firstSnapshot.tepRssAfter / MiB).toFixed(0)} MiB`,
+    );
+    // A steady stretch to compare with.
+    await Bun.sleep(10_000);
+    const steadyTo = performance.timeOrigin + performance.now();
+    const steadyFrom = steadyTo - 10_000;
+    const tepRss2 = sampleRss(() => tep.pid);
+    await server.stop();
+    server = undefined;
+    const stoppedAt = performance.timeOrigin + performance.now();
+    const store = SqliteLeaseStore.open(db);
+    await store.write([{ op: "delete", key: leaseKey(BASE + 1 + GONE_LEASE, 0) }]);
+    await store.close();
+    const from = tepLog.lines.length;
+    server = await spawnBenchServer(serverArgs);
+    const restartedAt = performance.timeOrigin + performance.now();
+    const second = await tepLog.wait("snapshot", from, 300_000);
+    const appliedAt = performance.timeOrigin + (second.at as number);
+    const secondRss = tepRss2.stop();
+    await Bun.sleep(2000);
+    for (const p of [sender, receiver]) p.kill("SIGTERM");
+    const flow = JSON.parse((await new Response(sender.stdout).text()).trim() || "{}");
+    await receiver.exited;
+    const sent = new Float64Array(readFileSync(flowFile).buffer.slice(0));
+    const received = new Float64Array(readFileSync(recvFile).buffer.slice(0));
+    const firstDelivered = received.find(() => true) ?? Number.NaN;
+    const resync = {
+      bindings: second.event.bindings,
+      parts: second.event.parts,
+      ...snapshotBytes(Number(second.event.bindings)),
+      serverDownMs: restartedAt - stoppedAt,
+      restartToAppliedMs: appliedAt - restartedAt,
+      tepRssPeak: secondRss.peak,
+      received: longestGap(received, restartedAt, appliedAt),
+      sent: longestGap(sent, restartedAt, appliedAt),
+      receivedWhileDown: longestGap(received, stoppedAt, restartedAt),
+      steadyReceived: longestGap(received, steadyFrom, steadyTo),
+      steadySent: longestGap(sent, steadyFrom, steadyTo),
+    };
+    report.tep = {
+      firstSnapshot,
+      firstDeliveredAfterSnapshotMs:
+        firstDelivered - (performance.timeOrigin + (first.at as number)),
+      resync,
+      flow: { ...flow, received: received.length },
+    };
+    say(
+      `first packet of the flow delivered ${(report.tep as { firstDeliveredAfterSnapshotMs: number }).firstDeliveredAfterSnapshotMs.toFixed(0)} ms after the TEP logged the first snapshot`,
+    );
+    say(
+      `resync: ${resync.bindings} bindings, ${resync.parts} parts, applied ${(resync.restartToAppliedMs / 1000).toFixed(2)} s after the server's restart (down ${(resync.serverDownMs / 1000).toFixed(1)} s); TEP RSS peak ${(secondRss.peak / MiB).toFixed(0)} MiB`,
+    );
+    say(
+      `flow: longest gap delivered ${resync.received.gap.toFixed(1)} ms (${resync.received.count} packets) / sent ${resync.sent.gap.toFixed(1)} ms during the resync; ${resync.steadyReceived.gap.toFixed(1)} / ${resync.steadySent.gap.toFixed(1)} ms in the 10 s before; ${resync.receivedWhileDown.gap.toFixed(1)} ms delivered while the server was down; ${received.length} of ${sent.length} delivered in all`,
+    );
+    report.loadAfter = load();
+    say(`load average before ${report.loadBefore}, after ${report.loadAfter}; code ${report.code}`);
+    if (values.json) console.log(JSON.stringify(report));
+  } finally {
+    transport?.close();
+    for (const c of children) c.kill("SIGKILL");
+    await Promise.all(children.map((c) => c.exited));
+    await server?.stop();
+  }
+}
