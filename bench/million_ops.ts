@@ -4,7 +4,10 @@
  * server holding 1,000,000 active leases, and a real `dstm tep` receiving the SNAPSHOT of its
  * 1,000,000 bindings while a host it already forwards for keeps sending. As root. Not a test.
  *
- *   node_modules/.bin/bun bench/million_ops.ts [--leases 1000000] [--json]
+ *   node_modules/.bin/bun bench/million_ops.ts [--leases 1000000] [--parts ops,tep] [--tree DIR] [--json]
+ *
+ * `--parts`: `ops` (1. below), `tep` (2.), or both. `--tree DIR`: run the dstm of another
+ * checkout (server, TEP and commands), for an A/B of the same bench.
  *
  * Network (three namespaces `dstmmo-*`, removed at the end, also on failure; the processes in
  * them are killed by PID first):
@@ -57,8 +60,11 @@ const { values } = parseArgs({
     leases: { type: "string", default: "1000000" },
     json: { type: "boolean", default: false },
     inside: { type: "string" },
+    parts: { type: "string", default: "ops,tep" },
+    tree: { type: "string" },
   },
 });
+const PARTS = new Set(values.parts.split(","));
 const N = Number(values.leases);
 const SERVER6 = "2001:db8:ff::53";
 const TEP6 = "2001:db8:ff::1";
@@ -123,6 +129,7 @@ async function outside(): Promise<void> {
         ...["netns", "exec", srv.name],
         ...[process.execPath, import.meta.path, "--leases", String(N)],
         ...(values.json ? ["--json"] : []),
+        ...["--parts", values.parts, ...(values.tree ? ["--tree", values.tree] : [])],
         ...["--inside", JSON.stringify(places)],
       ],
       { stdout: "inherit", stderr: "inherit" },
@@ -282,9 +289,21 @@ async function inside(places: Places): Promise<void> {
   const { dir } = places;
   const db = join(dir, "leases.db");
   const control = join(dir, "server.sock");
-  const dstm = [...DSTM_FROM_SOURCE];
+  // `--tree DIR`: the dstm of another checkout (an A/B of the same bench), else this one.
+  const dstm = values.tree
+    ? [process.execPath, join(values.tree, "mod.ts")]
+    : [...DSTM_FROM_SOURCE];
+  const serverSnapshots: string[] = [];
+  const onServerLine = (line: string) => {
+    if (/ tep-snapshot /.test(line)) serverSnapshots.push(line);
+  };
   const load = () => readFileSync("/proc/loadavg", "utf8").split(" ").slice(0, 3).join(" ");
-  const report: Record<string, unknown> = { code: codeVersion(), leases: N, loadBefore: load() };
+  const code = values.tree
+    ? Bun.spawnSync(["git", "-C", values.tree, "rev-parse", "--short", "HEAD"])
+        .stdout.toString()
+        .trim()
+    : codeVersion();
+  const report: Record<string, unknown> = { code, leases: N, loadBefore: load() };
   const say = (line: string) => {
     console.log(line);
   };
@@ -296,7 +315,7 @@ async function inside(places: Places): Promise<void> {
     ...["--pool", POOL, "--tep", TEP6, "--db", db, "--lease-time", "1d"],
     ...["--listen", "[::]:4607", "--control", control, "--tep-source", SERVER6],
   ];
-  let server: BenchServer | undefined = await spawnBenchServer(serverArgs);
+  let server: BenchServer | undefined = await spawnBenchServer(serverArgs, dstm, onServerLine);
   const children: { kill(signal?: number | NodeJS.Signals): void; exited: Promise<number> }[] = [];
   let transport: DstmTransport | undefined;
   try {
@@ -328,16 +347,24 @@ async function inside(places: Places): Promise<void> {
       );
       return row;
     };
-    await measured("ls-first", [...dstm, "lease", "ls", "--control", control, "--limit", "1000"]);
-    await measured("ls-all", [...dstm, "lease", "ls", "--control", control]);
-    await measured("export", [...dstm, "lease", "export", "--control", control]);
-    await measured("ls-db", [...dstm, "lease", "ls", "--db", db], false);
+    if (PARTS.has("ops")) {
+      await measured("ls-first", [...dstm, "lease", "ls", "--control", control, "--limit", "1000"]);
+      await measured("ls-all", [...dstm, "lease", "ls", "--control", control]);
+      await measured("export", [...dstm, "lease", "export", "--control", control]);
+      await measured("ls-db", [...dstm, "lease", "ls", "--db", db], false);
+    }
     report.ops = ops;
     report.serverRssIdle = idle;
     report.serverRssAfter = rss(serverPid());
     transport.close();
     transport = undefined;
 
+    if (!PARTS.has("tep")) {
+      report.loadAfter = load();
+      say(`load average before ${report.loadBefore}, after ${report.loadAfter}; code ${code}`);
+      if (values.json) console.log(JSON.stringify(report));
+      return;
+    }
     // 2. The TEP, its first snapshot, then a forced resync under a steady flow.
     const flowFile = join(dir, "flow-sent.f64");
     const recvFile = join(dir, "flow-received.f64");
@@ -401,7 +428,7 @@ async function inside(places: Places): Promise<void> {
     await store.write([{ op: "delete", key: leaseKey(BASE + 1 + GONE_LEASE, 0) }]);
     await store.close();
     const from = tepLog.lines.length;
-    server = await spawnBenchServer(serverArgs);
+    server = await spawnBenchServer(serverArgs, dstm, onServerLine);
     const restartedAt = performance.timeOrigin + performance.now();
     const second = await tepLog.wait("snapshot", from, 300_000);
     const appliedAt = performance.timeOrigin + (second.at as number);
@@ -412,7 +439,7 @@ async function inside(places: Places): Promise<void> {
     await receiver.exited;
     const sent = new Float64Array(readFileSync(flowFile).buffer.slice(0));
     const received = new Float64Array(readFileSync(recvFile).buffer.slice(0));
-    const firstDelivered = received.find(() => true) ?? Number.NaN;
+    const firstDelivered = received[0] ?? Number.NaN;
     const resync = {
       bindings: second.event.bindings,
       parts: second.event.parts,
@@ -428,13 +455,12 @@ async function inside(places: Places): Promise<void> {
     };
     report.tep = {
       firstSnapshot,
-      firstDeliveredAfterSnapshotMs:
-        firstDelivered - (performance.timeOrigin + (first.at as number)),
+      firstDeliveredFromTepStartMs: firstDelivered - (performance.timeOrigin + started.at),
       resync,
       flow: { ...flow, received: received.length },
     };
     say(
-      `first packet of the flow delivered ${(report.tep as { firstDeliveredAfterSnapshotMs: number }).firstDeliveredAfterSnapshotMs.toFixed(0)} ms after the TEP logged the first snapshot`,
+      `first packet of the flow delivered ${((report.tep as { firstDeliveredFromTepStartMs: number }).firstDeliveredFromTepStartMs / 1000).toFixed(2)} s after tep-start (the snapshot's log line: ${(firstSnapshot.fromTepStartMs / 1000).toFixed(2)} s)`,
     );
     say(
       `resync: ${resync.bindings} bindings, ${resync.parts} parts, applied ${(resync.restartToAppliedMs / 1000).toFixed(2)} s after the server's restart (down ${(resync.serverDownMs / 1000).toFixed(1)} s); TEP RSS peak ${(secondRss.peak / MiB).toFixed(0)} MiB`,
@@ -442,8 +468,10 @@ async function inside(places: Places): Promise<void> {
     say(
       `flow: longest gap delivered ${resync.received.gap.toFixed(1)} ms (${resync.received.count} packets) / sent ${resync.sent.gap.toFixed(1)} ms during the resync; ${resync.steadyReceived.gap.toFixed(1)} / ${resync.steadySent.gap.toFixed(1)} ms in the 10 s before; ${resync.receivedWhileDown.gap.toFixed(1)} ms delivered while the server was down; ${received.length} of ${sent.length} delivered in all`,
     );
+    for (const line of serverSnapshots) say(`server: ${line}`);
+    report.serverSnapshots = serverSnapshots;
     report.loadAfter = load();
-    say(`load average before ${report.loadBefore}, after ${report.loadAfter}; code ${report.code}`);
+    say(`load average before ${report.loadBefore}, after ${report.loadAfter}; code ${code}`);
     if (values.json) console.log(JSON.stringify(report));
   } finally {
     transport?.close();
