@@ -24,7 +24,7 @@
  * 1. The server (from source, SQLite, control socket) with N active leases. While each
  *    command runs, the server's RSS is sampled every 50 ms and a DSTM_DISCOVER of a new host
  *    goes to it (over [::1]) every 20 ms, one at a time: the longest answer shows whether the
- *    command held the server. Commands: `dstm lease ls --limit 1000` (first page), `dstm lease
+ *    command held the server (`idle`: the same for 5 s without a command). Commands: `dstm lease ls --limit 1000` (first page), `dstm lease
  *    ls` (every page, 1,000 a page), `dstm lease export` (NDJSON), `dstm lease ls --db` (the
  *    file, without the server; its own RSS sampled).
  * 2. `dstm tep` in its namespace (TUN, `--max-bindings 1100000`, `--insecure-control`). A
@@ -348,6 +348,8 @@ async function inside(places: Places): Promise<void> {
       return row;
     };
     if (PARTS.has("ops")) {
+      // The same DISCOVERs with nothing else going on: what the commands are compared with.
+      await measured("idle", ["sleep", "5"]);
       await measured("ls-first", [...dstm, "lease", "ls", "--control", control, "--limit", "1000"]);
       await measured("ls-all", [...dstm, "lease", "ls", "--control", control]);
       await measured("export", [...dstm, "lease", "export", "--control", control]);
