@@ -391,6 +391,21 @@ async function inside(places: Places): Promise<void> {
       { stdout: "pipe", stderr: "inherit" },
     );
     children.push(sender);
+    // Datagrams the TEP namespace's kernel dropped for a full socket receive buffer.
+    const rcvbufErrors = () =>
+      Number(
+        /Udp6RcvbufErrors\s+(\d+)/.exec(
+          Bun.spawnSync([
+            "ip",
+            "netns",
+            "exec",
+            places.tepNs,
+            "cat",
+            "/proc/net/snmp6",
+          ]).stdout.toString(),
+        )?.[1] ?? Number.NaN,
+      );
+    const drops0 = rcvbufErrors();
     const tepStarted = performance.now();
     const tep = Bun.spawn(
       ["ip", "netns", "exec", places.tepNs, ...dstm, "tep"]
@@ -405,6 +420,8 @@ async function inside(places: Places): Promise<void> {
     const started = await tepLog.wait("tep-start", 0, 60_000);
     const first = await tepLog.wait("snapshot", 0, 300_000);
     const firstRss = tepRss.stop();
+    const drops1 = rcvbufErrors();
+    const snapshotsSent = serverSnapshots.length;
     const firstSnapshot = {
       fromSpawnMs: first.at - tepStarted,
       fromTepStartMs: first.at - started.at,
@@ -414,9 +431,11 @@ async function inside(places: Places): Promise<void> {
       tepRssAtStart: firstRss.first,
       tepRssPeak: firstRss.peak,
       tepRssAfter: rss(tep.pid),
+      serverSnapshotsSent: snapshotsSent,
+      rcvbufDrops: drops1 - drops0,
     };
     say(
-      `TEP first snapshot: ${firstSnapshot.bindings} bindings in ${firstSnapshot.parts} parts (${(firstSnapshot.bytes / MiB).toFixed(1)} MiB of SNAPSHOT messages), ${(firstSnapshot.fromSpawnMs / 1000).toFixed(2)} s from spawn, ${(firstSnapshot.fromTepStartMs / 1000).toFixed(2)} s from tep-start; TEP RSS ${(firstRss.first / MiB).toFixed(0)} → peak ${(firstRss.peak / MiB).toFixed(0)} → ${(firstSnapshot.tepRssAfter / MiB).toFixed(0)} MiB`,
+      `TEP first snapshot: ${firstSnapshot.bindings} bindings in ${firstSnapshot.parts} parts (${(firstSnapshot.bytes / MiB).toFixed(1)} MiB of SNAPSHOT messages), ${(firstSnapshot.fromSpawnMs / 1000).toFixed(2)} s from spawn, ${(firstSnapshot.fromTepStartMs / 1000).toFixed(2)} s from tep-start; TEP RSS ${(firstRss.first / MiB).toFixed(0)} → peak ${(firstRss.peak / MiB).toFixed(0)} → ${(firstSnapshot.tepRssAfter / MiB).toFixed(0)} MiB; snapshots the server sent ${snapshotsSent}, datagrams dropped for a full receive buffer ${firstSnapshot.rcvbufDrops}`,
     );
     // A steady stretch to compare with.
     await Bun.sleep(10_000);
@@ -435,6 +454,7 @@ async function inside(places: Places): Promise<void> {
     const second = await tepLog.wait("snapshot", from, 300_000);
     const appliedAt = performance.timeOrigin + (second.at as number);
     const secondRss = tepRss2.stop();
+    const drops2 = rcvbufErrors();
     await Bun.sleep(2000);
     for (const p of [sender, receiver]) p.kill("SIGTERM");
     const flow = JSON.parse((await new Response(sender.stdout).text()).trim() || "{}");
@@ -449,6 +469,8 @@ async function inside(places: Places): Promise<void> {
       serverDownMs: restartedAt - stoppedAt,
       restartToAppliedMs: appliedAt - restartedAt,
       tepRssPeak: secondRss.peak,
+      serverSnapshotsSent: serverSnapshots.length - snapshotsSent,
+      rcvbufDrops: drops2 - drops1,
       received: longestGap(received, restartedAt, appliedAt),
       sent: longestGap(sent, restartedAt, appliedAt),
       receivedWhileDown: longestGap(received, stoppedAt, restartedAt),
@@ -465,7 +487,7 @@ async function inside(places: Places): Promise<void> {
       `first packet of the flow delivered ${((report.tep as { firstDeliveredFromTepStartMs: number }).firstDeliveredFromTepStartMs / 1000).toFixed(2)} s after tep-start (the snapshot's log line: ${(firstSnapshot.fromTepStartMs / 1000).toFixed(2)} s)`,
     );
     say(
-      `resync: ${resync.bindings} bindings, ${resync.parts} parts, applied ${(resync.restartToAppliedMs / 1000).toFixed(2)} s after the server's restart (down ${(resync.serverDownMs / 1000).toFixed(1)} s); TEP RSS peak ${(secondRss.peak / MiB).toFixed(0)} MiB`,
+      `resync: ${resync.bindings} bindings, ${resync.parts} parts, applied ${(resync.restartToAppliedMs / 1000).toFixed(2)} s after the server's restart (down ${(resync.serverDownMs / 1000).toFixed(1)} s); TEP RSS peak ${(secondRss.peak / MiB).toFixed(0)} MiB; snapshots sent ${resync.serverSnapshotsSent}, receive-buffer drops ${resync.rcvbufDrops}`,
     );
     say(
       `flow: longest gap delivered ${resync.received.gap.toFixed(1)} ms (${resync.received.count} packets) / sent ${resync.sent.gap.toFixed(1)} ms during the resync; ${resync.steadyReceived.gap.toFixed(1)} / ${resync.steadySent.gap.toFixed(1)} ms in the 10 s before; ${resync.receivedWhileDown.gap.toFixed(1)} ms delivered while the server was down; ${received.length} of ${sent.length} delivered in all`,
