@@ -80,7 +80,7 @@ if (mode === "send") {
   let errors = 0;
   for (let seq = 0; !stopping && count < MAX && performance.now() < deadline; seq++) {
     writeIPv4Header(packet, 0, SIZE, seq & 0xffff, 0, 64, IpProtocol.UDP, src4, dst4);
-    packet[20] = 0xc0; // source port 49152 + low bits of seq: stays one flow per port range
+    packet[20] = 0xc0; // source port 49152: one flow
     packet[21] = 0;
     packet[22] = port >>> 8;
     packet[23] = port & 0xff;

@@ -36,7 +36,9 @@
  *    TEP's next SYNC no longer matches and it receives a snapshot of N − 1 bindings while
  *    the flow's binding is in its table. Reported: the longest gap between delivered packets
  *    (and between sent ones) from the server's restart to the TEP's `snapshot` line, against
- *    the 10 s before the server was stopped.
+ *    the 10 s before the server was stopped. Also: how many snapshots the server sent
+ *    (its `tep-snapshot` lines) before the TEP applied one, and the datagrams the TEP's
+ *    namespace dropped for a full socket receive buffer (`Udp6RcvbufErrors`).
  *
  * @module
  */
