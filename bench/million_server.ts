@@ -19,31 +19,45 @@ import { SqliteLeaseStore } from "../lib/lease/sqlite.ts";
 import { benchHost6, benchLease } from "./bench_leases.ts";
 import { spawnBenchServer } from "./server_process.ts";
 
-const { values } = parseArgs({ options: { leases: { type: "string", default: "1000000" } } });
-const N = Number(values.leases);
-const BASE = 0xc6100000; // 198.16.0.0
 const PROBES = 20_000;
 const CONCURRENCY = 64;
 
-async function fill(path: string, n: number): Promise<void> {
+/** First address of the leases' pool, 198.16.0.0/12 (lease `i` holds BASE + 1 + i). */
+export const BASE = 0xc6100000; // 198.16.0.0
+/** The pool of the leases {@link fill} writes. */
+export const POOL = "198.16.0.0/12";
+/** Host IPv6 address of lease `i`: 2001:db8:(i >>> 16)::(i & 0xffff). */
+export const host = benchHost6;
+
+/**
+ * Writes `n` active leases (lease `i`: BASE + 1 + i, whole address, for {@link host}(i), one
+ * day and up to an hour more) to the SQLite store at `path`, all on TEP `tep6`.
+ */
+export async function fill(path: string, n: number, tep6 = "2001:db8::1"): Promise<void> {
   const store = SqliteLeaseStore.open(path);
   const now = Date.now();
   for (let i = 0; i < n; i += 50_000) {
     const rows: Lease[] = [];
     for (let j = i; j < Math.min(n, i + 50_000); j++) {
-      rows.push(benchLease(BASE, "198.16.0.0/12", j, now, now + 86_400_000 + (j % 3600) * 1000));
+      rows.push({ ...benchLease(BASE, POOL, j, now, now + 86_400_000 + (j % 3600) * 1000), tep6 });
     }
     await store.write(rows.map((lease) => ({ op: "put" as const, lease })));
   }
   await store.close();
 }
 
-function rss(pid: number): number {
-  const status = readFileSync(`/proc/${pid}/status`, "utf8");
+/** VmRSS of process `pid` (bytes), 0 when it has none (gone). */
+export function rss(pid: number): number {
+  let status = "";
+  try {
+    status = readFileSync(`/proc/${pid}/status`, "utf8");
+  } catch {
+    return 0;
+  }
   return Number(/^VmRSS:\s+(\d+) kB/m.exec(status)?.[1] ?? 0) * 1024;
 }
 
-async function run(db: string, n: number) {
+async function run(db: string, n: number, N: number) {
   const t0 = performance.now();
   const server = await spawnBenchServer([
     ...["--pool", "198.16.0.0/12", "--tep", "2001:db8::1"],
@@ -78,20 +92,27 @@ async function run(db: string, n: number) {
   }
 }
 
-const dir = mkdtempSync(join(tmpdir(), "dstm-million-server-"));
-try {
-  const results = [];
-  for (const n of [0, 1000, N]) {
-    const db = join(dir, `${n}.db`);
-    await fill(db, n);
-    results.push(await run(db, n));
+async function main(N: number): Promise<void> {
+  const dir = mkdtempSync(join(tmpdir(), "dstm-million-server-"));
+  try {
+    const results = [];
+    for (const n of [0, 1000, N]) {
+      const db = join(dir, `${n}.db`);
+      await fill(db, n);
+      results.push(await run(db, n, N));
+    }
+    const empty = results[0] as (typeof results)[number];
+    for (const r of results) {
+      console.log(
+        `${r.n.toLocaleString("en-US").padStart(9)} leases: start ${(r.startMs / 1000).toFixed(2)} s, RSS ${(r.rss / 2 ** 20).toFixed(0)} MiB${r.n ? ` (${((r.rss - empty.rss) / r.n).toFixed(0)} bytes per lease beyond empty)` : ""}, DISCOVER p50 ${r.p50.toFixed(2)} ms, p99 ${r.p99.toFixed(2)} ms`,
+      );
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
   }
-  const empty = results[0] as (typeof results)[number];
-  for (const r of results) {
-    console.log(
-      `${r.n.toLocaleString("en-US").padStart(9)} leases: start ${(r.startMs / 1000).toFixed(2)} s, RSS ${(r.rss / 2 ** 20).toFixed(0)} MiB${r.n ? ` (${((r.rss - empty.rss) / r.n).toFixed(0)} bytes per lease beyond empty)` : ""}, DISCOVER p50 ${r.p50.toFixed(2)} ms, p99 ${r.p99.toFixed(2)} ms`,
-    );
-  }
-} finally {
-  rmSync(dir, { recursive: true, force: true });
+}
+
+if (import.meta.main) {
+  const { values } = parseArgs({ options: { leases: { type: "string", default: "1000000" } } });
+  await main(Number(values.leases));
 }

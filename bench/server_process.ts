@@ -25,11 +25,12 @@ export interface BenchServer {
 /**
  * Starts `dstm server` (`dstm`: the command, default {@link DSTM_FROM_SOURCE}) with `args`
  * after the bench defaults (a later flag wins); resolves once it listens. Throws with its
- * output when it exits first.
+ * output when it exits first. `onLine`: called with each line of its log (else dropped).
  */
 export async function spawnBenchServer(
   args: readonly string[],
   dstm: readonly string[] = DSTM_FROM_SOURCE,
+  onLine?: (line: string) => void,
 ): Promise<BenchServer> {
   const proc = Bun.spawn(
     [
@@ -49,10 +50,25 @@ export async function spawnBenchServer(
     const { value, done } = await reader.read();
     if (done) throw new Error(`server exited:\n${text}`);
     text += decoder.decode(value, { stream: true });
-    port = Number(/ start listen=\[::1\]:(\d+)/.exec(text)?.[1] ?? 0);
+    port = Number(/ start listen=\[[0-9a-f:.]+\]:(\d+)/.exec(text)?.[1] ?? 0);
   }
   void (async () => {
-    while (!(await reader.read()).done) {}
+    if (!onLine) {
+      while (!(await reader.read()).done) {}
+      return;
+    }
+    // `onLine` gets every log line, those of the start included.
+    for (;;) {
+      let nl = text.indexOf("\n");
+      while (nl >= 0) {
+        onLine(text.slice(0, nl));
+        text = text.slice(nl + 1);
+        nl = text.indexOf("\n");
+      }
+      const { value, done } = await reader.read();
+      if (done) return;
+      text += decoder.decode(value, { stream: true });
+    }
   })();
   return {
     proc,

@@ -357,6 +357,11 @@ export class AllocationEngine {
     return this.#index.rows.values();
   }
 
+  /** The rows whose key (`leaseKey`) is greater than `after`, live, in ascending key order (a `lease ls` page). */
+  rowsAfter(after: number): IterableIterator<Lease> {
+    return this.#index.rows.valuesAfter(after);
+  }
+
   /** Where (`ipv4`, `psid`) lies: its pool and slot state, its row, its reservation; undefined: in no pool. */
   slotView(ipv4: number, psid: number): SlotView | undefined {
     return this.#admin.slotView(ipv4, psid);

@@ -21,7 +21,8 @@
  *
  * @module
  */
-import type { Lease } from "../lease/lease.ts";
+import { type Lease, leaseKey } from "../lease/lease.ts";
+import { prefixSize } from "../net/prefix.ts";
 import type { Pool } from "./pool.ts";
 
 /** Slots in one page of a pool's row array (a power of two). */
@@ -150,6 +151,51 @@ export class LeaseTable {
       }
     }
     yield* this.#other.values();
+  }
+
+  /**
+   * The rows whose key is greater than `after`, live, in ascending key order (address, then
+   * PSID): a page of `lease ls` from its cursor (lib/control/lease_query.ts) costs the rows it
+   * takes (and the empty slots between them), not a pass over the table. Each prefix of a pool
+   * is a run of slots whose keys ascend and pools never overlap, so the runs taken by their
+   * first address are the key order; the few rows outside the pools' slots are merged in.
+   * A row set while the iteration runs is seen when its place comes after the current one.
+   */
+  *valuesAfter(after: number): IterableIterator<Lease> {
+    const runs: { pool: number; base: number; addresses: number }[] = [];
+    this.#pools.forEach((pool, p) => {
+      for (const prefix of pool.prefixes)
+        runs.push({ pool: p, base: prefix.base, addresses: prefixSize(prefix) });
+    });
+    runs.sort((a, b) => a.base - b.base);
+    const others = [...this.#other].filter(([key]) => key > after).sort((a, b) => a[0] - b[0]);
+    let o = 0;
+    const afterPsid = after < 0 ? 0 : after % 65536;
+    const afterIpv4 = after < 0 ? -1 : (after - afterPsid) / 65536;
+    for (const run of runs) {
+      if (afterIpv4 >= run.base + run.addresses) continue;
+      const pool = this.#pools[run.pool] as Pool;
+      const share = pool.sharing.share;
+      const first = pool.slotOf(run.base, 0);
+      const end = first + run.addresses * share;
+      let slot = first;
+      if (afterIpv4 >= run.base) slot += (afterIpv4 - run.base) * share + afterPsid + 1;
+      const rows = (this.#pages[run.pool] as Pages).rows;
+      for (; slot < end; slot++) {
+        const page = rows[slot >>> PAGE_SHIFT];
+        if (!page) {
+          slot |= PAGE_MASK; // the whole page is empty
+          continue;
+        }
+        const row = page[slot & PAGE_MASK];
+        if (row === undefined) continue;
+        const key = leaseKey(row.ipv4, row.portSet.psid);
+        while (o < others.length && (others[o] as [number, Lease])[0] < key)
+          yield (others[o++] as [number, Lease])[1];
+        yield row;
+      }
+    }
+    while (o < others.length) yield (others[o++] as [number, Lease])[1];
   }
 
   /** Finds the pool and slot of `key` (in #pool, #slot); false when it is no slot of a pool. */

@@ -57,6 +57,12 @@ export interface AddLeaseRequest {
 export interface LeaseAdminSource {
   /** Every lease row, live, in any order. */
   rows(): Iterable<Lease>;
+  /**
+   * The rows whose key (`leaseKey`) is greater than `after`, live, in ascending key order;
+   * when given, a `GET /v1/leases` page reads only the rows it lists (absent: a pass over
+   * {@link rows} a page).
+   */
+  rowsAfter?(after: number): Iterable<Lease>;
   reservations(): readonly Reservation[];
   /** The configured pools: name and prefixes (CIDR text). */
   pools(): readonly { readonly name: string; readonly prefixes: readonly string[] }[];
@@ -140,7 +146,10 @@ function list(admin: LeaseAdminSource, params: URLSearchParams): Response {
   const after = afterText === null || afterText === "" ? -1 : parseCursor(afterText);
   if (after === null)
     throw new BadRequest("bad-cursor", `after: "${afterText}" is not a cursor (IPV4:PSID)`);
-  const page = leasePage(admin.rows(), after, limit, (l) => matchesFilter(l, filter, parseIPv6));
+  const keep = (l: Lease) => matchesFilter(l, filter, parseIPv6);
+  const page = admin.rowsAfter
+    ? leasePage(admin.rowsAfter(after), after, limit, keep, true)
+    : leasePage(admin.rows(), after, limit, keep);
   return json({
     leases: page.leases.map(leaseToJson),
     next: page.next === null ? null : formatCursor(page.next),

@@ -16,7 +16,8 @@ export const EXPORT_CHUNK = 1000;
  * The export: every row the filters select, as NDJSON (one {@link LeaseJson} per line,
  * default) or CSV (a header line, then one row per lease), streamed in chunks of
  * {@link EXPORT_CHUNK} rows: the server makes the next chunk only when the reader took the
- * last, and answers other requests in between. Rows come in table order, not sorted; each
+ * last, and lets the event loop turn before each chunk, so other requests are answered in
+ * between however fast the reader is. Rows come in table order, not sorted; each
  * row present from start to end appears once, as it was when its chunk was made.
  */
 export function exportLeases(
@@ -33,7 +34,12 @@ export function exportLeases(
   const encoder = new TextEncoder();
   let header = format === "csv";
   const stream = new ReadableStream<Uint8Array>({
-    pull(controller) {
+    async pull(controller) {
+      // The event loop turns before each chunk: a stream whose pull returns at once is pulled
+      // again from a microtask as soon as the socket took the last chunk, so a fast reader got
+      // dozens of chunks in a row while DISCOVERs waited (up to 781 ms with 1,000,000 leases,
+      // docs/benchmarks.md "One million leases").
+      await new Promise<void>((resolve) => setImmediate(resolve));
       let text = "";
       if (header) {
         text += `${CSV_COLUMNS.join(",")}\n`;

@@ -6,8 +6,9 @@
  * a page holds at most `limit` rows and its cursor is its last row as `IPV4:PSID`. The next
  * page takes rows with a greater key, so no row is ever listed twice however the table
  * changes between pages, and a row that exists from the first page to the last is listed
- * exactly once. A page costs one pass over the table (O(n log limit)) and memory for
- * `limit` rows, never for the table.
+ * exactly once. A page costs one pass over the table (O(n log limit)), or only the rows it
+ * lists when they come in key order from the cursor on, and memory for `limit` rows, never
+ * for the table.
  *
  * @module
  */
@@ -62,12 +63,17 @@ function _prefixMatch(a: Uint8Array, b: Uint8Array, length: number): boolean {
   return true;
 }
 
-/** One page: up to `limit` rows after the cursor key, in key order, and the next cursor (null: last page). */
+/**
+ * One page: up to `limit` rows after the cursor key, in key order, and the next cursor (null:
+ * last page). `ordered`: `rows` come in ascending key order, so the walk stops at the
+ * `limit + 1`-th row kept (the page then costs what it lists, not the table).
+ */
 export function leasePage(
   rows: Iterable<Lease>,
   afterKey: number,
   limit: number,
   keep: (lease: Lease) => boolean,
+  ordered = false,
 ): { leases: Lease[]; next: number | null } {
   // Keep the `limit + 1` smallest keys seen (one more tells whether a next page exists).
   let picked: Lease[] = [];
@@ -76,6 +82,7 @@ export function leasePage(
     const key = leaseKey(row.ipv4, row.portSet.psid);
     if (key <= afterKey || key >= bound || !keep(row)) continue;
     picked.push(row);
+    if (ordered && picked.length > limit) break;
     if (picked.length >= 2 * (limit + 1)) {
       // Keys are unique: a row above the (limit+1)-th smallest key seen can never be listed.
       picked = _sorted(picked).slice(0, limit + 1);

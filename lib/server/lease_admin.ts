@@ -86,6 +86,10 @@ export class LeaseAdmin implements LeaseAdminSource {
     return { [Symbol.iterator]: () => this.#o.engine.rows() };
   }
 
+  rowsAfter(after: number): Iterable<Lease> {
+    return { [Symbol.iterator]: () => this.#o.engine.rowsAfter(after) };
+  }
+
   reservations(): readonly Reservation[] {
     return this.#o.engine.reservations();
   }

@@ -6,6 +6,7 @@
  */
 
 import { SysError } from "./libc.ts";
+import { raiseUdpReceiveBuffer } from "./udp_buffer.ts";
 import { listenUdpPktinfo } from "./udp_pktinfo.ts";
 
 /**
@@ -51,7 +52,9 @@ export class UdpBindError extends Error {
 }
 
 /**
- * Binds a UDP socket to `address`:`port` (port 0 = any free port).
+ * Binds a UDP socket to `address`:`port` (port 0 = any free port). `receiveBuffer`: its
+ * receive buffer in bytes (./udp_buffer.ts; beyond net.core.rmem_max as root; the kernel's
+ * default stays when it refuses).
  *
  * @example const ep = await bindUdp("::1", 0, (data, addr, port) => ep.send(data, addr, port));
  */
@@ -59,6 +62,7 @@ export async function bindUdp(
   address: string,
   port: number,
   onDatagram: DatagramHandler,
+  options: { readonly receiveBuffer?: number } = {},
 ): Promise<UdpEndpoint> {
   let socket: Bun.udp.Socket<"uint8array">;
   const errors = { count: 0 };
@@ -81,6 +85,13 @@ export async function bindUdp(
   } catch (error) {
     const code = (error as { code?: string }).code ?? "EUNKNOWN";
     throw new UdpBindError(explainBindError(code, address, port), code);
+  }
+  if (options.receiveBuffer !== undefined) {
+    try {
+      raiseUdpReceiveBuffer(socket.port, options.receiveBuffer);
+    } catch {
+      // The kernel's default stays: a smaller buffer, not a failure to listen.
+    }
   }
   return {
     address: socket.hostname,

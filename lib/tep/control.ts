@@ -64,6 +64,13 @@ export interface TepControlOptions {
   readonly now?: () => number;
 }
 
+/**
+ * Receive buffer of the control socket (bytes): 4 MiB holds about 1,800 SNAPSHOT datagrams
+ * (half a second of a snapshot's pace, lib/server/tep_snapshot.ts) while the control thread is
+ * busy; one lost part loses the whole snapshot (docs/benchmarks.md "One million leases").
+ */
+export const CONTROL_RECEIVE_BUFFER = 4 << 20;
+
 export class TepControl {
   readonly #o: TepControlOptions;
   readonly #now: () => number;
@@ -146,6 +153,7 @@ export class TepControl {
       options.listen.address,
       options.listen.port,
       (data, address, port) => control.#onDatagram(data, address, port),
+      { receiveBuffer: CONTROL_RECEIVE_BUFFER },
     );
     control.#apply();
     control.sync();
