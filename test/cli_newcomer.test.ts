@@ -353,3 +353,67 @@ test("DHCPv4-over-DHCPv6 settings without --dhcp4o6 are said to do nothing (flag
   expect([on.code, on.stderr]).toEqual([0, ""]);
   expect((await runDstm(base)).stderr).toBe("");
 });
+
+/**
+ * Every `dstm …` command line in the README's and docs' code blocks and in every --help's
+ * examples, split at `|`, `&&`, `;` and `#`: the longest command path it names, and each
+ * `--flag` it gives that this command does not have (a copy-pasted example that fails).
+ */
+async function unknownExampleFlags(): Promise<{ checked: number; unknown: string[] }> {
+  const root = commandTree(program());
+  const byPath = new Map(allCommands(root).map((n) => [n.path.join(" "), n]));
+  const lines: { where: string; text: string }[] = [];
+  for (const node of allCommands(root))
+    for (const line of node.epilog.split("\n"))
+      lines.push({ where: `dstm ${node.path.join(" ")} --help`, text: line });
+  const docs = ["README.md"];
+  for await (const f of new Bun.Glob("docs/*.md").scan(ROOT)) docs.push(f);
+  for (const file of docs) {
+    let fenced = false;
+    let joined = "";
+    (await Bun.file(join(ROOT, file)).text()).split("\n").forEach((line, i) => {
+      if (line.startsWith("```")) fenced = !fenced;
+      else if (fenced) {
+        // A continued line (`\` at the end) is one command.
+        joined += line.replace(/\\$/, " ");
+        if (line.endsWith("\\")) return;
+        lines.push({ where: `${file}:${i + 1}`, text: joined });
+        joined = "";
+      }
+    });
+  }
+  let checked = 0;
+  const unknown: string[] = [];
+  for (const { where, text } of lines) {
+    for (const part of text.replace(/#.*$/, "").split(/\|\||\||&&|;/)) {
+      const words = part.trim().split(/\s+/);
+      const at = words.indexOf("dstm");
+      if (at < 0) continue;
+      let node: CommandNode | undefined = byPath.get("");
+      let rest = words.slice(at + 1);
+      for (let n = rest.length; n > 0; n--) {
+        const found = byPath.get(rest.slice(0, n).join(" "));
+        if (found) {
+          node = found;
+          rest = rest.slice(n);
+          break;
+        }
+      }
+      if (!node) continue;
+      const names = new Set(node.options.flatMap((o) => [o.long, o.short]));
+      checked++;
+      for (const w of rest) {
+        const flag = /^(--?[a-z0-9][a-z0-9-]*)/.exec(w)?.[1];
+        if (flag && !names.has(flag) && flag !== "--help" && flag !== "-h")
+          unknown.push(`${where}: dstm ${node.path.join(" ")} has no ${flag}: ${part.trim()}`);
+      }
+    }
+  }
+  return { checked, unknown };
+}
+
+test("every dstm example in the README, docs and --help uses flags its command has", async () => {
+  const { checked, unknown } = await unknownExampleFlags();
+  expect(checked).toBeGreaterThan(100);
+  expect(unknown).toEqual([]);
+}, 60_000);
