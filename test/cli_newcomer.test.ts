@@ -96,6 +96,12 @@ describe("help texts print defaults one way, and the paths the command really us
   });
 });
 
+test("lease add --reserve does not say 'single server only': reservations hold under active-active", async () => {
+  const help = flat((await runDstm(["lease", "add", "--help"])).stdout);
+  expect(help).not.toContain("single server only");
+  expect(help).toContain("held by every server sharing the database: docs/scale-out.md");
+});
+
 describe("--decline-probation is a duration like every other one", () => {
   const dhcp4o6 = [...server, "--pool", "192.0.2.0/24", "--dhcp4o6", "--check"];
 
