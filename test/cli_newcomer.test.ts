@@ -8,7 +8,7 @@ import { afterAll, describe, expect, test } from "bun:test";
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { allCommands, commandTree } from "../cli/command_tree.ts";
+import { allCommands, type CommandNode, commandTree } from "../cli/command_tree.ts";
 import { completionScript } from "../cli/completion.ts";
 import { program } from "../cli/main.ts";
 import { type LeaseJson, leaseTablePrinter } from "../lib/control/lease_view.ts";
