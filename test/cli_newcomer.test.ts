@@ -12,7 +12,7 @@ import { allCommands, type CommandNode, commandTree } from "../cli/command_tree.
 import { completionScript } from "../cli/completion.ts";
 import { program } from "../cli/main.ts";
 import { type LeaseJson, leaseTablePrinter } from "../lib/control/lease_view.ts";
-import { BUN, ROOT, runDstm } from "./helpers/process.ts";
+import { BUN, ROOT, runDstm, spawnDstm } from "./helpers/process.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "dstm-newcomer-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -423,3 +423,30 @@ test("every dstm example in the README, docs and --help uses flags its command h
   expect(checked).toBeGreaterThan(100);
   expect(unknown).toEqual([]);
 }, 60_000);
+
+test("dstm_pool_addresses counts reserved slots: active + free + reserved + blocked is the pool", async () => {
+  const control = join(dir, "pool-metrics.sock");
+  const s = spawnDstm([
+    ...["server", "--pool", "192.0.2.0/28", "--tep", "2001:db8::1", "--db", "memory"],
+    ...["--listen", "[::1]:0", "--control", control, "--metrics", "[::1]:0"],
+  ]);
+  try {
+    const where = /metrics=(\S+)/.exec(await s.waitFor(/ start /))?.[1];
+    const add = await runDstm([
+      ...["lease", "add", "--host6", "2001:db8:1::11", "--ipv4", "192.0.2.11", "--reserve"],
+      ...["--control", control],
+    ]);
+    expect([add.code, add.stderr]).toEqual([0, ""]);
+    const text = await (await fetch(`http://${where}/metrics`)).text();
+    const gauge = (state: string) =>
+      Number(
+        new RegExp(`dstm_pool_addresses\\{pool="192.0.2.0/28",state="${state}"\\} (\\d+)`).exec(
+          text,
+        )?.[1],
+      );
+    expect(["active", "free", "reserved", "blocked"].map(gauge)).toEqual([0, 13, 1, 0]);
+  } finally {
+    s.proc.kill("SIGTERM");
+    await s.exited;
+  }
+});
