@@ -102,6 +102,29 @@ test("lease add --reserve does not say 'single server only': reservations hold u
   expect(help).toContain("held by every server sharing the database: docs/scale-out.md");
 });
 
+test("client --check names the DTI mode it checked (--dti kernel is not the default tun)", async () => {
+  const kernel = await runDstm([
+    "client",
+    "--server",
+    "2001:db8::53",
+    "--dti",
+    "kernel",
+    "--check",
+  ]);
+  expect([kernel.code, kernel.stdout]).toEqual([
+    0,
+    "dstm client: configuration OK (server 2001:db8::53, dstm, dti dti0: kernel)\n",
+  ]);
+  const tun = await runDstm(["client", "--server", "2001:db8::53", "--check"]);
+  expect(tun.stdout).toContain("dti dti0: tun)");
+  // The kernel DTI doc says what --check does not probe, and shows the line.
+  const doc = flat(await Bun.file(join(ROOT, "docs/kernel-dti.md")).text());
+  expect(doc).toContain(
+    "`--check` reads flags only: whether the kernel has ip6tnl shows at the first lease",
+  );
+  expect(doc).toContain("dti dti0: ip6tnl)");
+});
+
 describe("--decline-probation is a duration like every other one", () => {
   const dhcp4o6 = [...server, "--pool", "192.0.2.0/24", "--dhcp4o6", "--check"];
 
