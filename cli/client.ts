@@ -73,7 +73,7 @@ Examples:
       });
       if (flags.check) {
         process.stdout.write(
-          `dstm client: configuration OK (server ${flags.server}, ${flags.protocol}, dti ${flags.ifname})\n`,
+          `dstm client: configuration OK (server ${flags.server}, ${flags.protocol}, dti ${flags.ifname}: ${flags.dti})\n`,
         );
         return;
       }

@@ -144,7 +144,10 @@ function addAddCommand(lease: Command): void {
     .requiredOption("--host6 <v6>", "the host's IPv6 address")
     .requiredOption("--ipv4 <addr>", "the IPv4 address (in a pool of the server)")
     .option("--psid <n>", "the port set of a shared address (default: 0)")
-    .option("--reserve", "store a reservation instead of a lease (single server only)")
+    .option(
+      "--reserve",
+      "store a reservation instead of a lease (held by every server sharing the database: docs/scale-out.md)",
+    )
     .option(
       "--lease-time <duration>",
       "the lease's time, e.g. 3600, 12h, 30d (default: the server's --lease-time)",

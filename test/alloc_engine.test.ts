@@ -105,7 +105,16 @@ describe("AllocationEngine: discover", () => {
     expect(await store.loadAll()).toEqual([(result as { lease: Lease }).lease]);
     expect(engine.lookupHost(host(1))?.ipv4).toBe(ip("192.0.2.1"));
     expect(engine.stats()).toEqual([
-      { pool: "192.0.2.0/29", size: 6, active: 1, free: 5, addresses: 6, share: 1 },
+      {
+        pool: "192.0.2.0/29",
+        size: 6,
+        active: 1,
+        free: 5,
+        reserved: 0,
+        blocked: 0,
+        addresses: 6,
+        share: 1,
+      },
     ]);
   });
 

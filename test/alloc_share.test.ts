@@ -69,7 +69,16 @@ describe("AllocationEngine: shared pools", () => {
     // ports 1024 + 2·256 …: PSID 2 of a 4-way share with offset 6
     expect(portSetRanges(leases[2]?.portSet as Lease["portSet"])[0]).toEqual([1536, 1791]);
     expect(engine.stats()).toEqual([
-      { pool: "198.51.100.0/30", size: 8, active: 5, free: 3, addresses: 2, share: 4 },
+      {
+        pool: "198.51.100.0/30",
+        size: 8,
+        active: 5,
+        free: 3,
+        reserved: 0,
+        blocked: 0,
+        addresses: 2,
+        share: 4,
+      },
     ]);
     expect(await store.loadAll()).toEqual(engine.leases());
     assertDisjoint(engine.leases());

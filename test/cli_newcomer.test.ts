@@ -8,11 +8,11 @@ import { afterAll, describe, expect, test } from "bun:test";
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { allCommands, commandTree } from "../cli/command_tree.ts";
+import { allCommands, type CommandNode, commandTree } from "../cli/command_tree.ts";
 import { completionScript } from "../cli/completion.ts";
 import { program } from "../cli/main.ts";
 import { type LeaseJson, leaseTablePrinter } from "../lib/control/lease_view.ts";
-import { BUN, ROOT, runDstm } from "./helpers/process.ts";
+import { BUN, ROOT, runDstm, spawnDstm } from "./helpers/process.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "dstm-newcomer-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -94,6 +94,35 @@ describe("help texts print defaults one way, and the paths the command really us
     expect(exp).toContain("--format <format>");
     expect(exp).toContain("--state <state>");
   });
+});
+
+test("lease add --reserve does not say 'single server only': reservations hold under active-active", async () => {
+  const help = flat((await runDstm(["lease", "add", "--help"])).stdout);
+  expect(help).not.toContain("single server only");
+  expect(help).toContain("held by every server sharing the database: docs/scale-out.md");
+});
+
+test("client --check names the DTI mode it checked (--dti kernel is not the default tun)", async () => {
+  const kernel = await runDstm([
+    "client",
+    "--server",
+    "2001:db8::53",
+    "--dti",
+    "kernel",
+    "--check",
+  ]);
+  expect([kernel.code, kernel.stdout]).toEqual([
+    0,
+    "dstm client: configuration OK (server 2001:db8::53, dstm, dti dti0: kernel)\n",
+  ]);
+  const tun = await runDstm(["client", "--server", "2001:db8::53", "--check"]);
+  expect(tun.stdout).toContain("dti dti0: tun)");
+  // The kernel DTI doc says what --check does not probe, and shows the line.
+  const doc = flat(await Bun.file(join(ROOT, "docs/kernel-dti.md")).text());
+  expect(doc).toContain(
+    "`--check` reads flags only: whether the kernel has ip6tnl shows at the first lease",
+  );
+  expect(doc).toContain("dti dti0: ip6tnl)");
 });
 
 describe("--decline-probation is a duration like every other one", () => {
@@ -352,4 +381,95 @@ test("DHCPv4-over-DHCPv6 settings without --dhcp4o6 are said to do nothing (flag
   const on = await runDstm([...base, "--dhcp4o6", "--dhcp4o6-allow", "2001:db8::/64"]);
   expect([on.code, on.stderr]).toEqual([0, ""]);
   expect((await runDstm(base)).stderr).toBe("");
+});
+
+/**
+ * Every `dstm …` command line in the README's and docs' code blocks and in every --help's
+ * examples, split at `|`, `&&`, `;` and `#`: the longest command path it names, and each
+ * `--flag` it gives that this command does not have (a copy-pasted example that fails).
+ */
+async function unknownExampleFlags(): Promise<{ checked: number; unknown: string[] }> {
+  const root = commandTree(program());
+  const byPath = new Map(allCommands(root).map((n) => [n.path.join(" "), n]));
+  const lines: { where: string; text: string }[] = [];
+  for (const node of allCommands(root))
+    for (const line of node.epilog.split("\n"))
+      lines.push({ where: `dstm ${node.path.join(" ")} --help`, text: line });
+  const docs = ["README.md"];
+  for await (const f of new Bun.Glob("docs/*.md").scan(ROOT)) docs.push(f);
+  for (const file of docs) {
+    let fenced = false;
+    let joined = "";
+    (await Bun.file(join(ROOT, file)).text()).split("\n").forEach((line, i) => {
+      if (line.startsWith("```")) fenced = !fenced;
+      else if (fenced) {
+        // A continued line (`\` at the end) is one command.
+        joined += line.replace(/\\$/, " ");
+        if (line.endsWith("\\")) return;
+        lines.push({ where: `${file}:${i + 1}`, text: joined });
+        joined = "";
+      }
+    });
+  }
+  let checked = 0;
+  const unknown: string[] = [];
+  for (const { where, text } of lines) {
+    for (const part of text.replace(/#.*$/, "").split(/\|\||\||&&|;/)) {
+      const words = part.trim().split(/\s+/);
+      const at = words.indexOf("dstm");
+      if (at < 0) continue;
+      let node: CommandNode | undefined = byPath.get("");
+      let rest = words.slice(at + 1);
+      for (let n = rest.length; n > 0; n--) {
+        const found = byPath.get(rest.slice(0, n).join(" "));
+        if (found) {
+          node = found;
+          rest = rest.slice(n);
+          break;
+        }
+      }
+      if (!node) continue;
+      const names = new Set(node.options.flatMap((o) => [o.long, o.short]));
+      checked++;
+      for (const w of rest) {
+        const flag = /^(--?[a-z0-9][a-z0-9-]*)/.exec(w)?.[1];
+        if (flag && !names.has(flag) && flag !== "--help" && flag !== "-h")
+          unknown.push(`${where}: dstm ${node.path.join(" ")} has no ${flag}: ${part.trim()}`);
+      }
+    }
+  }
+  return { checked, unknown };
+}
+
+test("every dstm example in the README, docs and --help uses flags its command has", async () => {
+  const { checked, unknown } = await unknownExampleFlags();
+  expect(checked).toBeGreaterThan(100);
+  expect(unknown).toEqual([]);
+}, 60_000);
+
+test("dstm_pool_addresses counts reserved slots: active + free + reserved + blocked is the pool", async () => {
+  const control = join(dir, "pool-metrics.sock");
+  const s = spawnDstm([
+    ...["server", "--pool", "192.0.2.0/28", "--tep", "2001:db8::1", "--db", "memory"],
+    ...["--listen", "[::1]:0", "--control", control, "--metrics", "[::1]:0"],
+  ]);
+  try {
+    const where = /metrics=(\S+)/.exec(await s.waitFor(/ start /))?.[1];
+    const add = await runDstm([
+      ...["lease", "add", "--host6", "2001:db8:1::11", "--ipv4", "192.0.2.11", "--reserve"],
+      ...["--control", control],
+    ]);
+    expect([add.code, add.stderr]).toEqual([0, ""]);
+    const text = await (await fetch(`http://${where}/metrics`)).text();
+    const gauge = (state: string) =>
+      Number(
+        new RegExp(`dstm_pool_addresses\\{pool="192.0.2.0/28",state="${state}"\\} (\\d+)`).exec(
+          text,
+        )?.[1],
+      );
+    expect(["active", "free", "reserved", "blocked"].map(gauge)).toEqual([0, 13, 1, 0]);
+  } finally {
+    s.proc.kill("SIGTERM");
+    await s.exited;
+  }
 });

@@ -199,6 +199,10 @@ describe.skipIf(skip !== null)("dstm server: attacker on the link, local user", 
     const ok = await spray([big]);
     expect(ok.received).toBe(20);
     expect(ok.receivedBytes).toBeLessThanOrEqual(ok.sentBytes);
+    // The warning says what to do: ask from the link-local address (RFC 8415 §14.1).
+    const { stdout } = await s.stop();
+    const warn = stdout.split("\n").find((line) => / reason=answer-too-long /.test(line));
+    expect(warn).toContain("from its link-local address");
   }, 90_000);
 
   // Before the fix the lease cap counted per /64 and the rate limit per source /64, and

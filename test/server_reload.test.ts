@@ -159,6 +159,27 @@ describe("DstmServer.reload", () => {
     expect(s.server.engine.orphans()).toBe(2); // the released row is history outside the pools
   });
 
+  test("released history outside the new pools is not called an orphaned lease", async () => {
+    const s = await start({
+      pools: [
+        { prefixes: ["198.51.100.0/30"], tep6: "2001:db8::1" },
+        { prefixes: ["203.0.113.0/30"], tep6: "2001:db8::1" },
+      ],
+    });
+    const held = [];
+    for (let i = 1; i <= 3; i++)
+      held.push(await new DstmClient(s.transport, `2001:db8:1::${i}`).discover());
+    expect(formatIPv4(held[2]!.ipv4)).toBe("203.0.113.1");
+    await new DstmClient(s.transport, "2001:db8:1::3").release(held[2]!.ipv4);
+    s.set({ pools: [{ prefixes: ["198.51.100.0/30"], tep6: "2001:db8::1" }] });
+    const result = await s.server.reload("test");
+    expect(result).toMatchObject({ ok: true, changed: ["pool"] });
+    expect(s.server.engine.orphans()).toBe(1); // the released row: history, kept
+    expect(result.message).not.toMatch(/orphaned/);
+    expect(s.log()).not.toMatch(/WARN orphaned/);
+    expect(s.log()).toMatch(/ reload .*orphaned=0/);
+  });
+
   test("a pool's 4o6 links change live: the next DISCOVER from the same source gets the other pool", async () => {
     const linked = (a: string[], b: string[]) => [
       { prefixes: ["198.51.100.0/29"], tep6: "2001:db8::1", links: a },

@@ -77,7 +77,16 @@ describe("dstm server with a shared pool (--share 4)", () => {
     const renewed = await clients[2]!.request(leases[2]!.ipv4);
     expect(renewed.portSet).toEqual(leases[2]!.portSet);
     expect(server.engine.stats()).toEqual([
-      { pool: "198.51.100.0/30", size: 8, active: 5, free: 3, addresses: 2, share: 4 },
+      {
+        pool: "198.51.100.0/30",
+        size: 8,
+        active: 5,
+        free: 3,
+        reserved: 0,
+        blocked: 0,
+        addresses: 2,
+        share: 4,
+      },
     ]);
   });
 
@@ -124,7 +133,16 @@ describe("dstm server with a shared pool (--share 4)", () => {
       pools: unknown[];
     };
     expect(stats.pools).toEqual([
-      { pool: "198.51.100.0/30", size: 8, active: 2, free: 6, addresses: 2, share: 4 },
+      {
+        pool: "198.51.100.0/30",
+        size: 8,
+        active: 2,
+        free: 6,
+        reserved: 0,
+        blocked: 0,
+        addresses: 2,
+        share: 4,
+      },
     ]);
   });
 });

@@ -106,6 +106,13 @@ export interface PoolStats {
   active: number;
   /** Slots that can be handed out now. */
   free: number;
+  /** Free slots kept for the host they are reserved for (`dstm lease add --reserve`). */
+  reserved: number;
+  /**
+   * Slots not handed out because their address carries an active lease with another layout
+   * (an orphan of a re-shared pool, or a static lease on another PSID layout).
+   */
+  blocked: number;
   /** Usable addresses. */
   addresses: number;
   /** Hosts per address (1: whole addresses). */

@@ -340,13 +340,15 @@ export class LeaseIndex {
     return out.sort((a, b) => _key(a) - _key(b));
   }
 
-  /** Per pool, in slots: usable, active, free to hand out; plus usable addresses and the share. */
+  /** Per pool, in slots: usable, active, free to hand out, reserved, blocked; plus usable addresses and the share. */
   stats(): PoolStats[] {
     return this.#pools.map((p) => ({
       pool: p.pool.name,
       size: p.pool.size,
       active: p.active,
       free: p.pool.size - p.active - p.blocked - p.reserved,
+      reserved: p.reserved,
+      blocked: p.blocked,
       addresses: p.pool.addresses,
       share: p.pool.sharing.share,
     }));

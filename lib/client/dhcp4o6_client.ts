@@ -11,6 +11,7 @@
  * @module
  */
 import { canonicalIPv6, formatIPv4 } from "../net/addr.ts";
+import { linkLocalOf } from "../sys/ifinfo.ts";
 import { bindUdp, UdpBindError, type UdpEndpoint } from "../sys/udp.ts";
 import { type Dhcp4Message, Dhcp4MessageType, dhcp4MessageTypeName } from "../wire/dhcp4.ts";
 import {
@@ -272,12 +273,39 @@ export class Dhcp4o6Client implements LeaseClient {
    */
   async discoverServers(ifname = this.#target.ifname): Promise<string[] | null> {
     if (!ifname) throw new RangeError("discoverServers needs the interface for ff02::1:2");
-    const servers = await askServers(this.#io, this.#chaddr, this.#now, ifname);
+    const servers = await this.#askServers(ifname);
     if (servers) {
       this.#servers = servers;
       this.#learnt = true;
     }
     return servers;
+  }
+
+  /**
+   * RFC 8415 §14.1: a client sends to ff02::1:2 from its link-local address; a server may
+   * refuse a REPLY longer than the request to any other source (dstm's does, against
+   * amplification: `answer-too-long`). So a socket bound to a global host6 asks from a second
+   * one on the interface's link-local address, same port (its own when there is none yet).
+   */
+  async #askServers(ifname: string): Promise<string[] | null> {
+    const own = () => askServers(this.#io, this.#chaddr, this.#now, ifname);
+    const bound = this.#local.address.toLowerCase();
+    const ll = bound === "::" || bound.startsWith("fe80") ? null : linkLocalOf(ifname);
+    if (!ll) return own();
+    const asker = await Dhcp4o6Client.open({
+      ...this.#options,
+      server: MULTICAST,
+      ifname,
+      bind: ll,
+      clientPort: this.#local.port,
+      chaddr: this.#chaddr,
+    }).catch(() => null);
+    if (!asker) return own();
+    try {
+      return await askServers(asker.#io, this.#chaddr, this.#now, ifname);
+    } finally {
+      asker.close();
+    }
   }
 
   /** RFC 7341 §5 before the first DISCOVER to `ff02::1:2` (./dhcp4o6_servers.ts). */

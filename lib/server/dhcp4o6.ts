@@ -182,6 +182,8 @@ export class Dhcp4o6Handler {
         from: host6,
         request: raw.length,
         reply: answer.replyBytes,
+        detail:
+          "a REPLY longer than its request goes only to a link-local source (RFC 8415 §14.1: a client asks ff02::1:2 from its link-local address); have the client send from it, or give it this server's address (docs/security.md)",
       });
     } else this.#count("information-request", answer.refused);
     return null;

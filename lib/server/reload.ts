@@ -181,6 +181,9 @@ export function applyReload(
   rotateKeys(t, next);
   if (plan.changed.includes("tep-key")) rotateTepKeys(t, next);
   t.metrics.inc("dstm_reloads_total", { result: "applied" });
+  // engine.orphans() also counts released/expired history outside the pools; the warning is
+  // about the active leases there, which hold their addresses until they end.
+  const heldOrphans = orphans > 0 ? activeOrphans(t.engine) : 0;
   const stats = t.engine.stats();
   t.log.info("reload", {
     reason,
@@ -188,19 +191,29 @@ export function applyReload(
     pools: stats.map((p) => p.pool).join(","),
     capacity: stats.reduce((n, p) => n + p.size, 0),
     active: stats.reduce((n, p) => n + p.active, 0),
-    orphaned: orphans,
+    orphaned: heldOrphans,
   });
-  if (orphans > 0)
+  if (heldOrphans > 0)
     t.log.warn("orphaned", {
-      leases: orphans,
+      leases: heldOrphans,
       detail:
         "leases outside the pools are kept until they expire or are released; their addresses are not handed out",
     });
   return {
     ok: true,
-    message: `reloaded: ${plan.changed.join(", ") || "nothing changed"}${orphans ? `; ${orphans} orphaned lease(s)` : ""}`,
+    message: `reloaded: ${plan.changed.join(", ") || "nothing changed"}${heldOrphans ? `; ${heldOrphans} orphaned lease(s)` : ""}`,
     changed: plan.changed,
   };
+}
+
+/** Active leases the new pools do not serve: in no pool, or on a slot not theirs (re-shared). */
+function activeOrphans(engine: AllocationEngine): number {
+  let n = 0;
+  for (const lease of engine.leases({ state: "active" })) {
+    const view = engine.slotView(lease.ipv4, lease.portSet.psid);
+    if (view?.state !== "active" || view.row !== lease) n++;
+  }
+  return n;
 }
 
 /**

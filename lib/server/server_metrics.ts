@@ -3,7 +3,9 @@
  * its gauges from the allocation engine when /metrics is scraped:
  *
  * - `dstm_pool_addresses{pool,state}`: leasable units of each pool (addresses, or address ×
- *   port set when shared; RFC 7597 §5.1), `state` active or free;
+ *   port set when shared; RFC 7597 §5.1), `state` active, free, reserved (kept for a
+ *   reserved host) or blocked (an address with an active lease of another layout); the four
+ *   add up to the pool's size;
  * - `dstm_leases_active`: active leases, all pools;
  * - `dstm_lease_write_conflicts`: lease writes another server sharing the database won;
  * - `dstm_leases_expired_total`: leases the expiry sweeper reclaimed;
@@ -33,6 +35,8 @@ export function declareServerMetrics(metrics: Metrics, engine: AllocationEngine)
     for (const pool of engine.stats()) {
       metrics.set("dstm_pool_addresses", { pool: pool.pool, state: "active" }, pool.active);
       metrics.set("dstm_pool_addresses", { pool: pool.pool, state: "free" }, pool.free);
+      metrics.set("dstm_pool_addresses", { pool: pool.pool, state: "reserved" }, pool.reserved);
+      metrics.set("dstm_pool_addresses", { pool: pool.pool, state: "blocked" }, pool.blocked);
       active += pool.active;
     }
     metrics.set("dstm_leases_active", {}, active);

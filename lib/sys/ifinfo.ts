@@ -5,7 +5,7 @@
  * @module
  */
 import { existsSync, readFileSync } from "node:fs";
-import { parseIPv6 } from "../net/addr.ts";
+import { formatIPv6, parseIPv6 } from "../net/addr.ts";
 
 /** The interface that has `ipv6` configured (from /proc/net/if_inet6), or null. */
 export function interfaceOfIPv6(ipv6: string): string | null {
@@ -21,6 +21,29 @@ export function interfaceOfIPv6(ipv6: string): string | null {
   for (const line of table.split("\n")) {
     const fields = line.trim().split(/\s+/);
     if (fields[0] === hex && fields[5]) return fields[5];
+  }
+  return null;
+}
+
+/**
+ * The usable link-local address of interface `name`, as `fe80::…%NAME`, or null (none yet, or
+ * only a tentative one still in DAD). From /proc/net/if_inet6: scope 0x20 is link, flag 0x40
+ * IFA_F_TENTATIVE (0x80 is IFA_F_PERMANENT). A DHCPv6 client sends to ff02::1:2 from it
+ * (RFC 8415 §14.1).
+ */
+export function linkLocalOf(name: string): string | null {
+  let table: string;
+  try {
+    table = readFileSync("/proc/net/if_inet6", "utf8");
+  } catch {
+    return null;
+  }
+  for (const line of table.split("\n")) {
+    const [hex, , , scope, flags, ifname] = line.trim().split(/\s+/);
+    if (ifname !== name || scope !== "20" || !hex || hex.length !== 32) continue;
+    if ((Number.parseInt(flags ?? "0", 16) & 0x40) !== 0) continue;
+    const bytes = Uint8Array.from(hex.match(/../g) ?? [], (b) => Number.parseInt(b, 16));
+    return `${formatIPv6(bytes)}%${name}`;
   }
   return null;
 }
