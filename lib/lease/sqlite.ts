@@ -8,7 +8,8 @@
  * `dstm lease ls --db FILE` read it while the server runs (WAL readers never block the
  * writer, https://sqlite.org/wal.html). `synchronous=FULL` makes every commit fsync the WAL:
  * when `write()` resolves, the batch survives a crash or power loss. The allocation engine
- * batches concurrent changes (lib/lease/group_commit.ts), so that is one fsync per batch.
+ * batches concurrent changes (lib/lease/group_commit.ts), so that is one fsync per batch
+ * (the write path, with multi-row upserts: ./sqlite_write.ts).
  *
  * The one-active-lease-per-holder rule is a partial UNIQUE index (./sqlite_schema.ts, which
  * also migrates a file of an older schema at open); a put is an UPSERT on the key
@@ -29,17 +30,15 @@
  *
  * @module
  */
-import { Database, type Statement } from "bun:sqlite";
+import { Database } from "bun:sqlite";
 import { accessSync, constants, existsSync, statSync } from "node:fs";
 import { dirname } from "node:path";
 import {
   type Lease,
-  LeaseConflictError,
   type LeaseOp,
   type LeaseState,
   type LeaseStore,
   LeaseStoreError,
-  leaseKey,
   leaseOf,
   type PortSet,
   type Reservation,
@@ -51,20 +50,17 @@ import {
 import {
   createdMarkerPath,
   createPrivate,
-  type FileId,
   fileId,
   goneAtOpen,
-  goneWhileOpen,
   readMarker,
   type SqliteOpenOptions,
-  sameFile,
-  statOrUndefined,
   walId,
   writeMarker,
 } from "./sqlite_files.ts";
 import { type DatabaseLock, lockDatabase } from "./sqlite_lock.ts";
-import { loadReservations, RESERVATIONS_SCHEMA, writeReservation } from "./sqlite_reservations.ts";
+import { loadReservations, RESERVATIONS_SCHEMA } from "./sqlite_reservations.ts";
 import { COLUMNS, columnsOf, create, migrate, SCHEMA_VERSION } from "./sqlite_schema.ts";
+import { firstLine, runError, SqliteBatchWriter } from "./sqlite_write.ts";
 
 export { LeaseStoreError } from "./lease.ts";
 export {
@@ -83,11 +79,9 @@ export class SqliteLeaseStore implements LeaseStore {
   readonly #readOnly: boolean;
   /** The columns to read: a read-only file of an older schema has no identity column. */
   #columns = COLUMNS;
-  #statements: _Statements | undefined;
+  /** The write path (./sqlite_write.ts); absent for a read-only store. */
+  #writer: SqliteBatchWriter | undefined;
   #closed = false;
-  /** (dev, ino) of the database file and of its WAL as opened/written; undefined: not known yet. */
-  #identity: FileId | undefined;
-  #walIdentity: FileId | undefined;
   /** The one-server-per-file lock (./sqlite_lock.ts); absent for a read-only store. */
   #lock: DatabaseLock | undefined;
 
@@ -133,9 +127,7 @@ export class SqliteLeaseStore implements LeaseStore {
       if (created === undefined || (version === 0 && options.newDb)) writeMarker(marker, path);
       const store = new SqliteLeaseStore(path, db, false);
       store.#lock = lock;
-      store.#statements = _prepare(db);
-      store.#identity = fileId(statSync(path));
-      store.#walIdentity = walId(path);
+      store.#writer = new SqliteBatchWriter(db, path, fileId(statSync(path)), walId(path));
       return store;
     } catch (error) {
       try {
@@ -207,7 +199,7 @@ export class SqliteLeaseStore implements LeaseStore {
       }
       return Promise.resolve(out);
     } catch (error) {
-      return Promise.reject(_runError(this.path, error));
+      return Promise.reject(runError(this.path, error));
     }
   }
 
@@ -226,67 +218,35 @@ export class SqliteLeaseStore implements LeaseStore {
     try {
       return Promise.resolve(loadReservations(this.#db));
     } catch (error) {
-      return Promise.reject(_runError(this.path, error));
+      return Promise.reject(runError(this.path, error));
     }
   }
 
   /** Applies one reservation change in its own transaction; resolves once committed (fsynced). */
   writeReservation(op: ReservationOp): Promise<void> {
-    if (this.#closed) return Promise.reject(_closed(this.path));
-    if (this.#readOnly)
-      return Promise.reject(new LeaseStoreError(`lease database ${this.path} is open read-only`));
-    try {
-      this.#checkFiles();
-      writeReservation(this.#db, this.path, op);
-      return Promise.resolve();
-    } catch (error) {
-      return Promise.reject(_runError(this.path, error));
-    }
+    return this.#writing((writer) => writer.reservation(op));
   }
 
-  /** Applies `ops` in one transaction; resolves once it is committed (fsynced). */
+  /**
+   * Applies `ops` in one transaction; resolves once it is committed (fsynced). Fails with
+   * {@link LeaseDatabaseGoneError} when the database file or its WAL is no longer the one
+   * opened, checked before each write (./sqlite_write.ts).
+   */
   write(ops: readonly LeaseOp[]): Promise<void> {
+    return this.#writing((writer) => writer.write(ops));
+  }
+
+  #writing(write: (writer: SqliteBatchWriter) => void): Promise<void> {
     if (this.#closed) return Promise.reject(_closed(this.path));
-    const s = this.#statements;
-    if (s === undefined) {
+    const writer = this.#writer;
+    if (writer === undefined) {
       return Promise.reject(new LeaseStoreError(`lease database ${this.path} is open read-only`));
     }
     try {
-      this.#checkFiles();
-      s.begin.run();
-      try {
-        for (const op of ops) {
-          if (op.op === "delete") {
-            s.remove.run(op.key);
-            continue;
-          }
-          const l = op.lease;
-          const p = l.portSet;
-          s.upsert.run(
-            leaseKey(l.ipv4, p.psid),
-            l.ipv4,
-            p.offset,
-            p.psidLength,
-            p.psid,
-            l.host6,
-            l.tep4,
-            l.tep6,
-            l.pool,
-            l.state,
-            l.grantedAt,
-            l.expiresAt,
-            l.identity ?? null,
-          );
-        }
-        s.commit.run();
-        this.#walIdentity ??= walId(this.path);
-      } catch (error) {
-        if (this.#db.inTransaction) s.rollback.run();
-        throw error;
-      }
+      write(writer);
       return Promise.resolve();
     } catch (error) {
-      return Promise.reject(_runError(this.path, error));
+      return Promise.reject(runError(this.path, error));
     }
   }
 
@@ -296,30 +256,18 @@ export class SqliteLeaseStore implements LeaseStore {
    * stat() calls; a server calls it before each write and now and then while idle.
    */
   verify(): void {
-    if (!this.#closed && !this.#readOnly) this.#checkFiles();
-  }
-
-  #checkFiles(): void {
-    const now = statOrUndefined(this.path);
-    if (this.#identity && !sameFile(this.#identity, now))
-      throw goneWhileOpen(this.path, this.path, now);
-    const wal = `${this.path}-wal`;
-    if (this.#walIdentity) {
-      const walNow = statOrUndefined(wal);
-      if (!sameFile(this.#walIdentity, walNow)) throw goneWhileOpen(this.path, wal, walNow);
-    }
+    if (!this.#closed) this.#writer?.checkFiles();
   }
 
   /** Finalizes the statements and closes the database (checkpointing the WAL, releasing the lock). */
   close(): Promise<void> {
     if (this.#closed) return Promise.resolve();
     this.#closed = true;
-    const s = this.#statements;
-    if (s) for (const statement of Object.values(s)) statement.finalize();
+    this.#writer?.finalize();
     try {
       this.#db.close();
     } catch (error) {
-      return Promise.reject(_runError(this.path, error));
+      return Promise.reject(runError(this.path, error));
     } finally {
       // After the database: no second server may start before this one's last checkpoint.
       this.#lock?.release();
@@ -331,31 +279,6 @@ export class SqliteLeaseStore implements LeaseStore {
   get readOnly(): boolean {
     return this.#readOnly;
   }
-}
-
-interface _Statements {
-  begin: Statement;
-  commit: Statement;
-  rollback: Statement;
-  upsert: Statement;
-  remove: Statement;
-}
-
-function _prepare(db: Database): _Statements {
-  return {
-    begin: db.prepare("BEGIN"),
-    commit: db.prepare("COMMIT"),
-    rollback: db.prepare("ROLLBACK"),
-    upsert: db.prepare(
-      `INSERT INTO leases (${COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-       ON CONFLICT (key) DO UPDATE SET ipv4 = excluded.ipv4, psid_offset = excluded.psid_offset,
-         psid_length = excluded.psid_length, psid = excluded.psid, host6 = excluded.host6,
-         tep4 = excluded.tep4, tep6 = excluded.tep6, pool = excluded.pool, state = excluded.state,
-         granted_at = excluded.granted_at, expires_at = excluded.expires_at,
-         identity = excluded.identity`,
-    ),
-    remove: db.prepare("DELETE FROM leases WHERE key = ?"),
-  };
 }
 
 function _userVersion(db: Database): number {
@@ -439,7 +362,7 @@ function _openError(path: string, error: unknown, readOnly: boolean): Error {
   }
   if (code.startsWith("SQLITE_NOTADB") || code.startsWith("SQLITE_CORRUPT")) {
     return new LeaseStoreError(
-      `${path} is not a dstm lease database (${_message(error)}); move it away or give another --db`,
+      `${path} is not a dstm lease database (${firstLine(error)}); move it away or give another --db`,
     );
   }
   const dir = dirname(path);
@@ -455,28 +378,11 @@ function _openError(path: string, error: unknown, readOnly: boolean): Error {
       );
     }
   }
-  return new LeaseStoreError(`cannot open lease database ${path}: ${_message(error)}`);
-}
-
-/** An error while the store is open: keep SQLite's words, say which file. */
-function _runError(path: string, error: unknown): Error {
-  if (error instanceof LeaseStoreError) return error;
-  const code = _code(error);
-  if (error instanceof LeaseConflictError) return error;
-  if (code === "SQLITE_CONSTRAINT_UNIQUE") {
-    return new LeaseStoreError(
-      `lease database ${path}: a host would hold two active leases (${_message(error)})`,
-    );
-  }
-  return new LeaseStoreError(`lease database ${path}: ${_message(error)}`);
+  return new LeaseStoreError(`cannot open lease database ${path}: ${firstLine(error)}`);
 }
 
 function _closed(path: string): LeaseStoreError {
   return new LeaseStoreError(`lease database ${path} is closed`);
-}
-
-function _message(error: unknown): string {
-  return (error instanceof Error ? error.message : String(error)).split("\n")[0] ?? "";
 }
 
 /** True when `path` is not an existing directory (a permission error is not "missing"). */
