@@ -9,6 +9,8 @@
  * writer, https://sqlite.org/wal.html). `synchronous=FULL` makes every commit fsync the WAL:
  * when `write()` resolves, the batch survives a crash or power loss. The allocation engine
  * batches concurrent changes (lib/lease/group_commit.ts), so that is one fsync per batch.
+ * Batches are committed by a Worker with a connection of its own (./sqlite_writer.ts), so a
+ * commit's statements and fsync never stop the event loop; the write path: ./sqlite_write.ts.
  *
  * The one-active-lease-per-holder rule is a partial UNIQUE index (./sqlite_schema.ts, which
  * also migrates a file of an older schema at open); a put is an UPSERT on the key
@@ -29,17 +31,14 @@
  *
  * @module
  */
-import { Database, type Statement } from "bun:sqlite";
-import { accessSync, constants, existsSync, statSync } from "node:fs";
-import { dirname } from "node:path";
+import { Database } from "bun:sqlite";
+import { existsSync, statSync } from "node:fs";
 import {
   type Lease,
-  LeaseConflictError,
   type LeaseOp,
   type LeaseState,
   type LeaseStore,
   LeaseStoreError,
-  leaseKey,
   leaseOf,
   type PortSet,
   type Reservation,
@@ -51,20 +50,19 @@ import {
 import {
   createdMarkerPath,
   createPrivate,
-  type FileId,
   fileId,
   goneAtOpen,
-  goneWhileOpen,
   readMarker,
   type SqliteOpenOptions,
-  sameFile,
-  statOrUndefined,
   walId,
   writeMarker,
 } from "./sqlite_files.ts";
 import { type DatabaseLock, lockDatabase } from "./sqlite_lock.ts";
-import { loadReservations, RESERVATIONS_SCHEMA, writeReservation } from "./sqlite_reservations.ts";
+import { openError } from "./sqlite_open_error.ts";
+import { loadReservations, RESERVATIONS_SCHEMA } from "./sqlite_reservations.ts";
 import { COLUMNS, columnsOf, create, migrate, SCHEMA_VERSION } from "./sqlite_schema.ts";
+import { encodeOps, runError, SqliteBatchWriter } from "./sqlite_write.ts";
+import { SqliteWriterThread } from "./sqlite_writer.ts";
 
 export { LeaseStoreError } from "./lease.ts";
 export {
@@ -83,11 +81,11 @@ export class SqliteLeaseStore implements LeaseStore {
   readonly #readOnly: boolean;
   /** The columns to read: a read-only file of an older schema has no identity column. */
   #columns = COLUMNS;
-  #statements: _Statements | undefined;
+  /** The write path on this thread (./sqlite_write.ts): verify, and writes when no Worker runs. */
+  #writer: SqliteBatchWriter | undefined;
+  /** The writer Worker (./sqlite_writer.ts) every write goes to; absent when read-only. */
+  #thread: SqliteWriterThread | undefined;
   #closed = false;
-  /** (dev, ino) of the database file and of its WAL as opened/written; undefined: not known yet. */
-  #identity: FileId | undefined;
-  #walIdentity: FileId | undefined;
   /** The one-server-per-file lock (./sqlite_lock.ts); absent for a read-only store. */
   #lock: DatabaseLock | undefined;
 
@@ -133,16 +131,24 @@ export class SqliteLeaseStore implements LeaseStore {
       if (created === undefined || (version === 0 && options.newDb)) writeMarker(marker, path);
       const store = new SqliteLeaseStore(path, db, false);
       store.#lock = lock;
-      store.#statements = _prepare(db);
-      store.#identity = fileId(statSync(path));
-      store.#walIdentity = walId(path);
+      const identity = fileId(statSync(path));
+      const writer = new SqliteBatchWriter(db, path, identity, walId(path));
+      store.#writer = writer;
+      store.#thread = new SqliteWriterThread(path, identity, writer.walIdentity, (job) => {
+        try {
+          if (job.kind === "write") writer.write(encodeOps(job.ops));
+          else writer.reservation(job.op);
+        } catch (error) {
+          throw runError(path, error);
+        }
+      });
       return store;
     } catch (error) {
       try {
         db?.close();
       } catch {}
       lock?.release();
-      throw _openError(path, error, false);
+      throw openError(path, error, false);
     }
   }
 
@@ -167,7 +173,7 @@ export class SqliteLeaseStore implements LeaseStore {
       try {
         db?.close();
       } catch {}
-      throw _openError(path, error, true);
+      throw openError(path, error, true);
     }
   }
 
@@ -207,7 +213,7 @@ export class SqliteLeaseStore implements LeaseStore {
       }
       return Promise.resolve(out);
     } catch (error) {
-      return Promise.reject(_runError(this.path, error));
+      return Promise.reject(runError(this.path, error));
     }
   }
 
@@ -226,68 +232,32 @@ export class SqliteLeaseStore implements LeaseStore {
     try {
       return Promise.resolve(loadReservations(this.#db));
     } catch (error) {
-      return Promise.reject(_runError(this.path, error));
+      return Promise.reject(runError(this.path, error));
     }
   }
 
-  /** Applies one reservation change in its own transaction; resolves once committed (fsynced). */
+  /**
+   * Applies one reservation change in its own transaction, after the lease writes given
+   * before it; resolves once committed (fsynced).
+   */
   writeReservation(op: ReservationOp): Promise<void> {
     if (this.#closed) return Promise.reject(_closed(this.path));
-    if (this.#readOnly)
+    if (!this.#thread)
       return Promise.reject(new LeaseStoreError(`lease database ${this.path} is open read-only`));
-    try {
-      this.#checkFiles();
-      writeReservation(this.#db, this.path, op);
-      return Promise.resolve();
-    } catch (error) {
-      return Promise.reject(_runError(this.path, error));
-    }
+    return this.#thread.reservation(op);
   }
 
-  /** Applies `ops` in one transaction; resolves once it is committed (fsynced). */
+  /**
+   * Applies `ops` in one transaction; resolves once it is committed (fsynced). The
+   * transaction runs in the store's writer Worker (./sqlite_writer.ts), which first checks
+   * that the database file and its WAL are still the ones opened (else
+   * {@link LeaseDatabaseGoneError}); batches are applied in the order given.
+   */
   write(ops: readonly LeaseOp[]): Promise<void> {
     if (this.#closed) return Promise.reject(_closed(this.path));
-    const s = this.#statements;
-    if (s === undefined) {
+    if (!this.#thread)
       return Promise.reject(new LeaseStoreError(`lease database ${this.path} is open read-only`));
-    }
-    try {
-      this.#checkFiles();
-      s.begin.run();
-      try {
-        for (const op of ops) {
-          if (op.op === "delete") {
-            s.remove.run(op.key);
-            continue;
-          }
-          const l = op.lease;
-          const p = l.portSet;
-          s.upsert.run(
-            leaseKey(l.ipv4, p.psid),
-            l.ipv4,
-            p.offset,
-            p.psidLength,
-            p.psid,
-            l.host6,
-            l.tep4,
-            l.tep6,
-            l.pool,
-            l.state,
-            l.grantedAt,
-            l.expiresAt,
-            l.identity ?? null,
-          );
-        }
-        s.commit.run();
-        this.#walIdentity ??= walId(this.path);
-      } catch (error) {
-        if (this.#db.inTransaction) s.rollback.run();
-        throw error;
-      }
-      return Promise.resolve();
-    } catch (error) {
-      return Promise.reject(_runError(this.path, error));
-    }
+    return this.#thread.write(ops);
   }
 
   /**
@@ -296,66 +266,32 @@ export class SqliteLeaseStore implements LeaseStore {
    * stat() calls; a server calls it before each write and now and then while idle.
    */
   verify(): void {
-    if (!this.#closed && !this.#readOnly) this.#checkFiles();
+    if (!this.#closed) this.#writer?.checkFiles();
   }
 
-  #checkFiles(): void {
-    const now = statOrUndefined(this.path);
-    if (this.#identity && !sameFile(this.#identity, now))
-      throw goneWhileOpen(this.path, this.path, now);
-    const wal = `${this.path}-wal`;
-    if (this.#walIdentity) {
-      const walNow = statOrUndefined(wal);
-      if (!sameFile(this.#walIdentity, walNow)) throw goneWhileOpen(this.path, wal, walNow);
-    }
-  }
-
-  /** Finalizes the statements and closes the database (checkpointing the WAL, releasing the lock). */
-  close(): Promise<void> {
-    if (this.#closed) return Promise.resolve();
+  /**
+   * Waits for the writes given so far, closes the writer's connection and then the database
+   * (checkpointing the WAL), and releases the lock.
+   */
+  async close(): Promise<void> {
+    if (this.#closed) return;
     this.#closed = true;
-    const s = this.#statements;
-    if (s) for (const statement of Object.values(s)) statement.finalize();
     try {
+      await this.#thread?.close();
+      this.#writer?.finalize();
       this.#db.close();
     } catch (error) {
-      return Promise.reject(_runError(this.path, error));
+      throw runError(this.path, error);
     } finally {
       // After the database: no second server may start before this one's last checkpoint.
       this.#lock?.release();
     }
-    return Promise.resolve();
   }
 
   /** True for a store opened with {@link SqliteLeaseStore.openReadOnly}. */
   get readOnly(): boolean {
     return this.#readOnly;
   }
-}
-
-interface _Statements {
-  begin: Statement;
-  commit: Statement;
-  rollback: Statement;
-  upsert: Statement;
-  remove: Statement;
-}
-
-function _prepare(db: Database): _Statements {
-  return {
-    begin: db.prepare("BEGIN"),
-    commit: db.prepare("COMMIT"),
-    rollback: db.prepare("ROLLBACK"),
-    upsert: db.prepare(
-      `INSERT INTO leases (${COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-       ON CONFLICT (key) DO UPDATE SET ipv4 = excluded.ipv4, psid_offset = excluded.psid_offset,
-         psid_length = excluded.psid_length, psid = excluded.psid, host6 = excluded.host6,
-         tep4 = excluded.tep4, tep6 = excluded.tep6, pool = excluded.pool, state = excluded.state,
-         granted_at = excluded.granted_at, expires_at = excluded.expires_at,
-         identity = excluded.identity`,
-    ),
-    remove: db.prepare("DELETE FROM leases WHERE key = ?"),
-  };
 }
 
 function _userVersion(db: Database): number {
@@ -421,78 +357,6 @@ function _toLease(path: string, row: unknown[], intern: (text: string) => string
   );
 }
 
-function _code(error: unknown): string {
-  const code = (error as { code?: unknown } | null)?.code;
-  return typeof code === "string" ? code : "";
-}
-
-/** Turns an SQLite error at open time into a message that says what to do. */
-function _openError(path: string, error: unknown, readOnly: boolean): Error {
-  if (error instanceof LeaseStoreError) return error;
-  const code = _code(error);
-  if (code.startsWith("SQLITE_BUSY") || code.startsWith("SQLITE_LOCKED")) {
-    return new LeaseStoreError(
-      readOnly
-        ? `lease database ${path} is busy (a server is recovering or checkpointing it); try again`
-        : `lease database ${path} is in use by another dstm server; stop it or give this one another --db`,
-    );
-  }
-  if (code.startsWith("SQLITE_NOTADB") || code.startsWith("SQLITE_CORRUPT")) {
-    return new LeaseStoreError(
-      `${path} is not a dstm lease database (${_message(error)}); move it away or give another --db`,
-    );
-  }
-  const dir = dirname(path);
-  if (!readOnly && (code.startsWith("SQLITE_CANTOPEN") || code.startsWith("SQLITE_READONLY"))) {
-    if (_missing(dir)) {
-      return new LeaseStoreError(
-        `cannot create lease database ${path}: directory ${dir} does not exist; create it or give another --db`,
-      );
-    }
-    if (!_writable(dir) || (existsSync(path) && !_writable(path))) {
-      return new LeaseStoreError(
-        `cannot write lease database ${path}: ${existsSync(path) ? "the file or " : ""}directory ${dir} is not writable by this user; fix the permissions or give another --db`,
-      );
-    }
-  }
-  return new LeaseStoreError(`cannot open lease database ${path}: ${_message(error)}`);
-}
-
-/** An error while the store is open: keep SQLite's words, say which file. */
-function _runError(path: string, error: unknown): Error {
-  if (error instanceof LeaseStoreError) return error;
-  const code = _code(error);
-  if (error instanceof LeaseConflictError) return error;
-  if (code === "SQLITE_CONSTRAINT_UNIQUE") {
-    return new LeaseStoreError(
-      `lease database ${path}: a host would hold two active leases (${_message(error)})`,
-    );
-  }
-  return new LeaseStoreError(`lease database ${path}: ${_message(error)}`);
-}
-
 function _closed(path: string): LeaseStoreError {
   return new LeaseStoreError(`lease database ${path} is closed`);
-}
-
-function _message(error: unknown): string {
-  return (error instanceof Error ? error.message : String(error)).split("\n")[0] ?? "";
-}
-
-/** True when `path` is not an existing directory (a permission error is not "missing"). */
-function _missing(path: string): boolean {
-  try {
-    return !statSync(path).isDirectory();
-  } catch (error) {
-    return (error as { code?: string }).code !== "EACCES";
-  }
-}
-
-function _writable(path: string): boolean {
-  try {
-    accessSync(path, constants.W_OK);
-    return true;
-  } catch {
-    return false;
-  }
 }

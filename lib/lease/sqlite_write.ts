@@ -1,0 +1,236 @@
+/**
+ * The SQLite lease store's write path (lib/lease/sqlite.ts): a batch of lease changes in one
+ * transaction and one fsync (`synchronous=FULL`, WAL), after checking that the database file
+ * and its WAL at the path are still the ones opened (./sqlite_files.ts).
+ *
+ * Consecutive puts go to SQLite {@link UPSERT_ROWS} at a time, as one multi-row `INSERT …
+ * ON CONFLICT (key) DO UPDATE` (https://sqlite.org/lang_upsert.html): SQLite applies the rows
+ * of a VALUES list one after the other, exactly as that many one-row statements would (a row
+ * may update one inserted before it in the same list), at about half the cost per row (one
+ * statement step and one binding call instead of sixteen). A failing row fails the whole
+ * batch either way: its transaction is rolled back.
+ *
+ * @module
+ */
+import type { Database, Statement } from "bun:sqlite";
+import {
+  LeaseConflictError,
+  type LeaseOp,
+  LeaseStoreError,
+  leaseKey,
+  type ReservationOp,
+} from "./lease.ts";
+import {
+  type FileId,
+  goneWhileOpen,
+  LeaseDatabaseGoneError,
+  sameFile,
+  statOrUndefined,
+  walId,
+} from "./sqlite_files.ts";
+import { writeReservation } from "./sqlite_reservations.ts";
+import { COLUMNS } from "./sqlite_schema.ts";
+
+/** Values one put takes in an encoded batch: a tag, then the upsert's 13 parameters. */
+const PUT_WIDTH = 14;
+const PUT = 0;
+const DELETE = 1;
+
+/**
+ * `ops` as one flat array of primitives (cheap to post to the writer Worker,
+ * ./sqlite_writer.ts): per put the tag 0 and the row's 13 columns in {@link COLUMNS} order;
+ * per delete the tag 1 and the key.
+ */
+export function encodeOps(ops: readonly LeaseOp[]): unknown[] {
+  const out: unknown[] = [];
+  for (const op of ops) {
+    if (op.op === "delete") {
+      out.push(DELETE, op.key);
+      continue;
+    }
+    const l = op.lease;
+    const p = l.portSet;
+    out.push(
+      PUT,
+      leaseKey(l.ipv4, p.psid),
+      l.ipv4,
+      p.offset,
+      p.psidLength,
+      p.psid,
+      l.host6,
+      l.tep4,
+      l.tep6,
+      l.pool,
+      l.state,
+      l.grantedAt,
+      l.expiresAt,
+      l.identity ?? null,
+    );
+  }
+  return out;
+}
+
+/** A failed write as it crosses threads: which error to make, and its message. */
+export interface StoreFailure {
+  readonly kind: "gone" | "conflict" | "store";
+  readonly message: string;
+}
+
+/** The error a store rejects with for `failure`. */
+export function failureError(failure: StoreFailure): Error {
+  if (failure.kind === "gone") return new LeaseDatabaseGoneError(failure.message);
+  if (failure.kind === "conflict") return new LeaseConflictError(failure.message);
+  return new LeaseStoreError(failure.message);
+}
+
+/** `error` (thrown by a write) as a {@link StoreFailure}, worded as the store reports it. */
+export function failureOf(path: string, error: unknown): StoreFailure {
+  if (error instanceof LeaseDatabaseGoneError) return { kind: "gone", message: error.message };
+  if (error instanceof LeaseConflictError) return { kind: "conflict", message: error.message };
+  return { kind: "store", message: runError(path, error).message };
+}
+
+/** An SQLite error while the store is open: SQLite's words, and which file. */
+export function runError(path: string, error: unknown): Error {
+  if (error instanceof LeaseStoreError || error instanceof LeaseConflictError) return error;
+  const code = (error as { code?: unknown } | null)?.code;
+  if (code === "SQLITE_CONSTRAINT_UNIQUE") {
+    return new LeaseStoreError(
+      `lease database ${path}: a host would hold two active leases (${firstLine(error)})`,
+    );
+  }
+  return new LeaseStoreError(`lease database ${path}: ${firstLine(error)}`);
+}
+
+/** The first line of an error's message. */
+export function firstLine(error: unknown): string {
+  return (error instanceof Error ? error.message : String(error)).split("\n")[0] ?? "";
+}
+
+/** Rows one multi-row upsert carries at most (13 parameters each). */
+export const UPSERT_ROWS = 16;
+const COLUMN_COUNT = 13;
+
+/** Writes batches into the store's open database. One writer per connection. */
+export class SqliteBatchWriter {
+  readonly #db: Database;
+  readonly #path: string;
+  readonly #identity: FileId | undefined;
+  #walIdentity: FileId | undefined;
+  readonly #begin: Statement;
+  readonly #commit: Statement;
+  readonly #rollback: Statement;
+  readonly #remove: Statement;
+  /** The upsert of n rows at index n − 1, prepared on first use. */
+  readonly #upserts: (Statement | undefined)[] = [];
+  /** The parameters of one upsert statement, reused. */
+  readonly #params: (string | number | null)[][] = [];
+
+  /**
+   * `identity` / `walIdentity`: (dev, ino) of the database file and its WAL as the store
+   * opened them (the WAL's is learnt at the first commit when not known yet).
+   */
+  constructor(
+    db: Database,
+    path: string,
+    identity: FileId | undefined,
+    walIdentity: FileId | undefined,
+  ) {
+    this.#db = db;
+    this.#path = path;
+    this.#identity = identity;
+    this.#walIdentity = walIdentity;
+    this.#begin = db.prepare("BEGIN");
+    this.#commit = db.prepare("COMMIT");
+    this.#rollback = db.prepare("ROLLBACK");
+    this.#remove = db.prepare("DELETE FROM leases WHERE key = ?");
+  }
+
+  /** (dev, ino) of the WAL as last checked; undefined until a commit made one. */
+  get walIdentity(): FileId | undefined {
+    return this.#walIdentity;
+  }
+
+  /**
+   * Applies `ops` in order in one transaction; returns once it is committed (fsynced).
+   * Throws LeaseDatabaseGoneError when the file or its WAL was removed or replaced, else
+   * SQLite's error (the transaction rolled back, nothing of the batch stored).
+   */
+  write(ops: readonly unknown[]): void {
+    this.checkFiles();
+    this.#begin.run();
+    try {
+      for (let at = 0; at < ops.length; ) {
+        if (ops[at] === DELETE) {
+          this.#remove.run(ops[at + 1] as number);
+          at += 2;
+          continue;
+        }
+        let n = 1;
+        while (n < UPSERT_ROWS && ops[at + n * PUT_WIDTH] === PUT) n++;
+        this.#upsert(ops, at, n);
+        at += n * PUT_WIDTH;
+      }
+      this.#commit.run();
+      this.#walIdentity ??= walId(this.#path);
+    } catch (error) {
+      if (this.#db.inTransaction) this.#rollback.run();
+      throw error;
+    }
+  }
+
+  /** Upserts the `n` encoded puts at `ops[at…]` with one statement. */
+  #upsert(ops: readonly unknown[], at: number, n: number): void {
+    let statement = this.#upserts[n - 1];
+    let params = this.#params[n - 1];
+    if (statement === undefined || params === undefined) {
+      statement = this.#db.prepare(_upsertSql(n));
+      params = new Array(n * COLUMN_COUNT).fill(null);
+      this.#upserts[n - 1] = statement;
+      this.#params[n - 1] = params;
+    }
+    for (let i = 0, j = 0; i < n; i++) {
+      const from = at + i * PUT_WIDTH + 1;
+      for (let c = 0; c < COLUMN_COUNT; c++) params[j++] = ops[from + c] as string | number | null;
+    }
+    statement.run(...params);
+  }
+
+  /** Applies one reservation change in its own transaction (./sqlite_reservations.ts). */
+  reservation(op: ReservationOp): void {
+    this.checkFiles();
+    writeReservation(this.#db, this.#path, op);
+  }
+
+  /**
+   * Throws LeaseDatabaseGoneError when the database file or its WAL at the path is no longer
+   * the file opened (deleted, or replaced by another file). Two stat() calls.
+   */
+  checkFiles(): void {
+    const now = statOrUndefined(this.#path);
+    if (this.#identity && !sameFile(this.#identity, now))
+      throw goneWhileOpen(this.#path, this.#path, now);
+    if (this.#walIdentity) {
+      const wal = `${this.#path}-wal`;
+      const walNow = statOrUndefined(wal);
+      if (!sameFile(this.#walIdentity, walNow)) throw goneWhileOpen(this.#path, wal, walNow);
+    }
+  }
+
+  /** Finalizes the statements (the caller closes the database). */
+  finalize(): void {
+    for (const s of [this.#begin, this.#commit, this.#rollback, this.#remove, ...this.#upserts])
+      s?.finalize();
+  }
+}
+
+/** The upsert of `rows` rows: a put replaces the row of its key, every column. */
+function _upsertSql(rows: number): string {
+  const row = `(${new Array(COLUMN_COUNT).fill("?").join(", ")})`;
+  return `INSERT INTO leases (${COLUMNS}) VALUES ${new Array(rows).fill(row).join(", ")}
+    ON CONFLICT (key) DO UPDATE SET ipv4 = excluded.ipv4, psid_offset = excluded.psid_offset,
+      psid_length = excluded.psid_length, psid = excluded.psid, host6 = excluded.host6,
+      tep4 = excluded.tep4, tep6 = excluded.tep6, pool = excluded.pool, state = excluded.state,
+      granted_at = excluded.granted_at, expires_at = excluded.expires_at,
+      identity = excluded.identity`;
+}
