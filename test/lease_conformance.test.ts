@@ -27,17 +27,6 @@ let tempDir: string | undefined;
 const dir = () => (tempDir ??= mkdtempSync(join(tmpdir(), "dstm-lease-")));
 afterAll(() => tempDir && rmSync(tempDir, { recursive: true, force: true }));
 let serial = 0;
-
-/**
- * What `promise` rejected with (undefined when it resolved). Not `expect(p).rejects`: Bun's
- * matcher waits for `p` without running the event loop's message tasks, and the SQLite store
- * settles a write when its writer Worker posts back (lib/lease/sqlite_writer.ts).
- */
-const rejection = (promise: Promise<unknown> | undefined): Promise<unknown> =>
-  Promise.resolve(promise).then(
-    () => undefined,
-    (error: unknown) => error,
-  );
 const freshPath = () => join(dir(), `leases-${++serial}.db`);
 
 function lease(overrides: Partial<Lease> = {}): Lease {
@@ -106,11 +95,9 @@ function leaseStoreConformance(backend: Backend): void {
       expect(await store.loadReservations?.()).toEqual([b, a]); // key order
       // Another host on a's slot: refused, nothing changed.
       const thief = { ...a, host6: "2001:db8::c" };
-      expect(
-        await rejection(
-          Promise.resolve(store.writeReservation?.({ op: "put", reservation: thief })),
-        ),
-      ).toBeInstanceOf(LeaseStoreError);
+      await expect(
+        Promise.resolve(store.writeReservation?.({ op: "put", reservation: thief })),
+      ).rejects.toBeInstanceOf(LeaseStoreError);
       // The same host moved to another slot: replaced.
       const moved = { ...a, ipv4: 0xc0000206, createdAt: 9 };
       await store.writeReservation?.({ op: "put", reservation: moved });
@@ -132,7 +119,7 @@ function leaseStoreConformance(backend: Backend): void {
       await store.writeReservation?.({ op: "put", reservation: r });
       const other = lease({ host6: "2001:db8::b" });
       // A plain put: refused as a store error; a compare-and-set put: a conflict.
-      expect(await rejection(store.write([put(other)]))).toBeInstanceOf(LeaseStoreError);
+      await expect(store.write([put(other)])).rejects.toBeInstanceOf(LeaseStoreError);
       if (backend.cas) {
         const conflict = await store.write([{ op: "put", lease: other, expected: null }]).then(
           () => undefined,
@@ -153,11 +140,9 @@ function leaseStoreConformance(backend: Backend): void {
       // A reservation on a slot another host holds: a conflict, nothing stored.
       const taken = { host6: "2001:db8::c", ipv4: 0xc0000201, psid: 0, createdAt: 2 };
       await store.writeReservation?.({ op: "delete", host6: r.host6 });
-      expect(
-        await rejection(
-          Promise.resolve(store.writeReservation?.({ op: "put", reservation: taken })),
-        ),
-      ).toBeInstanceOf(LeaseConflictError);
+      await expect(
+        Promise.resolve(store.writeReservation?.({ op: "put", reservation: taken })),
+      ).rejects.toBeInstanceOf(LeaseConflictError);
       expect(await store.loadReservations?.()).toEqual([]);
     });
 
@@ -207,7 +192,7 @@ function leaseStoreConformance(backend: Backend): void {
         put(lease({ ipv4: 0xc0000204, host6: "2001:db8::e" })),
         put(lease({ ipv4: 0xc0000206, host6: "2001:db8::e" })), // second active for ::e
       ];
-      expect(await rejection(store.write(batch))).toBeInstanceOf(LeaseStoreError);
+      await expect(store.write(batch)).rejects.toBeInstanceOf(LeaseStoreError);
       expect(await store.loadAll()).toEqual([lease(), b]);
     });
 
@@ -251,7 +236,7 @@ function leaseStoreConformance(backend: Backend): void {
         plain,
       ]);
       const again = lease({ ipv4: 0xc0000204, host6: "2001:db8::f", identity: one.identity });
-      expect(await rejection(store.write([put(again)]))).toBeInstanceOf(LeaseStoreError);
+      await expect(store.write([put(again)])).rejects.toBeInstanceOf(LeaseStoreError);
       // Moving an identity's lease: the old one freed first, in one batch.
       await store.write([put({ ...one, state: "released" }), put(again)]);
       expect((await store.loadAll()).filter((l) => l.identity === one.identity)).toEqual([
@@ -270,10 +255,9 @@ function leaseStoreConformance(backend: Backend): void {
         // The one-lease rule is now per holder: a second client behind ::a gets its own.
         const keyed = lease({ ipv4: 0xc0000203, identity: "id:01020000000002" });
         await store.write([put(keyed)]);
-        // Still one for the host itself.
-        expect(await rejection(store.write([put(lease({ ipv4: 0xc0000204 }))]))).toBeInstanceOf(
-          LeaseStoreError,
-        );
+        await expect(
+          store.write([put(lease({ ipv4: 0xc0000204 }))]), // still one for the host itself
+        ).rejects.toBeInstanceOf(LeaseStoreError);
         expect(await store.loadAll()).toEqual([...old, keyed]);
       });
     }
@@ -315,7 +299,7 @@ function leaseStoreConformance(backend: Backend): void {
       expect(await store.loadAll()).toEqual(shared);
       // host ::10 (PSID 0) taking PSID 1 as well, in one batch: refused, nothing applied
       const grab = lease({ portSet: { offset: 6, psidLength: 2, psid: 1 }, host6: "2001:db8::10" });
-      expect(await rejection(store.write([put(grab)]))).toBeInstanceOf(LeaseStoreError);
+      await expect(store.write([put(grab)])).rejects.toBeInstanceOf(LeaseStoreError);
       // releasing PSID 2 touches only that row
       const released = { ...(shared[2] as Lease), state: "released" as const };
       await store.write([put(released)]);
@@ -332,8 +316,8 @@ function leaseStoreConformance(backend: Backend): void {
       const store = await backend.create();
       await store.write([put(lease())]);
       await store.close();
-      expect(await rejection(store.loadAll())).toBeInstanceOf(LeaseStoreError);
-      expect(await rejection(store.write([put(lease())]))).toBeInstanceOf(LeaseStoreError);
+      await expect(store.loadAll()).rejects.toBeInstanceOf(LeaseStoreError);
+      await expect(store.write([put(lease())])).rejects.toBeInstanceOf(LeaseStoreError);
     });
 
     if (backend.cas) {
@@ -511,7 +495,7 @@ describe("SqliteLeaseStore only", () => {
     await store.close();
     const reader = SqliteLeaseStore.openReadOnly(path);
     expect(await reader.loadAll()).toEqual([lease()]);
-    expect(await rejection(reader.write([put(lease())]))).toBeInstanceOf(LeaseStoreError);
+    await expect(reader.write([put(lease())])).rejects.toBeInstanceOf(LeaseStoreError);
     await reader.close();
     const server = SqliteLeaseStore.open(path); // a reader left behind does not block a server
     expect(await server.loadAll()).toEqual([lease()]);

@@ -8,9 +8,8 @@
  * `dstm lease ls --db FILE` read it while the server runs (WAL readers never block the
  * writer, https://sqlite.org/wal.html). `synchronous=FULL` makes every commit fsync the WAL:
  * when `write()` resolves, the batch survives a crash or power loss. The allocation engine
- * batches concurrent changes (lib/lease/group_commit.ts), so that is one fsync per batch.
- * Batches are committed by a Worker with a connection of its own (./sqlite_writer.ts), so a
- * commit's statements and fsync never stop the event loop; the write path: ./sqlite_write.ts.
+ * batches concurrent changes (lib/lease/group_commit.ts), so that is one fsync per batch
+ * (the write path, with multi-row upserts: ./sqlite_write.ts).
  *
  * The one-active-lease-per-holder rule is a partial UNIQUE index (./sqlite_schema.ts, which
  * also migrates a file of an older schema at open); a put is an UPSERT on the key
@@ -32,7 +31,8 @@
  * @module
  */
 import { Database } from "bun:sqlite";
-import { existsSync, statSync } from "node:fs";
+import { accessSync, constants, existsSync, statSync } from "node:fs";
+import { dirname } from "node:path";
 import {
   type Lease,
   type LeaseOp,
@@ -58,11 +58,9 @@ import {
   writeMarker,
 } from "./sqlite_files.ts";
 import { type DatabaseLock, lockDatabase } from "./sqlite_lock.ts";
-import { openError } from "./sqlite_open_error.ts";
 import { loadReservations, RESERVATIONS_SCHEMA } from "./sqlite_reservations.ts";
 import { COLUMNS, columnsOf, create, migrate, SCHEMA_VERSION } from "./sqlite_schema.ts";
-import { encodeOps, runError, SqliteBatchWriter } from "./sqlite_write.ts";
-import { SqliteWriterThread } from "./sqlite_writer.ts";
+import { firstLine, runError, SqliteBatchWriter } from "./sqlite_write.ts";
 
 export { LeaseStoreError } from "./lease.ts";
 export {
@@ -81,10 +79,8 @@ export class SqliteLeaseStore implements LeaseStore {
   readonly #readOnly: boolean;
   /** The columns to read: a read-only file of an older schema has no identity column. */
   #columns = COLUMNS;
-  /** The write path on this thread (./sqlite_write.ts): verify, and writes when no Worker runs. */
+  /** The write path (./sqlite_write.ts); absent for a read-only store. */
   #writer: SqliteBatchWriter | undefined;
-  /** The writer Worker (./sqlite_writer.ts) every write goes to; absent when read-only. */
-  #thread: SqliteWriterThread | undefined;
   #closed = false;
   /** The one-server-per-file lock (./sqlite_lock.ts); absent for a read-only store. */
   #lock: DatabaseLock | undefined;
@@ -131,24 +127,14 @@ export class SqliteLeaseStore implements LeaseStore {
       if (created === undefined || (version === 0 && options.newDb)) writeMarker(marker, path);
       const store = new SqliteLeaseStore(path, db, false);
       store.#lock = lock;
-      const identity = fileId(statSync(path));
-      const writer = new SqliteBatchWriter(db, path, identity, walId(path));
-      store.#writer = writer;
-      store.#thread = new SqliteWriterThread(path, identity, writer.walIdentity, (job) => {
-        try {
-          if (job.kind === "write") writer.write(encodeOps(job.ops));
-          else writer.reservation(job.op);
-        } catch (error) {
-          throw runError(path, error);
-        }
-      });
+      store.#writer = new SqliteBatchWriter(db, path, fileId(statSync(path)), walId(path));
       return store;
     } catch (error) {
       try {
         db?.close();
       } catch {}
       lock?.release();
-      throw openError(path, error, false);
+      throw _openError(path, error, false);
     }
   }
 
@@ -173,7 +159,7 @@ export class SqliteLeaseStore implements LeaseStore {
       try {
         db?.close();
       } catch {}
-      throw openError(path, error, true);
+      throw _openError(path, error, true);
     }
   }
 
@@ -236,28 +222,32 @@ export class SqliteLeaseStore implements LeaseStore {
     }
   }
 
-  /**
-   * Applies one reservation change in its own transaction, after the lease writes given
-   * before it; resolves once committed (fsynced).
-   */
+  /** Applies one reservation change in its own transaction; resolves once committed (fsynced). */
   writeReservation(op: ReservationOp): Promise<void> {
-    if (this.#closed) return Promise.reject(_closed(this.path));
-    if (!this.#thread)
-      return Promise.reject(new LeaseStoreError(`lease database ${this.path} is open read-only`));
-    return this.#thread.reservation(op);
+    return this.#writing((writer) => writer.reservation(op));
   }
 
   /**
-   * Applies `ops` in one transaction; resolves once it is committed (fsynced). The
-   * transaction runs in the store's writer Worker (./sqlite_writer.ts), which first checks
-   * that the database file and its WAL are still the ones opened (else
-   * {@link LeaseDatabaseGoneError}); batches are applied in the order given.
+   * Applies `ops` in one transaction; resolves once it is committed (fsynced). Fails with
+   * {@link LeaseDatabaseGoneError} when the database file or its WAL is no longer the one
+   * opened, checked before each write (./sqlite_write.ts).
    */
   write(ops: readonly LeaseOp[]): Promise<void> {
+    return this.#writing((writer) => writer.write(ops));
+  }
+
+  #writing(write: (writer: SqliteBatchWriter) => void): Promise<void> {
     if (this.#closed) return Promise.reject(_closed(this.path));
-    if (!this.#thread)
+    const writer = this.#writer;
+    if (writer === undefined) {
       return Promise.reject(new LeaseStoreError(`lease database ${this.path} is open read-only`));
-    return this.#thread.write(ops);
+    }
+    try {
+      write(writer);
+      return Promise.resolve();
+    } catch (error) {
+      return Promise.reject(runError(this.path, error));
+    }
   }
 
   /**
@@ -269,23 +259,20 @@ export class SqliteLeaseStore implements LeaseStore {
     if (!this.#closed) this.#writer?.checkFiles();
   }
 
-  /**
-   * Waits for the writes given so far, closes the writer's connection and then the database
-   * (checkpointing the WAL), and releases the lock.
-   */
-  async close(): Promise<void> {
-    if (this.#closed) return;
+  /** Finalizes the statements and closes the database (checkpointing the WAL, releasing the lock). */
+  close(): Promise<void> {
+    if (this.#closed) return Promise.resolve();
     this.#closed = true;
+    this.#writer?.finalize();
     try {
-      await this.#thread?.close();
-      this.#writer?.finalize();
       this.#db.close();
     } catch (error) {
-      throw runError(this.path, error);
+      return Promise.reject(runError(this.path, error));
     } finally {
       // After the database: no second server may start before this one's last checkpoint.
       this.#lock?.release();
     }
+    return Promise.resolve();
   }
 
   /** True for a store opened with {@link SqliteLeaseStore.openReadOnly}. */
@@ -357,6 +344,61 @@ function _toLease(path: string, row: unknown[], intern: (text: string) => string
   );
 }
 
+function _code(error: unknown): string {
+  const code = (error as { code?: unknown } | null)?.code;
+  return typeof code === "string" ? code : "";
+}
+
+/** Turns an SQLite error at open time into a message that says what to do. */
+function _openError(path: string, error: unknown, readOnly: boolean): Error {
+  if (error instanceof LeaseStoreError) return error;
+  const code = _code(error);
+  if (code.startsWith("SQLITE_BUSY") || code.startsWith("SQLITE_LOCKED")) {
+    return new LeaseStoreError(
+      readOnly
+        ? `lease database ${path} is busy (a server is recovering or checkpointing it); try again`
+        : `lease database ${path} is in use by another dstm server; stop it or give this one another --db`,
+    );
+  }
+  if (code.startsWith("SQLITE_NOTADB") || code.startsWith("SQLITE_CORRUPT")) {
+    return new LeaseStoreError(
+      `${path} is not a dstm lease database (${firstLine(error)}); move it away or give another --db`,
+    );
+  }
+  const dir = dirname(path);
+  if (!readOnly && (code.startsWith("SQLITE_CANTOPEN") || code.startsWith("SQLITE_READONLY"))) {
+    if (_missing(dir)) {
+      return new LeaseStoreError(
+        `cannot create lease database ${path}: directory ${dir} does not exist; create it or give another --db`,
+      );
+    }
+    if (!_writable(dir) || (existsSync(path) && !_writable(path))) {
+      return new LeaseStoreError(
+        `cannot write lease database ${path}: ${existsSync(path) ? "the file or " : ""}directory ${dir} is not writable by this user; fix the permissions or give another --db`,
+      );
+    }
+  }
+  return new LeaseStoreError(`cannot open lease database ${path}: ${firstLine(error)}`);
+}
+
 function _closed(path: string): LeaseStoreError {
   return new LeaseStoreError(`lease database ${path} is closed`);
+}
+
+/** True when `path` is not an existing directory (a permission error is not "missing"). */
+function _missing(path: string): boolean {
+  try {
+    return !statSync(path).isDirectory();
+  } catch (error) {
+    return (error as { code?: string }).code !== "EACCES";
+  }
+}
+
+function _writable(path: string): boolean {
+  try {
+    accessSync(path, constants.W_OK);
+    return true;
+  } catch {
+    return false;
+  }
 }

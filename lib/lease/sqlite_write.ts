@@ -14,81 +14,16 @@
  */
 import type { Database, Statement } from "bun:sqlite";
 import {
+  type Lease,
   LeaseConflictError,
   type LeaseOp,
   LeaseStoreError,
   leaseKey,
   type ReservationOp,
 } from "./lease.ts";
-import {
-  type FileId,
-  goneWhileOpen,
-  LeaseDatabaseGoneError,
-  sameFile,
-  statOrUndefined,
-  walId,
-} from "./sqlite_files.ts";
+import { type FileId, goneWhileOpen, sameFile, statOrUndefined, walId } from "./sqlite_files.ts";
 import { writeReservation } from "./sqlite_reservations.ts";
 import { COLUMNS } from "./sqlite_schema.ts";
-
-/** Values one put takes in an encoded batch: a tag, then the upsert's 13 parameters. */
-const PUT_WIDTH = 14;
-const PUT = 0;
-const DELETE = 1;
-
-/**
- * `ops` as one flat array of primitives (cheap to post to the writer Worker,
- * ./sqlite_writer.ts): per put the tag 0 and the row's 13 columns in {@link COLUMNS} order;
- * per delete the tag 1 and the key.
- */
-export function encodeOps(ops: readonly LeaseOp[]): unknown[] {
-  const out: unknown[] = [];
-  for (const op of ops) {
-    if (op.op === "delete") {
-      out.push(DELETE, op.key);
-      continue;
-    }
-    const l = op.lease;
-    const p = l.portSet;
-    out.push(
-      PUT,
-      leaseKey(l.ipv4, p.psid),
-      l.ipv4,
-      p.offset,
-      p.psidLength,
-      p.psid,
-      l.host6,
-      l.tep4,
-      l.tep6,
-      l.pool,
-      l.state,
-      l.grantedAt,
-      l.expiresAt,
-      l.identity ?? null,
-    );
-  }
-  return out;
-}
-
-/** A failed write as it crosses threads: which error to make, and its message. */
-export interface StoreFailure {
-  readonly kind: "gone" | "conflict" | "store";
-  readonly message: string;
-}
-
-/** The error a store rejects with for `failure`. */
-export function failureError(failure: StoreFailure): Error {
-  if (failure.kind === "gone") return new LeaseDatabaseGoneError(failure.message);
-  if (failure.kind === "conflict") return new LeaseConflictError(failure.message);
-  return new LeaseStoreError(failure.message);
-}
-
-/** `error` (thrown by a write) as a {@link StoreFailure}, worded as the store reports it. */
-export function failureOf(path: string, error: unknown): StoreFailure {
-  if (error instanceof LeaseDatabaseGoneError) return { kind: "gone", message: error.message };
-  if (error instanceof LeaseConflictError) return { kind: "conflict", message: error.message };
-  return { kind: "store", message: runError(path, error).message };
-}
 
 /** An SQLite error while the store is open: SQLite's words, and which file. */
 export function runError(path: string, error: unknown): Error {
@@ -156,20 +91,21 @@ export class SqliteBatchWriter {
    * Throws LeaseDatabaseGoneError when the file or its WAL was removed or replaced, else
    * SQLite's error (the transaction rolled back, nothing of the batch stored).
    */
-  write(ops: readonly unknown[]): void {
+  write(ops: readonly LeaseOp[]): void {
     this.checkFiles();
     this.#begin.run();
     try {
       for (let at = 0; at < ops.length; ) {
-        if (ops[at] === DELETE) {
-          this.#remove.run(ops[at + 1] as number);
-          at += 2;
+        const op = ops[at] as LeaseOp;
+        if (op.op === "delete") {
+          this.#remove.run(op.key);
+          at++;
           continue;
         }
         let n = 1;
-        while (n < UPSERT_ROWS && ops[at + n * PUT_WIDTH] === PUT) n++;
+        while (n < UPSERT_ROWS && at + n < ops.length && ops[at + n]?.op === "put") n++;
         this.#upsert(ops, at, n);
-        at += n * PUT_WIDTH;
+        at += n;
       }
       this.#commit.run();
       this.#walIdentity ??= walId(this.#path);
@@ -179,8 +115,8 @@ export class SqliteBatchWriter {
     }
   }
 
-  /** Upserts the `n` encoded puts at `ops[at…]` with one statement. */
-  #upsert(ops: readonly unknown[], at: number, n: number): void {
+  /** Upserts the `n` puts at `ops[at…]` with one statement. */
+  #upsert(ops: readonly LeaseOp[], at: number, n: number): void {
     let statement = this.#upserts[n - 1];
     let params = this.#params[n - 1];
     if (statement === undefined || params === undefined) {
@@ -190,8 +126,21 @@ export class SqliteBatchWriter {
       this.#params[n - 1] = params;
     }
     for (let i = 0, j = 0; i < n; i++) {
-      const from = at + i * PUT_WIDTH + 1;
-      for (let c = 0; c < COLUMN_COUNT; c++) params[j++] = ops[from + c] as string | number | null;
+      const l = (ops[at + i] as { readonly lease: Lease }).lease;
+      const p = l.portSet;
+      params[j++] = leaseKey(l.ipv4, p.psid);
+      params[j++] = l.ipv4;
+      params[j++] = p.offset;
+      params[j++] = p.psidLength;
+      params[j++] = p.psid;
+      params[j++] = l.host6;
+      params[j++] = l.tep4;
+      params[j++] = l.tep6;
+      params[j++] = l.pool;
+      params[j++] = l.state;
+      params[j++] = l.grantedAt;
+      params[j++] = l.expiresAt;
+      params[j++] = l.identity ?? null;
     }
     statement.run(...params);
   }
