@@ -159,3 +159,25 @@ describe("causeOf", () => {
     expect(causeOf(Object.assign(new Error("x"), { code: "ENOSPC" }))).toBe("ENOSPC");
   });
 });
+
+test("log timestamps follow the clock: lines of one millisecond share one, the next millisecond gets its own", () => {
+  const lines: string[] = [];
+  let t = Date.UTC(2026, 10, 30, 8, 0, 0, 123);
+  const log = new Logger({
+    sink: (text) => lines.push(...text.trimEnd().split("\n")),
+    now: () => t,
+  });
+  log.info("a");
+  log.info("b");
+  t += 1;
+  log.info("c");
+  t += 60_000;
+  log.warn("d");
+  log.flush();
+  expect(lines).toEqual([
+    "2026-11-30T08:00:00.123Z a",
+    "2026-11-30T08:00:00.123Z b",
+    "2026-11-30T08:00:00.124Z c",
+    "2026-11-30T08:01:00.124Z WARN d",
+  ]);
+});

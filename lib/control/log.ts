@@ -43,6 +43,9 @@ export class Logger {
   readonly #priorityPrefix: boolean;
   #pending: string[] = [];
   #scheduled = false;
+  /** The last timestamp made and its time (ms): lines of one millisecond share it. */
+  #tsAt = Number.NaN;
+  #ts = "";
 
   constructor(options: LoggerOptions) {
     this.#format = options.format ?? "text";
@@ -77,7 +80,12 @@ export class Logger {
 
   log(level: LogLevel, event: string, fields: LogFields): void {
     if (LEVELS[level] < this.#level) return;
-    const ts = new Date(this.#now()).toISOString();
+    const now = this.#now();
+    if (now !== this.#tsAt) {
+      this.#tsAt = now;
+      this.#ts = new Date(now).toISOString();
+    }
+    const ts = this.#ts;
     if (this.#priorityPrefix) this.#pending.push(PRIORITIES[level]);
     this.#pending.push(
       this.#format === "json"
