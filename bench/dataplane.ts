@@ -68,7 +68,7 @@ const KERNEL = { net: "203.0.113.0/24", a: "203.0.113.2", tep: "203.0.113.1", ta
 // ---------------------------------------------------------------------------------------
 // The kernel path and the counters
 
-function addKernelPath(lab: Lab, mtu: number): void {
+export function addKernelPath(lab: Lab, mtu: number): void {
   lab.ns.a.addAddress("eth0", `${KERNEL.a}/24`);
   lab.ns.tep.addAddress("eth6", `${KERNEL.tep}/24`);
   lab.ns.a.ip("-4", "rule", "add", "from", KERNEL.a, "lookup", KERNEL.table, "pref", "100");
@@ -100,6 +100,8 @@ export async function runOne(
   path: PathName,
   round: number,
   o: Options,
+  /** The node iperf3 runs on (B: bench/dataplane_kernel_dti.ts). */
+  from: "a" | "b" = "a",
 ): Promise<RunResult> {
   const boundS = o.duration + o.omit + 20;
   const server = await startIperfServer(lab, (boundS + 10) * 1000);
@@ -107,7 +109,7 @@ export async function runOne(
     const before = await snapshot(lab);
     const started = performance.now();
     const json = await runIperfClient(
-      lab.ns.a,
+      lab.ns[from],
       [
         ...["-c", LAB.web4, "-p", String(server.port)],
         ...["-t", String(o.duration), "-O", String(o.omit)],

@@ -8,6 +8,7 @@ import { Dhcp4o6Client } from "../lib/client/dhcp4o6_client.ts";
 import { failoverLeaseClient } from "../lib/client/failover.ts";
 import { warnNaptMinimums } from "../lib/client/napt_minimums.ts";
 import { DstmNode, type NodeConfig } from "../lib/client/node.ts";
+import { clearStaleKernelDti, kernelDtiRefusal } from "../lib/client/tunnel_dti.ts";
 import {
   type ClientFlags,
   type ClientSettings,
@@ -64,7 +65,12 @@ Examples:
     .action(async (_opts, cmd) => {
       const settings = commandSettings(cmd, CLIENT_SCHEMA);
       const flags = settings.values as unknown as ClientFlags;
-      const run = await explained(settings, () => resolveClientSettings(flags));
+      const run = await explained(settings, () => {
+        const r = resolveClientSettings(flags);
+        const refusal = kernelDtiRefusal(flags.dti, { ...flags, dscp: r.dscp });
+        if (refusal) throw new UsageError(refusal);
+        return r;
+      });
       if (flags.check) {
         process.stdout.write(
           `dstm client: configuration OK (server ${flags.server}, ${flags.protocol}, dti ${flags.ifname})\n`,
@@ -154,6 +160,7 @@ function clientSettings(
       tep4: r.tep4 === undefined ? "-" : String(r.tep4),
       host6: r.host6 ?? "-",
       ifname: flags.ifname,
+      dti: flags.dti,
       route: (flags.route ?? []).join(","),
       mtu: r.mtu === undefined ? "-" : String(r.mtu),
       "mss-clamp": String(flags.mssClamp),
@@ -186,6 +193,7 @@ async function runClient(
   // The control socket before the lease: one in use must stop us before we take a lease.
   let node: DstmNode | undefined;
   const control = await serveControl(flags.control ?? clientSocket(flags.ifname), () => node);
+  clearStaleKernelDti(flags.dti, flags.ifname, log);
   try {
     node = await DstmNode.start(nodeOptions(flags, r, log));
   } catch (error) {
@@ -236,6 +244,7 @@ function nodeOptions(flags: ClientFlags, r: ClientSettings, log: Logger): NodeCo
     leaseClient: leaseClientOf(r, log),
     key: r.key,
     ifname: flags.ifname,
+    dtiMode: flags.dti,
     routes: flags.route,
     mtu: r.mtu,
     mssClamp: flags.mssClamp,

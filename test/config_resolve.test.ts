@@ -140,6 +140,7 @@ describe("resolveClientSettings", () => {
   const flags = {
     protocol: "dhcp4o6" as const,
     ifname: "dti0",
+    dti: "tun" as const,
     mssClamp: true,
     offload: true,
     dscp: "0",

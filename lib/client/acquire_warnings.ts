@@ -2,12 +2,14 @@
  * How the client service says that acquiring a lease failed (lib/client/node.ts): the same
  * failure again and again (a NOT_AUTHORISED for a missing --key, say) is said once at warn,
  * then at debug, and again at warn every {@link REWARN_MS} with how often it recurred.
- * Events: `refused` (the server answered with a NAK) or `server-unreachable` (no answer);
+ * Events: `refused` (the server answered with a NAK), `dti-failed` (a lease came, the DTI
+ * could not be made with it: ./dti.ts DtiError) or `server-unreachable` (no answer);
  * fields `server`, `detail`, `retry-in-s`, and at warn `max-backoff-s`, `repeated`.
  *
  * @module
  */
 import type { Logger } from "../control/log.ts";
+import { DtiError } from "./dti.ts";
 import { DstmRefusedError } from "./protocol.ts";
 
 /** How long the client stays quiet (debug only) about the same acquire failure (ms). */
@@ -26,16 +28,21 @@ export class AcquireWarnings {
   /** One try failed with `error`; the next comes in `backoffMs` (ms). `now`: wall clock (ms). */
   failed(error: unknown, backoffMs: number, now = Date.now()): void {
     const refused = error instanceof DstmRefusedError;
+    const event = refused
+      ? "refused"
+      : error instanceof DtiError
+        ? "dti-failed"
+        : "server-unreachable";
     const detail = (error as Error).message;
     const fields = { server: this.server, detail, "retry-in-s": Math.round(backoffMs / 1000) };
     const said = this.#said;
     if (said?.detail === detail && now - said.at < REWARN_MS) {
       said.repeats++;
-      this.log.debug(refused ? "refused" : "server-unreachable", fields);
+      this.log.debug(event, fields);
       return;
     }
     const repeats = said?.detail === detail ? said.repeats : 0;
-    this.log.warn(refused ? "refused" : "server-unreachable", {
+    this.log.warn(event, {
       ...fields,
       ...(repeats > 0 ? { repeated: repeats } : {}),
       "max-backoff-s": Math.round(this.maxBackoffMs / 1000),

@@ -19,3 +19,22 @@ export interface DtiHooks {
   /** Takes the DTI down if it is up (its address and routes go with it). Never rejects. */
   down(): Promise<void>;
 }
+
+/**
+ * The DTI could not be brought up (no root, name taken, a kernel without ip6tnl, a source
+ * address the kernel would not use…): what `DtiHooks.up` rejects with, so that the client
+ * says `dti-failed` rather than blaming the server. The message says what to do.
+ */
+export class DtiError extends Error {
+  override name = "DtiError";
+}
+
+/**
+ * Which DTI the client brings up (`dstm client --dti`): `tun`, the userspace one (a TUN device
+ * and the forwarding Workers, ./kernel_dti.ts; the default); `ip6tnl` or `seg6`, the kernel's
+ * own IPv4-in-IPv6 (./tunnel_dti.ts); `kernel`, ip6tnl where the kernel has it, else seg6.
+ */
+export type DtiMode = "tun" | "kernel" | "ip6tnl" | "seg6";
+
+/** The DTI modes, for the CLI and the config file. */
+export const DTI_MODES: readonly DtiMode[] = ["tun", "kernel", "ip6tnl", "seg6"];

@@ -38,7 +38,7 @@ import { DSTM_PORT, Status } from "../wire/dstm_types.ts";
 import { acquireLoop } from "./acquire_loop.ts";
 import { AddressFollower } from "./address_follower.ts";
 import type { DtiHooks } from "./dti.ts";
-import { KernelDti } from "./kernel_dti.ts";
+import { createDti } from "./dti_factory.ts";
 import { leaseClientFor } from "./lease_client.ts";
 import type { NodeConfig, NodeState, NodeStatus } from "./node_config.ts";
 import { declareNodeMetrics } from "./node_metrics.ts";
@@ -85,7 +85,7 @@ export class DstmNode {
     this.#client = client;
     this.#dti =
       config.dti ??
-      new KernelDti({
+      createDti({
         ifname: this.#ifname,
         config,
         host6: () => this.#client.host6,

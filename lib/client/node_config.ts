@@ -9,7 +9,7 @@
 import type { Logger } from "../control/log.ts";
 import type { NaptCensus, NaptTimeouts } from "../tunnel/napt.ts";
 import type { AuthKey } from "../wire/auth.ts";
-import type { DtiHooks } from "./dti.ts";
+import type { DtiHooks, DtiMode } from "./dti.ts";
 import type { LeaseClient } from "./protocol.ts";
 
 export interface NodeConfig {
@@ -51,6 +51,8 @@ export interface NodeConfig {
   readonly napt?: Partial<NaptTimeouts>;
   /** Longest wait between two tries while acquiring (ms, default 30 s). */
   readonly maxBackoffMs?: number;
+  /** The real DTI: the userspace TUN (default) or the kernel's tunnel (./tunnel_dti.ts). */
+  readonly dtiMode?: DtiMode;
   /** Stands in for the real DTI (TUN, routes, raw socket, Workers): see ./dti.ts. */
   readonly dti?: DtiHooks;
   readonly log: Logger;

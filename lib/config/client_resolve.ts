@@ -23,6 +23,8 @@ export interface ClientFlags {
   tep4?: string;
   host6?: string;
   ifname: string;
+  /** The DTI mode (lib/client/dti.ts DtiMode; the schema's choices). */
+  dti: "tun" | "kernel" | "ip6tnl" | "seg6";
   route?: string[];
   mtu?: string;
   mssClamp: boolean;

@@ -81,6 +81,14 @@ const settings: Setting[] = [
     default: "dti0",
   },
   {
+    name: "dti",
+    // The modes of lib/client/dti.ts (DtiMode); test/client_kernel_dti.test.ts checks they agree.
+    kind: { type: "choice", choices: ["tun", "kernel", "ip6tnl", "seg6"] },
+    arg: "<mode>",
+    doc: "what carries IPv4 in IPv6: tun (userspace, all features), ip6tnl (the kernel's tunnel device), seg6 (kernel seg6 routes, where ip6tnl is missing), kernel (ip6tnl, else seg6); the kernel ones refuse --on-demand and --no-offload and use tun for shared (port-set) leases",
+    default: "tun",
+  },
+  {
     name: "route",
     kind: { type: "list" },
     arg: "<cidr>",

@@ -38,6 +38,19 @@ const RTA_GATEWAY = 5;
 const RTA_PRIORITY = 6;
 const RTA_PREFSRC = 7;
 const RTA_TABLE = 15;
+const RTA_METRICS = 8;
+const RTAX_MTU = 2;
+const RTAX_ADVMSS = 8;
+const RTA_ENCAP_TYPE = 21;
+const RTA_ENCAP = 22;
+const NLA_F_NESTED = 0x8000;
+const LWTUNNEL_ENCAP_SEG6 = 5;
+const LWTUNNEL_ENCAP_SEG6_LOCAL = 7;
+const SEG6_IPTUNNEL_SRH = 1;
+const SEG6_IPTUN_MODE_ENCAP_RED = 3;
+const SEG6_LOCAL_ACTION = 1;
+const SEG6_LOCAL_NH4 = 4;
+const SEG6_LOCAL_ACTION_END_DX4 = 6;
 const RT_TABLE_MAIN = 254;
 const RT_TABLE_COMPAT = 252;
 const RTPROT_STATIC = 4;
@@ -124,7 +137,24 @@ export interface RouteSpec {
   table?: number;
   /** Route metric / priority. */
   metric?: number;
+  /** Path MTU of the route in bytes (RTAX_MTU, `mtu N`). */
+  mtu?: number;
+  /** MSS advertised by TCP connections using the route, bytes (RTAX_ADVMSS, `advmss N`). */
+  advmss?: number;
+  /** A lightweight tunnel on the route (`encap …`): see {@link RouteEncap}. */
+  encap?: RouteEncap;
 }
+
+/**
+ * Lightweight tunnel encapsulations (include/uapi/linux/{lwtunnel,seg6_iptunnel,seg6_local}.h):
+ * - `seg6-encap-red`: `encap seg6 mode encap.red segs SEGMENT`: an outer IPv6 header to
+ *   `segment`, no SRH for one segment (RFC 8986 H.Encaps.Red): IPv4-in-IPv6, next header 4.
+ * - `seg6local-end-dx4`: `encap seg6local action End.DX4 nh4 NH4`: remove the outer IPv6
+ *   header and route the inner IPv4 packet (RFC 8986 §4.6; nh4 0.0.0.0: by its destination).
+ */
+export type RouteEncap =
+  | { readonly kind: "seg6-encap-red"; readonly segment: string }
+  | { readonly kind: "seg6local-end-dx4"; readonly nh4?: string };
 
 /** Adds a route (fails with EEXIST when it is there already). */
 export function routeAdd(route: RouteSpec): void {
@@ -180,6 +210,19 @@ function _address(
 }
 
 function _route(type: number, flags: number, op: string, route: RouteSpec): void {
+  exchange(op, _routeMessage(type, flags, op, route));
+}
+
+/**
+ * The bytes of the `ip route add` request for `route` (sequence number 0), for tests that
+ * compare them with iproute2's. Throws like {@link routeAdd} on a bad spec or unknown device.
+ */
+export function encodeRouteAdd(route: RouteSpec): Uint8Array {
+  const op = `route add ${_describe(route)}`;
+  return _routeMessage(RTM_NEWROUTE, NLM_F_CREATE | NLM_F_EXCL, op, route).finish(0);
+}
+
+function _routeMessage(type: number, flags: number, op: string, route: RouteSpec): NetlinkMessage {
   const dst = _parseCidr(route.dst, op);
   const via = route.via === undefined ? undefined : _parseAddress(route.via, dst.family, op);
   const src = route.src === undefined ? undefined : _parseAddress(route.src, dst.family, op);
@@ -213,7 +256,35 @@ function _route(type: number, flags: number, op: string, route: RouteSpec): void
   if (src !== undefined) m.attr(RTA_PREFSRC, src);
   if (route.metric !== undefined) m.attrU32(RTA_PRIORITY, route.metric);
   m.attrU32(RTA_TABLE, table);
-  exchange(op, m);
+  if (route.mtu !== undefined || route.advmss !== undefined) {
+    m.nest(RTA_METRICS, (n) => {
+      if (route.mtu !== undefined) n.attrU32(RTAX_MTU, route.mtu);
+      if (route.advmss !== undefined) n.attrU32(RTAX_ADVMSS, route.advmss);
+    });
+  }
+  if (route.encap) _encap(m, route.encap, op);
+  return m;
+}
+
+function _encap(m: NetlinkMessage, encap: RouteEncap, op: string): void {
+  if (encap.kind === "seg6-encap-red") {
+    const segment = _parseAddress(encap.segment, libc.AF_INET6, op);
+    // struct seg6_iptunnel_encap { int mode; struct ipv6_sr_hdr srh; } with one segment:
+    // nexthdr 0, hdrlen 2 (8-byte units past the first 8), type 4 (SRH), segments_left 0,
+    // first_segment 0, flags 0, tag 0, then the segment (as iproute2 encodes it).
+    const info = new Uint8Array(28);
+    new DataView(info.buffer).setInt32(0, SEG6_IPTUN_MODE_ENCAP_RED, true);
+    info.set([0, 2, 4, 0, 0, 0, 0, 0], 4);
+    info.set(segment, 12);
+    m.nest(RTA_ENCAP | NLA_F_NESTED, (n) => n.attr(SEG6_IPTUNNEL_SRH, info));
+    m.attrU16(RTA_ENCAP_TYPE, LWTUNNEL_ENCAP_SEG6);
+  } else {
+    const nh4 = _parseAddress(encap.nh4 ?? "0.0.0.0", libc.AF_INET, op);
+    m.nest(RTA_ENCAP | NLA_F_NESTED, (n) =>
+      n.attrU32(SEG6_LOCAL_ACTION, SEG6_LOCAL_ACTION_END_DX4).attr(SEG6_LOCAL_NH4, nh4),
+    );
+    m.attrU16(RTA_ENCAP_TYPE, LWTUNNEL_ENCAP_SEG6_LOCAL);
+  }
 }
 
 function _describe(route: RouteSpec): string {
@@ -223,6 +294,10 @@ function _describe(route: RouteSpec): string {
   if (route.src !== undefined) text += ` src ${route.src}`;
   if (route.table !== undefined) text += ` table ${route.table}`;
   if (route.metric !== undefined) text += ` metric ${route.metric}`;
+  if (route.encap?.kind === "seg6-encap-red")
+    text += ` encap seg6 mode encap.red segs ${route.encap.segment}`;
+  if (route.encap?.kind === "seg6local-end-dx4")
+    text += ` encap seg6local action End.DX4 nh4 ${route.encap.nh4 ?? "0.0.0.0"}`;
   return text;
 }
 

@@ -172,6 +172,29 @@ export class NetlinkMessage {
     return this.attr(type, payload);
   }
 
+  attrU8(type: number, value: number): this {
+    return this.attr(type, new Uint8Array([value & 255]));
+  }
+
+  attrU16(type: number, value: number): this {
+    const payload = new Uint8Array(2);
+    new DataView(payload.buffer).setUint16(0, value, true);
+    return this.attr(type, payload);
+  }
+
+  /**
+   * A nested attribute (`type`, e.g. IFLA_LINKINFO): the attributes `fill` writes, with the
+   * outer length covering them (padding included), as iproute2's addattr_nest/nest_end.
+   */
+  nest(type: number, fill: (m: this) => void): this {
+    const at = this._at;
+    this._at += 4;
+    fill(this);
+    this._view.setUint16(at, this._at - at, true);
+    this._view.setUint16(at + 2, type, true);
+    return this;
+  }
+
   /** Writes struct nlmsghdr and returns the request bytes. */
   finish(seq: number): Uint8Array {
     this._view.setUint32(0, this._at, true);

@@ -1,0 +1,148 @@
+/**
+ * The kernel DTI on kernels without ip6tnl (`--dti seg6`, or `--dti kernel` when the kernel
+ * refuses the ip6tnl kind): the same packets on the wire, made by the kernel's seg6
+ * lightweight tunnels (RFC 8986) instead of a tunnel device.
+ *
+ * - Out: each IPv4 route of the DTI carries `encap seg6 mode encap.red segs TEP6`. With one
+ *   segment H.Encaps.Red adds only an outer IPv6 header (no SRH), next header 4: RFC 2473
+ *   IPv4-in-IPv6 to the TEP, after GSO as the kernel does it. The outer source is the seg6
+ *   tunnel source (`ip sr tunsrc`), else the address the kernel picks towards the TEP: `up`
+ *   refuses when that is not the host's address the lease is bound to (the TEP would drop
+ *   every packet).
+ * - In: IPv4-in-IPv6 addressed to the host's address goes to an End.DX4 route (table 4607,
+ *   `HOST6/128 encap seg6local action End.DX4 nh4 0.0.0.0`), which removes the outer header
+ *   and routes the IPv4 packet to the leased address. A rule `to HOST6/128 ipproto 4 lookup
+ *   4607` selects it; it must come before the `local` table, whose rule the kernel puts at
+ *   priority 0, so the `local` rule is moved to priority 1 while the DTI is up (what VRF
+ *   set-ups do) and put back at 0 on `down`. Everything else to the host's address (the DSTM
+ *   protocol, ICMPv6…) still takes the `local` table.
+ * - The leased /32 sits on a TUN device named like the DTI, held open and never read: the
+ *   kernel has no dummy device here. The routes name it; encap sends past it.
+ *
+ * MTU: for an lwtunnel route the kernel takes the route's MTU as the outer packet's and
+ * subtracts the encapsulation's headroom from it: the 40-byte IPv6 header and room for an SRH
+ * (24 bytes for one segment), although encap.red with one segment sends no SRH (measured: a
+ * route MTU of 1484 let 1420-byte IPv4 packets through). The routes get the tunnel MTU + 64
+ * so that what IPv4 sees is the tunnel MTU (test/client_kernel_dti.test.ts checks with ping).
+ *
+ * Limits: one seg6 DTI per network namespace (the rule and table are shared); the inner DSCP
+ * is not copied (the kernel writes traffic class 0 for IPv4 inside seg6); with strict reverse
+ * path filtering on the host's IPv6 link (rp_filter 1) decapsulated packets are dropped,
+ * since they arrive on that link while their source is routed through the DTI.
+ *
+ * @module
+ */
+import { formatIPv4 } from "../net/addr.ts";
+import { Errno, SysError } from "../sys/libc.ts";
+import { addressAdd, linkSetMtu, linkSetUp, routeAdd, routeDel } from "../sys/netlink.ts";
+import { ruleAdd, ruleDel } from "../sys/netlink_tunnel.ts";
+import { writeSysctl } from "../sys/sysctl.ts";
+import { closeTun, openTun } from "../sys/tun_linux.ts";
+import type { KernelTunnelSettings } from "./ip6tnl_dti.ts";
+
+/** The routing table of the End.DX4 route (the DSTM port number, 4607). */
+export const SEG6_DTI_TABLE = 4607;
+/** What the kernel subtracts from an encap.red route's MTU: IPv6 header + a one-segment SRH (bytes). */
+const SEG6_HEADROOM = 40 + 24;
+const RT_TABLE_LOCAL = 255;
+const IPPROTO_IPIP = 4;
+const LOCAL_RULE_MOVED = 1;
+
+/** What `seg6Up` made, for `seg6Down`. */
+export interface Seg6DtiState {
+  readonly tunFd: number;
+  readonly host6: string;
+  readonly hostLink: string;
+  decap: boolean;
+  rule: boolean;
+}
+
+/**
+ * Brings the seg6 DTI up with `address` (IPv4 as a number) for `host6` (on `hostLink`) and
+ * `tep6`, MTU `mtu` bytes. Throws a SysError after undoing what it did.
+ */
+export function seg6Up(
+  s: KernelTunnelSettings,
+  address: number,
+  host6: string,
+  hostLink: string,
+  tep6: string,
+  mtu: number,
+): Seg6DtiState {
+  const tun = openTun(s.ifname);
+  const state: Seg6DtiState = { tunFd: tun.fd, host6, hostLink, decap: false, rule: false };
+  try {
+    linkSetMtu(s.ifname, mtu);
+    writeSysctl(`net.ipv6.conf.${s.ifname}.disable_ipv6`, "1");
+    addressAdd(s.ifname, `${formatIPv4(address)}/32`);
+    linkSetUp(s.ifname);
+    // Left by a client that was killed (SIGKILL) before it could take them away.
+    _quietly(() => ruleDel(_decapRule(host6)));
+    _quietly(() => routeDel({ dst: `${host6}/128`, dev: hostLink, table: SEG6_DTI_TABLE }));
+    routeAdd({
+      dst: `${host6}/128`,
+      dev: hostLink,
+      table: SEG6_DTI_TABLE,
+      encap: { kind: "seg6local-end-dx4" },
+    });
+    state.decap = true;
+    _moveLocalRule(1);
+    ruleAdd(_decapRule(host6));
+    state.rule = true;
+    for (const dst of s.routes) {
+      routeAdd({
+        dst,
+        dev: s.ifname,
+        src: formatIPv4(address),
+        mtu: mtu + SEG6_HEADROOM,
+        advmss: s.mssClamp ? mtu - 40 : undefined,
+        encap: { kind: "seg6-encap-red", segment: tep6 },
+      });
+    }
+    return state;
+  } catch (error) {
+    seg6Down(state);
+    throw error;
+  }
+}
+
+/** Removes the rule, the End.DX4 route and the TUN (address and routes go with it). Never throws. */
+export function seg6Down(state: Seg6DtiState): void {
+  if (state.rule) _quietly(() => ruleDel(_decapRule(state.host6)));
+  state.rule = false;
+  _quietly(() => _moveLocalRule(0));
+  if (state.decap) {
+    _quietly(() =>
+      routeDel({ dst: `${state.host6}/128`, dev: state.hostLink, table: SEG6_DTI_TABLE }),
+    );
+  }
+  state.decap = false;
+  if (state.tunFd >= 0) closeTun(state.tunFd);
+}
+
+function _decapRule(host6: string) {
+  return { priority: 0, dst: `${host6}/128`, ipProto: IPPROTO_IPIP, table: SEG6_DTI_TABLE };
+}
+
+/** Puts the `local` rule at priority `to` (0 or 1), removing it from the other. */
+function _moveLocalRule(to: 0 | 1): void {
+  const from = to === 0 ? LOCAL_RULE_MOVED : 0;
+  try {
+    ruleAdd({ priority: to, table: RT_TABLE_LOCAL });
+  } catch (error) {
+    if (!(error instanceof SysError && error.errno === Errno.EEXIST)) throw error;
+  }
+  try {
+    ruleDel({ priority: from, table: RT_TABLE_LOCAL });
+  } catch (error) {
+    if (!(error instanceof SysError && error.errno === Errno.ENOENT)) throw error;
+  }
+}
+
+function _quietly(undo: () => void): void {
+  try {
+    undo();
+  } catch {
+    // Best effort: gone already, or the namespace is going away.
+  }
+}

@@ -1,0 +1,198 @@
+/**
+ * The kernel DTI (`dstm client --dti kernel|ip6tnl|seg6`): the lease life is the node's as
+ * always (lib/client/node.ts), but IPv4 is encapsulated by the kernel instead of the Workers,
+ * so TCP super-packets are segmented after encapsulation (GSO) rather than one by one in
+ * JavaScript. Two ways to have the kernel do it:
+ * - `ip6tnl` (./ip6tnl_dti.ts): an ip6tnl device in mode ipip6, as the original DSTM clients;
+ * - `seg6` (./seg6_dti.ts): seg6 encap.red routes out and an End.DX4 route in, for kernels
+ *   built without ip6tnl (the same packets on the wire);
+ * - `kernel`: ip6tnl, or seg6 when the kernel refuses the ip6tnl kind (logged once at info).
+ *
+ * What the kernel tunnel cannot do is refused before anything starts
+ * ({@link kernelDtiRefusal}): on-demand mode (needs the Workers to hold the first packets),
+ * --no-offload (the kernel always segments), a fixed --dscp on seg6 (traffic class 0 there).
+ * A lease with a port set (a shared IPv4 address) needs NAPT, which only the Workers do: for
+ * such a lease the userspace DTI (a TUN, ./kernel_dti.ts) is brought up instead, with a
+ * warning, and the kernel DTI again for the next whole-address lease.
+ *
+ * The node's packet counters (docs/metrics.md, `dstm client status`) come from the Workers:
+ * with the kernel DTI they stay at zero; the kernel's own counters of the device are in
+ * `ip -s link show DTI` (ip6tnl) or those of the host's IPv6 link (seg6).
+ *
+ * @module
+ */
+import type { Logger } from "../control/log.ts";
+import { formatIPv6, parseIPv6 } from "../net/addr.ts";
+import { interfaceOfIPv6, linkMtu } from "../sys/ifinfo.ts";
+import { isUnknownKind } from "../sys/netlink_tunnel.ts";
+import { sourceAddressFor } from "../sys/udp.ts";
+import { ClientState } from "../tunnel/client_state.ts";
+import { DtiError, type DtiHooks, type DtiMode } from "./dti.ts";
+import {
+  ip6tnlDown,
+  ip6tnlUp,
+  type KernelTunnelSettings,
+  removeStaleIp6tnl,
+} from "./ip6tnl_dti.ts";
+import type { NodeConfig } from "./node_config.ts";
+import { type Seg6DtiState, seg6Down, seg6Up } from "./seg6_dti.ts";
+
+/** The settings a kernel DTI is checked against. */
+export type KernelDtiSettings = Pick<NodeConfig, "onDemand" | "offload" | "dscp">;
+
+/**
+ * Why `mode` cannot run with `c`, as a one-line message for the user, or undefined when it
+ * can (or `mode` is the userspace `tun`).
+ */
+export function kernelDtiRefusal(mode: DtiMode, c: KernelDtiSettings): string | undefined {
+  if (mode === "tun") return undefined;
+  if (c.onDemand)
+    return `--on-demand needs the userspace DTI (--dti tun): the kernel tunnel (--dti ${mode}) cannot hold the first packets while a lease is obtained`;
+  if (c.offload === false)
+    return `--no-offload applies to the userspace DTI (--dti tun) only: the kernel tunnel (--dti ${mode}) always segments with GSO`;
+  if (mode === "seg6" && c.dscp !== undefined && c.dscp > 0)
+    return "--dscp N needs --dti ip6tnl or tun: seg6 encapsulation writes traffic class 0";
+  return undefined;
+}
+
+/**
+ * Before the client starts with a kernel DTI: removes the ip6tnl device named `ifname` that a
+ * killed client left (the start-up check that the DTI can be made would otherwise find the
+ * name taken), saying so at warn. Other interfaces of that name are left alone.
+ */
+export function clearStaleKernelDti(mode: DtiMode, ifname: string, log: Logger): void {
+  if (mode !== "tun" && removeStaleIp6tnl(ifname)) _saidStale(log, ifname);
+}
+
+function _saidStale(log: Logger, ifname: string): void {
+  log.warn("kernel-dti-stale", {
+    ifname,
+    detail: "removed an ip6tnl device of that name left by an earlier client",
+  });
+}
+
+export interface TunnelDtiOptions {
+  readonly mode: Exclude<DtiMode, "tun">;
+  readonly ifname: string;
+  readonly config: Pick<NodeConfig, "mtu" | "routes" | "mssClamp" | "dscp" | "port">;
+  /** The host's IPv6 address now (the tunnel source; changes when the host is renumbered). */
+  readonly host6: () => string;
+  /** The node's lease state (lib/tunnel/client_state.ts): tells a shared lease apart. */
+  readonly leaseState: SharedArrayBuffer;
+  /** The userspace DTI, for leases with a port set. */
+  readonly fallback: DtiHooks;
+  readonly log: Logger;
+}
+
+export class TunnelDti implements DtiHooks {
+  readonly #o: TunnelDtiOptions;
+  readonly #lease: ClientState;
+  /** ip6tnl or seg6; `kernel` settles on one at the first `up`. */
+  #backend: "ip6tnl" | "seg6" | undefined;
+  /** `kernel` found no ip6tnl; seg6 has been announced. */
+  #fellBack = false;
+  #saidSeg6 = false;
+  /** What is up now. */
+  #active: "ip6tnl" | "fallback" | Seg6DtiState | undefined;
+
+  constructor(options: TunnelDtiOptions) {
+    this.#o = options;
+    this.#lease = ClientState.attach(options.leaseState);
+    this.#backend = options.mode === "kernel" ? undefined : options.mode;
+  }
+
+  /**
+   * Brings the DTI up with `address` to `tep6`; resolves with its MTU (bytes), rejects with a
+   * DtiError (what it made is undone).
+   */
+  async up(
+    address: number,
+    tep6: Uint8Array | undefined,
+    onNeedLease: () => void,
+  ): Promise<number> {
+    await this.down();
+    try {
+      return await this.#up(address, tep6, onNeedLease);
+    } catch (error) {
+      throw error instanceof DtiError
+        ? error
+        : new DtiError(`DTI ${this.#o.ifname}: ${(error as Error).message}`, { cause: error });
+    }
+  }
+
+  async #up(
+    address: number,
+    tep6: Uint8Array | undefined,
+    onNeedLease: () => void,
+  ): Promise<number> {
+    if (!tep6) throw new Error("the kernel DTI needs a TEP (on-demand mode needs --dti tun)");
+    if (this.#lease.hasLease && this.#lease.portSet.psidLength > 0) {
+      this.#o.log.warn("kernel-dti-fallback", {
+        ifname: this.#o.ifname,
+        detail:
+          "the lease is a shared address with a port set: NAPT needs the userspace DTI (TUN), used for this lease",
+      });
+      const mtu = await this.#o.fallback.up(address, tep6, onNeedLease);
+      this.#active = "fallback";
+      return mtu;
+    }
+    const host6 = this.#o.host6();
+    const hostLink = interfaceOfIPv6(host6);
+    if (!hostLink) throw new Error(`the host's address ${host6} is on no interface`);
+    const mtu = this.#o.config.mtu ?? (linkMtu(hostLink) ?? 1500) - 40;
+    const s: KernelTunnelSettings = {
+      ifname: this.#o.ifname,
+      routes: this.#o.config.routes ?? ["0.0.0.0/0"],
+      mssClamp: this.#o.config.mssClamp !== false,
+      dscp: this.#o.config.dscp ?? -1,
+    };
+    const tep = formatIPv6(tep6);
+    if (this.#backend !== "seg6") {
+      if (removeStaleIp6tnl(s.ifname)) _saidStale(this.#o.log, s.ifname);
+      try {
+        ip6tnlUp(s, address, host6, tep, mtu);
+        this.#backend = "ip6tnl";
+        this.#active = "ip6tnl";
+        return mtu;
+      } catch (error) {
+        if (!isUnknownKind(error)) throw error;
+        if (this.#backend === "ip6tnl")
+          throw new Error(
+            `--dti ip6tnl: this kernel has no ip6tnl (CONFIG_IPV6_TUNNEL); use --dti seg6 or kernel (${(error as Error).message})`,
+          );
+        this.#backend = "seg6";
+        this.#fellBack = true;
+      }
+    }
+    if (!this.#saidSeg6) {
+      this.#saidSeg6 = true;
+      this.#o.log.info("kernel-dti-seg6", {
+        ifname: this.#o.ifname,
+        detail: `${this.#fellBack ? "the kernel has no ip6tnl: " : ""}IPv4-in-IPv6 by seg6 encap.red and End.DX4 routes; the outer traffic class is 0 (no --dscp copy)`,
+      });
+    }
+    await this.#checkSeg6Source(host6, tep);
+    if (s.dscp > 0) throw new Error(kernelDtiRefusal("seg6", { dscp: s.dscp }));
+    this.#active = seg6Up(s, address, host6, hostLink, tep, mtu);
+    return mtu;
+  }
+
+  /** Takes down whatever is up. Never rejects. */
+  async down(): Promise<void> {
+    const active = this.#active;
+    this.#active = undefined;
+    if (active === "fallback") await this.#o.fallback.down();
+    else if (active === "ip6tnl") ip6tnlDown(this.#o.ifname);
+    else if (active) seg6Down(active);
+  }
+
+  /** seg6 takes the outer source from the kernel's choice: it must be the bound address. */
+  async #checkSeg6Source(host6: string, tep6: string): Promise<void> {
+    const picked = await sourceAddressFor(tep6, this.#o.config.port ?? 4607);
+    if (formatIPv6(parseIPv6(picked)!) !== formatIPv6(parseIPv6(host6)!)) {
+      throw new Error(
+        `--dti seg6: the kernel sends to the TEP ${tep6} from ${picked}, not from the leased host address ${host6}; use --dti tun or ip6tnl, or make ${host6} the preferred source`,
+      );
+    }
+  }
+}
