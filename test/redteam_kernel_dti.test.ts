@@ -1,0 +1,255 @@
+/**
+ * Red team: the client's kernel DTI (`dstm client --dti kernel`, lib/client/tunnel_dti.ts)
+ * attacked by a neighbour of the host, as root in namespaces. The userspace DTI drops
+ * IPv4-in-IPv6 whose outer source is not the TEP (client-decap-drop-wrong-tep); the kernel
+ * DTI must not be the weaker door:
+ *
+ * - a spoofer sends IPv4-in-IPv6 (next header 4) to the host's address from its own IPv6
+ *   address, the inner source forged to be the IPv4 web server: an application on the host
+ *   must not receive it (seg6: End.DX4 checks no outer source; the decapsulating rule is
+ *   pinned to the TEP. ip6tnl: the kernel matches the tunnel by its remote address);
+ * - on a host that forwards IPv4 (a container host), the same spoofer sends a datagram whose
+ *   inner source is the leased address and whose destination is beyond the TEP: decapsulated
+ *   and routed back into the DTI, it would reach the IPv4 network as the host's own traffic
+ *   (the TEP sees the right outer and inner sources).
+ *
+ * The TEP's own datagrams reach the host all along (the positive control).
+ *
+ *   atk ns: 2001:db8:66::66 ──veth── host ns: 2001:db8:66::10 (a0), 2001:db8:7::10 (c0)
+ *   host ns ──veth── core ns: server 2001:db8:7::53, TEP 2001:db8:7::1 ──veth── web ns 192.0.2.80
+ */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { createNetns, type Netns, vethPair } from "../lib/sys/netns.ts";
+import { announceSkip, netnsSkipReason } from "./helpers/netns.ts";
+import { type DstmProcess, spawnDstm } from "./helpers/process.ts";
+import { waitUntil } from "./helpers/wait.ts";
+
+const skip = netnsSkipReason({ tun: true });
+announceSkip("redteam_kernel_dti", skip);
+
+const dir = mkdtempSync(join(tmpdir(), "dstm-rtk-"));
+const made: Netns[] = [];
+let host: Netns;
+let core: Netns;
+let web: Netns;
+let atk: Netns;
+const procs: DstmProcess[] = [];
+const listeners: Bun.Subprocess[] = [];
+const HOST_PORT = 9999;
+const WEB_PORT = 9998;
+
+/** A UDP listener on `bind`:`port` in `ns` that appends "source payload" lines to `file`. */
+function listen(ns: Netns, bind: string, port: number, file: string): void {
+  const code = `
+import socket
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind((${JSON.stringify(bind)}, ${port}))
+with open(${JSON.stringify(file)}, "a") as f:
+    while True:
+        data, src = s.recvfrom(65535)
+        f.write(src[0] + " " + data.decode(errors="replace") + "\\n")
+        f.flush()
+`;
+  listeners.push(ns.spawn(["python3", "-c", code], { timeoutMs: 300_000 }));
+}
+
+/** Sends one UDP datagram `payload` from `src` (bound) to `dst`:`port` in `ns`. */
+function send(ns: Netns, src: string, dst: string, port: number, payload: string): void {
+  const code = `
+import socket
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind((${JSON.stringify(src)}, 0))
+s.sendto(${JSON.stringify(payload)}.encode(), (${JSON.stringify(dst)}, ${port}))
+`;
+  const r = ns.exec(["python3", "-c", code]);
+  if (r.code !== 0) throw new Error(`send in ${ns.name}: ${r.stderr}`);
+}
+
+const lines = (file: string): string[] => {
+  try {
+    return readFileSync(file, "utf8").split("\n").filter(Boolean);
+  } catch {
+    return [];
+  }
+};
+
+beforeAll(async () => {
+  if (skip) return;
+  host = createNetns("dstmrt-");
+  core = createNetns("dstmrt-");
+  web = createNetns("dstmrt-");
+  atk = createNetns("dstmrt-");
+  made.push(host, core, web, atk);
+  vethPair(host, "c0", core, "k0");
+  vethPair(core, "k1", web, "w0");
+  vethPair(atk, "a1", host, "a0");
+  host.addAddress("c0", "2001:db8:7::10/64");
+  host.addAddress("a0", "2001:db8:66::10/64");
+  for (const a of ["2001:db8:7::1/64", "2001:db8:7::53/64"]) core.addAddress("k0", a);
+  core.addAddress("k1", "192.0.2.1/24");
+  web.addAddress("w0", "192.0.2.80/24");
+  web.addRoute("default", "via", "192.0.2.1");
+  atk.addAddress("a1", "2001:db8:66::66/64");
+  atk.up("lo");
+  // The spoofer's inner source: the web server's address (or, later, the leased one).
+  atk.addAddress("lo", "192.0.2.80/32");
+  atk.ip("-6", "route", "add", "2001:db8:7::10/128", "via", "2001:db8:66::10", "dev", "a1");
+  atk.ip("sr", "tunsrc", "set", "2001:db8:66::66");
+  const server = spawnDstm(
+    [
+      "server",
+      "--listen",
+      "[2001:db8:7::53]:4607",
+      "--pool",
+      "198.51.100.0/28",
+      "--tep",
+      "2001:db8:7::1,192.0.2.1",
+      "--lease-time",
+      "30",
+      "--db",
+      "memory",
+    ],
+    {},
+    core.name,
+  );
+  procs.push(server);
+  await server.waitFor(/ start /, 20_000);
+  const tep = spawnDstm(
+    [
+      "tep",
+      "--insecure-control",
+      "--ipv6",
+      "2001:db8:7::1",
+      "--ipv4",
+      "192.0.2.1",
+      "--server",
+      "2001:db8:7::53",
+      "--route",
+      "198.51.100.0/28",
+    ],
+    {},
+    core.name,
+  );
+  procs.push(tep);
+  await tep.waitFor(/tep-start/, 20_000);
+  await server.waitFor(/tep-connected/, 20_000);
+}, 60_000);
+
+afterAll(async () => {
+  for (const p of procs) p.proc.kill("SIGTERM");
+  await Promise.all(procs.map((p) => p.exited));
+  for (const l of listeners) l.kill("SIGTERM");
+  await Promise.all(listeners.map((l) => l.exited));
+  for (const ns of made) ns.delete();
+  rmSync(dir, { recursive: true, force: true });
+}, 30_000);
+
+describe.skipIf(skip !== null)("red team: the kernel DTI and a spoofing neighbour", () => {
+  let leased = "";
+
+  test("IPv4-in-IPv6 from a source other than the TEP reaches no application", async () => {
+    const client = spawnDstm(
+      [
+        "client",
+        "--server",
+        "2001:db8:7::53",
+        "--dti",
+        "kernel",
+        "--ifname",
+        "dtirt0",
+        "--route",
+        "192.0.2.0/24",
+      ],
+      {},
+      host.name,
+    );
+    procs.push(client);
+    const bound = await client.waitFor(/ bound /, 20_000);
+    leased = /ipv4=(\S+)/.exec(bound)![1]!;
+    const got = join(dir, "host.log");
+    listen(host, "0.0.0.0", HOST_PORT, got);
+    // The spoofer's kernel builds the packets: encap.red to the host's address from its own.
+    atk.ip(
+      "route",
+      "add",
+      `${leased}/32`,
+      "encap",
+      "seg6",
+      "mode",
+      "encap.red",
+      "segs",
+      "2001:db8:7::10",
+      "dev",
+      "a1",
+      "src",
+      "192.0.2.80",
+    );
+    // Spoofed and genuine datagrams in turn, until three genuine ones came through the TEP.
+    let n = 0;
+    await waitUntil(
+      () => {
+        n++;
+        send(atk, "192.0.2.80", leased, HOST_PORT, `spoofed-${n}`);
+        send(web, "192.0.2.80", leased, HOST_PORT, `genuine-${n}`);
+        return lines(got).filter((l) => l.includes("genuine")).length >= 3;
+      },
+      {
+        timeoutMs: 30_000,
+        intervalMs: 200,
+        what: "three datagrams from the web server via the TEP",
+      },
+    );
+    send(atk, "192.0.2.80", leased, HOST_PORT, "spoofed-last");
+    send(web, "192.0.2.80", leased, HOST_PORT, "genuine-last");
+    await waitUntil(() => lines(got).some((l) => l.includes("genuine-last")), {
+      timeoutMs: 10_000,
+      what: "the last genuine datagram",
+    });
+    expect(lines(got).filter((l) => l.includes("spoofed"))).toEqual([]);
+  }, 90_000);
+
+  test("a forwarding host is no relay: a spoofed leased source does not reach the IPv4 network", async () => {
+    expect(leased).not.toBe("");
+    host.exec(["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
+    const got = join(dir, "web.log");
+    listen(web, "192.0.2.80", WEB_PORT, got);
+    // Inner: from the leased address to the web server; outer: the spoofer to the host.
+    atk.addAddress("lo", `${leased}/32`);
+    atk.ip(
+      "route",
+      "add",
+      "192.0.2.80/32",
+      "encap",
+      "seg6",
+      "mode",
+      "encap.red",
+      "segs",
+      "2001:db8:7::10",
+      "dev",
+      "a1",
+      "src",
+      leased,
+    );
+    // The host's own datagrams go through (control); the relayed ones must not.
+    let n = 0;
+    await waitUntil(
+      () => {
+        n++;
+        send(atk, leased, "192.0.2.80", WEB_PORT, `relayed-${n}`);
+        send(host, leased, "192.0.2.80", WEB_PORT, `own-${n}`);
+        return lines(got).filter((l) => l.includes("own")).length >= 3;
+      },
+      { timeoutMs: 30_000, intervalMs: 200, what: "three datagrams of the host itself" },
+    );
+    send(atk, leased, "192.0.2.80", WEB_PORT, "relayed-last");
+    send(host, leased, "192.0.2.80", WEB_PORT, "own-last");
+    await waitUntil(() => lines(got).some((l) => l.includes("own-last")), {
+      timeoutMs: 10_000,
+      what: "the host's last datagram",
+    });
+    expect(lines(got).filter((l) => l.includes("relayed"))).toEqual([]);
+  }, 90_000);
+});
