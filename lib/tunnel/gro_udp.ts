@@ -17,7 +17,9 @@
  *   verifies: a datagram with a wrong checksum is passed on as it is, never "repaired" by the
  *   checksum the kernel computes for each cut datagram;
  * - same addresses and ports (the 5-tuple), TOS (so ECN marks stay per datagram), TTL and DF
- *   as the train; IP identification = the last + 1 (or the same, with DF: RFC 6864 §4.1);
+ *   as the train; IP identification = the last + 1 (mod 2^16), also with DF: the kernel's cut
+ *   (`inet_gso_segment`) numbers the datagrams id, id + 1, …, so a train of equal ids (an
+ *   unconnected Linux socket sends 0 with DF) would arrive renumbered, unlike one by one;
  * - payload ≤ the train's first payload (`gsoSize`, the datagram size the kernel cuts at);
  *   a shorter one closes the train (only the last datagram of a GSO packet may be shorter);
  * - at most {@link UDP_GRO_MAX_SEGMENTS} datagrams and 65,535 bytes per train.
@@ -162,8 +164,7 @@ export class UdpCoalescer {
       return false;
     const id = (buf[off + 4]! << 8) | buf[off + 5]!;
     const last = this.#lastId[s]!;
-    if (id !== ((last + 1) & 0xffff) && !(id === last && (buf[off + 6]! & 0x40) !== 0))
-      return false;
+    if (id !== ((last + 1) & 0xffff)) return false;
     const at = this.#len[s]!;
     this.#copy(buf, off + 28, payload, o + at);
     this.#len[s] = at + payload;
