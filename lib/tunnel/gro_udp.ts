@@ -20,8 +20,11 @@
  *   as the train; IP identification = the last + 1 (mod 2^16), also with DF: the kernel's cut
  *   (`inet_gso_segment`) numbers the datagrams id, id + 1, …, so a train of equal ids (an
  *   unconnected Linux socket sends 0 with DF) would arrive renumbered, unlike one by one;
- * - payload ≤ the train's first payload (`gsoSize`, the datagram size the kernel cuts at);
- *   a shorter one closes the train (only the last datagram of a GSO packet may be shorter);
+ * - payload = the train's first payload (`gsoSize`, the datagram size the kernel cuts at). The
+ *   kernel would take a shorter last datagram, but checks a super-datagram against the next
+ *   link's MTU by `gsoSize` (`skb_gso_validate_network_len`): with DF, a train of datagrams too
+ *   big for that link would take a shorter one that fits down with it (one by one it gets
+ *   through). So a shorter one starts a train of its own;
  * - at most {@link UDP_GRO_MAX_SEGMENTS} datagrams and 65,535 bytes per train.
  *
  * A datagram that cannot join (a fragment, options, a zero checksum…) first emits every train
@@ -147,7 +150,7 @@ export class UdpCoalescer {
   #append(s: number, buf: Uint8Array, off: number, payload: number): boolean {
     if (
       this.#closed[s] ||
-      payload > this.#gsoSize[s]! ||
+      payload !== this.#gsoSize[s]! ||
       this.#len[s]! + payload > MAX_TRAIN ||
       this.#segments[s]! >= UDP_GRO_MAX_SEGMENTS
     )
