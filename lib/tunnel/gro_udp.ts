@@ -76,7 +76,6 @@ export class UdpCoalescer {
   readonly #gsoSize: Int32Array;
   readonly #segments: Int32Array;
   readonly #lastId: Int32Array;
-  readonly #closed: Uint8Array;
   readonly #used: Float64Array;
   #clock = 0;
 
@@ -101,7 +100,6 @@ export class UdpCoalescer {
     this.#gsoSize = new Int32Array(this.#slots);
     this.#segments = new Int32Array(this.#slots);
     this.#lastId = new Int32Array(this.#slots);
-    this.#closed = new Uint8Array(this.#slots);
     this.#used = new Float64Array(this.#slots);
   }
 
@@ -149,7 +147,6 @@ export class UdpCoalescer {
 
   #append(s: number, buf: Uint8Array, off: number, payload: number): boolean {
     if (
-      this.#closed[s] ||
       payload !== this.#gsoSize[s]! ||
       this.#len[s]! + payload > MAX_TRAIN ||
       this.#segments[s]! >= UDP_GRO_MAX_SEGMENTS
@@ -174,7 +171,6 @@ export class UdpCoalescer {
     this.#segments[s] = this.#segments[s]! + 1;
     this.#lastId[s] = id;
     this.#used[s] = ++this.#clock;
-    if (payload < this.#gsoSize[s]!) this.#closed[s] = 1;
     this.stats.merged++;
     return true;
   }
@@ -198,7 +194,6 @@ export class UdpCoalescer {
     this.#gsoSize[s] = total - 28;
     this.#segments[s] = 1;
     this.#lastId[s] = (buf[off + 4]! << 8) | buf[off + 5]!;
-    this.#closed[s] = 0;
     this.#used[s] = ++this.#clock;
   }
 
