@@ -274,6 +274,16 @@ function attackBursts(): [number, number, Uint8Array][][] {
   );
   bursts.push(train(70, { ...f, payload: 16, srcPort: 40300, id: 0xffe0 }).map((p) => [0, 0, p]));
   bursts.push(train(5, { ...f, srcPort: 40400 }, () => ({ id: 0 })).map((p) => [0, 0, p]));
+  // Oversize: datagrams of 30,000 and 20,000 bytes without DF (the host's kernel fragments the
+  // outer packets, the TEP's reassembles; the IPv4 side gets them fragmented), trains above
+  // 65,535 bytes in all.
+  bursts.push(
+    [30000, 30000, 20000, 20000, 20000, 20000].map((payload, i) => [
+      0,
+      0,
+      udp({ ...f, payload, df: false, srcPort: 40500, id: 0x6000 + i, seed: i }),
+    ]),
+  );
   // 5: 11 interleaved flows.
   const many: [number, number, Uint8Array][] = [];
   for (let i = 0; i < 5; i++)
