@@ -163,7 +163,7 @@ describe.skipIf(skip !== null)("red team: the kernel DTI and a spoofing neighbou
         "--route",
         "192.0.2.0/24",
       ],
-      {},
+      { DSTM_RUNTIME_DIR: dir },
       host.name,
     );
     procs.push(client);
@@ -252,4 +252,48 @@ describe.skipIf(skip !== null)("red team: the kernel DTI and a spoofing neighbou
     });
     expect(lines(got).filter((l) => l.includes("relayed"))).toEqual([]);
   }, 90_000);
+
+  for (const control of ["default", "own"] as const)
+    test(`a second client with the same --ifname (${control} control socket) leaves the first one's DTI and lease alone`, async () => {
+      expect(leased).not.toBe("");
+      const got = join(dir, "host.log");
+      const second = spawnDstm(
+        [
+          "client",
+          "--server",
+          "2001:db8:7::53",
+          "--dti",
+          "kernel",
+          "--ifname",
+          "dtirt0",
+          "--route",
+          "192.0.2.0/24",
+          ...(control === "own" ? ["--control", join(dir, "second.sock")] : []),
+        ],
+        { DSTM_RUNTIME_DIR: dir },
+        host.name,
+      );
+      procs.push(second);
+      const code = await Promise.race([
+        second.exited,
+        second.waitFor(/dti-failed|control|in use|bound/, 20_000).then(() => -1),
+      ]);
+      second.proc.kill("SIGTERM");
+      await second.exited;
+      console.log(`second client: exit ${code}\n${second.lines.join("\n")}`);
+      // The first still has its DTI: datagrams from the web server reach it.
+      const before = lines(got).length;
+      let n = 0;
+      await waitUntil(
+        () => {
+          send(web, "192.0.2.80", leased, HOST_PORT, `after-second-${n++}`);
+          return lines(got).length > before;
+        },
+        {
+          timeoutMs: 15_000,
+          intervalMs: 250,
+          what: "a datagram to the first client after the second",
+        },
+      );
+    }, 60_000);
 });
