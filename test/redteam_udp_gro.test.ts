@@ -325,7 +325,7 @@ function send(host: Netns, packets: [number, number, Uint8Array][], name: string
 }
 
 async function decapCounters(tep: Netns, socket: string): Promise<Record<string, number>> {
-  const r = tep.exec([BUN, join(ROOT, "mod.ts"), "tep", "stats", "--json", "--stats", socket]);
+  const r = tep.exec([BUN, join(ROOT, "mod.ts"), "tep", "stats", "--json", "--control", socket]);
   const all = (JSON.parse(r.stdout) as { counters: Record<string, number> }).counters;
   return Object.fromEntries(Object.entries(all).filter(([k]) => k.startsWith("decap-")));
 }
@@ -351,8 +351,10 @@ async function attackRun(host: Netns, tep: Netns, web: Netns, label: string, ext
       "198.51.100.11=2001:db8:1::11",
       "--binding-file",
       join(dir, "bindings.txt"),
-      "--stats",
+      "--control",
       socket,
+      "--ifname",
+      "tep.rt0", // a name with a dot (sysctl keys take it with slashes)
       ...extra,
     ],
     {},
@@ -379,7 +381,7 @@ async function attackRun(host: Netns, tep: Netns, web: Netns, label: string, ext
     "-s",
     "link",
     "show",
-    "tep0",
+    "tep.rt0",
   )[0]!.stats64.rx.packets;
   for (const [i, b] of attackBursts().entries()) send(host, b, `${label}-${i}.json`);
   // A last marker, then until the recording stops growing (bounded).
@@ -407,7 +409,7 @@ async function attackRun(host: Netns, tep: Netns, web: Netns, label: string, ext
     "-s",
     "link",
     "show",
-    "tep0",
+    "tep.rt0",
   )[0]!.stats64.rx.packets;
   proc.proc.kill("SIGTERM");
   await proc.exited;

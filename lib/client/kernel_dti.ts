@@ -65,7 +65,7 @@ export class KernelDti implements DtiHooks {
       // The default 500 drops under TCP bursts (measured); 5000 does not.
       linkSetTxQueueLen(ifname, 5000);
       // An IPv4-only interface: no IPv6 link-local address, no router solicitations into the tunnel.
-      writeSysctl(`net.ipv6.conf.${ifname}.disable_ipv6`, "1");
+      writeSysctl(`net/ipv6/conf/${ifname}/disable_ipv6`, "1"); // slashes: a name may hold a dot
       addressAdd(ifname, `${formatIPv4(address)}/32`);
       linkSetUp(ifname);
       for (const route of c.routes ?? ["0.0.0.0/0"])

@@ -82,7 +82,7 @@ export function seg6Up(
   };
   try {
     linkSetMtu(s.ifname, mtu);
-    writeSysctl(`net.ipv6.conf.${s.ifname}.disable_ipv6`, "1");
+    writeSysctl(`net/ipv6/conf/${s.ifname}/disable_ipv6`, "1"); // slashes: a name may hold a dot
     addressAdd(s.ifname, `${formatIPv4(address)}/32`);
     linkSetUp(s.ifname);
     // Left by a client that was killed (SIGKILL) before it could take them away (a rule
