@@ -24,7 +24,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createNetns, type Netns, vethPair } from "../lib/sys/netns.ts";
 import { announceSkip, netnsSkipReason } from "./helpers/netns.ts";
-import { type DstmProcess, spawnDstm } from "./helpers/process.ts";
+import { BUN, type DstmProcess, ROOT, spawnDstm } from "./helpers/process.ts";
 import { waitUntil } from "./helpers/wait.ts";
 
 const skip = netnsSkipReason({ tun: true });
@@ -296,4 +296,59 @@ describe.skipIf(skip !== null)("red team: the kernel DTI and a spoofing neighbou
         },
       );
     }, 60_000);
+
+  test("after a seg6 client is killed (SIGKILL), a --dti tun client gets the TEP's packets, not End.DX4", async () => {
+    const first = procs.find((p) => p.lines.some((l) => / bound /.test(l)));
+    expect(first).toBeDefined();
+    first!.proc.kill("SIGKILL");
+    await first!.exited;
+    // What the killed client left: its decapsulating rule (the TUN went with the process).
+    expect(host.ip("-6", "rule", "show")).toContain("lookup 4607");
+    const tun = spawnDstm(
+      [
+        "client",
+        "--server",
+        "2001:db8:7::53",
+        "--dti",
+        "tun",
+        "--ifname",
+        "rt.dti0",
+        "--route",
+        "192.0.2.0/24",
+        "--control",
+        join(dir, "tun.sock"),
+      ],
+      { DSTM_RUNTIME_DIR: dir },
+      host.name,
+    );
+    procs.push(tun);
+    const bound = await tun.waitFor(/ bound /, 20_000);
+    const ipv4 = /ipv4=(\S+)/.exec(bound)![1]!;
+    const got = join(dir, "host.log");
+    const before = lines(got).length;
+    let n = 0;
+    await waitUntil(
+      () => {
+        send(web, "192.0.2.80", ipv4, HOST_PORT, `via-tun-${n++}`);
+        return lines(got).length > before;
+      },
+      { timeoutMs: 15_000, intervalMs: 250, what: "a datagram through the TUN DTI" },
+    );
+    // Through the userspace DTI (its counters), not decapsulated by a leftover End.DX4 route.
+    const status = host.exec([
+      BUN,
+      join(ROOT, "mod.ts"),
+      "client",
+      "status",
+      "--json",
+      "--control",
+      join(dir, "tun.sock"),
+    ]);
+    const counters = (JSON.parse(status.stdout) as { counters: Record<string, number> }).counters;
+    expect(counters["client-decap-forward"] ?? 0).toBeGreaterThan(0);
+    expect(host.ip("-6", "rule", "show")).not.toContain("lookup 4607");
+    expect(tun.lines.some((l) => /WARN kernel-dti-stale .*removed a seg6 DTI's rule/.test(l))).toBe(
+      true,
+    );
+  }, 60_000);
 });

@@ -135,6 +135,28 @@ export function seg6Down(state: Seg6DtiState): void {
  * takes any outer source, so without `from` anyone who can reach the host's address could
  * deliver IPv4 with any source to it (the userspace DTI drops those: drop-wrong-tep).
  */
+/**
+ * Removes what a killed seg6 DTI left for `host6`: its decapsulating rule (from any TEP) and
+ * its End.DX4 route on `hostLink`. Left in place they take the TEP's IPv4-in-IPv6 away from
+ * any other DTI of the host (the rule comes before the `local` table): a TUN DTI would then
+ * see none of it, its checks and NAPT bypassed. True when a rule was removed. Never throws.
+ */
+export function removeStaleSeg6(host6: string, hostLink: string | undefined): boolean {
+  let removed = false;
+  // One rule per TEP a killed client had; a few at most.
+  for (let i = 0; i < 8; i++) {
+    try {
+      ruleDel(_decapRule(host6));
+      removed = true;
+    } catch {
+      break;
+    }
+  }
+  if (hostLink)
+    _quietly(() => routeDel({ dst: `${host6}/128`, dev: hostLink, table: SEG6_DTI_TABLE }));
+  return removed;
+}
+
 function _decapRule(host6: string, tep6?: string): RuleSpec {
   const rule = { priority: 0, dst: `${host6}/128`, ipProto: IPPROTO_IPIP, table: SEG6_DTI_TABLE };
   return tep6 === undefined ? rule : { ...rule, src: `${tep6}/128` };
