@@ -352,3 +352,47 @@ describe.skipIf(skip !== null)("red team: the kernel DTI and a spoofing neighbou
     );
   }, 60_000);
 });
+
+describe("red team: odd --ifname values (no root)", () => {
+  test("a name the kernel would refuse is refused at start-up (exit 2), for every DTI", () => {
+    for (const dti of ["tun", "kernel", "seg6"])
+      for (const name of ["a/b", "dti 0", "dti:0", "abcdefghijklmnop", "..", ""]) {
+        const r = Bun.spawnSync(
+          [
+            BUN,
+            join(ROOT, "mod.ts"),
+            "client",
+            "--server",
+            "2001:db8::1",
+            "--dti",
+            dti,
+            "--ifname",
+            name,
+            "--check",
+          ],
+          { cwd: ROOT, stdout: "pipe", stderr: "pipe" },
+        );
+        expect([dti, name, r.exitCode, r.stderr.toString()]).toEqual([
+          dti,
+          name,
+          2,
+          `dstm: --ifname: "${name}" is not an interface name (1 to 15 bytes, no '/', ':' or spaces)\n`,
+        ]);
+      }
+    // A dot is a valid name character (and the sysctl keys take it, see above).
+    const ok = Bun.spawnSync(
+      [
+        BUN,
+        join(ROOT, "mod.ts"),
+        "client",
+        "--server",
+        "2001:db8::1",
+        "--ifname",
+        "rt.dti0",
+        "--check",
+      ],
+      { cwd: ROOT, stdout: "pipe", stderr: "pipe" },
+    );
+    expect(ok.exitCode).toBe(0);
+  }, 60_000);
+});
