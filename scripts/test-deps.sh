@@ -14,6 +14,8 @@ command -v iperf3 >/dev/null || need+=(iperf3)
 [ -x /usr/sbin/kea-dhcp4 ] || need+=(kea-dhcp4-server)
 [ -x /usr/sbin/kea-dhcp6 ] || need+=(kea-dhcp6-server)
 command -v tshark >/dev/null || need+=(tshark)
+# ethtool: offloads of a veth off in a namespace (redteam_udp_gro.test.ts, kernel_peers*.test.ts).
+[ -x /usr/sbin/ethtool ] || need+=(ethtool)
 # ISC dhcrelay: the packaged relay agent in front of `dstm server --dhcp4o6` (relay_dhcp4o6.test.ts).
 [ -x /usr/sbin/dhcrelay ] || need+=(isc-dhcp-relay)
 # libfaketime: the server test that steps the wall clock under a running `dstm server`.

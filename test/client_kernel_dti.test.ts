@@ -226,7 +226,9 @@ describe.skipIf(skip !== null)("dstm client --dti kernel", () => {
         dev: DTI,
         prefsrc: ipv4,
       });
-      expect(k.rules).toMatch(/^0:\s+from all to 2001:db8:7::10 ipproto ipencap lookup 4607/m);
+      expect(k.rules).toMatch(
+        /^0:\s+from 2001:db8:7::1 to 2001:db8:7::10 ipproto ipencap lookup 4607/m,
+      );
       expect(k.rules).toMatch(/^1:\s+from all lookup local/m);
     }
     expect(await within(ping, 10_000)).toBe(true);

@@ -43,8 +43,16 @@ describe("UDP GSO cut (lib/net/udp_segment.ts)", () => {
     const { gro, emitted } = coalescer();
     const train = [...udpTrain(4, { payload: 300 }), udp({ payload: 120, id: 0x2004 })];
     offerAll(gro, train);
-    expect(emitted.length).toBe(1);
-    const cut = udpCut(emitted[0]!.packet, 300);
+    // The coalescer keeps the shorter one apart; as a kernel sender's UDP_SEGMENT packet has
+    // it, it is put at the end by hand.
+    expect(emitted.map((e) => e.segments)).toEqual([4, 1]);
+    const four = emitted[0]!.packet;
+    const whole = new Uint8Array(four.length + 120);
+    whole.set(four);
+    whole.set(train[4]!.subarray(28), four.length);
+    whole[2] = whole.length >>> 8;
+    whole[3] = whole.length & 0xff;
+    const cut = udpCut(whole, 300);
     expect(cut.map((p) => p.length)).toEqual([328, 328, 328, 328, 148]);
     for (const p of cut) {
       expect(internetChecksum(p, 0, 20)).toBe(0);
@@ -82,19 +90,19 @@ describe("UDP GRO: UdpCoalescer", () => {
     expect(gro.stats).toEqual({ merged: 19, superPackets: 1, single: 0 });
   });
 
-  test("a shorter datagram closes the train; a longer one starts a new one; a lone one goes untouched", () => {
+  test("a shorter or a longer datagram starts a new train; a lone one goes untouched", () => {
     const { gro, emitted } = coalescer();
     const ps = [
       udp({ payload: 100, id: 1 }),
       udp({ payload: 100, id: 2 }),
-      udp({ payload: 40, id: 3 }), // shorter: joins, closes
-      udp({ payload: 40, id: 4 }), // cannot join a closed train
+      udp({ payload: 40, id: 3 }), // shorter: starts its own (it must not share the fate of 100s)
+      udp({ payload: 40, id: 4 }), // joins the 40s
       udp({ payload: 200, id: 5 }), // longer than 40: cannot join, starts its own
     ];
     offerAll(gro, ps);
     expect(emitted.map((e) => [e.gsoSize, e.segments])).toEqual([
-      [100, 3],
-      [0, 1],
+      [100, 2],
+      [40, 2],
       [0, 1],
     ]);
     expect(hex(delivered(emitted))).toEqual(hex(ps));
@@ -154,7 +162,7 @@ describe("UDP GRO: UdpCoalescer", () => {
     expect(hex(emitted.slice(1).map((e) => e.packet))).toEqual(hex([zero, badIp, padded, options]));
   });
 
-  test("another TOS (ECN CE), TTL or DF, or a gap in ids starts a new train; DF lets the id stay", () => {
+  test("another TOS (ECN CE), TTL or DF, or a gap in ids starts a new train; so does a repeated id", () => {
     const cases: [string, Partial<UdpSpec>][] = [
       ["tos", { tos: 0x03 }],
       ["ttl", { ttl: 63 }],
@@ -172,10 +180,13 @@ describe("UDP GRO: UdpCoalescer", () => {
       expect([name, emitted.map((e) => e.segments)]).toEqual([name, [2, 1]]);
       expect(hex(delivered(emitted))).toEqual(hex(ps));
     }
-    // DF set and the same id every time (RFC 6864 §4.1: atomic datagrams): they coalesce.
+    // DF set and the same id every time (an unconnected Linux socket sends 0): the kernel's cut
+    // would number them 7, 8, 9, so they go as they came.
     const { gro, emitted } = coalescer();
-    offerAll(gro, [udp({ ...FLOW, id: 7 }), udp({ ...FLOW, id: 7 }), udp({ ...FLOW, id: 7 })]);
-    expect(emitted.map((e) => e.segments)).toEqual([3]);
+    const same = [udp({ ...FLOW, id: 7 }), udp({ ...FLOW, id: 7 }), udp({ ...FLOW, id: 7 })];
+    offerAll(gro, same);
+    expect(emitted.map((e) => e.segments)).toEqual([1, 1, 1]);
+    expect(hex(delivered(emitted))).toEqual(hex(same));
   });
 
   test("a fragment is never coalesced, and emits the held train between its addresses first", () => {

@@ -16,7 +16,7 @@ export interface DtiFactoryOptions extends KernelDtiOptions {
 
 /** The DTI the settings ask for; throws the refusal when the kernel tunnel cannot do them. */
 export function createDti(options: DtiFactoryOptions): DtiHooks {
-  const tun = new KernelDti(options);
+  const tun = new KernelDti({ ...options, log: options.config.log });
   const mode = options.config.dtiMode ?? "tun";
   if (mode === "tun") return tun;
   const refusal = kernelDtiRefusal(mode, options.config);

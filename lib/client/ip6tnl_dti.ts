@@ -55,7 +55,7 @@ export function ip6tnlUp(
     // registers it (ip6_tnl_link_config), whatever IFLA_MTU said.
     linkSetMtu(s.ifname, mtu);
     // An IPv4-only interface: no IPv6 link-local address, no router solicitations into the tunnel.
-    writeSysctl(`net.ipv6.conf.${s.ifname}.disable_ipv6`, "1");
+    writeSysctl(`net/ipv6/conf/${s.ifname}/disable_ipv6`, "1"); // slashes: a name may hold a dot
     addressAdd(s.ifname, `${formatIPv4(address)}/32`);
     linkSetUp(s.ifname);
     for (const dst of s.routes) {

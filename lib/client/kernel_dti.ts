@@ -12,6 +12,8 @@
  *
  * @module
  */
+
+import type { Logger } from "../control/log.ts";
 import { Forwarder } from "../dataplane/forwarder.ts";
 import { formatIPv4, parseIPv6 } from "../net/addr.ts";
 import { interfaceOfIPv6, linkMtu } from "../sys/ifinfo.ts";
@@ -22,6 +24,7 @@ import { closeTun, openTun } from "../sys/tun_linux.ts";
 import type { Counters } from "../tunnel/counters.ts";
 import type { DtiHooks } from "./dti.ts";
 import type { NodeConfig } from "./node_config.ts";
+import { removeStaleSeg6 } from "./seg6_dti.ts";
 
 /** What the kernel DTI shares with the node: its settings and the Workers' shared tables. */
 export interface KernelDtiOptions {
@@ -37,6 +40,8 @@ export interface KernelDtiOptions {
   readonly leaseState: SharedArrayBuffer;
   readonly napt: SharedArrayBuffer;
   readonly pathMtu: SharedArrayBuffer;
+  /** Where a removed leftover of a killed kernel DTI is said (warn). */
+  readonly log?: Logger;
 }
 
 export class KernelDti implements DtiHooks {
@@ -60,12 +65,18 @@ export class KernelDti implements DtiHooks {
     this.#tunFd = tun.fd;
     try {
       const hostLink = interfaceOfIPv6(this.#o.host6());
+      // A killed seg6 DTI's rule would hand the TEP's packets to End.DX4, not to this DTI.
+      if (removeStaleSeg6(this.#o.host6(), hostLink ?? undefined))
+        this.#o.log?.warn("kernel-dti-stale", {
+          ifname,
+          detail: `removed a seg6 DTI's rule for ${this.#o.host6()} left by an earlier client (End.DX4 took the TEP's packets before this DTI)`,
+        });
       const mtu = c.mtu ?? (hostLink ? (linkMtu(hostLink) ?? 1500) : 1500) - 40;
       linkSetMtu(ifname, mtu);
       // The default 500 drops under TCP bursts (measured); 5000 does not.
       linkSetTxQueueLen(ifname, 5000);
       // An IPv4-only interface: no IPv6 link-local address, no router solicitations into the tunnel.
-      writeSysctl(`net.ipv6.conf.${ifname}.disable_ipv6`, "1");
+      writeSysctl(`net/ipv6/conf/${ifname}/disable_ipv6`, "1"); // slashes: a name may hold a dot
       addressAdd(ifname, `${formatIPv4(address)}/32`);
       linkSetUp(ifname);
       for (const route of c.routes ?? ["0.0.0.0/0"])

@@ -11,8 +11,8 @@
  *   every packet).
  * - In: IPv4-in-IPv6 addressed to the host's address goes to an End.DX4 route (table 4607,
  *   `HOST6/128 encap seg6local action End.DX4 nh4 0.0.0.0`), which removes the outer header
- *   and routes the IPv4 packet to the leased address. A rule `to HOST6/128 ipproto 4 lookup
- *   4607` selects it; it must come before the `local` table, whose rule the kernel puts at
+ *   and routes the IPv4 packet to the leased address. A rule `from TEP6/128 to HOST6/128
+ *   ipproto 4 lookup 4607` selects it (only from the TEP: End.DX4 checks no source); it must come before the `local` table, whose rule the kernel puts at
  *   priority 0, so the `local` rule is moved to priority 1 while the DTI is up (what VRF
  *   set-ups do) and put back at 0 on `down`. Everything else to the host's address (the DSTM
  *   protocol, ICMPv6…) still takes the `local` table.
@@ -35,7 +35,7 @@
 import { formatIPv4 } from "../net/addr.ts";
 import { Errno, SysError } from "../sys/libc.ts";
 import { addressAdd, linkSetMtu, linkSetUp, routeAdd, routeDel } from "../sys/netlink.ts";
-import { ruleAdd, ruleDel } from "../sys/netlink_tunnel.ts";
+import { type RuleSpec, ruleAdd, ruleDel } from "../sys/netlink_tunnel.ts";
 import { writeSysctl } from "../sys/sysctl.ts";
 import { closeTun, openTun } from "../sys/tun_linux.ts";
 import type { KernelTunnelSettings } from "./ip6tnl_dti.ts";
@@ -53,6 +53,8 @@ export interface Seg6DtiState {
   readonly tunFd: number;
   readonly host6: string;
   readonly hostLink: string;
+  /** The TEP: the only outer source the decapsulating rule takes. */
+  readonly tep6: string;
   decap: boolean;
   rule: boolean;
 }
@@ -70,13 +72,21 @@ export function seg6Up(
   mtu: number,
 ): Seg6DtiState {
   const tun = openTun(s.ifname);
-  const state: Seg6DtiState = { tunFd: tun.fd, host6, hostLink, decap: false, rule: false };
+  const state: Seg6DtiState = {
+    tunFd: tun.fd,
+    host6,
+    hostLink,
+    tep6,
+    decap: false,
+    rule: false,
+  };
   try {
     linkSetMtu(s.ifname, mtu);
-    writeSysctl(`net.ipv6.conf.${s.ifname}.disable_ipv6`, "1");
+    writeSysctl(`net/ipv6/conf/${s.ifname}/disable_ipv6`, "1"); // slashes: a name may hold a dot
     addressAdd(s.ifname, `${formatIPv4(address)}/32`);
     linkSetUp(s.ifname);
-    // Left by a client that was killed (SIGKILL) before it could take them away.
+    // Left by a client that was killed (SIGKILL) before it could take them away (a rule
+    // without a source deletes one from any TEP).
     _quietly(() => ruleDel(_decapRule(host6)));
     _quietly(() => routeDel({ dst: `${host6}/128`, dev: hostLink, table: SEG6_DTI_TABLE }));
     routeAdd({
@@ -87,7 +97,7 @@ export function seg6Up(
     });
     state.decap = true;
     _moveLocalRule(1);
-    ruleAdd(_decapRule(host6));
+    ruleAdd(_decapRule(host6, tep6));
     state.rule = true;
     for (const dst of s.routes) {
       routeAdd({
@@ -108,7 +118,7 @@ export function seg6Up(
 
 /** Removes the rule, the End.DX4 route and the TUN (address and routes go with it). Never throws. */
 export function seg6Down(state: Seg6DtiState): void {
-  if (state.rule) _quietly(() => ruleDel(_decapRule(state.host6)));
+  if (state.rule) _quietly(() => ruleDel(_decapRule(state.host6, state.tep6)));
   state.rule = false;
   _quietly(() => _moveLocalRule(0));
   if (state.decap) {
@@ -120,8 +130,36 @@ export function seg6Down(state: Seg6DtiState): void {
   if (state.tunFd >= 0) closeTun(state.tunFd);
 }
 
-function _decapRule(host6: string) {
-  return { priority: 0, dst: `${host6}/128`, ipProto: IPPROTO_IPIP, table: SEG6_DTI_TABLE };
+/**
+ * IPv4-in-IPv6 from the TEP to the host goes to End.DX4. Only from the TEP: End.DX4 itself
+ * takes any outer source, so without `from` anyone who can reach the host's address could
+ * deliver IPv4 with any source to it (the userspace DTI drops those: drop-wrong-tep).
+ */
+/**
+ * Removes what a killed seg6 DTI left for `host6`: its decapsulating rule (from any TEP) and
+ * its End.DX4 route on `hostLink`. Left in place they take the TEP's IPv4-in-IPv6 away from
+ * any other DTI of the host (the rule comes before the `local` table): a TUN DTI would then
+ * see none of it, its checks and NAPT bypassed. True when a rule was removed. Never throws.
+ */
+export function removeStaleSeg6(host6: string, hostLink: string | undefined): boolean {
+  let removed = false;
+  // One rule per TEP a killed client had; a few at most.
+  for (let i = 0; i < 8; i++) {
+    try {
+      ruleDel(_decapRule(host6));
+      removed = true;
+    } catch {
+      break;
+    }
+  }
+  if (hostLink)
+    _quietly(() => routeDel({ dst: `${host6}/128`, dev: hostLink, table: SEG6_DTI_TABLE }));
+  return removed;
+}
+
+function _decapRule(host6: string, tep6?: string): RuleSpec {
+  const rule = { priority: 0, dst: `${host6}/128`, ipProto: IPPROTO_IPIP, table: SEG6_DTI_TABLE };
+  return tep6 === undefined ? rule : { ...rule, src: `${tep6}/128` };
 }
 
 /** Puts the `local` rule at priority `to` (0 or 1), removing it from the other. */

@@ -35,7 +35,7 @@ import {
   removeStaleIp6tnl,
 } from "./ip6tnl_dti.ts";
 import type { NodeConfig } from "./node_config.ts";
-import { type Seg6DtiState, seg6Down, seg6Up } from "./seg6_dti.ts";
+import { removeStaleSeg6, type Seg6DtiState, seg6Down, seg6Up } from "./seg6_dti.ts";
 
 /** The settings a kernel DTI is checked against. */
 export type KernelDtiSettings = Pick<NodeConfig, "onDemand" | "offload" | "dscp">;
@@ -149,6 +149,12 @@ export class TunnelDti implements DtiHooks {
     const tep = formatIPv6(tep6);
     if (this.#backend !== "seg6") {
       if (removeStaleIp6tnl(s.ifname)) _saidStale(this.#o.log, s.ifname);
+      // A killed seg6 DTI's rule would hand the TEP's packets to End.DX4 before ip6tnl.
+      if (removeStaleSeg6(host6, hostLink))
+        this.#o.log.warn("kernel-dti-stale", {
+          ifname: s.ifname,
+          detail: `removed a seg6 DTI's rule for ${host6} left by an earlier client`,
+        });
       try {
         ip6tnlUp(s, address, host6, tep, mtu);
         this.#backend = "ip6tnl";

@@ -57,6 +57,19 @@ export function resolveClientSettings(flags: ClientFlags) {
   const tep6 = flags.tep === undefined ? undefined : unicastIPv6(flags.tep, "--tep", "the TEP's");
   const host6 =
     flags.host6 === undefined ? undefined : unicastIPv6(flags.host6, "--host6", "this host's");
+  // The DTI's name: a kernel DTI would otherwise fail only at lease time, over and over, and
+  // the default control socket path (client-IFNAME.sock) would take a '/' (Linux dev_valid_name).
+  const ifname = flags.ifname ?? "dti0";
+  if (
+    ifname.length === 0 ||
+    new TextEncoder().encode(ifname).length > 15 ||
+    /[/:\s]/.test(ifname) ||
+    ifname === "." ||
+    ifname === ".."
+  )
+    throw new UsageError(
+      `--ifname: "${ifname}" is not an interface name (1 to 15 bytes, no '/', ':' or spaces)`,
+    );
   for (const route of flags.route ?? []) {
     if (!parseIPv4Prefix(route))
       throw new UsageError(`--route: "${route}" is not an IPv4 CIDR (e.g. 192.0.2.0/24)`);

@@ -54,6 +54,7 @@ const TUNNEL_ENCAP_FLAG_CSUM6 = 0x2;
 const IPPROTO_IPIP = 4;
 
 const FRA_DST = 1;
+const FRA_SRC = 2;
 const FRA_PRIORITY = 6;
 const FRA_TABLE = 15;
 const FRA_IP_PROTO = 22;
@@ -136,6 +137,8 @@ export interface RuleSpec {
   readonly priority: number;
   /** IPv6 destination prefix; absent: any. */
   readonly dst?: string;
+  /** IPv6 source prefix; absent: any (and, deleting, a rule with any source). */
+  readonly src?: string;
   /** IP protocol (next header) to match; absent: any. */
   readonly ipProto?: number;
   /** Routing table (255 local, 254 main, or any id). */
@@ -159,21 +162,14 @@ export function encodeRuleAdd(rule: RuleSpec): Uint8Array {
 
 function _ruleMessage(type: number, rule: RuleSpec): NetlinkMessage {
   const op = `rule ${_describeRule(rule)}`;
-  let dst: Uint8Array | undefined;
-  let dstLength = 0;
-  if (rule.dst !== undefined) {
-    const [text, lengthText] = rule.dst.split("/");
-    dst = _ipv6(text ?? "", op);
-    dstLength = lengthText === undefined ? 128 : Number(lengthText);
-    if (!Number.isInteger(dstLength) || dstLength < 0 || dstLength > 128)
-      throw new SysError(op, Errno.EINVAL, `${rule.dst} is not an IPv6 prefix`);
-  }
+  const [dst, dstLength] = _prefix(rule.dst, op);
+  const [src, srcLength] = _prefix(rule.src, op);
   const m = new NetlinkMessage(type, type === RTM_NEWRULE ? NLM_F_CREATE | NLM_F_EXCL : 0);
   // struct fib_rule_hdr: family, dst_len, src_len, tos, table, res1, res2, action; flags u32.
   // Like iproute2: a table id over 255 goes in FRA_TABLE only.
   m.u8(libc.AF_INET6)
     .u8(dstLength)
-    .u8(0)
+    .u8(srcLength)
     .u8(0)
     .u8(rule.table < 256 ? rule.table : 0)
     .u8(0)
@@ -182,6 +178,7 @@ function _ruleMessage(type: number, rule: RuleSpec): NetlinkMessage {
     .u32(0);
   m.attrU32(FRA_PRIORITY, rule.priority);
   if (dst) m.attr(FRA_DST, dst);
+  if (src) m.attr(FRA_SRC, src);
   if (rule.ipProto !== undefined) m.attrU8(FRA_IP_PROTO, rule.ipProto);
   if (rule.table >= 256) m.attrU32(FRA_TABLE, rule.table);
   return m;
@@ -193,9 +190,21 @@ function _describeTunnel(spec: Ip6tnlSpec): string {
 
 function _describeRule(rule: RuleSpec): string {
   let text = `pref ${rule.priority}`;
+  if (rule.src !== undefined) text += ` from ${rule.src}`;
   if (rule.dst !== undefined) text += ` to ${rule.dst}`;
   if (rule.ipProto !== undefined) text += ` ipproto ${rule.ipProto}`;
   return `${text} lookup ${rule.table}`;
+}
+
+/** An IPv6 prefix `A/N` (N 128 when absent) as its bytes and length; [undefined, 0] for none. */
+function _prefix(prefix: string | undefined, op: string): [Uint8Array | undefined, number] {
+  if (prefix === undefined) return [undefined, 0];
+  const [text, lengthText] = prefix.split("/");
+  const bytes = _ipv6(text ?? "", op);
+  const length = lengthText === undefined ? 128 : Number(lengthText);
+  if (!Number.isInteger(length) || length < 0 || length > 128)
+    throw new SysError(op, Errno.EINVAL, `${prefix} is not an IPv6 prefix`);
+  return [bytes, length];
 }
 
 function _ipv6(text: string, op: string): Uint8Array {

@@ -153,12 +153,12 @@ export class TepNode {
     if (c.offload !== false) this.#udpOffload = VnetTunDevice.attach(tun.fd).gsoUdp;
     linkSetMtu(tun.name, 65000);
     linkSetTxQueueLen(tun.name, 5000);
-    writeSysctl(`net.ipv6.conf.${tun.name}.disable_ipv6`, "1");
+    writeSysctl(`net/ipv6/conf/${tun.name}/disable_ipv6`, "1"); // slashes: a name may hold a dot
     linkSetUp(tun.name);
     for (const route of c.routes) routeAdd({ dst: route, dev: tun.name });
     writeSysctl("net.ipv4.ip_forward", "1");
     // Decapsulated packets come out of the TUN with the hosts' leased sources: no reverse-path drop.
-    writeSysctl(`net.ipv4.conf.${tun.name}.rp_filter`, "0");
+    writeSysctl(`net/ipv4/conf/${tun.name}/rp_filter`, "0");
     this.#raw = Raw6Socket.open({ receiveBuffer: 4 << 20, sendBuffer: 4 << 20 });
     this.#raw.bindAddress(tep6);
     this.#raw.enableTunnelOptions();

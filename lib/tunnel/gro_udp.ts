@@ -17,9 +17,14 @@
  *   verifies: a datagram with a wrong checksum is passed on as it is, never "repaired" by the
  *   checksum the kernel computes for each cut datagram;
  * - same addresses and ports (the 5-tuple), TOS (so ECN marks stay per datagram), TTL and DF
- *   as the train; IP identification = the last + 1 (or the same, with DF: RFC 6864 §4.1);
- * - payload ≤ the train's first payload (`gsoSize`, the datagram size the kernel cuts at);
- *   a shorter one closes the train (only the last datagram of a GSO packet may be shorter);
+ *   as the train; IP identification = the last + 1 (mod 2^16), also with DF: the kernel's cut
+ *   (`inet_gso_segment`) numbers the datagrams id, id + 1, …, so a train of equal ids (an
+ *   unconnected Linux socket sends 0 with DF) would arrive renumbered, unlike one by one;
+ * - payload = the train's first payload (`gsoSize`, the datagram size the kernel cuts at). The
+ *   kernel would take a shorter last datagram, but checks a super-datagram against the next
+ *   link's MTU by `gsoSize` (`skb_gso_validate_network_len`): with DF, a train of datagrams too
+ *   big for that link would take a shorter one that fits down with it (one by one it gets
+ *   through). So a shorter one starts a train of its own;
  * - at most {@link UDP_GRO_MAX_SEGMENTS} datagrams and 65,535 bytes per train.
  *
  * A datagram that cannot join (a fragment, options, a zero checksum…) first emits every train
@@ -71,7 +76,6 @@ export class UdpCoalescer {
   readonly #gsoSize: Int32Array;
   readonly #segments: Int32Array;
   readonly #lastId: Int32Array;
-  readonly #closed: Uint8Array;
   readonly #used: Float64Array;
   #clock = 0;
 
@@ -96,7 +100,6 @@ export class UdpCoalescer {
     this.#gsoSize = new Int32Array(this.#slots);
     this.#segments = new Int32Array(this.#slots);
     this.#lastId = new Int32Array(this.#slots);
-    this.#closed = new Uint8Array(this.#slots);
     this.#used = new Float64Array(this.#slots);
   }
 
@@ -144,8 +147,7 @@ export class UdpCoalescer {
 
   #append(s: number, buf: Uint8Array, off: number, payload: number): boolean {
     if (
-      this.#closed[s] ||
-      payload > this.#gsoSize[s]! ||
+      payload !== this.#gsoSize[s]! ||
       this.#len[s]! + payload > MAX_TRAIN ||
       this.#segments[s]! >= UDP_GRO_MAX_SEGMENTS
     )
@@ -162,15 +164,13 @@ export class UdpCoalescer {
       return false;
     const id = (buf[off + 4]! << 8) | buf[off + 5]!;
     const last = this.#lastId[s]!;
-    if (id !== ((last + 1) & 0xffff) && !(id === last && (buf[off + 6]! & 0x40) !== 0))
-      return false;
+    if (id !== ((last + 1) & 0xffff)) return false;
     const at = this.#len[s]!;
     this.#copy(buf, off + 28, payload, o + at);
     this.#len[s] = at + payload;
     this.#segments[s] = this.#segments[s]! + 1;
     this.#lastId[s] = id;
     this.#used[s] = ++this.#clock;
-    if (payload < this.#gsoSize[s]!) this.#closed[s] = 1;
     this.stats.merged++;
     return true;
   }
@@ -194,7 +194,6 @@ export class UdpCoalescer {
     this.#gsoSize[s] = total - 28;
     this.#segments[s] = 1;
     this.#lastId[s] = (buf[off + 4]! << 8) | buf[off + 5]!;
-    this.#closed[s] = 0;
     this.#used[s] = ++this.#clock;
   }
 

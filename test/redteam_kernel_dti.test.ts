@@ -1,0 +1,398 @@
+/**
+ * Red team: the client's kernel DTI (`dstm client --dti kernel`, lib/client/tunnel_dti.ts)
+ * attacked by a neighbour of the host, as root in namespaces. The userspace DTI drops
+ * IPv4-in-IPv6 whose outer source is not the TEP (client-decap-drop-wrong-tep); the kernel
+ * DTI must not be the weaker door:
+ *
+ * - a spoofer sends IPv4-in-IPv6 (next header 4) to the host's address from its own IPv6
+ *   address, the inner source forged to be the IPv4 web server: an application on the host
+ *   must not receive it (seg6: End.DX4 checks no outer source; the decapsulating rule is
+ *   pinned to the TEP. ip6tnl: the kernel matches the tunnel by its remote address);
+ * - on a host that forwards IPv4 (a container host), the same spoofer sends a datagram whose
+ *   inner source is the leased address and whose destination is beyond the TEP: decapsulated
+ *   and routed back into the DTI, it would reach the IPv4 network as the host's own traffic
+ *   (the TEP sees the right outer and inner sources).
+ *
+ * The TEP's own datagrams reach the host all along (the positive control).
+ *
+ *   atk ns: 2001:db8:66::66 ──veth── host ns: 2001:db8:66::10 (a0), 2001:db8:7::10 (c0)
+ *   host ns ──veth── core ns: server 2001:db8:7::53, TEP 2001:db8:7::1 ──veth── web ns 192.0.2.80
+ */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { createNetns, type Netns, vethPair } from "../lib/sys/netns.ts";
+import { announceSkip, netnsSkipReason } from "./helpers/netns.ts";
+import { BUN, type DstmProcess, ROOT, spawnDstm } from "./helpers/process.ts";
+import { waitUntil } from "./helpers/wait.ts";
+
+const skip = netnsSkipReason({ tun: true });
+announceSkip("redteam_kernel_dti", skip);
+
+const dir = mkdtempSync(join(tmpdir(), "dstm-rtk-"));
+const made: Netns[] = [];
+let host: Netns;
+let core: Netns;
+let web: Netns;
+let atk: Netns;
+const procs: DstmProcess[] = [];
+const listeners: Bun.Subprocess[] = [];
+const HOST_PORT = 9999;
+const WEB_PORT = 9998;
+
+/** A UDP listener on `bind`:`port` in `ns` that appends "source payload" lines to `file`. */
+function listen(ns: Netns, bind: string, port: number, file: string): void {
+  const code = `
+import socket
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind((${JSON.stringify(bind)}, ${port}))
+with open(${JSON.stringify(file)}, "a") as f:
+    while True:
+        data, src = s.recvfrom(65535)
+        f.write(src[0] + " " + data.decode(errors="replace") + "\\n")
+        f.flush()
+`;
+  listeners.push(ns.spawn(["python3", "-c", code], { timeoutMs: 300_000 }));
+}
+
+/** Sends one UDP datagram `payload` from `src` (bound) to `dst`:`port` in `ns`. */
+function send(ns: Netns, src: string, dst: string, port: number, payload: string): void {
+  const code = `
+import socket
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind((${JSON.stringify(src)}, 0))
+s.sendto(${JSON.stringify(payload)}.encode(), (${JSON.stringify(dst)}, ${port}))
+`;
+  const r = ns.exec(["python3", "-c", code]);
+  if (r.code !== 0) throw new Error(`send in ${ns.name}: ${r.stderr}`);
+}
+
+const lines = (file: string): string[] => {
+  try {
+    return readFileSync(file, "utf8").split("\n").filter(Boolean);
+  } catch {
+    return [];
+  }
+};
+
+beforeAll(async () => {
+  if (skip) return;
+  host = createNetns("dstmrt-");
+  core = createNetns("dstmrt-");
+  web = createNetns("dstmrt-");
+  atk = createNetns("dstmrt-");
+  made.push(host, core, web, atk);
+  vethPair(host, "c0", core, "k0");
+  vethPair(core, "k1", web, "w0");
+  vethPair(atk, "a1", host, "a0");
+  host.addAddress("c0", "2001:db8:7::10/64");
+  host.addAddress("a0", "2001:db8:66::10/64");
+  for (const a of ["2001:db8:7::1/64", "2001:db8:7::53/64"]) core.addAddress("k0", a);
+  core.addAddress("k1", "192.0.2.1/24");
+  web.addAddress("w0", "192.0.2.80/24");
+  web.addRoute("default", "via", "192.0.2.1");
+  atk.addAddress("a1", "2001:db8:66::66/64");
+  atk.up("lo");
+  // The spoofer's inner source: the web server's address (or, later, the leased one).
+  atk.addAddress("lo", "192.0.2.80/32");
+  atk.ip("-6", "route", "add", "2001:db8:7::10/128", "via", "2001:db8:66::10", "dev", "a1");
+  atk.ip("sr", "tunsrc", "set", "2001:db8:66::66");
+  const server = spawnDstm(
+    [
+      "server",
+      "--listen",
+      "[2001:db8:7::53]:4607",
+      "--pool",
+      "198.51.100.0/28",
+      "--tep",
+      "2001:db8:7::1,192.0.2.1",
+      "--lease-time",
+      "30",
+      "--db",
+      "memory",
+    ],
+    {},
+    core.name,
+  );
+  procs.push(server);
+  await server.waitFor(/ start /, 20_000);
+  const tep = spawnDstm(
+    [
+      "tep",
+      "--insecure-control",
+      "--ipv6",
+      "2001:db8:7::1",
+      "--ipv4",
+      "192.0.2.1",
+      "--server",
+      "2001:db8:7::53",
+      "--route",
+      "198.51.100.0/28",
+    ],
+    {},
+    core.name,
+  );
+  procs.push(tep);
+  await tep.waitFor(/tep-start/, 20_000);
+  await server.waitFor(/tep-connected/, 20_000);
+}, 60_000);
+
+afterAll(async () => {
+  for (const p of procs) p.proc.kill("SIGTERM");
+  await Promise.all(procs.map((p) => p.exited));
+  for (const l of listeners) l.kill("SIGTERM");
+  await Promise.all(listeners.map((l) => l.exited));
+  for (const ns of made) ns.delete();
+  rmSync(dir, { recursive: true, force: true });
+}, 30_000);
+
+describe.skipIf(skip !== null)("red team: the kernel DTI and a spoofing neighbour", () => {
+  let leased = "";
+
+  test("IPv4-in-IPv6 from a source other than the TEP reaches no application", async () => {
+    const client = spawnDstm(
+      [
+        "client",
+        "--server",
+        "2001:db8:7::53",
+        "--dti",
+        "kernel",
+        "--ifname",
+        "rt.dti0",
+        "--route",
+        "192.0.2.0/24",
+      ],
+      { DSTM_RUNTIME_DIR: dir },
+      host.name,
+    );
+    procs.push(client);
+    const bound = await client.waitFor(/ bound /, 20_000);
+    leased = /ipv4=(\S+)/.exec(bound)![1]!;
+    const got = join(dir, "host.log");
+    listen(host, "0.0.0.0", HOST_PORT, got);
+    // The spoofer's kernel builds the packets: encap.red to the host's address from its own.
+    atk.ip(
+      "route",
+      "add",
+      `${leased}/32`,
+      "encap",
+      "seg6",
+      "mode",
+      "encap.red",
+      "segs",
+      "2001:db8:7::10",
+      "dev",
+      "a1",
+      "src",
+      "192.0.2.80",
+    );
+    // Spoofed and genuine datagrams in turn, until three genuine ones came through the TEP.
+    let n = 0;
+    await waitUntil(
+      () => {
+        n++;
+        send(atk, "192.0.2.80", leased, HOST_PORT, `spoofed-${n}`);
+        send(web, "192.0.2.80", leased, HOST_PORT, `genuine-${n}`);
+        return lines(got).filter((l) => l.includes("genuine")).length >= 3;
+      },
+      {
+        timeoutMs: 30_000,
+        intervalMs: 200,
+        what: "three datagrams from the web server via the TEP",
+      },
+    );
+    send(atk, "192.0.2.80", leased, HOST_PORT, "spoofed-last");
+    send(web, "192.0.2.80", leased, HOST_PORT, "genuine-last");
+    await waitUntil(() => lines(got).some((l) => l.includes("genuine-last")), {
+      timeoutMs: 10_000,
+      what: "the last genuine datagram",
+    });
+    expect(lines(got).filter((l) => l.includes("spoofed"))).toEqual([]);
+  }, 90_000);
+
+  test("a forwarding host is no relay: a spoofed leased source does not reach the IPv4 network", async () => {
+    expect(leased).not.toBe("");
+    host.exec(["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
+    const got = join(dir, "web.log");
+    listen(web, "192.0.2.80", WEB_PORT, got);
+    // Inner: from the leased address to the web server; outer: the spoofer to the host.
+    atk.addAddress("lo", `${leased}/32`);
+    atk.ip(
+      "route",
+      "add",
+      "192.0.2.80/32",
+      "encap",
+      "seg6",
+      "mode",
+      "encap.red",
+      "segs",
+      "2001:db8:7::10",
+      "dev",
+      "a1",
+      "src",
+      leased,
+    );
+    // The host's own datagrams go through (control); the relayed ones must not.
+    let n = 0;
+    await waitUntil(
+      () => {
+        n++;
+        send(atk, leased, "192.0.2.80", WEB_PORT, `relayed-${n}`);
+        send(host, leased, "192.0.2.80", WEB_PORT, `own-${n}`);
+        return lines(got).filter((l) => l.includes("own")).length >= 3;
+      },
+      { timeoutMs: 30_000, intervalMs: 200, what: "three datagrams of the host itself" },
+    );
+    send(atk, leased, "192.0.2.80", WEB_PORT, "relayed-last");
+    send(host, leased, "192.0.2.80", WEB_PORT, "own-last");
+    await waitUntil(() => lines(got).some((l) => l.includes("own-last")), {
+      timeoutMs: 10_000,
+      what: "the host's last datagram",
+    });
+    expect(lines(got).filter((l) => l.includes("relayed"))).toEqual([]);
+  }, 90_000);
+
+  for (const control of ["default", "own"] as const)
+    test(`a second client with the same --ifname (${control} control socket) leaves the first one's DTI and lease alone`, async () => {
+      expect(leased).not.toBe("");
+      const got = join(dir, "host.log");
+      const second = spawnDstm(
+        [
+          "client",
+          "--server",
+          "2001:db8:7::53",
+          "--dti",
+          "kernel",
+          "--ifname",
+          "rt.dti0",
+          "--route",
+          "192.0.2.0/24",
+          ...(control === "own" ? ["--control", join(dir, "second.sock")] : []),
+        ],
+        { DSTM_RUNTIME_DIR: dir },
+        host.name,
+      );
+      procs.push(second);
+      const code = await Promise.race([
+        second.exited,
+        second.waitFor(/dti-failed|control|in use|bound/, 20_000).then(() => -1),
+      ]);
+      second.proc.kill("SIGTERM");
+      await second.exited;
+      console.log(`second client: exit ${code}\n${second.lines.join("\n")}`);
+      // The first still has its DTI: datagrams from the web server reach it.
+      const before = lines(got).length;
+      let n = 0;
+      await waitUntil(
+        () => {
+          send(web, "192.0.2.80", leased, HOST_PORT, `after-second-${n++}`);
+          return lines(got).length > before;
+        },
+        {
+          timeoutMs: 15_000,
+          intervalMs: 250,
+          what: "a datagram to the first client after the second",
+        },
+      );
+    }, 60_000);
+
+  test("after a seg6 client is killed (SIGKILL), a --dti tun client gets the TEP's packets, not End.DX4", async () => {
+    const first = procs.find((p) => p.lines.some((l) => / bound /.test(l)));
+    expect(first).toBeDefined();
+    first!.proc.kill("SIGKILL");
+    await first!.exited;
+    // What the killed client left: its decapsulating rule (the TUN went with the process).
+    expect(host.ip("-6", "rule", "show")).toContain("lookup 4607");
+    const tun = spawnDstm(
+      [
+        "client",
+        "--server",
+        "2001:db8:7::53",
+        "--dti",
+        "tun",
+        "--ifname",
+        "rt.dti0",
+        "--route",
+        "192.0.2.0/24",
+        "--control",
+        join(dir, "tun.sock"),
+      ],
+      { DSTM_RUNTIME_DIR: dir },
+      host.name,
+    );
+    procs.push(tun);
+    const bound = await tun.waitFor(/ bound /, 20_000);
+    const ipv4 = /ipv4=(\S+)/.exec(bound)![1]!;
+    const got = join(dir, "host.log");
+    const before = lines(got).length;
+    let n = 0;
+    await waitUntil(
+      () => {
+        send(web, "192.0.2.80", ipv4, HOST_PORT, `via-tun-${n++}`);
+        return lines(got).length > before;
+      },
+      { timeoutMs: 15_000, intervalMs: 250, what: "a datagram through the TUN DTI" },
+    );
+    // Through the userspace DTI (its counters), not decapsulated by a leftover End.DX4 route.
+    const status = host.exec([
+      BUN,
+      join(ROOT, "mod.ts"),
+      "client",
+      "status",
+      "--json",
+      "--control",
+      join(dir, "tun.sock"),
+    ]);
+    const counters = (JSON.parse(status.stdout) as { counters: Record<string, number> }).counters;
+    expect(counters["client-decap-forward"] ?? 0).toBeGreaterThan(0);
+    expect(host.ip("-6", "rule", "show")).not.toContain("lookup 4607");
+    expect(tun.lines.some((l) => /WARN kernel-dti-stale .*removed a seg6 DTI's rule/.test(l))).toBe(
+      true,
+    );
+  }, 60_000);
+});
+
+describe("red team: odd --ifname values (no root)", () => {
+  test("a name the kernel would refuse is refused at start-up (exit 2), for every DTI", () => {
+    for (const dti of ["tun", "kernel", "seg6"])
+      for (const name of ["a/b", "dti 0", "dti:0", "abcdefghijklmnop", "..", ""]) {
+        const r = Bun.spawnSync(
+          [
+            BUN,
+            join(ROOT, "mod.ts"),
+            "client",
+            "--server",
+            "2001:db8::1",
+            "--dti",
+            dti,
+            "--ifname",
+            name,
+            "--check",
+          ],
+          { cwd: ROOT, stdout: "pipe", stderr: "pipe" },
+        );
+        expect([dti, name, r.exitCode, r.stderr.toString()]).toEqual([
+          dti,
+          name,
+          2,
+          `dstm: --ifname: "${name}" is not an interface name (1 to 15 bytes, no '/', ':' or spaces)\n`,
+        ]);
+      }
+    // A dot is a valid name character (and the sysctl keys take it, see above).
+    const ok = Bun.spawnSync(
+      [
+        BUN,
+        join(ROOT, "mod.ts"),
+        "client",
+        "--server",
+        "2001:db8::1",
+        "--ifname",
+        "rt.dti0",
+        "--check",
+      ],
+      { cwd: ROOT, stdout: "pipe", stderr: "pipe" },
+    );
+    expect(ok.exitCode).toBe(0);
+  }, 60_000);
+});
