@@ -6,7 +6,7 @@
  *
  * @module
  */
-import { AllocationEngine, isDeclinedHost, type PoolConfig } from "../alloc/engine.ts";
+import { AllocationEngine, type PoolConfig } from "../alloc/engine.ts";
 import { Reclaimer } from "../alloc/reclaimer.ts";
 import { controlHandler } from "../control/api.ts";
 import { causeOf, type Logger } from "../control/log.ts";
@@ -19,19 +19,19 @@ import { canonicalIPv6, formatIPv4 } from "../net/addr.ts";
 import { type HttpEndpoint, serveTcp, serveUnix } from "../sys/http.ts";
 import { ifNameToIndex } from "../sys/libc.ts";
 import type { UdpEndpoint } from "../sys/udp.ts";
-import { type AuthKey, ReplayGuard } from "../wire/auth.ts";
-import { ADMISSION_DEFAULTS, Admission, siteCap } from "./admission.ts";
+import type { AuthKey } from "../wire/auth.ts";
+import { ADMISSION_DEFAULTS, type Admission, siteCap } from "./admission.ts";
 import { Dhcp4o6Handler } from "./dhcp4o6.ts";
 import { type LinkSelector, linkSelectorOf } from "./dhcp4o6_link.ts";
-import { DstmHandler } from "./handler.ts";
 import { LeaseAdmin } from "./lease_admin.ts";
 import { type AnswerGate, listenDhcp4o6, listenDstm } from "./listeners.ts";
 import { PoolWatch } from "./pool_watch.ts";
 import { applyReload, type ReloadResult } from "./reload.ts";
 import type { ServerConfig } from "./server_config.ts";
 import { declareServerMetrics } from "./server_metrics.ts";
+import { admissionFor, dstmHandlerFor, tepSyncFor } from "./server_parts.ts";
 import { logStart, warnUnauthenticated } from "./start_report.ts";
-import { TepSync } from "./tep_sync.ts";
+import type { TepSync } from "./tep_sync.ts";
 
 export type { ServerConfig } from "./server_config.ts";
 
@@ -167,12 +167,21 @@ export class DstmServer {
     this.#keys = keys;
     this.#config = config;
     for (const pool of config.pools) this.#teps.add(canonicalIPv6(pool.tep6) ?? pool.tep6);
-    this.#tepSync = this.#openTepSync(config);
-    this.#admission = this.#openAdmission(config);
+    const parts = { engine: this.engine, log: this.#log, metrics: this.metrics };
+    this.#tepSync = tepSyncFor(
+      config,
+      parts,
+      (data, address, port, source) => this.#udp?.send(data, address, port, source) ?? false,
+    );
+    this.#admission = admissionFor(config, parts);
     this.#udp = await listenDstm(
       config.listen.address,
       config.listen.port,
-      this.#dstmHandler(config, keys),
+      dstmHandlerFor(config, keys, {
+        ...parts,
+        admission: this.#admission,
+        bindings: this.#tepSync,
+      }),
       this.#gate,
       this.metrics,
       this.#log,
@@ -188,60 +197,6 @@ export class DstmServer {
       store: this.#store instanceof PostgresLeaseStore ? this.#store.where : undefined,
       keys: keys?.size,
       metrics: this.#metricsWhere,
-    });
-  }
-
-  /** The TEPs' view, seeded with the active leases the engine loaded. */
-  #openTepSync(config: ServerConfig): TepSync {
-    return new TepSync(
-      {
-        keys: config.tepKeys,
-        teps: config.pools.map((pool) => pool.tep6),
-        tepPort: config.tepPort,
-        requireTep: config.requireTep,
-        log: this.#log,
-        metrics: this.metrics,
-        send: (data, address, port, source) =>
-          this.#udp?.send(data, address, port, source) ?? false,
-        source:
-          config.tepSource ??
-          (isWildcard(config.listen.address) ? undefined : config.listen.address),
-        pools: this.engine.pools(),
-      },
-      // A declined address's holder (RFC 6666 discard prefix) is no host: no binding.
-      // Read from the lease table as it is, unsorted and uncopied (a million rows at start).
-      _activeBindings(this.engine.rows()),
-    );
-  }
-
-  /** Per-prefix caps and rate limits shared by both protocols (./admission.ts). */
-  #openAdmission(config: ServerConfig): Admission {
-    return new Admission({
-      metrics: this.metrics,
-      log: this.#log,
-      hostPrefixLength: config.admission?.hostPrefixLength,
-      ratePerSecond: config.admission?.ratePerSecond ?? ADMISSION_DEFAULTS.ratePerSecond,
-      burst: config.admission?.burst,
-      dhcp4o6Allow: config.dhcp4o6?.allow,
-      dhcp4o6Relays: config.dhcp4o6?.relays,
-      now: config.clock?.monotonic,
-    });
-  }
-
-  /** The native protocol's handler; `keys` absent: authentication off. */
-  #dstmHandler(config: ServerConfig, keys: Map<number, AuthKey> | undefined): DstmHandler {
-    return new DstmHandler({
-      admission: this.#admission,
-      bindings: this.#tepSync,
-      engine: this.engine,
-      keys,
-      // Nothing stamped before this start: what the previous run accepted cannot be replayed.
-      replayGuard: keys
-        ? new ReplayGuard({ notBefore: (config.clock?.now ?? Date.now)() })
-        : undefined,
-      sourceCheck: config.sourceCheck,
-      log: this.#log,
-      metrics: this.metrics,
     });
   }
 
@@ -452,17 +407,5 @@ export class DstmServer {
     // A start that failed (a port in use…) says why, and was never a running server.
     if (this.#started) this.#log.info("stop", {});
     this.#log.flush();
-  }
-}
-
-/** True for the IPv6 wildcard address (`::`): the kernel would pick each source. */
-function isWildcard(address: string): boolean {
-  return /^[0:]+$/.test(address);
-}
-
-/** The active leases among `rows` that are bindings: a declined address's holder is no host. */
-function* _activeBindings(rows: Iterable<Lease>): Generator<Lease> {
-  for (const lease of rows) {
-    if (lease.state === "active" && !isDeclinedHost(lease.host6)) yield lease;
   }
 }
