@@ -147,18 +147,7 @@ export class TepNode {
     const c = this.#config;
     const tep6 = parseIPv6(c.ipv6);
     if (!tep6) throw new Error(`--ipv6: "${c.ipv6}" is not an IPv6 address`);
-    const tun = openTun(this.#ifname, { vnetHeader: c.offload !== false });
-    this.#tunFd = tun.fd;
-    // The offloads the kernel takes (the Workers set the same on the same fd): logged below.
-    if (c.offload !== false) this.#udpOffload = VnetTunDevice.attach(tun.fd).gsoUdp;
-    linkSetMtu(tun.name, 65000);
-    linkSetTxQueueLen(tun.name, 5000);
-    writeSysctl(`net/ipv6/conf/${tun.name}/disable_ipv6`, "1"); // slashes: a name may hold a dot
-    linkSetUp(tun.name);
-    for (const route of c.routes) routeAdd({ dst: route, dev: tun.name });
-    writeSysctl("net.ipv4.ip_forward", "1");
-    // Decapsulated packets come out of the TUN with the hosts' leased sources: no reverse-path drop.
-    writeSysctl(`net/ipv4/conf/${tun.name}/rp_filter`, "0");
+    const tun = this.#openTun();
     this.#raw = Raw6Socket.open({ receiveBuffer: 4 << 20, sendBuffer: 4 << 20 });
     this.#raw.bindAddress(tep6);
     this.#raw.enableTunnelOptions();
@@ -180,32 +169,8 @@ export class TepNode {
         dscp: c.dscp,
       },
     });
-    this.#control = await TepControl.start({
-      listen: { address: c.ipv6, port: c.controlPort ?? 4608 },
-      server: c.server,
-      moreServers: c.moreServers,
-      tep6: c.ipv6,
-      tep4: c.ipv4,
-      key: c.key,
-      table: {
-        set: (ipv4, portSet, host6) => this.table.set(ipv4, portSet, host6),
-        delete: (ipv4, psid) => void this.table.delete(ipv4, psid),
-        replaceAll: (entries) => void this.table.replaceAll(entries),
-      },
-      staticBindings: c.staticBindings,
-      syncIntervalMs: c.syncIntervalMs,
-      log: c.log,
-      metrics: this.metrics,
-    });
-    if (c.statsSocket) {
-      this.#stats = await serveUnix(c.statsSocket, (request) => {
-        const path = new URL(request.url).pathname;
-        if (path === "/v1/ping") return Response.json({ ok: true });
-        if (path === "/v1/stats") return Response.json(this.stats());
-        if (path === "/metrics") return metricsHandler(this.metrics)(request);
-        return Response.json({ error: `no such endpoint ${path}` }, { status: 404 });
-      });
-    }
+    this.#control = await this.#startControl();
+    await this.#serveStats();
     if (c.metrics)
       this.#metricsEndpoint = serveTcp(
         c.metrics.address,
@@ -224,6 +189,60 @@ export class TepNode {
       offload: c.offload === false ? "off" : this.#udpOffload ? "tcp,udp" : "tcp",
       metrics: this.#metricsEndpoint?.where,
     });
+  }
+
+  /** The TUN (`tep0`): offloads, MTU, queue, IPv6 off, up, the IPv4 routes; forwarding on. */
+  #openTun(): { fd: number; name: string } {
+    const c = this.#config;
+    const tun = openTun(this.#ifname, { vnetHeader: c.offload !== false });
+    this.#tunFd = tun.fd;
+    // The offloads the kernel takes (the Workers set the same on the same fd): logged at start.
+    if (c.offload !== false) this.#udpOffload = VnetTunDevice.attach(tun.fd).gsoUdp;
+    linkSetMtu(tun.name, 65000);
+    linkSetTxQueueLen(tun.name, 5000);
+    writeSysctl(`net/ipv6/conf/${tun.name}/disable_ipv6`, "1"); // slashes: a name may hold a dot
+    linkSetUp(tun.name);
+    for (const route of c.routes) routeAdd({ dst: route, dev: tun.name });
+    writeSysctl("net.ipv4.ip_forward", "1");
+    // Decapsulated packets come out of the TUN with the hosts' leased sources: no reverse-path drop.
+    writeSysctl(`net/ipv4/conf/${tun.name}/rp_filter`, "0");
+    return tun;
+  }
+
+  /** The binding control endpoint (./control.ts) writing into this TEP's table. */
+  #startControl(): Promise<TepControl> {
+    const c = this.#config;
+    return TepControl.start({
+      listen: { address: c.ipv6, port: c.controlPort ?? 4608 },
+      server: c.server,
+      moreServers: c.moreServers,
+      tep6: c.ipv6,
+      tep4: c.ipv4,
+      key: c.key,
+      table: {
+        set: (ipv4, portSet, host6) => this.table.set(ipv4, portSet, host6),
+        delete: (ipv4, psid) => void this.table.delete(ipv4, psid),
+        replaceAll: (entries) => void this.table.replaceAll(entries),
+      },
+      staticBindings: c.staticBindings,
+      syncIntervalMs: c.syncIntervalMs,
+      log: c.log,
+      metrics: this.metrics,
+    });
+  }
+
+  /** The stats socket (`/v1/stats`, `/metrics`), when asked for. */
+  async #serveStats(): Promise<void> {
+    const c = this.#config;
+    if (c.statsSocket) {
+      this.#stats = await serveUnix(c.statsSocket, (request) => {
+        const path = new URL(request.url).pathname;
+        if (path === "/v1/ping") return Response.json({ ok: true });
+        if (path === "/v1/stats") return Response.json(this.stats());
+        if (path === "/metrics") return metricsHandler(this.metrics)(request);
+        return Response.json({ error: `no such endpoint ${path}` }, { status: 404 });
+      });
+    }
   }
 
   /**
