@@ -22,7 +22,14 @@ import { parseArgs } from "node:util";
 import { leasedAddress } from "../lib/lab/demo.ts";
 import { Lab } from "../lib/lab/lab.ts";
 import { LAB } from "../lib/lab/topology.ts";
-import { benchLabSession, codeVersion, cpuBusy, median } from "./bench_common.ts";
+import {
+  type BenchLog,
+  benchLabSession,
+  benchMain,
+  benchPreflight,
+  median,
+  reportHead,
+} from "./bench_common.ts";
 import { addKernelPath, runOne } from "./dataplane.ts";
 import { type Options, type RunResult, TESTS } from "./dataplane_tests.ts";
 
@@ -48,66 +55,88 @@ async function runPath(
   return { ...r, path };
 }
 
-async function kernelDtiLab(o: Options & { tcpOnly: boolean; groB: boolean }): Promise<void> {
-  if (process.getuid?.() !== 0) throw new Error("run as root: the lab creates namespaces");
-  const log = (line: string) => {
-    if (!o.json) console.log(line);
-  };
-  const busyBefore = await cpuBusy(1000);
+type KernelDtiOptions = Options & { tcpOnly: boolean; groB: boolean };
+
+async function kernelDtiLab(o: KernelDtiOptions): Promise<void> {
+  const { log, busyBefore } = await benchPreflight(o.json);
   const { name, baseDir, takeDown, release } = benchLabSession("bk", "dstm-kdti-");
-  const runs: Run[] = [];
   const started = Date.now();
-  let backend = "?";
+  let backend: string;
+  let runs: Run[];
   try {
     const lab = await Lab.up(name, baseDir);
-    await leasedAddress(lab, "a");
-    const [dti] = lab.ns.a.ipJson<{ mtu: number }[]>("link", "show", "dev", "dti0");
-    const mtu = dti?.mtu ?? LAB.ipv6Mtu - 40;
-    addKernelPath(lab, mtu);
-    await lab.restart("client-b", ["--dti", "kernel"]);
-    // A veth does GRO only when asked (NAPI); a NIC does it by default.
-    if (o.groB) lab.run("b", ["ethtool", "-K", "eth0", "gro", "on"]);
-    const b4 = await leasedAddress(lab, "b");
-    backend =
-      lab.ns.b.ipJson<{ linkinfo?: { info_kind?: string } }[]>(
-        "-d",
-        "link",
-        "show",
-        "dev",
-        "dti0",
-      )[0]?.linkinfo?.info_kind === "ip6tnl"
-        ? "ip6tnl"
-        : "seg6";
-    for (const [node, extra] of [
-      ["a", []],
-      ["b", []],
-      ["a", ["-I", "203.0.113.2"]],
-    ] as const) {
-      const r = lab.run(node, ["ping", "-c", "1", "-W", "2", ...extra, LAB.web4]);
-      if (r.code !== 0) throw new Error(`node ${node}: ping ${LAB.web4} failed: ${r.stdout}`);
-    }
-    log(
-      `lab ${name}: A tun DTI (MTU ${mtu}); B kernel DTI (${backend}, ${b4}); kernel routing from A`,
-    );
-    const tests = TESTS.filter((t) => !o.tcpOnly || t.kind === "tcp");
-    for (let round = 0; round < o.rounds; round++) {
-      for (const test of tests) {
-        for (let i = 0; i < PATHS.length; i++) {
-          const path = PATHS[(i + round) % PATHS.length]!;
-          const r = await runPath(lab, test, path, round, o);
-          runs.push(r);
-          log(
-            `round ${round} ${test.id.padEnd(11)} ${path.padEnd(10)} ${r.gbps.toFixed(3)} Gbit/s` +
-              `${r.retransmits !== undefined ? ` retr ${r.retransmits}` : ""} machine ${r.machineBusy.toFixed(0)}% busy, outside ${r.outsideLoad.percent.toFixed(0)}%`,
-          );
-        }
-      }
-    }
+    backend = await preparePaths(lab, name, o, log);
+    runs = await runRounds(lab, o, log);
   } finally {
     await takeDown();
     release();
   }
-  const table = [...new Set(runs.map((r) => r.test))].map((test) => {
+  const report = makeReport(o, runs, backend, busyBefore, started);
+  if (o.json) console.log(JSON.stringify(report, null, 2));
+  else printReport(o, report);
+}
+
+/**
+ * The three paths: the kernel route beside A's DTI, B's client restarted with the kernel DTI
+ * (GRO on on its veth with `--gro-b`), and a ping over each. Returns the kernel DTI's backend
+ * ("ip6tnl" or "seg6").
+ */
+async function preparePaths(
+  lab: Lab,
+  name: string,
+  o: KernelDtiOptions,
+  log: BenchLog,
+): Promise<string> {
+  await leasedAddress(lab, "a");
+  const [dti] = lab.ns.a.ipJson<{ mtu: number }[]>("link", "show", "dev", "dti0");
+  const mtu = dti?.mtu ?? LAB.ipv6Mtu - 40;
+  addKernelPath(lab, mtu);
+  await lab.restart("client-b", ["--dti", "kernel"]);
+  // A veth does GRO only when asked (NAPI); a NIC does it by default.
+  if (o.groB) lab.run("b", ["ethtool", "-K", "eth0", "gro", "on"]);
+  const b4 = await leasedAddress(lab, "b");
+  const backend =
+    lab.ns.b.ipJson<{ linkinfo?: { info_kind?: string } }[]>("-d", "link", "show", "dev", "dti0")[0]
+      ?.linkinfo?.info_kind === "ip6tnl"
+      ? "ip6tnl"
+      : "seg6";
+  for (const [node, extra] of [
+    ["a", []],
+    ["b", []],
+    ["a", ["-I", "203.0.113.2"]],
+  ] as const) {
+    const r = lab.run(node, ["ping", "-c", "1", "-W", "2", ...extra, LAB.web4]);
+    if (r.code !== 0) throw new Error(`node ${node}: ping ${LAB.web4} failed: ${r.stdout}`);
+  }
+  log(
+    `lab ${name}: A tun DTI (MTU ${mtu}); B kernel DTI (${backend}, ${b4}); kernel routing from A`,
+  );
+  return backend;
+}
+
+/** Every test (TCP only with `--tcp-only`) over the three paths, `o.rounds` times, rotating. */
+async function runRounds(lab: Lab, o: KernelDtiOptions, log: BenchLog): Promise<Run[]> {
+  const runs: Run[] = [];
+  const tests = TESTS.filter((t) => !o.tcpOnly || t.kind === "tcp");
+  for (let round = 0; round < o.rounds; round++) {
+    for (const test of tests) {
+      for (let i = 0; i < PATHS.length; i++) {
+        const path = PATHS[(i + round) % PATHS.length]!;
+        const r = await runPath(lab, test, path, round, o);
+        runs.push(r);
+        log(
+          `round ${round} ${test.id.padEnd(11)} ${path.padEnd(10)} ${r.gbps.toFixed(3)} Gbit/s` +
+            `${r.retransmits !== undefined ? ` retr ${r.retransmits}` : ""} machine ${r.machineBusy.toFixed(0)}% busy, outside ${r.outsideLoad.percent.toFixed(0)}%`,
+        );
+      }
+    }
+  }
+  return runs;
+}
+
+/** Per test: the medians (Gbit/s) of each path and their ratios. */
+function medianTable(runs: Run[]) {
+  return [...new Set(runs.map((r) => r.test))].map((test) => {
     const of = (path: Path) =>
       median(runs.filter((r) => r.test === test && r.path === path).map((r) => r.gbps));
     const [tun, kdti, kernel] = [of("tun"), of("kernel-dti"), of("kernel")];
@@ -128,35 +157,47 @@ async function kernelDtiLab(o: Options & { tcpOnly: boolean; groB: boolean }): P
       kdtiPerTun: kdti / tun,
     };
   });
-  const report = {
-    date: new Date().toISOString(),
-    command: `bun bench/dataplane_kernel_dti.ts --duration ${o.duration} --omit ${o.omit} --rounds ${o.rounds}${o.tcpOnly ? " --tcp-only" : ""}${o.groB ? " --gro-b" : ""}`,
-    code: codeVersion(),
+}
+
+type Report = ReturnType<typeof makeReport>;
+
+/** The JSON report: the common head, the kernel DTI's backend, the medians, every run. */
+function makeReport(
+  o: KernelDtiOptions,
+  runs: Run[],
+  backend: string,
+  busyBefore: number,
+  started: number,
+) {
+  return {
+    ...reportHead(
+      `bun bench/dataplane_kernel_dti.ts --duration ${o.duration} --omit ${o.omit} --rounds ${o.rounds}${o.tcpOnly ? " --tcp-only" : ""}${o.groB ? " --gro-b" : ""}`,
+      busyBefore,
+      started,
+    ),
     backend,
-    machine: { cpus: navigator.hardwareConcurrency, busyBefore },
-    seconds: (Date.now() - started) / 1000,
     runsWithOtherLoad: runs.filter((r) => r.outsideLoad.percent >= 10).length,
     medianOutsideLoadPercent: median(runs.map((r) => r.outsideLoad.percent)),
-    table,
+    table: medianTable(runs),
     runs,
   };
-  if (o.json) {
-    console.log(JSON.stringify(report, null, 2));
-    return;
-  }
+}
+
+/** The medians as a Markdown table, and how loaded the machine was. */
+function printReport(o: KernelDtiOptions, report: Report): void {
   console.log(
-    `\nmedians of ${o.rounds} rounds, Gbit/s (kernel DTI: ${backend}; code ${report.code}):\n`,
+    `\nmedians of ${o.rounds} rounds, Gbit/s (kernel DTI: ${report.backend}; code ${report.code}):\n`,
   );
   console.log(
     "| test | tun DTI | kernel DTI | kernel routing | kernel DTI / kernel | same, per round (median) | tun / kernel | kernel DTI / tun |",
   );
   console.log("|---|---:|---:|---:|---:|---:|---:|---:|");
-  for (const t of table)
+  for (const t of report.table)
     console.log(
       `| ${t.test} | ${t.tun.toFixed(3)} | ${t.kernelDti.toFixed(3)} | ${t.kernel.toFixed(3)} | ${t.kdtiPerKernel.toFixed(3)} | ${t.kdtiPerKernelPaired.toFixed(3)} | ${t.tunPerKernel.toFixed(3)} | ${t.kdtiPerTun.toFixed(2)} |`,
     );
   console.log(
-    `\nmachine ${(busyBefore * 100).toFixed(0)}% busy before; ${report.runsWithOtherLoad} of ${runs.length} runs with ≥ 10% of a CPU used outside the lab (median ${report.medianOutsideLoadPercent.toFixed(0)}%)`,
+    `\nmachine ${(report.machine.busyBefore * 100).toFixed(0)}% busy before; ${report.runsWithOtherLoad} of ${report.runs.length} runs with ≥ 10% of a CPU used outside the lab (median ${report.medianOutsideLoadPercent.toFixed(0)}%)`,
   );
 }
 
@@ -171,7 +212,7 @@ if (import.meta.main) {
       json: { type: "boolean", default: false },
     },
   });
-  const o = {
+  const o: KernelDtiOptions = {
     duration: Number(values.duration),
     omit: Number(values.omit),
     rounds: Number(values.rounds),
@@ -179,18 +220,13 @@ if (import.meta.main) {
     tcpOnly: values["tcp-only"],
     groB: values["gro-b"],
   };
-  if (
-    !(o.duration >= 1 && o.duration <= 30) ||
-    !(o.omit >= 0 && o.omit <= 5) ||
-    !(o.rounds >= 1 && o.rounds <= 7)
-  ) {
-    console.error("--duration 1..30, --omit 0..5, --rounds 1..7");
-    process.exit(2);
-  }
-  try {
-    await kernelDtiLab(o);
-  } catch (error) {
-    console.error(`dataplane_kernel_dti: ${(error as Error).message}`);
-    process.exit(1);
-  }
+  const valid =
+    o.duration >= 1 &&
+    o.duration <= 30 &&
+    o.omit >= 0 &&
+    o.omit <= 5 &&
+    o.rounds >= 1 &&
+    o.rounds <= 7;
+  const usage = "--duration 1..30, --omit 0..5, --rounds 1..7";
+  await benchMain("dataplane_kernel_dti", valid, usage, () => kernelDtiLab(o));
 }
