@@ -27,7 +27,7 @@
  *    command held the server (`idle`: the same for 5 s without a command). Commands: `dstm lease ls --limit 1000` (first page), `dstm lease
  *    ls` (every page, 1,000 a page), `dstm lease export` (NDJSON), `dstm lease ls --db` (the
  *    file, without the server; its own RSS sampled).
- * 2. `dstm tep` in its namespace (TUN, `--max-bindings 1100000`, `--insecure-control`). A
+ * 2. (bench/million_ops_tep.ts) `dstm tep` in its namespace (TUN, `--max-bindings 1100000`, `--insecure-control`). A
  *    flow (bench/flow_probe.ts) of one IPv4-in-IPv6 UDP packet a millisecond from lease 5's
  *    host (2001:db8::5, 198.16.0.6) to 192.0.2.2 runs from before the TEP starts; a receiver
  *    in the IPv4 namespace records when each packet arrives. First snapshot: from the TEP's
@@ -47,21 +47,21 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { DstmTransport } from "../lib/client/protocol.ts";
-import { leaseKey } from "../lib/lease/lease.ts";
-import { SqliteLeaseStore } from "../lib/lease/sqlite.ts";
-import { formatIPv4 } from "../lib/net/addr.ts";
 import { createNetns, deleteNetns, type Netns, netnsPids, vethPair } from "../lib/sys/netns.ts";
 import { codeVersion } from "./dataplane.ts";
+import { probeDiscovers, runCommand, sampleRss } from "./million_ops_measure.ts";
 import {
-  logLines,
-  longestGap,
-  probeDiscovers,
-  runCommand,
-  sampleRss,
-  snapshotBytes,
-} from "./million_ops_measure.ts";
-import { BASE, fill, host, POOL, rss } from "./million_server.ts";
-import { type BenchServer, DSTM_FROM_SOURCE, spawnBenchServer } from "./server_process.ts";
+  type Bench,
+  FLOW_LEASE,
+  MiB,
+  measureTep,
+  type Places,
+  SERVER6,
+  say,
+  TEP6,
+} from "./million_ops_tep.ts";
+import { fill, host, POOL, rss } from "./million_server.ts";
+import { DSTM_FROM_SOURCE, spawnBenchServer } from "./server_process.ts";
 
 const { values } = parseArgs({
   options: {
@@ -74,18 +74,6 @@ const { values } = parseArgs({
 });
 const PARTS = new Set(values.parts.split(","));
 const N = Number(values.leases);
-const SERVER6 = "2001:db8:ff::53";
-const TEP6 = "2001:db8:ff::1";
-const FLOW_LEASE = 5; // its host sends the flow
-const GONE_LEASE = 7; // deleted while the server is down: forces the resync
-const FLOW_PORT = 9999;
-const MiB = 2 ** 20;
-
-interface Places {
-  dir: string;
-  tepNs: string;
-  v4Ns: string;
-}
 
 if (values.inside) await inside(JSON.parse(values.inside) as Places);
 else await outside();
@@ -151,7 +139,28 @@ async function outside(): Promise<void> {
   }
 }
 
+/** The load average over 1, 5 and 15 minutes. */
+function load(): string {
+  return readFileSync("/proc/loadavg", "utf8").split(" ").slice(0, 3).join(" ");
+}
+
+/** In the server's namespace: the leases, the server, then 1. and 2. (see the top). */
 async function inside(places: Places): Promise<void> {
+  const bench = await startServer(places);
+  try {
+    await Bun.sleep(2000);
+    await measureOps(bench);
+    if (PARTS.has("tep")) await measureTep(bench);
+    finish(bench);
+  } finally {
+    for (const c of bench.children) c.kill("SIGKILL");
+    await Promise.all(bench.children.map((c) => c.exited));
+    await bench.server?.stop();
+  }
+}
+
+/** Writes the N leases into a new database and starts the server on it. */
+async function startServer(places: Places): Promise<Bench> {
   const { dir } = places;
   const db = join(dir, "leases.db");
   const control = join(dir, "server.sock");
@@ -163,16 +172,12 @@ async function inside(places: Places): Promise<void> {
   const onServerLine = (line: string) => {
     if (/ tep-snapshot /.test(line)) serverSnapshots.push(line);
   };
-  const load = () => readFileSync("/proc/loadavg", "utf8").split(" ").slice(0, 3).join(" ");
   const code = values.tree
     ? Bun.spawnSync(["git", "-C", values.tree, "rev-parse", "--short", "HEAD"])
         .stdout.toString()
         .trim()
     : codeVersion();
   const report: Record<string, unknown> = { code, leases: N, loadBefore: load() };
-  const say = (line: string) => {
-    console.log(line);
-  };
   let fillMs = performance.now();
   await fill(db, N, TEP6);
   fillMs = performance.now() - fillMs;
@@ -181,37 +186,41 @@ async function inside(places: Places): Promise<void> {
     ...["--pool", POOL, "--tep", TEP6, "--db", db, "--lease-time", "1d"],
     ...["--listen", "[::]:4607", "--control", control, "--tep-source", SERVER6],
   ];
-  let server: BenchServer | undefined = await spawnBenchServer(serverArgs, dstm, onServerLine);
-  const children: { kill(signal?: number | NodeJS.Signals): void; exited: Promise<number> }[] = [];
-  let transport: DstmTransport | undefined;
+  const server = await spawnBenchServer(serverArgs, dstm, onServerLine);
+  const children: Bench["children"] = [];
+  return {
+    places,
+    db,
+    control,
+    dstm,
+    code,
+    serverArgs,
+    serverSnapshots,
+    onServerLine,
+    server,
+    children,
+    report,
+  };
+}
+
+/** 1. The commands (`--parts ops`), each with the server's RSS and DISCOVERs alongside. */
+async function measureOps(bench: Bench): Promise<void> {
+  const { dstm, control, db, report } = bench;
+  const serverPid = () => bench.server?.proc.pid ?? 0;
+  const idle = rss(serverPid());
+  say(`server started, RSS ${(idle / MiB).toFixed(0)} MiB`);
+  const transport = await DstmTransport.open({
+    server: "::1",
+    port: bench.server!.port,
+    retry: { initialMs: 2000, tries: 3 },
+  });
   try {
-    await Bun.sleep(2000);
-    const serverPid = () => server?.proc.pid ?? 0;
-    const idle = rss(serverPid());
-    say(`server started, RSS ${(idle / MiB).toFixed(0)} MiB`);
-    transport = await DstmTransport.open({
-      server: "::1",
-      port: server.port,
-      retry: { initialMs: 2000, tries: 3 },
-    });
     let fresh = N + 1;
     const nextHost = () => fresh++;
     const ops: Record<string, unknown> = {};
     const measured = async (name: string, argv: string[], withServer = true) => {
-      const serverRss = sampleRss(serverPid);
-      const discovers = withServer ? probeDiscovers(transport!, nextHost) : undefined;
-      const result = await runCommand(argv, join(dir, `${name}.out`));
-      const answers = await discovers?.stop();
-      const rssNow = serverRss.stop();
-      const row = { ...result, serverRss: rssNow, discover: answers };
-      ops[name] = row;
-      say(
-        `${name.padEnd(12)} ${(result.ms / 1000).toFixed(2)} s, ${result.lines.toLocaleString("en-US")} lines, ${(result.bytes / MiB).toFixed(1)} MiB; its RSS peak ${(result.ownRssPeak / MiB).toFixed(0)} MiB` +
-          (withServer
-            ? `; server RSS ${(rssNow.first / MiB).toFixed(0)} → peak ${(rssNow.peak / MiB).toFixed(0)} → ${(rssNow.last / MiB).toFixed(0)} MiB; DISCOVER during it: ${answers?.count} answered, p50 ${answers?.p50.toFixed(1)} ms, max ${answers?.max.toFixed(1)} ms`
-            : ""),
-      );
-      return row;
+      const discovers = withServer ? { transport, nextHost } : undefined;
+      ops[name] = await measureCommand(bench, name, argv, serverPid, discovers);
     };
     if (PARTS.has("ops")) {
       // The same DISCOVERs with nothing else going on: what the commands are compared with.
@@ -224,149 +233,40 @@ async function inside(places: Places): Promise<void> {
     report.ops = ops;
     report.serverRssIdle = idle;
     report.serverRssAfter = rss(serverPid());
-    transport.close();
-    transport = undefined;
-
-    if (!PARTS.has("tep")) {
-      report.loadAfter = load();
-      say(`load average before ${report.loadBefore}, after ${report.loadAfter}; code ${code}`);
-      if (values.json) console.log(JSON.stringify(report));
-      return;
-    }
-    // 2. The TEP, its first snapshot, then a forced resync under a steady flow.
-    const flowFile = join(dir, "flow-sent.f64");
-    const recvFile = join(dir, "flow-received.f64");
-    const probe = join(import.meta.dir, "flow_probe.ts");
-    const receiver = Bun.spawn(
-      ["ip", "netns", "exec", places.v4Ns, process.execPath, probe, "recv"].concat([
-        "--port",
-        String(FLOW_PORT),
-        "--out",
-        recvFile,
-        "--seconds",
-        "600",
-      ]),
-      { stdout: "pipe", stderr: "inherit" },
-    );
-    children.push(receiver);
-    await Bun.sleep(500);
-    const sender = Bun.spawn(
-      [process.execPath, probe, "send", "--tep6", TEP6, "--src6", host(FLOW_LEASE)]
-        .concat(["--src4", formatIPv4(BASE + 1 + FLOW_LEASE), "--dst4", "192.0.2.2"])
-        .concat(["--port", String(FLOW_PORT), "--out", flowFile, "--seconds", "600"]),
-      { stdout: "pipe", stderr: "inherit" },
-    );
-    children.push(sender);
-    // Datagrams the TEP namespace's kernel dropped for a full socket receive buffer.
-    const rcvbufErrors = () =>
-      Number(
-        /Udp6RcvbufErrors\s+(\d+)/.exec(
-          Bun.spawnSync([
-            "ip",
-            "netns",
-            "exec",
-            places.tepNs,
-            "cat",
-            "/proc/net/snmp6",
-          ]).stdout.toString(),
-        )?.[1] ?? Number.NaN,
-      );
-    const drops0 = rcvbufErrors();
-    const tepStarted = performance.now();
-    const tep = Bun.spawn(
-      ["ip", "netns", "exec", places.tepNs, ...dstm, "tep"]
-        .concat(["--ipv6", TEP6, "--ipv4", "192.0.2.1", "--server", SERVER6])
-        .concat(["--route", POOL, "--insecure-control", "--max-bindings", "1100000"])
-        .concat(["--control", join(dir, "tep.sock"), "--log-format", "json"]),
-      { stdout: "pipe", stderr: "inherit" },
-    );
-    children.push(tep);
-    const tepLog = logLines(tep.stdout as ReadableStream<Uint8Array>);
-    const tepRss = sampleRss(() => tep.pid);
-    const started = await tepLog.wait("tep-start", 0, 60_000);
-    const first = await tepLog.wait("snapshot", 0, 300_000);
-    const firstRss = tepRss.stop();
-    const drops1 = rcvbufErrors();
-    const snapshotsSent = serverSnapshots.length;
-    const firstSnapshot = {
-      fromSpawnMs: first.at - tepStarted,
-      fromTepStartMs: first.at - started.at,
-      bindings: first.event.bindings,
-      parts: first.event.parts,
-      ...snapshotBytes(Number(first.event.bindings)),
-      tepRssAtStart: firstRss.first,
-      tepRssPeak: firstRss.peak,
-      tepRssAfter: rss(tep.pid),
-      serverSnapshotsSent: snapshotsSent,
-      rcvbufDrops: drops1 - drops0,
-    };
-    say(
-      `TEP first snapshot: ${firstSnapshot.bindings} bindings in ${firstSnapshot.parts} parts (${(firstSnapshot.bytes / MiB).toFixed(1)} MiB of SNAPSHOT messages), ${(firstSnapshot.fromSpawnMs / 1000).toFixed(2)} s from spawn, ${(firstSnapshot.fromTepStartMs / 1000).toFixed(2)} s from tep-start; TEP RSS ${(firstRss.first / MiB).toFixed(0)} → peak ${(firstRss.peak / MiB).toFixed(0)} → ${(firstSnapshot.tepRssAfter / MiB).toFixed(0)} MiB; snapshots the server sent ${snapshotsSent}, datagrams dropped for a full receive buffer ${firstSnapshot.rcvbufDrops}`,
-    );
-    // A steady stretch to compare with.
-    await Bun.sleep(10_000);
-    const steadyTo = performance.timeOrigin + performance.now();
-    const steadyFrom = steadyTo - 10_000;
-    const tepRss2 = sampleRss(() => tep.pid);
-    await server.stop();
-    server = undefined;
-    const stoppedAt = performance.timeOrigin + performance.now();
-    const store = SqliteLeaseStore.open(db);
-    await store.write([{ op: "delete", key: leaseKey(BASE + 1 + GONE_LEASE, 0) }]);
-    await store.close();
-    const from = tepLog.lines.length;
-    server = await spawnBenchServer(serverArgs, dstm, onServerLine);
-    const restartedAt = performance.timeOrigin + performance.now();
-    const second = await tepLog.wait("snapshot", from, 300_000);
-    const appliedAt = performance.timeOrigin + (second.at as number);
-    const secondRss = tepRss2.stop();
-    const drops2 = rcvbufErrors();
-    await Bun.sleep(2000);
-    for (const p of [sender, receiver]) p.kill("SIGTERM");
-    const flow = JSON.parse((await new Response(sender.stdout).text()).trim() || "{}");
-    await receiver.exited;
-    const sent = new Float64Array(readFileSync(flowFile).buffer.slice(0));
-    const received = new Float64Array(readFileSync(recvFile).buffer.slice(0));
-    const firstDelivered = received[0] ?? Number.NaN;
-    const resync = {
-      bindings: second.event.bindings,
-      parts: second.event.parts,
-      ...snapshotBytes(Number(second.event.bindings)),
-      serverDownMs: restartedAt - stoppedAt,
-      restartToAppliedMs: appliedAt - restartedAt,
-      tepRssPeak: secondRss.peak,
-      serverSnapshotsSent: serverSnapshots.length - snapshotsSent,
-      rcvbufDrops: drops2 - drops1,
-      received: longestGap(received, restartedAt, appliedAt),
-      sent: longestGap(sent, restartedAt, appliedAt),
-      receivedWhileDown: longestGap(received, stoppedAt, restartedAt),
-      steadyReceived: longestGap(received, steadyFrom, steadyTo),
-      steadySent: longestGap(sent, steadyFrom, steadyTo),
-    };
-    report.tep = {
-      firstSnapshot,
-      firstDeliveredFromTepStartMs: firstDelivered - (performance.timeOrigin + started.at),
-      resync,
-      flow: { ...flow, received: received.length },
-    };
-    say(
-      `first packet of the flow delivered ${((report.tep as { firstDeliveredFromTepStartMs: number }).firstDeliveredFromTepStartMs / 1000).toFixed(2)} s after tep-start (the snapshot's log line: ${(firstSnapshot.fromTepStartMs / 1000).toFixed(2)} s)`,
-    );
-    say(
-      `resync: ${resync.bindings} bindings, ${resync.parts} parts, applied ${(resync.restartToAppliedMs / 1000).toFixed(2)} s after the server's restart (down ${(resync.serverDownMs / 1000).toFixed(1)} s); TEP RSS peak ${(secondRss.peak / MiB).toFixed(0)} MiB; snapshots sent ${resync.serverSnapshotsSent}, receive-buffer drops ${resync.rcvbufDrops}`,
-    );
-    say(
-      `flow: longest gap delivered ${resync.received.gap.toFixed(1)} ms (${resync.received.count} packets) / sent ${resync.sent.gap.toFixed(1)} ms during the resync; ${resync.steadyReceived.gap.toFixed(1)} / ${resync.steadySent.gap.toFixed(1)} ms in the 10 s before; ${resync.receivedWhileDown.gap.toFixed(1)} ms delivered while the server was down; ${received.length} of ${sent.length} delivered in all`,
-    );
-    for (const line of serverSnapshots) say(`server: ${line}`);
-    report.serverSnapshots = serverSnapshots;
-    report.loadAfter = load();
-    say(`load average before ${report.loadBefore}, after ${report.loadAfter}; code ${code}`);
-    if (values.json) console.log(JSON.stringify(report));
   } finally {
-    transport?.close();
-    for (const c of children) c.kill("SIGKILL");
-    await Promise.all(children.map((c) => c.exited));
-    await server?.stop();
+    transport.close();
   }
+}
+
+/**
+ * Runs `argv` (output into `name`.out) while sampling the server's RSS and, given `discovers`,
+ * sending it DISCOVERs; prints the line of it and returns the row.
+ */
+async function measureCommand(
+  bench: Bench,
+  name: string,
+  argv: string[],
+  serverPid: () => number,
+  discovers?: { transport: DstmTransport; nextHost: () => number },
+) {
+  const serverRss = sampleRss(serverPid);
+  const probe = discovers ? probeDiscovers(discovers.transport, discovers.nextHost) : undefined;
+  const result = await runCommand(argv, join(bench.places.dir, `${name}.out`));
+  const answers = await probe?.stop();
+  const rssNow = serverRss.stop();
+  say(
+    `${name.padEnd(12)} ${(result.ms / 1000).toFixed(2)} s, ${result.lines.toLocaleString("en-US")} lines, ${(result.bytes / MiB).toFixed(1)} MiB; its RSS peak ${(result.ownRssPeak / MiB).toFixed(0)} MiB` +
+      (discovers
+        ? `; server RSS ${(rssNow.first / MiB).toFixed(0)} → peak ${(rssNow.peak / MiB).toFixed(0)} → ${(rssNow.last / MiB).toFixed(0)} MiB; DISCOVER during it: ${answers?.count} answered, p50 ${answers?.p50.toFixed(1)} ms, max ${answers?.max.toFixed(1)} ms`
+        : ""),
+  );
+  return { ...result, serverRss: rssNow, discover: answers };
+}
+
+/** The load average after, the closing line, and the JSON report with `--json`. */
+function finish(bench: Bench): void {
+  const { report } = bench;
+  report.loadAfter = load();
+  say(`load average before ${report.loadBefore}, after ${report.loadAfter}; code ${bench.code}`);
+  if (values.json) console.log(JSON.stringify(report));
 }
