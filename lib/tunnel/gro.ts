@@ -32,8 +32,10 @@
  *
  * @module
  */
+
 import { checksumSum } from "../net/checksum.ts";
 import { tcpPseudoHeaderSum } from "../net/gso.ts";
+import { setIPv4TotalLength, writeIPv4HeaderChecksum } from "../net/ipv4.ts";
 
 /**
  * Receives every packet: `buf[off, off+len)`, an IPv4 packet; `gsoSize` > 0 for a coalesced
@@ -355,13 +357,8 @@ export class TcpCoalescer {
       return;
     }
     const t = this.#buf;
-    t[o + 2] = len >>> 8;
-    t[o + 3] = len;
-    t[o + 10] = 0;
-    t[o + 11] = 0;
-    const ipSum = ~checksumSum(t, o, 20) & 0xffff;
-    t[o + 10] = ipSum >>> 8;
-    t[o + 11] = ipSum;
+    setIPv4TotalLength(t, o, len);
+    writeIPv4HeaderChecksum(t, o); // a 20-byte header: coalesced packets carry no options
     const tcp = o + 20;
     const tcpLen = (t[tcp + 12]! >>> 4) << 2;
     t[tcp + 16] = 0;

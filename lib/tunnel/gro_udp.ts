@@ -40,7 +40,9 @@
  *
  * @module
  */
+
 import { checksumSum } from "../net/checksum.ts";
+import { setIPv4TotalLength, writeIPv4HeaderChecksum } from "../net/ipv4.ts";
 import { udpPseudoHeaderSum } from "../net/udp_segment.ts";
 import type { GroEmit, GroStats } from "./gro.ts";
 
@@ -216,13 +218,8 @@ export class UdpCoalescer {
       return;
     }
     const t = this.#mem;
-    t[o + 2] = len >>> 8;
-    t[o + 3] = len;
-    t[o + 10] = 0;
-    t[o + 11] = 0;
-    const ipSum = ~checksumSum(t, o, 20) & 0xffff;
-    t[o + 10] = ipSum >>> 8;
-    t[o + 11] = ipSum;
+    setIPv4TotalLength(t, o, len);
+    writeIPv4HeaderChecksum(t, o); // a 20-byte header: coalesced packets carry no options
     const udpLength = len - 20;
     t[o + 24] = udpLength >>> 8;
     t[o + 25] = udpLength;
