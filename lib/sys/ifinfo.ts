@@ -7,18 +7,21 @@
 import { existsSync, readFileSync } from "node:fs";
 import { formatIPv6, parseIPv6 } from "../net/addr.ts";
 
+/** The lines of /proc/net/if_inet6 (one address each), none when it cannot be read. */
+function ifInet6Lines(): string[] {
+  try {
+    return readFileSync("/proc/net/if_inet6", "utf8").split("\n");
+  } catch {
+    return [];
+  }
+}
+
 /** The interface that has `ipv6` configured (from /proc/net/if_inet6), or null. */
 export function interfaceOfIPv6(ipv6: string): string | null {
   const bytes = parseIPv6(ipv6);
   if (!bytes) return null;
   const hex = Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
-  let table: string;
-  try {
-    table = readFileSync("/proc/net/if_inet6", "utf8");
-  } catch {
-    return null;
-  }
-  for (const line of table.split("\n")) {
+  for (const line of ifInet6Lines()) {
     const fields = line.trim().split(/\s+/);
     if (fields[0] === hex && fields[5]) return fields[5];
   }
@@ -32,13 +35,7 @@ export function interfaceOfIPv6(ipv6: string): string | null {
  * (RFC 8415 §14.1).
  */
 export function linkLocalOf(name: string): string | null {
-  let table: string;
-  try {
-    table = readFileSync("/proc/net/if_inet6", "utf8");
-  } catch {
-    return null;
-  }
-  for (const line of table.split("\n")) {
+  for (const line of ifInet6Lines()) {
     const [hex, , , scope, flags, ifname] = line.trim().split(/\s+/);
     if (ifname !== name || scope !== "20" || !hex || hex.length !== 32) continue;
     if ((Number.parseInt(flags ?? "0", 16) & 0x40) !== 0) continue;
