@@ -160,7 +160,8 @@ function threadTicks(pid: number | undefined): Record<string, number> {
   return ticks;
 }
 
-function machineTicks(): { busy: number; total: number } {
+/** The machine's CPU ticks since boot (/proc/stat): busy (all but idle and iowait) and total. */
+export function machineTicks(): { busy: number; total: number } {
   const v = readFileSync("/proc/stat", "utf8")
     .split("\n")[0]!
     .trim()

@@ -53,6 +53,7 @@ import { createNetns, type Netns, vethPair } from "../lib/sys/netns.ts";
 import { seg6EncapRed, seg6EndDx4 } from "../test/helpers/seg6_host.ts";
 import { eventually } from "../test/helpers/wait.ts";
 import { codeVersion, median, TICKS_PER_SECOND } from "./dataplane.ts";
+import { machineTicks } from "./lab_counters.ts";
 
 const PATHS = ["routing", "kernel-tep", "dstm", "dstm-no-offload", "c"] as const;
 type PathName = (typeof PATHS)[number];
@@ -262,16 +263,6 @@ function processTicks(pid: number | undefined): number {
   return sum;
 }
 
-function machineBusyTicks(): number {
-  const v = readFileSync("/proc/stat", "utf8")
-    .split("\n")[0]!
-    .trim()
-    .split(/\s+/)
-    .slice(1)
-    .map(Number);
-  return v.slice(0, 8).reduce((a, b) => a + b, 0) - (v[3] ?? 0) - (v[4] ?? 0);
-}
-
 /** Packets and bytes the TEP sent towards S (a GSO super-packet counts once, as the kernel counts). */
 function eth4Tx(topo: Topology): { packets: number; bytes: number } {
   const j = topo.t.ipJson<{ stats64: { tx: { packets: number; bytes: number } } }[]>(
@@ -320,7 +311,7 @@ function sample(topo: Topology, pid: number | undefined, path: PathName): Sample
       : 0,
     udp: serverUdpDatagrams(topo),
     cpu: processTicks(pid) / TICKS_PER_SECOND,
-    machine: machineBusyTicks() / TICKS_PER_SECOND,
+    machine: machineTicks().busy / TICKS_PER_SECOND,
   };
 }
 
