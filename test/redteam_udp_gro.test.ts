@@ -9,16 +9,14 @@ import { afterAll, describe, expect, test } from "bun:test";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { parseIPv4, parseIPv6 } from "../lib/net/addr.ts";
+import { parseIPv6 } from "../lib/net/addr.ts";
 import { createNetns, type Netns, vethPair } from "../lib/sys/netns.ts";
-import { BindingTable } from "../lib/tunnel/binding.ts";
-import { Counters } from "../lib/tunnel/counters.ts";
-import { TepContext } from "../lib/tunnel/pipeline.ts";
 import { TepDecapBatch } from "../lib/tunnel/tep_batch.ts";
 import { FakeBatchTun, FakeTunnelSocket, type TunWrite } from "./helpers/fake_devices.ts";
 import { announceSkip, netnsSkipReason } from "./helpers/netns.ts";
 import { internetChecksum } from "./helpers/packets.ts";
 import { BUN, type DstmProcess, ROOT, spawnDstm } from "./helpers/process.ts";
+import { type Arrival, tepContext, WHOLE } from "./helpers/tep_context.ts";
 import { kernelHasTunUso, type UdpSpec, udp, udpCut } from "./helpers/udp_packets.ts";
 import { waitUntil } from "./helpers/wait.ts";
 
@@ -29,24 +27,11 @@ const SHARED = [198, 51, 100, 20];
 const WEB = [203, 0, 113, 80];
 
 function setup() {
-  const bindings = BindingTable.create({ maxEntries: 16 });
-  bindings.set(parseIPv4("198.51.100.10")!, { offset: 0, psidLength: 0, psid: 0 }, A6);
-  bindings.set(parseIPv4("198.51.100.11")!, { offset: 0, psidLength: 0, psid: 0 }, B6);
-  bindings.set(parseIPv4("198.51.100.20")!, { offset: 6, psidLength: 2, psid: 1 }, A6);
-  const counters = Counters.create({ slices: 1 });
-  const tep = new TepContext({
-    bindings,
-    counters: counters.slice(0),
-    tepIPv4: parseIPv4("192.0.2.1")!,
-    mssClamp: false,
-  });
-  return { tep, counters };
-}
-
-interface Arrival {
-  packet: Uint8Array;
-  src6: Uint8Array;
-  trafficClass: number;
+  return tepContext([
+    ["198.51.100.10", WHOLE, A6],
+    ["198.51.100.11", WHOLE, B6],
+    ["198.51.100.20", { offset: 6, psidLength: 2, psid: 1 }, A6],
+  ]);
 }
 
 /** Runs `batches` through a TEP whose TUN is `tun`; returns the counters and what was written. */

@@ -5,33 +5,23 @@
  * segment by segment. No root needed.
  */
 import { describe, expect, test } from "bun:test";
-import { parseIPv4, parseIPv6 } from "../lib/net/addr.ts";
-import { BindingTable } from "../lib/tunnel/binding.ts";
-import { Counters } from "../lib/tunnel/counters.ts";
-import { TepContext } from "../lib/tunnel/pipeline.ts";
+import { parseIPv6 } from "../lib/net/addr.ts";
 import { TepDecapBatch, TepEncapBatch } from "../lib/tunnel/tep_batch.ts";
 import { FakeBatchTun, FakeTunnelSocket } from "./helpers/fake_devices.ts";
 import { internetChecksum } from "./helpers/packets.ts";
 import { ACK, PSH, segmentsOf, tcp, tcpChecksumOf, u32 } from "./helpers/tcp_packets.ts";
+import { tepContext, WHOLE } from "./helpers/tep_context.ts";
 
 const HOST4 = [198, 51, 100, 10];
 const WEB4 = [203, 0, 113, 80];
 const A6 = parseIPv6("2001:db8:a::1")!;
 const B6 = parseIPv6("2001:db8:a::2")!;
-const WHOLE = { offset: 0, psidLength: 0, psid: 0 };
 
 function setup() {
-  const bindings = BindingTable.create({ maxEntries: 16 });
-  bindings.set(parseIPv4("198.51.100.10")!, WHOLE, A6);
-  bindings.set(parseIPv4("198.51.100.11")!, WHOLE, B6);
-  const counters = Counters.create({ slices: 1 });
-  const tep = new TepContext({
-    bindings,
-    counters: counters.slice(0),
-    tepIPv4: parseIPv4("192.0.2.1")!,
-    mssClamp: false,
-  });
-  return { tep, counters };
+  return tepContext([
+    ["198.51.100.10", WHOLE, A6],
+    ["198.51.100.11", WHOLE, B6],
+  ]);
 }
 
 const segments = segmentsOf;

@@ -8,17 +8,14 @@
  * counters. And a UDP super-datagram read from the TUN is checked datagram by datagram.
  */
 import { describe, expect, test } from "bun:test";
-import { parseIPv4, parseIPv6 } from "../lib/net/addr.ts";
-import { BindingTable } from "../lib/tunnel/binding.ts";
-import { Counters } from "../lib/tunnel/counters.ts";
-import { TepContext } from "../lib/tunnel/pipeline.ts";
+import { parseIPv6 } from "../lib/net/addr.ts";
 import { TepDecapBatch, TepEncapBatch } from "../lib/tunnel/tep_batch.ts";
 import { FakeBatchTun, FakeTunnelSocket, type TunWrite } from "./helpers/fake_devices.ts";
+import { type Arrival, tepContext, WHOLE } from "./helpers/tep_context.ts";
 import { type UdpSpec, udp, udpChecksumOf, udpCut, udpTrain } from "./helpers/udp_packets.ts";
 
 const A6 = parseIPv6("2001:db8:a::1")!;
 const B6 = parseIPv6("2001:db8:a::2")!;
-const WHOLE = { offset: 0, psidLength: 0, psid: 0 };
 const HOST_A = [198, 51, 100, 10];
 const SHARED = [198, 51, 100, 20];
 const WEB = [203, 0, 113, 80];
@@ -27,24 +24,11 @@ const PORT_IN_SET = 1280;
 const PORT_OUT_OF_SET = 1536;
 
 function setup() {
-  const bindings = BindingTable.create({ maxEntries: 16 });
-  bindings.set(parseIPv4("198.51.100.10")!, WHOLE, A6);
-  bindings.set(parseIPv4("198.51.100.11")!, WHOLE, B6);
-  bindings.set(parseIPv4("198.51.100.20")!, { offset: 6, psidLength: 2, psid: 1 }, A6);
-  const counters = Counters.create({ slices: 1 });
-  const tep = new TepContext({
-    bindings,
-    counters: counters.slice(0),
-    tepIPv4: parseIPv4("192.0.2.1")!,
-    mssClamp: false,
-  });
-  return { tep, counters };
-}
-
-interface Arrival {
-  packet: Uint8Array;
-  src6: Uint8Array;
-  trafficClass: number;
+  return tepContext([
+    ["198.51.100.10", WHOLE, A6],
+    ["198.51.100.11", WHOLE, B6],
+    ["198.51.100.20", { offset: 6, psidLength: 2, psid: 1 }, A6],
+  ]);
 }
 
 /** A batch that mixes runs of one flow with every reason a datagram is dropped or changed. */
