@@ -30,6 +30,7 @@ import { sourceAddressFor, UdpBindError } from "../lib/sys/udp.ts";
 import { DSTM_PORT } from "../lib/wire/dstm_types.ts";
 import { UsageError } from "./errors.ts";
 import { addLeaseAdminCommands, answer, controlFetch } from "./lease_admin.ts";
+import { addReservationsCommand, hintReservedState } from "./lease_reservations.ts";
 
 export function leaseCommand(): Command {
   const lease = new Command("lease").description("inspect and administer the lease table");
@@ -87,6 +88,9 @@ export function leaseCommand(): Command {
       await printPages(pages, limit, flags.json === true);
     });
   addLeaseAdminCommands(lease);
+  addReservationsCommand(lease);
+  for (const sub of lease.commands)
+    if (["ls", "export"].includes(sub.name())) hintReservedState(sub);
   addLeaseProbeCommands(lease);
   return lease;
 }

@@ -200,7 +200,7 @@ function resolveTep(flags: TepFlags, log: Logger): TepConfig {
     key,
     routes: endpoints.routes,
     staticBindings: statics.bindings,
-    ifname: flags.ifname,
+    ifname: n.ifname,
     linkMtu: n.linkMtu,
     hairpin: flags.hairpin,
     icmpRate: n.icmpRate,

@@ -174,6 +174,29 @@ describe("--check (issue 13 item 2)", () => {
   });
 });
 
+describe("--ifname: the TEP checks its tunnel interface's name as the client does", () => {
+  // Before, `dstm tep --ifname a/b --check` said OK; the TEP could never create that interface.
+  test("bad names exit 2 under --check with one line naming the flag; a dotted name is OK", async () => {
+    for (const name of ["a/b", "tep:0", "tep 0", "", "..", "abcdefghijklmnop"]) {
+      const tep = await runDstm([...tepArgv({ server: "::1" }), "--ifname", name, "--check"]);
+      expect(tep.stdout).not.toContain("configuration OK");
+      expect([name, tep.code, tep.stderr]).toEqual([
+        name,
+        2,
+        `dstm: --ifname: "${name}" is not an interface name (1 to 15 bytes, no '/', ':' or spaces)\n`,
+      ]);
+      // The same rule and message as the client's (lib/config/ifname.ts).
+      const client = await runDstm(["client", "--server", "::1", "--ifname", name, "--check"]);
+      expect([name, client.code, client.stderr]).toEqual([name, 2, tep.stderr]);
+    }
+    for (const name of ["tep.7", "abcdefghijklmno"]) {
+      const ok = await runDstm([...tepArgv({ server: "::1" }), "--ifname", name, "--check"]);
+      expect([name, ok.code, ok.stderr]).toEqual([name, 0, ""]);
+      expect(ok.stdout).toMatch(/^dstm tep: configuration OK/);
+    }
+  });
+});
+
 describe("renamed flags (issue 13 item 9): the old names still work, with a warning", () => {
   test("client --port/--source, tep --control-port/--stats", async () => {
     const client = await runDstm([

@@ -12,6 +12,7 @@ import { ALL_DHCP_RELAY_AGENTS_AND_SERVERS, DHCP6_SERVER_PORT } from "../wire/dh
 import { DSTM_PORT } from "../wire/dstm_types.ts";
 import { parseDuration, parseHostPort, parsePort, unicastIPv4, unicastIPv6 } from "./endpoints.ts";
 import { UsageError } from "./errors.ts";
+import { interfaceName } from "./ifname.ts";
 import { readKeys } from "./key_file.ts";
 
 /** The client's settings in flag form (camelCase names of lib/config/client_schema.ts). */
@@ -59,17 +60,7 @@ export function resolveClientSettings(flags: ClientFlags) {
     flags.host6 === undefined ? undefined : unicastIPv6(flags.host6, "--host6", "this host's");
   // The DTI's name: a kernel DTI would otherwise fail only at lease time, over and over, and
   // the default control socket path (client-IFNAME.sock) would take a '/' (Linux dev_valid_name).
-  const ifname = flags.ifname ?? "dti0";
-  if (
-    ifname.length === 0 ||
-    new TextEncoder().encode(ifname).length > 15 ||
-    /[/:\s]/.test(ifname) ||
-    ifname === "." ||
-    ifname === ".."
-  )
-    throw new UsageError(
-      `--ifname: "${ifname}" is not an interface name (1 to 15 bytes, no '/', ':' or spaces)`,
-    );
+  interfaceName(flags.ifname ?? "dti0");
   for (const route of flags.route ?? []) {
     if (!parseIPv4Prefix(route))
       throw new UsageError(`--route: "${route}" is not an IPv4 CIDR (e.g. 192.0.2.0/24)`);

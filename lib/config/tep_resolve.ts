@@ -13,6 +13,7 @@ import { MAX_BINDINGS } from "../tunnel/binding.ts";
 import { DSTM_PORT } from "../wire/dstm_types.ts";
 import { type HostPort, parseHostPort, parsePort, unicastIPv4, unicastIPv6 } from "./endpoints.ts";
 import { UsageError } from "./errors.ts";
+import { interfaceName } from "./ifname.ts";
 
 /** The TEP's settings in flag form (camelCase names of lib/config/tep_schema.ts). */
 export interface TepFlags {
@@ -104,9 +105,11 @@ export interface TepNumbers {
   readonly dscp: number;
   readonly controlPort: number;
   readonly metrics?: HostPort;
+  /** The tunnel interface's name (`--ifname`), checked as the kernel checks it (./ifname.ts). */
+  readonly ifname: string;
 }
 
-/** `--server-port`, `--link-mtu`, `--icmp-rate`, `--dscp`, `--tep-port` and `--metrics`. */
+/** `--server-port`, `--link-mtu`, `--icmp-rate`, `--dscp`, `--tep-port`, `--metrics` and `--ifname`. */
 export function tepNumbers(flags: TepFlags): TepNumbers {
   return {
     serverPort: parsePort(flags.serverPort, "--server-port", DSTM_PORT),
@@ -115,6 +118,7 @@ export function tepNumbers(flags: TepFlags): TepNumbers {
     dscp: flags.dscp === "copy" ? -1 : boundedNumber(flags.dscp, "--dscp", 0, 63),
     controlPort: parsePort(flags.tepPort, "--tep-port", TEP_CONTROL_PORT),
     metrics: flags.metrics ? parseHostPort(flags.metrics, "--metrics", 9605) : undefined,
+    ifname: interfaceName(flags.ifname),
   };
 }
 
