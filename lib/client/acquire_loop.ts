@@ -9,6 +9,7 @@
  */
 import type { Logger } from "../control/log.ts";
 import { AcquireWarnings } from "./acquire_warnings.ts";
+import { DtiError } from "./dti.ts";
 import type { ClientLease, LeaseClient } from "./protocol.ts";
 
 export interface AcquireLoopOptions {
@@ -25,7 +26,11 @@ export interface AcquireLoopOptions {
   readonly sleep: (ms: number) => Promise<void>;
 }
 
-/** Runs the loop of the module comment with `client`; resolves when a lease is in use or the loop ends. */
+/**
+ * Runs the loop of the module comment with `client`; resolves when a lease is in use or the
+ * loop ends; rejects with a permanent DtiError (./dti.ts), which `use` met (and whose lease it
+ * released).
+ */
 export async function acquireLoop(client: LeaseClient, o: AcquireLoopOptions): Promise<void> {
   let backoff = 1000;
   const warnings = new AcquireWarnings(o.log, o.server, o.maxBackoffMs);
@@ -40,6 +45,8 @@ export async function acquireLoop(client: LeaseClient, o: AcquireLoopOptions): P
       return;
     } catch (error) {
       if (!o.current()) return;
+      // A DTI that can never be made (./dti.ts DtiError.permanent): no retry; the node gives up.
+      if (error instanceof DtiError && error.permanent) throw error;
       warnings.failed(error, backoff);
       await o.sleep(backoff);
       backoff = Math.min(backoff * 2, o.maxBackoffMs);
