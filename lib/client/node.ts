@@ -207,11 +207,10 @@ export class DstmNode {
       current: () => !this.#stopping && client === this.#client,
       use: (lease) => this.#use(lease),
       sleep: (ms) => this.#sleep(ms),
-    })
-      .catch((error: DtiError) => this.#fail(error))
-      .finally(() => {
-        if (this.#acquiring === running) this.#acquiring = undefined;
-      });
+      fail: (error) => this.#fail(error),
+    }).finally(() => {
+      if (this.#acquiring === running) this.#acquiring = undefined;
+    });
     this.#acquiring = running;
     return running;
   }
