@@ -8,6 +8,8 @@ import { Dhcp4o6Client } from "../lib/client/dhcp4o6_client.ts";
 import { failoverLeaseClient } from "../lib/client/failover.ts";
 import { warnNaptMinimums } from "../lib/client/napt_minimums.ts";
 import { DstmNode, type NodeConfig } from "../lib/client/node.ts";
+import type { NodeDtiStatus } from "../lib/client/node_config.ts";
+import { dtiText } from "../lib/client/node_status.ts";
 import { clearStaleKernelDti, kernelDtiRefusal } from "../lib/client/tunnel_dti.ts";
 import {
   type ClientFlags,
@@ -123,10 +125,11 @@ function addStatusCommand(client: ReturnType<typeof clientCommand>): void {
         return;
       }
       const counters = status.counters as Record<string, number>;
+      const dti = dtiText(status.dti as Partial<NodeDtiStatus> | undefined);
       process.stdout.write(
         [
           `state     ${status.state} (${status.mode})`,
-          `dti       ${status.ifname} (mtu ${status.mtu ?? "-"}${status.pathMtu ? `, path MTU ${status.pathMtu}` : ""})`,
+          `dti       ${status.ifname} (mtu ${status.mtu ?? "-"}${status.pathMtu ? `, path MTU ${status.pathMtu}` : ""}${dti ? `, ${dti}` : ""})`,
           `ipv4      ${status.ipv4 ?? "-"}${status.ports && status.ports !== "all" ? ` ports ${status.ports}` : ""}`,
           `host ipv6 ${status.host6}`,
           `tep       ${status.tep6 ?? "-"}${status.tep4 ? ` (${status.tep4})` : ""}`,
@@ -203,12 +206,15 @@ async function runClient(
   const metricsEndpoint = await serveMetrics(r, node, control, log);
   sdNotify("READY=1\nSTATUS=lease bound, DTI up");
   const stopHup = onHangup(log, reloader(node, { flags, r }, reread, log), node.metrics);
-  await untilSignal();
+  // A DTI that can never be made (lib/client/dti.ts DtiError.permanent) ends the client as a
+  // startup refusal does: exit 2 with the reason (the node released the lease).
+  const failed = await Promise.race([untilSignal().then(() => undefined), node.failed]);
   stopHup();
   sdNotify("STOPPING=1");
   metricsEndpoint?.close();
   control.close();
   await node.stop();
+  if (failed) throw new UsageError(failed.message);
 }
 
 /** The client's control socket: `/v1/status` (and `/v1/ping`) of the node once it runs. */

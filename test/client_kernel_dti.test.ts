@@ -160,7 +160,18 @@ function leases(): { hostIPv4: string; hostIPv6: string }[] {
   return (JSON.parse(r.stdout) as { leases: { hostIPv4: string; hostIPv6: string }[] }).leases;
 }
 
-function clientStatus(): { state: string; host6: string; counters: Record<string, number> } {
+/** `dstm client status` as text. */
+function clientStatusText(): string {
+  return host.exec([BUN, join(ROOT, "mod.ts"), "client", "status", "--control", clientSocket])
+    .stdout;
+}
+
+function clientStatus(): {
+  state: string;
+  host6: string;
+  dti: Record<string, unknown>;
+  counters: Record<string, number>;
+} {
   const r = host.exec([
     BUN,
     join(ROOT, "mod.ts"),
@@ -276,6 +287,19 @@ describe.skipIf(skip !== null)("dstm client --dti kernel", () => {
     const status = clientStatus();
     expect(status.state).toBe("bound");
     expect(Object.values(status.counters).reduce((a, b) => a + b, 0)).toBe(0);
+    // The status says which DTI carries the traffic, and why its counters are zero.
+    expect(status.dti).toEqual({
+      requested: "kernel",
+      mode,
+      fallback: mode === "seg6" ? "the kernel has no ip6tnl" : null,
+      counters: "kernel",
+    });
+    expect(clientStatusText()).toMatch(
+      new RegExp(
+        `^dti       ${DTI} \\(mtu \\d+, kernel: ${mode}.*; counters are the kernel's: ip -s link\\)$`,
+        "m",
+      ),
+    );
     // A renewal (at half the 10 s lease) keeps the DTI.
     const seen = client!.lines.length;
     expect(
@@ -348,35 +372,50 @@ describe.skipIf(skip !== null)("dstm client --dti kernel", () => {
     expect(await within(() => leases().length === 0, 25_000)).toBe(true);
   }, 45_000);
 
-  test("--dti ip6tnl on a kernel without ip6tnl says so at lease time and makes nothing", async () => {
-    if (mode === "ip6tnl") return; // this kernel has ip6tnl: nothing to refuse
-    const c = spawnDstm(
-      [
-        "client",
-        "--server",
-        "2001:db8:7::53",
-        "--dti",
-        "ip6tnl",
-        "--ifname",
-        DTI,
-        "--control",
-        clientSocket,
-      ],
-      {},
-      host.name,
-    );
-    try {
-      await c.waitFor(
-        /WARN dti-failed .*this kernel has no ip6tnl \(CONFIG_IPV6_TUNNEL\); use --dti seg6 or kernel/,
-        20_000,
+  test.each([
+    [
+      ["--dti", "ip6tnl"],
+      /this kernel has no ip6tnl \(CONFIG_IPV6_TUNNEL\); use --dti seg6 or kernel/,
+    ],
+    [["--dti", "kernel", "--dscp", "10"], /--dscp N needs --dti ip6tnl or tun: seg6/],
+  ])(
+    "%p on a kernel without ip6tnl: the lease is released and the client exits 2 with the reason",
+    async (flags, reason) => {
+      if (mode === "ip6tnl") return; // this kernel has ip6tnl: nothing to refuse
+      const c = spawnDstm(
+        [
+          "client",
+          "--server",
+          "2001:db8:7::53",
+          ...flags,
+          "--ifname",
+          DTI,
+          "--control",
+          clientSocket,
+        ],
+        {},
+        host.name,
       );
-      expect(kernelView().link).toBeUndefined();
-      expect(c.lines.some((l) => / bound /.test(l))).toBe(false);
-    } finally {
-      c.proc.kill("SIGTERM");
-      await c.exited;
-    }
-  }, 30_000);
+      try {
+        // No retry for ever: a DTI that can never be made ends the client (exit 2).
+        expect(await c.exited).toBe(2);
+        expect((await c.stderr()).trim()).toMatch(
+          new RegExp(`^dstm: DTI ${DTI}: .*${reason.source}`),
+        );
+        expect(c.lines.some((l) => / dti-failed /.test(l))).toBe(false);
+        expect(c.lines.some((l) => / bound /.test(l))).toBe(false);
+        // It had a lease, and gave it back before exiting: the server holds none.
+        expect(await c.waitFor(/ release ipv4=198\.51\.100\./, 5_000)).toBeDefined();
+        expect(await within(() => leases().length === 0, 10_000)).toBe(true);
+        expect(kernelView().link).toBeUndefined();
+        expect(kernelView().rules).not.toContain("ipencap");
+      } finally {
+        c.proc.kill("SIGTERM");
+        await c.exited;
+      }
+    },
+    30_000,
+  );
 
   test("seg6: a --host6 the kernel would not send from is refused with a clear message", async () => {
     if (mode === "ip6tnl") return; // ip6tnl names its source itself
@@ -424,8 +463,10 @@ describe.skipIf(skip !== null)("dstm client --dti kernel", () => {
     expect(await within(ping, 10_000)).toBe(true);
     // A TUN (the Workers' DTI), not the kernel's: its counters move.
     expect(kernelView().link?.linkinfo).toMatchObject({ info_kind: "tun" });
-    const counters = clientStatus().counters;
+    const { counters, dti } = clientStatus();
     expect(Object.values(counters).reduce((a, b) => a + b, 0)).toBeGreaterThan(0);
+    expect(dti).toMatchObject({ requested: "kernel", mode: "tun", counters: "workers" });
+    expect(dti.fallback).toMatch(/shared lease/);
     client!.proc.kill("SIGTERM");
     expect(await client!.exited).toBe(0);
     client = undefined;

@@ -5,8 +5,9 @@
  * SIGTERM does in `dstm client`) are checked in order, event by event.
  */
 import { afterEach, describe, expect, test } from "bun:test";
-import type { DtiHooks } from "../lib/client/dti.ts";
+import { DtiError, type DtiHooks, type DtiInUse, type DtiMode } from "../lib/client/dti.ts";
 import { DstmNode } from "../lib/client/node.ts";
+import { dtiStatus, dtiText } from "../lib/client/node_status.ts";
 import {
   type ClientLease,
   DstmRefusedError,
@@ -45,11 +46,12 @@ function lease(ipv4: number, leaseTime: number): ClientLease {
 type Step = () => ClientLease | Error;
 
 /** A scripted server and DTI that write every call into one event list. */
-function harness(script: { discover?: Step[]; request?: Step[] }) {
+function harness(script: { discover?: Step[]; request?: Step[]; upFails?: Error[] }) {
   const events: string[] = [];
   const logLines: string[] = [];
   const discover = [...(script.discover ?? [])];
   const request = [...(script.request ?? [])];
+  const upFails = [...(script.upFails ?? [])];
   let onNeedLease: (() => void) | undefined;
   const take = (steps: Step[], what: string): Promise<ClientLease> => {
     const step = steps.shift();
@@ -79,6 +81,8 @@ function harness(script: { discover?: Step[]; request?: Step[] }) {
   const dti: DtiHooks = {
     up: (address, tep6, needLease) => {
       events.push(`up ${formatIPv4(address)}${tep6 ? "" : " (no TEP)"}`);
+      const fails = upFails.shift();
+      if (fails) return Promise.reject(fails);
       up = true;
       onNeedLease = needLease;
       return Promise.resolve(1460);
@@ -88,9 +92,16 @@ function harness(script: { discover?: Step[]; request?: Step[] }) {
       up = false;
       return Promise.resolve();
     },
+    inUse: () => (up ? inUse : undefined),
   };
+  let inUse: DtiInUse = { mode: "tun" };
   const start = async (
-    extra: { onDemand?: boolean; idleSeconds?: number; maxBackoffMs?: number } = {},
+    extra: {
+      onDemand?: boolean;
+      idleSeconds?: number;
+      maxBackoffMs?: number;
+      dtiMode?: DtiMode;
+    } = {},
   ) => {
     const node = await DstmNode.start({
       server: "2001:db8::53",
@@ -103,7 +114,16 @@ function harness(script: { discover?: Step[]; request?: Step[] }) {
     nodes.push(node);
     return node;
   };
-  return { events, logLines, start, needLease: () => onNeedLease?.() };
+  return {
+    events,
+    logLines,
+    start,
+    needLease: () => onNeedLease?.(),
+    /** What the stand-in DTI says is up from now on. */
+    setInUse: (next: DtiInUse) => {
+      inUse = next;
+    },
+  };
 }
 
 describe("DstmNode lease state machine (no root)", () => {
@@ -117,6 +137,7 @@ describe("DstmNode lease state machine (no root)", () => {
       ipv4: "198.51.100.7",
       tep6: TEP6,
       mtu: 1460,
+      dti: { requested: "tun", mode: "tun", fallback: null, counters: "workers" },
     });
     await waitUntil(() => h.events.includes("request 198.51.100.7"), { what: "the renewal" });
     await waitUntil(() => node.status().leaseTime === 600, { what: "the renewed lease" });
@@ -215,5 +236,66 @@ describe("DstmNode lease state machine (no root)", () => {
     });
     expect(node.status()).toMatchObject({ state: "idle", ipv4: null });
     expect(h.events).toEqual(["up 192.0.0.2 (no TEP)", "discover", "release 198.51.100.7"]);
+  });
+});
+
+describe("DstmNode: the DTI in use and DTI failures (no root)", () => {
+  test("status says which DTI the hooks brought up, and nothing once it is down", async () => {
+    const h = harness({ discover: [() => lease(A, 600)] });
+    h.setInUse({ mode: "seg6", fallback: "the kernel has no ip6tnl" });
+    const node = await h.start({ dtiMode: "kernel" });
+    await node.ready;
+    expect(node.status().dti).toEqual({
+      requested: "kernel",
+      mode: "seg6",
+      fallback: "the kernel has no ip6tnl",
+      counters: "kernel",
+    });
+    expect(dtiText(node.status().dti)).toBe(
+      "kernel: seg6 (the kernel has no ip6tnl); counters are the kernel's: ip -s link",
+    );
+    await node.stop();
+    expect(node.status().dti).toEqual({
+      requested: "kernel",
+      mode: null,
+      fallback: null,
+      counters: null,
+    });
+  });
+
+  test("the text of dtiStatus: the default TUN, a shared lease on the TUN, an older client", () => {
+    expect(dtiText(dtiStatus("tun", { mode: "tun" }))).toBe("tun");
+    expect(dtiText(dtiStatus("ip6tnl", { mode: "ip6tnl" }))).toBe(
+      "ip6tnl; counters are the kernel's: ip -s link",
+    );
+    expect(dtiText(dtiStatus("kernel", { mode: "tun", fallback: "a shared lease" }))).toBe(
+      "kernel: tun (a shared lease)",
+    );
+    expect(dtiText(dtiStatus("seg6", undefined))).toBe("seg6: down");
+    expect(dtiText(undefined)).toBe("");
+  });
+
+  test("a DTI that can never be made: the lease is released, no retry, `failed` says why", async () => {
+    const why = new DtiError("DTI dti0: --dti ip6tnl: this kernel has no ip6tnl", {
+      permanent: true,
+    });
+    const h = harness({ discover: [() => lease(A, 600), () => lease(A, 600)], upFails: [why] });
+    const node = await h.start({ dtiMode: "ip6tnl", maxBackoffMs: 50 });
+    expect(await node.failed).toBe(why);
+    expect(h.events).toEqual(["discover", "up 198.51.100.7", "release 198.51.100.7"]);
+    expect(h.logLines.some((l) => / dti-failed /.test(l))).toBe(false);
+    expect(node.status()).toMatchObject({ ipv4: null, dti: { mode: null } });
+  });
+
+  test("a transient DTI failure keeps the lease client retrying with back-off", async () => {
+    const h = harness({
+      discover: [() => lease(A, 600), () => lease(A, 600)],
+      upFails: [new DtiError("DTI dti0: EBUSY")],
+    });
+    const node = await h.start({ maxBackoffMs: 50 });
+    await node.ready;
+    expect(h.events).toEqual(["discover", "up 198.51.100.7", "discover", "up 198.51.100.7"]);
+    expect(h.logLines.some((l) => / dti-failed .*EBUSY/.test(l))).toBe(true);
+    expect(node.status()).toMatchObject({ state: "bound", dti: { mode: "tun" } });
   });
 });

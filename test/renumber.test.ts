@@ -161,8 +161,15 @@ describe.skipIf(skip !== null)("renumbering", () => {
         "--control",
         join(dir, "client.sock"),
       ]).stdout,
-    ) as { host6: string; state: string };
+    ) as { host6: string; state: string; dti: unknown };
     expect(status.host6).toBe("2001:db8:7::20");
+    // The default DTI: the userspace TUN, whose counters are the Workers'.
+    expect(status.dti).toEqual({
+      requested: "tun",
+      mode: "tun",
+      fallback: null,
+      counters: "workers",
+    });
     expect(status.state).toBe("bound");
   }, 90_000);
 });

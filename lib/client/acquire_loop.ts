@@ -3,12 +3,14 @@
  * into use, waiting 1 s after a failure, then twice as long each time up to the configured
  * longest wait (default 30 s); failures are said by ./acquire_warnings.ts. The loop ends when
  * the node stops or replaces its lease client (renumbering): a lease granted meanwhile is
- * released at once, since it is for an address the node no longer uses.
+ * released at once, since it is for an address the node no longer uses. A DTI that can never
+ * be made (./dti.ts DtiError.permanent) ends it too, through `fail`: no retry.
  *
  * @module
  */
 import type { Logger } from "../control/log.ts";
 import { AcquireWarnings } from "./acquire_warnings.ts";
+import { DtiError } from "./dti.ts";
 import type { ClientLease, LeaseClient } from "./protocol.ts";
 
 export interface AcquireLoopOptions {
@@ -23,6 +25,8 @@ export interface AcquireLoopOptions {
   readonly use: (lease: ClientLease) => Promise<void>;
   /** Waits `ms` between tries (the node can cut it short). */
   readonly sleep: (ms: number) => Promise<void>;
+  /** A DTI that can never be made (./dti.ts DtiError.permanent; `use` released its lease): the loop ends. */
+  readonly fail: (error: DtiError) => void;
 }
 
 /** Runs the loop of the module comment with `client`; resolves when a lease is in use or the loop ends. */
@@ -40,6 +44,8 @@ export async function acquireLoop(client: LeaseClient, o: AcquireLoopOptions): P
       return;
     } catch (error) {
       if (!o.current()) return;
+      // A DTI that can never be made (./dti.ts DtiError.permanent): no retry; the node gives up.
+      if (error instanceof DtiError && error.permanent) return o.fail(error);
       warnings.failed(error, backoff);
       await o.sleep(backoff);
       backoff = Math.min(backoff * 2, o.maxBackoffMs);

@@ -3,7 +3,7 @@
  * failure again and again (a NOT_AUTHORISED for a missing --key, say) is said once at warn,
  * then at debug, and again at warn every {@link REWARN_MS} with how often it recurred.
  * Events: `refused` (the server answered with a NAK), `dti-failed` (a lease came, the DTI
- * could not be made with it: ./dti.ts DtiError) or `server-unreachable` (no answer);
+ * could not be made with it for now: ./dti.ts DtiError; a permanent one is not retried) or `server-unreachable` (no answer);
  * fields `server`, `detail`, `retry-in-s`, and at warn `max-backoff-s`, `repeated`.
  *
  * @module

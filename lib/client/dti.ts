@@ -18,6 +18,21 @@ export interface DtiHooks {
   up(address: number, tep6: Uint8Array | undefined, onNeedLease: () => void): Promise<number>;
   /** Takes the DTI down if it is up (its address and routes go with it). Never rejects. */
   down(): Promise<void>;
+  /**
+   * Which DTI carries the traffic now, undefined while none is up (`dstm client status`,
+   * ./node_status.ts). Optional: stand-ins in tests may leave it out (then status says null).
+   */
+  inUse?(): DtiInUse | undefined;
+}
+
+/**
+ * The DTI that is up: `tun` (the userspace one, whose counters are the Workers'), `ip6tnl` or
+ * `seg6` (the kernel's: its counters are in `ip -s link`). `fallback` says why it is not the
+ * one asked for (a shared lease on the TUN, seg6 for `kernel` without ip6tnl).
+ */
+export interface DtiInUse {
+  readonly mode: "tun" | "ip6tnl" | "seg6";
+  readonly fallback?: string;
 }
 
 /**
@@ -27,6 +42,17 @@ export interface DtiHooks {
  */
 export class DtiError extends Error {
   override name = "DtiError";
+  /**
+   * True when no retry can succeed (`--dti ip6tnl` on a kernel without ip6tnl, a fixed --dscp
+   * once `kernel` settled on seg6): the client releases the lease and exits 2 with the
+   * message. False (transient: the address not there yet, EBUSY…): retried with back-off.
+   */
+  readonly permanent: boolean;
+
+  constructor(message: string, options?: ErrorOptions & { permanent?: boolean }) {
+    super(message, options);
+    this.permanent = options?.permanent === true;
+  }
 }
 
 /**

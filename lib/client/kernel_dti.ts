@@ -22,7 +22,7 @@ import { Raw6Socket } from "../sys/raw6.ts";
 import { writeSysctl } from "../sys/sysctl.ts";
 import { closeTun, openTun } from "../sys/tun_linux.ts";
 import type { Counters } from "../tunnel/counters.ts";
-import type { DtiHooks } from "./dti.ts";
+import type { DtiHooks, DtiInUse } from "./dti.ts";
 import type { NodeConfig } from "./node_config.ts";
 import { removeStaleSeg6 } from "./seg6_dti.ts";
 
@@ -108,6 +108,11 @@ export class KernelDti implements DtiHooks {
       await this.down();
       throw error;
     }
+  }
+
+  /** `tun` while the TUN is open (./dti.ts DtiInUse), else undefined. */
+  inUse(): DtiInUse | undefined {
+    return this.#tunFd >= 0 ? { mode: "tun" } : undefined;
   }
 
   /** Stops the Workers, closes the raw socket and the TUN (device, address, routes go). */

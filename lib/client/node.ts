@@ -37,7 +37,7 @@ import type { AuthKey } from "../wire/auth.ts";
 import { DSTM_PORT, Status } from "../wire/dstm_types.ts";
 import { acquireLoop } from "./acquire_loop.ts";
 import { AddressFollower } from "./address_follower.ts";
-import type { DtiHooks } from "./dti.ts";
+import { DtiError, type DtiHooks } from "./dti.ts";
 import { createDti } from "./dti_factory.ts";
 import { leaseClientFor } from "./lease_client.ts";
 import type { NodeConfig, NodeState, NodeStatus } from "./node_config.ts";
@@ -65,6 +65,11 @@ export class DstmNode {
   /** Resolves when the node is first ready: bound (always on) or the DTI up and idle (on-demand). */
   readonly ready: Promise<void> = new Promise((resolve) => {
     this.#bound = resolve;
+  });
+  #fail!: (error: DtiError) => void;
+  /** Resolves when the DTI can never be made (DtiError.permanent): the lease is released; stop. */
+  readonly failed: Promise<DtiError> = new Promise((resolve) => {
+    this.#fail = resolve;
   });
   #config: NodeConfig;
   readonly #ifname: string;
@@ -144,6 +149,8 @@ export class DstmNode {
       lease,
       tep6: lease ? this.#tep6(lease) : null,
       mtu: this.#mtu,
+      dtiRequested: this.#config.dtiMode ?? "tun",
+      dtiInUse: this.#dti.inUse?.(),
       pathMtu: this.#pathMtu,
       napt: this.#napt,
       counters: this.counters,
@@ -200,6 +207,7 @@ export class DstmNode {
       current: () => !this.#stopping && client === this.#client,
       use: (lease) => this.#use(lease),
       sleep: (ms) => this.#sleep(ms),
+      fail: (error) => this.#fail(error),
     }).finally(() => {
       if (this.#acquiring === running) this.#acquiring = undefined;
     });
@@ -218,6 +226,7 @@ export class DstmNode {
         await this.#dtiUp(lease.ipv4, tep6);
       } catch (error) {
         this.#leaseState.clearLease();
+        if (error instanceof DtiError && error.permanent) await this.#release(lease, "release");
         throw error;
       }
     }

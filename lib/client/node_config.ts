@@ -70,6 +70,8 @@ export interface NodeStatus {
   tep6: string | null;
   tep4: string | null;
   mtu: number | null;
+  /** Which DTI carries the traffic now (./node_status.ts NodeDtiStatus). */
+  dti: NodeDtiStatus;
   /** The path MTU towards the TEP learned from Packet Too Big (RFC 8201), null if none. */
   pathMtu: number | null;
   expiresAt: string | null;
@@ -77,4 +79,17 @@ export interface NodeStatus {
   /** Shared lease: live NAPT mappings by protocol and TCP phase; null for a whole address. */
   napt: NaptCensus | null;
   counters: Record<string, number>;
+}
+
+/**
+ * The DTI in the status: the mode asked for (`--dti`), the one up now (null while none is, or
+ * when a test's stand-in does not say), why they differ (`fallback`), and whose counters
+ * `counters` are: the Workers' (`tun`) or the kernel's (ip6tnl, seg6: `ip -s link`; the
+ * status counters then stay at zero).
+ */
+export interface NodeDtiStatus {
+  requested: DtiMode;
+  mode: "tun" | "ip6tnl" | "seg6" | null;
+  fallback: string | null;
+  counters: "workers" | "kernel" | null;
 }

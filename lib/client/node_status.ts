@@ -10,7 +10,8 @@ import { formatPortSet } from "../net/portset.ts";
 import { type Counters, countersOf } from "../tunnel/counters.ts";
 import type { NaptTable } from "../tunnel/napt.ts";
 import type { PathMtuTable } from "../tunnel/pmtu.ts";
-import type { NodeState, NodeStatus } from "./node_config.ts";
+import type { DtiInUse, DtiMode } from "./dti.ts";
+import type { NodeDtiStatus, NodeState, NodeStatus } from "./node_config.ts";
 import type { ClientLease } from "./protocol.ts";
 
 /** The parts of a node its status is read from. */
@@ -24,6 +25,9 @@ export interface NodeStatusParts {
   readonly tep6: string | null;
   /** The DTI's MTU (bytes), null before it is up. */
   readonly mtu: number | null;
+  /** The DTI mode asked for, and what the DTI hooks say is up (./dti.ts). */
+  readonly dtiRequested: DtiMode;
+  readonly dtiInUse: DtiInUse | undefined;
   readonly pathMtu: PathMtuTable;
   readonly napt: NaptTable;
   readonly counters: Counters;
@@ -42,6 +46,7 @@ export function nodeStatus(p: NodeStatusParts): NodeStatus {
     tep6: lease ? p.tep6 : null,
     tep4: lease?.tep4 ? formatIPv4(lease.tep4) : null,
     mtu: p.mtu,
+    dti: dtiStatus(p.dtiRequested, p.dtiInUse),
     pathMtu: p.pathMtu.entries()[0]?.mtu ?? null,
     expiresAt: lease ? new Date(lease.expiresAt).toISOString() : null,
     leaseTime: lease?.leaseTime ?? null,
@@ -51,4 +56,29 @@ export function nodeStatus(p: NodeStatusParts): NodeStatus {
         : null,
     counters: countersOf("client", p.counters.snapshot()),
   };
+}
+
+/** The status's `dti` from the mode asked for and the one up. */
+export function dtiStatus(requested: DtiMode, inUse: DtiInUse | undefined): NodeDtiStatus {
+  const mode = inUse?.mode ?? null;
+  return {
+    requested,
+    mode,
+    fallback: inUse?.fallback ?? null,
+    counters: mode === null ? null : mode === "tun" ? "workers" : "kernel",
+  };
+}
+
+/**
+ * The `dti` line of `dstm client status` after the name and MTU: `tun`, `kernel: seg6 (the
+ * kernel has no ip6tnl); counters are the kernel's: ip -s link`… `dti` is the JSON's, so
+ * anything missing (an older client) reads as unknown.
+ */
+export function dtiText(dti: Partial<NodeDtiStatus> | undefined): string {
+  if (!dti?.requested) return "";
+  const mode = dti.mode ?? "down";
+  let text = dti.requested === mode ? mode : `${dti.requested}: ${mode}`;
+  if (dti.fallback) text += ` (${dti.fallback})`;
+  if (dti.counters === "kernel") text += "; counters are the kernel's: ip -s link";
+  return text;
 }

@@ -27,7 +27,7 @@ import { interfaceOfIPv6, linkMtu } from "../sys/ifinfo.ts";
 import { isUnknownKind } from "../sys/netlink_tunnel.ts";
 import { sourceAddressFor } from "../sys/udp.ts";
 import { ClientState } from "../tunnel/client_state.ts";
-import { DtiError, type DtiHooks, type DtiMode } from "./dti.ts";
+import { DtiError, type DtiHooks, type DtiInUse, type DtiMode } from "./dti.ts";
 import {
   ip6tnlDown,
   ip6tnlUp,
@@ -70,6 +70,9 @@ function _saidStale(log: Logger, ifname: string): void {
     detail: "removed an ip6tnl device of that name left by an earlier client",
   });
 }
+
+/** Why a kernel DTI runs on the TUN (status `dti.fallback`). */
+const SHARED_LEASE_FALLBACK = "a shared lease (port set): NAPT needs the userspace DTI";
 
 export interface TunnelDtiOptions {
   readonly mode: Exclude<DtiMode, "tun">;
@@ -163,8 +166,9 @@ export class TunnelDti implements DtiHooks {
       } catch (error) {
         if (!isUnknownKind(error)) throw error;
         if (this.#backend === "ip6tnl")
-          throw new Error(
-            `--dti ip6tnl: this kernel has no ip6tnl (CONFIG_IPV6_TUNNEL); use --dti seg6 or kernel (${(error as Error).message})`,
+          throw new DtiError(
+            `DTI ${s.ifname}: --dti ip6tnl: this kernel has no ip6tnl (CONFIG_IPV6_TUNNEL); use --dti seg6 or kernel (${(error as Error).message})`,
+            { cause: error, permanent: true },
           );
         this.#backend = "seg6";
         this.#fellBack = true;
@@ -177,10 +181,24 @@ export class TunnelDti implements DtiHooks {
         detail: `${this.#fellBack ? "the kernel has no ip6tnl: " : ""}IPv4-in-IPv6 by seg6 encap.red and End.DX4 routes; the outer traffic class is 0 (no --dscp copy)`,
       });
     }
+    if (s.dscp > 0)
+      throw new DtiError(`DTI ${s.ifname}: ${kernelDtiRefusal("seg6", { dscp: s.dscp })}`, {
+        permanent: true,
+      });
     await this.#checkSeg6Source(host6, tep);
-    if (s.dscp > 0) throw new Error(kernelDtiRefusal("seg6", { dscp: s.dscp }));
     this.#active = seg6Up(s, address, host6, hostLink, tep, mtu);
     return mtu;
+  }
+
+  /** Which DTI is up (./dti.ts DtiInUse), undefined when none. */
+  inUse(): DtiInUse | undefined {
+    const active = this.#active;
+    if (active === undefined) return undefined;
+    if (active === "fallback") return { mode: "tun", fallback: SHARED_LEASE_FALLBACK };
+    if (active === "ip6tnl") return { mode: "ip6tnl" };
+    return this.#fellBack
+      ? { mode: "seg6", fallback: "the kernel has no ip6tnl" }
+      : { mode: "seg6" };
   }
 
   /** Takes down whatever is up. Never rejects. */
