@@ -5,18 +5,20 @@
  *
  * @module
  */
+
 import { canonicalIPv6 } from "../net/addr.ts";
 import { parseIPv4Prefix } from "../net/prefix.ts";
 import type { NaptTimeouts } from "../tunnel/napt.ts";
 import { ALL_DHCP_RELAY_AGENTS_AND_SERVERS, DHCP6_SERVER_PORT } from "../wire/dhcp4o6.ts";
 import { DSTM_PORT } from "../wire/dstm_types.ts";
+import type { DaemonFlags } from "./common_schema.ts";
 import { parseDuration, parseHostPort, parsePort, unicastIPv4, unicastIPv6 } from "./endpoints.ts";
 import { UsageError } from "./errors.ts";
 import { interfaceName } from "./ifname.ts";
 import { readKeys } from "./key_file.ts";
 
 /** The client's settings in flag form (camelCase names of lib/config/client_schema.ts). */
-export interface ClientFlags {
+export interface ClientFlags extends DaemonFlags {
   protocol: "dstm" | "dhcp4o6";
   server?: string | string[];
   serverPort?: string;
@@ -41,11 +43,6 @@ export interface ClientFlags {
   key?: string;
   keyOverlap?: string;
   control?: string;
-  metrics?: string;
-  logFormat?: "text" | "json";
-  logLevel?: "debug" | "info" | "warn" | "error";
-  config?: string;
-  check?: boolean;
 }
 
 /**

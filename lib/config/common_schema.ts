@@ -130,3 +130,15 @@ export const COMMON_SETTINGS: readonly Setting[] = [
     flagOnly: true,
   },
 ];
+
+/**
+ * The flags every daemon (server, TEP, client) takes besides its own, in flag form (camelCase
+ * names of the settings above and of cli/common.ts's logging and --config/--check options).
+ */
+export interface DaemonFlags {
+  metrics?: string;
+  logFormat?: "text" | "json";
+  logLevel?: "debug" | "info" | "warn" | "error";
+  config?: string;
+  check?: boolean;
+}

@@ -6,10 +6,12 @@
  *
  * @module
  */
+
 import { POOL_WARN_PERCENT } from "../server/pool_watch.ts";
 import type { ServerConfig } from "../server/server_config.ts";
 import { sharesSecret } from "../wire/auth.ts";
 import { DSTM_PORT } from "../wire/dstm_types.ts";
+import type { DaemonFlags } from "./common_schema.ts";
 import { parseDuration, parseHostPort, parsePort, unicastIPv6, wholeNumber } from "./endpoints.ts";
 import { UsageError } from "./errors.ts";
 import { readKeys } from "./key_file.ts";
@@ -19,7 +21,7 @@ import { dhcp4o6Settings, type ServerDhcp4o6Flags } from "./server_dhcp4o6.ts";
 import { type PoolFlags, serverPools } from "./server_pools.ts";
 
 /** The server's settings in flag form (camelCase names of lib/config/server_schema.ts). */
-export interface ServerFlags extends PoolFlags, ServerDhcp4o6Flags {
+export interface ServerFlags extends PoolFlags, ServerDhcp4o6Flags, DaemonFlags {
   listen?: string;
   leaseTime?: string;
   maxLeaseTime?: string;
@@ -30,7 +32,6 @@ export interface ServerFlags extends PoolFlags, ServerDhcp4o6Flags {
   tepKey?: string;
   sourceCheck?: boolean;
   control?: string | boolean;
-  metrics?: string;
   poolWarnPercent?: string;
   tepPort?: string;
   tepSource?: string;
@@ -43,10 +44,6 @@ export interface ServerFlags extends PoolFlags, ServerDhcp4o6Flags {
   prefixBurst?: string;
   reclaimMaxLeases?: string;
   reclaimMaxMs?: string;
-  logFormat?: "text" | "json";
-  logLevel?: "debug" | "info" | "warn" | "error";
-  config?: string;
-  check?: boolean;
 }
 
 /** A {@link ServerConfig} without its logger. */

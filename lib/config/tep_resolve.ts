@@ -7,16 +7,18 @@
  *
  * @module
  */
+
 import { parseIPv4Prefix } from "../net/prefix.ts";
 import { TEP_CONTROL_PORT } from "../server/tep_sync.ts";
 import { MAX_BINDINGS } from "../tunnel/binding.ts";
 import { DSTM_PORT } from "../wire/dstm_types.ts";
+import type { DaemonFlags } from "./common_schema.ts";
 import { type HostPort, parseHostPort, parsePort, unicastIPv4, unicastIPv6 } from "./endpoints.ts";
 import { UsageError } from "./errors.ts";
 import { interfaceName } from "./ifname.ts";
 
 /** The TEP's settings in flag form (camelCase names of lib/config/tep_schema.ts). */
-export interface TepFlags {
+export interface TepFlags extends DaemonFlags {
   ipv6?: string;
   ipv4?: string;
   server?: string | string[];
@@ -37,11 +39,6 @@ export interface TepFlags {
   maxBindings?: string;
   tepPort?: string;
   control?: string;
-  metrics?: string;
-  logFormat?: "text" | "json";
-  logLevel?: "debug" | "info" | "warn" | "error";
-  config?: string;
-  check?: boolean;
 }
 
 /** This TEP's addresses, the DSTM servers it obeys (the first, then the others) and its IPv4 routes. */
