@@ -36,6 +36,7 @@
 import { checksumSum } from "../net/checksum.ts";
 import { tcpPseudoHeaderSum } from "../net/gso.ts";
 import { setIPv4TotalLength, writeIPv4HeaderChecksum } from "../net/ipv4.ts";
+import { trainSlot } from "./gro_slots.ts";
 
 /**
  * Receives every packet: `buf[off, off+len)`, an IPv4 packet; `gsoSize` > 0 for a coalesced
@@ -305,18 +306,7 @@ export class TcpCoalescer {
     payloadSum: number,
     flags: number,
   ): void {
-    let s = -1;
-    let oldest = Number.POSITIVE_INFINITY;
-    for (let i = 0; i < this.#slots; i++) {
-      if (this.#len[i] === 0) {
-        s = i;
-        break;
-      }
-      if (this.#used[i]! < oldest) {
-        oldest = this.#used[i]!;
-        s = i;
-      }
-    }
+    const s = trainSlot(this.#len, this.#used, this.#slots);
     if (this.#len[s]! > 0) this.#flushSlot(s);
     const o = s * this.#stride + this.#headroom;
     this.#copy(buf, off, total, o);

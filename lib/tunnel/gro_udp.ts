@@ -45,6 +45,7 @@ import { checksumSum } from "../net/checksum.ts";
 import { setIPv4TotalLength, writeIPv4HeaderChecksum } from "../net/ipv4.ts";
 import { udpPseudoHeaderSum } from "../net/udp_segment.ts";
 import type { GroEmit, GroStats } from "./gro.ts";
+import { trainSlot } from "./gro_slots.ts";
 
 /** Datagrams per train at most: the kernel's UDP GRO stops at 64 (UDP_GRO_CNT_MAX). */
 export const UDP_GRO_MAX_SEGMENTS = 64;
@@ -178,18 +179,7 @@ export class UdpCoalescer {
   }
 
   #start(buf: Uint8Array, off: number, total: number): void {
-    let s = -1;
-    let oldest = Number.POSITIVE_INFINITY;
-    for (let i = 0; i < this.#slots; i++) {
-      if (this.#len[i] === 0) {
-        s = i;
-        break;
-      }
-      if (this.#used[i]! < oldest) {
-        oldest = this.#used[i]!;
-        s = i;
-      }
-    }
+    const s = trainSlot(this.#len, this.#used, this.#slots);
     if (this.#len[s]! > 0) this.#flushSlot(s);
     this.#copy(buf, off, total, s * this.#stride + this.#headroom);
     this.#len[s] = total;
