@@ -23,6 +23,8 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createNetns, type Netns, vethPair } from "../lib/sys/netns.ts";
+import { clientCounters } from "./helpers/daemon.ts";
+import { createDtiLab, labClientArgv, labServerArgv } from "./helpers/dti_lab.ts";
 import { announceSkip, netnsSkipReason } from "./helpers/netns.ts";
 import { BUN, type DstmProcess, ROOT, spawnDstm } from "./helpers/process.ts";
 import { waitUntil } from "./helpers/wait.ts";
@@ -78,43 +80,19 @@ const lines = (file: string): string[] => {
 
 beforeAll(async () => {
   if (skip) return;
-  host = createNetns("dstmrt-");
-  core = createNetns("dstmrt-");
-  web = createNetns("dstmrt-");
+  ({ host, core, web } = createDtiLab("dstmrt-", ["2001:db8:7::1/64", "2001:db8:7::53/64"]));
+  made.push(host, core, web);
   atk = createNetns("dstmrt-");
-  made.push(host, core, web, atk);
-  vethPair(host, "c0", core, "k0");
-  vethPair(core, "k1", web, "w0");
+  made.push(atk);
   vethPair(atk, "a1", host, "a0");
-  host.addAddress("c0", "2001:db8:7::10/64");
   host.addAddress("a0", "2001:db8:66::10/64");
-  for (const a of ["2001:db8:7::1/64", "2001:db8:7::53/64"]) core.addAddress("k0", a);
-  core.addAddress("k1", "192.0.2.1/24");
-  web.addAddress("w0", "192.0.2.80/24");
-  web.addRoute("default", "via", "192.0.2.1");
   atk.addAddress("a1", "2001:db8:66::66/64");
   atk.up("lo");
   // The spoofer's inner source: the web server's address (or, later, the leased one).
   atk.addAddress("lo", "192.0.2.80/32");
   atk.ip("-6", "route", "add", "2001:db8:7::10/128", "via", "2001:db8:66::10", "dev", "a1");
   atk.ip("sr", "tunsrc", "set", "2001:db8:66::66");
-  const server = spawnDstm(
-    [
-      "server",
-      "--listen",
-      "[2001:db8:7::53]:4607",
-      "--pool",
-      "198.51.100.0/28",
-      "--tep",
-      "2001:db8:7::1,192.0.2.1",
-      "--lease-time",
-      "30",
-      "--db",
-      "memory",
-    ],
-    {},
-    core.name,
-  );
+  const server = spawnDstm(labServerArgv({ leaseTime: 30 }), {}, core.name);
   procs.push(server);
   await server.waitFor(/ start /, 20_000);
   const tep = spawnDstm(
@@ -152,17 +130,7 @@ describe.skipIf(skip !== null)("red team: the kernel DTI and a spoofing neighbou
 
   test("IPv4-in-IPv6 from a source other than the TEP reaches no application", async () => {
     const client = spawnDstm(
-      [
-        "client",
-        "--server",
-        "2001:db8:7::53",
-        "--dti",
-        "kernel",
-        "--ifname",
-        "rt.dti0",
-        "--route",
-        "192.0.2.0/24",
-      ],
+      labClientArgv("kernel", "rt.dti0"),
       { DSTM_RUNTIME_DIR: dir },
       host.name,
     );
@@ -258,18 +226,11 @@ describe.skipIf(skip !== null)("red team: the kernel DTI and a spoofing neighbou
       expect(leased).not.toBe("");
       const got = join(dir, "host.log");
       const second = spawnDstm(
-        [
-          "client",
-          "--server",
-          "2001:db8:7::53",
-          "--dti",
+        labClientArgv(
           "kernel",
-          "--ifname",
           "rt.dti0",
-          "--route",
-          "192.0.2.0/24",
-          ...(control === "own" ? ["--control", join(dir, "second.sock")] : []),
-        ],
+          control === "own" ? ["--control", join(dir, "second.sock")] : [],
+        ),
         { DSTM_RUNTIME_DIR: dir },
         host.name,
       );
@@ -305,19 +266,7 @@ describe.skipIf(skip !== null)("red team: the kernel DTI and a spoofing neighbou
     // What the killed client left: its decapsulating rule (the TUN went with the process).
     expect(host.ip("-6", "rule", "show")).toContain("lookup 4607");
     const tun = spawnDstm(
-      [
-        "client",
-        "--server",
-        "2001:db8:7::53",
-        "--dti",
-        "tun",
-        "--ifname",
-        "rt.dti0",
-        "--route",
-        "192.0.2.0/24",
-        "--control",
-        join(dir, "tun.sock"),
-      ],
+      labClientArgv("tun", "rt.dti0", ["--control", join(dir, "tun.sock")]),
       { DSTM_RUNTIME_DIR: dir },
       host.name,
     );
@@ -335,16 +284,7 @@ describe.skipIf(skip !== null)("red team: the kernel DTI and a spoofing neighbou
       { timeoutMs: 15_000, intervalMs: 250, what: "a datagram through the TUN DTI" },
     );
     // Through the userspace DTI (its counters), not decapsulated by a leftover End.DX4 route.
-    const status = host.exec([
-      BUN,
-      join(ROOT, "mod.ts"),
-      "client",
-      "status",
-      "--json",
-      "--control",
-      join(dir, "tun.sock"),
-    ]);
-    const counters = (JSON.parse(status.stdout) as { counters: Record<string, number> }).counters;
+    const counters = clientCounters(host, join(dir, "tun.sock"));
     expect(counters["client-decap-forward"] ?? 0).toBeGreaterThan(0);
     expect(host.ip("-6", "rule", "show")).not.toContain("lookup 4607");
     expect(tun.lines.some((l) => /WARN kernel-dti-stale .*removed a seg6 DTI's rule/.test(l))).toBe(

@@ -11,7 +11,9 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { createNetns, type Netns, vethPair } from "../lib/sys/netns.ts";
+import type { Netns } from "../lib/sys/netns.ts";
+import { leaseList } from "./helpers/daemon.ts";
+import { createDtiLab, labServerArgv } from "./helpers/dti_lab.ts";
 import { announceSkip, netnsSkipReason } from "./helpers/netns.ts";
 import { BUN, type DstmProcess, ROOT, spawnDstm } from "./helpers/process.ts";
 import { tepArgv } from "./helpers/tep_argv.ts";
@@ -30,36 +32,10 @@ const serverSocket = join(dir, "server.sock");
 
 beforeAll(async () => {
   if (skip) return;
-  host = createNetns("dstmr-");
-  core = createNetns("dstmr-");
-  const web = createNetns("dstmr-");
-  made.push(host, core, web);
-  vethPair(host, "c0", core, "k0");
-  vethPair(core, "k1", web, "w0");
-  host.addAddress("c0", "2001:db8:7::10/64");
-  for (const a of ["2001:db8:7::1/64", "2001:db8:7::53/64"]) core.addAddress("k0", a);
-  core.addAddress("k1", "192.0.2.1/24");
-  web.addAddress("w0", "192.0.2.80/24");
-  web.addRoute("default", "via", "192.0.2.1");
-  const server = spawnDstm(
-    [
-      "server",
-      "--listen",
-      "[2001:db8:7::53]:4607",
-      "--pool",
-      "198.51.100.0/28",
-      "--tep",
-      "2001:db8:7::1,192.0.2.1",
-      "--lease-time",
-      "10",
-      "--db",
-      "memory",
-      "--control",
-      serverSocket,
-    ],
-    {},
-    core.name,
-  );
+  const lab = createDtiLab("dstmr-", ["2001:db8:7::1/64", "2001:db8:7::53/64"]);
+  ({ host, core } = lab);
+  made.push(host, core, lab.web);
+  const server = spawnDstm(labServerArgv({ leaseTime: 10, control: serverSocket }), {}, core.name);
   procs.push(server);
   await server.waitFor(/ start /, 20_000);
   const tep = spawnDstm(
@@ -104,18 +80,7 @@ function ping(): boolean {
   return host.exec(["ping", "-c", "1", "-W", "1", "192.0.2.80"]).code === 0;
 }
 
-function leases(): { hostIPv4: string; hostIPv6: string }[] {
-  const r = core.exec([
-    BUN,
-    join(ROOT, "mod.ts"),
-    "lease",
-    "ls",
-    "--json",
-    "--control",
-    serverSocket,
-  ]);
-  return (JSON.parse(r.stdout) as { leases: { hostIPv4: string; hostIPv6: string }[] }).leases;
-}
+const leases = () => leaseList(core, serverSocket);
 
 /** Polls `check` every 250 ms until it holds or `ms` pass; whether it held. */
 const eventuallyWithin = (check: () => boolean, ms: number) =>
