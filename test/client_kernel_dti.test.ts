@@ -13,21 +13,21 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { createHash, randomBytes } from "node:crypto";
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Netns } from "../lib/sys/netns.ts";
 import { clientStatusJson, leaseList } from "./helpers/daemon.ts";
-import { createDtiLab, LAB_SERVER6, labClientArgv, labServerArgv } from "./helpers/dti_lab.ts";
-import { announceSkip, netnsSkipReason } from "./helpers/netns.ts";
+import {
+  createDtiLab,
+  dtiSuite,
+  LAB_SERVER6,
+  labClientArgv,
+  labServerArgv,
+} from "./helpers/dti_lab.ts";
 import { BUN, type DstmProcess, ROOT, spawnDstm } from "./helpers/process.ts";
 import { eventually } from "./helpers/wait.ts";
 
-const skip = netnsSkipReason({ tun: true });
-announceSkip("client_kernel_dti", skip);
-
-const dir = mkdtempSync(join(tmpdir(), "dstm-kdti-"));
-const made: Netns[] = [];
+const { skip, dir, made } = dtiSuite("client_kernel_dti", "dstm-kdti-");
 let host: Netns;
 let core: Netns;
 let web: Netns;

@@ -19,21 +19,15 @@
  *   host ns ──veth── core ns: server 2001:db8:7::53, TEP 2001:db8:7::1 ──veth── web ns 192.0.2.80
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { createNetns, type Netns, vethPair } from "../lib/sys/netns.ts";
 import { clientCounters } from "./helpers/daemon.ts";
-import { createDtiLab, labClientArgv, labServerArgv } from "./helpers/dti_lab.ts";
-import { announceSkip, netnsSkipReason } from "./helpers/netns.ts";
+import { createDtiLab, dtiSuite, labClientArgv, labServerArgv } from "./helpers/dti_lab.ts";
 import { BUN, type DstmProcess, ROOT, spawnDstm } from "./helpers/process.ts";
 import { waitUntil } from "./helpers/wait.ts";
 
-const skip = netnsSkipReason({ tun: true });
-announceSkip("redteam_kernel_dti", skip);
-
-const dir = mkdtempSync(join(tmpdir(), "dstm-rtk-"));
-const made: Netns[] = [];
+const { skip, dir, made } = dtiSuite("redteam_kernel_dti", "dstm-rtk-");
 let host: Netns;
 let core: Netns;
 let web: Netns;
@@ -77,6 +71,46 @@ const lines = (file: string): string[] => {
     return [];
   }
 };
+
+/**
+ * Routes `dst`/32 in the spoofer's namespace through seg6 encap.red to the host's 2001:db8:7::10
+ * with the inner source `src`: the spoofer's kernel builds the IPv4-in-IPv6.
+ */
+function spoofRoute(dst: string, src: string): void {
+  const encap = ["encap", "seg6", "mode", "encap.red", "segs", "2001:db8:7::10"];
+  atk.ip("route", "add", `${dst}/32`, ...encap, "dev", "a1", "src", src);
+}
+
+/**
+ * Sends `src` → `dst`:`port` datagrams from the spoofer (payload `spoofed`-N) and from `genuine`
+ * (`own`-N) in turn, until three of the genuine ones are in `file` (30,000 ms at most), then one
+ * last of each until the last genuine one is there (10,000 ms at most); the lines of `file`.
+ */
+async function inTurn(
+  genuine: Netns,
+  [src, dst, port]: [string, string, number],
+  file: string,
+  spoofed: string,
+  own: string,
+): Promise<string[]> {
+  let n = 0;
+  await waitUntil(
+    () => {
+      n++;
+      send(atk, src, dst, port, `${spoofed}-${n}`);
+      send(genuine, src, dst, port, `${own}-${n}`);
+      return lines(file).filter((l) => l.includes(own)).length >= 3;
+    },
+    { timeoutMs: 30_000, intervalMs: 200, what: `three "${own}" datagrams` },
+  );
+  send(atk, src, dst, port, `${spoofed}-last`);
+  send(genuine, src, dst, port, `${own}-last`);
+  await waitUntil(() => lines(file).some((l) => l.includes(`${own}-last`)), {
+    timeoutMs: 10_000,
+    what: `the last "${own}" datagram`,
+  });
+  return lines(file);
+}
 
 beforeAll(async () => {
   if (skip) return;
@@ -140,43 +174,10 @@ describe.skipIf(skip !== null)("red team: the kernel DTI and a spoofing neighbou
     const got = join(dir, "host.log");
     listen(host, "0.0.0.0", HOST_PORT, got);
     // The spoofer's kernel builds the packets: encap.red to the host's address from its own.
-    atk.ip(
-      "route",
-      "add",
-      `${leased}/32`,
-      "encap",
-      "seg6",
-      "mode",
-      "encap.red",
-      "segs",
-      "2001:db8:7::10",
-      "dev",
-      "a1",
-      "src",
-      "192.0.2.80",
-    );
+    spoofRoute(leased, "192.0.2.80");
     // Spoofed and genuine datagrams in turn, until three genuine ones came through the TEP.
-    let n = 0;
-    await waitUntil(
-      () => {
-        n++;
-        send(atk, "192.0.2.80", leased, HOST_PORT, `spoofed-${n}`);
-        send(web, "192.0.2.80", leased, HOST_PORT, `genuine-${n}`);
-        return lines(got).filter((l) => l.includes("genuine")).length >= 3;
-      },
-      {
-        timeoutMs: 30_000,
-        intervalMs: 200,
-        what: "three datagrams from the web server via the TEP",
-      },
-    );
-    send(atk, "192.0.2.80", leased, HOST_PORT, "spoofed-last");
-    send(web, "192.0.2.80", leased, HOST_PORT, "genuine-last");
-    await waitUntil(() => lines(got).some((l) => l.includes("genuine-last")), {
-      timeoutMs: 10_000,
-      what: "the last genuine datagram",
-    });
-    expect(lines(got).filter((l) => l.includes("spoofed"))).toEqual([]);
+    const seen = await inTurn(web, ["192.0.2.80", leased, HOST_PORT], got, "spoofed", "genuine");
+    expect(seen.filter((l) => l.includes("spoofed"))).toEqual([]);
   }, 90_000);
 
   test("a forwarding host is no relay: a spoofed leased source does not reach the IPv4 network", async () => {
@@ -186,39 +187,10 @@ describe.skipIf(skip !== null)("red team: the kernel DTI and a spoofing neighbou
     listen(web, "192.0.2.80", WEB_PORT, got);
     // Inner: from the leased address to the web server; outer: the spoofer to the host.
     atk.addAddress("lo", `${leased}/32`);
-    atk.ip(
-      "route",
-      "add",
-      "192.0.2.80/32",
-      "encap",
-      "seg6",
-      "mode",
-      "encap.red",
-      "segs",
-      "2001:db8:7::10",
-      "dev",
-      "a1",
-      "src",
-      leased,
-    );
+    spoofRoute("192.0.2.80", leased);
     // The host's own datagrams go through (control); the relayed ones must not.
-    let n = 0;
-    await waitUntil(
-      () => {
-        n++;
-        send(atk, leased, "192.0.2.80", WEB_PORT, `relayed-${n}`);
-        send(host, leased, "192.0.2.80", WEB_PORT, `own-${n}`);
-        return lines(got).filter((l) => l.includes("own")).length >= 3;
-      },
-      { timeoutMs: 30_000, intervalMs: 200, what: "three datagrams of the host itself" },
-    );
-    send(atk, leased, "192.0.2.80", WEB_PORT, "relayed-last");
-    send(host, leased, "192.0.2.80", WEB_PORT, "own-last");
-    await waitUntil(() => lines(got).some((l) => l.includes("own-last")), {
-      timeoutMs: 10_000,
-      what: "the host's last datagram",
-    });
-    expect(lines(got).filter((l) => l.includes("relayed"))).toEqual([]);
+    const seen = await inTurn(host, [leased, "192.0.2.80", WEB_PORT], got, "relayed", "own");
+    expect(seen.filter((l) => l.includes("relayed"))).toEqual([]);
   }, 90_000);
 
   for (const control of ["default", "own"] as const)

@@ -8,22 +8,16 @@
  *                                                      ──veth── web ns: 192.0.2.80
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { rmSync } from "node:fs";
 import { join } from "node:path";
 import type { Netns } from "../lib/sys/netns.ts";
 import { leaseList } from "./helpers/daemon.ts";
-import { createDtiLab, labServerArgv } from "./helpers/dti_lab.ts";
-import { announceSkip, netnsSkipReason } from "./helpers/netns.ts";
+import { createDtiLab, dtiSuite, labServerArgv } from "./helpers/dti_lab.ts";
 import { BUN, type DstmProcess, ROOT, spawnDstm } from "./helpers/process.ts";
 import { tepArgv } from "./helpers/tep_argv.ts";
 import { eventually } from "./helpers/wait.ts";
 
-const skip = netnsSkipReason({ tun: true });
-announceSkip("renumber", skip);
-
-const dir = mkdtempSync(join(tmpdir(), "dstm-renum-"));
-const made: Netns[] = [];
+const { skip, dir, made } = dtiSuite("renumber", "dstm-renum-");
 const procs: DstmProcess[] = [];
 let host: Netns;
 let core: Netns;

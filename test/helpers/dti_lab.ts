@@ -5,10 +5,28 @@
  *   host ns: 2001:db8:7::10 (c0) ──veth── core ns (k0): server 2001:db8:7::53, TEP 2001:db8:7::1
  *                                          (k1) 192.0.2.1 ──veth── web ns: 192.0.2.80 (w0)
  */
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { createNetns, type Netns, vethPair } from "../../lib/sys/netns.ts";
+import { announceSkip, netnsSkipReason } from "./netns.ts";
 
 /** The DSTM server's address in the core namespace. */
 export const LAB_SERVER6 = "2001:db8:7::53";
+
+/**
+ * What a kernel-DTI suite starts from: why it is skipped (null: it runs; announced under the
+ * name `suite`), a fresh temporary directory `tmpPrefix`…, and the list of the namespaces it
+ * made (to delete in afterAll, with the directory).
+ */
+export function dtiSuite(
+  suite: string,
+  tmpPrefix: string,
+): { skip: string | null; dir: string; made: Netns[] } {
+  const skip = netnsSkipReason({ tun: true });
+  announceSkip(suite, skip);
+  return { skip, dir: mkdtempSync(join(tmpdir(), tmpPrefix)), made: [] };
+}
 
 /** The three namespaces of the lab; the caller deletes them. */
 export interface DtiLab {
