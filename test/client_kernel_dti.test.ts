@@ -23,6 +23,7 @@ import {
   LAB_SERVER6,
   labClientArgv,
   labServerArgv,
+  labTepArgv,
 } from "./helpers/dti_lab.ts";
 import { BUN, type DstmProcess, ROOT, spawnDstm } from "./helpers/process.ts";
 import { eventually } from "./helpers/wait.ts";
@@ -74,24 +75,7 @@ async function startCore(extra: string[], tep6 = "2001:db8:7::1"): Promise<void>
     core.name,
   );
   await server.waitFor(/ start /, 20_000);
-  tep = spawnDstm(
-    [
-      "tep",
-      "--insecure-control",
-      "--ipv6",
-      tep6,
-      "--ipv4",
-      "192.0.2.1",
-      "--server",
-      "2001:db8:7::53",
-      "--route",
-      "198.51.100.0/28",
-      "--stats",
-      join(dir, "tep.sock"),
-    ],
-    {},
-    core.name,
-  );
+  tep = spawnDstm(labTepArgv(tep6, ["--stats", join(dir, "tep.sock")]), {}, core.name);
   await tep.waitFor(/tep-start/, 20_000);
   await server.waitFor(/tep-connected/, 20_000);
 }

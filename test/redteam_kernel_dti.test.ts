@@ -23,7 +23,13 @@ import { readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { createNetns, type Netns, vethPair } from "../lib/sys/netns.ts";
 import { clientCounters } from "./helpers/daemon.ts";
-import { createDtiLab, dtiSuite, labClientArgv, labServerArgv } from "./helpers/dti_lab.ts";
+import {
+  createDtiLab,
+  dtiSuite,
+  labClientArgv,
+  labServerArgv,
+  labTepArgv,
+} from "./helpers/dti_lab.ts";
 import { BUN, type DstmProcess, ROOT, spawnDstm } from "./helpers/process.ts";
 import { waitUntil } from "./helpers/wait.ts";
 
@@ -129,22 +135,7 @@ beforeAll(async () => {
   const server = spawnDstm(labServerArgv({ leaseTime: 30 }), {}, core.name);
   procs.push(server);
   await server.waitFor(/ start /, 20_000);
-  const tep = spawnDstm(
-    [
-      "tep",
-      "--insecure-control",
-      "--ipv6",
-      "2001:db8:7::1",
-      "--ipv4",
-      "192.0.2.1",
-      "--server",
-      "2001:db8:7::53",
-      "--route",
-      "198.51.100.0/28",
-    ],
-    {},
-    core.name,
-  );
+  const tep = spawnDstm(labTepArgv(), {}, core.name);
   procs.push(tep);
   await tep.waitFor(/tep-start/, 20_000);
   await server.waitFor(/tep-connected/, 20_000);

@@ -12,9 +12,8 @@ import { rmSync } from "node:fs";
 import { join } from "node:path";
 import type { Netns } from "../lib/sys/netns.ts";
 import { leaseList } from "./helpers/daemon.ts";
-import { createDtiLab, dtiSuite, labServerArgv } from "./helpers/dti_lab.ts";
+import { createDtiLab, dtiSuite, labServerArgv, labTepArgv } from "./helpers/dti_lab.ts";
 import { BUN, type DstmProcess, ROOT, spawnDstm } from "./helpers/process.ts";
-import { tepArgv } from "./helpers/tep_argv.ts";
 import { eventually } from "./helpers/wait.ts";
 
 const { skip, dir, made } = dtiSuite("renumber", "dstm-renum-");
@@ -32,17 +31,7 @@ beforeAll(async () => {
   const server = spawnDstm(labServerArgv({ leaseTime: 10, control: serverSocket }), {}, core.name);
   procs.push(server);
   await server.waitFor(/ start /, 20_000);
-  const tep = spawnDstm(
-    [
-      ...tepArgv({ ipv6: "2001:db8:7::1", server: "2001:db8:7::53", route: "198.51.100.0/28" }),
-      // The server is on another host of the link; the channel is not under test here.
-      "--insecure-control",
-      "--stats",
-      join(dir, "tep.sock"),
-    ],
-    {},
-    core.name,
-  );
+  const tep = spawnDstm(labTepArgv(undefined, ["--stats", join(dir, "tep.sock")]), {}, core.name);
   procs.push(tep);
   await tep.waitFor(/tep-start/, 20_000);
   await server.waitFor(/tep-connected/, 20_000);

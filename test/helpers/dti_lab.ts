@@ -10,6 +10,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createNetns, type Netns, vethPair } from "../../lib/sys/netns.ts";
 import { announceSkip, netnsSkipReason } from "./netns.ts";
+import { tepArgv } from "./tep_argv.ts";
 
 /** The DSTM server's address in the core namespace. */
 export const LAB_SERVER6 = "2001:db8:7::53";
@@ -81,6 +82,19 @@ export function labServerArgv(o: LabServerOptions): string[] {
     "--db",
     "memory",
     ...(o.control === undefined ? [] : ["--control", o.control]),
+  ];
+}
+
+/**
+ * `dstm tep` at `tep6` (default 2001:db8:7::1) / 192.0.2.1 routing 198.51.100.0/28, bindings
+ * from the lab's server with `--insecure-control` (the server is on another host of the link;
+ * the channel is not under test in these suites), then `extra`.
+ */
+export function labTepArgv(tep6 = "2001:db8:7::1", extra: readonly string[] = []): string[] {
+  return [
+    ...tepArgv({ ipv6: tep6, server: LAB_SERVER6, route: "198.51.100.0/28" }),
+    "--insecure-control",
+    ...extra,
   ];
 }
 
