@@ -11,10 +11,11 @@ import { afterAll, expect, test } from "bun:test";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { createNetns, type Netns, vethPair } from "../lib/sys/netns.ts";
+import type { Netns } from "../lib/sys/netns.ts";
+import { createDhcp4o6Link, waitLinkLocal } from "./helpers/dhcp4o6_link.ts";
 import { announceSkip, netnsSkipReason } from "./helpers/netns.ts";
 import { BUN, ROOT } from "./helpers/process.ts";
-import { waitForLine, waitUntil } from "./helpers/wait.ts";
+import { waitForLine } from "./helpers/wait.ts";
 
 const skip = netnsSkipReason();
 announceSkip("client_dhcp4o6_multicast_cli", skip);
@@ -33,12 +34,8 @@ afterAll(async () => {
 test.skipIf(skip !== null)(
   "the dhcp4o6 client over ff02::1:2 gets a lease from dstm's own server",
   async () => {
-    const host = createNetns("dstmt-");
-    const srv = createNetns("dstmt-");
-    made.push(host, srv);
-    vethPair(host, "eth0", srv, "eth0");
-    host.addAddress("eth0", "2001:db8:4::10/64");
-    srv.addAddress("eth0", "2001:db8:4::53/64");
+    const link = createDhcp4o6Link(made);
+    const { host, srv } = link;
     const server = srv.spawn(
       [BUN, join(ROOT, "mod.ts"), "server", "--pool", "203.0.113.0/28", "--tep"]
         .concat(["2001:db8:4::1,192.0.2.1", "--listen", "[2001:db8:4::53]:4607", "--db"])
@@ -46,16 +43,7 @@ test.skipIf(skip !== null)(
       { timeoutMs: 60_000 },
     );
     procs.push(server);
-    type Addr = { addr_info: { scope: string; tentative?: boolean }[] };
-    const linkLocalReady = (ns: Netns) => {
-      const info = ns.ipJson<Addr[]>("-6", "addr", "show", "dev", "eth0")[0]?.addr_info ?? [];
-      return info.some((a) => a.scope === "link") && !info.some((a) => a.tentative);
-    };
-    await waitUntil(() => linkLocalReady(host) && linkLocalReady(srv), {
-      timeoutMs: 10_000,
-      intervalMs: 50,
-      what: "link-local addresses past DAD",
-    });
+    await waitLinkLocal(link);
     await waitForLine(server.stdout, / dhcp4o6 /, { what: "the server's 4o6 service" });
     const client = host.spawn(
       [BUN, join(ROOT, "mod.ts"), "client", "--protocol", "dhcp4o6", "--server"]

@@ -13,19 +13,22 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { createHash, randomBytes } from "node:crypto";
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { createNetns, type Netns, vethPair } from "../lib/sys/netns.ts";
-import { announceSkip, netnsSkipReason } from "./helpers/netns.ts";
+import type { Netns } from "../lib/sys/netns.ts";
+import { clientStatusJson, leaseList } from "./helpers/daemon.ts";
+import {
+  createDtiLab,
+  dtiSuite,
+  LAB_SERVER6,
+  labClientArgv,
+  labServerArgv,
+  labTepArgv,
+} from "./helpers/dti_lab.ts";
 import { BUN, type DstmProcess, ROOT, spawnDstm } from "./helpers/process.ts";
 import { eventually } from "./helpers/wait.ts";
 
-const skip = netnsSkipReason({ tun: true });
-announceSkip("client_kernel_dti", skip);
-
-const dir = mkdtempSync(join(tmpdir(), "dstm-kdti-"));
-const made: Netns[] = [];
+const { skip, dir, made } = dtiSuite("client_kernel_dti", "dstm-kdti-");
 let host: Netns;
 let core: Netns;
 let web: Netns;
@@ -40,18 +43,12 @@ const DTI = "dtik0";
 
 beforeAll(async () => {
   if (skip) return;
-  host = createNetns("dstmk-");
-  core = createNetns("dstmk-");
-  web = createNetns("dstmk-");
+  ({ host, core, web } = createDtiLab("dstmk-", [
+    "2001:db8:7::1/64",
+    "2001:db8:7::2/64",
+    "2001:db8:7::53/64",
+  ]));
   made.push(host, core, web);
-  vethPair(host, "c0", core, "k0");
-  vethPair(core, "k1", web, "w0");
-  host.addAddress("c0", "2001:db8:7::10/64");
-  for (const a of ["2001:db8:7::1/64", "2001:db8:7::2/64", "2001:db8:7::53/64"])
-    core.addAddress("k0", a);
-  core.addAddress("k1", "192.0.2.1/24");
-  web.addAddress("w0", "192.0.2.80/24");
-  web.addRoute("default", "via", "192.0.2.1");
   iperf = web.spawn(["iperf3", "-s", "-B", "192.0.2.80"], { timeoutMs: 300_000 });
   mkdirSync(join(dir, "www"));
   writeFileSync(join(dir, "www", "blob.bin"), randomBytes(6 << 20));
@@ -73,67 +70,28 @@ afterAll(async () => {
 /** Starts the server (with `extra` flags) and the TEP in the core namespace. */
 async function startCore(extra: string[], tep6 = "2001:db8:7::1"): Promise<void> {
   server = spawnDstm(
-    [
-      "server",
-      "--listen",
-      "[2001:db8:7::53]:4607",
-      "--pool",
-      "198.51.100.0/28",
-      ...extra,
-      "--tep",
-      `${tep6},192.0.2.1`,
-      "--lease-time",
-      "10",
-      "--db",
-      "memory",
-      "--control",
-      serverSocket,
-    ],
+    labServerArgv({ leaseTime: 10, tep6, extra, control: serverSocket }),
     {},
     core.name,
   );
   await server.waitFor(/ start /, 20_000);
-  tep = spawnDstm(
-    [
-      "tep",
-      "--insecure-control",
-      "--ipv6",
-      tep6,
-      "--ipv4",
-      "192.0.2.1",
-      "--server",
-      "2001:db8:7::53",
-      "--route",
-      "198.51.100.0/28",
-      "--stats",
-      join(dir, "tep.sock"),
-    ],
-    {},
-    core.name,
-  );
+  tep = spawnDstm(labTepArgv(tep6, ["--stats", join(dir, "tep.sock")]), {}, core.name);
   await tep.waitFor(/tep-start/, 20_000);
   await server.waitFor(/tep-connected/, 20_000);
 }
 
 function startClient(): DstmProcess {
-  client = spawnDstm(
-    [
-      "client",
-      "--server",
-      "2001:db8:7::53",
-      "--dti",
-      "kernel",
-      "--ifname",
-      DTI,
-      "--route",
-      "192.0.2.0/24",
-      "--control",
-      clientSocket,
-    ],
+  client = spawnDstm(labClientArgv("kernel", DTI, ["--control", clientSocket]), {}, host.name);
+  return client;
+}
+
+/** A client on the host with `flags`, the DTI named DTI and its control socket (no --route). */
+function spawnOnHost(flags: readonly string[]): DstmProcess {
+  return spawnDstm(
+    ["client", "--server", LAB_SERVER6, ...flags, "--ifname", DTI, "--control", clientSocket],
     {},
     host.name,
   );
-  return client;
 }
 
 async function stopAll(): Promise<void> {
@@ -147,18 +105,7 @@ const ping = () => host.exec(["ping", "-c", "1", "-W", "1", "192.0.2.80"]).code 
 const within = (check: () => boolean, ms: number) =>
   eventually(check, { timeoutMs: ms, intervalMs: 250 });
 
-function leases(): { hostIPv4: string; hostIPv6: string }[] {
-  const r = core.exec([
-    BUN,
-    join(ROOT, "mod.ts"),
-    "lease",
-    "ls",
-    "--json",
-    "--control",
-    serverSocket,
-  ]);
-  return (JSON.parse(r.stdout) as { leases: { hostIPv4: string; hostIPv6: string }[] }).leases;
-}
+const leases = () => leaseList(core, serverSocket);
 
 /** `dstm client status` as text. */
 function clientStatusText(): string {
@@ -172,16 +119,7 @@ function clientStatus(): {
   dti: Record<string, unknown>;
   counters: Record<string, number>;
 } {
-  const r = host.exec([
-    BUN,
-    join(ROOT, "mod.ts"),
-    "client",
-    "status",
-    "--json",
-    "--control",
-    clientSocket,
-  ]);
-  return JSON.parse(r.stdout);
+  return clientStatusJson(host, clientSocket);
 }
 
 /** What the kernel of the host namespace says: the DTI link, the IPv6 rules, the IPv4 routes. */
@@ -382,20 +320,7 @@ describe.skipIf(skip !== null)("dstm client --dti kernel", () => {
     "%p on a kernel without ip6tnl: the lease is released and the client exits 2 with the reason",
     async (flags, reason) => {
       if (mode === "ip6tnl") return; // this kernel has ip6tnl: nothing to refuse
-      const c = spawnDstm(
-        [
-          "client",
-          "--server",
-          "2001:db8:7::53",
-          ...flags,
-          "--ifname",
-          DTI,
-          "--control",
-          clientSocket,
-        ],
-        {},
-        host.name,
-      );
+      const c = spawnOnHost(flags);
       try {
         // No retry for ever: a DTI that can never be made ends the client (exit 2).
         expect(await c.exited).toBe(2);
@@ -422,23 +347,7 @@ describe.skipIf(skip !== null)("dstm client --dti kernel", () => {
     // ::20 is the host's address now; ::30 is added deprecated (preferred_lft 0), so the
     // kernel never picks it as a source, yet the lease would bind it.
     host.ip("addr", "add", "2001:db8:7::30/64", "dev", "c0", "nodad", "preferred_lft", "0");
-    const c = spawnDstm(
-      [
-        "client",
-        "--server",
-        "2001:db8:7::53",
-        "--dti",
-        "seg6",
-        "--host6",
-        "2001:db8:7::30",
-        "--ifname",
-        DTI,
-        "--control",
-        clientSocket,
-      ],
-      {},
-      host.name,
-    );
+    const c = spawnOnHost(["--dti", "seg6", "--host6", "2001:db8:7::30"]);
     try {
       await c.waitFor(
         /WARN dti-failed .*the kernel sends to the TEP 2001:db8:7::[12] from 2001:db8:7::20, not from the leased host address 2001:db8:7::30/,

@@ -19,19 +19,21 @@
  *   host ns ──veth── core ns: server 2001:db8:7::53, TEP 2001:db8:7::1 ──veth── web ns 192.0.2.80
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { createNetns, type Netns, vethPair } from "../lib/sys/netns.ts";
-import { announceSkip, netnsSkipReason } from "./helpers/netns.ts";
+import { clientCounters } from "./helpers/daemon.ts";
+import {
+  createDtiLab,
+  dtiSuite,
+  labClientArgv,
+  labServerArgv,
+  labTepArgv,
+} from "./helpers/dti_lab.ts";
 import { BUN, type DstmProcess, ROOT, spawnDstm } from "./helpers/process.ts";
 import { waitUntil } from "./helpers/wait.ts";
 
-const skip = netnsSkipReason({ tun: true });
-announceSkip("redteam_kernel_dti", skip);
-
-const dir = mkdtempSync(join(tmpdir(), "dstm-rtk-"));
-const made: Netns[] = [];
+const { skip, dir, made } = dtiSuite("redteam_kernel_dti", "dstm-rtk-");
 let host: Netns;
 let core: Netns;
 let web: Netns;
@@ -76,63 +78,64 @@ const lines = (file: string): string[] => {
   }
 };
 
+/**
+ * Routes `dst`/32 in the spoofer's namespace through seg6 encap.red to the host's 2001:db8:7::10
+ * with the inner source `src`: the spoofer's kernel builds the IPv4-in-IPv6.
+ */
+function spoofRoute(dst: string, src: string): void {
+  const encap = ["encap", "seg6", "mode", "encap.red", "segs", "2001:db8:7::10"];
+  atk.ip("route", "add", `${dst}/32`, ...encap, "dev", "a1", "src", src);
+}
+
+/**
+ * Sends `src` → `dst`:`port` datagrams from the spoofer (payload `spoofed`-N) and from `genuine`
+ * (`own`-N) in turn, until three of the genuine ones are in `file` (30,000 ms at most), then one
+ * last of each until the last genuine one is there (10,000 ms at most); the lines of `file`.
+ */
+async function inTurn(
+  genuine: Netns,
+  [src, dst, port]: [string, string, number],
+  file: string,
+  spoofed: string,
+  own: string,
+): Promise<string[]> {
+  let n = 0;
+  await waitUntil(
+    () => {
+      n++;
+      send(atk, src, dst, port, `${spoofed}-${n}`);
+      send(genuine, src, dst, port, `${own}-${n}`);
+      return lines(file).filter((l) => l.includes(own)).length >= 3;
+    },
+    { timeoutMs: 30_000, intervalMs: 200, what: `three "${own}" datagrams` },
+  );
+  send(atk, src, dst, port, `${spoofed}-last`);
+  send(genuine, src, dst, port, `${own}-last`);
+  await waitUntil(() => lines(file).some((l) => l.includes(`${own}-last`)), {
+    timeoutMs: 10_000,
+    what: `the last "${own}" datagram`,
+  });
+  return lines(file);
+}
+
 beforeAll(async () => {
   if (skip) return;
-  host = createNetns("dstmrt-");
-  core = createNetns("dstmrt-");
-  web = createNetns("dstmrt-");
+  ({ host, core, web } = createDtiLab("dstmrt-", ["2001:db8:7::1/64", "2001:db8:7::53/64"]));
+  made.push(host, core, web);
   atk = createNetns("dstmrt-");
-  made.push(host, core, web, atk);
-  vethPair(host, "c0", core, "k0");
-  vethPair(core, "k1", web, "w0");
+  made.push(atk);
   vethPair(atk, "a1", host, "a0");
-  host.addAddress("c0", "2001:db8:7::10/64");
   host.addAddress("a0", "2001:db8:66::10/64");
-  for (const a of ["2001:db8:7::1/64", "2001:db8:7::53/64"]) core.addAddress("k0", a);
-  core.addAddress("k1", "192.0.2.1/24");
-  web.addAddress("w0", "192.0.2.80/24");
-  web.addRoute("default", "via", "192.0.2.1");
   atk.addAddress("a1", "2001:db8:66::66/64");
   atk.up("lo");
   // The spoofer's inner source: the web server's address (or, later, the leased one).
   atk.addAddress("lo", "192.0.2.80/32");
   atk.ip("-6", "route", "add", "2001:db8:7::10/128", "via", "2001:db8:66::10", "dev", "a1");
   atk.ip("sr", "tunsrc", "set", "2001:db8:66::66");
-  const server = spawnDstm(
-    [
-      "server",
-      "--listen",
-      "[2001:db8:7::53]:4607",
-      "--pool",
-      "198.51.100.0/28",
-      "--tep",
-      "2001:db8:7::1,192.0.2.1",
-      "--lease-time",
-      "30",
-      "--db",
-      "memory",
-    ],
-    {},
-    core.name,
-  );
+  const server = spawnDstm(labServerArgv({ leaseTime: 30 }), {}, core.name);
   procs.push(server);
   await server.waitFor(/ start /, 20_000);
-  const tep = spawnDstm(
-    [
-      "tep",
-      "--insecure-control",
-      "--ipv6",
-      "2001:db8:7::1",
-      "--ipv4",
-      "192.0.2.1",
-      "--server",
-      "2001:db8:7::53",
-      "--route",
-      "198.51.100.0/28",
-    ],
-    {},
-    core.name,
-  );
+  const tep = spawnDstm(labTepArgv(), {}, core.name);
   procs.push(tep);
   await tep.waitFor(/tep-start/, 20_000);
   await server.waitFor(/tep-connected/, 20_000);
@@ -152,17 +155,7 @@ describe.skipIf(skip !== null)("red team: the kernel DTI and a spoofing neighbou
 
   test("IPv4-in-IPv6 from a source other than the TEP reaches no application", async () => {
     const client = spawnDstm(
-      [
-        "client",
-        "--server",
-        "2001:db8:7::53",
-        "--dti",
-        "kernel",
-        "--ifname",
-        "rt.dti0",
-        "--route",
-        "192.0.2.0/24",
-      ],
+      labClientArgv("kernel", "rt.dti0"),
       { DSTM_RUNTIME_DIR: dir },
       host.name,
     );
@@ -172,43 +165,10 @@ describe.skipIf(skip !== null)("red team: the kernel DTI and a spoofing neighbou
     const got = join(dir, "host.log");
     listen(host, "0.0.0.0", HOST_PORT, got);
     // The spoofer's kernel builds the packets: encap.red to the host's address from its own.
-    atk.ip(
-      "route",
-      "add",
-      `${leased}/32`,
-      "encap",
-      "seg6",
-      "mode",
-      "encap.red",
-      "segs",
-      "2001:db8:7::10",
-      "dev",
-      "a1",
-      "src",
-      "192.0.2.80",
-    );
+    spoofRoute(leased, "192.0.2.80");
     // Spoofed and genuine datagrams in turn, until three genuine ones came through the TEP.
-    let n = 0;
-    await waitUntil(
-      () => {
-        n++;
-        send(atk, "192.0.2.80", leased, HOST_PORT, `spoofed-${n}`);
-        send(web, "192.0.2.80", leased, HOST_PORT, `genuine-${n}`);
-        return lines(got).filter((l) => l.includes("genuine")).length >= 3;
-      },
-      {
-        timeoutMs: 30_000,
-        intervalMs: 200,
-        what: "three datagrams from the web server via the TEP",
-      },
-    );
-    send(atk, "192.0.2.80", leased, HOST_PORT, "spoofed-last");
-    send(web, "192.0.2.80", leased, HOST_PORT, "genuine-last");
-    await waitUntil(() => lines(got).some((l) => l.includes("genuine-last")), {
-      timeoutMs: 10_000,
-      what: "the last genuine datagram",
-    });
-    expect(lines(got).filter((l) => l.includes("spoofed"))).toEqual([]);
+    const seen = await inTurn(web, ["192.0.2.80", leased, HOST_PORT], got, "spoofed", "genuine");
+    expect(seen.filter((l) => l.includes("spoofed"))).toEqual([]);
   }, 90_000);
 
   test("a forwarding host is no relay: a spoofed leased source does not reach the IPv4 network", async () => {
@@ -218,39 +178,10 @@ describe.skipIf(skip !== null)("red team: the kernel DTI and a spoofing neighbou
     listen(web, "192.0.2.80", WEB_PORT, got);
     // Inner: from the leased address to the web server; outer: the spoofer to the host.
     atk.addAddress("lo", `${leased}/32`);
-    atk.ip(
-      "route",
-      "add",
-      "192.0.2.80/32",
-      "encap",
-      "seg6",
-      "mode",
-      "encap.red",
-      "segs",
-      "2001:db8:7::10",
-      "dev",
-      "a1",
-      "src",
-      leased,
-    );
+    spoofRoute("192.0.2.80", leased);
     // The host's own datagrams go through (control); the relayed ones must not.
-    let n = 0;
-    await waitUntil(
-      () => {
-        n++;
-        send(atk, leased, "192.0.2.80", WEB_PORT, `relayed-${n}`);
-        send(host, leased, "192.0.2.80", WEB_PORT, `own-${n}`);
-        return lines(got).filter((l) => l.includes("own")).length >= 3;
-      },
-      { timeoutMs: 30_000, intervalMs: 200, what: "three datagrams of the host itself" },
-    );
-    send(atk, leased, "192.0.2.80", WEB_PORT, "relayed-last");
-    send(host, leased, "192.0.2.80", WEB_PORT, "own-last");
-    await waitUntil(() => lines(got).some((l) => l.includes("own-last")), {
-      timeoutMs: 10_000,
-      what: "the host's last datagram",
-    });
-    expect(lines(got).filter((l) => l.includes("relayed"))).toEqual([]);
+    const seen = await inTurn(host, [leased, "192.0.2.80", WEB_PORT], got, "relayed", "own");
+    expect(seen.filter((l) => l.includes("relayed"))).toEqual([]);
   }, 90_000);
 
   for (const control of ["default", "own"] as const)
@@ -258,18 +189,11 @@ describe.skipIf(skip !== null)("red team: the kernel DTI and a spoofing neighbou
       expect(leased).not.toBe("");
       const got = join(dir, "host.log");
       const second = spawnDstm(
-        [
-          "client",
-          "--server",
-          "2001:db8:7::53",
-          "--dti",
+        labClientArgv(
           "kernel",
-          "--ifname",
           "rt.dti0",
-          "--route",
-          "192.0.2.0/24",
-          ...(control === "own" ? ["--control", join(dir, "second.sock")] : []),
-        ],
+          control === "own" ? ["--control", join(dir, "second.sock")] : [],
+        ),
         { DSTM_RUNTIME_DIR: dir },
         host.name,
       );
@@ -305,19 +229,7 @@ describe.skipIf(skip !== null)("red team: the kernel DTI and a spoofing neighbou
     // What the killed client left: its decapsulating rule (the TUN went with the process).
     expect(host.ip("-6", "rule", "show")).toContain("lookup 4607");
     const tun = spawnDstm(
-      [
-        "client",
-        "--server",
-        "2001:db8:7::53",
-        "--dti",
-        "tun",
-        "--ifname",
-        "rt.dti0",
-        "--route",
-        "192.0.2.0/24",
-        "--control",
-        join(dir, "tun.sock"),
-      ],
+      labClientArgv("tun", "rt.dti0", ["--control", join(dir, "tun.sock")]),
       { DSTM_RUNTIME_DIR: dir },
       host.name,
     );
@@ -335,16 +247,7 @@ describe.skipIf(skip !== null)("red team: the kernel DTI and a spoofing neighbou
       { timeoutMs: 15_000, intervalMs: 250, what: "a datagram through the TUN DTI" },
     );
     // Through the userspace DTI (its counters), not decapsulated by a leftover End.DX4 route.
-    const status = host.exec([
-      BUN,
-      join(ROOT, "mod.ts"),
-      "client",
-      "status",
-      "--json",
-      "--control",
-      join(dir, "tun.sock"),
-    ]);
-    const counters = (JSON.parse(status.stdout) as { counters: Record<string, number> }).counters;
+    const counters = clientCounters(host, join(dir, "tun.sock"));
     expect(counters["client-decap-forward"] ?? 0).toBeGreaterThan(0);
     expect(host.ip("-6", "rule", "show")).not.toContain("lookup 4607");
     expect(tun.lines.some((l) => /WARN kernel-dti-stale .*removed a seg6 DTI's rule/.test(l))).toBe(

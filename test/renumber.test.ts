@@ -8,20 +8,15 @@
  *                                                      ──veth── web ns: 192.0.2.80
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { rmSync } from "node:fs";
 import { join } from "node:path";
-import { createNetns, type Netns, vethPair } from "../lib/sys/netns.ts";
-import { announceSkip, netnsSkipReason } from "./helpers/netns.ts";
+import type { Netns } from "../lib/sys/netns.ts";
+import { leaseList } from "./helpers/daemon.ts";
+import { createDtiLab, dtiSuite, labServerArgv, labTepArgv } from "./helpers/dti_lab.ts";
 import { BUN, type DstmProcess, ROOT, spawnDstm } from "./helpers/process.ts";
-import { tepArgv } from "./helpers/tep_argv.ts";
 import { eventually } from "./helpers/wait.ts";
 
-const skip = netnsSkipReason({ tun: true });
-announceSkip("renumber", skip);
-
-const dir = mkdtempSync(join(tmpdir(), "dstm-renum-"));
-const made: Netns[] = [];
+const { skip, dir, made } = dtiSuite("renumber", "dstm-renum-");
 const procs: DstmProcess[] = [];
 let host: Netns;
 let core: Netns;
@@ -30,49 +25,13 @@ const serverSocket = join(dir, "server.sock");
 
 beforeAll(async () => {
   if (skip) return;
-  host = createNetns("dstmr-");
-  core = createNetns("dstmr-");
-  const web = createNetns("dstmr-");
-  made.push(host, core, web);
-  vethPair(host, "c0", core, "k0");
-  vethPair(core, "k1", web, "w0");
-  host.addAddress("c0", "2001:db8:7::10/64");
-  for (const a of ["2001:db8:7::1/64", "2001:db8:7::53/64"]) core.addAddress("k0", a);
-  core.addAddress("k1", "192.0.2.1/24");
-  web.addAddress("w0", "192.0.2.80/24");
-  web.addRoute("default", "via", "192.0.2.1");
-  const server = spawnDstm(
-    [
-      "server",
-      "--listen",
-      "[2001:db8:7::53]:4607",
-      "--pool",
-      "198.51.100.0/28",
-      "--tep",
-      "2001:db8:7::1,192.0.2.1",
-      "--lease-time",
-      "10",
-      "--db",
-      "memory",
-      "--control",
-      serverSocket,
-    ],
-    {},
-    core.name,
-  );
+  const lab = createDtiLab("dstmr-", ["2001:db8:7::1/64", "2001:db8:7::53/64"]);
+  ({ host, core } = lab);
+  made.push(host, core, lab.web);
+  const server = spawnDstm(labServerArgv({ leaseTime: 10, control: serverSocket }), {}, core.name);
   procs.push(server);
   await server.waitFor(/ start /, 20_000);
-  const tep = spawnDstm(
-    [
-      ...tepArgv({ ipv6: "2001:db8:7::1", server: "2001:db8:7::53", route: "198.51.100.0/28" }),
-      // The server is on another host of the link; the channel is not under test here.
-      "--insecure-control",
-      "--stats",
-      join(dir, "tep.sock"),
-    ],
-    {},
-    core.name,
-  );
+  const tep = spawnDstm(labTepArgv(undefined, ["--stats", join(dir, "tep.sock")]), {}, core.name);
   procs.push(tep);
   await tep.waitFor(/tep-start/, 20_000);
   await server.waitFor(/tep-connected/, 20_000);
@@ -104,18 +63,7 @@ function ping(): boolean {
   return host.exec(["ping", "-c", "1", "-W", "1", "192.0.2.80"]).code === 0;
 }
 
-function leases(): { hostIPv4: string; hostIPv6: string }[] {
-  const r = core.exec([
-    BUN,
-    join(ROOT, "mod.ts"),
-    "lease",
-    "ls",
-    "--json",
-    "--control",
-    serverSocket,
-  ]);
-  return (JSON.parse(r.stdout) as { leases: { hostIPv4: string; hostIPv6: string }[] }).leases;
-}
+const leases = () => leaseList(core, serverSocket);
 
 /** Polls `check` every 250 ms until it holds or `ms` pass; whether it held. */
 const eventuallyWithin = (check: () => boolean, ms: number) =>

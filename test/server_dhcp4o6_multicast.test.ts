@@ -5,10 +5,11 @@
  */
 import { afterAll, expect, test } from "bun:test";
 import { join } from "node:path";
-import { createNetns, type Netns, vethPair } from "../lib/sys/netns.ts";
+import type { Netns } from "../lib/sys/netns.ts";
+import { createDhcp4o6Link, waitLinkLocal } from "./helpers/dhcp4o6_link.ts";
 import { announceSkip, netnsSkipReason } from "./helpers/netns.ts";
 import { BUN, ROOT } from "./helpers/process.ts";
-import { waitForLine, waitUntil } from "./helpers/wait.ts";
+import { waitForLine } from "./helpers/wait.ts";
 
 const skip = netnsSkipReason();
 announceSkip("server_dhcp4o6_multicast", skip);
@@ -23,12 +24,8 @@ afterAll(async () => {
 test.skipIf(skip !== null)(
   "DHCPv4-over-DHCPv6 to dstm's server over ff02::1:2, with option 88 discovery",
   async () => {
-    const host = createNetns("dstmt-");
-    const srv = createNetns("dstmt-");
-    made.push(host, srv);
-    vethPair(host, "eth0", srv, "eth0");
-    host.addAddress("eth0", "2001:db8:4::10/64");
-    srv.addAddress("eth0", "2001:db8:4::53/64");
+    const link = createDhcp4o6Link(made);
+    const { host, srv } = link;
     server = srv.spawn(
       [
         BUN,
@@ -49,18 +46,8 @@ test.skipIf(skip !== null)(
       ],
       { timeoutMs: 60_000 },
     );
-    // Link-local addresses go through DAD after the link comes up (the globals skip it): wait
-    // until both ends have one that is no longer tentative, and for the server's 4o6 service.
-    type Addr = { addr_info: { scope: string; tentative?: boolean }[] };
-    const linkLocalReady = (ns: Netns) => {
-      const info = ns.ipJson<Addr[]>("-6", "addr", "show", "dev", "eth0")[0]?.addr_info ?? [];
-      return info.some((a) => a.scope === "link") && !info.some((a) => a.tentative);
-    };
-    await waitUntil(() => linkLocalReady(host) && linkLocalReady(srv), {
-      timeoutMs: 10_000,
-      intervalMs: 50,
-      what: "link-local addresses past DAD",
-    });
+    // Both ends' link-local addresses past DAD, and the server's 4o6 service.
+    await waitLinkLocal(link);
     await waitForLine(server.stdout, / dhcp4o6 /, { what: "the server's 4o6 service" });
     const run = host.exec(
       [

@@ -70,8 +70,8 @@ export function spawnDaemon(where: Netns, argv: readonly string[], options: Daem
   };
 }
 
-/** The counters of `dstm client status --json` for the client on `socket`, asked in `where`. */
-export function clientCounters(where: Netns, socket: string): Record<string, number> {
+/** `dstm client status --json` of the client on `socket`, asked in `where`, parsed. */
+export function clientStatusJson<T>(where: Netns, socket: string): T {
   const status = where.exec([
     BUN,
     join(ROOT, "mod.ts"),
@@ -82,7 +82,25 @@ export function clientCounters(where: Netns, socket: string): Record<string, num
     socket,
   ]);
   if (status.code !== 0) throw new Error(`dstm client status: ${status.stderr}`);
-  return (JSON.parse(status.stdout) as { counters: Record<string, number> }).counters;
+  return JSON.parse(status.stdout) as T;
+}
+
+/** The counters of `dstm client status --json` for the client on `socket`, asked in `where`. */
+export function clientCounters(where: Netns, socket: string): Record<string, number> {
+  return clientStatusJson<{ counters: Record<string, number> }>(where, socket).counters;
+}
+
+/** A lease as `dstm lease ls --json` lists it (the fields the tests read). */
+export interface ListedLease {
+  readonly hostIPv4: string;
+  readonly hostIPv6: string;
+}
+
+/** The leases of the server whose control socket is `socket`, from `dstm lease ls --json` run in `where`. */
+export function leaseList(where: Netns, socket: string): ListedLease[] {
+  const r = where.exec([BUN, join(ROOT, "mod.ts"), "lease", "ls", "--json", "--control", socket]);
+  if (r.code !== 0) throw new Error(`dstm lease ls: ${r.stderr}`);
+  return (JSON.parse(r.stdout) as { leases: ListedLease[] }).leases;
 }
 
 /** Polls `check` every 100 ms for up to `ms` (default 20,000 ms); its last answer. */

@@ -31,3 +31,20 @@ export function ok(result: EngineResult): Lease & { outcome: string } {
   if (!result.ok) throw new Error(`expected ok, got ${result.reason}: ${result.message}`);
   return { ...result.lease, outcome: result.outcome };
 }
+
+/**
+ * What `stats()` says of the tests' 4-way shared pool 198.51.100.0/30 (two usable addresses,
+ * eight port-set slots, none reserved or blocked) holding `active` leases.
+ */
+export function sharedPool30Stats(active: number) {
+  return {
+    pool: "198.51.100.0/30",
+    size: 8,
+    active,
+    free: 8 - active,
+    reserved: 0,
+    blocked: 0,
+    addresses: 2,
+    share: 4,
+  };
+}

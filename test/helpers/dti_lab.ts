@@ -1,0 +1,119 @@
+/**
+ * The lab of the kernel-DTI tests (client_kernel_dti, redteam_kernel_dti, renumber), as root in
+ * namespaces, and the command lines they start in it:
+ *
+ *   host ns: 2001:db8:7::10 (c0) ──veth── core ns (k0): server 2001:db8:7::53, TEP 2001:db8:7::1
+ *                                          (k1) 192.0.2.1 ──veth── web ns: 192.0.2.80 (w0)
+ */
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { createNetns, type Netns, vethPair } from "../../lib/sys/netns.ts";
+import { announceSkip, netnsSkipReason } from "./netns.ts";
+import { tepArgv } from "./tep_argv.ts";
+
+/** The DSTM server's address in the core namespace. */
+export const LAB_SERVER6 = "2001:db8:7::53";
+
+/**
+ * What a kernel-DTI suite starts from: why it is skipped (null: it runs; announced under the
+ * name `suite`), a fresh temporary directory `tmpPrefix`…, and the list of the namespaces it
+ * made (to delete in afterAll, with the directory).
+ */
+export function dtiSuite(
+  suite: string,
+  tmpPrefix: string,
+): { skip: string | null; dir: string; made: Netns[] } {
+  const skip = netnsSkipReason({ tun: true });
+  announceSkip(suite, skip);
+  return { skip, dir: mkdtempSync(join(tmpdir(), tmpPrefix)), made: [] };
+}
+
+/** The three namespaces of the lab; the caller deletes them. */
+export interface DtiLab {
+  readonly host: Netns;
+  readonly core: Netns;
+  readonly web: Netns;
+}
+
+/**
+ * Makes the lab's namespaces (names `prefix`…) with their links and addresses; `core6` are the
+ * IPv6 addresses (CIDR) of the core's k0: the server's and the TEP's.
+ */
+export function createDtiLab(prefix: string, core6: readonly string[]): DtiLab {
+  const host = createNetns(prefix);
+  const core = createNetns(prefix);
+  const web = createNetns(prefix);
+  vethPair(host, "c0", core, "k0");
+  vethPair(core, "k1", web, "w0");
+  host.addAddress("c0", "2001:db8:7::10/64");
+  for (const a of core6) core.addAddress("k0", a);
+  core.addAddress("k1", "192.0.2.1/24");
+  web.addAddress("w0", "192.0.2.80/24");
+  web.addRoute("default", "via", "192.0.2.1");
+  return { host, core, web };
+}
+
+/** Where the lab's server listens and what it leases. */
+export interface LabServerOptions {
+  /** `--lease-time`, in s. */
+  readonly leaseTime: number;
+  /** The TEP's IPv6 address (default 2001:db8:7::1); its IPv4 one is 192.0.2.1. */
+  readonly tep6?: string;
+  /** Flags put after `--pool`. */
+  readonly extra?: readonly string[];
+  /** `--control`: the server's control socket (none given: the default). */
+  readonly control?: string;
+}
+
+/** `["server", "--listen", "[2001:db8:7::53]:4607", "--pool", "198.51.100.0/28", …]`, leases in memory. */
+export function labServerArgv(o: LabServerOptions): string[] {
+  return [
+    "server",
+    "--listen",
+    `[${LAB_SERVER6}]:4607`,
+    "--pool",
+    "198.51.100.0/28",
+    ...(o.extra ?? []),
+    "--tep",
+    `${o.tep6 ?? "2001:db8:7::1"},192.0.2.1`,
+    "--lease-time",
+    String(o.leaseTime),
+    "--db",
+    "memory",
+    ...(o.control === undefined ? [] : ["--control", o.control]),
+  ];
+}
+
+/**
+ * `dstm tep` at `tep6` (default 2001:db8:7::1) / 192.0.2.1 routing 198.51.100.0/28, bindings
+ * from the lab's server with `--insecure-control` (the server is on another host of the link;
+ * the channel is not under test in these suites), then `extra`.
+ */
+export function labTepArgv(tep6 = "2001:db8:7::1", extra: readonly string[] = []): string[] {
+  return [
+    ...tepArgv({ ipv6: tep6, server: LAB_SERVER6, route: "198.51.100.0/28" }),
+    "--insecure-control",
+    ...extra,
+  ];
+}
+
+/** `["client", "--server", "2001:db8:7::53", "--dti", dti, "--ifname", ifname, "--route", "192.0.2.0/24", …extra]`. */
+export function labClientArgv(
+  dti: string,
+  ifname: string,
+  extra: readonly string[] = [],
+): string[] {
+  return [
+    "client",
+    "--server",
+    LAB_SERVER6,
+    "--dti",
+    dti,
+    "--ifname",
+    ifname,
+    "--route",
+    "192.0.2.0/24",
+    ...extra,
+  ];
+}
