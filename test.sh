@@ -11,7 +11,10 @@ log=$(mktemp)
 # A server a test starts without --db must never write the machine's /var/lib/dstm.
 state=$(mktemp -d)
 export DSTM_STATE_DIR="$state"
-trap 'rm -f "$log"; rm -rf "$state"' EXIT
+# Nor a control socket in the machine's /run/dstm (a daemon started without --control).
+run=$(mktemp -d)
+export DSTM_RUNTIME_DIR="$run"
+trap 'rm -f "$log"; rm -rf "$state" "$run"' EXIT
 node_modules/.bin/bun test --timeout 120000 "$@" 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 pass=$(grep -Eo '^ *[0-9]+ pass$' "$log" | tail -1 | grep -Eo '[0-9]+')

@@ -155,7 +155,7 @@ describe.skipIf(skip !== null)(
         "--control",
         lab.services.socket("client-e"),
       ]);
-      expect(text.text).toMatch(/dti0 \(mtu 1460, path MTU 1400\)/);
+      expect(text.text).toMatch(/dti0 \(mtu 1460, path MTU 1400, tun\)/);
       expect(text.text).toMatch(/path MTU +[1-9]\d* learned/);
     });
   },

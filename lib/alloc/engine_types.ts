@@ -79,8 +79,13 @@ export interface EngineOptions {
   onAbsorb?: (before: Lease | undefined, after: Lease | undefined) => void;
 }
 
-/** How often a decision is made again after another server won its write (shared stores). */
-export const CONFLICT_RETRIES = 8;
+/**
+ * How often a decision is made again after another server won its write (shared stores). Each
+ * lost write means another server's landed, so contention always makes progress; 16 tries
+ * (waits of up to 64 ms each, lib/alloc/lease_writer.ts) outlast two servers racing for the
+ * last free slots of a pool under load, where 8 were seen to run out (SERVER_ERROR).
+ */
+export const CONFLICT_RETRIES = 16;
 
 /** Kea's defaults for one reclamation run: 100 leases or 250 ms, whichever comes first. */
 export const RECLAIM_DEFAULTS = { maxLeases: 100, maxMs: 250 } as const;

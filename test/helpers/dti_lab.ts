@@ -81,7 +81,8 @@ export function labServerArgv(o: LabServerOptions): string[] {
     String(o.leaseTime),
     "--db",
     "memory",
-    ...(o.control === undefined ? [] : ["--control", o.control]),
+    // No control socket unless asked for: never the machine's default /run/dstm/server.sock.
+    ...(o.control === undefined ? ["--no-control"] : ["--control", o.control]),
   ];
 }
 
