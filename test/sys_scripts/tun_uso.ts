@@ -12,6 +12,7 @@ import { VnetTunDevice } from "../../lib/sys/tun_vnet.ts";
 import { UdpCoalescer } from "../../lib/tunnel/gro_udp.ts";
 import { toHex } from "../helpers/packets.ts";
 import { udpTrain } from "../helpers/udp_packets.ts";
+import { eventually } from "../helpers/wait.ts";
 
 const ip = (...args: string[]) => Bun.spawnSync(["ip", ...args]);
 const tun = openTun("ut0", { vnetHeader: true });
@@ -47,7 +48,8 @@ const gro = new UdpCoalescer(
 );
 for (const p of sent) gro.add(p, 0, p.length);
 gro.flush();
-for (let i = 0; i < 100 && received.length < sent.length; i++) await Bun.sleep(20);
+// Poll with a deadline (the test compares what came; a shortfall shows there, not here).
+await eventually(() => received.length >= sent.length, { timeoutMs: 2000 });
 sock.close();
 
 // Read: 1,000 bytes sent with UDP_SEGMENT 200 (five datagrams) to 198.51.100.7:9, into the TUN.
