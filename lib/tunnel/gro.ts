@@ -36,7 +36,7 @@
 import { checksumSum } from "../net/checksum.ts";
 import { tcpPseudoHeaderSum } from "../net/gso.ts";
 import { setIPv4TotalLength, writeIPv4HeaderChecksum } from "../net/ipv4.ts";
-import { trainSlot } from "./gro_slots.ts";
+import { copyToTrain, trainSlot } from "./gro_slots.ts";
 
 /**
  * Receives every packet: `buf[off, off+len)`, an IPv4 packet; `gsoSize` > 0 for a coalesced
@@ -188,7 +188,7 @@ export class TcpCoalescer {
       this.#single(buf, off, len);
       return;
     }
-    this.#start(buf, off, total, tcpLen, payload, payloadSum, flags);
+    this.#start(buf, off, total, payload, payloadSum, flags);
   }
 
   /**
@@ -301,7 +301,6 @@ export class TcpCoalescer {
     buf: Uint8Array,
     off: number,
     total: number,
-    tcpLen: number,
     payload: number,
     payloadSum: number,
     flags: number,
@@ -324,16 +323,11 @@ export class TcpCoalescer {
     this.#payloadLen[s] = payload;
     this.#closed[s] = flags & 0x08 ? 1 : 0;
     this.#used[s] = ++this.#clock;
-    void tcpLen;
   }
 
   /** Copies `buf[from, from+len)` to `#buf[to …]`: a memmove when `buf` is one of {@link buffers}. */
   #copy(buf: Uint8Array, from: number, len: number, to: number): void {
-    const t = this.#buf;
-    if (buf.buffer === t.buffer) {
-      const at = buf.byteOffset + from;
-      t.copyWithin(to, at, at + len);
-    } else t.set(buf.subarray(from, from + len), to);
+    copyToTrain(this.#buf, this.#buf, buf, from, len, to);
   }
 
   #flushSlot(s: number): void {

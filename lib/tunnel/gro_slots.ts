@@ -1,7 +1,7 @@
 /**
- * Which train a coalescer (./gro.ts for TCP, ./gro_udp.ts for UDP) starts a new one in: the
- * first empty slot, else the least recently used one, which the caller flushes first.
- * Allocation-free.
+ * What the two coalescers (./gro.ts for TCP, ./gro_udp.ts for UDP) share: which slot a new
+ * train starts in (the first empty, else the least recently used, which the caller flushes
+ * first), and how a packet's bytes get into a train's memory. Allocation-free.
  *
  * @module
  */
@@ -18,4 +18,23 @@ export function trainSlot(len: Int32Array, used: Float64Array, slots: number): n
     }
   }
   return s;
+}
+
+/**
+ * Copies `buf[from, from+len)` into `mem[to …]`. When `buf` lies in the same ArrayBuffer as
+ * `mem` (the coalescer's own receive buffers), a memmove within `whole`, a view of that whole
+ * ArrayBuffer from offset 0 (`mem` itself when it starts there); else a plain copy.
+ */
+export function copyToTrain(
+  whole: Uint8Array,
+  mem: Uint8Array,
+  buf: Uint8Array,
+  from: number,
+  len: number,
+  to: number,
+): void {
+  if (buf.buffer === mem.buffer) {
+    const at = buf.byteOffset + from;
+    whole.copyWithin(mem.byteOffset + to, at, at + len);
+  } else mem.set(buf.subarray(from, from + len), to);
 }

@@ -45,7 +45,7 @@ import { checksumSum } from "../net/checksum.ts";
 import { setIPv4TotalLength, writeIPv4HeaderChecksum } from "../net/ipv4.ts";
 import { udpPseudoHeaderSum } from "../net/udp_segment.ts";
 import type { GroEmit, GroStats } from "./gro.ts";
-import { trainSlot } from "./gro_slots.ts";
+import { copyToTrain, trainSlot } from "./gro_slots.ts";
 
 /** Datagrams per train at most: the kernel's UDP GRO stops at 64 (UDP_GRO_CNT_MAX). */
 export const UDP_GRO_MAX_SEGMENTS = 64;
@@ -191,10 +191,7 @@ export class UdpCoalescer {
 
   /** Copies `buf[from, from+len)` to the trains' memory at `to`: a memmove when it can. */
   #copy(buf: Uint8Array, from: number, len: number, to: number): void {
-    if (buf.buffer === this.#mem.buffer) {
-      const at = buf.byteOffset + from;
-      this.#whole.copyWithin(this.#mem.byteOffset + to, at, at + len);
-    } else this.#mem.set(buf.subarray(from, from + len), to);
+    copyToTrain(this.#whole, this.#mem, buf, from, len, to);
   }
 
   #flushSlot(s: number): void {
