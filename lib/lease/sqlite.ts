@@ -6,8 +6,10 @@
  * fails at once instead of both handing out the same addresses. The database itself runs in
  * WAL mode with normal locking (a `-shm` index beside the `-wal`), so `sqlite3 FILE` and
  * `dstm lease ls --db FILE` read it while the server runs (WAL readers never block the
- * writer, https://sqlite.org/wal.html). `synchronous=FULL` makes every commit fsync the WAL:
- * when `write()` resolves, the batch survives a crash or power loss. The allocation engine
+ * writer, https://sqlite.org/wal.html). Every commit is fsynced before `write()` resolves, so
+ * the batch survives a crash or power loss: SQLite commits with `synchronous=NORMAL` and the
+ * store fdatasyncs the WAL itself on the thread pool (./wal_sync.ts, which says why that is
+ * as durable as FULL), so the event loop never waits for the disk. The allocation engine
  * batches concurrent changes (lib/lease/group_commit.ts), so that is one fsync per batch
  * (the write path, with multi-row upserts: ./sqlite_write.ts).
  *
@@ -58,6 +60,7 @@ import {
   writeMarker,
 } from "./sqlite_files.ts";
 import { type DatabaseLock, lockDatabase } from "./sqlite_lock.ts";
+import { WalSync, type WalSyncError } from "./wal_sync.ts";
 import { loadReservations, RESERVATIONS_SCHEMA } from "./sqlite_reservations.ts";
 import { COLUMNS, columnsOf, create, migrate, SCHEMA_VERSION } from "./sqlite_schema.ts";
 import { firstLine, runError, SqliteBatchWriter } from "./sqlite_write.ts";
@@ -81,6 +84,8 @@ export class SqliteLeaseStore implements LeaseStore {
   #columns = COLUMNS;
   /** The write path (./sqlite_write.ts); absent for a read-only store. */
   #writer: SqliteBatchWriter | undefined;
+  /** Makes each commit durable off the event loop (undefined when read-only). */
+  #walSync: WalSync | undefined;
   #closed = false;
   /** The one-server-per-file lock (./sqlite_lock.ts); absent for a read-only store. */
   #lock: DatabaseLock | undefined;
@@ -124,10 +129,14 @@ export class SqliteLeaseStore implements LeaseStore {
       else if (version < SCHEMA_VERSION) migrate(db, version);
       db.run(RESERVATIONS_SCHEMA);
       db.run("COMMIT");
+      // The schema above was committed under FULL (on disk before the marker says the file
+      // exists); lease writes are made durable by the store's own WAL sync (./wal_sync.ts).
+      db.run("PRAGMA synchronous = NORMAL");
       if (created === undefined || (version === 0 && options.newDb)) writeMarker(marker, path);
       const store = new SqliteLeaseStore(path, db, false);
       store.#lock = lock;
       store.#writer = new SqliteBatchWriter(db, path, fileId(statSync(path)), walId(path));
+      store.#walSync = new WalSync(path);
       return store;
     } catch (error) {
       try {
@@ -222,15 +231,16 @@ export class SqliteLeaseStore implements LeaseStore {
     }
   }
 
-  /** Applies one reservation change in its own transaction; resolves once committed (fsynced). */
+  /** Applies one reservation change in its own transaction; resolves once it is on disk. */
   writeReservation(op: ReservationOp): Promise<void> {
     return this.#writing((writer) => writer.reservation(op));
   }
 
   /**
-   * Applies `ops` in one transaction; resolves once it is committed (fsynced). Fails with
-   * {@link LeaseDatabaseGoneError} when the database file or its WAL is no longer the one
-   * opened, checked before each write (./sqlite_write.ts).
+   * Applies `ops` in one transaction; resolves once it is committed and on disk (the WAL
+   * fsynced, ./wal_sync.ts). Fails with {@link LeaseDatabaseGoneError} when the database file
+   * or its WAL is no longer the one opened, checked before each write (./sqlite_write.ts),
+   * and with a fatal {@link WalSyncError} when the fsync fails.
    */
   write(ops: readonly LeaseOp[]): Promise<void> {
     return this.#writing((writer) => writer.write(ops));
@@ -244,10 +254,10 @@ export class SqliteLeaseStore implements LeaseStore {
     }
     try {
       write(writer);
-      return Promise.resolve();
     } catch (error) {
       return Promise.reject(runError(this.path, error));
     }
+    return (this.#walSync as WalSync).sync();
   }
 
   /**
@@ -264,6 +274,7 @@ export class SqliteLeaseStore implements LeaseStore {
     if (this.#closed) return Promise.resolve();
     this.#closed = true;
     this.#writer?.finalize();
+    this.#walSync?.close();
     try {
       this.#db.close();
     } catch (error) {
@@ -273,6 +284,11 @@ export class SqliteLeaseStore implements LeaseStore {
       this.#lock?.release();
     }
     return Promise.resolve();
+  }
+
+  /** fsyncs of the WAL so far (./wal_sync.ts): every write resolves after one that began after its commit. */
+  get syncs(): number {
+    return this.#walSync?.syncs ?? 0;
   }
 
   /** True for a store opened with {@link SqliteLeaseStore.openReadOnly}. */

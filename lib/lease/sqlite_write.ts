@@ -1,6 +1,6 @@
 /**
  * The SQLite lease store's write path (lib/lease/sqlite.ts): a batch of lease changes in one
- * transaction and one fsync (`synchronous=FULL`, WAL), after checking that the database file
+ * transaction (WAL; made durable by the store, ./wal_sync.ts), after checking that the database file
  * and its WAL at the path are still the ones opened (./sqlite_files.ts).
  *
  * Consecutive puts go to SQLite {@link UPSERT_ROWS} at a time, as one multi-row `INSERT …
@@ -87,7 +87,7 @@ export class SqliteBatchWriter {
   }
 
   /**
-   * Applies `ops` in order in one transaction; returns once it is committed (fsynced).
+   * Applies `ops` in order in one transaction; returns once it is committed (not yet fsynced: the store syncs the WAL, ./wal_sync.ts).
    * Throws LeaseDatabaseGoneError when the file or its WAL was removed or replaced, else
    * SQLite's error (the transaction rolled back, nothing of the batch stored).
    */

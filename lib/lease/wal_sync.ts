@@ -1,0 +1,137 @@
+/**
+ * The fsync of the SQLite store's WAL, off the event loop (issue 12 item 5).
+ *
+ * bun:sqlite is synchronous: with `synchronous=FULL` every COMMIT fsyncs the WAL on the
+ * calling thread, so the server's event loop stood still for each fsync (0.3 ms on an idle
+ * disk, tens of ms on a busy one) and every request in flight — DISCOVERs whose OFFERs need
+ * no disk at all — queued behind it. The store now commits with `synchronous=NORMAL` and
+ * makes each commit durable itself: {@link WalSync.sync} runs `fdatasync(2)` on the WAL on
+ * the runtime's thread pool and resolves once it returned; the store's `write()` resolves
+ * only then, so an ACK still leaves only after its lease is on disk.
+ *
+ * Why that is as durable as FULL (https://sqlite.org/pragma.html#pragma_synchronous,
+ * https://sqlite.org/wal.html): a WAL commit appends its frames (and, on the first commit
+ * after a reset, the WAL header) to the `-wal` file with write(2); FULL only adds an fsync of
+ * that file. fsync works on the inode, whichever descriptor asks, so ours covers every frame
+ * written before it was called. In WAL mode NORMAL still syncs the WAL before each checkpoint
+ * copies it into the database and the database before the WAL is reset, so a checkpoint
+ * never loses committed frames. A commit whose sync has not returned is not acknowledged;
+ * after a crash SQLite's recovery keeps the frames whose checksums chain, which include every
+ * acknowledged one.
+ *
+ * Concurrent callers share syncs: a call while one is running waits for the next one, which
+ * starts when the running one returns and covers everything written before it started (group
+ * commit for the fsync, as lib/lease/group_commit.ts is for the transaction).
+ *
+ * A failed fsync is fatal ({@link WalSyncError}): after an fsync error Linux may have dropped
+ * the dirty pages, so what the store holds on disk is unknown, and the server must stop
+ * rather than acknowledge on top of it (PostgreSQL panics for the same reason).
+ *
+ * @module
+ */
+import { closeSync, fdatasync, openSync } from "node:fs";
+import { LeaseStoreError } from "./lease.ts";
+
+/** An fsync of the WAL failed: the server stops (what reached the disk is unknown). */
+export class WalSyncError extends LeaseStoreError {
+  /** The server stops on this error (lib/server/server.ts). */
+  readonly fatal = true;
+}
+
+/** fdatasync(2) with a callback, as node:fs has it (a test passes a fake). */
+export type DataSync = (fd: number, done: (error: Error | null) => void) => void;
+
+/** Syncs one WAL file on the thread pool, sharing syncs between concurrent callers. */
+export class WalSync {
+  readonly #walPath: string;
+  readonly #dbPath: string;
+  readonly #datasync: DataSync;
+  #fd = -1;
+  /** The sync running now, if any. */
+  #running: Promise<void> | undefined;
+  /** The sync that starts when the running one returns; its callers wait on it. */
+  #next: Promise<void> | undefined;
+  #syncs = 0;
+  #closed = false;
+
+  /** `dbPath`: the database, for messages; its WAL is `dbPath + "-wal"`. */
+  constructor(dbPath: string, datasync: DataSync = fdatasync) {
+    this.#dbPath = dbPath;
+    this.#datasync = datasync;
+    this.#walPath = `${dbPath}-wal`;
+  }
+
+  /** fdatasync calls made so far. */
+  get syncs(): number {
+    return this.#syncs;
+  }
+
+  /**
+   * Resolves once everything written to the WAL before the call is on disk. Rejects with a
+   * {@link WalSyncError} when the WAL cannot be opened or the fsync fails, or when the
+   * syncer was closed.
+   */
+  sync(): Promise<void> {
+    if (this.#closed) return Promise.reject(this.#error("the lease store is closed"));
+    if (this.#running === undefined) {
+      this.#running = this.#start();
+      return this.#running;
+    }
+    // The running sync may have started before the caller's write: wait for a fresh one.
+    this.#next ??= this.#running.then(
+      () => this.#promote(),
+      () => this.#promote(),
+    );
+    return this.#next;
+  }
+
+  /** Closes the descriptor; later calls reject. A sync in flight still settles. */
+  close(): void {
+    this.#closed = true;
+    if (this.#fd >= 0 && this.#running === undefined) {
+      closeSync(this.#fd);
+      this.#fd = -1;
+    }
+  }
+
+  #promote(): Promise<void> {
+    this.#next = undefined;
+    this.#running = this.#start();
+    return this.#running;
+  }
+
+  #start(): Promise<void> {
+    let fd: number;
+    try {
+      fd = this.#open();
+    } catch (error) {
+      this.#running = undefined;
+      return Promise.reject(this.#error(`cannot open ${this.#walPath}: ${_message(error)}`));
+    }
+    this.#syncs++;
+    const { promise, resolve, reject } = Promise.withResolvers<void>();
+    this.#datasync(fd, (error) => {
+      if (this.#next === undefined) this.#running = undefined;
+      if (this.#closed && this.#running === undefined && this.#fd >= 0) {
+        closeSync(this.#fd);
+        this.#fd = -1;
+      }
+      if (error) reject(this.#error(`fsync of ${this.#walPath} failed: ${error.message}`));
+      else resolve();
+    });
+    return promise;
+  }
+
+  #open(): number {
+    if (this.#fd < 0) this.#fd = openSync(this.#walPath, "r");
+    return this.#fd;
+  }
+
+  #error(what: string): WalSyncError {
+    return new WalSyncError(`lease database ${this.#dbPath}: ${what}`);
+  }
+}
+
+function _message(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
