@@ -60,10 +60,10 @@ import {
   writeMarker,
 } from "./sqlite_files.ts";
 import { type DatabaseLock, lockDatabase } from "./sqlite_lock.ts";
-import { WalSync, type WalSyncError } from "./wal_sync.ts";
 import { loadReservations, RESERVATIONS_SCHEMA } from "./sqlite_reservations.ts";
 import { COLUMNS, columnsOf, create, migrate, SCHEMA_VERSION } from "./sqlite_schema.ts";
 import { firstLine, runError, SqliteBatchWriter } from "./sqlite_write.ts";
+import { WalSync, type WalSyncError } from "./wal_sync.ts";
 
 export { LeaseStoreError } from "./lease.ts";
 export {
