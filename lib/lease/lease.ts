@@ -153,7 +153,7 @@ export type LeaseOp =
  *
  * Contract (checked by test/lease_conformance.test.ts for every backend):
  * - `write(ops)` applies all ops atomically, in order, and resolves only when they are
- *   durable (for SQLite: committed with synchronous=FULL). If it rejects, none applied.
+ *   durable (for SQLite: committed and its WAL fsynced, ./wal_sync.ts). If it rejects, none applied.
  * - A `put` whose lease is `active` for a holder ({@link leaseHolder}: the identity, else the
  *   host) that already has another active lease under a different key rejects the whole
  *   batch (one holder, one active lease).
