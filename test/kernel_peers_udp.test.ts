@@ -10,15 +10,24 @@
  *   counted in `decap-forward`; the TUN took fewer packets than there were datagrams.
  * - server → host: a UDP_SEGMENT sender's super-datagrams reach the TEP's TUN whole (USO),
  *   are cut (lib/net/udp_segment.ts) and every datagram is encapsulated on its own: all arrive.
+ *
+ * And the client's side, with the kernel as the TEP (End.DX4 in, seg6 `encap.red` back) and
+ * `dstm client` on the host (userspace DTI):
+ * - web → host: the client coalesces each flow's runs into UDP_L4 super-datagrams written to
+ *   its DTI (ClientInBatch, gro_udp.ts): every datagram reaches the host's socket intact, in
+ *   order, once; the DTI took fewer writes than there were datagrams.
+ * - host → web: a UDP_SEGMENT sender on the host hands the DTI super-datagrams, the client
+ *   cuts them and encapsulates each datagram: all arrive at the web server.
  */
 import { afterAll, describe, expect, test } from "bun:test";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createNetns, type Netns, vethPair } from "../lib/sys/netns.ts";
+import { clientCounters } from "./helpers/daemon.ts";
 import { announceSkip, netnsSkipReason } from "./helpers/netns.ts";
 import { type DstmProcess, ROOT, spawnDstm } from "./helpers/process.ts";
-import { kernelHostBehindTep } from "./helpers/seg6_host.ts";
+import { kernelHostBehindTep, seg6EncapRed, seg6EndDx4 } from "./helpers/seg6_host.ts";
 import { tepArgv, tepCounters } from "./helpers/tep_argv.ts";
 import { kernelHasTunUso } from "./helpers/udp_packets.ts";
 import { waitUntil } from "./helpers/wait.ts";
@@ -196,4 +205,111 @@ describe.skipIf(skip !== null)("UDP between kernel 4over6 peers through dstm tep
     console.log(`kernel_peers_udp: ${10 * GSO_SENDS} datagrams in ${reads} TUN reads`);
     if (uso) expect(reads).toBeLessThan(10 * GSO_SENDS);
   }, 120_000);
+
+  test("dstm client towards a kernel TEP: UDP both ways, coalesced into the DTI and cut out of it", async () => {
+    // host (dstm client) ──veth── ktep (kernel TEP + dstm server) ──veth── web (IPv4)
+    const host = ns();
+    const ktep = ns();
+    const web = ns();
+    vethPair(host, "c0", ktep, "k0");
+    vethPair(ktep, "k1", web, "w0");
+    host.addAddress("c0", "2001:db8:2::10/64");
+    ktep.addAddress("k0", "2001:db8:2::2/64");
+    ktep.addAddress("k0", "2001:db8:2::53/128");
+    ktep.addAddress("k1", "192.0.2.1/24");
+    web.addAddress("w0", "192.0.2.80/24");
+    web.addRoute("default", "via", "192.0.2.1");
+    for (const [where, ifname] of [
+      [ktep, "k0"],
+      [web, "w0"],
+    ] as const)
+      if (Bun.which("ethtool")) where.exec(["ethtool", "-K", ifname, "tx", "on"]);
+    ktep.exec(["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
+    ktep.exec(["sysctl", "-qw", "net.ipv6.conf.all.forwarding=1"]);
+    host.addRoute("2001:db8:2::1/128", "via", "2001:db8:2::2");
+    ktep.ip("sr", "tunsrc", "set", "2001:db8:2::1");
+    seg6EndDx4(ktep, "2001:db8:2::1", "k0");
+    seg6EncapRed(ktep, "add", "198.51.100.0/28", "2001:db8:2::10", "k0");
+    const server = spawnIn(ktep, [
+      "server",
+      "--listen",
+      "[2001:db8:2::53]:4607",
+      "--pool",
+      "198.51.100.0/28",
+      "--tep",
+      "2001:db8:2::1,192.0.2.1",
+      "--db",
+      "memory",
+      "--no-control",
+    ]);
+    await server.waitFor(/ start /, 20_000);
+    const control = join(dir, "client.sock");
+    const client = spawnIn(host, [
+      "client",
+      "--server",
+      "2001:db8:2::53",
+      "--route",
+      "192.0.2.0/24",
+      "--control",
+      control,
+    ]);
+    const bound = await client.waitFor(/ bound /, 20_000);
+    const leased = /ipv4=([\d.]+)/.exec(bound)![1]!;
+    await waitUntil(() => web.exec(["ping", "-c", "1", "-W", "1", leased]).code === 0, {
+      timeoutMs: 20_000,
+      intervalMs: 200,
+      what: "ping web → host through the kernel TEP",
+    });
+
+    // web → host: two flows of PER_FLOW datagrams each, into the DTI.
+    const before = linkStats(host, "dti0");
+    const forwarded = clientCounters(host, control)["client-decap-forward"]!;
+    const down = await receiver(host, leased, 7000, 2 * PER_FLOW);
+    const send = web.exec(
+      ["python3", SCRIPT, "send", "192.0.2.80", leased, "7000", String(PER_FLOW), "41000", "41001"],
+      { timeoutMs: 30_000 },
+    );
+    expect(send.stderr).toBe("");
+    expect(await down.report).toEqual({
+      count: 2 * PER_FLOW,
+      bad: 0,
+      inOrder: true,
+      flows: { "0": PER_FLOW, "1": PER_FLOW },
+    });
+    expect(clientCounters(host, control)["client-decap-forward"]! - forwarded).toBe(2 * PER_FLOW);
+    const written = linkStats(host, "dti0").rx - before.rx;
+    console.log(`kernel_peers_udp: client DTI took ${2 * PER_FLOW} datagrams in ${written} writes`);
+    if (kernelHasTunUso()) expect(written).toBeLessThan(2 * PER_FLOW);
+    else expect(written).toBe(2 * PER_FLOW);
+
+    // host → web: UDP_SEGMENT super-datagrams of 10 × 200 bytes out of the DTI.
+    const encapsulated = clientCounters(host, control)["client-encap-forward"]!;
+    const handed = linkStats(host, "dti0").tx;
+    const up = await receiver(web, "192.0.2.80", 7001, 10 * GSO_SENDS);
+    const gso = host.exec(
+      ["python3", SCRIPT, "gso", leased, "192.0.2.80", "7001", String(GSO_SENDS)],
+      { timeoutMs: 30_000 },
+    );
+    expect(gso.stderr).toBe("");
+    expect(await up.report).toEqual({
+      count: 10 * GSO_SENDS,
+      bad: 0,
+      inOrder: true,
+      flows: { "0": 10 * GSO_SENDS },
+    });
+    expect(clientCounters(host, control)["client-encap-forward"]! - encapsulated).toBe(
+      10 * GSO_SENDS,
+    );
+    const reads = linkStats(host, "dti0").tx - handed;
+    console.log(
+      `kernel_peers_udp: client DTI handed ${10 * GSO_SENDS} datagrams in ${reads} reads`,
+    );
+    if (kernelHasTunUso()) expect(reads).toBeLessThan(10 * GSO_SENDS);
+  }, 120_000);
 });
+
+function spawnIn(where: Netns, args: readonly string[]): DstmProcess {
+  const p = spawnDstm(args, {}, where.name);
+  spawned.push({ kill: (s) => p.proc.kill(s), exited: p.exited });
+  return p;
+}

@@ -13,10 +13,12 @@
  *   vector to the TEP (sendmmsg).
  * - {@link ClientInBatch}: a vector of IPv4-in-IPv6 packets (recvmmsg) → `clientDecap` (the
  *   outer source must be the TEP, the inner destination the lease and its port set, ECN) →
- *   NAPT back → the GRO (lib/tunnel/gro.ts), which writes consecutive TCP segments of a flow as
- *   one super-packet into the DTI; flushed at the end of every batch. A segment that any
- *   check drops never reaches the GRO, so a coalesced packet carries only what the separate
- *   packets would have carried.
+ *   NAPT back → the GROs (lib/tunnel/tun_writer.ts), which write consecutive TCP segments of a
+ *   flow as one super-packet (gro.ts) and consecutive UDP datagrams of a flow as one
+ *   super-datagram (gro_udp.ts, when the DTI took TUN_F_USO4/6, Linux ≥ 6.2) into the DTI;
+ *   flushed at the end of every batch. A packet that any check drops never reaches a GRO, so
+ *   a coalesced packet carries only what the separate packets would have carried; the kernel
+ *   cuts a super-datagram back into exactly those datagrams for the host's sockets.
  *
  * The lease comes from the main thread through ClientState; each loop rebuilds its context
  * when the state's generation changes (checked before and after every read). The clock is
@@ -27,6 +29,7 @@
 import type { BatchDevice, TunnelBatchSocket } from "../net/device.ts";
 import { IPv4Problem, validateIPv4 } from "../net/ipv4.ts";
 import type { TcpCoalescer } from "../tunnel/gro.ts";
+import type { UdpCoalescer } from "../tunnel/gro_udp.ts";
 import { type ClientTranslator, Translation } from "../tunnel/napt.ts";
 import { type ClientContext, clientDecap, clientEncap, Verdict } from "../tunnel/pipeline.ts";
 import {
@@ -258,6 +261,8 @@ export class ClientInBatch {
   readonly stats: BatchLoopStats = { readErrors: 0, writeErrors: 0, lastError: 0 };
   readonly translator: ClientTranslator;
   readonly gro: TcpCoalescer | null;
+  /** The UDP coalescer, or null (a DTI without UDP GSO, or GRO off). */
+  readonly groUdp: UdpCoalescer | null;
   readonly #init: ClientBatchInit;
   readonly #follower: LeaseFollower;
   readonly #raw: TunnelBatchSocket;
@@ -269,6 +274,7 @@ export class ClientInBatch {
   readonly #tclass: Uint8Array;
   readonly #spare: Uint8Array;
   readonly #writeOne: (buf: Uint8Array, off: number, len: number) => void;
+  readonly #flush: () => void;
   #now = 0;
   #nowMs = 0;
   #delivered = 0;
@@ -291,8 +297,10 @@ export class ClientInBatch {
     this.#sizes = new Int32Array(n);
     this.#addrs = new Uint8Array(16 * n);
     this.#tclass = new Uint8Array(n);
-    const writer = tunWriter(tun, this.stats, n, off + 65536, init.gro !== false);
+    const writer = tunWriter(tun, this.stats, n, off + 65536, init.gro !== false, true);
     this.gro = writer.gro;
+    this.groUdp = writer.groUdp;
+    this.#flush = writer.flush;
     this.#bufs = writer.bufs;
     this.#spare = writer.spare;
     this.#writeOne = writer.add;
@@ -338,7 +346,7 @@ export class ClientInBatch {
         m = fragments.popReleased(this.#spare, off, null, 0);
       }
     }
-    this.gro?.flush();
+    this.#flush();
     if (this.#delivered > 0) {
       this.#delivered = 0;
       this.#init.state.touch(this.#now);
