@@ -15,8 +15,17 @@ import { ClientState } from "../lib/tunnel/client_state.ts";
 import { COUNTER_NAMES } from "../lib/tunnel/counters.ts";
 import { NaptTable } from "../lib/tunnel/napt.ts";
 import { PathMtuTable } from "../lib/tunnel/pmtu.ts";
-import { FakeBatchTun, FakeTunnelSocket, type TunWrite } from "./helpers/fake_devices.ts";
-import { type UdpSpec, udp, udpChecksumOf, udpCut, udpTrain } from "./helpers/udp_packets.ts";
+import { FakeBatchTun, FakeTunnelSocket } from "./helpers/fake_devices.ts";
+import {
+  datagramsByFlow,
+  deliveredDatagrams,
+  hexOf,
+  ipId,
+  type UdpSpec,
+  udp,
+  udpChecksumOf,
+  udpTrain,
+} from "./helpers/udp_packets.ts";
 
 const LEASED = [198, 51, 100, 10];
 const WEB = [203, 0, 113, 80];
@@ -101,20 +110,7 @@ function mixedBatch(): Arrival[] {
   ];
 }
 
-const delivered = (written: TunWrite[]) =>
-  written.flatMap((w) => (w.gsoSize > 0 ? udpCut(w.packet, w.gsoSize) : [w.packet]));
-const hex = (ps: Uint8Array[]) => ps.map((p) => Buffer.from(p).toString("hex"));
-const idOf = (p: Uint8Array) => (p[4]! << 8) | p[5]!;
 const dport = (p: Uint8Array) => (p[22]! << 8) | p[23]!;
-/** Hex of each packet, grouped by flow (bytes 12–24), in arrival order within a flow. */
-function byFlow(ps: Uint8Array[]): Record<string, string[]> {
-  const out: Record<string, string[]> = {};
-  for (const p of ps) {
-    const key = Buffer.from(p.subarray(12, 24)).toString("hex");
-    out[key] = [...(out[key] ?? []), Buffer.from(p).toString("hex")];
-  }
-  return out;
-}
 
 describe("ClientInBatch: UDP GRO into the DTI after every check", () => {
   test("a mixed batch: super-datagrams cut back give exactly what one-by-one delivery gives", () => {
@@ -129,19 +125,21 @@ describe("ClientInBatch: UDP GRO into the DTI after every check", () => {
     expect(a["client-decap-drop-ecn"]).toBe(1);
     expect(a["client-decap-ecn-ce"]).toBe(1);
     expect(a["client-decap-forward"]).toBe(batch.length - 3);
-    expect(byFlow(delivered(uso.written))).toEqual(byFlow(plain.written.map((w) => w.packet)));
-    expect(delivered(uso.written).length).toBe(plain.written.length);
+    expect(datagramsByFlow(deliveredDatagrams(uso.written))).toEqual(
+      datagramsByFlow(plain.written.map((w) => w.packet)),
+    );
+    expect(deliveredDatagrams(uso.written).length).toBe(plain.written.length);
     // It did coalesce: fewer writes, each super-datagram marked partial for the kernel.
     const supers = uso.written.filter((w) => w.gsoSize > 0);
     expect(supers.length).toBeGreaterThanOrEqual(3);
     expect(uso.written.length).toBeLessThan(plain.written.length);
     for (const w of supers) expect(w.partialChecksum).toBe(true);
-    const out = delivered(uso.written);
+    const out = deliveredDatagrams(uso.written);
     // Nothing of a dropped datagram: not the one from another source, not the one to another address.
-    expect(out.some((p) => idOf(p) === 0x2003)).toBe(false);
-    expect(out.some((p) => idOf(p) === 0x2f08)).toBe(false);
+    expect(out.some((p) => ipId(p) === 0x2003)).toBe(false);
+    expect(out.some((p) => ipId(p) === 0x2f08)).toBe(false);
     // The CE mark stays on its own datagram; the bad checksum is still bad, never repaired.
-    expect(out.filter((p) => (p[1]! & 3) === 3).map(idOf)).toEqual([0x2005]);
+    expect(out.filter((p) => (p[1]! & 3) === 3).map(ipId)).toEqual([0x2005]);
     expect(out.filter((p) => udpChecksumOf(p) !== 0).length).toBe(1);
   });
 
@@ -192,13 +190,13 @@ describe("ClientInBatch: UDP GRO into the DTI after every check", () => {
     ])
       raw.inbox.push({ packet: p, src6: TEP6, trafficClass: 0 });
     expect(loop.step()).toBe(12);
-    const got = delivered(uso.written);
+    const got = deliveredDatagrams(uso.written);
     expect(got.length).toBe(10);
     for (const p of got) {
       expect(dport(p)).toBe(40000); // translated back to the host's own port
       expect(udpChecksumOf(p)).toBe(0);
     }
-    expect(got.map(idOf)).toEqual(replies.map(idOf));
+    expect(got.map(ipId)).toEqual(replies.map(ipId));
     expect(uso.written.some((w) => w.gsoSize > 0)).toBe(true);
     expect(uso.written.length).toBeLessThan(10);
     const count = (name: (typeof COUNTER_NAMES)[number]) => counters[COUNTER_NAMES.indexOf(name)]!;
@@ -214,7 +212,7 @@ describe("ClientInBatch: UDP GRO into the DTI after every check", () => {
       run.map((packet) => ({ packet, src6: TEP6, trafficClass: 0 })),
     );
     expect(tun.written.map((w) => w.gsoSize)).toEqual(run.map(() => 0));
-    expect(hex(tun.written.map((w) => w.packet))).toEqual(hex(run));
+    expect(hexOf(tun.written.map((w) => w.packet))).toEqual(hexOf(run));
     const { loop } = loopOver(new FakeBatchTun(true, 10, false));
     expect(loop.gro).not.toBeNull();
     expect(loop.groUdp).toBeNull();

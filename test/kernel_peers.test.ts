@@ -14,9 +14,10 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createNetns, type Netns, vethPair } from "../lib/sys/netns.ts";
 import { clientCounters } from "./helpers/daemon.ts";
+import { clientBehindKernelTep } from "./helpers/kernel_tep.ts";
 import { announceSkip, netnsSkipReason } from "./helpers/netns.ts";
 import { type DstmProcess, spawnDstm } from "./helpers/process.ts";
-import { kernelHostBehindTep, seg6EncapRed, seg6EndDx4 } from "./helpers/seg6_host.ts";
+import { kernelHostBehindTep } from "./helpers/seg6_host.ts";
 import { tepArgv, tepCounters } from "./helpers/tep_argv.ts";
 import { waitUntil } from "./helpers/wait.ts";
 
@@ -159,41 +160,7 @@ describe.skipIf(skip !== null)("kernel 4over6 peers with checksum offload on", (
       tep: ktep,
       web,
     } = tepBetween(["c0", "k0", "k1"], "2001:db8:2::10", "2001:db8:2::2");
-    offloadsOn(ktep, "k0");
-    ktep.addAddress("k0", "2001:db8:2::53/128");
-    ktep.exec(["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
-    // seg6 encap of a forwarded packet sends the new IPv6 packet through ip6_forward.
-    ktep.exec(["sysctl", "-qw", "net.ipv6.conf.all.forwarding=1"]);
-    // The kernel TEP: SID 2001:db8:2::1 decapsulates (End.DX4); the pool goes back in encap.red.
-    host.addRoute("2001:db8:2::1/128", "via", "2001:db8:2::2");
-    ktep.ip("sr", "tunsrc", "set", "2001:db8:2::1");
-    seg6EndDx4(ktep, "2001:db8:2::1", "k0");
-    seg6EncapRed(ktep, "add", "198.51.100.0/28", "2001:db8:2::10", "k0");
-    const server = spawnDstmIn(ktep, [
-      "server",
-      "--listen",
-      "[2001:db8:2::53]:4607",
-      "--pool",
-      "198.51.100.0/28",
-      "--tep",
-      "2001:db8:2::1,192.0.2.1",
-      // Its own database: the machine's /var/lib/dstm/leases.db belongs to whatever else runs.
-      "--db",
-      "memory",
-      "--no-control",
-    ]);
-    await server.waitFor(/ start /, 20_000);
-    const client = spawnDstmIn(host, [
-      "client",
-      "--server",
-      "2001:db8:2::53",
-      "--route",
-      "192.0.2.0/24",
-      "--control",
-      join(dir, "client.sock"),
-    ]);
-    const bound = await client.waitFor(/ bound /, 20_000);
-    const leased = /ipv4=([\d.]+)/.exec(bound)![1]!;
+    const leased = await clientBehindKernelTep(host, ktep, spawnDstmIn, join(dir, "client.sock"));
     await webServer(web, "192.0.2.80");
     await webServer(host, leased);
 

@@ -25,9 +25,10 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createNetns, type Netns, vethPair } from "../lib/sys/netns.ts";
 import { clientCounters } from "./helpers/daemon.ts";
+import { clientBehindKernelTep } from "./helpers/kernel_tep.ts";
 import { announceSkip, netnsSkipReason } from "./helpers/netns.ts";
 import { type DstmProcess, ROOT, spawnDstm } from "./helpers/process.ts";
-import { kernelHostBehindTep, seg6EncapRed, seg6EndDx4 } from "./helpers/seg6_host.ts";
+import { kernelHostBehindTep } from "./helpers/seg6_host.ts";
 import { tepArgv, tepCounters } from "./helpers/tep_argv.ts";
 import { kernelHasTunUso } from "./helpers/udp_packets.ts";
 import { waitUntil } from "./helpers/wait.ts";
@@ -215,46 +216,12 @@ describe.skipIf(skip !== null)("UDP between kernel 4over6 peers through dstm tep
     vethPair(ktep, "k1", web, "w0");
     host.addAddress("c0", "2001:db8:2::10/64");
     ktep.addAddress("k0", "2001:db8:2::2/64");
-    ktep.addAddress("k0", "2001:db8:2::53/128");
     ktep.addAddress("k1", "192.0.2.1/24");
     web.addAddress("w0", "192.0.2.80/24");
     web.addRoute("default", "via", "192.0.2.1");
-    for (const [where, ifname] of [
-      [ktep, "k0"],
-      [web, "w0"],
-    ] as const)
-      if (Bun.which("ethtool")) where.exec(["ethtool", "-K", ifname, "tx", "on"]);
-    ktep.exec(["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
-    ktep.exec(["sysctl", "-qw", "net.ipv6.conf.all.forwarding=1"]);
-    host.addRoute("2001:db8:2::1/128", "via", "2001:db8:2::2");
-    ktep.ip("sr", "tunsrc", "set", "2001:db8:2::1");
-    seg6EndDx4(ktep, "2001:db8:2::1", "k0");
-    seg6EncapRed(ktep, "add", "198.51.100.0/28", "2001:db8:2::10", "k0");
-    const server = spawnIn(ktep, [
-      "server",
-      "--listen",
-      "[2001:db8:2::53]:4607",
-      "--pool",
-      "198.51.100.0/28",
-      "--tep",
-      "2001:db8:2::1,192.0.2.1",
-      "--db",
-      "memory",
-      "--no-control",
-    ]);
-    await server.waitFor(/ start /, 20_000);
+    if (Bun.which("ethtool")) web.exec(["ethtool", "-K", "w0", "tx", "on"]);
     const control = join(dir, "client.sock");
-    const client = spawnIn(host, [
-      "client",
-      "--server",
-      "2001:db8:2::53",
-      "--route",
-      "192.0.2.0/24",
-      "--control",
-      control,
-    ]);
-    const bound = await client.waitFor(/ bound /, 20_000);
-    const leased = /ipv4=([\d.]+)/.exec(bound)![1]!;
+    const leased = await clientBehindKernelTep(host, ktep, spawnIn, control);
     await waitUntil(() => web.exec(["ping", "-c", "1", "-W", "1", leased]).code === 0, {
       timeoutMs: 20_000,
       intervalMs: 200,

@@ -12,12 +12,18 @@ import { join } from "node:path";
 import { parseIPv6 } from "../lib/net/addr.ts";
 import { createNetns, type Netns, vethPair } from "../lib/sys/netns.ts";
 import { TepDecapBatch } from "../lib/tunnel/tep_batch.ts";
-import { FakeBatchTun, FakeTunnelSocket, type TunWrite } from "./helpers/fake_devices.ts";
+import { FakeBatchTun, FakeTunnelSocket } from "./helpers/fake_devices.ts";
 import { announceSkip, netnsSkipReason } from "./helpers/netns.ts";
 import { internetChecksum } from "./helpers/packets.ts";
 import { BUN, type DstmProcess, ROOT, spawnDstm } from "./helpers/process.ts";
 import { type Arrival, tepContext, WHOLE } from "./helpers/tep_context.ts";
-import { kernelHasTunUso, type UdpSpec, udp, udpCut } from "./helpers/udp_packets.ts";
+import {
+  datagramsByFlow,
+  deliveredDatagrams,
+  kernelHasTunUso,
+  type UdpSpec,
+  udp,
+} from "./helpers/udp_packets.ts";
 import { waitUntil } from "./helpers/wait.ts";
 
 const A6 = parseIPv6("2001:db8:a::1")!;
@@ -46,19 +52,6 @@ function run(tun: FakeBatchTun, batches: Arrival[][]) {
   return { counters: counters.snapshot(), stats: loop.stats };
 }
 
-const delivered = (written: TunWrite[]) =>
-  written.flatMap((w) => (w.gsoSize > 0 ? udpCut(w.packet, w.gsoSize) : [w.packet]));
-
-/** Hex of each packet, grouped by addresses and ports, in order within each group. */
-function byFlow(ps: Uint8Array[]): Record<string, string[]> {
-  const out: Record<string, string[]> = {};
-  for (const p of ps) {
-    const key = Buffer.from(p.subarray(12, 24)).toString("hex");
-    out[key] = [...(out[key] ?? []), Buffer.from(p).toString("hex")];
-  }
-  return out;
-}
-
 /** Same input with and without UDP coalescing: same datagrams per flow, same counters. */
 function expectSameAsSeparate(batches: Arrival[][]): { supers: number } {
   const uso = new FakeBatchTun(true, 10, true);
@@ -67,9 +60,9 @@ function expectSameAsSeparate(batches: Arrival[][]): { supers: number } {
   const b = run(plain, batches);
   expect(a.counters).toEqual(b.counters);
   expect(a.stats.writeErrors).toBe(b.stats.writeErrors);
-  const got = delivered(uso.written);
+  const got = deliveredDatagrams(uso.written);
   expect(got.length).toBe(plain.written.length);
-  expect(byFlow(got)).toEqual(byFlow(plain.written.map((w) => w.packet)));
+  expect(datagramsByFlow(got)).toEqual(datagramsByFlow(plain.written.map((w) => w.packet)));
   return { supers: uso.written.filter((w) => w.gsoSize > 0).length };
 }
 
@@ -436,12 +429,12 @@ describe.skipIf(skip !== null)("red team: a real dstm tep with and without UDP o
     console.log(
       `redteam_udp_gro: ${offload.got.length} datagrams in ${offload.tunWrites} TUN writes (offload); ${separate.got.length} in ${separate.tunWrites} (--no-offload)`,
     );
-    expect(byFlow(offload.got)).toEqual(byFlow(separate.got));
+    expect(datagramsByFlow(offload.got)).toEqual(datagramsByFlow(separate.got));
     expect(offload.counters).toEqual(separate.counters);
     expect(separate.counters["decap-drop-spoofed-source"]).toBe(1);
     expect(separate.counters["decap-drop-bad-port"]).toBe(1);
     expect(separate.got.length).toBeGreaterThan(100);
-    expect(byFlow(offload.got)).toEqual(byFlow(separate.got));
+    expect(datagramsByFlow(offload.got)).toEqual(datagramsByFlow(separate.got));
     if (kernelHasTunUso()) expect(offload.tunWrites).toBeLessThan(separate.tunWrites);
   }, 120_000);
 });

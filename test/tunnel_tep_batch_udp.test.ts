@@ -10,9 +10,18 @@
 import { describe, expect, test } from "bun:test";
 import { parseIPv6 } from "../lib/net/addr.ts";
 import { TepDecapBatch, TepEncapBatch } from "../lib/tunnel/tep_batch.ts";
-import { FakeBatchTun, FakeTunnelSocket, type TunWrite } from "./helpers/fake_devices.ts";
+import { FakeBatchTun, FakeTunnelSocket } from "./helpers/fake_devices.ts";
 import { type Arrival, tepContext, WHOLE } from "./helpers/tep_context.ts";
-import { type UdpSpec, udp, udpChecksumOf, udpCut, udpTrain } from "./helpers/udp_packets.ts";
+import {
+  datagramsByFlow,
+  deliveredDatagrams,
+  hexOf,
+  ipId,
+  type UdpSpec,
+  udp,
+  udpChecksumOf,
+  udpTrain,
+} from "./helpers/udp_packets.ts";
 
 const A6 = parseIPv6("2001:db8:a::1")!;
 const B6 = parseIPv6("2001:db8:a::2")!;
@@ -70,19 +79,6 @@ function runBatch(tun: FakeBatchTun, arrivals: Arrival[]) {
   return { counters: counters.snapshot(), loop };
 }
 
-const delivered = (written: TunWrite[]) =>
-  written.flatMap((w) => (w.gsoSize > 0 ? udpCut(w.packet, w.gsoSize) : [w.packet]));
-const hex = (ps: Uint8Array[]) => ps.map((p) => Buffer.from(p).toString("hex"));
-/** Hex of each packet, grouped by flow (bytes 12–24), in arrival order within a flow. */
-function byFlow(ps: Uint8Array[]): Record<string, string[]> {
-  const out: Record<string, string[]> = {};
-  for (const p of ps) {
-    const key = Buffer.from(p.subarray(12, 24)).toString("hex");
-    out[key] = [...(out[key] ?? []), Buffer.from(p).toString("hex")];
-  }
-  return out;
-}
-
 describe("TepDecapBatch: UDP GRO after every check", () => {
   test("a mixed batch: super-datagrams cut back give exactly what one-by-one forwarding gives", () => {
     const batch = mixedBatch();
@@ -94,20 +90,21 @@ describe("TepDecapBatch: UDP GRO after every check", () => {
     expect(a.counters["decap-forward"]).toBeGreaterThan(0);
     // Flow by flow (addresses and ports), the same datagrams in the same order; flows may
     // interleave differently (a held train goes out at the end of the batch).
-    expect(byFlow(delivered(uso.written))).toEqual(byFlow(plain.written.map((w) => w.packet)));
-    expect(delivered(uso.written).length).toBe(plain.written.length);
+    expect(datagramsByFlow(deliveredDatagrams(uso.written))).toEqual(
+      datagramsByFlow(plain.written.map((w) => w.packet)),
+    );
+    expect(deliveredDatagrams(uso.written).length).toBe(plain.written.length);
     // And it did coalesce: fewer writes, the super-datagrams marked partial for the kernel.
     const supers = uso.written.filter((w) => w.gsoSize > 0);
     expect(supers.length).toBeGreaterThanOrEqual(3);
     expect(uso.written.length).toBeLessThan(plain.written.length);
     for (const w of supers) expect(w.partialChecksum).toBe(true);
     // Nothing of a dropped datagram: not the spoofed one, not the one outside the port set.
-    const out = delivered(uso.written);
-    const idOf = (p: Uint8Array) => (p[4]! << 8) | p[5]!;
-    expect(out.some((p) => idOf(p) === 0x2003)).toBe(false);
+    const out = deliveredDatagrams(uso.written);
+    expect(out.some((p) => ipId(p) === 0x2003)).toBe(false);
     expect(out.some((p) => ((p[20]! << 8) | p[21]!) === PORT_OUT_OF_SET)).toBe(false);
     // The CE mark stays on its own datagram only.
-    expect(out.filter((p) => (p[1]! & 3) === 3).map(idOf)).toEqual([0x2005]);
+    expect(out.filter((p) => (p[1]! & 3) === 3).map(ipId)).toEqual([0x2005]);
     // The bad checksum is still bad (never recomputed into a good one).
     expect(out.filter((p) => udpChecksumOf(p) !== 0).length).toBe(1);
   });
@@ -131,7 +128,7 @@ describe("TepDecapBatch: UDP GRO after every check", () => {
       run.map((packet) => ({ packet, src6: A6, trafficClass: 0 })),
     );
     expect(tun.written.map((w) => w.gsoSize)).toEqual(run.map(() => 0));
-    expect(hex(tun.written.map((w) => w.packet))).toEqual(hex(run));
+    expect(hexOf(tun.written.map((w) => w.packet))).toEqual(hexOf(run));
     const { loop } = runBatch(new FakeBatchTun(true, 10, false), []);
     expect(loop.gro).not.toBeNull();
     expect(loop.groUdp).toBeNull();
@@ -150,7 +147,7 @@ describe("TepDecapBatch: a TUN that took TUN_F_USO4 but refuses a UDP_L4 write (
     while (loop.step() > 0) {}
     expect(tun.refused).toBe(1); // only the first batch's super-datagram was tried
     expect(tun.written.every((w) => w.gsoSize === 0)).toBe(true);
-    expect(hex(tun.written.map((w) => w.packet))).toEqual(hex(run));
+    expect(hexOf(tun.written.map((w) => w.packet))).toEqual(hexOf(run));
     expect(loop.stats.writeErrors).toBe(0);
     expect(loop.stats.lastError).toBe(-22);
   });
@@ -177,7 +174,7 @@ describe("TepEncapBatch: a UDP super-datagram from the TUN", () => {
     tun.inbox.push({ packet: whole, gsoSize: 1000 });
     expect(loop.step()).toBe(3);
     expect(raw.writeCalls).toEqual([3]);
-    expect(hex(raw.sent.map((s) => s.packet))).toEqual(hex(small));
+    expect(hexOf(raw.sent.map((s) => s.packet))).toEqual(hexOf(small));
     // Two datagrams of 1,600 bytes with DF: above the tunnel MTU, each refused on its own.
     const big = udpTrain(2, { payload: 1600, src: WEB, dst: HOST_A, id: 0x4000 });
     const both = udp({ payload: 3200, src: WEB, dst: HOST_A, id: 0x4000 });

@@ -107,3 +107,30 @@ export function kernelHasTunUso(release = osRelease()): boolean {
   const major = Number(m[1]);
   return major > 6 || (major === 6 && Number(m[2]) >= 2);
 }
+
+/** What the kernel hands the stack for TUN writes: each super-datagram cut as it cuts it (udpCut). */
+export function deliveredDatagrams(
+  written: readonly { packet: Uint8Array; gsoSize: number }[],
+): Uint8Array[] {
+  return written.flatMap((w) => (w.gsoSize > 0 ? udpCut(w.packet, w.gsoSize) : [w.packet]));
+}
+
+/** Hex of each packet, in order. */
+export const hexOf = (ps: readonly Uint8Array[]): string[] =>
+  ps.map((p) => Buffer.from(p).toString("hex"));
+
+/** An IPv4 packet's identification field. */
+export const ipId = (p: Uint8Array): number => (p[4]! << 8) | p[5]!;
+
+/**
+ * Hex of each packet grouped by flow (addresses and ports, bytes 12–24), in order within a
+ * flow: coalescing may interleave flows differently, never reorder one.
+ */
+export function datagramsByFlow(ps: readonly Uint8Array[]): Record<string, string[]> {
+  const out: Record<string, string[]> = {};
+  for (const p of ps) {
+    const key = Buffer.from(p.subarray(12, 24)).toString("hex");
+    out[key] = [...(out[key] ?? []), Buffer.from(p).toString("hex")];
+  }
+  return out;
+}
