@@ -99,6 +99,43 @@ async function receiver(
   return { report };
 }
 
+/**
+ * Sends two flows of PER_FLOW numbered datagrams from `from` (`src`) to `to` (`dst`:7000) and
+ * checks that all arrive intact, in order, once.
+ */
+async function twoFlows(from: Netns, src: string, to: Netns, dst: string): Promise<void> {
+  const up = await receiver(to, dst, 7000, 2 * PER_FLOW);
+  const send = from.exec(
+    ["python3", SCRIPT, "send", src, dst, "7000", String(PER_FLOW), "41000", "41001"],
+    { timeoutMs: 30_000 },
+  );
+  expect(send.stderr).toBe("");
+  expect(await up.report).toEqual({
+    count: 2 * PER_FLOW,
+    bad: 0,
+    inOrder: true,
+    flows: { "0": PER_FLOW, "1": PER_FLOW },
+  });
+}
+
+/**
+ * Sends GSO_SENDS UDP_SEGMENT super-datagrams of 10 × 200 bytes from `from` (`src`) to `to`
+ * (`dst`:7001) and checks that all 10 × GSO_SENDS datagrams arrive intact, in order, once.
+ */
+async function segmented(from: Netns, src: string, to: Netns, dst: string): Promise<void> {
+  const down = await receiver(to, dst, 7001, 10 * GSO_SENDS);
+  const gso = from.exec(["python3", SCRIPT, "gso", src, dst, "7001", String(GSO_SENDS)], {
+    timeoutMs: 30_000,
+  });
+  expect(gso.stderr).toBe("");
+  expect(await down.report).toEqual({
+    count: 10 * GSO_SENDS,
+    bad: 0,
+    inOrder: true,
+    flows: { "0": 10 * GSO_SENDS },
+  });
+}
+
 function linkStats(where: Netns, ifname: string): { rx: number; tx: number } {
   const j = where.ipJson<{ stats64: { rx: { packets: number }; tx: { packets: number } } }[]>(
     "-s",
@@ -153,29 +190,7 @@ describe.skipIf(skip !== null)("UDP between kernel 4over6 peers through dstm tep
     // host → web: two flows of PER_FLOW datagrams each.
     const before = linkStats(tep, "tep0");
     const forwarded = tepCounters(tep, socket)["decap-forward"]!;
-    const up = await receiver(web, "192.0.2.80", 7000, 2 * PER_FLOW);
-    const send = host.exec(
-      [
-        "python3",
-        SCRIPT,
-        "send",
-        "198.51.100.10",
-        "192.0.2.80",
-        "7000",
-        String(PER_FLOW),
-        "41000",
-        "41001",
-      ],
-      { timeoutMs: 30_000 },
-    );
-    expect(send.stderr).toBe("");
-    const got = await up.report;
-    expect(got).toEqual({
-      count: 2 * PER_FLOW,
-      bad: 0,
-      inOrder: true,
-      flows: { "0": PER_FLOW, "1": PER_FLOW },
-    });
+    await twoFlows(host, "198.51.100.10", web, "192.0.2.80");
     const c = tepCounters(tep, socket);
     expect(c["decap-forward"]! - forwarded).toBe(2 * PER_FLOW);
     // The TUN took super-datagrams: fewer writes than datagrams.
@@ -187,18 +202,7 @@ describe.skipIf(skip !== null)("UDP between kernel 4over6 peers through dstm tep
     // web → host: UDP_SEGMENT super-datagrams of 10 × 200 bytes.
     const encapsulated = c["encap-forward"]!;
     const handed = linkStats(tep, "tep0").tx;
-    const down = await receiver(host, "198.51.100.10", 7001, 10 * GSO_SENDS);
-    const gso = web.exec(
-      ["python3", SCRIPT, "gso", "192.0.2.80", "198.51.100.10", "7001", String(GSO_SENDS)],
-      { timeoutMs: 30_000 },
-    );
-    expect(gso.stderr).toBe("");
-    expect(await down.report).toEqual({
-      count: 10 * GSO_SENDS,
-      bad: 0,
-      inOrder: true,
-      flows: { "0": 10 * GSO_SENDS },
-    });
+    await segmented(web, "192.0.2.80", host, "198.51.100.10");
     const after = tepCounters(tep, socket);
     expect(after["encap-forward"]! - encapsulated).toBe(10 * GSO_SENDS);
     // The kernel handed the super-datagrams to the TUN whole (USO): one read for ten.
@@ -231,18 +235,7 @@ describe.skipIf(skip !== null)("UDP between kernel 4over6 peers through dstm tep
     // web → host: two flows of PER_FLOW datagrams each, into the DTI.
     const before = linkStats(host, "dti0");
     const forwarded = clientCounters(host, control)["client-decap-forward"]!;
-    const down = await receiver(host, leased, 7000, 2 * PER_FLOW);
-    const send = web.exec(
-      ["python3", SCRIPT, "send", "192.0.2.80", leased, "7000", String(PER_FLOW), "41000", "41001"],
-      { timeoutMs: 30_000 },
-    );
-    expect(send.stderr).toBe("");
-    expect(await down.report).toEqual({
-      count: 2 * PER_FLOW,
-      bad: 0,
-      inOrder: true,
-      flows: { "0": PER_FLOW, "1": PER_FLOW },
-    });
+    await twoFlows(web, "192.0.2.80", host, leased);
     expect(clientCounters(host, control)["client-decap-forward"]! - forwarded).toBe(2 * PER_FLOW);
     const written = linkStats(host, "dti0").rx - before.rx;
     console.log(`kernel_peers_udp: client DTI took ${2 * PER_FLOW} datagrams in ${written} writes`);
@@ -252,18 +245,7 @@ describe.skipIf(skip !== null)("UDP between kernel 4over6 peers through dstm tep
     // host → web: UDP_SEGMENT super-datagrams of 10 × 200 bytes out of the DTI.
     const encapsulated = clientCounters(host, control)["client-encap-forward"]!;
     const handed = linkStats(host, "dti0").tx;
-    const up = await receiver(web, "192.0.2.80", 7001, 10 * GSO_SENDS);
-    const gso = host.exec(
-      ["python3", SCRIPT, "gso", leased, "192.0.2.80", "7001", String(GSO_SENDS)],
-      { timeoutMs: 30_000 },
-    );
-    expect(gso.stderr).toBe("");
-    expect(await up.report).toEqual({
-      count: 10 * GSO_SENDS,
-      bad: 0,
-      inOrder: true,
-      flows: { "0": 10 * GSO_SENDS },
-    });
+    await segmented(host, leased, web, "192.0.2.80");
     expect(clientCounters(host, control)["client-encap-forward"]! - encapsulated).toBe(
       10 * GSO_SENDS,
     );

@@ -3,6 +3,7 @@
  * (test/helpers/packets.ts), and the kernel's cut of a super-datagram (lib/net/udp_segment.ts)
  * as a list.
  */
+import { expect } from "bun:test";
 import { release as osRelease } from "node:os";
 import { udpSegmentCount, writeUdpSegment } from "../../lib/net/udp_segment.ts";
 import { internetChecksum } from "./packets.ts";
@@ -132,5 +133,28 @@ export function datagramsByFlow(ps: readonly Uint8Array[]): Record<string, strin
     const key = Buffer.from(p.subarray(12, 24)).toString("hex");
     out[key] = [...(out[key] ?? []), Buffer.from(p).toString("hex")];
   }
+  return out;
+}
+
+/**
+ * Checks that writes into a TUN with UDP GSO (`uso`) deliver, cut as the kernel cuts them,
+ * the same datagrams flow by flow as the writes into one without offloads (`plain`), that
+ * they did coalesce (fewer writes, at least `minSupers` super-datagrams, each marked partial
+ * for the kernel), and returns the delivered datagrams.
+ */
+export function expectCoalescedAsPlain(
+  uso: readonly { packet: Uint8Array; gsoSize: number; partialChecksum: boolean }[],
+  plain: readonly { packet: Uint8Array }[],
+  minSupers = 3,
+): Uint8Array[] {
+  const out = deliveredDatagrams(uso);
+  // Flow by flow (addresses and ports), the same datagrams in the same order; flows may
+  // interleave differently (a held train goes out at the end of the batch).
+  expect(datagramsByFlow(out)).toEqual(datagramsByFlow(plain.map((w) => w.packet)));
+  expect(out.length).toBe(plain.length);
+  const supers = uso.filter((w) => w.gsoSize > 0);
+  expect(supers.length).toBeGreaterThanOrEqual(minSupers);
+  expect(uso.length).toBeLessThan(plain.length);
+  for (const w of supers) expect(w.partialChecksum).toBe(true);
   return out;
 }
