@@ -309,6 +309,8 @@ export class Dhcp4QueryHandler {
   }
 
   #log(event: string, lease: Lease): void {
+    // The line's fields cost more than the decision at high rates: built only when logged.
+    if (!this.#o.log.enabled("info")) return;
     this.#o.log.info(event, {
       protocol: "dhcp4o6",
       ipv4: formatIPv4(lease.ipv4),

@@ -323,6 +323,8 @@ export class DstmHandler {
   }
 
   #logLease(outcome: string, lease: Lease): void {
+    // The line's fields cost more than the decision at high rates: built only when logged.
+    if (!this.#o.log.enabled("info")) return;
     const event =
       outcome === "allocated" || outcome === "reused"
         ? "allocate"
