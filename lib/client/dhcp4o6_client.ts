@@ -13,7 +13,7 @@
 import { canonicalIPv6, formatIPv4 } from "../net/addr.ts";
 import { linkLocalOf } from "../sys/ifinfo.ts";
 import { bindUdp, UdpBindError, type UdpEndpoint } from "../sys/udp.ts";
-import { type Dhcp4Message, Dhcp4MessageType, dhcp4MessageTypeName } from "../wire/dhcp4.ts";
+import { type Dhcp4Message, Dhcp4MessageType } from "../wire/dhcp4.ts";
 import {
   ALL_DHCP_RELAY_AGENTS_AND_SERVERS,
   DHCP4O6_FLAG_UNICAST,
@@ -23,12 +23,12 @@ import {
   encodeDhcp4o6,
 } from "../wire/dhcp4o6.ts";
 import { Status } from "../wire/dstm_types.ts";
+import { exchangeDhcp4 } from "./dhcp4o6_exchange.ts";
 import {
   type Dhcp4o6Sender,
   discoverMessage,
   isAckOrNak,
   leaseOfAck,
-  matchResponse,
   type Dhcp4o6Reply as Reply,
   randomXid,
   releaseMessage,
@@ -337,41 +337,16 @@ export class Dhcp4o6Client implements LeaseClient {
     return rebindDestinations(this.#target, this.#servers);
   }
 
-  /**
-   * Sends a DHCPv4 message (a fresh `xid`, or `xid`) in DHCPV4-QUERYs to `to`, retransmitting,
-   * until a DHCPV4-RESPONSE with that xid and our chaddr passes `accept`.
-   */
-  async #exchange(
+  /** See ./dhcp4o6_exchange.ts. */
+  #exchange(
     build: (xid: number) => Dhcp4Message,
     flags: number,
     to: readonly string[],
     accept: (reply: Dhcp4Message) => boolean,
-    xid = randomXid(),
+    xid?: number,
   ): Promise<Reply> {
-    let first: Dhcp4Message | undefined;
-    let reply: Reply | undefined;
-    const what = () => dhcp4MessageTypeName(first?.options.messageType ?? 0);
-    await this.#io.transact(
-      () => what(),
-      to,
-      () => {
-        const dhcp4 = build(xid);
-        first ??= dhcp4;
-        return encodeDhcp4o6({ type: Dhcp6MessageType.DHCPV4_QUERY, flags, dhcp4 });
-      },
-      (payload, from) => {
-        const m = matchResponse(payload, xid, this.#chaddr, accept);
-        if (!m) return false;
-        this.#options.log?.debug("dhcp4o6-reply", {
-          message: dhcp4MessageTypeName(m.options.messageType),
-          from,
-          yiaddr: m.yiaddr ? formatIPv4(m.yiaddr) : undefined,
-        });
-        reply = { dhcp4: m, from };
-        return true;
-      },
-    );
-    return reply!;
+    const asker = { io: this.#io, chaddr: this.#chaddr, log: this.#options.log };
+    return exchangeDhcp4(asker, build, flags, to, accept, xid);
   }
 
   /** An ACK becomes the lease; a NAK a DstmRefusedError. */
