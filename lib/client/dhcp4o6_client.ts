@@ -3,7 +3,8 @@
  * REQUEST → ACK in DHCPV4-QUERY / DHCPV4-RESPONSE messages over UDP/IPv6 (port 546 to 547),
  * renewing and rebinding by the RFC 2131 §4.4.5 state machine, RELEASE, and the option-88
  * server discovery of RFC 7341 §5. This file holds the exchanges and the binding; the DHCPv4
- * messages are built and matched in ./dhcp4o6_messages.ts, retransmission (RFC 2131 §4.1)
+ * messages are built and matched in ./dhcp4o6_messages.ts, one query and its response in
+ * ./dhcp4o6_exchange.ts, retransmission (RFC 2131 §4.1)
  * and the socket are ./dhcp4o6_transport.ts, renewing and rebinding ./dhcp4o6_renewal.ts,
  * the option-88 step ./dhcp4o6_servers.ts, where to send ./dhcp4o6_target.ts, the settings
  * ./dhcp4o6_options.ts (re-exported here).
