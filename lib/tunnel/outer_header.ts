@@ -1,12 +1,15 @@
 /**
  * What both tunnel ends share about the outer IPv6 header and the tunnel MTU: the settings
- * (DSCP, ECN mode, flow labels, MSS clamping, path MTU table) and two helpers of the steps,
- * the tunnel MTU towards a host and RFC 6040 decapsulation. See docs/tunnel.md.
+ * (DSCP, ECN mode, flow labels, MSS clamping, path MTU table) and helpers of the steps: the
+ * tunnel MTU towards a host, RFC 6040 decapsulation, and the end of decapsulation both ends
+ * run on a packet that passed their checks ({@link finishDecap}). See docs/tunnel.md.
  *
  * @module
  */
 import { DSCP_COPY, ECN_DROP, Ecn, ecnDecapsulate, setIPv4Ecn } from "../net/ecn.ts";
+import { clampTcpMss, TCP_IPV4_OVERHEAD } from "../net/mss.ts";
 import type { PathMtuTable } from "./pmtu.ts";
+import { Verdict } from "./verdict.ts";
 
 /** IPv6 header overhead: tunnel MTU = link MTU − 40 (RFC 2473 §6.1). */
 export const TUNNEL_OVERHEAD = 40;
@@ -63,4 +66,61 @@ export function decapEcn(pkt: Uint8Array, off: number, outerTrafficClass: number
   if (result === inner) return 0;
   setIPv4Ecn(pkt, off, result);
   return result === Ecn.CE ? 1 : 0;
+}
+
+/** The counters (indexes into the counter array) of one end's {@link finishDecap}. */
+export interface DecapTailCounters {
+  /** Dropped: CE outside, Not-ECT inside (RFC 6040 §4.2). */
+  readonly dropEcn: number;
+  /** CE copied into the inner header. */
+  readonly ecnCe: number;
+  /** A TCP SYN's MSS lowered. */
+  readonly mssClamped: number;
+  readonly forward: number;
+  readonly forwardBytes: number;
+}
+
+/** What {@link finishDecap} reads of an end's context, and the inner length it sets. */
+export interface DecapTailContext {
+  readonly counters: Float64Array;
+  readonly mssClamp: boolean;
+  readonly pathMtu: PathMtuTable | null;
+  readonly tunnelMtu: number;
+  length: number;
+}
+
+/**
+ * The end of decapsulation of the inner IPv4 packet `pkt[off …]` (`total` bytes, every check
+ * passed, checksum finished): RFC 6040 §4.2 with the outer traffic class (drop, or CE copied
+ * in), the MSS of a TCP SYN clamped to the tunnel MTU towards `peer6` (at `peer6Off`) − 40
+ * (RFC 4459 §3.2: the other side's segments must fit the path), then `ctx.length = total` and
+ * the forward counters. Returns Verdict.FORWARD or Verdict.DROP_ECN (counted).
+ */
+export function finishDecap(
+  ctx: DecapTailContext,
+  k: DecapTailCounters,
+  pkt: Uint8Array,
+  off: number,
+  total: number,
+  outerTrafficClass: number,
+  peer6: Uint8Array,
+  peer6Off: number,
+): Verdict {
+  const c = ctx.counters;
+  const ecn = decapEcn(pkt, off, outerTrafficClass);
+  if (ecn !== 0) {
+    if (ecn < 0) {
+      c[k.dropEcn]! += 1;
+      return Verdict.DROP_ECN;
+    }
+    c[k.ecnCe]! += 1;
+  }
+  if (ctx.mssClamp && pkt[off + 9] === 6) {
+    const mtu = tunnelMtuTo(ctx.pathMtu, ctx.tunnelMtu, peer6, peer6Off);
+    if (clampTcpMss(pkt, off, total, mtu - TCP_IPV4_OVERHEAD) !== 0) c[k.mssClamped]! += 1;
+  }
+  ctx.length = total;
+  c[k.forward]! += 1;
+  c[k.forwardBytes]! += total;
+  return Verdict.FORWARD;
 }

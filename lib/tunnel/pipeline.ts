@@ -59,7 +59,8 @@ import { icmpAnswer } from "./icmp_verdict.ts";
 import {
   ALWAYS_FITS,
   checkDscp,
-  decapEcn,
+  type DecapTailCounters,
+  finishDecap,
   TUNNEL_OVERHEAD,
   type TunnelHeaderOptions,
   tunnelMtuTo,
@@ -166,8 +167,6 @@ export class TepContext {
 }
 
 // Counter indexes, resolved once.
-const DECAP_FORWARD = Counter["decap-forward"];
-const DECAP_FORWARD_BYTES = Counter["decap-forward-bytes"];
 const DECAP_HAIRPIN = Counter["decap-hairpin"];
 const DECAP_DROP_MALFORMED = Counter["decap-drop-malformed"];
 const DECAP_DROP_NO_BINDING = Counter["decap-drop-no-binding"];
@@ -183,10 +182,15 @@ const ENCAP_DROP_TOO_BIG = Counter["encap-drop-too-big"];
 const ENCAP_ICMP_TOO_BIG = Counter["encap-icmp-too-big"];
 const ENCAP_ICMP_UNREACHABLE = Counter["encap-icmp-host-unreachable"];
 const ENCAP_TOO_BIG_PATH = Counter["encap-too-big-path-mtu"];
-const DECAP_DROP_ECN = Counter["decap-drop-ecn"];
-const DECAP_ECN_CE = Counter["decap-ecn-ce"];
 const ENCAP_MSS = Counter["encap-mss-clamped"];
-const DECAP_MSS = Counter["decap-mss-clamped"];
+/** The TEP's counters of the end of decapsulation (outer_header.ts finishDecap). */
+const DECAP_TAIL: DecapTailCounters = {
+  dropEcn: Counter["decap-drop-ecn"],
+  ecnCe: Counter["decap-ecn-ce"],
+  mssClamped: Counter["decap-mss-clamped"],
+  forward: Counter["decap-forward"],
+  forwardBytes: Counter["decap-forward-bytes"],
+};
 const DECAP_CSUM_COMPLETED = Counter["decap-csum-completed"];
 
 /**
@@ -255,23 +259,8 @@ export function tepDecap(
     hasPartialTcpChecksum(pkt, off, total);
   if (ctx.partialChecksum || completePartialChecksum(pkt, off, total))
     c[DECAP_CSUM_COMPLETED]! += 1;
-  const ecn = decapEcn(pkt, off, outerTrafficClass);
-  if (ecn !== 0) {
-    if (ecn < 0) {
-      c[DECAP_DROP_ECN]! += 1;
-      return Verdict.DROP_ECN;
-    }
-    c[DECAP_ECN_CE]! += 1;
-  }
   // A SYN from the host: the IPv4 peer must not send segments the path to the host drops.
-  if (ctx.mssClamp && pkt[off + 9] === 6) {
-    const mtu = tunnelMtuTo(ctx.pathMtu, ctx.tunnelMtu, src6, src6Off);
-    if (clampTcpMss(pkt, off, total, mtu - TCP_IPV4_OVERHEAD) !== 0) c[DECAP_MSS]! += 1;
-  }
-  ctx.length = total;
-  c[DECAP_FORWARD]! += 1;
-  c[DECAP_FORWARD_BYTES]! += total;
-  return Verdict.FORWARD;
+  return finishDecap(ctx, DECAP_TAIL, pkt, off, total, outerTrafficClass, src6, src6Off);
 }
 
 /** Scratch for the hairpin lookup (its host is not needed; single-threaded per Worker). */

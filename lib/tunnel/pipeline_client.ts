@@ -27,7 +27,8 @@ import { icmpAnswer } from "./icmp_verdict.ts";
 import {
   ALWAYS_FITS,
   checkDscp,
-  decapEcn,
+  type DecapTailCounters,
+  finishDecap,
   type TunnelHeaderOptions,
   tunnelMtuTo,
 } from "./outer_header.ts";
@@ -41,17 +42,20 @@ const CLIENT_ENCAP_DROP_MALFORMED = Counter["client-encap-drop-malformed"];
 const CLIENT_ENCAP_DROP_WRONG_SOURCE = Counter["client-encap-drop-wrong-source"];
 const CLIENT_ENCAP_DROP_BAD_PORT = Counter["client-encap-drop-bad-port"];
 const CLIENT_DECAP_CSUM_COMPLETED = Counter["client-decap-csum-completed"];
-const CLIENT_DECAP_FORWARD = Counter["client-decap-forward"];
-const CLIENT_DECAP_FORWARD_BYTES = Counter["client-decap-forward-bytes"];
 const CLIENT_DECAP_DROP_MALFORMED = Counter["client-decap-drop-malformed"];
 const CLIENT_DECAP_DROP_WRONG_TEP = Counter["client-decap-drop-wrong-tep"];
 const CLIENT_DECAP_DROP_WRONG_DESTINATION = Counter["client-decap-drop-wrong-destination"];
-const CLIENT_DECAP_DROP_ECN = Counter["client-decap-drop-ecn"];
-const CLIENT_DECAP_ECN_CE = Counter["client-decap-ecn-ce"];
 const CLIENT_ENCAP_MSS = Counter["client-encap-mss-clamped"];
-const CLIENT_DECAP_MSS = Counter["client-decap-mss-clamped"];
 const CLIENT_ENCAP_DROP_TOO_BIG = Counter["client-encap-drop-too-big"];
 const ENCAP_TOO_BIG_PATH = Counter["encap-too-big-path-mtu"];
+/** The client's counters of the end of decapsulation (outer_header.ts finishDecap). */
+const CLIENT_DECAP_TAIL: DecapTailCounters = {
+  dropEcn: Counter["client-decap-drop-ecn"],
+  ecnCe: Counter["client-decap-ecn-ce"],
+  mssClamped: Counter["client-decap-mss-clamped"],
+  forward: Counter["client-decap-forward"],
+  forwardBytes: Counter["client-decap-forward-bytes"],
+};
 
 /** Options of `new ClientContext`. */
 export interface ClientOptions extends TunnelHeaderOptions {
@@ -225,21 +229,6 @@ export function clientDecap(
   // A kernel TEP on a veth left the L4 checksum to the hardware (lib/net/csum_partial.ts);
   // finished first, since the MSS clamp below updates the checksum incrementally.
   if (completePartialChecksum(pkt, off, total)) c[CLIENT_DECAP_CSUM_COMPLETED]! += 1;
-  const ecn = decapEcn(pkt, off, outerTrafficClass);
-  if (ecn !== 0) {
-    if (ecn < 0) {
-      c[CLIENT_DECAP_DROP_ECN]! += 1;
-      return Verdict.DROP_ECN;
-    }
-    c[CLIENT_DECAP_ECN_CE]! += 1;
-  }
   // A SYN-ACK from the IPv4 peer: our applications' segments must fit the path to the TEP.
-  if (ctx.mssClamp && pkt[off + 9] === 6) {
-    const mtu = tunnelMtuTo(ctx.pathMtu, ctx.tunnelMtu, ctx.tep6, 0);
-    if (clampTcpMss(pkt, off, total, mtu - TCP_IPV4_OVERHEAD) !== 0) c[CLIENT_DECAP_MSS]! += 1;
-  }
-  ctx.length = total;
-  c[CLIENT_DECAP_FORWARD]! += 1;
-  c[CLIENT_DECAP_FORWARD_BYTES]! += total;
-  return Verdict.FORWARD;
+  return finishDecap(ctx, CLIENT_DECAP_TAIL, pkt, off, total, outerTrafficClass, ctx.tep6, 0);
 }
