@@ -126,11 +126,18 @@ export class UdpCoalescer {
     for (let s = 0; s < this.#slots; s++) if (this.#len[s]! > 0) this.#flushSlot(s);
   }
 
+  /**
+   * Emits every train between the two addresses of the IPv4 packet at `buf[off …]` (at least
+   * 20 bytes): call it before writing a packet of another protocol between them that must not
+   * overtake their datagrams (an ICMP error about one of those flows, RFC 792).
+   */
+  flushBetween(buf: Uint8Array, off: number): void {
+    for (let s = this.#find(buf, off, 20); s >= 0; s = this.#find(buf, off, 20)) this.#flushSlot(s);
+  }
+
   /** A packet that cannot join: the trains between its two addresses go first, then it. */
   #passOn(buf: Uint8Array, off: number, len: number): void {
-    if (len >= 20)
-      for (let s = this.#find(buf, off, 20); s >= 0; s = this.#find(buf, off, 20))
-        this.#flushSlot(s);
+    if (len >= 20) this.flushBetween(buf, off);
     this.stats.single++;
     this.#emit(buf, off, len, 0, 1, false);
   }

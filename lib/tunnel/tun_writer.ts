@@ -91,8 +91,13 @@ export function tunWriter(
   let add: (b: Uint8Array, o: number, l: number) => void;
   if (udp && tcp)
     add = (b, o, l) => {
-      if (b[o + 9] !== 17) tcp.add(b, o, l);
-      else if (udpOn) udp.add(b, o, l);
+      const protocol = b[o + 9];
+      if (protocol !== 17) {
+        // ICMP (any protocol but TCP) between the same two addresses: never before the
+        // datagrams held for them, as one by one it would come after them.
+        if (protocol !== 6 && l >= 20) udp.flushBetween(b, o);
+        tcp.add(b, o, l);
+      } else if (udpOn) udp.add(b, o, l);
       else {
         udp.flush(); // what it still holds goes first (as datagrams), so no flow reorders
         write(b, o, l, 0, 1, false);
