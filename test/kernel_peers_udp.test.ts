@@ -13,9 +13,9 @@
  *
  * And the client's side, with the kernel as the TEP (End.DX4 in, seg6 `encap.red` back) and
  * `dstm client` on the host (userspace DTI):
- * - web → host: the client coalesces each flow's runs into UDP_L4 super-datagrams written to
- *   its DTI (ClientInBatch, gro_udp.ts): every datagram reaches the host's socket intact, in
- *   order, once; the DTI took fewer writes than there were datagrams.
+ * - web → host (`--udp-gro`): the client coalesces each flow's runs into UDP_L4
+ *   super-datagrams written to its DTI (ClientInBatch, gro_udp.ts): every datagram reaches the
+ *   host's socket intact, in order, once; the DTI took fewer writes than there were datagrams.
  * - host → web: a UDP_SEGMENT sender on the host hands the DTI super-datagrams, the client
  *   cuts them and encapsulates each datagram: all arrive at the web server.
  */
@@ -252,6 +252,7 @@ describe.skipIf(skip !== null)("UDP between kernel 4over6 peers through dstm tep
       "192.0.2.0/24",
       "--control",
       control,
+      "--udp-gro",
     ]);
     const bound = await client.waitFor(/ bound /, 20_000);
     const leased = /ipv4=([\d.]+)/.exec(bound)![1]!;

@@ -44,7 +44,7 @@ interface Lease {
 }
 
 /** A client inbound loop over `tun` (and its outbound loop, to open NAPT mappings). */
-function client(tun: FakeBatchTun, lease: Lease) {
+function client(tun: FakeBatchTun, lease: Lease, udpGro = true) {
   const counters = new Float64Array(COUNTER_NAMES.length);
   const state = ClientState.create();
   state.setLease(parseIPv4(lease.ipv4)!, lease.portSet, TEP6);
@@ -55,6 +55,7 @@ function client(tun: FakeBatchTun, lease: Lease) {
     onDemand: false,
     client: { tunnelMtu: 1460, mssClamp: false },
     pathMtu: PathMtuTable.create({ capacity: 4 }),
+    udpGro,
   };
   const raw = new FakeTunnelSocket();
   const loop = new ClientInBatch(init, raw, tun);
@@ -206,6 +207,20 @@ const flow = (dstPort: number, over: Partial<UdpSpec> = {}): UdpSpec => ({
   dstPort,
   id: 0x1000,
   ...over,
+});
+
+describe("the client's UDP coalescing is opt-in (udpGro, dstm client --udp-gro)", () => {
+  test("by default a DTI with UDP GSO still gets every datagram on its own (the host's netfilter sees each)", () => {
+    const tun = new FakeBatchTun(true, 10, true);
+    const { loop, raw } = client(tun, { ipv4: "198.51.100.10" }, false);
+    expect(loop.groUdp).toBeNull();
+    expect(loop.gro).not.toBeNull(); // TCP is still coalesced
+    const t = udpTrain(8, flow(40000));
+    raw.inbox.push(...t.map((p) => from(p)));
+    expect(loop.step()).toBe(8);
+    expect(tun.written.map((w) => w.gsoSize)).toEqual(t.map(() => 0));
+    expect(tun.written.map((w) => hex(w.packet))).toEqual(t.map(hex));
+  });
 });
 
 describe("red team: the client's UDP coalescing into the DTI against one-by-one delivery", () => {

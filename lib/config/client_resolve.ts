@@ -32,6 +32,7 @@ export interface ClientFlags extends DaemonFlags {
   mtu?: string;
   mssClamp: boolean;
   offload: boolean;
+  udpGro?: boolean;
   dscp: string;
   onDemand?: boolean;
   idle: string;
