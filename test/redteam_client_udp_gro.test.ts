@@ -107,20 +107,21 @@ function byFlow(ps: Uint8Array[]): Record<string, string[]> {
 }
 
 /**
- * For each packet that is not UDP, the datagrams between the same two addresses delivered
- * before it, flow by flow: the host must see an ICMP error after exactly the same datagrams.
+ * For each packet that is not UDP, the datagrams to the same destination delivered before
+ * it, flow by flow: the host must see an ICMP error (from the peer, or from a router on the
+ * way about the host's flow to the peer) after exactly the same datagrams.
  */
 function othersAfter(ps: Uint8Array[]): string[] {
   const seen = new Map<string, number>();
   const out: string[] = [];
   for (const p of ps) {
-    const pair = hex(p.subarray(12, 20));
+    const dst = hex(p.subarray(16, 20));
     if (p[9] === 17) {
-      const flow = hex(p.subarray(12, 24));
+      const flow = hex(p.subarray(16, 24)) + hex(p.subarray(12, 16));
       seen.set(flow, (seen.get(flow) ?? 0) + 1);
       continue;
     }
-    const before = [...seen].filter(([f]) => f.startsWith(pair)).sort();
+    const before = [...seen].filter(([f]) => f.startsWith(dst)).sort();
     out.push(`${hex(p)} after ${JSON.stringify(before)}`);
   }
   return out;
@@ -230,6 +231,20 @@ describe("red team: the client's UDP coalescing into the DTI against one-by-one 
     const icmp = icmpError(WEB, LEASED, quoted);
     const { supers } = expectSameAsSeparate({ ipv4: "198.51.100.10" }, () => [
       [...run1.slice(0, 3).map((p) => from(p)), from(icmp), ...run1.slice(3).map((p) => from(p))],
+    ]);
+    expect(supers).toBeGreaterThan(0);
+  });
+
+  test("a router's ICMP error about the host's flow comes after the peer's datagrams before it", () => {
+    const run1 = udpTrain(6, flow(40000));
+    const quoted = udp({ payload: 8, src: LEASED, dst: WEB, srcPort: 40000, dstPort: 443 });
+    const fragNeeded = icmpError([192, 0, 2, 1], LEASED, quoted, 4);
+    const { supers } = expectSameAsSeparate({ ipv4: "198.51.100.10" }, () => [
+      [
+        ...run1.slice(0, 3).map((p) => from(p)),
+        from(fragNeeded),
+        ...run1.slice(3).map((p) => from(p)),
+      ],
     ]);
     expect(supers).toBeGreaterThan(0);
   });

@@ -127,17 +127,27 @@ export class UdpCoalescer {
   }
 
   /**
-   * Emits every train between the two addresses of the IPv4 packet at `buf[off …]` (at least
-   * 20 bytes): call it before writing a packet of another protocol between them that must not
-   * overtake their datagrams (an ICMP error about one of those flows, RFC 792).
+   * Emits every train to the destination of the IPv4 packet at `buf[off …]` (at least 20
+   * bytes): call it before writing a packet of another protocol to that host which must not
+   * overtake its datagrams (an ICMP error about one of its flows, RFC 792, from the peer or
+   * from a router on the way).
    */
-  flushBetween(buf: Uint8Array, off: number): void {
-    for (let s = this.#find(buf, off, 20); s >= 0; s = this.#find(buf, off, 20)) this.#flushSlot(s);
+  flushTo(buf: Uint8Array, off: number): void {
+    const t = this.#mem;
+    for (let s = 0; s < this.#slots; s++) {
+      if (this.#len[s] === 0) continue;
+      const o = s * this.#stride + this.#headroom;
+      let i = 16;
+      while (i < 20 && t[o + i] === buf[off + i]) i++;
+      if (i === 20) this.#flushSlot(s);
+    }
   }
 
   /** A packet that cannot join: the trains between its two addresses go first, then it. */
   #passOn(buf: Uint8Array, off: number, len: number): void {
-    if (len >= 20) this.flushBetween(buf, off);
+    if (len >= 20)
+      for (let s = this.#find(buf, off, 20); s >= 0; s = this.#find(buf, off, 20))
+        this.#flushSlot(s);
     this.stats.single++;
     this.#emit(buf, off, len, 0, 1, false);
   }

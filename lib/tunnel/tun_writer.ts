@@ -93,9 +93,10 @@ export function tunWriter(
     add = (b, o, l) => {
       const protocol = b[o + 9];
       if (protocol !== 17) {
-        // ICMP (any protocol but TCP) between the same two addresses: never before the
-        // datagrams held for them, as one by one it would come after them.
-        if (protocol !== 6 && l >= 20) udp.flushBetween(b, o);
+        // ICMP (any protocol but TCP) to a host: never before the datagrams held for it, as
+        // one by one it would come after them (an error about its flow, from the peer or a
+        // router on the way).
+        if (protocol !== 6 && l >= 20) udp.flushTo(b, o);
         tcp.add(b, o, l);
       } else if (udpOn) udp.add(b, o, l);
       else {
