@@ -12,6 +12,12 @@
  * packet counter counted 10 for 13, and a rule against small datagrams or a rate limit would
  * let through up to 64 times what it should. UDP coalescing into the DTI is now opt-in
  * (`--udp-gro`), as the kernel's own UDP GRO is (UDP_GRO sockets, rx-udp-gro-forwarding).
+ *
+ * And with `--udp-gro`, an on-link host spoofing the TEP's IPv6 source (crafted byte by byte,
+ * test/fixtures/udp/spoof_train.py) sends interleaved trains with mixed TOS / ECN (an outer CE
+ * mark), TTL, DF and no DF, the reserved flag bit, IPv4 options, datagrams at the DTI MTU and
+ * repeated ids: the host's socket gets, flow by flow, the same datagrams, sizes, TOS and TTL
+ * as with `--no-offload`, from fewer DTI writes (the kernel's own cut, not our model of it).
  */
 import { afterAll, describe, expect, test } from "bun:test";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
@@ -19,7 +25,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createNetns, type Netns, vethPair } from "../lib/sys/netns.ts";
 import { announceSkip, netnsSkipReason } from "./helpers/netns.ts";
-import { type DstmProcess, spawnDstm } from "./helpers/process.ts";
+import { type DstmProcess, ROOT, spawnDstm } from "./helpers/process.ts";
 import { seg6EncapRed, seg6EndDx4 } from "./helpers/seg6_host.ts";
 import { kernelHasTunUso } from "./helpers/udp_packets.ts";
 import { waitUntil } from "./helpers/wait.ts";
@@ -31,6 +37,7 @@ const skip =
 announceSkip("redteam_client_udp_gro_kernel", skip);
 
 const COUNT = 300;
+const SPOOF = join(ROOT, "test", "fixtures", "udp", "spoof_train.py");
 const dir = mkdtempSync(join(tmpdir(), "dstm-rt-cgro-"));
 const namespaces: Netns[] = [];
 const spawned: { kill(signal?: number | NodeJS.Signals): void; exited: Promise<number> }[] = [];
@@ -116,25 +123,71 @@ function nftPackets(where: Netns, name: string): number {
   return j.nftables.find((e) => e.counter)!.counter!.packets;
 }
 
-describe.skipIf(skip !== null)("red team: the host's firewall behind the client's DTI", () => {
+/**
+ * host (dstm client, 2001:db8:2::10) ── ktep (seg6 End.DX4 for 2001:db8:2::1, encap.red for
+ * 198.51.100.0/28; dstm server) ── web (192.0.2.80).
+ */
+async function topology(): Promise<{ host: Netns; ktep: Netns; web: Netns }> {
+  const host = ns();
+  const ktep = ns();
+  const web = ns();
+  vethPair(host, "c0", ktep, "k0");
+  vethPair(ktep, "k1", web, "w0");
+  host.addAddress("c0", "2001:db8:2::10/64");
+  ktep.addAddress("k0", "2001:db8:2::2/64");
+  ktep.addAddress("k0", "2001:db8:2::53/128");
+  ktep.addAddress("k1", "192.0.2.1/24");
+  web.addAddress("w0", "192.0.2.80/24");
+  web.addRoute("default", "via", "192.0.2.1");
+  ktep.exec(["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
+  ktep.exec(["sysctl", "-qw", "net.ipv6.conf.all.forwarding=1"]);
+  host.addRoute("2001:db8:2::1/128", "via", "2001:db8:2::2");
+  ktep.ip("sr", "tunsrc", "set", "2001:db8:2::1");
+  seg6EndDx4(ktep, "2001:db8:2::1", "k0");
+  seg6EncapRed(ktep, "add", "198.51.100.0/28", "2001:db8:2::10", "k0");
+  const server = spawnIn(ktep, [
+    "server",
+    "--listen",
+    "[2001:db8:2::53]:4607",
+    "--pool",
+    "198.51.100.0/28",
+    "--tep",
+    "2001:db8:2::1,192.0.2.1",
+    "--db",
+    "memory",
+    "--no-control",
+  ]);
+  await server.waitFor(/ start /, 20_000);
+  return { host, ktep, web };
+}
+
+type Mode = "offload" | "no-offload" | "udp-gro";
+
+/** Starts `dstm client` in `mode` on `host`; resolves once web can ping its lease. */
+async function startClient(host: Netns, web: Netns, mode: Mode) {
+  const client = spawnIn(host, [
+    "client",
+    "--server",
+    "2001:db8:2::53",
+    "--route",
+    "192.0.2.0/24",
+    "--control",
+    join(dir, `${mode}-${namespaces.length}.sock`),
+    ...(mode === "no-offload" ? ["--no-offload"] : mode === "udp-gro" ? ["--udp-gro"] : []),
+  ]);
+  const bound = await client.waitFor(/ bound /, 20_000);
+  const leased = /ipv4=([\d.]+)/.exec(bound)![1]!;
+  await waitUntil(() => web.exec(["ping", "-c", "1", "-W", "1", leased]).code === 0, {
+    timeoutMs: 20_000,
+    intervalMs: 200,
+    what: `ping web → host (${mode})`,
+  });
+  return { client, leased };
+}
+
+describe.skipIf(skip !== null)("red team: the host's kernel behind the client's DTI", () => {
   test("a size rule and a packet counter on the host see the same with and without offload", async () => {
-    const host = ns();
-    const ktep = ns();
-    const web = ns();
-    vethPair(host, "c0", ktep, "k0");
-    vethPair(ktep, "k1", web, "w0");
-    host.addAddress("c0", "2001:db8:2::10/64");
-    ktep.addAddress("k0", "2001:db8:2::2/64");
-    ktep.addAddress("k0", "2001:db8:2::53/128");
-    ktep.addAddress("k1", "192.0.2.1/24");
-    web.addAddress("w0", "192.0.2.80/24");
-    web.addRoute("default", "via", "192.0.2.1");
-    ktep.exec(["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
-    ktep.exec(["sysctl", "-qw", "net.ipv6.conf.all.forwarding=1"]);
-    host.addRoute("2001:db8:2::1/128", "via", "2001:db8:2::2");
-    ktep.ip("sr", "tunsrc", "set", "2001:db8:2::1");
-    seg6EndDx4(ktep, "2001:db8:2::1", "k0");
-    seg6EncapRed(ktep, "add", "198.51.100.0/28", "2001:db8:2::10", "k0");
+    const { host, web } = await topology();
     // The host's firewall: UDP to port 7000 above 1,000 bytes is dropped; what passes is counted.
     const rules = [
       "table inet dstmrt {",
@@ -151,39 +204,10 @@ describe.skipIf(skip !== null)("red team: the host's firewall behind the client'
     writeFileSync(rulesFile, rules);
     const loaded = host.exec(["nft", "-f", rulesFile]);
     expect(loaded.stderr).toBe("");
-    const server = spawnIn(ktep, [
-      "server",
-      "--listen",
-      "[2001:db8:2::53]:4607",
-      "--pool",
-      "198.51.100.0/28",
-      "--tep",
-      "2001:db8:2::1,192.0.2.1",
-      "--db",
-      "memory",
-      "--no-control",
-    ]);
-    await server.waitFor(/ start /, 20_000);
 
     const results: Record<string, { received: number; accepted: number; big: number }> = {};
     for (const mode of ["offload", "no-offload", "udp-gro"] as const) {
-      const client = spawnIn(host, [
-        "client",
-        "--server",
-        "2001:db8:2::53",
-        "--route",
-        "192.0.2.0/24",
-        "--control",
-        join(dir, `${mode}.sock`),
-        ...(mode === "no-offload" ? ["--no-offload"] : mode === "udp-gro" ? ["--udp-gro"] : []),
-      ]);
-      const bound = await client.waitFor(/ bound /, 20_000);
-      const leased = /ipv4=([\d.]+)/.exec(bound)![1]!;
-      await waitUntil(() => web.exec(["ping", "-c", "1", "-W", "1", leased]).code === 0, {
-        timeoutMs: 20_000,
-        intervalMs: 200,
-        what: `ping web → host (${mode})`,
-      });
+      const { client, leased } = await startClient(host, web, mode);
       const accepted = nftPackets(host, "accepted");
       const big = nftPackets(host, "big");
       const report = await receive(host, leased, 7000);
@@ -210,4 +234,70 @@ describe.skipIf(skip !== null)("red team: the host's firewall behind the client'
       expect(results["udp-gro"]!.received).toBeLessThan(COUNT);
     }
   }, 120_000);
+
+  test("an on-link host spoofing the TEP's address: --udp-gro gives the host's socket what --no-offload gives", async () => {
+    const { host, ktep, web } = await topology();
+    const rounds = 5;
+    const expected = rounds * 96;
+    const results: Record<string, unknown[]> = {};
+    const writes: Record<string, number> = {};
+    for (const mode of ["no-offload", "udp-gro"] as const) {
+      const { client, leased } = await startClient(host, web, mode);
+      const proc = host.spawn(["python3", SPOOF, "recv", leased, "7002", String(expected)], {
+        timeoutMs: 60_000,
+      });
+      spawned.push(proc);
+      const reader = proc.stdout.getReader();
+      let text = "";
+      while (!text.includes("ready\n")) {
+        const chunk = await reader.read();
+        if (chunk.done) throw new Error(`receiver: ${await new Response(proc.stderr).text()}`);
+        text += new TextDecoder().decode(chunk.value);
+      }
+      const before = dtiPackets(host);
+      // Crafted from the TEP's link (its own namespace), as any host on that link can: the
+      // client cannot tell these from the TEP's packets.
+      const send = ktep.exec(
+        [
+          "python3",
+          SPOOF,
+          "send",
+          "2001:db8:2::1",
+          "2001:db8:2::10",
+          "192.0.2.80",
+          leased,
+          "7002",
+          String(rounds),
+        ],
+        { timeoutMs: 30_000 },
+      );
+      expect(send.stderr).toBe("");
+      for (;;) {
+        const chunk = await reader.read();
+        if (chunk.done) break;
+        text += new TextDecoder().decode(chunk.value);
+      }
+      await proc.exited;
+      results[mode] = JSON.parse(text.trim().split("\n").at(-1)!) as unknown[];
+      writes[mode] = dtiPackets(host) - before;
+      client.proc.kill("SIGTERM");
+      await client.exited;
+    }
+    console.log(
+      `redteam_client_udp_gro_kernel: ${expected} crafted datagrams, DTI writes ${JSON.stringify(writes)}`,
+    );
+    expect(results["no-offload"]!.length).toBe(expected);
+    // Flow by flow (source port), the same datagrams, sizes, TOS and TTL in the same order
+    // (across flows the order may differ, as between any two flows).
+    const byFlow = (rows: unknown[]) =>
+      Object.groupBy(rows as [number, ...unknown[]][], (row) => String(row[0]));
+    expect(byFlow(results["udp-gro"]!)).toEqual(byFlow(results["no-offload"]!));
+    if (kernelHasTunUso()) expect(writes["udp-gro"]!).toBeLessThan(expected);
+  }, 120_000);
 });
+
+/** Packets the host's DTI (dti0) received from the client (its writes). */
+function dtiPackets(where: Netns): number {
+  const j = where.ipJson<{ stats64: { rx: { packets: number } } }[]>("-s", "link", "show", "dti0");
+  return j[0]!.stats64.rx.packets;
+}
