@@ -4,8 +4,8 @@
  * host spoofing the TEP's IPv6 source and as a hostile TEP, no root. Every batch goes once
  * through a DTI that takes UDP super-datagrams (cut back as the kernel cuts them) and once
  * through one that takes nothing (`dstm client --no-offload`). The rule: the host gets, flow
- * by flow, byte for byte the same datagrams; an ICMP message between the same two addresses
- * comes after exactly the same datagrams; the counters are the same. The TEP's side of the
+ * by flow, byte for byte the same datagrams; an ICMP message to the host comes after exactly
+ * the same datagrams (and TCP segments); the counters are the same. The TEP's side of the
  * same coalescer is in redteam_udp_gro.test.ts.
  */
 import { describe, expect, test } from "bun:test";
@@ -17,6 +17,7 @@ import { NaptTable } from "../lib/tunnel/napt.ts";
 import { PathMtuTable } from "../lib/tunnel/pmtu.ts";
 import { FakeBatchTun, FakeTunnelSocket, type TunWrite } from "./helpers/fake_devices.ts";
 import { internetChecksum } from "./helpers/packets.ts";
+import { segmentsOf, tcp } from "./helpers/tcp_packets.ts";
 import { type UdpSpec, udp, udpCut, udpTrain } from "./helpers/udp_packets.ts";
 
 const LEASED = [198, 51, 100, 10];
@@ -93,14 +94,22 @@ function run(tun: FakeBatchTun, lease: Lease, steps: (c: ReturnType<typeof clien
 }
 
 const delivered = (written: TunWrite[]) =>
-  written.flatMap((w) => (w.gsoSize > 0 ? udpCut(w.packet, w.gsoSize) : [w.packet]));
+  written.flatMap((w) =>
+    w.gsoSize === 0
+      ? [w.packet]
+      : w.packet[9] === 17
+        ? udpCut(w.packet, w.gsoSize)
+        : segmentsOf(w.packet, w.gsoSize),
+  );
 const hex = (p: Uint8Array) => Buffer.from(p).toString("hex");
 
-/** Hex of each UDP datagram by 5-tuple (bytes 12–24) in order; other packets by addresses. */
+const isFlow = (p: Uint8Array) => p[9] === 17 || p[9] === 6;
+
+/** Hex of each UDP / TCP packet by 5-tuple (bytes 12–24) in order; others by addresses. */
 function byFlow(ps: Uint8Array[]): Record<string, string[]> {
   const out: Record<string, string[]> = {};
   for (const p of ps) {
-    const key = hex(p.subarray(12, p[9] === 17 ? 24 : 20)) + (p[9] === 17 ? "" : `/${p[9]}`);
+    const key = `${hex(p.subarray(12, isFlow(p) ? 24 : 20))}/${p[9]}`;
     out[key] = [...(out[key] ?? []), hex(p)];
   }
   return out;
@@ -116,8 +125,8 @@ function othersAfter(ps: Uint8Array[]): string[] {
   const out: string[] = [];
   for (const p of ps) {
     const dst = hex(p.subarray(16, 20));
-    if (p[9] === 17) {
-      const flow = hex(p.subarray(16, 24)) + hex(p.subarray(12, 16));
+    if (isFlow(p)) {
+      const flow = `${hex(p.subarray(16, 24))}${hex(p.subarray(12, 16))}/${p[9]}`;
       seen.set(flow, (seen.get(flow) ?? 0) + 1);
       continue;
     }
@@ -247,6 +256,32 @@ describe("red team: the client's UDP coalescing into the DTI against one-by-one 
       ],
     ]);
     expect(supers).toBeGreaterThan(0);
+  });
+
+  test("an ICMP error comes after the TCP segments held for the host too", () => {
+    const segs = Array.from({ length: 6 }, (_, i) =>
+      tcp({
+        payload: 100,
+        seq: 1000 + 100 * i,
+        id: 0x4000 + i,
+        src: WEB,
+        dst: LEASED,
+        srcPort: 443,
+        seed: i,
+        timestamps: false,
+      }),
+    );
+    const quoted = tcp({ payload: 0, src: LEASED, dst: WEB, srcPort: 5201, timestamps: false });
+    const icmp = icmpError([192, 0, 2, 1], LEASED, quoted, 4);
+    const uso = new FakeBatchTun(true, 10, true);
+    expectSameAsSeparate(
+      { ipv4: "198.51.100.10" },
+      () => [
+        [...segs.slice(0, 3).map((p) => from(p)), from(icmp), ...segs.slice(3).map((p) => from(p))],
+      ],
+      uso,
+    );
+    expect(uso.written.some((w) => w.gsoSize > 0 && w.packet[9] === 6)).toBe(true);
   });
 
   test("spoofed TEP source: an on-link host's datagrams of the same 5-tuple mid-train", () => {

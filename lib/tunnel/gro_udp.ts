@@ -128,9 +128,8 @@ export class UdpCoalescer {
 
   /**
    * Emits every train to the destination of the IPv4 packet at `buf[off …]` (at least 20
-   * bytes): call it before writing a packet of another protocol to that host which must not
-   * overtake its datagrams (an ICMP error about one of its flows, RFC 792, from the peer or
-   * from a router on the way).
+   * bytes): call it before writing an ICMP message to that host, which must not overtake its
+   * datagrams (an error about one of its flows, RFC 792, from the peer or a router on the way).
    */
   flushTo(buf: Uint8Array, off: number): void {
     const t = this.#mem;
