@@ -255,6 +255,7 @@ function nodeOptions(flags: ClientFlags, r: ClientSettings, log: Logger): NodeCo
     mtu: r.mtu,
     mssClamp: flags.mssClamp,
     offload: flags.offload,
+    udpGro: flags.udpGro === true,
     dscp: r.dscp,
     onDemand: flags.onDemand === true,
     idleSeconds: r.idle,

@@ -16,6 +16,8 @@ command -v iperf3 >/dev/null || need+=(iperf3)
 command -v tshark >/dev/null || need+=(tshark)
 # ethtool: offloads of a veth off in a namespace (redteam_udp_gro.test.ts, kernel_peers*.test.ts).
 [ -x /usr/sbin/ethtool ] || need+=(ethtool)
+# nftables: a host firewall behind the client's DTI (redteam_client_udp_gro_kernel.test.ts).
+[ -x /usr/sbin/nft ] || need+=(nftables)
 # ISC dhcrelay: the packaged relay agent in front of `dstm server --dhcp4o6` (relay_dhcp4o6.test.ts).
 [ -x /usr/sbin/dhcrelay ] || need+=(isc-dhcp-relay)
 # libfaketime: the server test that steps the wall clock under a running `dstm server`.

@@ -52,6 +52,7 @@ function loopOver(tun: FakeBatchTun, portSet?: typeof TINY) {
     onDemand: false,
     client: { tunnelMtu: 1460, mssClamp: false },
     pathMtu: PathMtuTable.create({ capacity: 4 }),
+    udpGro: true,
   };
   const raw = new FakeTunnelSocket();
   return { loop: new ClientInBatch(init, raw, tun), raw, init, counters };

@@ -17,6 +17,8 @@ describe("dstm client --dti: refusals at startup", () => {
   test.each([
     [["--dti", "kernel", "--on-demand"], /--on-demand needs the userspace DTI/],
     [["--dti", "ip6tnl", "--no-offload"], /--no-offload applies to the userspace DTI/],
+    [["--dti", "seg6", "--udp-gro"], /--udp-gro applies to the userspace DTI/],
+    [["--dti", "tun", "--udp-gro", "--no-offload"], /--udp-gro needs the DTI offloads/],
     [["--dti", "seg6", "--dscp", "10"], /--dscp N needs --dti ip6tnl or tun/],
     [["--dti", "gre"], /dti/],
   ])("%p is refused with exit 2", async (flags, message) => {
@@ -30,6 +32,7 @@ describe("dstm client --dti: refusals at startup", () => {
       ["--dti", "ip6tnl", "--dscp", "10"],
       ["--dti", "seg6", "--no-mss-clamp"],
       ["--dti", "tun", "--on-demand"],
+      ["--dti", "tun", "--udp-gro"],
     ]) {
       const r = await runDstm(["client", "--server", "2001:db8::53", ...flags, "--check"]);
       expect(r.code).toBe(0);

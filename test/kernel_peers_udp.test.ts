@@ -13,9 +13,9 @@
  *
  * And the client's side, with the kernel as the TEP (End.DX4 in, seg6 `encap.red` back) and
  * `dstm client` on the host (userspace DTI):
- * - web → host: the client coalesces each flow's runs into UDP_L4 super-datagrams written to
- *   its DTI (ClientInBatch, gro_udp.ts): every datagram reaches the host's socket intact, in
- *   order, once; the DTI took fewer writes than there were datagrams.
+ * - web → host (`--udp-gro`): the client coalesces each flow's runs into UDP_L4
+ *   super-datagrams written to its DTI (ClientInBatch, gro_udp.ts): every datagram reaches the
+ *   host's socket intact, in order, once; the DTI took fewer writes than there were datagrams.
  * - host → web: a UDP_SEGMENT sender on the host hands the DTI super-datagrams, the client
  *   cuts them and encapsulates each datagram: all arrive at the web server.
  */
@@ -225,7 +225,7 @@ describe.skipIf(skip !== null)("UDP between kernel 4over6 peers through dstm tep
     web.addRoute("default", "via", "192.0.2.1");
     if (Bun.which("ethtool")) web.exec(["ethtool", "-K", "w0", "tx", "on"]);
     const control = join(dir, "client.sock");
-    const leased = await clientBehindKernelTep(host, ktep, spawnIn, control);
+    const leased = await clientBehindKernelTep(host, ktep, spawnIn, control, ["--udp-gro"]);
     await waitUntil(() => web.exec(["ping", "-c", "1", "-W", "1", leased]).code === 0, {
       timeoutMs: 20_000,
       intervalMs: 200,

@@ -31,7 +31,7 @@ export interface KernelDtiOptions {
   readonly ifname: string;
   readonly config: Pick<
     NodeConfig,
-    "mtu" | "routes" | "offload" | "onDemand" | "mssClamp" | "dscp"
+    "mtu" | "routes" | "offload" | "udpGro" | "onDemand" | "mssClamp" | "dscp"
   >;
   /** The host's IPv6 address now (the tunnel source; changes when the host is renumbered). */
   readonly host6: () => string;
@@ -100,6 +100,7 @@ export class KernelDti implements DtiHooks {
           mssClamp: c.mssClamp,
           dscp: c.dscp,
           offload: c.offload !== false,
+          udpGro: c.udpGro === true,
         },
         onNeedLease,
       });

@@ -37,6 +37,11 @@ export interface NodeConfig {
    * segments: lib/dataplane/client_batch.ts). Default true.
    */
   readonly offload?: boolean;
+  /**
+   * Also coalesce checked UDP datagrams into the DTI (UDP_L4 super-datagrams, Linux ≥ 6.2;
+   * with `offload`). Default false: the host's netfilter would see each run as one packet.
+   */
+  readonly udpGro?: boolean;
   /** Outer DSCP: −1 copies the inner one (default, RFC 2983), else 0–63. */
   readonly dscp?: number;
   /** On-demand mode: lease only while IPv4 traffic flows; release after `idleSeconds` without. */

@@ -38,7 +38,7 @@ import type { NodeConfig } from "./node_config.ts";
 import { removeStaleSeg6, type Seg6DtiState, seg6Down, seg6Up } from "./seg6_dti.ts";
 
 /** The settings a kernel DTI is checked against. */
-export type KernelDtiSettings = Pick<NodeConfig, "onDemand" | "offload" | "dscp">;
+export type KernelDtiSettings = Pick<NodeConfig, "onDemand" | "offload" | "udpGro" | "dscp">;
 
 /**
  * Why `mode` cannot run with `c`, as a one-line message for the user, or undefined when it
@@ -50,6 +50,8 @@ export function kernelDtiRefusal(mode: DtiMode, c: KernelDtiSettings): string | 
     return `--on-demand needs the userspace DTI (--dti tun): the kernel tunnel (--dti ${mode}) cannot hold the first packets while a lease is obtained`;
   if (c.offload === false)
     return `--no-offload applies to the userspace DTI (--dti tun) only: the kernel tunnel (--dti ${mode}) always segments with GSO`;
+  if (c.udpGro)
+    return `--udp-gro applies to the userspace DTI (--dti tun) only: behind the kernel tunnel (--dti ${mode}) the kernel coalesces UDP for the sockets that ask (UDP_GRO)`;
   if (mode === "seg6" && c.dscp !== undefined && c.dscp > 0)
     return "--dscp N needs --dti ip6tnl or tun: seg6 encapsulation writes traffic class 0";
   return undefined;

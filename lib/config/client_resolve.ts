@@ -32,6 +32,7 @@ export interface ClientFlags extends DaemonFlags {
   mtu?: string;
   mssClamp: boolean;
   offload: boolean;
+  udpGro?: boolean;
   dscp: string;
   onDemand?: boolean;
   idle: string;
@@ -67,6 +68,8 @@ export function resolveClientSettings(flags: ClientFlags) {
     throw new UsageError(`--mtu: "${flags.mtu}" is not 576–65535`);
   const idle = parseDuration(flags.idle, "--idle");
   if (idle > 86400) throw new UsageError(`--idle: "${flags.idle}" is not 1s–1d`);
+  if (flags.udpGro === true && flags.offload === false)
+    throw new UsageError("--udp-gro needs the DTI offloads: it cannot go with --no-offload");
   const tep4 =
     flags.tep4 === undefined ? undefined : unicastIPv4(flags.tep4, "--tep4", "the TEP's");
   if (dhcp4o6) {

@@ -96,6 +96,11 @@ const settings: Setting[] = [
     superPackets: "TCP super-packets cut into checked segments",
   }),
   {
+    name: "udp-gro",
+    kind: { type: "bool" },
+    doc: "also coalesce UDP datagrams into the DTI (Linux ≥ 6.2, with offloads): fewer writes, but the host's netfilter sees a run of datagrams as one packet (length, rate and packet-count rules match it, not each datagram), which the kernel's own UDP GRO does only for sockets that ask (UDP_GRO)",
+  },
+  {
     name: "on-demand",
     kind: { type: "bool" },
     doc: "hold a lease only while IPv4 traffic flows (DTI up at once with 192.0.0.2)",

@@ -15,7 +15,8 @@
  *   outer source must be the TEP, the inner destination the lease and its port set, ECN) →
  *   NAPT back → the GROs (lib/tunnel/tun_writer.ts), which write consecutive TCP segments of a
  *   flow as one super-packet (gro.ts) and consecutive UDP datagrams of a flow as one
- *   super-datagram (gro_udp.ts, when the DTI took TUN_F_USO4/6, Linux ≥ 6.2) into the DTI;
+ *   super-datagram (gro_udp.ts, when the DTI took TUN_F_USO4/6, Linux ≥ 6.2, and `udpGro`:
+ *   `dstm client --udp-gro`; off by default, see {@link ClientBatchInit.udpGro}) into the DTI;
  *   flushed at the end of every batch. A packet that any check drops never reaches a GRO, so
  *   a coalesced packet carries only what the separate packets would have carried; the kernel
  *   cuts a super-datagram back into exactly those datagrams for the host's sockets.
@@ -59,6 +60,13 @@ export interface ClientBatchInit extends ClientLoopInit {
   batchSize?: number;
   /** Coalesce TCP segments into the DTI (only when it takes super-packets). Default true. */
   gro?: boolean;
+  /**
+   * Coalesce UDP datagrams into the DTI too (only when it takes UDP super-datagrams, and with
+   * `gro`). Default false: until a socket's receive cuts it, a super-datagram is one packet in
+   * the host's stack, and the host's netfilter rules (length, rate, packet counts) would match
+   * it instead of each datagram; the kernel's own UDP GRO is for sockets that ask (UDP_GRO).
+   */
+  udpGro?: boolean;
 }
 
 /** A packet built at offset 0 (an ICMP error, a RST) into the DTI, copied behind its headroom. */
@@ -297,7 +305,14 @@ export class ClientInBatch {
     this.#sizes = new Int32Array(n);
     this.#addrs = new Uint8Array(16 * n);
     this.#tclass = new Uint8Array(n);
-    const writer = tunWriter(tun, this.stats, n, off + 65536, init.gro !== false, true);
+    const writer = tunWriter(
+      tun,
+      this.stats,
+      n,
+      off + 65536,
+      init.gro !== false,
+      init.udpGro === true,
+    );
     this.gro = writer.gro;
     this.groUdp = writer.groUdp;
     this.#flush = writer.flush;

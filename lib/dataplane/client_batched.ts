@@ -38,8 +38,11 @@ export function clientBatched(
   }
   const raw = Raw6Socket.attach(init.rawFd, 200);
   raw.useTunnelOptions();
-  const loop = new ClientInBatch(base, batch, tun, (context) =>
-    seedPathMtu(pathMtu, context, routePathMtu),
+  const loop = new ClientInBatch(
+    { ...base, udpGro: init.client?.udpGro === true },
+    batch,
+    tun,
+    (context) => seedPathMtu(pathMtu, context, routePathMtu),
   );
   const stats = loop.stats;
   const replies = new DtiReplies(tun, stats);

@@ -41,6 +41,8 @@ export interface ClientForwarding extends TunnelForwarding {
   onDemand: boolean;
   /** The DTI was opened with IFF_VNET_HDR: batched loops with GSO/GRO (client_batch.ts). */
   offload?: boolean;
+  /** With `offload`: coalesce UDP datagrams into the DTI too (ClientBatchInit.udpGro). */
+  udpGro?: boolean;
 }
 
 /** What a forwarding Worker is given. */
@@ -60,7 +62,7 @@ export interface ForwarderInit {
   napt?: SharedArrayBuffer;
   onDemand?: boolean;
   /** Client: outer-header settings and the DTI MTU. */
-  client?: TunnelForwarding & { tunnelMtu?: number; offload?: boolean };
+  client?: TunnelForwarding & { tunnelMtu?: number; offload?: boolean; udpGro?: boolean };
 }
 
 /** I/O failures a Worker saw (the per-packet verdicts are in the counters). */
@@ -135,6 +137,7 @@ export class Forwarder {
         flowLabel: o.client.flowLabel,
         tunnelMtu: o.client.tunnelMtu,
         offload: o.client.offload,
+        udpGro: o.client.udpGro,
       },
     };
     const forwarder = await Forwarder.#start([

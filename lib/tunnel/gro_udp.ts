@@ -126,6 +126,22 @@ export class UdpCoalescer {
     for (let s = 0; s < this.#slots; s++) if (this.#len[s]! > 0) this.#flushSlot(s);
   }
 
+  /**
+   * Emits every train to the destination of the IPv4 packet at `buf[off …]` (at least 20
+   * bytes): call it before writing an ICMP message to that host, which must not overtake its
+   * datagrams (an error about one of its flows, RFC 792, from the peer or a router on the way).
+   */
+  flushTo(buf: Uint8Array, off: number): void {
+    const t = this.#mem;
+    for (let s = 0; s < this.#slots; s++) {
+      if (this.#len[s] === 0) continue;
+      const o = s * this.#stride + this.#headroom;
+      let i = 16;
+      while (i < 20 && t[o + i] === buf[off + i]) i++;
+      if (i === 20) this.#flushSlot(s);
+    }
+  }
+
   /** A packet that cannot join: the trains between its two addresses go first, then it. */
   #passOn(buf: Uint8Array, off: number, len: number): void {
     if (len >= 20)

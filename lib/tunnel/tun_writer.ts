@@ -35,6 +35,7 @@ export interface TunWriter {
 const UDP_TRAINS = 8;
 /** -EINVAL (Linux): what a TUN answers a write whose offload metadata it does not take. */
 const EINVAL = -22;
+const ICMP = 1;
 
 /**
  * See the module comment. `gro: false` writes every packet as it came; `udpGro: true` adds the
@@ -89,16 +90,28 @@ export function tunWriter(
   const bufs = tcp ? tcp.buffers.slice() : buffers(count + 1, bytes);
   const spare = bufs.pop()!;
   let add: (b: Uint8Array, o: number, l: number) => void;
+  // An ICMP message to a host never goes before the segments and datagrams held for it: one
+  // by one it would come after them (an error about its flow, from the peer or a router).
   if (udp && tcp)
     add = (b, o, l) => {
-      if (b[o + 9] !== 17) tcp.add(b, o, l);
-      else if (udpOn) udp.add(b, o, l);
+      const protocol = b[o + 9];
+      if (protocol !== 17) {
+        if (protocol === ICMP && l >= 20) {
+          udp.flushTo(b, o);
+          tcp.flushTo(b, o);
+        }
+        tcp.add(b, o, l);
+      } else if (udpOn) udp.add(b, o, l);
       else {
         udp.flush(); // what it still holds goes first (as datagrams), so no flow reorders
         write(b, o, l, 0, 1, false);
       }
     };
-  else if (tcp) add = (b, o, l) => tcp.add(b, o, l);
+  else if (tcp)
+    add = (b, o, l) => {
+      if (b[o + 9] === ICMP && l >= 20) tcp.flushTo(b, o);
+      tcp.add(b, o, l);
+    };
   else add = (b, o, l) => write(b, o, l, 0, 1, false);
   const flush = () => {
     udp?.flush();

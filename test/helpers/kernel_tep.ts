@@ -14,17 +14,10 @@ import { seg6EncapRed, seg6EndDx4 } from "./seg6_host.ts";
 export type SpawnIn = (where: Netns, args: readonly string[]) => DstmProcess;
 
 /**
- * Makes `ktep` the kernel TEP, starts the server there and the client on `host` (control
- * socket `control`, route 192.0.2.0/24 through the DTI), and resolves to the leased IPv4
- * address once the client is bound. The links and their addresses are the caller's (see the
- * module text). Throws when `ip` fails or a process does not start within 20 s.
+ * Makes `ktep` the kernel TEP in front of `host` and starts the dstm server there; resolves
+ * once it listens. Throws when `ip` fails or the server does not start within 20 s.
  */
-export async function clientBehindKernelTep(
-  host: Netns,
-  ktep: Netns,
-  spawn: SpawnIn,
-  control: string,
-): Promise<string> {
+export async function kernelTepWithServer(host: Netns, ktep: Netns, spawn: SpawnIn): Promise<void> {
   if (Bun.which("ethtool")) ktep.exec(["ethtool", "-K", "k0", "tx", "on"]);
   ktep.addAddress("k0", "2001:db8:2::53/128");
   ktep.exec(["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
@@ -48,6 +41,22 @@ export async function clientBehindKernelTep(
     "--no-control",
   ]);
   await server.waitFor(/ start /, 20_000);
+}
+
+/**
+ * {@link kernelTepWithServer}, then the client on `host` (control
+ * socket `control`, route 192.0.2.0/24 through the DTI, then `clientArgs`), and resolves to the leased IPv4
+ * address once the client is bound. The links and their addresses are the caller's (see the
+ * module text). Throws when `ip` fails or a process does not start within 20 s.
+ */
+export async function clientBehindKernelTep(
+  host: Netns,
+  ktep: Netns,
+  spawn: SpawnIn,
+  control: string,
+  clientArgs: readonly string[] = [],
+): Promise<string> {
+  await kernelTepWithServer(host, ktep, spawn);
   const client = spawn(host, [
     "client",
     "--server",
@@ -56,6 +65,7 @@ export async function clientBehindKernelTep(
     "192.0.2.0/24",
     "--control",
     control,
+    ...clientArgs,
   ]);
   const bound = await client.waitFor(/ bound /, 20_000);
   return /ipv4=([\d.]+)/.exec(bound)![1]!;
