@@ -4,7 +4,7 @@
  *
  * A table of 200,000 bindings is about 4,500 SNAPSHOT datagrams. Sent in one go they would
  * hold the server's event loop (no DISCOVER answered meanwhile) and overflow the TEP's
- * receive buffer (a lost part loses the whole snapshot). So the parts go out in chunks: a
+ * receive buffer (every lost part must then be asked for again). So the parts go out in chunks: a
  * chunk ends after {@link SnapshotPacing.parts} datagrams or {@link SnapshotPacing.ms}
  * milliseconds, whichever comes first, and the next chunk starts {@link SnapshotPacing.gapMs}
  * later, from a timer: requests that arrived meanwhile are answered between chunks. A table

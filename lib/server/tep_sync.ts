@@ -16,7 +16,8 @@
  * turn the server into an amplifier against it (docs/security.md).
  *
  * Parts: the per-TEP table, digest and liveness in ./tep_state.ts, the snapshot that brings a
- * TEP back in step in ./tep_resync.ts (chunked by ./tep_snapshot.ts), the channel's checks in
+ * TEP back in step in ./tep_resync.ts (chunked by ./tep_snapshot.ts; the parts a TEP lost sent
+ * again from the cut kept by ./tep_snapshot_keep.ts), the channel's checks in
  * ./tep_channel.ts, and the interface the protocol handlers use in ./binding_sink.ts.
  *
  * @module
