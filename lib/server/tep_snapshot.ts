@@ -4,16 +4,16 @@
  *
  * A table of 200,000 bindings is about 4,500 SNAPSHOT datagrams. Sent in one go they would
  * hold the server's event loop (no DISCOVER answered meanwhile) and overflow the TEP's
- * receive buffer (every lost part must then be asked for again). So the parts go out in chunks: a
- * chunk ends after {@link SnapshotPacing.parts} datagrams or {@link SnapshotPacing.ms}
+ * receive buffer (every lost part must then be asked for again). So the parts go out in
+ * chunks: a chunk ends after {@link SnapshotPacing.parts} datagrams or {@link SnapshotPacing.ms}
  * milliseconds, whichever comes first, and the next chunk starts {@link SnapshotPacing.gapMs}
  * later, from a timer: requests that arrived meanwhile are answered between chunks. A table
  * that fits in one chunk is sent at once, synchronously, as before.
  *
  * The parts are cut from the table as it was when the snapshot started (a copy of the list,
  * not of the bindings); changes after that reach the TEP as BIND / UNBIND, which it applies on
- * top of the snapshot when the last part arrives (lib/tep/control.ts). Parts a TEP lost are sent
- * again from that same cut, paced the same way (`only`; ./tep_snapshot_keep.ts).
+ * top of the snapshot when the last part arrives (lib/tep/control.ts). Parts a TEP lost are
+ * sent again from that same cut, paced the same way (`only`; ./tep_snapshot_keep.ts).
  *
  * @module
  */

@@ -15,8 +15,12 @@
  *
  * @module
  */
-import type { WirePartRange, WireSnapshotMissing } from "../wire/dstm_types.ts";
-import { SNAPSHOT_MISSING_MAX_RANGES, type WireBinding } from "../wire/dstm_types.ts";
+import {
+  SNAPSHOT_MISSING_MAX_RANGES,
+  type WireBinding,
+  type WirePartRange,
+  type WireSnapshotMissing,
+} from "../wire/dstm_types.ts";
 
 /** How long a cut is kept after it was cut (ms): time for many SYNC periods of re-requests. */
 export const SNAPSHOT_KEEP_MS = 60_000;
@@ -79,13 +83,6 @@ export function judgeSnapshotRequest(
   if (cut === undefined || cut.id !== id) return { kind: "unknown" };
   if (cut.parts !== parts) return _malformed(`snapshot ${id} has ${cut.parts} parts, not ${parts}`);
   return { kind: "resend", ranges, count };
-}
-
-/** The number of parts `ranges` hold. */
-export function partsIn(ranges: readonly WirePartRange[]): number {
-  let count = 0;
-  for (const { first, last } of ranges) count += last - first + 1;
-  return count;
 }
 
 function _malformed(detail: string): SnapshotRequestVerdict {

@@ -63,7 +63,8 @@ export const SNAPSHOT_ASSEMBLY_IDLE_MS = 60_000;
 export interface SnapshotAssembliesOptions {
   /**
    * `dstm_tep_control_total{kind="snapshot",result}`: `duplicate` (a part of the snapshot
-   * already applied), `parts-requested` (parts named in SNAPSHOT_MISSING), `expired`.
+   * already applied), `parts-requested` (parts named in SNAPSHOT_MISSING: lost, or still to
+   * come while the server sends; it ignores a request then), `expired`.
    */
   readonly metrics?: Metrics;
   /** Clock (ms). */
