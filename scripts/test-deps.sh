@@ -41,6 +41,8 @@ compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || need+=(postgresql)
 command -v promtool >/dev/null || need+=(prometheus)
 # The sqlite3 shell: reads a running server's lease database (lease_admin tests).
 command -v sqlite3 >/dev/null || need+=(sqlite3)
+# nft: a TEP namespace's kernel drops some SNAPSHOT datagrams (tep_snapshot_loss.test.ts).
+command -v nft >/dev/null || need+=(nftables)
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then
   echo "note: missing ${need[*]}; the end-to-end tests that need them will be skipped (run as root on Debian to install)" >&2

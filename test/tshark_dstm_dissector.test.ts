@@ -173,6 +173,25 @@ const MESSAGES: [DstmMessage, boolean, boolean][] = [
   ],
   [
     {
+      type: MessageType.SYNC,
+      xid: 15,
+      tep6: TEP6,
+      syncCount: 0,
+      syncDigest: 0,
+      snapshotMissing: {
+        id: 0xc0ffee,
+        parts: 370,
+        ranges: [
+          { first: 3, last: 3 },
+          { first: 40, last: 369 },
+        ],
+      },
+    },
+    false,
+    true,
+  ],
+  [
+    {
       type: MessageType.SNAPSHOT,
       xid: 13,
       snapshot: { id: 0xc0ffee, part: 1, parts: 3 },
@@ -245,6 +264,10 @@ function expected(msg: DstmMessage, bytes: Uint8Array): Record<string, string> {
     "dstm.binding.host_ipv4": join_((msg.bindings ?? []).map((b) => formatIPv4(b.host4))),
     "dstm.binding.host_ipv6": join_((msg.bindings ?? []).map((b) => b.host6)),
     "dstm.existing_lease": decoded.value.existingLease ? "1" : "",
+    "dstm.missing.id": msg.snapshotMissing ? hex32(msg.snapshotMissing.id) : "",
+    "dstm.missing.parts": opt(msg.snapshotMissing?.parts),
+    "dstm.missing.first": join_((msg.snapshotMissing?.ranges ?? []).map((r) => r.first)),
+    "dstm.missing.last": join_((msg.snapshotMissing?.ranges ?? []).map((r) => r.last)),
   };
 }
 
@@ -305,7 +328,7 @@ describe.skipIf(skip !== null)("Wireshark dissector contrib/wireshark/dstm.lua",
       1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12,
     ]);
     expect([...all("dstm.option.code")].map(Number).sort((a, b) => a - b)).toEqual([
-      1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 128, 255,
+      1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 128, 129, 255,
     ]);
     expect([...all("dstm.status.code")].map(Number).sort()).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8]);
     expect(rows.at(-2)!["dstm.option.code"]).toBe("2;128;255");

@@ -26,7 +26,7 @@ local MESSAGE_TYPES = {
 local OPTION_CODES = {
   [1] = "HOST_IPV4", [2] = "HOST_IPV6", [3] = "TEP_IPV4", [4] = "TEP_IPV6", [5] = "PORT_SET",
   [6] = "LEASE_TIME", [7] = "STATUS", [8] = "AUTH", [9] = "SYNC_STATE", [10] = "SNAPSHOT_PART",
-  [11] = "BINDING", [0x80] = "EXISTING_LEASE",
+  [11] = "BINDING", [0x80] = "EXISTING_LEASE", [0x81] = "SNAPSHOT_MISSING",
 }
 local STATUS_CODES = {
   [0] = "SUCCESS", [1] = "POOL_EXHAUSTED", [2] = "NO_SUCH_LEASE", [3] = "NOT_AUTHORISED",
@@ -90,6 +90,10 @@ local f = {
   binding_ipv6 = ProtoField.ipv6("dstm.binding.host_ipv6", "Binding host IPv6 address"),
   trailing = ProtoField.bytes("dstm.trailing", "Bytes after the message length"),
   existing_lease = ProtoField.bool("dstm.existing_lease", "Lease existed before this DISCOVER"),
+  missing_id = ProtoField.uint32("dstm.missing.id", "Snapshot id of the missing parts", base.HEX),
+  missing_parts = ProtoField.uint16("dstm.missing.parts", "Parts of that snapshot", base.DEC),
+  missing_first = ProtoField.uint16("dstm.missing.first", "First missing part", base.DEC),
+  missing_last = ProtoField.uint16("dstm.missing.last", "Last missing part", base.DEC),
 }
 dstm.fields = f
 
@@ -274,9 +278,11 @@ local function dissect_message(tvb, pinfo, tree)
     if seen[8] then return malformed(root, tvb(p, length - p), "auth-not-last", "option at byte " .. p .. " follows AUTH") end
     if length - p < 2 then return malformed(root, tvb(p, length - p), "truncated-option", "option header at byte " .. p .. " is cut off") end
     local code, len = tvb(p, 1):uint(), tvb(p + 1, 1):uint()
-    -- EXISTING_LEASE (0x80) is known in DISCOVER_ACK only; elsewhere it is an extension, skipped.
+    -- EXISTING_LEASE (0x80) is known in DISCOVER_ACK only, SNAPSHOT_MISSING (0x81) in SYNC
+    -- only; elsewhere they are extensions, skipped.
     local existing = code == 0x80 and mtype == 2
-    local oname = (code < 0x80 or existing) and OPTION_CODES[code]
+    local missing = code == 0x81 and mtype == 11
+    local oname = (code < 0x80 or existing or missing) and OPTION_CODES[code]
       or (code >= 0x80 and "extension " .. code or "unknown " .. code)
     local cut = p + 2 + len > length
     local otree = root:add(f.option, tvb(p, cut and length - p or 2 + len))
@@ -293,6 +299,23 @@ local function dissect_message(tvb, pinfo, tree)
       otree:add(f.existing_lease, tvb(p - 2, 2), true)
       otree:append_text(": the host held this lease before the DISCOVER")
       pinfo.cols.info:append(" EXISTING_LEASE")
+    elseif missing then
+      if len < 10 or len > 254 or (len - 6) % 4 ~= 0 then
+        return malformed(otree, tvb(p - 1 - len, 1), "bad-option-length", oname .. " has length " .. len)
+      end
+      if seen[code] then return malformed(otree, tvb(p - 2 - len, 1), "duplicate-option", oname .. " appears twice") end
+      seen[code] = true
+      otree:add(f.missing_id, v(0, 4))
+      otree:add(f.missing_parts, v(4, 2))
+      local ranges = {}
+      for r = 6, len - 4, 4 do
+        otree:add(f.missing_first, v(r, 2))
+        otree:add(f.missing_last, v(r + 2, 2))
+        ranges[#ranges + 1] = v(r, 2):uint() .. "-" .. v(r + 2, 2):uint()
+      end
+      otree:append_text(": snapshot " .. string.format("0x%08x", v(0, 4):uint()) .. " of "
+        .. v(4, 2):uint() .. " parts, missing " .. table.concat(ranges, ","))
+      pinfo.cols.info:append(" SNAPSHOT_MISSING")
     elseif code >= 0x80 then
       if len > 0 then otree:add(f.option_value, v) end
       otree:add_proto_expert_info(ef.extension)

@@ -4,15 +4,16 @@
  *
  * A table of 200,000 bindings is about 4,500 SNAPSHOT datagrams. Sent in one go they would
  * hold the server's event loop (no DISCOVER answered meanwhile) and overflow the TEP's
- * receive buffer (a lost part loses the whole snapshot). So the parts go out in chunks: a
- * chunk ends after {@link SnapshotPacing.parts} datagrams or {@link SnapshotPacing.ms}
+ * receive buffer (every lost part must then be asked for again). So the parts go out in
+ * chunks: a chunk ends after {@link SnapshotPacing.parts} datagrams or {@link SnapshotPacing.ms}
  * milliseconds, whichever comes first, and the next chunk starts {@link SnapshotPacing.gapMs}
  * later, from a timer: requests that arrived meanwhile are answered between chunks. A table
  * that fits in one chunk is sent at once, synchronously, as before.
  *
  * The parts are cut from the table as it was when the snapshot started (a copy of the list,
  * not of the bindings); changes after that reach the TEP as BIND / UNBIND, which it applies on
- * top of the snapshot when the last part arrives (lib/tep/control.ts).
+ * top of the snapshot when the last part arrives (lib/tep/control.ts). Parts a TEP lost are
+ * sent again from that same cut, paced the same way (`only`; ./tep_snapshot_keep.ts).
  *
  * @module
  */
@@ -21,6 +22,7 @@ import {
   MessageType,
   SNAPSHOT_MAX_BINDINGS,
   type WireBinding,
+  type WirePartRange,
 } from "../wire/dstm_types.ts";
 
 /** Bounds of one chunk of a snapshot, and the pause between chunks. */
@@ -42,7 +44,9 @@ export const SNAPSHOT_PACING: SnapshotPacing = { parts: 16, ms: 5, gapMs: 4 };
 
 /** What a finished (or cancelled) snapshot sent. */
 export interface SnapshotOutcome {
+  /** Bindings of the snapshot (all its parts, also when only some were sent). */
   readonly bindings: number;
+  /** SNAPSHOT datagrams this run sent (all the parts, or those of `only`), unless cancelled. */
   readonly parts: number;
   /** Chunks sent (1 for a table that fits in one chunk). */
   readonly chunks: number;
@@ -53,7 +57,7 @@ export interface SnapshotOutcome {
 }
 
 export interface SnapshotRun {
-  /** SNAPSHOT datagrams of this snapshot. */
+  /** SNAPSHOT datagrams this run sends: the snapshot's parts, or those of `only`. */
   readonly parts: number;
   /** True until the last part is sent or the run is cancelled. */
   readonly running: boolean;
@@ -65,18 +69,25 @@ export interface SnapshotRun {
 
 /**
  * Sends `bindings` as snapshot `id` through `send` (one SNAPSHOT message a call), paced by
- * `pacing`. The first chunk leaves before this returns.
+ * `pacing`: every part in order, or with `only` just the parts of those ranges (ascending,
+ * each within the snapshot's parts: checked by the caller, ./tep_snapshot_keep.ts), each as it
+ * was the first time (same id, part, parts, bindings). The first chunk leaves before this
+ * returns.
  */
 export function sendSnapshot(
   bindings: readonly WireBinding[],
   id: number,
   send: (message: DstmMessage) => void,
   pacing: SnapshotPacing = SNAPSHOT_PACING,
+  only?: readonly WirePartRange[],
 ): SnapshotRun {
   const parts = Math.max(1, Math.ceil(bindings.length / SNAPSHOT_MAX_BINDINGS));
+  const order = only === undefined ? undefined : _partList(only);
+  const total = order?.length ?? parts;
   const maxParts = Math.max(1, pacing.parts);
   const started = performance.now();
-  let part = 0;
+  /** Index into the parts this run sends (`order`, else 0 … parts − 1). */
+  let next = 0;
   let chunks = 0;
   let cancelled = false;
   let timer: ReturnType<typeof setTimeout> | undefined;
@@ -84,7 +95,7 @@ export function sendSnapshot(
   const finish = () =>
     finished.resolve({
       bindings: bindings.length,
-      parts,
+      parts: total,
       chunks,
       ms: performance.now() - started,
       cancelled,
@@ -94,7 +105,8 @@ export function sendSnapshot(
     if (cancelled) return;
     chunks++;
     const chunkStart = performance.now();
-    for (let sent = 0; part < parts; ) {
+    for (let sent = 0; next < total; ) {
+      const part = order === undefined ? next : (order[next] as number);
       const from = part * SNAPSHOT_MAX_BINDINGS;
       send({
         type: MessageType.SNAPSHOT,
@@ -102,25 +114,35 @@ export function sendSnapshot(
         snapshot: { id, part, parts },
         bindings: bindings.slice(from, from + SNAPSHOT_MAX_BINDINGS),
       });
-      part++;
+      next++;
       sent++;
       if (sent >= maxParts || performance.now() - chunkStart >= pacing.ms) break;
     }
-    if (part < parts) timer = setTimeout(chunk, pacing.gapMs);
+    if (next < total) timer = setTimeout(chunk, pacing.gapMs);
     else finish();
   };
   chunk();
   return {
-    parts,
+    parts: total,
     get running() {
-      return !cancelled && part < parts;
+      return !cancelled && next < total;
     },
     done: finished.promise,
     cancel() {
-      if (cancelled || part >= parts) return;
+      if (cancelled || next >= total) return;
       cancelled = true;
       clearTimeout(timer);
       finish();
     },
   };
+}
+
+/** The part numbers of `ranges`, in order (at most 65,536: parts are 16-bit). */
+function _partList(ranges: readonly WirePartRange[]): Uint16Array {
+  let count = 0;
+  for (const { first, last } of ranges) count += last - first + 1;
+  const list = new Uint16Array(count);
+  let i = 0;
+  for (const { first, last } of ranges) for (let p = first; p <= last; p++) list[i++] = p;
+  return list;
 }

@@ -15,6 +15,7 @@ import { type Lease, leaseKey } from "../lease/lease.ts";
 import { parseIPv6 } from "../net/addr.ts";
 import { bindingHash } from "../wire/digest.ts";
 import type { SnapshotRun } from "./tep_snapshot.ts";
+import type { KeptSnapshot } from "./tep_snapshot_keep.ts";
 
 /** How often a TEP sends SYNC (ms); the server calls a TEP gone after 3 missed periods. */
 export const SYNC_INTERVAL_MS = 2000;
@@ -47,6 +48,8 @@ export interface TepState {
   snapshot: SnapshotRun | undefined;
   /** When the last snapshot of more than one chunk finished (ms), 0 = never. */
   chunkedSnapshotEnded: number;
+  /** The cut of the last snapshot sent, to send lost parts again (./tep_snapshot_keep.ts). */
+  kept: KeptSnapshot | undefined;
 }
 
 /**
@@ -68,6 +71,7 @@ export function newTepState(tep6: string, pools: readonly Pool[], now: number): 
     snapshotTokensAt: now,
     snapshot: undefined,
     chunkedSnapshotEnded: 0,
+    kept: undefined,
   };
 }
 

@@ -16,7 +16,8 @@
  * turn the server into an amplifier against it (docs/security.md).
  *
  * Parts: the per-TEP table, digest and liveness in ./tep_state.ts, the snapshot that brings a
- * TEP back in step in ./tep_resync.ts (chunked by ./tep_snapshot.ts), the channel's checks in
+ * TEP back in step in ./tep_resync.ts (chunked by ./tep_snapshot.ts; the parts a TEP lost sent
+ * again from the cut kept by ./tep_snapshot_keep.ts), the channel's checks in
  * ./tep_channel.ts, and the interface the protocol handlers use in ./binding_sink.ts.
  *
  * @module
@@ -33,6 +34,7 @@ import type { BindingSink } from "./binding_sink.ts";
 import { TepChannel } from "./tep_channel.ts";
 import { type ResyncContext, resyncTep } from "./tep_resync.ts";
 import { SNAPSHOT_PACING, type SnapshotPacing } from "./tep_snapshot.ts";
+import { liveCut } from "./tep_snapshot_keep.ts";
 import {
   addBinding,
   newTepState,
@@ -116,6 +118,7 @@ export class TepSync implements BindingSink {
       channel: this.#channel,
       metrics: options.metrics,
       log: options.log,
+      warn: this.#warn,
       pacing: options.snapshotPacing ?? SNAPSHOT_PACING,
       now: this.#now,
     };
@@ -254,9 +257,13 @@ export class TepSync implements BindingSink {
     this.#o.metrics.inc("dstm_tep_messages_total", { kind: "sync" });
     if (!wasConnected) this.#onConnected(tep, from, message.syncCount ?? 0);
     this.#answerSync(tep, now);
-    if (message.syncCount === tep.bindings.size && message.syncDigest === tep.digest) return;
-    // Behind (a TEP that restarted reports 0), or ahead: its whole table, unless busy.
-    resyncTep(tep, this.#resync);
+    if (message.syncCount === tep.bindings.size && message.syncDigest === tep.digest) {
+      tep.kept = undefined; // in step: no part of the last snapshot will be asked for again
+      return;
+    }
+    // Behind (a TEP that restarted reports 0), or ahead: the parts it asks for again (a
+    // snapshot it is still missing parts of), else its whole table; unless busy.
+    resyncTep(tep, this.#resync, message.snapshotMissing);
   }
 
   /** Reload of `--tep-key`: see {@link TepChannel.rotateKeys}. */
@@ -287,12 +294,14 @@ export class TepSync implements BindingSink {
 
   /**
    * Says (warn, once per loss) which configured TEPs stopped syncing, 3 periods without SYNC,
-   * or have not synced in the first 3 periods since the server started. Runs every SYNC
-   * period (on its own timer; callable by tests).
+   * or have not synced in the first 3 periods since the server started, and drops the cuts of
+   * snapshots kept past SNAPSHOT_KEEP_MS (./tep_snapshot_keep.ts). Runs every SYNC period (on
+   * its own timer; callable by tests).
    */
   watch(): void {
     const now = this.#now();
     for (const tep of this.#teps.values()) {
+      tep.kept = liveCut(tep.kept, now); // a snapshot's cut is kept for a bounded time
       if (tep.downSince !== 0 || this.#connected(tep)) continue;
       if (tep.lastSync === 0) {
         // Never synced: only a configured TEP is expected to (an old lease may name another).

@@ -67,7 +67,7 @@ export interface TepControlOptions {
 /**
  * Receive buffer of the control socket (bytes): 4 MiB holds about 1,800 SNAPSHOT datagrams
  * (half a second of a snapshot's pace, lib/server/tep_snapshot.ts) while the control thread is
- * busy; one lost part loses the whole snapshot (docs/benchmarks.md "One million leases").
+ * busy; a lost part is asked for again at the next SYNC (./snapshot_assembly.ts).
  */
 export const CONTROL_RECEIVE_BUFFER = 4 << 20;
 
@@ -85,7 +85,7 @@ export class TepControl {
   #endpoint!: UdpEndpoint;
   #timer: ReturnType<typeof setInterval> | undefined;
   /** Snapshots being received, by server address: two servers may each be sending one. */
-  readonly #snapshots = new SnapshotAssemblies();
+  readonly #snapshots: SnapshotAssemblies;
   /** Whether each server hears this TEP, by server address. */
   readonly #serverWatches: ReadonlyMap<string, ServerWatch>;
   #xid = (Math.random() * 2 ** 32) >>> 0;
@@ -111,6 +111,7 @@ export class TepControl {
       now: this.#now,
     });
     this.#bindings = new TepBindings(options.table, options.staticBindings ?? []);
+    this.#snapshots = new SnapshotAssemblies({ metrics: options.metrics, now: this.#now });
     this.#flaps = new SnapshotFlapWatch({
       intervalMs: options.syncIntervalMs ?? 2000,
       log: options.log,
@@ -197,7 +198,7 @@ export class TepControl {
     return this.#endpoint.port;
   }
 
-  /** Sends SYNC (count and digest of the server-managed bindings) to every server now. */
+  /** Sends SYNC (count, digest; parts of a snapshot still lacked) to every server now. */
   sync(): void {
     this.#flaps.tick();
     for (const server of this.#servers) {
@@ -210,6 +211,7 @@ export class TepControl {
           tep4: this.#o.tep4,
           syncCount: this.#bindings.managedCount,
           syncDigest: this.#bindings.digest,
+          snapshotMissing: this.#snapshots.request(server),
         },
         server,
         this.#serverPort,

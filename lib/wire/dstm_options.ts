@@ -13,7 +13,8 @@
  * checks the value bytes of one occurrence (its length is already checked against `length`)
  * and stores it in the message being decoded, or returns the fault.
  *
- * The server ⇄ TEP options (SYNC_STATE, SNAPSHOT_PART, BINDING) are in ./dstm_tep_options.ts.
+ * The server ⇄ TEP options (SYNC_STATE, SNAPSHOT_PART, BINDING, SNAPSHOT_MISSING) are in
+ * ./dstm_tep_options.ts.
  *
  * @module
  */
@@ -33,7 +34,12 @@ import {
   readPortSet,
   utf8Length,
 } from "./dstm_fields.ts";
-import { bindingOption, snapshotPartOption, syncStateOption } from "./dstm_tep_options.ts";
+import {
+  bindingOption,
+  snapshotMissingOption,
+  snapshotPartOption,
+  syncStateOption,
+} from "./dstm_tep_options.ts";
 import {
   AUTH_MAC_LENGTH,
   AUTH_NONCE_LENGTH,
@@ -320,6 +326,7 @@ const _existingLease: DstmExtensionSpec<true> = {
  */
 export const DSTM_EXTENSIONS: ReadonlyMap<number, DstmExtensionSpec<unknown>> = new Map([
   [_existingLease.code, _existingLease as DstmExtensionSpec<unknown>],
+  [snapshotMissingOption.code, snapshotMissingOption as DstmExtensionSpec<unknown>],
 ]);
 
 /**

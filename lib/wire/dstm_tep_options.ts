@@ -2,7 +2,7 @@
  * The options of the server ⇄ TEP channel of DSTM version 1 (docs/protocol.md, "Options" and
  * "Server and TEP"): SYNC_STATE (binding count and digest, in SYNC), SNAPSHOT_PART (which part
  * of a chunked SNAPSHOT) and BINDING (host IPv4, host IPv6, port set; repeatable, in BIND,
- * UNBIND and SNAPSHOT). Entries of ./dstm_options.ts's table, same shape: `prepare` throws
+ * UNBIND and SNAPSHOT), and the extension SNAPSHOT_MISSING (0x81, in SYNC). Entries of ./dstm_options.ts's table, same shape: `prepare` throws
  * RangeError on a field out of range, `read` returns the DecodeError of a bad value
  * (`bad-address`, `bad-port-set`). Lengths in bytes, values big-endian.
  *
@@ -11,8 +11,15 @@
 import { formatIPv6 } from "../net/addr.ts";
 import { readU16, readU32, writeU16, writeU32 } from "../net/bytes.ts";
 import * as field from "./dstm_fields.ts";
-import type { DstmOptionSpec } from "./dstm_options.ts";
-import { OptionCode, type WireBinding } from "./dstm_types.ts";
+import type { DstmExtensionSpec, DstmOptionSpec } from "./dstm_options.ts";
+import {
+  MessageType,
+  OptionCode,
+  SNAPSHOT_MISSING_MAX_RANGES,
+  type WireBinding,
+  type WirePartRange,
+  type WireSnapshotMissing,
+} from "./dstm_types.ts";
 
 /** SYNC_STATE (9): the sender's binding count and digest, both 32-bit (SYNC). */
 export const syncStateOption: DstmOptionSpec<{ count: number; digest: number }> = {
@@ -109,6 +116,60 @@ export const bindingOption: DstmOptionSpec<{ binding: WireBinding; host6: Uint8A
     if (typeof portSet === "string") return { code: "bad-port-set", message: `BINDING ${portSet}` };
     const binding: WireBinding = { host4, host6: formatIPv6(buf, v + 4), portSet };
     msg.bindings = msg.bindings ? [...msg.bindings, binding] : [binding];
+    return undefined;
+  },
+};
+
+/**
+ * SNAPSHOT_MISSING (0x81, extension, SYNC only): snapshot id (4), parts (2), then 1 to
+ * {@link SNAPSHOT_MISSING_MAX_RANGES} ranges of first part (2), last part (2). A value of
+ * another length (not 6 + 4n, n ≥ 1) is `bad-option-length`, a second occurrence
+ * `duplicate-option`. Only the shape is checked here, on both sides: whether the ranges make
+ * sense (first ≤ last < parts, ascending) is the server's to judge, so that a TEP's faulty
+ * request costs that request, not its SYNC (lib/server/tep_snapshot_keep.ts).
+ */
+export const snapshotMissingOption: DstmExtensionSpec<WireSnapshotMissing> = {
+  code: OptionCode.SNAPSHOT_MISSING,
+  name: "SNAPSHOT_MISSING",
+  minLength: 10,
+  maxLength: 6 + 4 * SNAPSHOT_MISSING_MAX_RANGES,
+  repeatable: false,
+  onlyIn: MessageType.SYNC,
+  encodingLength: (msg) =>
+    msg.snapshotMissing === undefined ? 0 : 8 + 4 * msg.snapshotMissing.ranges.length,
+  prepare(msg) {
+    const request = msg.snapshotMissing;
+    if (request === undefined) return undefined;
+    const { id, parts, ranges } = request;
+    const n = ranges.length;
+    if (!field.isUint32(id) || !field.isUint16(parts) || n < 1 || n > SNAPSHOT_MISSING_MAX_RANGES)
+      throw new RangeError(
+        `snapshotMissing of snapshot ${id} (${parts} parts, ${n} ranges) is invalid`,
+      );
+    for (const { first, last } of ranges) {
+      if (!field.isUint16(first) || !field.isUint16(last))
+        throw new RangeError(`snapshotMissing range ${first}-${last} is not 16-bit`);
+    }
+    return request;
+  },
+  write({ id, parts, ranges }, buf, at) {
+    const head = field.putOptionHead(buf, at, OptionCode.SNAPSHOT_MISSING, 6 + 4 * ranges.length);
+    let p = writeU16(buf, writeU32(buf, head, id), parts);
+    for (const { first, last } of ranges) p = writeU16(buf, writeU16(buf, p, first), last);
+    return p;
+  },
+  read(buf, v, len, msg) {
+    if ((len - 6) % 4 !== 0)
+      return {
+        code: "bad-option-length",
+        message: `SNAPSHOT_MISSING has length ${len}, not 6 + 4n`,
+      };
+    if (msg.snapshotMissing)
+      return { code: "duplicate-option", message: "SNAPSHOT_MISSING appears twice" };
+    const ranges: WirePartRange[] = [];
+    for (let p = v + 6; p < v + len; p += 4)
+      ranges.push({ first: readU16(buf, p), last: readU16(buf, p + 2) });
+    msg.snapshotMissing = { id: readU32(buf, v), parts: readU16(buf, v + 4), ranges };
     return undefined;
   },
 };

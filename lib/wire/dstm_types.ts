@@ -46,6 +46,13 @@ export const OptionCode = {
    * receiver that does not know it skips it.
    */
   EXISTING_LEASE: 0x80,
+  /**
+   * SYNC (TEP → server): the parts of a snapshot the TEP is still missing, so the server sends
+   * those again instead of a new snapshot: snapshot id (4), parts (2), then 1–62 ranges of
+   * first part (2), last part (2). An extension code: a server that does not know it skips it
+   * and answers the SYNC as before (docs/protocol.md, "SNAPSHOT_MISSING").
+   */
+  SNAPSHOT_MISSING: 0x81,
 } as const;
 export type OptionCode = (typeof OptionCode)[keyof typeof OptionCode];
 
@@ -116,6 +123,27 @@ export interface WireSnapshotPart {
   readonly parts: number;
 }
 
+/** Parts `first` to `last` (both included, 0-based) of a snapshot. */
+export interface WirePartRange {
+  readonly first: number;
+  readonly last: number;
+}
+
+/**
+ * What SNAPSHOT_MISSING (in SYNC) asks for: parts of snapshot `id` (of `parts` parts) the TEP
+ * has not received. The codec checks only the shape (32/16-bit fields, 1 to
+ * {@link SNAPSHOT_MISSING_MAX_RANGES} ranges); the server checks the rest (first ≤ last <
+ * parts, ranges ascending and apart; lib/server/tep_snapshot_keep.ts).
+ */
+export interface WireSnapshotMissing {
+  readonly id: number;
+  readonly parts: number;
+  readonly ranges: readonly WirePartRange[];
+}
+
+/** Most ranges one SNAPSHOT_MISSING holds: (255 − 6) / 4 bytes, so a SYNC stays one small datagram. */
+export const SNAPSHOT_MISSING_MAX_RANGES = 62;
+
 /** Most bindings one SNAPSHOT carries, leaving room for header, SNAPSHOT_PART and AUTH. */
 export const SNAPSHOT_MAX_BINDINGS = 44;
 
@@ -160,6 +188,8 @@ export interface DstmMessage {
   /** SYNC: order-independent digest of those bindings (see bindingDigest). */
   readonly syncDigest?: number;
   readonly snapshot?: WireSnapshotPart;
+  /** SYNC only (option SNAPSHOT_MISSING): the parts of an incomplete snapshot the TEP asks for again. */
+  readonly snapshotMissing?: WireSnapshotMissing;
   /** SNAPSHOT: the bindings of this part (possibly none, for an empty table). */
   readonly bindings?: readonly WireBinding[];
   /**

@@ -124,6 +124,26 @@ export const FIXTURES: Record<string, DstmMessage> = {
     syncCount: 65536,
     syncDigest: 0xdeadbeef,
   },
+  "SYNC asking for missing parts": {
+    type: MessageType.SYNC,
+    xid: 26,
+    tep6: T6,
+    syncCount: 0,
+    syncDigest: 0,
+    snapshotMissing: { id: 0xfffffffe, parts: 22728, ranges: [{ first: 0, last: 22727 }] },
+  },
+  "SYNC asking for 62 ranges of missing parts": {
+    type: MessageType.SYNC,
+    xid: 27,
+    tep6: T6,
+    syncCount: 3,
+    syncDigest: 7,
+    snapshotMissing: {
+      id: 9,
+      parts: 65535,
+      ranges: Array.from({ length: 62 }, (_, i) => ({ first: 3 * i, last: 3 * i + 1 })),
+    },
+  },
   "SNAPSHOT empty": { type: MessageType.SNAPSHOT, xid: 24, snapshot: { id: 7, part: 0, parts: 1 } },
   "SNAPSHOT full": {
     type: MessageType.SNAPSHOT,

@@ -30,6 +30,9 @@ export function malformedCases(): [string, Uint8Array][] {
   const v6 = (text: string) => [...parseIPv6(text)!];
   const H6 = [2, 16, ...v6(HOST6)];
   const H4 = [1, 4, 192, 0, 2, 9];
+  const T6 = [4, 16, ...v6(TEP6)];
+  const SY = [9, 8, 0, 0, 0, 0, 0, 0, 0, 0];
+  const MISSING = [0x81, 10, 0, 0, 0, 1, 0, 9, 0, 1, 0, 2];
   const auth = (hi = 0) => [
     8,
     52,
@@ -102,5 +105,9 @@ export function malformedCases(): [string, Uint8Array][] {
         [0x80, 0],
       ]),
     ],
+    // SNAPSHOT_MISSING (0x81) in SYNC: 6 + 4n bytes, n ≥ 1, once.
+    ["bad-option-length", msg(11, [T6, SY, [0x81, 6, 0, 0, 0, 1, 0, 9]])],
+    ["bad-option-length", msg(11, [T6, SY, [0x81, 11, 0, 0, 0, 1, 0, 9, 0, 1, 0, 2, 0]])],
+    ["duplicate-option", msg(11, [T6, SY, MISSING, MISSING])],
   ];
 }
