@@ -16,8 +16,9 @@ command -v iperf3 >/dev/null || need+=(iperf3)
 command -v tshark >/dev/null || need+=(tshark)
 # ethtool: offloads of a veth off in a namespace (redteam_udp_gro.test.ts, kernel_peers*.test.ts).
 [ -x /usr/sbin/ethtool ] || need+=(ethtool)
-# nftables: a host firewall behind the client's DTI (redteam_client_udp_gro_kernel.test.ts).
-[ -x /usr/sbin/nft ] || need+=(nftables)
+# nftables: a host firewall behind the client's DTI (redteam_client_udp_gro_kernel.test.ts), and
+# a TEP namespace's kernel dropping some SNAPSHOT datagrams (tep_snapshot_loss.test.ts).
+command -v nft >/dev/null || need+=(nftables)
 # ISC dhcrelay: the packaged relay agent in front of `dstm server --dhcp4o6` (relay_dhcp4o6.test.ts).
 [ -x /usr/sbin/dhcrelay ] || need+=(isc-dhcp-relay)
 # libfaketime: the server test that steps the wall clock under a running `dstm server`.
@@ -41,8 +42,6 @@ compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || need+=(postgresql)
 command -v promtool >/dev/null || need+=(prometheus)
 # The sqlite3 shell: reads a running server's lease database (lease_admin tests).
 command -v sqlite3 >/dev/null || need+=(sqlite3)
-# nft: a TEP namespace's kernel drops some SNAPSHOT datagrams (tep_snapshot_loss.test.ts).
-command -v nft >/dev/null || need+=(nftables)
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then
   echo "note: missing ${need[*]}; the end-to-end tests that need them will be skipped (run as root on Debian to install)" >&2
