@@ -36,7 +36,7 @@
 import { checksumSum } from "../net/checksum.ts";
 import { tcpPseudoHeaderSum } from "../net/gso.ts";
 import { setIPv4TotalLength, writeIPv4HeaderChecksum } from "../net/ipv4.ts";
-import { copyToTrain, trainSlot } from "./gro_slots.ts";
+import { copyToTrain, sameIPv4Destination, trainSlot } from "./gro_slots.ts";
 
 /**
  * Receives every packet: `buf[off, off+len)`, an IPv4 packet; `gsoSize` > 0 for a coalesced
@@ -223,11 +223,8 @@ export class TcpCoalescer {
   flushTo(buf: Uint8Array, off: number): void {
     const t = this.#buf;
     for (let s = 0; s < this.#slots; s++) {
-      if (this.#len[s] === 0) continue;
       const o = s * this.#stride + this.#headroom;
-      let i = 16;
-      while (i < 20 && t[o + i] === buf[off + i]) i++;
-      if (i === 20) this.#flushSlot(s);
+      if (this.#len[s]! > 0 && sameIPv4Destination(t, o, buf, off)) this.#flushSlot(s);
     }
   }
 

@@ -38,3 +38,18 @@ export function copyToTrain(
     whole.copyWithin(mem.byteOffset + to, at, at + len);
   } else mem.set(buf.subarray(from, from + len), to);
 }
+
+/** Whether the IPv4 packets at `a[aOff …]` and `b[bOff …]` have the same destination address. */
+export function sameIPv4Destination(
+  a: Uint8Array,
+  aOff: number,
+  b: Uint8Array,
+  bOff: number,
+): boolean {
+  return (
+    a[aOff + 16] === b[bOff + 16] &&
+    a[aOff + 17] === b[bOff + 17] &&
+    a[aOff + 18] === b[bOff + 18] &&
+    a[aOff + 19] === b[bOff + 19]
+  );
+}

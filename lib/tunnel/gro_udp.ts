@@ -45,7 +45,7 @@ import { checksumSum } from "../net/checksum.ts";
 import { setIPv4TotalLength, writeIPv4HeaderChecksum } from "../net/ipv4.ts";
 import { udpPseudoHeaderSum } from "../net/udp_segment.ts";
 import type { GroEmit, GroStats } from "./gro.ts";
-import { copyToTrain, trainSlot } from "./gro_slots.ts";
+import { copyToTrain, sameIPv4Destination, trainSlot } from "./gro_slots.ts";
 
 /** Datagrams per train at most: the kernel's UDP GRO stops at 64 (UDP_GRO_CNT_MAX). */
 export const UDP_GRO_MAX_SEGMENTS = 64;
@@ -134,11 +134,8 @@ export class UdpCoalescer {
   flushTo(buf: Uint8Array, off: number): void {
     const t = this.#mem;
     for (let s = 0; s < this.#slots; s++) {
-      if (this.#len[s] === 0) continue;
       const o = s * this.#stride + this.#headroom;
-      let i = 16;
-      while (i < 20 && t[o + i] === buf[off + i]) i++;
-      if (i === 20) this.#flushSlot(s);
+      if (this.#len[s]! > 0 && sameIPv4Destination(t, o, buf, off)) this.#flushSlot(s);
     }
   }
 
