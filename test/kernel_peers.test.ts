@@ -8,15 +8,14 @@
  * Over a veth the kernel sender leaves the inner TCP checksum to the hardware
  * (CHECKSUM_PARTIAL); without lib/net/csum_partial.ts the IPv4 peer drops every segment.
  */
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { beforeAll, describe, expect, test } from "bun:test";
+import { writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { createNetns, type Netns, vethPair } from "../lib/sys/netns.ts";
+import { type Netns, vethPair } from "../lib/sys/netns.ts";
 import { clientCounters } from "./helpers/daemon.ts";
 import { clientBehindKernelTep } from "./helpers/kernel_tep.ts";
 import { announceSkip, netnsSkipReason } from "./helpers/netns.ts";
-import { type DstmProcess, spawnDstm } from "./helpers/process.ts";
+import { processScope } from "./helpers/process_scope.ts";
 import { kernelHostBehindTep } from "./helpers/seg6_host.ts";
 import { tepArgv, tepCounters } from "./helpers/tep_argv.ts";
 import { waitUntil } from "./helpers/wait.ts";
@@ -26,16 +25,10 @@ const skip =
   (Bun.which("curl") && Bun.which("python3") ? null : "needs curl and python3");
 announceSkip("kernel_peers", skip);
 
-const FILE_BYTES = 300_000;
-const dir = mkdtempSync(join(tmpdir(), "dstm-kpeers-"));
-const spawned: { kill(signal?: number | NodeJS.Signals): void; exited: Promise<number> }[] = [];
-const namespaces: Netns[] = [];
+const scope = processScope("dstm-kpeers-", "dstmk-");
+const { dir, ns, spawnIn: spawnDstmIn } = scope;
 
-function ns(): Netns {
-  const n = createNetns("dstmk-");
-  namespaces.push(n);
-  return n;
-}
+const FILE_BYTES = 300_000;
 
 /** Starts python's web server serving `dir` on `address`:8080 inside `where`. */
 async function webServer(where: Netns, address: string): Promise<void> {
@@ -43,7 +36,7 @@ async function webServer(where: Netns, address: string): Promise<void> {
     ["python3", "-m", "http.server", "8080", "--bind", address, "--directory", dir],
     { timeoutMs: 120_000 },
   );
-  spawned.push(proc);
+  scope.track(proc);
   await waitUntil(
     () =>
       where.exec(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", `http://${address}:8080/`])
@@ -107,13 +100,6 @@ beforeAll(() => {
   writeFileSync(join(dir, "big.bin"), data);
 });
 
-afterAll(async () => {
-  for (const p of spawned) p.kill("SIGKILL");
-  await Promise.all(spawned.map((p) => p.exited));
-  for (const n of namespaces) n.delete();
-  rmSync(dir, { recursive: true, force: true });
-}, 30_000);
-
 describe.skipIf(skip !== null)("kernel 4over6 peers with checksum offload on", () => {
   test("a seg6 encap.red host behind dstm tep: TCP both ways", async () => {
     // host (kernel 4over6) ──veth── tep (dstm tep) ──veth── web (IPv4)
@@ -176,9 +162,3 @@ describe.skipIf(skip !== null)("kernel 4over6 peers with checksum offload on", (
     expect(counters["client-decap-csum-completed"]).toBeGreaterThan(0);
   }, 90_000);
 });
-
-function spawnDstmIn(where: Netns, args: readonly string[]): DstmProcess {
-  const p = spawnDstm(args, {}, where.name);
-  spawned.push({ kill: (s) => p.proc.kill(s), exited: p.exited });
-  return p;
-}

@@ -19,15 +19,14 @@
  * - host → web: a UDP_SEGMENT sender on the host hands the DTI super-datagrams, the client
  *   cuts them and encapsulates each datagram: all arrive at the web server.
  */
-import { afterAll, describe, expect, test } from "bun:test";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { describe, expect, test } from "bun:test";
 import { join } from "node:path";
-import { createNetns, type Netns, vethPair } from "../lib/sys/netns.ts";
+import { type Netns, vethPair } from "../lib/sys/netns.ts";
 import { clientCounters } from "./helpers/daemon.ts";
 import { clientBehindKernelTep } from "./helpers/kernel_tep.ts";
 import { announceSkip, netnsSkipReason } from "./helpers/netns.ts";
 import { type DstmProcess, ROOT, spawnDstm } from "./helpers/process.ts";
+import { processScope } from "./helpers/process_scope.ts";
 import { kernelHostBehindTep } from "./helpers/seg6_host.ts";
 import { tepArgv, tepCounters } from "./helpers/tep_argv.ts";
 import { kernelHasTunUso } from "./helpers/udp_packets.ts";
@@ -36,25 +35,12 @@ import { waitUntil } from "./helpers/wait.ts";
 const skip = netnsSkipReason({ tun: true }) ?? (Bun.which("python3") ? null : "needs python3");
 announceSkip("kernel_peers_udp", skip);
 
+const scope = processScope("dstm-kpeers-udp-", "dstmu-");
+const { dir, ns, spawnIn } = scope;
+
 const SCRIPT = join(ROOT, "test", "fixtures", "udp", "datagrams.py");
 const PER_FLOW = 600;
 const GSO_SENDS = 30; // × 10 datagrams
-const dir = mkdtempSync(join(tmpdir(), "dstm-kpeers-udp-"));
-const namespaces: Netns[] = [];
-const spawned: { kill(signal?: number | NodeJS.Signals): void; exited: Promise<number> }[] = [];
-
-afterAll(async () => {
-  for (const p of spawned) p.kill("SIGKILL");
-  await Promise.all(spawned.map((p) => p.exited));
-  for (const n of namespaces) n.delete();
-  rmSync(dir, { recursive: true, force: true });
-}, 30_000);
-
-function ns(): Netns {
-  const n = createNetns("dstmu-");
-  namespaces.push(n);
-  return n;
-}
 
 interface Received {
   count: number;
@@ -76,7 +62,7 @@ async function receiver(
   const proc = where.spawn(["python3", SCRIPT, "recv", address, String(port), String(expected)], {
     timeoutMs: 60_000,
   });
-  spawned.push(proc);
+  scope.track(proc);
   const reader = proc.stdout.getReader();
   const decoder = new TextDecoder();
   let text = "";
@@ -170,7 +156,7 @@ describe.skipIf(skip !== null)("UDP between kernel 4over6 peers through dstm tep
       {},
       tep.name,
     );
-    spawned.push({ kill: (s) => tepProc.proc.kill(s), exited: tepProc.exited });
+    scope.track({ kill: (s) => tepProc.proc.kill(s), exited: tepProc.exited });
     const start = await tepProc.waitFor(/tep-start/, 20_000);
     // UDP segmentation offload on the TUN needs Linux ≥ 6.2; without it the TEP says so and
     // writes every datagram on its own (TCP offloads only): delivery must hold either way.
@@ -256,9 +242,3 @@ describe.skipIf(skip !== null)("UDP between kernel 4over6 peers through dstm tep
     if (kernelHasTunUso()) expect(reads).toBeLessThan(10 * GSO_SENDS);
   }, 120_000);
 });
-
-function spawnIn(where: Netns, args: readonly string[]): DstmProcess {
-  const p = spawnDstm(args, {}, where.name);
-  spawned.push({ kill: (s) => p.proc.kill(s), exited: p.exited });
-  return p;
-}

@@ -19,14 +19,14 @@
  * repeated ids: the host's socket gets, flow by flow, the same datagrams, sizes, TOS and TTL
  * as with `--no-offload`, from fewer DTI writes (the kernel's own cut, not our model of it).
  */
-import { afterAll, describe, expect, test } from "bun:test";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { describe, expect, test } from "bun:test";
+import { writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { createNetns, type Netns, vethPair } from "../lib/sys/netns.ts";
+import { type Netns, vethPair } from "../lib/sys/netns.ts";
 import { kernelTepWithServer } from "./helpers/kernel_tep.ts";
 import { announceSkip, netnsSkipReason } from "./helpers/netns.ts";
-import { type DstmProcess, ROOT, spawnDstm } from "./helpers/process.ts";
+import { ROOT } from "./helpers/process.ts";
+import { processScope } from "./helpers/process_scope.ts";
 import { kernelHasTunUso } from "./helpers/udp_packets.ts";
 import { waitUntil } from "./helpers/wait.ts";
 
@@ -36,30 +36,13 @@ const skip =
   (Bun.which("nft") ? null : "needs nft");
 announceSkip("redteam_client_udp_gro_kernel", skip);
 
+const scope = processScope("dstm-rt-cgro-", "dstmr-");
+const { dir, ns, spawnIn } = scope;
+/** Clients started so far (each gets its own control socket). */
+let clients = 0;
+
 const COUNT = 300;
 const SPOOF = join(ROOT, "test", "fixtures", "udp", "spoof_train.py");
-const dir = mkdtempSync(join(tmpdir(), "dstm-rt-cgro-"));
-const namespaces: Netns[] = [];
-const spawned: { kill(signal?: number | NodeJS.Signals): void; exited: Promise<number> }[] = [];
-
-afterAll(async () => {
-  for (const p of spawned) p.kill("SIGKILL");
-  await Promise.all(spawned.map((p) => p.exited));
-  for (const n of namespaces) n.delete();
-  rmSync(dir, { recursive: true, force: true });
-}, 30_000);
-
-function ns(): Netns {
-  const n = createNetns("dstmr-");
-  namespaces.push(n);
-  return n;
-}
-
-function spawnIn(where: Netns, args: readonly string[]): DstmProcess {
-  const p = spawnDstm(args, {}, where.name);
-  spawned.push({ kill: (s) => p.proc.kill(s), exited: p.exited });
-  return p;
-}
 
 /** Receives on `address:port` until `expected` datagrams or 3 s of silence; prints the count. */
 const RECV = `
@@ -97,7 +80,7 @@ async function receive(
   const proc = where.spawn(["python3", "-c", RECV, address, String(port), String(COUNT)], {
     timeoutMs: 60_000,
   });
-  spawned.push(proc);
+  scope.track(proc);
   const reader = proc.stdout.getReader();
   let text = "";
   while (!text.includes("ready\n")) {
@@ -153,7 +136,7 @@ async function startClient(host: Netns, web: Netns, mode: Mode) {
     "--route",
     "192.0.2.0/24",
     "--control",
-    join(dir, `${mode}-${namespaces.length}.sock`),
+    join(dir, `${mode}-${++clients}.sock`),
     ...(mode === "no-offload" ? ["--no-offload"] : mode === "udp-gro" ? ["--udp-gro"] : []),
   ]);
   const bound = await client.waitFor(/ bound /, 20_000);
@@ -227,7 +210,7 @@ describe.skipIf(skip !== null)("red team: the host's kernel behind the client's 
       const proc = host.spawn(["python3", SPOOF, "recv", leased, "7002", String(expected)], {
         timeoutMs: 60_000,
       });
-      spawned.push(proc);
+      scope.track(proc);
       const reader = proc.stdout.getReader();
       let text = "";
       while (!text.includes("ready\n")) {
