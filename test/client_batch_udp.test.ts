@@ -16,6 +16,7 @@ import { COUNTER_NAMES } from "../lib/tunnel/counters.ts";
 import { NaptTable } from "../lib/tunnel/napt.ts";
 import { PathMtuTable } from "../lib/tunnel/pmtu.ts";
 import { FakeBatchTun, FakeTunnelSocket } from "./helpers/fake_devices.ts";
+import type { Arrival } from "./helpers/tep_context.ts";
 import {
   deliveredDatagrams,
   expectCoalescedAsPlain,
@@ -34,12 +35,6 @@ const TEP6 = parseIPv6("2001:db8:7e9::1")!;
 const OTHER6 = parseIPv6("2001:db8:bad::1")!;
 /** a = 6, k = 10, PSID 3: 63 ports (1027, 2051, …). */
 const TINY = { offset: 6, psidLength: 10, psid: 3 };
-
-interface Arrival {
-  packet: Uint8Array;
-  src6: Uint8Array;
-  trafficClass: number;
-}
 
 function loopOver(tun: FakeBatchTun, portSet?: typeof TINY) {
   const counters = new Float64Array(COUNTER_NAMES.length);

@@ -18,6 +18,7 @@ import { PathMtuTable } from "../lib/tunnel/pmtu.ts";
 import { FakeBatchTun, FakeTunnelSocket, type TunWrite } from "./helpers/fake_devices.ts";
 import { internetChecksum } from "./helpers/packets.ts";
 import { segmentsOf, tcp } from "./helpers/tcp_packets.ts";
+import type { Arrival } from "./helpers/tep_context.ts";
 import { type UdpSpec, udp, udpCut, udpTrain } from "./helpers/udp_packets.ts";
 
 const LEASED = [198, 51, 100, 10];
@@ -28,11 +29,6 @@ const SPOOF6 = parseIPv6("2001:db8:7e9::66")!;
 /** a = 6, k = 10, PSID 3: 63 ports (1027, 2051, …). */
 const TINY = { offset: 6, psidLength: 10, psid: 3 };
 
-interface Arrival {
-  packet: Uint8Array;
-  src6: Uint8Array;
-  trafficClass: number;
-}
 const from = (packet: Uint8Array, src6 = TEP6, trafficClass = 0): Arrival => ({
   packet,
   src6,
