@@ -5,7 +5,7 @@
  * test/lease_durability.test.ts.
  */
 import { afterEach, describe, expect, test } from "bun:test";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { type DataSync, WalSync, WalSyncError } from "../lib/lease/wal_sync.ts";
@@ -60,7 +60,7 @@ describe("WalSync", () => {
     expect(wal.syncs).toBe(3);
   });
 
-  test("a failed fsync rejects its callers with a fatal WalSyncError; the next call syncs again", async () => {
+  test("a failed fsync rejects its callers with a fatal WalSyncError, and every later call too, without another fsync", async () => {
     const fake = fakeSync();
     const path = dbWithWal();
     const wal = new WalSync(path, fake.sync);
@@ -74,10 +74,105 @@ describe("WalSync", () => {
     expect(error).toBeInstanceOf(WalSyncError);
     expect((error as WalSyncError).fatal).toBe(true);
     expect((error as Error).message).toContain(`fsync of ${path}-wal failed: EIO`);
+    expect(wal.failure).toBe(error as WalSyncError);
+    // Linux reports a writeback error once: a second fdatasync would return 0 although the
+    // pages it lost are gone. So no second fsync is asked, and the caller never resolves.
+    const b = wal.sync().then(
+      () => "resolved",
+      (e: unknown) => e,
+    );
+    await settle();
+    expect(fake.pending.length).toBe(0);
+    expect(await b).toBe(error);
+    expect(wal.syncs).toBe(1);
+  });
+
+  test("callers waiting for the next sync when the running one fails are refused, not synced again", async () => {
+    const fake = fakeSync();
+    const wal = new WalSync(dbWithWal(), fake.sync);
+    cleanup.push(() => wal.close());
+    const a = wal.sync();
+    // b and c committed while a's fsync ran: their frames may share a page whose writeback failed.
     const b = wal.sync();
+    const c = wal.sync();
+    fake.pending.shift()!(new Error("EIO: i/o error"));
+    await expect(a).rejects.toBeInstanceOf(WalSyncError);
+    await expect(b).rejects.toBeInstanceOf(WalSyncError);
+    await expect(c).rejects.toBeInstanceOf(WalSyncError);
+    expect(fake.pending.length).toBe(0);
+    expect(wal.syncs).toBe(1);
+  });
+
+  test("no caller resolves on a sync that began before its call (random interleavings)", async () => {
+    for (let round = 0; round < 50; round++) {
+      const started: number[] = []; // per fsync: the call count when it began
+      const pending: ((error: Error | null) => void)[] = [];
+      let calls = 0;
+      const wal = new WalSync(dbWithWal(), (_fd, done) => {
+        started.push(calls);
+        pending.push(done);
+      });
+      const finished: number[] = []; // per call: fsyncs completed when it resolved
+      let completed = 0;
+      const callsMade: Promise<void>[] = [];
+      const syncOfCall: number[] = [];
+      for (let step = 0; step < 40; step++) {
+        if (Math.random() < 0.6 || pending.length === 0) {
+          const call = calls++;
+          syncOfCall[call] = -1;
+          callsMade.push(
+            wal.sync().then(() => {
+              finished[call] = completed;
+            }),
+          );
+        } else {
+          pending.shift()!(null);
+          completed++;
+        }
+        if (Math.random() < 0.5) await settle();
+      }
+      for (
+        let spin = 0;
+        spin < 1000 &&
+        (pending.length > 0 || finished.filter((f) => f !== undefined).length < calls);
+        spin++
+      ) {
+        await settle();
+        if (pending.length > 0) {
+          pending.shift()!(null);
+          completed++;
+        }
+      }
+      await Promise.all(callsMade);
+      // Call i resolved after `finished[i]` fsyncs had completed; one of those must have begun
+      // after the call (its `started` value, the calls made before it began, is > i).
+      for (let call = 0; call < calls; call++) {
+        const covering = started.slice(0, finished[call]).some((before) => before > call);
+        expect({ round, call, covering }).toEqual({ round, call, covering: true });
+      }
+      wal.close();
+    }
+  });
+
+  test("close() during a sync keeps the descriptor until the sync and the one queued behind it returned", async () => {
+    const fake = fakeSync();
+    const wal = new WalSync(dbWithWal(), fake.sync);
+    const fds = () => readdirSync("/proc/self/fd").length;
+    const before = fds();
+    const a = wal.sync();
+    const b = wal.sync();
+    expect(fds()).toBe(before + 1);
+    wal.close();
+    await expect(wal.sync()).rejects.toBeInstanceOf(WalSyncError);
+    fake.pending.shift()!(null);
+    await a;
+    await settle();
+    // b committed before close(): its fsync still runs, on the same descriptor.
     expect(fake.pending.length).toBe(1);
+    expect(fds()).toBe(before + 1);
     fake.pending.shift()!(null);
     await b;
+    expect(fds()).toBe(before);
   });
 
   test("a missing WAL and a closed syncer reject with a WalSyncError", async () => {

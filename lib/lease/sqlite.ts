@@ -136,7 +136,7 @@ export class SqliteLeaseStore implements LeaseStore {
       const store = new SqliteLeaseStore(path, db, false);
       store.#lock = lock;
       store.#writer = new SqliteBatchWriter(db, path, fileId(statSync(path)), walId(path));
-      store.#walSync = new WalSync(path);
+      store.#walSync = new WalSync(path, options.datasync);
       return store;
     } catch (error) {
       try {
@@ -252,12 +252,16 @@ export class SqliteLeaseStore implements LeaseStore {
     if (writer === undefined) {
       return Promise.reject(new LeaseStoreError(`lease database ${this.path} is open read-only`));
     }
+    const walSync = this.#walSync as WalSync;
+    // After a failed fsync nothing more is committed: no lease may become visible (to a
+    // restart, to `lease ls`) that no fsync vouches for (./wal_sync.ts, sticky failure).
+    if (walSync.failure) return Promise.reject(walSync.failure);
     try {
       write(writer);
     } catch (error) {
       return Promise.reject(runError(this.path, error));
     }
-    return (this.#walSync as WalSync).sync();
+    return walSync.sync();
   }
 
   /**

@@ -25,7 +25,12 @@
  *
  * A failed fsync is fatal ({@link WalSyncError}): after an fsync error Linux may have dropped
  * the dirty pages, so what the store holds on disk is unknown, and the server must stop
- * rather than acknowledge on top of it (PostgreSQL panics for the same reason).
+ * rather than acknowledge on top of it (PostgreSQL panics for the same reason). The failure
+ * is sticky: every later {@link WalSync.sync} — also of a caller already waiting for the next
+ * sync — rejects with it, without another fsync. A second fsync would not say what the first
+ * lost: Linux reports a writeback error once per open file (errseq, "fsyncgate",
+ * https://lwn.net/Articles/752063/), marks the failed pages clean, and the next fsync
+ * returns 0 although frames of a later commit sharing such a page never reached the disk.
  *
  * @module
  */
@@ -47,14 +52,19 @@ export class WalSync {
   readonly #dbPath: string;
   readonly #datasync: DataSync;
   #fd = -1;
-  /** The sync running now, if any. */
+  /** The sync running now, if any (still set between its return and the next one's start). */
   #running: Promise<void> | undefined;
   /** The sync that starts when the running one returns; its callers wait on it. */
   #next: Promise<void> | undefined;
+  /** The first failure (open or fsync): every later sync rejects with it. */
+  #failure: WalSyncError | undefined;
   #syncs = 0;
   #closed = false;
 
-  /** `dbPath`: the database, for messages; its WAL is `dbPath + "-wal"`. */
+  /**
+   * `dbPath`: the database, for messages; its WAL is `dbPath + "-wal"`. `datasync`: the
+   * fdatasync(2) to call (a test passes a fake).
+   */
   constructor(dbPath: string, datasync: DataSync = fdatasync) {
     this.#dbPath = dbPath;
     this.#datasync = datasync;
@@ -66,17 +76,20 @@ export class WalSync {
     return this.#syncs;
   }
 
+  /** The failure every sync now rejects with (sticky, see the module doc); undefined while none. */
+  get failure(): WalSyncError | undefined {
+    return this.#failure;
+  }
+
   /**
    * Resolves once everything written to the WAL before the call is on disk. Rejects with a
-   * {@link WalSyncError} when the WAL cannot be opened or the fsync fails, or when the
-   * syncer was closed.
+   * {@link WalSyncError} when the WAL cannot be opened or the fsync fails — this one or any
+   * earlier one (sticky) — or when the syncer was closed.
    */
   sync(): Promise<void> {
+    if (this.#failure) return Promise.reject(this.#failure);
     if (this.#closed) return Promise.reject(this.#error("the lease store is closed"));
-    if (this.#running === undefined) {
-      this.#running = this.#start();
-      return this.#running;
-    }
+    if (this.#running === undefined) return this.#start();
     // The running sync may have started before the caller's write: wait for a fresh one.
     this.#next ??= this.#running.then(
       () => this.#promote(),
@@ -85,41 +98,54 @@ export class WalSync {
     return this.#next;
   }
 
-  /** Closes the descriptor; later calls reject. A sync in flight still settles. */
+  /** Closes the descriptor; later calls reject. A sync in flight (and the one queued) still settles. */
   close(): void {
     this.#closed = true;
-    if (this.#fd >= 0 && this.#running === undefined) {
-      closeSync(this.#fd);
-      this.#fd = -1;
-    }
+    if (this.#running === undefined) this.#closeFd();
   }
 
   #promote(): Promise<void> {
     this.#next = undefined;
-    this.#running = this.#start();
-    return this.#running;
+    this.#running = undefined;
+    return this.#start();
   }
 
+  /** Starts an fsync (sets #running), or rejects at once (sticky failure, WAL not opened). */
   #start(): Promise<void> {
+    if (this.#failure) {
+      this.#closeIfDone();
+      return Promise.reject(this.#failure);
+    }
     let fd: number;
     try {
       fd = this.#open();
     } catch (error) {
-      this.#running = undefined;
-      return Promise.reject(this.#error(`cannot open ${this.#walPath}: ${_message(error)}`));
+      this.#failure = this.#error(`cannot open ${this.#walPath}: ${_message(error)}`);
+      return Promise.reject(this.#failure);
     }
     this.#syncs++;
     const { promise, resolve, reject } = Promise.withResolvers<void>();
+    this.#running = promise;
     this.#datasync(fd, (error) => {
+      if (error)
+        this.#failure ??= this.#error(`fsync of ${this.#walPath} failed: ${error.message}`);
       if (this.#next === undefined) this.#running = undefined;
-      if (this.#closed && this.#running === undefined && this.#fd >= 0) {
-        closeSync(this.#fd);
-        this.#fd = -1;
-      }
-      if (error) reject(this.#error(`fsync of ${this.#walPath} failed: ${error.message}`));
+      this.#closeIfDone();
+      if (error) reject(this.#failure);
       else resolve();
     });
     return promise;
+  }
+
+  /** After close(): the descriptor goes once no sync runs or waits. */
+  #closeIfDone(): void {
+    if (this.#closed && this.#running === undefined && this.#next === undefined) this.#closeFd();
+  }
+
+  #closeFd(): void {
+    if (this.#fd < 0) return;
+    closeSync(this.#fd);
+    this.#fd = -1;
   }
 
   #open(): number {
