@@ -5,10 +5,12 @@
  * test/lease_durability.test.ts.
  */
 import { afterEach, describe, expect, test } from "bun:test";
-import { mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { fdatasync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { SqliteLeaseStore } from "../lib/lease/sqlite.ts";
 import { type DataSync, WalSync, WalSyncError } from "../lib/lease/wal_sync.ts";
+import { startEngine } from "./helpers/engine.ts";
 
 const cleanup: (() => void)[] = [];
 afterEach(() => {
@@ -182,5 +184,62 @@ describe("WalSync", () => {
     await expect(wal.sync()).rejects.toThrow(/cannot open .*none\.db-wal/);
     wal.close();
     await expect(wal.sync()).rejects.toBeInstanceOf(WalSyncError);
+  });
+});
+
+describe("a failed WAL fsync under the allocation engine", () => {
+  test("the lease is rolled back and refused, the error is fatal, and nothing decided afterwards is committed or granted", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "dstm-walsync-"));
+    cleanup.push(() => rmSync(dir, { recursive: true, force: true }));
+    const path = join(dir, "leases.db");
+    // The real fdatasync, except that the second call fails once, as Linux reports a
+    // writeback error: once, after which fdatasync returns 0 again.
+    let calls = 0;
+    const datasync: DataSync = (fd, done) => {
+      calls++;
+      if (calls === 2) queueMicrotask(() => done(new Error("EIO: i/o error, fdatasync")));
+      else fdatasync(fd, done);
+    };
+    const store = SqliteLeaseStore.open(path, { datasync });
+    const errors: unknown[] = [];
+    const { engine } = await startEngine([{ prefixes: ["198.51.100.0/29"], tep6: "2001:db8::1" }], {
+      store,
+      onStoreError: (error) => errors.push(error),
+    });
+    const a = await engine.discover("2001:db8:5::a");
+    expect(a.ok).toBe(true);
+    const b = await engine.discover("2001:db8:5::b");
+    expect(b).toMatchObject({ ok: false, reason: "store-failed" });
+    expect(errors.length).toBe(1);
+    expect(errors[0]).toBeInstanceOf(WalSyncError);
+    expect((errors[0] as WalSyncError).fatal).toBe(true); // lib/server/server.ts stops on it
+    // Rolled back in memory: b holds nothing, a still its lease.
+    const hosts = () => [...engine.rows()].filter((r) => r.state === "active").map((r) => r.host6);
+    expect(hosts()).toEqual(["2001:db8:5::a"]);
+    // A decision after the failure (a request already past the server's gate): the old
+    // WalSync ran a new fdatasync, which returned 0, and the lease was granted.
+    const c = await engine.discover("2001:db8:5::c");
+    expect(c).toMatchObject({ ok: false, reason: "store-failed" });
+    expect(hosts()).toEqual(["2001:db8:5::a"]);
+    await expect(
+      store.writeReservation({
+        op: "put",
+        reservation: { host6: "2001:db8:5::d", ipv4: 0xc6336405, psid: 0, createdAt: 1 },
+      }),
+    ).rejects.toBeInstanceOf(WalSyncError);
+    expect(calls).toBe(2); // no fsync after the failed one
+    await engine.close();
+    await store.close();
+    // On disk: a, and b's row (committed before its fsync failed; its host got no ACK and the
+    // row expires like any other; a restart holds the address for b, never for two hosts);
+    // nothing of c or d.
+    const after = SqliteLeaseStore.openReadOnly(path);
+    try {
+      const rows = await after.loadAll();
+      expect(rows.map((r) => r.host6).sort()).toEqual(["2001:db8:5::a", "2001:db8:5::b"]);
+      expect(await after.loadReservations()).toEqual([]);
+    } finally {
+      await after.close();
+    }
   });
 });
