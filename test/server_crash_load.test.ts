@@ -16,7 +16,7 @@
  * after its commit is checked in test/lease_durability.test.ts and test/lease_wal_sync.test.ts.
  */
 import { afterAll, expect, test } from "bun:test";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, readdirSync, readlinkSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { DstmClient, DstmTransport } from "../lib/client/protocol.ts";
@@ -152,3 +152,81 @@ test("SIGKILL mid-load, three times over one database: every ACKed lease is stor
   // The TRUNCATE checkpoint ran at least once with the server writing (else angle untested).
   expect(checkpoints).toBeGreaterThan(0);
 }, 180_000);
+
+/** The inodes of `pid`'s open descriptors of `file` (one entry per descriptor). */
+function descriptorsOf(pid: number, file: string): number[] {
+  const out: number[] = [];
+  for (const fd of readdirSync(`/proc/${pid}/fd`)) {
+    try {
+      if (readlinkSync(`/proc/${pid}/fd/${fd}`) === file)
+        out.push(statSync(`/proc/${pid}/fd/${fd}`).ino);
+    } catch {
+      // closed meanwhile
+    }
+  }
+  return out;
+}
+
+test("SIGTERM mid-load: exit 0, nothing on stderr, every ACKed lease stored; the WAL open twice (SQLite's and the fsync's, one inode), never more", async () => {
+  const db = join(dir, "term.db");
+  const server = spawnDstm(serverArgs(db));
+  const pid = server.proc.pid;
+  const acked = new Map<string, number>();
+  const walDescriptors = new Set<number>();
+  const walInodes = new Set<number>();
+  try {
+    const port = listenPort(await server.waitFor(/ start /));
+    const transport = await DstmTransport.open({
+      server: "::1",
+      port,
+      retry: { initialMs: 400, tries: 2 },
+    });
+    const hosts = Array.from({ length: 400 }, (_, i) => `2001:db8:2ff::${(i + 1).toString(16)}`);
+    let next = 0;
+    const worker = async () => {
+      while (next < hosts.length) {
+        const host = hosts[next++] as string;
+        try {
+          const lease = await new DstmClient(transport, host).discover();
+          acked.set(host, lease.ipv4);
+        } catch {
+          // refused or unanswered once the server stops: no ACK, nothing promised
+        }
+      }
+    };
+    const workers = Array.from({ length: IN_FLIGHT }, worker);
+    await waitUntil(
+      () => {
+        const inodes = descriptorsOf(pid, `${db}-wal`);
+        walDescriptors.add(inodes.length);
+        // SQLite's descriptor and the fsync's are the same file, the one at the path.
+        for (const ino of inodes) walInodes.add(ino);
+        walInodes.add(statSync(`${db}-wal`).ino);
+        return acked.size >= 150;
+      },
+      { timeoutMs: 30_000, what: "150 ACKs" },
+    );
+    server.proc.kill("SIGTERM");
+    expect(await server.exited).toBe(0);
+    await Promise.all(workers);
+    transport.close();
+    expect(acked.size).toBeLessThan(hosts.length); // stopped mid-load
+    expect(await server.stderr()).toBe("");
+    expect(server.lines.some((l) => / ERROR /.test(l))).toBe(false);
+    expect(Math.max(...walDescriptors)).toBe(2);
+    expect(walInodes.size).toBe(1);
+  } finally {
+    server.proc.kill("SIGKILL");
+    await server.exited;
+  }
+  const store = SqliteLeaseStore.openReadOnly(db);
+  try {
+    const active = (await store.loadAll()).filter((r) => r.state === "active");
+    const byHost = new Map(active.map((r) => [r.host6, r.ipv4]));
+    expect(new Set(active.map((r) => r.ipv4)).size).toBe(active.length);
+    const missing = [...acked].filter(([host, ipv4]) => byHost.get(host) !== ipv4);
+    expect(missing).toEqual([]);
+  } finally {
+    await store.close();
+  }
+}, 90_000);
