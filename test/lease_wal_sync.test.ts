@@ -242,4 +242,32 @@ describe("a failed WAL fsync under the allocation engine", () => {
       await after.close();
     }
   });
+
+  test("a reservation whose fsync fails is refused and reported as a store error (the server stops on it), like a lease", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "dstm-walsync-"));
+    cleanup.push(() => rmSync(dir, { recursive: true, force: true }));
+    const path = join(dir, "leases.db");
+    const datasync: DataSync = (_fd, done) =>
+      queueMicrotask(() => done(new Error("EIO: i/o error, fdatasync")));
+    const store = SqliteLeaseStore.open(path, { datasync });
+    const errors: unknown[] = [];
+    const { engine } = await startEngine([{ prefixes: ["198.51.100.0/29"], tep6: "2001:db8::1" }], {
+      store,
+      onStoreError: (error) => errors.push(error),
+    });
+    const result = await engine.reserve({
+      host6: "2001:db8:5::e",
+      ipv4: 0xc6336402,
+      psid: 0,
+      createdAt: 1,
+    });
+    expect(result).toMatchObject({ ok: false, reason: "store-failed" });
+    // Before: only the administrator heard of it; the server kept answering on a store whose
+    // disk state was unknown (and a deleted database, LeaseDatabaseGoneError, the same way).
+    expect(errors.length).toBe(1);
+    expect(errors[0]).toBeInstanceOf(WalSyncError);
+    expect([...engine.reservations()]).toEqual([]);
+    await engine.close();
+    await store.close();
+  });
 });
