@@ -271,3 +271,49 @@ describe("a failed WAL fsync under the allocation engine", () => {
     await store.close();
   });
 });
+
+describe("the WAL's fsync descriptor", () => {
+  test("is open from the store's open, on the WAL SQLite writes: a write with every other descriptor taken still commits and syncs", () => {
+    const dir = mkdtempSync(join(tmpdir(), "dstm-walsync-"));
+    cleanup.push(() => rmSync(dir, { recursive: true, force: true }));
+    const db = join(dir, "leases.db");
+    const root = join(import.meta.dir, "..");
+    // A child with few descriptors: it opens the store, takes every descriptor left, writes.
+    const script = join(dir, "exhaust.ts");
+    writeFileSync(
+      script,
+      `import { openSync, readdirSync, readlinkSync, statSync } from "node:fs";
+import { SqliteLeaseStore } from ${JSON.stringify(join(root, "lib/lease/sqlite.ts"))};
+import { WHOLE_ADDRESS } from ${JSON.stringify(join(root, "lib/lease/lease.ts"))};
+const db = ${JSON.stringify(db)};
+const store = SqliteLeaseStore.open(db);
+const wal = readdirSync("/proc/self/fd")
+  .filter((fd) => { try { return readlinkSync("/proc/self/fd/" + fd) === db + "-wal"; } catch { return false; } })
+  .map((fd) => statSync("/proc/self/fd/" + fd).ino);
+const hog = [];
+for (let i = 0; i < 100000; i++) {
+  try { hog.push(openSync("/dev/null", "r")); } catch { break; }
+}
+const lease = { ipv4: 0xc6336401, portSet: WHOLE_ADDRESS, host6: "2001:db8:6::1", tep4: 0xc0000201,
+  tep6: "2001:db8::1", pool: "p", state: "active", grantedAt: 1, expiresAt: 2 };
+let result;
+try { await store.write([{ op: "put", lease }]); result = "ok"; } catch (e) { result = String(e.message); }
+console.log(JSON.stringify({ wal, walNow: statSync(db + "-wal").ino, hogged: hog.length, result, syncs: store.syncs }));
+`,
+    );
+    const child = Bun.spawnSync(["prlimit", "--nofile=512", process.execPath, script]);
+    const out = JSON.parse(child.stdout.toString().trim()) as {
+      wal: number[];
+      walNow: number;
+      hogged: number;
+      result: string;
+      syncs: number;
+    };
+    expect(out.hogged).toBeGreaterThan(0); // the descriptors did run out
+    // SQLite's descriptor and the fsync's, both on the WAL at the path, before any write.
+    expect(out.wal).toEqual([out.walNow, out.walNow]);
+    // Before, the fsync opened the WAL at the first write, after its commit: EMFILE, fatal.
+    expect(out.result).toBe("ok");
+    expect(out.syncs).toBe(1);
+  });
+});

@@ -135,8 +135,11 @@ export class SqliteLeaseStore implements LeaseStore {
       if (created === undefined || (version === 0 && options.newDb)) writeMarker(marker, path);
       const store = new SqliteLeaseStore(path, db, false);
       store.#lock = lock;
-      store.#writer = new SqliteBatchWriter(db, path, fileId(statSync(path)), walId(path));
+      const wal = walId(path);
+      store.#writer = new SqliteBatchWriter(db, path, fileId(statSync(path)), wal);
       store.#walSync = new WalSync(path, options.datasync);
+      // The fsync's descriptor now, on the WAL SQLite opened (./wal_sync.ts).
+      if (wal) store.#walSync.open(wal);
       return store;
     } catch (error) {
       try {

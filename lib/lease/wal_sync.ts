@@ -34,7 +34,7 @@
  *
  * @module
  */
-import { closeSync, fdatasync, openSync } from "node:fs";
+import { closeSync, fdatasync, fstatSync, openSync } from "node:fs";
 import { LeaseStoreError } from "./lease.ts";
 
 /** An fsync of the WAL failed: the server stops (what reached the disk is unknown). */
@@ -146,6 +146,26 @@ export class WalSync {
     if (this.#fd < 0) return;
     closeSync(this.#fd);
     this.#fd = -1;
+  }
+
+  /**
+   * Opens the WAL now (the store calls it at open, right after SQLite opened it): the
+   * descriptor is then ready before the first commit, which cannot fail for want of a
+   * descriptor (EMFILE under load) after its frames are written. With `expected` (the WAL's
+   * (dev, ino) as the store saw it), throws a {@link WalSyncError} when the file opened is
+   * another one. Later syncs keep this descriptor: SQLite never replaces the WAL of an open
+   * connection (it restarts and truncates it in place); an operator's replacing it is
+   * caught by the store's file checks before each write (./sqlite_write.ts).
+   */
+  open(expected?: { readonly dev: number; readonly ino: number }): void {
+    if (this.#fd >= 0) return;
+    const fd = openSync(this.#walPath, "r");
+    const now = fstatSync(fd);
+    if (expected && (now.dev !== expected.dev || now.ino !== expected.ino)) {
+      closeSync(fd);
+      throw this.#error(`${this.#walPath} was replaced while the store opened it`);
+    }
+    this.#fd = fd;
   }
 
   #open(): number {
