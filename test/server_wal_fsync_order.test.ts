@@ -15,7 +15,7 @@
  * pwrite64 calls, the 24-byte header then the page.
  */
 import { afterAll, expect, test } from "bun:test";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { DstmClient, DstmTransport } from "../lib/client/protocol.ts";
@@ -208,3 +208,90 @@ test("every ACKed lease: its commit's WAL frames were written, then an fsync of 
   }
   expect(late).toEqual([]);
 }, 90_000);
+
+test("a restart's new WAL is in its directory for good before the first ACK: the directory is fsynced after the WAL was created", async () => {
+  const home = join(dir, "restart");
+  mkdirSync(home);
+  const db = join(home, "leases.db");
+  const args = [
+    "server",
+    "--pool",
+    "198.51.100.0/24",
+    "--tep",
+    "2001:db8::1,192.0.2.1",
+    "--listen",
+    "[::1]:0",
+    "--db",
+    db,
+    "--no-control",
+    "--no-source-check",
+  ];
+  const oneLease = async (port: number, host: string): Promise<number> => {
+    const transport = await DstmTransport.open({ server: "::1", port });
+    try {
+      await new DstmClient(transport, host).discover();
+      return (performance.timeOrigin + performance.now()) / 1000;
+    } finally {
+      transport.close();
+    }
+  };
+  // A first life creates the database; its clean stop checkpoints and deletes the WAL.
+  const first = spawnDstm(args);
+  try {
+    await oneLease(listenPort(await first.waitFor(/ start /)), "2001:db8:4ad::1");
+    first.proc.kill("SIGTERM");
+    expect(await first.exited).toBe(0);
+  } finally {
+    first.proc.kill("SIGKILL");
+  }
+  expect(existsSync(`${db}-wal`)).toBe(false);
+  // The second life's open creates a new, empty WAL (a directory entry not yet on disk).
+  const second = spawnDstm(args);
+  const traceFile = join(home, "trace");
+  let strace: ReturnType<typeof Bun.spawn> | undefined;
+  let ackedAt = 0;
+  try {
+    const port = listenPort(await second.waitFor(/ start /));
+    expect(existsSync(`${db}-wal`)).toBe(true);
+    strace = Bun.spawn(
+      [
+        "strace",
+        "-f",
+        "-p",
+        String(second.proc.pid),
+        "-ttt",
+        "-T",
+        "-y",
+        "-xx",
+        "-s",
+        "0",
+        "-e",
+        "trace=fsync,fdatasync",
+        "-o",
+        traceFile,
+      ],
+      { stdout: "ignore", stderr: "pipe" },
+    );
+    await waitForLine(strace.stderr as ReadableStream<Uint8Array>, /attached/, {
+      timeoutMs: 10_000,
+      what: "strace attached",
+    });
+    ackedAt = await oneLease(port, "2001:db8:4ad::2");
+    second.proc.kill("SIGTERM");
+    expect(await second.exited).toBe(0);
+    await strace.exited;
+  } finally {
+    second.proc.kill("SIGKILL");
+    await second.exited;
+    strace?.kill("SIGKILL");
+    await strace?.exited;
+  }
+  const calls = parseTrace(readFileSync(traceFile, "utf8"));
+  // SQLite opens the WAL with its DIRSYNC flag and, under synchronous=NORMAL too, syncs the
+  // WAL header of the first commit (then the directory, once); then the store's fdatasync.
+  const dirSynced = calls.some(
+    (c) => c.name === "fsync" && c.file === home && c.end <= ackedAt + 0.001,
+  );
+  const walSynced = calls.some((c) => c.file === `${db}-wal` && c.end <= ackedAt + 0.001);
+  expect({ dirSynced, walSynced }).toEqual({ dirSynced: true, walSynced: true });
+}, 60_000);
