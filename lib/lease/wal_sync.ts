@@ -19,6 +19,33 @@
  * after a crash SQLite's recovery keeps the frames whose checksums chain, which include every
  * acknowledged one.
  *
+ * What that rests on, checked against SQLite 3.54 as bun:sqlite embeds it (review of the
+ * change, with the tests that show each point):
+ * - *The right inode.* The descriptor is opened with the store, on the WAL SQLite opened
+ *   ({@link WalSync.open} compares (dev, ino)), and kept: SQLite never replaces the WAL of an
+ *   open connection. A WAL reset after a complete checkpoint rewrites the file from its
+ *   start with new salts, `wal_checkpoint(TRUNCATE)` and `journal_size_limit` truncate it in
+ *   place; only the last connection's close deletes it, and the server's connection holds
+ *   the database's shared lock until its own close, so no `sqlite3` or `lease ls --db`
+ *   closing deletes it (https://sqlite.org/wal.html#the_wal_file). An operator's deleting or
+ *   replacing it is caught before the next write (./sqlite_files.ts). Tested:
+ *   test/server_crash_load.test.ts (TRUNCATE checkpoints under load, /proc/PID/fd).
+ * - *Overwritten frames.* Frames of a committed transaction are overwritten only after a
+ *   reset, which needs a complete checkpoint, after which NORMAL has synced the database;
+ *   a transaction rewrites in place only its own, uncommitted frames.
+ * - *The directory entry.* fdatasync does not make a new file's name durable. SQLite opens
+ *   the WAL with its DIRSYNC flag and, under NORMAL too (the WAL-header sync honours the
+ *   checkpoint sync flags: wal.c's sqlite3WalFrames, SQLite check-in 9799241f7d "Enhance the WAL
+ *   header sync so that it honors the various synchronous pragmas"), syncs the header of the
+ *   first commit into an empty WAL, then the directory, before the frames: the store must
+ *   never run with `synchronous=OFF`. Tested: test/server_wal_fsync_order.test.ts (strace).
+ * - *Size.* fdatasync(2) also writes the metadata needed to read the data back: the WAL's
+ *   length as it grows.
+ * - *Order.* Each ACKed lease's commit frames, then a WAL sync begun after them, then the
+ *   ACK: test/server_wal_fsync_order.test.ts reads it from a real server's system calls.
+ * - *Close.* A sync still running when the store closes ends on the WAL SQLite's close
+ *   checkpointed (syncing the database) and deleted: nothing is lost either way.
+ *
  * Concurrent callers share syncs: a call while one is running waits for the next one, which
  * starts when the running one returns and covers everything written before it started (group
  * commit for the fsync, as lib/lease/group_commit.ts is for the transaction).
