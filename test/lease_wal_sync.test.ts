@@ -5,9 +5,10 @@
  * test/lease_durability.test.ts.
  */
 import { afterEach, describe, expect, test } from "bun:test";
-import { fdatasync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { fdatasync, mkdtempSync, readdirSync, readlinkSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { WHOLE_ADDRESS } from "../lib/lease/lease.ts";
 import { SqliteLeaseStore } from "../lib/lease/sqlite.ts";
 import { type DataSync, WalSync, WalSyncError } from "../lib/lease/wal_sync.ts";
 import { startEngine } from "./helpers/engine.ts";
@@ -315,5 +316,46 @@ console.log(JSON.stringify({ wal, walNow: statSync(db + "-wal").ino, hogged: hog
     // Before, the fsync opened the WAL at the first write, after its commit: EMFILE, fatal.
     expect(out.result).toBe("ok");
     expect(out.syncs).toBe(1);
+  });
+
+  test("close() right after writes whose fsyncs are still out: the writes resolve, the leases are stored, no descriptor is left", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "dstm-walsync-"));
+    cleanup.push(() => rmSync(dir, { recursive: true, force: true }));
+    const db = join(dir, "leases.db");
+    const open = () =>
+      readdirSync("/proc/self/fd").filter((fd) => {
+        try {
+          return readlinkSync(`/proc/self/fd/${fd}`).startsWith(db);
+        } catch {
+          return false;
+        }
+      }).length;
+    const store = SqliteLeaseStore.open(db);
+    const lease = (n: number) => ({
+      ipv4: 0xc6336400 + n,
+      portSet: WHOLE_ADDRESS,
+      host6: `2001:db8:7::${n}`,
+      tep4: 0xc0000201,
+      tep6: "2001:db8::1",
+      pool: "p",
+      state: "active" as const,
+      grantedAt: 1,
+      expiresAt: 2,
+    });
+    // The second write's fsync waits for the first's: both are out when close() comes.
+    const writes = [1, 2].map((n) => store.write([{ op: "put", lease: lease(n) }]));
+    await store.close();
+    await Promise.all(writes);
+    expect(open()).toBe(0);
+    const after = SqliteLeaseStore.openReadOnly(db);
+    try {
+      expect((await after.loadAll()).map((r) => r.host6)).toEqual([
+        "2001:db8:7::1",
+        "2001:db8:7::2",
+      ]);
+    } finally {
+      await after.close();
+    }
+    expect(open()).toBe(0);
   });
 });
