@@ -54,7 +54,7 @@ const IN_FLIGHT = 60;
 /** `sqlite3 DB "PRAGMA wal_checkpoint(TRUNCATE)"` as an operator would run it; its output. */
 async function operatorCheckpoint(db: string): Promise<string> {
   const proc = Bun.spawn(
-    ["sqlite3", db, "PRAGMA busy_timeout = 100; PRAGMA wal_checkpoint(TRUNCATE);"],
+    ["sqlite3", db, "PRAGMA busy_timeout = 1000; PRAGMA wal_checkpoint(TRUNCATE);"],
     {
       stdout: "pipe",
       stderr: "pipe",
