@@ -153,7 +153,10 @@ export type LeaseOp =
  *
  * Contract (checked by test/lease_conformance.test.ts for every backend):
  * - `write(ops)` applies all ops atomically, in order, and resolves only when they are
- *   durable (for SQLite: committed and its WAL fsynced, ./wal_sync.ts). If it rejects, none applied.
+ *   durable (for SQLite: committed, and the WAL fsynced after the commit, ./wal_sync.ts). If
+ *   it rejects, none applied — except with an error whose `fatal` is true (SQLite: the fsync
+ *   after the commit failed, or the database vanished): then the ops may or may not be
+ *   stored, and the store accepts no further write; the server stops.
  * - A `put` whose lease is `active` for a holder ({@link leaseHolder}: the identity, else the
  *   host) that already has another active lease under a different key rejects the whole
  *   batch (one holder, one active lease).

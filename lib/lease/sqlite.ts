@@ -135,8 +135,11 @@ export class SqliteLeaseStore implements LeaseStore {
       if (created === undefined || (version === 0 && options.newDb)) writeMarker(marker, path);
       const store = new SqliteLeaseStore(path, db, false);
       store.#lock = lock;
-      store.#writer = new SqliteBatchWriter(db, path, fileId(statSync(path)), walId(path));
-      store.#walSync = new WalSync(path);
+      const wal = walId(path);
+      store.#writer = new SqliteBatchWriter(db, path, fileId(statSync(path)), wal);
+      store.#walSync = new WalSync(path, options.datasync);
+      // The fsync's descriptor now, on the WAL SQLite opened (./wal_sync.ts).
+      if (wal) store.#walSync.open(wal);
       return store;
     } catch (error) {
       try {
@@ -252,12 +255,16 @@ export class SqliteLeaseStore implements LeaseStore {
     if (writer === undefined) {
       return Promise.reject(new LeaseStoreError(`lease database ${this.path} is open read-only`));
     }
+    const walSync = this.#walSync as WalSync;
+    // After a failed fsync nothing more is committed: no lease may become visible (to a
+    // restart, to `lease ls`) that no fsync vouches for (./wal_sync.ts, sticky failure).
+    if (walSync.failure) return Promise.reject(walSync.failure);
     try {
       write(writer);
     } catch (error) {
       return Promise.reject(runError(this.path, error));
     }
-    return (this.#walSync as WalSync).sync();
+    return walSync.sync();
   }
 
   /**

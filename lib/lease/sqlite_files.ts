@@ -16,6 +16,7 @@ import {
 } from "node:fs";
 import { basename, dirname, join } from "node:path";
 import { LeaseStoreError } from "./lease.ts";
+import type { DataSync } from "./wal_sync.ts";
 
 /**
  * The lease database was deleted or replaced while the store had it open, or is missing or
@@ -34,6 +35,11 @@ export interface SqliteOpenOptions {
    * operator knows the old leases are gone or expired). Default false.
    */
   readonly newDb?: boolean;
+  /**
+   * The fdatasync(2) the store runs on its WAL before a write resolves (./wal_sync.ts).
+   * Default node:fs `fdatasync`; a test passes a fake to make it fail.
+   */
+  readonly datasync?: DataSync;
 }
 
 /**
