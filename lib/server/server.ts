@@ -15,6 +15,7 @@ import type { Lease, LeaseStore } from "../lease/lease.ts";
 import { MemoryLeaseStore } from "../lease/memory.ts";
 import { isPostgresUrl, PostgresLeaseStore } from "../lease/postgres.ts";
 import { SqliteLeaseStore } from "../lease/sqlite.ts";
+import { WalSyncError } from "../lease/wal_sync.ts";
 import { canonicalIPv6, formatIPv4 } from "../net/addr.ts";
 import { type HttpEndpoint, serveTcp, serveUnix } from "../sys/http.ts";
 import { ifNameToIndex } from "../sys/libc.ts";
@@ -344,7 +345,9 @@ export class DstmServer {
     const detail = error instanceof Error ? error.message : String(error);
     this.#log.error("store-failed", { detail, cause: causeOf(error) });
     if ((error as { fatal?: unknown } | null)?.fatal !== true || this.#stopping) return;
-    this.metrics.inc("dstm_dropped_total", { reason: "store-gone" });
+    // The store's words for why it cannot go on: its file vanished, or an fsync failed.
+    const reason = error instanceof WalSyncError ? "store-sync-failed" : "store-gone";
+    this.metrics.inc("dstm_dropped_total", { reason });
     this.#fatal.resolve(error as Error);
     void this.stop();
   }
