@@ -3,8 +3,8 @@
  *
  * @module
  */
-import { mkdirSync } from "node:fs";
-import { dirname } from "node:path";
+import { mkdirSync, statSync } from "node:fs";
+import { dirname, join } from "node:path";
 import { Command } from "@commander-js/extra-typings";
 import { mergeSettings, type Settings } from "../lib/config/merge.ts";
 import { defaultControlSocket } from "../lib/config/paths.ts";
@@ -154,7 +154,9 @@ function buildServerConfig(
 ): ServerConfig {
   const resolveOpts: ResolveServerOptions = {
     prepareDatabase: (db) => {
-      if (!opts.check && !isPostgresUrl(db)) ensureDirectory(db, "--db");
+      if (isPostgresUrl(db)) return;
+      refuseDirectory(db, "--db");
+      if (!opts.check) ensureDirectory(db, "--db");
     },
   };
   const config = resolveServerSettings(settings.values as ServerFlags, settings, resolveOpts);
@@ -167,6 +169,20 @@ function buildServerConfig(
       priorityPrefix: sink === stdoutSink && stdoutIsJournal(),
     });
   return { ...config, log };
+}
+
+/** `--db /var/lib/dstm` (the directory, not the file) said plainly, also by --check. */
+function refuseDirectory(file: string, what: string): void {
+  let isDirectory = false;
+  try {
+    isDirectory = statSync(file, { throwIfNoEntry: false })?.isDirectory() === true;
+  } catch {
+    // ENOTDIR, EACCES…: opening the database says what is wrong.
+  }
+  if (isDirectory)
+    throw new UsageError(
+      `${what}: ${file} is a directory; give the database file, e.g. ${what} ${join(file, "leases.db")}`,
+    );
 }
 
 function ensureDirectory(file: string, what: string): void {
