@@ -102,8 +102,15 @@ async function printPages(pages: AsyncIterable<Page>, limit: number, json: boole
   const table = leaseTablePrinter(Date.now());
   let printed = 0;
   let next: string | null = null;
-  if (json) process.stdout.write('{"leases":[');
+  // The JSON opens with the first page, so that a server that does not answer leaves stdout
+  // empty (only the error on stderr), not a truncated document.
+  let opened = false;
+  const open = () => {
+    if (json && !opened) process.stdout.write('{"leases":[');
+    opened = true;
+  };
   for await (const page of pages) {
+    open();
     const take = page.leases.slice(0, limit - printed);
     if (json) {
       const text = take.map((l, i) => `${printed + i ? "," : ""}\n  ${JSON.stringify(l)}`).join("");
@@ -118,6 +125,7 @@ async function printPages(pages: AsyncIterable<Page>, limit: number, json: boole
     next = page.next;
     if (next === null || printed >= limit) break;
   }
+  open();
   if (json) process.stdout.write(`\n],"next":${JSON.stringify(next)}}\n`);
   else if (printed === 0) process.stdout.write("no leases\n");
   if (next !== null && printed >= limit) process.stderr.write(`more: --after ${next}\n`);
