@@ -28,6 +28,7 @@ import { LeaseStoreError, SqliteLeaseStore } from "../lib/lease/sqlite.ts";
 import { formatIPv4, parseIPv6 } from "../lib/net/addr.ts";
 import { sourceAddressFor, UdpBindError } from "../lib/sys/udp.ts";
 import { DSTM_PORT } from "../lib/wire/dstm_types.ts";
+import { refuseDatabaseDirectory } from "./db_path.ts";
 import { UsageError } from "./errors.ts";
 import { addLeaseAdminCommands, answer, controlFetch } from "./lease_admin.ts";
 import { addReservationsCommand, hintReservedState } from "./lease_reservations.ts";
@@ -169,6 +170,7 @@ async function* pagesFromDb(
     if (error instanceof BadRequest) throw new UsageError(error.message);
     throw error;
   }
+  refuseDatabaseDirectory(path);
   let store: SqliteLeaseStore;
   try {
     store = SqliteLeaseStore.openReadOnly(path);

@@ -3,8 +3,8 @@
  *
  * @module
  */
-import { mkdirSync, statSync } from "node:fs";
-import { dirname, join } from "node:path";
+import { mkdirSync } from "node:fs";
+import { dirname } from "node:path";
 import { Command } from "@commander-js/extra-typings";
 import { mergeSettings, type Settings } from "../lib/config/merge.ts";
 import { defaultControlSocket } from "../lib/config/paths.ts";
@@ -22,6 +22,7 @@ import { logPoolSharing } from "../lib/server/sharing_log.ts";
 import { postUnix, unixPermissionProblem } from "../lib/sys/http.ts";
 import { stdoutIsJournal } from "../lib/sys/journal.ts";
 import { sdNotify } from "../lib/sys/sd_notify.ts";
+import { refuseDatabaseDirectory } from "./db_path.ts";
 import { RuntimeError, UsageError } from "./errors.ts";
 import { addSettings } from "./options.ts";
 
@@ -155,7 +156,7 @@ function buildServerConfig(
   const resolveOpts: ResolveServerOptions = {
     prepareDatabase: (db) => {
       if (isPostgresUrl(db)) return;
-      refuseDirectory(db, "--db");
+      refuseDatabaseDirectory(db);
       if (!opts.check) ensureDirectory(db, "--db");
     },
   };
@@ -169,20 +170,6 @@ function buildServerConfig(
       priorityPrefix: sink === stdoutSink && stdoutIsJournal(),
     });
   return { ...config, log };
-}
-
-/** `--db /var/lib/dstm` (the directory, not the file) said plainly, also by --check. */
-function refuseDirectory(file: string, what: string): void {
-  let isDirectory = false;
-  try {
-    isDirectory = statSync(file, { throwIfNoEntry: false })?.isDirectory() === true;
-  } catch {
-    // ENOTDIR, EACCES…: opening the database says what is wrong.
-  }
-  if (isDirectory)
-    throw new UsageError(
-      `${what}: ${file} is a directory; give the database file, e.g. ${what} ${join(file, "leases.db")}`,
-    );
 }
 
 function ensureDirectory(file: string, what: string): void {
