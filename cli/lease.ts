@@ -28,6 +28,7 @@ import { LeaseStoreError, SqliteLeaseStore } from "../lib/lease/sqlite.ts";
 import { formatIPv4, parseIPv6 } from "../lib/net/addr.ts";
 import { sourceAddressFor, UdpBindError } from "../lib/sys/udp.ts";
 import { DSTM_PORT } from "../lib/wire/dstm_types.ts";
+import { refuseDatabaseDirectory } from "./db_path.ts";
 import { UsageError } from "./errors.ts";
 import { addLeaseAdminCommands, answer, controlFetch } from "./lease_admin.ts";
 import { addReservationsCommand, hintReservedState } from "./lease_reservations.ts";
@@ -102,8 +103,15 @@ async function printPages(pages: AsyncIterable<Page>, limit: number, json: boole
   const table = leaseTablePrinter(Date.now());
   let printed = 0;
   let next: string | null = null;
-  if (json) process.stdout.write('{"leases":[');
+  // The JSON opens with the first page, so that a server that does not answer leaves stdout
+  // empty (only the error on stderr), not a truncated document.
+  let opened = false;
+  const open = () => {
+    if (json && !opened) process.stdout.write('{"leases":[');
+    opened = true;
+  };
   for await (const page of pages) {
+    open();
     const take = page.leases.slice(0, limit - printed);
     if (json) {
       const text = take.map((l, i) => `${printed + i ? "," : ""}\n  ${JSON.stringify(l)}`).join("");
@@ -118,6 +126,7 @@ async function printPages(pages: AsyncIterable<Page>, limit: number, json: boole
     next = page.next;
     if (next === null || printed >= limit) break;
   }
+  open();
   if (json) process.stdout.write(`\n],"next":${JSON.stringify(next)}}\n`);
   else if (printed === 0) process.stdout.write("no leases\n");
   if (next !== null && printed >= limit) process.stderr.write(`more: --after ${next}\n`);
@@ -161,6 +170,7 @@ async function* pagesFromDb(
     if (error instanceof BadRequest) throw new UsageError(error.message);
     throw error;
   }
+  refuseDatabaseDirectory(path);
   let store: SqliteLeaseStore;
   try {
     store = SqliteLeaseStore.openReadOnly(path);

@@ -195,7 +195,9 @@ function ping4Settings(target: string, flags: Ping4Flags): Ping4Settings {
         ? flags.useClient
         : clientSocket(typeof flags.useClient === "string" ? flags.useClient : "dti0");
   if (useClient === undefined && !flags.server)
-    throw new UsageError("--server V6 is required (or --use-client)");
+    throw new UsageError(
+      "--server V6 is required (the DSTM server, for a lease of ping4's own), or --use-client [IFNAME] to ping from the lease of the dstm client running on this host",
+    );
   const server = flags.server
     ? unicastIPv6(flags.server, "--server", "the DSTM server's", { loopback: true })
     : undefined;

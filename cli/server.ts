@@ -22,6 +22,7 @@ import { logPoolSharing } from "../lib/server/sharing_log.ts";
 import { postUnix, unixPermissionProblem } from "../lib/sys/http.ts";
 import { stdoutIsJournal } from "../lib/sys/journal.ts";
 import { sdNotify } from "../lib/sys/sd_notify.ts";
+import { refuseDatabaseDirectory } from "./db_path.ts";
 import { RuntimeError, UsageError } from "./errors.ts";
 import { addSettings } from "./options.ts";
 
@@ -154,7 +155,9 @@ function buildServerConfig(
 ): ServerConfig {
   const resolveOpts: ResolveServerOptions = {
     prepareDatabase: (db) => {
-      if (!opts.check && !isPostgresUrl(db)) ensureDirectory(db, "--db");
+      if (isPostgresUrl(db)) return;
+      refuseDatabaseDirectory(db);
+      if (!opts.check) ensureDirectory(db, "--db");
     },
   };
   const config = resolveServerSettings(settings.values as ServerFlags, settings, resolveOpts);

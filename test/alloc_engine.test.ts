@@ -395,7 +395,7 @@ describe("AllocationEngine: configuration and lifecycle", () => {
       ]),
     ).toThrow(
       new PoolConfigError(
-        "pools 192.0.2.0/24 and 192.0.2.128/25 overlap (192.0.2.0/24 and 192.0.2.128/25); give each address to one pool",
+        "pools 192.0.2.0/24 and 192.0.2.128/25 overlap; give each address to one pool",
       ),
     );
   });

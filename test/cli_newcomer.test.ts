@@ -17,7 +17,7 @@ import { BUN, ROOT, runDstm, spawnDstm } from "./helpers/process.ts";
 const dir = mkdtempSync(join(tmpdir(), "dstm-newcomer-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 const nobody = join(dir, "nobody.sock");
-const server = ["server", "--tep", "2001:db8::1,192.0.2.1", "--db", "memory", "--no-control"];
+const server = ["server", "--tep", "2001:db8::1,203.0.113.1", "--db", "memory", "--no-control"];
 
 /** `dstm ARGS` with extra environment variables (DSTM_CONTROL never inherited). */
 async function runWithEnv(args: string[], env: Record<string, string>) {
@@ -148,7 +148,7 @@ describe("--decline-probation is a duration like every other one", () => {
     const file = join(dir, "probation.toml");
     writeFileSync(
       file,
-      'tep = "2001:db8::1,192.0.2.1"\ndb = "memory"\ncontrol = false\ndhcp4o6 = true\ndecline-probation = "12h"\n[[pool]]\nprefixes = ["192.0.2.0/24"]\n',
+      'tep = "2001:db8::1,192.0.2.1"\ndb = "memory"\ncontrol = false\ndhcp4o6 = true\ndecline-probation = "12h"\n[[pool]]\nprefixes = ["198.51.100.0/24"]\n',
     );
     const r = await runDstm(["server", "--config", file, "--check"]);
     expect([r.code, r.stderr]).toEqual([0, ""]);

@@ -272,7 +272,7 @@ describe("wall-clock steps (issue 8 item 9)", () => {
 });
 
 describe("dstm server command line", () => {
-  const base = ["server", "--pool", "192.0.2.0/28", "--tep", "2001:db8::1,192.0.2.1"];
+  const base = ["server", "--pool", "198.51.100.0/28", "--tep", "2001:db8::1,192.0.2.1"];
   const more = ["--db", "memory", "--no-control", "--listen", "[::1]:0"];
 
   async function keyFile(): Promise<string> {
@@ -342,7 +342,7 @@ describe("admission settings in the config file", () => {
     writeFileSync(
       file,
       [
-        'pool = "192.0.2.0/28"',
+        'pool = "198.51.100.0/28"',
         'tep = "2001:db8::1,192.0.2.1"',
         'db = "memory"',
         "dhcp4o6 = true",

@@ -224,10 +224,13 @@ export function poolsOverlap(pools: readonly Pool[]): PoolOverlap | null {
       for (const pa of a.prefixes) {
         for (const pb of b.prefixes) {
           if (!prefixesOverlap(pa, pb)) continue;
+          const [shownA, shownB] = [formatIPv4Prefix(pa), formatIPv4Prefix(pb)];
+          // The prefixes are said when the names do not already say them.
+          const which = a.name === shownA && b.name === shownB ? "" : ` (${shownA} and ${shownB})`;
           return {
             a,
             b,
-            message: `pools ${a.name} and ${b.name} overlap (${formatIPv4Prefix(pa)} and ${formatIPv4Prefix(pb)}); give each address to one pool`,
+            message: `pools ${a.name} and ${b.name} overlap${which}; give each address to one pool`,
           };
         }
       }

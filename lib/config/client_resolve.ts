@@ -7,7 +7,6 @@
  */
 
 import { canonicalIPv6 } from "../net/addr.ts";
-import { parseIPv4Prefix } from "../net/prefix.ts";
 import type { NaptTimeouts } from "../tunnel/napt.ts";
 import { ALL_DHCP_RELAY_AGENTS_AND_SERVERS, DHCP6_SERVER_PORT } from "../wire/dhcp4o6.ts";
 import { DSTM_PORT } from "../wire/dstm_types.ts";
@@ -15,6 +14,7 @@ import type { DaemonFlags } from "./common_schema.ts";
 import { parseDuration, parseHostPort, parsePort, unicastIPv4, unicastIPv6 } from "./endpoints.ts";
 import { UsageError } from "./errors.ts";
 import { interfaceName } from "./ifname.ts";
+import { ipv4PrefixFlag } from "./ipv4_prefix.ts";
 import { readKeys } from "./key_file.ts";
 
 /** The client's settings in flag form (camelCase names of lib/config/client_schema.ts). */
@@ -59,10 +59,7 @@ export function resolveClientSettings(flags: ClientFlags) {
   // The DTI's name: a kernel DTI would otherwise fail only at lease time, over and over, and
   // the default control socket path (client-IFNAME.sock) would take a '/' (Linux dev_valid_name).
   interfaceName(flags.ifname ?? "dti0");
-  for (const route of flags.route ?? []) {
-    if (!parseIPv4Prefix(route))
-      throw new UsageError(`--route: "${route}" is not an IPv4 CIDR (e.g. 192.0.2.0/24)`);
-  }
+  for (const route of flags.route ?? []) ipv4PrefixFlag(route, "--route");
   const mtu = flags.mtu === undefined ? undefined : Number(flags.mtu);
   if (mtu !== undefined && (!Number.isInteger(mtu) || mtu < 576 || mtu > 65535))
     throw new UsageError(`--mtu: "${flags.mtu}" is not 576–65535`);

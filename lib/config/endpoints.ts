@@ -59,6 +59,10 @@ export function parseHostPort(text: string, what: string, defaultPort: number): 
       `${what}: ${address} ${describeScope("multicast")}; give a unicast address`,
     );
   if (v4 !== null || address === "localhost") return { address, port };
+  if (/^\d+$/.test(text))
+    throw new UsageError(
+      `${what}: "${text}" is a port alone; give [::]:${text} (every address) or ADDRESS:${text}`,
+    );
   throw new UsageError(`${what}: "${text}" is not ADDRESS:PORT or [IPv6]:PORT`);
 }
 

@@ -9,6 +9,7 @@
 import type { PoolConfig } from "../alloc/engine.ts";
 import { Pool, PoolConfigError } from "../alloc/pool.ts";
 import { sharingProblem } from "../alloc/sharing.ts";
+import { formatIPv4 } from "../net/addr.ts";
 import { parseIPv4Prefix, prefixContains } from "../net/prefix.ts";
 import { linkProblem } from "../server/dhcp4o6_link.ts";
 import { checkPoolScope, parseTep, wholeNumber } from "./endpoints.ts";
@@ -53,8 +54,34 @@ export function serverPools(flags: PoolFlags, settings: Settings): PoolConfig[] 
   assignExclusions(pools, flags.exclude ?? []);
   assignLinks(pools, flags.poolLink ?? []);
   const poolConfigs = withDefaults(pools, flags, defaultTep);
+  checkTepsOutsidePools(poolConfigs);
   if (settings.fromFile("pool")) checkAtFilePlace(poolConfigs, flags, settings);
   return poolConfigs;
+}
+
+/**
+ * A TEP's own IPv4 address inside a pool would be leased to a host while the TEP uses it
+ * (the source of its ICMPv4 errors, the address the hosts' packets leave from): refused
+ * unless that pool excludes it.
+ */
+function checkTepsOutsidePools(poolConfigs: readonly PoolConfig[]): void {
+  for (const { tep4, tep6 } of poolConfigs) {
+    if (!tep4) continue;
+    for (const pool of poolConfigs) {
+      const cidr = pool.prefixes.find((c) => covers(c, tep4));
+      if (cidr === undefined || (pool.exclude ?? []).some((e) => covers(e, tep4))) continue;
+      const address = formatIPv4(tep4);
+      throw new UsageError(
+        `pool ${cidr}: it holds the IPv4 address ${address} of TEP ${tep6}, which would be leased to a host; give the TEP an address outside the pools, or --exclude ${address}`,
+      );
+    }
+  }
+}
+
+/** True when `text` (an IPv4 address or CIDR) holds IPv4 address `address`. */
+function covers(text: string, address: number): boolean {
+  const prefix = parseIPv4Prefix(text.includes("/") ? text : `${text}/32`);
+  return prefix !== null && prefixContains(prefix, address);
 }
 
 /** Each pool with its TEP and sharing: a [[pool]] table's own setting, else the flag (or the file's top-level setting). */

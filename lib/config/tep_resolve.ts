@@ -8,7 +8,6 @@
  * @module
  */
 
-import { parseIPv4Prefix } from "../net/prefix.ts";
 import { TEP_CONTROL_PORT } from "../server/tep_sync.ts";
 import { MAX_BINDINGS } from "../tunnel/binding.ts";
 import { DSTM_PORT } from "../wire/dstm_types.ts";
@@ -16,6 +15,7 @@ import type { DaemonFlags } from "./common_schema.ts";
 import { type HostPort, parseHostPort, parsePort, unicastIPv4, unicastIPv6 } from "./endpoints.ts";
 import { UsageError } from "./errors.ts";
 import { interfaceName } from "./ifname.ts";
+import { ipv4PrefixFlag } from "./ipv4_prefix.ts";
 
 /** The TEP's settings in flag form (camelCase names of lib/config/tep_schema.ts). */
 export interface TepFlags extends DaemonFlags {
@@ -79,8 +79,7 @@ export function tepEndpoints(flags: TepFlags): TepEndpoints {
   const routes = flags.route ?? [];
   if (routes.length === 0)
     throw new UsageError("--route: name the IPv4 prefixes this TEP serves (the server's pools)");
-  for (const r of routes)
-    if (!parseIPv4Prefix(r)) throw new UsageError(`--route: "${r}" is not an IPv4 CIDR`);
+  for (const r of routes) ipv4PrefixFlag(r, "--route");
   return { ipv6, ipv4, server, moreServers, routes };
 }
 

@@ -182,10 +182,22 @@ export class Metrics {
   #registerProcessMetrics(): void {
     if (this.#processMetrics) return;
     this.#processMetrics = true;
+    // prom-client counts CPU from its registration on: add what the process used before, so
+    // that process_cpu_*_total are since the start, as Prometheus' process collectors are.
+    const before = process.cpuUsage();
     collectDefaultMetrics({ register: this.registry });
     for (const metric of this.registry.getMetricsAsArray()) {
       const metricName = (metric as unknown as { name: string }).name;
       if (!metricName.startsWith("process_")) this.registry.removeSingleMetric(metricName);
+    }
+    const cpuSeconds: Record<string, number> = {
+      process_cpu_user_seconds_total: before.user / 1e6,
+      process_cpu_system_seconds_total: before.system / 1e6,
+      process_cpu_seconds_total: (before.user + before.system) / 1e6,
+    };
+    for (const [metricName, seconds] of Object.entries(cpuSeconds)) {
+      const counter = this.registry.getSingleMetric(metricName);
+      if (counter instanceof Counter) counter.inc(seconds);
     }
     if (buildInfo) {
       buildInfoValue ??= buildInfo();

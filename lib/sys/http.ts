@@ -69,15 +69,27 @@ export async function serveUnix(path: string, handler: FetchHandler): Promise<Ht
   };
 }
 
-/** Serves `handler` on TCP `hostname`:`port`. */
-export function serveTcp(hostname: string, port: number, handler: FetchHandler): HttpEndpoint {
+/**
+ * Serves `handler` on TCP `hostname`:`port`. Throws {@link HttpListenError} naming the
+ * address, and for a port in use the flag that chose it (`flag`, default `--metrics`: the
+ * Prometheus endpoint of server, TEP and client is the one TCP listener).
+ */
+export function serveTcp(
+  hostname: string,
+  port: number,
+  handler: FetchHandler,
+  flag = "--metrics",
+): HttpEndpoint {
   let server: ReturnType<typeof Bun.serve>;
   try {
     server = Bun.serve({ hostname, port, fetch: handler });
   } catch (error) {
     const where = hostname.includes(":") ? `[${hostname}]:${port}` : `${hostname}:${port}`;
     const code = (error as { code?: string }).code;
-    const why = code === "EADDRINUSE" ? "the port is in use" : (error as Error).message;
+    const why =
+      code === "EADDRINUSE"
+        ? `the port is in use; choose another with ${flag}`
+        : (error as Error).message;
     throw new HttpListenError(`cannot listen on ${where}: ${why}`);
   }
   const host = server.hostname ?? hostname;

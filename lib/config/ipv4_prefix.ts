@@ -1,0 +1,27 @@
+/**
+ * An IPv4 prefix flag (`--route CIDR`), checked with the reason a bad one is refused.
+ *
+ * @module
+ */
+import { formatIPv4, parseIPv4 } from "../net/addr.ts";
+import { type IPv4Prefix, parseIPv4Prefix, prefixMask } from "../net/prefix.ts";
+import { UsageError } from "./errors.ts";
+
+/**
+ * `text` as an IPv4 prefix. Throws {@link UsageError} naming `flag`: for a prefix with host
+ * bits set (`198.51.100.5/24`) it says which prefix was meant, as `--pool` does.
+ */
+export function ipv4PrefixFlag(text: string, flag: string): IPv4Prefix {
+  const prefix = parseIPv4Prefix(text);
+  if (prefix) return prefix;
+  const slash = text.indexOf("/");
+  const lengthText = text.slice(slash + 1);
+  const base = slash < 0 ? null : parseIPv4(text.slice(0, slash));
+  if (base !== null && /^\d{1,2}$/.test(lengthText) && Number(lengthText) <= 32) {
+    const network = (base & prefixMask(Number(lengthText))) >>> 0;
+    throw new UsageError(
+      `${flag}: ${text} has host bits set; did you mean ${formatIPv4(network)}/${lengthText}?`,
+    );
+  }
+  throw new UsageError(`${flag}: "${text}" is not an IPv4 CIDR (e.g. 192.0.2.0/24)`);
+}
