@@ -137,3 +137,51 @@ describe("expiry reaches the TEP", () => {
     expect(server.tepSync!.view("::1").count).toBe(0);
   });
 });
+
+describe("a lease granted before its TEP syncs", () => {
+  function syncWith(requireTep: boolean) {
+    const sent: DstmMessage[] = [];
+    const lines: string[] = [];
+    const metrics = new Metrics();
+    const log = new Logger({ sink: (text) => lines.push(...text.trimEnd().split("\n")) });
+    const sync = new TepSync(
+      {
+        teps: ["2001:db8::7"],
+        log,
+        metrics,
+        now: () => T0,
+        requireTep,
+        send: (data) => {
+          const decoded = decodeMessage(data);
+          if (decoded.ok) sent.push(decoded.value);
+          return true;
+        },
+      },
+      [],
+    );
+    cleanup.push(() => sync.close());
+    return { sync, sent, lines, metrics, log };
+  }
+
+  test("is granted without a BIND, counted as bind_deferred and said at warn with what to check", async () => {
+    const { sync, sent, lines, metrics, log } = syncWith(false);
+    expect(await sync.install(lease("192.0.2.1", "2001:db8:1::a"))).toBe(true);
+    expect(await sync.install(lease("192.0.2.2", "2001:db8:1::b"))).toBe(true);
+    expect(sent.filter((m) => m.type === MessageType.BIND)).toEqual([]);
+    expect(metrics.get("dstm_tep_messages_total", { kind: "bind_deferred" })).toBe(2);
+    log.flush();
+    const warned = lines.filter((l) => / WARN tep-bind-deferred /.test(l));
+    expect(warned.length).toBe(2);
+    expect(warned[0]).toContain("ipv4=192.0.2.1");
+    expect(warned[0]).toMatch(/--require-tep/);
+    expect(warned[0]).toMatch(/--tep-key/);
+  });
+
+  test("with --require-tep it is refused instead, and nothing is deferred", async () => {
+    const { sync, metrics, lines, log } = syncWith(true);
+    expect(await sync.install(lease("192.0.2.1", "2001:db8:1::a"))).toBe(false);
+    expect(metrics.get("dstm_tep_messages_total", { kind: "bind_deferred" })).toBe(0);
+    log.flush();
+    expect(lines.some((l) => / tep-bind-deferred /.test(l))).toBe(false);
+  });
+});

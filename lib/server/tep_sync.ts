@@ -181,7 +181,10 @@ export class TepSync implements BindingSink {
     const tep = this.#tep(lease.tep6);
     addBinding(tep, lease);
     if (!this.#connected(tep)) {
-      if (!this.#o.requireTep) return true;
+      if (!this.#o.requireTep) {
+        this.#deferred(tep, lease);
+        return true;
+      }
       removeBinding(tep, lease);
       return false;
     }
@@ -341,6 +344,26 @@ export class TepSync implements BindingSink {
       tep6: tep.tep6,
       syncCount: tep.bindings.size,
       syncDigest: tep.digest,
+    });
+  }
+
+  /**
+   * A lease granted while its TEP is not in sync with this server (never synced, or silent
+   * for 3 periods): its BIND waits for the TEP's next SYNC (a SNAPSHOT then carries it), so
+   * until then the host has no IPv4 path. Counted (`bind_deferred`) and said (warn,
+   * rate-limited), since a TEP that runs but cannot be heard — a wrong `--server`, keys that
+   * do not match — looks exactly like this.
+   */
+  #deferred(tep: TepState, lease: Lease): void {
+    this.#o.metrics.inc("dstm_tep_messages_total", { kind: "bind_deferred" });
+    this.#warn.warn("tep-bind-deferred", {
+      tep6: tep.tep6,
+      ipv4: formatIPv4(lease.ipv4),
+      host6: lease.host6,
+      detail:
+        tep.lastSync === 0
+          ? "the TEP has not synced with this server: the host gets no IPv4 path until it does (is the TEP running with this --server, and do its --key and this server's --tep-key match?); --require-tep refuses such leases instead"
+          : "the TEP stopped syncing: the host gets no IPv4 path until it syncs again; --require-tep refuses such leases instead",
     });
   }
 
