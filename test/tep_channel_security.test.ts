@@ -294,6 +294,38 @@ describe("server: snapshots on an unauthenticated channel are rate-limited", () 
     expect(refused("auth-bad-mac")).toBe(2);
     expect(refused("auth-replayed")).toBe(1);
   });
+
+  test("without --tep-key, a TEP that signs is told about once (its BINDs would time out), each SYNC counted", () => {
+    const lines: string[] = [];
+    const log = new Logger({ sink: (text) => lines.push(...text.trimEnd().split("\n")) });
+    const metrics = new Metrics();
+    const sync = new TepSync({ teps: ["::1"], tepPort: 4608, log, metrics, send: () => true }, []);
+    cleanup.push(() => sync.close());
+    const message: DstmMessage = {
+      type: MessageType.SYNC,
+      xid: 9,
+      tep6: "::1",
+      syncCount: 0,
+      syncDigest: 0,
+    };
+    for (let i = 0; i < 3; i++) {
+      const bytes = signMessage(message, TEP_KEY, Date.now(), undefined, "tep");
+      const d = decodeMessage(bytes);
+      if (!d.ok) throw new Error("bad SYNC");
+      sync.onTepMessage(bytes, d.value, "::1", 4608);
+    }
+    // An unsigned SYNC is what this server expects: nothing to say.
+    const plain = encodeMessage(message);
+    const d = decodeMessage(plain);
+    if (!d.ok) throw new Error("bad SYNC");
+    sync.onTepMessage(plain, d.value, "::1", 4608);
+    log.flush();
+    expect(metrics.get("dstm_tep_messages_total", { kind: "signed_unchecked" })).toBe(3);
+    const told = lines.filter((l) => / WARN tep-key-missing /.test(l));
+    expect(told.length).toBe(1);
+    expect(told[0]).toContain("key-id=1");
+    expect(told[0]).toMatch(/--tep-key/);
+  });
 });
 
 describe("the command line", () => {

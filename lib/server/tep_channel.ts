@@ -66,6 +66,8 @@ export class TepChannel {
   readonly #teps: ReadonlySet<string>;
   /** `--tep-key`: the first key signs; a reload replaces them (./reload.ts, with an overlap). */
   readonly #keys: KeyRing;
+  /** TEPs already told about in {@link #signedButUnchecked}. */
+  readonly #toldSigned = new Set<string>();
   readonly #guard: ReplayGuard;
   readonly #inFlight = new Map<number, InFlight>();
   readonly #sources = new Map<string, string>();
@@ -190,7 +192,7 @@ export class TepChannel {
         "tep",
       );
       if (outcome !== "ok") return this.#refuse(`auth-${outcome}`, message, from, port);
-    }
+    } else if (message.auth !== undefined) this.#signedButUnchecked(tep6, message);
     logMessage(this.#o.log, "received", message, from);
     if (isSync) return { tep6, sync: message };
     const pending = this.#inFlight.get(message.xid);
@@ -205,6 +207,23 @@ export class TepChannel {
     this.#closed = true;
     this.#keys.close();
     for (const pending of [...this.#inFlight.values()]) pending.resolve(null);
+  }
+
+  /**
+   * A TEP signs its messages but this server has no `--tep-key`: the TEP, which checks, will
+   * refuse every BIND and SNAPSHOT from here (`drop-auth-missing` in its log), so BINDs time
+   * out. Said once per TEP (warn), counted per message.
+   */
+  #signedButUnchecked(tep6: string, message: DstmMessage): void {
+    this.#o.metrics.inc("dstm_tep_messages_total", { kind: "signed_unchecked" });
+    if (this.#toldSigned.has(tep6)) return;
+    this.#toldSigned.add(tep6);
+    this.#warn.warn("tep-key-missing", {
+      tep6,
+      "key-id": message.auth?.keyId,
+      detail:
+        "this TEP signs its messages but this server has no --tep-key: the TEP refuses the server's BIND and SNAPSHOT; give the server --tep-key with the TEP's key",
+    });
   }
 
   #refuse(reason: string, message: DstmMessage, from: string, port: number): null {
