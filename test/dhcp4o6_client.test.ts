@@ -5,6 +5,7 @@
 import { afterEach, describe, expect, test } from "bun:test";
 import { Dhcp4o6Client, type Dhcp4o6ClientOptions } from "../lib/client/dhcp4o6_client.ts";
 import { DstmRefusedError, DstmTimeoutError } from "../lib/client/protocol.ts";
+import { Logger } from "../lib/control/log.ts";
 import { parseIPv4 } from "../lib/net/addr.ts";
 import {
   DHCP4_INFINITE_LEASE,
@@ -302,7 +303,9 @@ describe("Dhcp4o6Client against a fake 4o6 server", () => {
   });
 
   test("no answer: DstmTimeoutError after every try, saying what and where", async () => {
-    const { server, client } = await setup(() => null);
+    const lines: string[] = [];
+    const log = new Logger({ sink: (text) => lines.push(...text.trimEnd().split("\n")) });
+    const { server, client } = await setup(() => null, { log });
     const error = await client.discover().catch((e: unknown) => e);
     expect(error).toBeInstanceOf(DstmTimeoutError);
     const message = (error as Error).message;
@@ -313,6 +316,12 @@ describe("Dhcp4o6Client against a fake 4o6 server", () => {
     // Retransmissions keep the xid.
     expect(new Set(server.seen.map((s) => s.query.dhcp4.xid)).size).toBe(1);
     expect(client.retransmissions).toBe(2);
+    // Each retransmission is said; the first says what a silent 4o6 server usually lacks.
+    log.flush();
+    const warned = lines.filter((l) => / WARN no-answer /.test(l));
+    expect(warned.length).toBe(2);
+    expect(warned[0]).toContain("--dhcp4o6-allow");
+    expect(warned[1]).not.toContain("--dhcp4o6-allow");
   });
 
   test("an OFFER but no ACK: DstmTimeoutError for the REQUEST", async () => {

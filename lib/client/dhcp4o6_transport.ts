@@ -33,6 +33,14 @@ import { DstmTimeoutError, type RetryPolicy } from "./protocol.ts";
 /** Takes a datagram (true: it was the answer awaited). */
 type Accept = (payload: Uint8Array, from: string) => boolean;
 
+/**
+ * Said with the first retransmission: a dstm server answers DHCPv4-QUERY only with
+ * `--dhcp4o6` and, with `--dhcp4o6-allow`, only to the prefixes listed there (it counts and
+ * logs the others but sends nothing, RFC 7341 has no refusal for them).
+ */
+export const NO_ANSWER_HINT =
+  "no DHCPV4-RESPONSE yet: is the server running with --dhcp4o6 (UDP 547), and does its --dhcp4o6-allow include this host's address?";
+
 export interface Dhcp4o6TransportOptions {
   readonly endpoint: UdpEndpoint;
   /** UDP port of the servers: datagrams from another port are ignored. */
@@ -154,7 +162,13 @@ export class Dhcp4o6Transport {
       const payload = build();
       if (attempt > 0) {
         this.retransmissions++;
-        log?.warn("no-answer", { server: to.join(","), message: name(), attempt: attempt + 1 });
+        log?.warn("no-answer", {
+          server: to.join(","),
+          message: name(),
+          attempt: attempt + 1,
+          // Once: what a server that stays silent to DHCPv4-QUERY usually lacks.
+          detail: attempt === 1 ? NO_ANSWER_HINT : undefined,
+        });
       }
       // RFC 2131 §4.1: each timeout randomised by ± 1 s (less for the short test timeouts).
       const spread = Math.min(1000, timeout / 4);
