@@ -152,7 +152,7 @@ const settings: Setting[] = [
     offable: true,
     doc: "control socket for `dstm lease ls` and `dstm server reload`",
     offDoc: "do not open a control socket (TOML: control = false)",
-    defaultDoc: runtimeSocketDoc("server.sock"),
+    defaultDoc: `$DSTM_CONTROL if set, else ${runtimeSocketDoc("server.sock")}`,
   },
   METRICS_SETTING,
   {
