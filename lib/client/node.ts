@@ -24,13 +24,14 @@
  *
  * @module
  */
+import { DropSummary } from "../control/drop_summary.ts";
 import { Metrics } from "../control/metrics.ts";
 import { formatIPv4, parseIPv6 } from "../net/addr.ts";
 import { formatPortSet } from "../net/portset.ts";
 import { closeTun, openTun } from "../sys/tun_linux.ts";
 import { sourceAddressFor } from "../sys/udp.ts";
 import { ClientState } from "../tunnel/client_state.ts";
-import { Counters } from "../tunnel/counters.ts";
+import { Counters, countersOf } from "../tunnel/counters.ts";
 import { NaptTable, type NaptTimeouts, PLACEHOLDER_IPV4 } from "../tunnel/napt.ts";
 import { PathMtuTable } from "../tunnel/pmtu.ts";
 import type { AuthKey } from "../wire/auth.ts";
@@ -81,10 +82,14 @@ export class DstmNode {
 
   /** Prometheus metrics: the client's packet counters and its lease (docs/metrics.md). */
   readonly metrics = new Metrics();
+  /** The data plane's drops, logged once per interval (lib/control/drop_summary.ts). */
+  readonly #drops: DropSummary;
 
   private constructor(config: NodeConfig, client: LeaseClient) {
     this.#config = config;
     declareNodeMetrics(this.metrics, this.counters, () => this.#lease);
+    const counters = () => countersOf("client", this.counters.snapshot());
+    this.#drops = new DropSummary({ counters, log: config.log });
     this.#napt.setTimeouts(config.napt ?? {});
     this.#ifname = config.ifname ?? "dti0";
     this.#client = client;
@@ -110,6 +115,7 @@ export class DstmNode {
     const host6 = config.host6 ?? (await sourceAddressFor(towards, port));
     const client = await leaseClientFor(config, port, host6);
     const node = new DstmNode(config, client);
+    node.#drops.start();
     if (config.host6 === undefined) {
       node.#addresses = AddressFollower.start({
         current: () => node.#client.host6,
@@ -184,6 +190,7 @@ export class DstmNode {
     this.#stopping = true;
     clearTimeout(this.#timer);
     clearInterval(this.#idleTimer);
+    this.#drops.stop();
     this.#addresses?.stop();
     this.#wake?.();
     const lease = this.#lease;

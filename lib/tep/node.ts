@@ -11,6 +11,7 @@
  *
  * @module
  */
+import { DropSummary } from "../control/drop_summary.ts";
 import type { Logger } from "../control/log.ts";
 import { Metrics, metricsHandler } from "../control/metrics.ts";
 import { Forwarder } from "../dataplane/forwarder.ts";
@@ -84,6 +85,8 @@ export class TepNode {
   #metricsEndpoint: HttpEndpoint | undefined;
   readonly #config: TepConfig;
   readonly #ifname: string;
+  /** The data plane's drops, logged once per interval (lib/control/drop_summary.ts). */
+  #drops: DropSummary | undefined;
 
   private constructor(config: TepConfig) {
     this.#config = config;
@@ -177,6 +180,11 @@ export class TepNode {
         c.metrics.port,
         metricsHandler(this.metrics),
       );
+    this.#drops = new DropSummary({
+      counters: () => countersOf("tep", this.counters.snapshot()),
+      log: c.log,
+    });
+    this.#drops.start();
     c.log.info("tep-start", {
       ifname: this.#ifname,
       ipv6: c.ipv6,
@@ -264,6 +272,7 @@ export class TepNode {
 
   /** Stops forwarding and removes the TUN device (its routes go with it). */
   async stop(): Promise<void> {
+    this.#drops?.stop();
     this.#control?.close();
     this.#stats?.close();
     this.#metricsEndpoint?.close();
