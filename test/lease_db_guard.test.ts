@@ -19,31 +19,20 @@ import { join } from "node:path";
 import { DstmClient, DstmTransport } from "../lib/client/protocol.ts";
 import { createdMarkerPath } from "../lib/lease/sqlite.ts";
 import { lockFilePath } from "../lib/lease/sqlite_lock.ts";
-import { BUN, listenPort, ROOT, runDstm, spawnDstm } from "./helpers/process.ts";
+import {
+  BUN,
+  listenPort,
+  loopbackServerArgs,
+  ROOT,
+  runDstm,
+  spawnDstm,
+} from "./helpers/process.ts";
 import { eventually } from "./helpers/wait.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "dstm-dbguard-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-const serverArgs = (db: string, ...more: string[]) => [
-  "server",
-  "--pool",
-  "198.51.100.0/24",
-  "--tep",
-  "2001:db8::1,192.0.2.1",
-  "--listen",
-  "[::1]:0",
-  "--db",
-  db,
-  "--no-control",
-  "--no-source-check",
-  // Many simulated hosts share one /64 and one source: the admission limits are not under test here.
-  "--max-leases-per-prefix",
-  "0",
-  "--prefix-rate",
-  "0",
-  ...more,
-];
+const serverArgs = (db: string, ...more: string[]) => loopbackServerArgs(db, more);
 
 /** Leases for `count` hosts numbered from `first`; returns host6 → IPv4. */
 async function lease(port: number, first: number, count: number): Promise<Map<string, number>> {

@@ -6,30 +6,14 @@ import { DstmClient, DstmTransport } from "../lib/client/protocol.ts";
 import type { LeaseJson } from "../lib/control/lease_view.ts";
 import { formatIPv4 } from "../lib/net/addr.ts";
 import { getUnix } from "../lib/sys/http.ts";
-import { listenPort, runDstm, spawnDstm } from "./helpers/process.ts";
+import { listenPort, loopbackServerArgs, runDstm, spawnDstm } from "./helpers/process.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "dstm-crash-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-const serverArgs = (db: string, control: string) => [
-  "server",
-  "--pool",
-  "198.51.100.0/22",
-  "--tep",
-  "2001:db8::1,192.0.2.1",
-  "--listen",
-  "[::1]:0",
-  "--db",
-  db,
-  "--control",
-  control,
-  "--no-source-check",
-  // 1,000 hosts of one /64, all sent from ::1: no lease cap, no rate limit.
-  "--max-leases-per-prefix",
-  "0",
-  "--prefix-rate",
-  "0",
-];
+/** 1,000 hosts of one /64, all sent from ::1 (helpers/process.ts). */
+const serverArgs = (db: string, control: string) =>
+  loopbackServerArgs(db, ["--control", control], "198.51.100.0/22");
 
 test("a server killed with SIGKILL right after acknowledging 1,000 leases restarts with all 1,000", async () => {
   const db = join(dir, "leases.db");

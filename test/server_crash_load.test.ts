@@ -21,30 +21,14 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { DstmClient, DstmTransport } from "../lib/client/protocol.ts";
 import { SqliteLeaseStore } from "../lib/lease/sqlite.ts";
-import { listenPort, spawnDstm } from "./helpers/process.ts";
+import { listenPort, loopbackServerArgs, spawnDstm } from "./helpers/process.ts";
 import { waitUntil } from "./helpers/wait.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "dstm-crashload-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-const serverArgs = (db: string) => [
-  "server",
-  "--pool",
-  "198.51.100.0/22",
-  "--tep",
-  "2001:db8::1,192.0.2.1",
-  "--listen",
-  "[::1]:0",
-  "--db",
-  db,
-  "--no-control",
-  "--no-source-check",
-  // Many hosts of one /64, all sent from ::1: no lease cap, no rate limit.
-  "--max-leases-per-prefix",
-  "0",
-  "--prefix-rate",
-  "0",
-];
+/** Many hosts of one /64, all sent from ::1 (helpers/process.ts). */
+const serverArgs = (db: string) => loopbackServerArgs(db, [], "198.51.100.0/22");
 
 /** Rounds (server lives), ACKs before the kill, most hosts tried, clients in flight at once. */
 const ROUNDS = 3;

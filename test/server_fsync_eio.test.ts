@@ -15,7 +15,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { DstmClient, DstmTransport } from "../lib/client/protocol.ts";
 import { SqliteLeaseStore } from "../lib/lease/sqlite.ts";
-import { listenPort, spawnDstm } from "./helpers/process.ts";
+import { listenPort, loopbackServerArgs, spawnDstm } from "./helpers/process.ts";
 import { waitForLine } from "./helpers/wait.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "dstm-fsynceio-"));
@@ -48,23 +48,7 @@ const hostsOf = (group: number, count: number) =>
 
 test("fdatasync of the WAL failing with EIO stops the server (exit ≠ 0, store-failed logged), no lease ACKed after it, every earlier one stored", async () => {
   const db = join(dir, "leases.db");
-  const server = spawnDstm([
-    "server",
-    "--pool",
-    "198.51.100.0/24",
-    "--tep",
-    "2001:db8::1,192.0.2.1",
-    "--listen",
-    "[::1]:0",
-    "--db",
-    db,
-    "--no-control",
-    "--no-source-check",
-    "--max-leases-per-prefix",
-    "0",
-    "--prefix-rate",
-    "0",
-  ]);
+  const server = spawnDstm(loopbackServerArgs(db));
   let strace: ReturnType<typeof Bun.spawn> | undefined;
   try {
     const port = listenPort(await server.waitFor(/ start /));

@@ -19,7 +19,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:f
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { DstmClient, DstmTransport } from "../lib/client/protocol.ts";
-import { listenPort, spawnDstm } from "./helpers/process.ts";
+import { listenPort, loopbackServerArgs, spawnDstm } from "./helpers/process.ts";
 import { waitForLine } from "./helpers/wait.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "dstm-walorder-"));
@@ -85,23 +85,7 @@ function parseTrace(text: string): Call[] {
 test("every ACKed lease: its commit's WAL frames were written, then an fsync of the WAL began after them and returned before the ACK", async () => {
   const db = join(dir, "leases.db");
   const wal = `${db}-wal`;
-  const server = spawnDstm([
-    "server",
-    "--pool",
-    "198.51.100.0/24",
-    "--tep",
-    "2001:db8::1,192.0.2.1",
-    "--listen",
-    "[::1]:0",
-    "--db",
-    db,
-    "--no-control",
-    "--no-source-check",
-    "--max-leases-per-prefix",
-    "0",
-    "--prefix-rate",
-    "0",
-  ]);
+  const server = spawnDstm(loopbackServerArgs(db));
   const traceFile = join(dir, "trace");
   let strace: ReturnType<typeof Bun.spawn> | undefined;
   /** host6 → wall-clock time (s) the client had its ACK. */

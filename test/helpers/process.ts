@@ -116,3 +116,34 @@ export function listenPort(startLine: string): number {
   if (!match) throw new Error(`no listen= in ${startLine}`);
   return Number(match[1]);
 }
+
+/**
+ * `dstm server` on `[::1]:0` with the SQLite store `db` for the loopback tests: pool `pool`
+ * (default 198.51.100.0/24), one TEP, many simulated hosts of one /64 sent from ::1 (no
+ * source check, no per-prefix cap or rate: admission is not under test), no control socket
+ * unless `more` names one; `more` goes last (a later flag wins).
+ */
+export function loopbackServerArgs(
+  db: string,
+  more: readonly string[] = [],
+  pool = "198.51.100.0/24",
+): string[] {
+  return [
+    "server",
+    "--pool",
+    pool,
+    "--tep",
+    "2001:db8::1,192.0.2.1",
+    "--listen",
+    "[::1]:0",
+    "--db",
+    db,
+    ...(more.includes("--control") ? [] : ["--no-control"]),
+    "--no-source-check",
+    "--max-leases-per-prefix",
+    "0",
+    "--prefix-rate",
+    "0",
+    ...more,
+  ];
+}
