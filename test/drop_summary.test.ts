@@ -13,6 +13,7 @@ import { announceSkip, netnsSkipReason } from "./helpers/netns.ts";
 import { processScope } from "./helpers/process_scope.ts";
 import { kernelHostBehindTep } from "./helpers/seg6_host.ts";
 import { tepArgv, tepCounters } from "./helpers/tep_argv.ts";
+import { waitUntil } from "./helpers/wait.ts";
 
 function summary() {
   const lines: string[] = [];
@@ -72,8 +73,15 @@ describe.skipIf(skip !== null)("a real dstm tep", () => {
       tepArgv({ staticBinding: { binding: "198.51.100.11=2001:db8:1::10", stats: socket } }),
     );
     await proc.waitFor(/tep-start/, 20_000);
-    host.exec(["ping", "-c", "3", "-i", "0.2", "-W", "1", "192.0.2.80"]);
-    expect(tepCounters(tep, socket)["decap-drop-no-binding"]).toBeGreaterThan(0);
+    // The first packets may wait for duplicate address detection and neighbour discovery on
+    // the new link: send until the TEP has refused some (bounded), never a fixed sleep.
+    await waitUntil(
+      () => {
+        host.exec(["ping", "-c", "1", "-W", "1", "192.0.2.80"]);
+        return (tepCounters(tep, socket)["decap-drop-no-binding"] ?? 0) > 0;
+      },
+      { timeoutMs: 20_000, intervalMs: 100, what: "the TEP refusing the host's packets" },
+    );
     // The summary runs every 10 s: its line comes within one interval (and a margin).
     const line = await proc.waitFor(/ WARN data-drops .*decap-drop-no-binding=\d+/, 15_000);
     expect(line).toMatch(/interval-s=10/);
