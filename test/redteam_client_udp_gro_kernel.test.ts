@@ -61,15 +61,13 @@ except socket.timeout:
     pass
 print(n, flush=True)
 `;
-/** Sends `count` datagrams of 200 bytes from one socket, in paced bursts of 32. */
+/** Sends `count` datagrams of 200 bytes from one socket, back to back. */
 const SEND = `
-import socket, sys, time
+import socket, sys
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 s.bind((sys.argv[1], 41000))
 for i in range(int(sys.argv[4])):
     s.sendto(bytes([i & 255]) * 200, (sys.argv[2], int(sys.argv[3])))
-    if i % 32 == 31:
-        time.sleep(0.005)  # pacing of the sender (the load's shape), not a wait for state
 `;
 
 async function receive(
