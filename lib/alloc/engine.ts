@@ -107,7 +107,7 @@ export class AllocationEngine {
       opts.reclaimMaxLeases,
       opts.reclaimMaxMs,
     );
-    this.#admin = new EngineAdmin(this.#index, this.#writer, opts.store, now, opts.onStoreError);
+    this.#admin = new EngineAdmin(this.#index, this.#writer, opts.store, now);
   }
 
   /**

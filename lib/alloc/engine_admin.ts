@@ -38,34 +38,12 @@ export class EngineAdmin {
   readonly #writer: LeaseWriter;
   readonly #store: LeaseStore;
   readonly #now: () => number;
-  /** Told about a failed reservation write, as the lease writer tells about a lease's (EngineOptions.onStoreError). */
-  readonly #onStoreError: ((error: unknown) => void) | undefined;
 
-  constructor(
-    index: LeaseIndex,
-    writer: LeaseWriter,
-    store: LeaseStore,
-    now: () => number,
-    onStoreError?: (error: unknown) => void,
-  ) {
+  constructor(index: LeaseIndex, writer: LeaseWriter, store: LeaseStore, now: () => number) {
     this.#index = index;
     this.#writer = writer;
     this.#store = store;
     this.#now = now;
-    this.#onStoreError = onStoreError;
-  }
-
-  /**
-   * A reservation write failed: tell the store-error listener (the server logs it and stops on
-   * a fatal one: a failed WAL fsync, a vanished database), unless another server won the write.
-   */
-  #storeFailed(error: unknown): void {
-    if (error instanceof LeaseConflictError) return;
-    try {
-      this.#onStoreError?.(error);
-    } catch {
-      // a failing listener must not turn a store-failed answer into a rejection
-    }
   }
 
   /** Where (`ipv4`, `psid`) lies: its pool and slot state, its row, its reservation; undefined: in no pool. */
@@ -171,7 +149,7 @@ export class EngineAdmin {
     } catch (error) {
       index.reservations.delete(host6);
       index.settleSlot(ipv4, psid);
-      this.#storeFailed(error);
+      this.#writer.tellStoreError(error);
       // Another server's host holds the slot (a shared store): its row comes in by watch().
       if (error instanceof LeaseConflictError)
         return adminFail("in-use", `${formatIPv4(ipv4)}: ${error.message}`);
@@ -194,7 +172,7 @@ export class EngineAdmin {
     } catch (error) {
       index.reservations.set(old);
       index.settleSlot(old.ipv4, old.psid);
-      this.#storeFailed(error);
+      this.#writer.tellStoreError(error);
       return adminFail("store-failed", `lease store write failed: ${(error as Error).message}`);
     }
     return { ok: true, value: old };

@@ -225,6 +225,17 @@ export class LeaseWriter {
       this.#takeConflict(error);
       return; // not a store failure: the shared store decided (counted by conflicts)
     }
+    this.tellStoreError(error);
+  }
+
+  /**
+   * Tells the store-error listener about a failed write (the server logs it and stops on a
+   * fatal one: a failed WAL fsync, a vanished database), unless another server won the write
+   * (LeaseConflictError: not a failure). A failing listener is ignored. For the lease writes
+   * here and the reservation writes of ./engine_admin.ts alike.
+   */
+  tellStoreError(error: unknown): void {
+    if (error instanceof LeaseConflictError) return;
     try {
       this.#hooks.onStoreError?.(error);
     } catch {

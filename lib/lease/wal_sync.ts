@@ -196,7 +196,7 @@ export class WalSync {
   }
 
   #open(): number {
-    if (this.#fd < 0) this.#fd = openSync(this.#walPath, "r");
+    this.open();
     return this.#fd;
   }
 
