@@ -14,14 +14,13 @@
  * @module
  */
 import type { PortSet } from "../lease/lease.ts";
-import { formatIPv4, parseIPv4 } from "../net/addr.ts";
 import {
   formatIPv4Prefix,
   type IPv4Prefix,
   parseIPv4Prefix,
   prefixContains,
   prefixesOverlap,
-  prefixMask,
+  prefixMeant,
   prefixSize,
 } from "../net/prefix.ts";
 import { type PortSharing, portSharing, type SharingSpec, sharingProblem } from "./sharing.ts";
@@ -243,15 +242,9 @@ export function poolsOverlap(pools: readonly Pool[]): PoolOverlap | null {
 function _parsePrefix(text: string, what: "pool" | "exclude", shown = text): IPv4Prefix {
   const prefix = parseIPv4Prefix(text);
   if (prefix) return prefix;
-  const slash = text.indexOf("/");
-  const base = slash < 0 ? null : parseIPv4(text.slice(0, slash));
-  const length = Number(text.slice(slash + 1));
-  if (base !== null && /^\d{1,2}$/.test(text.slice(slash + 1)) && length <= 32) {
-    const network = (base & prefixMask(length)) >>> 0;
-    throw new PoolConfigError(
-      `${what} ${shown} has host bits set; did you mean ${formatIPv4(network)}/${length}?`,
-    );
-  }
+  const meant = prefixMeant(text);
+  if (meant !== null)
+    throw new PoolConfigError(`${what} ${shown} has host bits set; did you mean ${meant}?`);
   throw new PoolConfigError(
     what === "pool"
       ? `pool "${shown}" is not an IPv4 CIDR like 192.0.2.0/24`

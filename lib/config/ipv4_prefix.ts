@@ -3,8 +3,7 @@
  *
  * @module
  */
-import { formatIPv4, parseIPv4 } from "../net/addr.ts";
-import { type IPv4Prefix, parseIPv4Prefix, prefixMask } from "../net/prefix.ts";
+import { type IPv4Prefix, parseIPv4Prefix, prefixMeant } from "../net/prefix.ts";
 import { UsageError } from "./errors.ts";
 
 /**
@@ -14,14 +13,8 @@ import { UsageError } from "./errors.ts";
 export function ipv4PrefixFlag(text: string, flag: string): IPv4Prefix {
   const prefix = parseIPv4Prefix(text);
   if (prefix) return prefix;
-  const slash = text.indexOf("/");
-  const lengthText = text.slice(slash + 1);
-  const base = slash < 0 ? null : parseIPv4(text.slice(0, slash));
-  if (base !== null && /^\d{1,2}$/.test(lengthText) && Number(lengthText) <= 32) {
-    const network = (base & prefixMask(Number(lengthText))) >>> 0;
-    throw new UsageError(
-      `${flag}: ${text} has host bits set; did you mean ${formatIPv4(network)}/${lengthText}?`,
-    );
-  }
+  const meant = prefixMeant(text);
+  if (meant !== null)
+    throw new UsageError(`${flag}: ${text} has host bits set; did you mean ${meant}?`);
   throw new UsageError(`${flag}: "${text}" is not an IPv4 CIDR (e.g. 192.0.2.0/24)`);
 }

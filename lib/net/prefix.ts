@@ -55,3 +55,18 @@ export function prefixesOverlap(a: IPv4Prefix, b: IPv4Prefix): boolean {
 export function formatIPv4Prefix(prefix: IPv4Prefix): string {
   return `${formatIPv4(prefix.base)}/${prefix.length}`;
 }
+
+/**
+ * For a CIDR whose address has host bits set (`198.51.100.5/24`, which
+ * {@link parseIPv4Prefix} refuses), the prefix meant (`198.51.100.0/24`); null for anything
+ * else (a valid prefix, or text that is no CIDR at all).
+ */
+export function prefixMeant(text: string): string | null {
+  const slash = text.indexOf("/");
+  if (slash < 0) return null;
+  const base = parseIPv4(text.slice(0, slash));
+  const lengthText = text.slice(slash + 1);
+  if (base === null || !/^\d{1,2}$/.test(lengthText) || Number(lengthText) > 32) return null;
+  const network = (base & prefixMask(Number(lengthText))) >>> 0;
+  return network === base ? null : `${formatIPv4(network)}/${lengthText}`;
+}
