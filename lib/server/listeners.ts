@@ -4,7 +4,8 @@
  * joins All_DHCP_Relay_Agents_and_Servers (ff02::1:2, RFC 8415 §7.1) on the named interfaces.
  *
  * Each datagram is handed to its handler; the answer leaves from the address the query was
- * sent to (IPV6_PKTINFO on `::`). The {@link AnswerGate} lets the server refuse new work while
+ * sent to (IPV6_PKTINFO on `::`), queued with the other answers of the same turn of the event
+ * loop so that they leave in one sendmmsg(2) (lib/sys/udp_send_queue.ts). The {@link AnswerGate} lets the server refuse new work while
  * it stops and wait for answers still being made durable.
  *
  * Errors: a bind failure or a group that cannot be joined throws {@link UdpBindError} (the
@@ -36,14 +37,14 @@ export async function listenDstm(
   log: Logger,
 ): Promise<UdpEndpoint> {
   let udp: UdpEndpoint | undefined;
+  const sendFailed = () => metrics.inc("dstm_dropped_total", { reason: "send-failed" });
   udp = await listenUdp(address, port, (data, from, fromPort, local) => {
     if (!gate.begin()) return;
     handler.handle(data, from, fromPort, local).then(
       (answer) => {
         gate.end();
-        if (answer && udp && !udp.send(answer, from, fromPort, local)) {
-          metrics.inc("dstm_dropped_total", { reason: "send-failed" });
-        }
+        // Queued: the answers of one turn leave in one sendmmsg(2) (lib/sys/udp_send_queue.ts).
+        if (answer && udp) udp.queue(answer, from, fromPort, local, sendFailed);
       },
       (error: unknown) => {
         gate.end();
@@ -81,7 +82,7 @@ export async function listenDhcp4o6(
     handler.handle(data, address).then(
       (answer) => {
         gate.end();
-        if (answer) endpoint?.send(answer, address, port, local);
+        if (answer) endpoint?.queue(answer, address, port, local);
       },
       (error: unknown) => {
         gate.end();

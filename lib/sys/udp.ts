@@ -8,6 +8,7 @@
 import { SysError } from "./libc.ts";
 import { raiseUdpReceiveBuffer } from "./udp_buffer.ts";
 import { listenUdpPktinfo } from "./udp_pktinfo.ts";
+import { type QueuedDatagram, UdpSendQueue } from "./udp_send_queue.ts";
 
 /**
  * Receives one datagram. `data` is owned by the callee (Bun allocates one per datagram).
@@ -33,6 +34,19 @@ export interface UdpEndpoint {
    * from it.
    */
   send(data: Uint8Array, address: string, port: number, source?: string): boolean;
+  /**
+   * Queues one datagram (the same arguments as {@link send}) to leave with the others queued
+   * in this turn of the event loop, in one sendmmsg(2) (./udp_send_queue.ts): what a server
+   * answering many queries uses, paying per batch. `refused` is called when the kernel
+   * refuses the datagram (or the endpoint is closed). Queued datagrams still go on close().
+   */
+  queue(
+    data: Uint8Array,
+    address: string,
+    port: number,
+    source?: string,
+    refused?: () => void,
+  ): void;
   close(): void;
   /** ICMP errors reported for earlier sends (e.g. port unreachable). */
   readonly asyncErrors: number;
@@ -93,17 +107,25 @@ export async function bindUdp(
       // The kernel's default stays: a smaller buffer, not a failure to listen.
     }
   }
+  const send = (data: Uint8Array, toAddress: string, toPort: number): boolean => {
+    try {
+      return socket.send(data, toPort, toAddress);
+    } catch {
+      return false;
+    }
+  };
+  const queue = new UdpSendQueue((batch) => _sendMany(socket, batch, send));
   return {
     address: socket.hostname,
     port: socket.port,
-    send: (data, toAddress, toPort) => {
-      try {
-        return socket.send(data, toPort, toAddress);
-      } catch {
-        return false;
-      }
+    send,
+    queue: (data, toAddress, toPort, source, refused) => {
+      if (!queue.push({ data, address: toAddress, port: toPort, source, refused })) refused?.();
     },
-    close: () => socket.close(),
+    close: () => {
+      queue.close();
+      socket.close();
+    },
     joinGroup: (group, ifname) => {
       try {
         return socket.addMembership(group, ifname);
@@ -115,6 +137,30 @@ export async function bindUdp(
       return errors.count;
     },
   };
+}
+
+/**
+ * Sends `batch` through Bun's sendMany (sendmmsg(2)); what it did not send (it stops at the
+ * first datagram the kernel refuses) goes one by one through `send`, so that exactly the
+ * refused ones are reported.
+ */
+function _sendMany(
+  socket: Bun.udp.Socket<"uint8array">,
+  batch: readonly QueuedDatagram[],
+  send: (data: Uint8Array, address: string, port: number) => boolean,
+): void {
+  const flat: (Uint8Array | string | number)[] = [];
+  for (const d of batch) flat.push(d.data, d.port, d.address);
+  let sent = 0;
+  try {
+    sent = socket.sendMany(flat);
+  } catch {
+    sent = 0;
+  }
+  for (let i = sent; i < batch.length; i++) {
+    const d = batch[i]!;
+    if (!send(d.data, d.address, d.port)) d.refused?.();
+  }
 }
 
 /**

@@ -18,7 +18,9 @@ import * as libc from "./libc.ts";
 import type { DatagramHandler, UdpEndpoint } from "./udp.ts";
 // Types only: importing the Worker module would run its body on this thread.
 import type { PktinfoInit } from "./udp_pktinfo_worker.ts";
+import { type QueuedDatagram, UdpSendQueue } from "./udp_send_queue.ts";
 import { Udp6MultiSource } from "./udp6_multisource.ts";
+import { type Udp6Datagram, Udp6SendVector } from "./udp6_send_vector.ts";
 import { startWorker } from "./worker.ts";
 
 // In a `bun build --compile` executable the Worker is an extra entry point (see compile.sh).
@@ -80,27 +82,62 @@ export async function listenUdpPktinfo(
     throw error;
   }
   let sendErrors = 0;
+  // Where a datagram goes and from which source, as bytes; null when `address` is no IPv6.
+  const resolve = (address: string, source: string | undefined) => {
+    const percent = address.indexOf("%");
+    const dest = names.parse(percent < 0 ? address : address.slice(0, percent));
+    if (!dest) return null;
+    let scopeId = 0;
+    if (percent >= 0) {
+      const zone = address.slice(percent + 1);
+      scopeId = /^\d+$/.test(zone) ? Number(zone) : Math.max(0, libc.ifNameToIndex(zone));
+    }
+    const src = source === undefined ? ANY : (names.parse(source) ?? ANY);
+    // A multicast destination address of the query is no source for the answer.
+    return { dest, scopeId, source: src[0] === 0xff ? ANY : src };
+  };
+  const vector = new Udp6SendVector(sock.fd);
+  const queue = new UdpSendQueue((batch) => {
+    const datagrams: Udp6Datagram[] = [];
+    const owners: QueuedDatagram[] = [];
+    for (const d of batch) {
+      const to = resolve(d.address, d.source);
+      if (!to) {
+        sendErrors++;
+        d.refused?.();
+        continue;
+      }
+      datagrams.push({
+        data: d.data,
+        dest: to.dest,
+        port: d.port,
+        scopeId: to.scopeId,
+        source: to.source,
+      });
+      owners.push(d);
+    }
+    vector.send(datagrams, (i) => {
+      sendErrors++;
+      owners[i]!.refused?.();
+    });
+  });
   return {
     address: "::",
     port: boundPort,
     send(data, address, toPort, source) {
-      const percent = address.indexOf("%");
-      const dest = names.parse(percent < 0 ? address : address.slice(0, percent));
-      if (!dest || closed) return false;
-      let scope = 0;
-      if (percent >= 0) {
-        const zone = address.slice(percent + 1);
-        scope = /^\d+$/.test(zone) ? Number(zone) : Math.max(0, libc.ifNameToIndex(zone));
-      }
-      const src = source === undefined ? ANY : (names.parse(source) ?? ANY);
-      sock.setDestination(dest, toPort, scope);
-      // A multicast destination address of the query is no source for the answer.
-      const n = sock.send(data, 0, data.length, src[0] === 0xff ? ANY : src);
+      const to = closed ? null : resolve(address, source);
+      if (!to) return false;
+      sock.setDestination(to.dest, toPort, to.scopeId);
+      const n = sock.send(data, 0, data.length, to.source);
       if (n < 0) sendErrors++;
       return n >= 0;
     },
+    queue(data, address, toPort, source, refused) {
+      if (closed || !queue.push({ data, address, port: toPort, source, refused })) refused?.();
+    },
     close() {
       if (closed) return;
+      queue.close();
       closed = true;
       void worker.stop(1000).finally(() => sock.close());
     },
