@@ -83,7 +83,7 @@ export class Allocator {
 
   /** AllocationEngine.discover, once (the engine retries it on a shared store). */
   discover(host6: string, opts?: DiscoverOptions): Promise<EngineResult> {
-    const refused = this.#writer.refuse();
+    const refused = this.#writer.refuse() ?? this.#hostIsTep(host6);
     if (refused) return refused;
     const now = this.#now();
     const leaseMs = this.leaseMs(opts?.leaseTime);
@@ -228,7 +228,7 @@ export class Allocator {
     ipv4: number,
     opts?: { leaseTime?: number } & ClientScope,
   ): Promise<EngineResult> {
-    const refused = this.#writer.refuse();
+    const refused = this.#writer.refuse() ?? this.#hostIsTep(host6);
     if (refused) return refused;
     const ps = _isIPv4(ipv4) ? this.#index.locate(ipv4, 0) : undefined;
     if (!ps?.pool.isUsableAddress(this.#index.address)) {
@@ -318,6 +318,23 @@ export class Allocator {
       return _fail(
         "no-such-lease",
         `the lease of ${host6} on ${formatIPv4(ipv4)} was ended by an administrator; send DISCOVER`,
+      );
+    }
+    return undefined;
+  }
+
+  /**
+   * `host6-is-tep` when `host6` (canonical) is the IPv6 address of a pool's TEP (the pools of
+   * the configuration, as reloaded): its binding would make that TEP tunnel to itself, so no
+   * such host gets a lease, nor renews one it holds (from before the TEP had that address);
+   * it may still release it. Else undefined.
+   */
+  #hostIsTep(host6: string): Promise<EngineResult> | undefined {
+    for (const ps of this.#index.pools) {
+      if (ps.tep6 !== host6) continue;
+      return _fail(
+        "host6-is-tep",
+        `${host6} is the IPv6 address of the TEP of pool ${ps.pool.name}: a host there would make the TEP tunnel to itself`,
       );
     }
     return undefined;
