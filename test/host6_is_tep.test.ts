@@ -14,6 +14,7 @@ import { parseIPv4 } from "../lib/net/addr.ts";
 import { Admission } from "../lib/server/admission.ts";
 import { Dhcp4o6Handler } from "../lib/server/dhcp4o6.ts";
 import { DstmHandler } from "../lib/server/handler.ts";
+import { LeaseAdmin } from "../lib/server/lease_admin.ts";
 import { DstmServer } from "../lib/server/server.ts";
 import { bindUdp } from "../lib/sys/udp.ts";
 import { type Dhcp4Message, Dhcp4MessageType, type Dhcp4Options } from "../lib/wire/dhcp4.ts";
@@ -171,6 +172,36 @@ describe("a host whose IPv6 address is a TEP's gets no lease", () => {
     // The relay itself is no TEP: a host it relays for gets an offer.
     const offer = await s.ask4o6(RELAY, Dhcp4MessageType.DISCOVER, {}, HOST);
     expect(offer?.options.messageType).toBe(Dhcp4MessageType.OFFER);
+  });
+
+  test("an administrator cannot give a TEP's address a lease or a reservation (409, counted)", async () => {
+    const { engine } = await startEngine(POOLS.map((p) => ({ ...p })));
+    const metrics = new Metrics();
+    const { log, lines } = capturedLog();
+    const admin = new LeaseAdmin({
+      engine,
+      bindings: () => undefined,
+      leaseTime: () => 600,
+      log,
+      metrics,
+    });
+    const ipv4 = parseIPv4("198.51.100.2")!;
+    for (const reserve of [false, true]) {
+      const reply = await admin.add({ host6: TEP_B, ipv4, psid: 0, reserve });
+      expect(reply.status).toBe(409);
+      expect(JSON.stringify(reply.body)).toContain("TEP of pool");
+      const action = reserve ? "reserve" : "add";
+      expect(
+        metrics.get("dstm_lease_admin_refused_total", { action, reason: "host6-is-tep" }),
+      ).toBe(1);
+    }
+    expect(engine.leases()).toEqual([]);
+    expect(engine.reservations()).toEqual([]);
+    expect(lines().some((l) => / WARN lease-admin-refused .*reason=host6-is-tep/.test(l))).toBe(
+      true,
+    );
+    // Another host may have that slot.
+    expect((await admin.add({ host6: HOST, ipv4, psid: 0, reserve: false })).status).toBe(201);
   });
 
   test("a running server whose pool's TEP is ::1: a host on ::1 is refused on both protocols", async () => {

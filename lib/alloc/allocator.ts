@@ -13,6 +13,7 @@ import { type ClientScope, holderOf, poolServes } from "./client_scope.ts";
 import {
   leaseInState as _copy,
   failure as _fail,
+  hostIsTep as _hostIsTep,
   isIPv4Number as _isIPv4,
   activeLease as _lease,
   ipv4Text as _text,
@@ -324,20 +325,13 @@ export class Allocator {
   }
 
   /**
-   * `host6-is-tep` when `host6` (canonical) is the IPv6 address of a pool's TEP (the pools of
-   * the configuration, as reloaded): its binding would make that TEP tunnel to itself, so no
-   * such host gets a lease, nor renews one it holds (from before the TEP had that address);
-   * it may still release it. Else undefined.
+   * `host6-is-tep` when the host's IPv6 address is a TEP's (./engine_rows.ts hostIsTep): no
+   * lease, nor a renewal of one it held from before the TEP had that address (a reload); it
+   * may still release it. Else undefined.
    */
   #hostIsTep(host6: string): Promise<EngineResult> | undefined {
-    for (const ps of this.#index.pools) {
-      if (ps.tep6 !== host6) continue;
-      return _fail(
-        "host6-is-tep",
-        `${host6} is the IPv6 address of the TEP of pool ${ps.pool.name}: a host there would make the TEP tunnel to itself`,
-      );
-    }
-    return undefined;
+    const tep = _hostIsTep(this.#index.pools, host6);
+    return tep ? _fail(tep.reason, tep.message) : undefined;
   }
 
   /**
