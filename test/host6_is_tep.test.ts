@@ -116,6 +116,22 @@ describe("a host whose IPv6 address is a TEP's gets no lease", () => {
     // Logged at warn, rate-limited: one line for the four within the interval.
     expect(s.warnLines().length).toBe(1);
     expect(s.warnLines()[0]).toContain("protocol=native");
+    // Without the source check HOST_IPV6 names the host: a TEP's, from another source, too.
+    const { engine } = await startEngine(POOLS.map((p) => ({ ...p })));
+    const loose = new DstmHandler({
+      engine,
+      log: new Logger({ sink: () => {} }),
+      metrics: new Metrics(),
+      sourceCheck: false,
+    });
+    const named = await loose.handle(
+      encodeMessage({ type: MessageType.DISCOVER, xid: 1, host6: TEP_A }),
+      HOST,
+      4607,
+    );
+    const decoded = named ? decodeMessage(named) : undefined;
+    expect(decoded?.ok && decoded.value.status).toBe(Status.NOT_AUTHORISED);
+    expect(engine.leases()).toEqual([]);
     // Any other host still gets its address.
     const ack = await s.ask(MessageType.DISCOVER, HOST);
     expect(ack.type).toBe(MessageType.DISCOVER_ACK);
