@@ -5,6 +5,7 @@
  */
 import { Command, Option } from "@commander-js/extra-typings";
 import { parseDuration } from "../lib/config/endpoints.ts";
+import { ipv4PrefixFlag } from "../lib/config/ipv4_prefix.ts";
 import { readKeys } from "../lib/config/key_file.ts";
 import { runtimeDir } from "../lib/config/paths.ts";
 import {
@@ -18,6 +19,7 @@ import { TEP_SCHEMA } from "../lib/config/tep_schema.ts";
 import { Logger, type LogLevel } from "../lib/control/log.ts";
 import { planReload, type SettingsText } from "../lib/control/reload_plan.ts";
 import { formatIPv4 } from "../lib/net/addr.ts";
+import { prefixContains } from "../lib/net/prefix.ts";
 import { getUnix, unixPermissionProblem } from "../lib/sys/http.ts";
 import { sdNotify } from "../lib/sys/sd_notify.ts";
 import {
@@ -188,6 +190,8 @@ function tepStatsLines(stats: TepStats): string[] {
 /** The TEP's options from its settings, checked (files read, nothing opened); --check stops here. */
 function resolveTep(flags: TepFlags, log: Logger): TepConfig {
   const endpoints = tepEndpoints(flags);
+  const inRoute = ownAddressRouted(endpoints);
+  if (inRoute) throw new UsageError(inRoute);
   const statics = staticBindings(flags, log);
   const maxBindings = bindingTable(flags, statics, log);
   const key = controlKey(flags, endpoints, log);
@@ -213,6 +217,20 @@ function resolveTep(flags: TepFlags, log: Logger): TepConfig {
     metrics: n.metrics,
     log,
   };
+}
+
+/**
+ * The refusal when `--ipv4` lies inside one of the TEP's own `--route` prefixes: the TEP routes
+ * those back through the tunnel to the hosts, so it would route its own address away from
+ * itself (and the server would lease it to a host); else undefined.
+ */
+function ownAddressRouted(endpoints: TepEndpoints): string | undefined {
+  const route = endpoints.routes.find((r) =>
+    prefixContains(ipv4PrefixFlag(r, "--route"), endpoints.ipv4),
+  );
+  if (route === undefined) return undefined;
+  const address = formatIPv4(endpoints.ipv4);
+  return `--ipv4 ${address} is inside --route ${route}: this TEP routes that prefix through the tunnel to the hosts, its own address included; give the TEP an IPv4 address outside its routes`;
 }
 
 /** `--binding` and `--binding-file`, read and checked; logs how long the files took. */

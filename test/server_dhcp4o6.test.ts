@@ -10,11 +10,14 @@ import {
 } from "../lib/wire/dhcp4.ts";
 import {
   DHCP4O6_FLAG_UNICAST,
+  type Dhcp4o6Message,
   Dhcp6MessageType,
+  decodeDhcp4o6,
   encodeDhcp4o6,
   encodeDhcp6,
 } from "../lib/wire/dhcp4o6.ts";
-import { dhcp4Message } from "./helpers/dhcp4.ts";
+import { Dhcp6RelayType, encodeDhcp6Relay, unwrapRelays } from "../lib/wire/dhcp6_relay.ts";
+import { dhcp4Message, dhcp4o6Query } from "./helpers/dhcp4.ts";
 import { exchange4o6 } from "./helpers/dhcp4o6_exchange.ts";
 import { SERVER_ID_4O6, startServer4o6 } from "./helpers/server_4o6.ts";
 import { waitUntil } from "./helpers/wait.ts";
@@ -60,6 +63,35 @@ async function unanswered(
 }
 
 const CHADDR = Uint8Array.from([0x02, 0, 0, 0, 0, 0x0a]);
+
+/**
+ * `exchange`, with ::1 as a relay (RFC 8415 §19.1) for the host 2001:db8:4::a1, its
+ * peer-address: the host the server leases to is then not ::1.
+ */
+async function exchangeRelayed(port: number, dhcp4: Dhcp4Message): Promise<Dhcp4o6Message> {
+  let answer: Uint8Array | null = null;
+  const ep = await bindUdp("::1", 0, (data) => {
+    answer = data;
+  });
+  try {
+    const relayed = encodeDhcp6Relay({
+      type: Dhcp6RelayType.RELAY_FORW,
+      hopCount: 0,
+      linkAddress: "2001:db8:4::1",
+      peerAddress: "2001:db8:4::a1",
+      relayMessage: dhcp4o6Query(dhcp4),
+    });
+    ep.send(relayed, "::1", port);
+    await waitUntil(() => answer !== null, { what: "the 4o6 server's relayed answer" });
+  } finally {
+    ep.close();
+  }
+  const inner = unwrapRelays(answer!, Dhcp6RelayType.RELAY_REPL);
+  if (!inner.ok) throw new Error(inner.error.message);
+  const decoded = decodeDhcp4o6(inner.value.inner);
+  if (!decoded.ok) throw new Error(decoded.error.message);
+  return decoded.value;
+}
 
 function query(
   type: Dhcp4MessageType,
@@ -219,10 +251,11 @@ describe("4o6 and the TEP", () => {
       },
       { what: "the TEP's SYNC", timeoutMs: 20_000 },
     );
-    const offer = await exchange(server.dhcp4o6Port, query(Dhcp4MessageType.DISCOVER));
+    // The host is not the TEP (::1, which gets no lease: host6-is-tep): ::1 relays for it.
+    const offer = await exchangeRelayed(server.dhcp4o6Port, query(Dhcp4MessageType.DISCOVER));
     expect(offer?.dhcp4.options.messageType).toBe(Dhcp4MessageType.OFFER);
     expect(binds).toEqual([]);
-    const ack = await exchange(
+    const ack = await exchangeRelayed(
       server.dhcp4o6Port,
       query(
         Dhcp4MessageType.REQUEST,

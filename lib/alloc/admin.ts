@@ -16,7 +16,8 @@ export type AdminFailure =
   | "in-use"
   | "no-such-lease"
   | "store-failed"
-  | "unsupported";
+  | "unsupported"
+  | "host6-is-tep";
 
 export type AdminResult<T> =
   | { ok: true; value: T }

@@ -13,6 +13,7 @@ import { type ClientScope, holderOf, poolServes } from "./client_scope.ts";
 import {
   leaseInState as _copy,
   failure as _fail,
+  hostIsTep as _hostIsTep,
   isIPv4Number as _isIPv4,
   activeLease as _lease,
   ipv4Text as _text,
@@ -83,7 +84,7 @@ export class Allocator {
 
   /** AllocationEngine.discover, once (the engine retries it on a shared store). */
   discover(host6: string, opts?: DiscoverOptions): Promise<EngineResult> {
-    const refused = this.#writer.refuse();
+    const refused = this.#writer.refuse() ?? this.#hostIsTep(host6);
     if (refused) return refused;
     const now = this.#now();
     const leaseMs = this.leaseMs(opts?.leaseTime);
@@ -228,7 +229,7 @@ export class Allocator {
     ipv4: number,
     opts?: { leaseTime?: number } & ClientScope,
   ): Promise<EngineResult> {
-    const refused = this.#writer.refuse();
+    const refused = this.#writer.refuse() ?? this.#hostIsTep(host6);
     if (refused) return refused;
     const ps = _isIPv4(ipv4) ? this.#index.locate(ipv4, 0) : undefined;
     if (!ps?.pool.isUsableAddress(this.#index.address)) {
@@ -321,6 +322,16 @@ export class Allocator {
       );
     }
     return undefined;
+  }
+
+  /**
+   * `host6-is-tep` when the host's IPv6 address is a TEP's (./engine_rows.ts hostIsTep): no
+   * lease, nor a renewal of one it held from before the TEP had that address (a reload); it
+   * may still release it. Else undefined.
+   */
+  #hostIsTep(host6: string): Promise<EngineResult> | undefined {
+    const tep = _hostIsTep(this.#index.pools, host6);
+    return tep ? _fail(tep.reason, tep.message) : undefined;
   }
 
   /**

@@ -25,6 +25,7 @@ import {
 } from "./admin.ts";
 import {
   leaseInState as _copy,
+  hostIsTep as _hostIsTep,
   isIPv4Number as _isIPv4,
   activeLease as _lease,
 } from "./engine_rows.ts";
@@ -99,7 +100,8 @@ export class EngineAdmin {
   /**
    * An administrator gives `host6` the slot (`ipv4`, `psid`) for `seconds` from now (Kea's
    * lease4-add), outside the pools' lease-time limits. Refused when the slot is in no pool or
-   * not usable, held or reserved by another host, or the host holds another active lease.
+   * not usable, held or reserved by another host, or the host holds another active lease, or
+   * its IPv6 address is a TEP's (`host6-is-tep`).
    */
   grant(host6: string, ipv4: number, psid: number, seconds: number): Promise<AdminResult<Lease>> {
     const writer = this.#writer;
@@ -180,6 +182,9 @@ export class EngineAdmin {
 
   /** Why `host6` may not take (`ipv4`, `psid`) by an administrator's hand (./admin.ts), or undefined. */
   #slotProblem(host6: string, ipv4: number, psid: number) {
-    return slotProblem(ipv4, psid, this.slotView(ipv4, psid), host6, this.#index.lookupHost(host6));
+    return (
+      _hostIsTep(this.#index.pools, host6) ??
+      slotProblem(ipv4, psid, this.slotView(ipv4, psid), host6, this.#index.lookupHost(host6))
+    );
   }
 }

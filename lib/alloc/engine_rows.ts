@@ -96,3 +96,23 @@ export function isIPv4Number(value: number): boolean {
 export function ipv4Text(ipv4: number): string {
   return isIPv4Number(ipv4) ? formatIPv4(ipv4) : String(ipv4);
 }
+
+/**
+ * `host6-is-tep` when `host6` (canonical) is the IPv6 address of the TEP of one of `pools`
+ * (the configuration's, as reloaded): a lease of it would make that TEP tunnel to itself, so
+ * no such host gets one (./allocator.ts: DISCOVER, REQUEST, renewal) nor is given one by an
+ * administrator (./engine_admin.ts). A loop over the pools, a handful. Else undefined.
+ */
+export function hostIsTep(
+  pools: readonly PoolSlots[],
+  host6: string,
+): { reason: "host6-is-tep"; message: string } | undefined {
+  for (const ps of pools) {
+    if (ps.tep6 !== host6) continue;
+    return {
+      reason: "host6-is-tep",
+      message: `${host6} is the IPv6 address of the TEP of pool ${ps.pool.name}: a host there would make the TEP tunnel to itself`,
+    };
+  }
+  return undefined;
+}

@@ -97,7 +97,8 @@ export type EngineFailure =
   | "address-in-use"
   | "store-failed"
   | "prefix-limit"
-  | "site-limit";
+  | "site-limit"
+  | "host6-is-tep";
 export type EngineResult =
   | { ok: true; lease: Lease; outcome: EngineOutcome }
   | { ok: false; reason: EngineFailure; message: string };

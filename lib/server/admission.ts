@@ -12,7 +12,8 @@
  *   protect it; a server that has keys only answers 4o6 hosts inside the allowed prefixes
  *   (or, explicitly, every host). Outside, the query is dropped.
  * - The engine's **lease caps per host prefix** (`prefix-limit`) and **per site prefix**
- *   (`site-limit`, ../alloc/prefix_caps.ts) are counted here as well.
+ *   (`site-limit`, ../alloc/prefix_caps.ts) are counted here as well, and its refusal of a
+ *   host whose IPv6 address is a TEP's (`host6-is-tep`, ../alloc/allocator.ts).
  *
  * Every refusal is counted in `dstm_admission_refused_total{protocol, reason}` and logged at
  * warn, at most once per `logIntervalMs` per (protocol, reason), with how many were not logged.
@@ -26,7 +27,20 @@ import type { Metrics } from "../control/metrics.ts";
 import { parseIPv6 } from "../net/addr.ts";
 
 export type AdmissionProtocol = "native" | "dhcp4o6";
-export type AdmissionRefusal = "rate-limit" | "prefix-limit" | "site-limit" | "not-allowed";
+export type AdmissionRefusal =
+  | "rate-limit"
+  | "prefix-limit"
+  | "site-limit"
+  | "not-allowed"
+  | "host6-is-tep";
+
+/**
+ * The engine's refusals counted here (lib/alloc/engine_types.ts EngineFailure): the lease caps,
+ * and a host whose IPv6 address is a TEP's (its binding would make the TEP tunnel to itself).
+ */
+export function isAdmissionRefusal(reason: string): reason is AdmissionRefusal {
+  return reason === "prefix-limit" || reason === "site-limit" || reason === "host6-is-tep";
+}
 
 /** Defaults of `dstm server` (see README: the server flags). */
 export const ADMISSION_DEFAULTS = {
@@ -150,7 +164,7 @@ export class Admission {
     this.#relays = prefixes(options.dhcp4o6Relays);
     options.metrics.counter(
       "dstm_admission_refused_total",
-      "Requests refused before or by allocation: rate-limit (per source prefix), prefix-limit (leases per host prefix), site-limit (leases per site prefix), not-allowed (4o6 source outside --dhcp4o6-allow), by protocol",
+      "Requests refused before or by allocation: rate-limit (per source prefix), prefix-limit (leases per host prefix), site-limit (leases per site prefix), not-allowed (4o6 source outside --dhcp4o6-allow), host6-is-tep (the host's IPv6 address is a TEP's), by protocol",
     );
   }
 

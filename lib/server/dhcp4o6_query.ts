@@ -22,7 +22,7 @@ import type { Lease } from "../lease/lease.ts";
 import { formatIPv4 } from "../net/addr.ts";
 import { formatPortSet } from "../net/portset.ts";
 import { type Dhcp4Message, Dhcp4MessageType, dhcp4MessageTypeName } from "../wire/dhcp4.ts";
-import type { Admission } from "./admission.ts";
+import { type Admission, isAdmissionRefusal } from "./admission.ts";
 import type { BindingSink } from "./binding_sink.ts";
 import { noteDhcp4o6Result } from "./dhcp4o6_debug.ts";
 import { type Dhcp4o6IdentityMode, dhcp4Identity } from "./dhcp4o6_identity.ts";
@@ -43,7 +43,7 @@ export interface Dhcp4QueryOptions {
   readonly serverId: number;
   readonly log: Logger;
   readonly metrics: Metrics;
-  /** Refusal accounting of the lease caps (prefix-limit, site-limit); none: not counted there. */
+  /** Refusal accounting of the lease caps (prefix-limit, site-limit) and host6-is-tep; none: not counted there. */
   readonly admission?: Admission;
   /** How long a DECLINEd address stays unavailable (s); default DECLINE_PROBATION_SECONDS. */
   readonly declineProbation?: number;
@@ -285,10 +285,12 @@ export class Dhcp4QueryHandler {
     return ok;
   }
 
-  /** The engine refused a new lease: the host's prefix or site holds as many as it may. */
+  /**
+   * The engine refused a lease: the host's prefix or site holds as many as it may, or the
+   * host's IPv6 address is a TEP's (counted and logged by admission).
+   */
   #refusedCap(reason: string, host6: string): void {
-    if (reason === "prefix-limit" || reason === "site-limit")
-      this.#o.admission?.refused("dhcp4o6", reason, { host6 });
+    if (isAdmissionRefusal(reason)) this.#o.admission?.refused("dhcp4o6", reason, { host6 });
   }
 
   /** An OFFER or ACK of `lease`, for `seconds` (default: the time the lease has left). */

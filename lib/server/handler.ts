@@ -4,7 +4,8 @@
  * Order of checks, each failure counted under its own name:
  * decode → (request types only) → authentication → source check → rate limit per source
  * prefix (./admission.ts: dropped, counted) → allocation engine (the lease cap per host
- * prefix answers POOL_EXHAUSTED, counted as `prefix-limit`).
+ * prefix answers POOL_EXHAUSTED, counted as `prefix-limit`; a host whose IPv6 address is a
+ * TEP's, NOT_AUTHORISED, counted as `host6-is-tep`).
  * Every request that can be answered gets an answer: an ACK, or a NAK with a status code
  * (the paper's server stayed silent on errors, leaving clients to time out). Only input
  * that cannot be attributed to a transaction (no readable header) or that is itself an
@@ -26,7 +27,7 @@ import { formatPortSet } from "../net/portset.ts";
 import { type AuthKey, type ReplayGuard, type VerifyOutcome, verifyMessage } from "../wire/auth.ts";
 import { type DstmDecodeError, decodeMessage, peekHeader } from "../wire/dstm.ts";
 import { type DstmMessage, MessageType, Status } from "../wire/dstm_types.ts";
-import type { Admission } from "./admission.ts";
+import { type Admission, isAdmissionRefusal } from "./admission.ts";
 import type { BindingSink } from "./binding_sink.ts";
 import {
   ackFor,
@@ -65,6 +66,8 @@ const REASON_STATUS: Record<string, Status> = {
   // The host's prefix holds all the leases one prefix may: for this host, the pool is empty.
   "prefix-limit": Status.POOL_EXHAUSTED,
   "site-limit": Status.POOL_EXHAUSTED,
+  // The host's IPv6 address is a TEP's: no lease, ever (lib/alloc/allocator.ts).
+  "host6-is-tep": Status.NOT_AUTHORISED,
 };
 
 /** Registers the handler's metric families (also used by the server to expose them at zero). */
@@ -231,8 +234,10 @@ export class DstmHandler {
       host6,
       ipv4: request.host4 === undefined ? undefined : formatIPv4(request.host4),
     };
-    if ((result.reason === "prefix-limit" || result.reason === "site-limit") && this.#o.admission) {
+    if (isAdmissionRefusal(result.reason) && this.#o.admission) {
       this.#o.admission.refused("native", result.reason, fields);
+    } else if (result.reason === "host6-is-tep") {
+      this.#warn.warn("reject", fields);
     } else {
       this.#rejects.info("reject", fields);
     }

@@ -61,6 +61,8 @@ const STATUS: Record<string, number> = {
   "no-such-lease": 404,
   unsupported: 409,
   "store-failed": 503,
+  // A binding of a TEP's own IPv6 address would make the TEP tunnel to itself.
+  "host6-is-tep": 409,
 };
 
 export class LeaseAdmin implements LeaseAdminSource {

@@ -5,10 +5,10 @@
  *
  * Only the configured server may change the table: what control_gate.ts lets through (the
  * server's address *and* port, `--server`, `--server-port`; with a key, a fresh MAC in the
- * `tep` domain); everything else is dropped, counted and logged there (docs/security.md). An
- * UNBIND removes a binding only when its HOST_IPV6 and port set are the binding's: a late
- * UNBIND for the address's previous holder is counted `unbind-stale` and leaves the new
- * holder's binding alone.
+ * `tep` domain); everything else is dropped, counted and logged there (docs/security.md).
+ * BIND and UNBIND are applied and answered by ./binding_messages.ts: an UNBIND removes a
+ * binding only when its HOST_IPV6 and port set are the binding's: a late UNBIND for the
+ * address's previous holder is counted `unbind-stale` and leaves the new holder's binding alone.
  *
  * The TEP never learns bindings from data packets: what is not bound here is dropped by the
  * data plane. Static bindings (`--binding V4=V6`, `--binding-file`) are kept apart from the
@@ -22,17 +22,12 @@ import type { Logger } from "../control/log.ts";
 import { logMessage } from "../control/message_log.ts";
 import type { Metrics } from "../control/metrics.ts";
 import { WarnLimit } from "../control/warn_limit.ts";
-import { canonicalIPv6, formatIPv4 } from "../net/addr.ts";
+import { canonicalIPv6 } from "../net/addr.ts";
 import { bindUdp, type UdpEndpoint } from "../sys/udp.ts";
 import { type AuthKey, signMessage } from "../wire/auth.ts";
 import { encodeMessage } from "../wire/dstm.ts";
-import {
-  DSTM_PORT,
-  type DstmMessage,
-  MessageType,
-  Status,
-  type WireBinding,
-} from "../wire/dstm_types.ts";
+import { DSTM_PORT, type DstmMessage, MessageType, type WireBinding } from "../wire/dstm_types.ts";
+import { BindingMessages } from "./binding_messages.ts";
 import { ControlGate } from "./control_gate.ts";
 import { ServerWatch } from "./server_watch.ts";
 import { SnapshotAssemblies } from "./snapshot_assembly.ts";
@@ -86,6 +81,8 @@ export class TepControl {
   #timer: ReturnType<typeof setInterval> | undefined;
   /** Snapshots being received, by server address: two servers may each be sending one. */
   readonly #snapshots: SnapshotAssemblies;
+  /** BIND and UNBIND, applied and answered (./binding_messages.ts). */
+  readonly #bindingMessages: BindingMessages;
   /** Whether each server hears this TEP, by server address. */
   readonly #serverWatches: ReadonlyMap<string, ServerWatch>;
   #xid = (Math.random() * 2 ** 32) >>> 0;
@@ -112,6 +109,13 @@ export class TepControl {
     });
     this.#bindings = new TepBindings(options.table, options.staticBindings ?? []);
     this.#snapshots = new SnapshotAssemblies({ metrics: options.metrics, now: this.#now });
+    this.#bindingMessages = new BindingMessages({
+      bindings: this.#bindings,
+      snapshots: this.#snapshots,
+      log: options.log,
+      metrics: options.metrics,
+      send: (message, address, port) => this.#send(message, address, port),
+    });
     this.#flaps = new SnapshotFlapWatch({
       intervalMs: options.syncIntervalMs ?? 2000,
       log: options.log,
@@ -247,85 +251,7 @@ export class TepControl {
     logMessage(this.#o.log, "received", message, address);
     if (message.type === MessageType.SYNC) return; // the server's answer: it hears us
     if (message.type === MessageType.SNAPSHOT) this.#onSnapshot(message, address);
-    else this.#onBinding(message, kind, address, port);
-  }
-
-  /** BIND or UNBIND: applied unless the address is static, then acknowledged (BIND_ACK). */
-  #onBinding(message: DstmMessage, kind: string, address: string, port: number): void {
-    const m = this.#o.metrics;
-    const portSet = message.portSet ?? { offset: 0, psidLength: 0, psid: 0 };
-    const binding: WireBinding = { host4: message.host4!, host6: message.host6!, portSet };
-    if (this.#bindings.isStatic(binding.host4)) {
-      // Static bindings own their addresses: the server may not bind or unbind them here.
-      m.inc("dstm_tep_control_total", { kind, result: "refused-static" });
-      this.#o.log.warn("reject", {
-        reason: "statically-bound",
-        type: kind,
-        ipv4: formatIPv4(binding.host4),
-        host6: binding.host6,
-      });
-      if (message.type === MessageType.BIND) {
-        this.#refuse(
-          message.xid,
-          binding.host4,
-          Status.ADDRESS_IN_USE,
-          "address is statically bound at this TEP",
-          address,
-          port,
-        );
-        return;
-      }
-    } else if (message.type === MessageType.BIND) {
-      if (!this.#bind(message.xid, binding, address, port)) return;
-      this.#snapshots.changed(true, binding);
-    } else if (!this.#bindings.holds(binding)) {
-      // A late or retransmitted UNBIND for the address's previous holder: the binding now
-      // belongs to another host (or is gone). Acknowledged, so the server stops retrying.
-      m.inc("dstm_tep_control_total", { kind, result: "unbind-stale" });
-      this.#o.log.info("unbind-stale", { ipv4: formatIPv4(binding.host4), host6: binding.host6 });
-    } else {
-      this.#bindings.unbind(binding);
-      this.#snapshots.changed(false, binding);
-      this.#o.log.info("unbind", { ipv4: formatIPv4(binding.host4), host6: binding.host6 });
-    }
-    this.#send(
-      { type: MessageType.BIND_ACK, xid: message.xid, host4: binding.host4 },
-      address,
-      port,
-    );
-  }
-
-  /**
-   * Installs a BIND's binding in the table and the managed set; false (counted, logged, NAK
-   * SERVER_ERROR sent) when the table refuses it: full, or a port-set layout that clashes with
-   * the address's other bindings.
-   */
-  #bind(xid: number, binding: WireBinding, address: string, port: number): boolean {
-    try {
-      this.#bindings.bind(binding);
-    } catch (error) {
-      this.#o.metrics.inc("dstm_tep_control_total", { kind: "bind", result: "refused-table" });
-      this.#o.log.error("bind-failed", {
-        ipv4: formatIPv4(binding.host4),
-        detail: (error as Error).message,
-      });
-      this.#refuse(
-        xid,
-        binding.host4,
-        Status.SERVER_ERROR,
-        (error as Error).message,
-        address,
-        port,
-      );
-      return false;
-    }
-    const { portSet } = binding;
-    this.#o.log.info("bind", {
-      ipv4: formatIPv4(binding.host4),
-      host6: binding.host6,
-      psid: portSet.psidLength ? portSet.psid : undefined,
-    });
-    return true;
+    else this.#bindingMessages.handle(message, kind, address, port);
   }
 
   /**
@@ -369,21 +295,6 @@ export class TepControl {
         detail: (error as Error).message,
       });
     }
-  }
-
-  #refuse(
-    xid: number,
-    host4: number,
-    status: Status,
-    text: string,
-    address: string,
-    port: number,
-  ): void {
-    this.#send(
-      { type: MessageType.NAK, xid, status, statusText: text.slice(0, 200), host4 },
-      address,
-      port,
-    );
   }
 
   #send(message: DstmMessage, address: string, port: number): void {
