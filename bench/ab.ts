@@ -13,9 +13,9 @@
  *
  * @module
  */
-import { parseArgs } from "node:util";
+import { parseBenchArgs } from "./bench_args.ts";
 
-const { values, positionals } = parseArgs({
+const { values, positionals } = parseBenchArgs(import.meta.path, {
   args: Bun.argv.slice(2),
   options: {
     before: { type: "string" },

@@ -17,13 +17,13 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { parseArgs } from "node:util";
 import { SQL } from "bun";
 import { type ClientLease, DstmClient, DstmTransport } from "../lib/client/protocol.ts";
 import { startPostgres } from "../test/helpers/postgres.ts";
+import { parseBenchArgs } from "./bench_args.ts";
 import { type BenchServer, spawnBenchServer } from "./server_process.ts";
 
-const { values } = parseArgs({
+const { values } = parseBenchArgs(import.meta.path, {
   options: {
     hosts: { type: "string", default: "20000" },
     concurrency: { type: "string", default: "128" },

@@ -21,11 +21,11 @@
 import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { parseArgs } from "node:util";
 import { readU32 } from "../lib/net/bytes.ts";
 import { bindUdp } from "../lib/sys/udp.ts";
 import { encodeMessage } from "../lib/wire/dstm.ts";
 import { DSTM_HEADER_LENGTH, DSTM_VERSION, MessageType } from "../lib/wire/dstm_types.ts";
+import { parseBenchArgs } from "./bench_args.ts";
 import { formatSummary, runDhcp4o6Bench, type Target } from "./dhcp4o6_bench.ts";
 import { DSTM_FROM_SOURCE, spawnBenchServer } from "./server_process.ts";
 
@@ -220,7 +220,7 @@ async function mainDhcp4o6(values: {
 }
 
 if (import.meta.main) {
-  const { values } = parseArgs({
+  const { values } = parseBenchArgs(import.meta.path, {
     options: {
       protocol: { type: "string", default: "dstm" },
       target: { type: "string", default: "both" },

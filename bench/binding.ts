@@ -12,13 +12,13 @@
  * The last two lines time the whole per-packet steps (validate the IPv4 header, read the
  * port, look up, count) on prebuilt 64-byte UDP packets, one per key.
  */
-import { parseArgs } from "node:util";
 import { writeIPv4Header } from "../lib/net/ipv4.ts";
 import { BindingTable } from "../lib/tunnel/binding.ts";
 import { Counters } from "../lib/tunnel/counters.ts";
 import { TepContext, tepDecap, tepEncap, Verdict } from "../lib/tunnel/pipeline.ts";
+import { parseBenchArgs } from "./bench_args.ts";
 
-const { values } = parseArgs({
+const { values } = parseBenchArgs(import.meta.path, {
   options: {
     lookups: { type: "string", default: "20000000" },
     rounds: { type: "string", default: "5" },

@@ -1,11 +1,11 @@
 import { join } from "node:path";
-import { parseArgs } from "node:util";
 import { leasedAddress } from "../lib/lab/demo.ts";
 import { Lab } from "../lib/lab/lab.ts";
 import { dstmArgv } from "../lib/lab/services.ts";
 import { LAB } from "../lib/lab/topology.ts";
 import { formatIPv4, parseIPv4 } from "../lib/net/addr.ts";
 import { parsePortSet } from "../lib/net/portset.ts";
+import { parseBenchArgs } from "./bench_args.ts";
 import {
   type BenchLog,
   benchLabSession,
@@ -251,7 +251,7 @@ function printReport(o: BenchOptions, report: Report): void {
 }
 
 if (import.meta.main) {
-  const { values } = parseArgs({
+  const { values } = parseBenchArgs(import.meta.path, {
     options: {
       duration: { type: "string", default: "4" },
       rounds: { type: "string", default: "6" },

@@ -31,11 +31,11 @@
  * Bounded: every iperf3 client is killed after duration + omit + 20 s, every iperf3 server
  * (`-s -1`, one test) is killed by PID after its test.
  */
-import { parseArgs } from "node:util";
 import { leasedAddress } from "../lib/lab/demo.ts";
 import { Lab } from "../lib/lab/lab.ts";
 import { dstmArgv } from "../lib/lab/services.ts";
 import { LAB } from "../lib/lab/topology.ts";
+import { parseBenchArgs } from "./bench_args.ts";
 import {
   type BenchLog,
   benchLabSession,
@@ -308,7 +308,7 @@ function printReport(o: Options, report: Report): void {
 }
 
 if (import.meta.main) {
-  const { values } = parseArgs({
+  const { values } = parseBenchArgs(import.meta.path, {
     options: {
       duration: { type: "string", default: "4" },
       omit: { type: "string", default: "0" },

@@ -18,10 +18,11 @@
  * Each round runs every test on the three paths in a rotating order; the table gives the
  * medians and the ratios kernel-dti / kernel, tun / kernel and kernel-dti / tun.
  */
-import { parseArgs } from "node:util";
+
 import { leasedAddress } from "../lib/lab/demo.ts";
 import { Lab } from "../lib/lab/lab.ts";
 import { LAB } from "../lib/lab/topology.ts";
+import { parseBenchArgs } from "./bench_args.ts";
 import {
   type BenchLog,
   benchLabSession,
@@ -202,7 +203,7 @@ function printReport(o: KernelDtiOptions, report: Report): void {
 }
 
 if (import.meta.main) {
-  const { values } = parseArgs({
+  const { values } = parseBenchArgs(import.meta.path, {
     options: {
       duration: { type: "string", default: "4" },
       omit: { type: "string", default: "1" },

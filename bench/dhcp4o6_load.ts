@@ -21,13 +21,13 @@
  * nothing is due, and allocates nothing per packet. Bounded: stops starting hosts after
  * --hosts or --duration seconds, and returns at most --timeout later.
  */
-import { parseArgs } from "node:util";
 import { parseIPv6 } from "../lib/net/addr.ts";
 import { Errno } from "../lib/sys/libc.ts";
 import { Udp6MultiSource } from "../lib/sys/udp6_multisource.ts";
 import { Dhcp4MessageType } from "../lib/wire/dhcp4.ts";
 import { DHCP6_CLIENT_PORT, DHCP6_SERVER_PORT, Dhcp6MessageType } from "../lib/wire/dhcp4o6.ts";
 import { dhcp4Message, dhcp4o6Query } from "../test/helpers/dhcp4.ts";
+import { parseBenchArgs } from "./bench_args.ts";
 
 /** Option 55 of dstm's 4o6 client: mask, routers, DNS, lease time, server id, T1, T2, 159. */
 const PARAMETER_REQUEST_LIST = [1, 3, 6, 51, 54, 58, 59, 159];
@@ -394,7 +394,7 @@ function _stamp(t: _Template, host: number): void {
 }
 
 if (import.meta.main) {
-  const { values } = parseArgs({
+  const { values } = parseBenchArgs(import.meta.path, {
     options: {
       server: { type: "string" },
       port: { type: "string", default: String(DHCP6_SERVER_PORT) },

@@ -11,10 +11,11 @@
  *
  * @module
  */
-import { parseArgs } from "node:util";
-import { runFailover } from "../test/helpers/aa_failover.ts";
 
-const { values } = parseArgs({
+import { runFailover } from "../test/helpers/aa_failover.ts";
+import { parseBenchArgs } from "./bench_args.ts";
+
+const { values } = parseBenchArgs(import.meta.path, {
   options: {
     hosts: { type: "string", default: "300" },
     renewals: { type: "string", default: "12" },

@@ -19,12 +19,12 @@
  * @module
  */
 import { writeFileSync } from "node:fs";
-import { parseArgs } from "node:util";
 import { parseIPv4, parseIPv6 } from "../lib/net/addr.ts";
 import { IpProtocol, writeIPv4Header } from "../lib/net/ipv4.ts";
 import { Raw6Socket } from "../lib/sys/raw6.ts";
+import { parseBenchArgs } from "./bench_args.ts";
 
-const { values, positionals } = parseArgs({
+const { values, positionals } = parseBenchArgs(import.meta.path, {
   allowPositionals: true,
   options: {
     tep6: { type: "string" },

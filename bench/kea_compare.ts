@@ -23,9 +23,9 @@
  * @module
  */
 import { availableParallelism } from "node:os";
-import { parseArgs } from "node:util";
 import { SQL } from "bun";
 import { startPostgres } from "../test/helpers/postgres.ts";
+import { parseBenchArgs } from "./bench_args.ts";
 import {
   type Dhcp4o6BenchOptions,
   type Dhcp4o6Row,
@@ -35,7 +35,7 @@ import {
   type Target,
 } from "./dhcp4o6_bench.ts";
 
-const { values } = parseArgs({
+const { values } = parseBenchArgs(import.meta.path, {
   options: {
     rounds: { type: "string", default: "3" },
     hosts: { type: "string", default: "20000" },

@@ -19,14 +19,14 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { parseArgs } from "node:util";
 import { AllocationEngine } from "../lib/alloc/engine.ts";
 import type { Lease } from "../lib/lease/lease.ts";
 import { MemoryLeaseStore } from "../lib/lease/memory.ts";
 import { SqliteLeaseStore } from "../lib/lease/sqlite.ts";
+import { parseBenchArgs } from "./bench_args.ts";
 import { benchHost6, benchLease } from "./bench_leases.ts";
 
-const { values } = parseArgs({
+const { values } = parseBenchArgs(import.meta.path, {
   options: {
     leases: { type: "string", default: "1000000" },
     rounds: { type: "string", default: "2" },

@@ -45,9 +45,9 @@
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { parseArgs } from "node:util";
 import { DstmTransport } from "../lib/client/protocol.ts";
 import { createNetns, deleteNetns, type Netns, netnsPids, vethPair } from "../lib/sys/netns.ts";
+import { parseBenchArgs } from "./bench_args.ts";
 import { codeVersion } from "./dataplane.ts";
 import { probeDiscovers, runCommand, sampleRss } from "./million_ops_measure.ts";
 import {
@@ -63,7 +63,7 @@ import {
 import { fill, host, POOL, rss } from "./million_server.ts";
 import { DSTM_FROM_SOURCE, spawnBenchServer } from "./server_process.ts";
 
-const { values } = parseArgs({
+const { values } = parseBenchArgs(import.meta.path, {
   options: {
     leases: { type: "string", default: "1000000" },
     json: { type: "boolean", default: false },

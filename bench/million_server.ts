@@ -12,10 +12,10 @@
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { parseArgs } from "node:util";
 import { DstmClient, DstmTransport } from "../lib/client/protocol.ts";
 import type { Lease } from "../lib/lease/lease.ts";
 import { SqliteLeaseStore } from "../lib/lease/sqlite.ts";
+import { parseBenchArgs } from "./bench_args.ts";
 import { benchHost6, benchLease } from "./bench_leases.ts";
 import { spawnBenchServer } from "./server_process.ts";
 
@@ -113,6 +113,8 @@ async function main(N: number): Promise<void> {
 }
 
 if (import.meta.main) {
-  const { values } = parseArgs({ options: { leases: { type: "string", default: "1000000" } } });
+  const { values } = parseBenchArgs(import.meta.path, {
+    options: { leases: { type: "string", default: "1000000" } },
+  });
   await main(Number(values.leases));
 }

@@ -14,14 +14,14 @@
  *
  * @module
  */
-import { parseArgs } from "node:util";
 import { AllocationEngine } from "../lib/alloc/engine.ts";
 import type { Lease } from "../lib/lease/lease.ts";
 import { MemoryLeaseStore } from "../lib/lease/memory.ts";
 import { prng } from "../test/helpers/fuzz.ts";
+import { parseBenchArgs } from "./bench_args.ts";
 import { benchHost6, benchLease } from "./bench_leases.ts";
 
-const { values } = parseArgs({
+const { values } = parseBenchArgs(import.meta.path, {
   options: {
     counts: { type: "string", default: "10000,20000,40000" },
     "max-leases": { type: "string", default: "100" },

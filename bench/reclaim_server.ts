@@ -12,14 +12,14 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { parseArgs } from "node:util";
 import { DstmClient, DstmTransport } from "../lib/client/protocol.ts";
 import type { Lease } from "../lib/lease/lease.ts";
 import { SqliteLeaseStore } from "../lib/lease/sqlite.ts";
+import { parseBenchArgs } from "./bench_args.ts";
 import { benchHost6, benchLease } from "./bench_leases.ts";
 import { type BenchServer, DSTM_FROM_SOURCE, spawnBenchServer } from "./server_process.ts";
 
-const { values } = parseArgs({
+const { values } = parseBenchArgs(import.meta.path, {
   options: {
     leases: { type: "string", default: "40000" },
     dstm: {

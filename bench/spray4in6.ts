@@ -17,17 +17,17 @@
  *
  * Bounded: stops after `--seconds` (at most 60).
  */
-import { parseArgs } from "node:util";
 import { parseIPv4, parseIPv6 } from "../lib/net/addr.ts";
 import { IpProtocol, writeIPv4Header } from "../lib/net/ipv4.ts";
 import { psidOfPort } from "../lib/net/portset.ts";
 import { Raw6Socket } from "../lib/sys/raw6.ts";
+import { parseBenchArgs } from "./bench_args.ts";
 
 const PACKETS = 1 << 16;
 const PAYLOAD = 64;
 const SIZE = 20 + 8 + PAYLOAD;
 
-const { values } = parseArgs({
+const { values } = parseBenchArgs(import.meta.path, {
   options: {
     tep6: { type: "string" },
     dst: { type: "string" },

@@ -48,10 +48,10 @@
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { parseArgs } from "node:util";
 import { createNetns, type Netns, vethPair } from "../lib/sys/netns.ts";
 import { seg6EncapRed, seg6EndDx4 } from "../test/helpers/seg6_host.ts";
 import { eventually } from "../test/helpers/wait.ts";
+import { parseBenchArgs } from "./bench_args.ts";
 import { codeVersion, median, TICKS_PER_SECOND } from "./dataplane.ts";
 import { machineTicks } from "./lab_counters.ts";
 
@@ -520,7 +520,7 @@ async function main(o: Options): Promise<void> {
 }
 
 if (import.meta.main) {
-  const { values } = parseArgs({
+  const { values } = parseBenchArgs(import.meta.path, {
     options: {
       rounds: { type: "string", default: "3" },
       duration: { type: "string", default: "4" },

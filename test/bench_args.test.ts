@@ -1,0 +1,49 @@
+/**
+ * Every bench script answers `--help` with its usage (its module comment) and exit 0, and an
+ * unknown option with one line naming it, the usage and exit 2, never a stack trace
+ * (bench/bench_args.ts). Nothing is measured: both exit before any work.
+ */
+import { describe, expect, test } from "bun:test";
+import { readdirSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { BUN } from "./helpers/process.ts";
+
+const BENCH = join(import.meta.dir, "..", "bench");
+const scripts = readdirSync(BENCH)
+  .filter((f) => f.endsWith(".ts") && f !== "bench_args.ts")
+  .filter((f) => readFileSync(join(BENCH, f), "utf8").includes("parseBenchArgs("));
+
+test("the bench scripts with options all parse them through parseBenchArgs", () => {
+  const raw = readdirSync(BENCH).filter(
+    (f) => f.endsWith(".ts") && /\bparseArgs\(/.test(readFileSync(join(BENCH, f), "utf8")),
+  );
+  expect(raw).toEqual(["bench_args.ts"]);
+  expect(scripts.length).toBeGreaterThan(10);
+});
+
+describe.each(scripts)("bench/%s", (script) => {
+  const run = (arg: string) =>
+    Bun.spawnSync([BUN, join(BENCH, script), arg], {
+      stdout: "pipe",
+      stderr: "pipe",
+      timeout: 30_000,
+    });
+
+  test("--help prints the usage and exits 0", () => {
+    const r = run("--help");
+    expect(r.exitCode).toBe(0);
+    const out = r.stdout.toString();
+    expect(out.length).toBeGreaterThan(40);
+    expect(out).not.toContain("@module");
+    expect(out).not.toContain("/**");
+  });
+
+  test("an unknown option: one line naming it, the usage, exit 2, no stack trace", () => {
+    const r = run("--no-such-option");
+    expect(r.exitCode).toBe(2);
+    const err = r.stderr.toString();
+    expect(err.split("\n")[0]).toStartWith(`${script}: Unknown option '--no-such-option'`);
+    expect(err).not.toMatch(/^\s+at /m);
+    expect(err).not.toContain("ERR_PARSE_ARGS");
+  });
+});
