@@ -40,7 +40,15 @@ export interface KernelDtiOptions {
   readonly ifname: string;
   readonly config: Pick<
     NodeConfig,
-    "mtu" | "routes" | "offload" | "udpGro" | "onDemand" | "mssClamp" | "dscp" | "kernelEncap" | "port"
+    | "mtu"
+    | "routes"
+    | "offload"
+    | "udpGro"
+    | "onDemand"
+    | "mssClamp"
+    | "dscp"
+    | "kernelEncap"
+    | "port"
   >;
   /** The host's IPv6 address now (the tunnel source; changes when the host is renumbered). */
   readonly host6: () => string;

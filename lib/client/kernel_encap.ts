@@ -38,11 +38,12 @@ import { SEG6_DTI_TABLE, SEG6_HEADROOM } from "./seg6_dti.ts";
 export const KERNEL_ENCAP_TABLE = SEG6_DTI_TABLE + 1;
 /** The rule's priority (before `main`, 32766). */
 const RULE_PRIORITY = KERNEL_ENCAP_TABLE;
-/** The DTI's sysctls and the values kernel-encap needs. */
+/** The DTI's sysctls (`net/ipvX/conf/DTI/…`) and the values kernel-encap needs. */
 const SYSCTLS: readonly (readonly [string, string])[] = [
-  ["forwarding", "1"],
-  ["accept_local", "1"],
-  ["rp_filter", "0"],
+  ["ipv4/conf/%/forwarding", "1"],
+  ["ipv4/conf/%/accept_local", "1"],
+  ["ipv4/conf/%/rp_filter", "0"],
+  ["ipv6/conf/%/force_forwarding", "1"],
 ];
 
 /** The settings `--kernel-encap` is checked against. */
@@ -87,8 +88,20 @@ export function kernelEncapUp(ifname: string, tep6: string, mtu: number): Kernel
   const state: KernelEncapState = { ifname, saved: [], route: false, rule: false };
   try {
     for (const [name, value] of SYSCTLS) {
-      const key = `net/ipv4/conf/${ifname}/${name}`; // slashes: a name may hold a dot
-      state.saved.push([key, readSysctl(key)]);
+      const key = `net/${name.replace("%", ifname)}`; // slashes: a name may hold a dot
+      let was: string;
+      try {
+        was = readSysctl(key);
+      } catch (error) {
+        if (!name.includes("force_forwarding")) throw error;
+        // Before Linux 6.17 IPv6 forwarding is only global: leave it to the administrator.
+        if (readSysctl("net.ipv6.conf.all.forwarding") !== "0") continue;
+        throw new DtiError(
+          `DTI ${ifname}: --kernel-encap needs IPv6 forwarding from the DTI: Linux 6.17 or later (net.ipv6.conf.${ifname}.force_forwarding, set by dstm) or net.ipv6.conf.all.forwarding=1 (a host-wide setting dstm does not change); run without --kernel-encap`,
+          { cause: error, permanent: true },
+        );
+      }
+      state.saved.push([key, was]);
       writeSysctl(key, value);
     }
     try {

@@ -216,5 +216,4 @@ export class TunnelDti implements DtiHooks {
     else if (active === "ip6tnl") ip6tnlDown(this.#o.ifname);
     else if (active) seg6Down(active);
   }
-
 }

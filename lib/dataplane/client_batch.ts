@@ -225,7 +225,9 @@ export class ClientOutBatch {
     const lease = this.#follower.lease;
     const c = this.#init.counters;
     const off = this.#offset;
-    if (!checkOutbound(lease, this.translator, c, this.#replies, buf, off, n, this.#now, this.#nowMs))
+    if (
+      !checkOutbound(lease, this.translator, c, this.#replies, buf, off, n, this.#now, this.#nowMs)
+    )
       return;
     const context = lease.context!;
     const out = this.#out;

@@ -21,10 +21,13 @@
  * gets the pseudo-header sum of the new addresses and its own length (the kernel finishes it
  * per segment: ports need no update there).
  *
- * TTL: the kernel forwards the packet (ip_forward), which lowers the TTL by one; to stay
- * transparent (the same TTL on the wire as with the userspace encapsulation) the Worker adds 1
- * first, unless it is 255 (the header checksum updated incrementally, RFC 1624, for a packet
- * without GSO; recomputed for a super-packet, whose addresses may have changed too).
+ * TTL: left as it is. The IPv4 route of table 4608 is a seg6 lightweight tunnel, whose input
+ * redirect (lwtunnel_input → seg6_input) takes the place of ip_forward: the kernel encapsulates
+ * without lowering the IPv4 TTL (measured: the IPv4 server sees the TTL the userspace
+ * encapsulation gives; adding 1 made it one higher, test/client_kernel_encap.test.ts), and
+ * the IPv4 FORWARD netfilter hook is not crossed. The IPv6 packet it makes is then forwarded
+ * (ip6_forward: the IPv6 FORWARD hook, its hop limit lowered), which needs IPv6 forwarding
+ * from the DTI (lib/client/kernel_encap.ts).
  *
  * Counted: `client-kernel-encap` (packets handed back), `-segments` (what they become on the
  * wire), `-bytes` (their IPv4 lengths). `client-encap-forward` stays for what the Worker sends
@@ -37,7 +40,7 @@
  */
 import { checksumSum } from "../net/checksum.ts";
 import { tcpSegmentAt, tcpSegmentCount } from "../net/gso.ts";
-import { ipv4TotalLength, setIPv4Ttl, writeIPv4HeaderChecksum } from "../net/ipv4.ts";
+import { ipv4TotalLength, writeIPv4HeaderChecksum } from "../net/ipv4.ts";
 import { udpSegmentCount, writeUdpSegment } from "../net/udp_segment.ts";
 import {
   completeChecksum,
@@ -121,8 +124,6 @@ export class ClientKernelEncapOut {
       }
       if (!this.#check(frame, len)) return false;
       const total = this.#follower.lease.context!.length;
-      const ttl = frame[H + 8]!;
-      if (ttl < 255) setIPv4Ttl(frame, H, ttl + 1);
       frame.fill(0, 0, H); // checksums finished: a plain packet
       return this.#write(frame, total, 1);
     }
@@ -154,7 +155,6 @@ export class ClientKernelEncapOut {
     for (let i = 12; i < 20; i++) frame[H + i] = first[H + i]!;
     for (let i = 0; i < 4; i++) frame[H + ihl + i] = first[H + ihl + i]!;
     const total = ipv4TotalLength(frame, H);
-    if (frame[H + 8]! < 255) frame[H + 8] = frame[H + 8]! + 1;
     writeIPv4HeaderChecksum(frame, H);
     // NEEDS_CSUM: the field holds the pseudo-header sum (not complemented), over the whole
     // length; the kernel adjusts it per segment (tcp_gso_segment, __udp_gso_segment).
