@@ -6,11 +6,11 @@
 import { Command, Option } from "@commander-js/extra-typings";
 import { Dhcp4o6Client } from "../lib/client/dhcp4o6_client.ts";
 import { failoverLeaseClient } from "../lib/client/failover.ts";
+import { kernelEncapRefusal } from "../lib/client/kernel_encap.ts";
 import { warnNaptMinimums } from "../lib/client/napt_minimums.ts";
 import { DstmNode, type NodeConfig } from "../lib/client/node.ts";
 import type { NodeDtiStatus } from "../lib/client/node_config.ts";
 import { dtiText } from "../lib/client/node_status.ts";
-import { kernelEncapRefusal } from "../lib/client/kernel_encap.ts";
 import { clearStaleKernelDti, kernelDtiRefusal } from "../lib/client/tunnel_dti.ts";
 import {
   type ClientFlags,
