@@ -25,7 +25,7 @@ import {
   labServerArgv,
   labTepArgv,
 } from "./helpers/dti_lab.ts";
-import { type DstmProcess, spawnDstm } from "./helpers/process.ts";
+import { BUN, type DstmProcess, ROOT, spawnDstm } from "./helpers/process.ts";
 import { eventually } from "./helpers/wait.ts";
 
 const { skip, dir, made } = dtiSuite("client_kernel_encap", "dstmhy-");
@@ -251,6 +251,17 @@ describe.skipIf(skip !== null || noTshark !== null)("dstm client --kernel-encap"
     expect(c["client-decap-forward"]).toBeGreaterThan(0); // the replies: the userspace in path
     expect(await ttlAtWeb()).toBe(ttlUserspace);
     expect(await within(ping, 5_000)).toBe(true);
+    const text = host.exec([
+      BUN,
+      join(ROOT, "mod.ts"),
+      "client",
+      "status",
+      "--control",
+      clientSocket,
+    ]);
+    expect(text.stdout).toMatch(
+      /^kernel +\d+ packets \(\d+ on the wire\), \d+ bytes checked and handed to the kernel to encapsulate/m,
+    );
   }, 90_000);
 
   test("a foreign IPv4 source written into the DTI is dropped and counted, not encapsulated", async () => {
