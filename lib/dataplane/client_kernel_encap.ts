@@ -39,6 +39,7 @@
  * @module
  */
 import { checksumSum } from "../net/checksum.ts";
+import type { BatchDevice } from "../net/device.ts";
 import { tcpSegmentAt, tcpSegmentCount } from "../net/gso.ts";
 import { ipv4TotalLength, writeIPv4HeaderChecksum } from "../net/ipv4.ts";
 import { udpSegmentCount, writeUdpSegment } from "../net/udp_segment.ts";
@@ -50,7 +51,6 @@ import {
   GSO_UDP_L4,
   VIRTIO_NET_HDR_F_NEEDS_CSUM,
   VNET_HDR_LEN,
-  type VnetTunDevice,
 } from "../sys/tun_vnet.ts";
 import { Counter } from "../tunnel/counters.ts";
 import type { ClientTranslator } from "../tunnel/napt.ts";
@@ -62,6 +62,18 @@ const KERNEL_ENCAP = Counter["client-kernel-encap"];
 const KERNEL_ENCAP_SEGMENTS = Counter["client-kernel-encap-segments"];
 const KERNEL_ENCAP_BYTES = Counter["client-kernel-encap-bytes"];
 const H = VNET_HDR_LEN;
+
+/**
+ * What the loop needs of the DTI (lib/sys/tun_vnet.ts VnetTunDevice; fakes in tests): whole
+ * frames (a virtio_net_hdr, then the packet) both ways, and the BatchDevice's `write` for the
+ * replies made here (ICMPv4 errors, RSTs).
+ */
+export interface FrameDevice extends BatchDevice {
+  /** Reads one frame into `frame`: its length with the header, 0 (nothing), or -errno. */
+  readFrame(frame: Uint8Array): number;
+  /** Writes `frame[0, length)` as it is: the bytes written, or -errno. */
+  writeFrame(frame: Uint8Array, length: number): number;
+}
 const FRAME_BYTES = H + 65536;
 
 /** DTI → checks → back into the DTI for the kernel's encapsulation. One per Worker. */
@@ -70,7 +82,7 @@ export class ClientKernelEncapOut {
   readonly translator: ClientTranslator;
   readonly #init: ClientLoopInit;
   readonly #follower: LeaseFollower;
-  readonly #tun: VnetTunDevice;
+  readonly #tun: FrameDevice;
   readonly #replies: DtiReplies;
   readonly #frame = new Uint8Array(FRAME_BYTES);
   /** The first and the last segment of a super-packet, checked for it. */
@@ -79,7 +91,7 @@ export class ClientKernelEncapOut {
   #now = 0;
   #nowMs = 0;
 
-  constructor(init: ClientLoopInit, tun: VnetTunDevice) {
+  constructor(init: ClientLoopInit, tun: FrameDevice) {
     this.#init = init;
     this.#follower = new LeaseFollower(init, true);
     this.translator = this.#follower.translator;
