@@ -12,6 +12,11 @@
  * - `accept_local=1`: the packets' source is the leased address, a local one;
  * - `rp_filter=0` (the kernel applies the larger of `all` and the device's: with
  *   `all.rp_filter` 1 or 2 the reverse path is the DTI itself, which passes too);
+ * - `net.ipv6.conf.DTI.force_forwarding=1` (Linux ≥ 6.17): the route's seg6 input redirect
+ *   (seg6_input) encapsulates and then *forwards* the IPv6 packet (ip6_forward), which needs
+ *   IPv6 forwarding from the input device. Older kernels have only the global switch: there
+ *   `net.ipv6.conf.all.forwarding=1` must already be set by the administrator, else `up`
+ *   refuses with a permanent DtiError;
  * - the IPv4 rule `iif DTI lookup 4608` (priority 4608) and, in table 4608, the route
  *   `default encap seg6 mode encap.red segs TEP6 dev DTI mtu (MTU + 64)` (lib/client/seg6_dti.ts
  *   SEG6_HEADROOM: what IPv4 then sees is the DTI MTU).
@@ -20,9 +25,11 @@
  * anyway); a client killed before it could leaves the rule, which {@link removeStaleKernelEncap}
  * takes away at the next start.
  *
- * Forwarded packets cross the host's netfilter FORWARD chain: with a policy of DROP (Docker
- * sets one) it must accept `iif DTI`, or every packet is dropped after the Worker counted it
- * in `client-kernel-encap` (docs/kernel-dti.md).
+ * The seg6 input redirect takes the place of ip_forward: the IPv4 TTL is not lowered and the
+ * IPv4 FORWARD netfilter hook is not crossed, but the IPv6 packet crosses the IPv6 FORWARD
+ * hook: with a policy of DROP there (Docker sets one when it manages ip6tables) it must accept
+ * `iif DTI`, or every packet is dropped after the Worker counted it in `client-kernel-encap`
+ * (docs/kernel-dti.md).
  *
  * @module
  */
