@@ -6,10 +6,11 @@
  * receives IPv4-in-IPv6 from the host's address while the Workers' own send counter stays at
  * zero; the bytes arrive intact; the TTL at the IPv4 server is the one the userspace
  * encapsulation gives; a shared lease keeps its NAPT; a spoofed source is dropped and counted,
- * never encapsulated; an IPv6 FORWARD policy of DROP must accept `iif DTI`; SIGKILL + restart and SIGTERM leave no rule, route or sysctl behind; the
+ * never encapsulated; an IPv6 FORWARD policy of DROP must accept `iif DTI`; a lost lease and a
+ * new TEP take the DTI down and up in one process with the route to the new TEP; SIGKILL + restart and SIGTERM leave no rule, route or sysctl behind; the
  * refusals.
  *
- *   host ns: 2001:db8:7::10 ──veth── core ns: server 2001:db8:7::53, TEP 2001:db8:7::1
+ *   host ns: 2001:db8:7::10 ──veth── core ns: server 2001:db8:7::53, TEP 2001:db8:7::1 (later ::2)
  *                                                 ──veth── web ns: 192.0.2.80
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
@@ -75,7 +76,11 @@ const sinkLines: string[] = [];
 
 beforeAll(async () => {
   if (skip) return;
-  ({ host, core, web } = createDtiLab("dstmhy-", ["2001:db8:7::1/64", "2001:db8:7::53/64"]));
+  ({ host, core, web } = createDtiLab("dstmhy-", [
+    "2001:db8:7::1/64",
+    "2001:db8:7::2/64",
+    "2001:db8:7::53/64",
+  ]));
   made.push(host, core, web);
   for (const [name, text] of [
     ["sink.py", SINK],
@@ -106,10 +111,14 @@ afterAll(async () => {
   rmSync(dir, { recursive: true, force: true });
 }, 30_000);
 
-async function startCore(extra: string[]): Promise<void> {
-  server = spawnDstm(labServerArgv({ leaseTime: 30, extra, control: serverSocket }), {}, core.name);
+async function startCore(extra: string[], tep6 = "2001:db8:7::1"): Promise<void> {
+  server = spawnDstm(
+    labServerArgv({ leaseTime: 30, extra, control: serverSocket, tep6 }),
+    {},
+    core.name,
+  );
   await server.waitFor(/ start /, 20_000);
-  tep = spawnDstm(labTepArgv(), {}, core.name);
+  tep = spawnDstm(labTepArgv(tep6), {}, core.name);
   await tep.waitFor(/tep-start/, 20_000);
   await server.waitFor(/tep-connected/, 20_000);
 }
@@ -350,6 +359,28 @@ describe.skipIf(skip !== null || noTshark !== null)("dstm client --kernel-encap"
     expect(await within(ping, 10_000)).toBe(true);
     await stopClient();
   }, 60_000);
+
+  test("the lease lost and bound again to a new TEP: down and up in one process, the route to the new TEP", async () => {
+    const c = await startClient(["--kernel-encap"]);
+    for (const p of [tep, server]) p?.proc.kill("SIGTERM");
+    await Promise.all([tep?.exited, server?.exited]);
+    // A server that forgot the lease (in memory) and names another TEP: the renewal is refused.
+    await startCore([], "2001:db8:7::2");
+    await c.waitFor(/ lease-lost /, 45_000);
+    await c.waitFor(/ bound .*tep6=2001:db8:7::2/, 45_000);
+    const k = kernelState();
+    expect(k.rules.length).toBe(1);
+    expect(k.table).toMatch(/segs 1 \[ 2001:db8:7::2 \]/);
+    expect([k.forwarding, k.acceptLocal, k.rpFilter, k.forceForwarding6]).toEqual([
+      "1",
+      "1",
+      "0",
+      "1",
+    ]);
+    expect(await within(ping, 10_000)).toBe(true);
+    await stopClient();
+    expect(kernelState()).toMatchObject({ rules: [], table: "", device: false });
+  }, 120_000);
 
   test("a shared lease (port set): NAPT still applies, the kernel encapsulates", async () => {
     await stopAll();
