@@ -271,6 +271,16 @@ describe.skipIf(skip !== null || noTshark !== null)("dstm client --kernel-encap"
     expect(text.stdout).toMatch(
       /^kernel +\d+ packets \(\d+ on the wire\), \d+ bytes checked and handed to the kernel to encapsulate/m,
     );
+    expect(text.stdout).toMatch(
+      /^dti +dtihy0 \(mtu 1460, tun; encapsulation by the kernel \(--kernel-encap\)\)$/m,
+    );
+    expect(clientStatusJson<{ dti: unknown }>(host, clientSocket).dti).toEqual({
+      requested: "tun",
+      mode: "tun",
+      fallback: null,
+      counters: "workers",
+      kernelEncap: true,
+    });
   }, 90_000);
 
   test("a foreign IPv4 source written into the DTI is dropped and counted, not encapsulated", async () => {

@@ -141,7 +141,8 @@ export class KernelDti implements DtiHooks {
 
   /** `tun` while the TUN is open (./dti.ts DtiInUse), else undefined. */
   inUse(): DtiInUse | undefined {
-    return this.#tunFd >= 0 ? { mode: "tun" } : undefined;
+    if (this.#tunFd < 0) return undefined;
+    return this.#encap ? { mode: "tun", kernelEncap: true } : { mode: "tun" };
   }
 
   /** Stops the Workers, closes the raw socket and the TUN (device, address, routes go). */

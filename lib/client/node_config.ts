@@ -103,4 +103,6 @@ export interface NodeDtiStatus {
   mode: "tun" | "ip6tnl" | "seg6" | null;
   fallback: string | null;
   counters: "workers" | "kernel" | null;
+  /** Present (true) while the TUN DTI hands checked packets to the kernel (`--kernel-encap`). */
+  kernelEncap?: true;
 }
