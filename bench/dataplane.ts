@@ -100,8 +100,8 @@ export async function runOne(
   path: PathName,
   round: number,
   o: Options,
-  /** The node iperf3 runs on (B: bench/dataplane_kernel_dti.ts). */
-  from: "a" | "b" = "a",
+  /** The node iperf3 runs on (B, C: bench/dataplane_kernel_dti.ts). */
+  from: "a" | "b" | "c" = "a",
 ): Promise<RunResult> {
   const boundS = o.duration + o.omit + 20;
   const server = await startIperfServer(lab, (boundS + 10) * 1000);

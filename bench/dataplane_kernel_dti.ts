@@ -1,7 +1,8 @@
 /**
- * The full lab of bench/dataplane.ts with a third path: dstm with the kernel DTI
- * (`dstm client --dti kernel`, lib/client/tunnel_dti.ts), beside dstm with the userspace DTI
- * and plain kernel routing, alternating, medians over rounds.
+ * The full lab of bench/dataplane.ts with two more paths: dstm with the kernel DTI
+ * (`dstm client --dti kernel`, lib/client/tunnel_dti.ts) and with the userspace DTI handing
+ * encapsulation to the kernel (`--kernel-encap`), beside dstm with the userspace DTI and plain
+ * kernel routing, alternating, medians over rounds.
  *
  *   bun bench/dataplane_kernel_dti.ts [--duration 4] [--omit 1] [--rounds 3] [--tcp-only] [--gro-b] [--json]   # as root
  *
@@ -13,10 +14,13 @@
  *   (ip6tnl, or seg6 encap.red where the kernel has no ip6tnl), GSO super-packets and all;
  *   the same dstm TEP (Workers) decapsulates. iperf3 runs on B, which sits on the same
  *   bridge as A.
+ * - **hybrid**: node C's client restarted with `--kernel-encap` (lib/client/kernel_encap.ts):
+ *   the TUN DTI's Workers check each packet and hand it back to the kernel, which
+ *   encapsulates (seg6 encap.red) and segments after encapsulation; in as for **tun**.
  * - **kernel**: node A, no tunnel, the same wires (bench/dataplane.ts's "kernel").
  *
- * Each round runs every test on the three paths in a rotating order; the table gives the
- * medians and the ratios kernel-dti / kernel, tun / kernel and kernel-dti / tun.
+ * Each round runs every test on the four paths in a rotating order; the table gives the
+ * medians and the ratios kernel-dti / kernel, hybrid / kernel, tun / kernel and kernel-dti / tun.
  */
 
 import { leasedAddress } from "../lib/lab/demo.ts";
@@ -34,7 +38,7 @@ import {
 import { addKernelPath, runOne } from "./dataplane.ts";
 import { type Options, type RunResult, TESTS } from "./dataplane_tests.ts";
 
-const PATHS = ["tun", "kernel-dti", "kernel"] as const;
+const PATHS = ["tun", "kernel-dti", "hybrid", "kernel"] as const;
 type Path = (typeof PATHS)[number];
 
 interface Run extends Omit<RunResult, "path"> {
@@ -52,7 +56,9 @@ async function runPath(
   const r =
     path === "kernel-dti"
       ? await runOne(lab, test, "dstm", round, o, "b")
-      : await runOne(lab, test, path === "tun" ? "dstm" : "kernel", round, o);
+      : path === "hybrid"
+        ? await runOne(lab, test, "dstm", round, o, "c")
+        : await runOne(lab, test, path === "tun" ? "dstm" : "kernel", round, o);
   return { ...r, path };
 }
 
@@ -93,9 +99,11 @@ async function preparePaths(
   const mtu = dti?.mtu ?? LAB.ipv6Mtu - 40;
   addKernelPath(lab, mtu);
   await lab.restart("client-b", ["--dti", "kernel"]);
+  await lab.restart("client-c", ["--kernel-encap"]);
   // A veth does GRO only when asked (NAPI); a NIC does it by default.
   if (o.groB) lab.run("b", ["ethtool", "-K", "eth0", "gro", "on"]);
   const b4 = await leasedAddress(lab, "b");
+  const c4 = await leasedAddressOfC(lab);
   const backend =
     lab.ns.b.ipJson<{ linkinfo?: { info_kind?: string } }[]>("-d", "link", "show", "dev", "dti0")[0]
       ?.linkinfo?.info_kind === "ip6tnl"
@@ -104,18 +112,29 @@ async function preparePaths(
   for (const [node, extra] of [
     ["a", []],
     ["b", []],
+    ["c", []],
     ["a", ["-I", "203.0.113.2"]],
   ] as const) {
     const r = lab.run(node, ["ping", "-c", "1", "-W", "2", ...extra, LAB.web4]);
     if (r.code !== 0) throw new Error(`node ${node}: ping ${LAB.web4} failed: ${r.stdout}`);
   }
   log(
-    `lab ${name}: A tun DTI (MTU ${mtu}); B kernel DTI (${backend}, ${b4}); kernel routing from A`,
+    `lab ${name}: A tun DTI (MTU ${mtu}); B kernel DTI (${backend}, ${b4}); C tun DTI --kernel-encap (${c4}); kernel routing from A`,
   );
   return backend;
 }
 
-/** Every test (TCP only with `--tcp-only`) over the three paths, `o.rounds` times, rotating. */
+/** Node C's leased IPv4 address (lib/lab/demo.ts leasedAddress, which takes A, B or E). */
+async function leasedAddressOfC(lab: Lab): Promise<string> {
+  const response = await fetch("http://localhost/v1/status", {
+    unix: lab.services.socket("client-c"),
+  });
+  const status = (await response.json()) as { ipv4: string | null };
+  if (!status.ipv4) throw new Error("node C has no lease");
+  return status.ipv4;
+}
+
+/** Every test (TCP only with `--tcp-only`) over the four paths, `o.rounds` times, rotating. */
 async function runRounds(lab: Lab, o: KernelDtiOptions, log: BenchLog): Promise<Run[]> {
   const runs: Run[] = [];
   const tests = TESTS.filter((t) => !o.tcpOnly || t.kind === "tcp");
@@ -140,19 +159,23 @@ function medianTable(runs: Run[]) {
   return [...new Set(runs.map((r) => r.test))].map((test) => {
     const of = (path: Path) =>
       median(runs.filter((r) => r.test === test && r.path === path).map((r) => r.gbps));
-    const [tun, kdti, kernel] = [of("tun"), of("kernel-dti"), of("kernel")];
+    const [tun, kdti, hybrid, kernel] = [of("tun"), of("kernel-dti"), of("hybrid"), of("kernel")];
     // Under load the paths' absolute figures swing between rounds: the ratio within each
     // round (same minute, same load), then its median, is the steadier figure.
     const at = (round: number, path: Path) =>
       runs.find((r) => r.test === test && r.round === round && r.path === path)?.gbps ?? Number.NaN;
     const rounds = [...new Set(runs.map((r) => r.round))];
     const paired = median(rounds.map((round) => at(round, "kernel-dti") / at(round, "kernel")));
+    const hybridPaired = median(rounds.map((round) => at(round, "hybrid") / at(round, "kernel")));
     return {
       test,
       tun,
       kernelDti: kdti,
+      hybrid,
       kernel,
       kdtiPerKernel: kdti / kernel,
+      hybridPerKernel: hybrid / kernel,
+      hybridPerKernelPaired: hybridPaired,
       kdtiPerKernelPaired: paired,
       tunPerKernel: tun / kernel,
       kdtiPerTun: kdti / tun,
@@ -190,12 +213,12 @@ function printReport(o: KernelDtiOptions, report: Report): void {
     `\nmedians of ${o.rounds} rounds, Gbit/s (kernel DTI: ${report.backend}; code ${report.code}):\n`,
   );
   console.log(
-    "| test | tun DTI | kernel DTI | kernel routing | kernel DTI / kernel | same, per round (median) | tun / kernel | kernel DTI / tun |",
+    "| test | tun DTI | kernel DTI | tun --kernel-encap | kernel routing | kernel DTI / kernel | same, per round (median) | --kernel-encap / kernel | same, per round | tun / kernel | kernel DTI / tun |",
   );
-  console.log("|---|---:|---:|---:|---:|---:|---:|---:|");
+  console.log("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
   for (const t of report.table)
     console.log(
-      `| ${t.test} | ${t.tun.toFixed(3)} | ${t.kernelDti.toFixed(3)} | ${t.kernel.toFixed(3)} | ${t.kdtiPerKernel.toFixed(3)} | ${t.kdtiPerKernelPaired.toFixed(3)} | ${t.tunPerKernel.toFixed(3)} | ${t.kdtiPerTun.toFixed(2)} |`,
+      `| ${t.test} | ${t.tun.toFixed(3)} | ${t.kernelDti.toFixed(3)} | ${t.hybrid.toFixed(3)} | ${t.kernel.toFixed(3)} | ${t.kdtiPerKernel.toFixed(3)} | ${t.kdtiPerKernelPaired.toFixed(3)} | ${t.hybridPerKernel.toFixed(3)} | ${t.hybridPerKernelPaired.toFixed(3)} | ${t.tunPerKernel.toFixed(3)} | ${t.kdtiPerTun.toFixed(2)} |`,
     );
   console.log(
     `\nmachine ${(report.machine.busyBefore * 100).toFixed(0)}% busy before; ${report.runsWithOtherLoad} of ${report.runs.length} runs with ≥ 10% of a CPU used outside the lab (median ${report.medianOutsideLoadPercent.toFixed(0)}%)`,

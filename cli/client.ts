@@ -6,6 +6,7 @@
 import { Command, Option } from "@commander-js/extra-typings";
 import { Dhcp4o6Client } from "../lib/client/dhcp4o6_client.ts";
 import { failoverLeaseClient } from "../lib/client/failover.ts";
+import { kernelEncapRefusal } from "../lib/client/kernel_encap.ts";
 import { warnNaptMinimums } from "../lib/client/napt_minimums.ts";
 import { DstmNode, type NodeConfig } from "../lib/client/node.ts";
 import type { NodeDtiStatus } from "../lib/client/node_config.ts";
@@ -69,7 +70,9 @@ Examples:
       const flags = settings.values as unknown as ClientFlags;
       const run = await explained(settings, () => {
         const r = resolveClientSettings(flags);
-        const refusal = kernelDtiRefusal(flags.dti, { ...flags, dscp: r.dscp });
+        const refusal =
+          kernelDtiRefusal(flags.dti, { ...flags, dscp: r.dscp }) ??
+          kernelEncapRefusal({ ...flags, dtiMode: flags.dti, dscp: r.dscp });
         if (refusal) throw new UsageError(refusal);
         return r;
       });
@@ -135,6 +138,11 @@ function addStatusCommand(client: ReturnType<typeof clientCommand>): void {
           `tep       ${status.tep6 ?? "-"}${status.tep4 ? ` (${status.tep4})` : ""}`,
           `expires   ${status.expiresAt ?? "-"}`,
           `sent      ${counters["client-encap-forward"]} packets, ${counters["client-encap-forward-bytes"]} bytes`,
+          ...((counters["client-kernel-encap"] ?? 0) > 0
+            ? [
+                `kernel    ${counters["client-kernel-encap"]} packets (${counters["client-kernel-encap-segments"]} on the wire), ${counters["client-kernel-encap-bytes"]} bytes checked and handed to the kernel to encapsulate (--kernel-encap)`,
+              ]
+            : []),
           `received  ${counters["client-decap-forward"]} packets, ${counters["client-decap-forward-bytes"]} bytes`,
           ...naptLines(status.napt as Record<string, number> | null, counters),
           `path MTU  ${counters["pmtu-learned"] ?? 0} learned, ${counters["client-encap-drop-too-big"] ?? 0} too big (ICMPv4 3/4 to the application)`,
@@ -164,6 +172,7 @@ function clientSettings(
       host6: r.host6 ?? "-",
       ifname: flags.ifname,
       dti: flags.dti,
+      "kernel-encap": String(flags.kernelEncap === true),
       route: (flags.route ?? []).join(","),
       mtu: r.mtu === undefined ? "-" : String(r.mtu),
       "mss-clamp": String(flags.mssClamp),
@@ -256,6 +265,7 @@ function nodeOptions(flags: ClientFlags, r: ClientSettings, log: Logger): NodeCo
     mssClamp: flags.mssClamp,
     offload: flags.offload,
     udpGro: flags.udpGro === true,
+    kernelEncap: flags.kernelEncap === true,
     dscp: r.dscp,
     onDemand: flags.onDemand === true,
     idleSeconds: r.idle,

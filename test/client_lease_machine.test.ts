@@ -272,6 +272,9 @@ describe("DstmNode: the DTI in use and DTI failures (no root)", () => {
       "kernel: tun (a shared lease)",
     );
     expect(dtiText(dtiStatus("seg6", undefined))).toBe("seg6: down");
+    expect(dtiText(dtiStatus("tun", { mode: "tun", kernelEncap: true }))).toBe(
+      "tun; encapsulation by the kernel (--kernel-encap)",
+    );
     expect(dtiText(undefined)).toBe("");
   });
 

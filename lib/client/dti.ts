@@ -33,6 +33,8 @@ export interface DtiHooks {
 export interface DtiInUse {
   readonly mode: "tun" | "ip6tnl" | "seg6";
   readonly fallback?: string;
+  /** The TUN DTI hands checked packets to the kernel to encapsulate (`--kernel-encap`). */
+  readonly kernelEncap?: boolean;
 }
 
 /**

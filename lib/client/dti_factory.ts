@@ -7,17 +7,20 @@
  */
 import type { DtiHooks } from "./dti.ts";
 import { KernelDti, type KernelDtiOptions } from "./kernel_dti.ts";
+import { kernelEncapRefusal } from "./kernel_encap.ts";
 import type { NodeConfig } from "./node_config.ts";
 import { kernelDtiRefusal, TunnelDti } from "./tunnel_dti.ts";
 
 export interface DtiFactoryOptions extends KernelDtiOptions {
-  readonly config: KernelDtiOptions["config"] & Pick<NodeConfig, "dtiMode" | "log" | "port">;
+  readonly config: KernelDtiOptions["config"] & Pick<NodeConfig, "dtiMode" | "log">;
 }
 
 /** The DTI the settings ask for; throws the refusal when the kernel tunnel cannot do them. */
 export function createDti(options: DtiFactoryOptions): DtiHooks {
   const tun = new KernelDti({ ...options, log: options.config.log });
   const mode = options.config.dtiMode ?? "tun";
+  const encapRefusal = kernelEncapRefusal(options.config);
+  if (encapRefusal) throw new Error(encapRefusal);
   if (mode === "tun") return tun;
   const refusal = kernelDtiRefusal(mode, options.config);
   if (refusal) throw new Error(refusal);

@@ -10,28 +10,45 @@
  * address and routes. `up` undoes what it did and rejects when a step fails (no root, name
  * taken, no such address); `down` never rejects.
  *
+ * `--kernel-encap` (NodeConfig.kernelEncap): the outbound Worker hands checked packets back to
+ * the kernel through the TUN, which encapsulates them to the TEP (./kernel_encap.ts).
+ *
  * @module
  */
 
 import type { Logger } from "../control/log.ts";
 import { Forwarder } from "../dataplane/forwarder.ts";
-import { formatIPv4, parseIPv6 } from "../net/addr.ts";
+import { formatIPv4, formatIPv6, parseIPv6 } from "../net/addr.ts";
 import { interfaceOfIPv6, linkMtu } from "../sys/ifinfo.ts";
 import { addressAdd, linkSetMtu, linkSetTxQueueLen, linkSetUp, routeAdd } from "../sys/netlink.ts";
 import { Raw6Socket } from "../sys/raw6.ts";
 import { writeSysctl } from "../sys/sysctl.ts";
 import { closeTun, openTun } from "../sys/tun_linux.ts";
 import type { Counters } from "../tunnel/counters.ts";
-import type { DtiHooks, DtiInUse } from "./dti.ts";
+import { DtiError, type DtiHooks, type DtiInUse } from "./dti.ts";
+import {
+  type KernelEncapState,
+  kernelEncapDown,
+  kernelEncapUp,
+  removeStaleKernelEncap,
+} from "./kernel_encap.ts";
 import type { NodeConfig } from "./node_config.ts";
-import { removeStaleSeg6 } from "./seg6_dti.ts";
+import { checkSeg6Source, removeStaleSeg6 } from "./seg6_dti.ts";
 
 /** What the kernel DTI shares with the node: its settings and the Workers' shared tables. */
 export interface KernelDtiOptions {
   readonly ifname: string;
   readonly config: Pick<
     NodeConfig,
-    "mtu" | "routes" | "offload" | "udpGro" | "onDemand" | "mssClamp" | "dscp"
+    | "mtu"
+    | "routes"
+    | "offload"
+    | "udpGro"
+    | "onDemand"
+    | "mssClamp"
+    | "dscp"
+    | "kernelEncap"
+    | "port"
   >;
   /** The host's IPv6 address now (the tunnel source; changes when the host is renumbered). */
   readonly host6: () => string;
@@ -48,6 +65,8 @@ export class KernelDti implements DtiHooks {
   #tunFd = -1;
   #raw: Raw6Socket | undefined;
   #forwarder: Forwarder | undefined;
+  /** --kernel-encap: the rule, route and sysctls (./kernel_encap.ts). */
+  #encap: KernelEncapState | undefined;
   readonly #o: KernelDtiOptions;
 
   constructor(options: KernelDtiOptions) {
@@ -81,6 +100,14 @@ export class KernelDti implements DtiHooks {
       linkSetUp(ifname);
       for (const route of c.routes ?? ["0.0.0.0/0"])
         routeAdd({ dst: route, dev: ifname, src: formatIPv4(address) });
+      // A killed --kernel-encap client's rule (its route and sysctls went with its TUN).
+      removeStaleKernelEncap(ifname, this.#o.log);
+      if (c.kernelEncap) {
+        if (!tep6) throw new DtiError(`DTI ${ifname}: --kernel-encap needs a TEP`);
+        const tep = formatIPv6(tep6);
+        await checkSeg6Source(this.#o.host6(), tep, c.port ?? 4607, "--kernel-encap");
+        this.#encap = kernelEncapUp(ifname, tep, mtu);
+      }
       const raw = Raw6Socket.open({ receiveBuffer: 4 << 20, sendBuffer: 4 << 20 });
       this.#raw = raw;
       raw.bindAddress(parseIPv6(this.#o.host6())!);
@@ -101,6 +128,7 @@ export class KernelDti implements DtiHooks {
           dscp: c.dscp,
           offload: c.offload !== false,
           udpGro: c.udpGro === true,
+          kernelEncap: c.kernelEncap === true,
         },
         onNeedLease,
       });
@@ -113,7 +141,8 @@ export class KernelDti implements DtiHooks {
 
   /** `tun` while the TUN is open (./dti.ts DtiInUse), else undefined. */
   inUse(): DtiInUse | undefined {
-    return this.#tunFd >= 0 ? { mode: "tun" } : undefined;
+    if (this.#tunFd < 0) return undefined;
+    return this.#encap ? { mode: "tun", kernelEncap: true } : { mode: "tun" };
   }
 
   /** Stops the Workers, closes the raw socket and the TUN (device, address, routes go). */
@@ -121,6 +150,8 @@ export class KernelDti implements DtiHooks {
     const forwarder = this.#forwarder;
     this.#forwarder = undefined;
     await forwarder?.stop();
+    if (this.#encap) kernelEncapDown(this.#encap);
+    this.#encap = undefined;
     this.#raw?.close();
     this.#raw = undefined;
     // Closing the last fd deletes the TUN device, and with it its address and routes.

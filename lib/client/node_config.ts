@@ -42,6 +42,12 @@ export interface NodeConfig {
    * with `offload`). Default false: the host's netfilter would see each run as one packet.
    */
   readonly udpGro?: boolean;
+  /**
+   * With the userspace DTI (`tun`) and `offload`: the outbound Worker checks and hands each
+   * packet back to the kernel through the DTI, which encapsulates it (seg6) and segments after
+   * encapsulation (./kernel_encap.ts, lib/dataplane/client_kernel_encap.ts). Default false.
+   */
+  readonly kernelEncap?: boolean;
   /** Outer DSCP: −1 copies the inner one (default, RFC 2983), else 0–63. */
   readonly dscp?: number;
   /** On-demand mode: lease only while IPv4 traffic flows; release after `idleSeconds` without. */
@@ -97,4 +103,6 @@ export interface NodeDtiStatus {
   mode: "tun" | "ip6tnl" | "seg6" | null;
   fallback: string | null;
   counters: "workers" | "kernel" | null;
+  /** Present (true) while the TUN DTI hands checked packets to the kernel (`--kernel-encap`). */
+  kernelEncap?: true;
 }

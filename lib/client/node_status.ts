@@ -66,6 +66,7 @@ export function dtiStatus(requested: DtiMode, inUse: DtiInUse | undefined): Node
     mode,
     fallback: inUse?.fallback ?? null,
     counters: mode === null ? null : mode === "tun" ? "workers" : "kernel",
+    ...(inUse?.kernelEncap ? { kernelEncap: true as const } : {}),
   };
 }
 
@@ -80,5 +81,6 @@ export function dtiText(dti: Partial<NodeDtiStatus> | undefined): string {
   let text = dti.requested === mode ? mode : `${dti.requested}: ${mode}`;
   if (dti.fallback) text += ` (${dti.fallback})`;
   if (dti.counters === "kernel") text += "; counters are the kernel's: ip -s link";
+  if (dti.kernelEncap) text += "; encapsulation by the kernel (--kernel-encap)";
   return text;
 }

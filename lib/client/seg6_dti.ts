@@ -32,18 +32,19 @@
  *
  * @module
  */
-import { formatIPv4 } from "../net/addr.ts";
+import { formatIPv4, formatIPv6, parseIPv6 } from "../net/addr.ts";
 import { Errno, SysError } from "../sys/libc.ts";
 import { addressAdd, linkSetMtu, linkSetUp, routeAdd, routeDel } from "../sys/netlink.ts";
 import { type RuleSpec, ruleAdd, ruleDel } from "../sys/netlink_tunnel.ts";
 import { writeSysctl } from "../sys/sysctl.ts";
 import { closeTun, openTun } from "../sys/tun_linux.ts";
+import { sourceAddressFor } from "../sys/udp.ts";
 import type { KernelTunnelSettings } from "./ip6tnl_dti.ts";
 
 /** The routing table of the End.DX4 route (the DSTM port number, 4607). */
 export const SEG6_DTI_TABLE = 4607;
 /** What the kernel subtracts from an encap.red route's MTU: IPv6 header + a one-segment SRH (bytes). */
-const SEG6_HEADROOM = 40 + 24;
+export const SEG6_HEADROOM = 40 + 24;
 const RT_TABLE_LOCAL = 255;
 const IPPROTO_IPIP = 4;
 const LOCAL_RULE_MOVED = 1;
@@ -128,6 +129,25 @@ export function seg6Down(state: Seg6DtiState): void {
   }
   state.decap = false;
   if (state.tunFd >= 0) closeTun(state.tunFd);
+}
+
+/**
+ * seg6 takes the outer source from the kernel's choice (`ip sr tunsrc`, else the source it
+ * picks towards `tep6`): it must be `host6`, the address the lease is bound to, or the TEP
+ * drops every packet. Throws an Error naming `what` (the option) otherwise.
+ */
+export async function checkSeg6Source(
+  host6: string,
+  tep6: string,
+  port: number,
+  what: string,
+): Promise<void> {
+  const picked = await sourceAddressFor(tep6, port);
+  if (formatIPv6(parseIPv6(picked)!) !== formatIPv6(parseIPv6(host6)!)) {
+    throw new Error(
+      `${what}: the kernel sends to the TEP ${tep6} from ${picked}, not from the leased host address ${host6}; use --dti tun (without --kernel-encap) or ip6tnl, or make ${host6} the preferred source`,
+    );
+  }
 }
 
 /**

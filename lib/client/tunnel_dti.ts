@@ -22,10 +22,9 @@
  * @module
  */
 import type { Logger } from "../control/log.ts";
-import { formatIPv6, parseIPv6 } from "../net/addr.ts";
+import { formatIPv6 } from "../net/addr.ts";
 import { interfaceOfIPv6, linkMtu } from "../sys/ifinfo.ts";
 import { isUnknownKind } from "../sys/netlink_tunnel.ts";
-import { sourceAddressFor } from "../sys/udp.ts";
 import { ClientState } from "../tunnel/client_state.ts";
 import { DtiError, type DtiHooks, type DtiInUse, type DtiMode } from "./dti.ts";
 import {
@@ -35,7 +34,13 @@ import {
   removeStaleIp6tnl,
 } from "./ip6tnl_dti.ts";
 import type { NodeConfig } from "./node_config.ts";
-import { removeStaleSeg6, type Seg6DtiState, seg6Down, seg6Up } from "./seg6_dti.ts";
+import {
+  checkSeg6Source,
+  removeStaleSeg6,
+  type Seg6DtiState,
+  seg6Down,
+  seg6Up,
+} from "./seg6_dti.ts";
 
 /** The settings a kernel DTI is checked against. */
 export type KernelDtiSettings = Pick<NodeConfig, "onDemand" | "offload" | "udpGro" | "dscp">;
@@ -187,7 +192,7 @@ export class TunnelDti implements DtiHooks {
       throw new DtiError(`DTI ${s.ifname}: ${kernelDtiRefusal("seg6", { dscp: s.dscp })}`, {
         permanent: true,
       });
-    await this.#checkSeg6Source(host6, tep);
+    await checkSeg6Source(host6, tep, this.#o.config.port ?? 4607, "--dti seg6");
     this.#active = seg6Up(s, address, host6, hostLink, tep, mtu);
     return mtu;
   }
@@ -210,15 +215,5 @@ export class TunnelDti implements DtiHooks {
     if (active === "fallback") await this.#o.fallback.down();
     else if (active === "ip6tnl") ip6tnlDown(this.#o.ifname);
     else if (active) seg6Down(active);
-  }
-
-  /** seg6 takes the outer source from the kernel's choice: it must be the bound address. */
-  async #checkSeg6Source(host6: string, tep6: string): Promise<void> {
-    const picked = await sourceAddressFor(tep6, this.#o.config.port ?? 4607);
-    if (formatIPv6(parseIPv6(picked)!) !== formatIPv6(parseIPv6(host6)!)) {
-      throw new Error(
-        `--dti seg6: the kernel sends to the TEP ${tep6} from ${picked}, not from the leased host address ${host6}; use --dti tun or ip6tnl, or make ${host6} the preferred source`,
-      );
-    }
   }
 }

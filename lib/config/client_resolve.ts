@@ -33,6 +33,8 @@ export interface ClientFlags extends DaemonFlags {
   mssClamp: boolean;
   offload: boolean;
   udpGro?: boolean;
+  /** `--kernel-encap` (lib/client/kernel_encap.ts). */
+  kernelEncap?: boolean;
   dscp: string;
   onDemand?: boolean;
   idle: string;

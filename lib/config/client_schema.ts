@@ -77,6 +77,11 @@ const settings: Setting[] = [
     default: "tun",
   },
   {
+    name: "kernel-encap",
+    kind: { type: "bool" },
+    doc: "with --dti tun: the Workers check each packet (leased source, port set and NAPT, MTU) and hand it back to the kernel through the DTI, which encapsulates it to the TEP (seg6 encap.red) and segments after encapsulation; sets forwarding, accept_local, rp_filter and IPv6 force_forwarding (Linux ≥ 6.17) on the DTI only, and a rule iif DTI lookup 4608; a host firewall's IPv6 FORWARD chain with a policy of DROP (Docker's) must accept iif DTI",
+  },
+  {
     name: "route",
     kind: { type: "list" },
     arg: "<cidr>",

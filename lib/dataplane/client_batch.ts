@@ -46,6 +46,7 @@ import {
   type ClientLoopInit,
   countTranslation,
   ENCAP_MALFORMED,
+  type Lease,
   LeaseFollower,
   NO_LEASE,
   QUEUE_FULL,
@@ -222,39 +223,13 @@ export class ClientOutBatch {
   /** One packet (a segment of a super-packet alike) at `buf[offset …]`: every check, then the vector. */
   #handle(buf: Uint8Array, n: number): void {
     const lease = this.#follower.lease;
-    const context = lease.context!;
+    const c = this.#init.counters;
     const off = this.#offset;
-    const translator = this.translator;
-    const counters = this.#init.counters;
-    // The translator reads the headers, so it needs them checked first; without translation
-    // clientEncap checks them (once).
-    if (lease.translate) {
-      if (validateIPv4(buf, off, n) !== IPv4Problem.NONE) {
-        counters[ENCAP_MALFORMED]! += 1;
-        return;
-      }
-      const result = translator.outbound(buf, off, n, this.#now, this.#nowMs);
-      if (result !== Translation.OK) {
-        countTranslation(counters, result);
-        // No port free: tell the application (a RST or ICMPv4 3/13) rather than stay silent.
-        if (translator.replyLength > 0)
-          this.#replies.write(translator.reply, translator.replyLength);
-        return;
-      }
-    }
-    const verdict = clientEncap(context, buf, off, n);
-    if (verdict === Verdict.ICMP) {
-      // "Fragmentation needed" for the application (RFC 2473 §7.1), translated back like any
-      // packet from the tunnel.
-      if (
-        lease.translate &&
-        translator.inbound(context.reply, 0, context.replyLength, this.#now) !== Translation.OK
-      )
-        return;
-      this.#replies.write(context.reply, context.replyLength);
+    if (
+      !checkOutbound(lease, this.translator, c, this.#replies, buf, off, n, this.#now, this.#nowMs)
+    )
       return;
-    }
-    if (verdict !== Verdict.FORWARD) return;
+    const context = lease.context!;
     const out = this.#out;
     if (out.full) this.#send();
     const a = 16 * out.count;
@@ -262,6 +237,57 @@ export class ClientOutBatch {
     for (let i = 0; i < 16; i++) out.addrs[a + i] = tep6[i]!;
     out.add(buf, context.length, context.trafficClass, context.flowLabel);
   }
+}
+
+/**
+ * Every check and rewrite of the out path on one packet at `buf[off, off + n)` with a lease
+ * (`lease.context` set): NAPT for a shared lease (placeholder, port set; a RST or ICMPv4 3/13
+ * into the DTI when no port is free), then `clientEncap` (anti-spoofing: the leased source;
+ * the port set; DF and path MTU, with "fragmentation needed" into the DTI). True when the
+ * packet may go (`lease.context.length` its IPv4 length); every drop is counted.
+ * `countForward`: see clientEncap.
+ */
+export function checkOutbound(
+  lease: Lease,
+  translator: ClientTranslator,
+  counters: Float64Array,
+  replies: DtiReplies,
+  buf: Uint8Array,
+  off: number,
+  n: number,
+  now: number,
+  nowMs: number,
+  countForward = true,
+): boolean {
+  const context = lease.context!;
+  // The translator reads the headers, so it needs them checked first; without translation
+  // clientEncap checks them (once).
+  if (lease.translate) {
+    if (validateIPv4(buf, off, n) !== IPv4Problem.NONE) {
+      counters[ENCAP_MALFORMED]! += 1;
+      return false;
+    }
+    const result = translator.outbound(buf, off, n, now, nowMs);
+    if (result !== Translation.OK) {
+      countTranslation(counters, result);
+      // No port free: tell the application (a RST or ICMPv4 3/13) rather than stay silent.
+      if (translator.replyLength > 0) replies.write(translator.reply, translator.replyLength);
+      return false;
+    }
+  }
+  const verdict = clientEncap(context, buf, off, n, countForward);
+  if (verdict === Verdict.ICMP) {
+    // "Fragmentation needed" for the application (RFC 2473 §7.1), translated back like any
+    // packet from the tunnel.
+    if (
+      lease.translate &&
+      translator.inbound(context.reply, 0, context.replyLength, now) !== Translation.OK
+    )
+      return false;
+    replies.write(context.reply, context.replyLength);
+    return false;
+  }
+  return verdict === Verdict.FORWARD;
 }
 
 /** TEP → DTI, in batches. One per Worker. */

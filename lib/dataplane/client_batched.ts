@@ -3,6 +3,7 @@
  * (recvmmsg/sendmmsg): the loops of client_batch.ts on lib/sys devices, run by
  * forwarder_worker.ts. The error queue of the raw IPv6 socket is read by a Raw6Socket on the
  * same fd in the inbound Worker, between batches (RFC 2473 §8.3, as client_loops.ts does).
+ * With `kernelEncap` the outbound Worker runs client_kernel_encap.ts instead.
  *
  * @module
  */
@@ -12,6 +13,7 @@ import { VnetTunDevice } from "../sys/tun_vnet.ts";
 import type { WorkerContext } from "../sys/worker.ts";
 import { attachClientLoop, seedPathMtu } from "./client_attach.ts";
 import { ClientInBatch, ClientOutBatch, DtiReplies } from "./client_batch.ts";
+import { ClientKernelEncapOut } from "./client_kernel_encap.ts";
 import { applicationError } from "./client_lease.ts";
 import type { ForwarderInit, ForwarderStats } from "./forwarder.ts";
 import { nowSeconds, TunnelErrors } from "./tunnel_errors.ts";
@@ -30,6 +32,11 @@ export function clientBatched(
   const tun = VnetTunDevice.attach(init.tunFd, { pollTimeoutMs });
   const batch = new Raw6Batch(init.rawFd, { pollTimeoutMs: 200 });
   ctx.ready();
+  if (init.role === "client-out" && init.client?.kernelEncap) {
+    const loop = new ClientKernelEncapOut(base, tun);
+    while (!ctx.stopRequested) if (loop.step() === CLOSED) break;
+    return loop.stats;
+  }
   if (init.role === "client-out") {
     const post = (globalThis as unknown as { postMessage(m: unknown): void }).postMessage;
     const loop = new ClientOutBatch(base, tun, batch, () => post({ kind: "dstm-need-lease" }));

@@ -43,6 +43,11 @@ export interface ClientForwarding extends TunnelForwarding {
   offload?: boolean;
   /** With `offload`: coalesce UDP datagrams into the DTI too (ClientBatchInit.udpGro). */
   udpGro?: boolean;
+  /**
+   * With `offload`: the outbound Worker hands checked packets back to the kernel through the
+   * DTI instead of encapsulating them (client_kernel_encap.ts; `dstm client --kernel-encap`).
+   */
+  kernelEncap?: boolean;
 }
 
 /** What a forwarding Worker is given. */
@@ -62,7 +67,12 @@ export interface ForwarderInit {
   napt?: SharedArrayBuffer;
   onDemand?: boolean;
   /** Client: outer-header settings and the DTI MTU. */
-  client?: TunnelForwarding & { tunnelMtu?: number; offload?: boolean; udpGro?: boolean };
+  client?: TunnelForwarding & {
+    tunnelMtu?: number;
+    offload?: boolean;
+    udpGro?: boolean;
+    kernelEncap?: boolean;
+  };
 }
 
 /** I/O failures a Worker saw (the per-packet verdicts are in the counters). */
@@ -138,6 +148,7 @@ export class Forwarder {
         tunnelMtu: o.client.tunnelMtu,
         offload: o.client.offload,
         udpGro: o.client.udpGro,
+        kernelEncap: o.client.kernelEncap,
       },
     };
     const forwarder = await Forwarder.#start([

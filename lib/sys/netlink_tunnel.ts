@@ -55,6 +55,7 @@ const IPPROTO_IPIP = 4;
 
 const FRA_DST = 1;
 const FRA_SRC = 2;
+const FRA_IIFNAME = 3;
 const FRA_PRIORITY = 6;
 const FRA_TABLE = 15;
 const FRA_IP_PROTO = 22;
@@ -132,9 +133,16 @@ function _ip6tnlMessage(spec: Ip6tnlSpec): NetlinkMessage {
   return m;
 }
 
-/** An IPv6 policy routing rule: packets to `dst` (CIDR) of protocol `ipProto` use `table`. */
+/**
+ * A policy routing rule: packets to `dst` (CIDR) of protocol `ipProto` use `table`. IPv6
+ * unless `ipv4`.
+ */
 export interface RuleSpec {
   readonly priority: number;
+  /** An IPv4 rule (`ip -4 rule`; no `dst` / `src` then); default IPv6. */
+  readonly ipv4?: boolean;
+  /** Input interface name (`iif NAME`); absent: any. */
+  readonly iif?: string;
   /** IPv6 destination prefix; absent: any. */
   readonly dst?: string;
   /** IPv6 source prefix; absent: any (and, deleting, a rule with any source). */
@@ -162,12 +170,14 @@ export function encodeRuleAdd(rule: RuleSpec): Uint8Array {
 
 function _ruleMessage(type: number, rule: RuleSpec): NetlinkMessage {
   const op = `rule ${_describeRule(rule)}`;
+  if (rule.ipv4 && (rule.dst !== undefined || rule.src !== undefined))
+    throw new SysError(op, Errno.EINVAL, "an IPv4 rule here takes no from/to prefix");
   const [dst, dstLength] = _prefix(rule.dst, op);
   const [src, srcLength] = _prefix(rule.src, op);
   const m = new NetlinkMessage(type, type === RTM_NEWRULE ? NLM_F_CREATE | NLM_F_EXCL : 0);
   // struct fib_rule_hdr: family, dst_len, src_len, tos, table, res1, res2, action; flags u32.
   // Like iproute2: a table id over 255 goes in FRA_TABLE only.
-  m.u8(libc.AF_INET6)
+  m.u8(rule.ipv4 ? libc.AF_INET : libc.AF_INET6)
     .u8(dstLength)
     .u8(srcLength)
     .u8(0)
@@ -180,6 +190,7 @@ function _ruleMessage(type: number, rule: RuleSpec): NetlinkMessage {
   if (dst) m.attr(FRA_DST, dst);
   if (src) m.attr(FRA_SRC, src);
   if (rule.ipProto !== undefined) m.attrU8(FRA_IP_PROTO, rule.ipProto);
+  if (rule.iif !== undefined) m.attr(FRA_IIFNAME, new TextEncoder().encode(`${rule.iif}\0`));
   if (rule.table >= 256) m.attrU32(FRA_TABLE, rule.table);
   return m;
 }
@@ -189,7 +200,8 @@ function _describeTunnel(spec: Ip6tnlSpec): string {
 }
 
 function _describeRule(rule: RuleSpec): string {
-  let text = `pref ${rule.priority}`;
+  let text = `${rule.ipv4 ? "-4 " : ""}pref ${rule.priority}`;
+  if (rule.iif !== undefined) text += ` iif ${rule.iif}`;
   if (rule.src !== undefined) text += ` from ${rule.src}`;
   if (rule.dst !== undefined) text += ` to ${rule.dst}`;
   if (rule.ipProto !== undefined) text += ` ipproto ${rule.ipProto}`;

@@ -39,11 +39,11 @@ const TUN_F_CSUM = 0x01;
 const TUN_F_TSO4 = 0x02;
 const TUN_F_USO4 = 0x20;
 const TUN_F_USO6 = 0x40;
-const VIRTIO_NET_HDR_F_NEEDS_CSUM = 1;
-const GSO_NONE = 0;
-const GSO_TCPV4 = 1;
-const GSO_UDP_L4 = 5;
-const GSO_ECN = 0x80;
+export const VIRTIO_NET_HDR_F_NEEDS_CSUM = 1;
+export const GSO_NONE = 0;
+export const GSO_TCPV4 = 1;
+export const GSO_UDP_L4 = 5;
+export const GSO_ECN = 0x80;
 
 export interface VnetTunOptions {
   pollTimeoutMs?: number;
@@ -164,6 +164,37 @@ export class VnetTunDevice implements BatchDevice {
     return count;
   }
 
+  /**
+   * One read(2) as the kernel hands it: `frame[0, 10)` the virtio_net_hdr, then the packet
+   * (a super-packet stays whole, its checksum partial). Returns the bytes read with the
+   * header, 0 after the poll timeout (or a short read), or -errno. For the kernel-encap out
+   * path (lib/dataplane/client_kernel_encap.ts), which writes it back with {@link writeFrame}.
+   */
+  readFrame(frame: Uint8Array): number {
+    let n = libc.read(this.fd, frame, 0, frame.length);
+    if (n === -Errno.EAGAIN) {
+      const ready = libc.poll(this.#pollIn, 1, this.pollTimeoutMs);
+      if (ready <= 0) return ready === -Errno.EINTR ? 0 : ready;
+      n = libc.read(this.fd, frame, 0, frame.length);
+      if (n === -Errno.EAGAIN) return 0;
+    }
+    return n < 0 || n > VNET_HDR_LEN ? n : 0;
+  }
+
+  /**
+   * Writes `frame[0, length)`, a virtio_net_hdr and its packet, as it is (a super-packet read
+   * by {@link readFrame} goes back with its gso_type, gso_size and NEEDS_CSUM). Returns the
+   * bytes written with the header, or -errno. A full queue waits up to the poll timeout once.
+   */
+  writeFrame(frame: Uint8Array, length: number): number {
+    let w = libc.write(this.fd, frame, 0, length);
+    if (w === -Errno.EAGAIN) {
+      libc.poll(this.#pollOut, 1, this.pollTimeoutMs);
+      w = libc.write(this.fd, frame, 0, length);
+    }
+    return w;
+  }
+
   /** See {@link BatchDevice.write}. A full queue waits up to the poll timeout once. */
   write(
     buf: Uint8Array,
@@ -203,10 +234,10 @@ export class VnetTunDevice implements BatchDevice {
 }
 
 /**
- * Finishes a NEEDS_CSUM checksum: the field at `pkt[off + field]` holds the pseudo-header sum,
+ * Finishes a NEEDS_CSUM checksum (here and in the kernel-encap out path): the field at `pkt[off + field]` holds the pseudo-header sum,
  * the checksum covers `pkt[off + start, off + len)`. False when the offsets are out of range.
  */
-function completeChecksum(
+export function completeChecksum(
   pkt: Uint8Array,
   off: number,
   len: number,

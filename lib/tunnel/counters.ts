@@ -104,6 +104,11 @@ export const COUNTER_NAMES = [
   "decap-csum-completed", // TEP, IPv6 → IPv4 (also in decap-forward)
   "client-decap-csum-completed", // DSTM client, IPv6 → IPv4 (also in client-decap-forward)
   "decap-tcp-segmented", // TEP: a kernel sender's TSO packet above the tunnel MTU, cut into segments
+  // DSTM client with --kernel-encap (lib/dataplane/client_kernel_encap.ts): checked IPv4
+  // handed back to the kernel through the DTI, for it to encapsulate (seg6) and segment
+  "client-kernel-encap", // packets written back (a super-packet counts once)
+  "client-kernel-encap-segments", // the packets they become on the wire (a super-packet's segments)
+  "client-kernel-encap-bytes", // their IPv4 total lengths
 ] as const;
 
 export type CounterName = (typeof COUNTER_NAMES)[number];

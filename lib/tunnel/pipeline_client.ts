@@ -128,6 +128,10 @@ export class ClientContext {
  * and, for a shared lease, the source port (echo identifier) must be in the lease's set: the
  * TEP would drop anything else, so it is dropped and counted here, where it is visible.
  *
+ * `countForward` false: a FORWARD is not counted in `client-encap-forward(-bytes)` (the
+ * kernel-encap out path checks a super-packet on its segments and counts what it hands to the
+ * kernel itself, lib/dataplane/client_kernel_encap.ts).
+ *
  * @example if (clientEncap(ctx, buf, 0, n) === Verdict.FORWARD) raw.sendto(buf, ctx.length, tep6)
  */
 export function clientEncap(
@@ -135,6 +139,7 @@ export function clientEncap(
   pkt: Uint8Array,
   off: number,
   len: number,
+  countForward = true,
 ): Verdict {
   const c = ctx.counters;
   if (validateIPv4(pkt, off, len) !== IPv4Problem.NONE) {
@@ -183,8 +188,10 @@ export function clientEncap(
   ctx.trafficClass = outerTrafficClass(pkt[off + 1]!, ctx.dscp, ctx.ecnNormal);
   ctx.flowLabel = ctx.flowLabels ? flowLabelOf(pkt, off, total) : 0;
   ctx.length = total;
-  c[CLIENT_ENCAP_FORWARD]! += 1;
-  c[CLIENT_ENCAP_FORWARD_BYTES]! += total;
+  if (countForward) {
+    c[CLIENT_ENCAP_FORWARD]! += 1;
+    c[CLIENT_ENCAP_FORWARD_BYTES]! += total;
+  }
   return Verdict.FORWARD;
 }
 
