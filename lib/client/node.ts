@@ -19,7 +19,7 @@
  *
  * Here: the lease life (acquire with back-off, renew, lose, release, renumber) and status.
  * The real DTI is ./kernel_dti.ts, the settings ./node_config.ts, the allocation protocol
- * ./lease_client.ts, the metrics ./node_metrics.ts, the status ./node_status.ts, the acquire
+ * ./lease_client.ts, when to renew ./lease_life.ts, the metrics ./node_metrics.ts, the status ./node_status.ts, the acquire
  * loop ./acquire_loop.ts and its warnings ./acquire_warnings.ts.
  *
  * @module
@@ -41,6 +41,7 @@ import { AddressFollower } from "./address_follower.ts";
 import { DtiError, type DtiHooks } from "./dti.ts";
 import { createDti } from "./dti_factory.ts";
 import { leaseClientFor } from "./lease_client.ts";
+import { afterFailedRenewal, releaseLogged, renewalDelay } from "./lease_life.ts";
 import type { NodeConfig, NodeState, NodeStatus } from "./node_config.ts";
 import { declareNodeMetrics } from "./node_metrics.ts";
 import { nodeStatus } from "./node_status.ts";
@@ -195,7 +196,7 @@ export class DstmNode {
     this.#wake?.();
     const lease = this.#lease;
     await this.#dtiDown();
-    if (lease) await this.#release(lease, "release");
+    if (lease) await releaseLogged(this.#client, lease, "release", this.#config.log);
     this.#client.close();
     this.#state = "stopped";
     this.#config.log.flush();
@@ -233,7 +234,8 @@ export class DstmNode {
         await this.#dtiUp(lease.ipv4, tep6);
       } catch (error) {
         this.#leaseState.clearLease();
-        if (error instanceof DtiError && error.permanent) await this.#release(lease, "release");
+        if (error instanceof DtiError && error.permanent)
+          await releaseLogged(this.#client, lease, "release", this.#config.log);
         throw error;
       }
     }
@@ -279,19 +281,7 @@ export class DstmNode {
     this.#lease = undefined;
     clearTimeout(this.#timer);
     this.#state = "idle";
-    await this.#release(lease, "idle-release");
-  }
-
-  async #release(lease: ClientLease, event: string): Promise<void> {
-    try {
-      await this.#client.release(lease.ipv4);
-      this.#config.log.info(event, { ipv4: formatIPv4(lease.ipv4) });
-    } catch (error) {
-      this.#config.log.warn("release-failed", {
-        ipv4: formatIPv4(lease.ipv4),
-        detail: (error as Error).message,
-      });
-    }
+    await releaseLogged(this.#client, lease, "idle-release", this.#config.log);
   }
 
   #scheduleRenewal(inMs: number): void {
@@ -319,8 +309,8 @@ export class DstmNode {
       this.#scheduleRenewal(renewalDelay(renewed));
     } catch (error) {
       if (this.#stopping || this.#lease !== lease) return;
-      const remaining = lease.expiresAt - Date.now();
-      if (error instanceof DstmRefusedError || remaining <= 1000) {
+      const next = afterFailedRenewal(error, lease);
+      if (next.lost) {
         this.#config.log.warn("lease-lost", {
           ipv4: formatIPv4(lease.ipv4),
           detail: (error as Error).message,
@@ -338,9 +328,9 @@ export class DstmNode {
       this.#config.log.warn("renew-failed", {
         ipv4: formatIPv4(lease.ipv4),
         detail: (error as Error).message,
-        "retry-in-s": Math.round(remaining / 2000),
+        "retry-in-s": Math.round(next.retryInMs / 1000),
       });
-      this.#scheduleRenewal(remaining / 2);
+      this.#scheduleRenewal(next.retryInMs);
     }
   }
 
@@ -401,9 +391,4 @@ export class DstmNode {
     this.#acquiring = undefined; // the old loop (if any) ends on its own: its client is gone
     void this.#acquire();
   }
-}
-
-/** Ms until renewing starts: the protocol's T1 (DHCPv4 option 58) if it has one, else half the lease. */
-function renewalDelay(lease: ClientLease): number {
-  return lease.renewAt !== undefined ? lease.renewAt - Date.now() : lease.leaseTime * 500;
 }
