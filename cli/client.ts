@@ -78,7 +78,7 @@ Examples:
       });
       if (flags.check) {
         process.stdout.write(
-          `dstm client: configuration OK (server ${flags.server}, ${flags.protocol}, dti ${flags.ifname}: ${flags.dti})\n`,
+          `dstm client: configuration OK (server ${flags.server}, ${flags.protocol}, dti ${flags.ifname}: ${flags.dti}${flags.kernelEncap ? ", encapsulation by the kernel (--kernel-encap)" : ""})\n`,
         );
         return;
       }
@@ -118,7 +118,8 @@ function addStatusCommand(client: ReturnType<typeof clientCommand>): void {
       } catch (error) {
         throw new RuntimeError(
           unixPermissionProblem(socket, error) ??
-            `no dstm client answers on ${socket}; is it running (for --ifname ${flags.ifname})? (use --ifname NAME or --control PATH)`,
+            // --control PATH named the socket: --ifname played no part in it.
+            `no dstm client answers on ${socket}; is it running${flags.control === undefined ? ` (for --ifname ${flags.ifname})` : ""}? (use --ifname NAME or --control PATH)`,
         );
       }
       if (typeof status.error === "string")

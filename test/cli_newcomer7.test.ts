@@ -1,0 +1,152 @@
+/**
+ * What a newcomer trying the README's commands met: a missing or wrong file named by its errno
+ * (`ENOENT`, `EISDIR`) instead of in words, `lease ls` filter flags refused by the server under
+ * its query parameter's name (`prefix: … is neither an IPv4 nor an IPv6 prefix` for a prefix
+ * with host bits), `client status --control PATH` pointing at `--ifname`, and a `--check` that
+ * did not say `--kernel-encap` was on. Each test runs the real command (`bun mod.ts`); nothing
+ * is started and no server is asked (the lease filters are checked before the socket is used).
+ */
+import { afterAll, describe, expect, test } from "bun:test";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { readErrorText } from "../lib/config/errors.ts";
+import { ROOT, runDstm } from "./helpers/process.ts";
+
+const dir = mkdtempSync(join(tmpdir(), "dstm-newcomer7-"));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+const nobody = join(dir, "nobody.sock");
+const missing = join(dir, "missing.toml");
+
+describe("a file that cannot be read is said in words, exit 2", () => {
+  test("--config FILE that does not exist: no such file (was ENOENT)", async () => {
+    const r = await runDstm(["client", "--check", "--server", "2001:db8::53", "--config", missing]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toBe(`dstm: cannot read config file ${missing}: no such file\n`);
+  });
+
+  test("--config DIRECTORY: it is a directory (was EISDIR), for server and tep too", async () => {
+    const server = await runDstm(["server", "--check", "--config", dir]);
+    expect(server.code).toBe(2);
+    expect(server.stderr).toBe(`dstm: cannot read config file ${dir}: it is a directory\n`);
+    const tep = await runDstm(["tep", "--check", "--config", dir]);
+    expect(tep.code).toBe(2);
+    expect(tep.stderr).toBe(`dstm: cannot read config file ${dir}: it is a directory\n`);
+  });
+
+  test("tep check: a missing scenario or --pcap-in: no such file (was ENOENT)", async () => {
+    const scenario = join(dir, "none.json");
+    const r = await runDstm(["tep", "check", scenario]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toBe(`dstm: cannot read scenario ${scenario}: no such file\n`);
+    // The repository's example scenario, its packets from a pcap that is not there.
+    const json = join(ROOT, "test", "fixtures", "tep_check", "tep.json");
+    const pcap = join(dir, "none.pcap");
+    const p = await runDstm(["tep", "check", json, "--pcap-in", pcap]);
+    expect(p.code).toBe(2);
+    expect(p.stderr).toBe(`dstm: --pcap-in: cannot read ${pcap}: no such file\n`);
+  });
+
+  test("readErrorText: the errno in words, anything else as it is", () => {
+    const err = (code: string) => Object.assign(new Error(`${code}: x`), { code });
+    expect(readErrorText(err("ENOENT"))).toBe("no such file");
+    expect(readErrorText(err("EISDIR"))).toBe("it is a directory");
+    expect(readErrorText(err("EACCES"))).toBe("permission denied");
+    expect(readErrorText(err("ENOTDIR"))).toBe("a part of the path is not a directory");
+    expect(readErrorText(err("EIO"))).toBe("EIO");
+    expect(readErrorText(new Error("odd"))).toBe("odd");
+  });
+});
+
+describe("lease ls names the flag that is wrong, before asking any server", () => {
+  // The control socket does not exist: a flag error must come first (exit 2, not 1).
+  const ls = (...args: string[]) => runDstm(["lease", "ls", "--control", nobody, ...args]);
+
+  test("--prefix with host bits: which prefix was meant, as --route and --pool say", async () => {
+    const r = await ls("--prefix", "198.51.100.1/24");
+    expect(r.code).toBe(2);
+    expect(r.stderr).toBe(
+      "dstm: --prefix: 198.51.100.1/24 has host bits set; did you mean 198.51.100.0/24?\n",
+    );
+    // The same with --db (the database is never opened).
+    const db = await runDstm([
+      "lease",
+      "ls",
+      "--db",
+      join(dir, "no.db"),
+      "--prefix",
+      "198.51.100.1/24",
+    ]);
+    expect(db.code).toBe(2);
+    expect(db.stderr).toContain("did you mean 198.51.100.0/24?");
+  });
+
+  test("--prefix that is no prefix, --host, --address and --after name their flag", async () => {
+    const cases: [string[], string][] = [
+      [
+        ["--prefix", "2001:db8::/129"],
+        'dstm: --prefix: "2001:db8::/129" is neither an IPv4 nor an IPv6 prefix (e.g. 192.0.2.0/28, 2001:db8:1::/48)\n',
+      ],
+      [
+        ["--prefix", "198.51.100.0/33"],
+        'dstm: --prefix: "198.51.100.0/33" is neither an IPv4 nor an IPv6 prefix (e.g. 192.0.2.0/28, 2001:db8:1::/48)\n',
+      ],
+      [
+        ["--host", "198.51.100.1"],
+        'dstm: --host: "198.51.100.1" is not an IPv6 address (a host\'s address)\n',
+      ],
+      [
+        ["--address", "198.51.100.300"],
+        'dstm: --address: "198.51.100.300" is not an IPv4 address\n',
+      ],
+      [["--after", "foo"], 'dstm: --after: "foo" is not a cursor (IPV4:PSID)\n'],
+    ];
+    for (const [args, stderr] of cases) {
+      const r = await ls(...args);
+      expect({ args, code: r.code, stderr: r.stderr }).toEqual({ args, code: 2, stderr });
+    }
+  });
+
+  test("good filters pass the check and reach the socket (exit 1: nothing answers)", async () => {
+    for (const args of [
+      ["--prefix", "198.51.100.0/24"],
+      ["--prefix", "2001:db8:1::/64"],
+      ["--host", "2001:db8:1::10", "--address", "198.51.100.1", "--after", "198.51.100.1:0"],
+    ]) {
+      const r = await ls(...args);
+      expect({ args, code: r.code }).toEqual({ args, code: 1 });
+      expect(r.stderr).toContain(`no dstm server answers on ${nobody}`);
+    }
+  });
+});
+
+describe("client", () => {
+  test("status --control PATH: the hint is about that path, not --ifname dti0", async () => {
+    const r = await runDstm(["client", "status", "--control", nobody]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toBe(
+      `dstm: no dstm client answers on ${nobody}; is it running? (use --ifname NAME or --control PATH)\n`,
+    );
+    const byName = await runDstm(["client", "status", "--ifname", "dti7"]);
+    expect(byName.code).toBe(1);
+    expect(byName.stderr).toContain("is it running (for --ifname dti7)?");
+  });
+
+  test("--check says when --kernel-encap is on (flag or TOML), and not when it is off", async () => {
+    const flag = await runDstm(["client", "--check", "--server", "2001:db8::53", "--kernel-encap"]);
+    expect(flag.code).toBe(0);
+    expect(flag.stdout).toBe(
+      "dstm client: configuration OK (server 2001:db8::53, dstm, dti dti0: tun, encapsulation by the kernel (--kernel-encap))\n",
+    );
+    mkdirSync(join(dir, "conf"), { recursive: true });
+    const toml = join(dir, "conf", "client.toml");
+    writeFileSync(toml, 'server = "2001:db8::53"\nkernel-encap = true\n');
+    const file = await runDstm(["client", "--check", "--config", toml]);
+    expect(file.code).toBe(0);
+    expect(file.stdout).toContain("dti dti0: tun, encapsulation by the kernel (--kernel-encap))");
+    const off = await runDstm(["client", "--check", "--server", "2001:db8::53"]);
+    expect(off.stdout).toBe(
+      "dstm client: configuration OK (server 2001:db8::53, dstm, dti dti0: tun)\n",
+    );
+  });
+});
