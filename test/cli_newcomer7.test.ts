@@ -11,6 +11,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { readErrorText } from "../lib/config/errors.ts";
+import { counterSeries } from "../lib/tunnel/counter_metrics.ts";
 import { ROOT, runDstm } from "./helpers/process.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "dstm-newcomer7-"));
@@ -148,5 +149,37 @@ describe("client", () => {
     expect(off.stdout).toBe(
       "dstm client: configuration OK (server 2001:db8::53, dstm, dti dti0: tun)\n",
     );
+  });
+});
+
+describe("the docs name the client's metric series as /metrics shows them", () => {
+  test("every dstm_client_{packets,bytes,events}_total{…} and {event=…} in the docs is a real series", async () => {
+    const series = new Set(
+      counterSeries("client").map(
+        (s) =>
+          `${s.metric}{${Object.entries(s.labels)
+            .map(([k, v]) => `${k}="${v}"`)
+            .join(",")}}`,
+      ),
+    );
+    const named: string[] = [];
+    for (const doc of ["docs/metrics.md", "docs/kernel-dti.md"]) {
+      // Backquoted, a line break inside the braces joined (the docs wrap at 96 columns).
+      const text = (await Bun.file(join(ROOT, doc)).text()).replace(/,\n\s*/g, ",");
+      for (const m of text.matchAll(
+        /`(dstm_client_(?:packets|bytes|events)_total)?\{([^}`]*)\}`/g,
+      )) {
+        if (m[1] === undefined && !m[2]?.startsWith("event=")) continue;
+        const metric = m[1] ?? "dstm_client_events_total";
+        named.push(`${metric}{${m[2]}}`);
+      }
+    }
+    // What --kernel-encap counts, named as /metrics has it (docs/kernel-dti.md said
+    // `client-kernel-encap`, the status JSON's name, "in the metrics").
+    expect(named).toContain('dstm_client_events_total{event="kernel-encap"}');
+    expect(named).toContain('dstm_client_events_total{event="kernel-encap-segments"}');
+    expect(named).toContain('dstm_client_events_total{event="kernel-encap-bytes"}');
+    expect(named).toContain('dstm_client_packets_total{direction="encap",result="forward"}');
+    expect(named.filter((n) => !series.has(n))).toEqual([]);
   });
 });
