@@ -32,6 +32,7 @@ import {
   unixPermissionProblem,
 } from "../lib/sys/http.ts";
 import { sdNotify } from "../lib/sys/sd_notify.ts";
+import { UdpBindError } from "../lib/sys/udp.ts";
 import { ALL_DHCP_RELAY_AGENTS_AND_SERVERS } from "../lib/wire/dhcp4o6.ts";
 import { keyText, onHangup, stdoutLogger, untilSignal } from "./common.ts";
 import { RuntimeError, UsageError } from "./errors.ts";
@@ -211,6 +212,11 @@ async function runClient(
     node = await DstmNode.start(nodeOptions(flags, r, log));
   } catch (error) {
     control.close();
+    // The client has no --listen: the address it could not bind is --host6's.
+    if (error instanceof UdpBindError && error.code === "EADDRNOTAVAIL" && r.host6 !== undefined)
+      throw new RuntimeError(
+        `--host6 ${flags.host6}: no interface of this host has this address (the client sends from it); check --host6 and that IPv6 is configured`,
+      );
     throw error;
   }
   const metricsEndpoint = await serveMetrics(r, node, control, log);

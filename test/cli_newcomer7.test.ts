@@ -12,7 +12,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { readErrorText } from "../lib/config/errors.ts";
 import { counterSeries } from "../lib/tunnel/counter_metrics.ts";
-import { ROOT, runDstm } from "./helpers/process.ts";
+import { announceSkip, netnsSkipReason, withNetns } from "./helpers/netns.ts";
+import { BUN, ROOT, runDstm } from "./helpers/process.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "dstm-newcomer7-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -182,4 +183,43 @@ describe("the docs name the client's metric series as /metrics shows them", () =
     expect(named).toContain('dstm_client_packets_total{direction="encap",result="forward"}');
     expect(named.filter((n) => !series.has(n))).toEqual([]);
   });
+});
+
+describe("client --host6 that is no address of this host (as root, in a namespace)", () => {
+  const skip = netnsSkipReason({ tun: true });
+  announceSkip("client --host6", skip);
+  test.skipIf(skip !== null)(
+    "names --host6 (the client has no --listen), exit 1, nothing left behind",
+    async () => {
+      await withNetns(
+        (ns) => {
+          ns.up("lo");
+          ns.up("v0");
+          ns.up("v1");
+          ns.addAddress("v0", "2001:db8:7::10/64");
+          const run = join(dir, "run-host6");
+          mkdirSync(run, { recursive: true });
+          const r = ns.exec(
+            [
+              BUN,
+              join(ROOT, "mod.ts"),
+              "client",
+              "--server",
+              "2001:db8:7::53",
+              "--host6",
+              "2001:db8:7::99",
+            ],
+            { cwd: ROOT, timeoutMs: 30_000, env: { DSTM_RUNTIME_DIR: run } },
+          );
+          expect(r.code).toBe(1);
+          expect(r.stderr).toBe(
+            "dstm: --host6 2001:db8:7::99: no interface of this host has this address (the client sends from it); check --host6 and that IPv6 is configured\n",
+          );
+          // No DTI was made.
+          expect(ns.ip("-br", "link")).not.toContain("dti0");
+        },
+        { veth: true },
+      );
+    },
+  );
 });
