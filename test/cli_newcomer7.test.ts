@@ -189,7 +189,7 @@ describe("client --host6 that is no address of this host (as root, in a namespac
   const skip = netnsSkipReason({ tun: true });
   announceSkip("client --host6", skip);
   test.skipIf(skip !== null)(
-    "names --host6 (the client has no --listen), exit 1, nothing left behind",
+    "client and ping4 name --host6 (they have no --listen), exit 1, nothing left behind",
     async () => {
       await withNetns(
         (ns) => {
@@ -217,6 +217,26 @@ describe("client --host6 that is no address of this host (as root, in a namespac
           );
           // No DTI was made.
           expect(ns.ip("-br", "link")).not.toContain("dti0");
+          // ping4 the same (it binds --host6 to ask for its lease).
+          const ping = ns.exec(
+            [
+              BUN,
+              join(ROOT, "mod.ts"),
+              "ping4",
+              "192.0.2.80",
+              "--server",
+              "2001:db8:7::53",
+              "--host6",
+              "2001:db8:7::99",
+              "-c",
+              "1",
+            ],
+            { cwd: ROOT, timeoutMs: 30_000, env: { DSTM_RUNTIME_DIR: run } },
+          );
+          expect([ping.code, ping.stderr]).toEqual([
+            1,
+            "dstm: --host6 2001:db8:7::99: no interface of this host has this address (ping4 sends from it); check --host6 and that IPv6 is configured\n",
+          ]);
         },
         { veth: true },
       );
