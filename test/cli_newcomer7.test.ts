@@ -243,3 +243,51 @@ describe("client --host6 that is no address of this host (as root, in a namespac
     },
   );
 });
+
+describe("keygen and --exclude", () => {
+  test("keygen into a directory that does not exist, or onto a directory: said so, exit 2", async () => {
+    const nowhere = join(dir, "no-such-dir", "key");
+    const r = await runDstm(["keygen", nowhere]);
+    expect([r.code, r.stderr]).toEqual([
+      2,
+      `dstm: cannot create key file ${nowhere}: its directory does not exist\n`,
+    ]);
+    // Not "remove it first" for a directory.
+    const d = await runDstm(["keygen", dir]);
+    expect([d.code, d.stderr]).toEqual([
+      2,
+      `dstm: ${dir} is a directory; give the key file's path, e.g. ${join(dir, "key")}\n`,
+    ]);
+    // An existing key file is still refused as before.
+    const file = join(dir, "existing.key");
+    writeFileSync(file, "x", { mode: 0o600 });
+    const e = await runDstm(["keygen", file]);
+    expect(e.code).toBe(2);
+    expect(e.stderr).toContain(`${file} exists; remove it first`);
+  });
+
+  test("--exclude with host bits: which prefix was meant, as --pool says (flag and TOML)", async () => {
+    const base = ["server", "--check", "--db", "memory", "--no-control"];
+    const pool = ["--pool", "198.51.100.0/24", "--tep", "2001:db8:1::1"];
+    const r = await runDstm([...base, ...pool, "--exclude", "198.51.100.1/24"]);
+    expect([r.code, r.stderr]).toEqual([
+      2,
+      "dstm: --exclude: 198.51.100.1/24 has host bits set; did you mean 198.51.100.0/24?\n",
+    ]);
+    const bad = await runDstm([...base, ...pool, "--exclude", "198.51.100.1/40"]);
+    expect([bad.code, bad.stderr]).toEqual([
+      2,
+      'dstm: --exclude: "198.51.100.1/40" is not an IPv4 address or CIDR\n',
+    ]);
+    const toml = join(dir, "exclude.toml");
+    writeFileSync(
+      toml,
+      'exclude = ["198.51.100.1/24"]\n[[pool]]\nprefixes = ["198.51.100.0/24"]\n',
+    );
+    const file = await runDstm([...base, "--tep", "2001:db8:1::1", "--config", toml]);
+    expect([file.code, file.stderr]).toEqual([
+      2,
+      `dstm: ${toml}:1:1: exclude: 198.51.100.1/24 has host bits set; did you mean 198.51.100.0/24?\n`,
+    ]);
+  });
+});
