@@ -61,6 +61,8 @@ Examples:
   dstm client --server 2001:db8:1::53
   dstm client --server 2001:db8:1::53 --route 192.0.2.0/24 --key /etc/dstm/key
   dstm client --server 2001:db8:1::53 --on-demand --idle 30s
+  dstm client --server 2001:db8:1::53 --dti kernel          # the kernel's 4over6 tunnel as the DTI
+  dstm client --server 2001:db8:1::53 --kernel-encap        # Workers check, the kernel encapsulates
   dstm client --config /etc/dstm/client.toml --check
   dstm client --protocol dhcp4o6 --server 2001:db8:1::547 --tep 2001:db8:1::1
   dstm client --protocol dhcp4o6 --server ff02::1:2%eth0 --tep 2001:db8:1::1

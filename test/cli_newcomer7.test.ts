@@ -291,3 +291,16 @@ describe("keygen and --exclude", () => {
     ]);
   });
 });
+
+test("client --help shows --dti kernel and --kernel-encap examples (as the README does), and they pass --check", async () => {
+  const help = (await runDstm(["client", "--help"])).stdout;
+  const examples = help
+    .split("\n")
+    .map((l) => l.replace(/#.*$/, "").trim())
+    .filter((l) => /^dstm client --server \S+ (--dti kernel|--kernel-encap)$/.test(l));
+  expect(examples).toHaveLength(2);
+  for (const example of examples) {
+    const r = await runDstm([...example.split(/\s+/).slice(1), "--check"]);
+    expect({ example, code: r.code, stderr: r.stderr }).toEqual({ example, code: 0, stderr: "" });
+  }
+});
