@@ -304,3 +304,57 @@ test("client --help shows --dti kernel and --kernel-encap examples (as the READM
     expect({ example, code: r.code, stderr: r.stderr }).toEqual({ example, code: 0, stderr: "" });
   }
 });
+
+describe("--route given twice is refused at --check (a start failed with EEXIST)", () => {
+  test("client: flag and TOML; exit 2 naming the route (it looped on 'server-unreachable')", async () => {
+    const r = await runDstm([
+      "client",
+      "--check",
+      "--server",
+      "2001:db8::53",
+      "--route",
+      "203.0.113.0/24",
+      "--route",
+      "203.0.113.0/24",
+    ]);
+    expect([r.code, r.stderr]).toEqual([2, "dstm: --route: 203.0.113.0/24 is given twice\n"]);
+    const toml = join(dir, "routes.toml");
+    writeFileSync(toml, 'server = "2001:db8::53"\nroute = ["203.0.113.0/24", "203.0.113.0/24"]\n');
+    const file = await runDstm(["client", "--check", "--config", toml]);
+    expect([file.code, file.stderr]).toEqual([
+      2,
+      `dstm: ${toml}:2:1: route: 203.0.113.0/24 is given twice\n`,
+    ]);
+    // Overlapping but different prefixes are two routes, as before.
+    const two = await runDstm([
+      "client",
+      "--check",
+      "--server",
+      "2001:db8::53",
+      "--route",
+      "203.0.113.0/24",
+      "--route",
+      "203.0.113.0/25",
+    ]);
+    expect(two.code).toBe(0);
+  });
+
+  test("tep: exit 2 naming the route (it exited 1 with 'route add …: EEXIST' after --check said OK)", async () => {
+    const r = await runDstm([
+      "tep",
+      "--check",
+      "--ipv6",
+      "2001:db8:1::1",
+      "--ipv4",
+      "192.0.2.1",
+      "--server",
+      "2001:db8:1::53",
+      "--insecure-control",
+      "--route",
+      "198.51.100.0/24",
+      "--route",
+      "198.51.100.0/24",
+    ]);
+    expect([r.code, r.stderr]).toEqual([2, "dstm: --route: 198.51.100.0/24 is given twice\n"]);
+  });
+});
