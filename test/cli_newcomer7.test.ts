@@ -358,3 +358,13 @@ describe("--route given twice is refused at --check (a start failed with EEXIST)
     expect([r.code, r.stderr]).toEqual([2, "dstm: --route: 198.51.100.0/24 is given twice\n"]);
   });
 });
+
+test("docs/kernel-dti.md quotes the status's kernel line as cli/client.ts prints it", async () => {
+  const doc = await Bun.file(join(ROOT, "docs", "kernel-dti.md")).text();
+  const source = await Bun.file(join(ROOT, "cli", "client.ts")).text();
+  const quoted = /^kernel {4}\d.*$/m.exec(doc)?.[0];
+  const template = /`(kernel {4}\$\{.*)`,$/m.exec(source)?.[1];
+  expect(quoted).toBeDefined();
+  expect(template).toBeDefined();
+  expect(quoted!.replace(/\d+/g, "N")).toBe(template!.replace(/\$\{[^}]*\}/g, "N"));
+});
