@@ -32,6 +32,7 @@ import {
   unixPermissionProblem,
 } from "../lib/sys/http.ts";
 import { sdNotify } from "../lib/sys/sd_notify.ts";
+import { UdpBindError } from "../lib/sys/udp.ts";
 import { ALL_DHCP_RELAY_AGENTS_AND_SERVERS } from "../lib/wire/dhcp4o6.ts";
 import { keyText, onHangup, stdoutLogger, untilSignal } from "./common.ts";
 import { RuntimeError, UsageError } from "./errors.ts";
@@ -60,6 +61,8 @@ Examples:
   dstm client --server 2001:db8:1::53
   dstm client --server 2001:db8:1::53 --route 192.0.2.0/24 --key /etc/dstm/key
   dstm client --server 2001:db8:1::53 --on-demand --idle 30s
+  dstm client --server 2001:db8:1::53 --dti kernel          # the kernel's 4over6 tunnel as the DTI
+  dstm client --server 2001:db8:1::53 --kernel-encap        # Workers check, the kernel encapsulates
   dstm client --config /etc/dstm/client.toml --check
   dstm client --protocol dhcp4o6 --server 2001:db8:1::547 --tep 2001:db8:1::1
   dstm client --protocol dhcp4o6 --server ff02::1:2%eth0 --tep 2001:db8:1::1
@@ -78,7 +81,7 @@ Examples:
       });
       if (flags.check) {
         process.stdout.write(
-          `dstm client: configuration OK (server ${flags.server}, ${flags.protocol}, dti ${flags.ifname}: ${flags.dti})\n`,
+          `dstm client: configuration OK (server ${flags.server}, ${flags.protocol}, dti ${flags.ifname}: ${flags.dti}${flags.kernelEncap ? ", encapsulation by the kernel (--kernel-encap)" : ""})\n`,
         );
         return;
       }
@@ -118,7 +121,8 @@ function addStatusCommand(client: ReturnType<typeof clientCommand>): void {
       } catch (error) {
         throw new RuntimeError(
           unixPermissionProblem(socket, error) ??
-            `no dstm client answers on ${socket}; is it running (for --ifname ${flags.ifname})? (use --ifname NAME or --control PATH)`,
+            // --control PATH named the socket: --ifname played no part in it.
+            `no dstm client answers on ${socket}; is it running${flags.control === undefined ? ` (for --ifname ${flags.ifname})` : ""}? (use --ifname NAME or --control PATH)`,
         );
       }
       if (typeof status.error === "string")
@@ -210,6 +214,11 @@ async function runClient(
     node = await DstmNode.start(nodeOptions(flags, r, log));
   } catch (error) {
     control.close();
+    // The client has no --listen: the address it could not bind is --host6's.
+    if (error instanceof UdpBindError && error.code === "EADDRNOTAVAIL" && r.host6 !== undefined)
+      throw new RuntimeError(
+        `--host6 ${flags.host6}: no interface of this host has this address (the client sends from it); check --host6 and that IPv6 is configured`,
+      );
     throw error;
   }
   const metricsEndpoint = await serveMetrics(r, node, control, log);

@@ -8,6 +8,7 @@
 import { Command, Option } from "@commander-js/extra-typings";
 import { DstmClient, DstmTransport } from "../lib/client/protocol.ts";
 import { unicastIPv4, unicastIPv6 } from "../lib/config/endpoints.ts";
+import { ipv4PrefixFlag } from "../lib/config/ipv4_prefix.ts";
 import { readKeys } from "../lib/config/key_file.ts";
 import { defaultControlSocket } from "../lib/config/paths.ts";
 import { BadRequest, parseLeaseFilter } from "../lib/control/lease_admin_api.ts";
@@ -25,7 +26,8 @@ import {
 } from "../lib/control/lease_view.ts";
 import { type Lease, leaseKey } from "../lib/lease/lease.ts";
 import { LeaseStoreError, SqliteLeaseStore } from "../lib/lease/sqlite.ts";
-import { formatIPv4, parseIPv6 } from "../lib/net/addr.ts";
+import { formatIPv4, parseIPv4, parseIPv6 } from "../lib/net/addr.ts";
+import { parseIPv4Prefix, prefixMeant } from "../lib/net/prefix.ts";
 import { sourceAddressFor, UdpBindError } from "../lib/sys/udp.ts";
 import { DSTM_PORT } from "../lib/wire/dstm_types.ts";
 import { refuseDatabaseDirectory } from "./db_path.ts";
@@ -70,6 +72,7 @@ export function leaseCommand(): Command {
       "\nExamples:\n  dstm lease ls\n  dstm lease ls --json --all\n  dstm lease ls --prefix 192.0.2.0/28 --state all\n  dstm lease ls --host 2001:db8:1::10\n  dstm lease ls --identity hw:1:02005e0000aa\n  dstm lease ls --limit 100 --after 192.0.2.99:0\n  dstm lease ls --db /var/lib/dstm/leases.db",
     )
     .action(async (flags) => {
+      checkFilterFlags(flags);
       const params = new URLSearchParams();
       for (const key of ["address", "prefix", "host", "identity", "state", "pool"] as const) {
         const value = flags[key];
@@ -97,6 +100,41 @@ export function leaseCommand(): Command {
 }
 
 type Page = { leases: LeaseJson[]; next: string | null };
+
+/**
+ * The filter flags of `lease ls` checked here, before any server is asked, so that a bad one
+ * is named as the flag it is (`--prefix: 192.0.2.1/24 has host bits set; did you mean
+ * 192.0.2.0/24?`) whether the leases come from the control socket or `--db`. Throws
+ * {@link UsageError}.
+ */
+function checkFilterFlags(flags: {
+  address?: string;
+  prefix?: string;
+  host?: string;
+  after?: string;
+}): void {
+  if (flags.address !== undefined && parseIPv4(flags.address) === null)
+    throw new UsageError(`--address: "${flags.address}" is not an IPv4 address`);
+  if (flags.host !== undefined && parseIPv6(flags.host) === null)
+    throw new UsageError(`--host: "${flags.host}" is not an IPv6 address (a host's address)`);
+  const prefix = flags.prefix;
+  if (prefix !== undefined) {
+    // An IPv4 prefix with host bits gets the "did you mean" of --route and --pool.
+    if (prefixMeant(prefix) !== null) ipv4PrefixFlag(prefix, "--prefix");
+    const [address, length, extra] = prefix.split("/");
+    const ipv6 =
+      extra === undefined &&
+      parseIPv6(address ?? "") !== null &&
+      /^\d{1,3}$/.test(length ?? "") &&
+      Number(length) <= 128;
+    if (parseIPv4Prefix(prefix) === null && !ipv6)
+      throw new UsageError(
+        `--prefix: "${prefix}" is neither an IPv4 nor an IPv6 prefix (e.g. 192.0.2.0/28, 2001:db8:1::/48)`,
+      );
+  }
+  if (flags.after !== undefined && parseCursor(flags.after) === null)
+    throw new UsageError(`--after: "${flags.after}" is not a cursor (IPV4:PSID)`);
+}
 
 /** Prints pages as they come (table or JSON), at most `limit` leases; the rest is never fetched. */
 async function printPages(pages: AsyncIterable<Page>, limit: number, json: boolean): Promise<void> {

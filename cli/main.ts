@@ -3,13 +3,23 @@
  *
  * @module
  */
-import { closeSync, fchmodSync, fstatSync, fsyncSync, openSync, writeSync } from "node:fs";
+import {
+  closeSync,
+  fchmodSync,
+  fstatSync,
+  fsyncSync,
+  openSync,
+  statSync,
+  writeSync,
+} from "node:fs";
+import { join } from "node:path";
 import {
   Command,
   CommanderError,
   type CommandUnknownOpts,
   Option,
 } from "@commander-js/extra-typings";
+import { readErrorText } from "../lib/config/errors.ts";
 import { setBuildInfo } from "../lib/control/metrics.ts";
 import { generateKeyFileText } from "../lib/wire/auth.ts";
 import { buildInfo, versionText } from "./build_info.ts";
@@ -98,9 +108,11 @@ function writeKeyFile(file: string | undefined, text: string): void {
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
     throw new UsageError(
-      code === "EEXIST"
-        ? `${file} exists; remove it first (a new key replaces the old one everywhere it is shared)`
-        : `cannot create key file ${file}: ${code ?? (error as Error).message}`,
+      code === "EEXIST" && isDirectory(file)
+        ? `${file} is a directory; give the key file's path, e.g. ${join(file, "key")}`
+        : code === "EEXIST"
+          ? `${file} exists; remove it first (a new key replaces the old one everywhere it is shared)`
+          : `cannot create key file ${file}: ${code === "ENOENT" ? "its directory does not exist" : readErrorText(error)}`,
     );
   }
   try {
@@ -188,4 +200,13 @@ function isOneLine(error: unknown): boolean {
     ].includes(error.name) &&
     !error.message.includes("\n")
   );
+}
+
+/** Whether `path` names a directory (false when it cannot be looked at). */
+function isDirectory(path: string): boolean {
+  try {
+    return statSync(path).isDirectory();
+  } catch {
+    return false;
+  }
 }

@@ -15,7 +15,7 @@ import { parsePort, unicastIPv6 } from "../lib/config/endpoints.ts";
 import { readKeys } from "../lib/config/key_file.ts";
 import { runtimeDir } from "../lib/config/paths.ts";
 import { formatIPv4, parseIPv4, parseIPv6 } from "../lib/net/addr.ts";
-import { sourceAddressFor } from "../lib/sys/udp.ts";
+import { sourceAddressFor, UdpBindError } from "../lib/sys/udp.ts";
 import { DSTM_PORT } from "../lib/wire/dstm_types.ts";
 import { clientSocket } from "./client.ts";
 import { RuntimeError, UsageError } from "./errors.ts";
@@ -124,6 +124,15 @@ async function acquireLease(
       key: keyFile ? readKeys(keyFile)[0] : undefined,
     });
   } catch (error) {
+    // ping4 has no --listen: the address it could not bind is --host6's.
+    if (
+      error instanceof UdpBindError &&
+      error.code === "EADDRNOTAVAIL" &&
+      settings.host6 !== undefined
+    )
+      throw new RuntimeError(
+        `--host6 ${settings.host6}: no interface of this host has this address (ping4 sends from it); check --host6 and that IPv6 is configured`,
+      );
     if (!(error instanceof Ping4LeaseError)) throw error;
     let message = error.message;
     const useClient = settings.useClient;

@@ -17,6 +17,7 @@
  */
 import { readFileSync, writeFileSync } from "node:fs";
 import type { Command } from "@commander-js/extra-typings";
+import { readErrorText } from "../lib/config/errors.ts";
 import { formatIPv6 } from "../lib/net/addr.ts";
 import { decodePcap } from "../lib/net/pcap.ts";
 import {
@@ -111,7 +112,7 @@ function readBytes(path: string, what: string): Uint8Array {
   try {
     return new Uint8Array(readFileSync(path));
   } catch (error) {
-    throw new UsageError(`${what}: cannot read ${path}: ${(error as NodeJS.ErrnoException).code}`);
+    throw new UsageError(`${what}: cannot read ${path}: ${readErrorText(error)}`);
   }
 }
 
@@ -120,7 +121,7 @@ function readScenario(path: string): CheckScenario {
   try {
     text = readFileSync(path, "utf8");
   } catch (error) {
-    throw new UsageError(`cannot read scenario ${path}: ${(error as NodeJS.ErrnoException).code}`);
+    throw new UsageError(`cannot read scenario ${path}: ${readErrorText(error)}`);
   }
   let scenario: CheckScenario;
   try {

@@ -14,7 +14,7 @@ import type { DaemonFlags } from "./common_schema.ts";
 import { parseDuration, parseHostPort, parsePort, unicastIPv4, unicastIPv6 } from "./endpoints.ts";
 import { UsageError } from "./errors.ts";
 import { interfaceName } from "./ifname.ts";
-import { ipv4PrefixFlag } from "./ipv4_prefix.ts";
+import { ipv4PrefixFlags } from "./ipv4_prefix.ts";
 import { readKeys } from "./key_file.ts";
 
 /** The client's settings in flag form (camelCase names of lib/config/client_schema.ts). */
@@ -61,7 +61,7 @@ export function resolveClientSettings(flags: ClientFlags) {
   // The DTI's name: a kernel DTI would otherwise fail only at lease time, over and over, and
   // the default control socket path (client-IFNAME.sock) would take a '/' (Linux dev_valid_name).
   interfaceName(flags.ifname ?? "dti0");
-  for (const route of flags.route ?? []) ipv4PrefixFlag(route, "--route");
+  ipv4PrefixFlags(flags.route ?? [], "--route");
   const mtu = flags.mtu === undefined ? undefined : Number(flags.mtu);
   if (mtu !== undefined && (!Number.isInteger(mtu) || mtu < 576 || mtu > 65535))
     throw new UsageError(`--mtu: "${flags.mtu}" is not 576–65535`);

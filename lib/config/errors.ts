@@ -11,3 +11,24 @@
 export class UsageError extends Error {
   override name = "UsageError";
 }
+
+/**
+ * Why a file the user named could not be read, in words (`no such file`, `it is a directory`,
+ * `permission denied`), for `cannot read … PATH: WHY`; another error's code (EIO, ELOOP …) or
+ * message as it is.
+ */
+export function readErrorText(error: unknown): string {
+  const code = (error as NodeJS.ErrnoException | undefined)?.code;
+  switch (code) {
+    case "ENOENT":
+      return "no such file";
+    case "EISDIR":
+      return "it is a directory";
+    case "EACCES":
+    case "EPERM":
+      return "permission denied";
+    case "ENOTDIR":
+      return "a part of the path is not a directory";
+  }
+  return code ?? (error instanceof Error ? error.message : String(error));
+}

@@ -9,6 +9,7 @@
 import { readFileSync } from "node:fs";
 import { parse, TomlError } from "smol-toml";
 import * as v from "valibot";
+import { readErrorText } from "./errors.ts";
 import { describeKind, flagForm, type Setting, type SettingSchema, tomlSchema } from "./setting.ts";
 
 /** A config file that cannot be used; the message starts with `FILE:LINE:COL:` where known. */
@@ -38,9 +39,7 @@ export function readConfigFile(path: string, schema: SettingSchema): ConfigFile 
   try {
     text = readFileSync(path, "utf8");
   } catch (error) {
-    throw new ConfigFileError(
-      `cannot read config file ${path}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`,
-    );
+    throw new ConfigFileError(`cannot read config file ${path}: ${readErrorText(error)}`);
   }
   return parseConfigText(text, path, schema);
 }

@@ -3,7 +3,7 @@
  *
  * @module
  */
-import { type IPv4Prefix, parseIPv4Prefix, prefixMeant } from "../net/prefix.ts";
+import { formatIPv4Prefix, type IPv4Prefix, parseIPv4Prefix, prefixMeant } from "../net/prefix.ts";
 import { UsageError } from "./errors.ts";
 
 /**
@@ -17,4 +17,19 @@ export function ipv4PrefixFlag(text: string, flag: string): IPv4Prefix {
   if (meant !== null)
     throw new UsageError(`${flag}: ${text} has host bits set; did you mean ${meant}?`);
   throw new UsageError(`${flag}: "${text}" is not an IPv4 CIDR (e.g. 192.0.2.0/24)`);
+}
+
+/**
+ * Each of `texts` as an IPv4 prefix ({@link ipv4PrefixFlag}); one given twice is refused with
+ * a {@link UsageError} (the second route add would fail with EEXIST once the daemon runs).
+ */
+export function ipv4PrefixFlags(texts: readonly string[], flag: string): IPv4Prefix[] {
+  const seen = new Set<string>();
+  return texts.map((text) => {
+    const prefix = ipv4PrefixFlag(text, flag);
+    const key = formatIPv4Prefix(prefix);
+    if (seen.has(key)) throw new UsageError(`${flag}: ${key} is given twice`);
+    seen.add(key);
+    return prefix;
+  });
 }

@@ -10,7 +10,7 @@ import type { PoolConfig } from "../alloc/engine.ts";
 import { Pool, PoolConfigError } from "../alloc/pool.ts";
 import { sharingProblem } from "../alloc/sharing.ts";
 import { formatIPv4 } from "../net/addr.ts";
-import { parseIPv4Prefix, prefixContains } from "../net/prefix.ts";
+import { parseIPv4Prefix, prefixContains, prefixMeant } from "../net/prefix.ts";
 import { linkProblem } from "../server/dhcp4o6_link.ts";
 import { checkPoolScope, parseTep, wholeNumber } from "./endpoints.ts";
 import { UsageError } from "./errors.ts";
@@ -138,7 +138,14 @@ function checkAtFilePlace(
 function assignExclusions(pools: FilePool[], exclusions: readonly string[]): void {
   for (const text of exclusions) {
     const prefix = parseIPv4Prefix(text.includes("/") ? text : `${text}/32`);
-    if (!prefix) throw new UsageError(`--exclude: "${text}" is not an IPv4 address or CIDR`);
+    if (!prefix) {
+      const meant = prefixMeant(text);
+      throw new UsageError(
+        meant === null
+          ? `--exclude: "${text}" is not an IPv4 address or CIDR`
+          : `--exclude: ${text} has host bits set; did you mean ${meant}?`,
+      );
+    }
     const pool = poolHolding(pools, prefix.base);
     if (!pool) throw new UsageError(`--exclude: ${text} is in no pool`);
     pool.exclude = [...(pool.exclude ?? []), text];

@@ -15,7 +15,7 @@ import type { DaemonFlags } from "./common_schema.ts";
 import { type HostPort, parseHostPort, parsePort, unicastIPv4, unicastIPv6 } from "./endpoints.ts";
 import { UsageError } from "./errors.ts";
 import { interfaceName } from "./ifname.ts";
-import { ipv4PrefixFlag } from "./ipv4_prefix.ts";
+import { ipv4PrefixFlags } from "./ipv4_prefix.ts";
 
 /** The TEP's settings in flag form (camelCase names of lib/config/tep_schema.ts). */
 export interface TepFlags extends DaemonFlags {
@@ -79,7 +79,7 @@ export function tepEndpoints(flags: TepFlags): TepEndpoints {
   const routes = flags.route ?? [];
   if (routes.length === 0)
     throw new UsageError("--route: name the IPv4 prefixes this TEP serves (the server's pools)");
-  for (const r of routes) ipv4PrefixFlag(r, "--route");
+  ipv4PrefixFlags(routes, "--route");
   return { ipv6, ipv4, server, moreServers, routes };
 }
 
