@@ -25,7 +25,7 @@ export interface AcquireLoopOptions {
   readonly use: (lease: ClientLease) => Promise<void>;
   /** Waits `ms` between tries (the node can cut it short). */
   readonly sleep: (ms: number) => Promise<void>;
-  /** A DTI that can never be made (./dti.ts DtiError.permanent; `use` released its lease): the loop ends. */
+  /** A DTI that can never be made (./dti.ts DtiError.permanent; `use` released its lease, unless another client here holds it): the loop ends. */
   readonly fail: (error: DtiError) => void;
 }
 

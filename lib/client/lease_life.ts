@@ -1,6 +1,7 @@
 /**
  * Pieces of the client's lease life that ./node.ts runs: when it renews, what a failed
- * renewal means, and a release that only logs when it fails. Renewing
+ * renewal means, a release that only logs when it fails, and the refusal of a lease another
+ * client on this host already uses. Renewing
  * starts at T1, the server's (DHCPv4 option 58, RFC 2131 §4.4.5) or half the lease time
  * (the native protocol), and a renewal that fails keeps the lease and retries at half the
  * time left, until the server refuses it or it has at most 1 s left: then it is lost.
@@ -9,6 +10,8 @@
  */
 import type { Logger } from "../control/log.ts";
 import { formatIPv4 } from "../net/addr.ts";
+import { isLocalAddress } from "../sys/udp.ts";
+import { DtiError } from "./dti.ts";
 import { type ClientLease, DstmRefusedError, type LeaseClient } from "./protocol.ts";
 
 /** Ms until renewing starts: the protocol's T1 (DHCPv4 option 58) if it has one, else half the lease. */
@@ -49,4 +52,23 @@ export async function releaseLogged(
       detail: (error as Error).message,
     });
   }
+}
+
+/**
+ * A permanent DtiError when the IPv4 address of `lease`, just granted, is already an address
+ * of this host: another `dstm client` here holds that lease (the server gives a host IPv6
+ * address's lease back to whoever asks from it: DSTM_DISCOVER answers EXISTING_LEASE, and a
+ * DHCPv4 server answers the same client the same), or it is configured by hand. Taking it
+ * would put the address on a second DTI, and this client's release at stop would end the
+ * other's lease at the server and its TEP binding. The caller exits with the message and does
+ * not release: the lease is the other client's. Else undefined. Call before this client's own
+ * DTI has the address (a new lease, with the DTI down or holding the on-demand placeholder).
+ */
+export async function leaseInUseHere(lease: ClientLease): Promise<DtiError | undefined> {
+  const ipv4 = formatIPv4(lease.ipv4);
+  if (!(await isLocalAddress(ipv4))) return undefined;
+  return new DtiError(
+    `${ipv4}, the lease the server gave ${lease.host6}, is already an address of this host: another dstm client here holds it (run one client per host IPv6 address, or give this one another with --host6); not released`,
+    { permanent: true },
+  );
 }

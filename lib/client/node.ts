@@ -41,7 +41,7 @@ import { AddressFollower } from "./address_follower.ts";
 import { DtiError, type DtiHooks } from "./dti.ts";
 import { createDti } from "./dti_factory.ts";
 import { leaseClientFor } from "./lease_client.ts";
-import { afterFailedRenewal, releaseLogged, renewalDelay } from "./lease_life.ts";
+import { afterFailedRenewal, leaseInUseHere, releaseLogged, renewalDelay } from "./lease_life.ts";
 import type { NodeConfig, NodeState, NodeStatus } from "./node_config.ts";
 import { declareNodeMetrics } from "./node_metrics.ts";
 import { nodeStatus } from "./node_status.ts";
@@ -225,6 +225,8 @@ export class DstmNode {
 
   /** A lease was granted: bring the DTI up with it (always on) or hand it to the Workers (on-demand). */
   async #use(lease: ClientLease): Promise<void> {
+    const inUse = await leaseInUseHere(lease);
+    if (inUse) throw inUse; // not released: the other client's (./lease_life.ts)
     const tep6 = parseIPv6(this.#tep6(lease))!;
     this.#leaseState.setLease(lease.ipv4, lease.portSet, tep6);
     // The idle clock starts now, not at the last packet of an earlier lease.

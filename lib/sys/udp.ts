@@ -226,3 +226,18 @@ export async function sourceAddressFor(address: string, port: number): Promise<s
     );
   }
 }
+
+/**
+ * Whether `address` (IPv4 or IPv6 text) is an address of this host (this network
+ * namespace): a UDP socket can be bound to it (bind(2) fails with EADDRNOTAVAIL otherwise;
+ * nothing is sent). False as well when the socket cannot be made at all.
+ */
+export async function isLocalAddress(address: string): Promise<boolean> {
+  try {
+    const socket = await Bun.udpSocket({ hostname: address, port: 0 });
+    socket.close();
+    return true;
+  } catch {
+    return false;
+  }
+}
