@@ -9,6 +9,7 @@
  * @module
  */
 import type { Logger } from "../control/log.ts";
+import { formatIPv4 } from "../net/addr.ts";
 import { AcquireWarnings } from "./acquire_warnings.ts";
 import { DtiError } from "./dti.ts";
 import type { ClientLease, LeaseClient } from "./protocol.ts";
@@ -40,7 +41,7 @@ export async function acquireLoop(client: LeaseClient, o: AcquireLoopOptions): P
         await client.release(lease.ipv4).catch(() => {});
         return;
       }
-      await o.use(lease);
+      await useOrSayWhy(o, lease);
       return;
     } catch (error) {
       if (!o.current()) return;
@@ -50,5 +51,23 @@ export async function acquireLoop(client: LeaseClient, o: AcquireLoopOptions): P
       await o.sleep(backoff);
       backoff = Math.min(backoff * 2, o.maxBackoffMs);
     }
+  }
+}
+
+/**
+ * `o.use(lease)`; what it throws is the DTI's failure, not the server's: an error of the
+ * system (a route the kernel already has: EEXIST, a TUN that cannot be made) becomes a
+ * transient DtiError naming the address, so it is said as `dti-failed`, not as
+ * `server-unreachable` (./acquire_warnings.ts), and retried with back-off.
+ */
+async function useOrSayWhy(o: AcquireLoopOptions, lease: ClientLease): Promise<void> {
+  try {
+    await o.use(lease);
+  } catch (error) {
+    if (error instanceof DtiError) throw error;
+    throw new DtiError(
+      `the DTI could not be brought up with ${formatIPv4(lease.ipv4)}: ${(error as Error).message}`,
+      { cause: error },
+    );
   }
 }
