@@ -36,6 +36,7 @@ import { formatIPv4, formatIPv6, parseIPv6 } from "../net/addr.ts";
 import { Errno, SysError } from "../sys/libc.ts";
 import { addressAdd, linkSetMtu, linkSetUp, routeAdd, routeDel } from "../sys/netlink.ts";
 import { type RuleSpec, ruleAdd, ruleDel } from "../sys/netlink_tunnel.ts";
+import { seg6TunnelSource } from "../sys/seg6_tunsrc.ts";
 import { writeSysctl } from "../sys/sysctl.ts";
 import { closeTun, openTun } from "../sys/tun_linux.ts";
 import { sourceAddressFor } from "../sys/udp.ts";
@@ -142,8 +143,17 @@ export async function checkSeg6Source(
   port: number,
   what: string,
 ): Promise<void> {
+  const host = formatIPv6(parseIPv6(host6)!);
+  // A tunnel source set with `ip sr tunsrc set` wins over the route's choice (RFC 8986 §5).
+  const tunsrc = seg6TunnelSource();
+  if (tunsrc !== null && tunsrc !== host) {
+    throw new Error(
+      `${what}: the kernel's seg6 tunnel source (ip sr tunsrc) is ${tunsrc}, not the leased host address ${host6}: the TEP would drop every packet; run \`ip sr tunsrc set ${host6}\` or \`ip sr tunsrc set ::\`, or use --dti tun (without --kernel-encap) or ip6tnl`,
+    );
+  }
+  if (tunsrc !== null) return;
   const picked = await sourceAddressFor(tep6, port);
-  if (formatIPv6(parseIPv6(picked)!) !== formatIPv6(parseIPv6(host6)!)) {
+  if (formatIPv6(parseIPv6(picked)!) !== host) {
     throw new Error(
       `${what}: the kernel sends to the TEP ${tep6} from ${picked}, not from the leased host address ${host6}; use --dti tun (without --kernel-encap) or ip6tnl, or make ${host6} the preferred source`,
     );
