@@ -220,27 +220,31 @@ async function mainDhcp4o6(values: {
 }
 
 if (import.meta.main) {
-  const { values } = parseBenchArgs(import.meta.path, {
-    options: {
-      protocol: { type: "string", default: "dstm" },
-      target: { type: "string", default: "both" },
-      spawn: { type: "boolean", default: false },
-      server: { type: "string", default: "::1" },
-      port: { type: "string", default: "4607" },
-      // Defaults depend on the protocol: dstm 100000 / 128 / 30 s, dhcp4o6 30000 / 64 / 60 s.
-      hosts: { type: "string" },
-      concurrency: { type: "string" },
-      duration: { type: "string" },
-      timeout: { type: "string", default: "2000" },
-      rounds: { type: "string", default: "3" },
-      json: { type: "boolean", default: false },
-      // dhcp4o6 only: the dstm executable to measure, and extra `dstm server` flags.
-      dstm: { type: "string" },
-      "dstm-args": { type: "string" },
-      // dhcp4o6 only: both servers' log level (info: a line per lease, as deployed; or warn).
-      "server-log-level": { type: "string", default: "info" },
+  const { values } = parseBenchArgs(
+    import.meta.path,
+    {
+      options: {
+        protocol: { type: "string", default: "dstm" },
+        target: { type: "string", default: "both" },
+        spawn: { type: "boolean", default: false },
+        server: { type: "string", default: "::1" },
+        port: { type: "string", default: "4607" },
+        // Defaults depend on the protocol: dstm 100000 / 128 / 30 s, dhcp4o6 30000 / 64 / 60 s.
+        hosts: { type: "string" },
+        concurrency: { type: "string" },
+        duration: { type: "string" },
+        timeout: { type: "string", default: "2000" },
+        rounds: { type: "string", default: "3" },
+        json: { type: "boolean", default: false },
+        // dhcp4o6 only: the dstm executable to measure, and extra `dstm server` flags.
+        dstm: { type: "string" },
+        "dstm-args": { type: "string" },
+        // dhcp4o6 only: both servers' log level (info: a line per lease, as deployed; or warn).
+        "server-log-level": { type: "string", default: "info" },
+      },
     },
-  });
+    ["hosts", "concurrency", "duration"],
+  );
   if (values.protocol === "dhcp4o6") {
     await mainDhcp4o6(values);
     process.exit(0);

@@ -20,10 +20,13 @@ import { AllocationEngine, type EngineResult, type PoolConfig } from "../lib/all
 import type { LeaseStore } from "../lib/lease/lease.ts";
 import { MemoryLeaseStore } from "../lib/lease/memory.ts";
 import { SqliteLeaseStore } from "../lib/lease/sqlite.ts";
+import { benchNumbers } from "./bench_args.ts";
 
-const count = Number(process.argv[2] ?? 100_000);
-const concurrency = Number(process.argv[3] ?? 256);
-const rounds = Number(process.argv[4] ?? 3);
+const [count = 100_000, concurrency = 256, rounds = 3] = benchNumbers(
+  import.meta.path,
+  ["count", "concurrency", "rounds"],
+  [100_000, 256, 3],
+);
 const hostName = (i: number) => `2001:db8:${(i >>> 16).toString(16)}::${(i & 0xffff).toString(16)}`;
 const hosts = Array.from({ length: count }, (_, i) => hostName(i));
 const others = Array.from({ length: count }, (_, i) => hostName(count + i));

@@ -9,8 +9,9 @@
  * @module
  */
 import { parseBindingFile } from "../lib/tep/binding_file.ts";
+import { benchNumbers } from "./bench_args.ts";
 
-const rounds = Number(process.argv[2] ?? 5);
+const [rounds = 5] = benchNumbers(import.meta.path, ["rounds"], [5]);
 const lines = ["# 198.18.0.0/16 × 4 PSIDs"];
 for (let i = 0; i < 262_144; i++) {
   const a = i >>> 2;

@@ -47,3 +47,40 @@ describe.each(scripts)("bench/%s", (script) => {
     expect(err).not.toContain("ERR_PARSE_ARGS");
   });
 });
+
+describe("numbers that are none are refused before any work", () => {
+  const run = (script: string, ...args: string[]) =>
+    Bun.spawnSync([BUN, join(BENCH, script), ...args], {
+      stdout: "pipe",
+      stderr: "pipe",
+      timeout: 30_000,
+    });
+
+  test.each([
+    ["alloc.ts", ["--hosts", "abc"], '--hosts "abc": expected a number above 0'],
+    ["alloc.ts", ["--hosts", "0"], '--hosts "0": expected a number above 0'],
+    ["alloc.ts", ["--concurrency=-4"], '--concurrency "-4": expected a number above 0'],
+    ["tep_alone.ts", ["--rounds", "x"], '--rounds "x": expected a number above 0'],
+    ["kea_compare.ts", ["--rounds", "0"], '--rounds "0": expected a number above 0'],
+    ["dataplane.ts", ["--omit=-1"], '--omit "-1": expected a number of 0 or more'],
+    ["binding_file.ts", ["abc"], 'rounds "abc": expected a number above 0'],
+    ["alloc_engine.ts", ["100", "0"], 'concurrency "0": expected a number above 0'],
+    ["alloc_engine.ts", ["1", "2", "3", "4"], "at most 3 arguments: count concurrency rounds"],
+  ])("bench/%s %p: exit 2, one line, the usage", (script, args, message) => {
+    const r = run(script, ...args);
+    expect(r.exitCode).toBe(2);
+    const err = r.stderr.toString();
+    expect(err.split("\n")[0]).toBe(`${script}: ${message}`);
+    expect(err.length).toBeGreaterThan(message.length + 40);
+    expect(r.stdout.toString()).toBe("");
+  });
+
+  test.each(["binding_file.ts", "alloc_engine.ts"])(
+    "bench/%s (positional numbers) answers --help with its usage",
+    (script) => {
+      const r = run(script, "--help");
+      expect(r.exitCode).toBe(0);
+      expect(r.stdout.toString()).toContain("Micro-benchmark");
+    },
+  );
+});
