@@ -252,7 +252,7 @@ describe("DstmNode: the DTI in use and DTI failures (no root)", () => {
       counters: "kernel",
     });
     expect(dtiText(node.status().dti)).toBe(
-      "kernel: seg6 (the kernel has no ip6tnl); counters are the kernel's: ip -s link",
+      "kernel: seg6 (the kernel has no ip6tnl); counters are the kernel's: ip -s link show of the host's IPv6 link (seg6 sends past the DTI)",
     );
     await node.stop();
     expect(node.status().dti).toEqual({

@@ -67,7 +67,9 @@ describe.each([
       } finally {
         host.exec(["ip", "sr", "tunsrc", "set", "::"]);
       }
-      await client.waitFor(/ bound /, 30_000);
+      const bound = await client.waitFor(/ bound /, 30_000);
+      // The bound line says which DTI carries the traffic (a newcomer could not tell).
+      expect(bound).toContain(dti === "seg6" ? 'dti="seg6' : "--kernel-encap");
       const ping = () => host.exec(["ping", "-c", "1", "-W", "1", "192.0.2.80"]).code === 0;
       expect(await eventually(ping, { timeoutMs: 10_000, intervalMs: 250 })).toBe(true);
       client.proc.kill("SIGTERM");

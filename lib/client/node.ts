@@ -44,7 +44,7 @@ import { leaseClientFor } from "./lease_client.ts";
 import { afterFailedRenewal, leaseInUseHere, releaseLogged, renewalDelay } from "./lease_life.ts";
 import type { NodeConfig, NodeState, NodeStatus } from "./node_config.ts";
 import { declareNodeMetrics } from "./node_metrics.ts";
-import { nodeStatus } from "./node_status.ts";
+import { dtiStatus, dtiText, nodeStatus } from "./node_status.ts";
 import { type ClientLease, DstmRefusedError, type LeaseClient } from "./protocol.ts";
 
 export type { NodeConfig, NodeState, NodeStatus } from "./node_config.ts";
@@ -248,6 +248,7 @@ export class DstmNode {
       ports:
         lease.portSet && lease.portSet.psidLength > 0 ? formatPortSet(lease.portSet) : undefined,
       ifname: this.#ifname,
+      dti: dtiText(dtiStatus(this.#config.dtiMode ?? "tun", this.#dti.inUse?.())) || undefined,
       tep6: this.#tep6(lease),
       mtu: this.#mtu ?? undefined,
       "lease-time-s": lease.leaseTime,

@@ -72,7 +72,7 @@ export function dtiStatus(requested: DtiMode, inUse: DtiInUse | undefined): Node
 
 /**
  * The `dti` line of `dstm client status` after the name and MTU: `tun`, `kernel: seg6 (the
- * kernel has no ip6tnl); counters are the kernel's: ip -s link`… `dti` is the JSON's, so
+ * kernel has no ip6tnl); counters are the kernel's: ip -s link show of the host's IPv6 link…`… `dti` is the JSON's, so
  * anything missing (an older client) reads as unknown.
  */
 export function dtiText(dti: Partial<NodeDtiStatus> | undefined): string {
@@ -80,7 +80,11 @@ export function dtiText(dti: Partial<NodeDtiStatus> | undefined): string {
   const mode = dti.mode ?? "down";
   let text = dti.requested === mode ? mode : `${dti.requested}: ${mode}`;
   if (dti.fallback) text += ` (${dti.fallback})`;
-  if (dti.counters === "kernel") text += "; counters are the kernel's: ip -s link";
+  if (dti.counters === "kernel")
+    text +=
+      mode === "seg6"
+        ? "; counters are the kernel's: ip -s link show of the host's IPv6 link (seg6 sends past the DTI)"
+        : "; counters are the kernel's: ip -s link";
   if (dti.kernelEncap) text += "; encapsulation by the kernel (--kernel-encap)";
   return text;
 }
