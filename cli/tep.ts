@@ -193,6 +193,8 @@ function resolveTep(flags: TepFlags, log: Logger): TepConfig {
   const inRoute = ownAddressRouted(endpoints);
   if (inRoute) throw new UsageError(inRoute);
   const statics = staticBindings(flags, log);
+  const unrouted = bindingOutsideRoutes(endpoints, statics);
+  if (unrouted) throw new UsageError(unrouted);
   const maxBindings = bindingTable(flags, statics, log);
   const key = controlKey(flags, endpoints, log);
   const n = tepNumbers(flags);
@@ -231,6 +233,21 @@ function ownAddressRouted(endpoints: TepEndpoints): string | undefined {
   if (route === undefined) return undefined;
   const address = formatIPv4(endpoints.ipv4);
   return `--ipv4 ${address} is inside --route ${route}: this TEP routes that prefix through the tunnel to the hosts, its own address included; give the TEP an IPv4 address outside its routes`;
+}
+
+/**
+ * The refusal of a static binding whose IPv4 address is in none of the TEP's `--route`
+ * prefixes: the TEP routes only those back through the tunnel, so replies to that host would
+ * never reach it (a newcomer's binding was accepted and silently useless); else undefined.
+ */
+function bindingOutsideRoutes(
+  endpoints: TepEndpoints,
+  statics: StaticBindings,
+): string | undefined {
+  const prefixes = endpoints.routes.map((r) => ipv4PrefixFlag(r, "--route"));
+  const outside = statics.bindings.find((b) => !prefixes.some((p) => prefixContains(p, b.host4)));
+  if (outside === undefined) return undefined;
+  return `${statics.whereOf(outside.host4)}: ${formatIPv4(outside.host4)} is outside every --route (${endpoints.routes.join(", ")}): this TEP routes only those back to the hosts, so nothing would reach this one; add its prefix to --route or remove the binding`;
 }
 
 /** `--binding` and `--binding-file`, read and checked; logs how long the files took. */

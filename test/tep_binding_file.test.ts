@@ -267,7 +267,10 @@ describe("dstm tep --binding-file", () => {
     expect(missing.code).toBe(2);
     expect(missing.stderr).toMatch(/--binding-file: cannot read .*none\.txt: ENOENT/);
     const file = join(dir, "three.txt");
-    writeFileSync(file, "192.0.2.5 2001:db8::5\n192.0.2.6 2001:db8::6\n192.0.2.7 2001:db8::7\n");
+    writeFileSync(
+      file,
+      "198.51.100.5 2001:db8::5\n198.51.100.6 2001:db8::6\n198.51.100.7 2001:db8::7\n",
+    );
     const small = await runDstm([...tep, "--binding-file", file, "--max-bindings", "2"]);
     expect(small.code).toBe(2);
     expect(small.stderr).toBe(

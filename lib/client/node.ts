@@ -248,11 +248,11 @@ export class DstmNode {
       ports:
         lease.portSet && lease.portSet.psidLength > 0 ? formatPortSet(lease.portSet) : undefined,
       ifname: this.#ifname,
-      dti: dtiText(dtiStatus(this.#config.dtiMode ?? "tun", this.#dti.inUse?.())) || undefined,
       tep6: this.#tep6(lease),
       mtu: this.#mtu ?? undefined,
       "lease-time-s": lease.leaseTime,
       routes: (this.#config.routes ?? ["0.0.0.0/0"]).join(","),
+      dti: dtiText(dtiStatus(this.#config.dtiMode ?? "tun", this.#dti.inUse?.())) || undefined,
     });
     this.#bound();
     this.#scheduleRenewal(renewalDelay(lease));

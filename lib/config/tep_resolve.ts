@@ -76,6 +76,9 @@ export function tepEndpoints(flags: TepFlags): TepEndpoints {
   const [server, ...moreServers] = servers.map((s) =>
     unicastIPv6(s, "--server", "the DSTM server's", { loopback: true }),
   ) as [string, ...string[]];
+  // The same server twice would be sent every SYNC twice and listed twice (a newcomer's typo).
+  const twice = [server, ...moreServers].find((s, i, all) => all.indexOf(s) !== i);
+  if (twice !== undefined) throw new UsageError(`--server ${twice} is given twice`);
   const routes = flags.route ?? [];
   if (routes.length === 0)
     throw new UsageError("--route: name the IPv4 prefixes this TEP serves (the server's pools)");

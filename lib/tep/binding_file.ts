@@ -95,6 +95,12 @@ export class StaticBindings {
     this.bindings.push(binding);
   }
 
+  /** Where the binding of `host4` was given (`FILE:LINE` or `--binding #N`), or "" if none was. */
+  whereOf(host4: number): string {
+    const entry = this.#rules.get(host4);
+    return entry === undefined ? "" : this.#where(entry % 2 ** 40);
+  }
+
   #source(name: string): number {
     let index = this.#sources.indexOf(name);
     if (index < 0) {

@@ -1,0 +1,87 @@
+/**
+ * `dstm tep --check` refuses what a newcomer's typos slipped through (cli/tep.ts,
+ * lib/config/tep_resolve.ts): the same `--server` twice (every SYNC would go twice, the
+ * server listed twice), and a static binding whose IPv4 address is in none of the TEP's
+ * `--route` prefixes (the TEP routes only those back to the hosts: the binding would be
+ * silently useless). Exit 2, one line; nothing opened.
+ */
+import { afterAll, describe, expect, test } from "bun:test";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { runDstm } from "./helpers/process.ts";
+
+const dir = mkdtempSync(join(tmpdir(), "dstm-tepcheck-"));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+const BASE = ["tep", "--ipv6", "2001:db8:1::1", "--ipv4", "192.0.2.1", "--insecure-control"];
+const check = (...args: string[]) => runDstm([...BASE, ...args, "--check"]);
+
+describe("dstm tep --check", () => {
+  test("the same --server twice (in any spelling) is refused", async () => {
+    const r = await check(
+      "--server",
+      "2001:db8:1::53",
+      "--server",
+      "2001:DB8:1:0::53",
+      "--route",
+      "198.51.100.0/24",
+    );
+    expect(r.code).toBe(2);
+    expect(r.stderr.trim()).toBe("dstm: --server 2001:db8:1::53 is given twice");
+  });
+
+  test("a --binding outside every --route is refused, naming it", async () => {
+    const r = await check(
+      "--server",
+      "2001:db8:1::53",
+      "--route",
+      "198.51.100.0/24",
+      "--binding",
+      "198.51.100.9=2001:db8:2::9",
+      "--binding",
+      "203.0.113.5=2001:db8:2::5",
+    );
+    expect(r.code).toBe(2);
+    const lines = r.stderr.trim().split("\n");
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toContain(
+      "--binding #2: 203.0.113.5 is outside every --route (198.51.100.0/24)",
+    );
+  });
+
+  test("a binding file's line outside every route is named by file and line", async () => {
+    const file = join(dir, "bindings.txt");
+    writeFileSync(file, "# hosts\n198.51.100.9 2001:db8:2::9\n203.0.113.5 2001:db8:2::5\n");
+    const r = await check(
+      "--server",
+      "2001:db8:1::53",
+      "--route",
+      "198.51.100.0/24",
+      "--binding-file",
+      file,
+    );
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain(`${file}:3: 203.0.113.5 is outside every --route`);
+  });
+
+  test("two servers and bindings inside the routes pass", async () => {
+    const r = await check(
+      "--server",
+      "2001:db8:1::53",
+      "--server",
+      "2001:db8:1::54",
+      "--route",
+      "198.51.100.0/24",
+      "--route",
+      "203.0.113.0/24",
+      "--binding",
+      "203.0.113.5=2001:db8:2::5",
+    );
+    expect(r.stderr).toBe("");
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain(
+      "server 2001:db8:1::53, 2001:db8:1::54, 2 route(s), 1 static binding(s)",
+    );
+  });
+});
