@@ -3,14 +3,20 @@
  * (recvmmsg/sendmmsg): the loops of client_batch.ts on lib/sys devices, run by
  * forwarder_worker.ts. The error queue of the raw IPv6 socket is read by a Raw6Socket on the
  * same fd in the inbound Worker, between batches (RFC 2473 §8.3, as client_loops.ts does).
- * With `kernelEncap` the outbound Worker runs client_kernel_encap.ts instead.
+ * With `kernelEncap` the outbound Worker runs client_kernel_encap.ts instead, and the inbound
+ * one refuses the host's own IPv4 addresses as inner sources (the DTI then accepts local
+ * sources: lib/tunnel/local_sources.ts), re-reading them from the kernel every
+ * {@link LOCAL_SOURCES_REFRESH_MS}.
  *
  * @module
  */
+
+import { localIPv4Addresses } from "../sys/ipv4_addresses.ts";
 import { Raw6Socket, routePathMtu } from "../sys/raw6.ts";
 import { Raw6Batch } from "../sys/raw6_batch.ts";
 import { VnetTunDevice } from "../sys/tun_vnet.ts";
 import type { WorkerContext } from "../sys/worker.ts";
+import { LocalSources } from "../tunnel/local_sources.ts";
 import { attachClientLoop, seedPathMtu } from "./client_attach.ts";
 import { ClientInBatch, ClientOutBatch, DtiReplies } from "./client_batch.ts";
 import { ClientKernelEncapOut } from "./client_kernel_encap.ts";
@@ -18,6 +24,9 @@ import { applicationError } from "./client_lease.ts";
 import type { ForwarderInit, ForwarderStats } from "./forwarder.ts";
 import { nowSeconds, TunnelErrors } from "./tunnel_errors.ts";
 import { CLOSED } from "./worker_loop.ts";
+
+/** How often the inbound Worker re-reads the host's IPv4 addresses with `kernelEncap`, ms. */
+export const LOCAL_SOURCES_REFRESH_MS = 1000;
 
 /** Runs one direction of the client until stopped; returns its I/O stats. */
 export function clientBatched(
@@ -45,8 +54,21 @@ export function clientBatched(
   }
   const raw = Raw6Socket.attach(init.rawFd, 200);
   raw.useTunnelOptions();
+  const local = init.client?.kernelEncap ? new LocalSources() : undefined;
+  let localAt = 0;
+  const refreshLocal = () => {
+    const now = Date.now();
+    if (!local || now - localAt < LOCAL_SOURCES_REFRESH_MS) return;
+    localAt = now;
+    try {
+      local.set(localIPv4Addresses());
+    } catch {
+      // Keep the last list (the leased address is refused whatever it holds).
+    }
+  };
+  refreshLocal();
   const loop = new ClientInBatch(
-    { ...base, udpGro: init.client?.udpGro === true },
+    { ...base, udpGro: init.client?.udpGro === true, localSources: local },
     batch,
     tun,
     (context) => seedPathMtu(pathMtu, context, routePathMtu),
@@ -75,6 +97,7 @@ export function clientBatched(
       raw.errorPending = true;
       batch.errorPending = false;
     }
+    refreshLocal();
     loop.follow();
     errors.poll(pathMtu);
     if (loop.step() === CLOSED) break;

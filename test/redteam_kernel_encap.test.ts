@@ -1,0 +1,244 @@
+/**
+ * Red team: `dstm client --kernel-encap` (lib/client/kernel_encap.ts) attacked by a hostile
+ * TEP (or an on-link neighbour that spoofs the TEP's address: the same packets) and by a local
+ * unprivileged process, as root in namespaces. For the kernel to take the Worker's checked
+ * packets back from the DTI, the DTI gets `accept_local=1`, `rp_filter=0` and IPv4 forwarding;
+ * the decapsulated packets the inbound Worker writes into the same DTI get them too:
+ *
+ * - inner source a local address of the host (the leased address itself, or the host's
+ *   address on another IPv4 LAN), inner destination the leased address: with accept_local the
+ *   kernel no longer drops them as martians, so an application on the host would receive a
+ *   datagram "from the host itself" (an ACL that trusts the host's own addresses). The
+ *   inbound Worker must drop them (`client-decap-drop-local-source`);
+ * - inner destination anything but the leased address (the host's LAN neighbour, the host's
+ *   other address, the limited broadcast, loopback): with forwarding on, one that got into the
+ *   DTI would be routed — they stay refused (`client-decap-drop-wrong-destination`), nothing
+ *   reaches the LAN;
+ * - a local unprivileged process bound to the DTI (SO_BINDTODEVICE) sends to the host's LAN
+ *   neighbour and its broadcast address: what comes back out of the Worker goes to the TEP
+ *   (or is delivered locally), never onto the LAN.
+ *
+ * The TEP's genuine datagrams reach the host all along (the positive control).
+ *
+ *   host ns: 2001:db8:7::10 (c0), 203.0.113.1/24 (l0) ──veth── lan ns: 203.0.113.7 (l1)
+ *   host ns ──veth── core ns: server 2001:db8:7::53, TEP 2001:db8:7::1 ──veth── web ns 192.0.2.80
+ */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { readFileSync, rmSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { createNetns, type Netns, vethPair } from "../lib/sys/netns.ts";
+import { clientCounters } from "./helpers/daemon.ts";
+import {
+  createDtiLab,
+  dtiSuite,
+  labClientArgv,
+  labServerArgv,
+  labTepArgv,
+} from "./helpers/dti_lab.ts";
+import { AS_NOBODY } from "./helpers/nobody.ts";
+import { type DstmProcess, spawnDstm } from "./helpers/process.ts";
+import { waitUntil } from "./helpers/wait.ts";
+
+const { skip, dir, made } = dtiSuite("redteam_kernel_encap", "dstmrk-");
+let host: Netns;
+let core: Netns;
+let web: Netns;
+let lan: Netns;
+const procs: DstmProcess[] = [];
+const listeners: Bun.Subprocess[] = [];
+const DTI = "dtirk0";
+const HOST_PORT = 9999;
+const LAN_PORT = 9997;
+const HOST_LAN = "203.0.113.1";
+const NEIGHBOUR = "203.0.113.7";
+const clientSocket = join(dir, "client.sock");
+
+/** A UDP listener on `bind`:`port` in `ns` that appends "source payload" lines to `file`. */
+function listen(ns: Netns, bind: string, port: number, file: string): void {
+  const code = `
+import socket
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
+s.bind((${JSON.stringify(bind)}, ${port}))
+with open(${JSON.stringify(file)}, "a") as f:
+    while True:
+        data, src = s.recvfrom(65535)
+        f.write(src[0] + " " + data.decode(errors="replace") + "\\n")
+        f.flush()
+`;
+  listeners.push(ns.spawn(["python3", "-c", code], { timeoutMs: 300_000 }));
+}
+
+/**
+ * The hostile TEP: IPv4-in-IPv6 (next header 4) from the TEP's address to the host, the inner
+ * UDP datagram argv[1] → argv[2]:argv[3] with payload argv[4] crafted whole (a raw IPv6 socket
+ * of protocol 4: the kernel adds only the outer header).
+ */
+const CRAFT = `
+import socket, struct, sys
+src, dst, port, payload = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4].encode()
+def csum(b):
+    if len(b) % 2: b += b"\\0"
+    s = sum(struct.unpack("!%dH" % (len(b) // 2), b))
+    while s >> 16: s = (s & 0xffff) + (s >> 16)
+    return ~s & 0xffff
+udp = struct.pack("!HHHH", 40000, port, 8 + len(payload), 0) + payload
+h = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 7, 0, 64, 17, 0,
+                socket.inet_aton(src), socket.inet_aton(dst))
+h = h[:10] + struct.pack("!H", csum(h)) + h[12:]
+s = socket.socket(socket.AF_INET6, socket.SOCK_RAW, 4)
+s.bind(("2001:db8:7::1", 0))
+s.sendto(h + udp, ("2001:db8:7::10", 0))
+`;
+
+/** Sends one UDP datagram `payload` from `src` (bound; "" any) to `dst`:`port` in `ns`. */
+function send(ns: Netns, src: string, dst: string, port: number, payload: string): void {
+  const code = `
+import socket
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind((${JSON.stringify(src)}, 0))
+s.sendto(${JSON.stringify(payload)}.encode(), (${JSON.stringify(dst)}, ${port}))
+`;
+  const r = ns.exec(["python3", "-c", code]);
+  if (r.code !== 0) throw new Error(`send in ${ns.name}: ${r.stderr}`);
+}
+
+/** The hostile TEP sends src → dst:port with `payload` (see {@link CRAFT}). */
+function craft(src: string, dst: string, port: number, payload: string): void {
+  const r = core.exec(["python3", join(dir, "craft.py"), src, dst, String(port), payload]);
+  if (r.code !== 0) throw new Error(`craft: ${r.stderr}`);
+}
+
+const lines = (file: string): string[] => {
+  try {
+    return readFileSync(file, "utf8").split("\n").filter(Boolean);
+  } catch {
+    return [];
+  }
+};
+
+/**
+ * Runs `attack(n)` and then sends the genuine datagram `own`-N from the web server to
+ * `leased`:HOST_PORT, until three genuine ones are in `file`; then once more each, until the
+ * last genuine one is there. Whatever the attacks got through is in the files by then
+ * (same path, sent before).
+ */
+async function inTurn(
+  leased: string,
+  file: string,
+  own: string,
+  attack: (n: number) => void,
+): Promise<void> {
+  let n = 0;
+  await waitUntil(
+    () => {
+      n++;
+      attack(n);
+      send(web, "192.0.2.80", leased, HOST_PORT, `${own}-${n}`);
+      return lines(file).filter((l) => l.includes(`${own}-`)).length >= 3;
+    },
+    { timeoutMs: 40_000, intervalMs: 200, what: "three genuine datagrams" },
+  );
+  attack(0);
+  send(web, "192.0.2.80", leased, HOST_PORT, `${own}-last`);
+  await waitUntil(() => lines(file).some((l) => l.includes(`${own}-last`)), {
+    timeoutMs: 10_000,
+    what: "the last genuine datagram",
+  });
+}
+
+beforeAll(async () => {
+  if (skip) return;
+  ({ host, core, web } = createDtiLab("dstmrk-", ["2001:db8:7::1/64", "2001:db8:7::53/64"]));
+  made.push(host, core, web);
+  lan = createNetns("dstmrk-");
+  made.push(lan);
+  // The host's second IPv4 network: a LAN the DTI's traffic must never reach.
+  vethPair(host, "l0", lan, "l1");
+  host.addAddress("l0", `${HOST_LAN}/24`);
+  lan.addAddress("l1", `${NEIGHBOUR}/24`);
+  writeFileSync(join(dir, "craft.py"), CRAFT);
+  const server = spawnDstm(labServerArgv({ leaseTime: 60 }), {}, core.name);
+  procs.push(server);
+  await server.waitFor(/ start /, 20_000);
+  const tep = spawnDstm(labTepArgv(), {}, core.name);
+  procs.push(tep);
+  await tep.waitFor(/tep-start/, 20_000);
+  await server.waitFor(/tep-connected/, 20_000);
+}, 60_000);
+
+afterAll(async () => {
+  for (const p of procs) p.proc.kill("SIGTERM");
+  await Promise.all(procs.map((p) => p.exited));
+  for (const l of listeners) l.kill("SIGTERM");
+  await Promise.all(listeners.map((l) => l.exited));
+  for (const ns of made) ns.delete();
+  rmSync(dir, { recursive: true, force: true });
+}, 30_000);
+
+describe.skipIf(skip !== null)("red team: dstm client --kernel-encap", () => {
+  let leased = "";
+  const hostLog = join(dir, "host.log");
+  const lanLog = join(dir, "lan.log");
+
+  test("a hostile TEP's local inner sources (the leased address, the host's LAN address) reach no application", async () => {
+    const client = spawnDstm(
+      labClientArgv("tun", DTI, ["--kernel-encap", "--control", clientSocket]),
+      {},
+      host.name,
+    );
+    procs.push(client);
+    const bound = await client.waitFor(/ bound /, 20_000);
+    leased = /ipv4=(\S+)/.exec(bound)![1]!;
+    expect(host.exec(["cat", `/proc/sys/net/ipv4/conf/${DTI}/accept_local`]).stdout.trim()).toBe(
+      "1",
+    );
+    listen(host, "0.0.0.0", HOST_PORT, hostLog);
+    listen(lan, "0.0.0.0", LAN_PORT, lanLog);
+    const before = clientCounters(host, clientSocket)["client-decap-drop-local-source"] ?? 0;
+    await inTurn(leased, hostLog, "own1", (n) => {
+      craft(leased, leased, HOST_PORT, `self-${n}`);
+      craft(HOST_LAN, leased, HOST_PORT, `lan-${n}`);
+    });
+    const seen = lines(hostLog);
+    expect(seen.filter((l) => /self-|lan-/.test(l))).toEqual([]);
+    const after = clientCounters(host, clientSocket)["client-decap-drop-local-source"] ?? 0;
+    expect(after - before).toBeGreaterThanOrEqual(8); // two per round, at least four rounds
+  }, 90_000);
+
+  test("inner destinations other than the lease stay refused: nothing reaches the LAN or the host", async () => {
+    expect(leased).not.toBe("");
+    const before = clientCounters(host, clientSocket)["client-decap-drop-wrong-destination"] ?? 0;
+    await inTurn(leased, hostLog, "own2", (n) => {
+      craft("192.0.2.80", NEIGHBOUR, LAN_PORT, `fwd-${n}`);
+      craft("192.0.2.80", "203.0.113.255", LAN_PORT, `bcast-${n}`);
+      craft("192.0.2.80", "255.255.255.255", HOST_PORT, `lbcast-${n}`);
+      craft("192.0.2.80", HOST_LAN, HOST_PORT, `other-${n}`);
+    });
+    expect(lines(lanLog)).toEqual([]);
+    expect(lines(hostLog).filter((l) => /fwd-|bcast-|other-/.test(l))).toEqual([]);
+    const after = clientCounters(host, clientSocket)["client-decap-drop-wrong-destination"] ?? 0;
+    expect(after - before).toBeGreaterThanOrEqual(16);
+  }, 90_000);
+
+  test("an unprivileged process bound to the DTI cannot reach the host's LAN through the kernel's forwarding", async () => {
+    expect(leased).not.toBe("");
+    // As nobody: SO_BINDTODEVICE needs no privilege (Linux ≥ 5.7) while the socket is unbound.
+    const code = `
+import socket, sys
+for dst in ("${NEIGHBOUR}", "203.0.113.255"):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, b"${DTI}")
+    s.sendto(("local-" + sys.argv[1]).encode(), (dst, ${LAN_PORT}))
+`;
+    const before = clientCounters(host, clientSocket)["client-kernel-encap"] ?? 0;
+    await inTurn(leased, hostLog, "own3", (n) => {
+      const r = host.exec([...AS_NOBODY, "python3", "-c", code, String(n)]);
+      if (r.code !== 0) throw new Error(`as nobody: ${r.stderr}`);
+    });
+    expect(lines(lanLog)).toEqual([]);
+    // They did go through the Worker (so the kernel routed what came back out of the DTI).
+    expect(clientCounters(host, clientSocket)["client-kernel-encap"] ?? 0).toBeGreaterThan(before);
+  }, 90_000);
+});
