@@ -26,7 +26,11 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { localIPv4Addresses } from "../lib/sys/ipv4_addresses.ts";
 import { createNetns, type Netns, vethPair } from "../lib/sys/netns.ts";
+import { COUNTER_NAMES, Counter } from "../lib/tunnel/counters.ts";
+import { LocalSources } from "../lib/tunnel/local_sources.ts";
+import { ClientContext, clientDecap, Verdict } from "../lib/tunnel/pipeline.ts";
 import { clientCounters } from "./helpers/daemon.ts";
 import {
   createDtiLab,
@@ -36,6 +40,7 @@ import {
   labTepArgv,
 } from "./helpers/dti_lab.ts";
 import { AS_NOBODY } from "./helpers/nobody.ts";
+import { udpPacket } from "./helpers/packets.ts";
 import { type DstmProcess, spawnDstm } from "./helpers/process.ts";
 import { waitUntil } from "./helpers/wait.ts";
 
@@ -241,4 +246,47 @@ for dst in ("${NEIGHBOUR}", "203.0.113.255"):
     // They did go through the Worker (so the kernel routed what came back out of the DTI).
     expect(clientCounters(host, clientSocket)["client-kernel-encap"] ?? 0).toBeGreaterThan(before);
   }, 90_000);
+});
+
+describe("red team: the inbound path refuses the host's own addresses as inner sources (no root)", () => {
+  const TEP6 = new Uint8Array(16).fill(0x20);
+  const u32 = (text: string) => text.split(".").reduce((a, b) => a * 256 + Number(b), 0);
+  const LEASED = "198.51.100.1";
+  const context = (localSources?: LocalSources) =>
+    new ClientContext({
+      counters: new Float64Array(COUNTER_NAMES.length),
+      leasedIPv4: u32(LEASED),
+      tep6: TEP6,
+      localSources,
+    });
+  const decap = (ctx: ClientContext, src: string) => {
+    const p = udpPacket(src, LEASED, 16);
+    return clientDecap(ctx, p, 0, p.length, TEP6, 0);
+  };
+
+  test("the leased address as source is refused and counted, whatever the list", () => {
+    const ctx = context();
+    expect(decap(ctx, LEASED)).toBe(Verdict.DROP_WRONG_SOURCE);
+    expect(decap(ctx, "192.0.2.80")).toBe(Verdict.FORWARD);
+    expect(ctx.counters[Counter["client-decap-drop-local-source"]]).toBe(1);
+    expect(ctx.counters[Counter["client-decap-forward"]]).toBe(1);
+  });
+
+  test("an address in the host's list is refused; a neighbour of it is not", () => {
+    const local = new LocalSources();
+    local.set([u32("203.0.113.1"), u32("10.0.0.1"), u32("203.0.113.1"), u32("255.255.255.254")]);
+    expect(local.size).toBe(3);
+    const ctx = context(local);
+    for (const src of ["203.0.113.1", "10.0.0.1", "255.255.255.254"])
+      expect(decap(ctx, src)).toBe(Verdict.DROP_WRONG_SOURCE);
+    for (const src of ["203.0.113.2", "10.0.0.0", "192.0.2.80", "0.0.0.1"])
+      expect(decap(ctx, src)).toBe(Verdict.FORWARD);
+    expect(ctx.counters[Counter["client-decap-drop-local-source"]]).toBe(3);
+    local.set([]);
+    expect(decap(ctx, "203.0.113.1")).toBe(Verdict.FORWARD);
+  });
+
+  test("the kernel's list has the loopback address (the dump reads this namespace's addresses)", () => {
+    expect(localIPv4Addresses()).toContain(u32("127.0.0.1"));
+  });
 });
