@@ -26,11 +26,17 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { ClientKernelEncapOut, type FrameDevice } from "../lib/dataplane/client_kernel_encap.ts";
+import { parseIPv4, parseIPv6 } from "../lib/net/addr.ts";
+import { portInSet } from "../lib/net/portset.ts";
 import { localIPv4Addresses } from "../lib/sys/ipv4_addresses.ts";
 import { createNetns, type Netns, vethPair } from "../lib/sys/netns.ts";
+import { ClientState } from "../lib/tunnel/client_state.ts";
 import { COUNTER_NAMES, Counter } from "../lib/tunnel/counters.ts";
 import { LocalSources } from "../lib/tunnel/local_sources.ts";
+import { NaptTable } from "../lib/tunnel/napt.ts";
 import { ClientContext, clientDecap, Verdict } from "../lib/tunnel/pipeline.ts";
+import { PathMtuTable } from "../lib/tunnel/pmtu.ts";
 import { clientCounters } from "./helpers/daemon.ts";
 import {
   createDtiLab,
@@ -39,9 +45,11 @@ import {
   labServerArgv,
   labTepArgv,
 } from "./helpers/dti_lab.ts";
+import { FakeBatchTun } from "./helpers/fake_devices.ts";
 import { AS_NOBODY } from "./helpers/nobody.ts";
 import { udpPacket } from "./helpers/packets.ts";
 import { type DstmProcess, spawnDstm } from "./helpers/process.ts";
+import { SYN, tcp } from "./helpers/tcp_packets.ts";
 import { waitUntil } from "./helpers/wait.ts";
 
 const { skip, dir, made } = dtiSuite("redteam_kernel_encap", "dstmrk-");
@@ -288,5 +296,66 @@ describe("red team: the inbound path refuses the host's own addresses as inner s
 
   test("the kernel's list has the loopback address (the dump reads this namespace's addresses)", () => {
     expect(localIPv4Addresses()).toContain(u32("127.0.0.1"));
+  });
+});
+
+describe("red team: a foreign source takes no port of a shared lease and gets no answer (no root)", () => {
+  /** A DTI that hands over whole frames and keeps what is written back (the kernel's part). */
+  class FrameTun extends FakeBatchTun implements FrameDevice {
+    readonly frames: Uint8Array[] = [];
+    readonly back: Uint8Array[] = [];
+    readFrame(frame: Uint8Array): number {
+      const f = this.frames.shift();
+      if (!f) return 0;
+      frame.set(f);
+      return f.length;
+    }
+    writeFrame(frame: Uint8Array, length: number): number {
+      this.back.push(frame.slice(0, length));
+      return length;
+    }
+  }
+  /** a = 6, k = 10, PSID 3: 63 ports. */
+  const TINY = { offset: 6, psidLength: 10, psid: 3 };
+  const WEB4 = [203, 0, 113, 80];
+  /** A plain frame (virtio_net_hdr all zero) with a SYN from `src`:`port`. */
+  const syn = (src: readonly number[], port: number) => {
+    const p = tcp({ payload: 0, src, dst: WEB4, flags: SYN, srcPort: port });
+    const f = new Uint8Array(10 + p.length);
+    f.set(p, 10);
+    return f;
+  };
+
+  test("SYNs from a LAN host routed into the DTI: dropped before the NAPT; the host's own SYN still gets a port", () => {
+    const counters = new Float64Array(COUNTER_NAMES.length);
+    const state = ClientState.create();
+    state.setLease(parseIPv4("198.51.100.10")!, TINY, parseIPv6("2001:db8:7::1")!);
+    const tun = new FrameTun();
+    const loop = new ClientKernelEncapOut(
+      {
+        state,
+        napt: NaptTable.create(),
+        counters,
+        onDemand: false,
+        client: { tunnelMtu: 1460, mssClamp: false },
+        pathMtu: PathMtuTable.create({ capacity: 4 }),
+      },
+      tun,
+    );
+    // More SYNs than the set has ports, from another host's address (a forwarding host).
+    for (let i = 0; i < 70; i++) tun.frames.push(syn([203, 0, 113, 7], 20000 + i));
+    for (let i = 0; i < 70; i++) loop.step();
+    // Nothing handed to the kernel, and no RST for the LAN host: written into the DTI, the
+    // kernel (forwarding on the DTI) would send it to the TEP.
+    expect(tun.back.length).toBe(0);
+    expect(tun.written.map((w) => w.packet.slice(16, 20).join("."))).toEqual([]);
+    expect(counters[Counter["client-encap-drop-wrong-source"]]).toBe(70);
+    expect(counters[Counter["client-napt-drop-no-port"]]).toBe(0);
+    // The host's own connection still gets a port of the set.
+    tun.frames.push(syn([198, 51, 100, 10], 40000));
+    loop.step();
+    expect(tun.back.length).toBe(1);
+    const out = tun.back[0]!;
+    expect(portInSet((out[30]! << 8) | out[31]!, TINY)).toBe(true);
   });
 });
