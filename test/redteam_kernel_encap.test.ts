@@ -254,6 +254,63 @@ for dst in ("${NEIGHBOUR}", "203.0.113.255"):
     // They did go through the Worker (so the kernel routed what came back out of the DTI).
     expect(clientCounters(host, clientSocket)["client-kernel-encap"] ?? 0).toBeGreaterThan(before);
   }, 90_000);
+
+  test("the DTI bounced (down, up: the seg6 route is gone, the rule stays): nothing falls through to the main table", async () => {
+    expect(leased).not.toBe("");
+    host.ip("link", "set", DTI, "down");
+    host.ip("link", "set", DTI, "up");
+    expect(host.ip("-4", "route", "show", "table", "4608")).not.toContain("seg6");
+    expect(host.ip("-4", "rule", "show")).toMatch(
+      new RegExp(`^4609:.* iif ${DTI} unreachable`, "m"),
+    );
+    // As nobody, bound to the DTI (no route needed: the kernel takes the DTI as on-link).
+    const code = `
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, b"${DTI}")
+s.sendto(("bounced-" + sys.argv[1]).encode(), ("${NEIGHBOUR}", ${LAN_PORT}))
+`;
+    const before = clientCounters(host, clientSocket)["client-kernel-encap"] ?? 0;
+    let n = 0;
+    // Until the Worker handed ten of them to the kernel (what the kernel did with them is
+    // decided by then: the LAN is one veth away).
+    await waitUntil(
+      () => {
+        const r = host.exec([...AS_NOBODY, "python3", "-c", code, String(n++)]);
+        if (r.code !== 0) throw new Error(`as nobody: ${r.stderr}`);
+        return (clientCounters(host, clientSocket)["client-kernel-encap"] ?? 0) >= before + 10;
+      },
+      { timeoutMs: 30_000, intervalMs: 100, what: "ten datagrams handed to the kernel" },
+    );
+    // A datagram of the host's own to the neighbour, after them, as the control.
+    send(host, HOST_LAN, NEIGHBOUR, LAN_PORT, "direct");
+    await waitUntil(() => lines(lanLog).some((l) => l.includes("direct")), {
+      timeoutMs: 10_000,
+      what: "the direct datagram on the LAN",
+    });
+    expect(lines(lanLog).filter((l) => l.includes("bounced-"))).toEqual([]);
+  }, 90_000);
+
+  test("SIGKILL leaves the rule and the fence; the next client (even without --kernel-encap) removes both", async () => {
+    const first = procs.find((p) => p.lines.some((l) => / bound /.test(l)));
+    first!.proc.kill("SIGKILL");
+    await first!.exited;
+    const ours = () =>
+      host
+        .ip("-4", "rule", "show")
+        .split("\n")
+        .filter((l) => l.includes(DTI));
+    expect(ours().length).toBe(2);
+    const next = spawnDstm(
+      labClientArgv("tun", DTI, ["--control", join(dir, "next.sock")]),
+      {},
+      host.name,
+    );
+    procs.push(next);
+    await next.waitFor(/ bound /, 20_000);
+    expect(ours()).toEqual([]);
+    expect(next.lines.some((l) => /WARN kernel-dti-stale /.test(l))).toBe(true);
+  }, 60_000);
 });
 
 describe("red team: the inbound path refuses the host's own addresses as inner sources (no root)", () => {
