@@ -18,7 +18,16 @@
  *   neighbour and its broadcast address: what comes back out of the Worker goes to the TEP
  *   (or is delivered locally), never onto the LAN.
  *
- * The TEP's genuine datagrams reach the host all along (the positive control).
+ * - the DTI set down and up (the kernel removes the seg6 route, the rule stays): what the
+ *   Worker hands back must not fall through to the main table and be forwarded, in clear
+ *   with the leased source, onto the host's LAN (the fence rule `iif DTI unreachable`); a
+ *   killed client's fence is removed by the next one.
+ *
+ * The TEP's genuine datagrams reach the host all along (the positive control). Without root:
+ * the inbound check itself; a foreign source (a LAN host a forwarding host routes into the
+ * DTI) takes no port of a shared lease and gets no RST written into the DTI (the kernel
+ * would forward it to the TEP); a DF-clear super-packet of a shared lease reaches the wire
+ * with identifications from the port set (RFC 7597 §8.3.3), not the kernel's GSO numbering.
  *
  *   host ns: 2001:db8:7::10 (c0), 203.0.113.1/24 (l0) ──veth── lan ns: 203.0.113.7 (l1)
  *   host ns ──veth── core ns: server 2001:db8:7::53, TEP 2001:db8:7::1 ──veth── web ns 192.0.2.80
@@ -28,6 +37,7 @@ import { readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { ClientKernelEncapOut, type FrameDevice } from "../lib/dataplane/client_kernel_encap.ts";
 import { parseIPv4, parseIPv6 } from "../lib/net/addr.ts";
+import { tcpSegmentAt, tcpSegmentCount } from "../lib/net/gso.ts";
 import { portInSet } from "../lib/net/portset.ts";
 import { localIPv4Addresses } from "../lib/sys/ipv4_addresses.ts";
 import { createNetns, type Netns, vethPair } from "../lib/sys/netns.ts";
@@ -49,7 +59,7 @@ import { FakeBatchTun } from "./helpers/fake_devices.ts";
 import { AS_NOBODY } from "./helpers/nobody.ts";
 import { udpPacket } from "./helpers/packets.ts";
 import { type DstmProcess, spawnDstm } from "./helpers/process.ts";
-import { SYN, tcp } from "./helpers/tcp_packets.ts";
+import { ACK, SYN, tcp, tcpChecksumOf } from "./helpers/tcp_packets.ts";
 import { waitUntil } from "./helpers/wait.ts";
 
 const { skip, dir, made } = dtiSuite("redteam_kernel_encap", "dstmrk-");
@@ -356,7 +366,7 @@ describe("red team: the inbound path refuses the host's own addresses as inner s
   });
 });
 
-describe("red team: a foreign source takes no port of a shared lease and gets no answer (no root)", () => {
+describe("red team: the --kernel-encap out loop with a shared lease (no root)", () => {
   /** A DTI that hands over whole frames and keeps what is written back (the kernel's part). */
   class FrameTun extends FakeBatchTun implements FrameDevice {
     readonly frames: Uint8Array[] = [];
@@ -414,5 +424,65 @@ describe("red team: a foreign source takes no port of a shared lease and gets no
     expect(tun.back.length).toBe(1);
     const out = tun.back[0]!;
     expect(portInSet((out[30]! << 8) | out[31]!, TINY)).toBe(true);
+  });
+
+  test("a DF-clear TCP super-packet of a shared lease: every segment on the wire has an identification of the set", () => {
+    const counters = new Float64Array(COUNTER_NAMES.length);
+    const state = ClientState.create();
+    state.setLease(parseIPv4("198.51.100.10")!, TINY, parseIPv6("2001:db8:7::1")!);
+    const tun = new FrameTun();
+    const loop = new ClientKernelEncapOut(
+      {
+        state,
+        napt: NaptTable.create(),
+        counters,
+        onDemand: false,
+        client: { tunnelMtu: 1460, mssClamp: false },
+        pathMtu: PathMtuTable.create({ capacity: 4 }),
+      },
+      tun,
+    );
+    // IP_PMTUDISC_DONT (no privilege needed): TSO super-packets without DF.
+    const GSO = 1400;
+    const p = tcp({
+      payload: 5 * GSO,
+      src: [198, 51, 100, 10],
+      dst: WEB4,
+      flags: ACK,
+      df: false,
+      id: 1,
+    });
+    let sum = 6 + (p.length - 20);
+    for (let i = 12; i < 20; i += 2) sum += (p[i]! << 8) | p[i + 1]!;
+    while (sum > 0xffff) sum = (sum & 0xffff) + (sum >>> 16);
+    p[36] = sum >>> 8;
+    p[37] = sum;
+    const f = new Uint8Array(10 + p.length);
+    f.set([1, 1, 52, 0, GSO & 0xff, GSO >>> 8, 20, 0, 16, 0]); // NEEDS_CSUM, TCPV4
+    f.set(p, 10);
+    tun.frames.push(f);
+    loop.step();
+    // What reaches the wire: a frame with gso_type TCPV4 is cut by the kernel (ids id + i).
+    const wire: Uint8Array[] = [];
+    for (const out of tun.back) {
+      const packet = out.subarray(10);
+      if (out[1] === 0) {
+        wire.push(packet);
+        continue;
+      }
+      const n = tcpSegmentCount(packet, 0, packet.length, GSO);
+      for (let i = 0; i < n; i++) {
+        const seg = new Uint8Array(GSO + 100);
+        wire.push(seg.subarray(0, tcpSegmentAt(packet, 0, GSO, i, seg, 0)));
+      }
+    }
+    expect(wire.length).toBe(5);
+    for (const seg of wire) {
+      expect(portInSet((seg[4]! << 8) | seg[5]!, TINY)).toBe(true);
+      expect(portInSet((seg[20]! << 8) | seg[21]!, TINY)).toBe(true);
+      expect(tcpChecksumOf(seg)).toBe(0);
+    }
+    // Five datagrams that may be fragmented: five identifications, none the same.
+    expect(new Set(wire.map((seg) => (seg[4]! << 8) | seg[5]!)).size).toBe(5);
   });
 });
