@@ -8,8 +8,10 @@
  * - inner source a local address of the host (the leased address itself, or the host's
  *   address on another IPv4 LAN), inner destination the leased address: with accept_local the
  *   kernel no longer drops them as martians, so an application on the host would receive a
- *   datagram "from the host itself" (an ACL that trusts the host's own addresses). The
- *   inbound Worker must drop them (`client-decap-drop-local-source`);
+ *   datagram "from the host itself" (an ACL that trusts the host's own addresses). Likewise
+ *   the broadcast address of the host's LAN as source: an echo request "from" it made the
+ *   host broadcast its echo reply onto the LAN. The inbound Worker must drop them
+ *   (`client-decap-drop-local-source`);
  * - inner destination anything but the leased address (the host's LAN neighbour, the host's
  *   other address, the limited broadcast, loopback): with forwarding on, one that got into the
  *   DTI would be routed — they stay refused (`client-decap-drop-wrong-destination`), nothing
@@ -204,7 +206,7 @@ describe.skipIf(skip !== null)("red team: dstm client --kernel-encap", () => {
   const hostLog = join(dir, "host.log");
   const lanLog = join(dir, "lan.log");
 
-  test("a hostile TEP's local inner sources (the leased address, the host's LAN address) reach no application", async () => {
+  test("a hostile TEP's local inner sources (the leased address, the host's LAN address, its broadcast address) reach no application", async () => {
     const client = spawnDstm(
       labClientArgv("tun", DTI, ["--kernel-encap", "--control", clientSocket]),
       {},
@@ -222,11 +224,12 @@ describe.skipIf(skip !== null)("red team: dstm client --kernel-encap", () => {
     await inTurn(leased, hostLog, "own1", (n) => {
       craft(leased, leased, HOST_PORT, `self-${n}`);
       craft(HOST_LAN, leased, HOST_PORT, `lan-${n}`);
+      craft("203.0.113.255", leased, HOST_PORT, `bsrc-${n}`);
     });
     const seen = lines(hostLog);
-    expect(seen.filter((l) => /self-|lan-/.test(l))).toEqual([]);
+    expect(seen.filter((l) => /self-|lan-|bsrc-/.test(l))).toEqual([]);
     const after = clientCounters(host, clientSocket)["client-decap-drop-local-source"] ?? 0;
-    expect(after - before).toBeGreaterThanOrEqual(8); // two per round, at least four rounds
+    expect(after - before).toBeGreaterThanOrEqual(12); // three per round, at least four rounds
   }, 90_000);
 
   test("inner destinations other than the lease stay refused: nothing reaches the LAN or the host", async () => {

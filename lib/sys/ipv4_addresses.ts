@@ -5,8 +5,8 @@
  * rtnetlink,if_addr}.h). `os.networkInterfaces()` is no substitute: it leaves out interfaces
  * without carrier, whose addresses the kernel still takes as local.
  *
- * The DSTM client's `--kernel-encap` inbound Worker refuses them as the inner source of
- * decapsulated packets (lib/tunnel/local_sources.ts).
+ * The DSTM client's `--kernel-encap` inbound Worker refuses them, and the broadcast addresses
+ * of their subnets, as the inner source of decapsulated packets (lib/tunnel/local_sources.ts).
  *
  * @module
  */
@@ -22,14 +22,16 @@ const NLM_F_REQUEST = 0x1;
 const NLM_F_DUMP = 0x300;
 const IFA_ADDRESS = 1;
 const IFA_LOCAL = 2;
+const IFA_BROADCAST = 4;
 /** How long the kernel may take to answer the dump, ms. */
 const ANSWER_TIMEOUT_MS = 2000;
 
 let _sequence = 1;
 
 /**
- * The host's IPv4 addresses (host byte order, as u32; IFA_LOCAL, else IFA_ADDRESS), in the
- * kernel's order, duplicates possible. Throws a {@link SysError} when the dump fails or gets
+ * The host's IPv4 addresses (host byte order, as u32; IFA_LOCAL, else IFA_ADDRESS) and the
+ * broadcast addresses of their subnets (IFA_BROADCAST), in the kernel's order, duplicates
+ * possible. Throws a {@link SysError} when the dump fails or gets
  * no answer within 2,000 ms.
  */
 export function localIPv4Addresses(): number[] {
@@ -89,16 +91,19 @@ function _collect(fd: number, seq: number): number[] {
         if (type === RTM_NEWADDR && len >= 24 && buf[at + 16] === libc.AF_INET) {
           let local = -1;
           let address = -1;
+          let broadcast = -1;
           for (let a = at + 24; a + 4 <= at + len; ) {
             const alen = v.getUint16(a, true);
             const atype = v.getUint16(a + 2, true);
             if (alen < 4) break;
             if (alen >= 8 && atype === IFA_LOCAL) local = v.getUint32(a + 4, false);
             if (alen >= 8 && atype === IFA_ADDRESS) address = v.getUint32(a + 4, false);
+            if (alen >= 8 && atype === IFA_BROADCAST) broadcast = v.getUint32(a + 4, false);
             a += (alen + 3) & ~3;
           }
           if (local >= 0) out.push(local);
           else if (address >= 0) out.push(address);
+          if (broadcast >= 0) out.push(broadcast);
         }
       }
       at += (len + 3) & ~3;

@@ -8,7 +8,10 @@
  * writes into the same DTI get that setting too: without this check the kernel would deliver
  * a packet from the TEP (or from an on-link neighbour spoofing it) whose inner source is one
  * of the host's own addresses — the leased one, or one on another LAN — where, with
- * `accept_local=0`, it dropped it as a martian source. The inbound Worker's copy of the list
+ * `accept_local=0`, it dropped it as a martian source. Likewise the broadcast address of one
+ * of the host's subnets (accept_local skips the kernel's source lookup, which refused it):
+ * an echo request "from" 203.0.113.255 made the host broadcast its echo reply onto that LAN.
+ * The inbound Worker's copy of the list
  * is refreshed from the kernel about once a second (lib/dataplane/client_batched.ts).
  *
  * The list is sorted; {@link LocalSources.has} is a binary search and allocates nothing.
