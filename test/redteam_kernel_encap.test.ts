@@ -364,8 +364,10 @@ describe("red team: the inbound path refuses the host's own addresses as inner s
     expect(decap(ctx, "203.0.113.1")).toBe(Verdict.FORWARD);
   });
 
-  test("the kernel's list has the loopback address (the dump reads this namespace's addresses)", () => {
-    expect(localIPv4Addresses()).toContain(u32("127.0.0.1"));
+  test("the kernel's list has the loopback address and its /8's broadcast address", () => {
+    const list = localIPv4Addresses();
+    expect(list).toContain(u32("127.0.0.1"));
+    expect(list).toContain(u32("127.255.255.255"));
   });
 });
 

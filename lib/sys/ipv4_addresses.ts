@@ -30,8 +30,9 @@ let _sequence = 1;
 
 /**
  * The host's IPv4 addresses (host byte order, as u32; IFA_LOCAL, else IFA_ADDRESS) and the
- * broadcast addresses of their subnets (IFA_BROADCAST), in the kernel's order, duplicates
- * possible. Throws a {@link SysError} when the dump fails or gets
+ * broadcast addresses of their subnets (IFA_BROADCAST, and — as the kernel's `broadcast`
+ * routes of the local table have it — the address with all host bits set for a prefix
+ * shorter than /31), in the kernel's order, duplicates possible. Throws a {@link SysError} when the dump fails or gets
  * no answer within 2,000 ms.
  */
 export function localIPv4Addresses(): number[] {
@@ -101,9 +102,11 @@ function _collect(fd: number, seq: number): number[] {
             if (alen >= 8 && atype === IFA_BROADCAST) broadcast = v.getUint32(a + 4, false);
             a += (alen + 3) & ~3;
           }
-          if (local >= 0) out.push(local);
-          else if (address >= 0) out.push(address);
+          const own = local >= 0 ? local : address;
+          if (own >= 0) out.push(own);
           if (broadcast >= 0) out.push(broadcast);
+          const prefix = buf[at + 17]!;
+          if (own >= 0 && prefix < 31) out.push((own | (0xffffffff >>> prefix)) >>> 0);
         }
       }
       at += (len + 3) & ~3;
