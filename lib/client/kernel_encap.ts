@@ -177,7 +177,7 @@ export function removeStaleKernelEncap(ifname: string, log?: Logger): boolean {
   if (removed)
     log?.warn("kernel-dti-stale", {
       ifname,
-      detail: `removed a --kernel-encap rule (iif ${ifname} lookup ${KERNEL_ENCAP_TABLE}) left by an earlier client`,
+      detail: `removed a --kernel-encap rule (iif ${ifname} lookup ${KERNEL_ENCAP_TABLE} or unreachable) left by an earlier client`,
     });
   return removed;
 }

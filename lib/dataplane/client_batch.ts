@@ -246,9 +246,9 @@ export class ClientOutBatch {
  * Every check and rewrite of the out path on one packet at `buf[off, off + n)` with a lease
  * (`lease.context` set): NAPT for a shared lease (placeholder, port set; a RST or ICMPv4 3/13
  * into the DTI when no port is free) for the leased or placeholder source only (another
- * source, e.g. a LAN host a forwarding host routes into the DTI, is `client-encap-drop-wrong-source`
- * before it can take a port of the set or be answered: with `--kernel-encap` the kernel would
- * forward that answer to the TEP), then `clientEncap` (anti-spoofing: the leased source;
+ * source, e.g. a LAN host a forwarding host routes into the DTI, is counted in
+ * `client-encap-drop-wrong-source` before it can take a port of the set or be answered: with
+ * `--kernel-encap` the kernel would forward that answer to the TEP), then `clientEncap` (anti-spoofing: the leased source;
  * the port set; DF and path MTU, with "fragmentation needed" into the DTI). True when the
  * packet may go (`lease.context.length` its IPv4 length); every drop is counted.
  * `countForward`: see clientEncap.

@@ -57,8 +57,9 @@ export function clientBatched(
   const local = init.client?.kernelEncap ? new LocalSources() : undefined;
   let localAt = 0;
   const refreshLocal = () => {
+    if (!local) return;
     const now = Date.now();
-    if (!local || now - localAt < LOCAL_SOURCES_REFRESH_MS) return;
+    if (now - localAt < LOCAL_SOURCES_REFRESH_MS) return;
     localAt = now;
     try {
       local.set(localIPv4Addresses());

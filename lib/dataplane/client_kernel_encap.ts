@@ -15,14 +15,14 @@
  *
  * A super-packet is checked on real packets: its first segment (and its last, which carries
  * FIN / PSH, for the NAPT's TCP state), cut as the kernel would (lib/net/gso.ts), each with
- * exactly the steps of a packet read alone. With a shared lease, a super-packet without DF
- * goes segment by segment instead (each checked, numbered from the port set as RFC 7597
- * §8.3.3 wants, and written back as a plain packet): the kernel's GSO would number the
- * segments from the super-packet's own identification. A drop of either drops the whole super-packet
+ * exactly the steps of a packet read alone. A drop of either drops the whole super-packet
  * (counted once). What the checks rewrote (source address, source port) is copied into the
  * super-packet, whose IPv4 header checksum is recomputed and whose partial L4 checksum field
  * gets the pseudo-header sum of the new addresses and its own length (the kernel finishes it
- * per segment: ports need no update there).
+ * per segment: ports need no update there). With a shared lease, a super-packet without DF
+ * goes segment by segment instead (each checked, numbered from the port set as RFC 7597
+ * §8.3.3 wants, and written back as a plain packet): the kernel's GSO would number the
+ * segments from the super-packet's own identification, outside the set.
  *
  * TTL: left as it is. The IPv4 route of table 4608 is a seg6 lightweight tunnel, whose input
  * redirect (lwtunnel_input → seg6_input) takes the place of ip_forward: the kernel encapsulates

@@ -32,8 +32,8 @@ let _sequence = 1;
  * The host's IPv4 addresses (host byte order, as u32; IFA_LOCAL, else IFA_ADDRESS) and the
  * broadcast addresses of their subnets (IFA_BROADCAST, and — as the kernel's `broadcast`
  * routes of the local table have it — the address with all host bits set for a prefix
- * shorter than /31), in the kernel's order, duplicates possible. Throws a {@link SysError} when the dump fails or gets
- * no answer within 2,000 ms.
+ * shorter than /31), in the kernel's order, duplicates possible. Throws a {@link SysError}
+ * when the dump fails or gets no answer within 2,000 ms.
  */
 export function localIPv4Addresses(): number[] {
   const fd = libc.socket(
@@ -88,7 +88,7 @@ function _collect(fd: number, seq: number): number[] {
           const error = v.getInt32(at + 16, true);
           if (error !== 0) throw new SysError("IPv4 address dump", error);
         }
-        // struct ifaddrmsg after the header: family u8, prefixlen u8, flags u8, scope u8, index u32.
+        // struct ifaddrmsg after the header: family, prefixlen, flags, scope (u8), index (u32).
         if (type === RTM_NEWADDR && len >= 24 && buf[at + 16] === libc.AF_INET) {
           let local = -1;
           let address = -1;
