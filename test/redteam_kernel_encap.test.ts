@@ -304,7 +304,7 @@ s.sendto(("bounced-" + sys.argv[1]).encode(), ("${NEIGHBOUR}", ${LAN_PORT}))
     expect(lines(lanLog).filter((l) => l.includes("bounced-"))).toEqual([]);
   }, 90_000);
 
-  test("SIGKILL leaves the rule and the fence; the next client (even without --kernel-encap) removes both", async () => {
+  test("SIGKILL leaves the rule and the fence; the next client (even without --kernel-encap) removes both, and refuses a broadcast source too", async () => {
     const first = procs.find((p) => p.lines.some((l) => / bound /.test(l)));
     first!.proc.kill("SIGKILL");
     await first!.exited;
@@ -320,9 +320,19 @@ s.sendto(("bounced-" + sys.argv[1]).encode(), ("${NEIGHBOUR}", ${LAN_PORT}))
       host.name,
     );
     procs.push(next);
-    await next.waitFor(/ bound /, 20_000);
+    const bound = await next.waitFor(/ bound /, 20_000);
     expect(ours()).toEqual([]);
     expect(next.lines.some((l) => /WARN kernel-dti-stale /.test(l))).toBe(true);
+    // Without --kernel-encap (rp_filter 0 here, no policy rules left), the kernel takes a
+    // broadcast source: the inbound Worker refuses it all the same.
+    const ipv4 = /ipv4=(\S+)/.exec(bound)![1]!;
+    await inTurn(ipv4, hostLog, "own4", (n) =>
+      craft("203.0.113.255", ipv4, HOST_PORT, `plain-${n}`),
+    );
+    expect(lines(hostLog).filter((l) => l.includes("plain-"))).toEqual([]);
+    expect(
+      clientCounters(host, join(dir, "next.sock"))["client-decap-drop-local-source"],
+    ).toBeGreaterThanOrEqual(4);
   }, 60_000);
 });
 

@@ -3,10 +3,11 @@
  * (recvmmsg/sendmmsg): the loops of client_batch.ts on lib/sys devices, run by
  * forwarder_worker.ts. The error queue of the raw IPv6 socket is read by a Raw6Socket on the
  * same fd in the inbound Worker, between batches (RFC 2473 §8.3, as client_loops.ts does).
- * With `kernelEncap` the outbound Worker runs client_kernel_encap.ts instead, and the inbound
- * one refuses the host's own IPv4 addresses as inner sources (the DTI then accepts local
- * sources: lib/tunnel/local_sources.ts), re-reading them from the kernel every
- * {@link LOCAL_SOURCES_REFRESH_MS}.
+ * With `kernelEncap` the outbound Worker runs client_kernel_encap.ts instead. The inbound
+ * Worker refuses the host's own IPv4 addresses and its subnets' broadcast addresses as inner
+ * sources (with `kernelEncap` the DTI accepts local sources; without, a broadcast source
+ * passed the kernel where rp_filter is 0: lib/tunnel/local_sources.ts), re-reading them from
+ * the kernel every {@link LOCAL_SOURCES_REFRESH_MS}.
  *
  * @module
  */
@@ -25,7 +26,7 @@ import type { ForwarderInit, ForwarderStats } from "./forwarder.ts";
 import { nowSeconds, TunnelErrors } from "./tunnel_errors.ts";
 import { CLOSED } from "./worker_loop.ts";
 
-/** How often the inbound Worker re-reads the host's IPv4 addresses with `kernelEncap`, ms. */
+/** How often the inbound Worker re-reads the host's IPv4 addresses, ms. */
 export const LOCAL_SOURCES_REFRESH_MS = 1000;
 
 /** Runs one direction of the client until stopped; returns its I/O stats. */
@@ -54,10 +55,9 @@ export function clientBatched(
   }
   const raw = Raw6Socket.attach(init.rawFd, 200);
   raw.useTunnelOptions();
-  const local = init.client?.kernelEncap ? new LocalSources() : undefined;
+  const local = new LocalSources();
   let localAt = 0;
   const refreshLocal = () => {
-    if (!local) return;
     const now = Date.now();
     if (now - localAt < LOCAL_SOURCES_REFRESH_MS) return;
     localAt = now;

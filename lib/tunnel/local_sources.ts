@@ -10,7 +10,9 @@
  * of the host's own addresses — the leased one, or one on another LAN — where, with
  * `accept_local=0`, it dropped it as a martian source. Likewise the broadcast address of one
  * of the host's subnets (accept_local skips the kernel's source lookup, which refused it):
- * an echo request "from" 203.0.113.255 made the host broadcast its echo reply onto that LAN.
+ * an echo request "from" 203.0.113.255 made the host broadcast its echo reply onto that LAN
+ * (without `--kernel-encap` too, where rp_filter is 0 and the host has no policy rules: the
+ * kernel then checks only that the source is not one of its addresses).
  * The inbound Worker's copy of the list
  * is refreshed from the kernel about once a second (lib/dataplane/client_batched.ts).
  *
