@@ -334,6 +334,27 @@ s.sendto(("bounced-" + sys.argv[1]).encode(), ("${NEIGHBOUR}", ${LAN_PORT}))
       clientCounters(host, join(dir, "next.sock"))["client-decap-drop-local-source"],
     ).toBeGreaterThanOrEqual(4);
   }, 60_000);
+
+  test("--no-offload (one packet at a time): a broadcast source is refused there too", async () => {
+    const running = procs.filter((p) => p.lines.some((l) => / bound /.test(l)));
+    for (const p of running) p.proc.kill("SIGTERM");
+    await Promise.all(running.map((p) => p.exited));
+    const plain = spawnDstm(
+      labClientArgv("tun", DTI, ["--no-offload", "--control", join(dir, "plain.sock")]),
+      {},
+      host.name,
+    );
+    procs.push(plain);
+    const bound = await plain.waitFor(/ bound /, 20_000);
+    const ipv4 = /ipv4=(\S+)/.exec(bound)![1]!;
+    await inTurn(ipv4, hostLog, "own5", (n) =>
+      craft("203.0.113.255", ipv4, HOST_PORT, `slow-${n}`),
+    );
+    expect(lines(hostLog).filter((l) => l.includes("slow-"))).toEqual([]);
+    expect(
+      clientCounters(host, join(dir, "plain.sock"))["client-decap-drop-local-source"],
+    ).toBeGreaterThanOrEqual(4);
+  }, 60_000);
 });
 
 describe("red team: the inbound path refuses the host's own addresses as inner sources (no root)", () => {

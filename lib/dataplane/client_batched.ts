@@ -7,27 +7,21 @@
  * Worker refuses the host's own IPv4 addresses and its subnets' broadcast addresses as inner
  * sources (with `kernelEncap` the DTI accepts local sources; without, a broadcast source
  * passed the kernel where rp_filter is 0: lib/tunnel/local_sources.ts), re-reading them from
- * the kernel every {@link LOCAL_SOURCES_REFRESH_MS}.
+ * the kernel every second (client_attach.ts followLocalSources).
  *
  * @module
  */
-
-import { localIPv4Addresses } from "../sys/ipv4_addresses.ts";
 import { Raw6Socket, routePathMtu } from "../sys/raw6.ts";
 import { Raw6Batch } from "../sys/raw6_batch.ts";
 import { VnetTunDevice } from "../sys/tun_vnet.ts";
 import type { WorkerContext } from "../sys/worker.ts";
-import { LocalSources } from "../tunnel/local_sources.ts";
-import { attachClientLoop, seedPathMtu } from "./client_attach.ts";
+import { attachClientLoop, followLocalSources, seedPathMtu } from "./client_attach.ts";
 import { ClientInBatch, ClientOutBatch, DtiReplies } from "./client_batch.ts";
 import { ClientKernelEncapOut } from "./client_kernel_encap.ts";
 import { applicationError } from "./client_lease.ts";
 import type { ForwarderInit, ForwarderStats } from "./forwarder.ts";
 import { nowSeconds, TunnelErrors } from "./tunnel_errors.ts";
 import { CLOSED } from "./worker_loop.ts";
-
-/** How often the inbound Worker re-reads the host's IPv4 addresses, ms. */
-export const LOCAL_SOURCES_REFRESH_MS = 1000;
 
 /** Runs one direction of the client until stopped; returns its I/O stats. */
 export function clientBatched(
@@ -55,19 +49,7 @@ export function clientBatched(
   }
   const raw = Raw6Socket.attach(init.rawFd, 200);
   raw.useTunnelOptions();
-  const local = new LocalSources();
-  let localAt = 0;
-  const refreshLocal = () => {
-    const now = Date.now();
-    if (now - localAt < LOCAL_SOURCES_REFRESH_MS) return;
-    localAt = now;
-    try {
-      local.set(localIPv4Addresses());
-    } catch {
-      // Keep the last list (the leased address is refused whatever it holds).
-    }
-  };
-  refreshLocal();
+  const { local, refresh: refreshLocal } = followLocalSources();
   const loop = new ClientInBatch(
     { ...base, udpGro: init.client?.udpGro === true, localSources: local },
     batch,
