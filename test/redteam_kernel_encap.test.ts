@@ -355,6 +355,31 @@ s.sendto(("bounced-" + sys.argv[1]).encode(), ("${NEIGHBOUR}", ${LAN_PORT}))
       clientCounters(host, join(dir, "plain.sock"))["client-decap-drop-local-source"],
     ).toBeGreaterThanOrEqual(4);
   }, 60_000);
+
+  test("a killed --kernel-encap client's rule and fence are removed by a --dti kernel client too", async () => {
+    const running = procs.filter((p) => p.lines.some((l) => / bound /.test(l)));
+    for (const p of running) p.proc.kill("SIGTERM");
+    await Promise.all(running.map((p) => p.exited));
+    const ours = () =>
+      host
+        .ip("-4", "rule", "show")
+        .split("\n")
+        .filter((l) => l.includes(DTI));
+    const killed = spawnDstm(
+      labClientArgv("tun", DTI, ["--kernel-encap"]),
+      { DSTM_RUNTIME_DIR: dir },
+      host.name,
+    );
+    procs.push(killed);
+    await killed.waitFor(/ bound /, 20_000);
+    killed.proc.kill("SIGKILL");
+    await killed.exited;
+    expect(ours().length).toBe(2);
+    const kernel = spawnDstm(labClientArgv("kernel", DTI), { DSTM_RUNTIME_DIR: dir }, host.name);
+    procs.push(kernel);
+    await kernel.waitFor(/ bound /, 20_000);
+    expect(ours()).toEqual([]);
+  }, 60_000);
 });
 
 describe("red team: the inbound path refuses the host's own addresses as inner sources (no root)", () => {
