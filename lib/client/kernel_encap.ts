@@ -19,7 +19,11 @@
  *   refuses with a permanent DtiError;
  * - the IPv4 rule `iif DTI lookup 4608` (priority 4608) and, in table 4608, the route
  *   `default encap seg6 mode encap.red segs TEP6 dev DTI mtu (MTU + 64)` (lib/client/seg6_dti.ts
- *   SEG6_HEADROOM: what IPv4 then sees is the DTI MTU).
+ *   SEG6_HEADROOM: what IPv4 then sees is the DTI MTU);
+ * - the fence `iif DTI unreachable` (priority 4609): when table 4608 has no route (the DTI
+ *   was set down and up: the kernel removed the seg6 route, the rule stays), what comes out
+ *   of the DTI must not fall through to `main` and be forwarded, with the leased source, to
+ *   the host's other networks (test/redteam_kernel_encap.test.ts). Added first, removed last.
  *
  * {@link kernelEncapDown} undoes them (the TUN's close takes the device's sysctls and route
  * anyway); a client killed before it could leaves the rule, which {@link removeStaleKernelEncap}
@@ -45,6 +49,8 @@ import { SEG6_DTI_TABLE, SEG6_HEADROOM } from "./seg6_dti.ts";
 export const KERNEL_ENCAP_TABLE = SEG6_DTI_TABLE + 1;
 /** The rule's priority (before `main`, 32766). */
 const RULE_PRIORITY = KERNEL_ENCAP_TABLE;
+/** The fence's priority: right after the rule. */
+const FENCE_PRIORITY = RULE_PRIORITY + 1;
 /** The DTI's sysctls (`net/ipvX/conf/DTI/…`) and the values kernel-encap needs. */
 const SYSCTLS: readonly (readonly [string, string])[] = [
   ["ipv4/conf/%/forwarding", "1"],
@@ -84,6 +90,7 @@ export interface KernelEncapState {
   readonly saved: [string, string][];
   route: boolean;
   rule: boolean;
+  fence: boolean;
 }
 
 /**
@@ -92,8 +99,10 @@ export interface KernelEncapState {
  * lightweight tunnels, else the SysError of the step that failed, after undoing what it did.
  */
 export function kernelEncapUp(ifname: string, tep6: string, mtu: number): KernelEncapState {
-  const state: KernelEncapState = { ifname, saved: [], route: false, rule: false };
+  const state: KernelEncapState = { ifname, saved: [], route: false, rule: false, fence: false };
   try {
+    ruleAdd(_fence(ifname));
+    state.fence = true;
     for (const [name, value] of SYSCTLS) {
       const key = `net/${name.replace("%", ifname)}`; // slashes: a name may hold a dot
       let was: string;
@@ -136,7 +145,7 @@ export function kernelEncapUp(ifname: string, tep6: string, mtu: number): Kernel
   }
 }
 
-/** Removes the rule and the route, puts the DTI's sysctls back. Never throws. */
+/** Removes the rule and the route, puts the DTI's sysctls back, removes the fence. Never throws. */
 export function kernelEncapDown(state: KernelEncapState): void {
   if (state.rule) _quietly(() => ruleDel(_rule(state.ifname)));
   state.rule = false;
@@ -145,32 +154,40 @@ export function kernelEncapDown(state: KernelEncapState): void {
   state.route = false;
   for (const [key, value] of state.saved.reverse()) _quietly(() => writeSysctl(key, value));
   state.saved.length = 0;
+  if (state.fence) _quietly(() => ruleDel(_fence(state.ifname)));
+  state.fence = false;
 }
 
 /**
- * Removes the rules `iif ifname lookup 4608` a killed client left (its route and sysctls went
- * with its TUN), saying so at warn. True when one was removed. Never throws.
+ * Removes the rules `iif ifname lookup 4608` and `iif ifname unreachable` (4609) a killed
+ * client left (its route and sysctls went with its TUN), saying so at warn. True when one was
+ * removed. Never throws.
  */
 export function removeStaleKernelEncap(ifname: string, log?: Logger): boolean {
   let removed = false;
-  for (let i = 0; i < 8; i++) {
-    try {
-      ruleDel(_rule(ifname));
-      removed = true;
-    } catch {
-      break; // ENOENT: none (left)
+  for (const rule of [_rule(ifname), _fence(ifname)])
+    for (let i = 0; i < 8; i++) {
+      try {
+        ruleDel(rule);
+        removed = true;
+      } catch {
+        break; // ENOENT: none (left)
+      }
     }
-  }
   if (removed)
     log?.warn("kernel-dti-stale", {
       ifname,
-      detail: `removed a --kernel-encap rule (iif ${ifname} lookup ${KERNEL_ENCAP_TABLE}) left by an earlier client`,
+      detail: `removed a --kernel-encap rule (iif ${ifname} lookup ${KERNEL_ENCAP_TABLE} or unreachable) left by an earlier client`,
     });
   return removed;
 }
 
 function _rule(ifname: string): RuleSpec {
   return { ipv4: true, priority: RULE_PRIORITY, iif: ifname, table: KERNEL_ENCAP_TABLE };
+}
+
+function _fence(ifname: string): RuleSpec {
+  return { ipv4: true, priority: FENCE_PRIORITY, iif: ifname, table: 0, unreachable: true };
 }
 
 function _quietly(undo: () => void): void {

@@ -33,6 +33,7 @@ import {
   type KernelTunnelSettings,
   removeStaleIp6tnl,
 } from "./ip6tnl_dti.ts";
+import { removeStaleKernelEncap } from "./kernel_encap.ts";
 import type { NodeConfig } from "./node_config.ts";
 import {
   checkSeg6Source,
@@ -157,6 +158,8 @@ export class TunnelDti implements DtiHooks {
       dscp: this.#o.config.dscp ?? -1,
     };
     const tep = formatIPv6(tep6);
+    // A killed --kernel-encap client's rule and fence (`iif NAME`) would apply to this DTI.
+    removeStaleKernelEncap(s.ifname, this.#o.log);
     if (this.#backend !== "seg6") {
       if (removeStaleIp6tnl(s.ifname)) _saidStale(this.#o.log, s.ifname);
       // A killed seg6 DTI's rule would hand the TEP's packets to End.DX4 before ip6tnl.

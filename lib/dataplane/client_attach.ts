@@ -6,7 +6,9 @@
  *
  * @module
  */
+import { localIPv4Addresses } from "../sys/ipv4_addresses.ts";
 import { ClientState } from "../tunnel/client_state.ts";
+import { LocalSources } from "../tunnel/local_sources.ts";
 import { NaptTable } from "../tunnel/napt.ts";
 import type { ClientContext } from "../tunnel/pipeline.ts";
 import { PathMtuTable } from "../tunnel/pmtu.ts";
@@ -24,6 +26,32 @@ export function attachClientLoop(init: ForwarderInit, counters: Float64Array): C
     client: init.client,
     pathMtu: init.client?.pathMtu ? PathMtuTable.attach(init.client.pathMtu) : null,
   };
+}
+
+/** How often the inbound Worker re-reads the host's IPv4 addresses, ms. */
+export const LOCAL_SOURCES_REFRESH_MS = 1000;
+
+/**
+ * The host's IPv4 addresses and subnet broadcast addresses, which the inbound loop's
+ * clientDecap refuses as inner sources (lib/tunnel/local_sources.ts), and `refresh()`, which
+ * re-reads them from the kernel when {@link LOCAL_SOURCES_REFRESH_MS} have passed (call it
+ * between reads; it read them once already). A failed read keeps the last list.
+ */
+export function followLocalSources(): { local: LocalSources; refresh: () => void } {
+  const local = new LocalSources();
+  let at = 0;
+  const refresh = () => {
+    const now = Date.now();
+    if (now - at < LOCAL_SOURCES_REFRESH_MS) return;
+    at = now;
+    try {
+      local.set(localIPv4Addresses());
+    } catch {
+      // Keep the last list (the leased address is refused whatever it holds).
+    }
+  };
+  refresh();
+  return { local, refresh };
 }
 
 /**

@@ -28,7 +28,8 @@
  * @module
  */
 import type { BatchDevice, TunnelBatchSocket } from "../net/device.ts";
-import { IPv4Problem, validateIPv4 } from "../net/ipv4.ts";
+import { IPv4Problem, ipv4Source, validateIPv4 } from "../net/ipv4.ts";
+import { Counter } from "../tunnel/counters.ts";
 import type { TcpCoalescer } from "../tunnel/gro.ts";
 import type { UdpCoalescer } from "../tunnel/gro_udp.ts";
 import { type ClientTranslator, Translation } from "../tunnel/napt.ts";
@@ -54,6 +55,8 @@ import {
   QUEUE_PACKETS,
   QUEUED,
 } from "./client_lease.ts";
+
+const WRONG_SOURCE = Counter["client-encap-drop-wrong-source"];
 
 /** What both directions are built from (client_lease.ts), and the batch options. */
 export interface ClientBatchInit extends ClientLoopInit {
@@ -242,7 +245,10 @@ export class ClientOutBatch {
 /**
  * Every check and rewrite of the out path on one packet at `buf[off, off + n)` with a lease
  * (`lease.context` set): NAPT for a shared lease (placeholder, port set; a RST or ICMPv4 3/13
- * into the DTI when no port is free), then `clientEncap` (anti-spoofing: the leased source;
+ * into the DTI when no port is free) for the leased or placeholder source only (another
+ * source, e.g. a LAN host a forwarding host routes into the DTI, is counted in
+ * `client-encap-drop-wrong-source` before it can take a port of the set or be answered: with
+ * `--kernel-encap` the kernel would forward that answer to the TEP), then `clientEncap` (anti-spoofing: the leased source;
  * the port set; DF and path MTU, with "fragmentation needed" into the DTI). True when the
  * packet may go (`lease.context.length` its IPv4 length); every drop is counted.
  * `countForward`: see clientEncap.
@@ -265,6 +271,14 @@ export function checkOutbound(
   if (lease.translate) {
     if (validateIPv4(buf, off, n) !== IPv4Problem.NONE) {
       counters[ENCAP_MALFORMED]! += 1;
+      return false;
+    }
+    const source = ipv4Source(buf, off);
+    if (
+      source !== context.leasedIPv4 &&
+      (translator.placeholder === 0 || source !== translator.placeholder)
+    ) {
+      counters[WRONG_SOURCE]! += 1;
       return false;
     }
     const result = translator.outbound(buf, off, n, now, nowMs);

@@ -3,7 +3,11 @@
  * (recvmmsg/sendmmsg): the loops of client_batch.ts on lib/sys devices, run by
  * forwarder_worker.ts. The error queue of the raw IPv6 socket is read by a Raw6Socket on the
  * same fd in the inbound Worker, between batches (RFC 2473 §8.3, as client_loops.ts does).
- * With `kernelEncap` the outbound Worker runs client_kernel_encap.ts instead.
+ * With `kernelEncap` the outbound Worker runs client_kernel_encap.ts instead. The inbound
+ * Worker refuses the host's own IPv4 addresses and its subnets' broadcast addresses as inner
+ * sources (with `kernelEncap` the DTI accepts local sources; without, a broadcast source
+ * passed the kernel where rp_filter is 0: lib/tunnel/local_sources.ts), re-reading them from
+ * the kernel every second (client_attach.ts followLocalSources).
  *
  * @module
  */
@@ -11,7 +15,7 @@ import { Raw6Socket, routePathMtu } from "../sys/raw6.ts";
 import { Raw6Batch } from "../sys/raw6_batch.ts";
 import { VnetTunDevice } from "../sys/tun_vnet.ts";
 import type { WorkerContext } from "../sys/worker.ts";
-import { attachClientLoop, seedPathMtu } from "./client_attach.ts";
+import { attachClientLoop, followLocalSources, seedPathMtu } from "./client_attach.ts";
 import { ClientInBatch, ClientOutBatch, DtiReplies } from "./client_batch.ts";
 import { ClientKernelEncapOut } from "./client_kernel_encap.ts";
 import { applicationError } from "./client_lease.ts";
@@ -45,8 +49,9 @@ export function clientBatched(
   }
   const raw = Raw6Socket.attach(init.rawFd, 200);
   raw.useTunnelOptions();
+  const { local, refresh: refreshLocal } = followLocalSources();
   const loop = new ClientInBatch(
-    { ...base, udpGro: init.client?.udpGro === true },
+    { ...base, udpGro: init.client?.udpGro === true, localSources: local },
     batch,
     tun,
     (context) => seedPathMtu(pathMtu, context, routePathMtu),
@@ -75,6 +80,7 @@ export function clientBatched(
       raw.errorPending = true;
       batch.errorPending = false;
     }
+    refreshLocal();
     loop.follow();
     errors.poll(pathMtu);
     if (loop.step() === CLOSED) break;

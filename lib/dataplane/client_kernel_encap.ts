@@ -19,7 +19,10 @@
  * (counted once). What the checks rewrote (source address, source port) is copied into the
  * super-packet, whose IPv4 header checksum is recomputed and whose partial L4 checksum field
  * gets the pseudo-header sum of the new addresses and its own length (the kernel finishes it
- * per segment: ports need no update there).
+ * per segment: ports need no update there). With a shared lease, a super-packet without DF
+ * goes segment by segment instead (each checked, numbered from the port set as RFC 7597
+ * §8.3.3 wants, and written back as a plain packet): the kernel's GSO would number the
+ * segments from the super-packet's own identification, outside the set.
  *
  * TTL: left as it is. The IPv4 route of table 4608 is a seg6 lightweight tunnel, whose input
  * redirect (lwtunnel_input → seg6_input) takes the place of ip_forward: the kernel encapsulates
@@ -151,6 +154,12 @@ export class ClientKernelEncapOut {
       c[ENCAP_MALFORMED]! += 1;
       return false;
     }
+    // A shared lease numbers each datagram that may be fragmented (DF clear) from its port set
+    // (RFC 7597 §8.3.3, napt.ts), so that the hosts sharing the address never send the same
+    // identification; the kernel's GSO would number the segments id, id + 1, … from the
+    // super-packet's own, outside the set. Such a super-packet goes segment by segment.
+    if (this.translator.ports !== null && !(frame[H + 6]! & 0x40))
+      return this.#bySegment(frame, udp, gsoSize, count);
     const first = this.#first;
     const m = udp
       ? writeUdpSegment(frame, H, gsoSize, 0, first, H)
@@ -174,6 +183,24 @@ export class ClientKernelEncapOut {
     frame[H + csumField] = pseudo >>> 8;
     frame[H + csumField + 1] = pseudo;
     return this.#write(frame, total, count);
+  }
+
+  /**
+   * Each segment of the super-packet `frame` checked (and translated) as a packet read alone,
+   * then written back as a plain packet (its checksums complete); true when any went.
+   */
+  #bySegment(frame: Uint8Array, udp: boolean, gsoSize: number, count: number): boolean {
+    const seg = this.#first;
+    let went = false;
+    for (let i = 0; i < count; i++) {
+      const m = udp
+        ? writeUdpSegment(frame, H, gsoSize, i, seg, H)
+        : tcpSegmentAt(frame, H, gsoSize, i, seg, H);
+      if (!this.#check(seg, m)) continue;
+      seg.fill(0, 0, H);
+      if (this.#write(seg, this.#follower.lease.context!.length, 1)) went = true;
+    }
+    return went;
   }
 
   #check(buf: Uint8Array, n: number): boolean {

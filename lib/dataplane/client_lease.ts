@@ -8,6 +8,7 @@
 import type { ClientState } from "../tunnel/client_state.ts";
 import { Counter } from "../tunnel/counters.ts";
 import { clientSentTo, relayTunnelError, type TunnelError } from "../tunnel/icmp_relay.ts";
+import type { LocalSources } from "../tunnel/local_sources.ts";
 import { ClientTranslator, type NaptTable, PLACEHOLDER_IPV4, Translation } from "../tunnel/napt.ts";
 import { ClientContext } from "../tunnel/pipeline.ts";
 import type { PathMtuTable } from "../tunnel/pmtu.ts";
@@ -39,6 +40,8 @@ export interface Lease {
 export interface LeaseOptions {
   client?: ForwarderInit["client"];
   pathMtu: PathMtuTable | null;
+  /** The host's IPv4 addresses the inbound path refuses as sources (--kernel-encap). */
+  localSources?: LocalSources;
 }
 
 /** Counts a refusal of the translator (held and no-room fragments are counted by the fragment table). */
@@ -79,6 +82,7 @@ export function refreshLease(
     dscp: o.client?.dscp,
     ecnNormal: o.client?.ecnNormal,
     flowLabel: o.client?.flowLabel,
+    localSources: o.localSources,
   });
   translator.configure(state.ipv4, onDemand ? PLACEHOLDER_IPV4 : 0, portSet);
   if (writer) translator.table.clear();
@@ -93,6 +97,8 @@ export interface ClientLoopInit {
   onDemand: boolean;
   client?: ForwarderInit["client"];
   pathMtu: PathMtuTable | null;
+  /** See LeaseOptions.localSources. */
+  localSources?: LocalSources;
 }
 
 /** One loop's lease and translator, following the main thread's ClientState. */
@@ -106,7 +112,11 @@ export class LeaseFollower {
   /** `writer`: the outbound loop, the NAPT table's only writer of mappings (it clears it). */
   constructor(init: ClientLoopInit, writer: boolean) {
     this.#init = init;
-    this.#options = { client: init.client, pathMtu: init.pathMtu };
+    this.#options = {
+      client: init.client,
+      pathMtu: init.pathMtu,
+      localSources: init.localSources,
+    };
     this.#writer = writer;
     this.translator = new ClientTranslator(init.napt, { counters: init.counters });
   }

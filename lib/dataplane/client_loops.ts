@@ -19,7 +19,7 @@ import type { TunnelError } from "../tunnel/icmp_relay.ts";
 import { type ClientTranslator, Translation } from "../tunnel/napt.ts";
 import { type ClientContext, clientDecap, clientEncap, Verdict } from "../tunnel/pipeline.ts";
 import type { PathMtuTable } from "../tunnel/pmtu.ts";
-import { attachClientLoop, seedPathMtu } from "./client_attach.ts";
+import { attachClientLoop, followLocalSources, seedPathMtu } from "./client_attach.ts";
 import {
   applicationError,
   countTranslation,
@@ -207,6 +207,8 @@ class ClientInLoop {
   readonly #lease: Lease;
   readonly #pathMtu: PathMtuTable | null;
   readonly #errors: TunnelErrors;
+  /** Re-reads the host's addresses clientDecap refuses as sources (client_attach.ts). */
+  readonly #refreshLocal: () => void;
 
   readonly counters: Float64Array;
   readonly tun: TunDevice;
@@ -220,7 +222,9 @@ class ClientInLoop {
     ({ counters: this.counters, tun: this.tun, raw: this.raw, stats: this.stats } = io);
     const loop = attachClientLoop(io.init, io.counters);
     this.#state = loop.state;
-    this.#follower = new LeaseFollower(loop, false);
+    const { local, refresh } = followLocalSources();
+    this.#refreshLocal = refresh;
+    this.#follower = new LeaseFollower({ ...loop, localSources: local }, false);
     this.#translator = this.#follower.translator;
     this.#lease = this.#follower.lease;
     this.#pathMtu = loop.pathMtu;
@@ -237,6 +241,7 @@ class ClientInLoop {
     const from6 = this.#from6;
     while (!ctx.stopRequested) {
       this.#errors.poll(this.#pathMtu);
+      this.#refreshLocal();
       this.#follow();
       const n = raw.recvFrom(buf, 0, from6, 0);
       if (n <= 0) {

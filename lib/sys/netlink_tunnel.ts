@@ -60,6 +60,7 @@ const FRA_PRIORITY = 6;
 const FRA_TABLE = 15;
 const FRA_IP_PROTO = 22;
 const FR_ACT_TO_TBL = 1;
+const FR_ACT_UNREACHABLE = 7;
 
 /** An ip6tnl device in mode ipip6 (IPv4 in IPv6). */
 export interface Ip6tnlSpec {
@@ -149,8 +150,10 @@ export interface RuleSpec {
   readonly src?: string;
   /** IP protocol (next header) to match; absent: any. */
   readonly ipProto?: number;
-  /** Routing table (255 local, 254 main, or any id). */
+  /** Routing table (255 local, 254 main, or any id); 0 with `unreachable`. */
   readonly table: number;
+  /** No lookup: refuse what matches with ICMP unreachable (`ip rule … unreachable`, FR_ACT_UNREACHABLE). */
+  readonly unreachable?: boolean;
 }
 
 /** Adds an IPv6 rule (`ip -6 rule add …`); EEXIST when the same one is there. */
@@ -184,7 +187,7 @@ function _ruleMessage(type: number, rule: RuleSpec): NetlinkMessage {
     .u8(rule.table < 256 ? rule.table : 0)
     .u8(0)
     .u8(0)
-    .u8(FR_ACT_TO_TBL)
+    .u8(rule.unreachable ? FR_ACT_UNREACHABLE : FR_ACT_TO_TBL)
     .u32(0);
   m.attrU32(FRA_PRIORITY, rule.priority);
   if (dst) m.attr(FRA_DST, dst);
@@ -205,7 +208,7 @@ function _describeRule(rule: RuleSpec): string {
   if (rule.src !== undefined) text += ` from ${rule.src}`;
   if (rule.dst !== undefined) text += ` to ${rule.dst}`;
   if (rule.ipProto !== undefined) text += ` ipproto ${rule.ipProto}`;
-  return `${text} lookup ${rule.table}`;
+  return rule.unreachable ? `${text} unreachable` : `${text} lookup ${rule.table}`;
 }
 
 /** An IPv6 prefix `A/N` (N 128 when absent) as its bytes and length; [undefined, 0] for none. */

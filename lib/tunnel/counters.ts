@@ -46,6 +46,7 @@ export const COUNTER_NAMES = [
   "client-decap-drop-malformed",
   "client-decap-drop-wrong-tep", // outer IPv6 source is not the TEP
   "client-decap-drop-wrong-destination", // inner destination is not the leased address
+  "client-decap-drop-local-source", // inner source is the leased or another local address (lib/tunnel/local_sources.ts)
   // DSTM client translations (shared leases, on-demand mode)
   "client-queued", // on-demand: held while the lease is being obtained
   "client-drop-queue-full", // on-demand: the queue was full

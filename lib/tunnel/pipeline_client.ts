@@ -24,6 +24,7 @@ import { type PortSetValue, portSetProblem, psidOfPort } from "../net/portset.ts
 import { Counter } from "./counters.ts";
 import { isLaterFragment } from "./fragments.ts";
 import { icmpAnswer } from "./icmp_verdict.ts";
+import type { LocalSources } from "./local_sources.ts";
 import {
   ALWAYS_FITS,
   checkDscp,
@@ -45,6 +46,7 @@ const CLIENT_DECAP_CSUM_COMPLETED = Counter["client-decap-csum-completed"];
 const CLIENT_DECAP_DROP_MALFORMED = Counter["client-decap-drop-malformed"];
 const CLIENT_DECAP_DROP_WRONG_TEP = Counter["client-decap-drop-wrong-tep"];
 const CLIENT_DECAP_DROP_WRONG_DESTINATION = Counter["client-decap-drop-wrong-destination"];
+const CLIENT_DECAP_DROP_LOCAL_SOURCE = Counter["client-decap-drop-local-source"];
 const CLIENT_ENCAP_MSS = Counter["client-encap-mss-clamped"];
 const CLIENT_ENCAP_DROP_TOO_BIG = Counter["client-encap-drop-too-big"];
 const ENCAP_TOO_BIG_PATH = Counter["encap-too-big-path-mtu"];
@@ -73,6 +75,11 @@ export interface ClientOptions extends TunnelHeaderOptions {
   icmpRate?: number;
   /** Clock in milliseconds (ICMP rate limit). Default Date.now. */
   now?: () => number;
+  /**
+   * The host's IPv4 addresses, refused as inner sources by clientDecap (`--kernel-encap`: the
+   * DTI accepts local sources, local_sources.ts). The leased address is refused without it.
+   */
+  localSources?: LocalSources;
 }
 
 /** State of one client Worker. A new lease means a new context (post it to the Worker). */
@@ -92,6 +99,7 @@ export class ClientContext {
   readonly ecnNormal: boolean;
   readonly flowLabels: boolean;
   readonly icmpLimiter: TokenBucket;
+  readonly localSources: LocalSources | null;
   now: () => number;
   /** Output of clientEncap: outer traffic class and flow label. */
   trafficClass = 0;
@@ -120,6 +128,7 @@ export class ClientContext {
     const icmpRate = options.icmpRate ?? 100;
     this.icmpLimiter = new TokenBucket(icmpRate, icmpRate === 0 ? 0 : 20);
     this.now = options.now ?? Date.now;
+    this.localSources = options.localSources ?? null;
   }
 }
 
@@ -198,7 +207,12 @@ export function clientEncap(
 /**
  * Client, IPv6 from the raw socket → IPv4 into the DTI. The outer source must be the TEP
  * (anyone can send protocol-4 packets to the host), the inner destination the leased address
- * (and, for a shared lease, a port of its set).
+ * (and, for a shared lease, a port of its set), the inner source none of the host's own: not
+ * the leased address (a packet the host sent itself would not come through the tunnel; a
+ * sharer's hairpinned packet from the same address is refused too, as the kernel always did),
+ * nor, with `ctx.localSources`, another of its addresses (`client-decap-drop-local-source`:
+ * with `--kernel-encap` the DTI has accept_local=1 and the kernel would deliver them;
+ * local_sources.ts).
  *
  * @example if (clientDecap(ctx, buf, 0, n, from6, 0) === Verdict.FORWARD) tun.write(buf, 0, ctx.length)
  */
@@ -224,6 +238,11 @@ export function clientDecap(
   if (ipv4Destination(pkt, off) !== ctx.leasedIPv4) {
     c[CLIENT_DECAP_DROP_WRONG_DESTINATION]! += 1;
     return Verdict.DROP_WRONG_DESTINATION;
+  }
+  const source = ipv4Source(pkt, off);
+  if (source === ctx.leasedIPv4 || ctx.localSources?.has(source)) {
+    c[CLIENT_DECAP_DROP_LOCAL_SOURCE]! += 1;
+    return Verdict.DROP_WRONG_SOURCE;
   }
   // A later fragment has no port: the NAPT checks it against its first fragment.
   if (ctx.psidLength !== 0 && !isLaterFragment(pkt, off)) {
