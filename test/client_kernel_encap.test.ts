@@ -23,8 +23,8 @@ import {
   createDtiLab,
   dtiSuite,
   labClientArgv,
-  labServerArgv,
-  labTepArgv,
+  startLabCore,
+  stopAll as stopProcs,
 } from "./helpers/dti_lab.ts";
 import { BUN, type DstmProcess, ROOT, spawnDstm } from "./helpers/process.ts";
 import { eventually } from "./helpers/wait.ts";
@@ -112,20 +112,11 @@ afterAll(async () => {
 }, 30_000);
 
 async function startCore(extra: string[], tep6 = "2001:db8:7::1"): Promise<void> {
-  server = spawnDstm(
-    labServerArgv({ leaseTime: 30, extra, control: serverSocket, tep6 }),
-    {},
-    core.name,
-  );
-  await server.waitFor(/ start /, 20_000);
-  tep = spawnDstm(labTepArgv(tep6), {}, core.name);
-  await tep.waitFor(/tep-start/, 20_000);
-  await server.waitFor(/tep-connected/, 20_000);
+  [server, tep] = await startLabCore(core, { leaseTime: 30, extra, control: serverSocket, tep6 });
 }
 
 async function stopAll(): Promise<void> {
-  for (const p of [client, tep, server]) p?.proc.kill("SIGTERM");
-  await Promise.all([client, tep, server].map((p) => p?.exited));
+  await stopProcs([client, tep, server]);
   client = tep = server = undefined;
 }
 

@@ -12,21 +12,14 @@ import { join } from "node:path";
 import type { LeaseJson } from "../lib/control/lease_view.ts";
 import type { Netns } from "../lib/sys/netns.ts";
 import { clientStatusJson } from "./helpers/daemon.ts";
-import {
-  createDtiLab,
-  dtiSuite,
-  labClientArgv,
-  labServerArgv,
-  labTepArgv,
-} from "./helpers/dti_lab.ts";
+import { createDtiLab, dtiSuite, labClientArgv, startLabCore, stopAll } from "./helpers/dti_lab.ts";
 import { type DstmProcess, runDstm, spawnDstm } from "./helpers/process.ts";
 import { eventually } from "./helpers/wait.ts";
 
 const { skip, dir, made } = dtiSuite("client_second_on_host", "dstmsc-");
 let host: Netns;
 let core: Netns;
-let server: DstmProcess | undefined;
-let tep: DstmProcess | undefined;
+let core6: DstmProcess[] = [];
 let first: DstmProcess | undefined;
 const serverSocket = join(dir, "server.sock");
 const firstSocket = join(dir, "first.sock");
@@ -36,22 +29,13 @@ beforeAll(async () => {
   let web: Netns;
   ({ host, core, web } = createDtiLab("dstmsc-", ["2001:db8:7::1/64", "2001:db8:7::53/64"]));
   made.push(host, core, web);
-  server = spawnDstm(
-    labServerArgv({ leaseTime: 60, extra: [], control: serverSocket, tep6: "2001:db8:7::1" }),
-    {},
-    core.name,
-  );
-  await server.waitFor(/ start /, 20_000);
-  tep = spawnDstm(labTepArgv("2001:db8:7::1"), {}, core.name);
-  await tep.waitFor(/tep-start/, 20_000);
-  await server.waitFor(/tep-connected/, 20_000);
+  core6 = await startLabCore(core, { leaseTime: 60, control: serverSocket, tep6: "2001:db8:7::1" });
   first = spawnDstm(labClientArgv("tun", "dtisc0", ["--control", firstSocket]), {}, host.name);
   await first.waitFor(/ bound /, 20_000);
 }, 90_000);
 
 afterAll(async () => {
-  for (const p of [first, tep, server]) p?.proc.kill("SIGTERM");
-  await Promise.all([first, tep, server].map((p) => p?.exited));
+  await stopAll([first, ...core6]);
   for (const ns of made) ns.delete();
   rmSync(dir, { recursive: true, force: true });
 }, 30_000);

@@ -10,20 +10,13 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { rmSync } from "node:fs";
 import type { Netns } from "../lib/sys/netns.ts";
-import {
-  createDtiLab,
-  dtiSuite,
-  labClientArgv,
-  labServerArgv,
-  labTepArgv,
-} from "./helpers/dti_lab.ts";
+import { createDtiLab, dtiSuite, labClientArgv, startLabCore, stopAll } from "./helpers/dti_lab.ts";
 import { type DstmProcess, spawnDstm } from "./helpers/process.ts";
 import { eventually } from "./helpers/wait.ts";
 
 const { skip, dir, made } = dtiSuite("client_seg6_tunsrc", "dstmts-");
 let host: Netns;
-let server: DstmProcess | undefined;
-let tep: DstmProcess | undefined;
+let core6: DstmProcess[] = [];
 let client: DstmProcess | undefined;
 
 beforeAll(async () => {
@@ -32,20 +25,11 @@ beforeAll(async () => {
   let web: Netns;
   ({ host, core, web } = createDtiLab("dstmts-", ["2001:db8:7::1/64", "2001:db8:7::53/64"]));
   made.push(host, core, web);
-  server = spawnDstm(
-    labServerArgv({ leaseTime: 60, extra: [], tep6: "2001:db8:7::1" }),
-    {},
-    core.name,
-  );
-  await server.waitFor(/ start /, 20_000);
-  tep = spawnDstm(labTepArgv("2001:db8:7::1"), {}, core.name);
-  await tep.waitFor(/tep-start/, 20_000);
-  await server.waitFor(/tep-connected/, 20_000);
+  core6 = await startLabCore(core, { leaseTime: 60, tep6: "2001:db8:7::1" });
 }, 90_000);
 
 afterAll(async () => {
-  for (const p of [client, tep, server]) p?.proc.kill("SIGTERM");
-  await Promise.all([client, tep, server].map((p) => p?.exited));
+  await stopAll([client, ...core6]);
   for (const ns of made) ns.delete();
   rmSync(dir, { recursive: true, force: true });
 }, 30_000);

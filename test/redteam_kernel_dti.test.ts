@@ -23,13 +23,7 @@ import { readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { createNetns, type Netns, vethPair } from "../lib/sys/netns.ts";
 import { clientCounters } from "./helpers/daemon.ts";
-import {
-  createDtiLab,
-  dtiSuite,
-  labClientArgv,
-  labServerArgv,
-  labTepArgv,
-} from "./helpers/dti_lab.ts";
+import { createDtiLab, dtiSuite, labClientArgv, startLabCore, stopAll } from "./helpers/dti_lab.ts";
 import { BUN, type DstmProcess, ROOT, spawnDstm } from "./helpers/process.ts";
 import { waitUntil } from "./helpers/wait.ts";
 
@@ -132,18 +126,11 @@ beforeAll(async () => {
   atk.addAddress("lo", "192.0.2.80/32");
   atk.ip("-6", "route", "add", "2001:db8:7::10/128", "via", "2001:db8:66::10", "dev", "a1");
   atk.ip("sr", "tunsrc", "set", "2001:db8:66::66");
-  const server = spawnDstm(labServerArgv({ leaseTime: 30 }), {}, core.name);
-  procs.push(server);
-  await server.waitFor(/ start /, 20_000);
-  const tep = spawnDstm(labTepArgv(), {}, core.name);
-  procs.push(tep);
-  await tep.waitFor(/tep-start/, 20_000);
-  await server.waitFor(/tep-connected/, 20_000);
+  procs.push(...(await startLabCore(core, { leaseTime: 30 })));
 }, 60_000);
 
 afterAll(async () => {
-  for (const p of procs) p.proc.kill("SIGTERM");
-  await Promise.all(procs.map((p) => p.exited));
+  await stopAll(procs);
   for (const l of listeners) l.kill("SIGTERM");
   await Promise.all(listeners.map((l) => l.exited));
   for (const ns of made) ns.delete();

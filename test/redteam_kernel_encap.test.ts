@@ -50,13 +50,7 @@ import { NaptTable } from "../lib/tunnel/napt.ts";
 import { ClientContext, clientDecap, Verdict } from "../lib/tunnel/pipeline.ts";
 import { PathMtuTable } from "../lib/tunnel/pmtu.ts";
 import { clientCounters } from "./helpers/daemon.ts";
-import {
-  createDtiLab,
-  dtiSuite,
-  labClientArgv,
-  labServerArgv,
-  labTepArgv,
-} from "./helpers/dti_lab.ts";
+import { createDtiLab, dtiSuite, labClientArgv, startLabCore, stopAll } from "./helpers/dti_lab.ts";
 import { FakeBatchTun } from "./helpers/fake_devices.ts";
 import { AS_NOBODY } from "./helpers/nobody.ts";
 import { udpPacket } from "./helpers/packets.ts";
@@ -183,18 +177,11 @@ beforeAll(async () => {
   host.addAddress("l0", `${HOST_LAN}/24`);
   lan.addAddress("l1", `${NEIGHBOUR}/24`);
   writeFileSync(join(dir, "craft.py"), CRAFT);
-  const server = spawnDstm(labServerArgv({ leaseTime: 60 }), {}, core.name);
-  procs.push(server);
-  await server.waitFor(/ start /, 20_000);
-  const tep = spawnDstm(labTepArgv(), {}, core.name);
-  procs.push(tep);
-  await tep.waitFor(/tep-start/, 20_000);
-  await server.waitFor(/tep-connected/, 20_000);
+  procs.push(...(await startLabCore(core, { leaseTime: 60 })));
 }, 60_000);
 
 afterAll(async () => {
-  for (const p of procs) p.proc.kill("SIGTERM");
-  await Promise.all(procs.map((p) => p.exited));
+  await stopAll(procs);
   for (const l of listeners) l.kill("SIGTERM");
   await Promise.all(listeners.map((l) => l.exited));
   for (const ns of made) ns.delete();

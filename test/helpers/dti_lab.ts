@@ -10,6 +10,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createNetns, type Netns, vethPair } from "../../lib/sys/netns.ts";
 import { announceSkip, netnsSkipReason } from "./netns.ts";
+import { type DstmProcess, spawnDstm } from "./process.ts";
 import { tepArgv } from "./tep_argv.ts";
 
 /** The DSTM server's address in the core namespace. */
@@ -117,4 +118,32 @@ export function labClientArgv(
     "192.0.2.0/24",
     ...extra,
   ];
+}
+
+/**
+ * Starts the lab's server ({@link labServerArgv} with `o`) and its TEP ({@link labTepArgv} at
+ * `o.tep6`) in `core`, and waits until the server has the TEP (`tep-connected`). Resolves
+ * with both, server first; the caller stops them (by PID, {@link stopAll}). Rejects when one
+ * does not start within 20 s.
+ */
+export async function startLabCore(core: Netns, o: LabServerOptions): Promise<DstmProcess[]> {
+  const server = spawnDstm(labServerArgv(o), {}, core.name);
+  const started = [server];
+  try {
+    await server.waitFor(/ start /, 20_000);
+    const tep = spawnDstm(labTepArgv(o.tep6), {}, core.name);
+    started.push(tep);
+    await tep.waitFor(/tep-start/, 20_000);
+    await server.waitFor(/tep-connected/, 20_000);
+    return started;
+  } catch (error) {
+    await stopAll(started);
+    throw error;
+  }
+}
+
+/** SIGTERM to each of `procs` (undefined ones skipped), then waits for them all to exit. */
+export async function stopAll(procs: readonly (DstmProcess | undefined)[]): Promise<void> {
+  for (const p of procs) p?.proc.kill("SIGTERM");
+  await Promise.all(procs.map((p) => p?.exited));
 }
