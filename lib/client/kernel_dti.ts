@@ -19,13 +19,14 @@
 import type { Logger } from "../control/log.ts";
 import { Forwarder } from "../dataplane/forwarder.ts";
 import { formatIPv4, formatIPv6, parseIPv6 } from "../net/addr.ts";
-import { interfaceOfIPv6, linkMtu } from "../sys/ifinfo.ts";
+import { interfaceOfIPv6 } from "../sys/ifinfo.ts";
 import { addressAdd, linkSetMtu, linkSetTxQueueLen, linkSetUp, routeAdd } from "../sys/netlink.ts";
 import { Raw6Socket } from "../sys/raw6.ts";
 import { writeSysctl } from "../sys/sysctl.ts";
 import { closeTun, openTun } from "../sys/tun_linux.ts";
 import type { Counters } from "../tunnel/counters.ts";
 import { DtiError, type DtiHooks, type DtiInUse } from "./dti.ts";
+import { dtiMtu } from "./dti_mtu.ts";
 import {
   type KernelEncapState,
   kernelEncapDown,
@@ -90,7 +91,7 @@ export class KernelDti implements DtiHooks {
           ifname,
           detail: `removed a seg6 DTI's rule for ${this.#o.host6()} left by an earlier client (End.DX4 took the TEP's packets before this DTI)`,
         });
-      const mtu = c.mtu ?? (hostLink ? (linkMtu(hostLink) ?? 1500) : 1500) - 40;
+      const mtu = dtiMtu(c.mtu, hostLink, ifname, this.#o.log);
       linkSetMtu(ifname, mtu);
       // The default 500 drops under TCP bursts (measured); 5000 does not.
       linkSetTxQueueLen(ifname, 5000);

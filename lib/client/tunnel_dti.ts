@@ -23,10 +23,11 @@
  */
 import type { Logger } from "../control/log.ts";
 import { formatIPv6 } from "../net/addr.ts";
-import { interfaceOfIPv6, linkMtu } from "../sys/ifinfo.ts";
+import { interfaceOfIPv6 } from "../sys/ifinfo.ts";
 import { isUnknownKind } from "../sys/netlink_tunnel.ts";
 import { ClientState } from "../tunnel/client_state.ts";
 import { DtiError, type DtiHooks, type DtiInUse, type DtiMode } from "./dti.ts";
+import { dtiMtu } from "./dti_mtu.ts";
 import {
   ip6tnlDown,
   ip6tnlUp,
@@ -150,7 +151,7 @@ export class TunnelDti implements DtiHooks {
     const host6 = this.#o.host6();
     const hostLink = interfaceOfIPv6(host6);
     if (!hostLink) throw new Error(`the host's address ${host6} is on no interface`);
-    const mtu = this.#o.config.mtu ?? (linkMtu(hostLink) ?? 1500) - 40;
+    const mtu = dtiMtu(this.#o.config.mtu, hostLink, this.#o.ifname, this.#o.log);
     const s: KernelTunnelSettings = {
       ifname: this.#o.ifname,
       routes: this.#o.config.routes ?? ["0.0.0.0/0"],
