@@ -27,7 +27,7 @@ import {
 import { type Lease, leaseKey } from "../lib/lease/lease.ts";
 import { LeaseStoreError, SqliteLeaseStore } from "../lib/lease/sqlite.ts";
 import { formatIPv4, parseIPv4, parseIPv6 } from "../lib/net/addr.ts";
-import { parseIPv4Prefix, prefixMeant } from "../lib/net/prefix.ts";
+import { ipv6PrefixMeant, parseIPv4Prefix, prefixMeant } from "../lib/net/prefix.ts";
 import { sourceAddressFor, UdpBindError } from "../lib/sys/udp.ts";
 import { DSTM_PORT } from "../lib/wire/dstm_types.ts";
 import { refuseDatabaseDirectory } from "./db_path.ts";
@@ -131,6 +131,9 @@ function checkFilterFlags(flags: {
       throw new UsageError(
         `--prefix: "${prefix}" is neither an IPv4 nor an IPv6 prefix (e.g. 192.0.2.0/28, 2001:db8:1::/48)`,
       );
+    const meant6 = ipv6 ? ipv6PrefixMeant(prefix) : null;
+    if (meant6 !== null)
+      throw new UsageError(`--prefix: ${prefix} has host bits set; did you mean ${meant6}?`);
   }
   if (flags.after !== undefined && parseCursor(flags.after) === null)
     throw new UsageError(`--after: "${flags.after}" is not a cursor (IPV4:PSID)`);

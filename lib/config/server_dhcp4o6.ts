@@ -5,6 +5,7 @@
  * @module
  */
 import type { PoolConfig } from "../alloc/engine.ts";
+import { ipv6PrefixMeant } from "../net/prefix.ts";
 import { parseIPv6Prefix } from "../server/admission.ts";
 import { DHCP4O6_IDENTITY_MODES, type Dhcp4o6IdentityMode } from "../server/dhcp4o6_identity.ts";
 import type { ServerConfig } from "../server/server_config.ts";
@@ -109,6 +110,10 @@ function ipv6Prefixes(
   for (const prefix of prefixes ?? []) {
     if (!parseIPv6Prefix(prefix))
       throw new UsageError(`${what}: "${prefix}" is not an IPv6 prefix (e.g. ${example})`);
+    // As IPv4's --route and --pool: host bits set are a typo, not a prefix.
+    const meant = ipv6PrefixMeant(prefix);
+    if (meant !== null)
+      throw new UsageError(`${what}: ${prefix} has host bits set; did you mean ${meant}?`);
   }
   return prefixes;
 }

@@ -3,7 +3,7 @@
  *
  * @module
  */
-import { formatIPv4, parseIPv4 } from "./addr.ts";
+import { formatIPv4, formatIPv6, parseIPv4, parseIPv6 } from "./addr.ts";
 
 /** An IPv4 prefix: the network address and the prefix length (0–32). */
 export interface IPv4Prefix {
@@ -69,4 +69,24 @@ export function prefixMeant(text: string): string | null {
   if (base === null || !/^\d{1,2}$/.test(lengthText) || Number(lengthText) > 32) return null;
   const network = (base & prefixMask(Number(lengthText))) >>> 0;
   return network === base ? null : `${formatIPv4(network)}/${lengthText}`;
+}
+
+/**
+ * As {@link prefixMeant} for IPv6: for `2001:db8:4::10/64` (host bits set) the prefix meant,
+ * `2001:db8:4::/64` (RFC 4291 §2.3: the bits after the prefix length are 0); null for a valid
+ * prefix or text that is no IPv6 CIDR.
+ */
+export function ipv6PrefixMeant(text: string): string | null {
+  const slash = text.indexOf("/");
+  if (slash < 0) return null;
+  const bytes = parseIPv6(text.slice(0, slash));
+  const lengthText = text.slice(slash + 1);
+  if (!bytes || !/^\d{1,3}$/.test(lengthText) || Number(lengthText) > 128) return null;
+  const length = Number(lengthText);
+  const network = new Uint8Array(16);
+  for (let i = 0; i < 16; i++) {
+    const bits = Math.max(0, Math.min(8, length - 8 * i));
+    network[i] = bytes[i]! & ((0xff << (8 - bits)) & 0xff);
+  }
+  return network.every((b, i) => b === bytes[i]) ? null : `${formatIPv6(network)}/${length}`;
 }
