@@ -5,6 +5,7 @@
  */
 import { Command, Option } from "@commander-js/extra-typings";
 import { parseDuration } from "../lib/config/endpoints.ts";
+import { readErrorText } from "../lib/config/errors.ts";
 import { ipv4PrefixFlag } from "../lib/config/ipv4_prefix.ts";
 import { readKeys } from "../lib/config/key_file.ts";
 import { runtimeDir } from "../lib/config/paths.ts";
@@ -330,7 +331,12 @@ function loadStatics(flags: readonly string[], files: readonly string[]): Static
   try {
     return loadStaticBindings(flags, files);
   } catch (error) {
-    if (error instanceof BindingFileError) throw new UsageError(error.message);
+    if (error instanceof BindingFileError)
+      throw new UsageError(
+        error.file === undefined
+          ? error.message
+          : `--binding-file: cannot read ${error.file}: ${readErrorText(error.cause)}`,
+      );
     throw error;
   }
 }

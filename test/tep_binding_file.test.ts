@@ -265,7 +265,11 @@ describe("dstm tep --binding-file", () => {
   test("a file that cannot be read, and a --max-bindings too small for it, exit 2", async () => {
     const missing = await runDstm([...tep, "--binding-file", join(dir, "none.txt")]);
     expect(missing.code).toBe(2);
-    expect(missing.stderr).toMatch(/--binding-file: cannot read .*none\.txt: ENOENT/);
+    // Said in words, as the other unreadable files (a newcomer saw ENOENT).
+    expect(missing.stderr).toMatch(/--binding-file: cannot read .*none\.txt: no such file\n$/);
+    const folder = await runDstm([...tep, "--binding-file", dir]);
+    expect(folder.code).toBe(2);
+    expect(folder.stderr).toContain(`--binding-file: cannot read ${dir}: it is a directory`);
     const file = join(dir, "three.txt");
     writeFileSync(
       file,

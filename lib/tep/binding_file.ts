@@ -35,6 +35,14 @@ export const SERVER_ROOM = 1 << 16;
 /** A line of a binding file (or a `--binding` flag) the TEP cannot use; the message names it. */
 export class BindingFileError extends Error {
   override name = "BindingFileError";
+
+  /** `file`: the binding file that could not be read (its `cause` the system's error), if that is the problem. */
+  constructor(message: string, options?: ErrorOptions & { readonly file?: string }) {
+    super(message, options);
+    this.file = options?.file;
+  }
+
+  readonly file: string | undefined;
 }
 
 const WHOLE: PortSetValue = Object.freeze({ offset: 0, psidLength: 0, psid: 0 });
@@ -203,8 +211,10 @@ export function loadStaticBindings(
     try {
       text = readFileSync(file, "utf8");
     } catch (error) {
+      // The cause keeps the system's error: the CLI says it in words (lib/config/errors.ts).
       throw new BindingFileError(
         `--binding-file: cannot read ${file}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`,
+        { cause: error, file },
       );
     }
     parseBindingFile(text, file, statics);
