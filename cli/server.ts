@@ -50,7 +50,8 @@ Examples:
         return;
       }
       const config = resolveServerConfig(flags, stdoutSink, { fromCli });
-      const server = await DstmServer.start(config);
+      // The request paths run once before listening: first hosts answered as fast as later ones.
+      const server = await DstmServer.start({ ...config, warmUp: true });
       for (const pool of server.engine.pools()) logPoolSharing(config.log, pool);
       // Reload (SIGHUP, `dstm server reload`): flags and the file read again; all or nothing.
       server.onReload(() => resolveServerConfig(flags, stdoutSink, { fromCli, log: config.log }));

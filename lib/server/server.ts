@@ -33,6 +33,7 @@ import { declareServerMetrics } from "./server_metrics.ts";
 import { admissionFor, dstmHandlerFor, tepSyncFor } from "./server_parts.ts";
 import { logStart, warnUnauthenticated } from "./start_report.ts";
 import type { TepSync } from "./tep_sync.ts";
+import { warmUpLogged } from "./warm_up.ts";
 
 export type { ServerConfig } from "./server_config.ts";
 
@@ -147,6 +148,7 @@ export class DstmServer {
         },
       });
       await engine.start();
+      if (config.warmUp) await warmUpLogged(config);
       server = new DstmServer(engine, store, metrics, config.log);
       await server.#open(config);
       server.#started = true;

@@ -87,5 +87,11 @@ export interface ServerConfig {
    * longest time (ms, default 250); 0: no bound. Answers go out between slices.
    */
   readonly reclaim?: { readonly maxLeases?: number; readonly maxMs?: number };
+  /**
+   * Run the request paths on synthetic exchanges before listening (./warm_up.ts; at most
+   * 2,000 exchanges or 400 ms), so that the first hosts are answered as fast as the later
+   * ones. `dstm server` sets it; absent (tests that start a server in-process): no warm-up.
+   */
+  readonly warmUp?: boolean;
   readonly log: Logger;
 }
