@@ -8,14 +8,14 @@
  * test/client_kernel_encap.test.ts.
  */
 import { describe, expect, test } from "bun:test";
-import { ClientKernelEncapOut, type FrameDevice } from "../lib/dataplane/client_kernel_encap.ts";
+import { ClientKernelEncapOut } from "../lib/dataplane/client_kernel_encap.ts";
 import { parseIPv4, parseIPv6 } from "../lib/net/addr.ts";
 import { portInSet } from "../lib/net/portset.ts";
 import { ClientState } from "../lib/tunnel/client_state.ts";
 import { COUNTER_NAMES, Counter } from "../lib/tunnel/counters.ts";
 import { NaptTable } from "../lib/tunnel/napt.ts";
 import { PathMtuTable } from "../lib/tunnel/pmtu.ts";
-import { FakeBatchTun } from "./helpers/fake_devices.ts";
+import { FakeFrameTun } from "./helpers/fake_devices.ts";
 import { internetChecksum } from "./helpers/packets.ts";
 import { ACK, FIN, PSH, tcp, tcpChecksumOf } from "./helpers/tcp_packets.ts";
 
@@ -26,24 +26,6 @@ const TEP6 = parseIPv6("2001:db8:7e9::1")!;
 const TINY = { offset: 6, psidLength: 10, psid: 3 };
 const GSO = 1400;
 const H = 10;
-
-/** A DTI that hands over whole frames and keeps what is written back. */
-class FakeFrameTun extends FakeBatchTun implements FrameDevice {
-  readonly frames: Uint8Array[] = [];
-  readonly back: Uint8Array[] = [];
-
-  readFrame(frame: Uint8Array): number {
-    const f = this.frames.shift();
-    if (!f) return 0;
-    frame.set(f);
-    return f.length;
-  }
-
-  writeFrame(frame: Uint8Array, length: number): number {
-    this.back.push(frame.slice(0, length));
-    return length;
-  }
-}
 
 function setup(o: { portSet?: typeof TINY; tunnelMtu?: number } = {}) {
   const counters = new Float64Array(COUNTER_NAMES.length);

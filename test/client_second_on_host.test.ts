@@ -7,12 +7,17 @@
  * binding and its traffic. As root in namespaces (`dstmsc-`), with a real server and TEP.
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
-import { rmSync } from "node:fs";
 import { join } from "node:path";
 import type { LeaseJson } from "../lib/control/lease_view.ts";
 import type { Netns } from "../lib/sys/netns.ts";
 import { clientStatusJson } from "./helpers/daemon.ts";
-import { createDtiLab, dtiSuite, labClientArgv, startLabCore, stopAll } from "./helpers/dti_lab.ts";
+import {
+  createDtiLab,
+  dtiSuite,
+  labClientArgv,
+  startLabCore,
+  tearDownLab,
+} from "./helpers/dti_lab.ts";
 import { type DstmProcess, runDstm, spawnDstm } from "./helpers/process.ts";
 import { eventually } from "./helpers/wait.ts";
 
@@ -34,11 +39,7 @@ beforeAll(async () => {
   await first.waitFor(/ bound /, 20_000);
 }, 90_000);
 
-afterAll(async () => {
-  await stopAll([first, ...core6]);
-  for (const ns of made) ns.delete();
-  rmSync(dir, { recursive: true, force: true });
-}, 30_000);
+afterAll(() => tearDownLab({ procs: [first, ...core6], made, dir }), 30_000);
 
 const ping = () => host.exec(["ping", "-c", "1", "-W", "1", "192.0.2.80"]).code === 0;
 
@@ -52,12 +53,13 @@ test.skipIf(skip !== null)(
       {},
       host.name,
     );
-    // The old client took the lease and ran on: give it a bounded time, then end it.
-    const code = await Promise.race([second.exited, Bun.sleep(30_000).then(() => -1)]);
-    if (code === -1) {
-      second.proc.kill("SIGKILL");
-      await second.exited;
-    }
+    // The old client took the lease and ran on: poll for its exit with a deadline, then end it.
+    const exited = await eventually(() => second.proc.exitCode !== null, {
+      timeoutMs: 30_000,
+      intervalMs: 100,
+    });
+    if (!exited) second.proc.kill("SIGKILL");
+    const code = exited ? await second.exited : -1;
     const stderr = await second.stderr();
     expect(code).toBe(2);
     expect(stderr).toContain(`${leased}, the lease the server gave 2001:db8:7::10`);

@@ -8,9 +8,14 @@
  * server and TEP and the kernel's own seg6.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { rmSync } from "node:fs";
 import type { Netns } from "../lib/sys/netns.ts";
-import { createDtiLab, dtiSuite, labClientArgv, startLabCore, stopAll } from "./helpers/dti_lab.ts";
+import {
+  createDtiLab,
+  dtiSuite,
+  labClientArgv,
+  startLabCore,
+  tearDownLab,
+} from "./helpers/dti_lab.ts";
 import { type DstmProcess, spawnDstm } from "./helpers/process.ts";
 import { eventually } from "./helpers/wait.ts";
 
@@ -28,11 +33,7 @@ beforeAll(async () => {
   core6 = await startLabCore(core, { leaseTime: 60, tep6: "2001:db8:7::1" });
 }, 90_000);
 
-afterAll(async () => {
-  await stopAll([client, ...core6]);
-  for (const ns of made) ns.delete();
-  rmSync(dir, { recursive: true, force: true });
-}, 30_000);
+afterAll(() => tearDownLab({ procs: [client, ...core6], made, dir }), 30_000);
 
 describe.each([
   ["--dti seg6", ["seg6", []]],

@@ -19,11 +19,17 @@
  *   host ns ──veth── core ns: server 2001:db8:7::53, TEP 2001:db8:7::1 ──veth── web ns 192.0.2.80
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { readFileSync, rmSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { createNetns, type Netns, vethPair } from "../lib/sys/netns.ts";
 import { clientCounters } from "./helpers/daemon.ts";
-import { createDtiLab, dtiSuite, labClientArgv, startLabCore, stopAll } from "./helpers/dti_lab.ts";
+import {
+  createDtiLab,
+  dtiSuite,
+  labClientArgv,
+  startLabCore,
+  tearDownLab,
+} from "./helpers/dti_lab.ts";
 import { BUN, type DstmProcess, ROOT, spawnDstm } from "./helpers/process.ts";
 import { waitUntil } from "./helpers/wait.ts";
 
@@ -129,13 +135,7 @@ beforeAll(async () => {
   procs.push(...(await startLabCore(core, { leaseTime: 30 })));
 }, 60_000);
 
-afterAll(async () => {
-  await stopAll(procs);
-  for (const l of listeners) l.kill("SIGTERM");
-  await Promise.all(listeners.map((l) => l.exited));
-  for (const ns of made) ns.delete();
-  rmSync(dir, { recursive: true, force: true });
-}, 30_000);
+afterAll(() => tearDownLab({ procs, others: listeners, made, dir }), 30_000);
 
 describe.skipIf(skip !== null)("red team: the kernel DTI and a spoofing neighbour", () => {
   let leased = "";

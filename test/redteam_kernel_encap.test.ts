@@ -35,9 +35,9 @@
  *   host ns ──veth── core ns: server 2001:db8:7::53, TEP 2001:db8:7::1 ──veth── web ns 192.0.2.80
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { readFileSync, rmSync, writeFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { ClientKernelEncapOut, type FrameDevice } from "../lib/dataplane/client_kernel_encap.ts";
+import { ClientKernelEncapOut } from "../lib/dataplane/client_kernel_encap.ts";
 import { parseIPv4, parseIPv6 } from "../lib/net/addr.ts";
 import { tcpSegmentAt, tcpSegmentCount } from "../lib/net/gso.ts";
 import { portInSet } from "../lib/net/portset.ts";
@@ -50,8 +50,14 @@ import { NaptTable } from "../lib/tunnel/napt.ts";
 import { ClientContext, clientDecap, Verdict } from "../lib/tunnel/pipeline.ts";
 import { PathMtuTable } from "../lib/tunnel/pmtu.ts";
 import { clientCounters } from "./helpers/daemon.ts";
-import { createDtiLab, dtiSuite, labClientArgv, startLabCore, stopAll } from "./helpers/dti_lab.ts";
-import { FakeBatchTun } from "./helpers/fake_devices.ts";
+import {
+  createDtiLab,
+  dtiSuite,
+  labClientArgv,
+  startLabCore,
+  tearDownLab,
+} from "./helpers/dti_lab.ts";
+import { FakeFrameTun } from "./helpers/fake_devices.ts";
 import { AS_NOBODY } from "./helpers/nobody.ts";
 import { udpPacket } from "./helpers/packets.ts";
 import { type DstmProcess, spawnDstm } from "./helpers/process.ts";
@@ -180,13 +186,7 @@ beforeAll(async () => {
   procs.push(...(await startLabCore(core, { leaseTime: 60 })));
 }, 60_000);
 
-afterAll(async () => {
-  await stopAll(procs);
-  for (const l of listeners) l.kill("SIGTERM");
-  await Promise.all(listeners.map((l) => l.exited));
-  for (const ns of made) ns.delete();
-  rmSync(dir, { recursive: true, force: true });
-}, 30_000);
+afterAll(() => tearDownLab({ procs, others: listeners, made, dir }), 30_000);
 
 describe.skipIf(skip !== null)("red team: dstm client --kernel-encap", () => {
   let leased = "";
@@ -415,37 +415,16 @@ describe("red team: the inbound path refuses the host's own addresses as inner s
 });
 
 describe("red team: the --kernel-encap out loop with a shared lease (no root)", () => {
-  /** A DTI that hands over whole frames and keeps what is written back (the kernel's part). */
-  class FrameTun extends FakeBatchTun implements FrameDevice {
-    readonly frames: Uint8Array[] = [];
-    readonly back: Uint8Array[] = [];
-    readFrame(frame: Uint8Array): number {
-      const f = this.frames.shift();
-      if (!f) return 0;
-      frame.set(f);
-      return f.length;
-    }
-    writeFrame(frame: Uint8Array, length: number): number {
-      this.back.push(frame.slice(0, length));
-      return length;
-    }
-  }
   /** a = 6, k = 10, PSID 3: 63 ports. */
   const TINY = { offset: 6, psidLength: 10, psid: 3 };
   const WEB4 = [203, 0, 113, 80];
   /** A plain frame (virtio_net_hdr all zero) with a SYN from `src`:`port`. */
-  const syn = (src: readonly number[], port: number) => {
-    const p = tcp({ payload: 0, src, dst: WEB4, flags: SYN, srcPort: port });
-    const f = new Uint8Array(10 + p.length);
-    f.set(p, 10);
-    return f;
-  };
-
-  test("SYNs from a LAN host routed into the DTI: dropped before the NAPT; the host's own SYN still gets a port", () => {
+  /** The out loop on a fresh in-memory DTI, with a shared lease of TINY on 198.51.100.10. */
+  const sharedLeaseLoop = () => {
     const counters = new Float64Array(COUNTER_NAMES.length);
     const state = ClientState.create();
     state.setLease(parseIPv4("198.51.100.10")!, TINY, parseIPv6("2001:db8:7::1")!);
-    const tun = new FrameTun();
+    const tun = new FakeFrameTun();
     const loop = new ClientKernelEncapOut(
       {
         state,
@@ -457,6 +436,17 @@ describe("red team: the --kernel-encap out loop with a shared lease (no root)", 
       },
       tun,
     );
+    return { counters, tun, loop };
+  };
+  const syn = (src: readonly number[], port: number) => {
+    const p = tcp({ payload: 0, src, dst: WEB4, flags: SYN, srcPort: port });
+    const f = new Uint8Array(10 + p.length);
+    f.set(p, 10);
+    return f;
+  };
+
+  test("SYNs from a LAN host routed into the DTI: dropped before the NAPT; the host's own SYN still gets a port", () => {
+    const { counters, tun, loop } = sharedLeaseLoop();
     // More SYNs than the set has ports, from another host's address (a forwarding host).
     for (let i = 0; i < 70; i++) tun.frames.push(syn([203, 0, 113, 7], 20000 + i));
     for (let i = 0; i < 70; i++) loop.step();
@@ -475,21 +465,7 @@ describe("red team: the --kernel-encap out loop with a shared lease (no root)", 
   });
 
   test("a DF-clear TCP super-packet of a shared lease: every segment on the wire has an identification of the set", () => {
-    const counters = new Float64Array(COUNTER_NAMES.length);
-    const state = ClientState.create();
-    state.setLease(parseIPv4("198.51.100.10")!, TINY, parseIPv6("2001:db8:7::1")!);
-    const tun = new FrameTun();
-    const loop = new ClientKernelEncapOut(
-      {
-        state,
-        napt: NaptTable.create(),
-        counters,
-        onDemand: false,
-        client: { tunnelMtu: 1460, mssClamp: false },
-        pathMtu: PathMtuTable.create({ capacity: 4 }),
-      },
-      tun,
-    );
+    const { tun, loop } = sharedLeaseLoop();
     // IP_PMTUDISC_DONT (no privilege needed): TSO super-packets without DF.
     const GSO = 1400;
     const p = tcp({

@@ -5,7 +5,7 @@
  *   host ns: 2001:db8:7::10 (c0) ──veth── core ns (k0): server 2001:db8:7::53, TEP 2001:db8:7::1
  *                                          (k1) 192.0.2.1 ──veth── web ns: 192.0.2.80 (w0)
  */
-import { mkdtempSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createNetns, type Netns, vethPair } from "../../lib/sys/netns.ts";
@@ -146,4 +146,25 @@ export async function startLabCore(core: Netns, o: LabServerOptions): Promise<Ds
 export async function stopAll(procs: readonly (DstmProcess | undefined)[]): Promise<void> {
   for (const p of procs) p?.proc.kill("SIGTERM");
   await Promise.all(procs.map((p) => p?.exited));
+}
+
+/**
+ * The end of a lab suite, also after a failure: SIGTERM to the dstm processes and the other
+ * children (`others`: listeners, sinks), waits for them all, deletes the namespaces `made`
+ * and removes `dir`.
+ */
+export async function tearDownLab(o: {
+  readonly procs: readonly (DstmProcess | undefined)[];
+  readonly others?: readonly {
+    kill(signal?: NodeJS.Signals): void;
+    readonly exited: Promise<number>;
+  }[];
+  readonly made: readonly Netns[];
+  readonly dir: string;
+}): Promise<void> {
+  await stopAll(o.procs);
+  for (const p of o.others ?? []) p.kill("SIGTERM");
+  await Promise.all((o.others ?? []).map((p) => p.exited));
+  for (const ns of o.made) ns.delete();
+  rmSync(o.dir, { recursive: true, force: true });
 }

@@ -4,8 +4,10 @@
  * their outer source and records what is sent, and a TUN that hands out queued packets — a
  * TCP super-packet cut into segments by lib/net/gso.ts as the kernel's GSO would (a UDP
  * super-datagram into its datagrams by lib/net/udp_segment.ts), like lib/sys/tun_vnet.ts — and
- * records every write with its gso size.
+ * records every write with its gso size; and a DTI for `--kernel-encap` that hands over whole
+ * frames (virtio_net_hdr and packet) and keeps what is written back (the kernel's part).
  */
+import type { FrameDevice } from "../../lib/dataplane/client_kernel_encap.ts";
 import type { BatchDevice, TunnelBatchSocket } from "../../lib/net/device.ts";
 import { tcpSegmentAt, tcpSegmentCount } from "../../lib/net/gso.ts";
 import { udpSegmentCount, writeUdpSegment } from "../../lib/net/udp_segment.ts";
@@ -142,6 +144,27 @@ export class FakeBatchTun implements BatchDevice {
       headroom: offset,
       partialChecksum,
     });
+    return length;
+  }
+}
+
+/**
+ * A {@link FrameDevice} (lib/dataplane/client_kernel_encap.ts) over queues: `frames` are read
+ * whole, what the loop writes back for the kernel to encapsulate lands in `back`.
+ */
+export class FakeFrameTun extends FakeBatchTun implements FrameDevice {
+  readonly frames: Uint8Array[] = [];
+  readonly back: Uint8Array[] = [];
+
+  readFrame(frame: Uint8Array): number {
+    const f = this.frames.shift();
+    if (!f) return 0;
+    frame.set(f);
+    return f.length;
+  }
+
+  writeFrame(frame: Uint8Array, length: number): number {
+    this.back.push(frame.slice(0, length));
     return length;
   }
 }
