@@ -72,11 +72,16 @@ test("the Worker copies the WAL into the database file while the store is open; 
 test("a checkpointer that cannot start: the failure is kept and the store's own connection checkpoints again", async () => {
   const path = join(dir, "fallback.db");
   const workerUrl = new URL("./helpers/throwing_worker.ts", import.meta.url).href;
-  const store = SqliteLeaseStore.open(path, { checkpoint: { workerUrl } });
+  const said: string[] = [];
+  const store = SqliteLeaseStore.open(path, {
+    checkpoint: { workerUrl },
+    onCheckpointFailure: (message) => said.push(message),
+  });
   try {
     await waitUntil(() => store.checkpoints.failure !== undefined, {
       what: "the Worker's failure",
     });
+    expect(said).toEqual([store.checkpoints.failure as string]);
     const empty = bytes(path);
     // Past 1,000 WAL pages: SQLite's automatic checkpoint, back on, copies them.
     await fill(store, 0, 250, 40);

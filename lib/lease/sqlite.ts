@@ -93,6 +93,7 @@ export class SqliteLeaseStore implements LeaseStore {
   /** Checkpoints the WAL off the event loop (./wal_checkpointer.ts); absent when read-only. */
   #checkpointer: WalCheckpointer | undefined;
   #checkpointFailure: string | undefined;
+  #onCheckpointFailure: ((message: string) => void) | undefined;
 
   private constructor(path: string, db: Database, readOnly: boolean) {
     this.path = path;
@@ -147,6 +148,7 @@ export class SqliteLeaseStore implements LeaseStore {
       store.#walSync = new WalSync(path, options.datasync);
       // The fsync's descriptor now, on the WAL SQLite opened (./wal_sync.ts).
       if (wal) store.#walSync.open(wal);
+      store.#onCheckpointFailure = options.onCheckpointFailure;
       store.#checkpointer = WalCheckpointer.start(path, {
         ...options.checkpoint,
         onFailure: (message) => store.#checkpointerFailed(message),
@@ -314,7 +316,9 @@ export class SqliteLeaseStore implements LeaseStore {
    */
   #checkpointerFailed(message: string): void {
     this.#checkpointFailure = message;
-    if (!this.#closed) this.#db.run("PRAGMA wal_autocheckpoint = 1000");
+    if (this.#closed) return;
+    this.#db.run("PRAGMA wal_autocheckpoint = 1000");
+    this.#onCheckpointFailure?.(message);
   }
 
   /**

@@ -46,6 +46,11 @@ export interface SqliteOpenOptions {
    * shortens the one or passes a failing other. Defaults: 100 ms, the real Worker.
    */
   readonly checkpoint?: Pick<WalCheckpointerOptions, "intervalMs" | "workerUrl">;
+  /**
+   * Called once, on the event loop, when the WAL checkpointer's Worker could not start or
+   * failed (the store's own connection checkpoints again then); the server logs it at warn.
+   */
+  readonly onCheckpointFailure?: (message: string) => void;
 }
 
 /**
