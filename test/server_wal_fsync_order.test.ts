@@ -20,13 +20,15 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { DstmClient, DstmTransport } from "../lib/client/protocol.ts";
 import { listenPort, loopbackServerArgs, spawnDstm } from "./helpers/process.ts";
-import { waitForLine } from "./helpers/wait.ts";
+import { waitForLine, waitUntil } from "./helpers/wait.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "dstm-walorder-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 /** One system call from the trace: start and end in s (wall clock), its file, its data (hex). */
 interface Call {
+  /** The thread that made the call (strace -f's first column). */
+  readonly tid: number;
   readonly name: string;
   readonly start: number;
   readonly end: number;
@@ -42,13 +44,14 @@ const unhex = (text: string) =>
 function parseTrace(text: string): Call[] {
   const calls: Call[] = [];
   const open = new Map<string, { name: string; start: number; args: string }>();
-  const finish = (name: string, start: number, args: string, tail: string) => {
+  const finish = (tid: string, name: string, start: number, args: string, tail: string) => {
     const duration = /<(\d+\.\d+)>\s*$/.exec(tail);
     const fd = /^\d+<([^>]*)>/.exec(args);
     if (!duration || !fd) return;
     const data = /"((?:\\x[0-9a-f]{2})*)"/.exec(args)?.[1] ?? "";
     const size = Number(/, (\d+), \d+$/.exec(args)?.[1] ?? /\) += (\d+)/.exec(tail)?.[1] ?? -1);
     calls.push({
+      tid: Number(tid),
       name,
       start,
       end: start + Number(duration[1]),
@@ -69,6 +72,7 @@ function parseTrace(text: string): Call[] {
       open.delete(m[1] as string);
       if (begun)
         finish(
+          m[1] as string,
           begun.name,
           begun.start,
           begun.args + (m[3] as string).replace(/\) += .*$/, ""),
@@ -77,7 +81,7 @@ function parseTrace(text: string): Call[] {
       continue;
     }
     m = /^(\d+)\s+(\d+\.\d+) (\w+)\((.*)\) += (.*)$/.exec(line);
-    if (m) finish(m[3] as string, Number(m[2]), m[4] as string, `) = ${m[5]}`);
+    if (m) finish(m[1] as string, m[3] as string, Number(m[2]), m[4] as string, `) = ${m[5]}`);
   }
   return calls;
 }
@@ -283,3 +287,76 @@ test("a restart's new WAL is in its directory for good before the first ACK: the
   const walSynced = calls.some((c) => c.file === `${db}-wal` && c.end <= ackedAt + 0.001);
   expect({ dirSynced, walSynced }).toEqual({ dirSynced: true, walSynced: true });
 }, 60_000);
+
+test("under load the event loop's thread writes no page of the database file: the WAL checkpoints run on their Worker (lib/lease/wal_checkpointer.ts)", async () => {
+  const home = join(dir, "checkpoints");
+  mkdirSync(home);
+  const db = join(home, "leases.db");
+  const server = spawnDstm(loopbackServerArgs(db));
+  const traceFile = join(home, "trace");
+  let strace: ReturnType<typeof Bun.spawn> | undefined;
+  let stoppedAt = 0;
+  try {
+    const port = listenPort(await server.waitFor(/ start /));
+    strace = Bun.spawn(
+      [
+        "strace",
+        "-f",
+        "-p",
+        String(server.proc.pid),
+        "-ttt",
+        "-T",
+        "-y",
+        "-s",
+        "0",
+        "-e",
+        "trace=pwrite64,write,fsync,fdatasync",
+        "-o",
+        traceFile,
+      ],
+      { stdout: "ignore", stderr: "pipe" },
+    );
+    await waitForLine(strace.stderr as ReadableStream<Uint8Array>, /attached/, {
+      timeoutMs: 10_000,
+      what: "strace attached",
+    });
+    const transport = await DstmTransport.open({
+      server: "::1",
+      port,
+      retry: { initialMs: 2000, tries: 3 },
+    });
+    const hosts = Array.from({ length: 200 }, (_, i) => `2001:db8:4ae::${(i + 1).toString(16)}`);
+    let next = 0;
+    const worker = async () => {
+      while (next < hosts.length)
+        await new DstmClient(transport, hosts[next++] as string).discover();
+    };
+    await Promise.all(Array.from({ length: 40 }, worker));
+    // A checkpoint runs every 100 ms: poll the trace until the database file was written.
+    await waitUntil(
+      () =>
+        parseTrace(readFileSync(traceFile, "utf8")).some(
+          (c) => c.name === "pwrite64" && c.file === db,
+        ),
+      { what: "a checkpoint writing the database file", timeoutMs: 20_000 },
+    );
+    transport.close();
+    stoppedAt = (performance.timeOrigin + performance.now()) / 1000;
+    server.proc.kill("SIGTERM");
+    expect(await server.exited).toBe(0);
+    await strace.exited;
+  } finally {
+    server.proc.kill("SIGKILL");
+    await server.exited;
+    strace?.kill("SIGKILL");
+    await strace?.exited;
+  }
+  const calls = parseTrace(readFileSync(traceFile, "utf8")).filter((c) => c.start < stoppedAt);
+  const pageWrites = calls.filter((c) => c.name === "pwrite64" && c.file === db);
+  expect(pageWrites.length).toBeGreaterThan(0);
+  // The main thread's id is the process id: it wrote the WAL (its commits) but no page of
+  // the database file, which only a checkpoint writes.
+  const pid = server.proc.pid;
+  expect(calls.some((c) => c.tid === pid && c.file === `${db}-wal`)).toBe(true);
+  expect(pageWrites.filter((c) => c.tid === pid).length).toBe(0);
+}, 90_000);

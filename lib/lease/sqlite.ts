@@ -63,6 +63,7 @@ import { type DatabaseLock, lockDatabase } from "./sqlite_lock.ts";
 import { loadReservations, RESERVATIONS_SCHEMA } from "./sqlite_reservations.ts";
 import { COLUMNS, columnsOf, create, migrate, SCHEMA_VERSION } from "./sqlite_schema.ts";
 import { firstLine, runError, SqliteBatchWriter } from "./sqlite_write.ts";
+import { WalCheckpointer, type WalCheckpointStats } from "./wal_checkpointer.ts";
 import { WalSync, type WalSyncError } from "./wal_sync.ts";
 
 export { LeaseStoreError } from "./lease.ts";
@@ -89,6 +90,10 @@ export class SqliteLeaseStore implements LeaseStore {
   #closed = false;
   /** The one-server-per-file lock (./sqlite_lock.ts); absent for a read-only store. */
   #lock: DatabaseLock | undefined;
+  /** Checkpoints the WAL off the event loop (./wal_checkpointer.ts); absent when read-only. */
+  #checkpointer: WalCheckpointer | undefined;
+  #checkpointFailure: string | undefined;
+  #onCheckpointFailure: ((message: string) => void) | undefined;
 
   private constructor(path: string, db: Database, readOnly: boolean) {
     this.path = path;
@@ -132,6 +137,9 @@ export class SqliteLeaseStore implements LeaseStore {
       // The schema above was committed under FULL (on disk before the marker says the file
       // exists); lease writes are made durable by the store's own WAL sync (./wal_sync.ts).
       db.run("PRAGMA synchronous = NORMAL");
+      // Checkpoints run on a Worker of their own, not in this connection's COMMITs on the
+      // event loop (./wal_checkpointer.ts).
+      db.run("PRAGMA wal_autocheckpoint = 0");
       if (created === undefined || (version === 0 && options.newDb)) writeMarker(marker, path);
       const store = new SqliteLeaseStore(path, db, false);
       store.#lock = lock;
@@ -140,6 +148,11 @@ export class SqliteLeaseStore implements LeaseStore {
       store.#walSync = new WalSync(path, options.datasync);
       // The fsync's descriptor now, on the WAL SQLite opened (./wal_sync.ts).
       if (wal) store.#walSync.open(wal);
+      store.#onCheckpointFailure = options.onCheckpointFailure;
+      store.#checkpointer = WalCheckpointer.start(path, {
+        ...options.checkpoint,
+        onFailure: (message) => store.#checkpointerFailed(message),
+      });
       return store;
     } catch (error) {
       try {
@@ -276,21 +289,46 @@ export class SqliteLeaseStore implements LeaseStore {
     if (!this.#closed) this.#writer?.checkFiles();
   }
 
-  /** Finalizes the statements and closes the database (checkpointing the WAL, releasing the lock). */
-  close(): Promise<void> {
-    if (this.#closed) return Promise.resolve();
+  /**
+   * Stops the WAL checkpointer (./wal_checkpointer.ts), then finalizes the statements and
+   * closes the database (the last connection: it checkpoints and deletes the WAL) and
+   * releases the lock.
+   */
+  async close(): Promise<void> {
+    if (this.#closed) return;
     this.#closed = true;
+    await this.#checkpointer?.stop();
     this.#writer?.finalize();
     this.#walSync?.close();
     try {
       this.#db.close();
     } catch (error) {
-      return Promise.reject(runError(this.path, error));
+      throw runError(this.path, error);
     } finally {
       // After the database: no second server may start before this one's last checkpoint.
       this.#lock?.release();
     }
-    return Promise.resolve();
+  }
+
+  /**
+   * The checkpointer's Worker could not start or failed: this connection checkpoints again
+   * as SQLite does by default (every 1,000 WAL pages), so the WAL stays bounded.
+   */
+  #checkpointerFailed(message: string): void {
+    this.#checkpointFailure = message;
+    if (this.#closed) return;
+    this.#db.run("PRAGMA wal_autocheckpoint = 1000");
+    this.#onCheckpointFailure?.(message);
+  }
+
+  /**
+   * The WAL checkpointer's counts (./wal_checkpointer.ts); `failure` says why it stopped on
+   * its own, and then this connection checkpoints again. Zeros for a read-only store.
+   */
+  get checkpoints(): WalCheckpointStats {
+    const stats = this.#checkpointer?.stats ?? { runs: 0, frames: 0 };
+    const failure = this.#checkpointFailure;
+    return failure === undefined ? stats : { ...stats, failure };
   }
 
   /** fsyncs of the WAL so far (./wal_sync.ts): every write resolves after one that began after its commit. */

@@ -16,6 +16,7 @@ import {
 } from "node:fs";
 import { basename, dirname, join } from "node:path";
 import { LeaseStoreError } from "./lease.ts";
+import type { WalCheckpointerOptions } from "./wal_checkpointer.ts";
 import type { DataSync } from "./wal_sync.ts";
 
 /**
@@ -40,6 +41,16 @@ export interface SqliteOpenOptions {
    * Default node:fs `fdatasync`; a test passes a fake to make it fail.
    */
   readonly datasync?: DataSync;
+  /**
+   * The WAL checkpointer's interval (ms) and Worker module (./wal_checkpointer.ts); a test
+   * shortens the one or passes a failing other. Defaults: 100 ms, the real Worker.
+   */
+  readonly checkpoint?: Pick<WalCheckpointerOptions, "intervalMs" | "workerUrl">;
+  /**
+   * Called once, on the event loop, when the WAL checkpointer's Worker could not start or
+   * failed (the store's own connection checkpoints again then); the server logs it at warn.
+   */
+  readonly onCheckpointFailure?: (message: string) => void;
 }
 
 /**

@@ -107,7 +107,13 @@ export class DstmServer {
       ? new MemoryLeaseStore()
       : isPostgresUrl(config.db)
         ? await PostgresLeaseStore.open(config.db)
-        : SqliteLeaseStore.open(config.db, { newDb: config.newDb });
+        : SqliteLeaseStore.open(config.db, {
+            newDb: config.newDb,
+            onCheckpointFailure: (detail) =>
+              config.log.warn("wal-checkpointer-failed", {
+                detail: `${detail}; SQLite's own checkpoints (every 1,000 WAL pages, on the event loop) are back on`,
+              }),
+          });
     const metrics = new Metrics();
     let server: DstmServer | undefined;
     const log = config.log;

@@ -1,0 +1,116 @@
+/**
+ * The SQLite store's WAL checkpoints on a Worker of their own (lib/lease/wal_checkpointer.ts):
+ * the database file is filled from the WAL while the store is open and its own connection
+ * never checkpoints; a Worker that cannot start hands checkpoints back to the store's
+ * connection (SQLite's default, every 1,000 pages); close() leaves no WAL behind and every
+ * lease readable. That the server's event-loop thread writes no page of the database file
+ * under load is read from a real server's system calls in test/server_wal_fsync_order.test.ts.
+ */
+import { afterAll, expect, test } from "bun:test";
+import { existsSync, mkdtempSync, rmSync, statSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { type LeaseOp, leaseOf, WHOLE_ADDRESS } from "../lib/lease/lease.ts";
+import { SqliteLeaseStore } from "../lib/lease/sqlite.ts";
+import { waitUntil } from "./helpers/wait.ts";
+
+const dir = mkdtempSync(join(tmpdir(), "dstm-walckpt-"));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+/** `count` puts of fresh leases from `first` on, one host each. */
+function puts(first: number, count: number): LeaseOp[] {
+  return Array.from({ length: count }, (_, i) => {
+    const n = first + i;
+    return {
+      op: "put" as const,
+      lease: leaseOf(
+        0xc6120000 + n,
+        WHOLE_ADDRESS,
+        `2001:db8:c4::${n.toString(16)}`,
+        0xc0000201,
+        "2001:db8::1",
+        "pool",
+        "active",
+        1_000,
+        3_601_000,
+        undefined,
+      ),
+    };
+  });
+}
+
+/** Writes `batches` batches of `size` leases, numbered from `first`. */
+async function fill(store: SqliteLeaseStore, first: number, batches: number, size: number) {
+  for (let b = 0; b < batches; b++) await store.write(puts(first + b * size, size));
+}
+
+const bytes = (path: string) => (existsSync(path) ? statSync(path).size : 0);
+
+test("the Worker copies the WAL into the database file while the store is open; close leaves no WAL and every lease", async () => {
+  const path = join(dir, "worker.db");
+  const store = SqliteLeaseStore.open(path, { checkpoint: { intervalMs: 20 } });
+  const empty = bytes(path);
+  // 40 commits of 25 leases: far below the 1,000 WAL pages at which SQLite's own automatic
+  // checkpoint would run, so only the Worker can have filled the database file.
+  await fill(store, 0, 40, 25);
+  await waitUntil(() => store.checkpoints.frames > 0 && bytes(path) > empty, {
+    what: "a checkpoint by the Worker",
+  });
+  expect(store.checkpoints.failure).toBeUndefined();
+  // Writes go on while it runs.
+  await fill(store, 1_000, 10, 25);
+  await store.close();
+  expect(existsSync(`${path}-wal`)).toBe(false);
+  const again = SqliteLeaseStore.openReadOnly(path);
+  try {
+    expect((await again.loadAll()).length).toBe(1_250);
+  } finally {
+    await again.close();
+  }
+});
+
+test("a checkpointer that cannot start: the failure is kept and the store's own connection checkpoints again", async () => {
+  const path = join(dir, "fallback.db");
+  const workerUrl = new URL("./helpers/throwing_worker.ts", import.meta.url).href;
+  const said: string[] = [];
+  const store = SqliteLeaseStore.open(path, {
+    checkpoint: { workerUrl },
+    onCheckpointFailure: (message) => said.push(message),
+  });
+  try {
+    await waitUntil(() => store.checkpoints.failure !== undefined, {
+      what: "the Worker's failure",
+    });
+    expect(said).toEqual([store.checkpoints.failure as string]);
+    const empty = bytes(path);
+    // Past 1,000 WAL pages: SQLite's automatic checkpoint, back on, copies them.
+    await fill(store, 0, 250, 40);
+    expect(bytes(path)).toBeGreaterThan(empty);
+    expect(store.checkpoints.frames).toBe(0);
+  } finally {
+    await store.close();
+  }
+  expect(existsSync(`${path}-wal`)).toBe(false);
+});
+
+test("no checkpointer at all: without the fallback the database file would stay empty (the test above can fail)", async () => {
+  // The same load as the fallback test, on a bare connection with the automatic checkpoint
+  // off as the store sets it: nothing reaches the database file until close.
+  const { Database } = await import("bun:sqlite");
+  const path = join(dir, "bare.db");
+  const store = SqliteLeaseStore.open(path, { checkpoint: { intervalMs: 60_000 } });
+  try {
+    const empty = bytes(path);
+    await fill(store, 0, 250, 40);
+    expect(bytes(path)).toBe(empty);
+    expect(store.checkpoints.runs).toBe(0);
+  } finally {
+    await store.close();
+  }
+  const db = new Database(path, { readonly: true });
+  try {
+    expect((db.query("SELECT count(*) AS n FROM leases").get() as { n: number }).n).toBe(10_000);
+  } finally {
+    db.close();
+  }
+});
