@@ -86,6 +86,43 @@ function parseTrace(text: string): Call[] {
   return calls;
 }
 
+/**
+ * Attaches strace to every thread of `pid` (`-f -ttt -T -y -xx`), tracing `syscalls` into
+ * `file` with `bytes` of each buffer; resolves once strace says it attached.
+ */
+async function traceThreads(
+  pid: number,
+  file: string,
+  syscalls: string,
+  bytes: number,
+): Promise<ReturnType<typeof Bun.spawn>> {
+  const strace = Bun.spawn(
+    [
+      "strace",
+      "-f",
+      "-p",
+      String(pid),
+      "-ttt",
+      "-T",
+      "-y",
+      "-xx",
+      "-s",
+      String(bytes),
+      "-e",
+      `trace=${syscalls}`,
+      "-o",
+      file,
+    ],
+    { stdout: "ignore", stderr: "pipe" },
+  );
+  // "Process N attached with M threads": every thread is traced from here on.
+  await waitForLine(strace.stderr as ReadableStream<Uint8Array>, /attached/, {
+    timeoutMs: 10_000,
+    what: "strace attached",
+  });
+  return strace;
+}
+
 test("every ACKed lease: its commit's WAL frames were written, then an fsync of the WAL began after them and returned before the ACK", async () => {
   const db = join(dir, "leases.db");
   const wal = `${db}-wal`;
@@ -97,30 +134,7 @@ test("every ACKed lease: its commit's WAL frames were written, then an fsync of 
   let restarted = false;
   try {
     const port = listenPort(await server.waitFor(/ start /));
-    strace = Bun.spawn(
-      [
-        "strace",
-        "-f",
-        "-p",
-        String(server.proc.pid),
-        "-ttt",
-        "-T",
-        "-y",
-        "-xx",
-        "-s",
-        "4200",
-        "-e",
-        "trace=pwrite64,fsync,fdatasync",
-        "-o",
-        traceFile,
-      ],
-      { stdout: "ignore", stderr: "pipe" },
-    );
-    // "Process N attached with M threads": every thread is traced from here on.
-    await waitForLine(strace.stderr as ReadableStream<Uint8Array>, /attached/, {
-      timeoutMs: 10_000,
-      what: "strace attached",
-    });
+    strace = await traceThreads(server.proc.pid, traceFile, "pwrite64,fsync,fdatasync", 4200);
     const transport = await DstmTransport.open({
       server: "::1",
       port,
@@ -245,29 +259,7 @@ test("a restart's new WAL is in its directory for good before the first ACK: the
   try {
     const port = listenPort(await second.waitFor(/ start /));
     expect(existsSync(`${db}-wal`)).toBe(true);
-    strace = Bun.spawn(
-      [
-        "strace",
-        "-f",
-        "-p",
-        String(second.proc.pid),
-        "-ttt",
-        "-T",
-        "-y",
-        "-xx",
-        "-s",
-        "0",
-        "-e",
-        "trace=fsync,fdatasync",
-        "-o",
-        traceFile,
-      ],
-      { stdout: "ignore", stderr: "pipe" },
-    );
-    await waitForLine(strace.stderr as ReadableStream<Uint8Array>, /attached/, {
-      timeoutMs: 10_000,
-      what: "strace attached",
-    });
+    strace = await traceThreads(second.proc.pid, traceFile, "fsync,fdatasync", 0);
     ackedAt = await oneLease(port, "2001:db8:4ad::2");
     second.proc.kill("SIGTERM");
     expect(await second.exited).toBe(0);
@@ -298,28 +290,7 @@ test("under load the event loop's thread writes no page of the database file: th
   let stoppedAt = 0;
   try {
     const port = listenPort(await server.waitFor(/ start /));
-    strace = Bun.spawn(
-      [
-        "strace",
-        "-f",
-        "-p",
-        String(server.proc.pid),
-        "-ttt",
-        "-T",
-        "-y",
-        "-s",
-        "0",
-        "-e",
-        "trace=pwrite64,write,fsync,fdatasync",
-        "-o",
-        traceFile,
-      ],
-      { stdout: "ignore", stderr: "pipe" },
-    );
-    await waitForLine(strace.stderr as ReadableStream<Uint8Array>, /attached/, {
-      timeoutMs: 10_000,
-      what: "strace attached",
-    });
+    strace = await traceThreads(server.proc.pid, traceFile, "pwrite64,write,fsync,fdatasync", 0);
     const transport = await DstmTransport.open({
       server: "::1",
       port,
