@@ -123,6 +123,41 @@ async function traceThreads(
   return strace;
 }
 
+/** A DISCOVER for each of `hosts`, `inFlight` at a time; `acked(host)` as each ACK comes. */
+async function discoverAll(
+  transport: DstmTransport,
+  hosts: readonly string[],
+  inFlight: number,
+  acked: (host: string) => void = () => {},
+): Promise<void> {
+  let next = 0;
+  const worker = async () => {
+    while (next < hosts.length) {
+      const host = hosts[next++] as string;
+      await new DstmClient(transport, host).discover();
+      acked(host);
+    }
+  };
+  await Promise.all(Array.from({ length: inFlight }, worker));
+}
+
+type Server = ReturnType<typeof spawnDstm>;
+
+/** SIGTERM to the server, which must exit 0; strace ends with it. */
+async function stopTraced(server: Server, strace: ReturnType<typeof Bun.spawn>): Promise<void> {
+  server.proc.kill("SIGTERM");
+  expect(await server.exited).toBe(0);
+  await strace.exited;
+}
+
+/** Both killed, whatever happened (nothing when they are gone already). */
+async function killTraced(server: Server, strace?: ReturnType<typeof Bun.spawn>): Promise<void> {
+  server.proc.kill("SIGKILL");
+  await server.exited;
+  strace?.kill("SIGKILL");
+  await strace?.exited;
+}
+
 test("every ACKed lease: its commit's WAL frames were written, then an fsync of the WAL began after them and returned before the ACK", async () => {
   const db = join(dir, "leases.db");
   const wal = `${db}-wal`;
@@ -142,17 +177,10 @@ test("every ACKed lease: its commit's WAL frames were written, then an fsync of 
     });
     const hosts = Array.from({ length: 120 }, (_, i) => `2001:db8:4ac::${(i + 1).toString(16)}`);
     /** Allocates `batch` with 30 at a time, recording when each ACK came. */
-    const allocate = async (batch: readonly string[]) => {
-      let next = 0;
-      const worker = async () => {
-        while (next < batch.length) {
-          const host = batch[next++] as string;
-          await new DstmClient(transport, host).discover();
-          ackedAt.set(host, (performance.timeOrigin + performance.now()) / 1000);
-        }
-      };
-      await Promise.all(Array.from({ length: 30 }, worker));
-    };
+    const allocate = (batch: readonly string[]) =>
+      discoverAll(transport, batch, 30, (host) =>
+        ackedAt.set(host, (performance.timeOrigin + performance.now()) / 1000),
+      );
     await allocate(hosts.slice(0, 60));
     // Then an operator checkpoints with TRUNCATE: the WAL is cut to zero and the server's
     // next commit (the second half, started only now) writes it again from its header (a WAL
@@ -165,14 +193,9 @@ test("every ACKed lease: its commit's WAL frames were written, then an fsync of 
     restarted = /^0\|/m.test(checkpoint.stdout.toString());
     await allocate(hosts.slice(60));
     transport.close();
-    server.proc.kill("SIGTERM");
-    expect(await server.exited).toBe(0);
-    await strace.exited;
+    await stopTraced(server, strace);
   } finally {
-    server.proc.kill("SIGKILL");
-    await server.exited;
-    strace?.kill("SIGKILL");
-    await strace?.exited;
+    await killTraced(server, strace);
   }
   expect(ackedAt.size).toBe(120);
   expect(restarted).toBe(true);
@@ -261,14 +284,9 @@ test("a restart's new WAL is in its directory for good before the first ACK: the
     expect(existsSync(`${db}-wal`)).toBe(true);
     strace = await traceThreads(second.proc.pid, traceFile, "fsync,fdatasync", 0);
     ackedAt = await oneLease(port, "2001:db8:4ad::2");
-    second.proc.kill("SIGTERM");
-    expect(await second.exited).toBe(0);
-    await strace.exited;
+    await stopTraced(second, strace);
   } finally {
-    second.proc.kill("SIGKILL");
-    await second.exited;
-    strace?.kill("SIGKILL");
-    await strace?.exited;
+    await killTraced(second, strace);
   }
   const calls = parseTrace(readFileSync(traceFile, "utf8"));
   // SQLite opens the WAL with its DIRSYNC flag and, under synchronous=NORMAL too, syncs the
@@ -291,18 +309,9 @@ test("under load the event loop's thread writes no page of the database file: th
   try {
     const port = listenPort(await server.waitFor(/ start /));
     strace = await traceThreads(server.proc.pid, traceFile, "pwrite64,write,fsync,fdatasync", 0);
-    const transport = await DstmTransport.open({
-      server: "::1",
-      port,
-      retry: { initialMs: 2000, tries: 3 },
-    });
+    const transport = await DstmTransport.open({ server: "::1", port });
     const hosts = Array.from({ length: 200 }, (_, i) => `2001:db8:4ae::${(i + 1).toString(16)}`);
-    let next = 0;
-    const worker = async () => {
-      while (next < hosts.length)
-        await new DstmClient(transport, hosts[next++] as string).discover();
-    };
-    await Promise.all(Array.from({ length: 40 }, worker));
+    await discoverAll(transport, hosts, 40);
     // A checkpoint runs every 100 ms: poll the trace until the database file was written.
     await waitUntil(
       () =>
@@ -313,14 +322,9 @@ test("under load the event loop's thread writes no page of the database file: th
     );
     transport.close();
     stoppedAt = (performance.timeOrigin + performance.now()) / 1000;
-    server.proc.kill("SIGTERM");
-    expect(await server.exited).toBe(0);
-    await strace.exited;
+    await stopTraced(server, strace);
   } finally {
-    server.proc.kill("SIGKILL");
-    await server.exited;
-    strace?.kill("SIGKILL");
-    await strace?.exited;
+    await killTraced(server, strace);
   }
   const calls = parseTrace(readFileSync(traceFile, "utf8")).filter((c) => c.start < stoppedAt);
   const pageWrites = calls.filter((c) => c.name === "pwrite64" && c.file === db);
