@@ -38,7 +38,13 @@ const MAX_READS = 64;
  * 16-byte nlmsghdr starts at `at`; the message is `length` bytes). The bytes are valid only
  * during the call.
  */
-export type NetlinkVisitor = (type: number, buf: Uint8Array, view: DataView, at: number, length: number) => void;
+export type NetlinkVisitor = (
+  type: number,
+  buf: Uint8Array,
+  view: DataView,
+  at: number,
+  length: number,
+) => void;
 
 /** What one {@link NetlinkEvents.drain} found (the same object each time: read it at once). */
 export interface NetlinkDrain {
