@@ -77,15 +77,18 @@ export function clientBatched(
     )
       replies.write(loop.context!.reply, loop.context!.replyLength);
   });
-  while (!ctx.stopRequested) {
-    if (batch.errorPending) {
-      raw.errorPending = true;
-      batch.errorPending = false;
+  try {
+    while (!ctx.stopRequested) {
+      if (batch.errorPending) {
+        raw.errorPending = true;
+        batch.errorPending = false;
+      }
+      loop.follow();
+      errors.poll(pathMtu);
+      if (loop.step() === CLOSED) break;
     }
-    loop.follow();
-    errors.poll(pathMtu);
-    if (loop.step() === CLOSED) break;
+  } finally {
+    local.close();
   }
-  local.close();
   return stats;
 }

@@ -239,26 +239,29 @@ class ClientInLoop {
     const { raw, stats } = this;
     const buf = this.#buf;
     const from6 = this.#from6;
-    while (!ctx.stopRequested) {
-      this.#errors.poll(this.#pathMtu);
-      this.#follow();
-      const n = raw.recvFrom(buf, 0, from6, 0);
-      // After the read: an address added while we waited is in the list the packet is
-      // checked against (also after a poll timeout, to drain the notifications).
-      if (n >= 0) this.#local.refresh();
-      if (n <= 0) {
-        if (n < 0 && readStops(stats, n)) break;
-        continue;
+    try {
+      while (!ctx.stopRequested) {
+        this.#errors.poll(this.#pathMtu);
+        this.#follow();
+        const n = raw.recvFrom(buf, 0, from6, 0);
+        // After the read: an address added while we waited is in the list the packet is
+        // checked against (also after a poll timeout, to drain the notifications).
+        if (n >= 0) this.#local.refresh();
+        if (n <= 0) {
+          if (n < 0 && readStops(stats, n)) break;
+          continue;
+        }
+        this.#follow();
+        const context = this.#lease.context;
+        if (!context) {
+          this.counters[NO_LEASE]! += 1;
+          continue;
+        }
+        this.#deliverWithReleased(context, buf, n, raw.trafficClass);
       }
-      this.#follow();
-      const context = this.#lease.context;
-      if (!context) {
-        this.counters[NO_LEASE]! += 1;
-        continue;
-      }
-      this.#deliverWithReleased(context, buf, n, raw.trafficClass);
+    } finally {
+      this.#local.close();
     }
-    this.#local.close();
     return stats;
   }
 
