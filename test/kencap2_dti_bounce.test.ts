@@ -5,14 +5,15 @@
  * `up` does not bring them back. The client puts them back once the DTI is up again
  * (lib/client/dti_routes.ts), says so at info and counts it; traffic through the tunnel
  * resumes without a restart. Before, it never did (every test here fails on the old code:
- * the pings after the bounce never answer).
+ * the pings after the bounce never answer). The keeper alone, on a TUN device in a namespace,
+ * with interface notifications and without them (the periodic check, its fallback).
  *
  *   host ns: 2001:db8:7::10 ──veth── core ns: server 2001:db8:7::53, TEP 2001:db8:7::1
  *                                                 ──veth── web ns: 192.0.2.80
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { join } from "node:path";
-import type { Netns } from "../lib/sys/netns.ts";
+import { createNetns, type Netns } from "../lib/sys/netns.ts";
 import { clientCounters } from "./helpers/daemon.ts";
 import {
   createDtiLab,
@@ -22,6 +23,7 @@ import {
   stopAll,
   tearDownLab,
 } from "./helpers/dti_lab.ts";
+import { runScript } from "./helpers/netns.ts";
 import { type DstmProcess, spawnDstm } from "./helpers/process.ts";
 import { eventually } from "./helpers/wait.ts";
 
@@ -106,4 +108,31 @@ describe.skipIf(skip !== null)("the DTI set down and up: its routes are put back
     expect(r.lines.some((l) => / dti-route-restored .*192\.0\.2\.0\/24/.test(l))).toBe(true);
     expect(r.counters["client-dti-route-restored"]).toBe(1);
   }, 90_000);
+});
+
+describe.skipIf(skip !== null)("the route keeper on a TUN device alone (namespace)", () => {
+  for (const mode of ["events", "fallback"] as const)
+    test(`${mode === "events" ? "interface notifications" : "without notifications (the periodic check)"}: both routes are put back, said and counted`, async () => {
+      const ns = createNetns("dstmk2b-");
+      made.push(ns);
+      const r = await runScript<{
+        afterDown: string;
+        back: boolean;
+        end: string;
+        restored: number;
+        lines: string[];
+      }>(ns, "dti_route_keeper.ts", [mode]);
+      expect(r.afterDown).not.toContain("192.0.2.0/24");
+      expect(r.afterDown).not.toContain("table 4608");
+      expect(r.back).toBe(true);
+      expect(r.end).toMatch(
+        /^default\s+encap seg6 mode encap.red segs 1 \[ 2001:db8:7::1 \] .*table 4608/m,
+      );
+      expect(r.end).toMatch(/^192\.0\.2\.0\/24 .*src 198\.51\.100\.5/m);
+      expect(r.restored).toBe(2);
+      expect(r.lines.some((l) => / kernel-encap-route-restored .*table 4608/.test(l))).toBe(true);
+      expect(r.lines.some((l) => / dti-route-restored .*192\.0\.2\.0\/24/.test(l))).toBe(true);
+      if (mode === "fallback")
+        expect(r.lines.some((l) => /dti-route-watch-unavailable/.test(l))).toBe(false);
+    }, 30_000);
 });

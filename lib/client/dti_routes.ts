@@ -52,6 +52,8 @@ export interface DtiRouteKeeperOptions {
   readonly counters?: Counters;
   /** How often notifications are read, ms (default 250). */
   readonly intervalMs?: number;
+  /** Follow interface notifications (default true); false: check every 8 intervals only. */
+  readonly events?: boolean;
 }
 
 /** A running keeper; {@link DtiRouteKeeper.stop} ends it. */
@@ -78,10 +80,12 @@ export class DtiRouteKeeper {
     this.#ifindex = linkIndex(o.ifname);
     this.#said = o.routes.map(() => 0);
     this.#slice = o.counters?.slice(0);
-    try {
-      this.#events = NetlinkEvents.open(RTMGRP_LINK);
-    } catch (error) {
-      this.#unavailable(error as Error);
+    if (o.events !== false) {
+      try {
+        this.#events = NetlinkEvents.open(RTMGRP_LINK);
+      } catch (error) {
+        this.#unavailable(error as Error);
+      }
     }
     this.#timer = setInterval(() => this.#tick(), o.intervalMs ?? 250);
     (this.#timer as { unref?: () => void }).unref?.();

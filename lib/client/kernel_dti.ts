@@ -119,7 +119,8 @@ export class KernelDti implements DtiHooks {
         const tep = formatIPv6(tep6);
         await checkSeg6Source(this.#o.host6(), tep, c.port ?? 4607, "--kernel-encap");
         this.#encap = kernelEncapUp(ifname, tep, mtu);
-        kept.push({
+        // First: until it is back, what the DTI's routes send in is refused by the fence.
+        kept.unshift({
           route: kernelEncapRoute(ifname, tep, mtu),
           event: "kernel-encap-route-restored",
         });
