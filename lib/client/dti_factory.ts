@@ -32,5 +32,6 @@ export function createDti(options: DtiFactoryOptions): DtiHooks {
     leaseState: options.leaseState,
     fallback: tun,
     log: options.config.log,
+    counters: options.counters,
   });
 }

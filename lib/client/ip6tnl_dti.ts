@@ -14,7 +14,14 @@
  */
 import { readFileSync } from "node:fs";
 import { formatIPv4 } from "../net/addr.ts";
-import { addressAdd, linkDelete, linkSetMtu, linkSetUp, routeAdd } from "../sys/netlink.ts";
+import {
+  addressAdd,
+  linkDelete,
+  linkSetMtu,
+  linkSetUp,
+  type RouteSpec,
+  routeAdd,
+} from "../sys/netlink.ts";
 import { ip6tnlCreate } from "../sys/netlink_tunnel.ts";
 import { writeSysctl } from "../sys/sysctl.ts";
 
@@ -58,18 +65,25 @@ export function ip6tnlUp(
     writeSysctl(`net/ipv6/conf/${s.ifname}/disable_ipv6`, "1"); // slashes: a name may hold a dot
     addressAdd(s.ifname, `${formatIPv4(address)}/32`);
     linkSetUp(s.ifname);
-    for (const dst of s.routes) {
-      routeAdd({
-        dst,
-        dev: s.ifname,
-        src: formatIPv4(address),
-        advmss: s.mssClamp ? mtu - 40 : undefined,
-      });
-    }
+    for (const route of ip6tnlRoutes(s, address, mtu)) routeAdd(route);
   } catch (error) {
     ip6tnlDown(s.ifname);
     throw error;
   }
+}
+
+/**
+ * The IPv4 routes through the ip6tnl DTI: each of `s.routes` with the leased `address` as
+ * source and, with MSS clamping, advmss `mtu` − 40 (what ./dti_routes.ts puts back after the
+ * DTI was set down and up).
+ */
+export function ip6tnlRoutes(s: KernelTunnelSettings, address: number, mtu: number): RouteSpec[] {
+  return s.routes.map((dst) => ({
+    dst,
+    dev: s.ifname,
+    src: formatIPv4(address),
+    advmss: s.mssClamp ? mtu - 40 : undefined,
+  }));
 }
 
 /** ARPHRD_TUNNEL6 (include/uapi/linux/if_arp.h): the link type of ip6tnl devices. */

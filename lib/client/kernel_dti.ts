@@ -13,6 +13,9 @@
  * `--kernel-encap` (NodeConfig.kernelEncap): the outbound Worker hands checked packets back to
  * the kernel through the TUN, which encapsulates them to the TEP (./kernel_encap.ts).
  *
+ * The DTI set down and up by hand loses its routes (the kernel deletes them at `down`): while
+ * it is up, ./dti_routes.ts puts them back (and the kernel-encap route of table 4608).
+ *
  * @module
  */
 
@@ -27,9 +30,11 @@ import { closeTun, openTun } from "../sys/tun_linux.ts";
 import type { Counters } from "../tunnel/counters.ts";
 import { DtiError, type DtiHooks, type DtiInUse } from "./dti.ts";
 import { dtiMtu } from "./dti_mtu.ts";
+import { DtiRouteKeeper, type KeptRoute } from "./dti_routes.ts";
 import {
   type KernelEncapState,
   kernelEncapDown,
+  kernelEncapRoute,
   kernelEncapUp,
   removeStaleKernelEncap,
 } from "./kernel_encap.ts";
@@ -68,6 +73,8 @@ export class KernelDti implements DtiHooks {
   #forwarder: Forwarder | undefined;
   /** --kernel-encap: the rule, route and sysctls (./kernel_encap.ts). */
   #encap: KernelEncapState | undefined;
+  /** Puts the routes back after the DTI was set down and up (./dti_routes.ts). */
+  #keeper: DtiRouteKeeper | undefined;
   readonly #o: KernelDtiOptions;
 
   constructor(options: KernelDtiOptions) {
@@ -99,8 +106,12 @@ export class KernelDti implements DtiHooks {
       writeSysctl(`net/ipv6/conf/${ifname}/disable_ipv6`, "1"); // slashes: a name may hold a dot
       addressAdd(ifname, `${formatIPv4(address)}/32`);
       linkSetUp(ifname);
-      for (const route of c.routes ?? ["0.0.0.0/0"])
-        routeAdd({ dst: route, dev: ifname, src: formatIPv4(address) });
+      const kept: KeptRoute[] = [];
+      for (const dst of c.routes ?? ["0.0.0.0/0"]) {
+        const route = { dst, dev: ifname, src: formatIPv4(address) };
+        routeAdd(route);
+        kept.push({ route, event: "dti-route-restored" });
+      }
       // A killed --kernel-encap client's rule (its route and sysctls went with its TUN).
       removeStaleKernelEncap(ifname, this.#o.log);
       if (c.kernelEncap) {
@@ -108,6 +119,11 @@ export class KernelDti implements DtiHooks {
         const tep = formatIPv6(tep6);
         await checkSeg6Source(this.#o.host6(), tep, c.port ?? 4607, "--kernel-encap");
         this.#encap = kernelEncapUp(ifname, tep, mtu);
+        // First: until it is back, what the DTI's routes send in is refused by the fence.
+        kept.unshift({
+          route: kernelEncapRoute(ifname, tep, mtu),
+          event: "kernel-encap-route-restored",
+        });
       }
       const raw = Raw6Socket.open({ receiveBuffer: 4 << 20, sendBuffer: 4 << 20 });
       this.#raw = raw;
@@ -133,6 +149,12 @@ export class KernelDti implements DtiHooks {
         },
         onNeedLease,
       });
+      this.#keeper = DtiRouteKeeper.start({
+        ifname,
+        routes: kept,
+        log: this.#o.log,
+        counters: this.#o.counters,
+      });
       return mtu;
     } catch (error) {
       await this.down();
@@ -148,6 +170,8 @@ export class KernelDti implements DtiHooks {
 
   /** Stops the Workers, closes the raw socket and the TUN (device, address, routes go). */
   async down(): Promise<void> {
+    this.#keeper?.stop();
+    this.#keeper = undefined;
     const forwarder = this.#forwarder;
     this.#forwarder = undefined;
     await forwarder?.stop();

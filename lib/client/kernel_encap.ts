@@ -21,9 +21,11 @@
  *   `default encap seg6 mode encap.red segs TEP6 dev DTI mtu (MTU + 64)` (lib/client/seg6_dti.ts
  *   SEG6_HEADROOM: what IPv4 then sees is the DTI MTU);
  * - the fence `iif DTI unreachable` (priority 4609): when table 4608 has no route (the DTI
- *   was set down and up: the kernel removed the seg6 route, the rule stays), what comes out
- *   of the DTI must not fall through to `main` and be forwarded, with the leased source, to
- *   the host's other networks (test/redteam_kernel_encap.test.ts). Added first, removed last.
+ *   was set down and up: the kernel removed the seg6 route, the rule stays, until the route
+ *   keeper ./dti_routes.ts puts the route back once the DTI is up; or the route was deleted
+ *   by hand), what comes out of the DTI must not fall through to `main` and be forwarded,
+ *   with the leased source, to the host's other networks (test/redteam_kernel_encap.test.ts).
+ *   Added first, removed last.
  *
  * {@link kernelEncapDown} undoes them (the TUN's close takes the device's sysctls and route
  * anyway); a client killed before it could leaves the rule, which {@link removeStaleKernelEncap}
@@ -38,7 +40,7 @@
  * @module
  */
 import type { Logger } from "../control/log.ts";
-import { routeAdd, routeDel } from "../sys/netlink.ts";
+import { type RouteSpec, routeAdd, routeDel } from "../sys/netlink.ts";
 import { isUnknownKind, type RuleSpec, ruleAdd, ruleDel } from "../sys/netlink_tunnel.ts";
 import { readSysctl, writeSysctl } from "../sys/sysctl.ts";
 import { DtiError, type DtiMode } from "./dti.ts";
@@ -121,13 +123,7 @@ export function kernelEncapUp(ifname: string, tep6: string, mtu: number): Kernel
       writeSysctl(key, value);
     }
     try {
-      routeAdd({
-        dst: "0.0.0.0/0",
-        dev: ifname,
-        table: KERNEL_ENCAP_TABLE,
-        mtu: mtu + SEG6_HEADROOM,
-        encap: { kind: "seg6-encap-red", segment: tep6 },
-      });
+      routeAdd(kernelEncapRoute(ifname, tep6, mtu));
     } catch (error) {
       if (!isUnknownKind(error)) throw error;
       throw new DtiError(
@@ -143,6 +139,22 @@ export function kernelEncapUp(ifname: string, tep6: string, mtu: number): Kernel
     kernelEncapDown(state);
     throw error;
   }
+}
+
+/**
+ * The seg6 route of table 4608 for the DTI `ifname` towards `tep6`, DTI MTU `mtu` bytes:
+ * `default encap seg6 mode encap.red segs TEP6 dev DTI table 4608 mtu (MTU + 64)`. What
+ * {@link kernelEncapUp} adds, and what ./dti_routes.ts puts back after the DTI was set down and
+ * up (the kernel deletes it then).
+ */
+export function kernelEncapRoute(ifname: string, tep6: string, mtu: number): RouteSpec {
+  return {
+    dst: "0.0.0.0/0",
+    dev: ifname,
+    table: KERNEL_ENCAP_TABLE,
+    mtu: mtu + SEG6_HEADROOM,
+    encap: { kind: "seg6-encap-red", segment: tep6 },
+  };
 }
 
 /** Removes the rule and the route, puts the DTI's sysctls back, removes the fence. Never throws. */

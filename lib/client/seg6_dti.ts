@@ -34,7 +34,14 @@
  */
 import { formatIPv4, formatIPv6, parseIPv6 } from "../net/addr.ts";
 import { Errno, SysError } from "../sys/libc.ts";
-import { addressAdd, linkSetMtu, linkSetUp, routeAdd, routeDel } from "../sys/netlink.ts";
+import {
+  addressAdd,
+  linkSetMtu,
+  linkSetUp,
+  type RouteSpec,
+  routeAdd,
+  routeDel,
+} from "../sys/netlink.ts";
 import { type RuleSpec, ruleAdd, ruleDel } from "../sys/netlink_tunnel.ts";
 import { seg6TunnelSource } from "../sys/seg6_tunsrc.ts";
 import { writeSysctl } from "../sys/sysctl.ts";
@@ -101,21 +108,33 @@ export function seg6Up(
     _moveLocalRule(1);
     ruleAdd(_decapRule(host6, tep6));
     state.rule = true;
-    for (const dst of s.routes) {
-      routeAdd({
-        dst,
-        dev: s.ifname,
-        src: formatIPv4(address),
-        mtu: mtu + SEG6_HEADROOM,
-        advmss: s.mssClamp ? mtu - 40 : undefined,
-        encap: { kind: "seg6-encap-red", segment: tep6 },
-      });
-    }
+    for (const route of seg6Routes(s, address, tep6, mtu)) routeAdd(route);
     return state;
   } catch (error) {
     seg6Down(state);
     throw error;
   }
+}
+
+/**
+ * The IPv4 routes of the seg6 DTI: each of `s.routes` through it, source the leased
+ * `address`, `encap seg6 mode encap.red segs TEP6`, MTU `mtu` + 64 (and advmss `mtu` − 40
+ * with MSS clamping). What ./dti_routes.ts puts back after the DTI was set down and up.
+ */
+export function seg6Routes(
+  s: KernelTunnelSettings,
+  address: number,
+  tep6: string,
+  mtu: number,
+): RouteSpec[] {
+  return s.routes.map((dst) => ({
+    dst,
+    dev: s.ifname,
+    src: formatIPv4(address),
+    mtu: mtu + SEG6_HEADROOM,
+    advmss: s.mssClamp ? mtu - 40 : undefined,
+    encap: { kind: "seg6-encap-red", segment: tep6 },
+  }));
 }
 
 /** Removes the rule, the End.DX4 route and the TUN (address and routes go with it). Never throws. */

@@ -24,12 +24,16 @@
 import type { Logger } from "../control/log.ts";
 import { formatIPv6 } from "../net/addr.ts";
 import { interfaceOfIPv6 } from "../sys/ifinfo.ts";
+import type { RouteSpec } from "../sys/netlink.ts";
 import { isUnknownKind } from "../sys/netlink_tunnel.ts";
 import { ClientState } from "../tunnel/client_state.ts";
+import type { Counters } from "../tunnel/counters.ts";
 import { DtiError, type DtiHooks, type DtiInUse, type DtiMode } from "./dti.ts";
 import { dtiMtu } from "./dti_mtu.ts";
+import { DtiRouteKeeper } from "./dti_routes.ts";
 import {
   ip6tnlDown,
+  ip6tnlRoutes,
   ip6tnlUp,
   type KernelTunnelSettings,
   removeStaleIp6tnl,
@@ -41,6 +45,7 @@ import {
   removeStaleSeg6,
   type Seg6DtiState,
   seg6Down,
+  seg6Routes,
   seg6Up,
 } from "./seg6_dti.ts";
 
@@ -94,6 +99,8 @@ export interface TunnelDtiOptions {
   /** The userspace DTI, for leases with a port set. */
   readonly fallback: DtiHooks;
   readonly log: Logger;
+  /** Where a route put back after the DTI was set down and up is counted (./dti_routes.ts). */
+  readonly counters?: Counters;
 }
 
 export class TunnelDti implements DtiHooks {
@@ -106,6 +113,8 @@ export class TunnelDti implements DtiHooks {
   #saidSeg6 = false;
   /** What is up now. */
   #active: "ip6tnl" | "fallback" | Seg6DtiState | undefined;
+  /** Puts the DTI's routes back after it was set down and up (./dti_routes.ts). */
+  #keeper: DtiRouteKeeper | undefined;
 
   constructor(options: TunnelDtiOptions) {
     this.#o = options;
@@ -173,6 +182,7 @@ export class TunnelDti implements DtiHooks {
         ip6tnlUp(s, address, host6, tep, mtu);
         this.#backend = "ip6tnl";
         this.#active = "ip6tnl";
+        this.#keep(s.ifname, ip6tnlRoutes(s, address, mtu));
         return mtu;
       } catch (error) {
         if (!isUnknownKind(error)) throw error;
@@ -198,7 +208,17 @@ export class TunnelDti implements DtiHooks {
       });
     await checkSeg6Source(host6, tep, this.#o.config.port ?? 4607, "--dti seg6");
     this.#active = seg6Up(s, address, host6, hostLink, tep, mtu);
+    this.#keep(s.ifname, seg6Routes(s, address, tep, mtu));
     return mtu;
+  }
+
+  #keep(ifname: string, routes: readonly RouteSpec[]): void {
+    this.#keeper = DtiRouteKeeper.start({
+      ifname,
+      routes: routes.map((route) => ({ route, event: "dti-route-restored" })),
+      log: this.#o.log,
+      counters: this.#o.counters,
+    });
   }
 
   /** Which DTI is up (./dti.ts DtiInUse), undefined when none. */
@@ -214,6 +234,8 @@ export class TunnelDti implements DtiHooks {
 
   /** Takes down whatever is up. Never rejects. */
   async down(): Promise<void> {
+    this.#keeper?.stop();
+    this.#keeper = undefined;
     const active = this.#active;
     this.#active = undefined;
     if (active === "fallback") await this.#o.fallback.down();

@@ -2,13 +2,13 @@
  * What a DSTM client Worker attaches from its ForwarderInit, once, whichever loop it runs (one
  * packet at a time, client_loops.ts, or in batches, client_batched.ts): the lease state the
  * main thread publishes, the NAPT table and the path-MTU table, all in shared memory; and the
- * path MTU seeded from the kernel's at each new lease.
+ * path MTU seeded from the kernel's at each new lease; and the inbound batch socket that keeps
+ * the host's local addresses current before each batch is checked (./local_sources_follower.ts).
  *
  * @module
  */
-import { localIPv4Addresses } from "../sys/ipv4_addresses.ts";
+import type { TunnelBatchSocket } from "../net/device.ts";
 import { ClientState } from "../tunnel/client_state.ts";
-import { LocalSources } from "../tunnel/local_sources.ts";
 import { NaptTable } from "../tunnel/napt.ts";
 import type { ClientContext } from "../tunnel/pipeline.ts";
 import { PathMtuTable } from "../tunnel/pmtu.ts";
@@ -28,30 +28,45 @@ export function attachClientLoop(init: ForwarderInit, counters: Float64Array): C
   };
 }
 
-/** How often the inbound Worker re-reads the host's IPv4 addresses, ms. */
-export const LOCAL_SOURCES_REFRESH_MS = 1000;
-
 /**
- * The host's IPv4 addresses and subnet broadcast addresses, which the inbound loop's
- * clientDecap refuses as inner sources (lib/tunnel/local_sources.ts), and `refresh()`, which
- * re-reads them from the kernel when {@link LOCAL_SOURCES_REFRESH_MS} have passed (call it
- * between reads; it read them once already). A failed read keeps the last list.
+ * `raw` whose every read calls `refresh` before it returns the packets (the inbound Worker's
+ * LocalSourcesFollower.refresh: an address added before they arrived is in the list they are
+ * checked against), and after a poll timeout too. Nothing allocated per read.
  */
-export function followLocalSources(): { local: LocalSources; refresh: () => void } {
-  const local = new LocalSources();
-  let at = 0;
-  const refresh = () => {
-    const now = Date.now();
-    if (now - at < LOCAL_SOURCES_REFRESH_MS) return;
-    at = now;
-    try {
-      local.set(localIPv4Addresses());
-    } catch {
-      // Keep the last list (the leased address is refused whatever it holds).
-    }
-  };
-  refresh();
-  return { local, refresh };
+export class RefreshingBatchSocket implements TunnelBatchSocket {
+  readonly fd: number;
+  readonly #raw: TunnelBatchSocket;
+  readonly #refresh: () => void;
+
+  constructor(raw: TunnelBatchSocket, refresh: () => void) {
+    this.fd = raw.fd;
+    this.#raw = raw;
+    this.#refresh = refresh;
+  }
+
+  read(
+    bufs: readonly Uint8Array[],
+    sizes: Int32Array,
+    offset: number,
+    addrs: Uint8Array,
+    trafficClass: Uint8Array,
+  ): number {
+    const n = this.#raw.read(bufs, sizes, offset, addrs, trafficClass);
+    if (n >= 0) this.#refresh();
+    return n;
+  }
+
+  write(
+    bufs: readonly Uint8Array[],
+    sizes: Int32Array,
+    count: number,
+    offset: number,
+    addrs: Uint8Array,
+    trafficClass: Uint8Array,
+    flowLabel: Int32Array,
+  ): number {
+    return this.#raw.write(bufs, sizes, count, offset, addrs, trafficClass, flowLabel);
+  }
 }
 
 /**

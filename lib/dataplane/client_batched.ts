@@ -6,8 +6,9 @@
  * With `kernelEncap` the outbound Worker runs client_kernel_encap.ts instead. The inbound
  * Worker refuses the host's own IPv4 addresses and its subnets' broadcast addresses as inner
  * sources (with `kernelEncap` the DTI accepts local sources; without, a broadcast source
- * passed the kernel where rp_filter is 0: lib/tunnel/local_sources.ts), re-reading them from
- * the kernel every second (client_attach.ts followLocalSources).
+ * passed the kernel where rp_filter is 0: lib/tunnel/local_sources.ts), re-reading them when
+ * the kernel says an address changed, before each batch it read is checked
+ * (local_sources_follower.ts).
  *
  * @module
  */
@@ -15,11 +16,12 @@ import { Raw6Socket, routePathMtu } from "../sys/raw6.ts";
 import { Raw6Batch } from "../sys/raw6_batch.ts";
 import { VnetTunDevice } from "../sys/tun_vnet.ts";
 import type { WorkerContext } from "../sys/worker.ts";
-import { attachClientLoop, followLocalSources, seedPathMtu } from "./client_attach.ts";
+import { attachClientLoop, RefreshingBatchSocket, seedPathMtu } from "./client_attach.ts";
 import { ClientInBatch, ClientOutBatch, DtiReplies } from "./client_batch.ts";
 import { ClientKernelEncapOut } from "./client_kernel_encap.ts";
 import { applicationError } from "./client_lease.ts";
 import type { ForwarderInit, ForwarderStats } from "./forwarder.ts";
+import { LocalSourcesFollower } from "./local_sources_follower.ts";
 import { nowSeconds, TunnelErrors } from "./tunnel_errors.ts";
 import { CLOSED } from "./worker_loop.ts";
 
@@ -49,10 +51,10 @@ export function clientBatched(
   }
   const raw = Raw6Socket.attach(init.rawFd, 200);
   raw.useTunnelOptions();
-  const { local, refresh: refreshLocal } = followLocalSources();
+  const local = new LocalSourcesFollower();
   const loop = new ClientInBatch(
-    { ...base, udpGro: init.client?.udpGro === true, localSources: local },
-    batch,
+    { ...base, udpGro: init.client?.udpGro === true, localSources: local.local },
+    new RefreshingBatchSocket(batch, () => local.refresh()),
     tun,
     (context) => seedPathMtu(pathMtu, context, routePathMtu),
   );
@@ -75,15 +77,18 @@ export function clientBatched(
     )
       replies.write(loop.context!.reply, loop.context!.replyLength);
   });
-  while (!ctx.stopRequested) {
-    if (batch.errorPending) {
-      raw.errorPending = true;
-      batch.errorPending = false;
+  try {
+    while (!ctx.stopRequested) {
+      if (batch.errorPending) {
+        raw.errorPending = true;
+        batch.errorPending = false;
+      }
+      loop.follow();
+      errors.poll(pathMtu);
+      if (loop.step() === CLOSED) break;
     }
-    refreshLocal();
-    loop.follow();
-    errors.poll(pathMtu);
-    if (loop.step() === CLOSED) break;
+  } finally {
+    local.close();
   }
   return stats;
 }

@@ -19,7 +19,7 @@ import type { TunnelError } from "../tunnel/icmp_relay.ts";
 import { type ClientTranslator, Translation } from "../tunnel/napt.ts";
 import { type ClientContext, clientDecap, clientEncap, Verdict } from "../tunnel/pipeline.ts";
 import type { PathMtuTable } from "../tunnel/pmtu.ts";
-import { attachClientLoop, followLocalSources, seedPathMtu } from "./client_attach.ts";
+import { attachClientLoop, seedPathMtu } from "./client_attach.ts";
 import {
   applicationError,
   countTranslation,
@@ -33,6 +33,7 @@ import {
   QUEUED,
 } from "./client_lease.ts";
 import type { ForwarderStats } from "./forwarder.ts";
+import { LocalSourcesFollower } from "./local_sources_follower.ts";
 import { nowSeconds, TunnelErrors } from "./tunnel_errors.ts";
 import { type LoopIO, readStops, writeFailed } from "./worker_loop.ts";
 
@@ -207,8 +208,8 @@ class ClientInLoop {
   readonly #lease: Lease;
   readonly #pathMtu: PathMtuTable | null;
   readonly #errors: TunnelErrors;
-  /** Re-reads the host's addresses clientDecap refuses as sources (client_attach.ts). */
-  readonly #refreshLocal: () => void;
+  /** The host's addresses clientDecap refuses as sources (local_sources_follower.ts). */
+  readonly #local: LocalSourcesFollower;
 
   readonly counters: Float64Array;
   readonly tun: TunDevice;
@@ -222,9 +223,8 @@ class ClientInLoop {
     ({ counters: this.counters, tun: this.tun, raw: this.raw, stats: this.stats } = io);
     const loop = attachClientLoop(io.init, io.counters);
     this.#state = loop.state;
-    const { local, refresh } = followLocalSources();
-    this.#refreshLocal = refresh;
-    this.#follower = new LeaseFollower({ ...loop, localSources: local }, false);
+    this.#local = new LocalSourcesFollower();
+    this.#follower = new LeaseFollower({ ...loop, localSources: this.#local.local }, false);
     this.#translator = this.#follower.translator;
     this.#lease = this.#follower.lease;
     this.#pathMtu = loop.pathMtu;
@@ -239,22 +239,28 @@ class ClientInLoop {
     const { raw, stats } = this;
     const buf = this.#buf;
     const from6 = this.#from6;
-    while (!ctx.stopRequested) {
-      this.#errors.poll(this.#pathMtu);
-      this.#refreshLocal();
-      this.#follow();
-      const n = raw.recvFrom(buf, 0, from6, 0);
-      if (n <= 0) {
-        if (n < 0 && readStops(stats, n)) break;
-        continue;
+    try {
+      while (!ctx.stopRequested) {
+        this.#errors.poll(this.#pathMtu);
+        this.#follow();
+        const n = raw.recvFrom(buf, 0, from6, 0);
+        // After the read: an address added while we waited is in the list the packet is
+        // checked against (also after a poll timeout, to drain the notifications).
+        if (n >= 0) this.#local.refresh();
+        if (n <= 0) {
+          if (n < 0 && readStops(stats, n)) break;
+          continue;
+        }
+        this.#follow();
+        const context = this.#lease.context;
+        if (!context) {
+          this.counters[NO_LEASE]! += 1;
+          continue;
+        }
+        this.#deliverWithReleased(context, buf, n, raw.trafficClass);
       }
-      this.#follow();
-      const context = this.#lease.context;
-      if (!context) {
-        this.counters[NO_LEASE]! += 1;
-        continue;
-      }
-      this.#deliverWithReleased(context, buf, n, raw.trafficClass);
+    } finally {
+      this.#local.close();
     }
     return stats;
   }

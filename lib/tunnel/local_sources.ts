@@ -14,9 +14,12 @@
  * (without `--kernel-encap` too, where rp_filter is 0 and the host has no policy rules: the
  * kernel then checks only that the source is not one of its addresses).
  * The inbound Worker's copy of the list
- * is refreshed from the kernel about once a second (lib/dataplane/client_batched.ts).
+ * is re-read from the kernel when it says an IPv4 address changed (rtnetlink notifications),
+ * before the packets read after the change are checked; once a second when notifications
+ * are unavailable (lib/dataplane/local_sources_follower.ts).
  *
  * The list is sorted; {@link LocalSources.has} is a binary search and allocates nothing.
+ * {@link LocalSources.set} (on a change only) may swap in a larger array.
  *
  * @module
  */

@@ -1,0 +1,182 @@
+/**
+ * Puts the DTI's routes back after the DTI was set down and up by hand (`ip link set DTI
+ * down; ip link set DTI up`). Setting an interface down makes the kernel delete every IPv4
+ * route through it (fib_sync_down_dev / fib_flush on NETDEV_DOWN); setting it up again brings
+ * back only the routes of its addresses, not the ones the client added. Without them the
+ * traffic never resumed until the client restarted:
+ * - the TUN DTI, ip6tnl and seg6: the IPv4 routes through the DTI (`--route`, default
+ *   0.0.0.0/0; seg6's carry the encapsulation) — the host's packets no longer go in;
+ * - `--kernel-encap`: also the seg6 route of table 4608 (lib/client/kernel_encap.ts), which
+ *   encapsulates what the Worker hands back. While it is missing the fence `iif DTI
+ *   unreachable` refuses those packets (nothing reaches the host's other networks).
+ *
+ * The keeper subscribes to interface notifications (RTMGRP_LINK, lib/sys/netlink_events.ts)
+ * and reads them every `intervalMs` (250 ms; the main thread has no fd readiness callback):
+ * when one says the DTI is up, each route is added again (NLM_F_EXCL: EEXIST means it is
+ * there; ENETDOWN, the DTI is down again: the next notification will tell). Each route put
+ * back is logged at info (`dti-route-restored`, `kernel-encap-route-restored` for table 4608)
+ * and counted (`client-dti-route-restored`). When the kernel dropped notifications (ENOBUFS)
+ * the routes are checked at once; without notifications (the socket could not be opened, or
+ * failed) every 2 s.
+ *
+ * A route deleted by hand while the DTI stays up is left deleted (no notification of ours
+ * says so): the administrator's choice; with `--kernel-encap` the fence holds meanwhile
+ * (test/redteam_kernel_encap.test.ts).
+ *
+ * @module
+ */
+import type { Logger } from "../control/log.ts";
+import { Errno, SysError } from "../sys/libc.ts";
+import { linkIndex, type RouteSpec, routeAdd } from "../sys/netlink.ts";
+import { NetlinkEvents, RTM_NEWLINK, RTMGRP_LINK } from "../sys/netlink_events.ts";
+import { Counter, type Counters } from "../tunnel/counters.ts";
+
+const IFF_UP = 0x1;
+/** Without notifications: check every this many ticks (2 s at 250 ms). */
+const FALLBACK_TICKS = 8;
+const RESTORED = Counter["client-dti-route-restored"];
+
+/** A route the DTI must have, and the log event said when it is put back. */
+export interface KeptRoute {
+  readonly route: RouteSpec;
+  /** `dti-route-restored` (the DTI's IPv4 routes) or `kernel-encap-route-restored`. */
+  readonly event: "dti-route-restored" | "kernel-encap-route-restored";
+}
+
+export interface DtiRouteKeeperOptions {
+  /** The DTI. */
+  readonly ifname: string;
+  readonly routes: readonly KeptRoute[];
+  readonly log?: Logger;
+  /** Where `client-dti-route-restored` is counted (slice 0, a counter no Worker writes). */
+  readonly counters?: Counters;
+  /** How often notifications are read, ms (default 250). */
+  readonly intervalMs?: number;
+  /** Follow interface notifications (default true); false: check every 8 intervals only. */
+  readonly events?: boolean;
+}
+
+/** A running keeper; {@link DtiRouteKeeper.stop} ends it. */
+export class DtiRouteKeeper {
+  readonly #o: DtiRouteKeeperOptions;
+  readonly #ifindex: number;
+  readonly #timer: ReturnType<typeof setInterval>;
+  readonly #slice: Float64Array | undefined;
+  #events: NetlinkEvents | undefined;
+  /** A notification said the DTI is up since the last check. */
+  #up = false;
+  #ticks = 0;
+  /** Per route, the errno last said at warn (said once until it changes). */
+  readonly #said: number[];
+  readonly #visit = (type: number, _buf: Uint8Array, v: DataView, at: number, len: number) => {
+    // struct ifinfomsg after the 16-byte header: family u8, pad u8, type u16, index i32, flags u32.
+    if (type !== RTM_NEWLINK || len < 32) return;
+    if (v.getInt32(at + 20, true) === this.#ifindex && v.getUint32(at + 24, true) & IFF_UP)
+      this.#up = true;
+  };
+
+  private constructor(o: DtiRouteKeeperOptions) {
+    this.#o = o;
+    this.#ifindex = linkIndex(o.ifname);
+    this.#said = o.routes.map(() => 0);
+    this.#slice = o.counters?.slice(0);
+    if (o.events !== false) {
+      try {
+        this.#events = NetlinkEvents.open(RTMGRP_LINK);
+      } catch (error) {
+        this.#unavailable(error as Error);
+      }
+    }
+    this.#timer = setInterval(() => this.#tick(), o.intervalMs ?? 250);
+    (this.#timer as { unref?: () => void }).unref?.();
+  }
+
+  /**
+   * Starts keeping `o.routes` on the DTI `o.ifname`, which must exist (a SysError ENODEV
+   * otherwise). The routes are taken to be there now.
+   */
+  static start(o: DtiRouteKeeperOptions): DtiRouteKeeper {
+    return new DtiRouteKeeper(o);
+  }
+
+  /** Stops the timer and closes the notification socket. */
+  stop(): void {
+    clearInterval(this.#timer);
+    this.#events?.close();
+    this.#events = undefined;
+  }
+
+  /**
+   * Adds back each route that is missing, unless the DTI is down; returns how many were put
+   * back. Never throws (a refusal other than EEXIST / ENETDOWN is said at warn).
+   */
+  restore(): number {
+    let restored = 0;
+    const routes = this.#o.routes;
+    for (let i = 0; i < routes.length; i++) {
+      const { route, event } = routes[i]!;
+      try {
+        routeAdd(route);
+      } catch (error) {
+        const errno = error instanceof SysError ? error.errno : -1;
+        if (errno === Errno.EEXIST) continue;
+        if (errno === Errno.ENETDOWN) return restored; // down again: its next "up" will say
+        if (this.#said[i] !== errno) {
+          this.#said[i] = errno;
+          this.#o.log?.warn("dti-route-restore-failed", {
+            ifname: this.#o.ifname,
+            detail: (error as Error).message,
+          });
+        }
+        continue;
+      }
+      this.#said[i] = 0;
+      restored++;
+      if (this.#slice) this.#slice[RESTORED]! += 1;
+      this.#o.log?.info(event, {
+        ifname: this.#o.ifname,
+        route: _describe(route),
+        detail: "the DTI was set down and up (the kernel removed its routes): put back",
+      });
+    }
+    return restored;
+  }
+
+  #tick(): void {
+    this.#ticks++;
+    const events = this.#events;
+    if (events === undefined) {
+      if (this.#ticks % FALLBACK_TICKS === 0) this.restore();
+      return;
+    }
+    const d = events.drain(this.#visit);
+    if (d.error !== 0) {
+      events.close();
+      this.#events = undefined;
+      this.#unavailable(new Error(`netlink read: errno ${d.error}`));
+      this.restore();
+      return;
+    }
+    if (d.overflow) this.#up = true;
+    if (!this.#up) return;
+    this.#up = false;
+    this.restore();
+  }
+
+  #unavailable(error: Error): void {
+    this.#o.log?.warn("dti-route-watch-unavailable", {
+      ifname: this.#o.ifname,
+      detail: `${error.message}; checking the DTI's routes every ${((this.#o.intervalMs ?? 250) * FALLBACK_TICKS) / 1000} s instead`,
+    });
+  }
+}
+
+function _describe(r: RouteSpec): string {
+  let text = r.dst === "0.0.0.0/0" ? "default" : r.dst;
+  if (r.encap?.kind === "seg6-encap-red")
+    text += ` encap seg6 mode encap.red segs ${r.encap.segment}`;
+  if (r.dev !== undefined) text += ` dev ${r.dev}`;
+  if (r.src !== undefined) text += ` src ${r.src}`;
+  if (r.table !== undefined) text += ` table ${r.table}`;
+  return text;
+}
