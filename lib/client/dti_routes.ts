@@ -35,6 +35,7 @@ const IFF_UP = 0x1;
 /** Without notifications: check every this many ticks (2 s at 250 ms). */
 const FALLBACK_TICKS = 8;
 const RESTORED = Counter["client-dti-route-restored"];
+const FOREIGN = Counter["client-netlink-foreign"];
 
 /** A route the DTI must have, and the log event said when it is put back. */
 export interface KeptRoute {
@@ -62,6 +63,7 @@ export class DtiRouteKeeper {
   readonly #ifindex: number;
   readonly #timer: ReturnType<typeof setInterval>;
   readonly #slice: Float64Array | undefined;
+  #foreignSaidAt = Number.NEGATIVE_INFINITY;
   #events: NetlinkEvents | undefined;
   /** A notification said the DTI is up since the last check. */
   #up = false;
@@ -157,10 +159,25 @@ export class DtiRouteKeeper {
       this.restore();
       return;
     }
+    if (d.foreign > 0) this.#foreign(d.foreign);
     if (d.overflow) this.#up = true;
     if (!this.#up) return;
     this.#up = false;
     this.restore();
+  }
+
+  /** Notifications not sent by the kernel, dropped unread: counted, said at warn once a minute. */
+  #foreign(count: number): void {
+    if (this.#slice) this.#slice[FOREIGN]! += count;
+    const now = Date.now();
+    if (now - this.#foreignSaidAt < 60_000) return;
+    this.#foreignSaidAt = now;
+    this.#o.log?.warn("netlink-foreign", {
+      ifname: this.#o.ifname,
+      count,
+      detail:
+        "rtnetlink datagrams from a local process, not the kernel, were dropped unread (client-netlink-foreign)",
+    });
   }
 
   #unavailable(error: Error): void {

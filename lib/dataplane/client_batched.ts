@@ -51,7 +51,7 @@ export function clientBatched(
   }
   const raw = Raw6Socket.attach(init.rawFd, 200);
   raw.useTunnelOptions();
-  const local = new LocalSourcesFollower();
+  const local = new LocalSourcesFollower({ counters });
   const loop = new ClientInBatch(
     { ...base, udpGro: init.client?.udpGro === true, localSources: local.local },
     new RefreshingBatchSocket(batch, () => local.refresh()),

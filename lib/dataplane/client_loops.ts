@@ -223,7 +223,7 @@ class ClientInLoop {
     ({ counters: this.counters, tun: this.tun, raw: this.raw, stats: this.stats } = io);
     const loop = attachClientLoop(io.init, io.counters);
     this.#state = loop.state;
-    this.#local = new LocalSourcesFollower();
+    this.#local = new LocalSourcesFollower({ counters: io.counters });
     this.#follower = new LeaseFollower({ ...loop, localSources: this.#local.local }, false);
     this.#translator = this.#follower.translator;
     this.#lease = this.#follower.lease;

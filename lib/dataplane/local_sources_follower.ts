@@ -21,7 +21,10 @@
  */
 import { localIPv4Addresses } from "../sys/ipv4_addresses.ts";
 import { NetlinkEvents, RTMGRP_IPV4_IFADDR } from "../sys/netlink_events.ts";
+import { Counter } from "../tunnel/counters.ts";
 import { LocalSources } from "../tunnel/local_sources.ts";
+
+const FOREIGN = Counter["client-netlink-foreign"];
 
 /** How often the list is re-read without address notifications, ms. */
 export const LOCAL_SOURCES_REFRESH_MS = 1000;
@@ -31,12 +34,18 @@ export interface LocalSourcesOptions {
   readonly fallbackMs?: number;
   /** Follow address notifications (default true); false: the periodic re-read only. */
   readonly events?: boolean;
+  /**
+   * The Worker's counter slice: notifications not sent by the kernel, dropped unread, are
+   * counted in `client-netlink-foreign`.
+   */
+  readonly counters?: Float64Array;
 }
 
 /** The host's IPv4 addresses for one inbound Worker. */
 export class LocalSourcesFollower {
   readonly local = new LocalSources();
   readonly #fallbackMs: number;
+  readonly #counters: Float64Array | undefined;
   #events: NetlinkEvents | undefined;
   #at = 0;
   /** Re-reads done (the first included), for tests. */
@@ -45,6 +54,7 @@ export class LocalSourcesFollower {
   /** Subscribes (unless `events` is false), then reads the list once. */
   constructor(options: LocalSourcesOptions = {}) {
     this.#fallbackMs = options.fallbackMs ?? LOCAL_SOURCES_REFRESH_MS;
+    this.#counters = options.counters;
     if (options.events !== false) {
       try {
         this.#events = NetlinkEvents.open(RTMGRP_IPV4_IFADDR);
@@ -53,6 +63,11 @@ export class LocalSourcesFollower {
       }
     }
     this.#reread();
+  }
+
+  /** The notification socket's fd (-1 without one), for tests. */
+  get eventsFd(): number {
+    return this.#events?.fd ?? -1;
   }
 
   /** True while address notifications are followed (false: the periodic re-read). */
@@ -75,6 +90,7 @@ export class LocalSourcesFollower {
         this.#reread();
         return;
       }
+      if (d.foreign > 0 && this.#counters) this.#counters[FOREIGN]! += d.foreign;
       if (d.messages > 0 || d.overflow) this.#reread();
       return;
     }

@@ -45,6 +45,14 @@ export class IPv6AddressWatch {
   readonly fd: number;
   private readonly _buf = new Uint8Array(65536);
   private readonly _view = new DataView(this._buf.buffer);
+  /** The sender's struct sockaddr_nl (family u16, pad u16, pid u32, groups u32) and its length. */
+  private readonly _from = new Uint8Array(12);
+  private readonly _fromLength = new Uint8Array(4);
+  /**
+   * Datagrams dropped unread because the kernel did not send them (a sender port id other
+   * than 0): netlink(7) lets any local process send to this socket's port id.
+   */
+  foreign = 0;
 
   private constructor(fd: number) {
     this.fd = fd;
@@ -79,12 +87,26 @@ export class IPv6AddressWatch {
     const events: AddressEvent[] = [];
     let overflow = false;
     for (let reads = 0; reads < 64; reads++) {
-      const n = libc.read(this.fd, this._buf, 0, this._buf.length);
+      new DataView(this._fromLength.buffer).setUint32(0, this._from.length, true);
+      const n = libc.recvfrom(
+        this.fd,
+        this._buf,
+        0,
+        this._buf.length,
+        0,
+        this._from,
+        this._fromLength,
+      );
       if (n === -Errno.ENOBUFS) {
         overflow = true;
         continue;
       }
       if (n <= 0) break;
+      // Only the kernel's (sender port id 0): any local process may send to our port id.
+      if (new DataView(this._from.buffer).getUint32(4, true) !== 0) {
+        this.foreign++;
+        continue;
+      }
       this._parse(n, events);
     }
     return { events, overflow };

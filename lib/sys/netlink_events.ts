@@ -57,6 +57,12 @@ export interface NetlinkDrain {
   overflow: boolean;
   /** 0, or the errno of a read that failed otherwise (the socket is no use any more). */
   error: number;
+  /**
+   * Datagrams dropped unread because the kernel did not send them: any local process may
+   * send a netlink datagram to this socket's port id (netlink(7): only group sends need
+   * privilege), so only a sender port id of 0, the kernel's, is believed.
+   */
+  foreign: number;
 }
 
 /**
@@ -71,7 +77,12 @@ export class NetlinkEvents {
   readonly fd: number;
   readonly #buf = new Uint8Array(65536);
   readonly #view = new DataView(this.#buf.buffer);
-  readonly #result: NetlinkDrain = { messages: 0, overflow: false, error: 0 };
+  readonly #result: NetlinkDrain = { messages: 0, overflow: false, error: 0, foreign: 0 };
+  /** The sender's struct sockaddr_nl (family u16, pad u16, pid u32, groups u32) and its length. */
+  readonly #from = new Uint8Array(12);
+  readonly #fromView = new DataView(this.#from.buffer);
+  readonly #fromLength = new Uint8Array(4);
+  readonly #fromLengthView = new DataView(this.#fromLength.buffer);
   #closed = false;
 
   private constructor(fd: number) {
@@ -112,6 +123,7 @@ export class NetlinkEvents {
     const d = this.#result;
     d.messages = 0;
     d.overflow = false;
+    d.foreign = 0;
     if (this.#closed) {
       d.error = Errno.EBADF;
       return d;
@@ -120,7 +132,8 @@ export class NetlinkEvents {
     const buf = this.#buf;
     const v = this.#view;
     for (let reads = 0; reads < MAX_READS; reads++) {
-      const n = libc.read(this.fd, buf, 0, buf.length);
+      this.#fromLengthView.setUint32(0, this.#from.length, true);
+      const n = libc.recvfrom(this.fd, buf, 0, buf.length, 0, this.#from, this.#fromLength);
       if (n === -Errno.ENOBUFS) {
         d.overflow = true;
         continue;
@@ -130,6 +143,10 @@ export class NetlinkEvents {
       if (n < 0) {
         d.error = -n;
         break;
+      }
+      if (this.#fromView.getUint32(4, true) !== 0) {
+        d.foreign++;
+        continue;
       }
       for (let at = 0; at + 16 <= n; ) {
         const len = v.getUint32(at, true);

@@ -110,6 +110,7 @@ export const COUNTER_NAMES = [
   "client-kernel-encap", // packets written back (a super-packet counts once)
   "client-kernel-encap-segments", // the packets they become on the wire (a super-packet's segments)
   "client-kernel-encap-bytes", // their IPv4 total lengths
+  "client-netlink-foreign", // an rtnetlink notification not sent by the kernel (sender port id ≠ 0), dropped unread (lib/sys/netlink_events.ts)
   "client-dti-route-restored", // a route of the DTI (and --kernel-encap's table 4608 route) put back after the DTI was set down and up (lib/client/dti_routes.ts)
 ] as const;
 
