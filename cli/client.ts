@@ -18,6 +18,7 @@ import {
   resolveClientSettings,
 } from "../lib/config/client_resolve.ts";
 import { CLIENT_SCHEMA } from "../lib/config/client_schema.ts";
+import { metricsBoundAddresses, refuseForeignAddresses } from "../lib/config/listen_address.ts";
 import { runtimeDir } from "../lib/config/paths.ts";
 import type { Logger, LogLevel } from "../lib/control/log.ts";
 import { logMessage } from "../lib/control/message_log.ts";
@@ -31,6 +32,7 @@ import {
   serveUnix,
   unixPermissionProblem,
 } from "../lib/sys/http.ts";
+import { isLocalAddress } from "../lib/sys/local_address.ts";
 import { sdNotify } from "../lib/sys/sd_notify.ts";
 import { UdpBindError } from "../lib/sys/udp.ts";
 import { ALL_DHCP_RELAY_AGENTS_AND_SERVERS } from "../lib/wire/dhcp4o6.ts";
@@ -77,6 +79,8 @@ Examples:
           kernelDtiRefusal(flags.dti, { ...flags, dscp: r.dscp }) ??
           kernelEncapRefusal({ ...flags, dtiMode: flags.dti, dscp: r.dscp });
         if (refusal) throw new UsageError(refusal);
+        // --check and start alike: --metrics on an address of another host could never listen.
+        refuseForeignAddresses(metricsBoundAddresses(flags, r), isLocalAddress);
         return r;
       });
       if (flags.check) {
