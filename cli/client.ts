@@ -4,6 +4,7 @@
  * @module
  */
 import { Command, Option } from "@commander-js/extra-typings";
+import type { AcquireStatus } from "../lib/client/acquire_state.ts";
 import { Dhcp4o6Client } from "../lib/client/dhcp4o6_client.ts";
 import { failoverLeaseClient } from "../lib/client/failover.ts";
 import { kernelEncapRefusal } from "../lib/client/kernel_encap.ts";
@@ -140,6 +141,7 @@ function addStatusCommand(client: ReturnType<typeof clientCommand>): void {
       process.stdout.write(
         [
           `state     ${status.state} (${status.mode})`,
+          ...acquireLines(status.acquire as AcquireStatus | null | undefined),
           `dti       ${status.ifname} (mtu ${status.mtu ?? "-"}${status.pathMtu ? `, path MTU ${status.pathMtu}` : ""}${dti ? `, ${dti}` : ""})`,
           `ipv4      ${status.ipv4 ?? "-"}${status.ports && status.ports !== "all" ? ` ports ${status.ports}` : ""}`,
           `host ipv6 ${status.host6}`,
@@ -161,6 +163,14 @@ function addStatusCommand(client: ReturnType<typeof clientCommand>): void {
         ].join("\n"),
       );
     });
+}
+
+/** While acquiring fails: why, since when, and the next try (lib/client/acquire_state.ts). */
+function acquireLines(acquire: AcquireStatus | null | undefined): string[] {
+  if (!acquire) return [];
+  return [
+    `acquiring ${acquire.failing} since ${acquire.since} (${acquire.tries} tries, next at ${acquire.nextTry}): ${acquire.detail}`,
+  ];
 }
 
 type ControlEndpoint = Awaited<ReturnType<typeof serveUnix>>;

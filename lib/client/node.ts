@@ -37,6 +37,7 @@ import { PathMtuTable } from "../tunnel/pmtu.ts";
 import type { AuthKey } from "../wire/auth.ts";
 import { DSTM_PORT, Status } from "../wire/dstm_types.ts";
 import { acquireLoop } from "./acquire_loop.ts";
+import { AcquireState } from "./acquire_state.ts";
 import { AddressFollower } from "./address_follower.ts";
 import { DtiError, type DtiHooks } from "./dti.ts";
 import { createDti } from "./dti_factory.ts";
@@ -54,6 +55,8 @@ export class DstmNode {
   readonly #leaseState = ClientState.create();
   readonly #napt = NaptTable.create();
   readonly #pathMtu = PathMtuTable.create({ capacity: 16 });
+  /** Why acquiring fails, for the status and the metrics (./acquire_state.ts). */
+  readonly #acquireState = new AcquireState();
   #state: NodeState = "acquiring";
   #lease: ClientLease | undefined;
   #mtu: number | null = null;
@@ -88,7 +91,7 @@ export class DstmNode {
 
   private constructor(config: NodeConfig, client: LeaseClient) {
     this.#config = config;
-    declareNodeMetrics(this.metrics, this.counters, () => this.#lease);
+    declareNodeMetrics(this.metrics, this.counters, () => this.#lease, this.#acquireState);
     const counters = () => countersOf("client", this.counters.snapshot());
     this.#drops = new DropSummary({ counters, log: config.log });
     this.#napt.setTimeouts(config.napt ?? {});
@@ -161,6 +164,7 @@ export class DstmNode {
       pathMtu: this.#pathMtu,
       napt: this.#napt,
       counters: this.counters,
+      acquire: this.#acquireState.status(),
     });
   }
 
@@ -216,6 +220,7 @@ export class DstmNode {
       use: (lease) => this.#use(lease),
       sleep: (ms) => this.#sleep(ms),
       fail: (error) => this.#fail(error),
+      state: this.#acquireState,
     }).finally(() => {
       if (this.#acquiring === running) this.#acquiring = undefined;
     });

@@ -6,9 +6,11 @@
  *
  * @module
  */
+
 import type { Logger } from "../control/log.ts";
 import type { NaptCensus, NaptTimeouts } from "../tunnel/napt.ts";
 import type { AuthKey } from "../wire/auth.ts";
+import type { AcquireStatus } from "./acquire_state.ts";
 import type { DtiHooks, DtiMode } from "./dti.ts";
 import type { LeaseClient } from "./protocol.ts";
 
@@ -90,6 +92,8 @@ export interface NodeStatus {
   /** Shared lease: live NAPT mappings by protocol and TCP phase; null for a whole address. */
   napt: NaptCensus | null;
   counters: Record<string, number>;
+  /** Why the last tries to obtain a lease failed (./acquire_state.ts), null if they did not. */
+  acquire?: AcquireStatus | null;
 }
 
 /**

@@ -10,6 +10,7 @@ import { formatPortSet } from "../net/portset.ts";
 import { type Counters, countersOf } from "../tunnel/counters.ts";
 import type { NaptTable } from "../tunnel/napt.ts";
 import type { PathMtuTable } from "../tunnel/pmtu.ts";
+import type { AcquireStatus } from "./acquire_state.ts";
 import type { DtiInUse, DtiMode } from "./dti.ts";
 import type { NodeDtiStatus, NodeState, NodeStatus } from "./node_config.ts";
 import type { ClientLease } from "./protocol.ts";
@@ -31,6 +32,8 @@ export interface NodeStatusParts {
   readonly pathMtu: PathMtuTable;
   readonly napt: NaptTable;
   readonly counters: Counters;
+  /** Why the last tries to obtain a lease failed (./acquire_state.ts), null if they did not. */
+  readonly acquire?: AcquireStatus | null;
 }
 
 /** The status of the node made of `p`, now. */
@@ -55,6 +58,7 @@ export function nodeStatus(p: NodeStatusParts): NodeStatus {
         ? p.napt.census((Date.now() / 1000) | 0)
         : null,
     counters: countersOf("client", p.counters.snapshot()),
+    acquire: p.acquire ?? null,
   };
 }
 
