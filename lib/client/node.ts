@@ -28,6 +28,7 @@ import { DropSummary } from "../control/drop_summary.ts";
 import { Metrics } from "../control/metrics.ts";
 import { formatIPv4, parseIPv6 } from "../net/addr.ts";
 import { formatPortSet } from "../net/portset.ts";
+import { routePathMtu } from "../sys/raw6.ts";
 import { closeTun, openTun } from "../sys/tun_linux.ts";
 import { sourceAddressFor } from "../sys/udp.ts";
 import { ClientState } from "../tunnel/client_state.ts";
@@ -162,6 +163,9 @@ export class DstmNode {
       dtiRequested: this.#config.dtiMode ?? "tun",
       dtiInUse: this.#dti.inUse?.(),
       pathMtu: this.#pathMtu,
+      // What the kernel holds for the path to the TEP now (./node_status.ts pathMtuInForce).
+      kernelPathMtu:
+        lease && !this.#config.dti ? routePathMtu(parseIPv6(this.#tep6(lease))!) : null,
       napt: this.#napt,
       counters: this.counters,
       acquire: this.#acquireState.status(),

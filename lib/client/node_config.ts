@@ -85,7 +85,11 @@ export interface NodeStatus {
   mtu: number | null;
   /** Which DTI carries the traffic now (./node_status.ts NodeDtiStatus). */
   dti: NodeDtiStatus;
-  /** The path MTU towards the TEP learned from Packet Too Big (RFC 8201), null if none. */
+  /**
+   * The path MTU towards the TEP in force (bytes): the lower of the Workers' estimate (Packet
+   * Too Big, RFC 8201) and the kernel's when that limits the DTI; null if neither does
+   * (./node_status.ts pathMtuInForce).
+   */
   pathMtu: number | null;
   expiresAt: string | null;
   leaseTime: number | null;
