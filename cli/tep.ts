@@ -84,6 +84,12 @@ async function runTep(cmd: Command<[], Record<string, unknown>>): Promise<void> 
     );
     return;
   }
+  // Its raw socket and control socket bind --ipv6: refused here, before the TUN is made, not
+  // as "bind raw IPv6 socket: EADDRNOTAVAIL" after (--check does not ask the host for it yet).
+  const ipv6 = { what: "--ipv6", text: flags.ipv6 ?? options.ipv6, address: options.ipv6 };
+  await explained(settings, () =>
+    refuseForeignAddresses([{ ...ipv6, source: true }], isLocalAddress),
+  );
   const node = await TepNode.start(options);
   sdNotify("READY=1\nSTATUS=forwarding");
   const reread = () => commandSettings(cmd, TEP_SCHEMA).values as unknown as TepFlags;

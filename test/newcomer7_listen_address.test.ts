@@ -2,7 +2,7 @@
  * An address to listen on that this host does not have is refused by `--check` and by the
  * start alike (exit 2, one line naming the flag and the address), for every flag that binds
  * one: `dstm server --listen`, `--metrics`, `--dhcp4o6-listen`, `--tep-source`, `dstm tep
- * --metrics`, `dstm client --metrics`. Before, `--check` said OK and the start failed (exit 1)
+ * --metrics`, `dstm client --metrics` (and `dstm tep --ipv6` at start). Before, `--check` said OK and the start failed (exit 1)
  * or, for `--metrics ::1:9604` (read as the IPv6 address 0::1:9604 with the default port),
  * failed with `cannot listen on [::1:9604]:9604: EADDRNOTAVAIL`; now that refusal says
  * `did you mean [::1]:9604?`.
@@ -152,6 +152,19 @@ describe.skipIf(skip !== null)("--check and start refuse an address this host la
       ...["client", "--check", "--server", "2001:db8:7::53", "--metrics", "[2001:db8:7::10]:9606"],
     ]);
     expect({ code: ok.code, stderr: ok.stderr }).toEqual({ code: 0, stderr: "" });
+  });
+
+  test("tep start refuses an --ipv6 this host lacks before it makes its TUN (was 'bind raw IPv6 socket: EADDRNOTAVAIL' after)", async () => {
+    const tep = await dstm([
+      ...["tep", "--ipv6", "2001:db8:7::77", "--ipv4", "192.0.2.1", "--server", "2001:db8:7::53"],
+      ...["--route", "198.51.100.0/24", "--insecure-control", "--ifname", "n7t0"],
+      ...["--control", `/tmp/${ns.name}-tep.sock`],
+    ]);
+    expect(tep.code).toBe(2);
+    expect(tep.stderr).toBe(
+      "dstm: --ipv6 2001:db8:7::77: no interface has this address: 2001:db8:7::77 is not one of this host's (see ip address); give one of them\n",
+    );
+    expect(ns.ip("-br", "link")).not.toContain("n7t0");
   });
 
   test("with net.ipv6.ip_nonlocal_bind = 1 (a floating VRRP address) any IPv6 address passes, as bind does", async () => {
