@@ -140,18 +140,22 @@ export class DstmHandler {
     const decoded = decodeMessage(raw);
     if (!decoded.ok) return this.#malformed(raw, decoded.error, source);
     const request = decoded.value;
-    const bytes = raw.subarray(0, decoded.offset);
+    // The message's own bytes (without what follows it in the datagram) are taken only where
+    // they are read: a view of a received datagram costs its buffer (0.2-1 µs a request).
+    const end = decoded.offset;
     if (this.#o.bindings !== undefined && isTepMessage(request.type)) {
       // The server ⇄ TEP channel (SYNC, BIND_ACK, NAK): checked against the configured TEPs
       // and the TEP key, never the host keys; never answered here (docs/security.md).
-      this.#o.bindings.onTepMessage(bytes, request, source, port, local);
+      this.#o.bindings.onTepMessage(raw.subarray(0, end), request, source, port, local);
       return null;
     }
     if (!isRequestType(request.type)) {
       this.#o.metrics.inc("dstm_dropped_total", { reason: "not-a-request" });
       return null;
     }
-    const authentic = this.#authenticate(bytes, request, source);
+    const authentic = this.#o.keys
+      ? this.#authenticate(raw.subarray(0, end), request, source)
+      : "ok";
     if (authentic !== "ok") {
       this.#count(request.type, Status.NOT_AUTHORISED);
       return this.#within(
