@@ -278,6 +278,10 @@ if (import.meta.main) {
     console.error(`--protocol ${values.protocol}: expected dstm or dhcp4o6`);
     process.exit(2);
   }
+  if (!["sqlite", "memory", "both"].includes(values.store)) {
+    console.error(`--store ${values.store}: expected sqlite, memory or both`);
+    process.exit(2);
+  }
   const load = (port: number): LoadOptions => ({
     server: values.server,
     port,
@@ -297,10 +301,6 @@ if (import.meta.main) {
     // Side by side, alternating, each round on fresh servers: the durable SQLite store and the
     // in-memory store (same server, same load), so the cost of durability shows as a ratio.
     const stores = values.store === "both" ? ["sqlite", "memory"] : [values.store];
-    if (!stores.every((s) => s === "sqlite" || s === "memory")) {
-      console.error(`--store ${values.store}: expected sqlite, memory or both`);
-      process.exit(2);
-    }
     const rows: { store: string; result: LoadResult & { serverCpuUs: number } }[] = [];
     for (let round = 0; round < Number(values.rounds); round++) {
       for (const store of stores) {
