@@ -5,12 +5,15 @@
  * and loss (requests with no answer within --timeout).
  *
  *   bun bench/alloc.ts --spawn [--hosts 100000] [--concurrency 256]   # starts its own server
+ *   bun bench/alloc.ts --spawn --dstm TREE/dist/dstm --store sqlite --rounds 1   # one A/B side
  *   bun bench/alloc.ts --server ::1 --port 4607 --hosts 50000          # against a running one
  *   bun bench/alloc.ts --protocol dhcp4o6 [--target dstm|kea|both] [--hosts 30000] [--concurrency 64]
  *
  * With --spawn the server is `dist/dstm server` (or `bun mod.ts server` when not compiled)
  * with the SQLite store (synchronous=FULL, group commit) in a temporary directory, and
- * `--no-source-check` because every simulated host sends from ::1.
+ * `--no-source-check` because every simulated host sends from ::1; `--dstm EXE` measures
+ * another executable, `--store sqlite|memory|both` (default both, alternately). Each line says
+ * the server's CPU time (user + system, all threads) per allocation.
  * Bounded: stops after --hosts exchanges or --duration seconds, whichever comes first.
  *
  * `--protocol dhcp4o6` (as root) compares dstm's DHCPv4-over-DHCPv6 service with ISC Kea's
@@ -18,7 +21,7 @@
  * each server in its own network namespace, alternating rounds on fresh servers, medians and
  * the ratio dstm/Kea (bench/dhcp4o6_bench.ts, bench/dhcp4o6_load.ts).
  */
-import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { readU32 } from "../lib/net/bytes.ts";
@@ -141,11 +144,14 @@ export async function runLoad(o: LoadOptions): Promise<LoadResult> {
 export async function spawnServer(
   pool: string,
   extra: string[] = [],
-): Promise<{ port: number; stop: () => Promise<void>; dir: string }> {
+  dstm?: string,
+): Promise<{ port: number; stop: () => Promise<void>; dir: string; cpuSeconds: () => number }> {
   const dir = mkdtempSync(join(tmpdir(), "dstm-bench-"));
-  const exe = existsSync(join(ROOT, "dist", "dstm"))
-    ? [join(ROOT, "dist", "dstm")]
-    : DSTM_FROM_SOURCE;
+  const exe = dstm
+    ? [dstm]
+    : existsSync(join(ROOT, "dist", "dstm"))
+      ? [join(ROOT, "dist", "dstm")]
+      : DSTM_FROM_SOURCE;
   // Every simulated host sends from ::1: the bench defaults (no source check, no rate limit
   // per source prefix, no lease cap) are spawnBenchServer's.
   const server = await spawnBenchServer(
@@ -159,6 +165,7 @@ export async function spawnServer(
   return {
     port: server.port,
     dir,
+    cpuSeconds: () => processCpuSeconds(server.proc.pid),
     stop: async () => {
       await server.stop();
       rmSync(dir, { recursive: true, force: true });
@@ -166,8 +173,24 @@ export async function spawnServer(
   };
 }
 
-export function formatResult(name: string, r: LoadResult): string {
-  return `${name}: ${r.acked} allocations in ${r.seconds.toFixed(2)} s = ${Math.round(r.perSecond)}/s, loss ${r.lossPercent.toFixed(2)}% (${r.lost} lost, ${r.naks} NAK), latency p50 ${r.p50ms.toFixed(2)} ms p99 ${r.p99ms.toFixed(2)} ms`;
+/** User + system CPU time (s) of process `pid` so far, all its threads (/proc/PID/stat, proc(5)); NaN when unreadable. */
+export function processCpuSeconds(pid: number): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    // Fields after the command name (which may hold spaces): utime and stime are the 14th and 15th.
+    const rest = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return (Number(rest[11]) + Number(rest[12])) / CLOCK_TICKS;
+  } catch {
+    return Number.NaN;
+  }
+}
+/** sysconf(_SC_CLK_TCK) on Linux: 100 on every architecture dstm runs on. */
+const CLOCK_TICKS = 100;
+
+export function formatResult(name: string, r: LoadResult & { serverCpuUs?: number }): string {
+  const cpu =
+    r.serverCpuUs === undefined ? "" : `, server CPU ${r.serverCpuUs.toFixed(1)} µs/allocation`;
+  return `${name}: ${r.acked} allocations in ${r.seconds.toFixed(2)} s = ${Math.round(r.perSecond)}/s, loss ${r.lossPercent.toFixed(2)}% (${r.lost} lost, ${r.naks} NAK), latency p50 ${r.p50ms.toFixed(2)} ms p99 ${r.p99ms.toFixed(2)} ms${cpu}`;
 }
 
 /** `--protocol dhcp4o6`: the side-by-side run against ISC Kea; exit code 1 with one line on failure. */
@@ -236,8 +259,10 @@ if (import.meta.main) {
         timeout: { type: "string", default: "2000" },
         rounds: { type: "string", default: "3" },
         json: { type: "boolean", default: false },
-        // dhcp4o6 only: the dstm executable to measure, and extra `dstm server` flags.
+        // The dstm executable to measure (--spawn and dhcp4o6); dhcp4o6 only: extra server flags.
         dstm: { type: "string" },
+        // --spawn: which stores (sqlite, memory, or both alternately).
+        store: { type: "string", default: "both" },
         "dstm-args": { type: "string" },
         // dhcp4o6 only: both servers' log level (info: a line per lease, as deployed; or warn).
         "server-log-level": { type: "string", default: "info" },
@@ -251,6 +276,10 @@ if (import.meta.main) {
   }
   if (values.protocol !== "dstm") {
     console.error(`--protocol ${values.protocol}: expected dstm or dhcp4o6`);
+    process.exit(2);
+  }
+  if (!["sqlite", "memory", "both"].includes(values.store)) {
+    console.error(`--store ${values.store}: expected sqlite, memory or both`);
     process.exit(2);
   }
   const load = (port: number): LoadOptions => ({
@@ -271,12 +300,20 @@ if (import.meta.main) {
   } else {
     // Side by side, alternating, each round on fresh servers: the durable SQLite store and the
     // in-memory store (same server, same load), so the cost of durability shows as a ratio.
-    const rows: { store: string; result: LoadResult }[] = [];
+    const stores = values.store === "both" ? ["sqlite", "memory"] : [values.store];
+    const rows: { store: string; result: LoadResult & { serverCpuUs: number } }[] = [];
     for (let round = 0; round < Number(values.rounds); round++) {
-      for (const store of ["sqlite", "memory"]) {
-        const server = await spawnServer(BENCH_POOL, store === "memory" ? ["--db", "memory"] : []);
+      for (const store of stores) {
+        const server = await spawnServer(
+          BENCH_POOL,
+          store === "memory" ? ["--db", "memory"] : [],
+          values.dstm,
+        );
         try {
-          const result = await runLoad(load(server.port));
+          const cpuBefore = server.cpuSeconds();
+          const load1 = await runLoad(load(server.port));
+          const serverCpuUs = ((server.cpuSeconds() - cpuBefore) * 1e6) / Math.max(1, load1.acked);
+          const result = { ...load1, serverCpuUs };
           rows.push({ store, result });
           if (!values.json) console.log(formatResult(`round ${round + 1} ${store}`, result));
         } finally {

@@ -46,6 +46,8 @@ export class Logger {
   /** The last timestamp made and its time (ms): lines of one millisecond share it. */
   #tsAt = Number.NaN;
   #ts = "";
+  /** Timestamps of one second share their date and time up to the second. */
+  readonly #iso = new IsoTime();
 
   constructor(options: LoggerOptions) {
     this.#format = options.format ?? "text";
@@ -83,7 +85,7 @@ export class Logger {
     const now = this.#now();
     if (now !== this.#tsAt) {
       this.#tsAt = now;
-      this.#ts = new Date(now).toISOString();
+      this.#ts = this.#iso.format(now);
     }
     const ts = this.#ts;
     if (this.#priorityPrefix) this.#pending.push(PRIORITIES[level]);
@@ -105,6 +107,34 @@ export class Logger {
     const text = this.#pending.join("");
     this.#pending = [];
     this.#sink(text);
+  }
+}
+
+/** Milliseconds since the epoch of 10000-01-01T00:00:00.000Z: beyond, toISOString has 6-digit years. */
+const ISO_MAX_MS = 253_402_300_800_000;
+
+/**
+ * `new Date(ms).toISOString()` (`2026-11-30T15:30:51.123Z`, UTC, RFC 3339) for many times, most
+ * of them in the same second: the text up to the second is made once per second and kept,
+ * the milliseconds appended, so a time costs a short concatenation instead of a `Date` and
+ * its formatting. Times outside 1970–9999 or not whole milliseconds go to `Date` itself.
+ * Keep one per stream of times (line timestamps, lease expiries): each keeps one second.
+ */
+export class IsoTime {
+  #second = Number.NaN;
+  /** `2026-11-30T15:30:51.` of {@link #second}. */
+  #prefix = "";
+
+  /** The ISO 8601 text of `ms` (ms since the Unix epoch), exactly as `Date#toISOString` writes it. */
+  format(ms: number): string {
+    if (!(ms >= 0 && ms < ISO_MAX_MS) || !Number.isInteger(ms)) return new Date(ms).toISOString();
+    const second = Math.floor(ms / 1000);
+    if (second !== this.#second) {
+      this.#second = second;
+      this.#prefix = new Date(second * 1000).toISOString().slice(0, 20);
+    }
+    const milli = ms - second * 1000;
+    return `${this.#prefix}${milli < 10 ? "00" : milli < 100 ? "0" : ""}${milli}Z`;
   }
 }
 

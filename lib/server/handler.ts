@@ -17,7 +17,7 @@
  * @module
  */
 import type { AllocationEngine, EngineResult } from "../alloc/engine.ts";
-import type { Logger } from "../control/log.ts";
+import { IsoTime, type Logger } from "../control/log.ts";
 import { logMessage } from "../control/message_log.ts";
 import type { Metrics } from "../control/metrics.ts";
 import { WarnLimit } from "../control/warn_limit.ts";
@@ -89,6 +89,8 @@ export class DstmHandler {
   readonly #warn: WarnLimit;
   /** The engine's refusals (no-such-lease, address-in-use, …): info, but bounded too. */
   readonly #rejects: WarnLimit;
+  /** The `expires` of lease lines (most leases granted in one second expire in one second). */
+  readonly #expires = new IsoTime();
 
   constructor(options: HandlerOptions) {
     this.#o = options;
@@ -103,15 +105,14 @@ export class DstmHandler {
    * Handles one datagram from `source`:`port`, sent to this server's address `local`;
    * resolves to the answer bytes, or null to stay silent.
    */
-  async handle(
-    raw: Uint8Array,
-    source: string,
-    port = 0,
-    local?: string,
-  ): Promise<Uint8Array | null> {
-    const answer = await this.#handle(raw, source, port, local);
-    if (this.#o.log.enabled("debug")) this.#debug(raw, answer, source);
-    return answer;
+  handle(raw: Uint8Array, source: string, port = 0, local?: string): Promise<Uint8Array | null> {
+    const answer = this.#handle(raw, source, port, local);
+    // One promise less per request when the request and answer are not logged (not debug).
+    if (!this.#o.log.enabled("debug")) return answer;
+    return answer.then((bytes) => {
+      this.#debug(raw, bytes, source);
+      return bytes;
+    });
   }
 
   /** `--log-level debug`: the request and its answer, one line each (the TEP channel logs its own). */
@@ -139,18 +140,22 @@ export class DstmHandler {
     const decoded = decodeMessage(raw);
     if (!decoded.ok) return this.#malformed(raw, decoded.error, source);
     const request = decoded.value;
-    const bytes = raw.subarray(0, decoded.offset);
+    // The message's own bytes (without what follows it in the datagram) are taken only where
+    // they are read: a view of a received datagram costs its buffer (0.2-1 µs a request).
+    const end = decoded.offset;
     if (this.#o.bindings !== undefined && isTepMessage(request.type)) {
       // The server ⇄ TEP channel (SYNC, BIND_ACK, NAK): checked against the configured TEPs
       // and the TEP key, never the host keys; never answered here (docs/security.md).
-      this.#o.bindings.onTepMessage(bytes, request, source, port, local);
+      this.#o.bindings.onTepMessage(raw.subarray(0, end), request, source, port, local);
       return null;
     }
     if (!isRequestType(request.type)) {
       this.#o.metrics.inc("dstm_dropped_total", { reason: "not-a-request" });
       return null;
     }
-    const authentic = this.#authenticate(bytes, request, source);
+    const authentic = this.#o.keys
+      ? this.#authenticate(raw.subarray(0, end), request, source)
+      : "ok";
     if (authentic !== "ok") {
       this.#count(request.type, Status.NOT_AUTHORISED);
       return this.#within(
@@ -342,7 +347,7 @@ export class DstmHandler {
       host6: lease.host6,
       tep6: lease.tep6,
       pool: lease.pool,
-      expires: event === "release" ? undefined : new Date(lease.expiresAt).toISOString(),
+      expires: event === "release" ? undefined : this.#expires.format(lease.expiresAt),
       sticky: outcome === "reused" ? true : undefined,
     });
   }

@@ -1,0 +1,53 @@
+/**
+ * bench/alloc.ts --spawn's `--store` (one store instead of both, alternately) and the server's
+ * CPU per allocation on each line, as the A/B runs of docs/benchmarks.md use them
+ * (`--spawn --rounds 1 --store sqlite --dstm TREE/dist/dstm`).
+ */
+import { expect, test } from "bun:test";
+import { join } from "node:path";
+
+const ROOT = join(import.meta.dir, "..");
+const BUN = process.execPath;
+const run = (...args: string[]) =>
+  Bun.spawnSync([BUN, join(ROOT, "bench", "alloc.ts"), ...args], {
+    cwd: ROOT,
+    stdout: "pipe",
+    stderr: "pipe",
+    timeout: 90_000,
+  });
+
+test("--store memory runs the memory store only, each line with the server's CPU per allocation", () => {
+  // From source (not a dist/dstm that may be stale): the command every bench defaults to.
+  const r = run(
+    "--spawn",
+    "--store",
+    "memory",
+    "--rounds",
+    "1",
+    "--hosts",
+    "300",
+    "--dstm",
+    join(ROOT, "test", "helpers", "dstm_from_source.sh"),
+  );
+  const out = r.stdout.toString();
+  expect(r.exitCode).toBe(0);
+  const rounds = out.split("\n").filter((l) => l.startsWith("round "));
+  expect(rounds).toHaveLength(1);
+  expect(rounds[0]).toMatch(/^round 1 memory: 300 allocations in /);
+  expect(rounds[0]).toMatch(/server CPU \d+\.\d µs\/allocation$/);
+  expect(out).not.toContain("sqlite:");
+});
+
+test("--store with another word: one line naming it, exit 2, no load run (with or without --spawn)", () => {
+  for (const args of [
+    ["--spawn", "--store", "disk"],
+    ["--store", "disk"],
+  ]) {
+    const r = run(...args);
+    expect(r.exitCode).toBe(2);
+    expect(r.stderr.toString().split("\n")[0]).toBe(
+      "--store disk: expected sqlite, memory or both",
+    );
+    expect(r.stdout.toString()).toBe("");
+  }
+});
