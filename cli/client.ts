@@ -4,6 +4,7 @@
  * @module
  */
 import { Command, Option } from "@commander-js/extra-typings";
+import type { AcquireStatus } from "../lib/client/acquire_state.ts";
 import { Dhcp4o6Client } from "../lib/client/dhcp4o6_client.ts";
 import { failoverLeaseClient } from "../lib/client/failover.ts";
 import { kernelEncapRefusal } from "../lib/client/kernel_encap.ts";
@@ -18,6 +19,7 @@ import {
   resolveClientSettings,
 } from "../lib/config/client_resolve.ts";
 import { CLIENT_SCHEMA } from "../lib/config/client_schema.ts";
+import { metricsBoundAddresses, refuseForeignAddresses } from "../lib/config/listen_address.ts";
 import { runtimeDir } from "../lib/config/paths.ts";
 import type { Logger, LogLevel } from "../lib/control/log.ts";
 import { logMessage } from "../lib/control/message_log.ts";
@@ -31,6 +33,7 @@ import {
   serveUnix,
   unixPermissionProblem,
 } from "../lib/sys/http.ts";
+import { isLocalAddress } from "../lib/sys/local_address.ts";
 import { sdNotify } from "../lib/sys/sd_notify.ts";
 import { UdpBindError } from "../lib/sys/udp.ts";
 import { ALL_DHCP_RELAY_AGENTS_AND_SERVERS } from "../lib/wire/dhcp4o6.ts";
@@ -77,6 +80,8 @@ Examples:
           kernelDtiRefusal(flags.dti, { ...flags, dscp: r.dscp }) ??
           kernelEncapRefusal({ ...flags, dtiMode: flags.dti, dscp: r.dscp });
         if (refusal) throw new UsageError(refusal);
+        // --check and start alike: --metrics on an address of another host could never listen.
+        refuseForeignAddresses(metricsBoundAddresses(flags, r), isLocalAddress);
         return r;
       });
       if (flags.check) {
@@ -136,6 +141,7 @@ function addStatusCommand(client: ReturnType<typeof clientCommand>): void {
       process.stdout.write(
         [
           `state     ${status.state} (${status.mode})`,
+          ...acquireLines(status.acquire as AcquireStatus | null | undefined),
           `dti       ${status.ifname} (mtu ${status.mtu ?? "-"}${status.pathMtu ? `, path MTU ${status.pathMtu}` : ""}${dti ? `, ${dti}` : ""})`,
           `ipv4      ${status.ipv4 ?? "-"}${status.ports && status.ports !== "all" ? ` ports ${status.ports}` : ""}`,
           `host ipv6 ${status.host6}`,
@@ -157,6 +163,14 @@ function addStatusCommand(client: ReturnType<typeof clientCommand>): void {
         ].join("\n"),
       );
     });
+}
+
+/** While acquiring fails: why, since when, and the next try (lib/client/acquire_state.ts). */
+function acquireLines(acquire: AcquireStatus | null | undefined): string[] {
+  if (!acquire) return [];
+  return [
+    `acquiring ${acquire.failing} since ${acquire.since} (${acquire.tries} tries, next at ${acquire.nextTry}): ${acquire.detail}`,
+  ];
 }
 
 type ControlEndpoint = Awaited<ReturnType<typeof serveUnix>>;

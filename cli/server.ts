@@ -6,6 +6,7 @@
 import { mkdirSync } from "node:fs";
 import { dirname } from "node:path";
 import { Command } from "@commander-js/extra-typings";
+import { refuseForeignAddresses, serverBoundAddresses } from "../lib/config/listen_address.ts";
 import { mergeSettings, type Settings } from "../lib/config/merge.ts";
 import { defaultControlSocket } from "../lib/config/paths.ts";
 import {
@@ -21,6 +22,7 @@ import { DstmServer, type ServerConfig } from "../lib/server/server.ts";
 import { logPoolSharing } from "../lib/server/sharing_log.ts";
 import { postUnix, unixPermissionProblem } from "../lib/sys/http.ts";
 import { stdoutIsJournal } from "../lib/sys/journal.ts";
+import { isLocalAddress } from "../lib/sys/local_address.ts";
 import { sdNotify } from "../lib/sys/sd_notify.ts";
 import { refuseDatabaseDirectory } from "./db_path.ts";
 import { RuntimeError, UsageError } from "./errors.ts";
@@ -162,6 +164,13 @@ function buildServerConfig(
     },
   };
   const config = resolveServerSettings(settings.values as ServerFlags, settings, resolveOpts);
+  // --check and start alike (not a reload: what it binds is fixed): an address of another host
+  // could never be bound (lib/config/listen_address.ts).
+  if (!opts.log)
+    refuseForeignAddresses(
+      serverBoundAddresses(settings.values as ServerFlags, config),
+      isLocalAddress,
+    );
   const log =
     opts.log ??
     new Logger({

@@ -8,6 +8,7 @@ import { parseDuration } from "../lib/config/endpoints.ts";
 import { readErrorText } from "../lib/config/errors.ts";
 import { ipv4PrefixFlag } from "../lib/config/ipv4_prefix.ts";
 import { readKeys } from "../lib/config/key_file.ts";
+import { metricsBoundAddresses, refuseForeignAddresses } from "../lib/config/listen_address.ts";
 import { runtimeDir } from "../lib/config/paths.ts";
 import {
   maxBindingsFlag,
@@ -22,6 +23,7 @@ import { planReload, type SettingsText } from "../lib/control/reload_plan.ts";
 import { formatIPv4 } from "../lib/net/addr.ts";
 import { prefixContains } from "../lib/net/prefix.ts";
 import { getUnix, unixPermissionProblem } from "../lib/sys/http.ts";
+import { isLocalAddress } from "../lib/sys/local_address.ts";
 import { sdNotify } from "../lib/sys/sd_notify.ts";
 import {
   BindingFileError,
@@ -70,13 +72,24 @@ async function runTep(cmd: Command<[], Record<string, unknown>>): Promise<void> 
   const settings = commandSettings(cmd, TEP_SCHEMA);
   const flags = settings.values as unknown as TepFlags;
   const log = stdoutLogger(flags);
-  const options = await explained(settings, () => resolveTep(flags, log));
+  const options = await explained(settings, () => {
+    const resolved = resolveTep(flags, log);
+    // --check and start alike: --metrics on an address of another host could never listen.
+    refuseForeignAddresses(metricsBoundAddresses(flags, resolved), isLocalAddress);
+    return resolved;
+  });
   if (flags.check) {
     process.stdout.write(
       `dstm tep: configuration OK (${options.ipv6} / ${formatIPv4(options.ipv4)}, server ${[options.server.address, ...(options.moreServers ?? [])].join(", ")}, ${options.routes.length} route(s), ${options.staticBindings?.length ?? 0} static binding(s))\n`,
     );
     return;
   }
+  // Its raw socket and control socket bind --ipv6: refused here, before the TUN is made, not
+  // as "bind raw IPv6 socket: EADDRNOTAVAIL" after (--check does not ask the host for it yet).
+  const ipv6 = { what: "--ipv6", text: flags.ipv6 ?? options.ipv6, address: options.ipv6 };
+  await explained(settings, () =>
+    refuseForeignAddresses([{ ...ipv6, source: true }], isLocalAddress),
+  );
   const node = await TepNode.start(options);
   sdNotify("READY=1\nSTATUS=forwarding");
   const reread = () => commandSettings(cmd, TEP_SCHEMA).values as unknown as TepFlags;

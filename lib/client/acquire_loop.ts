@@ -10,6 +10,7 @@
  */
 import type { Logger } from "../control/log.ts";
 import { formatIPv4 } from "../net/addr.ts";
+import type { AcquireState } from "./acquire_state.ts";
 import { AcquireWarnings } from "./acquire_warnings.ts";
 import { DtiError } from "./dti.ts";
 import type { ClientLease, LeaseClient } from "./protocol.ts";
@@ -28,6 +29,8 @@ export interface AcquireLoopOptions {
   readonly sleep: (ms: number) => Promise<void>;
   /** A DTI that can never be made (./dti.ts DtiError.permanent; `use` released its lease, unless another client here holds it): the loop ends. */
   readonly fail: (error: DtiError) => void;
+  /** Told of each failed try and of the end, for the status and the metrics (./acquire_state.ts). */
+  readonly state?: AcquireState;
 }
 
 /** Runs the loop of the module comment with `client`; resolves when a lease is in use or the loop ends. */
@@ -42,12 +45,14 @@ export async function acquireLoop(client: LeaseClient, o: AcquireLoopOptions): P
         return;
       }
       await useOrSayWhy(o, lease);
+      o.state?.clear();
       return;
     } catch (error) {
       if (!o.current()) return;
       // A DTI that can never be made (./dti.ts DtiError.permanent): no retry; the node gives up.
       if (error instanceof DtiError && error.permanent) return o.fail(error);
       warnings.failed(error, backoff);
+      o.state?.failed(error, backoff);
       await o.sleep(backoff);
       backoff = Math.min(backoff * 2, o.maxBackoffMs);
     }

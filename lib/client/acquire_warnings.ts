@@ -5,12 +5,14 @@
  * Events: `refused` (the server answered with a NAK), `dti-failed` (a lease came, the DTI
  * could not be made with it for now: ./dti.ts DtiError; a permanent one is not retried) or `server-unreachable` (no answer);
  * fields `server`, `detail`, `retry-in-s`, and at warn `max-backoff-s`, `repeated`.
+ * A NOT_AUTHORISED refusal is said at error, not warn (rate-limited the same way), its
+ * detail naming `--key`: the client cannot get a lease until its key is fixed, but it keeps
+ * asking, since anyone on the link can forge that unsigned NAK (./acquire_state.ts).
  *
  * @module
  */
 import type { Logger } from "../control/log.ts";
-import { DtiError } from "./dti.ts";
-import { DstmRefusedError } from "./protocol.ts";
+import { acquireDetail, acquireFailureOf } from "./acquire_state.ts";
 
 /** How long the client stays quiet (debug only) about the same acquire failure (ms). */
 export const REWARN_MS = 10 * 60_000;
@@ -27,13 +29,10 @@ export class AcquireWarnings {
 
   /** One try failed with `error`; the next comes in `backoffMs` (ms). `now`: wall clock (ms). */
   failed(error: unknown, backoffMs: number, now = Date.now()): void {
-    const refused = error instanceof DstmRefusedError;
-    const event = refused
-      ? "refused"
-      : error instanceof DtiError
-        ? "dti-failed"
-        : "server-unreachable";
-    const detail = (error as Error).message;
+    const failure = acquireFailureOf(error);
+    const notAuthorised = failure === "not-authorised";
+    const event = notAuthorised ? "refused" : failure;
+    const detail = acquireDetail(error);
     const fields = { server: this.server, detail, "retry-in-s": Math.round(backoffMs / 1000) };
     const said = this.#said;
     if (said?.detail === detail && now - said.at < REWARN_MS) {
@@ -42,7 +41,7 @@ export class AcquireWarnings {
       return;
     }
     const repeats = said?.detail === detail ? said.repeats : 0;
-    this.log.warn(event, {
+    (notAuthorised ? this.log.error : this.log.warn).call(this.log, event, {
       ...fields,
       ...(repeats > 0 ? { repeated: repeats } : {}),
       "max-backoff-s": Math.round(this.maxBackoffMs / 1000),

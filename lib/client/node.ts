@@ -28,6 +28,7 @@ import { DropSummary } from "../control/drop_summary.ts";
 import { Metrics } from "../control/metrics.ts";
 import { formatIPv4, parseIPv6 } from "../net/addr.ts";
 import { formatPortSet } from "../net/portset.ts";
+import { routePathMtu } from "../sys/raw6.ts";
 import { closeTun, openTun } from "../sys/tun_linux.ts";
 import { sourceAddressFor } from "../sys/udp.ts";
 import { ClientState } from "../tunnel/client_state.ts";
@@ -37,6 +38,7 @@ import { PathMtuTable } from "../tunnel/pmtu.ts";
 import type { AuthKey } from "../wire/auth.ts";
 import { DSTM_PORT, Status } from "../wire/dstm_types.ts";
 import { acquireLoop } from "./acquire_loop.ts";
+import { AcquireState } from "./acquire_state.ts";
 import { AddressFollower } from "./address_follower.ts";
 import { DtiError, type DtiHooks } from "./dti.ts";
 import { createDti } from "./dti_factory.ts";
@@ -54,6 +56,8 @@ export class DstmNode {
   readonly #leaseState = ClientState.create();
   readonly #napt = NaptTable.create();
   readonly #pathMtu = PathMtuTable.create({ capacity: 16 });
+  /** Why acquiring fails, for the status and the metrics (./acquire_state.ts). */
+  readonly #acquireState = new AcquireState();
   #state: NodeState = "acquiring";
   #lease: ClientLease | undefined;
   #mtu: number | null = null;
@@ -88,7 +92,7 @@ export class DstmNode {
 
   private constructor(config: NodeConfig, client: LeaseClient) {
     this.#config = config;
-    declareNodeMetrics(this.metrics, this.counters, () => this.#lease);
+    declareNodeMetrics(this.metrics, this.counters, () => this.#lease, this.#acquireState);
     const counters = () => countersOf("client", this.counters.snapshot());
     this.#drops = new DropSummary({ counters, log: config.log });
     this.#napt.setTimeouts(config.napt ?? {});
@@ -159,8 +163,12 @@ export class DstmNode {
       dtiRequested: this.#config.dtiMode ?? "tun",
       dtiInUse: this.#dti.inUse?.(),
       pathMtu: this.#pathMtu,
+      // What the kernel holds for the path to the TEP now (./node_status.ts pathMtuInForce).
+      kernelPathMtu:
+        lease && !this.#config.dti ? routePathMtu(parseIPv6(this.#tep6(lease))!) : null,
       napt: this.#napt,
       counters: this.counters,
+      acquire: this.#acquireState.status(),
     });
   }
 
@@ -216,6 +224,7 @@ export class DstmNode {
       use: (lease) => this.#use(lease),
       sleep: (ms) => this.#sleep(ms),
       fail: (error) => this.#fail(error),
+      state: this.#acquireState,
     }).finally(() => {
       if (this.#acquiring === running) this.#acquiring = undefined;
     });

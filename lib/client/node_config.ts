@@ -6,9 +6,11 @@
  *
  * @module
  */
+
 import type { Logger } from "../control/log.ts";
 import type { NaptCensus, NaptTimeouts } from "../tunnel/napt.ts";
 import type { AuthKey } from "../wire/auth.ts";
+import type { AcquireStatus } from "./acquire_state.ts";
 import type { DtiHooks, DtiMode } from "./dti.ts";
 import type { LeaseClient } from "./protocol.ts";
 
@@ -83,13 +85,19 @@ export interface NodeStatus {
   mtu: number | null;
   /** Which DTI carries the traffic now (./node_status.ts NodeDtiStatus). */
   dti: NodeDtiStatus;
-  /** The path MTU towards the TEP learned from Packet Too Big (RFC 8201), null if none. */
+  /**
+   * The path MTU towards the TEP in force (bytes): the lower of the Workers' estimate (Packet
+   * Too Big, RFC 8201) and the kernel's when that limits the DTI; null if neither does
+   * (./node_status.ts pathMtuInForce).
+   */
   pathMtu: number | null;
   expiresAt: string | null;
   leaseTime: number | null;
   /** Shared lease: live NAPT mappings by protocol and TCP phase; null for a whole address. */
   napt: NaptCensus | null;
   counters: Record<string, number>;
+  /** Why the last tries to obtain a lease failed (./acquire_state.ts), null if they did not. */
+  acquire?: AcquireStatus | null;
 }
 
 /**

@@ -3,13 +3,17 @@
  * `client` families of lib/tunnel/counter_metrics.ts, e.g. drops by reason) and its lease:
  * `dstm_client_lease_bound` (1 while a lease is held, else 0) and
  * `dstm_client_lease_remaining_seconds` (s until the lease held expires, 0 without one),
- * read when scraped.
+ * read when scraped; and while acquiring: `dstm_client_acquire_failures_total{reason}` (failed
+ * tries by reason, ./acquire_state.ts) and `dstm_client_acquire_not_authorised` (1 while the
+ * last tries were refused NOT_AUTHORISED: a missing or wrong `--key`, or a host the server
+ * does not allow; else 0).
  *
  * @module
  */
 import type { Metrics } from "../control/metrics.ts";
 import { counterFamilies, counterSeries } from "../tunnel/counter_metrics.ts";
 import type { Counters } from "../tunnel/counters.ts";
+import { ACQUIRE_FAILURES, type AcquireState } from "./acquire_state.ts";
 import type { ClientLease } from "./protocol.ts";
 
 /** Declares the client's families on `metrics`, filled from `counters` and `lease()` on collect. */
@@ -17,6 +21,7 @@ export function declareNodeMetrics(
   metrics: Metrics,
   counters: Counters,
   lease: () => ClientLease | undefined,
+  acquire?: AcquireState,
 ): void {
   const m = metrics;
   for (const family of counterFamilies("client")) m.counter(family.name, family.help);
@@ -25,7 +30,18 @@ export function declareNodeMetrics(
     "dstm_client_lease_remaining_seconds",
     "Seconds until the lease held expires (0 without a lease)",
   );
+  m.counter(
+    "dstm_client_acquire_failures_total",
+    "Tries to obtain a lease that failed, by reason (not-authorised, refused, dti-failed, server-unreachable)",
+  );
+  m.gauge(
+    "dstm_client_acquire_not_authorised",
+    "1 while the last tries to obtain a lease were refused NOT_AUTHORISED (a missing or wrong --key, or a host the server does not allow), else 0",
+  );
   m.onCollect(() => {
+    for (const reason of ACQUIRE_FAILURES)
+      m.set("dstm_client_acquire_failures_total", { reason }, acquire?.counts[reason] ?? 0);
+    m.set("dstm_client_acquire_not_authorised", {}, acquire?.notAuthorised ? 1 : 0);
     const snap = counters.snapshot();
     for (const s of counterSeries("client")) m.set(s.metric, s.labels, snap[s.counter]);
     const held = lease();

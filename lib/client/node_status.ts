@@ -5,11 +5,12 @@
  *
  * @module
  */
-import { formatIPv4 } from "../net/addr.ts";
+import { formatIPv4, parseIPv6 } from "../net/addr.ts";
 import { formatPortSet } from "../net/portset.ts";
 import { type Counters, countersOf } from "../tunnel/counters.ts";
 import type { NaptTable } from "../tunnel/napt.ts";
-import type { PathMtuTable } from "../tunnel/pmtu.ts";
+import { IPV6_MIN_MTU, type PathMtuTable } from "../tunnel/pmtu.ts";
+import type { AcquireStatus } from "./acquire_state.ts";
 import type { DtiInUse, DtiMode } from "./dti.ts";
 import type { NodeDtiStatus, NodeState, NodeStatus } from "./node_config.ts";
 import type { ClientLease } from "./protocol.ts";
@@ -29,8 +30,15 @@ export interface NodeStatusParts {
   readonly dtiRequested: DtiMode;
   readonly dtiInUse: DtiInUse | undefined;
   readonly pathMtu: PathMtuTable;
+  /**
+   * The kernel's path MTU towards the TEP (bytes; lib/sys/raw6_errors.ts routePathMtu: its
+   * route, lowered by a Packet Too Big it recorded), or null/negative when unknown.
+   */
+  readonly kernelPathMtu?: number | null;
   readonly napt: NaptTable;
   readonly counters: Counters;
+  /** Why the last tries to obtain a lease failed (./acquire_state.ts), null if they did not. */
+  readonly acquire?: AcquireStatus | null;
 }
 
 /** The status of the node made of `p`, now. */
@@ -47,7 +55,7 @@ export function nodeStatus(p: NodeStatusParts): NodeStatus {
     tep4: lease?.tep4 ? formatIPv4(lease.tep4) : null,
     mtu: p.mtu,
     dti: dtiStatus(p.dtiRequested, p.dtiInUse),
-    pathMtu: p.pathMtu.entries()[0]?.mtu ?? null,
+    pathMtu: pathMtuInForce(p),
     expiresAt: lease ? new Date(lease.expiresAt).toISOString() : null,
     leaseTime: lease?.leaseTime ?? null,
     napt:
@@ -55,7 +63,30 @@ export function nodeStatus(p: NodeStatusParts): NodeStatus {
         ? p.napt.census((Date.now() / 1000) | 0)
         : null,
     counters: countersOf("client", p.counters.snapshot()),
+    acquire: p.acquire ?? null,
   };
+}
+
+/**
+ * The path MTU towards the TEP in force (bytes), or null while nothing limits the tunnel below
+ * the DTI's MTU: the lower of the Workers' estimate for the lease's TEP (from Packet Too Big,
+ * RFC 8201 §4, or seeded from the kernel at the lease) and the kernel's own, when that one
+ * is below the DTI's MTU + 40 (RFC 2473 §7.1). The Workers learn only what reaches their raw
+ * socket and re-read the kernel's at a new lease; the kernel may have learned a lower one
+ * since (a Packet Too Big about a packet it encapsulated itself, `--kernel-encap`, or sent
+ * for another socket): it then fragments or refuses by its value, so the status shows it.
+ */
+export function pathMtuInForce(
+  p: Pick<NodeStatusParts, "pathMtu" | "kernelPathMtu" | "mtu" | "tep6">,
+): number | null {
+  const tep6 = p.tep6 === null ? null : parseIPv6(p.tep6);
+  const learned = tep6 ? p.pathMtu.lookup(tep6, 0) : 0;
+  const kernel = p.kernelPathMtu ?? -1;
+  const kernelLimits = kernel >= IPV6_MIN_MTU && p.mtu !== null && kernel - 40 < p.mtu;
+  const candidates = [learned > 0 ? learned : null, kernelLimits ? kernel : null].filter(
+    (m): m is number => m !== null,
+  );
+  return candidates.length > 0 ? Math.min(...candidates) : null;
 }
 
 /** The status's `dti` from the mode asked for and the one up. */

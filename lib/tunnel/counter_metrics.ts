@@ -10,6 +10,13 @@
  * | `decap-drop-no-binding`         | `dstm_tep_packets_total{direction="decap",result="drop",reason="no-binding"}` |
  * | `decap-frag-drop-timeout`       | `…{direction="decap",result="drop",reason="frag-timeout"}` |
  * | `decap-hairpin` (and the rest)  | `dstm_tep_events_total{event="decap-hairpin"}`          |
+ * | `client-kernel-encap-bytes`     | `dstm_client_kernel_encap_bytes_total`                  |
+ *
+ * A byte count is never an event: a `*-bytes` counter that is not a forward one gets a
+ * `_bytes_total` metric of its own (its help in {@link _BYTES_HELP}). `client-kernel-encap-bytes`
+ * is not put under `dstm_client_bytes_total{direction="encap"}`: that series counts what the
+ * Worker sends itself, and kept apart the two show a host firewall dropping what the kernel
+ * was handed (docs/kernel-dti.md).
  *
  * and the same for the client (`client-encap-forward` → `dstm_client_packets_total{direction=
  * "encap",result="forward"}`, …). Only the role's own counters are mapped (a TEP never counts
@@ -26,9 +33,18 @@ export interface CounterSeries {
   readonly labels: Readonly<Record<string, string>>;
 }
 
+/** Help texts of the byte counters that are not forward ones (each its own metric). */
+const _BYTES_HELP: Readonly<Record<string, string>> = {
+  "client-kernel-encap-bytes":
+    "IPv4 bytes (total lengths) the client checked and handed to the kernel to encapsulate (--kernel-encap)",
+};
+
 /** The metric families the series of `role` use, with their help text. */
 export function counterFamilies(role: "tep" | "client"): readonly { name: string; help: string }[] {
   const who = role === "tep" ? "TEP" : "client";
+  const bytes = counterSeries(role)
+    .filter((s) => s.metric !== `dstm_${role}_bytes_total` && s.metric.endsWith("_bytes_total"))
+    .map((s) => ({ name: s.metric, help: _BYTES_HELP[s.counter] ?? `IPv4 bytes (${s.counter})` }));
   return [
     {
       name: `dstm_${role}_packets_total`,
@@ -42,6 +58,7 @@ export function counterFamilies(role: "tep" | "client"): readonly { name: string
       name: `dstm_${role}_events_total`,
       help: `Other per-packet events at the ${who} (hairpin, ICMP errors sent, fragments tracked, path MTU, MSS clamped, ...), by event`,
     },
+    ...bytes,
   ];
 }
 
@@ -69,6 +86,9 @@ function seriesOf(role: "tep" | "client", counter: CounterName): CounterSeries {
       ? { counter, metric: `${prefix}bytes_total`, labels: { direction } }
       : { counter, metric: `${prefix}packets_total`, labels: { direction, result: "forward" } };
   }
+  // A byte count of its own: `kernel-encap-bytes` → dstm_client_kernel_encap_bytes_total.
+  if (name.endsWith("-bytes"))
+    return { counter, metric: `${prefix}${name.replaceAll("-", "_")}_total`, labels: {} };
   // encap-drop-too-big, decap-frag-drop-timeout, out-frag-drop-no-room, napt-drop-no-port …
   const drop = /^(encap|decap|out|in|napt)?-?(frag-)?drop-(.+)$/.exec(name);
   if (drop) {
