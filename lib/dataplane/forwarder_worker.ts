@@ -180,6 +180,30 @@ function loop(
   return stats;
 }
 
+const RING = Counter["decap-ring"];
+const RING_LONG = Counter["decap-ring-long"];
+const RING_LOST = Counter["decap-ring-lost"];
+
+/**
+ * `step` that also copies the packet ring's counts into `counters` after each batch, and adds
+ * the kernel's drops (PACKET_STATISTICS, a system call) about once a second of batches.
+ */
+function ringCounted(ring: PacketRing, counters: Float64Array, step: () => number): () => number {
+  let batches = 0;
+  let kernelDrops = 0;
+  return () => {
+    const r = step();
+    counters[RING]! = ring.packets;
+    counters[RING_LONG]! = ring.long;
+    if ((++batches & 1023) === 0 || r === 0) {
+      const d = ring.takeDrops();
+      if (d > 0) kernelDrops += d;
+    }
+    counters[RING_LOST]! = ring.truncated + kernelDrops;
+    return r;
+  };
+}
+
 function tepContext(init: ForwarderInit, counters: Float64Array): TepContext {
   const tep = init.tep!;
   return new TepContext({
@@ -238,6 +262,10 @@ function tepBatched(
     const loop = new TepEncapBatch(tep, batch, tun, sendIcmp4);
     stats = loop.stats;
     step = () => loop.step();
+  }
+  if (ring) {
+    const inner = step;
+    step = ringCounted(ring, counters, inner);
   }
   while (!ctx.stopRequested) if (step() === CLOSED) break;
   ring?.unmap();

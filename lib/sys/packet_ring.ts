@@ -124,6 +124,10 @@ export class PacketRing implements TunnelBatchSocket {
   readonly #frames: number;
   readonly #frameBytes: number;
   #next = 0;
+  /** Packets read from the ring so far (long ones included). */
+  packets = 0;
+  /** Of {@link packets}, those longer than a frame, read from the socket's queue. */
+  long = 0;
   /** Frames whose long packet was not queued (truncated without TP_STATUS_COPY), or lost. */
   truncated = 0;
   /** recvmsg of a long packet: the IPv6 header into #header, the rest into the caller's buffer. */
@@ -236,11 +240,13 @@ export class PacketRing implements TunnelBatchSocket {
         sizes[n] = payload;
         for (let k = 0; k < 16; k++) addrs[16 * n + k] = b[p + 8 + k]!;
         trafficClass[n] = ((b[p]! & 0x0f) << 4) | (b[p + 1]! >>> 4);
+        if ((status & TP_STATUS_COPY) !== 0) this.long++;
         n++;
       } else if (payload < 0) this.truncated++;
       Atomics.store(this.#status, frame >>> 2, 0);
       this.#next = this.#next + 1 === this.#frames ? 0 : this.#next + 1;
     }
+    this.packets += n;
     return n;
   }
 
