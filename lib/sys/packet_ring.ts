@@ -54,10 +54,11 @@ const SO_ATTACH_FILTER = 26;
 const TP_STATUS_USER = 1;
 const TP_STATUS_COPY = 2;
 
-/** Bytes per frame: header, sockaddr_ll and a packet of up to 1,968 bytes. */
+/**
+ * Bytes per frame: the tpacket2_hdr and sockaddr_ll, then (SOCK_DGRAM: at
+ * TPACKET_ALIGN(52 + 16) = 80) a packet of up to 1,968 bytes; a longer one is queued whole.
+ */
 const FRAME_BYTES = 2048;
-/** Where the packet starts in a frame: TPACKET_ALIGN(TPACKET2_HDRLEN 52 + 16) for SOCK_DGRAM. */
-const NET_OFFSET = 80;
 const BLOCK_BYTES = 128 * 1024;
 const PACKET_COPY_THRESH = 7;
 /** The queue for packets longer than a frame: room for about 64 TSO packets of 64 KiB. */
