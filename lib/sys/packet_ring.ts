@@ -159,10 +159,10 @@ export class PacketRing implements TunnelBatchSocket {
   /**
    * Opens the ring for packets to `dst6` (16 bytes) on every interface of the calling thread's
    * network namespace: socket, filter, ring, then bind (so nothing unfiltered is queued).
-   * `blocks` of 128 KiB (64 frames each; default 32: 2,048 packets). Returns the fd and the
+   * `blocks` of 128 KiB (64 frames each; default 64: 4,096 packets, 8 MiB). Returns the fd and the
    * geometry to pass to the Worker. Throws a {@link SysError} (EPERM without CAP_NET_RAW).
    */
-  static open(dst6: Uint8Array, blocks = 32): { fd: number; geometry: RingGeometry } {
+  static open(dst6: Uint8Array, blocks = 64): { fd: number; geometry: RingGeometry } {
     const fd = libc.socket(AF_PACKET, libc.SOCK_DGRAM | libc.SOCK_CLOEXEC, 0);
     if (fd < 0) throw new SysError("packet socket", fd);
     const prog = filterProgram(dst6);
