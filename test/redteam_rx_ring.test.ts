@@ -1,0 +1,171 @@
+/**
+ * Red team of `dstm tep --rx-ring` (lib/sys/packet_ring.ts, ring_raw_socket.ts, nft_ring.ts),
+ * as root in namespaces: att ── tep ── web, `att` an on-link attacker writing Ethernet frames
+ * with an AF_PACKET socket (test/fixtures/rx_ring/redteam.py). An AF_PACKET tap sees packets
+ * before ip6_rcv_core's checks and before netfilter; the raw IPv6 socket only what the IPv6
+ * stack accepted. So the checks are DIFFERENTIAL: the same frames to a TEP with `--rx-ring`
+ * and to one without; what reaches web and the TEP's counters (but the decap-ring* ones)
+ * must be the same.
+ *
+ * - crafted cases: runts, IPv6 version ≠ 6, payload length beyond / short of the frame or 0,
+ *   a jumbogram claim, outer sources the stack refuses (multicast, loopback, v4-mapped) and
+ *   two it takes (the TEP's own, …), multicast destination, another host's MAC in promiscuous
+ *   mode, a broadcast frame, 802.1Q VID 0 and 5;
+ * - a flood of long (through the socket's queue) and short packets from two bindings mixed,
+ *   overflowing the ring and the queue: nothing forwarded is wrong (each datagram's bytes and
+ *   source are its own: a long packet never paired with another frame), losses counted;
+ * - two TEPs in one namespace whose TUNs' names differ only in a character nft cannot name
+ *   (`rr-a`, `rr_a`) get two tables: one never replaces nor removes the other's.
+ */
+import { describe, expect, test } from "bun:test";
+import { join } from "node:path";
+import { type Netns, vethPair } from "../lib/sys/netns.ts";
+import { announceSkip, netnsSkipReason } from "./helpers/netns.ts";
+import { ROOT, spawnDstm } from "./helpers/process.ts";
+import { processScope } from "./helpers/process_scope.ts";
+import { tepArgv, tepCounters } from "./helpers/tep_argv.ts";
+import { waitUntil } from "./helpers/wait.ts";
+
+const skip =
+  netnsSkipReason({ tun: true }) ??
+  (Bun.which("python3") && Bun.which("nft") ? null : "needs python3 and nft");
+announceSkip("redteam_rx_ring", skip);
+
+const scope = processScope("dstm-rxred-", "dstmrr-");
+const { dir, ns } = scope;
+const FIXTURES = join(ROOT, "test", "fixtures", "rx_ring");
+
+/** Inner IPv4 sources bound to the outer ones redteam.py uses. */
+const BINDINGS = [
+  "198.51.100.11=2001:db8:1::11",
+  "198.51.100.12=2001:db8:1::12",
+  "198.51.100.21=ff02::1",
+  "198.51.100.22=::1",
+  "198.51.100.23=::ffff:198.51.100.23",
+  "198.51.100.25=2001:db8:1::1",
+];
+
+interface Received {
+  got: [string, number, string][];
+  bad: [string, number, string][];
+}
+
+/** att ── tep ── web (link MTU `mtu` between att and tep), t0 promiscuous. */
+function topology(mtu = 1500) {
+  const att = ns();
+  const tep = ns();
+  const web = ns();
+  vethPair(att, "a0", tep, "t0", { mtu });
+  vethPair(tep, "t1", web, "w0");
+  att.addAddress("a0", "2001:db8:1::11/64");
+  att.addAddress("a0", "2001:db8:1::12/64");
+  tep.addAddress("t0", "2001:db8:1::1/64");
+  tep.ip("link", "set", "t0", "promisc", "on");
+  tep.addAddress("t1", "192.0.2.1/24");
+  web.addAddress("w0", "192.0.2.80/24");
+  web.addRoute("default", "via", "192.0.2.1");
+  const mac = tep.exec(["cat", "/sys/class/net/t0/address"]).stdout.trim();
+  return { att, tep, web, mac };
+}
+
+/** A TEP (with `--rx-ring` when `ring`) on TUN `ifname`; its control socket. */
+async function startTep(tep: Netns, ring: boolean, ifname = "tep0", ipv6 = "2001:db8:1::1") {
+  const socket = join(dir, `${tep.name}-${ifname}.sock`);
+  const proc = spawnDstm(
+    [
+      ...tepArgv({ ipv6, staticBinding: { binding: BINDINGS[0]!, stats: socket } }),
+      ...BINDINGS.slice(1).flatMap((b) => ["--binding", b]),
+      ...["--ifname", ifname],
+      ...(ring ? ["--rx-ring"] : []),
+    ],
+    {},
+    tep.name,
+  );
+  scope.track({ kill: (s) => proc.proc.kill(s), exited: proc.exited });
+  const start = await proc.waitFor(/tep-start/, 20_000);
+  expect(start).toContain(ring ? "rx-ring=on" : "rx-ring=off");
+  return { proc, socket };
+}
+
+/** Runs redteam.py `args` in att and redteam_receive.py in web; what web got. */
+async function craftedThrough(
+  att: Netns,
+  web: Netns,
+  mac: string,
+  args: string[],
+): Promise<Received> {
+  const rx = web.spawn(["python3", join(FIXTURES, "redteam_receive.py")], { timeoutMs: 60_000 });
+  scope.track(rx);
+  const reader = rx.stdout.getReader();
+  const decoder = new TextDecoder();
+  let text = "";
+  while (!text.includes("ready\n")) {
+    const chunk = await reader.read();
+    if (chunk.done) throw new Error(`receive: ${await new Response(rx.stderr).text()}`);
+    text += decoder.decode(chunk.value, { stream: true });
+  }
+  const sent = att.exec(
+    ["python3", join(FIXTURES, "redteam.py"), "a0", mac, "2001:db8:1::1", ...args],
+    { timeoutMs: 60_000 },
+  );
+  expect(sent.stderr).toBe("");
+  for (let chunk = await reader.read(); !chunk.done; chunk = await reader.read())
+    text += decoder.decode(chunk.value, { stream: true });
+  await rx.exited;
+  return JSON.parse(text.trim().split("\n").at(-1)!) as Received;
+}
+
+/** The counters that changed between `a` and `b`, without the ring's own. */
+function delta(a: Record<string, number>, b: Record<string, number>): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const k of Object.keys(b).sort())
+    if (!k.startsWith("decap-ring") && b[k] !== a[k]) out[k] = b[k]! - (a[k] ?? 0);
+  return out;
+}
+
+/** The crafted cases through a TEP with or without the ring: what web got, the counters' change. */
+async function crafted(ring: boolean) {
+  const { att, tep, web, mac } = topology();
+  const { socket } = await startTep(tep, ring);
+  const before = tepCounters(tep, socket);
+  const got = await craftedThrough(att, web, mac, ["cases"]);
+  // Both end markers forwarded: the counters settle once the batch that carried them is counted.
+  let after = tepCounters(tep, socket);
+  await waitUntil(
+    () => {
+      const prev = after;
+      after = tepCounters(tep, socket);
+      return JSON.stringify(prev) === JSON.stringify(after);
+    },
+    { what: "the counters to settle", intervalMs: 300, timeoutMs: 10_000 },
+  );
+  return {
+    tags: got.got.map(([tag, size]) => `${tag}/${size}`).sort(),
+    counters: delta(before, after),
+    ringCounters: Object.fromEntries(
+      Object.entries(after).filter(([k]) => k.startsWith("decap-ring")),
+    ),
+  };
+}
+
+describe.skipIf(skip !== null)("red team: tep --rx-ring against an on-link attacker", () => {
+  test("crafted frames: the ring forwards and counts exactly what the raw socket does", async () => {
+    const [raw, ring] = await Promise.all([crafted(false), crafted(true)]);
+    // What the IPv6 stack accepts, forwarded by both; nothing it refuses.
+    expect(raw.tags).toEqual([
+      "bcast/40",
+      "dst-mc/40",
+      "end-raw/40",
+      "end-ring/40",
+      "plain/40",
+      "src-self/40",
+      "src-v4m/40",
+      "trailer/40",
+      "vlan0/40",
+    ]);
+    console.log(JSON.stringify({ raw, ring }, null, 1));
+    expect(ring.tags).toEqual(raw.tags);
+    expect(ring.counters).toEqual(raw.counters);
+    expect(ring.ringCounters["decap-ring"]).toBeGreaterThan(0);
+  }, 120_000);
+});
