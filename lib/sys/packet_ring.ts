@@ -11,7 +11,8 @@
  *
  * What the ring takes, by a classic BPF filter run in the kernel: packets for this host
  * (PACKET_HOST) of EtherType IPv6 whose IPv6 header says next header 4 directly (no extension
- * header, not a fragment) to `dst6`. Everything else (outer fragments, extension headers)
+ * header, not a fragment) to `dst6` — and that ip6_rcv_core would accept (version 6, a
+ * source neither multicast nor loopback, the payload length within the packet). Everything else (outer fragments, extension headers)
  * stays with the raw socket, which sees it after reassembly. So that the kernel neither hands
  * the ring's packets to the raw socket as well nor answers them with an ICMPv6 Parameter
  * Problem, the same set is dropped at prerouting by an nftables rule (lib/sys/nft_ring.ts) —
@@ -70,39 +71,71 @@ export interface RingGeometry {
   readonly frameBytes: number;
 }
 
-/** The BPF program: see the module comment. `dst6`: the TEP's IPv6 address (16 bytes). */
+/**
+ * The BPF program: see the module comment. `dst6`: the TEP's IPv6 address (16 bytes). The
+ * ring sees packets before ip6_rcv_core (net/ipv6/ip6_input.c) has checked them, so the filter
+ * also refuses what that function drops and the raw socket would never see: a version other
+ * than 6, a multicast (RFC 4291 §2.7) or loopback (§2.5.3) source, and a payload length
+ * beyond the packet (RFC 8200 §3; the kernel counts it in Ip6InTruncatedPkts). A payload
+ * length short of the packet is the kernel's trim, done by the reader.
+ */
 function filterProgram(dst6: Uint8Array): Uint8Array {
   const LDH = 0x28;
   const LDB = 0x30;
   const LDW = 0x20;
+  const LD_LEN = 0x80;
+  const AND = 0x54;
+  const SUB = 0x14;
+  const TAX = 0x07;
   const JEQ = 0x15;
+  const JGE_X = 0x3d;
   const RET = 0x06;
   const SKF_AD_PKTTYPE = 0xfffff000 + 4;
   const d = new DataView(dst6.buffer, dst6.byteOffset, 16);
-  // [code, jt, jf, k]; DROP is the last instruction.
-  const prog: [number, number, number, number][] = [
+  // [code, jt, jf, k]: a jump is 0 (the next instruction) or a label below.
+  type Jump = 0 | "drop" | "accept" | "length";
+  const prog: [number, Jump, Jump, number][] = [
     [LDH, 0, 0, SKF_AD_PKTTYPE],
-    [JEQ, 0, -1, 0], // PACKET_HOST
+    [JEQ, 0, "drop", 0], // PACKET_HOST
+    [LDB, 0, 0, 0],
+    [AND, 0, 0, 0xf0],
+    [JEQ, 0, "drop", 0x60], // version 6
     [LDB, 0, 0, 6],
-    [JEQ, 0, -1, 4], // next header 4: IPv4 directly
+    [JEQ, 0, "drop", 4], // next header 4: IPv4 directly
     [LDW, 0, 0, 24],
-    [JEQ, 0, -1, d.getUint32(0)],
+    [JEQ, 0, "drop", d.getUint32(0)],
     [LDW, 0, 0, 28],
-    [JEQ, 0, -1, d.getUint32(4)],
+    [JEQ, 0, "drop", d.getUint32(4)],
     [LDW, 0, 0, 32],
-    [JEQ, 0, -1, d.getUint32(8)],
+    [JEQ, 0, "drop", d.getUint32(8)],
     [LDW, 0, 0, 36],
-    [JEQ, 0, -1, d.getUint32(12)],
-    [RET, 0, 0, 0x40000],
-    [RET, 0, 0, 0], // DROP
+    [JEQ, 0, "drop", d.getUint32(12)],
+    [LDB, 0, 0, 8],
+    [JEQ, "drop", 0, 0xff], // a multicast source
+    [LDW, 0, 0, 8],
+    [JEQ, 0, "length", 0],
+    [LDW, 0, 0, 12],
+    [JEQ, 0, "length", 0],
+    [LDW, 0, 0, 16],
+    [JEQ, 0, "length", 0],
+    [LDW, 0, 0, 20],
+    [JEQ, "drop", "length", 1], // ::1
+    // "length": payload length + 40 ≤ the packet's length.
+    [LDH, 0, 0, 4],
+    [TAX, 0, 0, 0],
+    [LD_LEN, 0, 0, 0],
+    [SUB, 0, 0, 40],
+    [JGE_X, "accept", "drop", 0],
+    [RET, 0, 0, 0x40000], // "accept"
+    [RET, 0, 0, 0], // "drop"
   ];
-  const drop = prog.length - 1;
+  const labels = { drop: prog.length - 1, accept: prog.length - 2, length: prog.length - 7 };
   const out = new Uint8Array(8 * prog.length);
   const v = new DataView(out.buffer);
   prog.forEach(([code, jt, jf, k], i) => {
     v.setUint16(8 * i, code, true);
-    v.setUint8(8 * i + 2, jt === -1 ? drop - i - 1 : jt);
-    v.setUint8(8 * i + 3, jf === -1 ? drop - i - 1 : jf);
+    v.setUint8(8 * i + 2, jt === 0 ? 0 : labels[jt] - i - 1);
+    v.setUint8(8 * i + 3, jf === 0 ? 0 : labels[jf] - i - 1);
     v.setUint32(8 * i + 4, k >>> 0, true);
   });
   return out;
