@@ -163,7 +163,6 @@ describe.skipIf(skip !== null)("red team: tep --rx-ring against an on-link attac
       "trailer/40",
       "vlan0/40",
     ]);
-    console.log(JSON.stringify({ raw, ring }, null, 1));
     expect(ring.tags).toEqual(raw.tags);
     expect(ring.counters).toEqual(raw.counters);
     expect(ring.ringCounters["decap-ring"]).toBeGreaterThan(0);

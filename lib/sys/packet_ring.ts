@@ -268,7 +268,9 @@ export class PacketRing implements TunnelBatchSocket {
       let payload = Math.min((b[p + 4]! << 8) | b[p + 5]!, snap - 40);
       if ((status & TP_STATUS_COPY) !== 0) payload = this.#takeQueued(buf, offset);
       else if (snap < length) payload = -1; // long, and the queue had no room: lost
-      if (payload > 0 && offset + payload <= buf.length) {
+      // An empty payload (payload length 0) too: the raw socket hands it over, the
+      // decapsulator counts it malformed.
+      if (payload >= 0 && offset + payload <= buf.length) {
         if ((status & TP_STATUS_COPY) === 0)
           libc.copyFromAddress(buf, offset, this.#mapping.address + p + 40, payload);
         sizes[n] = payload;
