@@ -68,13 +68,27 @@ function topology(mtu = 1500) {
   return { att, tep, web, mac };
 }
 
-/** A TEP (with `--rx-ring` when `ring`) on TUN `ifname`; its control socket. */
-async function startTep(tep: Netns, ring: boolean, ifname = "tep0", ipv6 = "2001:db8:1::1") {
+/** Where a TEP sits and what it serves, besides the lab's defaults (test/helpers/tep_argv.ts). */
+interface TepPlace {
+  readonly ifname?: string;
+  readonly ipv6?: string;
+  readonly route?: string;
+  readonly bindings?: readonly string[];
+}
+
+/** A TEP (with `--rx-ring` when `ring`) in `tep`; its process and control socket. */
+async function startTep(tep: Netns, ring: boolean, at: TepPlace = {}) {
+  const ifname = at.ifname ?? "tep0";
+  const bindings = at.bindings ?? BINDINGS;
   const socket = join(dir, `${tep.name}-${ifname}.sock`);
   const proc = spawnDstm(
     [
-      ...tepArgv({ ipv6, staticBinding: { binding: BINDINGS[0]!, stats: socket } }),
-      ...BINDINGS.slice(1).flatMap((b) => ["--binding", b]),
+      ...tepArgv({
+        ipv6: at.ipv6,
+        route: at.route,
+        staticBinding: { binding: bindings[0]!, stats: socket },
+      }),
+      ...bindings.slice(1).flatMap((b) => ["--binding", b]),
       ...["--ifname", ifname],
       ...(ring ? ["--rx-ring"] : []),
     ],
@@ -93,6 +107,7 @@ async function craftedThrough(
   web: Netns,
   mac: string,
   args: string[],
+  to6 = "2001:db8:1::1",
 ): Promise<Received> {
   const rx = web.spawn(["python3", join(FIXTURES, "redteam_receive.py")], { timeoutMs: 60_000 });
   scope.track(rx);
@@ -104,10 +119,9 @@ async function craftedThrough(
     if (chunk.done) throw new Error(`receive: ${await new Response(rx.stderr).text()}`);
     text += decoder.decode(chunk.value, { stream: true });
   }
-  const sent = att.exec(
-    ["python3", join(FIXTURES, "redteam.py"), "a0", mac, "2001:db8:1::1", ...args],
-    { timeoutMs: 60_000 },
-  );
+  const sent = att.exec(["python3", join(FIXTURES, "redteam.py"), "a0", mac, to6, ...args], {
+    timeoutMs: 60_000,
+  });
   expect(sent.stderr).toBe("");
   for (let chunk = await reader.read(); !chunk.done; chunk = await reader.read())
     text += decoder.decode(chunk.value, { stream: true });
@@ -123,13 +137,8 @@ function delta(a: Record<string, number>, b: Record<string, number>): Record<str
   return out;
 }
 
-/** The crafted cases through a TEP with or without the ring: what web got, the counters' change. */
-async function crafted(ring: boolean) {
-  const { att, tep, web, mac } = topology();
-  const { socket } = await startTep(tep, ring);
-  const before = tepCounters(tep, socket);
-  const got = await craftedThrough(att, web, mac, ["cases"]);
-  // Both end markers forwarded: the counters settle once the batch that carried them is counted.
+/** The TEP's counters once they stopped changing (each batch is counted after it went). */
+async function settledCounters(tep: Netns, socket: string): Promise<Record<string, number>> {
   let after = tepCounters(tep, socket);
   await waitUntil(
     () => {
@@ -139,6 +148,18 @@ async function crafted(ring: boolean) {
     },
     { what: "the counters to settle", intervalMs: 300, timeoutMs: 10_000 },
   );
+  return after;
+}
+
+/** redteam.py's cases through the TEP at `socket`: what web got, the counters' change. */
+async function cases(
+  t: { att: Netns; tep: Netns; web: Netns; mac: string },
+  socket: string,
+  to6 = "2001:db8:1::1",
+) {
+  const before = tepCounters(t.tep, socket);
+  const got = await craftedThrough(t.att, t.web, t.mac, ["cases"], to6);
+  const after = await settledCounters(t.tep, socket);
   return {
     tags: got.got.map(([tag, size]) => `${tag}/${size}`).sort(),
     counters: delta(before, after),
@@ -148,23 +169,74 @@ async function crafted(ring: boolean) {
   };
 }
 
+/** The crafted cases through a new TEP with or without the ring. */
+async function crafted(ring: boolean) {
+  const t = topology();
+  const { socket } = await startTep(t.tep, ring);
+  return cases(t, socket);
+}
+
+/** What the IPv6 stack accepts of redteam.py's cases (forwarded by the raw socket's TEP). */
+const ACCEPTED = [
+  "bcast/40",
+  "dst-mc/40",
+  "end-raw/40",
+  "end-ring/40",
+  "plain/40",
+  "src-self/40",
+  "src-v4m/40",
+  "trailer/40",
+  "vlan0/40",
+];
+
+/** The tables of family ip6 in `where` and the destination each one's rule drops. */
+function ringTables(where: Netns): Record<string, string> {
+  const r = where.exec(["nft", "-j", "list", "tables", "ip6"]);
+  const out: Record<string, string> = {};
+  const items = (JSON.parse(r.stdout) as { nftables: Record<string, unknown>[] }).nftables;
+  for (const i of items) {
+    const name = (i.table as { name: string } | undefined)?.name;
+    if (name === undefined) continue;
+    const listed = where.exec(["nft", "list", "table", "ip6", name]).stdout;
+    out[name] = /ip6 daddr (\S+)/.exec(listed)?.[1] ?? "";
+  }
+  return out;
+}
+
 describe.skipIf(skip !== null)("red team: tep --rx-ring against an on-link attacker", () => {
   test("crafted frames: the ring forwards and counts exactly what the raw socket does", async () => {
     const [raw, ring] = await Promise.all([crafted(false), crafted(true)]);
-    // What the IPv6 stack accepts, forwarded by both; nothing it refuses.
-    expect(raw.tags).toEqual([
-      "bcast/40",
-      "dst-mc/40",
-      "end-raw/40",
-      "end-ring/40",
-      "plain/40",
-      "src-self/40",
-      "src-v4m/40",
-      "trailer/40",
-      "vlan0/40",
-    ]);
+    // What the IPv6 stack accepts, forwarded by both; nothing it refuses (version ≠ 6,
+    // truncated, runts, multicast or loopback source, OTHERHOST, VLAN 5, a jumbogram claim).
+    expect(raw.tags).toEqual(ACCEPTED);
     expect(ring.tags).toEqual(raw.tags);
+    // The same drops counted for the same reasons (payload length 0: malformed, both ways).
     expect(ring.counters).toEqual(raw.counters);
     expect(ring.ringCounters["decap-ring"]).toBeGreaterThan(0);
+    expect(ring.ringCounters["decap-ring-lost"]).toBe(0);
+  }, 120_000);
+
+  test("two TEPs whose TUN names differ only where nft cannot name them get a table each; stopping one leaves the other's", async () => {
+    const t = topology();
+    t.tep.addAddress("t0", "2001:db8:1::2/64");
+    const a = await startTep(t.tep, true, { ifname: "rr-a" });
+    const b = await startTep(t.tep, true, {
+      ifname: "rr_a",
+      ipv6: "2001:db8:1::2",
+      route: "203.0.113.0/24",
+      bindings: ["203.0.113.11=2001:db8:1::11"],
+    });
+    const tables = ringTables(t.tep);
+    expect(Object.values(tables).sort()).toEqual(["2001:db8:1::1", "2001:db8:1::2"]);
+    // TEP a's ring packets are still kept from its raw socket: each forwarded once.
+    const got = await cases(t, a.socket);
+    expect(got.tags).toEqual(ACCEPTED);
+    expect(got.counters["decap-forward"]).toBe(ACCEPTED.length);
+    b.proc.proc.kill("SIGTERM");
+    expect(await b.proc.exited).toBe(0);
+    expect(Object.values(ringTables(t.tep))).toEqual(["2001:db8:1::1"]);
+    a.proc.proc.kill("SIGTERM");
+    expect(await a.proc.exited).toBe(0);
+    expect(ringTables(t.tep)).toEqual({});
   }, 120_000);
 });

@@ -13,9 +13,20 @@
  * @module
  */
 
-/** The table of the TEP whose TUN is `ifname`. */
+/**
+ * The table of the TEP whose TUN is `ifname`: ASCII letters and digits as they are, any other
+ * byte of its UTF-8 as `_` and two hex digits (`rr-a` → `dstm_ring_rr_2da`, `rr_a` →
+ * `dstm_ring_rr_5fa`), so two TUNs never share a table (a shared one would be replaced by the
+ * second TEP and removed by the first to stop, letting the other's ring packets reach its raw
+ * socket too: each forwarded twice).
+ */
 export function ringTableName(ifname: string): string {
-  return `dstm_ring_${ifname.replace(/[^A-Za-z0-9_]/g, "_")}`;
+  let name = "dstm_ring_";
+  for (const byte of new TextEncoder().encode(ifname)) {
+    const c = String.fromCharCode(byte);
+    name += /[A-Za-z0-9]/.test(c) ? c : `_${byte.toString(16).padStart(2, "0")}`;
+  }
+  return name;
 }
 
 function nft(script: string): { ok: boolean; error: string } {
