@@ -50,13 +50,13 @@ interface Received {
   bad: [string, number, string][];
 }
 
-/** att ── tep ── web (link MTU `mtu` between att and tep), t0 promiscuous. */
+/** att ── tep ── web (both links of MTU `mtu`), t0 promiscuous. */
 function topology(mtu = 1500) {
   const att = ns();
   const tep = ns();
   const web = ns();
   vethPair(att, "a0", tep, "t0", { mtu });
-  vethPair(tep, "t1", web, "w0");
+  vethPair(tep, "t1", web, "w0", { mtu });
   att.addAddress("a0", "2001:db8:1::11/64");
   att.addAddress("a0", "2001:db8:1::12/64");
   tep.addAddress("t0", "2001:db8:1::1/64");
@@ -108,6 +108,7 @@ async function craftedThrough(
   mac: string,
   args: string[],
   to6 = "2001:db8:1::1",
+  then?: () => void,
 ): Promise<Received> {
   const rx = web.spawn(["python3", join(FIXTURES, "redteam_receive.py")], { timeoutMs: 60_000 });
   scope.track(rx);
@@ -123,6 +124,11 @@ async function craftedThrough(
     timeoutMs: 60_000,
   });
   expect(sent.stderr).toBe("");
+  if (then) {
+    then();
+    const markers = att.exec(["python3", join(FIXTURES, "redteam.py"), "a0", mac, to6, "markers"]);
+    expect(markers.stderr).toBe("");
+  }
   for (let chunk = await reader.read(); !chunk.done; chunk = await reader.read())
     text += decoder.decode(chunk.value, { stream: true });
   await rx.exited;
@@ -239,4 +245,73 @@ describe.skipIf(skip !== null)("red team: tep --rx-ring against an on-link attac
     expect(await a.proc.exited).toBe(0);
     expect(ringTables(t.tep)).toEqual({});
   }, 120_000);
+  test("a flood of long and short packets overflowing the ring and its queue (the TEP stopped): nothing forwarded is wrong, in order, each once; losses counted", async () => {
+    await flood(true);
+  }, 120_000);
+
+  test("the same flood while the TEP reads: nothing wrong, in order, each once", async () => {
+    await flood(false);
+  }, 120_000);
 });
+
+/**
+ * FLOOD long (through the socket's queue) and short packets from two bindings, to a TEP with
+ * the ring, stopped (SIGSTOP) during the flood when `stop`; then the end markers.
+ */
+async function flood(stop: boolean): Promise<void> {
+  const FLOOD = 6000;
+  const t = topology(9000);
+  const { proc, socket } = await startTep(t.tep, true, {
+    bindings: ["198.51.100.11=2001:db8:1::11", "198.51.100.12=2001:db8:1::12"],
+  });
+  const before = tepCounters(t.tep, socket);
+  // Stopped: more packets than frames, more long bytes than the queue holds; then the TEP
+  // reads what the kernel kept, and the end markers.
+  if (stop) proc.proc.kill("SIGSTOP");
+  let resumed = !stop;
+  try {
+    const got = await craftedThrough(
+      t.att,
+      t.web,
+      t.mac,
+      ["flood", String(FLOOD)],
+      undefined,
+      () => {
+        if (!resumed) proc.proc.kill("SIGCONT");
+        resumed = true;
+      },
+    );
+    const after = await settledCounters(t.tep, socket);
+    const d = (k: string) => after[k]! - before[k]!;
+    // Not one datagram with another's bytes, size or source (a long packet taken from the
+    // queue for the wrong frame would be one).
+    expect(got.bad).toEqual([]);
+    const seqs = got.got
+      .filter(([tag]) => tag.startsWith("f"))
+      .map(([tag]) => Number(tag.slice(1).split("/")[0]));
+    // Each once, in the order sent (one flow, through the ring whatever its size).
+    expect(seqs).toEqual([...seqs].sort((a, b) => a - b));
+    expect(new Set(seqs).size).toBe(seqs.length);
+    expect(got.got.filter(([tag]) => tag.startsWith("end-")).length).toBe(2);
+    expect(seqs.length).toBeGreaterThan(0);
+    expect(d("decap-ring-long")).toBeGreaterThan(0);
+    if (stop) {
+      // The ring overflowed (frames and queue) and said so.
+      expect(seqs.length).toBeLessThan(FLOOD);
+      expect(d("decap-ring-lost")).toBeGreaterThan(0);
+    }
+    // What the ring read and what it lost: at most the flood and end-ring (the kernel's
+    // backlog may drop some before the ring sees them).
+    expect(d("decap-ring") + d("decap-ring-lost")).toBeLessThanOrEqual(FLOOD + 1);
+    // Nothing refused (a mispaired frame would be a spoofed or malformed drop); every packet
+    // the ring read forwarded (end-raw came the raw socket's way) and at web.
+    expect(Object.keys(delta(before, after)).sort()).toEqual([
+      "decap-forward",
+      "decap-forward-bytes",
+    ]);
+    expect(d("decap-forward")).toBe(d("decap-ring") + 1);
+    expect(seqs.length + 2).toBe(d("decap-forward"));
+  } finally {
+    if (!resumed) proc.proc.kill("SIGCONT");
+  }
+}
