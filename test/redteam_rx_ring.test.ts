@@ -101,7 +101,11 @@ async function startTep(tep: Netns, ring: boolean, at: TepPlace = {}) {
   return { proc, socket };
 }
 
-/** Runs redteam.py `args` in att and redteam_receive.py in web; what web got. */
+/**
+ * Runs redteam.py `args` in att (or, when args[0] names another fixture, that one with the
+ * rest of `args`, in the namespace passed as `att`) and redteam_receive.py in web; what web got.
+ * `then`, when given, runs after and is followed by redteam.py's end markers.
+ */
 async function craftedThrough(
   att: Netns,
   web: Netns,
@@ -120,9 +124,11 @@ async function craftedThrough(
     if (chunk.done) throw new Error(`receive: ${await new Response(rx.stderr).text()}`);
     text += decoder.decode(chunk.value, { stream: true });
   }
-  const sent = att.exec(["python3", join(FIXTURES, "redteam.py"), "a0", mac, to6, ...args], {
-    timeoutMs: 60_000,
-  });
+  const sent = args[0]?.endsWith(".py")
+    ? att.exec(["python3", join(FIXTURES, args[0]), ...args.slice(1)])
+    : att.exec(["python3", join(FIXTURES, "redteam.py"), "a0", mac, to6, ...args], {
+        timeoutMs: 60_000,
+      });
   expect(sent.stderr).toBe("");
   if (then) {
     then();
@@ -220,6 +226,21 @@ describe.skipIf(skip !== null)("red team: tep --rx-ring against an on-link attac
     expect(ring.counters).toEqual(raw.counters);
     expect(ring.ringCounters["decap-ring"]).toBeGreaterThan(0);
     expect(ring.ringCounters["decap-ring-lost"]).toBe(0);
+  }, 120_000);
+
+  test("a local sender over loopback: from ::1 and from the TEP's own address, the ring forwards what the raw socket does", async () => {
+    const run = async (ring: boolean) => {
+      const t = topology();
+      const { socket } = await startTep(t.tep, ring);
+      const before = tepCounters(t.tep, socket);
+      const got = await craftedThrough(t.tep, t.web, t.mac, ["redteam_local.py", "2001:db8:1::1"]);
+      const after = await settledCounters(t.tep, socket);
+      return { tags: got.got.map(([tag]) => tag).sort(), counters: delta(before, after) };
+    };
+    const [raw, ring] = await Promise.all([run(false), run(true)]);
+    // The stack takes ::1 as a source on loopback (RFC 4291 §2.5.3 refuses it elsewhere).
+    expect(raw.tags).toEqual(["end-raw", "end-ring", "lo-src", "self-src"]);
+    expect(ring).toEqual(raw);
   }, 120_000);
 
   test("two TEPs whose TUN names differ only where nft cannot name them get a table each; stopping one leaves the other's", async () => {

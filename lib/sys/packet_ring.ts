@@ -75,9 +75,11 @@ export interface RingGeometry {
  * The BPF program: see the module comment. `dst6`: the TEP's IPv6 address (16 bytes). The
  * ring sees packets before ip6_rcv_core (net/ipv6/ip6_input.c) has checked them, so the filter
  * also refuses what that function drops and the raw socket would never see: a version other
- * than 6, a multicast (RFC 4291 §2.7) or loopback (§2.5.3) source, and a payload length
- * beyond the packet (RFC 8200 §3; the kernel counts it in Ip6InTruncatedPkts). A payload
- * length short of the packet is the kernel's trim, done by the reader.
+ * than 6, a multicast source (RFC 4291 §2.7), the loopback source (§2.5.3) but on loopback
+ * (where the stack takes it, and the nftables rule keeps it from the raw socket), and a
+ * payload length beyond the packet (RFC 8200 §3; the kernel counts it in
+ * Ip6InTruncatedPkts). A payload length short of the packet is the kernel's trim, done by
+ * the reader.
  */
 function filterProgram(dst6: Uint8Array): Uint8Array {
   const LDH = 0x28;
@@ -91,6 +93,7 @@ function filterProgram(dst6: Uint8Array): Uint8Array {
   const JGE_X = 0x3d;
   const RET = 0x06;
   const SKF_AD_PKTTYPE = 0xfffff000 + 4;
+  const SKF_AD_IFINDEX = 0xfffff000 + 8;
   const d = new DataView(dst6.buffer, dst6.byteOffset, 16);
   // [code, jt, jf, k]: a jump is 0 (the next instruction) or a label below.
   type Jump = 0 | "drop" | "accept" | "length";
@@ -119,7 +122,9 @@ function filterProgram(dst6: Uint8Array): Uint8Array {
     [LDW, 0, 0, 16],
     [JEQ, 0, "length", 0],
     [LDW, 0, 0, 20],
-    [JEQ, "drop", "length", 1], // ::1
+    [JEQ, 0, "length", 1], // ::1: only on loopback, ifindex 1 (LOOPBACK_IFINDEX)
+    [LDW, 0, 0, SKF_AD_IFINDEX],
+    [JEQ, "length", "drop", 1],
     // "length": payload length + 40 ≤ the packet's length.
     [LDH, 0, 0, 4],
     [TAX, 0, 0, 0],
