@@ -197,6 +197,7 @@ const ACCEPTED = [
   "end-ring/40",
   "long-trailer/4000",
   "long/4000",
+  "mcast-l2/40",
   "plain/40",
   "src-self/40",
   "src-v4m/40",
@@ -227,6 +228,10 @@ describe.skipIf(skip !== null)("red team: tep --rx-ring against an on-link attac
     expect(ring.tags).toEqual(raw.tags);
     // The same drops counted for the same reasons (payload length 0: malformed, both ways).
     expect(ring.counters).toEqual(raw.counters);
+    // Payload length 0 (zero, long-zero), an IPv6 header alone (empty), a cut datagram;
+    // CE over not-ECT (RFC 6040).
+    expect(raw.counters["decap-drop-malformed"]).toBe(4);
+    expect(raw.counters["decap-drop-ecn"]).toBe(1);
     expect(ring.ringCounters["decap-ring"]).toBeGreaterThan(0);
     expect(ring.ringCounters["decap-ring-long"]).toBeGreaterThan(0);
     expect(ring.ringCounters["decap-ring-lost"]).toBe(0);
