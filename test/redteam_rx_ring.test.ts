@@ -253,7 +253,7 @@ describe.skipIf(skip !== null)("red team: tep --rx-ring against an on-link attac
   }, 120_000);
 
   test("two TEPs whose TUN names differ only where nft cannot name them get a table each; stopping one leaves the other's", async () => {
-    const t = topology();
+    const t = topology(9000);
     t.tep.addAddress("t0", "2001:db8:1::2/64");
     const a = await startTep(t.tep, true, { ifname: "rr-a" });
     const b = await startTep(t.tep, true, {
