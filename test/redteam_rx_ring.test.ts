@@ -7,10 +7,12 @@
  * and to one without; what reaches web and the TEP's counters (but the decap-ring* ones)
  * must be the same.
  *
- * - crafted cases: runts, IPv6 version ≠ 6, payload length beyond / short of the frame or 0,
- *   a jumbogram claim, outer sources the stack refuses (multicast, loopback, v4-mapped) and
- *   two it takes (the TEP's own, …), multicast destination, another host's MAC in promiscuous
- *   mode, a broadcast frame, 802.1Q VID 0 and 5;
+ * - crafted cases, short and longer than a ring frame: runts, IPv6 version ≠ 6, payload
+ *   length beyond / short of the frame or 0, a jumbogram claim, hop limit 0, outer sources
+ *   the stack refuses (multicast, loopback) and ones it takes (the TEP's own, unspecified,
+ *   link-local, v4-mapped), multicast destination, another host's MAC in promiscuous mode,
+ *   broadcast and multicast frames, 802.1Q VID 0 and 5, CE over not-ECT;
+ * - a local sender over loopback, from ::1 and from the TEP's own address;
  * - a flood of long (through the socket's queue) and short packets from two bindings mixed,
  *   overflowing the ring and the queue: nothing forwarded is wrong (each datagram's bytes and
  *   source are its own: a long packet never paired with another frame), losses counted;
@@ -42,7 +44,9 @@ const BINDINGS = [
   "198.51.100.21=ff02::1",
   "198.51.100.22=::1",
   "198.51.100.23=::ffff:198.51.100.23",
+  "198.51.100.24=::",
   "198.51.100.25=2001:db8:1::1",
+  "198.51.100.26=fe80::1",
 ];
 
 interface Received {
@@ -195,11 +199,14 @@ const ACCEPTED = [
   "dst-mc/40",
   "end-raw/40",
   "end-ring/40",
+  "hlim0/40",
   "long-trailer/4000",
   "long/4000",
   "mcast-l2/40",
   "plain/40",
+  "src-ll/40",
   "src-self/40",
+  "src-unspec/40",
   "src-v4m/40",
   "trailer/40",
   "vlan0/40",
