@@ -30,7 +30,8 @@
  * PATHS` (default `c`) names the paths run that way; the output says which.
  *
  * Paths `dstm` (TUN offloads, batched I/O, GRO: the default) and `dstm-no-offload` (`dstm tep
- * --no-offload`, one packet per system call) compare the data plane before and after in one run.
+ * --no-offload`, one packet per system call) compare the data plane before and after in one run;
+ * `dstm-ring` is `dstm` with `--rx-ring` (an AF_PACKET receive ring, lib/sys/packet_ring.ts).
  *
  * Tests: TCP one stream H → S; UDP with 64-byte payloads, unlimited (`-b 0`). Rounds rotate the
  * order of the paths; the table gives medians over rounds and ratios to the C forwarder and to
@@ -55,7 +56,7 @@ import { parseBenchArgs } from "./bench_args.ts";
 import { codeVersion, median, TICKS_PER_SECOND } from "./dataplane.ts";
 import { machineTicks } from "./lab_counters.ts";
 
-const PATHS = ["routing", "kernel-tep", "dstm", "dstm-no-offload", "c"] as const;
+const PATHS = ["routing", "kernel-tep", "dstm", "dstm-ring", "dstm-no-offload", "c"] as const;
 type PathName = (typeof PATHS)[number];
 const TESTS = {
   tcp1: { title: "TCP, 1 stream, H → S", args: [] as string[], udp: false },
@@ -182,7 +183,7 @@ async function startPath(topo: Topology, path: PathName, ccBinary: string) {
     seg6EncapRed(t, "add", `${A.host4}/32`, A.hostSid, "eth6");
     return { pid: undefined, stop: async () => void t.ip("route", "del", `${A.host4}/32`) };
   }
-  const dstm = path === "dstm" || path === "dstm-no-offload";
+  const dstm = path.startsWith("dstm");
   const argv = dstm
     ? [
         process.execPath,
@@ -204,6 +205,7 @@ async function startPath(topo: Topology, path: PathName, ccBinary: string) {
         "--log-level",
         "warn",
         ...(path === "dstm-no-offload" ? ["--no-offload"] : []),
+        ...(path === "dstm-ring" ? ["--rx-ring"] : []),
       ]
     : [ccBinary, "tunc", A.tep6, A.hostSid];
   const proc = t.spawn(argv, { timeoutMs: 3_600_000 });

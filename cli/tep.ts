@@ -226,6 +226,7 @@ function resolveTep(flags: TepFlags, log: Logger): TepConfig {
     icmpRate: n.icmpRate,
     mssClamp: flags.mssClamp,
     offload: flags.offload,
+    rxRing: flags.rxRing,
     dscp: n.dscp,
     maxBindings,
     controlPort: n.controlPort,

@@ -101,43 +101,59 @@ beforeAll(() => {
 });
 
 describe.skipIf(skip !== null)("kernel 4over6 peers with checksum offload on", () => {
-  test("a seg6 encap.red host behind dstm tep: TCP both ways", async () => {
-    // host (kernel 4over6) ──veth── tep (dstm tep) ──veth── web (IPv4)
-    const { host, tep, web } = tepBetween(["h0", "t0", "t1"], "2001:db8:1::11", "2001:db8:1::1");
-    offloadsOn(host, "h0");
-    // The host: IPv4 198.51.100.10, tunnel address 2001:db8:1::10 (the End.DX4 SID).
-    const binding = kernelHostBehindTep(host, tep, "198.51.100.10");
-    const socket = join(dir, "tep.sock");
-    // The server is on another host of the link; the channel is not under test here.
-    const tepProc = spawnDstmIn(tep, tepArgv({ staticBinding: { binding, stats: socket } }));
-    await tepProc.waitFor(/tep-start/, 20_000);
-    await webServer(web, "192.0.2.80");
-    await webServer(host, "198.51.100.10");
+  // Plain, and with the TEP's AF_PACKET receive ring (lib/sys/packet_ring.ts): the host's 64 KiB
+  // TSO packets come through its socket queue in ring order, everything else through frames.
+  test.each([[[] as string[]], [["--rx-ring"]]])(
+    "a seg6 encap.red host behind dstm tep %p: TCP both ways",
+    async (extra) => {
+      // host (kernel 4over6) ──veth── tep (dstm tep) ──veth── web (IPv4)
+      const { host, tep, web } = tepBetween(["h0", "t0", "t1"], "2001:db8:1::11", "2001:db8:1::1");
+      offloadsOn(host, "h0");
+      // The host: IPv4 198.51.100.10, tunnel address 2001:db8:1::10 (the End.DX4 SID).
+      const binding = kernelHostBehindTep(host, tep, "198.51.100.10");
+      const socket = join(dir, `tep${extra.length}.sock`);
+      // The server is on another host of the link; the channel is not under test here.
+      const tepProc = spawnDstmIn(tep, [
+        ...tepArgv({ staticBinding: { binding, stats: socket } }),
+        ...extra,
+      ]);
+      const start = await tepProc.waitFor(/tep-start/, 20_000);
+      expect(start).toContain(extra.length > 0 ? "rx-ring=on" : "rx-ring=off");
+      await webServer(web, "192.0.2.80");
+      await webServer(host, "198.51.100.10");
 
-    // host → web: the host's ACKs and request are CHECKSUM_PARTIAL.
-    const down = fetchFile(host, "http://192.0.2.80:8080/big.bin");
-    expect(down.stderr).toBe("");
-    expect(down.bytes).toBe(FILE_BYTES);
-    // web → host: the host sends the 300 KB, every segment CHECKSUM_PARTIAL.
-    const up = fetchFile(web, "http://198.51.100.10:8080/big.bin");
-    if (up.stderr) {
-      console.log(JSON.stringify(tepCounters(tep, socket)));
-      console.log(
-        tep
-          .exec(["nstat", "-az"])
-          .stdout.split("\n")
-          .filter((l) => !/ 0 /.test(l) && /Ip|Icmp/.test(l))
-          .join("\n"),
-      );
-      console.log(tep.exec(["ip", "-s", "link"]).stdout);
-    }
-    expect(up.stderr).toBe("");
-    expect(up.bytes).toBe(FILE_BYTES);
-    const counters = tepCounters(tep, socket);
-    expect(counters["decap-csum-completed"]).toBeGreaterThan(0);
-    // No decapsulated packet was too big for the IPv4 side (TSO packets are cut first).
-    expect(ipv4Snmp(tep, "FragFails")).toBe(0);
-  }, 90_000);
+      // host → web: the host's ACKs and request are CHECKSUM_PARTIAL.
+      const down = fetchFile(host, "http://192.0.2.80:8080/big.bin");
+      expect(down.stderr).toBe("");
+      expect(down.bytes).toBe(FILE_BYTES);
+      // web → host: the host sends the 300 KB, every segment CHECKSUM_PARTIAL.
+      const up = fetchFile(web, "http://198.51.100.10:8080/big.bin");
+      if (up.stderr) {
+        console.log(JSON.stringify(tepCounters(tep, socket)));
+        console.log(
+          tep
+            .exec(["nstat", "-az"])
+            .stdout.split("\n")
+            .filter((l) => !/ 0 /.test(l) && /Ip|Icmp/.test(l))
+            .join("\n"),
+        );
+        console.log(tep.exec(["ip", "-s", "link"]).stdout);
+      }
+      expect(up.stderr).toBe("");
+      expect(up.bytes).toBe(FILE_BYTES);
+      const counters = tepCounters(tep, socket);
+      expect(counters["decap-csum-completed"]).toBeGreaterThan(0);
+      // No decapsulated packet was too big for the IPv4 side (TSO packets are cut first).
+      expect(ipv4Snmp(tep, "FragFails")).toBe(0);
+      if (extra.length > 0) {
+        // Everything came through the ring, the host's TSO packets through its queue, none lost.
+        expect(counters["decap-ring"]).toBe(counters["decap-forward"]);
+        expect(counters["decap-ring-long"]).toBeGreaterThan(0);
+        expect(counters["decap-ring-lost"]).toBe(0);
+      } else expect(counters["decap-ring"]).toBe(0);
+    },
+    90_000,
+  );
 
   test("dstm client towards a kernel TEP (End.DX4 in, seg6 encap.red back): TCP both ways", async () => {
     // host (dstm client) ──veth── ktep (kernel TEP + dstm server) ──veth── web (IPv4)

@@ -133,69 +133,79 @@ function linkStats(where: Netns, ifname: string): { rx: number; tx: number } {
 }
 
 describe.skipIf(skip !== null)("UDP between kernel 4over6 peers through dstm tep", () => {
-  test("datagrams arrive intact, in order, counted; the TEP coalesced and cut them", async () => {
-    const host = ns();
-    const tep = ns();
-    const web = ns();
-    vethPair(host, "h0", tep, "t0");
-    vethPair(tep, "t1", web, "w0");
-    host.addAddress("h0", "2001:db8:1::11/64");
-    tep.addAddress("t0", "2001:db8:1::1/64");
-    tep.addAddress("t1", "192.0.2.1/24");
-    web.addAddress("w0", "192.0.2.80/24");
-    web.addRoute("default", "via", "192.0.2.1");
-    for (const [where, ifname] of [
-      [host, "h0"],
-      [web, "w0"],
-    ] as const)
-      if (Bun.which("ethtool")) where.exec(["ethtool", "-K", ifname, "tx", "on"]);
-    const binding = kernelHostBehindTep(host, tep, "198.51.100.10");
-    const socket = join(dir, "tep.sock");
-    const tepProc: DstmProcess = spawnDstm(
-      tepArgv({ staticBinding: { binding, stats: socket } }),
-      {},
-      tep.name,
-    );
-    scope.track({ kill: (s) => tepProc.proc.kill(s), exited: tepProc.exited });
-    const start = await tepProc.waitFor(/tep-start/, 20_000);
-    // UDP segmentation offload on the TUN needs Linux ≥ 6.2; without it the TEP says so and
-    // writes every datagram on its own (TCP offloads only): delivery must hold either way.
-    const uso = /offload=tcp,udp/.test(start);
-    expect(uso).toBe(kernelHasTunUso());
-    if (!uso) {
-      expect(start).toMatch(/offload=tcp\b/);
-      console.log("kernel_peers_udp: the kernel refused TUN_F_USO4/6: no UDP coalescing to see");
-    }
+  // Plain, and with the TEP's AF_PACKET receive ring (lib/sys/packet_ring.ts).
+  test.each([[[] as string[]], [["--rx-ring"]]])(
+    "datagrams arrive intact, in order, counted; the TEP %p coalesced and cut them",
+    async (extra) => {
+      const host = ns();
+      const tep = ns();
+      const web = ns();
+      vethPair(host, "h0", tep, "t0");
+      vethPair(tep, "t1", web, "w0");
+      host.addAddress("h0", "2001:db8:1::11/64");
+      tep.addAddress("t0", "2001:db8:1::1/64");
+      tep.addAddress("t1", "192.0.2.1/24");
+      web.addAddress("w0", "192.0.2.80/24");
+      web.addRoute("default", "via", "192.0.2.1");
+      for (const [where, ifname] of [
+        [host, "h0"],
+        [web, "w0"],
+      ] as const)
+        if (Bun.which("ethtool")) where.exec(["ethtool", "-K", ifname, "tx", "on"]);
+      const binding = kernelHostBehindTep(host, tep, "198.51.100.10");
+      const socket = join(dir, `tep${extra.length}.sock`);
+      const tepProc: DstmProcess = spawnDstm(
+        [...tepArgv({ staticBinding: { binding, stats: socket } }), ...extra],
+        {},
+        tep.name,
+      );
+      scope.track({ kill: (s) => tepProc.proc.kill(s), exited: tepProc.exited });
+      const start = await tepProc.waitFor(/tep-start/, 20_000);
+      // UDP segmentation offload on the TUN needs Linux ≥ 6.2; without it the TEP says so and
+      // writes every datagram on its own (TCP offloads only): delivery must hold either way.
+      const uso = /offload=tcp,udp/.test(start);
+      expect(uso).toBe(kernelHasTunUso());
+      if (!uso) {
+        expect(start).toMatch(/offload=tcp\b/);
+        console.log("kernel_peers_udp: the kernel refused TUN_F_USO4/6: no UDP coalescing to see");
+      }
 
-    // Neighbours resolved on every link first (UDP has no retransmission for what waits on ARP).
-    await waitUntil(() => host.exec(["ping", "-c", "1", "-W", "1", "192.0.2.80"]).code === 0, {
-      timeoutMs: 20_000,
-      intervalMs: 200,
-      what: "ping host → web through the TEP",
-    });
-    // host → web: two flows of PER_FLOW datagrams each.
-    const before = linkStats(tep, "tep0");
-    const forwarded = tepCounters(tep, socket)["decap-forward"]!;
-    await twoFlows(host, "198.51.100.10", web, "192.0.2.80");
-    const c = tepCounters(tep, socket);
-    expect(c["decap-forward"]! - forwarded).toBe(2 * PER_FLOW);
-    // The TUN took super-datagrams: fewer writes than datagrams.
-    const written = linkStats(tep, "tep0").rx - before.rx;
-    console.log(`kernel_peers_udp: ${2 * PER_FLOW} datagrams in ${written} TUN writes`);
-    if (uso) expect(written).toBeLessThan(2 * PER_FLOW);
-    else expect(written).toBe(2 * PER_FLOW);
+      // Neighbours resolved on every link first (UDP has no retransmission for what waits on ARP).
+      await waitUntil(() => host.exec(["ping", "-c", "1", "-W", "1", "192.0.2.80"]).code === 0, {
+        timeoutMs: 20_000,
+        intervalMs: 200,
+        what: "ping host → web through the TEP",
+      });
+      // host → web: two flows of PER_FLOW datagrams each.
+      const before = linkStats(tep, "tep0");
+      const forwarded = tepCounters(tep, socket)["decap-forward"]!;
+      await twoFlows(host, "198.51.100.10", web, "192.0.2.80");
+      const c = tepCounters(tep, socket);
+      expect(c["decap-forward"]! - forwarded).toBe(2 * PER_FLOW);
+      // With the ring, every datagram came through it (ping's echo requests too), none lost.
+      if (extra.length > 0) {
+        expect(c["decap-ring"]).toBe(c["decap-forward"]);
+        expect(c["decap-ring-lost"]).toBe(0);
+      }
+      // The TUN took super-datagrams: fewer writes than datagrams.
+      const written = linkStats(tep, "tep0").rx - before.rx;
+      console.log(`kernel_peers_udp: ${2 * PER_FLOW} datagrams in ${written} TUN writes`);
+      if (uso) expect(written).toBeLessThan(2 * PER_FLOW);
+      else expect(written).toBe(2 * PER_FLOW);
 
-    // web → host: UDP_SEGMENT super-datagrams of 10 × 200 bytes.
-    const encapsulated = c["encap-forward"]!;
-    const handed = linkStats(tep, "tep0").tx;
-    await segmented(web, "192.0.2.80", host, "198.51.100.10");
-    const after = tepCounters(tep, socket);
-    expect(after["encap-forward"]! - encapsulated).toBe(10 * GSO_SENDS);
-    // The kernel handed the super-datagrams to the TUN whole (USO): one read for ten.
-    const reads = linkStats(tep, "tep0").tx - handed;
-    console.log(`kernel_peers_udp: ${10 * GSO_SENDS} datagrams in ${reads} TUN reads`);
-    if (uso) expect(reads).toBeLessThan(10 * GSO_SENDS);
-  }, 120_000);
+      // web → host: UDP_SEGMENT super-datagrams of 10 × 200 bytes.
+      const encapsulated = c["encap-forward"]!;
+      const handed = linkStats(tep, "tep0").tx;
+      await segmented(web, "192.0.2.80", host, "198.51.100.10");
+      const after = tepCounters(tep, socket);
+      expect(after["encap-forward"]! - encapsulated).toBe(10 * GSO_SENDS);
+      // The kernel handed the super-datagrams to the TUN whole (USO): one read for ten.
+      const reads = linkStats(tep, "tep0").tx - handed;
+      console.log(`kernel_peers_udp: ${10 * GSO_SENDS} datagrams in ${reads} TUN reads`);
+      if (uso) expect(reads).toBeLessThan(10 * GSO_SENDS);
+    },
+    120_000,
+  );
 
   test("dstm client towards a kernel TEP: UDP both ways, coalesced into the DTI and cut out of it", async () => {
     // host (dstm client) ──veth── ktep (kernel TEP + dstm server) ──veth── web (IPv4)

@@ -35,6 +35,8 @@ export interface TepFlags extends DaemonFlags {
   icmpRate: string;
   mssClamp: boolean;
   offload: boolean;
+  /** `--rx-ring`: the AF_PACKET receive ring (lib/sys/packet_ring.ts). */
+  rxRing?: boolean;
   dscp: string;
   maxBindings?: string;
   tepPort?: string;

@@ -95,6 +95,11 @@ const settings: Setting[] = [
     doc: "ICMP errors per second at most",
     default: "100",
   },
+  {
+    name: "rx-ring",
+    kind: { type: "bool" },
+    doc: "receive IPv4-in-IPv6 through an AF_PACKET ring (no system call per packet while they come) and an nftables rule in table dstm_ring_IFNAME that keeps those packets from the raw socket; needs the offloads and nft(8); off by default",
+  },
   ...tunnelSettings({
     device: "TUN",
     peer: "the host",

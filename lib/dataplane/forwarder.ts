@@ -4,7 +4,9 @@
  *
  * @module
  */
+
 import { cpuCount } from "../sys/affinity.ts";
+import type { RingGeometry } from "../sys/packet_ring.ts";
 import { startWorker, type WorkerHandle } from "../sys/worker.ts";
 import type { BindingTable } from "../tunnel/binding.ts";
 import type { Counters } from "../tunnel/counters.ts";
@@ -57,6 +59,8 @@ export interface ForwarderInit {
   rawFd: number;
   /** TEP: raw IPv4 socket for the ICMP errors it sends. */
   raw4Fd?: number;
+  /** TEP decapsulation: a packet ring next to the raw socket (lib/sys/packet_ring.ts). */
+  ring?: { fd: number; geometry: RingGeometry };
   counters: SharedArrayBuffer;
   slice: number;
   /** CPU to pin the Worker to (-1: leave it to the scheduler). */
@@ -102,6 +106,7 @@ export class Forwarder {
     tunFd: number;
     rawFd: number;
     raw4Fd: number;
+    ring?: { fd: number; geometry: RingGeometry };
     bindings: BindingTable;
     counters: Counters;
     tep: TepForwarding;
@@ -110,6 +115,7 @@ export class Forwarder {
       tunFd: o.tunFd,
       rawFd: o.rawFd,
       raw4Fd: o.raw4Fd,
+      ring: o.ring,
       counters: o.counters.buffer,
       bindings: o.bindings.buffer,
       tep: o.tep,

@@ -9,9 +9,11 @@
 import { ipv4Destination } from "../net/ipv4.ts";
 import { tcpSegmentCount, writeTcpSegment } from "../net/tcp_segment.ts";
 import { pinThisThread } from "../sys/affinity.ts";
+import { PacketRing } from "../sys/packet_ring.ts";
 import { Raw4Socket } from "../sys/raw4.ts";
 import { Raw6Socket, routePathMtu } from "../sys/raw6.ts";
 import { Raw6Batch } from "../sys/raw6_batch.ts";
+import { RingRawSocket } from "../sys/ring_raw_socket.ts";
 import { attachTun } from "../sys/tun_linux.ts";
 import { VnetTunDevice } from "../sys/tun_vnet.ts";
 import { runWorker, type WorkerContext } from "../sys/worker.ts";
@@ -178,6 +180,30 @@ function loop(
   return stats;
 }
 
+const RING = Counter["decap-ring"];
+const RING_LONG = Counter["decap-ring-long"];
+const RING_LOST = Counter["decap-ring-lost"];
+
+/**
+ * `step` that also copies the packet ring's counts into `counters` after each batch, and adds
+ * the kernel's drops (PACKET_STATISTICS, a system call) about once a second of batches.
+ */
+function ringCounted(ring: PacketRing, counters: Float64Array, step: () => number): () => number {
+  let batches = 0;
+  let kernelDrops = 0;
+  return () => {
+    const r = step();
+    counters[RING]! = ring.packets;
+    counters[RING_LONG]! = ring.long;
+    if ((++batches & 1023) === 0 || r === 0) {
+      const d = ring.takeDrops();
+      if (d > 0) kernelDrops += d;
+    }
+    counters[RING_LOST]! = ring.truncated + kernelDrops;
+    return r;
+  };
+}
+
 function tepContext(init: ForwarderInit, counters: Float64Array): TepContext {
   const tep = init.tep!;
   return new TepContext({
@@ -208,13 +234,19 @@ function tepBatched(
   const tun = VnetTunDevice.attach(init.tunFd, { pollTimeoutMs: 200 });
   const raw = Raw6Socket.attach(init.rawFd, 200);
   raw.useTunnelOptions();
-  const batch = new Raw6Batch(init.rawFd, { pollTimeoutMs: 200 });
+  // With a packet ring (decapsulation only), the raw socket does not wait: RingRawSocket
+  // polls both.
+  const ring =
+    init.ring && init.role === "tep-decap"
+      ? PacketRing.attach(init.ring.fd, init.ring.geometry)
+      : undefined;
+  const batch = new Raw6Batch(init.rawFd, { pollTimeoutMs: ring ? 0 : 200 });
   const sendIcmp4 = icmp4Sender(init);
   ctx.ready();
   let step: () => number;
   let stats: BatchLoopStats;
   if (init.role === "tep-decap") {
-    const loop = new TepDecapBatch(tep, batch, tun);
+    const loop = new TepDecapBatch(tep, ring ? new RingRawSocket(ring, batch, 200) : batch, tun);
     stats = loop.stats;
     // ICMPv6 errors about encapsulated packets (RFC 2473 §8): read here, between batches.
     const errors = tepErrors(raw, tep, sendIcmp4, stats);
@@ -231,6 +263,11 @@ function tepBatched(
     stats = loop.stats;
     step = () => loop.step();
   }
+  if (ring) {
+    const inner = step;
+    step = ringCounted(ring, counters, inner);
+  }
   while (!ctx.stopRequested) if (step() === CLOSED) break;
+  ring?.unmap();
   return stats;
 }

@@ -16,7 +16,7 @@
  *
  * @module
  */
-import { dlopen, read as ffiRead, type Pointer, ptr } from "bun:ffi";
+import { dlopen, read as ffiRead, type Pointer, ptr, toArrayBuffer } from "bun:ffi";
 
 const SYMBOLS = {
   open: { args: ["ptr", "i32", "u32"], returns: "i32" },
@@ -44,6 +44,10 @@ const SYMBOLS = {
   getsockname: { args: ["i32", "ptr", "ptr"], returns: "i32" },
   poll: { args: ["ptr", "u64", "i32"], returns: "i32" },
   if_nametoindex: { args: ["ptr"], returns: "u32" },
+  // An AF_PACKET receive ring (lib/sys/packet_ring.ts): the kernel's pages in this process.
+  mmap: { args: ["ptr", "u64", "i32", "i32", "i32", "i64"], returns: "ptr" },
+  munmap: { args: ["ptr", "u64"], returns: "i32" },
+  memcpy: { args: ["ptr", "ptr", "u64"], returns: "ptr" },
   __errno_location: { args: [], returns: "ptr" },
 } as const;
 
@@ -378,6 +382,17 @@ export function getsockoptInt(fd: number, level: number, name: number): number {
   return r < 0 ? r : _intOpt[0]!;
 }
 
+/** getsockopt(2) of a struct into `value`; `length[0]` in: its size, out: the bytes written. 0 or -errno. */
+export function getsockoptBytes(
+  fd: number,
+  level: number,
+  name: number,
+  value: Uint8Array,
+  length: Uint32Array,
+): number {
+  return _result(_libc().getsockopt(fd, level, name, value, length));
+}
+
 export const POLLIN = 0x001;
 export const POLLOUT = 0x004;
 export const POLLERR = 0x008;
@@ -386,6 +401,47 @@ export const POLLHUP = 0x010;
 /** poll(2) over `count` `struct pollfd` (8 bytes each: int fd, short events, short revents). */
 export function poll(fds: Uint8Array, count: number, timeoutMs: number): number {
   return _result(_libc().poll(fds, count, timeoutMs));
+}
+
+const PROT_READ = 1;
+const PROT_WRITE = 2;
+const MAP_SHARED = 1;
+
+/** A shared mapping of `fd` made by {@link mapShared}: its memory and what munmap needs. */
+export interface SharedMapping {
+  readonly memory: ArrayBuffer;
+  readonly address: number;
+  readonly length: number;
+}
+
+/**
+ * mmap(2) of `length` bytes of `fd` from offset 0, read-write and shared (an AF_PACKET ring).
+ * Returns the mapping, or -errno. The ArrayBuffer points into the mapping: never use it after
+ * {@link unmap}.
+ */
+export function mapShared(fd: number, length: number): SharedMapping | number {
+  const address = _libc().mmap(null, length, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0) as number;
+  // MAP_FAILED is (void *)-1: far above any user-space address.
+  if (!address || address > 0x7fff_ffff_ffff) return -errno();
+  return { memory: toArrayBuffer(address as Pointer, 0, length), address, length };
+}
+
+/**
+ * memcpy(3) of `length` bytes from the address `from` (a mapping's, {@link mapShared}) to
+ * `to[toOffset …]`. The caller checks the bounds: nothing here does.
+ */
+export function copyFromAddress(
+  to: Uint8Array,
+  toOffset: number,
+  from: number,
+  length: number,
+): void {
+  _libc().memcpy(ptr(to, toOffset), from as Pointer, length);
+}
+
+/** munmap(2) of a {@link mapShared} mapping; 0 or -errno. */
+export function unmap(m: SharedMapping): number {
+  return _result(_libc().munmap(m.address as Pointer, m.length));
 }
 
 /** if_nametoindex(3); the index or -errno (ENODEV when there is no such interface). */

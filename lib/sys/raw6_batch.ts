@@ -138,6 +138,8 @@ export class Raw6Batch implements TunnelBatchSocket {
     this.#dirty = 0;
     let n = libc.recvmmsg(this.fd, this.#vec, count, MSG_DONTWAIT);
     if (n === -Errno.EAGAIN) {
+      // 0: the caller waits itself (./ring_raw_socket.ts polls the ring and this socket).
+      if (this.pollTimeoutMs === 0) return 0;
       const ready = libc.poll(this.#pollIn, 1, this.pollTimeoutMs);
       if (ready <= 0) return ready === -Errno.EINTR ? 0 : ready;
       if ((this.#pollIn[6]! & libc.POLLERR) !== 0) this.errorPending = true;

@@ -105,6 +105,11 @@ export const COUNTER_NAMES = [
   "decap-csum-completed", // TEP, IPv6 → IPv4 (also in decap-forward)
   "client-decap-csum-completed", // DSTM client, IPv6 → IPv4 (also in client-decap-forward)
   "decap-tcp-segmented", // TEP: a kernel sender's TSO packet above the tunnel MTU, cut into segments
+  // TEP with --rx-ring (lib/sys/packet_ring.ts): packets read from the ring (a long one's
+  // from the socket's queue, in ring order), and those lost there (the ring or the queue full)
+  "decap-ring", // packets taken from the ring (also in decap-forward once forwarded)
+  "decap-ring-long", // of those, longer than a frame: taken from the socket's queue
+  "decap-ring-lost", // dropped by the kernel with the ring full, or long with the queue full
   // DSTM client with --kernel-encap (lib/dataplane/client_kernel_encap.ts): checked IPv4
   // handed back to the kernel through the DTI, for it to encapsulate (seg6) and segment
   "client-kernel-encap", // packets written back (a super-packet counts once)

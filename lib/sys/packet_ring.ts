@@ -1,0 +1,333 @@
+/**
+ * An AF_PACKET receive ring for the TEP's IPv4-in-IPv6 packets (issue 14, batched I/O on the
+ * IPv6 side): packet(7) with PACKET_RX_RING, TPACKET_V2 (include/uapi/linux/if_packet.h;
+ * https://docs.kernel.org/networking/packet_mmap.html).
+ *
+ * The raw IPv6 socket of next header 4 costs the TEP's decapsulating Worker a system call,
+ * a copy to user space, a control message and the free of a cloned skb per packet (recvmmsg
+ * was 47 % of that Worker's time at 64-byte UDP, perf). A packet ring moves each packet's copy
+ * into the receiving softirq, as the kernel's own TEP works, and the Worker reads the ring's
+ * frames from memory: no system call while packets are queued, one poll(2) when it is empty.
+ *
+ * What the ring takes, by a classic BPF filter run in the kernel: packets for this host
+ * (PACKET_HOST) of EtherType IPv6 whose IPv6 header says next header 4 directly (no extension
+ * header, not a fragment) to `dst6` — and that ip6_rcv_core would accept (version 6, a
+ * source neither multicast nor loopback, the payload length within the packet). Everything else (outer fragments, extension headers)
+ * stays with the raw socket, which sees it after reassembly. So that the kernel neither hands
+ * the ring's packets to the raw socket as well nor answers them with an ICMPv6 Parameter
+ * Problem, the same set is dropped at prerouting by an nftables rule (lib/sys/nft_ring.ts) —
+ * AF_PACKET taps see a packet before netfilter does.
+ *
+ * Frames are 2 KiB. A packet longer than a frame (a local sender's 64 KiB TSO packet, a NIC's
+ * GRO) is not cut: with PACKET_COPY_THRESH the kernel puts its first bytes in the frame, marked
+ * TP_STATUS_COPY, and queues the whole packet on the socket, in ring order (af_packet.c,
+ * tpacket_rcv). The reader takes it from there with recvmsg(2) when it reaches that frame, so
+ * the packets of a flow leave in the order they came, whatever their sizes. A long packet the
+ * queue had no room for arrives truncated without the mark: dropped, counted by the caller.
+ *
+ * A frame: struct tpacket2_hdr (status u32, len u32, snaplen u32, mac u16, net u16, …) and the
+ * packet from `net` on (SOCK_DGRAM: no link-layer header). The kernel owns a frame while its
+ * status is TP_STATUS_KERNEL (0); it sets TP_STATUS_USER when the frame holds a packet, and
+ * the reader hands it back by writing 0.
+ *
+ * @module
+ */
+import type { TunnelBatchSocket } from "../net/device.ts";
+import * as libc from "./libc.ts";
+import { SysError } from "./libc.ts";
+import {
+  IOVEC_SIZE,
+  MSG_DONTWAIT,
+  MSG_IOV,
+  MSG_IOVLEN,
+  MSGHDR_SIZE,
+  putPointer,
+} from "./socket_abi.ts";
+
+const AF_PACKET = 17;
+const ETH_P_IPV6_BE = 0xdd86; // htons(0x86dd)
+const SOL_PACKET = 263;
+const PACKET_RX_RING = 5;
+const PACKET_STATISTICS = 6;
+const PACKET_VERSION = 10;
+const TPACKET_V2 = 1;
+const SO_ATTACH_FILTER = 26;
+const TP_STATUS_USER = 1;
+const TP_STATUS_COPY = 2;
+
+/**
+ * Bytes per frame: the tpacket2_hdr and sockaddr_ll, then (SOCK_DGRAM: at
+ * TPACKET_ALIGN(52 + 16) = 80) a packet of up to 1,968 bytes; a longer one is queued whole.
+ */
+const FRAME_BYTES = 2048;
+const BLOCK_BYTES = 128 * 1024;
+const PACKET_COPY_THRESH = 7;
+/** The queue for packets longer than a frame: room for about 64 TSO packets of 64 KiB. */
+const COPY_QUEUE_BYTES = 8 << 20;
+
+/** The ring's size, to map it in the Worker ({@link PacketRing.attach}). */
+export interface RingGeometry {
+  readonly frames: number;
+  readonly frameBytes: number;
+}
+
+/**
+ * The BPF program: see the module comment. `dst6`: the TEP's IPv6 address (16 bytes). The
+ * ring sees packets before ip6_rcv_core (net/ipv6/ip6_input.c) has checked them, so the filter
+ * also refuses what that function drops and the raw socket would never see: a version other
+ * than 6, a multicast source (RFC 4291 §2.7), the loopback source (§2.5.3) but on loopback
+ * (where the stack takes it, and the nftables rule keeps it from the raw socket), and a
+ * payload length beyond the packet (RFC 8200 §3; the kernel counts it in
+ * Ip6InTruncatedPkts). A payload length short of the packet is the kernel's trim, done by
+ * the reader.
+ */
+function filterProgram(dst6: Uint8Array): Uint8Array {
+  const LDH = 0x28;
+  const LDB = 0x30;
+  const LDW = 0x20;
+  const LD_LEN = 0x80;
+  const AND = 0x54;
+  const SUB = 0x14;
+  const TAX = 0x07;
+  const JEQ = 0x15;
+  const JGE_X = 0x3d;
+  const RET = 0x06;
+  const SKF_AD_PKTTYPE = 0xfffff000 + 4;
+  const SKF_AD_IFINDEX = 0xfffff000 + 8;
+  const d = new DataView(dst6.buffer, dst6.byteOffset, 16);
+  // [code, jt, jf, k]: a jump is 0 (the next instruction) or a label below.
+  type Jump = 0 | "drop" | "accept" | "length";
+  const prog: [number, Jump, Jump, number][] = [
+    [LDH, 0, 0, SKF_AD_PKTTYPE],
+    [JEQ, 0, "drop", 0], // PACKET_HOST
+    [LDB, 0, 0, 0],
+    [AND, 0, 0, 0xf0],
+    [JEQ, 0, "drop", 0x60], // version 6
+    [LDB, 0, 0, 6],
+    [JEQ, 0, "drop", 4], // next header 4: IPv4 directly
+    [LDW, 0, 0, 24],
+    [JEQ, 0, "drop", d.getUint32(0)],
+    [LDW, 0, 0, 28],
+    [JEQ, 0, "drop", d.getUint32(4)],
+    [LDW, 0, 0, 32],
+    [JEQ, 0, "drop", d.getUint32(8)],
+    [LDW, 0, 0, 36],
+    [JEQ, 0, "drop", d.getUint32(12)],
+    [LDB, 0, 0, 8],
+    [JEQ, "drop", 0, 0xff], // a multicast source
+    [LDW, 0, 0, 8],
+    [JEQ, 0, "length", 0],
+    [LDW, 0, 0, 12],
+    [JEQ, 0, "length", 0],
+    [LDW, 0, 0, 16],
+    [JEQ, 0, "length", 0],
+    [LDW, 0, 0, 20],
+    [JEQ, 0, "length", 1], // ::1: only on loopback, ifindex 1 (LOOPBACK_IFINDEX)
+    [LDW, 0, 0, SKF_AD_IFINDEX],
+    [JEQ, "length", "drop", 1],
+    // "length": payload length + 40 ≤ the packet's length.
+    [LDH, 0, 0, 4],
+    [TAX, 0, 0, 0],
+    [LD_LEN, 0, 0, 0],
+    [SUB, 0, 0, 40],
+    [JGE_X, "accept", "drop", 0],
+    [RET, 0, 0, 0x40000], // "accept"
+    [RET, 0, 0, 0], // "drop"
+  ];
+  const labels = { drop: prog.length - 1, accept: prog.length - 2, length: prog.length - 7 };
+  const out = new Uint8Array(8 * prog.length);
+  const v = new DataView(out.buffer);
+  prog.forEach(([code, jt, jf, k], i) => {
+    v.setUint16(8 * i, code, true);
+    v.setUint8(8 * i + 2, jt === 0 ? 0 : labels[jt] - i - 1);
+    v.setUint8(8 * i + 3, jf === 0 ? 0 : labels[jf] - i - 1);
+    v.setUint32(8 * i + 4, k >>> 0, true);
+  });
+  return out;
+}
+
+function check(r: number, what: string, fd: number): void {
+  if (r < 0) {
+    libc.close(fd);
+    throw new SysError(what, r);
+  }
+}
+
+/** See the module comment. Opened on the main thread, mapped and read in a Worker. */
+export class PacketRing implements TunnelBatchSocket {
+  readonly fd: number;
+  readonly #mapping: libc.SharedMapping;
+  readonly #view: DataView;
+  readonly #status: Int32Array;
+  readonly #bytes: Uint8Array;
+  readonly #frames: number;
+  readonly #frameBytes: number;
+  #next = 0;
+  /** Packets read from the ring so far (long ones included). */
+  packets = 0;
+  /** Of {@link packets}, those longer than a frame, read from the socket's queue. */
+  long = 0;
+  /** Frames whose long packet was not queued (truncated without TP_STATUS_COPY), or lost. */
+  truncated = 0;
+  /** recvmsg of a long packet: the IPv6 header into #header, the rest into the caller's buffer. */
+  readonly #msg = new Uint8Array(MSGHDR_SIZE);
+  readonly #msgView = new DataView(this.#msg.buffer);
+  readonly #iov = new Uint8Array(2 * IOVEC_SIZE);
+  readonly #iovView = new DataView(this.#iov.buffer);
+  readonly #header = new Uint8Array(40);
+  readonly #stats = new Uint8Array(12);
+  readonly #statsLength = new Uint32Array(1);
+
+  private constructor(fd: number, geometry: RingGeometry) {
+    const m = libc.mapShared(fd, geometry.frames * geometry.frameBytes);
+    if (typeof m === "number") throw new SysError("mmap packet ring", m);
+    this.fd = fd;
+    this.#mapping = m;
+    this.#view = new DataView(m.memory);
+    this.#status = new Int32Array(m.memory);
+    this.#bytes = new Uint8Array(m.memory);
+    this.#frames = geometry.frames;
+    this.#frameBytes = geometry.frameBytes;
+    putPointer(this.#msgView, MSG_IOV, libc.addressOf(this.#iov));
+    putPointer(this.#msgView, MSG_IOVLEN, 2);
+    putPointer(this.#iovView, 0, libc.addressOf(this.#header));
+    putPointer(this.#iovView, 8, 40);
+  }
+
+  /**
+   * Opens the ring for packets to `dst6` (16 bytes) on every interface of the calling thread's
+   * network namespace: socket, filter, ring, then bind (so nothing unfiltered is queued).
+   * `blocks` of 128 KiB (64 frames each; default 64: 4,096 packets, 8 MiB). Returns the fd and the
+   * geometry to pass to the Worker. Throws a {@link SysError} (EPERM without CAP_NET_RAW).
+   */
+  static open(dst6: Uint8Array, blocks = 64): { fd: number; geometry: RingGeometry } {
+    const fd = libc.socket(AF_PACKET, libc.SOCK_DGRAM | libc.SOCK_CLOEXEC, 0);
+    if (fd < 0) throw new SysError("packet socket", fd);
+    const prog = filterProgram(dst6);
+    const fprog = new Uint8Array(16);
+    const fv = new DataView(fprog.buffer);
+    fv.setUint16(0, prog.length / 8, true);
+    fv.setBigUint64(8, BigInt(libc.addressOf(prog)), true);
+    check(
+      libc.setsockoptBytes(fd, libc.SOL_SOCKET, SO_ATTACH_FILTER, fprog),
+      "SO_ATTACH_FILTER",
+      fd,
+    );
+    check(libc.setsockoptInt(fd, SOL_PACKET, PACKET_VERSION, TPACKET_V2), "PACKET_VERSION", fd);
+    check(libc.setsockoptInt(fd, SOL_PACKET, PACKET_COPY_THRESH, 1), "PACKET_COPY_THRESH", fd);
+    // SO_RCVBUFFORCE as root (beyond net.core.rmem_max), else what the plain one allows.
+    if (libc.setsockoptInt(fd, libc.SOL_SOCKET, libc.SO_RCVBUFFORCE, COPY_QUEUE_BYTES) < 0)
+      libc.setsockoptInt(fd, libc.SOL_SOCKET, libc.SO_RCVBUF, COPY_QUEUE_BYTES);
+    const framesPerBlock = BLOCK_BYTES / FRAME_BYTES;
+    const req = new Uint8Array(16);
+    const rv = new DataView(req.buffer);
+    rv.setUint32(0, BLOCK_BYTES, true);
+    rv.setUint32(4, blocks, true);
+    rv.setUint32(8, FRAME_BYTES, true);
+    rv.setUint32(12, blocks * framesPerBlock, true);
+    check(libc.setsockoptBytes(fd, SOL_PACKET, PACKET_RX_RING, req), "PACKET_RX_RING", fd);
+    // struct sockaddr_ll: family u16, protocol u16 (network order), ifindex i32 (0: all), …
+    const sll = new Uint8Array(20);
+    const sv = new DataView(sll.buffer);
+    sv.setUint16(0, AF_PACKET, true);
+    sv.setUint16(2, ETH_P_IPV6_BE, true);
+    check(libc.bind(fd, sll, sll.length), "bind packet socket", fd);
+    return { fd, geometry: { frames: blocks * framesPerBlock, frameBytes: FRAME_BYTES } };
+  }
+
+  /** Maps the ring of `fd` (opened by {@link open} in this process) in the calling thread. */
+  static attach(fd: number, geometry: RingGeometry): PacketRing {
+    return new PacketRing(fd, geometry);
+  }
+
+  /** True when the next frame holds a packet (one memory read, no system call). */
+  get ready(): boolean {
+    return (
+      (Atomics.load(this.#status, (this.#next * this.#frameBytes) >>> 2) & TP_STATUS_USER) !== 0
+    );
+  }
+
+  /**
+   * {@link TunnelBatchSocket.read} without waiting: the packets queued in the ring, at most
+   * `bufs.length`, each handed back to the kernel once copied. 0 when none is queued.
+   */
+  read(
+    bufs: readonly Uint8Array[],
+    sizes: Int32Array,
+    offset: number,
+    addrs: Uint8Array,
+    trafficClass: Uint8Array,
+  ): number {
+    const b = this.#bytes;
+    const v = this.#view;
+    const max = bufs.length;
+    let n = 0;
+    while (n < max) {
+      const frame = this.#next * this.#frameBytes;
+      const status = Atomics.load(this.#status, frame >>> 2);
+      if ((status & TP_STATUS_USER) === 0) break;
+      const length = v.getUint32(frame + 4, true);
+      const snap = v.getUint32(frame + 8, true);
+      const p = frame + v.getUint16(frame + 14, true);
+      const buf = bufs[n]!;
+      let payload = Math.min((b[p + 4]! << 8) | b[p + 5]!, snap - 40);
+      if ((status & TP_STATUS_COPY) !== 0) payload = this.#takeQueued(buf, offset);
+      else if (snap < length) payload = -1; // long, and the queue had no room: lost
+      // An empty payload (payload length 0) too: the raw socket hands it over, the
+      // decapsulator counts it malformed.
+      if (payload >= 0 && offset + payload <= buf.length) {
+        if ((status & TP_STATUS_COPY) === 0)
+          libc.copyFromAddress(buf, offset, this.#mapping.address + p + 40, payload);
+        sizes[n] = payload;
+        for (let k = 0; k < 16; k++) addrs[16 * n + k] = b[p + 8 + k]!;
+        trafficClass[n] = ((b[p]! & 0x0f) << 4) | (b[p + 1]! >>> 4);
+        if ((status & TP_STATUS_COPY) !== 0) this.long++;
+        n++;
+      } else if (payload < 0) this.truncated++;
+      Atomics.store(this.#status, frame >>> 2, 0);
+      this.#next = this.#next + 1 === this.#frames ? 0 : this.#next + 1;
+    }
+    this.packets += n;
+    return n;
+  }
+
+  /**
+   * The long packet of a TP_STATUS_COPY frame, from the socket's queue: its IPv6 payload into
+   * `buf[offset …]`; the payload's length, or -1 when it is not there (then counted lost).
+   */
+  #takeQueued(buf: Uint8Array, offset: number): number {
+    putPointer(this.#iovView, IOVEC_SIZE, libc.addressOf(buf, offset));
+    putPointer(this.#iovView, IOVEC_SIZE + 8, buf.length - offset);
+    const r = libc.recvmsg(this.fd, this.#msg, MSG_DONTWAIT);
+    if (r < 40) return -1;
+    const h = this.#header;
+    return Math.min((h[4]! << 8) | h[5]!, r - 40);
+  }
+
+  /** Not a sending socket: the raw IPv6 socket sends. Returns -EOPNOTSUPP. */
+  write(): number {
+    return -libc.Errno.EOPNOTSUPP;
+  }
+
+  /**
+   * Packets the kernel dropped because the ring was full, since the last call
+   * (PACKET_STATISTICS; the kernel resets it on read), or -errno.
+   */
+  takeDrops(): number {
+    this.#statsLength[0] = this.#stats.length;
+    const r = libc.getsockoptBytes(
+      this.fd,
+      SOL_PACKET,
+      PACKET_STATISTICS,
+      this.#stats,
+      this.#statsLength,
+    );
+    if (r < 0) return r;
+    return new DataView(this.#stats.buffer).getUint32(4, true);
+  }
+
+  /** Unmaps the ring (the fd is closed by whoever opened it). */
+  unmap(): void {
+    libc.unmap(this.#mapping);
+  }
+}
