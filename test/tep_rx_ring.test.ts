@@ -10,7 +10,9 @@
  *   as well: each datagram arrives once, the ring counts exactly the plain ones;
  * - SIGTERM removes the table; a table a killed TEP left is replaced at the next start (one
  *   chain, one rule), not doubled;
- * - without nft(8) the TEP says so (`rx-ring-unavailable`) and forwards through the raw socket.
+ * - without nft(8) the TEP says so (`rx-ring-unavailable`) and forwards through the raw socket;
+ * - the TEP's address removed, the ring takes nothing (what still reaches its MAC is not
+ *   forwarded) and the table goes; the address back, the ring takes packets again.
  */
 import { describe, expect, test } from "bun:test";
 import { writeFileSync } from "node:fs";
@@ -175,6 +177,41 @@ describe.skipIf(skip !== null)("dstm tep --rx-ring", () => {
       what: "ping host → web through the TEP",
     });
     expect((await craftedThrough(host, web)).length).toBe(4);
+  }, 90_000);
+
+  test("the TEP's address removed: the ring takes nothing and the table goes (rx-ring-paused); back: rx-ring-resumed, through the ring again", async () => {
+    const { host, tep, web, binding } = topology();
+    const { proc, socket } = await startTep(tep, binding, "rx4");
+    await waitUntil(() => host.exec(["ping", "-c", "1", "-W", "1", "192.0.2.80"]).code === 0, {
+      timeoutMs: 20_000,
+      intervalMs: 200,
+      what: "ping host → web through the TEP",
+    });
+    const before = tepCounters(tep, socket);
+    tep.ip("-6", "addr", "del", "2001:db8:1::1/64", "dev", "t0");
+    await proc.waitFor(/ WARN rx-ring-paused /, 10_000);
+    expect(ruleDrops(tep)).toBe(-1);
+    // The host still knows the TEP's MAC (its neighbour entry): the packets reach t0.
+    const rx = () =>
+      tep.ipJson<{ stats64: { rx: { packets: number } } }[]>("-s", "link", "show", "t0")[0]!.stats64
+        .rx.packets;
+    const arrived = rx();
+    expect(host.exec(["python3", join(FIXTURES, "craft.py"), "2001:db8:1::1"]).stderr).toBe("");
+    await waitUntil(() => rx() - arrived >= 4, { what: "the four packets at t0" });
+    tep.ip("-6", "addr", "add", "2001:db8:1::1/64", "dev", "t0", "nodad");
+    await proc.waitFor(/ rx-ring-resumed /, 10_000);
+    expect(ruleDrops(tep)).toBeGreaterThanOrEqual(0);
+    // After the address came back, a second batch: all four arrive, and the ring took only this
+    // batch's two plain packets (had it taken the first batch's while paused, four).
+    expect((await craftedThrough(host, web)).length).toBe(4);
+    await waitUntil(() => tepCounters(tep, socket)["decap-ring"]! - before["decap-ring"]! >= 2, {
+      what: "the second batch through the ring",
+    });
+    const after = tepCounters(tep, socket);
+    expect({
+      ring: after["decap-ring"]! - before["decap-ring"]!,
+      forwarded: after["decap-forward"]! - before["decap-forward"]!,
+    }).toEqual({ ring: 2, forwarded: 4 });
   }, 90_000);
 
   test("without nft the TEP says rx-ring-unavailable and forwards through the raw socket", async () => {

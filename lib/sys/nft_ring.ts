@@ -43,12 +43,12 @@ function nft(script: string): { ok: boolean; error: string } {
 }
 
 /**
- * Installs (or replaces) the table that drops the ring's packets: those for `dst6` (text)
- * with next header 4 directly. Throws an Error
- * naming nft's first line of complaint (nft missing, no nf_tables in the kernel, no
- * CAP_NET_ADMIN).
+ * Installs (or replaces) the table that drops the ring's packets: those coming in by the
+ * interface `iif` (the ring's, where the address is) for `dst6` (text) with next header 4
+ * directly; the same packets on another interface go the kernel's way. Throws an Error naming
+ * nft's first line of complaint (nft missing, no nf_tables in the kernel, no CAP_NET_ADMIN).
  */
-export function installRingDrop(table: string, dst6: string): void {
+export function installRingDrop(table: string, dst6: string, iif: string): void {
   const r = nft(
     [
       `table ip6 ${table} {}`,
@@ -56,7 +56,7 @@ export function installRingDrop(table: string, dst6: string): void {
       `table ip6 ${table} {`,
       "  chain prerouting {",
       "    type filter hook prerouting priority -450; policy accept;",
-      `    meta pkttype host ip6 nexthdr 4 ip6 daddr ${dst6} counter drop`,
+      `    iifname ${JSON.stringify(iif)} meta pkttype host ip6 nexthdr 4 ip6 daddr ${dst6} counter drop`,
       "  }",
       "}",
       "",

@@ -146,6 +146,30 @@ function filterProgram(dst6: Uint8Array): Uint8Array {
   return out;
 }
 
+/** A filter that takes nothing: `ret #0`. */
+const DROP_ALL = new Uint8Array([0x06, 0, 0, 0, 0, 0, 0, 0]);
+
+/** SO_ATTACH_FILTER of the classic BPF program `prog` (8 bytes per instruction). 0 or -errno. */
+function attachFilter(fd: number, prog: Uint8Array): number {
+  // struct sock_fprog: len u16, (padding), filter pointer.
+  const fprog = new Uint8Array(16);
+  const fv = new DataView(fprog.buffer);
+  fv.setUint16(0, prog.length / 8, true);
+  fv.setBigUint64(8, BigInt(libc.addressOf(prog)), true);
+  return libc.setsockoptBytes(fd, libc.SOL_SOCKET, SO_ATTACH_FILTER, fprog);
+}
+
+/** Binds the packet socket to IPv6 on `ifindex`. 0 or -errno. */
+function bindTo(fd: number, ifindex: number): number {
+  // struct sockaddr_ll: family u16, protocol u16 (network order), ifindex i32, …
+  const sll = new Uint8Array(20);
+  const sv = new DataView(sll.buffer);
+  sv.setUint16(0, AF_PACKET, true);
+  sv.setUint16(2, ETH_P_IPV6_BE, true);
+  sv.setInt32(4, ifindex, true);
+  return libc.bind(fd, sll, sll.length);
+}
+
 function check(r: number, what: string, fd: number): void {
   if (r < 0) {
     libc.close(fd);
@@ -195,24 +219,20 @@ export class PacketRing implements TunnelBatchSocket {
   }
 
   /**
-   * Opens the ring for packets to `dst6` (16 bytes) on every interface of the calling thread's
-   * network namespace: socket, filter, ring, then bind (so nothing unfiltered is queued).
-   * `blocks` of 128 KiB (64 frames each; default 64: 4,096 packets, 8 MiB). Returns the fd and the
-   * geometry to pass to the Worker. Throws a {@link SysError} (EPERM without CAP_NET_RAW).
+   * Opens the ring for packets to `dst6` (16 bytes) arriving on the interface `ifindex` (the
+   * one that holds the address) of the calling thread's network namespace: socket, filter,
+   * ring, then bind (so nothing unfiltered is queued). `blocks` of 128 KiB (64 frames each;
+   * default 64: 4,096 packets, 8 MiB). Returns the fd and the geometry to pass to the Worker.
+   * Throws a {@link SysError} (EPERM without CAP_NET_RAW).
    */
-  static open(dst6: Uint8Array, blocks = 64): { fd: number; geometry: RingGeometry } {
+  static open(
+    dst6: Uint8Array,
+    ifindex: number,
+    blocks = 64,
+  ): { fd: number; geometry: RingGeometry } {
     const fd = libc.socket(AF_PACKET, libc.SOCK_DGRAM | libc.SOCK_CLOEXEC, 0);
     if (fd < 0) throw new SysError("packet socket", fd);
-    const prog = filterProgram(dst6);
-    const fprog = new Uint8Array(16);
-    const fv = new DataView(fprog.buffer);
-    fv.setUint16(0, prog.length / 8, true);
-    fv.setBigUint64(8, BigInt(libc.addressOf(prog)), true);
-    check(
-      libc.setsockoptBytes(fd, libc.SOL_SOCKET, SO_ATTACH_FILTER, fprog),
-      "SO_ATTACH_FILTER",
-      fd,
-    );
+    check(attachFilter(fd, filterProgram(dst6)), "SO_ATTACH_FILTER", fd);
     check(libc.setsockoptInt(fd, SOL_PACKET, PACKET_VERSION, TPACKET_V2), "PACKET_VERSION", fd);
     check(libc.setsockoptInt(fd, SOL_PACKET, PACKET_COPY_THRESH, 1), "PACKET_COPY_THRESH", fd);
     // SO_RCVBUFFORCE as root (beyond net.core.rmem_max), else what the plain one allows.
@@ -226,13 +246,26 @@ export class PacketRing implements TunnelBatchSocket {
     rv.setUint32(8, FRAME_BYTES, true);
     rv.setUint32(12, blocks * framesPerBlock, true);
     check(libc.setsockoptBytes(fd, SOL_PACKET, PACKET_RX_RING, req), "PACKET_RX_RING", fd);
-    // struct sockaddr_ll: family u16, protocol u16 (network order), ifindex i32 (0: all), …
-    const sll = new Uint8Array(20);
-    const sv = new DataView(sll.buffer);
-    sv.setUint16(0, AF_PACKET, true);
-    sv.setUint16(2, ETH_P_IPV6_BE, true);
-    check(libc.bind(fd, sll, sll.length), "bind packet socket", fd);
+    check(bindTo(fd, ifindex), "bind packet socket", fd);
     return { fd, geometry: { frames: blocks * framesPerBlock, frameBytes: FRAME_BYTES } };
+  }
+
+  /**
+   * Main thread, on the ring `fd` the Worker reads: takes nothing more (a filter that drops
+   * every packet), e.g. while the TEP's address is not on the host. 0 or -errno.
+   */
+  static pause(fd: number): number {
+    return attachFilter(fd, DROP_ALL);
+  }
+
+  /**
+   * Main thread: takes packets to `dst6` from the interface `ifindex` again (after
+   * {@link pause}, or the address moved to another interface): bound there, then the filter.
+   * 0 or -errno.
+   */
+  static resume(fd: number, dst6: Uint8Array, ifindex: number): number {
+    const r = bindTo(fd, ifindex);
+    return r < 0 ? r : attachFilter(fd, filterProgram(dst6));
   }
 
   /** Maps the ring of `fd` (opened by {@link open} in this process) in the calling thread. */

@@ -17,10 +17,7 @@ import { Metrics, metricsHandler } from "../control/metrics.ts";
 import { Forwarder } from "../dataplane/forwarder.ts";
 import { formatIPv4, formatIPv6, parseIPv6 } from "../net/addr.ts";
 import { type HttpEndpoint, serveTcp, serveUnix } from "../sys/http.ts";
-import * as libc from "../sys/libc.ts";
 import { linkSetMtu, linkSetTxQueueLen, linkSetUp, routeAdd } from "../sys/netlink.ts";
-import { installRingDrop, removeRingDrop, ringTableName } from "../sys/nft_ring.ts";
-import { PacketRing, type RingGeometry } from "../sys/packet_ring.ts";
 import { Raw4Socket } from "../sys/raw4.ts";
 import { Raw6Socket } from "../sys/raw6.ts";
 import { writeSysctl } from "../sys/sysctl.ts";
@@ -33,6 +30,7 @@ import { PathMtuTable } from "../tunnel/pmtu.ts";
 import type { AuthKey } from "../wire/auth.ts";
 import type { WireBinding } from "../wire/dstm_types.ts";
 import { TepControl } from "./control.ts";
+import { RxRing } from "./rx_ring.ts";
 import type { StaticChange } from "./static_reload.ts";
 
 export interface TepConfig {
@@ -88,8 +86,8 @@ export class TepNode {
   /** The TUN took UDP segmentation offload (Linux ≥ 6.2): datagrams are coalesced (gro_udp.ts). */
   #udpOffload = false;
   #raw: Raw6Socket | undefined;
-  /** The packet ring's fd and nftables table, when `rxRing` is on and both could be set up. */
-  #ring: { fd: number; table: string } | undefined;
+  /** The packet ring and its nftables rule, when `rxRing` is on and both could be set up. */
+  #rxRing: RxRing | undefined;
   #raw4: Raw4Socket | undefined;
   #forwarder: Forwarder | undefined;
   #control: TepControl | undefined;
@@ -167,7 +165,10 @@ export class TepNode {
     this.#raw.bindAddress(tep6);
     this.#raw.enableTunnelOptions();
     this.#raw4 = Raw4Socket.open();
-    const ring = c.rxRing && c.offload !== false ? this.#openRing(tep6, tun.name) : undefined;
+    if (c.rxRing && c.offload !== false)
+      this.#rxRing = RxRing.open({ ipv6: c.ipv6, tep6, tunName: tun.name, log: c.log });
+    const rx = this.#rxRing;
+    const ring = rx ? { fd: rx.fd, geometry: rx.geometry } : undefined;
     this.#forwarder = await Forwarder.tep({
       tunFd: tun.fd,
       rawFd: this.#raw.fd,
@@ -209,30 +210,9 @@ export class TepNode {
       "tunnel-mtu": (c.linkMtu ?? 1500) - 40,
       // TCP offloads always (with --offload); UDP's only from Linux 6.2 (TUN_F_USO4/6).
       offload: c.offload === false ? "off" : this.#udpOffload ? "tcp,udp" : "tcp",
-      "rx-ring": this.#ring ? "on" : "off",
+      "rx-ring": this.#rxRing ? "on" : "off",
       metrics: this.#metricsEndpoint?.where,
     });
-  }
-
-  /**
-   * The packet ring for `tep6` and the nftables rule that keeps its packets from the raw socket
-   * (both or neither); on failure said at warn (`rx-ring-unavailable`) and undefined.
-   */
-  #openRing(tep6: Uint8Array, ifname: string): { fd: number; geometry: RingGeometry } | undefined {
-    let opened: { fd: number; geometry: RingGeometry } | undefined;
-    try {
-      opened = PacketRing.open(tep6);
-      const table = ringTableName(ifname);
-      installRingDrop(table, this.#config.ipv6);
-      this.#ring = { fd: opened.fd, table };
-      return opened;
-    } catch (error) {
-      if (opened) libc.close(opened.fd);
-      this.#config.log.warn("rx-ring-unavailable", {
-        detail: `${(error as Error).message}; receiving through the raw IPv6 socket alone`,
-      });
-      return undefined;
-    }
   }
 
   /** The TUN (`tep0`): offloads, MTU, queue, IPv6 off, up, the IPv4 routes; forwarding on. */
@@ -314,10 +294,7 @@ export class TepNode {
     this.#metricsEndpoint?.close();
     await this.#forwarder?.stop();
     // After the Workers: the rule kept the ring's packets from the raw socket until then.
-    if (this.#ring) {
-      removeRingDrop(this.#ring.table);
-      libc.close(this.#ring.fd);
-    }
+    this.#rxRing?.close();
     this.#raw?.close();
     this.#raw4?.close();
     if (this.#tunFd >= 0) closeTun(this.#tunFd);
