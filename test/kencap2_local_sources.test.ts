@@ -19,7 +19,7 @@
  *                                                 ──veth── web ns: 192.0.2.80
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { readFileSync, writeFileSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { createNetns, type Netns } from "../lib/sys/netns.ts";
 import { clientCounters } from "./helpers/daemon.ts";
@@ -31,7 +31,7 @@ import {
   tearDownLab,
 } from "./helpers/dti_lab.ts";
 import { runScript } from "./helpers/netns.ts";
-import { type DstmProcess, spawnDstm } from "./helpers/process.ts";
+import { type DstmProcess, ROOT, spawnDstm } from "./helpers/process.ts";
 import { waitUntil } from "./helpers/wait.ts";
 
 const { skip, dir, made } = dtiSuite("kencap2_local_sources", "dstmk2l-");
@@ -44,25 +44,8 @@ const DTI = "dtik2l0";
 const PORT = 9999;
 const clientSocket = join(dir, "client.sock");
 
-/**
- * The hostile TEP: IPv4-in-IPv6 from the TEP's address to the host, the inner UDP datagram
- * argv[1] → argv[2]:argv[3] with payload argv[4] (a raw IPv6 socket of protocol 4).
- */
-const CRAFT = `
-import socket, struct, sys
-src, dst, port, payload = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4].encode()
-def csum(b):
-    s = sum(struct.unpack("!%dH" % (len(b) // 2), b))
-    while s >> 16: s = (s & 0xffff) + (s >> 16)
-    return ~s & 0xffff
-udp = struct.pack("!HHHH", 40000, port, 8 + len(payload), 0) + payload
-h = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 7, 0, 64, 17, 0,
-                socket.inet_aton(src), socket.inet_aton(dst))
-h = h[:10] + struct.pack("!H", csum(h)) + h[12:]
-s = socket.socket(socket.AF_INET6, socket.SOCK_RAW, 4)
-s.bind(("2001:db8:7::1", 0))
-s.sendto(h + udp, ("2001:db8:7::10", 0))
-`;
+/** The hostile TEP's crafter (test/fixtures/redteam/hostile_tep_udp.py): src → dst:port, payload. */
+const CRAFT = join(ROOT, "test", "fixtures", "redteam", "hostile_tep_udp.py");
 
 /** A UDP listener on 0.0.0.0:PORT in the host that appends "source payload" lines to `file`. */
 function listen(file: string): void {
@@ -88,7 +71,7 @@ const lines = (file: string): string[] => {
 };
 
 function craft(src: string, dst: string, payload: string): void {
-  const r = core.exec(["python3", join(dir, "craft.py"), src, dst, String(PORT), payload]);
+  const r = core.exec(["python3", CRAFT, src, dst, String(PORT), payload]);
   if (r.code !== 0) throw new Error(`craft: ${r.stderr}`);
 }
 
@@ -107,7 +90,6 @@ beforeAll(async () => {
   if (skip) return;
   ({ host, core, web } = createDtiLab("dstmk2l-", ["2001:db8:7::1/64", "2001:db8:7::53/64"]));
   made.push(host, core, web);
-  writeFileSync(join(dir, "craft.py"), CRAFT);
   procs.push(...(await startLabCore(core, { leaseTime: 60 })));
 }, 60_000);
 

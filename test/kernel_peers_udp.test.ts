@@ -27,7 +27,7 @@ import { clientBehindKernelTep } from "./helpers/kernel_tep.ts";
 import { announceSkip, netnsSkipReason } from "./helpers/netns.ts";
 import { type DstmProcess, ROOT, spawnDstm } from "./helpers/process.ts";
 import { processScope } from "./helpers/process_scope.ts";
-import { kernelHostBehindTep } from "./helpers/seg6_host.ts";
+import { kernelHostTepWeb } from "./helpers/seg6_host.ts";
 import { tepArgv, tepCounters } from "./helpers/tep_argv.ts";
 import { kernelHasTunUso } from "./helpers/udp_packets.ts";
 import { waitUntil } from "./helpers/wait.ts";
@@ -137,22 +137,12 @@ describe.skipIf(skip !== null)("UDP between kernel 4over6 peers through dstm tep
   test.each([[[] as string[]], [["--rx-ring"]]])(
     "datagrams arrive intact, in order, counted; the TEP %p coalesced and cut them",
     async (extra) => {
-      const host = ns();
-      const tep = ns();
-      const web = ns();
-      vethPair(host, "h0", tep, "t0");
-      vethPair(tep, "t1", web, "w0");
-      host.addAddress("h0", "2001:db8:1::11/64");
-      tep.addAddress("t0", "2001:db8:1::1/64");
-      tep.addAddress("t1", "192.0.2.1/24");
-      web.addAddress("w0", "192.0.2.80/24");
-      web.addRoute("default", "via", "192.0.2.1");
+      const { host, tep, web, binding } = kernelHostTepWeb(ns);
       for (const [where, ifname] of [
         [host, "h0"],
         [web, "w0"],
       ] as const)
         if (Bun.which("ethtool")) where.exec(["ethtool", "-K", ifname, "tx", "on"]);
-      const binding = kernelHostBehindTep(host, tep, "198.51.100.10");
       const socket = join(dir, `tep${extra.length}.sock`);
       const tepProc: DstmProcess = spawnDstm(
         [...tepArgv({ staticBinding: { binding, stats: socket } }), ...extra],

@@ -36,7 +36,7 @@
  *   host ns ──veth── core ns: server 2001:db8:7::53, TEP 2001:db8:7::1 ──veth── web ns 192.0.2.80
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { readFileSync, writeFileSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { ClientKernelEncapOut } from "../lib/dataplane/client_kernel_encap.ts";
 import { parseIPv4, parseIPv6 } from "../lib/net/addr.ts";
@@ -61,7 +61,7 @@ import {
 import { FakeFrameTun } from "./helpers/fake_devices.ts";
 import { AS_NOBODY } from "./helpers/nobody.ts";
 import { udpPacket } from "./helpers/packets.ts";
-import { type DstmProcess, spawnDstm } from "./helpers/process.ts";
+import { type DstmProcess, ROOT, spawnDstm } from "./helpers/process.ts";
 import { ACK, SYN, tcp, tcpChecksumOf } from "./helpers/tcp_packets.ts";
 import { waitUntil } from "./helpers/wait.ts";
 
@@ -95,27 +95,8 @@ with open(${JSON.stringify(file)}, "a") as f:
   listeners.push(ns.spawn(["python3", "-c", code], { timeoutMs: 300_000 }));
 }
 
-/**
- * The hostile TEP: IPv4-in-IPv6 (next header 4) from the TEP's address to the host, the inner
- * UDP datagram argv[1] → argv[2]:argv[3] with payload argv[4] crafted whole (a raw IPv6 socket
- * of protocol 4: the kernel adds only the outer header).
- */
-const CRAFT = `
-import socket, struct, sys
-src, dst, port, payload = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4].encode()
-def csum(b):
-    if len(b) % 2: b += b"\\0"
-    s = sum(struct.unpack("!%dH" % (len(b) // 2), b))
-    while s >> 16: s = (s & 0xffff) + (s >> 16)
-    return ~s & 0xffff
-udp = struct.pack("!HHHH", 40000, port, 8 + len(payload), 0) + payload
-h = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 7, 0, 64, 17, 0,
-                socket.inet_aton(src), socket.inet_aton(dst))
-h = h[:10] + struct.pack("!H", csum(h)) + h[12:]
-s = socket.socket(socket.AF_INET6, socket.SOCK_RAW, 4)
-s.bind(("2001:db8:7::1", 0))
-s.sendto(h + udp, ("2001:db8:7::10", 0))
-`;
+/** The hostile TEP's crafter (test/fixtures/redteam/hostile_tep_udp.py): src → dst:port, payload. */
+const CRAFT = join(ROOT, "test", "fixtures", "redteam", "hostile_tep_udp.py");
 
 /** Sends one UDP datagram `payload` from `src` (bound; "" any) to `dst`:`port` in `ns`. */
 function send(ns: Netns, src: string, dst: string, port: number, payload: string): void {
@@ -131,7 +112,7 @@ s.sendto(${JSON.stringify(payload)}.encode(), (${JSON.stringify(dst)}, ${port}))
 
 /** The hostile TEP sends src → dst:port with `payload` (see {@link CRAFT}). */
 function craft(src: string, dst: string, port: number, payload: string): void {
-  const r = core.exec(["python3", join(dir, "craft.py"), src, dst, String(port), payload]);
+  const r = core.exec(["python3", CRAFT, src, dst, String(port), payload]);
   if (r.code !== 0) throw new Error(`craft: ${r.stderr}`);
 }
 
@@ -183,7 +164,6 @@ beforeAll(async () => {
   vethPair(host, "l0", lan, "l1");
   host.addAddress("l0", `${HOST_LAN}/24`);
   lan.addAddress("l1", `${NEIGHBOUR}/24`);
-  writeFileSync(join(dir, "craft.py"), CRAFT);
   procs.push(...(await startLabCore(core, { leaseTime: 60 })));
 }, 60_000);
 

@@ -17,11 +17,11 @@
 import { describe, expect, test } from "bun:test";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { type Netns, vethPair } from "../lib/sys/netns.ts";
+import type { Netns } from "../lib/sys/netns.ts";
 import { announceSkip, netnsSkipReason } from "./helpers/netns.ts";
 import { type DstmProcess, ROOT, spawnDstm } from "./helpers/process.ts";
 import { processScope } from "./helpers/process_scope.ts";
-import { kernelHostBehindTep } from "./helpers/seg6_host.ts";
+import { kernelHostTepWeb, pingThroughTep } from "./helpers/seg6_host.ts";
 import { tepArgv, tepCounters } from "./helpers/tep_argv.ts";
 import { waitUntil } from "./helpers/wait.ts";
 
@@ -35,21 +35,8 @@ const { dir, ns } = scope;
 const FIXTURES = join(ROOT, "test", "fixtures", "rx_ring");
 const TABLE = "dstm_ring_tep0";
 
-/** host ── tep ── web, the host a kernel 4over6 host; a second binding for h0's own address. */
-function topology() {
-  const host = ns();
-  const tep = ns();
-  const web = ns();
-  vethPair(host, "h0", tep, "t0");
-  vethPair(tep, "t1", web, "w0");
-  host.addAddress("h0", "2001:db8:1::11/64");
-  tep.addAddress("t0", "2001:db8:1::1/64");
-  tep.addAddress("t1", "192.0.2.1/24");
-  web.addAddress("w0", "192.0.2.80/24");
-  web.addRoute("default", "via", "192.0.2.1");
-  const binding = kernelHostBehindTep(host, tep, "198.51.100.10");
-  return { host, tep, web, binding };
-}
+/** host ── tep ── web (test/helpers/seg6_host.ts); the TEP also binds h0's own address. */
+const topology = () => kernelHostTepWeb(ns);
 
 /** The TEP with --rx-ring (environment `env` on top), control socket `name`.sock; resolves to its start line. */
 async function startTep(
@@ -116,11 +103,7 @@ describe.skipIf(skip !== null)("dstm tep --rx-ring", () => {
     const { host, tep, web, binding } = topology();
     const { proc, socket, start } = await startTep(tep, binding, "rx1");
     expect(start).toContain("rx-ring=on");
-    await waitUntil(() => host.exec(["ping", "-c", "1", "-W", "1", "192.0.2.80"]).code === 0, {
-      timeoutMs: 20_000,
-      intervalMs: 200,
-      what: "ping host → web through the TEP",
-    });
+    await pingThroughTep(host);
     const before = tepCounters(tep, socket);
     const dropsBefore = ruleDrops(tep);
     const reassembled = snmp6(tep, "Ip6ReasmOKs");
@@ -171,22 +154,14 @@ describe.skipIf(skip !== null)("dstm tep --rx-ring", () => {
       items.filter((i) => "chain" in i).map((i) => (i.chain as { name: string }).name),
     ).toEqual(["prerouting"]);
     expect(items.filter((i) => "rule" in i).length).toBe(1);
-    await waitUntil(() => host.exec(["ping", "-c", "1", "-W", "1", "192.0.2.80"]).code === 0, {
-      timeoutMs: 20_000,
-      intervalMs: 200,
-      what: "ping host → web through the TEP",
-    });
+    await pingThroughTep(host);
     expect((await craftedThrough(host, web)).length).toBe(4);
   }, 90_000);
 
   test("the TEP's address removed: the ring takes nothing and the table goes (rx-ring-paused); back: rx-ring-resumed, through the ring again", async () => {
     const { host, tep, web, binding } = topology();
     const { proc, socket } = await startTep(tep, binding, "rx4");
-    await waitUntil(() => host.exec(["ping", "-c", "1", "-W", "1", "192.0.2.80"]).code === 0, {
-      timeoutMs: 20_000,
-      intervalMs: 200,
-      what: "ping host → web through the TEP",
-    });
+    await pingThroughTep(host);
     const before = tepCounters(tep, socket);
     tep.ip("-6", "addr", "del", "2001:db8:1::1/64", "dev", "t0");
     await proc.waitFor(/ WARN rx-ring-paused /, 10_000);
@@ -221,11 +196,7 @@ describe.skipIf(skip !== null)("dstm tep --rx-ring", () => {
     expect(start).toContain("rx-ring=off");
     expect(proc.lines.some((l) => / WARN rx-ring-unavailable .*nft/.test(l))).toBe(true);
     expect(ruleDrops(tep)).toBe(-1);
-    await waitUntil(() => host.exec(["ping", "-c", "1", "-W", "1", "192.0.2.80"]).code === 0, {
-      timeoutMs: 20_000,
-      intervalMs: 200,
-      what: "ping host → web through the TEP",
-    });
+    await pingThroughTep(host);
     expect((await craftedThrough(host, web)).length).toBe(4);
   }, 90_000);
 });

@@ -7,7 +7,8 @@
  * and IPv4-in-IPv6 arriving for `sid` is decapsulated by the End.DX4 behaviour (RFC 8986
  * §4.6) and delivered locally.
  */
-import type { Netns } from "../../lib/sys/netns.ts";
+import { type Netns, vethPair } from "../../lib/sys/netns.ts";
+import { waitUntil } from "./wait.ts";
 
 export interface Seg6HostOptions {
   /** The host's IPv4 address (put on lo, /32) and the source of what it sends. */
@@ -101,4 +102,38 @@ export function seg6EndDx4(ns: Netns, sid: string, dev: string, nh4 = "0.0.0.0")
     "dev",
     dev,
   );
+}
+
+/**
+ * host ── tep ── web in three fresh namespaces from `ns`: the host a {@link kernelHostBehindTep}
+ * kernel 4over6 host (h0 2001:db8:1::11/64, IPv4 198.51.100.10), the TEP t0 2001:db8:1::1/64
+ * and t1 192.0.2.1/24, the IPv4 web server w0 192.0.2.80/24 routing through it. Returns them
+ * and the TEP's `--binding` for the host. Throws when `ip` fails.
+ */
+export function kernelHostTepWeb(ns: () => Netns): {
+  host: Netns;
+  tep: Netns;
+  web: Netns;
+  binding: string;
+} {
+  const host = ns();
+  const tep = ns();
+  const web = ns();
+  vethPair(host, "h0", tep, "t0");
+  vethPair(tep, "t1", web, "w0");
+  host.addAddress("h0", "2001:db8:1::11/64");
+  tep.addAddress("t0", "2001:db8:1::1/64");
+  tep.addAddress("t1", "192.0.2.1/24");
+  web.addAddress("w0", "192.0.2.80/24");
+  web.addRoute("default", "via", "192.0.2.1");
+  return { host, tep, web, binding: kernelHostBehindTep(host, tep, "198.51.100.10") };
+}
+
+/** Pings 192.0.2.80 from `host` until one answers (neighbours resolved on every link), ≤ 20 s. */
+export async function pingThroughTep(host: Netns): Promise<void> {
+  await waitUntil(() => host.exec(["ping", "-c", "1", "-W", "1", "192.0.2.80"]).code === 0, {
+    timeoutMs: 20_000,
+    intervalMs: 200,
+    what: "ping host → web through the TEP",
+  });
 }
