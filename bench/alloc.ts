@@ -12,8 +12,9 @@
  * With --spawn the server is `dist/dstm server` (or `bun mod.ts server` when not compiled)
  * with the SQLite store (synchronous=FULL, group commit) in a temporary directory, and
  * `--no-source-check` because every simulated host sends from ::1; `--dstm EXE` measures
- * another executable, `--store sqlite|memory|both` (default both, alternately). Each line says
- * the server's CPU time (user + system, all threads) per allocation.
+ * another executable, `--store sqlite|memory|both` (default both, alternately),
+ * `--server-log-level warn` a server that logs warnings only (default info: one line per
+ * lease). Each line says the server's CPU time (user + system, all threads) per allocation.
  * Bounded: stops after --hosts exchanges or --duration seconds, whichever comes first.
  *
  * `--protocol dhcp4o6` (as root) compares dstm's DHCPv4-over-DHCPv6 service with ISC Kea's
@@ -145,6 +146,7 @@ export async function spawnServer(
   pool: string,
   extra: string[] = [],
   dstm?: string,
+  logLevel: "info" | "warn" = "info",
 ): Promise<{ port: number; stop: () => Promise<void>; dir: string; cpuSeconds: () => number }> {
   const dir = mkdtempSync(join(tmpdir(), "dstm-bench-"));
   const exe = dstm
@@ -161,6 +163,8 @@ export async function spawnServer(
       ...extra,
     ],
     exe,
+    undefined,
+    logLevel,
   );
   return {
     port: server.port,
@@ -282,6 +286,10 @@ if (import.meta.main) {
     console.error(`--store ${values.store}: expected sqlite, memory or both`);
     process.exit(2);
   }
+  if (values["server-log-level"] !== "info" && values["server-log-level"] !== "warn") {
+    console.error(`--server-log-level ${values["server-log-level"]}: expected info or warn`);
+    process.exit(2);
+  }
   const load = (port: number): LoadOptions => ({
     server: values.server,
     port,
@@ -308,6 +316,7 @@ if (import.meta.main) {
           BENCH_POOL,
           store === "memory" ? ["--db", "memory"] : [],
           values.dstm,
+          values["server-log-level"] === "warn" ? "warn" : "info",
         );
         try {
           const cpuBefore = server.cpuSeconds();

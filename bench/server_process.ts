@@ -6,7 +6,29 @@
  *
  * @module
  */
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
+import { waitUntil } from "../test/helpers/wait.ts";
+
+/** A UDP port free on [::1] now (bound, read, closed). */
+async function freeUdpPort(): Promise<number> {
+  const socket = await Bun.udpSocket({ hostname: "::1", port: 0 });
+  const port = socket.port;
+  socket.close();
+  return port;
+}
+
+/** Whether process `pid` has a UDP socket bound to `port` (/proc/PID/net/udp6). */
+function udpBound(pid: number, port: number): boolean {
+  const hex = `:${port.toString(16).toUpperCase().padStart(4, "0")}`;
+  try {
+    return readFileSync(`/proc/${pid}/net/udp6`, "utf8")
+      .split("\n")
+      .some((line) => line.trim().split(/\s+/)[1]?.endsWith(hex));
+  } catch {
+    return false;
+  }
+}
 
 /** How a bench runs dstm by default: from source, with this Bun. */
 export const DSTM_FROM_SOURCE: readonly string[] = [
@@ -31,17 +53,45 @@ export async function spawnBenchServer(
   args: readonly string[],
   dstm: readonly string[] = DSTM_FROM_SOURCE,
   onLine?: (line: string) => void,
+  logLevel: "info" | "warn" = "info",
 ): Promise<BenchServer> {
+  // At warn there is no `start` line to read the port from: a port picked here, and the
+  // server ready once its socket is bound (its store is loaded by then).
+  const fixed = logLevel === "warn" ? await freeUdpPort() : 0;
   const proc = Bun.spawn(
     [
       ...dstm,
       "server",
-      ...["--listen", "[::1]:0", "--no-source-check"],
+      ...["--listen", `[::1]:${fixed}`, "--no-source-check"],
       ...["--max-leases-per-prefix", "0", "--prefix-rate", "0"],
+      ...(logLevel === "warn" ? ["--log-level", "warn"] : []),
       ...args,
     ],
     { stdout: "pipe", stderr: "inherit" },
   );
+  if (fixed) {
+    await waitUntil(
+      () => {
+        if (proc.exitCode !== null) throw new Error(`server exited (${proc.exitCode})`);
+        return udpBound(proc.pid, fixed);
+      },
+      { timeoutMs: 30_000, intervalMs: 20, what: `dstm server bound to [::1]:${fixed}` },
+    );
+    void (async () => {
+      const reader = (proc.stdout as ReadableStream<Uint8Array>).getReader();
+      const decoder = new TextDecoder();
+      for (let r = await reader.read(); !r.done; r = await reader.read())
+        for (const line of decoder.decode(r.value).split("\n")) if (line) onLine?.(line);
+    })();
+    return {
+      proc,
+      port: fixed,
+      stop: async () => {
+        proc.kill("SIGTERM");
+        await proc.exited;
+      },
+    };
+  }
   const reader = (proc.stdout as ReadableStream<Uint8Array>).getReader();
   const decoder = new TextDecoder();
   let text = "";

@@ -51,3 +51,27 @@ test("--store with another word: one line naming it, exit 2, no load run (with o
     expect(r.stdout.toString()).toBe("");
   }
 });
+
+test("--spawn --server-log-level warn: a server that logs warnings only (its port picked by the bench, ready once bound) still gets the load; another word is refused", () => {
+  const r = run(
+    "--spawn",
+    "--server-log-level",
+    "warn",
+    "--store",
+    "memory",
+    "--rounds",
+    "1",
+    "--hosts",
+    "300",
+    "--dstm",
+    join(ROOT, "test", "helpers", "dstm_from_source.sh"),
+  );
+  expect(r.exitCode).toBe(0);
+  expect(r.stdout.toString()).toMatch(/^round 1 memory: 300 allocations in .* loss 0\.00%/m);
+  const bad = run("--spawn", "--server-log-level", "debug");
+  expect(bad.exitCode).toBe(2);
+  expect(bad.stderr.toString().split("\n")[0]).toBe(
+    "--server-log-level debug: expected info or warn",
+  );
+  expect(bad.stdout.toString()).toBe("");
+});
