@@ -209,6 +209,10 @@ function resolveTep(flags: TepFlags, log: Logger): TepConfig {
   const statics = staticBindings(flags, log);
   const unrouted = bindingOutsideRoutes(endpoints, statics);
   if (unrouted) throw new UsageError(unrouted);
+  if (flags.rxRing && flags.offload === false)
+    throw new UsageError(
+      "--rx-ring needs the offloads (batched I/O): it cannot go with --no-offload",
+    );
   const maxBindings = bindingTable(flags, statics, log);
   const key = controlKey(flags, endpoints, log);
   const n = tepNumbers(flags);

@@ -18,6 +18,21 @@ const BASE = ["tep", "--ipv6", "2001:db8:1::1", "--ipv4", "192.0.2.1", "--insecu
 const check = (...args: string[]) => runDstm([...BASE, ...args, "--check"]);
 
 describe("dstm tep --check", () => {
+  test("--rx-ring with --no-offload is refused, naming both", async () => {
+    const r = await check(
+      "--server",
+      "2001:db8:1::53",
+      "--route",
+      "198.51.100.0/24",
+      "--rx-ring",
+      "--no-offload",
+    );
+    expect(r.code).toBe(2);
+    expect(r.stderr.trim()).toBe(
+      "dstm: --rx-ring needs the offloads (batched I/O): it cannot go with --no-offload",
+    );
+  });
+
   test("the same --server twice (in any spelling) is refused", async () => {
     const r = await check(
       "--server",

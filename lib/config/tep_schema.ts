@@ -98,7 +98,7 @@ const settings: Setting[] = [
   {
     name: "rx-ring",
     kind: { type: "bool" },
-    doc: "receive IPv4-in-IPv6 through an AF_PACKET ring (no system call per packet while they come) and an nftables rule in table dstm_ring_IFNAME that keeps those packets from the raw socket; needs the offloads and nft(8); off by default",
+    doc: "receive IPv4-in-IPv6 through an AF_PACKET ring (no system call per packet while they come) and an nftables rule in table dstm_ring_IFNAME that keeps those packets from the raw socket; needs the offloads (refused with --no-offload) and nft(8); off by default (docs/tunnel.md)",
   },
   ...tunnelSettings({
     device: "TUN",
