@@ -93,9 +93,9 @@ test("a checkpointer that cannot start: the failure is kept and the store's own 
   expect(existsSync(`${path}-wal`)).toBe(false);
 });
 
-test("no checkpointer at all: without the fallback the database file would stay empty (the test above can fail)", async () => {
-  // The same load as the fallback test, on a bare connection with the automatic checkpoint
-  // off as the store sets it: nothing reaches the database file until close.
+test("below WAL_PAGES the store's own connection never checkpoints: with the Worker idle the database file stays empty (the tests above can fail)", async () => {
+  // The same load as the fallback test (fewer WAL pages than WAL_PAGES), the Worker's first
+  // checkpoint a minute away: nothing reaches the database file until close.
   const { Database } = await import("bun:sqlite");
   const path = join(dir, "bare.db");
   const store = SqliteLeaseStore.open(path, { checkpoint: { intervalMs: 60_000 } });
@@ -113,4 +113,27 @@ test("no checkpointer at all: without the fallback the database file would stay 
   } finally {
     db.close();
   }
+});
+
+test("past walPages the store's own connection checkpoints: the WAL stays bounded while commits never pause", async () => {
+  // The Worker idle (its first run a minute away), so only the bound can keep the WAL small;
+  // without it (the Worker alone) the same load leaves every frame in the WAL.
+  const path = join(dir, "bounded.db");
+  const walPages = 200;
+  const store = SqliteLeaseStore.open(path, { checkpoint: { intervalMs: 60_000, walPages } });
+  let largest = 0;
+  try {
+    for (let b = 0; b < 250; b++) {
+      await store.write(puts(b * 40, 40));
+      largest = Math.max(largest, bytes(`${path}-wal`));
+    }
+    expect(store.checkpoints.runs).toBe(0);
+    expect(bytes(path)).toBeGreaterThan(4096);
+  } finally {
+    await store.close();
+  }
+  // WAL header 32 bytes, each frame 24 + 4,096; one commit of 40 leases writes a few dozen.
+  const frames = Math.floor((largest - 32) / (24 + 4096));
+  expect(frames).toBeGreaterThan(walPages / 2);
+  expect(frames).toBeLessThan(walPages + 100);
 });

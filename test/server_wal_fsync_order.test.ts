@@ -298,7 +298,7 @@ test("a restart's new WAL is in its directory for good before the first ACK: the
   expect({ dirSynced, walSynced }).toEqual({ dirSynced: true, walSynced: true });
 }, 60_000);
 
-test("under load the event loop's thread writes no page of the database file: the WAL checkpoints run on their Worker (lib/lease/wal_checkpointer.ts)", async () => {
+test("under load, below WAL_PAGES of WAL, the event loop's thread writes no page of the database file: the WAL checkpoints run on their Worker (lib/lease/wal_checkpointer.ts)", async () => {
   const home = join(dir, "checkpoints");
   mkdirSync(home);
   const db = join(home, "leases.db");

@@ -63,7 +63,7 @@ import { type DatabaseLock, lockDatabase } from "./sqlite_lock.ts";
 import { loadReservations, RESERVATIONS_SCHEMA } from "./sqlite_reservations.ts";
 import { COLUMNS, columnsOf, create, migrate, SCHEMA_VERSION } from "./sqlite_schema.ts";
 import { firstLine, runError, SqliteBatchWriter } from "./sqlite_write.ts";
-import { WalCheckpointer, type WalCheckpointStats } from "./wal_checkpointer.ts";
+import { WAL_PAGES, WalCheckpointer, type WalCheckpointStats } from "./wal_checkpointer.ts";
 import { WalSync, type WalSyncError } from "./wal_sync.ts";
 
 export { LeaseStoreError } from "./lease.ts";
@@ -138,8 +138,9 @@ export class SqliteLeaseStore implements LeaseStore {
       // exists); lease writes are made durable by the store's own WAL sync (./wal_sync.ts).
       db.run("PRAGMA synchronous = NORMAL");
       // Checkpoints run on a Worker of their own, not in this connection's COMMITs on the
-      // event loop (./wal_checkpointer.ts).
-      db.run("PRAGMA wal_autocheckpoint = 0");
+      // event loop (./wal_checkpointer.ts); this connection checkpoints only past WAL_PAGES,
+      // where it finds most frames copied already (the bound on the WAL under load).
+      db.run(`PRAGMA wal_autocheckpoint = ${options.checkpoint?.walPages ?? WAL_PAGES}`);
       if (created === undefined || (version === 0 && options.newDb)) writeMarker(marker, path);
       const store = new SqliteLeaseStore(path, db, false);
       store.#lock = lock;

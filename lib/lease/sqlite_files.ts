@@ -42,10 +42,13 @@ export interface SqliteOpenOptions {
    */
   readonly datasync?: DataSync;
   /**
-   * The WAL checkpointer's interval (ms) and Worker module (./wal_checkpointer.ts); a test
-   * shortens the one or passes a failing other. Defaults: 100 ms, the real Worker.
+   * The WAL checkpointer's interval (ms) and Worker module, and the WAL pages past which the
+   * store's own connection checkpoints (./wal_checkpointer.ts); a test shortens them or
+   * passes a failing Worker. Defaults: 100 ms, the real Worker, WAL_PAGES (4,096).
    */
-  readonly checkpoint?: Pick<WalCheckpointerOptions, "intervalMs" | "workerUrl">;
+  readonly checkpoint?: Pick<WalCheckpointerOptions, "intervalMs" | "workerUrl"> & {
+    readonly walPages?: number;
+  };
   /**
    * Called once, on the event loop, when the WAL checkpointer's Worker could not start or
    * failed (the store's own connection checkpoints again then); the server logs it at warn.
