@@ -325,6 +325,7 @@ function tepSettings(flags: TepFlags, c: TepConfig): { fixed: SettingsText; live
       "icmp-rate": String(c.icmpRate),
       "mss-clamp": String(c.mssClamp),
       offload: String(c.offload),
+      "rx-ring": String(c.rxRing === true),
       dscp: String(c.dscp),
       "max-bindings": String(c.maxBindings),
       "tep-port": String(c.controlPort),

@@ -56,4 +56,28 @@ describe.skipIf(skip !== null)("TEP SIGHUP with a changed server list", () => {
     const line = await tep.waitFor(/ reload(-refused)? reason=SIGHUP/);
     expect(line).toMatch(/WARN reload-refused reason=SIGHUP detail=.*--server cannot change/);
   });
+
+  test("turning rx-ring off in the config file is refused (needs a restart), not 'changed=nothing' with the ring still on", async () => {
+    const ns = netns("dstmt-");
+    ns.up("lo");
+    for (const a of ["2001:db8:9::1/128", "2001:db8:9::53/128"]) ns.addAddress("lo", a);
+    const config = join(dir, "tep-ring.toml");
+    const write = (ring: boolean) =>
+      writeFileSync(config, `server = ["2001:db8:9::53"]\nrx-ring = ${ring}\n`);
+    write(true);
+    const tep = daemon(ns, [
+      BUN,
+      join(ROOT, "mod.ts"),
+      "tep",
+      "--config",
+      config,
+      ...["--ipv6", "2001:db8:9::1", "--ipv4", "192.0.2.9", "--route", "198.51.100.0/29"],
+      ...["--ifname", "tep8", "--control", join(dir, "tep-ring.sock")],
+    ]);
+    await tep.waitFor(/ tep-start /);
+    write(false);
+    tep.proc.kill("SIGHUP");
+    const line = await tep.waitFor(/ reload(-refused)? reason=SIGHUP/);
+    expect(line).toMatch(/WARN reload-refused reason=SIGHUP detail=.*--rx-ring cannot change/);
+  });
 });
