@@ -11,6 +11,7 @@
  * - SIGTERM removes the table; a table a killed TEP left is replaced at the next start (one
  *   chain, one rule), not doubled;
  * - without nft(8) the TEP says so (`rx-ring-unavailable`) and forwards through the raw socket;
+ * - a table deleted under a running TEP is put back (`rx-ring-table-restored`);
  * - the TEP's address removed, the ring takes nothing (what still reaches its MAC is not
  *   forwarded) and the table goes; the address back, the ring takes packets again.
  */
@@ -187,6 +188,27 @@ describe.skipIf(skip !== null)("dstm tep --rx-ring", () => {
       ring: after["decap-ring"]! - before["decap-ring"]!,
       forwarded: after["decap-forward"]! - before["decap-forward"]!,
     }).toEqual({ ring: 2, forwarded: 4 });
+  }, 90_000);
+
+  test("the table deleted under a running TEP (a ruleset flush) is put back (rx-ring-table-restored); then each datagram arrives once", async () => {
+    const { host, tep, web, binding } = topology();
+    const { proc, socket } = await startTep(tep, binding, "rx5");
+    await pingThroughTep(host);
+    expect(tep.exec(["nft", "delete", "table", "ip6", TABLE]).code).toBe(0);
+    await proc.waitFor(/ WARN rx-ring-table-restored /, 15_000);
+    expect(ruleDrops(tep)).toBeGreaterThanOrEqual(0);
+    const before = tepCounters(tep, socket);
+    expect((await craftedThrough(host, web)).length).toBe(4);
+    await waitUntil(
+      () => tepCounters(tep, socket)["decap-forward"]! - before["decap-forward"]! >= 4,
+      { what: "four datagrams forwarded" },
+    );
+    // Forwarded once each: the plain two through the ring only.
+    const after = tepCounters(tep, socket);
+    expect({
+      forwarded: after["decap-forward"]! - before["decap-forward"]!,
+      ring: after["decap-ring"]! - before["decap-ring"]!,
+    }).toEqual({ forwarded: 4, ring: 2 });
   }, 90_000);
 
   test("without nft the TEP says rx-ring-unavailable and forwards through the raw socket", async () => {

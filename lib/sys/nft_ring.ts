@@ -65,6 +65,22 @@ export function installRingDrop(table: string, dst6: string, iif: string): void 
   if (!r.ok) throw new Error(`nft: ${r.error || "failed"}`);
 }
 
+/**
+ * Whether the table is there (`nft list table`; run asynchronously, off the event loop's
+ * way). False also when nft cannot run.
+ */
+export async function ringDropPresent(table: string): Promise<boolean> {
+  try {
+    const p = Bun.spawn(["nft", "list", "table", "ip6", table], {
+      stdout: "ignore",
+      stderr: "ignore",
+    });
+    return (await p.exited) === 0;
+  } catch {
+    return false;
+  }
+}
+
 /** Removes the table (nothing when it is gone already). Returns false when nft failed. */
 export function removeRingDrop(table: string): boolean {
   return nft(`table ip6 ${table} {}\ndelete table ip6 ${table}\n`).ok;

@@ -14,6 +14,12 @@
  *   there with its filter, said at info (`rx-ring-resumed`). In between a packet may be dropped
  *   by the rule before the ring takes it; never forwarded twice.
  *
+ * And the table itself, looked for every {@link RX_RING_TABLE_CHECK_TICKS} ticks (5 s): a
+ * firewall manager that flushes the whole ruleset (`nft flush ruleset`, firewalld's reload)
+ * removes it, and then the ring's packets reach the raw socket too and are forwarded twice.
+ * A missing table is put back and said at warn (`rx-ring-table-restored`): the duplicates
+ * last until then, at most about 5 s.
+ *
  * @module
  */
 import type { Logger } from "../control/log.ts";
@@ -22,11 +28,18 @@ import { IPv6AddressWatch } from "../sys/addr_watch.ts";
 import { interfaceOfIPv6 } from "../sys/ifinfo.ts";
 import * as libc from "../sys/libc.ts";
 import { linkIndex } from "../sys/netlink.ts";
-import { installRingDrop, removeRingDrop, ringTableName } from "../sys/nft_ring.ts";
+import {
+  installRingDrop,
+  removeRingDrop,
+  ringDropPresent,
+  ringTableName,
+} from "../sys/nft_ring.ts";
 import { PacketRing, type RingGeometry } from "../sys/packet_ring.ts";
 
 /** How often the address notifications are read, ms. */
 export const RX_RING_WATCH_MS = 250;
+/** Every how many of those the nftables table is looked for. */
+export const RX_RING_TABLE_CHECK_TICKS = 20;
 
 export interface RxRingOptions {
   /** The TEP's `--ipv6`, text and bytes. */
@@ -61,6 +74,8 @@ export class RxRing {
   #ifindex: number;
   #paused = false;
   #ticks = 0;
+  #checking = false;
+  #closed = false;
 
   private constructor(o: RxRingOptions, at: { name: string; index: number }) {
     this.#o = o;
@@ -112,6 +127,7 @@ export class RxRing {
 
   /** Stops following, removes the table and closes the ring (after the Workers stopped). */
   close(): void {
+    this.#closed = true;
     clearInterval(this.#timer);
     this.#watch?.close();
     removeRingDrop(this.#table);
@@ -123,6 +139,31 @@ export class RxRing {
     const drained = this.#watch?.drain();
     const ours = drained?.events.some((e) => e.address === this.#canonical) ?? false;
     if (ours || drained?.overflow || this.#ticks % 10 === 0) this.#follow();
+    if (this.#ticks % RX_RING_TABLE_CHECK_TICKS === 0 && !this.#paused && !this.#checking)
+      void this.#checkTable();
+  }
+
+  /** Puts the table back when something removed it (see the module comment). */
+  async #checkTable(): Promise<void> {
+    this.#checking = true;
+    try {
+      if (await ringDropPresent(this.#table)) return;
+      const at = whereIs(this.#o.ipv6);
+      if (this.#closed || this.#paused || at === null) return;
+      installRingDrop(this.#table, this.#o.ipv6, at.name);
+      this.#o.log.warn("rx-ring-table-restored", {
+        table: this.#table,
+        detail:
+          "the nftables table was gone (a ruleset flush?): until now the ring's packets also reached the raw socket and were forwarded twice",
+      });
+    } catch (error) {
+      this.#o.log.warn("rx-ring-table-restore-failed", {
+        table: this.#table,
+        detail: (error as Error).message,
+      });
+    } finally {
+      this.#checking = false;
+    }
   }
 
   /** Puts the ring where the address is now (see the module comment). */
