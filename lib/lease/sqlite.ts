@@ -33,8 +33,7 @@
  * @module
  */
 import { Database } from "bun:sqlite";
-import { accessSync, constants, existsSync, statSync } from "node:fs";
-import { dirname } from "node:path";
+import { existsSync, statSync } from "node:fs";
 import {
   type Lease,
   type LeaseOp,
@@ -60,9 +59,10 @@ import {
   writeMarker,
 } from "./sqlite_files.ts";
 import { type DatabaseLock, lockDatabase } from "./sqlite_lock.ts";
+import { openError } from "./sqlite_open_error.ts";
 import { loadReservations, RESERVATIONS_SCHEMA } from "./sqlite_reservations.ts";
 import { COLUMNS, columnsOf, create, migrate, SCHEMA_VERSION } from "./sqlite_schema.ts";
-import { firstLine, runError, SqliteBatchWriter } from "./sqlite_write.ts";
+import { runError, SqliteBatchWriter } from "./sqlite_write.ts";
 import { WAL_PAGES, WalCheckpointer, type WalCheckpointStats } from "./wal_checkpointer.ts";
 import { WalSync, type WalSyncError } from "./wal_sync.ts";
 
@@ -160,7 +160,7 @@ export class SqliteLeaseStore implements LeaseStore {
         db?.close();
       } catch {}
       lock?.release();
-      throw _openError(path, error, false);
+      throw openError(path, error, false);
     }
   }
 
@@ -185,7 +185,7 @@ export class SqliteLeaseStore implements LeaseStore {
       try {
         db?.close();
       } catch {}
-      throw _openError(path, error, true);
+      throw openError(path, error, true);
     }
   }
 
@@ -406,61 +406,6 @@ function _toLease(path: string, row: unknown[], intern: (text: string) => string
   );
 }
 
-function _code(error: unknown): string {
-  const code = (error as { code?: unknown } | null)?.code;
-  return typeof code === "string" ? code : "";
-}
-
-/** Turns an SQLite error at open time into a message that says what to do. */
-function _openError(path: string, error: unknown, readOnly: boolean): Error {
-  if (error instanceof LeaseStoreError) return error;
-  const code = _code(error);
-  if (code.startsWith("SQLITE_BUSY") || code.startsWith("SQLITE_LOCKED")) {
-    return new LeaseStoreError(
-      readOnly
-        ? `lease database ${path} is busy (a server is recovering or checkpointing it); try again`
-        : `lease database ${path} is in use by another dstm server; stop it or give this one another --db`,
-    );
-  }
-  if (code.startsWith("SQLITE_NOTADB") || code.startsWith("SQLITE_CORRUPT")) {
-    return new LeaseStoreError(
-      `${path} is not a dstm lease database (${firstLine(error)}); move it away or give another --db`,
-    );
-  }
-  const dir = dirname(path);
-  if (!readOnly && (code.startsWith("SQLITE_CANTOPEN") || code.startsWith("SQLITE_READONLY"))) {
-    if (_missing(dir)) {
-      return new LeaseStoreError(
-        `cannot create lease database ${path}: directory ${dir} does not exist; create it or give another --db`,
-      );
-    }
-    if (!_writable(dir) || (existsSync(path) && !_writable(path))) {
-      return new LeaseStoreError(
-        `cannot write lease database ${path}: ${existsSync(path) ? "the file or " : ""}directory ${dir} is not writable by this user; fix the permissions or give another --db`,
-      );
-    }
-  }
-  return new LeaseStoreError(`cannot open lease database ${path}: ${firstLine(error)}`);
-}
-
 function _closed(path: string): LeaseStoreError {
   return new LeaseStoreError(`lease database ${path} is closed`);
-}
-
-/** True when `path` is not an existing directory (a permission error is not "missing"). */
-function _missing(path: string): boolean {
-  try {
-    return !statSync(path).isDirectory();
-  } catch (error) {
-    return (error as { code?: string }).code !== "EACCES";
-  }
-}
-
-function _writable(path: string): boolean {
-  try {
-    accessSync(path, constants.W_OK);
-    return true;
-  } catch {
-    return false;
-  }
 }
