@@ -142,7 +142,7 @@ function addStatusCommand(client: ReturnType<typeof clientCommand>): void {
         [
           `state     ${status.state} (${status.mode})`,
           ...acquireLines(status.acquire as AcquireStatus | null | undefined),
-          `dti       ${status.ifname} (mtu ${status.mtu ?? "-"}${status.pathMtu ? `, path MTU ${status.pathMtu}` : ""}${dti ? `, ${dti}` : ""})`,
+          `dti       ${status.ifname} (mtu ${status.mtu ?? "-"}${status.pathMtu ? `, path MTU ${status.pathMtu}` : ""}${dti ? `, ${dti}` : ""})${status.dtiLinkUp === false ? " DOWN: set down by hand? its routes come back when it is up again" : ""}`,
           `ipv4      ${status.ipv4 ?? "-"}${status.ports && status.ports !== "all" ? ` ports ${status.ports}` : ""}`,
           `host ipv6 ${status.host6}`,
           `tep       ${status.tep6 ?? "-"}${status.tep4 ? ` (${status.tep4})` : ""}`,

@@ -14,7 +14,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { join } from "node:path";
 import { createNetns, type Netns } from "../lib/sys/netns.ts";
-import { clientCounters } from "./helpers/daemon.ts";
+import { clientCounters, clientStatusJson } from "./helpers/daemon.ts";
 import {
   createDtiLab,
   dtiSuite,
@@ -65,9 +65,12 @@ async function bounceAndRecover(
     host.ip("link", "set", DTI, "down");
     // The kernel took the DTI's routes away (what the client must put back).
     expect(host.ip("-4", "route", "show", "dev", DTI)).not.toContain("192.0.2.0/24");
+    // The status says the DTI is down while it is (it said "bound" and nothing else).
+    expect(clientStatusJson<{ dtiLinkUp: boolean | null }>(host, socket).dtiLinkUp).toBe(false);
     host.ip("link", "set", DTI, "up");
     // Traffic comes back without a restart of the client.
     expect(await pingsWithin(20_000)).toBe(true);
+    expect(clientStatusJson<{ dtiLinkUp: boolean | null }>(host, socket).dtiLinkUp).toBe(true);
     return {
       counters: clientCounters(host, socket),
       lines: [...client.lines],

@@ -28,6 +28,7 @@ import { DropSummary } from "../control/drop_summary.ts";
 import { Metrics } from "../control/metrics.ts";
 import { formatIPv4, parseIPv6 } from "../net/addr.ts";
 import { formatPortSet } from "../net/portset.ts";
+import { linkIsUp } from "../sys/ifinfo.ts";
 import { routePathMtu } from "../sys/raw6.ts";
 import { closeTun, openTun } from "../sys/tun_linux.ts";
 import { sourceAddressFor } from "../sys/udp.ts";
@@ -169,6 +170,7 @@ export class DstmNode {
       napt: this.#napt,
       counters: this.counters,
       acquire: this.#acquireState.status(),
+      dtiLinkUp: linkIsUp(this.#ifname),
     });
   }
 

@@ -86,6 +86,11 @@ export interface NodeStatus {
   /** Which DTI carries the traffic now (./node_status.ts NodeDtiStatus). */
   dti: NodeDtiStatus;
   /**
+   * While a lease is bound: whether the DTI is administratively up (false: set down by hand;
+   * its routes come back when it is up again, lib/client/dti_routes.ts); null otherwise.
+   */
+  dtiLinkUp: boolean | null;
+  /**
    * The path MTU towards the TEP in force (bytes): the lower of the Workers' estimate (Packet
    * Too Big, RFC 8201) and the kernel's when that limits the DTI; null if neither does
    * (./node_status.ts pathMtuInForce).

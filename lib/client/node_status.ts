@@ -39,6 +39,8 @@ export interface NodeStatusParts {
   readonly counters: Counters;
   /** Why the last tries to obtain a lease failed (./acquire_state.ts), null if they did not. */
   readonly acquire?: AcquireStatus | null;
+  /** Whether the DTI is administratively up (lib/sys/ifinfo.ts linkIsUp), null when unknown. */
+  readonly dtiLinkUp?: boolean | null;
 }
 
 /** The status of the node made of `p`, now. */
@@ -55,6 +57,7 @@ export function nodeStatus(p: NodeStatusParts): NodeStatus {
     tep4: lease?.tep4 ? formatIPv4(lease.tep4) : null,
     mtu: p.mtu,
     dti: dtiStatus(p.dtiRequested, p.dtiInUse),
+    dtiLinkUp: p.state === "bound" ? (p.dtiLinkUp ?? null) : null,
     pathMtu: pathMtuInForce(p),
     expiresAt: lease ? new Date(lease.expiresAt).toISOString() : null,
     leaseTime: lease?.leaseTime ?? null,

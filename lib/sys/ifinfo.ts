@@ -51,6 +51,19 @@ export function interfaceExists(name: string): boolean {
   return existsSync(`/sys/class/net/${name}`);
 }
 
+/**
+ * Whether interface `name` is administratively up (IFF_UP in /sys/class/net/NAME/flags), or
+ * null when it cannot be read (no such interface).
+ */
+export function linkIsUp(name: string): boolean | null {
+  try {
+    const flags = Number.parseInt(readFileSync(`/sys/class/net/${name}/flags`, "utf8").trim(), 16);
+    return Number.isInteger(flags) ? (flags & 0x1) !== 0 : null;
+  } catch {
+    return null;
+  }
+}
+
 /** The MTU of interface `name`, or null when it cannot be read. */
 export function linkMtu(name: string): number | null {
   try {
