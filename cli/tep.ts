@@ -79,8 +79,14 @@ async function runTep(cmd: Command<[], Record<string, unknown>>): Promise<void> 
     return resolved;
   });
   if (flags.check) {
+    // The ring needs nft(8) at start; without it the TEP runs on the raw socket alone.
+    const ring = options.rxRing
+      ? Bun.which("nft")
+        ? ", rx-ring"
+        : ", rx-ring: nft not found, the TEP would receive through the raw socket alone"
+      : "";
     process.stdout.write(
-      `dstm tep: configuration OK (${options.ipv6} / ${formatIPv4(options.ipv4)}, server ${[options.server.address, ...(options.moreServers ?? [])].join(", ")}, ${options.routes.length} route(s), ${options.staticBindings?.length ?? 0} static binding(s))\n`,
+      `dstm tep: configuration OK (${options.ipv6} / ${formatIPv4(options.ipv4)}, server ${[options.server.address, ...(options.moreServers ?? [])].join(", ")}, ${options.routes.length} route(s), ${options.staticBindings?.length ?? 0} static binding(s)${ring})\n`,
     );
     return;
   }

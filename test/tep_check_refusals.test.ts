@@ -18,6 +18,19 @@ const BASE = ["tep", "--ipv6", "2001:db8:1::1", "--ipv4", "192.0.2.1", "--insecu
 const check = (...args: string[]) => runDstm([...BASE, ...args, "--check"]);
 
 describe("dstm tep --check", () => {
+  test("--rx-ring: --check says the ring, or that without nft(8) the TEP would use the raw socket alone", async () => {
+    const args = ["--server", "2001:db8:1::53", "--route", "198.51.100.0/24", "--rx-ring"];
+    const withNft = await check(...args);
+    expect(withNft.code).toBe(0);
+    expect(withNft.stdout).toContain("static binding(s), rx-ring)");
+    // A PATH without /usr/sbin, where nft lives.
+    const without = await runDstm([...BASE, ...args, "--check"], { PATH: "/usr/bin:/bin" });
+    expect(without.code).toBe(0);
+    expect(without.stdout).toContain(
+      "rx-ring: nft not found, the TEP would receive through the raw socket alone)",
+    );
+  });
+
   test("--rx-ring with --no-offload is refused, naming both", async () => {
     const r = await check(
       "--server",

@@ -93,14 +93,16 @@ export function spawnDstm(
   };
 }
 
-/** Runs `bun mod.ts ...args` to completion. */
+/** Runs `bun mod.ts ...args` to completion, with `env` over this process's environment. */
 export async function runDstm(
   args: readonly string[],
+  env: Record<string, string> = {},
 ): Promise<{ code: number; stdout: string; stderr: string }> {
   const proc = Bun.spawn([BUN, join(ROOT, "mod.ts"), ...args], {
     cwd: ROOT,
     stdout: "pipe",
     stderr: "pipe",
+    env: { ...process.env, ...env },
   });
   const [stdout, stderr, code] = await Promise.all([
     new Response(proc.stdout).text(),
