@@ -38,6 +38,7 @@ import { join } from "node:path";
 import { createNetns, deleteNetns, type Netns, vethPair } from "../lib/sys/netns.ts";
 import { waitUntil } from "../test/helpers/wait.ts";
 import type { Dhcp4o6LoadResult } from "./dhcp4o6_load.ts";
+import { udpBound } from "./server_process.ts";
 
 const ROOT = join(import.meta.dir, "..");
 const KEA4 = "/usr/sbin/kea-dhcp4";
@@ -171,18 +172,6 @@ async function _stop(proc: Bun.Subprocess, graceMs = 5000): Promise<void> {
   _children.delete(proc);
 }
 
-/** True when the namespace of `pid` has a UDP socket bound to `port` (its /proc/PID/net/udp6). */
-function _udpBound(pid: number, port: number, table: "udp6" | "udp" = "udp6"): boolean {
-  const hex = `:${port.toString(16).toUpperCase().padStart(4, "0")} `;
-  try {
-    return readFileSync(`/proc/${pid}/net/${table}`, "utf8")
-      .split("\n")
-      .some((line) => line.trim().split(/\s+/)[1]?.endsWith(hex.trim()));
-  } catch {
-    return false;
-  }
-}
-
 /**
  * Waits until `file` matches every pattern and `ready()` holds, or throws with the file's tail
  * if `proc` exits first.
@@ -300,7 +289,7 @@ async function _startDstm(ns: Netns, dir: string, o: Dhcp4o6BenchOptions): Promi
     log,
   );
   // Ready once UDP 547 is bound: the store is loaded by then (works with any --log-level).
-  await _ready(proc, log, [], "dstm server", () => _udpBound(proc.pid, 547));
+  await _ready(proc, log, [], "dstm server", () => udpBound(proc.pid, 547));
   return {
     pids: [proc.pid],
     stop: () => _stop(proc),
@@ -409,8 +398,8 @@ async function _startKea(ns: Netns, dir: string, o: Dhcp4o6BenchOptions): Promis
       const port = NET4O6.dhcp4o6Port;
       const bound =
         v === "6"
-          ? () => _udpBound(proc.pid, 547) && _udpBound(proc.pid, port)
-          : () => _udpBound(proc.pid, port + 1) && _udpBound(proc.pid, 67, "udp");
+          ? () => udpBound(proc.pid, 547) && udpBound(proc.pid, port)
+          : () => udpBound(proc.pid, port + 1) && udpBound(proc.pid, 67, "udp");
       await _ready(proc, join(dir, `kea-dhcp${v}.out`), [], `kea-dhcp${v}`, bound);
     }
   } catch (error) {

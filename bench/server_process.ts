@@ -18,11 +18,14 @@ async function freeUdpPort(): Promise<number> {
   return port;
 }
 
-/** Whether process `pid` has a UDP socket bound to `port` (/proc/PID/net/udp6). */
-function udpBound(pid: number, port: number): boolean {
+/**
+ * Whether process `pid`'s network namespace has a UDP socket bound to `port`
+ * (/proc/PID/net/udp6, or `udp` for IPv4).
+ */
+export function udpBound(pid: number, port: number, table: "udp6" | "udp" = "udp6"): boolean {
   const hex = `:${port.toString(16).toUpperCase().padStart(4, "0")}`;
   try {
-    return readFileSync(`/proc/${pid}/net/udp6`, "utf8")
+    return readFileSync(`/proc/${pid}/net/${table}`, "utf8")
       .split("\n")
       .some((line) => line.trim().split(/\s+/)[1]?.endsWith(hex));
   } catch {
