@@ -7,7 +7,7 @@
  *
  * @module
  */
-import type { TunnelBatchSocket } from "../net/device.ts";
+import { SendsThrough, type TunnelBatchSocket } from "../net/device.ts";
 import { ClientState } from "../tunnel/client_state.ts";
 import { NaptTable } from "../tunnel/napt.ts";
 import type { ClientContext } from "../tunnel/pipeline.ts";
@@ -33,13 +33,12 @@ export function attachClientLoop(init: ForwarderInit, counters: Float64Array): C
  * LocalSourcesFollower.refresh: an address added before they arrived is in the list they are
  * checked against), and after a poll timeout too. Nothing allocated per read.
  */
-export class RefreshingBatchSocket implements TunnelBatchSocket {
-  readonly fd: number;
+export class RefreshingBatchSocket extends SendsThrough {
   readonly #raw: TunnelBatchSocket;
   readonly #refresh: () => void;
 
   constructor(raw: TunnelBatchSocket, refresh: () => void) {
-    this.fd = raw.fd;
+    super(raw);
     this.#raw = raw;
     this.#refresh = refresh;
   }
@@ -54,18 +53,6 @@ export class RefreshingBatchSocket implements TunnelBatchSocket {
     const n = this.#raw.read(bufs, sizes, offset, addrs, trafficClass);
     if (n >= 0) this.#refresh();
     return n;
-  }
-
-  write(
-    bufs: readonly Uint8Array[],
-    sizes: Int32Array,
-    count: number,
-    offset: number,
-    addrs: Uint8Array,
-    trafficClass: Uint8Array,
-    flowLabel: Int32Array,
-  ): number {
-    return this.#raw.write(bufs, sizes, count, offset, addrs, trafficClass, flowLabel);
   }
 }
 

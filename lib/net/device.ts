@@ -116,3 +116,40 @@ export interface TunnelBatchSocket {
     flowLabel: Int32Array,
   ): number;
 }
+
+/**
+ * A {@link TunnelBatchSocket} that receives its own way (a subclass's `read`) and sends
+ * through `sender` as it is: the TEP's ring beside the raw socket (lib/sys/ring_raw_socket.ts),
+ * the client's socket that refreshes the local sources before each batch
+ * (lib/dataplane/client_attach.ts).
+ */
+export abstract class SendsThrough implements TunnelBatchSocket {
+  readonly fd: number;
+  readonly #sender: TunnelBatchSocket;
+
+  constructor(sender: TunnelBatchSocket) {
+    this.fd = sender.fd;
+    this.#sender = sender;
+  }
+
+  abstract read(
+    bufs: readonly Uint8Array[],
+    sizes: Int32Array,
+    offset: number,
+    addrs: Uint8Array,
+    trafficClass: Uint8Array,
+  ): number;
+
+  /** See {@link TunnelBatchSocket.write}: the sender's. */
+  write(
+    bufs: readonly Uint8Array[],
+    sizes: Int32Array,
+    count: number,
+    offset: number,
+    addrs: Uint8Array,
+    trafficClass: Uint8Array,
+    flowLabel: Int32Array,
+  ): number {
+    return this.#sender.write(bufs, sizes, count, offset, addrs, trafficClass, flowLabel);
+  }
+}

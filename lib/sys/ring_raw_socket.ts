@@ -8,14 +8,13 @@
  *
  * @module
  */
-import type { TunnelBatchSocket } from "../net/device.ts";
+import { SendsThrough } from "../net/device.ts";
 import * as libc from "./libc.ts";
 import { Errno } from "./libc.ts";
 import type { PacketRing } from "./packet_ring.ts";
 import type { Raw6Batch } from "./raw6_batch.ts";
 
-export class RingRawSocket implements TunnelBatchSocket {
-  readonly fd: number;
+export class RingRawSocket extends SendsThrough {
   readonly #ring: PacketRing;
   readonly #raw: Raw6Batch;
   readonly #timeoutMs: number;
@@ -24,7 +23,7 @@ export class RingRawSocket implements TunnelBatchSocket {
 
   /** `raw` must not wait itself (pollTimeoutMs 0); this waits up to `pollTimeoutMs`. */
   constructor(ring: PacketRing, raw: Raw6Batch, pollTimeoutMs = 200) {
-    this.fd = raw.fd;
+    super(raw);
     this.#ring = ring;
     this.#raw = raw;
     this.#timeoutMs = pollTimeoutMs;
@@ -67,18 +66,5 @@ export class RingRawSocket implements TunnelBatchSocket {
     const n = this.#raw.read(bufs, sizes, offset, addrs, trafficClass);
     if (n !== 0) return n;
     return this.#ring.read(bufs, sizes, offset, addrs, trafficClass);
-  }
-
-  /** See {@link TunnelBatchSocket.write}: the raw socket's. */
-  write(
-    bufs: readonly Uint8Array[],
-    sizes: Int32Array,
-    count: number,
-    offset: number,
-    addrs: Uint8Array,
-    trafficClass: Uint8Array,
-    flowLabel: Int32Array,
-  ): number {
-    return this.#raw.write(bufs, sizes, count, offset, addrs, trafficClass, flowLabel);
   }
 }
