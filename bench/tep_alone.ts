@@ -33,6 +33,18 @@
  * --no-offload`, one packet per system call) compare the data plane before and after in one run;
  * `dstm-ring` is `dstm` with `--rx-ring` (an AF_PACKET receive ring, lib/sys/packet_ring.ts).
  *
+ * Flood tests (`flood64`, one flow; `flood64x64`, 64 flows in turn): iperf3's one sender
+ * cannot load a forwarder past about 290k pps here, so what they measure is the sender and the
+ * receiver, not the TEP. bench/c/flood4in6.c sends prebuilt 64-byte UDP datagrams (IPv4 in
+ * IPv6 to the path's tunnel address; plain IPv4 for routing) from an AF_PACKET socket with
+ * sendmmsg straight to T's eth6, for omit + duration s, as fast as its CPU goes: the forwarding
+ * rate under overload (RFC 2889 §5.1's measure). Each flow's IPv4 identification counts up
+ * with DF set, as a connected Linux UDP socket (iperf3's) numbers them; with 64 flows in turn
+ * no two consecutive datagrams share a flow, so no GRO can coalesce them (the worst case).
+ * S counts with a bound UDP socket that never reads: every datagram is counted once at S's
+ * UDP layer (queued or dropped as RcvbufErrors), also each one the kernel cuts from a
+ * super-datagram (without a socket a super-datagram would count once, as NoPorts).
+ *
  * Tests: TCP one stream H → S; UDP with 64-byte payloads, unlimited (`-b 0`). Rounds rotate the
  * order of the paths; the table gives medians over rounds and ratios to the C forwarder and to
  * the kernel TEP. Per run: goodput or packets received per second, packets leaving the TEP's
@@ -58,10 +70,31 @@ import { machineTicks } from "./lab_counters.ts";
 
 const PATHS = ["routing", "kernel-tep", "dstm", "dstm-ring", "dstm-no-offload", "c"] as const;
 type PathName = (typeof PATHS)[number];
+interface TestSpec {
+  title: string;
+  /** iperf3's arguments (iperf3 tests). */
+  args: string[];
+  udp: boolean;
+  /** Flood tests: bench/c/flood4in6.c sends instead of iperf3, over this many UDP flows. */
+  floodFlows?: number;
+}
 const TESTS = {
-  tcp1: { title: "TCP, 1 stream, H → S", args: [] as string[], udp: false },
+  tcp1: { title: "TCP, 1 stream, H → S", args: [], udp: false },
   udp64: { title: "UDP 64 B, -b 0, H → S", args: ["-u", "-l", "64", "-b", "0"], udp: true },
-} as const;
+  flood64: {
+    title: "UDP 64 B flood, 1 flow, AF_PACKET sender (forwarding rate under overload)",
+    args: [],
+    udp: true,
+    floodFlows: 1,
+  },
+  flood64x64: {
+    title: "UDP 64 B flood, 64 flows in turn, AF_PACKET sender (forwarding rate under overload)",
+    args: [],
+    udp: true,
+    floodFlows: 64,
+  },
+} as const satisfies Record<string, TestSpec>;
+const spec = (test: TestName): TestSpec => TESTS[test];
 type TestName = keyof typeof TESTS;
 
 const A = {
@@ -403,12 +436,19 @@ async function runOne(
   path: PathName,
   round: number,
   o: Options,
-  cc: string,
+  cc: { tunfwd: string; flood: string },
 ): Promise<Run> {
   const txOff = o.txOff.includes(path);
   setTxCsum(topo, !txOff);
   hostRoute(topo, path);
-  const tep = await startPath(topo, path, cc);
+  const tep = await startPath(topo, path, cc.tunfwd);
+  if (spec(test).floodFlows !== undefined) {
+    try {
+      return await floodOne(topo, test, path, round, o, cc.flood, tep.pid, txOff);
+    } finally {
+      await tep.stop();
+    }
+  }
   const port = nextPort++;
   const server = topo.s.spawn(
     ["iperf3", "-s", "-1", "-p", String(port), "--logfile", "/dev/null"],
@@ -429,14 +469,118 @@ async function runOne(
   }
 }
 
-function compile(dir: string): string {
-  const out = join(dir, "tunfwd");
-  const r = Bun.spawnSync(
-    ["cc", "-O2", "-pthread", "-o", out, join(import.meta.dir, "c", "tunfwd.c")],
-    { stderr: "pipe" },
+/** The C programs the bench needs, compiled into `dir`: the C forwarder and the flood sender. */
+function compile(dir: string): { tunfwd: string; flood: string } {
+  const built = { tunfwd: join(dir, "tunfwd"), flood: join(dir, "flood4in6") };
+  for (const out of Object.values(built)) {
+    const name = out.slice(dir.length + 1);
+    const r = Bun.spawnSync(
+      ["cc", "-O2", "-pthread", "-o", out, join(import.meta.dir, "c", `${name}.c`)],
+      { stderr: "pipe" },
+    );
+    if (r.exitCode !== 0) throw new Error(`cc bench/c/${name}.c: ${r.stderr.toString()}`);
+  }
+  return built;
+}
+
+function macOf(ns: Netns, ifname: string): string {
+  return ns.ipJson<{ address: string }[]>("link", "show", ifname)[0]!.address;
+}
+
+/**
+ * A flood test's run: bench/c/flood4in6.c on H sends frames straight to T's eth6 for omit +
+ * duration s (4in6 to the path's tunnel address; plain IPv4 for routing); the datagrams that
+ * reach S's UDP layer (no listener: NoPorts, its ICMP errors rate-limited by S's kernel) in
+ * the last `duration` s are the forwarding rate.
+ */
+async function floodOne(
+  topo: Topology,
+  test: TestName,
+  path: PathName,
+  round: number,
+  o: Options,
+  flood: string,
+  pid: number | undefined,
+  txOff: boolean,
+): Promise<Run> {
+  // The path works (neighbours resolved) before the clock starts.
+  const deadline = Date.now() + 10_000;
+  while (topo.h.exec(["ping", "-c", "1", "-W", "1", A.server4]).code !== 0)
+    if (Date.now() > deadline) throw new Error(`${path}: no IPv4 path H → S (ping)`);
+  const v6 = path !== "routing";
+  const sid = path === "kernel-tep" ? A.kernelSid : A.tep6;
+  const argv = [
+    flood,
+    "eth0",
+    macOf(topo.t, "eth6"),
+    macOf(topo.h, "eth0"),
+    v6 ? A.hostSid : "-",
+    v6 ? sid : "-",
+    v6 ? A.host4 : A.hostPlain4,
+    A.server4,
+    "9",
+    "64",
+    String(spec(test).floodFlows),
+    String(o.duration + o.omit),
+    String(50_000_000),
+  ];
+  // A UDP socket on S that never reads: each datagram counts once at S's UDP layer (queued, or
+  // dropped as RcvbufErrors), also one the kernel cuts from a super-datagram. Without a
+  // socket, a super-datagram would count once as NoPorts.
+  const sink = topo.s.spawn(
+    [
+      "python3",
+      "-c",
+      `import socket, time\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\ns.bind(("${A.server4}", 9))\nprint("bound", flush=True)\ntime.sleep(${o.duration + o.omit + 30})`,
+    ],
+    { timeoutMs: (o.duration + o.omit + 30) * 1000 },
   );
-  if (r.exitCode !== 0) throw new Error(`cc bench/c/tunfwd.c: ${r.stderr.toString()}`);
-  return out;
+  const first = await Promise.race([
+    sink.stdout.getReader().read(),
+    Bun.sleep(10_000).then(() => ({ value: undefined })),
+  ]);
+  if (!new TextDecoder().decode(first.value ?? new Uint8Array()).startsWith("bound")) {
+    sink.kill("SIGKILL");
+    throw new Error(`${path}: the UDP sink on S did not bind`);
+  }
+  const sender = topo.h.spawn(argv, { timeoutMs: (o.duration + o.omit + 20) * 1000 });
+  // The measurement window: counters after `omit` s and after `omit + duration` s (a bench's
+  // clock, not synchronisation).
+  await Bun.sleep(o.omit * 1000);
+  const a = sample(topo, pid, path);
+  const t0 = performance.now();
+  await Bun.sleep(o.duration * 1000);
+  const b = sample(topo, pid, path);
+  const seconds = (performance.now() - t0) / 1000;
+  const [stdout, stderr] = await Promise.all([
+    new Response(sender.stdout).text(),
+    new Response(sender.stderr).text(),
+  ]);
+  const code = await sender.exited;
+  sink.kill("SIGKILL");
+  await sink.exited;
+  const m = /sent (\d+) failed (\d+)/.exec(stdout);
+  if (code !== 0 || !m) throw new Error(`flood4in6 (${path}) exit ${code}: ${stderr.trim()}`);
+  const sentPps = Number(m[1]) / (o.duration + o.omit);
+  const received = b.udp - a.udp;
+  const run: Run = {
+    round,
+    test,
+    path,
+    senderTxCsum: txOff ? "off" : "on",
+    gbps: 0,
+    receivedPps: received / seconds,
+    lossPercent: sentPps > 0 ? 100 * Math.max(0, 1 - received / seconds / sentPps) : 0,
+    tepPps: received / seconds,
+    machineUsPerPacket: (1e6 * (b.machine - a.machine)) / Math.max(1, received),
+    machineCpuPercent: (100 * (b.machine - a.machine)) / seconds,
+  };
+  if (pid !== undefined) {
+    run.forwarderUsPerPacket = (1e6 * (b.cpu - a.cpu)) / Math.max(1, received);
+    run.packetsPerTunWrite = received / Math.max(1, b.tunWrites - a.tunWrites);
+    run.forwarderCpuPercent = (100 * (b.cpu - a.cpu)) / seconds;
+  }
+  return run;
 }
 
 function fmt(n: number | undefined, digits = 2): string {
