@@ -2,9 +2,9 @@
  * The load generator of bench/tep_alone.ts's flood tests: sends prebuilt UDP datagrams, IPv4
  * inside IPv6 (next header 4) or plain IPv4, as Ethernet frames from an AF_PACKET socket with
  * sendmmsg(2) and the qdisc bypassed. A far cheaper sender per packet than iperf3 over a seg6
- * route, so the forwarder under test, not the sender, sets the rate (RFC 2889's forwarding rate
- * under overload). Checksums are complete. Compiled by the bench with the system's cc; not part
- * of dstm.
+ * route, so the forwarder under test, not the sender, sets the rate (the forwarding rate at
+ * maximum offered load, RFC 2285 §3.6.2). Checksums are complete. Compiled by the bench with
+ * the system's cc; not part of dstm.
  *
  *   flood4in6 IFNAME DST_MAC SRC_MAC SRC6|- DST6|- SRC4 DST4 DPORT PAYLOAD FLOWS SECONDS MAX
  *
