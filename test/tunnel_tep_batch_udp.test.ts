@@ -69,9 +69,9 @@ function mixedBatch(): Arrival[] {
   ];
 }
 
-function runBatch(tun: FakeBatchTun, arrivals: Arrival[]) {
+function runBatch(tun: FakeBatchTun, arrivals: Arrival[], perRead = 64) {
   const { tep, counters } = setup();
-  const raw = new FakeTunnelSocket();
+  const raw = new FakeTunnelSocket(perRead);
   raw.inbox.push(...arrivals.map((a) => ({ ...a, packet: a.packet.slice() })));
   const loop = new TepDecapBatch(tep, raw, tun);
   expect(loop.step()).toBe(arrivals.length);
@@ -120,6 +120,27 @@ describe("TepDecapBatch: UDP GRO after every check", () => {
     const { loop } = runBatch(new FakeBatchTun(true, 10, false), []);
     expect(loop.gro).not.toBeNull();
     expect(loop.groUdp).toBeNull();
+  });
+});
+
+describe("TepDecapBatch: many flows in turn (an aggregate of hosts)", () => {
+  test("64 flows, 4 datagrams each, one after another in turn: one write per flow, order kept", () => {
+    // No two consecutive datagrams share a flow. A read of 256 and 64 trains held still meet
+    // each flow's 4 datagrams in one batch (with 64 per read and 8 trains: 256 writes).
+    const runs = Array.from({ length: 64 }, (_, f) =>
+      udpTrain(4, { payload: 64, src: HOST_A, dst: WEB, srcPort: 10000 + f, id: 0x100 * f }),
+    );
+    const arrivals: Arrival[] = [];
+    for (let i = 0; i < 4; i++)
+      for (const run of runs) arrivals.push({ packet: run[i]!, src6: A6, trafficClass: 0 });
+    const uso = new FakeBatchTun(true, 10, true);
+    const plain = new FakeBatchTun(false, 0);
+    const a = runBatch(uso, arrivals, 256);
+    const b = runBatch(plain, arrivals, 256);
+    expect(a.counters).toEqual(b.counters);
+    expectCoalescedAsPlain(uso.written, plain.written, 64);
+    expect(uso.written.length).toBe(64);
+    expect(uso.written.every((w) => w.gsoSize === 64)).toBe(true);
   });
 });
 

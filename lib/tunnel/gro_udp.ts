@@ -80,6 +80,8 @@ export class UdpCoalescer {
   readonly #segments: Int32Array;
   readonly #lastId: Int32Array;
   readonly #used: Float64Array;
+  /** Per train, its flow's {@link flowKey}. */
+  readonly #key: Int32Array;
   #clock = 0;
 
   /** Bytes of memory `trains` trains need with `headroom`. */
@@ -104,6 +106,7 @@ export class UdpCoalescer {
     this.#segments = new Int32Array(this.#slots);
     this.#lastId = new Int32Array(this.#slots);
     this.#used = new Float64Array(this.#slots);
+    this.#key = new Int32Array(this.#slots);
   }
 
   /** Offers one IPv4 UDP packet `buf[off, off+len)` that passed every check. */
@@ -151,8 +154,10 @@ export class UdpCoalescer {
   /** A held train whose bytes 12 to `end` (addresses; with 24, ports too) are the packet's, or -1. */
   #find(buf: Uint8Array, off: number, end: number): number {
     const t = this.#mem;
+    // With the ports (every datagram offered): the flow's key first, the bytes only on a match.
+    const key = end === 24 ? flowKey(buf, off) : 0;
     for (let s = 0; s < this.#slots; s++) {
-      if (this.#len[s] === 0) continue;
+      if (this.#len[s] === 0 || (end === 24 && this.#key[s] !== key)) continue;
       const o = s * this.#stride + this.#headroom;
       let i = 12;
       while (i < end && t[o + i] === buf[off + i]) i++;
@@ -199,6 +204,7 @@ export class UdpCoalescer {
     this.#gsoSize[s] = total - 28;
     this.#segments[s] = 1;
     this.#lastId[s] = (buf[off + 4]! << 8) | buf[off + 5]!;
+    this.#key[s] = flowKey(buf, off);
     this.#used[s] = ++this.#clock;
   }
 
@@ -229,6 +235,25 @@ export class UdpCoalescer {
     this.stats.superPackets++;
     this.#emit(this.#views[s]!, this.#headroom, len, this.#gsoSize[s]!, segments, true);
   }
+}
+
+/**
+ * A 32-bit key of the UDP flow of the IPv4 packet at `buf[off …]`: its addresses and ports
+ * (bytes 12 to 23, a 20-byte header), mixed so that flows that differ in one port differ. A
+ * filter before the byte comparison, never the comparison itself.
+ */
+function flowKey(buf: Uint8Array, off: number): number {
+  let h = 0;
+  for (let i = 12; i < 24; i += 4) {
+    const w =
+      (buf[off + i]! << 24) |
+      (buf[off + i + 1]! << 16) |
+      (buf[off + i + 2]! << 8) |
+      buf[off + i + 3]!;
+    h = Math.imul(h ^ w, 0x9e3779b1);
+    h ^= h >>> 15;
+  }
+  return h;
 }
 
 /**

@@ -31,7 +31,7 @@ export interface TunWriter {
   readonly write: GroEmit;
 }
 
-/** UDP trains held at once: flows per batch that coalesce. */
+/** UDP trains held at once by default: flows per batch that coalesce. */
 const UDP_TRAINS = 8;
 /** -EINVAL (Linux): what a TUN answers a write whose offload metadata it does not take. */
 const EINVAL = -22;
@@ -48,6 +48,7 @@ export function tunWriter(
   bytes: number,
   gro: boolean,
   udpGro = false,
+  udpTrains = UDP_TRAINS,
 ): TunWriter {
   // A kernel that took TUN_F_USO4 but refuses a UDP_L4 write after all: that super-datagram
   // goes as its datagrams, and UDP coalescing stops for good (never a datagram lost to it).
@@ -70,7 +71,7 @@ export function tunWriter(
       if (r < 0) countFailure(stats, r);
     }
   };
-  const udpBytes = tun.gsoUdp && gro && udpGro ? UdpCoalescer.bytes(UDP_TRAINS, tun.headroom) : 0;
+  const udpBytes = tun.gsoUdp && gro && udpGro ? UdpCoalescer.bytes(udpTrains, tun.headroom) : 0;
   const tcp =
     tun.gso && gro
       ? new TcpCoalescer(write, {
@@ -82,7 +83,7 @@ export function tunWriter(
   const udp =
     tcp && udpBytes > 0
       ? new UdpCoalescer(write, {
-          trains: UDP_TRAINS,
+          trains: udpTrains,
           headroom: tun.headroom,
           memory: tcp.reserved,
         })
