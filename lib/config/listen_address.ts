@@ -1,7 +1,7 @@
 /**
  * The addresses a command binds (`dstm server --listen`, `--metrics`, `--dhcp4o6-listen`,
- * `--tep-source`; `dstm tep --metrics`; `dstm client --metrics`) must be this
- * host's: bind(2) fails with EADDRNOTAVAIL otherwise. `--check` and the start refuse them
+ * `--tep-source`; `dstm tep --metrics` and `--ipv6`; `dstm client --metrics` and `--host6`)
+ * must be this host's: bind(2) fails with EADDRNOTAVAIL otherwise. `--check` and the start refuse them
  * alike, before anything is opened (exit 2, one line naming the flag and the address).
  *
  * One mistake gets a hint: an IPv6 address with a port written without brackets,
