@@ -99,6 +99,10 @@ describe("TOML keys (no host needed)", () => {
     expect(error('[[pool]]\nprefixes = ["192.0.2.0/24"]\npsid_offset = 4\n')).toBe(
       'FILE:3:1: unknown setting "psid_offset" in pool; did you mean "psid-offset"? (TOML keys are spelled as the flags, with -)',
     );
+    // A flag for one run is no key of the file.
+    expect(error("new_db = true\n")).toBe(
+      'FILE:1:1: unknown setting "new_db": --new-db is a command-line flag only, not a key of the file',
+    );
     expect(error("frobnicate = 1\n")).toMatch(
       /^FILE:1:1: unknown setting "frobnicate" \(dstm server knows: pool, /,
     );

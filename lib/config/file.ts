@@ -9,7 +9,7 @@
 import { readFileSync } from "node:fs";
 import { parse, TomlError } from "smol-toml";
 import * as v from "valibot";
-import { closestName } from "./did_you_mean.ts";
+import { closestName, normalName } from "./did_you_mean.ts";
 import { readErrorText } from "./errors.ts";
 import { describeKind, flagForm, type Setting, type SettingSchema, tomlSchema } from "./setting.ts";
 
@@ -128,6 +128,12 @@ function schemaError(
     // rx_ring for rx-ring, or a typo: the key it was meant to be (lib/config/did_you_mean.ts).
     const meant = closestName(name, byKey.keys());
     if (meant !== undefined) return new ConfigFileError(`${where}: ${unknownKey(name, meant)}`);
+    // new-db, check, config: flags for one run, not settings to keep in a file.
+    const flag = schema.settings.find((s) => s.flagOnly && s.name === normalName(name));
+    if (flag)
+      return new ConfigFileError(
+        `${where}: unknown setting "${name}": --${flag.name} is a command-line flag only, not a key of the file`,
+      );
     return new ConfigFileError(
       `${where}: unknown setting "${name}" (${schema.command} knows: ${[...byKey.keys()].join(", ")})`,
     );
