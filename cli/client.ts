@@ -19,7 +19,11 @@ import {
   resolveClientSettings,
 } from "../lib/config/client_resolve.ts";
 import { CLIENT_SCHEMA } from "../lib/config/client_schema.ts";
-import { metricsBoundAddresses, refuseForeignAddresses } from "../lib/config/listen_address.ts";
+import {
+  clientBoundAddresses,
+  metricsBoundAddresses,
+  refuseForeignAddresses,
+} from "../lib/config/listen_address.ts";
 import { runtimeDir } from "../lib/config/paths.ts";
 import type { Logger, LogLevel } from "../lib/control/log.ts";
 import { logMessage } from "../lib/control/message_log.ts";
@@ -82,6 +86,8 @@ Examples:
         if (refusal) throw new UsageError(refusal);
         // --check and start alike: --metrics on an address of another host could never listen.
         refuseForeignAddresses(metricsBoundAddresses(flags, r), isLocalAddress);
+        // Nor could it send from a --host6 of another host (asked read-only, also by --check).
+        refuseForeignAddresses(clientBoundAddresses(flags, r), isLocalAddress);
         return r;
       });
       if (flags.check) {
@@ -228,9 +234,10 @@ async function runClient(
     node = await DstmNode.start(nodeOptions(flags, r, log));
   } catch (error) {
     control.close();
-    // The client has no --listen: the address it could not bind is --host6's.
+    // The client has no --listen: the address it could not bind is --host6's (gone since the
+    // check above): a configuration error, exit 2, as the check's refusal.
     if (error instanceof UdpBindError && error.code === "EADDRNOTAVAIL" && r.host6 !== undefined)
-      throw new RuntimeError(
+      throw new UsageError(
         `--host6 ${flags.host6}: no interface of this host has this address (the client sends from it); check --host6 and that IPv6 is configured`,
       );
     throw error;

@@ -3,10 +3,11 @@
  *
  * - 0: done (for `--check`: the configuration is valid).
  * - 1: the operation failed at run time although the command was well formed: a port in use,
- *   an address not configured, a server/client/TEP that does not answer, a refusal, a store
- *   failure ({@link RuntimeError} and the libraries' one-line errors).
+ *   a server/client/TEP that does not answer, a refusal, a store failure ({@link RuntimeError}
+ *   and the libraries' one-line errors).
  * - 2: the command line or the configuration file is wrong: unknown or malformed flag, bad
- *   value, bad TOML, overlapping pools, an unreadable key file ({@link UsageError}).
+ *   value, bad TOML, overlapping pools, an unreadable key file, an address this host does not
+ *   have (to listen on, `--ipv6`, `--host6`) ({@link UsageError}).
  * - 70: internal error (a bug: the stack trace is printed).
  *
  * Errors are printed as one line `dstm: MESSAGE` on stderr; a malformed command line (unknown

@@ -26,6 +26,7 @@ import { buildInfo, versionText } from "./build_info.ts";
 import { clientCommand } from "./client.ts";
 import { completionCommand } from "./completion.ts";
 import { EXIT_FAILED, EXIT_INTERNAL, EXIT_OK, EXIT_USAGE, UsageError } from "./errors.ts";
+import { withFlagHint } from "./flag_hint.ts";
 import { labCommand } from "./lab.ts";
 import { leaseCommand } from "./lease.ts";
 import { ping4Command } from "./ping4.ts";
@@ -132,7 +133,9 @@ function configure(command: Command, path: string, seen: { command: string }): v
   command
     .exitOverride()
     .configureOutput({
-      outputError: (text, write) => write(`dstm: ${text.replace(/^error: /, "")}`),
+      // An unknown flag gets the "did you mean" of cli/flag_hint.ts (--rx-ring=yes, --rx_ring).
+      outputError: (text, write) =>
+        write(`dstm: ${withFlagHint(text.replace(/^error: /, ""), command.options)}`),
     })
     .showHelpAfterError(`dstm: see '${path} --help'`);
   command.hook("preAction", (_self, action) => {

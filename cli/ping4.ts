@@ -124,13 +124,14 @@ async function acquireLease(
       key: keyFile ? readKeys(keyFile)[0] : undefined,
     });
   } catch (error) {
-    // ping4 has no --listen: the address it could not bind is --host6's.
+    // ping4 has no --listen: the address it could not bind is --host6's; like a listen
+    // address this host lacks, a configuration error (exit 2).
     if (
       error instanceof UdpBindError &&
       error.code === "EADDRNOTAVAIL" &&
       settings.host6 !== undefined
     )
-      throw new RuntimeError(
+      throw new UsageError(
         `--host6 ${settings.host6}: no interface of this host has this address (ping4 sends from it); check --host6 and that IPv6 is configured`,
       );
     if (!(error instanceof Ping4LeaseError)) throw error;

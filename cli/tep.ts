@@ -8,7 +8,11 @@ import { parseDuration } from "../lib/config/endpoints.ts";
 import { readErrorText } from "../lib/config/errors.ts";
 import { ipv4PrefixFlag } from "../lib/config/ipv4_prefix.ts";
 import { readKeys } from "../lib/config/key_file.ts";
-import { metricsBoundAddresses, refuseForeignAddresses } from "../lib/config/listen_address.ts";
+import {
+  metricsBoundAddresses,
+  refuseForeignAddresses,
+  tepBoundAddresses,
+} from "../lib/config/listen_address.ts";
 import { runtimeDir } from "../lib/config/paths.ts";
 import {
   maxBindingsFlag,
@@ -76,6 +80,9 @@ async function runTep(cmd: Command<[], Record<string, unknown>>): Promise<void> 
     const resolved = resolveTep(flags, log);
     // --check and start alike: --metrics on an address of another host could never listen.
     refuseForeignAddresses(metricsBoundAddresses(flags, resolved), isLocalAddress);
+    // Its raw socket and control socket bind --ipv6: refused here, before the TUN is made, not
+    // as "bind raw IPv6 socket: EADDRNOTAVAIL" after; --check asks the host (read only) too.
+    refuseForeignAddresses(tepBoundAddresses(flags, resolved), isLocalAddress);
     return resolved;
   });
   if (flags.check) {
@@ -90,12 +97,6 @@ async function runTep(cmd: Command<[], Record<string, unknown>>): Promise<void> 
     );
     return;
   }
-  // Its raw socket and control socket bind --ipv6: refused here, before the TUN is made, not
-  // as "bind raw IPv6 socket: EADDRNOTAVAIL" after (--check does not ask the host for it yet).
-  const ipv6 = { what: "--ipv6", text: flags.ipv6 ?? options.ipv6, address: options.ipv6 };
-  await explained(settings, () =>
-    refuseForeignAddresses([{ ...ipv6, source: true }], isLocalAddress),
-  );
   const node = await TepNode.start(options);
   sdNotify("READY=1\nSTATUS=forwarding");
   const reread = () => commandSettings(cmd, TEP_SCHEMA).values as unknown as TepFlags;

@@ -190,7 +190,7 @@ describe("client --host6 that is no address of this host (as root, in a namespac
   const skip = netnsSkipReason({ tun: true });
   announceSkip("client --host6", skip);
   test.skipIf(skip !== null)(
-    "client and ping4 name --host6 (they have no --listen), exit 1, nothing left behind",
+    "client and ping4 name --host6 (they have no --listen), exit 2 as for a listen address (was 1), nothing left behind",
     async () => {
       await withNetns(
         (ns) => {
@@ -212,9 +212,9 @@ describe("client --host6 that is no address of this host (as root, in a namespac
             ],
             { cwd: ROOT, timeoutMs: 30_000, env: { DSTM_RUNTIME_DIR: run } },
           );
-          expect(r.code).toBe(1);
+          expect(r.code).toBe(2);
           expect(r.stderr).toBe(
-            "dstm: --host6 2001:db8:7::99: no interface of this host has this address (the client sends from it); check --host6 and that IPv6 is configured\n",
+            "dstm: --host6 2001:db8:7::99: no interface has this address: 2001:db8:7::99 is not one of this host's (see ip address); give one of them, or leave --host6 out to send from the source address towards the server\n",
           );
           // No DTI was made.
           expect(ns.ip("-br", "link")).not.toContain("dti0");
@@ -235,7 +235,7 @@ describe("client --host6 that is no address of this host (as root, in a namespac
             { cwd: ROOT, timeoutMs: 30_000, env: { DSTM_RUNTIME_DIR: run } },
           );
           expect([ping.code, ping.stderr]).toEqual([
-            1,
+            2,
             "dstm: --host6 2001:db8:7::99: no interface of this host has this address (ping4 sends from it); check --host6 and that IPv6 is configured\n",
           ]);
         },

@@ -118,7 +118,7 @@ describe("strict TOML types (issue 13 item 3)", () => {
       serverError(
         `tep = "2001:db8::1"\n[[pool]]\nprefixes = ["192.0.2.0/24"]\n[[pool]]\nprefixes = ["198.51.100.0/24"]\nshar = 2\n`,
       ),
-    ).toBe('FILE:6:1: unknown setting "shar" in pool');
+    ).toBe('FILE:6:1: unknown setting "shar" in pool; did you mean "share"?');
     // A top-level setting written after [[pool]] lands in the pool (TOML): say where it goes.
     expect(
       serverError(

@@ -162,7 +162,7 @@ describe.skipIf(skip !== null)("--check and start refuse an address this host la
     ]);
     expect(tep.code).toBe(2);
     expect(tep.stderr).toBe(
-      "dstm: --ipv6 2001:db8:7::77: no interface has this address: 2001:db8:7::77 is not one of this host's (see ip address); give one of them\n",
+      "dstm: --ipv6 2001:db8:7::77: no interface has this address: 2001:db8:7::77 is not one of this host's (see ip address); give one of them, or add it to the interface towards the hosts first (ip address add 2001:db8:7::77 dev IFNAME)\n",
     );
     expect(ns.ip("-br", "link")).not.toContain("n7t0");
   });

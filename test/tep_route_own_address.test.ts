@@ -5,14 +5,30 @@
  * exit 2 and one line naming both; before, `--check` said "configuration OK". Run with
  * `--check` only: nothing is opened, whatever the outcome.
  */
-import { describe, expect, test } from "bun:test";
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import type { Netns } from "../lib/sys/netns.ts";
+import { addressNetns, announceSkip, netnsSkipReason } from "./helpers/netns.ts";
 import { runDstm } from "./helpers/process.ts";
 
 const BASE = ["tep", "--ipv6", "2001:db8:1::1", "--server", "2001:db8:1::53", "--insecure-control"];
 
+// --check asks the host whether --ipv6 is its own: run in a namespace of our own whose
+// loopback holds 2001:db8:1::1 (without root, only the refusals run, where they are).
+const skip = netnsSkipReason();
+announceSkip("tep --check with this host's --ipv6", skip);
+let ns: Netns | undefined;
+beforeAll(() => {
+  if (skip === null) ns = addressNetns("dstmt-nc8-", ["2001:db8:1::1"]);
+});
+afterAll(() => ns?.delete());
+
 /** `dstm tep … --check` with `ipv4` and `routes`. */
 const check = (ipv4: string, routes: string[]) =>
-  runDstm([...BASE, "--ipv4", ipv4, ...routes.flatMap((r) => ["--route", r]), "--check"]);
+  runDstm(
+    [...BASE, "--ipv4", ipv4, ...routes.flatMap((r) => ["--route", r]), "--check"],
+    {},
+    ns?.name,
+  );
 
 describe("dstm tep: its own IPv4 address inside one of its routes", () => {
   test("is refused at start, naming the address and the route", async () => {
@@ -32,7 +48,7 @@ describe("dstm tep: its own IPv4 address inside one of its routes", () => {
     }
   });
 
-  test("an address just outside every route is fine", async () => {
+  test.skipIf(skip !== null)("an address just outside every route is fine", async () => {
     const r = await check("198.51.100.128", ["198.51.100.0/25", "203.0.113.0/24"]);
     expect(r.stderr).not.toContain("is inside --route");
     expect(r.code).toBe(0);

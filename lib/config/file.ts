@@ -9,6 +9,7 @@
 import { readFileSync } from "node:fs";
 import { parse, TomlError } from "smol-toml";
 import * as v from "valibot";
+import { closestName, normalName } from "./did_you_mean.ts";
 import { readErrorText } from "./errors.ts";
 import { describeKind, flagForm, type Setting, type SettingSchema, tomlSchema } from "./setting.ts";
 
@@ -124,6 +125,15 @@ function schemaError(
   const where = at(keys.length ? keys : [String(issue.input)]);
   if (!setting) {
     const name = top ?? String(issue.input);
+    // rx_ring for rx-ring, or a typo: the key it was meant to be (lib/config/did_you_mean.ts).
+    const meant = closestName(name, byKey.keys());
+    if (meant !== undefined) return new ConfigFileError(`${where}: ${unknownKey(name, meant)}`);
+    // new-db, check, config: flags for one run, not settings to keep in a file.
+    const flag = schema.settings.find((s) => s.flagOnly && s.name === normalName(name));
+    if (flag)
+      return new ConfigFileError(
+        `${where}: unknown setting "${name}": --${flag.name} is a command-line flag only, not a key of the file`,
+      );
     return new ConfigFileError(
       `${where}: unknown setting "${name}" (${schema.command} knows: ${[...byKey.keys()].join(", ")})`,
     );
@@ -131,10 +141,14 @@ function schemaError(
   if (issue.type === "strict_object" && keys.length > 1) {
     const key = String(keys.at(-1));
     // TOML puts every key after [[pool]] into that table: a top-level setting written last.
-    const hint = byKey.has(key)
-      ? ` (${key} is a top-level setting: write it above the first [[${top}]])`
-      : "";
-    return new ConfigFileError(`${where}: unknown setting "${key}" in ${top}${hint}`);
+    if (byKey.has(key))
+      return new ConfigFileError(
+        `${where}: unknown setting "${key}" in ${top} (${key} is a top-level setting: write it above the first [[${top}]])`,
+      );
+    const meant = closestName(key, tableKeys(setting, keys.slice(1, -1)));
+    return new ConfigFileError(
+      `${where}: ${meant === undefined ? `unknown setting "${key}" in ${top}` : unknownKey(key, meant, ` in ${top}`)}`,
+    );
   }
   if (keys.length > 2 && typeof keys[1] === "number") {
     // inside the Nth table of an array of tables ([[pool]]): name the table and the key
@@ -153,6 +167,43 @@ function schemaError(
   return new ConfigFileError(
     `${where}: ${top} must be ${describeKind(setting)}, not ${got}${hint}`,
   );
+}
+
+/**
+ * `unknown setting "rx_ring"; did you mean "rx-ring"?`, saying why when it is the `_`;
+ * `inTable` (` in pool`) follows the name.
+ */
+function unknownKey(name: string, meant: string, inTable = ""): string {
+  const why =
+    name.replace(/_/g, "-") === meant ? " (TOML keys are spelled as the flags, with -)" : "";
+  return `unknown setting "${name}"${inTable}; did you mean "${meant}"?${why}`;
+}
+
+/** The shape of a valibot schema that {@link tableKeys} walks. */
+interface SchemaNode {
+  readonly type: string;
+  readonly options?: readonly SchemaNode[];
+  readonly wrapped?: SchemaNode;
+  readonly item?: SchemaNode;
+  readonly entries?: Readonly<Record<string, SchemaNode>>;
+}
+
+/**
+ * The keys a table of `setting` may have at `path` (below the setting: `[0]` for the first
+ * `[[pool]]`), from its valibot schema; empty when there is no table there.
+ */
+function tableKeys(setting: Setting, path: readonly (string | number)[]): string[] {
+  if (setting.kind.type !== "custom") return [];
+  const walk = (node: SchemaNode, rest: readonly (string | number)[]): string[] => {
+    if (node.options) return node.options.flatMap((o) => walk(o, rest));
+    if (node.wrapped) return walk(node.wrapped, rest);
+    if (rest.length === 0) return node.entries ? Object.keys(node.entries) : [];
+    const [head, ...tail] = rest;
+    if (node.item && typeof head === "number") return walk(node.item, tail);
+    const entry = typeof head === "string" ? node.entries?.[head] : undefined;
+    return entry ? walk(entry, tail) : [];
+  };
+  return [...new Set(walk(setting.kind.schema as unknown as SchemaNode, path))];
 }
 
 /**

@@ -1,7 +1,7 @@
 /**
  * The addresses a command binds (`dstm server --listen`, `--metrics`, `--dhcp4o6-listen`,
- * `--tep-source`; `dstm tep --metrics`; `dstm client --metrics`) must be this
- * host's: bind(2) fails with EADDRNOTAVAIL otherwise. `--check` and the start refuse them
+ * `--tep-source`; `dstm tep --metrics` and `--ipv6`; `dstm client --metrics` and `--host6`)
+ * must be this host's: bind(2) fails with EADDRNOTAVAIL otherwise. `--check` and the start refuse them
  * alike, before anything is opened (exit 2, one line naming the flag and the address).
  *
  * One mistake gets a hint: an IPv6 address with a port written without brackets,
@@ -26,6 +26,8 @@ export interface BoundAddress {
   readonly address: string;
   /** A source address, not `ADDRESS:PORT` (`--tep-source`): no bracket hint, no wildcard. */
   readonly source?: boolean;
+  /** What to do instead, when not "give one of them" (e.g. a flag that may be left out). */
+  readonly fix?: string;
 }
 
 /**
@@ -45,9 +47,11 @@ export function foreignAddressProblem(
     return `${b.what} ${b.text}: no interface has this address: ${b.address} is not one of this host's (see ip address)${
       meant
         ? `; did you mean ${meant}? (an IPv6 address with a port is written in brackets)`
-        : b.source
-          ? "; give one of them"
-          : "; give one of them, or the wildcard (:: or 0.0.0.0) for every address"
+        : b.fix
+          ? `; ${b.fix}`
+          : b.source
+            ? "; give one of them"
+            : "; give one of them, or the wildcard (:: or 0.0.0.0) for every address"
     }`;
   }
   return undefined;
@@ -118,4 +122,45 @@ export function metricsBoundAddresses(
   return config.metrics && flags.metrics
     ? [{ what: "--metrics", text: flags.metrics, address: config.metrics.address }]
     : [];
+}
+
+/**
+ * The address `dstm tep` sends and receives the tunnel from, `--ipv6` (its raw socket and
+ * control socket bind it): refused by `--check` and the start alike when this host lacks it.
+ */
+export function tepBoundAddresses(
+  flags: { ipv6?: string },
+  config: { ipv6: string },
+): BoundAddress[] {
+  return [
+    {
+      what: "--ipv6",
+      text: flags.ipv6 ?? config.ipv6,
+      address: config.ipv6,
+      source: true,
+      fix: `give one of them, or add it to the interface towards the hosts first (ip address add ${config.ipv6} dev IFNAME)`,
+    },
+  ];
+}
+
+/**
+ * `dstm client --host6`, the address it sends from (its sockets bind it), if given: refused
+ * by `--check` and the start alike when this host lacks it. Without it the client takes its
+ * source towards the server, so leaving it out is the other fix.
+ */
+export function clientBoundAddresses(
+  flags: { host6?: string },
+  config: { host6?: string },
+): BoundAddress[] {
+  return config.host6 === undefined
+    ? []
+    : [
+        {
+          what: "--host6",
+          text: flags.host6 ?? config.host6,
+          address: config.host6,
+          source: true,
+          fix: "give one of them, or leave --host6 out to send from the source address towards the server",
+        },
+      ];
 }

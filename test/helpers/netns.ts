@@ -40,6 +40,23 @@ export async function withNetns<T>(
   }
 }
 
+/**
+ * A new namespace (createNetns(`prefix`)) whose loopback holds the IPv6 `addresses` (/128, no
+ * DAD): where `dstm tep --check --ipv6 A` and `dstm client --check --host6 A` find A to be
+ * this host's, as they ask (lib/config/listen_address.ts). The caller deletes it, also on
+ * failure (afterAll, or try/finally).
+ */
+export function addressNetns(prefix: string, addresses: readonly string[]): Netns {
+  const ns = createNetns(prefix);
+  try {
+    for (const address of addresses) ns.addAddress("lo", `${address}/128`);
+  } catch (error) {
+    ns.delete();
+    throw error;
+  }
+  return ns;
+}
+
 /** A script started in a namespace; `lines` fills as it prints. */
 export interface ScriptRun<T> {
   readonly pid: number;

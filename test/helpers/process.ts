@@ -93,12 +93,17 @@ export function spawnDstm(
   };
 }
 
-/** Runs `bun mod.ts ...args` to completion, with `env` over this process's environment. */
+/**
+ * Runs `bun mod.ts ...args` to completion, with `env` over this process's environment
+ * (inside network namespace `netns` when given, via `ip netns exec`).
+ */
 export async function runDstm(
   args: readonly string[],
   env: Record<string, string> = {},
+  netns?: string,
 ): Promise<{ code: number; stdout: string; stderr: string }> {
-  const proc = Bun.spawn([BUN, join(ROOT, "mod.ts"), ...args], {
+  const inNetns = netns === undefined ? [] : ["ip", "netns", "exec", netns];
+  const proc = Bun.spawn([...inNetns, BUN, join(ROOT, "mod.ts"), ...args], {
     cwd: ROOT,
     stdout: "pipe",
     stderr: "pipe",
