@@ -4,12 +4,11 @@
  * malformed command line adds the help hint of the command it was for. And `--check`
  * (item 2): exit 0 or 2, nothing started, nothing created.
  */
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { afterAll, describe, expect, test } from "bun:test";
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import type { Netns } from "../lib/sys/netns.ts";
-import { addressNetns, announceSkip, netnsSkipReason } from "./helpers/netns.ts";
+import { ownAddressesNetns } from "./helpers/netns.ts";
 import { runDstm } from "./helpers/process.ts";
 import { tepArgv } from "./helpers/tep_argv.ts";
 
@@ -18,15 +17,13 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 // `tep --check` and `client --check` ask the host whether --ipv6 / --host6 are its own: the
 // runs that pass them do so in a namespace of their own whose loopback holds them.
-const skip = netnsSkipReason();
-announceSkip("--check with this host's --ipv6 / --host6", skip);
-let ns: Netns | undefined;
-beforeAll(() => {
-  if (skip === null) ns = addressNetns("dstmt-nc8-", ["2001:db8:1::1", "2001:db8::5"]);
-});
-afterAll(() => ns?.delete());
+const own = ownAddressesNetns("--check with this host's --ipv6 / --host6", [
+  "2001:db8:1::1",
+  "2001:db8::5",
+]);
+const skip = own.skip;
 /** runDstm inside the namespace that holds the TEP's --ipv6 (tepArgv's) and 2001:db8::5. */
-const inNs = (args: readonly string[]) => runDstm(args, {}, ns!.name);
+const inNs = (args: readonly string[]) => runDstm(args, {}, own.ns()!.name);
 const nobody = join(dir, "nobody.sock");
 const server = ["server", "--tep", "2001:db8::1", "--db", "memory", "--no-control"];
 

@@ -5,12 +5,11 @@
  * `--route` prefixes (the TEP routes only those back to the hosts: the binding would be
  * silently useless). Exit 2, one line; nothing opened.
  */
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { afterAll, describe, expect, test } from "bun:test";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import type { Netns } from "../lib/sys/netns.ts";
-import { addressNetns, announceSkip, netnsSkipReason } from "./helpers/netns.ts";
+import { ownAddressesNetns } from "./helpers/netns.ts";
 import { runDstm } from "./helpers/process.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "dstm-tepcheck-"));
@@ -18,17 +17,12 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 // --check asks the host whether --ipv6 is its own: the runs happen in a namespace of their
 // own whose loopback holds 2001:db8:1::1 (without root, only the refusals run, where they are).
-const skip = netnsSkipReason();
-announceSkip("tep --check with this host's --ipv6", skip);
-let ns: Netns | undefined;
-beforeAll(() => {
-  if (skip === null) ns = addressNetns("dstmt-nc8-", ["2001:db8:1::1"]);
-});
-afterAll(() => ns?.delete());
+const own = ownAddressesNetns("tep --check with this host's --ipv6", ["2001:db8:1::1"]);
+const skip = own.skip;
 
 const BASE = ["tep", "--ipv6", "2001:db8:1::1", "--ipv4", "192.0.2.1", "--insecure-control"];
 const run = (args: readonly string[], env: Record<string, string> = {}) =>
-  runDstm(args, env, ns?.name);
+  runDstm(args, env, own.ns()?.name);
 const check = (...args: string[]) => run([...BASE, ...args, "--check"]);
 
 describe("dstm tep --check", () => {

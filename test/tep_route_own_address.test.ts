@@ -5,29 +5,23 @@
  * exit 2 and one line naming both; before, `--check` said "configuration OK". Run with
  * `--check` only: nothing is opened, whatever the outcome.
  */
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import type { Netns } from "../lib/sys/netns.ts";
-import { addressNetns, announceSkip, netnsSkipReason } from "./helpers/netns.ts";
+import { describe, expect, test } from "bun:test";
+import { ownAddressesNetns } from "./helpers/netns.ts";
 import { runDstm } from "./helpers/process.ts";
 
 const BASE = ["tep", "--ipv6", "2001:db8:1::1", "--server", "2001:db8:1::53", "--insecure-control"];
 
 // --check asks the host whether --ipv6 is its own: run in a namespace of our own whose
 // loopback holds 2001:db8:1::1 (without root, only the refusals run, where they are).
-const skip = netnsSkipReason();
-announceSkip("tep --check with this host's --ipv6", skip);
-let ns: Netns | undefined;
-beforeAll(() => {
-  if (skip === null) ns = addressNetns("dstmt-nc8-", ["2001:db8:1::1"]);
-});
-afterAll(() => ns?.delete());
+const own = ownAddressesNetns("tep --check with this host's --ipv6", ["2001:db8:1::1"]);
+const skip = own.skip;
 
 /** `dstm tep … --check` with `ipv4` and `routes`. */
 const check = (ipv4: string, routes: string[]) =>
   runDstm(
     [...BASE, "--ipv4", ipv4, ...routes.flatMap((r) => ["--route", r]), "--check"],
     {},
-    ns?.name,
+    own.ns()?.name,
   );
 
 describe("dstm tep: its own IPv4 address inside one of its routes", () => {

@@ -2,6 +2,7 @@
  * Helpers for the tests that need root and network namespaces: why such a test is skipped,
  * and running a small script (test/sys_scripts/*.ts) inside a namespace to collect its JSON.
  */
+import { afterAll, beforeAll } from "bun:test";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { createNetns, type Netns } from "../../lib/sys/netns.ts";
@@ -55,6 +56,27 @@ export function addressNetns(prefix: string, addresses: readonly string[]): Netn
     throw error;
   }
   return ns;
+}
+
+/**
+ * For a test file whose runs need a host that holds `addresses` (a `--check` asks the host for
+ * `--ipv6` / `--host6`): a namespace made before the file's tests (addressNetns) and deleted
+ * after them, when namespaces can be made here; `ns()` is undefined otherwise, and the skip
+ * reason is announced under `suite`.
+ */
+export function ownAddressesNetns(
+  suite: string,
+  addresses: readonly string[],
+  prefix = "dstmt-own-",
+): { skip: string | null; ns: () => Netns | undefined } {
+  const skip = netnsSkipReason();
+  announceSkip(suite, skip);
+  let ns: Netns | undefined;
+  beforeAll(() => {
+    if (skip === null) ns = addressNetns(prefix, addresses);
+  });
+  afterAll(() => ns?.delete());
+  return { skip, ns: () => ns };
 }
 
 /** A script started in a namespace; `lines` fills as it prints. */
