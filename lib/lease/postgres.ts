@@ -44,6 +44,7 @@ import {
   type ReservationOp,
   stringInterner,
 } from "./lease.ts";
+import { whyUnreachable } from "./postgres_reach.ts";
 import {
   COLUMNS,
   errorLine,
@@ -93,7 +94,13 @@ export class PostgresLeaseStore implements LeaseStore {
     } catch (error) {
       await sql.close({ timeout: 0 }).catch(() => {});
       if (error instanceof LeaseStoreError) throw error;
-      throw new LeaseStoreError(`cannot open lease database ${where}: ${errorLine(error)}`);
+      // Bun says "Failed to connect" for a name that does not resolve, a closed port and a
+      // black hole alike: ask again step by step and say which.
+      const code = (error as { code?: unknown })?.code;
+      const why = code === "ERR_POSTGRES_CONNECTION_REFUSED" ? await whyUnreachable(url) : "";
+      throw new LeaseStoreError(
+        `cannot open lease database ${where}: ${errorLine(error)}${why ? ` (${why})` : ""}`,
+      );
     }
     return new PostgresLeaseStore(sql, where);
   }
