@@ -40,6 +40,9 @@ compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || need+=(postgresql)
 # promtool (Debian's prometheus package): every metrics endpoint is checked with
 # `promtool check metrics`. The package's own daemon is never started by the tests.
 command -v promtool >/dev/null || need+=(prometheus)
+# A C compiler: bench/c/flood4in6.c, the TEP bench's load generator, is built and read back by
+# tshark (bench_flood4in6.test.ts).
+command -v cc >/dev/null || need+=(gcc libc6-dev)
 # The sqlite3 shell: reads a running server's lease database (lease_admin tests).
 command -v sqlite3 >/dev/null || need+=(sqlite3)
 [ ${#need[@]} -eq 0 ] && exit 0
