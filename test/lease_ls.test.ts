@@ -43,16 +43,22 @@ function expiresColumn(table: string): string[] {
 }
 
 describe("lease ls: the EXPIRES column", () => {
-  test("a running lease expires 'in …', a past one expired '… ago'", () => {
+  test("a running lease expires 'in …', an ended one says how it ended and when", () => {
     const leases: LeaseJson[] = [
       leaseToJson(lease("192.0.2.1", "2001:db8:a::1", "active", NOW + 3_725_000)),
       leaseToJson(lease("192.0.2.2", "2001:db8:a::2", "expired", NOW - 90_000)),
       leaseToJson(lease("192.0.2.3", "2001:db8:a::3", "active", NOW + 5_000)),
+      // A release stamps its own time: not an expiry (newcomer: "2s ago" under EXPIRES).
+      leaseToJson(lease("192.0.2.4", "2001:db8:a::4", "released", NOW - 2_000)),
+      // Active past its expiry, not yet reclaimed.
+      leaseToJson(lease("192.0.2.5", "2001:db8:a::5", "active", NOW - 7_000)),
     ];
     expect(expiresColumn(renderLeaseTable(leases, NOW))).toEqual([
       "in 1h2m5s",
-      "1m30s ago",
+      "expired 1m30s ago",
       "in 5s",
+      "released 2s ago",
+      "7s ago",
     ]);
   });
 });

@@ -99,7 +99,7 @@ export function leaseTablePrinter(now: number): (leases: readonly LeaseJson[]) =
   return (leases) => {
     const rows = leases.map((lease) =>
       COLUMNS.map(([key]) => {
-        if (key === "expiresIn") return relative(Date.parse(lease.expiresAt) - now);
+        if (key === "expiresIn") return ends(lease, now);
         return String(lease[key] ?? "-");
       }),
     );
@@ -117,6 +117,16 @@ export function leaseTablePrinter(now: number): (leases: readonly LeaseJson[]) =
     const lines = first ? [line(header), ...rows.map(line)] : rows.map(line);
     return lines.length ? `${lines.join("\n")}\n` : "";
   };
+}
+
+/**
+ * The EXPIRES cell: "in 59m58s" for an active lease, "1m30s ago" for one past its expiry not
+ * yet reclaimed; an ended lease says how it ended, since its time is then the end's (a
+ * release stamps the release time): "released 2s ago", "expired 1m30s ago".
+ */
+function ends(lease: LeaseJson, now: number): string {
+  const text = relative(Date.parse(lease.expiresAt) - now);
+  return lease.state === "active" ? text : `${lease.state} ${text}`;
 }
 
 function relative(ms: number): string {
