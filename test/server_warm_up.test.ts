@@ -58,8 +58,8 @@ test("dstm server warms up before it listens, and the warm-up leaves no lease be
   const server = spawnDstm(loopbackServerArgs("memory", ["--control", control]));
   try {
     const warm = await server.waitFor(/ warm-up /, 20_000);
-    expect(warm).toMatch(/ warm-up exchanges=\d+ leased=\d+ ms=\d+/);
-    const [, exchanges, leased] = / exchanges=(\d+) leased=(\d+)/.exec(warm)!;
+    expect(warm).toMatch(/ warm-up exchanges=\d+ scratch-leases=\d+ ms=\d+ store=.*not your pools/);
+    const [, exchanges, leased] = / exchanges=(\d+) scratch-leases=(\d+)/.exec(warm)!;
     expect(Number(exchanges)).toBeGreaterThan(0);
     expect(leased).toBe(exchanges);
     const start = await server.waitFor(/ start /, 20_000);

@@ -37,14 +37,19 @@ export interface WarmUpLimits {
   readonly maxMs: number;
 }
 
-/** {@link warmUp} with the server's log level, said at info (`warm-up`: exchanges, leased, ms). */
+/**
+ * {@link warmUp} with the server's log level, said at info (`warm-up`: exchanges,
+ * scratch-leases, ms, store=scratch). The lease counts are named as the scratch engine's:
+ * `leased=2000` on a 254-address pool read as the operator's own leases (newcomer).
+ */
 export async function warmUpLogged(config: ServerConfig): Promise<void> {
   const r = await warmUp(config, config.logLevel ?? "info");
   config.log.info("warm-up", {
     exchanges: r.exchanges,
-    leased: r.leased,
-    "leased-4o6": config.dhcp4o6 ? r.leased4o6 : undefined,
+    "scratch-leases": r.leased,
+    "scratch-leases-4o6": config.dhcp4o6 ? r.leased4o6 : undefined,
     ms: r.ms,
+    store: "scratch (memory, 198.18.0.0/20; not your pools)",
   });
 }
 
