@@ -51,6 +51,22 @@ describe("Metrics", () => {
     expect(text.match(/# TYPE dstm_z_total counter/g)?.length).toBe(1);
   });
 
+  test("a family declared with label names shows no unlabelled 0 before its first count", async () => {
+    const m = new Metrics();
+    m.counter("dstm_by_total", "Refusals, by reason", ["reason"]);
+    m.counter("dstm_plain_total", "Steps");
+    let text = await m.text();
+    expect(text).toContain("# TYPE dstm_by_total counter\n");
+    expect(text).not.toMatch(/^dstm_by_total /m);
+    expect(text).toMatch(/^dstm_plain_total 0$/m);
+    m.inc("dstm_by_total", { reason: "bad-mac" });
+    text = await m.text();
+    expect(text).toContain('dstm_by_total{reason="bad-mac"} 1\n');
+    expect(text).not.toMatch(/^dstm_by_total /m);
+    const checked = promtool(text);
+    if (checked) expect(checked).toEqual({ code: 0, output: "" });
+  });
+
   test("expose() is the same text as a response body; metricsHandler serves /metrics only", async () => {
     const m = new Metrics();
     m.counter("dstm_w_total", "W");

@@ -59,6 +59,8 @@ interface Family {
   /** The prom-client metric of the last exposition and the label names it was made with. */
   metric?: PromCounter<string> | PromGauge<string>;
   labelNames?: string;
+  /** The label names it was declared with (a family counted "by" something), if any. */
+  readonly declaredLabels?: readonly string[];
 }
 
 export class Metrics {
@@ -68,14 +70,19 @@ export class Metrics {
   readonly #collectors: (() => void)[] = [];
   #processMetrics = false;
 
-  /** Declares a counter (idempotent). Its name ends in `_total` (Prometheus conventions). */
-  counter(name: string, help: string): void {
-    this.#declare(name, help, "counter");
+  /**
+   * Declares a counter (idempotent). Its name ends in `_total` (Prometheus conventions).
+   * `labels`: the label names of a family counted "by" something (reason, result…). Such a
+   * family shows no series before its first count; without them, an unlabelled `name 0`
+   * would be exposed until then, and vanish at the first labelled count.
+   */
+  counter(name: string, help: string, labels?: readonly string[]): void {
+    this.#declare(name, help, "counter", labels);
   }
 
-  /** Declares a gauge (idempotent). */
-  gauge(name: string, help: string): void {
-    this.#declare(name, help, "gauge");
+  /** Declares a gauge (idempotent); `labels` as for {@link counter}. */
+  gauge(name: string, help: string, labels?: readonly string[]): void {
+    this.#declare(name, help, "gauge", labels);
   }
 
   /** Adds `by` (default 1) to the counter `name` with `labels`. */
@@ -143,8 +150,9 @@ export class Metrics {
     return this.registry.contentType;
   }
 
-  #declare(name: string, help: string, type: "counter" | "gauge"): void {
-    if (!this.#families.has(name)) this.#families.set(name, { help, type, values: new Map() });
+  #declare(name: string, help: string, type: "counter" | "gauge", labels?: readonly string[]) {
+    if (!this.#families.has(name))
+      this.#families.set(name, { help, type, values: new Map(), declaredLabels: labels });
   }
 
   #family(name: string): Family {
@@ -155,7 +163,7 @@ export class Metrics {
 
   /** Copies `family`'s values into its prom-client metric (made again when its label names grew). */
   #publish(name: string, family: Family): void {
-    const names = new Set<string>();
+    const names = new Set<string>(family.declaredLabels);
     for (const series of family.values.values())
       for (const label in series.labels) names.add(label);
     const labelNames = [...names].sort();

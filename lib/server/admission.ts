@@ -165,6 +165,7 @@ export class Admission {
     options.metrics.counter(
       "dstm_admission_refused_total",
       "Requests refused before or by allocation: rate-limit (per source prefix), prefix-limit (leases per host prefix), site-limit (leases per site prefix), not-allowed (4o6 source outside --dhcp4o6-allow), host6-is-tep (the host's IPv6 address is a TEP's), by protocol",
+      ["protocol", "reason"],
     );
   }
 

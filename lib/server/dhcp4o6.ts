@@ -97,6 +97,7 @@ export class Dhcp4o6Handler {
     options.metrics.counter(
       "dstm_dhcp4o6_messages_total",
       "DHCPv4-over-DHCPv6 queries, by DHCPv4 message type and result",
+      ["type", "result"],
     );
   }
 

@@ -72,13 +72,21 @@ const REASON_STATUS: Record<string, Status> = {
 
 /** Registers the handler's metric families (also used by the server to expose them at zero). */
 export function declareHandlerMetrics(metrics: Metrics): void {
-  metrics.counter("dstm_messages_total", "DSTM requests received, by message type and result");
-  metrics.counter("dstm_dropped_total", "Datagrams dropped without an answer, by reason");
+  metrics.counter("dstm_messages_total", "DSTM requests received, by message type and result", [
+    "type",
+    "result",
+  ]);
+  metrics.counter("dstm_dropped_total", "Datagrams dropped without an answer, by reason", [
+    "reason",
+  ]);
   metrics.counter(
     "dstm_malformed_total",
     "Malformed requests (answered with NAK MALFORMED), by decode error",
+    ["error"],
   );
-  metrics.counter("dstm_auth_failures_total", "Requests refused by authentication, by reason");
+  metrics.counter("dstm_auth_failures_total", "Requests refused by authentication, by reason", [
+    "reason",
+  ]);
 }
 
 export class DstmHandler {

@@ -77,10 +77,12 @@ export class LeaseAdmin implements LeaseAdminSource {
     options.metrics.counter(
       "dstm_lease_admin_total",
       "Lease administration changes applied (control API), by action",
+      ["action"],
     );
     options.metrics.counter(
       "dstm_lease_admin_refused_total",
       "Lease administration requests refused (control API), by action and reason",
+      ["action", "reason"],
     );
   }
 
