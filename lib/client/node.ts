@@ -52,6 +52,9 @@ import { type ClientLease, DstmRefusedError, type LeaseClient } from "./protocol
 
 export type { NodeConfig, NodeState, NodeStatus } from "./node_config.ts";
 
+/** A binding-lost notice renews at most once per this many ms (lib/client/node.ts #bindingLost). */
+const BINDING_LOST_RENEW_MS = 10_000;
+
 export class DstmNode {
   readonly counters = Counters.create({ slices: 2 });
   readonly #leaseState = ClientState.create();
@@ -83,6 +86,9 @@ export class DstmNode {
   #client: LeaseClient;
   /** Watches the host's IPv6 addresses (renumbering); absent when host6 was given. */
   #addresses: AddressFollower | undefined;
+  /** When the last binding-lost renewal started (ms), and the notices ignored since. */
+  #bindingLostAt = Number.NEGATIVE_INFINITY;
+  #bindingLostSuppressed = 0;
   /** Wakes the acquiring loop out of its back-off sleep. */
   #wake: (() => void) | undefined;
 
@@ -271,7 +277,9 @@ export class DstmNode {
 
   /** Brings the DTI up with `address` (./kernel_dti.ts, or the configured hooks). */
   async #dtiUp(address: number, tep6: Uint8Array | undefined): Promise<void> {
-    this.#mtu = await this.#dti.up(address, tep6, () => this.#onDemand());
+    this.#mtu = await this.#dti.up(address, tep6, (why) =>
+      why === "binding-lost" ? this.#bindingLost() : this.#onDemand(),
+    );
   }
 
   /** On-demand: the outbound Worker holds packets and there is no lease. */
@@ -282,6 +290,33 @@ export class DstmNode {
       detail: "IPv4 traffic and no lease: acquiring",
     });
     void this.#acquire();
+  }
+
+  /**
+   * The TEP answered a packet from the leased address with ICMPv6 1/5 (it has no binding: the
+   * lease was deleted at the server, the server lost it, the TEP restarted without a snapshot;
+   * lib/dataplane/client_lease.ts checked it came from the TEP): renew now instead of at T1; a
+   * refusal then starts over with DISCOVER. At most once per BINDING_LOST_RENEW_MS, so that
+   * errors (forged ones from the TEP's address too) cannot make the client flood its server.
+   */
+  #bindingLost(): void {
+    const lease = this.#lease;
+    if (!lease || this.#stopping || this.#state !== "bound") return;
+    const now = Date.now();
+    if (now - this.#bindingLostAt < BINDING_LOST_RENEW_MS) {
+      this.#bindingLostSuppressed += 1;
+      return;
+    }
+    this.#bindingLostAt = now;
+    this.#config.log.warn("binding-lost", {
+      ipv4: formatIPv4(lease.ipv4),
+      tep6: this.#tep6(lease),
+      suppressed: this.#bindingLostSuppressed || undefined,
+      detail:
+        "the TEP has no binding for this lease (ICMPv6 source address failed ingress/egress policy): renewing now",
+    });
+    this.#bindingLostSuppressed = 0;
+    this.#scheduleRenewal(0);
   }
 
   /** On-demand: release the lease when nothing has gone through for the idle time. */

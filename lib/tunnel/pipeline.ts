@@ -41,6 +41,7 @@ import {
   buildHostUnreachable,
   ICMP_ERROR_MAX_LENGTH,
 } from "../net/icmp4.ts";
+import { buildSourcePolicyFailed, ICMP6_ERROR_MAX_LENGTH } from "../net/icmp6.ts";
 import {
   IPv4Problem,
   ipv4Destination,
@@ -98,6 +99,12 @@ export interface TepOptions extends TunnelHeaderOptions {
   now?: () => number;
   /** Fragment tracking of shared-address flows (fragments.ts); defaults there. */
   fragments?: { datagrams?: number; holdSlots?: number; timeoutMs?: number };
+  /**
+   * The TEP's IPv6 address (16 bytes): given, a decapsulated packet whose source no binding
+   * allows is answered with ICMPv6 1/5 to its outer source ({@link TepContext.reply6}), rate
+   * limited with the ICMPv4 errors. Default none (no ICMPv6 error is built).
+   */
+  tep6?: Uint8Array;
 }
 
 /**
@@ -118,6 +125,18 @@ export class TepContext {
   readonly reply: Uint8Array = new Uint8Array(ICMP_ERROR_MAX_LENGTH);
   /** Bytes of `reply` to send after an ICMP verdict. */
   replyLength = 0;
+  /** The TEP's IPv6 address (TepOptions.tep6), or null: no ICMPv6 source-policy errors. */
+  readonly tep6: Uint8Array | null;
+  /**
+   * ICMPv6 1/5 "source address failed ingress/egress policy" (RFC 4443 §3.1, RFC 7597 §8.2)
+   * built by the last tepDecap that refused a packet's source: when {@link reply6Length} is
+   * not 0 after a drop, send `reply6[0, reply6Length)` on a raw ICMPv6 socket to
+   * {@link reply6To} and set reply6Length back to 0 (lib/net/icmp6.ts).
+   */
+  readonly reply6: Uint8Array = new Uint8Array(ICMP6_ERROR_MAX_LENGTH);
+  reply6Length = 0;
+  /** Destination of `reply6`: the refused packet's outer IPv6 source. */
+  readonly reply6To: Uint8Array = new Uint8Array(16);
   /**
    * Set by a batched loop whose TUN finishes partial checksums: `tepDecap` then leaves a TCP
    * packet above the tunnel MTU in CHECKSUM_PARTIAL state and says so in {@link partialChecksum}.
@@ -163,6 +182,7 @@ export class TepContext {
     this.dscp = checkDscp(options.dscp ?? DSCP_COPY);
     this.ecnNormal = options.ecnNormal ?? true;
     this.flowLabels = options.flowLabel ?? true;
+    this.tep6 = options.tep6 ?? null;
   }
 }
 
@@ -192,6 +212,48 @@ const DECAP_TAIL: DecapTailCounters = {
   forwardBytes: Counter["decap-forward-bytes"],
 };
 const DECAP_CSUM_COMPLETED = Counter["decap-csum-completed"];
+const DECAP_ICMP_SOURCE_POLICY = Counter["decap-icmp-source-policy"];
+const ICMP_RATE_LIMITED = Counter["icmp-rate-limited"];
+
+/**
+ * A decapsulated packet's source is bound to nobody, to another host or is outside the
+ * sender's port set: with `ctx.tep6`, build ICMPv6 1/5 to the outer source in `ctx.reply6`
+ * (RFC 4443 §3.1; RFC 7597 §8.1: "SHOULD send ... Type 1, Code 5"), if the limiter has a
+ * token (else count `icmp-rate-limited`). The sender learns its binding is gone (a DSTM client
+ * renews at once: lib/dataplane/client_lease.ts). Off the forwarding path; allocates nothing.
+ */
+function sourcePolicyFailed(
+  ctx: TepContext,
+  pkt: Uint8Array,
+  off: number,
+  len: number,
+  src6: Uint8Array,
+  src6Off: number,
+  trafficClass: number,
+): void {
+  const tep6 = ctx.tep6;
+  if (tep6 === null) return;
+  if (!ctx.icmpLimiter.take(ctx.now())) {
+    ctx.counters[ICMP_RATE_LIMITED]! += 1;
+    return;
+  }
+  const n = buildSourcePolicyFailed(
+    ctx.reply6,
+    0,
+    src6,
+    src6Off,
+    tep6,
+    0,
+    trafficClass,
+    pkt,
+    off,
+    len,
+  );
+  if (n === 0) return;
+  for (let i = 0; i < 16; i++) ctx.reply6To[i] = src6[src6Off + i]!;
+  ctx.reply6Length = n;
+  ctx.counters[DECAP_ICMP_SOURCE_POLICY]! += 1;
+}
 
 /**
  * TEP, IPv6 → IPv4. `pkt[off .. off+len)` is the inner IPv4 packet of a 4over6 packet whose
@@ -229,6 +291,7 @@ export function tepDecap(
       return status === FragmentLookup.HELD ? Verdict.HELD : Verdict.DROP_FRAGMENT_NO_ROOM;
   }
   if (status !== LookupStatus.FOUND) {
+    sourcePolicyFailed(ctx, pkt, off, len, src6, src6Off, outerTrafficClass);
     if (status === LookupStatus.OTHER_HOST) {
       c[DECAP_DROP_SPOOFED]! += 1;
       return Verdict.DROP_SPOOFED_SOURCE;
