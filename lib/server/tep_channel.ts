@@ -202,6 +202,21 @@ export class TepChannel {
     return null;
   }
 
+  /**
+   * Why `tep6` may not have answered a BIND / UNBIND, for the `tep-unreachable` warning: when
+   * it signs its SYNCs and this server has no `--tep-key`, it refused what was sent
+   * (unsigned, `drop-auth-missing` at the TEP) rather than missed it; otherwise the usual
+   * causes, keys first (a TEP with a key it does not share drops the server's messages
+   * without a word: only its SYNCs show the mismatch, as `tep-reject reason=auth-…` here).
+   */
+  noAnswerHint(tep6: string): string {
+    if (!this.#keys.signing && this.#toldSigned.has(tep6))
+      return "the TEP refused them: it signs its messages (it runs with --key) and this server has no --tep-key, so it drops every unsigned BIND/UNBIND/SNAPSHOT from here (drop-auth-missing in its log); give the server tep-key with the TEP's key file";
+    return this.#keys.signing
+      ? "is it running and reachable, and does its --key match this server's --tep-key? (a TEP whose key differs drops the server's messages; its SYNCs then show here as tep-reject reason=auth-bad-mac)"
+      : "is it running and reachable? (a TEP started with --key drops this server's unsigned messages: give the server the same tep-key)";
+  }
+
   /** Gives up every exchange in flight (they resolve null). */
   close(): void {
     this.#closed = true;
