@@ -132,6 +132,7 @@ export class TepControl {
           warn: this.#warn,
           metrics: options.metrics,
           now: this.#now,
+          keyed: options.key !== undefined,
         }),
       ]),
     );
