@@ -197,10 +197,31 @@ export function applyReload(
     orphaned: heldOrphans,
   });
   warnOrphans(t.log, counted, "reload");
+  const pinned = pinnedText(next);
+  if (pinned) t.log.info("reload-pinned", { flags: pinned.flags, detail: pinned.text });
   return {
     ok: true,
-    message: `reloaded: ${plan.changed.join(", ") || "nothing changed"}${heldOrphans ? `; ${heldOrphans} orphaned lease(s)` : ""}`,
+    message: `reloaded: ${plan.changed.join(", ") || "nothing changed"}${heldOrphans ? `; ${heldOrphans} orphaned lease(s)` : ""}${pinned ? `; ${pinned.text}` : ""}`,
     changed: plan.changed,
+  };
+}
+
+/**
+ * The reloadable settings pinned by command-line flags (ServerConfig.pinnedByFlags), as one
+ * clause: a reload reads the config file again but the flags still win, so editing the file's
+ * `lease-time` under `--lease-time 3h` changes nothing; said, not left to guess. Undefined
+ * when no such flag was given.
+ */
+function pinnedText(c: ServerConfig): { flags: string; text: string } | undefined {
+  const pinned = c.pinnedByFlags ?? [];
+  if (pinned.length === 0) return undefined;
+  const names = pinned.map((p) => `--${p.name}`);
+  const shadowed = pinned.filter((p) => p.inFile).map((p) => p.name);
+  return {
+    flags: names.join(","),
+    text: `pinned by command-line flags, which a reload keeps over the config file: ${names.join(", ")}${
+      shadowed.length > 0 ? ` (the file's ${shadowed.join(", ")} not used)` : ""
+    }; to change them, edit the flags and restart`,
   };
 }
 
