@@ -31,59 +31,78 @@ import { eventually } from "./helpers/wait.ts";
 
 const { skip, dir, made } = dtiSuite("binding_lost", "dstm-nc9a-lost-");
 const procs: DstmProcess[] = [];
-let host: Netns;
-let core: Netns;
-let client: DstmProcess;
-let tep: DstmProcess;
-const serverSocket = join(dir, "server.sock");
-const clientSocket = join(dir, "client.sock");
-const tepSocket = join(dir, "tep.sock");
-
-beforeAll(async () => {
-  if (skip) return;
-  const lab = createDtiLab("dstmt-nc9a-", [
-    "2001:db8:7::1/64",
-    "2001:db8:7::53/64",
-    "2001:db8:7::66/64",
-  ]);
-  ({ host, core } = lab);
-  made.push(host, core, lab.web);
-  const server = spawnDstm(labServerArgv({ leaseTime: 600, control: serverSocket }), {}, core.name);
-  procs.push(server);
-  await server.waitFor(/ start /, 20_000);
-  tep = spawnDstm(labTepArgv(undefined, ["--stats", tepSocket]), {}, core.name);
-  procs.push(tep);
-  await tep.waitFor(/tep-start/, 20_000);
-  await server.waitFor(/tep-connected/, 20_000);
-  client = spawnDstm(
-    ["client", "--server", "2001:db8:7::53", "--route", "192.0.2.0/24", "--control", clientSocket],
-    {},
-    host.name,
-  );
-  procs.push(client);
-  await client.waitFor(/ bound /, 20_000);
-}, 60_000);
-
 afterAll(async () => {
   await tearDownLab({ procs: [...procs].reverse(), made, dir });
 }, 30_000);
 
-const ping = () => host.exec(["ping", "-c", "1", "-W", "1", "192.0.2.80"]).code === 0;
+/** One lab (host, core with server + TEP `tepExtra`, web) per TEP data path, torn down after the file. */
+function lab(name: string, tepExtra: readonly string[]) {
+  const l = {
+    host: undefined as unknown as Netns,
+    core: undefined as unknown as Netns,
+    client: undefined as unknown as DstmProcess,
+    serverSocket: join(dir, `${name}-server.sock`),
+    clientSocket: join(dir, `${name}-client.sock`),
+    tepSocket: join(dir, `${name}-tep.sock`),
+  };
+  beforeAll(async () => {
+    if (skip) return;
+    const made3 = createDtiLab("dstmt-nc9a-", [
+      "2001:db8:7::1/64",
+      "2001:db8:7::53/64",
+      "2001:db8:7::66/64",
+    ]);
+    l.host = made3.host;
+    l.core = made3.core;
+    made.push(made3.host, made3.core, made3.web);
+    const server = spawnDstm(
+      labServerArgv({ leaseTime: 600, control: l.serverSocket }),
+      {},
+      l.core.name,
+    );
+    procs.push(server);
+    await server.waitFor(/ start /, 20_000);
+    const tep = spawnDstm(
+      labTepArgv(undefined, ["--stats", l.tepSocket, ...tepExtra]),
+      {},
+      l.core.name,
+    );
+    procs.push(tep);
+    await tep.waitFor(/tep-start/, 20_000);
+    await server.waitFor(/tep-connected/, 20_000);
+    l.client = spawnDstm(
+      [
+        "client",
+        "--server",
+        "2001:db8:7::53",
+        "--route",
+        "192.0.2.0/24",
+        "--control",
+        l.clientSocket,
+      ],
+      {},
+      l.host.name,
+    );
+    procs.push(l.client);
+    await l.client.waitFor(/ bound /, 20_000);
+  }, 60_000);
+  return l;
+}
+
 const within = (check: () => boolean, ms: number) =>
   eventually(check, { timeoutMs: ms, intervalMs: 250 });
-const leasedIPv4 = () => leaseList(core, serverSocket)[0]!.hostIPv4;
 
-async function tepCounters(): Promise<Record<string, number>> {
-  const r = await fetch("http://localhost/v1/stats", { unix: tepSocket });
+async function tepCounters(socket: string): Promise<Record<string, number>> {
+  const r = await fetch("http://localhost/v1/stats", { unix: socket });
   return ((await r.json()) as { counters: Record<string, number> }).counters;
 }
 
 /**
- * Sends, from `from6` in the core namespace, an ICMPv6 1/5 to the client quoting a 4over6
+ * Sends, from `from6` in namespace `core`, an ICMPv6 1/5 to the client quoting a 4over6
  * packet from the client to the TEP with inner source `ipv4` (a raw ICMPv6 socket: the kernel
  * adds the IPv6 header and the checksum).
  */
-function forgeSourcePolicyError(from6: string, ipv4: string): void {
+function forgeSourcePolicyError(core: Netns, from6: string, ipv4: string): void {
   const script = `
 import socket, struct
 ip4 = bytes(int(x) for x in "${ipv4}".split("."))
@@ -100,57 +119,63 @@ for _ in range(5):
   if (r.code !== 0) throw new Error(`forging ICMPv6: ${r.stderr}`);
 }
 
-describe.skipIf(skip !== null)("binding lost while the client holds the lease", () => {
-  test("a forged ICMPv6 1/5 from another address than the TEP is counted and ignored", async () => {
-    expect(await within(ping, 10_000)).toBe(true);
-    const ipv4 = leasedIPv4();
-    const before = client.lines.length;
-    forgeSourcePolicyError("2001:db8:7::66", ipv4);
-    expect(
-      await within(
-        () => (clientCounters(host, clientSocket)["tunnel-error-source-policy-not-tep"] ?? 0) >= 5,
-        10_000,
-      ),
-    ).toBe(true);
-    const counters = clientCounters(host, clientSocket);
-    expect(counters["tunnel-error-source-policy"]).toBe(0);
-    expect(client.lines.slice(before).some((l) => /binding-lost|renewed|lease-lost/.test(l))).toBe(
-      false,
-    );
-    expect(leasedIPv4()).toBe(ipv4);
-    expect(ping()).toBe(true);
-  }, 60_000);
+for (const [name, tepExtra] of [
+  ["batched TEP (offloads)", []],
+  ["one-by-one TEP (--no-offload)", ["--no-offload"]],
+] as const) {
+  describe.skipIf(skip !== null)(`binding lost while the client holds the lease: ${name}`, () => {
+    const l = lab(name.includes("no-offload") ? "plain" : "batched", tepExtra);
+    const ping = () => l.host.exec(["ping", "-c", "1", "-W", "1", "192.0.2.80"]).code === 0;
+    const leases = () => leaseList(l.core, l.serverSocket);
+    const counters = () => clientCounters(l.host, l.clientSocket);
 
-  test("lease del: the TEP says ICMPv6 1/5, the client renews at once and traffic flows again", async () => {
-    expect(await within(ping, 10_000)).toBe(true);
-    const ipv4 = leasedIPv4();
-    const del = core.exec([
-      BUN,
-      join(ROOT, "mod.ts"),
-      "lease",
-      "del",
-      ipv4,
-      "--control",
-      serverSocket,
-    ]);
-    expect(del.code).toBe(0);
-    expect(await within(() => leaseList(core, serverSocket).length === 0, 10_000)).toBe(true);
-    const seen = client.lines.length;
-    // Host traffic: dropped at the TEP (no binding), answered with ICMPv6 1/5.
-    ping();
-    await client.waitFor(/binding-lost/, 15_000);
-    // The server refused the renewal of the deleted lease: DISCOVER, a new lease, bound again.
-    expect(
-      await within(() => client.lines.slice(seen).some((l) => / bound /.test(l)), 20_000),
-    ).toBe(true);
-    expect(await within(ping, 20_000)).toBe(true);
-    expect(leaseList(core, serverSocket).length).toBe(1);
-    const tc = await tepCounters();
-    expect(tc["decap-drop-no-binding"]).toBeGreaterThan(0);
-    expect(tc["decap-icmp-source-policy"]).toBeGreaterThan(0);
-    expect(clientCounters(host, clientSocket)["tunnel-error-source-policy"]).toBeGreaterThan(0);
-    const warn = client.lines.find((l) => /binding-lost/.test(l))!;
-    expect(warn).toContain(`ipv4=${ipv4}`);
-    expect(warn).toContain("tep6=2001:db8:7::1");
-  }, 90_000);
-});
+    test("a forged ICMPv6 1/5 from another address than the TEP is counted and ignored", async () => {
+      expect(await within(ping, 10_000)).toBe(true);
+      const ipv4 = leases()[0]!.hostIPv4;
+      const before = l.client.lines.length;
+      forgeSourcePolicyError(l.core, "2001:db8:7::66", ipv4);
+      expect(
+        await within(() => (counters()["tunnel-error-source-policy-not-tep"] ?? 0) >= 5, 10_000),
+      ).toBe(true);
+      expect(counters()["tunnel-error-source-policy"]).toBe(0);
+      expect(
+        l.client.lines.slice(before).some((x) => /binding-lost|renewed|lease-lost/.test(x)),
+      ).toBe(false);
+      expect(leases()[0]!.hostIPv4).toBe(ipv4);
+      expect(ping()).toBe(true);
+    }, 60_000);
+
+    test("lease del: the TEP says ICMPv6 1/5, the client renews at once and traffic flows again", async () => {
+      expect(await within(ping, 10_000)).toBe(true);
+      const ipv4 = leases()[0]!.hostIPv4;
+      const del = l.core.exec([
+        BUN,
+        join(ROOT, "mod.ts"),
+        "lease",
+        "del",
+        ipv4,
+        "--control",
+        l.serverSocket,
+      ]);
+      expect(del.code).toBe(0);
+      expect(await within(() => leases().length === 0, 10_000)).toBe(true);
+      const seen = l.client.lines.length;
+      // Host traffic: dropped at the TEP (no binding), answered with ICMPv6 1/5.
+      ping();
+      await l.client.waitFor(/binding-lost/, 15_000);
+      // The server refused the renewal of the deleted lease: DISCOVER, a new lease, bound again.
+      expect(
+        await within(() => l.client.lines.slice(seen).some((x) => / bound /.test(x)), 20_000),
+      ).toBe(true);
+      expect(await within(ping, 20_000)).toBe(true);
+      expect(leases().length).toBe(1);
+      const tc = await tepCounters(l.tepSocket);
+      expect(tc["decap-drop-no-binding"]).toBeGreaterThan(0);
+      expect(tc["decap-icmp-source-policy"]).toBeGreaterThan(0);
+      expect(counters()["tunnel-error-source-policy"]).toBeGreaterThan(0);
+      const warn = l.client.lines.find((x) => /binding-lost/.test(x))!;
+      expect(warn).toContain(`ipv4=${ipv4}`);
+      expect(warn).toContain("tep6=2001:db8:7::1");
+    }, 90_000);
+  });
+}

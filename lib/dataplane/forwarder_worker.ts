@@ -74,12 +74,12 @@ function icmp4Sender(init: ForwarderInit): SendIcmp4 {
  * `init.icmp6Fd`): sends the source-policy error tepDecap left in `tep.reply6` (pipeline.ts)
  * and clears it. Without a socket nothing is sent.
  */
-function icmp6Sender(init: ForwarderInit, stats: ForwarderStats): (tep: TepContext) => void {
+function icmp6Sender(init: ForwarderInit, stats: () => ForwarderStats): (tep: TepContext) => void {
   const sock = init.icmp6Fd === undefined ? undefined : Raw6Socket.attach(init.icmp6Fd, 0);
   return (tep) => {
     if (sock) {
       const w = sock.sendTo(tep.reply6, 0, tep.reply6Length, tep.reply6To, 0);
-      if (w < 0) writeFailed(stats, w);
+      if (w < 0) writeFailed(stats(), w);
     }
     tep.reply6Length = 0;
   };
@@ -117,7 +117,7 @@ function tepDecapLoop({ init, ctx, counters, tun, raw, stats }: LoopIO): Forward
   const errors = tepErrors(raw, tep, icmp4Sender(init), stats);
   const segment = new Uint8Array(BUFFER_SIZE);
   const segmented = Counter["decap-tcp-segmented"];
-  const sendIcmp6 = icmp6Sender(init, stats);
+  const sendIcmp6 = icmp6Sender(init, () => stats);
   return loop(
     ctx,
     stats,
@@ -267,9 +267,12 @@ function tepBatched(
   let step: () => number;
   let stats: BatchLoopStats;
   if (init.role === "tep-decap") {
-    const loop = new TepDecapBatch(tep, ring ? new RingRawSocket(ring, batch, 200) : batch, tun, {
-      sendIcmp6: icmp6Sender(init, { readErrors: 0, writeErrors: 0, lastError: 0 }),
-    });
+    const loop: TepDecapBatch = new TepDecapBatch(
+      tep,
+      ring ? new RingRawSocket(ring, batch, 200) : batch,
+      tun,
+      { sendIcmp6: icmp6Sender(init, () => loop.stats) },
+    );
     stats = loop.stats;
     // ICMPv6 errors about encapsulated packets (RFC 2473 §8): read here, between batches.
     const errors = tepErrors(raw, tep, sendIcmp4, stats);
