@@ -60,6 +60,25 @@ describe("tepDecap: ICMPv6 1/5 to the sender of an unbound source", () => {
     expect(ctx.reply6Length).toBe(0);
   });
 
+  test("not while the TEP's table is loading (sourcePolicyReady 0): a restarted TEP tells no host", () => {
+    const ready = new Int32Array(1);
+    const { ctx } = tep({ tep6: TEP6 });
+    const loading = new TepContext({
+      bindings: ctx.bindings,
+      counters: new Float64Array(ctx.counters.length),
+      tepIPv4: 1,
+      now: () => 0,
+      tep6: TEP6,
+      sourcePolicyReady: ready,
+    });
+    const pkt = packet("198.51.100.99");
+    expect(tepDecap(loading, pkt, 0, pkt.length, A6, 0)).toBe(Verdict.DROP_NO_BINDING);
+    expect(loading.reply6Length).toBe(0);
+    ready[0] = 1;
+    expect(tepDecap(loading, pkt, 0, pkt.length, A6, 0)).toBe(Verdict.DROP_NO_BINDING);
+    expect(loading.reply6Length).toBeGreaterThan(0);
+  });
+
   test("without the TEP's address (check mode) nothing is built", () => {
     const { ctx } = tep();
     const pkt = packet("198.51.100.99");

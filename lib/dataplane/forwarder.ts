@@ -30,6 +30,8 @@ export interface TepForwarding extends TunnelForwarding {
   icmpRate?: number;
   /** The TEP's IPv6 address: ICMPv6 1/5 to hosts whose source no binding allows (pipeline.ts). */
   tep6?: Uint8Array;
+  /** An Int32 that is 1 once the TEP's bindings are the server's (TepOptions.sourcePolicyReady). */
+  sourcePolicyReady?: SharedArrayBuffer;
   /** The TUN was opened with IFF_VNET_HDR: batched loops with GSO/GRO (tep_batch.ts). */
   offload?: boolean;
 }

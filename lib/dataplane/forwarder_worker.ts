@@ -228,6 +228,7 @@ function tepContext(init: ForwarderInit, counters: Float64Array): TepContext {
   const tep = init.tep!;
   return new TepContext({
     tep6: tep.tep6,
+    sourcePolicyReady: tep.sourcePolicyReady ? new Int32Array(tep.sourcePolicyReady) : undefined,
     bindings: BindingTable.attach(init.bindings!),
     counters,
     tepIPv4: tep.tepIPv4,

@@ -90,6 +90,11 @@ export class TepNode {
   /** The packet ring and its nftables rule, when `rxRing` is on and both could be set up. */
   #rxRing: RxRing | undefined;
   #raw4: Raw4Socket | undefined;
+  /**
+   * 1 once the bindings are the server's (TepControl onInSync): from then on the decapsulating
+   * Worker answers a packet without a binding with ICMPv6 1/5 (not while the table loads).
+   */
+  readonly #sourcePolicyReady = new Int32Array(new SharedArrayBuffer(4));
   /** Raw ICMPv6 socket from the TEP's address: ICMPv6 1/5 to hosts without a binding. */
   #icmp6: Raw6Socket | undefined;
   #forwarder: Forwarder | undefined;
@@ -187,6 +192,7 @@ export class TepNode {
         hairpin: c.hairpin,
         icmpRate: c.icmpRate,
         tep6,
+        sourcePolicyReady: this.#sourcePolicyReady.buffer as SharedArrayBuffer,
         pathMtu: this.pathMtu.buffer,
         mssClamp: c.mssClamp,
         offload: c.offload !== false,
@@ -258,6 +264,7 @@ export class TepNode {
       syncIntervalMs: c.syncIntervalMs,
       log: c.log,
       metrics: this.metrics,
+      onInSync: () => Atomics.store(this.#sourcePolicyReady, 0, 1),
     });
   }
 

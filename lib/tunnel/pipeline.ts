@@ -105,6 +105,11 @@ export interface TepOptions extends TunnelHeaderOptions {
    * limited with the ICMPv4 errors. Default none (no ICMPv6 error is built).
    */
   tep6?: Uint8Array;
+  /**
+   * With `tep6`: no ICMPv6 1/5 while element 0 is 0 (the TEP's table is still loading after a
+   * start: "no binding" may only mean "not yet"; lib/tep/node.ts sets it). Default: always on.
+   */
+  sourcePolicyReady?: Int32Array;
 }
 
 /**
@@ -127,6 +132,8 @@ export class TepContext {
   replyLength = 0;
   /** The TEP's IPv6 address (TepOptions.tep6), or null: no ICMPv6 source-policy errors. */
   readonly tep6: Uint8Array | null;
+  /** TepOptions.sourcePolicyReady, or null (always ready). */
+  readonly sourcePolicyReady: Int32Array | null;
   /**
    * ICMPv6 1/5 "source address failed ingress/egress policy" (RFC 4443 §3.1, RFC 7597 §8.2)
    * built by the last tepDecap that refused a packet's source: when {@link reply6Length} is
@@ -183,6 +190,7 @@ export class TepContext {
     this.ecnNormal = options.ecnNormal ?? true;
     this.flowLabels = options.flowLabel ?? true;
     this.tep6 = options.tep6 ?? null;
+    this.sourcePolicyReady = options.sourcePolicyReady ?? null;
   }
 }
 
@@ -233,6 +241,8 @@ function sourcePolicyFailed(
 ): void {
   const tep6 = ctx.tep6;
   if (tep6 === null) return;
+  const ready = ctx.sourcePolicyReady;
+  if (ready !== null && ready[0] === 0) return;
   if (!ctx.icmpLimiter.take(ctx.now())) {
     ctx.counters[ICMP_RATE_LIMITED]! += 1;
     return;
