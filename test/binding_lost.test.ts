@@ -197,7 +197,11 @@ for (const [name, tepExtra] of [
       await server.waitFor(/ start /, 20_000);
       expect(leases().length).toBe(0);
       // The TEP syncs, gets the (empty) snapshot; the host's next packets get ICMPv6 1/5.
-      expect(await within(() => (ping(), leases().length === 1), 40_000)).toBe(true);
+      const pingThenLeased = () => {
+        ping();
+        return leases().length === 1;
+      };
+      expect(await within(pingThenLeased, 40_000)).toBe(true);
       expect(await within(ping, 20_000)).toBe(true);
       // Said at warn (the log is flushed in batches: polled). The first notice may fall in
       // the 10 s after the previous test's renewal and wait for it: the client's rate limit.
