@@ -7,6 +7,7 @@
  * test/binding_lost.test.ts.
  */
 import { describe, expect, test } from "bun:test";
+import { BINDING_LOST_RENEW_MS, BindingLostGate } from "../lib/client/binding_lost.ts";
 import { parseIPv4, parseIPv6 } from "../lib/net/addr.ts";
 import { buildSourcePolicyFailed, ICMP6_ERROR_MAX_LENGTH } from "../lib/net/icmp6.ts";
 import { BindingTable } from "../lib/tunnel/binding.ts";
@@ -109,5 +110,15 @@ describe("tepDecap: ICMPv6 1/5 to the sender of an unbound source", () => {
     expect(buildSourcePolicyFailed(out, 0, multicast, 0, TEP6, 0, 0, big, 0, 100)).toBe(0);
     const unspecified = new Uint8Array(16);
     expect(buildSourcePolicyFailed(out, 0, unspecified, 0, TEP6, 0, 0, big, 0, 100)).toBe(0);
+  });
+});
+
+describe("client: BindingLostGate (lib/client/binding_lost.ts)", () => {
+  test("one early renewal per 10 s; the notices in between are counted and reported with the next", () => {
+    const gate = new BindingLostGate();
+    expect(gate.take(0)).toEqual({ suppressed: 0 });
+    for (let t = 1000; t < BINDING_LOST_RENEW_MS; t += 1000) expect(gate.take(t)).toBeUndefined();
+    expect(gate.take(BINDING_LOST_RENEW_MS)).toEqual({ suppressed: 9 });
+    expect(gate.take(BINDING_LOST_RENEW_MS + 1)).toBeUndefined();
   });
 });

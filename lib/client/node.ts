@@ -41,6 +41,7 @@ import { DSTM_PORT, Status } from "../wire/dstm_types.ts";
 import { acquireLoop } from "./acquire_loop.ts";
 import { AcquireState } from "./acquire_state.ts";
 import { AddressFollower } from "./address_follower.ts";
+import { BindingLostGate } from "./binding_lost.ts";
 import { DtiError, type DtiHooks } from "./dti.ts";
 import { createDti } from "./dti_factory.ts";
 import { leaseClientFor } from "./lease_client.ts";
@@ -51,9 +52,6 @@ import { dtiStatus, dtiText, nodeStatus } from "./node_status.ts";
 import { type ClientLease, DstmRefusedError, type LeaseClient } from "./protocol.ts";
 
 export type { NodeConfig, NodeState, NodeStatus } from "./node_config.ts";
-
-/** A binding-lost notice renews at most once per this many ms (lib/client/node.ts #bindingLost). */
-const BINDING_LOST_RENEW_MS = 10_000;
 
 export class DstmNode {
   readonly counters = Counters.create({ slices: 2 });
@@ -86,9 +84,8 @@ export class DstmNode {
   #client: LeaseClient;
   /** Watches the host's IPv6 addresses (renumbering); absent when host6 was given. */
   #addresses: AddressFollower | undefined;
-  /** When the last binding-lost renewal started (ms), and the notices ignored since. */
-  #bindingLostAt = Number.NEGATIVE_INFINITY;
-  #bindingLostSuppressed = 0;
+  /** Early renewals on the TEP's word, at most one per 10 s (./binding_lost.ts). */
+  readonly #bindingLost = new BindingLostGate();
   /** Wakes the acquiring loop out of its back-off sleep. */
   #wake: (() => void) | undefined;
 
@@ -278,7 +275,7 @@ export class DstmNode {
   /** Brings the DTI up with `address` (./kernel_dti.ts, or the configured hooks). */
   async #dtiUp(address: number, tep6: Uint8Array | undefined): Promise<void> {
     this.#mtu = await this.#dti.up(address, tep6, (why) =>
-      why === "binding-lost" ? this.#bindingLost() : this.#onDemand(),
+      why === "binding-lost" ? this.#onBindingLost() : this.#onDemand(),
     );
   }
 
@@ -294,28 +291,22 @@ export class DstmNode {
 
   /**
    * The TEP answered a packet from the leased address with ICMPv6 1/5 (it has no binding: the
-   * lease was deleted at the server, the server lost it, the TEP restarted without a snapshot;
-   * lib/dataplane/client_lease.ts checked it came from the TEP): renew now instead of at T1; a
-   * refusal then starts over with DISCOVER. At most once per BINDING_LOST_RENEW_MS, so that
-   * errors (forged ones from the TEP's address too) cannot make the client flood its server.
+   * lease was deleted at the server, the server lost it; lib/dataplane/client_lease.ts checked
+   * it came from the TEP): renew now instead of at T1, at most once per 10 s
+   * (./binding_lost.ts); a refusal then starts over with DISCOVER.
    */
-  #bindingLost(): void {
+  #onBindingLost(): void {
     const lease = this.#lease;
     if (!lease || this.#stopping || this.#state !== "bound") return;
-    const now = Date.now();
-    if (now - this.#bindingLostAt < BINDING_LOST_RENEW_MS) {
-      this.#bindingLostSuppressed += 1;
-      return;
-    }
-    this.#bindingLostAt = now;
+    const allowed = this.#bindingLost.take();
+    if (!allowed) return;
     this.#config.log.warn("binding-lost", {
       ipv4: formatIPv4(lease.ipv4),
       tep6: this.#tep6(lease),
-      suppressed: this.#bindingLostSuppressed || undefined,
+      suppressed: allowed.suppressed || undefined,
       detail:
         "the TEP has no binding for this lease (ICMPv6 source address failed ingress/egress policy): renewing now",
     });
-    this.#bindingLostSuppressed = 0;
     this.#scheduleRenewal(0);
   }
 

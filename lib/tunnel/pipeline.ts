@@ -41,7 +41,7 @@ import {
   buildHostUnreachable,
   ICMP_ERROR_MAX_LENGTH,
 } from "../net/icmp4.ts";
-import { buildSourcePolicyFailed, ICMP6_ERROR_MAX_LENGTH } from "../net/icmp6.ts";
+import { ICMP6_ERROR_MAX_LENGTH } from "../net/icmp6.ts";
 import {
   IPv4Problem,
   ipv4Destination,
@@ -68,6 +68,7 @@ import {
 } from "./outer_header.ts";
 import type { PathMtuTable } from "./pmtu.ts";
 import { TokenBucket } from "./ratelimit.ts";
+import { sourcePolicyFailed } from "./source_policy.ts";
 import { Verdict } from "./verdict.ts";
 
 export {
@@ -220,51 +221,6 @@ const DECAP_TAIL: DecapTailCounters = {
   forwardBytes: Counter["decap-forward-bytes"],
 };
 const DECAP_CSUM_COMPLETED = Counter["decap-csum-completed"];
-const DECAP_ICMP_SOURCE_POLICY = Counter["decap-icmp-source-policy"];
-const ICMP_RATE_LIMITED = Counter["icmp-rate-limited"];
-
-/**
- * A decapsulated packet's source is bound to nobody, to another host or is outside the
- * sender's port set: with `ctx.tep6`, build ICMPv6 1/5 to the outer source in `ctx.reply6`
- * (RFC 4443 §3.1; RFC 7597 §8.1: "SHOULD send ... Type 1, Code 5"), if the limiter has a
- * token (else count `icmp-rate-limited`). The sender learns its binding is gone (a DSTM client
- * renews at once: lib/dataplane/client_lease.ts). Off the forwarding path; allocates nothing.
- */
-function sourcePolicyFailed(
-  ctx: TepContext,
-  pkt: Uint8Array,
-  off: number,
-  len: number,
-  src6: Uint8Array,
-  src6Off: number,
-  trafficClass: number,
-): void {
-  const tep6 = ctx.tep6;
-  if (tep6 === null) return;
-  const ready = ctx.sourcePolicyReady;
-  if (ready !== null && ready[0] === 0) return;
-  if (!ctx.icmpLimiter.take(ctx.now())) {
-    ctx.counters[ICMP_RATE_LIMITED]! += 1;
-    return;
-  }
-  const n = buildSourcePolicyFailed(
-    ctx.reply6,
-    0,
-    src6,
-    src6Off,
-    tep6,
-    0,
-    trafficClass,
-    pkt,
-    off,
-    len,
-  );
-  if (n === 0) return;
-  for (let i = 0; i < 16; i++) ctx.reply6To[i] = src6[src6Off + i]!;
-  ctx.reply6Length = n;
-  ctx.counters[DECAP_ICMP_SOURCE_POLICY]! += 1;
-}
-
 /**
  * TEP, IPv6 → IPv4. `pkt[off .. off+len)` is the inner IPv4 packet of a 4over6 packet whose
  * outer source is `src6[src6Off .. +16)`. The packet's (source address, source port) must be
