@@ -36,7 +36,7 @@ afterAll(async () => {
 }, 30_000);
 
 /** One lab (host, core with server + TEP `tepExtra`, web) per TEP data path, torn down after the file. */
-function lab(name: string, tepExtra: readonly string[]) {
+function lab(name: string, tepExtra: readonly string[], clientExtra: readonly string[]) {
   const l = {
     host: undefined as unknown as Netns,
     core: undefined as unknown as Netns,
@@ -81,6 +81,7 @@ function lab(name: string, tepExtra: readonly string[]) {
         "192.0.2.0/24",
         "--control",
         l.clientSocket,
+        ...clientExtra,
       ],
       {},
       l.host.name,
@@ -121,12 +122,13 @@ for _ in range(5):
   if (r.code !== 0) throw new Error(`forging ICMPv6: ${r.stderr}`);
 }
 
-for (const [name, tepExtra] of [
-  ["batched TEP (offloads)", []],
-  ["one-by-one TEP (--no-offload)", ["--no-offload"]],
+// The data paths: batched (the defaults) and one by one, at the TEP and at the client alike.
+for (const [name, extra] of [
+  ["batched TEP and client (offloads)", []],
+  ["one-by-one TEP and client (--no-offload)", ["--no-offload"]],
 ] as const) {
   describe.skipIf(skip !== null)(`binding lost while the client holds the lease: ${name}`, () => {
-    const l = lab(name.includes("no-offload") ? "plain" : "batched", tepExtra);
+    const l = lab(name.includes("no-offload") ? "plain" : "batched", extra, extra);
     const ping = () => l.host.exec(["ping", "-c", "1", "-W", "1", "192.0.2.80"]).code === 0;
     const leases = () => leaseList(l.core, l.serverSocket);
     const counters = () => clientCounters(l.host, l.clientSocket);
