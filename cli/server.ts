@@ -5,7 +5,8 @@
  */
 import { mkdirSync } from "node:fs";
 import { dirname } from "node:path";
-import { Command } from "@commander-js/extra-typings";
+import { Command, InvalidArgumentError } from "@commander-js/extra-typings";
+import { readConfigFile } from "../lib/config/file.ts";
 import { refuseForeignAddresses, serverBoundAddresses } from "../lib/config/listen_address.ts";
 import { mergeSettings, type Settings } from "../lib/config/merge.ts";
 import { defaultControlSocket } from "../lib/config/paths.ts";
@@ -15,6 +16,7 @@ import {
   type ServerFlags,
 } from "../lib/config/server_resolve.ts";
 import { SERVER_SCHEMA } from "../lib/config/server_schema.ts";
+import { camel } from "../lib/config/setting.ts";
 import { Logger } from "../lib/control/log.ts";
 import { isPostgresUrl } from "../lib/lease/postgres.ts";
 import { serverConfigProblem, serverConfigSummary } from "../lib/server/config_check.ts";
@@ -34,7 +36,9 @@ export function serverCommand(): Command {
   );
   command.enablePositionalOptions();
   addReloadCommand(command);
-  return addSettings(command, SERVER_SCHEMA)
+  addSettings(command, SERVER_SCHEMA);
+  refuseRepeatedTep(command);
+  return command
     .addHelpText(
       "after",
       `
@@ -56,7 +60,10 @@ Examples:
       const server = await DstmServer.start({ ...config, warmUp: true });
       for (const pool of server.engine.pools()) logPoolSharing(config.log, pool);
       // Reload (SIGHUP, `dstm server reload`): flags and the file read again; all or nothing.
-      server.onReload(() => resolveServerConfig(flags, stdoutSink, { fromCli, log: config.log }));
+      server.onReload(() => ({
+        ...resolveServerConfig(flags, stdoutSink, { fromCli, log: config.log }),
+        pinnedByFlags: pinnedByFlags(flags.config, fromCli),
+      }));
       const hup = () => void server.reload("SIGHUP");
       process.on("SIGHUP", hup);
       sdNotify("READY=1\nSTATUS=answering DISCOVER/REQUEST/RELEASE");
@@ -80,6 +87,44 @@ Examples:
       process.off("SIGHUP", hup);
       if (fatal) throw fatal;
     });
+}
+
+/**
+ * `--tep` twice: before, the last one silently won. The `--pool` flags share one `--tep` (the
+ * TEP of every flag pool); a TEP per pool is written in the config file, one `[[pool]]` table
+ * with its own `tep` each (README "Configuration file"). So a second `--tep` is refused
+ * (commander's InvalidArgumentError: exit 2, one line) rather than guessed at.
+ */
+function refuseRepeatedTep(command: Command): void {
+  const tep = command.options.find((o) => o.long === "--tep");
+  tep?.argParser((value: string, previous: unknown) => {
+    if (previous !== undefined)
+      throw new InvalidArgumentError(
+        `--tep given twice (${String(previous)}, then ${value}): one --tep is the TEP of every --pool; for a TEP per pool, write [[pool]] tables with their own tep in --config`,
+      );
+    return value;
+  });
+}
+
+/**
+ * With `--config`: the reloadable settings given as flags (a reload keeps them over the file),
+ * each with whether the file sets it too. Empty without a config file (a reload then only
+ * reads the key files again).
+ */
+function pinnedByFlags(
+  configPath: string | undefined,
+  fromCli: (key: string) => boolean,
+): { name: string; inFile: boolean }[] {
+  if (configPath === undefined) return [];
+  let inFile: ReadonlyMap<string, unknown> = new Map();
+  try {
+    inFile = readConfigFile(configPath, SERVER_SCHEMA).values;
+  } catch {
+    // resolveServerConfig read it a moment ago and refuses the reload if it is wrong.
+  }
+  return SERVER_SCHEMA.settings
+    .filter((s) => s.reloadable && fromCli(camel(s.name)))
+    .map((s) => ({ name: s.name, inFile: inFile.has(s.name) }));
 }
 
 /** `dstm server reload`: the running server reads its flags and config file again. */

@@ -326,6 +326,50 @@ describe("server: snapshots on an unauthenticated channel are rate-limited", () 
     expect(told[0]).toContain("key-id=1");
     expect(told[0]).toMatch(/--tep-key/);
   });
+
+  test("a BIND to a TEP that signs while this server has no --tep-key: tep-unreachable says the TEP refused it (keys)", async () => {
+    const lines: string[] = [];
+    const log = new Logger({ sink: (text) => lines.push(...text.trimEnd().split("\n")) });
+    const sync = new TepSync(
+      { teps: ["::1"], tepPort: 4608, log, metrics: new Metrics(), send: () => true },
+      [],
+    );
+    cleanup.push(() => sync.close());
+    const message: DstmMessage = {
+      type: MessageType.SYNC,
+      xid: 9,
+      tep6: "::1",
+      syncCount: 0,
+      syncDigest: 0,
+    };
+    const bytes = signMessage(message, TEP_KEY, Date.now(), undefined, "tep");
+    const d = decodeMessage(bytes);
+    if (!d.ok) throw new Error("bad SYNC");
+    sync.onTepMessage(bytes, d.value, "::1", 4608);
+    // The TEP drops the unsigned BIND (as a real one with --key does): no answer.
+    const lease = { ipv4: A4, host6: "2001:db8:1::1", tep6: "::1", portSet: WHOLE } as Lease;
+    expect(await sync.install(lease)).toBe(false);
+    log.flush();
+    const warn = lines.find((l) => / WARN tep-unreachable /.test(l));
+    expect(warn).toBeDefined();
+    expect(warn).toContain("the TEP refused them");
+    expect(warn).toContain("no --tep-key");
+    // A TEP that does not sign: the warning still names keys among the causes.
+    const other: string[] = [];
+    const log2 = new Logger({ sink: (text) => other.push(...text.trimEnd().split("\n")) });
+    const plainSync = new TepSync(
+      { teps: ["::1"], tepPort: 4608, log: log2, metrics: new Metrics(), send: () => true },
+      [],
+    );
+    cleanup.push(() => plainSync.close());
+    const plain = encodeMessage(message);
+    const p = decodeMessage(plain);
+    if (!p.ok) throw new Error("bad SYNC");
+    plainSync.onTepMessage(plain, p.value, "::1", 4608);
+    expect(await plainSync.install(lease)).toBe(false);
+    log2.flush();
+    expect(other.find((l) => / WARN tep-unreachable /.test(l))).toMatch(/--key/);
+  });
 });
 
 describe("the command line", () => {

@@ -15,7 +15,11 @@ export interface DtiHooks {
    * on-demand has no lease). `onNeedLease` is called when on-demand traffic finds no lease.
    * Resolves with the DTI's MTU in bytes; rejects when the DTI cannot be made.
    */
-  up(address: number, tep6: Uint8Array | undefined, onNeedLease: () => void): Promise<number>;
+  up(
+    address: number,
+    tep6: Uint8Array | undefined,
+    onNeedLease: (why?: "binding-lost") => void,
+  ): Promise<number>;
   /** Takes the DTI down if it is up (its address and routes go with it). Never rejects. */
   down(): Promise<void>;
   /**

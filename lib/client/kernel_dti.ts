@@ -85,7 +85,7 @@ export class KernelDti implements DtiHooks {
   async up(
     address: number,
     tep6: Uint8Array | undefined,
-    onNeedLease: () => void,
+    onNeedLease: (why?: "binding-lost") => void,
   ): Promise<number> {
     const { ifname, config: c } = this.#o;
     const tun = openTun(ifname, { vnetHeader: c.offload !== false });

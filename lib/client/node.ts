@@ -41,6 +41,7 @@ import { DSTM_PORT, Status } from "../wire/dstm_types.ts";
 import { acquireLoop } from "./acquire_loop.ts";
 import { AcquireState } from "./acquire_state.ts";
 import { AddressFollower } from "./address_follower.ts";
+import { BindingLostGate } from "./binding_lost.ts";
 import { DtiError, type DtiHooks } from "./dti.ts";
 import { createDti } from "./dti_factory.ts";
 import { leaseClientFor } from "./lease_client.ts";
@@ -83,6 +84,8 @@ export class DstmNode {
   #client: LeaseClient;
   /** Watches the host's IPv6 addresses (renumbering); absent when host6 was given. */
   #addresses: AddressFollower | undefined;
+  /** Early renewals on the TEP's word, at most one per 10 s (./binding_lost.ts). */
+  readonly #bindingLost = new BindingLostGate();
   /** Wakes the acquiring loop out of its back-off sleep. */
   #wake: (() => void) | undefined;
 
@@ -271,7 +274,9 @@ export class DstmNode {
 
   /** Brings the DTI up with `address` (./kernel_dti.ts, or the configured hooks). */
   async #dtiUp(address: number, tep6: Uint8Array | undefined): Promise<void> {
-    this.#mtu = await this.#dti.up(address, tep6, () => this.#onDemand());
+    this.#mtu = await this.#dti.up(address, tep6, (why) =>
+      why === "binding-lost" ? this.#onBindingLost() : this.#onDemand(),
+    );
   }
 
   /** On-demand: the outbound Worker holds packets and there is no lease. */
@@ -282,6 +287,27 @@ export class DstmNode {
       detail: "IPv4 traffic and no lease: acquiring",
     });
     void this.#acquire();
+  }
+
+  /**
+   * The TEP answered a packet from the leased address with ICMPv6 1/5 (it has no binding: the
+   * lease was deleted at the server, the server lost it; lib/dataplane/client_lease.ts checked
+   * it came from the TEP): renew now instead of at T1, at most once per 10 s
+   * (./binding_lost.ts); a refusal then starts over with DISCOVER.
+   */
+  #onBindingLost(): void {
+    const lease = this.#lease;
+    if (!lease || this.#stopping || this.#state !== "bound") return;
+    const allowed = this.#bindingLost.take();
+    if (!allowed) return;
+    this.#config.log.warn("binding-lost", {
+      ipv4: formatIPv4(lease.ipv4),
+      tep6: this.#tep6(lease),
+      suppressed: allowed.suppressed || undefined,
+      detail:
+        "the TEP has no binding for this lease (ICMPv6 source address failed ingress/egress policy): renewing now",
+    });
+    this.#scheduleRenewal(0);
   }
 
   /** On-demand: release the lease when nothing has gone through for the idle time. */

@@ -129,7 +129,7 @@ export class TunnelDti implements DtiHooks {
   async up(
     address: number,
     tep6: Uint8Array | undefined,
-    onNeedLease: () => void,
+    onNeedLease: (why?: "binding-lost") => void,
   ): Promise<number> {
     await this.down();
     try {
@@ -144,7 +144,7 @@ export class TunnelDti implements DtiHooks {
   async #up(
     address: number,
     tep6: Uint8Array | undefined,
-    onNeedLease: () => void,
+    onNeedLease: (why?: "binding-lost") => void,
   ): Promise<number> {
     if (!tep6) throw new Error("the kernel DTI needs a TEP (on-demand mode needs --dti tun)");
     if (this.#lease.hasLease && this.#lease.portSet.psidLength > 0) {

@@ -22,7 +22,7 @@ import { ClientKernelEncapOut } from "./client_kernel_encap.ts";
 import { applicationError } from "./client_lease.ts";
 import type { ForwarderInit, ForwarderStats } from "./forwarder.ts";
 import { LocalSourcesFollower } from "./local_sources_follower.ts";
-import { nowSeconds, TunnelErrors } from "./tunnel_errors.ts";
+import { nowSeconds, postBindingLost, TunnelErrors } from "./tunnel_errors.ts";
 import { CLOSED } from "./worker_loop.ts";
 
 /** Runs one direction of the client until stopped; returns its I/O stats. */
@@ -73,6 +73,7 @@ export function clientBatched(
         inner,
         length,
         nowSeconds(),
+        postBindingLost,
       )
     )
       replies.write(loop.context!.reply, loop.context!.replyLength);

@@ -5,6 +5,8 @@
  *
  * @module
  */
+
+import { equalIPv6 } from "../net/addr.ts";
 import type { ClientState } from "../tunnel/client_state.ts";
 import { Counter } from "../tunnel/counters.ts";
 import { clientSentTo, relayTunnelError, type TunnelError } from "../tunnel/icmp_relay.ts";
@@ -138,10 +140,47 @@ export class LeaseFollower {
   }
 }
 
+const SOURCE_POLICY = Counter["tunnel-error-source-policy"];
+const SOURCE_POLICY_NOT_TEP = Counter["tunnel-error-source-policy-not-tep"];
+/** ICMPv6 Destination Unreachable, code 5: source address failed ingress/egress policy (RFC 4443 §3.1). */
+const DEST_UNREACHABLE6 = 1;
+const SOURCE_POLICY_CODE = 5;
+/** A Worker tells the main thread that its binding is gone at most once per this many ms. */
+const BINDING_LOST_NOTICE_MS = 1000;
+let _lastBindingLostMs = Number.NEGATIVE_INFINITY;
+
+/**
+ * ICMPv6 1/5 about a packet from the leased address to the TEP: the TEP has no binding for
+ * it (lease deleted, server database lost, TEP restarted without a snapshot: pipeline.ts).
+ * From the TEP itself (the error's sender is the TEP address the lease names): counted
+ * `tunnel-error-source-policy` and `bindingLost()` called, at most once a second, for the main
+ * thread to renew at once (lib/client/node.ts, rate limited there too). From any other
+ * address: counted `tunnel-error-source-policy-not-tep` and ignored, so a forged error can
+ * neither make the client flood its server nor cut the application's flows.
+ */
+function sourcePolicyError(
+  counters: Float64Array,
+  tep6: Uint8Array,
+  offender6: Uint8Array | undefined,
+  bindingLost: (() => void) | undefined,
+): void {
+  if (!offender6 || !equalIPv6(offender6, 0, tep6, 0)) {
+    counters[SOURCE_POLICY_NOT_TEP]! += 1;
+    return;
+  }
+  counters[SOURCE_POLICY]! += 1;
+  const now = Date.now();
+  if (now - _lastBindingLostMs < BINDING_LOST_NOTICE_MS) return;
+  _lastBindingLostMs = now;
+  bindingLost?.();
+}
+
 /**
  * An ICMPv6 error about what the outbound loop sent (RFC 2473 §8.3), as an ICMPv4 error for
  * the application: true when `context.reply[0, replyLength)` holds it, translated back like
  * any packet from the tunnel (write it into the DTI); false when it is not ours or not relayed.
+ * ICMPv6 1/5 (the TEP has no binding for the lease) is not relayed: it calls `bindingLost`
+ * when it comes from the TEP ({@link sourcePolicyError}).
  */
 export function applicationError(
   lease: Lease,
@@ -152,11 +191,16 @@ export function applicationError(
   inner: Uint8Array,
   length: number,
   now: number,
+  bindingLost?: () => void,
 ): boolean {
   const context = lease.context;
   if (!context) return false;
   if (!clientSentTo(counters, context.leasedIPv4, context.tep6, inner, 0, length, host6, 0))
     return false;
+  if (info.type === DEST_UNREACHABLE6 && info.code === SOURCE_POLICY_CODE) {
+    sourcePolicyError(counters, context.tep6, info.offender6, bindingLost);
+    return false;
+  }
   if (!relayTunnelError(context, info, host6, 0, inner, 0, length, 0, now)) return false;
   return !(
     lease.translate &&

@@ -34,7 +34,7 @@ import {
 } from "./client_lease.ts";
 import type { ForwarderStats } from "./forwarder.ts";
 import { LocalSourcesFollower } from "./local_sources_follower.ts";
-import { nowSeconds, TunnelErrors } from "./tunnel_errors.ts";
+import { nowSeconds, postBindingLost, TunnelErrors } from "./tunnel_errors.ts";
 import { type LoopIO, readStops, writeFailed } from "./worker_loop.ts";
 
 /** DTI → TEP. */
@@ -283,6 +283,7 @@ class ClientInLoop {
         inner,
         length,
         nowSeconds(),
+        postBindingLost,
       )
     )
       return;

@@ -28,6 +28,10 @@ export interface TepForwarding extends TunnelForwarding {
   linkMtu?: number;
   hairpin?: boolean;
   icmpRate?: number;
+  /** The TEP's IPv6 address: ICMPv6 1/5 to hosts whose source no binding allows (pipeline.ts). */
+  tep6?: Uint8Array;
+  /** An Int32 that is 1 once the TEP's bindings are the server's (TepOptions.sourcePolicyReady). */
+  sourcePolicyReady?: SharedArrayBuffer;
   /** The TUN was opened with IFF_VNET_HDR: batched loops with GSO/GRO (tep_batch.ts). */
   offload?: boolean;
 }
@@ -59,6 +63,8 @@ export interface ForwarderInit {
   rawFd: number;
   /** TEP: raw IPv4 socket for the ICMP errors it sends. */
   raw4Fd?: number;
+  /** TEP decapsulation: raw ICMPv6 socket bound to the TEP's address, for ICMPv6 1/5 (pipeline.ts). */
+  icmp6Fd?: number;
   /** TEP decapsulation: a packet ring next to the raw socket (lib/sys/packet_ring.ts). */
   ring?: { fd: number; geometry: RingGeometry };
   counters: SharedArrayBuffer;
@@ -106,6 +112,7 @@ export class Forwarder {
     tunFd: number;
     rawFd: number;
     raw4Fd: number;
+    icmp6Fd?: number;
     ring?: { fd: number; geometry: RingGeometry };
     bindings: BindingTable;
     counters: Counters;
@@ -115,6 +122,7 @@ export class Forwarder {
       tunFd: o.tunFd,
       rawFd: o.rawFd,
       raw4Fd: o.raw4Fd,
+      icmp6Fd: o.icmp6Fd,
       ring: o.ring,
       counters: o.counters.buffer,
       bindings: o.bindings.buffer,
@@ -136,7 +144,11 @@ export class Forwarder {
     counters: Counters;
     client: ClientForwarding;
     /** Called when the outbound Worker holds packets and there is no lease (on-demand). */
-    onNeedLease?: () => void;
+    /**
+     * Also called with "binding-lost" when the inbound Worker got ICMPv6 1/5 from the TEP
+     * about the leased address (client_lease.ts): the TEP has no binding, renew now.
+     */
+    onNeedLease?: (why?: "binding-lost") => void;
   }): Promise<Forwarder> {
     const base = {
       tunFd: o.tunFd,
@@ -164,6 +176,10 @@ export class Forwarder {
     const out = forwarder.#workers[0]!.worker;
     out.addEventListener("message", (event: MessageEvent) => {
       if ((event.data as { kind?: string })?.kind === "dstm-need-lease") o.onNeedLease?.();
+    });
+    forwarder.#workers[1]!.worker.addEventListener("message", (event: MessageEvent) => {
+      if ((event.data as { kind?: string })?.kind === "dstm-binding-lost")
+        o.onNeedLease?.("binding-lost");
     });
     return forwarder;
   }

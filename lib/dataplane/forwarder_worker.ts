@@ -70,6 +70,22 @@ function icmp4Sender(init: ForwarderInit): SendIcmp4 {
 }
 
 /**
+ * A TEP decapsulating Worker's ICMPv6 sender (the raw ICMPv6 socket bound to the TEP's address,
+ * `init.icmp6Fd`): sends the source-policy error tepDecap left in `tep.reply6` (pipeline.ts)
+ * and clears it. Without a socket nothing is sent.
+ */
+function icmp6Sender(init: ForwarderInit, stats: () => ForwarderStats): (tep: TepContext) => void {
+  const sock = init.icmp6Fd === undefined ? undefined : Raw6Socket.attach(init.icmp6Fd, 0);
+  return (tep) => {
+    if (sock) {
+      const w = sock.sendTo(tep.reply6, 0, tep.reply6Length, tep.reply6To, 0);
+      if (w < 0) writeFailed(stats(), w);
+    }
+    tep.reply6Length = 0;
+  };
+}
+
+/**
  * ICMPv6 errors about encapsulated packets (RFC 2473 §8), read from `raw`'s error queue off
  * the hot path: those about a packet this TEP sent to a bound host are relayed as ICMPv4 errors.
  */
@@ -101,6 +117,7 @@ function tepDecapLoop({ init, ctx, counters, tun, raw, stats }: LoopIO): Forward
   const errors = tepErrors(raw, tep, icmp4Sender(init), stats);
   const segment = new Uint8Array(BUFFER_SIZE);
   const segmented = Counter["decap-tcp-segmented"];
+  const sendIcmp6 = icmp6Sender(init, () => stats);
   return loop(
     ctx,
     stats,
@@ -109,7 +126,10 @@ function tepDecapLoop({ init, ctx, counters, tun, raw, stats }: LoopIO): Forward
       return raw.recvFrom(buf, 0, addr6, 0);
     },
     (n) => {
-      if (tepDecap(tep, buf, 0, n, addr6, 0, raw.trafficClass) !== Verdict.FORWARD) return;
+      if (tepDecap(tep, buf, 0, n, addr6, 0, raw.trafficClass) !== Verdict.FORWARD) {
+        if (tep.reply6Length !== 0) sendIcmp6(tep);
+        return;
+      }
       // Larger than the IPv6 link could carry in one piece: a kernel sender's TSO packet,
       // whole (lib/net/tcp_segment.ts). Cut it as the NIC would, to the tunnel MTU.
       const count =
@@ -207,6 +227,8 @@ function ringCounted(ring: PacketRing, counters: Float64Array, step: () => numbe
 function tepContext(init: ForwarderInit, counters: Float64Array): TepContext {
   const tep = init.tep!;
   return new TepContext({
+    tep6: tep.tep6,
+    sourcePolicyReady: tep.sourcePolicyReady ? new Int32Array(tep.sourcePolicyReady) : undefined,
     bindings: BindingTable.attach(init.bindings!),
     counters,
     tepIPv4: tep.tepIPv4,
@@ -246,7 +268,12 @@ function tepBatched(
   let step: () => number;
   let stats: BatchLoopStats;
   if (init.role === "tep-decap") {
-    const loop = new TepDecapBatch(tep, ring ? new RingRawSocket(ring, batch, 200) : batch, tun);
+    const loop: TepDecapBatch = new TepDecapBatch(
+      tep,
+      ring ? new RingRawSocket(ring, batch, 200) : batch,
+      tun,
+      { sendIcmp6: icmp6Sender(init, () => loop.stats) },
+    );
     stats = loop.stats;
     // ICMPv6 errors about encapsulated packets (RFC 2473 §8): read here, between batches.
     const errors = tepErrors(raw, tep, sendIcmp4, stats);

@@ -19,6 +19,15 @@ const TUNNEL_ERROR_OTHER = Counter["tunnel-error-other"];
 /** Seconds since the epoch, as the path MTU table dates its estimates. */
 export const nowSeconds = (): number => (Date.now() / 1000) | 0;
 
+/**
+ * From a client Worker: tells the main thread that the TEP reported the lease's binding gone
+ * (ICMPv6 1/5, client_lease.ts); Forwarder.client hands it to `onNeedLease("binding-lost")`.
+ */
+export const postBindingLost = (): void =>
+  (globalThis as unknown as { postMessage(m: unknown): void }).postMessage({
+    kind: "dstm-binding-lost",
+  });
+
 export type TunnelErrorHandler = (
   info: TunnelErrorInfo,
   host6: Uint8Array,
@@ -32,7 +41,14 @@ export class TunnelErrors {
   readonly #handle: TunnelErrorHandler;
   readonly #buf = new Uint8Array(2048);
   readonly #host6 = new Uint8Array(16);
-  readonly #info: TunnelErrorInfo = { errno: 0, origin: 0, type: 0, code: 0, info: 0 };
+  readonly #info: TunnelErrorInfo = {
+    errno: 0,
+    origin: 0,
+    type: 0,
+    code: 0,
+    info: 0,
+    offender6: new Uint8Array(16),
+  };
   #calls = 0;
   #nextAgeMs = 0;
 

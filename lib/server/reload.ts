@@ -23,6 +23,7 @@ import type { Logger } from "../control/log.ts";
 import type { Metrics } from "../control/metrics.ts";
 import type { AuthKey } from "../wire/auth.ts";
 import { ADMISSION_DEFAULTS, type Admission, siteCap } from "./admission.ts";
+import { countOrphans, orphanTotal, warnOrphans } from "./orphans.ts";
 import { POOL_WARN_PERCENT } from "./pool_watch.ts";
 import type { ServerConfig } from "./server_config.ts";
 import { TEP_CONTROL_PORT } from "./tep_sync.ts";
@@ -182,38 +183,46 @@ export function applyReload(
   if (plan.changed.includes("tep-key")) rotateTepKeys(t, next);
   t.metrics.inc("dstm_reloads_total", { result: "applied" });
   // engine.orphans() also counts released/expired history outside the pools; the warning is
-  // about the active leases there, which hold their addresses until they end.
-  const heldOrphans = orphans > 0 ? activeOrphans(t.engine) : 0;
+  // about the active leases there, which hold their addresses until they end (./orphans.ts).
+  const counted = orphans > 0 ? countOrphans(t.engine) : { outside: 0, otherLayout: 0 };
+  const heldOrphans = orphanTotal(counted);
   const stats = t.engine.stats();
   t.log.info("reload", {
     reason,
     changed: plan.changed.join(",") || "nothing",
     pools: stats.map((p) => p.pool).join(","),
     capacity: stats.reduce((n, p) => n + p.size, 0),
-    active: stats.reduce((n, p) => n + p.active, 0),
+    // Every active lease, orphans included: as `lease ls` and dstm_leases_active count them.
+    active: stats.reduce((n, p) => n + p.active, 0) + heldOrphans,
     orphaned: heldOrphans,
   });
-  if (heldOrphans > 0)
-    t.log.warn("orphaned", {
-      leases: heldOrphans,
-      detail:
-        "leases outside the pools are kept until they expire or are released; their addresses are not handed out",
-    });
+  warnOrphans(t.log, counted, "reload");
+  const pinned = pinnedText(next);
+  if (pinned) t.log.info("reload-pinned", { flags: pinned.flags, detail: pinned.text });
   return {
     ok: true,
-    message: `reloaded: ${plan.changed.join(", ") || "nothing changed"}${heldOrphans ? `; ${heldOrphans} orphaned lease(s)` : ""}`,
+    message: `reloaded: ${plan.changed.join(", ") || "nothing changed"}${heldOrphans ? `; ${heldOrphans} orphaned lease(s)` : ""}${pinned ? `; ${pinned.text}` : ""}`,
     changed: plan.changed,
   };
 }
 
-/** Active leases the new pools do not serve: in no pool, or on a slot not theirs (re-shared). */
-function activeOrphans(engine: AllocationEngine): number {
-  let n = 0;
-  for (const lease of engine.leases({ state: "active" })) {
-    const view = engine.slotView(lease.ipv4, lease.portSet.psid);
-    if (view?.state !== "active" || view.row !== lease) n++;
-  }
-  return n;
+/**
+ * The reloadable settings pinned by command-line flags (ServerConfig.pinnedByFlags), as one
+ * clause: a reload reads the config file again but the flags still win, so editing the file's
+ * `lease-time` under `--lease-time 3h` changes nothing; said, not left to guess. Undefined
+ * when no such flag was given.
+ */
+function pinnedText(c: ServerConfig): { flags: string; text: string } | undefined {
+  const pinned = c.pinnedByFlags ?? [];
+  if (pinned.length === 0) return undefined;
+  const names = pinned.map((p) => `--${p.name}`);
+  const shadowed = pinned.filter((p) => p.inFile).map((p) => p.name);
+  return {
+    flags: names.join(","),
+    text: `pinned by command-line flags, which a reload keeps over the config file: ${names.join(", ")}${
+      shadowed.length > 0 ? ` (the file's ${shadowed.join(", ")} not used)` : ""
+    }; to change them, edit the flags and restart`,
+  };
 }
 
 /**

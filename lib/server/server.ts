@@ -26,6 +26,7 @@ import { Dhcp4o6Handler } from "./dhcp4o6.ts";
 import { type LinkSelector, linkSelectorOf } from "./dhcp4o6_link.ts";
 import { LeaseAdmin } from "./lease_admin.ts";
 import { type AnswerGate, listenDhcp4o6, listenDstm } from "./listeners.ts";
+import { countOrphans, orphanTotal, warnOrphans } from "./orphans.ts";
 import { PoolWatch } from "./pool_watch.ts";
 import { applyReload, type ReloadResult } from "./reload.ts";
 import type { ServerConfig } from "./server_config.ts";
@@ -200,13 +201,16 @@ export class DstmServer {
     this.#openMetrics(config);
     warnUnauthenticated(this.#log, config, keys !== undefined);
     this.#startSweeper(config);
+    const orphans = countOrphans(this.engine);
     logStart(this.#log, config, {
+      orphaned: orphanTotal(orphans),
       listen: `[${this.#udp.address}]:${this.#udp.port}`,
       pools: this.engine.stats(),
       store: this.#store instanceof PostgresLeaseStore ? this.#store.where : undefined,
       keys: keys?.size,
       metrics: this.#metricsWhere,
     });
+    warnOrphans(this.#log, orphans, "start");
   }
 
   /** The control API on its Unix socket (`config.control`), when asked for. */

@@ -15,6 +15,12 @@ import type { Dhcp4o6IdentityMode } from "./dhcp4o6_identity.ts";
 
 export interface ServerConfig {
   readonly pools: readonly PoolConfig[];
+  /**
+   * Reloadable settings given as command-line flags (cli/server.ts): a reload reads the config
+   * file again, but a flag keeps winning over it, so the reload says so; `inFile` when the
+   * file sets that setting too (its value is not used).
+   */
+  readonly pinnedByFlags?: readonly { readonly name: string; readonly inFile: boolean }[];
   /** Default (and, unless maxLeaseTime says more, maximum) lease time in seconds. */
   readonly leaseTime: number;
   readonly maxLeaseTime?: number;

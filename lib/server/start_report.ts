@@ -27,6 +27,8 @@ export interface StartFacts {
   readonly keys?: number;
   /** Where the metrics endpoint listens, if any. */
   readonly metrics?: string;
+  /** Active leases the pools do not serve (./orphans.ts): in `active`, and said as `orphaned`. */
+  readonly orphaned?: number;
 }
 
 /** Logs the one `start` line at info. */
@@ -37,7 +39,9 @@ export function logStart(log: Logger, config: ServerConfig, facts: StartFacts): 
     pools: pools.map((p) => p.pool).join(","),
     addresses: pools.reduce((n, p) => n + p.addresses, 0),
     capacity: pools.reduce((n, p) => n + p.size, 0),
-    active: pools.reduce((n, p) => n + p.active, 0),
+    // Every active lease, orphans included: as `lease ls` and dstm_leases_active count them.
+    active: pools.reduce((n, p) => n + p.active, 0) + (facts.orphaned ?? 0),
+    orphaned: facts.orphaned || undefined,
     store: facts.store ?? (config.db ? `sqlite:${config.db}` : "memory"),
     auth: facts.keys !== undefined ? `${facts.keys} key(s)` : "off",
     "max-leases-per-prefix":

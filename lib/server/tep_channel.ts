@@ -32,6 +32,7 @@ import { canonicalIPv6, parseIPv6 } from "../net/addr.ts";
 import { type AuthKey, ReplayGuard, signMessage, verifyMessage } from "../wire/auth.ts";
 import { encodeMessage } from "../wire/dstm.ts";
 import { type DstmMessage, MessageType } from "../wire/dstm_types.ts";
+import { RepeatedWarn } from "./repeated_warn.ts";
 
 export interface TepChannelOptions {
   /** IPv6 addresses of the configured TEPs (the pools' `--tep`). */
@@ -72,6 +73,8 @@ export class TepChannel {
   readonly #inFlight = new Map<number, InFlight>();
   readonly #sources = new Map<string, string>();
   readonly #warn: WarnLimit;
+  /** `tep-reject` of one reason, type and sender: once a minute (a TEP with another key SYNCs every 2 s). */
+  readonly #repeats: RepeatedWarn;
   #xid = (Math.random() * 2 ** 32) >>> 0;
   #closed = false;
 
@@ -81,6 +84,7 @@ export class TepChannel {
     this.#keys = new KeyRing();
     if (options.keys.length > 0) this.#keys.replace(options.keys, 0);
     this.#warn = new WarnLimit(options.log, { now: options.now });
+    this.#repeats = new RepeatedWarn(this.#warn, { now: options.now });
     // Nothing stamped before this start: what the previous run accepted cannot be replayed.
     this.#guard = new ReplayGuard({ notBefore: (options.now ?? Date.now)() });
     options.metrics.counter(
@@ -202,6 +206,21 @@ export class TepChannel {
     return null;
   }
 
+  /**
+   * Why `tep6` may not have answered a BIND / UNBIND, for the `tep-unreachable` warning: when
+   * it signs its SYNCs and this server has no `--tep-key`, it refused what was sent
+   * (unsigned, `drop-auth-missing` at the TEP) rather than missed it; otherwise the usual
+   * causes, keys first (a TEP with a key it does not share drops the server's messages
+   * without a word: only its SYNCs show the mismatch, as `tep-reject reason=auth-…` here).
+   */
+  noAnswerHint(tep6: string): string {
+    if (!this.#keys.signing && this.#toldSigned.has(tep6))
+      return "the TEP refused them: it signs its messages (it runs with --key) and this server has no --tep-key, so it drops every unsigned BIND/UNBIND/SNAPSHOT from here (drop-auth-missing in its log); give the server tep-key with the TEP's key file";
+    return this.#keys.signing
+      ? "is it running and reachable, and does its --key match this server's --tep-key? (a TEP whose key differs drops the server's messages; its SYNCs then show here as tep-reject reason=auth-bad-mac)"
+      : "is it running and reachable? (a TEP started with --key drops this server's unsigned messages: give the server the same tep-key)";
+  }
+
   /** Gives up every exchange in flight (they resolve null). */
   close(): void {
     this.#closed = true;
@@ -228,17 +247,22 @@ export class TepChannel {
 
   #refuse(reason: string, message: DstmMessage, from: string, port: number): null {
     this.#o.metrics.inc("dstm_tep_refused_total", { reason });
-    this.#warn.warn("tep-reject", {
+    const type =
+      message.type === MessageType.SYNC
+        ? "sync"
+        : message.type === MessageType.NAK
+          ? "nak"
+          : "bind_ack";
+    this.#repeats.warn(`${reason}|${type}|${from}|${port}`, "tep-reject", {
       reason,
-      type:
-        message.type === MessageType.SYNC
-          ? "sync"
-          : message.type === MessageType.NAK
-            ? "nak"
-            : "bind_ack",
+      type,
       from,
       port,
       tep6: message.tep6,
+      detail:
+        reason.startsWith("auth-") && this.#teps.has(canonicalIPv6(from) ?? from)
+          ? "a configured TEP whose messages fail the TEP key: does its --key match this server's tep-key?"
+          : undefined,
     });
     return null;
   }

@@ -376,7 +376,7 @@ export class TepSync implements BindingSink {
         tep6: tep.tep6,
         message: kind,
         ipv4: message.host4 === undefined ? undefined : formatIPv4(message.host4),
-        detail: `no answer from TEP [${tep.tep6}]:${this.#o.tepPort ?? TEP_CONTROL_PORT} after 3 tries`,
+        detail: `no answer from TEP [${tep.tep6}]:${this.#o.tepPort ?? TEP_CONTROL_PORT} after 3 tries: ${this.#channel.noAnswerHint(tep.tep6)}`,
       });
       return false;
     }

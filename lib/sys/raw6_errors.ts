@@ -41,6 +41,11 @@ export interface TunnelErrorInfo {
   type: number;
   code: number;
   info: number;
+  /**
+   * Filled when present: the ICMPv6 error's sender (SO_EE_OFFENDER, the sockaddr_in6 after
+   * the sock_extended_err), all zero when the kernel gave none.
+   */
+  offender6?: Uint8Array;
 }
 
 /**
@@ -54,6 +59,8 @@ export function readExtendedError(control: DataView, length: number, info: Tunne
   info.type = 0;
   info.code = 0;
   info.info = 0;
+  const offender = info.offender6;
+  offender?.fill(0);
   const e = findControlMessage(control, length, libc.IPPROTO_IPV6, IPV6_RECVERR);
   if (e < 0) return;
   info.errno = control.getUint32(e, true);
@@ -61,6 +68,10 @@ export function readExtendedError(control: DataView, length: number, info: Tunne
   info.type = control.getUint8(e + 5);
   info.code = control.getUint8(e + 6);
   info.info = control.getUint32(e + 8, true);
+  // struct { sock_extended_err ee; sockaddr_in6 offender; } (net/ipv6/datagram.c
+  // ipv6_recv_error): sin6_family at +16, sin6_addr at +24.
+  if (offender && e + 40 <= length && control.getUint16(e + 16, true) === libc.AF_INET6)
+    for (let i = 0; i < 16; i++) offender[i] = control.getUint8(e + 24 + i);
 }
 
 /**

@@ -57,6 +57,13 @@ export interface TepControlOptions {
   readonly log: Logger;
   readonly metrics: Metrics;
   readonly now?: () => number;
+  /**
+   * Called when the managed bindings are known to be the server's: a snapshot was applied, or
+   * the server's SYNC answer has this table's count and digest. Until then (a TEP just started,
+   * its table empty) "no binding" may only mean "not loaded yet", so the data plane tells no
+   * host its binding is gone (ICMPv6 1/5, lib/tunnel/pipeline.ts).
+   */
+  readonly onInSync?: () => void;
 }
 
 /**
@@ -132,6 +139,7 @@ export class TepControl {
           warn: this.#warn,
           metrics: options.metrics,
           now: this.#now,
+          keyed: options.key !== undefined,
         }),
       ]),
     );
@@ -249,7 +257,15 @@ export class TepControl {
       kind,
     });
     logMessage(this.#o.log, "received", message, address);
-    if (message.type === MessageType.SYNC) return; // the server's answer: it hears us
+    if (message.type === MessageType.SYNC) {
+      // The server's answer: it hears us, and says what it holds for this TEP.
+      if (
+        message.syncDigest === this.#bindings.digest &&
+        message.syncCount === this.#bindings.managedCount
+      )
+        this.#o.onInSync?.();
+      return;
+    }
     if (message.type === MessageType.SNAPSHOT) this.#onSnapshot(message, address);
     else this.#bindingMessages.handle(message, kind, address, port);
   }
@@ -274,6 +290,7 @@ export class TepControl {
       this.#o.log.warn("snapshot-conflict", { refused, reason: "statically-bound addresses" });
     }
     this.#apply();
+    this.#o.onInSync?.();
     this.#flaps.applied(server);
     this.#o.log.info("snapshot", {
       bindings: this.#bindings.managedCount,

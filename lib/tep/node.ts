@@ -17,6 +17,7 @@ import { Metrics, metricsHandler } from "../control/metrics.ts";
 import { Forwarder } from "../dataplane/forwarder.ts";
 import { formatIPv4, formatIPv6, parseIPv6 } from "../net/addr.ts";
 import { type HttpEndpoint, serveTcp, serveUnix } from "../sys/http.ts";
+import { openIcmp6Sender } from "../sys/icmp6_socket.ts";
 import { linkSetMtu, linkSetTxQueueLen, linkSetUp, routeAdd } from "../sys/netlink.ts";
 import { Raw4Socket } from "../sys/raw4.ts";
 import { Raw6Socket } from "../sys/raw6.ts";
@@ -89,6 +90,13 @@ export class TepNode {
   /** The packet ring and its nftables rule, when `rxRing` is on and both could be set up. */
   #rxRing: RxRing | undefined;
   #raw4: Raw4Socket | undefined;
+  /**
+   * 1 once the bindings are the server's (TepControl onInSync): from then on the decapsulating
+   * Worker answers a packet without a binding with ICMPv6 1/5 (not while the table loads).
+   */
+  readonly #sourcePolicyReady = new Int32Array(new SharedArrayBuffer(4));
+  /** Raw ICMPv6 socket from the TEP's address: ICMPv6 1/5 to hosts without a binding. */
+  #icmp6: Raw6Socket | undefined;
   #forwarder: Forwarder | undefined;
   #control: TepControl | undefined;
   #stats: HttpEndpoint | undefined;
@@ -165,6 +173,7 @@ export class TepNode {
     this.#raw.bindAddress(tep6);
     this.#raw.enableTunnelOptions();
     this.#raw4 = Raw4Socket.open();
+    this.#icmp6 = openIcmp6Sender(tep6);
     if (c.rxRing && c.offload !== false)
       this.#rxRing = RxRing.open({ ipv6: c.ipv6, tep6, tunName: tun.name, log: c.log });
     const rx = this.#rxRing;
@@ -173,6 +182,7 @@ export class TepNode {
       tunFd: tun.fd,
       rawFd: this.#raw.fd,
       raw4Fd: this.#raw4.fd,
+      icmp6Fd: this.#icmp6.fd,
       ring,
       bindings: this.table,
       counters: this.counters,
@@ -181,6 +191,8 @@ export class TepNode {
         linkMtu: c.linkMtu,
         hairpin: c.hairpin,
         icmpRate: c.icmpRate,
+        tep6,
+        sourcePolicyReady: this.#sourcePolicyReady.buffer as SharedArrayBuffer,
         pathMtu: this.pathMtu.buffer,
         mssClamp: c.mssClamp,
         offload: c.offload !== false,
@@ -252,6 +264,7 @@ export class TepNode {
       syncIntervalMs: c.syncIntervalMs,
       log: c.log,
       metrics: this.metrics,
+      onInSync: () => Atomics.store(this.#sourcePolicyReady, 0, 1),
     });
   }
 
@@ -297,6 +310,7 @@ export class TepNode {
     this.#rxRing?.close();
     this.#raw?.close();
     this.#raw4?.close();
+    this.#icmp6?.close();
     if (this.#tunFd >= 0) closeTun(this.#tunFd);
     this.#tunFd = -1;
     this.#config.log.info("tep-stop", { ifname: this.#ifname });

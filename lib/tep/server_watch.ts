@@ -19,6 +19,8 @@ export interface ServerWatchOptions {
   readonly warn: WarnLimit;
   readonly metrics: Metrics;
   readonly now: () => number;
+  /** The TEP signs with a key (`--key`): the warning then names a key mismatch as a cause. */
+  readonly keyed?: boolean;
 }
 
 export class ServerWatch {
@@ -68,8 +70,11 @@ export class ServerWatch {
       server: this.#o.server,
       port: this.#o.port,
       "silent-s": Math.round(silent / 1000),
-      detail:
-        "no answer to SYNC for 3 periods: the bindings held are kept, none can change meanwhile",
+      detail: `no answer to SYNC for 3 periods: ${
+        this.#o.keyed
+          ? "is dstm server running there, and does this TEP's --key match its tep-key? A key mismatch looks exactly like this (the server refuses every SYNC: tep-reject reason=auth-bad-mac in its log)"
+          : "is dstm server running there, and has it no tep-key? (a server with tep-key refuses a TEP without --key: tep-reject reason=auth-missing in its log)"
+      }; the bindings held are kept, none can change meanwhile`,
     });
   }
 

@@ -24,6 +24,7 @@ export const COUNTER_NAMES = [
   "decap-drop-spoofed-source", // outer IPv6 source is not the binding's host
   "decap-drop-bad-port", // shared address, source port in no bound port set (or no port)
   "decap-drop-hairpin-disabled",
+  "decap-icmp-source-policy", // ICMPv6 1/5 sent to the outer source of a packet dropped for its source (RFC 4443 §3.1)
   // TEP, IPv4 → IPv6 (encapsulation)
   "encap-forward",
   "encap-forward-bytes",
@@ -89,6 +90,8 @@ export const COUNTER_NAMES = [
   "tunnel-error-other", // an error-queue entry that is no ICMPv6 error (local errors)
   "tunnel-error-not-relayed", // no ICMPv4 error may or need be sent about the quoted packet
   "tunnel-error-not-ours", // quotes a packet we did not send to that host (spoofed?): ignored
+  "tunnel-error-source-policy", // client: ICMPv6 1/5 from its TEP about its leased source: renew now
+  "tunnel-error-source-policy-not-tep", // client: ICMPv6 1/5 about its lease from another address than its TEP: ignored
   "icmp-relay-frag-needed", // ICMPv4 3/4 (path MTU − 40) sent to the inner source (RFC 2473 §8.3)
   "icmp-relay-host-unreachable", // ICMPv4 3/1 sent to the inner source
   "icmp-relay-admin-prohibited", // ICMPv4 3/13 sent to the inner source

@@ -70,6 +70,8 @@ export interface TunnelError {
   code: number;
   /** MTU of a Packet Too Big (bytes). */
   info: number;
+  /** The error's sender (16 bytes), when the error queue reported it. */
+  offender6?: Uint8Array;
 }
 
 const TOO_BIG = Counter["tunnel-error-too-big"];

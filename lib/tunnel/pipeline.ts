@@ -41,6 +41,7 @@ import {
   buildHostUnreachable,
   ICMP_ERROR_MAX_LENGTH,
 } from "../net/icmp4.ts";
+import { ICMP6_ERROR_MAX_LENGTH } from "../net/icmp6.ts";
 import {
   IPv4Problem,
   ipv4Destination,
@@ -67,6 +68,7 @@ import {
 } from "./outer_header.ts";
 import type { PathMtuTable } from "./pmtu.ts";
 import { TokenBucket } from "./ratelimit.ts";
+import { sourcePolicyFailed } from "./source_policy.ts";
 import { Verdict } from "./verdict.ts";
 
 export {
@@ -98,6 +100,17 @@ export interface TepOptions extends TunnelHeaderOptions {
   now?: () => number;
   /** Fragment tracking of shared-address flows (fragments.ts); defaults there. */
   fragments?: { datagrams?: number; holdSlots?: number; timeoutMs?: number };
+  /**
+   * The TEP's IPv6 address (16 bytes): given, a decapsulated packet whose source no binding
+   * allows is answered with ICMPv6 1/5 to its outer source ({@link TepContext.reply6}), rate
+   * limited with the ICMPv4 errors. Default none (no ICMPv6 error is built).
+   */
+  tep6?: Uint8Array;
+  /**
+   * With `tep6`: no ICMPv6 1/5 while element 0 is 0 (the TEP's table is still loading after a
+   * start: "no binding" may only mean "not yet"; lib/tep/node.ts sets it). Default: always on.
+   */
+  sourcePolicyReady?: Int32Array;
 }
 
 /**
@@ -118,6 +131,20 @@ export class TepContext {
   readonly reply: Uint8Array = new Uint8Array(ICMP_ERROR_MAX_LENGTH);
   /** Bytes of `reply` to send after an ICMP verdict. */
   replyLength = 0;
+  /** The TEP's IPv6 address (TepOptions.tep6), or null: no ICMPv6 source-policy errors. */
+  readonly tep6: Uint8Array | null;
+  /** TepOptions.sourcePolicyReady, or null (always ready). */
+  readonly sourcePolicyReady: Int32Array | null;
+  /**
+   * ICMPv6 1/5 "source address failed ingress/egress policy" (RFC 4443 §3.1, RFC 7597 §8.2)
+   * built by the last tepDecap that refused a packet's source: when {@link reply6Length} is
+   * not 0 after a drop, send `reply6[0, reply6Length)` on a raw ICMPv6 socket to
+   * {@link reply6To} and set reply6Length back to 0 (lib/net/icmp6.ts).
+   */
+  readonly reply6: Uint8Array = new Uint8Array(ICMP6_ERROR_MAX_LENGTH);
+  reply6Length = 0;
+  /** Destination of `reply6`: the refused packet's outer IPv6 source. */
+  readonly reply6To: Uint8Array = new Uint8Array(16);
   /**
    * Set by a batched loop whose TUN finishes partial checksums: `tepDecap` then leaves a TCP
    * packet above the tunnel MTU in CHECKSUM_PARTIAL state and says so in {@link partialChecksum}.
@@ -163,6 +190,8 @@ export class TepContext {
     this.dscp = checkDscp(options.dscp ?? DSCP_COPY);
     this.ecnNormal = options.ecnNormal ?? true;
     this.flowLabels = options.flowLabel ?? true;
+    this.tep6 = options.tep6 ?? null;
+    this.sourcePolicyReady = options.sourcePolicyReady ?? null;
   }
 }
 
@@ -192,7 +221,6 @@ const DECAP_TAIL: DecapTailCounters = {
   forwardBytes: Counter["decap-forward-bytes"],
 };
 const DECAP_CSUM_COMPLETED = Counter["decap-csum-completed"];
-
 /**
  * TEP, IPv6 → IPv4. `pkt[off .. off+len)` is the inner IPv4 packet of a 4over6 packet whose
  * outer source is `src6[src6Off .. +16)`. The packet's (source address, source port) must be
@@ -229,6 +257,7 @@ export function tepDecap(
       return status === FragmentLookup.HELD ? Verdict.HELD : Verdict.DROP_FRAGMENT_NO_ROOM;
   }
   if (status !== LookupStatus.FOUND) {
+    sourcePolicyFailed(ctx, pkt, off, len, src6, src6Off, outerTrafficClass);
     if (status === LookupStatus.OTHER_HOST) {
       c[DECAP_DROP_SPOOFED]! += 1;
       return Verdict.DROP_SPOOFED_SOURCE;

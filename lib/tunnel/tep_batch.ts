@@ -61,6 +61,11 @@ export interface TepBatchOptions {
    * super-packets). Default true.
    */
   gro?: boolean;
+  /**
+   * Decapsulating: sends the ICMPv6 source-policy error a tepDecap left in `tep.reply6` and
+   * sets `tep.reply6Length` to 0 (pipeline.ts). Default: none sent.
+   */
+  sendIcmp6?: (tep: TepContext) => void;
 }
 
 /** IPv6 → IPv4, in batches. One per Worker. */
@@ -101,6 +106,11 @@ export class TepDecapBatch {
     this.#spare = writer.spare;
     this.#writeOne = writer.add;
     this.#segment = new Uint8Array(bytes);
+    this.#sendIcmp6 =
+      opts.sendIcmp6 ??
+      ((t) => {
+        t.reply6Length = 0;
+      });
     // Its TUN finishes checksums: a kernel peer's TSO packet goes over as it came.
     tep.deferLargePartialChecksum = this.gro !== null;
   }
@@ -108,6 +118,7 @@ export class TepDecapBatch {
   readonly #writeOne: (buf: Uint8Array, off: number, len: number) => void;
   readonly #flush: () => void;
   readonly #segment: Uint8Array;
+  readonly #sendIcmp6: (tep: TepContext) => void;
 
   /**
    * A forwarded packet to the TUN. Larger than the IPv6 link could carry in one piece: a kernel
@@ -154,11 +165,13 @@ export class TepDecapBatch {
         Verdict.FORWARD
       )
         this.#write(buf, off, tep.length);
+      else if (tep.reply6Length !== 0) this.#sendIcmp6(tep);
       for (let m = tep.decapFragments.popReleased(this.#spare, off, this.#spare6, 0); m > 0; ) {
         if (
           tepDecap(tep, this.#spare, off, m, this.#spare6, 0, this.#tclass[i]!) === Verdict.FORWARD
         )
           this.#write(this.#spare, off, tep.length);
+        else if (tep.reply6Length !== 0) this.#sendIcmp6(tep);
         m = tep.decapFragments.popReleased(this.#spare, off, this.#spare6, 0);
       }
     }

@@ -1,0 +1,35 @@
+/**
+ * The TEP's raw ICMPv6 socket for the errors it sends into the tunnel (ICMPv6 1/5, RFC 4443
+ * §3.1; lib/net/icmp6.ts). Bound to the TEP's address, so the error comes from the address the
+ * host sent to (the host's kernel matches it to its tunnel socket by that address, and a DSTM
+ * client accepts it only from its TEP). The kernel builds the IPv6 header and the ICMPv6
+ * checksum (RFC 3542 §3.1); an ICMP6_FILTER that blocks every type keeps the socket from
+ * queueing copies of the ICMPv6 the host receives (RFC 3542 §3.2). Send only.
+ *
+ * @module
+ */
+import * as libc from "./libc.ts";
+import { Raw6Socket } from "./raw6.ts";
+
+/** IPPROTO_ICMPV6 (netinet/in.h). */
+const IPPROTO_ICMPV6 = 58;
+/** ICMP6_FILTER socket option (netinet/icmp6.h), level IPPROTO_ICMPV6. */
+const ICMP6_FILTER = 1;
+
+/**
+ * Opens a raw ICMPv6 socket bound to `tep6` (16 bytes) that receives nothing. Throws a
+ * SysError (no root / CAP_NET_RAW; EADDRNOTAVAIL when `tep6` is not an address here).
+ */
+export function openIcmp6Sender(tep6: Uint8Array): Raw6Socket {
+  const sock = Raw6Socket.open({ protocol: IPPROTO_ICMPV6, receiveBuffer: 4096 });
+  try {
+    sock.bindAddress(tep6);
+    // struct icmp6_filter: a bit set per type blocks it; all ones blocks all (best effort:
+    // without it the small receive buffer just overflows).
+    libc.setsockoptBytes(sock.fd, IPPROTO_ICMPV6, ICMP6_FILTER, new Uint8Array(32).fill(0xff));
+  } catch (error) {
+    sock.close();
+    throw error;
+  }
+  return sock;
+}
