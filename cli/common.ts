@@ -55,7 +55,9 @@ export function onHangup(
   reload: () => { level: LogLevel; changed: readonly string[] },
   metrics?: Metrics,
 ): () => void {
-  metrics?.counter("dstm_reloads_total", "Configuration reloads, by result (applied, refused)");
+  metrics?.counter("dstm_reloads_total", "Configuration reloads, by result (applied, refused)", [
+    "result",
+  ]);
   const hup = () => {
     try {
       const { level, changed } = reload();

@@ -33,6 +33,7 @@ export function declareNodeMetrics(
   m.counter(
     "dstm_client_acquire_failures_total",
     "Tries to obtain a lease that failed, by reason (not-authorised, refused, dti-failed, server-unreachable)",
+    ["reason"],
   );
   m.gauge(
     "dstm_client_acquire_not_authorised",

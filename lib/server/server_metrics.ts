@@ -27,11 +27,13 @@ export function declareServerMetrics(metrics: Metrics, engine: AllocationEngine)
   metrics.gauge(
     "dstm_pool_addresses",
     "Leasable units of each pool (addresses, or address × port set when shared), by state",
+    ["pool", "state"],
   );
   metrics.gauge("dstm_leases_active", "Active leases (orphaned ones included)");
   metrics.gauge(
     "dstm_leases_orphaned",
     "Active leases the pools no longer serve (kept until they end), by kind: outside (in no pool), other-layout (a port set the pool's share no longer gives)",
+    ["kind"],
   );
   metrics.gauge(
     "dstm_lease_write_conflicts",
@@ -53,5 +55,7 @@ export function declareServerMetrics(metrics: Metrics, engine: AllocationEngine)
     metrics.set("dstm_leases_active", {}, active + orphanTotal(orphans));
     metrics.set("dstm_lease_write_conflicts", {}, engine.conflicts());
   });
-  metrics.counter("dstm_reloads_total", "Configuration reloads, by result (applied, refused)");
+  metrics.counter("dstm_reloads_total", "Configuration reloads, by result (applied, refused)", [
+    "result",
+  ]);
 }

@@ -90,6 +90,7 @@ export class TepChannel {
     options.metrics.counter(
       "dstm_tep_refused_total",
       "Datagrams refused on the server-TEP channel (not from a configured TEP, bad MAC, ...), by reason",
+      ["reason"],
     );
   }
 

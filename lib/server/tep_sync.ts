@@ -107,11 +107,13 @@ export class TepSync implements BindingSink {
     options.metrics.counter(
       "dstm_tep_messages_total",
       "Server-TEP synchronisation messages, by kind",
+      ["kind"],
     );
     options.metrics.gauge("dstm_tep_connected", "1 when the TEP has sent SYNC within 3 periods");
     options.metrics.counter(
       "dstm_tep_disconnects_total",
       "Times a TEP that had synced stopped sending SYNC for 3 periods, by TEP",
+      ["tep"],
     );
     this.#warn = new WarnLimit(options.log, { now: this.#now });
     this.#resync = {

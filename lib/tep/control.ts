@@ -147,10 +147,12 @@ export class TepControl {
     m.counter(
       "dstm_tep_control_total",
       "Control messages from the DSTM server, by kind and result",
+      ["kind", "result"],
     );
     m.counter(
       "dstm_tep_control_by_server_total",
       "Control messages accepted, by server address and kind (sync, bind, unbind, snapshot)",
+      ["server", "kind"],
     );
     m.gauge("dstm_tep_bindings", "Bindings held, by origin (server, static)");
     m.onCollect(() => {
