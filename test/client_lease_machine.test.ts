@@ -176,12 +176,16 @@ describe("DstmNode lease state machine (no root)", () => {
 
   test("a refused renewal loses the lease: DTI down, then a new lease and the DTI up again", async () => {
     const h = harness({
-      discover: [() => lease(A, 0.2), () => lease(B, 600)],
+      // 2 s: the renewal at T1 (1 s) is sent before the lease ends even on a loaded machine.
+      discover: [() => lease(A, 2), () => lease(B, 600)],
       request: [() => new DstmRefusedError(Status.NO_SUCH_LEASE, "")],
     });
     const node = await h.start();
     await node.ready;
-    await waitUntil(() => h.events.includes("up 198.51.100.9"), { what: "the second lease" });
+    await waitUntil(() => h.events.includes("up 198.51.100.9"), {
+      what: "the second lease",
+      timeoutMs: 10_000,
+    });
     expect(h.events).toEqual([
       "discover",
       "up 198.51.100.7",
