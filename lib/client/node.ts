@@ -44,6 +44,7 @@ import { AddressFollower } from "./address_follower.ts";
 import { BindingLostGate } from "./binding_lost.ts";
 import { DtiError, type DtiHooks } from "./dti.ts";
 import { createDti } from "./dti_factory.ts";
+import { KernelBindingWatch } from "./kernel_binding_watch.ts";
 import { leaseClientFor } from "./lease_client.ts";
 import { afterFailedRenewal, leaseInUseHere, releaseLogged, renewalDelay } from "./lease_life.ts";
 import type { NodeConfig, NodeState, NodeStatus } from "./node_config.ts";
@@ -86,6 +87,8 @@ export class DstmNode {
   #addresses: AddressFollower | undefined;
   /** Early renewals on the TEP's word, at most one per 10 s (./binding_lost.ts). */
   readonly #bindingLost = new BindingLostGate();
+  /** ICMPv6 1/5 about packets the kernel encapsulated (kernel DTIs, --kernel-encap). */
+  #kernelWatch: KernelBindingWatch | undefined;
   /** Wakes the acquiring loop out of its back-off sleep. */
   #wake: (() => void) | undefined;
 
@@ -125,6 +128,7 @@ export class DstmNode {
     const client = await leaseClientFor(config, port, host6);
     const node = new DstmNode(config, client);
     node.#drops.start();
+    node.#watchKernelBinding();
     if (config.host6 === undefined) {
       node.#addresses = AddressFollower.start({
         current: () => node.#client.host6,
@@ -205,6 +209,7 @@ export class DstmNode {
     clearTimeout(this.#timer);
     clearInterval(this.#idleTimer);
     this.#drops.stop();
+    this.#kernelWatch?.stop();
     this.#addresses?.stop();
     this.#wake?.();
     const lease = this.#lease;
@@ -308,6 +313,34 @@ export class DstmNode {
         "the TEP has no binding for this lease (ICMPv6 source address failed ingress/egress policy): renewing now",
     });
     this.#scheduleRenewal(0);
+  }
+
+  /**
+   * With a DTI whose packets the kernel encapsulates (`--dti` other than tun, `--kernel-encap`)
+   * the TEP's ICMPv6 1/5 reaches no socket of the Workers: a raw ICMPv6 socket watches for it
+   * (./kernel_binding_watch.ts) and calls the same renewal. Without CAP_NET_RAW it is said
+   * once at warn and the client waits for T1, as before.
+   */
+  #watchKernelBinding(): void {
+    const c = this.#config;
+    if (c.dti || ((c.dtiMode ?? "tun") === "tun" && !c.kernelEncap)) return;
+    try {
+      this.#kernelWatch = new KernelBindingWatch({
+        counters: this.counters,
+        onLost: () => this.#onBindingLost(),
+        lease: () => {
+          const lease = this.#lease;
+          if (!lease) return null;
+          const host6 = parseIPv6(this.#client.host6);
+          const tep6 = parseIPv6(this.#tep6(lease));
+          return host6 && tep6 ? { host6, tep6, ipv4: lease.ipv4 } : null;
+        },
+      });
+    } catch (error) {
+      c.log.warn("binding-watch-unavailable", {
+        detail: `no raw ICMPv6 socket (${(error as Error).message}): a binding lost at the TEP is noticed at the next renewal`,
+      });
+    }
   }
 
   /** On-demand: release the lease when nothing has gone through for the idle time. */

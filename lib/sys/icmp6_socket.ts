@@ -6,6 +6,10 @@
  * checksum (RFC 3542 §3.1); an ICMP6_FILTER that blocks every type keeps the socket from
  * queueing copies of the ICMPv6 the host receives (RFC 3542 §3.2). Send only.
  *
+ * {@link openIcmp6Listener} is the other way round: a raw ICMPv6 socket that receives copies
+ * of one ICMPv6 type the host gets (the client's watch for ICMPv6 1/5 about packets the kernel
+ * encapsulated, lib/client/kernel_binding_watch.ts).
+ *
  * @module
  */
 import * as libc from "./libc.ts";
@@ -27,6 +31,30 @@ export function openIcmp6Sender(tep6: Uint8Array): Raw6Socket {
     // struct icmp6_filter: a bit set per type blocks it; all ones blocks all (best effort:
     // without it the small receive buffer just overflows).
     libc.setsockoptBytes(sock.fd, IPPROTO_ICMPV6, ICMP6_FILTER, new Uint8Array(32).fill(0xff));
+  } catch (error) {
+    sock.close();
+    throw error;
+  }
+  return sock;
+}
+
+/**
+ * Opens a raw ICMPv6 socket that receives a copy of every ICMPv6 message of `type` this host
+ * receives (RFC 3542 §3.2: ICMP6_FILTER passing that type only), without waiting: a read
+ * returns 0 at once when none is queued. Its reads give the ICMPv6 message (from its type
+ * field on) and the sender's address. Throws a SysError without root / CAP_NET_RAW.
+ */
+export function openIcmp6Listener(type: number): Raw6Socket {
+  const sock = Raw6Socket.open({
+    protocol: IPPROTO_ICMPV6,
+    receiveBuffer: 65536,
+    pollTimeoutMs: 0,
+  });
+  try {
+    // A set bit blocks its type (icmp6_filt[type >> 5] bit type & 31, little-endian words).
+    const filter = new Uint8Array(32).fill(0xff);
+    filter[type >>> 3] = filter[type >>> 3]! & ~(1 << (type & 7));
+    libc.setsockoptBytes(sock.fd, IPPROTO_ICMPV6, ICMP6_FILTER, filter);
   } catch (error) {
     sock.close();
     throw error;
