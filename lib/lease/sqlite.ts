@@ -60,7 +60,7 @@ import {
 } from "./sqlite_files.ts";
 import { type DatabaseLock, lockDatabase } from "./sqlite_lock.ts";
 import { openError } from "./sqlite_open_error.ts";
-import { loadReservations, RESERVATIONS_SCHEMA } from "./sqlite_reservations.ts";
+import { guardReservations, loadReservations, RESERVATIONS_SCHEMA } from "./sqlite_reservations.ts";
 import { COLUMNS, columnsOf, create, migrate, SCHEMA_VERSION } from "./sqlite_schema.ts";
 import { runError, SqliteBatchWriter } from "./sqlite_write.ts";
 import { WAL_PAGES, WalCheckpointer, type WalCheckpointStats } from "./wal_checkpointer.ts";
@@ -133,6 +133,7 @@ export class SqliteLeaseStore implements LeaseStore {
       if (version === 0) create(db);
       else if (version < SCHEMA_VERSION) migrate(db, version);
       db.run(RESERVATIONS_SCHEMA);
+      guardReservations(db);
       db.run("COMMIT");
       // The schema above was committed under FULL (on disk before the marker says the file
       // exists); lease writes are made durable by the store's own WAL sync (./wal_sync.ts).
