@@ -12,6 +12,11 @@
  * - the same error forged from another address is ignored and counted
  *   (`tunnel-error-source-policy-not-tep`): no renewal, the lease kept.
  *
+ * With `--dti seg6` the kernel encapsulates and no socket of the client's would see the
+ * error: the client's raw ICMPv6 watch takes it the same way (that variant fails without it).
+ * With `--kernel-encap` the kernel encapsulates too, but the inbound Worker's raw socket for
+ * next header 4 gets the error about the kernel's packets as about its own.
+ *
  *   host ns: 2001:db8:7::10 ──veth── core ns: server ::53, TEP ::1, attacker ::66
  *                                      ──veth── web ns: 192.0.2.80
  */
@@ -122,13 +127,17 @@ for _ in range(5):
   if (r.code !== 0) throw new Error(`forging ICMPv6: ${r.stderr}`);
 }
 
-// The data paths: batched (the defaults) and one by one, at the TEP and at the client alike.
-for (const [name, extra] of [
-  ["batched TEP and client (offloads)", []],
-  ["one-by-one TEP and client (--no-offload)", ["--no-offload"]],
+// The data paths: batched (the defaults) and one by one, at the TEP and at the client alike;
+// and the client's DTIs whose packets the kernel encapsulates, where a raw ICMPv6 socket
+// watches for the error (lib/client/kernel_binding_watch.ts).
+for (const [name, label, tepExtra, clientExtra] of [
+  ["batched TEP and client (offloads)", "batched", [], []],
+  ["one-by-one TEP and client (--no-offload)", "plain", ["--no-offload"], ["--no-offload"]],
+  ["the kernel DTI (--dti seg6)", "seg6", [], ["--dti", "seg6"]],
+  ["userspace checks, kernel encapsulation (--kernel-encap)", "kencap", [], ["--kernel-encap"]],
 ] as const) {
   describe.skipIf(skip !== null)(`binding lost while the client holds the lease: ${name}`, () => {
-    const l = lab(name.includes("no-offload") ? "plain" : "batched", extra, extra);
+    const l = lab(label, tepExtra, clientExtra);
     const ping = () => l.host.exec(["ping", "-c", "1", "-W", "1", "192.0.2.80"]).code === 0;
     const leases = () => leaseList(l.core, l.serverSocket);
     const counters = () => clientCounters(l.host, l.clientSocket);

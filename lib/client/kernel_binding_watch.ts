@@ -1,9 +1,9 @@
 /**
  * The binding-lost notice (ICMPv6 1/5 from the TEP, RFC 4443 §3.1; lib/tunnel/source_policy.ts
- * sends it) for the DTIs whose packets the kernel encapsulates: `--dti seg6` / `ip6tnl` and
- * `--kernel-encap`. With the userspace DTI the Workers' raw socket gets the error on its error
- * queue (lib/dataplane/client_lease.ts); here the packets were the kernel's, so no socket of
- * ours would see it. A raw ICMPv6 socket passing only Destination Unreachable gets a copy of
+ * sends it) for the kernel DTIs (`--dti kernel|seg6|ip6tnl`). With the userspace DTI (and with
+ * `--kernel-encap`) the Workers' raw socket for next header 4 gets the error on its error queue
+ * (lib/dataplane/client_lease.ts); a kernel DTI has no such socket, so none of ours would see
+ * it. A raw ICMPv6 socket passing only Destination Unreachable gets a copy of
  * each (lib/sys/icmp6_socket.ts), read every {@link KERNEL_BINDING_WATCH_MS} ms.
  *
  * Believed only when all of this holds, as the Workers' check: code 5; the sender is the TEP

@@ -316,14 +316,16 @@ export class DstmNode {
   }
 
   /**
-   * With a DTI whose packets the kernel encapsulates (`--dti` other than tun, `--kernel-encap`)
-   * the TEP's ICMPv6 1/5 reaches no socket of the Workers: a raw ICMPv6 socket watches for it
-   * (./kernel_binding_watch.ts) and calls the same renewal. Without CAP_NET_RAW it is said
-   * once at warn and the client waits for T1, as before.
+   * With a kernel DTI (`--dti kernel|seg6|ip6tnl`) there are no Workers and no raw socket of
+   * ours for the TEP's ICMPv6 1/5 to reach: a raw ICMPv6 socket watches for it
+   * (./kernel_binding_watch.ts) and calls the same renewal. (With `--kernel-encap` the
+   * inbound Worker's raw socket for next header 4 gets the error about the kernel's packets
+   * too, so it needs no watch.) Without CAP_NET_RAW it is said once at warn and the client
+   * waits for T1, as before.
    */
   #watchKernelBinding(): void {
     const c = this.#config;
-    if (c.dti || ((c.dtiMode ?? "tun") === "tun" && !c.kernelEncap)) return;
+    if (c.dti || (c.dtiMode ?? "tun") === "tun") return;
     try {
       this.#kernelWatch = new KernelBindingWatch({
         counters: this.counters,
