@@ -121,7 +121,7 @@ async function acquireLease(
       server: settings.server ? { address: settings.server, port: settings.port } : undefined,
       host6: settings.host6,
       sourceFor: sourceAddressFor,
-      key: keyFile ? readKeys(keyFile)[0] : undefined,
+      key: keyFile ? readKeys(keyFile, { holder: "client" })[0] : undefined,
     });
   } catch (error) {
     // ping4 has no --listen: the address it could not bind is --host6's; like a listen

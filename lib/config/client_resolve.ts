@@ -81,7 +81,7 @@ export function resolveClientSettings(flags: ClientFlags) {
   } else if (flags.tep4 !== undefined) {
     throw new UsageError("--tep4 is for --protocol dhcp4o6 (the DSTM server names the TEP)");
   }
-  const key = flags.key ? readKeys(flags.key)[0] : undefined;
+  const key = flags.key ? readKeys(flags.key, { setting: "key", holder: "client" })[0] : undefined;
   const keyOverlap = parseDuration(flags.keyOverlap ?? "1h", "--key-overlap");
   const napt = naptTimeouts(flags);
   const port = parsePort(
