@@ -43,6 +43,7 @@ import { AcquireState } from "./acquire_state.ts";
 import { AddressFollower } from "./address_follower.ts";
 import { DtiError, type DtiHooks } from "./dti.ts";
 import { createDti } from "./dti_factory.ts";
+import { ExchangeWarnings } from "./exchange_warnings.ts";
 import { leaseClientFor } from "./lease_client.ts";
 import { afterFailedRenewal, leaseInUseHere, releaseLogged, renewalDelay } from "./lease_life.ts";
 import type { NodeConfig, NodeState, NodeStatus } from "./node_config.ts";
@@ -91,9 +92,19 @@ export class DstmNode {
   /** The data plane's drops, logged once per interval (lib/control/drop_summary.ts). */
   readonly #drops: DropSummary;
 
-  private constructor(config: NodeConfig, client: LeaseClient) {
+  /** No-answer and ICMPv6 unreachable warnings of the native exchanges (./exchange_warnings.ts). */
+  readonly #warnings: ExchangeWarnings;
+
+  private constructor(config: NodeConfig, client: LeaseClient, warnings: ExchangeWarnings) {
     this.#config = config;
-    declareNodeMetrics(this.metrics, this.counters, () => this.#lease, this.#acquireState);
+    this.#warnings = warnings;
+    declareNodeMetrics(
+      this.metrics,
+      this.counters,
+      () => this.#lease,
+      this.#acquireState,
+      () => warnings.icmpUnreachable,
+    );
     const counters = () => countersOf("client", this.counters.snapshot());
     this.#drops = new DropSummary({ counters, log: config.log });
     this.#napt.setTimeouts(config.napt ?? {});
@@ -119,8 +130,9 @@ export class DstmNode {
     if (!config.dti) closeTun(openTun(config.ifname ?? "dti0").fd);
     const towards = config.sourceTowards ?? config.server;
     const host6 = config.host6 ?? (await sourceAddressFor(towards, port));
-    const client = await leaseClientFor(config, port, host6);
-    const node = new DstmNode(config, client);
+    const warnings = new ExchangeWarnings(config.log, config.server);
+    const client = await leaseClientFor(config, port, host6, warnings);
+    const node = new DstmNode(config, client, warnings);
     node.#drops.start();
     if (config.host6 === undefined) {
       node.#addresses = AddressFollower.start({
@@ -394,7 +406,7 @@ export class DstmNode {
         .catch(() => {})
         .finally(() => old.close());
     else old.close();
-    this.#client = await leaseClientFor(this.#config, port, next);
+    this.#client = await leaseClientFor(this.#config, port, next, this.#warnings);
     if (this.#stopping) return;
     if (this.#config.onDemand) {
       await this.#dtiUp(PLACEHOLDER_IPV4, undefined);

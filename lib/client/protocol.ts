@@ -81,6 +81,10 @@ export function refusalHint(status: number, statusText: string, signed?: boolean
   return "";
 }
 
+/** What an ICMPv6 destination unreachable from the server's address most often means. */
+export const UNREACHABLE_HINT =
+  "most often port unreachable, nothing listens on the DSTM port there: is --server the DSTM server's address (not the TEP's), and is the server running?";
+
 /** No valid answer after every retransmission. */
 export class DstmTimeoutError extends Error {
   override name = "DstmTimeoutError";
@@ -106,6 +110,13 @@ export interface TransportOptions {
   readonly retry?: Partial<RetryPolicy>;
   /** Called before each retransmission (attempt = 2, 3, …), e.g. to tell the user. */
   readonly onRetransmit?: (attempt: number, type: number) => void;
+  /**
+   * Told when the kernel reports an ICMPv6 error (destination unreachable: most often port
+   * unreachable, nothing listens on the server's port there; RFC 4443 §3.1) for a message
+   * sent while an exchange waits (`type`: the message type waiting), once per error. The exchange goes on
+   * retransmitting: a server being started may answer the next try.
+   */
+  readonly onUnreachable?: (type: number) => void;
   /** Told of each message sent (every try) and each answer accepted, e.g. for debug logs. */
   readonly onMessage?: (direction: "sent" | "received", message: DstmMessage, peer: string) => void;
   readonly now?: () => number;
@@ -116,6 +127,9 @@ interface Pending {
   readonly expect: number;
   /** An unsigned NAK NOT_AUTHORISED came for it (not believed: see onDatagram). */
   unsignedRefusal?: boolean;
+  /** An ICMPv6 error came back for a try of it (TransportOptions.onUnreachable). */
+  unreachable?: boolean;
+  readonly type: number;
 }
 
 /**
@@ -142,6 +156,9 @@ export class DstmTransport {
   #nextXid = (Math.random() * 0x100000000) >>> 0;
   ignored = 0;
   retransmissions = 0;
+  /** ICMPv6 errors (destination unreachable) for messages sent to the server. */
+  unreachable = 0;
+  readonly #onUnreachable: ((type: number) => void) | undefined;
 
   private constructor(endpoint: UdpEndpoint, options: TransportOptions) {
     this.#endpoint = endpoint;
@@ -150,6 +167,7 @@ export class DstmTransport {
     this.#keys = new KeyRing(options.key);
     this.#retry = { ...DEFAULT_RETRY, ...options.retry };
     this.#onRetransmit = options.onRetransmit;
+    this.#onUnreachable = options.onUnreachable;
     this.#onMessage = options.onMessage;
     this.#now = options.now ?? Date.now;
   }
@@ -166,8 +184,11 @@ export class DstmTransport {
    */
   static async open(options: TransportOptions): Promise<DstmTransport> {
     let transport: DstmTransport | undefined;
-    const endpoint = await bindUdp(options.bind ?? "::", 0, (data, address, port) =>
-      transport?.onDatagram(data, address, port),
+    const endpoint = await bindUdp(
+      options.bind ?? "::",
+      0,
+      (data, address, port) => transport?.onDatagram(data, address, port),
+      { onAsyncError: () => transport?.onAsyncError() },
     );
     transport = new DstmTransport(endpoint, options);
     return transport;
@@ -187,7 +208,7 @@ export class DstmTransport {
     this.#nextXid = (this.#nextXid + 1) >>> 0;
     let pending: Pending | undefined;
     const answer = new Promise<DstmMessage>((resolve) => {
-      pending = { resolve, expect };
+      pending = { resolve, expect, type: message.type };
       this.#pending.set(xid, pending);
     });
     let timeout = this.#retry.initialMs;
@@ -225,9 +246,30 @@ export class DstmTransport {
         `no signed answer from DSTM server [${this.#server}]:${this.#port} after ${this.#retry.tries} tries, only an unsigned NAK NOT_AUTHORISED (from the server or anyone on the link): is the key the server's?`,
       );
     }
+    if (pending?.unreachable) {
+      throw new DstmTimeoutError(
+        `no answer from DSTM server [${this.#server}]:${this.#port} after ${this.#retry.tries} tries, only ICMPv6 destination unreachable: ${UNREACHABLE_HINT}`,
+      );
+    }
     throw new DstmTimeoutError(
       `no answer from DSTM server [${this.#server}]:${this.#port} after ${this.#retry.tries} tries; is it running and reachable?`,
     );
+  }
+
+  /**
+   * The kernel reported an ICMP error for an earlier send (Bun says no more; the socket sends
+   * only to the server, so it is about the server's address): counted, each waiting exchange
+   * marked, and told (with the type of a waiting message). Not while nothing waits (a late error).
+   */
+  onAsyncError(): void {
+    if (this.#pending.size === 0) return;
+    this.unreachable++;
+    let type: number | undefined;
+    for (const pending of this.#pending.values()) {
+      pending.unreachable = true;
+      type ??= pending.type;
+    }
+    if (type !== undefined) this.#onUnreachable?.(type);
   }
 
   onDatagram(data: Uint8Array, address: string, port: number): void {
