@@ -299,6 +299,7 @@ function nodeOptions(flags: ClientFlags, r: ClientSettings, log: Logger): NodeCo
     dscp: r.dscp,
     onDemand: flags.onDemand === true,
     idleSeconds: r.idle,
+    releaseWaitMs: r.releaseWait * 1000,
     napt: r.napt,
     log,
   };

@@ -85,7 +85,7 @@ export async function failoverLeaseClient(opts: FailoverOptions): Promise<LeaseC
     host6: opts.host6,
     discover: (): Promise<ClientLease> => exchange((c) => c.discover()),
     request: (ipv4): Promise<ClientLease> => exchange((c) => c.request(ipv4)),
-    release: (ipv4): Promise<void> => exchange((c) => c.release(ipv4)),
+    release: (ipv4, options): Promise<void> => exchange((c) => c.release(ipv4, options)),
     close: () => {
       for (const c of clients) c.transport.close();
     },

@@ -50,7 +50,7 @@ async function nativeLeaseClient(
     host6,
     discover: () => client.discover(),
     request: (ipv4) => client.request(ipv4),
-    release: (ipv4) => client.release(ipv4),
+    release: (ipv4, options) => client.release(ipv4, options),
     close: () => transport.close(),
     rotateKey: (key, overlapMs) => void transport.rotateKey(key, overlapMs),
   };

@@ -46,7 +46,12 @@ import { createDti } from "./dti_factory.ts";
 import { ExchangeWarnings } from "./exchange_warnings.ts";
 import { leaseClientFor } from "./lease_client.ts";
 import { afterFailedRenewal, leaseInUseHere, releaseLogged, renewalDelay } from "./lease_life.ts";
-import type { NodeConfig, NodeState, NodeStatus } from "./node_config.ts";
+import {
+  DEFAULT_RELEASE_WAIT_MS,
+  type NodeConfig,
+  type NodeState,
+  type NodeStatus,
+} from "./node_config.ts";
 import { declareNodeMetrics } from "./node_metrics.ts";
 import { dtiStatus, dtiText, nodeStatus } from "./node_status.ts";
 import { type ClientLease, DstmRefusedError, type LeaseClient } from "./protocol.ts";
@@ -218,7 +223,9 @@ export class DstmNode {
     this.#wake?.();
     const lease = this.#lease;
     await this.#dtiDown();
-    if (lease) await releaseLogged(this.#client, lease, "release", this.#config.log);
+    // Bounded (--release-wait, default 2 s): a stop must not wait on a silent server.
+    const within = this.#config.releaseWaitMs ?? DEFAULT_RELEASE_WAIT_MS;
+    if (lease) await releaseLogged(this.#client, lease, "release", this.#config.log, within);
     this.#client.close();
     this.#state = "stopped";
     this.#config.log.flush();

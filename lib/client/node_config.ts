@@ -62,6 +62,11 @@ export interface NodeConfig {
   readonly leaseClient?: (host6: string) => Promise<LeaseClient>;
   /** NAPT idle timeouts and fragment tracking time (s) for shared leases; RFC defaults. */
   readonly napt?: Partial<NaptTimeouts>;
+  /**
+   * At stop: how long to wait for the server to acknowledge the RELEASE (ms, default
+   * {@link DEFAULT_RELEASE_WAIT_MS}); then the client stops anyway, logging `release-failed`.
+   */
+  readonly releaseWaitMs?: number;
   /** Longest wait between two tries while acquiring (ms, default 30 s). */
   readonly maxBackoffMs?: number;
   /** The real DTI: the userspace TUN (default) or the kernel's tunnel (./tunnel_dti.ts). */
@@ -119,3 +124,6 @@ export interface NodeDtiStatus {
   /** Present (true) while the TUN DTI hands checked packets to the kernel (`--kernel-encap`). */
   kernelEncap?: true;
 }
+
+/** At stop, the longest wait for the RELEASE's answer (ms): `--release-wait` 2s. */
+export const DEFAULT_RELEASE_WAIT_MS = 2000;

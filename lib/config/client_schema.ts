@@ -118,6 +118,13 @@ const settings: Setting[] = [
     default: "60s",
     reloadable: true,
   },
+  {
+    name: "release-wait",
+    kind: { type: "duration" },
+    arg: "<duration>",
+    doc: "at stop (SIGTERM), wait this long at most for the server to acknowledge the RELEASE (sent twice); then stop anyway, logging release-failed (the server frees the address when the lease expires); 1s–60s",
+    default: "2s",
+  },
   napt(
     "napt-tcp-established",
     "shared lease: idle timeout of an established TCP mapping (RFC 5382: ≥ 7440s)",
