@@ -6,6 +6,7 @@
 import { Command, Option } from "@commander-js/extra-typings";
 import type { AcquireStatus } from "../lib/client/acquire_state.ts";
 import { Dhcp4o6Client } from "../lib/client/dhcp4o6_client.ts";
+import { dtiInUse } from "../lib/client/dti_in_use.ts";
 import { failoverLeaseClient } from "../lib/client/failover.ts";
 import { kernelEncapRefusal } from "../lib/client/kernel_encap.ts";
 import { warnNaptMinimums } from "../lib/client/napt_minimums.ts";
@@ -91,6 +92,9 @@ Examples:
         return r;
       });
       if (flags.check) {
+        // Read-only, as a start would find it: another client's DTI name or control socket.
+        const taken = await dtiInUse(flags.ifname, flags.control ?? clientSocket(flags.ifname));
+        if (taken) throw new UsageError(taken);
         process.stdout.write(
           `dstm client: configuration OK (server ${flags.server}, ${flags.protocol}, dti ${flags.ifname}: ${flags.dti}${flags.kernelEncap ? ", encapsulation by the kernel (--kernel-encap)" : ""})\n`,
         );
