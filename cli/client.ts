@@ -9,7 +9,7 @@ import { Dhcp4o6Client } from "../lib/client/dhcp4o6_client.ts";
 import { dtiInUse } from "../lib/client/dti_in_use.ts";
 import { failoverLeaseClient } from "../lib/client/failover.ts";
 import { kernelEncapRefusal } from "../lib/client/kernel_encap.ts";
-import { warnNaptMinimums } from "../lib/client/napt_minimums.ts";
+import { naptMinimumWarnings, warnNaptMinimums } from "../lib/client/napt_minimums.ts";
 import { DstmNode, type NodeConfig } from "../lib/client/node.ts";
 import type { NodeDtiStatus } from "../lib/client/node_config.ts";
 import { dtiText } from "../lib/client/node_status.ts";
@@ -91,7 +91,14 @@ Examples:
         refuseForeignAddresses(clientBoundAddresses(flags, r), isLocalAddress);
         return r;
       });
+      // --idle only counts with --on-demand: given without it, it does nothing.
+      const idleGiven = cmd.getOptionValueSource("idle") === "cli" || settings.fromFile("idle");
+      if (idleGiven && flags.onDemand !== true)
+        process.stderr.write(
+          `dstm: ${settings.fromFile("idle") ? `${settings.fromFile("idle")}: idle` : "--idle"} has no effect without --on-demand (TOML: on-demand = true): an always-on client keeps its lease\n`,
+        );
       if (flags.check) {
+        for (const line of naptMinimumWarnings(run.napt)) process.stderr.write(`dstm: ${line}\n`);
         // Read-only, as a start would find it: another client's DTI name or control socket.
         const taken = await dtiInUse(flags.ifname, flags.control ?? clientSocket(flags.ifname));
         if (taken) throw new UsageError(taken);

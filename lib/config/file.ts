@@ -168,8 +168,13 @@ function schemaError(
   if (keys.length > 2 && typeof keys[1] === "number") {
     // inside the Nth table of an array of tables ([[pool]]): name the table and the key
     const field = keys.slice(2).join(".");
+    // A list given as one string (prefixes = "192.0.2.0/24"): say how to write it.
+    const listHint =
+      issue.expected === "Array" && typeof issue.input === "string"
+        ? ` (write ${field} = [${JSON.stringify(issue.input)}])`
+        : "";
     return new ConfigFileError(
-      `${where}: ${top} ${keys[1] + 1}: ${field} must be ${expectedOf(issue.expected)}, not ${showValue(issue.input)}`,
+      `${where}: ${top} ${keys[1] + 1}: ${field} must be ${expectedOf(issue.expected)}, not ${showValue(issue.input)}${listHint}`,
     );
   }
   const value = data[top as string];
