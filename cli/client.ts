@@ -339,13 +339,18 @@ function leaseClientOf(r: ClientSettings, log: Logger): NodeConfig["leaseClient"
       });
   }
   if (r.others.length === 0) return undefined;
-  return (source) =>
+  return (source, warnings) =>
     failoverLeaseClient({
       servers: [server, ...r.others].map((address) => ({ address, port })),
       host6: source,
       key: r.key,
       onFailover: (from, to) => log.warn("server-failover", { from, to }),
-      onMessage: (direction, message, peer) => logMessage(log, direction, message, peer),
+      onRetransmit: (to, attempt, message) => warnings.retransmit(attempt, message, to),
+      onUnreachable: (to, type) => warnings.unreachable(type, to),
+      onMessage: (direction, message, peer) => {
+        if (direction === "received") warnings.answered();
+        logMessage(log, direction, message, peer);
+      },
     });
 }
 

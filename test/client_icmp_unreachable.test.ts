@@ -7,6 +7,7 @@
  */
 import { expect, test } from "bun:test";
 import { ExchangeWarnings } from "../lib/client/exchange_warnings.ts";
+import { failoverLeaseClient } from "../lib/client/failover.ts";
 import { DstmTimeoutError, DstmTransport } from "../lib/client/protocol.ts";
 import { bindUdp } from "../lib/sys/udp.ts";
 import { MessageType } from "../lib/wire/dstm_types.ts";
@@ -69,4 +70,30 @@ test("after an answer, silence is news again: no-answer at warn", () => {
   warnings.answered();
   warnings.retransmit(2, MessageType.REQUEST);
   expect(lines().filter((l) => l.includes("no-answer"))).toHaveLength(2);
+});
+
+test("several servers (failover): each one's ICMPv6 unreachable is said, naming it", async () => {
+  const { log, lines } = capturedLog();
+  const warnings = new ExchangeWarnings(log, "::1");
+  const ports = [await deadPort(), await deadPort()];
+  const client = await failoverLeaseClient({
+    servers: ports.map((port) => ({ address: "::1", port })),
+    host6: "::1",
+    retry: { initialMs: 200, maxMs: 200, tries: 2 },
+    onRetransmit: (to, attempt, message) => warnings.retransmit(attempt, message, to),
+    onUnreachable: (to, type) => warnings.unreachable(type, to),
+  });
+  try {
+    const error = await client.discover().catch((e) => e);
+    expect(error).toBeInstanceOf(DstmTimeoutError);
+    expect(warnings.icmpUnreachable).toBeGreaterThanOrEqual(2);
+    const warned = lines().filter(
+      (l) => l.includes("WARN") && l.includes("server-unreachable-icmp"),
+    );
+    // Said once at warn (then at debug until an answer), naming the first server.
+    expect(warned).toHaveLength(1);
+    expect(warned[0]).toContain(`[::1]:${ports[0]}`);
+  } finally {
+    client.close();
+  }
 });

@@ -56,24 +56,23 @@ export class ExchangeWarnings {
     readonly now: () => number = Date.now,
   ) {}
 
-  /** Try `attempt` (2, 3, …) of a message of `type` goes out: the earlier ones had no answer. */
-  retransmit(attempt: number, type: number): void {
-    this.#noAnswer.say(
-      this.log,
-      "no-answer",
-      { server: this.server, message: messageTypeName(type), attempt },
-      this.now(),
-    );
+  /**
+   * Try `attempt` (2, 3, …) of a message of `type` goes out: the earlier ones had no answer.
+   * `server`: which one (several, failing over), default the configured one.
+   */
+  retransmit(attempt: number, type: number | string, server = this.server): void {
+    const message = typeof type === "string" ? type : messageTypeName(type);
+    this.#noAnswer.say(this.log, "no-answer", { server, message, attempt }, this.now());
   }
 
-  /** An ICMPv6 destination unreachable came back for a message of `type` sent to the server. */
-  unreachable(type: number): void {
+  /** An ICMPv6 destination unreachable came back for a message of `type` sent to `server`. */
+  unreachable(type: number, server = this.server): void {
     this.icmpUnreachable++;
     this.#unreachable.say(
       this.log,
       "server-unreachable-icmp",
       {
-        server: this.server,
+        server,
         message: messageTypeName(type),
         detail: `ICMPv6 destination unreachable from the server's address; ${UNREACHABLE_HINT}`,
         retrying: "yes",

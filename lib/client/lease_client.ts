@@ -22,7 +22,7 @@ export function leaseClientFor(
   warnings: ExchangeWarnings = new ExchangeWarnings(config.log, config.server),
 ): Promise<LeaseClient> {
   return config.leaseClient
-    ? config.leaseClient(host6)
+    ? config.leaseClient(host6, warnings)
     : nativeLeaseClient(config, port, host6, warnings);
 }
 
