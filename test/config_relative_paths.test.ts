@@ -15,6 +15,7 @@ import { mergeSettings } from "../lib/config/merge.ts";
 import { SERVER_SCHEMA } from "../lib/config/server_schema.ts";
 import { TEP_SCHEMA } from "../lib/config/tep_schema.ts";
 import { generateKeyFileText } from "../lib/wire/auth.ts";
+import { addressNetns, announceSkip, netnsSkipReason } from "./helpers/netns.ts";
 import { runDstm } from "./helpers/process.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "dstm-relpaths-"));
@@ -112,3 +113,34 @@ test("dstm server --check: a key beside the file is found from another directory
     `dstm: ${file}:6:1: cannot read key file ${gone}: no such file (create it with dstm keygen ${gone})\n`,
   ]);
 });
+
+const netnsSkip = netnsSkipReason();
+announceSkip("config_relative_paths: dstm tep --check", netnsSkip);
+
+test.skipIf(netnsSkip !== null)(
+  "dstm tep --check (in a dstmt-nc9b- namespace): a missing key beside the file: FILE:LINE, copy the server's --tep-key",
+  async () => {
+    const ns = addressNetns("dstmt-nc9b-", ["2001:db8:1::2"]);
+    try {
+      const sub = mkdtempSync(join(dir, "tep-"));
+      const file = join(sub, "tep.toml");
+      writeFileSync(
+        file,
+        'ipv4 = "192.0.2.1"\nipv6 = "2001:db8:1::2"\nserver = ["2001:db8:1::53"]\nroute = ["198.51.100.0/24"]\nkey = "tep.key"\n',
+      );
+      const r = await runDstm(["tep", "--check", "--config", file], {}, ns.name);
+      const key = join(sub, "tep.key");
+      expect([r.code, r.stderr]).toEqual([
+        2,
+        `dstm: ${file}:5:1: cannot read key file ${key}: no such file (copy the server's --tep-key file to ${key}; a new key from dstm keygen would not match the server's)\n`,
+      ]);
+      // Made beside the file, it is found from the current directory (the repository).
+      writeFileSync(key, generateKeyFileText(1), { mode: 0o600 });
+      const ok = await runDstm(["tep", "--check", "--config", file], {}, ns.name);
+      expect([ok.code, ok.stderr]).toEqual([0, ""]);
+    } finally {
+      ns.delete();
+    }
+  },
+  60_000,
+);
