@@ -16,7 +16,7 @@ import { parsePort, unicastIPv6 } from "../lib/config/endpoints.ts";
 import { readKeys } from "../lib/config/key_file.ts";
 import { runtimeDir } from "../lib/config/paths.ts";
 import { formatIPv4, parseIPv4, parseIPv6 } from "../lib/net/addr.ts";
-import { sourceAddressFor, UdpBindError } from "../lib/sys/udp.ts";
+import { isLocalAddress, sourceAddressFor, UdpBindError } from "../lib/sys/udp.ts";
 import { DSTM_PORT } from "../lib/wire/dstm_types.ts";
 import { clientSocket } from "./client.ts";
 import { RuntimeError, UsageError } from "./errors.ts";
@@ -125,6 +125,7 @@ async function acquireLease(
       server: settings.server ? { address: settings.server, port: settings.port } : undefined,
       host6: settings.host6,
       sourceFor: sourceAddressFor,
+      isLocal: isLocalAddress,
       key: keyFile ? readKeys(keyFile, { holder: "client" })[0] : undefined,
     });
   } catch (error) {

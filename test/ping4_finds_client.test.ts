@@ -4,15 +4,15 @@
  * of refusing with "--server V6 is required"; with no client, it still asks for --server
  * (exit 2) and says where it looked. The client here is a stand-in answering `/v1/status` on
  * a control socket; ping4 runs in a namespace of its own (dstmt-nc9b-), whose only link is
- * loopback, so its echo requests go nowhere.
+ * loopback (holding the client's address), so its echo requests go nowhere. A client whose
+ * address is not this host's (a lab's other node, its socket side by side) is not taken.
  */
 import { afterAll, expect, test } from "bun:test";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { serveUnix } from "../lib/sys/http.ts";
-import { createNetns } from "../lib/sys/netns.ts";
-import { announceSkip, netnsSkipReason } from "./helpers/netns.ts";
+import { addressNetns, announceSkip, netnsSkipReason } from "./helpers/netns.ts";
 import { runDstm } from "./helpers/process.ts";
 
 const skip = netnsSkipReason();
@@ -42,7 +42,8 @@ test.skipIf(skip !== null)(
       tep6: "2001:db8::1",
     };
     const client = await serveUnix(socket, () => Response.json(status));
-    const ns = createNetns("dstmt-nc9b-");
+    // The client sends from 2001:db8:1::c, an address of this "host" (the namespace).
+    const ns = addressNetns("dstmt-nc9b-", ["2001:db8:1::c"]);
     try {
       const r = await runDstm(
         ["ping4", "192.0.2.80", "-c", "1", "-W", "1"],
@@ -57,6 +58,36 @@ test.skipIf(skip !== null)(
     } finally {
       ns.delete();
       client.close();
+    }
+  },
+  60_000,
+);
+
+test.skipIf(skip !== null)(
+  "a client socket whose address is not this host's (another namespace): not taken",
+  async () => {
+    const run = join(dir, "run-other");
+    const status = {
+      state: "bound",
+      host6: "2001:db8:1::d",
+      ipv4: "198.51.100.9",
+      tep6: "2001:db8::1",
+    };
+    const other = await serveUnix(join(run, "client-b.sock"), () => Response.json(status));
+    const ns = addressNetns("dstmt-nc9b-", ["2001:db8:1::c"]);
+    try {
+      const r = await runDstm(
+        ["ping4", "192.0.2.80", "-c", "1"],
+        { DSTM_RUNTIME_DIR: run },
+        ns.name,
+      );
+      expect(r.code).toBe(2);
+      expect(r.stderr).toStartWith(
+        "dstm: --server V6 is required when no dstm client runs on this host",
+      );
+    } finally {
+      ns.delete();
+      other.close();
     }
   },
   60_000,

@@ -75,6 +75,12 @@ export interface Ping4LeaseOptions {
   /** Finds the source address towards the server (lib/sys/udp.ts sourceAddressFor). */
   readonly sourceFor?: (address: string, port: number) => Promise<string>;
   readonly key?: AuthKey;
+  /**
+   * Whether an IPv6 address is this host's (lib/sys/udp.ts isLocalAddress): without
+   * `server`, only a client sending from one of them runs here (a lab's sockets sit side by
+   * side, its clients in other namespaces). Default: every address is.
+   */
+  readonly isLocal?: (address: string) => Promise<boolean>;
   /** Per-socket status timeout (ms); default 1000. */
   readonly statusTimeoutMs?: number;
 }
@@ -97,7 +103,13 @@ export async function acquirePing4Lease(o: Ping4LeaseOptions): Promise<Ping4Leas
     }
     return borrowed(o.useClient, status);
   }
-  if (!o.server) return runningClientLease(o.clientSockets ?? [], o.host6, timeout);
+  if (!o.server)
+    return runningClientLease(
+      o.clientSockets ?? [],
+      o.host6,
+      timeout,
+      o.isLocal ?? (async () => true),
+    );
   const server = o.server;
   const host6 = o.host6 ?? (await o.sourceFor!(server.address, server.port));
   for (const socket of o.clientSockets ?? []) {
@@ -148,20 +160,23 @@ export async function acquirePing4Lease(o: Ping4LeaseOptions): Promise<Ping4Leas
 
 /**
  * No `--server`: the lease of the one `dstm client` running on this host (answering on one of
- * `sockets`; with `host6`, the one using that address). None: {@link NoClientError}; several:
+ * `sockets` and sending from an address of this host; with `host6`, the one using that address). None: {@link NoClientError}; several:
  * {@link Ping4LeaseError} naming their sockets (give --use-client).
  */
 async function runningClientLease(
   sockets: readonly string[],
   host6: string | undefined,
   timeoutMs: number,
+  isLocal: (address: string) => Promise<boolean>,
 ): Promise<Ping4Lease> {
   const running: { socket: string; status: RunningClientStatus }[] = [];
   for (const socket of sockets) {
     const status = await clientStatus(socket, timeoutMs).catch((error: unknown) =>
       error instanceof Ping4LeaseError ? Promise.reject(error) : undefined,
     );
-    if (status && (host6 === undefined || status.host6 === host6)) running.push({ socket, status });
+    if (!status) continue;
+    if (host6 === undefined ? await isLocal(status.host6) : status.host6 === host6)
+      running.push({ socket, status });
   }
   const [only, ...more] = running;
   if (!only) throw new NoClientError(sockets.length);
