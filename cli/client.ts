@@ -6,9 +6,10 @@
 import { Command, Option } from "@commander-js/extra-typings";
 import type { AcquireStatus } from "../lib/client/acquire_state.ts";
 import { Dhcp4o6Client } from "../lib/client/dhcp4o6_client.ts";
+import { dtiInUse } from "../lib/client/dti_in_use.ts";
 import { failoverLeaseClient } from "../lib/client/failover.ts";
 import { kernelEncapRefusal } from "../lib/client/kernel_encap.ts";
-import { warnNaptMinimums } from "../lib/client/napt_minimums.ts";
+import { naptMinimumWarnings, warnNaptMinimums } from "../lib/client/napt_minimums.ts";
 import { DstmNode, type NodeConfig } from "../lib/client/node.ts";
 import type { NodeDtiStatus } from "../lib/client/node_config.ts";
 import { dtiText } from "../lib/client/node_status.ts";
@@ -90,7 +91,17 @@ Examples:
         refuseForeignAddresses(clientBoundAddresses(flags, r), isLocalAddress);
         return r;
       });
+      // --idle only counts with --on-demand: given without it, it does nothing.
+      const idleGiven = cmd.getOptionValueSource("idle") === "cli" || settings.fromFile("idle");
+      if (idleGiven && flags.onDemand !== true)
+        process.stderr.write(
+          `dstm: ${settings.fromFile("idle") ? `${settings.fromFile("idle")}: idle` : "--idle"} has no effect without --on-demand (TOML: on-demand = true): an always-on client keeps its lease\n`,
+        );
       if (flags.check) {
+        for (const line of naptMinimumWarnings(run.napt)) process.stderr.write(`dstm: ${line}\n`);
+        // Read-only, as a start would find it: another client's DTI name or control socket.
+        const taken = await dtiInUse(flags.ifname, flags.control ?? clientSocket(flags.ifname));
+        if (taken) throw new UsageError(taken);
         process.stdout.write(
           `dstm client: configuration OK (server ${flags.server}, ${flags.protocol}, dti ${flags.ifname}: ${flags.dti}${flags.kernelEncap ? ", encapsulation by the kernel (--kernel-encap)" : ""})\n`,
         );
@@ -299,6 +310,7 @@ function nodeOptions(flags: ClientFlags, r: ClientSettings, log: Logger): NodeCo
     dscp: r.dscp,
     onDemand: flags.onDemand === true,
     idleSeconds: r.idle,
+    releaseWaitMs: r.releaseWait * 1000,
     napt: r.napt,
     log,
   };
@@ -327,13 +339,18 @@ function leaseClientOf(r: ClientSettings, log: Logger): NodeConfig["leaseClient"
       });
   }
   if (r.others.length === 0) return undefined;
-  return (source) =>
+  return (source, warnings) =>
     failoverLeaseClient({
       servers: [server, ...r.others].map((address) => ({ address, port })),
       host6: source,
       key: r.key,
       onFailover: (from, to) => log.warn("server-failover", { from, to }),
-      onMessage: (direction, message, peer) => logMessage(log, direction, message, peer),
+      onRetransmit: (to, attempt, message) => warnings.retransmit(attempt, message, to),
+      onUnreachable: (to, type) => warnings.unreachable(type, to),
+      onMessage: (direction, message, peer) => {
+        if (direction === "received") warnings.answered();
+        logMessage(log, direction, message, peer);
+      },
     });
 }
 

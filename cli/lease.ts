@@ -325,7 +325,7 @@ async function probeClient(flags: {
     flags.host6 === undefined
       ? await sourceAddressFor(server, port)
       : unicastIPv6(flags.host6, "--host6", "the host's", { loopback: true });
-  const key = flags.key ? readKeys(flags.key)[0] : undefined;
+  const key = flags.key ? readKeys(flags.key, { holder: "client" })[0] : undefined;
   // Ask from the address the lease is for (a multihomed host has others); an address that is
   // not ours (asking on another host's behalf, source check off) leaves the choice to the kernel.
   const transport = await DstmTransport.open({ server, port, key, bind: host6 }).catch(

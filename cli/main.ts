@@ -19,6 +19,7 @@ import {
   type CommandUnknownOpts,
   Option,
 } from "@commander-js/extra-typings";
+import { closestName } from "../lib/config/did_you_mean.ts";
 import { readErrorText } from "../lib/config/errors.ts";
 import { setBuildInfo } from "../lib/control/metrics.ts";
 import { generateKeyFileText } from "../lib/wire/auth.ts";
@@ -134,14 +135,37 @@ function configure(command: Command, path: string, seen: { command: string }): v
     .exitOverride()
     .configureOutput({
       // An unknown flag gets the "did you mean" of cli/flag_hint.ts (--rx-ring=yes, --rx_ring).
+      // A subcommand mistyped (`tep stat`) is an excess argument to a command with an action.
       outputError: (text, write) =>
-        write(`dstm: ${withFlagHint(text.replace(/^error: /, ""), command.options)}`),
+        write(
+          `dstm: ${subcommandHint(text, command, path) ?? withFlagHint(text.replace(/^error: /, ""), command.options)}`,
+        ),
     })
     .showHelpAfterError(`dstm: see '${path} --help'`);
   command.hook("preAction", (_self, action) => {
     seen.command = commandPath(action);
   });
   for (const sub of command.commands) configure(sub as Command, `${path} ${sub.name()}`, seen);
+}
+
+/**
+ * `dstm tep stat`: commander's "too many arguments for 'tep' … got 1: stat." for a command
+ * that has subcommands (and an action of its own, so it takes the word for an argument) as
+ * the did you mean of `lease lss`: `unknown command 'stat' for 'dstm tep'; did you mean
+ * 'dstm tep stats'?`, or the list of its subcommands. Undefined for any other error.
+ */
+export function subcommandHint(text: string, command: Command, path: string): string | undefined {
+  const match =
+    /too many arguments for '[^']*'\. Expected \d+ arguments? but got \d+: ([^\s.]+)/.exec(text);
+  const subcommands = command.commands.map((c) => c.name());
+  if (!match || subcommands.length === 0) return undefined;
+  const word = match[1] as string;
+  // A typo (relod), or the start of one (stat for status).
+  const starts = subcommands.filter((c) => c.startsWith(word));
+  const meant = closestName(word, subcommands) ?? (starts.length === 1 ? starts[0] : undefined);
+  if (meant !== undefined)
+    return `unknown command '${word}' for '${path}'; did you mean '${path} ${meant}'?\n`;
+  return `unknown command '${word}' for '${path}' (it takes no arguments; its subcommands: ${subcommands.join(", ")})\n`;
 }
 
 function commandPath(command: { name(): string; parent: unknown }): string {

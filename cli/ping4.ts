@@ -8,6 +8,7 @@ import { ping4 } from "../lib/client/ping4.ts";
 import {
   acquirePing4Lease,
   clientSocketsIn,
+  NoClientError,
   type Ping4Lease,
   Ping4LeaseError,
 } from "../lib/client/ping4_lease.ts";
@@ -15,7 +16,7 @@ import { parsePort, unicastIPv6 } from "../lib/config/endpoints.ts";
 import { readKeys } from "../lib/config/key_file.ts";
 import { runtimeDir } from "../lib/config/paths.ts";
 import { formatIPv4, parseIPv4, parseIPv6 } from "../lib/net/addr.ts";
-import { sourceAddressFor, UdpBindError } from "../lib/sys/udp.ts";
+import { isLocalAddress, sourceAddressFor, UdpBindError } from "../lib/sys/udp.ts";
 import { DSTM_PORT } from "../lib/wire/dstm_types.ts";
 import { clientSocket } from "./client.ts";
 import { RuntimeError, UsageError } from "./errors.ts";
@@ -42,7 +43,10 @@ export function ping4Command() {
       "ping an IPv4 host through the TEP, without a DTI (uses the lease of a dstm client running with this host's IPv6 address, else takes and releases one of its own)",
     )
     .argument("<ipv4>", "the IPv4 host to ping")
-    .option("--server <v6>", "the DSTM server's IPv6 address (for a temporary lease)")
+    .option(
+      "--server <v6>",
+      "the DSTM server's IPv6 address (for a temporary lease); without it, the lease of the dstm client running on this host",
+    )
     .option("--server-port <n>", `the server's UDP port (default: ${DSTM_PORT})`)
     .addOption(new Option("--port <n>", "deprecated: --server-port").hideHelp())
     .option("--host6 <v6>", "this host's IPv6 address (default: the source towards the server)")
@@ -64,7 +68,7 @@ export function ping4Command() {
     )
     .addHelpText(
       "after",
-      "\nExamples:\n  dstm ping4 192.0.2.80 --server 2001:db8:1::53\n  dstm ping4 192.0.2.80 --server 2001:db8:1::53 -c 1 -s 1572 -M do",
+      "\nExamples:\n  dstm ping4 192.0.2.80 -c 3                     # from the lease of the dstm client running here\n  dstm ping4 192.0.2.80 --server 2001:db8:1::53\n  dstm ping4 192.0.2.80 --server 2001:db8:1::53 -c 1 -s 1572 -M do",
     )
     .action(async (target, flags) => runPing4(target, flags));
 }
@@ -121,7 +125,8 @@ async function acquireLease(
       server: settings.server ? { address: settings.server, port: settings.port } : undefined,
       host6: settings.host6,
       sourceFor: sourceAddressFor,
-      key: keyFile ? readKeys(keyFile)[0] : undefined,
+      isLocal: isLocalAddress,
+      key: keyFile ? readKeys(keyFile, { holder: "client" })[0] : undefined,
     });
   } catch (error) {
     // ping4 has no --listen: the address it could not bind is --host6's; like a listen
@@ -133,6 +138,10 @@ async function acquireLease(
     )
       throw new UsageError(
         `--host6 ${settings.host6}: no interface of this host has this address (ping4 sends from it); check --host6 and that IPv6 is configured`,
+      );
+    if (error instanceof NoClientError)
+      throw new UsageError(
+        `--server V6 is required when no dstm client runs on this host (none${settings.host6 ? ` using ${settings.host6}` : ""} answers on a control socket in ${runtimeDir()}): the DSTM server, for a lease of ping4's own; or --use-client IFNAME|PATH to name a client`,
       );
     if (!(error instanceof Ping4LeaseError)) throw error;
     let message = error.message;
@@ -204,10 +213,6 @@ function ping4Settings(target: string, flags: Ping4Flags): Ping4Settings {
       : typeof flags.useClient === "string" && flags.useClient.includes("/")
         ? flags.useClient
         : clientSocket(typeof flags.useClient === "string" ? flags.useClient : "dti0");
-  if (useClient === undefined && !flags.server)
-    throw new UsageError(
-      "--server V6 is required (the DSTM server, for a lease of ping4's own), or --use-client [IFNAME] to ping from the lease of the dstm client running on this host",
-    );
   const server = flags.server
     ? unicastIPv6(flags.server, "--server", "the DSTM server's", { loopback: true })
     : undefined;

@@ -305,7 +305,7 @@ function bindingTable(flags: TepFlags, statics: StaticBindings, log: Logger): nu
 
 /** The control channel's key (`--key`), or none where that is allowed (lib/tep/control_auth.ts). */
 function controlKey(flags: TepFlags, endpoints: TepEndpoints, log: Logger): AuthKey | undefined {
-  const key = flags.key ? readKeys(flags.key)[0] : undefined;
+  const key = flags.key ? readKeys(flags.key, { setting: "key", holder: "tep" })[0] : undefined;
   parseDuration(flags.keyOverlap ?? "1h", "--key-overlap"); // checked now, used on reload
   if (!key) {
     const servers = [endpoints.server, ...endpoints.moreServers];

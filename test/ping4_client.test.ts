@@ -143,6 +143,18 @@ describe.skipIf(skip !== null)("dstm ping4 beside a running dstm client", () => 
     await expectLeaseAndTrafficIntact("a", a.hostIPv4);
   }, 90_000);
 
+  test("no --server (the README's `dstm ping4 192.0.2.80 -c 3`): ping4 finds A's client and uses its lease", async () => {
+    const a = await leaseOf(LAB.nodeA6);
+    const argv = [...dstmArgv(), "ping4", LAB.web4, "-c", "2", "-i", "0.2"];
+    const r = lab.run("a", ["env", `DSTM_RUNTIME_DIR=${base}`, ...argv], 30_000);
+    expect(r.stderr).toBe(
+      `using the lease of the dstm client on ${join(base, `lab-${name}`, "client-a.sock")}\n`,
+    );
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain(`from ${a.hostIPv4}`);
+    await expectLeaseAndTrafficIntact("a", a.hostIPv4);
+  }, 90_000);
+
   test("a client ping4 cannot see (no socket in its runtime directory): the server's EXISTING_LEASE keeps ping4 from releasing it", async () => {
     const a = await leaseOf(LAB.nodeA6);
     const empty = join(base, "run-empty");

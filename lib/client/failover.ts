@@ -37,6 +37,8 @@ export interface FailoverOptions {
   readonly onRetransmit?: (server: string, attempt: number, message: string) => void;
   /** Told of each message sent and each answer accepted (lib/client/protocol.ts). */
   readonly onMessage?: TransportOptions["onMessage"];
+  /** Told of an ICMPv6 destination unreachable for a message (`type`) sent to `server`. */
+  readonly onUnreachable?: (server: string, type: number) => void;
 }
 
 /** A lease client over several servers; see the module doc. Throws RangeError on no server. */
@@ -55,6 +57,7 @@ export async function failoverLeaseClient(opts: FailoverOptions): Promise<LeaseC
         onRetransmit: (attempt, type) =>
           opts.onRetransmit?.(server, attempt, messageTypeName(type)),
         onMessage: opts.onMessage,
+        onUnreachable: (type) => opts.onUnreachable?.(server, type),
       });
       clients.push({ server, transport, client: new DstmClient(transport, opts.host6) });
     }
@@ -85,7 +88,7 @@ export async function failoverLeaseClient(opts: FailoverOptions): Promise<LeaseC
     host6: opts.host6,
     discover: (): Promise<ClientLease> => exchange((c) => c.discover()),
     request: (ipv4): Promise<ClientLease> => exchange((c) => c.request(ipv4)),
-    release: (ipv4): Promise<void> => exchange((c) => c.release(ipv4)),
+    release: (ipv4, options): Promise<void> => exchange((c) => c.release(ipv4, options)),
     close: () => {
       for (const c of clients) c.transport.close();
     },

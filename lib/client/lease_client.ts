@@ -3,13 +3,14 @@
  * (`NodeConfig.leaseClient`, e.g. DHCPv4-over-DHCPv6 in ./dhcp4o6_client.ts) or, by default,
  * the native DSTM protocol (DSTM_DISCOVER / DSTM_REQUEST / DSTM_RELEASE on UDP 4607,
  * docs/protocol.md) from the host's IPv6 address. Each message is logged at debug, and a
- * retransmission at warn at once, so a silent server is visible. Rejects when the UDP socket
+ * retransmission or an ICMPv6 destination unreachable at warn at once (then at debug until
+ * the server answers: ./exchange_warnings.ts), so a silent or absent server is visible. Rejects when the UDP socket
  * cannot be bound to `host6`.
  *
  * @module
  */
 import { logMessage } from "../control/message_log.ts";
-import { messageTypeName } from "../wire/dstm.ts";
+import { ExchangeWarnings } from "./exchange_warnings.ts";
 import type { NodeConfig } from "./node_config.ts";
 import { DstmClient, DstmTransport, type LeaseClient } from "./protocol.ts";
 
@@ -18,8 +19,11 @@ export function leaseClientFor(
   config: NodeConfig,
   port: number,
   host6: string,
+  warnings: ExchangeWarnings = new ExchangeWarnings(config.log, config.server),
 ): Promise<LeaseClient> {
-  return config.leaseClient ? config.leaseClient(host6) : nativeLeaseClient(config, port, host6);
+  return config.leaseClient
+    ? config.leaseClient(host6, warnings)
+    : nativeLeaseClient(config, port, host6, warnings);
 }
 
 /** The native DSTM protocol as a LeaseClient, telling the user at once when the server is silent. */
@@ -27,26 +31,26 @@ async function nativeLeaseClient(
   config: NodeConfig,
   port: number,
   host6: string,
+  warnings: ExchangeWarnings,
 ): Promise<LeaseClient> {
   const transport = await DstmTransport.open({
     server: config.server,
     port,
     key: config.key,
     bind: host6,
-    onMessage: (direction, message, peer) => logMessage(config.log, direction, message, peer),
-    onRetransmit: (attempt, type) =>
-      config.log.warn("no-answer", {
-        server: config.server,
-        message: messageTypeName(type),
-        attempt,
-      }),
+    onMessage: (direction, message, peer) => {
+      if (direction === "received") warnings.answered();
+      logMessage(config.log, direction, message, peer);
+    },
+    onRetransmit: (attempt, type) => warnings.retransmit(attempt, type),
+    onUnreachable: (type) => warnings.unreachable(type),
   });
   const client = new DstmClient(transport, host6);
   return {
     host6,
     discover: () => client.discover(),
     request: (ipv4) => client.request(ipv4),
-    release: (ipv4) => client.release(ipv4),
+    release: (ipv4, options) => client.release(ipv4, options),
     close: () => transport.close(),
     rotateKey: (key, overlapMs) => void transport.rotateKey(key, overlapMs),
   };

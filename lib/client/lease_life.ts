@@ -36,21 +36,43 @@ export function afterFailedRenewal(
 /**
  * Releases `lease` (RFC 2131 §4.4.6 for DHCPv4; DSTM_RELEASE) and logs `event` at info, or
  * `release-failed` at warn: never throws (the server frees the address at expiry anyway).
+ * `withinMs` (at stop): waits about that long at most (ms), however the protocol retries;
+ * then `release-failed` says the lease ends at its expiry, and the caller closes the client.
  */
 export async function releaseLogged(
   client: LeaseClient,
   lease: ClientLease,
   event: string,
   log: Logger,
+  withinMs?: number,
 ): Promise<void> {
+  const ipv4 = formatIPv4(lease.ipv4);
+  let timer: ReturnType<typeof setTimeout> | undefined;
   try {
-    await client.release(lease.ipv4);
-    log.info(event, { ipv4: formatIPv4(lease.ipv4) });
+    const release = client.release(lease.ipv4, withinMs === undefined ? {} : { withinMs });
+    // A protocol that does not bound its retries (DHCPv4-over-DHCPv6) is cut off here; 10%
+    // slack over the bound retries' own jitter.
+    const limit =
+      withinMs === undefined
+        ? undefined
+        : new Promise<never>((_, reject) => {
+            timer = setTimeout(
+              () => reject(new Error(`no answer within ${withinMs} ms`)),
+              withinMs * 1.1 + 50,
+            );
+          });
+    await (limit ? Promise.race([release, limit]) : release);
+    log.info(event, { ipv4 });
   } catch (error) {
     log.warn("release-failed", {
-      ipv4: formatIPv4(lease.ipv4),
+      ipv4,
       detail: (error as Error).message,
+      ...(withinMs === undefined
+        ? {}
+        : { "waited-ms": withinMs, lease: "ends at its expiry at the server" }),
     });
+  } finally {
+    clearTimeout(timer);
   }
 }
 

@@ -44,10 +44,16 @@ import { AddressFollower } from "./address_follower.ts";
 import { BindingLostGate } from "./binding_lost.ts";
 import { DtiError, type DtiHooks } from "./dti.ts";
 import { createDti } from "./dti_factory.ts";
+import { ExchangeWarnings } from "./exchange_warnings.ts";
 import { KernelBindingWatch } from "./kernel_binding_watch.ts";
 import { leaseClientFor } from "./lease_client.ts";
 import { afterFailedRenewal, leaseInUseHere, releaseLogged, renewalDelay } from "./lease_life.ts";
-import type { NodeConfig, NodeState, NodeStatus } from "./node_config.ts";
+import {
+  DEFAULT_RELEASE_WAIT_MS,
+  type NodeConfig,
+  type NodeState,
+  type NodeStatus,
+} from "./node_config.ts";
 import { declareNodeMetrics } from "./node_metrics.ts";
 import { dtiStatus, dtiText, nodeStatus } from "./node_status.ts";
 import { type ClientLease, DstmRefusedError, type LeaseClient } from "./protocol.ts";
@@ -97,9 +103,19 @@ export class DstmNode {
   /** The data plane's drops, logged once per interval (lib/control/drop_summary.ts). */
   readonly #drops: DropSummary;
 
-  private constructor(config: NodeConfig, client: LeaseClient) {
+  /** No-answer and ICMPv6 unreachable warnings of the native exchanges (./exchange_warnings.ts). */
+  readonly #warnings: ExchangeWarnings;
+
+  private constructor(config: NodeConfig, client: LeaseClient, warnings: ExchangeWarnings) {
     this.#config = config;
-    declareNodeMetrics(this.metrics, this.counters, () => this.#lease, this.#acquireState);
+    this.#warnings = warnings;
+    declareNodeMetrics(
+      this.metrics,
+      this.counters,
+      () => this.#lease,
+      this.#acquireState,
+      () => warnings.icmpUnreachable,
+    );
     const counters = () => countersOf("client", this.counters.snapshot());
     this.#drops = new DropSummary({ counters, log: config.log });
     this.#napt.setTimeouts(config.napt ?? {});
@@ -125,8 +141,9 @@ export class DstmNode {
     if (!config.dti) closeTun(openTun(config.ifname ?? "dti0").fd);
     const towards = config.sourceTowards ?? config.server;
     const host6 = config.host6 ?? (await sourceAddressFor(towards, port));
-    const client = await leaseClientFor(config, port, host6);
-    const node = new DstmNode(config, client);
+    const warnings = new ExchangeWarnings(config.log, config.server);
+    const client = await leaseClientFor(config, port, host6, warnings);
+    const node = new DstmNode(config, client, warnings);
     node.#drops.start();
     node.#watchKernelBinding();
     if (config.host6 === undefined) {
@@ -214,7 +231,9 @@ export class DstmNode {
     this.#wake?.();
     const lease = this.#lease;
     await this.#dtiDown();
-    if (lease) await releaseLogged(this.#client, lease, "release", this.#config.log);
+    // Bounded (--release-wait, default 2 s): a stop must not wait on a silent server.
+    const within = this.#config.releaseWaitMs ?? DEFAULT_RELEASE_WAIT_MS;
+    if (lease) await releaseLogged(this.#client, lease, "release", this.#config.log, within);
     this.#client.close();
     this.#state = "stopped";
     this.#config.log.flush();
@@ -455,7 +474,7 @@ export class DstmNode {
         .catch(() => {})
         .finally(() => old.close());
     else old.close();
-    this.#client = await leaseClientFor(this.#config, port, next);
+    this.#client = await leaseClientFor(this.#config, port, next, this.#warnings);
     if (this.#stopping) return;
     if (this.#config.onDemand) {
       await this.#dtiUp(PLACEHOLDER_IPV4, undefined);

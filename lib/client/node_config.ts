@@ -12,6 +12,7 @@ import type { NaptCensus, NaptTimeouts } from "../tunnel/napt.ts";
 import type { AuthKey } from "../wire/auth.ts";
 import type { AcquireStatus } from "./acquire_state.ts";
 import type { DtiHooks, DtiMode } from "./dti.ts";
+import type { ExchangeWarnings } from "./exchange_warnings.ts";
 import type { LeaseClient } from "./protocol.ts";
 
 export interface NodeConfig {
@@ -57,11 +58,17 @@ export interface NodeConfig {
   readonly idleSeconds?: number;
   /**
    * The allocation protocol; default the native DSTM protocol to `server`:`port`. Given the
-   * host's IPv6 address (the tunnel source).
+   * host's IPv6 address (the tunnel source), and the node's no-answer / ICMPv6 unreachable
+   * warnings (./exchange_warnings.ts) for a native client to report to.
    */
-  readonly leaseClient?: (host6: string) => Promise<LeaseClient>;
+  readonly leaseClient?: (host6: string, warnings: ExchangeWarnings) => Promise<LeaseClient>;
   /** NAPT idle timeouts and fragment tracking time (s) for shared leases; RFC defaults. */
   readonly napt?: Partial<NaptTimeouts>;
+  /**
+   * At stop: how long to wait for the server to acknowledge the RELEASE (ms, default
+   * {@link DEFAULT_RELEASE_WAIT_MS}); then the client stops anyway, logging `release-failed`.
+   */
+  readonly releaseWaitMs?: number;
   /** Longest wait between two tries while acquiring (ms, default 30 s). */
   readonly maxBackoffMs?: number;
   /** The real DTI: the userspace TUN (default) or the kernel's tunnel (./tunnel_dti.ts). */
@@ -119,3 +126,6 @@ export interface NodeDtiStatus {
   /** Present (true) while the TUN DTI hands checked packets to the kernel (`--kernel-encap`). */
   kernelEncap?: true;
 }
+
+/** At stop, the longest wait for the RELEASE's answer (ms): `--release-wait` 2s. */
+export const DEFAULT_RELEASE_WAIT_MS = 2000;

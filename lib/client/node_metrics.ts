@@ -6,7 +6,8 @@
  * read when scraped; and while acquiring: `dstm_client_acquire_failures_total{reason}` (failed
  * tries by reason, ./acquire_state.ts) and `dstm_client_acquire_not_authorised` (1 while the
  * last tries were refused NOT_AUTHORISED: a missing or wrong `--key`, or a host the server
- * does not allow; else 0).
+ * does not allow; else 0); `dstm_client_server_icmp_unreachable_total` (ICMPv6 destination
+ * unreachable errors for messages sent to the server: ./exchange_warnings.ts).
  *
  * @module
  */
@@ -22,6 +23,7 @@ export function declareNodeMetrics(
   counters: Counters,
   lease: () => ClientLease | undefined,
   acquire?: AcquireState,
+  icmpUnreachable?: () => number,
 ): void {
   const m = metrics;
   for (const family of counterFamilies("client")) m.counter(family.name, family.help);
@@ -39,7 +41,12 @@ export function declareNodeMetrics(
     "dstm_client_acquire_not_authorised",
     "1 while the last tries to obtain a lease were refused NOT_AUTHORISED (a missing or wrong --key, or a host the server does not allow), else 0",
   );
+  m.counter(
+    "dstm_client_server_icmp_unreachable_total",
+    "ICMPv6 destination unreachable errors for messages sent to the DSTM server (most often port unreachable: nothing listens on its port there, e.g. --server names the TEP)",
+  );
   m.onCollect(() => {
+    m.set("dstm_client_server_icmp_unreachable_total", {}, icmpUnreachable?.() ?? 0);
     for (const reason of ACQUIRE_FAILURES)
       m.set("dstm_client_acquire_failures_total", { reason }, acquire?.counts[reason] ?? 0);
     m.set("dstm_client_acquire_not_authorised", {}, acquire?.notAuthorised ? 1 : 0);

@@ -8,7 +8,9 @@
  * own lease, and its RELEASE at the end ends the client's lease (the TEP then drops the
  * client's traffic, and the address can go to another host). Therefore:
  *
- * 1. `--use-client`: the lease of that client, never released.
+ * 1. `--use-client`: the lease of that client, never released. Without `--server` either:
+ *    the lease of the one client running on this host (found as in 2., with `--host6` the
+ *    one using it), never released; none or several: ping4 says so.
  * 2. Otherwise, if a running client on this host (one answering on a control socket in the
  *    runtime directory or one of its subdirectories, such as a lab's `lab-NAME/`) uses the
  *    same host IPv6 address: its lease, never released; if it holds none right now
@@ -73,6 +75,12 @@ export interface Ping4LeaseOptions {
   /** Finds the source address towards the server (lib/sys/udp.ts sourceAddressFor). */
   readonly sourceFor?: (address: string, port: number) => Promise<string>;
   readonly key?: AuthKey;
+  /**
+   * Whether an IPv6 address is this host's (lib/sys/udp.ts isLocalAddress): without
+   * `server`, only a client sending from one of them runs here (a lab's sockets sit side by
+   * side, its clients in other namespaces). Default: every address is.
+   */
+  readonly isLocal?: (address: string) => Promise<boolean>;
   /** Per-socket status timeout (ms); default 1000. */
   readonly statusTimeoutMs?: number;
 }
@@ -95,7 +103,13 @@ export async function acquirePing4Lease(o: Ping4LeaseOptions): Promise<Ping4Leas
     }
     return borrowed(o.useClient, status);
   }
-  if (!o.server) throw new Ping4LeaseError("no DSTM server given for a lease of ping4's own");
+  if (!o.server)
+    return runningClientLease(
+      o.clientSockets ?? [],
+      o.host6,
+      timeout,
+      o.isLocal ?? (async () => true),
+    );
   const server = o.server;
   const host6 = o.host6 ?? (await o.sourceFor!(server.address, server.port));
   for (const socket of o.clientSockets ?? []) {
@@ -142,6 +156,43 @@ export async function acquirePing4Lease(o: Ping4LeaseOptions): Promise<Ping4Leas
       transport.close();
     },
   };
+}
+
+/**
+ * No `--server`: the lease of the one `dstm client` running on this host (answering on one of
+ * `sockets` and sending from an address of this host; with `host6`, the one using that address). None: {@link NoClientError}; several:
+ * {@link Ping4LeaseError} naming their sockets (give --use-client).
+ */
+async function runningClientLease(
+  sockets: readonly string[],
+  host6: string | undefined,
+  timeoutMs: number,
+  isLocal: (address: string) => Promise<boolean>,
+): Promise<Ping4Lease> {
+  const running: { socket: string; status: RunningClientStatus }[] = [];
+  for (const socket of sockets) {
+    const status = await clientStatus(socket, timeoutMs).catch((error: unknown) =>
+      error instanceof Ping4LeaseError ? Promise.reject(error) : undefined,
+    );
+    if (!status) continue;
+    if (host6 === undefined ? await isLocal(status.host6) : status.host6 === host6)
+      running.push({ socket, status });
+  }
+  const [only, ...more] = running;
+  if (!only) throw new NoClientError(sockets.length);
+  if (more.length)
+    throw new Ping4LeaseError(
+      `${running.length} dstm clients run on this host (${running.map((r) => r.socket).join(", ")}): say which with --use-client PATH, or give --server V6 for a lease of ping4's own`,
+    );
+  return borrowed(only.socket, only.status);
+}
+
+/** No `--server` and no running `dstm client` found: `sockets` control sockets were looked at. */
+export class NoClientError extends Ping4LeaseError {
+  override name = "NoClientError";
+  constructor(readonly sockets: number) {
+    super("no dstm client runs on this host");
+  }
 }
 
 /**

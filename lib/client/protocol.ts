@@ -81,6 +81,10 @@ export function refusalHint(status: number, statusText: string, signed?: boolean
   return "";
 }
 
+/** What an ICMPv6 destination unreachable from the server's address most often means. */
+export const UNREACHABLE_HINT =
+  "most often port unreachable, nothing listens on the DSTM port there: is --server the DSTM server's address (not the TEP's), and is the server running?";
+
 /** No valid answer after every retransmission. */
 export class DstmTimeoutError extends Error {
   override name = "DstmTimeoutError";
@@ -106,6 +110,13 @@ export interface TransportOptions {
   readonly retry?: Partial<RetryPolicy>;
   /** Called before each retransmission (attempt = 2, 3, …), e.g. to tell the user. */
   readonly onRetransmit?: (attempt: number, type: number) => void;
+  /**
+   * Told when the kernel reports an ICMPv6 error (destination unreachable: most often port
+   * unreachable, nothing listens on the server's port there; RFC 4443 §3.1) for a message
+   * sent while an exchange waits (`type`: the message type waiting), once per error. The exchange goes on
+   * retransmitting: a server being started may answer the next try.
+   */
+  readonly onUnreachable?: (type: number) => void;
   /** Told of each message sent (every try) and each answer accepted, e.g. for debug logs. */
   readonly onMessage?: (direction: "sent" | "received", message: DstmMessage, peer: string) => void;
   readonly now?: () => number;
@@ -116,6 +127,9 @@ interface Pending {
   readonly expect: number;
   /** An unsigned NAK NOT_AUTHORISED came for it (not believed: see onDatagram). */
   unsignedRefusal?: boolean;
+  /** An ICMPv6 error came back for a try of it (TransportOptions.onUnreachable). */
+  unreachable?: boolean;
+  readonly type: number;
 }
 
 /**
@@ -139,9 +153,15 @@ export class DstmTransport {
   readonly #onMessage: TransportOptions["onMessage"];
   readonly #now: () => number;
   readonly #pending = new Map<number, Pending>();
+  /** Ends the waits of exchanges in progress (close). */
+  readonly #wakers = new Set<() => void>();
+  #closed = false;
   #nextXid = (Math.random() * 0x100000000) >>> 0;
   ignored = 0;
   retransmissions = 0;
+  /** ICMPv6 errors (destination unreachable) for messages sent to the server. */
+  unreachable = 0;
+  readonly #onUnreachable: ((type: number) => void) | undefined;
 
   private constructor(endpoint: UdpEndpoint, options: TransportOptions) {
     this.#endpoint = endpoint;
@@ -150,6 +170,7 @@ export class DstmTransport {
     this.#keys = new KeyRing(options.key);
     this.#retry = { ...DEFAULT_RETRY, ...options.retry };
     this.#onRetransmit = options.onRetransmit;
+    this.#onUnreachable = options.onUnreachable;
     this.#onMessage = options.onMessage;
     this.#now = options.now ?? Date.now;
   }
@@ -166,8 +187,11 @@ export class DstmTransport {
    */
   static async open(options: TransportOptions): Promise<DstmTransport> {
     let transport: DstmTransport | undefined;
-    const endpoint = await bindUdp(options.bind ?? "::", 0, (data, address, port) =>
-      transport?.onDatagram(data, address, port),
+    const endpoint = await bindUdp(
+      options.bind ?? "::",
+      0,
+      (data, address, port) => transport?.onDatagram(data, address, port),
+      { onAsyncError: () => transport?.onAsyncError() },
     );
     transport = new DstmTransport(endpoint, options);
     return transport;
@@ -182,17 +206,23 @@ export class DstmTransport {
    * Sends `message` (its xid is assigned here) and resolves with the matching answer of type
    * `expect` or NAK; rejects with DstmTimeoutError after the last try.
    */
-  async exchange(message: Omit<DstmMessage, "xid">, expect: number): Promise<DstmMessage> {
+  async exchange(
+    message: Omit<DstmMessage, "xid">,
+    expect: number,
+    retry: Partial<RetryPolicy> = {},
+  ): Promise<DstmMessage> {
+    const policy = { ...this.#retry, ...retry };
     const xid = this.#nextXid;
     this.#nextXid = (this.#nextXid + 1) >>> 0;
     let pending: Pending | undefined;
     const answer = new Promise<DstmMessage>((resolve) => {
-      pending = { resolve, expect };
+      pending = { resolve, expect, type: message.type };
       this.#pending.set(xid, pending);
     });
-    let timeout = this.#retry.initialMs;
+    let timeout = policy.initialMs;
     try {
-      for (let attempt = 0; attempt < this.#retry.tries; attempt++) {
+      for (let attempt = 0; attempt < policy.tries; attempt++) {
+        if (this.#closed) break;
         // Each try is signed afresh: a retransmitted signed message would be a replay.
         const key = this.#keys.signing;
         const bytes = key
@@ -207,27 +237,56 @@ export class DstmTransport {
         // ±10% jitter so that many clients restarted together do not retransmit in lockstep.
         const wait = timeout * (0.9 + Math.random() * 0.2);
         let timer: ReturnType<typeof setTimeout> | undefined;
+        let wake: (() => void) | undefined;
         const result = await Promise.race([
           answer,
           new Promise<null>((resolve) => {
             timer = setTimeout(() => resolve(null), wait);
+            wake = () => resolve(null);
+            this.#wakers.add(wake);
           }),
         ]);
         clearTimeout(timer);
+        if (wake) this.#wakers.delete(wake);
         if (result) return result;
-        timeout = Math.min(timeout * 2, this.#retry.maxMs);
+        timeout = Math.min(timeout * 2, policy.maxMs);
       }
     } finally {
       this.#pending.delete(xid);
     }
     if (pending?.unsignedRefusal) {
       throw new DstmTimeoutError(
-        `no signed answer from DSTM server [${this.#server}]:${this.#port} after ${this.#retry.tries} tries, only an unsigned NAK NOT_AUTHORISED (from the server or anyone on the link): is the key the server's?`,
+        `no signed answer from DSTM server [${this.#server}]:${this.#port} after ${policy.tries} tries, only an unsigned NAK NOT_AUTHORISED (from the server or anyone on the link): is the key the server's?`,
       );
     }
+    if (pending?.unreachable) {
+      throw new DstmTimeoutError(
+        `no answer from DSTM server [${this.#server}]:${this.#port} after ${policy.tries} tries, only ICMPv6 destination unreachable: ${UNREACHABLE_HINT}`,
+      );
+    }
+    if (this.#closed)
+      throw new DstmTimeoutError(
+        `no answer from DSTM server [${this.#server}]:${this.#port} before the socket was closed`,
+      );
     throw new DstmTimeoutError(
-      `no answer from DSTM server [${this.#server}]:${this.#port} after ${this.#retry.tries} tries; is it running and reachable?`,
+      `no answer from DSTM server [${this.#server}]:${this.#port} after ${policy.tries} tries; is it running and reachable?`,
     );
+  }
+
+  /**
+   * The kernel reported an ICMP error for an earlier send (Bun says no more; the socket sends
+   * only to the server, so it is about the server's address): counted, each waiting exchange
+   * marked, and told (with the type of a waiting message). Not while nothing waits (a late error).
+   */
+  onAsyncError(): void {
+    if (this.#pending.size === 0) return;
+    this.unreachable++;
+    let type: number | undefined;
+    for (const pending of this.#pending.values()) {
+      pending.unreachable = true;
+      type ??= pending.type;
+    }
+    if (type !== undefined) this.#onUnreachable?.(type);
   }
 
   onDatagram(data: Uint8Array, address: string, port: number): void {
@@ -285,7 +344,11 @@ export class DstmTransport {
     return this.#keys.rotate(key, overlapMs);
   }
 
+  /** Closes the socket; an exchange still waiting stops at once with DstmTimeoutError (no timer is left). */
   close(): void {
+    this.#closed = true;
+    for (const wake of this.#wakers) wake();
+    this.#wakers.clear();
     this.#keys.close();
     this.#endpoint.close();
   }
@@ -302,8 +365,8 @@ export interface LeaseClient {
   discover(): Promise<ClientLease>;
   /** Renews the lease on `ipv4`. */
   request(ipv4: number): Promise<ClientLease>;
-  /** Gives `ipv4` back. */
-  release(ipv4: number): Promise<void>;
+  /** Gives `ipv4` back; `withinMs`: wait about this long at most for the answer (at stop). */
+  release(ipv4: number, options?: { withinMs?: number }): Promise<void>;
   /** Closes the sockets. */
   close(): void;
   /** Signs with `key` from now on (reload); the old key's answers pass for `overlapMs`. */
@@ -349,11 +412,16 @@ export class DstmClient {
     return this.#lease(answer);
   }
 
-  /** DSTM_RELEASE: give `ipv4` back. Resolves on RELEASE_ACK. */
-  async release(ipv4: number): Promise<void> {
+  /**
+   * DSTM_RELEASE: give `ipv4` back. Resolves on RELEASE_ACK. `withinMs`: wait at most about
+   * this long (two tries, the first after a third of it; e.g. at stop), instead of the
+   * transport's retry policy.
+   */
+  async release(ipv4: number, options: { withinMs?: number } = {}): Promise<void> {
     const answer = await this.#transport.exchange(
       { type: MessageType.RELEASE, host6: this.#host6, host4: ipv4 },
       MessageType.RELEASE_ACK,
+      options.withinMs === undefined ? {} : releaseRetry(options.withinMs),
     );
     if (answer.type === MessageType.NAK)
       throw new DstmRefusedError(
@@ -385,6 +453,15 @@ export class DstmClient {
       existing: answer.existingLease === true ? true : undefined,
     };
   }
+}
+
+/**
+ * The retry policy of a RELEASE bounded to about `withinMs` (ms): two tries, waiting a third
+ * and then two thirds of it (±10% jitter), e.g. 2000 ms: 667 ms + 1333 ms.
+ */
+export function releaseRetry(withinMs: number): RetryPolicy {
+  const first = Math.max(1, Math.round(withinMs / 3));
+  return { initialMs: first, maxMs: first * 2, tries: 2 };
 }
 
 /** One-line description of a lease for logs and the CLI. */

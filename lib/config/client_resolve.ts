@@ -38,6 +38,7 @@ export interface ClientFlags extends DaemonFlags {
   dscp: string;
   onDemand?: boolean;
   idle: string;
+  releaseWait?: string;
   naptTcpEstablished: string;
   naptTcpTransitory: string;
   naptUdp: string;
@@ -67,6 +68,9 @@ export function resolveClientSettings(flags: ClientFlags) {
     throw new UsageError(`--mtu: "${flags.mtu}" is not 576–65535`);
   const idle = parseDuration(flags.idle, "--idle");
   if (idle > 86400) throw new UsageError(`--idle: "${flags.idle}" is not 1s–1d`);
+  const releaseWait = parseDuration(flags.releaseWait ?? "2s", "--release-wait");
+  if (releaseWait < 1 || releaseWait > 60)
+    throw new UsageError(`--release-wait: "${flags.releaseWait}" is not 1s–60s`);
   if (flags.udpGro === true && flags.offload === false)
     throw new UsageError("--udp-gro needs the DTI offloads: it cannot go with --no-offload");
   const tep4 =
@@ -81,7 +85,7 @@ export function resolveClientSettings(flags: ClientFlags) {
   } else if (flags.tep4 !== undefined) {
     throw new UsageError("--tep4 is for --protocol dhcp4o6 (the DSTM server names the TEP)");
   }
-  const key = flags.key ? readKeys(flags.key)[0] : undefined;
+  const key = flags.key ? readKeys(flags.key, { setting: "key", holder: "client" })[0] : undefined;
   const keyOverlap = parseDuration(flags.keyOverlap ?? "1h", "--key-overlap");
   const napt = naptTimeouts(flags);
   const port = parsePort(
@@ -102,6 +106,7 @@ export function resolveClientSettings(flags: ClientFlags) {
     host6,
     mtu,
     idle,
+    releaseWait,
     tep4,
     key,
     keyOverlap,

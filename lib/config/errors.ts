@@ -10,6 +10,16 @@
 /** An error in the command line or configuration the user can fix: `dstm: …`, exit code 2. */
 export class UsageError extends Error {
   override name = "UsageError";
+  /**
+   * The setting (kebab-case, e.g. "key") whose value the message is about, when the message
+   * does not start with `--NAME`: Settings.explain (./merge.ts) then prefixes `FILE:LINE:COL:`
+   * when that value came from the config file.
+   */
+  readonly setting?: string;
+  constructor(message: string, opts: { setting?: string } = {}) {
+    super(message);
+    if (opts.setting !== undefined) this.setting = opts.setting;
+  }
 }
 
 /**

@@ -7,6 +7,7 @@
  * @module
  */
 import { readFileSync } from "node:fs";
+import { dirname, isAbsolute, resolve } from "node:path";
 import { parse, TomlError } from "smol-toml";
 import * as v from "valibot";
 import { closestName, normalName } from "./did_you_mean.ts";
@@ -65,9 +66,23 @@ export function parseConfigText(text: string, path: string, schema: SettingSchem
   const values = new Map<string, FileValue>();
   for (const [key, setting] of byKey) {
     if (data[key] === undefined) continue;
-    values.set(key, { value: flagForm(setting, data[key]), where: at([key]) });
+    const value = flagForm(setting, data[key]);
+    values.set(key, { value: setting.path ? besideFile(value, path) : value, where: at([key]) });
   }
   return { path, text, values, notes };
+}
+
+/**
+ * A path-valued setting's value (a string or a list of them) with each relative path made
+ * relative to the directory of the config file `file` — under systemd the current directory
+ * is `/`, and `key = "tep.key"` means the one next to the file. Not paths: "memory" (--db),
+ * URLs (`postgres://…`), false (`control = false`), "" (nothing).
+ */
+export function besideFile(value: unknown, file: string): unknown {
+  if (Array.isArray(value)) return value.map((v) => besideFile(v, file));
+  if (typeof value !== "string" || value === "" || value === "memory") return value;
+  if (isAbsolute(value) || /^[A-Za-z][A-Za-z0-9+.-]*:\/\//.test(value)) return value;
+  return resolve(dirname(resolve(file)), value);
 }
 
 /** `text` parsed as TOML; a syntax error is a {@link ConfigFileError} at its line and column. */
@@ -153,8 +168,13 @@ function schemaError(
   if (keys.length > 2 && typeof keys[1] === "number") {
     // inside the Nth table of an array of tables ([[pool]]): name the table and the key
     const field = keys.slice(2).join(".");
+    // A list given as one string (prefixes = "192.0.2.0/24"): say how to write it.
+    const listHint =
+      issue.expected === "Array" && typeof issue.input === "string"
+        ? ` (write ${field} = [${JSON.stringify(issue.input)}])`
+        : "";
     return new ConfigFileError(
-      `${where}: ${top} ${keys[1] + 1}: ${field} must be ${expectedOf(issue.expected)}, not ${showValue(issue.input)}`,
+      `${where}: ${top} ${keys[1] + 1}: ${field} must be ${expectedOf(issue.expected)}, not ${showValue(issue.input)}${listHint}`,
     );
   }
   const value = data[top as string];

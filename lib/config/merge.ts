@@ -86,6 +86,9 @@ export function mergeSettings(
     values,
     explain(error) {
       if (!(error instanceof UsageError)) return error;
+      // An error about a setting's value that does not name the flag (a key file it names).
+      const origin = error.setting === undefined ? undefined : origins.get(error.setting);
+      if (origin) return new UsageError(`${origin}: ${error.message}`);
       const match = /^--([a-z0-9-]+)(.*)$/s.exec(error.message);
       const where = match ? origins.get(match[1] as string) : undefined;
       return where ? new UsageError(`${where}: ${match?.[1]}${match?.[2]}`) : error;

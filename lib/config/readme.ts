@@ -55,6 +55,14 @@ function defaultOf(s: Setting): string {
 }
 
 function meaning(s: Setting): string {
+  // The row's flag is --no-NAME: say first what it does (as --help does), then the default.
+  if (s.kind.type === "bool" && s.negatable && s.offDoc) {
+    const on = s.doc
+      .replace(/; on unless --no-[a-z0-9-]+\)$/, ")")
+      .replace(/ \(on unless --no-[a-z0-9-]+\)$/, "")
+      .replace(/; on unless --no-[a-z0-9-]+$/, "");
+    return `${s.offDoc}; on (the default): ${on}`;
+  }
   return s.repeatable || s.kind.type === "list"
     ? `${s.doc.replace(/ \(repeatable\)/, "")} (repeatable)`
     : s.doc;

@@ -38,6 +38,9 @@ export function dhcp4o6Settings(
 ): ServerConfig["dhcp4o6"] {
   const dhcp4o6 = dhcp4o6Config(flags, pools);
   const ignored = ignoredDhcp4o6Settings(flags);
+  // A pool's links pick the pool for DHCPv4-over-DHCPv6 clients only (RFC 8415 §13.1).
+  if (flags.dhcp4o6 !== true && pools.some((p) => p.links?.length))
+    ignored.push("--pool-link (links in [[pool]])");
   if (ignored.length)
     warn(
       `${ignored.join(", ")} ${ignored.length === 1 ? "has" : "have"} no effect without --dhcp4o6 (TOML: dhcp4o6 = true)`,

@@ -129,9 +129,9 @@ function leaseTimes(flags: ServerFlags): { leaseTime: number; maxLeaseTime: numb
 function serverKeys(
   flags: ServerFlags,
 ): Pick<ServerSettings, "keys" | "tepKeys"> & { keyOverlap: number } {
-  const keys = flags.key ? readKeys(flags.key) : undefined;
+  const keys = flags.key ? readKeys(flags.key, { setting: "key" }) : undefined;
   const keyOverlap = parseDuration(flags.keyOverlap ?? "1h", "--key-overlap");
-  const tepKeys = flags.tepKey ? readKeys(flags.tepKey) : undefined;
+  const tepKeys = flags.tepKey ? readKeys(flags.tepKey, { setting: "tep-key" }) : undefined;
   if (keys && tepKeys && sharesSecret(keys, tepKeys))
     throw new UsageError(
       "--tep-key: a secret of the TEP key file is also in --key; hosts hold --key, so make a separate one with `dstm keygen`",

@@ -55,6 +55,12 @@ export interface Setting {
   readonly flagOnly?: boolean;
   /** Only in the config file (e.g. [[pool]] tables). */
   readonly fileOnly?: boolean;
+  /**
+   * A file system path (or a list of them): written relative in a config file, it is relative
+   * to the file's directory (./file.ts), as on the command line it is relative to the current
+   * directory. "memory" and URLs (`postgres://…`) are no paths and stay as they are.
+   */
+  readonly path?: boolean;
   /** Changes on reload (SIGHUP) without a restart; the README says so. */
   readonly reloadable?: boolean;
 }

@@ -129,7 +129,8 @@ export function unixPermissionProblem(path: string, error: unknown): string | un
   return `permission denied on ${path}: run this as root or as a member of the socket's group`;
 }
 
-async function unixAlive(path: string): Promise<boolean> {
+/** Whether a dstm process answers `/v1/ping` on the Unix socket `path` (or this user may not ask it). */
+export async function unixAlive(path: string): Promise<boolean> {
   try {
     await getUnix(path, "/v1/ping", 1000);
     return true;

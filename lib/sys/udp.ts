@@ -76,7 +76,11 @@ export async function bindUdp(
   address: string,
   port: number,
   onDatagram: DatagramHandler,
-  options: { readonly receiveBuffer?: number } = {},
+  options: {
+    readonly receiveBuffer?: number;
+    /** Told of each ICMP error for an earlier send (as counted in `asyncErrors`); Bun gives no detail. */
+    readonly onAsyncError?: () => void;
+  } = {},
 ): Promise<UdpEndpoint> {
   let socket: Bun.udp.Socket<"uint8array">;
   const errors = { count: 0 };
@@ -93,6 +97,7 @@ export async function bindUdp(
         // Linux; they are not this socket's failure, so they are counted, not thrown.
         error() {
           errors.count++;
+          options.onAsyncError?.();
         },
       },
     });
