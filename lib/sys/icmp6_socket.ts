@@ -61,3 +61,20 @@ export function openIcmp6Listener(type: number): Raw6Socket {
   }
   return sock;
 }
+
+/** IPPROTO_IPV6 and its IPV6_MULTICAST_ALL option (linux/in6.h). */
+const IPPROTO_IPV6 = 41;
+const IPV6_MULTICAST_ALL = 29;
+
+/**
+ * Keeps the TEP's tunnel socket (raw, next header 4, bound to the TEP's address) from
+ * receiving packets sent to a multicast group the host is in (ff02::1: every node): with
+ * IPV6_MULTICAST_ALL 0 a bound raw socket gets only its own address and the groups it joined
+ * itself (none; net/ipv6/raw.c raw_v6_match, inet6_mc_check). A host tunnels to the TEP's
+ * unicast address; a 4over6 packet to a group is an attacker's, and RFC 4443 §2.4 (e.3)
+ * forbids the ICMPv6 1/5 the TEP would answer it with (to a spoofable source). False when
+ * the kernel refused the option (before Linux 4.20).
+ */
+export function receiveUnicastOnly(sock: Raw6Socket): boolean {
+  return libc.setsockoptInt(sock.fd, IPPROTO_IPV6, IPV6_MULTICAST_ALL, 0) === 0;
+}
