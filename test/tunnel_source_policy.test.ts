@@ -102,6 +102,20 @@ describe("tepDecap: ICMPv6 1/5 to the sender of an unbound source", () => {
     expect(counters[Counter["decap-drop-no-binding"]]).toBe(10);
   });
 
+  test("a packet from :: (RFC 4443 §2.4 (e): no error) spends no token: the next sender still gets its 1/5", () => {
+    const { ctx, counters } = tep({ tep6: TEP6, icmpRate: 1, icmpBurst: 1 });
+    const pkt = packet("198.51.100.99");
+    const unspecified = new Uint8Array(16);
+    for (let i = 0; i < 5; i++) {
+      expect(tepDecap(ctx, pkt, 0, pkt.length, unspecified, 0)).toBe(Verdict.DROP_NO_BINDING);
+      expect(ctx.reply6Length).toBe(0);
+    }
+    expect(counters[Counter["icmp-rate-limited"]]).toBe(0);
+    expect(tepDecap(ctx, pkt, 0, pkt.length, A6, 0)).toBe(Verdict.DROP_NO_BINDING);
+    expect(ctx.reply6Length).toBeGreaterThan(0);
+    expect([...ctx.reply6To]).toEqual([...A6]);
+  });
+
   test("a long packet is cut so that the error fits the IPv6 minimum MTU; no error to multicast", () => {
     const out = new Uint8Array(ICMP6_ERROR_MAX_LENGTH);
     const big = packet("198.51.100.99", 1500);
