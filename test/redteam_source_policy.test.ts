@@ -6,10 +6,14 @@
  * - RFC 4443 §2.4 (e.3): no ICMPv6 error in response to a packet destined to a multicast
  *   address. An on-link attacker that sends an IPv4-in-IPv6 packet to ff02::1 (every node,
  *   the TEP included, is in that group) with an unbound inner source must get no 1/5 from
- *   the TEP, on the batched path and on the one-by-one path (--no-offload) alike. (With
- *   --rx-ring the ring's filter takes only PACKET_HOST packets to the TEP's address; what is
- *   left goes to the same raw socket.) A unicast packet to the TEP (the control) does get
- *   one: the TEP is ready and the probe works.
+ *   the TEP (the outer source could be a victim's), on the batched path, the one-by-one path
+ *   (--no-offload) and with --rx-ring (the ring takes only PACKET_HOST packets to the TEP's
+ *   address; what is left goes to the same raw socket) alike.
+ * - RFC 4443 §2.4 (e.4): nor about a packet to the TEP's unicast address that came in a
+ *   link-layer broadcast frame (AF_PACKET, ff:ff:ff:ff:ff:ff).
+ * A unicast packet to the TEP (the control) does get one: the TEP is ready, the probe works.
+ * Both failed before the TEP's tunnel socket refused them (lib/sys/icmp6_socket.ts
+ * receiveUnicastOnly): 5 of 5 answered.
  *
  *   host ns (attacker): 2001:db8:7::10 ──veth── core ns: server ::53, TEP ::1
  */
@@ -70,6 +74,48 @@ async function tepCounters(socket: string): Promise<Record<string, number>> {
   return all;
 }
 
+/**
+ * The same packet as {@link PROBE}, to the TEP's unicast address but in an Ethernet frame to
+ * the link's broadcast address (AF_PACKET): `n` of them, then counts for 1.5 s.
+ */
+const PROBE_L2 = `
+import json, select, socket, struct, sys, time
+ifname, n, tep = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+def csum(b):
+    s = sum(struct.unpack("!%dH" % (len(b) // 2), b))
+    s = (s >> 16) + (s & 0xFFFF); s += s >> 16
+    return (~s) & 0xFFFF
+src4, dst4 = socket.inet_aton("203.0.113.5"), socket.inet_aton("192.0.2.80")
+hdr = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 28, 1, 0, 64, 17, 0, src4, dst4)
+hdr = hdr[:10] + struct.pack("!H", csum(hdr)) + hdr[12:]
+inner = hdr + struct.pack("!HHHH", 40000, 9, 8, 0)
+src6 = socket.inet_pton(socket.AF_INET6, "2001:db8:7::10")
+ip6 = struct.pack("!IHBB", 0x60000000, len(inner), 4, 64) + src6 + socket.inet_pton(socket.AF_INET6, tep)
+mac = open("/sys/class/net/%s/address" % ifname).read().strip().replace(":", "")
+frame = b"\\xff" * 6 + bytes.fromhex(mac) + b"\\x86\\xdd" + ip6 + inner
+p = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+p.bind((ifname, 0))
+r = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6)
+for _ in range(n):
+    p.send(frame)
+got, end = 0, time.time() + 1.5
+while time.time() < end:
+    if not select.select([r], [], [], 0.1)[0]:
+        continue
+    data, addr = r.recvfrom(2048)
+    if data[0] == 1 and data[1] == 5 and addr[0] == tep:
+        got += 1
+print(json.dumps({"errors": got}))
+`;
+
+function probeL2(host: Netns, n: number): number {
+  const script = join(dir, "probe_l2.py");
+  writeFileSync(script, PROBE_L2);
+  const r = host.exec(["python3", script, "c0", String(n), TEP6]);
+  if (r.code !== 0) throw new Error(`probe: ${r.stderr}`);
+  return (JSON.parse(r.stdout.trim()) as { errors: number }).errors;
+}
+
 function probe(host: Netns, dst: string, n: number): number {
   const script = join(dir, "probe.py");
   writeFileSync(script, PROBE);
@@ -81,8 +127,9 @@ function probe(host: Netns, dst: string, n: number): number {
 for (const [name, tepExtra] of [
   ["batched", []],
   ["no-offload", ["--no-offload"]],
+  ["rx-ring", ["--rx-ring"]],
 ] as const) {
-  describe(`TEP (${name}): RFC 4443 §2.4 (e.3), no 1/5 about a packet to a multicast address`, () => {
+  describe(`TEP (${name}): RFC 4443 §2.4 (e.3, e.4), no 1/5 about a packet to a group or in an L2 broadcast`, () => {
     let host: Netns;
     const tepStats = join(dir, `${name}-tep-stats.sock`);
     beforeAll(async () => {
@@ -104,7 +151,7 @@ for (const [name, tepExtra] of [
     }, 60_000);
 
     test.skipIf(skip !== null)(
-      "unicast to the TEP gets 1/5 (the control); ff02::1 gets none",
+      "unicast to the TEP gets 1/5 (the control); to ff02::1 or in a broadcast frame none",
       async () => {
         // The TEP sends errors once its table is the server's: poll (bounded) until it does.
         let unicast = 0;
@@ -117,6 +164,10 @@ for (const [name, tepExtra] of [
         const after = await tepCounters(tepStats);
         expect(after["decap-icmp-source-policy"]).toBe(before["decap-icmp-source-policy"]);
         expect(after["decap-drop-no-binding"]).toBe(before["decap-drop-no-binding"]);
+        // RFC 4443 §2.4 (e.4): nor about one that came in a link-layer broadcast frame.
+        expect(probeL2(host, 5)).toBe(0);
+        const l2 = await tepCounters(tepStats);
+        expect(l2["decap-icmp-source-policy"]).toBe(before["decap-icmp-source-policy"]);
         // And the TEP still answers unicast after (the multicast ones were not just lost).
         expect(probe(host, TEP6, 1)).toBe(1);
       },

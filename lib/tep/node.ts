@@ -171,9 +171,12 @@ export class TepNode {
     const tun = this.#openTun();
     this.#raw = Raw6Socket.open({ receiveBuffer: 4 << 20, sendBuffer: 4 << 20 });
     this.#raw.bindAddress(tep6);
-    // No 4over6 packet to a multicast group (RFC 4443 §2.4 (e.3): no 1/5 about it).
+    // No 4over6 packet to a multicast group or in a link-layer multicast frame (RFC 4443
+    // §2.4 (e.3), (e.4): no 1/5 about it).
     if (!receiveUnicastOnly(this.#raw))
-      c.log.warn("multicast-not-refused", { detail: "IPV6_MULTICAST_ALL refused (Linux < 4.20)" });
+      c.log.warn("multicast-not-refused", {
+        detail: "IPV6_MULTICAST_ALL or the PACKET_HOST filter refused by the kernel",
+      });
     this.#raw.enableTunnelOptions();
     this.#raw4 = Raw4Socket.open();
     this.#icmp6 = openIcmp6Sender(tep6);
