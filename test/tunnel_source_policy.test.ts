@@ -8,12 +8,15 @@
  */
 import { describe, expect, test } from "bun:test";
 import { BINDING_LOST_RENEW_MS, BindingLostGate } from "../lib/client/binding_lost.ts";
+import { applicationError } from "../lib/dataplane/client_lease.ts";
 import { parseIPv4, parseIPv6 } from "../lib/net/addr.ts";
 import { buildSourcePolicyFailed, ICMP6_ERROR_MAX_LENGTH } from "../lib/net/icmp6.ts";
 import { BindingTable } from "../lib/tunnel/binding.ts";
 import { buildPacket } from "../lib/tunnel/check.ts";
 import { Counter, Counters } from "../lib/tunnel/counters.ts";
-import { TepContext, tepDecap, Verdict } from "../lib/tunnel/pipeline.ts";
+import { ClientTranslator } from "../lib/tunnel/napt.ts";
+import { NaptTable } from "../lib/tunnel/napt_table.ts";
+import { ClientContext, TepContext, tepDecap, Verdict } from "../lib/tunnel/pipeline.ts";
 
 const A4 = parseIPv4("198.51.100.10")!;
 const A6 = parseIPv6("2001:db8:a::1")!;
@@ -102,6 +105,20 @@ describe("tepDecap: ICMPv6 1/5 to the sender of an unbound source", () => {
     expect(counters[Counter["decap-drop-no-binding"]]).toBe(10);
   });
 
+  test("a packet from :: (RFC 4443 §2.4 (e): no error) spends no token: the next sender still gets its 1/5", () => {
+    const { ctx, counters } = tep({ tep6: TEP6, icmpRate: 1, icmpBurst: 1 });
+    const pkt = packet("198.51.100.99");
+    const unspecified = new Uint8Array(16);
+    for (let i = 0; i < 5; i++) {
+      expect(tepDecap(ctx, pkt, 0, pkt.length, unspecified, 0)).toBe(Verdict.DROP_NO_BINDING);
+      expect(ctx.reply6Length).toBe(0);
+    }
+    expect(counters[Counter["icmp-rate-limited"]]).toBe(0);
+    expect(tepDecap(ctx, pkt, 0, pkt.length, A6, 0)).toBe(Verdict.DROP_NO_BINDING);
+    expect(ctx.reply6Length).toBeGreaterThan(0);
+    expect([...ctx.reply6To]).toEqual([...A6]);
+  });
+
   test("a long packet is cut so that the error fits the IPv6 minimum MTU; no error to multicast", () => {
     const out = new Uint8Array(ICMP6_ERROR_MAX_LENGTH);
     const big = packet("198.51.100.99", 1500);
@@ -120,5 +137,52 @@ describe("client: BindingLostGate (lib/client/binding_lost.ts)", () => {
     for (let t = 1000; t < BINDING_LOST_RENEW_MS; t += 1000) expect(gate.take(t)).toBeUndefined();
     expect(gate.take(BINDING_LOST_RENEW_MS)).toEqual({ suppressed: 9 });
     expect(gate.take(BINDING_LOST_RENEW_MS + 1)).toBeUndefined();
+  });
+});
+
+describe("client: a 1/5 about a shared address from a port outside our set (lib/dataplane/client_lease.ts)", () => {
+  test("not ours (a spoofer's packet the TEP rightly refused): no renewal; one from our set renews", () => {
+    // A remote attacker sends the TEP a 4over6 packet with our host address as outer source
+    // and our shared IPv4 from a port outside our set: the TEP answers us with a genuine 1/5.
+    const counters = Counters.create({ slices: 1 }).slice(0) as Float64Array;
+    const portSet = { offset: 6, psidLength: 6, psid: 17 }; // 1296 is ours, 40000 is not
+    const context = new ClientContext({ counters, leasedIPv4: A4, portSet, tep6: TEP6 });
+    const lease = { generation: 1, context, translate: true };
+    const translator = new ClientTranslator(NaptTable.create(), { counters });
+    const info = { type: 1, code: 5, info: 0, offender6: TEP6 };
+    let lost = 0;
+    const spoofed = buildPacket({
+      src: "198.51.100.10",
+      dst: "203.0.113.80",
+      protocol: "udp",
+      srcPort: 40000,
+      length: 60,
+    });
+    expect(
+      applicationError(
+        lease,
+        translator,
+        counters,
+        info,
+        TEP6,
+        spoofed,
+        spoofed.length,
+        0,
+        () => lost++,
+      ),
+    ).toBe(false);
+    expect(lost).toBe(0);
+    expect(counters[Counter["tunnel-error-source-policy"]]).toBe(0);
+    expect(counters[Counter["tunnel-error-not-ours"]]).toBe(1);
+    const ours = buildPacket({
+      src: "198.51.100.10",
+      dst: "203.0.113.80",
+      protocol: "udp",
+      srcPort: 1296,
+      length: 60,
+    });
+    applicationError(lease, translator, counters, info, TEP6, ours, ours.length, 0, () => lost++);
+    expect(lost).toBe(1);
+    expect(counters[Counter["tunnel-error-source-policy"]]).toBe(1);
   });
 });

@@ -7,6 +7,8 @@
  */
 
 import { equalIPv6 } from "../net/addr.ts";
+import { l4SourcePort } from "../net/l4.ts";
+import { psidOfPort } from "../net/portset.ts";
 import type { ClientState } from "../tunnel/client_state.ts";
 import { Counter } from "../tunnel/counters.ts";
 import { clientSentTo, relayTunnelError, type TunnelError } from "../tunnel/icmp_relay.ts";
@@ -141,6 +143,13 @@ export class LeaseFollower {
 }
 
 const SOURCE_POLICY = Counter["tunnel-error-source-policy"];
+const NOT_OURS = Counter["tunnel-error-not-ours"];
+
+/** The quoted packet's source port (as the TEP reads it: l4SourcePort) is in our port set. */
+function sourcePortOurs(context: ClientContext, inner: Uint8Array, length: number): boolean {
+  const port = l4SourcePort(inner, 0, length);
+  return port >= 0 && psidOfPort(port, context.offset, context.psidLength) === context.psid;
+}
 const SOURCE_POLICY_NOT_TEP = Counter["tunnel-error-source-policy-not-tep"];
 /** ICMPv6 Destination Unreachable, code 5: source address failed ingress/egress policy (RFC 4443 §3.1). */
 const DEST_UNREACHABLE6 = 1;
@@ -198,6 +207,13 @@ export function applicationError(
   if (!clientSentTo(counters, context.leasedIPv4, context.tep6, inner, 0, length, host6, 0))
     return false;
   if (info.type === DEST_UNREACHABLE6 && info.code === SOURCE_POLICY_CODE) {
+    // A shared address: we only ever send from our port set (the NAPT sees to it). A quote
+    // from a port outside it (or with none) is a packet someone else sent with our address
+    // and host address spoofed, which the TEP rightly refused: not about our binding.
+    if (context.psidLength > 0 && !sourcePortOurs(context, inner, length)) {
+      counters[NOT_OURS]! += 1;
+      return false;
+    }
     sourcePolicyError(counters, context.tep6, info.offender6, bindingLost);
     return false;
   }

@@ -17,7 +17,7 @@ import { Metrics, metricsHandler } from "../control/metrics.ts";
 import { Forwarder } from "../dataplane/forwarder.ts";
 import { formatIPv4, formatIPv6, parseIPv6 } from "../net/addr.ts";
 import { type HttpEndpoint, serveTcp, serveUnix } from "../sys/http.ts";
-import { openIcmp6Sender } from "../sys/icmp6_socket.ts";
+import { openIcmp6Sender, receiveUnicastOnly } from "../sys/icmp6_socket.ts";
 import { linkSetMtu, linkSetTxQueueLen, linkSetUp, routeAdd } from "../sys/netlink.ts";
 import { Raw4Socket } from "../sys/raw4.ts";
 import { Raw6Socket } from "../sys/raw6.ts";
@@ -171,6 +171,12 @@ export class TepNode {
     const tun = this.#openTun();
     this.#raw = Raw6Socket.open({ receiveBuffer: 4 << 20, sendBuffer: 4 << 20 });
     this.#raw.bindAddress(tep6);
+    // No 4over6 packet to a multicast group or in a link-layer multicast frame (RFC 4443
+    // §2.4 (e.3), (e.4): no 1/5 about it).
+    if (!receiveUnicastOnly(this.#raw))
+      c.log.warn("multicast-not-refused", {
+        detail: "IPV6_MULTICAST_ALL or the PACKET_HOST filter refused by the kernel",
+      });
     this.#raw.enableTunnelOptions();
     this.#raw4 = Raw4Socket.open();
     this.#icmp6 = openIcmp6Sender(tep6);

@@ -6,7 +6,7 @@
  *
  * @module
  */
-import { buildSourcePolicyFailed } from "../net/icmp6.ts";
+import { buildSourcePolicyFailed, icmp6ErrorAllowed } from "../net/icmp6.ts";
 import { Counter } from "./counters.ts";
 import type { TokenBucket } from "./ratelimit.ts";
 
@@ -45,6 +45,9 @@ export function sourcePolicyFailed(
   if (tep6 === null) return;
   const ready = ctx.sourcePolicyReady;
   if (ready !== null && ready[0] === 0) return;
+  // RFC 4443 §2.4 (e): never to an unspecified or multicast source; checked before the
+  // limiter, so that such packets neither spend its tokens nor count as rate limited.
+  if (!icmp6ErrorAllowed(src6, src6Off)) return;
   if (!ctx.icmpLimiter.take(ctx.now())) {
     ctx.counters[ICMP_RATE_LIMITED]! += 1;
     return;
