@@ -195,7 +195,10 @@ describe("DstmNode lease state machine (no root)", () => {
       "up 198.51.100.9",
     ]);
     expect(node.status()).toMatchObject({ state: "bound", ipv4: "198.51.100.9" });
-    expect(h.logLines.some((l) => / lease-lost ipv4=198\.51\.100\.7/.test(l))).toBe(true);
+    // The Logger writes on the next turn (setImmediate): wait for the line, do not race it.
+    await waitUntil(() => h.logLines.some((l) => / lease-lost ipv4=198\.51\.100\.7/.test(l)), {
+      what: "the log line",
+    });
   });
 
   test("a renewal without answer while time remains is retried at half the remaining time", async () => {
@@ -212,7 +215,10 @@ describe("DstmNode lease state machine (no root)", () => {
       "request 198.51.100.7",
       "request 198.51.100.7",
     ]);
-    expect(h.logLines.some((l) => / renew-failed ipv4=198\.51\.100\.7/.test(l))).toBe(true);
+    // The Logger writes on the next turn (setImmediate): wait for the line, do not race it.
+    await waitUntil(() => h.logLines.some((l) => / renew-failed ipv4=198\.51\.100\.7/.test(l)), {
+      what: "the log line",
+    });
   });
 
   test("a server that does not answer is asked again after a backoff, then the lease is used", async () => {
@@ -220,7 +226,10 @@ describe("DstmNode lease state machine (no root)", () => {
     const node = await h.start();
     await node.ready;
     expect(h.events).toEqual(["discover", "discover", "up 198.51.100.7"]);
-    expect(h.logLines.some((l) => / server-unreachable /.test(l))).toBe(true);
+    // The Logger writes on the next turn (setImmediate): wait for the line, do not race it.
+    await waitUntil(() => h.logLines.some((l) => / server-unreachable /.test(l)), {
+      what: "the log line",
+    });
   });
 
   test("on-demand: the DTI is up with 192.0.0.2 and no lease; traffic asks for one; idle releases it", async () => {
@@ -302,7 +311,10 @@ describe("DstmNode: the DTI in use and DTI failures (no root)", () => {
     const node = await h.start({ maxBackoffMs: 50 });
     await node.ready;
     expect(h.events).toEqual(["discover", "up 198.51.100.7", "discover", "up 198.51.100.7"]);
-    expect(h.logLines.some((l) => / dti-failed .*EBUSY/.test(l))).toBe(true);
+    // The Logger writes on the next turn (setImmediate): wait for the line, do not race it.
+    await waitUntil(() => h.logLines.some((l) => / dti-failed .*EBUSY/.test(l)), {
+      what: "the log line",
+    });
     expect(node.status()).toMatchObject({ state: "bound", dti: { mode: "tun" } });
   });
 });
