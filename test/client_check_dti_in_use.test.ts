@@ -59,7 +59,8 @@ describe.skipIf(skip !== null)("client --check: another client's DTI", () => {
     const holder = ns.spawn([
       BUN,
       "-e",
-      `const { openTun } = await import(${JSON.stringify(join(ROOT, "lib/sys/tun_linux.ts"))}); openTun("dti7"); await Bun.sleep(120000);`,
+      // Holds dti7 open until killed: a listening Unix socket keeps it alive (no timer).
+      `const { openTun } = await import(${JSON.stringify(join(ROOT, "lib/sys/tun_linux.ts"))}); openTun("dti7"); Bun.serve({ unix: ${JSON.stringify(join(run, "holder.sock"))}, fetch: () => new Response("") });`,
     ]);
     try {
       await waitUntil(() => ns.exec(["ip", "link", "show", "dti7"]).code === 0, {
