@@ -18,7 +18,6 @@
  *   host ns (attacker): 2001:db8:7::10 ──veth── core ns: server ::53, TEP ::1
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Netns } from "../lib/sys/netns.ts";
 import {
@@ -28,7 +27,7 @@ import {
   labTepArgv,
   tearDownLab,
 } from "./helpers/dti_lab.ts";
-import { type DstmProcess, spawnDstm } from "./helpers/process.ts";
+import { type DstmProcess, ROOT, spawnDstm } from "./helpers/process.ts";
 
 const { skip, dir, made } = dtiSuite("redteam_source_policy", "dstm-red10-sp-");
 const procs: DstmProcess[] = [];
@@ -38,35 +37,10 @@ afterAll(async () => {
 
 const TEP6 = "2001:db8:7::1";
 /**
- * The attacker's probe: sends `n` IPv4-in-IPv6 packets (UDP 203.0.113.5 → 192.0.2.80, an
- * unbound source) to `dst` (on `ifname` when multicast), then counts for 1.5 s the ICMPv6 1/5
- * it receives from the TEP. Prints {"errors": count}.
+ * The attacker's probe (test/fixtures/redteam/source_policy_probe.py): sends unbound-source
+ * IPv4-in-IPv6 packets, then counts for 1.5 s the ICMPv6 1/5 it receives from the TEP.
  */
-const PROBE = `
-import json, select, socket, struct, sys, time
-dst, ifname, n, tep = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
-def csum(b):
-    s = sum(struct.unpack("!%dH" % (len(b) // 2), b))
-    s = (s >> 16) + (s & 0xFFFF); s += s >> 16
-    return (~s) & 0xFFFF
-src4, dst4 = socket.inet_aton("203.0.113.5"), socket.inet_aton("192.0.2.80")
-hdr = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 28, 1, 0, 64, 17, 0, src4, dst4)
-hdr = hdr[:10] + struct.pack("!H", csum(hdr)) + hdr[12:]
-pkt = hdr + struct.pack("!HHHH", 40000, 9, 8, 0)
-s = socket.socket(socket.AF_INET6, socket.SOCK_RAW, 4)
-r = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6)
-scope = socket.if_nametoindex(ifname) if dst.startswith("ff") else 0
-for _ in range(n):
-    s.sendto(pkt, (dst, 0, 0, scope))
-got, end = 0, time.time() + 1.5
-while time.time() < end:
-    if not select.select([r], [], [], 0.1)[0]:
-        continue
-    data, addr = r.recvfrom(2048)
-    if data[0] == 1 and data[1] == 5 and addr[0] == tep:
-        got += 1
-print(json.dumps({"errors": got}))
-`;
+const PROBE = join(ROOT, "test", "fixtures", "redteam", "source_policy_probe.py");
 
 async function tepCounters(socket: string): Promise<Record<string, number>> {
   const r = await fetch("http://localhost/v1/stats", { unix: socket });
@@ -74,52 +48,18 @@ async function tepCounters(socket: string): Promise<Record<string, number>> {
   return all;
 }
 
-/**
- * The same packet as {@link PROBE}, to the TEP's unicast address but in an Ethernet frame to
- * the link's broadcast address (AF_PACKET): `n` of them, then counts for 1.5 s.
- */
-const PROBE_L2 = `
-import json, select, socket, struct, sys, time
-ifname, n, tep = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-def csum(b):
-    s = sum(struct.unpack("!%dH" % (len(b) // 2), b))
-    s = (s >> 16) + (s & 0xFFFF); s += s >> 16
-    return (~s) & 0xFFFF
-src4, dst4 = socket.inet_aton("203.0.113.5"), socket.inet_aton("192.0.2.80")
-hdr = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 28, 1, 0, 64, 17, 0, src4, dst4)
-hdr = hdr[:10] + struct.pack("!H", csum(hdr)) + hdr[12:]
-inner = hdr + struct.pack("!HHHH", 40000, 9, 8, 0)
-src6 = socket.inet_pton(socket.AF_INET6, "2001:db8:7::10")
-ip6 = struct.pack("!IHBB", 0x60000000, len(inner), 4, 64) + src6 + socket.inet_pton(socket.AF_INET6, tep)
-mac = open("/sys/class/net/%s/address" % ifname).read().strip().replace(":", "")
-frame = b"\\xff" * 6 + bytes.fromhex(mac) + b"\\x86\\xdd" + ip6 + inner
-p = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
-p.bind((ifname, 0))
-r = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6)
-for _ in range(n):
-    p.send(frame)
-got, end = 0, time.time() + 1.5
-while time.time() < end:
-    if not select.select([r], [], [], 0.1)[0]:
-        continue
-    data, addr = r.recvfrom(2048)
-    if data[0] == 1 and data[1] == 5 and addr[0] == tep:
-        got += 1
-print(json.dumps({"errors": got}))
-`;
-
+/** The same packet to the TEP's unicast address in an Ethernet broadcast frame: `n`, counted. */
 function probeL2(host: Netns, n: number): number {
-  const script = join(dir, "probe_l2.py");
-  writeFileSync(script, PROBE_L2);
-  const r = host.exec(["python3", script, "c0", String(n), TEP6]);
-  if (r.code !== 0) throw new Error(`probe: ${r.stderr}`);
-  return (JSON.parse(r.stdout.trim()) as { errors: number }).errors;
+  return probeRun(host, ["l2", "c0", String(n), TEP6]);
 }
 
+/** `n` packets to `dst` (the TEP, or a group on c0): the 1/5 errors the TEP sent back. */
 function probe(host: Netns, dst: string, n: number): number {
-  const script = join(dir, "probe.py");
-  writeFileSync(script, PROBE);
-  const r = host.exec(["python3", script, dst, "c0", String(n), TEP6]);
+  return probeRun(host, ["ip", dst, "c0", String(n), TEP6]);
+}
+
+function probeRun(host: Netns, args: string[]): number {
+  const r = host.exec(["python3", PROBE, ...args]);
   if (r.code !== 0) throw new Error(`probe: ${r.stderr}`);
   return (JSON.parse(r.stdout.trim()) as { errors: number }).errors;
 }
