@@ -316,12 +316,37 @@ describe("Dhcp4o6Client against a fake 4o6 server", () => {
     // Retransmissions keep the xid.
     expect(new Set(server.seen.map((s) => s.query.dhcp4.xid)).size).toBe(1);
     expect(client.retransmissions).toBe(2);
-    // Each retransmission is said; the first says what a silent 4o6 server usually lacks.
+    // The first retransmission is said at warn, with what a silent 4o6 server usually lacks;
+    // the next ones at debug (not a warning per retransmission).
     log.flush();
     const warned = lines.filter((l) => / WARN no-answer /.test(l));
-    expect(warned.length).toBe(2);
+    expect(warned.length).toBe(1);
     expect(warned[0]).toContain("--dhcp4o6-allow");
-    expect(warned[1]).not.toContain("--dhcp4o6-allow");
+    expect(warned[0]).toContain("logged at debug until the server answers");
+  });
+
+  test("no-answer warns once per silence: quiet while the server stays silent, news again after an answer", async () => {
+    const lines: string[] = [];
+    const log = new Logger({
+      level: "debug",
+      sink: (text) => lines.push(...text.trimEnd().split("\n")),
+    });
+    let silent = true;
+    const { client } = await setup((q) => (silent ? null : KEA(q)), { log });
+    const said = (level: string) => {
+      log.flush();
+      return lines.filter((l) => new RegExp(` ${level} no-answer `).test(l)).length;
+    };
+    await expect(client.discover()).rejects.toBeInstanceOf(DstmTimeoutError);
+    await expect(client.discover()).rejects.toBeInstanceOf(DstmTimeoutError);
+    expect(client.retransmissions).toBe(4);
+    expect(said("WARN")).toBe(1);
+    expect(said("DEBUG")).toBe(3);
+    silent = false;
+    await client.discover();
+    silent = true;
+    await expect(client.discover()).rejects.toBeInstanceOf(DstmTimeoutError);
+    expect(said("WARN")).toBe(2);
   });
 
   test("an OFFER but no ACK: DstmTimeoutError for the REQUEST", async () => {

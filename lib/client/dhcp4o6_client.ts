@@ -236,7 +236,6 @@ export class Dhcp4o6Client implements LeaseClient {
         io: this.#io,
         me: this.#me,
         now: this.#now,
-        log: this.#options.log,
         unicastTo: this.#unicastTo(binding),
         rebindTo: () => this.#rebindTo(),
       },

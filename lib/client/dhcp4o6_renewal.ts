@@ -7,7 +7,6 @@
  *
  * @module
  */
-import type { Logger } from "../control/log.ts";
 import { DHCP4O6_FLAG_UNICAST, Dhcp6MessageType, encodeDhcp4o6 } from "../wire/dhcp4o6.ts";
 import { dhcp4NextTransmission, dhcp4StateAt } from "./dhcp4_timers.ts";
 import {
@@ -27,7 +26,6 @@ export interface RenewalContext {
   /** The chaddr and client id every message carries. */
   readonly me: Dhcp4o6Sender;
   readonly now: () => number;
-  readonly log?: Logger;
   /** The server's unicast address for renewing (RFC 7341 §6). */
   readonly unicastTo: string;
   /** Where a rebinding REQUEST goes. */
@@ -58,10 +56,7 @@ export async function renewOrRebind(
     });
     const to = renewing ? [c.unicastTo] : c.rebindTo();
     const what = renewing ? "renewing REQUEST" : "rebinding REQUEST";
-    if (attempt > 0) {
-      c.io.retransmissions++;
-      c.log?.warn("no-answer", { server: to.join(","), message: what, attempt });
-    }
+    if (attempt > 0) c.io.noAnswer(to.join(","), what, attempt + 1);
     let reply: Reply | undefined;
     const accept = (data: Uint8Array, from: string) => {
       const m = matchResponse(data, xid, c.me.chaddr, isAckOrNak);

@@ -28,6 +28,7 @@ import {
   encodeDhcp6,
   peekDhcp6MessageType,
 } from "../wire/dhcp4o6.ts";
+import { Quiet } from "./exchange_warnings.ts";
 import { DstmTimeoutError, type RetryPolicy } from "./protocol.ts";
 
 /** Takes a datagram (true: it was the answer awaited). */
@@ -61,6 +62,8 @@ export class Dhcp4o6Transport {
   /** Datagrams that matched nothing (wrong port, undecodable, unknown xid, other client). */
   ignored = 0;
   retransmissions = 0;
+  /** `no-answer`: at warn once, then at debug until a server answers (./exchange_warnings.ts). */
+  readonly #noAnswer = new Quiet();
 
   constructor(options: Dhcp4o6TransportOptions) {
     this.#o = options;
@@ -92,7 +95,22 @@ export class Dhcp4o6Transport {
     logDhcp4o6Message(this.#o.log, "received", data, address, {
       result: taken ? "answer" : "ignored",
     });
-    if (!taken) this.ignored++;
+    if (taken) this.#noAnswer.reset();
+    else this.ignored++;
+  }
+
+  /**
+   * Says that try `attempt` (2, 3, …) of `message` goes to `server` because the earlier ones
+   * had no answer: at warn the first time (with `detail`), then at debug until a server
+   * answers or ten minutes have passed, so a silent server is not a warning per
+   * retransmission. Counts the retransmission.
+   */
+  noAnswer(server: string, message: string, attempt: number, detail?: string): void {
+    this.retransmissions++;
+    const { log, now } = this.#o;
+    if (!log) return;
+    const fields = { server, message, attempt, ...(detail ? { detail } : {}) };
+    this.#noAnswer.say(log, "no-answer", fields, now());
   }
 
   /** Sends one datagram to `address`; false (and a warn line) when the kernel refused it. */
@@ -155,21 +173,13 @@ export class Dhcp4o6Transport {
     accept: Accept,
   ): Promise<void> {
     if (this.#closed) throw new DstmTimeoutError("the DHCPv4-over-DHCPv6 client is closed");
-    const { retry, log, serverPort } = this.#o;
+    const { retry, serverPort } = this.#o;
     const name = () => (typeof what === "string" ? what : what());
     let timeout = retry.initialMs;
     for (let attempt = 0; attempt < retry.tries && !this.#closed; attempt++) {
       const payload = build();
-      if (attempt > 0) {
-        this.retransmissions++;
-        log?.warn("no-answer", {
-          server: to.join(","),
-          message: name(),
-          attempt: attempt + 1,
-          // Once: what a server that stays silent to DHCPv4-QUERY usually lacks.
-          detail: attempt === 1 ? NO_ANSWER_HINT : undefined,
-        });
-      }
+      // The first time: what a server that stays silent to DHCPv4-QUERY usually lacks.
+      if (attempt > 0) this.noAnswer(to.join(","), name(), attempt + 1, NO_ANSWER_HINT);
       // RFC 2131 §4.1: each timeout randomised by ± 1 s (less for the short test timeouts).
       const spread = Math.min(1000, timeout / 4);
       const wait = timeout + (Math.random() * 2 - 1) * spread;

@@ -17,7 +17,7 @@ import { REWARN_MS } from "./acquire_warnings.ts";
 import { UNREACHABLE_HINT } from "./protocol.ts";
 
 /** One event said at warn once, then at debug until reset or {@link REWARN_MS} later. */
-class Quiet {
+export class Quiet {
   #at: number | undefined;
   #repeats = 0;
 
