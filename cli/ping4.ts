@@ -18,7 +18,7 @@ import { runtimeDir } from "../lib/config/paths.ts";
 import { formatIPv4, parseIPv4, parseIPv6 } from "../lib/net/addr.ts";
 import { isLocalAddress, sourceAddressFor, UdpBindError } from "../lib/sys/udp.ts";
 import { DSTM_PORT } from "../lib/wire/dstm_types.ts";
-import { clientSocket } from "./client.ts";
+import { clientSocket } from "./client_status.ts";
 import { RuntimeError, UsageError } from "./errors.ts";
 
 /** A renamed flag: the new one, or the old one with a deprecation warning (not both). */

@@ -360,9 +360,9 @@ describe("--route given twice is refused at --check (a start failed with EEXIST)
   });
 });
 
-test("docs/kernel-dti.md quotes the status's kernel line as cli/client.ts prints it", async () => {
+test("docs/kernel-dti.md quotes the status's kernel line as cli/client_status.ts prints it", async () => {
   const doc = await Bun.file(join(ROOT, "docs", "kernel-dti.md")).text();
-  const source = await Bun.file(join(ROOT, "cli", "client.ts")).text();
+  const source = await Bun.file(join(ROOT, "cli", "client_status.ts")).text();
   const quoted = /^kernel {4}\d.*$/m.exec(doc)?.[0];
   const template = /`(kernel {4}\$\{.*)`,$/m.exec(source)?.[1];
   expect(quoted).toBeDefined();
