@@ -260,7 +260,7 @@ function leaseClientOf(r: ClientSettings, log: Logger): NodeConfig["leaseClient"
       key: r.key,
       onFailover: (from, to) => log.warn("server-failover", { from, to }),
       onRetransmit: (to, attempt, message) => warnings.retransmit(attempt, message, to),
-      onUnreachable: (to, type) => warnings.unreachable(type, to),
+      onUnreachable: (to, type, detail) => warnings.unreachable(type, to, detail),
       onMessage: (direction, message, peer) => {
         if (direction === "received") warnings.answered();
         logMessage(log, direction, message, peer);

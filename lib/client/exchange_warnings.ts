@@ -65,18 +65,20 @@ export class ExchangeWarnings {
     this.#noAnswer.say(this.log, "no-answer", { server, message, attempt }, this.now());
   }
 
-  /** An ICMPv6 destination unreachable came back for a message of `type` sent to `server`. */
-  unreachable(type: number, server = this.server): void {
+  /**
+   * An ICMPv6 destination unreachable came back for a message of `type` sent to `server`;
+   * `detail`: its code in words (./unreachable_reason.ts), or what it most often means.
+   */
+  unreachable(
+    type: number,
+    server = this.server,
+    detail = `ICMPv6 destination unreachable from the server's address; ${UNREACHABLE_HINT}`,
+  ): void {
     this.icmpUnreachable++;
     this.#unreachable.say(
       this.log,
       "server-unreachable-icmp",
-      {
-        server,
-        message: messageTypeName(type),
-        detail: `ICMPv6 destination unreachable from the server's address; ${UNREACHABLE_HINT}`,
-        retrying: "yes",
-      },
+      { server, message: messageTypeName(type), detail, retrying: "yes" },
       this.now(),
     );
   }

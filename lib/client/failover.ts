@@ -23,6 +23,7 @@ import {
   type RetryPolicy,
   type TransportOptions,
 } from "./protocol.ts";
+import { UnreachableReasons } from "./unreachable_reason.ts";
 
 export interface FailoverOptions {
   /** The servers (IPv6 address and UDP port), in order of preference. */
@@ -37,14 +38,19 @@ export interface FailoverOptions {
   readonly onRetransmit?: (server: string, attempt: number, message: string) => void;
   /** Told of each message sent and each answer accepted (lib/client/protocol.ts). */
   readonly onMessage?: TransportOptions["onMessage"];
-  /** Told of an ICMPv6 destination unreachable for a message (`type`) sent to `server`. */
-  readonly onUnreachable?: (server: string, type: number) => void;
+  /**
+   * Told of an ICMPv6 destination unreachable for a message (`type`) sent to `server`,
+   * `detail` its code in words (./unreachable_reason.ts, opened here when it can be).
+   */
+  readonly onUnreachable?: (server: string, type: number, detail: string) => void;
 }
 
 /** A lease client over several servers; see the module doc. Throws RangeError on no server. */
 export async function failoverLeaseClient(opts: FailoverOptions): Promise<LeaseClient> {
   if (opts.servers.length === 0) throw new RangeError("no DSTM server given");
   const clients: { server: string; client: DstmClient; transport: DstmTransport }[] = [];
+  // One raw ICMPv6 listener for every server's transport (none without CAP_NET_RAW).
+  const reasons = UnreachableReasons.open();
   try {
     for (const { address, port } of opts.servers) {
       const server = `[${address}]:${port}`;
@@ -57,12 +63,14 @@ export async function failoverLeaseClient(opts: FailoverOptions): Promise<LeaseC
         onRetransmit: (attempt, type) =>
           opts.onRetransmit?.(server, attempt, messageTypeName(type)),
         onMessage: opts.onMessage,
-        onUnreachable: (type) => opts.onUnreachable?.(server, type),
+        onUnreachable: (type, detail) => opts.onUnreachable?.(server, type, detail),
+        explainUnreachable: reasons,
       });
       clients.push({ server, transport, client: new DstmClient(transport, opts.host6) });
     }
   } catch (error) {
     for (const c of clients) c.transport.close();
+    reasons?.close();
     throw error;
   }
   let current = 0;
@@ -91,6 +99,7 @@ export async function failoverLeaseClient(opts: FailoverOptions): Promise<LeaseC
     release: (ipv4, options): Promise<void> => exchange((c) => c.release(ipv4, options)),
     close: () => {
       for (const c of clients) c.transport.close();
+      reasons?.close();
     },
     rotateKey: (key, overlapMs) => {
       for (const c of clients) c.transport.rotateKey(key, overlapMs);

@@ -13,6 +13,7 @@ import { logMessage } from "../control/message_log.ts";
 import { ExchangeWarnings } from "./exchange_warnings.ts";
 import type { NodeConfig } from "./node_config.ts";
 import { DstmClient, DstmTransport, type LeaseClient } from "./protocol.ts";
+import { UnreachableReasons } from "./unreachable_reason.ts";
 
 /** The configured allocation protocol's client for `host6`. */
 export function leaseClientFor(
@@ -33,17 +34,23 @@ async function nativeLeaseClient(
   host6: string,
   warnings: ExchangeWarnings,
 ): Promise<LeaseClient> {
+  // The ICMPv6 code of an unreachable, in words (none without CAP_NET_RAW).
+  const reasons = UnreachableReasons.open();
   const transport = await DstmTransport.open({
     server: config.server,
     port,
     key: config.key,
     bind: host6,
+    explainUnreachable: reasons,
     onMessage: (direction, message, peer) => {
       if (direction === "received") warnings.answered();
       logMessage(config.log, direction, message, peer);
     },
     onRetransmit: (attempt, type) => warnings.retransmit(attempt, type),
-    onUnreachable: (type) => warnings.unreachable(type),
+    onUnreachable: (type, detail) => warnings.unreachable(type, undefined, detail),
+  }).catch((error: unknown) => {
+    reasons?.close();
+    throw error;
   });
   const client = new DstmClient(transport, host6);
   return {
@@ -51,7 +58,10 @@ async function nativeLeaseClient(
     discover: () => client.discover(),
     request: (ipv4) => client.request(ipv4),
     release: (ipv4, options) => client.release(ipv4, options),
-    close: () => transport.close(),
+    close: () => {
+      transport.close();
+      reasons?.close();
+    },
     rotateKey: (key, overlapMs) => void transport.rotateKey(key, overlapMs),
   };
 }

@@ -13,6 +13,7 @@ import { bindUdp, type UdpEndpoint } from "../sys/udp.ts";
 import { type AuthKey, ReplayGuard, signMessage, verifyMessage } from "../wire/auth.ts";
 import { decodeMessage, encodeMessage } from "../wire/dstm.ts";
 import { DSTM_PORT, type DstmMessage, MessageType, Status } from "../wire/dstm_types.ts";
+import type { UnreachableExplainer } from "./unreachable_reason.ts";
 
 /** What an ICMPv6 destination unreachable from the server's address most often means. */
 export const UNREACHABLE_HINT =
@@ -49,7 +50,13 @@ export interface TransportOptions {
    * sent while an exchange waits (`type`: the message type waiting), once per error. The exchange goes on
    * retransmitting: a server being started may answer the next try.
    */
-  readonly onUnreachable?: (type: number) => void;
+  readonly onUnreachable?: (type: number, detail: string) => void;
+  /**
+   * Reads the ICMPv6 code of such an error (./unreachable_reason.ts): drained before each
+   * send, asked when Bun reports the error. Without it, `detail` says what an unreachable
+   * most often means ({@link UNREACHABLE_HINT}).
+   */
+  readonly explainUnreachable?: UnreachableExplainer;
   /** Told of each message sent (every try) and each answer accepted, e.g. for debug logs. */
   readonly onMessage?: (direction: "sent" | "received", message: DstmMessage, peer: string) => void;
   readonly now?: () => number;
@@ -60,8 +67,8 @@ interface Pending {
   readonly expect: number;
   /** An unsigned NAK NOT_AUTHORISED came for it (not believed: see onDatagram). */
   unsignedRefusal?: boolean;
-  /** An ICMPv6 error came back for a try of it (TransportOptions.onUnreachable). */
-  unreachable?: boolean;
+  /** An ICMPv6 error came back for a try of it (TransportOptions.onUnreachable): in words. */
+  unreachable?: string;
   readonly type: number;
 }
 
@@ -94,7 +101,8 @@ export class DstmTransport {
   retransmissions = 0;
   /** ICMPv6 errors (destination unreachable) for messages sent to the server. */
   unreachable = 0;
-  readonly #onUnreachable: ((type: number) => void) | undefined;
+  readonly #onUnreachable: TransportOptions["onUnreachable"];
+  readonly #explain: UnreachableExplainer | undefined;
 
   private constructor(endpoint: UdpEndpoint, options: TransportOptions) {
     this.#endpoint = endpoint;
@@ -104,6 +112,7 @@ export class DstmTransport {
     this.#retry = { ...DEFAULT_RETRY, ...options.retry };
     this.#onRetransmit = options.onRetransmit;
     this.#onUnreachable = options.onUnreachable;
+    this.#explain = options.explainUnreachable;
     this.#onMessage = options.onMessage;
     this.#now = options.now ?? Date.now;
   }
@@ -165,6 +174,7 @@ export class DstmTransport {
           this.retransmissions++;
           this.#onRetransmit?.(attempt + 1, message.type);
         }
+        this.#explain?.drain();
         this.#endpoint.send(bytes, this.#server, this.#port);
         this.#onMessage?.("sent", { ...message, xid } as DstmMessage, this.#server);
         // ±10% jitter so that many clients restarted together do not retransmit in lockstep.
@@ -194,7 +204,7 @@ export class DstmTransport {
     }
     if (pending?.unreachable) {
       throw new DstmTimeoutError(
-        `no answer from DSTM server [${this.#server}]:${this.#port} after ${policy.tries} tries, only ICMPv6 destination unreachable: ${UNREACHABLE_HINT}`,
+        `no answer from DSTM server [${this.#server}]:${this.#port} after ${policy.tries} tries, only ${pending.unreachable}`,
       );
     }
     if (this.#closed)
@@ -214,12 +224,15 @@ export class DstmTransport {
   onAsyncError(): void {
     if (this.#pending.size === 0) return;
     this.unreachable++;
+    const detail =
+      this.#explain?.explain(this.local, this.#server, this.#port) ??
+      `ICMPv6 destination unreachable from the server's address: ${UNREACHABLE_HINT}`;
     let type: number | undefined;
     for (const pending of this.#pending.values()) {
-      pending.unreachable = true;
+      pending.unreachable = detail;
       type ??= pending.type;
     }
-    if (type !== undefined) this.#onUnreachable?.(type);
+    if (type !== undefined) this.#onUnreachable?.(type, detail);
   }
 
   onDatagram(data: Uint8Array, address: string, port: number): void {
