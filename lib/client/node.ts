@@ -41,11 +41,10 @@ import { DSTM_PORT, Status } from "../wire/dstm_types.ts";
 import { acquireLoop } from "./acquire_loop.ts";
 import { AcquireState } from "./acquire_state.ts";
 import { AddressFollower } from "./address_follower.ts";
-import { BindingLostGate } from "./binding_lost.ts";
+import { BindingLostNotices } from "./binding_lost.ts";
 import { DtiError, type DtiHooks } from "./dti.ts";
 import { createDti } from "./dti_factory.ts";
 import { ExchangeWarnings } from "./exchange_warnings.ts";
-import { KernelBindingWatch } from "./kernel_binding_watch.ts";
 import { leaseClientFor } from "./lease_client.ts";
 import { afterFailedRenewal, leaseInUseHere, releaseLogged, renewalDelay } from "./lease_life.ts";
 import {
@@ -92,9 +91,7 @@ export class DstmNode {
   /** Watches the host's IPv6 addresses (renumbering); absent when host6 was given. */
   #addresses: AddressFollower | undefined;
   /** Early renewals on the TEP's word, at most one per 10 s (./binding_lost.ts). */
-  readonly #bindingLost = new BindingLostGate();
-  /** ICMPv6 1/5 about packets the kernel encapsulated (kernel DTIs, --kernel-encap). */
-  #kernelWatch: KernelBindingWatch | undefined;
+  readonly #bindingLost: BindingLostNotices;
   /** Wakes the acquiring loop out of its back-off sleep. */
   #wake: (() => void) | undefined;
 
@@ -109,6 +106,15 @@ export class DstmNode {
   private constructor(config: NodeConfig, client: LeaseClient, warnings: ExchangeWarnings) {
     this.#config = config;
     this.#warnings = warnings;
+    this.#bindingLost = new BindingLostNotices({
+      log: config.log,
+      lease: () => {
+        const lease = this.#lease;
+        return lease ? { ipv4: lease.ipv4, tep6: this.#tep6(lease) } : null;
+      },
+      bound: () => !this.#stopping && this.#state === "bound",
+      renewNow: () => this.#scheduleRenewal(0),
+    });
     declareNodeMetrics(
       this.metrics,
       this.counters,
@@ -145,7 +151,9 @@ export class DstmNode {
     const client = await leaseClientFor(config, port, host6, warnings);
     const node = new DstmNode(config, client, warnings);
     node.#drops.start();
-    node.#watchKernelBinding();
+    // Kernel DTIs have no Workers' raw socket for the TEP's ICMPv6 1/5: a raw ICMPv6 watch.
+    if (!config.dti && (config.dtiMode ?? "tun") !== "tun")
+      node.#bindingLost.watchKernel(node.counters, () => node.#client.host6);
     if (config.host6 === undefined) {
       node.#addresses = AddressFollower.start({
         current: () => node.#client.host6,
@@ -226,7 +234,7 @@ export class DstmNode {
     clearTimeout(this.#timer);
     clearInterval(this.#idleTimer);
     this.#drops.stop();
-    this.#kernelWatch?.stop();
+    this.#bindingLost.stop();
     this.#addresses?.stop();
     this.#wake?.();
     const lease = this.#lease;
@@ -299,7 +307,7 @@ export class DstmNode {
   /** Brings the DTI up with `address` (./kernel_dti.ts, or the configured hooks). */
   async #dtiUp(address: number, tep6: Uint8Array | undefined): Promise<void> {
     this.#mtu = await this.#dti.up(address, tep6, (why) =>
-      why === "binding-lost" ? this.#onBindingLost() : this.#onDemand(),
+      why === "binding-lost" ? this.#bindingLost.notice() : this.#onDemand(),
     );
   }
 
@@ -311,57 +319,6 @@ export class DstmNode {
       detail: "IPv4 traffic and no lease: acquiring",
     });
     void this.#acquire();
-  }
-
-  /**
-   * The TEP answered a packet from the leased address with ICMPv6 1/5 (it has no binding: the
-   * lease was deleted at the server, the server lost it; lib/dataplane/client_lease.ts checked
-   * it came from the TEP): renew now instead of at T1, at most once per 10 s
-   * (./binding_lost.ts); a refusal then starts over with DISCOVER.
-   */
-  #onBindingLost(): void {
-    const lease = this.#lease;
-    if (!lease || this.#stopping || this.#state !== "bound") return;
-    const allowed = this.#bindingLost.take();
-    if (!allowed) return;
-    this.#config.log.warn("binding-lost", {
-      ipv4: formatIPv4(lease.ipv4),
-      tep6: this.#tep6(lease),
-      suppressed: allowed.suppressed || undefined,
-      detail:
-        "the TEP has no binding for this lease (ICMPv6 source address failed ingress/egress policy): renewing now",
-    });
-    this.#scheduleRenewal(0);
-  }
-
-  /**
-   * With a kernel DTI (`--dti kernel|seg6|ip6tnl`) there are no Workers and no raw socket of
-   * ours for the TEP's ICMPv6 1/5 to reach: a raw ICMPv6 socket watches for it
-   * (./kernel_binding_watch.ts) and calls the same renewal. (With `--kernel-encap` the
-   * inbound Worker's raw socket for next header 4 gets the error about the kernel's packets
-   * too, so it needs no watch.) Without CAP_NET_RAW it is said once at warn and the client
-   * waits for T1, as before.
-   */
-  #watchKernelBinding(): void {
-    const c = this.#config;
-    if (c.dti || (c.dtiMode ?? "tun") === "tun") return;
-    try {
-      this.#kernelWatch = new KernelBindingWatch({
-        counters: this.counters,
-        onLost: () => this.#onBindingLost(),
-        lease: () => {
-          const lease = this.#lease;
-          if (!lease) return null;
-          const host6 = parseIPv6(this.#client.host6);
-          const tep6 = parseIPv6(this.#tep6(lease));
-          return host6 && tep6 ? { host6, tep6, ipv4: lease.ipv4 } : null;
-        },
-      });
-    } catch (error) {
-      c.log.warn("binding-watch-unavailable", {
-        detail: `no raw ICMPv6 socket (${(error as Error).message}): a binding lost at the TEP is noticed at the next renewal`,
-      });
-    }
   }
 
   /** On-demand: release the lease when nothing has gone through for the idle time. */
