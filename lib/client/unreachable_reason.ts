@@ -29,11 +29,10 @@
  * @module
  */
 import { equalIPv6, formatIPv6, parseIPv6 } from "../net/addr.ts";
+import { ICMP6_DEST_UNREACHABLE } from "../net/icmp6.ts";
 import { openIcmp6Listener } from "../sys/icmp6_socket.ts";
 import type { Raw6Socket } from "../sys/raw6.ts";
 
-/** ICMPv6 Destination Unreachable (RFC 4443 §3.1). */
-const DEST_UNREACHABLE = 1;
 /** The fixed ICMPv6 header (type, code, checksum, unused) before the invoking packet (bytes). */
 const ICMP6_HEADER = 8;
 /** IPv6 fixed header (bytes, RFC 8200 §3). */
@@ -67,7 +66,7 @@ export function parseQuotedUdp(
   n: number,
   from: Uint8Array,
 ): QuotedUnreachable | null {
-  if (n < ICMP6_HEADER + IPV6_HEADER + 4 || msg[0] !== DEST_UNREACHABLE) return null;
+  if (n < ICMP6_HEADER + IPV6_HEADER + 4 || msg[0] !== ICMP6_DEST_UNREACHABLE) return null;
   const ip = ICMP6_HEADER;
   if (msg[ip]! >> 4 !== 6 || msg[ip + 6] !== UDP) return null;
   const udp = ip + IPV6_HEADER;
@@ -131,7 +130,7 @@ export class UnreachableReasons implements UnreachableExplainer {
   /** A raw ICMPv6 listener, or undefined when it cannot be opened (no CAP_NET_RAW). */
   static open(): UnreachableReasons | undefined {
     try {
-      return new UnreachableReasons(openIcmp6Listener(DEST_UNREACHABLE));
+      return new UnreachableReasons(openIcmp6Listener(ICMP6_DEST_UNREACHABLE));
     } catch {
       return undefined;
     }
