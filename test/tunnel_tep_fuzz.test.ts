@@ -29,8 +29,14 @@
  * FUZZ_SEEDS=2000.
  */
 import { describe, expect, test } from "bun:test";
-import { fuzzCase } from "./helpers/tep_fuzz_gen.ts";
+import { parseIPv6 } from "../lib/net/addr.ts";
+import { TepDecapBatch } from "../lib/tunnel/tep_batch.ts";
+import { FakeBatchTun, FakeTunnelSocket } from "./helpers/fake_devices.ts";
+import { tcp } from "./helpers/tcp_packets.ts";
+import { tepContext, WHOLE } from "./helpers/tep_context.ts";
+import { FUZZ_TCP_OPTIONS, fixIPv4, fuzzCase, withOptions } from "./helpers/tep_fuzz_gen.ts";
 import { compareRuns, runCase } from "./helpers/tep_fuzz_run.ts";
+import { hexOf } from "./helpers/udp_packets.ts";
 
 const SEEDS = process.env.FUZZ_SEED
   ? [Number(process.env.FUZZ_SEED)]
@@ -60,5 +66,79 @@ describe("TepDecapBatch fuzz: GSO TUN, plain TUN and one by one agree", () => {
       expect(forwarded).toBeGreaterThan(packets / 4);
       expect(coalesced).toBeGreaterThan(SEEDS.length);
     }
+  });
+});
+
+const A6 = parseIPv6("2001:db8:a::1")!;
+const HOST4 = [198, 51, 100, 10];
+const WEB4 = [203, 0, 113, 80];
+
+/**
+ * What a flow's segments become through a GSO TUN (cut back) and through a plain TUN, in one
+ * batch from their bound host.
+ */
+function throughBoth(packets: readonly Uint8Array[]): { gso: string[]; plain: string[] } {
+  const out = (gso: boolean) => {
+    const { tep } = tepContext([["198.51.100.10", WHOLE, A6]]);
+    const raw = new FakeTunnelSocket(300);
+    const tun = new FakeBatchTun(gso, gso ? 10 : 0);
+    for (const packet of packets)
+      raw.inbox.push({ packet: packet.slice(), src6: A6, trafficClass: 0 });
+    expect(new TepDecapBatch(tep, raw, tun).step()).toBe(packets.length);
+    // Only TCP here: the TCP trains are cut by gso.ts as FakeBatchTun.read does.
+    const cut = tun.written.flatMap((w) => {
+      if (w.gsoSize === 0) return [w.packet];
+      const inbox = new FakeBatchTun();
+      inbox.inbox.push({ packet: w.packet, gsoSize: w.gsoSize });
+      const bufs = Array.from({ length: 64 }, () => new Uint8Array(2048));
+      const sizes = new Int32Array(64);
+      const n = inbox.read(bufs, sizes, 0);
+      return bufs.slice(0, n).map((b, i) => b.slice(0, sizes[i]!));
+    });
+    return hexOf(cut);
+  };
+  return { gso: out(true), plain: out(false) };
+}
+
+/** Three segments of one flow that coalesce, then `last`: the flow's next segment, changed. */
+function flowThen(change: (p: Uint8Array) => Uint8Array): Uint8Array[] {
+  const seq = 0x1000;
+  const segs = [0, 1, 2, 3].map((i) =>
+    tcp({ payload: 100, seq: seq + 100 * i, id: 0x100 + i, src: HOST4, dst: WEB4 }),
+  );
+  return [...segs.slice(0, 3), change(segs[3]!)];
+}
+
+// Found by the fuzz above (seeds 81923 and 81937 of the first run): a TCP segment the TCP GRO
+// will not take for its header's shape (IPv4 options, IHL > 5; or shorter than 40 bytes, or
+// than its data offset says) is written at once, while the earlier segments of its own flow
+// still wait in a train until the end of the batch: it overtakes them. One by one, or into a
+// plain TUN, it comes after them. lib/tunnel/gro.ts `TcpCoalescer.add` returns through
+// `#single` before `#find` for those packets, so their flow's train is never flushed first
+// (the UDP GRO flushes the trains to the same addresses before passing a packet on). Not a
+// packet let through that should not be, but the order within a flow breaks (issue 14:
+// "order within a flow kept"). test.failing: these fail on the code as it is; once fixed,
+// make them plain tests and set FUZZ_TCP_OPTIONS to true.
+describe("TepDecapBatch: a TCP segment the GRO cannot take keeps its place in its flow", () => {
+  test("the generator still leaves these cases out (FUZZ_TCP_OPTIONS)", () => {
+    expect(FUZZ_TCP_OPTIONS).toBe(false);
+  });
+
+  test.failing("a segment with IPv4 options after three held segments of its flow", () => {
+    const { gso, plain } = throughBoth(flowThen(withOptions));
+    expect(plain.length).toBe(4);
+    expect(gso).toEqual(plain);
+  });
+
+  test.failing("a segment cut to 30 bytes (a valid IPv4 header, 10 bytes of TCP header)", () => {
+    const short = (p: Uint8Array) => {
+      const q = p.slice(0, 30);
+      q[2] = 0;
+      q[3] = 30;
+      return fixIPv4(q);
+    };
+    const { gso, plain } = throughBoth(flowThen(short));
+    expect(plain.length).toBe(4);
+    expect(gso).toEqual(plain);
   });
 });

@@ -48,7 +48,16 @@ export const HOSTS6: Uint8Array[] = Array.from({ length: 8 }, (_, i) =>
   Uint8Array.from([0x20, 0x01, 0x0d, 0xb8, 0, 0x0a, ...Array(9).fill(0), i + 1]),
 );
 /** Bound to nothing: an attacker's outer source. */
-export const ATTACKER6 = Uint8Array.from([0x20, 0x01, 0x0d, 0xb8, 0x0b, 0xad, ...Array(9).fill(0), 1]);
+export const ATTACKER6 = Uint8Array.from([
+  0x20,
+  0x01,
+  0x0d,
+  0xb8,
+  0x0b,
+  0xad,
+  ...Array(9).fill(0),
+  1,
+]);
 /** Inner sources 198.51.100.10–25 (some bound whole, some shared, some not at all). */
 const INNER = Array.from({ length: 16 }, (_, i) => [198, 51, 100, 10 + i]);
 const PEERS = Array.from({ length: 6 }, (_, i) => [203, 0, 113, 80 + i]);
@@ -85,7 +94,10 @@ class Gen {
     const m = this.model.get(a);
     const set = (offset: number, psidLength: number, psid: number, h: number): BindingOp => {
       let e = this.model.get(a);
-      if (!e) this.model.set(a, (e = { offset, psidLength, hosts: new Map() }));
+      if (!e) {
+        e = { offset, psidLength, hosts: new Map() };
+        this.model.set(a, e);
+      }
       e.hosts.set(psid, h);
       return { kind: "set", ipv4: v4, portSet: { offset, psidLength, psid }, host6: HOSTS6[h]! };
     };
@@ -146,13 +158,14 @@ class Gen {
   outer(a: number, port: number): Uint8Array {
     const m = this.model.get(a);
     if (this.chance(0.08) || !m) return this.chance(0.5) ? ATTACKER6 : this.pick(HOSTS6);
-    const psid = m.psidLength === 0 ? 0 : (port >> (16 - m.offset - m.psidLength)) & ((1 << m.psidLength) - 1);
+    const psid =
+      m.psidLength === 0 ? 0 : (port >> (16 - m.offset - m.psidLength)) & ((1 << m.psidLength) - 1);
     const h = m.hosts.get(psid);
     return h === undefined ? this.pick(HOSTS6) : HOSTS6[h]!;
   }
 }
 
-function fixIPv4(p: Uint8Array): Uint8Array {
+export function fixIPv4(p: Uint8Array): Uint8Array {
   const ihl = (p[0]! & 0x0f) * 4;
   p[10] = 0;
   p[11] = 0;
@@ -163,7 +176,7 @@ function fixIPv4(p: Uint8Array): Uint8Array {
 }
 
 /** The packet with 4 bytes of IPv4 options (NOP NOP NOP EOL): IHL 6, L4 checksum still right. */
-function withOptions(p: Uint8Array): Uint8Array {
+export function withOptions(p: Uint8Array): Uint8Array {
   const q = new Uint8Array(p.length + 4);
   q.set(p.subarray(0, 20));
   q.set([1, 1, 1, 0], 20);
@@ -250,9 +263,10 @@ function mutate(g: Gen, p0: Uint8Array): Uint8Array {
     p[2] = total >>> 8;
     p[3] = total & 0xff;
     fixIPv4(p);
-  }
-  else if (x < 0.055) p[10]! ^= 0x01; // bad IPv4 header checksum
-  else if (x < 0.065) p = p.slice(0, g.int(p.length)); // truncated (short read, short header)
+  } else if (x < 0.055)
+    p[10]! ^= 0x01; // bad IPv4 header checksum
+  else if (x < 0.065)
+    p = p.slice(0, g.int(p.length)); // truncated (short read, short header)
   else if (x < 0.08) {
     const q = new Uint8Array(p.length + 1 + g.int(12)); // link padding after the total length
     q.set(p);
@@ -307,21 +321,45 @@ function flow(g: Gen): { packets: Uint8Array[]; src6: Uint8Array } {
       const payload = g.chance(0.1) ? g.int(mss) : mss;
       const f = g.r();
       const flags =
-        f < 0.8 ? ACK : f < 0.9 ? ACK | PSH : g.pick([SYN, ACK | FIN, ACK | CWR, ACK | 0x04, ACK | 0x40]);
-      const p = tcp({ payload, seq, id: (id + i) & 0xffff, flags, tos, srcPort: port, src, dst, seed: i });
+        f < 0.8
+          ? ACK
+          : f < 0.9
+            ? ACK | PSH
+            : g.pick([SYN, ACK | FIN, ACK | CWR, ACK | 0x04, ACK | 0x40]);
+      const p = tcp({
+        payload,
+        seq,
+        id: (id + i) & 0xffff,
+        flags,
+        tos,
+        srcPort: port,
+        src,
+        dst,
+        seed: i,
+      });
       seq = (seq + payload) >>> 0;
-      if (g.chance(0.04)) p[p.length - 1]! ^= 0x10; // bad TCP checksum
+      if (g.chance(0.04))
+        p[p.length - 1]! ^= 0x10; // bad TCP checksum
       else if (g.chance(0.05)) partial(p);
       out.push(mutate(g, p));
     }
   } else if (kind < 0.95) {
     // One datagram in fragments, in any order (non-first fragments may come first: held).
-    const p = udp({ payload: 40 + g.int(1200), df: false, id: g.int(65536), srcPort: port, src, dst, tos });
+    const p = udp({
+      payload: 40 + g.int(1200),
+      df: false,
+      id: g.int(65536),
+      srcPort: port,
+      src,
+      dst,
+      tos,
+    });
     const fs = fragments(p, 8 * (2 + g.int(40)));
     if (g.chance(0.4)) fs.reverse();
     out.push(...fs);
   } else {
-    for (let i = 0; i < Math.min(count, 4); i++) out.push(mutate(g, echo(src, dst, port, g.int(60))));
+    for (let i = 0; i < Math.min(count, 4); i++)
+      out.push(mutate(g, echo(src, dst, port, g.int(60))));
   }
   return { packets: out, src6 };
 }
@@ -371,7 +409,9 @@ export function fuzzCase(seed: number): FuzzCase {
     const arrivals = batch(g, 1 + g.int(300));
     const during: FuzzBatch["during"] = [];
     if (g.chance(0.5)) {
-      const ats = Array.from({ length: 1 + g.int(3) }, () => g.int(arrivals.length)).sort((x, y) => x - y);
+      const ats = Array.from({ length: 1 + g.int(3) }, () => g.int(arrivals.length)).sort(
+        (x, y) => x - y,
+      );
       for (const at of ats) during.push({ at, ops: g.change() });
     }
     batches.push({ arrivals, before, during });

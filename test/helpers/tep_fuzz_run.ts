@@ -45,14 +45,20 @@ function apply(table: BindingTable, ops: readonly BindingOp[]): void {
 }
 
 /** The kernel's cut of a TUN write (gso size > 0), or the packet finished if left partial. */
-function deliver(w: { packet: Uint8Array; gsoSize: number; partialChecksum: boolean }): Uint8Array[] {
+function deliver(w: {
+  packet: Uint8Array;
+  gsoSize: number;
+  partialChecksum: boolean;
+}): Uint8Array[] {
   const p = w.packet;
   if (w.gsoSize > 0) {
     if (p[9] === 17) return udpCut(p, w.gsoSize);
     const n = tcpSegmentCount(p, 0, p.length, w.gsoSize);
     if (n <= 0) throw new Error(`TCP super-packet the kernel refuses: ${n}`);
     const out = new Uint8Array(70000);
-    return Array.from({ length: n }, (_, i) => out.slice(0, tcpSegmentAt(p, 0, w.gsoSize, i, out, 0)));
+    return Array.from({ length: n }, (_, i) =>
+      out.slice(0, tcpSegmentAt(p, 0, w.gsoSize, i, out, 0)),
+    );
   }
   if (!w.partialChecksum) return [p];
   // NEEDS_CSUM without GSO: the field holds the pseudo-header sum; sum from the L4 header on.
@@ -132,7 +138,8 @@ export function runCase(c: FuzzCase, mode: RunMode): RunResult {
 function flowKey(p: Uint8Array): string {
   const ihl = (p[0]! & 0x0f) * 4;
   const addrs = hex(p.subarray(12, 20));
-  if ((((p[6]! << 8) | p[7]!) & 0x3fff) !== 0) return `frag ${addrs} ${p[9]} ${hex(p.subarray(4, 6))}`;
+  if ((((p[6]! << 8) | p[7]!) & 0x3fff) !== 0)
+    return `frag ${addrs} ${p[9]} ${hex(p.subarray(4, 6))}`;
   if (p[9] === 6 || p[9] === 17) return `${addrs} ${p[9]} ${hex(p.subarray(ihl, ihl + 4))}`;
   return `${addrs} ${p[9]}`;
 }
@@ -190,7 +197,10 @@ export function compareRuns(gso: RunResult, plain: RunResult, single: RunResult)
   }
   if (gso.delivered.length !== plain.delivered.length)
     problems.push(`delivered gso ${gso.delivered.length} ≠ plain ${plain.delivered.length}`);
-  d = firstDiff(icmpPrecedence(gso.delivered).map(String), icmpPrecedence(plain.delivered).map(String));
+  d = firstDiff(
+    icmpPrecedence(gso.delivered).map(String),
+    icmpPrecedence(plain.delivered).map(String),
+  );
   if (d) problems.push(`an ICMP message overtook packets to its destination ${d}`);
   for (const [name, x] of [
     ["gso", gso],
