@@ -18,6 +18,7 @@ import { TepContext } from "../../lib/tunnel/pipeline.ts";
 import { TepDecapBatch } from "../../lib/tunnel/tep_batch.ts";
 import { FakeBatchTun, FakeTunnelSocket } from "./fake_devices.ts";
 import { internetChecksum } from "./packets.ts";
+import type { Arrival } from "./tep_context.ts";
 import type { BindingOp, FuzzCase } from "./tep_fuzz_gen.ts";
 import { udpCut } from "./udp_packets.ts";
 
@@ -31,6 +32,8 @@ export interface RunResult {
   /** ICMPv6 source-policy errors: destination and message, hex. */
   icmp6: string[];
   counters: Record<string, number>;
+  /** The single run's independent checks (see {@link oracleOf}): what they found wrong. */
+  oracle: string[];
   writeErrors: number;
   readErrors: number;
 }
@@ -38,10 +41,66 @@ export interface RunResult {
 const TEP6 = parseIPv6("2001:db8:7e9::1")!;
 const hex = (p: Uint8Array) => Buffer.from(p).toString("hex");
 
-function apply(table: BindingTable, ops: readonly BindingOp[]): void {
-  for (const op of ops)
-    if (op.kind === "set") table.set(op.ipv4, op.portSet, op.host6);
-    else table.delete(op.ipv4, op.psid);
+/** The test's own copy of the table: address → its port-set rule and PSID → host (hex). */
+type Shadow = Map<number, { offset: number; psidLength: number; hosts: Map<number, string> }>;
+
+function apply(table: BindingTable, shadow: Shadow, ops: readonly BindingOp[]): void {
+  for (const op of ops) {
+    if (op.kind === "set") {
+      table.set(op.ipv4, op.portSet, op.host6);
+      const { offset, psidLength, psid } = op.portSet;
+      let e = shadow.get(op.ipv4);
+      if (!e) {
+        e = { offset, psidLength, hosts: new Map() };
+        shadow.set(op.ipv4, e);
+      }
+      e.hosts.set(psid, hex(op.host6));
+    } else {
+      table.delete(op.ipv4, op.psid);
+      const e = shadow.get(op.ipv4)!;
+      e.hosts.delete(op.psid);
+      if (e.hosts.size === 0) shadow.delete(op.ipv4);
+    }
+  }
+}
+
+/**
+ * Independent of lib/ (so a fault common to all three runs still shows), for one arrival the
+ * single run forwarded (`writes`: what it wrote for it): a whole TCP/UDP packet with a port
+ * must have a right IPv4 header (RFC 791, the test's own RFC 1071 sum), and its source
+ * address and port must be bound to its outer source at that moment (RFC 7597 §8.1, RFC 7596
+ * §5.2: the PSID of the port, per the rule of the address); what is written keeps the
+ * addresses and ports and has a right header checksum.
+ */
+function oracleOf(shadow: Shadow, a: Arrival, writes: readonly Uint8Array[]): string {
+  const p = a.packet;
+  if (writes.length === 0 || p.length < 20 || p[0]! >>> 4 !== 4)
+    return writes.length ? "not IPv4 forwarded" : "";
+  const ihl = (p[0]! & 0x0f) * 4;
+  const total = (p[2]! << 8) | p[3]!;
+  if (ihl < 20 || ihl > p.length || total < ihl || total > p.length) return "malformed forwarded";
+  if (internetChecksum(p, 0, ihl) !== 0) return "bad IPv4 header checksum forwarded";
+  for (const w of writes)
+    if (internetChecksum(w, 0, (w[0]! & 0x0f) * 4) !== 0)
+      return "written with a bad header checksum";
+  const fragment = (((p[6]! << 8) | p[7]!) & 0x3fff) !== 0;
+  if (fragment || (p[9] !== 6 && p[9] !== 17) || total < ihl + 4) return "";
+  const v4 = ((p[12]! << 24) | (p[13]! << 16) | (p[14]! << 8) | p[15]!) >>> 0;
+  const port = (p[ihl]! << 8) | p[ihl + 1]!;
+  const e = shadow.get(v4);
+  const psid =
+    e && e.psidLength > 0
+      ? (port >> (16 - e.offset - e.psidLength)) & ((1 << e.psidLength) - 1)
+      : 0;
+  const host = e?.hosts.get(psid);
+  if (host !== hex(a.src6)) return `forwarded from ${hex(a.src6)}, bound to ${host ?? "nothing"}`;
+  const w = writes[0]!;
+  if (
+    hex(w.subarray(12, 20)) !== hex(p.subarray(12, 20)) ||
+    hex(w.subarray(ihl, ihl + 4)) !== hex(p.subarray(ihl, ihl + 4))
+  )
+    return "written with other addresses or ports";
+  return "";
 }
 
 /** The kernel's cut of a TUN write (gso size > 0), or the packet finished if left partial. */
@@ -74,14 +133,16 @@ function deliver(w: {
 /** Runs `c` in `mode`. */
 export function runCase(c: FuzzCase, mode: RunMode): RunResult {
   const table = BindingTable.create({ maxEntries: 256 });
-  apply(table, c.initial);
+  const shadow: Shadow = new Map();
+  apply(table, shadow, c.initial);
   // The table changes under the loop at a given lookup of the batch, as the TEP's binding
   // thread changes the shared table under its Workers (deterministic here).
   let lookups = 0;
   let pending: { at: number; ops: BindingOp[] }[] = [];
   const match = table.match.bind(table);
   table.match = (ipv4, port, src6, off) => {
-    while (pending.length > 0 && pending[0]!.at <= lookups) apply(table, pending.shift()!.ops);
+    while (pending.length > 0 && pending[0]!.at <= lookups)
+      apply(table, shadow, pending.shift()!.ops);
     lookups++;
     return match(ipv4, port, src6, off);
   };
@@ -101,6 +162,7 @@ export function runCase(c: FuzzCase, mode: RunMode): RunResult {
   const tun = mode === "gso" ? new FakeBatchTun(true, 10, c.gsoUdp) : new FakeBatchTun(false, 0);
   tun.refuseUdpGso = c.refuseUdpGso;
   const icmp6: string[] = [];
+  const oracle: string[] = [];
   const loop = new TepDecapBatch(tep, raw, tun, {
     batchSize: 300,
     udpTrains: c.udpTrains,
@@ -110,13 +172,28 @@ export function runCase(c: FuzzCase, mode: RunMode): RunResult {
     },
   });
   for (const b of c.batches) {
-    apply(table, b.before);
+    apply(table, shadow, b.before);
     pending = b.during.slice();
     lookups = 0;
     for (const a of b.arrivals) raw.inbox.push({ ...a, packet: a.packet.slice() });
+    if (mode === "single")
+      for (const a of b.arrivals) {
+        // One arrival per step: the table as it is when its lookup comes.
+        const before = tun.written.length;
+        while (pending.length > 0 && pending[0]!.at <= lookups)
+          apply(table, shadow, pending.shift()!.ops);
+        const view = new Map([...shadow].map(([k, v]) => [k, { ...v, hosts: new Map(v.hosts) }]));
+        loop.step();
+        const problem = oracleOf(
+          view,
+          a,
+          tun.written.slice(before).map((w) => w.packet),
+        );
+        if (problem) oracle.push(`${problem}: ${hex(a.packet).slice(0, 80)}`);
+      }
     for (let guard = 0; raw.inbox.length > 0 && guard < 100000; guard++) loop.step();
     // A change due at a lookup that never came still happens before the next batch.
-    for (const d of pending) apply(table, d.ops);
+    for (const d of pending) apply(table, shadow, d.ops);
     pending = [];
     clock += c.clockStepMs;
   }
@@ -126,6 +203,7 @@ export function runCase(c: FuzzCase, mode: RunMode): RunResult {
     writes: tun.written.map((w) => `${w.gsoSize} ${w.partialChecksum} ${hex(w.packet)}`),
     icmp6,
     counters: Object.fromEntries(Object.entries(snap).filter(([, v]) => v !== 0)),
+    oracle,
     writeErrors: loop.stats.writeErrors,
     readErrors: loop.stats.readErrors,
   };
@@ -176,7 +254,7 @@ function firstDiff(a: readonly string[], b: readonly string[]): string {
 
 /** "" when the three runs agree (see the module text), else the first difference, named. */
 export function compareRuns(gso: RunResult, plain: RunResult, single: RunResult): string {
-  const problems: string[] = [];
+  const problems: string[] = single.oracle.slice(0, 3);
   const counters = (x: RunResult) => JSON.stringify(x.counters, Object.keys(x.counters).sort());
   if (counters(plain) !== counters(single))
     problems.push(`counters batched ${counters(plain)} ≠ one by one ${counters(single)}`);
