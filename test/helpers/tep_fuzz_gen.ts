@@ -40,6 +40,12 @@ export interface FuzzCase {
   /** The GSO TUN takes UDP super-datagrams (TUN_F_USO4), and refuses them with EINVAL. */
   gsoUdp: boolean;
   refuseUdpGso: boolean;
+  /**
+   * The tunnel socket says whether packets are already waiting (`pending`, as the packet ring
+   * can): a loop may then keep its trains open across reads (udp14's FakeTunnelSocket
+   * `tellsPending`; without it, ignored).
+   */
+  tellsPending: boolean;
   /** The clock advances this many ms between batches (ICMP rate limit, fragment timeouts). */
   clockStepMs: number;
 }
@@ -428,5 +434,6 @@ export function fuzzCase(seed: number): FuzzCase {
     gsoUdp: !g.chance(0.15),
     refuseUdpGso: g.chance(0.1),
     clockStepMs: g.pick([0, 50, 1000, 60000]),
+    tellsPending: g.chance(0.5),
   };
 }

@@ -159,6 +159,8 @@ export function runCase(c: FuzzCase, mode: RunMode): RunResult {
     now: () => clock,
   });
   const raw = new FakeTunnelSocket(mode === "single" ? 1 : c.perRead);
+  // A fake that can say `pending` (packets already waiting) does when the case says so.
+  Object.assign(raw, { tellsPending: c.tellsPending });
   const tun = mode === "gso" ? new FakeBatchTun(true, 10, c.gsoUdp) : new FakeBatchTun(false, 0);
   tun.refuseUdpGso = c.refuseUdpGso;
   const icmp6: string[] = [];
