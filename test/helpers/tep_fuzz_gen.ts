@@ -46,6 +46,8 @@ export interface FuzzCase {
    * `tellsPending`; without it, ignored).
    */
   tellsPending: boolean;
+  /** The GSO TUN's headroom (virtio_net_hdr): packets at odd and unaligned offsets too. */
+  headroom: number;
   /** The clock advances this many ms between batches (ICMP rate limit, fragment timeouts). */
   clockStepMs: number;
 }
@@ -430,10 +432,11 @@ export function fuzzCase(seed: number): FuzzCase {
     hairpin: !g.chance(0.2),
     mssClamp: g.chance(0.5),
     udpTrains: g.pick([1, 2, 8, 64]),
-    perRead: g.chance(0.7) ? 300 : 1 + g.int(300),
+    perRead: g.chance(0.5) ? 300 : 1 + g.int(150),
     gsoUdp: !g.chance(0.15),
     refuseUdpGso: g.chance(0.1),
     clockStepMs: g.pick([0, 50, 1000, 60000]),
     tellsPending: g.chance(0.5),
+    headroom: g.pick([10, 10, 0, 1, 3, 4, 12]),
   };
 }

@@ -161,7 +161,8 @@ export function runCase(c: FuzzCase, mode: RunMode): RunResult {
   const raw = new FakeTunnelSocket(mode === "single" ? 1 : c.perRead);
   // A fake that can say `pending` (packets already waiting) does when the case says so.
   Object.assign(raw, { tellsPending: c.tellsPending });
-  const tun = mode === "gso" ? new FakeBatchTun(true, 10, c.gsoUdp) : new FakeBatchTun(false, 0);
+  const tun =
+    mode === "gso" ? new FakeBatchTun(true, c.headroom, c.gsoUdp) : new FakeBatchTun(false, 0);
   tun.refuseUdpGso = c.refuseUdpGso;
   const icmp6: string[] = [];
   const oracle: string[] = [];
