@@ -40,7 +40,8 @@ import { FakeBatchTun, FakeTunnelSocket } from "./helpers/fake_devices.ts";
 import { tcp } from "./helpers/tcp_packets.ts";
 import { tepContext, WHOLE } from "./helpers/tep_context.ts";
 import { encapCase, runEncap } from "./helpers/tep_fuzz_encap.ts";
-import { FUZZ_TCP_OPTIONS, fixIPv4, fuzzCase, withOptions } from "./helpers/tep_fuzz_gen.ts";
+import { FUZZ_TCP_OPTIONS, fuzzCase } from "./helpers/tep_fuzz_gen.ts";
+import { fixIPv4, withOptions } from "./helpers/tep_fuzz_packets.ts";
 import { compareRuns, runCase } from "./helpers/tep_fuzz_run.ts";
 import { hexOf } from "./helpers/udp_packets.ts";
 

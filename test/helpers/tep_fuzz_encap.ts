@@ -20,7 +20,8 @@ import { TepEncapBatch } from "../../lib/tunnel/tep_batch.ts";
 import { FakeBatchTun, FakeTunnelSocket } from "./fake_devices.ts";
 import { prng } from "./fuzz.ts";
 import { tcp } from "./tcp_packets.ts";
-import { type BindingOp, fixIPv4, fuzzCase } from "./tep_fuzz_gen.ts";
+import { type BindingOp, fuzzCase } from "./tep_fuzz_gen.ts";
+import { fixIPv4 } from "./tep_fuzz_packets.ts";
 import { udp } from "./udp_packets.ts";
 
 export interface EncapCase {
