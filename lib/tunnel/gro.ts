@@ -148,6 +148,9 @@ export class TcpCoalescer {
   /** Offers one IPv4 packet `buf[off, off+len)` that passed every check; see the module comment. */
   add(buf: Uint8Array, off: number, len: number): void {
     if (len < 40 || buf[off] !== 0x45 || buf[off + 9] !== 6) {
+      // A TCP packet of a shape no train takes (IPv4 options, or shorter than a TCP header)
+      // must not overtake the held segments of its flow: its destination's trains go first.
+      if (len >= 20 && buf[off + 9] === 6) this.flushTo(buf, off);
       this.#single(buf, off, len);
       return;
     }
@@ -155,6 +158,7 @@ export class TcpCoalescer {
     const tcp = off + 20;
     const tcpLen = (buf[tcp + 12]! >>> 4) << 2;
     if (total > len || tcpLen < 20 || 20 + tcpLen > total) {
+      this.flushTo(buf, off); // as above: shorter than its TCP header says
       this.#single(buf, off, len);
       return;
     }
@@ -204,8 +208,12 @@ export class TcpCoalescer {
     segments: number,
     partialChecksum: boolean,
   ): void {
-    const slot = this.#find(buf, off);
-    if (slot >= 0) this.#flushSlot(slot);
+    // With IPv4 options the ports are not where #find reads them: its destination's trains.
+    if (buf[off] !== 0x45) this.flushTo(buf, off);
+    else {
+      const slot = this.#find(buf, off);
+      if (slot >= 0) this.#flushSlot(slot);
+    }
     this.stats.superPackets++;
     this.#emit(buf, off, len, gsoSize, segments, partialChecksum);
   }
