@@ -104,7 +104,7 @@ export function outCase(seed: number): OutCase {
     lease = pick(LEASES);
     events.push({ kind: "lease", ipv4: lease, portSet: portSet(), tep });
   }
-  const flows: Flow[] = Array.from({ length: 1 + int(12) }, () => ({
+  const flows: Flow[] = Array.from({ length: 1 + int(r() < 0.25 ? 90 : 12) }, () => ({
     proto: pick(["tcp", "tcp", "tcp", "udp", "udp", "icmp", "frag"] as const),
     src: r() < 0.75 ? "leased" : r() < 0.5 ? "spoof" : "stale",
     sport: 1024 + int(64000),
@@ -118,7 +118,7 @@ export function outCase(seed: number): OutCase {
   const read = (packet: Uint8Array, gsoSize = 0, needsCsum = false) =>
     events.push({ kind: "read", frame: { packet, gsoSize, needsCsum } });
   let flow = flows[0]!;
-  for (let k = 5 + int(60); k > 0; k--) {
+  for (let k = 5 + int(flows.length > 13 ? 200 : 60); k > 0; k--) {
     if (r() < 0.08) {
       const x = r();
       if (x < 0.45) {
