@@ -25,7 +25,9 @@
  * Replay one seed: FUZZ_SEED=123 bun test test/client_batch_fuzz.test.ts; more: FUZZ_SEEDS=2000.
  */
 import { describe, expect, test } from "bun:test";
+import { inCase, runIn } from "./helpers/client_fuzz_in.ts";
 import { outCase, runOut } from "./helpers/client_fuzz_out.ts";
+import { compareRuns } from "./helpers/tep_fuzz_run.ts";
 
 const SEEDS = process.env.FUZZ_SEED
   ? [Number(process.env.FUZZ_SEED)]
@@ -80,5 +82,40 @@ describe("ClientOutBatch fuzz: super-packets read whole, cut beforehand, and one
       expect(supers).toBeGreaterThan(SEEDS.length * 2);
     }
     console.log(`out: ${sent} sent, ${replies} DTI replies, ${supers} super-packets`);
+  });
+});
+
+describe("ClientInBatch fuzz: GSO DTI, plain DTI and one by one agree", () => {
+  test(`${SEEDS.length} seeds`, () => {
+    const failures: string[] = [];
+    let arrivals = 0;
+    let delivered = 0;
+    let coalesced = 0;
+    for (const seed of SEEDS) {
+      const c = inCase(seed);
+      arrivals += c.batches.reduce((n, b) => n + b.length, 0);
+      const gso = runIn(c, "gso");
+      const plain = runIn(c, "plain");
+      const single = runIn(c, "single");
+      delivered += single.delivered.length;
+      coalesced += gso.writes.filter((w) => !w.startsWith("0 ")).length;
+      const diff = [
+        ...gso.oracle.slice(0, 1),
+        ...plain.oracle.slice(0, 1),
+        compareRuns(gso, plain, single),
+      ]
+        .filter((x) => x !== "")
+        .join("\n");
+      if (diff !== "") failures.push(`seed ${seed} (replay: FUZZ_SEED=${seed}): ${diff}`);
+      if (failures.length >= 3) break;
+    }
+    expect(failures.join("\n\n")).toBe("");
+    if (SEEDS.length >= 50) {
+      expect(delivered).toBeGreaterThan(arrivals / 3);
+      expect(coalesced).toBeGreaterThan(SEEDS.length);
+    }
+    console.log(
+      `in: ${arrivals} arrivals, ${delivered} delivered, ${coalesced} super-packets written`,
+    );
   });
 });
