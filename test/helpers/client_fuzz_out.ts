@@ -315,7 +315,7 @@ function run(c: OutCase, mode: OutMode): OutResult {
   const loop = new ClientOutBatch(init, tun, raw, () => asked++);
   const pmtu = [c.tunnelMtu + 40, c.tunnelMtu + 40];
   const eras: Era[] = [];
-  let era: Era | null = null;
+  let era = null as Era | null;
   const drain = () => {
     for (
       let guard = 0;
@@ -400,20 +400,25 @@ function outOracle(
     for (const x of eras) if ((reply ? x.fromReply : x.from) <= i) e = x;
     return e;
   };
-  sent.forEach((s, i) => {
+  for (const [i, s] of sent.entries()) {
     const p = s.packet;
     const e = eraAt(i, false);
     const say = (what: string) => problems.push(`sent #${i} ${what}: ${hex(p).slice(0, 96)}`);
-    if (!e || e.ipv4 < 0) return say("without a lease");
+    if (!e || e.ipv4 < 0) {
+      say("without a lease");
+      continue;
+    }
     if (hex(s.dst6) !== hex(TEPS[e.tep]!)) say("to another TEP");
     const ihl = (p[0]! & 0x0f) * 4;
-    if (p[0]! >>> 4 !== 4 || ihl < 20 || ((p[2]! << 8) | p[3]!) !== p.length)
-      return say("malformed");
+    if (p[0]! >>> 4 !== 4 || ihl < 20 || ((p[2]! << 8) | p[3]!) !== p.length) {
+      say("malformed");
+      continue;
+    }
     if (internetChecksum(p, 0, ihl) !== 0) say("with a bad header checksum");
     const src = ((p[12]! << 24) | (p[13]! << 16) | (p[14]! << 8) | p[15]!) >>> 0;
     if (src !== e.ipv4) say(`from ${bytes4(src).join(".")}, leased ${bytes4(e.ipv4).join(".")}`);
     if ((p[6]! & 0x40) !== 0 && p.length > e.mtu) say(`${p.length} bytes with DF, MTU ${e.mtu}`);
-    if ((p[9] !== 6 && p[9] !== 17) || laterFragment(p)) return;
+    if ((p[9] !== 6 && p[9] !== 17) || laterFragment(p)) continue;
     const port = (p[ihl]! << 8) | p[ihl + 1]!;
     const { offset, psidLength, psid } = e.portSet;
     if (psidLength > 0 && ((port >> (16 - offset - psidLength)) & ((1 << psidLength) - 1)) !== psid)
@@ -424,7 +429,7 @@ function outOracle(
       const mss = mssOf(p);
       if (mss > e.mtu - 40) say(`SYN with MSS ${mss} above ${e.mtu - 40}`);
     }
-  });
+  }
   replies.forEach((p, i) => {
     const e = eraAt(i, true);
     const dst = ((p[16]! << 24) | (p[17]! << 16) | (p[18]! << 8) | p[19]!) >>> 0;
