@@ -24,7 +24,7 @@ import { prng } from "./fuzz.ts";
 import { internetChecksum } from "./packets.ts";
 import { tcp } from "./tcp_packets.ts";
 import type { Arrival } from "./tep_context.ts";
-import { echo, fixIPv4, fragments, partial, withOptions } from "./tep_fuzz_packets.ts";
+import { echo, fragments, partial, withOptions } from "./tep_fuzz_packets.ts";
 import type { RunMode, RunResult } from "./tep_fuzz_run.ts";
 import { udp, udpCut } from "./udp_packets.ts";
 
@@ -282,7 +282,7 @@ export function runIn(c: InCase, mode: RunMode): RunResult {
 
 /**
  * Independent of lib/, for one arrival of the single run and what was written for it: only
- * from the TEP (RFC 6052 §… the DSTM TEP is the client's only peer), only to the leased
+ * from the TEP (the client's only tunnel peer), only to the leased
  * address, never from it; a right header checksum; a TCP/UDP packet's destination port the
  * host's own (the NAPT's mapping the test saw made, RFC 3022 §2.2) and its source the peer's;
  * an L4 checksum neither repaired nor broken (a partial one finished).

@@ -17,14 +17,11 @@ import { ClientState } from "../../lib/tunnel/client_state.ts";
 import { COUNTER_NAMES } from "../../lib/tunnel/counters.ts";
 import { NaptTable, PLACEHOLDER_IPV4 } from "../../lib/tunnel/napt.ts";
 import { PathMtuTable } from "../../lib/tunnel/pmtu.ts";
+import { type Era, outOracle } from "./client_fuzz_out_check.ts";
 import {
   bytes4,
   fixL4,
   hex,
-  isFragment,
-  l4Sum,
-  laterFragment,
-  mssOf,
   PlainBatchTun,
   VnetFakeTun,
   type VnetFrame,
@@ -33,7 +30,6 @@ import {
 } from "./client_fuzz_packets.ts";
 import { FakeTunnelSocket } from "./fake_devices.ts";
 import { prng } from "./fuzz.ts";
-import { internetChecksum } from "./packets.ts";
 import { segmentsOf, tcp } from "./tcp_packets.ts";
 import { echo, fixIPv4, fragments, partial, withOptions } from "./tep_fuzz_packets.ts";
 import { udp, udpCut } from "./udp_packets.ts";
@@ -275,15 +271,6 @@ function cutBeforehand(f: VnetFrame): Uint8Array[] {
   return [f.needsCsum ? fixL4(p.slice()) : p.slice()];
 }
 
-interface Era {
-  ipv4: number;
-  portSet: PortSetValue;
-  tep: number;
-  mtu: number;
-  from: number;
-  fromReply: number;
-}
-
 /** Runs `c` in `mode`; `oracle`: what the test's own checks found wrong. */
 export function runOut(c: OutCase, mode: OutMode): OutResult {
   const realNow = Date.now;
@@ -379,64 +366,4 @@ function run(c: OutCase, mode: OutMode): OutResult {
     oracle,
     errors: loop.stats.readErrors + loop.stats.writeErrors,
   };
-}
-
-/**
- * Independent of lib/: every packet sent went to the era's TEP with a right IPv4 header, from
- * the leased address (RFC 6052-style anti-spoofing of the DSTM client), a TCP/UDP source port
- * in the port set (RFC 7597 §5.1), with DF no larger than the tunnel MTU towards that TEP
- * (RFC 2473 §7.1), a right L4 checksum, a SYN's MSS within it when clamping; every reply into
- * the DTI is to the leased address or the placeholder, with a right header checksum.
- */
-function outOracle(
-  c: OutCase,
-  eras: readonly Era[],
-  sent: readonly { packet: Uint8Array; dst6: Uint8Array }[],
-  replies: readonly Uint8Array[],
-): string[] {
-  const problems: string[] = [];
-  const eraAt = (i: number, reply: boolean) => {
-    let e: Era | undefined;
-    for (const x of eras) if ((reply ? x.fromReply : x.from) <= i) e = x;
-    return e;
-  };
-  for (const [i, s] of sent.entries()) {
-    const p = s.packet;
-    const e = eraAt(i, false);
-    const say = (what: string) => problems.push(`sent #${i} ${what}: ${hex(p).slice(0, 96)}`);
-    if (!e || e.ipv4 < 0) {
-      say("without a lease");
-      continue;
-    }
-    if (hex(s.dst6) !== hex(TEPS[e.tep]!)) say("to another TEP");
-    const ihl = (p[0]! & 0x0f) * 4;
-    if (p[0]! >>> 4 !== 4 || ihl < 20 || ((p[2]! << 8) | p[3]!) !== p.length) {
-      say("malformed");
-      continue;
-    }
-    if (internetChecksum(p, 0, ihl) !== 0) say("with a bad header checksum");
-    const src = ((p[12]! << 24) | (p[13]! << 16) | (p[14]! << 8) | p[15]!) >>> 0;
-    if (src !== e.ipv4) say(`from ${bytes4(src).join(".")}, leased ${bytes4(e.ipv4).join(".")}`);
-    if ((p[6]! & 0x40) !== 0 && p.length > e.mtu) say(`${p.length} bytes with DF, MTU ${e.mtu}`);
-    if ((p[9] !== 6 && p[9] !== 17) || laterFragment(p)) continue;
-    const port = (p[ihl]! << 8) | p[ihl + 1]!;
-    const { offset, psidLength, psid } = e.portSet;
-    if (psidLength > 0 && ((port >> (16 - offset - psidLength)) & ((1 << psidLength) - 1)) !== psid)
-      say(`source port ${port} outside the port set`);
-    if (!isFragment(p) && l4Sum(p) !== 0 && !(p[9] === 17 && p[ihl + 6] === 0 && p[ihl + 7] === 0))
-      say("with a bad L4 checksum");
-    if (c.mssClamp && p[9] === 6 && (p[ihl + 13]! & 0x02) !== 0) {
-      const mss = mssOf(p);
-      if (mss > e.mtu - 40) say(`SYN with MSS ${mss} above ${e.mtu - 40}`);
-    }
-  }
-  replies.forEach((p, i) => {
-    const e = eraAt(i, true);
-    const dst = ((p[16]! << 24) | (p[17]! << 16) | (p[18]! << 8) | p[19]!) >>> 0;
-    if (internetChecksum(p, 0, (p[0]! & 0x0f) * 4) !== 0)
-      problems.push(`reply #${i} bad header checksum`);
-    if (dst !== PLACEHOLDER_IPV4 && dst !== e?.ipv4)
-      problems.push(`reply #${i} to ${bytes4(dst).join(".")}: ${hex(p).slice(0, 96)}`);
-  });
-  return problems;
 }
