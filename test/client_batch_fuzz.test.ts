@@ -31,7 +31,7 @@ import { compareRuns } from "./helpers/tep_fuzz_run.ts";
 
 const SEEDS = process.env.FUZZ_SEED
   ? [Number(process.env.FUZZ_SEED)]
-  : Array.from({ length: Number(process.env.FUZZ_SEEDS ?? 150) }, (_, i) => 0xc1000 + i);
+  : Array.from({ length: Number(process.env.FUZZ_SEEDS ?? 120) }, (_, i) => 0xc1000 + i);
 
 function firstDifference(a: readonly string[], b: readonly string[], what: string): string {
   for (let i = 0; i < Math.max(a.length, b.length); i++)
