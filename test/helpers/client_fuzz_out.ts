@@ -88,10 +88,12 @@ export function outCase(seed: number): OutCase {
   const onDemand = r() < 0.3;
   const tunnelMtu = pick([1460, 1400, 1280 + int(181)]);
   const events: OutEvent[] = [];
+  const many = r() < 0.25; // many flows, and often 12 ports for them
   const portSet = (): PortSetValue => {
     if (r() < 0.45) return WHOLE;
-    const psidLength = pick([2, 4, 6, 10]);
-    return { offset: 6, psidLength, psid: int(2 ** psidLength) };
+    const psidLength = many && r() < 0.6 ? 12 : pick([2, 4, 6, 10, 12]);
+    // a = 2, k = 12: 12 ports, so the NAPT runs out of them (RSTs, ICMPv4 3/13 into the DTI).
+    return { offset: psidLength === 12 ? 2 : 6, psidLength, psid: int(2 ** psidLength) };
   };
   let lease = -1; // the current leased address, -1 none
   let tep = 0;
@@ -100,7 +102,7 @@ export function outCase(seed: number): OutCase {
     lease = pick(LEASES);
     events.push({ kind: "lease", ipv4: lease, portSet: portSet(), tep });
   }
-  const flows: Flow[] = Array.from({ length: 1 + int(r() < 0.25 ? 90 : 12) }, () => ({
+  const flows: Flow[] = Array.from({ length: 1 + int(many ? 90 : 12) }, () => ({
     proto: pick(["tcp", "tcp", "tcp", "udp", "udp", "icmp", "frag"] as const),
     src: r() < 0.75 ? "leased" : r() < 0.5 ? "spoof" : "stale",
     sport: 1024 + int(64000),
@@ -115,7 +117,7 @@ export function outCase(seed: number): OutCase {
     events.push({ kind: "read", frame: { packet, gsoSize, needsCsum } });
   let flow = flows[0]!;
   for (let k = 5 + int(flows.length > 13 ? 200 : 60); k > 0; k--) {
-    if (r() < 0.08) {
+    if (r() < (many ? 0.015 : 0.08)) {
       const x = r();
       if (x < 0.45) {
         lease = pick(LEASES);
