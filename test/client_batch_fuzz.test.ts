@@ -93,7 +93,7 @@ describe("ClientInBatch fuzz: GSO DTI, plain DTI and one by one agree", () => {
     let coalesced = 0;
     for (const seed of SEEDS) {
       const c = inCase(seed);
-      arrivals += c.batches.reduce((n, b) => n + b.length, 0);
+      arrivals += c.batches.reduce((n, b) => n + b.arrivals.length, 0);
       const gso = runIn(c, "gso");
       const plain = runIn(c, "plain");
       const single = runIn(c, "single");

@@ -54,7 +54,8 @@ export interface InCase {
   hostFlows: HostFlow[];
   /** The external port of each host flow (NAPT), or its own port (whole address). */
   external: number[];
-  batches: Arrival[][];
+  /** Batches, each with the lease's TEP (an index into TEPS) while it comes. */
+  batches: { tep: number; arrivals: Arrival[] }[];
 }
 
 /** Generator switches: shapes a known bug makes fail (none known so far). */
@@ -112,13 +113,19 @@ export function inCase(seed: number): InCase {
   }));
   const base = { portSet, udpGro: r() < 0.5, mssClamp: r() < 0.5 };
   const external = withClock(() => openHostFlows(setup(base).init, hostFlows));
-  const state = hostFlows.map(() => ({ seq: int(2 ** 32) >>> 0, id: int(65536) }));
-  const batches: Arrival[][] = [];
+  const state = hostFlows.map(() => ({
+    seq: int(2 ** 32) >>> 0,
+    id: int(65536),
+    size: pick([1348, 1348, 1000, 100 + int(1300)]), // a train's segment size
+  }));
+  const batches: InCase["batches"] = [];
+  let tep = 0;
   for (let b = 1 + int(4); b > 0; b--) {
+    if (batches.length > 0 && r() < 0.25) tep = 1 - tep; // the lease moves to another TEP
     const arrivals: Arrival[] = [];
     let f = int(hostFlows.length);
     for (let k = 1 + int(120); k > 0; k--) {
-      if (r() > 0.7) f = int(hostFlows.length);
+      if (r() > 0.8) f = int(hostFlows.length);
       const flow = hostFlows[f]!;
       const st = state[f]!;
       let dport = external[f]! < 0 ? flow.hostPort : external[f]!;
@@ -143,11 +150,11 @@ export function inCase(seed: number): InCase {
         });
         st.id = (st.id + 1) & 0xffff;
         for (const q of fragments(whole, 8 * (20 + int(170))))
-          arrivals.push({ packet: q, src6: TEPS[0]!, trafficClass: 0 });
+          arrivals.push({ packet: q, src6: TEPS[tep]!, trafficClass: 0 });
         continue;
       } else if (flow.proto === 6) {
         const syn = r() < 0.03;
-        const payload = syn ? 0 : pick([1000, 1200, 1348, 1348, 1348, int(1348)]);
+        const payload = syn ? 0 : r() < 0.9 ? st.size : int(1348);
         const flags = syn ? 0x12 : pick([0x10, 0x10, 0x10, 0x18, 0x11, 0x04, 0x90]);
         p = tcp({
           payload,
@@ -164,7 +171,7 @@ export function inCase(seed: number): InCase {
         st.seq = (st.seq + payload) >>> 0;
       } else {
         p = udp({
-          payload: pick([100, 100, 500, 1400, int(1400)]),
+          payload: r() < 0.9 ? st.size : int(1400),
           src,
           dst,
           srcPort: flow.peerPort,
@@ -195,9 +202,11 @@ export function inCase(seed: number): InCase {
         q.set(p);
         p = q;
       }
-      arrivals.push({ packet: p, src6: r() < 0.05 ? OTHER6 : TEPS[0]!, trafficClass });
+      const outer = r();
+      const src6 = outer < 0.04 ? OTHER6 : outer < 0.08 ? TEPS[1 - tep]! : TEPS[tep]!;
+      arrivals.push({ packet: p, src6, trafficClass });
     }
-    batches.push(arrivals);
+    batches.push({ tep, arrivals });
   }
   return { seed, ...base, perRead: 1 + int(64), hostFlows, external, batches };
 }
@@ -250,17 +259,17 @@ export function runIn(c: InCase, mode: RunMode): RunResult {
     const raw = new FakeTunnelSocket(mode === "single" ? 1 : c.perRead);
     const tun = mode === "gso" ? new FakeBatchTun(true, 10, c.udpGro) : new FakeBatchTun(false, 0);
     const loop = new ClientInBatch(init, raw, tun);
-    for (const batch of c.batches) {
-      for (const a of batch) raw.inbox.push({ ...a, packet: a.packet.slice() });
+    for (const { tep, arrivals } of c.batches) {
+      // A lease renewed with another TEP (ClientState, as the main thread sets it).
+      if (hex(init.state.tep6(new Uint8Array(16))) !== hex(TEPS[tep]!))
+        init.state.setLease(LEASED, c.portSet, TEPS[tep]!);
+      for (const a of arrivals) raw.inbox.push({ ...a, packet: a.packet.slice() });
       if (mode === "single")
-        for (const a of batch) {
+        for (const a of arrivals) {
           const before = tun.written.length;
           loop.step();
-          const problem = inOracle(
-            c,
-            a,
-            tun.written.slice(before).map((w) => w.packet),
-          );
+          const writes = tun.written.slice(before).map((w) => w.packet);
+          const problem = inOracle(c, a, writes, tep) || ecnOracle(a, writes);
           if (problem) oracle.push(`${problem}: ${hex(a.packet).slice(0, 96)}`);
         }
       for (let guard = 0; raw.inbox.length > 0 && guard < 100000; guard++) loop.step();
@@ -287,10 +296,10 @@ export function runIn(c: InCase, mode: RunMode): RunResult {
  * host's own (the NAPT's mapping the test saw made, RFC 3022 §2.2) and its source the peer's;
  * an L4 checksum neither repaired nor broken (a partial one finished).
  */
-function inOracle(c: InCase, a: Arrival, writes: readonly Uint8Array[]): string {
+function inOracle(c: InCase, a: Arrival, writes: readonly Uint8Array[], tep: number): string {
   if (writes.length === 0) return "";
   if (writes.length > 1) return "one arrival, several writes";
-  if (hex(a.src6) !== hex(TEPS[0]!)) return "written from a spoofed outer source";
+  if (hex(a.src6) !== hex(TEPS[tep]!)) return "written from another outer source than the TEP";
   const w = writes[0]!;
   const p = a.packet;
   const ihl = (w[0]! & 0x0f) * 4;
@@ -312,4 +321,20 @@ function inOracle(c: InCase, a: Arrival, writes: readonly Uint8Array[]): string 
   if (!zeroUdp && !partialIn && (l4Sum(p) === 0) !== (l4Sum(w) === 0))
     return l4Sum(w) === 0 ? "a bad L4 checksum repaired" : "a good L4 checksum broken";
   return "";
+}
+
+/**
+ * RFC 6040 §4.2, the test's own table: outer CE over an inner Not-ECT packet is dropped,
+ * outer CE marks an ECT packet CE, outer ECT(1) over inner ECT(0) gives ECT(1), else the inner
+ * codepoint stays.
+ */
+function ecnOracle(a: Arrival, writes: readonly Uint8Array[]): string {
+  const p = a.packet;
+  if (writes.length !== 1 || p.length < 20) return "";
+  const outer = a.trafficClass & 3;
+  const inner = p[1]! & 3;
+  if (outer === 3 && inner === 0) return "outer CE over inner Not-ECT written";
+  const want = outer === 3 ? 3 : outer === 1 && inner === 2 ? 1 : inner;
+  const got = writes[0]![1]! & 3;
+  return got === want ? "" : `ECN ${inner} under outer ${outer} written as ${got}, not ${want}`;
 }
