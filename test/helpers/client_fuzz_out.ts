@@ -51,7 +51,8 @@ export const NOW_MS = 1_700_000_000_000;
 
 export type OutEvent =
   | { kind: "read"; frame: VnetFrame }
-  | { kind: "lease"; ipv4: number; portSet: PortSetValue; tep: number }
+  /** `inRead`: the lease comes while the loop is blocked in its next read (not between two). */
+  | { kind: "lease"; ipv4: number; portSet: PortSetValue; tep: number; inRead: boolean }
   | { kind: "clear" }
   | { kind: "pmtu"; tep: number; mtu6: number };
 
@@ -78,7 +79,17 @@ interface Flow {
 }
 
 /** Generator switches: shapes a known bug makes fail (none known so far). */
-export const OUT_SHAPES = { options: true, truncated: true, fragments: true };
+export const OUT_SHAPES = {
+  options: true,
+  truncated: true,
+  fragments: true,
+  /**
+   * A lease arriving during the read that hands over a flow's next packets while earlier ones
+   * wait in the on-demand queue. Off: the known reordering of ClientOutBatch.step
+   * (test/client_batch_fuzz.test.ts "on-demand: packets held for a lease …").
+   */
+  leaseDuringRead: false,
+};
 
 /** The case of `seed`. */
 export function outCase(seed: number): OutCase {
@@ -100,7 +111,7 @@ export function outCase(seed: number): OutCase {
   const pmtu = [tunnelMtu + 40, tunnelMtu + 40];
   if (!onDemand || r() < 0.5) {
     lease = pick(LEASES);
-    events.push({ kind: "lease", ipv4: lease, portSet: portSet(), tep });
+    events.push({ kind: "lease", ipv4: lease, portSet: portSet(), tep, inRead: false });
   }
   const flows: Flow[] = Array.from({ length: 1 + int(many ? 90 : 12) }, () => ({
     proto: pick(["tcp", "tcp", "tcp", "udp", "udp", "icmp", "frag"] as const),
@@ -122,7 +133,8 @@ export function outCase(seed: number): OutCase {
       if (x < 0.45) {
         lease = pick(LEASES);
         tep = r() < 0.8 ? tep : 1 - tep;
-        events.push({ kind: "lease", ipv4: lease, portSet: portSet(), tep });
+        const inRead = r() < 0.5 && OUT_SHAPES.leaseDuringRead;
+        events.push({ kind: "lease", ipv4: lease, portSet: portSet(), tep, inRead });
       } else if (x < 0.6) {
         lease = -1;
         events.push({ kind: "clear" });
@@ -189,6 +201,10 @@ export function outCase(seed: number): OutCase {
       }
       flow.seq = (flow.seq + p.length - 52) >>> 0;
       flow.id = (flow.id + Math.max(1, Math.ceil((p.length - 52) / Math.max(1, gso)))) & 0xffff;
+      // The flow's number in the window field (kept by NAPT and MSS clamp): the order check's key.
+      const index = flows.indexOf(flow);
+      p[34] = index >>> 8;
+      p[35] = index & 0xff;
       withPorts(p, flow.sport, flow.dport);
       mangleAndRead(p, gso);
     } else if (flow.proto === "udp") {
@@ -314,6 +330,21 @@ function run(c: OutCase, mode: OutMode): OutResult {
       loop.step();
     loop.step(); // the on-demand queue goes at the next step after a lease
   };
+  const setLease = (e: Extract<OutEvent, { kind: "lease" }>) => {
+    state.setLease(e.ipv4, e.portSet, TEPS[e.tep]!);
+    const from = raw.sent.length;
+    const mtu = Math.min(c.tunnelMtu, pmtu[e.tep]! - 40);
+    const x = {
+      ipv4: e.ipv4,
+      portSet: e.portSet,
+      tep: e.tep,
+      mtu,
+      from,
+      fromReply: tun.written.length,
+    };
+    era = x;
+    eras.push(x);
+  };
   for (const e of c.events) {
     if (e.kind === "read") {
       if (mode === "whole") vnet.frames.push({ ...e.frame, packet: e.frame.packet.slice() });
@@ -324,7 +355,12 @@ function run(c: OutCase, mode: OutMode): OutResult {
     if (e.kind === "pmtu") {
       pathMtu.learn(TEPS[e.tep]!, 0, e.mtu6, (NOW_MS / 1000) | 0);
       pmtu[e.tep] = Math.min(pmtu[e.tep]!, e.mtu6);
-      if (era) era = { ...era, from: raw.sent.length, fromReply: tun.written.length };
+      if (era) {
+        era = { ...era, mtu: Math.min(c.tunnelMtu, pmtu[era.tep]! - 40) };
+        era.from = raw.sent.length;
+        era.fromReply = tun.written.length;
+        eras.push(era);
+      }
     } else if (e.kind === "clear") {
       state.clearLease();
       era = {
@@ -335,23 +371,12 @@ function run(c: OutCase, mode: OutMode): OutResult {
         from: raw.sent.length,
         fromReply: tun.written.length,
       };
-    } else {
-      state.setLease(e.ipv4, e.portSet, TEPS[e.tep]!);
-      era = {
-        ipv4: e.ipv4,
-        portSet: e.portSet,
-        tep: e.tep,
-        mtu: 0,
-        from: raw.sent.length,
-        fromReply: tun.written.length,
-      };
-    }
-    if (era) {
-      era.mtu = Math.min(c.tunnelMtu, pmtu[era.tep]! - 40);
       eras.push(era);
-    }
+    } else if (e.inRead) tun.beforeRead = () => setLease(e);
+    else setLease(e);
   }
   drain();
+  loop.step(); // a lease that came in the last read: its queue goes now
   const oracle = outOracle(
     c,
     eras,

@@ -37,6 +37,8 @@ export function outOracle(
     for (const x of eras) if ((reply ? x.fromReply : x.from) <= i) e = x;
     return e;
   };
+  // Per TCP flow (its number in the window field), sequence numbers never go back.
+  const lastSeq = new Map<number, number>();
   for (const [i, s] of sent.entries()) {
     const p = s.packet;
     const e = eraAt(i, false);
@@ -62,6 +64,15 @@ export function outOracle(
       say(`source port ${port} outside the port set`);
     if (!isFragment(p) && l4Sum(p) !== 0 && !(p[9] === 17 && p[ihl + 6] === 0 && p[ihl + 7] === 0))
       say("with a bad L4 checksum");
+    if (p[9] === 6 && !isFragment(p)) {
+      const flow = (p[ihl + 14]! << 8) | p[ihl + 15]!;
+      const seq =
+        ((p[ihl + 4]! << 24) | (p[ihl + 5]! << 16) | (p[ihl + 6]! << 8) | p[ihl + 7]!) >>> 0;
+      const last = lastSeq.get(flow);
+      if (last !== undefined && ((seq - last) | 0) < 0)
+        say(`TCP flow ${flow}: sequence ${seq} after ${last}`);
+      lastSeq.set(flow, seq);
+    }
     if (c.mssClamp && p[9] === 6 && (p[ihl + 13]! & 0x02) !== 0) {
       const mss = mssOf(p);
       if (mss > e.mtu - 40) say(`SYN with MSS ${mss} above ${e.mtu - 40}`);

@@ -96,8 +96,13 @@ export interface VnetFrame {
  */
 export class VnetFakeTun extends FakeBatchTun {
   readonly frames: VnetFrame[] = [];
+  /** Runs at the start of the next read (the main thread acting while the loop waits in it). */
+  beforeRead: (() => void) | null = null;
 
   override read(bufs: readonly Uint8Array[], sizes: Int32Array, offset: number): number {
+    const f0 = this.beforeRead;
+    this.beforeRead = null;
+    f0?.();
     const f = this.frames.shift();
     if (!f) return 0;
     const p = f.packet.slice();
@@ -112,11 +117,17 @@ export class VnetFakeTun extends FakeBatchTun {
 
 /** A DTI without offloads whose read hands over up to `perRead` plain packets (1: one per read). */
 export class PlainBatchTun extends FakeBatchTun {
+  /** See {@link VnetFakeTun.beforeRead}. */
+  beforeRead: (() => void) | null = null;
+
   constructor(readonly perRead: number) {
     super(true, 10);
   }
 
   override read(bufs: readonly Uint8Array[], sizes: Int32Array, offset: number): number {
+    const f0 = this.beforeRead;
+    this.beforeRead = null;
+    f0?.();
     let n = 0;
     while (n < Math.min(this.perRead, bufs.length) && this.inbox.length > 0) {
       const p = this.inbox[0]!.packet;
