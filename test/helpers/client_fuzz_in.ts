@@ -15,7 +15,7 @@ import { tcpSegmentAt, tcpSegmentCount } from "../../lib/net/gso.ts";
 import type { PortSetValue } from "../../lib/net/portset.ts";
 import { ClientState } from "../../lib/tunnel/client_state.ts";
 import { COUNTER_NAMES } from "../../lib/tunnel/counters.ts";
-import { NaptTable } from "../../lib/tunnel/napt.ts";
+import { NaptTable, PLACEHOLDER_IPV4 } from "../../lib/tunnel/napt.ts";
 import { PathMtuTable } from "../../lib/tunnel/pmtu.ts";
 import { LEASES, NOW_MS, TEPS, WHOLE } from "./client_fuzz_out.ts";
 import { bytes4, hex, isFragment, l4Sum, v4, withPorts } from "./client_fuzz_packets.ts";
@@ -49,6 +49,7 @@ export interface InCase {
   portSet: PortSetValue;
   udpGro: boolean;
   mssClamp: boolean;
+  onDemand: boolean;
   perRead: number;
   /** Flows the host opens first (through ClientOutBatch, so the NAPT maps them). */
   hostFlows: HostFlow[];
@@ -70,7 +71,7 @@ function openHostFlows(
   const raw = new FakeTunnelSocket();
   const out = new ClientOutBatch(init, tun, raw);
   return flows.map((f) => {
-    const src = bytes4(LEASED);
+    const src = bytes4(init.onDemand ? PLACEHOLDER_IPV4 : LEASED);
     const p =
       f.proto === 6
         ? tcp({ payload: 0, flags: 0x02, src, dst: f.peer })
@@ -82,7 +83,12 @@ function openHostFlows(
   });
 }
 
-function setup(c: { portSet: PortSetValue; udpGro: boolean; mssClamp: boolean }) {
+function setup(c: {
+  portSet: PortSetValue;
+  udpGro: boolean;
+  mssClamp: boolean;
+  onDemand: boolean;
+}) {
   const counters = new Float64Array(COUNTER_NAMES.length);
   const state = ClientState.create();
   state.setLease(LEASED, c.portSet, TEPS[0]!);
@@ -90,7 +96,7 @@ function setup(c: { portSet: PortSetValue; udpGro: boolean; mssClamp: boolean })
     state,
     napt: NaptTable.create(),
     counters,
-    onDemand: false,
+    onDemand: c.onDemand,
     client: { tunnelMtu: 1460, mssClamp: c.mssClamp },
     pathMtu: PathMtuTable.create({ capacity: 4 }),
     udpGro: c.udpGro,
@@ -111,7 +117,8 @@ export function inCase(seed: number): InCase {
     peer: pick(PEERS),
     peerPort: pick([80, 443, 53, 1 + int(65535)]),
   }));
-  const base = { portSet, udpGro: r() < 0.5, mssClamp: r() < 0.5 };
+  // onDemand: the host's flows come from the placeholder, the NAPT maps replies back to it.
+  const base = { portSet, udpGro: r() < 0.5, mssClamp: r() < 0.5, onDemand: r() < 0.25 };
   const external = withClock(() => openHostFlows(setup(base).init, hostFlows));
   const state = hostFlows.map(() => ({
     seq: int(2 ** 32) >>> 0,
@@ -305,7 +312,8 @@ function inOracle(c: InCase, a: Arrival, writes: readonly Uint8Array[], tep: num
   const ihl = (w[0]! & 0x0f) * 4;
   if (internetChecksum(w, 0, ihl) !== 0) return "written with a bad header checksum";
   if (internetChecksum(p, 0, (p[0]! & 0x0f) * 4) !== 0) return "a bad header checksum forwarded";
-  if (v4([...w.subarray(16, 20)]) !== LEASED) return "written to another address";
+  if (v4([...w.subarray(16, 20)]) !== (c.onDemand ? PLACEHOLDER_IPV4 : LEASED))
+    return "written to another address";
   if (v4([...w.subarray(12, 16)]) === LEASED) return "written from the leased address";
   if ((w[9] !== 6 && w[9] !== 17) || isFragment(w)) return "";
   const port = (w[ihl + 2]! << 8) | w[ihl + 3]!;
