@@ -63,6 +63,11 @@ export interface OutCase {
   tunnelMtu: number;
   /** Plain packets per read in the "apart" run. */
   perRead: number;
+  /**
+   * The loop's buffers (ClientBatchInit.batchSize): at least 32, a super-packet's segments; a
+   * smaller send vector fills up (the on-demand queue's 64) and goes in the middle of a batch.
+   */
+  batchSize: number;
   events: OutEvent[];
 }
 
@@ -248,7 +253,16 @@ export function outCase(seed: number): OutCase {
       for (const f of fs) read(f);
     }
   }
-  return { seed, onDemand, mssClamp: r() < 0.5, tunnelMtu, perRead: 1 + int(12), events };
+  const batchSize = r() < 0.5 ? 128 : 32 + int(97);
+  return {
+    seed,
+    onDemand,
+    mssClamp: r() < 0.5,
+    tunnelMtu,
+    perRead: 1 + int(12),
+    batchSize,
+    events,
+  };
 
   /** A packet as the DTI hands it, sometimes changed: options, truncated, bad header sum. */
   function mangleAndRead(p: Uint8Array, gso: number): void {
@@ -305,6 +319,7 @@ function run(c: OutCase, mode: OutMode): OutResult {
   const state = ClientState.create();
   const pathMtu = PathMtuTable.create({ capacity: 4 });
   const init = {
+    batchSize: c.batchSize,
     state,
     napt: NaptTable.create(),
     counters,

@@ -111,7 +111,10 @@ export class VnetFakeTun extends FakeBatchTun {
       completeChecksum(p, 0, p.length, ihl, ihl + (p[9] === 6 ? 16 : 6));
     }
     this.inbox.push({ packet: p, gsoSize: f.gsoSize });
-    return super.read(bufs, sizes, offset);
+    const n = super.read(bufs, sizes, offset);
+    // Not a frame the case should hold (the real device would count it in readDrops).
+    if (n <= 0) throw new Error(`a frame of ${p.length} bytes (gso ${f.gsoSize}) not read`);
+    return n;
   }
 }
 
