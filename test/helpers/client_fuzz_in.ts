@@ -18,7 +18,15 @@ import { COUNTER_NAMES } from "../../lib/tunnel/counters.ts";
 import { NaptTable, PLACEHOLDER_IPV4 } from "../../lib/tunnel/napt.ts";
 import { PathMtuTable } from "../../lib/tunnel/pmtu.ts";
 import { LEASES, NOW_MS, TEPS, WHOLE } from "./client_fuzz_out.ts";
-import { bytes4, hex, isFragment, l4Sum, v4, withPorts } from "./client_fuzz_packets.ts";
+import {
+  bytes4,
+  hex,
+  isFragment,
+  l4Sum,
+  laterFragment,
+  v4,
+  withPorts,
+} from "./client_fuzz_packets.ts";
 import { FakeBatchTun, FakeTunnelSocket } from "./fake_devices.ts";
 import { prng } from "./fuzz.ts";
 import { internetChecksum } from "./packets.ts";
@@ -56,7 +64,7 @@ export interface InCase {
   /** The external port of each host flow (NAPT), or its own port (whole address). */
   external: number[];
   /** Batches, each with the lease's TEP (an index into TEPS) while it comes. */
-  batches: { tep: number; arrivals: Arrival[] }[];
+  batches: { tep: number; lost: boolean; arrivals: Arrival[] }[];
 }
 
 /** Generator switches: shapes a known bug makes fail (none known so far). */
@@ -129,6 +137,7 @@ export function inCase(seed: number): InCase {
   let tep = 0;
   for (let b = 1 + int(4); b > 0; b--) {
     if (batches.length > 0 && r() < 0.25) tep = 1 - tep; // the lease moves to another TEP
+    const lost = batches.length > 0 && r() < 0.1; // no lease while this batch comes
     const arrivals: Arrival[] = [];
     let f = int(hostFlows.length);
     for (let k = 1 + int(120); k > 0; k--) {
@@ -156,8 +165,9 @@ export function inCase(seed: number): InCase {
           id: st.id,
         });
         st.id = (st.id + 1) & 0xffff;
-        for (const q of fragments(whole, 8 * (20 + int(170))))
-          arrivals.push({ packet: q, src6: TEPS[tep]!, trafficClass: 0 });
+        const pieces = fragments(whole, 8 * (20 + int(170)));
+        if (r() < 0.4) pieces.reverse(); // held until the first fragment comes (its ports)
+        for (const q of pieces) arrivals.push({ packet: q, src6: TEPS[tep]!, trafficClass: 0 });
         continue;
       } else if (flow.proto === 6) {
         const syn = r() < 0.03;
@@ -213,7 +223,7 @@ export function inCase(seed: number): InCase {
       const src6 = outer < 0.04 ? OTHER6 : outer < 0.08 ? TEPS[1 - tep]! : TEPS[tep]!;
       arrivals.push({ packet: p, src6, trafficClass });
     }
-    batches.push({ tep, arrivals });
+    batches.push({ tep, lost, arrivals });
   }
   return { seed, ...base, perRead: 1 + int(64), hostFlows, external, batches };
 }
@@ -266,17 +276,23 @@ export function runIn(c: InCase, mode: RunMode): RunResult {
     const raw = new FakeTunnelSocket(mode === "single" ? 1 : c.perRead);
     const tun = mode === "gso" ? new FakeBatchTun(true, 10, c.udpGro) : new FakeBatchTun(false, 0);
     const loop = new ClientInBatch(init, raw, tun);
-    for (const { tep, arrivals } of c.batches) {
+    for (const { tep, lost, arrivals } of c.batches) {
       // A lease renewed with another TEP (ClientState, as the main thread sets it).
-      if (hex(init.state.tep6(new Uint8Array(16))) !== hex(TEPS[tep]!))
-        init.state.setLease(LEASED, c.portSet, TEPS[tep]!);
+      const s = init.state;
+      if (lost) s.clearLease();
+      else if (!s.hasLease || hex(s.tep6(new Uint8Array(16))) !== hex(TEPS[tep]!))
+        s.setLease(LEASED, c.portSet, TEPS[tep]!);
       for (const a of arrivals) raw.inbox.push({ ...a, packet: a.packet.slice() });
       if (mode === "single")
         for (const a of arrivals) {
           const before = tun.written.length;
           loop.step();
           const writes = tun.written.slice(before).map((w) => w.packet);
-          const problem = inOracle(c, a, writes, tep) || ecnOracle(a, writes);
+          const problem = lost
+            ? writes.length > 0
+              ? "written without a lease"
+              : ""
+            : inOracle(c, a, writes, tep) || ecnOracle(a, writes);
           if (problem) oracle.push(`${problem}: ${hex(a.packet).slice(0, 96)}`);
         }
       for (let guard = 0; raw.inbox.length > 0 && guard < 100000; guard++) loop.step();
@@ -305,15 +321,21 @@ export function runIn(c: InCase, mode: RunMode): RunResult {
  */
 function inOracle(c: InCase, a: Arrival, writes: readonly Uint8Array[], tep: number): string {
   if (writes.length === 0) return "";
-  if (writes.length > 1) return "one arrival, several writes";
   if (hex(a.src6) !== hex(TEPS[tep]!)) return "written from another outer source than the TEP";
+  const to = c.onDemand ? PLACEHOLDER_IPV4 : LEASED;
+  // A first fragment releases the later ones held for it (they came before it): after it.
+  for (const q of writes.slice(1)) {
+    if (!laterFragment(q)) return "one arrival, several writes, not held fragments";
+    if (v4([...q.subarray(16, 20)]) !== to) return "a released fragment to another address";
+    if (internetChecksum(q, 0, (q[0]! & 0x0f) * 4) !== 0)
+      return "a released fragment, bad header checksum";
+  }
   const w = writes[0]!;
   const p = a.packet;
   const ihl = (w[0]! & 0x0f) * 4;
   if (internetChecksum(w, 0, ihl) !== 0) return "written with a bad header checksum";
   if (internetChecksum(p, 0, (p[0]! & 0x0f) * 4) !== 0) return "a bad header checksum forwarded";
-  if (v4([...w.subarray(16, 20)]) !== (c.onDemand ? PLACEHOLDER_IPV4 : LEASED))
-    return "written to another address";
+  if (v4([...w.subarray(16, 20)]) !== to) return "written to another address";
   if (v4([...w.subarray(12, 16)]) === LEASED) return "written from the leased address";
   if ((w[9] !== 6 && w[9] !== 17) || isFragment(w)) return "";
   const port = (w[ihl + 2]! << 8) | w[ihl + 3]!;
@@ -338,7 +360,7 @@ function inOracle(c: InCase, a: Arrival, writes: readonly Uint8Array[], tep: num
  */
 function ecnOracle(a: Arrival, writes: readonly Uint8Array[]): string {
   const p = a.packet;
-  if (writes.length !== 1 || p.length < 20) return "";
+  if (writes.length === 0 || p.length < 20) return "";
   const outer = a.trafficClass & 3;
   const inner = p[1]! & 3;
   if (outer === 3 && inner === 0) return "outer CE over inner Not-ECT written";
