@@ -5,22 +5,34 @@
  *
  * Out (test/helpers/client_fuzz_out.ts, lib/dataplane/client_batch.ts ClientOutBatch): per
  * seed, TCP/UDP super-packets and single packets of many flows from leased, spoofed, stale and
- * placeholder sources, whole and shared leases (NAPT), lease changes between reads. Three runs
+ * placeholder sources, whole and shared leases (NAPT, a 12-port set that runs out), DF on and
+ * off around the path MTU, SYN with MSS, FIN/RST/PSH/URG, IPv4 options, fragments in any
+ * order, truncated packets, ICMP echo; lease changes between reads (new lease, another TEP,
+ * lease lost, a lower path MTU; on-demand placeholder traffic held, then sent), loop batch
+ * sizes 32–128. Three runs
  * must agree byte for byte — each super-packet read whole through a DTI with offloads, the same
  * traffic cut beforehand as a DTI without offloads hands it (several per read), and one packet
  * per read: the IPv6 packets sent (TEP, traffic class, flow label, in order), the ICMPv4
  * errors and RSTs into the DTI, the counters, the on-demand lease requests. Independent of
  * lib/: nothing sent from another source than the lease, outside the port set, above the
- * tunnel MTU with DF, with a bad checksum, or a SYN's MSS above the clamp.
+ * tunnel MTU with DF, with a bad checksum, or a SYN's MSS above the clamp; per TCP flow
+ * sequence numbers never go back; every reply into the DTI to the lease or the placeholder.
  *
  * In (test/helpers/client_fuzz_in.ts, ClientInBatch): batches of IPv4-in-IPv6 from the TEP
  * and from spoofers, to the lease and others, reverse-NAPT hits and misses, good, bad and
- * partial checksums, ECN, fragments, options, truncated packets; a DTI with TCP (and per seed
+ * partial checksums, ECN, fragments in and out of order, options, truncated and padded
+ * packets, the lease moved to another TEP or lost between batches, on-demand hosts (replies
+ * mapped back to the placeholder); a DTI with TCP (and per seed
  * UDP) GSO whose super-packets are cut back as the kernel cuts them, a DTI without offloads,
  * and one packet per read must agree (per flow in order; plain and one by one write for write;
  * counters), compared by test/helpers/tep_fuzz_run.ts compareRuns; and independently: nothing
- * from a non-TEP outer source written, every written packet to the leased address, NAPT
- * mapped back to the host port the test saw the mapping made for.
+ * from a non-TEP outer source or without a lease written, every written packet to the leased
+ * address (the placeholder on demand), never from it, NAPT mapped back to the host port the
+ * test saw the mapping made for, checksums neither repaired nor broken, ECN per RFC 6040 §4.2.
+ *
+ * Both devices' checksum state: the DTI with offloads hands a super-packet with the checksum
+ * partial (the pseudo-header sum, as the kernel leaves it) and a single packet with NEEDS_CSUM
+ * finished by lib/sys/tun_vnet.ts completeChecksum, as the real device does before the loop.
  *
  * Replay one seed: FUZZ_SEED=123 bun test test/client_batch_fuzz.test.ts; more: FUZZ_SEEDS=2000.
  */
