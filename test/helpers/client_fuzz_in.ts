@@ -59,6 +59,10 @@ export interface InCase {
   mssClamp: boolean;
   onDemand: boolean;
   perRead: number;
+  /** The GSO DTI's headroom (packets at unaligned offsets too). */
+  headroom: number;
+  /** The GSO DTI refuses UDP super-datagram writes (-EINVAL) after taking TUN_F_USO4. */
+  refuseUdpGso: boolean;
   /** Flows the host opens first (through ClientOutBatch, so the NAPT maps them). */
   hostFlows: HostFlow[];
   /** The external port of each host flow (NAPT), or its own port (whole address). */
@@ -225,7 +229,18 @@ export function inCase(seed: number): InCase {
     }
     batches.push({ tep, lost, arrivals });
   }
-  return { seed, ...base, perRead: 1 + int(64), hostFlows, external, batches };
+  const headroom = pick([0, 1, 3, 4, 10, 10, 12]);
+  const refuseUdpGso = base.udpGro && r() < 0.2;
+  return {
+    seed,
+    ...base,
+    perRead: 1 + int(64),
+    headroom,
+    refuseUdpGso,
+    hostFlows,
+    external,
+    batches,
+  };
 }
 
 function withClock<T>(f: () => T): T {
@@ -274,7 +289,9 @@ export function runIn(c: InCase, mode: RunMode): RunResult {
       oracle.push("the NAPT mapped other ports than in the generator's run");
     counters.fill(0);
     const raw = new FakeTunnelSocket(mode === "single" ? 1 : c.perRead);
-    const tun = mode === "gso" ? new FakeBatchTun(true, 10, c.udpGro) : new FakeBatchTun(false, 0);
+    const tun =
+      mode === "gso" ? new FakeBatchTun(true, c.headroom, c.udpGro) : new FakeBatchTun(false, 0);
+    tun.refuseUdpGso = mode === "gso" && c.refuseUdpGso;
     const loop = new ClientInBatch(init, raw, tun);
     for (const { tep, lost, arrivals } of c.batches) {
       // A lease renewed with another TEP (ClientState, as the main thread sets it).

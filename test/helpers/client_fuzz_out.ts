@@ -68,6 +68,8 @@ export interface OutCase {
    * smaller send vector fills up (the on-demand queue's 64) and goes in the middle of a batch.
    */
   batchSize: number;
+  /** The DTI's headroom: where the loop reads packets into its buffers (unaligned too). */
+  headroom: number;
   events: OutEvent[];
 }
 
@@ -254,6 +256,7 @@ export function outCase(seed: number): OutCase {
     }
   }
   const batchSize = r() < 0.5 ? 128 : 32 + int(97);
+  const headroom = pick([0, 1, 3, 4, 10, 10, 12]);
   return {
     seed,
     onDemand,
@@ -261,6 +264,7 @@ export function outCase(seed: number): OutCase {
     tunnelMtu,
     perRead: 1 + int(12),
     batchSize,
+    headroom,
     events,
   };
 
@@ -327,8 +331,8 @@ function run(c: OutCase, mode: OutMode): OutResult {
     client: { tunnelMtu: c.tunnelMtu, mssClamp: c.mssClamp },
     pathMtu,
   };
-  const vnet = new VnetFakeTun(true, 10);
-  const plain = new PlainBatchTun(mode === "apart" ? c.perRead : 1);
+  const vnet = new VnetFakeTun(true, c.headroom);
+  const plain = new PlainBatchTun(mode === "apart" ? c.perRead : 1, c.headroom);
   const tun = mode === "whole" ? vnet : plain;
   const raw = new FakeTunnelSocket();
   let asked = 0;

@@ -123,8 +123,11 @@ export class PlainBatchTun extends FakeBatchTun {
   /** See {@link VnetFakeTun.beforeRead}. */
   beforeRead: (() => void) | null = null;
 
-  constructor(readonly perRead: number) {
-    super(true, 10);
+  constructor(
+    readonly perRead: number,
+    headroom = 10,
+  ) {
+    super(true, headroom);
   }
 
   override read(bufs: readonly Uint8Array[], sizes: Int32Array, offset: number): number {
