@@ -151,15 +151,14 @@ describe("ClientInBatch fuzz: GSO DTI, plain DTI and one by one agree", () => {
 // hands over are checked and sent at once, and the held ones only at the next step: the newer
 // packets of a flow overtake its older ones (issue 14: a batch must not reorder a flow; one by
 // one only the first packet read overtakes, so the batched and the one-by-one runs differ too).
-// The fix belongs in step(): after the second follow(), send the queue before the batch (tried
-// in this tree, not committed: this test then passes, and the fuzz with the flag on passes 400
-// seeds). Once fixed: make this a plain test and set OUT_SHAPES.leaseDuringRead to true.
+// Fixed: step() sends the queue after the second follow(), before the batch (this test
+// failed before the fix); the fuzz makes this shape again.
 describe("ClientOutBatch: on-demand packets held for a lease keep their place in their flow", () => {
-  test("the fuzz keeps away from this shape until it is fixed (OUT_SHAPES.leaseDuringRead)", () => {
-    expect(OUT_SHAPES.leaseDuringRead).toBe(false);
+  test("the fuzz makes this shape again (OUT_SHAPES.leaseDuringRead)", () => {
+    expect(OUT_SHAPES.leaseDuringRead).toBe(true);
   });
 
-  test.failing("a lease that comes while the loop waits in read(): the held segments go first", () => {
+  test("a lease that comes while the loop waits in read(): the held segments go first", () => {
     const state = ClientState.create();
     const init = {
       state,

@@ -155,17 +155,13 @@ export class ClientOutBatch {
   step(): number {
     const lease = this.#follower.lease;
     this.#follower.follow();
-    if (lease.context && this.#queueLength > 0) {
-      this.#clock();
-      for (let i = 0; i < this.#queueLength; i++) this.#handle(this.#queue[i]!, this.#queued[i]!);
-      this.#queueLength = 0;
-      this.#send();
-      this.#touch();
-    }
+    this.#sendHeld();
     const n = this.#tun.read(this.#bufs, this.#sizes, this.#offset);
     if (n <= 0) return n < 0 ? countReadFailure(this.stats, n) : n;
-    // The lease may have arrived while we were blocked in read().
+    // The lease may have arrived while we were blocked in read(): what was held for it goes
+    // before what this read brought (the packets of a flow keep their order).
     this.#follower.follow();
+    this.#sendHeld();
     if (lease.context) {
       this.#clock();
       const off = this.#offset;
@@ -195,6 +191,16 @@ export class ClientOutBatch {
       this.#needLease();
     }
     return n;
+  }
+
+  /** On-demand: once there is a lease, the packets held for it go (in the order they came). */
+  #sendHeld(): void {
+    if (!this.#follower.lease.context || this.#queueLength === 0) return;
+    this.#clock();
+    for (let i = 0; i < this.#queueLength; i++) this.#handle(this.#queue[i]!, this.#queued[i]!);
+    this.#queueLength = 0;
+    this.#send();
+    this.#touch();
   }
 
   #clock(): void {
