@@ -51,6 +51,10 @@ export {
   UNAUTH_SNAPSHOT_INTERVAL_MS,
 } from "./tep_state.ts";
 
+/** What {@link TepSync.install} answers when it decides without an exchange (shared: no promise per lease). */
+const INSTALLED = Promise.resolve(true);
+const NOT_INSTALLED = Promise.resolve(false);
+
 /** Default UDP port a TEP listens on for BIND/UNBIND/SNAPSHOT. */
 export const TEP_CONTROL_PORT = 4608;
 
@@ -174,22 +178,23 @@ export class TepSync implements BindingSink {
     const key = leaseKey(lease.ipv4, lease.portSet.psid);
     const running = this.#pending.get(key);
     if (running) return running;
-    const done = this.#install(lease).finally(() => this.#pending.delete(key));
+    const tep = this.#tep(lease.tep6);
+    addBinding(tep, lease);
+    // A TEP not in sync is decided at once: no exchange, so nothing pending to share.
+    if (!this.#connected(tep)) {
+      if (!this.#o.requireTep) {
+        this.#deferred(tep, lease);
+        return INSTALLED;
+      }
+      removeBinding(tep, lease);
+      return NOT_INSTALLED;
+    }
+    const done = this.#install(tep, lease).finally(() => this.#pending.delete(key));
     this.#pending.set(key, done);
     return done;
   }
 
-  async #install(lease: Lease): Promise<boolean> {
-    const tep = this.#tep(lease.tep6);
-    addBinding(tep, lease);
-    if (!this.#connected(tep)) {
-      if (!this.#o.requireTep) {
-        this.#deferred(tep, lease);
-        return true;
-      }
-      removeBinding(tep, lease);
-      return false;
-    }
+  async #install(tep: TepState, lease: Lease): Promise<boolean> {
     const ok = await this.#exchange(tep, {
       type: MessageType.BIND,
       host4: lease.ipv4,
