@@ -19,7 +19,7 @@
 import type { AllocationEngine, EngineOutcome, EngineResult } from "../alloc/engine.ts";
 import { IsoTime, type Logger } from "../control/log.ts";
 import { logMessage } from "../control/message_log.ts";
-import type { Metrics } from "../control/metrics.ts";
+import type { CounterSeries, Metrics } from "../control/metrics.ts";
 import { WarnLimit } from "../control/warn_limit.ts";
 import type { Lease } from "../lease/lease.ts";
 import { canonicalIPv6, formatIPv4, parseIPv6 } from "../net/addr.ts";
@@ -105,6 +105,8 @@ export class DstmHandler {
   readonly #expires = new IsoTime();
   /** TEP IPv6 address text → its 16 bytes, for the ACKs (a few TEPs; cleared past TEP6_CACHE_MAX). */
   readonly #tep6Bytes = new Map<string, Uint8Array>();
+  /** `dstm_messages_total` series by type × 256 + status, once counted (./handler.ts #count). */
+  readonly #counted = new Map<number, CounterSeries>();
 
   constructor(options: HandlerOptions) {
     this.#o = options;
@@ -426,9 +428,17 @@ export class DstmHandler {
   }
 
   #count(type: number, status: Status): void {
-    this.#o.metrics.inc("dstm_messages_total", {
+    // The series of each (type, status) kept from its first count: no label key per request.
+    const at = type * 256 + status;
+    const series = this.#counted.get(at);
+    if (series !== undefined) {
+      series.value++;
+      return;
+    }
+    const labels = {
       type: TYPE_NAMES[type] ?? String(type),
       result: status === Status.SUCCESS ? "ack" : `nak_${STATUS_NAMES[status]}`,
-    });
+    };
+    this.#counted.set(at, this.#o.metrics.incSeries("dstm_messages_total", labels));
   }
 }

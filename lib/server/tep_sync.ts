@@ -24,7 +24,7 @@
  */
 import type { Pool } from "../alloc/pool.ts";
 import type { Logger } from "../control/log.ts";
-import type { Metrics } from "../control/metrics.ts";
+import type { CounterSeries, Metrics } from "../control/metrics.ts";
 import { WarnLimit } from "../control/warn_limit.ts";
 import { type Lease, leaseKey } from "../lease/lease.ts";
 import { formatIPv4 } from "../net/addr.ts";
@@ -88,6 +88,8 @@ export interface TepSyncOptions {
 export class TepSync implements BindingSink {
   readonly #teps = new Map<string, TepState>();
   readonly #pending = new Map<number, Promise<boolean>>();
+  /** `dstm_tep_messages_total{kind="bind_deferred"}`, once counted. */
+  #bindDeferred: CounterSeries | undefined;
   readonly #o: TepSyncOptions;
   readonly #now: () => number;
   readonly #channel: TepChannel;
@@ -362,7 +364,12 @@ export class TepSync implements BindingSink {
    * do not match — looks exactly like this.
    */
   #deferred(tep: TepState, lease: Lease): void {
-    this.#o.metrics.inc("dstm_tep_messages_total", { kind: "bind_deferred" });
+    // The series kept from its first count: a deferred BIND is counted per lease.
+    if (this.#bindDeferred) this.#bindDeferred.value++;
+    else {
+      const labels = { kind: "bind_deferred" };
+      this.#bindDeferred = this.#o.metrics.incSeries("dstm_tep_messages_total", labels);
+    }
     this.#warn.warn("tep-bind-deferred", {
       tep6: tep.tep6,
       ipv4: formatIPv4(lease.ipv4),
