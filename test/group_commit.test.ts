@@ -180,3 +180,101 @@ describe("GroupCommitter", () => {
     expect(committer.stats).toEqual({ batches: 1, ops: 1000 });
   });
 });
+
+/** A store that commits on the calling thread (LeaseStore.commit) and is made durable when the test says. */
+class PipelinedStore extends RecordingStore {
+  readonly commits: LeaseOp[][] = [];
+  readonly durable: { resolve: () => void; reject: (e: Error) => void }[] = [];
+  throwNext = false;
+  commit(ops: readonly LeaseOp[]): Promise<void> {
+    if (this.throwNext) {
+      this.throwNext = false;
+      throw new Error("constraint failed");
+    }
+    this.commits.push([...ops]);
+    const { promise, resolve, reject } = Promise.withResolvers<void>();
+    this.durable.push({ resolve, reject });
+    return promise;
+  }
+}
+
+describe("GroupCommitter, pipelined store (LeaseStore.commit)", () => {
+  test("the next batch commits while the first is made durable; each settles once durable, in order", async () => {
+    const store = new PipelinedStore();
+    const committer = new GroupCommitter(store);
+    const order: string[] = [];
+    const a = committer.submit([put(1)]).then(() => order.push("a"));
+    await waitUntil(() => store.commits.length === 1, { what: "batch a committed" });
+    const b = committer.submit([put(2)]).then(() => order.push("b"));
+    await waitUntil(() => store.commits.length === 2, {
+      what: "batch b committed before a is durable",
+    });
+    expect(store.writes).toHaveLength(0);
+    // b's fsync returns first: b still settles after a, and neither before its own durability.
+    store.durable[1]!.resolve();
+    await Bun.sleep(5);
+    expect(order).toEqual([]);
+    store.durable[0]!.resolve();
+    await Promise.all([a, b]);
+    expect(order).toEqual(["a", "b"]);
+  });
+
+  test(`at most ${2} committed batches wait for durability; the next commits when one settles`, async () => {
+    const store = new PipelinedStore();
+    const committer = new GroupCommitter(store);
+    const a = committer.submit([put(1)]);
+    await waitUntil(() => store.commits.length === 1, { what: "a committed" });
+    const b = committer.submit([put(2)]);
+    await waitUntil(() => store.commits.length === 2, { what: "b committed" });
+    const c = committer.submit([put(3)]);
+    await Bun.sleep(5);
+    expect(store.commits).toHaveLength(2);
+    store.durable[0]!.resolve();
+    await a;
+    await waitUntil(() => store.commits.length === 3, { what: "c committed once a settled" });
+    store.durable[1]!.resolve();
+    store.durable[2]!.resolve();
+    await Promise.all([b, c]);
+    await committer.flush();
+    expect(committer.stats).toEqual({ batches: 3, ops: 3 });
+  });
+
+  test("a commit that throws is rejected only after the batch committed before it settled", async () => {
+    const store = new PipelinedStore();
+    const committer = new GroupCommitter(store);
+    const order: string[] = [];
+    const a = committer.submit([put(1)]).then(() => order.push("a durable"));
+    await waitUntil(() => store.commits.length === 1, { what: "a committed" });
+    store.throwNext = true;
+    const b = committer.submit([put(2)]).then(
+      () => order.push("b resolved"),
+      (e: Error) => order.push(`b rejected: ${e.message}`),
+    );
+    await Bun.sleep(5);
+    expect(order).toEqual([]);
+    // Nothing more is committed until the failure has been settled.
+    const c = committer.submit([put(3)]);
+    await Bun.sleep(5);
+    expect(store.commits).toHaveLength(1);
+    store.durable[0]!.resolve();
+    await Promise.all([a, b]);
+    expect(order).toEqual(["a durable", "b rejected: constraint failed"]);
+    await waitUntil(() => store.commits.length === 2, { what: "c committed after the failure" });
+    store.durable[1]!.resolve();
+    await c;
+  });
+
+  test("a failed durability rejects that batch's submitters; later batches settle after it", async () => {
+    const store = new PipelinedStore();
+    const committer = new GroupCommitter(store);
+    const order: string[] = [];
+    const a = committer.submit([put(1)]).catch((e: Error) => order.push(`a: ${e.message}`));
+    await waitUntil(() => store.commits.length === 1, { what: "a committed" });
+    const b = committer.submit([put(2)]).catch((e: Error) => order.push(`b: ${e.message}`));
+    await waitUntil(() => store.commits.length === 2, { what: "b committed" });
+    store.durable[1]!.reject(new Error("fsync failed"));
+    store.durable[0]!.reject(new Error("fsync failed"));
+    await Promise.all([a, b]);
+    expect(order).toEqual(["a: fsync failed", "b: fsync failed"]);
+  });
+});

@@ -11,6 +11,16 @@
  * If a write rejects, every submitter of that batch gets the rejection; later batches are
  * written as usual.
  *
+ * A store whose transaction commits on the calling thread (`LeaseStore.commit`, SQLite) is
+ * pipelined: once a batch is committed, the next may be committed while the first is made
+ * durable (its fsync), so fsyncs follow each other without a transaction between them.
+ * At most {@link UNSETTLED_MAX} committed batches wait for durability at once (each fsync
+ * then covers about one batch: more would add transactions, not throughput). Batches still
+ * commit, and settle, in submission order; every submitter is resolved only once its batch
+ * is durable. A batch whose commit throws is rejected only after every batch committed
+ * before it has settled: their changes are durable (or failed) before the engine undoes the
+ * changes that are not (lib/alloc/lease_writer.ts).
+ *
  * @module
  */
 import type { LeaseOp, LeaseStore } from "./lease.ts";
@@ -22,6 +32,9 @@ interface _Batch {
   readonly reject: (error: unknown) => void;
 }
 
+/** Committed batches that may wait for durability at once (a pipelined store). */
+export const UNSETTLED_MAX = 2;
+
 /** Batches lease ops into as few `store.write()` calls as concurrency allows. */
 export class GroupCommitter {
   readonly #store: LeaseStore;
@@ -31,6 +44,10 @@ export class GroupCommitter {
   #inFlight: Promise<void> | undefined;
   #scheduled = false;
   readonly #stats = { batches: 0, ops: 0 };
+  /** Pipelined store: committed batches not yet settled. */
+  #unsettled = 0;
+  /** Pipelined store: settles (never rejects) once the last committed batch has settled. */
+  #lastSettled: Promise<void> = Promise.resolve();
 
   constructor(store: LeaseStore) {
     this.#store = store;
@@ -65,8 +82,10 @@ export class GroupCommitter {
   async flush(): Promise<void> {
     while (this.#pending !== undefined || this.#inFlight !== undefined) {
       if (this.#inFlight === undefined) this.#run();
-      await this.#inFlight;
+      if (this.#inFlight !== undefined) await this.#inFlight;
+      else if (this.#pending !== undefined) await this.#lastSettled; // UNSETTLED_MAX reached
     }
+    await this.#lastSettled;
   }
 
   /**
@@ -84,6 +103,7 @@ export class GroupCommitter {
 
   #schedule(): void {
     if (this.#scheduled || this.#inFlight !== undefined) return;
+    if (this.#unsettled >= UNSETTLED_MAX) return; // scheduled again when one settles
     this.#scheduled = true;
     setImmediate(() => {
       this.#scheduled = false;
@@ -94,9 +114,14 @@ export class GroupCommitter {
   #run(): void {
     const batch = this.#pending;
     if (batch === undefined || this.#inFlight !== undefined) return;
+    if (this.#store.commit !== undefined && this.#unsettled >= UNSETTLED_MAX) return;
     this.#pending = undefined;
     this.#stats.batches++;
     this.#stats.ops += batch.ops.length;
+    if (this.#store.commit !== undefined) {
+      this.#commit(batch);
+      return;
+    }
     let write: Promise<void>;
     try {
       write = this.#store.write(batch.ops);
@@ -107,6 +132,37 @@ export class GroupCommitter {
       () => this.#settle(batch, undefined, false),
       (error: unknown) => this.#settle(batch, error, true),
     );
+  }
+
+  /** A pipelined store: commits `batch` now; it settles once durable, in order. */
+  #commit(batch: _Batch): void {
+    let durable: Promise<void>;
+    try {
+      durable = (this.#store.commit as (ops: readonly LeaseOp[]) => Promise<void>).call(
+        this.#store,
+        batch.ops,
+      );
+    } catch (error) {
+      // Nothing of it applied. The batches committed before it settle first, so that their
+      // changes count as durable before the engine undoes what is not; nothing is committed
+      // meanwhile (#inFlight), as after a failed write().
+      this.#inFlight = this.#lastSettled.then(() => this.#settle(batch, error, true));
+      return;
+    }
+    this.#unsettled++;
+    // In order, whatever order the store's promises settle in: after the batch before.
+    const before = this.#lastSettled;
+    this.#lastSettled = durable.then(
+      () => before.then(() => this.#durable(batch, undefined, false)),
+      (error: unknown) => before.then(() => this.#durable(batch, error, true)),
+    );
+  }
+
+  #durable(batch: _Batch, error: unknown, failed: boolean): void {
+    if (failed) batch.reject(error);
+    else batch.resolve();
+    this.#unsettled--;
+    if (this.#pending !== undefined) this.#schedule();
   }
 
   #settle(batch: _Batch, error: unknown, failed: boolean): void {

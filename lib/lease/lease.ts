@@ -171,6 +171,13 @@ export interface LeaseStore {
   readonly kind: string;
   loadAll(): Promise<Lease[]>;
   write(ops: readonly LeaseOp[]): Promise<void>;
+  /**
+   * `write` in two steps, for a store whose transaction commits on the calling thread
+   * (SQLite): applies `ops` in one transaction now, or throws (nothing of them applied), and
+   * returns a promise that resolves once they are durable (rejects when that fails). The group
+   * committer (./group_commit.ts) then commits the next batch while this one is made durable.
+   */
+  commit?(ops: readonly LeaseOp[]): Promise<void>;
   close(): Promise<void>;
   /**
    * Several servers may write this store at once (PostgreSQL): the engine then sends

@@ -264,6 +264,26 @@ export class SqliteLeaseStore implements LeaseStore {
     return this.#writing((writer) => writer.write(ops));
   }
 
+  /**
+   * {@link write} in two steps (LeaseStore.commit): the transaction now — throws its error,
+   * or the store's sticky WAL sync failure, with nothing applied — and a promise that resolves
+   * once the WAL is fsynced (./wal_sync.ts): the ACKs of its leases wait for that.
+   */
+  commit(ops: readonly LeaseOp[]): Promise<void> {
+    if (this.#closed) throw _closed(this.path);
+    const writer = this.#writer;
+    if (writer === undefined)
+      throw new LeaseStoreError(`lease database ${this.path} is open read-only`);
+    const walSync = this.#walSync as WalSync;
+    if (walSync.failure) throw walSync.failure;
+    try {
+      writer.write(ops);
+    } catch (error) {
+      throw runError(this.path, error);
+    }
+    return walSync.sync();
+  }
+
   #writing(write: (writer: SqliteBatchWriter) => void): Promise<void> {
     if (this.#closed) return Promise.reject(_closed(this.path));
     const writer = this.#writer;

@@ -142,7 +142,8 @@ export class SqliteBatchWriter {
       params[j++] = l.expiresAt;
       params[j++] = l.identity ?? null;
     }
-    statement.run(...params);
+    // The array itself, not spread: bun:sqlite binds its elements in order, without 13 × n arguments.
+    statement.run(params);
   }
 
   /** Applies one reservation change in its own transaction (./sqlite_reservations.ts). */

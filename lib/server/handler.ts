@@ -16,17 +16,18 @@
  *
  * @module
  */
-import type { AllocationEngine, EngineResult } from "../alloc/engine.ts";
+import type { AllocationEngine, EngineOutcome, EngineResult } from "../alloc/engine.ts";
 import { IsoTime, type Logger } from "../control/log.ts";
 import { logMessage } from "../control/message_log.ts";
-import type { Metrics } from "../control/metrics.ts";
+import type { CounterSeries, Metrics } from "../control/metrics.ts";
 import { WarnLimit } from "../control/warn_limit.ts";
 import type { Lease } from "../lease/lease.ts";
-import { canonicalIPv6, formatIPv4 } from "../net/addr.ts";
+import { canonicalIPv6, formatIPv4, parseIPv6 } from "../net/addr.ts";
 import { formatPortSet } from "../net/portset.ts";
 import { type AuthKey, type ReplayGuard, type VerifyOutcome, verifyMessage } from "../wire/auth.ts";
 import { type DstmDecodeError, decodeMessage, peekHeader } from "../wire/dstm.ts";
-import { type DstmMessage, MessageType, Status } from "../wire/dstm_types.ts";
+import { encodeAck, findOption } from "../wire/dstm_ack.ts";
+import { type DstmMessage, MessageType, OptionCode, Status } from "../wire/dstm_types.ts";
 import { type Admission, isAdmissionRefusal } from "./admission.ts";
 import type { BindingSink } from "./binding_sink.ts";
 import {
@@ -53,6 +54,9 @@ export interface HandlerOptions {
   /** Rate limit per source prefix and refusal accounting; none: every request goes on. */
   readonly admission?: Admission;
 }
+
+/** TEP addresses whose bytes the handler keeps at most (configured TEPs are far fewer). */
+const TEP6_CACHE_MAX = 256;
 
 const STATUS_NAMES: Record<number, string> = Object.fromEntries(
   Object.entries(Status).map(([name, code]) => [code, name.toLowerCase()]),
@@ -99,6 +103,10 @@ export class DstmHandler {
   readonly #rejects: WarnLimit;
   /** The `expires` of lease lines (most leases granted in one second expire in one second). */
   readonly #expires = new IsoTime();
+  /** TEP IPv6 address text → its 16 bytes, for the ACKs (a few TEPs; cleared past TEP6_CACHE_MAX). */
+  readonly #tep6Bytes = new Map<string, Uint8Array>();
+  /** `dstm_messages_total` series by type × 256 + status, once counted (./handler.ts #count). */
+  readonly #counted = new Map<number, CounterSeries>();
 
   constructor(options: HandlerOptions) {
     this.#o = options;
@@ -180,7 +188,7 @@ export class DstmHandler {
     if (this.#o.admission && !this.#o.admission.admit("native", source)) return null;
     const result = await this.#dispatch(request, host6);
     if (!result.ok) return this.#refuse(request, result, key);
-    return this.#grant(request, result, key);
+    return this.#grant(request, result, key, raw);
   }
 
   /**
@@ -276,6 +284,7 @@ export class DstmHandler {
     request: DstmMessage,
     result: Extract<EngineResult, { ok: true }>,
     key: AuthKey | undefined,
+    raw: Uint8Array,
   ): Promise<Uint8Array> {
     const host6 = request.host6!;
     const lease = result.lease;
@@ -308,7 +317,56 @@ export class DstmHandler {
     if (sink && result.outcome === "released") sink.remove(lease);
     this.#count(request.type, Status.SUCCESS);
     this.#logLease(result.outcome, lease);
+    if (key === undefined) return this.#ack(request, raw, lease, result.outcome);
     return this.#answer(ackFor(request, lease, result.outcome, this.#o.engine), key);
+  }
+
+  /**
+   * The unsigned ACK of a grant, written straight into its bytes (lib/wire/dstm_ack.ts): the
+   * bytes `ackFor` + `encodeMessage` make, with the request's HOST_IPV6 bytes copied and the
+   * TEP's parsed once per TEP.
+   */
+  #ack(request: DstmMessage, raw: Uint8Array, lease: Lease, outcome: EngineOutcome): Uint8Array {
+    const host6At = findOption(raw, 0, OptionCode.HOST_IPV6);
+    if (request.type === MessageType.RELEASE) {
+      return encodeAck(
+        MessageType.RELEASE_ACK,
+        request.xid,
+        lease.ipv4,
+        raw,
+        host6At,
+        null,
+        0,
+        0,
+        undefined,
+        0,
+        false,
+      );
+    }
+    let tep6 = this.#tep6Bytes.get(lease.tep6);
+    if (tep6 === undefined) {
+      const parsed = parseIPv6(lease.tep6);
+      if (parsed === null)
+        return this.#answer(ackFor(request, lease, outcome, this.#o.engine), undefined);
+      if (this.#tep6Bytes.size >= TEP6_CACHE_MAX) this.#tep6Bytes.clear();
+      this.#tep6Bytes.set(lease.tep6, parsed);
+      tep6 = parsed;
+    }
+    const discover = request.type === MessageType.DISCOVER;
+    return encodeAck(
+      discover ? MessageType.DISCOVER_ACK : MessageType.REQUEST_ACK,
+      request.xid,
+      lease.ipv4,
+      raw,
+      host6At,
+      tep6,
+      0,
+      lease.tep4,
+      lease.portSet.psidLength === 0 ? undefined : lease.portSet,
+      // On the engine's monotonic clock, as ackFor (./handler_messages.ts).
+      Math.max(1, Math.round(this.#o.engine.remainingMs(lease) / 1000)),
+      discover && outcome === "renewed",
+    );
   }
 
   /** With keys configured, checks the request's signature; counts and logs a failure. */
@@ -370,9 +428,17 @@ export class DstmHandler {
   }
 
   #count(type: number, status: Status): void {
-    this.#o.metrics.inc("dstm_messages_total", {
+    // The series of each (type, status) kept from its first count: no label key per request.
+    const at = type * 256 + status;
+    const series = this.#counted.get(at);
+    if (series !== undefined) {
+      series.value++;
+      return;
+    }
+    const labels = {
       type: TYPE_NAMES[type] ?? String(type),
       result: status === Status.SUCCESS ? "ack" : `nak_${STATUS_NAMES[status]}`,
-    });
+    };
+    this.#counted.set(at, this.#o.metrics.incSeries("dstm_messages_total", labels));
   }
 }

@@ -24,7 +24,7 @@
  */
 import type { Pool } from "../alloc/pool.ts";
 import type { Logger } from "../control/log.ts";
-import type { Metrics } from "../control/metrics.ts";
+import type { CounterSeries, Metrics } from "../control/metrics.ts";
 import { WarnLimit } from "../control/warn_limit.ts";
 import { type Lease, leaseKey } from "../lease/lease.ts";
 import { formatIPv4 } from "../net/addr.ts";
@@ -50,6 +50,10 @@ export {
   UNAUTH_SNAPSHOT_BURST,
   UNAUTH_SNAPSHOT_INTERVAL_MS,
 } from "./tep_state.ts";
+
+/** What {@link TepSync.install} answers when it decides without an exchange (shared: no promise per lease). */
+const INSTALLED = Promise.resolve(true);
+const NOT_INSTALLED = Promise.resolve(false);
 
 /** Default UDP port a TEP listens on for BIND/UNBIND/SNAPSHOT. */
 export const TEP_CONTROL_PORT = 4608;
@@ -84,6 +88,8 @@ export interface TepSyncOptions {
 export class TepSync implements BindingSink {
   readonly #teps = new Map<string, TepState>();
   readonly #pending = new Map<number, Promise<boolean>>();
+  /** `dstm_tep_messages_total{kind="bind_deferred"}`, once counted. */
+  #bindDeferred: CounterSeries | undefined;
   readonly #o: TepSyncOptions;
   readonly #now: () => number;
   readonly #channel: TepChannel;
@@ -174,22 +180,23 @@ export class TepSync implements BindingSink {
     const key = leaseKey(lease.ipv4, lease.portSet.psid);
     const running = this.#pending.get(key);
     if (running) return running;
-    const done = this.#install(lease).finally(() => this.#pending.delete(key));
+    const tep = this.#tep(lease.tep6);
+    addBinding(tep, lease);
+    // A TEP not in sync is decided at once: no exchange, so nothing pending to share.
+    if (!this.#connected(tep)) {
+      if (!this.#o.requireTep) {
+        this.#deferred(tep, lease);
+        return INSTALLED;
+      }
+      removeBinding(tep, lease);
+      return NOT_INSTALLED;
+    }
+    const done = this.#install(tep, lease).finally(() => this.#pending.delete(key));
     this.#pending.set(key, done);
     return done;
   }
 
-  async #install(lease: Lease): Promise<boolean> {
-    const tep = this.#tep(lease.tep6);
-    addBinding(tep, lease);
-    if (!this.#connected(tep)) {
-      if (!this.#o.requireTep) {
-        this.#deferred(tep, lease);
-        return true;
-      }
-      removeBinding(tep, lease);
-      return false;
-    }
+  async #install(tep: TepState, lease: Lease): Promise<boolean> {
     const ok = await this.#exchange(tep, {
       type: MessageType.BIND,
       host4: lease.ipv4,
@@ -357,7 +364,12 @@ export class TepSync implements BindingSink {
    * do not match — looks exactly like this.
    */
   #deferred(tep: TepState, lease: Lease): void {
-    this.#o.metrics.inc("dstm_tep_messages_total", { kind: "bind_deferred" });
+    // The series kept from its first count: a deferred BIND is counted per lease.
+    if (this.#bindDeferred) this.#bindDeferred.value++;
+    else {
+      const labels = { kind: "bind_deferred" };
+      this.#bindDeferred = this.#o.metrics.incSeries("dstm_tep_messages_total", labels);
+    }
     this.#warn.warn("tep-bind-deferred", {
       tep6: tep.tep6,
       ipv4: formatIPv4(lease.ipv4),
