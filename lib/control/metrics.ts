@@ -52,6 +52,11 @@ interface Series {
   value: number;
 }
 
+/** One series of a counter (./metrics.ts `incSeries`): add to `value` to count. */
+export interface CounterSeries {
+  value: number;
+}
+
 interface Family {
   readonly help: string;
   readonly type: "counter" | "gauge";
@@ -92,6 +97,22 @@ export class Metrics {
     const series = family.values.get(key);
     if (series) series.value += by;
     else family.values.set(key, { labels: { ...labels }, value: by });
+  }
+
+  /**
+   * {@link inc}, returning the series counted: a caller counting one series per message keeps
+   * it and adds to its `value` (no label key to build, no Map lookup). Series are never removed.
+   */
+  incSeries(name: string, labels: Labels, by = 1): CounterSeries {
+    const family = this.#family(name);
+    const key = labelKey(labels);
+    let series = family.values.get(key);
+    if (series) series.value += by;
+    else {
+      series = { labels: { ...labels }, value: by };
+      family.values.set(key, series);
+    }
+    return series;
   }
 
   /** Sets the gauge (or, for copies of counters kept elsewhere, the counter) `name` with `labels`. */
