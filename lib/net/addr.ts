@@ -127,11 +127,12 @@ export function formatIPv6(bytes: Uint8Array, offset = 0): string {
     }
     i = j;
   }
-  const hex = (from: number, to: number) =>
-    groups
-      .slice(from, to)
-      .map((g) => g.toString(16))
-      .join(":");
+  // A loop, not slice/map/join: servers format an address per datagram.
+  const hex = (from: number, to: number) => {
+    let text = from < to ? groups[from]!.toString(16) : "";
+    for (let g = from + 1; g < to; g++) text += `:${groups[g]!.toString(16)}`;
+    return text;
+  };
   if (bestStart < 0) return hex(0, 8);
   return `${hex(0, bestStart)}::${hex(bestStart + bestLen, 8)}`;
 }

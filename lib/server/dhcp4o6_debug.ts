@@ -35,13 +35,22 @@ export function noteDhcp4o6Result(result: string, reason?: string): void {
  * Runs `handle` for the datagram `raw` from `source`; with debug on, logs it and its answer
  * (to `source`) with the result noted meanwhile. Resolves to `handle`'s answer.
  */
-export async function handleLogged(
+export function handleLogged(
   log: Logger,
   raw: Uint8Array,
   source: string,
   handle: () => Promise<Uint8Array | null>,
 ): Promise<Uint8Array | null> {
-  if (!log.enabled("debug")) return handle();
+  // Without debug, no wrapper promise per datagram.
+  return log.enabled("debug") ? _logged(log, raw, source, handle) : handle();
+}
+
+async function _logged(
+  log: Logger,
+  raw: Uint8Array,
+  source: string,
+  handle: () => Promise<Uint8Array | null>,
+): Promise<Uint8Array | null> {
   const trace: Trace = {};
   const answer = await _trace.run(trace, handle);
   const extra = { result: trace.result ?? (answer ? "answered" : "refused"), reason: trace.reason };

@@ -17,7 +17,7 @@
 import type { ClientScope } from "../alloc/client_scope.ts";
 import type { AllocationEngine, EngineResult } from "../alloc/engine.ts";
 import type { LogFields, Logger } from "../control/log.ts";
-import type { Metrics } from "../control/metrics.ts";
+import type { CounterSeries, Metrics } from "../control/metrics.ts";
 import type { Lease } from "../lease/lease.ts";
 import { formatIPv4 } from "../net/addr.ts";
 import { formatPortSet } from "../net/portset.ts";
@@ -53,14 +53,36 @@ export interface Dhcp4QueryOptions {
   readonly hostPrefixLength?: number;
 }
 
+/** The scope of a client keyed by its IPv6 address on any link: the common case, made once. */
+const NO_SCOPE: ClientScope = Object.freeze({});
+
+/** `dstm_dhcp4o6_messages_total`'s `type` label of each DHCPv4 message type (lower case). */
+const _TYPE_LABELS: readonly (string | undefined)[] = Array.from({ length: 9 }, (_, t) =>
+  t === 0 ? undefined : dhcp4MessageTypeName(t).toLowerCase(),
+);
+
 /** A refused datagram, counted and logged at warn, rate-limited (./dhcp4o6.ts). */
 export type Dhcp4o6Drop = (type: string, reason: string, fields: LogFields) => void;
 
 /** Counts one datagram in `dstm_dhcp4o6_messages_total{type,result}` and notes it for debug. */
 export function countDhcp4o6(metrics: Metrics, type: string, result: string): void {
   noteDhcp4o6Result(result);
-  metrics.inc("dstm_dhcp4o6_messages_total", { type, result });
+  // The series of each (type, result) kept after its first count: a property add per message.
+  let byType = _series.get(metrics);
+  if (byType === undefined) {
+    byType = new Map();
+    _series.set(metrics, byType);
+  }
+  let byResult = byType.get(type);
+  if (byResult === undefined) {
+    byResult = new Map();
+    byType.set(type, byResult);
+  }
+  const series = byResult.get(result);
+  if (series !== undefined) series.value++;
+  else byResult.set(result, metrics.incSeries("dstm_dhcp4o6_messages_total", { type, result }));
 }
+const _series = new WeakMap<Metrics, Map<string, Map<string, CounterSeries>>>();
 
 export class Dhcp4QueryHandler {
   readonly #o: Dhcp4QueryOptions;
@@ -75,20 +97,26 @@ export class Dhcp4QueryHandler {
    * The answer to the DHCPv4 message `query` from `host6` (canonical, no zone) on `link`, or
    * null; `size`: the bytes of the client's DHCPv6 message (a NAK is never longer).
    */
-  async answer(
+  answer(
     query: Dhcp4Message,
     host6: string,
     link: LinkChoice | undefined,
     size: number,
-  ): Promise<Uint8Array | null> {
+  ): Promise<Uint8Array | null> | Uint8Array | null {
+    // Not async: the answer's promise is the decision's own (no promise wrapping a promise).
     const type = query.options.messageType;
-    const name = dhcp4MessageTypeName(type).toLowerCase();
+    const name = _TYPE_LABELS[type] ?? dhcp4MessageTypeName(type).toLowerCase();
     const key = dhcp4Identity(this.#o.identity ?? "source", query);
     // Keyed modes: the client is the lease's holder (stored with it), not its IPv6 address.
-    const scope: ClientScope = {
-      ...(key === null ? {} : { identity: key }),
-      ...(link?.ok ? { pools: link.pools } : {}),
-    };
+    const pools = link?.ok ? link.pools : undefined;
+    const scope: ClientScope =
+      key === null
+        ? pools === undefined
+          ? NO_SCOPE
+          : { pools }
+        : pools === undefined
+          ? { identity: key }
+          : { identity: key, pools };
     if (
       link?.ok === false &&
       (type === Dhcp4MessageType.DISCOVER || type === Dhcp4MessageType.REQUEST)
@@ -157,13 +185,14 @@ export class Dhcp4QueryHandler {
     scope: ClientScope,
   ): Promise<Uint8Array | null> {
     const { engine } = this.#o;
-    const result = await engine.discover(host6, {
-      hint: query.options.requestedIp || undefined,
-      leaseTime: OFFER_SECONDS,
-      // An OFFER is not an ACK: it need not be on disk (the ACK is).
-      persist: false,
-      ...scope,
-    });
+    const hint = query.options.requestedIp || undefined;
+    // An OFFER is not an ACK: it need not be on disk (the ACK is).
+    const result = await engine.discover(
+      host6,
+      scope === NO_SCOPE
+        ? { hint, leaseTime: OFFER_SECONDS, persist: false }
+        : { hint, leaseTime: OFFER_SECONDS, persist: false, ...scope },
+    );
     // The TEP gets the binding with the ACK, not for an offer the client may not take.
     if (!result.ok) {
       this.#count(name, result.reason);

@@ -14,8 +14,8 @@
  * @module
  */
 import type { Lease } from "../lease/lease.ts";
-import { type Dhcp4Message, Dhcp4MessageType, Dhcp4Op, type Dhcp4Options } from "../wire/dhcp4.ts";
-import { Dhcp6MessageType, encodeDhcp4o6 } from "../wire/dhcp4o6.ts";
+import { type Dhcp4Message, Dhcp4MessageType } from "../wire/dhcp4.ts";
+import { type Dhcp4ReplyOptions, encodeDhcp4Response } from "../wire/dhcp4o6_response.ts";
 
 /** An OFFER or ACK of `lease` for `seconds` (s), from `serverId`. */
 export function leaseReply(
@@ -65,27 +65,16 @@ export function nakReply(
   return room >= 1 ? nak(text.slice(0, room)) : nak(undefined);
 }
 
-/** The DHCPV4-RESPONSE carrying the BOOTREPLY to `query` (RFC 2131 Table 3, RFC 6842). */
-export function bootReply(query: Dhcp4Message, yiaddr: number, options: Dhcp4Options): Uint8Array {
+/**
+ * The DHCPV4-RESPONSE carrying the BOOTREPLY to `query` (RFC 2131 Table 3, RFC 6842), written
+ * in one pass (lib/wire/dhcp4o6_response.ts).
+ */
+export function bootReply(
+  query: Dhcp4Message,
+  yiaddr: number,
+  options: Dhcp4ReplyOptions,
+): Uint8Array {
   const type = options.messageType;
   const zeroCiaddr = type === Dhcp4MessageType.OFFER || type === Dhcp4MessageType.NAK;
-  const clientId = query.options.clientId;
-  return encodeDhcp4o6({
-    type: Dhcp6MessageType.DHCPV4_RESPONSE,
-    flags: 0,
-    dhcp4: {
-      op: Dhcp4Op.BOOTREPLY,
-      htype: query.htype,
-      hops: 0,
-      xid: query.xid,
-      secs: 0,
-      flags: query.flags,
-      ciaddr: zeroCiaddr ? 0 : query.ciaddr,
-      yiaddr,
-      siaddr: 0,
-      giaddr: query.giaddr,
-      chaddr: query.chaddr,
-      options: clientId ? { ...options, clientId } : options,
-    },
-  });
+  return encodeDhcp4Response(query, zeroCiaddr ? 0 : query.ciaddr, yiaddr, options);
 }

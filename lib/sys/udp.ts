@@ -84,6 +84,8 @@ export async function bindUdp(
 ): Promise<UdpEndpoint> {
   let socket: Bun.udp.Socket<"uint8array">;
   const errors = { count: 0 };
+  // The bound address, read once: `sock.hostname` makes a new string per call.
+  let local: string | undefined;
   try {
     socket = await Bun.udpSocket({
       hostname: address,
@@ -91,7 +93,8 @@ export async function bindUdp(
       binaryType: "uint8array",
       socket: {
         data(sock, data, fromPort, fromAddress) {
-          onDatagram(data, fromAddress, fromPort, sock.hostname);
+          local ??= sock.hostname;
+          onDatagram(data, fromAddress, fromPort, local);
         },
         // ICMP errors for earlier sends (port unreachable: a peer went away) surface here on
         // Linux; they are not this socket's failure, so they are counted, not thrown.

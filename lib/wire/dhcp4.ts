@@ -95,7 +95,9 @@ export function decodeDhcp4(
   const tlvs: number[] = [];
   const overload = _locateOptions(buf, offset, length, tlvs);
   if (overload instanceof _Fault) return fail(overload.code, overload.message);
-  const options = _readOptions(buf, _groupOptions(tlvs));
+  const options = _repeats(tlvs)
+    ? _readOptions(buf, _groupOptions(tlvs))
+    : _readSingleOptions(buf, tlvs);
   if (options instanceof _Fault) return fail(options.code, options.message);
   const op = buf[offset]! as Dhcp4Op;
   const typeFault = _checkMessageType(options, op);
@@ -179,6 +181,49 @@ function _groupOptions(tlvs: readonly number[]): number[][] {
   }
   for (const g of groups) _groupOf[g[0]!] = 0;
   return groups;
+}
+
+/** True when some code (other than 52) appears more than once in `tlvs` (step 3's triples). */
+function _repeats(tlvs: readonly number[]): boolean {
+  let repeated = false;
+  let i = 0;
+  for (; i < tlvs.length; i += 3) {
+    const code = tlvs[i]!;
+    if (code === Dhcp4OptionCode.OVERLOAD) continue;
+    if (_groupOf[code] !== 0) {
+      repeated = true;
+      break;
+    }
+    _groupOf[code] = 1;
+  }
+  for (let j = 0; j < i; j += 3) _groupOf[tlvs[j]!] = 0;
+  return repeated;
+}
+
+/**
+ * Step 5 when no code repeats (the usual message): what {@link _readOptions} reads of
+ * {@link _groupOptions}' one-instance groups, read in place, without making the groups.
+ */
+function _readSingleOptions(buf: Uint8Array, tlvs: readonly number[]): Dhcp4Options | _Fault {
+  const options: Record<string, unknown> = {};
+  let unknown: Dhcp4RawOption[] | undefined;
+  for (let i = 0; i < tlvs.length; i += 3) {
+    const code = tlvs[i]!;
+    if (code === Dhcp4OptionCode.OVERLOAD) continue;
+    const at = tlvs[i + 1]!;
+    const len = tlvs[i + 2]!;
+    const spec = _SPEC_BY_CODE[code];
+    if (spec === undefined) {
+      unknown ??= [];
+      unknown.push({ code, data: buf.slice(at, at + len) });
+      continue;
+    }
+    const value = spec.read(buf, at, len);
+    if (value instanceof _Fault) return value;
+    options[spec.key] = value;
+  }
+  if (unknown !== undefined) options.unknown = unknown;
+  return options as unknown as Dhcp4Options;
 }
 
 /**

@@ -147,10 +147,12 @@ const _PARAMETER_REQUEST_LIST: _Spec<readonly number[]> = {
   },
   size: (v) => v.length,
   write: (v, buf, at) => buf.set(v, at),
-  read: (buf, at, len) =>
-    len === 0
-      ? _lengthFault("parameter request list", len, "at least 1")
-      : Array.from(buf.subarray(at, at + len)),
+  read(buf, at, len) {
+    if (len === 0) return _lengthFault("parameter request list", len, "at least 1");
+    const codes: number[] = [];
+    for (let i = at; i < at + len; i++) codes.push(buf[i]!);
+    return codes;
+  },
 };
 
 const _CLIENT_ID: _Spec<Uint8Array> = {

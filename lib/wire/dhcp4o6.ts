@@ -64,7 +64,8 @@ export function decodeDhcp4o6(
     const name = dhcp6MessageTypeName(type);
     return fail("bad-msg-type", `${name} is not DHCPV4-QUERY (20) or DHCPV4-RESPONSE (21)`);
   }
-  const fields: Record<string, unknown> = {};
+  // The message itself collects the envelope's options (no copy of them afterwards).
+  const fields: Record<string, unknown> = { type, flags: readU24(buf, offset + 1) };
   const msg87: number[] = [];
   const end = offset + length;
   const error = readDhcp6Options(buf, offset, end, ENVELOPE_SPECS_BY_CODE, fields, msg87);
@@ -88,8 +89,8 @@ export function decodeDhcp4o6(
       `${dhcp6MessageTypeName(type)} carries a DHCPv4 op ${inner.value.op}`,
     );
   }
-  const value = { type, flags: readU24(buf, offset + 1), ...fields, dhcp4: inner.value };
-  return { ok: true, value: value as Dhcp4o6Message, offset: end };
+  fields.dhcp4 = inner.value;
+  return { ok: true, value: fields as unknown as Dhcp4o6Message, offset: end };
 }
 
 /** Bytes `encodeDhcp4o6` writes: 4 of header, 4 + the DHCPv4 message, and each option. */
