@@ -28,7 +28,7 @@ import type { BatchDevice, TunnelBatchSocket } from "../net/device.ts";
 import { tcpSegmentCount, writeTcpSegment } from "../net/tcp_segment.ts";
 import { Counter } from "./counters.ts";
 import type { TcpCoalescer } from "./gro.ts";
-import type { UdpCoalescer } from "./gro_udp.ts";
+import { type UdpCoalescer, UdpHint } from "./gro_udp.ts";
 import { type TepContext, TUNNEL_OVERHEAD, tepDecap, tepEncap, Verdict } from "./pipeline.ts";
 import {
   type BatchLoopStats,
@@ -44,6 +44,8 @@ import { tunWriter } from "./tun_writer.ts";
 export type { BatchLoopStats } from "./send_vector.ts";
 
 const SEGMENTED = Counter["decap-tcp-segmented"];
+const DECAP_CHECKED = UdpHint.HEADER_CHECKED | UdpHint.IN_MEMORY;
+const DECAP_COMPUTED = DECAP_CHECKED | UdpHint.UDP_CHECKSUM_COMPUTED;
 
 export interface TepBatchOptions {
   /**
@@ -115,7 +117,7 @@ export class TepDecapBatch {
     tep.deferLargePartialChecksum = this.gro !== null;
   }
 
-  readonly #writeOne: (buf: Uint8Array, off: number, len: number) => void;
+  readonly #writeOne: (buf: Uint8Array, off: number, len: number, hints?: number) => void;
   readonly #flush: () => void;
   readonly #segment: Uint8Array;
   readonly #sendIcmp6: (tep: TepContext) => void;
@@ -132,7 +134,9 @@ export class TepDecapBatch {
     if (count === 0) {
       // Left partial for a super-packet that cannot be one after all: finish it here.
       if (tep.partialChecksum) completePartialChecksum(buf, off, len);
-      this.#writeOne(buf, off, len);
+      // Every packet here is one of the writer's buffers (its GROs' ArrayBuffer), with the
+      // IPv4 header checksum verified by tepDecap (and kept right by its changes).
+      this.#writeOne(buf, off, len, tep.checksumCompleted ? DECAP_COMPUTED : DECAP_CHECKED);
       return;
     }
     tep.counters[SEGMENTED]! += 1;
