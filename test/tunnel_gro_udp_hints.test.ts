@@ -12,10 +12,11 @@ import { parseIPv6 } from "../lib/net/addr.ts";
 import { checksumSum, checksumSumWords } from "../lib/net/checksum.ts";
 import type { GroEmit } from "../lib/tunnel/gro.ts";
 import { UdpCoalescer, UdpHint } from "../lib/tunnel/gro_udp.ts";
-import { TepDecapBatch } from "../lib/tunnel/tep_batch.ts";
+import { HELD_BATCHES, TepDecapBatch } from "../lib/tunnel/tep_batch.ts";
 import { FakeBatchTun, FakeTunnelSocket } from "./helpers/fake_devices.ts";
 import { type Arrival, tepContext, WHOLE } from "./helpers/tep_context.ts";
 import {
+  deliveredDatagrams,
   expectCoalescedAsPlain,
   ipId,
   type UdpSpec,
@@ -206,3 +207,56 @@ describe("TepDecapBatch with partial checksums: a train carries only what one by
     expect(out.filter((p) => udpChecksumOf(p) !== 0).map(ipId)).toEqual([0x2005]);
   });
 });
+
+describe("TepDecapBatch keeps its trains open while the socket says packets are pending", () => {
+  const A6 = parseIPv6("2001:db8:a::1")!;
+  const flow: UdpSpec = { payload: 64, src: [198, 51, 100, 10], dst: [203, 0, 113, 80] };
+
+  function setup(count: number, perRead: number, tellsPending: boolean) {
+    const { tep } = tepContext([["198.51.100.10", WHOLE, A6]]);
+    const raw = new FakeTunnelSocket(perRead);
+    raw.tellsPending = tellsPending;
+    const run = udpTrain(count, flow);
+    raw.inbox.push(...run.map((packet) => ({ packet, src6: A6, trafficClass: 0 })));
+    const tun = new FakeBatchTun(true, 10, true);
+    return { loop: new TepDecapBatch(tep, raw, tun), raw, tun, run };
+  }
+
+  test("reads of one flow while more wait: one super-datagram when none waits any more", () => {
+    const { loop, tun, run } = setup(24, 8, true);
+    expect(loop.step()).toBe(8);
+    expect(loop.step()).toBe(8);
+    expect(tun.written.length).toBe(0); // held: 16 more datagrams were already waiting
+    expect(loop.step()).toBe(8);
+    expect(tun.written.length).toBe(1);
+    expect(tun.written[0]!.gsoSize).toBe(64);
+    expect(hexOfDelivered(tun)).toEqual(run.map(hexOne));
+  });
+
+  test(`at most ${HELD_BATCHES} batches are held, however many wait`, () => {
+    const { loop, tun } = setup(8 * (HELD_BATCHES + 2), 8, true);
+    for (let i = 1; i < HELD_BATCHES; i++) loop.step();
+    expect(tun.written.length).toBe(0);
+    loop.step();
+    expect(tun.written.length).toBe(1);
+  });
+
+  test("a socket that cannot tell (no pending): flushed at the end of every batch, as before", () => {
+    const { loop, tun } = setup(16, 8, false);
+    loop.step();
+    expect(tun.written.length).toBe(1);
+  });
+
+  test("a read that fails emits what is held (nothing stays in a train)", () => {
+    const { loop, raw, tun, run } = setup(24, 8, true);
+    loop.step();
+    raw.failNext = -11;
+    expect(loop.step()).toBe(-11);
+    expect(hexOfDelivered(tun)).toEqual(run.slice(0, 8).map(hexOne));
+  });
+});
+
+const hexOne = (p: Uint8Array) => Buffer.from(p).toString("hex");
+function hexOfDelivered(tun: FakeBatchTun): string[] {
+  return deliveredDatagrams(tun.written).map(hexOne);
+}

@@ -40,6 +40,11 @@ export class RingRawSocket extends SendsThrough {
     v.setInt16(12, libc.POLLIN, true);
   }
 
+  /** The ring's next frame holds a packet (one memory read): see {@link TunnelBatchSocket.pending}. */
+  get pending(): boolean {
+    return this.#ring.ready;
+  }
+
   /** See {@link TunnelBatchSocket.read}: 0 after the poll timeout. */
   read(
     bufs: readonly Uint8Array[],
