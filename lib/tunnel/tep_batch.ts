@@ -12,8 +12,9 @@
  *   every batch, but while the socket says more packets are already waiting (`pending`, the
  *   packet ring), for at most {@link HELD_BATCHES} batches: the kernel's GRO too flushes when
  *   its poll finds no more work (napi_complete). Longer trains, fewer TUN writes, and no
- *   waiting: the trains go out before the loop could wait for a packet. A packet that any check drops never reaches a GRO, so a coalesced packet
- *   carries only what the separate packets would have carried.
+ *   waiting: the trains go out before the loop could wait for a packet. A packet that any
+ *   check drops never reaches a GRO, so a coalesced packet carries only what the separate
+ *   packets would have carried.
  * - {@link TepEncapBatch}: the TUN's packets (a super-packet the kernel handed over arrives
  *   already cut into segments by the device) → `tepEncap` on every segment → one vector to
  *   the tunnel socket (sendmmsg); ICMP errors go out through `sendIcmp4`.
