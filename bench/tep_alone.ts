@@ -220,6 +220,8 @@ async function startPath(topo: Topology, path: PathName, ccBinary: string) {
   const argv = dstm
     ? [
         process.execPath,
+        // e.g. DSTM_BENCH_BUN_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof" to profile the TEP.
+        ...(process.env.DSTM_BENCH_BUN_ARGS?.split(" ").filter((a) => a !== "") ?? []),
         join(ROOT, "mod.ts"),
         "tep",
         "--ipv6",

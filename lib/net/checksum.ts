@@ -17,19 +17,42 @@
  */
 export function checksumSum(buf: Uint8Array, offset: number, length: number, initial = 0): number {
   if (length < WIDE_FROM) return beSum(buf, offset, length, initial);
+  return checksumSumWords(buf, offset, length, initial, _wordsOf(buf.buffer));
+}
+
+/**
+ * {@link checksumSum} for a caller that holds `words`, an Int32Array over the whole
+ * ArrayBuffer of `buf` from byte 0: summed as 32-bit words at any length, without looking the
+ * words up (worth it from about 32 bytes; e.g. a 64-byte datagram's UDP checksum, issue 14).
+ */
+export function checksumSumWords(
+  buf: Uint8Array,
+  offset: number,
+  length: number,
+  initial: number,
+  words: Int32Array,
+): number {
   // RFC 1071 §2(B) and (C): the sum does not depend on byte order (summed as little-endian
   // words it is the byte swap of the big-endian sum) and may be taken over 32-bit words with the
   // carries deferred. So the 4-aligned middle is summed as whole 32-bit words (a quarter of
   // the iterations), the unaligned head and the tail byte-wise. Little-endian hosts only
   // (x86_64, aarch64: what Bun runs on).
   const abs = buf.byteOffset + offset;
-  const head = (4 - (abs & 3)) & 3;
+  const head = Math.min((4 - (abs & 3)) & 3, length);
   const count = (length - head) >>> 2;
-  const words = _wordsOf(buf.buffer);
-  let acc = 0; // < 2^32 × 2^14 words: exact in a double
-  for (let i = (abs + head) >>> 2, end = i + count; i < end; i++) acc += words[i]!;
-  let le = (acc % 65536) + Math.floor(acc / 65536);
-  while (le > 0xffff) le = (le & 0xffff) + Math.floor(le / 65536);
+  // Each word as its two 16-bit halves, in int32 arithmetic (no doubles), folded every 8,192
+  // words (each adds at most 2 × 0xffff).
+  let le = 0;
+  for (let i = (abs + head) >>> 2, end = i + count; i < end; ) {
+    const stop = Math.min(end, i + 8192);
+    let acc = 0;
+    for (; i < stop; i++) {
+      const w = words[i]!;
+      acc += (w & 0xffff) + (w >>> 16);
+    }
+    le += (acc & 0xffff) + (acc >>> 16);
+  }
+  while (le > 0xffff) le = (le & 0xffff) + (le >>> 16);
   const tailAt = offset + head + 4 * count;
   const tail = beSum(buf, tailAt, length - head - 4 * count, 0);
   // The middle starts at byte `head` of the range: at an even position its big-endian sum is
@@ -45,12 +68,12 @@ export function checksumSum(buf: Uint8Array, offset: number, length: number, ini
 const WIDE_FROM = 128;
 
 /** A 32-bit view of each buffer, made once per buffer (no allocation per call after that). */
-const _words = new WeakMap<ArrayBufferLike, Uint32Array>();
+const _words = new WeakMap<ArrayBufferLike, Int32Array>();
 
-function _wordsOf(buffer: ArrayBufferLike): Uint32Array {
+function _wordsOf(buffer: ArrayBufferLike): Int32Array {
   let w = _words.get(buffer);
   if (w === undefined) {
-    w = new Uint32Array(buffer, 0, buffer.byteLength >>> 2);
+    w = new Int32Array(buffer, 0, buffer.byteLength >>> 2);
     _words.set(buffer, w);
   }
   return w;

@@ -89,6 +89,12 @@ export interface BatchDevice {
 export interface TunnelBatchSocket {
   readonly fd: number;
   /**
+   * True when packets are already waiting (the next {@link read} returns some without waiting
+   * or a system call); absent when the socket cannot tell that cheaply. The TEP's decapsulating
+   * loop then keeps its GRO trains open across reads (lib/tunnel/tep_batch.ts).
+   */
+  readonly pending?: boolean;
+  /**
    * Receives up to `bufs.length` packets: the inner IPv4 packet of packet `i` into
    * `bufs[i][offset …]`, its length into `sizes[i]`, its outer IPv6 source into
    * `addrs[16 i, 16 i + 16)` and its outer traffic class into `trafficClass[i]`. Returns how

@@ -200,6 +200,9 @@ export class PacketRing implements TunnelBatchSocket {
   readonly #iovView = new DataView(this.#iov.buffer);
   readonly #header = new Uint8Array(40);
   readonly #stats = new Uint8Array(12);
+  /** The last `addrs` of {@link read} as 32-bit words (null: not 4-aligned), made once. */
+  #addrsSeen: Uint8Array | null = null;
+  #addrWords: Int32Array | null = null;
   readonly #statsLength = new Uint32Array(1);
 
   private constructor(fd: number, geometry: RingGeometry) {
@@ -294,6 +297,15 @@ export class PacketRing implements TunnelBatchSocket {
     const b = this.#bytes;
     const v = this.#view;
     const max = bufs.length;
+    if (addrs !== this.#addrsSeen) {
+      this.#addrsSeen = addrs;
+      this.#addrWords =
+        (addrs.byteOffset & 3) === 0
+          ? new Int32Array(addrs.buffer, addrs.byteOffset, addrs.length >>> 2)
+          : null;
+    }
+    const words = this.#addrWords;
+    const ring = this.#status;
     let n = 0;
     while (n < max) {
       const frame = this.#next * this.#frameBytes;
@@ -312,7 +324,14 @@ export class PacketRing implements TunnelBatchSocket {
         if ((status & TP_STATUS_COPY) === 0)
           libc.copyFromAddress(buf, offset, this.#mapping.address + p + 40, payload);
         sizes[n] = payload;
-        for (let k = 0; k < 16; k++) addrs[16 * n + k] = b[p + 8 + k]!;
+        if (words !== null && (p & 3) === 0) {
+          // The outer source, 4 words (the frame's packet starts 16-byte aligned).
+          const w = (p + 8) >>> 2;
+          words[4 * n] = ring[w]!;
+          words[4 * n + 1] = ring[w + 1]!;
+          words[4 * n + 2] = ring[w + 2]!;
+          words[4 * n + 3] = ring[w + 3]!;
+        } else for (let k = 0; k < 16; k++) addrs[16 * n + k] = b[p + 8 + k]!;
         trafficClass[n] = ((b[p]! & 0x0f) << 4) | (b[p + 1]! >>> 4);
         if ((status & TP_STATUS_COPY) !== 0) this.long++;
         n++;

@@ -41,15 +41,36 @@
  * @module
  */
 
-import { checksumSum } from "../net/checksum.ts";
+import { checksumSum, checksumSumWords } from "../net/checksum.ts";
 import { setIPv4TotalLength, writeIPv4HeaderChecksum } from "../net/ipv4.ts";
 import { udpPseudoHeaderSum } from "../net/udp_segment.ts";
 import type { GroEmit, GroStats } from "./gro.ts";
 import { copyToTrain, sameIPv4Destination, trainSlot } from "./gro_slots.ts";
 
+/**
+ * What the caller of {@link UdpCoalescer.add} already knows of a datagram (bits; issue 14: the
+ * checks below cost about a fifth of the decapsulating loop's time at 64 bytes).
+ * - `HEADER_CHECKED`: its IPv4 header checksum was verified (and any later change to the
+ *   header updated it incrementally), as `validateIPv4` in every pipeline does.
+ * - `UDP_CHECKSUM_COMPUTED`: its UDP checksum was computed over the datagram as it is now
+ *   (completed from the sender's CHECKSUM_PARTIAL state, lib/net/csum_partial.ts): right by
+ *   construction, so verifying it again would only repeat the sum. One by one the datagram
+ *   leaves with that same checksum, so a train carries nothing it would not.
+ * - `IN_MEMORY`: the datagram lies in the coalescer's ArrayBuffer (option `memory`, e.g. the
+ *   TCP coalescer's buffers): copied with a memmove, checksummed by 32-bit words.
+ * Without a bit the coalescer checks for itself; callers pass only what they did.
+ */
+export const UdpHint = {
+  HEADER_CHECKED: 1,
+  UDP_CHECKSUM_COMPUTED: 2,
+  IN_MEMORY: 4,
+} as const;
+
 /** Datagrams per train at most: the kernel's UDP GRO stops at 64 (UDP_GRO_CNT_MAX). */
 export const UDP_GRO_MAX_SEGMENTS = 64;
 const MAX_TRAIN = 65535;
+/** Hint table size − 1 (a power of two, more than the trains a TEP holds). */
+const HINT_MASK = 255;
 const PROTO_UDP = 17;
 
 export interface UdpCoalescerOptions {
@@ -74,6 +95,10 @@ export class UdpCoalescer {
   /** The trains' memory, and the whole ArrayBuffer it is in (for copyWithin). */
   readonly #mem: Uint8Array;
   readonly #whole: Uint8Array;
+  /** #whole as 32-bit words (checksums of datagrams in that ArrayBuffer). */
+  readonly #words: Int32Array;
+  /** Per {@link flowKey} & HINT_MASK, the slot its train was last started in (a hint). */
+  readonly #hint: Int32Array;
   readonly #views: Uint8Array[] = [];
   readonly #len: Int32Array; // 0 = free
   readonly #gsoSize: Int32Array;
@@ -99,6 +124,8 @@ export class UdpCoalescer {
       throw new Error(`UdpCoalescer: memory of ${opts.memory.length} bytes, ${need} needed`);
     this.#mem = opts.memory ?? new Uint8Array(need);
     this.#whole = new Uint8Array(this.#mem.buffer);
+    this.#words = new Int32Array(this.#mem.buffer, 0, this.#whole.length >>> 2);
+    this.#hint = new Int32Array(HINT_MASK + 1).fill(-1);
     for (let s = 0; s < this.#slots; s++)
       this.#views.push(this.#mem.subarray(s * this.#stride, (s + 1) * this.#stride));
     this.#len = new Int32Array(this.#slots);
@@ -109,19 +136,23 @@ export class UdpCoalescer {
     this.#key = new Int32Array(this.#slots);
   }
 
-  /** Offers one IPv4 UDP packet `buf[off, off+len)` that passed every check. */
-  add(buf: Uint8Array, off: number, len: number): void {
-    if (!eligible(buf, off, len)) {
+  /**
+   * Offers one IPv4 UDP packet `buf[off, off+len)` that passed every check; `hints`: what the
+   * caller knows of it ({@link UdpHint} bits, default none).
+   */
+  add(buf: Uint8Array, off: number, len: number, hints = 0): void {
+    if (!this.#eligible(buf, off, len, hints)) {
       this.#passOn(buf, off, len);
       return;
     }
     const total = (buf[off + 2]! << 8) | buf[off + 3]!;
-    const slot = this.#find(buf, off, 24);
+    const key = flowKey(buf, off);
+    const slot = this.#findFlow(buf, off, key);
     if (slot >= 0) {
-      if (this.#append(slot, buf, off, total - 28)) return;
+      if (this.#append(slot, buf, off, total - 28, hints)) return;
       this.#flushSlot(slot);
     }
-    this.#start(buf, off, total);
+    this.#start(buf, off, total, key, hints);
   }
 
   /** Emits every held train (call at the end of each batch). */
@@ -153,20 +184,59 @@ export class UdpCoalescer {
 
   /** A held train whose bytes 12 to `end` (addresses; with 24, ports too) are the packet's, or -1. */
   #find(buf: Uint8Array, off: number, end: number): number {
-    const t = this.#mem;
-    // With the ports (every datagram offered): the flow's key first, the bytes only on a match.
-    const key = end === 24 ? flowKey(buf, off) : 0;
     for (let s = 0; s < this.#slots; s++) {
-      if (this.#len[s] === 0 || (end === 24 && this.#key[s] !== key)) continue;
-      const o = s * this.#stride + this.#headroom;
-      let i = 12;
-      while (i < end && t[o + i] === buf[off + i]) i++;
-      if (i === end) return s;
+      if (this.#len[s] !== 0 && this.#holds(s, buf, off, end)) return s;
     }
     return -1;
   }
 
-  #append(s: number, buf: Uint8Array, off: number, payload: number): boolean {
+  /**
+   * The held train of the datagram's flow (`key`: its {@link flowKey}), or -1: the slot the
+   * key's hint names first (with many flows in turn, one look instead of a scan of every
+   * train), else the trains whose key is the same, the bytes compared on a match.
+   */
+  #findFlow(buf: Uint8Array, off: number, key: number): number {
+    const h = this.#hint[key & HINT_MASK]!;
+    if (h >= 0 && this.#len[h] !== 0 && this.#key[h] === key && this.#holds(h, buf, off, 24))
+      return h;
+    for (let s = 0; s < this.#slots; s++) {
+      if (this.#len[s] !== 0 && this.#key[s] === key && this.#holds(s, buf, off, 24)) return s;
+    }
+    return -1;
+  }
+
+  /** Whether train `s` has the packet's bytes 12 to `end`. */
+  #holds(s: number, buf: Uint8Array, off: number, end: number): boolean {
+    const t = this.#mem;
+    const o = s * this.#stride + this.#headroom;
+    let i = 12;
+    while (i < end && t[o + i] === buf[off + i]) i++;
+    return i === end;
+  }
+
+  /**
+   * May this IPv4 packet join a UDP train (see the module comment)? Verifies the IPv4 header
+   * checksum and the UDP checksum, but what `hints` says was done.
+   */
+  #eligible(buf: Uint8Array, off: number, len: number, hints: number): boolean {
+    if (len < 29 || buf[off] !== 0x45 || buf[off + 9] !== PROTO_UDP) return false;
+    const total = (buf[off + 2]! << 8) | buf[off + 3]!;
+    const udpLength = (buf[off + 24]! << 8) | buf[off + 25]!;
+    if (total > len || udpLength !== total - 20 || udpLength <= 8) return false;
+    if ((((buf[off + 6]! << 8) | buf[off + 7]!) & 0x3fff) !== 0) return false;
+    if (buf[off + 26] === 0 && buf[off + 27] === 0) return false;
+    if ((hints & UdpHint.HEADER_CHECKED) === 0 && checksumSum(buf, off, 20) !== 0xffff)
+      return false;
+    if ((hints & UdpHint.UDP_CHECKSUM_COMPUTED) !== 0) return true;
+    const pseudo = udpPseudoHeaderSum(buf, off, udpLength);
+    const sum =
+      (hints & UdpHint.IN_MEMORY) !== 0
+        ? checksumSumWords(buf, off + 20, udpLength, pseudo, this.#words)
+        : checksumSum(buf, off + 20, udpLength, pseudo);
+    return sum === 0xffff;
+  }
+
+  #append(s: number, buf: Uint8Array, off: number, payload: number, hints: number): boolean {
     if (
       payload !== this.#gsoSize[s]! ||
       this.#len[s]! + payload > MAX_TRAIN ||
@@ -187,7 +257,7 @@ export class UdpCoalescer {
     const last = this.#lastId[s]!;
     if (id !== ((last + 1) & 0xffff)) return false;
     const at = this.#len[s]!;
-    this.#copy(buf, off + 28, payload, o + at);
+    this.#copy(buf, off + 28, payload, o + at, hints);
     this.#len[s] = at + payload;
     this.#segments[s] = this.#segments[s]! + 1;
     this.#lastId[s] = id;
@@ -196,21 +266,25 @@ export class UdpCoalescer {
     return true;
   }
 
-  #start(buf: Uint8Array, off: number, total: number): void {
+  #start(buf: Uint8Array, off: number, total: number, key: number, hints: number): void {
     const s = trainSlot(this.#len, this.#used, this.#slots);
     if (this.#len[s]! > 0) this.#flushSlot(s);
-    this.#copy(buf, off, total, s * this.#stride + this.#headroom);
+    this.#copy(buf, off, total, s * this.#stride + this.#headroom, hints);
     this.#len[s] = total;
     this.#gsoSize[s] = total - 28;
     this.#segments[s] = 1;
     this.#lastId[s] = (buf[off + 4]! << 8) | buf[off + 5]!;
-    this.#key[s] = flowKey(buf, off);
+    this.#key[s] = key;
+    this.#hint[key & HINT_MASK] = s;
     this.#used[s] = ++this.#clock;
   }
 
   /** Copies `buf[from, from+len)` to the trains' memory at `to`: a memmove when it can. */
-  #copy(buf: Uint8Array, from: number, len: number, to: number): void {
-    copyToTrain(this.#whole, this.#mem, buf, from, len, to);
+  #copy(buf: Uint8Array, from: number, len: number, to: number, hints: number): void {
+    if ((hints & UdpHint.IN_MEMORY) !== 0) {
+      const at = buf.byteOffset + from;
+      this.#whole.copyWithin(this.#mem.byteOffset + to, at, at + len);
+    } else copyToTrain(this.#whole, this.#mem, buf, from, len, to);
   }
 
   #flushSlot(s: number): void {
@@ -254,19 +328,4 @@ function flowKey(buf: Uint8Array, off: number): number {
     h ^= h >>> 15;
   }
   return h;
-}
-
-/**
- * May this IPv4 packet join a UDP train (see the module comment)? Verifies the IPv4 header
- * checksum and the UDP checksum.
- */
-function eligible(buf: Uint8Array, off: number, len: number): boolean {
-  if (len < 29 || buf[off] !== 0x45 || buf[off + 9] !== PROTO_UDP) return false;
-  const total = (buf[off + 2]! << 8) | buf[off + 3]!;
-  const udpLength = (buf[off + 24]! << 8) | buf[off + 25]!;
-  if (total > len || udpLength !== total - 20 || udpLength <= 8) return false;
-  if ((((buf[off + 6]! << 8) | buf[off + 7]!) & 0x3fff) !== 0) return false;
-  if (buf[off + 26] === 0 && buf[off + 27] === 0) return false;
-  if (checksumSum(buf, off, 20) !== 0xffff) return false;
-  return checksumSum(buf, off + 20, udpLength, udpPseudoHeaderSum(buf, off, udpLength)) === 0xffff;
 }

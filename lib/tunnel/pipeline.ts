@@ -152,6 +152,12 @@ export class TepContext {
   deferLargePartialChecksum = false;
   /** Decap output: the forwarded packet's TCP checksum is still partial (see above). */
   partialChecksum = false;
+  /**
+   * Decap output: the forwarded packet's TCP/UDP checksum was completed here (it came in the
+   * sender's CHECKSUM_PARTIAL state), so it is right by construction (the UDP GRO need not
+   * verify it again, gro_udp.ts `UdpHint`).
+   */
+  checksumCompleted = false;
   /** Bytes of the packet to send after a FORWARD / FORWARD_FRAGMENT verdict. */
   length = 0;
   /** Fragments of shared-address flows, per direction (a Worker uses one; drain `popReleased`). */
@@ -286,8 +292,8 @@ export function tepDecap(
     ctx.deferLargePartialChecksum &&
     total > ctx.tunnelMtu + TUNNEL_OVERHEAD &&
     hasPartialTcpChecksum(pkt, off, total);
-  if (ctx.partialChecksum || completePartialChecksum(pkt, off, total))
-    c[DECAP_CSUM_COMPLETED]! += 1;
+  ctx.checksumCompleted = !ctx.partialChecksum && completePartialChecksum(pkt, off, total);
+  if (ctx.partialChecksum || ctx.checksumCompleted) c[DECAP_CSUM_COMPLETED]! += 1;
   // A SYN from the host: the IPv4 peer must not send segments the path to the host drops.
   return finishDecap(ctx, DECAP_TAIL, pkt, off, total, outerTrafficClass, src6, src6Off);
 }

@@ -9,8 +9,12 @@
  *   TCP segments of a flow as one super-packet (lib/tunnel/gro.ts) and consecutive UDP
  *   datagrams of a flow as one super-datagram (gro_udp.ts) into the TUN (when the device
  *   takes them) and everything else as it came, per flow in order; flushed at the end of
- *   every batch. A packet that any check drops never reaches a GRO, so a coalesced packet
- *   carries only what the separate packets would have carried.
+ *   every batch, but while the socket says more packets are already waiting (`pending`, the
+ *   packet ring), for at most {@link HELD_BATCHES} batches: the kernel's GRO too flushes when
+ *   its poll finds no more work (napi_complete). Longer trains, fewer TUN writes, and no
+ *   waiting: the trains go out before the loop could wait for a packet. A packet that any
+ *   check drops never reaches a GRO, so a coalesced packet carries only what the separate
+ *   packets would have carried.
  * - {@link TepEncapBatch}: the TUN's packets (a super-packet the kernel handed over arrives
  *   already cut into segments by the device) → `tepEncap` on every segment → one vector to
  *   the tunnel socket (sendmmsg); ICMP errors go out through `sendIcmp4`.
@@ -28,7 +32,7 @@ import type { BatchDevice, TunnelBatchSocket } from "../net/device.ts";
 import { tcpSegmentCount, writeTcpSegment } from "../net/tcp_segment.ts";
 import { Counter } from "./counters.ts";
 import type { TcpCoalescer } from "./gro.ts";
-import type { UdpCoalescer } from "./gro_udp.ts";
+import { type UdpCoalescer, UdpHint } from "./gro_udp.ts";
 import { type TepContext, TUNNEL_OVERHEAD, tepDecap, tepEncap, Verdict } from "./pipeline.ts";
 import {
   type BatchLoopStats,
@@ -44,6 +48,10 @@ import { tunWriter } from "./tun_writer.ts";
 export type { BatchLoopStats } from "./send_vector.ts";
 
 const SEGMENTED = Counter["decap-tcp-segmented"];
+/** Consecutive batches the GRO trains stay open while packets are pending (see the module comment). */
+export const HELD_BATCHES = 4;
+const DECAP_CHECKED = UdpHint.HEADER_CHECKED | UdpHint.IN_MEMORY;
+const DECAP_COMPUTED = DECAP_CHECKED | UdpHint.UDP_CHECKSUM_COMPUTED;
 
 export interface TepBatchOptions {
   /**
@@ -82,6 +90,8 @@ export class TepDecapBatch {
   readonly #tclass: Uint8Array;
   readonly #spare: Uint8Array;
   readonly #spare6 = new Uint8Array(16);
+  /** Batches read since the last flush. */
+  #held = 0;
 
   constructor(
     tep: TepContext,
@@ -115,7 +125,7 @@ export class TepDecapBatch {
     tep.deferLargePartialChecksum = this.gro !== null;
   }
 
-  readonly #writeOne: (buf: Uint8Array, off: number, len: number) => void;
+  readonly #writeOne: (buf: Uint8Array, off: number, len: number, hints?: number) => void;
   readonly #flush: () => void;
   readonly #segment: Uint8Array;
   readonly #sendIcmp6: (tep: TepContext) => void;
@@ -132,7 +142,9 @@ export class TepDecapBatch {
     if (count === 0) {
       // Left partial for a super-packet that cannot be one after all: finish it here.
       if (tep.partialChecksum) completePartialChecksum(buf, off, len);
-      this.#writeOne(buf, off, len);
+      // Every packet here is one of the writer's buffers (its GROs' ArrayBuffer), with the
+      // IPv4 header checksum verified by tepDecap (and kept right by its changes).
+      this.#writeOne(buf, off, len, tep.checksumCompleted ? DECAP_COMPUTED : DECAP_CHECKED);
       return;
     }
     tep.counters[SEGMENTED]! += 1;
@@ -155,7 +167,10 @@ export class TepDecapBatch {
    */
   step(): number {
     const n = this.#raw.read(this.#bufs, this.#sizes, this.#offset, this.#addrs, this.#tclass);
-    if (n <= 0) return n < 0 ? countReadFailure(this.stats, n) : n;
+    if (n <= 0) {
+      if (this.#held > 0) this.#flushHeld();
+      return n < 0 ? countReadFailure(this.stats, n) : n;
+    }
     const tep = this.#tep;
     const off = this.#offset;
     for (let i = 0; i < n; i++) {
@@ -175,8 +190,14 @@ export class TepDecapBatch {
         m = tep.decapFragments.popReleased(this.#spare, off, this.#spare6, 0);
       }
     }
-    this.#flush();
+    if (++this.#held < HELD_BATCHES && this.#raw.pending === true) return n;
+    this.#flushHeld();
     return n;
+  }
+
+  #flushHeld(): void {
+    this.#held = 0;
+    this.#flush();
   }
 }
 

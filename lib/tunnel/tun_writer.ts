@@ -23,8 +23,11 @@ export interface TunWriter {
   readonly bufs: Uint8Array[];
   /** One more, for fragments released by a later packet (fragments.ts). */
   readonly spare: Uint8Array;
-  /** A packet that passed every check: to a GRO, or straight into the TUN. */
-  readonly add: (buf: Uint8Array, off: number, len: number) => void;
+  /**
+   * A packet that passed every check: to a GRO, or straight into the TUN. `hints`: what the
+   * caller knows of a UDP datagram (gro_udp.ts {@link UdpHint}; default none).
+   */
+  readonly add: (buf: Uint8Array, off: number, len: number, hints?: number) => void;
   /** Emits what the GROs hold (at the end of every batch). */
   readonly flush: () => void;
   /** Straight into the TUN (write errors counted in the loop's stats). */
@@ -90,11 +93,11 @@ export function tunWriter(
       : null;
   const bufs = tcp ? tcp.buffers.slice() : buffers(count + 1, bytes);
   const spare = bufs.pop()!;
-  let add: (b: Uint8Array, o: number, l: number) => void;
+  let add: (b: Uint8Array, o: number, l: number, hints?: number) => void;
   // An ICMP message to a host never goes before the segments and datagrams held for it: one
   // by one it would come after them (an error about its flow, from the peer or a router).
   if (udp && tcp)
-    add = (b, o, l) => {
+    add = (b, o, l, hints = 0) => {
       const protocol = b[o + 9];
       if (protocol !== 17) {
         if (protocol === ICMP && l >= 20) {
@@ -102,7 +105,7 @@ export function tunWriter(
           tcp.flushTo(b, o);
         }
         tcp.add(b, o, l);
-      } else if (udpOn) udp.add(b, o, l);
+      } else if (udpOn) udp.add(b, o, l, hints);
       else {
         udp.flush(); // what it still holds goes first (as datagrams), so no flow reorders
         write(b, o, l, 0, 1, false);

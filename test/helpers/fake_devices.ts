@@ -25,8 +25,16 @@ export class FakeTunnelSocket implements TunnelBatchSocket {
   readonly inbox: { packet: Uint8Array; src6: Uint8Array; trafficClass: number }[] = [];
   readonly sent: Sent6[] = [];
   readonly writeCalls: number[] = [];
+  /** Says {@link pending} while its inbox holds packets (as the packet ring does); else absent. */
+  tellsPending = false;
+  /** The next read returns this -errno instead (once), when not 0. */
+  failNext = 0;
   /** At most this many packets per read (a short read, as recvmmsg may return). */
   constructor(readonly perRead = 64) {}
+
+  get pending(): boolean | undefined {
+    return this.tellsPending ? this.inbox.length > 0 : undefined;
+  }
 
   read(
     bufs: readonly Uint8Array[],
@@ -35,6 +43,11 @@ export class FakeTunnelSocket implements TunnelBatchSocket {
     addrs: Uint8Array,
     trafficClass: Uint8Array,
   ): number {
+    if (this.failNext !== 0) {
+      const e = this.failNext;
+      this.failNext = 0;
+      return e;
+    }
     let n = 0;
     while (n < Math.min(bufs.length, this.perRead) && this.inbox.length > 0) {
       const p = this.inbox.shift()!;

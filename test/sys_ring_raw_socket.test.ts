@@ -1,0 +1,95 @@
+/**
+ * RingRawSocket (lib/sys/ring_raw_socket.ts): the packet ring is read first, the raw IPv6
+ * socket first only every RAW_FIRST_EVERY-th read (so a busy ring never starves it) and else
+ * only when the poll(2) on both says it has something, never by a recvmmsg(2) that finds
+ * nothing (issue 14). The ring and the raw socket are stand-ins that count their reads, on real
+ * descriptors for poll: an unbound UDP socket (never readable) and /dev/null (always).
+ */
+import { afterAll, describe, expect, test } from "bun:test";
+import { closeSync, openSync } from "node:fs";
+import * as libc from "../lib/sys/libc.ts";
+import type { PacketRing } from "../lib/sys/packet_ring.ts";
+import type { Raw6Batch } from "../lib/sys/raw6_batch.ts";
+import { RAW_FIRST_EVERY, RingRawSocket } from "../lib/sys/ring_raw_socket.ts";
+
+const idle = libc.socket(libc.AF_INET, libc.SOCK_DGRAM | libc.SOCK_CLOEXEC, 0);
+const idle2 = libc.socket(libc.AF_INET, libc.SOCK_DGRAM | libc.SOCK_CLOEXEC, 0);
+const readable = openSync("/dev/null", "r");
+afterAll(() => {
+  libc.close(idle);
+  libc.close(idle2);
+  closeSync(readable);
+});
+
+/** A stand-in reader on `fd` whose read returns `answer()` and counts the calls. */
+function source(fd: number, answer: () => number) {
+  return {
+    fd,
+    calls: 0,
+    errorPending: false,
+    read() {
+      this.calls++;
+      return answer();
+    },
+  };
+}
+
+function pair(ringFd: number, ringAnswer: () => number, rawFd: number, rawAnswer: () => number) {
+  const ring = source(ringFd, ringAnswer);
+  const raw = source(rawFd, rawAnswer);
+  const sock = new RingRawSocket(ring as unknown as PacketRing, raw as unknown as Raw6Batch, 0);
+  const read = () =>
+    sock.read([new Uint8Array(64)], new Int32Array(1), 0, new Uint8Array(16), new Uint8Array(1));
+  return { ring, raw, read };
+}
+
+describe("RingRawSocket", () => {
+  test("a busy ring: the raw socket is asked first once every RAW_FIRST_EVERY reads, not at every other", () => {
+    const { ring, raw, read } = pair(
+      idle,
+      () => 1,
+      idle2,
+      () => 0,
+    );
+    for (let i = 0; i < 4 * RAW_FIRST_EVERY; i++) expect(read()).toBe(1);
+    expect(raw.calls).toBe(4);
+    expect(ring.calls).toBe(4 * RAW_FIRST_EVERY);
+  });
+
+  test("a busy ring never starves the raw socket: its packets come on its turn", () => {
+    let rawQueued = 3;
+    const { raw, read } = pair(
+      idle,
+      () => 5,
+      idle2,
+      () => (rawQueued > 0 ? rawQueued-- && 1 : 0),
+    );
+    const got: number[] = [];
+    for (let i = 0; i < 3 * RAW_FIRST_EVERY; i++) got.push(read());
+    expect(raw.calls).toBe(3);
+    expect(got.filter((n) => n === 1).length).toBe(3); // the raw socket's three reads
+  });
+
+  test("both empty: one poll, no recvmmsg on the raw socket that would find nothing", () => {
+    const { ring, raw, read } = pair(
+      idle,
+      () => 0,
+      idle2,
+      () => 0,
+    );
+    for (let i = 0; i < RAW_FIRST_EVERY - 1; i++) expect(read()).toBe(0);
+    expect(raw.calls).toBe(0);
+    expect(ring.calls).toBe(RAW_FIRST_EVERY - 1); // the poll (timeout 0) found nothing either
+  });
+
+  test("the ring empty and the raw socket readable (poll says so): its packets are read at once", () => {
+    const { raw, read } = pair(
+      idle,
+      () => 0,
+      readable,
+      () => 2,
+    );
+    expect(read()).toBe(2);
+    expect(raw.calls).toBe(1);
+  });
+});
