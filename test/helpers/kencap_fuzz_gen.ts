@@ -127,8 +127,9 @@ function dodgy(
     f[5] = g >>> 8;
   };
   if (x === 0) {
-    // A gso_size that cuts elsewhere: the last segment longer or shorter than before (≤ 64).
-    const g = Math.max(Math.ceil(payload / 64), 1 + int(Math.max(1, payload)));
+    // A gso_size that cuts elsewhere: the last segment longer or shorter than before (at most
+    // 31 segments: the userspace DTI takes no more than its batch, 32 at least).
+    const g = Math.max(Math.ceil(payload / 31), 1 + int(Math.max(1, payload)));
     setGso(Math.min(g, 8000));
     return { kind: "frame", frame: f, what: "gso-size" };
   }

@@ -122,15 +122,13 @@ function run(c: KencapCase, setNow: (ms: number) => void): KencapResult {
   const kReplies: Uint8Array[] = [];
   const eras: Era[] = [];
   const pmtu = [c.tunnelMtu + 40, c.tunnelMtu + 40];
-  let era: Era | null = null;
   let leased = false;
   let shared = false;
   let supers = 0;
   let stricter = 0;
   let frameNo = 0;
   const newEra = (x: Omit<Era, "from" | "fromReply">) => {
-    era = { ...x, from: wire.length, fromReply: kReplies.length };
-    eras.push(era);
+    eras.push({ ...x, from: wire.length, fromReply: kReplies.length });
   };
   for (const e of c.events) {
     if (e.kind === "lease") {
@@ -150,7 +148,7 @@ function run(c: KencapCase, setNow: (ms: number) => void): KencapResult {
       for (const t of [ui.pathMtu, ki.pathMtu])
         t.learn(TEPS[e.tep]!, 0, e.mtu6, ((NOW_MS + 250 * frameNo) / 1000) | 0);
       pmtu[e.tep] = Math.min(pmtu[e.tep]!, e.mtu6);
-      const x: Era | null = era;
+      const x = eras[eras.length - 1];
       if (x) newEra({ ...x, mtu: Math.min(c.tunnelMtu, pmtu[x.tep]! - 40) });
       continue;
     }
