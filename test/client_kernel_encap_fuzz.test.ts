@@ -44,12 +44,14 @@ describe("ClientKernelEncapOut fuzz: what the kernel sends equals the userspace 
     let supers = 0;
     let replies = 0;
     let stricter = 0;
+    const kinds: Record<string, number> = {};
     for (const seed of SEEDS) {
       const r = runKencap(kencapCase(seed));
       wire += r.wire;
       supers += r.supers;
       replies += r.replies;
       stricter += r.stricter;
+      for (const [k, v] of Object.entries(r.kinds)) kinds[k] = (kinds[k] ?? 0) + v;
       if (r.problems.length > 0)
         failures.push(
           `seed ${seed} (replay: FUZZ_SEED=${seed}):\n${r.problems.slice(0, 3).join("\n")}`,
@@ -61,9 +63,12 @@ describe("ClientKernelEncapOut fuzz: what the kernel sends equals the userspace 
       expect(wire).toBeGreaterThan(SEEDS.length * 20);
       expect(supers).toBeGreaterThan(SEEDS.length * 2);
       expect(replies).toBeGreaterThan(SEEDS.length / 4);
+      // Every way the oracle judges a frame comes up.
+      for (const k of ["plain", "by-segment", "whole-sent", "first-dropped"])
+        expect(`${k} ${kinds[k] ?? 0}`).not.toBe(`${k} 0`);
     }
     console.log(
-      `kernel-encap: ${wire} packets on the wire, ${supers} super-packets checked whole, ${replies} DTI replies, ${stricter} refused for their header`,
+      `kernel-encap: ${wire} packets on the wire, ${supers} super-packets checked whole, ${replies} DTI replies, ${stricter} refused for their header; ${JSON.stringify(kinds)}`,
     );
   });
 });

@@ -54,6 +54,8 @@ export interface KencapResult {
   replies: number;
   /** Super-packets the kernel-encap loop refused for their virtio_net_hdr alone. */
   stricter: number;
+  /** Frames by how the oracle judged them (plain, by-segment, whole-sent, first-dropped, …). */
+  kinds: Record<string, number>;
 }
 
 type Delta = Map<string, number>;
@@ -128,6 +130,10 @@ function run(c: KencapCase, setNow: (ms: number) => void): KencapResult {
   let supers = 0;
   let stricter = 0;
   let frameNo = 0;
+  const kinds: Record<string, number> = {};
+  const tally = (k: string) => {
+    kinds[k] = (kinds[k] ?? 0) + 1;
+  };
   const newEra = (x: Omit<Era, "from" | "fromReply">) => {
     eras.push({ ...x, from: wire.length, fromReply: kReplies.length });
   };
@@ -201,8 +207,10 @@ function run(c: KencapCase, setNow: (ms: number) => void): KencapResult {
     }
     let want: Outcome;
     if (segs === null) {
+      tally("device-drop");
       want = { sent: [], replies: [], delta: new Map([["client-encap-drop-malformed", 1]]) };
     } else if (gsoType === 0 || (shared && !(frame[H + 6]! & 0x40) && kernelTakes(frame))) {
+      tally(gsoType === 0 ? "plain" : "by-segment");
       want = {
         sent: outs.flatMap((o) => o.sent),
         replies: outs.flatMap((o) => o.replies),
@@ -217,6 +225,16 @@ function run(c: KencapCase, setNow: (ms: number) => void): KencapResult {
       const last = outs[outs.length - 1]!;
       const checked = outs.length > 1 && first.sent.length > 0 ? [first, last] : [first];
       const dropped = checked.some((o) => o.sent.length === 0);
+      tally(
+        first.sent.length === 0
+          ? "first-dropped"
+          : dropped
+            ? "last-dropped"
+            : outs.length > 1 &&
+                outs.some((o, i) => i > 0 && o.sent[0]?.length !== first.sent[0]?.length)
+              ? "whole-sent, last segment shorter"
+              : "whole-sent",
+      );
       want = {
         sent: dropped ? [] : outs.flatMap((o) => o.sent),
         replies: checked.flatMap((o) => o.replies),
@@ -242,6 +260,7 @@ function run(c: KencapCase, setNow: (ms: number) => void): KencapResult {
     supers,
     replies: kReplies.length,
     stricter,
+    kinds,
   };
 }
 
