@@ -64,7 +64,7 @@ describe("ClientKernelEncapOut fuzz: what the kernel sends equals the userspace 
       expect(supers).toBeGreaterThan(SEEDS.length * 2);
       expect(replies).toBeGreaterThan(SEEDS.length / 4);
       // Every way the oracle judges a frame comes up.
-      for (const k of ["plain", "by-segment", "whole-sent", "first-dropped"])
+      for (const k of ["plain", "by-segment", "whole-sent", "first-dropped", "device-drop"])
         expect(`${k} ${kinds[k] ?? 0}`).not.toBe(`${k} 0`);
     }
     console.log(

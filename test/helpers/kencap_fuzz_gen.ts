@@ -98,6 +98,15 @@ export function kencapCase(seed: number): KencapCase {
         continue;
       }
     }
+    if (e.frame.gsoSize === 0 && e.frame.needsCsum && KENCAP_SHAPES.dodgy && r() < 0.1) {
+      // NEEDS_CSUM elsewhere than the L4 checksum (finished there before any check), or out of
+      // the packet (dropped).
+      const ihl = (p[0]! & 0x0f) * 4;
+      f[6] = [0, ihl, ihl + 4, p.length][int(4)]! & 0xff;
+      f[8] = [0, 6, 16, 1000][int(4)]! & 0xff;
+      events.push({ kind: "frame", frame: f, what: "plain-csum" });
+      continue;
+    }
     events.push({ kind: "frame", frame: f, what: "" });
   }
   const { events: _, onDemand: __, ...rest } = base;
@@ -173,6 +182,10 @@ function dodgy(
     p[ihl + 13] = 0x02;
     p.set([2, 4, 0x23, 0x28], ihl + 20); // MSS 9000
     return { kind: "frame", frame: f, what: "syn-super" };
+  }
+  if (x === 8 && r() < 0.3) {
+    f[1]! |= 0x80; // VIRTIO_NET_HDR_GSO_ECN
+    return { kind: "frame", frame: f, what: "gso-ecn" };
   }
   if (tcp && x === 8) {
     p[ihl + 13]! |= 0x80 | 0x40; // CWR, ECE: CWR only on the first segment
