@@ -130,7 +130,7 @@ function dodgy(
   const tcp = p[9] === 6;
   const headers = tcp ? ihl + ((p[ihl + 12]! >>> 4) << 2) : ihl + 8;
   const payload = total - headers;
-  const x = int(9);
+  const x = int(10);
   const setGso = (g: number) => {
     f[4] = g & 0xff;
     f[5] = g >>> 8;
@@ -182,6 +182,13 @@ function dodgy(
     p[ihl + 13] = 0x02;
     p.set([2, 4, 0x23, 0x28], ihl + 20); // MSS 9000
     return { kind: "frame", frame: f, what: "syn-super" };
+  }
+  if (x === 9) {
+    // The partial checksum field not the pseudo-header sum (the loop must write its own).
+    const at = ihl + (tcp ? 16 : 6);
+    p[at] = int(256);
+    p[at + 1] = int(256);
+    return { kind: "frame", frame: f, what: "csum-field" };
   }
   if (x === 8 && r() < 0.3) {
     f[1]! |= 0x80; // VIRTIO_NET_HDR_GSO_ECN

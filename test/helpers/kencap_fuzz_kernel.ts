@@ -10,7 +10,6 @@ import { writeTcpSegment } from "../../lib/net/tcp_segment.ts";
 import { udpSegmentCount, writeUdpSegment } from "../../lib/net/udp_segment.ts";
 import { completeChecksum } from "../../lib/sys/tun_vnet.ts";
 import { SEGMENT_BYTES } from "../../lib/tunnel/send_vector.ts";
-import { fixL4 } from "./client_fuzz_packets.ts";
 import { H } from "./kencap_fuzz_gen.ts";
 import { internetChecksum } from "./packets.ts";
 import { segmentsOf } from "./tcp_packets.ts";
@@ -54,13 +53,12 @@ export function userspaceRead(frame: Uint8Array, slots: number): Uint8Array[] | 
   );
 }
 
-function cut(p: Uint8Array, udp: boolean, gso: number): Uint8Array[] {
-  const total = (p[2]! << 8) | p[3]!;
-  const q = p.slice(0, total);
+/** The segments (more than one) of the super-packet `q`, checksums computed afresh. */
+function cut(q: Uint8Array, udp: boolean, gso: number): Uint8Array[] {
+  const total = (q[2]! << 8) | q[3]!;
   if (udp) return udpCut(q, gso);
   const ihl = (q[0]! & 0x0f) << 2;
   const headers = ihl + ((q[ihl + 12]! >>> 4) << 2);
-  if (total - headers <= gso) return [fixL4(q)];
   if (headers + gso <= 2048 && total - headers <= 64 * gso) return segmentsOf(q, gso);
   // Beyond segmentsOf's 2 KiB stride: the TEP's TSO cut (lib/net/tcp_segment.ts) by MTU.
   const out = new Uint8Array(headers + gso);
@@ -101,5 +99,36 @@ export function kernelCut(frame: Uint8Array): Uint8Array[] | string {
     return `NEEDS_CSUM ${needs} csum_start ${start} csum_offset ${offset}`;
   const gso = le16(frame, 4);
   if (gso < 1) return "gso_size 0";
-  return cut(q, udp, gso);
+  // The kernel finishes every checksum from the field (tcp_gso_segment, __udp_gso_segment:
+  // the pseudo-header sum there, adjusted per segment); the cutting helpers compute them
+  // afresh, so a field other than the pseudo-header sum skews each segment's checksum by the
+  // difference, as it would on the wire.
+  const field = ihl + offset;
+  const headers = udp ? ihl + 8 : ihl + ((q[ihl + 12]! >>> 4) << 2);
+  if (total - headers <= gso) {
+    completeChecksum(q, 0, total, start, field); // not GSO (virtio_net_hdr_to_skb)
+    return [q];
+  }
+  const skew = ((q[field]! << 8) | q[field + 1]!) + (~pseudoSum(q) & 0xffff);
+  return cut(q, udp, gso).map((x) => {
+    const c = (x[field]! << 8) | x[field + 1]!;
+    const v = ~fold((~c & 0xffff) + skew) & 0xffff;
+    x[field] = v >>> 8;
+    x[field + 1] = v & 0xff;
+    return x;
+  });
+}
+
+const fold = (x: number) => {
+  let y = x;
+  while (y > 0xffff) y = (y & 0xffff) + (y >>> 16);
+  return y;
+};
+
+/** The folded TCP/UDP pseudo-header sum of the IPv4 packet `p` (RFC 768, RFC 9293 §3.1). */
+function pseudoSum(p: Uint8Array): number {
+  const ihl = (p[0]! & 0x0f) << 2;
+  let sum = p[9]! + (((p[2]! << 8) | p[3]!) - ihl);
+  for (let i = 12; i < 20; i += 2) sum += (p[i]! << 8) | p[i + 1]!;
+  return fold(sum);
 }
