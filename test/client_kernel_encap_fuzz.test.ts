@@ -14,6 +14,12 @@
  * packets, replies and counters frame by frame; and the test's own checks of what reaches the
  * wire (client_fuzz_out_check.ts). In memory, no root, the clock fixed per frame.
  *
+ * Found on main (named test.failing cases below, each with its proposed fix; the generator keeps
+ * away from the shape through KENCAP_SHAPES until it is fixed — with the three fixes applied,
+ * 1500 seeds pass with every shape on): later fragments held by the NAPT before their first are
+ * never released; a SYN super-packet's MSS option is clamped on the checked copy only; a
+ * super-packet's csum_offset is not checked and the pseudo-header sum is written where it says.
+ *
  * Replay one seed: FUZZ_SEED=123 bun test test/client_kernel_encap_fuzz.test.ts; more: FUZZ_SEEDS=2000.
  */
 import { describe, expect, test } from "bun:test";
