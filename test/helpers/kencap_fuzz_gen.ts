@@ -6,9 +6,10 @@
  * order, truncated packets, lease and path MTU changes) as the frames a TUN with IFF_VNET_HDR
  * hands over (a 10-byte virtio_net_hdr, then the packet), plus what the kernel never writes but
  * a frame forwarded from an attacker's own TUN (SKB_GSO_DODGY) may carry: a gso_size that makes
- * the last segment different, a gso type not matching the protocol, no NEEDS_CSUM, csum_start
- * or csum_offset elsewhere, a total length shorter or longer than the frame, a SYN or RST
- * super-packet, a super-packet with IPv4 options.
+ * the last segment different, a gso type not matching the protocol (or with GSO_ECN), no
+ * NEEDS_CSUM, csum_start or csum_offset elsewhere, garbage in the partial checksum field, a
+ * total length shorter or longer than the frame, a SYN, RST or CWR super-packet, a super-packet
+ * with IPv4 options; and plain frames whose NEEDS_CSUM points elsewhere or out of the packet.
  */
 import { type OutCase, type OutEvent, outCase } from "./client_fuzz_out.ts";
 import { prng } from "./fuzz.ts";
