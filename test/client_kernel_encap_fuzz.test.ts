@@ -140,8 +140,8 @@ describe("ClientKernelEncapOut: later fragments held before their first (shared 
   });
 });
 
-// Found by the fuzz (KENCAP_SHAPES.synSuper; seed 438285 of the default 120 with it on, also by
-// the test's own check "SYN with MSS 9000 above 1420"). lib/dataplane/client_kernel_encap.ts
+// Found by the fuzz (KENCAP_SHAPES.synSuper; seeds 438275 and 438303 of the default 120 with it
+// on, also by the test's own check "SYN with MSS 9000 above 1290"). lib/dataplane/client_kernel_encap.ts
 // ClientKernelEncapOut.#handOver: the MSS clamp (pipeline_client.ts clientEncap → clampTcpMss)
 // rewrites the MSS option of the FIRST SEGMENT (#first), but only the addresses and the ports
 // are copied back into the super-packet, so a TCPV4 super-packet with SYN set (the kernel's
@@ -169,7 +169,7 @@ describe("ClientKernelEncapOut: a SYN super-packet's MSS option (--mss-clamp)", 
   });
 });
 
-// Found by the fuzz (KENCAP_SHAPES.csumOffset; seeds 438274 and 438275 of the default 120 with
+// Found by the fuzz (KENCAP_SHAPES.csumOffset; seeds 438274 and 438278 of the default 120 with
 // it on: "written back, the kernel refuses it"). lib/dataplane/client_kernel_encap.ts
 // ClientKernelEncapOut.#handOver checks a super-packet's csum_start (= the IPv4 header length)
 // but not its csum_offset, and then writes the new pseudo-header sum at csum_start +
