@@ -109,10 +109,14 @@ export function kernelCut(frame: Uint8Array): Uint8Array[] | string {
     completeChecksum(q, 0, total, start, field); // not GSO (virtio_net_hdr_to_skb)
     return [q];
   }
-  const skew = ((q[field]! << 8) | q[field + 1]!) + (~pseudoSum(q) & 0xffff);
+  const f = (q[field]! << 8) | q[field + 1]!;
+  const pseudo = pseudoSum(q);
+  if (f === pseudo) return cut(q, udp, gso);
+  const skew = f + (~pseudo & 0xffff);
   return cut(q, udp, gso).map((x) => {
     const c = (x[field]! << 8) | x[field + 1]!;
-    const v = ~fold((~c & 0xffff) + skew) & 0xffff;
+    // A UDP sum of 0 goes as all ones (RFC 768; CSUM_MANGLED_0).
+    const v = ~fold((~c & 0xffff) + skew) & 0xffff || (udp ? 0xffff : 0);
     x[field] = v >>> 8;
     x[field + 1] = v & 0xff;
     return x;
