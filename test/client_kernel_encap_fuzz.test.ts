@@ -14,9 +14,8 @@
  * packets, replies and counters frame by frame; and the test's own checks of what reaches the
  * wire (client_fuzz_out_check.ts). In memory, no root, the clock fixed per frame.
  *
- * Found on main (named test.failing cases below, each with its proposed fix; the generator keeps
- * away from the shape through KENCAP_SHAPES until it is fixed — with the three fixes applied,
- * 1500 seeds pass with every shape on): later fragments held by the NAPT before their first are
+ * Found on main and fixed (named cases below, each failed before its fix; the generator makes
+ * every shape again, KENCAP_SHAPES): later fragments held by the NAPT before their first are
  * never released; a SYN super-packet's MSS option is clamped on the checked copy only; a
  * super-packet's csum_offset is not checked and the pseudo-header sum is written where it says.
  *
@@ -114,16 +113,16 @@ function setup(portSet?: typeof SHARED, mssClamp = false) {
 // decided, for the loop to take with `translator.outFragments.popReleased`. ClientOutBatch.step
 // (client_batch.ts) does; ClientKernelEncapOut never calls popReleased, so the held fragments are
 // never sent and time out (`client-out-frag-drop-timeout`): a datagram whose fragments the host
-// sends out of order (or that the DTI's queue reorders) never arrives. Proposed fix: after
+// sends out of order (or that the DTI's queue reorders) never arrives. Fixed as proposed: after
 // #handOver in step(), `for (let m = fragments.popReleased(spare, H, null, 0); m > 0; m = …)`
 // check each released fragment with #check and write it back as a plain frame (a zeroed
 // virtio_net_hdr), as ClientOutBatch.step does with its spare buffer.
 describe("ClientKernelEncapOut: later fragments held before their first (shared lease)", () => {
-  test("the fuzz keeps away from this shape until it is fixed", () => {
-    expect(KENCAP_SHAPES.fragmentsBeforeFirst).toBe(false);
+  test("the fuzz makes this shape again (fixed)", () => {
+    expect(KENCAP_SHAPES.fragmentsBeforeFirst).toBe(true);
   });
 
-  test.failing("go after their first fragment, as the userspace DTI sends them", () => {
+  test("go after their first fragment, as the userspace DTI sends them", () => {
     const { tun, loop, wire } = setup(SHARED);
     const datagram = udp({ payload: 2000, df: false, id: 0x1234, srcPort: 40000 });
     const [first, later] = fragments(datagram, 1480);
@@ -147,15 +146,15 @@ describe("ClientKernelEncapOut: later fragments held before their first (shared 
 // are copied back into the super-packet, so a TCPV4 super-packet with SYN set (the kernel's
 // own TCP never makes one, a frame forwarded from another TUN can: tcp_gso_segment copies SYN
 // and the options to every segment) reaches the wire with its MSS unclamped on every segment,
-// where the userspace DTI clamps each. Proposed fix: copy the TCP options too
+// where the userspace DTI clamps each. Fixed as proposed: copy the TCP options too
 // (`first[H + ihl + 20, H + headers)` into the frame; the partial checksum needs no change, the
 // kernel sums the options per segment), or drop a SYN super-packet as malformed.
 describe("ClientKernelEncapOut: a SYN super-packet's MSS option (--mss-clamp)", () => {
-  test("the fuzz keeps away from this shape until it is fixed", () => {
-    expect(KENCAP_SHAPES.synSuper).toBe(false);
+  test("the fuzz makes this shape again (fixed)", () => {
+    expect(KENCAP_SHAPES.synSuper).toBe(true);
   });
 
-  test.failing("is clamped on every segment the kernel cuts, as the userspace DTI clamps it", () => {
+  test("is clamped on every segment the kernel cuts, as the userspace DTI clamps it", () => {
     const { tun, loop, count, wire } = setup(undefined, true);
     const p = tcp({ payload: 3000, flags: SYN, id: 7, src: LEASED });
     p.set([2, 4, 0x23, 0x28], 40); // MSS 9000 (the 32-byte header's options)
@@ -178,14 +177,14 @@ describe("ClientKernelEncapOut: a SYN super-packet's MSS option (--mss-clamp)", 
 // frame on the write (virtio_net_hdr_to_skb: "drop bad gso csum_start and offset"; counted as a
 // write error, not as malformed), older kernels take it and put the changed header on the wire
 // (a source port outside the set; the TEP drops that one, the client's own check was passed).
-// Proposed fix: in #handOver, refuse (ENCAP_MALFORMED) a GSO frame whose csum_offset is not 16
+// Fixed as proposed: in #handOver, refuse (ENCAP_MALFORMED) a GSO frame whose csum_offset is not 16
 // (TCPV4) or 6 (UDP_L4), as it refuses one whose csum_start is not the L4 header.
 describe("ClientKernelEncapOut: a super-packet's csum_offset", () => {
-  test("the fuzz keeps away from this shape until it is fixed", () => {
-    expect(KENCAP_SHAPES.csumOffset).toBe(false);
+  test("the fuzz makes this shape again (fixed)", () => {
+    expect(KENCAP_SHAPES.csumOffset).toBe(true);
   });
 
-  test.failing("other than the L4 checksum's: dropped as malformed, the checked port not overwritten", () => {
+  test("other than the L4 checksum's: dropped as malformed, the checked port not overwritten", () => {
     const { tun, loop, count } = setup(SHARED);
     const f = frameOf(partial(tcp({ payload: 3000, id: 7, src: LEASED })), 1000, true);
     f[8] = 0; // csum_offset 0: the source port

@@ -118,6 +118,19 @@ export class ClientKernelEncapOut {
     this.#nowMs = Date.now();
     this.#now = (this.#nowMs / 1000) | 0;
     if (this.#handOver(frame, n)) this.#init.state.touch(this.#now);
+    // Fragments of a shared lease that came before their first fragment were held by the
+    // NAPT (lib/tunnel/fragments.ts); once it decided, they go now, after it, each checked
+    // as a packet read alone, as the userspace DTI sends them (client_batch.ts).
+    const fragments = this.translator.outFragments;
+    const spare = this.#last;
+    for (let m = fragments.popReleased(spare, H, null, 0); m > 0; ) {
+      if (this.#check(spare, m)) {
+        spare.fill(0, 0, H); // a plain packet, its checksums complete
+        if (this.#write(spare, this.#follower.lease.context!.length, 1))
+          this.#init.state.touch(this.#now);
+      }
+      m = fragments.popReleased(spare, H, null, 0);
+    }
     return 1;
   }
 
@@ -150,7 +163,15 @@ export class ClientKernelEncapOut {
         ? tcpSegmentCount(frame, H, len, gsoSize)
         : -1;
     const ihl = (frame[H]! & 0x0f) << 2;
-    if (count < 1 || !(flags & VIRTIO_NET_HDR_F_NEEDS_CSUM) || csumStart !== ihl) {
+    // The partial checksum must be the L4 checksum field (TCP: byte 16 of its header, UDP:
+    // byte 6), or the pseudo-header sum written below would land on the checked ports (a
+    // kernel since 6.11 refuses such a frame, an older one sends it; virtio spec 5.1.6.2).
+    if (
+      count < 1 ||
+      !(flags & VIRTIO_NET_HDR_F_NEEDS_CSUM) ||
+      csumStart !== ihl ||
+      csumField - csumStart !== (udp ? 6 : 16)
+    ) {
       c[ENCAP_MALFORMED]! += 1;
       return false;
     }
@@ -175,6 +196,12 @@ export class ClientKernelEncapOut {
     // What the checks rewrote: the addresses (NAPT's placeholder) and the ports (port set).
     for (let i = 12; i < 20; i++) frame[H + i] = first[H + i]!;
     for (let i = 0; i < 4; i++) frame[H + ihl + i] = first[H + ihl + i]!;
+    // And the TCP options (the MSS clamp rewrites a SYN's; the kernel copies the header's
+    // options into every segment, so the first segment's are the super-packet's).
+    if (!udp) {
+      const tcpLen = (frame[H + ihl + 12]! >>> 4) << 2;
+      for (let i = 20; i < tcpLen; i++) frame[H + ihl + i] = first[H + ihl + i]!;
+    }
     const total = ipv4TotalLength(frame, H);
     writeIPv4HeaderChecksum(frame, H);
     // NEEDS_CSUM: the field holds the pseudo-header sum (not complemented), over the whole

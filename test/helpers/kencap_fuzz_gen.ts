@@ -28,16 +28,16 @@ export interface KencapCase extends Omit<OutCase, "events" | "onDemand"> {
   events: KencapEvent[];
 }
 
-/** Generator switches: shapes a known bug makes fail (test/client_kernel_encap_fuzz.test.ts). */
+/** Generator switches: shapes that found bugs, all on since their fixes (test/client_kernel_encap_fuzz.test.ts). */
 export const KENCAP_SHAPES = {
   /** Super-packets the kernel never makes (see the module text). */
   dodgy: true,
   /** A csum_offset other than the L4 checksum's on a super-packet. */
-  csumOffset: false,
+  csumOffset: true,
   /** A SYN super-packet carrying an MSS option (its segments are all SYNs). */
-  synSuper: false,
+  synSuper: true,
   /** Later fragments before their first with a shared lease. */
-  fragmentsBeforeFirst: false,
+  fragmentsBeforeFirst: true,
 };
 
 /** The frame of a packet: `gsoSize` 0 a plain one, `needsCsum` its L4 checksum partial. */

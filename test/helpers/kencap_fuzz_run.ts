@@ -292,8 +292,8 @@ function kernelTakes(frame: Uint8Array): boolean {
         ? tcpSegmentCount(frame, H, len, gso)
         : -1;
   const ihl = (frame[H]! & 0x0f) << 2;
-  // csum_offset too (the kernel's own rule since 6.11; main does not check it: the
-  // test.failing case "a super-packet's csum_offset").
+  // csum_offset too (the kernel's own rule since 6.11; the loop checks it since the case
+  // "a super-packet's csum_offset").
   const offset = frame[8]! | (frame[9]! << 8);
   return (
     count >= 1 &&
