@@ -16,6 +16,7 @@
  * @module
  */
 import { readU16, writeU16, writeU32 } from "../net/bytes.ts";
+import { checkPortSet } from "./dstm_fields.ts";
 import { DSTM_HEADER_LENGTH, DSTM_VERSION, MessageType, OptionCode } from "./dstm_types.ts";
 
 /** The PORT_SET of an answer (RFC 7597 §5.1 offset, PSID length, PSID); none for a whole address. */
@@ -75,7 +76,7 @@ export function encodeAck(
     _check(tep6 !== null && _isUnicast(tep6, tep6At), "tep6 is not a unicast IPv6 address");
     _check(tep4 === 0 || _isHost4(tep4), `tep4 ${tep4} is not a usable IPv4 address`);
     _check(_isUint32(leaseTime) && leaseTime !== 0, `leaseTime ${leaseTime} is not 1..2^32-1`);
-    if (portSet !== undefined) _checkPortSet(portSet);
+    if (portSet !== undefined) checkPortSet(portSet); // RangeError as encodeMessage's
     _check(!existingLease || type === MessageType.DISCOVER_ACK, "EXISTING_LEASE not allowed");
     length += 18 + 6 + (tep4 === 0 ? 0 : 6) + (portSet === undefined ? 0 : 6);
     if (existingLease) length += 2;
@@ -133,19 +134,4 @@ function _isUnicast(bytes: Uint8Array, at: number): boolean {
   if (at < 0 || at + 16 > bytes.length || bytes[at] === 0xff) return false;
   for (let i = at; i < at + 16; i++) if (bytes[i] !== 0) return true;
   return false;
-}
-
-function _checkPortSet(ps: AckPortSet): void {
-  const { offset: a, psidLength: k, psid } = ps;
-  const ok =
-    Number.isInteger(a) &&
-    Number.isInteger(k) &&
-    Number.isInteger(psid) &&
-    a >= 0 &&
-    k >= 0 &&
-    a + k <= 16 &&
-    a <= 15 &&
-    psid >= 0 &&
-    psid < 2 ** k;
-  _check(ok, `portSet offset ${a}, psidLength ${k}, psid ${psid} is invalid`);
 }
