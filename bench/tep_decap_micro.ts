@@ -10,14 +10,14 @@
  * `--partial`: the UDP checksums left in the sender's CHECKSUM_PARTIAL state (a kernel peer on
  * a veth, lib/net/csum_partial.ts) instead of finished.
  */
-import { parseArgs } from "node:util";
 import { parseIPv6 } from "../lib/net/addr.ts";
 import type { BatchDevice, TunnelBatchSocket } from "../lib/net/device.ts";
 import { TepDecapBatch } from "../lib/tunnel/tep_batch.ts";
 import { tepContext, WHOLE } from "../test/helpers/tep_context.ts";
 import { udp } from "../test/helpers/udp_packets.ts";
+import { parseBenchArgs } from "./bench_args.ts";
 
-const { values } = parseArgs({
+const { values } = parseBenchArgs(import.meta.path, {
   args: Bun.argv.slice(2),
   options: {
     flows: { type: "string", default: "1" },
