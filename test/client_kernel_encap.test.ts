@@ -280,8 +280,18 @@ describe.skipIf(skip !== null || noTshark !== null)("dstm client --kernel-encap"
     const capture = web.spawn(["tshark", "-i", "w0", "-w", pcap, "-f", "udp port 9999 or icmp"], {
       timeoutMs: 60_000,
     });
-    // The capture runs once it sees the pings that follow.
-    await within(() => ping() && existsSync(pcap) && readFileSync(pcap).length > 200, 20_000);
+    // The sources of the IPv4 packets captured so far: dumpcap writes each frame as it comes.
+    const sources = () =>
+      existsSync(pcap)
+        ? web
+            .exec(["tshark", "-r", pcap, "-T", "fields", "-e", "ip.src"])
+            .stdout.split("\n")
+            .filter((line) => line !== "")
+        : [];
+    // The capture runs once a ping is in its file.
+    expect(
+      await within(() => ping() && sources().some((s) => s.startsWith("198.51.100.")), 20_000),
+    ).toBe(true);
     expect(host.exec(["python3", join(dir, "spoof.py"), "203.0.113.9", "20"]).code).toBe(0);
     expect(
       await within(
@@ -291,14 +301,15 @@ describe.skipIf(skip !== null || noTshark !== null)("dstm client --kernel-encap"
         10_000,
       ),
     ).toBe(true);
-    // A ping after them: once it is through, any of them that got past would have too.
+    // A ping after them, in the file: once it is through, any of them that got past would
+    // have been captured before it.
+    const captured = sources().length;
     expect(ping()).toBe(true);
+    expect(await within(() => sources().length > captured, 10_000)).toBe(true);
     capture.kill("SIGINT");
     await capture.exited;
-    const seen = web.exec(["tshark", "-r", pcap, "-T", "fields", "-e", "ip.src"]).stdout;
-    expect(seen).toContain(
-      "198.51.100.", // the pings
-    );
+    const seen = sources();
+    expect(seen.some((s) => s.startsWith("198.51.100."))).toBe(true); // the pings
     expect(seen).not.toContain("203.0.113.9");
     const after = counters();
     expect(after["client-encap-forward"]).toBe(0);
