@@ -88,6 +88,45 @@ describe("PathMtuTable (RFC 8201)", () => {
     t.learn(E6, 0, 1400, 1);
     expect(other.lookup(E6, 0)).toBe(1400);
   });
+
+  test("the kernel's route value is followed down and up, and forgotten at the link MTU", () => {
+    const t = PathMtuTable.create({ ageSeconds: 600 });
+    expect(t.follow(E6, 0, 1500, 1500, 1)).toBe(0); // nothing below the link: no estimate
+    expect(t.count).toBe(0);
+    expect(t.follow(E6, 0, 1400, 1500, 2)).toBe(1400);
+    expect(t.lookup(E6, 0)).toBe(1400);
+    expect(t.follow(E6, 0, 1300, 1500, 3)).toBe(1300); // down
+    expect(t.follow(E6, 0, 1450, 1500, 4)).toBe(1450); // and up again: it is the kernel's
+    expect(t.lookup(E6, 0)).toBe(1450);
+    expect(t.follow(E6, 0, 1000, 1500, 5)).toBe(1280); // never below the IPv6 minimum
+    expect(t.follow(E6, 0, 1500, 1500, 6)).toBe(0); // the kernel's is the link's again
+    expect([t.lookup(E6, 0), t.count]).toEqual([0, 0]);
+  });
+
+  test("a Packet Too Big's lower estimate stays (and ages) whatever the kernel's route says", () => {
+    const t = PathMtuTable.create({ ageSeconds: 600 });
+    t.learn(E6, 0, 1300, 10);
+    expect(t.follow(E6, 0, 1400, 1500, 11)).toBe(1300); // higher: the PTB's stays
+    expect(t.follow(E6, 0, 1500, 1500, 12)).toBe(1300); // at the link: left to age
+    expect(t.lookup(E6, 0)).toBe(1300);
+    expect(t.expire(610)).toBe(1); // its age counts from the PTB, not from the follows
+    expect(t.lookup(E6, 0)).toBe(0);
+    // A kernel value below a PTB's takes over, and then follows the kernel back up.
+    t.learn(E6, 0, 1400, 700);
+    expect(t.follow(E6, 0, 1350, 1500, 701)).toBe(1350);
+    expect(t.follow(E6, 0, 1500, 1500, 702)).toBe(0);
+    expect(t.lookup(E6, 0)).toBe(0);
+  });
+
+  test("a followed estimate lives while it is followed; a PTB lower than it takes over", () => {
+    const t = PathMtuTable.create({ ageSeconds: 600 });
+    t.follow(E6, 0, 1400, 1500, 1);
+    t.follow(E6, 0, 1400, 1500, 500);
+    expect(t.expire(700)).toBe(0); // refreshed at 500: lives to 1100
+    expect(t.lookup(E6, 0)).toBe(1400);
+    expect(t.learn(E6, 0, 1350, 800)).toBe(1350);
+    expect(t.follow(E6, 0, 1500, 1500, 801)).toBe(1350); // a PTB's now: not forgotten
+  });
 });
 
 describe("TEP encapsulation with a learned path MTU (RFC 2473 §7.1)", () => {

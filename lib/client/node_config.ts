@@ -103,6 +103,12 @@ export interface NodeStatus {
    * (./node_status.ts pathMtuInForce).
    */
   pathMtu: number | null;
+  /**
+   * The estimate the Workers check DF packets against (bytes), null when they have none: from
+   * Packet Too Big (RFC 8201 §4) and the kernel's route, followed every second
+   * (lib/dataplane/client_attach.ts KernelPathMtuFollower).
+   */
+  workersPathMtu: number | null;
   expiresAt: string | null;
   leaseTime: number | null;
   /** Shared lease: live NAPT mappings by protocol and TCP phase; null for a whole address. */

@@ -59,6 +59,7 @@ export function nodeStatus(p: NodeStatusParts): NodeStatus {
     dti: dtiStatus(p.dtiRequested, p.dtiInUse),
     dtiLinkUp: p.state === "bound" ? (p.dtiLinkUp ?? null) : null,
     pathMtu: pathMtuInForce(p),
+    workersPathMtu: workersPathMtu(p.pathMtu, p.tep6),
     expiresAt: lease ? new Date(lease.expiresAt).toISOString() : null,
     leaseTime: lease?.leaseTime ?? null,
     napt:
@@ -70,14 +71,20 @@ export function nodeStatus(p: NodeStatusParts): NodeStatus {
   };
 }
 
+/** The Workers' estimate towards `tep6` (bytes), null when they have none. */
+function workersPathMtu(table: PathMtuTable, tep6: string | null): number | null {
+  const bytes = tep6 === null ? null : parseIPv6(tep6);
+  const mtu = bytes ? table.lookup(bytes, 0) : 0;
+  return mtu > 0 ? mtu : null;
+}
+
 /**
  * The path MTU towards the TEP in force (bytes), or null while nothing limits the tunnel below
  * the DTI's MTU: the lower of the Workers' estimate for the lease's TEP (from Packet Too Big,
- * RFC 8201 §4, or seeded from the kernel at the lease) and the kernel's own, when that one
- * is below the DTI's MTU + 40 (RFC 2473 §7.1). The Workers learn only what reaches their raw
- * socket and re-read the kernel's at a new lease; the kernel may have learned a lower one
- * since (a Packet Too Big about a packet it encapsulated itself, `--kernel-encap`, or sent
- * for another socket): it then fragments or refuses by its value, so the status shows it.
+ * RFC 8201 §4, and the kernel's route, followed every second: KernelPathMtuFollower in
+ * lib/dataplane/client_attach.ts) and the kernel's own now, when that one is below the DTI's
+ * MTU + 40 (RFC 2473 §7.1): the kernel fragments or refuses by its value, also in the second
+ * before the Workers follow it.
  */
 export function pathMtuInForce(
   p: Pick<NodeStatusParts, "pathMtu" | "kernelPathMtu" | "mtu" | "tep6">,

@@ -57,9 +57,11 @@ export class RefreshingBatchSocket extends SendsThrough {
 }
 
 /**
- * A new lease (maybe a new TEP): start from what the kernel already knows of the path to the
- * TEP, e.g. from a Packet Too Big an earlier process got (the inbound Worker is the table's
- * only writer). `routePathMtu(tep6)` is the route's path MTU in bytes, or -errno.
+ * What the kernel knows of the path to the lease's TEP, into the estimate the Workers check
+ * DF packets against (PathMtuTable.follow; the inbound Worker is the table's only writer):
+ * at a new lease (maybe a new TEP; e.g. a Packet Too Big an earlier process got) and then
+ * every {@link KERNEL_PATH_MTU_CHECK_MS} ({@link KernelPathMtuFollower}). `routePathMtu(tep6)`
+ * is the route's path MTU in bytes, or -errno (then nothing changes).
  */
 export function seedPathMtu(
   pathMtu: PathMtuTable | null,
@@ -68,6 +70,37 @@ export function seedPathMtu(
 ): void {
   if (!pathMtu || !context) return;
   const mtu = routePathMtu(context.tep6);
-  if (mtu >= 1280 && mtu - 40 < context.tunnelMtu)
-    pathMtu.learn(context.tep6, 0, mtu, nowSeconds());
+  // The outer header is 40 bytes (RFC 2473 §3.1): the tunnel MTU plus 40 needs no estimate.
+  if (mtu >= 1280) pathMtu.follow(context.tep6, 0, mtu, context.tunnelMtu + 40, nowSeconds());
+}
+
+/** How often the inbound Worker asks the kernel for its path MTU towards the TEP, ms. */
+export const KERNEL_PATH_MTU_CHECK_MS = 1000;
+
+/**
+ * Follows the kernel's path MTU towards the lease's TEP while the lease lasts: the kernel
+ * records Packet Too Big messages the Workers' raw socket never sees — about packets the
+ * kernel encapsulated itself (`--kernel-encap`) or another socket sent — and a route may carry
+ * an operator's `mtu`. Without this, DF packets above the new path MTU would be handed on
+ * (and fragmented outside or lost) instead of answered with ICMPv4 "fragmentation needed"
+ * (RFC 2473 §7.1) until the next lease. One route lookup (a socket, connect, getsockopt) per
+ * {@link KERNEL_PATH_MTU_CHECK_MS} at most; `poll` is cheap otherwise (one clock read).
+ */
+export class KernelPathMtuFollower {
+  #next = 0;
+
+  constructor(
+    readonly pathMtu: PathMtuTable | null,
+    readonly routePathMtu: (dst6: Uint8Array) => number,
+    readonly intervalMs = KERNEL_PATH_MTU_CHECK_MS,
+  ) {}
+
+  /** Looks at the kernel's value when the interval has passed and there is a lease. */
+  poll(context: ClientContext | null): void {
+    if (this.pathMtu === null || context === null) return;
+    const now = performance.now();
+    if (now < this.#next) return;
+    this.#next = now + this.intervalMs;
+    seedPathMtu(this.pathMtu, context, this.routePathMtu);
+  }
 }

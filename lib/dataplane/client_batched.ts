@@ -16,7 +16,12 @@ import { Raw6Socket, routePathMtu } from "../sys/raw6.ts";
 import { Raw6Batch } from "../sys/raw6_batch.ts";
 import { VnetTunDevice } from "../sys/tun_vnet.ts";
 import type { WorkerContext } from "../sys/worker.ts";
-import { attachClientLoop, RefreshingBatchSocket, seedPathMtu } from "./client_attach.ts";
+import {
+  attachClientLoop,
+  KernelPathMtuFollower,
+  RefreshingBatchSocket,
+  seedPathMtu,
+} from "./client_attach.ts";
 import { ClientInBatch, ClientOutBatch, DtiReplies } from "./client_batch.ts";
 import { ClientKernelEncapOut } from "./client_kernel_encap.ts";
 import { applicationError } from "./client_lease.ts";
@@ -78,8 +83,10 @@ export function clientBatched(
     )
       replies.write(loop.context!.reply, loop.context!.replyLength);
   });
+  const kernelPathMtu = new KernelPathMtuFollower(pathMtu, routePathMtu);
   try {
     while (!ctx.stopRequested) {
+      kernelPathMtu.poll(loop.context);
       if (batch.errorPending) {
         raw.errorPending = true;
         batch.errorPending = false;

@@ -19,7 +19,7 @@ import type { TunnelError } from "../tunnel/icmp_relay.ts";
 import { type ClientTranslator, Translation } from "../tunnel/napt.ts";
 import { type ClientContext, clientDecap, clientEncap, Verdict } from "../tunnel/pipeline.ts";
 import type { PathMtuTable } from "../tunnel/pmtu.ts";
-import { attachClientLoop, seedPathMtu } from "./client_attach.ts";
+import { attachClientLoop, KernelPathMtuFollower, seedPathMtu } from "./client_attach.ts";
 import {
   applicationError,
   countTranslation,
@@ -208,6 +208,7 @@ class ClientInLoop {
   readonly #lease: Lease;
   readonly #pathMtu: PathMtuTable | null;
   readonly #errors: TunnelErrors;
+  readonly #kernelPathMtu: KernelPathMtuFollower;
   /** The host's addresses clientDecap refuses as sources (local_sources_follower.ts). */
   readonly #local: LocalSourcesFollower;
 
@@ -228,6 +229,7 @@ class ClientInLoop {
     this.#translator = this.#follower.translator;
     this.#lease = this.#follower.lease;
     this.#pathMtu = loop.pathMtu;
+    this.#kernelPathMtu = new KernelPathMtuFollower(loop.pathMtu, routePathMtu);
     // ICMPv6 errors about what the outbound Worker sent (RFC 2473 §8.3): relayed to the
     // application as ICMPv4 errors from the inner destination, written into the DTI.
     this.#errors = new TunnelErrors(io.raw, io.counters, (info, host6, inner, length) =>
@@ -243,6 +245,7 @@ class ClientInLoop {
       while (!ctx.stopRequested) {
         this.#errors.poll(this.#pathMtu);
         this.#follow();
+        this.#kernelPathMtu.poll(this.#lease.context);
         const n = raw.recvFrom(buf, 0, from6, 0);
         // After the read: an address added while we waited is in the list the packet is
         // checked against (also after a poll timeout, to drain the notifications).

@@ -14,6 +14,12 @@
  * applies again. The table holds at most `capacity` hosts; when a probe window is full
  * the entry closest to expiry is replaced (losing an estimate only costs one more PTB).
  *
+ * An estimate may also come from the kernel's route towards the host ({@link follow}): the
+ * kernel records every Packet Too Big it gets, also those about packets this table's writer
+ * never sent (the kernel encapsulated them, `dstm client --kernel-encap`, or another socket
+ * did), and an operator may set a route's MTU. Such an estimate follows the kernel both ways
+ * and lasts as long as the kernel holds it; one from a Packet Too Big only goes down.
+ *
  * Readers never lock: the writer zeroes an entry's MTU before changing its address and
  * writes the MTU last (Atomics), and a reader checks the MTU before and after comparing the
  * address. Lookups allocate nothing.
@@ -23,7 +29,10 @@
 
 /** IPv6 minimum link MTU (RFC 8200 §5). */
 export const IPV6_MIN_MTU = 1280;
-const STRIDE = 8; // address (4 × i32), mtu, expires (s), 2 spare
+const STRIDE = 8; // address (4 × i32), mtu, expires (s), origin, 1 spare
+/** Word 6 of an entry: where its estimate came from. */
+const FROM_PTB = 0;
+const FROM_KERNEL = 1;
 const PROBES = 8;
 const HEADER = 4; // count, capacity, 2 spare
 
@@ -129,6 +138,7 @@ export class PathMtuTable {
         // do we, so that both age together); a lower one replaces it.
         w[at + 5] = nowSeconds + this.ageSeconds;
         if (current === value) return 0;
+        w[at + 6] = FROM_PTB;
         Atomics.store(w, at + 4, value);
         return value;
       }
@@ -146,8 +156,67 @@ export class PathMtuTable {
     w[victim + 2] = a2;
     w[victim + 3] = a3;
     w[victim + 5] = nowSeconds + this.ageSeconds;
+    w[victim + 6] = FROM_PTB;
     Atomics.store(w, victim + 4, value);
     return value;
+  }
+
+  /**
+   * The kernel's path MTU towards `host6` now (`mtu`, bytes, from its route: ipv6(7)
+   * IPV6_MTU), with `linkMtu` the MTU that applies without an estimate (writer only). Below
+   * `linkMtu` it becomes the estimate unless one from a Packet Too Big is lower (values below
+   * 1280 count as 1280, RFC 8201 §4), and it stays while the kernel holds it (followed up and
+   * down; {@link expire} leaves it while it is followed); at `linkMtu` or above, an estimate
+   * taken from the kernel is forgotten and one from a Packet Too Big is left to age. Returns the
+   * estimate now in force (bytes), 0 when there is none.
+   */
+  follow(host6: Uint8Array, off: number, mtu: number, linkMtu: number, nowSeconds: number): number {
+    const w = this.#words;
+    const at = this.#find(host6, off);
+    const current = at < 0 ? 0 : w[at + 4]!;
+    if (mtu >= linkMtu) {
+      if (at >= 0 && w[at + 6] === FROM_KERNEL) {
+        Atomics.store(w, at + 4, 0);
+        Atomics.sub(w, 0, 1);
+        return 0;
+      }
+      return current;
+    }
+    const value = Math.max(IPV6_MIN_MTU, mtu | 0);
+    if (at < 0) {
+      this.learn(host6, off, value, nowSeconds);
+      const made = this.#find(host6, off);
+      if (made >= 0) w[made + 6] = FROM_KERNEL;
+      return value;
+    }
+    if (w[at + 6] === FROM_PTB && current <= value) return current;
+    w[at + 6] = FROM_KERNEL;
+    w[at + 5] = nowSeconds + this.ageSeconds;
+    if (current !== value) Atomics.store(w, at + 4, value);
+    return value;
+  }
+
+  /** The word index of `host6`'s entry, or -1 (writer only). */
+  #find(host6: Uint8Array, off: number): number {
+    const w = this.#words;
+    const a0 = _word(host6, off);
+    const a1 = _word(host6, off + 4);
+    const a2 = _word(host6, off + 8);
+    const a3 = _word(host6, off + 12);
+    let slot = _hash(a0, a1, a2, a3) & this.#mask;
+    for (let p = 0; p < PROBES; p++) {
+      const at = HEADER + slot * STRIDE;
+      if (
+        w[at + 4] !== 0 &&
+        w[at] === a0 &&
+        w[at + 1] === a1 &&
+        w[at + 2] === a2 &&
+        w[at + 3] === a3
+      )
+        return at;
+      slot = (slot + 1) & this.#mask;
+    }
+    return -1;
   }
 
   /** Forgets estimates older than their age (writer only; RFC 8201 §4). Returns how many. */
