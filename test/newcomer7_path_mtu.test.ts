@@ -13,6 +13,7 @@
 import { afterAll, expect, test } from "bun:test";
 import { mkdtempSync } from "node:fs";
 import { join } from "node:path";
+import { clientStatusJson } from "./helpers/daemon.ts";
 import {
   createDtiLab,
   dtiSuite,
@@ -95,19 +96,12 @@ test.skipIf(skip !== null)(
     );
     procs.push(client);
     await client.waitFor(/ bound /, 30_000);
-    const status = () => {
-      const r = lab.host.exec(
-        [process.execPath, "mod.ts", "client", "status", "--json", "--control", control],
-        { cwd: ROOT },
-      );
-      expect(r.code).toBe(0);
-      return JSON.parse(r.stdout) as {
+    const status = () =>
+      clientStatusJson<{
         mtu: number;
-        pathMtu: number | null;
         workersPathMtu: number | null;
         counters: Record<string, number>;
-      };
-    };
+      }>(lab.host, control);
     /** One DF ping of `total` bytes (IPv4 header, ICMP header and payload) to the web host. */
     const ping = (total: number) => {
       const r = lab.host.exec([

@@ -91,21 +91,10 @@ export class PathMtuTable {
 
   /** The path MTU (bytes) towards `host6[off, +16)`, or 0 when none is known. Allocation-free. */
   lookup(host6: Uint8Array, off: number): number {
-    const w = this.#words;
-    const a0 = _word(host6, off);
-    const a1 = _word(host6, off + 4);
-    const a2 = _word(host6, off + 8);
-    const a3 = _word(host6, off + 12);
-    let slot = _hash(a0, a1, a2, a3) & this.#mask;
-    for (let p = 0; p < PROBES; p++) {
-      const at = HEADER + slot * STRIDE;
-      const mtu = Atomics.load(w, at + 4);
-      if (mtu !== 0 && w[at] === a0 && w[at + 1] === a1 && w[at + 2] === a2 && w[at + 3] === a3) {
-        return Atomics.load(w, at + 4) === mtu ? mtu : 0;
-      }
-      slot = (slot + 1) & this.#mask;
-    }
-    return 0;
+    const at = this.#find(host6, off);
+    // The MTU again after the address compared: a writer that replaced the entry meanwhile
+    // zeroed it first (see the module comment).
+    return at >= 0 && Atomics.load(this.#words, at + 4) === this.#seen ? this.#seen : 0;
   }
 
   /**
@@ -116,33 +105,26 @@ export class PathMtuTable {
   learn(host6: Uint8Array, off: number, mtu: number, nowSeconds: number): number {
     const value = Math.max(IPV6_MIN_MTU, Math.min(mtu | 0, 0x7fffffff));
     const w = this.#words;
-    const a0 = _word(host6, off);
-    const a1 = _word(host6, off + 4);
-    const a2 = _word(host6, off + 8);
-    const a3 = _word(host6, off + 12);
-    let slot = _hash(a0, a1, a2, a3) & this.#mask;
+    const found = this.#find(host6, off);
+    if (found >= 0) {
+      const current = this.#seen;
+      if (current < value) return 0;
+      // The same value again (the kernel refreshes its route cache entry on each PTB, and so
+      // do we, so that both age together); a lower one replaces it.
+      w[found + 5] = nowSeconds + this.ageSeconds;
+      if (current === value) return 0;
+      w[found + 6] = FROM_PTB;
+      Atomics.store(w, found + 4, value);
+      return value;
+    }
+    // A new entry: a free slot of the probe window, else the one closest to expiry.
+    const k = this.#key;
+    let slot = this.#slotOf(host6, off);
     let victim = -1;
     let victimExpiry = Number.POSITIVE_INFINITY;
     for (let p = 0; p < PROBES; p++) {
       const at = HEADER + slot * STRIDE;
-      const current = w[at + 4]!;
-      if (
-        current !== 0 &&
-        w[at] === a0 &&
-        w[at + 1] === a1 &&
-        w[at + 2] === a2 &&
-        w[at + 3] === a3
-      ) {
-        if (current < value) return 0;
-        // The same value again (the kernel refreshes its route cache entry on each PTB, and so
-        // do we, so that both age together); a lower one replaces it.
-        w[at + 5] = nowSeconds + this.ageSeconds;
-        if (current === value) return 0;
-        w[at + 6] = FROM_PTB;
-        Atomics.store(w, at + 4, value);
-        return value;
-      }
-      const expiry = current === 0 ? -1 : w[at + 5]!;
+      const expiry = w[at + 4] === 0 ? -1 : w[at + 5]!;
       if (expiry < victimExpiry) {
         victim = at;
         victimExpiry = expiry;
@@ -151,10 +133,10 @@ export class PathMtuTable {
     }
     if (w[victim + 4] === 0) Atomics.add(w, 0, 1);
     else Atomics.store(w, victim + 4, 0);
-    w[victim] = a0;
-    w[victim + 1] = a1;
-    w[victim + 2] = a2;
-    w[victim + 3] = a3;
+    w[victim] = k[0]!;
+    w[victim + 1] = k[1]!;
+    w[victim + 2] = k[2]!;
+    w[victim + 3] = k[3]!;
     w[victim + 5] = nowSeconds + this.ageSeconds;
     w[victim + 6] = FROM_PTB;
     Atomics.store(w, victim + 4, value);
@@ -196,24 +178,37 @@ export class PathMtuTable {
     return value;
   }
 
-  /** The word index of `host6`'s entry, or -1 (writer only). */
+  /** The MTU {@link #find} saw in the entry it found, before comparing its address. */
+  #seen = 0;
+
+  /** The address being looked for, as 4 words ({@link #slotOf}). */
+  readonly #key = new Int32Array(4);
+
+  /** Puts `host6[off, +16)` into {@link #key}; returns its first slot. */
+  #slotOf(host6: Uint8Array, off: number): number {
+    const k = this.#key;
+    for (let i = 0; i < 4; i++) k[i] = _word(host6, off + 4 * i);
+    return _hash(k[0]!, k[1]!, k[2]!, k[3]!) & this.#mask;
+  }
+
+  /** The word index of `host6`'s entry, or -1; its MTU in {@link #seen}. Allocation-free. */
   #find(host6: Uint8Array, off: number): number {
     const w = this.#words;
-    const a0 = _word(host6, off);
-    const a1 = _word(host6, off + 4);
-    const a2 = _word(host6, off + 8);
-    const a3 = _word(host6, off + 12);
-    let slot = _hash(a0, a1, a2, a3) & this.#mask;
+    const k = this.#key;
+    let slot = this.#slotOf(host6, off);
     for (let p = 0; p < PROBES; p++) {
       const at = HEADER + slot * STRIDE;
+      const mtu = Atomics.load(w, at + 4);
       if (
-        w[at + 4] !== 0 &&
-        w[at] === a0 &&
-        w[at + 1] === a1 &&
-        w[at + 2] === a2 &&
-        w[at + 3] === a3
-      )
+        mtu !== 0 &&
+        w[at] === k[0] &&
+        w[at + 1] === k[1] &&
+        w[at + 2] === k[2] &&
+        w[at + 3] === k[3]
+      ) {
+        this.#seen = mtu;
         return at;
+      }
       slot = (slot + 1) & this.#mask;
     }
     return -1;
