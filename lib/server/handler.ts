@@ -192,7 +192,10 @@ export class DstmHandler {
     if (this.#o.admission && !this.#o.admission.admit("native", source)) return null;
     const result = await this.#dispatch(request, host6);
     if (!result.ok) return this.#refuse(request, result, key);
-    return this.#grant(request, result, key, raw);
+    // Awaited, not returned: an async function resolving with a promise pays two more turns
+    // of the microtask queue than one awaiting it (in 5 A/B pairs of bench/alloc_handler,
+    // memory store at warn, 3.5-4.2 µs per request against 3.5-6.0).
+    return await this.#grant(request, result, key, raw);
   }
 
   /**
