@@ -14,7 +14,8 @@
  * `--no-source-check` because every simulated host sends from ::1; `--dstm EXE` measures
  * another executable, `--store sqlite|memory|both` (default both, alternately),
  * `--server-log-level warn` a server that logs warnings only (default info: one line per
- * lease). Each line says the server's CPU time (user + system, all threads) per allocation.
+ * lease). Each line says the server's CPU time (user + system, all threads, and its main
+ * thread's) per allocation, and the load generator's own per answer (both share the CPUs).
  * Bounded: stops after --hosts exchanges or --duration seconds, whichever comes first.
  *
  * `--protocol dhcp4o6` (as root) compares dstm's DHCPv4-over-DHCPv6 service with ISC Kea's
@@ -46,6 +47,8 @@ export interface LoadResult {
   lossPercent: number;
   p50ms: number;
   p99ms: number;
+  /** CPU time (user + system, µs) of this load generator's process per answer: it shares the machine's CPUs with the server. */
+  clientCpuUs: number;
 }
 
 export interface LoadOptions {
@@ -81,6 +84,7 @@ export async function runLoad(o: LoadOptions): Promise<LoadResult> {
     const host6 = `2001:db8:${((n >>> 16) & 0xffff).toString(16)}:${(n & 0xffff).toString(16)}::1`;
     return encodeMessage({ type: MessageType.DISCOVER, xid: i, host6 });
   });
+  const cpu0 = process.cpuUsage();
   const started = performance.now();
   const deadline = started + o.durationS * 1000;
   const socket = await bindUdp("::", 0, (data) => {
@@ -122,6 +126,7 @@ export async function runLoad(o: LoadOptions): Promise<LoadResult> {
   pump();
   await finished;
   const seconds = (performance.now() - started) / 1000;
+  const cpu = process.cpuUsage(cpu0);
   clearInterval(reaper);
   socket.close();
   latencies.sort((a, b) => a - b);
@@ -138,6 +143,7 @@ export async function runLoad(o: LoadOptions): Promise<LoadResult> {
     lossPercent: sent ? (100 * lost) / sent : 0,
     p50ms: pct(0.5),
     p99ms: pct(0.99),
+    clientCpuUs: (cpu.user + cpu.system) / Math.max(1, acked + naks),
   };
 }
 
@@ -147,7 +153,13 @@ export async function spawnServer(
   extra: string[] = [],
   dstm?: string,
   logLevel: "info" | "warn" = "info",
-): Promise<{ port: number; stop: () => Promise<void>; dir: string; cpuSeconds: () => number }> {
+): Promise<{
+  port: number;
+  stop: () => Promise<void>;
+  dir: string;
+  cpuSeconds: () => number;
+  mainThreadCpuSeconds: () => number;
+}> {
   const dir = mkdtempSync(join(tmpdir(), "dstm-bench-"));
   const exe = dstm
     ? [dstm]
@@ -170,6 +182,9 @@ export async function spawnServer(
     port: server.port,
     dir,
     cpuSeconds: () => processCpuSeconds(server.proc.pid),
+    // The main thread's task id is the process id (proc(5), /proc/PID/task/TID/stat).
+    mainThreadCpuSeconds: () =>
+      processCpuSeconds(server.proc.pid, `/proc/${server.proc.pid}/task/${server.proc.pid}/stat`),
     stop: async () => {
       await server.stop();
       rmSync(dir, { recursive: true, force: true });
@@ -177,10 +192,13 @@ export async function spawnServer(
   };
 }
 
-/** User + system CPU time (s) of process `pid` so far, all its threads (/proc/PID/stat, proc(5)); NaN when unreadable. */
-export function processCpuSeconds(pid: number): number {
+/**
+ * User + system CPU time (s) of process `pid` so far, all its threads (/proc/PID/stat,
+ * proc(5)), or of one thread with `path` /proc/PID/task/TID/stat; NaN when unreadable.
+ */
+export function processCpuSeconds(pid: number, path = `/proc/${pid}/stat`): number {
   try {
-    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    const stat = readFileSync(path, "utf8");
     // Fields after the command name (which may hold spaces): utime and stime are the 14th and 15th.
     const rest = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
     return (Number(rest[11]) + Number(rest[12])) / CLOCK_TICKS;
@@ -191,9 +209,19 @@ export function processCpuSeconds(pid: number): number {
 /** sysconf(_SC_CLK_TCK) on Linux: 100 on every architecture dstm runs on. */
 const CLOCK_TICKS = 100;
 
-export function formatResult(name: string, r: LoadResult & { serverCpuUs?: number }): string {
+export function formatResult(
+  name: string,
+  r: LoadResult & { serverCpuUs?: number; serverMainThreadCpuUs?: number },
+): string {
+  const main =
+    r.serverMainThreadCpuUs === undefined
+      ? ""
+      : ` (main thread ${r.serverMainThreadCpuUs.toFixed(1)})`;
   const cpu =
-    r.serverCpuUs === undefined ? "" : `, server CPU ${r.serverCpuUs.toFixed(1)} µs/allocation`;
+    (r.serverCpuUs === undefined
+      ? ""
+      : `, server CPU ${r.serverCpuUs.toFixed(1)}${main} µs/allocation`) +
+    `, load generator CPU ${r.clientCpuUs.toFixed(1)} µs/answer`;
   return `${name}: ${r.acked} allocations in ${r.seconds.toFixed(2)} s = ${Math.round(r.perSecond)}/s, loss ${r.lossPercent.toFixed(2)}% (${r.lost} lost, ${r.naks} NAK), latency p50 ${r.p50ms.toFixed(2)} ms p99 ${r.p99ms.toFixed(2)} ms${cpu}`;
 }
 
@@ -309,7 +337,10 @@ if (import.meta.main) {
     // Side by side, alternating, each round on fresh servers: the durable SQLite store and the
     // in-memory store (same server, same load), so the cost of durability shows as a ratio.
     const stores = values.store === "both" ? ["sqlite", "memory"] : [values.store];
-    const rows: { store: string; result: LoadResult & { serverCpuUs: number } }[] = [];
+    const rows: {
+      store: string;
+      result: LoadResult & { serverCpuUs: number; serverMainThreadCpuUs: number };
+    }[] = [];
     for (let round = 0; round < Number(values.rounds); round++) {
       for (const store of stores) {
         const server = await spawnServer(
@@ -320,9 +351,12 @@ if (import.meta.main) {
         );
         try {
           const cpuBefore = server.cpuSeconds();
+          const mainBefore = server.mainThreadCpuSeconds();
           const load1 = await runLoad(load(server.port));
-          const serverCpuUs = ((server.cpuSeconds() - cpuBefore) * 1e6) / Math.max(1, load1.acked);
-          const result = { ...load1, serverCpuUs };
+          const perAck = (seconds: number) => (seconds * 1e6) / Math.max(1, load1.acked);
+          const serverCpuUs = perAck(server.cpuSeconds() - cpuBefore);
+          const serverMainThreadCpuUs = perAck(server.mainThreadCpuSeconds() - mainBefore);
+          const result = { ...load1, serverCpuUs, serverMainThreadCpuUs };
           rows.push({ store, result });
           if (!values.json) console.log(formatResult(`round ${round + 1} ${store}`, result));
         } finally {
