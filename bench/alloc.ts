@@ -27,7 +27,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { readU32 } from "../lib/net/bytes.ts";
-import { bindUdp } from "../lib/sys/udp.ts";
+import { connectUdp } from "../lib/sys/udp.ts";
 import { encodeMessage } from "../lib/wire/dstm.ts";
 import { DSTM_HEADER_LENGTH, DSTM_VERSION, MessageType } from "../lib/wire/dstm_types.ts";
 import { parseBenchArgs } from "./bench_args.ts";
@@ -87,7 +87,8 @@ export async function runLoad(o: LoadOptions): Promise<LoadResult> {
   const cpu0 = process.cpuUsage();
   const started = performance.now();
   const deadline = started + o.durationS * 1000;
-  const socket = await bindUdp("::", 0, (data) => {
+  // Connected to the server: the kernel routes once, not per request (lib/sys/udp.ts).
+  const socket = await connectUdp(o.server, o.port, (data) => {
     // A DSTM header (lib/wire/dstm.ts): version 1, type, flags, xid (u32 at 4), length.
     if (data.length < DSTM_HEADER_LENGTH || data[0] !== DSTM_VERSION) return;
     const i = readU32(data, 4);
@@ -102,7 +103,7 @@ export async function runLoad(o: LoadOptions): Promise<LoadResult> {
   const send = (i: number) => {
     sentAt[i] = performance.now();
     inFlight++;
-    socket.send(requests[i]!, o.server, o.port);
+    socket.send(requests[i]!);
   };
   function pump() {
     while (inFlight < o.concurrency && next < o.hosts && performance.now() < deadline) send(next++);
