@@ -14,7 +14,11 @@
  * `--no-source-check` because every simulated host sends from ::1; `--dstm EXE` measures
  * another executable, `--store sqlite|memory|both` (default both, alternately),
  * `--server-log-level warn` a server that logs warnings only (default info: one line per
- * lease). Each line says the server's CPU time (user + system, all threads) per allocation.
+ * lease). Each line says the server's CPU time (user + system, all threads, and its main
+ * thread's) per allocation, and the load generator's own per answer (both share the CPUs).
+ * `--warm-up N` first sends N DISCOVERs of other hosts to each fresh server, not measured
+ * (its JIT compiles the request path during the first ~40,000: 4 µs of JIT-thread CPU per
+ * allocation over those); default 0, the server as it starts.
  * Bounded: stops after --hosts exchanges or --duration seconds, whichever comes first.
  *
  * `--protocol dhcp4o6` (as root) compares dstm's DHCPv4-over-DHCPv6 service with ISC Kea's
@@ -26,7 +30,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { readU32 } from "../lib/net/bytes.ts";
-import { bindUdp } from "../lib/sys/udp.ts";
+import { connectUdp } from "../lib/sys/udp.ts";
 import { encodeMessage } from "../lib/wire/dstm.ts";
 import { DSTM_HEADER_LENGTH, DSTM_VERSION, MessageType } from "../lib/wire/dstm_types.ts";
 import { parseBenchArgs } from "./bench_args.ts";
@@ -46,6 +50,8 @@ export interface LoadResult {
   lossPercent: number;
   p50ms: number;
   p99ms: number;
+  /** CPU time (user + system, µs) of this load generator's process per answer: it shares the machine's CPUs with the server. */
+  clientCpuUs: number;
 }
 
 export interface LoadOptions {
@@ -81,9 +87,11 @@ export async function runLoad(o: LoadOptions): Promise<LoadResult> {
     const host6 = `2001:db8:${((n >>> 16) & 0xffff).toString(16)}:${(n & 0xffff).toString(16)}::1`;
     return encodeMessage({ type: MessageType.DISCOVER, xid: i, host6 });
   });
+  const cpu0 = process.cpuUsage();
   const started = performance.now();
   const deadline = started + o.durationS * 1000;
-  const socket = await bindUdp("::", 0, (data) => {
+  // Connected to the server: the kernel routes once, not per request (lib/sys/udp.ts).
+  const socket = await connectUdp(o.server, o.port, (data) => {
     // A DSTM header (lib/wire/dstm.ts): version 1, type, flags, xid (u32 at 4), length.
     if (data.length < DSTM_HEADER_LENGTH || data[0] !== DSTM_VERSION) return;
     const i = readU32(data, 4);
@@ -98,7 +106,7 @@ export async function runLoad(o: LoadOptions): Promise<LoadResult> {
   const send = (i: number) => {
     sentAt[i] = performance.now();
     inFlight++;
-    socket.send(requests[i]!, o.server, o.port);
+    socket.send(requests[i]!);
   };
   function pump() {
     while (inFlight < o.concurrency && next < o.hosts && performance.now() < deadline) send(next++);
@@ -122,6 +130,7 @@ export async function runLoad(o: LoadOptions): Promise<LoadResult> {
   pump();
   await finished;
   const seconds = (performance.now() - started) / 1000;
+  const cpu = process.cpuUsage(cpu0);
   clearInterval(reaper);
   socket.close();
   latencies.sort((a, b) => a - b);
@@ -138,6 +147,7 @@ export async function runLoad(o: LoadOptions): Promise<LoadResult> {
     lossPercent: sent ? (100 * lost) / sent : 0,
     p50ms: pct(0.5),
     p99ms: pct(0.99),
+    clientCpuUs: (cpu.user + cpu.system) / Math.max(1, acked + naks),
   };
 }
 
@@ -147,7 +157,13 @@ export async function spawnServer(
   extra: string[] = [],
   dstm?: string,
   logLevel: "info" | "warn" = "info",
-): Promise<{ port: number; stop: () => Promise<void>; dir: string; cpuSeconds: () => number }> {
+): Promise<{
+  port: number;
+  stop: () => Promise<void>;
+  dir: string;
+  cpuSeconds: () => number;
+  mainThreadCpuSeconds: () => number;
+}> {
   const dir = mkdtempSync(join(tmpdir(), "dstm-bench-"));
   const exe = dstm
     ? [dstm]
@@ -170,6 +186,9 @@ export async function spawnServer(
     port: server.port,
     dir,
     cpuSeconds: () => processCpuSeconds(server.proc.pid),
+    // The main thread's task id is the process id (proc(5), /proc/PID/task/TID/stat).
+    mainThreadCpuSeconds: () =>
+      processCpuSeconds(server.proc.pid, `/proc/${server.proc.pid}/task/${server.proc.pid}/stat`),
     stop: async () => {
       await server.stop();
       rmSync(dir, { recursive: true, force: true });
@@ -177,10 +196,13 @@ export async function spawnServer(
   };
 }
 
-/** User + system CPU time (s) of process `pid` so far, all its threads (/proc/PID/stat, proc(5)); NaN when unreadable. */
-export function processCpuSeconds(pid: number): number {
+/**
+ * User + system CPU time (s) of process `pid` so far, all its threads (/proc/PID/stat,
+ * proc(5)), or of one thread with `path` /proc/PID/task/TID/stat; NaN when unreadable.
+ */
+export function processCpuSeconds(pid: number, path = `/proc/${pid}/stat`): number {
   try {
-    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    const stat = readFileSync(path, "utf8");
     // Fields after the command name (which may hold spaces): utime and stime are the 14th and 15th.
     const rest = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
     return (Number(rest[11]) + Number(rest[12])) / CLOCK_TICKS;
@@ -191,9 +213,19 @@ export function processCpuSeconds(pid: number): number {
 /** sysconf(_SC_CLK_TCK) on Linux: 100 on every architecture dstm runs on. */
 const CLOCK_TICKS = 100;
 
-export function formatResult(name: string, r: LoadResult & { serverCpuUs?: number }): string {
+export function formatResult(
+  name: string,
+  r: LoadResult & { serverCpuUs?: number; serverMainThreadCpuUs?: number },
+): string {
+  const main =
+    r.serverMainThreadCpuUs === undefined
+      ? ""
+      : ` (main thread ${r.serverMainThreadCpuUs.toFixed(1)})`;
   const cpu =
-    r.serverCpuUs === undefined ? "" : `, server CPU ${r.serverCpuUs.toFixed(1)} µs/allocation`;
+    (r.serverCpuUs === undefined
+      ? ""
+      : `, server CPU ${r.serverCpuUs.toFixed(1)}${main} µs/allocation`) +
+    `, load generator CPU ${r.clientCpuUs.toFixed(1)} µs/answer`;
   return `${name}: ${r.acked} allocations in ${r.seconds.toFixed(2)} s = ${Math.round(r.perSecond)}/s, loss ${r.lossPercent.toFixed(2)}% (${r.lost} lost, ${r.naks} NAK), latency p50 ${r.p50ms.toFixed(2)} ms p99 ${r.p99ms.toFixed(2)} ms${cpu}`;
 }
 
@@ -270,6 +302,9 @@ if (import.meta.main) {
         "dstm-args": { type: "string" },
         // dhcp4o6 only: both servers' log level (info: a line per lease, as deployed; or warn).
         "server-log-level": { type: "string", default: "info" },
+        // --spawn: DISCOVERs of other hosts sent to each fresh server before the measured ones
+        // (not counted), so that the JIT has compiled its paths: the steady state, not the start.
+        "warm-up": { type: "string", default: "0" },
       },
     },
     ["hosts", "concurrency", "duration"],
@@ -298,6 +333,13 @@ if (import.meta.main) {
     durationS: Number(values.duration ?? 30),
     timeoutMs: Number(values.timeout),
   });
+  const poolHosts = 131_070; // BENCH_POOL's usable addresses
+  if (values.spawn && Number(values["warm-up"]) + load(0).hosts > poolHosts) {
+    console.error(
+      `--warm-up ${values["warm-up"]} + --hosts: at most ${poolHosts} (the pool's size)`,
+    );
+    process.exit(2);
+  }
   if (!values.spawn) {
     const result = await runLoad(load(Number(values.port)));
     console.log(
@@ -309,7 +351,10 @@ if (import.meta.main) {
     // Side by side, alternating, each round on fresh servers: the durable SQLite store and the
     // in-memory store (same server, same load), so the cost of durability shows as a ratio.
     const stores = values.store === "both" ? ["sqlite", "memory"] : [values.store];
-    const rows: { store: string; result: LoadResult & { serverCpuUs: number } }[] = [];
+    const rows: {
+      store: string;
+      result: LoadResult & { serverCpuUs: number; serverMainThreadCpuUs: number };
+    }[] = [];
     for (let round = 0; round < Number(values.rounds); round++) {
       for (const store of stores) {
         const server = await spawnServer(
@@ -319,10 +364,15 @@ if (import.meta.main) {
           values["server-log-level"] === "warn" ? "warn" : "info",
         );
         try {
+          const warmUp = Number(values["warm-up"]);
+          if (warmUp > 0) await runLoad({ ...load(server.port), hosts: warmUp });
           const cpuBefore = server.cpuSeconds();
-          const load1 = await runLoad(load(server.port));
-          const serverCpuUs = ((server.cpuSeconds() - cpuBefore) * 1e6) / Math.max(1, load1.acked);
-          const result = { ...load1, serverCpuUs };
+          const mainBefore = server.mainThreadCpuSeconds();
+          const load1 = await runLoad({ ...load(server.port), firstHost: warmUp + 1 });
+          const perAck = (seconds: number) => (seconds * 1e6) / Math.max(1, load1.acked);
+          const serverCpuUs = perAck(server.cpuSeconds() - cpuBefore);
+          const serverMainThreadCpuUs = perAck(server.mainThreadCpuSeconds() - mainBefore);
+          const result = { ...load1, serverCpuUs, serverMainThreadCpuUs };
           rows.push({ store, result });
           if (!values.json) console.log(formatResult(`round ${round + 1} ${store}`, result));
         } finally {

@@ -8,6 +8,7 @@
  * steadier than a rate on a shared one. Not a test.
  *
  *   node_modules/.bin/bun bench/alloc_handler.ts [count] [concurrency] [rounds]   # 100000 128 3
+ *   STORE=sqlite LEVEL=warn node_modules/.bin/bun bench/alloc_handler.ts   # one store; log level
  *
  * Each round first runs 30,000 requests that are not measured (the JIT compiles the path).
  *
@@ -82,7 +83,9 @@ async function round(store: LeaseStore): Promise<{ cpuUs: number; ms: number; ac
 }
 
 for (let r = 0; r < rounds; r++) {
-  for (const kind of ["sqlite", "memory"] as const) {
+  // STORE=sqlite or STORE=memory: that store only (default both).
+  const kinds = (["sqlite", "memory"] as const).filter((k) => (process.env.STORE ?? k) === k);
+  for (const kind of kinds) {
     const dir = mkdtempSync(join(tmpdir(), "dstm-bench-handler-"));
     try {
       const store =

@@ -34,7 +34,9 @@ test("--store memory runs the memory store only, each line with the server's CPU
   const rounds = out.split("\n").filter((l) => l.startsWith("round "));
   expect(rounds).toHaveLength(1);
   expect(rounds[0]).toMatch(/^round 1 memory: 300 allocations in /);
-  expect(rounds[0]).toMatch(/server CPU \d+\.\d µs\/allocation$/);
+  expect(rounds[0]).toMatch(
+    /server CPU \d+\.\d \(main thread \d+\.\d\) µs\/allocation, load generator CPU \d+\.\d µs\/answer$/,
+  );
   expect(out).not.toContain("sqlite:");
 });
 

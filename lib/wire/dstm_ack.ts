@@ -65,19 +65,19 @@ export function encodeAck(
   if (!release && type !== MessageType.DISCOVER_ACK && type !== MessageType.REQUEST_ACK) {
     throw new RangeError(`message type ${type} is not an ACK`);
   }
-  _check(_isUint32(xid), `xid ${xid} is not a 32-bit unsigned integer`);
-  _check(_isHost4(host4), `host4 ${host4} is not a usable IPv4 address`);
-  _check(_isUnicast(host6, host6At), "host6 is not a unicast IPv6 address");
+  if (!_isUint32(xid)) _fail(`xid ${xid} is not a 32-bit unsigned integer`);
+  if (!_isHost4(host4)) _fail(`host4 ${host4} is not a usable IPv4 address`);
+  if (!_isUnicast(host6, host6At)) _fail("host6 is not a unicast IPv6 address");
   let length = DSTM_HEADER_LENGTH + 6 + 18;
   if (release) {
-    _check(tep6 === null && tep4 === 0 && portSet === undefined, "RELEASE_ACK carries no lease");
-    _check(!existingLease, "EXISTING_LEASE is not allowed in RELEASE_ACK");
+    if (tep6 !== null || tep4 !== 0 || portSet !== undefined) _fail("RELEASE_ACK carries no lease");
+    if (existingLease) _fail("EXISTING_LEASE is not allowed in RELEASE_ACK");
   } else {
-    _check(tep6 !== null && _isUnicast(tep6, tep6At), "tep6 is not a unicast IPv6 address");
-    _check(tep4 === 0 || _isHost4(tep4), `tep4 ${tep4} is not a usable IPv4 address`);
-    _check(_isUint32(leaseTime) && leaseTime !== 0, `leaseTime ${leaseTime} is not 1..2^32-1`);
+    if (tep6 === null || !_isUnicast(tep6, tep6At)) _fail("tep6 is not a unicast IPv6 address");
+    if (tep4 !== 0 && !_isHost4(tep4)) _fail(`tep4 ${tep4} is not a usable IPv4 address`);
+    if (!_isUint32(leaseTime) || leaseTime === 0) _fail(`leaseTime ${leaseTime} is not 1..2^32-1`);
     if (portSet !== undefined) checkPortSet(portSet); // RangeError as encodeMessage's
-    _check(!existingLease || type === MessageType.DISCOVER_ACK, "EXISTING_LEASE not allowed");
+    if (existingLease && type !== MessageType.DISCOVER_ACK) _fail("EXISTING_LEASE not allowed");
     length += 18 + 6 + (tep4 === 0 ? 0 : 6) + (portSet === undefined ? 0 : 6);
     if (existingLease) length += 2;
   }
@@ -117,8 +117,9 @@ function _put16(out: Uint8Array, at: number, code: number, src: Uint8Array, from
   return at + 18;
 }
 
-function _check(ok: boolean, message: string): void {
-  if (!ok) throw new RangeError(message);
+/** Throws the RangeError of a broken rule (its message built only then, not per answer). */
+function _fail(message: string): never {
+  throw new RangeError(message);
 }
 
 function _isUint32(n: number): boolean {
