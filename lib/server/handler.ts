@@ -17,13 +17,12 @@
  * @module
  */
 import type { AllocationEngine, EngineOutcome, EngineResult } from "../alloc/engine.ts";
-import { IsoTime, type Logger, textValue } from "../control/log.ts";
+import type { Logger } from "../control/log.ts";
 import { logMessage } from "../control/message_log.ts";
 import type { CounterSeries, Metrics } from "../control/metrics.ts";
 import { WarnLimit } from "../control/warn_limit.ts";
 import type { Lease } from "../lease/lease.ts";
 import { canonicalIPv6, formatIPv4, parseIPv6 } from "../net/addr.ts";
-import { formatPortSet } from "../net/portset.ts";
 import { type AuthKey, type ReplayGuard, type VerifyOutcome, verifyMessage } from "../wire/auth.ts";
 import { type DstmDecodeError, decodeMessage, peekHeader } from "../wire/dstm.ts";
 import { encodeAck, findOption } from "../wire/dstm_ack.ts";
@@ -38,6 +37,7 @@ import {
   nakWithin,
   TYPE_NAMES,
 } from "./handler_messages.ts";
+import { LeaseLines } from "./lease_line.ts";
 
 export interface HandlerOptions {
   readonly engine: AllocationEngine;
@@ -101,14 +101,10 @@ export class DstmHandler {
   readonly #warn: WarnLimit;
   /** The engine's refusals (no-such-lease, address-in-use, …): info, but bounded too. */
   readonly #rejects: WarnLimit;
-  /** The `expires` of lease lines (most leases granted in one second expire in one second). */
-  readonly #expires = new IsoTime();
   /** TEP IPv6 address text → its 16 bytes, for the ACKs (a few TEPs; cleared past TEP6_CACHE_MAX). */
   readonly #tep6Bytes = new Map<string, Uint8Array>();
-  /** The (TEP, pool) of the last lease line and their ` tep6=… pool=…` text. */
-  #tep6Of: string | undefined;
-  #poolOf: string | undefined;
-  #tepPoolText = "";
+  /** The lease lines at info (./lease_line.ts). */
+  readonly #leaseLines: LeaseLines;
   /** `dstm_messages_total` series by type × 256 + status, once counted (./handler.ts #count). */
   readonly #counted = new Map<number, CounterSeries>();
 
@@ -118,6 +114,7 @@ export class DstmHandler {
     this.#warn = new WarnLimit(options.log, { now: this.#now });
     this.#rejects = new WarnLimit(options.log, { now: this.#now, perSecond: 50, burst: 200 });
     this.#sourceCheck = options.sourceCheck ?? true;
+    this.#leaseLines = new LeaseLines(options.log);
     declareHandlerMetrics(options.metrics);
   }
 
@@ -323,7 +320,7 @@ export class DstmHandler {
     }
     if (sink && result.outcome === "released") sink.remove(lease);
     this.#count(request.type, Status.SUCCESS);
-    this.#logLease(result.outcome, lease);
+    this.#leaseLines.log(result.outcome, lease);
     if (key === undefined) return this.#ack(request, raw, lease, result.outcome);
     return this.#answer(ackFor(request, lease, result.outcome, this.#o.engine), key);
   }
@@ -403,52 +400,6 @@ export class DstmHandler {
       default:
         return engine.release(host6, request.host4!);
     }
-  }
-
-  #logLease(outcome: string, lease: Lease): void {
-    // The line's fields cost more than the decision at high rates: built only when logged.
-    if (!this.#o.log.enabled("info")) return;
-    const event =
-      outcome === "allocated" || outcome === "reused"
-        ? "allocate"
-        : outcome === "renewed"
-          ? "renew"
-          : "release";
-    if (this.#o.log.format === "text") {
-      this.#o.log.logText("info", event, this.#leaseText(event, outcome, lease));
-      return;
-    }
-    this.#o.log.info(event, {
-      ipv4: formatIPv4(lease.ipv4),
-      ports: lease.portSet.psidLength === 0 ? undefined : formatPortSet(lease.portSet),
-      host6: lease.host6,
-      tep6: lease.tep6,
-      pool: lease.pool,
-      expires: event === "release" ? undefined : this.#expires.format(lease.expiresAt),
-      sticky: outcome === "reused" ? true : undefined,
-    });
-  }
-
-  /**
-   * The fields of a lease line as `log.info(event, {ipv4, ports, host6, tep6, pool, expires,
-   * sticky})` writes them in the text format (the same bytes), without the fields object:
-   * only the strings a configuration or a host chose go through `textValue`, the TEP's and
-   * pool's once per (TEP, pool).
-   */
-  #leaseText(event: string, outcome: string, lease: Lease): string {
-    const p = lease.portSet;
-    let text =
-      p.psidLength === 0
-        ? ` ipv4=${formatIPv4(lease.ipv4)} host6=${textValue(lease.host6)}`
-        : ` ipv4=${formatIPv4(lease.ipv4)} ports=${formatPortSet(p)} host6=${textValue(lease.host6)}`;
-    if (lease.tep6 !== this.#tep6Of || lease.pool !== this.#poolOf) {
-      this.#tep6Of = lease.tep6;
-      this.#poolOf = lease.pool;
-      this.#tepPoolText = ` tep6=${textValue(lease.tep6)} pool=${textValue(lease.pool)}`;
-    }
-    text += this.#tepPoolText;
-    if (event !== "release") text += ` expires=${this.#expires.format(lease.expiresAt)}`;
-    return outcome === "reused" ? `${text} sticky=true` : text;
   }
 
   /** See ./handler_messages.ts nakWithin: never longer than the request's `limit` bytes. */
