@@ -64,6 +64,10 @@ export interface EngineOptions {
    * not about a write another server sharing the store won (decided again, see conflicts()).
    */
   onStoreError?: (error: unknown) => void;
+  /** Told about every decision refused because its store write failed (once per caller). */
+  onStoreRefused?: (error: unknown) => void;
+  /** Told once when a store write succeeds after failed ones. */
+  onStoreRecovered?: () => void;
   /**
    * Most leases one {@link AllocationEngine.sweep} reclaims (default 100, Kea's
    * max-reclaim-leases; 0: no limit). More due leases are left for the next sweep and

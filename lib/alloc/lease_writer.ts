@@ -33,6 +33,13 @@ const _conflicted = new WeakSet<EngineResult>();
 export interface LeaseWriterHooks {
   /** Told about every failed store write (not about a write another server won). */
   readonly onStoreError?: (error: unknown) => void;
+  /**
+   * Told about every decision refused because its store write failed (each caller that gets
+   * `store-failed`; a failed batch refuses all of its callers), for the refusal counters.
+   */
+  readonly onStoreRefused?: (error: unknown) => void;
+  /** Told once when a write succeeds after failed ones (the store writes again). */
+  readonly onStoreRecovered?: () => void;
   /** Told about every row taken in from the store that changed this engine's view. */
   readonly onAbsorb?: (before: Lease | undefined, after: Lease | undefined) => void;
   /** Told when a write another server won was undone (due leases may have come in with it). */
@@ -53,6 +60,8 @@ export class LeaseWriter {
   #conflicts = 0;
   /** Bumped by every rollback; callbacks of older changes then know they were undone. */
   #epoch = 0;
+  /** A store write failed and none succeeded since (onStoreRecovered is due). */
+  #failing = false;
   /** The store's rows are loaded (AllocationEngine.start): decisions may be made. */
   started = false;
   /** AllocationEngine.close was called: every new decision is refused. */
@@ -81,6 +90,7 @@ export class LeaseWriter {
     return this.#committer.submit([this.put(key, lease)]).then(
       (): EngineResult => {
         this.#durable(key, lease);
+        if (this.#failing) this.#recovered();
         return { ok: true, lease, outcome };
       },
       (error: unknown) => this.#failed(epoch, error),
@@ -119,10 +129,20 @@ export class LeaseWriter {
     return this.#committer.submit(ops).then(
       () => {
         for (let i = 0; i < keys.length; i++) this.#durable(keys[i] as number, leases[i] as Lease);
+        if (this.#failing) this.#recovered();
         return success;
       },
       (error: unknown) => failed(this.#failed(epoch, error)),
     );
+  }
+
+  #recovered(): void {
+    this.#failing = false;
+    try {
+      this.#hooks.onStoreRecovered?.();
+    } catch {
+      // a failing logger must not break the engine
+    }
   }
 
   /** `lease` of `key` is durable; if a later change of the key is pending, it is now the rollback point. */
@@ -152,6 +172,13 @@ export class LeaseWriter {
     const message = `lease store write failed: ${error instanceof Error ? error.message : String(error)}`;
     const result: EngineResult = { ok: false, reason: "store-failed", message };
     if (error instanceof LeaseConflictError) _conflicted.add(result);
+    else {
+      try {
+        this.#hooks.onStoreRefused?.(error);
+      } catch {
+        // a failing counter must not turn a store-failed answer into a rejection
+      }
+    }
     return result;
   }
 
@@ -225,6 +252,7 @@ export class LeaseWriter {
       this.#takeConflict(error);
       return; // not a store failure: the shared store decided (counted by conflicts)
     }
+    this.#failing = true;
     this.tellStoreError(error);
   }
 

@@ -32,9 +32,11 @@ export function runError(path: string, error: unknown): Error {
   if (code === "SQLITE_CONSTRAINT_UNIQUE") {
     return new LeaseStoreError(
       `lease database ${path}: a host would hold two active leases (${firstLine(error)})`,
+      { cause: error },
     );
   }
-  return new LeaseStoreError(`lease database ${path}: ${firstLine(error)}`);
+  // The cause keeps SQLite's result code (SQLITE_FULL…) for the failure's reason (./store_fault.ts).
+  return new LeaseStoreError(`lease database ${path}: ${firstLine(error)}`, { cause: error });
 }
 
 /** The first line of an error's message. */

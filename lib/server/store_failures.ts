@@ -1,0 +1,89 @@
+/**
+ * What the server says and counts when a lease store write fails (docs/metrics.md,
+ * "A full disk"):
+ *
+ * - `dstm_store_write_failures_total{reason}`: failed store writes (one batch of lease changes
+ *   each), by cause ({@link StoreFault}: disk-full, read-only, io-error, busy, gone,
+ *   sync-failed, other);
+ * - `dstm_store_refused_total{reason}`: decisions refused because of them — each request that
+ *   got NAK SERVER_ERROR (native) or no answer (DHCPv4-over-DHCPv6) instead of an ACK;
+ * - a `store-failed` line at warn with `reason`, SQLite's words (`detail`), the error codes
+ *   (`cause`) and a `hint` naming the errno (ENOSPC…): the first of each reason at once, then at
+ *   most one per reason every {@link STORE_WARN_EVERY_MS}, saying how many were left out
+ *   (`suppressed-repeats`) — a full disk under load fails hundreds of batches a second;
+ * - a fatal failure (the database vanished, an fsync failed) at error, once: the server stops.
+ * - `store-recovered` at info on the first write that succeeds after failures, with how many
+ *   writes failed meanwhile.
+ *
+ * @module
+ */
+import { causeOf, type Logger } from "../control/log.ts";
+import type { Metrics } from "../control/metrics.ts";
+import { WarnLimit } from "../control/warn_limit.ts";
+import { STORE_FAULT_HINTS, type StoreFault, storeFaultOf } from "../lease/store_fault.ts";
+import { RepeatedWarn } from "./repeated_warn.ts";
+
+/** Least ms between two `store-failed` warnings of one reason. */
+export const STORE_WARN_EVERY_MS = 10_000;
+
+/** Counts and logs failed lease store writes (see the module doc). */
+export class StoreFailureReport {
+  readonly #log: Logger;
+  readonly #metrics: Metrics;
+  readonly #repeats: RepeatedWarn;
+  /** Writes failed since the last one that succeeded (0: the store is writing). */
+  #failing = 0;
+  #lastFault: StoreFault | undefined;
+
+  constructor(log: Logger, metrics: Metrics, now: () => number = Date.now) {
+    this.#log = log;
+    this.#metrics = metrics;
+    this.#repeats = new RepeatedWarn(new WarnLimit(log, { now }), {
+      everyMs: STORE_WARN_EVERY_MS,
+      now,
+    });
+    metrics.counter(
+      "dstm_store_write_failures_total",
+      "Lease store writes (one batch of lease changes each) that failed, by cause (disk-full, read-only, io-error, busy, gone, sync-failed, other)",
+      ["reason"],
+    );
+    metrics.counter(
+      "dstm_store_refused_total",
+      "Requests refused because their lease store write failed (no ACK sent), by cause",
+      ["reason"],
+    );
+  }
+
+  /** One failed write: counted, and logged (warn, rate-limited; error when `fatal`). */
+  failed(error: unknown, fatal: boolean): void {
+    const reason = storeFaultOf(error);
+    this.#metrics.inc("dstm_store_write_failures_total", { reason });
+    this.#failing++;
+    this.#lastFault = reason;
+    const fields = {
+      reason,
+      detail: error instanceof Error ? error.message : String(error),
+      cause: causeOf(error),
+      hint: STORE_FAULT_HINTS[reason],
+    };
+    if (fatal) this.#log.error("store-failed", fields);
+    else this.#repeats.warn(reason, "store-failed", fields);
+  }
+
+  /** One request refused because its write failed. */
+  refused(error: unknown): void {
+    this.#metrics.inc("dstm_store_refused_total", { reason: storeFaultOf(error) });
+  }
+
+  /** A write succeeded: after failures, says that the store writes again. */
+  wrote(): void {
+    if (this.#failing === 0) return;
+    this.#log.info("store-recovered", {
+      reason: this.#lastFault,
+      "failed-writes": this.#failing,
+      detail: "the lease store writes again; allocation resumed",
+    });
+    this.#failing = 0;
+    this.#lastFault = undefined;
+  }
+}
