@@ -12,8 +12,8 @@
 import type { Logger } from "../control/log.ts";
 import { formatIPv4 } from "../net/addr.ts";
 import { isLocalAddress } from "../sys/udp.ts";
-import { DtiError } from "./dti.ts";
 import { Status } from "../wire/dstm_types.ts";
+import { DtiError } from "./dti.ts";
 import { type ClientLease, DstmRefusedError, type LeaseClient } from "./protocol.ts";
 
 /** Ms until renewing starts: the protocol's T1 (DHCPv4 option 58) if it has one, else half the lease. */
