@@ -33,7 +33,7 @@ import type { ServerConfig } from "./server_config.ts";
 import { declareServerMetrics } from "./server_metrics.ts";
 import { admissionFor, dstmHandlerFor, tepSyncFor } from "./server_parts.ts";
 import { logStart, warnUnauthenticated } from "./start_report.ts";
-import { StoreFailureReport } from "./store_failures.ts";
+import { declareCheckpointMetrics, StoreFailureReport } from "./store_failures.ts";
 import type { TepSync } from "./tep_sync.ts";
 import { warmUpLogged } from "./warm_up.ts";
 
@@ -178,6 +178,9 @@ export class DstmServer {
   /** Start's steps after the engine: TEP sync, handlers, listeners, control, sweeper. */
   async #open(config: ServerConfig): Promise<void> {
     declareServerMetrics(this.metrics, this.engine);
+    const store = this.#store;
+    if (store instanceof SqliteLeaseStore)
+      declareCheckpointMetrics(this.metrics, () => store.checkpoints);
     const keys =
       config.keys && config.keys.length > 0
         ? new Map(config.keys.map((k) => [k.id, k]))

@@ -21,6 +21,7 @@ import { causeOf, type Logger } from "../control/log.ts";
 import type { Metrics } from "../control/metrics.ts";
 import { WarnLimit } from "../control/warn_limit.ts";
 import { STORE_FAULT_HINTS, type StoreFault, storeFaultOf } from "../lease/store_fault.ts";
+import type { WalCheckpointStats } from "../lease/wal_checkpointer.ts";
 import { RepeatedWarn } from "./repeated_warn.ts";
 
 /** Least ms between two `store-failed` warnings of one reason. */
@@ -86,4 +87,26 @@ export class StoreFailureReport {
     this.#failing = 0;
     this.#lastFault = undefined;
   }
+}
+
+/**
+ * The SQLite store's WAL checkpointer (lib/lease/wal_checkpointer.ts) in metrics, read on
+ * each scrape: `dstm_wal_checkpoints_total` (PASSIVE checkpoints run) and
+ * `dstm_wal_checkpoint_faults_total` (checkpoints that failed for want of space or a lock —
+ * a full disk — and were tried again at the next interval).
+ */
+export function declareCheckpointMetrics(
+  metrics: Metrics,
+  checkpoints: () => WalCheckpointStats,
+): void {
+  metrics.counter("dstm_wal_checkpoints_total", "WAL checkpoints run by the checkpointer");
+  metrics.counter(
+    "dstm_wal_checkpoint_faults_total",
+    "WAL checkpoints that failed for want of space or a lock (a full disk), tried again",
+  );
+  metrics.onCollect(() => {
+    const stats = checkpoints();
+    metrics.set("dstm_wal_checkpoints_total", {}, stats.runs);
+    metrics.set("dstm_wal_checkpoint_faults_total", {}, stats.faults ?? 0);
+  });
 }
