@@ -4,7 +4,8 @@
  * the server's `store-failed` warning, with the errno the kernel gave and what to do.
  *
  * SQLite reports a full file system (write(2) → ENOSPC, or EDQUOT over a quota) as
- * SQLITE_FULL "database or disk is full" (https://sqlite.org/rescode.html#full), a file it may
+ * SQLITE_FULL "database or disk is full" (https://sqlite.org/rescode.html#full) — or, when it
+ * is the WAL index that cannot grow, SQLITE_IOERR_SHMSIZE —, a file it may
  * not write as SQLITE_READONLY, and other failed reads and writes (EIO, EROFS on a file
  * system the kernel turned read-only under it) as SQLITE_IOERR_*; the store adds its own
  * fatal ones (./sqlite_files.ts, ./wal_sync.ts). A refused write changed nothing: the
@@ -13,6 +14,7 @@
  *
  * @module
  */
+import { WalSyncError } from "./wal_sync.ts";
 
 /** The cause of a failed store write (the `reason` label). */
 export type StoreFault =
@@ -31,9 +33,8 @@ export type StoreFault =
 export function storeFaultOf(error: unknown): StoreFault {
   let e: unknown = error;
   for (let depth = 0; e !== undefined && e !== null && depth < 5; depth++) {
-    const name = (e as { name?: unknown }).name;
     if ((e as { fatal?: unknown }).fatal === true) {
-      return name === "WalSyncError" ? "sync-failed" : "gone";
+      return e instanceof WalSyncError ? "sync-failed" : "gone";
     }
     const code = (e as { code?: unknown }).code;
     if (typeof code === "string") {
@@ -50,7 +51,10 @@ export function storeFaultOf(error: unknown): StoreFault {
 }
 
 function _byCode(code: string): StoreFault | undefined {
-  if (code.startsWith("SQLITE_FULL") || code === "ENOSPC" || code === "EDQUOT") return "disk-full";
+  // SHMSIZE: the WAL index (-shm) could not grow, SQLite's one write that meets ENOSPC as an
+  // I/O error (os_unix.c unixShmMap writes a byte per page to allocate them, not to fault).
+  if (code.startsWith("SQLITE_FULL") || code === "SQLITE_IOERR_SHMSIZE") return "disk-full";
+  if (code === "ENOSPC" || code === "EDQUOT") return "disk-full";
   if (code.startsWith("SQLITE_READONLY") || code === "EROFS") return "read-only";
   if (code.startsWith("SQLITE_IOERR") || code === "EIO") return "io-error";
   if (code.startsWith("SQLITE_BUSY") || code.startsWith("SQLITE_LOCKED")) return "busy";

@@ -13,7 +13,8 @@
  *   (`suppressed-repeats`) — a full disk under load fails hundreds of batches a second;
  * - a fatal failure (the database vanished, an fsync failed) at error, once: the server stops.
  * - `store-recovered` at info on the first write that succeeds after failures, with how many
- *   writes failed meanwhile.
+ *   writes failed meanwhile; at most one per {@link STORE_WARN_EVERY_MS} (a later one says
+ *   the failures since the last).
  *
  * @module
  */
@@ -32,13 +33,20 @@ export class StoreFailureReport {
   readonly #log: Logger;
   readonly #metrics: Metrics;
   readonly #repeats: RepeatedWarn;
-  /** Writes failed since the last one that succeeded (0: the store is writing). */
+  readonly #now: () => number;
+  /** Writes failed since the last `store-recovered` line (0: none). */
   #failing = 0;
   #lastFault: StoreFault | undefined;
+  /** The last write failed (true) or succeeded (false). */
+  #down = false;
+  /** No `store-recovered` line before this time (ms); one is due by the timer when set. */
+  #recoveredAfter = Number.NEGATIVE_INFINITY;
+  #recoveredTimer: ReturnType<typeof setTimeout> | undefined;
 
   constructor(log: Logger, metrics: Metrics, now: () => number = Date.now) {
     this.#log = log;
     this.#metrics = metrics;
+    this.#now = now;
     this.#repeats = new RepeatedWarn(new WarnLimit(log, { now }), {
       everyMs: STORE_WARN_EVERY_MS,
       now,
@@ -61,6 +69,7 @@ export class StoreFailureReport {
     this.#metrics.inc("dstm_store_write_failures_total", { reason });
     this.#failing++;
     this.#lastFault = reason;
+    this.#down = true;
     const fields = {
       reason,
       detail: error instanceof Error ? error.message : String(error),
@@ -76,9 +85,30 @@ export class StoreFailureReport {
     this.#metrics.inc("dstm_store_refused_total", { reason: storeFaultOf(error) });
   }
 
-  /** A write succeeded: after failures, says that the store writes again. */
+  /**
+   * A write succeeded after failures: says that the store writes again (`store-recovered`),
+   * at most once per {@link STORE_WARN_EVERY_MS} — a disk at the edge of full alternates —
+   * and, when a line is held back, once that time is up if the store still writes then.
+   */
   wrote(): void {
+    this.#down = false;
     if (this.#failing === 0) return;
+    const wait = this.#recoveredAfter - this.#now();
+    if (wait <= 0) {
+      clearTimeout(this.#recoveredTimer);
+      this.#recoveredTimer = undefined;
+      this.#recovered();
+      return;
+    }
+    if (this.#recoveredTimer !== undefined) return;
+    this.#recoveredTimer = setTimeout(() => {
+      this.#recoveredTimer = undefined;
+      if (!this.#down && this.#failing > 0) this.#recovered();
+    }, wait);
+    (this.#recoveredTimer as { unref?: () => void }).unref?.();
+  }
+
+  #recovered(): void {
     this.#log.info("store-recovered", {
       reason: this.#lastFault,
       "failed-writes": this.#failing,
@@ -86,6 +116,7 @@ export class StoreFailureReport {
     });
     this.#failing = 0;
     this.#lastFault = undefined;
+    this.#recoveredAfter = this.#now() + STORE_WARN_EVERY_MS;
   }
 }
 

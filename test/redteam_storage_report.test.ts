@@ -1,0 +1,97 @@
+/**
+ * What the server says and counts about failed lease store writes (lib/server/store_failures.ts,
+ * lib/lease/store_fault.ts), without a disk: a full disk under load fails hundreds of batches a
+ * second, and each used to be one ERROR line; the cause is named by its errno.
+ */
+import { expect, test } from "bun:test";
+import { Logger } from "../lib/control/log.ts";
+import { Metrics } from "../lib/control/metrics.ts";
+import { LeaseStoreError } from "../lib/lease/lease.ts";
+import { LeaseDatabaseGoneError } from "../lib/lease/sqlite_files.ts";
+import { storeFaultOf } from "../lib/lease/store_fault.ts";
+import { WalSyncError } from "../lib/lease/wal_sync.ts";
+import { STORE_WARN_EVERY_MS, StoreFailureReport } from "../lib/server/store_failures.ts";
+import { waitUntil } from "./helpers/wait.ts";
+
+/** An SQLite error as bun:sqlite throws it, wrapped as the store does (cause kept). */
+function sqliteError(code: string, message: string): LeaseStoreError {
+  const cause = Object.assign(new Error(message), { code });
+  return new LeaseStoreError(`lease database /x/leases.db: ${message}`, { cause });
+}
+
+test("storeFaultOf: SQLite result codes, errnos, the store's fatal errors, messages", () => {
+  expect(storeFaultOf(sqliteError("SQLITE_FULL", "database or disk is full"))).toBe("disk-full");
+  expect(storeFaultOf(Object.assign(new Error("x"), { code: "ENOSPC" }))).toBe("disk-full");
+  expect(storeFaultOf(sqliteError("SQLITE_READONLY", "attempt to write a readonly database"))).toBe(
+    "read-only",
+  );
+  expect(storeFaultOf(sqliteError("SQLITE_IOERR_WRITE", "disk I/O error"))).toBe("io-error");
+  expect(storeFaultOf(sqliteError("SQLITE_IOERR_SHMSIZE", "disk I/O error"))).toBe("disk-full");
+  expect(storeFaultOf(sqliteError("SQLITE_BUSY", "database is locked"))).toBe("busy");
+  expect(storeFaultOf(new LeaseDatabaseGoneError("gone"))).toBe("gone");
+  expect(storeFaultOf(new WalSyncError("fsync failed"))).toBe("sync-failed");
+  expect(storeFaultOf(new Error("lease database x: database or disk is full"))).toBe("disk-full");
+  expect(storeFaultOf(new Error("something else"))).toBe("other");
+});
+
+test("a full disk failing 500 batches: every one counted, one warn line naming ENOSPC per 10 s; store-recovered once, held back while the disk flaps", async () => {
+  const lines: string[] = [];
+  const sink = new Logger({ sink: (t) => lines.push(...t.trimEnd().split("\n")) });
+  // The logger batches lines: each check looks at what it wrote so far.
+  const log = sink;
+  const seen = (pattern: RegExp) => {
+    log.flush();
+    return lines.filter((l) => pattern.test(l));
+  };
+  const metrics = new Metrics();
+  let now = 1_000_000;
+  const report = new StoreFailureReport(log, metrics, () => now);
+  const full = sqliteError("SQLITE_FULL", "database or disk is full");
+  for (let i = 0; i < 500; i++) {
+    report.failed(full, false);
+    report.refused(full);
+    report.refused(full);
+    now += 1;
+  }
+  expect(metrics.get("dstm_store_write_failures_total", { reason: "disk-full" })).toBe(500);
+  expect(metrics.get("dstm_store_refused_total", { reason: "disk-full" })).toBe(1000);
+  const warned = seen(/ WARN store-failed /);
+  expect(warned).toHaveLength(1);
+  expect(warned[0]).toMatch(
+    /reason=disk-full detail=.*full.* cause=.*SQLITE_FULL.* hint="ENOSPC: /,
+  );
+  now += STORE_WARN_EVERY_MS;
+  report.failed(full, false);
+  expect(seen(/ WARN store-failed /)).toHaveLength(2);
+  expect(lines.at(-1)).toMatch(/suppressed-repeats=499/);
+
+  report.wrote();
+  const recovered = () => seen(/ store-recovered /);
+  expect(recovered()).toHaveLength(1);
+  expect(recovered()[0]).toMatch(/reason=disk-full failed-writes=501 /);
+  // Flapping within 10 s: no line per flip; one when the time is up, if it still writes then.
+  report.failed(full, false);
+  report.wrote();
+  report.failed(full, false);
+  report.wrote();
+  expect(recovered()).toHaveLength(1);
+  // Time up while still writing: the next success says it, with the failures since.
+  now += STORE_WARN_EVERY_MS;
+  report.failed(full, false);
+  report.wrote();
+  expect(recovered()).toHaveLength(2);
+  expect(recovered()[1]).toMatch(/failed-writes=3 /);
+  // A flip held back and nothing after it: a timer says it once the 10 s are up (30 ms left
+  // by this clock here), if the store still writes then.
+  now += STORE_WARN_EVERY_MS - 30;
+  report.failed(full, false);
+  report.wrote();
+  expect(recovered()).toHaveLength(2);
+  await waitUntil(() => recovered().length === 3, { what: "the held-back store-recovered" });
+  expect(recovered()[2]).toMatch(/failed-writes=1 /);
+
+  // Fatal: at error, every time (it happens once: the server stops).
+  report.failed(new LeaseDatabaseGoneError("leases.db was deleted"), true);
+  log.flush();
+  expect(lines.at(-1)).toMatch(/ ERROR store-failed reason=gone /);
+});
