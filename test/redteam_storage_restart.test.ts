@@ -234,3 +234,48 @@ test.skipIf(!isRoot)(
   },
   60_000,
 );
+
+test.skipIf(!isRoot)(
+  "a stop (SIGTERM) on a full disk: exit 0, the WAL its close could not copy is kept, a restart with space has every lease",
+  async () => {
+    const fs = await PrivateTmpfs.open("dstm-rtstop-", 1024 * 1024);
+    const db = join(fs.dir, "leases.db");
+    const control = join(sockets, "stop.sock");
+    const servers: DstmProcess[] = [];
+    try {
+      // No checkpoint during the run: the close's own checkpoint has the whole WAL to copy,
+      // and the database file must grow for it, on a full disk.
+      const first = spawnDstm(
+        loopbackServerArgs(db, ["--control", control], "198.51.100.0/22"),
+        { DSTM_WAL_CHECKPOINT_MS: "60000" },
+        fs.inside([]),
+      );
+      servers.push(first);
+      const t = await transportTo(first);
+      const acked = new Map<string, string>();
+      for (let i = 1; i <= 60; i++) {
+        const got = await discover(t, `2001:db8:5::${i.toString(16)}`);
+        if (got.startsWith("198.51.")) acked.set(`2001:db8:5::${i.toString(16)}`, got);
+      }
+      t.close();
+      expect(acked.size).toBeGreaterThanOrEqual(50);
+      expect(await fs.fill()).toBe(0);
+      first.proc.kill("SIGTERM");
+      expect(await first.exited).toBe(0);
+      expect((await fs.sh('test -s "$D/leases.db-wal" && echo kept')).stdout.trim()).toBe("kept");
+
+      await fs.free();
+      const second = serve(fs, db, control);
+      servers.push(second);
+      await transportTo(second).then((t2) => t2.close());
+      const stored = await activeInDb(fs, db);
+      for (const [host, ipv4] of acked) expect(stored.get(host)).toBe(ipv4);
+      expect(await activeInServer(control)).toEqual(stored);
+    } finally {
+      for (const s of servers) s.proc.kill("SIGKILL");
+      await Promise.all(servers.map((s) => s.exited));
+      await fs.close();
+    }
+  },
+  60_000,
+);
