@@ -6,7 +6,8 @@
  *   each), by cause ({@link StoreFault}: disk-full, read-only, io-error, busy, gone,
  *   sync-failed, other);
  * - `dstm_store_refused_total{reason}`: decisions refused because of them — each request that
- *   got NAK SERVER_ERROR (native) or no answer (DHCPv4-over-DHCPv6) instead of an ACK;
+ *   got NAK SERVER_ERROR (native) or no answer (DHCPv4-over-DHCPv6) instead of an ACK, each
+ *   expiry sweep or `dstm lease` change not stored;
  * - a `store-failed` line at warn with `reason`, SQLite's words (`detail`), the error codes
  *   (`cause`) and a `hint` naming the errno (ENOSPC…): the first of each reason at once, then at
  *   most one per reason every {@link STORE_WARN_EVERY_MS}, saying how many were left out
@@ -58,7 +59,7 @@ export class StoreFailureReport {
     );
     metrics.counter(
       "dstm_store_refused_total",
-      "Requests refused because their lease store write failed (no ACK sent), by cause",
+      "Lease decisions refused because their store write failed (requests answered without an ACK, expiry sweeps not stored), by cause",
       ["reason"],
     );
   }
