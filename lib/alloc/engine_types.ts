@@ -64,8 +64,11 @@ export interface EngineOptions {
    * not about a write another server sharing the store won (decided again, see conflicts()).
    */
   onStoreError?: (error: unknown) => void;
-  /** Told about every decision refused because its store write failed (once per caller). */
-  onStoreRefused?: (error: unknown) => void;
+  /**
+   * Told about every decision refused because its store write failed (once per caller);
+   * `kept`: a renewal answered with the lease the store holds, unextended.
+   */
+  onStoreRefused?: (error: unknown, kept: boolean) => void;
   /** Told once when a store write succeeds after failed ones. */
   onStoreRecovered?: () => void;
   /**

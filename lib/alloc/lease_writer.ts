@@ -35,9 +35,10 @@ export interface LeaseWriterHooks {
   readonly onStoreError?: (error: unknown) => void;
   /**
    * Told about every decision refused because its store write failed (each caller that gets
-   * `store-failed`; a failed batch refuses all of its callers), for the refusal counters.
+   * `store-failed`; a failed batch refuses all of its callers), for the refusal counters;
+   * `kept`: a renewal answered with the lease the store holds, unextended ({@link LeaseWriter.apply}).
    */
-  readonly onStoreRefused?: (error: unknown) => void;
+  readonly onStoreRefused?: (error: unknown, kept: boolean) => void;
   /** Told once when a write succeeds after failed ones (the store writes again). */
   readonly onStoreRecovered?: () => void;
   /** Told about every row taken in from the store that changed this engine's view. */
@@ -83,8 +84,12 @@ export class LeaseWriter {
     return undefined;
   }
 
-  /** The hot path: one changed row. */
-  apply(key: number, lease: Lease, outcome: EngineOutcome): Promise<EngineResult> {
+  /**
+   * The hot path: one changed row. `renewal`: the host's renewal of its own lease; when its
+   * write fails (a full disk), the answer is the lease the store still holds for the host,
+   * unextended ({@link #stored}), instead of `store-failed`.
+   */
+  apply(key: number, lease: Lease, outcome: EngineOutcome, renewal = false): Promise<EngineResult> {
     this.change(key, lease);
     const epoch = this.#epoch;
     return this.#committer.submit([this.put(key, lease)]).then(
@@ -93,8 +98,36 @@ export class LeaseWriter {
         if (this.#failing) this.#recovered();
         return { ok: true, lease, outcome };
       },
-      (error: unknown) => this.#failed(epoch, error),
+      (error: unknown) =>
+        renewal ? this.#stored(epoch, error, key, lease) : this.#failed(epoch, error),
     );
+  }
+
+  /**
+   * A renewal of `lease` (key `key`) whose write failed: the host's lease as the store holds
+   * it, when it is durable, active, the same host's, not an offer, and has at least a second
+   * left — the ACK then gives the time left, not a new lease time (nothing is acknowledged
+   * that is not stored: docs/metrics.md "A full disk"). A host whose renewal cannot be stored
+   * keeps its address until the stored expiry, and a host restarting gets its lease back.
+   * Else, or on a fatal failure or a write another server won, `store-failed`.
+   */
+  #stored(epoch: number, error: unknown, key: number, lease: Lease): EngineResult {
+    // The rollback (by the batch's first failed callback) first: memory is the store again.
+    const failed = this.#failed(epoch, error, false);
+    const row = this.#rows.get(key);
+    const keep =
+      !(error instanceof LeaseConflictError) &&
+      (error as { fatal?: unknown } | null)?.fatal !== true &&
+      row !== undefined &&
+      row.state === "active" &&
+      row.host6 === lease.host6 &&
+      row.identity === lease.identity &&
+      !this.#inflight.has(key) &&
+      !this.#index.offers.has(row) &&
+      this.#index.remainingMs(row) >= 1000;
+    if (error instanceof LeaseConflictError) return failed;
+    this.#tellRefused(error, keep);
+    return keep && row ? { ok: true, lease: row, outcome: "renewed" } : failed;
   }
 
   /** The hot path's twin: `end` (already changed in memory) and a new lease in one batch. */
@@ -167,19 +200,22 @@ export class LeaseWriter {
     return { op: "put", lease, expected: expected ?? null };
   }
 
-  #failed(epoch: number, error: unknown): EngineResult {
+  /** `tell`: tell onStoreRefused (not when the caller answers otherwise, #stored). */
+  #failed(epoch: number, error: unknown, tell = true): EngineResult {
     this.#rollback(epoch, error);
     const message = `lease store write failed: ${error instanceof Error ? error.message : String(error)}`;
     const result: EngineResult = { ok: false, reason: "store-failed", message };
     if (error instanceof LeaseConflictError) _conflicted.add(result);
-    else {
-      try {
-        this.#hooks.onStoreRefused?.(error);
-      } catch {
-        // a failing counter must not turn a store-failed answer into a rejection
-      }
-    }
+    else if (tell) this.#tellRefused(error, false);
     return result;
+  }
+
+  #tellRefused(error: unknown, kept: boolean): void {
+    try {
+      this.#hooks.onStoreRefused?.(error, kept);
+    } catch {
+      // a failing counter must not turn a store-failed answer into a rejection
+    }
   }
 
   /**

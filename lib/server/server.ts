@@ -158,7 +158,7 @@ export class DstmServer {
           if (server) server.#storeFailed(error);
           else storeReport.failed(error, false);
         },
-        onStoreRefused: (error) => storeReport.refused(error),
+        onStoreRefused: (error, kept) => storeReport.refused(error, kept),
         onStoreRecovered: () => storeReport.wrote(),
       });
       await engine.start();

@@ -8,6 +8,8 @@
  * - `dstm_store_refused_total{reason}`: decisions refused because of them — each request that
  *   got NAK SERVER_ERROR (native) or no answer (DHCPv4-over-DHCPv6) instead of an ACK, each
  *   expiry sweep or `dstm lease` change not stored;
+ * - `dstm_store_renewals_unextended_total{reason}`: renewals whose write failed, answered with
+ *   the lease the store holds for the host, its expiry unchanged (lib/alloc/lease_writer.ts);
  * - a `store-failed` line at warn with `reason`, SQLite's words (`detail`), the error codes
  *   (`cause`) and a `hint` naming the errno (ENOSPC…): the first of each reason at once, then at
  *   most one per reason every {@link STORE_WARN_EVERY_MS}, saying how many were left out
@@ -62,6 +64,11 @@ export class StoreFailureReport {
       "Lease decisions refused because their store write failed (requests answered without an ACK, expiry sweeps not stored), by cause",
       ["reason"],
     );
+    metrics.counter(
+      "dstm_store_renewals_unextended_total",
+      "Renewals whose store write failed, answered with the lease the store holds (its expiry unchanged), by cause",
+      ["reason"],
+    );
   }
 
   /** One failed write: counted, and logged (warn, rate-limited; error when `fatal`). */
@@ -81,9 +88,13 @@ export class StoreFailureReport {
     else this.#repeats.warn(reason, "store-failed", fields);
   }
 
-  /** One request refused because its write failed. */
-  refused(error: unknown): void {
-    this.#metrics.inc("dstm_store_refused_total", { reason: storeFaultOf(error) });
+  /**
+   * One decision whose write failed: refused, or (`kept`) a renewal answered with the lease
+   * the store holds, unextended.
+   */
+  refused(error: unknown, kept = false): void {
+    const name = kept ? "dstm_store_renewals_unextended_total" : "dstm_store_refused_total";
+    this.#metrics.inc(name, { reason: storeFaultOf(error) });
   }
 
   /**

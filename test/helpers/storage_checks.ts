@@ -7,7 +7,11 @@ import { formatIPv4 } from "../../lib/net/addr.ts";
 import type { PrivateTmpfs } from "./private_tmpfs.ts";
 import { runDstm } from "./process.ts";
 
-/** An active row of the lease table: host IPv6 → IPv4 (dotted). */
+/**
+ * The active rows of the lease table: holder → IPv4 (dotted). The holder is the host's IPv6
+ * address, followed by ` ` and the 4o6 client identity in the keyed modes (several clients
+ * of one IPv6 address).
+ */
 export type ActiveRows = Map<string, string>;
 
 /**
@@ -20,19 +24,20 @@ export async function activeInDb(fs: PrivateTmpfs, db: string): Promise<ActiveRo
     "-cmd",
     ".timeout 2000",
     db,
-    "SELECT host6, ipv4, psid FROM leases WHERE state = 'active' ORDER BY key",
+    "SELECT host6, ipv4, psid, identity FROM leases WHERE state = 'active' ORDER BY key",
   ]);
   if (r.code !== 0) throw new Error(`sqlite3 ${db}: ${r.stderr}`);
   const rows: ActiveRows = new Map();
   const slots = new Set<string>();
   for (const line of r.stdout.split("\n")) {
     if (line === "") continue;
-    const [host6, ipv4, psid] = line.split("|");
+    const [host6, ipv4, psid, identity] = line.split("|");
+    const holder = identity ? `${host6} ${identity}` : (host6 as string);
     const slot = `${ipv4}/${psid}`;
     if (slots.has(slot)) throw new Error(`address ${slot} held twice in ${db}`);
-    if (rows.has(host6 as string)) throw new Error(`host ${host6} holds two active leases`);
+    if (rows.has(holder)) throw new Error(`${holder} holds two active leases`);
     slots.add(slot);
-    rows.set(host6 as string, formatIPv4(Number(ipv4)));
+    rows.set(holder, formatIPv4(Number(ipv4)));
   }
   return rows;
 }
@@ -41,9 +46,11 @@ export async function activeInDb(fs: PrivateTmpfs, db: string): Promise<ActiveRo
 export async function activeInServer(control: string): Promise<ActiveRows> {
   const r = await runDstm(["lease", "ls", "--json", "--control", control]);
   if (r.code !== 0) throw new Error(`lease ls: ${r.stderr}`);
-  const leases = (JSON.parse(r.stdout) as { leases: { hostIPv4: string; hostIPv6: string }[] })
-    .leases;
-  return new Map(leases.map((l) => [l.hostIPv6, l.hostIPv4]));
+  type Row = { hostIPv4: string; hostIPv6: string; identity: string | null };
+  const leases = (JSON.parse(r.stdout) as { leases: Row[] }).leases;
+  return new Map(
+    leases.map((l) => [l.identity ? `${l.hostIPv6} ${l.identity}` : l.hostIPv6, l.hostIPv4]),
+  );
 }
 
 /** The value of the series `name{labels}` in Prometheus text, 0 when absent. */
