@@ -65,6 +65,7 @@ import { COLUMNS, columnsOf, create, migrate, SCHEMA_VERSION } from "./sqlite_sc
 import { runError, SqliteBatchWriter } from "./sqlite_write.ts";
 import { WAL_PAGES, WalCheckpointer, type WalCheckpointStats } from "./wal_checkpointer.ts";
 import { WalSync, type WalSyncError } from "./wal_sync.ts";
+import { WalTightener } from "./wal_tight.ts";
 
 export { LeaseStoreError } from "./lease.ts";
 export {
@@ -87,6 +88,8 @@ export class SqliteLeaseStore implements LeaseStore {
   #writer: SqliteBatchWriter | undefined;
   /** Makes each commit durable off the event loop (undefined when read-only). */
   #walSync: WalSync | undefined;
+  /** Keeps the WAL short after a commit found the disk full (./wal_tight.ts). */
+  #tight: WalTightener | undefined;
   #closed = false;
   /** The one-server-per-file lock (./sqlite_lock.ts); absent for a read-only store. */
   #lock: DatabaseLock | undefined;
@@ -147,6 +150,7 @@ export class SqliteLeaseStore implements LeaseStore {
       store.#lock = lock;
       const wal = walId(path);
       store.#writer = new SqliteBatchWriter(db, path, fileId(statSync(path)), wal);
+      store.#tight = new WalTightener(db, path, options.checkpoint?.walPages ?? WAL_PAGES);
       store.#walSync = new WalSync(path, options.datasync);
       // The fsync's descriptor now, on the WAL SQLite opened (./wal_sync.ts).
       if (wal) store.#walSync.open(wal);
@@ -279,8 +283,10 @@ export class SqliteLeaseStore implements LeaseStore {
     try {
       writer.write(ops);
     } catch (error) {
+      this.#tight?.afterFailure(error);
       throw runError(this.path, error);
     }
+    this.#tight?.afterCommit();
     return walSync.sync();
   }
 
@@ -297,8 +303,10 @@ export class SqliteLeaseStore implements LeaseStore {
     try {
       write(writer);
     } catch (error) {
+      this.#tight?.afterFailure(error);
       return Promise.reject(runError(this.path, error));
     }
+    this.#tight?.afterCommit();
     return walSync.sync();
   }
 
@@ -339,7 +347,7 @@ export class SqliteLeaseStore implements LeaseStore {
   #checkpointerFailed(message: string): void {
     this.#checkpointFailure = message;
     if (this.#closed) return;
-    this.#db.run("PRAGMA wal_autocheckpoint = 1000");
+    this.#tight?.setUsual(1000);
     this.#onCheckpointFailure?.(message);
   }
 
