@@ -1,15 +1,21 @@
 /**
  * What the server says and counts about failed lease store writes (lib/server/store_failures.ts,
  * lib/lease/store_fault.ts), without a disk: a full disk under load fails hundreds of batches a
- * second, and each used to be one ERROR line; the cause is named by its errno.
+ * second, and each used to be one ERROR line; the cause is named by its errno. And the
+ * switch that keeps the WAL short after a full disk (lib/lease/wal_tight.ts).
  */
+import { Database } from "bun:sqlite";
 import { expect, test } from "bun:test";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { Logger } from "../lib/control/log.ts";
 import { Metrics } from "../lib/control/metrics.ts";
 import { LeaseStoreError } from "../lib/lease/lease.ts";
 import { LeaseDatabaseGoneError } from "../lib/lease/sqlite_files.ts";
 import { storeFaultOf } from "../lib/lease/store_fault.ts";
 import { WalSyncError } from "../lib/lease/wal_sync.ts";
+import { TIGHT_WAL_PAGES, WalTightener } from "../lib/lease/wal_tight.ts";
 import { STORE_WARN_EVERY_MS, StoreFailureReport } from "../lib/server/store_failures.ts";
 import { waitUntil } from "./helpers/wait.ts";
 
@@ -94,4 +100,34 @@ test("a full disk failing 500 batches: every one counted, one warn line naming E
   report.failed(new LeaseDatabaseGoneError("leases.db was deleted"), true);
   log.flush();
   expect(lines.at(-1)).toMatch(/ ERROR store-failed reason=gone /);
+});
+
+test("WalTightener: SQLITE_FULL keeps the WAL within 64 pages; back to the usual setting once the file system has room", () => {
+  const dir = mkdtempSync(join(tmpdir(), "dstm-rttight-"));
+  try {
+    const db = new Database(join(dir, "t.db"));
+    db.run("PRAGMA journal_mode = WAL");
+    db.run("PRAGMA wal_autocheckpoint = 4096");
+    const pages = () =>
+      (db.query("PRAGMA wal_autocheckpoint").get() as { wal_autocheckpoint: number })
+        .wal_autocheckpoint;
+    let now = 0;
+    const tight = new WalTightener(db, join(dir, "t.db"), 4096, () => now);
+    tight.afterFailure(sqliteError("SQLITE_BUSY", "database is locked")); // not for want of space
+    expect([tight.tight, pages()]).toEqual([false, 4096]);
+    tight.afterFailure(
+      Object.assign(new Error("database or disk is full"), { code: "SQLITE_FULL" }),
+    );
+    expect([tight.tight, pages()]).toEqual([true, TIGHT_WAL_PAGES]);
+    tight.setUsual(1000); // the checkpointer failed meanwhile: remembered, not applied while tight
+    expect(pages()).toBe(TIGHT_WAL_PAGES);
+    tight.afterCommit(); // looked less than a second ago
+    expect(tight.tight).toBe(true);
+    now += 1001; // /tmp has far more than ROOMY_BYTES free on a test machine
+    tight.afterCommit();
+    expect([tight.tight, pages()]).toEqual([false, 1000]);
+    db.close();
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
