@@ -5,7 +5,9 @@
  * and goes to the {@link LeaseStore} through a {@link GroupCommitter}; the caller's promise
  * resolves only once the change is durable. If the write fails, every change not yet durable
  * is undone (and the batch gathering behind it dropped, since it was decided on top of the
- * failed one), so memory again equals the store, and the callers get `store-failed`.
+ * failed one), so memory again equals the store, and the callers get `store-failed` — except
+ * a host renewing its own stored lease, which gets that lease as stored, unextended (a full
+ * disk must not cost hosts their addresses: docs/metrics.md "A full disk").
  *
  * On a store shared by several servers (docs/scale-out.md) each put names the row it expects
  * the store to hold (compare-and-set); a write another server won (LeaseConflictError) takes
