@@ -6,6 +6,10 @@
  *   reason=gone` at error, exit 1) and acknowledges nothing after it; its close still
  *   checkpoints the WAL it holds open into the database, so a restart finds every lease it
  *   acknowledged.
+ * - The `-shm` (WAL index) deleted: an operator's sqlite3 then builds a new one from the WAL,
+ *   blind to the server's later commits, and its checkpoint cut the WAL under the server: a
+ *   corrupt database ("btreeInitPage() returns error code 11") and leases acknowledged but
+ *   gone. The server now stops at its next write, as for the database and the WAL.
  * - The whole directory emptied (`rm -rf DIR/*`, marker included): the server stops the same
  *   way with no request coming (the sweep notices); what the operator removed is gone, and
  *   a restart says nothing can tell it otherwise — documented in docs/metrics.md.
@@ -97,6 +101,47 @@ test.skipIf(!isRoot)(
       const second = spawnDstm(loopbackServerArgs(db), {}, fs.inside([]));
       servers.push(second);
       expect(await second.waitFor(/ start /, 20_000)).toContain(" active=0 ");
+    } finally {
+      for (const s of servers) s.proc.kill("SIGKILL");
+      await Promise.all(servers.map((s) => s.exited));
+      await fs.close();
+    }
+  },
+  60_000,
+);
+
+test.skipIf(!isRoot)(
+  "the -shm deleted under the server: it stops before writing more (reason=gone); an operator's sqlite3 checkpoint then leaves a whole database with every acknowledged lease",
+  async () => {
+    const fs = await PrivateTmpfs.open("dstm-rtshm-", 8 * 1024 * 1024);
+    const db = join(fs.dir, "leases.db");
+    const sqlite = (sql: string) => fs.run(["sqlite3", "-cmd", ".timeout 2000", db, sql]);
+    const servers: DstmProcess[] = [];
+    try {
+      const first = spawnDstm(loopbackServerArgs(db), {}, fs.inside([]));
+      servers.push(first);
+      const acked = await lease(first, hosts("2001:db8:c1::", 100));
+      expect(acked.size).toBe(100);
+      // "Delete the -shm, it is a temporary file", then more hosts come, then an operator
+      // checkpoints with sqlite3 (which makes a new -shm from the WAL as it is then).
+      expect((await fs.sh('rm "$D/leases.db-shm"')).code).toBe(0);
+      for (const [host, ipv4] of await lease(first, hosts("2001:db8:c2::", 3)))
+        acked.set(host, ipv4);
+      expect((await sqlite("PRAGMA wal_checkpoint(TRUNCATE);")).code).toBe(0);
+      for (const [host, ipv4] of await lease(first, hosts("2001:db8:c3::", 3)))
+        acked.set(host, ipv4);
+      expect(acked.size).toBe(100); // nothing acknowledged after the deletion
+      expect(await first.exited).toBe(1);
+      expect(await first.stderr()).toMatch(/leases\.db-shm \(its WAL index.*\) was deleted/);
+      expect(first.lines.some((l) => / ERROR store-failed reason=gone /.test(l))).toBe(true);
+
+      expect((await sqlite("PRAGMA integrity_check;")).stdout.trim()).toBe("ok");
+      const second = spawnDstm(loopbackServerArgs(db), {}, fs.inside([]));
+      servers.push(second);
+      await second.waitFor(/ start /, 20_000);
+      const stored = await activeInDb(fs, db);
+      for (const [host, ipv4] of acked) expect(stored.get(host)).toBe(ipv4);
+      expect((await sqlite("PRAGMA integrity_check;")).stdout.trim()).toBe("ok");
     } finally {
       for (const s of servers) s.proc.kill("SIGKILL");
       await Promise.all(servers.map((s) => s.exited));
