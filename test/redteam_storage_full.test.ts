@@ -6,9 +6,9 @@
  * What a demanding operator expects, and what is checked:
  * - no ACK for a lease the database does not hold: every ACK the clients got is an active
  *   row afterwards (sqlite3, and `dstm lease ls`), no address or host twice;
- * - the server keeps running and answers every request: what it cannot store gets NAK
- *   SERVER_ERROR (docs/protocol.md), renewals and releases of existing leases too when the
- *   WAL has no room (an existing lease then stays as stored, until its old expiry);
+ * - the server keeps running and answers every request: a new lease or a release it cannot
+ *   store gets NAK SERVER_ERROR (docs/protocol.md); a renewal gets the lease as stored, its
+ *   expiry unchanged (test/redteam_storage_renewal.test.ts);
  * - each refusal counted by cause (`dstm_store_refused_total{reason="disk-full"}`, failed
  *   batches in `dstm_store_write_failures_total`) and logged at warn with ENOSPC named, a
  *   bounded number of lines however many batches fail;
