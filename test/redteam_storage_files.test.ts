@@ -10,6 +10,8 @@
  *   blind to the server's later commits, and its checkpoint cut the WAL under the server: a
  *   corrupt database ("btreeInitPage() returns error code 11") and leases acknowledged but
  *   gone. The server now stops at its next write, as for the database and the WAL.
+ * - The lock file (`.NAME.lock`) deleted: a second server could start on the database and
+ *   hand out the first one's addresses; the first now takes a new lock file within a second.
  * - The whole directory emptied (`rm -rf DIR/*`, marker included): the server stops the same
  *   way with no request coming (the sweep notices); what the operator removed is gone, and
  *   a restart says nothing can tell it otherwise — documented in docs/metrics.md.
@@ -142,6 +144,36 @@ test.skipIf(!isRoot)(
       const stored = await activeInDb(fs, db);
       for (const [host, ipv4] of acked) expect(stored.get(host)).toBe(ipv4);
       expect((await sqlite("PRAGMA integrity_check;")).stdout.trim()).toBe("ok");
+    } finally {
+      for (const s of servers) s.proc.kill("SIGKILL");
+      await Promise.all(servers.map((s) => s.exited));
+      await fs.close();
+    }
+  },
+  60_000,
+);
+
+test.skipIf(!isRoot)(
+  "the lock file deleted under the server: a new one is locked within a second (warned), and a second server on the database is refused",
+  async () => {
+    const fs = await PrivateTmpfs.open("dstm-rtlock-", 4 * 1024 * 1024);
+    const db = join(fs.dir, "leases.db");
+    const servers: DstmProcess[] = [];
+    try {
+      const first = spawnDstm(loopbackServerArgs(db), {}, fs.inside([]));
+      servers.push(first);
+      expect((await lease(first, hosts("2001:db8:d1::", 5))).size).toBe(5);
+      expect((await fs.sh('rm "$D/.leases.db.lock"')).code).toBe(0);
+      // Before: nothing noticed, and a second server started on the same database and handed
+      // out the addresses the first one hands out (198.51.100.2 to two hosts).
+      await first.waitFor(/ WARN lock-file-restored /, 10_000);
+      const second = spawnDstm(loopbackServerArgs(db), {}, fs.inside([]));
+      servers.push(second);
+      expect(await second.exited).toBe(1);
+      expect(await second.stderr()).toMatch(/is in use by another dstm server/);
+      // The first one goes on.
+      expect((await lease(first, hosts("2001:db8:d2::", 5))).size).toBe(5);
+      expect((await activeInDb(fs, db)).size).toBe(10);
     } finally {
       for (const s of servers) s.proc.kill("SIGKILL");
       await Promise.all(servers.map((s) => s.exited));

@@ -13,6 +13,8 @@ import { Logger } from "../lib/control/log.ts";
 import { Metrics } from "../lib/control/metrics.ts";
 import { LeaseStoreError } from "../lib/lease/lease.ts";
 import { LeaseDatabaseGoneError } from "../lib/lease/sqlite_files.ts";
+import { type DatabaseLock, lockDatabase } from "../lib/lease/sqlite_lock.ts";
+import { relockIfGone } from "../lib/lease/sqlite_lock_watch.ts";
 import { storeFaultOf } from "../lib/lease/store_fault.ts";
 import { WalSyncError } from "../lib/lease/wal_sync.ts";
 import { TIGHT_WAL_PAGES, WalTightener } from "../lib/lease/wal_tight.ts";
@@ -128,6 +130,39 @@ test("WalTightener: SQLITE_FULL keeps the WAL within 64 pages; back to the usual
     expect([tight.tight, pages()]).toEqual([false, 1000]);
     db.close();
   } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("relockIfGone: the same lock file → nothing; deleted → a new lock; deleted and taken by another server → fatal", () => {
+  const dir = mkdtempSync(join(tmpdir(), "dstm-rtrelock-"));
+  const held: DatabaseLock[] = [];
+  try {
+    const path = join(dir, "leases.db");
+    const first = lockDatabase(path);
+    held.push(first);
+    expect(relockIfGone(path, first)).toBeUndefined();
+    rmSync(first.path);
+    const fresh = relockIfGone(path, first) as DatabaseLock;
+    held.push(fresh);
+    expect(fresh.id).not.toEqual(first.id);
+    expect(() => lockDatabase(path)).toThrow(/in use by another dstm server/);
+    // Deleted again, and another server (here: a second lock in this process) took the new file.
+    rmSync(fresh.path);
+    held.push(lockDatabase(path));
+    let error: unknown;
+    try {
+      relockIfGone(path, fresh);
+    } catch (e) {
+      error = e;
+    }
+    expect(error).toBeInstanceOf(LeaseDatabaseGoneError);
+    expect((error as Error).message).toMatch(
+      /lock file .* was replaced by another file while the server ran.*two servers on one database/,
+    );
+    expect(storeFaultOf(error)).toBe("gone");
+  } finally {
+    for (const lock of held) lock.release();
     rmSync(dir, { recursive: true, force: true });
   }
 });

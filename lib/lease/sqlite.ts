@@ -59,6 +59,7 @@ import {
   writeMarker,
 } from "./sqlite_files.ts";
 import { type DatabaseLock, lockDatabase } from "./sqlite_lock.ts";
+import { relockIfGone } from "./sqlite_lock_watch.ts";
 import { openError } from "./sqlite_open_error.ts";
 import { guardReservations, loadReservations, RESERVATIONS_SCHEMA } from "./sqlite_reservations.ts";
 import { COLUMNS, columnsOf, create, migrate, SCHEMA_VERSION } from "./sqlite_schema.ts";
@@ -311,12 +312,20 @@ export class SqliteLeaseStore implements LeaseStore {
   }
 
   /**
-   * Throws {@link LeaseDatabaseGoneError} when the database file or its WAL at the path is
-   * no longer the file this store opened (deleted, or replaced by another file). Costs two
-   * stat() calls; a server calls it before each write and now and then while idle.
+   * Throws {@link LeaseDatabaseGoneError} when the database file, its WAL or -shm at the path
+   * is no longer the file this store opened (deleted, or replaced by another file), or when
+   * its lock file was and another server holds the new one; says `lock-file-restored` when
+   * it took a new lock file (./sqlite_lock_watch.ts). A server calls it every second.
    */
-  verify(): void {
-    if (!this.#closed) this.#writer?.checkFiles();
+  verify(): "lock-file-restored" | undefined {
+    if (this.#closed) return undefined;
+    this.#writer?.checkFiles();
+    // The lock file deleted or replaced: a new one at once (./sqlite_lock_watch.ts).
+    const fresh = this.#lock && relockIfGone(this.path, this.#lock);
+    if (!fresh) return undefined;
+    this.#lock?.release();
+    this.#lock = fresh;
+    return "lock-file-restored";
   }
 
   /**

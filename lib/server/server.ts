@@ -383,7 +383,11 @@ export class DstmServer {
   #storeStillThere(): boolean {
     if (!(this.#store instanceof SqliteLeaseStore)) return true;
     try {
-      this.#store.verify();
+      if (this.#store.verify() === "lock-file-restored")
+        this.#log.warn("lock-file-restored", {
+          detail:
+            "the lease database's lock file was deleted or replaced while the server ran; a new one is locked (a second server could have started on the database meanwhile): never delete it while a server runs",
+        });
       return true;
     } catch (error) {
       this.#storeFailed(error);
