@@ -90,7 +90,9 @@ test("a database deleted under the server stops it; a restart refuses to start e
   const stderr = await first.stderr();
   expect(stderr.trim().split("\n")).toHaveLength(1);
   expect(stderr).toMatch(/^dstm: lease database .*leases\.db was deleted while the server ran/);
-  expect(first.lines.some((l) => / ERROR store-failed detail=.*was deleted/.test(l))).toBe(true);
+  expect(
+    first.lines.some((l) => / ERROR store-failed reason=gone detail=.*was deleted/.test(l)),
+  ).toBe(true);
 
   // Restart: the database is gone, the marker remembers it.
   const again = await runDstm(serverArgs(db));
@@ -142,7 +144,7 @@ test("an emptied database is refused at start", async () => {
 }, 60_000);
 
 test.skipIf(process.getuid?.() !== 0 || Bun.which("unshare") === null)(
-  "a full disk fails writes with SERVER_ERROR and logs the cause at error level",
+  "a full disk fails writes with SERVER_ERROR and logs the cause at warn (reason=disk-full, ENOSPC)",
   async () => {
     // A 128 KiB tmpfs in a mount namespace of the server's own (private: nothing leaves it):
     // room for the database, its lock file and its 32 KiB WAL index (-shm), then a few commits.
@@ -175,7 +177,9 @@ test.skipIf(process.getuid?.() !== 0 || Bun.which("unshare") === null)(
         });
       }
       expect(refused).toBe(1);
-      expect(await lines.waitFor(/ ERROR store-failed /)).toMatch(/detail=.*full/i);
+      expect(await lines.waitFor(/ WARN store-failed /)).toMatch(
+        /reason=disk-full detail=.*full.* hint=.*ENOSPC/i,
+      );
     } finally {
       server.kill("SIGTERM");
       await server.exited;

@@ -124,7 +124,7 @@ export class Allocator {
         this.#offers.add(renewed);
         return Promise.resolve({ ok: true, lease: renewed, outcome: "renewed" });
       }
-      return this.#writer.apply(activeKey, renewed, "renewed");
+      return this.#writer.apply(activeKey, renewed, "renewed", true);
     }
     const limited = this.#overPrefixLimit(host6, 1);
     if (limited) return limited;
@@ -259,7 +259,7 @@ export class Allocator {
       );
     }
     const renewed = _lease(ipv4, row.portSet, host6, ps, now, expiresAt, opts?.identity);
-    return this.#writer.apply(activeKey, renewed, "renewed");
+    return this.#writer.apply(activeKey, renewed, "renewed", true);
   }
 
   /**

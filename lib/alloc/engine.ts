@@ -95,6 +95,8 @@ export class AllocationEngine {
     this.#index = new LeaseIndex(opts, clock, this.#shared);
     this.#writer = new LeaseWriter(this.#index, opts.store, {
       onStoreError: opts.onStoreError,
+      onStoreRefused: opts.onStoreRefused,
+      onStoreRecovered: opts.onStoreRecovered,
       onAbsorb: opts.onAbsorb,
       onConflict: () => this.#reclamation.markPending(),
     });

@@ -65,6 +65,13 @@ export interface EngineOptions {
    */
   onStoreError?: (error: unknown) => void;
   /**
+   * Told about every decision refused because its store write failed (once per caller);
+   * `kept`: a renewal answered with the lease the store holds, unextended.
+   */
+  onStoreRefused?: (error: unknown, kept: boolean) => void;
+  /** Told once when a store write succeeds after failed ones. */
+  onStoreRecovered?: () => void;
+  /**
    * Most leases one {@link AllocationEngine.sweep} reclaims (default 100, Kea's
    * max-reclaim-leases; 0: no limit). More due leases are left for the next sweep and
    * {@link AllocationEngine.reclaimPending} says so.

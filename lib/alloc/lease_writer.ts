@@ -5,7 +5,9 @@
  * and goes to the {@link LeaseStore} through a {@link GroupCommitter}; the caller's promise
  * resolves only once the change is durable. If the write fails, every change not yet durable
  * is undone (and the batch gathering behind it dropped, since it was decided on top of the
- * failed one), so memory again equals the store, and the callers get `store-failed`.
+ * failed one), so memory again equals the store, and the callers get `store-failed` — except
+ * a host renewing its own stored lease, which gets that lease as stored, unextended (a full
+ * disk must not cost hosts their addresses: docs/metrics.md "A full disk").
  *
  * On a store shared by several servers (docs/scale-out.md) each put names the row it expects
  * the store to hold (compare-and-set); a write another server won (LeaseConflictError) takes
@@ -33,6 +35,14 @@ const _conflicted = new WeakSet<EngineResult>();
 export interface LeaseWriterHooks {
   /** Told about every failed store write (not about a write another server won). */
   readonly onStoreError?: (error: unknown) => void;
+  /**
+   * Told about every decision refused because its store write failed (each caller that gets
+   * `store-failed`; a failed batch refuses all of its callers), for the refusal counters;
+   * `kept`: a renewal answered with the lease the store holds, unextended ({@link LeaseWriter.apply}).
+   */
+  readonly onStoreRefused?: (error: unknown, kept: boolean) => void;
+  /** Told once when a write succeeds after failed ones (the store writes again). */
+  readonly onStoreRecovered?: () => void;
   /** Told about every row taken in from the store that changed this engine's view. */
   readonly onAbsorb?: (before: Lease | undefined, after: Lease | undefined) => void;
   /** Told when a write another server won was undone (due leases may have come in with it). */
@@ -53,6 +63,8 @@ export class LeaseWriter {
   #conflicts = 0;
   /** Bumped by every rollback; callbacks of older changes then know they were undone. */
   #epoch = 0;
+  /** A store write failed and none succeeded since (onStoreRecovered is due). */
+  #failing = false;
   /** The store's rows are loaded (AllocationEngine.start): decisions may be made. */
   started = false;
   /** AllocationEngine.close was called: every new decision is refused. */
@@ -74,17 +86,50 @@ export class LeaseWriter {
     return undefined;
   }
 
-  /** The hot path: one changed row. */
-  apply(key: number, lease: Lease, outcome: EngineOutcome): Promise<EngineResult> {
+  /**
+   * The hot path: one changed row. `renewal`: the host's renewal of its own lease; when its
+   * write fails (a full disk), the answer is the lease the store still holds for the host,
+   * unextended ({@link #stored}), instead of `store-failed`.
+   */
+  apply(key: number, lease: Lease, outcome: EngineOutcome, renewal = false): Promise<EngineResult> {
     this.change(key, lease);
     const epoch = this.#epoch;
     return this.#committer.submit([this.put(key, lease)]).then(
       (): EngineResult => {
         this.#durable(key, lease);
+        if (this.#failing) this.#recovered();
         return { ok: true, lease, outcome };
       },
-      (error: unknown) => this.#failed(epoch, error),
+      (error: unknown) =>
+        renewal ? this.#stored(epoch, error, key, lease) : this.#failed(epoch, error),
     );
+  }
+
+  /**
+   * A renewal of `lease` (key `key`) whose write failed: the host's lease as the store holds
+   * it, when it is durable, active, the same host's, not an offer, and has at least a second
+   * left — the ACK then gives the time left, not a new lease time (nothing is acknowledged
+   * that is not stored: docs/metrics.md "A full disk"). A host whose renewal cannot be stored
+   * keeps its address until the stored expiry, and a host restarting gets its lease back.
+   * Else, or on a fatal failure or a write another server won, `store-failed`.
+   */
+  #stored(epoch: number, error: unknown, key: number, lease: Lease): EngineResult {
+    // The rollback (by the batch's first failed callback) first: memory is the store again.
+    const failed = this.#failed(epoch, error, false);
+    const row = this.#rows.get(key);
+    const keep =
+      !(error instanceof LeaseConflictError) &&
+      (error as { fatal?: unknown } | null)?.fatal !== true &&
+      row !== undefined &&
+      row.state === "active" &&
+      row.host6 === lease.host6 &&
+      row.identity === lease.identity &&
+      !this.#inflight.has(key) &&
+      !this.#index.offers.has(row) &&
+      this.#index.remainingMs(row) >= 1000;
+    if (error instanceof LeaseConflictError) return failed;
+    this.#tellRefused(error, keep);
+    return keep && row ? { ok: true, lease: row, outcome: "renewed" } : failed;
   }
 
   /** The hot path's twin: `end` (already changed in memory) and a new lease in one batch. */
@@ -119,10 +164,20 @@ export class LeaseWriter {
     return this.#committer.submit(ops).then(
       () => {
         for (let i = 0; i < keys.length; i++) this.#durable(keys[i] as number, leases[i] as Lease);
+        if (this.#failing) this.#recovered();
         return success;
       },
       (error: unknown) => failed(this.#failed(epoch, error)),
     );
+  }
+
+  #recovered(): void {
+    this.#failing = false;
+    try {
+      this.#hooks.onStoreRecovered?.();
+    } catch {
+      // a failing logger must not break the engine
+    }
   }
 
   /** `lease` of `key` is durable; if a later change of the key is pending, it is now the rollback point. */
@@ -147,12 +202,22 @@ export class LeaseWriter {
     return { op: "put", lease, expected: expected ?? null };
   }
 
-  #failed(epoch: number, error: unknown): EngineResult {
+  /** `tell`: tell onStoreRefused (not when the caller answers otherwise, #stored). */
+  #failed(epoch: number, error: unknown, tell = true): EngineResult {
     this.#rollback(epoch, error);
     const message = `lease store write failed: ${error instanceof Error ? error.message : String(error)}`;
     const result: EngineResult = { ok: false, reason: "store-failed", message };
     if (error instanceof LeaseConflictError) _conflicted.add(result);
+    else if (tell) this.#tellRefused(error, false);
     return result;
+  }
+
+  #tellRefused(error: unknown, kept: boolean): void {
+    try {
+      this.#hooks.onStoreRefused?.(error, kept);
+    } catch {
+      // a failing counter must not turn a store-failed answer into a rejection
+    }
   }
 
   /**
@@ -225,6 +290,7 @@ export class LeaseWriter {
       this.#takeConflict(error);
       return; // not a store failure: the shared store decided (counted by conflicts)
     }
+    this.#failing = true;
     this.tellStoreError(error);
   }
 

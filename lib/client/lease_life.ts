@@ -3,14 +3,16 @@
  * renewal means, a release that only logs when it fails, and the refusal of a lease another
  * client on this host already uses. Renewing
  * starts at T1, the server's (DHCPv4 option 58, RFC 2131 §4.4.5) or half the lease time
- * (the native protocol), and a renewal that fails keeps the lease and retries at half the
- * time left, until the server refuses it or it has at most 1 s left: then it is lost.
+ * (the native protocol), and a renewal that fails (no answer, or SERVER_ERROR: the server
+ * could not store it now) keeps the lease and retries at half the time left, until the server
+ * refuses it otherwise or it has at most 1 s left: then it is lost.
  *
  * @module
  */
 import type { Logger } from "../control/log.ts";
 import { formatIPv4 } from "../net/addr.ts";
 import { isLocalAddress } from "../sys/udp.ts";
+import { Status } from "../wire/dstm_types.ts";
 import { DtiError } from "./dti.ts";
 import { type ClientLease, DstmRefusedError, type LeaseClient } from "./protocol.ts";
 
@@ -29,7 +31,11 @@ export function afterFailedRenewal(
   now = Date.now(),
 ): { readonly lost: true } | { readonly lost: false; readonly retryInMs: number } {
   const remaining = lease.expiresAt - now;
-  if (error instanceof DstmRefusedError || remaining <= 1000) return { lost: true };
+  // SERVER_ERROR says the server could not do it now (its lease store failed: a full disk),
+  // not that the lease is gone: the stored lease holds until its expiry, so retry as after a
+  // timeout (docs/protocol.md). Every other refusal ends the lease.
+  const refused = error instanceof DstmRefusedError && error.status !== Status.SERVER_ERROR;
+  if (refused || remaining <= 1000) return { lost: true };
   return { lost: false, retryInMs: remaining / 2 };
 }
 

@@ -59,12 +59,14 @@ import {
   writeMarker,
 } from "./sqlite_files.ts";
 import { type DatabaseLock, lockDatabase } from "./sqlite_lock.ts";
+import { relockIfGone } from "./sqlite_lock_watch.ts";
 import { openError } from "./sqlite_open_error.ts";
 import { guardReservations, loadReservations, RESERVATIONS_SCHEMA } from "./sqlite_reservations.ts";
 import { COLUMNS, columnsOf, create, migrate, SCHEMA_VERSION } from "./sqlite_schema.ts";
 import { runError, SqliteBatchWriter } from "./sqlite_write.ts";
 import { WAL_PAGES, WalCheckpointer, type WalCheckpointStats } from "./wal_checkpointer.ts";
 import { WalSync, type WalSyncError } from "./wal_sync.ts";
+import { WalTightener } from "./wal_tight.ts";
 
 export { LeaseStoreError } from "./lease.ts";
 export {
@@ -87,6 +89,8 @@ export class SqliteLeaseStore implements LeaseStore {
   #writer: SqliteBatchWriter | undefined;
   /** Makes each commit durable off the event loop (undefined when read-only). */
   #walSync: WalSync | undefined;
+  /** Keeps the WAL short after a commit found the disk full (./wal_tight.ts). */
+  #tight: WalTightener | undefined;
   #closed = false;
   /** The one-server-per-file lock (./sqlite_lock.ts); absent for a read-only store. */
   #lock: DatabaseLock | undefined;
@@ -147,6 +151,7 @@ export class SqliteLeaseStore implements LeaseStore {
       store.#lock = lock;
       const wal = walId(path);
       store.#writer = new SqliteBatchWriter(db, path, fileId(statSync(path)), wal);
+      store.#tight = new WalTightener(db, path, options.checkpoint?.walPages ?? WAL_PAGES);
       store.#walSync = new WalSync(path, options.datasync);
       // The fsync's descriptor now, on the WAL SQLite opened (./wal_sync.ts).
       if (wal) store.#walSync.open(wal);
@@ -279,8 +284,10 @@ export class SqliteLeaseStore implements LeaseStore {
     try {
       writer.write(ops);
     } catch (error) {
+      this.#tight?.afterFailure(error);
       throw runError(this.path, error);
     }
+    this.#tight?.afterCommit();
     return walSync.sync();
   }
 
@@ -297,18 +304,28 @@ export class SqliteLeaseStore implements LeaseStore {
     try {
       write(writer);
     } catch (error) {
+      this.#tight?.afterFailure(error);
       return Promise.reject(runError(this.path, error));
     }
+    this.#tight?.afterCommit();
     return walSync.sync();
   }
 
   /**
-   * Throws {@link LeaseDatabaseGoneError} when the database file or its WAL at the path is
-   * no longer the file this store opened (deleted, or replaced by another file). Costs two
-   * stat() calls; a server calls it before each write and now and then while idle.
+   * Throws {@link LeaseDatabaseGoneError} when the database file, its WAL or -shm at the path
+   * is no longer the file this store opened (deleted, or replaced by another file), or when
+   * its lock file was and another server holds the new one; says `lock-file-restored` when
+   * it took a new lock file (./sqlite_lock_watch.ts). A server calls it every second.
    */
-  verify(): void {
-    if (!this.#closed) this.#writer?.checkFiles();
+  verify(): "lock-file-restored" | undefined {
+    if (this.#closed) return undefined;
+    this.#writer?.checkFiles();
+    // The lock file deleted or replaced: a new one at once (./sqlite_lock_watch.ts).
+    const fresh = this.#lock && relockIfGone(this.path, this.#lock);
+    if (!fresh) return undefined;
+    this.#lock?.release();
+    this.#lock = fresh;
+    return "lock-file-restored";
   }
 
   /**
@@ -339,7 +356,7 @@ export class SqliteLeaseStore implements LeaseStore {
   #checkpointerFailed(message: string): void {
     this.#checkpointFailure = message;
     if (this.#closed) return;
-    this.#db.run("PRAGMA wal_autocheckpoint = 1000");
+    this.#tight?.setUsual(1000);
     this.#onCheckpointFailure?.(message);
   }
 

@@ -83,6 +83,25 @@ export function walId(path: string): FileId | undefined {
   return stats ? fileId(stats) : undefined;
 }
 
+/** (dev, ino) of the WAL index (`PATH-shm`), undefined when there is none. */
+export function shmId(path: string): FileId | undefined {
+  const stats = statOrUndefined(`${path}-shm`);
+  return stats ? fileId(stats) : undefined;
+}
+
+/**
+ * The WAL index (`-shm`) was deleted or replaced while the server had it open. The next
+ * `sqlite3` or `lease ls --db` would make a new one and rebuild it from the WAL, blind to
+ * the server's later commits; its checkpoint could then copy stale frames and cut the WAL
+ * under the server (a corrupt database and lost leases: test/redteam_storage_files). The
+ * server stops before writing anything more; its database and WAL are whole.
+ */
+export function shmGoneWhileOpen(path: string, now: Stats | undefined): LeaseDatabaseGoneError {
+  return new LeaseDatabaseGoneError(
+    `lease database ${path}: ${path}-shm (its WAL index, which every connection shares) was ${now ? "replaced by another file" : "deleted"} while the server ran; a connection opened now would not see the server's commits. Stopping before writing more: the database and its WAL are whole; start the server again (never delete the -shm of a database in use)`,
+  );
+}
+
 export function sameFile(id: FileId, now: Stats | undefined): boolean {
   return now !== undefined && now.dev === id.dev && now.ino === id.ino;
 }

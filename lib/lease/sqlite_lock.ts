@@ -13,7 +13,8 @@
  * crash. The lock file is created 0600; it holds one row (the holder's pid and start time).
  *
  * Do not delete the lock file while a server runs: a second server could then start on the
- * same database.
+ * same database. The server looks every second (./sqlite_lock_watch.ts) and takes a new lock
+ * file at once; a second server that started in between makes it stop.
  *
  * The lock file must be the server's own: a regular file (not a symbolic link), owned by the
  * server's user, with one link. Anything else is refused before it is opened — a local user
@@ -38,6 +39,8 @@ export function lockFilePath(path: string): string {
 /** A held lock; {@link release} gives it back (closing the lock database). */
 export interface DatabaseLock {
   readonly path: string;
+  /** (dev, ino) of the lock file locked (./sqlite_lock_watch.ts: deleted or replaced since?). */
+  readonly id: { readonly dev: number; readonly ino: number };
   release(): void;
 }
 
@@ -51,8 +54,10 @@ export function lockDatabase(path: string): DatabaseLock {
   createPrivate(lockPath);
   const checked = ownLockFile(path, lockPath);
   const db = new Database(lockPath, { create: true, readwrite: true });
+  let id = { dev: 0, ino: 0 };
   try {
     const opened = statSync(lockPath);
+    id = { dev: opened.dev, ino: opened.ino };
     if (checked && (opened.dev !== checked.dev || opened.ino !== checked.ino))
       throw new LeaseStoreError(
         `lease database ${path}: its lock file ${lockPath} was replaced while it was being opened; keep the database in a directory only the dstm service can write`,
@@ -86,6 +91,7 @@ export function lockDatabase(path: string): DatabaseLock {
   let held = true;
   return {
     path: lockPath,
+    id,
     release() {
       if (!held) return;
       held = false;

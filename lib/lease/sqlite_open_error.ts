@@ -1,6 +1,7 @@
 /**
  * Why an SQLite lease database could not be opened, in words that say what to do
- * (./sqlite.ts): busy or in use, not a lease database, a missing or unwritable directory.
+ * (./sqlite.ts): busy or in use, not a lease database, a missing or unwritable directory, a
+ * full (ENOSPC) or read-only (EROFS) file system.
  *
  * @module
  */
@@ -30,7 +31,17 @@ export function openError(path: string, error: unknown, readOnly: boolean): Erro
       `${path} is not a dstm lease database (${firstLine(error)}); move it away or give another --db`,
     );
   }
+  if (code.startsWith("SQLITE_FULL")) {
+    return new LeaseStoreError(
+      `cannot open lease database ${path}: the file system holding it is full (ENOSPC: ${firstLine(error)}); free space there and start again`,
+    );
+  }
   const dir = dirname(path);
+  if (!readOnly && _readOnlyFs(existsSync(path) ? path : dir)) {
+    return new LeaseStoreError(
+      `cannot write lease database ${path}: the file system holding it is mounted read-only (EROFS); remount it read-write (check the kernel log: a file system turns read-only after disk errors) or give another --db`,
+    );
+  }
   if (!readOnly && (code.startsWith("SQLITE_CANTOPEN") || code.startsWith("SQLITE_READONLY"))) {
     if (_missing(dir)) {
       return new LeaseStoreError(
@@ -52,6 +63,16 @@ function _missing(path: string): boolean {
     return !statSync(path).isDirectory();
   } catch (error) {
     return (error as { code?: string }).code !== "EACCES";
+  }
+}
+
+/** True when writing `path` is refused because its file system is read-only (EROFS). */
+function _readOnlyFs(path: string): boolean {
+  try {
+    accessSync(path, constants.W_OK);
+    return false;
+  } catch (error) {
+    return (error as { code?: string }).code === "EROFS";
   }
 }
 

@@ -21,7 +21,15 @@ import {
   leaseKey,
   type ReservationOp,
 } from "./lease.ts";
-import { type FileId, goneWhileOpen, sameFile, statOrUndefined, walId } from "./sqlite_files.ts";
+import {
+  type FileId,
+  goneWhileOpen,
+  sameFile,
+  shmGoneWhileOpen,
+  shmId,
+  statOrUndefined,
+  walId,
+} from "./sqlite_files.ts";
 import { writeReservation } from "./sqlite_reservations.ts";
 import { COLUMNS } from "./sqlite_schema.ts";
 
@@ -32,9 +40,11 @@ export function runError(path: string, error: unknown): Error {
   if (code === "SQLITE_CONSTRAINT_UNIQUE") {
     return new LeaseStoreError(
       `lease database ${path}: a host would hold two active leases (${firstLine(error)})`,
+      { cause: error },
     );
   }
-  return new LeaseStoreError(`lease database ${path}: ${firstLine(error)}`);
+  // The cause keeps SQLite's result code (SQLITE_FULL…) for the failure's reason (./store_fault.ts).
+  return new LeaseStoreError(`lease database ${path}: ${firstLine(error)}`, { cause: error });
 }
 
 /** The first line of an error's message. */
@@ -52,6 +62,8 @@ export class SqliteBatchWriter {
   readonly #path: string;
   readonly #identity: FileId | undefined;
   #walIdentity: FileId | undefined;
+  /** (dev, ino) of the WAL index (`-shm`) as opened (./sqlite_files.ts shmGoneWhileOpen). */
+  readonly #shmIdentity: FileId | undefined;
   readonly #begin: Statement;
   readonly #commit: Statement;
   readonly #rollback: Statement;
@@ -75,6 +87,7 @@ export class SqliteBatchWriter {
     this.#path = path;
     this.#identity = identity;
     this.#walIdentity = walIdentity;
+    this.#shmIdentity = shmId(path);
     this.#begin = db.prepare("BEGIN");
     this.#commit = db.prepare("COMMIT");
     this.#rollback = db.prepare("ROLLBACK");
@@ -153,8 +166,8 @@ export class SqliteBatchWriter {
   }
 
   /**
-   * Throws LeaseDatabaseGoneError when the database file or its WAL at the path is no longer
-   * the file opened (deleted, or replaced by another file). Two stat() calls.
+   * Throws LeaseDatabaseGoneError when the database file, its WAL or its WAL index (-shm) at
+   * the path is no longer the file opened (deleted, or replaced by another file). Three stat() calls.
    */
   checkFiles(): void {
     const now = statOrUndefined(this.#path);
@@ -164,6 +177,10 @@ export class SqliteBatchWriter {
       const wal = `${this.#path}-wal`;
       const walNow = statOrUndefined(wal);
       if (!sameFile(this.#walIdentity, walNow)) throw goneWhileOpen(this.#path, wal, walNow);
+    }
+    if (this.#shmIdentity) {
+      const shmNow = statOrUndefined(`${this.#path}-shm`);
+      if (!sameFile(this.#shmIdentity, shmNow)) throw shmGoneWhileOpen(this.#path, shmNow);
     }
   }
 

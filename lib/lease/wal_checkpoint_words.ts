@@ -13,10 +13,12 @@ export const CheckpointWord = {
   RUNS: 1,
   /** WAL frames copied into the database file so far (the sum of each run's `checkpointed`). */
   FRAMES: 2,
+  /** Checkpoints that failed for want of space or a lock (SQLITE_FULL, SQLITE_BUSY), tried again. */
+  FAULTS: 3,
 } as const;
 
 /** Words in the shared buffer. */
-export const CHECKPOINT_WORDS = 3;
+export const CHECKPOINT_WORDS = 4;
 
 /** The message that starts the Worker. */
 export interface CheckpointerInit {

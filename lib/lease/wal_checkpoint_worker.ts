@@ -4,6 +4,11 @@
  * thread raises the stop flag. Nothing here writes a lease: a checkpoint only copies
  * committed WAL frames into the database file (https://sqlite.org/c3ref/wal_checkpoint_v2.html).
  *
+ * A checkpoint that fails for want of space (SQLITE_FULL) or a lock (SQLITE_BUSY) is counted
+ * (FAULTS) and tried again at the next interval: a full disk freed later needs the
+ * checkpointer to keep the WAL small (test/redteam_storage_checkpoint.test.ts). Any other
+ * error ends the Worker (the store falls back to SQLite's own checkpoints).
+ *
  * Shared words (Int32Array over the init's SharedArrayBuffer), see {@link CheckpointWords}.
  *
  * @module
@@ -40,7 +45,14 @@ scope.onmessage = (event: MessageEvent) => {
     while (Atomics.load(words, CheckpointWord.STOP) === 0) {
       Atomics.wait(words, CheckpointWord.STOP, 0, init.intervalMs);
       if (Atomics.load(words, CheckpointWord.STOP) !== 0) break;
-      const row = checkpoint.get() as { busy: number; log: number; checkpointed: number } | null;
+      let row: { busy: number; log: number; checkpointed: number } | null;
+      try {
+        row = checkpoint.get() as typeof row;
+      } catch (error) {
+        if (!_retryable(error)) throw error;
+        Atomics.add(words, CheckpointWord.FAULTS, 1);
+        continue;
+      }
       Atomics.add(words, CheckpointWord.RUNS, 1);
       if (row && row.checkpointed >= 0) {
         const reset = row.log < lastLog || row.checkpointed < lastCheckpointed;
@@ -62,3 +74,17 @@ scope.onmessage = (event: MessageEvent) => {
     scope.postMessage({ kind: "error", message });
   }
 };
+
+/**
+ * A checkpoint that failed without losing anything, to be tried again at the next interval:
+ * SQLITE_FULL (the database file could not grow: ENOSPC; the write(2) failed, no dirty page
+ * was dropped, and the WAL is not reset before a complete checkpoint) and SQLITE_BUSY. Not
+ * an I/O error: after a failed fsync Linux may have dropped the pages, and a retried fsync
+ * would report success for them (./wal_sync.ts); the Worker stops on it, as before.
+ */
+function _retryable(error: unknown): boolean {
+  const code = (error as { code?: unknown } | null)?.code;
+  return (
+    typeof code === "string" && (code.startsWith("SQLITE_FULL") || code.startsWith("SQLITE_BUSY"))
+  );
+}

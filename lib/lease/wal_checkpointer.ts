@@ -25,7 +25,10 @@
  * OFF), and the writer restarts the WAL from its start only after a complete checkpoint.
  *
  * When the Worker cannot start or fails, {@link WalCheckpointerOptions.onFailure} is called
- * once: the store turns the automatic checkpoint back on, so the WAL stays bounded.
+ * once: the store turns the automatic checkpoint back on, so the WAL stays bounded. A
+ * checkpoint that fails for want of space (a full disk: SQLITE_FULL) is not a failure of
+ * the Worker: it is counted (`faults`) and tried again at the next interval, so the WAL
+ * shrinks again as soon as space is freed.
  *
  * @module
  */
@@ -36,8 +39,18 @@ const WORKER_URL = import.meta.url.includes("$bunfs")
   ? "/$bunfs/root/lib/lease/wal_checkpoint_worker.ts"
   : new URL("./wal_checkpoint_worker.ts", import.meta.url).href;
 
-/** Default time between two checkpoints, ms. */
+/**
+ * Default time between two checkpoints, ms. The environment variable DSTM_WAL_CHECKPOINT_MS
+ * (an integer of 10 to 60,000) overrides it, for tests and diagnosis: a test that must see
+ * commits not yet copied when the disk fills (test/redteam_storage_checkpoint.test.ts).
+ */
 export const CHECKPOINT_INTERVAL_MS = 100;
+
+function _envIntervalMs(): number | undefined {
+  const text = process.env.DSTM_WAL_CHECKPOINT_MS;
+  const ms = text === undefined ? Number.NaN : Number(text);
+  return Number.isInteger(ms) && ms >= 10 && ms <= 60_000 ? ms : undefined;
+}
 
 /**
  * WAL pages past which the server's own connection checkpoints (`wal_autocheckpoint`): 16 MiB
@@ -60,6 +73,8 @@ export interface WalCheckpointStats {
   readonly runs: number;
   /** WAL frames copied into the database file. */
   readonly frames: number;
+  /** Checkpoints that failed for want of space or a lock (a full disk), tried again later. */
+  readonly faults?: number;
   /** Why the Worker stopped on its own, if it did. */
   readonly failure?: string;
 }
@@ -102,7 +117,7 @@ export class WalCheckpointer {
     const init: CheckpointerInit = {
       kind: "dstm-wal-checkpointer",
       path,
-      intervalMs: opts.intervalMs ?? CHECKPOINT_INTERVAL_MS,
+      intervalMs: opts.intervalMs ?? _envIntervalMs() ?? CHECKPOINT_INTERVAL_MS,
       words: buffer,
     };
     worker.postMessage(init);
@@ -117,9 +132,9 @@ export class WalCheckpointer {
   get stats(): WalCheckpointStats {
     const runs = Atomics.load(this.#words, CheckpointWord.RUNS);
     const frames = Atomics.load(this.#words, CheckpointWord.FRAMES);
-    return this.#failure === undefined
-      ? { runs, frames }
-      : { runs, frames, failure: this.#failure };
+    const faults = Atomics.load(this.#words, CheckpointWord.FAULTS);
+    const stats = faults === 0 ? { runs, frames } : { runs, frames, faults };
+    return this.#failure === undefined ? stats : { ...stats, failure: this.#failure };
   }
 
   /**

@@ -239,6 +239,7 @@ export class Dhcp4QueryHandler {
     if (!(await this.#installed(result, host6, result.ok && (first || moved), scope)))
       return this.#nak(query, name, "TEP unavailable", size);
     if (!result.ok) {
+      if (result.reason === "store-failed") return this.#unstored(name, host6, address, result);
       this.#refusedCap(result.reason, host6);
       return this.#nak(query, name, result.message, size);
     }
@@ -293,6 +294,28 @@ export class Dhcp4QueryHandler {
       host6,
       until: new Date(result.lease.expiresAt).toISOString(),
       detail: "the host found this address in use: another machine has it (check the pool)",
+    });
+    return null;
+  }
+
+  /**
+   * The lease could not be stored (a full disk, lib/lease/store_fault.ts): no answer, counted
+   * as `store-failed` and logged at warn, rate-limited. Not a DHCPNAK: a NAK tells a renewing
+   * client its address is wrong, and it stops using it at once (RFC 2131 §4.4.5, §3.2); the
+   * stored lease is still the client's, until its stored expiry. Unanswered, the client
+   * retransmits, then rebinds (§4.4.5) and keeps the address meanwhile; once the store
+   * writes again, its next REQUEST is ACKed. A selecting client retransmits too.
+   */
+  #unstored(
+    name: string,
+    host6: string,
+    address: number,
+    result: Extract<EngineResult, { ok: false }>,
+  ): null {
+    this.#drop(name, "store-failed", {
+      host6,
+      ipv4: formatIPv4(address),
+      detail: `${result.message}; not answered (a DHCPNAK would make the client drop its address), the client retries`,
     });
     return null;
   }

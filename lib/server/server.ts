@@ -9,7 +9,7 @@
 import { AllocationEngine, type PoolConfig } from "../alloc/engine.ts";
 import { Reclaimer } from "../alloc/reclaimer.ts";
 import { controlHandler } from "../control/api.ts";
-import { causeOf, type Logger } from "../control/log.ts";
+import type { Logger } from "../control/log.ts";
 import { Metrics, metricsHandler } from "../control/metrics.ts";
 import type { Lease, LeaseStore } from "../lease/lease.ts";
 import { MemoryLeaseStore } from "../lease/memory.ts";
@@ -33,6 +33,7 @@ import type { ServerConfig } from "./server_config.ts";
 import { declareServerMetrics } from "./server_metrics.ts";
 import { admissionFor, dstmHandlerFor, tepSyncFor } from "./server_parts.ts";
 import { logStart, warnUnauthenticated } from "./start_report.ts";
+import { declareCheckpointMetrics, StoreFailureReport } from "./store_failures.ts";
 import type { TepSync } from "./tep_sync.ts";
 import { warmUpLogged } from "./warm_up.ts";
 
@@ -70,6 +71,8 @@ export class DstmServer {
   readonly #keyTimers = new Set<ReturnType<typeof setTimeout>>();
   readonly #log: Logger;
   readonly #store: LeaseStore;
+  /** Counts and logs failed store writes by cause (./store_failures.ts). */
+  #storeReport: StoreFailureReport | undefined;
   /** Each answer passes this gate: none begins while stopping; stop waits for those begun. */
   readonly #gate: AnswerGate = {
     begin: () => {
@@ -118,6 +121,7 @@ export class DstmServer {
     const metrics = new Metrics();
     let server: DstmServer | undefined;
     const log = config.log;
+    const storeReport = new StoreFailureReport(log, metrics);
     metrics.counter(
       "dstm_clock_steps_total",
       "Steps of the wall clock seen (leases expire on the monotonic clock)",
@@ -152,11 +156,15 @@ export class DstmServer {
         },
         onStoreError: (error) => {
           if (server) server.#storeFailed(error);
+          else storeReport.failed(error, false);
         },
+        onStoreRefused: (error, kept) => storeReport.refused(error, kept),
+        onStoreRecovered: () => storeReport.wrote(),
       });
       await engine.start();
       if (config.warmUp) await warmUpLogged(config);
       server = new DstmServer(engine, store, metrics, config.log);
+      server.#storeReport = storeReport;
       await server.#open(config);
       server.#started = true;
       return server;
@@ -170,6 +178,9 @@ export class DstmServer {
   /** Start's steps after the engine: TEP sync, handlers, listeners, control, sweeper. */
   async #open(config: ServerConfig): Promise<void> {
     declareServerMetrics(this.metrics, this.engine);
+    const store = this.#store;
+    if (store instanceof SqliteLeaseStore)
+      declareCheckpointMetrics(this.metrics, () => store.checkpoints);
     const keys =
       config.keys && config.keys.length > 0
         ? new Map(config.keys.map((k) => [k.id, k]))
@@ -352,11 +363,15 @@ export class DstmServer {
     return this.#fatal.promise;
   }
 
-  /** A store write failed: the cause at error level; a vanished database stops the server. */
+  /**
+   * A store write failed: counted by cause and logged (./store_failures.ts: warn, rate-limited,
+   * naming the errno — a full disk refuses changes until space is freed, the server runs on);
+   * a vanished database or a failed fsync, at error, stops the server.
+   */
   #storeFailed(error: unknown): void {
-    const detail = error instanceof Error ? error.message : String(error);
-    this.#log.error("store-failed", { detail, cause: causeOf(error) });
-    if ((error as { fatal?: unknown } | null)?.fatal !== true || this.#stopping) return;
+    const fatal = (error as { fatal?: unknown } | null)?.fatal === true;
+    this.#storeReport?.failed(error, fatal);
+    if (!fatal || this.#stopping) return;
     // The store's words for why it cannot go on: its file vanished, or an fsync failed.
     const reason = error instanceof WalSyncError ? "store-sync-failed" : "store-gone";
     this.metrics.inc("dstm_dropped_total", { reason });
@@ -368,7 +383,11 @@ export class DstmServer {
   #storeStillThere(): boolean {
     if (!(this.#store instanceof SqliteLeaseStore)) return true;
     try {
-      this.#store.verify();
+      if (this.#store.verify() === "lock-file-restored")
+        this.#log.warn("lock-file-restored", {
+          detail:
+            "the lease database's lock file was deleted or replaced while the server ran; a new one is locked (a second server could have started on the database meanwhile): never delete it while a server runs",
+        });
       return true;
     } catch (error) {
       this.#storeFailed(error);

@@ -19,14 +19,16 @@ export interface DstmProcess {
 
 /**
  * Starts `bun mod.ts ...args` (inside network namespace `netns` when given, via
- * `ip netns exec`). The caller kills it (by PID, via proc.kill).
+ * `ip netns exec`; or behind the command prefix `netns` when it is an array, e.g. `nsenter -t
+ * PID -m --`). The caller kills it (by PID, via proc.kill).
  */
 export function spawnDstm(
   args: readonly string[],
   env: Record<string, string> = {},
-  netns?: string,
+  netns?: string | readonly string[],
 ): DstmProcess {
-  const inNetns = netns === undefined ? [] : ["ip", "netns", "exec", netns];
+  const inNetns =
+    netns === undefined ? [] : typeof netns === "string" ? ["ip", "netns", "exec", netns] : netns;
   const proc = Bun.spawn([...inNetns, BUN, join(ROOT, "mod.ts"), ...args], {
     cwd: ROOT,
     stdout: "pipe",
