@@ -12,9 +12,8 @@
  *   the stack refuses (multicast, loopback) and ones it takes (the TEP's own, unspecified,
  *   link-local, v4-mapped), multicast destination, another host's MAC in promiscuous mode,
  *   broadcast and multicast frames, 802.1Q VID 0 and 5, 802.1ad VID 0, QinQ, the packet under
- *   the EtherTypes of IPv4, ARP and an unknown one (the ring is a tap of every protocol), CE
- *   over not-ECT;
- * - what the TEP's host itself sends out of the interface (a tap sees it, outgoing);
+ *   the EtherTypes of IPv4, ARP and an unknown one, CE over not-ECT;
+ * - what the TEP's host itself sends out of the interface (PACKET_OUTGOING to a tap);
  * - a local sender over loopback, from ::1 and from the TEP's own address;
  * - a flood of long (through the socket's queue) and short packets from two bindings mixed,
  *   overflowing the ring and the queue: nothing forwarded is wrong (each datagram's bytes and
@@ -229,15 +228,15 @@ const ACCEPTED = [
   "vlan0/40",
 ];
 
-/** The tables of family netdev in `where` and the destination each one's rule drops. */
+/** The tables of family ip6 in `where` and the destination each one's rule drops. */
 function ringTables(where: Netns): Record<string, string> {
-  const r = where.exec(["nft", "-j", "list", "tables", "netdev"]);
+  const r = where.exec(["nft", "-j", "list", "tables", "ip6"]);
   const out: Record<string, string> = {};
   const items = (JSON.parse(r.stdout) as { nftables: Record<string, unknown>[] }).nftables;
   for (const i of items) {
     const name = (i.table as { name: string } | undefined)?.name;
     if (name === undefined) continue;
-    const listed = where.exec(["nft", "list", "table", "netdev", name]).stdout;
+    const listed = where.exec(["nft", "list", "table", "ip6", name]).stdout;
     out[name] = /ip6 daddr (\S+)/.exec(listed)?.[1] ?? "";
   }
   return out;
@@ -278,7 +277,7 @@ describe.skipIf(skip !== null)("red team: tep --rx-ring against an on-link attac
     expect(ring).toEqual(raw);
   }, 120_000);
 
-  test("what the TEP's host sends out of the ring's interface (a tap sees it, outgoing) is not forwarded, as without the ring", async () => {
+  test("what the TEP's host sends out of the ring's interface is not forwarded, as without the ring", async () => {
     const run = async (ring: boolean) => {
       const t = topology();
       const { socket } = await startTep(t.tep, ring);

@@ -10,25 +10,13 @@
  * frames from memory: no system call while packets are queued, one poll(2) when it is empty.
  *
  * What the ring takes, by a classic BPF filter run in the kernel: packets for this host
- * (PACKET_HOST) of EtherType IPv6 without a VLAN tag whose IPv6 header says next header 4
- * directly (no extension header, not a fragment) to `dst6` — and that ip6_rcv_core would
- * accept (version 6, a source neither multicast nor loopback, the payload length within the
- * packet). Everything else (outer fragments, extension headers) stays with the raw socket,
- * which sees it after reassembly. So that the kernel neither hands the ring's packets to the
- * raw socket as well nor answers them with an ICMPv6 Parameter Problem, the same set is
- * dropped by an nftables rule (lib/sys/nft_ring.ts) at the interface's netdev ingress hook.
- *
- * The socket is a tap of every protocol on the interface (ETH_P_ALL: dev->ptype_all), not a
- * handler of IPv6 alone: __netif_receive_skb_core (net/core/dev.c) hands a packet to the taps
- * first, then to tc ingress and netfilter's netdev ingress hook, then to the VLAN and rx
- * handlers and the protocol handlers (ipv6_rcv). So the rule can drop the ring's packets at
- * ingress, before the IPv6 stack's work on them (ipv6_rcv, ip6_rcv_core, the prerouting
- * hook: about 13 % of the receiving CPU at 64-byte UDP, perf). Being first has three
- * consequences the filter answers: the tap sees every EtherType (the filter asks for IPv6), a
- * VLAN-tagged frame before the stack decided whether a VLAN device takes it (the filter
- * refuses every tagged frame; the rule, matching `ether type ip6`, lets them pass to the
- * stack), and what the host sends (PACKET_IGNORE_OUTGOING: not even cloned). A tc ingress
- * filter the operator has runs after the ring took its packets.
+ * (PACKET_HOST) of EtherType IPv6 whose IPv6 header says next header 4 directly (no extension
+ * header, not a fragment) to `dst6` — and that ip6_rcv_core would accept (version 6, a
+ * source neither multicast nor loopback, the payload length within the packet). Everything else (outer fragments, extension headers)
+ * stays with the raw socket, which sees it after reassembly. So that the kernel neither hands
+ * the ring's packets to the raw socket as well nor answers them with an ICMPv6 Parameter
+ * Problem, the same set is dropped at prerouting by an nftables rule (lib/sys/nft_ring.ts) —
+ * AF_PACKET taps see a packet before netfilter does.
  *
  * Frames are 2 KiB. A packet longer than a frame (a local sender's 64 KiB TSO packet, a NIC's
  * GRO) is not cut: with PACKET_COPY_THRESH the kernel puts its first bytes in the frame, marked
@@ -57,10 +45,8 @@ import {
 } from "./socket_abi.ts";
 
 const AF_PACKET = 17;
-const ETH_P_ALL_BE = 0x0300; // htons(ETH_P_ALL): a tap on the interface (dev->ptype_all)
-const ETH_P_IPV6 = 0x86dd;
+const ETH_P_IPV6_BE = 0xdd86; // htons(0x86dd)
 const SOL_PACKET = 263;
-const PACKET_IGNORE_OUTGOING = 23;
 const PACKET_RX_RING = 5;
 const PACKET_STATISTICS = 6;
 const PACKET_VERSION = 10;
@@ -106,18 +92,12 @@ function filterProgram(dst6: Uint8Array): Uint8Array {
   const JEQ = 0x15;
   const JGE_X = 0x3d;
   const RET = 0x06;
-  const SKF_AD_PROTOCOL = 0xfffff000 + 0;
   const SKF_AD_PKTTYPE = 0xfffff000 + 4;
   const SKF_AD_IFINDEX = 0xfffff000 + 8;
-  const SKF_AD_VLAN_TAG_PRESENT = 0xfffff000 + 48;
   const d = new DataView(dst6.buffer, dst6.byteOffset, 16);
   // [code, jt, jf, k]: a jump is 0 (the next instruction) or a label below.
   type Jump = 0 | "drop" | "accept" | "length";
   const prog: [number, Jump, Jump, number][] = [
-    [LDH, 0, 0, SKF_AD_PROTOCOL],
-    [JEQ, 0, "drop", ETH_P_IPV6], // EtherType IPv6 (the tap sees every protocol)
-    [LDB, 0, 0, SKF_AD_VLAN_TAG_PRESENT],
-    [JEQ, 0, "drop", 0], // no 802.1Q/802.1ad tag (the stack decides about those later)
     [LDH, 0, 0, SKF_AD_PKTTYPE],
     [JEQ, 0, "drop", 0], // PACKET_HOST
     [LDB, 0, 0, 0],
@@ -179,13 +159,13 @@ function attachFilter(fd: number, prog: Uint8Array): number {
   return libc.setsockoptBytes(fd, libc.SOL_SOCKET, SO_ATTACH_FILTER, fprog);
 }
 
-/** Binds the packet socket to every protocol (a tap) on `ifindex`. 0 or -errno. */
+/** Binds the packet socket to IPv6 on `ifindex`. 0 or -errno. */
 function bindTo(fd: number, ifindex: number): number {
   // struct sockaddr_ll: family u16, protocol u16 (network order), ifindex i32, …
   const sll = new Uint8Array(20);
   const sv = new DataView(sll.buffer);
   sv.setUint16(0, AF_PACKET, true);
-  sv.setUint16(2, ETH_P_ALL_BE, true);
+  sv.setUint16(2, ETH_P_IPV6_BE, true);
   sv.setInt32(4, ifindex, true);
   return libc.bind(fd, sll, sll.length);
 }
@@ -258,13 +238,6 @@ export class PacketRing implements TunnelBatchSocket {
     check(attachFilter(fd, filterProgram(dst6)), "SO_ATTACH_FILTER", fd);
     check(libc.setsockoptInt(fd, SOL_PACKET, PACKET_VERSION, TPACKET_V2), "PACKET_VERSION", fd);
     check(libc.setsockoptInt(fd, SOL_PACKET, PACKET_COPY_THRESH, 1), "PACKET_COPY_THRESH", fd);
-    // A tap also sees what the host sends (PACKET_OUTGOING, refused by the filter): not even
-    // cloned for it (Linux 4.20).
-    check(
-      libc.setsockoptInt(fd, SOL_PACKET, PACKET_IGNORE_OUTGOING, 1),
-      "PACKET_IGNORE_OUTGOING",
-      fd,
-    );
     // SO_RCVBUFFORCE as root (beyond net.core.rmem_max), else what the plain one allows.
     if (libc.setsockoptInt(fd, libc.SOL_SOCKET, libc.SO_RCVBUFFORCE, COPY_QUEUE_BYTES) < 0)
       libc.setsockoptInt(fd, libc.SOL_SOCKET, libc.SO_RCVBUF, COPY_QUEUE_BYTES);
