@@ -21,7 +21,7 @@
  * ports (10000, 10001, ...), one per frame in turn. Each flow numbers its IPv4 identification
  * 0, 1, 2, ... with DF set, as a connected Linux UDP socket does (ip_select_ident_segs).
  * Bounded: stops after SECONDS seconds or MAX frames, whichever is first. Prints "sent N
- * failed F" on stdout.
+ * failed F via tx-ring" (or "via sendmmsg") on stdout.
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -254,6 +254,6 @@ int main(int argc, char **argv) {
     } else
       sent += r;
   }
-  printf("sent %lld failed %lld\n", sent, failed);
+  printf("sent %lld failed %lld via %s\n", sent, failed, ring != NULL ? "tx-ring" : "sendmmsg");
   return 0;
 }
