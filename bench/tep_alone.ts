@@ -36,9 +36,10 @@
  * Flood tests (`flood64`, one flow; `flood64x64`, 64 flows in turn): iperf3's one sender
  * cannot load a forwarder past about 290k pps here, so what they measure is the sender and the
  * receiver, not the TEP. bench/c/flood4in6.c sends prebuilt 64-byte UDP datagrams (IPv4 in
- * IPv6 to the path's tunnel address; plain IPv4 for routing) from an AF_PACKET socket with
- * sendmmsg straight to T's eth6, for omit + duration s, as fast as its CPU goes: the forwarding
- * rate at maximum offered load (RFC 2285 §3.6.2). Each flow's IPv4 identification counts up
+ * IPv6 to the path's tunnel address; plain IPv4 for routing) from an AF_PACKET socket's
+ * transmit ring (PACKET_TX_RING; sendmmsg before udp14b, ~1.3× slower per frame, which
+ * capped the ring TEP's figure) straight to T's eth6, for omit + duration s, as fast as its
+ * CPU goes: the forwarding rate at maximum offered load (RFC 2285 §3.6.2). Each flow's IPv4 identification counts up
  * with DF set, as a connected Linux UDP socket (iperf3's) numbers them; with 64 flows in turn
  * no two consecutive datagrams share a flow, so no GRO can coalesce them (the worst case).
  * S counts with a bound UDP socket that never reads: every datagram is counted once at S's

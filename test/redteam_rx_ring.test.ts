@@ -11,7 +11,9 @@
  *   length beyond / short of the frame or 0, a jumbogram claim, hop limit 0, outer sources
  *   the stack refuses (multicast, loopback) and ones it takes (the TEP's own, unspecified,
  *   link-local, v4-mapped), multicast destination, another host's MAC in promiscuous mode,
- *   broadcast and multicast frames, 802.1Q VID 0 and 5, CE over not-ECT;
+ *   broadcast and multicast frames, 802.1Q VID 0 and 5, 802.1ad VID 0, QinQ, the packet under
+ *   the EtherTypes of IPv4, ARP and an unknown one, CE over not-ECT;
+ * - what the TEP's host itself sends out of the interface (PACKET_OUTGOING to a tap);
  * - a local sender over loopback, from ::1 and from the TEP's own address;
  * - a flood of long (through the socket's queue) and short packets from two bindings mixed,
  *   overflowing the ring and the queue: nothing forwarded is wrong (each datagram's bytes and
@@ -108,7 +110,8 @@ async function startTep(tep: Netns, ring: boolean, at: TepPlace = {}) {
 /**
  * Runs redteam.py `args` in att (or, when args[0] names another fixture, that one with the
  * rest of `args`, in the namespace passed as `att`) and redteam_receive.py in web; what web got.
- * `then`, when given, runs after and is followed by redteam.py's end markers.
+ * `then`, when given, runs after and is followed by redteam.py's end markers, sent from
+ * `markersFrom` (default `att`).
  */
 async function craftedThrough(
   att: Netns,
@@ -117,6 +120,7 @@ async function craftedThrough(
   args: string[],
   to6 = "2001:db8:1::1",
   then?: () => void,
+  markersFrom: Netns = att,
 ): Promise<Received> {
   const rx = web.spawn(["python3", join(FIXTURES, "redteam_receive.py")], { timeoutMs: 60_000 });
   scope.track(rx);
@@ -136,7 +140,14 @@ async function craftedThrough(
   expect(sent.stderr).toBe("");
   if (then) {
     then();
-    const markers = att.exec(["python3", join(FIXTURES, "redteam.py"), "a0", mac, to6, "markers"]);
+    const markers = markersFrom.exec([
+      "python3",
+      join(FIXTURES, "redteam.py"),
+      "a0",
+      mac,
+      to6,
+      "markers",
+    ]);
     expect(markers.stderr).toBe("");
   }
   for (let chunk = await reader.read(); !chunk.done; chunk = await reader.read())
@@ -202,6 +213,7 @@ async function crafted(ring: boolean) {
  * test/redteam_source_policy.test.ts).
  */
 const ACCEPTED = [
+  "ad0/40",
   "end-raw/40",
   "end-ring/40",
   "hlim0/40",
@@ -234,7 +246,8 @@ describe.skipIf(skip !== null)("red team: tep --rx-ring against an on-link attac
   test("crafted frames: the ring forwards and counts exactly what the raw socket does", async () => {
     const [raw, ring] = await Promise.all([crafted(false), crafted(true)]);
     // What the IPv6 stack accepts, forwarded by both; nothing it refuses (version ≠ 6,
-    // truncated, runts, multicast or loopback source, OTHERHOST, VLAN 5, a jumbogram claim),
+    // truncated, runts, multicast or loopback source, OTHERHOST, VLAN 5, QinQ, a jumbogram
+    // claim, an IPv6 packet under another EtherType),
     // nor what the tunnel socket refuses (to a group, in a link broadcast/multicast frame).
     expect(raw.tags).toEqual(ACCEPTED);
     expect(ring.tags).toEqual(raw.tags);
@@ -262,6 +275,29 @@ describe.skipIf(skip !== null)("red team: tep --rx-ring against an on-link attac
     // The stack takes ::1 as a source on loopback (RFC 4291 §2.5.3 refuses it elsewhere).
     expect(raw.tags).toEqual(["end-raw", "end-ring", "lo-src", "self-src"]);
     expect(ring).toEqual(raw);
+  }, 120_000);
+
+  test("what the TEP's host sends out of the ring's interface is not forwarded, as without the ring", async () => {
+    const run = async (ring: boolean) => {
+      const t = topology();
+      const { socket } = await startTep(t.tep, ring);
+      const attMac = t.att.exec(["cat", "/sys/class/net/a0/address"]).stdout.trim();
+      const before = tepCounters(t.tep, socket);
+      const out = ["redteam.py", "t0", attMac, "2001:db8:1::1", "outgoing"];
+      const got = await craftedThrough(t.tep, t.web, t.mac, out, undefined, () => {}, t.att);
+      const after = await settledCounters(t.tep, socket);
+      return {
+        tags: got.got.map(([tag]) => tag).sort(),
+        counters: delta(before, after),
+        ringRead: (after["decap-ring"] ?? 0) - (before["decap-ring"] ?? 0),
+      };
+    };
+    const [raw, ring] = await Promise.all([run(false), run(true)]);
+    expect(raw.tags).toEqual(["end-raw", "end-ring"]);
+    expect(ring.tags).toEqual(raw.tags);
+    expect(ring.counters).toEqual(raw.counters);
+    // The ring read end-ring alone.
+    expect(ring.ringRead).toBe(1);
   }, 120_000);
 
   test("two TEPs whose TUN names differ only where nft cannot name them get a table each; stopping one leaves the other's", async () => {
