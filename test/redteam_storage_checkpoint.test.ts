@@ -22,7 +22,7 @@ import { join } from "node:path";
 import { DstmClient, DstmTransport } from "../lib/client/protocol.ts";
 import { PrivateTmpfs } from "./helpers/private_tmpfs.ts";
 import { listenPort, loopbackServerArgs, spawnDstm } from "./helpers/process.ts";
-import { activeInDb, metric, metricsWhere } from "./helpers/storage_checks.ts";
+import { activeInDb, metric, serverReady } from "./helpers/storage_checks.ts";
 import { waitUntil } from "./helpers/wait.ts";
 
 const isRoot = process.getuid?.() === 0 && Bun.which("unshare") !== null;
@@ -39,13 +39,9 @@ test.skipIf(!isRoot)(
     );
     let transport: DstmTransport | undefined;
     try {
-      const start = await server.waitFor(/ start /, 20_000);
-      const metrics = metricsWhere(start);
-      transport = await DstmTransport.open({
-        server: "::1",
-        port: listenPort(start),
-        retry: { initialMs: 500, tries: 4 },
-      });
+      const ready = await serverReady(server);
+      const metrics = ready.metrics;
+      transport = ready.transport;
       const t = transport;
       let n = 0;
       let acks = 0;

@@ -20,7 +20,7 @@ import { expect, test } from "bun:test";
 import { join } from "node:path";
 import { DstmClient, DstmTransport } from "../lib/client/protocol.ts";
 import { formatIPv4 } from "../lib/net/addr.ts";
-import { PrivateTmpfs } from "./helpers/private_tmpfs.ts";
+import { withTmpfsServers } from "./helpers/private_tmpfs.ts";
 import { type DstmProcess, listenPort, loopbackServerArgs, spawnDstm } from "./helpers/process.ts";
 import { activeInDb } from "./helpers/storage_checks.ts";
 
@@ -52,10 +52,8 @@ const hosts = (prefix: string, n: number) =>
 test.skipIf(!isRoot)(
   "the -wal deleted under the server: it stops (reason=gone, exit 1), and a restart finds every lease it acknowledged",
   async () => {
-    const fs = await PrivateTmpfs.open("dstm-rtwal-", 4 * 1024 * 1024);
-    const db = join(fs.dir, "leases.db");
-    const servers: DstmProcess[] = [];
-    try {
+    await withTmpfsServers("dstm-rtwal-", 4 * 1024 * 1024, async ({ fs, servers }) => {
+      const db = join(fs.dir, "leases.db");
       const first = spawnDstm(loopbackServerArgs(db), {}, fs.inside([]));
       servers.push(first);
       const acked = await lease(first, hosts("2001:db8:a1::", 60));
@@ -73,11 +71,7 @@ test.skipIf(!isRoot)(
       await second.waitFor(/ start /, 20_000);
       const stored = await activeInDb(fs, db);
       for (const [host, ipv4] of acked) expect(stored.get(host)).toBe(ipv4);
-    } finally {
-      for (const s of servers) s.proc.kill("SIGKILL");
-      await Promise.all(servers.map((s) => s.exited));
-      await fs.close();
-    }
+    });
   },
   60_000,
 );
@@ -85,10 +79,8 @@ test.skipIf(!isRoot)(
 test.skipIf(!isRoot)(
   "the database's directory emptied under an idle server: the sweep notices, it stops (reason=gone, exit 1); a restart cannot know, and starts empty",
   async () => {
-    const fs = await PrivateTmpfs.open("dstm-rtdir-", 4 * 1024 * 1024);
-    const db = join(fs.dir, "leases.db");
-    const servers: DstmProcess[] = [];
-    try {
+    await withTmpfsServers("dstm-rtdir-", 4 * 1024 * 1024, async ({ fs, servers }) => {
+      const db = join(fs.dir, "leases.db");
       const first = spawnDstm(loopbackServerArgs(db), {}, fs.inside([]));
       servers.push(first);
       expect((await lease(first, hosts("2001:db8:b1::", 10))).size).toBe(10);
@@ -103,11 +95,7 @@ test.skipIf(!isRoot)(
       const second = spawnDstm(loopbackServerArgs(db), {}, fs.inside([]));
       servers.push(second);
       expect(await second.waitFor(/ start /, 20_000)).toContain(" active=0 ");
-    } finally {
-      for (const s of servers) s.proc.kill("SIGKILL");
-      await Promise.all(servers.map((s) => s.exited));
-      await fs.close();
-    }
+    });
   },
   60_000,
 );
@@ -115,11 +103,9 @@ test.skipIf(!isRoot)(
 test.skipIf(!isRoot)(
   "the -shm deleted under the server: it stops before writing more (reason=gone); an operator's sqlite3 checkpoint then leaves a whole database with every acknowledged lease",
   async () => {
-    const fs = await PrivateTmpfs.open("dstm-rtshm-", 8 * 1024 * 1024);
-    const db = join(fs.dir, "leases.db");
-    const sqlite = (sql: string) => fs.run(["sqlite3", "-cmd", ".timeout 2000", db, sql]);
-    const servers: DstmProcess[] = [];
-    try {
+    await withTmpfsServers("dstm-rtshm-", 8 * 1024 * 1024, async ({ fs, servers }) => {
+      const db = join(fs.dir, "leases.db");
+      const sqlite = (sql: string) => fs.run(["sqlite3", "-cmd", ".timeout 2000", db, sql]);
       const first = spawnDstm(loopbackServerArgs(db), {}, fs.inside([]));
       servers.push(first);
       const acked = await lease(first, hosts("2001:db8:c1::", 100));
@@ -144,11 +130,7 @@ test.skipIf(!isRoot)(
       const stored = await activeInDb(fs, db);
       for (const [host, ipv4] of acked) expect(stored.get(host)).toBe(ipv4);
       expect((await sqlite("PRAGMA integrity_check;")).stdout.trim()).toBe("ok");
-    } finally {
-      for (const s of servers) s.proc.kill("SIGKILL");
-      await Promise.all(servers.map((s) => s.exited));
-      await fs.close();
-    }
+    });
   },
   60_000,
 );
@@ -156,10 +138,8 @@ test.skipIf(!isRoot)(
 test.skipIf(!isRoot)(
   "the lock file deleted under the server: a new one is locked within a second (warned), and a second server on the database is refused",
   async () => {
-    const fs = await PrivateTmpfs.open("dstm-rtlock-", 4 * 1024 * 1024);
-    const db = join(fs.dir, "leases.db");
-    const servers: DstmProcess[] = [];
-    try {
+    await withTmpfsServers("dstm-rtlock-", 4 * 1024 * 1024, async ({ fs, servers }) => {
+      const db = join(fs.dir, "leases.db");
       const first = spawnDstm(loopbackServerArgs(db), {}, fs.inside([]));
       servers.push(first);
       expect((await lease(first, hosts("2001:db8:d1::", 5))).size).toBe(5);
@@ -174,11 +154,7 @@ test.skipIf(!isRoot)(
       // The first one goes on.
       expect((await lease(first, hosts("2001:db8:d2::", 5))).size).toBe(5);
       expect((await activeInDb(fs, db)).size).toBe(10);
-    } finally {
-      for (const s of servers) s.proc.kill("SIGKILL");
-      await Promise.all(servers.map((s) => s.exited));
-      await fs.close();
-    }
+    });
   },
   60_000,
 );

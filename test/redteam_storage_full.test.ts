@@ -19,12 +19,12 @@ import { afterAll, expect, test } from "bun:test";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { DstmClient, DstmRefusedError, DstmTransport } from "../lib/client/protocol.ts";
+import { DstmClient, DstmRefusedError, type DstmTransport } from "../lib/client/protocol.ts";
 import { formatIPv4, parseIPv4 } from "../lib/net/addr.ts";
 import { Status } from "../lib/wire/dstm_types.ts";
 import { PrivateTmpfs } from "./helpers/private_tmpfs.ts";
-import { listenPort, loopbackServerArgs, spawnDstm } from "./helpers/process.ts";
-import { activeInDb, activeInServer, metric, metricsWhere } from "./helpers/storage_checks.ts";
+import { loopbackServerArgs, spawnDstm } from "./helpers/process.ts";
+import { activeInDb, activeInServer, metric, serverReady } from "./helpers/storage_checks.ts";
 import { waitUntil } from "./helpers/wait.ts";
 
 const sockets = mkdtempSync(join(tmpdir(), "dstm-rtfull-ctl-"));
@@ -57,13 +57,9 @@ test.skipIf(!isRoot)(
     );
     let transport: DstmTransport | undefined;
     try {
-      const start = await server.waitFor(/ start /, 20_000);
-      const metrics = metricsWhere(start);
-      transport = await DstmTransport.open({
-        server: "::1",
-        port: listenPort(start),
-        retry: { initialMs: 500, tries: 4 },
-      });
+      const ready = await serverReady(server);
+      const metrics = ready.metrics;
+      transport = ready.transport;
       const t = transport;
       const client = (host: string) => new DstmClient(t, host);
       /** host → IPv4 of every ACK (DISCOVER or REQUEST) received. */

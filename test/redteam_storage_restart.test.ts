@@ -24,7 +24,7 @@ import { join } from "node:path";
 import { DstmClient, DstmRefusedError, DstmTransport } from "../lib/client/protocol.ts";
 import { formatIPv4 } from "../lib/net/addr.ts";
 import { Status } from "../lib/wire/dstm_types.ts";
-import { PrivateTmpfs } from "./helpers/private_tmpfs.ts";
+import { PrivateTmpfs, withTmpfsServers } from "./helpers/private_tmpfs.ts";
 import {
   type DstmProcess,
   listenPort,
@@ -105,15 +105,13 @@ test.skipIf(!isRoot)(
 test.skipIf(!isRoot)(
   "SIGKILL mid-load on a full disk, restart full, restart with space: every ACKed lease stored, none twice, refused hosts lease again",
   async () => {
-    const fs = await PrivateTmpfs.open("dstm-rtkill-", 1024 * 1024);
-    const db = join(fs.dir, "leases.db");
-    const control = join(sockets, "kill.sock");
-    /** host → IPv4 of every ACK, over all server lives. */
-    const acked = new Map<string, string>();
-    const refused = new Set<string>();
-    const errors: string[] = [];
-    const servers: DstmProcess[] = [];
-    try {
+    await withTmpfsServers("dstm-rtkill-", 1024 * 1024, async ({ fs, servers }) => {
+      const db = join(fs.dir, "leases.db");
+      const control = join(sockets, "kill.sock");
+      /** host → IPv4 of every ACK, over all server lives. */
+      const acked = new Map<string, string>();
+      const refused = new Set<string>();
+      const errors: string[] = [];
       // Life 1: load, the disk fills, SIGKILL while the clients still allocate.
       const first = serve(fs, db, control);
       servers.push(first);
@@ -181,11 +179,7 @@ test.skipIf(!isRoot)(
       t3.close();
       third.proc.kill("SIGTERM");
       expect(await third.exited).toBe(0);
-    } finally {
-      for (const s of servers) s.proc.kill("SIGKILL");
-      await Promise.all(servers.map((s) => s.exited));
-      await fs.close();
-    }
+    });
   },
   120_000,
 );
@@ -193,11 +187,9 @@ test.skipIf(!isRoot)(
 test.skipIf(!isRoot)(
   "a read-only file system: a start says EROFS; a remount read-only under a running server is refused, and it allocates on",
   async () => {
-    const fs = await PrivateTmpfs.open("dstm-rtro-", 1024 * 1024);
-    const db = join(fs.dir, "leases.db");
-    const control = join(sockets, "ro.sock");
-    const servers: DstmProcess[] = [];
-    try {
+    await withTmpfsServers("dstm-rtro-", 1024 * 1024, async ({ fs, servers }) => {
+      const db = join(fs.dir, "leases.db");
+      const control = join(sockets, "ro.sock");
       const first = serve(fs, db, control);
       servers.push(first);
       const t1 = await transportTo(first);
@@ -226,11 +218,7 @@ test.skipIf(!isRoot)(
       expect(inDb.get("2001:db8:c::1")).toBe(ipv4);
       expect(await activeInServer(control)).toEqual(inDb);
       t2.close();
-    } finally {
-      for (const s of servers) s.proc.kill("SIGKILL");
-      await Promise.all(servers.map((s) => s.exited));
-      await fs.close();
-    }
+    });
   },
   60_000,
 );
@@ -238,11 +226,9 @@ test.skipIf(!isRoot)(
 test.skipIf(!isRoot)(
   "a stop (SIGTERM) on a full disk: exit 0, the WAL its close could not copy is kept, a restart with space has every lease",
   async () => {
-    const fs = await PrivateTmpfs.open("dstm-rtstop-", 1024 * 1024);
-    const db = join(fs.dir, "leases.db");
-    const control = join(sockets, "stop.sock");
-    const servers: DstmProcess[] = [];
-    try {
+    await withTmpfsServers("dstm-rtstop-", 1024 * 1024, async ({ fs, servers }) => {
+      const db = join(fs.dir, "leases.db");
+      const control = join(sockets, "stop.sock");
       // No checkpoint during the run: the close's own checkpoint has the whole WAL to copy,
       // and the database file must grow for it, on a full disk.
       const first = spawnDstm(
@@ -271,11 +257,7 @@ test.skipIf(!isRoot)(
       const stored = await activeInDb(fs, db);
       for (const [host, ipv4] of acked) expect(stored.get(host)).toBe(ipv4);
       expect(await activeInServer(control)).toEqual(stored);
-    } finally {
-      for (const s of servers) s.proc.kill("SIGKILL");
-      await Promise.all(servers.map((s) => s.exited));
-      await fs.close();
-    }
+    });
   },
   60_000,
 );

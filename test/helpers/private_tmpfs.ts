@@ -111,3 +111,27 @@ export class PrivateTmpfs {
     rmSync(this.dir, { recursive: true, force: true });
   }
 }
+
+/**
+ * Runs `body` with a fresh {@link PrivateTmpfs} of `sizeBytes` (directory `prefix…`) and a list
+ * `servers` for the processes it starts inside it: afterwards, also when `body` throws, each
+ * of them is killed (SIGKILL, by PID) and awaited, then the tmpfs is closed.
+ */
+export async function withTmpfsServers<T>(
+  prefix: string,
+  sizeBytes: number,
+  body: (t: {
+    fs: PrivateTmpfs;
+    servers: { proc: ReturnType<typeof Bun.spawn>; exited: Promise<number> }[];
+  }) => Promise<T>,
+): Promise<T> {
+  const fs = await PrivateTmpfs.open(prefix, sizeBytes);
+  const servers: { proc: ReturnType<typeof Bun.spawn>; exited: Promise<number> }[] = [];
+  try {
+    return await body({ fs, servers });
+  } finally {
+    for (const s of servers) s.proc.kill("SIGKILL");
+    await Promise.all(servers.map((s) => s.exited));
+    await fs.close();
+  }
+}

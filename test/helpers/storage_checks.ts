@@ -3,9 +3,11 @@
  * database read with `sqlite3` inside the test's mount namespace, the server's own view
  * through its control socket, and the server's metrics.
  */
+
+import { DstmTransport } from "../../lib/client/protocol.ts";
 import { formatIPv4 } from "../../lib/net/addr.ts";
 import type { PrivateTmpfs } from "./private_tmpfs.ts";
-import { runDstm } from "./process.ts";
+import { type DstmProcess, listenPort, runDstm } from "./process.ts";
 
 /**
  * The active rows of the lease table: holder → IPv4 (dotted). The holder is the host's IPv6
@@ -73,4 +75,20 @@ export function metricsWhere(startLine: string): string {
   const m = / metrics=(\S+)/.exec(startLine);
   if (!m) throw new Error(`no metrics= in ${startLine}`);
   return m[1] as string;
+}
+
+/**
+ * Waits for `server`'s start line (20 s) and opens a native-protocol transport to it (retry
+ * 500 ms × 4); with the line's `metrics=` address. The caller closes the transport.
+ */
+export async function serverReady(
+  server: DstmProcess,
+): Promise<{ start: string; metrics: string; transport: DstmTransport }> {
+  const start = await server.waitFor(/ start /, 20_000);
+  const transport = await DstmTransport.open({
+    server: "::1",
+    port: listenPort(start),
+    retry: { initialMs: 500, tries: 4 },
+  });
+  return { start, metrics: metricsWhere(start), transport };
 }
