@@ -82,18 +82,29 @@ export class Logger {
 
   log(level: LogLevel, event: string, fields: LogFields): void {
     if (LEVELS[level] < this.#level) return;
+    const ts = this.#stamp();
+    this.#push(
+      level,
+      this.#format === "json"
+        ? jsonLine(ts, level, event, fields)
+        : textLine(ts, level, event, fields),
+    );
+  }
+
+  /** The time stamp of a line written now (formatted once per millisecond). */
+  #stamp(): string {
     const now = this.#now();
     if (now !== this.#tsAt) {
       this.#tsAt = now;
       this.#ts = this.#iso.format(now);
     }
-    const ts = this.#ts;
+    return this.#ts;
+  }
+
+  /** Queues `line` (with the journal's priority prefix when on); written at the next flush. */
+  #push(level: LogLevel, line: string): void {
     if (this.#priorityPrefix) this.#pending.push(PRIORITIES[level]);
-    this.#pending.push(
-      this.#format === "json"
-        ? jsonLine(ts, level, event, fields)
-        : textLine(ts, level, event, fields),
-    );
+    this.#pending.push(line);
     if (!this.#scheduled) {
       this.#scheduled = true;
       setImmediate(() => this.flush());
@@ -114,21 +125,7 @@ export class Logger {
   logText(level: LogLevel, event: string, fieldsText: string): void {
     if (LEVELS[level] < this.#level) return;
     if (this.#format !== "text") throw new Error("logText: the log format is not text");
-    const now = this.#now();
-    if (now !== this.#tsAt) {
-      this.#tsAt = now;
-      this.#ts = this.#iso.format(now);
-    }
-    if (this.#priorityPrefix) this.#pending.push(PRIORITIES[level]);
-    this.#pending.push(
-      level === "info"
-        ? `${this.#ts} ${event}${fieldsText}\n`
-        : `${this.#ts} ${level.toUpperCase()} ${event}${fieldsText}\n`,
-    );
-    if (!this.#scheduled) {
-      this.#scheduled = true;
-      setImmediate(() => this.flush());
-    }
+    this.#push(level, `${textHead(this.#stamp(), level, event)}${fieldsText}\n`);
   }
 
   /** Writes every pending line now (call before exit). */
@@ -196,8 +193,13 @@ export function textValue(text: string): string {
   return text === "" || NEEDS_QUOTES.test(text) ? JSON.stringify(text) : text;
 }
 
+/** A text line up to its fields: the time, the level unless info, the event. */
+function textHead(ts: string, level: LogLevel, event: string): string {
+  return `${ts} ${level === "info" ? "" : `${level.toUpperCase()} `}${event}`;
+}
+
 function textLine(ts: string, level: LogLevel, event: string, fields: LogFields): string {
-  let line = `${ts} ${level === "info" ? "" : `${level.toUpperCase()} `}${event}`;
+  let line = textHead(ts, level, event);
   for (const key in fields) {
     const value = fields[key];
     if (value === undefined) continue;

@@ -24,6 +24,7 @@
 import type { Database } from "bun:sqlite";
 import { statfsSync } from "node:fs";
 import { dirname } from "node:path";
+import { storeFaultOf } from "./store_fault.ts";
 
 /** WAL pages past which the store's connection checkpoints while space is short. */
 export const TIGHT_WAL_PAGES = 64;
@@ -68,10 +69,12 @@ export class WalTightener {
     if (!this.#tight) this.#db.run(`PRAGMA wal_autocheckpoint = ${pages}`);
   }
 
-  /** A write failed with `error`: on SQLITE_FULL, the WAL is kept short from now on. */
+  /**
+   * A write failed with `error`: when for want of space (./store_fault.ts `disk-full`:
+   * SQLITE_FULL, or the WAL index that could not grow), the WAL is kept short from now on.
+   */
   afterFailure(error: unknown): void {
-    const code = (error as { code?: unknown } | null)?.code;
-    if (this.#tight || typeof code !== "string" || !code.startsWith("SQLITE_FULL")) return;
+    if (this.#tight || storeFaultOf(error) !== "disk-full") return;
     try {
       this.#db.run(`PRAGMA wal_autocheckpoint = ${TIGHT_WAL_PAGES}`);
       this.#tight = true;

@@ -117,9 +117,17 @@ export class PathMtuTable {
       Atomics.store(w, found + 4, value);
       return value;
     }
-    // A new entry: a free slot of the probe window, else the one closest to expiry.
+    return this.#insert(value, nowSeconds, FROM_PTB);
+  }
+
+  /**
+   * A new entry for the address {@link #find} just looked for (in {@link #key}): a free slot
+   * of its probe window, else the one closest to expiry. Returns `value`.
+   */
+  #insert(value: number, nowSeconds: number, origin: number): number {
+    const w = this.#words;
     const k = this.#key;
-    let slot = this.#slotOf(host6, off);
+    let slot = _hash(k[0]!, k[1]!, k[2]!, k[3]!) & this.#mask;
     let victim = -1;
     let victimExpiry = Number.POSITIVE_INFINITY;
     for (let p = 0; p < PROBES; p++) {
@@ -138,7 +146,7 @@ export class PathMtuTable {
     w[victim + 2] = k[2]!;
     w[victim + 3] = k[3]!;
     w[victim + 5] = nowSeconds + this.ageSeconds;
-    w[victim + 6] = FROM_PTB;
+    w[victim + 6] = origin;
     Atomics.store(w, victim + 4, value);
     return value;
   }
@@ -165,12 +173,7 @@ export class PathMtuTable {
       return current;
     }
     const value = Math.max(IPV6_MIN_MTU, mtu | 0);
-    if (at < 0) {
-      this.learn(host6, off, value, nowSeconds);
-      const made = this.#find(host6, off);
-      if (made >= 0) w[made + 6] = FROM_KERNEL;
-      return value;
-    }
+    if (at < 0) return this.#insert(value, nowSeconds, FROM_KERNEL);
     if (w[at + 6] === FROM_PTB && current <= value) return current;
     w[at + 6] = FROM_KERNEL;
     w[at + 5] = nowSeconds + this.ageSeconds;
