@@ -7,7 +7,7 @@
  * @module
  */
 import { ipv4Destination } from "../net/ipv4.ts";
-import { tcpSegmentCount, writeTcpSegment } from "../net/tcp_segment.ts";
+import { writeTcpSegment } from "../net/tcp_segment.ts";
 import { pinThisThread } from "../sys/affinity.ts";
 import { PacketRing } from "../sys/packet_ring.ts";
 import { Raw4Socket } from "../sys/raw4.ts";
@@ -20,7 +20,7 @@ import { runWorker, type WorkerContext } from "../sys/worker.ts";
 import { BindingTable } from "../tunnel/binding.ts";
 import { Counter, Counters } from "../tunnel/counters.ts";
 import { relayTunnelError, tepSentTo } from "../tunnel/icmp_relay.ts";
-import { TepContext, TUNNEL_OVERHEAD, tepDecap, tepEncap, Verdict } from "../tunnel/pipeline.ts";
+import { TepContext, tepDecap, tepEncap, tepSegmentCount, Verdict } from "../tunnel/pipeline.ts";
 import { PathMtuTable } from "../tunnel/pmtu.ts";
 import { type BatchLoopStats, TepDecapBatch, TepEncapBatch } from "../tunnel/tep_batch.ts";
 import { clientBatched } from "./client_batched.ts";
@@ -132,10 +132,7 @@ function tepDecapLoop({ init, ctx, counters, tun, raw, stats }: LoopIO): Forward
       }
       // Larger than the IPv6 link could carry in one piece: a kernel sender's TSO packet,
       // whole (lib/net/tcp_segment.ts). Cut it as the NIC would, to the tunnel MTU.
-      const count =
-        tep.length > tep.tunnelMtu + TUNNEL_OVERHEAD
-          ? tcpSegmentCount(buf, 0, tep.length, tep.tunnelMtu)
-          : 0;
+      const count = tepSegmentCount(tep, buf, 0);
       if (count === 0) {
         const w = tun.write(buf, 0, tep.length);
         if (w < 0) writeFailed(stats, w);

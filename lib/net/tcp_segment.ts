@@ -43,6 +43,20 @@ export function tcpSegmentCount(pkt: Uint8Array, off: number, total: number, mtu
 }
 
 /**
+ * Whether the TCP checksum of the IPv4 packet `pkt[off .. off+total)` verifies (RFC 9293 §3.1:
+ * the sum over the pseudo-header and the segment, field included, is all ones). The IPv4
+ * header must have been validated and the packet must be TCP, not a fragment.
+ *
+ * @example if (!tcpChecksumValid(buf, 0, len)) return 0; // corrupt: not to be cut afresh
+ */
+export function tcpChecksumValid(pkt: Uint8Array, off: number, total: number): boolean {
+  const ihl = (pkt[off]! & 0x0f) * 4;
+  const l4Length = total - ihl;
+  const pseudo = checksumSum(pkt, off + 12, 8, PROTO_TCP + l4Length);
+  return checksumSum(pkt, off + ihl, l4Length, pseudo) === 0xffff;
+}
+
+/**
  * Writes segment `index` (0-based, of {@link tcpSegmentCount}) of the TCP/IPv4 packet
  * `pkt[off .. off+total)` cut for `mtu` into `out` at `outOff`; returns its length (bytes).
  * The TCP checksum is computed afresh, so the input's may be unfinished (CHECKSUM_PARTIAL).

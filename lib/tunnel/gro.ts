@@ -19,6 +19,10 @@
  * - payload ≤ the train's first payload (`gsoSize`); a shorter one closes the train;
  * - the train stays ≤ 65,535 bytes.
  *
+ * A TCP packet of a shape no train takes (IPv4 options, a fragment, shorter than its headers)
+ * first emits every train to its destination: a non-first fragment carries data where the
+ * ports were, so only its addresses tell which trains may hold its flow.
+ *
  * A train of one segment is emitted untouched (`gsoSize` 0). A longer one carries the first
  * segment's headers with the total length, the PSH of its last segment, a new IPv4 header
  * checksum and a full TCP checksum (from the segments' payload sums: each byte summed once).
@@ -157,8 +161,16 @@ export class TcpCoalescer {
     const total = (buf[off + 2]! << 8) | buf[off + 3]!;
     const tcp = off + 20;
     const tcpLen = (buf[tcp + 12]! >>> 4) << 2;
-    if (total > len || tcpLen < 20 || 20 + tcpLen > total) {
-      this.flushTo(buf, off); // as above: shorter than its TCP header says
+    if (
+      total > len ||
+      tcpLen < 20 ||
+      20 + tcpLen > total ||
+      (((buf[off + 6]! << 8) | buf[off + 7]!) & 0x3fff) !== 0
+    ) {
+      // As above: shorter than its TCP header says, or a fragment (RFC 791): a non-first one
+      // has payload where the ports were, so its flow's train cannot be found by them (and
+      // letting it pass would hand the receiver the packet it completes before that train).
+      this.flushTo(buf, off);
       this.#single(buf, off, len);
       return;
     }
@@ -169,7 +181,6 @@ export class TcpCoalescer {
       payload > 0 &&
       (flags & 0x10) !== 0 &&
       (flags & ~TCP_FLAGS_COALESCE) === 0 &&
-      (((buf[off + 6]! << 8) | buf[off + 7]!) & 0x3fff) === 0 &&
       checksumSum(buf, off, 20) === 0xffff;
     // The payload's sum, and the segment's TCP checksum verified with it.
     let payloadSum = 0;

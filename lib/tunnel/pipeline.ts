@@ -52,6 +52,7 @@ import {
 } from "../net/ipv4.ts";
 import { l4DestinationPort, l4SourcePort } from "../net/l4.ts";
 import { clampTcpMss, TCP_IPV4_OVERHEAD } from "../net/mss.ts";
+import { tcpChecksumValid, tcpSegmentCount } from "../net/tcp_segment.ts";
 import { type BindingTable, LookupStatus } from "./binding.ts";
 import { Counter } from "./counters.ts";
 import { tepFragmentTables, trackDecapFragment, trackEncapFragment } from "./fragment_steps.ts";
@@ -296,6 +297,24 @@ export function tepDecap(
   if (ctx.partialChecksum || ctx.checksumCompleted) c[DECAP_CSUM_COMPLETED]! += 1;
   // A SYN from the host: the IPv4 peer must not send segments the path to the host drops.
   return finishDecap(ctx, DECAP_TAIL, pkt, off, total, outerTrafficClass, src6, src6Off);
+}
+
+/**
+ * After a FORWARD from {@link tepDecap}: how many segments of at most `ctx.tunnelMtu` bytes the
+ * forwarded packet `pkt[off, off + ctx.length)` is to be cut into (lib/net/tcp_segment.ts), or
+ * 0 to write it as it is. Only a TCP packet larger than the IPv6 link carries in one piece (a
+ * kernel sender's TSO packet, whole) is cut, and only when the cut may compute its segments'
+ * checksums afresh, as a NIC does for the CHECKSUM_PARTIAL packets it is handed: one left
+ * partial or completed by tepDecap, or one whose checksum verifies as it came. A finished,
+ * wrong one is corrupt (RFC 9293 §3.1): it goes as it is, for the receiver to drop (or the
+ * IPv4 network to refuse as too big), never cut into segments that verify.
+ */
+export function tepSegmentCount(ctx: TepContext, pkt: Uint8Array, off: number): number {
+  const len = ctx.length;
+  if (len <= ctx.tunnelMtu + TUNNEL_OVERHEAD) return 0;
+  const count = tcpSegmentCount(pkt, off, len, ctx.tunnelMtu);
+  if (count === 0 || ctx.partialChecksum || ctx.checksumCompleted) return count;
+  return tcpChecksumValid(pkt, off, len) ? count : 0;
 }
 
 /** Scratch for the hairpin lookup (its host is not needed; single-threaded per Worker). */

@@ -29,11 +29,11 @@
 
 import { completePartialChecksum } from "../net/csum_partial.ts";
 import type { BatchDevice, TunnelBatchSocket } from "../net/device.ts";
-import { tcpSegmentCount, writeTcpSegment } from "../net/tcp_segment.ts";
+import { writeTcpSegment } from "../net/tcp_segment.ts";
 import { Counter } from "./counters.ts";
 import type { TcpCoalescer } from "./gro.ts";
 import { type UdpCoalescer, UdpHint } from "./gro_udp.ts";
-import { type TepContext, TUNNEL_OVERHEAD, tepDecap, tepEncap, Verdict } from "./pipeline.ts";
+import { type TepContext, tepDecap, tepEncap, tepSegmentCount, Verdict } from "./pipeline.ts";
 import {
   type BatchLoopStats,
   buffers,
@@ -137,8 +137,7 @@ export class TepDecapBatch {
    */
   #write(buf: Uint8Array, off: number, len: number): void {
     const tep = this.#tep;
-    const count =
-      len > tep.tunnelMtu + TUNNEL_OVERHEAD ? tcpSegmentCount(buf, off, len, tep.tunnelMtu) : 0;
+    const count = tepSegmentCount(tep, buf, off);
     if (count === 0) {
       // Left partial for a super-packet that cannot be one after all: finish it here.
       if (tep.partialChecksum) completePartialChecksum(buf, off, len);
