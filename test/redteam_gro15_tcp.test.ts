@@ -6,11 +6,17 @@
  * --no-offload`). The rule (issue 14): what arrives is the same packets in the same order
  * between two addresses, and the counters are the same.
  */
-import { describe, expect, test } from "bun:test";
+import { afterAll, describe, expect, test } from "bun:test";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { parseIPv6 } from "../lib/net/addr.ts";
+import { createNetns, type Netns, vethPair } from "../lib/sys/netns.ts";
 import { TepDecapBatch } from "../lib/tunnel/tep_batch.ts";
 import { FakeBatchTun, FakeTunnelSocket } from "./helpers/fake_devices.ts";
+import { announceSkip, netnsSkipReason } from "./helpers/netns.ts";
 import { internetChecksum } from "./helpers/packets.ts";
+import { BUN, type DstmProcess, ROOT, spawnDstm } from "./helpers/process.ts";
 import {
   ACK,
   CWR,
@@ -23,6 +29,7 @@ import {
   tcpChecksumOf,
 } from "./helpers/tcp_packets.ts";
 import { type Arrival, tepContext, WHOLE } from "./helpers/tep_context.ts";
+import { waitUntil } from "./helpers/wait.ts";
 
 const A6 = parseIPv6("2001:db8:a::1")!;
 const B6 = parseIPv6("2001:db8:a::2")!;
@@ -268,3 +275,231 @@ describe("red team gro15: TCP coalescing at the TEP against the one-by-one path"
     }
   });
 });
+
+// ---------------------------------------------------------------------------------------------
+// The same attacks on a real `dstm tep`, against `dstm tep --no-offload`: an on-link host
+// namespace sends crafted IPv4-in-IPv6 (raw IPv6 sockets, next header 4; above the link MTU
+// the host's kernel fragments the outer packet and the TEP's reassembles it), the IPv4
+// receiver records every TCP packet with a raw socket (after IPv4 reassembly, bad checksums
+// included), the TEP's decap counters are compared.
+//
+//   host ns: 2001:db8:1::10, ::11 ──veth── tep ns: 2001:db8:1::1 | 192.0.2.1 ──veth── web ns 192.0.2.80
+
+const skip = netnsSkipReason({ tun: true });
+announceSkip("redteam_gro15_tcp (kernel)", skip);
+const INJECT = join(ROOT, "test", "fixtures", "redteam", "inject4in6.py");
+const RECORD = join(ROOT, "test", "fixtures", "redteam", "gro15_record_tcp.py");
+const dir = mkdtempSync(join(tmpdir(), "dstm-gro15-"));
+const made: Netns[] = [];
+const killers: { kill(): void; exited: Promise<unknown> }[] = [];
+
+afterAll(async () => {
+  for (const k of killers) k.kill();
+  await Promise.all(killers.map((k) => k.exited));
+  for (const n of made) n.delete();
+  rmSync(dir, { recursive: true, force: true });
+}, 30_000);
+
+const WEB_K = [192, 0, 2, 80];
+const OUTER = ["2001:db8:1::10", "2001:db8:1::11"];
+const MARK_PORT = 7999;
+const BAD_PORT = 40200;
+const BIG_PORT = 40300;
+
+/** The crafted bursts: [outer source index, outer traffic class, inner IPv4 packet]. */
+function attackBursts(): [number, number, Uint8Array][][] {
+  const f: TcpSpec = { payload: 1000, src: HOST_A, dst: WEB_K, tos: 0x02 };
+  const bursts: [number, number, Uint8Array][][] = [];
+  // 1: a bound train with B's copy of segment 5 (same sequence number, other bytes) in it.
+  const t = train(12, f);
+  const spoof = tcp({ ...f, seq: 0x10000 + 5 * 1000, id: 0x2005, seed: 99 });
+  bursts.push([
+    ...t.slice(0, 5).map((p) => [0, 0, p] as [number, number, Uint8Array]),
+    [1, 0, spoof],
+    ...t.slice(5).map((p) => [0, 0, p] as [number, number, Uint8Array]),
+  ]);
+  // 2: a shared address, ports outside its set mid-train, CE outside, a bad checksum.
+  const sh = train(12, { ...f, src: SHARED, srcPort: 1280, id: 0x3000 }, (i) =>
+    i === 3 ? { srcPort: 1536 } : i === 7 ? { srcPort: 1024 } : {},
+  );
+  sh[9]![45] = sh[9]![45]! ^ 0x10;
+  bursts.push(sh.map((p, i) => [0, i === 5 ? 3 : 0, p]));
+  // 3: a train, the first fragment of another segment of the flow, a train, its rest.
+  const fr = train(4, { ...f, df: false, srcPort: 40100, id: 0x4000 });
+  const whole = tcp({ ...f, df: false, srcPort: 40100, seq: 0x90000, id: 0x4444, seed: 77 });
+  const [f1, f2] = fragments(whole, 512);
+  bursts.push([fr[0]!, fr[1]!, f1, fr[2]!, fr[3]!, f2].map((p) => [0, 0, p]));
+  // 4: above the link MTU: a segment with a wrong, finished checksum (DF clear: the IPv4 side
+  // fragments it whole) and a good one (DF: cut to the tunnel MTU by the TEP).
+  const bad = tcp({ ...f, payload: 4000, df: false, srcPort: BAD_PORT, seq: 0x7000, id: 0x6000 });
+  bad[1000] = bad[1000]! ^ 0x01;
+  const big = tcp({ ...f, payload: 4000, srcPort: BIG_PORT, seq: 0x8000, id: 0x6100 });
+  bursts.push([
+    [0, 0, bad],
+    [0, 0, big],
+  ]);
+  return bursts;
+}
+
+const recorded = (file: string): Uint8Array[] => {
+  let text = "";
+  try {
+    text = readFileSync(file, "utf8");
+  } catch {
+    // Nothing recorded yet.
+  }
+  return text
+    .split("\n")
+    .filter(Boolean)
+    .map((h) => Uint8Array.from(Buffer.from(h, "hex")))
+    .filter((p) => p.length >= 40 && p[16] === 192 && p[17] === 0 && p[18] === 2 && p[19] === 80);
+};
+
+const srcPort = (p: Uint8Array) => (p[20]! << 8) | p[21]!;
+
+function send(host: Netns, packets: [number, number, Uint8Array][], name: string): void {
+  const file = join(dir, name);
+  writeFileSync(
+    file,
+    JSON.stringify({
+      to: "2001:db8:1::1",
+      packets: packets.map(([o, tc, p]) => [OUTER[o], tc, Buffer.from(p).toString("hex")]),
+    }),
+  );
+  const r = host.exec(["python3", INJECT, "send", file]);
+  if (r.code !== 0) throw new Error(`inject: ${r.stderr}`);
+}
+
+async function decapCounters(tep: Netns, socket: string): Promise<Record<string, number>> {
+  const r = tep.exec([BUN, join(ROOT, "mod.ts"), "tep", "stats", "--json", "--control", socket]);
+  const all = (JSON.parse(r.stdout) as { counters: Record<string, number> }).counters;
+  return Object.fromEntries(Object.entries(all).filter(([k]) => k.startsWith("decap-")));
+}
+
+/** One run against a TEP started with `extra`: what the receiver got and the counters' change. */
+async function attackRun(host: Netns, tep: Netns, web: Netns, label: string, extra: string[]) {
+  const socket = join(dir, `${label}.sock`);
+  const proc: DstmProcess = spawnDstm(
+    [
+      "tep",
+      "--insecure-control",
+      "--ipv6",
+      "2001:db8:1::1",
+      "--ipv4",
+      "192.0.2.1",
+      "--server",
+      "2001:db8:1::53",
+      "--route",
+      "198.51.100.0/24",
+      "--binding",
+      "198.51.100.10=2001:db8:1::10",
+      "--binding",
+      "198.51.100.11=2001:db8:1::11",
+      "--binding-file",
+      join(dir, "bindings.txt"),
+      "--control",
+      socket,
+      "--ifname",
+      "dsg15tep",
+      ...extra,
+    ],
+    {},
+    tep.name,
+  );
+  killers.push({ kill: () => proc.proc.kill("SIGKILL"), exited: proc.exited });
+  const start = await proc.waitFor(/tep-start/, 20_000);
+  const file = join(dir, `${label}.rec`);
+  const rec = web.spawn(["python3", RECORD, file], { timeoutMs: 120_000 });
+  killers.push({ kill: () => rec.kill("SIGKILL"), exited: rec.exited });
+  // Neighbours resolved and the recorder listening: a marker segment until one arrives.
+  const marker = (n: number) =>
+    tcp({ payload: 8, src: HOST_A, dst: WEB_K, srcPort: MARK_PORT, seq: n, id: n, seed: n });
+  const markers = () => recorded(file).filter((p) => srcPort(p) === MARK_PORT).length;
+  let n = 0;
+  await waitUntil(
+    () => {
+      send(host, [[0, 0, marker(n++)]], `${label}-m.json`);
+      return markers() > 0;
+    },
+    { timeoutMs: 20_000, intervalMs: 200, what: `${label}: the TEP forwards` },
+  );
+  const before = await decapCounters(tep, socket);
+  for (const [i, b] of attackBursts().entries()) send(host, b, `${label}-${i}.json`);
+  const seen = markers();
+  const markersBefore = n;
+  await waitUntil(
+    () => {
+      send(host, [[0, 0, marker(n++)]], `${label}-m.json`);
+      return markers() > seen;
+    },
+    { timeoutMs: 20_000, intervalMs: 200, what: `${label}: the last marker` },
+  );
+  let last = -1;
+  await waitUntil(
+    () => {
+      const now = recorded(file).length;
+      const stable = now === last;
+      last = now;
+      return stable;
+    },
+    { timeoutMs: 10_000, intervalMs: 300, what: `${label}: the recording to settle` },
+  );
+  const after = await decapCounters(tep, socket);
+  proc.proc.kill("SIGTERM");
+  await proc.exited;
+  rec.kill("SIGKILL");
+  await rec.exited;
+  const delta = Object.fromEntries(
+    Object.entries(after).map(([k, v]) => [k, v - (before[k] ?? 0)]),
+  );
+  // Without the last markers (as many as it took): 60 bytes each.
+  delta["decap-forward"]! -= n - markersBefore;
+  delta["decap-forward-bytes"]! -= 60 * (n - markersBefore);
+  const got = recorded(file).filter((p) => srcPort(p) !== MARK_PORT);
+  return { start, got, counters: delta };
+}
+
+describe.skipIf(skip !== null)(
+  "red team gro15: a real dstm tep with and without TCP offload",
+  () => {
+    test("crafted IPv4-in-IPv6 TCP bursts: the same segments per flow, the same counters, no checksum repaired", async () => {
+      const host = createNetns("dsg15-");
+      const tep = createNetns("dsg15-");
+      const web = createNetns("dsg15-");
+      made.push(host, tep, web);
+      vethPair(host, "h0", tep, "t0");
+      vethPair(tep, "t1", web, "w0");
+      for (const a of OUTER) host.addAddress("h0", `${a}/64`);
+      tep.addAddress("t0", "2001:db8:1::1/64");
+      tep.addAddress("t1", "192.0.2.1/24");
+      web.addAddress("w0", "192.0.2.80/24");
+      web.addRoute("default", "via", "192.0.2.1");
+      // The kernel cuts a super-packet where a device cannot, before the IPv4 link (a veth with
+      // TSO would carry it whole, and the recorder's raw socket would see it so).
+      const off = tep.exec(["ethtool", "-K", "t1", "tx", "off", "tso", "off"]);
+      expect(off.stderr).toBe("");
+      writeFileSync(join(dir, "bindings.txt"), "198.51.100.20 2001:db8:1::10 6/2/1\n");
+      const offload = await attackRun(host, tep, web, "offload", []);
+      const separate = await attackRun(host, tep, web, "separate", ["--no-offload"]);
+      expect(offload.start).toMatch(/offload=tcp/);
+      expect(separate.start).toMatch(/offload=off/);
+      expect(offload.counters).toEqual(separate.counters);
+      expect(separate.counters["decap-drop-spoofed-source"]).toBe(1);
+      expect(separate.counters["decap-drop-bad-port"]).toBe(2);
+      expect(byFlow(offload.got, 24)).toEqual(byFlow(separate.got, 24));
+      for (const run of [offload, separate]) {
+        // The corrupt oversized segment arrives with its checksum still wrong (or not at all).
+        const bad = run.got.filter((p) => srcPort(p) === BAD_PORT);
+        expect(bad.length).toBeGreaterThan(0);
+      for (const p of bad) expect(tcpChecksumOf(p)).not.toBe(0);
+        // The good one arrives cut to the tunnel MTU, every segment's checksum right.
+        const big = run.got.filter((p) => srcPort(p) === BIG_PORT);
+        expect(big.length).toBe(3);
+        for (const p of big) expect(tcpChecksumOf(p)).toBe(0);
+      }
+      console.log(
+        `redteam_gro15_tcp: ${offload.got.length} segments (offload), ${separate.got.length} (--no-offload)`,
+      );
+    }, 120_000);
+  },
+);
