@@ -491,7 +491,7 @@ describe.skipIf(skip !== null)(
         // The corrupt oversized segment arrives with its checksum still wrong (or not at all).
         const bad = run.got.filter((p) => srcPort(p) === BAD_PORT);
         expect(bad.length).toBeGreaterThan(0);
-      for (const p of bad) expect(tcpChecksumOf(p)).not.toBe(0);
+        for (const p of bad) expect(tcpChecksumOf(p)).not.toBe(0);
         // The good one arrives cut to the tunnel MTU, every segment's checksum right.
         const big = run.got.filter((p) => srcPort(p) === BIG_PORT);
         expect(big.length).toBe(3);
