@@ -366,7 +366,9 @@ function send(host: Netns, packets: [number, number, Uint8Array][], name: string
       packets: packets.map(([o, tc, p]) => [OUTER[o], tc, Buffer.from(p).toString("hex")]),
     }),
   );
-  const r = host.exec(["python3", INJECT, "send", file]);
+  // On one CPU: a veth hands each packet to the backlog of the CPU that sent it, so a sender
+  // that moves between CPUs mid-burst would reorder the burst itself (the TEP too, below).
+  const r = host.exec(["taskset", "-c", "0", "python3", INJECT, "send", file]);
   if (r.code !== 0) throw new Error(`inject: ${r.stderr}`);
 }
 
@@ -411,7 +413,7 @@ async function attackRun(
       ...extra,
     ],
     {},
-    tep.name,
+    ["ip", "netns", "exec", tep.name, "taskset", "-c", "0"],
   );
   killers.push({ kill: () => proc.proc.kill("SIGKILL"), exited: proc.exited });
   const start = await proc.waitFor(/tep-start/, 20_000);
@@ -548,12 +550,10 @@ function mixedBursts(): [number, number, Uint8Array][][] {
 }
 
 describe.skipIf(skip !== null)("red team gro15: --rx-ring with outer fragments", () => {
-  // KNOWN FAULT (gro15, not fixed): the ring takes no outer fragment, the raw socket gets the
-  // packet the kernel reassembled, and RingRawSocket (lib/sys/ring_raw_socket.ts) reads the
-  // ring first: the segments that came whole after it overtake it (6 flows of 6 here, every
-  // run). Without the ring the kernel's order holds. `test.failing` until it is fixed: then
-  // make it a plain `test`.
-  test.failing("a segment whose outer packet came fragmented keeps its place in its flow", async () => {
+  // The ring takes no outer fragment: the raw socket gets the packet the kernel reassembled.
+  // Read the ring first, the segments that came whole after it overtook it (6 flows of 6,
+  // every run, before the ring left marks of fragments: lib/sys/packet_ring.ts).
+  test("a segment whose outer packet came fragmented keeps its place in its flow", async () => {
     const ringT = topology();
     const ring = await attackRun(
       ringT.host,
@@ -566,6 +566,7 @@ describe.skipIf(skip !== null)("red team gro15: --rx-ring with outer fragments",
     const rawT = topology();
     const raw = await attackRun(rawT.host, rawT.tep, rawT.web, "raw", [], mixedBursts());
     expect(ring.start).toMatch(/rx-ring=on/);
+    expect(ring.counters["decap-ring"]).toBeGreaterThanOrEqual(24);
     expect(raw.got.length).toBe(30);
     expect(byFlow(ring.got, 24)).toEqual(byFlow(raw.got, 24));
   }, 120_000);

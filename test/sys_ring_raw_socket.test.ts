@@ -92,4 +92,64 @@ describe("RingRawSocket", () => {
     expect(read()).toBe(2);
     expect(raw.calls).toBe(1);
   });
+
+  test("the ring stopped at a last fragment's mark: one packet of the raw socket next, then the ring's frames", () => {
+    // The ring's reads: 2 packets then (stopped) a mark; 3 packets; (stopped at once) a mark
+    // whose fragment completed nothing; 4 packets. The raw socket holds the packet the first
+    // fragment completed.
+    const answers: [number, boolean][] = [
+      [2, true],
+      [3, false],
+      [0, true],
+      [4, false],
+    ];
+    const order: string[] = [];
+    const ring = {
+      fd: idle,
+      rawDue: false,
+      markAhead: false,
+      errorPending: false,
+      read() {
+        const [n, due] = answers.shift() ?? [0, false];
+        this.rawDue = due;
+        order.push(`ring ${n}`);
+        return n;
+      },
+    };
+    let rawQueued = 1;
+    const raw = {
+      fd: idle2,
+      errorPending: false,
+      read(bufs: readonly Uint8Array[]) {
+        const n = Math.min(bufs.length, rawQueued);
+        rawQueued -= n;
+        order.push(`raw ${n} of ${bufs.length}`);
+        return n;
+      },
+    };
+    const sock = new RingRawSocket(ring as unknown as PacketRing, raw as unknown as Raw6Batch, 0);
+    const bufs = [new Uint8Array(64), new Uint8Array(64), new Uint8Array(64)];
+    const read = () => sock.read(bufs, new Int32Array(3), 0, new Uint8Array(48), new Uint8Array(3));
+    expect([read(), read(), read(), read()]).toEqual([2, 1, 3, 4]);
+    // The raw socket is asked for one packet at each mark (the completed one, not a batch that
+    // would take what is behind it); a mark that completed nothing lets the ring go on.
+    expect(order).toEqual(["ring 2", "raw 1 of 1", "ring 3", "ring 0", "raw 0 of 1", "ring 4"]);
+  });
+
+  test("the raw socket's turn waits while a last fragment's mark is ahead in the ring", () => {
+    const ring = {
+      ...source(idle, () => 1),
+      rawDue: false,
+      markAhead: true,
+    };
+    const raw = source(idle2, () => 1);
+    const sock = new RingRawSocket(ring as unknown as PacketRing, raw as unknown as Raw6Batch, 0);
+    const read = () =>
+      sock.read([new Uint8Array(64)], new Int32Array(1), 0, new Uint8Array(16), new Uint8Array(1));
+    for (let i = 0; i < 2 * RAW_FIRST_EVERY; i++) read();
+    expect(raw.calls).toBe(0);
+    ring.markAhead = false;
+    read();
+    expect(raw.calls).toBe(1);
+  });
 });

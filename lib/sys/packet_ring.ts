@@ -18,6 +18,15 @@
  * Problem, the same set is dropped at prerouting by an nftables rule (lib/sys/nft_ring.ts) —
  * AF_PACKET taps see a packet before netfilter does.
  *
+ * Outer fragments to `dst6` (next header 44) also leave a frame, of their first 48 bytes: a
+ * place mark, never forwarded. The kernel hands a packet to the IPv6 stack (a protocol
+ * handler of every device, ptype_base) before the ring's tap (bound to one device,
+ * ptype_specific: net/core/dev.c `__netif_receive_skb_core`), so when the last fragment's
+ * mark is in the ring, the packet it completed is already queued on the raw socket. The
+ * reader stops at such a mark ({@link PacketRing.rawDue}) so that the packet is read there
+ * (./ring_raw_socket.ts), in the order the fragments came, not after the whole packets that
+ * came after it.
+ *
  * Frames are 2 KiB. A packet longer than a frame (a local sender's 64 KiB TSO packet, a NIC's
  * GRO) is not cut: with PACKET_COPY_THRESH the kernel puts its first bytes in the frame, marked
  * TP_STATUS_COPY, and queues the whole packet on the socket, in ring order (af_packet.c,
@@ -64,6 +73,9 @@ const BLOCK_BYTES = 128 * 1024;
 const PACKET_COPY_THRESH = 7;
 /** The queue for packets longer than a frame: room for about 64 TSO packets of 64 KiB. */
 const COPY_QUEUE_BYTES = 8 << 20;
+/** What a fragment's mark keeps: the IPv6 header and the fragment header (RFC 8200 §4.5). */
+const MARK_BYTES = 48;
+const NEXT_HEADER_FRAGMENT = 44;
 
 /** The ring's size, to map it in the Worker ({@link PacketRing.attach}). */
 export interface RingGeometry {
@@ -95,8 +107,8 @@ function filterProgram(dst6: Uint8Array): Uint8Array {
   const SKF_AD_PKTTYPE = 0xfffff000 + 4;
   const SKF_AD_IFINDEX = 0xfffff000 + 8;
   const d = new DataView(dst6.buffer, dst6.byteOffset, 16);
-  // [code, jt, jf, k]: a jump is 0 (the next instruction) or a label below.
-  type Jump = 0 | "drop" | "accept" | "length";
+  // [code, jt, jf, k]: a jump is a count of instructions to skip (0: the next) or a label below.
+  type Jump = number | "drop" | "accept" | "length" | "mark";
   const prog: [number, Jump, Jump, number][] = [
     [LDH, 0, 0, SKF_AD_PKTTYPE],
     [JEQ, 0, "drop", 0], // PACKET_HOST
@@ -104,7 +116,8 @@ function filterProgram(dst6: Uint8Array): Uint8Array {
     [AND, 0, 0, 0xf0],
     [JEQ, 0, "drop", 0x60], // version 6
     [LDB, 0, 0, 6],
-    [JEQ, 0, "drop", 4], // next header 4: IPv4 directly
+    [JEQ, 1, 0, 4], // next header 4: IPv4 directly
+    [JEQ, 0, "drop", 44], // or a fragment header: a mark (see the module comment)
     [LDW, 0, 0, 24],
     [JEQ, 0, "drop", d.getUint32(0)],
     [LDW, 0, 0, 28],
@@ -113,6 +126,8 @@ function filterProgram(dst6: Uint8Array): Uint8Array {
     [JEQ, 0, "drop", d.getUint32(8)],
     [LDW, 0, 0, 36],
     [JEQ, 0, "drop", d.getUint32(12)],
+    [LDB, 0, 0, 6],
+    [JEQ, "mark", 0, 44],
     [LDB, 0, 0, 8],
     [JEQ, "drop", 0, 0xff], // a multicast source
     [LDW, 0, 0, 8],
@@ -131,16 +146,22 @@ function filterProgram(dst6: Uint8Array): Uint8Array {
     [LD_LEN, 0, 0, 0],
     [SUB, 0, 0, 40],
     [JGE_X, "accept", "drop", 0],
+    [RET, 0, 0, MARK_BYTES], // "mark"
     [RET, 0, 0, 0x40000], // "accept"
     [RET, 0, 0, 0], // "drop"
   ];
-  const labels = { drop: prog.length - 1, accept: prog.length - 2, length: prog.length - 7 };
+  const labels = {
+    drop: prog.length - 1,
+    accept: prog.length - 2,
+    mark: prog.length - 3,
+    length: prog.length - 8,
+  };
   const out = new Uint8Array(8 * prog.length);
   const v = new DataView(out.buffer);
   prog.forEach(([code, jt, jf, k], i) => {
     v.setUint16(8 * i, code, true);
-    v.setUint8(8 * i + 2, jt === 0 ? 0 : labels[jt] - i - 1);
-    v.setUint8(8 * i + 3, jf === 0 ? 0 : labels[jf] - i - 1);
+    v.setUint8(8 * i + 2, typeof jt === "number" ? jt : labels[jt] - i - 1);
+    v.setUint8(8 * i + 3, typeof jf === "number" ? jf : labels[jf] - i - 1);
     v.setUint32(8 * i + 4, k >>> 0, true);
   });
   return out;
@@ -193,6 +214,14 @@ export class PacketRing implements TunnelBatchSocket {
   long = 0;
   /** Frames whose long packet was not queued (truncated without TP_STATUS_COPY), or lost. */
   truncated = 0;
+  /** Marks of outer fragments read (see the module comment). */
+  marks = 0;
+  /**
+   * Set by {@link read} when it stopped at the mark of a last fragment (More Fragments clear,
+   * RFC 8200 §4.5): the packet it completed, if any, is the raw socket's next, before this
+   * ring's next frame. The reader clears it.
+   */
+  rawDue = false;
   /** recvmsg of a long packet: the IPv6 header into #header, the rest into the caller's buffer. */
   readonly #msg = new Uint8Array(MSGHDR_SIZE);
   readonly #msgView = new DataView(this.#msg.buffer);
@@ -284,6 +313,24 @@ export class PacketRing implements TunnelBatchSocket {
   }
 
   /**
+   * True when a mark of a last fragment waits in the ring (memory reads up to the first frame
+   * the kernel still owns, no system call): the raw socket may then hold the packet it
+   * completed, which must not go before the ring's frames in front of that mark.
+   */
+  get markAhead(): boolean {
+    const b = this.#bytes;
+    const v = this.#view;
+    for (let i = 0, k = this.#next; i < this.#frames; i++) {
+      const frame = k * this.#frameBytes;
+      if ((Atomics.load(this.#status, frame >>> 2) & TP_STATUS_USER) === 0) return false;
+      const p = frame + v.getUint16(frame + 14, true);
+      if (b[p + 6] === NEXT_HEADER_FRAGMENT && (b[p + 43]! & 1) === 0) return true;
+      k = k + 1 === this.#frames ? 0 : k + 1;
+    }
+    return false;
+  }
+
+  /**
    * {@link TunnelBatchSocket.read} without waiting: the packets queued in the ring, at most
    * `bufs.length`, each handed back to the kernel once copied. 0 when none is queued.
    */
@@ -314,6 +361,18 @@ export class PacketRing implements TunnelBatchSocket {
       const length = v.getUint32(frame + 4, true);
       const snap = v.getUint32(frame + 8, true);
       const p = frame + v.getUint16(frame + 14, true);
+      if (b[p + 6] === NEXT_HEADER_FRAGMENT) {
+        // A mark (the filter takes no other next header 44): stop after a last fragment's.
+        this.marks++;
+        const last = (b[p + 43]! & 1) === 0;
+        Atomics.store(this.#status, frame >>> 2, 0);
+        this.#next = this.#next + 1 === this.#frames ? 0 : this.#next + 1;
+        if (last) {
+          this.rawDue = true;
+          break;
+        }
+        continue;
+      }
       const buf = bufs[n]!;
       let payload = Math.min((b[p + 4]! << 8) | b[p + 5]!, snap - 40);
       if ((status & TP_STATUS_COPY) !== 0) payload = this.#takeQueued(buf, offset);

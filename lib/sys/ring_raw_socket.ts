@@ -7,7 +7,13 @@
  * {@link RAW_FIRST_EVERY}th read, so that a busy ring never starves it, and otherwise when the
  * poll(2) that waits on both says it has something. (Asking the raw socket first at every other
  * read cost a system call that found nothing per two batches of the ring's: issue 14.)
- * Sending is the raw socket's.
+ * Where the ring stopped at the mark of an outer fragment ({@link PacketRing.rawDue}), the
+ * raw socket is asked for one packet first: the one that fragment completed, which came
+ * before the ring's next frames (one by one, without the ring, the kernel's order); and the
+ * raw socket's turn waits while such a mark is still ahead in the ring
+ * ({@link PacketRing.markAhead}), so that the packet never goes before the frames in front
+ * of its mark. Sending
+ * is the raw socket's.
  *
  * @module
  */
@@ -26,6 +32,9 @@ export class RingRawSocket extends SendsThrough {
   readonly #timeoutMs: number;
   readonly #pollFds = new Uint8Array(16);
   #reads = 0;
+  /** The caller's first buffer alone (a read of one packet), and the array it was taken from. */
+  #one: Uint8Array[] = [];
+  #oneOf: readonly Uint8Array[] | null = null;
 
   /** `raw` must not wait itself (pollTimeoutMs 0); this waits up to `pollTimeoutMs`. */
   constructor(ring: PacketRing, raw: Raw6Batch, pollTimeoutMs = 200) {
@@ -55,20 +64,65 @@ export class RingRawSocket extends SendsThrough {
   ): number {
     const ring = this.#ring;
     const raw = this.#raw;
-    if (++this.#reads === RAW_FIRST_EVERY) {
+    if (ring.rawDue) {
+      const n = this.#due(bufs, sizes, offset, addrs, trafficClass);
+      if (n !== 0) return n;
+    }
+    // Not while a last fragment's mark waits in the ring: its packet, maybe on the raw socket
+    // already, goes when the ring gets there (the turn is kept for the next read).
+    if (++this.#reads >= RAW_FIRST_EVERY && !ring.markAhead) {
       this.#reads = 0;
       const n = raw.read(bufs, sizes, offset, addrs, trafficClass);
       if (n !== 0) return n;
     }
-    const n = ring.read(bufs, sizes, offset, addrs, trafficClass);
+    const n = this.#fromRing(bufs, sizes, offset, addrs, trafficClass);
     if (n !== 0) return n;
     // Both are waited on at once: the raw socket's readiness comes back in its revents.
     const ready = libc.poll(this.#pollFds, 2, this.#timeoutMs);
     if (ready <= 0) return ready === -Errno.EINTR ? 0 : ready;
     const rawEvents = this.#pollFds[14]!;
     if ((rawEvents & libc.POLLERR) !== 0) raw.errorPending = true;
-    const m = ring.read(bufs, sizes, offset, addrs, trafficClass);
+    const m = this.#fromRing(bufs, sizes, offset, addrs, trafficClass);
     if (m !== 0 || (rawEvents & libc.POLLIN) === 0) return m;
     return raw.read(bufs, sizes, offset, addrs, trafficClass);
+  }
+
+  /**
+   * The ring's packets up to its next mark of a last fragment, and there the raw socket's
+   * packet (see the module comment); 0 when neither has one. Each turn of the loop takes at
+   * least a mark from the ring.
+   */
+  #fromRing(
+    bufs: readonly Uint8Array[],
+    sizes: Int32Array,
+    offset: number,
+    addrs: Uint8Array,
+    trafficClass: Uint8Array,
+  ): number {
+    const ring = this.#ring;
+    for (;;) {
+      if (ring.rawDue) {
+        const n = this.#due(bufs, sizes, offset, addrs, trafficClass);
+        if (n !== 0) return n;
+      }
+      const n = ring.read(bufs, sizes, offset, addrs, trafficClass);
+      if (n !== 0 || !ring.rawDue) return n;
+    }
+  }
+
+  /** One packet from the raw socket where the ring stopped at a mark ({@link PacketRing.rawDue}). */
+  #due(
+    bufs: readonly Uint8Array[],
+    sizes: Int32Array,
+    offset: number,
+    addrs: Uint8Array,
+    trafficClass: Uint8Array,
+  ): number {
+    this.#ring.rawDue = false;
+    if (this.#oneOf !== bufs) {
+      this.#oneOf = bufs;
+      this.#one = [bufs[0]!];
+    }
+    return this.#raw.read(this.#one, sizes, offset, addrs, trafficClass);
   }
 }
