@@ -197,6 +197,32 @@ describe("GRO: TcpCoalescer", () => {
     expect(withSyn[1]!.packet[33]).toBe(SYN);
   });
 
+  test("a non-first fragment (data where the ports were) emits the trains to its destination first", () => {
+    const segs = segment(tcp({ payload: 2000, df: false }), 1000);
+    const elsewhere = segment(tcp({ payload: 2000, dst: [192, 0, 2, 81], seed: 4 }), 1000);
+    // The rest of another segment of the flow, from byte 512 of its IPv4 payload on.
+    const whole = tcp({ payload: 1000, df: false, seq: 0x90000, id: 0x4444, seed: 9 });
+    const rest = new Uint8Array(whole.length - 512);
+    rest.set(whole.subarray(0, 20));
+    rest.set(whole.subarray(20 + 512), 20);
+    rest[2] = rest.length >>> 8;
+    rest[3] = rest.length & 0xff;
+    rest[6] = 0;
+    rest[7] = 512 / 8;
+    rest[10] = 0;
+    rest[11] = 0;
+    const ipSum = internetChecksum(rest, 0, 20);
+    rest[10] = ipSum >>> 8;
+    rest[11] = ipSum & 0xff;
+    const { gro, emitted } = coalescer();
+    for (const s of [...segs, ...elsewhere, rest]) gro.add(s, 0, s.length);
+    // The flow's train went before the fragment; the train to another host is still held.
+    expect(emitted.map((e) => e.segments)).toEqual([2, 1]);
+    expect(Buffer.from(emitted[1]!.packet).equals(Buffer.from(rest))).toBe(true);
+    gro.flush();
+    expect(emitted.map((e) => e.segments)).toEqual([2, 1, 2]);
+  });
+
   test("FIN on the last segment: the train ends before it, the order within the flow is kept", () => {
     const sp = tcp({ payload: 3000, flags: ACK | FIN });
     const segs = segment(sp, 1000);
