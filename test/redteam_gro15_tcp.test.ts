@@ -10,8 +10,13 @@ import { afterAll, describe, expect, test } from "bun:test";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { parseIPv6 } from "../lib/net/addr.ts";
+import { ClientInBatch } from "../lib/dataplane/client_batch.ts";
+import { parseIPv4, parseIPv6 } from "../lib/net/addr.ts";
 import { createNetns, type Netns, vethPair } from "../lib/sys/netns.ts";
+import { ClientState } from "../lib/tunnel/client_state.ts";
+import { COUNTER_NAMES } from "../lib/tunnel/counters.ts";
+import { NaptTable } from "../lib/tunnel/napt.ts";
+import { PathMtuTable } from "../lib/tunnel/pmtu.ts";
 import { TepDecapBatch } from "../lib/tunnel/tep_batch.ts";
 import { FakeBatchTun, FakeTunnelSocket } from "./helpers/fake_devices.ts";
 import { announceSkip, netnsSkipReason } from "./helpers/netns.ts";
@@ -273,6 +278,45 @@ describe("red team gro15: TCP coalescing at the TEP against the one-by-one path"
       expect(badOut.length).toBeGreaterThan(0);
       expect(badOut.some((s) => tcpChecksumOf(s) !== 0)).toBe(true);
     }
+  });
+});
+
+describe("red team gro15: the client's TCP coalescing into the DTI against one by one", () => {
+  const TEP6 = parseIPv6("2001:db8:7e9::1")!;
+  /** What a ClientInBatch (whole lease 198.51.100.10) writes into a DTI with or without GSO. */
+  function inbound(
+    gso: boolean,
+    packets: Uint8Array[],
+  ): { written: Uint8Array[]; counters: number[] } {
+    const counters = new Float64Array(COUNTER_NAMES.length);
+    const state = ClientState.create();
+    state.setLease(parseIPv4("198.51.100.10")!, undefined, TEP6);
+    const init = {
+      state,
+      napt: NaptTable.create(),
+      counters,
+      onDemand: false,
+      client: { tunnelMtu: 1460, mssClamp: false },
+      pathMtu: PathMtuTable.create({ capacity: 4 }),
+    };
+    const raw = new FakeTunnelSocket(64);
+    const tun = gso ? new FakeBatchTun(true, 10, false) : new FakeBatchTun(false, 0);
+    const loop = new ClientInBatch(init, raw, tun);
+    for (const p of packets) raw.inbox.push({ packet: p.slice(), src6: TEP6, trafficClass: 0 });
+    while (loop.step() > 0) {}
+    return { written: delivered(tun.written), counters: [...counters] };
+  }
+
+  test("a non-first fragment from the peer never overtakes the host's train held since its first", () => {
+    const f: TcpSpec = { payload: 1000, src: WEB, dst: HOST_A, df: false };
+    const t = train(4, f);
+    const [f1, f2] = fragments(tcp({ ...f, seq: 0x90000, id: 0x4444, seed: 77 }), 512);
+    const batch = [t[0]!, t[1]!, f1, t[2]!, t[3]!, f2];
+    const gso = inbound(true, batch);
+    const plain = inbound(false, batch);
+    expect(gso.counters).toEqual(plain.counters);
+    expect(gso.written.length).toBe(6);
+    expect(byFlow(gso.written, 20)).toEqual(byFlow(plain.written, 20));
   });
 });
 
