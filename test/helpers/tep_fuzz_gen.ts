@@ -248,6 +248,7 @@ function flow(g: Gen): { packets: Uint8Array[]; src6: Uint8Array } {
     const mss = g.chance(0.1) ? 2000 + g.int(7000) : 100 + g.int(1300);
     let seq = g.int(2 ** 32) >>> 0;
     const id = g.int(65536);
+    const later: Uint8Array[] = [];
     for (let i = 0; i < count; i++) {
       const payload = g.chance(0.1) ? g.int(mss) : mss;
       const f = g.r();
@@ -257,6 +258,9 @@ function flow(g: Gen): { packets: Uint8Array[]; src6: Uint8Array } {
           : f < 0.9
             ? ACK | PSH
             : g.pick([SYN, ACK | FIN, ACK | CWR, ACK | 0x04, ACK | 0x40]);
+      // About one segment in 32 goes in IPv4 fragments (DF clear): chosen from its sequence
+      // number, so that the seeds draw what they drew before this case was added.
+      const split = payload >= 64 && (seq & 31) === 31;
       const p = tcp({
         payload,
         seq,
@@ -267,13 +271,22 @@ function flow(g: Gen): { packets: Uint8Array[]; src6: Uint8Array } {
         src,
         dst,
         seed: i,
+        df: !split,
       });
       seq = (seq + payload) >>> 0;
       if (g.chance(0.04))
         p[p.length - 1]! ^= 0x10; // bad TCP checksum
       else if (g.chance(0.05)) partial(p);
-      out.push(mutate(g, p));
+      const m = mutate(g, p);
+      if (split && m === p && m[0] === 0x45) {
+        // The first fragment now, the rest after the flow's next segment (reordered on the
+        // way, or an attacker's order): held trains must not let the rest overtake them.
+        const [first, ...rest] = fragments(m, 8 * (7 + (seq % 24)));
+        out.push(...later.splice(0), first!);
+        later.push(...rest);
+      } else out.push(m, ...later.splice(0));
     }
+    out.push(...later);
   } else if (kind < 0.95) {
     // One datagram in fragments, in any order (non-first fragments may come first: held).
     const p = udp({

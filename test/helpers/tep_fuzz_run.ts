@@ -236,6 +236,60 @@ function byFlow(ps: readonly Uint8Array[]): Map<string, string[]> {
   return m;
 }
 
+/**
+ * What the receiver's IPv4 layer hands up (RFC 791 reassembly), in order: each packet as it
+ * is, fragments joined into their datagram at the place of the piece that completed it
+ * (pieces that never make a whole, overlapping or not, left out). So a fragment's order against
+ * the rest of its flow is checked too: a non-first fragment carries no ports.
+ */
+function reassembled(ps: readonly Uint8Array[]): Uint8Array[] {
+  const out: Uint8Array[] = [];
+  const held = new Map<string, Uint8Array[]>();
+  for (const p of ps) {
+    if (p.length < 20 || (((p[6]! << 8) | p[7]!) & 0x3fff) === 0) {
+      out.push(p);
+      continue;
+    }
+    const key = `${hex(p.subarray(12, 20))} ${p[9]} ${hex(p.subarray(4, 6))}`;
+    const pieces = [...(held.get(key) ?? []), p];
+    held.set(key, pieces);
+    const whole = joined(pieces);
+    if (whole) {
+      held.delete(key);
+      out.push(whole);
+    }
+  }
+  return out;
+}
+
+/** The datagram `pieces` make when they cover it from 0 to a last piece, back to back; else null. */
+function joined(pieces: readonly Uint8Array[]): Uint8Array | null {
+  const parts = pieces
+    .map((p) => ({
+      p,
+      ihl: (p[0]! & 0x0f) * 4,
+      at: (((p[6]! << 8) | p[7]!) & 0x1fff) * 8,
+      more: (p[6]! & 0x20) !== 0,
+      total: (p[2]! << 8) | p[3]!,
+    }))
+    .sort((a, b) => a.at - b.at);
+  let end = 0;
+  for (const x of parts) {
+    if (x.at !== end || x.total < x.ihl || x.total > x.p.length) return null;
+    end += x.total - x.ihl;
+  }
+  const first = parts[0]!;
+  if (parts.at(-1)!.more) return null;
+  const q = new Uint8Array(first.ihl + end);
+  q.set(first.p.subarray(0, first.ihl));
+  for (const x of parts) q.set(x.p.subarray(x.ihl, x.total), first.ihl + x.at);
+  q[2] = q.length >>> 8;
+  q[3] = q.length & 0xff;
+  q[6] = q[6]! & 0x40;
+  q[7] = 0;
+  return q;
+}
+
 /** For each ICMP message delivered, how many packets to its destination went before it. */
 function icmpPrecedence(ps: readonly Uint8Array[]): number[] {
   const seen = new Map<string, number>();
@@ -273,6 +327,15 @@ export function compareRuns(gso: RunResult, plain: RunResult, single: RunResult)
     d = firstDiff(g.get(k) ?? [], p.get(k) ?? []);
     if (d) {
       problems.push(`flow ${k}: gso ≠ plain ${d}`);
+      break;
+    }
+  }
+  const gr = byFlow(reassembled(gso.delivered));
+  const pr = byFlow(reassembled(plain.delivered));
+  for (const k of new Set([...gr.keys(), ...pr.keys()])) {
+    d = firstDiff(gr.get(k) ?? [], pr.get(k) ?? []);
+    if (d) {
+      problems.push(`flow ${k}, fragments reassembled: gso ≠ plain ${d}`);
       break;
     }
   }
