@@ -1,10 +1,11 @@
 /**
  * The nftables rule that goes with a TEP's packet ring (./packet_ring.ts): at prerouting, before
- * defragmentation (priority -450; nf_defrag_ipv6 is -400), drop exactly what the ring's filter
- * takes — for this host, next header 4 directly, to the TEP's address — so that the kernel neither delivers those packets to the raw IPv6 socket as
+ * defragmentation (priority -450; nf_defrag_ipv6 is -400), drop exactly what the ring forwards
+ * — for this host, next header 4 directly, to the TEP's address — so that the kernel neither delivers those packets to the raw IPv6 socket as
  * well nor answers them with an ICMPv6 Parameter Problem (RFC 8200 §4: an unrecognized next
- * header) when no socket takes them. Outer fragments (next header 44) and packets with
- * extension headers pass and reach the raw socket after reassembly.
+ * header) when no socket takes them. Outer fragments (next header 44; the ring keeps only a
+ * mark of each, never forwarded) and packets with extension headers pass and reach the raw
+ * socket after reassembly.
  *
  * One table per TEP, named after its TUN (`dstm_ring_tep0`), made with nft(8) from a script
  * (https://wiki.nftables.org/wiki-nftables/index.php/Scripting): `table … {}` then `delete
