@@ -245,6 +245,13 @@ describe("red team gro15: TCP coalescing at the TEP against the one-by-one path"
     expectSameAsSeparate([[...big, ...mixed].map((p) => from(p))]);
   });
 
+  test("identification: repeated with DF (atomic datagrams numbered 0), wrapping past 0xffff", () => {
+    const fixed = train(6, { ...FLOW, srcPort: 40010 }, () => ({ id: 0 }));
+    const wrap = train(6, { ...FLOW, srcPort: 40011, id: 0xfffd });
+    const { supers } = expectSameAsSeparate([[...fixed, ...wrap].map((p) => from(p))]);
+    expect(supers).toBe(1); // the wrapping train only
+  });
+
   test("a non-first fragment never overtakes a train of its flow held since its first fragment", () => {
     // S0 S1 | first fragment of P | S2 S3 (a new train) | the rest of P. One by one, P is whole
     // only after S2 and S3 came; a coalescer that lets the rest of P overtake the held train
@@ -382,6 +389,10 @@ function attackBursts(): [number, number, Uint8Array][][] {
     [0, 0, bad],
     [0, 0, big],
   ]);
+  // 5: 200 one-byte segments of a flow (a train of gso size 1), and DF segments of one
+  // identification (a stack that numbers atomic datagrams 0, RFC 6864).
+  bursts.push(train(200, { ...f, payload: 1, srcPort: 40400, id: 0x7000 }).map((p) => [0, 0, p]));
+  bursts.push(train(4, { ...f, srcPort: 40500 }, () => ({ id: 0 })).map((p) => [0, 0, p]));
   return bursts;
 }
 

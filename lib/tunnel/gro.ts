@@ -15,7 +15,11 @@
  * - flags ACK, optionally PSH (PSH closes the train); no SYN, FIN, RST, URG, ECE, CWR;
  * - same addresses, ports, TOS (so ECN marks stay per segment), TTL, DF, TCP header length,
  *   data offset, window, acknowledgment number and option bytes as the train;
- * - sequence number = the train's next, IP identification = the last + 1 (or the same, with DF);
+ * - sequence number = the train's next, IP identification = the last + 1 (mod 2^16), also with
+ *   DF: the kernel cuts a super-packet into identifications id, id + 1, … (`inet_gso_segment`;
+ *   a virtio_net_hdr cannot ask for SKB_GSO_TCP_FIXEDID), so a train of equal ones (a stack
+ *   that numbers its atomic datagrams 0, RFC 6864 §4.1) would arrive renumbered, unlike one by
+ *   one (as gro_udp.ts);
  * - payload ≤ the train's first payload (`gsoSize`); a shorter one closes the train;
  * - the train stays ≤ 65,535 bytes.
  *
@@ -297,8 +301,7 @@ export class TcpCoalescer {
       return false;
     const id = (buf[off + 4]! << 8) | buf[off + 5]!;
     const last = this.#lastId[s]!;
-    if (id !== ((last + 1) & 0xffff) && !(id === last && (buf[off + 6]! & 0x40) !== 0))
-      return false;
+    if (id !== ((last + 1) & 0xffff)) return false;
     if ((t[o + 20 + 12]! >>> 4) << 2 !== tcpLen) return false;
     const seq =
       ((buf[tcp + 4]! << 24) | (buf[tcp + 5]! << 16) | (buf[tcp + 6]! << 8) | buf[tcp + 7]!) >>> 0;
