@@ -324,7 +324,12 @@ export class PacketRing implements TunnelBatchSocket {
       const frame = k * this.#frameBytes;
       if ((Atomics.load(this.#status, frame >>> 2) & TP_STATUS_USER) === 0) return false;
       const p = frame + v.getUint16(frame + 14, true);
-      if (b[p + 6] === NEXT_HEADER_FRAGMENT && (b[p + 43]! & 1) === 0) return true;
+      if (
+        b[p + 6] === NEXT_HEADER_FRAGMENT &&
+        v.getUint32(frame + 8, true) >= MARK_BYTES &&
+        (b[p + 43]! & 1) === 0
+      )
+        return true;
       k = k + 1 === this.#frames ? 0 : k + 1;
     }
     return false;
@@ -364,7 +369,8 @@ export class PacketRing implements TunnelBatchSocket {
       if (b[p + 6] === NEXT_HEADER_FRAGMENT) {
         // A mark (the filter takes no other next header 44): stop after a last fragment's.
         this.marks++;
-        const last = (b[p + 43]! & 1) === 0;
+        // More Fragments, in the fragment header's last byte (a frame too short for one: none).
+        const last = snap >= MARK_BYTES && (b[p + 43]! & 1) === 0;
         Atomics.store(this.#status, frame >>> 2, 0);
         this.#next = this.#next + 1 === this.#frames ? 0 : this.#next + 1;
         if (last) {
