@@ -545,13 +545,21 @@ describe.skipIf(skip !== null)(
       writeFileSync(join(dir, "bindings.txt"), "198.51.100.20 2001:db8:1::10 6/2/1\n");
       const offload = await attackRun(host, tep, web, "offload", []);
       const separate = await attackRun(host, tep, web, "separate", ["--no-offload"]);
+      // And through the packet ring: the oversized ones come in outer fragments (marks).
+      const ring = await attackRun(host, tep, web, "attack-ring", ["--rx-ring"]);
       expect(offload.start).toMatch(/offload=tcp/);
       expect(separate.start).toMatch(/offload=off/);
+      expect(ring.start).toMatch(/rx-ring=on/);
       expect(offload.counters).toEqual(separate.counters);
+      const { "decap-ring": ringRead, ...ringRest } = ring.counters;
+      const { "decap-ring": _none, ...separateRest } = separate.counters;
+      expect(ringRest).toEqual(separateRest);
+      expect(ringRead).toBeGreaterThan(40);
       expect(separate.counters["decap-drop-spoofed-source"]).toBe(1);
       expect(separate.counters["decap-drop-bad-port"]).toBe(2);
       expect(byFlow(offload.got, 24)).toEqual(byFlow(separate.got, 24));
-      for (const run of [offload, separate]) {
+      expect(byFlow(ring.got, 24)).toEqual(byFlow(separate.got, 24));
+      for (const run of [offload, separate, ring]) {
         // The corrupt oversized segment arrives with its checksum still wrong (or not at all).
         const bad = run.got.filter((p) => srcPort(p) === BAD_PORT);
         expect(bad.length).toBeGreaterThan(0);
