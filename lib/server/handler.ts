@@ -31,13 +31,18 @@ import { type Admission, isAdmissionRefusal } from "./admission.ts";
 import type { BindingSink } from "./binding_sink.ts";
 import {
   ackFor,
+  declareHandlerMetrics,
   encodeAnswer,
   isRequestType,
   isTepMessage,
   nakWithin,
+  REASON_STATUS,
+  STATUS_NAMES,
   TYPE_NAMES,
 } from "./handler_messages.ts";
 import { LeaseLines } from "./lease_line.ts";
+
+export { declareHandlerMetrics };
 
 export interface HandlerOptions {
   readonly engine: AllocationEngine;
@@ -57,41 +62,6 @@ export interface HandlerOptions {
 
 /** TEP addresses whose bytes the handler keeps at most (configured TEPs are far fewer). */
 const TEP6_CACHE_MAX = 256;
-
-const STATUS_NAMES: Record<number, string> = Object.fromEntries(
-  Object.entries(Status).map(([name, code]) => [code, name.toLowerCase()]),
-);
-
-const REASON_STATUS: Record<string, Status> = {
-  "pool-exhausted": Status.POOL_EXHAUSTED,
-  "no-such-lease": Status.NO_SUCH_LEASE,
-  "address-in-use": Status.ADDRESS_IN_USE,
-  "store-failed": Status.SERVER_ERROR,
-  // The host's prefix holds all the leases one prefix may: for this host, the pool is empty.
-  "prefix-limit": Status.POOL_EXHAUSTED,
-  "site-limit": Status.POOL_EXHAUSTED,
-  // The host's IPv6 address is a TEP's: no lease, ever (lib/alloc/allocator.ts).
-  "host6-is-tep": Status.NOT_AUTHORISED,
-};
-
-/** Registers the handler's metric families (also used by the server to expose them at zero). */
-export function declareHandlerMetrics(metrics: Metrics): void {
-  metrics.counter("dstm_messages_total", "DSTM requests received, by message type and result", [
-    "type",
-    "result",
-  ]);
-  metrics.counter("dstm_dropped_total", "Datagrams dropped without an answer, by reason", [
-    "reason",
-  ]);
-  metrics.counter(
-    "dstm_malformed_total",
-    "Malformed requests (answered with NAK MALFORMED), by decode error",
-    ["error"],
-  );
-  metrics.counter("dstm_auth_failures_total", "Requests refused by authentication, by reason", [
-    "reason",
-  ]);
-}
 
 export class DstmHandler {
   readonly #o: HandlerOptions;
