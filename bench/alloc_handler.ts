@@ -9,6 +9,11 @@
  *
  *   node_modules/.bin/bun bench/alloc_handler.ts [count] [concurrency] [rounds]   # 100000 128 3
  *   STORE=sqlite LEVEL=warn node_modules/.bin/bun bench/alloc_handler.ts   # one store; log level
+ *   TEP=1 node_modules/.bin/bun bench/alloc_handler.ts   # with the TEP sink, as `bench/alloc.ts --spawn`
+ *
+ * `TEP=1`: the handler installs each binding through a `TepSync` whose TEP (2001:db8::1) never
+ * syncs, as in `bench/alloc.ts --spawn` (`--tep` given, no TEP running): every lease's binding
+ * goes into the TEP's table and digest and its BIND is deferred (rate-limited warning).
  *
  * Each round first runs 30,000 requests that are not measured (the JIT compiles the path).
  *
@@ -24,6 +29,7 @@ import type { LeaseStore } from "../lib/lease/lease.ts";
 import { MemoryLeaseStore } from "../lib/lease/memory.ts";
 import { SqliteLeaseStore } from "../lib/lease/sqlite.ts";
 import { DstmHandler } from "../lib/server/handler.ts";
+import { TepSync } from "../lib/server/tep_sync.ts";
 import { encodeMessage } from "../lib/wire/dstm.ts";
 import { MessageType } from "../lib/wire/dstm_types.ts";
 import { benchNumbers } from "./bench_args.ts";
@@ -51,7 +57,15 @@ async function round(store: LeaseStore): Promise<{ cpuUs: number; ms: number; ac
     sink: (text) => (bytes += text.length),
     level: (process.env.LEVEL as "info") ?? "info",
   });
-  const handler = new DstmHandler({ engine, metrics: new Metrics(), log, sourceCheck: false });
+  const metrics = new Metrics();
+  const bindings =
+    process.env.TEP === "1"
+      ? new TepSync(
+          { teps: ["2001:db8::1"], log, metrics, send: () => true, pools: engine.pools() },
+          [],
+        )
+      : undefined;
+  const handler = new DstmHandler({ engine, metrics, log, sourceCheck: false, bindings });
   // The first WARM_UP requests let the JIT compile the path (not measured), then `count`.
   const total = WARM_UP + count;
   const requests = Array.from({ length: total }, (_, i) => {
@@ -77,6 +91,7 @@ async function round(store: LeaseStore): Promise<{ cpuUs: number; ms: number; ac
   const ms = performance.now() - started;
   const cpu = process.threadCpuUsage(cpu0);
   log.flush();
+  bindings?.close();
   await engine.close();
   if (bytes === 0 && log.enabled("info")) throw new Error("no log line was written");
   return { cpuUs: (cpu.user + cpu.system) / count, ms, acked };

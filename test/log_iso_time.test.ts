@@ -31,6 +31,14 @@ describe("IsoTime", () => {
     }
   });
 
+  test("the same time again (leases of one millisecond), then others and back, stays exact", () => {
+    const t = new IsoTime();
+    const ms = Date.UTC(2026, 11, 1, 7, 0, 0, 5);
+    for (const at of [ms, ms, ms + 1, ms, ms, -1, -1, ms, 0.5, 0.5, ms + 1000, ms]) {
+      expect([at, t.format(at)]).toEqual([at, iso(at)]);
+    }
+  });
+
   test("times out of order (the cached second changes back and forth) stay exact", () => {
     const t = new IsoTime();
     const now = Date.UTC(2026, 10, 30, 23, 59, 59, 998);

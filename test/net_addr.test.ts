@@ -1,6 +1,6 @@
 import { describe, expect, test } from "bun:test";
 import { Address6 } from "ip-address";
-import { canonicalIPv6, formatIPv6, parseIPv6 } from "../lib/net/addr.ts";
+import { canonicalIPv6, formatIPv6, parseIPv6, parseIPv6Into } from "../lib/net/addr.ts";
 
 /** What parseIPv6 returned before it parsed the common forms by hand: ip-address alone. */
 function reference(text: string): Uint8Array | null {
@@ -79,6 +79,60 @@ describe("parseIPv6()", () => {
       const same =
         ours === null || theirs === null ? ours === theirs : ours.every((x, i) => x === theirs[i]);
       if (!same && differ++ < 5) console.log("differs:", JSON.stringify(text));
+    }
+    expect(differ).toBe(0);
+  });
+});
+
+describe("parseIPv6Into() and formatIPv6()", () => {
+  /** Deterministic pseudo-random 0 ≤ n < bound. */
+  let seed = 11;
+  const random = (bound: number) => {
+    seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
+    return (seed >>> 8) % bound;
+  };
+  /** 16 bytes, zero with probability 1 − 1/`sparse` each (runs of zero groups of every length). */
+  const bytes = (sparse: number) =>
+    new Uint8Array(16).map(() => (random(sparse) === 0 ? random(256) : 0));
+
+  test("parseIPv6Into writes what parseIPv6 returns, and leaves `out` alone on failure", () => {
+    const out = new Uint8Array(16);
+    for (let t = 0; t < 20_000; t++) {
+      const b = bytes(1 + (t % 5));
+      const spellings = [
+        formatIPv6(b),
+        formatIPv6(b).toUpperCase(),
+        `::ffff:${b[12]}.${b[13]}.${b[14]}.${b[15]}`,
+      ];
+      for (const text of spellings) {
+        expect(parseIPv6Into(text, out)).toBe(true);
+        expect([text, [...out]]).toEqual([text, [...parseIPv6(text)!]]);
+      }
+    }
+    out.fill(0xaa);
+    for (const bad of [
+      "",
+      "::g",
+      "1:2:3:4:5:6:7:8:9",
+      "2001:db8::1/64",
+      "fe80::1%eth0",
+      "192.0.2.1",
+      "1:2:3:4:5:6:7:192.0.2.1",
+    ]) {
+      expect([bad, parseIPv6Into(bad, out)]).toEqual([bad, false]);
+      expect(out.every((x) => x === 0xaa)).toBe(true);
+    }
+  });
+
+  test("formatIPv6 writes RFC 5952 text as ip-address does, at any offset", () => {
+    let differ = 0;
+    for (let t = 0; t < 20_000; t++) {
+      const b = bytes(1 + (t % 5));
+      const theirs = Address6.fromUnsignedByteArray([...b]).correctForm();
+      const padded = new Uint8Array(20);
+      padded.set(b, 3);
+      for (const ours of [formatIPv6(b), formatIPv6(padded, 3)])
+        if (ours !== theirs && differ++ < 5) console.log("differs:", ours, theirs);
     }
     expect(differ).toBe(0);
   });

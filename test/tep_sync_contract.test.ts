@@ -177,6 +177,24 @@ describe("a lease granted before its TEP syncs", () => {
     expect(warned[0]).toMatch(/--tep-key/);
   });
 
+  test("is decided at once: a plain boolean, not a promise (the ACK waits no turn)", () => {
+    expect(syncWith(false).sync.install(lease("192.0.2.1", "2001:db8:1::a"))).toBe(true);
+    expect(syncWith(true).sync.install(lease("192.0.2.1", "2001:db8:1::a"))).toBe(false);
+  });
+
+  test("past the warning limit each lease is still counted, the lines stop", () => {
+    const { sync, lines, metrics, log } = syncWith(false);
+    for (let i = 1; i <= 30; i++) {
+      expect(sync.install(lease(`192.0.2.${i}`, `2001:db8:1::${i.toString(16)}`))).toBe(true);
+    }
+    expect(metrics.get("dstm_tep_messages_total", { kind: "bind_deferred" })).toBe(30);
+    log.flush();
+    const warned = lines.filter((l) => / WARN tep-bind-deferred /.test(l));
+    // WarnLimit's burst (20) on a clock that stands still: the first 20 leases' lines.
+    expect(warned.length).toBe(20);
+    expect(warned[19]).toContain("ipv4=192.0.2.20");
+  });
+
   test("with --require-tep it is refused instead, and nothing is deferred", async () => {
     const { sync, metrics, lines, log } = syncWith(true);
     expect(await sync.install(lease("192.0.2.1", "2001:db8:1::a"))).toBe(false);

@@ -153,8 +153,13 @@ export class IsoTime {
   /** `2026-11-30T15:30:51.` of {@link #second}. */
   #prefix = "";
 
+  /** The last time formatted and its text: the leases of one millisecond expire in the same one. */
+  #lastMs = Number.NaN;
+  #lastText = "";
+
   /** The ISO 8601 text of `ms` (ms since the Unix epoch), exactly as `Date#toISOString` writes it. */
   format(ms: number): string {
+    if (ms === this.#lastMs) return this.#lastText;
     if (!(ms >= 0 && ms < ISO_MAX_MS) || !Number.isInteger(ms)) return new Date(ms).toISOString();
     const second = Math.floor(ms / 1000);
     if (second !== this.#second) {
@@ -162,7 +167,9 @@ export class IsoTime {
       this.#prefix = new Date(second * 1000).toISOString().slice(0, 20);
     }
     const milli = ms - second * 1000;
-    return `${this.#prefix}${milli < 10 ? "00" : milli < 100 ? "0" : ""}${milli}Z`;
+    this.#lastMs = ms;
+    this.#lastText = `${this.#prefix}${milli < 10 ? "00" : milli < 100 ? "0" : ""}${milli}Z`;
+    return this.#lastText;
   }
 }
 

@@ -60,13 +60,32 @@ export class WarnLimit {
     this.#write("info", event, fields);
   }
 
-  #write(level: "warn" | "info", event: string, fields: LogFields): void {
+  /**
+   * For a caller whose fields cost something to build (a warning per lease): true when a
+   * {@link warn} or {@link info} now would be dropped, and then counts it as dropped (the
+   * caller skips the call and builds no fields); false when the next one will be written.
+   *
+   * @example if (!limit.drop()) limit.warn("tep-bind-deferred", { ipv4: formatIPv4(v4) });
+   */
+  drop(): boolean {
+    this.#refill();
+    if (this.#tokens >= 1) return false;
+    this.#suppressed++;
+    return true;
+  }
+
+  /** Adds the tokens earned since the last call. */
+  #refill(): void {
     const now = this.#now();
     if (Number.isNaN(this.#last)) this.#last = now;
     if (now > this.#last) {
       this.#tokens = Math.min(this.#burst, this.#tokens + ((now - this.#last) * this.#rate) / 1000);
       this.#last = now;
     }
+  }
+
+  #write(level: "warn" | "info", event: string, fields: LogFields): void {
+    this.#refill();
     if (this.#tokens < 1) {
       this.#suppressed++;
       return;

@@ -34,8 +34,8 @@ export function parseIPv6(text: string): Uint8Array | null {
   if (text.includes("/") || text.includes("%") || !text.includes(":")) return null;
   // The RFC 4291 §2.2 forms by hand (a binding file has hundreds of thousands of them);
   // anything else goes to ip-address, which is about 15 times slower.
-  const fast = _parseIPv6Text(text);
-  if (fast) return fast;
+  const fast = new Uint8Array(16);
+  if (_parseIPv6Into(text, fast)) return fast;
   try {
     const bytes = new Address6(text).toByteArray();
     // toByteArray drops leading zero bytes (it goes through a BigInteger): left-pad to 16.
@@ -49,17 +49,35 @@ export function parseIPv6(text: string): Uint8Array | null {
 }
 
 /**
- * RFC 4291 §2.2: eight groups of 1–4 hex digits, at most one `::` standing for one or more
- * zero groups, optionally a dotted IPv4 address as the last 32 bits. `null` otherwise.
+ * {@link parseIPv6} into `out` (16 bytes, written only when the text parses), without
+ * allocating for the common forms: for a hash of an address known as text, once per lease
+ * (lib/server/tep_state.ts). False when `text` is not an IPv6 address.
  */
-function _parseIPv6Text(text: string): Uint8Array | null {
+export function parseIPv6Into(text: string, out: Uint8Array): boolean {
+  if (_parseIPv6Into(text, out)) return true;
+  const bytes = parseIPv6(text);
+  if (bytes === null) return false;
+  out.set(bytes);
+  return true;
+}
+
+/** The groups of the text being parsed (one parse at a time: the event loop's thread). */
+const _groups = new Uint16Array(8);
+
+/**
+ * RFC 4291 §2.2: eight groups of 1–4 hex digits, at most one `::` standing for one or more
+ * zero groups, optionally a dotted IPv4 address as the last 32 bits: the 16 bytes into
+ * `out`, true. False otherwise (`out` unchanged), also for text only ip-address reads.
+ */
+function _parseIPv6Into(text: string, out: Uint8Array): boolean {
   const n = text.length;
-  if (n < 2 || n > 45) return null;
-  const groups: number[] = [];
+  if (n < 2 || n > 45) return false;
+  const groups = _groups;
+  let count = 0;
   let gap = -1; // index in `groups` where "::" stands
   let i = 0;
   if (text.charCodeAt(0) === 58) {
-    if (text.charCodeAt(1) !== 58) return null;
+    if (text.charCodeAt(1) !== 58) return false;
     gap = 0;
     i = 2;
   }
@@ -81,60 +99,63 @@ function _parseIPv6Text(text: string): Uint8Array | null {
     }
     if (i < n && text.charCodeAt(i) === 46) {
       const v4 = parseIPv4(text.slice(start));
-      if (v4 === null) return null;
-      groups.push(v4 >>> 16, v4 & 0xffff);
+      if (v4 === null || count > 6) return false;
+      groups[count++] = v4 >>> 16;
+      groups[count++] = v4 & 0xffff;
       break;
     }
-    if (i === start || i - start > 4 || groups.length === 8) return null;
-    groups.push(value);
+    if (i === start || i - start > 4 || count === 8) return false;
+    groups[count++] = value;
     if (i === n) break;
-    if (text.charCodeAt(i) !== 58 || i + 1 === n) return null;
+    if (text.charCodeAt(i) !== 58 || i + 1 === n) return false;
     i++;
     if (text.charCodeAt(i) === 58) {
-      if (gap >= 0) return null;
-      gap = groups.length;
+      if (gap >= 0) return false;
+      gap = count;
       i++;
     }
   }
-  if (gap < 0 ? groups.length !== 8 : groups.length > 7) return null;
-  const out = new Uint8Array(16);
-  const tail = gap < 0 ? 0 : groups.length - gap;
-  for (let g = 0; g < groups.length; g++) {
+  if (gap < 0 ? count !== 8 : count > 7) return false;
+  const tail = gap < 0 ? 0 : count - gap;
+  out.fill(0);
+  for (let g = 0; g < count; g++) {
     const at = gap < 0 || g < gap ? g : 8 - tail + (g - gap);
-    out[2 * at] = groups[g]! >>> 8;
-    out[2 * at + 1] = groups[g]! & 0xff;
+    out[2 * at] = (groups[g] as number) >>> 8;
+    out[2 * at + 1] = (groups[g] as number) & 0xff;
   }
-  return out;
+  return true;
 }
 
 /** Formats 16 bytes (at `offset`) as canonical RFC 5952 text: lower case, longest zero run as `::`. */
 export function formatIPv6(bytes: Uint8Array, offset = 0): string {
-  const groups: number[] = [];
-  for (let i = 0; i < 8; i++)
-    groups.push((bytes[offset + 2 * i]! << 8) | bytes[offset + 2 * i + 1]!);
+  // Two passes over the bytes, no array or closure: servers format an address per datagram
+  // (0.5–0.8 µs with an array of groups and a closure, about half that without).
   let bestStart = -1;
   let bestLen = 1; // RFC 5952 §4.2.2: a single zero group is not shortened
-  for (let i = 0; i < 8; ) {
-    if (groups[i] !== 0) {
-      i++;
+  let runStart = -1;
+  for (let i = 0; i < 8; i++) {
+    if (bytes[offset + 2 * i] !== 0 || bytes[offset + 2 * i + 1] !== 0) {
+      runStart = -1;
       continue;
     }
-    let j = i;
-    while (j < 8 && groups[j] === 0) j++;
-    if (j - i > bestLen) {
-      bestStart = i;
-      bestLen = j - i;
+    if (runStart < 0) runStart = i;
+    // §4.2.3: the first of two longest runs (a later run of the same length never exceeds it).
+    if (i - runStart + 1 > bestLen) {
+      bestStart = runStart;
+      bestLen = i - runStart + 1;
     }
-    i = j;
   }
-  // A loop, not slice/map/join: servers format an address per datagram.
-  const hex = (from: number, to: number) => {
-    let text = from < to ? groups[from]!.toString(16) : "";
-    for (let g = from + 1; g < to; g++) text += `:${groups[g]!.toString(16)}`;
-    return text;
-  };
-  if (bestStart < 0) return hex(0, 8);
-  return `${hex(0, bestStart)}::${hex(bestStart + bestLen, 8)}`;
+  let text = "";
+  for (let i = 0; i < 8; i++) {
+    if (i === bestStart) {
+      text += "::";
+      i += bestLen - 1;
+      continue;
+    }
+    const group = ((bytes[offset + 2 * i] as number) << 8) | (bytes[offset + 2 * i + 1] as number);
+    text += i === 0 || i === bestStart + bestLen ? group.toString(16) : `:${group.toString(16)}`;
+  }
+  return text;
 }
 
 /** Canonical text of an IPv6 address given as text, or `null` when it does not parse. */

@@ -10,8 +10,12 @@ import type { DstmMessage } from "../wire/dstm_types.ts";
 
 /** What the protocol handler needs: install before answering, remove after release/expiry. */
 export interface BindingSink {
-  /** Resolves true when the TEP has the binding (or the TEP is not yet connected and not required). */
-  install(lease: Lease): Promise<boolean>;
+  /**
+   * True when the TEP has the binding (or the TEP is not yet connected and not required);
+   * a plain boolean when that is decided at once (no exchange with the TEP: the caller's
+   * answer need not wait a turn of the event loop), else a promise of it.
+   */
+  install(lease: Lease): boolean | Promise<boolean>;
   remove(lease: Lease): void;
   /** The install still in progress for this lease's binding, if any (a retransmitted request waits for it). */
   pending(lease: Lease): Promise<boolean> | undefined;

@@ -10,7 +10,7 @@ import type { Metrics } from "../control/metrics.ts";
 import type { Lease } from "../lease/lease.ts";
 import { type AuthKey, signMessage } from "../wire/auth.ts";
 import { encodeMessage } from "../wire/dstm.ts";
-import { type DstmMessage, MessageType } from "../wire/dstm_types.ts";
+import { type DstmMessage, MessageType, Status } from "../wire/dstm_types.ts";
 
 /** The `type` label of each message type in `dstm_messages_total` and in logs. */
 export const TYPE_NAMES: Record<number, string> = {
@@ -115,4 +115,41 @@ function cutText(text: string, max: number): string {
   let cut = max;
   while (cut > 0 && (bytes[cut]! & 0xc0) === 0x80) cut--;
   return new TextDecoder().decode(bytes.subarray(0, cut));
+}
+
+/** Status code → its lower-case name, for the `result` label (`nak_pool_exhausted`). */
+export const STATUS_NAMES: Record<number, string> = Object.fromEntries(
+  Object.entries(Status).map(([name, code]) => [code, name.toLowerCase()]),
+);
+
+/** The engine's refusal reasons → the NAK status that answers them. */
+export const REASON_STATUS: Record<string, Status> = {
+  "pool-exhausted": Status.POOL_EXHAUSTED,
+  "no-such-lease": Status.NO_SUCH_LEASE,
+  "address-in-use": Status.ADDRESS_IN_USE,
+  "store-failed": Status.SERVER_ERROR,
+  // The host's prefix holds all the leases one prefix may: for this host, the pool is empty.
+  "prefix-limit": Status.POOL_EXHAUSTED,
+  "site-limit": Status.POOL_EXHAUSTED,
+  // The host's IPv6 address is a TEP's: no lease, ever (lib/alloc/allocator.ts).
+  "host6-is-tep": Status.NOT_AUTHORISED,
+};
+
+/** Registers the handler's metric families (also used by the server to expose them at zero). */
+export function declareHandlerMetrics(metrics: Metrics): void {
+  metrics.counter("dstm_messages_total", "DSTM requests received, by message type and result", [
+    "type",
+    "result",
+  ]);
+  metrics.counter("dstm_dropped_total", "Datagrams dropped without an answer, by reason", [
+    "reason",
+  ]);
+  metrics.counter(
+    "dstm_malformed_total",
+    "Malformed requests (answered with NAK MALFORMED), by decode error",
+    ["error"],
+  );
+  metrics.counter("dstm_auth_failures_total", "Requests refused by authentication, by reason", [
+    "reason",
+  ]);
 }

@@ -12,7 +12,7 @@
 import { LeaseTable } from "../alloc/lease_table.ts";
 import type { Pool } from "../alloc/pool.ts";
 import { type Lease, leaseKey } from "../lease/lease.ts";
-import { parseIPv6 } from "../net/addr.ts";
+import { parseIPv6Into } from "../net/addr.ts";
 import { bindingHash } from "../wire/digest.ts";
 import type { SnapshotRun } from "./tep_snapshot.ts";
 import type { KeptSnapshot } from "./tep_snapshot_keep.ts";
@@ -114,8 +114,17 @@ export function takeSnapshotToken(tep: TepState, now: number): boolean {
   return true;
 }
 
-/** The digest hash of the binding of `lease` (lib/wire/digest.ts), computed when it is added or removed. */
+/** The host6 bytes of the binding being hashed (the hash reads them at once; one thread). */
+const _host6 = new Uint8Array(16);
+
+/**
+ * The digest hash of the binding of `lease` (lib/wire/digest.ts), computed when it is added or
+ * removed; its host6 parsed into a scratch array, not a new one per lease. A lease's host6 is
+ * canonical text (lib/lease/lease.ts), so it parses; if it did not, the hash throws, as before.
+ */
 function _hash(lease: Lease): number {
   const { offset, psidLength, psid } = lease.portSet;
-  return bindingHash(lease.ipv4, parseIPv6(lease.host6)!, offset, psidLength, psid);
+  if (!parseIPv6Into(lease.host6, _host6))
+    throw new TypeError(`not an IPv6 address: ${lease.host6}`);
+  return bindingHash(lease.ipv4, _host6, offset, psidLength, psid);
 }

@@ -52,8 +52,6 @@ export {
 } from "./tep_state.ts";
 
 /** What {@link TepSync.install} answers when it decides without an exchange (shared: no promise per lease). */
-const INSTALLED = Promise.resolve(true);
-const NOT_INSTALLED = Promise.resolve(false);
 
 /** Default UDP port a TEP listens on for BIND/UNBIND/SNAPSHOT. */
 export const TEP_CONTROL_PORT = 4608;
@@ -176,7 +174,7 @@ export class TepSync implements BindingSink {
    *   `requireTep` is on. The binding is taken out again; the caller NAKs TEP_UNAVAILABLE.
    * Concurrent calls for one binding share one exchange. Never rejects.
    */
-  install(lease: Lease): Promise<boolean> {
+  install(lease: Lease): boolean | Promise<boolean> {
     const key = leaseKey(lease.ipv4, lease.portSet.psid);
     const running = this.#pending.get(key);
     if (running) return running;
@@ -186,10 +184,10 @@ export class TepSync implements BindingSink {
     if (!this.#connected(tep)) {
       if (!this.#o.requireTep) {
         this.#deferred(tep, lease);
-        return INSTALLED;
+        return true;
       }
       removeBinding(tep, lease);
-      return NOT_INSTALLED;
+      return false;
     }
     const done = this.#install(tep, lease).finally(() => this.#pending.delete(key));
     this.#pending.set(key, done);
@@ -370,6 +368,8 @@ export class TepSync implements BindingSink {
       const labels = { kind: "bind_deferred" };
       this.#bindDeferred = this.#o.metrics.incSeries("dstm_tep_messages_total", labels);
     }
+    // Rate-limited: past the limit (a TEP down under load) no fields are built per lease.
+    if (this.#warn.drop()) return;
     this.#warn.warn("tep-bind-deferred", {
       tep6: tep.tep6,
       ipv4: formatIPv4(lease.ipv4),
