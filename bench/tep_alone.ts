@@ -31,7 +31,9 @@
  *
  * Paths `dstm` (TUN offloads, batched I/O, GRO: the default) and `dstm-no-offload` (`dstm tep
  * --no-offload`, one packet per system call) compare the data plane before and after in one run;
- * `dstm-ring` is `dstm` with `--rx-ring` (an AF_PACKET receive ring, lib/sys/packet_ring.ts).
+ * `dstm-ring` is `dstm` with `--rx-ring` (an AF_PACKET receive ring, lib/sys/packet_ring.ts);
+ * `dstm-ring-base` the same from the checkout `DSTM_BENCH_BASE_ROOT` names (a change's before
+ * and after in one run). `DSTM_BENCH_NS_PREFIX` renames the namespaces (default `dstmb`).
  *
  * Flood tests (`flood64`, one flow; `flood64x64`, 64 flows in turn): iperf3's one sender
  * cannot load a forwarder past about 290k pps here, so what they measure is the sender and the
@@ -69,7 +71,15 @@ import { parseBenchArgs } from "./bench_args.ts";
 import { codeVersion, median, TICKS_PER_SECOND } from "./dataplane.ts";
 import { machineTicks } from "./lab_counters.ts";
 
-const PATHS = ["routing", "kernel-tep", "dstm", "dstm-ring", "dstm-no-offload", "c"] as const;
+const PATHS = [
+  "routing",
+  "kernel-tep",
+  "dstm",
+  "dstm-ring",
+  "dstm-ring-base",
+  "dstm-no-offload",
+  "c",
+] as const;
 type PathName = (typeof PATHS)[number];
 interface TestSpec {
   title: string;
@@ -110,6 +120,10 @@ const A = {
   server4: "192.0.2.80",
 };
 const ROOT = join(import.meta.dir, "..");
+/** The checkout path `dstm-ring-base` runs (`DSTM_BENCH_BASE_ROOT`): a before/after A/B in one run. */
+const BASE_ROOT = process.env.DSTM_BENCH_BASE_ROOT;
+/** The namespaces' name prefix (`DSTM_BENCH_NS_PREFIX`, default `dstmb`). */
+const NS_PREFIX = process.env.DSTM_BENCH_NS_PREFIX ?? "dstmb";
 
 interface Options {
   rounds: number;
@@ -159,9 +173,9 @@ function sh(ns: Netns, argv: string[], allowFail = false): string {
 }
 
 function build(): Topology {
-  const h = createNetns("dstmb-h-");
-  const t = createNetns("dstmb-t-");
-  const s = createNetns("dstmb-s-");
+  const h = createNetns(`${NS_PREFIX}-h-`);
+  const t = createNetns(`${NS_PREFIX}-t-`);
+  const s = createNetns(`${NS_PREFIX}-s-`);
   vethPair(h, "eth0", t, "eth6");
   vethPair(t, "eth4", s, "eth0");
   h.addAddress("eth0", `${A.host6}/64`);
@@ -205,6 +219,12 @@ function hostRoute(topo: Topology, path: PathName): void {
   }
 }
 
+function baseRoot(): string {
+  if (BASE_ROOT === undefined)
+    throw new Error("path dstm-ring-base: set DSTM_BENCH_BASE_ROOT to the checkout it runs");
+  return BASE_ROOT;
+}
+
 function setTxCsum(topo: Topology, on: boolean): void {
   sh(topo.h, ["ethtool", "-K", "eth0", "tx", on ? "on" : "off"]);
 }
@@ -223,7 +243,7 @@ async function startPath(topo: Topology, path: PathName, ccBinary: string) {
         process.execPath,
         // e.g. DSTM_BENCH_BUN_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof" to profile the TEP.
         ...(process.env.DSTM_BENCH_BUN_ARGS?.split(" ").filter((a) => a !== "") ?? []),
-        join(ROOT, "mod.ts"),
+        join(path === "dstm-ring-base" ? baseRoot() : ROOT, "mod.ts"),
         "tep",
         "--ipv6",
         A.tep6,
@@ -241,7 +261,7 @@ async function startPath(topo: Topology, path: PathName, ccBinary: string) {
         "--log-level",
         "warn",
         ...(path === "dstm-no-offload" ? ["--no-offload"] : []),
-        ...(path === "dstm-ring" ? ["--rx-ring"] : []),
+        ...(path.startsWith("dstm-ring") ? ["--rx-ring"] : []),
       ]
     : [ccBinary, "tunc", A.tep6, A.hostSid];
   const proc = t.spawn(argv, { timeoutMs: 3_600_000 });
@@ -674,7 +694,7 @@ if (import.meta.main) {
       rounds: { type: "string", default: "3" },
       duration: { type: "string", default: "4" },
       omit: { type: "string", default: "1" },
-      paths: { type: "string", default: PATHS.join(",") },
+      paths: { type: "string", default: PATHS.filter((p) => p !== "dstm-ring-base").join(",") },
       tests: { type: "string", default: Object.keys(TESTS).join(",") },
       "tx-off": { type: "string", default: "c" },
       json: { type: "boolean", default: false },

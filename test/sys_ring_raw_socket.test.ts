@@ -1,8 +1,8 @@
 /**
  * RingRawSocket (lib/sys/ring_raw_socket.ts): the packet ring is read first, the raw IPv6
- * socket first only every RAW_FIRST_EVERY-th read (so a busy ring never starves it) and else
- * only when the poll(2) on both says it has something, never by a recvmmsg(2) that finds
- * nothing (issue 14). The ring and the raw socket are stand-ins that count their reads, on real
+ * socket when the poll(2) on both says it has something, and else first only once the ring
+ * handed over RAW_FIRST_AFTER packets while no poll looked at it (so a busy ring never starves
+ * it), never by a recvmmsg(2) that finds nothing while polls keep looking (issue 14). The ring and the raw socket are stand-ins that count their reads, on real
  * descriptors for poll: an unbound UDP socket (never readable) and /dev/null (always).
  */
 import { afterAll, describe, expect, test } from "bun:test";
@@ -10,7 +10,10 @@ import { closeSync, openSync } from "node:fs";
 import * as libc from "../lib/sys/libc.ts";
 import type { PacketRing } from "../lib/sys/packet_ring.ts";
 import type { Raw6Batch } from "../lib/sys/raw6_batch.ts";
-import { RAW_FIRST_EVERY, RingRawSocket } from "../lib/sys/ring_raw_socket.ts";
+import { RAW_FIRST_AFTER, RingRawSocket } from "../lib/sys/ring_raw_socket.ts";
+
+/** Reads of a busy ring at 64 packets each between two of the raw socket's turns. */
+const RAW_FIRST_EVERY = RAW_FIRST_AFTER / 64;
 
 const idle = libc.socket(libc.AF_INET, libc.SOCK_DGRAM | libc.SOCK_CLOEXEC, 0);
 const idle2 = libc.socket(libc.AF_INET, libc.SOCK_DGRAM | libc.SOCK_CLOEXEC, 0);
@@ -44,16 +47,16 @@ function pair(ringFd: number, ringAnswer: () => number, rawFd: number, rawAnswer
 }
 
 describe("RingRawSocket", () => {
-  test("a busy ring: the raw socket is asked first once every RAW_FIRST_EVERY reads, not at every other", () => {
+  test("a busy ring: the raw socket is asked first once per RAW_FIRST_AFTER packets, not at every other read", () => {
     const { ring, raw, read } = pair(
       idle,
-      () => 1,
+      () => 64,
       idle2,
       () => 0,
     );
-    for (let i = 0; i < 4 * RAW_FIRST_EVERY; i++) expect(read()).toBe(1);
+    for (let i = 0; i < 4 * RAW_FIRST_EVERY + 1; i++) expect(read()).toBe(64);
     expect(raw.calls).toBe(4);
-    expect(ring.calls).toBe(4 * RAW_FIRST_EVERY);
+    expect(ring.calls).toBe(4 * RAW_FIRST_EVERY + 1);
   });
 
   test("a busy ring never starves the raw socket: its packets come on its turn", () => {
@@ -65,7 +68,7 @@ describe("RingRawSocket", () => {
       () => (rawQueued > 0 ? rawQueued-- && 1 : 0),
     );
     const got: number[] = [];
-    for (let i = 0; i < 3 * RAW_FIRST_EVERY; i++) got.push(read());
+    for (let i = 0; i < 3 * (Math.ceil(RAW_FIRST_AFTER / 5) + 1); i++) got.push(read());
     expect(raw.calls).toBe(3);
     expect(got.filter((n) => n === 1).length).toBe(3); // the raw socket's three reads
   });
@@ -77,9 +80,40 @@ describe("RingRawSocket", () => {
       idle2,
       () => 0,
     );
-    for (let i = 0; i < RAW_FIRST_EVERY - 1; i++) expect(read()).toBe(0);
+    for (let i = 0; i < 2 * RAW_FIRST_EVERY; i++) expect(read()).toBe(0);
     expect(raw.calls).toBe(0);
-    expect(ring.calls).toBe(RAW_FIRST_EVERY - 1); // the poll (timeout 0) found nothing either
+    expect(ring.calls).toBe(2 * RAW_FIRST_EVERY); // the poll (timeout 0) found nothing either
+  });
+
+  test("a ring that empties now and then: the polls look at the raw socket, no recvmmsg finds nothing", () => {
+    // iperf3's 64-byte UDP: a few packets per read, a poll every few reads.
+    let k = 0;
+    const { ring, raw, read } = pair(
+      idle,
+      () => (++k % 4 === 0 ? 0 : 3),
+      idle2,
+      () => 0,
+    );
+    const reads = Math.ceil((8 * RAW_FIRST_AFTER) / 3);
+    for (let i = 0; i < reads; i++) read();
+    expect(ring.calls).toBe(reads);
+    expect(raw.calls).toBe(0);
+  });
+
+  test("a poll finds both readable: the ring's packets now, the raw socket's at the next read", () => {
+    let ringAnswers = [0, 4, 4, 4];
+    const { raw, read } = pair(
+      readable,
+      () => ringAnswers.shift() ?? 4,
+      readable,
+      () => 2,
+    );
+    expect(read()).toBe(4); // the ring empty, the poll: both readable, the ring's go first
+    expect(raw.calls).toBe(0);
+    expect(read()).toBe(2); // then the raw socket's, without waiting for RAW_FIRST_AFTER packets
+    expect(raw.calls).toBe(1);
+    ringAnswers = [];
+    expect(read()).toBe(4);
   });
 
   test("the ring empty and the raw socket readable (poll says so): its packets are read at once", () => {
@@ -146,7 +180,8 @@ describe("RingRawSocket", () => {
     const sock = new RingRawSocket(ring as unknown as PacketRing, raw as unknown as Raw6Batch, 0);
     const read = () =>
       sock.read([new Uint8Array(64)], new Int32Array(1), 0, new Uint8Array(16), new Uint8Array(1));
-    for (let i = 0; i < 2 * RAW_FIRST_EVERY; i++) read();
+    // One packet a read: past RAW_FIRST_AFTER packets the turn is due, and still waits.
+    for (let i = 0; i < RAW_FIRST_AFTER + 8; i++) read();
     expect(raw.calls).toBe(0);
     ring.markAhead = false;
     read();

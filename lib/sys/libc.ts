@@ -439,6 +439,16 @@ export function copyFromAddress(
   _libc().memcpy(ptr(to, toOffset), from as Pointer, length);
 }
 
+/**
+ * memcpy(3) of `length` bytes between two addresses (a mapping's, {@link mapShared}; a buffer's,
+ * {@link addressOf}, held by the caller so that it stays valid): {@link copyFromAddress}
+ * without looking the buffer's address up at every call (about 20 ns of its 40, issue 14).
+ * The caller checks the bounds: nothing here does.
+ */
+export function copyBetween(to: number, from: number, length: number): void {
+  _libc().memcpy(to as Pointer, from as Pointer, length);
+}
+
 /** munmap(2) of a {@link mapShared} mapping; 0 or -errno. */
 export function unmap(m: SharedMapping): number {
   return _result(_libc().munmap(m.address as Pointer, m.length));

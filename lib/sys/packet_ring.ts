@@ -233,6 +233,9 @@ export class PacketRing implements TunnelBatchSocket {
   #addrsSeen: Uint8Array | null = null;
   #addrWords: Int32Array | null = null;
   readonly #statsLength = new Uint32Array(1);
+  /** The read buffers seen at each index, and their addresses (looked up once per buffer). */
+  readonly #bufsSeen: (Uint8Array | undefined)[] = [];
+  #bufAddrs = new Float64Array(0);
 
   private constructor(fd: number, geometry: RingGeometry) {
     const m = libc.mapShared(fd, geometry.frames * geometry.frameBytes);
@@ -387,7 +390,11 @@ export class PacketRing implements TunnelBatchSocket {
       // decapsulator counts it malformed.
       if (payload >= 0 && offset + payload <= buf.length) {
         if ((status & TP_STATUS_COPY) === 0)
-          libc.copyFromAddress(buf, offset, this.#mapping.address + p + 40, payload);
+          libc.copyBetween(
+            this.#addressOf(n, buf) + offset,
+            this.#mapping.address + p + 40,
+            payload,
+          );
         sizes[n] = payload;
         if (words !== null && (p & 3) === 0) {
           // The outer source, 4 words (the frame's packet starts 16-byte aligned).
@@ -406,6 +413,19 @@ export class PacketRing implements TunnelBatchSocket {
     }
     this.packets += n;
     return n;
+  }
+
+  /** The address of `buf`, the read buffer at index `n`: looked up when that buffer is new there. */
+  #addressOf(n: number, buf: Uint8Array): number {
+    if (this.#bufsSeen[n] === buf) return this.#bufAddrs[n]!;
+    if (n >= this.#bufAddrs.length) {
+      const grown = new Float64Array(Math.max(2 * this.#bufAddrs.length, n + 1, 64));
+      grown.set(this.#bufAddrs);
+      this.#bufAddrs = grown;
+    }
+    this.#bufsSeen[n] = buf;
+    this.#bufAddrs[n] = libc.addressOf(buf);
+    return this.#bufAddrs[n]!;
   }
 
   /**
