@@ -269,6 +269,15 @@ export class AllocationEngine {
   }
 
   /**
+   * Expiries the sweeper left to another server sharing the store so far: that server had
+   * expired (or renewed) the lease first, so the store skipped this one's write (not a
+   * conflict: nothing else in its batch failed; the lease counts as expired there).
+   */
+  expiriesLapsed(): number {
+    return this.#writer.lapsed;
+  }
+
+  /**
    * Marks active leases whose time is up expired (durably) and returns them: at most
    * `reclaimMaxLeases` of them, and it stops picking once `reclaimMaxMs` have passed, so that
    * a crowd of overdue leases (a restart after a downtime longer than the lease time) never
