@@ -93,6 +93,7 @@ describe("two engines, one shared store", () => {
     for (let i = 0; i < 250; i++) expect((await (i % 2 ? a : b).discover(host(i))).ok).toBe(true);
     await settle();
     clock.now += 61_000;
+    const before = a.conflicts(); // the grants above may have met B's (not yet heard of)
     const expired: Lease[] = [];
     const granted: Promise<EngineResult>[] = [];
     for (let round = 0; round < 20; round++) {
@@ -106,7 +107,7 @@ describe("two engines, one shared store", () => {
     }
     const results = await Promise.all(granted);
     expect(results.filter((r) => !r.ok)).toEqual([]);
-    expect(a.conflicts()).toBe(0); // no allocation was decided again, none failed
+    expect(a.conflicts() - before).toBe(0); // no allocation was decided again, none failed
     expect(a.expiriesLapsed()).toBeGreaterThan(0); // they did meet
     expect(expired.length).toBe(250);
     expect(new Set(expired.map((l) => l.host6)).size).toBe(250);
