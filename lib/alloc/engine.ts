@@ -283,6 +283,8 @@ export class AllocationEngine {
    * a crowd of overdue leases (a restart after a downtime longer than the lease time) never
    * holds up the answers; {@link reclaimPending} then says more are due, and the caller sweeps
    * again after letting other work run (lib/alloc/reclaimer.ts). Each slice is one store write.
+   * On a shared store the leases another server expired (or renewed) first are not returned:
+   * each expiry is returned by exactly one server ({@link expiriesLapsed} counts the others).
    *
    * Time is up on the monotonic clock: a lease expires its lease time after it was granted
    * (or, for a lease loaded at start, after the time its stored `expiresAt` had left then).
