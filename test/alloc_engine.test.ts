@@ -15,6 +15,7 @@ import {
   type LeaseStore,
   leaseKey,
   WHOLE_ADDRESS,
+  type WriteOutcome,
 } from "../lib/lease/lease.ts";
 import { MemoryLeaseStore } from "../lib/lease/memory.ts";
 import { SqliteLeaseStore } from "../lib/lease/sqlite.ts";
@@ -45,13 +46,13 @@ class FlakyStore implements LeaseStore {
   loadAll(): Promise<Lease[]> {
     return this.inner.loadAll();
   }
-  async write(ops: readonly LeaseOp[]): Promise<void> {
+  async write(ops: readonly LeaseOp[]): Promise<WriteOutcome | undefined> {
     if (this.slow) await new Promise((resolve) => setImmediate(resolve));
     if (this.fail || (this.failRate > 0 && this.rng() < this.failRate)) {
       this.failures++;
       throw new Error("injected write failure");
     }
-    await this.inner.write(ops);
+    return await this.inner.write(ops);
   }
   close(): Promise<void> {
     return this.inner.close();

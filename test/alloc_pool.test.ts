@@ -1,5 +1,6 @@
 import { describe, expect, test } from "bun:test";
 import { MAX_POOL_SLOTS, Pool, poolsOverlap } from "../lib/alloc/pool.ts";
+import { ACTIVE, NEVER, PoolSlots } from "../lib/alloc/slots.ts";
 import { formatIPv4, parseIPv4 } from "../lib/net/addr.ts";
 import { poolConfigError } from "./helpers/pool_error.ts";
 
@@ -142,5 +143,22 @@ describe("poolsOverlap()", () => {
     expect(overlap?.message).toBe(
       "pools 192.0.2.0/24 and c overlap (192.0.2.0/24 and 192.0.2.64/26); give each address to one pool",
     );
+  });
+});
+
+describe("PoolSlots.takeNeverNear (servers sharing a database)", () => {
+  test("places all over the pool pick apart in its never-used part, also with its low part in use", () => {
+    const pool = new Pool({ prefixes: ["198.18.0.0/22"] });
+    const slots = new PoolSlots(pool, "2001:db8::1", 0, () => undefined);
+    const used = 768; // after a restart, the low three quarters hold leases
+    for (let slot = 0; slot < used; slot++) slots.state[slot] = ACTIVE;
+    const n = slots.state.length;
+    const picks = Array.from({ length: 16 }, (_, i) =>
+      slots.takeNeverNear(Math.floor((i * n) / 16)),
+    );
+    expect(picks.every((slot) => slot >= used && slots.state[slot] === NEVER)).toBe(true);
+    expect(new Set(picks).size).toBe(16); // not all the cursor slot: two servers seldom meet
+    for (let slot = used; slot < n; slot++) slots.state[slot] = ACTIVE;
+    expect(slots.takeNeverNear(0)).toBe(-1);
   });
 });

@@ -4,7 +4,7 @@
  */
 import { describe, expect, test } from "bun:test";
 import type { PoolConfig } from "../lib/alloc/engine.ts";
-import type { Lease, LeaseOp, LeaseStore } from "../lib/lease/lease.ts";
+import type { Lease, LeaseOp, LeaseStore, WriteOutcome } from "../lib/lease/lease.ts";
 import { MemoryLeaseStore } from "../lib/lease/memory.ts";
 import { formatIPv4, parseIPv4 } from "../lib/net/addr.ts";
 import { ok, startEngine } from "./helpers/engine.ts";
@@ -22,10 +22,10 @@ class SlowStore implements LeaseStore {
   loadAll(): Promise<Lease[]> {
     return this.inner.loadAll();
   }
-  async write(ops: readonly LeaseOp[]): Promise<void> {
+  async write(ops: readonly LeaseOp[]): Promise<WriteOutcome | undefined> {
     await new Promise((resolve) => setImmediate(resolve));
     if (this.fail) throw new Error("injected write failure");
-    await this.inner.write(ops);
+    return await this.inner.write(ops);
   }
   close(): Promise<void> {
     return this.inner.close();

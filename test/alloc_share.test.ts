@@ -3,7 +3,13 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { EngineOptions, EngineResult, PoolConfig } from "../lib/alloc/engine.ts";
-import { type Lease, type LeaseOp, type LeaseStore, WHOLE_ADDRESS } from "../lib/lease/lease.ts";
+import {
+  type Lease,
+  type LeaseOp,
+  type LeaseStore,
+  WHOLE_ADDRESS,
+  type WriteOutcome,
+} from "../lib/lease/lease.ts";
 import { MemoryLeaseStore } from "../lib/lease/memory.ts";
 import { SqliteLeaseStore } from "../lib/lease/sqlite.ts";
 import { formatIPv4, parseIPv4 } from "../lib/net/addr.ts";
@@ -354,9 +360,9 @@ class FlakyStore implements LeaseStore {
   loadAll(): Promise<Lease[]> {
     return this.inner.loadAll();
   }
-  async write(ops: readonly LeaseOp[]): Promise<void> {
+  async write(ops: readonly LeaseOp[]): Promise<WriteOutcome | undefined> {
     if (this.fail) throw new Error("injected write failure");
-    await this.inner.write(ops);
+    return await this.inner.write(ops);
   }
   close(): Promise<void> {
     return this.inner.close();

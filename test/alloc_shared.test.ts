@@ -6,6 +6,7 @@
  */
 import { describe, expect, test } from "bun:test";
 import { AllocationEngine, type PoolConfig } from "../lib/alloc/engine.ts";
+import type { EngineResult } from "../lib/alloc/engine_types.ts";
 import { type Lease, leaseKey } from "../lib/lease/lease.ts";
 import { MemoryLeaseStore } from "../lib/lease/memory.ts";
 import { T0 } from "./helpers/engine.ts";
@@ -84,6 +85,38 @@ describe("two engines, one shared store", () => {
     expect(expired.length).toBe(150);
     expect(new Set(expired.map((l) => l.host6)).size).toBe(150);
     expect((await store.loadAll()).every((l) => l.state === "expired")).toBe(true);
+  });
+
+  test("an expiry the other server did first fails no allocation in its batch; each counted once", async () => {
+    const pools = [{ prefixes: ["198.18.0.0/22"], tep6: TEP6 }];
+    const { store, clock, a, b } = await pair(pools, 60);
+    for (let i = 0; i < 250; i++) expect((await (i % 2 ? a : b).discover(host(i))).ok).toBe(true);
+    await settle();
+    clock.now += 61_000;
+    const before = a.conflicts(); // the grants above may have met B's (not yet heard of)
+    const expired: Lease[] = [];
+    const granted: Promise<EngineResult>[] = [];
+    for (let round = 0; round < 20; round++) {
+      // Both find the same leases due in the same turn; B's slice reaches the store first, A's
+      // shares its batch with new hosts' allocations (only A allocates: no slot race).
+      const sweeps = [b.sweep(), a.sweep()];
+      for (let j = 0; j < 4; j++) granted.push(a.discover(host(1000 + round * 4 + j)));
+      for (const x of await Promise.all(sweeps)) expired.push(...x);
+      await settle();
+      if (!a.reclaimPending && !b.reclaimPending && expired.length >= 250) break;
+    }
+    const results = await Promise.all(granted);
+    expect(results.filter((r) => !r.ok)).toEqual([]);
+    expect(a.conflicts() - before).toBe(0); // no allocation was decided again, none failed
+    expect(a.expiriesLapsed()).toBeGreaterThan(0); // they did meet
+    expect(expired.length).toBe(250);
+    expect(new Set(expired.map((l) => l.host6)).size).toBe(250);
+    const stored = await store.loadAll();
+    expect(stored.filter((l) => l.state === "expired").length).toBe(250);
+    expect(stored.filter((l) => l.state === "active").length).toBe(results.length);
+    // A's memory took B's expiries as stored.
+    await settle();
+    for (const engine of [a, b]) expect(engine.leases({ state: "expired" }).length).toBe(250);
   });
 
   test("a host cannot hold leases through both servers at once", async () => {

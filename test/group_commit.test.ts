@@ -1,6 +1,12 @@
 import { describe, expect, test } from "bun:test";
 import { GroupCommitter } from "../lib/lease/group_commit.ts";
-import { type Lease, type LeaseOp, type LeaseStore, WHOLE_ADDRESS } from "../lib/lease/lease.ts";
+import {
+  type Lease,
+  type LeaseOp,
+  type LeaseStore,
+  WHOLE_ADDRESS,
+  type WriteOutcome,
+} from "../lib/lease/lease.ts";
 import { MemoryLeaseStore } from "../lib/lease/memory.ts";
 import { waitUntil } from "./helpers/wait.ts";
 
@@ -39,14 +45,14 @@ class RecordingStore implements LeaseStore {
   loadAll(): Promise<Lease[]> {
     return this.inner.loadAll();
   }
-  async write(ops: readonly LeaseOp[]): Promise<void> {
+  async write(ops: readonly LeaseOp[]): Promise<WriteOutcome | undefined> {
     this.writes.push([...ops]);
     if (this.gate) await this.gate;
     if (this.failNext > 0) {
       this.failNext--;
       throw new Error("disk on fire");
     }
-    await this.inner.write(ops);
+    return await this.inner.write(ops);
   }
   close(): Promise<void> {
     return this.inner.close();

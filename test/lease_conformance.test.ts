@@ -348,6 +348,50 @@ function leaseStoreConformance(backend: Backend): void {
         expect(await store.loadAll()).toEqual([renewed, other]); // nothing applied
       });
 
+      test("a lapse put whose expected row is gone is skipped and reported; the rest of the batch applies", async () => {
+        const store = await create();
+        const other = lease({ ipv4: 0xc0000203, host6: "2001:db8::b" });
+        const gone = lease({ ipv4: 0xc0000205, host6: "2001:db8::c" });
+        await store.write([put(lease()), put(other), put(gone)]);
+        // Another server expired ::a first, and ::c's row vanished.
+        const theirs = lease({ state: "expired", expiresAt: 1_700_000_650_000 });
+        await store.write([put(theirs), { op: "delete", key: leaseKey(gone.ipv4, 0) }]);
+        const fresh = lease({ ipv4: 0xc0000204, host6: "2001:db8::d" });
+        const ours = { ...other, state: "expired" as const, expiresAt: 1_700_000_700_000 };
+        const outcome = await store.write([
+          { op: "put", lease: lease({ state: "expired" }), expected: lease(), lapse: true },
+          { op: "put", lease: ours, expected: other, lapse: true },
+          { op: "put", lease: { ...gone, state: "expired" }, expected: gone, lapse: true },
+          { op: "put", lease: fresh, expected: null },
+        ]);
+        expect(outcome?.skipped).toEqual(
+          new Map<number, Lease | undefined>([
+            [leaseKey(lease().ipv4, 0), theirs],
+            [leaseKey(gone.ipv4, 0), undefined],
+          ]),
+        );
+        expect(await store.loadAll()).toEqual([theirs, ours, fresh]);
+        // A later put of the batch on a skipped key still compares: a conflict, nothing applied.
+        const error = await store
+          .write([
+            { op: "put", lease: lease({ state: "expired" }), expected: lease(), lapse: true },
+            {
+              op: "put",
+              lease: lease({ host6: "2001:db8::e" }),
+              expected: lease({ state: "expired" }),
+            },
+          ])
+          .catch((e: unknown) => e);
+        expect(error).toBeInstanceOf(LeaseConflictError);
+        expect(await store.loadAll()).toEqual([theirs, ours, fresh]);
+        // None skipped: nothing to report.
+        expect(
+          await store.write([
+            { op: "put", lease: { ...fresh, state: "released" }, expected: fresh, lapse: true },
+          ]),
+        ).toBeUndefined();
+      });
+
       test("an insert expecting no row loses to a row there, and to the host's active lease elsewhere", async () => {
         const store = await create();
         await store.write([put(lease())]);

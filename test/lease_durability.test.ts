@@ -18,7 +18,13 @@ import { join } from "node:path";
 import { AllocationEngine } from "../lib/alloc/engine.ts";
 import { Logger } from "../lib/control/log.ts";
 import { Metrics } from "../lib/control/metrics.ts";
-import { type Lease, type LeaseOp, type LeaseStore, WHOLE_ADDRESS } from "../lib/lease/lease.ts";
+import {
+  type Lease,
+  type LeaseOp,
+  type LeaseStore,
+  WHOLE_ADDRESS,
+  type WriteOutcome,
+} from "../lib/lease/lease.ts";
 import { SqliteLeaseStore } from "../lib/lease/sqlite.ts";
 import { DstmHandler } from "../lib/server/handler.ts";
 import { decodeMessage, encodeMessage } from "../lib/wire/dstm.ts";
@@ -67,12 +73,13 @@ class SpyStore implements LeaseStore {
   loadAll(): Promise<Lease[]> {
     return this.inner.loadAll();
   }
-  async write(ops: readonly LeaseOp[]): Promise<void> {
+  async write(ops: readonly LeaseOp[]): Promise<WriteOutcome | undefined> {
     this.events.push(`write ${ops.length}`);
     // Yield a macrotask first: a caller that did not wait for the commit would answer now.
     await new Promise((resolve) => setImmediate(resolve));
-    await this.inner.write(ops);
+    const outcome = await this.inner.write(ops);
     this.events.push("committed");
+    return outcome;
   }
   close(): Promise<void> {
     return this.inner.close();

@@ -72,7 +72,7 @@ function batch(next: () => number, stamp: number): LeaseOp[] {
   return ops;
 }
 
-async function outcome(promise: Promise<void>): Promise<"ok" | "refused"> {
+async function outcome(promise: Promise<unknown>): Promise<"ok" | "refused"> {
   try {
     await promise;
     return "ok";

@@ -269,11 +269,22 @@ export class AllocationEngine {
   }
 
   /**
+   * Expiries the sweeper left to another server sharing the store so far: that server had
+   * expired (or renewed) the lease first, so the store skipped this one's write (not a
+   * conflict: nothing else in its batch failed; the lease counts as expired there).
+   */
+  expiriesLapsed(): number {
+    return this.#writer.lapsed;
+  }
+
+  /**
    * Marks active leases whose time is up expired (durably) and returns them: at most
    * `reclaimMaxLeases` of them, and it stops picking once `reclaimMaxMs` have passed, so that
    * a crowd of overdue leases (a restart after a downtime longer than the lease time) never
    * holds up the answers; {@link reclaimPending} then says more are due, and the caller sweeps
    * again after letting other work run (lib/alloc/reclaimer.ts). Each slice is one store write.
+   * On a shared store the leases another server expired (or renewed) first are not returned:
+   * each expiry is returned by exactly one server ({@link expiriesLapsed} counts the others).
    *
    * Time is up on the monotonic clock: a lease expires its lease time after it was granted
    * (or, for a lease loaded at start, after the time its stored `expiresAt` had left then).

@@ -11,7 +11,9 @@
  *
  * On a store shared by several servers (docs/scale-out.md) each put names the row it expects
  * the store to hold (compare-and-set); a write another server won (LeaseConflictError) takes
- * in the rows that server stored, and {@link LeaseWriter.retry} decides again.
+ * in the rows that server stored, and {@link LeaseWriter.retry} decides again. The sweeper's
+ * expiries are the exception ({@link LeaseWriter.expire}): one another server already did is
+ * skipped by the store, not a conflict, so it never fails the allocations sharing its batch.
  *
  * @module
  */
@@ -61,6 +63,8 @@ export class LeaseWriter {
   readonly #submitted = new Map<number, Lease>();
   /** Writes another server won (LeaseConflictError), for metrics. */
   #conflicts = 0;
+  /** Expiries the store skipped: another server had changed the lease first. */
+  #lapsed = 0;
   /** Bumped by every rollback; callbacks of older changes then know they were undone. */
   #epoch = 0;
   /** A store write failed and none succeeded since (onStoreRecovered is due). */
@@ -146,6 +150,63 @@ export class LeaseWriter {
     return this.persist(ops, [endKey, key], [end, lease], success, (failure) => failure);
   }
 
+  /**
+   * The sweeper's slice: `leases` (the `expired` rows of `keys`, already in memory) written in
+   * one batch, each put `lapse` (lib/lease/lease.ts): resolves to the leases this write
+   * expired, each exactly once across servers. A lease another server changed first (expired,
+   * or renewed through it) is skipped by the store, not a conflict: the allocations in the
+   * same batch commit, it is left out of the result (the other server counted it), and memory
+   * takes the row stored now. Resolves to [] when the write fails (rolled back as any).
+   */
+  expire(keys: readonly number[], leases: readonly Lease[]): Promise<Lease[]> {
+    const ops: LeaseOp[] = [];
+    for (let i = 0; i < keys.length; i++) {
+      ops.push(this.put(keys[i] as number, leases[i] as Lease, true));
+    }
+    const epoch = this.#epoch;
+    return this.#committer.submit(ops).then(
+      (outcome) => {
+        const skipped = outcome?.skipped;
+        const expired: Lease[] = [];
+        for (let i = 0; i < keys.length; i++) {
+          const key = keys[i] as number;
+          const lease = leases[i] as Lease;
+          if (skipped?.has(key)) {
+            const op = ops[i] as Extract<LeaseOp, { op: "put" }>;
+            this.#lapse(key, lease, op.expected ?? undefined, skipped.get(key));
+          } else {
+            this.#durable(key, lease);
+            expired.push(lease);
+          }
+        }
+        if (this.#failing) this.#recovered();
+        return expired;
+      },
+      (error: unknown): Lease[] => {
+        this.#failed(epoch, error);
+        return [];
+      },
+    );
+  }
+
+  /**
+   * The expiry `lease` of `key` was skipped: the store holds `stored` (another server's row),
+   * not `before`. Memory takes `stored`, unless a later change of the key is pending: that one
+   * expected `lease`, so it conflicts, and its rollback brings `stored` back.
+   */
+  #lapse(key: number, lease: Lease, before: Lease | undefined, stored: Lease | undefined): void {
+    this.#lapsed++;
+    if (this.#submitted.get(key) === lease) this.#submitted.delete(key);
+    if (this.#rows.get(key) !== lease) {
+      this.#inflight.set(key, stored);
+      return;
+    }
+    this.#inflight.delete(key);
+    this.#index.setRow(key, stored);
+    // `before` (active) is what this server's view held: the expiry never reached it.
+    this.#tellAbsorbed(before, stored);
+  }
+
   /** Changes memory now, remembering the durable row for a rollback. */
   change(key: number, lease: Lease): void {
     if (!this.#inflight.has(key)) this.#inflight.set(key, this.#rows.get(key));
@@ -190,15 +251,17 @@ export class LeaseWriter {
   /**
    * The put of `lease` (already in memory) with the row the store holds under `key` when the
    * put reaches it: the last row submitted for the key, else the durable row (the one an
-   * offer kept in memory only replaced). A shared store checks it (compare-and-set).
+   * offer kept in memory only replaced). A shared store checks it (compare-and-set); `lapse`:
+   * skips it instead of failing the batch when that row is no longer stored ({@link expire}).
    */
-  put(key: number, lease: Lease): LeaseOp {
+  put(key: number, lease: Lease, lapse = false): LeaseOp {
     const expected = this.#submitted.has(key)
       ? this.#submitted.get(key)
       : this.#inflight.has(key)
         ? this.#inflight.get(key)
         : this.#rows.get(key);
     this.#submitted.set(key, lease);
+    if (lapse) return { op: "put", lease, expected: expected ?? null, lapse };
     return { op: "put", lease, expected: expected ?? null };
   }
 
@@ -266,6 +329,11 @@ export class LeaseWriter {
   /** Writes another server won so far (each made this engine take the stored rows and decide again). */
   get conflicts(): number {
     return this.#conflicts;
+  }
+
+  /** Expiries skipped so far because another server had changed the lease first ({@link expire}). */
+  get lapsed(): number {
+    return this.#lapsed;
   }
 
   /** Store writes so far and the ops they carried (ops/batches is the group-commit factor). */

@@ -5,7 +5,7 @@
  *
  * @module
  */
-import type { Lease, LeaseOp } from "../lease/lease.ts";
+import type { Lease } from "../lease/lease.ts";
 import { leaseInState as _copy, reclaimLimit as _limit } from "./engine_rows.ts";
 import { RECLAIM_DEFAULTS } from "./engine_types.ts";
 import type { LeaseIndex } from "./lease_index.ts";
@@ -64,7 +64,6 @@ export class Reclamation {
     due.sort((a, b) => a - b);
     const writer = this.#writer;
     const rows = this.#index.rows;
-    const ops: LeaseOp[] = [];
     const expired: Lease[] = [];
     const keys: number[] = [];
     for (let i = 0; i < due.length; i++) {
@@ -74,10 +73,10 @@ export class Reclamation {
       keys.push(key);
       const lease = _copy(rows.get(key) as Lease, "expired", now);
       writer.change(key, lease);
-      ops.push(writer.put(key, lease));
       expired.push(lease);
     }
-    return writer.persist(ops, keys, expired, expired, (): Lease[] => []);
+    // Those another server expired first are left out (expired once, counted there).
+    return writer.expire(keys, expired);
   }
 
   /**

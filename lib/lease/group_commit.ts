@@ -23,12 +23,12 @@
  *
  * @module
  */
-import type { LeaseOp, LeaseStore } from "./lease.ts";
+import type { LeaseOp, LeaseStore, WriteOutcome } from "./lease.ts";
 
 interface _Batch {
   readonly ops: LeaseOp[];
-  readonly promise: Promise<void>;
-  readonly resolve: () => void;
+  readonly promise: Promise<WriteOutcome | undefined>;
+  readonly resolve: (outcome: WriteOutcome | undefined) => void;
   readonly reject: (error: unknown) => void;
 }
 
@@ -60,11 +60,13 @@ export class GroupCommitter {
 
   /**
    * Queues `ops` for the next write. Resolves when the write that carries them has committed,
-   * rejects with the store's error if it failed. All submitters of one batch share its fate.
+   * with the store's {@link WriteOutcome} of the whole batch (the `lapse` puts it skipped, of
+   * every submitter: each looks for its own keys), rejects with the store's error if it
+   * failed. All submitters of one batch share its fate.
    *
    * @example await committer.submit([{ op: "put", lease }]);
    */
-  submit(ops: readonly LeaseOp[]): Promise<void> {
+  submit(ops: readonly LeaseOp[]): Promise<WriteOutcome | undefined> {
     let batch = this.#pending;
     if (batch === undefined) {
       batch = _newBatch();
@@ -122,14 +124,14 @@ export class GroupCommitter {
       this.#commit(batch);
       return;
     }
-    let write: Promise<void>;
+    let write: Promise<WriteOutcome | undefined>;
     try {
       write = this.#store.write(batch.ops);
     } catch (error) {
       write = Promise.reject(error);
     }
     this.#inFlight = write.then(
-      () => this.#settle(batch, undefined, false),
+      (outcome) => this.#settle(batch, outcome, false),
       (error: unknown) => this.#settle(batch, error, true),
     );
   }
@@ -160,23 +162,24 @@ export class GroupCommitter {
 
   #durable(batch: _Batch, error: unknown, failed: boolean): void {
     if (failed) batch.reject(error);
-    else batch.resolve();
+    else batch.resolve(undefined); // a pipelined store (SQLite) has one writer: nothing skipped
     this.#unsettled--;
     if (this.#pending !== undefined) this.#schedule();
   }
 
-  #settle(batch: _Batch, error: unknown, failed: boolean): void {
+  /** `result`: the error when `failed`, else the store's outcome. */
+  #settle(batch: _Batch, result: unknown, failed: boolean): void {
     // Submitters' reactions are queued before the next write can start (that waits for
     // setImmediate), so each batch is fully settled before the next reaches the store.
-    if (failed) batch.reject(error);
-    else batch.resolve();
+    if (failed) batch.reject(result);
+    else batch.resolve(result as WriteOutcome | undefined);
     this.#inFlight = undefined;
     if (this.#pending !== undefined) this.#schedule();
   }
 }
 
 function _newBatch(): _Batch {
-  const { promise, resolve, reject } = Promise.withResolvers<void>();
+  const { promise, resolve, reject } = Promise.withResolvers<WriteOutcome | undefined>();
   // A batch whose submitters all went away must not become an unhandled rejection.
   promise.catch(() => {});
   return { ops: [], promise, resolve, reject };

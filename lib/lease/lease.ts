@@ -142,10 +142,30 @@ export function leaseKey(ipv4: number, psid: number): number {
  * (lib/lease/postgres.ts): it is the row the writer believes is stored under the key now
  * (`null`: none). When the stored row differs (another server changed it since), the batch
  * rejects with {@link LeaseConflictError} and nothing of it applies. Absent: a plain put.
+ *
+ * `lapse` (with `expected`): when the stored row differs, this put is skipped instead — the
+ * batch's other ops apply, and the write resolves with the key and the row stored now in
+ * {@link WriteOutcome.skipped}. For the sweeper's expiries: a lease another server already
+ * expired (or renewed) is an expected outcome, not a conflict that fails the allocations
+ * sharing the batch. A later op of the same batch on that key still compares with its own
+ * `expected`, so it conflicts as usual.
  */
 export type LeaseOp =
-  | { readonly op: "put"; readonly lease: Lease; readonly expected?: Lease | null }
+  | {
+      readonly op: "put";
+      readonly lease: Lease;
+      readonly expected?: Lease | null;
+      readonly lapse?: boolean;
+    }
   | { readonly op: "delete"; readonly key: number };
+
+/**
+ * What a shared store's `write` tells besides success: `skipped`, the keys of the `lapse` puts
+ * whose expected row was no longer stored → the row stored under the key now (undefined: none).
+ */
+export interface WriteOutcome {
+  readonly skipped: ReadonlyMap<number, Lease | undefined>;
+}
 
 /**
  * Persistence of leases. The allocation engine keeps the working set in memory and is the
@@ -156,7 +176,9 @@ export type LeaseOp =
  *   durable (for SQLite: committed, and the WAL fsynced after the commit, ./wal_sync.ts). If
  *   it rejects, none applied — except with an error whose `fatal` is true (SQLite: the fsync
  *   after the commit failed, or the database vanished): then the ops may or may not be
- *   stored, and the store accepts no further write; the server stops.
+ *   stored, and the store accepts no further write; the server stops. The one exception to
+ *   all-or-nothing: a shared store skips a `lapse` put whose `expected` row is not stored
+ *   and reports it ({@link WriteOutcome}).
  * - A `put` whose lease is `active` for a holder ({@link leaseHolder}: the identity, else the
  *   host) that already has another active lease under a different key rejects the whole
  *   batch (one holder, one active lease).
@@ -170,7 +192,8 @@ export interface LeaseStore {
   /** `"memory"`, `"sqlite"`, … for logs and metrics. */
   readonly kind: string;
   loadAll(): Promise<Lease[]>;
-  write(ops: readonly LeaseOp[]): Promise<void>;
+  /** Resolves with the skipped `lapse` puts (shared stores), or nothing when none was skipped. */
+  write(ops: readonly LeaseOp[]): Promise<WriteOutcome | undefined>;
   /**
    * `write` in two steps, for a store whose transaction commits on the calling thread
    * (SQLite): applies `ops` in one transaction now, or throws (nothing of them applied), and

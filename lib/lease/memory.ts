@@ -20,6 +20,7 @@ import {
   type Reservation,
   type ReservationOp,
   sameLease,
+  type WriteOutcome,
 } from "./lease.ts";
 
 /** Rows in memory; nothing survives the process. */
@@ -61,18 +62,26 @@ export class MemoryLeaseStore implements LeaseStore {
 
   /**
    * Applies `ops` in order; on the first violation undoes the ones already applied and
-   * rejects, so a batch is all or nothing (as one SQLite transaction is).
+   * rejects, so a batch is all or nothing (as one SQLite transaction is) — but a `lapse` put
+   * whose expected row is not stored is skipped and reported, as PostgreSQL does.
    */
-  write(ops: readonly LeaseOp[]): Promise<void> {
+  write(ops: readonly LeaseOp[]): Promise<WriteOutcome | undefined> {
     if (this.#closed) return Promise.reject(_closed());
     const undo: [number, Lease | undefined][] = [];
     let conflict: string | undefined;
+    let skipped: Map<number, Lease | undefined> | undefined;
+    const applied: Lease[] = [];
     try {
       for (const op of ops) {
         const key = op.op === "put" ? leaseKey(op.lease.ipv4, op.lease.portSet.psid) : op.key;
         const next = op.op === "put" ? op.lease : undefined;
         if (op.op === "put" && op.expected !== undefined) {
           const stored = this.#rows.get(key);
+          if (!sameLease(stored, op.expected) && op.lapse === true) {
+            skipped ??= new Map();
+            skipped.set(key, stored);
+            continue;
+          }
           if (!sameLease(stored, op.expected)) {
             conflict = `key ${key} holds another row than the writer expected`;
             break;
@@ -102,6 +111,7 @@ export class MemoryLeaseStore implements LeaseStore {
         }
         undo.push([key, this.#rows.get(key)]);
         this.#set(key, next);
+        if (next) applied.push(next);
       }
       if (conflict) throw new LeaseConflictError(conflict);
     } catch (error) {
@@ -112,12 +122,11 @@ export class MemoryLeaseStore implements LeaseStore {
       return Promise.reject(conflict ? this.#conflict(conflict, ops) : error);
     }
     if (this.#watchers.size > 0) {
-      const rows = ops.flatMap((op) => (op.op === "put" ? [op.lease] : []));
       setImmediate(() => {
-        for (const watcher of this.#watchers) watcher(rows);
+        for (const watcher of this.#watchers) watcher(applied);
       });
     }
-    return Promise.resolve();
+    return Promise.resolve(skipped && { skipped });
   }
 
   /**

@@ -43,6 +43,7 @@ import {
   type Reservation,
   type ReservationOp,
   stringInterner,
+  type WriteOutcome,
 } from "./lease.ts";
 import { whyUnreachable } from "./postgres_reach.ts";
 import {
@@ -124,12 +125,14 @@ export class PostgresLeaseStore implements LeaseStore {
    * resolves once committed. Rejects with {@link LeaseConflictError} when a put's `expected`
    * row is not the stored one, with {@link LeaseStoreError} on any other failure (a second
    * active lease for a host in a plain put, the database unreachable); nothing applied then.
+   * A `lapse` put whose expected row is not stored is skipped, not a conflict: the rest
+   * commits, and the result names its key and the row stored now.
    */
-  async write(ops: readonly LeaseOp[]): Promise<void> {
+  async write(ops: readonly LeaseOp[]): Promise<WriteOutcome | undefined> {
     this.#check();
-    if (ops.length === 0) return;
+    if (ops.length === 0) return undefined;
     try {
-      await this.#sql.begin((tx) => writeBatch(tx, ops));
+      return await this.#sql.begin((tx) => writeBatch(tx, ops));
     } catch (error) {
       if (error instanceof CasMismatch || (hasExpected(ops) && sqlState(error) === "23505")) {
         throw await readConflict(this.#sql, ops);

@@ -8,12 +8,22 @@
  *   key or of the active holder, leaves it without a row;
  * - a row: `UPDATE … WHERE` every field still equals the expected row.
  * A compare-and-set put that touched no row throws {@link CasMismatch}: the transaction rolls
- * back whole, and the store answers with {@link readConflict}'s rows.
+ * back whole, and the store answers with {@link readConflict}'s rows — unless the put is a
+ * `lapse` one (the sweeper's expiry): its UPDATE changed nothing, so it is just skipped, the
+ * rest commits, and the write reports its key and the row stored now (an expiry another
+ * server already did is expected, not a conflict for the allocations in the same batch).
  *
  * @module
  */
 import type { SQL, TransactionSQL } from "bun";
-import { LeaseConflictError, type LeaseOp, leaseHolder, leaseKey } from "./lease.ts";
+import {
+  type Lease,
+  LeaseConflictError,
+  type LeaseOp,
+  leaseHolder,
+  leaseKey,
+  type WriteOutcome,
+} from "./lease.ts";
 import {
   COLUMNS,
   errorLine,
@@ -33,10 +43,14 @@ export function hasExpected(ops: readonly LeaseOp[]): boolean {
 
 /**
  * Inside the write transaction `tx`: takes the write lock (the servers' writes in order), applies
- * `ops` in order, throws {@link CasMismatch} when a compare-and-set put found another row, and
- * notifies the watchers ({@link CHANNEL}) at commit.
+ * `ops` in order, throws {@link CasMismatch} when a compare-and-set put found another row (a
+ * `lapse` put is skipped instead: reported with the row stored now), and notifies the watchers
+ * ({@link CHANNEL}) at commit.
  */
-export async function writeBatch(tx: TransactionSQL, ops: readonly LeaseOp[]): Promise<void> {
+export async function writeBatch(
+  tx: TransactionSQL,
+  ops: readonly LeaseOp[],
+): Promise<WriteOutcome | undefined> {
   await tx`SELECT pg_advisory_xact_lock(${WRITE_LOCK})`;
   const results: Promise<unknown[]>[] = [];
   for (const op of ops) {
@@ -44,13 +58,25 @@ export async function writeBatch(tx: TransactionSQL, ops: readonly LeaseOp[]): P
     else results.push(_put(tx, op));
   }
   const settled = await Promise.all(results);
+  let lapsed: number[] | undefined;
   for (let i = 0; i < ops.length; i++) {
     const op = ops[i] as LeaseOp;
     if (op.op === "put" && op.expected !== undefined && settled[i]?.length !== 1) {
-      throw new CasMismatch();
+      if (op.lapse !== true) throw new CasMismatch();
+      lapsed ??= [];
+      lapsed.push(leaseKey(op.lease.ipv4, op.lease.portSet.psid));
     }
   }
   await tx`SELECT pg_notify(${CHANNEL}, '')`;
+  if (lapsed === undefined) return undefined;
+  // What the other server stored under them (read under the write lock: current at commit).
+  const rows = (await tx.unsafe(
+    `SELECT ${COLUMNS} FROM dstm_leases WHERE key = ANY($1::bigint[])`,
+    [tx.array(lapsed, "INT8")],
+  )) as PgLeaseRow[];
+  const skipped = new Map<number, Lease | undefined>(lapsed.map((key) => [key, undefined]));
+  for (const row of rows) skipped.set(Number(row.key), leaseOfRow(row));
+  return { skipped };
 }
 
 /** The statement of one put (see the module's description); each returns the key it wrote. */

@@ -265,8 +265,9 @@ export class SqliteLeaseStore implements LeaseStore {
    * or its WAL is no longer the one opened, checked before each write (./sqlite_write.ts),
    * and with a fatal {@link WalSyncError} when the fsync fails.
    */
-  write(ops: readonly LeaseOp[]): Promise<void> {
-    return this.#writing((writer) => writer.write(ops));
+  write(ops: readonly LeaseOp[]): Promise<undefined> {
+    // One writer: nothing is ever skipped (it resolves to undefined).
+    return this.#writing((writer) => writer.write(ops)) as Promise<undefined>;
   }
 
   /**

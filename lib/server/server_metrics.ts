@@ -11,6 +11,8 @@
  * - `dstm_leases_orphaned{kind}`: of those, the ones the pools no longer serve (./orphans.ts):
  *   `outside` (in no pool), `other-layout` (a port set the pool's share no longer gives);
  * - `dstm_lease_write_conflicts`: lease writes another server sharing the database won;
+ * - `dstm_lease_expiries_lapsed`: expiries another server sharing the database did first (this
+ *   server's write of them skipped, nothing else in its batch failed);
  * - `dstm_leases_expired_total`: leases the expiry sweeper reclaimed;
  * - `dstm_reloads_total{result}`: configuration reloads, applied or refused.
  *
@@ -39,6 +41,10 @@ export function declareServerMetrics(metrics: Metrics, engine: AllocationEngine)
     "dstm_lease_write_conflicts",
     "Lease writes another server sharing the database won (each decided again)",
   );
+  metrics.gauge(
+    "dstm_lease_expiries_lapsed",
+    "Expiries another server sharing the database did first (this server's write of them skipped)",
+  );
   metrics.counter("dstm_leases_expired_total", "Leases reclaimed by the expiry sweeper");
   metrics.onCollect(() => {
     let active = 0;
@@ -54,6 +60,7 @@ export function declareServerMetrics(metrics: Metrics, engine: AllocationEngine)
     metrics.set("dstm_leases_orphaned", { kind: "other-layout" }, orphans.otherLayout);
     metrics.set("dstm_leases_active", {}, active + orphanTotal(orphans));
     metrics.set("dstm_lease_write_conflicts", {}, engine.conflicts());
+    metrics.set("dstm_lease_expiries_lapsed", {}, engine.expiriesLapsed());
   });
   metrics.counter("dstm_reloads_total", "Configuration reloads, by result (applied, refused)", [
     "result",
