@@ -5,7 +5,12 @@
  */
 import { afterAll, describe, expect, test } from "bun:test";
 import { failoverLeaseClient } from "../lib/client/failover.ts";
-import { DstmRefusedError, DstmTimeoutError } from "../lib/client/protocol.ts";
+import {
+  DstmClient,
+  DstmRefusedError,
+  DstmTimeoutError,
+  DstmTransport,
+} from "../lib/client/protocol.ts";
 import { Logger } from "../lib/control/log.ts";
 import { DstmServer, type ServerConfig } from "../lib/server/server.ts";
 import { bindUdp } from "../lib/sys/udp.ts";
@@ -86,6 +91,64 @@ describe("failoverLeaseClient", () => {
     cleanup.push(() => client.close());
     await expect(client.discover()).rejects.toBeInstanceOf(DstmTimeoutError);
   });
+
+  test("a refusal from the second server makes it current: the dead first one is not waited on again", async () => {
+    const down = await silent();
+    // A pool of one address, taken by another host: the live server answers POOL_EXHAUSTED.
+    const up = await live({ pools: [{ prefixes: ["198.18.0.8/32"], tep6: "2001:db8::1" }] });
+    const filler = await DstmTransport.open({ server: "::1", port: up.at.port });
+    cleanup.push(() => filler.close());
+    await new DstmClient(filler, "2001:db8::f1").discover();
+    const failovers: string[] = [];
+    const client = await failoverLeaseClient({
+      servers: [down, up.at],
+      host6: "::1",
+      retry: RETRY,
+      onFailover: (from, to) => failovers.push(`${from} -> ${to}`),
+    });
+    cleanup.push(() => client.close());
+    await expect(client.discover()).rejects.toBeInstanceOf(DstmRefusedError);
+    await expect(client.discover()).rejects.toBeInstanceOf(DstmRefusedError);
+    await expect(client.discover()).rejects.toBeInstanceOf(DstmRefusedError);
+    // Only the first exchange waited on the silent server.
+    expect(failovers).toEqual([`[::1]:${down.port} -> [::1]:${up.at.port}`]);
+  });
+
+  test("an ICMPv6 port unreachable from a server is that server down: the next is tried at once", async () => {
+    // A port nothing listens on: the kernel answers every datagram with port unreachable.
+    const gone = await bindUdp("::1", 0, () => {});
+    const closed = { address: "::1", port: gone.port };
+    gone.close();
+    const up = await live();
+    const retransmitted: string[] = [];
+    const client = await failoverLeaseClient({
+      servers: [closed, up.at],
+      host6: "::1",
+      // Retransmissions far apart: waiting them out would take minutes.
+      retry: { initialMs: 60_000, tries: 4 },
+      onRetransmit: (server) => retransmitted.push(server),
+    });
+    cleanup.push(() => client.close());
+    const lease = await client.discover();
+    expect(lease.ipv4).toBeGreaterThan(0);
+    expect(retransmitted).toEqual([]);
+  }, 30_000);
+
+  test("a REQUEST's withinMs bounds the exchange over every server (the lease's expiry)", async () => {
+    const servers = [await silent(), await silent()];
+    const client = await failoverLeaseClient({
+      servers,
+      host6: "::1",
+      // Without the bound, one server alone would be waited on for minutes.
+      retry: { initialMs: 60_000, tries: 4 },
+    });
+    cleanup.push(() => client.close());
+    const error = await client.request(0xc6120009, { withinMs: 300 }).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(DstmTimeoutError);
+    expect((error as Error).message, (error as Error).message).toMatch(
+      /within 300 ms \(after \d+ tr/,
+    );
+  }, 30_000);
 
   test("no server is a RangeError", async () => {
     await expect(failoverLeaseClient({ servers: [], host6: "::1" })).rejects.toBeInstanceOf(

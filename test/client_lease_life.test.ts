@@ -5,7 +5,12 @@
  * fails is logged, never thrown.
  */
 import { describe, expect, test } from "bun:test";
-import { afterFailedRenewal, releaseLogged, renewalDelay } from "../lib/client/lease_life.ts";
+import {
+  afterFailedRenewal,
+  LeaseExpiredError,
+  releaseLogged,
+  renewalDelay,
+} from "../lib/client/lease_life.ts";
 import { type ClientLease, DstmRefusedError, type LeaseClient } from "../lib/client/protocol.ts";
 import { Logger } from "../lib/control/log.ts";
 import { Status } from "../lib/wire/dstm_types.ts";
@@ -39,6 +44,11 @@ describe("afterFailedRenewal", () => {
     expect(afterFailedRenewal(new Error("timeout"), lease(), NOW + 200_000)).toEqual({
       lost: false,
       retryInMs: 200_000,
+    });
+  });
+  test("the expiry reached during the renewal loses it (RFC 2131 §4.4.5)", () => {
+    expect(afterFailedRenewal(new LeaseExpiredError("expired"), lease(), NOW + 300_000)).toEqual({
+      lost: true,
     });
   });
   test("a timeout with at most 1 s left loses it", () => {

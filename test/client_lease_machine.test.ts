@@ -42,13 +42,15 @@ function lease(ipv4: number, leaseTime: number): ClientLease {
   };
 }
 
-/** One step the server stand-in takes: a lease, or an error to throw. */
-type Step = () => ClientLease | Error;
+/** One step the server stand-in takes: a lease, an error to throw, or no answer ever. */
+type Step = () => ClientLease | Error | "silent";
 
 /** A scripted server and DTI that write every call into one event list. */
 function harness(script: { discover?: Step[]; request?: Step[]; upFails?: Error[] }) {
   const events: string[] = [];
   const logLines: string[] = [];
+  /** The `withinMs` of each REQUEST. */
+  const requestBounds: (number | undefined)[] = [];
   const discover = [...(script.discover ?? [])];
   const request = [...(script.request ?? [])];
   const upFails = [...(script.upFails ?? [])];
@@ -57,6 +59,7 @@ function harness(script: { discover?: Step[]; request?: Step[]; upFails?: Error[
     const step = steps.shift();
     if (!step) return Promise.reject(new DstmTimeoutError(`script has no more ${what}`));
     const outcome = step();
+    if (outcome === "silent") return new Promise<ClientLease>(() => {});
     return outcome instanceof Error ? Promise.reject(outcome) : Promise.resolve(outcome);
   };
   const client: LeaseClient = {
@@ -65,8 +68,9 @@ function harness(script: { discover?: Step[]; request?: Step[]; upFails?: Error[
       events.push("discover");
       return take(discover, "DISCOVER answers");
     },
-    request: (ipv4) => {
+    request: (ipv4, options) => {
       events.push(`request ${formatIPv4(ipv4)}`);
+      requestBounds.push(options?.withinMs);
       return take(request, "REQUEST answers");
     },
     release: (ipv4) => {
@@ -117,6 +121,7 @@ function harness(script: { discover?: Step[]; request?: Step[]; upFails?: Error[
   return {
     events,
     logLines,
+    requestBounds,
     start,
     needLease: () => onNeedLease?.(),
     /** What the stand-in DTI says is up from now on. */
@@ -219,6 +224,36 @@ describe("DstmNode lease state machine (no root)", () => {
     await waitUntil(() => h.logLines.some((l) => / renew-failed ipv4=198\.51\.100\.7/.test(l)), {
       what: "the log line",
     });
+  });
+
+  test("a renewal the server never answers: the lease is lost and the DTI down at the expiry (RFC 2131 §4.4.5)", async () => {
+    const h = harness({
+      // 2 s: the renewal at T1 (1 s); the stand-in never answers it, nor bounds itself.
+      discover: [() => lease(A, 2), () => lease(B, 600)],
+      request: [() => "silent"],
+    });
+    const node = await h.start();
+    await node.ready;
+    await waitUntil(() => h.events.includes("up 198.51.100.9"), {
+      what: "the lease lost at its expiry, then a new one",
+      timeoutMs: 10_000,
+    });
+    expect(h.events).toEqual([
+      "discover",
+      "up 198.51.100.7",
+      "request 198.51.100.7",
+      "down",
+      "discover",
+      "up 198.51.100.9",
+    ]);
+    // The exchange itself is told to end by the expiry: at most the 2 s lease.
+    expect(h.requestBounds).toHaveLength(1);
+    expect(h.requestBounds[0]).toBeGreaterThanOrEqual(0);
+    expect(h.requestBounds[0]).toBeLessThanOrEqual(2000);
+    await waitUntil(
+      () => h.logLines.some((l) => / lease-lost ipv4=198\.51\.100\.7 .*expired/.test(l)),
+      { what: "the log line" },
+    );
   });
 
   test("a server that does not answer is asked again after a backoff, then the lease is used", async () => {

@@ -124,7 +124,7 @@ describe.skipIf(skip !== null)("dstm ping4 beside a running dstm client", () => 
     expect(r.code).toBe(1); // a refusal at run time (README, exit codes), not a usage error
     expect(r.stderr.trim().split("\n")).toHaveLength(1);
     expect(r.stderr).toMatch(
-      /^dstm: the dstm client on .* uses 2001:db8:1::d and holds no lease now/,
+      /^dstm: the dstm client on .* uses 2001:db8:1::d and holds no lease now \(idle\); ping4 will not take one beside it: send IPv4 traffic through dti0 \(the client takes a lease on demand\), then retry/,
     );
     expect((await activeLeases()).some((l) => l.hostIPv6 === LAB.nodeD6)).toBe(false);
   }, 90_000);

@@ -5,9 +5,15 @@
  * Any server can answer any host: they share the leases, so a REQUEST renews through
  * whichever one answers and a DISCOVER gets the host's address back (sticky).
  *
- * A refusal (NAK) is an answer and is not failed over. When every server stayed silent the
- * exchange rejects with the last {@link DstmTimeoutError}, and the caller's own backoff
- * applies (lib/client/node.ts waits 1 s, 2 s, … up to 30 s between rounds).
+ * A server that answers, even with a refusal (NAK, e.g. POOL_EXHAUSTED), is alive: it becomes
+ * the one the next exchange goes to first, so a dead server earlier in the list is not waited
+ * on again every time. A refusal is an answer and is not failed over. With more than one
+ * server, an ICMPv6 destination unreachable from a server (RFC 4443 §3.1: nothing listens
+ * there) ends its exchange at once: it is down, and the next one is tried without waiting
+ * out the retransmissions. When every server stayed silent the exchange rejects with the
+ * last {@link DstmTimeoutError}, and the caller's own backoff applies (lib/client/node.ts
+ * waits 1 s, 2 s, … up to 30 s between rounds). A REQUEST's `withinMs` bounds the whole
+ * exchange, over every server (the lease's expiry: RFC 2131 §4.4.5).
  *
  * @module
  */
@@ -17,6 +23,7 @@ import { messageTypeName } from "../wire/dstm.ts";
 import {
   type ClientLease,
   DstmClient,
+  DstmRefusedError,
   DstmTimeoutError,
   DstmTransport,
   type LeaseClient,
@@ -65,6 +72,7 @@ export async function failoverLeaseClient(opts: FailoverOptions): Promise<LeaseC
         onMessage: opts.onMessage,
         onUnreachable: (type, detail) => opts.onUnreachable?.(server, type, detail),
         explainUnreachable: reasons,
+        unreachableEnds: opts.servers.length > 1,
       });
       clients.push({ server, transport, client: new DstmClient(transport, opts.host6) });
     }
@@ -74,20 +82,33 @@ export async function failoverLeaseClient(opts: FailoverOptions): Promise<LeaseC
     throw error;
   }
   let current = 0;
-  const exchange = async <T>(call: (client: DstmClient) => Promise<T>): Promise<T> => {
+  /** `call` (given the ms left of `withinMs`, if any) to each server in turn from the current one. */
+  const exchange = async <T>(
+    call: (client: DstmClient, withinMs: number | undefined) => Promise<T>,
+    withinMs?: number,
+  ): Promise<T> => {
+    const endAt = withinMs === undefined ? undefined : performance.now() + withinMs;
     let last: unknown;
     for (let tried = 0; tried < clients.length; tried++) {
+      const left = endAt === undefined ? undefined : endAt - performance.now();
+      // Under 1 ms left (timers fire a little early) is no time for another server.
+      if (left !== undefined && left < 1 && last !== undefined) break;
       const index = (current + tried) % clients.length;
       const { server, client } = clients[index] as (typeof clients)[number];
       try {
-        const result = await call(client);
+        const result = await call(client, left);
         current = index; // stay with the server that answers
         return result;
       } catch (error) {
-        if (!(error instanceof DstmTimeoutError)) throw error;
+        if (!(error instanceof DstmTimeoutError)) {
+          // A refusal is an answer: that server is alive, the next exchange starts there.
+          if (error instanceof DstmRefusedError) current = index;
+          throw error;
+        }
         last = error;
         const next = clients[(index + 1) % clients.length]?.server as string;
-        if (tried + 1 < clients.length) opts.onFailover?.(server, next);
+        const timeLeft = endAt === undefined || endAt - performance.now() >= 1;
+        if (tried + 1 < clients.length && timeLeft) opts.onFailover?.(server, next);
       }
     }
     throw last;
@@ -95,7 +116,8 @@ export async function failoverLeaseClient(opts: FailoverOptions): Promise<LeaseC
   return {
     host6: opts.host6,
     discover: (): Promise<ClientLease> => exchange((c) => c.discover()),
-    request: (ipv4): Promise<ClientLease> => exchange((c) => c.request(ipv4)),
+    request: (ipv4, options): Promise<ClientLease> =>
+      exchange((c, withinMs) => c.request(ipv4, { withinMs }), options?.withinMs),
     release: (ipv4, options): Promise<void> => exchange((c) => c.release(ipv4, options)),
     close: () => {
       for (const c of clients) c.transport.close();

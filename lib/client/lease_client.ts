@@ -56,7 +56,7 @@ async function nativeLeaseClient(
   return {
     host6,
     discover: () => client.discover(),
-    request: (ipv4) => client.request(ipv4),
+    request: (ipv4, options) => client.request(ipv4, options),
     release: (ipv4, options) => client.release(ipv4, options),
     close: () => {
       transport.close();

@@ -5,7 +5,9 @@
  * starts at T1, the server's (DHCPv4 option 58, RFC 2131 §4.4.5) or half the lease time
  * (the native protocol), and a renewal that fails (no answer, or SERVER_ERROR: the server
  * could not store it now) keeps the lease and retries at half the time left, until the server
- * refuses it otherwise or it has at most 1 s left: then it is lost.
+ * refuses it otherwise or it has at most 1 s left: then it is lost. A renewal never outlives
+ * the lease: it is bounded by the expiry, and at the expiry the lease is lost whatever the
+ * exchange is doing ({@link LeaseExpiredError}; RFC 2131 §4.4.5).
  *
  * @module
  */
@@ -16,6 +18,11 @@ import { Status } from "../wire/dstm_types.ts";
 import { DtiError } from "./dti.ts";
 import { type ClientLease, DstmRefusedError, type LeaseClient } from "./protocol.ts";
 
+/** The lease reached its expiry while its renewal was unanswered: it is lost (RFC 2131 §4.4.5). */
+export class LeaseExpiredError extends Error {
+  override name = "LeaseExpiredError";
+}
+
 /** Ms until renewing starts: the protocol's T1 (DHCPv4 option 58) if it has one, else half the lease. */
 export function renewalDelay(lease: ClientLease, now = Date.now()): number {
   return lease.renewAt !== undefined ? lease.renewAt - now : lease.leaseTime * 500;
@@ -23,7 +30,8 @@ export function renewalDelay(lease: ClientLease, now = Date.now()): number {
 
 /**
  * What the renewal of `lease` that failed with `error` at `now` (ms) leads to: `lost` (the
- * server refused, or at most 1 s is left), else a retry in half the time left (ms).
+ * server refused, the lease expired, or at most 1 s is left), else a retry in half the time
+ * left (ms).
  */
 export function afterFailedRenewal(
   error: unknown,
@@ -35,7 +43,7 @@ export function afterFailedRenewal(
   // not that the lease is gone: the stored lease holds until its expiry, so retry as after a
   // timeout (docs/protocol.md). Every other refusal ends the lease.
   const refused = error instanceof DstmRefusedError && error.status !== Status.SERVER_ERROR;
-  if (refused || remaining <= 1000) return { lost: true };
+  if (refused || error instanceof LeaseExpiredError || remaining <= 1000) return { lost: true };
   return { lost: false, retryInMs: remaining / 2 };
 }
 

@@ -46,7 +46,13 @@ import { DtiError, type DtiHooks } from "./dti.ts";
 import { createDti } from "./dti_factory.ts";
 import { ExchangeWarnings } from "./exchange_warnings.ts";
 import { leaseClientFor } from "./lease_client.ts";
-import { afterFailedRenewal, leaseInUseHere, releaseLogged, renewalDelay } from "./lease_life.ts";
+import {
+  afterFailedRenewal,
+  LeaseExpiredError,
+  leaseInUseHere,
+  releaseLogged,
+  renewalDelay,
+} from "./lease_life.ts";
 import {
   DEFAULT_RELEASE_WAIT_MS,
   type NodeConfig,
@@ -340,13 +346,31 @@ export class DstmNode {
     this.#timer = setTimeout(() => void this.#renew(), Math.max(0, inMs));
   }
 
-  /** T1 (the protocol's, else half the lease) has passed: REQUEST until renewed, refused, or expired. */
+  /**
+   * T1 (the protocol's, else half the lease) has passed: REQUEST until renewed, refused, or
+   * expired. The exchange is bounded by the lease's expiry, and a timer takes the lease (and the
+   * DTI) down at the expiry whatever the exchange is still doing (RFC 2131 §4.4.5: at expiry
+   * the client stops using the address; a silent server, or several tried in turn, must not
+   * keep it in use past then).
+   */
   async #renew(): Promise<void> {
     const lease = this.#lease;
     if (!lease || this.#stopping) return;
     this.#state = "renewing";
+    let expiry: ReturnType<typeof setTimeout> | undefined;
     try {
-      const renewed = await this.#client.request(lease.ipv4);
+      const left = Math.max(0, lease.expiresAt - Date.now());
+      const expired = new Promise<never>((_, reject) => {
+        expiry = setTimeout(
+          () => reject(new LeaseExpiredError("the lease expired with no answer to the renewal")),
+          left,
+        );
+      });
+      const renewed = await Promise.race([
+        this.#client.request(lease.ipv4, { withinMs: left }),
+        expired,
+      ]);
+      clearTimeout(expiry);
       if (this.#stopping || this.#lease !== lease) return;
       if (renewed.ipv4 !== lease.ipv4 || this.#tep6(renewed) !== this.#tep6(lease)) {
         throw new DstmRefusedError(Status.NO_SUCH_LEASE, "the server changed the address or TEP");
@@ -359,6 +383,7 @@ export class DstmNode {
       });
       this.#scheduleRenewal(renewalDelay(renewed));
     } catch (error) {
+      clearTimeout(expiry);
       if (this.#stopping || this.#lease !== lease) return;
       const next = afterFailedRenewal(error, lease);
       if (next.lost) {

@@ -18,9 +18,13 @@ import {
 import {
   IPV4_HEADER_LENGTH,
   IpProtocol,
+  ipv4FragmentOffset,
   ipv4HeaderLength,
+  ipv4Identification,
+  ipv4MoreFragments,
   ipv4Protocol,
   ipv4Source,
+  ipv4TotalLength,
   ipv4Ttl,
   validateIPv4,
   writeIPv4HeaderChecksum,
@@ -53,8 +57,8 @@ export interface PingResult {
 }
 
 /** What one ping run shares between sending, reading replies and the summary. */
-interface _Session {
-  readonly o: PingOptions;
+export interface PingSession {
+  readonly o: Pick<PingOptions, "target" | "print">;
   /** ICMP identifier of our requests. */
   readonly id: number;
   /** Sequence number → when it was sent (performance.now() ms), until answered. */
@@ -62,6 +66,32 @@ interface _Session {
   readonly result: PingResult;
   /** The target as text, for the printed lines. */
   readonly target: string;
+  /**
+   * Fragmented echo replies being counted, by `source/IP identification`: the bytes seen,
+   * the ICMP length once the last fragment came, and the first fragment's sequence and TTL.
+   */
+  readonly fragments: Map<string, _Fragments>;
+}
+
+interface _Fragments {
+  bytes: number;
+  total?: number;
+  head?: { readonly seq: number; readonly ttl: number };
+}
+
+/** At most this many fragmented replies are counted at once (the oldest is dropped). */
+const MAX_FRAGMENTED = 64;
+
+/** A fresh session for `o` with ICMP identifier `id` (nothing sent yet). */
+export function pingSession(o: PingSession["o"], id: number): PingSession {
+  return {
+    o,
+    id,
+    sent: new Map(),
+    result: { transmitted: 0, received: 0, errors: 0, rtts: [] },
+    target: formatIPv4(o.target),
+    fragments: new Map(),
+  };
 }
 
 /** Sends `count` echo requests `intervalMs` apart and prints ping-style lines. */
@@ -70,26 +100,20 @@ export async function ping4(o: PingOptions): Promise<PingResult> {
   try {
     raw.bindAddress(o.host6);
     raw.connect(o.tep6);
-    const session: _Session = {
-      o,
-      id: (process.pid ^ (Math.random() * 0xffff)) & 0xffff,
-      sent: new Map(),
-      result: { transmitted: 0, received: 0, errors: 0, rtts: [] },
-      target: formatIPv4(o.target),
-    };
+    const session = pingSession(o, (process.pid ^ (Math.random() * 0xffff)) & 0xffff);
     const { sent, result } = session;
     const out = new Uint8Array(IPV4_HEADER_LENGTH + 8 + o.size);
     const buf = new Uint8Array(65536);
     const from6 = new Uint8Array(16);
     const drain = () => {
       for (let n = raw.recvFrom(buf, 0, from6, 0); n > 0; n = raw.recvFrom(buf, 0, from6, 0)) {
-        _onReply(session, buf, n);
+        onPingPacket(session, buf, n);
       }
     };
     const poller = setInterval(drain, 2);
     const started = performance.now();
     for (let seq = 1; seq <= o.count; seq++) {
-      _sendEcho(raw, session, out, seq);
+      _sendEcho(raw, o, session, out, seq);
       if (seq < o.count) await new Promise((resolve) => setTimeout(resolve, o.intervalMs));
     }
     const deadline = performance.now() + o.timeoutMs;
@@ -105,8 +129,14 @@ export async function ping4(o: PingOptions): Promise<PingResult> {
 }
 
 /** Builds echo request `seq` in `out` (DF unless told otherwise) and sends it to the TEP. */
-function _sendEcho(raw: Raw6Socket, session: _Session, out: Uint8Array, seq: number): void {
-  const { o, id, sent, result } = session;
+function _sendEcho(
+  raw: Raw6Socket,
+  o: PingOptions,
+  session: PingSession,
+  out: Uint8Array,
+  seq: number,
+): void {
+  const { id, sent, result } = session;
   const length = buildEcho(out, 0, IcmpType.ECHO_REQUEST, o.source, o.target, id, seq, o.size);
   if (!o.dontFragment) {
     out[6] = 0;
@@ -124,52 +154,145 @@ function _sendEcho(raw: Raw6Socket, session: _Session, out: Uint8Array, seq: num
 }
 
 /**
- * One decapsulated IPv4 packet of `n` bytes in `buf`: an echo reply to one of our requests
- * (counted, its round trip printed), or an ICMP error quoting one (counted as an error);
- * anything else is ignored.
+ * One decapsulated IPv4 packet of `n` bytes in `buf`, received at `now` (performance.now()
+ * ms): an echo reply to one of our requests (counted, its round trip printed), or an ICMP
+ * error quoting one (counted as an error, printed as iputils ping does: "Frag needed and DF
+ * set (mtu = 1480)", "Destination Net Unreachable", …); anything else is ignored. A
+ * fragmented echo reply (the inner IPv4 is not reassembled on its way to a raw socket) is
+ * printed once all its fragments came, with the ICMP size of the whole reply, like iputils
+ * ping (`-s 1572` → "1580 bytes from"), and its round trip to the last fragment.
  */
-function _onReply(session: _Session, buf: Uint8Array, n: number): void {
-  const { o, id, sent, result, target } = session;
+export function onPingPacket(
+  session: PingSession,
+  buf: Uint8Array,
+  n: number,
+  now = performance.now(),
+): void {
   if (validateIPv4(buf, 0, n) !== 0 || ipv4Protocol(buf, 0) !== IpProtocol.ICMP) return;
-  const icmp = ipv4HeaderLength(buf, 0);
-  const type = icmpType(buf, icmp);
-  if (
-    type === IcmpType.ECHO_REPLY &&
-    icmpEchoId(buf, icmp) === id &&
-    ipv4Source(buf, 0) === o.target
-  ) {
-    const seq = icmpEchoSequence(buf, icmp);
-    const at = sent.get(seq);
-    if (at === undefined) return;
-    sent.delete(seq);
-    const rtt = performance.now() - at;
-    result.received++;
-    result.rtts.push(rtt);
-    o.print(
-      `${n - icmp} bytes from ${target}: icmp_seq=${seq} ttl=${ipv4Ttl(buf, 0)} time=${rtt.toFixed(3)} ms`,
-    );
+  const ihl = ipv4HeaderLength(buf, 0);
+  const payload = Math.min(ipv4TotalLength(buf, 0), n) - ihl;
+  const offset = ipv4FragmentOffset(buf, 0);
+  if (offset > 0 || ipv4MoreFragments(buf, 0)) {
+    _onFragment(session, buf, payload, offset, now);
+    return;
+  }
+  // The icmp4.ts readers take the IPv4 header's offset and skip the header themselves.
+  const type = icmpType(buf, 0);
+  if (type === IcmpType.ECHO_REPLY) {
+    if (icmpEchoId(buf, 0) === session.id && ipv4Source(buf, 0) === session.o.target)
+      _echoReply(session, icmpEchoSequence(buf, 0), payload, ipv4Ttl(buf, 0), now);
   } else if (type === IcmpType.DEST_UNREACHABLE || type === IcmpType.TIME_EXCEEDED) {
-    // The quoted header is our request: match its identifier and sequence.
-    const inner = icmp + 8;
-    if (n < inner + IPV4_HEADER_LENGTH + 8) return;
-    const innerIcmp = inner + ipv4HeaderLength(buf, inner);
-    if (icmpEchoId(buf, innerIcmp) !== id) return;
-    const seq = icmpEchoSequence(buf, innerIcmp);
-    sent.delete(seq);
-    result.errors++;
-    const from = formatIPv4(ipv4Source(buf, 0));
-    const what =
-      type === IcmpType.TIME_EXCEEDED
-        ? "Time to live exceeded"
-        : icmpCode(buf, icmp) === 4
-          ? `Frag needed and DF set (mtu = ${icmpNextHopMtu(buf, icmp)})`
-          : `Destination unreachable (code ${icmpCode(buf, icmp)})`;
-    o.print(`From ${from} icmp_seq=${seq} ${what}`);
+    _icmpError(session, buf, n, ihl);
   }
 }
 
+/** A fragment of an IPv4 packet (`payload` bytes at `offset` 8-byte units): see {@link onPingPacket}. */
+function _onFragment(
+  session: PingSession,
+  buf: Uint8Array,
+  payload: number,
+  offset: number,
+  now: number,
+): void {
+  const key = `${ipv4Source(buf, 0)}/${ipv4Identification(buf, 0)}`;
+  let entry = session.fragments.get(key);
+  if (offset === 0) {
+    // The first fragment holds the ICMP header: only our echo replies are counted.
+    const type = icmpType(buf, 0);
+    if (type === IcmpType.DEST_UNREACHABLE || type === IcmpType.TIME_EXCEEDED) {
+      const ihl = ipv4HeaderLength(buf, 0);
+      _icmpError(session, buf, ihl + payload, ihl);
+      return;
+    }
+    if (
+      type !== IcmpType.ECHO_REPLY ||
+      icmpEchoId(buf, 0) !== session.id ||
+      ipv4Source(buf, 0) !== session.o.target
+    ) {
+      session.fragments.delete(key);
+      return;
+    }
+  }
+  if (!entry) {
+    if (session.fragments.size >= MAX_FRAGMENTED) {
+      const oldest = session.fragments.keys().next().value;
+      if (oldest !== undefined) session.fragments.delete(oldest);
+    }
+    entry = { bytes: 0 };
+    session.fragments.set(key, entry);
+  }
+  entry.bytes += payload;
+  if (offset === 0) entry.head = { seq: icmpEchoSequence(buf, 0), ttl: ipv4Ttl(buf, 0) };
+  if (!ipv4MoreFragments(buf, 0)) entry.total = offset * 8 + payload;
+  if (entry.head && entry.total !== undefined && entry.bytes >= entry.total) {
+    session.fragments.delete(key);
+    _echoReply(session, entry.head.seq, entry.total, entry.head.ttl, now);
+  }
+}
+
+/** Echo reply `seq`, `bytes` of ICMP: counted and printed if it answers a request in flight. */
+function _echoReply(
+  session: PingSession,
+  seq: number,
+  bytes: number,
+  ttl: number,
+  now: number,
+): void {
+  const { sent, result, target, o } = session;
+  const at = sent.get(seq);
+  if (at === undefined) return;
+  sent.delete(seq);
+  const rtt = now - at;
+  result.received++;
+  result.rtts.push(rtt);
+  o.print(`${bytes} bytes from ${target}: icmp_seq=${seq} ttl=${ttl} time=${rtt.toFixed(3)} ms`);
+}
+
+/** iputils ping's words for the codes of a destination unreachable (RFC 792, RFC 1812 §5.2.7.1). */
+const UNREACHABLE_WORDS: readonly string[] = [
+  "Destination Net Unreachable",
+  "Destination Host Unreachable",
+  "Destination Protocol Unreachable",
+  "Destination Port Unreachable",
+  "Frag needed and DF set",
+  "Source Route Failed",
+  "Destination Net Unknown",
+  "Destination Host Unknown",
+  "Source Host Isolated",
+  "Destination Net Prohibited",
+  "Destination Host Prohibited",
+  "Destination Net Unreachable for Type of Service",
+  "Destination Host Unreachable for Type of Service",
+  "Packet filtered",
+  "Precedence Violation",
+  "Precedence Cutoff",
+];
+
+/** An ICMP error (IPv4 header at 0, `ihl` long) quoting one of our requests: counted and printed. */
+function _icmpError(session: PingSession, buf: Uint8Array, n: number, ihl: number): void {
+  const { id, sent, result, o } = session;
+  // The quoted IPv4 header of our request follows the 8-byte ICMP header.
+  const inner = ihl + 8;
+  if (n < inner + IPV4_HEADER_LENGTH || n < inner + ipv4HeaderLength(buf, inner) + 8) return;
+  if (ipv4Protocol(buf, inner) !== IpProtocol.ICMP) return;
+  if (icmpType(buf, inner) !== IcmpType.ECHO_REQUEST || icmpEchoId(buf, inner) !== id) return;
+  const seq = icmpEchoSequence(buf, inner);
+  sent.delete(seq);
+  result.errors++;
+  const from = formatIPv4(ipv4Source(buf, 0));
+  const type = icmpType(buf, 0);
+  const code = icmpCode(buf, 0);
+  const what =
+    type === IcmpType.TIME_EXCEEDED
+      ? "Time to live exceeded"
+      : code === 4
+        ? `Frag needed and DF set (mtu = ${icmpNextHopMtu(buf, 0)})`
+        : (UNREACHABLE_WORDS[code] ?? `Dest Unreachable, Bad Code: ${code}`);
+  o.print(`From ${from} icmp_seq=${seq} ${what}`);
+}
+
 /** The closing lines of ping: counts, loss, time (ms) and the round-trip statistics. */
-function _printStatistics(session: _Session, elapsed: number): void {
+function _printStatistics(session: PingSession, elapsed: number): void {
   const { o, result, target } = session;
   const loss = result.transmitted
     ? Math.round((100 * (result.transmitted - result.received)) / result.transmitted)

@@ -101,7 +101,7 @@ export async function acquirePing4Lease(o: Ping4LeaseOptions): Promise<Ping4Leas
         unixPermissionProblem(o.useClient, error) ?? `no dstm client answers on ${o.useClient}`,
       );
     }
-    return borrowed(o.useClient, status);
+    return borrowedLease(o.useClient, status);
   }
   if (!o.server)
     return runningClientLease(
@@ -116,7 +116,7 @@ export async function acquirePing4Lease(o: Ping4LeaseOptions): Promise<Ping4Leas
     const status = await clientStatus(socket, timeout).catch((error: unknown) =>
       error instanceof Ping4LeaseError ? Promise.reject(error) : undefined,
     );
-    if (status?.host6 === host6) return borrowed(socket, status);
+    if (status?.host6 === host6) return borrowedLease(socket, status);
   }
   const transport = await DstmTransport.open({
     server: server.address,
@@ -184,7 +184,7 @@ async function runningClientLease(
     throw new Ping4LeaseError(
       `${running.length} dstm clients run on this host (${running.map((r) => r.socket).join(", ")}): say which with --use-client PATH, or give --server V6 for a lease of ping4's own`,
     );
-  return borrowed(only.socket, only.status);
+  return borrowedLease(only.socket, only.status);
 }
 
 /** No `--server` and no running `dstm client` found: `sockets` control sockets were looked at. */
@@ -242,11 +242,21 @@ export async function clientStatus(socket: string, timeoutMs = 1000): Promise<Ru
   return status;
 }
 
-function borrowed(socket: string, status: RunningClientStatus): Ping4Lease {
+/**
+ * The lease of the running client at `socket` whose status is `status`; a Ping4LeaseError
+ * saying what to do when it holds none (idle on demand: send IPv4 traffic through its DTI, so
+ * it takes a lease; else wait until it is bound).
+ */
+export function borrowedLease(socket: string, status: RunningClientStatus): Ping4Lease {
   const source = status.ipv4 === null ? null : parseIPv4(status.ipv4);
   if (source === null || !status.tep6) {
+    const dti = status.ifname ?? "its DTI";
+    const what =
+      status.state === "idle"
+        ? `send IPv4 traffic through ${dti} (the client takes a lease on demand), then retry`
+        : `wait until it is bound, then retry`;
     throw new Ping4LeaseError(
-      `the dstm client on ${socket} uses ${status.host6} and holds no lease now (${status.state ?? "no lease"}); ping4 will not take one beside it: wait, or give --host6 another IPv6 address of this host`,
+      `the dstm client on ${socket} uses ${status.host6} and holds no lease now (${status.state ?? "no lease"}); ping4 will not take one beside it: ${what}, or give --host6 another IPv6 address of this host`,
     );
   }
   return {

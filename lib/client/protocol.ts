@@ -33,8 +33,13 @@ export interface ClientLease {
   readonly portSet?: WirePortSet;
   /** Seconds granted by the last ACK. */
   readonly leaseTime: number;
-  /** Local clock (ms) when the last ACK arrived: renew at obtainedAt + leaseTime/2. */
+  /**
+   * Local clock (ms) the lease time counts from: when the request the last ACK answered was
+   * first sent (RFC 2131 §4.4.1 and §4.4.5, so the client's expiry is never after the
+   * server's), for DHCPv4-over-DHCPv6 when the ACK arrived. Renew at obtainedAt + leaseTime/2.
+   */
   readonly obtainedAt: number;
+  /** Local clock (ms) when the lease ends: stop using the address then (RFC 2131 §4.4.5). */
   readonly expiresAt: number;
   /**
    * DISCOVER_ACK with EXISTING_LEASE (docs/protocol.md): the host held this lease before the
@@ -92,8 +97,12 @@ export interface LeaseClient {
   readonly host6: string;
   /** A new lease (or the host's current one). Rejects with DstmRefusedError or DstmTimeoutError. */
   discover(): Promise<ClientLease>;
-  /** Renews the lease on `ipv4`. */
-  request(ipv4: number): Promise<ClientLease>;
+  /**
+   * Renews the lease on `ipv4`. `withinMs`: give up (DstmTimeoutError) once that long has
+   * passed (ms; the time left of the lease: RFC 2131 §4.4.5, stop using the address at its
+   * expiry), however the protocol retries.
+   */
+  request(ipv4: number, options?: { withinMs?: number }): Promise<ClientLease>;
   /** Gives `ipv4` back; `withinMs`: wait about this long at most for the answer (at stop). */
   release(ipv4: number, options?: { withinMs?: number }): Promise<void>;
   /** Closes the sockets. */
@@ -120,6 +129,7 @@ export class DstmClient {
 
   /** DSTM_DISCOVER: a new lease (or the host's current one). */
   async discover(options: { hint?: number; leaseTime?: number } = {}): Promise<ClientLease> {
+    const sent = this.#now();
     const answer = await this.#transport.exchange(
       {
         type: MessageType.DISCOVER,
@@ -129,16 +139,25 @@ export class DstmClient {
       },
       MessageType.DISCOVER_ACK,
     );
-    return this.#lease(answer);
+    return this.#lease(answer, sent);
   }
 
-  /** DSTM_REQUEST: renew `ipv4`, or get it back after a restart. */
-  async request(ipv4: number, options: { leaseTime?: number } = {}): Promise<ClientLease> {
+  /**
+   * DSTM_REQUEST: renew `ipv4`, or get it back after a restart. `withinMs`: no retransmission
+   * and no wait past that (ms), e.g. the time left of the lease it renews.
+   */
+  async request(
+    ipv4: number,
+    options: { leaseTime?: number; withinMs?: number } = {},
+  ): Promise<ClientLease> {
+    const sent = this.#now();
     const answer = await this.#transport.exchange(
       { type: MessageType.REQUEST, host6: this.#host6, host4: ipv4, leaseTime: options.leaseTime },
       MessageType.REQUEST_ACK,
+      {},
+      options.withinMs,
     );
-    return this.#lease(answer);
+    return this.#lease(answer, sent);
   }
 
   /**
@@ -160,7 +179,8 @@ export class DstmClient {
       );
   }
 
-  #lease(answer: DstmMessage): ClientLease {
+  /** The lease an answer grants, counted from `sent` (ms), when its request was first sent. */
+  #lease(answer: DstmMessage, sent: number): ClientLease {
     if (answer.type === MessageType.NAK) {
       throw new DstmRefusedError(
         answer.status ?? Status.SERVER_ERROR,
@@ -168,7 +188,7 @@ export class DstmClient {
         this.#transport.signed,
       );
     }
-    const now = this.#now();
+    const now = sent;
     const leaseTime = answer.leaseTime!;
     return {
       ipv4: answer.host4!,

@@ -48,9 +48,15 @@ export interface TransportOptions {
    * Told when the kernel reports an ICMPv6 error (destination unreachable: most often port
    * unreachable, nothing listens on the server's port there; RFC 4443 §3.1) for a message
    * sent while an exchange waits (`type`: the message type waiting), once per error. The exchange goes on
-   * retransmitting: a server being started may answer the next try.
+   * retransmitting (a server being started may answer the next try) unless `unreachableEnds`.
    */
   readonly onUnreachable?: (type: number, detail: string) => void;
+  /**
+   * An ICMPv6 destination unreachable for a message of an exchange ends that exchange at once
+   * with {@link DstmTimeoutError} instead of waiting out its retries: nothing listens there
+   * (RFC 4443 §3.1), so with another server to try (./failover.ts) it is down. Default false.
+   */
+  readonly unreachableEnds?: boolean;
   /**
    * Reads the ICMPv6 code of such an error (./unreachable_reason.ts): drained before each
    * send, asked when Bun reports the error. Without it, `detail` says what an unreachable
@@ -70,6 +76,8 @@ interface Pending {
   /** An ICMPv6 error came back for a try of it (TransportOptions.onUnreachable): in words. */
   unreachable?: string;
   readonly type: number;
+  /** Ends the current wait (TransportOptions.unreachableEnds). */
+  wake?: () => void;
 }
 
 /**
@@ -102,6 +110,7 @@ export class DstmTransport {
   /** ICMPv6 errors (destination unreachable) for messages sent to the server. */
   unreachable = 0;
   readonly #onUnreachable: TransportOptions["onUnreachable"];
+  readonly #unreachableEnds: boolean;
   readonly #explain: UnreachableExplainer | undefined;
 
   private constructor(endpoint: UdpEndpoint, options: TransportOptions) {
@@ -112,6 +121,7 @@ export class DstmTransport {
     this.#retry = { ...DEFAULT_RETRY, ...options.retry };
     this.#onRetransmit = options.onRetransmit;
     this.#onUnreachable = options.onUnreachable;
+    this.#unreachableEnds = options.unreachableEnds ?? false;
     this.#explain = options.explainUnreachable;
     this.#onMessage = options.onMessage;
     this.#now = options.now ?? Date.now;
@@ -146,14 +156,19 @@ export class DstmTransport {
 
   /**
    * Sends `message` (its xid is assigned here) and resolves with the matching answer of type
-   * `expect` or NAK; rejects with DstmTimeoutError after the last try.
+   * `expect` or NAK; rejects with DstmTimeoutError after the last try, or once `withinMs`
+   * (ms, e.g. the time left of the lease a REQUEST renews: RFC 2131 §4.4.5, stop using the
+   * address at its expiry) has passed, whichever comes first: no wait goes past it.
    */
   async exchange(
     message: Omit<DstmMessage, "xid">,
     expect: number,
     retry: Partial<RetryPolicy> = {},
+    withinMs?: number,
   ): Promise<DstmMessage> {
     const policy = { ...this.#retry, ...retry };
+    const endAt = withinMs === undefined ? Number.POSITIVE_INFINITY : performance.now() + withinMs;
+    let tries = 0;
     const xid = this.#nextXid;
     this.#nextXid = (this.#nextXid + 1) >>> 0;
     let pending: Pending | undefined;
@@ -164,7 +179,9 @@ export class DstmTransport {
     let timeout = policy.initialMs;
     try {
       for (let attempt = 0; attempt < policy.tries; attempt++) {
-        if (this.#closed) break;
+        // Timers may fire a little early: under 1 ms left is no time for an answer.
+        if (this.#closed || performance.now() >= endAt - 1) break;
+        if (pending?.unreachable && this.#unreachableEnds) break;
         // Each try is signed afresh: a retransmitted signed message would be a replay.
         const key = this.#keys.signing;
         const bytes = key
@@ -176,9 +193,10 @@ export class DstmTransport {
         }
         this.#explain?.drain();
         this.#endpoint.send(bytes, this.#server, this.#port);
+        tries++;
         this.#onMessage?.("sent", { ...message, xid } as DstmMessage, this.#server);
         // ±10% jitter so that many clients restarted together do not retransmit in lockstep.
-        const wait = timeout * (0.9 + Math.random() * 0.2);
+        const wait = Math.min(timeout * (0.9 + Math.random() * 0.2), endAt - performance.now());
         let timer: ReturnType<typeof setTimeout> | undefined;
         let wake: (() => void) | undefined;
         const result = await Promise.race([
@@ -187,10 +205,12 @@ export class DstmTransport {
             timer = setTimeout(() => resolve(null), wait);
             wake = () => resolve(null);
             this.#wakers.add(wake);
+            if (pending) pending.wake = wake;
           }),
         ]);
         clearTimeout(timer);
         if (wake) this.#wakers.delete(wake);
+        if (pending) pending.wake = undefined;
         if (result) return result;
         timeout = Math.min(timeout * 2, policy.maxMs);
       }
@@ -202,17 +222,22 @@ export class DstmTransport {
         `no signed answer from DSTM server [${this.#server}]:${this.#port} after ${policy.tries} tries, only an unsigned NAK NOT_AUTHORISED (from the server or anyone on the link): is the key the server's?`,
       );
     }
+    const after = `after ${tries} ${tries === 1 ? "try" : "tries"}`;
     if (pending?.unreachable) {
       throw new DstmTimeoutError(
-        `no answer from DSTM server [${this.#server}]:${this.#port} after ${policy.tries} tries, only ${pending.unreachable}`,
+        `no answer from DSTM server [${this.#server}]:${this.#port} ${after}, only ${pending.unreachable}`,
       );
     }
     if (this.#closed)
       throw new DstmTimeoutError(
         `no answer from DSTM server [${this.#server}]:${this.#port} before the socket was closed`,
       );
+    if (tries < policy.tries)
+      throw new DstmTimeoutError(
+        `no answer from DSTM server [${this.#server}]:${this.#port} within ${Math.round(withinMs ?? 0)} ms (${after})`,
+      );
     throw new DstmTimeoutError(
-      `no answer from DSTM server [${this.#server}]:${this.#port} after ${policy.tries} tries; is it running and reachable?`,
+      `no answer from DSTM server [${this.#server}]:${this.#port} ${after}; is it running and reachable?`,
     );
   }
 
@@ -233,6 +258,7 @@ export class DstmTransport {
       type ??= pending.type;
     }
     if (type !== undefined) this.#onUnreachable?.(type, detail);
+    if (this.#unreachableEnds) for (const pending of this.#pending.values()) pending.wake?.();
   }
 
   onDatagram(data: Uint8Array, address: string, port: number): void {
