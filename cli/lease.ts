@@ -7,6 +7,7 @@
  */
 import { Command, Option } from "@commander-js/extra-typings";
 import { DstmClient, DstmTransport } from "../lib/client/protocol.ts";
+import { SERVER_CONTROL_DOC } from "../lib/config/common_schema.ts";
 import { unicastIPv4, unicastIPv6 } from "../lib/config/endpoints.ts";
 import { ipv4PrefixFlag } from "../lib/config/ipv4_prefix.ts";
 import { readKeys } from "../lib/config/key_file.ts";
@@ -64,7 +65,7 @@ export function leaseCommand(): Command {
     .option("--after <cursor>", "start after this lease (IPV4:PSID, as --limit prints it)")
     .option(
       "--control <path>",
-      `control socket of the running server (default: ${defaultControlSocket()})`,
+      `control socket of the running server (default: ${SERVER_CONTROL_DOC})`,
     )
     .option("--db <path>", "read the lease database directly (also while the server runs)")
     .addHelpText(

@@ -9,6 +9,7 @@
  * @module
  */
 import { type Command, Option } from "@commander-js/extra-typings";
+import { SERVER_CONTROL_DOC } from "../lib/config/common_schema.ts";
 import { parseDuration } from "../lib/config/endpoints.ts";
 import { defaultControlSocket } from "../lib/config/paths.ts";
 import type { LeaseJson } from "../lib/control/lease_view.ts";
@@ -17,7 +18,7 @@ import { canonicalIPv6, parseIPv4 } from "../lib/net/addr.ts";
 import { unixPermissionProblem } from "../lib/sys/http.ts";
 import { RuntimeError, UsageError } from "./errors.ts";
 
-const CONTROL_HELP = `control socket of the running server (default: ${defaultControlSocket()})`;
+const CONTROL_HELP = `control socket of the running server (default: ${SERVER_CONTROL_DOC})`;
 
 /** One request to the control socket; rejects with RuntimeError when nothing answers. */
 export async function controlFetch(

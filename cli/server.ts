@@ -6,6 +6,7 @@
 import { mkdirSync } from "node:fs";
 import { dirname } from "node:path";
 import { Command, InvalidArgumentError } from "@commander-js/extra-typings";
+import { SERVER_CONTROL_DOC } from "../lib/config/common_schema.ts";
 import { readConfigFile } from "../lib/config/file.ts";
 import { refuseForeignAddresses, serverBoundAddresses } from "../lib/config/listen_address.ts";
 import { mergeSettings, type Settings } from "../lib/config/merge.ts";
@@ -134,7 +135,7 @@ function addReloadCommand(server: Command): void {
     .description(
       "make the running server read its configuration again (like SIGHUP): pools, keys, lease times, log level, limits; leases and bindings are kept",
     )
-    .option("--control <path>", `control socket of the server (default: ${defaultControlSocket()})`)
+    .option("--control <path>", `control socket of the server (default: ${SERVER_CONTROL_DOC})`)
     .addHelpText(
       "after",
       "\nExamples:\n  dstm server reload\n  dstm server reload --control /run/dstm/server.sock",

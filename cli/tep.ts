@@ -4,6 +4,7 @@
  * @module
  */
 import { Command, Option } from "@commander-js/extra-typings";
+import { runtimeSocketDoc } from "../lib/config/common_schema.ts";
 import { parseDuration } from "../lib/config/endpoints.ts";
 import { readErrorText } from "../lib/config/errors.ts";
 import { ipv4PrefixFlag } from "../lib/config/ipv4_prefix.ts";
@@ -163,7 +164,10 @@ function addTepStatsCommand(tep: Command): void {
   tep
     .command("stats")
     .description("show a running TEP's bindings and its forward/drop counters")
-    .option("--control <path>", `control socket of the TEP (default: ${defaultStatsSocket()})`)
+    .option(
+      "--control <path>",
+      `control socket of the TEP (default: ${runtimeSocketDoc("tep.sock")})`,
+    )
     .addOption(new Option("--stats <path>", "deprecated: --control").hideHelp())
     .option("--json", "print JSON")
     .addHelpText(
