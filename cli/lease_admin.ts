@@ -243,12 +243,12 @@ function addUnreserveCommand(lease: Command): void {
     });
 }
 
-/** `dstm lease wipe --pool NAME --yes`: ends every active lease of a pool. */
+/** `dstm lease wipe --pool CIDR --yes`: ends every active lease of a pool. */
 function addWipeCommand(lease: Command): void {
   lease
     .command("wipe")
     .description("end every active lease of a pool (each unbound at its TEP)")
-    .requiredOption("--pool <name>", "the pool's name or CIDR")
+    .requiredOption("--pool <cidr>", "the pool: one of its prefixes")
     .option("--yes", "really do it (required)")
     .option("--control <path>", CONTROL_HELP)
     .addHelpText("after", "\nExamples:\n  dstm lease wipe --pool 192.0.2.0/24 --yes")

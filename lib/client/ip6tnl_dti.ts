@@ -14,6 +14,7 @@
  */
 import { readFileSync } from "node:fs";
 import { formatIPv4 } from "../net/addr.ts";
+import { Errno, SysError } from "../sys/libc.ts";
 import {
   addressAdd,
   linkDelete,
@@ -22,7 +23,6 @@ import {
   type RouteSpec,
   routeAdd,
 } from "../sys/netlink.ts";
-import { Errno, SysError } from "../sys/libc.ts";
 import { ip6tnlCreate, isUnknownKind } from "../sys/netlink_tunnel.ts";
 import { writeSysctl } from "../sys/sysctl.ts";
 

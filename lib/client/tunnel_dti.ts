@@ -188,10 +188,10 @@ export class TunnelDti implements DtiHooks {
       } catch (error) {
         if (!isUnknownKind(error)) throw error;
         if (this.#backend === "ip6tnl")
-          throw new DtiError(
-            `${noIp6tnlReason(s.ifname, s.dscp)} (${(error as Error).message})`,
-            { cause: error, permanent: true },
-          );
+          throw new DtiError(`${noIp6tnlReason(s.ifname, s.dscp)} (${(error as Error).message})`, {
+            cause: error,
+            permanent: true,
+          });
         this.#backend = "seg6";
         this.#fellBack = true;
       }
