@@ -6,7 +6,7 @@
  * the real command (`bun mod.ts`); nothing is started, no server is asked.
  */
 import { afterAll, describe, expect, test } from "bun:test";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { runDstm } from "./helpers/process.ts";
@@ -116,4 +116,25 @@ describe("help examples work as written, and every command group has some", () =
       expect({ line, code: r.code, stderr: r.stderr }).toEqual({ line, code: 0, stderr: "" });
     }
   });
+});
+
+// The README's own example warned under --check: `--pool-link (links in [[pool]]) has no
+// effect without --dhcp4o6`. Its key files are made here, its database is memory.
+test("the README's server TOML example passes --check without a warning", async () => {
+  const readme = await Bun.file(join(import.meta.dir, "..", "README.md")).text();
+  const blocks = [...readme.matchAll(/^```toml\n([\s\S]*?)^```$/gm)].map((m) => m[1] as string);
+  expect(blocks.length).toBeGreaterThan(0);
+  const keys = join(dir, "readme-keys");
+  for (const file of ["key", "tep.key"])
+    expect((await runDstm(["keygen", join(keys, file)])).code).toBe(0);
+  const file = join(dir, "readme-server.toml");
+  writeFileSync(
+    file,
+    (blocks[0] as string)
+      .replaceAll("/etc/dstm/", `${keys}/`)
+      .replace('"/var/lib/dstm/leases.db"', '"memory"'),
+  );
+  const r = await runDstm(["server", "--config", file, "--no-control", "--check"]);
+  expect([r.code, r.stderr]).toEqual([0, ""]);
+  expect(r.stdout).toContain("configuration OK (3 pool(s)");
 });
