@@ -9,6 +9,8 @@ import { afterAll, describe, expect, test } from "bun:test";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { allCommands, commandTree } from "../cli/command_tree.ts";
+import { program } from "../cli/main.ts";
 import { runDstm } from "./helpers/process.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "dstm-newcomer16-"));
@@ -76,6 +78,13 @@ test("--pool of lease ls and lease wipe takes a CIDR: a pool has no name setting
 });
 
 describe("help examples work as written, and every command group has some", () => {
+  test("every command's --help has examples, as the README promises", () => {
+    const without = allCommands(commandTree(program()))
+      .filter((n) => !/^Examples\b/m.test(n.epilog))
+      .map((n) => `dstm ${n.path.join(" ")}`.trim());
+    expect(without).toEqual([]);
+  });
+
   test("dstm, lease and lab --help have examples", async () => {
     for (const args of [["--help"], ["lease", "--help"], ["lab", "--help"]])
       expect({ args, examples: exampleLines((await runDstm(args)).stdout).length > 0 }).toEqual({
