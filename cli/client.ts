@@ -7,6 +7,7 @@ import { Command } from "@commander-js/extra-typings";
 import { Dhcp4o6Client } from "../lib/client/dhcp4o6_client.ts";
 import { dtiInUse } from "../lib/client/dti_in_use.ts";
 import { failoverLeaseClient } from "../lib/client/failover.ts";
+import { kernelHasIp6tnl, noIp6tnlReason } from "../lib/client/ip6tnl_dti.ts";
 import { kernelEncapRefusal } from "../lib/client/kernel_encap.ts";
 import { naptMinimumWarnings, warnNaptMinimums } from "../lib/client/napt_minimums.ts";
 import { DstmNode, type NodeConfig } from "../lib/client/node.ts";
@@ -87,6 +88,10 @@ Examples:
         // Read-only, as a start would find it: another client's DTI name or control socket.
         const taken = await dtiInUse(flags.ifname, flags.control ?? clientSocket(flags.ifname));
         if (taken) throw new UsageError(taken);
+        // As a start finds out (lib/client/tunnel_dti.ts), before it has taken a lease: a
+        // kernel built without ip6tnl refuses the kind (as non-root this cannot be asked).
+        if (flags.dti === "ip6tnl" && kernelHasIp6tnl() === false)
+          throw new UsageError(noIp6tnlReason(flags.ifname, run.dscp));
         process.stdout.write(
           `dstm client: configuration OK (server ${flags.server}, ${flags.protocol}, dti ${flags.ifname}: ${flags.dti}${flags.kernelEncap ? ", encapsulation by the kernel (--kernel-encap)" : ""})\n`,
         );

@@ -8,6 +8,7 @@ import { type Command, Option } from "@commander-js/extra-typings";
 import type { AcquireStatus } from "../lib/client/acquire_state.ts";
 import type { NodeDtiStatus } from "../lib/client/node_config.ts";
 import { dtiText } from "../lib/client/node_status.ts";
+import { runtimeSocketDoc } from "../lib/config/common_schema.ts";
 import { runtimeDir } from "../lib/config/paths.ts";
 import { getUnix, unixPermissionProblem } from "../lib/sys/http.ts";
 import { RuntimeError } from "./errors.ts";
@@ -27,7 +28,10 @@ export function addStatusCommand(client: Command): void {
     .command("status")
     .description("show a running client's lease, TEP, expiry and traffic counters")
     .addOption(new Option("--ifname <name>", "DTI of the client to ask").default("dti0", "dti0"))
-    .option("--control <path>", `status socket (default: ${clientSocket("IFNAME")})`)
+    .option(
+      "--control <path>",
+      `status socket (default: ${runtimeSocketDoc("client-IFNAME.sock")})`,
+    )
     .option("--json", "print JSON")
     .addHelpText(
       "after",

@@ -34,9 +34,16 @@ function labName(name: string): string {
  * bad --name).
  */
 export function labCommand() {
-  const lab = new Command("lab").description(
-    "the paper's test network in network namespaces: up | down | status | demo",
-  );
+  const lab = new Command("lab")
+    .description("the paper's test network in network namespaces: up | down | status | demo")
+    .addHelpText(
+      "after",
+      examples(
+        "dstm lab demo              # build it, run the paper's tests, remove it (as root)",
+        "dstm lab up && dstm lab status && dstm lab down",
+        "dstm lab demo --name b     # a second lab beside the first (namespaces dstm-b-*)",
+      ),
+    );
   addUpCommand(lab);
   addDownCommand(lab);
   addStatusCommand(lab);

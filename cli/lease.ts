@@ -7,6 +7,7 @@
  */
 import { Command, Option } from "@commander-js/extra-typings";
 import { DstmClient, DstmTransport } from "../lib/client/protocol.ts";
+import { SERVER_CONTROL_DOC } from "../lib/config/common_schema.ts";
 import { unicastIPv4, unicastIPv6 } from "../lib/config/endpoints.ts";
 import { ipv4PrefixFlag } from "../lib/config/ipv4_prefix.ts";
 import { readKeys } from "../lib/config/key_file.ts";
@@ -36,7 +37,20 @@ import { addLeaseAdminCommands, answer, controlFetch } from "./lease_admin.ts";
 import { addReservationsCommand, hintReservedState } from "./lease_reservations.ts";
 
 export function leaseCommand(): Command {
-  const lease = new Command("lease").description("inspect and administer the lease table");
+  const lease = new Command("lease")
+    .description("inspect and administer the lease table")
+    .addHelpText(
+      "after",
+      `
+Examples (each subcommand's --help has more):
+  dstm lease ls                                  # the active leases, from the running server
+  dstm lease ls --state all --pool 198.51.100.0/24
+  dstm lease show 198.51.100.1
+  dstm lease add --host6 2001:db8:1::10 --ipv4 198.51.100.10 --reserve
+  dstm lease del 198.51.100.1
+  dstm lease export --format csv > leases.csv
+  dstm lease ls --db /var/lib/dstm/leases.db     # the database itself, also while the server runs`,
+    );
   lease
     .command("ls")
     .description(
@@ -59,12 +73,15 @@ export function leaseCommand(): Command {
         "all",
       ] as const),
     )
-    .option("--pool <name>", "only leases of this pool (name or CIDR)")
+    .option(
+      "--pool <cidr>",
+      "only leases of the pool with this prefix (with --db: its first prefix, under which its leases are stored)",
+    )
     .option("--limit <n>", "print at most N leases (then the cursor for --after, on stderr)")
     .option("--after <cursor>", "start after this lease (IPV4:PSID, as --limit prints it)")
     .option(
       "--control <path>",
-      `control socket of the running server (default: ${defaultControlSocket()})`,
+      `control socket of the running server (default: ${SERVER_CONTROL_DOC})`,
     )
     .option("--db <path>", "read the lease database directly (also while the server runs)")
     .addHelpText(
@@ -72,6 +89,11 @@ export function leaseCommand(): Command {
       "\nExamples:\n  dstm lease ls\n  dstm lease ls --json --all\n  dstm lease ls --prefix 192.0.2.0/28 --state all\n  dstm lease ls --host 2001:db8:1::10\n  dstm lease ls --identity hw:1:02005e0000aa\n  dstm lease ls --limit 100 --after 192.0.2.99:0\n  dstm lease ls --db /var/lib/dstm/leases.db",
     )
     .action(async (flags) => {
+      // --all is --state all: with another --state one of the two would be ignored.
+      if (flags.all && flags.state !== undefined && flags.state !== "all")
+        throw new UsageError(
+          `--all (every state) and --state ${flags.state} contradict each other; give --state ${flags.state} alone, or --all`,
+        );
       checkFilterFlags(flags);
       const params = new URLSearchParams();
       for (const key of ["address", "prefix", "host", "identity", "state", "pool"] as const) {

@@ -9,6 +9,7 @@
  * @module
  */
 import { type Command, Option } from "@commander-js/extra-typings";
+import { SERVER_CONTROL_DOC } from "../lib/config/common_schema.ts";
 import { parseDuration } from "../lib/config/endpoints.ts";
 import { defaultControlSocket } from "../lib/config/paths.ts";
 import type { LeaseJson } from "../lib/control/lease_view.ts";
@@ -17,7 +18,7 @@ import { canonicalIPv6, parseIPv4 } from "../lib/net/addr.ts";
 import { unixPermissionProblem } from "../lib/sys/http.ts";
 import { RuntimeError, UsageError } from "./errors.ts";
 
-const CONTROL_HELP = `control socket of the running server (default: ${defaultControlSocket()})`;
+const CONTROL_HELP = `control socket of the running server (default: ${SERVER_CONTROL_DOC})`;
 
 /** One request to the control socket; rejects with RuntimeError when nothing answers. */
 export async function controlFetch(
@@ -242,12 +243,12 @@ function addUnreserveCommand(lease: Command): void {
     });
 }
 
-/** `dstm lease wipe --pool NAME --yes`: ends every active lease of a pool. */
+/** `dstm lease wipe --pool CIDR --yes`: ends every active lease of a pool. */
 function addWipeCommand(lease: Command): void {
   lease
     .command("wipe")
     .description("end every active lease of a pool (each unbound at its TEP)")
-    .requiredOption("--pool <name>", "the pool's name or CIDR")
+    .requiredOption("--pool <cidr>", "the pool: one of its prefixes")
     .option("--yes", "really do it (required)")
     .option("--control <path>", CONTROL_HELP)
     .addHelpText("after", "\nExamples:\n  dstm lease wipe --pool 192.0.2.0/24 --yes")

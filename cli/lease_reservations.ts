@@ -11,6 +11,7 @@ import {
   InvalidArgumentError,
   type Option,
 } from "@commander-js/extra-typings";
+import { SERVER_CONTROL_DOC } from "../lib/config/common_schema.ts";
 import { defaultControlSocket } from "../lib/config/paths.ts";
 import { answer, controlFetch } from "./lease_admin.ts";
 
@@ -60,7 +61,7 @@ export function addReservationsCommand(lease: Command): void {
     .option("--json", "print the control API's JSON (one object with a reservations array)")
     .option(
       "--control <path>",
-      `control socket of the running server (default: ${defaultControlSocket()})`,
+      `control socket of the running server (default: ${SERVER_CONTROL_DOC})`,
     )
     .addHelpText(
       "after",

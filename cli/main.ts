@@ -5,14 +5,16 @@
  */
 import {
   closeSync,
+  existsSync,
   fchmodSync,
   fstatSync,
   fsyncSync,
+  mkdirSync,
   openSync,
   statSync,
   writeSync,
 } from "node:fs";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import {
   Command,
   CommanderError,
@@ -58,6 +60,17 @@ export function program(): Command {
           path.unshift(c.name());
         closedPipePolicyFor(path);
       })
+      .addHelpText(
+        "after",
+        `
+Examples (every command has --help with its own):
+  dstm keygen /etc/dstm/key && dstm keygen /etc/dstm/tep.key
+  dstm server --pool 198.51.100.0/24 --tep 2001:db8:1::1,192.0.2.1 --key /etc/dstm/key --tep-key /etc/dstm/tep.key
+  dstm tep --ipv6 2001:db8:1::1 --ipv4 192.0.2.1 --server 2001:db8:2::53 --route 198.51.100.0/24 --key /etc/dstm/tep.key
+  dstm client --server 2001:db8:2::53 --key /etc/dstm/key
+  dstm lease ls
+  dstm lab demo          # the paper's test network in namespaces, as root`,
+      )
       .addCommand(serverCommand())
       .addCommand(clientCommand())
       .addCommand(tepCommand())
@@ -72,7 +85,7 @@ export function program(): Command {
           )
           .argument(
             "[file]",
-            "where to write it (created 0600; refused if it exists); default stdout",
+            "where to write it (created 0600, its directory 0700 when missing; refused if it exists); default stdout",
           )
           .option("--id <n>", "key id (default: 1)")
           .addHelpText(
@@ -104,6 +117,16 @@ function writeKeyFile(file: string | undefined, text: string): void {
     process.stdout.write(text);
     return;
   }
+  // A fresh machine has no /etc/dstm: made here, 0700 (the key's readers are root's daemons).
+  const dir = dirname(file);
+  if (!existsSync(dir))
+    try {
+      mkdirSync(dir, { recursive: true, mode: 0o700 });
+    } catch (error) {
+      throw new UsageError(
+        `cannot create directory ${dir} for key file ${file}: ${readErrorText(error)}`,
+      );
+    }
   let fd: number;
   try {
     fd = openSync(file, "wx", 0o600);
@@ -152,9 +175,16 @@ function configure(command: Command, path: string, seen: { command: string }): v
  * `dstm tep stat`: commander's "too many arguments for 'tep' … got 1: stat." for a command
  * that has subcommands (and an action of its own, so it takes the word for an argument) as
  * the did you mean of `lease lss`: `unknown command 'stat' for 'dstm tep'; did you mean
- * 'dstm tep stats'?`, or the list of its subcommands. Undefined for any other error.
+ * 'dstm tep stats'?`, or the list of its subcommands; commander's own two-line
+ * "unknown command 'leases'" + "(Did you mean lease?)" as that one line too. Undefined for any
+ * other error.
  */
 export function subcommandHint(text: string, command: Command, path: string): string | undefined {
+  // `dstm leases ls`: commander's own "unknown command 'leases'" and, on a line of its own
+  // without the dstm: prefix, "(Did you mean lease?)": one line, as for `tep stat` below.
+  const unknown = /^error: unknown command '([^']*)'\n\(Did you mean ([^?]*)\?\)\n$/.exec(text);
+  if (unknown)
+    return `unknown command '${unknown[1]}' for '${path}'; did you mean '${path} ${unknown[2]}'?\n`;
   const match =
     /too many arguments for '[^']*'\. Expected \d+ arguments? but got \d+: ([^\s.]+)/.exec(text);
   const subcommands = command.commands.map((c) => c.name());

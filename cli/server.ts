@@ -6,6 +6,7 @@
 import { mkdirSync } from "node:fs";
 import { dirname } from "node:path";
 import { Command, InvalidArgumentError } from "@commander-js/extra-typings";
+import { SERVER_CONTROL_DOC } from "../lib/config/common_schema.ts";
 import { readConfigFile } from "../lib/config/file.ts";
 import { refuseForeignAddresses, serverBoundAddresses } from "../lib/config/listen_address.ts";
 import { mergeSettings, type Settings } from "../lib/config/merge.ts";
@@ -43,9 +44,10 @@ export function serverCommand(): Command {
       "after",
       `
 Examples:
-  dstm server --pool 192.168.20.0/24 --tep 2001:db8:1::1,192.0.2.1
-  dstm server --pool 198.51.100.0/25 --pool 203.0.113.0/24 --tep 2001:db8::1 --key /etc/dstm/key --metrics '[::1]:9604'
-  dstm server --pool 198.51.100.0/24 --share 4 --tep 2001:db8::1   # 4 hosts per address, 16,128 ports each
+  dstm server --pool 198.51.100.0/24 --tep 2001:db8:1::1,192.0.2.1 --key /etc/dstm/key --tep-key /etc/dstm/tep.key
+      # keys: dstm keygen /etc/dstm/key && dstm keygen /etc/dstm/tep.key (the TEP's --key is tep.key)
+  dstm server --pool 198.51.100.0/25 --pool 203.0.113.0/24 --tep 2001:db8::1 --key /etc/dstm/key --tep-key /etc/dstm/tep.key --metrics '[::1]:9604'
+  dstm server --pool 198.51.100.0/24 --share 4 --tep 2001:db8::1 --key /etc/dstm/key --tep-key /etc/dstm/tep.key   # 4 hosts per address, 16,128 ports each
   dstm server --config /etc/dstm/server.toml --check`,
     )
     .action(async (_opts, command) => {
@@ -134,7 +136,7 @@ function addReloadCommand(server: Command): void {
     .description(
       "make the running server read its configuration again (like SIGHUP): pools, keys, lease times, log level, limits; leases and bindings are kept",
     )
-    .option("--control <path>", `control socket of the server (default: ${defaultControlSocket()})`)
+    .option("--control <path>", `control socket of the server (default: ${SERVER_CONTROL_DOC})`)
     .addHelpText(
       "after",
       "\nExamples:\n  dstm server reload\n  dstm server reload --control /run/dstm/server.sock",

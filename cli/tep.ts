@@ -4,6 +4,7 @@
  * @module
  */
 import { Command, Option } from "@commander-js/extra-typings";
+import { runtimeSocketDoc } from "../lib/config/common_schema.ts";
 import { parseDuration } from "../lib/config/endpoints.ts";
 import { readErrorText } from "../lib/config/errors.ts";
 import { ipv4PrefixFlag } from "../lib/config/ipv4_prefix.ts";
@@ -58,7 +59,8 @@ export function tepCommand() {
       "after",
       `
 Examples:
-  dstm tep --ipv6 2001:db8:1::1 --ipv4 192.0.2.1 --server 2001:db8:1::53 --route 198.51.100.0/24
+  dstm tep --ipv6 2001:db8:1::1 --ipv4 192.0.2.1 --server 2001:db8:2::53 --route 198.51.100.0/24 --key /etc/dstm/tep.key
+      # --key: the server's --tep-key file (required when the server is on another host)
   dstm tep ... --binding 198.51.100.9=2001:db8:1::99
   dstm tep ... --binding-file /etc/dstm/bindings.txt
       # a line of it: 198.51.100.10  2001:db8:1::a0  6/2/0   (port set: offset/PSID length/PSID)
@@ -163,7 +165,10 @@ function addTepStatsCommand(tep: Command): void {
   tep
     .command("stats")
     .description("show a running TEP's bindings and its forward/drop counters")
-    .option("--control <path>", `control socket of the TEP (default: ${defaultStatsSocket()})`)
+    .option(
+      "--control <path>",
+      `control socket of the TEP (default: ${runtimeSocketDoc("tep.sock")})`,
+    )
     .addOption(new Option("--stats <path>", "deprecated: --control").hideHelp())
     .option("--json", "print JSON")
     .addHelpText(

@@ -11,6 +11,7 @@ import { join } from "node:path";
 import { allCommands, type CommandNode, commandTree } from "../cli/command_tree.ts";
 import { completionScript } from "../cli/completion.ts";
 import { program } from "../cli/main.ts";
+import { runtimeSocketDoc } from "../lib/config/common_schema.ts";
 import { type LeaseJson, leaseTablePrinter } from "../lib/control/lease_view.ts";
 import { BUN, ROOT, runDstm, spawnDstm } from "./helpers/process.ts";
 
@@ -49,17 +50,26 @@ describe("help texts print defaults one way, and the paths the command really us
     expect(help).toContain("(default: 24h)");
   });
 
-  test("every control socket default is `(default: PATH)` under $DSTM_RUNTIME_DIR", async () => {
-    const env = { DSTM_RUNTIME_DIR: join(dir, "run") };
+  // The asking commands printed the path this shell resolved (`/run/dstm/server.sock` as
+  // root) while they honour $DSTM_CONTROL, $DSTM_RUNTIME_DIR and, as non-root,
+  // $XDG_RUNTIME_DIR: they now say the rule, in the daemons' own words.
+  test("every control socket default says the rule, as the daemons' own --control does", async () => {
+    const server = `$DSTM_CONTROL if set, else ${runtimeSocketDoc("server.sock")}`;
     const cases: [string[], string][] = [
-      [["tep", "stats", "--help"], `(default: ${join(dir, "run", "tep.sock")})`],
-      [["client", "status", "--help"], `(default: ${join(dir, "run", "client-IFNAME.sock")})`],
-      [["lease", "ls", "--help"], `(default: ${join(dir, "run", "server.sock")})`],
-      [["lease", "show", "--help"], `(default: ${join(dir, "run", "server.sock")})`],
-      [["server", "reload", "--help"], `(default: ${join(dir, "run", "server.sock")})`],
+      [["tep", "stats", "--help"], `(default: ${runtimeSocketDoc("tep.sock")})`],
+      [["client", "status", "--help"], `(default: ${runtimeSocketDoc("client-IFNAME.sock")})`],
+      [["lease", "ls", "--help"], `(default: ${server})`],
+      [["lease", "show", "--help"], `(default: ${server})`],
+      [["lease", "add", "--help"], `(default: ${server})`],
+      [["lease", "del", "--help"], `(default: ${server})`],
+      [["lease", "reservations", "--help"], `(default: ${server})`],
+      [["lease", "wipe", "--help"], `(default: ${server})`],
+      [["lease", "export", "--help"], `(default: ${server})`],
+      [["server", "reload", "--help"], `(default: ${server})`],
+      [["server", "--help"], `(default: ${server})`],
     ];
     for (const [args, text] of cases) {
-      const r = await runWithEnv(args, env);
+      const r = await runDstm(args);
       expect([args.join(" "), r.code, flat(r.stdout).includes(text)]).toEqual([
         args.join(" "),
         0,
@@ -117,11 +127,9 @@ test("client --check names the DTI mode it checked (--dti kernel is not the defa
   ]);
   const tun = await runDstm(["client", "--server", "2001:db8::53", "--check"]);
   expect(tun.stdout).toContain("dti dti0: tun)");
-  // The kernel DTI doc says what --check does not probe, and shows the line.
+  // The kernel DTI doc says what --check asks the kernel, and shows the line.
   const doc = flat(await Bun.file(join(ROOT, "docs/kernel-dti.md")).text());
-  expect(doc).toContain(
-    "`--check` reads flags only: whether the kernel has ip6tnl shows at the first lease",
-  );
+  expect(doc).toContain("`--check --dti ip6tnl` also asks the kernel as the start does");
   expect(doc).toContain("dti dti0: ip6tnl)");
 });
 

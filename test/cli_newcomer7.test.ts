@@ -7,7 +7,7 @@
  * is started and no server is asked (the lease filters are checked before the socket is used).
  */
 import { afterAll, describe, expect, test } from "bun:test";
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { readErrorText } from "../lib/config/errors.ts";
@@ -246,12 +246,19 @@ describe("client --host6 that is no address of this host (as root, in a namespac
 });
 
 describe("keygen and --exclude", () => {
-  test("keygen into a directory that does not exist, or onto a directory: said so, exit 2", async () => {
-    const nowhere = join(dir, "no-such-dir", "key");
+  test("keygen into a directory that does not exist makes it (0700; the README's /etc/dstm on a fresh machine); onto a directory: said so, exit 2", async () => {
+    const nowhere = join(dir, "no-such-dir", "sub", "key");
     const r = await runDstm(["keygen", nowhere]);
-    expect([r.code, r.stderr]).toEqual([
+    expect([r.code, r.stderr]).toEqual([0, ""]);
+    for (const d of [join(dir, "no-such-dir"), join(dir, "no-such-dir", "sub")])
+      expect(statSync(d).mode & 0o777).toBe(0o700);
+    expect(statSync(nowhere).mode & 0o777).toBe(0o600);
+    // A part of the path that is a file cannot become a directory: said so.
+    const underFile = join(nowhere, "key");
+    const f = await runDstm(["keygen", underFile]);
+    expect([f.code, f.stderr]).toEqual([
       2,
-      `dstm: cannot create key file ${nowhere}: its directory does not exist\n`,
+      `dstm: cannot create key file ${underFile}: a part of the path is not a directory\n`,
     ]);
     // Not "remove it first" for a directory.
     const d = await runDstm(["keygen", dir]);

@@ -14,6 +14,7 @@
  */
 import { readFileSync } from "node:fs";
 import { formatIPv4 } from "../net/addr.ts";
+import { Errno, SysError } from "../sys/libc.ts";
 import {
   addressAdd,
   linkDelete,
@@ -22,7 +23,7 @@ import {
   type RouteSpec,
   routeAdd,
 } from "../sys/netlink.ts";
-import { ip6tnlCreate } from "../sys/netlink_tunnel.ts";
+import { ip6tnlCreate, isUnknownKind } from "../sys/netlink_tunnel.ts";
 import { writeSysctl } from "../sys/sysctl.ts";
 
 /** The outer hop limit (RFC 2473 §3: the tunnel entry point's choice; 64 as `ip` defaults). */
@@ -36,6 +37,35 @@ export interface KernelTunnelSettings {
   readonly mssClamp: boolean;
   /** Outer DSCP: −1 copies the inner one, else 0–63. */
   readonly dscp: number;
+}
+
+/**
+ * Why `--dti ip6tnl` cannot be on a kernel built without CONFIG_IPV6_TUNNEL, and what to use
+ * instead: seg6 cannot write a `dscp` > 0, so then only the userspace DTI. The start
+ * (./tunnel_dti.ts) and `dstm client --check` (cli/client.ts) say the same.
+ */
+export function noIp6tnlReason(ifname: string, dscp: number): string {
+  return `DTI ${ifname}: --dti ip6tnl: this kernel has no ip6tnl (CONFIG_IPV6_TUNNEL); use ${dscp > 0 ? "--dti tun (seg6 cannot write --dscp)" : "--dti seg6 or kernel"}`;
+}
+
+/**
+ * Whether this kernel makes ip6tnl devices, found out as a start finds out (./tunnel_dti.ts):
+ * an ip6tnl device is created (down, no address, no route: nothing is sent through it) under a
+ * name of this process's own and deleted at once. false: the kernel refused the kind
+ * (isUnknownKind: EOPNOTSUPP, built without CONFIG_IPV6_TUNNEL); undefined: it could not be
+ * asked (EPERM without CAP_NET_ADMIN, or another refusal that says nothing of the kind); true
+ * otherwise, also EEXIST (a device of that kind is there already).
+ */
+export function kernelHasIp6tnl(): boolean | undefined {
+  const name = `dstmchk${process.pid % 10_000_000}`;
+  try {
+    ip6tnlCreate({ name, local: "2001:db8::1", remote: "2001:db8::2", hopLimit: 1, dscp: -1 });
+  } catch (error) {
+    if (isUnknownKind(error)) return false;
+    return error instanceof SysError && error.errno === Errno.EEXIST ? true : undefined;
+  }
+  ip6tnlDown(name);
+  return true;
 }
 
 /**

@@ -59,10 +59,24 @@ export class DstmRefusedError extends Error {
     readonly statusText: string,
     signed?: boolean,
   ) {
-    super(
-      `server refused: ${statusName(status)}${statusText ? ` (${statusText})` : ""}${refusalHint(status, statusText, signed)}`,
-    );
+    const hint = refusalHint(status, statusText, signed);
+    // A hint that says the server's reason in full replaces it: the server's copy is often cut
+    // to the request's size ("HOST_IPV6 must be the address…"; lib/server/handler_messages.ts).
+    const shown = statusText && !restatesReason(hint) ? ` (${statusText})` : "";
+    super(`server refused: ${statusName(status)}${shown}${hint}`);
   }
+}
+
+/**
+ * Whether `hint` (from {@link refusalHint}) says in full what the server's reason says, cut or
+ * not: a missing signature, or HOST_IPV6 not the request's source. The key hints (unknown key
+ * id, another secret) add to the server's text instead.
+ */
+function restatesReason(hint: string): boolean {
+  return (
+    hint.startsWith("; the server requires signed requests") ||
+    hint.startsWith("; HOST_IPV6 must be")
+  );
 }
 
 /**
@@ -73,19 +87,31 @@ export class DstmRefusedError extends Error {
 export function refusalHint(status: number, statusText: string, signed?: boolean): string {
   if (status !== Status.NOT_AUTHORISED) return "";
   // The server shortens its text to keep a NAK no longer than the request (docs/security.md),
-  // so an unsigned request's refusal may say only "authentication": what we sent tells.
+  // cut at a word with "…": an unsigned request's refusal may say only "authentication…" or
+  // less; what we sent tells.
   if (
-    statusText.startsWith("authentication failed: missing") ||
-    (signed === false && statusText.startsWith("authentication"))
+    _says(statusText, "authentication failed: missing") ||
+    (signed === false && _says(statusText, "authentication"))
   )
     return "; the server requires signed requests: give --key FILE with the server's key";
-  if (statusText.startsWith("HOST_IPV6"))
+  if (_says(statusText, "HOST_IPV6 must"))
     return "; HOST_IPV6 must be the address the request is sent from (--host6 an address of this host), unless the server runs with --no-source-check";
-  if (statusText.startsWith("authentication failed: unknown-key"))
+  if (_says(statusText, "authentication failed: unknown-key"))
     return "; --key FILE does not hold a key this server knows";
-  if (statusText.startsWith("authentication failed: bad-mac"))
+  if (_says(statusText, "authentication failed: bad-mac"))
     return "; --key FILE holds another secret than the server's for that key id";
   return "";
+}
+
+/**
+ * Whether a server's STATUS text says `phrase`: it starts with it, or it was cut ("…", at least
+ * 4 characters left) within it.
+ */
+function _says(statusText: string, phrase: string): boolean {
+  if (statusText.startsWith(phrase)) return true;
+  if (!statusText.endsWith("…")) return false;
+  const head = statusText.slice(0, -1);
+  return head.length >= 4 && phrase.startsWith(head);
 }
 
 /**

@@ -36,6 +36,7 @@ import {
   ip6tnlRoutes,
   ip6tnlUp,
   type KernelTunnelSettings,
+  noIp6tnlReason,
   removeStaleIp6tnl,
 } from "./ip6tnl_dti.ts";
 import { removeStaleKernelEncap } from "./kernel_encap.ts";
@@ -187,10 +188,10 @@ export class TunnelDti implements DtiHooks {
       } catch (error) {
         if (!isUnknownKind(error)) throw error;
         if (this.#backend === "ip6tnl")
-          throw new DtiError(
-            `DTI ${s.ifname}: --dti ip6tnl: this kernel has no ip6tnl (CONFIG_IPV6_TUNNEL); use ${s.dscp > 0 ? "--dti tun (seg6 cannot write --dscp)" : "--dti seg6 or kernel"} (${(error as Error).message})`,
-            { cause: error, permanent: true },
-          );
+          throw new DtiError(`${noIp6tnlReason(s.ifname, s.dscp)} (${(error as Error).message})`, {
+            cause: error,
+            permanent: true,
+          });
         this.#backend = "seg6";
         this.#fellBack = true;
       }

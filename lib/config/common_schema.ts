@@ -15,6 +15,13 @@ export function runtimeSocketDoc(file: string): string {
   return `$DSTM_RUNTIME_DIR/${file} if set, else /run/dstm/${file} as root, else $XDG_RUNTIME_DIR/dstm/${file}`;
 }
 
+/**
+ * Where the server's control socket is by default (./paths.ts defaultControlSocket), in words
+ * for --help and the README: the daemon's own `--control` and every command that asks it
+ * (`lease …`, `server reload`) say the same.
+ */
+export const SERVER_CONTROL_DOC = `$DSTM_CONTROL if set, else ${runtimeSocketDoc("server.sock")}`;
+
 /** `--key-overlap` of the TEP and the client (lib/control/key_ring.ts). */
 export const KEY_OVERLAP_SETTING: Setting = {
   name: "key-overlap",

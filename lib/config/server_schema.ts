@@ -12,7 +12,7 @@ import { ADMISSION_DEFAULTS } from "../server/admission.ts";
 import { DHCP4O6_IDENTITY_MODES } from "../server/dhcp4o6_identity.ts";
 import { TEP_CONTROL_PORT } from "../server/tep_sync.ts";
 import { DSTM_PORT } from "../wire/dstm_types.ts";
-import { COMMON_SETTINGS, METRICS_SETTING, runtimeSocketDoc } from "./common_schema.ts";
+import { COMMON_SETTINGS, METRICS_SETTING, SERVER_CONTROL_DOC } from "./common_schema.ts";
 import type { Setting, SettingSchema } from "./setting.ts";
 
 /** One `[[pool]]` table (or a bare CIDR string). */
@@ -156,7 +156,7 @@ const settings: Setting[] = [
     offable: true,
     doc: "control socket for `dstm lease ls` and `dstm server reload`",
     offDoc: "do not open a control socket (TOML: control = false)",
-    defaultDoc: `$DSTM_CONTROL if set, else ${runtimeSocketDoc("server.sock")}`,
+    defaultDoc: SERVER_CONTROL_DOC,
   },
   METRICS_SETTING,
   {

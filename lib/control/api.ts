@@ -14,7 +14,8 @@
  * GET /v1/leases?address=&prefix=&host=&state=&pool=&limit=&after=
  *     → {"leases":[LeaseJson…],"next":"IPV4:PSID"|null}: one page in (IPv4, PSID) order.
  *     `state` active (default), released, expired or all (`all=1` too); `prefix` an IPv4
- *     prefix of the lease address or an IPv6 prefix of the host; `pool` a name or CIDR;
+ *     prefix of the lease address or an IPv6 prefix of the host; `pool` one of the pool's
+ *     prefixes (CIDR; a pool is named by its first, the name its leases are stored under);
  *     `limit` 1–10000 (default 1000); `after` the `next` of the previous page.
  * GET /v1/leases/export?format=ndjson|csv (same filters, every state by default) → a stream
  * GET /v1/leases/{ipv4}[?psid=]    → {"leases":[…],"reservations":[…]}
@@ -22,7 +23,7 @@
  *     TEP unbound; the host's next renewal is refused)
  * POST /v1/leases {"host6","ipv4","psid"?,"leaseTime"?,"reserve"?} → 201 {"lease"} or {"reservation"}
  * GET /v1/reservations → {"reservations":[…]};  DELETE /v1/reservations/{host6}
- * POST /v1/pools/{name-or-cidr}/wipe → {"ended":N}
+ * POST /v1/pools/{cidr}/wipe (one of the pool's prefixes) → {"ended":N}
  *
  * @module
  */

@@ -87,7 +87,7 @@ export interface LeaseAdminSource {
  * - `DELETE /v1/leases/{ipv4}[?psid=]` → `{ended: [LeaseJson]}`
  * - `POST /v1/leases` `{"host6","ipv4","psid"?,"leaseTime"?,"reserve"?}` → 201
  * - `GET /v1/reservations`, `DELETE /v1/reservations/{host6}`
- * - `POST /v1/pools/{name-or-cidr}/wipe` → `{ended: N}`
+ * - `POST /v1/pools/{cidr}/wipe` (one of the pool's prefixes) → `{ended: N}`
  */
 export function leaseRoute(
   admin: LeaseAdminSource,
@@ -243,7 +243,10 @@ function parseFilter(admin: LeaseAdminSource, params: URLSearchParams): LeaseFil
   return parseLeaseFilter(params, (text) => poolName(admin, text));
 }
 
-/** A pool's name from its name or one of its CIDRs; 400 naming the pools when unknown. */
+/**
+ * A pool's name (its first prefix, lib/alloc/pool.ts; [[pool]] has no name setting) from any of
+ * its prefixes; 400 naming the pools when unknown.
+ */
 function poolName(admin: LeaseAdminSource, text: string): string {
   const pools = admin.pools();
   const found = pools.find((p) => p.name === text || p.prefixes.includes(text));

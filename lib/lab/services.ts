@@ -321,15 +321,26 @@ function lastLines(text: string): string {
   return text.trim().split("\n").slice(-3).join(" | ");
 }
 
+/**
+ * The Debian packages of the programs the lab runs, each with how to tell it is installed:
+ * `ip` (the namespaces, links, routes), ping, curl (the web and FTP client), vsftpd (the real
+ * FTP server) and python3 (the web server). scripts/demo-deps.sh installs the same list
+ * (test/demo_deps.test.ts keeps the two equal).
+ */
+const LAB_PROGRAMS: readonly { readonly pkg: string; readonly installed: () => boolean }[] = [
+  { pkg: "iproute2", installed: () => which("ip") !== null },
+  { pkg: "iputils-ping", installed: () => which("ping") !== null },
+  { pkg: "curl", installed: () => which("curl") !== null },
+  { pkg: "vsftpd", installed: () => existsSync("/usr/sbin/vsftpd") },
+  { pkg: "python3", installed: () => existsSync("/usr/bin/python3") || which("python3") !== null },
+];
+
+/** Every Debian package the lab needs (see {@link LAB_PROGRAMS}). */
+export const LAB_PACKAGES: readonly string[] = LAB_PROGRAMS.map((p) => p.pkg);
+
 /** Debian packages of the programs the lab runs that are not installed, e.g. `["vsftpd"]`. */
 export function missingLabPackages(): string[] {
-  const missing: string[] = [];
-  if (!which("ip")) missing.push("iproute2");
-  if (!which("ping")) missing.push("iputils-ping");
-  if (!which("curl")) missing.push("curl");
-  if (!existsSync("/usr/sbin/vsftpd")) missing.push("vsftpd");
-  if (!existsSync("/usr/bin/python3") && !which("python3")) missing.push("python3");
-  return missing;
+  return LAB_PROGRAMS.filter((p) => !p.installed()).map((p) => p.pkg);
 }
 
 /** The content of the web server's page for one node: distinct per node and long enough to span packets. */

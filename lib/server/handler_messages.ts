@@ -103,18 +103,36 @@ export function nakWithin(
   return encodeAnswer({ ...nak, statusText: cutText(text, limit - bare.length) }, key, now);
 }
 
-/** STATUS text is at most 253 bytes on the wire; cut long messages on a character boundary. */
+/** STATUS text is at most 253 bytes on the wire; longer messages are cut (see {@link cutText}). */
 function truncateText(text: string): string {
   return cutText(text, 253);
 }
 
-/** `text` cut on a character boundary to at most `max` UTF-8 bytes. */
-function cutText(text: string, max: number): string {
+/** "…" (U+2026), 3 bytes in UTF-8: what marks a text as cut. */
+const ELLIPSIS = "…";
+const ELLIPSIS_BYTES = 3;
+
+/**
+ * `text` in at most `max` UTF-8 bytes: whole, or cut at the last word boundary that leaves
+ * room for "…" and ended with it (`HOST_IPV6 must be the address…`, not `HOST_IPV6 must`
+ * mid-phrase as a whole reason), on a character boundary when a first word alone is too long;
+ * "" when not even "…" fits. A client that knows the reason says it in full
+ * (lib/client/protocol.ts refusalHint).
+ *
+ * @example cutText("HOST_IPV6 must be the address the request is sent from", 32) // "HOST_IPV6 must be the address…"
+ */
+export function cutText(text: string, max: number): string {
   const bytes = new TextEncoder().encode(text);
   if (bytes.length <= max) return text;
-  let cut = max;
+  if (max < ELLIPSIS_BYTES) return "";
+  let cut = max - ELLIPSIS_BYTES;
   while (cut > 0 && (bytes[cut]! & 0xc0) === 0x80) cut--;
-  return new TextDecoder().decode(bytes.subarray(0, cut));
+  // The last space at or before the cut (bytes[cut] itself may be the space after a word).
+  let space = cut;
+  while (space > 0 && bytes[space] !== 0x20) space--;
+  const end = space > 0 ? space : cut;
+  const head = new TextDecoder().decode(bytes.subarray(0, end)).replace(/[\s;,:.(]+$/u, "");
+  return head === "" ? "" : `${head}${ELLIPSIS}`;
 }
 
 /** Status code → its lower-case name, for the `result` label (`nak_pool_exhausted`). */

@@ -38,6 +38,8 @@ export interface TepState {
   lastSync: number;
   /** When the TEP was reported disconnected (its last SYNC, ms); 0 = not reported. */
   downSince: number;
+  /** A configured TEP that had not synced 3 periods after the start was said (`tep-not-synced`). */
+  notSyncedSaid: boolean;
   /** When the server last answered a SYNC of this TEP with its own (ms). */
   answeredAt: number;
   snapshotId: number;
@@ -65,6 +67,7 @@ export function newTepState(tep6: string, pools: readonly Pool[], now: number): 
     digest: 0,
     lastSync: 0,
     downSince: 0,
+    notSyncedSaid: false,
     answeredAt: 0,
     snapshotId: (Math.random() * 2 ** 32) >>> 0,
     snapshotTokens: UNAUTH_SNAPSHOT_BURST,

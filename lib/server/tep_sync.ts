@@ -291,10 +291,22 @@ export class TepSync implements BindingSink {
     this.#channel.close();
   }
 
-  /** A TEP synced after never having synced (info) or after it was reported gone (warn). */
+  /**
+   * A TEP synced for the first time (info; `since-start-s` when it was late enough to
+   * be said `tep-not-synced`), or after it was reported gone (warn, `down-s`): docs/metrics.md.
+   */
   #onConnected(tep: TepState, from: string, bindings: number): void {
     if (tep.downSince === 0) {
-      this.#o.log.info("tep-connected", { tep6: tep.tep6, from, bindings });
+      if (tep.notSyncedSaid) {
+        tep.notSyncedSaid = false;
+        const wait = Math.round((this.#now() - this.#startedAt) / 1000);
+        this.#o.log.info("tep-connected", {
+          tep6: tep.tep6,
+          from,
+          bindings,
+          "since-start-s": wait,
+        });
+      } else this.#o.log.info("tep-connected", { tep6: tep.tep6, from, bindings });
       return;
     }
     const down = Math.round((this.#now() - tep.downSince) / 1000);
@@ -303,8 +315,9 @@ export class TepSync implements BindingSink {
   }
 
   /**
-   * Says (warn, once per loss) which configured TEPs stopped syncing, 3 periods without SYNC,
-   * or have not synced in the first 3 periods since the server started, and drops the cuts of
+   * Says (warn, once per loss) which configured TEPs stopped syncing, 3 periods without SYNC
+   * (`tep-disconnected`), or have not synced in the first 3 periods since the server started
+   * (`tep-not-synced`, once), and drops the cuts of
    * snapshots kept past SNAPSHOT_KEEP_MS (./tep_snapshot_keep.ts). Runs every SYNC period (on
    * its own timer; callable by tests).
    */
@@ -315,10 +328,16 @@ export class TepSync implements BindingSink {
       if (tep.downSince !== 0 || this.#connected(tep)) continue;
       if (tep.lastSync === 0) {
         // Never synced: only a configured TEP is expected to (an old lease may name another).
-        if (!this.#channel.teps.has(tep.tep6) || now - this.#startedAt < 3 * SYNC_INTERVAL_MS)
+        // Not a disconnection (it never was connected): its own event, said once; its first
+        // SYNC is then an ordinary first tep-connected (info).
+        if (
+          tep.notSyncedSaid ||
+          !this.#channel.teps.has(tep.tep6) ||
+          now - this.#startedAt < 3 * SYNC_INTERVAL_MS
+        )
           continue;
-        tep.downSince = this.#startedAt;
-        this.#warn.warn("tep-disconnected", {
+        tep.notSyncedSaid = true;
+        this.#warn.warn("tep-not-synced", {
           tep6: tep.tep6,
           "silent-s": Math.round((now - this.#startedAt) / 1000),
           bindings: tep.bindings.size,
