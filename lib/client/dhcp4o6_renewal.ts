@@ -34,15 +34,14 @@ export interface RenewalContext {
 
 /**
  * Renews, then rebinds, the lease `binding` on `ipv4`: the ACK or NAK that came, with what it
- * answered ("renewing REQUEST" or "rebinding REQUEST") and when the first REQUEST of that xid
- * was sent (`sent`, ms: the new lease counts from then, RFC 2131 §4.4.1); undefined when the
- * lease ended (or the transport closed) unanswered.
+ * answered ("renewing REQUEST" or "rebinding REQUEST"); undefined when the lease ended (or the
+ * transport closed) unanswered.
  */
 export async function renewOrRebind(
   c: RenewalContext,
   binding: Dhcp4o6Binding,
   ipv4: number,
-): Promise<{ reply: Reply; what: string; sent: number } | undefined> {
+): Promise<{ reply: Reply; what: string } | undefined> {
   const started = c.now();
   const xid = randomXid();
   for (let attempt = 0; ; attempt++) {
@@ -65,6 +64,6 @@ export async function renewOrRebind(
       return m !== null;
     };
     await c.io.sendAndWait(payload, to, accept, dhcp4NextTransmission(binding, now));
-    if (reply) return { reply, what, sent: started };
+    if (reply) return { reply, what };
   }
 }
