@@ -21,15 +21,9 @@ if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then
 fi
 echo "installing ${need[*]} for the lab (apt-get)" >&2
 export DEBIAN_FRONTEND=noninteractive
-policy=""
-if [ ! -e /usr/sbin/policy-rc.d ]; then
-  printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
-  chmod 755 /usr/sbin/policy-rc.d
-  policy=/usr/sbin/policy-rc.d
-fi
-apt-get update -qq
-apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
-if [ -n "$policy" ]; then rm -f "$policy"; fi
+# shellcheck source=scripts/apt-no-start.sh
+source "$(dirname "$0")/apt-no-start.sh"
+apt_install_no_start "${need[@]}"
 # Only a vsftpd this install brought: one that was there before is left as it was.
 if [[ " ${need[*]} " == *" vsftpd "* ]] && [ -d /run/systemd/system ] && command -v systemctl >/dev/null; then
   systemctl disable --now vsftpd 2>/dev/null || true

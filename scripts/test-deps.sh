@@ -56,15 +56,9 @@ export DEBIAN_FRONTEND=noninteractive
 echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections 2>/dev/null || true
 # isc-dhcp-relay's postinst starts dhcrelay (v4, on eth0, to a default server) through
 # invoke-rc.d: forbid service starts during the install unless a policy already decides.
-policy=""
-if [ ! -e /usr/sbin/policy-rc.d ]; then
-  printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
-  chmod 755 /usr/sbin/policy-rc.d
-  policy=/usr/sbin/policy-rc.d
-fi
-apt-get update -qq
-apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
-if [ -n "$policy" ]; then rm -f "$policy"; fi
+# shellcheck source=scripts/apt-no-start.sh
+source "$(dirname "$0")/apt-no-start.sh"
+apt_install_no_start "${need[@]}"
 # The relay is started by the tests inside namespaces, never as the host's service.
 if command -v update-rc.d >/dev/null && [ -x /etc/init.d/isc-dhcp-relay ]; then
   update-rc.d isc-dhcp-relay disable >/dev/null 2>&1 || true

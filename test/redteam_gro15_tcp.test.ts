@@ -17,11 +17,11 @@ import { ClientState } from "../lib/tunnel/client_state.ts";
 import { COUNTER_NAMES } from "../lib/tunnel/counters.ts";
 import { NaptTable } from "../lib/tunnel/napt.ts";
 import { PathMtuTable } from "../lib/tunnel/pmtu.ts";
-import { TepDecapBatch } from "../lib/tunnel/tep_batch.ts";
 import { FakeBatchTun, FakeTunnelSocket } from "./helpers/fake_devices.ts";
 import { announceSkip, netnsSkipReason } from "./helpers/netns.ts";
 import { internetChecksum } from "./helpers/packets.ts";
 import { BUN, type DstmProcess, ROOT, spawnDstm } from "./helpers/process.ts";
+import { A6, B6, HOST_A, runTepBatches, SHARED, WEB } from "./helpers/redteam_tep.ts";
 import {
   ACK,
   CWR,
@@ -33,34 +33,10 @@ import {
   tcp,
   tcpChecksumOf,
 } from "./helpers/tcp_packets.ts";
-import { type Arrival, tepContext, WHOLE } from "./helpers/tep_context.ts";
+import type { Arrival } from "./helpers/tep_context.ts";
 import { waitUntil } from "./helpers/wait.ts";
 
-const A6 = parseIPv6("2001:db8:a::1")!;
-const B6 = parseIPv6("2001:db8:a::2")!;
-const HOST_A = [198, 51, 100, 10];
-const SHARED = [198, 51, 100, 20];
-const WEB = [203, 0, 113, 80];
-
-function setup() {
-  return tepContext([
-    ["198.51.100.10", WHOLE, A6],
-    ["198.51.100.11", WHOLE, B6],
-    ["198.51.100.20", { offset: 6, psidLength: 2, psid: 1 }, A6],
-  ]);
-}
-
-/** Runs `batches` through a TEP whose TUN is `tun`; returns its counters and loop stats. */
-function run(tun: FakeBatchTun, batches: Arrival[][]) {
-  const { tep, counters } = setup();
-  const raw = new FakeTunnelSocket(64);
-  const loop = new TepDecapBatch(tep, raw, tun);
-  for (const batch of batches) {
-    raw.inbox.push(...batch.map((a) => ({ ...a, packet: a.packet.slice() })));
-    while (loop.step() > 0) {}
-  }
-  return { counters: counters.snapshot(), stats: loop.stats };
-}
+const run = runTepBatches;
 
 /** What the IPv4 side receives from TUN writes: a super-packet cut as the kernel cuts it. */
 function delivered(written: readonly { packet: Uint8Array; gsoSize: number }[]): Uint8Array[] {

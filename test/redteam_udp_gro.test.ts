@@ -9,14 +9,13 @@ import { afterAll, describe, expect, test } from "bun:test";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { parseIPv6 } from "../lib/net/addr.ts";
 import { createNetns, type Netns, vethPair } from "../lib/sys/netns.ts";
-import { TepDecapBatch } from "../lib/tunnel/tep_batch.ts";
-import { FakeBatchTun, FakeTunnelSocket } from "./helpers/fake_devices.ts";
+import { FakeBatchTun } from "./helpers/fake_devices.ts";
 import { announceSkip, netnsSkipReason } from "./helpers/netns.ts";
 import { internetChecksum } from "./helpers/packets.ts";
 import { BUN, type DstmProcess, ROOT, spawnDstm } from "./helpers/process.ts";
-import { type Arrival, tepContext, WHOLE } from "./helpers/tep_context.ts";
+import { A6, B6, HOST_A, runTepBatches, SHARED, WEB } from "./helpers/redteam_tep.ts";
+import type { Arrival } from "./helpers/tep_context.ts";
 import {
   datagramsByFlow,
   deliveredDatagrams,
@@ -26,31 +25,7 @@ import {
 } from "./helpers/udp_packets.ts";
 import { waitUntil } from "./helpers/wait.ts";
 
-const A6 = parseIPv6("2001:db8:a::1")!;
-const B6 = parseIPv6("2001:db8:a::2")!;
-const HOST_A = [198, 51, 100, 10];
-const SHARED = [198, 51, 100, 20];
-const WEB = [203, 0, 113, 80];
-
-function setup() {
-  return tepContext([
-    ["198.51.100.10", WHOLE, A6],
-    ["198.51.100.11", WHOLE, B6],
-    ["198.51.100.20", { offset: 6, psidLength: 2, psid: 1 }, A6],
-  ]);
-}
-
-/** Runs `batches` through a TEP whose TUN is `tun`; returns the counters and what was written. */
-function run(tun: FakeBatchTun, batches: Arrival[][]) {
-  const { tep, counters } = setup();
-  const raw = new FakeTunnelSocket(64);
-  const loop = new TepDecapBatch(tep, raw, tun);
-  for (const batch of batches) {
-    raw.inbox.push(...batch.map((a) => ({ ...a, packet: a.packet.slice() })));
-    while (loop.step() > 0) {}
-  }
-  return { counters: counters.snapshot(), stats: loop.stats };
-}
+const run = runTepBatches;
 
 /** Same input with and without UDP coalescing: same datagrams per flow, same counters. */
 function expectSameAsSeparate(batches: Arrival[][]): { supers: number } {

@@ -327,12 +327,7 @@ export class PacketRing implements TunnelBatchSocket {
       const frame = k * this.#frameBytes;
       if ((Atomics.load(this.#status, frame >>> 2) & TP_STATUS_USER) === 0) return false;
       const p = frame + v.getUint16(frame + 14, true);
-      if (
-        b[p + 6] === NEXT_HEADER_FRAGMENT &&
-        v.getUint32(frame + 8, true) >= MARK_BYTES &&
-        (b[p + 43]! & 1) === 0
-      )
-        return true;
+      if (b[p + 6] === NEXT_HEADER_FRAGMENT && this.#lastFragmentMark(frame, p)) return true;
       k = k + 1 === this.#frames ? 0 : k + 1;
     }
     return false;
@@ -372,8 +367,7 @@ export class PacketRing implements TunnelBatchSocket {
       if (b[p + 6] === NEXT_HEADER_FRAGMENT) {
         // A mark (the filter takes no other next header 44): stop after a last fragment's.
         this.marks++;
-        // More Fragments, in the fragment header's last byte (a frame too short for one: none).
-        const last = snap >= MARK_BYTES && (b[p + 43]! & 1) === 0;
+        const last = this.#lastFragmentMark(frame, p);
         Atomics.store(this.#status, frame >>> 2, 0);
         this.#next = this.#next + 1 === this.#frames ? 0 : this.#next + 1;
         if (last) {
@@ -413,6 +407,14 @@ export class PacketRing implements TunnelBatchSocket {
     }
     this.packets += n;
     return n;
+  }
+
+  /**
+   * Whether the mark in `frame` (its packet at `p`) is a last fragment's: More Fragments clear in
+   * the fragment header's last byte (RFC 8200 §4.5); a frame too short for the header is not.
+   */
+  #lastFragmentMark(frame: number, p: number): boolean {
+    return this.#view.getUint32(frame + 8, true) >= MARK_BYTES && (this.#bytes[p + 43]! & 1) === 0;
   }
 
   /** The address of `buf`, the read buffer at index `n`: looked up when that buffer is new there. */
