@@ -77,12 +77,12 @@ export class MemoryLeaseStore implements LeaseStore {
         const next = op.op === "put" ? op.lease : undefined;
         if (op.op === "put" && op.expected !== undefined) {
           const stored = this.#rows.get(key);
-          if (!sameLease(stored, op.expected) && op.lapse === true) {
-            skipped ??= new Map();
-            skipped.set(key, stored);
-            continue;
-          }
           if (!sameLease(stored, op.expected)) {
+            if (op.lapse === true) {
+              skipped ??= new Map();
+              skipped.set(key, stored);
+              continue;
+            }
             conflict = `key ${key} holds another row than the writer expected`;
             break;
           }
