@@ -51,8 +51,6 @@ export {
   UNAUTH_SNAPSHOT_INTERVAL_MS,
 } from "./tep_state.ts";
 
-/** What {@link TepSync.install} answers when it decides without an exchange (shared: no promise per lease). */
-
 /** Default UDP port a TEP listens on for BIND/UNBIND/SNAPSHOT. */
 export const TEP_CONTROL_PORT = 4608;
 
@@ -297,16 +295,14 @@ export class TepSync implements BindingSink {
    */
   #onConnected(tep: TepState, from: string, bindings: number): void {
     if (tep.downSince === 0) {
-      if (tep.notSyncedSaid) {
-        tep.notSyncedSaid = false;
-        const wait = Math.round((this.#now() - this.#startedAt) / 1000);
-        this.#o.log.info("tep-connected", {
-          tep6: tep.tep6,
-          from,
-          bindings,
-          "since-start-s": wait,
-        });
-      } else this.#o.log.info("tep-connected", { tep6: tep.tep6, from, bindings });
+      const late = tep.notSyncedSaid;
+      tep.notSyncedSaid = false;
+      this.#o.log.info("tep-connected", {
+        tep6: tep.tep6,
+        from,
+        bindings,
+        "since-start-s": late ? Math.round((this.#now() - this.#startedAt) / 1000) : undefined,
+      });
       return;
     }
     const down = Math.round((this.#now() - tep.downSince) / 1000);
