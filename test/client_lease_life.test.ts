@@ -30,6 +30,13 @@ describe("renewalDelay", () => {
   test("half the lease time when the protocol gives no T1", () => {
     expect(renewalDelay(lease(), NOW)).toBe(300_000);
   });
+  test("half the lease counted from when it was obtained, not from the ACK (a slow answer)", () => {
+    // An 8 s lease whose REQUEST was first sent 5 s before now (answered after retries): T1
+    // was 1 s ago, so renew now, not 4 s from now, 1 s after the lease's expiry.
+    const slow = lease({ leaseTime: 8, obtainedAt: NOW - 5_000, expiresAt: NOW + 3_000 });
+    expect(renewalDelay(slow, NOW)).toBe(-1_000);
+    expect(renewalDelay(lease({ obtainedAt: NOW - 100_000 }), NOW)).toBe(200_000);
+  });
   test("the server's T1 when it gave one", () => {
     expect(renewalDelay(lease({ renewAt: NOW + 120_000 }), NOW)).toBe(120_000);
   });

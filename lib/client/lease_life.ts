@@ -23,9 +23,15 @@ export class LeaseExpiredError extends Error {
   override name = "LeaseExpiredError";
 }
 
-/** Ms until renewing starts: the protocol's T1 (DHCPv4 option 58) if it has one, else half the lease. */
+/**
+ * Ms until renewing starts (≤ 0: now): the protocol's T1 (DHCPv4 option 58) if it has one, else
+ * half the lease time, counted from when the lease was obtained (`obtainedAt`, when its
+ * REQUEST was first sent, RFC 2131 §4.4.1), not from now: an ACK that came after retries must
+ * not push T1 (or the renewal) towards or past the expiry.
+ */
 export function renewalDelay(lease: ClientLease, now = Date.now()): number {
-  return lease.renewAt !== undefined ? lease.renewAt - now : lease.leaseTime * 500;
+  const t1 = lease.renewAt ?? lease.obtainedAt + lease.leaseTime * 500;
+  return t1 - now;
 }
 
 /**
