@@ -209,6 +209,102 @@ describe("Reclaimer", () => {
   });
 });
 
+/** A pool of six addresses, every one held by a lease overdue since before T0. */
+const SMALL = [{ prefixes: ["198.18.0.0/29"], tep6: TEP6 }];
+async function fullOfOverdue(): Promise<MemoryLeaseStore> {
+  const rows = overdue(6).map((l) => ({ ...l, pool: "198.18.0.0/29" }));
+  const store = new MemoryLeaseStore();
+  await store.write(rows.map((lease) => ({ op: "put" as const, lease })));
+  return store;
+}
+
+describe("a full pool with overdue leases (reclaim on allocation, as Kea reuses them)", () => {
+  /** An engine whose reclaimNow runs a Reclaimer slice; `told`: the expiries it reported. */
+  async function wired(store: MemoryLeaseStore, maxLeases = 100) {
+    const told: Lease[] = [];
+    let asked = 0;
+    let reclaimer: Reclaimer | undefined;
+    const { engine, clock } = await startEngine(SMALL, {
+      store,
+      reclaimMaxLeases: maxLeases,
+      reclaimNow: () => {
+        asked++;
+        return reclaimer ? reclaimer.sliceNow() : Promise.resolve(0);
+      },
+    });
+    reclaimer = new Reclaimer({ engine, onExpired: (leases) => told.push(...leases) });
+    return { engine, clock, told, asked: () => asked, reclaimer };
+  }
+
+  test("without reclaimNow the DISCOVER is refused until a sweep (the old behaviour)", async () => {
+    const { engine } = await startEngine(SMALL, { store: await fullOfOverdue() });
+    const refused = await engine.discover(newHost(1));
+    expect(refused.ok).toBe(false);
+    if (!refused.ok) expect(refused.reason).toBe("pool-exhausted");
+  });
+
+  test("a DISCOVER gets an address at once; the expiries are told like the sweeper's", async () => {
+    const { engine, told, asked, reclaimer } = await wired(await fullOfOverdue(), 2);
+    const lease = ok(await engine.discover(newHost(1)));
+    expect(lease.state).toBe("active");
+    expect(lease.host6).toBe(newHost(1));
+    expect(asked()).toBe(1);
+    // The new lease is on a slot an expiry told before it freed.
+    expect(told.length).toBeGreaterThanOrEqual(2);
+    expect(told.every((l) => l.state === "expired")).toBe(true);
+    expect(told.map((l) => l.ipv4)).toContain(lease.ipv4);
+    // The run it started reclaims the rest in slices; each overdue lease expired once.
+    await reclaimer.run();
+    expect(told.length).toBe(6);
+    expect(new Set(told.map((l) => l.host6)).size).toBe(6);
+    // Nothing held twice: the one active lease is the new one.
+    const active = engine.leases({ state: "active" });
+    expect(active.map((l) => l.host6)).toEqual([newHost(1)]);
+  });
+
+  test("six new hosts at once, slices of one: all get addresses; each old lease expired once", async () => {
+    const { engine, told } = await wired(await fullOfOverdue(), 1);
+    const got = await Promise.all([1, 2, 3, 4, 5, 6].map((n) => engine.discover(newHost(n))));
+    const leases = got.map(ok);
+    expect(new Set(leases.map((l) => l.ipv4)).size).toBe(6);
+    expect(new Set(told.map((l) => l.host6)).size).toBe(told.length);
+    expect(told.length).toBe(6);
+    // A seventh finds nothing overdue and is refused at once.
+    const refused = await engine.discover(newHost(7));
+    expect(refused.ok).toBe(false);
+    if (!refused.ok) expect(refused.reason).toBe("pool-exhausted");
+  });
+
+  test("a full pool of leases still running is refused without reclaiming", async () => {
+    const { engine, asked, told } = await wired(new MemoryLeaseStore());
+    for (let n = 1; n <= 6; n++) ok(await engine.discover(newHost(n)));
+    const refused = await engine.discover(newHost(7));
+    expect(refused.ok).toBe(false);
+    if (!refused.ok) expect(refused.reason).toBe("pool-exhausted");
+    expect(asked()).toBe(0);
+    expect(told.length).toBe(0);
+  });
+
+  test("sliceNow: the next slice's count; 0 once stopped or when the run is skipped", async () => {
+    const { engine } = await startEngine(POOLS, {
+      store: await filledStore(30),
+      reclaimMaxLeases: 10,
+    });
+    const reclaimer = new Reclaimer({ engine, onExpired: () => {} });
+    expect(await reclaimer.sliceNow()).toBe(10);
+    // The run it started goes on to the end; a later ask finds nothing due.
+    await reclaimer.run();
+    expect(engine.leases({ state: "expired" }).length).toBe(30);
+    expect(await reclaimer.sliceNow()).toBe(0);
+    await reclaimer.stop();
+    expect(await reclaimer.sliceNow()).toBe(0);
+    const { engine: other } = await startEngine(POOLS, { store: await filledStore(5) });
+    const skipped = new Reclaimer({ engine: other, onExpired: () => {}, beforeRun: () => false });
+    expect(await skipped.sliceNow()).toBe(0);
+    expect(other.leases({ state: "active" }).length).toBe(5);
+  });
+});
+
 describe("server", () => {
   test("a restart with 1,000 overdue leases reclaims each once, in slices, and still answers", async () => {
     const path = join(dir(), "overdue.db");
@@ -248,6 +344,46 @@ describe("server", () => {
     await store.close();
     expect(after.filter((l) => l.state === "expired").length).toBe(1000);
     expect(after.filter((l) => l.state === "active").length).toBe(1);
+  });
+});
+
+describe("server: a full pool of overdue leases before the first tick", () => {
+  test("a new host gets an address at once; the expiry is counted and logged", async () => {
+    const path = join(dir(), "full-overdue.db");
+    const rows = overdue(6).map((l) => ({
+      ...l,
+      pool: "198.18.0.0/29",
+      expiresAt: Date.now() - 60_000 - l.ipv4,
+    }));
+    const seed = SqliteLeaseStore.open(path);
+    await seed.write(rows.map((lease) => ({ op: "put" as const, lease })));
+    await seed.close();
+    const logLines: string[] = [];
+    const server = await DstmServer.start({
+      pools: SMALL,
+      leaseTime: 600,
+      listen: { address: "::1", port: 0 },
+      sourceCheck: false,
+      db: path,
+      sweepIntervalMs: 3_600_000, // the sweeper's tick never comes in this test
+      log: new Logger({ sink: (text) => logLines.push(...text.trimEnd().split("\n")) }),
+    });
+    let got: Lease | undefined;
+    try {
+      const answer = await server.engine.discover(newHost(1));
+      expect(answer.ok).toBe(true);
+      if (answer.ok) got = answer.lease;
+      expect(server.metrics.get("dstm_leases_expired_total")).toBeGreaterThanOrEqual(1);
+    } finally {
+      await server.stop(); // flushes the log
+    }
+    const expired = logLines.flatMap((l) => / expire ipv4=(\S+)/.exec(l)?.[1] ?? []);
+    expect(expired).toContain(formatIPv4((got as Lease).ipv4));
+    const store = SqliteLeaseStore.open(path);
+    const after = await store.loadAll();
+    await store.close();
+    const active = after.filter((l) => l.state === "active" && l.ipv4 === (got as Lease).ipv4);
+    expect(active.map((l) => l.host6)).toEqual([newHost(1)]);
   });
 });
 

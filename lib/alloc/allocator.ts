@@ -46,6 +46,17 @@ export class Allocator {
   readonly #now: () => number;
   #leaseTime: number;
   #maxLeaseTime: number;
+  /**
+   * Called when a new lease finds no free slot: a promise of the decision made again once
+   * overdue leases were reclaimed (`retry`), or of `exhausted`; undefined: refuse now
+   * (nothing is overdue). Set by the engine (EngineOptions.reclaimNow).
+   */
+  whenExhausted:
+    | ((
+        retry: () => Promise<EngineResult>,
+        exhausted: EngineResult,
+      ) => Promise<EngineResult> | undefined)
+    | undefined;
   /** Slot and outcome of the last #pick (saves allocating a tuple). */
   #slot = -1;
   #outcome: EngineOutcome = "allocated";
@@ -151,12 +162,19 @@ export class Allocator {
   ): Promise<EngineResult> {
     const ps = this.#pick(host6, holderOf(host6, opts), opts);
     if (!ps) {
+      // Decided again from the start (the host may have gained a lease meanwhile). Still no
+      // slot (concurrent DISCOVERs took those freed) asks for the next slice; bounded, since
+      // each ask needs a slice that freed leases, and the overdue leases are finite.
+      const retry = (): Promise<EngineResult> => this.discover(host6, opts);
       const exhausted: EngineResult = {
         ok: false,
         reason: "pool-exhausted",
         message: "no free IPv4 address or port set in any pool",
       };
-      if (end === undefined) return Promise.resolve(exhausted);
+      if (end === undefined) {
+        const later = this.whenExhausted?.(retry, exhausted);
+        return later ?? Promise.resolve(exhausted);
+      }
       const writer = this.#writer;
       return writer.persist([writer.put(endKey, end)], [endKey], [end], exhausted, (f) => f);
     }

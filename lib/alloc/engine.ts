@@ -100,7 +100,14 @@ export class AllocationEngine {
       onAbsorb: opts.onAbsorb,
       onConflict: () => this.#reclamation.markPending(),
     });
+    const reclaimNow = opts.reclaimNow;
     this.#allocator = new Allocator(this.#index, this.#writer, now, opts.leaseTime, max);
+    if (reclaimNow) {
+      this.#allocator.whenExhausted = (retry, exhausted) =>
+        this.#reclamation.hasDue()
+          ? reclaimNow().then((freed) => (freed > 0 ? retry() : exhausted))
+          : undefined;
+    }
     this.#releases = new ReleasePaths(this.#index, this.#writer, now);
     this.#reclamation = new Reclamation(
       this.#index,

@@ -80,6 +80,14 @@ export interface EngineOptions {
   /** Longest one sweep may spend picking leases (ms of elapsed time, default 250, Kea's max-reclaim-time; 0: no limit). */
   reclaimMaxMs?: number;
   /**
+   * A DISCOVER found no free slot while leases are overdue (their time is up, the sweeper has
+   * not reached them yet): reclaim now, through the same path as the sweeper so that the
+   * TEPs and the counters hear of each expiry (lib/alloc/reclaimer.ts `sliceNow`), and
+   * resolve to the number of leases freed; the DISCOVER is then decided once more instead of
+   * being refused `pool-exhausted`. Absent: refused until the next sweep.
+   */
+  reclaimNow?: () => Promise<number>;
+  /**
    * Shared stores: told about every row taken in from the store that changed this engine's
    * view (another server's decision), with the row it replaced, e.g. to tell the TEPs.
    */

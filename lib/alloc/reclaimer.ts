@@ -33,6 +33,8 @@ export class Reclaimer {
   #running: Promise<number> | undefined;
   #timer: ReturnType<typeof setInterval> | undefined;
   #stopped = false;
+  /** Told the size of the next slice once it is durably expired ({@link sliceNow}). */
+  #sliceWaiters: ((leases: number) => void)[] = [];
 
   constructor(opts: ReclaimerOptions) {
     this.#opts = opts;
@@ -54,6 +56,20 @@ export class Reclaimer {
     return this.#running;
   }
 
+  /**
+   * A pool has no free slot while leases are overdue (a DISCOVER would be refused before the
+   * next tick): reclaim now. Starts a run unless one is going, and resolves to the number of
+   * leases the next slice freed (0 when stopped or when the run ended without a slice), once
+   * they are durably expired and told to `onExpired`. Kea does the same on allocation: an
+   * expired lease not yet reclaimed is reused rather than refusing the client.
+   */
+  sliceNow(): Promise<number> {
+    if (this.#stopped) return Promise.resolve(0);
+    const next = new Promise<number>((resolve) => this.#sliceWaiters.push(resolve));
+    void this.run();
+    return next;
+  }
+
   /** Stops the timer and any run after its current slice; resolves when that run is over. */
   async stop(): Promise<void> {
     this.#stopped = true;
@@ -63,21 +79,43 @@ export class Reclaimer {
 
   async #run(): Promise<number> {
     const { engine, onExpired, onRun } = this.#opts;
-    if (this.#opts.beforeRun && !this.#opts.beforeRun()) return 0;
     const between = this.#opts.between ?? _turn;
     const start = performance.now();
     let leases = 0;
     let slices = 0;
-    while (!this.#stopped) {
-      const expired = await engine.sweep();
-      slices++;
-      leases += expired.length;
-      if (expired.length > 0) onExpired(expired);
-      if (!engine.reclaimPending) break;
-      await between();
+    /** Leases the last slice freed: what a waiter that came during it is told at the end. */
+    let last = 0;
+    try {
+      if (this.#opts.beforeRun && !this.#opts.beforeRun()) return 0;
+      while (!this.#stopped) {
+        // Waiters from before this slice's sweep: this slice is the one they wait for.
+        const waiting = this.#takeWaiters();
+        last = 0;
+        try {
+          const expired = await engine.sweep();
+          last = expired.length;
+          slices++;
+          leases += last;
+          if (last > 0) onExpired(expired);
+        } finally {
+          for (const resolve of waiting) resolve(last);
+        }
+        if (!engine.reclaimPending) break;
+        await between();
+      }
+    } finally {
+      // Asked for while the last slice was being written (it took what was due), or after a
+      // stop or a skipped run: told the last slice's count, never left waiting.
+      for (const resolve of this.#takeWaiters()) resolve(last);
     }
     if (slices > 1) onRun?.({ leases, slices, ms: performance.now() - start });
     return leases;
+  }
+
+  #takeWaiters(): ((leases: number) => void)[] {
+    const waiting = this.#sliceWaiters;
+    if (waiting.length > 0) this.#sliceWaiters = [];
+    return waiting;
   }
 }
 

@@ -107,6 +107,25 @@ export class Reclamation {
     return due;
   }
 
+  /**
+   * True when an active lease's deadline has passed on the monotonic clock (a sweep would
+   * expire it now). Drops stale entries (renewed or freed leases) off the top of the queue
+   * as it looks, like {@link nextExpiry}. O(1) apart from those.
+   */
+  hasDue(): boolean {
+    const index = this.#index;
+    const heap = index.expiry;
+    while (heap.size > 0) {
+      const key = heap.topKey();
+      const row = index.rows.get(key);
+      if (row?.state === "active" && index.isDeadline(key, row, heap.topTime())) {
+        return heap.topTime() <= index.clock.monotonic();
+      }
+      heap.pop();
+    }
+    return false;
+  }
+
   /** The stored expiry (wall clock, ms) of the active lease the sweeper expires next, or null. */
   nextExpiry(): number | null {
     const index = this.#index;

@@ -141,6 +141,8 @@ export class DstmServer {
         sitePrefixLength: config.admission?.sitePrefixLength,
         reclaimMaxLeases: config.reclaim?.maxLeases,
         reclaimMaxMs: config.reclaim?.maxMs,
+        // A full pool with overdue leases: reclaim them now rather than refuse until the tick.
+        reclaimNow: () => (server ? server.#reclaimNow() : Promise.resolve(0)),
         // Another server sharing the database decided: keep this server's TEP view whole, so
         // that the snapshot it sends a TEP has every binding (docs/scale-out.md).
         onAbsorb: (before, after) => {
@@ -403,6 +405,11 @@ export class DstmServer {
     // View only: the server that granted or freed the lease BINDs / UNBINDs it (scale-out.md).
     if (was && (!now || now.host6 !== was.host6 || now.tep6 !== was.tep6)) sync.forget(was);
     if (now && (!was || now.host6 !== was.host6 || now.tep6 !== was.tep6)) sync.adopt(now);
+  }
+
+  /** EngineOptions.reclaimNow: a slice of the sweeper now (0 freed before it starts). */
+  #reclaimNow(): Promise<number> {
+    return this.#sweeper ? this.#sweeper.sliceNow() : Promise.resolve(0);
   }
 
   #expired(expired: readonly Lease[]): void {
