@@ -195,6 +195,78 @@ describe("Dhcp4o6Client against a fake 4o6 server", () => {
     expect(m.xid).not.toBe(server.seen[0]!.query.dhcp4.xid);
   });
 
+  test("the lease counts from when the REQUEST was sent, not when the ACK came (RFC 2131 §4.4.1)", async () => {
+    const t0 = 7_000_000;
+    let t = t0;
+    // The server takes 700 ms (on the fake clock) over each REQUEST.
+    const slow: Answer = (q) => {
+      if (q.options.messageType === Dhcp4MessageType.REQUEST) t += 700;
+      return KEA(q);
+    };
+    const { client } = await setup(slow, { now: () => t });
+    const lease = await client.discover();
+    expect(t).toBe(t0 + 700);
+    expect(lease.obtainedAt).toBe(t0);
+    expect(lease.expiresAt).toBe(t0 + 120_000);
+    t = t0 + 61_000; // past T1
+    const renewed = await client.request(lease.ipv4);
+    expect(renewed.obtainedAt).toBe(t0 + 61_000);
+    expect(renewed.expiresAt).toBe(t0 + 181_000);
+  });
+
+  test("an ACK to the rebinding REQUEST counts from that REQUEST (sent at T2), not from the renewing one (RFC 2131 §4.4.5)", async () => {
+    // The client's clock runs with the real one, 40 ms before T2 when the renewal starts:
+    // the renewing REQUEST (unicast lost here) goes out before T2, the rebinding one at T2.
+    let skew = 0;
+    const now = () => Date.now() + skew;
+    let renewals = 0;
+    const { client, sent } = await setup(
+      (q) => (q.ciaddr !== 0 && renewals++ === 0 ? null : KEA(q)),
+      { now, servers: ["::1"] },
+    );
+    const lease = await client.discover();
+    const t2 = lease.obtainedAt + 105_000;
+    skew += t2 - 40 - now();
+    const renewed = await client.request(lease.ipv4);
+    const [renewing, rebinding] = sent.slice(2).map((s) => s.msg.dhcp4);
+    expect(sent.slice(2).map((s) => s.flags)).toEqual([DHCP4O6_FLAG_UNICAST, 0]);
+    // The lease counts from T2 or later (the rebinding REQUEST), not from before T2: from the
+    // renewing REQUEST, the new T1 would have been past already when the ACK came.
+    expect(renewed.obtainedAt).toBeGreaterThanOrEqual(t2);
+    expect(renewed.obtainedAt).toBeLessThanOrEqual(now());
+    expect(renewed.renewAt).toBe(renewed.obtainedAt + 60_000);
+    expect(renewed.expiresAt).toBe(renewed.obtainedAt + 120_000);
+    // Each state has its own xid, so the ACK says which REQUEST it answers.
+    expect(rebinding!.xid).not.toBe(renewing!.xid);
+  });
+
+  test("a late ACK to the renewing REQUEST, come while rebinding, counts from the renewing REQUEST", async () => {
+    let skew = 0;
+    const now = () => Date.now() + skew;
+    let renewingXid: number | undefined;
+    const { server, client } = await setup(
+      (q) => {
+        if (q.ciaddr === 0) return KEA(q);
+        if (renewingXid === undefined) {
+          // The renewing REQUEST: its ACK comes late, as the answer to the rebinding one.
+          renewingXid = q.xid;
+          server.mislabel(q.xid);
+          return null;
+        }
+        return KEA(q);
+      },
+      { now, servers: ["::1"] },
+    );
+    const lease = await client.discover();
+    const t2 = lease.obtainedAt + 105_000;
+    skew += t2 - 40 - now();
+    const asked = now();
+    const renewed = await client.request(lease.ipv4);
+    expect(renewingXid).toBeDefined();
+    expect(renewed.obtainedAt).toBeGreaterThanOrEqual(asked);
+    expect(renewed.obtainedAt).toBeLessThan(t2);
+  });
+
   test("rebinding from T2: the same REQUEST without the U flag, to the option-88 servers", async () => {
     let t = 9_000_000;
     const { server, client, sent } = await setup(KEA, {

@@ -201,6 +201,7 @@ export class Dhcp4o6Client implements LeaseClient {
     const offered = offer.dhcp4.yiaddr;
     const serverId = offer.dhcp4.options.serverId!;
     // RFC 2131 table 5: the selecting REQUEST carries the OFFER's xid.
+    const requested = this.#now();
     const ack = await this.#exchange(
       () => selectingRequest(this.#me, offer.dhcp4.xid, this.#now() - started, offered, serverId),
       0,
@@ -208,7 +209,7 @@ export class Dhcp4o6Client implements LeaseClient {
       (m) => isAckOrNak(m) && (m.options.serverId === undefined || m.options.serverId === serverId),
       offer.dhcp4.xid,
     );
-    return this.#bound(ack, "REQUEST");
+    return this.#bound(ack, "REQUEST", requested);
   }
 
   /**
@@ -223,13 +224,14 @@ export class Dhcp4o6Client implements LeaseClient {
   async request(ipv4: number): Promise<ClientLease> {
     const binding = this.#binding;
     if (binding === undefined || binding.ipv4 !== ipv4) {
+      const requested = this.#now();
       const reply = await this.#exchange(
         (xid) => renewalRequest(this.#me, xid, 0, ipv4),
         0,
         this.#rebindTo(),
         isAckOrNak,
       );
-      return this.#bound(reply, "rebinding REQUEST");
+      return this.#bound(reply, "rebinding REQUEST", requested);
     }
     const answer = await renewOrRebind(
       {
@@ -242,7 +244,7 @@ export class Dhcp4o6Client implements LeaseClient {
       binding,
       ipv4,
     );
-    if (answer) return this.#bound(answer.reply, answer.what);
+    if (answer) return this.#bound(answer.reply, answer.what, answer.sent);
     if (this.#binding === binding) this.#binding = undefined;
     throw new DstmTimeoutError(
       `the lease on ${formatIPv4(ipv4)} ended with no answer to renewing (unicast to [${this.#unicastTo(binding)}]:${this.#serverPort}) or rebinding (${this.#rebindTo().join(", ")}); stop using it`,
@@ -349,20 +351,19 @@ export class Dhcp4o6Client implements LeaseClient {
     return exchangeDhcp4(asker, build, flags, to, accept, xid);
   }
 
-  /** An ACK becomes the lease; a NAK a DstmRefusedError. */
-  #bound(reply: Reply, what: string): ClientLease {
+  /**
+   * An ACK becomes the lease, counted from `sent` (ms), when the REQUEST it answers (its xid)
+   * was first sent (RFC 2131 §4.4.1, §4.4.5: so the client's expiry is never after the
+   * server's; T1 and T2 count from then too); a NAK a DstmRefusedError.
+   */
+  #bound(reply: Reply, what: string, sent: number): ClientLease {
     const m = reply.dhcp4;
     if (m.options.messageType === Dhcp4MessageType.NAK) {
       this.#binding = undefined;
       const text = m.options.message ? `: ${m.options.message}` : "";
       throw new DstmRefusedError(Status.NO_SUCH_LEASE, `DHCPNAK to ${what}${text}`);
     }
-    const { binding, lease } = leaseOfAck(
-      reply,
-      this.#now(),
-      this.#binding?.serverId,
-      this.#options,
-    );
+    const { binding, lease } = leaseOfAck(reply, sent, this.#binding?.serverId, this.#options);
     this.#binding = binding;
     return lease;
   }
