@@ -36,7 +36,9 @@ export interface ClientLease {
   /**
    * Local clock (ms) the lease time counts from: when the request the last ACK answered was
    * first sent (RFC 2131 §4.4.1 and §4.4.5, so the client's expiry is never after the
-   * server's), for DHCPv4-over-DHCPv6 when the ACK arrived. Renew at obtainedAt + leaseTime/2.
+   * server's), native and DHCPv4-over-DHCPv6 alike (the 4o6 REBINDING REQUEST has an xid of
+   * its own, so its ACK counts from it: lib/client/dhcp4o6_renewal.ts). Renew at T1 from
+   * obtainedAt (half the lease when the server gave none).
    */
   readonly obtainedAt: number;
   /** Local clock (ms) when the lease ends: stop using the address then (RFC 2131 §4.4.5). */
