@@ -27,8 +27,10 @@
  *   RELAY-REPL chain (hop-count, link-address, peer-address and interface-id echoed) to the
  *   relay that sent it. With `--dhcp4o6-allow` the relay's address must be inside the list
  *   too; the rate limit counts the host's prefix, not the relay's.
- * - A link-local source (what a DHCPv6 client sends from) is a host like any other: its
- *   address without the zone names it; the answer goes to the address with its zone.
+ * - A link-local source (what a DHCPv6 client sends from): the lease's host6 is its address
+ *   without the zone, but in `source` mode its holder is that address on its link (the
+ *   receiving interface, or the relay path: ./dhcp4o6_identity.ts), since two links may each
+ *   have an fe80::10; the answer goes to the address with its zone.
  * - `identity` (./dhcp4o6_identity.ts): `source` keys leases by IPv6 address; `client-id` and
  *   `chaddr` key them by client, as Kea does: the identity is the lease's holder, stored with
  *   it, so two clients behind one IPv6 address hold a lease each, and a client's lease moves
@@ -63,6 +65,7 @@ import {
 } from "../wire/dhcp6_relay.ts";
 import type { Admission } from "./admission.ts";
 import { handleLogged } from "./dhcp4o6_debug.ts";
+import { linkLocalHolder } from "./dhcp4o6_identity.ts";
 import { informationAnswer } from "./dhcp4o6_information.ts";
 import type { LinkChoice, LinkSelector } from "./dhcp4o6_link.ts";
 import { countDhcp4o6, Dhcp4QueryHandler, type Dhcp4QueryOptions } from "./dhcp4o6_query.ts";
@@ -139,7 +142,8 @@ export class Dhcp4o6Handler {
     }
     if (this.#o.admission && !this.#o.admission.admit("dhcp4o6", host6)) return null;
     const link = this.#o.links?.()?.choose(relays, source);
-    const answer = await this.#answer(payload, host6, link);
+    // A link-local host is one only on its link: its link goes into its holder key.
+    const answer = await this.#answer(payload, host6, link, linkLocalHolder(host6, relays, source));
     if (answer === null) return null;
     if (relays.length > 0)
       this.#o.metrics.inc("dstm_dhcp4o6_messages_total", {
@@ -149,11 +153,15 @@ export class Dhcp4o6Handler {
     return wrapRelayReply(relays, answer);
   }
 
-  /** The answer to one client message from `host6` (canonical, no zone) on `link`, or null. */
+  /**
+   * The answer to one client message from `host6` (canonical, no zone) on `link`, or null;
+   * `linkLocal`: the holder key of a link-local host (./dhcp4o6_identity.ts), else null.
+   */
   #answer(
     raw: Uint8Array,
     host6: string,
     link: LinkChoice | undefined,
+    linkLocal: string | null,
   ): Promise<Uint8Array | null> | Uint8Array | null {
     if (peekDhcp6MessageType(raw) === Dhcp6MessageType.INFORMATION_REQUEST)
       return this.#information(raw, host6);
@@ -166,7 +174,7 @@ export class Dhcp4o6Handler {
       });
       return null;
     }
-    return this.#queries.answer(decoded.value.dhcp4, host6, link, raw.length);
+    return this.#queries.answer(decoded.value.dhcp4, host6, link, raw.length, linkLocal);
   }
 
   /**

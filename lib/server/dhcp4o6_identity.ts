@@ -17,9 +17,17 @@
  * The identity is not authenticated (RFC 7341 has none): in the keyed modes, anyone who sends a
  * client's identifier can move that client's lease to itself, as on any DHCPv4 link.
  *
+ * A link-local address names a host only on its link (RFC 4291 §2.5.6): two machines on two
+ * links may both be fe80::10 (test/ver17_relay_link_local.test.ts, two links behind chained
+ * `dhcrelay -6`: both were given one IPv4 address). So in `source` mode a link-local host is
+ * keyed by its address *and* its link ({@link linkLocalHolder}): the receiving interface of
+ * a direct query, or the relay path of a relayed one. The lease's `host6` stays the address.
+ *
  * @module
  */
+import { parseIPv6 } from "../net/addr.ts";
 import type { Dhcp4Message } from "../wire/dhcp4.ts";
+import type { Dhcp6RelayMessage } from "../wire/dhcp6_relay.ts";
 
 export type Dhcp4o6IdentityMode = "source" | "client-id" | "chaddr";
 export const DHCP4O6_IDENTITY_MODES: readonly Dhcp4o6IdentityMode[] = [
@@ -34,4 +42,35 @@ export function dhcp4Identity(mode: Dhcp4o6IdentityMode, m: Dhcp4Message): strin
   const id = m.options.clientId;
   if (mode === "client-id" && id && id.length > 0) return `id:${Buffer.from(id).toString("hex")}`;
   return `hw:${m.htype}:${Buffer.from(m.chaddr).toString("hex")}`;
+}
+
+/**
+ * The holder key of a link-local `host6` in `source` mode (see the module doc), or null when
+ * `host6` (canonical, no zone) is not link-local (fe80::/10): its address alone names it.
+ * `relays` outermost first (lib/wire/dhcp6_relay.ts `unwrapRelays`; empty: direct), `source`
+ * the datagram's source with its `%zone` (an interface index, lib/sys/udp_pktinfo.ts).
+ * - Direct: `ll:ADDR%ZONE`, the interface the query came in on (RFC 8415 §13.1).
+ * - Relayed: `ll:ADDR@` the relay path: the outermost relay's address, then per relay its
+ *   link-address, Interface-ID (hex) and, but for the innermost, its peer-address (the next
+ *   relay inward): one link's clients share a path, two links never do (RFC 8415 §19.1.1: a
+ *   relay names the client's link by link-address or, when that is `::`, by Interface-ID).
+ */
+export function linkLocalHolder(
+  host6: string,
+  relays: readonly Dhcp6RelayMessage[],
+  source: string,
+): string | null {
+  const bytes = parseIPv6(host6);
+  if (bytes?.[0] !== 0xfe || ((bytes[1] as number) & 0xc0) !== 0x80) return null;
+  if (relays.length === 0) {
+    const zone = source.indexOf("%");
+    return `ll:${host6}%${zone < 0 ? "" : source.slice(zone + 1)}`;
+  }
+  let path = source;
+  for (let i = 0; i < relays.length; i++) {
+    const r = relays[i] as Dhcp6RelayMessage;
+    path += `|${r.linkAddress}#${r.interfaceId ? Buffer.from(r.interfaceId).toString("hex") : ""}`;
+    if (i < relays.length - 1) path += `>${r.peerAddress}`;
+  }
+  return `ll:${host6}@${path}`;
 }

@@ -95,18 +95,22 @@ export class Dhcp4QueryHandler {
 
   /**
    * The answer to the DHCPv4 message `query` from `host6` (canonical, no zone) on `link`, or
-   * null; `size`: the bytes of the client's DHCPv6 message (a NAK is never longer).
+   * null; `size`: the bytes of the client's DHCPv6 message (a NAK is never longer);
+   * `linkLocal`: a link-local host's holder key in `source` mode (./dhcp4o6_identity.ts
+   * linkLocalHolder), else null.
    */
   answer(
     query: Dhcp4Message,
     host6: string,
     link: LinkChoice | undefined,
     size: number,
+    linkLocal: string | null = null,
   ): Promise<Uint8Array | null> | Uint8Array | null {
     // Not async: the answer's promise is the decision's own (no promise wrapping a promise).
     const type = query.options.messageType;
     const name = _TYPE_LABELS[type] ?? dhcp4MessageTypeName(type).toLowerCase();
-    const key = dhcp4Identity(this.#o.identity ?? "source", query);
+    // Source mode: a link-local host's key names its link too (./dhcp4o6_identity.ts).
+    const key = dhcp4Identity(this.#o.identity ?? "source", query) ?? linkLocal;
     // Keyed modes: the client is the lease's holder (stored with it), not its IPv6 address.
     const pools = link?.ok ? link.pools : undefined;
     const scope: ClientScope =
