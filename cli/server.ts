@@ -20,7 +20,11 @@ import { SERVER_SCHEMA } from "../lib/config/server_schema.ts";
 import { camel } from "../lib/config/setting.ts";
 import { Logger } from "../lib/control/log.ts";
 import { isPostgresUrl } from "../lib/lease/postgres.ts";
-import { serverConfigProblem, serverConfigSummary } from "../lib/server/config_check.ts";
+import {
+  serverConfigProblem,
+  serverConfigSummary,
+  serverConfigWarnings,
+} from "../lib/server/config_check.ts";
 import { DstmServer, type ServerConfig } from "../lib/server/server.ts";
 import { logPoolSharing } from "../lib/server/sharing_log.ts";
 import { postUnix, unixPermissionProblem } from "../lib/sys/http.ts";
@@ -159,12 +163,15 @@ function addReloadCommand(server: Command): void {
 
 /**
  * `--check`: what start would refuse, without starting (no socket, no database, no
- * directory; lib/server/config_check.ts). Throws {@link UsageError} (exit 2).
+ * directory; lib/server/config_check.ts). Throws {@link UsageError} (exit 2). What start would
+ * warn about (no `--key`) follows the summary as `dstm server: warning: …`; the exit code stays 0.
  */
 function checkServerConfig(config: ServerConfig): void {
   const problem = serverConfigProblem(config);
   if (problem) throw new UsageError(problem);
   process.stdout.write(`${serverConfigSummary(config)}\n`);
+  for (const warning of serverConfigWarnings(config))
+    process.stdout.write(`dstm server: ${warning}\n`);
 }
 
 export interface ResolveOptions {

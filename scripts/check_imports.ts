@@ -41,7 +41,7 @@ export const ALLOWED: Readonly<Record<string, readonly string[]>> = {
 /** npm packages a layer may import (everything else under lib/ imports none). */
 const PACKAGES: Readonly<Record<string, readonly string[]>> = {
   net: ["ip-address"],
-  config: ["smol-toml", "valibot"],
+  config: ["smol-toml", "toml-eslint-parser", "valibot"],
   control: ["prom-client"],
 };
 

@@ -110,8 +110,21 @@ describe("--check (issue 13 item 2)", () => {
     expect(r.stderr).toBe("");
     expect(r.code).toBe(0);
     expect(r.stdout).toMatch(/^dstm server: configuration OK \(1 pool\(s\), listen \[::\]:4607/);
+    // No --key: the check says what start warns (auth-off), and how to fix it.
+    expect(r.stdout).toMatch(
+      /\ndstm server: warning: no --key: DSTM requests are not authenticated, .*take leases.*`dstm keygen .*--key/,
+    );
     expect(existsSync(join(dir, "state"))).toBe(false);
     expect(existsSync(join(dir, "check.sock"))).toBe(false);
+    // With --key: no warning.
+    const keyFile = join(dir, "check.key");
+    expect((await runDstm(["keygen", keyFile])).code).toBe(0);
+    const keyed = await runDstm([
+      ...["server", "--pool", "192.0.2.0/24", "--tep", "2001:db8::1", "--no-control"],
+      ...["--key", keyFile, "--check"],
+    ]);
+    expect([keyed.code, keyed.stderr]).toEqual([0, ""]);
+    expect(keyed.stdout).toMatch(/^dstm server: configuration OK [^\n]*\n$/);
   });
 
   test("dstm server --check: 2 for what start would refuse (overlap, key file, TOML type)", async () => {

@@ -227,7 +227,10 @@ describe.skipIf(skip !== null)("nonsense configurations: exit 2, one line", () =
   test("a pool in a config file that reaches into 127.0.0.0/8 is refused", () => {
     const file = join(dir, "loop.toml");
     writeFileSync(file, `tep = "2001:db8::1"\n\n[[pool]]\nprefixes = ["127.0.0.0/28"]\n`);
-    expectRefused(dstm([...server, "--config", file]), /pool: 127\.0\.0\.0\/28 reaches into/);
+    expectRefused(
+      dstm([...server, "--config", file]),
+      /:4:13: pool\[0\]\.prefixes\[0\]: 127\.0\.0\.0\/28 reaches into/,
+    );
   });
 
   test("a client whose --control socket is in use refuses before taking a lease", async () => {

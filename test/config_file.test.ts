@@ -118,26 +118,28 @@ describe("strict TOML types (issue 13 item 3)", () => {
       serverError(
         `tep = "2001:db8::1"\n[[pool]]\nprefixes = ["192.0.2.0/24"]\n[[pool]]\nprefixes = ["198.51.100.0/24"]\nshar = 2\n`,
       ),
-    ).toBe('FILE:6:1: unknown setting "shar" in pool; did you mean "share"?');
+    ).toBe('FILE:6:1: unknown setting "shar" in pool[1]; did you mean "share"?');
     // A top-level setting written after [[pool]] lands in the pool (TOML): say where it goes.
     expect(
       serverError(
         `tep = "2001:db8::1"\n[[pool]]\nprefixes = ["192.0.2.0/24"]\nlease-time = "2h"\n`,
       ),
     ).toBe(
-      'FILE:4:1: unknown setting "lease-time" in pool (lease-time is a top-level setting: write it above the first [[pool]])',
+      'FILE:4:1: unknown setting "lease-time" in pool[0] (lease-time is a top-level setting: write it above the first [[pool]])',
     );
   });
 
-  test("a pool the engine would refuse is reported at its [[pool]] table", () => {
+  test("a pool the engine would refuse is reported at the value it fails on, with its key path", () => {
     expect(
       serverError(
         'tep = "2001:db8::1"\ndb = "memory"\n[[pool]]\nprefixes = ["192.0.2.0/24"]\n\n[[pool]]\nprefixes = ["198.51.100.1/24"]\n',
       ),
-    ).toBe("FILE:6:3: pool 198.51.100.1/24 has host bits set; did you mean 198.51.100.0/24?");
+    ).toBe(
+      "FILE:7:13: pool[1].prefixes[0]: pool 198.51.100.1/24 has host bits set; did you mean 198.51.100.0/24?",
+    );
     expect(
       serverError('tep = "2001:db8::1"\n\npool = ["192.0.2.0/24", "198.51.100.1/24"]\n'),
-    ).toMatch(/^FILE:3:1: pool 198\.51\.100\.1\/24 has host bits set/);
+    ).toMatch(/^FILE:3:25: pool\[1\]: pool 198\.51\.100\.1\/24 has host bits set/);
   });
 
   test("a pool's links (4o6 pool selection): TOML links = [...] and --pool-link ADDR=LINK give the same pools; a bad link is refused", () => {
@@ -163,7 +165,7 @@ describe("strict TOML types (issue 13 item 3)", () => {
       serverError(
         'tep = "2001:db8::1"\n[[pool]]\nprefixes = ["192.0.2.0/24"]\nlinks = ["2001:db8:10::/200"]\n',
       ),
-    ).toMatch(/pool 1: links: "2001:db8:10::\/200" is not an IPv6 prefix/);
+    ).toMatch(/^FILE:4:10: pool\[0\]\.links\[0\]: "2001:db8:10::\/200" is not an IPv6 prefix/);
     expect(() =>
       resolveServerConfig(
         { pool: ["192.0.2.0/24"], tep: "2001:db8::1", db: "memory", poolLink: ["10.0.0.1=%eth0"] },

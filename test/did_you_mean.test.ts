@@ -97,7 +97,7 @@ describe("TOML keys (no host needed)", () => {
       'FILE:2:1: unknown setting "lease-tme"; did you mean "lease-time"?',
     );
     expect(error('[[pool]]\nprefixes = ["192.0.2.0/24"]\npsid_offset = 4\n')).toBe(
-      'FILE:3:1: unknown setting "psid_offset" in pool; did you mean "psid-offset"? (TOML keys are spelled as the flags, with -)',
+      'FILE:3:1: unknown setting "psid_offset" in pool[0]; did you mean "psid-offset"? (TOML keys are spelled as the flags, with -)',
     );
     // A flag for one run is no key of the file.
     expect(error("new_db = true\n")).toBe(
@@ -195,7 +195,7 @@ describe.skipIf(skip !== null)("every command says it (client and tep in a names
     const p = await run(["server", "--db", "memory", "--config", poolFile, "--check"]);
     expect([p.code, p.stderr]).toEqual([
       2,
-      `dstm: ${poolFile}:4:1: unknown setting "psid_offset" in pool; did you mean "psid-offset"? (TOML keys are spelled as the flags, with -)\n`,
+      `dstm: ${poolFile}:4:1: unknown setting "psid_offset" in pool[0]; did you mean "psid-offset"? (TOML keys are spelled as the flags, with -)\n`,
     ]);
   });
 });

@@ -69,6 +69,35 @@ test("the Worker copies the WAL into the database file while the store is open; 
   }
 });
 
+test("an idle store runs no checkpoint: the Worker keeps looking, the checkpoint count stays flat until the next commit", async () => {
+  const path = join(dir, "idle.db");
+  const store = SqliteLeaseStore.open(path, { checkpoint: { intervalMs: 10 } });
+  const looks = () => store.checkpoints.looks ?? 0;
+  const lookedMore = async (n: number, what: string) => {
+    const from = looks();
+    await waitUntil(() => looks() >= from + n, { what });
+  };
+  try {
+    await fill(store, 0, 4, 25);
+    await waitUntil(() => store.checkpoints.frames > 0, { what: "the first checkpoint" });
+    // Two looks after the last commit: whatever it left has been checkpointed.
+    await lookedMore(2, "two looks after the commits");
+    const runs = store.checkpoints.runs;
+    expect(runs).toBeGreaterThan(0);
+    // Idle: 30 looks, not one checkpoint (before: one per look, 10 a second by default).
+    await lookedMore(30, "30 looks while idle");
+    expect(store.checkpoints.runs).toBe(runs);
+    // A commit: the next look checkpoints it.
+    const frames = store.checkpoints.frames;
+    await fill(store, 1_000, 1, 25);
+    await waitUntil(() => store.checkpoints.frames > frames, { what: "the new frames copied" });
+    expect(store.checkpoints.runs).toBeGreaterThan(runs);
+    expect(store.checkpoints.failure).toBeUndefined();
+  } finally {
+    await store.close();
+  }
+});
+
 test("a checkpointer that cannot start: the failure is kept and the store's own connection checkpoints again", async () => {
   const path = join(dir, "fallback.db");
   const workerUrl = new URL("./helpers/throwing_worker.ts", import.meta.url).href;

@@ -3,8 +3,10 @@
  * collectors do), not only since the first scrape: prom-client's collectors are registered at
  * the first exposition (lib/control/metrics.ts), and a TEP scraped for the first time after
  * an hour of forwarding showed a few milliseconds.
+ * The JavaScript heap is reported as such, not as /proc's VmData under process_heap_bytes.
  */
 import { expect, test } from "bun:test";
+import { readFileSync } from "node:fs";
 import { Metrics } from "../lib/control/metrics.ts";
 
 /** The value of the unlabelled series `name` in exposition `text`. */
@@ -28,4 +30,18 @@ test("CPU used before the first scrape is counted", async () => {
   expect(value(text, "process_cpu_seconds_total")).toBeGreaterThanOrEqual(
     (before.user + before.system) / 1e6,
   );
+});
+
+test("the JavaScript heap is dstm_js_heap_used_bytes / dstm_js_heap_size_bytes; no process_heap_bytes (that was /proc's VmData, the data segment)", async () => {
+  const text = await new Metrics().text();
+  expect(text).not.toMatch(/^process_heap_bytes /m);
+  expect(text).toContain("# TYPE dstm_js_heap_used_bytes gauge");
+  expect(text).toContain("# TYPE dstm_js_heap_size_bytes gauge");
+  const used = value(text, "dstm_js_heap_used_bytes");
+  const size = value(text, "dstm_js_heap_size_bytes");
+  expect(used).toBeGreaterThan(0);
+  expect(size).toBeGreaterThanOrEqual(used);
+  // The JS heap, not the data segment: far below VmData, which counts every mmap'd arena.
+  const vmData = /^VmData:\s+(\d+) kB/m.exec(readFileSync("/proc/self/status", "utf8"));
+  expect(used).toBeLessThan(Number(vmData?.[1]) * 1024);
 });

@@ -52,7 +52,7 @@ test('prefixes = "…" in a [[pool]]: (write prefixes = [...])', async () => {
   const r = await runDstm([...server, "--config", file]);
   expect([r.code, r.stderr]).toEqual([
     2,
-    `dstm: ${file}:2:1: pool 1: prefixes must be an array of strings, not "192.0.2.0/24" (write prefixes = ["192.0.2.0/24"])\n`,
+    `dstm: ${file}:2:1: pool[0].prefixes must be an array of strings, not "192.0.2.0/24" (write prefixes = ["192.0.2.0/24"])\n`,
   ]);
 }, 60_000);
 

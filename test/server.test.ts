@@ -246,6 +246,27 @@ describe("dstm server over UDP", () => {
   });
 });
 
+describe("auth-off", () => {
+  test("a server without --key warns once at start, naming what is exposed and the fix; with --key it does not", async () => {
+    const open = await startServer({
+      pools: [{ prefixes: ["192.0.2.0/29"], tep6: "::1", tep4: parseIPv4("198.51.100.1")! }],
+    });
+    // The start line comes after the warning.
+    await waitUntil(() => open.logLines.some((l) => / start /.test(l)), { what: "start" });
+    const warned = open.logLines.filter((l) => / WARN auth-off /.test(l));
+    expect(warned).toHaveLength(1);
+    expect(warned[0]).toMatch(
+      /not authenticated.*take leases.*release another host.*dstm keygen.*--key/,
+    );
+    const keyed = await startServer({
+      pools: [{ prefixes: ["192.0.2.0/29"], tep6: "::1", tep4: parseIPv4("198.51.100.1")! }],
+      keys: [{ id: 1, secret: new Uint8Array(32).fill(7) }],
+    });
+    await waitUntil(() => keyed.logLines.some((l) => / start /.test(l)), { what: "start" });
+    expect(keyed.logLines.filter((l) => /auth-off/.test(l) && !/tep-auth-off/.test(l))).toEqual([]);
+  });
+});
+
 describe("tep-auth-off", () => {
   test("is not said when every TEP address is on this host (::1), and said once when one is elsewhere", async () => {
     const local = await startServer({

@@ -170,21 +170,22 @@ describe("dstm server --share: configuration", () => {
     );
     // strict TOML types, with the key's line and column (issue 13 item 3)
     expect(() => resolve({ config: file })).toThrow(
-      `${file}:4:1: pool 1: share must be an integer, not "four"`,
+      `${file}:4:1: pool[0].share must be an integer, not "four"`,
     );
     writeFileSync(
       file,
       `tep = "2001:db8::1"\n[[pool]]\nprefixes = ["198.51.100.0/30"]\nallow-well-known-ports = "yes"\n`,
     );
     expect(() => resolve({ config: file })).toThrow(
-      `${file}:4:1: pool 1: allow-well-known-ports must be true or false, not "yes"`,
+      `${file}:4:1: pool[0].allow-well-known-ports must be true or false, not "yes"`,
     );
     writeFileSync(
       file,
       `tep = "2001:db8::1"\n[[pool]]\nprefixes = ["198.51.100.0/30"]\nshare = 6\n`,
     );
+    // the engine's refusal, at the pool's share (not at its [[pool]] header)
     expect(() => resolve({ config: file })).toThrow(
-      "pool 198.51.100.0/30: share 6 is not a power of two from 1 to 65536",
+      `${file}:4:1: pool[0].share: share 6 is not a power of two from 1 to 65536`,
     );
   });
 

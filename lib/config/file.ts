@@ -2,7 +2,8 @@
  * Config files: TOML (smol-toml, which reports the line and column of syntax errors),
  * checked strictly against a {@link SettingSchema} with valibot. Every error names the place
  * as `FILE:LINE:COL:` — a schema error's key path is mapped back to the key's position in
- * the source by {@link locateKey}.
+ * the source ({@link locateKey}, ./toml_places.ts) — and, inside a table, the key path
+ * (`pool[1].share`).
  *
  * @module
  */
@@ -13,6 +14,7 @@ import * as v from "valibot";
 import { closestName, normalName } from "./did_you_mean.ts";
 import { readErrorText } from "./errors.ts";
 import { describeKind, flagForm, type Setting, type SettingSchema, tomlSchema } from "./setting.ts";
+import { keyPathText, type Place, placeOf, type TomlPlaces, tomlPlaces } from "./toml_places.ts";
 
 /** A config file that cannot be used; the message starts with `FILE:LINE:COL:` where known. */
 export class ConfigFileError extends Error {
@@ -29,6 +31,8 @@ export interface FileValue {
 export interface ConfigFile {
   readonly path: string;
   readonly text: string;
+  /** Where each key path is written (./toml_places.ts). */
+  readonly places: TomlPlaces;
   /** Setting name → value and place (deprecated keys already under their new name). */
   readonly values: ReadonlyMap<string, FileValue>;
   /** Deprecation notes (a key renamed), to print as warnings. */
@@ -54,8 +58,9 @@ export function parseConfigText(text: string, path: string, schema: SettingSchem
     if (s.flagOnly) continue;
     byKey.set(s.name, s);
   }
+  const places = tomlPlaces(text);
   const at = (keys: readonly (string | number)[]) => {
-    const { line, column } = locateKey(text, keys);
+    const { line, column } = placeOf(places, keys);
     return `${path}:${line}:${column}`;
   };
   const notes = renameDeprecatedKeys(data, schema, at);
@@ -69,7 +74,7 @@ export function parseConfigText(text: string, path: string, schema: SettingSchem
     const value = flagForm(setting, data[key]);
     values.set(key, { value: setting.path ? besideFile(value, path) : value, where: at([key]) });
   }
-  return { path, text, values, notes };
+  return { path, text, places, values, notes };
 }
 
 /**
@@ -155,26 +160,27 @@ function schemaError(
   }
   if (issue.type === "strict_object" && keys.length > 1) {
     const key = String(keys.at(-1));
+    const table = keyPathText(keys.slice(0, -1));
     // TOML puts every key after [[pool]] into that table: a top-level setting written last.
     if (byKey.has(key))
       return new ConfigFileError(
-        `${where}: unknown setting "${key}" in ${top} (${key} is a top-level setting: write it above the first [[${top}]])`,
+        `${where}: unknown setting "${key}" in ${table} (${key} is a top-level setting: write it above the first [[${top}]])`,
       );
     const meant = closestName(key, tableKeys(setting, keys.slice(1, -1)));
     return new ConfigFileError(
-      `${where}: ${meant === undefined ? `unknown setting "${key}" in ${top}` : unknownKey(key, meant, ` in ${top}`)}`,
+      `${where}: ${meant === undefined ? `unknown setting "${key}" in ${table}` : unknownKey(key, meant, ` in ${table}`)}`,
     );
   }
-  if (keys.length > 2 && typeof keys[1] === "number") {
-    // inside the Nth table of an array of tables ([[pool]]): name the table and the key
-    const field = keys.slice(2).join(".");
+  if (keys.length > 1) {
+    // Inside a table or an array ([[pool]], an inline table, a list): the whole key path.
+    const field = keyPathText(keys);
     // A list given as one string (prefixes = "192.0.2.0/24"): say how to write it.
     const listHint =
       issue.expected === "Array" && typeof issue.input === "string"
-        ? ` (write ${field} = [${JSON.stringify(issue.input)}])`
+        ? ` (write ${String(keys.at(-1))} = [${JSON.stringify(issue.input)}])`
         : "";
     return new ConfigFileError(
-      `${where}: ${top} ${keys[1] + 1}: ${field} must be ${expectedOf(issue.expected)}, not ${showValue(issue.input)}${listHint}`,
+      `${where}: ${field} must be ${expectedOf(issue.expected)}, not ${showValue(issue.input)}${listHint}`,
     );
   }
   const value = data[top as string];
@@ -270,46 +276,13 @@ function showValue(value: unknown): string {
 }
 
 /**
- * Line and column (1-based) where the key path `keys` is written in TOML `text`:
- * a top-level key (`name = …`), a key of the Nth `[[table]]` (`["pool", 1, "share"]`), a
- * `[table]` header; the nearest enclosing place when the key itself is not written (a
- * missing key, a value inside an inline array), else 1:1. A small line scanner: enough for
- * the flat files dstm reads (no dotted keys across tables).
+ * Line and column (1-based) where the key path `keys` is written in TOML `text`: a top-level
+ * key (`name = …`), a key of the Nth `[[table]]` or inline table (`["pool", 1, "share"]`), an
+ * element of an array (`["pool", 1, "prefixes", 0]`), a `[table]` header; the nearest
+ * enclosing place when the key itself is not written (a missing key: its table's header),
+ * else 1:1. From the syntax tree (./toml_places.ts); a caller with many paths to place keeps
+ * {@link tomlPlaces} of the text instead.
  */
-export function locateKey(
-  text: string,
-  keys: readonly (string | number)[],
-): { line: number; column: number } {
-  const lines = text.split("\n");
-  let table = ""; // current [table] or [[table]] name
-  let index = -1; // which [[table]] of that name
-  const counts = new Map<string, number>();
-  const [first, second, third] = keys;
-  let fallback = { line: 1, column: 1 };
-  for (let i = 0; i < lines.length; i++) {
-    const line = lines[i] as string;
-    const header = /^\s*\[(\[)?\s*"?([A-Za-z0-9_-]+)"?\s*\]?\]/.exec(line);
-    if (header) {
-      table = header[2] as string;
-      if (header[1]) {
-        index = counts.get(table) ?? 0;
-        counts.set(table, index + 1);
-      } else index = -1;
-      if (table === first && (second === undefined || second === index)) {
-        fallback = { line: i + 1, column: line.indexOf(table) + 1 };
-        if (second === undefined || third === undefined) return fallback;
-      }
-      continue;
-    }
-    const key = /^\s*"?([A-Za-z0-9_-]+)"?\s*=/.exec(line);
-    if (!key) continue;
-    const name = key[1] as string;
-    const column = line.indexOf(name) + 1;
-    if (table === "" && name === first) {
-      if (typeof second !== "number") return { line: i + 1, column };
-      fallback = { line: i + 1, column };
-    }
-    if (table === first && index === second && name === third) return { line: i + 1, column };
-  }
-  return fallback;
+export function locateKey(text: string, keys: readonly (string | number)[]): Place {
+  return placeOf(tomlPlaces(text), keys);
 }

@@ -6,8 +6,9 @@
  */
 
 import { UsageError } from "./errors.ts";
-import { type ConfigFile, ConfigFileError, locateKey, readConfigFile } from "./file.ts";
+import { type ConfigFile, ConfigFileError, readConfigFile } from "./file.ts";
 import { camel, type SettingSchema } from "./setting.ts";
+import { placeOf } from "./toml_places.ts";
 
 /** Flags merged over the config file and the defaults, with where each value came from. */
 export interface Settings {
@@ -15,7 +16,10 @@ export interface Settings {
   readonly values: Record<string, unknown>;
   /** Rewrites a UsageError about `--NAME` when NAME came from the file: `FILE:LINE:COL: NAME…`. */
   explain(error: unknown): unknown;
-  /** `FILE:LINE:COL` of a key path in the config file (e.g. ["pool", 0]), if one was read. */
+  /**
+   * `FILE:LINE:COL` of a key path in the config file (e.g. ["pool", 0, "share"]: the key;
+   * a missing key: its table's header), if one was read.
+   */
   where(keys: readonly (string | number)[]): string | undefined;
   /** `FILE:LINE:COL` of the setting when its value came from the config file, else undefined. */
   fromFile(name: string): string | undefined;
@@ -96,7 +100,7 @@ export function mergeSettings(
     fromFile: (name) => origins.get(name),
     where(keys) {
       if (!file) return undefined;
-      const { line, column } = locateKey(file.text, keys);
+      const { line, column } = placeOf(file.places, keys);
       return `${file.path}:${line}:${column}`;
     },
   };

@@ -2,7 +2,8 @@
  * The metrics of one daemon, exposed in the Prometheus text format (version 0.0.4) by
  * prom-client (https://github.com/siimon/prom-client): its registry writes the text (escaping,
  * HELP/TYPE lines) and its default collectors give the `process_*` metrics (CPU seconds,
- * resident memory, open file descriptors, start time).
+ * resident and virtual memory, open file descriptors, start time); the JavaScript heap is
+ * `dstm_js_heap_used_bytes` / `dstm_js_heap_size_bytes` ({@link registerJsHeapMetrics}).
  *
  * Callers declare a family once (`counter`, `gauge`) and then `inc` / `set` it with any
  * labels: the values live here, in one Map per family keyed by a label string computed once,
@@ -217,8 +218,12 @@ export class Metrics {
     collectDefaultMetrics({ register: this.registry });
     for (const metric of this.registry.getMetricsAsArray()) {
       const metricName = (metric as unknown as { name: string }).name;
-      if (!metricName.startsWith("process_")) this.registry.removeSingleMetric(metricName);
+      // process_heap_bytes is /proc's VmData (the data segment: every mmap'd arena, JIT
+      // buffers included), not a heap: the JS heap is dstm_js_heap_*_bytes below.
+      if (!metricName.startsWith("process_") || metricName === "process_heap_bytes")
+        this.registry.removeSingleMetric(metricName);
     }
+    registerJsHeapMetrics(this.registry);
     const cpuSeconds: Record<string, number> = {
       process_cpu_user_seconds_total: before.user / 1e6,
       process_cpu_system_seconds_total: before.system / 1e6,
@@ -238,6 +243,32 @@ export class Metrics {
       }).set({ ...buildInfoValue }, 1);
     }
   }
+}
+
+/**
+ * `dstm_js_heap_used_bytes` and `dstm_js_heap_size_bytes`: the JavaScript heap, from
+ * `process.memoryUsage()` (`heapUsed`, `heapTotal`; under Bun, JavaScriptCore's heap), read
+ * at each exposition. Gauges in bytes with the application's prefix: prom-client's own
+ * `nodejs_heap_size_*` names would say Node.js, and not one of Prometheus' standard
+ * `process_*` metrics is a heap (https://prometheus.io/docs/instrumenting/writing_clientlibs/#process-metrics).
+ */
+function registerJsHeapMetrics(registry: Registry): void {
+  new Gauge({
+    name: "dstm_js_heap_used_bytes",
+    help: "JavaScript heap in use by live objects, bytes (process.memoryUsage().heapUsed)",
+    registers: [registry],
+    collect() {
+      this.set(process.memoryUsage().heapUsed);
+    },
+  });
+  new Gauge({
+    name: "dstm_js_heap_size_bytes",
+    help: "JavaScript heap size, in use and free, bytes (process.memoryUsage().heapTotal)",
+    registers: [registry],
+    collect() {
+      this.set(process.memoryUsage().heapTotal);
+    },
+  });
 }
 
 /**

@@ -15,10 +15,15 @@ export const CheckpointWord = {
   FRAMES: 2,
   /** Checkpoints that failed for want of space or a lock (SQLITE_FULL, SQLITE_BUSY), tried again. */
   FAULTS: 3,
+  /**
+   * Times the Worker woke and looked whether the WAL had new frames (a checkpoint or not):
+   * with RUNS, what shows that an idle store runs no checkpoint.
+   */
+  LOOKS: 4,
 } as const;
 
 /** Words in the shared buffer. */
-export const CHECKPOINT_WORDS = 4;
+export const CHECKPOINT_WORDS = 5;
 
 /** The message that starts the Worker. */
 export interface CheckpointerInit {

@@ -1,8 +1,16 @@
 /**
  * Worker entry of the SQLite store's WAL checkpointer (./wal_checkpointer.ts): its own
- * connection to the lease database, a PASSIVE checkpoint every `intervalMs`, until the main
- * thread raises the stop flag. Nothing here writes a lease: a checkpoint only copies
- * committed WAL frames into the database file (https://sqlite.org/c3ref/wal_checkpoint_v2.html).
+ * connection to the lease database; every `intervalMs` it looks whether the WAL has frames
+ * it has not copied yet and only then runs a PASSIVE checkpoint, until the main thread raises
+ * the stop flag. Nothing here writes a lease: a checkpoint only copies committed WAL frames
+ * into the database file (https://sqlite.org/c3ref/wal_checkpoint_v2.html).
+ *
+ * The look is `PRAGMA data_version`, which changes when another connection has committed
+ * (https://sqlite.org/pragma.html#pragma_data_version); in WAL mode it reads the WAL index
+ * in shared memory, not the files. So an idle server does no disk work here: before, every
+ * look was a checkpoint (10 a second at the default interval, each opening a read
+ * transaction on the files). A checkpoint that left frames uncopied (a reader still needed
+ * them) but made progress is tried again at the next look without a new commit.
  *
  * A checkpoint that fails for want of space (SQLITE_FULL) or a lock (SQLITE_BUSY) is counted
  * (FAULTS) and tried again at the next interval: a full disk freed later needs the
@@ -38,30 +46,47 @@ scope.onmessage = (event: MessageEvent) => {
     // PASSIVE never waits for the writer; a busy checkpoint is simply tried again next time.
     db.run("PRAGMA busy_timeout = 0");
     const checkpoint = db.prepare("PRAGMA wal_checkpoint(PASSIVE)");
+    const dataVersion = db.prepare("PRAGMA data_version");
     scope.postMessage({ kind: "ready" });
     // `log` and `checkpointed` count from the WAL's last reset: copied frames are the growth.
     let lastLog = 0;
     let lastCheckpointed = 0;
+    // The data_version the last successful checkpoint saw; undefined: none yet (the WAL may
+    // hold frames from before this start, so the first look checkpoints).
+    let checkpointedVersion: number | undefined;
+    // Frames left uncopied by a checkpoint that made progress: look again without a commit.
+    let pending = false;
     while (Atomics.load(words, CheckpointWord.STOP) === 0) {
       Atomics.wait(words, CheckpointWord.STOP, 0, init.intervalMs);
       if (Atomics.load(words, CheckpointWord.STOP) !== 0) break;
+      const version = (dataVersion.get() as { data_version: number } | null)?.data_version;
+      if (version === checkpointedVersion && !pending) {
+        Atomics.add(words, CheckpointWord.LOOKS, 1);
+        continue;
+      }
       let row: { busy: number; log: number; checkpointed: number } | null;
       try {
         row = checkpoint.get() as typeof row;
       } catch (error) {
         if (!_retryable(error)) throw error;
         Atomics.add(words, CheckpointWord.FAULTS, 1);
+        Atomics.add(words, CheckpointWord.LOOKS, 1);
         continue;
       }
       Atomics.add(words, CheckpointWord.RUNS, 1);
+      checkpointedVersion = version;
+      pending = false;
       if (row && row.checkpointed >= 0) {
         const reset = row.log < lastLog || row.checkpointed < lastCheckpointed;
         const copied = reset ? row.checkpointed : row.checkpointed - lastCheckpointed;
         if (copied > 0) Atomics.add(words, CheckpointWord.FRAMES, copied);
+        pending = copied > 0 && row.checkpointed < row.log;
         lastLog = row.log;
         lastCheckpointed = row.checkpointed;
       }
+      Atomics.add(words, CheckpointWord.LOOKS, 1);
     }
+    dataVersion.finalize();
     checkpoint.finalize();
     db.close();
     db = undefined;

@@ -8,9 +8,12 @@
  * took milliseconds (in a plain bun:sqlite loop of 60-row commits, p99 5.4 ms and max 19 ms
  * against 2.1 and 8 ms without it), and each request in flight waited behind it.
  *
- * Here a Worker with its own connection (./wal_checkpoint_worker.ts) runs a PASSIVE
- * checkpoint every {@link WalCheckpointerOptions.intervalMs}: it copies what no reader needs
- * and never waits for (or blocks) the writer (https://sqlite.org/c3ref/wal_checkpoint_v2.html).
+ * Here a Worker with its own connection (./wal_checkpoint_worker.ts) looks every
+ * {@link WalCheckpointerOptions.intervalMs} whether a commit came since its last checkpoint
+ * (`PRAGMA data_version`, read from the WAL index in shared memory) and only then runs a
+ * PASSIVE checkpoint: it copies what no reader needs and never waits for (or blocks) the
+ * writer (https://sqlite.org/c3ref/wal_checkpoint_v2.html). An idle server runs none (it ran
+ * 10 a second before, each a read transaction on the files).
  * The server's connection raises its automatic checkpoint to {@link WAL_PAGES}. The WAL starts
  * over from its beginning only after a checkpoint that copied every frame, and under a steady
  * load commits keep arriving while the Worker copies, so its checkpoints are seldom complete:
@@ -40,7 +43,7 @@ const WORKER_URL = import.meta.url.includes("$bunfs")
   : new URL("./wal_checkpoint_worker.ts", import.meta.url).href;
 
 /**
- * Default time between two checkpoints, ms. The environment variable DSTM_WAL_CHECKPOINT_MS
+ * Default time between two looks for new WAL frames (and a checkpoint when there are), ms. The environment variable DSTM_WAL_CHECKPOINT_MS
  * (an integer of 10 to 60,000) overrides it, for tests and diagnosis: a test that must see
  * commits not yet copied when the disk fills (test/redteam_storage_checkpoint.test.ts).
  */
@@ -59,7 +62,7 @@ function _envIntervalMs(): number | undefined {
 export const WAL_PAGES = 4096;
 
 export interface WalCheckpointerOptions {
-  /** Time between two PASSIVE checkpoints, ms. Default {@link CHECKPOINT_INTERVAL_MS}. */
+  /** Time between two looks for new WAL frames (each may checkpoint), ms. Default {@link CHECKPOINT_INTERVAL_MS}. */
   readonly intervalMs?: number;
   /** Called once, on the event loop, when the Worker could not start or failed. */
   readonly onFailure?: (message: string) => void;
@@ -71,6 +74,11 @@ export interface WalCheckpointerOptions {
 export interface WalCheckpointStats {
   /** PASSIVE checkpoints run. */
   readonly runs: number;
+  /**
+   * Times the Worker looked whether the WAL had new frames, checkpointing or not: an idle
+   * store's `looks` grow while its `runs` stay. Absent where no Worker runs.
+   */
+  readonly looks?: number;
   /** WAL frames copied into the database file. */
   readonly frames: number;
   /** Checkpoints that failed for want of space or a lock (a full disk), tried again later. */
@@ -133,7 +141,8 @@ export class WalCheckpointer {
     const runs = Atomics.load(this.#words, CheckpointWord.RUNS);
     const frames = Atomics.load(this.#words, CheckpointWord.FRAMES);
     const faults = Atomics.load(this.#words, CheckpointWord.FAULTS);
-    const stats = faults === 0 ? { runs, frames } : { runs, frames, faults };
+    const looks = Atomics.load(this.#words, CheckpointWord.LOOKS);
+    const stats = faults === 0 ? { runs, frames, looks } : { runs, frames, faults, looks };
     return this.#failure === undefined ? stats : { ...stats, failure: this.#failure };
   }
 

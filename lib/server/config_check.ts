@@ -9,6 +9,7 @@ import { PoolConfigError } from "../alloc/pool.ts";
 import { MemoryLeaseStore } from "../lease/memory.ts";
 import { interfaceExists } from "../sys/ifinfo.ts";
 import type { ServerConfig } from "./server_config.ts";
+import { AUTH_OFF_WARNING } from "./start_report.ts";
 
 /**
  * Why start would refuse `config`, or undefined: each `dhcp4o6.interfaces` entry must exist
@@ -37,4 +38,12 @@ export function serverConfigProblem(config: Omit<ServerConfig, "log">): string |
 /** `dstm server: configuration OK (…)`: pools, where it listens, the lease database. */
 export function serverConfigSummary(config: Omit<ServerConfig, "log">): string {
   return `dstm server: configuration OK (${config.pools.length} pool(s), listen [${config.listen.address}]:${config.listen.port}${config.dhcp4o6 ? `, dhcp4o6 [${config.dhcp4o6.address}]:${config.dhcp4o6.port}` : ""}, ${config.db ? `database ${config.db}` : "memory"})`;
+}
+
+/**
+ * What start would warn about in a configuration that passes, one line each (`--check` prints
+ * them after the summary): a server without `--key` ({@link AUTH_OFF_WARNING}).
+ */
+export function serverConfigWarnings(config: Omit<ServerConfig, "log">): string[] {
+  return config.keys?.length ? [] : [`warning: ${AUTH_OFF_WARNING}`];
 }

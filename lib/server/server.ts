@@ -195,6 +195,8 @@ export class DstmServer {
       config,
       parts,
       (data, address, port, source) => this.#udp?.send(data, address, port, source) ?? false,
+      // The host keys in force (a reload replaces them in place): to name a TEP signing with one.
+      () => this.#keys?.values() ?? [],
     );
     this.#admission = admissionFor(config, parts);
     this.#udp = await listenDstm(

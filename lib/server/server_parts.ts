@@ -30,11 +30,20 @@ export type ListenerSend = (
   source?: string,
 ) => boolean;
 
-/** The TEPs' view, seeded with the active leases the engine loaded. */
-export function tepSyncFor(config: ServerConfig, p: ServerParts, send: ListenerSend): TepSync {
+/**
+ * The TEPs' view, seeded with the active leases the engine loaded; `hostKeys`: the hosts' keys
+ * in force, only to recognise a TEP given one instead of the TEP key (./tep_channel.ts).
+ */
+export function tepSyncFor(
+  config: ServerConfig,
+  p: ServerParts,
+  send: ListenerSend,
+  hostKeys?: () => Iterable<AuthKey>,
+): TepSync {
   return new TepSync(
     {
       keys: config.tepKeys,
+      hostKeys,
       teps: config.pools.map((pool) => pool.tep6),
       tepPort: config.tepPort,
       requireTep: config.requireTep,

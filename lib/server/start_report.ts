@@ -3,6 +3,9 @@
  * pools and their size, the lease store, authentication, the admission limits in force, the
  * control and metrics endpoints) and the warnings about channels nobody authenticates:
  *
+ * - `auth-off`: no `--key`, so nobody authenticates the hosts' DISCOVER / REQUEST / RELEASE
+ *   (any host on the link can take leases, and with a spoofed source renew or release another
+ *   host's); `dstm server --check` says it too ({@link AUTH_OFF_WARNING});
  * - `tep-auth-off`: BIND / UNBIND / SNAPSHOT to the TEPs are unsigned (no `--tep-key`) and a
  *   TEP address is not on this host (docs/security.md);
  * - `dhcp4o6-open`: DHCPv4-over-DHCPv6 is on with host keys but no allow list; RFC 7341 has no
@@ -55,11 +58,21 @@ export function logStart(log: Logger, config: ServerConfig, facts: StartFacts): 
 }
 
 /**
- * Warns once about each unauthenticated channel: DHCPv4-over-DHCPv6 with host keys on
+ * What `auth-off` says: what a server without `--key` exposes and how to close it. The native
+ * protocol's authentication is docs/security.md's (an AUTH option with an HMAC over the
+ * message); without it the server answers anyone who can reach its UDP port.
+ */
+export const AUTH_OFF_WARNING =
+  "no --key: DSTM requests are not authenticated, so any host that reaches this server's port can take leases (exhaust the pools) and, with a spoofed IPv6 source, renew or release another host's lease; make a key with `dstm keygen /etc/dstm/key` and give it as --key (TOML key = ...) to the server and every client";
+
+/**
+ * Warns once about each unauthenticated channel: the native protocol without `--key`
+ * (`auth-off`, {@link AUTH_OFF_WARNING}); DHCPv4-over-DHCPv6 with host keys on
  * (`keysOn`) and no allow list; the TEP channel unsigned, unless every TEP address is
  * configured on this host (loopback included): then that channel never leaves it.
  */
 export function warnUnauthenticated(log: Logger, config: ServerConfig, keysOn: boolean): void {
+  if (!keysOn) log.warn("auth-off", { detail: AUTH_OFF_WARNING });
   if (config.dhcp4o6 && keysOn && !config.dhcp4o6.allow) {
     log.warn("dhcp4o6-open", {
       detail:

@@ -15,7 +15,10 @@
  * 4. with a TEP key (`--tep-key`), it carries a valid MAC in the `tep` domain, fresh and not a
  *    replay (else `auth-<outcome>`): a message signed with a host key never passes. The key
  *    file's first key signs; each of its keys verifies, and after a reload the keys it
- *    dropped still verify for `--key-overlap` ({@link TepChannel.rotateKeys});
+ *    dropped still verify for `--key-overlap` ({@link TepChannel.rotateKeys}). A message whose
+ *    MAC fails the TEP keys but verifies with one of the server's host keys (`--key`) is a TEP
+ *    given the host key file instead of the TEP key: refused as `auth-host-key`, and the
+ *    `tep-reject` line says so and what to give the TEP;
  * 5. an answer matches a BIND/UNBIND in flight to that TEP (else `unexpected-answer`).
  *
  * Each refusal is counted in `dstm_tep_refused_total{reason}` and logged at warn,
@@ -41,7 +44,11 @@ export interface TepChannelOptions {
   readonly port: number;
   /** Server ⇄ TEP keys (`--tep-key`); the first signs. Empty: the channel is unauthenticated. */
   readonly keys: readonly AuthKey[];
-  /** Sends a datagram from the server's listening socket. */
+  /**
+   * The hosts' keys (`--key`) in force, never accepted here: only to recognise a TEP that signs
+   * with one (it was given the host key file instead of the TEP key), for the log.
+   */
+  readonly hostKeys?: () => Iterable<AuthKey>;
   /** Sends from the server's listening socket, from the address `source` when given. */
   readonly send: (data: Uint8Array, address: string, port: number, source?: string) => boolean;
   /** Source address for every TEP (`--tep-source`, or a listen address that is not `::`). */
@@ -70,6 +77,8 @@ export class TepChannel {
   /** TEPs already told about in {@link #signedButUnchecked}. */
   readonly #toldSigned = new Set<string>();
   readonly #guard: ReplayGuard;
+  /** Nonces of messages found signed with a host key (a guard apart: nothing is accepted). */
+  readonly #hostKeyGuard = new ReplayGuard();
   readonly #inFlight = new Map<number, InFlight>();
   readonly #sources = new Map<string, string>();
   readonly #warn: WarnLimit;
@@ -196,7 +205,15 @@ export class TepChannel {
         this.#o.now(),
         "tep",
       );
-      if (outcome !== "ok") return this.#refuse(`auth-${outcome}`, message, from, port);
+      if (outcome !== "ok") {
+        const hostKey =
+          outcome === "bad-mac" || outcome === "unknown-key"
+            ? this.#hostKeySigned(raw, message)
+            : undefined;
+        if (hostKey !== undefined)
+          return this.#refuse("auth-host-key", message, from, port, hostKeyDetail(hostKey));
+        return this.#refuse(`auth-${outcome}`, message, from, port);
+      }
     } else if (message.auth !== undefined) this.#signedButUnchecked(tep6, message);
     logMessage(this.#o.log, "received", message, from);
     if (isSync) return { tep6, sync: message };
@@ -246,7 +263,27 @@ export class TepChannel {
     });
   }
 
-  #refuse(reason: string, message: DstmMessage, from: string, port: number): null {
+  /**
+   * The id of the host key (`--key`) `raw` is signed with in the `tep` domain, if one: the
+   * TEP holds the hosts' key file where the TEP key belongs.
+   */
+  #hostKeySigned(raw: Uint8Array, message: DstmMessage): number | undefined {
+    const keyId = message.auth?.keyId;
+    const hostKey = [...(this.#o.hostKeys?.() ?? [])].find((k) => k.id === keyId);
+    if (hostKey === undefined) return undefined;
+    const outcome = verifyMessage(
+      raw,
+      message,
+      new Map([[hostKey.id, hostKey]]),
+      this.#hostKeyGuard,
+      this.#o.now(),
+      "tep",
+    );
+    // A matching MAC: past it only freshness is checked (stale, replayed still mean signed with it).
+    return outcome === "bad-mac" || outcome === "unknown-key" ? undefined : hostKey.id;
+  }
+
+  #refuse(reason: string, message: DstmMessage, from: string, port: number, detail?: string): null {
     this.#o.metrics.inc("dstm_tep_refused_total", { reason });
     const type =
       message.type === MessageType.SYNC
@@ -261,10 +298,16 @@ export class TepChannel {
       port,
       tep6: message.tep6,
       detail:
-        reason.startsWith("auth-") && this.#teps.has(canonicalIPv6(from) ?? from)
+        detail ??
+        (reason.startsWith("auth-") && this.#teps.has(canonicalIPv6(from) ?? from)
           ? "a configured TEP whose messages fail the TEP key: does its --key match this server's tep-key?"
-          : undefined,
+          : undefined),
     });
     return null;
   }
+}
+
+/** What `tep-reject reason=auth-host-key` says: the mix-up, and the fix. */
+function hostKeyDetail(keyId: number): string {
+  return `this TEP signs with the hosts' key (this server's --key, key id ${keyId}), not the server-TEP key: give the TEP a copy of this server's --tep-key file as its --key (the hosts hold --key, so a TEP must never trust it)`;
 }

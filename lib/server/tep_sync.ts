@@ -57,6 +57,8 @@ export const TEP_CONTROL_PORT = 4608;
 export interface TepSyncOptions {
   /** Server ⇄ TEP keys (`--tep-key`, never a host key); the first signs. Absent: unauthenticated. */
   readonly keys?: readonly AuthKey[];
+  /** The hosts' keys in force (`--key`): only to name a TEP that signs with one (./tep_channel.ts). */
+  readonly hostKeys?: () => Iterable<AuthKey>;
   /** The configured TEPs' IPv6 addresses (the pools' `--tep`): the only TEPs heard. */
   readonly teps: Iterable<string>;
   readonly tepPort?: number;
@@ -101,6 +103,7 @@ export class TepSync implements BindingSink {
       teps: options.teps,
       port: options.tepPort ?? TEP_CONTROL_PORT,
       keys: options.keys ?? [],
+      hostKeys: options.hostKeys,
       send: options.send,
       log: options.log,
       metrics: options.metrics,

@@ -277,12 +277,28 @@ export class TepControl {
    * bindings become exactly its bindings, then every BIND / UNBIND applied since its first part
    * came is applied again on top (the server cut the snapshot when it started and sent later
    * changes as BIND / UNBIND): the table ends as the server's, however long the parts took.
+   * A snapshot the table cannot hold (full, or a port-set layout that clashes) is refused
+   * whole: nothing changes, `snapshot-refused` says why (not `snapshot`, which says it was
+   * applied), and it is counted `dstm_tep_control_total{kind="snapshot",result="refused-table"}`.
    */
   #onSnapshot(message: DstmMessage, from: string): void {
     const server = canonicalIPv6(from) ?? from;
     const snapshot = this.#snapshots.add(server, message);
     if (!snapshot) return;
-    const refused = this.#bindings.loadSnapshot(snapshot);
+    let refused: number;
+    try {
+      refused = this.#bindings.loadSnapshot(snapshot);
+    } catch (error) {
+      // The table holds what it held; SYNC keeps reporting the drift, so the server sends again.
+      this.#o.metrics.inc("dstm_tep_control_total", { kind: "snapshot", result: "refused-table" });
+      this.#o.log.error("snapshot-refused", {
+        server,
+        parts: snapshot.parts,
+        reason: "table",
+        detail: `${(error as Error).message}; the bindings held are kept (${this.#bindings.managedCount} from the server, ${this.#bindings.staticCount} static)`,
+      });
+      return;
+    }
     if (refused > 0) {
       this.#o.metrics.inc(
         "dstm_tep_control_total",
@@ -291,7 +307,6 @@ export class TepControl {
       );
       this.#o.log.warn("snapshot-conflict", { refused, reason: "statically-bound addresses" });
     }
-    this.#apply();
     this.#o.onInSync?.();
     this.#flaps.applied(server);
     this.#o.log.info("snapshot", {
@@ -302,14 +317,16 @@ export class TepControl {
     });
   }
 
-  /** Makes the data plane's table exactly static + managed. */
+  /**
+   * At start: makes the data plane's table exactly the static bindings (no server's yet). A
+   * table that cannot hold them applies none (`static-bindings-refused`).
+   */
   #apply(): void {
     try {
       this.#bindings.apply();
     } catch (error) {
-      // The table applies nothing of a snapshot it cannot hold; SYNC keeps reporting the drift.
       this.#o.metrics.inc("dstm_tep_control_total", { kind: "snapshot", result: "refused-table" });
-      this.#o.log.error("snapshot-failed", {
+      this.#o.log.error("static-bindings-refused", {
         bindings: this.#bindings.staticCount + this.#bindings.managedCount,
         detail: (error as Error).message,
       });

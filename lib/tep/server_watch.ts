@@ -72,7 +72,7 @@ export class ServerWatch {
       "silent-s": Math.round(silent / 1000),
       detail: `no answer to SYNC for 3 periods: ${
         this.#o.keyed
-          ? "is dstm server running there, and does this TEP's --key match its tep-key? A key mismatch looks exactly like this (the server refuses every SYNC: tep-reject reason=auth-bad-mac in its log)"
+          ? "is dstm server running there, and does this TEP's --key match its --tep-key? A key mismatch looks exactly like this (the server refuses every SYNC: tep-reject reason=auth-bad-mac in its log, or reason=auth-host-key when this TEP was given the hosts' key file, the server's --key, instead of its --tep-key file)"
           : "is dstm server running there, and has it no tep-key? (a server with tep-key refuses a TEP without --key: tep-reject reason=auth-missing in its log)"
       }; the bindings held are kept, none can change meanwhile`,
     });

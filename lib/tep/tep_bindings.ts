@@ -35,7 +35,7 @@ interface Entry {
 /** See the module comment. One per TEP. */
 export class TepBindings {
   readonly #table: BindingWriter;
-  readonly #managed = new Map<number, Entry>();
+  #managed = new Map<number, Entry>();
   #static: Entry[];
   /** IPv4 addresses with a static binding: the server's messages may not touch them. */
   #staticAddresses: Set<number>;
@@ -98,23 +98,36 @@ export class TepBindings {
 
   /**
    * The managed bindings become exactly `snapshot`'s, then its later changes are applied on
-   * top; its bindings on a static address are left out. Returns how many were left out. The
-   * table is not touched: {@link apply} it.
+   * top; its bindings on a static address are left out; and the data plane's table is made
+   * static + those. Returns how many were left out. Throws what the table throws when it
+   * cannot hold them all (full, or a port-set layout that clashes): then nothing changed, the
+   * table, the managed set nor the digest, so SYNC still reports what the table holds and the
+   * server sees the drift (before, the managed set and digest took the snapshot the table had
+   * refused, and SYNC said in sync).
    */
   loadSnapshot(snapshot: CompleteSnapshot): number {
-    this.#managed.clear();
+    const before = this.#managed;
+    const digestBefore = this.#digest;
+    this.#managed = new Map();
     this.#digest = 0;
     let refused = 0;
-    for (const list of snapshot.bindings) {
-      for (const b of list) {
-        if (this.#staticAddresses.has(b.host4)) refused++;
-        else this.#put(entry(b));
+    try {
+      for (const list of snapshot.bindings) {
+        for (const b of list) {
+          if (this.#staticAddresses.has(b.host4)) refused++;
+          else this.#put(entry(b));
+        }
       }
-    }
-    for (const change of snapshot.changes) {
-      if (change.bind) this.#put(entry(change.binding));
-      else if (this.holds(change.binding))
-        this.#drop(change.binding.host4, change.binding.portSet.psid);
+      for (const change of snapshot.changes) {
+        if (change.bind) this.#put(entry(change.binding));
+        else if (this.holds(change.binding))
+          this.#drop(change.binding.host4, change.binding.portSet.psid);
+      }
+      this.apply();
+    } catch (error) {
+      this.#managed = before;
+      this.#digest = digestBefore;
+      throw error;
     }
     return refused;
   }
