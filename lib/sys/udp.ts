@@ -118,8 +118,18 @@ export async function bindUdp(
   const send = (data: Uint8Array, toAddress: string, toPort: number): boolean => {
     try {
       return socket.send(data, toPort, toAddress);
-    } catch {
-      return false;
+    } catch (error) {
+      if (!_earlierError(error)) return false;
+      // An ICMP error of an EARLIER send (udp(7): a pending error is reported by the next
+      // call, and cleared by it), not this datagram's: this one is sent again (the error is
+      // still counted once, by `error` above, which Bun calls for it too). Without it, a peer
+      // that went away cost the next datagram to ANOTHER peer (a TEP's SYNC to its live
+      // server right after one to a dead one: red17).
+      try {
+        return socket.send(data, toPort, toAddress);
+      } catch {
+        return false;
+      }
     }
   };
   const queue = new UdpSendQueue((batch) => _sendMany(socket, batch, send));
@@ -195,8 +205,14 @@ export async function connectUdp(
     send: (data) => {
       try {
         return socket.send(data);
-      } catch {
-        return false;
+      } catch (error) {
+        if (!_earlierError(error)) return false;
+        // The pending error of an earlier datagram (counted by `error`): send this one.
+        try {
+          return socket.send(data);
+        } catch {
+          return false;
+        }
       }
     },
     close: () => socket.close(),
@@ -307,4 +323,15 @@ export async function isLocalAddress(address: string): Promise<boolean> {
   } catch {
     return false;
   }
+}
+
+/**
+ * True for the errors a send(2) on an unconnected UDP socket reports on behalf of an earlier
+ * datagram: ICMP port / host / network unreachable queued as the socket's pending error
+ * (udp(7), "ERROR HANDLING"; ECONNREFUSED, EHOSTUNREACH, ENETUNREACH), which the failed call
+ * clears. Other errors (ENOBUFS, EPERM, EMSGSIZE, …) are this datagram's own.
+ */
+function _earlierError(error: unknown): boolean {
+  const code = (error as { code?: unknown } | null)?.code;
+  return code === "ECONNREFUSED" || code === "EHOSTUNREACH" || code === "ENETUNREACH";
 }
