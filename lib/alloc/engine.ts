@@ -263,6 +263,16 @@ export class AllocationEngine {
     this.#writer.absorb(rows);
   }
 
+  /**
+   * Shared store: resolves once the rows other servers committed before the call are taken in
+   * ({@link absorb}: the `onAbsorb` hook has seen them). Undefined when the store is not shared
+   * (nothing to catch up with). Never rejects.
+   */
+  caughtUp(): Promise<void> | undefined {
+    if (!this.#shared) return undefined;
+    return this.#store.caughtUp?.();
+  }
+
   /** Writes another server won so far (each made this engine take the stored rows and decide again). */
   conflicts(): number {
     return this.#writer.conflicts;

@@ -212,6 +212,11 @@ export interface LeaseStore {
    * from now until the returned stop function is called. Shared stores only.
    */
   watch?(onRows: (rows: Lease[]) => void): () => Promise<void>;
+  /**
+   * Shared stores: resolves once every {@link watch} callback has been given the rows committed
+   * before the call (or reading them failed). Never rejects.
+   */
+  caughtUp?(): Promise<void>;
   /** Every stored reservation, in key order (absent: the store keeps none). */
   loadReservations?(): Promise<Reservation[]>;
   /**

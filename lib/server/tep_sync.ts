@@ -76,6 +76,13 @@ export interface TepSyncOptions {
    * others (pools added by a reload) in a Map. Absent: all in a Map.
    */
   readonly pools?: readonly Pool[];
+  /**
+   * Shared lease store (docs/scale-out.md): takes in the rows the other servers committed so
+   * far (the engine's `caughtUp`), resolving once they are in this view (`adopt` / `forget`);
+   * undefined when there is nothing to catch up with. A SYNC that differs from this view is
+   * judged again after it: see {@link TepSync} `#onSync`. Never rejects.
+   */
+  readonly catchUp?: () => Promise<void> | undefined;
   /** Chunks of a large snapshot (default {@link SNAPSHOT_PACING}). */
   readonly snapshotPacing?: SnapshotPacing;
   readonly now?: () => number;
@@ -93,6 +100,12 @@ export class TepSync implements BindingSink {
   readonly #watch: ReturnType<typeof setInterval>;
   readonly #startedAt: number;
   readonly #resync: ResyncContext;
+  /**
+   * TEPs whose differing SYNC waits for the catch-up with the shared store, and the latest
+   * SYNC each sent meanwhile (judged when it ends). Bounded by the configured TEPs.
+   */
+  readonly #catchingUp = new Map<TepState, DstmMessage>();
+  #closed = false;
 
   constructor(options: TepSyncOptions, activeLeases: Iterable<Lease>) {
     this.#o = options;
@@ -265,12 +278,40 @@ export class TepSync implements BindingSink {
     this.#o.metrics.inc("dstm_tep_messages_total", { kind: "sync" });
     if (!wasConnected) this.#onConnected(tep, from, message.syncCount ?? 0);
     this.#answerSync(tep, now);
-    if (message.syncCount === tep.bindings.size && message.syncDigest === tep.digest) {
-      tep.kept = undefined; // in step: no part of the last snapshot will be asked for again
+    if (this.#catchingUp.has(tep)) {
+      this.#catchingUp.set(tep, message); // judged once the catch-up is in
       return;
     }
-    // Behind (a TEP that restarted reports 0), or ahead: the parts it asks for again (a
-    // snapshot it is still missing parts of), else its whole table; unless busy.
+    if (this.#inStep(tep, message)) return;
+    // Shared store: this view may lag the database (the other servers' rows come by NOTIFY).
+    // The TEP may already hold what another server granted or freed since: a snapshot cut
+    // from this view now would drop those bindings of live leases (or bring back freed ones).
+    // Take in the rows committed so far first, then judge the TEP's latest SYNC.
+    const catchUp = this.#o.catchUp?.();
+    if (catchUp === undefined) {
+      this.#resyncIfBehind(tep, message);
+      return;
+    }
+    this.#catchingUp.set(tep, message);
+    void bounded(catchUp, SYNC_INTERVAL_MS).then(() => {
+      const latest = this.#catchingUp.get(tep) ?? message;
+      this.#catchingUp.delete(tep);
+      if (!this.#closed && !this.#inStep(tep, latest)) this.#resyncIfBehind(tep, latest);
+    });
+  }
+
+  /** Whether `message` (the TEP's SYNC) reports this view's count and digest. */
+  #inStep(tep: TepState, message: DstmMessage): boolean {
+    if (message.syncCount !== tep.bindings.size || message.syncDigest !== tep.digest) return false;
+    tep.kept = undefined; // in step: no part of the last snapshot will be asked for again
+    return true;
+  }
+
+  /**
+   * Behind (a TEP that restarted reports 0), or ahead: the parts it asks for again (a
+   * snapshot it is still missing parts of), else its whole table; unless busy.
+   */
+  #resyncIfBehind(tep: TepState, message: DstmMessage): void {
     resyncTep(tep, this.#resync, message.snapshotMissing);
   }
 
@@ -284,6 +325,7 @@ export class TepSync implements BindingSink {
   }
 
   close(): void {
+    this.#closed = true;
     for (const tep of this.#teps.values()) tep.snapshot?.cancel();
     clearInterval(this.#watch);
     this.#channel.close();
@@ -426,4 +468,13 @@ export class TepSync implements BindingSink {
     }
     return tep;
   }
+}
+
+/** `promise`, or after `ms` whichever comes first (a database that hangs holds no SYNC longer). */
+function bounded(promise: Promise<void>, ms: number): Promise<void> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<void>((resolve) => {
+    timer = setTimeout(resolve, ms);
+  });
+  return Promise.race([promise, late]).finally(() => clearTimeout(timer));
 }
