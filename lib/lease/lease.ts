@@ -217,6 +217,12 @@ export interface LeaseStore {
    * before the call (or reading them failed). Never rejects.
    */
   caughtUp?(): Promise<void>;
+  /**
+   * Shared stores: the database's wall clock (ms since the Unix epoch). Servers sharing the
+   * store take it as their wall clock, so that an expiry stored by one means the same moment
+   * to the others, whatever their own clocks say. Rejects when it cannot be read.
+   */
+  clockMs?(): Promise<number>;
   /** Every stored reservation, in key order (absent: the store keeps none). */
   loadReservations?(): Promise<Reservation[]>;
   /**

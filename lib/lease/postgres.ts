@@ -108,6 +108,24 @@ export class PostgresLeaseStore implements LeaseStore {
     return new PostgresLeaseStore(sql, where);
   }
 
+  /**
+   * The database's wall clock (ms since the Unix epoch, `clock_timestamp()`): the one time
+   * every server sharing the store takes for the stored `grantedAt` / `expiresAt`
+   * (lib/alloc/engine.ts `start`). Rejects with {@link LeaseStoreError} when it cannot be read.
+   */
+  async clockMs(): Promise<number> {
+    this.#check();
+    try {
+      const rows = (await this
+        .#sql`SELECT (extract(epoch FROM clock_timestamp()) * 1000)::float8 AS ms`) as {
+        ms: number | string;
+      }[];
+      return Number(rows[0]?.ms);
+    } catch (error) {
+      throw this.#error(error);
+    }
+  }
+
   /** Every row in key order. */
   async loadAll(): Promise<Lease[]> {
     this.#check();
