@@ -144,9 +144,7 @@ describe.skipIf(!postgresBin())("the shared database crashes under load", () => 
       await waitUntil(
         () => {
           const mine = s.engine.leases({ state: "active" });
-          return (
-            mine.length === rows.length && mine.every((l) => byHost.get(l.host6) === l.ipv4)
-          );
+          return mine.length === rows.length && mine.every((l) => byHost.get(l.host6) === l.ipv4);
         },
         { timeoutMs: 10_000, intervalMs: 100, what: "the server's memory as the database" },
       );
