@@ -293,14 +293,19 @@ export class AllocationEngine {
     this.#writer.absorb(rows);
   }
 
+  /** Whether the store is shared by several servers (PostgreSQL: docs/scale-out.md). */
+  get shared(): boolean {
+    return this.#shared;
+  }
+
   /**
    * Shared store: resolves once the rows other servers committed before the call are taken in
-   * ({@link absorb}: the `onAbsorb` hook has seen them). Undefined when the store is not shared
-   * (nothing to catch up with). Never rejects.
+   * ({@link absorb}: the `onAbsorb` hook has seen them); at once for a store that is not shared
+   * or cannot say. Never rejects.
    */
-  caughtUp(): Promise<void> | undefined {
-    if (!this.#shared) return undefined;
-    return this.#store.caughtUp?.();
+  caughtUp(): Promise<void> {
+    if (!this.#shared || !this.#store.caughtUp) return Promise.resolve();
+    return this.#store.caughtUp();
   }
 
   /** Writes another server won so far (each made this engine take the stored rows and decide again). */

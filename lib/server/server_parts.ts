@@ -45,7 +45,7 @@ export function tepSyncFor(config: ServerConfig, p: ServerParts, send: ListenerS
         config.tepSource ?? (isWildcard(config.listen.address) ? undefined : config.listen.address),
       pools: p.engine.pools(),
       // Shared store: a SYNC is judged against the rows committed so far (docs/scale-out.md).
-      catchUp: () => p.engine.caughtUp(),
+      catchUp: p.engine.shared ? () => p.engine.caughtUp() : undefined,
     },
     // A declined address's holder (RFC 6666 discard prefix) is no host: no binding.
     // Read from the lease table as it is, unsorted and uncopied (a million rows at start).

@@ -51,6 +51,12 @@ export {
   UNAUTH_SNAPSHOT_INTERVAL_MS,
 } from "./tep_state.ts";
 
+/**
+ * Least time (ms) between two catch-ups with the shared store for one TEP's SYNCs (a
+ * quarter of the SYNC period): bounds the database reads forged SYNCs can cause.
+ */
+export const CATCH_UP_GAP_MS = SYNC_INTERVAL_MS / 4;
+
 /** Default UDP port a TEP listens on for BIND/UNBIND/SNAPSHOT. */
 export const TEP_CONTROL_PORT = 4608;
 
@@ -78,11 +84,11 @@ export interface TepSyncOptions {
   readonly pools?: readonly Pool[];
   /**
    * Shared lease store (docs/scale-out.md): takes in the rows the other servers committed so
-   * far (the engine's `caughtUp`), resolving once they are in this view (`adopt` / `forget`);
-   * undefined when there is nothing to catch up with. A SYNC that differs from this view is
-   * judged again after it: see {@link TepSync} `#onSync`. Never rejects.
+   * far (the engine's `caughtUp`), resolving once they are in this view (`adopt` / `forget`).
+   * Given only for a shared store: a SYNC that differs from this view is judged again after
+   * it, at most one catch-up per {@link CATCH_UP_GAP_MS} (`#onSync`). Never rejects.
    */
-  readonly catchUp?: () => Promise<void> | undefined;
+  readonly catchUp?: () => Promise<void>;
   /** Chunks of a large snapshot (default {@link SNAPSHOT_PACING}). */
   readonly snapshotPacing?: SnapshotPacing;
   readonly now?: () => number;
@@ -105,6 +111,8 @@ export class TepSync implements BindingSink {
    * SYNC each sent meanwhile (judged when it ends). Bounded by the configured TEPs.
    */
   readonly #catchingUp = new Map<TepState, DstmMessage>();
+  /** When each TEP's last catch-up started (ms): see CATCH_UP_GAP_MS. Bounded by the TEPs. */
+  readonly #caughtUpAt = new Map<TepState, number>();
   #closed = false;
 
   constructor(options: TepSyncOptions, activeLeases: Iterable<Lease>) {
@@ -287,16 +295,27 @@ export class TepSync implements BindingSink {
     // The TEP may already hold what another server granted or freed since: a snapshot cut
     // from this view now would drop those bindings of live leases (or bring back freed ones).
     // Take in the rows committed so far first, then judge the TEP's latest SYNC.
-    const catchUp = this.#o.catchUp?.();
-    if (catchUp === undefined) {
+    if (!this.#o.catchUp) {
       this.#resyncIfBehind(tep, message);
       return;
     }
     this.#catchingUp.set(tep, message);
-    void bounded(catchUp, SYNC_INTERVAL_MS).then(() => {
-      const latest = this.#catchingUp.get(tep) ?? message;
+    // At most one catch-up per CATCH_UP_GAP_MS per TEP: forged SYNCs (an unauthenticated
+    // channel) cannot turn into a stream of database reads; a SYNC waits that long at most.
+    const wait = (this.#caughtUpAt.get(tep) ?? Number.NEGATIVE_INFINITY) + CATCH_UP_GAP_MS - now;
+    if (wait <= 0) this.#catchUp(tep);
+    else setTimeout(() => this.#catchUp(tep), wait).unref?.();
+  }
+
+  /** Catches up with the shared store, then judges the latest SYNC `tep` sent meanwhile. */
+  #catchUp(tep: TepState): void {
+    if (this.#closed) return;
+    this.#caughtUpAt.set(tep, this.#now());
+    const done = this.#o.catchUp?.() ?? Promise.resolve();
+    void bounded(done, SYNC_INTERVAL_MS).then(() => {
+      const latest = this.#catchingUp.get(tep);
       this.#catchingUp.delete(tep);
-      if (!this.#closed && !this.#inStep(tep, latest)) this.#resyncIfBehind(tep, latest);
+      if (!this.#closed && latest && !this.#inStep(tep, latest)) this.#resyncIfBehind(tep, latest);
     });
   }
 
