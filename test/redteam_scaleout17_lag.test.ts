@@ -12,6 +12,10 @@
  * must take in B's rows before it judges the TEP's SYNC, so every snapshot it sends holds
  * all 10 bindings. Before the fix A cut a snapshot of 0 bindings at once and the TEP applied
  * it (log `snapshot bindings=0 server=A`), dropping the 10 live bindings.
+ *
+ * The other way round: A holds the 10 leases, is paused, 4 hosts release through B (B
+ * UNBINDs them); A resumes. Before the fix A's snapshots held all 10, bringing the 4 released
+ * bindings back at the TEP (their addresses free in the database); now they hold 6.
  */
 import { afterAll, describe, expect, test } from "bun:test";
 import { mkdtempSync, rmSync } from "node:fs";
@@ -115,5 +119,82 @@ describe.skipIf(skip !== null)("a server behind the database answers a TEP's SYN
     // Every snapshot A sent holds the 10 active leases: none dropped live bindings.
     expect(fromA.filter((s) => s.bindings < 10)).toEqual([]);
     expect(await bindings()).toBe(10);
+  }, 120_000);
+
+  test("its snapshot never brings back the bindings the other server released meanwhile", async () => {
+    const pg = await startPostgres();
+    cleanup.push(() => pg.stop());
+    const url = await pg.createDatabase();
+    // Its own socket directory: the first test's servers still run until afterAll.
+    const own = mkdtempSync(join(dir, "m-"));
+    const lab = new AaLab({ dir: own, db: url, pool: "198.18.0.0/24", nsPrefix: "r17m-" });
+    cleanup.push(() => lab.down());
+    const [a, b] = await Promise.all([lab.startServer(0), lab.startServer(1)]);
+    await lab.startTep();
+    const serverMetric = async (s: typeof a, name: string, labels?: Record<string, string>) =>
+      metric(await controlGet(s.control, "/metrics"), name, labels);
+    await waitUntil(
+      async () =>
+        (await serverMetric(a, "dstm_tep_connected", { tep: AA.tep6 })) === 1 &&
+        (await serverMetric(b, "dstm_tep_connected", { tep: AA.tep6 })) === 1,
+      { timeoutMs: 20_000, what: "the TEP's SYNC at both servers" },
+    );
+    const tepCount = async (server: number, kind: string) =>
+      metric(await lab.tepMetrics(), "dstm_tep_control_by_server_total", {
+        server: AA.server6(server),
+        kind,
+      });
+    const bindings = async () =>
+      metric(await lab.tepMetrics(), "dstm_tep_bindings", { origin: "server" });
+    const servers = `${AA.server6(0)},${AA.server6(1)}`;
+    // 10 hosts lease through B; A takes them in; then A is paused.
+    const granted = await startScript<{ leases: Record<string, string> }>(
+      lab.srv,
+      "aa_hosts.ts",
+      ["plan", servers, JSON.stringify([{ op: "discover", server: 1, from: 1, to: 11 }])],
+      60_000,
+    ).result;
+    expect(Object.keys(granted.leases).length).toBe(10);
+    await waitUntil(async () => (await serverMetric(a, "dstm_leases_active")) === 10, {
+      timeoutMs: 10_000,
+      what: "A holding B's 10 leases",
+    });
+    a.proc.proc.kill("SIGSTOP");
+    let resumed = false;
+    cleanup.push(() => {
+      if (!resumed) a.proc.proc.kill("SIGCONT");
+    });
+    // 4 of them release through B (B UNBINDs them) while A cannot hear of it.
+    const script = (plan: unknown) =>
+      startScript<{ leases: Record<string, string> }>(
+        lab.srv,
+        "aa_hosts.ts",
+        ["plan", servers, JSON.stringify(plan)],
+        60_000,
+      ).result;
+    await script([
+      { op: "renew", server: 1, from: 1, to: 5, leases: granted.leases },
+      { op: "release", server: 1, from: 1, to: 5 },
+    ]);
+    await waitUntil(async () => (await bindings()) === 6, {
+      timeoutMs: 10_000,
+      what: "6 bindings left at the TEP",
+    });
+    const bSyncs = await tepCount(1, "sync");
+    await waitUntil(async () => (await tepCount(1, "sync")) >= bSyncs + 2, {
+      timeoutMs: 20_000,
+      what: "two more SYNC rounds while A is paused",
+    });
+    const aSyncs = await tepCount(0, "sync");
+    a.proc.proc.kill("SIGCONT");
+    resumed = true;
+    await waitUntil(async () => (await tepCount(0, "sync")) >= aSyncs + 2, {
+      timeoutMs: 20_000,
+      what: "A answering the TEP again",
+    });
+    const fromA = snapshots(lab.tep!.lines).filter((s) => s.server === AA.server6(0));
+    // No snapshot from A held the 4 released leases again.
+    expect(fromA.filter((s) => s.bindings !== 6)).toEqual([]);
+    expect(await bindings()).toBe(6);
   }, 120_000);
 });
