@@ -235,13 +235,22 @@ export class TepSync implements BindingSink {
     if (!tep) return;
     removeBinding(tep, lease);
     if (!this.#connected(tep)) return;
-    // Best effort: a lost UNBIND shows up as a digest mismatch at the next SYNC.
-    void this.#exchange(tep, {
-      type: MessageType.UNBIND,
-      host4: lease.ipv4,
-      host6: lease.host6,
-      portSet: lease.portSet.psidLength === 0 ? undefined : lease.portSet,
-    });
+    // Best effort: a lost UNBIND shows up as a digest mismatch at the next SYNC. Not sent
+    // again once the binding is back (the same host granted the address again, by this or
+    // another server, which BIND-ed it): the TEP cannot tell this UNBIND from one of the new
+    // binding and would remove it (test/redteam_scaleout17_race.test.ts).
+    const key = leaseKey(lease.ipv4, lease.portSet.psid);
+    const boundAgain = () => tep.bindings.get(key)?.host6 === lease.host6;
+    void this.#exchange(
+      tep,
+      {
+        type: MessageType.UNBIND,
+        host4: lease.ipv4,
+        host6: lease.host6,
+        portSet: lease.portSet.psidLength === 0 ? undefined : lease.portSet,
+      },
+      boundAgain,
+    );
   }
 
   /**
@@ -457,9 +466,32 @@ export class TepSync implements BindingSink {
     });
   }
 
-  async #exchange(tep: TepState, message: Omit<DstmMessage, "xid">): Promise<boolean> {
+  /**
+   * BIND or UNBIND, 3 tries 250 ms apart; `superseded`, asked before each retransmission,
+   * ends it early (counted `<kind>_superseded`, false) when the message no longer holds.
+   */
+  async #exchange(
+    tep: TepState,
+    message: Omit<DstmMessage, "xid">,
+    superseded?: () => boolean,
+  ): Promise<boolean> {
     const kind = message.type === MessageType.BIND ? "bind" : "unbind";
-    const answer = await this.#channel.exchange(tep.tep6, message, { tries: 3, intervalMs: 250 });
+    let dropped = false;
+    const keepGoing = superseded
+      ? () => {
+          dropped = superseded();
+          return !dropped;
+        }
+      : undefined;
+    const answer = await this.#channel.exchange(tep.tep6, message, {
+      tries: 3,
+      intervalMs: 250,
+      keepGoing,
+    });
+    if (dropped) {
+      this.#o.metrics.inc("dstm_tep_messages_total", { kind: `${kind}_superseded` });
+      return false;
+    }
     if (answer === null) {
       this.#o.metrics.inc("dstm_tep_messages_total", { kind: `${kind}_timeout` });
       this.#warn.warn("tep-unreachable", {
