@@ -7,14 +7,16 @@
  * - Forged SYNCs (an unauthenticated channel: anyone who can send from the TEP's address)
  *   cause at most one catch-up (one database read) per CATCH_UP_GAP_MS, however many come.
  */
-import { afterEach, describe, expect, test } from "bun:test";
+import { afterAll, afterEach, describe, expect, test } from "bun:test";
 import { Logger } from "../lib/control/log.ts";
 import { Metrics } from "../lib/control/metrics.ts";
 import { type Lease, WHOLE_ADDRESS } from "../lib/lease/lease.ts";
+import { PostgresLeaseStore } from "../lib/lease/postgres.ts";
 import { CATCH_UP_GAP_MS, TepSync } from "../lib/server/tep_sync.ts";
 import { bindingsDigest } from "../lib/wire/digest.ts";
 import { decodeMessage, encodeMessage } from "../lib/wire/dstm.ts";
 import { type DstmMessage, MessageType, type WireBinding } from "../lib/wire/dstm_types.ts";
+import { type PgServer, postgresBin, startPostgres } from "./helpers/postgres.ts";
 import { waitUntil } from "./helpers/wait.ts";
 
 const A4 = 0xc6120000; // 198.18.0.0
@@ -113,5 +115,35 @@ describe("a SYNC that differs from a shared store's view", () => {
     const elapsed = performance.now() - started;
     expect(calls).toBeGreaterThanOrEqual(1);
     expect(calls).toBeLessThanOrEqual(Math.floor(elapsed / CATCH_UP_GAP_MS) + 1);
+  });
+});
+
+let pg: PgServer | undefined;
+const stores: PostgresLeaseStore[] = [];
+afterAll(async () => {
+  for (const store of stores) await store.close().catch(() => {});
+  await pg?.stop();
+});
+
+describe.skipIf(!postgresBin())("PostgresLeaseStore.caughtUp", () => {
+  test("resolves with every row another writer committed before the call taken in", async () => {
+    pg = await startPostgres();
+    const url = await pg.createDatabase();
+    const mine = await PostgresLeaseStore.open(url);
+    const other = await PostgresLeaseStore.open(url);
+    stores.push(mine, other);
+    const seen: string[] = [];
+    const stop = mine.watch((rows) => seen.push(...rows.map((r) => r.host6)));
+    await mine.caughtUp(); // the watch's first read (the starting sequence number) is in
+    for (let round = 0; round < 20; round++) {
+      const row = lease(round);
+      await other.write([{ op: "put", lease: row }]);
+      // No waiting for NOTIFY or the poll: the row is in as soon as caughtUp resolves.
+      await mine.caughtUp();
+      expect(seen).toContain(row.host6);
+    }
+    await stop();
+    // A stopped watch holds nobody up.
+    await mine.caughtUp();
   });
 });

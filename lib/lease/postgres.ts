@@ -301,6 +301,7 @@ export class PostgresLeaseStore implements LeaseStore {
       }
       running = true;
       let asked: (() => void)[] = [];
+      let failed = false;
       try {
         do {
           again = false;
@@ -312,12 +313,14 @@ export class PostgresLeaseStore implements LeaseStore {
           if (await pass()) again = true;
         } while (again || waiting.length > 0);
       } catch {
-        // the database is away: the next notification or poll tries again
+        // the database is away: the next notification or poll tries again, and who waits
+        // for a read now is answered at once (with what this server has)
+        failed = true;
       } finally {
         running = false;
         // Read (or failed, or stopped): nobody waits longer than this read.
         for (const resolve of asked) resolve();
-        if (stopped || this.#closed) {
+        if (failed || stopped || this.#closed) {
           for (const resolve of waiting) resolve();
           waiting = [];
         }
