@@ -38,6 +38,11 @@ class GatedStore implements LeaseStore {
   watch(onRows: (rows: Lease[]) => void): () => Promise<void> {
     return this.inner.watch(onRows);
   }
+  // The database's clock, which every engine on it takes (a server without it would read the
+  // others' stored times off by its test clock's distance from the database's).
+  clockMs(): Promise<number> {
+    return this.inner.clockMs();
+  }
   close(): Promise<void> {
     return this.inner.close();
   }

@@ -74,6 +74,11 @@ export class AllocationEngine {
   readonly #reclamation: Reclamation;
   readonly #admin: EngineAdmin;
   #unwatch: (() => Promise<void>) | undefined;
+  /** Shared store with a clock: the database's wall clock − `opts.now` (ms), from start(). */
+  #storeClockOffset = 0;
+  readonly #base: () => number;
+  readonly #clock: LeaseClock;
+  readonly #onStoreClock: ((offsetMs: number) => void) | undefined;
 
   /** Validates the pools (each, and that no two overlap); throws {@link PoolConfigError}. */
   constructor(opts: EngineOptions) {
@@ -83,13 +88,18 @@ export class AllocationEngine {
     if (!(max >= opts.leaseTime)) {
       throw new RangeError("max lease time must not be below lease time");
     }
-    const now = opts.now ?? Date.now;
+    const base = opts.now ?? Date.now;
+    // Shared store: the database's clock, set by start() (0 until then, and for other stores).
+    const now = () => base() + this.#storeClockOffset;
     const clock = new LeaseClock({
       now,
       monotonic: opts.monotonic ?? opts.now ?? (() => performance.now()),
       stepMs: opts.clockStepMs,
       onStep: opts.onClockStep,
     });
+    this.#base = base;
+    this.#clock = clock;
+    this.#onStoreClock = opts.onStoreClock;
     this.#store = opts.store;
     this.#shared = opts.store.shared === true;
     this.#index = new LeaseIndex(opts, clock, this.#shared);
@@ -148,6 +158,7 @@ export class AllocationEngine {
   /** Loads every row of the store and builds the index. Rows the pools do not serve are kept, not served. */
   async start(): Promise<void> {
     if (this.#writer.started) throw new Error("AllocationEngine.start() called twice");
+    if (this.#shared && this.#store.clockMs) await this.#takeStoreClock(this.#store.clockMs);
     const writer = this.#writer;
     // Shared store: follow the other servers' changes from before the load on (rows changed
     // meanwhile come again, as they are now), taking them in once the load is in.
@@ -176,6 +187,25 @@ export class AllocationEngine {
     const backlog = early;
     early = undefined;
     writer.absorb(backlog);
+  }
+
+  /**
+   * Servers sharing a store read each other's stored wall-clock times (`expiresAt`): with
+   * clocks that disagree, one whose clock runs ahead reclaims the other's leases that much
+   * early (the address goes to another host while the first still holds it), and its own
+   * grants look longer to the others. So all take the database's clock: this engine's wall
+   * clock becomes `opts.now` + (database − `opts.now`), measured once here, at the middle of
+   * the query's round trip (its error is half the round trip). Deadlines already run on the
+   * monotonic clock (./lease_clock.ts) and are not moved.
+   */
+  async #takeStoreClock(clockMs: () => Promise<number>): Promise<void> {
+    const before = this.#base();
+    const db = await clockMs.call(this.#store);
+    const after = this.#base();
+    if (!Number.isFinite(db)) return;
+    this.#storeClockOffset = Math.round(db - (before + after) / 2);
+    this.#clock.rebase();
+    this.#onStoreClock?.(this.#storeClockOffset);
   }
 
   /**
@@ -268,6 +298,21 @@ export class AllocationEngine {
    */
   absorb(rows: readonly Lease[]): void {
     this.#writer.absorb(rows);
+  }
+
+  /** Whether the store is shared by several servers (PostgreSQL: docs/scale-out.md). */
+  get shared(): boolean {
+    return this.#shared;
+  }
+
+  /**
+   * Shared store: resolves once the rows other servers committed before the call are taken in
+   * ({@link absorb}: the `onAbsorb` hook has seen them); at once for a store that is not shared
+   * or cannot say. Never rejects.
+   */
+  caughtUp(): Promise<void> {
+    if (!this.#shared || !this.#store.caughtUp) return Promise.resolve();
+    return this.#store.caughtUp();
   }
 
   /** Writes another server won so far (each made this engine take the stored rows and decide again). */

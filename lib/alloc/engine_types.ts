@@ -42,6 +42,12 @@ export interface EngineOptions {
   monotonic?: () => number;
   /** Told (by {@link AllocationEngine.sweep}) when the wall clock stepped by more than clockStepMs (ms; + forward). */
   onClockStep?: (stepMs: number) => void;
+  /**
+   * Shared store with a clock (PostgreSQL): told at {@link AllocationEngine.start} how far the
+   * database's wall clock is from this engine's `now` (ms; + the database is ahead). The engine
+   * takes the database's clock from then on, whatever the offset.
+   */
+  onStoreClock?: (offsetMs: number) => void;
   /** How far wall − monotonic may move between two sweeps before it counts as a step (ms, default 2000). */
   clockStepMs?: number;
   /**

@@ -48,6 +48,15 @@ export class LeaseClock {
     this.#offset = this.now() - this.monotonic();
   }
 
+  /**
+   * Takes wall − monotonic now as the offset the next {@link check} compares with: after the
+   * wall clock was deliberately moved (the engine took the shared database's clock), which is
+   * no step to report.
+   */
+  rebase(): void {
+    this.#offset = this.now() - this.monotonic();
+  }
+
   /** Takes wall − monotonic now as the offset of the rows loaded at start (`loaded` below). */
   markLoad(): void {
     this.#loadOffset = this.now() - this.monotonic();

@@ -212,6 +212,17 @@ export interface LeaseStore {
    * from now until the returned stop function is called. Shared stores only.
    */
   watch?(onRows: (rows: Lease[]) => void): () => Promise<void>;
+  /**
+   * Shared stores: resolves once every {@link watch} callback has been given the rows committed
+   * before the call (or reading them failed). Never rejects.
+   */
+  caughtUp?(): Promise<void>;
+  /**
+   * Shared stores: the database's wall clock (ms since the Unix epoch). Servers sharing the
+   * store take it as their wall clock, so that an expiry stored by one means the same moment
+   * to the others, whatever their own clocks say. Rejects when it cannot be read.
+   */
+  clockMs?(): Promise<number>;
   /** Every stored reservation, in key order (absent: the store keeps none). */
   loadReservations?(): Promise<Reservation[]>;
   /**

@@ -73,6 +73,8 @@ export class PostgresLeaseStore implements LeaseStore {
   readonly #sql: SQL;
   #closed = false;
   readonly #watchers = new Set<() => Promise<void>>();
+  /** Each {@link watch}'s catch-up (see {@link caughtUp}). */
+  readonly #catchUps = new Set<() => Promise<void>>();
 
   private constructor(sql: SQL, where: string) {
     this.#sql = sql;
@@ -104,6 +106,24 @@ export class PostgresLeaseStore implements LeaseStore {
       );
     }
     return new PostgresLeaseStore(sql, where);
+  }
+
+  /**
+   * The database's wall clock (ms since the Unix epoch, `clock_timestamp()`): the one time
+   * every server sharing the store takes for the stored `grantedAt` / `expiresAt`
+   * (lib/alloc/engine.ts `start`). Rejects with {@link LeaseStoreError} when it cannot be read.
+   */
+  async clockMs(): Promise<number> {
+    this.#check();
+    try {
+      const rows = (await this
+        .#sql`SELECT (extract(epoch FROM clock_timestamp()) * 1000)::float8 AS ms`) as {
+        ms: number | string;
+      }[];
+      return Number(rows[0]?.ms);
+    } catch (error) {
+      throw this.#error(error);
+    }
   }
 
   /** Every row in key order. */
@@ -253,47 +273,87 @@ export class PostgresLeaseStore implements LeaseStore {
     let running = false;
     let again = false;
     let stopped = false;
+    /** Callers of {@link caughtUp} waiting for a read that starts after they asked. */
+    let waiting: (() => void)[] = [];
     const sql = this.#sql;
+    /** One read of the rows above `last`; true when a full page came (more to read). */
+    const pass = async (): Promise<boolean> => {
+      if (last === undefined) {
+        const top = (await sql`SELECT coalesce(max(seq), 0) AS seq FROM dstm_leases`) as {
+          seq: string;
+        }[];
+        last = Number(top[0]?.seq ?? 0);
+        return false;
+      }
+      const rows = (await sql.unsafe(
+        `SELECT ${COLUMNS}, seq FROM dstm_leases WHERE seq > $1 ORDER BY seq LIMIT 10000`,
+        [last],
+      )) as PgLeaseRow[];
+      if (rows.length === 0) return false;
+      last = Number(rows[rows.length - 1]?.seq);
+      if (!stopped) onRows(rows.map(leaseOfRow));
+      return rows.length === 10000;
+    };
     const poll = async (): Promise<void> => {
       if (running) {
         again = true;
         return;
       }
       running = true;
+      let asked: (() => void)[] = [];
+      let failed = false;
       try {
         do {
           again = false;
+          // Those who asked before this read started are answered when it ends.
+          for (const resolve of asked) resolve();
+          asked = waiting;
+          waiting = [];
           if (stopped || this.#closed) return;
-          if (last === undefined) {
-            const top = (await sql`SELECT coalesce(max(seq), 0) AS seq FROM dstm_leases`) as {
-              seq: string;
-            }[];
-            last = Number(top[0]?.seq ?? 0);
-            continue;
-          }
-          const rows = (await sql.unsafe(
-            `SELECT ${COLUMNS}, seq FROM dstm_leases WHERE seq > $1 ORDER BY seq LIMIT 10000`,
-            [last],
-          )) as PgLeaseRow[];
-          if (rows.length === 0) continue;
-          last = Number(rows[rows.length - 1]?.seq);
-          if (rows.length === 10000) again = true;
-          if (!stopped) onRows(rows.map(leaseOfRow));
-        } while (again);
+          if (await pass()) again = true;
+        } while (again || waiting.length > 0);
       } catch {
-        // the database is away: the next notification or poll tries again
+        // the database is away: the next notification or poll tries again, and who waits
+        // for a read now is answered at once (with what this server has)
+        failed = true;
       } finally {
         running = false;
+        // Read (or failed, or stopped): nobody waits longer than this read.
+        for (const resolve of asked) resolve();
+        if (failed || stopped || this.#closed) {
+          for (const resolve of waiting) resolve();
+          waiting = [];
+        }
       }
     };
     const ready = poll();
-    return this.#follow(
+    const catchUp = (): Promise<void> =>
+      new Promise<void>((resolve) => {
+        if (stopped || this.#closed) return resolve();
+        waiting.push(resolve);
+        if (!running) void poll();
+      });
+    const stop = this.#follow(
       poll,
       () => {
         stopped = true;
+        this.#catchUps.delete(catchUp);
       },
       ready,
     );
+    this.#catchUps.add(catchUp);
+    return stop;
+  }
+
+  /**
+   * Resolves once every {@link watch} callback has been given the rows committed before the
+   * call (one read of the rows above the last seen sequence number, after the call), or that
+   * read failed (the database is away: then at once after it). Never rejects. A server
+   * calls it before it judges a TEP's SYNC against its view (lib/server/tep_sync.ts): the
+   * other servers' grants that TEP already holds must be in that view.
+   */
+  async caughtUp(): Promise<void> {
+    await Promise.all([...this.#catchUps].map((catchUp) => catchUp()));
   }
 
   async close(): Promise<void> {

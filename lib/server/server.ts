@@ -39,6 +39,9 @@ import { warmUpLogged } from "./warm_up.ts";
 
 export type { ServerConfig } from "./server_config.ts";
 
+/** An offset of the shared database's clock from this server's said at warn from here (ms). */
+const STORE_CLOCK_WARN_MS = 1000;
+
 export class DstmServer {
   readonly engine: AllocationEngine;
   readonly metrics: Metrics;
@@ -147,6 +150,15 @@ export class DstmServer {
         // that the snapshot it sends a TEP has every binding (docs/scale-out.md).
         onAbsorb: (before, after) => {
           if (server) server.#absorbed(before, after);
+        },
+        onStoreClock: (offsetMs) => {
+          // Servers sharing a database time their leases by its clock (docs/scale-out.md).
+          if (Math.abs(offsetMs) < STORE_CLOCK_WARN_MS) return;
+          log.warn("db-clock-offset", {
+            "offset-ms": offsetMs,
+            detail:
+              "this server's wall clock differs from the lease database's: leases are timed by the database's clock (keep both on NTP)",
+          });
         },
         onClockStep: (stepMs) => {
           // Leases keep their time on the monotonic clock: nothing expires early or late.

@@ -53,6 +53,8 @@ export function tepSyncFor(
       source:
         config.tepSource ?? (isWildcard(config.listen.address) ? undefined : config.listen.address),
       pools: p.engine.pools(),
+      // Shared store: a SYNC is judged against the rows committed so far (docs/scale-out.md).
+      catchUp: p.engine.shared ? () => p.engine.caughtUp() : undefined,
     },
     // A declined address's holder (RFC 6666 discard prefix) is no host: no binding.
     // Read from the lease table as it is, unsorted and uncopied (a million rows at start).

@@ -62,6 +62,11 @@ export interface TepChannelOptions {
 export interface ExchangeRetry {
   readonly tries: number;
   readonly intervalMs: number;
+  /**
+   * Asked before each retransmission: false ends the exchange (it resolves null) instead.
+   * For a message the state has moved past meanwhile (an UNBIND of a binding bound again).
+   */
+  readonly keepGoing?: () => boolean;
 }
 
 interface InFlight {
@@ -170,6 +175,7 @@ export class TepChannel {
       };
       const attempt = () => {
         if (this.#closed || tries >= retry.tries) return finish(null);
+        if (tries > 0 && retry.keepGoing && !retry.keepGoing()) return finish(null);
         tries++;
         this.send(tep6, { ...message, xid } as DstmMessage);
         timer = setTimeout(attempt, retry.intervalMs);

@@ -51,6 +51,12 @@ export {
   UNAUTH_SNAPSHOT_INTERVAL_MS,
 } from "./tep_state.ts";
 
+/**
+ * Least time (ms) between two catch-ups with the shared store for one TEP's SYNCs (a
+ * quarter of the SYNC period): bounds the database reads forged SYNCs can cause.
+ */
+export const CATCH_UP_GAP_MS = SYNC_INTERVAL_MS / 4;
+
 /** Default UDP port a TEP listens on for BIND/UNBIND/SNAPSHOT. */
 export const TEP_CONTROL_PORT = 4608;
 
@@ -78,6 +84,13 @@ export interface TepSyncOptions {
    * others (pools added by a reload) in a Map. Absent: all in a Map.
    */
   readonly pools?: readonly Pool[];
+  /**
+   * Shared lease store (docs/scale-out.md): takes in the rows the other servers committed so
+   * far (the engine's `caughtUp`), resolving once they are in this view (`adopt` / `forget`).
+   * Given only for a shared store: a SYNC that differs from this view is judged again after
+   * it, at most one catch-up per {@link CATCH_UP_GAP_MS} (`#onSync`). Never rejects.
+   */
+  readonly catchUp?: () => Promise<void>;
   /** Chunks of a large snapshot (default {@link SNAPSHOT_PACING}). */
   readonly snapshotPacing?: SnapshotPacing;
   readonly now?: () => number;
@@ -95,6 +108,14 @@ export class TepSync implements BindingSink {
   readonly #watch: ReturnType<typeof setInterval>;
   readonly #startedAt: number;
   readonly #resync: ResyncContext;
+  /**
+   * TEPs whose differing SYNC waits for the catch-up with the shared store, and the latest
+   * SYNC each sent meanwhile (judged when it ends). Bounded by the configured TEPs.
+   */
+  readonly #catchingUp = new Map<TepState, DstmMessage>();
+  /** When each TEP's last catch-up started (ms): see CATCH_UP_GAP_MS. Bounded by the TEPs. */
+  readonly #caughtUpAt = new Map<TepState, number>();
+  #closed = false;
 
   constructor(options: TepSyncOptions, activeLeases: Iterable<Lease>) {
     this.#o = options;
@@ -217,13 +238,22 @@ export class TepSync implements BindingSink {
     if (!tep) return;
     removeBinding(tep, lease);
     if (!this.#connected(tep)) return;
-    // Best effort: a lost UNBIND shows up as a digest mismatch at the next SYNC.
-    void this.#exchange(tep, {
-      type: MessageType.UNBIND,
-      host4: lease.ipv4,
-      host6: lease.host6,
-      portSet: lease.portSet.psidLength === 0 ? undefined : lease.portSet,
-    });
+    // Best effort: a lost UNBIND shows up as a digest mismatch at the next SYNC. Not sent
+    // again once the binding is back (the same host granted the address again, by this or
+    // another server, which BIND-ed it): the TEP cannot tell this UNBIND from one of the new
+    // binding and would remove it (test/redteam_scaleout17_race.test.ts).
+    const key = leaseKey(lease.ipv4, lease.portSet.psid);
+    const boundAgain = () => tep.bindings.get(key)?.host6 === lease.host6;
+    void this.#exchange(
+      tep,
+      {
+        type: MessageType.UNBIND,
+        host4: lease.ipv4,
+        host6: lease.host6,
+        portSet: lease.portSet.psidLength === 0 ? undefined : lease.portSet,
+      },
+      boundAgain,
+    );
   }
 
   /**
@@ -268,12 +298,51 @@ export class TepSync implements BindingSink {
     this.#o.metrics.inc("dstm_tep_messages_total", { kind: "sync" });
     if (!wasConnected) this.#onConnected(tep, from, message.syncCount ?? 0);
     this.#answerSync(tep, now);
-    if (message.syncCount === tep.bindings.size && message.syncDigest === tep.digest) {
-      tep.kept = undefined; // in step: no part of the last snapshot will be asked for again
+    if (this.#catchingUp.has(tep)) {
+      this.#catchingUp.set(tep, message); // judged once the catch-up is in
       return;
     }
-    // Behind (a TEP that restarted reports 0), or ahead: the parts it asks for again (a
-    // snapshot it is still missing parts of), else its whole table; unless busy.
+    if (this.#inStep(tep, message)) return;
+    // Shared store: this view may lag the database (the other servers' rows come by NOTIFY).
+    // The TEP may already hold what another server granted or freed since: a snapshot cut
+    // from this view now would drop those bindings of live leases (or bring back freed ones).
+    // Take in the rows committed so far first, then judge the TEP's latest SYNC.
+    if (!this.#o.catchUp) {
+      this.#resyncIfBehind(tep, message);
+      return;
+    }
+    this.#catchingUp.set(tep, message);
+    // At most one catch-up per CATCH_UP_GAP_MS per TEP: forged SYNCs (an unauthenticated
+    // channel) cannot turn into a stream of database reads; a SYNC waits that long at most.
+    const wait = (this.#caughtUpAt.get(tep) ?? Number.NEGATIVE_INFINITY) + CATCH_UP_GAP_MS - now;
+    if (wait <= 0) this.#catchUp(tep);
+    else setTimeout(() => this.#catchUp(tep), wait).unref?.();
+  }
+
+  /** Catches up with the shared store, then judges the latest SYNC `tep` sent meanwhile. */
+  #catchUp(tep: TepState): void {
+    if (this.#closed) return;
+    this.#caughtUpAt.set(tep, this.#now());
+    const done = this.#o.catchUp?.() ?? Promise.resolve();
+    void bounded(done, SYNC_INTERVAL_MS).then(() => {
+      const latest = this.#catchingUp.get(tep);
+      this.#catchingUp.delete(tep);
+      if (!this.#closed && latest && !this.#inStep(tep, latest)) this.#resyncIfBehind(tep, latest);
+    });
+  }
+
+  /** Whether `message` (the TEP's SYNC) reports this view's count and digest. */
+  #inStep(tep: TepState, message: DstmMessage): boolean {
+    if (message.syncCount !== tep.bindings.size || message.syncDigest !== tep.digest) return false;
+    tep.kept = undefined; // in step: no part of the last snapshot will be asked for again
+    return true;
+  }
+
+  /**
+   * Behind (a TEP that restarted reports 0), or ahead: the parts it asks for again (a
+   * snapshot it is still missing parts of), else its whole table; unless busy.
+   */
+  #resyncIfBehind(tep: TepState, message: DstmMessage): void {
     resyncTep(tep, this.#resync, message.snapshotMissing);
   }
 
@@ -287,6 +356,7 @@ export class TepSync implements BindingSink {
   }
 
   close(): void {
+    this.#closed = true;
     for (const tep of this.#teps.values()) tep.snapshot?.cancel();
     clearInterval(this.#watch);
     this.#channel.close();
@@ -399,9 +469,32 @@ export class TepSync implements BindingSink {
     });
   }
 
-  async #exchange(tep: TepState, message: Omit<DstmMessage, "xid">): Promise<boolean> {
+  /**
+   * BIND or UNBIND, 3 tries 250 ms apart; `superseded`, asked before each retransmission,
+   * ends it early (counted `<kind>_superseded`, false) when the message no longer holds.
+   */
+  async #exchange(
+    tep: TepState,
+    message: Omit<DstmMessage, "xid">,
+    superseded?: () => boolean,
+  ): Promise<boolean> {
     const kind = message.type === MessageType.BIND ? "bind" : "unbind";
-    const answer = await this.#channel.exchange(tep.tep6, message, { tries: 3, intervalMs: 250 });
+    let dropped = false;
+    const keepGoing = superseded
+      ? () => {
+          dropped = superseded();
+          return !dropped;
+        }
+      : undefined;
+    const answer = await this.#channel.exchange(tep.tep6, message, {
+      tries: 3,
+      intervalMs: 250,
+      keepGoing,
+    });
+    if (dropped) {
+      this.#o.metrics.inc("dstm_tep_messages_total", { kind: `${kind}_superseded` });
+      return false;
+    }
     if (answer === null) {
       this.#o.metrics.inc("dstm_tep_messages_total", { kind: `${kind}_timeout` });
       this.#warn.warn("tep-unreachable", {
@@ -429,4 +522,13 @@ export class TepSync implements BindingSink {
     }
     return tep;
   }
+}
+
+/** `promise`, or after `ms` whichever comes first (a database that hangs holds no SYNC longer). */
+function bounded(promise: Promise<void>, ms: number): Promise<void> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<void>((resolve) => {
+    timer = setTimeout(resolve, ms);
+  });
+  return Promise.race([promise, late]).finally(() => clearTimeout(timer));
 }

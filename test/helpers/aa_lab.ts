@@ -48,6 +48,8 @@ export interface AaLabOptions {
   readonly servers?: number;
   /** Extra `dstm server` flags. */
   readonly serverArgs?: readonly string[];
+  /** Name prefix of the namespaces (default `dstma-`): each helper's own. */
+  readonly nsPrefix?: string;
 }
 
 /** GET `path` from a control socket: the body's text. */
@@ -74,7 +76,7 @@ export class AaLab {
     this.tepSocket = join(options.dir, "tep.sock");
     this.clientSocket = join(options.dir, "client.sock");
     const ns = () => {
-      const n = createNetns("dstma-");
+      const n = createNetns(options.nsPrefix ?? "dstma-");
       this.#namespaces.push(n);
       return n;
     };

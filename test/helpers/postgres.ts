@@ -25,6 +25,12 @@ export interface PgServer {
   readonly port: number;
   /** Stops the server (immediate shutdown) and removes its directory. */
   stop(): Promise<void>;
+  /**
+   * Kills the server as a crash would (immediate shutdown: connections cut, crash recovery at
+   * the next start) and starts it again on the same directory and socket; resolves once it
+   * accepts connections. `downMs`: how long it stays down in between (ms; default 0).
+   */
+  restart(downMs?: number): Promise<void>;
 }
 
 /** The newest installed PostgreSQL's bin directory, or undefined. */
@@ -101,15 +107,15 @@ export async function startPostgres(): Promise<PgServer> {
     }
     rmSync(dir, { recursive: true, force: true });
   };
+  const options = [
+    "-c listen_addresses=''",
+    `-c unix_socket_directories='${dir}'`,
+    `-p ${port}`,
+    "-c fsync=off",
+    "-c max_connections=100",
+  ].join(" ");
   try {
     run([join(bin, "initdb"), "-D", data, "-U", "postgres", "-A", "trust", "-N", "-E", "UTF8"]);
-    const options = [
-      "-c listen_addresses=''",
-      `-c unix_socket_directories='${dir}'`,
-      `-p ${port}`,
-      "-c fsync=off",
-      "-c max_connections=100",
-    ].join(" ");
     run([join(bin, "pg_ctl"), "-D", data, "-l", join(dir, "log"), "-o", options, "-w", "start"]);
     started = true;
   } catch (error) {
@@ -120,6 +126,14 @@ export async function startPostgres(): Promise<PgServer> {
     socketDir: dir,
     port,
     stop,
+    async restart(downMs = 0) {
+      run([join(bin, "pg_ctl"), "-D", data, "-m", "immediate", "-w", "stop"]);
+      started = false;
+      // The outage's length is the scenario, not a wait for state.
+      if (downMs > 0) await Bun.sleep(downMs);
+      run([join(bin, "pg_ctl"), "-D", data, "-l", join(dir, "log"), "-o", options, "-w", "start"]);
+      started = true;
+    },
     async createDatabase() {
       const name = `dstm_${process.pid}_${++serial}`;
       run([

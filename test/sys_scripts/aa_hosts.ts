@@ -4,9 +4,11 @@
  *
  *   bun test/sys_scripts/aa_hosts.ts plan SERVERS PLAN_JSON
  *     SERVERS: comma-separated IPv6 addresses (port 4607). PLAN_JSON: steps run in order,
- *     each {"op": "discover" | "release", "server": INDEX, "from": N, "to": N} for hosts
+ *     each {"op": "discover" | "release" | "renew", "server": INDEX, "from": N, "to": N} for hosts
  *     N..to-1 (host n = 2001:db8:2::n), all at once (a RELEASE the server refuses, not having
- *     heard of the lease yet, is sent again, 100 ms apart, 50 times at most). JSON: {"leases": {host6: ipv4}}.
+ *     heard of the lease yet, is sent again, 100 ms apart, 50 times at most; a renewal is a
+ *     REQUEST for the address of an earlier step, or of the step's "leases": {host6: ipv4}).
+ *     JSON: {"leases": {host6: ipv4}}.
  *
  *   bun test/sys_scripts/aa_hosts.ts load SERVERS HOSTS RENEWALS INTERVAL_MS MAX_MS
  *     HOSTS hosts, host n starting with server n mod count, each: DISCOVER, then RENEWALS
@@ -25,7 +27,7 @@ import {
   DstmTimeoutError,
   DstmTransport,
 } from "../../lib/client/protocol.ts";
-import { formatIPv4 } from "../../lib/net/addr.ts";
+import { formatIPv4, parseIPv4 } from "../../lib/net/addr.ts";
 import { waitUntil } from "../helpers/wait.ts";
 
 const [mode, serverList = "", ...rest] = process.argv.slice(2);
@@ -57,10 +59,12 @@ async function withFailover<T>(
 
 if (mode === "plan") {
   const steps = JSON.parse(rest[0] ?? "[]") as {
-    op: "discover" | "release";
+    op: "discover" | "release" | "renew";
     server: number;
     from: number;
     to: number;
+    /** `renew`: each host's address (host6 → dotted IPv4), from an earlier run. */
+    leases?: Record<string, string>;
   }[];
   const leases: Record<string, string> = {};
   const held = new Map<string, number>();
@@ -72,6 +76,11 @@ if (mode === "plan") {
         const client = new DstmClient(t, h);
         if (step.op === "discover") {
           const lease = await client.discover();
+          held.set(h, lease.ipv4);
+          leases[h] = formatIPv4(lease.ipv4);
+        } else if (step.op === "renew") {
+          const ipv4 = step.leases?.[h] ?? formatIPv4(held.get(h)!);
+          const lease = await client.request(parseIPv4(ipv4)!);
           held.set(h, lease.ipv4);
           leases[h] = formatIPv4(lease.ipv4);
         } else {
