@@ -18,7 +18,7 @@
  * the host: host A gets 198.51.100.201, then host B — another machine, another hardware
  * address and client identifier — is OFFERed and ACKed the same 198.51.100.201 (logged as a
  * `renew` of A's lease): two machines are told to use one IPv4 address. With the identity
- * being the peer-address, host B can also RELEASE or DECLINE A's lease. Needed: a relayed
+ * being the peer-address, host B also RELEASEs A's lease (second test). Needed: a relayed
  * link-local peer-address is an identity only together with the relay chain's link (the
  * innermost relay's link-address / interface-id and the relay's own address); the TEP binding
  * of such a lease needs an address that is not link-local (RFC 7341 §5's 4o6 source address
@@ -27,7 +27,7 @@
  * The test fails on the branch (left failing on purpose, for the lead).
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { existsSync, mkdtempSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { type Netns, vethPair } from "../lib/sys/netns.ts";
@@ -122,5 +122,27 @@ describe.skipIf(skip !== null)("4o6 through two chained dhcrelay -6, interface-i
     const b = lease(ns.b, 2);
     // Another machine: never the address host A holds.
     expect(b.ack?.yiaddr).not.toBe(a.ack!.yiaddr);
+  }, 60_000);
+
+  test("a machine on the other link, using the same fe80::10, cannot RELEASE host A's lease", () => {
+    const a = lease(ns.a, 1);
+    expect(a.ack?.type).toBe("ACK");
+    const mine = a.ack!.yiaddr;
+    const r = ns.b.exec(
+      [
+        BUN,
+        join(ROOT, "test", "e2e_scripts", "ver17_4o6_lease.ts"),
+        ...["eth0", "9", "release", mine, "203.0.113.53"],
+      ],
+      { cwd: ROOT, timeoutMs: 20_000 },
+    );
+    expect(r.code).toBe(0);
+    // A barrier: the server answers B's next DISCOVER after it handled the RELEASE (one
+    // socket, in order through the same two relays).
+    expect(lease(ns.b, 9).ack).not.toBeNull();
+    const log = readFileSync(join(dir, "dstm.out"), "utf8");
+    expect(log).not.toMatch(
+      new RegExp(` release protocol=dhcp4o6 ipv4=${mine.replaceAll(".", "\\.")} `),
+    );
   }, 60_000);
 });

@@ -6,15 +6,17 @@
  * (null when no answer came within 3 s).
  *
  *   bun ver17_4o6_lease.ts IFNAME LAST
+ *   bun ver17_4o6_lease.ts IFNAME LAST release IPV4 SERVER_ID
+ *     RELEASE of IPV4 (ciaddr) to the server SERVER_ID (option 54) instead; prints {"sent":true}.
  */
-import { formatIPv4 } from "../../lib/net/addr.ts";
+import { formatIPv4, parseIPv4 } from "../../lib/net/addr.ts";
 import { bindUdp } from "../../lib/sys/udp.ts";
 import { Dhcp4MessageType, type Dhcp4Options, dhcp4MessageTypeName } from "../../lib/wire/dhcp4.ts";
 import { Dhcp6MessageType, decodeDhcp4o6, encodeDhcp4o6 } from "../../lib/wire/dhcp4o6.ts";
 import { dhcp4Message } from "../helpers/dhcp4.ts";
 import { eventually } from "../helpers/wait.ts";
 
-const [ifname = "", last = "1"] = process.argv.slice(2);
+const [ifname = "", last = "1", verb = "lease", ipv4 = "", serverId = ""] = process.argv.slice(2);
 const chaddr = Uint8Array.of(0x02, 0, 0x5e, 0x10, 0, Number(last));
 const xid = 0x17170000 + Number(last);
 const received: Uint8Array[] = [];
@@ -23,11 +25,11 @@ const ep = await bindUdp("::", 546, (data) => {
 });
 const to = `ff02::1:2%${ifname}`;
 
-function send(type: Dhcp4MessageType, extra: Partial<Dhcp4Options> = {}): void {
+function send(type: Dhcp4MessageType, extra: Partial<Dhcp4Options> = {}, ciaddr = 0): void {
   const dhcp4 = dhcp4Message(
     type,
     { clientId: Uint8Array.of(1, ...chaddr), ...extra },
-    { xid, chaddr },
+    { xid, chaddr, ciaddr },
   );
   ep.send(encodeDhcp4o6({ type: Dhcp6MessageType.DHCPV4_QUERY, flags: 0, dhcp4 }), to, 547);
 }
@@ -45,6 +47,11 @@ async function answer(type: number) {
   return find();
 }
 
+if (verb === "release") {
+  send(Dhcp4MessageType.RELEASE, { serverId: parseIPv4(serverId)! }, parseIPv4(ipv4)!);
+  console.log(JSON.stringify({ sent: true }));
+  process.exit(0);
+}
 send(Dhcp4MessageType.DISCOVER);
 const offer = await answer(Dhcp4MessageType.OFFER);
 let ack = null;
