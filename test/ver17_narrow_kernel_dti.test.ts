@@ -25,8 +25,9 @@
 import { afterAll, describe, expect, test } from "bun:test";
 import { mkdtempSync } from "node:fs";
 import { join } from "node:path";
-import { type Netns, vethPair } from "../lib/sys/netns.ts";
+import type { Netns } from "../lib/sys/netns.ts";
 import { dtiSuite, labClientArgv, startLabCore, tearDownLab } from "./helpers/dti_lab.ts";
+import { narrowLab } from "./helpers/narrow_lab.ts";
 import { type DstmProcess, spawnDstm } from "./helpers/process.ts";
 import { eventually } from "./helpers/wait.ts";
 
@@ -35,41 +36,6 @@ const procs: DstmProcess[] = [];
 afterAll(() => tearDownLab({ procs, made, dir }));
 
 const NARROW = 1400;
-
-/** The five namespaces (see the module text); the r1 ⇄ r2 link has MTU `narrow`. */
-async function narrowLab(narrow: number) {
-  const { createNetns } = await import("../lib/sys/netns.ts");
-  const host = createNetns("v17n-");
-  made.push(host);
-  const r1 = createNetns("v17n-");
-  made.push(r1);
-  const r2 = createNetns("v17n-");
-  made.push(r2);
-  const core = createNetns("v17n-");
-  made.push(core);
-  const web = createNetns("v17n-");
-  made.push(web);
-  vethPair(host, "c0", r1, "a0");
-  vethPair(r1, "a1", r2, "b0", { mtu: narrow });
-  vethPair(r2, "b1", core, "k0");
-  vethPair(core, "k1", web, "w0");
-  host.addAddress("c0", "2001:db8:17:1::10/64");
-  r1.addAddress("a0", "2001:db8:17:1::1/64");
-  r1.addAddress("a1", "2001:db8:17:2::1/64");
-  r2.addAddress("b0", "2001:db8:17:2::2/64");
-  r2.addAddress("b1", "2001:db8:7::2/64");
-  core.addAddress("k0", "2001:db8:7::53/64");
-  core.addAddress("k0", "2001:db8:7::1/64");
-  core.addAddress("k1", "192.0.2.1/24");
-  web.addAddress("w0", "192.0.2.80/24");
-  for (const r of [r1, r2]) r.exec(["sysctl", "-qw", "net.ipv6.conf.all.forwarding=1"]);
-  host.addRoute("default", "via", "2001:db8:17:1::1");
-  r1.addRoute("2001:db8:7::/64", "via", "2001:db8:17:2::2");
-  r2.addRoute("2001:db8:17:1::/64", "via", "2001:db8:17:2::1");
-  core.addRoute("default", "via", "2001:db8:7::2");
-  web.addRoute("default", "via", "192.0.2.1");
-  return { host, core, web };
-}
 
 /** One ping of `size` payload bytes (IPv4 total size + 28) from `host` to the web server. */
 function ping(host: Netns, size: number, df: boolean): { ok: boolean; text: string } {
@@ -94,7 +60,7 @@ async function clientBehindNarrowPath(
   onWeb?: (web: Netns) => void,
 ) {
   process.env.DSTM_RUNTIME_DIR = mkdtempSync(join(dir, "rt-"));
-  const { host, core, web } = await narrowLab(NARROW);
+  const { host, core, web } = narrowLab(made, NARROW);
   onWeb?.(web);
   procs.push(...(await startLabCore(core, { leaseTime: 600 })));
   const client = spawnDstm(
