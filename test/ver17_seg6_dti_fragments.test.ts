@@ -7,16 +7,17 @@
  *
  * Found in verification round 17, NOT fixed here: a 3,028-byte ICMP echo without DF goes out
  * and the web server answers in three IPv4 fragments (1500, 1500, 68 bytes). The TEP sends
- * each whole (RFC 2473 §7.2) and its kernel fragments the 1540-byte outer packets
- * (`encap-fragmented` 2). The host never reassembles them (Ip6ReasmReqds stays 0): the seg6
- * DTI's decapsulation is a route (`seg6local End.DX4`, lib/client/seg6_dti.ts), looked up on
- * input before IPv6 reassembly, so End.DX4 strips the outer header of each outer *fragment*
- * and hands IPv4 the pieces (IpReasmReqds 3, then IpReasmFails): the reply never arrives, 0 of
- * 4. The TUN DTI and `--kernel-encap` receive the same replies (4 of 4: their raw socket gets
- * reassembled packets). Shown as the cause: with an nftables table using conntrack on the
- * host (`table ip6 t { chain pre { type filter hook prerouting priority -300; ct state new
- * accept; } }`, which loads nf_defrag_ipv6 and reassembles before routing) the replies arrive,
- * 3 of 3, and 0 of 3 again once it is deleted.
+ * each whole (RFC 2473 §7.2) and its kernel fragments the two 1540-byte outer packets
+ * (`encap-fragmented` 2). The host's IPv4 gets the three fragments (IpReasmReqds 3) and never
+ * completes them (IpReasmFails at the timeout): the reply never arrives, 0 of 4. The seg6 DTI
+ * decapsulates with a route (`seg6local End.DX4`, lib/client/seg6_dti.ts). Each half alone
+ * works: a single 1,480-byte reply whose outer packet is fragmented arrives (1 of 1), and IPv4
+ * fragments in unfragmented outer packets arrive (the web server's link at MTU 1400: 4 of 4);
+ * the TUN DTI and `--kernel-encap` receive the 3,028-byte replies (4 of 4: their raw socket
+ * gets reassembled packets). With the host's IPv6 reassembled before routing — an nftables
+ * table using conntrack, `table ip6 t { chain pre { type filter hook prerouting priority
+ * -300; ct state new accept; } }`, which loads nf_defrag_ipv6 — they arrive, 3 of 3, and 0 of
+ * 3 again once it is deleted: what goes wrong is the outer reassembly on the End.DX4 path.
  * Ways out, for the lead: at the TEP (lib/tunnel), never send a host outer fragments when the
  * inner IPv4 packet may be fragmented instead (no DF: cut it, or cut an IPv4 fragment further,
  * to the tunnel MTU, RFC 4459 §3.1 "inner fragmentation"); or in the seg6 DTI, reassemble
