@@ -19,6 +19,19 @@
  * the routes are checked at once; without notifications (the socket could not be opened, or
  * failed) every 2 s.
  *
+ * Path MTU (RFC 8201 §4, RFC 1191): where the kernel encapsulates (`--dti seg6`, the seg6
+ * DTI of `--dti kernel`, and `--kernel-encap`), the IPv4 side never hears of a narrower IPv6
+ * path towards the TEP: seg6 neither fragments the outer header of a DF packet nor tells the
+ * sender, and for a packet the Worker handed back (`--kernel-encap`, forwarded) it fragments
+ * none at all. A 1400-byte link between host and TEP lost every IPv4 packet above 1360 bytes
+ * for ever: TCP uploads stalled at 0 bytes, DF datagrams vanished without "fragmentation
+ * needed" (test/ver17_narrow_kernel_dti.test.ts). With `pathMtu` the keeper also reads the
+ * kernel's path MTU towards the TEP every second (4 ticks) and, when it changes the tunnel
+ * MTU (path MTU − 40, never above the DTI's), replaces the routes with the ones
+ * `pathMtu.routes(mtu)` gives (their `mtu`, and `advmss` with MSS clamping): the host's own
+ * packets are then fragmented, refused (EMSGSIZE) or sized (TCP) at it. Said at info
+ * (`dti-path-mtu`), and again when the estimate expires and the DTI's MTU is back.
+ *
  * A route deleted by hand while the DTI stays up is left deleted (no notification of ours
  * says so): the administrator's choice; with `--kernel-encap` the fence holds meanwhile
  * (test/redteam_kernel_encap.test.ts).
@@ -27,8 +40,9 @@
  */
 import type { Logger } from "../control/log.ts";
 import { Errno, SysError } from "../sys/libc.ts";
-import { linkIndex, type RouteSpec, routeAdd } from "../sys/netlink.ts";
+import { linkIndex, type RouteSpec, routeAdd, routeReplace } from "../sys/netlink.ts";
 import { NetlinkEvents, RTM_NEWLINK, RTMGRP_LINK } from "../sys/netlink_events.ts";
+import { routePathMtu } from "../sys/raw6.ts";
 import { Counter, type Counters } from "../tunnel/counters.ts";
 
 const IFF_UP = 0x1;
@@ -55,11 +69,36 @@ export interface DtiRouteKeeperOptions {
   readonly intervalMs?: number;
   /** Follow interface notifications (default true); false: check every 8 intervals only. */
   readonly events?: boolean;
+  /** Follow the kernel's path MTU towards `tep6` into the routes (see the module text). */
+  readonly pathMtu?: PathMtuRoutes;
 }
+
+/** What the keeper needs to follow the path MTU towards the TEP into the DTI's routes. */
+export interface PathMtuRoutes {
+  /** The TEP (16 bytes). */
+  readonly tep6: Uint8Array;
+  /** The DTI's MTU (bytes): the most the routes ever get. */
+  readonly mtu: number;
+  /** The routes (same order and meaning as the keeper's `routes`) for tunnel MTU `mtu`. */
+  routes(mtu: number): KeptRoute[];
+  /** The kernel's path MTU towards `tep6` in bytes, or -errno (default lib/sys routePathMtu). */
+  readPathMtu?(tep6: Uint8Array): number;
+}
+
+/** Ticks between two reads of the path MTU (1 s at 250 ms). */
+const PATH_MTU_TICKS = 4;
+/** The IPv6 header the tunnel adds (RFC 2473 §6.1). */
+const OUTER_HEADER = 40;
+/** The least IPv6 path MTU (RFC 8200 §5). */
+const IPV6_MIN_MTU = 1280;
 
 /** A running keeper; {@link DtiRouteKeeper.stop} ends it. */
 export class DtiRouteKeeper {
   readonly #o: DtiRouteKeeperOptions;
+  /** The routes kept now (the path MTU follower may have replaced them). */
+  #routes: readonly KeptRoute[];
+  /** The tunnel MTU the routes carry (the DTI's until a narrower path is learned). */
+  #tunnelMtu: number;
   readonly #ifindex: number;
   readonly #timer: ReturnType<typeof setInterval>;
   readonly #slice: Float64Array | undefined;
@@ -79,6 +118,8 @@ export class DtiRouteKeeper {
 
   private constructor(o: DtiRouteKeeperOptions) {
     this.#o = o;
+    this.#routes = o.routes;
+    this.#tunnelMtu = o.pathMtu?.mtu ?? 0;
     this.#ifindex = linkIndex(o.ifname);
     this.#said = o.routes.map(() => 0);
     this.#slice = o.counters?.slice(0);
@@ -114,7 +155,7 @@ export class DtiRouteKeeper {
    */
   restore(): number {
     let restored = 0;
-    const routes = this.#o.routes;
+    const routes = this.#routes;
     for (let i = 0; i < routes.length; i++) {
       const { route, event } = routes[i]!;
       try {
@@ -144,8 +185,53 @@ export class DtiRouteKeeper {
     return restored;
   }
 
+  /** The tunnel MTU the DTI's routes carry now (bytes; 0 without `pathMtu`). */
+  get tunnelMtu(): number {
+    return this.#tunnelMtu;
+  }
+
+  /**
+   * Reads the kernel's path MTU towards the TEP and, when the tunnel MTU it gives differs from
+   * the routes', replaces them (see the module text). Returns the tunnel MTU in force. Never
+   * throws (a refusal is said at warn; the next read tries again).
+   */
+  followPathMtu(): number {
+    const p = this.#o.pathMtu;
+    if (p === undefined) return 0;
+    const path = (p.readPathMtu ?? routePathMtu)(p.tep6);
+    if (path < IPV6_MIN_MTU) return this.#tunnelMtu; // -errno (no route now), or nonsense
+    const mtu = Math.min(p.mtu, path - OUTER_HEADER);
+    if (mtu === this.#tunnelMtu) return mtu;
+    const routes = p.routes(mtu);
+    try {
+      for (const { route } of routes) routeReplace(route);
+    } catch (error) {
+      const errno = error instanceof SysError ? error.errno : -1;
+      // Down (the kernel took the routes away): the restore after "up" puts the new ones.
+      if (errno !== Errno.ENETDOWN && errno !== Errno.ENODEV)
+        this.#o.log?.warn("dti-path-mtu-failed", {
+          ifname: this.#o.ifname,
+          detail: (error as Error).message,
+        });
+      if (errno !== Errno.ENETDOWN) return this.#tunnelMtu;
+    }
+    this.#o.log?.info("dti-path-mtu", {
+      ifname: this.#o.ifname,
+      "path-mtu": path,
+      mtu,
+      detail:
+        mtu < p.mtu
+          ? "a narrower path towards the TEP: the DTI's routes carry its MTU"
+          : "the path towards the TEP takes the DTI's MTU again",
+    });
+    this.#routes = routes;
+    this.#tunnelMtu = mtu;
+    return mtu;
+  }
+
   #tick(): void {
     this.#ticks++;
+    if (this.#o.pathMtu !== undefined && this.#ticks % PATH_MTU_TICKS === 0) this.followPathMtu();
     const events = this.#events;
     if (events === undefined) {
       if (this.#ticks % FALLBACK_TICKS === 0) this.restore();

@@ -30,7 +30,7 @@ import { closeTun, openTun } from "../sys/tun_linux.ts";
 import type { Counters } from "../tunnel/counters.ts";
 import { DtiError, type DtiHooks, type DtiInUse } from "./dti.ts";
 import { dtiMtu } from "./dti_mtu.ts";
-import { DtiRouteKeeper, type KeptRoute } from "./dti_routes.ts";
+import { DtiRouteKeeper, type KeptRoute, type PathMtuRoutes } from "./dti_routes.ts";
 import {
   type KernelEncapState,
   kernelEncapDown,
@@ -107,11 +107,17 @@ export class KernelDti implements DtiHooks {
       addressAdd(ifname, `${formatIPv4(address)}/32`);
       linkSetUp(ifname);
       const kept: KeptRoute[] = [];
-      for (const dst of c.routes ?? ["0.0.0.0/0"]) {
-        const route = { dst, dev: ifname, src: formatIPv4(address) };
-        routeAdd(route);
-        kept.push({ route, event: "dti-route-restored" });
+      /** The DTI's IPv4 routes; with a tunnel MTU below the DTI's they carry it (`mtu`). */
+      const dtiRoutes = (m: number): KeptRoute[] =>
+        (c.routes ?? ["0.0.0.0/0"]).map((dst) => ({
+          route: { dst, dev: ifname, src: formatIPv4(address), mtu: m < mtu ? m : undefined },
+          event: "dti-route-restored",
+        }));
+      for (const k of dtiRoutes(mtu)) {
+        routeAdd(k.route);
+        kept.push(k);
       }
+      let pathMtu: PathMtuRoutes | undefined;
       // A killed --kernel-encap client's rule (its route and sysctls went with its TUN).
       removeStaleKernelEncap(ifname, this.#o.log);
       if (c.kernelEncap) {
@@ -120,10 +126,14 @@ export class KernelDti implements DtiHooks {
         await checkSeg6Source(this.#o.host6(), tep, c.port ?? 4607, "--kernel-encap");
         this.#encap = kernelEncapUp(ifname, tep, mtu);
         // First: until it is back, what the DTI's routes send in is refused by the fence.
-        kept.unshift({
+        const encapRoute: KeptRoute = {
           route: kernelEncapRoute(ifname, tep, mtu),
           event: "kernel-encap-route-restored",
-        });
+        };
+        kept.unshift(encapRoute);
+        // The kernel encapsulates what the Worker hands back but fragments none of it: the
+        // host's own packets must be cut to the path's size before (./dti_routes.ts).
+        pathMtu = { tep6, mtu, routes: (m) => [encapRoute, ...dtiRoutes(m)] };
       }
       const raw = Raw6Socket.open({ receiveBuffer: 4 << 20, sendBuffer: 4 << 20 });
       this.#raw = raw;
@@ -152,6 +162,7 @@ export class KernelDti implements DtiHooks {
       this.#keeper = DtiRouteKeeper.start({
         ifname,
         routes: kept,
+        pathMtu,
         log: this.#o.log,
         counters: this.#o.counters,
       });

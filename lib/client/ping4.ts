@@ -3,6 +3,16 @@
  * are built here with the leased source address and sent straight into a raw IPv6 socket
  * (next header 4) towards the TEP; replies come back the same way.
  *
+ * DF (`-M do`, the default): ping4 is the tunnel's entry point, so a DF request larger than
+ * the tunnel MTU (the path MTU towards the TEP − 40) is not sent but refused, as RFC 2473 §7.1
+ * has the entry point do and as iputils ping says it ("local error: message too long,
+ * mtu=1240"). Before (verification round 17), the kernel fragmented the outer IPv6 packet of
+ * a DF request: behind a 1280-byte link `ping4 -s 1400 -M do` lost its first requests while
+ * the path MTU was learned and then reported every later one as answered, so ping4 could not
+ * find the tunnel MTU. The socket has IPV6_MTU_DISCOVER = DO for DF runs (no outer
+ * fragmentation), and each DF request is checked against the kernel's path MTU first. Without
+ * DF (`-M dont`) the kernel fragments the outer packet (RFC 2473 §7.2).
+ *
  * @module
  */
 import { formatIPv4 } from "../net/addr.ts";
@@ -29,7 +39,8 @@ import {
   validateIPv4,
   writeIPv4HeaderChecksum,
 } from "../net/ipv4.ts";
-import { Raw6Socket } from "../sys/raw6.ts";
+import { Errno } from "../sys/libc.ts";
+import { Raw6Socket, routePathMtu } from "../sys/raw6.ts";
 
 export interface PingOptions {
   readonly target: number;
@@ -100,6 +111,8 @@ export async function ping4(o: PingOptions): Promise<PingResult> {
   try {
     raw.bindAddress(o.host6);
     raw.connect(o.tep6);
+    // DF: never fragment the outer packet (see the module text).
+    if (o.dontFragment) raw.setDontFragment(true);
     const session = pingSession(o, (process.pid ^ (Math.random() * 0xffff)) & 0xffff);
     const { sent, result } = session;
     const out = new Uint8Array(IPV4_HEADER_LENGTH + 8 + o.size);
@@ -143,15 +156,31 @@ function _sendEcho(
     out[7] = 0;
     writeIPv4HeaderChecksum(out, 0);
   }
+  result.transmitted++;
+  const path = o.dontFragment ? routePathMtu(o.tep6) : -1;
+  if (path > 0 && length + IPV6_HEADER > path) {
+    result.errors++;
+    o.print(`ping4: local error: message too long, mtu=${path - IPV6_HEADER}`);
+    return;
+  }
   sent.set(seq, performance.now());
   const w = raw.sendTo(out, 0, length, o.tep6, 0);
-  result.transmitted++;
   if (w < 0) {
     sent.delete(seq);
     result.errors++;
-    o.print(`ping4: sendto: ${w === -90 ? "message too long for the IPv6 path" : `error ${-w}`}`);
+    if (w === -Errno.EMSGSIZE) {
+      const mtu = routePathMtu(o.tep6);
+      o.print(
+        mtu > 0
+          ? `ping4: local error: message too long, mtu=${mtu - IPV6_HEADER}`
+          : "ping4: sendto: message too long for the IPv6 path",
+      );
+    } else o.print(`ping4: sendto: error ${-w}`);
   }
 }
+
+/** The outer header the tunnel adds (RFC 2473 §6.1). */
+const IPV6_HEADER = 40;
 
 /**
  * One decapsulated IPv4 packet of `n` bytes in `buf`, received at `now` (performance.now()

@@ -18,6 +18,17 @@
  *   protocol, ICMPv6…) still takes the `local` table.
  * - The leased /32 sits on a TUN device named like the DTI, held open and never read: the
  *   kernel has no dummy device here. The routes name it; encap sends past it.
+ * - Path MTU (RFC 8201 §4, RFC 2473 §7): the kernel applies a Packet Too Big to its route
+ *   cache only in the handler of the quoted packet's protocol, and for next header 4 that is
+ *   ip6_tunnel's (absent where seg6 stands in for ip6tnl) or a raw socket's. Without one, a
+ *   narrower link between host and TEP was never learned (`ip -6 route get TEP` kept the
+ *   link's MTU) and every outer packet above it was lost for ever, a 1478-byte IPv4 datagram
+ *   without DF included (test/ver17_narrow_kernel_dti.test.ts). So while the DTI is up a raw
+ *   IPv6 socket of next header 4, bound to the host's address and connected to the TEP, is
+ *   held open and never read: the kernel then records the path MTU (Linux net/ipv6/raw.c
+ *   `rawv6_err`, connected socket) and fragments the outer packets at it (RFC 2473 §7.2). The
+ *   packets from the TEP never reach it (the rule below hands them to End.DX4 before local
+ *   delivery); its receive buffer is the smallest the kernel allows.
  *
  * MTU: for an lwtunnel route the kernel takes the route's MTU as the outer packet's and
  * subtracts the encapsulation's headroom from it: the 40-byte IPv6 header and room for an SRH
@@ -43,6 +54,7 @@ import {
   routeDel,
 } from "../sys/netlink.ts";
 import { type RuleSpec, ruleAdd, ruleDel } from "../sys/netlink_tunnel.ts";
+import { Raw6Socket } from "../sys/raw6.ts";
 import { seg6TunnelSource } from "../sys/seg6_tunsrc.ts";
 import { writeSysctl } from "../sys/sysctl.ts";
 import { closeTun, openTun } from "../sys/tun_linux.ts";
@@ -60,6 +72,8 @@ const LOCAL_RULE_MOVED = 1;
 /** What `seg6Up` made, for `seg6Down`. */
 export interface Seg6DtiState {
   readonly tunFd: number;
+  /** The raw socket that makes the kernel learn the path MTU to the TEP (module text). */
+  pmtu: Raw6Socket | undefined;
   readonly host6: string;
   readonly hostLink: string;
   /** The TEP: the only outer source the decapsulating rule takes. */
@@ -83,6 +97,7 @@ export function seg6Up(
   const tun = openTun(s.ifname);
   const state: Seg6DtiState = {
     tunFd: tun.fd,
+    pmtu: undefined,
     host6,
     hostLink,
     tep6,
@@ -109,6 +124,7 @@ export function seg6Up(
     ruleAdd(_decapRule(host6, tep6));
     state.rule = true;
     for (const route of seg6Routes(s, address, tep6, mtu)) routeAdd(route);
+    state.pmtu = _pathMtuListener(host6, tep6);
     return state;
   } catch (error) {
     seg6Down(state);
@@ -148,7 +164,26 @@ export function seg6Down(state: Seg6DtiState): void {
     );
   }
   state.decap = false;
+  state.pmtu?.close();
+  state.pmtu = undefined;
   if (state.tunFd >= 0) closeTun(state.tunFd);
+}
+
+/**
+ * A raw IPv6 socket of next header 4 from `host6` to `tep6`, never read: its only use is that
+ * the kernel applies the Packet Too Big messages about our outer packets (see the module
+ * text). Throws a SysError (closed first) when it cannot be bound or connected.
+ */
+function _pathMtuListener(host6: string, tep6: string): Raw6Socket {
+  const sock = Raw6Socket.open({ receiveBuffer: 1 });
+  try {
+    sock.bindAddress(parseIPv6(host6)!);
+    sock.connect(parseIPv6(tep6)!);
+    return sock;
+  } catch (error) {
+    sock.close();
+    throw error;
+  }
 }
 
 /**

@@ -30,7 +30,7 @@ import { ClientState } from "../tunnel/client_state.ts";
 import type { Counters } from "../tunnel/counters.ts";
 import { DtiError, type DtiHooks, type DtiInUse, type DtiMode } from "./dti.ts";
 import { dtiMtu } from "./dti_mtu.ts";
-import { DtiRouteKeeper } from "./dti_routes.ts";
+import { DtiRouteKeeper, type KeptRoute, type PathMtuRoutes } from "./dti_routes.ts";
 import {
   ip6tnlDown,
   ip6tnlRoutes,
@@ -209,16 +209,22 @@ export class TunnelDti implements DtiHooks {
       });
     await checkSeg6Source(host6, tep, this.#o.config.port ?? 4607, "--dti seg6");
     this.#active = seg6Up(s, address, host6, hostLink, tep, mtu);
-    this.#keep(s.ifname, seg6Routes(s, address, tep, mtu));
+    // seg6 tells IPv4 nothing of a narrower path: the routes follow it (./dti_routes.ts).
+    this.#keep(s.ifname, seg6Routes(s, address, tep, mtu), {
+      tep6,
+      mtu,
+      routes: (m) => _kept(seg6Routes(s, address, tep, m)),
+    });
     return mtu;
   }
 
-  #keep(ifname: string, routes: readonly RouteSpec[]): void {
+  #keep(ifname: string, routes: readonly RouteSpec[], pathMtu?: PathMtuRoutes): void {
     this.#keeper = DtiRouteKeeper.start({
       ifname,
-      routes: routes.map((route) => ({ route, event: "dti-route-restored" })),
+      routes: _kept(routes),
       log: this.#o.log,
       counters: this.#o.counters,
+      pathMtu,
     });
   }
 
@@ -243,4 +249,8 @@ export class TunnelDti implements DtiHooks {
     else if (active === "ip6tnl") ip6tnlDown(this.#o.ifname);
     else if (active) seg6Down(active);
   }
+}
+
+function _kept(routes: readonly RouteSpec[]): KeptRoute[] {
+  return routes.map((route) => ({ route, event: "dti-route-restored" }));
 }

@@ -18,6 +18,7 @@ import { exchange, NetlinkMessage } from "./netlink_request.ts";
 
 const NLM_F_EXCL = 0x200;
 const NLM_F_CREATE = 0x400;
+const NLM_F_REPLACE = 0x100;
 
 const RTM_NEWLINK = 16;
 const RTM_DELLINK = 17;
@@ -159,6 +160,14 @@ export type RouteEncap =
 /** Adds a route (fails with EEXIST when it is there already). */
 export function routeAdd(route: RouteSpec): void {
   _route(RTM_NEWROUTE, NLM_F_CREATE | NLM_F_EXCL, `route add ${_describe(route)}`, route);
+}
+
+/**
+ * Adds a route, or changes the one with the same destination, table and metric in place
+ * (`ip route replace`): no moment without it, as a delete and add would leave.
+ */
+export function routeReplace(route: RouteSpec): void {
+  _route(RTM_NEWROUTE, NLM_F_CREATE | NLM_F_REPLACE, `route replace ${_describe(route)}`, route);
 }
 
 /** Deletes a route (ESRCH when there is no such route). */
