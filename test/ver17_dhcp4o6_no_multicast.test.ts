@@ -2,7 +2,7 @@
  * `dstm server --dhcp4o6` listening on any address but joining ff02::1:2 on no interface
  * (no `--dhcp4o6-interface`), as root in namespaces (verification round 17): a server with
  * two interfaces, a standard DHCPv4-over-DHCPv6 client on each link (link-local source, port
- * 546, to ff02::1:2 only, RFC 7341 §5 / RFC 8415 §7.1). NOT fixed here (lib/server):
+ * 546, to ff02::1:2 only, RFC 7341 §5 / RFC 8415 §7.1).:
  *
  * Neither client gets any answer (no OFFER in 3 s, the server logs nothing about them), and the
  * server says nothing either: its start line reads `dhcp4o6 listen=[::]:547 … allow=any`, as if
@@ -13,7 +13,7 @@
  * (DHCPSRV_NO_SOCKETS_OPEN). Expected: a warning at start naming `--dhcp4o6-interface` (or
  * joining ff02::1:2 on every interface with IPv6); the test asks for the warning.
  *
- * The test fails on the branch (left failing on purpose, for the lead).
+ * Fixed: lib/server/listeners.ts warns `dhcp4o6-no-multicast` (not when --dhcp4o6-relay names the relays).
  */
 import { afterAll, expect, test } from "bun:test";
 import { createNetns, type Netns, vethPair } from "../lib/sys/netns.ts";

@@ -68,7 +68,8 @@ export interface Dhcp4o6Listen {
 
 /**
  * Listens for DHCPv4-over-DHCPv6 on `c.address`:`c.port`, joins ff02::1:2 on each of
- * `c.interfaces` (throws UdpBindError "EJOIN" when one cannot), and logs where it listens.
+ * `c.interfaces` (throws UdpBindError "EJOIN" when one cannot), and logs where it listens;
+ * warns (`dhcp4o6-no-multicast`) when it joins no interface and no relays are named.
  */
 export async function listenDhcp4o6(
   c: Dhcp4o6Listen,
@@ -101,6 +102,15 @@ export async function listenDhcp4o6(
         "EJOIN",
       );
     }
+  }
+  if (c.interfaces.length === 0 && c.relays === undefined) {
+    // RFC 8415 §7.1 / RFC 7341 §5: a client on a link sends to ff02::1:2 from its link-local
+    // address; joined nowhere, only relays and unicast clients reach this server (Kea warns
+    // the same way). A server told its relays (--dhcp4o6-relay) is relay-only by design.
+    log.warn("dhcp4o6-no-multicast", {
+      detail:
+        "ff02::1:2 joined on no interface: DHCPv4-over-DHCPv6 clients on this server's links get no answer (only relays and unicast clients reach it); name each link with --dhcp4o6-interface IFNAME (TOML dhcp4o6-interface), or say the relays with --dhcp4o6-relay",
+    });
   }
   log.info("dhcp4o6", {
     listen: `[${endpoint.address}]:${endpoint.port}`,
