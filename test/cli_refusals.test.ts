@@ -59,6 +59,12 @@ const tepNode = [
 ];
 
 const refusals: [string, string[], RegExp][] = [
+  // client: a scoped (link-local) native server would bind the lease to a link-local address
+  [
+    "client --server fe80::53%lo",
+    ["client", "--server", "fe80::53%lo", "--check"],
+    /--server: "fe80::53%lo" is scoped to a link; .*global address \(or use --protocol dhcp4o6/,
+  ],
   // server: the TEP handed to hosts
   [
     "server --tep ff02::1",

@@ -133,6 +133,13 @@ function clientServers(flags: ClientFlags, dhcp4o6: boolean) {
     );
   const [serverAddress = "", zone] = serverFlag.split("%", 2);
   const server = canonicalIPv6(dhcp4o6 ? serverAddress : serverFlag);
+  if (!server && zone !== undefined && canonicalIPv6(serverAddress)) {
+    // A scoped (link-local) server: the host would send from its link-local address, the
+    // lease would be bound to it, and no TEP off the link could reach it (RFC 4291 §2.5.6).
+    throw new UsageError(
+      `--server: "${serverFlag}" is scoped to a link; the native protocol binds the lease to the address the host sends from, which would be link-local and unreachable for the TEP: give the server's global address${dhcp4o6 ? "" : " (or use --protocol dhcp4o6 with --server ff02::1:2%IFNAME)"}`,
+    );
+  }
   if (!server) throw new UsageError(`--server: "${serverFlag}" is not an IPv6 address`);
   // The one group a client may send to is All_DHCP_Relay_Agents_and_Servers (RFC 8415 §7.1).
   if (!(dhcp4o6 && server === ALL_DHCP_RELAY_AGENTS_AND_SERVERS))
