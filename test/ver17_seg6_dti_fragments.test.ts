@@ -12,12 +12,14 @@
  * (IpReasmFails): 0 of 4 replies. A single outer-fragmented 1,480-byte reply arrives, and IPv4
  * fragments in unfragmented outer packets arrive; the TUN DTI and `--kernel-encap` receive
  * the 3,028-byte replies. With the host's IPv6 reassembled before routing (an nftables table
- * using conntrack, which loads nf_defrag_ipv6) they arrive. Not fixed in dstm (a cut of the
- * inner IPv4 at the TEP, RFC 4459 §3.4, is the lead): docs/kernel-dti.md "What it cannot do"
- * says so with that workaround, the client's `kernel-dti-seg6` line says it at start, and this
- * test checks both: the line, and the replies with the workaround in place.
+ * using conntrack, which loads nf_defrag_ipv6) they arrive. The fix is at the TEP:
+ * `dstm tep --fragment inner` cuts the IPv4 packet instead of the outer one (RFC 4459 §3.4),
+ * so each fragment comes in a whole outer packet. The first test checks that; the second the
+ * default (outer fragments) with the host-side workaround docs/kernel-dti.md gives, and that
+ * the client's `kernel-dti-seg6` line says both at start.
  */
 import { afterAll, expect, test } from "bun:test";
+import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import {
   createDtiLab,
@@ -32,6 +34,34 @@ import { eventually } from "./helpers/wait.ts";
 const { skip, dir, made } = dtiSuite("ver17 seg6 DTI fragments", "dstm-v17f-");
 const procs: DstmProcess[] = [];
 afterAll(() => tearDownLab({ procs, made, dir }));
+
+test.skipIf(skip !== null)(
+  "--dti kernel (seg6) behind a TEP with --fragment inner: a 3,028-byte reply in IPv4 fragments arrives, each in a whole outer packet",
+  async () => {
+    process.env.DSTM_RUNTIME_DIR = mkdirSync(join(dir, "inner"), { recursive: true }) ?? dir;
+    const lab = createDtiLab("v17g-", ["2001:db8:7::53/64", "2001:db8:7::1/64"]);
+    made.push(lab.host, lab.core, lab.web);
+    procs.push(
+      ...(await startLabCore(lab.core, { leaseTime: 600, tepExtra: ["--fragment", "inner"] })),
+    );
+    const client = spawnDstm(
+      labClientArgv("kernel", "v17s1", ["--control", join(dir, "client-inner.sock")]),
+      {},
+      lab.host.name,
+    );
+    procs.push(client);
+    await client.waitFor(/ bound /, 30_000);
+    const ping = (size: number) =>
+      lab.host.exec(["ping", "-c", "1", "-W", "1", "-M", "dont", "-s", String(size), "192.0.2.80"])
+        .code === 0;
+    // The tunnel works: a small ping, and a 1,480-byte one whose outer packet is fragmented.
+    expect(await eventually(() => ping(56), { timeoutMs: 20_000, intervalMs: 200 })).toBe(true);
+    expect(await eventually(() => ping(1452), { timeoutMs: 5_000, intervalMs: 100 })).toBe(true);
+    // No host-side workaround: the TEP cuts the inner packet.
+    expect(await eventually(() => ping(3000), { timeoutMs: 10_000, intervalMs: 100 })).toBe(true);
+  },
+  90_000,
+);
 
 test.skipIf(skip !== null)(
   "--dti kernel (seg6): the outer-fragment limit is said at start, and with IPv6 reassembly before routing a 3,028-byte reply in fragments arrives",

@@ -200,7 +200,7 @@ export class TunnelDti implements DtiHooks {
       this.#saidSeg6 = true;
       this.#o.log.info("kernel-dti-seg6", {
         ifname: this.#o.ifname,
-        detail: `${this.#fellBack ? "the kernel has no ip6tnl: " : ""}IPv4-in-IPv6 by seg6 encap.red and End.DX4 routes; the outer traffic class is 0 (no --dscp copy); IPv4 fragments the TEP sends in outer IPv6 fragments are lost unless IPv6 is reassembled before routing (nf_defrag_ipv6: docs/kernel-dti.md)`,
+        detail: `${this.#fellBack ? "the kernel has no ip6tnl: " : ""}IPv4-in-IPv6 by seg6 encap.red and End.DX4 routes; the outer traffic class is 0 (no --dscp copy); IPv4 fragments the TEP sends in outer IPv6 fragments are lost (a TEP with --fragment inner sends none; or reassemble IPv6 before routing, nf_defrag_ipv6: docs/kernel-dti.md)`,
       });
     }
     if (s.dscp > 0)

@@ -37,6 +37,8 @@ export interface TepFlags extends DaemonFlags {
   offload: boolean;
   /** `--rx-ring`: the AF_PACKET receive ring (lib/sys/packet_ring.ts). */
   rxRing?: boolean;
+  /** `--fragment`: where an IPv4 packet above the tunnel MTU without DF is cut. */
+  fragment?: "outer" | "inner";
   dscp: string;
   maxBindings?: string;
   tepPort?: string;

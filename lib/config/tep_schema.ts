@@ -98,6 +98,13 @@ const settings: Setting[] = [
     default: "100",
   },
   {
+    name: "fragment",
+    kind: { type: "choice", choices: ["outer", "inner"] },
+    arg: "<where>",
+    doc: "an IPv4 packet above the tunnel MTU without DF: outer fragments the IPv6 packet and the host reassembles it (RFC 2473 §7.2, RFC 6333 §7); inner cuts the IPv4 packet and each fragment goes in a whole IPv6 packet (RFC 4459 §3.4), for hosts that decapsulate before IPv6 reassembly (the Linux kernel's seg6 End.DX4)",
+    default: "outer",
+  },
+  {
     name: "rx-ring",
     kind: { type: "bool" },
     doc: "receive IPv4-in-IPv6 through an AF_PACKET ring (no system call per packet while they come) and an nftables rule in table dstm_ring_IFNAME that keeps those packets from the raw socket; needs the offloads (refused with --no-offload) and nft(8); off by default (docs/tunnel.md)",

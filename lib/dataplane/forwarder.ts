@@ -28,6 +28,8 @@ export interface TepForwarding extends TunnelForwarding {
   linkMtu?: number;
   hairpin?: boolean;
   icmpRate?: number;
+  /** Cut IPv4 packets above the tunnel MTU (DF clear) instead of the outer IPv6 (TepOptions.fragmentInner). */
+  fragmentInner?: boolean;
   /** The TEP's IPv6 address: ICMPv6 1/5 to hosts whose source no binding allows (pipeline.ts). */
   tep6?: Uint8Array;
   /** An Int32 that is 1 once the TEP's bindings are the server's (TepOptions.sourcePolicyReady). */

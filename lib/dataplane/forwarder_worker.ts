@@ -7,6 +7,7 @@
  * @module
  */
 import { ipv4Destination } from "../net/ipv4.ts";
+import { writeIPv4Fragment } from "../net/ipv4_fragment.ts";
 import { writeTcpSegment } from "../net/tcp_segment.ts";
 import { pinThisThread } from "../sys/affinity.ts";
 import { PacketRing } from "../sys/packet_ring.ts";
@@ -159,6 +160,8 @@ function tepEncapLoop({ init, ctx, counters, tun, raw, stats }: LoopIO): Forward
   const buf = new Uint8Array(BUFFER_SIZE);
   const addr6 = new Uint8Array(16);
   const tep = tepContext(init, counters);
+  /** One inner IPv4 fragment at a time (--fragment inner): at most the tunnel MTU. */
+  const fragment = new Uint8Array(tep.fragmentInner ? BUFFER_SIZE : 0);
   const sendIcmp4 = icmp4Sender(init);
   return loop(
     ctx,
@@ -166,7 +169,14 @@ function tepEncapLoop({ init, ctx, counters, tun, raw, stats }: LoopIO): Forward
     () => tun.read(buf, 0),
     (n) => {
       const verdict = tepEncap(tep, buf, 0, n, addr6, 0);
-      if (verdict === Verdict.FORWARD || verdict === Verdict.FORWARD_FRAGMENT) {
+      if (verdict === Verdict.FORWARD_FRAGMENT && tep.innerFragments > 0) {
+        // --fragment inner: each IPv4 fragment in its own outer packet (RFC 4459 §3.4).
+        for (let j = 0; j < tep.innerFragments; j++) {
+          const m = writeIPv4Fragment(buf, 0, tep.length, tep.innerMtu, j, fragment, 0);
+          const w = raw.sendTo(fragment, 0, m, addr6, 0, tep.trafficClass, tep.flowLabel);
+          if (w < 0) writeFailed(stats, w);
+        }
+      } else if (verdict === Verdict.FORWARD || verdict === Verdict.FORWARD_FRAGMENT) {
         const w = raw.sendTo(buf, 0, tep.length, addr6, 0, tep.trafficClass, tep.flowLabel);
         if (w < 0) writeFailed(stats, w);
       } else if (verdict === Verdict.ICMP) {
@@ -237,6 +247,7 @@ function tepContext(init: ForwarderInit, counters: Float64Array): TepContext {
     dscp: tep.dscp,
     ecnNormal: tep.ecnNormal,
     flowLabel: tep.flowLabel,
+    fragmentInner: tep.fragmentInner,
   });
 }
 

@@ -54,6 +54,11 @@ export interface TepConfig {
   /** Clamp the MSS of TCP SYNs to the tunnel / path MTU (RFC 4459 §3.2). Default true. */
   readonly mssClamp?: boolean;
   /**
+   * Cut IPv4 packets above the tunnel MTU (DF clear) into IPv4 fragments, not the outer IPv6
+   * packet (`--fragment inner`, RFC 4459 §3.4; lib/tunnel/pipeline.ts TepOptions). Default false.
+   */
+  readonly fragmentInner?: boolean;
+  /**
    * TUN offloads and batched I/O (IFF_VNET_HDR, TSO4; recvmmsg/sendmmsg; GRO of forwarded
    * TCP segments): default true. False: one packet per system call, as before.
    */
@@ -201,6 +206,7 @@ export class TepNode {
         sourcePolicyReady: this.#sourcePolicyReady.buffer as SharedArrayBuffer,
         pathMtu: this.pathMtu.buffer,
         mssClamp: c.mssClamp,
+        fragmentInner: c.fragmentInner,
         offload: c.offload !== false,
         dscp: c.dscp,
       },

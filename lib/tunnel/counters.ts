@@ -29,6 +29,7 @@ export const COUNTER_NAMES = [
   "encap-forward",
   "encap-forward-bytes",
   "encap-fragmented", // forwarded above the tunnel MTU, DF clear: the outer IPv6 is fragmented
+  "encap-fragmented-inner", // the same with --fragment inner: the IPv4 packet was cut instead (RFC 4459 §3.4)
   "encap-drop-malformed",
   "encap-drop-no-binding",
   "encap-drop-too-big", // above the tunnel MTU with DF set (whether or not an ICMP error went back)

@@ -50,6 +50,7 @@ import {
   ipv4TotalLength,
   validateIPv4,
 } from "../net/ipv4.ts";
+import { ipv4FragmentCount } from "../net/ipv4_fragment.ts";
 import { l4DestinationPort, l4SourcePort } from "../net/l4.ts";
 import { clampTcpMss, TCP_IPV4_OVERHEAD } from "../net/mss.ts";
 import { tcpChecksumValid, tcpSegmentCount } from "../net/tcp_segment.ts";
@@ -97,6 +98,13 @@ export interface TepOptions extends TunnelHeaderOptions {
   icmpBurst?: number;
   /** Answer unbound destinations with ICMPv4 3/1 (RFC 7596 §5.1 makes it optional). Default false. */
   icmpHostUnreachable?: boolean;
+  /**
+   * An IPv4 packet without DF above the tunnel MTU: cut the inner packet into IPv4 fragments
+   * that each fit (RFC 4459 §3.4, `dstm tep --fragment inner`; lib/net/ipv4_fragment.ts)
+   * instead of letting the outer IPv6 packet be fragmented (RFC 2473 §7.2, RFC 6333 §7: the
+   * default). Default false.
+   */
+  fragmentInner?: boolean;
   /** Clock in milliseconds, read only when an ICMP error is due or for fragments. Default Date.now. */
   now?: () => number;
   /** Fragment tracking of shared-address flows (fragments.ts); defaults there. */
@@ -126,6 +134,17 @@ export class TepContext {
   readonly tunnelMtu: number;
   hairpin: boolean;
   icmpHostUnreachable: boolean;
+  /** TepOptions.fragmentInner. */
+  readonly fragmentInner: boolean;
+  /**
+   * Output of tepEncap with a FORWARD_FRAGMENT verdict: the number of inner IPv4 fragments of
+   * at most {@link innerMtu} bytes to send instead of the packet (lib/net/ipv4_fragment.ts
+   * writeIPv4Fragment), each in its own outer packet; 0: send the packet whole and let the
+   * outer IPv6 packet be fragmented (a loop that does not cut sends it whole: still correct).
+   */
+  innerFragments = 0;
+  /** Output of tepEncap with {@link innerFragments}: the largest fragment (bytes). */
+  innerMtu = 0;
   readonly icmpLimiter: TokenBucket;
   now: () => number;
   /** ICMP error built by the last step that returned ICMP. */
@@ -185,6 +204,7 @@ export class TepContext {
     this.tunnelMtu = linkMtu - TUNNEL_OVERHEAD;
     this.hairpin = options.hairpin ?? true;
     this.icmpHostUnreachable = options.icmpHostUnreachable ?? false;
+    this.fragmentInner = options.fragmentInner ?? false;
     const icmpRate = options.icmpRate ?? 100;
     // Rate 0 means none at all (`--icmp-rate 0`), not a first burst.
     this.icmpLimiter = new TokenBucket(icmpRate, icmpRate === 0 ? 0 : (options.icmpBurst ?? 20));
@@ -212,6 +232,7 @@ const DECAP_DROP_HAIRPIN = Counter["decap-drop-hairpin-disabled"];
 const ENCAP_FORWARD = Counter["encap-forward"];
 const ENCAP_FORWARD_BYTES = Counter["encap-forward-bytes"];
 const ENCAP_FRAGMENTED = Counter["encap-fragmented"];
+const ENCAP_FRAGMENTED_INNER = Counter["encap-fragmented-inner"];
 const ENCAP_DROP_MALFORMED = Counter["encap-drop-malformed"];
 const ENCAP_DROP_NO_BINDING = Counter["encap-drop-no-binding"];
 const ENCAP_DROP_TOO_BIG = Counter["encap-drop-too-big"];
@@ -327,7 +348,9 @@ const _noHost = new Uint8Array(16);
  *
  * MTU (RFC 2473 §7.2): above `ctx.tunnelMtu` with DF set → ICMPv4 3/4 carrying the tunnel MTU
  * (RFC 1191), rate limited; with DF clear → FORWARD_FRAGMENT (the kernel fragments the
- * outer IPv6 packet; RFC 6333 §7 says the same for DS-Lite).
+ * outer IPv6 packet; RFC 6333 §7 says the same for DS-Lite), or with `fragmentInner` the
+ * inner packet is to be cut into `ctx.innerFragments` IPv4 fragments of at most
+ * `ctx.innerMtu` bytes (RFC 4459 §3.4; the loop writes them: lib/net/ipv4_fragment.ts).
  *
  * @example
  * const v = tepEncap(ctx, buf, 0, n, host6, 0); // raw6: Raw6Socket, raw4: Raw4Socket (lib/sys)
@@ -385,11 +408,16 @@ export function tepEncap(
       return v;
     }
     ctx.length = total;
-    c[ENCAP_FRAGMENTED]! += 1;
+    // --fragment inner: cut the IPv4 packet, not the outer one (RFC 4459 §3.4).
+    const pieces = ctx.fragmentInner ? ipv4FragmentCount(pkt, off, total, mtu) : 0;
+    ctx.innerFragments = pieces;
+    ctx.innerMtu = mtu;
+    c[pieces > 0 ? ENCAP_FRAGMENTED_INNER : ENCAP_FRAGMENTED]! += 1;
     c[ENCAP_FORWARD]! += 1;
     c[ENCAP_FORWARD_BYTES]! += total;
     return Verdict.FORWARD_FRAGMENT;
   }
+  ctx.innerFragments = 0;
   ctx.length = total;
   c[ENCAP_FORWARD]! += 1;
   c[ENCAP_FORWARD_BYTES]! += total;

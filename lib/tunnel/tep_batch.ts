@@ -29,6 +29,7 @@
 
 import { completePartialChecksum } from "../net/csum_partial.ts";
 import type { BatchDevice, TunnelBatchSocket } from "../net/device.ts";
+import { writeIPv4Fragment } from "../net/ipv4_fragment.ts";
 import { writeTcpSegment } from "../net/tcp_segment.ts";
 import { Counter } from "./counters.ts";
 import type { TcpCoalescer } from "./gro.ts";
@@ -239,6 +240,34 @@ export class TepEncapBatch {
     this.#spare = new Uint8Array(bytes);
   }
 
+  /** Buffers of inner IPv4 fragments (--fragment inner), made at the first packet to cut. */
+  #fragmentBufs: Uint8Array[] = [];
+  readonly #host6 = new Uint8Array(16);
+
+  /**
+   * `--fragment inner` (tepEncap set `innerFragments`): the packet in `buf` is cut into IPv4
+   * fragments (lib/net/ipv4_fragment.ts), each sent in its own outer packet to the host
+   * tepEncap wrote at `addrs[16 count]`. What is queued goes first, so order is kept and the
+   * fragment buffers are free; the fragments go at once.
+   */
+  #sendInnerFragments(buf: Uint8Array): void {
+    const tep = this.#tep;
+    const out = this.#out;
+    const off = this.#offset;
+    this.#host6.set(out.addrs.subarray(16 * out.count, 16 * out.count + 16));
+    out.send();
+    const pieces = tep.innerFragments;
+    while (this.#fragmentBufs.length < pieces)
+      this.#fragmentBufs.push(new Uint8Array(off + SEGMENT_BYTES));
+    for (let j = 0; j < pieces; j++) {
+      const frag = this.#fragmentBufs[j]!;
+      const n = writeIPv4Fragment(buf, off, tep.length, tep.innerMtu, j, frag, off);
+      out.addrs.set(this.#host6, 16 * out.count);
+      out.add(frag, n, tep.trafficClass, tep.flowLabel);
+    }
+    out.send();
+  }
+
   /** One batch; returns the packets read, 0 after the poll timeout, or -errno. */
   step(): number {
     const n = this.#tun.read(this.#bufs, this.#sizes, this.#offset);
@@ -265,7 +294,8 @@ export class TepEncapBatch {
     const out = this.#out;
     const v = tepEncap(tep, buf, this.#offset, len, out.addrs, 16 * out.count);
     if (v === Verdict.FORWARD || v === Verdict.FORWARD_FRAGMENT) {
-      out.add(buf, tep.length, tep.trafficClass, tep.flowLabel);
+      if (v === Verdict.FORWARD_FRAGMENT && tep.innerFragments > 0) this.#sendInnerFragments(buf);
+      else out.add(buf, tep.length, tep.trafficClass, tep.flowLabel);
     } else if (v === Verdict.ICMP) {
       const w = this.#sendIcmp4(tep.reply, 0, tep.replyLength);
       if (w < 0) countFailure(this.stats, w);

@@ -65,6 +65,8 @@ export interface LabServerOptions {
   readonly extra?: readonly string[];
   /** `--control`: the server's control socket (none given: the default). */
   readonly control?: string;
+  /** Flags for the TEP (after its own). */
+  readonly tepExtra?: readonly string[];
 }
 
 /** `["server", "--listen", "[2001:db8:7::53]:4607", "--pool", "198.51.100.0/28", …]`, leases in memory. */
@@ -131,7 +133,7 @@ export async function startLabCore(core: Netns, o: LabServerOptions): Promise<Ds
   const started = [server];
   try {
     await server.waitFor(/ start /, 20_000);
-    const tep = spawnDstm(labTepArgv(o.tep6), {}, core.name);
+    const tep = spawnDstm(labTepArgv(o.tep6, o.tepExtra), {}, core.name);
     started.push(tep);
     await tep.waitFor(/tep-start/, 20_000);
     await server.waitFor(/tep-connected/, 20_000);
