@@ -101,6 +101,16 @@ describe("ipv4FragmentCount / writeIPv4Fragment", () => {
     expect(ipv4FragmentCount(options, 0, options.length, 1460)).toBe(0);
     expect(ipv4FragmentCount(pkt, 0, pkt.length, pkt.length)).toBe(0);
     expect(ipv4FragmentCount(pkt, 0, pkt.length, 27)).toBe(0);
+    // A crafted fragment at offset 8191 × 8 with 3,008 bytes of data: past 65,535.
+    const death = pkt.slice();
+    death[6] = 0x1f;
+    death[7] = 0xff;
+    expect(ipv4FragmentCount(death, 0, death.length, 1460)).toBe(0);
+    death[6] = 0x1e; // offset 7,936 × 8 = 63,488: + 3,008 still past 65,535
+    expect(ipv4FragmentCount(death, 0, death.length, 1460)).toBe(0);
+    death[6] = 0x1d;
+    death[7] = 0x00; // 7,424 × 8 = 59,392 + 3,008 = 62,400: cut, offsets within 13 bits
+    expect(ipv4FragmentCount(death, 0, death.length, 1460)).toBe(3);
   });
 });
 

@@ -28,8 +28,9 @@ function _chunk(mtu: number): number {
 
 /**
  * How many fragments of at most `mtu` bytes the IPv4 packet `pkt[off, off + total)` becomes,
- * or 0 when this module does not cut it: DF set, IPv4 options, an `mtu` below 28 bytes, or a
- * packet that already fits (`total` ≤ `mtu`).
+ * or 0 when this module does not cut it: DF set, IPv4 options, an `mtu` below 28 bytes, a
+ * packet that already fits (`total` ≤ `mtu`), or a fragment whose data would end past byte
+ * 65,535 of its datagram (RFC 791: no offset can say where its pieces go).
  */
 export function ipv4FragmentCount(
   pkt: Uint8Array,
@@ -39,7 +40,11 @@ export function ipv4FragmentCount(
 ): number {
   if (total <= mtu || mtu < IPV4_HEADER_LENGTH + 8) return 0;
   if (ipv4HeaderLength(pkt, off) !== IPV4_HEADER_LENGTH) return 0;
-  if ((ipv4FlagsFragment(pkt, off) & IPV4_DF) !== 0) return 0;
+  const word = ipv4FlagsFragment(pkt, off);
+  if ((word & IPV4_DF) !== 0) return 0;
+  // A fragment whose data would end past 65,535 (a crafted "ping of death") has no valid
+  // offsets to cut into: the 13-bit field would spill into the flags.
+  if ((word & 0x1fff) * 8 + total - IPV4_HEADER_LENGTH > 0xffff) return 0;
   const chunk = _chunk(mtu);
   return Math.ceil((total - IPV4_HEADER_LENGTH) / chunk);
 }
