@@ -19,6 +19,7 @@ import { parseIPv4, parseIPv6 } from "../lib/net/addr.ts";
 import { tcpSegmentAt, tcpSegmentCount } from "../lib/net/gso.ts";
 import { computeIPv4HeaderChecksum, ipv4HeaderChecksum } from "../lib/net/ipv4.ts";
 import { ipv4FragmentCount, writeIPv4Fragment } from "../lib/net/ipv4_fragment.ts";
+import { psidOfPort } from "../lib/net/portset.ts";
 import { BindingTable } from "../lib/tunnel/binding.ts";
 import { buildPacket } from "../lib/tunnel/check.ts";
 import { Counters } from "../lib/tunnel/counters.ts";
@@ -105,6 +106,57 @@ describe("--fragment inner, batch loop", () => {
     }
     expect(ids.size).toBe(count);
     for (const s of raw.sent) expect([...s.dst6]).toEqual([...A6]);
+  });
+});
+
+describe("--fragment inner with a shared (port-set) address: fragments follow their first", () => {
+  test("a datagram to host B's ports, its fragments last-first, each above the MTU: all of B's", () => {
+    const S4 = parseIPv4("198.51.100.20") as number;
+    const HOST_A = parseIPv6("2001:db8:a::a")!;
+    const HOST_B = parseIPv6("2001:db8:a::b")!;
+    const bindings = BindingTable.create({ maxEntries: 16 });
+    bindings.set(S4, { offset: 6, psidLength: 1, psid: 0 }, HOST_A);
+    bindings.set(S4, { offset: 6, psidLength: 1, psid: 1 }, HOST_B);
+    const tep = new TepContext({
+      bindings,
+      counters: Counters.create({ slices: 1 }).slice(0),
+      tepIPv4: 1,
+      mssClamp: false,
+      fragmentInner: true,
+    });
+    const raw = new FakeTunnelSocket();
+    const tun = new FakeBatchTun();
+    const loop = new TepEncapBatch(tep, raw, tun, () => 0);
+    // Port 0x0600 + 0x200: PSID 1 at offset 6, length 1 (RFC 7597 §5.1).
+    const port = 0x0600 | 0x0200;
+    expect(psidOfPort(port, 6, 1)).toBe(1);
+    const whole = buildPacket({
+      src: "203.0.113.80",
+      dst: "198.51.100.20",
+      protocol: "udp",
+      length: 4000,
+      dstPort: port,
+      identification: 0x1717,
+    });
+    // Cut on the IPv4 side at 1,500 (the sender's link): 1,500, 1,500, 1,040 bytes.
+    const originals: Uint8Array[] = [];
+    const n = ipv4FragmentCount(whole, 0, whole.length, 1500);
+    for (let i = 0; i < n; i++) {
+      const out = new Uint8Array(1500);
+      originals.push(out.slice(0, writeIPv4Fragment(whole, 0, whole.length, 1500, i, out, 0)));
+    }
+    expect(originals.map((p) => p.length)).toEqual([1500, 1500, 1040]);
+    // Arriving last first: the two without ports are held until the first comes.
+    for (const p of [...originals].reverse()) {
+      tun.inbox.push({ packet: p, gsoSize: 0 });
+      expect(loop.step()).toBe(1);
+    }
+    for (const s of raw.sent) expect([...s.dst6]).toEqual([...HOST_B]);
+    // 1,500 → 1,460 + 60 twice, and the 1,040 whole: five pieces, the first's first.
+    const pieces = raw.sent.map((s) => s.packet);
+    expect(pieces.map((p) => p.length).sort((a, b) => a - b)).toEqual([60, 60, 1040, 1460, 1460]);
+    expect(pieces[0]![7]).toBe(0); // offset 0 first (it released the others)
+    expect(reassemble(pieces, 0)).toEqual(whole.subarray(20));
   });
 });
 
