@@ -22,14 +22,11 @@ const TEP6 = "2001:db8::1";
 const POOL = "198.18.0.0/26"; // 62 usable addresses
 const BASE = parseIPv4("198.18.0.0") as number;
 
-let tempDir: string | undefined;
-afterAll(() => tempDir && rmSync(tempDir, { recursive: true, force: true }));
+const tempDir = mkdtempSync(join(tmpdir(), "atk17-reclaim-"));
+afterAll(() => rmSync(tempDir, { recursive: true, force: true }));
 const stores: [string, () => LeaseStore][] = [
   ["memory", () => new MemoryLeaseStore()],
-  [
-    "SQLite",
-    () => SqliteLeaseStore.open(join((tempDir ??= mkdtempSync(join(tmpdir(), "atk17-"))), "l.db")),
-  ],
+  ["SQLite", () => SqliteLeaseStore.open(join(tempDir, "leases.db"))],
 ];
 
 describe.each(stores)("a flood of DISCOVERs on a pool full of overdue leases (%s)", (_, open) => {
