@@ -1,0 +1,95 @@
+/**
+ * Red team (atk17) on reclaim on allocation (lib/alloc/reclaimer.ts sliceNow, allocator.ts
+ * whenExhausted) with two servers on one PostgreSQL store: a pool full of overdue leases (62,
+ * granted through both), then 200 new hosts at once, half asking server A and half server B,
+ * each server reclaiming on allocation through its own Reclaimer (slices of 3). Held: every
+ * host answered with an address holds it in the database (active, that address, that host),
+ * no address or host twice there, the other answers pool-exhausted or refused for a conflict
+ * — never an address taken from another answered host — and each overdue lease told expired
+ * exactly once across the two servers.
+ */
+import { afterAll, describe, expect, test } from "bun:test";
+import { AllocationEngine } from "../lib/alloc/engine.ts";
+import { Reclaimer } from "../lib/alloc/reclaimer.ts";
+import type { Lease } from "../lib/lease/lease.ts";
+import { PostgresLeaseStore } from "../lib/lease/postgres.ts";
+import { T0 } from "./helpers/engine.ts";
+import { type PgServer, postgresBin, startPostgres } from "./helpers/postgres.ts";
+import { eventually } from "./helpers/wait.ts";
+
+const TEP6 = "2001:db8::1";
+let pg: Promise<PgServer> | undefined;
+const stores: PostgresLeaseStore[] = [];
+afterAll(async () => {
+  for (const store of stores) await store.close().catch(() => {});
+  if (pg) await (await pg).stop();
+});
+
+describe.skipIf(!postgresBin())("reclaim on allocation, two servers on one PostgreSQL", () => {
+  test("200 new hosts on a pool of 62 overdue leases through A and B at once", async () => {
+    pg ??= startPostgres();
+    const url = await (await pg).createDatabase();
+    const clock = { now: T0 };
+    const pools = [{ prefixes: ["198.18.0.0/26"], tep6: TEP6 }];
+    const told: Lease[] = [];
+    const make = async () => {
+      const store = await PostgresLeaseStore.open(url);
+      stores.push(store);
+      let reclaimer: Reclaimer | undefined;
+      const engine = new AllocationEngine({
+        pools,
+        store,
+        leaseTime: 60,
+        now: () => clock.now,
+        reclaimMaxLeases: 3,
+        reclaimNow: () => (reclaimer ? reclaimer.sliceNow() : Promise.resolve(0)),
+      });
+      await engine.start();
+      reclaimer = new Reclaimer({ engine, onExpired: (l) => told.push(...l) });
+      return { engine, reclaimer, store };
+    };
+    const a = await make();
+    const b = await make();
+    for (let i = 0; i < 62; i++) {
+      const r = await (i % 2 ? a : b).engine.discover(`2001:db8:1::${(i + 1).toString(16)}`);
+      expect(r.ok).toBe(true);
+    }
+    // Each server has heard of the other's grants (NOTIFY) before the leases run out.
+    await eventually(() => {
+      expect(a.engine.leases({ state: "active" }).length).toBe(62);
+      expect(b.engine.leases({ state: "active" }).length).toBe(62);
+    });
+    clock.now += 61_000;
+    const hosts = Array.from({ length: 200 }, (_, i) => `2001:db8:2::${(i + 1).toString(16)}`);
+    const results = await Promise.all(hosts.map((h, i) => (i % 2 ? a : b).engine.discover(h)));
+    const answered = new Map<string, number>();
+    for (let i = 0; i < hosts.length; i++) {
+      const r = results[i]!;
+      if (r.ok) answered.set(hosts[i]!, r.lease.ipv4);
+    }
+    const rows = await a.store.loadAll();
+    const active = rows.filter((l) => l.state === "active");
+    expect(new Set(active.map((l) => l.ipv4)).size).toBe(active.length);
+    expect(new Set(active.map((l) => l.host6)).size).toBe(active.length);
+    const held = new Map(active.map((l) => [l.host6, l.ipv4]));
+    for (const [host6, ipv4] of answered) expect(held.get(host6)).toBe(ipv4);
+    expect(answered.size).toBeGreaterThan(0);
+    // Every overdue lease expired once, told by one server only.
+    await a.reclaimer.run();
+    await b.reclaimer.run();
+    const old = told.filter((l) => l.host6.startsWith("2001:db8:1::"));
+    expect(new Set(old.map((l) => l.host6)).size).toBe(old.length);
+    expect(rows.filter((l) => l.state === "active" && l.host6.startsWith("2001:db8:1::"))).toEqual(
+      [],
+    );
+    console.log(
+      `answered ${answered.size} of 200; active ${active.length}; told ${told.length}; refused ${
+        results.filter((r) => !r.ok).length
+      } (${[...new Set(results.flatMap((r) => (r.ok ? [] : [r.reason])))].join(", ")})`,
+    );
+    await a.reclaimer.stop();
+    await b.reclaimer.stop();
+    await a.engine.close();
+    await b.engine.close();
+  }, 120_000);
+});
