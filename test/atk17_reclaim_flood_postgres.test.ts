@@ -15,7 +15,7 @@ import type { Lease } from "../lib/lease/lease.ts";
 import { PostgresLeaseStore } from "../lib/lease/postgres.ts";
 import { T0 } from "./helpers/engine.ts";
 import { type PgServer, postgresBin, startPostgres } from "./helpers/postgres.ts";
-import { eventually } from "./helpers/wait.ts";
+import { waitUntil } from "./helpers/wait.ts";
 
 const TEP6 = "2001:db8::1";
 let pg: Promise<PgServer> | undefined;
@@ -55,10 +55,12 @@ describe.skipIf(!postgresBin())("reclaim on allocation, two servers on one Postg
       expect(r.ok).toBe(true);
     }
     // Each server has heard of the other's grants (NOTIFY) before the leases run out.
-    await eventually(() => {
-      expect(a.engine.leases({ state: "active" }).length).toBe(62);
-      expect(b.engine.leases({ state: "active" }).length).toBe(62);
-    });
+    await waitUntil(
+      () =>
+        a.engine.leases({ state: "active" }).length === 62 &&
+        b.engine.leases({ state: "active" }).length === 62,
+      { what: "both servers hold the 62 grants" },
+    );
     clock.now += 61_000;
     const hosts = Array.from({ length: 200 }, (_, i) => `2001:db8:2::${(i + 1).toString(16)}`);
     const results = await Promise.all(hosts.map((h, i) => (i % 2 ? a : b).engine.discover(h)));
