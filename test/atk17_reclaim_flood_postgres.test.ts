@@ -7,6 +7,13 @@
  * no address or host twice there, the other answers pool-exhausted or refused for a conflict
  * — never an address taken from another answered host — and each overdue lease told expired
  * exactly once across the two servers.
+ *
+ * Not asserted (found, not explained, left for the lead): in about one run of four, fewer than
+ * 62 hosts are answered (39–52 seen) while the refusing server's own memory shows free slots
+ * right after its refusal (`ATK17_DEBUG=1` prints, per refusal, the server, its free slots and
+ * the slices' counts: e.g. A refused 97 hosts with free=3, B 54 with free=4). Trying again
+ * when another server's expiries were taken in during the slice (lapsed, or free slots grown)
+ * did not remove it.
  */
 import { afterAll, describe, expect, test } from "bun:test";
 import { AllocationEngine } from "../lib/alloc/engine.ts";
@@ -32,6 +39,7 @@ describe.skipIf(!postgresBin())("reclaim on allocation, two servers on one Postg
     const clock = { now: T0 };
     const pools = [{ prefixes: ["198.18.0.0/26"], tep6: TEP6 }];
     const told: Lease[] = [];
+    const slices: number[] = [];
     const make = async () => {
       const store = await PostgresLeaseStore.open(url);
       stores.push(store);
@@ -42,7 +50,11 @@ describe.skipIf(!postgresBin())("reclaim on allocation, two servers on one Postg
         leaseTime: 60,
         now: () => clock.now,
         reclaimMaxLeases: 3,
-        reclaimNow: () => (reclaimer ? reclaimer.sliceNow() : Promise.resolve(0)),
+        reclaimNow: () => {
+          const p = reclaimer ? reclaimer.sliceNow() : Promise.resolve(0);
+          void p.then((freed) => slices.push(freed));
+          return p;
+        },
       });
       await engine.start();
       reclaimer = new Reclaimer({ engine, onExpired: (l) => told.push(...l) });
@@ -63,7 +75,23 @@ describe.skipIf(!postgresBin())("reclaim on allocation, two servers on one Postg
     );
     clock.now += 61_000;
     const hosts = Array.from({ length: 200 }, (_, i) => `2001:db8:2::${(i + 1).toString(16)}`);
-    const results = await Promise.all(hosts.map((h, i) => (i % 2 ? a : b).engine.discover(h)));
+    const refusedState: string[] = [];
+    const results = await Promise.all(
+      hosts.map(async (h, i) => {
+        const e = (i % 2 ? a : b).engine;
+        const r = await e.discover(h);
+        if (!r.ok && process.env.ATK17_DEBUG)
+          refusedState.push(
+            `${i % 2 ? "A" : "B"} free=${e.stats()[0]!.free} next=${(e.nextExpiry() ?? 0) - clock.now}`,
+          );
+        return r;
+      }),
+    );
+    if (process.env.ATK17_DEBUG) {
+      const c = new Map<string, number>();
+      for (const x of refusedState) c.set(x, (c.get(x) ?? 0) + 1);
+      console.log("refused at", JSON.stringify([...c]), "slices", JSON.stringify(slices));
+    }
     const answered = new Map<string, number>();
     for (let i = 0; i < hosts.length; i++) {
       const r = results[i]!;
@@ -89,6 +117,12 @@ describe.skipIf(!postgresBin())("reclaim on allocation, two servers on one Postg
         results.filter((r) => !r.ok).length
       } (${[...new Set(results.flatMap((r) => (r.ok ? [] : [r.reason])))].join(", ")})`,
     );
+    if (process.env.ATK17_DEBUG) {
+      const per = (k: number) => results.filter((r, i) => i % 2 === k && r.ok).length;
+      console.log("answered via B", per(0), "via A", per(1));
+      console.log("A stats", JSON.stringify(a.engine.stats()), "lapsed", a.engine.expiriesLapsed());
+      console.log("B stats", JSON.stringify(b.engine.stats()), "lapsed", b.engine.expiriesLapsed());
+    }
     await a.reclaimer.stop();
     await b.reclaimer.stop();
     await a.engine.close();
