@@ -13,7 +13,9 @@
  *   NAKed and its lease left to expire beside a new one (two leases for one machine).
  * - Now a global link-address names the link by its /64 (RFC 8415 §19.1.1: a relay puts there
  *   an address from a prefix assigned to the client's link; RFC 4291 §2.5.4: a 64-bit
- *   interface ID), so both relays' copies are one client; two links still differ.
+ *   interface ID) with the innermost relay's Interface-ID, so both relays' copies are one
+ *   client; two links still differ, also two links one relay names by one link-address and
+ *   two Interface-IDs.
  */
 import { describe, expect, test } from "bun:test";
 import { Metrics } from "../lib/control/metrics.ts";
@@ -33,8 +35,9 @@ interface Relay {
   readonly link: string;
   readonly interfaceId?: string;
 }
-const R1: Relay = { source: "2001:db8:7::1", link: "2001:db8:4::1", interfaceId: "eth1" };
-const R2: Relay = { source: "2001:db8:7::2", link: "2001:db8:4::2", interfaceId: "ge-0/0/3" };
+// As ISC dhcrelay -6 with one -l sends: its address on the link, no Interface-ID.
+const R1: Relay = { source: "2001:db8:7::1", link: "2001:db8:4::1" };
+const R2: Relay = { source: "2001:db8:7::2", link: "2001:db8:4::2" };
 
 async function setup() {
   const { engine } = await startEngine([{ prefixes: ["198.51.100.0/28"], tep6: "2001:db8::1" }]);
@@ -104,27 +107,34 @@ describe("a link-local client heard by two relays of its link", () => {
     expect(s.leasesOfHost().map((l) => l.ipv4)).toEqual([ack!.yiaddr]);
   });
 
-  test("two links (two link-address prefixes) still hold a lease each", async () => {
-    const s = await setup();
-    const other: Relay = { source: "2001:db8:7::1", link: "2001:db8:5::1", interfaceId: "eth2" };
-    const got: number[] = [];
-    for (const r of [R1, other]) {
-      const o = await s.ask(r, Dhcp4MessageType.DISCOVER);
-      const a = await s.ask(r, Dhcp4MessageType.REQUEST, {
-        requestedIp: o!.yiaddr,
-        serverId: SERVER_ID,
-      });
-      expect(a?.options.messageType).toBe(Dhcp4MessageType.ACK);
-      got.push(a!.yiaddr);
-    }
-    expect(got[0]).not.toBe(got[1]);
-    // The other link's machine cannot release this one's lease.
-    await s.ask(other, Dhcp4MessageType.RELEASE, { serverId: SERVER_ID }, { ciaddr: got[0] });
-    expect(
-      s
-        .leasesOfHost()
-        .filter((l) => l.state === "active")
-        .map((l) => l.ipv4),
-    ).toContain(got[0]!);
-  });
+  for (const [name, mine, other] of [
+    ["two link-address prefixes", R1, { source: "2001:db8:7::1", link: "2001:db8:5::1" }],
+    [
+      "one link-address, two Interface-IDs",
+      { source: "2001:db8:7::1", link: "2001:db8:7::1", interfaceId: "la0" },
+      { source: "2001:db8:7::1", link: "2001:db8:7::1", interfaceId: "lb0" },
+    ],
+  ] as [string, Relay, Relay][])
+    test(`two links (${name}) still hold a lease each`, async () => {
+      const s = await setup();
+      const got: number[] = [];
+      for (const r of [mine, other]) {
+        const o = await s.ask(r, Dhcp4MessageType.DISCOVER);
+        const a = await s.ask(r, Dhcp4MessageType.REQUEST, {
+          requestedIp: o!.yiaddr,
+          serverId: SERVER_ID,
+        });
+        expect(a?.options.messageType).toBe(Dhcp4MessageType.ACK);
+        got.push(a!.yiaddr);
+      }
+      expect(got[0]).not.toBe(got[1]);
+      // The other link's machine cannot release this one's lease.
+      await s.ask(other, Dhcp4MessageType.RELEASE, { serverId: SERVER_ID }, { ciaddr: got[0] });
+      expect(
+        s
+          .leasesOfHost()
+          .filter((l) => l.state === "active")
+          .map((l) => l.ipv4),
+      ).toContain(got[0]!);
+    });
 });

@@ -51,11 +51,16 @@ export function dhcp4Identity(mode: Dhcp4o6IdentityMode, m: Dhcp4Message): strin
  * the datagram's source with its `%zone` (an interface index, lib/sys/udp_pktinfo.ts).
  * - Direct: `ll:ADDR%ZONE`, the interface the query came in on (RFC 8415 §13.1).
  * - Relayed, the innermost relay's link-address global (not `::`, not link-local):
- *   `ll:ADDR@net:PREFIX`, the link-address's /64. RFC 8415 §19.1.1: the relay puts there an
- *   address from a prefix assigned to the client's link (RFC 4291 §2.5.4: 64-bit interface
- *   IDs), so it names the link whichever relay heard the client and whatever path its message
- *   took: two relays of one link (each with its own link-address), or a relay back from a
- *   restart sending from another address, give one key (test/atk17_dhcp4o6_two_relays).
+ *   `ll:ADDR@net:PREFIX#IFID`, the link-address's /64 and the innermost relay's Interface-ID
+ *   (hex, empty without one). RFC 8415 §19.1.1: the relay puts there an address from a prefix
+ *   assigned to the client's link (RFC 4291 §2.5.4: 64-bit interface IDs), so it names the
+ *   link whichever relay heard the client and whatever path its message took: two relays of
+ *   one link (each with its own link-address, no Interface-ID: ISC dhcrelay with one `-l`),
+ *   or a relay back from a restart sending from another address, give one key
+ *   (test/atk17_dhcp4o6_two_relays). The Interface-ID stays in: a relay that puts one address
+ *   (its loopback's) in link-address for several links tells them apart by it alone, and two
+ *   links must never share a key (two machines, one lease), while two keys for one machine
+ *   (two relays that each send an Interface-ID) only cost a second lease.
  * - Relayed, link-address `::` (the relay has no such address; RFC 8415 §19.1.1: the
  *   Interface-ID then names the link, within that relay): `ll:ADDR@` the relay path: the
  *   outermost relay's address, then per relay its link-address, Interface-ID (hex) and, but
@@ -73,9 +78,12 @@ export function linkLocalHolder(
     const zone = source.indexOf("%");
     return `ll:${host6}%${zone < 0 ? "" : source.slice(zone + 1)}`;
   }
-  const innermost = parseIPv6((relays.at(-1) as Dhcp6RelayMessage).linkAddress);
-  if (innermost && _globalUnicast(innermost))
-    return `ll:${host6}@net:${Buffer.from(innermost.subarray(0, 8)).toString("hex")}`;
+  const inner = relays.at(-1) as Dhcp6RelayMessage;
+  const link = parseIPv6(inner.linkAddress);
+  if (link && _globalUnicast(link)) {
+    const id = inner.interfaceId ? Buffer.from(inner.interfaceId).toString("hex") : "";
+    return `ll:${host6}@net:${Buffer.from(link.subarray(0, 8)).toString("hex")}#${id}`;
+  }
   let path = source;
   for (let i = 0; i < relays.length; i++) {
     const r = relays[i] as Dhcp6RelayMessage;
