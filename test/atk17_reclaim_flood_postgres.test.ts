@@ -8,12 +8,15 @@
  * — never an address taken from another answered host — and each overdue lease told expired
  * exactly once across the two servers.
  *
- * Not asserted (found, not explained, left for the lead): in about one run of four, fewer than
- * 62 hosts are answered (39–52 seen) while the refusing server's own memory shows free slots
- * right after its refusal (`ATK17_DEBUG=1` prints, per refusal, the server, its free slots and
- * the slices' counts: e.g. A refused 97 hosts with free=3, B 54 with free=4). Trying again
- * when another server's expiries were taken in during the slice (lapsed, or free slots grown)
- * did not remove it.
+ * Fault (fixed): every host should be answered while an overdue lease is left, but in about
+ * one flood of four on main fewer than 62 were (39–52 seen; `ATK17_DEBUG=1` prints, per
+ * refusal, the server, its free slots right after, and the slices' counts: e.g. A refused 97
+ * hosts with free=3, B 54 with free=4), refused pool-exhausted while slots stood free. A
+ * slice whose batch failed on a conflict with the other server (one conflicting allocation
+ * fails the whole batch, and the slice's expiries roll back with it) freed 0, and every
+ * DISCOVER waiting on it was refused at once. Now such a DISCOVER is decided again like any
+ * write another server won (bounded retries with jitter). Four floods per run, each must
+ * serve all 62 (on main one run of the test fails most of the time, not always).
  */
 import { afterAll, describe, expect, test } from "bun:test";
 import { AllocationEngine } from "../lib/alloc/engine.ts";
@@ -33,7 +36,13 @@ afterAll(async () => {
 });
 
 describe.skipIf(!postgresBin())("reclaim on allocation, two servers on one PostgreSQL", () => {
-  test("200 new hosts on a pool of 62 overdue leases through A and B at once", async () => {
+  test("200 new hosts on a pool of 62 overdue leases through A and B at once, 4 floods", async () => {
+    for (let round = 0; round < 4; round++) await flood();
+  }, 240_000);
+});
+
+async function flood(): Promise<void> {
+  {
     pg ??= startPostgres();
     const url = await (await pg).createDatabase();
     const clock = { now: T0 };
@@ -103,7 +112,7 @@ describe.skipIf(!postgresBin())("reclaim on allocation, two servers on one Postg
     expect(new Set(active.map((l) => l.host6)).size).toBe(active.length);
     const held = new Map(active.map((l) => [l.host6, l.ipv4]));
     for (const [host6, ipv4] of answered) expect(held.get(host6)).toBe(ipv4);
-    expect(answered.size).toBeGreaterThan(0);
+    expect(answered.size).toBe(62); // main: 39–52 in about one flood of four
     // Every overdue lease expired once, told by one server only.
     await a.reclaimer.run();
     await b.reclaimer.run();
@@ -112,11 +121,12 @@ describe.skipIf(!postgresBin())("reclaim on allocation, two servers on one Postg
     expect(rows.filter((l) => l.state === "active" && l.host6.startsWith("2001:db8:1::"))).toEqual(
       [],
     );
-    console.log(
-      `answered ${answered.size} of 200; active ${active.length}; told ${told.length}; refused ${
-        results.filter((r) => !r.ok).length
-      } (${[...new Set(results.flatMap((r) => (r.ok ? [] : [r.reason])))].join(", ")})`,
-    );
+    if (process.env.ATK17_DEBUG)
+      console.log(
+        `answered ${answered.size} of 200; active ${active.length}; told ${told.length}; refused ${
+          results.filter((r) => !r.ok).length
+        } (${[...new Set(results.flatMap((r) => (r.ok ? [] : [r.reason])))].join(", ")})`,
+      );
     if (process.env.ATK17_DEBUG) {
       const per = (k: number) => results.filter((r, i) => i % 2 === k && r.ok).length;
       console.log("answered via B", per(0), "via A", per(1));
@@ -127,5 +137,5 @@ describe.skipIf(!postgresBin())("reclaim on allocation, two servers on one Postg
     await b.reclaimer.stop();
     await a.engine.close();
     await b.engine.close();
-  }, 120_000);
-});
+  }
+}
