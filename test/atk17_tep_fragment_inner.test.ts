@@ -109,6 +109,26 @@ describe("--fragment inner, batch loop", () => {
   });
 });
 
+describe("--fragment inner at the tunnel MTU ± 1, and a total length shorter than the read", () => {
+  test("1,459 and 1,460 whole; 1,461 in 1,460 + 21; trailing bytes past the total never sent", () => {
+    const { raw, tun, loop } = loopWith();
+    for (const length of [1459, 1460, 1461]) {
+      tun.inbox.push({ packet: buildPacket({ ...SPEC, protocol: "udp", length }), gsoSize: 0 });
+      expect(loop.step()).toBe(1);
+    }
+    expect(raw.sent.map((x) => x.packet.length)).toEqual([1459, 1460, 1460, 21]);
+    // A read of 3,000 bytes whose header says 1,461: the 1,539 after it are not the packet's.
+    raw.sent.length = 0;
+    const lie = new Uint8Array(3000).fill(0xee);
+    lie.set(buildPacket({ ...SPEC, protocol: "udp", length: 1461 }), 0);
+    tun.inbox.push({ packet: lie, gsoSize: 0 });
+    expect(loop.step()).toBe(1);
+    const pieces = raw.sent.map((x) => x.packet);
+    expect(pieces.map((p) => p.length)).toEqual([1460, 21]);
+    expect(reassemble(pieces, 0)).toEqual(lie.subarray(20, 1461));
+  });
+});
+
 describe("--fragment inner with a shared (port-set) address: fragments follow their first", () => {
   test("a datagram to host B's ports, its fragments last-first, each above the MTU: all of B's", () => {
     const S4 = parseIPv4("198.51.100.20") as number;
