@@ -43,15 +43,43 @@ describe("linkLocalHolder", () => {
     expect(linkLocalHolder("fe80::10", via("la0"), "2001:db8::1")).toBe(a);
   });
 
-  test("relayed: link-addresses, relay addresses and chains name different links", () => {
+  test("relayed with a global link-address: its /64 and Interface-ID name the link, not the path", () => {
     const one = linkLocalHolder("fe80::10", [relay("2001:db8:a::1", "fe80::10")], "2001:db8::1");
     const two = linkLocalHolder("fe80::10", [relay("2001:db8:b::1", "fe80::10")], "2001:db8::1");
-    const other = linkLocalHolder("fe80::10", [relay("2001:db8:a::1", "fe80::10")], "2001:db8::9");
+    // Another relay of the same link (its own link-address, its own source), or the same one
+    // behind another chain: the same link (test/atk17_dhcp4o6_two_relays.test.ts).
+    const other = linkLocalHolder("fe80::10", [relay("2001:db8:a::2", "fe80::10")], "2001:db8::9");
     const chained = linkLocalHolder(
       "fe80::10",
       [relay("2001:db8:c::1", "2001:db8:d::1"), relay("2001:db8:a::1", "fe80::10")],
       "2001:db8::1",
     );
-    expect(new Set([one, two, other, chained]).size).toBe(4);
+    expect(one).not.toBe(two);
+    expect(other).toBe(one);
+    expect(chained).toBe(one);
+    // One link-address for two links told apart by Interface-ID: two links, two keys.
+    const la = linkLocalHolder(
+      "fe80::10",
+      [relay("2001:db8:a::1", "fe80::10", "la0")],
+      "2001:db8::1",
+    );
+    const lb = linkLocalHolder(
+      "fe80::10",
+      [relay("2001:db8:a::1", "fe80::10", "lb0")],
+      "2001:db8::1",
+    );
+    expect(new Set([one, la, lb]).size).toBe(3);
+  });
+
+  test("relayed with link-address :: (or link-local): relay addresses and chains differ", () => {
+    const one = linkLocalHolder("fe80::10", [relay("::", "fe80::10", "la0")], "2001:db8::1");
+    const other = linkLocalHolder("fe80::10", [relay("::", "fe80::10", "la0")], "2001:db8::9");
+    const local = linkLocalHolder("fe80::10", [relay("fe80::1", "fe80::10", "la0")], "2001:db8::1");
+    const chained = linkLocalHolder(
+      "fe80::10",
+      [relay("2001:db8:c::1", "2001:db8:d::1"), relay("::", "fe80::10", "la0")],
+      "2001:db8::1",
+    );
+    expect(new Set([one, other, local, chained]).size).toBe(4);
   });
 });

@@ -113,10 +113,21 @@ export class AllocationEngine {
     const reclaimNow = opts.reclaimNow;
     this.#allocator = new Allocator(this.#index, this.#writer, now, opts.leaseTime, max);
     if (reclaimNow) {
-      this.#allocator.whenExhausted = (retry, exhausted) =>
-        this.#reclamation.hasDue()
-          ? reclaimNow().then((freed) => (freed > 0 ? retry() : exhausted))
-          : undefined;
+      this.#allocator.whenExhausted = (retry, exhausted) => {
+        if (!this.#reclamation.hasDue()) return undefined;
+        const conflicts = this.#writer.conflicts;
+        const lapsed = this.#writer.lapsed;
+        return reclaimNow().then((freed) => {
+          if (freed > 0) return retry();
+          // Shared store: the slice freed nothing because another server's write won — its
+          // batch failed on a conflict (the slice's expiries rolled back with it) or its
+          // expiries had been done there. Due leases may be free now: decided again as any
+          // write another server won (LeaseWriter.retry: bounded, with jitter), not refused.
+          if (this.#writer.conflicts > conflicts || this.#writer.lapsed > lapsed)
+            return this.#writer.conflicted(exhausted);
+          return exhausted;
+        });
+      };
     }
     this.#releases = new ReleasePaths(this.#index, this.#writer, now);
     this.#reclamation = new Reclamation(

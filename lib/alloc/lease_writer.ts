@@ -290,6 +290,16 @@ export class LeaseWriter {
    * batch, so two busy servers retrying at once would meet again in their next batches; the
    * jitter lets one batch land first (exponential backoff with full jitter).
    */
+  /**
+   * `result` as a write another server won: {@link retry} decides again (the engine's
+   * reclaim on allocation, when its slice freed nothing because another server's write won).
+   */
+  conflicted(result: EngineResult): EngineResult {
+    const copy = { ...result };
+    _conflicted.add(copy);
+    return copy;
+  }
+
   async retry(decide: () => Promise<EngineResult>): Promise<EngineResult> {
     let result = await decide();
     for (let i = 0; i < CONFLICT_RETRIES && _conflicted.has(result); i++) {

@@ -24,6 +24,14 @@ export interface Place {
 /** Key path → place of its key (an array element: of the element; a table: of its header's key). */
 export type TomlPlaces = ReadonlyMap<string, Place>;
 
+/**
+ * Key paths deeper than this get no place of their own (they are placed at their ancestor of
+ * this depth by {@link placeOf}): every setting's path is far shallower (`pool[1].exclude[1]`
+ * is 4), and recording every depth of a crafted `a.a.a.…` key or `[a.a.…]` header (each
+ * path a string of its own length) took time quadratic in the file: a 1 MB file, hours.
+ */
+const MAX_DEPTH = 16;
+
 /** The map key of a key path. */
 function pathKey(keys: readonly (string | number)[]): string {
   return JSON.stringify(keys);
@@ -43,22 +51,26 @@ export function tomlPlaces(text: string): TomlPlaces {
     return places;
   }
   const put = (keys: readonly (string | number)[], node: AST.TOMLNode) => {
+    if (keys.length > MAX_DEPTH) return;
     const key = pathKey(keys);
     // The first place a path is written: `[[pool]]` names pool at its first header.
     if (!places.has(key))
       places.set(key, { line: node.loc.start.line, column: node.loc.start.column + 1 });
   };
   const keyValues = (base: readonly (string | number)[], body: readonly AST.TOMLKeyValue[]) => {
+    if (base.length >= MAX_DEPTH) return;
     for (const kv of body) {
       const path = [...base];
       for (const part of kv.key.keys) {
+        if (path.length >= MAX_DEPTH) break;
         path.push(part.type === "TOMLBare" ? part.name : part.value);
         put(path, part);
       }
-      value(path, kv.value);
+      if (path.length - base.length === kv.key.keys.length) value(path, kv.value);
     }
   };
   const value = (path: readonly (string | number)[], node: AST.TOMLContentNode) => {
+    if (path.length >= MAX_DEPTH) return;
     if (node.type === "TOMLArray")
       node.elements.forEach((element, i) => {
         put([...path, i], element);
@@ -73,7 +85,8 @@ export function tomlPlaces(text: string): TomlPlaces {
     }
     // A header `[[pool]]` names `pool` and `pool[N]`; `[a.b]` names `a` and `a.b`.
     const header = item.key.keys[0] ?? item.key;
-    for (let n = 1; n <= item.resolvedKey.length; n++) put(item.resolvedKey.slice(0, n), header);
+    const depth = Math.min(item.resolvedKey.length, MAX_DEPTH);
+    for (let n = 1; n <= depth; n++) put(item.resolvedKey.slice(0, n), header);
     keyValues(item.resolvedKey, item.body);
   }
   return places;
@@ -84,7 +97,7 @@ export function tomlPlaces(text: string): TomlPlaces {
  * key missing from its table: the table's header), else 1:1.
  */
 export function placeOf(places: TomlPlaces, keys: readonly (string | number)[]): Place {
-  for (let n = keys.length; n > 0; n--) {
+  for (let n = Math.min(keys.length, MAX_DEPTH); n > 0; n--) {
     const place = places.get(pathKey(keys.slice(0, n)));
     if (place) return place;
   }

@@ -50,10 +50,22 @@ export function dhcp4Identity(mode: Dhcp4o6IdentityMode, m: Dhcp4Message): strin
  * `relays` outermost first (lib/wire/dhcp6_relay.ts `unwrapRelays`; empty: direct), `source`
  * the datagram's source with its `%zone` (an interface index, lib/sys/udp_pktinfo.ts).
  * - Direct: `ll:ADDR%ZONE`, the interface the query came in on (RFC 8415 §13.1).
- * - Relayed: `ll:ADDR@` the relay path: the outermost relay's address, then per relay its
- *   link-address, Interface-ID (hex) and, but for the innermost, its peer-address (the next
- *   relay inward): one link's clients share a path, two links never do (RFC 8415 §19.1.1: a
- *   relay names the client's link by link-address or, when that is `::`, by Interface-ID).
+ * - Relayed, the innermost relay's link-address global (not `::`, not link-local):
+ *   `ll:ADDR@net:PREFIX#IFID`, the link-address's /64 and the innermost relay's Interface-ID
+ *   (hex, empty without one). RFC 8415 §19.1.1: the relay puts there an address from a prefix
+ *   assigned to the client's link (RFC 4291 §2.5.4: 64-bit interface IDs), so it names the
+ *   link whichever relay heard the client and whatever path its message took: two relays of
+ *   one link (each with its own link-address, no Interface-ID: ISC dhcrelay with one `-l`),
+ *   or a relay back from a restart sending from another address, give one key
+ *   (test/atk17_dhcp4o6_two_relays). The Interface-ID stays in: a relay that puts one address
+ *   (its loopback's) in link-address for several links tells them apart by it alone, and two
+ *   links must never share a key (two machines, one lease), while two keys for one machine
+ *   (two relays that each send an Interface-ID) only cost a second lease.
+ * - Relayed, link-address `::` (the relay has no such address; RFC 8415 §19.1.1: the
+ *   Interface-ID then names the link, within that relay): `ll:ADDR@` the relay path: the
+ *   outermost relay's address, then per relay its link-address, Interface-ID (hex) and, but
+ *   for the innermost, its peer-address (the next relay inward): one link's clients share a
+ *   path, two links never do.
  */
 export function linkLocalHolder(
   host6: string,
@@ -66,6 +78,12 @@ export function linkLocalHolder(
     const zone = source.indexOf("%");
     return `ll:${host6}%${zone < 0 ? "" : source.slice(zone + 1)}`;
   }
+  const inner = relays.at(-1) as Dhcp6RelayMessage;
+  const link = parseIPv6(inner.linkAddress);
+  if (link && _globalUnicast(link)) {
+    const id = inner.interfaceId ? Buffer.from(inner.interfaceId).toString("hex") : "";
+    return `ll:${host6}@net:${Buffer.from(link.subarray(0, 8)).toString("hex")}#${id}`;
+  }
   let path = source;
   for (let i = 0; i < relays.length; i++) {
     const r = relays[i] as Dhcp6RelayMessage;
@@ -73,4 +91,10 @@ export function linkLocalHolder(
     if (i < relays.length - 1) path += `>${r.peerAddress}`;
   }
   return `ll:${host6}@${path}`;
+}
+
+/** Not `::` and not link-local (fe80::/10): an address a relay may put in link-address. */
+function _globalUnicast(a: Uint8Array): boolean {
+  if (a[0] === 0xfe && ((a[1] as number) & 0xc0) === 0x80) return false;
+  return a.some((b) => b !== 0);
 }

@@ -182,8 +182,46 @@ export class Raw6Batch implements TunnelBatchSocket {
     return n;
   }
 
-  /** See {@link TunnelBatchSocket.write}. A full send buffer waits up to the poll timeout once. */
+  /**
+   * See {@link TunnelBatchSocket.write}: every packet `i < count`, also above
+   * {@link batchSize} (then in vectors of that size, in order: the TEP's encapsulating loop
+   * hands over up to 128, the segments of one TUN super-packet). A full send buffer waits up
+   * to the poll timeout once per vector.
+   */
   write(
+    bufs: readonly Uint8Array[],
+    sizes: Int32Array,
+    count: number,
+    offset: number,
+    addrs: Uint8Array,
+    trafficClass: Uint8Array,
+    flowLabel: Int32Array,
+  ): number {
+    const n = this.batchSize;
+    if (count <= n) return this.#write(bufs, sizes, count, offset, addrs, trafficClass, flowLabel);
+    // Rare (more than one vector): views of the caller's arrays, a vector at a time.
+    let ok = 0;
+    let error = 0;
+    for (let base = 0; base < count; base += n) {
+      const k = Math.min(n, count - base);
+      const r = this.#write(
+        bufs.slice(base, base + k),
+        sizes.subarray(base),
+        k,
+        offset,
+        addrs.subarray(16 * base),
+        trafficClass.subarray(base),
+        flowLabel.subarray(base),
+      );
+      if (r > 0) ok += r;
+      if (this.lastError !== 0) error = this.lastError;
+    }
+    this.lastError = error;
+    return ok > 0 || error === 0 ? ok : error;
+  }
+
+  /** {@link write} of at most {@link batchSize} packets. */
+  #write(
     bufs: readonly Uint8Array[],
     sizes: Int32Array,
     count: number,

@@ -35,6 +35,15 @@ import { SnapshotFlapWatch } from "./snapshot_flaps.ts";
 import type { StaticChange } from "./static_reload.ts";
 import { type BindingWriter, TepBindings } from "./tep_bindings.ts";
 
+/**
+ * `snapshot-refused` of one server at most this often (ms): a server whose snapshot the table
+ * cannot hold sends it again after every SYNC (every 2 s, 1,800 error lines an hour); the
+ * counter still counts every refusal, and the next line says how many were left out.
+ */
+const REFUSED_LINE_EVERY_MS = 60_000;
+/** Servers remembered for that at most (a forged sender's address is one more). */
+const REFUSED_LINES_KEYS = 64;
+
 export type { BindingWriter } from "./tep_bindings.ts";
 
 export interface TepControlOptions {
@@ -76,6 +85,8 @@ export const CONTROL_RECEIVE_BUFFER = 4 << 20;
 export class TepControl {
   readonly #o: TepControlOptions;
   readonly #now: () => number;
+  /** Per server: when `snapshot-refused` may be said again, and the refusals left unsaid. */
+  readonly #refusedLines = new Map<string, { nextAt: number; suppressed: number }>();
   readonly #bindings: TepBindings;
   readonly #gate: ControlGate;
   readonly #keys: KeyRing;
@@ -291,11 +302,22 @@ export class TepControl {
     } catch (error) {
       // The table holds what it held; SYNC keeps reporting the drift, so the server sends again.
       this.#o.metrics.inc("dstm_tep_control_total", { kind: "snapshot", result: "refused-table" });
+      // The server sends it again after every SYNC (2 s): one line a minute per server.
+      const now = this.#now();
+      const seen = this.#refusedLines.get(server);
+      if (seen && now < seen.nextAt) {
+        seen.suppressed++;
+        return;
+      }
+      if (!seen && this.#refusedLines.size >= REFUSED_LINES_KEYS) this.#refusedLines.clear();
+      this.#refusedLines.set(server, { nextAt: now + REFUSED_LINE_EVERY_MS, suppressed: 0 });
       this.#o.log.error("snapshot-refused", {
         server,
         parts: snapshot.parts,
         reason: "table",
         detail: `${(error as Error).message}; the bindings held are kept (${this.#bindings.managedCount} from the server, ${this.#bindings.staticCount} static)`,
+        "suppressed-repeats": seen?.suppressed || undefined,
+        "every-s": seen?.suppressed ? REFUSED_LINE_EVERY_MS / 1000 : undefined,
       });
       return;
     }

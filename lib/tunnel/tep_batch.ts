@@ -257,8 +257,9 @@ export class TepEncapBatch {
     this.#host6.set(out.addrs.subarray(16 * out.count, 16 * out.count + 16));
     out.send();
     const pieces = tep.innerFragments;
-    while (this.#fragmentBufs.length < pieces)
-      this.#fragmentBufs.push(new Uint8Array(off + SEGMENT_BYTES));
+    // Each piece holds up to the tunnel MTU: above a segment's room with a jumbo --link-mtu.
+    const room = off + Math.max(SEGMENT_BYTES, tep.tunnelMtu);
+    while (this.#fragmentBufs.length < pieces) this.#fragmentBufs.push(new Uint8Array(room));
     for (let j = 0; j < pieces; j++) {
       const frag = this.#fragmentBufs[j]!;
       const n = writeIPv4Fragment(buf, off, tep.length, tep.innerMtu, j, frag, off);
