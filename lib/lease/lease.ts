@@ -195,12 +195,10 @@ export interface LeaseStore {
   /** Resolves with the skipped `lapse` puts (shared stores), or nothing when none was skipped. */
   write(ops: readonly LeaseOp[]): Promise<WriteOutcome | undefined>;
   /**
-   * `write` for a store that commits batches in the order they are handed over (SQLite's
-   * writer Worker): throws when nothing can be sent (nothing of them applied), else returns a
-   * promise that resolves once `ops` are committed in one transaction and durable, or rejects
-   * (nothing of them applied when the transaction failed). The group committer
-   * (./group_commit.ts) then hands over the next batch while this one is committed and made
-   * durable; the store refuses a batch handed over before it reported an earlier one's failure.
+   * `write` in two steps, for a store whose transaction commits on the calling thread
+   * (SQLite): applies `ops` in one transaction now, or throws (nothing of them applied), and
+   * returns a promise that resolves once they are durable (rejects when that fails). The group
+   * committer (./group_commit.ts) then commits the next batch while this one is made durable.
    */
   commit?(ops: readonly LeaseOp[]): Promise<void>;
   close(): Promise<void>;
