@@ -9,8 +9,8 @@ mkdir -p dist
 # `dstm --version` names the commit built (cli/build_info.ts); "-dirty" when the tree has changes.
 commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
 if [ "$commit" != unknown ] && ! git diff --quiet HEAD 2>/dev/null; then commit="$commit-dirty"; fi
-# The forwarding Worker, the UDP PKTINFO receiver, the WAL checkpointer and the SQLite writer are extra entry points: they are loaded by
+# The forwarding Worker, the UDP PKTINFO receiver and the WAL checkpointer are extra entry points: they are loaded by
 # path inside the executable.
 node_modules/.bin/bun build --compile --minify --sourcemap=none --define "DSTM_COMMIT=\"$commit\"" \
-  mod.ts lib/dataplane/forwarder_worker.ts lib/sys/udp_pktinfo_worker.ts lib/lease/wal_checkpoint_worker.ts lib/lease/sqlite_writer_worker.ts --outfile dist/dstm
+  mod.ts lib/dataplane/forwarder_worker.ts lib/sys/udp_pktinfo_worker.ts lib/lease/wal_checkpoint_worker.ts --outfile dist/dstm
 echo "built dist/dstm ($(du -h dist/dstm | cut -f1))"

@@ -11,18 +11,15 @@
  * If a write rejects, every submitter of that batch gets the rejection; later batches are
  * written as usual.
  *
- * A store with `LeaseStore.commit` (SQLite, whose writer Worker commits the batches in the
- * order they are sent) is pipelined: the next batch may be handed over while the first is
- * committed and made durable (its fsync), so fsyncs follow each other without a transaction
- * between them. At most {@link UNSETTLED_MAX} batches wait for durability at once (each fsync
+ * A store whose transaction commits on the calling thread (`LeaseStore.commit`, SQLite) is
+ * pipelined: once a batch is committed, the next may be committed while the first is made
+ * durable (its fsync), so fsyncs follow each other without a transaction between them.
+ * At most {@link UNSETTLED_MAX} committed batches wait for durability at once (each fsync
  * then covers about one batch: more would add transactions, not throughput). Batches still
  * commit, and settle, in submission order; every submitter is resolved only once its batch
- * is durable. A batch whose commit throws or rejects is rejected only after every batch
- * handed over before it has settled: their changes are durable (or failed) before the engine
- * undoes the changes that are not (lib/alloc/lease_writer.ts). From the moment a commit
- * rejects until that batch has been rejected (and the engine has undone its changes and
- * dropped the batch gathering behind it), nothing more is handed over: it would carry
- * changes decided on top of the failed ones.
+ * is durable. A batch whose commit throws is rejected only after every batch committed
+ * before it has settled: their changes are durable (or failed) before the engine undoes the
+ * changes that are not (lib/alloc/lease_writer.ts).
  *
  * @module
  */
@@ -51,8 +48,6 @@ export class GroupCommitter {
   #unsettled = 0;
   /** Pipelined store: settles (never rejects) once the last committed batch has settled. */
   #lastSettled: Promise<void> = Promise.resolve();
-  /** Pipelined store: rejected commits whose batch has not been rejected yet (nothing is handed over). */
-  #halted = 0;
 
   constructor(store: LeaseStore) {
     this.#store = store;
@@ -110,7 +105,7 @@ export class GroupCommitter {
 
   #schedule(): void {
     if (this.#scheduled || this.#inFlight !== undefined) return;
-    if (this.#unsettled >= UNSETTLED_MAX || this.#halted > 0) return; // again when one settles
+    if (this.#unsettled >= UNSETTLED_MAX) return; // scheduled again when one settles
     this.#scheduled = true;
     setImmediate(() => {
       this.#scheduled = false;
@@ -121,8 +116,7 @@ export class GroupCommitter {
   #run(): void {
     const batch = this.#pending;
     if (batch === undefined || this.#inFlight !== undefined) return;
-    if (this.#store.commit !== undefined && (this.#unsettled >= UNSETTLED_MAX || this.#halted > 0))
-      return;
+    if (this.#store.commit !== undefined && this.#unsettled >= UNSETTLED_MAX) return;
     this.#pending = undefined;
     this.#stats.batches++;
     this.#stats.ops += batch.ops.length;
@@ -162,13 +156,7 @@ export class GroupCommitter {
     const before = this.#lastSettled;
     this.#lastSettled = durable.then(
       () => before.then(() => this.#durable(batch, undefined, false)),
-      (error: unknown) => {
-        this.#halted++;
-        return before.then(() => {
-          this.#halted--;
-          this.#durable(batch, error, true);
-        });
-      },
+      (error: unknown) => before.then(() => this.#durable(batch, error, true)),
     );
   }
 

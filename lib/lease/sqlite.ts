@@ -6,15 +6,12 @@
  * fails at once instead of both handing out the same addresses. The database itself runs in
  * WAL mode with normal locking (a `-shm` index beside the `-wal`), so `sqlite3 FILE` and
  * `dstm lease ls --db FILE` read it while the server runs (WAL readers never block the
- * writer, https://sqlite.org/wal.html). The store's transactions run on a Worker with a
- * connection of its own (./sqlite_writer.ts), so the event loop never runs one; the store's
- * own connection opens and migrates the file, reads (loadAll, `lease ls`) and is the last to
- * close. Every commit is fsynced before `write()` resolves, so the batch survives a crash or
- * power loss: SQLite commits with `synchronous=NORMAL` and the store fdatasyncs the WAL
- * itself on the thread pool (./wal_sync.ts, which says why that is as durable as FULL), so
- * the event loop never waits for the disk either. The allocation engine batches concurrent
- * changes (lib/lease/group_commit.ts), so that is one fsync per batch (the write path, with
- * multi-row upserts: ./sqlite_write.ts).
+ * writer, https://sqlite.org/wal.html). Every commit is fsynced before `write()` resolves, so
+ * the batch survives a crash or power loss: SQLite commits with `synchronous=NORMAL` and the
+ * store fdatasyncs the WAL itself on the thread pool (./wal_sync.ts, which says why that is
+ * as durable as FULL), so the event loop never waits for the disk. The allocation engine
+ * batches concurrent changes (lib/lease/group_commit.ts), so that is one fsync per batch
+ * (the write path, with multi-row upserts: ./sqlite_write.ts).
  *
  * The one-active-lease-per-holder rule is a partial UNIQUE index (./sqlite_schema.ts, which
  * also migrates a file of an older schema at open); a put is an UPSERT on the key
@@ -27,7 +24,7 @@
  * every lease while the server keeps an open, unlinked file: its commits reach no disk
  * anyone will read again, and a restart would start empty and hand out addresses still
  * leased. So each write first compares the (device, inode) of the path with the file opened
- * (and of the `-wal` with the one written), on the writer Worker, and fails with {@link LeaseDatabaseGoneError}
+ * (and of the `-wal` with the one written), and fails with {@link LeaseDatabaseGoneError}
  * when either was removed or replaced; the server stops on it. At open, a database that is
  * missing or empty although a marker says dstm created one there ({@link createdMarkerPath}:
  * `.NAME.created` beside it, hidden so that `rm leases.db*` and `rm *` leave it) is refused
@@ -50,6 +47,7 @@ import {
   stringInterner,
   WHOLE_ADDRESS,
 } from "./lease.ts";
+
 import {
   createdMarkerPath,
   createPrivate,
@@ -65,10 +63,10 @@ import { relockIfGone } from "./sqlite_lock_watch.ts";
 import { openError } from "./sqlite_open_error.ts";
 import { guardReservations, loadReservations, RESERVATIONS_SCHEMA } from "./sqlite_reservations.ts";
 import { COLUMNS, columnsOf, create, migrate, SCHEMA_VERSION } from "./sqlite_schema.ts";
-import { runError, SqliteFileCheck } from "./sqlite_write.ts";
-import { SqliteWriter } from "./sqlite_writer.ts";
+import { runError, SqliteBatchWriter } from "./sqlite_write.ts";
 import { WAL_PAGES, WalCheckpointer, type WalCheckpointStats } from "./wal_checkpointer.ts";
 import { WalSync, type WalSyncError } from "./wal_sync.ts";
+import { WalTightener } from "./wal_tight.ts";
 
 export { LeaseStoreError } from "./lease.ts";
 export {
@@ -87,12 +85,12 @@ export class SqliteLeaseStore implements LeaseStore {
   readonly #readOnly: boolean;
   /** The columns to read: a read-only file of an older schema has no identity column. */
   #columns = COLUMNS;
-  /** The write path, on a Worker (./sqlite_writer.ts); absent for a read-only store. */
-  #writer: SqliteWriter | undefined;
-  /** The database-gone check of {@link verify} (the writer checks before each write too). */
-  #files: SqliteFileCheck | undefined;
+  /** The write path (./sqlite_write.ts); absent for a read-only store. */
+  #writer: SqliteBatchWriter | undefined;
   /** Makes each commit durable off the event loop (undefined when read-only). */
   #walSync: WalSync | undefined;
+  /** Keeps the WAL short after a commit found the disk full (./wal_tight.ts). */
+  #tight: WalTightener | undefined;
   #closed = false;
   /** The one-server-per-file lock (./sqlite_lock.ts); absent for a read-only store. */
   #lock: DatabaseLock | undefined;
@@ -152,15 +150,8 @@ export class SqliteLeaseStore implements LeaseStore {
       const store = new SqliteLeaseStore(path, db, false);
       store.#lock = lock;
       const wal = walId(path);
-      const files = new SqliteFileCheck(path, fileId(statSync(path)), wal);
-      store.#files = files;
-      store.#writer = new SqliteWriter({
-        path,
-        identity: fileId(statSync(path)),
-        walIdentity: wal,
-        shmIdentity: files.shmIdentity,
-        walPages: options.checkpoint?.walPages ?? WAL_PAGES,
-      });
+      store.#writer = new SqliteBatchWriter(db, path, fileId(statSync(path)), wal);
+      store.#tight = new WalTightener(db, path, options.checkpoint?.walPages ?? WAL_PAGES);
       store.#walSync = new WalSync(path, options.datasync);
       // The fsync's descriptor now, on the WAL SQLite opened (./wal_sync.ts).
       if (wal) store.#walSync.open(wal);
@@ -265,68 +256,60 @@ export class SqliteLeaseStore implements LeaseStore {
 
   /** Applies one reservation change in its own transaction; resolves once it is on disk. */
   writeReservation(op: ReservationOp): Promise<void> {
-    try {
-      return this.#durable(this.#writable().reservation(op));
-    } catch (error) {
-      return Promise.reject(error);
-    }
+    return this.#writing((writer) => writer.reservation(op));
   }
 
   /**
-   * Applies `ops` in one transaction (on the writer Worker, ./sqlite_writer.ts); resolves once
-   * it is committed and on disk (the WAL fsynced, ./wal_sync.ts). Fails with
-   * {@link LeaseDatabaseGoneError} when the database file or its WAL is no longer the one
-   * opened, checked before each write (./sqlite_write.ts), and with a fatal
-   * {@link WalSyncError} when the fsync fails.
+   * Applies `ops` in one transaction; resolves once it is committed and on disk (the WAL
+   * fsynced, ./wal_sync.ts). Fails with {@link LeaseDatabaseGoneError} when the database file
+   * or its WAL is no longer the one opened, checked before each write (./sqlite_write.ts),
+   * and with a fatal {@link WalSyncError} when the fsync fails.
    */
   write(ops: readonly LeaseOp[]): Promise<undefined> {
     // One writer: nothing is ever skipped (it resolves to undefined).
-    try {
-      return this.commit(ops) as Promise<undefined>;
-    } catch (error) {
-      return Promise.reject(error);
-    }
+    return this.#writing((writer) => writer.write(ops)) as Promise<undefined>;
   }
 
   /**
-   * {@link write} for the group committer (LeaseStore.commit): throws when the store is closed
-   * or read-only or its WAL sync failed (sticky), with nothing sent; else sends the batch to
-   * the writer and returns a promise that resolves once it is committed and the WAL fsynced
-   * (./wal_sync.ts), or rejects with the transaction's error (nothing of it applied). The
-   * next batch may be sent meanwhile; one sent before the store heard of a failure is refused
-   * with it (./sqlite_writer.ts).
+   * {@link write} in two steps (LeaseStore.commit): the transaction now — throws its error,
+   * or the store's sticky WAL sync failure, with nothing applied — and a promise that resolves
+   * once the WAL is fsynced (./wal_sync.ts): the ACKs of its leases wait for that.
    */
   commit(ops: readonly LeaseOp[]): Promise<void> {
-    return this.#durable(this.#writable().write(ops));
-  }
-
-  /** The writer, or throws: closed, read-only, or the WAL sync failed (sticky). */
-  #writable(): SqliteWriter {
     if (this.#closed) throw _closed(this.path);
     const writer = this.#writer;
     if (writer === undefined)
       throw new LeaseStoreError(`lease database ${this.path} is open read-only`);
-    // After a failed fsync nothing more is committed: no lease may become visible (to a
-    // restart, to `lease ls`) that no fsync vouches for (./wal_sync.ts, sticky failure).
-    const failure = this.#walSync?.failure;
-    if (failure) throw failure;
-    return writer;
+    const walSync = this.#walSync as WalSync;
+    if (walSync.failure) throw walSync.failure;
+    try {
+      writer.write(ops);
+    } catch (error) {
+      this.#tight?.afterFailure(error);
+      throw runError(this.path, error);
+    }
+    this.#tight?.afterCommit();
+    return walSync.sync();
   }
 
-  /** Once `committed` resolved: the WAL fsynced (./wal_sync.ts); its failure halts the writer. */
-  #durable(committed: Promise<void>): Promise<void> {
+  #writing(write: (writer: SqliteBatchWriter) => void): Promise<void> {
+    if (this.#closed) return Promise.reject(_closed(this.path));
+    const writer = this.#writer;
+    if (writer === undefined) {
+      return Promise.reject(new LeaseStoreError(`lease database ${this.path} is open read-only`));
+    }
     const walSync = this.#walSync as WalSync;
-    return committed.then(
-      () =>
-        walSync.sync().catch((error: unknown) => {
-          this.#writer?.halt();
-          throw error;
-        }),
-      (error: unknown) => {
-        // Refused after the sync failed: the sync's failure is the reason.
-        throw walSync.failure ?? error;
-      },
-    );
+    // After a failed fsync nothing more is committed: no lease may become visible (to a
+    // restart, to `lease ls`) that no fsync vouches for (./wal_sync.ts, sticky failure).
+    if (walSync.failure) return Promise.reject(walSync.failure);
+    try {
+      write(writer);
+    } catch (error) {
+      this.#tight?.afterFailure(error);
+      return Promise.reject(runError(this.path, error));
+    }
+    this.#tight?.afterCommit();
+    return walSync.sync();
   }
 
   /**
@@ -337,8 +320,7 @@ export class SqliteLeaseStore implements LeaseStore {
    */
   verify(): "lock-file-restored" | undefined {
     if (this.#closed) return undefined;
-    this.#files?.learnWal();
-    this.#files?.check();
+    this.#writer?.checkFiles();
     // The lock file deleted or replaced: a new one at once (./sqlite_lock_watch.ts).
     const fresh = this.#lock && relockIfGone(this.path, this.#lock);
     if (!fresh) return undefined;
@@ -356,9 +338,7 @@ export class SqliteLeaseStore implements LeaseStore {
     if (this.#closed) return;
     this.#closed = true;
     await this.#checkpointer?.stop();
-    // The writer's connection first: the store's own is then the last, which checkpoints
-    // and deletes the WAL.
-    await this.#writer?.close();
+    this.#writer?.finalize();
     this.#walSync?.close();
     try {
       this.#db.close();
@@ -377,7 +357,7 @@ export class SqliteLeaseStore implements LeaseStore {
   #checkpointerFailed(message: string): void {
     this.#checkpointFailure = message;
     if (this.#closed) return;
-    this.#writer?.setUsual(1000);
+    this.#tight?.setUsual(1000);
     this.#onCheckpointFailure?.(message);
   }
 

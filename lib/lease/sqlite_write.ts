@@ -1,9 +1,7 @@
 /**
- * The SQLite lease store's write path (lib/lease/sqlite.ts), run on the store's writer Worker
- * (./sqlite_writer_worker.ts): a batch of lease changes (encoded, ./sqlite_batch.ts) in one
- * transaction (WAL; made durable by the store, ./wal_sync.ts), after checking that the
- * database file and its WAL at the path are still the ones opened ({@link SqliteFileCheck},
- * ./sqlite_files.ts).
+ * The SQLite lease store's write path (lib/lease/sqlite.ts): a batch of lease changes in one
+ * transaction (WAL; made durable by the store, ./wal_sync.ts), after checking that the database file
+ * and its WAL at the path are still the ones opened (./sqlite_files.ts).
  *
  * Consecutive puts go to SQLite {@link UPSERT_ROWS} at a time, as one multi-row `INSERT …
  * ON CONFLICT (key) DO UPDATE` (https://sqlite.org/lang_upsert.html): SQLite applies the rows
@@ -15,8 +13,14 @@
  * @module
  */
 import type { Database, Statement } from "bun:sqlite";
-import { LeaseConflictError, LeaseStoreError, type ReservationOp } from "./lease.ts";
-import { BATCH_NUMS, BATCH_STATES, BatchNum, type EncodedBatch } from "./sqlite_batch.ts";
+import {
+  type Lease,
+  LeaseConflictError,
+  type LeaseOp,
+  LeaseStoreError,
+  leaseKey,
+  type ReservationOp,
+} from "./lease.ts";
 import {
   type FileId,
   goneWhileOpen,
@@ -52,32 +56,42 @@ export function firstLine(error: unknown): string {
 export const UPSERT_ROWS = 16;
 const COLUMN_COUNT = 13;
 
-/**
- * The database-gone check (lib/lease/sqlite.ts): the database file, its WAL and its WAL index
- * (`-shm`) at the path are still the files opened.
- */
-export class SqliteFileCheck {
+/** Writes batches into the store's open database. One writer per connection. */
+export class SqliteBatchWriter {
+  readonly #db: Database;
   readonly #path: string;
   readonly #identity: FileId | undefined;
   #walIdentity: FileId | undefined;
   /** (dev, ino) of the WAL index (`-shm`) as opened (./sqlite_files.ts shmGoneWhileOpen). */
   readonly #shmIdentity: FileId | undefined;
+  readonly #begin: Statement;
+  readonly #commit: Statement;
+  readonly #rollback: Statement;
+  readonly #remove: Statement;
+  /** The upsert of n rows at index n − 1, prepared on first use. */
+  readonly #upserts: (Statement | undefined)[] = [];
+  /** The parameters of one upsert statement, reused. */
+  readonly #params: (string | number | null)[][] = [];
 
   /**
-   * `identity` / `walIdentity` / `shmIdentity`: (dev, ino) of the database file, its WAL and
-   * its `-shm` as the store opened them (the WAL's is learnt by {@link learnWal} when not
-   * known yet; the `-shm`'s is read now when not given).
+   * `identity` / `walIdentity`: (dev, ino) of the database file and its WAL as the store
+   * opened them (the WAL's is learnt at the first commit when not known yet).
    */
   constructor(
+    db: Database,
     path: string,
     identity: FileId | undefined,
     walIdentity: FileId | undefined,
-    shmIdentity: FileId | undefined = shmId(path),
   ) {
+    this.#db = db;
     this.#path = path;
     this.#identity = identity;
     this.#walIdentity = walIdentity;
-    this.#shmIdentity = shmIdentity;
+    this.#shmIdentity = shmId(path);
+    this.#begin = db.prepare("BEGIN");
+    this.#commit = db.prepare("COMMIT");
+    this.#rollback = db.prepare("ROLLBACK");
+    this.#remove = db.prepare("DELETE FROM leases WHERE key = ?");
   }
 
   /** (dev, ino) of the WAL as last checked; undefined until a commit made one. */
@@ -85,21 +99,77 @@ export class SqliteFileCheck {
     return this.#walIdentity;
   }
 
-  /** (dev, ino) of the `-shm` as opened. */
-  get shmIdentity(): FileId | undefined {
-    return this.#shmIdentity;
+  /**
+   * Applies `ops` in order in one transaction; returns once it is committed (not yet fsynced: the store syncs the WAL, ./wal_sync.ts).
+   * Throws LeaseDatabaseGoneError when the file or its WAL was removed or replaced, else
+   * SQLite's error (the transaction rolled back, nothing of the batch stored).
+   */
+  write(ops: readonly LeaseOp[]): void {
+    this.checkFiles();
+    this.#begin.run();
+    try {
+      for (let at = 0; at < ops.length; ) {
+        const op = ops[at] as LeaseOp;
+        if (op.op === "delete") {
+          this.#remove.run(op.key);
+          at++;
+          continue;
+        }
+        let n = 1;
+        while (n < UPSERT_ROWS && at + n < ops.length && ops[at + n]?.op === "put") n++;
+        this.#upsert(ops, at, n);
+        at += n;
+      }
+      this.#commit.run();
+      this.#walIdentity ??= walId(this.#path);
+    } catch (error) {
+      if (this.#db.inTransaction) this.#rollback.run();
+      throw error;
+    }
   }
 
-  /** After a commit: the WAL's (dev, ino), when not known yet. */
-  learnWal(): void {
-    this.#walIdentity ??= walId(this.#path);
+  /** Upserts the `n` puts at `ops[at…]` with one statement. */
+  #upsert(ops: readonly LeaseOp[], at: number, n: number): void {
+    let statement = this.#upserts[n - 1];
+    let params = this.#params[n - 1];
+    if (statement === undefined || params === undefined) {
+      statement = this.#db.prepare(_upsertSql(n));
+      params = new Array(n * COLUMN_COUNT).fill(null);
+      this.#upserts[n - 1] = statement;
+      this.#params[n - 1] = params;
+    }
+    for (let i = 0, j = 0; i < n; i++) {
+      const l = (ops[at + i] as { readonly lease: Lease }).lease;
+      const p = l.portSet;
+      params[j++] = leaseKey(l.ipv4, p.psid);
+      params[j++] = l.ipv4;
+      params[j++] = p.offset;
+      params[j++] = p.psidLength;
+      params[j++] = p.psid;
+      params[j++] = l.host6;
+      params[j++] = l.tep4;
+      params[j++] = l.tep6;
+      params[j++] = l.pool;
+      params[j++] = l.state;
+      params[j++] = l.grantedAt;
+      params[j++] = l.expiresAt;
+      params[j++] = l.identity ?? null;
+    }
+    // The array itself, not spread: bun:sqlite binds its elements in order, without 13 × n arguments.
+    statement.run(params);
+  }
+
+  /** Applies one reservation change in its own transaction (./sqlite_reservations.ts). */
+  reservation(op: ReservationOp): void {
+    this.checkFiles();
+    writeReservation(this.#db, this.#path, op);
   }
 
   /**
    * Throws LeaseDatabaseGoneError when the database file, its WAL or its WAL index (-shm) at
    * the path is no longer the file opened (deleted, or replaced by another file). Three stat() calls.
    */
-  check(): void {
+  checkFiles(): void {
     const now = statOrUndefined(this.#path);
     if (this.#identity && !sameFile(this.#identity, now))
       throw goneWhileOpen(this.#path, this.#path, now);
@@ -112,112 +182,6 @@ export class SqliteFileCheck {
       const shmNow = statOrUndefined(`${this.#path}-shm`);
       if (!sameFile(this.#shmIdentity, shmNow)) throw shmGoneWhileOpen(this.#path, shmNow);
     }
-  }
-}
-
-/** Writes batches into the store's open database. One writer per connection. */
-export class SqliteBatchWriter {
-  readonly #db: Database;
-  readonly #path: string;
-  readonly #files: SqliteFileCheck;
-  readonly #begin: Statement;
-  readonly #commit: Statement;
-  readonly #rollback: Statement;
-  readonly #remove: Statement;
-  /** The upsert of n rows at index n − 1, prepared on first use. */
-  readonly #upserts: (Statement | undefined)[] = [];
-  /** The parameters of one upsert statement, reused. */
-  readonly #params: (string | number | null)[][] = [];
-
-  /** `files`: the files as the store opened them, checked before each write. */
-  constructor(db: Database, path: string, files: SqliteFileCheck) {
-    this.#db = db;
-    this.#path = path;
-    this.#files = files;
-    this.#begin = db.prepare("BEGIN");
-    this.#commit = db.prepare("COMMIT");
-    this.#rollback = db.prepare("ROLLBACK");
-    this.#remove = db.prepare("DELETE FROM leases WHERE key = ?");
-  }
-
-  /**
-   * Applies the ops of `batch` in order in one transaction; returns once it is committed (not
-   * yet fsynced: the store syncs the WAL, ./wal_sync.ts). Throws LeaseDatabaseGoneError when
-   * the file or its WAL was removed or replaced, else SQLite's error (the transaction rolled
-   * back, nothing of the batch stored).
-   */
-  write(batch: EncodedBatch): void {
-    this.#files.check();
-    const { n: count, nums } = batch;
-    this.#begin.run();
-    try {
-      for (let at = 0, s = 0; at < count; ) {
-        if (nums[at * BATCH_NUMS + BatchNum.PUT] === 0) {
-          this.#remove.run(nums[at * BATCH_NUMS + BatchNum.KEY] as number);
-          at++;
-          continue;
-        }
-        let n = 1;
-        while (
-          n < UPSERT_ROWS &&
-          at + n < count &&
-          nums[(at + n) * BATCH_NUMS + BatchNum.PUT] === 1
-        )
-          n++;
-        s = this.#upsert(batch, at, n, s);
-        at += n;
-      }
-      this.#commit.run();
-      this.#files.learnWal();
-    } catch (error) {
-      if (this.#db.inTransaction) this.#rollback.run();
-      throw error;
-    }
-  }
-
-  /**
-   * Upserts the `n` puts at rows `at…` of `batch` with one statement; `s`: where the first
-   * one's strings start in `batch.text`. Returns where the strings after the last one's start.
-   */
-  #upsert(batch: EncodedBatch, at: number, n: number, s: number): number {
-    let statement = this.#upserts[n - 1];
-    let params = this.#params[n - 1];
-    if (statement === undefined || params === undefined) {
-      statement = this.#db.prepare(_upsertSql(n));
-      params = new Array(n * COLUMN_COUNT).fill(null);
-      this.#upserts[n - 1] = statement;
-      this.#params[n - 1] = params;
-    }
-    const { nums, text } = batch;
-    for (let i = 0, j = 0, r = at * BATCH_NUMS; i < n; i++, r += BATCH_NUMS) {
-      const host6 = s + (nums[r + BatchNum.HOST6_LEN] as number);
-      const tep6 = host6 + (nums[r + BatchNum.TEP6_LEN] as number);
-      const pool = tep6 + (nums[r + BatchNum.POOL_LEN] as number);
-      const identityLength = nums[r + BatchNum.IDENTITY_LEN] as number;
-      params[j++] = nums[r + BatchNum.KEY] as number;
-      params[j++] = nums[r + BatchNum.IPV4] as number;
-      params[j++] = nums[r + BatchNum.OFFSET] as number;
-      params[j++] = nums[r + BatchNum.PSID_LENGTH] as number;
-      params[j++] = nums[r + BatchNum.PSID] as number;
-      params[j++] = text.slice(s, host6);
-      params[j++] = nums[r + BatchNum.TEP4] as number;
-      params[j++] = text.slice(host6, tep6);
-      params[j++] = text.slice(tep6, pool);
-      params[j++] = BATCH_STATES[nums[r + BatchNum.STATE] as number] as string;
-      params[j++] = nums[r + BatchNum.GRANTED_AT] as number;
-      params[j++] = nums[r + BatchNum.EXPIRES_AT] as number;
-      params[j++] = identityLength < 0 ? null : text.slice(pool, pool + identityLength);
-      s = identityLength < 0 ? pool : pool + identityLength;
-    }
-    // The array itself, not spread: bun:sqlite binds its elements in order, without 13 × n arguments.
-    statement.run(params);
-    return s;
-  }
-
-  /** Applies one reservation change in its own transaction (./sqlite_reservations.ts). */
-  reservation(op: ReservationOp): void {
-    this.#files.check();
-    writeReservation(this.#db, this.#path, op);
   }
 
   /** Finalizes the statements (the caller closes the database). */
