@@ -10,7 +10,8 @@
  * disk must not cost hosts their addresses: docs/metrics.md "A full disk").
  *
  * On a store shared by several servers (docs/scale-out.md) each put names the row it expects
- * the store to hold (compare-and-set); a write another server won (LeaseConflictError) takes
+ * the store to hold (compare-and-set; a store with one writer, SQLite or an unshared memory
+ * store, gets no `expected` row, so that the hot path keeps no map of submitted rows); a write another server won (LeaseConflictError) takes
  * in the rows that server stored, and {@link LeaseWriter.retry} decides again. The sweeper's
  * expiries are the exception ({@link LeaseWriter.expire}): one another server already did is
  * skipped by the store, not a conflict, so it never fails the allocations sharing its batch.
@@ -59,8 +60,13 @@ export class LeaseWriter {
   readonly #hooks: LeaseWriterHooks;
   /** Keys with changes not yet durable → their durable row (undefined: none). */
   readonly #inflight = new Map<number, Lease | undefined>();
-  /** Keys with a put submitted and not yet durable → the last row submitted (what the store will hold). */
+  /**
+   * Keys with a put submitted and not yet durable → the last row submitted (what the store
+   * will hold). Kept for a shared store only (the `expected` rows of {@link put}).
+   */
   readonly #submitted = new Map<number, Lease>();
+  /** The store is shared (`LeaseStore.shared`): puts carry their `expected` row. */
+  readonly #shared: boolean;
   /** Writes another server won (LeaseConflictError), for metrics. */
   #conflicts = 0;
   /** Expiries the store skipped: another server had changed the lease first. */
@@ -79,6 +85,7 @@ export class LeaseWriter {
     this.#rows = index.rows;
     this.#committer = new GroupCommitter(store);
     this.#hooks = hooks;
+    this.#shared = store.shared === true;
   }
 
   /** A refusal when the engine is not started or already closed, else undefined. */
@@ -196,7 +203,7 @@ export class LeaseWriter {
    */
   #lapse(key: number, lease: Lease, before: Lease | undefined, stored: Lease | undefined): void {
     this.#lapsed++;
-    if (this.#submitted.get(key) === lease) this.#submitted.delete(key);
+    if (this.#shared && this.#submitted.get(key) === lease) this.#submitted.delete(key);
     if (this.#rows.get(key) !== lease) {
       this.#inflight.set(key, stored);
       return;
@@ -243,7 +250,7 @@ export class LeaseWriter {
 
   /** `lease` of `key` is durable; if a later change of the key is pending, it is now the rollback point. */
   #durable(key: number, lease: Lease): void {
-    if (this.#submitted.get(key) === lease) this.#submitted.delete(key);
+    if (this.#shared && this.#submitted.get(key) === lease) this.#submitted.delete(key);
     if (this.#rows.get(key) === lease) this.#inflight.delete(key);
     else this.#inflight.set(key, lease);
   }
@@ -253,8 +260,10 @@ export class LeaseWriter {
    * put reaches it: the last row submitted for the key, else the durable row (the one an
    * offer kept in memory only replaced). A shared store checks it (compare-and-set); `lapse`:
    * skips it instead of failing the batch when that row is no longer stored ({@link expire}).
+   * A store with one writer gets neither (it has nothing to compare with).
    */
   put(key: number, lease: Lease, lapse = false): LeaseOp {
+    if (!this.#shared) return { op: "put", lease };
     const expected = this.#submitted.has(key)
       ? this.#submitted.get(key)
       : this.#inflight.has(key)
