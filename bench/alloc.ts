@@ -14,7 +14,8 @@
  * `--no-source-check` because every simulated host sends from ::1; `--dstm EXE` measures
  * another executable, `--store sqlite|memory|both` (default both, alternately),
  * `--server-log-level warn` a server that logs warnings only (default info: one line per
- * lease). Each line says the server's CPU time (user + system, all threads, and its main
+ * lease), `--server-log file` its log to a file in its directory rather than a pipe the bench
+ * drains on the CPUs it shares with the server (default pipe). Each line says the server's CPU time (user + system, all threads, and its main
  * thread's) per allocation, and the load generator's own per answer (both share the CPUs).
  * `--warm-up N` first sends N DISCOVERs of other hosts to each fresh server, not measured
  * (its JIT compiles the request path during the first ~40,000: 4 µs of JIT-thread CPU per
@@ -157,6 +158,7 @@ export async function spawnServer(
   extra: string[] = [],
   dstm?: string,
   logLevel: "info" | "warn" = "info",
+  logTo: "pipe" | "file" = "pipe",
 ): Promise<{
   port: number;
   stop: () => Promise<void>;
@@ -181,6 +183,7 @@ export async function spawnServer(
     exe,
     undefined,
     logLevel,
+    logTo === "file" ? join(dir, "server.log") : undefined,
   );
   return {
     port: server.port,
@@ -302,6 +305,9 @@ if (import.meta.main) {
         "dstm-args": { type: "string" },
         // dhcp4o6 only: both servers' log level (info: a line per lease, as deployed; or warn).
         "server-log-level": { type: "string", default: "info" },
+        // --spawn: where the server's log goes: a pipe the bench drains (pipe), or a file in
+        // the server's directory (file: as `dstm server > FILE`; nothing of the bench reads it).
+        "server-log": { type: "string", default: "pipe" },
         // --spawn: DISCOVERs of other hosts sent to each fresh server before the measured ones
         // (not counted), so that the JIT has compiled its paths: the steady state, not the start.
         "warm-up": { type: "string", default: "0" },
@@ -323,6 +329,10 @@ if (import.meta.main) {
   }
   if (values["server-log-level"] !== "info" && values["server-log-level"] !== "warn") {
     console.error(`--server-log-level ${values["server-log-level"]}: expected info or warn`);
+    process.exit(2);
+  }
+  if (values["server-log"] !== "pipe" && values["server-log"] !== "file") {
+    console.error(`--server-log ${values["server-log"]}: expected pipe or file`);
     process.exit(2);
   }
   const load = (port: number): LoadOptions => ({
@@ -362,6 +372,7 @@ if (import.meta.main) {
           store === "memory" ? ["--db", "memory"] : [],
           values.dstm,
           values["server-log-level"] === "warn" ? "warn" : "info",
+          values["server-log"] === "file" ? "file" : "pipe",
         );
         try {
           const warmUp = Number(values["warm-up"]);

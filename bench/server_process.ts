@@ -51,16 +51,20 @@ export interface BenchServer {
  * Starts `dstm server` (`dstm`: the command, default {@link DSTM_FROM_SOURCE}) with `args`
  * after the bench defaults (a later flag wins); resolves once it listens. Throws with its
  * output when it exits first. `onLine`: called with each line of its log (else dropped).
+ * `logFile`: the server's log goes to this file instead (as `dstm server > FILE` or a journal
+ * would take it), so no process of the bench reads a pipe on the CPUs the server shares;
+ * `onLine` is then not called.
  */
 export async function spawnBenchServer(
   args: readonly string[],
   dstm: readonly string[] = DSTM_FROM_SOURCE,
   onLine?: (line: string) => void,
   logLevel: "info" | "warn" = "info",
+  logFile?: string,
 ): Promise<BenchServer> {
-  // At warn there is no `start` line to read the port from: a port picked here, and the
-  // server ready once its socket is bound (its store is loaded by then).
-  const fixed = logLevel === "warn" ? await freeUdpPort() : 0;
+  // At warn, or with the log in a file, the port is picked here, and the server is ready
+  // once its socket is bound (its store is loaded by then).
+  const fixed = logLevel === "warn" || logFile ? await freeUdpPort() : 0;
   const proc = Bun.spawn(
     [
       ...dstm,
@@ -70,7 +74,7 @@ export async function spawnBenchServer(
       ...(logLevel === "warn" ? ["--log-level", "warn"] : []),
       ...args,
     ],
-    { stdout: "pipe", stderr: "inherit" },
+    { stdout: logFile ? Bun.file(logFile) : "pipe", stderr: "inherit" },
   );
   if (fixed) {
     await waitUntil(
@@ -80,12 +84,13 @@ export async function spawnBenchServer(
       },
       { timeoutMs: 30_000, intervalMs: 20, what: `dstm server bound to [::1]:${fixed}` },
     );
-    void (async () => {
-      const reader = (proc.stdout as ReadableStream<Uint8Array>).getReader();
-      const decoder = new TextDecoder();
-      for (let r = await reader.read(); !r.done; r = await reader.read())
-        for (const line of decoder.decode(r.value).split("\n")) if (line) onLine?.(line);
-    })();
+    if (!logFile)
+      void (async () => {
+        const reader = (proc.stdout as ReadableStream<Uint8Array>).getReader();
+        const decoder = new TextDecoder();
+        for (let r = await reader.read(); !r.done; r = await reader.read())
+          for (const line of decoder.decode(r.value).split("\n")) if (line) onLine?.(line);
+      })();
     return {
       proc,
       port: fixed,
