@@ -72,6 +72,8 @@ export function linkLocalHolder(
   relays: readonly Dhcp6RelayMessage[],
   source: string,
 ): string | null {
+  // Canonical text (RFC 5952): fe80::/10 starts "fe8"–"feb"; anything else without parsing.
+  if (host6.charCodeAt(0) !== 0x66 || host6.charCodeAt(1) !== 0x65) return null;
   const bytes = parseIPv6(host6);
   if (bytes?.[0] !== 0xfe || ((bytes[1] as number) & 0xc0) !== 0x80) return null;
   if (relays.length === 0) {
