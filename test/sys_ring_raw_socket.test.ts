@@ -10,7 +10,7 @@ import { closeSync, openSync } from "node:fs";
 import * as libc from "../lib/sys/libc.ts";
 import type { PacketRing } from "../lib/sys/packet_ring.ts";
 import type { Raw6Batch } from "../lib/sys/raw6_batch.ts";
-import { RAW_FIRST_AFTER, RingRawSocket } from "../lib/sys/ring_raw_socket.ts";
+import { NAP_BELOW, RAW_FIRST_AFTER, RingRawSocket } from "../lib/sys/ring_raw_socket.ts";
 
 /** Reads of a busy ring at 64 packets each between two of the raw socket's turns. */
 const RAW_FIRST_EVERY = RAW_FIRST_AFTER / 64;
@@ -37,10 +37,21 @@ function source(fd: number, answer: () => number) {
   };
 }
 
-function pair(ringFd: number, ringAnswer: () => number, rawFd: number, rawAnswer: () => number) {
+function pair(
+  ringFd: number,
+  ringAnswer: () => number,
+  rawFd: number,
+  rawAnswer: () => number,
+  napUs = 0,
+) {
   const ring = source(ringFd, ringAnswer);
   const raw = source(rawFd, rawAnswer);
-  const sock = new RingRawSocket(ring as unknown as PacketRing, raw as unknown as Raw6Batch, 0);
+  const sock = new RingRawSocket(
+    ring as unknown as PacketRing,
+    raw as unknown as Raw6Batch,
+    0,
+    napUs,
+  );
   const read = () =>
     sock.read([new Uint8Array(64)], new Int32Array(1), 0, new Uint8Array(16), new Uint8Array(1));
   return { ring, raw, read };
@@ -186,5 +197,69 @@ describe("RingRawSocket", () => {
     ring.markAhead = false;
     read();
     expect(raw.calls).toBe(1);
+  });
+
+  describe("naps (NAPI-like)", () => {
+    /** The ring answers these counts in turn, then 0. */
+    const answers = (...counts: number[]) => {
+      const queue = [...counts];
+      return () => queue.shift() ?? 0;
+    };
+
+    test("a small read, the ring then empty: the next read naps and reads the ring again", () => {
+      const { ring, raw, read } = pair(idle, answers(3, 0, 5), idle2, () => 0, 20);
+      expect(read()).toBe(3);
+      // The ring empty: the nap (20 µs), then the ring's 5 packets that came meanwhile.
+      expect(read()).toBe(5);
+      expect(ring.calls).toBe(3);
+      expect(raw.calls).toBe(0);
+    });
+
+    test("without naps (napUs 0) the same read waits in the poll instead (timeout 0 here: 0)", () => {
+      const { ring, read } = pair(idle, answers(3, 0, 5), idle2, () => 0);
+      expect(read()).toBe(3);
+      expect(read()).toBe(0);
+      expect(ring.calls).toBe(2);
+    });
+
+    test("a nap that finds nothing ends the naps: the poll waits, and the next read does not nap", () => {
+      const { ring, read } = pair(idle, answers(3), idle2, () => 0, 20);
+      expect(read()).toBe(3);
+      expect(read()).toBe(0); // the ring, the nap, the ring again, then the poll (timeout 0)
+      expect(ring.calls).toBe(3);
+      expect(read()).toBe(0); // no nap: the ring, then the poll
+      expect(ring.calls).toBe(4);
+    });
+
+    test(`a read of NAP_BELOW (${NAP_BELOW}) packets or more is not followed by a nap`, () => {
+      const { ring, read } = pair(idle, answers(NAP_BELOW, 0, 5), idle2, () => 0, 20);
+      expect(read()).toBe(NAP_BELOW);
+      expect(read()).toBe(0);
+      expect(ring.calls).toBe(2);
+    });
+
+    test("naps go on while each finds a few packets", () => {
+      const { ring, read } = pair(idle, answers(2, 0, 4, 0, 6, 0), idle2, () => 0, 20);
+      expect([read(), read(), read(), read()]).toEqual([2, 4, 6, 0]);
+      expect(ring.calls).toBe(7); // 2; 0 nap 4; 0 nap 6; 0 nap 0 (then the poll)
+    });
+
+    test("the raw socket readable during a nap: it ends the nap and its packets are read", () => {
+      const { ring, raw, read } = pair(idle, answers(3), readable, () => 2, 1_000_000);
+      expect(read()).toBe(3);
+      // A nap of 1 s would hold the test; the readable raw socket ends it at once.
+      expect(read()).toBe(2);
+      expect(raw.calls).toBe(1);
+      expect(ring.calls).toBe(3);
+    });
+
+    test("the ring's packets after a nap go first, the readable raw socket's at the next read", () => {
+      const { raw, read } = pair(idle, answers(3, 0, 4), readable, () => 2, 1_000_000);
+      expect(read()).toBe(3);
+      expect(read()).toBe(4);
+      expect(raw.calls).toBe(0);
+      expect(read()).toBe(2);
+      expect(raw.calls).toBe(1);
+    });
   });
 });
