@@ -33,7 +33,11 @@
  * @module
  */
 
-import { completePartialChecksum, hasPartialTcpChecksum } from "../net/csum_partial.ts";
+import {
+  completePartialChecksum,
+  hasPartialTcpChecksum,
+  hasPartialUdpChecksum,
+} from "../net/csum_partial.ts";
 import { DSCP_COPY, outerTrafficClass } from "../net/ecn.ts";
 import { flowLabelOf } from "../net/flowlabel.ts";
 import {
@@ -153,6 +157,15 @@ export class TepContext {
   deferLargePartialChecksum = false;
   /** Decap output: the forwarded packet's TCP checksum is still partial (see above). */
   partialChecksum = false;
+  /**
+   * Set by a batched loop whose UDP GRO takes datagrams with partial checksums (tep_batch.ts):
+   * `tepDecap` then leaves a UDP datagram's CHECKSUM_PARTIAL checksum as it came and says so in
+   * {@link udpChecksumPartial}; the GRO completes it where it writes the datagram alone, and a
+   * super-datagram's checksums are the kernel's anyway (gro_udp.ts `UdpHint`).
+   */
+  deferPartialUdpChecksum = false;
+  /** Decap output: the forwarded UDP datagram's checksum is still partial (see above). */
+  udpChecksumPartial = false;
   /**
    * Decap output: the forwarded packet's TCP/UDP checksum was completed here (it came in the
    * sender's CHECKSUM_PARTIAL state), so it is right by construction (the UDP GRO need not
@@ -288,13 +301,17 @@ export function tepDecap(
   // A kernel sender on a veth left the L4 checksum to the hardware (lib/net/csum_partial.ts);
   // finished first, since the MSS clamp below updates the checksum incrementally.
   // A kernel peer's whole TSO packet may be left partial for a TUN that finishes it
-  // (NEEDS_CSUM, tep_batch.ts): one pass over 64 KiB less.
+  // (NEEDS_CSUM, tep_batch.ts): one pass over 64 KiB less; so may a UDP datagram for the UDP
+  // GRO, which completes it unless it joins a super-datagram (whose checksums the kernel makes).
   ctx.partialChecksum =
     ctx.deferLargePartialChecksum &&
     total > ctx.tunnelMtu + TUNNEL_OVERHEAD &&
     hasPartialTcpChecksum(pkt, off, total);
-  ctx.checksumCompleted = !ctx.partialChecksum && completePartialChecksum(pkt, off, total);
-  if (ctx.partialChecksum || ctx.checksumCompleted) c[DECAP_CSUM_COMPLETED]! += 1;
+  ctx.udpChecksumPartial = ctx.deferPartialUdpChecksum && hasPartialUdpChecksum(pkt, off, total);
+  ctx.checksumCompleted =
+    !ctx.partialChecksum && !ctx.udpChecksumPartial && completePartialChecksum(pkt, off, total);
+  if (ctx.partialChecksum || ctx.checksumCompleted || ctx.udpChecksumPartial)
+    c[DECAP_CSUM_COMPLETED]! += 1;
   // A SYN from the host: the IPv4 peer must not send segments the path to the host drops.
   return finishDecap(ctx, DECAP_TAIL, pkt, off, total, outerTrafficClass, src6, src6Off);
 }

@@ -52,6 +52,7 @@ const SEGMENTED = Counter["decap-tcp-segmented"];
 export const HELD_BATCHES = 4;
 const DECAP_CHECKED = UdpHint.HEADER_CHECKED | UdpHint.IN_MEMORY;
 const DECAP_COMPUTED = DECAP_CHECKED | UdpHint.UDP_CHECKSUM_COMPUTED;
+const DECAP_PARTIAL = DECAP_CHECKED | UdpHint.UDP_CHECKSUM_PARTIAL;
 
 export interface TepBatchOptions {
   /**
@@ -121,8 +122,10 @@ export class TepDecapBatch {
       ((t) => {
         t.reply6Length = 0;
       });
-    // Its TUN finishes checksums: a kernel peer's TSO packet goes over as it came.
+    // Its TUN finishes checksums: a kernel peer's TSO packet goes over as it came, and its
+    // UDP datagrams' partial checksums are left to the UDP GRO (gro_udp.ts UdpHint).
     tep.deferLargePartialChecksum = this.gro !== null;
+    tep.deferPartialUdpChecksum = this.groUdp !== null;
   }
 
   readonly #writeOne: (buf: Uint8Array, off: number, len: number, hints?: number) => void;
@@ -143,7 +146,16 @@ export class TepDecapBatch {
       if (tep.partialChecksum) completePartialChecksum(buf, off, len);
       // Every packet here is one of the writer's buffers (its GROs' ArrayBuffer), with the
       // IPv4 header checksum verified by tepDecap (and kept right by its changes).
-      this.#writeOne(buf, off, len, tep.checksumCompleted ? DECAP_COMPUTED : DECAP_CHECKED);
+      this.#writeOne(
+        buf,
+        off,
+        len,
+        tep.udpChecksumPartial
+          ? DECAP_PARTIAL
+          : tep.checksumCompleted
+            ? DECAP_COMPUTED
+            : DECAP_CHECKED,
+      );
       return;
     }
     tep.counters[SEGMENTED]! += 1;
