@@ -57,6 +57,7 @@ import {
 import { l4DestinationPort, l4SourcePort } from "../net/l4.ts";
 import { clampTcpMss, TCP_IPV4_OVERHEAD } from "../net/mss.ts";
 import { tcpChecksumValid, tcpSegmentCount } from "../net/tcp_segment.ts";
+import type { BatchLookups } from "./batch_lookups.ts";
 import { type BindingTable, LookupStatus } from "./binding.ts";
 import { Counter } from "./counters.ts";
 import { tepFragmentTables, trackDecapFragment, trackEncapFragment } from "./fragment_steps.ts";
@@ -167,6 +168,12 @@ export class TepContext {
   /** Decap output: the forwarded UDP datagram's checksum is still partial (see above). */
   udpChecksumPartial = false;
   /**
+   * Set by a batched loop (tep_batch.ts), which forgets it at the start of every batch:
+   * `tepDecap`'s binding lookups answered from the batch's last ones (batch_lookups.ts).
+   * Null (default): every packet looked up in the table.
+   */
+  batchLookups: BatchLookups | null = null;
+  /**
    * Decap output: the forwarded packet's TCP/UDP checksum was completed here (it came in the
    * sender's CHECKSUM_PARTIAL state), so it is right by construction (the UDP GRO need not
    * verify it again, gro_udp.ts `UdpHint`).
@@ -269,7 +276,11 @@ export function tepDecap(
   }
   const total = ipv4TotalLength(pkt, off);
   const port = l4SourcePort(pkt, off, total);
-  let status: number = ctx.bindings.match(ipv4Source(pkt, off), port, src6, src6Off);
+  const memo = ctx.batchLookups;
+  const src4 = ipv4Source(pkt, off);
+  let status: number = memo
+    ? memo.match(ctx.bindings, src4, port, src6, src6Off)
+    : ctx.bindings.match(src4, port, src6, src6Off);
   if (isIPv4Fragment(pkt, off)) {
     // RFC 7597 §8.3.3: a fragment without ports follows its first fragment.
     status = trackDecapFragment(ctx, pkt, off, total, port, status, src6, src6Off);
@@ -291,7 +302,9 @@ export function tepDecap(
   }
   // Hairpin: the destination address is tunnelled too (any port: port −1 answers FOUND for a
   // whole address and NO_PORT_SET for a shared one, both mean "bound").
-  if (ctx.bindings.find(ipv4Destination(pkt, off), -1, _noHost, 0) !== LookupStatus.NO_ADDRESS) {
+  const dst4 = ipv4Destination(pkt, off);
+  const bound = memo ? memo.find(ctx.bindings, dst4) : ctx.bindings.find(dst4, -1, _noHost, 0);
+  if (bound !== LookupStatus.NO_ADDRESS) {
     if (!ctx.hairpin) {
       c[DECAP_DROP_HAIRPIN]! += 1;
       return Verdict.DROP_HAIRPIN_DISABLED;

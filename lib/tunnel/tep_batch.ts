@@ -30,6 +30,7 @@
 import { completePartialChecksum } from "../net/csum_partial.ts";
 import type { BatchDevice, TunnelBatchSocket } from "../net/device.ts";
 import { writeTcpSegment } from "../net/tcp_segment.ts";
+import { BatchLookups } from "./batch_lookups.ts";
 import { Counter } from "./counters.ts";
 import type { TcpCoalescer } from "./gro.ts";
 import { type UdpCoalescer, UdpHint } from "./gro_udp.ts";
@@ -91,6 +92,7 @@ export class TepDecapBatch {
   readonly #tclass: Uint8Array;
   readonly #spare: Uint8Array;
   readonly #spare6 = new Uint8Array(16);
+  readonly #lookups = new BatchLookups();
   /** Batches read since the last flush. */
   #held = 0;
 
@@ -126,6 +128,8 @@ export class TepDecapBatch {
     // UDP datagrams' partial checksums are left to the UDP GRO (gro_udp.ts UdpHint).
     tep.deferLargePartialChecksum = this.gro !== null;
     tep.deferPartialUdpChecksum = this.groUdp !== null;
+    // A run of one flow: its binding lookups answered within the batch (batch_lookups.ts).
+    tep.batchLookups = this.#lookups;
   }
 
   readonly #writeOne: (buf: Uint8Array, off: number, len: number, hints?: number) => void;
@@ -184,6 +188,7 @@ export class TepDecapBatch {
     }
     const tep = this.#tep;
     const off = this.#offset;
+    this.#lookups.forget();
     for (let i = 0; i < n; i++) {
       const buf = this.#bufs[i]!;
       if (
