@@ -10,7 +10,12 @@ import { closeSync, openSync } from "node:fs";
 import * as libc from "../lib/sys/libc.ts";
 import type { PacketRing } from "../lib/sys/packet_ring.ts";
 import type { Raw6Batch } from "../lib/sys/raw6_batch.ts";
-import { NAP_BELOW, RAW_FIRST_AFTER, RingRawSocket } from "../lib/sys/ring_raw_socket.ts";
+import {
+  NAP_BELOW,
+  NAP_BELOW_BYTES,
+  RAW_FIRST_AFTER,
+  RingRawSocket,
+} from "../lib/sys/ring_raw_socket.ts";
 
 /** Reads of a busy ring at 64 packets each between two of the raw socket's turns. */
 const RAW_FIRST_EVERY = RAW_FIRST_AFTER / 64;
@@ -24,15 +29,20 @@ afterAll(() => {
   closeSync(readable);
 });
 
-/** A stand-in reader on `fd` whose read returns `answer()` and counts the calls. */
-function source(fd: number, answer: () => number) {
+/**
+ * A stand-in reader on `fd` whose read returns `answer()` packets of `bytes` each (their
+ * sizes) and counts the calls.
+ */
+function source(fd: number, answer: () => number, bytes = 92) {
   return {
     fd,
     calls: 0,
     errorPending: false,
-    read() {
+    read(_bufs: readonly Uint8Array[], sizes: Int32Array) {
       this.calls++;
-      return answer();
+      const n = answer();
+      sizes.fill(bytes, 0, Math.max(0, n));
+      return n;
     },
   };
 }
@@ -43,8 +53,9 @@ function pair(
   rawFd: number,
   rawAnswer: () => number,
   napUs = 0,
+  ringPacketBytes = 92,
 ) {
-  const ring = source(ringFd, ringAnswer);
+  const ring = source(ringFd, ringAnswer, ringPacketBytes);
   const raw = source(rawFd, rawAnswer);
   const sock = new RingRawSocket(
     ring as unknown as PacketRing,
@@ -53,7 +64,7 @@ function pair(
     napUs,
   );
   const read = () =>
-    sock.read([new Uint8Array(64)], new Int32Array(1), 0, new Uint8Array(16), new Uint8Array(1));
+    sock.read([new Uint8Array(64)], new Int32Array(256), 0, new Uint8Array(16), new Uint8Array(1));
   return { ring, raw, read };
 }
 
@@ -236,6 +247,16 @@ describe("RingRawSocket", () => {
       expect(read()).toBe(NAP_BELOW);
       expect(read()).toBe(0);
       expect(ring.calls).toBe(2);
+    });
+
+    test(`a few long packets (${NAP_BELOW_BYTES} bytes or more in all, a TSO flow's) are not followed by a nap`, () => {
+      const bytes = Math.ceil(NAP_BELOW_BYTES / 2);
+      const { ring, read } = pair(idle, answers(2, 0, 5), idle2, () => 0, 20, bytes);
+      expect(read()).toBe(2);
+      expect(read()).toBe(0);
+      expect(ring.calls).toBe(2);
+      const one = pair(idle, answers(1, 0, 5), idle2, () => 0, 20, bytes);
+      expect([one.read(), one.read()]).toEqual([1, 5]); // half as many bytes: a nap
     });
 
     test("naps go on while each finds a few packets", () => {
