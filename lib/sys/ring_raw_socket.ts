@@ -22,17 +22,19 @@
  * Naps (NAPI-like, issue 14): when a read of the ring returned fewer than {@link NAP_BELOW}
  * packets of fewer than {@link NAP_BELOW_BYTES} bytes in all (so never after a TSO packet of
  * a bulk TCP flow, whose batches are a few packets of 64 KiB: napping there left the reader
- * idle while a fast flow waited, 14.2 → 9.8 Gbit/s in one tcp1 run) and the ring is then
- * empty, the next read first waits `napUs` µs on the raw socket
- * alone (ppoll(2); the ring's packets do not wake it) and then reads the ring, rather than
- * waking on the ring's next packet. At a moderate rate (iperf3's 64-byte UDP: a few packets
- * per read) the reader otherwise paid a TUN write, a loop turn and often a wakeup per 4–5
- * packets; the nap lets a batch of up to rate × napUs packets gather and leaves the CPU
- * meanwhile to others (the IPv4 receiver on the same CPU). It costs latency only to packets
- * that arrive during a nap, at most `napUs` plus the thread's timer slack: a lone packet (a
- * ping) is read when it comes, as before, since a nap follows only a read that found
- * packets, and a nap that finds nothing ends the naps until the next packet wakes the poll.
- * The raw socket's packets wake a nap at once.
+ * idle while a fast flow waited, 14.2 → 9.8 Gbit/s in one tcp1 run), the next read first
+ * waits `napUs` µs on the raw socket alone (ppoll(2); the ring's packets do not wake it) and
+ * then reads the ring, rather than reading it again at once or waking on its next packet.
+ * At a moderate rate (iperf3's 64-byte UDP: a few packets per read, the ring seldom empty
+ * after one) the reader otherwise paid a TUN write and a loop turn per 5–10 packets (napping
+ * only when a read left the ring empty: still 6 per write on a quiet machine); the nap lets
+ * a batch of up to rate × napUs packets gather (45–55 per write) and leaves the CPU
+ * meanwhile to others (the IPv4 receiver on the same CPU). {@link pending} is false before a
+ * nap, so that a loop holding coalesced trains writes them first. A packet waits at most
+ * `napUs` plus the thread's timer slack (and its batch's processing): a lone packet (a ping)
+ * is read when it comes, as before, since a nap follows only a read that found packets, and
+ * a nap that finds nothing ends the naps until the next packet wakes the poll. The raw
+ * socket's packets end a nap at once.
  *
  * @module
  */
@@ -100,9 +102,13 @@ export class RingRawSocket extends SendsThrough {
     w.setInt16(4, libc.POLLIN, true);
   }
 
-  /** The ring's next frame holds a packet (one memory read): see {@link TunnelBatchSocket.pending}. */
+  /**
+   * The ring's next frame holds a packet (one memory read) and the next read takes it at once,
+   * without a nap first: see {@link TunnelBatchSocket.pending} (a loop holding coalesced
+   * trains writes them before a nap, so that they never wait through it).
+   */
   get pending(): boolean {
-    return this.#ring.ready;
+    return !(this.#small && this.#napNs > 0) && this.#ring.ready;
   }
 
   /** See {@link TunnelBatchSocket.read}: 0 after the poll timeout. */
@@ -126,22 +132,24 @@ export class RingRawSocket extends SendsThrough {
       const n = raw.read(bufs, sizes, offset, addrs, trafficClass);
       if (n !== 0) return n;
     }
-    const n = this.#fromRing(bufs, sizes, offset, addrs, trafficClass);
-    if (n !== 0) {
-      this.#unseen += n;
-      this.#small = small(n, sizes);
-      return n;
-    }
-    const nap = this.#small;
-    this.#small = false;
-    if (nap && this.#napNs > 0) {
-      // The nap: the raw socket alone wakes it (a poll that looks at it).
+    if (this.#small && this.#napNs > 0) {
+      // The nap, before the ring is read again: the raw socket alone ends it early (a poll
+      // that looks at it).
+      this.#small = false;
       const r = libc.pollNs(this.#napFd, 1, this.#napNs);
       if (r < 0) return r === -Errno.EINTR ? 0 : r;
       const m = this.#afterWait(this.#napFd[6]!, bufs, sizes, offset, addrs, trafficClass);
       if (m !== 0) return m;
       // Nothing came: wait for the next packet as without naps.
+    } else {
+      const n = this.#fromRing(bufs, sizes, offset, addrs, trafficClass);
+      if (n !== 0) {
+        this.#unseen += n;
+        this.#small = small(n, sizes);
+        return n;
+      }
     }
+    this.#small = false;
     // Both are waited on at once: the raw socket's readiness comes back in its revents.
     const ready = libc.poll(this.#pollFds, 2, this.#timeoutMs);
     if (ready === 0) this.#unseen = 0; // the raw socket looked at: nothing there
