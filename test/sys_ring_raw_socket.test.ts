@@ -56,14 +56,17 @@ function pair(
   rawAnswer: () => number,
   napUs = 0,
   ringPacketBytes = 92,
+  clock = { ms: 0 },
 ) {
   const ring = source(ringFd, ringAnswer, ringPacketBytes);
   const raw = source(rawFd, rawAnswer);
+  // The reader's clock (how long it worked since it last waited): stands still unless moved.
   const sock = new RingRawSocket(
     ring as unknown as PacketRing,
     raw as unknown as Raw6Batch,
     0,
     napUs,
+    () => clock.ms,
   );
   const read = () =>
     sock.read([new Uint8Array(64)], new Int32Array(256), 0, new Uint8Array(16), new Uint8Array(1));
@@ -263,6 +266,23 @@ describe("RingRawSocket", () => {
       const one = pair(idle, answers(1), idle2, () => 0, 20, bytes);
       expect(one.read()).toBe(1);
       expect(one.sock.pending).toBe(false); // half as many bytes: a nap next
+    });
+
+    test("a reader busy more than a nap's time since it last waited does not nap (a flood)", () => {
+      const clock = { ms: 0 };
+      const big = NAP_BELOW;
+      const { read, sock } = pair(idle, answers(3, big, 3, big, 3), idle2, () => 0, 20, 92, clock);
+      expect(read()).toBe(3);
+      expect(sock.pending).toBe(false); // a nap next
+      expect(read()).toBe(big); // after the nap: a full read, no nap next
+      expect(sock.pending).toBe(true);
+      clock.ms += 0.019; // 19 µs of work since the nap
+      expect(read()).toBe(3);
+      expect(sock.pending).toBe(false); // less than the 20 µs nap: a nap next
+      expect(read()).toBe(big);
+      clock.ms += 0.021; // 21 µs of work since that nap: more than half the time busy
+      expect(read()).toBe(3);
+      expect(sock.pending).toBe(true); // no nap: read again at once
     });
 
     test("the raw socket readable during a nap: it ends the nap and its packets are read", () => {
