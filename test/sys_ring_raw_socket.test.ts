@@ -268,7 +268,7 @@ describe("RingRawSocket", () => {
       expect(one.sock.pending).toBe(false); // half as many bytes: a nap next
     });
 
-    test("a reader busy more than a nap's time since it last waited does not nap (a flood)", () => {
+    test("a reader busy more than half a nap's time since it last waited does not nap (a flood)", () => {
       const clock = { ms: 0 };
       const big = NAP_BELOW;
       const { read, sock } = pair(idle, answers(3, big, 3, big, 3), idle2, () => 0, 20, 92, clock);
@@ -276,11 +276,11 @@ describe("RingRawSocket", () => {
       expect(sock.pending).toBe(false); // a nap next
       expect(read()).toBe(big); // after the nap: a full read, no nap next
       expect(sock.pending).toBe(true);
-      clock.ms += 0.019; // 19 µs of work since the nap
+      clock.ms += 0.009; // 9 µs of work since the nap
       expect(read()).toBe(3);
-      expect(sock.pending).toBe(false); // less than the 20 µs nap: a nap next
+      expect(sock.pending).toBe(false); // less than half the 20 µs nap: a nap next
       expect(read()).toBe(big);
-      clock.ms += 0.021; // 21 µs of work since that nap: more than half the time busy
+      clock.ms += 0.011; // 11 µs of work since that nap: more than a third of the time busy
       expect(read()).toBe(3);
       expect(sock.pending).toBe(true); // no nap: read again at once
     });
