@@ -10,7 +10,7 @@
  *   TUN, blocking read/write, one thread per direction), compiled here with the system's cc.
  *
  *   bun bench/tep_alone.ts [--rounds 3] [--duration 4] [--omit 1] [--paths a,b] [--tests a,b]
- *                          [--tx-off c] [--json]     # as root, iperf3 and ethtool installed
+ *                          [--tx-off c] [--ping] [--json]  # as root, iperf3 and ethtool installed
  *
  * Topology (namespaces `dstmb-…`, veth pairs, documentation prefixes, deleted at the end):
  *
@@ -48,13 +48,19 @@
  * UDP layer (queued or dropped as RcvbufErrors), also each one the kernel cuts from a
  * super-datagram (without a socket a super-datagram would count once, as NoPorts).
  *
+ * Latency: the `ping` test (not run by default) pings S from H through the idle path, 400
+ * times 5 ms apart, and reports the round-trip times' median, 99th percentile and maximum;
+ * `--ping` pings the same way during every load run (iperf3's and the flood's measured
+ * seconds): what a packet waits behind the load, e.g. for the ring TEP's naps.
+ *
  * Tests: TCP one stream H → S; UDP with 64-byte payloads, unlimited (`-b 0`). Rounds rotate the
- * order of the paths; the table gives medians over rounds and ratios to the C forwarder and to
- * the kernel TEP. Per run: goodput or packets received per second, packets leaving the TEP's
- * IPv4 side per second (UDP: datagrams reaching S's UDP layer, since dstm now writes UDP
- * super-datagrams that eth4 counts once), the forwarder process's CPU per forwarded packet (dstm, C: all its
- * threads; /proc/PID/task) and the whole machine's busy CPU per forwarded packet (every path,
- * iperf3 on both ends included). Packets are counted as 1,500-byte equivalents (the larger of
+ * order of the paths; the table gives medians over rounds and the ratios of every dstm path
+ * to the C forwarder and to the kernel TEP. Per run: goodput or packets received per second,
+ * packets leaving the TEP's IPv4 side per second (UDP: datagrams reaching S's UDP layer, since
+ * dstm now writes UDP super-datagrams that eth4 counts once), the forwarder process's CPU per
+ * forwarded packet (dstm, C: all its threads; /proc/PID/task), the whole machine's busy CPU
+ * per forwarded packet (every path, iperf3 on both ends included) and iperf3's own CPU on
+ * each end (from its report). Packets are counted as 1,500-byte equivalents (the larger of
  * packets and bytes / 1,500), since the kernel paths and dstm with offloads move GSO
  * super-packets of up to 64 KiB that the counters count once.
  *
@@ -70,6 +76,10 @@ import { eventually } from "../test/helpers/wait.ts";
 import { parseBenchArgs } from "./bench_args.ts";
 import { codeVersion, median, TICKS_PER_SECOND } from "./dataplane.ts";
 import { machineTicks } from "./lab_counters.ts";
+
+/** The ping test's pings, and the interval of every ping (also `--ping` during a load), s. */
+const PING_COUNT = 400;
+const PING_INTERVAL_S = 0.005;
 
 const PATHS = [
   "routing",
@@ -88,6 +98,8 @@ interface TestSpec {
   udp: boolean;
   /** Flood tests: bench/c/flood4in6.c sends instead of iperf3, over this many UDP flows. */
   floodFlows?: number;
+  /** The ping test: H pings S alone, no load (round-trip times through the idle TEP). */
+  pingOnly?: boolean;
 }
 const TESTS = {
   tcp1: { title: "TCP, 1 stream, H → S", args: [], udp: false },
@@ -103,6 +115,12 @@ const TESTS = {
     args: [],
     udp: true,
     floodFlows: 64,
+  },
+  ping: {
+    title: `ping H → S through the idle TEP, ${PING_COUNT} every ${PING_INTERVAL_S * 1000} ms`,
+    args: [],
+    udp: false,
+    pingOnly: true,
   },
 } as const satisfies Record<string, TestSpec>;
 const spec = (test: TestName): TestSpec => TESTS[test];
@@ -134,6 +152,8 @@ interface Options {
   /** Paths for which the host's tx checksum offload is turned off. */
   txOff: PathName[];
   json: boolean;
+  /** Ping H → S during every load run too (round-trip times under load). */
+  ping: boolean;
 }
 
 interface Run {
@@ -156,6 +176,11 @@ interface Run {
   /** CPU of the forwarder process and of the whole machine, % of one CPU (busy both: 200). */
   forwarderCpuPercent?: number;
   machineCpuPercent: number;
+  /** Round-trip times of H's pings to S, ms: the ping test, or during a load with `--ping`. */
+  ping?: PingResult;
+  /** iperf3's own CPU, sender (H) and receiver (S), % of one CPU (iperf3 tests). */
+  senderCpuPercent?: number;
+  receiverCpuPercent?: number;
 }
 
 interface Topology {
@@ -373,12 +398,17 @@ function sample(topo: Topology, pid: number | undefined, path: PathName): Sample
   };
 }
 
-/** Waits until H reaches S over the path (neighbours warm) and S's iperf3 listens on `port`. */
-function waitForPath(topo: Topology, path: PathName, port: number): void {
+/**
+ * Waits until H reaches S over the path (neighbours warm) and, with a `port`, S's iperf3
+ * listens on it.
+ */
+function waitForPath(topo: Topology, path: PathName, port?: number): void {
   const deadline = Date.now() + 10_000;
   for (;;) {
     const ping = topo.h.exec(["ping", "-c", "1", "-W", "1", A.server4]);
-    const listening = topo.s.exec(["ss", "-Hltn", `sport = :${port}`]).stdout.includes(`:${port}`);
+    const listening =
+      port === undefined ||
+      topo.s.exec(["ss", "-Hltn", `sport = :${port}`]).stdout.includes(`:${port}`);
     if (ping.code === 0 && listening) return;
     if (Date.now() > deadline)
       throw new Error(`${path}: no IPv4 path H → S (ping) or no iperf3 server`);
@@ -443,6 +473,8 @@ function toRun(
     run.packetsPerTunWrite = equivalent / Math.max(1, b.tunWrites - a.tunWrites);
     run.forwarderCpuPercent = (100 * (b.cpu - a.cpu)) / seconds;
   }
+  run.senderCpuPercent = json.end.cpu_utilization_percent?.host_total;
+  run.receiverCpuPercent = json.end.cpu_utilization_percent?.remote_total;
   if (spec.udp) {
     const blk = json.start.test_start.blksize;
     const sent = json.end.sum_sent.packets ?? 0;
@@ -451,6 +483,38 @@ function toRun(
     run.lossPercent = sent ? 100 * (1 - got / sent) : 0;
   } else run.retransmits = json.end.sum_sent.retransmits ?? 0;
   return run;
+}
+
+/** Pings during a load run (`--ping`): its measured `duration` s, after the `omit` s. */
+function pingsDuring(o: Options): number {
+  return Math.floor(o.duration / PING_INTERVAL_S);
+}
+
+interface PingResult {
+  medianMs: number;
+  p99Ms: number;
+  maxMs: number;
+  lost: number;
+}
+
+/**
+ * Starts H pinging S every {@link PING_INTERVAL_S} s, `count` times (bounded by a timeout);
+ * resolves with the round-trip times' median, 99th percentile and maximum, and the lost count.
+ */
+function startPing(topo: Topology, count: number): Promise<PingResult> {
+  const proc = topo.h.spawn(
+    ["ping", "-n", "-i", String(PING_INTERVAL_S), "-c", String(count), "-W", "1", A.server4],
+    { timeoutMs: (count * PING_INTERVAL_S + 20) * 1000 },
+  );
+  return (async () => {
+    const out = await new Response(proc.stdout).text();
+    await proc.exited;
+    const rtts = [...out.matchAll(/time=([\d.]+) ms/g)]
+      .map((m) => Number(m[1]))
+      .sort((a, b) => a - b);
+    const at = (q: number) => rtts[Math.min(rtts.length - 1, Math.floor(q * rtts.length))] ?? NaN;
+    return { medianMs: at(0.5), p99Ms: at(0.99), maxMs: at(1), lost: count - rtts.length };
+  })();
 }
 
 async function runOne(
@@ -465,6 +529,16 @@ async function runOne(
   setTxCsum(topo, !txOff);
   hostRoute(topo, path);
   const tep = await startPath(topo, path, cc.tunfwd);
+  if (spec(test).pingOnly) {
+    try {
+      waitForPath(topo, path);
+      const ping = await startPing(topo, PING_COUNT);
+      const none = { gbps: 0, tepPps: 0, machineUsPerPacket: 0, machineCpuPercent: 0 };
+      return { round, test, path, senderTxCsum: txOff ? "off" : "on", ...none, ping };
+    } finally {
+      await tep.stop();
+    }
+  }
   if (spec(test).floodFlows !== undefined) {
     try {
       return await floodOne(topo, test, path, round, o, cc.flood, tep.pid, txOff);
@@ -480,9 +554,12 @@ async function runOne(
   try {
     waitForPath(topo, path, port);
     const a = sample(topo, tep.pid, path);
+    const ping = o.ping ? startPing(topo, pingsDuring(o)) : undefined;
     const json = await iperf3(topo, test, path, port, o);
     const b = sample(topo, tep.pid, path);
-    return toRun(json, a, b, { round, test, path, txOff, pid: tep.pid }, o);
+    const run = toRun(json, a, b, { round, test, path, txOff, pid: tep.pid }, o);
+    if (ping) run.ping = await ping;
+    return run;
   } finally {
     if (server.exitCode === null) {
       server.kill("SIGKILL");
@@ -527,9 +604,7 @@ async function floodOne(
   txOff: boolean,
 ): Promise<Run> {
   // The path works (neighbours resolved) before the clock starts.
-  const deadline = Date.now() + 10_000;
-  while (topo.h.exec(["ping", "-c", "1", "-W", "1", A.server4]).code !== 0)
-    if (Date.now() > deadline) throw new Error(`${path}: no IPv4 path H → S (ping)`);
+  waitForPath(topo, path);
   const v6 = path !== "routing";
   const sid = path === "kernel-tep" ? A.kernelSid : A.tep6;
   const argv = [
@@ -572,6 +647,7 @@ async function floodOne(
   await Bun.sleep(o.omit * 1000);
   const a = sample(topo, pid, path);
   const t0 = performance.now();
+  const ping = o.ping ? startPing(topo, pingsDuring(o)) : undefined;
   await Bun.sleep(o.duration * 1000);
   const b = sample(topo, pid, path);
   const seconds = (performance.now() - t0) / 1000;
@@ -603,6 +679,7 @@ async function floodOne(
     run.packetsPerTunWrite = received / Math.max(1, b.tunWrites - a.tunWrites);
     run.forwarderCpuPercent = (100 * (b.cpu - a.cpu)) / seconds;
   }
+  if (ping) run.ping = await ping;
   return run;
 }
 
@@ -610,10 +687,39 @@ function fmt(n: number | undefined, digits = 2): string {
   return n === undefined || Number.isNaN(n) ? "–" : n.toFixed(digits);
 }
 
+/** A run's pings, for the log and the report: median / p99 / max RTT in µs, and losses. */
+function pingText(p: PingResult | undefined): string {
+  if (p === undefined) return "";
+  const us = (ms: number) => Math.round(ms * 1000);
+  return `ping RTT median ${us(p.medianMs)} µs, p99 ${us(p.p99Ms)} µs, max ${us(p.maxMs)} µs, ${p.lost} lost`;
+}
+
+/** The ping lines of `test` (medians over rounds of each figure), one per path. */
+function pingReport(runs: Run[], test: TestName, o: Options): string[] {
+  const lines: string[] = [];
+  for (const path of o.paths) {
+    const ps = runs.filter((r) => r.test === test && r.path === path && r.ping).map((r) => r.ping!);
+    if (ps.length === 0) continue;
+    const m = (f: (p: PingResult) => number) => median(ps.map(f));
+    const text = pingText({
+      medianMs: m((p) => p.medianMs),
+      p99Ms: m((p) => p.p99Ms),
+      maxMs: m((p) => p.maxMs),
+      lost: m((p) => p.lost),
+    });
+    lines.push(`${path.padEnd(14)} ${text} (medians of ${ps.length} rounds)`);
+  }
+  return lines;
+}
+
 function report(runs: Run[], o: Options): string {
   const lines: string[] = [];
   for (const test of o.tests) {
     const spec = TESTS[test];
+    if ("pingOnly" in spec) {
+      lines.push(`\n${spec.title}`, ...pingReport(runs, test, o));
+      continue;
+    }
     const value = (r: Run) => (spec.udp ? r.receivedPps! : r.gbps);
     const med = new Map<PathName, number>();
     lines.push(`\n${spec.title} — medians of ${o.rounds} rounds`);
@@ -641,13 +747,15 @@ function report(runs: Run[], o: Options): string {
           )} | ${rs[0]!.senderTxCsum.padEnd(14)} | ${fmt(fw).padStart(16)} | ${fmt(median(rs.map((r) => r.machineUsPerPacket))).padStart(14)} | ${(spec.udp ? fmt(median(rs.map((r) => r.lossPercent!)), 1) : String(median(rs.map((r) => r.retransmits!)))).padStart(6)} |`,
       );
     }
-    const d = med.get("dstm");
-    if (d !== undefined) {
+    for (const dstm of o.paths.filter((p) => p.startsWith("dstm"))) {
+      const d = med.get(dstm);
+      if (d === undefined) continue;
       const ratio = (p: PathName) => (med.has(p) ? `${(d / med.get(p)!).toFixed(2)}×` : "–");
       lines.push(
-        `dstm / c = ${ratio("c")}, dstm / kernel-tep = ${ratio("kernel-tep")}, dstm / routing = ${ratio("routing")}`,
+        `${dstm} / c = ${ratio("c")}, ${dstm} / kernel-tep = ${ratio("kernel-tep")}, ${dstm} / routing = ${ratio("routing")}`,
       );
     }
+    if (o.ping) lines.push("pings during the load:", ...pingReport(runs, test, o));
   }
   return lines.join("\n");
 }
@@ -676,7 +784,7 @@ async function main(o: Options): Promise<void> {
           runs.push(r);
           if (!o.json)
             console.log(
-              `round ${round} ${test} ${path.padEnd(10)} ${TESTS[test].udp ? `${Math.round(r.receivedPps!)} pps received` : `${r.gbps.toFixed(2)} Gbit/s`}, TEP out ${Math.round(r.tepPps)} pps, forwarder ${fmt(r.forwarderUsPerPacket)} µs/pkt (${fmt(r.forwarderCpuPercent, 0)}% CPU), ${fmt(r.packetsPerTunWrite, 1)} pkt/TUN write, machine ${fmt(r.machineUsPerPacket)} µs/pkt (${fmt(r.machineCpuPercent, 0)}%)`,
+              `round ${round} ${test} ${path.padEnd(10)} ${TESTS[test].udp ? `${Math.round(r.receivedPps!)} pps received` : `${r.gbps.toFixed(2)} Gbit/s`}, TEP out ${Math.round(r.tepPps)} pps, forwarder ${fmt(r.forwarderUsPerPacket)} µs/pkt (${fmt(r.forwarderCpuPercent, 0)}% CPU), ${fmt(r.packetsPerTunWrite, 1)} pkt/TUN write, machine ${fmt(r.machineUsPerPacket)} µs/pkt (${fmt(r.machineCpuPercent, 0)}%)${r.senderCpuPercent === undefined ? "" : `, iperf3 sender ${fmt(r.senderCpuPercent, 0)}% receiver ${fmt(r.receiverCpuPercent, 0)}%`}${r.ping ? `; ${pingText(r.ping)}` : ""}`,
             );
         }
     }
@@ -695,9 +803,15 @@ if (import.meta.main) {
       duration: { type: "string", default: "4" },
       omit: { type: "string", default: "1" },
       paths: { type: "string", default: PATHS.filter((p) => p !== "dstm-ring-base").join(",") },
-      tests: { type: "string", default: Object.keys(TESTS).join(",") },
+      tests: {
+        type: "string",
+        default: Object.keys(TESTS)
+          .filter((t) => t !== "ping")
+          .join(","),
+      },
       "tx-off": { type: "string", default: "c" },
       json: { type: "boolean", default: false },
+      ping: { type: "boolean", default: false },
     },
   });
   const paths = values.paths.split(",") as PathName[];
@@ -713,5 +827,6 @@ if (import.meta.main) {
     tests,
     txOff: values["tx-off"] === "" ? [] : (values["tx-off"].split(",") as PathName[]),
     json: values.json,
+    ping: values.ping,
   });
 }

@@ -5,10 +5,18 @@
  * cutting it gives back the datagrams byte for byte, in order.
  */
 import { describe, expect, test } from "bun:test";
+import { completePartialChecksum } from "../lib/net/csum_partial.ts";
 import type { GroEmit } from "../lib/tunnel/gro.ts";
-import { UDP_GRO_MAX_SEGMENTS, UdpCoalescer } from "../lib/tunnel/gro_udp.ts";
+import { UDP_GRO_MAX_SEGMENTS, UdpCoalescer, UdpHint } from "../lib/tunnel/gro_udp.ts";
 import { internetChecksum } from "./helpers/packets.ts";
-import { type UdpSpec, udp, udpChecksumOf, udpCut, udpTrain } from "./helpers/udp_packets.ts";
+import {
+  partialUdp,
+  type UdpSpec,
+  udp,
+  udpChecksumOf,
+  udpCut,
+  udpTrain,
+} from "./helpers/udp_packets.ts";
 
 interface Emitted {
   packet: Uint8Array;
@@ -257,5 +265,73 @@ describe("UDP GRO: UdpCoalescer", () => {
     expect(() => new UdpCoalescer(() => {}, { trains: 2, memory: new Uint8Array(100) })).toThrow(
       /memory/,
     );
+  });
+});
+
+describe("UDP GRO: datagrams with partial checksums (UdpHint.UDP_CHECKSUM_PARTIAL)", () => {
+  const offerPartial = (
+    gro: UdpCoalescer,
+    ps: Uint8Array[],
+    hints: number = UdpHint.UDP_CHECKSUM_PARTIAL,
+  ) => {
+    for (const p of ps) gro.add(p, 0, p.length, hints);
+    gro.flush();
+  };
+
+  test("a run joins one super-datagram; cut, each datagram carries the checksum its sender's NIC would have", () => {
+    const { gro, emitted } = coalescer();
+    const finished = udpTrain(12, FLOW);
+    offerPartial(gro, finished.map(partialUdp));
+    expect(emitted.map((e) => [e.gsoSize, e.segments, e.partial])).toEqual([[64, 12, true]]);
+    expect(hex(delivered(emitted))).toEqual(hex(finished));
+  });
+
+  test("a datagram alone in its train leaves completed, not partial", () => {
+    const { gro, emitted } = coalescer();
+    const finished = udp({ ...FLOW, id: 0x2000 });
+    offerPartial(gro, [partialUdp(finished)]);
+    expect(emitted.map((e) => [e.gsoSize, e.partial])).toEqual([[0, false]]);
+    expect(udpChecksumOf(emitted[0]!.packet)).toBe(0);
+    expect(hex([emitted[0]!.packet])).toEqual(hex([finished]));
+  });
+
+  test("one that cannot join (padding) leaves completed; partial and finished ones of a flow share a train", () => {
+    const { gro, emitted } = coalescer();
+    const finished = udpTrain(6, FLOW);
+    // IPv4 total length 4 bytes beyond the UDP length (padding): never coalesced.
+    const padded = new Uint8Array(28 + 64 + 4);
+    padded.set(udp({ ...FLOW, id: 0x2006 }));
+    padded[3] = padded.length & 0xff;
+    padded[10] = 0;
+    padded[11] = 0;
+    const ipSum = internetChecksum(padded, 0, 20);
+    padded[10] = ipSum >>> 8;
+    padded[11] = ipSum & 0xff;
+    const paddedPartial = padded.slice();
+    let s = 17 + (padded.length - 20);
+    for (let k = 12; k < 20; k += 2) s += (padded[k]! << 8) | padded[k + 1]!;
+    while (s > 0xffff) s = (s & 0xffff) + (s >>> 16);
+    paddedPartial[26] = s >>> 8;
+    paddedPartial[27] = s & 0xff;
+    const completed = paddedPartial.slice(); // (the coalescer completes the offered buffer)
+    const ps = finished.map((p, i) => (i % 2 === 0 ? partialUdp(p) : p));
+    for (const [i, p] of ps.entries())
+      gro.add(p, 0, p.length, i % 2 === 0 ? UdpHint.UDP_CHECKSUM_PARTIAL : 0);
+    gro.add(paddedPartial, 0, paddedPartial.length, UdpHint.UDP_CHECKSUM_PARTIAL);
+    gro.flush();
+    expect(emitted.map((e) => e.segments)).toEqual([6, 1]);
+    expect(hex(delivered(emitted).slice(0, 6))).toEqual(hex(finished));
+    // Completed as the decapsulating loop completed every datagram before (over the IPv4
+    // payload, lib/net/csum_partial.ts).
+    expect(completePartialChecksum(completed, 0, completed.length)).toBe(true);
+    expect(hex([emitted[1]!.packet])).toEqual(hex([completed]));
+  });
+
+  test("without the hint a partial checksum is a wrong one: passed on as it came, never completed", () => {
+    const { gro, emitted } = coalescer();
+    const ps = udpTrain(3, FLOW).map(partialUdp);
+    offerPartial(gro, ps, 0);
+    expect(emitted.map((e) => e.gsoSize)).toEqual([0, 0, 0]);
+    expect(hex(emitted.map((e) => e.packet))).toEqual(hex(ps));
   });
 });

@@ -10,7 +10,12 @@ import { closeSync, openSync } from "node:fs";
 import * as libc from "../lib/sys/libc.ts";
 import type { PacketRing } from "../lib/sys/packet_ring.ts";
 import type { Raw6Batch } from "../lib/sys/raw6_batch.ts";
-import { RAW_FIRST_AFTER, RingRawSocket } from "../lib/sys/ring_raw_socket.ts";
+import {
+  NAP_BELOW,
+  NAP_BELOW_BYTES,
+  RAW_FIRST_AFTER,
+  RingRawSocket,
+} from "../lib/sys/ring_raw_socket.ts";
 
 /** Reads of a busy ring at 64 packets each between two of the raw socket's turns. */
 const RAW_FIRST_EVERY = RAW_FIRST_AFTER / 64;
@@ -24,26 +29,48 @@ afterAll(() => {
   closeSync(readable);
 });
 
-/** A stand-in reader on `fd` whose read returns `answer()` and counts the calls. */
-function source(fd: number, answer: () => number) {
+/**
+ * A stand-in reader on `fd` whose read returns `answer()` packets of `bytes` each (their
+ * sizes) and counts the calls.
+ */
+function source(fd: number, answer: () => number, bytes = 92) {
   return {
     fd,
     calls: 0,
     errorPending: false,
-    read() {
+    /** PacketRing.ready: a packet waits (always, for these stand-ins). */
+    ready: true,
+    read(_bufs: readonly Uint8Array[], sizes: Int32Array) {
       this.calls++;
-      return answer();
+      const n = answer();
+      sizes.fill(bytes, 0, Math.max(0, n));
+      return n;
     },
   };
 }
 
-function pair(ringFd: number, ringAnswer: () => number, rawFd: number, rawAnswer: () => number) {
-  const ring = source(ringFd, ringAnswer);
+function pair(
+  ringFd: number,
+  ringAnswer: () => number,
+  rawFd: number,
+  rawAnswer: () => number,
+  napUs = 0,
+  ringPacketBytes = 92,
+  clock = { ms: 0 },
+) {
+  const ring = source(ringFd, ringAnswer, ringPacketBytes);
   const raw = source(rawFd, rawAnswer);
-  const sock = new RingRawSocket(ring as unknown as PacketRing, raw as unknown as Raw6Batch, 0);
+  // The reader's clock (how long it worked since it last waited): stands still unless moved.
+  const sock = new RingRawSocket(
+    ring as unknown as PacketRing,
+    raw as unknown as Raw6Batch,
+    0,
+    napUs,
+    () => clock.ms,
+  );
   const read = () =>
-    sock.read([new Uint8Array(64)], new Int32Array(1), 0, new Uint8Array(16), new Uint8Array(1));
-  return { ring, raw, read };
+    sock.read([new Uint8Array(64)], new Int32Array(256), 0, new Uint8Array(16), new Uint8Array(1));
+  return { ring, raw, read, sock };
 }
 
 describe("RingRawSocket", () => {
@@ -186,5 +213,94 @@ describe("RingRawSocket", () => {
     ring.markAhead = false;
     read();
     expect(raw.calls).toBe(1);
+  });
+
+  describe("naps (NAPI-like)", () => {
+    /** The ring answers these counts in turn, then 0. */
+    const answers = (...counts: number[]) => {
+      const queue = [...counts];
+      return () => queue.shift() ?? 0;
+    };
+
+    test("a small read: the next read naps first, then reads what came meanwhile", () => {
+      const { ring, raw, read, sock } = pair(idle, answers(3, 5), idle2, () => 0, 20);
+      expect(read()).toBe(3);
+      // A nap is next (20 µs): not pending, so that a loop holding trains writes them first.
+      expect(sock.pending).toBe(false);
+      expect(read()).toBe(5);
+      expect(ring.calls).toBe(2);
+      expect(raw.calls).toBe(0);
+      expect(sock.pending).toBe(false); // 5 is small too: naps go on
+    });
+
+    test("without naps (napUs 0) the ring's waiting packets are pending after any read", () => {
+      const { read, sock } = pair(idle, answers(3, 5), idle2, () => 0);
+      expect(read()).toBe(3);
+      expect(sock.pending).toBe(true);
+      expect(read()).toBe(5);
+    });
+
+    test("a nap that finds nothing ends the naps: the poll waits, and the next read does not nap", () => {
+      const { ring, read, sock } = pair(idle, answers(3), idle2, () => 0, 20);
+      expect(read()).toBe(3);
+      expect(read()).toBe(0); // the nap, the ring, then the poll (timeout 0 here)
+      expect(ring.calls).toBe(2);
+      expect(sock.pending).toBe(true);
+      expect(read()).toBe(0); // no nap: the ring, then the poll
+      expect(ring.calls).toBe(3);
+    });
+
+    test(`a read of NAP_BELOW (${NAP_BELOW}) packets or more is not followed by a nap`, () => {
+      const { read, sock } = pair(idle, answers(NAP_BELOW - 1, NAP_BELOW), idle2, () => 0, 20);
+      expect(read()).toBe(NAP_BELOW - 1);
+      expect(sock.pending).toBe(false);
+      expect(read()).toBe(NAP_BELOW);
+      expect(sock.pending).toBe(true);
+    });
+
+    test(`a few long packets (${NAP_BELOW_BYTES} bytes or more in all, a TSO flow's) are not followed by a nap`, () => {
+      const bytes = Math.ceil(NAP_BELOW_BYTES / 2);
+      const two = pair(idle, answers(2), idle2, () => 0, 20, bytes);
+      expect(two.read()).toBe(2);
+      expect(two.sock.pending).toBe(true);
+      const one = pair(idle, answers(1), idle2, () => 0, 20, bytes);
+      expect(one.read()).toBe(1);
+      expect(one.sock.pending).toBe(false); // half as many bytes: a nap next
+    });
+
+    test("a reader busy more than half a nap's time since it last waited does not nap (a flood)", () => {
+      const clock = { ms: 0 };
+      const big = NAP_BELOW;
+      const { read, sock } = pair(idle, answers(3, big, 3, big, 3), idle2, () => 0, 20, 92, clock);
+      expect(read()).toBe(3);
+      expect(sock.pending).toBe(false); // a nap next
+      expect(read()).toBe(big); // after the nap: a full read, no nap next
+      expect(sock.pending).toBe(true);
+      clock.ms += 0.009; // 9 µs of work since the nap
+      expect(read()).toBe(3);
+      expect(sock.pending).toBe(false); // less than half the 20 µs nap: a nap next
+      expect(read()).toBe(big);
+      clock.ms += 0.011; // 11 µs of work since that nap: more than a third of the time busy
+      expect(read()).toBe(3);
+      expect(sock.pending).toBe(true); // no nap: read again at once
+    });
+
+    test("the raw socket readable during a nap: it ends the nap and its packets are read", () => {
+      const { ring, raw, read } = pair(idle, answers(3), readable, () => 2, 1_000_000);
+      expect(read()).toBe(3);
+      // A nap of 1 s would hold the test; the readable raw socket ends it at once.
+      expect(read()).toBe(2);
+      expect(raw.calls).toBe(1);
+      expect(ring.calls).toBe(2);
+    });
+
+    test("the ring's packets after a nap go first, the readable raw socket's at the next read", () => {
+      const { raw, read } = pair(idle, answers(3, 4), readable, () => 2, 1_000_000);
+      expect(read()).toBe(3);
+      expect(read()).toBe(4);
+      expect(raw.calls).toBe(0);
+      expect(read()).toBe(2); // its turn before the next nap
+      expect(raw.calls).toBe(1);
+    });
   });
 });

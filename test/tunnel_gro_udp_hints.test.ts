@@ -19,6 +19,7 @@ import {
   deliveredDatagrams,
   expectCoalescedAsPlain,
   ipId,
+  partialUdp,
   type UdpSpec,
   udp,
   udpChecksumOf,
@@ -31,17 +32,6 @@ function referenceSum(b: Uint8Array, off: number, len: number, initial: number):
   for (let i = 0; i < len; i += 2) s += (b[off + i]! << 8) | (i + 1 < len ? b[off + i + 1]! : 0);
   while (s > 0xffff) s = (s & 0xffff) + (s >>> 16);
   return s;
-}
-
-/** The datagram's UDP checksum left as a CHECKSUM_PARTIAL sender leaves it: the pseudo-header sum. */
-function partial(p: Uint8Array): Uint8Array {
-  const q = p.slice();
-  let s = 17 + (q.length - 20);
-  for (let k = 12; k < 20; k += 2) s += (q[k]! << 8) | q[k + 1]!;
-  while (s > 0xffff) s = (s & 0xffff) + (s >>> 16);
-  q[26] = s >>> 8;
-  q[27] = s & 0xff;
-  return q;
 }
 
 describe("checksumSumWords: the sum by 32-bit words", () => {
@@ -169,9 +159,9 @@ describe("TepDecapBatch with partial checksums: a train carries only what one by
   test("spoofed, unbound, outside the port set, a wrong finished checksum: dropped or passed alone, counted the same", () => {
     const from = (packet: Uint8Array, src6 = A6): Arrival => ({ packet, src6, trafficClass: 0 });
     const flow: UdpSpec = { payload: 64, src: HOST_A, dst: WEB };
-    const r = udpTrain(10, flow).map(partial);
+    const r = udpTrain(10, flow).map(partialUdp);
     const shared: UdpSpec = { payload: 64, src: SHARED, dst: WEB, srcPort: 1280, id: 0x5000 };
-    const s = udpTrain(3, shared).map(partial);
+    const s = udpTrain(3, shared).map(partialUdp);
     const wrong = udp({ ...flow, id: 0x2005, checksum: "bad" }); // finished, and wrong
     const batch = [
       from(r[0]!),
@@ -183,7 +173,7 @@ describe("TepDecapBatch with partial checksums: a train carries only what one by
       from(udp({ ...flow, src: [198, 51, 100, 99], id: 0x2006 })), // no binding
       from(r[7]!),
       from(s[0]!),
-      from(partial(udp({ ...shared, srcPort: 1536, id: 0x5001 }))), // outside the port set
+      from(partialUdp(udp({ ...shared, srcPort: 1536, id: 0x5001 }))), // outside the port set
       from(s[1]!),
       from(s[2]!),
       from(r[8]!),

@@ -16,6 +16,7 @@ import {
   expectCoalescedAsPlain,
   hexOf,
   ipId,
+  partialUdp,
   type UdpSpec,
   udp,
   udpChecksumOf,
@@ -159,6 +160,22 @@ describe("TepDecapBatch: a TUN that took TUN_F_USO4 but refuses a UDP_L4 write (
     expect(hexOf(tun.written.map((w) => w.packet))).toEqual(hexOf(run));
     expect(loop.stats.writeErrors).toBe(0);
     expect(loop.stats.lastError).toBe(-22);
+  });
+
+  test("datagrams with partial checksums (a veth sender's) leave completed after the refusal too", () => {
+    const { tep } = setup();
+    const raw = new FakeTunnelSocket(8);
+    const tun = new FakeBatchTun(true, 10, true);
+    tun.refuseUdpGso = true;
+    const loop = new TepDecapBatch(tep, raw, tun);
+    const run = udpTrain(24, { payload: 64, src: HOST_A, dst: WEB });
+    for (const packet of run)
+      raw.inbox.push({ packet: partialUdp(packet), src6: A6, trafficClass: 0 });
+    while (loop.step() > 0) {}
+    expect(tun.refused).toBe(1);
+    // The refused super-datagram cut here, the later datagrams completed one by one: each as
+    // the sender's hardware would have finished it.
+    expect(hexOf(tun.written.map((w) => w.packet))).toEqual(hexOf(run));
   });
 });
 

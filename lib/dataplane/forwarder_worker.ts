@@ -10,6 +10,7 @@ import { ipv4Destination } from "../net/ipv4.ts";
 import { writeIPv4Fragment } from "../net/ipv4_fragment.ts";
 import { writeTcpSegment } from "../net/tcp_segment.ts";
 import { pinThisThread } from "../sys/affinity.ts";
+import * as libc from "../sys/libc.ts";
 import { PacketRing } from "../sys/packet_ring.ts";
 import { Raw4Socket } from "../sys/raw4.ts";
 import { Raw6Socket, routePathMtu } from "../sys/raw6.ts";
@@ -29,6 +30,22 @@ import { clientIn, clientOut } from "./client_loops.ts";
 import type { ForwarderInit, ForwarderStats } from "./forwarder.ts";
 import { nowSeconds, TunnelErrors } from "./tunnel_errors.ts";
 import { CLOSED, type LoopIO, readStops, writeFailed } from "./worker_loop.ts";
+
+/**
+ * The TEP's receive ring's nap (lib/sys/ring_raw_socket.ts), µs: the longest a packet that
+ * arrives during a nap waits. `DSTM_RX_RING_NAP_US` overrides it (0: no naps), for A/B runs.
+ */
+const RING_NAP_US = napMicroseconds(process.env.DSTM_RX_RING_NAP_US, 100);
+/** The decapsulating Worker's timer slack with a ring, ns (the kernel's default: 50,000). */
+const RING_NAP_SLACK_NS = 5000;
+
+/** `text` as a nap in µs (0 to 1,000), else `fallback`. */
+function napMicroseconds(text: string | undefined, fallback: number): number {
+  const n = Number(text);
+  return text !== undefined && text !== "" && Number.isFinite(n) && n >= 0 && n <= 1000
+    ? n
+    : fallback;
+}
 
 /** Large enough for any IPv4 packet (the kernel reassembles before a raw socket sees it). */
 const BUFFER_SIZE = 65536;
@@ -271,6 +288,8 @@ function tepBatched(
       ? PacketRing.attach(init.ring.fd, init.ring.geometry)
       : undefined;
   const batch = new Raw6Batch(init.rawFd, { pollTimeoutMs: ring ? 0 : 200 });
+  // The ring's naps end within a few µs of their time (ring_raw_socket.ts).
+  if (ring) libc.setTimerSlack(RING_NAP_SLACK_NS);
   const sendIcmp4 = icmp4Sender(init);
   ctx.ready();
   let step: () => number;
@@ -278,7 +297,7 @@ function tepBatched(
   if (init.role === "tep-decap") {
     const loop: TepDecapBatch = new TepDecapBatch(
       tep,
-      ring ? new RingRawSocket(ring, batch, 200) : batch,
+      ring ? new RingRawSocket(ring, batch, 200, RING_NAP_US) : batch,
       tun,
       { sendIcmp6: icmp6Sender(init, () => loop.stats) },
     );

@@ -86,20 +86,39 @@ export function completePartialChecksum(pkt: Uint8Array, off: number, total: num
  * it so instead of {@link completePartialChecksum}. The IPv4 header must have been validated.
  */
 export function hasPartialTcpChecksum(pkt: Uint8Array, off: number, total: number): boolean {
-  if (pkt[off + 9] !== PROTO_TCP) return false;
+  return hasPartialChecksum(pkt, off, total, PROTO_TCP, 20, TCP_CHECK);
+}
+
+/**
+ * {@link hasPartialTcpChecksum} for a UDP/IPv4 datagram (a UDP header at least; checksum 0,
+ * "none", never matches: a folded non-zero sum is never 0).
+ */
+export function hasPartialUdpChecksum(pkt: Uint8Array, off: number, total: number): boolean {
+  return hasPartialChecksum(pkt, off, total, PROTO_UDP, 8, UDP_CHECK);
+}
+
+function hasPartialChecksum(
+  pkt: Uint8Array,
+  off: number,
+  total: number,
+  protocol: number,
+  minL4: number,
+  check: number,
+): boolean {
+  if (pkt[off + 9] !== protocol) return false;
   if ((((pkt[off + 6]! << 8) | pkt[off + 7]!) & 0x3fff) !== 0) return false;
   const ihl = (pkt[off]! & 0x0f) * 4;
   const l4Length = total - ihl;
-  if (l4Length < 20) return false;
+  if (l4Length < minL4) return false;
   let sum =
     ((pkt[off + 12]! << 8) | pkt[off + 13]!) +
     ((pkt[off + 14]! << 8) | pkt[off + 15]!) +
     ((pkt[off + 16]! << 8) | pkt[off + 17]!) +
     ((pkt[off + 18]! << 8) | pkt[off + 19]!) +
-    PROTO_TCP +
+    protocol +
     l4Length;
   sum = (sum & 0xffff) + (sum >>> 16);
   sum = (sum & 0xffff) + (sum >>> 16);
-  const field = off + ihl + TCP_CHECK;
+  const field = off + ihl + check;
   return ((pkt[field]! << 8) | pkt[field + 1]!) === sum;
 }

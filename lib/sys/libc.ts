@@ -43,6 +43,10 @@ const SYMBOLS = {
   getsockopt: { args: ["i32", "i32", "i32", "ptr", "ptr"], returns: "i32" },
   getsockname: { args: ["i32", "ptr", "ptr"], returns: "i32" },
   poll: { args: ["ptr", "u64", "i32"], returns: "i32" },
+  // A wait shorter than poll's millisecond (lib/sys/ring_raw_socket.ts' nap).
+  ppoll: { args: ["ptr", "u64", "ptr", "ptr"], returns: "i32" },
+  // Variadic; every argument an unsigned long here (PR_SET_TIMERSLACK).
+  prctl: { args: ["i32", "u64", "u64", "u64", "u64"], returns: "i32" },
   if_nametoindex: { args: ["ptr"], returns: "u32" },
   // An AF_PACKET receive ring (lib/sys/packet_ring.ts): the kernel's pages in this process.
   mmap: { args: ["ptr", "u64", "i32", "i32", "i32", "i64"], returns: "ptr" },
@@ -401,6 +405,33 @@ export const POLLHUP = 0x010;
 /** poll(2) over `count` `struct pollfd` (8 bytes each: int fd, short events, short revents). */
 export function poll(fds: Uint8Array, count: number, timeoutMs: number): number {
   return _result(_libc().poll(fds, count, timeoutMs));
+}
+
+/**
+ * The timeout of {@link pollNs}: struct timespec (tv_sec i64, tv_nsec i64, little-endian),
+ * made once; written as 32-bit halves so that no BigInt is made per call.
+ */
+const _timespec = new Int32Array(4);
+
+/**
+ * ppoll(2) over `count` `struct pollfd` (as {@link poll}; `count` 0: a plain sleep) with a
+ * timeout of `timeoutNs` nanoseconds (≥ 0), no signal mask change. The kernel may wait up to
+ * the thread's timer slack longer ({@link setTimerSlack}).
+ */
+export function pollNs(fds: Uint8Array, count: number, timeoutNs: number): number {
+  _timespec[0] = Math.floor(timeoutNs / 1e9); // below 2^31 s
+  _timespec[2] = timeoutNs % 1e9;
+  return _result(_libc().ppoll(fds, count, _timespec, null));
+}
+
+const PR_SET_TIMERSLACK = 29;
+
+/**
+ * prctl(PR_SET_TIMERSLACK) of the calling thread: how much later than asked the kernel may end
+ * its timed waits, ns (default 50,000; 0 puts the default back). 0 or -errno.
+ */
+export function setTimerSlack(ns: number): number {
+  return _result(_libc().prctl(PR_SET_TIMERSLACK, ns, 0, 0, 0));
 }
 
 const PROT_READ = 1;

@@ -87,6 +87,7 @@ import {
   H_MAGIC,
   H_MAX,
   H_SIZE,
+  H_WRITES,
   HEADER_WORDS,
   hashAddress,
   hashBinding,
@@ -176,6 +177,15 @@ export class BindingTable {
   /** Number of distinct IPv4 addresses with at least one binding. */
   get addressCount(): number {
     return Atomics.load(this.w, H_ADDRESSES);
+  }
+
+  /**
+   * Changes made to the table so far (a set that changed something, a delete that removed
+   * something; one atomic read): an answer looked up while it had one value is still the
+   * table's answer while it has that value (batch_lookups.ts).
+   */
+  get writes(): number {
+    return Atomics.load(this.w, H_WRITES);
   }
 
   /** Tombstones in the binding map (for tests and metrics). */
@@ -288,6 +298,7 @@ export class BindingTable {
         return "unchanged";
       }
       writeBindingHost(w, found, h0, h1, h2, h3);
+      Atomics.add(w, H_WRITES, 1);
       return "updated";
     }
     if (this.size >= this.maxEntries) {
@@ -304,9 +315,13 @@ export class BindingTable {
       w[addr + 3]! += 1; // refcount: only the writer reads it
     } else {
       const a = freeSlot(w, this.mask, HEADER_WORDS, A_WORDS, hashAddress(key));
-      if (a < 0) throw new BindingTableFullError("binding table has no free address slot");
+      if (a < 0) {
+        Atomics.add(w, H_WRITES, 1); // the binding slot above is written
+        throw new BindingTableFullError("binding table has no free address slot");
+      }
       fillAddressSlot(w, a, key, rule);
     }
+    Atomics.add(w, H_WRITES, 1);
     this._compactIfNeeded();
     return "added";
   }
@@ -332,6 +347,7 @@ export class BindingTable {
         Atomics.sub(w, H_ADDRESSES, 1);
       }
     }
+    Atomics.add(w, H_WRITES, 1);
     return true;
   }
 

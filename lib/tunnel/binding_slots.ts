@@ -39,6 +39,11 @@ export const H_BIND_TOMBS = 6;
 export const H_ADDR_TOMBS = 7;
 /** Table-wide generation: odd while the writer compacts; readers recheck it on a miss. */
 export const H_GEN = 8;
+/**
+ * Changes the writer made (a set that changed something, a delete that removed something),
+ * counted after each: a reader may keep an answer while it stays the same (batch_lookups.ts).
+ */
+export const H_WRITES = 9;
 
 /** Slot states (low 2 bits of the meta word). */
 export const EMPTY = 0;

@@ -30,10 +30,11 @@
  * A datagram that cannot join (a fragment, options, a zero checksum…) first emits every train
  * between the same two addresses, so it never overtakes a held datagram of its flow.
  *
- * A train of one datagram is emitted untouched (`gsoSize` 0). A longer one carries the first
- * datagram's headers with the total length, a new IPv4 header checksum, and in the UDP
- * checksum field the pseudo-header sum only, marked partial: the kernel finishes every cut
- * datagram's checksum (NEEDS_CSUM is required for UDP_L4: `__udp_gso_segment`).
+ * A train of one datagram is emitted as it came (`gsoSize` 0; a partial UDP checksum completed,
+ * see {@link UdpHint}). A longer one carries the first datagram's headers with the total
+ * length, a new IPv4 header checksum, and in the UDP checksum field the pseudo-header sum
+ * only, marked partial: the kernel finishes every cut datagram's checksum (NEEDS_CSUM is
+ * required for UDP_L4: `__udp_gso_segment`).
  *
  * Allocation-free after construction. Its trains may live in the ArrayBuffer of the caller's
  * read buffers (option `memory`): datagrams are then copied with `copyWithin`.
@@ -42,6 +43,7 @@
  */
 
 import { checksumSum, checksumSumWords } from "../net/checksum.ts";
+import { completePartialChecksum } from "../net/csum_partial.ts";
 import { setIPv4TotalLength, writeIPv4HeaderChecksum } from "../net/ipv4.ts";
 import { udpPseudoHeaderSum } from "../net/udp_segment.ts";
 import type { GroEmit, GroStats } from "./gro.ts";
@@ -58,12 +60,20 @@ import { copyToTrain, sameIPv4Destination, trainSlot } from "./gro_slots.ts";
  *   leaves with that same checksum, so a train carries nothing it would not.
  * - `IN_MEMORY`: the datagram lies in the coalescer's ArrayBuffer (option `memory`, e.g. the
  *   TCP coalescer's buffers): copied with a memmove, checksummed by 32-bit words.
+ * - `UDP_CHECKSUM_PARTIAL`: its UDP checksum is still in the sender's CHECKSUM_PARTIAL state
+ *   (the field holds the pseudo-header sum, lib/net/csum_partial.ts `hasPartialUdpChecksum`):
+ *   nothing to verify, the checksum is yet to be computed. In a super-datagram the kernel
+ *   computes every cut datagram's checksum (NEEDS_CSUM) over the same bytes; a datagram that
+ *   leaves alone is completed here first (`completePartialChecksum`, what the caller would
+ *   otherwise have done for every datagram): the same checksum either way, and a pass over
+ *   the datagram saved for each one that joins a train.
  * Without a bit the coalescer checks for itself; callers pass only what they did.
  */
 export const UdpHint = {
   HEADER_CHECKED: 1,
   UDP_CHECKSUM_COMPUTED: 2,
   IN_MEMORY: 4,
+  UDP_CHECKSUM_PARTIAL: 8,
 } as const;
 
 /** Datagrams per train at most: the kernel's UDP GRO stops at 64 (UDP_GRO_CNT_MAX). */
@@ -107,6 +117,8 @@ export class UdpCoalescer {
   readonly #used: Float64Array;
   /** Per train, its flow's {@link flowKey}. */
   readonly #key: Int32Array;
+  /** Per train, 1 when its first datagram's checksum is partial (UdpHint.UDP_CHECKSUM_PARTIAL). */
+  readonly #partial: Uint8Array;
   #clock = 0;
 
   /** Bytes of memory `trains` trains need with `headroom`. */
@@ -134,6 +146,7 @@ export class UdpCoalescer {
     this.#lastId = new Int32Array(this.#slots);
     this.#used = new Float64Array(this.#slots);
     this.#key = new Int32Array(this.#slots);
+    this.#partial = new Uint8Array(this.#slots);
   }
 
   /**
@@ -142,6 +155,7 @@ export class UdpCoalescer {
    */
   add(buf: Uint8Array, off: number, len: number, hints = 0): void {
     if (!this.#eligible(buf, off, len, hints)) {
+      if ((hints & UdpHint.UDP_CHECKSUM_PARTIAL) !== 0) completePartialChecksum(buf, off, len);
       this.#passOn(buf, off, len);
       return;
     }
@@ -227,7 +241,7 @@ export class UdpCoalescer {
     if (buf[off + 26] === 0 && buf[off + 27] === 0) return false;
     if ((hints & UdpHint.HEADER_CHECKED) === 0 && checksumSum(buf, off, 20) !== 0xffff)
       return false;
-    if ((hints & UdpHint.UDP_CHECKSUM_COMPUTED) !== 0) return true;
+    if ((hints & (UdpHint.UDP_CHECKSUM_COMPUTED | UdpHint.UDP_CHECKSUM_PARTIAL)) !== 0) return true;
     const pseudo = udpPseudoHeaderSum(buf, off, udpLength);
     const sum =
       (hints & UdpHint.IN_MEMORY) !== 0
@@ -275,6 +289,7 @@ export class UdpCoalescer {
     this.#segments[s] = 1;
     this.#lastId[s] = (buf[off + 4]! << 8) | buf[off + 5]!;
     this.#key[s] = key;
+    this.#partial[s] = (hints & UdpHint.UDP_CHECKSUM_PARTIAL) !== 0 ? 1 : 0;
     this.#hint[key & HINT_MASK] = s;
     this.#used[s] = ++this.#clock;
   }
@@ -292,12 +307,13 @@ export class UdpCoalescer {
     const len = this.#len[s]!;
     const segments = this.#segments[s]!;
     this.#len[s] = 0;
+    const t = this.#mem;
     if (segments === 1) {
+      if (this.#partial[s] === 1) completePartialChecksum(t, o, len);
       this.stats.single++;
       this.#emit(this.#views[s]!, this.#headroom, len, 0, 1, false);
       return;
     }
-    const t = this.#mem;
     setIPv4TotalLength(t, o, len);
     writeIPv4HeaderChecksum(t, o); // a 20-byte header: coalesced packets carry no options
     const udpLength = len - 20;

@@ -33,7 +33,11 @@
  * @module
  */
 
-import { completePartialChecksum, hasPartialTcpChecksum } from "../net/csum_partial.ts";
+import {
+  completePartialChecksum,
+  hasPartialTcpChecksum,
+  hasPartialUdpChecksum,
+} from "../net/csum_partial.ts";
 import { DSCP_COPY, outerTrafficClass } from "../net/ecn.ts";
 import { flowLabelOf } from "../net/flowlabel.ts";
 import {
@@ -54,6 +58,7 @@ import { ipv4FragmentCount } from "../net/ipv4_fragment.ts";
 import { l4DestinationPort, l4SourcePort } from "../net/l4.ts";
 import { clampTcpMss, TCP_IPV4_OVERHEAD } from "../net/mss.ts";
 import { tcpChecksumValid, tcpSegmentCount } from "../net/tcp_segment.ts";
+import type { BatchLookups } from "./batch_lookups.ts";
 import { type BindingTable, LookupStatus } from "./binding.ts";
 import { Counter } from "./counters.ts";
 import { tepFragmentTables, trackDecapFragment, trackEncapFragment } from "./fragment_steps.ts";
@@ -173,6 +178,21 @@ export class TepContext {
   /** Decap output: the forwarded packet's TCP checksum is still partial (see above). */
   partialChecksum = false;
   /**
+   * Set by a batched loop whose UDP GRO takes datagrams with partial checksums (tep_batch.ts):
+   * `tepDecap` then leaves a UDP datagram's CHECKSUM_PARTIAL checksum as it came and says so in
+   * {@link udpChecksumPartial}; the GRO completes it where it writes the datagram alone, and a
+   * super-datagram's checksums are the kernel's anyway (gro_udp.ts `UdpHint`).
+   */
+  deferPartialUdpChecksum = false;
+  /** Decap output: the forwarded UDP datagram's checksum is still partial (see above). */
+  udpChecksumPartial = false;
+  /**
+   * Set by a batched loop (tep_batch.ts), which forgets it at the start of every batch:
+   * `tepDecap`'s binding lookups answered from the batch's last ones (batch_lookups.ts).
+   * Null (default): every packet looked up in the table.
+   */
+  batchLookups: BatchLookups | null = null;
+  /**
    * Decap output: the forwarded packet's TCP/UDP checksum was completed here (it came in the
    * sender's CHECKSUM_PARTIAL state), so it is right by construction (the UDP GRO need not
    * verify it again, gro_udp.ts `UdpHint`).
@@ -277,7 +297,11 @@ export function tepDecap(
   }
   const total = ipv4TotalLength(pkt, off);
   const port = l4SourcePort(pkt, off, total);
-  let status: number = ctx.bindings.match(ipv4Source(pkt, off), port, src6, src6Off);
+  const memo = ctx.batchLookups;
+  const src4 = ipv4Source(pkt, off);
+  let status: number = memo
+    ? memo.match(ctx.bindings, src4, port, src6, src6Off)
+    : ctx.bindings.match(src4, port, src6, src6Off);
   if (isIPv4Fragment(pkt, off)) {
     // RFC 7597 §8.3.3: a fragment without ports follows its first fragment.
     status = trackDecapFragment(ctx, pkt, off, total, port, status, src6, src6Off);
@@ -299,7 +323,9 @@ export function tepDecap(
   }
   // Hairpin: the destination address is tunnelled too (any port: port −1 answers FOUND for a
   // whole address and NO_PORT_SET for a shared one, both mean "bound").
-  if (ctx.bindings.find(ipv4Destination(pkt, off), -1, _noHost, 0) !== LookupStatus.NO_ADDRESS) {
+  const dst4 = ipv4Destination(pkt, off);
+  const bound = memo ? memo.find(ctx.bindings, dst4) : ctx.bindings.find(dst4, -1, _noHost, 0);
+  if (bound !== LookupStatus.NO_ADDRESS) {
     if (!ctx.hairpin) {
       c[DECAP_DROP_HAIRPIN]! += 1;
       return Verdict.DROP_HAIRPIN_DISABLED;
@@ -309,13 +335,17 @@ export function tepDecap(
   // A kernel sender on a veth left the L4 checksum to the hardware (lib/net/csum_partial.ts);
   // finished first, since the MSS clamp below updates the checksum incrementally.
   // A kernel peer's whole TSO packet may be left partial for a TUN that finishes it
-  // (NEEDS_CSUM, tep_batch.ts): one pass over 64 KiB less.
+  // (NEEDS_CSUM, tep_batch.ts): one pass over 64 KiB less; so may a UDP datagram for the UDP
+  // GRO, which completes it unless it joins a super-datagram (whose checksums the kernel makes).
   ctx.partialChecksum =
     ctx.deferLargePartialChecksum &&
     total > ctx.tunnelMtu + TUNNEL_OVERHEAD &&
     hasPartialTcpChecksum(pkt, off, total);
-  ctx.checksumCompleted = !ctx.partialChecksum && completePartialChecksum(pkt, off, total);
-  if (ctx.partialChecksum || ctx.checksumCompleted) c[DECAP_CSUM_COMPLETED]! += 1;
+  ctx.udpChecksumPartial = ctx.deferPartialUdpChecksum && hasPartialUdpChecksum(pkt, off, total);
+  ctx.checksumCompleted =
+    !ctx.partialChecksum && !ctx.udpChecksumPartial && completePartialChecksum(pkt, off, total);
+  if (ctx.partialChecksum || ctx.checksumCompleted || ctx.udpChecksumPartial)
+    c[DECAP_CSUM_COMPLETED]! += 1;
   // A SYN from the host: the IPv4 peer must not send segments the path to the host drops.
   return finishDecap(ctx, DECAP_TAIL, pkt, off, total, outerTrafficClass, src6, src6Off);
 }

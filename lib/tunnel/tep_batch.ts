@@ -31,6 +31,7 @@ import { completePartialChecksum } from "../net/csum_partial.ts";
 import type { BatchDevice, TunnelBatchSocket } from "../net/device.ts";
 import { writeIPv4Fragment } from "../net/ipv4_fragment.ts";
 import { writeTcpSegment } from "../net/tcp_segment.ts";
+import { BatchLookups } from "./batch_lookups.ts";
 import { Counter } from "./counters.ts";
 import type { TcpCoalescer } from "./gro.ts";
 import { type UdpCoalescer, UdpHint } from "./gro_udp.ts";
@@ -53,6 +54,7 @@ const SEGMENTED = Counter["decap-tcp-segmented"];
 export const HELD_BATCHES = 4;
 const DECAP_CHECKED = UdpHint.HEADER_CHECKED | UdpHint.IN_MEMORY;
 const DECAP_COMPUTED = DECAP_CHECKED | UdpHint.UDP_CHECKSUM_COMPUTED;
+const DECAP_PARTIAL = DECAP_CHECKED | UdpHint.UDP_CHECKSUM_PARTIAL;
 
 export interface TepBatchOptions {
   /**
@@ -91,6 +93,7 @@ export class TepDecapBatch {
   readonly #tclass: Uint8Array;
   readonly #spare: Uint8Array;
   readonly #spare6 = new Uint8Array(16);
+  readonly #lookups = new BatchLookups();
   /** Batches read since the last flush. */
   #held = 0;
 
@@ -122,8 +125,12 @@ export class TepDecapBatch {
       ((t) => {
         t.reply6Length = 0;
       });
-    // Its TUN finishes checksums: a kernel peer's TSO packet goes over as it came.
+    // Its TUN finishes checksums: a kernel peer's TSO packet goes over as it came, and its
+    // UDP datagrams' partial checksums are left to the UDP GRO (gro_udp.ts UdpHint).
     tep.deferLargePartialChecksum = this.gro !== null;
+    tep.deferPartialUdpChecksum = this.groUdp !== null;
+    // A run of one flow: its binding lookups answered within the batch (batch_lookups.ts).
+    tep.batchLookups = this.#lookups;
   }
 
   readonly #writeOne: (buf: Uint8Array, off: number, len: number, hints?: number) => void;
@@ -144,7 +151,16 @@ export class TepDecapBatch {
       if (tep.partialChecksum) completePartialChecksum(buf, off, len);
       // Every packet here is one of the writer's buffers (its GROs' ArrayBuffer), with the
       // IPv4 header checksum verified by tepDecap (and kept right by its changes).
-      this.#writeOne(buf, off, len, tep.checksumCompleted ? DECAP_COMPUTED : DECAP_CHECKED);
+      this.#writeOne(
+        buf,
+        off,
+        len,
+        tep.udpChecksumPartial
+          ? DECAP_PARTIAL
+          : tep.checksumCompleted
+            ? DECAP_COMPUTED
+            : DECAP_CHECKED,
+      );
       return;
     }
     tep.counters[SEGMENTED]! += 1;
@@ -173,6 +189,7 @@ export class TepDecapBatch {
     }
     const tep = this.#tep;
     const off = this.#offset;
+    this.#lookups.forget();
     for (let i = 0; i < n; i++) {
       const buf = this.#bufs[i]!;
       if (

@@ -8,10 +8,11 @@
  *
  * @module
  */
+import { completePartialChecksum } from "../net/csum_partial.ts";
 import type { BatchDevice } from "../net/device.ts";
 import { udpSegmentCount, writeUdpSegment } from "../net/udp_segment.ts";
 import { type GroEmit, TcpCoalescer } from "./gro.ts";
-import { UdpCoalescer } from "./gro_udp.ts";
+import { UdpCoalescer, UdpHint } from "./gro_udp.ts";
 import { type BatchLoopStats, buffers, countFailure } from "./send_vector.ts";
 
 export interface TunWriter {
@@ -25,7 +26,9 @@ export interface TunWriter {
   readonly spare: Uint8Array;
   /**
    * A packet that passed every check: to a GRO, or straight into the TUN. `hints`: what the
-   * caller knows of a UDP datagram (gro_udp.ts {@link UdpHint}; default none).
+   * caller knows of a UDP datagram (gro_udp.ts {@link UdpHint}; default none). A datagram
+   * with a partial checksum (`UDP_CHECKSUM_PARTIAL`) is completed unless it joins a
+   * super-datagram: pass that hint only where {@link groUdp} is not null.
    */
   readonly add: (buf: Uint8Array, off: number, len: number, hints?: number) => void;
   /** Emits what the GROs hold (at the end of every batch). */
@@ -108,6 +111,7 @@ export function tunWriter(
       } else if (udpOn) udp.add(b, o, l, hints);
       else {
         udp.flush(); // what it still holds goes first (as datagrams), so no flow reorders
+        if ((hints & UdpHint.UDP_CHECKSUM_PARTIAL) !== 0) completePartialChecksum(b, o, l);
         write(b, o, l, 0, 1, false);
       }
     };

@@ -136,16 +136,21 @@ export function runCase(c: FuzzCase, mode: RunMode): RunResult {
   const shadow: Shadow = new Map();
   apply(table, shadow, c.initial);
   // The table changes under the loop at a given lookup of the batch, as the TEP's binding
-  // thread changes the shared table under its Workers (deterministic here).
+  // thread changes the shared table under its Workers (deterministic here). A lookup is a
+  // datagram's source check, which first reads the table's change count (`writes`,
+  // lib/tunnel/batch_lookups.ts) whether or not it then asks the table again: the change
+  // lands just before that read, where the TEP's thread may land it.
   let lookups = 0;
   let pending: { at: number; ops: BindingOp[] }[] = [];
-  const match = table.match.bind(table);
-  table.match = (ipv4, port, src6, off) => {
-    while (pending.length > 0 && pending[0]!.at <= lookups)
-      apply(table, shadow, pending.shift()!.ops);
-    lookups++;
-    return match(ipv4, port, src6, off);
-  };
+  const writes = Object.getOwnPropertyDescriptor(BindingTable.prototype, "writes")!.get!;
+  Object.defineProperty(table, "writes", {
+    get() {
+      while (pending.length > 0 && pending[0]!.at <= lookups)
+        apply(table, shadow, pending.shift()!.ops);
+      lookups++;
+      return writes.call(table);
+    },
+  });
   let clock = 1_000_000;
   const counters = Counters.create({ slices: 1 });
   const tep = new TepContext({

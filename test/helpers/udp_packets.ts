@@ -68,6 +68,21 @@ export function udp(spec: UdpSpec): Uint8Array {
   return p;
 }
 
+/**
+ * A copy of the datagram `p` (20-byte IPv4 header) with its UDP checksum as a CHECKSUM_PARTIAL
+ * sender leaves it (a veth peer, lib/net/csum_partial.ts): the pseudo-header sum, folded, not
+ * complemented.
+ */
+export function partialUdp(p: Uint8Array): Uint8Array {
+  const q = p.slice();
+  let s = 17 + (q.length - 20);
+  for (let k = 12; k < 20; k += 2) s += (q[k]! << 8) | q[k + 1]!;
+  while (s > 0xffff) s = (s & 0xffff) + (s >>> 16);
+  q[26] = s >>> 8;
+  q[27] = s & 0xff;
+  return q;
+}
+
 /** The UDP checksum over the pseudo-header and the datagram: 0 when the datagram's verifies. */
 export function udpChecksumOf(p: Uint8Array): number {
   const len = p.length - 20;
