@@ -88,7 +88,7 @@ describe("a SYNC that differs from a shared store's view", () => {
     await waitUntil(() => calls === 1, { what: "the catch-up" });
     // Once caught up the view equals the TEP's table: nothing to send (one turn of the event
     // loop lets the judgement after the catch-up run; it is not a wait for time).
-    await Bun.sleep(0);
+    await new Promise<void>((resolve) => setImmediate(resolve));
     expect(t.snapshots()).toEqual([]);
     expect(t.sync.view("::1").count).toBe(2);
   });

@@ -84,8 +84,13 @@ describe.skipIf(skip !== null)("the server that granted is killed", () => {
     });
 
     await lab.stop(a.proc, "SIGKILL");
-    // The hosts renew at T1, half the lease (RFC 2131 §4.4.5): the load's shape, not a wait.
-    await Bun.sleep(10_000);
+    // The TEP has sent SYNC to the dead A for 3 periods (it says A unreachable): the window in
+    // which each SYNC to B, sent right after, was lost. B still hears the TEP.
+    await waitUntil(
+      async () => (await tep("dstm_tep_server_disconnects_total", { server: AA.server6(0) })) === 1,
+      { timeoutMs: 20_000, intervalMs: 200, what: "the TEP saying A unreachable" },
+    );
+    expect(await serverMetric(b, "dstm_tep_connected", { tep: AA.tep6 })).toBe(1);
     const renewed = await startScript<{ leases: Record<string, string> }>(
       lab.srv,
       "aa_hosts.ts",
@@ -144,7 +149,12 @@ describe("a UDP endpoint after an ICMP error from one peer", () => {
         // loopback the port unreachable is back before the first send returns).
         sender.send(new Uint8Array([100 + i]), "::1", deadPort);
         sent.push(sender.send(new Uint8Array([i]), "::1", live.port));
-        await Bun.sleep(20); // rounds apart, as SYNC periods are: the scenario's shape
+        // Rounds apart, as SYNC periods are: the next once this round's error was told.
+        await waitUntil(() => sender.asyncErrors >= i + 1, {
+          timeoutMs: 2000,
+          intervalMs: 5,
+          what: `the ICMP error of round ${i}`,
+        });
       }
       await waitUntil(() => got.length === 5, {
         timeoutMs: 2000,
