@@ -71,6 +71,9 @@ async function bounceAndRecover(
     // Traffic comes back without a restart of the client.
     expect(await pingsWithin(20_000)).toBe(true);
     expect(clientStatusJson<{ dtiLinkUp: boolean | null }>(host, socket).dtiLinkUp).toBe(true);
+    // The restore's log line reaches this process after the route works (the client's log
+    // goes through a pipe): waited for, not raced.
+    await client.waitFor(/ dti-route-restored .*192\.0\.2\.0\/24/, 5_000);
     return {
       counters: clientCounters(host, socket),
       lines: [...client.lines],
