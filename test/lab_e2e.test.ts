@@ -200,8 +200,14 @@ describe.skipIf(skip !== null)("on-demand mode (the Host Agent)", () => {
       intervalMs: 100,
       what: "the idle release",
     });
-    expect(await Bun.file(lab.services.logFile("client-a")).text()).toMatch(
-      / idle-release ipv4=198\.51\.100\./,
+    // The server frees the lease before its answer reaches the client, which logs only then:
+    // wait for the line, do not read it at once.
+    await waitUntil(
+      async () =>
+        / idle-release ipv4=198\.51\.100\./.test(
+          await Bun.file(lab.services.logFile("client-a")).text(),
+        ),
+      { timeoutMs: 5_000, intervalMs: 50, what: "the client's idle-release line" },
     );
     const second = lab.run("a", ["curl", "-sS", "--max-time", "10", `http://${LAB.web4}/`]);
     expect(second.code).toBe(0);
