@@ -13,9 +13,10 @@
  *   NAKed and its lease left to expire beside a new one (two leases for one machine).
  * - Now a global link-address names the link by its /64 (RFC 8415 §19.1.1: a relay puts there
  *   an address from a prefix assigned to the client's link; RFC 4291 §2.5.4: a 64-bit
- *   interface ID) with the innermost relay's Interface-ID, so both relays' copies are one
- *   client; two links still differ, also two links one relay names by one link-address and
- *   two Interface-IDs.
+ *   interface ID), so both relays' copies are one client; two links still differ, also two
+ *   links one relay names by one link-address and two Interface-IDs (with an Interface-ID the
+ *   key is that relay's link-address and Interface-ID, unless the prefix is declared a link's:
+ *   test/id18_dhcp4o6_one_link.test.ts).
  */
 import { describe, expect, test } from "bun:test";
 import { Metrics } from "../lib/control/metrics.ts";

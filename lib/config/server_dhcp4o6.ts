@@ -8,6 +8,7 @@ import type { PoolConfig } from "../alloc/engine.ts";
 import { ipv6PrefixMeant } from "../net/prefix.ts";
 import { parseIPv6Prefix } from "../server/admission.ts";
 import { DHCP4O6_IDENTITY_MODES, type Dhcp4o6IdentityMode } from "../server/dhcp4o6_identity.ts";
+import { linkPrefixProblem } from "../server/dhcp4o6_link_names.ts";
 import type { ServerConfig } from "../server/server_config.ts";
 import { parseDuration, parseHostPort, unicastIPv4 } from "./endpoints.ts";
 import { UsageError } from "./errors.ts";
@@ -20,6 +21,7 @@ export interface ServerDhcp4o6Flags {
   dhcp4o6ServerId?: string;
   dhcp4o6Allow?: string[];
   dhcp4o6Relay?: string[];
+  dhcp4o6LinkPrefix?: string[];
   dhcp4o6Open?: boolean;
   declineProbation?: string;
   dhcp4o6Identity?: string;
@@ -62,6 +64,7 @@ function ignoredDhcp4o6Settings(flags: ServerDhcp4o6Flags): string[] {
     ["dhcp4o6-allow", flags.dhcp4o6Allow],
     ["dhcp4o6-open", flags.dhcp4o6Open],
     ["dhcp4o6-identity", flags.dhcp4o6Identity],
+    ["dhcp4o6-link-prefix", flags.dhcp4o6LinkPrefix],
     ["decline-probation", flags.declineProbation],
   ];
   return settings
@@ -101,6 +104,7 @@ function dhcp4o6Config(
     relays: relays?.length ? relays : undefined,
     declineProbation: probationSeconds(flags.declineProbation),
     identity: identityMode(flags.dhcp4o6Identity),
+    linkPrefixes: linkPrefixes(flags.dhcp4o6LinkPrefix),
   };
 }
 
@@ -119,6 +123,18 @@ function ipv6Prefixes(
       throw new UsageError(`${what}: ${prefix} has host bits set; did you mean ${meant}?`);
   }
   return prefixes;
+}
+
+/** `--dhcp4o6-link-prefix`: per value, one link's prefixes (comma-separated). */
+function linkPrefixes(values: string[] | undefined): string[][] | undefined {
+  if (!values?.length) return undefined;
+  return values.map((value) => {
+    const problem = linkPrefixProblem(value);
+    if (problem) throw new UsageError(`--dhcp4o6-link-prefix: ${problem}`);
+    const parts = value.split(",").map((p) => p.trim());
+    ipv6Prefixes(parts, "--dhcp4o6-link-prefix", "2001:db8:10::/64");
+    return parts;
+  });
 }
 
 /** `--decline-probation`: a duration like every other one (24h, 86400), or 0 for none; seconds. */

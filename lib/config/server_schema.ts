@@ -217,6 +217,12 @@ const settings: Setting[] = [
     doc: "take RELAY-FORW only from relays in this IPv6 prefix (repeatable); without it, any source in --dhcp4o6-allow may relay and name any host",
   },
   {
+    name: "dhcp4o6-link-prefix",
+    kind: { type: "list" },
+    arg: "<prefix[,prefix]>",
+    doc: "the IPv6 prefixes (/64 or shorter, comma-separated) of one link (repeatable): a relay's link-address in them names that link whatever Interface-ID it sends, so a link-local 4o6 client heard by two relays of it holds one lease (docs/dhcp4o6.md)",
+  },
+  {
     name: "pool-link",
     kind: { type: "list" },
     arg: "<addr=link>",

@@ -28,9 +28,10 @@
  *   relay that sent it. With `--dhcp4o6-allow` the relay's address must be inside the list
  *   too; the rate limit counts the host's prefix, not the relay's.
  * - A link-local source (what a DHCPv6 client sends from): the lease's host6 is its address
- *   without the zone, but in `source` mode its holder is that address on its link (the
- *   receiving interface, or the relay path: ./dhcp4o6_identity.ts), since two links may each
- *   have an fe80::10; the answer goes to the address with its zone.
+ *   without the zone, but in `source` mode its holder is that address on its link, named
+ *   alike whether it came directly or through a relay of that link (./dhcp4o6_identity.ts,
+ *   ./dhcp4o6_link_names.ts), since two links may each have an fe80::10; the answer goes to
+ *   the address with its zone.
  * - `identity` (./dhcp4o6_identity.ts): `source` keys leases by IPv6 address; `client-id` and
  *   `chaddr` key them by client, as Kea does: the identity is the lease's holder, stored with
  *   it, so two clients behind one IPv6 address hold a lease each, and a client's lease moves
@@ -64,10 +65,11 @@ import {
   wrapRelayReply,
 } from "../wire/dhcp6_relay.ts";
 import type { Admission } from "./admission.ts";
-import { handleLogged } from "./dhcp4o6_debug.ts";
+import { handleLogged, noteDhcp4o6Holder } from "./dhcp4o6_debug.ts";
 import { linkLocalHolder } from "./dhcp4o6_identity.ts";
 import { informationAnswer } from "./dhcp4o6_information.ts";
 import type { LinkChoice, LinkSelector } from "./dhcp4o6_link.ts";
+import type { LinkNames } from "./dhcp4o6_link_names.ts";
 import { countDhcp4o6, Dhcp4QueryHandler, type Dhcp4QueryOptions } from "./dhcp4o6_query.ts";
 
 export { DECLINE_PROBATION_SECONDS, OFFER_SECONDS } from "./dhcp4o6_query.ts";
@@ -81,6 +83,12 @@ export interface Dhcp4o6Options extends Dhcp4QueryOptions {
   readonly admission?: Admission;
   /** The pools of each link (./dhcp4o6_link.ts), read per query (a reload replaces it); none: every pool. */
   readonly links?: () => LinkSelector | undefined;
+  /**
+   * The links the server knows (its interfaces' prefixes, `--dhcp4o6-link-prefix`), naming a
+   * link-local client's link alike however its query came (./dhcp4o6_link_names.ts); none:
+   * only what each packet says.
+   */
+  readonly linkNames?: LinkNames;
 }
 
 export class Dhcp4o6Handler {
@@ -143,7 +151,9 @@ export class Dhcp4o6Handler {
     if (this.#o.admission && !this.#o.admission.admit("dhcp4o6", host6)) return null;
     const link = this.#o.links?.()?.choose(relays, source);
     // A link-local host is one only on its link: its link goes into its holder key.
-    const answer = await this.#answer(payload, host6, link, linkLocalHolder(host6, relays, source));
+    const holder = linkLocalHolder(host6, relays, source, this.#o.linkNames);
+    if (holder !== null) noteDhcp4o6Holder(holder);
+    const answer = await this.#answer(payload, host6, link, holder);
     if (answer === null) return null;
     if (relays.length > 0)
       this.#o.metrics.inc("dstm_dhcp4o6_messages_total", {

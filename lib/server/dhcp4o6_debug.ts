@@ -3,7 +3,8 @@
  * and its answer as `message-received` / `message-sent` lines (lib/control/dhcp4o6_message_log.ts),
  * with the `result` the service counted it under (`dstm_dhcp4o6_messages_total`'s label:
  * `offer`, `ack`, `nak`, `released`, `pool-exhausted`, `malformed-truncated`, …) and, for a
- * query admission refused (rate limit, allow list), `result=refused`.
+ * query admission refused (rate limit, allow list), `result=refused`; a link-local client's
+ * holder key as `holder=` (./dhcp4o6_identity.ts).
  *
  * The result of one datagram is carried through its asynchronous handling in an
  * AsyncLocalStorage, so concurrent queries never see each other's; only with debug on.
@@ -17,6 +18,7 @@ import type { Logger } from "../control/log.ts";
 interface Trace {
   result?: string;
   reason?: string;
+  holder?: string;
 }
 const _trace = new AsyncLocalStorage<Trace>();
 
@@ -29,6 +31,15 @@ export function noteDhcp4o6Result(result: string, reason?: string): void {
   if (!trace) return;
   trace.result = result;
   trace.reason = reason;
+}
+
+/**
+ * Records the holder key of a link-local client (./dhcp4o6_identity.ts linkLocalHolder), logged
+ * as `holder=`; a no-op without debug.
+ */
+export function noteDhcp4o6Holder(holder: string): void {
+  const trace = _trace.getStore();
+  if (trace) trace.holder = holder;
 }
 
 /**
@@ -53,7 +64,11 @@ async function _logged(
 ): Promise<Uint8Array | null> {
   const trace: Trace = {};
   const answer = await _trace.run(trace, handle);
-  const extra = { result: trace.result ?? (answer ? "answered" : "refused"), reason: trace.reason };
+  const extra = {
+    result: trace.result ?? (answer ? "answered" : "refused"),
+    reason: trace.reason,
+    holder: trace.holder,
+  };
   logDhcp4o6Message(log, "received", raw, source, extra);
   if (answer) logDhcp4o6Message(log, "sent", answer, source, extra);
   return answer;

@@ -20,14 +20,15 @@
  * A link-local address names a host only on its link (RFC 4291 §2.5.6): two machines on two
  * links may both be fe80::10 (test/ver17_relay_link_local.test.ts, two links behind chained
  * `dhcrelay -6`: both were given one IPv4 address). So in `source` mode a link-local host is
- * keyed by its address *and* its link ({@link linkLocalHolder}): the receiving interface of
- * a direct query, or the relay path of a relayed one. The lease's `host6` stays the address.
+ * keyed by its address *and* its link ({@link linkLocalHolder}), named alike whether the query
+ * came directly or through any relay of the link. The lease's `host6` stays the address.
  *
  * @module
  */
 import { parseIPv6 } from "../net/addr.ts";
 import type { Dhcp4Message } from "../wire/dhcp4.ts";
 import type { Dhcp6RelayMessage } from "../wire/dhcp6_relay.ts";
+import { LinkNames } from "./dhcp4o6_link_names.ts";
 
 export type Dhcp4o6IdentityMode = "source" | "client-id" | "chaddr";
 export const DHCP4O6_IDENTITY_MODES: readonly Dhcp4o6IdentityMode[] = [
@@ -48,43 +49,56 @@ export function dhcp4Identity(mode: Dhcp4o6IdentityMode, m: Dhcp4Message): strin
  * The holder key of a link-local `host6` in `source` mode (see the module doc), or null when
  * `host6` (canonical, no zone) is not link-local (fe80::/10): its address alone names it.
  * `relays` outermost first (lib/wire/dhcp6_relay.ts `unwrapRelays`; empty: direct), `source`
- * the datagram's source with its `%zone` (an interface index, lib/sys/udp_pktinfo.ts).
- * - Direct: `ll:ADDR%ZONE`, the interface the query came in on (RFC 8415 §13.1).
- * - Relayed, the innermost relay's link-address global (not `::`, not link-local):
- *   `ll:ADDR@net:PREFIX#IFID`, the link-address's /64 and the innermost relay's Interface-ID
- *   (hex, empty without one). RFC 8415 §19.1.1: the relay puts there an address from a prefix
- *   assigned to the client's link (RFC 4291 §2.5.4: 64-bit interface IDs), so it names the
- *   link whichever relay heard the client and whatever path its message took: two relays of
- *   one link (each with its own link-address, no Interface-ID: ISC dhcrelay with one `-l`),
- *   or a relay back from a restart sending from another address, give one key
- *   (test/atk17_dhcp4o6_two_relays). The Interface-ID stays in: a relay that puts one address
- *   (its loopback's) in link-address for several links tells them apart by it alone, and two
- *   links must never share a key (two machines, one lease), while two keys for one machine
- *   (two relays that each send an Interface-ID) only cost a second lease.
- * - Relayed, link-address `::` (the relay has no such address; RFC 8415 §19.1.1: the
- *   Interface-ID then names the link, within that relay): `ll:ADDR@` the relay path: the
- *   outermost relay's address, then per relay its link-address, Interface-ID (hex) and, but
- *   for the innermost, its peer-address (the next relay inward): one link's clients share a
- *   path, two links never do.
+ * the datagram's source with its `%zone` (an interface index, lib/sys/udp_pktinfo.ts),
+ * `links` the links the server knows (./dhcp4o6_link_names.ts; none: only the packet's).
+ *
+ * The rule: one machine on one link gets one key whichever way its query arrives (heard
+ * directly, or by any relay of its link: a client asks ff02::1:2 from its link-local address,
+ * RFC 7341 §5, RFC 8415 §14.1, so each may hear a copy), and two links never share one. A link is named
+ * `net:HEX` (a /64 of it, ./dhcp4o6_link_names.ts) wherever the server can tell the link:
+ * - Direct: the link of the receiving interface (RFC 8415 §13.1), named by the /64 of its
+ *   global addresses: `ll:ADDR@net:HEX`, the same key as through a relay of that link,
+ *   whose link-address is from one of those prefixes (§19.1.1). An interface without a
+ *   global address: `ll:ADDR%ZONE`.
+ * - Relayed, the innermost relay's link-address global (not `::`, not link-local), when it
+ *   names the link (./dhcp4o6_link_names.ts: a declared link's prefix, or no Interface-ID
+ *   sent, RFC 8415 §19.1.1): `ll:ADDR@net:HEX`. The Interface-ID is then left out: it is
+ *   the relay's own name for its interface (§21.18), so two relays of one link send two.
+ * - Relayed with an Interface-ID and a link-address of no declared link: the relay may name
+ *   several links by one link-address (its loopback's) and its Interface-IDs (§19.1.1), so
+ *   `ll:ADDR@at:LINKADDRESS#IFID` (hex): that relay's address and its name of the link. (Its
+ *   /64 would not do: two relays' loopbacks in one /64 may both call a link `eth1`.) Two
+ *   relays of one link that both send an Interface-ID give two keys here, unless the
+ *   link's prefix is declared (`--dhcp4o6-link-prefix`).
+ * - Relayed, link-address `::` or link-local (the relay has no address naming the link;
+ *   RFC 8415 §19.1.1: the Interface-ID then names the link, within that relay):
+ *   `ll:ADDR@` the relay path: the outermost relay's address, then per relay its
+ *   link-address, Interface-ID (hex) and, but for the innermost, its peer-address (the next
+ *   relay inward): one link's clients share a path, two links never do.
  */
 export function linkLocalHolder(
   host6: string,
   relays: readonly Dhcp6RelayMessage[],
   source: string,
+  links?: LinkNames,
 ): string | null {
   // Canonical text (RFC 5952): fe80::/10 starts "fe8"–"feb"; anything else without parsing.
   if (host6.charCodeAt(0) !== 0x66 || host6.charCodeAt(1) !== 0x65) return null;
   const bytes = parseIPv6(host6);
   if (bytes?.[0] !== 0xfe || ((bytes[1] as number) & 0xc0) !== 0x80) return null;
   if (relays.length === 0) {
-    const zone = source.indexOf("%");
-    return `ll:${host6}%${zone < 0 ? "" : source.slice(zone + 1)}`;
+    const at = source.indexOf("%");
+    const zone = at < 0 ? "" : source.slice(at + 1);
+    const name = links && /^\d+$/.test(zone) ? links.ofInterface(Number(zone)) : null;
+    return name === null ? `ll:${host6}%${zone}` : `ll:${host6}@${name}`;
   }
   const inner = relays.at(-1) as Dhcp6RelayMessage;
   const link = parseIPv6(inner.linkAddress);
   if (link && _globalUnicast(link)) {
-    const id = inner.interfaceId ? Buffer.from(inner.interfaceId).toString("hex") : "";
-    return `ll:${host6}@net:${Buffer.from(link.subarray(0, 8)).toString("hex")}#${id}`;
+    const id = inner.interfaceId;
+    const name = (links ?? _packetOnly).ofLinkAddress(link, id !== undefined && id.length > 0);
+    if (name !== null) return `ll:${host6}@${name}`;
+    return `ll:${host6}@at:${inner.linkAddress}#${Buffer.from(id as Uint8Array).toString("hex")}`;
   }
   let path = source;
   for (let i = 0; i < relays.length; i++) {
@@ -94,6 +108,9 @@ export function linkLocalHolder(
   }
   return `ll:${host6}@${path}`;
 }
+
+/** No declared links, no interfaces: what the packet alone says. */
+const _packetOnly = new LinkNames();
 
 /** Not `::` and not link-local (fe80::/10): an address a relay may put in link-address. */
 function _globalUnicast(a: Uint8Array): boolean {

@@ -18,12 +18,14 @@ import { SqliteLeaseStore } from "../lease/sqlite.ts";
 import { WalSyncError } from "../lease/wal_sync.ts";
 import { canonicalIPv6, formatIPv4 } from "../net/addr.ts";
 import { type HttpEndpoint, serveTcp, serveUnix } from "../sys/http.ts";
+import { globalIPv6Addresses } from "../sys/ifinfo.ts";
 import { ifNameToIndex } from "../sys/libc.ts";
 import type { UdpEndpoint } from "../sys/udp.ts";
 import type { AuthKey } from "../wire/auth.ts";
 import { ADMISSION_DEFAULTS, type Admission, siteCap } from "./admission.ts";
 import { Dhcp4o6Handler } from "./dhcp4o6.ts";
 import { type LinkSelector, linkSelectorOf } from "./dhcp4o6_link.ts";
+import { LinkNames } from "./dhcp4o6_link_names.ts";
 import { LeaseAdmin } from "./lease_admin.ts";
 import { type AnswerGate, listenDhcp4o6, listenDstm } from "./listeners.ts";
 import { countOrphans, orphanTotal, warnOrphans } from "./orphans.ts";
@@ -302,6 +304,7 @@ export class DstmServer {
       address: c.address,
       declineProbation: c.declineProbation,
       identity: c.identity,
+      linkNames: new LinkNames(c.linkPrefixes, globalIPv6Addresses),
       hostPrefixLength: this.#config?.admission?.hostPrefixLength,
       links: () => this.#links,
       log: this.#log,

@@ -70,6 +70,8 @@ export interface ServerConfig {
     readonly declineProbation?: number;
     /** Who a 4o6 client is: its IPv6 address (default), client identifier or chaddr. */
     readonly identity?: Dhcp4o6IdentityMode;
+    /** Declared links, each its IPv6 prefixes (`--dhcp4o6-link-prefix`, ./dhcp4o6_link_names.ts). */
+    readonly linkPrefixes?: readonly (readonly string[])[];
   };
   /**
    * Admission control (./admission.ts); each setting defaults to ADMISSION_DEFAULTS, 0 turns

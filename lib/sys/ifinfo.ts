@@ -73,3 +73,19 @@ export function linkMtu(name: string): number | null {
     return null;
   }
 }
+
+/**
+ * This host's global-scope IPv6 addresses (scope 0x00 in /proc/net/if_inet6) with their
+ * interface index, tentative ones included (their prefix is the link's all the same); none
+ * when the file cannot be read.
+ */
+export function globalIPv6Addresses(): { index: number; bytes: Uint8Array }[] {
+  const out: { index: number; bytes: Uint8Array }[] = [];
+  for (const line of ifInet6Lines()) {
+    const [hex, index, , scope] = line.trim().split(/\s+/);
+    if (scope !== "00" || !hex || hex.length !== 32 || !index) continue;
+    const bytes = Uint8Array.from(hex.match(/../g) ?? [], (b) => Number.parseInt(b, 16));
+    out.push({ index: Number.parseInt(index, 16), bytes });
+  }
+  return out;
+}
