@@ -47,7 +47,12 @@ async function live(overrides: Partial<ServerConfig> = {}) {
   return { server, at: { address: "::1", port: server.listening.port } };
 }
 
-const RETRY = { initialMs: 50, tries: 2 };
+/**
+ * A live server must answer within the first try's wait, or the client fails over and the
+ * test fails: 400 ms (then 800) leaves room for a loaded machine, where the answer crosses
+ * the server's I/O thread twice. A silent server costs 1.2 s.
+ */
+const RETRY = { initialMs: 400, tries: 2 };
 
 describe("failoverLeaseClient", () => {
   test("a silent first server: the exchange goes to the next, which is kept", async () => {
