@@ -75,6 +75,13 @@ export class PostgresLeaseStore implements LeaseStore {
   readonly #watchers = new Set<() => Promise<void>>();
   /** Each {@link watch}'s catch-up (see {@link caughtUp}). */
   readonly #catchUps = new Set<() => Promise<void>>();
+  /** Each {@link watch}'s last `seq` given to its callback (see {@link watchedThrough}). */
+  readonly #watchPoints = new Set<() => number | undefined>();
+  /**
+   * The `seq` of each lease object this store wrote, set at commit (see {@link generation}):
+   * weak, so a row replaced in the engine's memory takes its entry with it.
+   */
+  readonly #generations = new WeakMap<Lease, number>();
 
   private constructor(sql: SQL, where: string) {
     this.#sql = sql;
@@ -152,7 +159,9 @@ export class PostgresLeaseStore implements LeaseStore {
     this.#check();
     if (ops.length === 0) return undefined;
     try {
-      return await this.#sql.begin((tx) => writeBatch(tx, ops));
+      const result = await this.#sql.begin((tx) => writeBatch(tx, ops));
+      for (const [lease, seq] of result.written) this.#generations.set(lease, seq);
+      return result.outcome;
     } catch (error) {
       if (error instanceof CasMismatch || (hasExpected(ops) && sqlState(error) === "23505")) {
         throw await readConflict(this.#sql, ops);
@@ -166,6 +175,31 @@ export class PostgresLeaseStore implements LeaseStore {
       }
       throw this.#error(error);
     }
+  }
+
+  /**
+   * The `seq` of the row `lease` is, when this store wrote this very object (a committed put);
+   * else undefined. `seq` comes from one sequence taken under the write lock, so the servers'
+   * writes are numbered in commit order: the version a TEP orders BIND and UNBIND by
+   * (docs/protocol.md, "Generations").
+   */
+  generation(lease: Lease): number | undefined {
+    return this.#generations.get(lease);
+  }
+
+  /**
+   * The `seq` up to which every committed change has been given to the {@link watch}
+   * callbacks (the least over them; the rows of `loadAll` after the watch started hold the
+   * changes up to its first read); undefined before a watch's first read, or with none.
+   */
+  watchedThrough(): number | undefined {
+    let least: number | undefined;
+    for (const point of this.#watchPoints) {
+      const seen = point();
+      if (seen === undefined) return undefined;
+      least = least === undefined ? seen : Math.min(least, seen);
+    }
+    return least;
   }
 
   /** Every stored reservation, in key order. */
@@ -327,6 +361,9 @@ export class PostgresLeaseStore implements LeaseStore {
       }
     };
     const ready = poll();
+    /** `last`, once the rows up to it were given to `onRows`. */
+    const watched = (): number | undefined => last;
+    this.#watchPoints.add(watched);
     const catchUp = (): Promise<void> =>
       new Promise<void>((resolve) => {
         if (stopped || this.#closed) return resolve();
@@ -338,6 +375,7 @@ export class PostgresLeaseStore implements LeaseStore {
       () => {
         stopped = true;
         this.#catchUps.delete(catchUp);
+        this.#watchPoints.delete(watched);
       },
       ready,
     );

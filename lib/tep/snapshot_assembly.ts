@@ -33,6 +33,8 @@ import {
 export interface SnapshotChange {
   readonly bind: boolean;
   readonly binding: WireBinding;
+  /** The message's GENERATION, if it carried one. */
+  readonly generation?: number;
 }
 
 /** Every part of one snapshot, and the changes to apply on top of it. */
@@ -40,11 +42,18 @@ export interface CompleteSnapshot {
   readonly parts: number;
   readonly bindings: Iterable<readonly WireBinding[]>;
   readonly changes: readonly SnapshotChange[];
+  /**
+   * The snapshot's cut (GENERATION of its parts): every lease change up to it is in it;
+   * undefined when its server sent none (lib/tep/tep_bindings.ts `loadSnapshot`).
+   */
+  readonly generation?: number;
 }
 
 interface Assembly {
   readonly id: number;
   readonly parts: number;
+  /** GENERATION of its first part received (the server cuts a snapshot once: all alike). */
+  readonly generation: number | undefined;
   readonly received: Map<number, readonly WireBinding[]>;
   readonly changes: SnapshotChange[];
   /** When its last part came (ms). */
@@ -98,7 +107,14 @@ export class SnapshotAssemblies {
         this.#metrics?.inc("dstm_tep_control_total", { kind: "snapshot", result: "duplicate" });
         return undefined;
       }
-      assembly = { id, parts, received: new Map(), changes: [], lastPartAt: 0 };
+      assembly = {
+        id,
+        parts,
+        generation: message.generation,
+        received: new Map(),
+        changes: [],
+        lastPartAt: 0,
+      };
       this.#assemblies.set(server, assembly);
     }
     if (assembly.parts !== parts) return undefined;
@@ -107,14 +123,22 @@ export class SnapshotAssemblies {
     if (assembly.received.size < parts) return undefined;
     this.#assemblies.delete(server);
     this.#completed.set(server, id);
-    return { parts, bindings: assembly.received.values(), changes: assembly.changes };
+    return {
+      parts,
+      bindings: assembly.received.values(),
+      changes: assembly.changes,
+      generation: assembly.generation,
+    };
   }
 
-  /** Notes an applied BIND (`bind`) or UNBIND for every snapshot still being received. */
-  changed(bind: boolean, binding: WireBinding): void {
+  /**
+   * Notes an applied BIND (`bind`) or UNBIND, with its GENERATION if it had one, for every
+   * snapshot still being received.
+   */
+  changed(bind: boolean, binding: WireBinding, generation?: number): void {
     for (const [server, assembly] of this.#assemblies) {
       if (assembly.changes.length >= SNAPSHOT_CHANGES_MAX) this.#assemblies.delete(server);
-      else assembly.changes.push({ bind, binding });
+      else assembly.changes.push({ bind, binding, generation });
     }
   }
 
