@@ -8,6 +8,10 @@
  * TEP gets the full table as SNAPSHOT parts. A TEP the server has never heard from is not
  * waited for (unless `requireTep`): it receives everything in its first SNAPSHOT.
  *
+ * With a shared lease store, BIND and UNBIND carry the lease's version in it and a SNAPSHOT
+ * its cut (GENERATION, docs/protocol.md "Generations"), so that a TEP orders the messages of
+ * several servers for one binding as the database ordered the writes.
+ *
  * Only the configured TEPs (the pools' `--tep`) have state here, and only they are heard or
  * sent to: {@link TepChannel} decides what counts as a TEP's message. A snapshot always goes
  * to the TEP's configured address and control port, never to where a SYNC came from; on an
