@@ -128,7 +128,7 @@ export class TepControl {
       metrics: options.metrics,
       now: this.#now,
     });
-    this.#bindings = new TepBindings(options.table, options.staticBindings ?? []);
+    this.#bindings = new TepBindings(options.table, options.staticBindings ?? [], this.#now);
     this.#snapshots = new SnapshotAssemblies({ metrics: options.metrics, now: this.#now });
     this.#bindingMessages = new BindingMessages({
       bindings: this.#bindings,

@@ -47,6 +47,8 @@ export interface CompleteSnapshot {
    * undefined when its server sent none (lib/tep/tep_bindings.ts `loadSnapshot`).
    */
   readonly generation?: number;
+  /** When its first part came (ms, the TEP's clock); undefined: now. */
+  readonly startedAt?: number;
 }
 
 interface Assembly {
@@ -56,6 +58,8 @@ interface Assembly {
   readonly generation: number | undefined;
   readonly received: Map<number, readonly WireBinding[]>;
   readonly changes: SnapshotChange[];
+  /** When its first part came (ms). */
+  readonly startedAt: number;
   /** When its last part came (ms). */
   lastPartAt: number;
 }
@@ -111,6 +115,7 @@ export class SnapshotAssemblies {
         id,
         parts,
         generation: message.generation,
+        startedAt: this.#now(),
         received: new Map(),
         changes: [],
         lastPartAt: 0,
@@ -128,6 +133,7 @@ export class SnapshotAssemblies {
       bindings: assembly.received.values(),
       changes: assembly.changes,
       generation: assembly.generation,
+      startedAt: assembly.startedAt,
     };
   }
 

@@ -40,29 +40,51 @@ export interface BindingWriter {
  */
 export const UNBOUND_MARKS_MAX = 65_536;
 
+/**
+ * How long (ms) what the TEP learned from a BIND or UNBIND with a generation outranks what
+ * is older: a BIND not newer than an UNBIND of its slot is ignored for this long after that
+ * UNBIND came, and a snapshot keeps a binding or a freed slot newer than its cut when its
+ * BIND or UNBIND came at most this long before the snapshot's first part (a server's cut, its
+ * first part's arrival and a late message of another server are a SYNC period or two apart,
+ * with lost parts asked for again). Past it the TEP is as before: should the store's numbers
+ * ever go back (a lease database restored or created anew), nothing the TEP holds from before
+ * outlives the next snapshot.
+ */
+export const GENERATION_WINDOW_MS = 10_000;
+
 interface Entry {
   readonly binding: WireBinding;
   readonly host6: Uint8Array;
   readonly hash: number;
   /** GENERATION of the BIND that installed it; undefined: unknown. */
   readonly gen: number | undefined;
+  /** When that BIND came (ms; meaningful only with `gen`). */
+  readonly at: number;
+}
+
+/** The UNBIND that last freed a slot: its GENERATION and when it came (ms). */
+interface Unbound {
+  readonly gen: number;
+  readonly at: number;
 }
 
 /** See the module comment. One per TEP. */
 export class TepBindings {
   readonly #table: BindingWriter;
   #managed = new Map<number, Entry>();
-  /** Slot key → GENERATION of the UNBIND that last freed it (insertion order: oldest first). */
-  readonly #unbound = new Map<number, number>();
+  /** Slot key → the UNBIND that last freed it (insertion order: oldest first). */
+  readonly #unbound = new Map<number, Unbound>();
+  readonly #now: () => number;
   #static: Entry[];
   /** IPv4 addresses with a static binding: the server's messages may not touch them. */
   #staticAddresses: Set<number>;
   #digest = 0;
 
-  /** `statics` are held from the start; {@link apply} installs them. */
-  constructor(table: BindingWriter, statics: readonly WireBinding[]) {
+  /** `statics` are held from the start; {@link apply} installs them. `now`: clock (ms). */
+  constructor(table: BindingWriter, statics: readonly WireBinding[], now: () => number = Date.now) {
     this.#table = table;
-    this.#static = statics.map(entry);
+    this.#now = now;
+    this.#static = statics.map((b) => entry(b));
     this.#staticAddresses = new Set(this.#static.map((e) => e.binding.host4));
   }
 
@@ -105,7 +127,10 @@ export class TepBindings {
   /** Whether a BIND of `b` with generation `gen` is applied (./binding_order.ts). */
   bindOrder(b: WireBinding, gen: number | undefined): BindOrder {
     const key = bindingKey(b.host4, b.portSet.psid);
-    return bindOrder(gen, this.#managed.get(key)?.gen, this.#unbound.get(key));
+    const unbound = this.#unbound.get(key);
+    const recent =
+      unbound && this.#now() - unbound.at <= GENERATION_WINDOW_MS ? unbound : undefined;
+    return bindOrder(gen, this.#managed.get(key)?.gen, recent?.gen);
   }
 
   /** Whether an UNBIND of `b` with generation `gen` may apply (./binding_order.ts). */
@@ -120,7 +145,7 @@ export class TepBindings {
    */
   bind(binding: WireBinding, gen?: number): void {
     this.#table.set(binding.host4, binding.portSet, parseIPv6(binding.host6)!);
-    this.#put(entry(binding, gen));
+    this.#put(entry(binding, gen, this.#now()));
     this.#unbound.delete(bindingKey(binding.host4, binding.portSet.psid));
   }
 
@@ -145,7 +170,10 @@ export class TepBindings {
     const key = bindingKey(binding.host4, binding.portSet.psid);
     const was = this.#unbound.get(key);
     this.#unbound.delete(key);
-    this.#unbound.set(key, was === undefined ? gen : Math.max(was, gen));
+    this.#unbound.set(key, {
+      gen: was === undefined ? gen : Math.max(was.gen, gen),
+      at: this.#now(),
+    });
     if (this.#unbound.size > UNBOUND_MARKS_MAX) {
       const oldest = this.#unbound.keys().next().value;
       if (oldest !== undefined) this.#unbound.delete(oldest);
@@ -185,21 +213,23 @@ export class TepBindings {
             continue;
           }
           const held = before.get(bindingKey(b.host4, b.portSet.psid));
-          this.#put(entry(b, held && sameBinding(held.binding, b) ? held.gen : undefined));
+          this.#put(held && sameBinding(held.binding, b) ? held : entry(b));
         }
       }
       const cut = snapshot.generation;
       if (cut !== undefined) {
+        // Learned after the cut, shortly before the first part (GENERATION_WINDOW_MS).
+        const since = (snapshot.startedAt ?? this.#now()) - GENERATION_WINDOW_MS;
         for (const held of before.values())
-          if (held.gen !== undefined && held.gen > cut) this.#put(held);
-        for (const [key, gen] of this.#unbound) {
+          if (held.gen !== undefined && held.gen > cut && held.at >= since) this.#put(held);
+        for (const [key, { gen, at }] of this.#unbound) {
           const e = this.#managed.get(key);
-          if (gen > cut && e && (e.gen === undefined || e.gen <= gen))
+          if (gen > cut && at >= since && e && (e.gen === undefined || e.gen <= gen))
             this.#drop(e.binding.host4, e.binding.portSet.psid);
         }
       }
       for (const change of snapshot.changes) {
-        if (change.bind) this.#put(entry(change.binding, change.generation));
+        if (change.bind) this.#put(entry(change.binding, change.generation, this.#now()));
         else if (this.holds(change.binding))
           this.#drop(change.binding.host4, change.binding.portSet.psid);
       }
@@ -224,7 +254,7 @@ export class TepBindings {
       bindings,
       managed.map((e) => e.binding),
     );
-    const next = bindings.map(entry);
+    const next = bindings.map((b) => entry(b));
     this.#table.replaceAll(tableEntries([...next, ...managed]));
     this.#static = next;
     this.#staticAddresses = new Set(next.map((e) => e.binding.host4));
@@ -254,11 +284,11 @@ export class TepBindings {
   }
 }
 
-function entry(binding: WireBinding, gen?: number): Entry {
+function entry(binding: WireBinding, gen?: number, at = 0): Entry {
   const host6 = parseIPv6(binding.host6)!;
   const { offset, psidLength, psid } = binding.portSet;
   const hash = bindingHash(binding.host4, host6, offset, psidLength, psid);
-  return { binding, host6, hash, gen };
+  return { binding, host6, hash, gen, at };
 }
 
 /** True when `a` and `b` are one binding: host IPv6 and port set alike. */
