@@ -35,6 +35,8 @@ export interface SnapshotChange {
   readonly binding: WireBinding;
   /** The message's GENERATION, if it carried one. */
   readonly generation?: number;
+  /** When it came (ms, the TEP's clock); only with a generation. */
+  readonly at?: number;
 }
 
 /** Every part of one snapshot, and the changes to apply on top of it. */
@@ -144,7 +146,13 @@ export class SnapshotAssemblies {
   changed(bind: boolean, binding: WireBinding, generation?: number): void {
     for (const [server, assembly] of this.#assemblies) {
       if (assembly.changes.length >= SNAPSHOT_CHANGES_MAX) this.#assemblies.delete(server);
-      else assembly.changes.push({ bind, binding, generation });
+      else
+        assembly.changes.push(
+          // The time matters only with a generation (lib/tep/tep_bindings.ts).
+          generation === undefined
+            ? { bind, binding }
+            : { bind, binding, generation, at: this.#now() },
+        );
     }
   }
 

@@ -229,7 +229,8 @@ export class TepBindings {
         }
       }
       for (const change of snapshot.changes) {
-        if (change.bind) this.#put(entry(change.binding, change.generation, this.#now()));
+        if (change.bind)
+          this.#put(entry(change.binding, change.generation, change.at ?? this.#now()));
         else if (this.holds(change.binding))
           this.#drop(change.binding.host4, change.binding.portSet.psid);
       }
