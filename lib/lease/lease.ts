@@ -220,9 +220,10 @@ export interface LeaseStore {
   /**
    * Shared stores: the version of the row `lease` is, when this store wrote it (a put of
    * `write` that committed, this very object): a number every writer's later change of any
-   * row exceeds (PostgreSQL: the row's `seq`, handed out in commit order). Undefined for any
-   * other object (a copy, a row read back, a row of a failed write). The TEPs order BIND and
-   * UNBIND by it (docs/protocol.md, "Generations").
+   * row exceeds (PostgreSQL: the row's `seq`, handed out in commit order), at least right
+   * after the write (a store may forget older ones). Undefined for any other object (a copy, a
+   * row read back, a row of a failed write). The TEPs order BIND and UNBIND by it
+   * (docs/protocol.md, "Generations").
    */
   generation?(lease: Lease): number | undefined;
   /**

@@ -61,6 +61,14 @@ import { CasMismatch, hasExpected, readConflict, writeBatch } from "./postgres_w
 
 export { PG_SCHEMA_1, PG_SCHEMA_VERSION } from "./postgres_schema.ts";
 
+/**
+ * Writes whose `seq` is kept for {@link PostgresLeaseStore.generation} (the most recent; a
+ * larger batch is kept whole). The server asks at once, after the commit, for its BIND or
+ * UNBIND; a lease object kept here is held a little longer than the engine holds it (at most
+ * this many: a few MB), where keeping every written row's would cost some 35 bytes a lease.
+ */
+export const GENERATIONS_KEPT = 65_536;
+
 /** How often a watcher polls for changes when no notification came (ms). */
 const POLL_MS = 1000;
 
@@ -78,10 +86,10 @@ export class PostgresLeaseStore implements LeaseStore {
   /** Each {@link watch}'s last `seq` given to its callback (see {@link watchedThrough}). */
   readonly #watchPoints = new Set<() => number | undefined>();
   /**
-   * The `seq` of each lease object this store wrote, set at commit (see {@link generation}):
-   * weak, so a row replaced in the engine's memory takes its entry with it.
+   * The `seq` of the lease objects this store wrote last, set at commit (see
+   * {@link generation}), oldest first: at most {@link GENERATIONS_KEPT} (or the last batch).
    */
-  readonly #generations = new WeakMap<Lease, number>();
+  readonly #generations = new Map<Lease, number>();
 
   private constructor(sql: SQL, where: string) {
     this.#sql = sql;
@@ -160,7 +168,7 @@ export class PostgresLeaseStore implements LeaseStore {
     if (ops.length === 0) return undefined;
     try {
       const result = await this.#sql.begin((tx) => writeBatch(tx, ops));
-      for (const [lease, seq] of result.written) this.#generations.set(lease, seq);
+      this.#keepGenerations(result.written);
       return result.outcome;
     } catch (error) {
       if (error instanceof CasMismatch || (hasExpected(ops) && sqlState(error) === "23505")) {
@@ -178,13 +186,28 @@ export class PostgresLeaseStore implements LeaseStore {
   }
 
   /**
-   * The `seq` of the row `lease` is, when this store wrote this very object (a committed put);
-   * else undefined. `seq` comes from one sequence taken under the write lock, so the servers'
-   * writes are numbered in commit order: the version a TEP orders BIND and UNBIND by
-   * (docs/protocol.md, "Generations").
+   * The `seq` of the row `lease` is, when this store wrote this very object (a committed put)
+   * among its last {@link GENERATIONS_KEPT} writes; else undefined. `seq` comes from one
+   * sequence taken under the write lock, so the servers' writes are numbered in commit order:
+   * the version a TEP orders BIND and UNBIND by (docs/protocol.md, "Generations"). The server
+   * asks right after the write (its BIND or UNBIND), so the few kept suffice.
    */
   generation(lease: Lease): number | undefined {
     return this.#generations.get(lease);
+  }
+
+  /** Keeps the `seq` of each lease of `written`, forgetting the oldest past the bound. */
+  #keepGenerations(written: readonly (readonly [Lease, number])[]): void {
+    const kept = this.#generations;
+    for (const [lease, seq] of written) {
+      kept.delete(lease);
+      kept.set(lease, seq);
+    }
+    const bound = Math.max(GENERATIONS_KEPT, written.length);
+    for (const lease of kept.keys()) {
+      if (kept.size <= bound) break;
+      kept.delete(lease);
+    }
   }
 
   /**
