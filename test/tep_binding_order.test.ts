@@ -7,7 +7,9 @@
 import { describe, expect, test } from "bun:test";
 import { Logger } from "../lib/control/log.ts";
 import { Metrics } from "../lib/control/metrics.ts";
+import { type Lease, WHOLE_ADDRESS } from "../lib/lease/lease.ts";
 import { parseIPv4 } from "../lib/net/addr.ts";
+import { TepSync } from "../lib/server/tep_sync.ts";
 import { BindingMessages } from "../lib/tep/binding_messages.ts";
 import { bindOrder, unbindOrder } from "../lib/tep/binding_order.ts";
 import { SnapshotAssemblies } from "../lib/tep/snapshot_assembly.ts";
@@ -284,5 +286,72 @@ describe("GENERATION on the wire", () => {
     big[at + 1] = 0x20; // 2^53
     const d = decodeMessage(big);
     expect(d.ok ? "ok" : d.error.code).toBe("bad-generation");
+  });
+});
+
+describe("the server sends GENERATION (lib/server/tep_sync.ts)", () => {
+  const TEP = "2001:db8::7";
+  const leaseOfHost = (host4: number, host6: string): Lease => ({
+    ipv4: host4,
+    portSet: WHOLE_ADDRESS,
+    host6,
+    tep4: 0,
+    tep6: TEP,
+    pool: "p",
+    state: "active",
+    grantedAt: 0,
+    expiresAt: 1e15,
+  });
+
+  test("BIND and UNBIND carry the store's version of the lease, SNAPSHOT parts its cut", async () => {
+    const sent: DstmMessage[] = [];
+    const versions = new Map<Lease, number>();
+    const old = leaseOfHost(Y, J);
+    const sync = new TepSync(
+      {
+        teps: [TEP],
+        log: new Logger({ sink: () => {} }),
+        metrics: new Metrics(),
+        send: (data) => {
+          const m = decodeMessage(data);
+          if (m.ok) sent.push(m.value);
+          return true;
+        },
+        generation: (lease) => versions.get(lease),
+        watchedThrough: () => 41,
+      },
+      [old],
+    );
+    try {
+      const report: DstmMessage = {
+        type: MessageType.SYNC,
+        xid: 1,
+        tep6: TEP,
+        syncCount: 0,
+        syncDigest: 0,
+      };
+      sync.onTepMessage(encodeMessage(report), report, TEP, 4608);
+      const part = sent.find((m) => m.type === MessageType.SNAPSHOT);
+      expect(part?.generation).toBe(41);
+      const granted = leaseOfHost(X, H);
+      versions.set(granted, 42);
+      const installing = sync.install(granted);
+      const bind = sent.find((m) => m.type === MessageType.BIND);
+      expect(bind?.generation).toBe(42);
+      const ack: DstmMessage = { type: MessageType.BIND_ACK, xid: bind!.xid, host4: X };
+      sync.onTepMessage(encodeMessage(ack), ack, TEP, 4608);
+      expect(await installing).toBe(true);
+      const freed = { ...granted, state: "expired" as const };
+      versions.set(freed, 45);
+      sync.remove(freed);
+      expect(sent.find((m) => m.type === MessageType.UNBIND)?.generation).toBe(45);
+      // A lease whose version the store no longer knows: no GENERATION, as before.
+      sync.remove(old);
+      const unbinds = sent.filter((m) => m.type === MessageType.UNBIND);
+      expect(unbinds.at(-1)?.host4).toBe(Y);
+      expect(unbinds.at(-1)?.generation).toBeUndefined();
+    } finally {
+      sync.close();
+    }
   });
 });
