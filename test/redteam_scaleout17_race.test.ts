@@ -15,10 +15,10 @@
  * the live binding is gone. Fixed on the server (lib/server/tep_sync.ts `remove`): an UNBIND
  * is not sent again once the binding is back in the server's view (A took in B's re-grant by
  * NOTIFY within the 250 ms), counted `unbind_superseded`; the same holds for one server that
- * re-grants the address to the same host while its UNBIND is being retransmitted. Left: an
- * UNBIND delayed on its first transmission (the sending server stalled between its commit and
- * the send) still crosses; only a generation in BIND / UNBIND (e.g. the grant time), which
- * the TEP compares, would close that (protocol and TEP).
+ * re-grants the address to the same host while its UNBIND is being retransmitted. An UNBIND
+ * delayed on its first transmission is ordered by the TEP since gen18: BIND and UNBIND carry
+ * the lease's version in the shared table (GENERATION, docs/protocol.md "Generations";
+ * test/scaleout18_unbind_order.test.ts).
  *
  * The loss is an nftables rule in the TEP's namespace dropping A's datagrams to the TEP's
  * control port from A's expiry until B has answered H; B is paused (SIGSTOP) around the

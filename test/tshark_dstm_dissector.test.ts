@@ -133,6 +133,7 @@ const MESSAGES: [DstmMessage, boolean, boolean][] = [
       host6: HOST6,
       portSet: { offset: 6, psidLength: 6, psid: 63 },
       leaseTime: 7200,
+      generation: 2 ** 40 + 5,
     },
     true,
     true,
@@ -144,6 +145,7 @@ const MESSAGES: [DstmMessage, boolean, boolean][] = [
       host4: ip("198.51.100.9"),
       host6: HOST6,
       portSet: { offset: 0, psidLength: 16, psid: 0xfffe },
+      generation: 12,
     },
     true,
     true,
@@ -195,6 +197,7 @@ const MESSAGES: [DstmMessage, boolean, boolean][] = [
       type: MessageType.SNAPSHOT,
       xid: 13,
       snapshot: { id: 0xc0ffee, part: 1, parts: 3 },
+      generation: 2 ** 53 - 1,
       bindings: [
         { host4: ip("198.51.100.9"), host6: HOST6, portSet: { offset: 6, psidLength: 2, psid: 3 } },
         {
@@ -268,6 +271,7 @@ function expected(msg: DstmMessage, bytes: Uint8Array): Record<string, string> {
     "dstm.missing.parts": opt(msg.snapshotMissing?.parts),
     "dstm.missing.first": join_((msg.snapshotMissing?.ranges ?? []).map((r) => r.first)),
     "dstm.missing.last": join_((msg.snapshotMissing?.ranges ?? []).map((r) => r.last)),
+    "dstm.generation": opt(msg.generation),
   };
 }
 
@@ -328,7 +332,7 @@ describe.skipIf(skip !== null)("Wireshark dissector contrib/wireshark/dstm.lua",
       1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12,
     ]);
     expect([...all("dstm.option.code")].map(Number).sort((a, b) => a - b)).toEqual([
-      1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 128, 129, 255,
+      1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 128, 129, 130, 255,
     ]);
     expect([...all("dstm.status.code")].map(Number).sort()).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8]);
     expect(rows.at(-2)!["dstm.option.code"]).toBe("2;128;255");

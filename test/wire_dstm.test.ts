@@ -168,7 +168,7 @@ describe("the option table (dstm_options.ts)", () => {
       Object.keys(OptionCode).length,
     );
     expect(DSTM_WRITE_ORDER.map((s) => s.code)).toEqual([
-      1, 2, 3, 4, 5, 6, 7, 9, 10, 11, 0x80, 0x81, 8,
+      1, 2, 3, 4, 5, 6, 7, 9, 10, 11, 0x80, 0x81, 0x82, 8,
     ]);
     expect(DSTM_OPTIONS.filter((s) => s?.repeatable).map((s) => s?.name)).toEqual(["BINDING"]);
   });

@@ -130,6 +130,11 @@ const MALFORMED: [string, Uint8Array, DecodeErrorCode][] = [
     "bad-snapshot",
   ],
   [
+    "GENERATION of 2^53 in a BIND",
+    raw(MessageType.BIND, [opt(1, V4), opt(2, V6), opt(0x82, [0, 0x20, 0, 0, 0, 0, 0, 0])]),
+    "bad-generation",
+  ],
+  [
     "BINDING in a DISCOVER",
     raw(MessageType.DISCOVER, [opt(2, V6), opt(11, [...V4, ...V6, 0, 0, 0, 0])]),
     "option-not-allowed",

@@ -27,6 +27,7 @@ local OPTION_CODES = {
   [1] = "HOST_IPV4", [2] = "HOST_IPV6", [3] = "TEP_IPV4", [4] = "TEP_IPV6", [5] = "PORT_SET",
   [6] = "LEASE_TIME", [7] = "STATUS", [8] = "AUTH", [9] = "SYNC_STATE", [10] = "SNAPSHOT_PART",
   [11] = "BINDING", [0x80] = "EXISTING_LEASE", [0x81] = "SNAPSHOT_MISSING",
+  [0x82] = "GENERATION",
 }
 local STATUS_CODES = {
   [0] = "SUCCESS", [1] = "POOL_EXHAUSTED", [2] = "NO_SUCH_LEASE", [3] = "NOT_AUTHORISED",
@@ -94,6 +95,7 @@ local f = {
   missing_parts = ProtoField.uint16("dstm.missing.parts", "Parts of that snapshot", base.DEC),
   missing_first = ProtoField.uint16("dstm.missing.first", "First missing part", base.DEC),
   missing_last = ProtoField.uint16("dstm.missing.last", "Last missing part", base.DEC),
+  generation = ProtoField.uint64("dstm.generation", "Generation (lease version in the shared store, or snapshot cut)", base.DEC),
 }
 dstm.fields = f
 
@@ -279,10 +281,12 @@ local function dissect_message(tvb, pinfo, tree)
     if length - p < 2 then return malformed(root, tvb(p, length - p), "truncated-option", "option header at byte " .. p .. " is cut off") end
     local code, len = tvb(p, 1):uint(), tvb(p + 1, 1):uint()
     -- EXISTING_LEASE (0x80) is known in DISCOVER_ACK only, SNAPSHOT_MISSING (0x81) in SYNC
-    -- only; elsewhere they are extensions, skipped.
+    -- only, GENERATION (0x82) in BIND, UNBIND and SNAPSHOT only; elsewhere they are
+    -- extensions, skipped.
     local existing = code == 0x80 and mtype == 2
     local missing = code == 0x81 and mtype == 11
-    local oname = (code < 0x80 or existing or missing) and OPTION_CODES[code]
+    local generation = code == 0x82 and (mtype == 8 or mtype == 9 or mtype == 12)
+    local oname = (code < 0x80 or existing or missing or generation) and OPTION_CODES[code]
       or (code >= 0x80 and "extension " .. code or "unknown " .. code)
     local cut = p + 2 + len > length
     local otree = root:add(f.option, tvb(p, cut and length - p or 2 + len))
@@ -316,6 +320,14 @@ local function dissect_message(tvb, pinfo, tree)
       otree:append_text(": snapshot " .. string.format("0x%08x", v(0, 4):uint()) .. " of "
         .. v(4, 2):uint() .. " parts, missing " .. table.concat(ranges, ","))
       pinfo.cols.info:append(" SNAPSHOT_MISSING")
+    elseif generation then
+      if len ~= 8 then return malformed(otree, tvb(p - 1 - len, 1), "bad-option-length", oname .. " has length " .. len) end
+      if seen[code] then return malformed(otree, tvb(p - 2 - len, 1), "duplicate-option", oname .. " appears twice") end
+      if v(0, 4):uint() >= 0x200000 then return malformed(otree, v, "bad-generation", oname .. " is 2^53 or more") end
+      seen[code] = true
+      otree:add(f.generation, v)
+      otree:append_text(": " .. v:uint64():tonumber())
+      pinfo.cols.info:append(" gen=" .. v:uint64():tonumber())
     elseif code >= 0x80 then
       if len > 0 then otree:add(f.option_value, v) end
       otree:add_proto_expert_info(ef.extension)

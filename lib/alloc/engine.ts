@@ -326,6 +326,24 @@ export class AllocationEngine {
     return this.#store.caughtUp();
   }
 
+  /**
+   * Shared store: the version of `lease` in the store when this engine wrote this very row
+   * (lib/lease/lease.ts `generation`), else undefined. BIND and UNBIND carry it to the TEPs
+   * (docs/protocol.md, "Generations").
+   */
+  generation(lease: Lease): number | undefined {
+    return this.#shared ? this.#store.generation?.(lease) : undefined;
+  }
+
+  /**
+   * Shared store: a version every change up to which is in this engine's memory (the rows the
+   * store's watch gave so far, lib/lease/lease.ts `watchedThrough`); undefined otherwise. A
+   * snapshot cut now carries it (docs/protocol.md, "Generations").
+   */
+  watchedThrough(): number | undefined {
+    return this.#shared ? this.#store.watchedThrough?.() : undefined;
+  }
+
   /** Writes another server won so far (each made this engine take the stored rows and decide again). */
   conflicts(): number {
     return this.#writer.conflicts;

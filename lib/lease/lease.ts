@@ -218,6 +218,20 @@ export interface LeaseStore {
    */
   caughtUp?(): Promise<void>;
   /**
+   * Shared stores: the version of the row `lease` is, when this store wrote it (a put of
+   * `write` that committed, this very object): a number every writer's later change of any
+   * row exceeds (PostgreSQL: the row's `seq`, handed out in commit order), at least right
+   * after the write (a store may forget older ones). Undefined for any other object (a copy, a
+   * row read back, a row of a failed write). The TEPs order BIND and UNBIND by it
+   * (docs/protocol.md, "Generations").
+   */
+  generation?(lease: Lease): number | undefined;
+  /**
+   * Shared stores: a version every change up to which the {@link watch} callbacks have been
+   * given (or that the rows loaded at start hold); undefined before the watch's first read.
+   */
+  watchedThrough?(): number | undefined;
+  /**
    * Shared stores: the database's wall clock (ms since the Unix epoch). Servers sharing the
    * store take it as their wall clock, so that an expiry stored by one means the same moment
    * to the others, whatever their own clocks say. Rejects when it cannot be read.

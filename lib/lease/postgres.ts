@@ -61,6 +61,14 @@ import { CasMismatch, hasExpected, readConflict, writeBatch } from "./postgres_w
 
 export { PG_SCHEMA_1, PG_SCHEMA_VERSION } from "./postgres_schema.ts";
 
+/**
+ * Writes whose `seq` is kept for {@link PostgresLeaseStore.generation} (the most recent; a
+ * larger batch is kept whole). The server asks at once, after the commit, for its BIND or
+ * UNBIND; a lease object kept here is held a little longer than the engine holds it (at most
+ * this many: a few MB), where keeping every written row's would cost some 35 bytes a lease.
+ */
+export const GENERATIONS_KEPT = 65_536;
+
 /** How often a watcher polls for changes when no notification came (ms). */
 const POLL_MS = 1000;
 
@@ -75,6 +83,13 @@ export class PostgresLeaseStore implements LeaseStore {
   readonly #watchers = new Set<() => Promise<void>>();
   /** Each {@link watch}'s catch-up (see {@link caughtUp}). */
   readonly #catchUps = new Set<() => Promise<void>>();
+  /** Each {@link watch}'s last `seq` given to its callback (see {@link watchedThrough}). */
+  readonly #watchPoints = new Set<() => number | undefined>();
+  /**
+   * The `seq` of the lease objects this store wrote last, set at commit (see
+   * {@link generation}), oldest first: at most {@link GENERATIONS_KEPT} (or the last batch).
+   */
+  readonly #generations = new Map<Lease, number>();
 
   private constructor(sql: SQL, where: string) {
     this.#sql = sql;
@@ -152,7 +167,9 @@ export class PostgresLeaseStore implements LeaseStore {
     this.#check();
     if (ops.length === 0) return undefined;
     try {
-      return await this.#sql.begin((tx) => writeBatch(tx, ops));
+      const result = await this.#sql.begin((tx) => writeBatch(tx, ops));
+      this.#keepGenerations(result.written);
+      return result.outcome;
     } catch (error) {
       if (error instanceof CasMismatch || (hasExpected(ops) && sqlState(error) === "23505")) {
         throw await readConflict(this.#sql, ops);
@@ -166,6 +183,46 @@ export class PostgresLeaseStore implements LeaseStore {
       }
       throw this.#error(error);
     }
+  }
+
+  /**
+   * The `seq` of the row `lease` is, when this store wrote this very object (a committed put)
+   * among its last {@link GENERATIONS_KEPT} writes; else undefined. `seq` comes from one
+   * sequence taken under the write lock, so the servers' writes are numbered in commit order:
+   * the version a TEP orders BIND and UNBIND by (docs/protocol.md, "Generations"). The server
+   * asks right after the write (its BIND or UNBIND), so the few kept suffice.
+   */
+  generation(lease: Lease): number | undefined {
+    return this.#generations.get(lease);
+  }
+
+  /** Keeps the `seq` of each lease of `written`, forgetting the oldest past the bound. */
+  #keepGenerations(written: readonly (readonly [Lease, number])[]): void {
+    const kept = this.#generations;
+    for (const [lease, seq] of written) {
+      kept.delete(lease);
+      kept.set(lease, seq);
+    }
+    const bound = Math.max(GENERATIONS_KEPT, written.length);
+    for (const lease of kept.keys()) {
+      if (kept.size <= bound) break;
+      kept.delete(lease);
+    }
+  }
+
+  /**
+   * The `seq` up to which every committed change has been given to the {@link watch}
+   * callbacks (the least over them; the rows of `loadAll` after the watch started hold the
+   * changes up to its first read); undefined before a watch's first read, or with none.
+   */
+  watchedThrough(): number | undefined {
+    let least: number | undefined;
+    for (const point of this.#watchPoints) {
+      const seen = point();
+      if (seen === undefined) return undefined;
+      least = least === undefined ? seen : Math.min(least, seen);
+    }
+    return least;
   }
 
   /** Every stored reservation, in key order. */
@@ -327,6 +384,9 @@ export class PostgresLeaseStore implements LeaseStore {
       }
     };
     const ready = poll();
+    /** `last`, once the rows up to it were given to `onRows`. */
+    const watched = (): number | undefined => last;
+    this.#watchPoints.add(watched);
     const catchUp = (): Promise<void> =>
       new Promise<void>((resolve) => {
         if (stopped || this.#closed) return resolve();
@@ -338,6 +398,7 @@ export class PostgresLeaseStore implements LeaseStore {
       () => {
         stopped = true;
         this.#catchUps.delete(catchUp);
+        this.#watchPoints.delete(watched);
       },
       ready,
     );

@@ -36,6 +36,13 @@ import { CHANNEL, WRITE_LOCK } from "./postgres_schema.ts";
 /** Thrown inside the write transaction to roll it back when a compare-and-set failed. */
 export class CasMismatch extends Error {}
 
+/** What one write transaction did: the skipped `lapse` puts, and each written lease's `seq`. */
+export interface BatchResult {
+  readonly outcome: WriteOutcome | undefined;
+  /** Each put that wrote a row: its lease (the op's object) and the row's new `seq`. */
+  readonly written: readonly (readonly [Lease, number])[];
+}
+
 /** True when a put of `ops` is a compare-and-set (carries `expected`). */
 export function hasExpected(ops: readonly LeaseOp[]): boolean {
   return ops.some((op) => op.op === "put" && op.expected !== undefined);
@@ -50,7 +57,7 @@ export function hasExpected(ops: readonly LeaseOp[]): boolean {
 export async function writeBatch(
   tx: TransactionSQL,
   ops: readonly LeaseOp[],
-): Promise<WriteOutcome | undefined> {
+): Promise<BatchResult> {
   await tx`SELECT pg_advisory_xact_lock(${WRITE_LOCK})`;
   const results: Promise<unknown[]>[] = [];
   for (const op of ops) {
@@ -59,16 +66,20 @@ export async function writeBatch(
   }
   const settled = await Promise.all(results);
   let lapsed: number[] | undefined;
+  const written: (readonly [Lease, number])[] = [];
   for (let i = 0; i < ops.length; i++) {
     const op = ops[i] as LeaseOp;
-    if (op.op === "put" && op.expected !== undefined && settled[i]?.length !== 1) {
+    if (op.op !== "put") continue;
+    const row = settled[i]?.[0] as { seq?: string | number } | undefined;
+    if (row?.seq !== undefined) written.push([op.lease, Number(row.seq)]);
+    if (op.expected !== undefined && settled[i]?.length !== 1) {
       if (op.lapse !== true) throw new CasMismatch();
       lapsed ??= [];
       lapsed.push(leaseKey(op.lease.ipv4, op.lease.portSet.psid));
     }
   }
   await tx`SELECT pg_notify(${CHANNEL}, '')`;
-  if (lapsed === undefined) return undefined;
+  if (lapsed === undefined) return { outcome: undefined, written };
   // What the other server stored under them (read under the write lock: current at commit).
   const rows = (await tx.unsafe(
     `SELECT ${COLUMNS} FROM dstm_leases WHERE key = ANY($1::bigint[])`,
@@ -76,10 +87,10 @@ export async function writeBatch(
   )) as PgLeaseRow[];
   const skipped = new Map<number, Lease | undefined>(lapsed.map((key) => [key, undefined]));
   for (const row of rows) skipped.set(Number(row.key), leaseOfRow(row));
-  return { skipped };
+  return { outcome: { skipped }, written };
 }
 
-/** The statement of one put (see the module's description); each returns the key it wrote. */
+/** The statement of one put (see the module's description); each returns the key and `seq` it wrote. */
 function _put(tx: TransactionSQL, op: Extract<LeaseOp, { op: "put" }>): Promise<unknown[]> {
   const l = op.lease;
   const p = l.portSet;
@@ -96,7 +107,7 @@ function _put(tx: TransactionSQL, op: Extract<LeaseOp, { op: "put" }>): Promise<
         tep6 = EXCLUDED.tep6, pool = EXCLUDED.pool, state = EXCLUDED.state,
         granted_at = EXCLUDED.granted_at, expires_at = EXCLUDED.expires_at,
         identity = EXCLUDED.identity, seq = EXCLUDED.seq
-      RETURNING key`;
+      RETURNING key, seq`;
   }
   if (e === null) {
     return tx`INSERT INTO dstm_leases (${tx.unsafe(COLUMNS)}, seq)
@@ -104,7 +115,7 @@ function _put(tx: TransactionSQL, op: Extract<LeaseOp, { op: "put" }>): Promise<
         ${l.tep4}, ${l.tep6}, ${l.pool}, ${l.state}, ${l.grantedAt}, ${l.expiresAt},
         ${l.identity ?? null}, nextval('dstm_leases_seq'))
       ON CONFLICT DO NOTHING
-      RETURNING key`;
+      RETURNING key, seq`;
   }
   const q = e.portSet;
   return tx`UPDATE dstm_leases SET ipv4 = ${l.ipv4}, psid_offset = ${p.offset},
@@ -118,7 +129,7 @@ function _put(tx: TransactionSQL, op: Extract<LeaseOp, { op: "put" }>): Promise<
       AND state = ${e.state} AND granted_at = ${e.grantedAt}
       AND expires_at = ${e.expiresAt}
       AND identity IS NOT DISTINCT FROM ${e.identity ?? null}
-    RETURNING key`;
+    RETURNING key, seq`;
 }
 
 /**

@@ -55,6 +55,10 @@ export function tepSyncFor(
       pools: p.engine.pools(),
       // Shared store: a SYNC is judged against the rows committed so far (docs/scale-out.md).
       catchUp: p.engine.shared ? () => p.engine.caughtUp() : undefined,
+      // Shared store: BIND / UNBIND / SNAPSHOT carry the store's versions (docs/protocol.md,
+      // "Generations"), so a TEP orders the servers' messages for one binding.
+      generation: p.engine.shared ? (lease) => p.engine.generation(lease) : undefined,
+      watchedThrough: p.engine.shared ? () => p.engine.watchedThrough() : undefined,
     },
     // A declined address's holder (RFC 6666 discard prefix) is no host: no binding.
     // Read from the lease table as it is, unsorted and uncopied (a million rows at start).

@@ -46,6 +46,11 @@ export interface ResyncContext {
   readonly warn: WarnLimit;
   readonly pacing: SnapshotPacing;
   readonly now: () => number;
+  /**
+   * Shared store: the version every change up to which is in the server's view, taken when a
+   * snapshot is cut and sent as its GENERATION (docs/protocol.md, "Generations").
+   */
+  readonly watchedThrough?: () => number | undefined;
 }
 
 /**
@@ -102,6 +107,7 @@ function _sendSnapshot(tep: TepState, ctx: ResyncContext): void {
     parts: Math.max(1, Math.ceil(all.length / SNAPSHOT_MAX_BINDINGS)),
     bindings: all,
     cutAt: ctx.now(),
+    generation: ctx.watchedThrough?.(),
   };
   _send(tep, ctx, tep.kept);
 }
@@ -127,6 +133,7 @@ function _send(
     },
     ctx.pacing,
     only,
+    cut.generation,
   );
   metrics.inc("dstm_tep_messages_total", {
     kind: only === undefined ? "snapshot" : "snapshot_request",

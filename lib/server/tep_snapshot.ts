@@ -71,8 +71,9 @@ export interface SnapshotRun {
  * Sends `bindings` as snapshot `id` through `send` (one SNAPSHOT message a call), paced by
  * `pacing`: every part in order, or with `only` just the parts of those ranges (ascending,
  * each within the snapshot's parts: checked by the caller, ./tep_snapshot_keep.ts), each as it
- * was the first time (same id, part, parts, bindings). The first chunk leaves before this
- * returns.
+ * was the first time (same id, part, parts, bindings). Each part carries `generation` (the
+ * cut's GENERATION, docs/protocol.md "Generations") when given. The first chunk leaves before
+ * this returns.
  */
 export function sendSnapshot(
   bindings: readonly WireBinding[],
@@ -80,6 +81,7 @@ export function sendSnapshot(
   send: (message: DstmMessage) => void,
   pacing: SnapshotPacing = SNAPSHOT_PACING,
   only?: readonly WirePartRange[],
+  generation?: number,
 ): SnapshotRun {
   const parts = Math.max(1, Math.ceil(bindings.length / SNAPSHOT_MAX_BINDINGS));
   const order = only === undefined ? undefined : _partList(only);
@@ -113,6 +115,7 @@ export function sendSnapshot(
         xid: part,
         snapshot: { id, part, parts },
         bindings: bindings.slice(from, from + SNAPSHOT_MAX_BINDINGS),
+        generation,
       });
       next++;
       sent++;

@@ -35,6 +35,11 @@ export interface KeptSnapshot {
   readonly bindings: readonly WireBinding[];
   /** When it was cut (ms, the server's clock). */
   readonly cutAt: number;
+  /**
+   * Shared store: the version every lease change up to which it holds (each part's
+   * GENERATION, docs/protocol.md "Generations"); undefined otherwise.
+   */
+  readonly generation?: number;
 }
 
 /** What to do with a TEP's SNAPSHOT_MISSING. */

@@ -8,6 +8,10 @@
  * TEP gets the full table as SNAPSHOT parts. A TEP the server has never heard from is not
  * waited for (unless `requireTep`): it receives everything in its first SNAPSHOT.
  *
+ * With a shared lease store, BIND and UNBIND carry the lease's version in it and a SNAPSHOT
+ * its cut (GENERATION, docs/protocol.md "Generations"), so that a TEP orders the messages of
+ * several servers for one binding as the database ordered the writes.
+ *
  * Only the configured TEPs (the pools' `--tep`) have state here, and only they are heard or
  * sent to: {@link TepChannel} decides what counts as a TEP's message. A snapshot always goes
  * to the TEP's configured address and control port, never to where a SYNC came from; on an
@@ -91,6 +95,18 @@ export interface TepSyncOptions {
    * it, at most one catch-up per {@link CATCH_UP_GAP_MS} (`#onSync`). Never rejects.
    */
   readonly catchUp?: () => Promise<void>;
+  /**
+   * Shared lease store: the store's version of a lease this server wrote (the engine's
+   * `generation`), sent as GENERATION in its BIND / UNBIND so that a TEP orders them against
+   * the other servers' (docs/protocol.md, "Generations"). Absent or undefined: none sent.
+   */
+  readonly generation?: (lease: Lease) => number | undefined;
+  /**
+   * Shared lease store: the version every change up to which is in this view (the engine's
+   * `watchedThrough`), sent as the GENERATION of a snapshot cut now. Absent or undefined:
+   * none sent (the TEP takes the snapshot as before).
+   */
+  readonly watchedThrough?: () => number | undefined;
   /** Chunks of a large snapshot (default {@link SNAPSHOT_PACING}). */
   readonly snapshotPacing?: SnapshotPacing;
   readonly now?: () => number;
@@ -149,6 +165,7 @@ export class TepSync implements BindingSink {
       warn: this.#warn,
       pacing: options.snapshotPacing ?? SNAPSHOT_PACING,
       now: this.#now,
+      watchedThrough: options.watchedThrough,
     };
     // A TEP that stops syncing is said at once (warn), not only when a lease needs it.
     this.#startedAt = this.#now();
@@ -222,6 +239,7 @@ export class TepSync implements BindingSink {
       host4: lease.ipv4,
       host6: lease.host6,
       portSet: lease.portSet.psidLength === 0 ? undefined : lease.portSet,
+      generation: this.#o.generation?.(lease),
     });
     if (!ok) removeBinding(tep, lease);
     return ok;
@@ -251,6 +269,9 @@ export class TepSync implements BindingSink {
         host4: lease.ipv4,
         host6: lease.host6,
         portSet: lease.portSet.psidLength === 0 ? undefined : lease.portSet,
+        // The version of the write that freed it: a TEP holding a later grant's BIND (from
+        // any server) ignores this UNBIND however late it comes (docs/protocol.md).
+        generation: this.#o.generation?.(lease),
       },
       boundAgain,
     );

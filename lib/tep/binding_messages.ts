@@ -10,6 +10,13 @@
  * (./snapshot_assembly.ts). Counted in `dstm_tep_control_total{kind,result}`
  * (docs/protocol.md, "TEP synchronisation").
  *
+ * With a GENERATION (docs/protocol.md, "Generations"; ./binding_order.ts), BIND and UNBIND of
+ * one binding are applied in the order of the lease's versions in the servers' shared store,
+ * whichever server sent them and in whatever order they arrive: an UNBIND older than the
+ * binding held is counted `unbind-superseded`, a BIND older than the binding held
+ * `bind-superseded`, a BIND not newer than the UNBIND that last freed the slot `bind-unbound`;
+ * each is acknowledged (the sender stops retrying) and changes nothing.
+ *
  * @module
  */
 import type { Logger } from "../control/log.ts";
@@ -43,6 +50,7 @@ export class BindingMessages {
     const m = this.#o.metrics;
     const portSet = message.portSet ?? { offset: 0, psidLength: 0, psid: 0 };
     const binding: WireBinding = { host4: message.host4!, host6: message.host6!, portSet };
+    const gen = message.generation;
     if (this.#o.bindings.isStatic(binding.host4)) {
       // Static bindings own their addresses: the server may not bind or unbind them here.
       m.inc("dstm_tep_control_total", { kind, result: "refused-static" });
@@ -64,17 +72,38 @@ export class BindingMessages {
         return;
       }
     } else if (message.type === MessageType.BIND) {
-      if (!this.#bind(message.xid, binding, address, port)) return;
-      this.#o.snapshots.changed(true, binding);
+      const order = this.#o.bindings.bindOrder(binding, gen);
+      if (order !== "apply") {
+        // Older than what the TEP knows of this slot (a late BIND of a lease since freed or
+        // granted again, possibly by another server): acknowledged, ignored.
+        this.#superseded(`bind-${order}`, kind, binding, gen);
+      } else {
+        if (!this.#bind(message.xid, binding, gen, address, port)) return;
+        this.#o.snapshots.changed(true, binding, gen);
+      }
+    } else if (this.#o.bindings.unbindOrder(binding, gen) === "superseded") {
+      // An UNBIND of a lease older than the binding held (another server granted the slot
+      // again, and its BIND came first): acknowledged, ignored.
+      this.#superseded("unbind-superseded", kind, binding, gen);
     } else if (!this.#o.bindings.holds(binding)) {
       // A late or retransmitted UNBIND for the address's previous holder: the binding now
       // belongs to another host (or is gone). Acknowledged, so the server stops retrying.
       m.inc("dstm_tep_control_total", { kind, result: "unbind-stale" });
-      this.#o.log.info("unbind-stale", { ipv4: formatIPv4(binding.host4), host6: binding.host6 });
+      this.#o.log.info("unbind-stale", {
+        ipv4: formatIPv4(binding.host4),
+        host6: binding.host6,
+        generation: gen,
+      });
+      // Nothing held: a late BIND of the lease this UNBIND frees is still recognised.
+      if (!this.#o.bindings.held(binding)) this.#o.bindings.markUnbound(binding, gen);
     } else {
-      this.#o.bindings.unbind(binding);
-      this.#o.snapshots.changed(false, binding);
-      this.#o.log.info("unbind", { ipv4: formatIPv4(binding.host4), host6: binding.host6 });
+      this.#o.bindings.unbind(binding, gen);
+      this.#o.snapshots.changed(false, binding, gen);
+      this.#o.log.info("unbind", {
+        ipv4: formatIPv4(binding.host4),
+        host6: binding.host6,
+        generation: gen,
+      });
     }
     this.#o.send(
       { type: MessageType.BIND_ACK, xid: message.xid, host4: binding.host4 },
@@ -88,9 +117,15 @@ export class BindingMessages {
    * SERVER_ERROR sent) when the table refuses it: full, or a port-set layout that clashes with
    * the address's other bindings.
    */
-  #bind(xid: number, binding: WireBinding, address: string, port: number): boolean {
+  #bind(
+    xid: number,
+    binding: WireBinding,
+    gen: number | undefined,
+    address: string,
+    port: number,
+  ): boolean {
     try {
-      this.#o.bindings.bind(binding);
+      this.#o.bindings.bind(binding, gen);
     } catch (error) {
       this.#o.metrics.inc("dstm_tep_control_total", { kind: "bind", result: "refused-table" });
       this.#o.log.error("bind-failed", {
@@ -112,8 +147,23 @@ export class BindingMessages {
       ipv4: formatIPv4(binding.host4),
       host6: binding.host6,
       psid: portSet.psidLength ? portSet.psid : undefined,
+      generation: gen,
     });
     return true;
+  }
+
+  /**
+   * A BIND or UNBIND older than what the TEP holds for its slot: counted as `result`, logged
+   * (info: a race between servers the generations resolved, not a fault), changes nothing.
+   */
+  #superseded(result: string, kind: string, binding: WireBinding, gen: number | undefined): void {
+    this.#o.metrics.inc("dstm_tep_control_total", { kind, result });
+    this.#o.log.info(result, {
+      ipv4: formatIPv4(binding.host4),
+      host6: binding.host6,
+      generation: gen,
+      held: this.#o.bindings.generation(binding),
+    });
   }
 
   /** NAK with `status` and `text` (cut to 200 characters) to the server that sent the message. */

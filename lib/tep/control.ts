@@ -8,7 +8,10 @@
  * `tep` domain); everything else is dropped, counted and logged there (docs/security.md).
  * BIND and UNBIND are applied and answered by ./binding_messages.ts: an UNBIND removes a
  * binding only when its HOST_IPV6 and port set are the binding's: a late UNBIND for the
- * address's previous holder is counted `unbind-stale` and leaves the new holder's binding alone.
+ * address's previous holder is counted `unbind-stale` and leaves the new holder's binding alone;
+ * with a GENERATION, BIND and UNBIND of one binding are taken in the order of the lease's
+ * versions in the servers' shared store, whichever server sent them (./binding_order.ts).
+ * A SNAPSHOT with a cut generation keeps what the TEP learned after its cut (./tep_bindings.ts).
  *
  * The TEP never learns bindings from data packets: what is not bound here is dropped by the
  * data plane. Static bindings (`--binding V4=V6`, `--binding-file`) are kept apart from the
@@ -125,7 +128,7 @@ export class TepControl {
       metrics: options.metrics,
       now: this.#now,
     });
-    this.#bindings = new TepBindings(options.table, options.staticBindings ?? []);
+    this.#bindings = new TepBindings(options.table, options.staticBindings ?? [], this.#now);
     this.#snapshots = new SnapshotAssemblies({ metrics: options.metrics, now: this.#now });
     this.#bindingMessages = new BindingMessages({
       bindings: this.#bindings,

@@ -33,6 +33,10 @@ import {
 export interface SnapshotChange {
   readonly bind: boolean;
   readonly binding: WireBinding;
+  /** The message's GENERATION, if it carried one. */
+  readonly generation?: number;
+  /** When it came (ms, the TEP's clock); only with a generation. */
+  readonly at?: number;
 }
 
 /** Every part of one snapshot, and the changes to apply on top of it. */
@@ -40,13 +44,24 @@ export interface CompleteSnapshot {
   readonly parts: number;
   readonly bindings: Iterable<readonly WireBinding[]>;
   readonly changes: readonly SnapshotChange[];
+  /**
+   * The snapshot's cut (GENERATION of its parts): every lease change up to it is in it;
+   * undefined when its server sent none (lib/tep/tep_bindings.ts `loadSnapshot`).
+   */
+  readonly generation?: number;
+  /** When its first part came (ms, the TEP's clock); undefined: now. */
+  readonly startedAt?: number;
 }
 
 interface Assembly {
   readonly id: number;
   readonly parts: number;
+  /** GENERATION of its first part received (the server cuts a snapshot once: all alike). */
+  readonly generation: number | undefined;
   readonly received: Map<number, readonly WireBinding[]>;
   readonly changes: SnapshotChange[];
+  /** When its first part came (ms). */
+  readonly startedAt: number;
   /** When its last part came (ms). */
   lastPartAt: number;
 }
@@ -98,7 +113,15 @@ export class SnapshotAssemblies {
         this.#metrics?.inc("dstm_tep_control_total", { kind: "snapshot", result: "duplicate" });
         return undefined;
       }
-      assembly = { id, parts, received: new Map(), changes: [], lastPartAt: 0 };
+      assembly = {
+        id,
+        parts,
+        generation: message.generation,
+        startedAt: this.#now(),
+        received: new Map(),
+        changes: [],
+        lastPartAt: 0,
+      };
       this.#assemblies.set(server, assembly);
     }
     if (assembly.parts !== parts) return undefined;
@@ -107,14 +130,29 @@ export class SnapshotAssemblies {
     if (assembly.received.size < parts) return undefined;
     this.#assemblies.delete(server);
     this.#completed.set(server, id);
-    return { parts, bindings: assembly.received.values(), changes: assembly.changes };
+    return {
+      parts,
+      bindings: assembly.received.values(),
+      changes: assembly.changes,
+      generation: assembly.generation,
+      startedAt: assembly.startedAt,
+    };
   }
 
-  /** Notes an applied BIND (`bind`) or UNBIND for every snapshot still being received. */
-  changed(bind: boolean, binding: WireBinding): void {
+  /**
+   * Notes an applied BIND (`bind`) or UNBIND, with its GENERATION if it had one, for every
+   * snapshot still being received.
+   */
+  changed(bind: boolean, binding: WireBinding, generation?: number): void {
     for (const [server, assembly] of this.#assemblies) {
       if (assembly.changes.length >= SNAPSHOT_CHANGES_MAX) this.#assemblies.delete(server);
-      else assembly.changes.push({ bind, binding });
+      else
+        assembly.changes.push(
+          // The time matters only with a generation (lib/tep/tep_bindings.ts).
+          generation === undefined
+            ? { bind, binding }
+            : { bind, binding, generation, at: this.#now() },
+        );
     }
   }
 

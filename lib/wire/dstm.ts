@@ -60,6 +60,7 @@ export const DECODE_ERROR_CODES = [
   "bad-auth",
   "missing-option",
   "bad-snapshot",
+  "bad-generation",
 ] as const;
 export type DecodeErrorCode = (typeof DECODE_ERROR_CODES)[number];
 
@@ -223,7 +224,7 @@ function _decodeOptions(
     if (code >= 0x80) {
       // Extensions: skipped for forward compatibility, except where this version reads them.
       const ext = DSTM_EXTENSIONS.get(code);
-      if (ext === undefined || ext.onlyIn !== msg.type) continue;
+      if (ext === undefined || !ext.onlyIn.includes(msg.type)) continue;
       if (len < ext.minLength || len > ext.maxLength) {
         const message = `${ext.name} has length ${len}, expected ${ext.minLength}`;
         return _fault("bad-option-length", message);
@@ -320,7 +321,7 @@ function _prepareOptions(msg: DstmMessage): unknown[] {
   for (const spec of DSTM_EXTENSIONS.values()) {
     const value = spec.prepare(msg);
     if (value === undefined) continue;
-    if (msg.type !== spec.onlyIn)
+    if (!spec.onlyIn.includes(msg.type))
       throw new RangeError(`${spec.name} is not allowed in ${typeName}`);
     values[spec.code] = value;
   }

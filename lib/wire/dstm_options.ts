@@ -13,7 +13,7 @@
  * checks the value bytes of one occurrence (its length is already checked against `length`)
  * and stores it in the message being decoded, or returns the fault.
  *
- * The server ⇄ TEP options (SYNC_STATE, SNAPSHOT_PART, BINDING, SNAPSHOT_MISSING) are in
+ * The server ⇄ TEP options (SYNC_STATE, SNAPSHOT_PART, BINDING, SNAPSHOT_MISSING, GENERATION) are in
  * ./dstm_tep_options.ts.
  *
  * @module
@@ -36,6 +36,7 @@ import {
 } from "./dstm_fields.ts";
 import {
   bindingOption,
+  generationOption,
   snapshotMissingOption,
   snapshotPartOption,
   syncStateOption,
@@ -297,8 +298,8 @@ export const DSTM_OPTION_LIST: readonly DstmOptionSpec<unknown>[] = DSTM_OPTIONS
 
 /** An extension option (code ≥ 0x80): read only in `onlyIn`, skipped everywhere else. */
 export interface DstmExtensionSpec<P> extends DstmOptionSpec<P> {
-  /** The one message type that carries it. */
-  readonly onlyIn: MessageType;
+  /** The message types that carry it (elsewhere it is skipped when read, refused when written). */
+  readonly onlyIn: readonly MessageType[];
 }
 
 const _existingLease: DstmExtensionSpec<true> = {
@@ -307,7 +308,7 @@ const _existingLease: DstmExtensionSpec<true> = {
   minLength: 0,
   maxLength: 0,
   repeatable: false,
-  onlyIn: MessageType.DISCOVER_ACK,
+  onlyIn: [MessageType.DISCOVER_ACK],
   encodingLength: (msg) => (msg.existingLease ? 2 : 0),
   prepare: (msg) => (msg.existingLease ? true : undefined),
   write: (_value, buf, at) => putOptionHead(buf, at, OptionCode.EXISTING_LEASE, 0),
@@ -327,6 +328,7 @@ const _existingLease: DstmExtensionSpec<true> = {
 export const DSTM_EXTENSIONS: ReadonlyMap<number, DstmExtensionSpec<unknown>> = new Map([
   [_existingLease.code, _existingLease as DstmExtensionSpec<unknown>],
   [snapshotMissingOption.code, snapshotMissingOption as DstmExtensionSpec<unknown>],
+  [generationOption.code, generationOption as DstmExtensionSpec<unknown>],
 ]);
 
 /**

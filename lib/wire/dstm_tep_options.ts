@@ -2,7 +2,8 @@
  * The options of the server ⇄ TEP channel of DSTM version 1 (docs/protocol.md, "Options" and
  * "Server and TEP"): SYNC_STATE (binding count and digest, in SYNC), SNAPSHOT_PART (which part
  * of a chunked SNAPSHOT) and BINDING (host IPv4, host IPv6, port set; repeatable, in BIND,
- * UNBIND and SNAPSHOT), and the extension SNAPSHOT_MISSING (0x81, in SYNC). Entries of ./dstm_options.ts's table, same shape: `prepare` throws
+ * UNBIND and SNAPSHOT), and the extensions SNAPSHOT_MISSING (0x81, in SYNC) and GENERATION
+ * (0x82, in BIND, UNBIND and SNAPSHOT). Entries of ./dstm_options.ts's table, same shape: `prepare` throws
  * RangeError on a field out of range, `read` returns the DecodeError of a bad value
  * (`bad-address`, `bad-port-set`). Lengths in bytes, values big-endian.
  *
@@ -134,7 +135,7 @@ export const snapshotMissingOption: DstmExtensionSpec<WireSnapshotMissing> = {
   minLength: 10,
   maxLength: 6 + 4 * SNAPSHOT_MISSING_MAX_RANGES,
   repeatable: false,
-  onlyIn: MessageType.SYNC,
+  onlyIn: [MessageType.SYNC],
   encodingLength: (msg) =>
     msg.snapshotMissing === undefined ? 0 : 8 + 4 * msg.snapshotMissing.ranges.length,
   prepare(msg) {
@@ -170,6 +171,45 @@ export const snapshotMissingOption: DstmExtensionSpec<WireSnapshotMissing> = {
     for (let p = v + 6; p < v + len; p += 4)
       ranges.push({ first: readU16(buf, p), last: readU16(buf, p + 2) });
     msg.snapshotMissing = { id: readU32(buf, v), parts: readU16(buf, v + 4), ranges };
+    return undefined;
+  },
+};
+
+/** Largest GENERATION: 2^53 − 1, the largest integer a JavaScript number holds exactly. */
+export const GENERATION_MAX = Number.MAX_SAFE_INTEGER;
+
+/**
+ * GENERATION (0x82, extension, BIND / UNBIND / SNAPSHOT): 8 bytes, an unsigned big-endian
+ * integer ≤ {@link GENERATION_MAX} (docs/protocol.md, "Generations"). A larger value is
+ * `bad-generation`, a second occurrence `duplicate-option`, another length
+ * `bad-option-length`. Inside the message, so the AUTH MAC covers it.
+ */
+export const generationOption: DstmExtensionSpec<number> = {
+  code: OptionCode.GENERATION,
+  name: "GENERATION",
+  minLength: 8,
+  maxLength: 8,
+  repeatable: false,
+  onlyIn: [MessageType.BIND, MessageType.UNBIND, MessageType.SNAPSHOT],
+  encodingLength: (msg) => (msg.generation === undefined ? 0 : 10),
+  prepare(msg) {
+    const g = msg.generation;
+    if (g === undefined) return undefined;
+    if (!Number.isInteger(g) || g < 0 || g > GENERATION_MAX)
+      throw new RangeError(`generation ${g} is not an integer from 0 to 2^53 - 1`);
+    return g;
+  },
+  write(g, buf, at) {
+    const p = field.putOptionHead(buf, at, OptionCode.GENERATION, 8);
+    writeU32(buf, p, Math.floor(g / 2 ** 32));
+    return writeU32(buf, p + 4, g >>> 0);
+  },
+  read(buf, v, _len, msg) {
+    if (msg.generation !== undefined)
+      return { code: "duplicate-option", message: "GENERATION appears twice" };
+    const high = readU32(buf, v);
+    if (high >= 2 ** 21) return { code: "bad-generation", message: "GENERATION is 2^53 or more" };
+    msg.generation = high * 2 ** 32 + readU32(buf, v + 4);
     return undefined;
   },
 };

@@ -53,6 +53,16 @@ export const OptionCode = {
    * and answers the SYNC as before (docs/protocol.md, "SNAPSHOT_MISSING").
    */
   SNAPSHOT_MISSING: 0x81,
+  /**
+   * BIND, UNBIND, SNAPSHOT (server → TEP): the generation, 8 bytes, an unsigned integer below
+   * 2^53. In BIND / UNBIND the version of the lease the binding belongs to in the servers'
+   * shared lease store (PostgreSQL: the row's change sequence number, one order for every
+   * server); in SNAPSHOT the snapshot's cut (every lease change up to it is in the snapshot).
+   * The TEP orders BIND / UNBIND of one binding by it, whichever server sent them. An
+   * extension code: a TEP that does not know it skips it and behaves as before
+   * (docs/protocol.md, "Generations").
+   */
+  GENERATION: 0x82,
 } as const;
 export type OptionCode = (typeof OptionCode)[keyof typeof OptionCode];
 
@@ -190,6 +200,12 @@ export interface DstmMessage {
   readonly snapshot?: WireSnapshotPart;
   /** SYNC only (option SNAPSHOT_MISSING): the parts of an incomplete snapshot the TEP asks for again. */
   readonly snapshotMissing?: WireSnapshotMissing;
+  /**
+   * BIND, UNBIND, SNAPSHOT only (option GENERATION): the lease's version in the shared store
+   * (BIND / UNBIND), the snapshot's cut (SNAPSHOT); an integer, 0 ≤ n < 2^53. Absent: unknown
+   * (an older server, or a store that is not shared).
+   */
+  readonly generation?: number;
   /** SNAPSHOT: the bindings of this part (possibly none, for an empty table). */
   readonly bindings?: readonly WireBinding[];
   /**

@@ -33,6 +33,7 @@ export function malformedCases(): [string, Uint8Array][] {
   const T6 = [4, 16, ...v6(TEP6)];
   const SY = [9, 8, 0, 0, 0, 0, 0, 0, 0, 0];
   const MISSING = [0x81, 10, 0, 0, 0, 1, 0, 9, 0, 1, 0, 2];
+  const GEN = [0x82, 8, 0, 0, 0, 0, 0, 0, 0, 7];
   const auth = (hi = 0) => [
     8,
     52,
@@ -97,6 +98,9 @@ export function malformedCases(): [string, Uint8Array][] {
     ["missing-option", msg(1, [H4])],
     ["missing-option", msg(11, [[4, 16, ...v6(TEP6)]])],
     ["bad-snapshot", msg(12, [[10, 8, 0, 0, 0, 1, 0, 2, 0, 2]])],
+    ["bad-generation", msg(8, [H4, H6, [0x82, 8, 0, 0x20, 0, 0, 0, 0, 0, 0]])],
+    ["bad-option-length", msg(9, [H4, H6, [0x82, 4, 0, 0, 0, 1]])],
+    ["duplicate-option", msg(12, [[10, 8, 0, 0, 0, 1, 0, 0, 0, 1], GEN, GEN])],
     ["bad-option-length", msg(2, [[0x80, 1, 0]])],
     [
       "duplicate-option",

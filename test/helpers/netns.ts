@@ -82,6 +82,8 @@ export function ownAddressesNetns(
 /** A script started in a namespace; `lines` fills as it prints. */
 export interface ScriptRun<T> {
   readonly pid: number;
+  /** Every stdout line so far. */
+  readonly lines: readonly string[];
   /** Resolves with the first stdout line matching `pattern`. */
   waitFor(pattern: RegExp, timeoutMs?: number): Promise<string>;
   /** Resolves with the JSON of the last stdout line once the script exits 0; rejects otherwise. */
@@ -138,6 +140,7 @@ export function startScript<T>(
   result.catch(() => {});
   return {
     pid: proc.pid,
+    lines,
     result,
     kill: () => proc.kill("SIGKILL"),
     waitFor(pattern, waitMs = 10_000) {
