@@ -8,7 +8,13 @@
  *
  * - The server's own interfaces: the /64s of each interface's global addresses (from
  *   `addresses`, refreshed at most once a second) are prefixes of that interface's link. A
- *   /64 on two of the server's interfaces names neither (it would make two links one).
+ *   /64 on two of the server's interfaces names neither (it would make two links one). An
+ *   interface with a permanent (configured) address is named by its permanent addresses
+ *   alone: any host on a link can send a Router Advertisement, and the address the server
+ *   then autoconfigures (RFC 4862 §5.5.3; RFC 4861 §6.1.2 checks only that it came from the
+ *   link) would otherwise rename the link, a lower /64 on it or a copy of another link's
+ *   /64, and move every client of that link to another key (a second lease, its renewal
+ *   NAKed: test/atk18_dhcp4o6_link_names.test.ts).
  * - Declared links (`--dhcp4o6-link-prefix PREFIX[,PREFIX…]`, /64 or shorter): the prefixes
  *   of one link each value. An interface whose /64 lies in a declared link has its name.
  *
@@ -28,10 +34,15 @@
 import { parseIPv6 } from "../net/addr.ts";
 import { type IPv6Prefix, ipv6PrefixContains, parseIPv6Prefix } from "./admission.ts";
 
-/** One global IPv6 address of the server: its interface index and its 16 bytes. */
+/**
+ * One global IPv6 address of the server: its interface index, its 16 bytes, and whether it is
+ * permanent (configured, not learned from a Router Advertisement: IFA_F_PERMANENT; absent:
+ * taken as permanent).
+ */
 export interface InterfaceAddress {
   readonly index: number;
   readonly bytes: Uint8Array;
+  readonly permanent?: boolean;
 }
 
 /** How long the view of the server's interface addresses is kept before it is read again (ms). */
@@ -128,10 +139,13 @@ export class LinkNames {
     const now = this.#now();
     if (now - this.#readAt < REFRESH_MS) return;
     this.#readAt = now;
+    const addresses = this.#addresses().filter((a) => _global(a.bytes));
+    // Interfaces with a configured address: only those name them (see the module doc).
+    const configured = new Set(addresses.filter((a) => a.permanent !== false).map((a) => a.index));
     // /64 → the interfaces holding an address in it.
     const holders = new Map<string, Set<number>>();
-    for (const a of this.#addresses()) {
-      if (!_global(a.bytes)) continue;
+    for (const a of addresses) {
+      if (a.permanent === false && configured.has(a.index)) continue;
       const p = hex64(a.bytes);
       const set = holders.get(p);
       if (set) set.add(a.index);
