@@ -188,4 +188,27 @@ describe.skipIf(skip !== null)("atk18: naming a link-local 4o6 client's link", (
       }
     });
   }, 90_000);
+  test("a /64 on two of the server's interfaces: relays of the two links that put it in link-address never share a key", async () => {
+    // 2001:db8:5::/64 is on both links (one /64 over two links, as an ND proxy makes).
+    ns.srv.addAddress("eth0", "2001:db8:5::1/64");
+    ns.srv.addAddress("eth1", "2001:db8:5::2/64");
+    try {
+      await withServer("shared64", async () => {
+        // Two machines, both fe80::10, one on each link, each relayed (no Interface-ID).
+        const onA = { server: "2001:db8:4::547", link: "2001:db8:5::11", peer: "fe80::10" };
+        const onB = { server: "2001:db8:6::547", link: "2001:db8:5::12", peer: "fe80::10" };
+        const a = ask<{ ack: Answer | null }>(ns.a, onA, "lease", "11");
+        expect(a.ack?.type).toBe("ACK");
+        const b = ask<{ ack: Answer | null }>(ns.b, onB, "lease", "12");
+        expect(b.ack?.type).toBe("ACK");
+        expect(b.ack?.yiaddr).not.toBe(a.ack?.yiaddr); // before: one key, one address
+        // Nor can the machine on link B end the lease of the one on link A.
+        ask(ns.b, onB, "release", "12", a.ack?.yiaddr as string, SERVER_ID);
+        expect(ask(ns.a, onA, "renew", "11", a.ack?.yiaddr as string)?.type).toBe("ACK");
+      });
+    } finally {
+      ns.srv.ip("addr", "del", "2001:db8:5::1/64", "dev", "eth0");
+      ns.srv.ip("addr", "del", "2001:db8:5::2/64", "dev", "eth1");
+    }
+  }, 90_000);
 });

@@ -69,7 +69,9 @@ export function dhcp4Identity(mode: Dhcp4o6IdentityMode, m: Dhcp4Message): strin
  *   `ll:ADDR@at:LINKADDRESS#IFID` (hex): that relay's address and its name of the link. (Its
  *   /64 would not do: two relays' loopbacks in one /64 may both call a link `eth1`.) Two
  *   relays of one link that both send an Interface-ID give two keys here, unless the
- *   link's prefix is declared (`--dhcp4o6-link-prefix`).
+ *   link's prefix is declared (`--dhcp4o6-link-prefix`). Likewise, with or without an
+ *   Interface-ID (`#` then ends the key), a link-address in an undeclared /64 the server has
+ *   on two of its interfaces: that /64 is two links', so it names neither.
  * - Relayed, link-address `::` or link-local (the relay has no address naming the link;
  *   RFC 8415 §19.1.1: the Interface-ID then names the link, within that relay):
  *   `ll:ADDR@` the relay path: the outermost relay's address, then per relay its
@@ -98,7 +100,7 @@ export function linkLocalHolder(
     const id = inner.interfaceId;
     const name = (links ?? _packetOnly).ofLinkAddress(link, id !== undefined && id.length > 0);
     if (name !== null) return `ll:${host6}@${name}`;
-    return `ll:${host6}@at:${inner.linkAddress}#${Buffer.from(id as Uint8Array).toString("hex")}`;
+    return `ll:${host6}@at:${inner.linkAddress}#${id ? Buffer.from(id).toString("hex") : ""}`;
   }
   let path = source;
   for (let i = 0; i < relays.length; i++) {

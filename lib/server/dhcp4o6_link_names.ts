@@ -23,7 +23,9 @@
  *   says this prefix is one link's);
  * - else, the relay sending no Interface-ID: the link of its /64 (the relay says the
  *   link-address identifies the client's link: §19.1.1 makes it send an Interface-ID when it
- *   cannot), named as the server's interface holding that /64 is, else by the /64;
+ *   cannot), named as the server's interface holding that /64 is, else by the /64; but null
+ *   when the /64 is on two of the server's interfaces (two links: it names neither, so
+ *   two relays of the two links must not give one name);
  * - else (an Interface-ID, undeclared prefix): null. A relay may put one address (a
  *   loopback's, or one of another link, §19.1.1 allows it) in link-address for several links
  *   and tell them apart by Interface-ID, which means something only to that relay (§21.18):
@@ -78,6 +80,8 @@ export class LinkNames {
   #byPrefix = new Map<string, string>();
   /** Interface index → its link name (none: no global address of its own). */
   #byIndex = new Map<number, string>();
+  /** /64s (hex) on two or more of the server's interfaces: no one link's. */
+  #shared = new Set<string>();
 
   /**
    * @param declared each entry one link's prefixes (text, passing {@link linkPrefixProblem};
@@ -119,6 +123,7 @@ export class LinkNames {
     if (interfaceId) return null;
     this.#refresh();
     const p = hex64(bytes);
+    if (this.#shared.has(p)) return null;
     return this.#byPrefix.get(p) ?? `net:${p}`;
   }
 
@@ -152,8 +157,12 @@ export class LinkNames {
       else holders.set(p, new Set([a.index]));
     }
     const prefixesOf = new Map<number, string[]>();
+    const shared = new Set<string>();
     for (const [p, set] of holders) {
-      if (set.size !== 1) continue; // on two interfaces: no one link's
+      if (set.size !== 1) {
+        shared.add(p); // on two interfaces: no one link's
+        continue;
+      }
       const index = set.values().next().value as number;
       const list = prefixesOf.get(index);
       if (list) list.push(p);
@@ -177,6 +186,7 @@ export class LinkNames {
     }
     this.#byIndex = byIndex;
     this.#byPrefix = byPrefix;
+    this.#shared = shared;
   }
 }
 
