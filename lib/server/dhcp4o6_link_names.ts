@@ -71,6 +71,26 @@ export function linkPrefixProblem(text: string): string | null {
   return null;
 }
 
+/**
+ * A problem with the declared links `values` together (a sentence), or null: a prefix of one
+ * link that holds, or lies in, a prefix of another. Those would be one address in two links,
+ * and the two links' names (each its lowest /64) may be equal: `2001:db8:4::/48` and
+ * `2001:db8:4::/64` are both `net:20010db800040000`, two links one key. Each value must pass
+ * {@link linkPrefixProblem} first.
+ */
+export function linkPrefixOverlap(values: readonly (readonly string[])[]): string | null {
+  const links = values.map((texts) => texts.map((t) => parseIPv6Prefix(t.trim()) as IPv6Prefix));
+  for (let i = 0; i < links.length; i++)
+    for (let j = i + 1; j < links.length; j++)
+      for (const p of links[i] as IPv6Prefix[])
+        for (const q of links[j] as IPv6Prefix[]) {
+          const [short, long] = p.length <= q.length ? [p, q] : [q, p];
+          if (ipv6PrefixContains(short, long.bytes))
+            return `${(values[i] as string[]).join(",")} and ${(values[j] as string[]).join(",")} overlap: a prefix is one link's (declare one link's prefixes in one value)`;
+        }
+  return null;
+}
+
 export class LinkNames {
   readonly #declared: { readonly name: string; readonly prefixes: readonly IPv6Prefix[] }[] = [];
   readonly #addresses: () => readonly InterfaceAddress[];
@@ -84,8 +104,8 @@ export class LinkNames {
   #shared = new Set<string>();
 
   /**
-   * @param declared each entry one link's prefixes (text, passing {@link linkPrefixProblem};
-   *   a RangeError otherwise)
+   * @param declared each entry one link's prefixes (text, passing {@link linkPrefixProblem},
+   *   no two entries overlapping ({@link linkPrefixOverlap}); a RangeError otherwise)
    * @param addresses the server's global IPv6 addresses (none: only declared links are known)
    * @param now a clock in ms (default performance.now)
    */
@@ -103,6 +123,8 @@ export class LinkNames {
       const names = prefixes.map((p) => hex64(p.bytes)).sort();
       this.#declared.push({ name: `net:${names[0]}`, prefixes });
     }
+    const overlap = linkPrefixOverlap(declared);
+    if (overlap) throw new RangeError(`--dhcp4o6-link-prefix: ${overlap}`);
     this.#addresses = addresses;
     this.#now = now;
   }
