@@ -25,6 +25,7 @@
  *
  * @module
  */
+import { createHash } from "node:crypto";
 import { parseIPv6 } from "../net/addr.ts";
 import type { Dhcp4Message } from "../wire/dhcp4.ts";
 import type { Dhcp6RelayMessage } from "../wire/dhcp6_relay.ts";
@@ -77,8 +78,28 @@ export function dhcp4Identity(mode: Dhcp4o6IdentityMode, m: Dhcp4Message): strin
  *   `ll:ADDR@` the relay path: the outermost relay's address, then per relay its
  *   link-address, Interface-ID (hex) and, but for the innermost, its peer-address (the next
  *   relay inward): one link's clients share a path, two links never do.
+ *
+ * A key longer than {@link HOLDER_MAX_LENGTH} characters (an Interface-ID is opaque and of
+ * any length, RFC 8415 §21.18; a path holds up to 32 relays) is `ll:ADDR@sha256:HEX`, the
+ * SHA-256 of that key: the lease store keys active leases by the holder in a unique index,
+ * and a PostgreSQL btree index row holds at most 2704 bytes (a longer one failed the write,
+ * and the batch of other clients' writes with it: test/atk18_dhcp4o6_long_holder_postgres).
  */
 export function linkLocalHolder(
+  host6: string,
+  relays: readonly Dhcp6RelayMessage[],
+  source: string,
+  links?: LinkNames,
+): string | null {
+  const key = _holder(host6, relays, source, links);
+  if (key === null || key.length <= HOLDER_MAX_LENGTH) return key;
+  return `ll:${host6}@sha256:${createHash("sha256").update(key).digest("hex")}`;
+}
+
+/** The longest holder key {@link linkLocalHolder} gives as is (characters). */
+export const HOLDER_MAX_LENGTH = 1024;
+
+function _holder(
   host6: string,
   relays: readonly Dhcp6RelayMessage[],
   source: string,
