@@ -29,7 +29,7 @@ import { createHash } from "node:crypto";
 import { parseIPv6 } from "../net/addr.ts";
 import type { Dhcp4Message } from "../wire/dhcp4.ts";
 import type { Dhcp6RelayMessage } from "../wire/dhcp6_relay.ts";
-import { LinkNames } from "./dhcp4o6_link_names.ts";
+import { LinkNames, linkUnicast } from "./dhcp4o6_link_names.ts";
 
 export type Dhcp4o6IdentityMode = "source" | "client-id" | "chaddr";
 export const DHCP4O6_IDENTITY_MODES: readonly Dhcp4o6IdentityMode[] = [
@@ -61,7 +61,7 @@ export function dhcp4Identity(mode: Dhcp4o6IdentityMode, m: Dhcp4Message): strin
  *   global addresses: `ll:ADDR@net:HEX`, the same key as through a relay of that link,
  *   whose link-address is from one of those prefixes (§19.1.1). An interface without a
  *   global address: `ll:ADDR%ZONE`.
- * - Relayed, the innermost relay's link-address global (not `::`, not link-local), when it
+ * - Relayed, the innermost relay's link-address global (GUA or ULA), when it
  *   names the link (./dhcp4o6_link_names.ts: a declared link's prefix, or no Interface-ID
  *   sent, RFC 8415 §19.1.1): `ll:ADDR@net:HEX`. The Interface-ID is then left out: it is
  *   the relay's own name for its interface (§21.18), so two relays of one link send two.
@@ -73,8 +73,10 @@ export function dhcp4Identity(mode: Dhcp4o6IdentityMode, m: Dhcp4Message): strin
  *   link's prefix is declared (`--dhcp4o6-link-prefix`). Likewise, with or without an
  *   Interface-ID (`#` then ends the key), a link-address in an undeclared /64 the server has
  *   on two of its interfaces: that /64 is two links', so it names neither.
- * - Relayed, link-address `::` or link-local (the relay has no address naming the link;
- *   RFC 8415 §19.1.1: the Interface-ID then names the link, within that relay):
+ * - Relayed, link-address `::`, link-local, multicast or another address of ::/8 (`::1`,
+ *   IPv4-mapped: no address of a link, ./dhcp4o6_link_names.ts linkUnicast; RFC 8415
+ *   §19.1.1: the relay has no address naming the link, the Interface-ID then names it,
+ *   within that relay):
  *   `ll:ADDR@` the relay path: the outermost relay's address, then per relay its
  *   link-address, Interface-ID (hex) and, but for the innermost, its peer-address (the next
  *   relay inward): one link's clients share a path, two links never do.
@@ -117,7 +119,7 @@ function _holder(
   }
   const inner = relays.at(-1) as Dhcp6RelayMessage;
   const link = parseIPv6(inner.linkAddress);
-  if (link && _globalUnicast(link)) {
+  if (link && linkUnicast(link)) {
     const id = inner.interfaceId;
     const name = (links ?? _packetOnly).ofLinkAddress(link, id !== undefined && id.length > 0);
     if (name !== null) return `ll:${host6}@${name}`;
@@ -134,9 +136,3 @@ function _holder(
 
 /** No declared links, no interfaces: what the packet alone says. */
 const _packetOnly = new LinkNames();
-
-/** Not `::` and not link-local (fe80::/10): an address a relay may put in link-address. */
-function _globalUnicast(a: Uint8Array): boolean {
-  if (a[0] === 0xfe && ((a[1] as number) & 0xc0) === 0x80) return false;
-  return a.some((b) => b !== 0);
-}

@@ -166,7 +166,7 @@ export class LinkNames {
     const now = this.#now();
     if (now - this.#readAt < REFRESH_MS) return;
     this.#readAt = now;
-    const addresses = this.#addresses().filter((a) => _global(a.bytes));
+    const addresses = this.#addresses().filter((a) => linkUnicast(a.bytes));
     // Interfaces with a configured address: only those name them (see the module doc).
     const configured = new Set(addresses.filter((a) => a.permanent !== false).map((a) => a.index));
     // /64 → the interfaces holding an address in it.
@@ -218,12 +218,12 @@ function _colons(hex: string): string {
 }
 
 /**
- * A global unicast address the server's link may be named by: not `::`, `::1`, link-local
- * (fe80::/10) or multicast (ff00::/8).
+ * An address a link may be named by (RFC 8415 §9.1 link-address: "typically a globally scoped
+ * unicast address (i.e., GUA or ULA)"; a relay's, or one of the server's own): not in ::/8
+ * (RFC 4291 §2.4: reserved; `::`, `::1`, IPv4-mapped and -compatible addresses, whose /64s
+ * are all `net:0000000000000000`), not link-local (fe80::/10), not multicast (ff00::/8).
  */
-function _global(a: Uint8Array): boolean {
-  if (a[0] === 0xff) return false;
-  if (a[0] === 0xfe && ((a[1] as number) & 0xc0) === 0x80) return false;
-  for (let i = 0; i < 15; i++) if (a[i] !== 0) return true;
-  return (a[15] as number) > 1;
+export function linkUnicast(a: Uint8Array): boolean {
+  if (a[0] === 0 || a[0] === 0xff) return false;
+  return !(a[0] === 0xfe && ((a[1] as number) & 0xc0) === 0x80);
 }
