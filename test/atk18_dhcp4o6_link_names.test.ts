@@ -16,7 +16,7 @@
  * (accept_ra 1, autoconf 1, forwarding 0; RFC 4862 §5.5.3).
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { mkdtempSync } from "node:fs";
+import { mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { type Netns, vethPair } from "../lib/sys/netns.ts";
@@ -61,8 +61,15 @@ afterAll(async () => {
   if (!skip) await tearDown(procs, Object.values(ns), dir);
 }, 60_000);
 
-/** Runs `body` with a dstm server (4o6 on eth0, pool 198.51.100.200/29) in ns.srv; stops it after. */
-async function withServer(run: string, body: () => Promise<void>): Promise<void> {
+/**
+ * Runs `body` with a dstm server (4o6 on eth0, pool 198.51.100.200/29, `extra` flags) in
+ * ns.srv; stops it after.
+ */
+async function withServer(
+  run: string,
+  body: () => Promise<void>,
+  extra: string[] = [],
+): Promise<void> {
   try {
     await start(
       `dstm-${run}`,
@@ -74,7 +81,7 @@ async function withServer(run: string, body: () => Promise<void>): Promise<void>
         ...["--pool", "198.51.100.200/29", "--tep", "2001:db8:4::99,192.0.2.1"],
         ...["--listen", "[2001:db8:4::547]:4607", "--db", "memory", "--no-control"],
         ...["--dhcp4o6", "--dhcp4o6-server-id", SERVER_ID, "--dhcp4o6-interface", "eth0"],
-        ...["--log-level", "debug"],
+        ...["--log-level", "debug", ...extra],
       ],
       / dhcp4o6 /,
     );
@@ -210,5 +217,28 @@ describe.skipIf(skip !== null)("atk18: naming a link-local 4o6 client's link", (
       ns.srv.ip("addr", "del", "2001:db8:5::1/64", "dev", "eth0");
       ns.srv.ip("addr", "del", "2001:db8:5::2/64", "dev", "eth1");
     }
+  }, 90_000);
+  test("a host on link B posing as a relay of link A: without --dhcp4o6-relay it releases the direct client's lease; with it, it is refused", async () => {
+    // Link A's /64 in link-address, no Interface-ID, the victim's address and hardware address:
+    // the key of the client heard directly on link A (one link, one name), sent from link B.
+    const forged = { server: "2001:db8:6::547", link: "2001:db8:4::1", peer: "fe80::10" };
+    /** The victim's lease, the forged RELEASE; resolves to the server's line of it (debug). */
+    const attack = async (run: string, last: string): Promise<string | null> => {
+      const ipv4 = directLease(last);
+      ask(ns.b, forged, "release", last, ipv4, SERVER_ID);
+      // The server's answer to a RELEASE is none: the victim's next query comes after it.
+      expect(ask(ns.c, DIRECT, "discover", last)?.yiaddr).toBe(ipv4);
+      const log = readFileSync(join(dir, `dstm-${run}.out`), "utf8");
+      return log.match(/ dhcp4-type=RELEASE .* peer=2001:db8:6::66 result=\S+/)?.[0] ?? null;
+    };
+    // Documented trust (docs/dhcp4o6.md "Relays"): without a relay list any source may relay.
+    await withServer("forge-open", async () => {
+      expect(await attack("forge-open", "3")).toContain("result=released");
+    });
+    await withServer(
+      "forge-relays",
+      async () => expect(await attack("forge-relays", "4")).toContain("result=refused"),
+      ["--dhcp4o6-relay", "2001:db8:71::/64"],
+    );
   }, 90_000);
 });
