@@ -49,6 +49,9 @@ beforeAll(() => {
   ns.c.addAddress("eth0", "fe80::10/64");
   vethPair(ns.b, "eth0", ns.srv, "eth1");
   ns.b.addAddress("eth0", "2001:db8:6::66/64");
+  // Link B's host is fe80::10 too (a machine there, or the attacker).
+  ns.b.ip("addr", "flush", "dev", "eth0", "scope", "link");
+  ns.b.addAddress("eth0", "fe80::10/64");
   ns.srv.addAddress("eth1", "2001:db8:6::547/64");
   // A host's defaults, said out loud: SLAAC from any Router Advertisement heard.
   for (const key of ["forwarding=0", "eth0.accept_ra=1", "eth0.autoconf=1"])
@@ -239,6 +242,21 @@ describe.skipIf(skip !== null)("atk18: naming a link-local 4o6 client's link", (
       "forge-relays",
       async () => expect(await attack("forge-relays", "4")).toContain("result=refused"),
       ["--dhcp4o6-relay", "2001:db8:71::/64"],
+    );
+  }, 90_000);
+  test("a declared link prefix holding the /64s of two of the server's interfaces: their direct clients keep two keys", async () => {
+    // 2001:db8::/40 holds link A's 2001:db8:4::/64 and link B's 2001:db8:6::/64: an operator's
+    // aggregate (or typo) the server can see is two links.
+    const flags = ["--dhcp4o6-interface", "eth1", "--dhcp4o6-link-prefix", "2001:db8::/40"];
+    await withServer(
+      "declared-two",
+      async () => {
+        const onA = directLease("5");
+        const onB = ask<{ ack: Answer | null }>(ns.b, DIRECT, "lease", "6");
+        expect(onB.ack?.type).toBe("ACK");
+        expect(onB.ack?.yiaddr).not.toBe(onA); // before: one key, one address for both
+      },
+      flags,
     );
   }, 90_000);
 });

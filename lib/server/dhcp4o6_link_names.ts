@@ -16,7 +16,11 @@
  *   /64, and move every client of that link to another key (a second lease, its renewal
  *   NAKed: test/atk18_dhcp4o6_link_names.test.ts).
  * - Declared links (`--dhcp4o6-link-prefix PREFIX[,PREFIX…]`, /64 or shorter): the prefixes
- *   of one link each value. An interface whose /64 lies in a declared link has its name.
+ *   of one link each value. An interface whose /64 lies in a declared link has its name,
+ *   unless that declared link holds /64s of two of the server's interfaces (an aggregate
+ *   declared as one link, `2001:db8::/40`): those are two links to the server, and one name
+ *   gave fe80::10 on each one lease (test/atk18_dhcp4o6_link_names.test.ts), so each keeps
+ *   the name of its own lowest /64.
  *
  * The name of a relay's link-address (RFC 8415 §19.1.1, the innermost relay's):
  * - inside a declared link: that link, whatever Interface-ID the relay sends (the operator
@@ -190,19 +194,28 @@ export class LinkNames {
       if (list) list.push(p);
       else prefixesOf.set(index, [p]);
     }
-    const byIndex = new Map<number, string>();
-    const byPrefix = new Map<string, string>();
+    // A declared link that holds one of an interface's /64s names it (one link, one name),
+    // unless it holds /64s of two interfaces: the server sees two links there, so it names
+    // neither (each keeps its own /64's name), as a /64 on two interfaces does.
+    const declaredOf = new Map<number, string>();
+    const interfacesOf = new Map<string, number>();
     for (const [index, list] of prefixesOf) {
       list.sort();
-      // A declared link that holds one of the interface's /64s names it (one link, one name).
-      let name = `net:${list[0]}`;
       for (const p of list) {
         const declared = this.#declaredName(parseIPv6(`${_colons(p)}::`) as Uint8Array);
         if (declared !== null) {
-          name = declared;
+          declaredOf.set(index, declared);
+          interfacesOf.set(declared, (interfacesOf.get(declared) ?? 0) + 1);
           break;
         }
       }
+    }
+    const byIndex = new Map<number, string>();
+    const byPrefix = new Map<string, string>();
+    for (const [index, list] of prefixesOf) {
+      const declared = declaredOf.get(index);
+      const name =
+        declared !== undefined && interfacesOf.get(declared) === 1 ? declared : `net:${list[0]}`;
       byIndex.set(index, name);
       for (const p of list) byPrefix.set(p, name);
     }
