@@ -11,7 +11,9 @@
  * the key is the relay path, as for `::`.
  */
 import { describe, expect, test } from "bun:test";
+import { parseIPv6 } from "../lib/net/addr.ts";
 import { linkLocalHolder } from "../lib/server/dhcp4o6_identity.ts";
+import { LinkNames } from "../lib/server/dhcp4o6_link_names.ts";
 import type { Dhcp6RelayMessage } from "../lib/wire/dhcp6_relay.ts";
 
 const relay = (linkAddress: string): Dhcp6RelayMessage => ({
@@ -43,5 +45,38 @@ describe("atk18: link-addresses that name no link", () => {
     expect(linkLocalHolder("fe80::10", [relay("fd00:4::1")], "2001:db8:71::1")).toBe(
       "ll:fe80::10@net:fd00000400000000",
     );
+  });
+});
+
+describe("atk18: a flood of link-local queries", () => {
+  test("10 000 distinct link-addresses and interfaces in one second: the server's addresses read once, each link its own key", () => {
+    let reads = 0;
+    let now = 0;
+    const names = new LinkNames(
+      [["2001:db8:40::/48"]],
+      () => {
+        reads++;
+        return [{ index: 2, bytes: parseIPv6("2001:db8:4::547")!, permanent: true }];
+      },
+      () => now,
+    );
+    const keys = new Set<string | null>();
+    for (let i = 0; i < 10_000; i++) {
+      keys.add(
+        linkLocalHolder(
+          "fe80::10",
+          [relay(`2001:db8:${(i + 0x1000).toString(16)}::1`)],
+          "2001:db8:7::1",
+          names,
+        ),
+      );
+      keys.add(linkLocalHolder("fe80::10", [], `fe80::10%${i + 3}`, names));
+      now += 0.05; // 10 000 queries in 0.5 s
+    }
+    expect(reads).toBe(1);
+    expect(keys.size).toBe(20_000);
+    now = 1000;
+    linkLocalHolder("fe80::10", [], "fe80::10%2", names);
+    expect(reads).toBe(2);
   });
 });
