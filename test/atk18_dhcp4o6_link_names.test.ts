@@ -259,4 +259,49 @@ describe.skipIf(skip !== null)("atk18: naming a link-local 4o6 client's link", (
       flags,
     );
   }, 90_000);
+  test("an attacker on an unaddressed server link advertises a relayed link's /64: it cannot take that link's client's key", async () => {
+    // Link C (remote, 2001:db8:c::/64) is heard only through a relay on link A (ns a, the only
+    // relay --dhcp4o6-relay admits; link-address 2001:db8:c::1, no Interface-ID). The server's
+    // eth1 (link B) has no global address: its direct clients are keyed %IFINDEX.
+    ns.srv.ip("addr", "del", "2001:db8:6::547/64", "dev", "eth1");
+    try {
+      const relayC = { server: "2001:db8:4::547", link: "2001:db8:c::1", peer: "fe80::10" };
+      const flags = ["--dhcp4o6-interface", "eth1", "--dhcp4o6-relay", "2001:db8:4::66/128"];
+      await withServer(
+        "ra-unaddressed",
+        async () => {
+          const victim = ask<{ ack: Answer | null }>(ns.a, relayC, "lease", "7");
+          expect(victim.ack?.type).toBe("ACK");
+          // The attacker on link B is fe80::10 too (any host may take any link-local address).
+          const ra = ns.b.exec([
+            "python3",
+            join(ROOT, "test", "e2e_scripts", "atk18_ra.py"),
+            "eth0",
+            "2001:db8:c::",
+          ]);
+          expect(ra.stdout.trim()).toBe("sent");
+          await waitUntil(() => serverAddresses("eth1", "2001:db8:c:").length > 0, {
+            timeoutMs: 10_000,
+            intervalMs: 50,
+            what: "the server's SLAAC address in 2001:db8:c::/64 on eth1",
+          });
+          const seen = performance.now();
+          const offers: (string | undefined)[] = [];
+          while (performance.now() - seen < 2500) {
+            offers.push(ask(ns.b, DIRECT, "discover", "7")?.yiaddr);
+            if (offers.at(-1) === victim.ack?.yiaddr) break; // before: the victim's key
+          }
+          expect(offers).not.toContain(victim.ack?.yiaddr);
+          ask(ns.b, DIRECT, "release", "7", victim.ack?.yiaddr as string, SERVER_ID);
+          expect(ask(ns.a, relayC, "renew", "7", victim.ack?.yiaddr as string)?.type).toBe("ACK");
+          const log = readFileSync(join(dir, "dstm-ra-unaddressed.out"), "utf8");
+          expect(log).not.toMatch(/dhcp4-type=RELEASE .* result=released/);
+        },
+        flags,
+      );
+    } finally {
+      flushDynamic();
+      ns.srv.addAddress("eth1", "2001:db8:6::547/64");
+    }
+  }, 90_000);
 });

@@ -58,9 +58,10 @@ export function dhcp4Identity(mode: Dhcp4o6IdentityMode, m: Dhcp4Message): strin
  * RFC 7341 §5, RFC 8415 §14.1, so each may hear a copy), and two links never share one. A link is named
  * `net:HEX` (a /64 of it, ./dhcp4o6_link_names.ts) wherever the server can tell the link:
  * - Direct: the link of the receiving interface (RFC 8415 §13.1), named by the /64 of its
- *   global addresses: `ll:ADDR@net:HEX`, the same key as through a relay of that link,
- *   whose link-address is from one of those prefixes (§19.1.1). An interface without a
- *   global address: `ll:ADDR%ZONE`.
+ *   configured global addresses: `ll:ADDR@net:HEX`, the same key as through a relay of that
+ *   link, whose link-address is from one of those prefixes (§19.1.1). An interface without a
+ *   configured global address (SLAAC ones do not count: any host on the link can make them):
+ *   `ll:ADDR%ZONE`.
  * - Relayed, the innermost relay's link-address global (GUA or ULA), when it
  *   names the link (./dhcp4o6_link_names.ts: a declared link's prefix, or no Interface-ID
  *   sent, RFC 8415 §19.1.1): `ll:ADDR@net:HEX`. The Interface-ID is then left out: it is

@@ -8,13 +8,16 @@
  *
  * - The server's own interfaces: the /64s of each interface's global addresses (from
  *   `addresses`, refreshed at most once a second) are prefixes of that interface's link. A
- *   /64 on two of the server's interfaces names neither (it would make two links one). An
- *   interface with a permanent (configured) address is named by its permanent addresses
- *   alone: any host on a link can send a Router Advertisement, and the address the server
- *   then autoconfigures (RFC 4862 §5.5.3; RFC 4861 §6.1.2 checks only that it came from the
- *   link) would otherwise rename the link, a lower /64 on it or a copy of another link's
- *   /64, and move every client of that link to another key (a second lease, its renewal
- *   NAKed: test/atk18_dhcp4o6_link_names.test.ts).
+ *   /64 on two of the server's interfaces names neither (it would make two links one). Only
+ *   permanent (configured) addresses count: any host on a link can send a Router
+ *   Advertisement, and an address the server autoconfigures from it (RFC 4862 §5.5.3; RFC
+ *   4861 §6.1.2 checks only that it came from the link) would let that host choose the
+ *   link's name: a lower /64, or a copy of another link's, moved every client of the link
+ *   to another key (a second lease, its renewal NAKed), and on an interface without a
+ *   configured address, a relayed link's /64 gave the attacker, as fe80::10 there, the key
+ *   of that link's fe80::10 (its lease to release, --dhcp4o6-relay notwithstanding:
+ *   test/atk18_dhcp4o6_link_names.test.ts). An interface with no permanent global address
+ *   has no name (its direct clients are keyed by interface index).
  * - Declared links (`--dhcp4o6-link-prefix PREFIX[,PREFIX…]`, /64 or shorter): the prefixes
  *   of one link each value. An interface whose /64 lies in a declared link has its name,
  *   unless that declared link holds /64s of two of the server's interfaces (an aggregate
@@ -42,8 +45,8 @@ import { type IPv6Prefix, ipv6PrefixContains, parseIPv6Prefix } from "./admissio
 
 /**
  * One global IPv6 address of the server: its interface index, its 16 bytes, and whether it is
- * permanent (configured, not learned from a Router Advertisement: IFA_F_PERMANENT; absent:
- * taken as permanent).
+ * permanent (configured, not learned from a Router Advertisement nor leased with a lifetime:
+ * IFA_F_PERMANENT; absent: taken as permanent). Only permanent addresses name a link.
  */
 export interface InterfaceAddress {
   readonly index: number;
@@ -170,13 +173,13 @@ export class LinkNames {
     const now = this.#now();
     if (now - this.#readAt < REFRESH_MS) return;
     this.#readAt = now;
-    const addresses = this.#addresses().filter((a) => linkUnicast(a.bytes));
-    // Interfaces with a configured address: only those name them (see the module doc).
-    const configured = new Set(addresses.filter((a) => a.permanent !== false).map((a) => a.index));
+    // Configured addresses only name an interface (see the module doc).
+    const addresses = this.#addresses().filter(
+      (a) => a.permanent !== false && linkUnicast(a.bytes),
+    );
     // /64 → the interfaces holding an address in it.
     const holders = new Map<string, Set<number>>();
     for (const a of addresses) {
-      if (a.permanent === false && configured.has(a.index)) continue;
       const p = hex64(a.bytes);
       const set = holders.get(p);
       if (set) set.add(a.index);
