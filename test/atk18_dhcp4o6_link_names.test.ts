@@ -26,7 +26,8 @@ import { announceSkip, netnsSkipReason } from "./helpers/netns.ts";
 import { BUN, ROOT } from "./helpers/process.ts";
 import { waitUntil } from "./helpers/wait.ts";
 
-const skip = netnsSkipReason();
+const skip =
+  netnsSkipReason() ?? (Bun.which("python3") ? null : "needs python3 (the Router Advertisements)");
 announceSkip("atk18_dhcp4o6_link_names", skip);
 
 const SERVER_ID = "203.0.113.53";
