@@ -220,7 +220,7 @@ const settings: Setting[] = [
     name: "dhcp4o6-link-prefix",
     kind: { type: "list" },
     arg: "<prefix[,prefix]>",
-    doc: "the IPv6 prefixes (/64 or shorter, comma-separated) of one link (repeatable): a relay's link-address in them names that link whatever Interface-ID it sends, so a link-local 4o6 client heard by two relays of it holds one lease (docs/dhcp4o6.md)",
+    doc: "the IPv6 prefixes (/64 or shorter, comma-separated) of one link (repeatable; two values may not overlap): a relay's link-address in them names that link whatever Interface-ID it sends, so a link-local 4o6 client heard by two relays of it holds one lease (docs/dhcp4o6.md)",
   },
   {
     name: "pool-link",

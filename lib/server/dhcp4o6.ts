@@ -150,8 +150,12 @@ export class Dhcp4o6Handler {
     }
     if (this.#o.admission && !this.#o.admission.admit("dhcp4o6", host6)) return null;
     const link = this.#o.links?.()?.choose(relays, source);
-    // A link-local host is one only on its link: its link goes into its holder key.
-    const holder = linkLocalHolder(host6, relays, source, this.#o.linkNames);
+    // A link-local host is one only on its link: its link goes into its holder key, in
+    // `source` mode (the other modes hold a lease by the DHCPv4 client: dhcp4Identity).
+    const holder =
+      (this.#o.identity ?? "source") === "source"
+        ? linkLocalHolder(host6, relays, source, this.#o.linkNames)
+        : null;
     if (holder !== null) noteDhcp4o6Holder(holder);
     const answer = await this.#answer(payload, host6, link, holder);
     if (answer === null) return null;

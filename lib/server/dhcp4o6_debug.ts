@@ -4,7 +4,7 @@
  * with the `result` the service counted it under (`dstm_dhcp4o6_messages_total`'s label:
  * `offer`, `ack`, `nak`, `released`, `pool-exhausted`, `malformed-truncated`, …) and, for a
  * query admission refused (rate limit, allow list), `result=refused`; a link-local client's
- * holder key as `holder=` (./dhcp4o6_identity.ts).
+ * holder key in `source` mode as `holder=` (./dhcp4o6_identity.ts).
  *
  * The result of one datagram is carried through its asynchronous handling in an
  * AsyncLocalStorage, so concurrent queries never see each other's; only with debug on.

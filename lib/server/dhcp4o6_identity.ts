@@ -25,10 +25,11 @@
  *
  * @module
  */
+import { createHash } from "node:crypto";
 import { parseIPv6 } from "../net/addr.ts";
 import type { Dhcp4Message } from "../wire/dhcp4.ts";
 import type { Dhcp6RelayMessage } from "../wire/dhcp6_relay.ts";
-import { LinkNames } from "./dhcp4o6_link_names.ts";
+import { LinkNames, linkUnicast } from "./dhcp4o6_link_names.ts";
 
 export type Dhcp4o6IdentityMode = "source" | "client-id" | "chaddr";
 export const DHCP4O6_IDENTITY_MODES: readonly Dhcp4o6IdentityMode[] = [
@@ -57,10 +58,11 @@ export function dhcp4Identity(mode: Dhcp4o6IdentityMode, m: Dhcp4Message): strin
  * RFC 7341 §5, RFC 8415 §14.1, so each may hear a copy), and two links never share one. A link is named
  * `net:HEX` (a /64 of it, ./dhcp4o6_link_names.ts) wherever the server can tell the link:
  * - Direct: the link of the receiving interface (RFC 8415 §13.1), named by the /64 of its
- *   global addresses: `ll:ADDR@net:HEX`, the same key as through a relay of that link,
- *   whose link-address is from one of those prefixes (§19.1.1). An interface without a
- *   global address: `ll:ADDR%ZONE`.
- * - Relayed, the innermost relay's link-address global (not `::`, not link-local), when it
+ *   configured global addresses: `ll:ADDR@net:HEX`, the same key as through a relay of that
+ *   link, whose link-address is from one of those prefixes (§19.1.1). An interface without a
+ *   configured global address (SLAAC ones do not count: any host on the link can make them):
+ *   `ll:ADDR%ZONE`.
+ * - Relayed, the innermost relay's link-address global (GUA or ULA), when it
  *   names the link (./dhcp4o6_link_names.ts: a declared link's prefix, or no Interface-ID
  *   sent, RFC 8415 §19.1.1): `ll:ADDR@net:HEX`. The Interface-ID is then left out: it is
  *   the relay's own name for its interface (§21.18), so two relays of one link send two.
@@ -69,14 +71,38 @@ export function dhcp4Identity(mode: Dhcp4o6IdentityMode, m: Dhcp4Message): strin
  *   `ll:ADDR@at:LINKADDRESS#IFID` (hex): that relay's address and its name of the link. (Its
  *   /64 would not do: two relays' loopbacks in one /64 may both call a link `eth1`.) Two
  *   relays of one link that both send an Interface-ID give two keys here, unless the
- *   link's prefix is declared (`--dhcp4o6-link-prefix`).
- * - Relayed, link-address `::` or link-local (the relay has no address naming the link;
- *   RFC 8415 §19.1.1: the Interface-ID then names the link, within that relay):
+ *   link's prefix is declared (`--dhcp4o6-link-prefix`). Likewise, with or without an
+ *   Interface-ID (`#` then ends the key), a link-address in an undeclared /64 the server has
+ *   on two of its interfaces: that /64 is two links', so it names neither.
+ * - Relayed, link-address `::`, link-local, multicast or another address of ::/8 (`::1`,
+ *   IPv4-mapped: no address of a link, ./dhcp4o6_link_names.ts linkUnicast; RFC 8415
+ *   §19.1.1: the relay has no address naming the link, the Interface-ID then names it,
+ *   within that relay):
  *   `ll:ADDR@` the relay path: the outermost relay's address, then per relay its
  *   link-address, Interface-ID (hex) and, but for the innermost, its peer-address (the next
  *   relay inward): one link's clients share a path, two links never do.
+ *
+ * A key longer than {@link HOLDER_MAX_LENGTH} characters (an Interface-ID is opaque and of
+ * any length, RFC 8415 §21.18; a path holds up to 32 relays) is `ll:ADDR@sha256:HEX`, the
+ * SHA-256 of that key: the lease store keys active leases by the holder in a unique index,
+ * and a PostgreSQL btree index row holds at most 2704 bytes (a longer one failed the write,
+ * and the batch of other clients' writes with it: test/atk18_dhcp4o6_long_holder_postgres).
  */
 export function linkLocalHolder(
+  host6: string,
+  relays: readonly Dhcp6RelayMessage[],
+  source: string,
+  links?: LinkNames,
+): string | null {
+  const key = _holder(host6, relays, source, links);
+  if (key === null || key.length <= HOLDER_MAX_LENGTH) return key;
+  return `ll:${host6}@sha256:${createHash("sha256").update(key).digest("hex")}`;
+}
+
+/** The longest holder key {@link linkLocalHolder} gives as is (characters). */
+export const HOLDER_MAX_LENGTH = 1024;
+
+function _holder(
   host6: string,
   relays: readonly Dhcp6RelayMessage[],
   source: string,
@@ -94,11 +120,11 @@ export function linkLocalHolder(
   }
   const inner = relays.at(-1) as Dhcp6RelayMessage;
   const link = parseIPv6(inner.linkAddress);
-  if (link && _globalUnicast(link)) {
+  if (link && linkUnicast(link)) {
     const id = inner.interfaceId;
     const name = (links ?? _packetOnly).ofLinkAddress(link, id !== undefined && id.length > 0);
     if (name !== null) return `ll:${host6}@${name}`;
-    return `ll:${host6}@at:${inner.linkAddress}#${Buffer.from(id as Uint8Array).toString("hex")}`;
+    return `ll:${host6}@at:${inner.linkAddress}#${id ? Buffer.from(id).toString("hex") : ""}`;
   }
   let path = source;
   for (let i = 0; i < relays.length; i++) {
@@ -111,9 +137,3 @@ export function linkLocalHolder(
 
 /** No declared links, no interfaces: what the packet alone says. */
 const _packetOnly = new LinkNames();
-
-/** Not `::` and not link-local (fe80::/10): an address a relay may put in link-address. */
-function _globalUnicast(a: Uint8Array): boolean {
-  if (a[0] === 0xfe && ((a[1] as number) & 0xc0) === 0x80) return false;
-  return a.some((b) => b !== 0);
-}

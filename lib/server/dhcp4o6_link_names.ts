@@ -8,16 +8,31 @@
  *
  * - The server's own interfaces: the /64s of each interface's global addresses (from
  *   `addresses`, refreshed at most once a second) are prefixes of that interface's link. A
- *   /64 on two of the server's interfaces names neither (it would make two links one).
+ *   /64 on two of the server's interfaces names neither (it would make two links one). Only
+ *   permanent (configured) addresses count: any host on a link can send a Router
+ *   Advertisement, and an address the server autoconfigures from it (RFC 4862 §5.5.3; RFC
+ *   4861 §6.1.2 checks only that it came from the link) would let that host choose the
+ *   link's name: a lower /64, or a copy of another link's, moved every client of the link
+ *   to another key (a second lease, its renewal NAKed), and on an interface without a
+ *   configured address, a relayed link's /64 gave the attacker, as fe80::10 there, the key
+ *   of that link's fe80::10 (its lease to release, --dhcp4o6-relay notwithstanding:
+ *   test/atk18_dhcp4o6_link_names.test.ts). An interface with no permanent global address
+ *   has no name (its direct clients are keyed by interface index).
  * - Declared links (`--dhcp4o6-link-prefix PREFIX[,PREFIX…]`, /64 or shorter): the prefixes
- *   of one link each value. An interface whose /64 lies in a declared link has its name.
+ *   of one link each value. An interface whose /64 lies in a declared link has its name,
+ *   unless that declared link holds /64s of two of the server's interfaces (an aggregate
+ *   declared as one link, `2001:db8::/40`): those are two links to the server, and one name
+ *   gave fe80::10 on each one lease (test/atk18_dhcp4o6_link_names.test.ts), so each keeps
+ *   the name of its own lowest /64.
  *
  * The name of a relay's link-address (RFC 8415 §19.1.1, the innermost relay's):
  * - inside a declared link: that link, whatever Interface-ID the relay sends (the operator
  *   says this prefix is one link's);
  * - else, the relay sending no Interface-ID: the link of its /64 (the relay says the
  *   link-address identifies the client's link: §19.1.1 makes it send an Interface-ID when it
- *   cannot), named as the server's interface holding that /64 is, else by the /64;
+ *   cannot), named as the server's interface holding that /64 is, else by the /64; but null
+ *   when the /64 is on two of the server's interfaces (two links: it names neither, so
+ *   two relays of the two links must not give one name);
  * - else (an Interface-ID, undeclared prefix): null. A relay may put one address (a
  *   loopback's, or one of another link, §19.1.1 allows it) in link-address for several links
  *   and tell them apart by Interface-ID, which means something only to that relay (§21.18):
@@ -28,10 +43,15 @@
 import { parseIPv6 } from "../net/addr.ts";
 import { type IPv6Prefix, ipv6PrefixContains, parseIPv6Prefix } from "./admission.ts";
 
-/** One global IPv6 address of the server: its interface index and its 16 bytes. */
+/**
+ * One global IPv6 address of the server: its interface index, its 16 bytes, and whether it is
+ * permanent (configured, not learned from a Router Advertisement nor leased with a lifetime:
+ * IFA_F_PERMANENT; absent: taken as permanent). Only permanent addresses name a link.
+ */
 export interface InterfaceAddress {
   readonly index: number;
   readonly bytes: Uint8Array;
+  readonly permanent?: boolean;
 }
 
 /** How long the view of the server's interface addresses is kept before it is read again (ms). */
@@ -58,6 +78,26 @@ export function linkPrefixProblem(text: string): string | null {
   return null;
 }
 
+/**
+ * A problem with the declared links `values` together (a sentence), or null: a prefix of one
+ * link that holds, or lies in, a prefix of another. Those would be one address in two links,
+ * and the two links' names (each its lowest /64) may be equal: `2001:db8:4::/48` and
+ * `2001:db8:4::/64` are both `net:20010db800040000`, two links one key. Each value must pass
+ * {@link linkPrefixProblem} first.
+ */
+export function linkPrefixOverlap(values: readonly (readonly string[])[]): string | null {
+  const links = values.map((texts) => texts.map((t) => parseIPv6Prefix(t.trim()) as IPv6Prefix));
+  for (let i = 0; i < links.length; i++)
+    for (let j = i + 1; j < links.length; j++)
+      for (const p of links[i] as IPv6Prefix[])
+        for (const q of links[j] as IPv6Prefix[]) {
+          const [short, long] = p.length <= q.length ? [p, q] : [q, p];
+          if (ipv6PrefixContains(short, long.bytes))
+            return `${(values[i] as string[]).join(",")} and ${(values[j] as string[]).join(",")} overlap: a prefix is one link's (declare one link's prefixes in one value)`;
+        }
+  return null;
+}
+
 export class LinkNames {
   readonly #declared: { readonly name: string; readonly prefixes: readonly IPv6Prefix[] }[] = [];
   readonly #addresses: () => readonly InterfaceAddress[];
@@ -67,10 +107,12 @@ export class LinkNames {
   #byPrefix = new Map<string, string>();
   /** Interface index → its link name (none: no global address of its own). */
   #byIndex = new Map<number, string>();
+  /** /64s (hex) on two or more of the server's interfaces: no one link's. */
+  #shared = new Set<string>();
 
   /**
-   * @param declared each entry one link's prefixes (text, passing {@link linkPrefixProblem};
-   *   a RangeError otherwise)
+   * @param declared each entry one link's prefixes (text, passing {@link linkPrefixProblem},
+   *   no two entries overlapping ({@link linkPrefixOverlap}); a RangeError otherwise)
    * @param addresses the server's global IPv6 addresses (none: only declared links are known)
    * @param now a clock in ms (default performance.now)
    */
@@ -88,6 +130,8 @@ export class LinkNames {
       const names = prefixes.map((p) => hex64(p.bytes)).sort();
       this.#declared.push({ name: `net:${names[0]}`, prefixes });
     }
+    const overlap = linkPrefixOverlap(declared);
+    if (overlap) throw new RangeError(`--dhcp4o6-link-prefix: ${overlap}`);
     this.#addresses = addresses;
     this.#now = now;
   }
@@ -108,6 +152,7 @@ export class LinkNames {
     if (interfaceId) return null;
     this.#refresh();
     const p = hex64(bytes);
+    if (this.#shared.has(p)) return null;
     return this.#byPrefix.get(p) ?? `net:${p}`;
   }
 
@@ -128,41 +173,58 @@ export class LinkNames {
     const now = this.#now();
     if (now - this.#readAt < REFRESH_MS) return;
     this.#readAt = now;
+    // Configured addresses only name an interface (see the module doc).
+    const addresses = this.#addresses().filter(
+      (a) => a.permanent !== false && linkUnicast(a.bytes),
+    );
     // /64 → the interfaces holding an address in it.
     const holders = new Map<string, Set<number>>();
-    for (const a of this.#addresses()) {
-      if (!_global(a.bytes)) continue;
+    for (const a of addresses) {
       const p = hex64(a.bytes);
       const set = holders.get(p);
       if (set) set.add(a.index);
       else holders.set(p, new Set([a.index]));
     }
     const prefixesOf = new Map<number, string[]>();
+    const shared = new Set<string>();
     for (const [p, set] of holders) {
-      if (set.size !== 1) continue; // on two interfaces: no one link's
+      if (set.size !== 1) {
+        shared.add(p); // on two interfaces: no one link's
+        continue;
+      }
       const index = set.values().next().value as number;
       const list = prefixesOf.get(index);
       if (list) list.push(p);
       else prefixesOf.set(index, [p]);
     }
-    const byIndex = new Map<number, string>();
-    const byPrefix = new Map<string, string>();
+    // A declared link that holds one of an interface's /64s names it (one link, one name),
+    // unless it holds /64s of two interfaces: the server sees two links there, so it names
+    // neither (each keeps its own /64's name), as a /64 on two interfaces does.
+    const declaredOf = new Map<number, string>();
+    const interfacesOf = new Map<string, number>();
     for (const [index, list] of prefixesOf) {
       list.sort();
-      // A declared link that holds one of the interface's /64s names it (one link, one name).
-      let name = `net:${list[0]}`;
       for (const p of list) {
         const declared = this.#declaredName(parseIPv6(`${_colons(p)}::`) as Uint8Array);
         if (declared !== null) {
-          name = declared;
+          declaredOf.set(index, declared);
+          interfacesOf.set(declared, (interfacesOf.get(declared) ?? 0) + 1);
           break;
         }
       }
+    }
+    const byIndex = new Map<number, string>();
+    const byPrefix = new Map<string, string>();
+    for (const [index, list] of prefixesOf) {
+      const declared = declaredOf.get(index);
+      const name =
+        declared !== undefined && interfacesOf.get(declared) === 1 ? declared : `net:${list[0]}`;
       byIndex.set(index, name);
       for (const p of list) byPrefix.set(p, name);
     }
     this.#byIndex = byIndex;
     this.#byPrefix = byPrefix;
+    this.#shared = shared;
   }
 }
 
@@ -172,12 +234,12 @@ function _colons(hex: string): string {
 }
 
 /**
- * A global unicast address the server's link may be named by: not `::`, `::1`, link-local
- * (fe80::/10) or multicast (ff00::/8).
+ * An address a link may be named by (RFC 8415 §9.1 link-address: "typically a globally scoped
+ * unicast address (i.e., GUA or ULA)"; a relay's, or one of the server's own): not in ::/8
+ * (RFC 4291 §2.4: reserved; `::`, `::1`, IPv4-mapped and -compatible addresses, whose /64s
+ * are all `net:0000000000000000`), not link-local (fe80::/10), not multicast (ff00::/8).
  */
-function _global(a: Uint8Array): boolean {
-  if (a[0] === 0xff) return false;
-  if (a[0] === 0xfe && ((a[1] as number) & 0xc0) === 0x80) return false;
-  for (let i = 0; i < 15; i++) if (a[i] !== 0) return true;
-  return (a[15] as number) > 1;
+export function linkUnicast(a: Uint8Array): boolean {
+  if (a[0] === 0 || a[0] === 0xff) return false;
+  return !(a[0] === 0xfe && ((a[1] as number) & 0xc0) === 0x80);
 }

@@ -76,16 +76,19 @@ export function linkMtu(name: string): number | null {
 
 /**
  * This host's global-scope IPv6 addresses (scope 0x00 in /proc/net/if_inet6) with their
- * interface index, tentative ones included (their prefix is the link's all the same); none
+ * interface index, tentative ones included (their prefix is the link's all the same), and
+ * whether each is permanent (flag 0x80 IFA_F_PERMANENT: configured by the administrator, not
+ * learned from a Router Advertisement, RFC 4862 §5.5.3, nor leased with a lifetime); none
  * when the file cannot be read.
  */
-export function globalIPv6Addresses(): { index: number; bytes: Uint8Array }[] {
-  const out: { index: number; bytes: Uint8Array }[] = [];
+export function globalIPv6Addresses(): { index: number; bytes: Uint8Array; permanent: boolean }[] {
+  const out: { index: number; bytes: Uint8Array; permanent: boolean }[] = [];
   for (const line of ifInet6Lines()) {
-    const [hex, index, , scope] = line.trim().split(/\s+/);
+    const [hex, index, , scope, flags] = line.trim().split(/\s+/);
     if (scope !== "00" || !hex || hex.length !== 32 || !index) continue;
     const bytes = Uint8Array.from(hex.match(/../g) ?? [], (b) => Number.parseInt(b, 16));
-    out.push({ index: Number.parseInt(index, 16), bytes });
+    const permanent = (Number.parseInt(flags ?? "0", 16) & 0x80) !== 0;
+    out.push({ index: Number.parseInt(index, 16), bytes, permanent });
   }
   return out;
 }
