@@ -149,10 +149,12 @@ function expectOneLease(got: { offers: Answer[]; acks: Answer[] }): void {
 }
 
 describe.skipIf(skip !== null)("a link-local 4o6 client heard two ways on its link", () => {
-  test("(a) directly on the server's interface and through a relay of the link: one lease", async () => {
+  test("(a) directly on the server's interface and through a relay of the link, the relays named: one lease", async () => {
     const log = await withServer(
       "a",
-      ["--dhcp4o6-interface", "eth0"],
+      // Named relays: only then may a direct client share its link's name with relayed ones
+      // (else any host could pose as a relay of its link: atk18).
+      ["--dhcp4o6-interface", "eth0", "--dhcp4o6-relay", "2001:db8:71::/64"],
       [["r1", ["-l", "l0", "-u", "2001:db8:71::547%up0"]]],
       () => expectOneLease(lease(1)),
     );

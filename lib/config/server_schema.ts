@@ -214,7 +214,7 @@ const settings: Setting[] = [
     name: "dhcp4o6-relay",
     kind: { type: "list" },
     arg: "<prefix>",
-    doc: "take RELAY-FORW only from relays in this IPv6 prefix (repeatable); without it, any source in --dhcp4o6-allow may relay and name any host",
+    doc: "take RELAY-FORW only from relays in this IPv6 prefix (repeatable); without it, any source in --dhcp4o6-allow may relay and name any host, and a link-local client heard directly is keyed by its interface (two leases when a relay hears it too)",
   },
   {
     name: "dhcp4o6-link-prefix",

@@ -102,6 +102,7 @@ export class LinkNames {
   readonly #declared: { readonly name: string; readonly prefixes: readonly IPv6Prefix[] }[] = [];
   readonly #addresses: () => readonly InterfaceAddress[];
   readonly #now: () => number;
+  readonly #nameDirect: boolean;
   #readAt = Number.NEGATIVE_INFINITY;
   /** /64 (hex) of one interface's global address → that interface's link name. */
   #byPrefix = new Map<string, string>();
@@ -115,12 +116,22 @@ export class LinkNames {
    *   no two entries overlapping ({@link linkPrefixOverlap}); a RangeError otherwise)
    * @param addresses the server's global IPv6 addresses (none: only declared links are known)
    * @param now a clock in ms (default performance.now)
+   * @param options.nameDirect whether a client heard directly gets its interface's link name
+   *   (default true). False: {@link ofInterface} names none, so direct clients keep their
+   *   interface-index key, which no relay can name. `dstm server` passes true only when
+   *   `--dhcp4o6-relay` names the relays: RELAY-FORW is unauthenticated (RFC 8415 §19; RFC
+   *   7341 adds nothing), so with any source allowed to relay, a host on another link could
+   *   send a RELAY-FORW whose link-address names a directly heard client's link and end its
+   *   lease (atk18). The cost without a relay list: a client heard both directly and through
+   *   a relay of its link holds two leases.
    */
   constructor(
     declared: readonly (readonly string[])[] = [],
     addresses: () => readonly InterfaceAddress[] = () => [],
     now: () => number = () => performance.now(),
+    options: { readonly nameDirect?: boolean } = {},
   ) {
+    this.#nameDirect = options.nameDirect ?? true;
     for (const texts of declared) {
       const prefixes = texts.map((t) => {
         const problem = linkPrefixProblem(t);
@@ -136,8 +147,12 @@ export class LinkNames {
     this.#now = now;
   }
 
-  /** The name of the link of the server's interface `index`, or null (no global address there). */
+  /**
+   * The name of the link of the server's interface `index`, or null (no permanent global
+   * address there, or direct clients are not named: `options.nameDirect`).
+   */
   ofInterface(index: number): string | null {
+    if (!this.#nameDirect) return null;
     this.#refresh();
     return this.#byIndex.get(index) ?? null;
   }

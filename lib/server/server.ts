@@ -304,7 +304,11 @@ export class DstmServer {
       address: c.address,
       declineProbation: c.declineProbation,
       identity: c.identity,
-      linkNames: new LinkNames(c.linkPrefixes, globalIPv6Addresses),
+      // Direct clients share their link's name with relayed ones only when the relays are
+      // named: otherwise any host could pose as a relay of their link (LinkNames).
+      linkNames: new LinkNames(c.linkPrefixes, globalIPv6Addresses, undefined, {
+        nameDirect: c.relays !== undefined,
+      }),
       hostPrefixLength: this.#config?.admission?.hostPrefixLength,
       links: () => this.#links,
       log: this.#log,
