@@ -63,7 +63,7 @@ Examples (each subcommand's --help has more):
     .option("--host <v6>", "only the leases of this host IPv6 address")
     .option(
       "--identity <id>",
-      "only the leases of this DHCPv4-over-DHCPv6 client identity (id:HEX or hw:HTYPE:HEX, as the IDENTITY column shows)",
+      "only the leases of this DHCPv4-over-DHCPv6 client identity (id:HEX, hw:HTYPE:HEX or a link-local client's ll:ADDRESS@LINK, as the IDENTITY column shows)",
     )
     .addOption(
       new Option("--state <state>", "only active (default), released, expired, or all").choices([
