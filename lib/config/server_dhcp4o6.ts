@@ -8,7 +8,7 @@ import type { PoolConfig } from "../alloc/engine.ts";
 import { ipv6PrefixMeant } from "../net/prefix.ts";
 import { parseIPv6Prefix } from "../server/admission.ts";
 import { DHCP4O6_IDENTITY_MODES, type Dhcp4o6IdentityMode } from "../server/dhcp4o6_identity.ts";
-import { linkPrefixProblem } from "../server/dhcp4o6_link_names.ts";
+import { duplicateLinkPrefix, linkPrefixProblem } from "../server/dhcp4o6_link_names.ts";
 import type { ServerConfig } from "../server/server_config.ts";
 import { parseDuration, parseHostPort, unicastIPv4 } from "./endpoints.ts";
 import { UsageError } from "./errors.ts";
@@ -128,13 +128,16 @@ function ipv6Prefixes(
 /** `--dhcp4o6-link-prefix`: per value, one link's prefixes (comma-separated). */
 function linkPrefixes(values: string[] | undefined): string[][] | undefined {
   if (!values?.length) return undefined;
-  return values.map((value) => {
+  const links = values.map((value) => {
     const problem = linkPrefixProblem(value);
     if (problem) throw new UsageError(`--dhcp4o6-link-prefix: ${problem}`);
     const parts = value.split(",").map((p) => p.trim());
     ipv6Prefixes(parts, "--dhcp4o6-link-prefix", "2001:db8:10::/64");
     return parts;
   });
+  const twice = duplicateLinkPrefix(links);
+  if (twice) throw new UsageError(`--dhcp4o6-link-prefix: ${twice}`);
+  return links;
 }
 
 /** `--decline-probation`: a duration like every other one (24h, 86400), or 0 for none; seconds. */
