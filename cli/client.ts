@@ -28,6 +28,7 @@ import { logMessage } from "../lib/control/message_log.ts";
 import { metricsHandler } from "../lib/control/metrics.ts";
 import { planReload, type SettingsText } from "../lib/control/reload_plan.ts";
 import { type HttpEndpoint, HttpListenError, serveTcp, serveUnix } from "../lib/sys/http.ts";
+import { interfaceExists } from "../lib/sys/ifinfo.ts";
 import { isLocalAddress } from "../lib/sys/local_address.ts";
 import { sdNotify } from "../lib/sys/sd_notify.ts";
 import { UdpBindError } from "../lib/sys/udp.ts";
@@ -75,6 +76,16 @@ Examples:
         refuseForeignAddresses(metricsBoundAddresses(flags, r), isLocalAddress);
         // Nor could it send from a --host6 of another host (asked read-only, also by --check).
         refuseForeignAddresses(clientBoundAddresses(flags, r), isLocalAddress);
+        // Nor send to ff02::1:2 on an interface this host lacks (it would wait for answers forever).
+        if (
+          r.server === ALL_DHCP_RELAY_AGENTS_AND_SERVERS &&
+          r.zone &&
+          !/^\d+$/.test(r.zone) &&
+          !interfaceExists(r.zone)
+        )
+          throw new UsageError(
+            `--server ${r.serverFlag}: no interface ${r.zone} on this host (see ip link)`,
+          );
         return r;
       });
       // --idle only counts with --on-demand: given without it, it does nothing.

@@ -26,6 +26,7 @@ import {
   leaseToJson,
 } from "../lib/control/lease_view.ts";
 import { type Lease, leaseKey } from "../lib/lease/lease.ts";
+import { isPostgresUrl } from "../lib/lease/postgres.ts";
 import { LeaseStoreError, SqliteLeaseStore } from "../lib/lease/sqlite.ts";
 import { formatIPv4, parseIPv4, parseIPv6 } from "../lib/net/addr.ts";
 import { ipv6PrefixMeant, parseIPv4Prefix, prefixMeant } from "../lib/net/prefix.ts";
@@ -63,7 +64,7 @@ Examples (each subcommand's --help has more):
     .option("--host <v6>", "only the leases of this host IPv6 address")
     .option(
       "--identity <id>",
-      "only the leases of this DHCPv4-over-DHCPv6 client identity (id:HEX or hw:HTYPE:HEX, as the IDENTITY column shows)",
+      "only the leases of this DHCPv4-over-DHCPv6 client identity (id:HEX, hw:HTYPE:HEX or a link-local client's ll:ADDRESS@LINK, as the IDENTITY column shows)",
     )
     .addOption(
       new Option("--state <state>", "only active (default), released, expired, or all").choices([
@@ -83,7 +84,10 @@ Examples (each subcommand's --help has more):
       "--control <path>",
       `control socket of the running server (default: ${SERVER_CONTROL_DOC})`,
     )
-    .option("--db <path>", "read the lease database directly (also while the server runs)")
+    .option(
+      "--db <path>",
+      "read a SQLite lease database file directly (also while the server runs; a postgres:// one is read through its servers)",
+    )
     .addHelpText(
       "after",
       "\nExamples:\n  dstm lease ls\n  dstm lease ls --json --all\n  dstm lease ls --prefix 192.0.2.0/28 --state all\n  dstm lease ls --host 2001:db8:1::10\n  dstm lease ls --identity hw:1:02005e0000aa\n  dstm lease ls --limit 100 --after 192.0.2.99:0\n  dstm lease ls --db /var/lib/dstm/leases.db",
@@ -233,6 +237,11 @@ async function* pagesFromDb(
     if (error instanceof BadRequest) throw new UsageError(error.message);
     throw error;
   }
+  // A shared PostgreSQL database is read through a server that uses it (docs/scale-out.md).
+  if (isPostgresUrl(path))
+    throw new UsageError(
+      `--db ${path}: lease ls --db reads SQLite files only; ask a running server that uses this database instead (dstm lease ls, with --control PATH of its control socket)`,
+    );
   refuseDatabaseDirectory(path);
   let store: SqliteLeaseStore;
   try {

@@ -35,3 +35,13 @@ test("lease ls --db naming a directory: the same line, exit 2 (SQLite said 'disk
     `dstm: --db: ${dir} is a directory; give the database file, e.g. --db ${join(dir, "leases.db")}\n`,
   ]);
 }, 60_000);
+
+test("lease ls --db with a postgres:// URL: exit 2, says it reads SQLite only and what to do instead", async () => {
+  // Before: "lease database postgres://… does not exist; check the --db path".
+  const url = "postgres://dstm@db.example/dstm";
+  const r = await runDstm(["lease", "ls", "--db", url]);
+  expect([r.code, r.stdout]).toEqual([2, ""]);
+  expect(r.stderr).toStartWith(`dstm: --db ${url}: lease ls --db reads SQLite files only`);
+  expect(r.stderr).toContain("--control");
+  expect(r.stderr).not.toContain("does not exist");
+}, 60_000);

@@ -191,6 +191,21 @@ const refusals: [string, string[], RegExp][] = [
     ["client", "--protocol", "dhcp4o6", "--server", "ff02::2%lo", "--tep", "2001:db8::1"],
     /--server: ff02::2 is a multicast/,
   ],
+  // ff02::1:2 is sent on one interface: one this host has (else no answer, ever).
+  [
+    "client dhcp4o6 --server ff02::1:2%nosuch0 --check",
+    [
+      "client",
+      "--protocol",
+      "dhcp4o6",
+      "--server",
+      "ff02::1:2%nosuch0",
+      "--tep",
+      "2001:db8::1",
+      "--check",
+    ],
+    /--server ff02::1:2%nosuch0: no interface nosuch0 on this host \(see ip link\)/,
+  ],
   // lease get / release
   [
     "lease get --server ff02::1",

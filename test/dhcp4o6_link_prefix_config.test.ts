@@ -27,9 +27,25 @@ describe("--dhcp4o6-link-prefix", () => {
     ["nope", "is not an IPv6 prefix"],
     ["2001:db8:4::10/64", "has host bits set; did you mean 2001:db8:4::/64?"],
     ["2001:db8:4::/64,", "is not an IPv6 prefix"],
+    // Only a global link-address names a link: these would name nothing, or every link.
+    ["fe80::/64", "reaches into fe80::/10 (link-local)"],
+    ["2001:db8:4::/64,ff02::/64", "reaches into ff00::/8 (multicast)"],
+    ["::/0", "reaches into fe80::/10 (link-local)"],
   ])("%s is refused (%s)", (value, message) => {
     expect(() => settings([value])).toThrow(UsageError);
     expect(() => settings([value])).toThrow(message);
+  });
+
+  test("a prefix given for two links is refused, and so are nested prefixes of two links; twice for one link is not", () => {
+    expect(() => settings(["2001:db8:4::/64,2001:db8:44::/64", "2001:db8:4:0::/64"])).toThrow(
+      "overlap",
+    );
+    expect(settings(["2001:db8:4::/64,2001:db8:4::/64"])?.linkPrefixes).toEqual([
+      ["2001:db8:4::/64", "2001:db8:4::/64"],
+    ]);
+    // Nested prefixes of two links would both be named by their lowest /64: one name, two
+    // links (atk18). Refused.
+    expect(() => settings(["2001:db8::/48", "2001:db8:0:4::/64"])).toThrow("overlap");
   });
 
   test("without --dhcp4o6 it does nothing, and says so", () => {

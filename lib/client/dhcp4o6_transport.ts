@@ -42,6 +42,14 @@ type Accept = (payload: Uint8Array, from: string) => boolean;
 export const NO_ANSWER_HINT =
   "no DHCPV4-RESPONSE yet: is the server running with --dhcp4o6 (UDP 547), and does its --dhcp4o6-allow include this host's address?";
 
+/**
+ * The same for the INFORMATION-REQUEST that asks ff02::1:2 for the 4o6 servers (RFC 7341 §5):
+ * nothing on the link answered DHCPv6 (a dstm server joins ff02::1:2 only on its
+ * `--dhcp4o6-interface`s; elsewhere a relay must carry it).
+ */
+export const NO_REPLY_HINT =
+  "no REPLY yet: is a 4o6 server on this link (dstm server --dhcp4o6 --dhcp4o6-interface IFNAME, or Kea) or a DHCPv6 relay towards one, and is the interface in --server ff02::1:2%IF the one on that link?";
+
 export interface Dhcp4o6TransportOptions {
   readonly endpoint: UdpEndpoint;
   /** UDP port of the servers: datagrams from another port are ignored. */
@@ -171,6 +179,7 @@ export class Dhcp4o6Transport {
     to: readonly string[],
     build: () => Uint8Array,
     accept: Accept,
+    hint: string = NO_ANSWER_HINT,
   ): Promise<void> {
     if (this.#closed) throw new DstmTimeoutError("the DHCPv4-over-DHCPv6 client is closed");
     const { retry, serverPort } = this.#o;
@@ -179,7 +188,7 @@ export class Dhcp4o6Transport {
     for (let attempt = 0; attempt < retry.tries && !this.#closed; attempt++) {
       const payload = build();
       // The first time: what a server that stays silent to DHCPv4-QUERY usually lacks.
-      if (attempt > 0) this.noAnswer(to.join(","), name(), attempt + 1, NO_ANSWER_HINT);
+      if (attempt > 0) this.noAnswer(to.join(","), name(), attempt + 1, hint);
       // RFC 2131 §4.1: each timeout randomised by ± 1 s (less for the short test timeouts).
       const spread = Math.min(1000, timeout / 4);
       const wait = timeout + (Math.random() * 2 - 1) * spread;
@@ -228,6 +237,7 @@ export async function askServers(
       servers = r.value.dhcp4o6Servers ? [...r.value.dhcp4o6Servers] : null;
       return true;
     },
+    NO_REPLY_HINT,
   );
   return servers;
 }

@@ -31,7 +31,7 @@ import { formatPortSet } from "../net/portset.ts";
 import { linkIsUp } from "../sys/ifinfo.ts";
 import { routePathMtu } from "../sys/raw6.ts";
 import { closeTun, openTun } from "../sys/tun_linux.ts";
-import { sourceAddressFor } from "../sys/udp.ts";
+import { sourceAddressFor, UdpBindError } from "../sys/udp.ts";
 import { ClientState } from "../tunnel/client_state.ts";
 import { Counters, countersOf } from "../tunnel/counters.ts";
 import { NaptTable, type NaptTimeouts, PLACEHOLDER_IPV4 } from "../tunnel/napt.ts";
@@ -152,7 +152,8 @@ export class DstmNode {
     // Fail now, not after a lease, when the DTI cannot be made (no root, no TUN, name taken).
     if (!config.dti) closeTun(openTun(config.ifname ?? "dti0").fd);
     const towards = config.sourceTowards ?? config.server;
-    const host6 = config.host6 ?? (await sourceAddressFor(towards, port));
+    const sourceFor = config.sourceFor ?? sourceAddressFor;
+    const host6 = config.host6 ?? (await _sourceTowards(sourceFor, towards, port, config));
     const warnings = new ExchangeWarnings(config.log, config.server);
     const client = await leaseClientFor(config, port, host6, warnings);
     const node = new DstmNode(config, client, warnings);
@@ -163,7 +164,7 @@ export class DstmNode {
     if (config.host6 === undefined) {
       node.#addresses = AddressFollower.start({
         current: () => node.#client.host6,
-        pick: () => sourceAddressFor(towards, port),
+        pick: () => sourceFor(towards, port),
         onGone: (gone, next) => node.#renumber(gone, next, port),
         log: config.log,
       });
@@ -466,5 +467,32 @@ export class DstmNode {
     this.#wake?.();
     this.#acquiring = undefined; // the old loop (if any) ends on its own: its client is gone
     void this.#acquire();
+  }
+}
+
+/**
+ * The host's tunnel address: the kernel's source towards `towards` (the server, or with
+ * DHCPv4-over-DHCPv6 the TEP: the multicast server address has no route). With no route
+ * there, a UdpBindError whose message names what the address was looked up for and what to
+ * do, not the lookup's port (547 for dhcp4o6, which means nothing to the TEP).
+ */
+async function _sourceTowards(
+  sourceFor: (address: string, port: number) => Promise<string>,
+  towards: string,
+  port: number,
+  config: NodeConfig,
+): Promise<string> {
+  try {
+    return await sourceFor(towards, port);
+  } catch (error) {
+    if (!(error instanceof UdpBindError)) throw error;
+    const what =
+      config.sourceTowards !== undefined
+        ? `the TEP ${towards} given by --tep`
+        : `the server ${towards} given by --server`;
+    throw new UdpBindError(
+      `no IPv6 route to ${what} (${error.code}): this host's tunnel address is its source address towards it; give this host a global IPv6 address and a route towards it, or give --host6`,
+      error.code,
+    );
   }
 }

@@ -25,6 +25,11 @@ export interface NodeConfig {
   readonly host6?: string;
   /** Where the default source address points (dhcp4o6: the TEP; default: the server). */
   readonly sourceTowards?: string;
+  /**
+   * The kernel's source address towards `address`:`port` (default lib/sys/udp.ts
+   * `sourceAddressFor`; tests inject one). Rejects with a UdpBindError when there is no route.
+   */
+  readonly sourceFor?: (address: string, port: number) => Promise<string>;
   /** Use this TEP instead of the one in the lease. */
   readonly tep6?: string;
   readonly key?: AuthKey;

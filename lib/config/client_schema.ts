@@ -35,7 +35,7 @@ const settings: Setting[] = [
     default: "dstm",
   },
   serverSetting(
-    "the DSTM server's IPv6 address (dhcp4o6: the 4o6 server's, or ff02::1:2[%IF]); required; repeat it for servers sharing one database: the next is tried when one stays silent",
+    "the DSTM server's IPv6 address (dhcp4o6: the 4o6 server's, or ff02::1:2[%IF]: without %IF, on the interface of this host's address towards --tep); required; repeat it for servers sharing one database: the next is tried when one stays silent",
   ),
   serverPortSetting({
     defaultDoc: `${DSTM_PORT}; dhcp4o6: ${DHCP6_SERVER_PORT}`,

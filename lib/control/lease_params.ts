@@ -61,12 +61,17 @@ export function parseLeaseFilter(
   }
   const identity = params.get("identity");
   if (identity !== null) {
-    // The stored form (lib/server/dhcp4o6_identity.ts): `id:HEX` or `hw:HTYPE:HEX`, hex in lower case.
-    const match = /^(id:(?:[0-9a-f]{2})+|hw:\d{1,3}:(?:[0-9a-f]{2})*)$/i.exec(identity);
+    // The stored forms (lib/server/dhcp4o6_identity.ts), in lower case: `id:HEX`,
+    // `hw:HTYPE:HEX`, and a link-local client's `ll:ADDRESS` followed by `%IFINDEX` or
+    // `@LINK` (`net:HEX`, `at:…`, or a relay path): matched whole, so only its shape is checked.
+    const match =
+      /^(id:(?:[0-9a-f]{2})+|hw:\d{1,3}:(?:[0-9a-f]{2})*|ll:fe[89ab][0-9a-f]:[0-9a-f:.]*[%@]\S*)$/i.exec(
+        identity,
+      );
     if (!match)
       throw new BadRequest(
         "bad-identity",
-        `identity: "${identity}" is not a 4o6 client identity (id:HEX of option 61, or hw:HTYPE:HEX of chaddr, e.g. hw:1:02005e0000aa)`,
+        `identity: "${identity}" is not a 4o6 client identity (id:HEX of option 61, hw:HTYPE:HEX of chaddr, e.g. hw:1:02005e0000aa, or ll:ADDRESS@LINK of a link-local client, as lease ls shows it)`,
       );
     filter.identity = identity.toLowerCase();
   }

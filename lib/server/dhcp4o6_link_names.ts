@@ -74,8 +74,29 @@ export function linkPrefixProblem(text: string): string | null {
     if (!p) return `"${part}" is not an IPv6 prefix (2001:db8:10::/64)`;
     if (p.length > 64)
       return `${part} is longer than /64: a link's prefix is a /64 (RFC 4291 §2.5.4) or shorter`;
+    // Only a global link-address is looked up (./dhcp4o6_identity.ts): a link-local or
+    // multicast prefix would name nothing, and one reaching into them (::/0) is no one link's.
+    for (const [range, what] of _NOT_GLOBAL)
+      if (_overlaps(p, range))
+        return `${part.trim()} reaches into ${what}: declare the global prefixes of the link (a relay's link-local link-address never names a link; the relay path does)`;
   }
   return null;
+}
+
+/** Link-local and multicast: never a relay's link-address that names a link. */
+const _NOT_GLOBAL: readonly (readonly [IPv6Prefix, string])[] = [
+  [parseIPv6Prefix("fe80::/10") as IPv6Prefix, "fe80::/10 (link-local)"],
+  [parseIPv6Prefix("ff00::/8") as IPv6Prefix, "ff00::/8 (multicast)"],
+];
+
+/** Whether two prefixes share an address: their first min(length) bits are equal. */
+function _overlaps(a: IPv6Prefix, b: IPv6Prefix): boolean {
+  const bits = Math.min(a.length, b.length);
+  for (let i = 0; i < bits; i++) {
+    const mask = 0x80 >> (i % 8);
+    if ((((a.bytes[i >> 3] as number) ^ (b.bytes[i >> 3] as number)) & mask) !== 0) return false;
+  }
+  return true;
 }
 
 /**
