@@ -113,9 +113,11 @@ describe.skipIf(skip !== null)("the server that granted is killed", () => {
       timeoutMs: 10_000,
       what: "5 bindings left at the TEP",
     });
-    const unbound = lab
-      .tep!.lines.filter((l) => / unbind /.test(l))
-      .map((l) => canonicalIPv6(/host6=(\S+)/.exec(l)?.[1] ?? "") ?? "");
+    // The TEP counts an UNBIND at once and writes its line at the next turn of its event loop,
+    // through a pipe to this process: the lines are waited for, not read at once.
+    const unbinds = () => lab.tep!.lines.filter((l) => / unbind /.test(l));
+    await waitUntil(() => unbinds().length >= 5, { what: "the TEP's 5 unbind lines" });
+    const unbound = unbinds().map((l) => canonicalIPv6(/host6=(\S+)/.exec(l)?.[1] ?? "") ?? "");
     expect(unbound.sort()).toEqual([6, 7, 8, 9, 10].map((n) => canonicalIPv6(host(n))!).sort());
     expect(
       await tep("dstm_tep_control_by_server_total", { server: AA.server6(1), kind: "unbind" }),
