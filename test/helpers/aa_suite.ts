@@ -1,6 +1,6 @@
 /**
- * The set-up the active-active red-team tests share (test/redteam_scaleout17_kill, _race,
- * _lag): a temporary directory, the skip reason, one teardown list run by `afterAll`, and
+ * The set-up the active-active tests share (test/active_active_tep, test/redteam_scaleout17_kill,
+ * _race, _lag): a temporary directory, the skip reason, one teardown list run by `afterAll`, and
  * {@link AaSuite.twoServers} — a throwaway PostgreSQL, servers A and B on it, one TEP with
  * both as `--server`, returned once the TEP's SYNC is heard at both. Each test keeps only its
  * scenario. Apart from ./aa_lab.ts because it registers `afterAll` (bun:test), which
@@ -35,6 +35,8 @@ export interface AaPair {
 export interface AaSuite {
   /** Why the file's tests cannot run here (root, TUN, PostgreSQL, `nft` when asked), or null. */
   readonly skip: string | null;
+  /** The file's temporary directory (removed in `afterAll`). */
+  readonly dir: string;
   /** Runs `fn` in the file's `afterAll`, the last added first (also when a test failed). */
   defer(fn: () => unknown): void;
   /**
@@ -63,6 +65,7 @@ export function aaSuite(name: string, o: { dirPrefix: string; needsNft?: boolean
   announceSkip(name, skip);
   return {
     skip,
+    dir,
     defer: (fn) => {
       cleanup.push(fn);
     },
