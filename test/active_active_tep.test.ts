@@ -10,9 +10,7 @@
  *    is being sent, a TEP that restarts in the middle of it ends with exactly the server's
  *    set, and so does the one that received it.
  */
-import { afterAll, describe, expect, test } from "bun:test";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { describe, expect, test } from "bun:test";
 import { join } from "node:path";
 import { SQL } from "bun";
 import { DstmClient, DstmTransport } from "../lib/client/protocol.ts";
@@ -25,44 +23,21 @@ import { DstmServer } from "../lib/server/server.ts";
 import { bindUdp } from "../lib/sys/udp.ts";
 import { TepControl } from "../lib/tep/control.ts";
 import { FLAP_LIMIT } from "../lib/tep/snapshot_flaps.ts";
-import { AA, AaLab, controlGet, metric } from "./helpers/aa_lab.ts";
-import { announceSkip, netnsSkipReason, startScript } from "./helpers/netns.ts";
-import { type PgServer, postgresBin, startPostgres } from "./helpers/postgres.ts";
+import { AA, metric } from "./helpers/aa_lab.ts";
+import { aaSuite } from "./helpers/aa_suite.ts";
+import { startScript } from "./helpers/netns.ts";
 import { RecordingTable } from "./helpers/recording_table.ts";
 import { waitUntil } from "./helpers/wait.ts";
 
-const cleanup: (() => unknown)[] = [];
-afterAll(async () => {
-  for (const fn of cleanup.reverse()) await fn();
-}, 60_000);
-const dir = mkdtempSync(join(tmpdir(), "dstm-aatep-"));
-cleanup.push(() => rmSync(dir, { recursive: true, force: true }));
-
-const skip =
-  netnsSkipReason({ tun: true }) ??
-  (postgresBin() ? null : "needs PostgreSQL (scripts/test-deps.sh installs it)");
-announceSkip("active_active_tep", skip);
+const { skip, dir, defer, twoServers } = aaSuite("active_active_tep", {
+  dirPrefix: "dstm-aatep-",
+});
 
 describe.skipIf(skip !== null)("two servers, one PostgreSQL, one dstm tep (namespaces)", () => {
   test("BIND/UNBIND from the server that granted or freed each lease only; a full snapshot from any", async () => {
-    const pg: PgServer = await startPostgres();
-    cleanup.push(() => pg.stop());
-    const url = await pg.createDatabase();
-    const lab = new AaLab({
-      dir,
-      db: url,
-      pool: "198.18.0.0/24",
+    const { lab, a, b, url, servers, serverMetric } = await twoServers({
+      nsPrefix: "dstma-",
       serverArgs: ["--lease-time", "25", "--max-lease-time", "25"],
-    });
-    cleanup.push(() => lab.down());
-    const [a, b] = await Promise.all([lab.startServer(0), lab.startServer(1)]);
-    await lab.startTep();
-    const serverMetrics = (s: typeof a) => controlGet(s.control, "/metrics");
-    const connected = async (s: typeof a) =>
-      metric(await serverMetrics(s), "dstm_tep_connected", { tep: AA.tep6 }) === 1;
-    await waitUntil(async () => (await connected(a)) && (await connected(b)), {
-      timeoutMs: 20_000,
-      what: "the TEP's SYNC at both servers",
     });
 
     // 20 hosts lease through A, 10 through B; 4 of A's hosts release through B, 2 of B's
@@ -76,21 +51,21 @@ describe.skipIf(skip !== null)("two servers, one PostgreSQL, one dstm tep (names
     const run = startScript<{ leases: Record<string, string> }>(
       lab.srv,
       "aa_hosts.ts",
-      ["plan", `${AA.server6(0)},${AA.server6(1)}`, JSON.stringify(plan)],
+      ["plan", servers, JSON.stringify(plan)],
       60_000,
     );
     const { leases } = await run.result;
     expect(Object.keys(leases).length).toBe(24);
 
     const sent = async (s: typeof a, kind: string) =>
-      metric(await serverMetrics(s), "dstm_tep_messages_total", { kind });
+      serverMetric(s, "dstm_tep_messages_total", { kind });
     await waitUntil(async () => (await sent(a, "unbind")) + (await sent(b, "unbind")) >= 6, {
       timeoutMs: 10_000,
       what: "6 UNBINDs acknowledged",
     });
     // Both servers have seen every row by now (each holds 24 active leases): had they
     // BIND-ed what they heard of, it would have been sent.
-    const active = async (s: typeof a) => metric(await serverMetrics(s), "dstm_leases_active");
+    const active = async (s: typeof a) => serverMetric(s, "dstm_leases_active");
     await waitUntil(async () => (await active(a)) === 24 && (await active(b)) === 24, {
       timeoutMs: 10_000,
       what: "both servers holding the 24 leases",
@@ -112,7 +87,7 @@ describe.skipIf(skip !== null)("two servers, one PostgreSQL, one dstm tep (names
 
     // The database holds what the TEP holds.
     const sql = new SQL(url);
-    cleanup.push(() => sql.close());
+    defer(() => sql.close());
     const rows = (await sql`SELECT count(*)::int AS n FROM dstm_leases WHERE state = 'active'`) as {
       n: number;
     }[];
@@ -150,8 +125,7 @@ describe.skipIf(skip !== null)("two servers, one PostgreSQL, one dstm tep (names
       intervalMs: 250,
       what: "every binding gone after the leases expired",
     });
-    const expired = async (s: typeof a) =>
-      metric(await serverMetrics(s), "dstm_leases_expired_total");
+    const expired = async (s: typeof a) => serverMetric(s, "dstm_leases_expired_total");
     await waitUntil(async () => (await expired(a)) + (await expired(b)) === 24, {
       timeoutMs: 10_000,
       what: "24 expiries",
@@ -213,13 +187,13 @@ describe("a 200,000-binding snapshot", () => {
         format: "json",
       }),
     });
-    cleanup.push(() => server.stop());
+    defer(() => server.stop());
     const transport = await DstmTransport.open({
       server: "::1",
       port: server.listening.port,
       retry: { initialMs: 500, tries: 6 },
     });
-    cleanup.push(() => transport.close());
+    defer(() => transport.close());
     const sent = (kind: string) => server.metrics.get("dstm_tep_messages_total", { kind }) ?? 0;
     const startTep = (table: RecordingTable) =>
       TepControl.start({
@@ -242,7 +216,7 @@ describe("a 200,000-binding snapshot", () => {
     // The restarted TEP, starting empty, while the first snapshot is still going out.
     const table = new RecordingTable();
     const second = await startTep(table);
-    cleanup.push(() => second.close());
+    defer(() => second.close());
     // DISCOVERs while a snapshot is being sent: answered between chunks.
     let answeredDuring = 0;
     const fresh: { ipv4: number; host6: string }[] = [];

@@ -147,8 +147,10 @@ describe.skipIf(skip !== null)("lease administration on a running server", () =>
     expect(added.stderr).toBe("");
     expect(added.code).toBe(0);
     expect(added.stdout).toContain(`leased 198.51.100.5 to ${NET.a6}`);
-    // The TEP holds the binding before the answer (as for a host's own lease).
-    expect(tep.lines.some((l) => / bind .*ipv4=198\.51\.100\.5/.test(l))).toBe(true);
+    // The TEP holds the binding before the answer (as for a host's own lease). Its `bind` line
+    // may come later: the TEP sends BIND_ACK first and writes its log at the next turn of its
+    // event loop, through a pipe to this process. Waited for, not read at once.
+    expect(await tep.waitFor(/ bind .*ipv4=198\.51\.100\.5/, 5_000)).toBeDefined();
 
     const shown = await lease("show", "198.51.100.5", "--json");
     expect(shown.code).toBe(0);
@@ -193,9 +195,11 @@ describe.skipIf(skip !== null)("lease administration on a running server", () =>
     const page = await metrics();
     expect(metric(page, "dstm_lease_admin_total", { action: "add" })).toBe(1);
     expect(metric(page, "dstm_lease_admin_total", { action: "delete" })).toBe(1);
+    // The server writes the line after its answer (log lines go out at the next turn of its
+    // event loop, then through a pipe): waited for.
     expect(
-      server.lines.some((l) => / lease-admin action=delete ipv4=198\.51\.100\.5 /.test(l)),
-    ).toBe(true);
+      await server.waitFor(/ lease-admin action=delete ipv4=198\.51\.100\.5 /, 5_000),
+    ).toBeDefined();
   }, 120_000);
 
   test("a reservation: no other host gets it, its host does, after a delete and after a restart", async () => {

@@ -17,56 +17,35 @@
  * said both servers unreachable and kept the 10 bindings of leases expired in the database.
  * The send is now tried once more after such an error (it was an earlier datagram's).
  */
-import { afterAll, describe, expect, test } from "bun:test";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { describe, expect, test } from "bun:test";
 import { SQL } from "bun";
 import { canonicalIPv6 } from "../lib/net/addr.ts";
 import { bindUdp } from "../lib/sys/udp.ts";
-import { AA, AaLab, controlGet, metric } from "./helpers/aa_lab.ts";
-import { announceSkip, netnsSkipReason, startScript } from "./helpers/netns.ts";
-import { postgresBin, startPostgres } from "./helpers/postgres.ts";
+import { AA } from "./helpers/aa_lab.ts";
+import { aaSuite } from "./helpers/aa_suite.ts";
+import { startScript } from "./helpers/netns.ts";
 import { waitUntil } from "./helpers/wait.ts";
 
-const cleanup: (() => unknown)[] = [];
-afterAll(async () => {
-  for (const fn of cleanup.reverse()) await fn();
-}, 60_000);
-const dir = mkdtempSync(join(tmpdir(), "dstm-r17kill-"));
-cleanup.push(() => rmSync(dir, { recursive: true, force: true }));
-
-const skip =
-  netnsSkipReason({ tun: true }) ??
-  (postgresBin() ? null : "needs PostgreSQL (scripts/test-deps.sh installs it)");
-announceSkip("redteam_scaleout17_kill", skip);
+const { skip, defer, twoServers } = aaSuite("redteam_scaleout17_kill", {
+  dirPrefix: "dstm-r17kill-",
+});
 
 const host = (n: number) => `2001:db8:2::${n.toString(16)}`;
 
 describe.skipIf(skip !== null)("the server that granted is killed", () => {
   test("renewals through the other keep their bindings; the rest are UNBIND-ed by it, once", async () => {
-    const pg = await startPostgres();
-    cleanup.push(() => pg.stop());
-    const url = await pg.createDatabase();
-    const lab = new AaLab({
-      dir,
-      db: url,
-      pool: "198.18.0.0/24",
+    const {
+      lab,
+      a,
+      b,
+      url,
+      servers,
+      serverMetric,
+      tepMetric: tep,
+    } = await twoServers({
       nsPrefix: "r17k-",
       serverArgs: ["--lease-time", "20", "--max-lease-time", "20"],
     });
-    cleanup.push(() => lab.down());
-    const [a, b] = await Promise.all([lab.startServer(0), lab.startServer(1)]);
-    await lab.startTep();
-    const serverMetric = async (s: typeof a, name: string, labels?: Record<string, string>) =>
-      metric(await controlGet(s.control, "/metrics"), name, labels);
-    await waitUntil(
-      async () =>
-        (await serverMetric(a, "dstm_tep_connected", { tep: AA.tep6 })) === 1 &&
-        (await serverMetric(b, "dstm_tep_connected", { tep: AA.tep6 })) === 1,
-      { timeoutMs: 20_000, what: "the TEP's SYNC at both servers" },
-    );
-    const servers = `${AA.server6(0)},${AA.server6(1)}`;
     const granted = await startScript<{ leases: Record<string, string> }>(
       lab.srv,
       "aa_hosts.ts",
@@ -74,8 +53,6 @@ describe.skipIf(skip !== null)("the server that granted is killed", () => {
       60_000,
     ).result;
     expect(Object.keys(granted.leases).length).toBe(10);
-    const tep = async (name: string, labels?: Record<string, string>) =>
-      metric(await lab.tepMetrics(), name, labels);
     expect(await tep("dstm_tep_bindings", { origin: "server" })).toBe(10);
     // B has taken in A's 10 leases before A dies.
     await waitUntil(async () => (await serverMetric(b, "dstm_leases_active")) === 10, {
@@ -113,16 +90,18 @@ describe.skipIf(skip !== null)("the server that granted is killed", () => {
       timeoutMs: 10_000,
       what: "5 bindings left at the TEP",
     });
-    const unbound = lab
-      .tep!.lines.filter((l) => / unbind /.test(l))
-      .map((l) => canonicalIPv6(/host6=(\S+)/.exec(l)?.[1] ?? "") ?? "");
+    // The TEP counts an UNBIND at once and writes its line at the next turn of its event loop,
+    // through a pipe to this process: the lines are waited for, not read at once.
+    const unbinds = () => lab.tep!.lines.filter((l) => / unbind /.test(l));
+    await waitUntil(() => unbinds().length >= 5, { what: "the TEP's 5 unbind lines" });
+    const unbound = unbinds().map((l) => canonicalIPv6(/host6=(\S+)/.exec(l)?.[1] ?? "") ?? "");
     expect(unbound.sort()).toEqual([6, 7, 8, 9, 10].map((n) => canonicalIPv6(host(n))!).sort());
     expect(
       await tep("dstm_tep_control_by_server_total", { server: AA.server6(1), kind: "unbind" }),
     ).toBe(5);
     // The database agrees: the 5 renewed hosts active, with their addresses.
     const sql = new SQL(url);
-    cleanup.push(() => sql.close());
+    defer(() => sql.close());
     const rows = (await sql`SELECT host6 FROM dstm_leases WHERE state = 'active'`) as {
       host6: string;
     }[];

@@ -17,26 +17,15 @@
  * UNBINDs them); A resumes. Before the fix A's snapshots held all 10, bringing the 4 released
  * bindings back at the TEP (their addresses free in the database); now they hold 6.
  */
-import { afterAll, describe, expect, test } from "bun:test";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { AA, AaLab, controlGet, metric } from "./helpers/aa_lab.ts";
-import { announceSkip, netnsSkipReason, startScript } from "./helpers/netns.ts";
-import { postgresBin, startPostgres } from "./helpers/postgres.ts";
+import { describe, expect, test } from "bun:test";
+import { AA } from "./helpers/aa_lab.ts";
+import { type AaPair, aaSuite } from "./helpers/aa_suite.ts";
+import { startScript } from "./helpers/netns.ts";
 import { waitUntil } from "./helpers/wait.ts";
 
-const cleanup: (() => unknown)[] = [];
-afterAll(async () => {
-  for (const fn of cleanup.reverse()) await fn();
-}, 60_000);
-const dir = mkdtempSync(join(tmpdir(), "dstm-r17lag-"));
-cleanup.push(() => rmSync(dir, { recursive: true, force: true }));
-
-const skip =
-  netnsSkipReason({ tun: true }) ??
-  (postgresBin() ? null : "needs PostgreSQL (scripts/test-deps.sh installs it)");
-announceSkip("redteam_scaleout17_lag", skip);
+const { skip, defer, twoServers } = aaSuite("redteam_scaleout17_lag", {
+  dirPrefix: "dstm-r17lag-",
+});
 
 /** The TEP's `snapshot` log lines: bindings and sending server. */
 function snapshots(lines: readonly string[]): { bindings: number; server: string }[] {
@@ -51,45 +40,31 @@ function snapshots(lines: readonly string[]): { bindings: number; server: string
   return out;
 }
 
+/** The TEP's count of `kind` messages from server `server`, and its server-made bindings. */
+function tepCounters({ tepMetric }: AaPair) {
+  return {
+    tepCount: (server: number, kind: string) =>
+      tepMetric("dstm_tep_control_by_server_total", { server: AA.server6(server), kind }),
+    bindings: () => tepMetric("dstm_tep_bindings", { origin: "server" }),
+  };
+}
+
 describe.skipIf(skip !== null)("a server behind the database answers a TEP's SYNC", () => {
   test("its snapshot never drops the bindings the other server made meanwhile", async () => {
-    const pg = await startPostgres();
-    cleanup.push(() => pg.stop());
-    const url = await pg.createDatabase();
-    const lab = new AaLab({ dir, db: url, pool: "198.18.0.0/24", nsPrefix: "r17l-" });
-    cleanup.push(() => lab.down());
-    const [a, b] = await Promise.all([lab.startServer(0), lab.startServer(1)]);
-    await lab.startTep();
-    const serverMetric = async (s: typeof a, name: string, labels?: Record<string, string>) =>
-      metric(await controlGet(s.control, "/metrics"), name, labels);
-    await waitUntil(
-      async () =>
-        (await serverMetric(a, "dstm_tep_connected", { tep: AA.tep6 })) === 1 &&
-        (await serverMetric(b, "dstm_tep_connected", { tep: AA.tep6 })) === 1,
-      { timeoutMs: 20_000, what: "the TEP's SYNC at both servers" },
-    );
-    const tepCount = async (server: number, kind: string) =>
-      metric(await lab.tepMetrics(), "dstm_tep_control_by_server_total", {
-        server: AA.server6(server),
-        kind,
-      });
-    const bindings = async () =>
-      metric(await lab.tepMetrics(), "dstm_tep_bindings", { origin: "server" });
+    const pair = await twoServers({ nsPrefix: "r17l-" });
+    const { lab, a, serverMetric, servers } = pair;
+    const { tepCount, bindings } = tepCounters(pair);
 
     // A paused: it hears neither NOTIFY nor the TEP until it resumes.
     a.proc.proc.kill("SIGSTOP");
     let resumed = false;
-    cleanup.push(() => {
+    defer(() => {
       if (!resumed) a.proc.proc.kill("SIGCONT");
     });
     const run = startScript<{ leases: Record<string, string> }>(
       lab.srv,
       "aa_hosts.ts",
-      [
-        "plan",
-        `${AA.server6(0)},${AA.server6(1)}`,
-        JSON.stringify([{ op: "discover", server: 1, from: 1, to: 11 }]),
-      ],
+      ["plan", servers, JSON.stringify([{ op: "discover", server: 1, from: 1, to: 11 }])],
       60_000,
     );
     const { leases } = await run.result;
@@ -122,31 +97,9 @@ describe.skipIf(skip !== null)("a server behind the database answers a TEP's SYN
   }, 120_000);
 
   test("its snapshot never brings back the bindings the other server released meanwhile", async () => {
-    const pg = await startPostgres();
-    cleanup.push(() => pg.stop());
-    const url = await pg.createDatabase();
-    // Its own socket directory: the first test's servers still run until afterAll.
-    const own = mkdtempSync(join(dir, "m-"));
-    const lab = new AaLab({ dir: own, db: url, pool: "198.18.0.0/24", nsPrefix: "r17m-" });
-    cleanup.push(() => lab.down());
-    const [a, b] = await Promise.all([lab.startServer(0), lab.startServer(1)]);
-    await lab.startTep();
-    const serverMetric = async (s: typeof a, name: string, labels?: Record<string, string>) =>
-      metric(await controlGet(s.control, "/metrics"), name, labels);
-    await waitUntil(
-      async () =>
-        (await serverMetric(a, "dstm_tep_connected", { tep: AA.tep6 })) === 1 &&
-        (await serverMetric(b, "dstm_tep_connected", { tep: AA.tep6 })) === 1,
-      { timeoutMs: 20_000, what: "the TEP's SYNC at both servers" },
-    );
-    const tepCount = async (server: number, kind: string) =>
-      metric(await lab.tepMetrics(), "dstm_tep_control_by_server_total", {
-        server: AA.server6(server),
-        kind,
-      });
-    const bindings = async () =>
-      metric(await lab.tepMetrics(), "dstm_tep_bindings", { origin: "server" });
-    const servers = `${AA.server6(0)},${AA.server6(1)}`;
+    const pair = await twoServers({ nsPrefix: "r17m-" });
+    const { lab, a, serverMetric, servers } = pair;
+    const { tepCount, bindings } = tepCounters(pair);
     // 10 hosts lease through B; A takes them in; then A is paused.
     const granted = await startScript<{ leases: Record<string, string> }>(
       lab.srv,
@@ -161,7 +114,7 @@ describe.skipIf(skip !== null)("a server behind the database answers a TEP's SYN
     });
     a.proc.proc.kill("SIGSTOP");
     let resumed = false;
-    cleanup.push(() => {
+    defer(() => {
       if (!resumed) a.proc.proc.kill("SIGCONT");
     });
     // 4 of them release through B (B UNBINDs them) while A cannot hear of it.

@@ -24,56 +24,27 @@
  * control port from A's expiry until B has answered H; B is paused (SIGSTOP) around the
  * expiry so that A's sweep is the one that reclaims it, and H's DISCOVER waits at B.
  */
-import { afterAll, describe, expect, test } from "bun:test";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { describe, expect, test } from "bun:test";
 import { SQL } from "bun";
 import { canonicalIPv6 } from "../lib/net/addr.ts";
-import { AA, AaLab, controlGet, metric } from "./helpers/aa_lab.ts";
-import { announceSkip, netnsSkipReason, startScript } from "./helpers/netns.ts";
-import { postgresBin, startPostgres } from "./helpers/postgres.ts";
+import { AA } from "./helpers/aa_lab.ts";
+import { aaSuite } from "./helpers/aa_suite.ts";
+import { startScript } from "./helpers/netns.ts";
 import { waitUntil } from "./helpers/wait.ts";
 
-const cleanup: (() => unknown)[] = [];
-afterAll(async () => {
-  for (const fn of cleanup.reverse()) await fn();
-}, 60_000);
-const dir = mkdtempSync(join(tmpdir(), "dstm-r17race-"));
-cleanup.push(() => rmSync(dir, { recursive: true, force: true }));
-
-const skip =
-  netnsSkipReason({ tun: true }) ??
-  (postgresBin() ? null : "needs PostgreSQL (scripts/test-deps.sh installs it)") ??
-  (Bun.which("nft") ? null : "needs nft");
-announceSkip("redteam_scaleout17_race", skip);
+const { skip, defer, twoServers } = aaSuite("redteam_scaleout17_race", {
+  dirPrefix: "dstm-r17race-",
+  needsNft: true,
+});
 
 const H = "2001:db8:2::1";
 
 describe.skipIf(skip !== null)("an UNBIND from one server crosses a BIND from another", () => {
   test("A's late UNBIND of H's old lease leaves B's new binding of H alone", async () => {
-    const pg = await startPostgres();
-    cleanup.push(() => pg.stop());
-    const url = await pg.createDatabase();
-    const lab = new AaLab({
-      dir,
-      db: url,
-      pool: "198.18.0.0/24",
+    const { lab, a, b, url, servers, serverMetric, tepMetric } = await twoServers({
       nsPrefix: "r17r-",
       serverArgs: ["--lease-time", "4", "--max-lease-time", "4"],
     });
-    cleanup.push(() => lab.down());
-    const [a, b] = await Promise.all([lab.startServer(0), lab.startServer(1)]);
-    await lab.startTep();
-    const serverMetric = async (s: typeof a, name: string, labels?: Record<string, string>) =>
-      metric(await controlGet(s.control, "/metrics"), name, labels);
-    await waitUntil(
-      async () =>
-        (await serverMetric(a, "dstm_tep_connected", { tep: AA.tep6 })) === 1 &&
-        (await serverMetric(b, "dstm_tep_connected", { tep: AA.tep6 })) === 1,
-      { timeoutMs: 20_000, what: "the TEP's SYNC at both servers" },
-    );
-    const servers = `${AA.server6(0)},${AA.server6(1)}`;
     const granted = await startScript<{ leases: Record<string, string> }>(
       lab.srv,
       "aa_hosts.ts",
@@ -89,7 +60,7 @@ describe.skipIf(skip !== null)("an UNBIND from one server crosses a BIND from an
     // B paused: A's sweep reclaims the lease; H's DISCOVER waits at B.
     b.proc.proc.kill("SIGSTOP");
     let resumed = false;
-    cleanup.push(() => {
+    defer(() => {
       if (!resumed) b.proc.proc.kill("SIGCONT");
     });
     // A's UNBIND is lost (and its retransmissions, until B has answered H).
@@ -118,7 +89,7 @@ describe.skipIf(skip !== null)("an UNBIND from one server crosses a BIND from an
     );
     await asking.waitFor(/^sent$/, 20_000);
     const sql = new SQL(url);
-    cleanup.push(() => sql.close());
+    defer(() => sql.close());
     await waitUntil(
       async () =>
         ((await sql`SELECT state FROM dstm_leases WHERE host6 = ${H}`) as { state: string }[])[0]
@@ -158,6 +129,6 @@ describe.skipIf(skip !== null)("an UNBIND from one server crosses a BIND from an
       )
       .map((l) => (/ unbind /.test(l) ? "unbind" : "bind"));
     expect(last.at(-1)).toBe("bind");
-    expect(metric(await lab.tepMetrics(), "dstm_tep_bindings", { origin: "server" })).toBe(1);
+    expect(await tepMetric("dstm_tep_bindings", { origin: "server" })).toBe(1);
   }, 120_000);
 });

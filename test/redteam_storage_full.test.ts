@@ -116,6 +116,9 @@ test.skipIf(!isRoot)(
         reason: "disk-full",
       });
       expect(failedWrites).toBeGreaterThan(0);
+      // The first warning's line may still be on its way (written at the next turn of the
+      // server's event loop, read through a pipe): waited for before the lines are counted.
+      await server.waitFor(/ WARN store-failed /, 5_000);
       const warned = server.lines.filter((l) => / WARN store-failed /.test(l));
       expect(warned.length).toBeGreaterThanOrEqual(1);
       expect(warned[0]).toMatch(/reason=disk-full .*ENOSPC/);

