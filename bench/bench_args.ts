@@ -77,8 +77,11 @@ export function benchNumbers(file: string, names: readonly string[], defaults: r
   });
 }
 
-/** Numeric options for which 0 means something (iperf3's --omit: no warm-up seconds). */
-const MAY_BE_ZERO = new Set(["omit"]);
+/**
+ * Numeric options for which 0 means something (iperf3's --omit: no warm-up seconds;
+ * reclaim.ts's --max-leases and --max-ms: no limit, the engine's own meaning of 0).
+ */
+const MAY_BE_ZERO = new Set(["omit", "max-leases", "max-ms"]);
 
 function isNumberText(value: unknown): boolean {
   return typeof value === "string" && value.trim() !== "" && Number.isFinite(Number(value));

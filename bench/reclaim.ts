@@ -5,6 +5,9 @@
  *
  *   node_modules/.bin/bun bench/reclaim.ts [--counts 10000,20000,40000] [--max-leases 100] [--max-ms 250]
  *
+ * `--max-leases 0` and `--max-ms 0` lift the limit (the engine's meaning of 0): both 0 is one
+ * unbounded sweep, as before issue 12's bound.
+ *
  * The leases are written to a memory store first, their expiries in an order unrelated to
  * their keys (a seeded shuffle), as real expiries are. For each N it prints the time to
  * reclaim all of them, the number of slices, the longest slice (the longest a DISCOVER
@@ -92,6 +95,11 @@ async function run(n: number): Promise<void> {
   );
 }
 
-console.log(`slices of at most ${MAX_LEASES} leases or ${MAX_MS} ms`);
+const limit = (n: number, unit: string) => (n === 0 ? `no limit of ${unit}` : `${n} ${unit}`);
+console.log(
+  MAX_LEASES === 0 && MAX_MS === 0
+    ? "unbounded: one sweep reclaims every due lease (--max-leases 0 --max-ms 0)"
+    : `slices of at most ${limit(MAX_LEASES, "leases")} or ${limit(MAX_MS, "ms")}`,
+);
 console.log(" leases   reclaim all  slices  longest slice  probes  p50 wait  max wait");
 for (const n of COUNTS) await run(n);

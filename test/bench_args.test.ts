@@ -63,6 +63,7 @@ describe("numbers that are none are refused before any work", () => {
     ["tep_alone.ts", ["--rounds", "x"], '--rounds "x": expected a number above 0'],
     ["kea_compare.ts", ["--rounds", "0"], '--rounds "0": expected a number above 0'],
     ["dataplane.ts", ["--omit=-1"], '--omit "-1": expected a number of 0 or more'],
+    ["reclaim.ts", ["--max-ms=-1"], '--max-ms "-1": expected a number of 0 or more'],
     ["binding_file.ts", ["abc"], 'rounds "abc": expected a number above 0'],
     ["alloc_engine.ts", ["100", "0"], 'concurrency "0": expected a number above 0'],
     ["alloc_engine.ts", ["1", "2", "3", "4"], "at most 3 arguments: count concurrency rounds"],
@@ -73,6 +74,13 @@ describe("numbers that are none are refused before any work", () => {
     expect(err.split("\n")[0]).toBe(`${script}: ${message}`);
     expect(err.length).toBeGreaterThan(message.length + 40);
     expect(r.stdout.toString()).toBe("");
+  });
+
+  test("bench/reclaim.ts takes 0 for --max-leases and --max-ms (no limit, one unbounded sweep)", () => {
+    const r = run("reclaim.ts", "--counts", "200", "--max-leases", "0", "--max-ms", "0");
+    expect(r.stderr.toString()).toBe("");
+    expect(r.exitCode).toBe(0);
+    expect(r.stdout.toString()).toContain("unbounded");
   });
 
   test.each(["binding_file.ts", "alloc_engine.ts"])(
