@@ -14,7 +14,12 @@
  * and why 4o6 is the like-for-like comparison.
  *
  *   node_modules/.bin/bun bench/kea_compare.ts [--rounds 3] [--hosts 20000] [--concurrency 64]
- *       [--duration 60] [--json]
+ *       [--duration 60] [--pg-hosts N] [--stores embedded|postgres|both] [--dstm-base EXE] [--json]
+ *
+ * `--pg-hosts`: hosts of the PostgreSQL variants (default --hosts; Kea on PostgreSQL takes
+ * 70 s for 100,000). `--stores`: which pair(s) to run. `--dstm-base EXE`: one more variant,
+ * `dstm-sqlite-base`, the same as dstm-sqlite with another dstm executable (an A/B of two
+ * builds beside Kea in one run; its ratio to Kea memfile is printed too).
  *
  * Prints a line per round and variant, then the medians and the ratios dstm/Kea of
  * allocations (DORAs) per second and of p50 and p99 DORA latency, store by store (SQLite vs
@@ -42,13 +47,16 @@ const { values } = parseBenchArgs(import.meta.path, {
     concurrency: { type: "string", default: "64" },
     duration: { type: "string", default: "60" },
     timeout: { type: "string", default: "2000" },
+    "pg-hosts": { type: "string" },
+    stores: { type: "string", default: "both" },
+    "dstm-base": { type: "string" },
     json: { type: "boolean", default: false },
   },
 });
 const KEA_ADMIN = "/usr/sbin/kea-admin";
 
 interface Variant {
-  readonly name: "dstm-sqlite" | "dstm-pg" | "kea-memfile" | "kea-pg";
+  readonly name: "dstm-sqlite" | "dstm-sqlite-base" | "dstm-pg" | "kea-memfile" | "kea-pg";
   readonly target: Target;
   readonly options: Partial<Dhcp4o6BenchOptions>;
 }
@@ -81,11 +89,42 @@ try {
     // libpq takes a directory as host: the Unix socket there.
     return { type: "postgresql", name, host: pg.socketDir, port: pg.port, user: "postgres" };
   };
+  const stores = values.stores;
+  if (stores !== "embedded" && stores !== "postgres" && stores !== "both")
+    throw new Error(`--stores ${stores}: expected embedded, postgres or both`);
+  const pgHosts = Number(values["pg-hosts"] ?? values.hosts);
+  const embedded = stores !== "postgres";
+  const postgres = stores !== "embedded";
   const variants: Variant[] = [
-    { name: "dstm-sqlite", target: "dstm", options: {} },
-    { name: "dstm-pg", target: "dstm", options: { dstmDb: dstmDatabase } },
-    { name: "kea-memfile", target: "kea", options: {} },
-    { name: "kea-pg", target: "kea", options: { keaLeaseDatabase: keaDatabase } },
+    ...(embedded ? [{ name: "dstm-sqlite", target: "dstm", options: {} } as const] : []),
+    ...(embedded && values["dstm-base"]
+      ? [
+          {
+            name: "dstm-sqlite-base",
+            target: "dstm",
+            options: { dstmExe: values["dstm-base"] },
+          } as const,
+        ]
+      : []),
+    ...(postgres
+      ? [
+          {
+            name: "dstm-pg",
+            target: "dstm",
+            options: { dstmDb: dstmDatabase, hosts: pgHosts },
+          } as const,
+        ]
+      : []),
+    ...(embedded ? [{ name: "kea-memfile", target: "kea", options: {} } as const] : []),
+    ...(postgres
+      ? [
+          {
+            name: "kea-pg",
+            target: "kea",
+            options: { keaLeaseDatabase: keaDatabase, hosts: pgHosts },
+          } as const,
+        ]
+      : []),
   ];
   const rows: (Dhcp4o6Row & { variant: Variant["name"] })[] = [];
   const rounds = Number(values.rounds);
@@ -140,13 +179,17 @@ try {
   });
   const result = {
     hosts: Number(values.hosts),
+    pgHosts,
     concurrency: Number(values.concurrency),
     rounds,
     cpus: availableParallelism(),
     medians: m,
     ratios: {
-      "dstm-sqlite/kea-memfile": ratios("dstm-sqlite", "kea-memfile"),
-      "dstm-pg/kea-pg": ratios("dstm-pg", "kea-pg"),
+      ...(embedded ? { "dstm-sqlite/kea-memfile": ratios("dstm-sqlite", "kea-memfile") } : {}),
+      ...(embedded && values["dstm-base"]
+        ? { "dstm-sqlite-base/kea-memfile": ratios("dstm-sqlite-base", "kea-memfile") }
+        : {}),
+      ...(postgres ? { "dstm-pg/kea-pg": ratios("dstm-pg", "kea-pg") } : {}),
     },
   };
   if (values.json) console.log(JSON.stringify({ ...result, rows }));
