@@ -91,6 +91,8 @@ export interface Dhcp4o6Row {
   result: Dhcp4o6LoadResult;
   /** CPU seconds the server process(es) used during the load (Kea: both daemons). */
   serverCpuSeconds: number;
+  /** CPU seconds of the (first) server process's main thread during the load. */
+  mainThreadCpuSeconds: number;
   /** Leases the server had written to its store when stopped (dstm: active rows; Kea: CSV rows). */
   leasesOnDisk: number;
 }
@@ -195,10 +197,13 @@ async function _ready(
   );
 }
 
-/** utime + stime of a process, in seconds (0 when it is gone). */
-function _cpuSeconds(pid: number): number {
+/** utime + stime of a process (or with `thread`, of its main thread only), in seconds (0 when it is gone). */
+function _cpuSeconds(pid: number, thread = false): number {
   try {
-    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    const stat = readFileSync(
+      thread ? `/proc/${pid}/task/${pid}/stat` : `/proc/${pid}/stat`,
+      "utf8",
+    );
     const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
     return (Number(f[11]) + Number(f[12])) / 100; // fields 14, 15; USER_HZ 100
   } catch {
@@ -483,12 +488,14 @@ async function _round(
     // in (and overflow) the queue of an unresolved neighbour.
     topo.gen.exec(["ping", "-6", "-q", "-c", "1", "-W", "2", NET4O6[target].server]);
     const cpuBefore = server.pids.reduce((s, pid) => s + _cpuSeconds(pid), 0);
+    const mainBefore = _cpuSeconds(server.pids[0]!, true);
     const result = await _load(topo, target, o, dir);
     const serverCpuSeconds = server.pids.reduce((s, pid) => s + _cpuSeconds(pid), 0) - cpuBefore;
+    const mainThreadCpuSeconds = _cpuSeconds(server.pids[0]!, true) - mainBefore;
     await server.stop();
     const leasesOnDisk = server.leasesOnDisk();
     server = undefined;
-    return { round, target, result, serverCpuSeconds, leasesOnDisk };
+    return { round, target, result, serverCpuSeconds, mainThreadCpuSeconds, leasesOnDisk };
   } finally {
     if (server) await server.stop();
     rmSync(dir, { recursive: true, force: true });
@@ -499,7 +506,7 @@ async function _round(
 export function formatRow(r: Dhcp4o6Row): string {
   const x = r.result;
   const cpuMs = x.acked ? (1000 * r.serverCpuSeconds) / x.acked : 0;
-  return `round ${r.round} ${r.target.padEnd(4)}: ${x.acked} DORA in ${x.seconds.toFixed(2)} s = ${Math.round(x.perSecond)}/s, loss ${x.lossPercent.toFixed(2)}% (${x.lost} timed out, ${x.naks} NAK), DORA latency p50 ${x.p50ms.toFixed(2)} ms p99 ${x.p99ms.toFixed(2)} ms, server CPU ${r.serverCpuSeconds.toFixed(2)} s (${(cpuMs * 1000).toFixed(0)} µs/DORA), generator CPU ${x.generatorCpuSeconds.toFixed(2)} s, ${x.distinctAddresses} distinct addresses, ${x.misdirected} misdirected, ${r.leasesOnDisk} leases on disk`;
+  return `round ${r.round} ${r.target.padEnd(4)}: ${x.acked} DORA in ${x.seconds.toFixed(2)} s = ${Math.round(x.perSecond)}/s, loss ${x.lossPercent.toFixed(2)}% (${x.lost} timed out, ${x.naks} NAK), DORA latency p50 ${x.p50ms.toFixed(2)} ms p99 ${x.p99ms.toFixed(2)} ms, server CPU ${r.serverCpuSeconds.toFixed(2)} s (${(cpuMs * 1000).toFixed(0)} µs/DORA; main thread ${x.acked ? ((1e6 * r.mainThreadCpuSeconds) / x.acked).toFixed(0) : 0} µs), generator CPU ${x.generatorCpuSeconds.toFixed(2)} s, ${x.distinctAddresses} distinct addresses, ${x.misdirected} misdirected, ${r.leasesOnDisk} leases on disk`;
 }
 
 /**
