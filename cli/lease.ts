@@ -256,7 +256,9 @@ async function* pagesFromDb(
       if (rows.length === 0) return;
       const last = rows[rows.length - 1] as Lease;
       cursor = leaseKey(last.ipv4, last.portSet.psid);
-      const leases = rows.filter((l) => matchesFilter(l, filter, parseIPv6)).map(leaseToJson);
+      const leases = rows
+        .filter((l) => matchesFilter(l, filter, parseIPv6))
+        .map((l) => leaseToJson(l)); // a stored row is never an offer
       yield { leases, next: rows.length < DB_PAGE ? null : formatCursor(cursor) };
       if (rows.length < DB_PAGE) return;
     }

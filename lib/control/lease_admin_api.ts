@@ -63,6 +63,8 @@ export interface LeaseAdminSource {
    * {@link rows} a page).
    */
   rowsAfter?(after: number): Iterable<Lease>;
+  /** Whether `lease` is an OFFER held in memory only (never stored); absent: none is. */
+  isOffer?(lease: Lease): boolean;
   reservations(): readonly Reservation[];
   /** The configured pools: name and prefixes (CIDR text). */
   pools(): readonly { readonly name: string; readonly prefixes: readonly string[] }[];
@@ -101,7 +103,12 @@ export function leaseRoute(
     if (path === "/v1/leases" && method === "GET") return list(admin, url.searchParams);
     if (path === "/v1/leases/export" && method === "GET") {
       action = "export";
-      return exportLeases(admin.rows(), url.searchParams, (q) => parseFilter(admin, q));
+      return exportLeases(
+        admin.rows(),
+        url.searchParams,
+        (q) => parseFilter(admin, q),
+        (l) => admin.isOffer?.(l) ?? false,
+      );
     }
     if (path === "/v1/leases" && method === "POST") {
       action = "add";
@@ -151,7 +158,7 @@ function list(admin: LeaseAdminSource, params: URLSearchParams): Response {
     ? leasePage(admin.rowsAfter(after), after, limit, keep, true)
     : leasePage(admin.rows(), after, limit, keep);
   return json({
-    leases: page.leases.map(leaseToJson),
+    leases: page.leases.map((l) => leaseToJson(l, admin.isOffer?.(l) ?? false)),
     next: page.next === null ? null : formatCursor(page.next),
   });
 }
@@ -170,7 +177,7 @@ function show(admin: LeaseAdminSource, ipv4: number, psid: number | undefined): 
     return json({ error: `no lease and no reservation for ${where}` }, 404);
   }
   return json({
-    leases: leases.map(leaseToJson),
+    leases: leases.map((l) => leaseToJson(l, admin.isOffer?.(l) ?? false)),
     reservations: reservations.map((r) => reservationJson(r, admin.shareOf(r.ipv4))),
   });
 }

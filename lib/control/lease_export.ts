@@ -24,6 +24,7 @@ export function exportLeases(
   rows: Iterable<Lease>,
   params: URLSearchParams,
   parseFilter: (params: URLSearchParams) => LeaseFilter,
+  offered: (lease: Lease) => boolean = () => false,
 ): Response {
   const format = params.get("format") ?? "ndjson";
   if (format !== "ndjson" && format !== "csv")
@@ -53,7 +54,7 @@ export function exportLeases(
           return;
         }
         if (!matchesFilter(next.value, filter, parseIPv6)) continue;
-        const view = leaseToJson(next.value);
+        const view = leaseToJson(next.value, offered(next.value));
         text += format === "csv" ? csvLine(view) : `${JSON.stringify(view)}\n`;
         n++;
       }

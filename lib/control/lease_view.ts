@@ -27,6 +27,12 @@ export interface LeaseJson {
    */
   identity: string | null;
   state: LeaseState;
+  /**
+   * Present (true) for a DHCPv4-over-DHCPv6 OFFER the server holds in memory only (60 s, for
+   * the REQUEST that takes it): never stored, so a restart forgets it (RFC 2131 §4.3.1 lets a
+   * server offer without committing). `lease ls` shows its STATE as `offered`.
+   */
+  offered?: true;
   grantedAt: string;
   expiresAt: string;
 }
@@ -35,11 +41,12 @@ export interface LeaseJson {
  * The JSON form of a lease row (the control API's `/v1/leases`, `lease ls --json`): addresses
  * as text, `tepIPv4` null when the TEP has no IPv4 address (tep4 0), the port set three ways
  * (readable, `offset/psidLength/psid`, inclusive ranges), times as ISO 8601 UTC strings from
- * the row's ms-since-epoch values. Pure; never throws for a row the store accepted.
+ * the row's ms-since-epoch values; `offered`: the row is an OFFER held in memory only (the
+ * engine's `isOffer`). Pure; never throws for a row the store accepted.
  *
  * @example leaseToJson(lease).expiresAt // "2026-01-01T12:10:00.000Z"
  */
-export function leaseToJson(lease: Lease): LeaseJson {
+export function leaseToJson(lease: Lease, offered = false): LeaseJson {
   return {
     hostIPv4: formatIPv4(lease.ipv4),
     hostIPv6: lease.host6,
@@ -51,6 +58,7 @@ export function leaseToJson(lease: Lease): LeaseJson {
     pool: lease.pool,
     identity: lease.identity ?? null,
     state: lease.state,
+    ...(offered ? { offered: true as const } : {}),
     grantedAt: new Date(lease.grantedAt).toISOString(),
     expiresAt: new Date(lease.expiresAt).toISOString(),
   };
@@ -100,6 +108,7 @@ export function leaseTablePrinter(now: number): (leases: readonly LeaseJson[]) =
     const rows = leases.map((lease) =>
       COLUMNS.map(([key]) => {
         if (key === "expiresIn") return ends(lease, now);
+        if (key === "state" && lease.offered) return "offered";
         return String(lease[key] ?? "-");
       }),
     );

@@ -90,6 +90,10 @@ export class LeaseAdmin implements LeaseAdminSource {
     return { [Symbol.iterator]: () => this.#o.engine.rows() };
   }
 
+  isOffer(lease: Lease): boolean {
+    return this.#o.engine.isOffer(lease);
+  }
+
   rowsAfter(after: number): Iterable<Lease> {
     return { [Symbol.iterator]: () => this.#o.engine.rowsAfter(after) };
   }
@@ -121,7 +125,7 @@ export class LeaseAdmin implements LeaseAdminSource {
       return this.#refuse("delete", "no-such-lease", 404, `no active lease on ${where}`);
     this.#unbind(result.value);
     for (const lease of result.value) this.#applied("delete", lease);
-    return { status: 200, body: { ended: result.value.map(leaseToJson) } };
+    return { status: 200, body: { ended: result.value.map((l) => leaseToJson(l)) } };
   }
 
   async add(request: AddLeaseRequest): Promise<AdminReply> {
