@@ -1,10 +1,11 @@
 /**
  * The set-up the active-active tests share (test/active_active_tep, test/redteam_scaleout17_kill,
- * _race, _lag): a temporary directory, the skip reason, one teardown list run by `afterAll`, and
- * {@link AaSuite.twoServers} — a throwaway PostgreSQL, servers A and B on it, one TEP with
- * both as `--server`, returned once the TEP's SYNC is heard at both. Each test keeps only its
- * scenario. Apart from ./aa_lab.ts because it registers `afterAll` (bun:test), which
- * bench/failover.ts (through ./aa_failover.ts) must not import.
+ * _race, _lag, test/scaleout18_snapshot_bind, _unbind_order): a temporary directory, the skip
+ * reason, one teardown list run by `afterAll`, and {@link AaSuite.twoServers} — a throwaway
+ * PostgreSQL, servers A and B on it, one TEP with both as `--server`, returned once the TEP's
+ * SYNC is heard at both. Each test keeps only its scenario. Apart from ./aa_lab.ts because it
+ * registers `afterAll` (bun:test), which bench/failover.ts (through ./aa_failover.ts) must not
+ * import.
  */
 import { afterAll } from "bun:test";
 import { mkdtempSync, rmSync } from "node:fs";
