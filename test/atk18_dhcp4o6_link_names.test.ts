@@ -21,11 +21,15 @@ import { join } from "node:path";
 import { type Netns, vethPair } from "../lib/sys/netns.ts";
 import { hubLink } from "./helpers/hub.ts";
 import { stopProcess } from "./helpers/kea.ts";
-import { netnsRoles, onlyLinkLocal } from "./helpers/netns_roles.ts";
+import {
+  dhcp4o6ServerArgv,
+  netnsRoles,
+  onlyLinkLocal,
+  DHCP4O6_SERVER_ID as SERVER_ID,
+} from "./helpers/netns_roles.ts";
 import { BUN, ROOT } from "./helpers/process.ts";
 import { waitUntil } from "./helpers/wait.ts";
 
-const SERVER_ID = "203.0.113.53";
 const { skip, ns, dir, procs, start } = netnsRoles("atk18_dhcp4o6_link_names", {
   roles: ["c", "a", "b", "hub", "srv"],
   nsPrefix: "a18",
@@ -64,15 +68,11 @@ async function withServer(
     await start(
       `dstm-${run}`,
       ns.srv,
-      [
-        BUN,
-        join(ROOT, "mod.ts"),
-        "server",
-        ...["--pool", "198.51.100.200/29", "--tep", "2001:db8:4::99,192.0.2.1"],
-        ...["--listen", "[2001:db8:4::547]:4607", "--db", "memory", "--no-control"],
-        ...["--dhcp4o6", "--dhcp4o6-server-id", SERVER_ID, "--dhcp4o6-interface", "eth0"],
-        ...["--log-level", "debug", ...extra],
-      ],
+      dhcp4o6ServerArgv({
+        listen6: "2001:db8:4::547",
+        tep6: "2001:db8:4::99",
+        extra: ["--dhcp4o6-interface", "eth0", "--log-level", "debug", ...extra],
+      }),
       / dhcp4o6 /,
     );
     await body();

@@ -27,7 +27,13 @@ import { join } from "node:path";
 import { vethPair } from "../lib/sys/netns.ts";
 import { hubLink } from "./helpers/hub.ts";
 import { stopProcess } from "./helpers/kea.ts";
-import { DHCRELAY, dhcrelayMissing, netnsRoles, onlyLinkLocal } from "./helpers/netns_roles.ts";
+import {
+  DHCRELAY,
+  dhcp4o6ServerArgv,
+  dhcrelayMissing,
+  netnsRoles,
+  onlyLinkLocal,
+} from "./helpers/netns_roles.ts";
 import { BUN, ROOT } from "./helpers/process.ts";
 
 const { skip, ns, dir, procs, start } = netnsRoles("id18_dhcp4o6_one_link", {
@@ -76,14 +82,7 @@ async function withServer(
     await start(
       `dstm-${run}`,
       ns.srv,
-      [
-        BUN,
-        join(ROOT, "mod.ts"),
-        "server",
-        ...["--pool", "198.51.100.200/29", "--tep", "2001:db8:71::99,192.0.2.1"],
-        ...["--listen", "[2001:db8:71::547]:4607", "--db", "memory", "--no-control"],
-        ...["--dhcp4o6", "--dhcp4o6-server-id", "203.0.113.53", ...extra],
-      ],
+      dhcp4o6ServerArgv({ listen6: "2001:db8:71::547", tep6: "2001:db8:71::99", extra }),
       / dhcp4o6 /,
     );
     for (const [name, argv] of relays) {

@@ -30,7 +30,14 @@ import { describe, expect, test } from "bun:test";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { type Netns, vethPair } from "../lib/sys/netns.ts";
-import { DHCRELAY, dhcrelayMissing, netnsRoles, onlyLinkLocal } from "./helpers/netns_roles.ts";
+import {
+  DHCP4O6_SERVER_ID,
+  DHCRELAY,
+  dhcp4o6ServerArgv,
+  dhcrelayMissing,
+  netnsRoles,
+  onlyLinkLocal,
+} from "./helpers/netns_roles.ts";
 import { BUN, ROOT } from "./helpers/process.ts";
 
 const { skip, ns, dir } = netnsRoles("ver17_relay_link_local", {
@@ -58,14 +65,7 @@ const { skip, ns, dir } = netnsRoles("ver17_relay_link_local", {
     await start(
       "dstm",
       ns.srv,
-      [
-        BUN,
-        join(ROOT, "mod.ts"),
-        "server",
-        ...["--pool", "198.51.100.200/29", "--tep", "2001:db8:3::1,192.0.2.1"],
-        ...["--listen", "[2001:db8:3::547]:4607", "--db", "memory", "--no-control"],
-        ...["--dhcp4o6", "--dhcp4o6-server-id", "203.0.113.53"],
-      ],
+      dhcp4o6ServerArgv({ listen6: "2001:db8:3::547", tep6: "2001:db8:3::1" }),
       / dhcp4o6 /,
     );
     await start(
@@ -114,7 +114,7 @@ describe.skipIf(skip !== null)("4o6 through two chained dhcrelay -6, interface-i
       [
         BUN,
         join(ROOT, "test", "e2e_scripts", "ver17_4o6_lease.ts"),
-        ...["eth0", "9", "release", mine, "203.0.113.53"],
+        ...["eth0", "9", "release", mine, DHCP4O6_SERVER_ID],
       ],
       { cwd: ROOT, timeoutMs: 20_000 },
     );

@@ -5,7 +5,8 @@
  * test/ver17_relay_link_local). The skip reason, one namespace a role without IPv6 DAD
  * (./kea.ts createNoDadNetns), a temporary directory for the processes' logs, a starter
  * (./kea.ts netnsStarter), and the teardown (processes stopped by PID, namespaces and
- * directory deleted) in `afterAll`, also when a test failed. Each file keeps its topology.
+ * directory deleted) in `afterAll`, also when a test failed; and the `dstm server --dhcp4o6`
+ * command line they start ({@link dhcp4o6ServerArgv}). Each file keeps its topology.
  */
 import { afterAll, beforeAll } from "bun:test";
 import { existsSync, mkdtempSync } from "node:fs";
@@ -14,6 +15,7 @@ import { join } from "node:path";
 import type { Netns } from "../../lib/sys/netns.ts";
 import { createNoDadNetns, netnsStarter, tearDown } from "./kea.ts";
 import { announceSkip, netnsSkipReason } from "./netns.ts";
+import { BUN, ROOT } from "./process.ts";
 
 /** ISC `dhcrelay` (Debian isc-dhcp-relay). */
 export const DHCRELAY = "/usr/sbin/dhcrelay";
@@ -83,4 +85,27 @@ export function netnsRoles<R extends string>(
 export function onlyLinkLocal(host: Netns, dev: string, address = "fe80::10/64"): void {
   host.ip("addr", "flush", "dev", dev, "scope", "link");
   host.addAddress(dev, address);
+}
+
+/** The 4o6 server identifier of {@link dhcp4o6ServerArgv} (DHCPv4 option 54, RFC 2132 §9.7). */
+export const DHCP4O6_SERVER_ID = "203.0.113.53";
+
+/**
+ * `bun mod.ts server` serving DHCPv4-over-DHCPv6 (RFC 7341) as the real-server link suites run
+ * it: pool 198.51.100.200/29, TEP `tep6` / 192.0.2.1, listening on [`listen6`]:4607, leases
+ * in memory, no control socket, server identifier {@link DHCP4O6_SERVER_ID}, then `extra`.
+ */
+export function dhcp4o6ServerArgv(o: {
+  listen6: string;
+  tep6: string;
+  extra?: readonly string[];
+}): string[] {
+  return [
+    BUN,
+    join(ROOT, "mod.ts"),
+    "server",
+    ...["--pool", "198.51.100.200/29", "--tep", `${o.tep6},192.0.2.1`],
+    ...["--listen", `[${o.listen6}]:4607`, "--db", "memory", "--no-control"],
+    ...["--dhcp4o6", "--dhcp4o6-server-id", DHCP4O6_SERVER_ID, ...(o.extra ?? [])],
+  ];
 }
