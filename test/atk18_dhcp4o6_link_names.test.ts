@@ -21,13 +21,14 @@ import { join } from "node:path";
 import { type Netns, vethPair } from "../lib/sys/netns.ts";
 import { hubLink } from "./helpers/hub.ts";
 import { stopProcess } from "./helpers/kea.ts";
+import { e2eJson } from "./helpers/netns.ts";
 import {
   dhcp4o6ServerArgv,
   netnsRoles,
   onlyLinkLocal,
   DHCP4O6_SERVER_ID as SERVER_ID,
 } from "./helpers/netns_roles.ts";
-import { BUN, ROOT } from "./helpers/process.ts";
+import { ROOT } from "./helpers/process.ts";
 import { waitUntil } from "./helpers/wait.ts";
 
 const { skip, ns, dir, procs, start } = netnsRoles("atk18_dhcp4o6_link_names", {
@@ -88,16 +89,7 @@ interface Answer {
 
 /** test/e2e_scripts/atk18_4o6.ts in `where`: its JSON line. */
 function ask<T = Answer | null>(where: Netns, spec: object, ...args: string[]): T {
-  const r = where.exec(
-    [BUN, join(ROOT, "test", "e2e_scripts", "atk18_4o6.ts"), JSON.stringify(spec), ...args],
-    { cwd: ROOT, timeoutMs: 20_000 },
-  );
-  const line = r.stdout.trim().split("\n").at(-1) ?? "";
-  try {
-    return JSON.parse(line) as T;
-  } catch {
-    throw new Error(`atk18_4o6.ts: ${r.stdout}\n${r.stderr}`);
-  }
+  return e2eJson<T>(where, "atk18_4o6.ts", [JSON.stringify(spec), ...args]);
 }
 
 const DIRECT = { direct: "eth0" };

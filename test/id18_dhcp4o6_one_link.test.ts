@@ -27,6 +27,7 @@ import { join } from "node:path";
 import { vethPair } from "../lib/sys/netns.ts";
 import { hubLink } from "./helpers/hub.ts";
 import { stopProcess } from "./helpers/kea.ts";
+import { e2eJson } from "./helpers/netns.ts";
 import {
   DHCRELAY,
   dhcp4o6ServerArgv,
@@ -34,7 +35,6 @@ import {
   netnsRoles,
   onlyLinkLocal,
 } from "./helpers/netns_roles.ts";
-import { BUN, ROOT } from "./helpers/process.ts";
 
 const { skip, ns, dir, procs, start } = netnsRoles("id18_dhcp4o6_one_link", {
   roles: ["c", "hub", "r1", "r2", "srv"],
@@ -112,16 +112,7 @@ interface Answer {
 
 /** The client's DISCOVER and REQUEST, each heard twice: every answer (test/e2e_scripts/id18_4o6_copies.ts). */
 function lease(last: number): { offers: Answer[]; acks: Answer[] } {
-  const r = ns.c.exec(
-    [BUN, join(ROOT, "test", "e2e_scripts", "id18_4o6_copies.ts"), "eth0", String(last), "2"],
-    { cwd: ROOT, timeoutMs: 20_000 },
-  );
-  const line = r.stdout.trim().split("\n").at(-1) ?? "";
-  try {
-    return JSON.parse(line);
-  } catch {
-    throw new Error(`id18_4o6_copies.ts: ${r.stdout}\n${r.stderr}`);
-  }
+  return e2eJson(ns.c, "id18_4o6_copies.ts", ["eth0", String(last), "2"]);
 }
 
 /** One machine, one lease: both copies OFFER one address and both ACK it. */

@@ -30,6 +30,7 @@ import { describe, expect, test } from "bun:test";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { type Netns, vethPair } from "../lib/sys/netns.ts";
+import { e2eJson } from "./helpers/netns.ts";
 import {
   DHCP4O6_SERVER_ID,
   DHCRELAY,
@@ -85,16 +86,7 @@ const { skip, ns, dir } = netnsRoles("ver17_relay_link_local", {
 
 /** One client's lease from `host` (test/e2e_scripts/ver17_4o6_lease.ts), hardware address …:`last`. */
 function lease(host: Netns, last: number): { ack: { type: string; yiaddr: string } | null } {
-  const r = host.exec(
-    [BUN, join(ROOT, "test", "e2e_scripts", "ver17_4o6_lease.ts"), "eth0", String(last)],
-    { cwd: ROOT, timeoutMs: 20_000 },
-  );
-  const line = r.stdout.trim().split("\n").at(-1) ?? "";
-  try {
-    return JSON.parse(line);
-  } catch {
-    throw new Error(`ver17_4o6_lease.ts: ${r.stdout}\n${r.stderr}`);
-  }
+  return e2eJson(host, "ver17_4o6_lease.ts", ["eth0", String(last)]);
 }
 
 describe.skipIf(skip !== null)("4o6 through two chained dhcrelay -6, interface-id", () => {
