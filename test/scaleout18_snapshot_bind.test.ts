@@ -18,7 +18,6 @@ import { describe, expect, test } from "bun:test";
 import { holdServerToTep } from "./helpers/aa_hold.ts";
 import { AA } from "./helpers/aa_lab.ts";
 import { aaSuite } from "./helpers/aa_suite.ts";
-import { startScript } from "./helpers/netns.ts";
 import { waitUntil } from "./helpers/wait.ts";
 
 const { skip, dir, defer, twoServers } = aaSuite("scaleout18_snapshot_bind", {
@@ -30,15 +29,10 @@ const HOSTS = 100;
 
 describe.skipIf(skip !== null)("a BIND received before a snapshot's first part", () => {
   test("survives A's snapshot cut before it (TEP restarted, A's parts late)", async () => {
-    const { lab, b, servers, serverMetric, tepMetric } = await twoServers({ nsPrefix: "g18s-" });
-    const plan = (server: number, from: number, to: number) =>
-      startScript<{ leases: Record<string, string> }>(
-        lab.srv,
-        "aa_hosts.ts",
-        ["plan", servers, JSON.stringify([{ op: "discover", server, from, to }])],
-        60_000,
-      ).result;
-    await plan(0, 1, HOSTS + 1);
+    const { lab, b, serverMetric, tepMetric, plan } = await twoServers({ nsPrefix: "g18s-" });
+    const discover = (server: number, from: number, to: number) =>
+      plan([{ op: "discover", server, from, to }]);
+    await discover(0, 1, HOSTS + 1);
     const tepBindings = () => tepMetric("dstm_tep_bindings", { origin: "server" });
     await waitUntil(
       async () =>
@@ -70,7 +64,7 @@ describe.skipIf(skip !== null)("a BIND received before a snapshot's first part",
     expect(await tepBindings()).toBe(HOSTS);
 
     // H2's lease through B: B BINDs it at the TEP before the ACK, after A cut its snapshot.
-    const h2 = await plan(1, HOSTS + 1, HOSTS + 2);
+    const h2 = await discover(1, HOSTS + 1, HOSTS + 2);
     expect(Object.keys(h2.leases)).toHaveLength(1);
     expect(await tepBindings()).toBe(HOSTS + 1);
 

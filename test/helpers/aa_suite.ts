@@ -12,7 +12,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { AA, AaLab, type AaServer, controlGet, metric } from "./aa_lab.ts";
-import { announceSkip, netnsSkipReason } from "./netns.ts";
+import { announceSkip, netnsSkipReason, startScript } from "./netns.ts";
 import { postgresBin, startPostgres } from "./postgres.ts";
 import { waitUntil } from "./wait.ts";
 
@@ -25,12 +25,16 @@ export interface AaPair {
   readonly b: AaServer;
   /** The `postgres://` URL both servers use. */
   readonly url: string;
-  /** Both servers' addresses, comma-separated, as test/sys_scripts/aa_hosts.ts takes them. */
-  readonly servers: string;
   /** One sample of server `s`'s /metrics (0 when absent: ./prometheus.ts metric). */
   serverMetric(s: AaServer, name: string, labels?: Record<string, string>): Promise<number>;
   /** One sample of the TEP's /metrics. */
   tepMetric(name: string, labels?: Record<string, string>): Promise<number>;
+  /**
+   * Runs test/sys_scripts/aa_hosts.ts `plan` with `ops` (its steps: discover, renew, release …)
+   * against both servers, in the servers' namespace (60 s at the most): the leases it holds
+   * after, host → IPv4 address.
+   */
+  plan(ops: readonly object[]): Promise<{ leases: Record<string, string> }>;
 }
 
 export interface AaSuite {
@@ -91,7 +95,14 @@ export function aaSuite(name: string, o: { dirPrefix: string; needsNft?: boolean
         { timeoutMs: 20_000, what: "the TEP's SYNC at both servers" },
       );
       const servers = `${AA.server6(0)},${AA.server6(1)}`;
-      return { lab, a, b, url, servers, serverMetric, tepMetric };
+      const plan = (ops: readonly object[]) =>
+        startScript<{ leases: Record<string, string> }>(
+          lab.srv,
+          "aa_hosts.ts",
+          ["plan", servers, JSON.stringify(ops)],
+          60_000,
+        ).result;
+      return { lab, a, b, url, serverMetric, tepMetric, plan };
     },
   };
 }
