@@ -139,6 +139,20 @@ async function expectKept(ipv4: string, last: string, ifname: string, prefix: st
 /** A relay list (of no relay these tests use): with it, direct clients are keyed by their link's name. */
 const NAMED_RELAYS = ["--dhcp4o6-relay", "2001:db8:71::/64"];
 
+/**
+ * One ICMPv6 Router Advertisement (RFC 4861 §4.2) of `prefix`/64, on-link and autonomous,
+ * from `from`'s eth0 (test/e2e_scripts/atk18_ra.py); expects it sent.
+ */
+function advertise(from: Netns, prefix: string): void {
+  const ra = from.exec([
+    "python3",
+    join(ROOT, "test", "e2e_scripts", "atk18_ra.py"),
+    "eth0",
+    prefix,
+  ]);
+  expect(ra.stdout.trim()).toBe("sent");
+}
+
 /** Removes what SLAAC gave the server (no second test sees it). */
 function flushDynamic(): void {
   for (const ifname of ["eth0", "eth1"]) ns.srv.ip("-6", "addr", "flush", "dev", ifname, "dynamic");
@@ -152,13 +166,7 @@ describe.skipIf(skip !== null)("atk18: naming a link-local 4o6 client's link", (
       async () => {
         try {
           const ipv4 = directLease("1");
-          const ra = ns.a.exec([
-            "python3",
-            join(ROOT, "test", "e2e_scripts", "atk18_ra.py"),
-            "eth0",
-            "2001:db8::",
-          ]);
-          expect(ra.stdout.trim()).toBe("sent");
+          advertise(ns.a, "2001:db8::");
           await expectKept(ipv4, "1", "eth0", "2001:db8::");
         } finally {
           flushDynamic();
@@ -175,13 +183,7 @@ describe.skipIf(skip !== null)("atk18: naming a link-local 4o6 client's link", (
       async () => {
         try {
           const ipv4 = directLease("2");
-          const ra = ns.b.exec([
-            "python3",
-            join(ROOT, "test", "e2e_scripts", "atk18_ra.py"),
-            "eth0",
-            "2001:db8:4::",
-          ]);
-          expect(ra.stdout.trim()).toBe("sent");
+          advertise(ns.b, "2001:db8:4::");
           await expectKept(ipv4, "2", "eth1", "2001:db8:4:");
         } finally {
           flushDynamic();
@@ -269,13 +271,7 @@ describe.skipIf(skip !== null)("atk18: naming a link-local 4o6 client's link", (
           const victim = ask<{ ack: Answer | null }>(ns.a, relayC, "lease", "7");
           expect(victim.ack?.type).toBe("ACK");
           // The attacker on link B is fe80::10 too (any host may take any link-local address).
-          const ra = ns.b.exec([
-            "python3",
-            join(ROOT, "test", "e2e_scripts", "atk18_ra.py"),
-            "eth0",
-            "2001:db8:c::",
-          ]);
-          expect(ra.stdout.trim()).toBe("sent");
+          advertise(ns.b, "2001:db8:c::");
           await waitUntil(() => serverAddresses("eth1", "2001:db8:c:").length > 0, {
             timeoutMs: 10_000,
             intervalMs: 50,
