@@ -25,7 +25,6 @@ import { TepControl } from "../lib/tep/control.ts";
 import { FLAP_LIMIT } from "../lib/tep/snapshot_flaps.ts";
 import { AA, metric } from "./helpers/aa_lab.ts";
 import { aaSuite } from "./helpers/aa_suite.ts";
-import { startScript } from "./helpers/netns.ts";
 import { RecordingTable } from "./helpers/recording_table.ts";
 import { waitUntil } from "./helpers/wait.ts";
 
@@ -35,26 +34,19 @@ const { skip, dir, defer, twoServers } = aaSuite("active_active_tep", {
 
 describe.skipIf(skip !== null)("two servers, one PostgreSQL, one dstm tep (namespaces)", () => {
   test("BIND/UNBIND from the server that granted or freed each lease only; a full snapshot from any", async () => {
-    const { lab, a, b, url, servers, serverMetric } = await twoServers({
+    const { lab, a, b, url, serverMetric, plan } = await twoServers({
       nsPrefix: "dstma-",
       serverArgs: ["--lease-time", "25", "--max-lease-time", "25"],
     });
 
     // 20 hosts lease through A, 10 through B; 4 of A's hosts release through B, 2 of B's
     // through A.
-    const plan = [
+    const { leases } = await plan([
       { op: "discover", server: 0, from: 1, to: 21 },
       { op: "discover", server: 1, from: 21, to: 31 },
       { op: "release", server: 1, from: 1, to: 5 },
       { op: "release", server: 0, from: 21, to: 23 },
-    ];
-    const run = startScript<{ leases: Record<string, string> }>(
-      lab.srv,
-      "aa_hosts.ts",
-      ["plan", servers, JSON.stringify(plan)],
-      60_000,
-    );
-    const { leases } = await run.result;
+    ]);
     expect(Object.keys(leases).length).toBe(24);
 
     const sent = async (s: typeof a, kind: string) =>

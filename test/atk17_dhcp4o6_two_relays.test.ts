@@ -23,10 +23,10 @@ import { Metrics } from "../lib/control/metrics.ts";
 import { parseIPv4 } from "../lib/net/addr.ts";
 import { Dhcp4o6Handler } from "../lib/server/dhcp4o6.ts";
 import { Dhcp4MessageType, type Dhcp4Options } from "../lib/wire/dhcp4.ts";
-import { decodeDhcp4o6, encodeDhcp4o6 } from "../lib/wire/dhcp4o6.ts";
-import { encodeDhcp6Relay, unwrapRelays } from "../lib/wire/dhcp6_relay.ts";
+import { encodeDhcp4o6 } from "../lib/wire/dhcp4o6.ts";
+import { encodeDhcp6Relay } from "../lib/wire/dhcp6_relay.ts";
 import { capturedLog } from "./helpers/captured_log.ts";
-import { dhcp4Message } from "./helpers/dhcp4.ts";
+import { dhcp4Message, dhcp4OfResponse } from "./helpers/dhcp4.ts";
 import { startEngine } from "./helpers/engine.ts";
 
 const SERVER_ID = parseIPv4("192.0.2.1")!;
@@ -64,11 +64,7 @@ async function setup() {
     });
     const answer = await handler.handle(raw, relay.source);
     if (!answer) return null;
-    const inner = unwrapRelays(answer, 13);
-    if (!inner.ok) throw new Error(inner.error.message);
-    const r = decodeDhcp4o6(inner.value.inner);
-    if (!r.ok) throw new Error(r.error.message);
-    return r.value.dhcp4;
+    return dhcp4OfResponse(answer, true);
   };
   const leasesOfHost = () =>
     engine.leases({}).filter((l) => l.host6 === HOST && l.state === "active");

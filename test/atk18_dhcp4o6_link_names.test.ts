@@ -15,55 +15,46 @@
  * The server's interfaces accept Router Advertisements, as a host's do by default
  * (accept_ra 1, autoconf 1, forwarding 0; RFC 4862 §5.5.3).
  */
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { mkdtempSync, readFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { describe, expect, test } from "bun:test";
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { type Netns, vethPair } from "../lib/sys/netns.ts";
 import { hubLink } from "./helpers/hub.ts";
-import { createNoDadNetns, netnsStarter, stopProcess, tearDown } from "./helpers/kea.ts";
-import { announceSkip, netnsSkipReason } from "./helpers/netns.ts";
-import { BUN, ROOT } from "./helpers/process.ts";
+import { stopProcess } from "./helpers/kea.ts";
+import { e2eJson } from "./helpers/netns.ts";
+import {
+  dhcp4o6ServerArgv,
+  netnsRoles,
+  onlyLinkLocal,
+  DHCP4O6_SERVER_ID as SERVER_ID,
+} from "./helpers/netns_roles.ts";
+import { ROOT } from "./helpers/process.ts";
 import { waitUntil } from "./helpers/wait.ts";
 
-const skip =
-  netnsSkipReason() ?? (Bun.which("python3") ? null : "needs python3 (the Router Advertisements)");
-announceSkip("atk18_dhcp4o6_link_names", skip);
-
-const SERVER_ID = "203.0.113.53";
-let dir = "";
-const ns: Record<"c" | "a" | "b" | "hub" | "srv", Netns> = {} as never;
-const procs = new Map<string, Bun.Subprocess>();
-const start = netnsStarter(procs, () => dir);
-
-beforeAll(() => {
-  if (skip) return;
-  dir = mkdtempSync(join(tmpdir(), "dstm-a18-"));
-  for (const role of ["c", "a", "b", "hub", "srv"] as const)
-    ns[role] = createNoDadNetns(`a18${role}-`);
-  hubLink(ns.hub, [
-    ["c", ns.c, "eth0", "2001:db8:4::10"],
-    ["a", ns.a, "eth0", "2001:db8:4::66"],
-    ["s", ns.srv, "eth0", "2001:db8:4::547"],
-  ]);
-  ns.c.ip("addr", "flush", "dev", "eth0", "scope", "link");
-  ns.c.addAddress("eth0", "fe80::10/64");
-  vethPair(ns.b, "eth0", ns.srv, "eth1");
-  ns.b.addAddress("eth0", "2001:db8:6::66/64");
-  // Link B's host is fe80::10 too (a machine there, or the attacker).
-  ns.b.ip("addr", "flush", "dev", "eth0", "scope", "link");
-  ns.b.addAddress("eth0", "fe80::10/64");
-  ns.srv.addAddress("eth1", "2001:db8:6::547/64");
-  // A host's defaults, said out loud: SLAAC from any Router Advertisement heard.
-  for (const key of ["forwarding=0", "eth0.accept_ra=1", "eth0.autoconf=1"])
-    ns.srv.exec(["sysctl", "-qw", `net.ipv6.conf.${key}`]);
-  for (const key of ["eth1.accept_ra=1", "eth1.autoconf=1"])
-    ns.srv.exec(["sysctl", "-qw", `net.ipv6.conf.${key}`]);
-}, 60_000);
-
-afterAll(async () => {
-  if (!skip) await tearDown(procs, Object.values(ns), dir);
-}, 60_000);
+const { skip, ns, dir, procs, start } = netnsRoles("atk18_dhcp4o6_link_names", {
+  roles: ["c", "a", "b", "hub", "srv"],
+  nsPrefix: "a18",
+  dirPrefix: "dstm-a18-",
+  needs: Bun.which("python3") ? null : "needs python3 (the Router Advertisements)",
+  setup({ ns }) {
+    hubLink(ns.hub, [
+      ["c", ns.c, "eth0", "2001:db8:4::10"],
+      ["a", ns.a, "eth0", "2001:db8:4::66"],
+      ["s", ns.srv, "eth0", "2001:db8:4::547"],
+    ]);
+    onlyLinkLocal(ns.c, "eth0");
+    vethPair(ns.b, "eth0", ns.srv, "eth1");
+    ns.b.addAddress("eth0", "2001:db8:6::66/64");
+    // Link B's host is fe80::10 too (a machine there, or the attacker).
+    onlyLinkLocal(ns.b, "eth0");
+    ns.srv.addAddress("eth1", "2001:db8:6::547/64");
+    // A host's defaults, said out loud: SLAAC from any Router Advertisement heard.
+    for (const key of ["forwarding=0", "eth0.accept_ra=1", "eth0.autoconf=1"])
+      ns.srv.exec(["sysctl", "-qw", `net.ipv6.conf.${key}`]);
+    for (const key of ["eth1.accept_ra=1", "eth1.autoconf=1"])
+      ns.srv.exec(["sysctl", "-qw", `net.ipv6.conf.${key}`]);
+  },
+});
 
 /**
  * Runs `body` with a dstm server (4o6 on eth0, pool 198.51.100.200/29, `extra` flags) in
@@ -78,15 +69,11 @@ async function withServer(
     await start(
       `dstm-${run}`,
       ns.srv,
-      [
-        BUN,
-        join(ROOT, "mod.ts"),
-        "server",
-        ...["--pool", "198.51.100.200/29", "--tep", "2001:db8:4::99,192.0.2.1"],
-        ...["--listen", "[2001:db8:4::547]:4607", "--db", "memory", "--no-control"],
-        ...["--dhcp4o6", "--dhcp4o6-server-id", SERVER_ID, "--dhcp4o6-interface", "eth0"],
-        ...["--log-level", "debug", ...extra],
-      ],
+      dhcp4o6ServerArgv({
+        listen6: "2001:db8:4::547",
+        tep6: "2001:db8:4::99",
+        extra: ["--dhcp4o6-interface", "eth0", "--log-level", "debug", ...extra],
+      }),
       / dhcp4o6 /,
     );
     await body();
@@ -102,16 +89,7 @@ interface Answer {
 
 /** test/e2e_scripts/atk18_4o6.ts in `where`: its JSON line. */
 function ask<T = Answer | null>(where: Netns, spec: object, ...args: string[]): T {
-  const r = where.exec(
-    [BUN, join(ROOT, "test", "e2e_scripts", "atk18_4o6.ts"), JSON.stringify(spec), ...args],
-    { cwd: ROOT, timeoutMs: 20_000 },
-  );
-  const line = r.stdout.trim().split("\n").at(-1) ?? "";
-  try {
-    return JSON.parse(line) as T;
-  } catch {
-    throw new Error(`atk18_4o6.ts: ${r.stdout}\n${r.stderr}`);
-  }
+  return e2eJson<T>(where, "atk18_4o6.ts", [JSON.stringify(spec), ...args]);
 }
 
 const DIRECT = { direct: "eth0" };
@@ -161,6 +139,20 @@ async function expectKept(ipv4: string, last: string, ifname: string, prefix: st
 /** A relay list (of no relay these tests use): with it, direct clients are keyed by their link's name. */
 const NAMED_RELAYS = ["--dhcp4o6-relay", "2001:db8:71::/64"];
 
+/**
+ * One ICMPv6 Router Advertisement (RFC 4861 §4.2) of `prefix`/64, on-link and autonomous,
+ * from `from`'s eth0 (test/e2e_scripts/atk18_ra.py); expects it sent.
+ */
+function advertise(from: Netns, prefix: string): void {
+  const ra = from.exec([
+    "python3",
+    join(ROOT, "test", "e2e_scripts", "atk18_ra.py"),
+    "eth0",
+    prefix,
+  ]);
+  expect(ra.stdout.trim()).toBe("sent");
+}
+
 /** Removes what SLAAC gave the server (no second test sees it). */
 function flushDynamic(): void {
   for (const ifname of ["eth0", "eth1"]) ns.srv.ip("-6", "addr", "flush", "dev", ifname, "dynamic");
@@ -174,13 +166,7 @@ describe.skipIf(skip !== null)("atk18: naming a link-local 4o6 client's link", (
       async () => {
         try {
           const ipv4 = directLease("1");
-          const ra = ns.a.exec([
-            "python3",
-            join(ROOT, "test", "e2e_scripts", "atk18_ra.py"),
-            "eth0",
-            "2001:db8::",
-          ]);
-          expect(ra.stdout.trim()).toBe("sent");
+          advertise(ns.a, "2001:db8::");
           await expectKept(ipv4, "1", "eth0", "2001:db8::");
         } finally {
           flushDynamic();
@@ -197,13 +183,7 @@ describe.skipIf(skip !== null)("atk18: naming a link-local 4o6 client's link", (
       async () => {
         try {
           const ipv4 = directLease("2");
-          const ra = ns.b.exec([
-            "python3",
-            join(ROOT, "test", "e2e_scripts", "atk18_ra.py"),
-            "eth0",
-            "2001:db8:4::",
-          ]);
-          expect(ra.stdout.trim()).toBe("sent");
+          advertise(ns.b, "2001:db8:4::");
           await expectKept(ipv4, "2", "eth1", "2001:db8:4:");
         } finally {
           flushDynamic();
@@ -245,7 +225,7 @@ describe.skipIf(skip !== null)("atk18: naming a link-local 4o6 client's link", (
       ask(ns.b, forged, "release", last, ipv4, SERVER_ID);
       // The server's answer to a RELEASE is none: the victim's next query comes after it.
       expect(ask(ns.c, DIRECT, "discover", last)?.yiaddr).toBe(ipv4);
-      const log = readFileSync(join(dir, `dstm-${run}.out`), "utf8");
+      const log = readFileSync(join(dir(), `dstm-${run}.out`), "utf8");
       return log.match(/ dhcp4-type=RELEASE .* peer=2001:db8:6::66 result=\S+/)?.[0] ?? null;
     };
     // Without a relay list any source may relay (docs/dhcp4o6.md "Relays"), so a direct
@@ -291,13 +271,7 @@ describe.skipIf(skip !== null)("atk18: naming a link-local 4o6 client's link", (
           const victim = ask<{ ack: Answer | null }>(ns.a, relayC, "lease", "7");
           expect(victim.ack?.type).toBe("ACK");
           // The attacker on link B is fe80::10 too (any host may take any link-local address).
-          const ra = ns.b.exec([
-            "python3",
-            join(ROOT, "test", "e2e_scripts", "atk18_ra.py"),
-            "eth0",
-            "2001:db8:c::",
-          ]);
-          expect(ra.stdout.trim()).toBe("sent");
+          advertise(ns.b, "2001:db8:c::");
           await waitUntil(() => serverAddresses("eth1", "2001:db8:c:").length > 0, {
             timeoutMs: 10_000,
             intervalMs: 50,
@@ -312,7 +286,7 @@ describe.skipIf(skip !== null)("atk18: naming a link-local 4o6 client's link", (
           expect(offers).not.toContain(victim.ack?.yiaddr);
           ask(ns.b, DIRECT, "release", "7", victim.ack?.yiaddr as string, SERVER_ID);
           expect(ask(ns.a, relayC, "renew", "7", victim.ack?.yiaddr as string)?.type).toBe("ACK");
-          const log = readFileSync(join(dir, "dstm-ra-unaddressed.out"), "utf8");
+          const log = readFileSync(join(dir(), "dstm-ra-unaddressed.out"), "utf8");
           expect(log).not.toMatch(/dhcp4-type=RELEASE .* result=released/);
         },
         flags,

@@ -19,11 +19,11 @@ import { DstmServer } from "../lib/server/server.ts";
 import { bindUdp } from "../lib/sys/udp.ts";
 import { type Dhcp4Message, Dhcp4MessageType, type Dhcp4Options } from "../lib/wire/dhcp4.ts";
 import { decodeDhcp4o6, encodeDhcp4o6 } from "../lib/wire/dhcp4o6.ts";
-import { encodeDhcp6Relay, unwrapRelays } from "../lib/wire/dhcp6_relay.ts";
+import { encodeDhcp6Relay } from "../lib/wire/dhcp6_relay.ts";
 import { decodeMessage, encodeMessage } from "../lib/wire/dstm.ts";
 import { type DstmMessage, MessageType, Status } from "../lib/wire/dstm_types.ts";
 import { capturedLog } from "./helpers/captured_log.ts";
-import { dhcp4Message, dhcp4o6Query } from "./helpers/dhcp4.ts";
+import { dhcp4Message, dhcp4OfResponse, dhcp4o6Query } from "./helpers/dhcp4.ts";
 import { startEngine } from "./helpers/engine.ts";
 import { waitUntil } from "./helpers/wait.ts";
 
@@ -83,11 +83,7 @@ async function setup() {
       });
     const answer = await dhcp.handle(raw, source);
     if (!answer) return null;
-    const inner = peer ? unwrapRelays(answer, 13) : { ok: true as const, value: { inner: answer } };
-    if (!inner.ok) throw new Error(inner.error.message);
-    const r = decodeDhcp4o6(inner.value.inner);
-    if (!r.ok) throw new Error(r.error.message);
-    return r.value.dhcp4;
+    return dhcp4OfResponse(answer, Boolean(peer));
   };
   const refused = (protocol: string) =>
     metrics.get("dstm_admission_refused_total", { protocol, reason: "host6-is-tep" }) ?? 0;

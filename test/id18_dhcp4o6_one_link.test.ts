@@ -21,58 +21,49 @@
  *   the flag that is still so (a relay's Interface-ID may be all that tells its links apart:
  *   the key stays relay-specific), which the third test pins.
  */
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { existsSync, mkdtempSync, readFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { describe, expect, test } from "bun:test";
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { type Netns, vethPair } from "../lib/sys/netns.ts";
+import { vethPair } from "../lib/sys/netns.ts";
 import { hubLink } from "./helpers/hub.ts";
-import { createNoDadNetns, netnsStarter, stopProcess, tearDown } from "./helpers/kea.ts";
-import { announceSkip, netnsSkipReason } from "./helpers/netns.ts";
-import { BUN, ROOT } from "./helpers/process.ts";
+import { stopProcess } from "./helpers/kea.ts";
+import { e2eJson } from "./helpers/netns.ts";
+import {
+  DHCRELAY,
+  dhcp4o6ServerArgv,
+  dhcrelayMissing,
+  netnsRoles,
+  onlyLinkLocal,
+} from "./helpers/netns_roles.ts";
 
-const DHCRELAY = "/usr/sbin/dhcrelay";
-const skip =
-  netnsSkipReason() ??
-  (existsSync(DHCRELAY) ? null : "needs ISC dhcrelay (apt-get install isc-dhcp-relay)");
-announceSkip("id18_dhcp4o6_one_link", skip);
-
-let dir = "";
-const ns: Record<"c" | "hub" | "r1" | "r2" | "srv", Netns> = {} as never;
-const procs = new Map<string, Bun.Subprocess>();
-const start = netnsStarter(procs, () => dir);
-
-beforeAll(() => {
-  if (skip) return;
-  dir = mkdtempSync(join(tmpdir(), "dstm-i18-"));
-  for (const role of ["c", "hub", "r1", "r2", "srv"] as const)
-    ns[role] = createNoDadNetns(`i18${role}-`);
-  // ISC dhcrelay's Interface-ID is its own number of the receiving interface (4 bytes, 1 for
-  // the only one): relay 2 also serves pad0, so that its l1 gets another number than relay
-  // 1's l0, as two relays serving more than one link each have.
-  ns.r2.ip("link", "add", "pad0", "type", "veth", "peer", "name", "pad1");
-  ns.r2.up("pad0");
-  ns.r2.up("pad1");
-  ns.r2.addAddress("pad0", "2001:db8:73::2/64"); // dhcrelay wants a global address on each -l
-  hubLink(ns.hub, [
-    ["c", ns.c, "eth0", "2001:db8:4::10"],
-    ["s", ns.srv, "eth0", "2001:db8:4::547"],
-    ["r1", ns.r1, "l0", "2001:db8:4::1"],
-    ["r2", ns.r2, "l1", "2001:db8:4::2"],
-  ]);
-  ns.c.ip("addr", "flush", "dev", "eth0", "scope", "link");
-  ns.c.addAddress("eth0", "fe80::10/64");
-  vethPair(ns.r1, "up0", ns.srv, "u1");
-  vethPair(ns.r2, "up0", ns.srv, "u2");
-  ns.r1.addAddress("up0", "2001:db8:71::1/64");
-  ns.srv.addAddress("u1", "2001:db8:71::547/64");
-  ns.r2.addAddress("up0", "2001:db8:72::2/64");
-  ns.srv.addAddress("u2", "2001:db8:72::547/64");
-}, 60_000);
-
-afterAll(async () => {
-  if (!skip) await tearDown(procs, Object.values(ns), dir);
-}, 60_000);
+const { skip, ns, dir, procs, start } = netnsRoles("id18_dhcp4o6_one_link", {
+  roles: ["c", "hub", "r1", "r2", "srv"],
+  nsPrefix: "i18",
+  dirPrefix: "dstm-i18-",
+  needs: dhcrelayMissing(),
+  setup({ ns }) {
+    // ISC dhcrelay's Interface-ID is its own number of the receiving interface (4 bytes, 1 for
+    // the only one): relay 2 also serves pad0, so that its l1 gets another number than relay
+    // 1's l0, as two relays serving more than one link each have.
+    ns.r2.ip("link", "add", "pad0", "type", "veth", "peer", "name", "pad1");
+    ns.r2.up("pad0");
+    ns.r2.up("pad1");
+    ns.r2.addAddress("pad0", "2001:db8:73::2/64"); // dhcrelay wants a global address on each -l
+    hubLink(ns.hub, [
+      ["c", ns.c, "eth0", "2001:db8:4::10"],
+      ["s", ns.srv, "eth0", "2001:db8:4::547"],
+      ["r1", ns.r1, "l0", "2001:db8:4::1"],
+      ["r2", ns.r2, "l1", "2001:db8:4::2"],
+    ]);
+    onlyLinkLocal(ns.c, "eth0");
+    vethPair(ns.r1, "up0", ns.srv, "u1");
+    vethPair(ns.r2, "up0", ns.srv, "u2");
+    ns.r1.addAddress("up0", "2001:db8:71::1/64");
+    ns.srv.addAddress("u1", "2001:db8:71::547/64");
+    ns.r2.addAddress("up0", "2001:db8:72::2/64");
+    ns.srv.addAddress("u2", "2001:db8:72::547/64");
+  },
+});
 
 /**
  * Starts the server (`extra` flags) and the relays `relays` ([name, argv]), their logs named
@@ -91,14 +82,7 @@ async function withServer(
     await start(
       `dstm-${run}`,
       ns.srv,
-      [
-        BUN,
-        join(ROOT, "mod.ts"),
-        "server",
-        ...["--pool", "198.51.100.200/29", "--tep", "2001:db8:71::99,192.0.2.1"],
-        ...["--listen", "[2001:db8:71::547]:4607", "--db", "memory", "--no-control"],
-        ...["--dhcp4o6", "--dhcp4o6-server-id", "203.0.113.53", ...extra],
-      ],
+      dhcp4o6ServerArgv({ listen6: "2001:db8:71::547", tep6: "2001:db8:71::99", extra }),
       / dhcp4o6 /,
     );
     for (const [name, argv] of relays) {
@@ -113,11 +97,11 @@ async function withServer(
       );
     }
     body();
-    return readFileSync(join(dir, `dstm-${run}.out`), "utf8");
+    return readFileSync(join(dir(), `dstm-${run}.out`), "utf8");
   } finally {
     for (const name of names.reverse()) await stopProcess(procs, name);
     if (process.env.I18_DEBUG)
-      for (const name of names) console.log(name, readFileSync(join(dir, `${name}.out`), "utf8"));
+      for (const name of names) console.log(name, readFileSync(join(dir(), `${name}.out`), "utf8"));
   }
 }
 
@@ -128,16 +112,7 @@ interface Answer {
 
 /** The client's DISCOVER and REQUEST, each heard twice: every answer (test/e2e_scripts/id18_4o6_copies.ts). */
 function lease(last: number): { offers: Answer[]; acks: Answer[] } {
-  const r = ns.c.exec(
-    [BUN, join(ROOT, "test", "e2e_scripts", "id18_4o6_copies.ts"), "eth0", String(last), "2"],
-    { cwd: ROOT, timeoutMs: 20_000 },
-  );
-  const line = r.stdout.trim().split("\n").at(-1) ?? "";
-  try {
-    return JSON.parse(line);
-  } catch {
-    throw new Error(`id18_4o6_copies.ts: ${r.stdout}\n${r.stderr}`);
-  }
+  return e2eJson(ns.c, "id18_4o6_copies.ts", ["eth0", String(last), "2"]);
 }
 
 /** One machine, one lease: both copies OFFER one address and both ACK it. */

@@ -19,10 +19,10 @@ import { LinkSelector } from "../lib/server/dhcp4o6_link.ts";
 import { DstmServer } from "../lib/server/server.ts";
 import { bindUdp } from "../lib/sys/udp.ts";
 import { Dhcp4MessageType, type Dhcp4Options } from "../lib/wire/dhcp4.ts";
-import { decodeDhcp4o6, encodeDhcp4o6 } from "../lib/wire/dhcp4o6.ts";
-import { encodeDhcp6Relay, unwrapRelays } from "../lib/wire/dhcp6_relay.ts";
+import { encodeDhcp4o6 } from "../lib/wire/dhcp4o6.ts";
+import { encodeDhcp6Relay } from "../lib/wire/dhcp6_relay.ts";
 import { capturedLog } from "./helpers/captured_log.ts";
-import { dhcp4Message, dhcp4o6Query } from "./helpers/dhcp4.ts";
+import { dhcp4Message, dhcp4OfResponse, dhcp4o6Query } from "./helpers/dhcp4.ts";
 import { startEngine } from "./helpers/engine.ts";
 import { runDstm } from "./helpers/process.ts";
 import { eventually } from "./helpers/wait.ts";
@@ -83,13 +83,7 @@ async function setup(relays?: string[]) {
       });
     const answer = await handler.handle(raw, source);
     if (!answer) return null;
-    const inner = relay
-      ? unwrapRelays(answer, 13)
-      : { ok: true as const, value: { inner: answer } };
-    if (!inner.ok) throw new Error(inner.error.message);
-    const r = decodeDhcp4o6(inner.value.inner);
-    if (!r.ok) throw new Error(r.error.message);
-    return r.value.dhcp4;
+    return dhcp4OfResponse(answer, relay !== undefined);
   };
   const lease = async (source: string, relay?: { peer: string; link: string }) => {
     const offer = await ask(source, Dhcp4MessageType.DISCOVER, {}, relay);

@@ -23,7 +23,6 @@ import { canonicalIPv6 } from "../lib/net/addr.ts";
 import { bindUdp } from "../lib/sys/udp.ts";
 import { AA } from "./helpers/aa_lab.ts";
 import { aaSuite } from "./helpers/aa_suite.ts";
-import { startScript } from "./helpers/netns.ts";
 import { waitUntil } from "./helpers/wait.ts";
 
 const { skip, defer, twoServers } = aaSuite("redteam_scaleout17_kill", {
@@ -39,19 +38,14 @@ describe.skipIf(skip !== null)("the server that granted is killed", () => {
       a,
       b,
       url,
-      servers,
       serverMetric,
       tepMetric: tep,
+      plan,
     } = await twoServers({
       nsPrefix: "r17k-",
       serverArgs: ["--lease-time", "20", "--max-lease-time", "20"],
     });
-    const granted = await startScript<{ leases: Record<string, string> }>(
-      lab.srv,
-      "aa_hosts.ts",
-      ["plan", servers, JSON.stringify([{ op: "discover", server: 0, from: 1, to: 11 }])],
-      60_000,
-    ).result;
+    const granted = await plan([{ op: "discover", server: 0, from: 1, to: 11 }]);
     expect(Object.keys(granted.leases).length).toBe(10);
     expect(await tep("dstm_tep_bindings", { origin: "server" })).toBe(10);
     // B has taken in A's 10 leases before A dies.
@@ -68,16 +62,9 @@ describe.skipIf(skip !== null)("the server that granted is killed", () => {
       { timeoutMs: 20_000, intervalMs: 200, what: "the TEP saying A unreachable" },
     );
     expect(await serverMetric(b, "dstm_tep_connected", { tep: AA.tep6 })).toBe(1);
-    const renewed = await startScript<{ leases: Record<string, string> }>(
-      lab.srv,
-      "aa_hosts.ts",
-      [
-        "plan",
-        servers,
-        JSON.stringify([{ op: "renew", server: 1, from: 1, to: 6, leases: granted.leases }]),
-      ],
-      60_000,
-    ).result;
+    const renewed = await plan([
+      { op: "renew", server: 1, from: 1, to: 6, leases: granted.leases },
+    ]);
     for (const [h, ipv4] of Object.entries(renewed.leases)) expect(ipv4).toBe(granted.leases[h]!);
 
     // Hosts 6–10 expire: B reclaims them (A is gone) and UNBINDs them.

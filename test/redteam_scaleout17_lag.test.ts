@@ -20,7 +20,6 @@
 import { describe, expect, test } from "bun:test";
 import { AA } from "./helpers/aa_lab.ts";
 import { type AaPair, aaSuite } from "./helpers/aa_suite.ts";
-import { startScript } from "./helpers/netns.ts";
 import { waitUntil } from "./helpers/wait.ts";
 
 const { skip, defer, twoServers } = aaSuite("redteam_scaleout17_lag", {
@@ -52,7 +51,7 @@ function tepCounters({ tepMetric }: AaPair) {
 describe.skipIf(skip !== null)("a server behind the database answers a TEP's SYNC", () => {
   test("its snapshot never drops the bindings the other server made meanwhile", async () => {
     const pair = await twoServers({ nsPrefix: "r17l-" });
-    const { lab, a, serverMetric, servers } = pair;
+    const { lab, a, serverMetric, plan } = pair;
     const { tepCount, bindings } = tepCounters(pair);
 
     // A paused: it hears neither NOTIFY nor the TEP until it resumes.
@@ -61,13 +60,7 @@ describe.skipIf(skip !== null)("a server behind the database answers a TEP's SYN
     defer(() => {
       if (!resumed) a.proc.proc.kill("SIGCONT");
     });
-    const run = startScript<{ leases: Record<string, string> }>(
-      lab.srv,
-      "aa_hosts.ts",
-      ["plan", servers, JSON.stringify([{ op: "discover", server: 1, from: 1, to: 11 }])],
-      60_000,
-    );
-    const { leases } = await run.result;
+    const { leases } = await plan([{ op: "discover", server: 1, from: 1, to: 11 }]);
     expect(Object.keys(leases).length).toBe(10);
     expect(await bindings()).toBe(10);
     // The TEP's SYNCs to A (reporting the 10 bindings) queue up at A: B answers the same
@@ -98,15 +91,10 @@ describe.skipIf(skip !== null)("a server behind the database answers a TEP's SYN
 
   test("its snapshot never brings back the bindings the other server released meanwhile", async () => {
     const pair = await twoServers({ nsPrefix: "r17m-" });
-    const { lab, a, serverMetric, servers } = pair;
+    const { lab, a, serverMetric, plan } = pair;
     const { tepCount, bindings } = tepCounters(pair);
     // 10 hosts lease through B; A takes them in; then A is paused.
-    const granted = await startScript<{ leases: Record<string, string> }>(
-      lab.srv,
-      "aa_hosts.ts",
-      ["plan", servers, JSON.stringify([{ op: "discover", server: 1, from: 1, to: 11 }])],
-      60_000,
-    ).result;
+    const granted = await plan([{ op: "discover", server: 1, from: 1, to: 11 }]);
     expect(Object.keys(granted.leases).length).toBe(10);
     await waitUntil(async () => (await serverMetric(a, "dstm_leases_active")) === 10, {
       timeoutMs: 10_000,
@@ -118,14 +106,7 @@ describe.skipIf(skip !== null)("a server behind the database answers a TEP's SYN
       if (!resumed) a.proc.proc.kill("SIGCONT");
     });
     // 4 of them release through B (B UNBINDs them) while A cannot hear of it.
-    const script = (plan: unknown) =>
-      startScript<{ leases: Record<string, string> }>(
-        lab.srv,
-        "aa_hosts.ts",
-        ["plan", servers, JSON.stringify(plan)],
-        60_000,
-      ).result;
-    await script([
+    await plan([
       { op: "renew", server: 1, from: 1, to: 5, leases: granted.leases },
       { op: "release", server: 1, from: 1, to: 5 },
     ]);

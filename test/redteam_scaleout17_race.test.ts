@@ -41,16 +41,11 @@ const H = "2001:db8:2::1";
 
 describe.skipIf(skip !== null)("an UNBIND from one server crosses a BIND from another", () => {
   test("A's late UNBIND of H's old lease leaves B's new binding of H alone", async () => {
-    const { lab, a, b, url, servers, serverMetric, tepMetric } = await twoServers({
+    const { lab, a, b, url, serverMetric, tepMetric, plan } = await twoServers({
       nsPrefix: "r17r-",
       serverArgs: ["--lease-time", "4", "--max-lease-time", "4"],
     });
-    const granted = await startScript<{ leases: Record<string, string> }>(
-      lab.srv,
-      "aa_hosts.ts",
-      ["plan", servers, JSON.stringify([{ op: "discover", server: 0, from: 1, to: 2 }])],
-      60_000,
-    ).result;
+    const granted = await plan([{ op: "discover", server: 0, from: 1, to: 2 }]);
     const x = granted.leases[H]!;
     await waitUntil(async () => (await serverMetric(b, "dstm_leases_active")) === 1, {
       timeoutMs: 10_000,

@@ -13,79 +13,35 @@
  * BIND the version of the new grant, a later write: the TEP counts the UNBIND
  * `unbind-superseded` and keeps the binding.
  *
- * The delay: in the TEP's namespace nftables rewrites A's datagrams to the TEP's control port
- * to another port, where test/sys_scripts/g18_hold.ts keeps them; later the script sends A's
- * UNBIND, bytes unchanged, from A's address, and nftables gives it A's source port back. B is
- * paused (SIGSTOP) around the expiry so that A's sweep is the one that reclaims the lease, and
- * H's DISCOVER waits at B. Namespaces g18u-*.
+ * The delay (test/helpers/aa_hold.ts): in the TEP's namespace nftables rewrites A's datagrams
+ * to the TEP's control port to another port, where test/sys_scripts/g18_hold.ts keeps them;
+ * later the script sends A's UNBIND, bytes unchanged, from A's address, and nftables gives it
+ * A's source port back. B is paused (SIGSTOP) around the expiry so that A's sweep is the one
+ * that reclaims the lease, and H's DISCOVER waits at B. Namespaces g18u-*.
  */
-import { afterAll, describe, expect, test } from "bun:test";
-import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { describe, expect, test } from "bun:test";
 import { SQL } from "bun";
 import { canonicalIPv6 } from "../lib/net/addr.ts";
-import { AA, AaLab, controlGet, metric } from "./helpers/aa_lab.ts";
-import { announceSkip, netnsSkipReason, startScript } from "./helpers/netns.ts";
-import { postgresBin, startPostgres } from "./helpers/postgres.ts";
+import { holdServerToTep } from "./helpers/aa_hold.ts";
+import { AA } from "./helpers/aa_lab.ts";
+import { aaSuite } from "./helpers/aa_suite.ts";
+import { startScript } from "./helpers/netns.ts";
 import { waitUntil } from "./helpers/wait.ts";
 
-const cleanup: (() => unknown)[] = [];
-afterAll(async () => {
-  for (const fn of cleanup.reverse()) await fn();
-}, 60_000);
-const dir = mkdtempSync(join(tmpdir(), "dstm-g18u-"));
-cleanup.push(() => rmSync(dir, { recursive: true, force: true }));
-
-const skip =
-  netnsSkipReason({ tun: true }) ??
-  (postgresBin() ? null : "needs PostgreSQL (scripts/test-deps.sh installs it)") ??
-  (Bun.which("nft") ? null : "needs nft");
-announceSkip("scaleout18_unbind_order", skip);
+const { skip, dir, defer, twoServers } = aaSuite("scaleout18_unbind_order", {
+  dirPrefix: "dstm-g18u-",
+  needsNft: true,
+});
 
 const H = "2001:db8:2::1";
-/** Where A's held datagrams go in the TEP's namespace, and the port A's replays leave from. */
-const HOLD_PORT = 4699;
-const REPLAY_PORT = 4698;
-
-interface Held {
-  n: number;
-  type: string;
-  host4?: string;
-  host6?: string;
-  generation?: number;
-}
 
 describe.skipIf(skip !== null)("an UNBIND late on its first transmission", () => {
   test("A's UNBIND of H's expired lease, arriving after B's BIND of H's new one, leaves it", async () => {
-    const pg = await startPostgres();
-    cleanup.push(() => pg.stop());
-    const url = await pg.createDatabase();
-    const lab = new AaLab({
-      dir,
-      db: url,
-      pool: "198.18.0.0/24",
+    const { lab, b, url, serverMetric, tepMetric, plan } = await twoServers({
       nsPrefix: "g18u-",
       serverArgs: ["--lease-time", "4", "--max-lease-time", "4"],
     });
-    cleanup.push(() => lab.down());
-    const [a, b] = await Promise.all([lab.startServer(0), lab.startServer(1)]);
-    await lab.startTep();
-    const serverMetric = async (s: typeof a, name: string, labels?: Record<string, string>) =>
-      metric(await controlGet(s.control, "/metrics"), name, labels);
-    await waitUntil(
-      async () =>
-        (await serverMetric(a, "dstm_tep_connected", { tep: AA.tep6 })) === 1 &&
-        (await serverMetric(b, "dstm_tep_connected", { tep: AA.tep6 })) === 1,
-      { timeoutMs: 20_000, what: "the TEP's SYNC at both servers" },
-    );
-    const servers = `${AA.server6(0)},${AA.server6(1)}`;
-    const granted = await startScript<{ leases: Record<string, string> }>(
-      lab.srv,
-      "aa_hosts.ts",
-      ["plan", servers, JSON.stringify([{ op: "discover", server: 0, from: 1, to: 2 }])],
-      60_000,
-    ).result;
+    const granted = await plan([{ op: "discover", server: 0, from: 1, to: 2 }]);
     const x = granted.leases[H]!;
     await waitUntil(async () => (await serverMetric(b, "dstm_leases_active")) === 1, {
       timeoutMs: 10_000,
@@ -93,33 +49,12 @@ describe.skipIf(skip !== null)("an UNBIND late on its first transmission", () =>
     });
 
     // The network holds back everything A sends the TEP from now on.
-    const heldDir = join(dir, "held");
-    mkdirSync(heldDir);
-    const hold = startScript<never>(
-      lab.tepNs,
-      "g18_hold.ts",
-      ["hold", AA.tep6, String(HOLD_PORT), heldDir],
-      110_000,
-    );
-    cleanup.push(() => hold.kill());
-    await hold.waitFor(/^holding$/, 20_000);
-    const nft = (...args: string[]) => {
-      const r = lab.tepNs.exec(["nft", ...args]);
-      if (r.code !== 0) throw new Error(`nft ${args.join(" ")}: ${r.stderr}`);
-    };
-    nft("add", "table", "ip6", "g18");
-    nft("add", "chain", "ip6", "g18", "pre", "{ type filter hook prerouting priority -300; }");
-    nft(
-      ..."add rule ip6 g18 pre ip6 saddr".split(" "),
-      AA.server6(0),
-      ..."udp dport 4608 udp dport set".split(" "),
-      String(HOLD_PORT),
-    );
+    const hold = await holdServerToTep(lab, { dir, defer });
 
     // B paused: A's sweep reclaims the lease; H's DISCOVER waits at B.
     b.proc.proc.kill("SIGSTOP");
     let resumed = false;
-    cleanup.push(() => {
+    defer(() => {
       if (!resumed) b.proc.proc.kill("SIGCONT");
     });
     const asking = startScript<{ ipv4: string }>(
@@ -130,7 +65,7 @@ describe.skipIf(skip !== null)("an UNBIND late on its first transmission", () =>
     );
     await asking.waitFor(/^sent$/, 20_000);
     const sql = new SQL(url);
-    cleanup.push(() => sql.close());
+    defer(() => sql.close());
     await waitUntil(
       async () =>
         ((await sql`SELECT state FROM dstm_leases WHERE host6 = ${H}`) as { state: string }[])[0]
@@ -138,10 +73,9 @@ describe.skipIf(skip !== null)("an UNBIND late on its first transmission", () =>
       { timeoutMs: 15_000, intervalMs: 10, what: "A reclaiming H's lease" },
     );
     const h = canonicalIPv6(H);
-    const heldUnbind = (): Held | undefined =>
-      hold.lines
-        .filter((l) => l.startsWith("{"))
-        .map((l) => JSON.parse(l) as Held)
+    const heldUnbind = () =>
+      hold
+        .held()
         .find((m) => m.type === "UNBIND" && m.host4 === x && canonicalIPv6(m.host6 ?? "") === h);
     await waitUntil(() => heldUnbind() !== undefined, {
       timeoutMs: 10_000,
@@ -151,27 +85,13 @@ describe.skipIf(skip !== null)("an UNBIND late on its first transmission", () =>
     resumed = true;
     const again = await asking.result;
     expect(again.ipv4).toBe(x); // sticky: B gave H its address back, BIND-ed before the ACK
-    expect(metric(await lab.tepMetrics(), "dstm_tep_bindings", { origin: "server" })).toBe(1);
+    expect(await tepMetric("dstm_tep_bindings", { origin: "server" })).toBe(1);
 
     // Now A's first (and only delivered) UNBIND reaches the TEP, after B's BIND.
     const unbind = heldUnbind()!;
-    nft("flush", "chain", "ip6", "g18", "pre");
-    nft(
-      ..."add rule ip6 g18 pre ip6 saddr".split(" "),
-      AA.server6(0),
-      ..."udp sport".split(" "),
-      String(REPLAY_PORT),
-      ..."udp sport set 4607".split(" "),
-    );
     const tepLines = lab.tep!.lines;
     const before = tepLines.length;
-    const replay = startScript<never>(
-      lab.srv,
-      "g18_hold.ts",
-      ["replay", AA.server6(0), String(REPLAY_PORT), AA.tep6, heldDir, String(unbind.n)],
-      20_000,
-    );
-    await replay.waitFor(/^replayed 1$/, 20_000);
+    await hold.release([unbind.n]);
     const aboutX = (l: string) =>
       / unbind(-superseded|-stale)? /.test(l) &&
       l.includes(`ipv4=${x} `) &&
@@ -181,11 +101,11 @@ describe.skipIf(skip !== null)("an UNBIND late on its first transmission", () =>
       what: "the TEP's word on A's late UNBIND",
     });
     const word = tepLines.slice(before).find(aboutX)!;
-    nft("delete", "table", "ip6", "g18");
+    hold.open();
     // The TEP kept B's binding of the active lease: the UNBIND was older (its generation).
     expect(word).toContain(" unbind-superseded ");
     expect(unbind.generation).toBeGreaterThan(0);
-    expect(metric(await lab.tepMetrics(), "dstm_tep_bindings", { origin: "server" })).toBe(1);
+    expect(await tepMetric("dstm_tep_bindings", { origin: "server" })).toBe(1);
     const rows = (await sql`SELECT state FROM dstm_leases WHERE host6 = ${H}`) as {
       state: string;
     }[];

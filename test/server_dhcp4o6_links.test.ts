@@ -11,10 +11,10 @@ import { formatIPv4, parseIPv4 } from "../lib/net/addr.ts";
 import { Dhcp4o6Handler } from "../lib/server/dhcp4o6.ts";
 import { LinkSelector, type PoolLinks } from "../lib/server/dhcp4o6_link.ts";
 import { Dhcp4MessageType, type Dhcp4Options } from "../lib/wire/dhcp4.ts";
-import { decodeDhcp4o6, encodeDhcp4o6 } from "../lib/wire/dhcp4o6.ts";
-import { type Dhcp6RelayMessage, encodeDhcp6Relay, unwrapRelays } from "../lib/wire/dhcp6_relay.ts";
+import { encodeDhcp4o6 } from "../lib/wire/dhcp4o6.ts";
+import { type Dhcp6RelayMessage, encodeDhcp6Relay } from "../lib/wire/dhcp6_relay.ts";
 import { capturedLog } from "./helpers/captured_log.ts";
-import { dhcp4Message } from "./helpers/dhcp4.ts";
+import { dhcp4Message, dhcp4OfResponse } from "./helpers/dhcp4.ts";
 import { startEngine } from "./helpers/engine.ts";
 
 const SERVER_ID = parseIPv4("192.0.2.1")!;
@@ -71,11 +71,7 @@ async function setup(links: PoolLinks[]) {
       });
     const answer = await handler.handle(raw, source);
     if (!answer) return null;
-    const opened = unwrapRelays(answer, 13);
-    if (!opened.ok) throw new Error(opened.error.message);
-    const r = decodeDhcp4o6(opened.value.inner);
-    if (!r.ok) throw new Error(r.error.message);
-    return r.value.dhcp4;
+    return dhcp4OfResponse(answer, true);
   };
   /** DISCOVER + REQUEST; the ACK's address, 0 when there was no OFFER, -1 for a NAK. */
   const lease = async (source: string, relays: Parameters<typeof ask>[1], client: number) => {

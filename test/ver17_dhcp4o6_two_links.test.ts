@@ -10,11 +10,10 @@
  * The test fails on the branch (left failing on purpose, for the lead).
  */
 import { afterAll, expect, test } from "bun:test";
-import { join } from "node:path";
 import { type Netns, vethPair } from "../lib/sys/netns.ts";
 import { createNoDadNetns } from "./helpers/kea.ts";
-import { announceSkip, netnsSkipReason } from "./helpers/netns.ts";
-import { BUN, type DstmProcess, ROOT, spawnDstm } from "./helpers/process.ts";
+import { announceSkip, e2eJson, netnsSkipReason } from "./helpers/netns.ts";
+import { type DstmProcess, spawnDstm } from "./helpers/process.ts";
 
 const skip = netnsSkipReason();
 announceSkip("ver17_dhcp4o6_two_links", skip);
@@ -28,16 +27,7 @@ afterAll(async () => {
 
 /** One client's lease from `host` (test/e2e_scripts/ver17_4o6_lease.ts), hardware address …:`last`. */
 function lease(host: Netns, last: number): { ack: { type: string; yiaddr: string } | null } {
-  const r = host.exec(
-    [BUN, join(ROOT, "test", "e2e_scripts", "ver17_4o6_lease.ts"), "eth0", String(last)],
-    { cwd: ROOT, timeoutMs: 20_000 },
-  );
-  const line = r.stdout.trim().split("\n").at(-1) ?? "";
-  try {
-    return JSON.parse(line);
-  } catch {
-    throw new Error(`ver17_4o6_lease.ts: ${r.stdout}\n${r.stderr}`);
-  }
+  return e2eJson(host, "ver17_4o6_lease.ts", ["eth0", String(last)]);
 }
 
 test.skipIf(skip !== null)(

@@ -26,93 +26,67 @@
  *
  * The test fails on the branch (left failing on purpose, for the lead).
  */
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { existsSync, mkdtempSync, readFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { describe, expect, test } from "bun:test";
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { type Netns, vethPair } from "../lib/sys/netns.ts";
-import { createNoDadNetns, netnsStarter, tearDown } from "./helpers/kea.ts";
-import { announceSkip, netnsSkipReason } from "./helpers/netns.ts";
+import { e2eJson } from "./helpers/netns.ts";
+import {
+  DHCP4O6_SERVER_ID,
+  DHCRELAY,
+  dhcp4o6ServerArgv,
+  dhcrelayMissing,
+  netnsRoles,
+  onlyLinkLocal,
+} from "./helpers/netns_roles.ts";
 import { BUN, ROOT } from "./helpers/process.ts";
 
-const DHCRELAY = "/usr/sbin/dhcrelay";
-const skip =
-  netnsSkipReason() ??
-  (existsSync(DHCRELAY) ? null : "needs ISC dhcrelay (apt-get install isc-dhcp-relay)");
-announceSkip("ver17_relay_link_local", skip);
-
-let dir = "";
-const ns: Record<"a" | "b" | "r1" | "r2" | "srv", Netns> = {} as never;
-const procs = new Map<string, Bun.Subprocess>();
-const start = netnsStarter(procs, () => dir);
-
-beforeAll(async () => {
-  if (skip) return;
-  dir = mkdtempSync(join(tmpdir(), "dstm-v17r-"));
-  for (const role of ["a", "b", "r1", "r2", "srv"] as const)
-    ns[role] = createNoDadNetns(`v17r${role}-`);
-  vethPair(ns.a, "eth0", ns.r1, "la0");
-  vethPair(ns.b, "eth0", ns.r1, "lb0");
-  vethPair(ns.r1, "up0", ns.r2, "low0");
-  vethPair(ns.r2, "up0", ns.srv, "eth0");
-  // The same link-local address on both hosts, each on its own link.
-  for (const host of [ns.a, ns.b]) {
-    host.ip("addr", "flush", "dev", "eth0", "scope", "link");
-    host.addAddress("eth0", "fe80::10/64");
-  }
-  ns.a.addAddress("eth0", "2001:db8:61::10/64");
-  ns.b.addAddress("eth0", "2001:db8:62::10/64");
-  ns.r1.addAddress("la0", "2001:db8:61::1/64");
-  ns.r1.addAddress("lb0", "2001:db8:62::1/64");
-  ns.r1.addAddress("up0", "2001:db8:5::1/64");
-  ns.r2.addAddress("low0", "2001:db8:5::2/64");
-  ns.r2.addAddress("up0", "2001:db8:3::2/64");
-  ns.srv.addAddress("eth0", "2001:db8:3::547/64");
-  ns.srv.addRoute("2001:db8::/32", "via", "2001:db8:3::2");
-  ns.r2.addRoute("2001:db8:60::/44", "via", "2001:db8:5::1");
-  await start(
-    "dstm",
-    ns.srv,
-    [
-      BUN,
-      join(ROOT, "mod.ts"),
-      "server",
-      ...["--pool", "198.51.100.200/29", "--tep", "2001:db8:3::1,192.0.2.1"],
-      ...["--listen", "[2001:db8:3::547]:4607", "--db", "memory", "--no-control"],
-      ...["--dhcp4o6", "--dhcp4o6-server-id", "203.0.113.53"],
-    ],
-    / dhcp4o6 /,
-  );
-  await start(
-    "relay2",
-    ns.r2,
-    [DHCRELAY, "-6", "-d", "-l", "low0", "-u", "2001:db8:3::547%up0"],
-    /Sending on +Socket\/low0/,
-  );
-  await start(
-    "relay1",
-    ns.r1,
-    [DHCRELAY, "-6", "-d", "-l", "la0", "-l", "lb0", "-u", "2001:db8:5::2%up0"],
-    /Sending on +Socket\/lb0/,
-  );
-}, 60_000);
-
-afterAll(async () => {
-  if (!skip) await tearDown(procs, Object.values(ns), dir);
-}, 60_000);
+const { skip, ns, dir } = netnsRoles("ver17_relay_link_local", {
+  roles: ["a", "b", "r1", "r2", "srv"],
+  nsPrefix: "v17r",
+  dirPrefix: "dstm-v17r-",
+  needs: dhcrelayMissing(),
+  async setup({ ns, start }) {
+    vethPair(ns.a, "eth0", ns.r1, "la0");
+    vethPair(ns.b, "eth0", ns.r1, "lb0");
+    vethPair(ns.r1, "up0", ns.r2, "low0");
+    vethPair(ns.r2, "up0", ns.srv, "eth0");
+    // The same link-local address on both hosts, each on its own link.
+    for (const host of [ns.a, ns.b]) onlyLinkLocal(host, "eth0");
+    ns.a.addAddress("eth0", "2001:db8:61::10/64");
+    ns.b.addAddress("eth0", "2001:db8:62::10/64");
+    ns.r1.addAddress("la0", "2001:db8:61::1/64");
+    ns.r1.addAddress("lb0", "2001:db8:62::1/64");
+    ns.r1.addAddress("up0", "2001:db8:5::1/64");
+    ns.r2.addAddress("low0", "2001:db8:5::2/64");
+    ns.r2.addAddress("up0", "2001:db8:3::2/64");
+    ns.srv.addAddress("eth0", "2001:db8:3::547/64");
+    ns.srv.addRoute("2001:db8::/32", "via", "2001:db8:3::2");
+    ns.r2.addRoute("2001:db8:60::/44", "via", "2001:db8:5::1");
+    await start(
+      "dstm",
+      ns.srv,
+      dhcp4o6ServerArgv({ listen6: "2001:db8:3::547", tep6: "2001:db8:3::1" }),
+      / dhcp4o6 /,
+    );
+    await start(
+      "relay2",
+      ns.r2,
+      [DHCRELAY, "-6", "-d", "-l", "low0", "-u", "2001:db8:3::547%up0"],
+      /Sending on +Socket\/low0/,
+    );
+    await start(
+      "relay1",
+      ns.r1,
+      [DHCRELAY, "-6", "-d", "-l", "la0", "-l", "lb0", "-u", "2001:db8:5::2%up0"],
+      /Sending on +Socket\/lb0/,
+    );
+  },
+});
 
 /** One client's lease from `host` (test/e2e_scripts/ver17_4o6_lease.ts), hardware address …:`last`. */
 function lease(host: Netns, last: number): { ack: { type: string; yiaddr: string } | null } {
-  const r = host.exec(
-    [BUN, join(ROOT, "test", "e2e_scripts", "ver17_4o6_lease.ts"), "eth0", String(last)],
-    { cwd: ROOT, timeoutMs: 20_000 },
-  );
-  const line = r.stdout.trim().split("\n").at(-1) ?? "";
-  try {
-    return JSON.parse(line);
-  } catch {
-    throw new Error(`ver17_4o6_lease.ts: ${r.stdout}\n${r.stderr}`);
-  }
+  return e2eJson(host, "ver17_4o6_lease.ts", ["eth0", String(last)]);
 }
 
 describe.skipIf(skip !== null)("4o6 through two chained dhcrelay -6, interface-id", () => {
@@ -132,7 +106,7 @@ describe.skipIf(skip !== null)("4o6 through two chained dhcrelay -6, interface-i
       [
         BUN,
         join(ROOT, "test", "e2e_scripts", "ver17_4o6_lease.ts"),
-        ...["eth0", "9", "release", mine, "203.0.113.53"],
+        ...["eth0", "9", "release", mine, DHCP4O6_SERVER_ID],
       ],
       { cwd: ROOT, timeoutMs: 20_000 },
     );
@@ -140,7 +114,7 @@ describe.skipIf(skip !== null)("4o6 through two chained dhcrelay -6, interface-i
     // A barrier: the server answers B's next DISCOVER after it handled the RELEASE (one
     // socket, in order through the same two relays).
     expect(lease(ns.b, 9).ack).not.toBeNull();
-    const log = readFileSync(join(dir, "dstm.out"), "utf8");
+    const log = readFileSync(join(dir(), "dstm.out"), "utf8");
     expect(log).not.toMatch(
       new RegExp(` release protocol=dhcp4o6 ipv4=${mine.replaceAll(".", "\\.")} `),
     );

@@ -1,17 +1,18 @@
 /**
  * The set-up the active-active tests share (test/active_active_tep, test/redteam_scaleout17_kill,
- * _race, _lag): a temporary directory, the skip reason, one teardown list run by `afterAll`, and
- * {@link AaSuite.twoServers} — a throwaway PostgreSQL, servers A and B on it, one TEP with
- * both as `--server`, returned once the TEP's SYNC is heard at both. Each test keeps only its
- * scenario. Apart from ./aa_lab.ts because it registers `afterAll` (bun:test), which
- * bench/failover.ts (through ./aa_failover.ts) must not import.
+ * _race, _lag, test/scaleout18_snapshot_bind, _unbind_order): a temporary directory, the skip
+ * reason, one teardown list run by `afterAll`, and {@link AaSuite.twoServers} — a throwaway
+ * PostgreSQL, servers A and B on it, one TEP with both as `--server`, returned once the TEP's
+ * SYNC is heard at both. Each test keeps only its scenario. Apart from ./aa_lab.ts because it
+ * registers `afterAll` (bun:test), which bench/failover.ts (through ./aa_failover.ts) must not
+ * import.
  */
 import { afterAll } from "bun:test";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { AA, AaLab, type AaServer, controlGet, metric } from "./aa_lab.ts";
-import { announceSkip, netnsSkipReason } from "./netns.ts";
+import { announceSkip, netnsSkipReason, startScript } from "./netns.ts";
 import { postgresBin, startPostgres } from "./postgres.ts";
 import { waitUntil } from "./wait.ts";
 
@@ -24,12 +25,16 @@ export interface AaPair {
   readonly b: AaServer;
   /** The `postgres://` URL both servers use. */
   readonly url: string;
-  /** Both servers' addresses, comma-separated, as test/sys_scripts/aa_hosts.ts takes them. */
-  readonly servers: string;
   /** One sample of server `s`'s /metrics (0 when absent: ./prometheus.ts metric). */
   serverMetric(s: AaServer, name: string, labels?: Record<string, string>): Promise<number>;
   /** One sample of the TEP's /metrics. */
   tepMetric(name: string, labels?: Record<string, string>): Promise<number>;
+  /**
+   * Runs test/sys_scripts/aa_hosts.ts `plan` with `ops` (its steps: discover, renew, release …)
+   * against both servers, in the servers' namespace (60 s at the most): the leases it holds
+   * after, host → IPv4 address.
+   */
+  plan(ops: readonly object[]): Promise<{ leases: Record<string, string> }>;
 }
 
 export interface AaSuite {
@@ -90,7 +95,14 @@ export function aaSuite(name: string, o: { dirPrefix: string; needsNft?: boolean
         { timeoutMs: 20_000, what: "the TEP's SYNC at both servers" },
       );
       const servers = `${AA.server6(0)},${AA.server6(1)}`;
-      return { lab, a, b, url, servers, serverMetric, tepMetric };
+      const plan = (ops: readonly object[]) =>
+        startScript<{ leases: Record<string, string> }>(
+          lab.srv,
+          "aa_hosts.ts",
+          ["plan", servers, JSON.stringify(ops)],
+          60_000,
+        ).result;
+      return { lab, a, b, url, serverMetric, tepMetric, plan };
     },
   };
 }

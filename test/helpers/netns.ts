@@ -1,6 +1,7 @@
 /**
  * Helpers for the tests that need root and network namespaces: why such a test is skipped,
- * and running a small script (test/sys_scripts/*.ts) inside a namespace to collect its JSON.
+ * and running a small script (test/sys_scripts/*.ts, test/e2e_scripts/*.ts) inside a namespace
+ * to collect its JSON.
  */
 import { afterAll, beforeAll } from "bun:test";
 import { existsSync } from "node:fs";
@@ -89,6 +90,29 @@ export interface ScriptRun<T> {
   /** Resolves with the JSON of the last stdout line once the script exits 0; rejects otherwise. */
   readonly result: Promise<T>;
   kill(): void;
+}
+
+/**
+ * Runs `bun test/e2e_scripts/NAME ...args` in `where` (cwd the project root, killed after
+ * `timeoutMs`) and parses the last line it printed as JSON; throws with its stdout and stderr
+ * when that line is not JSON (the script failed).
+ */
+export function e2eJson<T>(
+  where: Netns,
+  script: string,
+  args: readonly string[],
+  timeoutMs = 20_000,
+): T {
+  const r = where.exec([BUN, join(ROOT, "test", "e2e_scripts", script), ...args], {
+    cwd: ROOT,
+    timeoutMs,
+  });
+  const line = r.stdout.trim().split("\n").at(-1) ?? "";
+  try {
+    return JSON.parse(line) as T;
+  } catch {
+    throw new Error(`${script}: ${r.stdout}\n${r.stderr}`);
+  }
 }
 
 /**
