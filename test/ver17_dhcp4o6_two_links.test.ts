@@ -7,7 +7,7 @@
  * identity (`--dhcp4o6-identity source`) is the source address without its zone (the
  * receiving interface). The same fault as test/ver17_relay_link_local.test.ts, without relays.
  *
- * The test fails on the branch (left failing on purpose, for the lead).
+ * It failed when written (ver17); it passes since the link-local holder key (lib/server/dhcp4o6_identity.ts).
  */
 import { afterAll, expect, test } from "bun:test";
 import { type Netns, vethPair } from "../lib/sys/netns.ts";

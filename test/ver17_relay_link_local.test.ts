@@ -24,7 +24,7 @@
  * of such a lease needs an address that is not link-local (RFC 7341 §5's 4o6 source address
  * option, RFC 7600), or the lease should be refused.
  *
- * The test fails on the branch (left failing on purpose, for the lead).
+ * It failed when written (ver17); it passes since the link-local holder key (lib/server/dhcp4o6_identity.ts).
  */
 import { describe, expect, test } from "bun:test";
 import { readFileSync } from "node:fs";
