@@ -89,14 +89,10 @@ const _NOT_GLOBAL: readonly (readonly [IPv6Prefix, string])[] = [
   [parseIPv6Prefix("ff00::/8") as IPv6Prefix, "ff00::/8 (multicast)"],
 ];
 
-/** Whether two prefixes share an address: their first min(length) bits are equal. */
+/** Whether two prefixes share an address: the shorter holds the longer's first address. */
 function _overlaps(a: IPv6Prefix, b: IPv6Prefix): boolean {
-  const bits = Math.min(a.length, b.length);
-  for (let i = 0; i < bits; i++) {
-    const mask = 0x80 >> (i % 8);
-    if ((((a.bytes[i >> 3] as number) ^ (b.bytes[i >> 3] as number)) & mask) !== 0) return false;
-  }
-  return true;
+  const [short, long] = a.length <= b.length ? [a, b] : [b, a];
+  return ipv6PrefixContains(short, long.bytes);
 }
 
 /**
@@ -112,8 +108,7 @@ export function linkPrefixOverlap(values: readonly (readonly string[])[]): strin
     for (let j = i + 1; j < links.length; j++)
       for (const p of links[i] as IPv6Prefix[])
         for (const q of links[j] as IPv6Prefix[]) {
-          const [short, long] = p.length <= q.length ? [p, q] : [q, p];
-          if (ipv6PrefixContains(short, long.bytes))
+          if (_overlaps(p, q))
             return `${(values[i] as string[]).join(",")} and ${(values[j] as string[]).join(",")} overlap: a prefix is one link's (declare one link's prefixes in one value)`;
         }
   return null;
