@@ -1,16 +1,21 @@
 /**
  * The server's warm-up (lib/server/warm_up.ts): before listening, `dstm server` runs its
  * request paths on synthetic exchanges (native DISCOVER, and DHCPv4-over-DHCPv6 DISCOVER +
- * REQUEST when on) on a scratch engine, bounded in count and time, so that the first real
- * hosts are not answered at the speed of a cold JIT. Every synthetic exchange gets its lease
- * there, and none of it reaches the server's lease store or its answers' counters.
+ * REQUEST when on) through twins of itself on scratch stores and sockets of none, bounded in
+ * count and time, so that the first real hosts are not answered at the speed of a cold JIT.
+ * Every synthetic exchange gets its lease there, and none of it reaches the network, the
+ * server's lease store or its answers' counters.
  */
 import { afterAll, describe, expect, test } from "bun:test";
-import { mkdtempSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { DstmClient, DstmTransport } from "../lib/client/protocol.ts";
-import { warmUp } from "../lib/server/warm_up.ts";
+import { Logger } from "../lib/control/log.ts";
+import { DstmServer } from "../lib/server/server.ts";
+import type { ServerConfig } from "../lib/server/server_config.ts";
+import { type StartTwin, warmUp } from "../lib/server/warm_up.ts";
+import { jitCompilerTicks } from "../lib/sys/jit_threads.ts";
 import { listenPort, loopbackServerArgs, runDstm, spawnDstm } from "./helpers/process.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "dstm-warmup-"));
@@ -18,37 +23,117 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 const POOLS = [{ name: "p", prefixes: ["198.51.100.0/24"], tep6: "2001:db8::1", tep4: 0xc0000201 }];
 
+/** A server's configuration, on loopback, logging nowhere. */
+function config(extra: Partial<ServerConfig> = {}): ServerConfig {
+  return {
+    pools: POOLS,
+    leaseTime: 3600,
+    maxLeaseTime: 3600,
+    listen: { address: "::1", port: 0 },
+    sourceCheck: true,
+    log: new Logger({ sink: () => {}, level: "warn" }),
+    ...extra,
+  };
+}
+
+const DHCP4O6 = { address: "::1", port: 0, interfaces: [], serverId: 0xc0000201 };
+const start: StartTwin = (c) => DstmServer.start(c);
+const LOTS = { exchanges: 300, maxMs: 60_000, settleMs: 0 };
+
+/** The warm-up's scratch directories left in the temporary directory. */
+function scratchDirs(): string[] {
+  return readdirSync(tmpdir()).filter((name) => name.startsWith("dstm-warm-up-"));
+}
+
 describe("warmUp", () => {
-  test("every native and 4o6 exchange is leased on the scratch engine", async () => {
-    const r = await warmUp(
-      {
-        pools: POOLS,
-        leaseTime: 3600,
-        maxLeaseTime: 3600,
-        dhcp4o6: { serverId: 0xc0000201 } as never,
-      },
-      "info",
-      { exchanges: 300, maxMs: 60_000 },
-    );
+  test("twins of the server lease every native and 4o6 exchange", async () => {
+    const r = await warmUp(config({ dhcp4o6: DHCP4O6 }), start, LOTS);
     expect(r.exchanges).toBe(300);
-    expect(r.leased).toBe(300);
-    expect(r.leased4o6).toBe(300);
+    expect(r.leased).toBeGreaterThan(100);
+    expect(r.leased4o6).toBeGreaterThan(100);
+    expect(r.leased + r.leased4o6).toBe(300);
+    expect(r.store).toBe("memory");
+  });
+
+  test("a SQLite server's twins run on scratch SQLite stores, removed afterwards", async () => {
+    const before = scratchDirs();
+    const db = join(dir, "real.db");
+    const r = await warmUp(config({ db, newDb: true, dhcp4o6: DHCP4O6 }), start, LOTS);
+    expect(r.store).toBe("sqlite");
+    expect(r.leased + r.leased4o6).toBe(300);
+    expect(scratchDirs()).toEqual(before);
+    // The server's own database is never created by its warm-up.
+    expect(existsSync(db)).toBe(false);
   });
 
   test("a shared pool's layout is warmed too (port sets)", async () => {
-    const shared = [{ ...POOLS[0]!, share: 4 }];
-    const r = await warmUp({ pools: shared, leaseTime: 600 } as never, "warn", {
+    const r = await warmUp(config({ pools: [{ ...POOLS[0]!, share: 4 }], leaseTime: 600 }), start, {
+      ...LOTS,
       exchanges: 100,
-      maxMs: 60_000,
     });
     expect(r.leased).toBe(100);
   });
 
-  test("bounded in time: no time, no exchange", async () => {
-    const r = await warmUp({ pools: POOLS, leaseTime: 3600 } as never, "info", {
-      exchanges: 1000,
-      maxMs: 0,
+  test("with host keys, the native queries are signed and leased", async () => {
+    const key = { id: 7, secret: new Uint8Array(32).fill(9) };
+    const r = await warmUp(config({ keys: [key] }), start, { ...LOTS, exchanges: 100 });
+    expect(r.leased).toBe(100);
+  });
+
+  test("4o6 hosts come from the first allowed prefix", async () => {
+    const allowed = { ...DHCP4O6, allow: ["2001:db8:77::/48"] };
+    const r = await warmUp(config({ dhcp4o6: allowed }), start, { ...LOTS, exchanges: 100 });
+    // Half the hosts are 4o6 hosts (the first two of every four): none refused by the allow list.
+    expect(r.leased + r.leased4o6).toBe(100);
+    expect(r.leased4o6).toBeGreaterThan(30);
+  });
+
+  test("the twins open no socket: nothing they say reaches the network", async () => {
+    const sockets = () =>
+      readdirSync("/proc/self/fd").filter((fd) => {
+        try {
+          return readlinkSync(`/proc/self/fd/${fd}`).startsWith("socket:");
+        } catch {
+          return false;
+        }
+      }).length;
+    const before = sockets();
+    const during: number[] = [];
+    const counting: StartTwin = async (c) => {
+      const twin = await DstmServer.start(c);
+      during.push(sockets());
+      return twin;
+    };
+    const pools = [{ ...POOLS[0]!, tep6: "::1" }];
+    const r = await warmUp(config({ pools, dhcp4o6: DHCP4O6 }), counting, {
+      ...LOTS,
+      exchanges: 200,
     });
+    expect(r.leased + r.leased4o6).toBe(200);
+    expect(during).toEqual([before, before]);
+  });
+
+  test("after its exchanges it waits for the compiler threads, three quiet polls at least", async () => {
+    expect(Number.isInteger(jitCompilerTicks())).toBe(true);
+    // JavaScriptCore's compiler threads are named JITWorker: they exist once anything compiled.
+    const threads = readdirSync("/proc/self/task").map((t) =>
+      readFileSync(`/proc/self/task/${t}/comm`, "latin1").trim(),
+    );
+    expect(threads).toContain("JITWorker");
+    const r = await warmUp(config(), start, { exchanges: 50, maxMs: 60_000, settleMs: 60_000 });
+    expect(r.exchanges).toBe(50);
+    expect(r.settleMs).toBeGreaterThanOrEqual(60);
+  });
+
+  test("bounded in time: no time, no exchange, no twin", async () => {
+    const r = await warmUp(config(), start, { exchanges: 1000, maxMs: 0, settleMs: 0 });
+    expect(r.exchanges).toBe(0);
+    expect(r.settleMs).toBe(0);
+  });
+
+  test("a twin that cannot start ends the warm-up without an error", async () => {
+    const failing: StartTwin = () => Promise.reject(new Error("no"));
+    const r = await warmUp(config(), failing, LOTS);
     expect(r.exchanges).toBe(0);
   });
 });
@@ -58,7 +143,9 @@ test("dstm server warms up before it listens, and the warm-up leaves no lease be
   const server = spawnDstm(loopbackServerArgs("memory", ["--control", control]));
   try {
     const warm = await server.waitFor(/ warm-up /, 20_000);
-    expect(warm).toMatch(/ warm-up exchanges=\d+ scratch-leases=\d+ ms=\d+ store=.*not your pools/);
+    expect(warm).toMatch(
+      / warm-up exchanges=\d+ scratch-leases=\d+ ms=\d+ settle-ms=\d+ store=.*not your pools/,
+    );
     const [, exchanges, leased] = / exchanges=(\d+) scratch-leases=(\d+)/.exec(warm)!;
     expect(Number(exchanges)).toBeGreaterThan(0);
     expect(leased).toBe(exchanges);

@@ -17,7 +17,7 @@
 import type { Logger } from "../control/log.ts";
 import type { Metrics } from "../control/metrics.ts";
 import { formatIPv4 } from "../net/addr.ts";
-import { listenUdp, UdpBindError, type UdpEndpoint } from "../sys/udp.ts";
+import { type DatagramHandler, listenUdp, UdpBindError, type UdpEndpoint } from "../sys/udp.ts";
 import type { Dhcp4o6Handler } from "./dhcp4o6.ts";
 import type { DstmHandler } from "./handler.ts";
 
@@ -27,7 +27,20 @@ export interface AnswerGate {
   end(): void;
 }
 
-/** Listens for the native protocol on `address`:`port`, answering with `handler`. */
+/**
+ * Opens a listener's endpoint: lib/sys/udp.ts `listenUdp` (a UDP socket), or for the warm-up's
+ * twin servers (./warm_up.ts) an endpoint of no socket that hands `onDatagram` to the warm-up.
+ */
+export type ListenUdp = (
+  address: string,
+  port: number,
+  onDatagram: DatagramHandler,
+) => Promise<UdpEndpoint>;
+
+/**
+ * Listens for the native protocol on `address`:`port`, answering with `handler`; `open` makes
+ * the endpoint (default a UDP socket).
+ */
 export async function listenDstm(
   address: string,
   port: number,
@@ -35,10 +48,11 @@ export async function listenDstm(
   gate: AnswerGate,
   metrics: Metrics,
   log: Logger,
+  open: ListenUdp = listenUdp,
 ): Promise<UdpEndpoint> {
   let udp: UdpEndpoint | undefined;
   const sendFailed = () => metrics.inc("dstm_dropped_total", { reason: "send-failed" });
-  udp = await listenUdp(address, port, (data, from, fromPort, local) => {
+  udp = await open(address, port, (data, from, fromPort, local) => {
     if (!gate.begin()) return;
     handler.handle(data, from, fromPort, local).then(
       (answer) => {
@@ -69,16 +83,18 @@ export interface Dhcp4o6Listen {
 /**
  * Listens for DHCPv4-over-DHCPv6 on `c.address`:`c.port`, joins ff02::1:2 on each of
  * `c.interfaces` (throws UdpBindError "EJOIN" when one cannot), and logs where it listens;
- * warns (`dhcp4o6-no-multicast`) when it joins no interface and no relays are named.
+ * warns (`dhcp4o6-no-multicast`) when it joins no interface and no relays are named. `open`
+ * makes the endpoint (default a UDP socket).
  */
 export async function listenDhcp4o6(
   c: Dhcp4o6Listen,
   handler: Dhcp4o6Handler,
   gate: AnswerGate,
   log: Logger,
+  open: ListenUdp = listenUdp,
 ): Promise<UdpEndpoint> {
   let endpoint: UdpEndpoint | undefined;
-  endpoint = await listenUdp(c.address, c.port, (data, address, port, local) => {
+  endpoint = await open(c.address, c.port, (data, address, port, local) => {
     if (!gate.begin()) return;
     handler.handle(data, address).then(
       (answer) => {

@@ -178,7 +178,8 @@ export class DstmServer {
         onStoreRecovered: () => storeReport.wrote(),
       });
       await engine.start();
-      if (config.warmUp) await warmUpLogged(config);
+      // Twins of this server, on scratch stores, run the request paths first (./warm_up.ts).
+      if (config.warmUp) await warmUpLogged(config, (twin) => DstmServer.start(twin));
       server = new DstmServer(engine, store, metrics, config.log);
       server.#storeReport = storeReport;
       await server.#open(config);
@@ -224,6 +225,7 @@ export class DstmServer {
       this.#gate,
       this.metrics,
       this.#log,
+      config.listenUdp,
     );
     if (config.dhcp4o6) await this.#openDhcp4o6(config.dhcp4o6);
     await this.#openControl(config);
@@ -316,7 +318,7 @@ export class DstmServer {
     });
     this.#setLinks(this.#config?.pools ?? []);
     // Assigned only when every group is joined; listenDhcp4o6 closes the endpoint otherwise.
-    this.#udp4o6 = await listenDhcp4o6(c, handler, this.#gate, this.#log);
+    this.#udp4o6 = await listenDhcp4o6(c, handler, this.#gate, this.#log, this.#config?.listenUdp);
   }
 
   /** The 4o6 link selector of `pools` (the engine's pools, in this order). */

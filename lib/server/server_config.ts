@@ -12,6 +12,7 @@ import type { PoolConfig } from "../alloc/engine.ts";
 import type { Logger } from "../control/log.ts";
 import type { AuthKey } from "../wire/auth.ts";
 import type { Dhcp4o6IdentityMode } from "./dhcp4o6_identity.ts";
+import type { ListenUdp } from "./listeners.ts";
 
 export interface ServerConfig {
   readonly pools: readonly PoolConfig[];
@@ -101,5 +102,10 @@ export interface ServerConfig {
    * ones. `dstm server` sets it; absent (tests that start a server in-process): no warm-up.
    */
   readonly warmUp?: boolean;
+  /**
+   * Makes the UDP listeners' endpoints (default: sockets, lib/sys/udp.ts). Set only by the
+   * warm-up for its twin servers (./warm_up.ts), which listen on no socket.
+   */
+  readonly listenUdp?: ListenUdp;
   readonly log: Logger;
 }

@@ -1,127 +1,408 @@
 /**
  * The request paths run before the listeners open, so that the first hosts a fresh server
- * answers wait no longer than the later ones. JavaScriptCore compiles a function to machine
- * code only after it has run many times (LLInt, then the baseline, DFG and FTL tiers), and
- * parses and links some modules only on first use: measured, the first 64 DHCPv4-over-DHCPv6
- * DORAs of a fresh `dstm server` took 44–58 ms each against 4–5 ms later, and half of the
- * 200 slowest of 20,000 were among the first 500 (docs/benchmarks.md). After a restart or a
- * failover every host's retransmission comes at once: exactly when that matters.
+ * answers are served by compiled code. JavaScriptCore compiles a function to machine code only
+ * after it has run many times (LLInt, then the baseline, DFG and FTL tiers): measured, the
+ * first 64 DHCPv4-over-DHCPv6 DORAs of a cold `dstm server` took 44–58 ms each against 4–5 ms
+ * later, and in the first 20,000 DORAs the compiler threads took 0.6–0.9 s of CPU from the
+ * two the server and its hosts shared (docs/benchmarks.md). After a restart or a failover
+ * every host's retransmission comes at once: exactly when that matters.
  *
- * What runs: {@link warmUp} decodes, allocates and encodes synthetic exchanges through the
- * same handler classes as the listeners (native DSTM_DISCOVER, and DHCPv4-over-DHCPv6
- * DISCOVER + REQUEST when that service is on), on a scratch allocation engine over a memory
- * store, with scratch metrics and a logger that drops its lines. Nothing is sent, nothing
- * reaches the lease store, the TEPs or the metrics of the server; the scratch pool is
- * 198.18.0.0/20 (RFC 2544's benchmarking range) with the first configured pool's port
- * sharing, the synthetic hosts 2001:db8:ffff::/64 (RFC 3849). Bounded in count and time.
+ * How: {@link warmUp} starts {@link TWINS} twins of the server — the server's own start code
+ * (the `start` passed in, DstmServer.start) on the server's configuration, with a scratch
+ * pool, a scratch store of the server's kind, no control socket, no metrics endpoint, a log
+ * that drops its lines, and endpoints of no socket ({@link ListenUdp}). It feeds their
+ * listeners' datagram callbacks what a UDP socket would (a fresh Uint8Array per query, the
+ * sender's address as a string), native DSTM_DISCOVERs and DHCPv4-over-DHCPv6 DORAs (RFC
+ * 7341 §6, RFC 2131 §4.3) of synthetic hosts, {@link IN_FLIGHT} at a time, and takes their
+ * answers from the endpoints' send queues. So the code compiled is the code the server runs,
+ * on objects of the same shapes: the same handlers, engine, store class, TEP view and
+ * admission. Two twins rather than one: code compiled while only one object ever reached it
+ * may take that object as a constant, and is thrown away at the first request of the real
+ * server (JavaScriptCore's BadConstantValue exits, seen in the first version of this warm-up
+ * that ran the handlers alone, on a memory store).
+ *
+ * Nothing reaches the network (the twins' TEP messages are dropped: their endpoints send
+ * nothing), the server's lease store, metrics or log. The scratch pools are in 198.18.0.0/15
+ * (RFC 2544's benchmarking range) with the first pool's port sharing; the synthetic hosts
+ * in 2001:db8:ffff::/64 (RFC 3849), or for 4o6 in the first prefix of `--dhcp4o6-allow`.
+ * The scratch store is SQLite in a temporary directory (removed after) when the server's is
+ * SQLite, else memory (a PostgreSQL server's twins run on memory: no scratch database).
+ * Bounded: at most `exchanges` exchanges or `maxMs`, then at most `settleMs` waiting for the
+ * compiler threads to go quiet (./../sys/jit_threads.ts).
  *
  * @module
  */
-import { AllocationEngine } from "../alloc/engine.ts";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import type { PoolConfig } from "../alloc/engine_types.ts";
-import { Logger, type LogLevel } from "../control/log.ts";
-import { Metrics } from "../control/metrics.ts";
-import { MemoryLeaseStore } from "../lease/memory.ts";
+import { Logger } from "../control/log.ts";
+import { isPostgresUrl } from "../lease/postgres.ts";
+import { formatIPv6, parseIPv6 } from "../net/addr.ts";
+import { jitCompilerTicks } from "../sys/jit_threads.ts";
+import { sleep } from "../sys/process.ts";
+import type { DatagramHandler, UdpEndpoint } from "../sys/udp.ts";
+import { signMessage } from "../wire/auth.ts";
 import { type Dhcp4Message, Dhcp4MessageType, Dhcp4Op } from "../wire/dhcp4.ts";
 import { decodeDhcp4o6, encodeDhcp4o6 } from "../wire/dhcp4o6.ts";
 import { encodeMessage } from "../wire/dstm.ts";
 import { MessageType } from "../wire/dstm_types.ts";
-import { Dhcp4o6Handler } from "./dhcp4o6.ts";
-import { DstmHandler } from "./handler.ts";
+import type { ListenUdp } from "./listeners.ts";
 import type { ServerConfig } from "./server_config.ts";
 
-/** Exchanges and time a warm-up may take at most (defaults of `dstm server`). */
+/** Exchanges, time and settling a warm-up may take at most (defaults of `dstm server`). */
 export interface WarmUpLimits {
+  /** Exchanges to complete across the twins: a native DISCOVER or a 4o6 DORA each. */
   readonly exchanges: number;
-  /** ms */
+  /** ms for the exchanges. */
   readonly maxMs: number;
+  /** ms to wait afterwards for the compiler threads to finish what the exchanges started. */
+  readonly settleMs: number;
 }
 
-/**
- * {@link warmUp} with the server's log level, said at info (`warm-up`: exchanges,
- * scratch-leases, ms, store=scratch). The lease counts are named as the scratch engine's:
- * `leased=2000` on a 254-address pool read as the operator's own leases (newcomer).
- */
-export async function warmUpLogged(config: ServerConfig): Promise<void> {
-  const r = await warmUp(config, config.logLevel ?? "info");
-  config.log.info("warm-up", {
-    exchanges: r.exchanges,
-    "scratch-leases": r.leased,
-    "scratch-leases-4o6": config.dhcp4o6 ? r.leased4o6 : undefined,
-    ms: r.ms,
-    store: "scratch (memory, 198.18.0.0/20; not your pools)",
-  });
-}
+export const WARM_UP_DEFAULTS: WarmUpLimits = { exchanges: 4000, maxMs: 800, settleMs: 200 };
 
-export const WARM_UP_DEFAULTS: WarmUpLimits = { exchanges: 2000, maxMs: 400 };
+/** Twins started: see the module's note on constants. */
+export const TWINS = 2;
+
+/** Synthetic hosts in flight at once, across the twins (what bench/kea_compare.ts sends). */
+export const IN_FLIGHT = 64;
+
+/** Starts a server (DstmServer.start), passed in so that this module does not import it. */
+export type StartTwin = (config: ServerConfig) => Promise<{ stop(): Promise<void> }>;
 
 /**
- * What a warm-up did: exchanges run (each a native DISCOVER, and a 4o6 DORA if on), how many
- * were answered with a lease (DISCOVER_ACK; a 4o6 ACK), ms taken.
+ * What a warm-up did: exchanges run (native DISCOVERs plus 4o6 DORAs), how many were answered
+ * with a lease (DISCOVER_ACK; a 4o6 ACK), ms taken by the exchanges, ms then waited for the
+ * compiler, the twins' store kind.
  */
 export interface WarmUpResult {
   readonly exchanges: number;
   readonly leased: number;
   readonly leased4o6: number;
   readonly ms: number;
+  readonly settleMs: number;
+  readonly store: "sqlite" | "memory";
 }
 
 /**
- * Runs up to `limits.exchanges` synthetic exchanges, stopping early after `limits.maxMs`;
- * `level`: the server's log level (the log calls then cost what they will). Never throws: a
- * failing exchange ends the warm-up (the server starts all the same).
+ * {@link warmUp} with the server's log level, said at info (`warm-up`: exchanges,
+ * scratch-leases, ms, settle-ms, store=scratch). The lease counts are named as the scratch
+ * ones: `leased=2000` on a 254-address pool read as the operator's own leases (newcomer).
+ */
+export async function warmUpLogged(config: ServerConfig, start: StartTwin): Promise<void> {
+  const r = await warmUp(config, start);
+  config.log.info("warm-up", {
+    exchanges: r.exchanges,
+    "scratch-leases": r.leased,
+    "scratch-leases-4o6": config.dhcp4o6 ? r.leased4o6 : undefined,
+    ms: r.ms,
+    "settle-ms": r.settleMs,
+    store: `scratch (${r.store}, 198.18.0.0/15; not your pools)`,
+  });
+}
+
+/**
+ * Runs up to `limits.exchanges` synthetic exchanges through {@link TWINS} twins of the server
+ * started with `start`, stopping early after `limits.maxMs`, then waits up to
+ * `limits.settleMs` for the compiler threads. Never throws: a twin that fails to start or an
+ * exchange that fails ends the warm-up (the server starts all the same; whatever failed will
+ * be said by the real request).
  */
 export async function warmUp(
-  config: Pick<ServerConfig, "pools" | "leaseTime" | "maxLeaseTime" | "dhcp4o6">,
-  level: LogLevel,
+  config: ServerConfig,
+  start: StartTwin,
   limits: WarmUpLimits = WARM_UP_DEFAULTS,
 ): Promise<WarmUpResult> {
   const started = performance.now();
-  let done = 0;
-  let leased = 0;
-  let leased4o6 = 0;
+  const sqlite = config.db !== undefined && !isPostgresUrl(config.db);
+  const dir = sqlite ? mkdtempSync(join(tmpdir(), "dstm-warm-up-")) : undefined;
+  const running: { stop(): Promise<void> }[] = [];
+  const twins: _Twin[] = [];
+  let driven: _Counts = { exchanges: 0, leased: 0, leased4o6: 0 };
   try {
-    const first = config.pools[0];
-    const pool: PoolConfig = {
-      ...first,
-      name: "warm-up",
-      prefixes: ["198.18.0.0/20"],
-      exclude: [],
-      links: undefined,
-      tep6: "2001:db8:ffff::1",
-      tep4: 0,
-    } as PoolConfig;
-    const engine = new AllocationEngine({
-      pools: [pool],
-      store: new MemoryLeaseStore(),
-      leaseTime: config.leaseTime,
-      maxLeaseTime: config.maxLeaseTime,
-    });
-    await engine.start();
-    const parts = { engine, metrics: new Metrics(), log: new Logger({ sink: () => {}, level }) };
-    const native = new DstmHandler({ ...parts, sourceCheck: false });
-    const c = config.dhcp4o6;
-    const v4o6 = c ? new Dhcp4o6Handler({ ...parts, serverId: c.serverId }) : undefined;
-    for (; done < limits.exchanges && performance.now() - started < limits.maxMs; done++) {
-      const host6 = `2001:db8:ffff::${(0x1000 + done).toString(16)}`;
-      const query = encodeMessage({ type: MessageType.DISCOVER, xid: done, host6 });
-      const answer = await native.handle(query, host6, 546, "::1");
-      if (answer?.[1] === MessageType.DISCOVER_ACK) leased++;
-      if (v4o6 && c && (await _dora(v4o6, host6, done, c.serverId))) leased4o6++;
+    for (let i = 0; i < TWINS && limits.exchanges > 0 && limits.maxMs > 0; i++) {
+      const twin = new _Twin();
+      running.push(await start(_twinConfig(config, i, dir, twin.listen)));
+      twins.push(twin);
+    }
+    if (twins.length > 0) {
+      driven = await new _Driver(config, twins, limits, started).run();
     }
   } catch {
-    // A warm-up is an optimisation: whatever failed will be said by the real request.
+    // A warm-up is an optimisation: the real server says whatever failed here.
+  } finally {
+    for (const twin of running) await twin.stop().catch(() => {});
+    if (dir) rmSync(dir, { recursive: true, force: true });
   }
-  return { exchanges: done, leased, leased4o6, ms: Math.round(performance.now() - started) };
+  const ms = Math.round(performance.now() - started);
+  const settleMs = driven.exchanges > 0 ? await _settle(limits.settleMs) : 0;
+  return { ...driven, ms, settleMs, store: sqlite ? "sqlite" : "memory" };
 }
 
-/** One DHCPv4-over-DHCPv6 DISCOVER, then the REQUEST for the address offered; true when ACKed. */
-async function _dora(
-  handler: Dhcp4o6Handler,
-  host6: string,
+interface _Counts {
+  exchanges: number;
+  leased: number;
+  leased4o6: number;
+}
+
+/**
+ * Waits until the compiler threads used no CPU over three polls 20 ms apart, or `maxMs`;
+ * returns the ms waited (0 where the threads cannot be seen).
+ */
+async function _settle(maxMs: number): Promise<number> {
+  const started = performance.now();
+  let last = jitCompilerTicks();
+  if (last === 0) return 0;
+  let quiet = 0;
+  while (quiet < 3 && performance.now() - started < maxMs) {
+    await sleep(20);
+    const now = jitCompilerTicks();
+    quiet = now === last ? quiet + 1 : 0;
+    last = now;
+  }
+  return Math.round(performance.now() - started);
+}
+
+/**
+ * A twin's configuration: the server's, with scratch pool `n` (the n-th /17 of 198.18.0.0/15,
+ * 32,766 addresses: more than a warm-up leases; the first pool's sharing and TEP), a scratch store, no control or metrics endpoint, no admission
+ * limits (every synthetic host shares one prefix), a log that drops its lines, and `listen`
+ * for its endpoints.
+ */
+function _twinConfig(
+  config: ServerConfig,
   n: number,
-  serverId: number,
-): Promise<boolean> {
+  dir: string | undefined,
+  listen: ListenUdp,
+): ServerConfig {
+  const first = config.pools[0] as PoolConfig;
+  const pool: PoolConfig = {
+    ...first,
+    name: `warm-up-${n}`,
+    prefixes: [`198.${18 + (n >> 1)}.${128 * (n & 1)}.0/17`],
+    exclude: [],
+    links: undefined,
+  };
+  return {
+    ...config,
+    pools: [pool],
+    db: dir ? join(dir, `twin-${n}.db`) : undefined,
+    newDb: true,
+    control: undefined,
+    metrics: undefined,
+    warmUp: false,
+    requireTep: false,
+    admission: {
+      ...config.admission,
+      maxLeasesPerPrefix: 0,
+      maxLeasesPerSite: 0,
+      ratePerSecond: 0,
+    },
+    log: new Logger({
+      sink: () => {},
+      level: config.logLevel ?? "info",
+      format: config.logFormat,
+    }),
+    listenUdp: listen,
+  };
+}
+
+/** One twin's listeners, as its endpoints of no socket saw them open. */
+class _Twin {
+  native: DatagramHandler | undefined;
+  v4o6: DatagramHandler | undefined;
+  /** Answers queued by the twin's listeners, delivered to {@link onAnswer} a turn later. */
+  onAnswer: (data: Uint8Array, to: string, native: boolean) => void = () => {};
+
+  /** The twin's {@link ListenUdp}: the first endpoint opened is the native one (server.ts). */
+  readonly listen: ListenUdp = (address, port, onDatagram) => {
+    const native = this.native === undefined;
+    if (native) this.native = onDatagram;
+    else this.v4o6 = onDatagram;
+    return Promise.resolve(
+      new _NoSocket(address, port, (data, to) => this.onAnswer(data, to, native)),
+    );
+  };
+}
+
+/**
+ * An endpoint of no socket: what is queued (the listener's answers) goes to `answered` in a
+ * later turn of the event loop, as a socket's datagrams would; what is sent (the TEP
+ * channel's BINDs) is dropped.
+ */
+class _NoSocket implements UdpEndpoint {
+  readonly asyncErrors = 0;
+  #queued: { data: Uint8Array; to: string }[] = [];
+
+  constructor(
+    readonly address: string,
+    readonly port: number,
+    private readonly answered: (data: Uint8Array, to: string) => void,
+  ) {}
+
+  send(): boolean {
+    return true;
+  }
+
+  queue(data: Uint8Array, address: string): void {
+    if (this.#queued.length === 0) setImmediate(() => this.#deliver());
+    this.#queued.push({ data, to: address });
+  }
+
+  #deliver(): void {
+    const queued = this.#queued;
+    this.#queued = [];
+    for (const { data, to } of queued) this.answered(data, to);
+  }
+
+  close(): void {
+    this.#queued = [];
+  }
+
+  joinGroup(): boolean {
+    return true;
+  }
+}
+
+/**
+ * Keeps {@link IN_FLIGHT} synthetic hosts going through the twins: host `n` goes to twin
+ * `n % twins`, and is a native host or (when the 4o6 service is on) a 4o6 host in turn. A
+ * native host sends DSTM_DISCOVER (signed with the server's first key when it has keys) and
+ * is done at its answer; a 4o6 host sends DISCOVER, then REQUEST for the address offered, and
+ * is done at the ACK (or NAK). Ends at `exchanges` done hosts, at `maxMs`, or when no answer
+ * came for {@link STALL_MS} (hosts refused without an answer).
+ */
+class _Driver {
+  readonly #config: ServerConfig;
+  readonly #twins: readonly _Twin[];
+  readonly #limits: WarmUpLimits;
+  readonly #started: number;
+  readonly #counts: _Counts = { exchanges: 0, leased: 0, leased4o6: 0 };
+  readonly #prefix4o6: Uint8Array;
+  #next = 0;
+  #lastAnswer = 0;
+  readonly #done = Promise.withResolvers<void>();
+  /** The run has ended: answers still coming are not counted. */
+  #over = false;
+
+  constructor(
+    config: ServerConfig,
+    twins: readonly _Twin[],
+    limits: WarmUpLimits,
+    started: number,
+  ) {
+    this.#config = config;
+    this.#twins = twins;
+    this.#limits = limits;
+    this.#started = started;
+    this.#prefix4o6 = _hostPrefix(config.dhcp4o6?.allow?.[0]);
+    for (const twin of twins)
+      twin.onAnswer = (data, to, native) => this.#answer(twin, data, to, native);
+  }
+
+  async run(): Promise<_Counts> {
+    this.#lastAnswer = performance.now();
+    for (let i = 0; i < IN_FLIGHT; i++) this.#startHost();
+    const watch = setInterval(() => {
+      const now = performance.now();
+      if (now - this.#started >= this.#limits.maxMs || now - this.#lastAnswer >= STALL_MS)
+        this.#finish();
+    }, 20);
+    try {
+      await this.#done.promise;
+    } finally {
+      clearInterval(watch);
+      for (const twin of this.#twins) twin.onAnswer = () => {};
+    }
+    return this.#counts;
+  }
+
+  /** Starts host number `#next` (or ends the run when enough have been started and done). */
+  #startHost(): void {
+    const n = this.#next++;
+    const twin = this.#twins[n % this.#twins.length] as _Twin;
+    const native = twin.v4o6 === undefined || (twin.native !== undefined && (n >> 1) % 2 === 0);
+    if (native) {
+      const host6 = `2001:db8:ffff::${(n >>> 16).toString(16)}:${(n & 0xffff).toString(16)}`;
+      const message = { type: MessageType.DISCOVER, xid: n, host6 };
+      const key = this.#config.keys?.[0];
+      const query = key ? signMessage(message, key, Date.now()) : encodeMessage(message);
+      twin.native?.(query, host6, 546, this.#config.listen.address);
+    } else {
+      const c = this.#config.dhcp4o6;
+      if (!c) return;
+      twin.v4o6?.(_query(n, Dhcp4MessageType.DISCOVER), this.#host4o6(n), 546, c.address);
+    }
+  }
+
+  /** An answer of `twin` to `to`: the host's next query, or its end and the next host. */
+  #answer(twin: _Twin, data: Uint8Array, to: string, native: boolean): void {
+    if (this.#over) return;
+    this.#lastAnswer = performance.now();
+    const c = this.#counts;
+    if (native) {
+      if (data[1] === MessageType.DISCOVER_ACK) c.leased++;
+      this.#end();
+      return;
+    }
+    const decoded = decodeDhcp4o6(data);
+    const dhcp4 = decoded.ok ? decoded.value.dhcp4 : undefined;
+    const type = dhcp4?.options.messageType;
+    if (dhcp4 && type === Dhcp4MessageType.OFFER && this.#config.dhcp4o6) {
+      const n = (dhcp4.xid >>> 0) & 0x7fffffff;
+      const request = _query(
+        n,
+        Dhcp4MessageType.REQUEST,
+        dhcp4.yiaddr,
+        this.#config.dhcp4o6.serverId,
+      );
+      twin.v4o6?.(request, to, 546, this.#config.dhcp4o6.address);
+      return;
+    }
+    if (type === Dhcp4MessageType.ACK) c.leased4o6++;
+    this.#end();
+  }
+
+  /** A host is done: counts it, starts the next one or ends the run. */
+  #end(): void {
+    const c = this.#counts;
+    c.exchanges++;
+    if (c.exchanges >= this.#limits.exchanges) this.#finish();
+    else if (performance.now() - this.#started >= this.#limits.maxMs) this.#finish();
+    else this.#startHost();
+  }
+
+  #finish(): void {
+    this.#over = true;
+    this.#done.resolve();
+  }
+
+  /** 4o6 host `n`'s address: `n` in the low 32 bits of the prefix. */
+  #host4o6(n: number): string {
+    const a = this.#prefix4o6.slice();
+    new DataView(a.buffer).setUint32(12, n + 1);
+    return formatIPv6(a);
+  }
+}
+
+/** ms without an answer after which the warm-up ends (its hosts are refused silently). */
+const STALL_MS = 200;
+
+/** The first 96 bits of `prefix` ("2001:db8:1::/48"), else 2001:db8:ffff::. */
+function _hostPrefix(prefix: string | undefined): Uint8Array {
+  const [address, length] = (prefix ?? "").split("/");
+  const parsed = address ? parseIPv6(address) : undefined;
+  if (parsed && Number(length) <= 96) return parsed;
+  return parseIPv6("2001:db8:ffff::") as Uint8Array;
+}
+
+/**
+ * A DHCPV4-QUERY (RFC 7341 §6.1) carrying a BOOTREQUEST of host `n` (xid `n`, chaddr
+ * 02:00:n, client identifier 01 + chaddr, a parameter request list as clients send): a
+ * DISCOVER, or a REQUEST of `requestedIp` from `serverId` (RFC 2131 §4.3.2, SELECTING).
+ */
+function _query(n: number, type: Dhcp4MessageType, requestedIp = 0, serverId = 0): Uint8Array {
   const chaddr = Uint8Array.of(
     0x02,
     0,
@@ -130,28 +411,21 @@ async function _dora(
     (n >>> 8) & 0xff,
     n & 0xff,
   );
-  const offer = await handler.handle(
-    _query(chaddr, n, { messageType: Dhcp4MessageType.DISCOVER }),
-    host6,
-  );
-  const offered = offer ? decodeDhcp4o6(offer) : undefined;
-  if (!offered?.ok) return false;
-  const yiaddr = offered.value.dhcp4.yiaddr;
-  const ack = await handler.handle(
-    _query(chaddr, n, { messageType: Dhcp4MessageType.REQUEST, requestedIp: yiaddr, serverId }),
-    host6,
-  );
-  const acked = ack ? decodeDhcp4o6(ack) : undefined;
-  return acked?.ok === true && acked.value.dhcp4.options.messageType === Dhcp4MessageType.ACK;
-}
-
-/** A DHCPV4-QUERY (RFC 7341 §6.1) carrying a BOOTREQUEST with `options`. */
-function _query(chaddr: Uint8Array, xid: number, options: Dhcp4Message["options"]): Uint8Array {
+  const options: Dhcp4Message["options"] =
+    type === Dhcp4MessageType.REQUEST
+      ? {
+          messageType: type,
+          clientId: Uint8Array.of(1, ...chaddr),
+          requestedIp,
+          serverId,
+          parameterRequestList: PRL,
+        }
+      : { messageType: type, clientId: Uint8Array.of(1, ...chaddr), parameterRequestList: PRL };
   const dhcp4: Dhcp4Message = {
     op: Dhcp4Op.BOOTREQUEST,
     htype: 1,
     hops: 0,
-    xid,
+    xid: n,
     secs: 0,
     flags: 0,
     ciaddr: 0,
@@ -163,3 +437,6 @@ function _query(chaddr: Uint8Array, xid: number, options: Dhcp4Message["options"
   };
   return encodeDhcp4o6({ type: 20, flags: 0, dhcp4 });
 }
+
+/** Subnet mask, router, DNS, lease time, server id, T1, T2, 4o6 source address (RFC 8539). */
+const PRL = [1, 3, 6, 51, 54, 58, 59, 159];
