@@ -60,13 +60,13 @@ export interface WarmUpLimits {
   readonly settleMs: number;
 }
 
-export const WARM_UP_DEFAULTS: WarmUpLimits = { exchanges: Number(process.env.DSTM_EXP_EX ?? 4000), maxMs: 800, settleMs: 200 };
+export const WARM_UP_DEFAULTS: WarmUpLimits = { exchanges: 4000, maxMs: 800, settleMs: 200 };
 
 /** Twins started: see the module's note on constants. */
 export const TWINS = 2;
 
 /** Synthetic hosts in flight at once, across the twins (what bench/kea_compare.ts sends). */
-export const IN_FLIGHT = Number(process.env.DSTM_EXP_INFLIGHT ?? 64);
+export const IN_FLIGHT = 64;
 
 /** Starts a server (DstmServer.start), passed in so that this module does not import it. */
 export type StartTwin = (config: ServerConfig) => Promise<{ stop(): Promise<void> }>;
