@@ -66,6 +66,19 @@ describe("warmUp", () => {
     expect(existsSync(db)).toBe(false);
   });
 
+  test("with no temporary directory to be had, a SQLite server's twins run on memory", async () => {
+    const saved = process.env.TMPDIR;
+    process.env.TMPDIR = join(dir, "no-such-directory");
+    try {
+      const r = await warmUp(config({ db: join(dir, "real2.db"), newDb: true }), start, LOTS);
+      expect(r.store).toBe("memory");
+      expect(r.leased).toBe(300);
+    } finally {
+      if (saved === undefined) delete process.env.TMPDIR;
+      else process.env.TMPDIR = saved;
+    }
+  });
+
   test("a shared pool's layout is warmed too (port sets)", async () => {
     const r = await warmUp(config({ pools: [{ ...POOLS[0]!, share: 4 }], leaseTime: 600 }), start, {
       ...LOTS,

@@ -26,7 +26,8 @@
  * (RFC 2544's benchmarking range) with the first pool's port sharing; the synthetic hosts
  * in 2001:db8:ffff::/64 (RFC 3849), or for 4o6 in the first prefix of `--dhcp4o6-allow`.
  * The scratch store is SQLite in a temporary directory (removed after) when the server's is
- * SQLite, else memory (a PostgreSQL server's twins run on memory: no scratch database).
+ * SQLite, else memory (a PostgreSQL server's twins run on memory: no scratch database; nor
+ * when no temporary directory can be made).
  * Bounded: at most `exchanges` exchanges or `maxMs`, then at most `settleMs` waiting for the
  * compiler threads to go quiet (./../sys/jit_threads.ts).
  *
@@ -115,8 +116,7 @@ export async function warmUp(
   limits: WarmUpLimits = WARM_UP_DEFAULTS,
 ): Promise<WarmUpResult> {
   const started = performance.now();
-  const sqlite = config.db !== undefined && !isPostgresUrl(config.db);
-  const dir = sqlite ? mkdtempSync(join(tmpdir(), "dstm-warm-up-")) : undefined;
+  const dir = config.db !== undefined && !isPostgresUrl(config.db) ? _scratchDir() : undefined;
   const running: { stop(): Promise<void> }[] = [];
   const twins: _Twin[] = [];
   let driven: _Counts = { exchanges: 0, leased: 0, leased4o6: 0 };
@@ -137,7 +137,16 @@ export async function warmUp(
   }
   const ms = Math.round(performance.now() - started);
   const settleMs = driven.exchanges > 0 ? await _settle(limits.settleMs) : 0;
-  return { ...driven, ms, settleMs, store: sqlite ? "sqlite" : "memory" };
+  return { ...driven, ms, settleMs, store: dir ? "sqlite" : "memory" };
+}
+
+/** A new private directory for the twins' SQLite stores; undefined (memory twins) when none can be made. */
+function _scratchDir(): string | undefined {
+  try {
+    return mkdtempSync(join(tmpdir(), "dstm-warm-up-"));
+  } catch {
+    return undefined;
+  }
 }
 
 interface _Counts {
@@ -166,9 +175,10 @@ async function _settle(maxMs: number): Promise<number> {
 
 /**
  * A twin's configuration: the server's, with scratch pool `n` (the n-th /17 of 198.18.0.0/15,
- * 32,766 addresses: more than a warm-up leases; the first pool's sharing and TEP), a scratch store, no control or metrics endpoint, no admission
- * limits (every synthetic host shares one prefix), a log that drops its lines, and `listen`
- * for its endpoints.
+ * 32,766 addresses: more than a warm-up leases; the first pool's sharing and TEP), a scratch
+ * store in `dir` (memory when undefined), no control or metrics endpoint, no admission limits
+ * (every synthetic host shares one prefix), a log that drops its lines, and `listen` for its
+ * endpoints.
  */
 function _twinConfig(
   config: ServerConfig,
