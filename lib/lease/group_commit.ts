@@ -9,7 +9,9 @@
  * in submission order and settle in that order.
  *
  * If a write rejects, every submitter of that batch gets the rejection; later batches are
- * written as usual.
+ * written as usual. A store that numbers its writes (a shared store, `LeaseStore.shared`)
+ * gives each op its generation ({@link WriteOutcome}); each submitter gets those of its own
+ * ops, in the order it submitted them.
  *
  * A store whose transaction commits on the calling thread (`LeaseStore.commit`, SQLite) is
  * pipelined: once a batch is committed, the next may be committed while the first is made
@@ -38,6 +40,8 @@ export const UNSETTLED_MAX = 2;
 /** Batches lease ops into as few `store.write()` calls as concurrency allows. */
 export class GroupCommitter {
   readonly #store: LeaseStore;
+  /** The store is shared: its outcome's generations are cut into each submitter's own. */
+  readonly #numbered: boolean;
   /** The batch gathering ops (not yet handed to the store). */
   #pending: _Batch | undefined;
   /** Settles (never rejects) when the write in flight has settled. */
@@ -51,6 +55,7 @@ export class GroupCommitter {
 
   constructor(store: LeaseStore) {
     this.#store = store;
+    this.#numbered = store.shared === true;
   }
 
   /** Writes handed to the store, and the ops they carried. */
@@ -60,8 +65,9 @@ export class GroupCommitter {
 
   /**
    * Queues `ops` for the next write. Resolves when the write that carries them has committed,
-   * with the store's {@link WriteOutcome} of the whole batch (the `lapse` puts it skipped, of
-   * every submitter: each looks for its own keys), rejects with the store's error if it
+   * with the store's {@link WriteOutcome}: `skipped` of the whole batch (the `lapse` puts it
+   * skipped, of every submitter: each looks for its own keys), and `generations` of this
+   * call's `ops` only (`generations[i]`: of `ops[i]`). Rejects with the store's error if it
    * failed. All submitters of one batch share its fate.
    *
    * @example await committer.submit([{ op: "put", lease }]);
@@ -73,8 +79,10 @@ export class GroupCommitter {
       this.#pending = batch;
       this.#schedule();
     }
+    const first = batch.ops.length;
     for (const op of ops) batch.ops.push(op);
-    return batch.promise;
+    if (!this.#numbered) return batch.promise;
+    return batch.promise.then((outcome) => _own(outcome, first, ops.length));
   }
 
   /**
@@ -176,6 +184,18 @@ export class GroupCommitter {
     this.#inFlight = undefined;
     if (this.#pending !== undefined) this.#schedule();
   }
+}
+
+/** `outcome` with the generations of the `count` ops from `first` on (one submitter's). */
+function _own(
+  outcome: WriteOutcome | undefined,
+  first: number,
+  count: number,
+): WriteOutcome | undefined {
+  const all = outcome?.generations;
+  if (all === undefined) return outcome;
+  const generations = all.slice(first, first + count);
+  return outcome?.skipped ? { skipped: outcome.skipped, generations } : { generations };
 }
 
 function _newBatch(): _Batch {
