@@ -333,12 +333,14 @@ export class AllocationEngine {
   }
 
   /**
-   * Shared store: a version every change up to which is in this engine's memory (the rows the
-   * store's watch gave so far, lib/lease/lease.ts `watchedThrough`); undefined otherwise. A
-   * snapshot cut now carries it (docs/protocol.md, "Generations").
+   * Shared store: a version every change up to which is in this engine's memory and has been
+   * told to its callers (the rows the store's watch gave so far, lib/lease/lease.ts
+   * `watchedThrough`, but below any write of this engine whose result is still on its way:
+   * lib/lease/group_commit.ts `watchedThrough`); undefined otherwise. A snapshot cut now
+   * carries it (docs/protocol.md, "Generations").
    */
   watchedThrough(): number | undefined {
-    return this.#shared ? this.#store.watchedThrough?.() : undefined;
+    return this.#shared ? this.#writer.watchedThrough() : undefined;
   }
 
   /** Writes another server won so far (each made this engine take the stored rows and decide again). */

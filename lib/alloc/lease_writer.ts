@@ -229,6 +229,14 @@ export class LeaseWriter {
     this.#tellAbsorbed(before, stored);
   }
 
+  /**
+   * Shared store: the cut of a snapshot taken now — every committed change up to it is in
+   * memory and has been told to its callers ({@link GroupCommitter.watchedThrough}).
+   */
+  watchedThrough(): number | undefined {
+    return this.#committer.watchedThrough();
+  }
+
   /** Changes memory now, remembering the durable row for a rollback. */
   change(key: number, lease: Lease): void {
     if (!this.#inflight.has(key)) this.#inflight.set(key, this.#rows.get(key));
