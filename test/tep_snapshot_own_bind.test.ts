@@ -63,74 +63,129 @@ class HeldStore implements LeaseStore {
   }
 }
 
-describe("a snapshot cut while the server's own grant is being written", () => {
-  test("cuts below the grant, so the grant's BIND, arriving first, survives the snapshot", async () => {
-    const store = new HeldStore();
-    const engine = new AllocationEngine({
-      pools: [{ prefixes: ["198.18.0.0/29"], tep6: TEP }],
-      store,
-      leaseTime: 600,
-      now: () => T0,
-    });
-    await engine.start();
-    const sent: DstmMessage[] = [];
-    const sync = new TepSync(
-      {
-        teps: [TEP],
-        log: new Logger({ sink: () => {} }),
-        metrics: new Metrics(),
-        send: (data) => {
-          const m = decodeMessage(data);
-          if (m.ok) sent.push(m.value);
-          return true;
-        },
-        // As lib/server/server_parts.ts wires it for a shared store.
-        watchedThrough: () => engine.watchedThrough(),
+/** An engine on a {@link HeldStore}, its TepSync (wired as lib/server/server_parts.ts does) and what it sent. */
+async function server() {
+  const store = new HeldStore();
+  const engine = new AllocationEngine({
+    pools: [{ prefixes: ["198.18.0.0/29"], tep6: TEP }],
+    store,
+    leaseTime: 600,
+    now: () => T0,
+  });
+  await engine.start();
+  const sent: DstmMessage[] = [];
+  const sync = new TepSync(
+    {
+      teps: [TEP],
+      log: new Logger({ sink: () => {} }),
+      metrics: new Metrics(),
+      send: (data) => {
+        const m = decodeMessage(data);
+        if (m.ok) sent.push(m.value);
+        return true;
       },
-      [],
-    );
-    const report = (syncCount: number, syncDigest: number) => {
-      const m: DstmMessage = { type: MessageType.SYNC, xid: 1, tep6: TEP, syncCount, syncDigest };
-      sync.onTepMessage(encodeMessage(m), m, TEP, 4608);
-    };
-    const { promise: gate, resolve: open } = Promise.withResolvers<void>();
+      watchedThrough: () => engine.watchedThrough(),
+    },
+    [],
+  );
+  /** The TEP's SYNC reporting `count` bindings and `digest`. */
+  const report = (syncCount: number, syncDigest: number) => {
+    const m: DstmMessage = { type: MessageType.SYNC, xid: 1, tep6: TEP, syncCount, syncDigest };
+    sync.onTepMessage(encodeMessage(m), m, TEP, 4608);
+  };
+  const { promise: gate, resolve: open } = Promise.withResolvers<void>();
+  const close = async () => {
+    open(); // a failed check must not leave a write (and engine.close) waiting
+    sync.close();
+    await engine.close();
+  };
+  return { store, engine, sync, sent, report, gate, open, close };
+}
+
+/** A TEP's bindings (lib/tep/tep_bindings.ts) and a way to load one snapshot part into them. */
+function tep() {
+  const table = new RecordingTable();
+  const bindings = new TepBindings(table, [], () => T0);
+  const load = (part: DstmMessage) =>
+    bindings.loadSnapshot(new SnapshotAssemblies({ now: () => T0 }).add(TEP, part)!);
+  return { table, bindings, load };
+}
+
+const WHOLE = { offset: 0, psidLength: 0, psid: 0 };
+
+describe("a snapshot cut while the server's own write is on its way", () => {
+  test("cuts below a grant, so the grant's BIND, arriving first, survives the snapshot", async () => {
+    const s = await server();
     try {
-      report(0, 0); // the TEP is connected and in step (nothing bound)
-      store.watched = store.committed;
-      store.hold = gate;
-      const granting = engine.discover(H);
-      await waitUntil(() => store.committed > 0, { what: "the grant committed" });
+      s.report(0, 0); // the TEP is connected and in step (nothing bound)
+      s.store.hold = s.gate;
+      const granting = s.engine.discover(H);
+      await waitUntil(() => s.store.committed > 0, { what: "the grant committed" });
       // The watch has read the grant's row; its result has not come back yet.
-      store.watched = store.committed;
-      report(1, 12345); // a SYNC that differs: a snapshot is cut now
-      const part = sent.find((m) => m.type === MessageType.SNAPSHOT)!;
+      s.store.watched = s.store.committed;
+      s.report(1, 12345); // a SYNC that differs: a snapshot is cut now
+      const part = s.sent.find((m) => m.type === MessageType.SNAPSHOT)!;
       expect(part.bindings ?? []).toEqual([]); // the grant is not in the server's view yet
-      open();
+      s.open();
       const granted = await granting;
       if (!granted.ok) throw new Error(granted.message);
-      void sync.install(granted.lease, granted.generation);
-      const bind = sent.find((m) => m.type === MessageType.BIND)!;
-      expect(bind.generation).toBe(store.committed);
+      void s.sync.install(granted.lease, granted.generation);
+      const bind = s.sent.find((m) => m.type === MessageType.BIND)!;
+      expect(bind.generation).toBe(s.store.committed);
       expect(part.generation).toBeLessThan(bind.generation!);
 
       // At the TEP the BIND arrives first, then the snapshot's (only) part.
-      const table = new RecordingTable();
-      const bindings = new TepBindings(table, [], () => T0);
-      bindings.bind(
-        { host4: bind.host4!, host6: H, portSet: { offset: 0, psidLength: 0, psid: 0 } },
-        bind.generation,
-      );
-      const whole = new SnapshotAssemblies({ now: () => T0 }).add(TEP, part);
-      bindings.loadSnapshot(whole!);
-      expect(table.map.get(bind.host4!)).toBe(H);
+      const t = tep();
+      t.bindings.bind({ host4: bind.host4!, host6: H, portSet: WHOLE }, bind.generation);
+      t.load(part);
+      expect(t.table.map.get(bind.host4!)).toBe(H);
       // Once the write's result is in, the cut is the watch's point again.
-      await waitUntil(() => engine.watchedThrough() === store.committed, {
+      await waitUntil(() => s.engine.watchedThrough() === s.store.committed, {
         what: "the cut back at the watch's point",
       });
     } finally {
-      open(); // a failed check must not leave the write (and engine.close) waiting
-      sync.close();
-      await engine.close();
+      await s.close();
+    }
+  });
+
+  test("cuts below a release, so the release's UNBIND, arriving first, is not undone", async () => {
+    const s = await server();
+    try {
+      s.report(0, 0);
+      const granted = await s.engine.discover(H);
+      if (!granted.ok) throw new Error(granted.message);
+      void s.sync.install(granted.lease, granted.generation);
+      const bind = s.sent.find((m) => m.type === MessageType.BIND)!;
+      s.store.watched = s.store.committed;
+      await waitUntil(() => s.engine.watchedThrough() === s.store.committed, {
+        what: "the grant taken in",
+      });
+      s.store.hold = s.gate;
+      const releasing = s.engine.release(H, granted.lease.ipv4);
+      await waitUntil(() => s.store.committed > bind.generation!, {
+        what: "the release committed",
+      });
+      s.store.watched = s.store.committed;
+      s.report(0, 0); // differs from the server's view (one binding): a snapshot is cut now
+      const part = s.sent.find((m) => m.type === MessageType.SNAPSHOT)!;
+      expect(part.bindings?.length).toBe(1); // the binding is still in the server's view
+      s.open();
+      const released = await releasing;
+      if (!released.ok) throw new Error(released.message);
+      s.sync.remove(released.lease, released.generation);
+      const unbind = s.sent.find((m) => m.type === MessageType.UNBIND)!;
+      expect(unbind.generation).toBe(s.store.committed);
+      expect(part.generation).toBeLessThan(unbind.generation!);
+
+      // At the TEP: the BIND, then the UNBIND, then the snapshot's part.
+      const t = tep();
+      const b = { host4: bind.host4!, host6: H, portSet: WHOLE };
+      t.bindings.bind(b, bind.generation);
+      t.bindings.unbind(b, unbind.generation);
+      t.load(part);
+      expect(t.table.map.has(bind.host4!)).toBe(false);
+    } finally {
+      await s.close();
     }
   });
 });
