@@ -9,6 +9,7 @@ import { describe, expect, test } from "bun:test";
 import { AllocationEngine, type EngineResult } from "../lib/alloc/engine.ts";
 import { type Lease, leaseKey } from "../lib/lease/lease.ts";
 import { MemoryLeaseStore } from "../lib/lease/memory.ts";
+import { parseIPv4 } from "../lib/net/addr.ts";
 import { T0 } from "./helpers/engine.ts";
 import { waitUntil } from "./helpers/wait.ts";
 
@@ -61,7 +62,9 @@ describe("generations come back with the write's result", () => {
     expect(again.generation).toBeGreaterThan(ended.generations![0]!);
 
     // An administrator's static lease, and its expiry by the sweep.
-    const manual = await a.grant(host(3), granted.lease.ipv4 + 2, 0, 60);
+    const base = parseIPv4("198.18.0.0")!;
+    const unused = [1, 2, 3, 4, 5, 6].map((i) => base + i).find((ip) => !a.slotView(ip, 0)?.row)!;
+    const manual = await a.grant(host(3), unused, 0, 60);
     if (!manual.ok) throw new Error(manual.message);
     expect(manual.generations?.[0]).toBeGreaterThan(again.generation!);
     clock.now += 61_000;
