@@ -284,3 +284,43 @@ describe("GroupCommitter, pipelined store (LeaseStore.commit)", () => {
     expect(order).toEqual(["a: fsync failed", "b: fsync failed"]);
   });
 });
+
+describe("GroupCommitter.watchedThrough (a shared store's snapshot cut)", () => {
+  /** A shared store whose watch point the test sets, its writes held as RecordingStore's. */
+  class WatchedStore extends RecordingStore {
+    readonly shared = true;
+    watched: number | undefined = 10;
+    watchedThrough(): number | undefined {
+      return this.watched;
+    }
+  }
+
+  test("is the watch's point, but not above it as it was when a write still on its way went out", async () => {
+    const store = new WatchedStore();
+    const committer = new GroupCommitter(store);
+    expect(committer.watchedThrough()).toBe(10);
+    const release = store.hold();
+    const writing = committer.submit([put(1)]);
+    await waitUntil(() => store.writes.length === 1, { what: "the write handed to the store" });
+    store.watched = 15; // the watch read past the write (its row, another server's)
+    expect(committer.watchedThrough()).toBe(10);
+    release();
+    await writing;
+    // One turn of the event loop after it settled (its submitters have taken it in).
+    await waitUntil(() => committer.watchedThrough() === 15, { what: "the floor dropped" });
+  });
+
+  test("a write that went out before the watch's first read: no cut until it is in", async () => {
+    const store = new WatchedStore();
+    store.watched = undefined;
+    const committer = new GroupCommitter(store);
+    const release = store.hold();
+    const writing = committer.submit([put(1)]);
+    await waitUntil(() => store.writes.length === 1, { what: "the write handed to the store" });
+    store.watched = 3;
+    expect(committer.watchedThrough()).toBeUndefined();
+    release();
+    await writing;
+    await waitUntil(() => committer.watchedThrough() === 3, { what: "the floor dropped" });
+  });
+});

@@ -312,6 +312,26 @@ function leaseStoreConformance(backend: Backend): void {
       expect(await store.loadAll()).toEqual([]);
     });
 
+    test("a shared store numbers each write, deletes too; a store with one writer none", async () => {
+      const store = await create();
+      const first = await store.write([put(lease())]);
+      const second = await store.write([
+        { op: "delete", key: keyOf(lease()) },
+        { op: "delete", key: keyOf(lease()) },
+        put(lease()),
+      ]);
+      if (!store.shared) {
+        // One writer (SQLite, an unshared memory store): BIND / UNBIND carry no GENERATION.
+        expect([first, second]).toEqual([undefined, undefined]);
+        return;
+      }
+      const g = first?.generations?.[0];
+      const [deleted, none, again] = second?.generations ?? [];
+      expect(deleted).toBeGreaterThan(g!); // the delete of a row is ordered after its put
+      expect(none).toBeUndefined(); // a delete of no row wrote nothing
+      expect(again).toBeGreaterThan(deleted!); // and a later put after the delete
+    });
+
     test("after close() every call rejects", async () => {
       const store = await backend.create();
       await store.write([put(lease())]);
@@ -384,12 +404,20 @@ function leaseStoreConformance(backend: Backend): void {
           .catch((e: unknown) => e);
         expect(error).toBeInstanceOf(LeaseConflictError);
         expect(await store.loadAll()).toEqual([theirs, ours, fresh]);
+        // A shared store numbers each op that wrote, in order (WriteOutcome.generations); a
+        // store with one writer numbers none.
+        const [a, b, c, d] = outcome?.generations ?? [];
+        if (store.shared) {
+          expect([a, c]).toEqual([undefined, undefined]);
+          expect(d).toBeGreaterThan(b!);
+        } else expect(outcome?.generations).toBeUndefined();
         // None skipped: nothing to report.
-        expect(
-          await store.write([
-            { op: "put", lease: { ...fresh, state: "released" }, expected: fresh, lapse: true },
-          ]),
-        ).toBeUndefined();
+        const none = await store.write([
+          { op: "put", lease: { ...fresh, state: "released" }, expected: fresh, lapse: true },
+        ]);
+        expect(none?.skipped).toBeUndefined();
+        if (store.shared) expect(none?.generations?.[0]).toBeGreaterThan(d!);
+        else expect(none).toBeUndefined();
       });
 
       test("an insert expecting no row loses to a row there, and to the host's active lease elsewhere", async () => {
@@ -428,6 +456,12 @@ function leaseStoreConformance(backend: Backend): void {
 }
 
 leaseStoreConformance({ name: "memory", create: () => new MemoryLeaseStore(), cas: true });
+// Shared: as several servers' engines on one store (it numbers its writes, as PostgreSQL).
+leaseStoreConformance({
+  name: "memory (shared)",
+  create: () => new MemoryLeaseStore({ shared: true }),
+  cas: true,
+});
 
 // A throwaway PostgreSQL (Debian's initdb + pg_ctl, Unix socket only), one database per store.
 const pgBin = postgresBin();

@@ -303,9 +303,8 @@ describe("the server sends GENERATION (lib/server/tep_sync.ts)", () => {
     expiresAt: 1e15,
   });
 
-  test("BIND and UNBIND carry the store's version of the lease, SNAPSHOT parts its cut", async () => {
+  test("BIND and UNBIND carry the generation they are given, SNAPSHOT parts its cut", async () => {
     const sent: DstmMessage[] = [];
-    const versions = new Map<Lease, number>();
     const old = leaseOfHost(Y, J);
     const sync = new TepSync(
       {
@@ -317,7 +316,6 @@ describe("the server sends GENERATION (lib/server/tep_sync.ts)", () => {
           if (m.ok) sent.push(m.value);
           return true;
         },
-        generation: (lease) => versions.get(lease),
         watchedThrough: () => 41,
       },
       [old],
@@ -334,18 +332,16 @@ describe("the server sends GENERATION (lib/server/tep_sync.ts)", () => {
       const part = sent.find((m) => m.type === MessageType.SNAPSHOT);
       expect(part?.generation).toBe(41);
       const granted = leaseOfHost(X, H);
-      versions.set(granted, 42);
-      const installing = sync.install(granted);
+      const installing = sync.install(granted, 42);
       const bind = sent.find((m) => m.type === MessageType.BIND);
       expect(bind?.generation).toBe(42);
       const ack: DstmMessage = { type: MessageType.BIND_ACK, xid: bind!.xid, host4: X };
       sync.onTepMessage(encodeMessage(ack), ack, TEP, 4608);
       expect(await installing).toBe(true);
       const freed = { ...granted, state: "expired" as const };
-      versions.set(freed, 45);
-      sync.remove(freed);
+      sync.remove(freed, 45);
       expect(sent.find((m) => m.type === MessageType.UNBIND)?.generation).toBe(45);
-      // A lease whose version the store no longer knows: no GENERATION, as before.
+      // None given (a store that numbers no writes): no GENERATION, as before.
       sync.remove(old);
       const unbinds = sent.filter((m) => m.type === MessageType.UNBIND);
       expect(unbinds.at(-1)?.host4).toBe(Y);

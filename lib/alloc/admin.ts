@@ -8,6 +8,7 @@
  */
 import type { Lease, Reservation } from "../lease/lease.ts";
 import { formatIPv4 } from "../net/addr.ts";
+import type { Generations } from "./engine_types.ts";
 import { ACTIVE, BLOCKED, FREE, NEVER, RESERVED } from "./slots.ts";
 
 /** Why an administrator's operation was refused. */
@@ -19,8 +20,14 @@ export type AdminFailure =
   | "unsupported"
   | "host6-is-tep";
 
+/**
+ * What an administrator's operation returns. `generations` (ok; the operations that write
+ * leases: endLeases, grant): the shared store's generation of each lease written, in the order
+ * of `value` (grant: one), which the UNBIND or BIND it causes carries (./engine_types.ts
+ * `Generations`, docs/protocol.md "Generations"); absent when the store numbers no writes.
+ */
 export type AdminResult<T> =
-  | { ok: true; value: T }
+  | { ok: true; value: T; generations?: Generations }
   | { ok: false; reason: AdminFailure; message: string };
 
 export function adminOk<T>(value: T): Promise<AdminResult<T>> {

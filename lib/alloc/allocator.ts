@@ -176,7 +176,13 @@ export class Allocator {
         return later ?? Promise.resolve(exhausted);
       }
       const writer = this.#writer;
-      return writer.persist([writer.put(endKey, end)], [endKey], [end], exhausted, (f) => f);
+      return writer.persist(
+        [writer.put(endKey, end)],
+        [endKey],
+        [end],
+        () => exhausted,
+        (f) => f,
+      );
     }
     const slot = this.#slot;
     const outcome = this.#outcome;

@@ -49,7 +49,13 @@ import type { AdminResult, SlotView } from "./admin.ts";
 import { Allocator, type DiscoverOptions } from "./allocator.ts";
 import type { ClientScope } from "./client_scope.ts";
 import { EngineAdmin } from "./engine_admin.ts";
-import type { EngineOptions, EngineResult, PoolConfig, PoolStats } from "./engine_types.ts";
+import type {
+  EngineOptions,
+  EngineResult,
+  ExpiredLeases,
+  PoolConfig,
+  PoolStats,
+} from "./engine_types.ts";
 import { LeaseClock } from "./lease_clock.ts";
 import { LeaseIndex } from "./lease_index.ts";
 import { LeaseWriter } from "./lease_writer.ts";
@@ -327,21 +333,14 @@ export class AllocationEngine {
   }
 
   /**
-   * Shared store: the version of `lease` in the store when this engine wrote this very row
-   * (lib/lease/lease.ts `generation`), else undefined. BIND and UNBIND carry it to the TEPs
-   * (docs/protocol.md, "Generations").
-   */
-  generation(lease: Lease): number | undefined {
-    return this.#shared ? this.#store.generation?.(lease) : undefined;
-  }
-
-  /**
-   * Shared store: a version every change up to which is in this engine's memory (the rows the
-   * store's watch gave so far, lib/lease/lease.ts `watchedThrough`); undefined otherwise. A
-   * snapshot cut now carries it (docs/protocol.md, "Generations").
+   * Shared store: a version every change up to which is in this engine's memory and has been
+   * told to its callers (the rows the store's watch gave so far, lib/lease/lease.ts
+   * `watchedThrough`, but below any write of this engine whose result is still on its way:
+   * lib/lease/group_commit.ts `watchedThrough`); undefined otherwise. A snapshot cut now
+   * carries it (docs/protocol.md, "Generations").
    */
   watchedThrough(): number | undefined {
-    return this.#shared ? this.#store.watchedThrough?.() : undefined;
+    return this.#shared ? this.#writer.watchedThrough() : undefined;
   }
 
   /** Writes another server won so far (each made this engine take the stored rows and decide again). */
@@ -376,6 +375,14 @@ export class AllocationEngine {
    * freed slots go to the free lists in key order, each at the tail: ./slots.ts).
    */
   sweep(): Promise<Lease[]> {
+    return this.#reclamation.sweep().then((expired) => expired.leases);
+  }
+
+  /**
+   * {@link sweep}, with the generation of each expiry (a shared store: {@link ExpiredLeases}),
+   * which the UNBINDs of the expired leases carry (docs/protocol.md, "Generations").
+   */
+  reclaim(): Promise<ExpiredLeases> {
     return this.#reclamation.sweep();
   }
 

@@ -29,6 +29,7 @@ import {
   isIPv4Number as _isIPv4,
   activeLease as _lease,
 } from "./engine_rows.ts";
+import type { Generations } from "./engine_types.ts";
 import type { LeaseIndex } from "./lease_index.ts";
 import type { LeaseWriter } from "./lease_writer.ts";
 import type { PoolSlots } from "./slots.ts";
@@ -66,7 +67,9 @@ export class EngineAdmin {
    * An administrator ends these active leases now (Kea's lease4-del): each becomes
    * `released`, all in one durable batch, and their hosts' INIT-REBOOT REQUEST for that
    * address is refused (`no-such-lease`: NAK) until they DISCOVER again. Keys without an
-   * active lease are skipped. Resolves with the leases ended (as they were).
+   * active lease are skipped. Resolves with the leases ended (as they were), and the
+   * generation of the write that ended each (`generations`, a shared store): their UNBINDs
+   * carry it (docs/protocol.md, "Generations").
    */
   endLeases(keys: readonly number[]): Promise<AdminResult<Lease[]>> {
     const writer = this.#writer;
@@ -89,7 +92,8 @@ export class EngineAdmin {
       ended.push(row);
     }
     if (ops.length === 0) return adminOk([]);
-    const success: AdminResult<Lease[]> = { ok: true, value: ended };
+    const success = (generations: Generations): AdminResult<Lease[]> =>
+      generations ? { ok: true, value: ended, generations } : { ok: true, value: ended };
     return writer.persist<AdminResult<Lease[]>>(ops, done, rows, success, (f) => ({
       ok: false,
       reason: "store-failed",
@@ -118,7 +122,9 @@ export class EngineAdmin {
       .then(
         (r): AdminResult<Lease> =>
           r.ok
-            ? { ok: true, value: r.lease }
+            ? r.generation === undefined
+              ? { ok: true, value: r.lease }
+              : { ok: true, value: r.lease, generations: [r.generation] }
             : { ok: false, reason: "store-failed", message: r.message },
       );
   }

@@ -120,9 +120,35 @@ export type EngineFailure =
   | "prefix-limit"
   | "site-limit"
   | "host6-is-tep";
+/**
+ * What a decision returns. `generation` (ok): the shared store's version of the write that made
+ * `lease` (PostgreSQL: the row's `seq`, lib/lease/lease.ts `WriteOutcome`), sent as the
+ * GENERATION of the BIND (a grant) or UNBIND (a release, a decline) it causes, so that a TEP
+ * orders it against the other servers' (docs/protocol.md, "Generations"). Undefined when the
+ * store numbers no writes (SQLite, an unshared memory store: one server, no GENERATION), and
+ * when this decision wrote nothing (a lease given back as it is, an offer kept in memory, a
+ * renewal answered as stored after a failed write).
+ */
 export type EngineResult =
-  | { ok: true; lease: Lease; outcome: EngineOutcome }
+  | { ok: true; lease: Lease; outcome: EngineOutcome; generation?: number }
   | { ok: false; reason: EngineFailure; message: string };
+
+/**
+ * The store's generation of each write of one batch, in the order of the leases it goes with
+ * (`[i]`: of lease `i`; undefined: that write has none); the whole is undefined when the store
+ * numbers no writes (SQLite, an unshared memory store). See {@link EngineResult}.
+ */
+export type Generations = readonly (number | undefined)[] | undefined;
+
+/**
+ * Leases one sweep expired, durably and each exactly once across servers (as written: state
+ * `expired`), and the generation of each expiry (`generations[i]`: of `leases[i]`), which their
+ * UNBINDs carry (docs/protocol.md, "Generations").
+ */
+export interface ExpiredLeases {
+  readonly leases: Lease[];
+  readonly generations: Generations;
+}
 
 /** Occupancy of one pool, counted in slots (leases it can hold at once). */
 export interface PoolStats {

@@ -28,7 +28,13 @@ import {
   sameLease,
 } from "../lease/lease.ts";
 import { failure as _fail, rowKey as _key } from "./engine_rows.ts";
-import { CONFLICT_RETRIES, type EngineOutcome, type EngineResult } from "./engine_types.ts";
+import {
+  CONFLICT_RETRIES,
+  type EngineOutcome,
+  type EngineResult,
+  type ExpiredLeases,
+  type Generations,
+} from "./engine_types.ts";
 import type { LeaseIndex } from "./lease_index.ts";
 import type { LeaseTable } from "./lease_table.ts";
 
@@ -106,10 +112,10 @@ export class LeaseWriter {
     this.change(key, lease);
     const epoch = this.#epoch;
     return this.#committer.submit([this.put(key, lease)]).then(
-      (): EngineResult => {
+      (written): EngineResult => {
         this.#durable(key, lease);
         if (this.#failing) this.#recovered();
-        return { ok: true, lease, outcome };
+        return { ok: true, lease, outcome, generation: written?.generations?.[0] };
       },
       (error: unknown) =>
         renewal ? this.#stored(epoch, error, key, lease) : this.#failed(epoch, error),
@@ -153,7 +159,12 @@ export class LeaseWriter {
   ): Promise<EngineResult> {
     this.change(key, lease);
     const ops: LeaseOp[] = [this.put(endKey, end), this.put(key, lease)];
-    const success: EngineResult = { ok: true, lease, outcome };
+    const success = (generations: Generations): EngineResult => ({
+      ok: true,
+      lease,
+      outcome,
+      generation: generations?.[1],
+    });
     return this.persist(ops, [endKey, key], [end, lease], success, (failure) => failure);
   }
 
@@ -163,9 +174,10 @@ export class LeaseWriter {
    * expired, each exactly once across servers. A lease another server changed first (expired,
    * or renewed through it) is skipped by the store, not a conflict: the allocations in the
    * same batch commit, it is left out of the result (the other server counted it), and memory
-   * takes the row stored now. Resolves to [] when the write fails (rolled back as any).
+   * takes the row stored now. Resolves to none when the write fails (rolled back as any).
+   * With each expiry its generation (a shared store; {@link ExpiredLeases}).
    */
-  expire(keys: readonly number[], leases: readonly Lease[]): Promise<Lease[]> {
+  expire(keys: readonly number[], leases: readonly Lease[]): Promise<ExpiredLeases> {
     const ops: LeaseOp[] = [];
     for (let i = 0; i < keys.length; i++) {
       ops.push(this.put(keys[i] as number, leases[i] as Lease, true));
@@ -174,7 +186,9 @@ export class LeaseWriter {
     return this.#committer.submit(ops).then(
       (outcome) => {
         const skipped = outcome?.skipped;
+        const numbered = outcome?.generations;
         const expired: Lease[] = [];
+        const generations: (number | undefined)[] | undefined = numbered && [];
         for (let i = 0; i < keys.length; i++) {
           const key = keys[i] as number;
           const lease = leases[i] as Lease;
@@ -184,14 +198,15 @@ export class LeaseWriter {
           } else {
             this.#durable(key, lease);
             expired.push(lease);
+            generations?.push(numbered?.[i]);
           }
         }
         if (this.#failing) this.#recovered();
-        return expired;
+        return { leases: expired, generations };
       },
-      (error: unknown): Lease[] => {
+      (error: unknown): ExpiredLeases => {
         this.#failed(epoch, error);
-        return [];
+        return { leases: [], generations: undefined };
       },
     );
   }
@@ -214,26 +229,37 @@ export class LeaseWriter {
     this.#tellAbsorbed(before, stored);
   }
 
+  /**
+   * Shared store: the cut of a snapshot taken now — every committed change up to it is in
+   * memory and has been told to its callers ({@link GroupCommitter.watchedThrough}).
+   */
+  watchedThrough(): number | undefined {
+    return this.#committer.watchedThrough();
+  }
+
   /** Changes memory now, remembering the durable row for a rollback. */
   change(key: number, lease: Lease): void {
     if (!this.#inflight.has(key)) this.#inflight.set(key, this.#rows.get(key));
     this.#index.setRow(key, lease);
   }
 
-  /** Writes several changed rows in one batch; resolves `success`, or `failed()` when the write fails. */
+  /**
+   * Writes several changed rows in one batch; resolves `success(generations)` (of each op of
+   * `ops`, in order: {@link Generations}), or `failed()` when the write fails.
+   */
   persist<T>(
     ops: LeaseOp[],
     keys: number[],
     leases: Lease[],
-    success: T,
+    success: (generations: Generations) => T,
     failed: (result: EngineResult) => T,
   ): Promise<T> {
     const epoch = this.#epoch;
     return this.#committer.submit(ops).then(
-      () => {
+      (outcome) => {
         for (let i = 0; i < keys.length; i++) this.#durable(keys[i] as number, leases[i] as Lease);
         if (this.#failing) this.#recovered();
-        return success;
+        return success(outcome?.generations);
       },
       (error: unknown) => failed(this.#failed(epoch, error)),
     );

@@ -1,5 +1,5 @@
 /**
- * The expiry sweeper: runs {@link AllocationEngine.sweep} every interval and, while a sweep
+ * The expiry sweeper: runs {@link AllocationEngine.reclaim} (the sweep) every interval and, while a sweep
  * stops at its limits with due leases left (a crowd of overdue leases after a downtime), runs
  * the next slice right after one turn of the event loop, so that datagrams already received
  * are answered between slices: an answer waits for at most one slice (by default 100 leases
@@ -10,12 +10,16 @@
  * @module
  */
 import type { Lease } from "../lease/lease.ts";
-import type { AllocationEngine } from "./engine.ts";
+import type { AllocationEngine, Generations } from "./engine.ts";
 
 export interface ReclaimerOptions {
-  readonly engine: Pick<AllocationEngine, "sweep" | "reclaimPending">;
-  /** Told about the leases of each slice once they are durably expired. */
-  readonly onExpired: (leases: readonly Lease[]) => void;
+  readonly engine: Pick<AllocationEngine, "reclaim" | "reclaimPending">;
+  /**
+   * Told about the leases of each slice once they are durably expired, with the generation of
+   * each expiry (`generations[i]`: of `leases[i]`; undefined: the store numbers no writes),
+   * which their UNBINDs carry (docs/protocol.md, "Generations").
+   */
+  readonly onExpired: (leases: readonly Lease[], generations: Generations) => void;
   /** Told when a run needed more than one slice: leases reclaimed, slices, wall time (ms). */
   readonly onRun?: (summary: { leases: number; slices: number; ms: number }) => void;
   /**
@@ -92,11 +96,11 @@ export class Reclaimer {
         const waiting = this.#takeWaiters();
         last = 0;
         try {
-          const expired = await engine.sweep();
-          last = expired.length;
+          const expired = await engine.reclaim();
+          last = expired.leases.length;
           slices++;
           leases += last;
-          if (last > 0) onExpired(expired);
+          if (last > 0) onExpired(expired.leases, expired.generations);
         } finally {
           for (const resolve of waiting) resolve(last);
         }

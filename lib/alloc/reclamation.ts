@@ -7,9 +7,12 @@
  */
 import type { Lease } from "../lease/lease.ts";
 import { leaseInState as _copy, reclaimLimit as _limit } from "./engine_rows.ts";
-import { RECLAIM_DEFAULTS } from "./engine_types.ts";
+import { type ExpiredLeases, RECLAIM_DEFAULTS } from "./engine_types.ts";
 import type { LeaseIndex } from "./lease_index.ts";
 import type { LeaseWriter } from "./lease_writer.ts";
+
+/** A sweep that expired nothing (shared: never changed). */
+const _NONE: ExpiredLeases = Object.freeze({ leases: [], generations: undefined });
 
 /** Expires due leases in bounded slices (see the module doc). */
 export class Reclamation {
@@ -50,15 +53,16 @@ export class Reclamation {
   }
 
   /**
-   * AllocationEngine.sweep: marks due leases expired (durably) and returns them, at most
-   * `maxLeases`, picking for at most `maxMs`. O(k log n) for k leases reclaimed among n.
+   * AllocationEngine.reclaim: marks due leases expired (durably) and returns them with the
+   * generation of each expiry ({@link ExpiredLeases}), at most `maxLeases`, picking for at
+   * most `maxMs`. O(k log n) for k leases reclaimed among n.
    */
-  sweep(): Promise<Lease[]> {
+  sweep(): Promise<ExpiredLeases> {
     this.#pending = false;
-    if (!this.#writer.started || this.#writer.closed) return Promise.resolve([]);
+    if (!this.#writer.started || this.#writer.closed) return Promise.resolve(_NONE);
     const now = this.#now();
     const due = this.#due();
-    if (due.length === 0) return Promise.resolve([]);
+    if (due.length === 0) return Promise.resolve(_NONE);
     // Every lease of this slice is freed at `now`: in key order, each one goes to the tail of
     // its free list at once (in heap order, each insertion walked the list: O(k²)).
     due.sort((a, b) => a - b);

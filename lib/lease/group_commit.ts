@@ -9,7 +9,9 @@
  * in submission order and settle in that order.
  *
  * If a write rejects, every submitter of that batch gets the rejection; later batches are
- * written as usual.
+ * written as usual. A store that numbers its writes (a shared store, `LeaseStore.shared`)
+ * gives each op its generation ({@link WriteOutcome}); each submitter gets those of its own
+ * ops, in the order it submitted them.
  *
  * A store whose transaction commits on the calling thread (`LeaseStore.commit`, SQLite) is
  * pipelined: once a batch is committed, the next may be committed while the first is made
@@ -38,6 +40,14 @@ export const UNSETTLED_MAX = 2;
 /** Batches lease ops into as few `store.write()` calls as concurrency allows. */
 export class GroupCommitter {
   readonly #store: LeaseStore;
+  /** The store is shared: its outcome's generations are cut into each submitter's own. */
+  readonly #numbered: boolean;
+  /**
+   * Shared store: for each write handed to the store whose submitters may not have taken its
+   * result in yet, the store's `watchedThrough()` when it was handed over (undefined: the
+   * watch had not read yet). See {@link watchedThrough}.
+   */
+  readonly #floors = new Set<{ readonly at: number | undefined }>();
   /** The batch gathering ops (not yet handed to the store). */
   #pending: _Batch | undefined;
   /** Settles (never rejects) when the write in flight has settled. */
@@ -51,6 +61,7 @@ export class GroupCommitter {
 
   constructor(store: LeaseStore) {
     this.#store = store;
+    this.#numbered = store.shared === true;
   }
 
   /** Writes handed to the store, and the ops they carried. */
@@ -60,8 +71,9 @@ export class GroupCommitter {
 
   /**
    * Queues `ops` for the next write. Resolves when the write that carries them has committed,
-   * with the store's {@link WriteOutcome} of the whole batch (the `lapse` puts it skipped, of
-   * every submitter: each looks for its own keys), rejects with the store's error if it
+   * with the store's {@link WriteOutcome}: `skipped` of the whole batch (the `lapse` puts it
+   * skipped, of every submitter: each looks for its own keys), and `generations` of this
+   * call's `ops` only (`generations[i]`: of `ops[i]`). Rejects with the store's error if it
    * failed. All submitters of one batch share its fate.
    *
    * @example await committer.submit([{ op: "put", lease }]);
@@ -73,8 +85,35 @@ export class GroupCommitter {
       this.#pending = batch;
       this.#schedule();
     }
+    const first = batch.ops.length;
     for (const op of ops) batch.ops.push(op);
-    return batch.promise;
+    if (!this.#numbered) return batch.promise;
+    return batch.promise.then((outcome) => _own(outcome, first, ops.length));
+  }
+
+  /**
+   * Shared store: the point up to which every committed change (by any writer) is in the
+   * caller's view — the store's `watchedThrough()` (the rows its watch gave), but never at or
+   * above a write of this committer whose submitters have not taken its result in yet: at
+   * most the watch's point when that write was handed to the store (each `seq` it takes is
+   * above that point). The watch reads the table on its own connection and may deliver rows
+   * past such a write's before the write's result comes back; the server's own grant reaches
+   * its view of a TEP only then (lib/server/tep_sync.ts `install`). A snapshot cut at the
+   * watch's point would claim that grant without holding its binding, and its BIND (a
+   * generation at or below the cut) would be undone by the snapshot at the TEP; below it, the
+   * TEP keeps it (docs/protocol.md, "Generations"). A write counts until one turn of the
+   * event loop after it settled (its submitters' continuations have run by then). Undefined:
+   * the store says none, or a write in flight was handed over before the watch's first read.
+   */
+  watchedThrough(): number | undefined {
+    const watched = this.#store.watchedThrough?.();
+    if (watched === undefined) return undefined;
+    let least = watched;
+    for (const floor of this.#floors) {
+      if (floor.at === undefined) return undefined;
+      if (floor.at < least) least = floor.at;
+    }
+    return least;
   }
 
   /**
@@ -124,6 +163,9 @@ export class GroupCommitter {
       this.#commit(batch);
       return;
     }
+    // The watch's point now: every seq this write takes is above it (see watchedThrough).
+    const floor = this.#numbered ? { at: this.#store.watchedThrough?.() } : undefined;
+    if (floor) this.#floors.add(floor);
     let write: Promise<WriteOutcome | undefined>;
     try {
       write = this.#store.write(batch.ops);
@@ -131,8 +173,8 @@ export class GroupCommitter {
       write = Promise.reject(error);
     }
     this.#inFlight = write.then(
-      (outcome) => this.#settle(batch, outcome, false),
-      (error: unknown) => this.#settle(batch, error, true),
+      (outcome) => this.#settle(batch, outcome, false, floor),
+      (error: unknown) => this.#settle(batch, error, true, floor),
     );
   }
 
@@ -167,15 +209,34 @@ export class GroupCommitter {
     if (this.#pending !== undefined) this.#schedule();
   }
 
-  /** `result`: the error when `failed`, else the store's outcome. */
-  #settle(batch: _Batch, result: unknown, failed: boolean): void {
+  /** `result`: the error when `failed`, else the store's outcome; `floor`: the write's, if kept. */
+  #settle(
+    batch: _Batch,
+    result: unknown,
+    failed: boolean,
+    floor?: { at: number | undefined },
+  ): void {
     // Submitters' reactions are queued before the next write can start (that waits for
     // setImmediate), so each batch is fully settled before the next reaches the store.
     if (failed) batch.reject(result);
     else batch.resolve(result as WriteOutcome | undefined);
+    // Kept until the submitters' continuations (a BIND into the TEPs' view) have run.
+    if (floor) setImmediate(() => this.#floors.delete(floor));
     this.#inFlight = undefined;
     if (this.#pending !== undefined) this.#schedule();
   }
+}
+
+/** `outcome` with the generations of the `count` ops from `first` on (one submitter's). */
+function _own(
+  outcome: WriteOutcome | undefined,
+  first: number,
+  count: number,
+): WriteOutcome | undefined {
+  const all = outcome?.generations;
+  if (all === undefined) return outcome;
+  const generations = all.slice(first, first + count);
+  return outcome?.skipped ? { skipped: outcome.skipped, generations } : { generations };
 }
 
 function _newBatch(): _Batch {

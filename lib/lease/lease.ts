@@ -160,11 +160,20 @@ export type LeaseOp =
   | { readonly op: "delete"; readonly key: number };
 
 /**
- * What a shared store's `write` tells besides success: `skipped`, the keys of the `lapse` puts
- * whose expected row was no longer stored → the row stored under the key now (undefined: none).
+ * What a shared store's `write` tells besides success:
+ * - `skipped`: the keys of the `lapse` puts whose expected row was no longer stored → the row
+ *   stored under the key now (undefined: none). Absent: none was skipped.
+ * - `generations`: stores that number their writes in one order for every writer (PostgreSQL:
+ *   the row's `seq`, docs/protocol.md "Generations"): `generations[i]` is the version op `i`
+ *   of the batch wrote — a put's new row, a delete's removal (a number taken from the same
+ *   sequence, so a later write of the key by any writer has a higher one). Undefined for an op
+ *   that wrote nothing (a skipped `lapse` put, a delete of a key with no row). The array itself
+ *   is absent for a store that numbers nothing: SQLite and an unshared memory store have one
+ *   writer, so BIND and UNBIND go without GENERATION.
  */
 export interface WriteOutcome {
-  readonly skipped: ReadonlyMap<number, Lease | undefined>;
+  readonly skipped?: ReadonlyMap<number, Lease | undefined>;
+  readonly generations?: readonly (number | undefined)[];
 }
 
 /**
@@ -192,7 +201,10 @@ export interface LeaseStore {
   /** `"memory"`, `"sqlite"`, … for logs and metrics. */
   readonly kind: string;
   loadAll(): Promise<Lease[]>;
-  /** Resolves with the skipped `lapse` puts (shared stores), or nothing when none was skipped. */
+  /**
+   * Resolves with the skipped `lapse` puts and each op's generation (shared stores,
+   * {@link WriteOutcome}), or undefined when there is nothing to tell (SQLite, memory).
+   */
   write(ops: readonly LeaseOp[]): Promise<WriteOutcome | undefined>;
   /**
    * `write` in two steps, for a store whose transaction commits on the calling thread
@@ -217,15 +229,6 @@ export interface LeaseStore {
    * before the call (or reading them failed). Never rejects.
    */
   caughtUp?(): Promise<void>;
-  /**
-   * Shared stores: the version of the row `lease` is, when this store wrote it (a put of
-   * `write` that committed, this very object): a number every writer's later change of any
-   * row exceeds (PostgreSQL: the row's `seq`, handed out in commit order), at least right
-   * after the write (a store may forget older ones). Undefined for any other object (a copy, a
-   * row read back, a row of a failed write). The TEPs order BIND and UNBIND by it
-   * (docs/protocol.md, "Generations").
-   */
-  generation?(lease: Lease): number | undefined;
   /**
    * Shared stores: a version every change up to which the {@link watch} callbacks have been
    * given (or that the rows loaded at start hold); undefined before the watch's first read.

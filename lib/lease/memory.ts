@@ -38,6 +38,8 @@ export class MemoryLeaseStore implements LeaseStore {
   /** host6 → reservation. */
   readonly #reservations = new Map<string, Reservation>();
   readonly #reservationWatchers = new Set<(all: Reservation[]) => void>();
+  /** Shared: the last generation handed out (one per op that wrote, as PostgreSQL's `seq`). */
+  #seq = 0;
   #closed = false;
 
   constructor(opts: { shared?: boolean } = {}) {
@@ -63,7 +65,9 @@ export class MemoryLeaseStore implements LeaseStore {
   /**
    * Applies `ops` in order; on the first violation undoes the ones already applied and
    * rejects, so a batch is all or nothing (as one SQLite transaction is) — but a `lapse` put
-   * whose expected row is not stored is skipped and reported, as PostgreSQL does.
+   * whose expected row is not stored is skipped and reported, as PostgreSQL does. A shared
+   * store also numbers each op that wrote ({@link WriteOutcome.generations}: 1, 2, … for this
+   * store's life, as PostgreSQL's `seq`); an unshared one (one server) numbers nothing.
    */
   write(ops: readonly LeaseOp[]): Promise<WriteOutcome | undefined> {
     if (this.#closed) return Promise.reject(_closed());
@@ -71,8 +75,13 @@ export class MemoryLeaseStore implements LeaseStore {
     let conflict: string | undefined;
     let skipped: Map<number, Lease | undefined> | undefined;
     const applied: Lease[] = [];
+    const generations: (number | undefined)[] | undefined = this.shared
+      ? new Array(ops.length)
+      : undefined;
+    const seq = this.#seq;
     try {
-      for (const op of ops) {
+      for (let i = 0; i < ops.length; i++) {
+        const op = ops[i] as LeaseOp;
         const key = op.op === "put" ? leaseKey(op.lease.ipv4, op.lease.portSet.psid) : op.key;
         const next = op.op === "put" ? op.lease : undefined;
         if (op.op === "put" && op.expected !== undefined) {
@@ -109,9 +118,11 @@ export class MemoryLeaseStore implements LeaseStore {
             );
           }
         }
-        undo.push([key, this.#rows.get(key)]);
+        const before = this.#rows.get(key);
+        undo.push([key, before]);
         this.#set(key, next);
         if (next) applied.push(next);
+        if (generations && (next || before)) generations[i] = ++this.#seq;
       }
       if (conflict) throw new LeaseConflictError(conflict);
     } catch (error) {
@@ -119,6 +130,7 @@ export class MemoryLeaseStore implements LeaseStore {
         const [key, previous] = undo[i] as [number, Lease | undefined];
         this.#set(key, previous);
       }
+      this.#seq = seq;
       return Promise.reject(conflict ? this.#conflict(conflict, ops) : error);
     }
     if (this.#watchers.size > 0) {
@@ -126,6 +138,7 @@ export class MemoryLeaseStore implements LeaseStore {
         for (const watcher of this.#watchers) watcher(applied);
       });
     }
+    if (generations) return Promise.resolve(skipped ? { skipped, generations } : { generations });
     return Promise.resolve(skipped && { skipped });
   }
 

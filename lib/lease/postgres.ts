@@ -25,7 +25,8 @@
  *   whichever server answers, and a slot taken elsewhere is not offered here.
  *
  * A put without `expected` is a plain upsert (the {@link LeaseStore} contract, as SQLite).
- * Deletions are not seen by watchers (the engine never deletes).
+ * Deletions are not seen by watchers (the engine never deletes: it ends a lease by a put of a
+ * `released` or `expired` row); a delete still takes a `seq` for its generation.
  *
  * The schema and its migration are in ./postgres_schema.ts, the compare-and-set batch and the
  * read-back of a conflict in ./postgres_write.ts, the rows' decoding in ./postgres_rows.ts.
@@ -61,14 +62,6 @@ import { CasMismatch, hasExpected, readConflict, writeBatch } from "./postgres_w
 
 export { PG_SCHEMA_1, PG_SCHEMA_VERSION } from "./postgres_schema.ts";
 
-/**
- * Writes whose `seq` is kept for {@link PostgresLeaseStore.generation} (the most recent; a
- * larger batch is kept whole). The server asks at once, after the commit, for its BIND or
- * UNBIND; a lease object kept here is held a little longer than the engine holds it (at most
- * this many: a few MB), where keeping every written row's would cost some 35 bytes a lease.
- */
-export const GENERATIONS_KEPT = 65_536;
-
 /** How often a watcher polls for changes when no notification came (ms). */
 const POLL_MS = 1000;
 
@@ -85,12 +78,6 @@ export class PostgresLeaseStore implements LeaseStore {
   readonly #catchUps = new Set<() => Promise<void>>();
   /** Each {@link watch}'s last `seq` given to its callback (see {@link watchedThrough}). */
   readonly #watchPoints = new Set<() => number | undefined>();
-  /**
-   * The `seq` of the lease objects this store wrote last, set at commit (see
-   * {@link generation}), oldest first: at most {@link GENERATIONS_KEPT} (or the last batch).
-   */
-  readonly #generations = new Map<Lease, number>();
-
   private constructor(sql: SQL, where: string) {
     this.#sql = sql;
     this.where = where;
@@ -161,15 +148,16 @@ export class PostgresLeaseStore implements LeaseStore {
    * row is not the stored one, with {@link LeaseStoreError} on any other failure (a second
    * active lease for a host in a plain put, the database unreachable); nothing applied then.
    * A `lapse` put whose expected row is not stored is skipped, not a conflict: the rest
-   * commits, and the result names its key and the row stored now.
+   * commits, and the result names its key and the row stored now. The result also gives each
+   * op's generation (`generations[i]`, the `seq` of its write, {@link WriteOutcome}): numbered
+   * under the write lock, so in the commit order of every server — what a TEP orders BIND and
+   * UNBIND by (docs/protocol.md, "Generations").
    */
   async write(ops: readonly LeaseOp[]): Promise<WriteOutcome | undefined> {
     this.#check();
     if (ops.length === 0) return undefined;
     try {
-      const result = await this.#sql.begin((tx) => writeBatch(tx, ops));
-      this.#keepGenerations(result.written);
-      return result.outcome;
+      return await this.#sql.begin((tx) => writeBatch(tx, ops));
     } catch (error) {
       if (error instanceof CasMismatch || (hasExpected(ops) && sqlState(error) === "23505")) {
         throw await readConflict(this.#sql, ops);
@@ -182,31 +170,6 @@ export class PostgresLeaseStore implements LeaseStore {
         );
       }
       throw this.#error(error);
-    }
-  }
-
-  /**
-   * The `seq` of the row `lease` is, when this store wrote this very object (a committed put)
-   * among its last {@link GENERATIONS_KEPT} writes; else undefined. `seq` comes from one
-   * sequence taken under the write lock, so the servers' writes are numbered in commit order:
-   * the version a TEP orders BIND and UNBIND by (docs/protocol.md, "Generations"). The server
-   * asks right after the write (its BIND or UNBIND), so the few kept suffice.
-   */
-  generation(lease: Lease): number | undefined {
-    return this.#generations.get(lease);
-  }
-
-  /** Keeps the `seq` of each lease of `written`, forgetting the oldest past the bound. */
-  #keepGenerations(written: readonly (readonly [Lease, number])[]): void {
-    const kept = this.#generations;
-    for (const [lease, seq] of written) {
-      kept.delete(lease);
-      kept.set(lease, seq);
-    }
-    const bound = Math.max(GENERATIONS_KEPT, written.length);
-    for (const lease of kept.keys()) {
-      if (kept.size <= bound) break;
-      kept.delete(lease);
     }
   }
 

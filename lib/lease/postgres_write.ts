@@ -36,13 +36,6 @@ import { CHANNEL, WRITE_LOCK } from "./postgres_schema.ts";
 /** Thrown inside the write transaction to roll it back when a compare-and-set failed. */
 export class CasMismatch extends Error {}
 
-/** What one write transaction did: the skipped `lapse` puts, and each written lease's `seq`. */
-export interface BatchResult {
-  readonly outcome: WriteOutcome | undefined;
-  /** Each put that wrote a row: its lease (the op's object) and the row's new `seq`. */
-  readonly written: readonly (readonly [Lease, number])[];
-}
-
 /** True when a put of `ops` is a compare-and-set (carries `expected`). */
 export function hasExpected(ops: readonly LeaseOp[]): boolean {
   return ops.some((op) => op.op === "put" && op.expected !== undefined);
@@ -52,26 +45,31 @@ export function hasExpected(ops: readonly LeaseOp[]): boolean {
  * Inside the write transaction `tx`: takes the write lock (the servers' writes in order), applies
  * `ops` in order, throws {@link CasMismatch} when a compare-and-set put found another row (a
  * `lapse` put is skipped instead: reported with the row stored now), and notifies the watchers
- * ({@link CHANNEL}) at commit.
+ * ({@link CHANNEL}) at commit. Resolves with each op's generation ({@link WriteOutcome}): the
+ * `seq` a put gave its row; for a delete that removed a row, a `seq` taken for it from the same
+ * sequence (the row is gone, so watchers never see it, but a TEP can order the UNBIND it causes
+ * against any later grant of the key: docs/protocol.md "Generations").
  */
 export async function writeBatch(
   tx: TransactionSQL,
   ops: readonly LeaseOp[],
-): Promise<BatchResult> {
+): Promise<WriteOutcome> {
   await tx`SELECT pg_advisory_xact_lock(${WRITE_LOCK})`;
   const results: Promise<unknown[]>[] = [];
   for (const op of ops) {
-    if (op.op === "delete") results.push(tx`DELETE FROM dstm_leases WHERE key = ${op.key}`);
-    else results.push(_put(tx, op));
+    if (op.op === "delete") {
+      results.push(tx`DELETE FROM dstm_leases WHERE key = ${op.key}
+        RETURNING key, nextval('dstm_leases_seq') AS seq`);
+    } else results.push(_put(tx, op));
   }
   const settled = await Promise.all(results);
   let lapsed: number[] | undefined;
-  const written: (readonly [Lease, number])[] = [];
+  const generations: (number | undefined)[] = new Array(ops.length);
   for (let i = 0; i < ops.length; i++) {
     const op = ops[i] as LeaseOp;
-    if (op.op !== "put") continue;
     const row = settled[i]?.[0] as { seq?: string | number } | undefined;
-    if (row?.seq !== undefined) written.push([op.lease, Number(row.seq)]);
+    generations[i] = row?.seq === undefined ? undefined : Number(row.seq);
+    if (op.op !== "put") continue;
     if (op.expected !== undefined && settled[i]?.length !== 1) {
       if (op.lapse !== true) throw new CasMismatch();
       lapsed ??= [];
@@ -79,7 +77,7 @@ export async function writeBatch(
     }
   }
   await tx`SELECT pg_notify(${CHANNEL}, '')`;
-  if (lapsed === undefined) return { outcome: undefined, written };
+  if (lapsed === undefined) return { generations };
   // What the other server stored under them (read under the write lock: current at commit).
   const rows = (await tx.unsafe(
     `SELECT ${COLUMNS} FROM dstm_leases WHERE key = ANY($1::bigint[])`,
@@ -87,7 +85,7 @@ export async function writeBatch(
   )) as PgLeaseRow[];
   const skipped = new Map<number, Lease | undefined>(lapsed.map((key) => [key, undefined]));
   for (const row of rows) skipped.set(Number(row.key), leaseOfRow(row));
-  return { outcome: { skipped }, written };
+  return { skipped, generations };
 }
 
 /** The statement of one put (see the module's description); each returns the key and `seq` it wrote. */

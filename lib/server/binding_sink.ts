@@ -8,15 +8,23 @@
 import type { Lease } from "../lease/lease.ts";
 import type { DstmMessage } from "../wire/dstm_types.ts";
 
-/** What the protocol handler needs: install before answering, remove after release/expiry. */
+/**
+ * What the protocol handler needs: install before answering, remove after release/expiry.
+ *
+ * `generation`: the shared store's version of the write that granted (install) or freed
+ * (remove) the lease — the engine's `EngineResult.generation`, an expiry's or an
+ * administrator's `generations[i]` (lib/alloc/engine_types.ts) — sent as the GENERATION of the
+ * BIND / UNBIND (docs/protocol.md, "Generations"). Undefined: none sent (a store with one
+ * writer, SQLite or memory, numbers nothing).
+ */
 export interface BindingSink {
   /**
    * True when the TEP has the binding (or the TEP is not yet connected and not required);
    * a plain boolean when that is decided at once (no exchange with the TEP: the caller's
    * answer need not wait a turn of the event loop), else a promise of it.
    */
-  install(lease: Lease): boolean | Promise<boolean>;
-  remove(lease: Lease): void;
+  install(lease: Lease, generation?: number): boolean | Promise<boolean>;
+  remove(lease: Lease, generation?: number): void;
   /** The install still in progress for this lease's binding, if any (a retransmitted request waits for it). */
   pending(lease: Lease): Promise<boolean> | undefined;
   /**

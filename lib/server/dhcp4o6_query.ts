@@ -266,7 +266,7 @@ export class Dhcp4QueryHandler {
     const result = await this.#o.engine.release(host6, query.ciaddr, scope);
     this.#count(name, result.ok ? "released" : result.reason);
     if (result.ok) {
-      this.#o.bindings?.remove(result.lease);
+      this.#o.bindings?.remove(result.lease, result.generation);
       this.#log("release", result.lease);
     }
     return null;
@@ -291,7 +291,8 @@ export class Dhcp4QueryHandler {
       return null;
     }
     this.#count("decline", "declined");
-    this.#o.bindings?.remove(held ?? { ...result.lease, host6 });
+    // The decline's write took the slot from the host: its generation orders this UNBIND.
+    this.#o.bindings?.remove(held ?? { ...result.lease, host6 }, result.generation);
     this.#o.log.warn("declined", {
       protocol: "dhcp4o6",
       ipv4: formatIPv4(address),
@@ -335,7 +336,7 @@ export class Dhcp4QueryHandler {
     if (!sink || !result.ok) return true;
     const isNew = offered || result.outcome === "allocated" || result.outcome === "reused";
     const ok = isNew
-      ? await sink.install(result.lease)
+      ? await sink.install(result.lease, result.generation)
       : ((await sink.pending(result.lease)) ?? true);
     if (!ok && isNew) await this.#o.engine.release(host6, result.lease.ipv4, scope);
     return ok;

@@ -268,7 +268,9 @@ export class DstmHandler {
     if (sink === undefined) return this.#granted(request, result, key, raw);
     const isNew = result.outcome === "allocated" || result.outcome === "reused";
     // A retransmission that arrives while the first copy waits for the TEP waits for it too.
-    const installed = isNew ? sink.install(result.lease) : (sink.pending(result.lease) ?? true);
+    const installed = isNew
+      ? sink.install(result.lease, result.generation)
+      : (sink.pending(result.lease) ?? true);
     if (installed === true) return this.#granted(request, result, key, raw);
     return this.#grantOnceInstalled(request, result, key, raw, isNew, installed);
   }
@@ -314,7 +316,8 @@ export class DstmHandler {
     raw: Uint8Array,
   ): Uint8Array {
     const lease = result.lease;
-    if (this.#o.bindings && result.outcome === "released") this.#o.bindings.remove(lease);
+    if (this.#o.bindings && result.outcome === "released")
+      this.#o.bindings.remove(lease, result.generation);
     this.#count(request.type, Status.SUCCESS);
     this.#leaseLines.log(result.outcome, lease);
     if (key === undefined) return this.#ack(request, raw, lease, result.outcome);

@@ -28,7 +28,7 @@
  * @module
  */
 import type { AdminResult } from "../alloc/admin.ts";
-import type { AllocationEngine } from "../alloc/engine.ts";
+import type { AllocationEngine, Generations } from "../alloc/engine.ts";
 import type { AddLeaseRequest, AdminReply, LeaseAdminSource } from "../control/lease_admin_api.ts";
 import { reservationJson } from "../control/lease_admin_api.ts";
 import { leaseToJson } from "../control/lease_view.ts";
@@ -123,7 +123,7 @@ export class LeaseAdmin implements LeaseAdminSource {
     if (!result.ok) return this.#failed("delete", result);
     if (result.value.length === 0)
       return this.#refuse("delete", "no-such-lease", 404, `no active lease on ${where}`);
-    this.#unbind(result.value);
+    this.#unbind(result.value, result.generations);
     for (const lease of result.value) this.#applied("delete", lease);
     return { status: 200, body: { ended: result.value.map((l) => leaseToJson(l)) } };
   }
@@ -157,7 +157,7 @@ export class LeaseAdmin implements LeaseAdminSource {
     const lease = result.value;
     // As for a host's own lease: the TEP holds the binding before the answer.
     const bindings = this.#o.bindings();
-    if (bindings && !(await bindings.install(lease))) {
+    if (bindings && !(await bindings.install(lease, result.generations?.[0]))) {
       this.#o.log.warn("lease-admin", {
         action: "add",
         ipv4: formatIPv4(lease.ipv4),
@@ -201,7 +201,7 @@ export class LeaseAdmin implements LeaseAdminSource {
         this.#o.log.info("lease-admin", { action: "wipe", pool, ended, failed: result.message });
         return this.#failed("wipe", result);
       }
-      this.#unbind(result.value);
+      this.#unbind(result.value, result.generations);
       ended += result.value.length;
     }
     this.#count("wipe");
@@ -214,9 +214,15 @@ export class LeaseAdmin implements LeaseAdminSource {
     this.#warn.warn("lease-admin-refused", { action, reason, detail: message });
   }
 
-  #unbind(leases: readonly Lease[]): void {
+  /**
+   * UNBINDs the bindings of `leases` (ended by an administrator), each with the generation of
+   * the write that ended it (`generations[i]`; undefined: the store numbers no writes), so a
+   * TEP that already holds a later grant of the slot ignores it (docs/protocol.md, "Generations").
+   */
+  #unbind(leases: readonly Lease[], generations: Generations): void {
     const bindings = this.#o.bindings();
-    for (const lease of leases) bindings?.remove(lease);
+    if (!bindings) return;
+    for (let i = 0; i < leases.length; i++) bindings.remove(leases[i] as Lease, generations?.[i]);
   }
 
   #applied(action: string, lease: Lease, seconds?: number): void {

@@ -6,7 +6,7 @@
  *
  * @module
  */
-import { AllocationEngine, type PoolConfig } from "../alloc/engine.ts";
+import { AllocationEngine, type Generations, type PoolConfig } from "../alloc/engine.ts";
 import { Reclaimer } from "../alloc/reclaimer.ts";
 import { controlHandler } from "../control/api.ts";
 import type { Logger } from "../control/log.ts";
@@ -286,7 +286,7 @@ export class DstmServer {
     this.#poolWatch = poolWatch;
     this.#sweeper = new Reclaimer({
       engine,
-      onExpired: (expired) => this.#expired(expired),
+      onExpired: (expired, generations) => this.#expired(expired, generations),
       onRun: ({ leases, slices, ms }) =>
         this.#log.info("reclaim", { leases, slices, "time-ms": Math.round(ms) }),
       beforeRun: () => {
@@ -435,10 +435,12 @@ export class DstmServer {
     return this.#sweeper ? this.#sweeper.sliceNow() : Promise.resolve(0);
   }
 
-  #expired(expired: readonly Lease[]): void {
+  /** Leases the sweeper expired, and each expiry's generation (an UNBIND carries it). */
+  #expired(expired: readonly Lease[], generations: Generations): void {
     this.metrics.inc("dstm_leases_expired_total", {}, expired.length);
-    for (const lease of expired) {
-      this.#tepSync?.remove(lease);
+    for (let i = 0; i < expired.length; i++) {
+      const lease = expired[i] as Lease;
+      this.#tepSync?.remove(lease, generations?.[i]);
       this.#log.info("expire", {
         ipv4: formatIPv4(lease.ipv4),
         host6: lease.host6,

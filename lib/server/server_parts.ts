@@ -55,9 +55,8 @@ export function tepSyncFor(
       pools: p.engine.pools(),
       // Shared store: a SYNC is judged against the rows committed so far (docs/scale-out.md).
       catchUp: p.engine.shared ? () => p.engine.caughtUp() : undefined,
-      // Shared store: BIND / UNBIND / SNAPSHOT carry the store's versions (docs/protocol.md,
-      // "Generations"), so a TEP orders the servers' messages for one binding.
-      generation: p.engine.shared ? (lease) => p.engine.generation(lease) : undefined,
+      // Shared store: a SNAPSHOT carries its cut (docs/protocol.md, "Generations"; BIND and
+      // UNBIND get theirs from the write's result), so a TEP orders the servers' messages.
       watchedThrough: p.engine.shared ? () => p.engine.watchedThrough() : undefined,
     },
     // A declined address's holder (RFC 6666 discard prefix) is no host: no binding.

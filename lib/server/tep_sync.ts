@@ -8,9 +8,11 @@
  * TEP gets the full table as SNAPSHOT parts. A TEP the server has never heard from is not
  * waited for (unless `requireTep`): it receives everything in its first SNAPSHOT.
  *
- * With a shared lease store, BIND and UNBIND carry the lease's version in it and a SNAPSHOT
- * its cut (GENERATION, docs/protocol.md "Generations"), so that a TEP orders the messages of
- * several servers for one binding as the database ordered the writes.
+ * With a shared lease store, BIND and UNBIND carry the generation of the write that granted or
+ * freed the lease (the engine hands it back with the write's result: {@link install},
+ * {@link remove}) and a SNAPSHOT its cut (GENERATION, docs/protocol.md "Generations"), so that
+ * a TEP orders the messages of several servers for one binding as the database ordered the
+ * writes.
  *
  * Only the configured TEPs (the pools' `--tep`) have state here, and only they are heard or
  * sent to: {@link TepChannel} decides what counts as a TEP's message. A snapshot always goes
@@ -95,12 +97,6 @@ export interface TepSyncOptions {
    * it, at most one catch-up per {@link CATCH_UP_GAP_MS} (`#onSync`). Never rejects.
    */
   readonly catchUp?: () => Promise<void>;
-  /**
-   * Shared lease store: the store's version of a lease this server wrote (the engine's
-   * `generation`), sent as GENERATION in its BIND / UNBIND so that a TEP orders them against
-   * the other servers' (docs/protocol.md, "Generations"). Absent or undefined: none sent.
-   */
-  readonly generation?: (lease: Lease) => number | undefined;
   /**
    * Shared lease store: the version every change up to which is in this view (the engine's
    * `watchedThrough`), sent as the GENERATION of a snapshot cut now. Absent or undefined:
@@ -211,9 +207,10 @@ export class TepSync implements BindingSink {
    *   (it will get the binding in its first SNAPSHOT);
    * - false: the TEP refused or did not answer (3 tries, 250 ms apart), or it never synced and
    *   `requireTep` is on. The binding is taken out again; the caller NAKs TEP_UNAVAILABLE.
-   * Concurrent calls for one binding share one exchange. Never rejects.
+   * Concurrent calls for one binding share one exchange. Never rejects. `generation`: of the
+   * grant's write, sent as the BIND's GENERATION (absent: none, see {@link BindingSink}).
    */
-  install(lease: Lease): boolean | Promise<boolean> {
+  install(lease: Lease, generation?: number): boolean | Promise<boolean> {
     const key = leaseKey(lease.ipv4, lease.portSet.psid);
     const running = this.#pending.get(key);
     if (running) return running;
@@ -228,18 +225,18 @@ export class TepSync implements BindingSink {
       removeBinding(tep, lease);
       return false;
     }
-    const done = this.#install(tep, lease).finally(() => this.#pending.delete(key));
+    const done = this.#install(tep, lease, generation).finally(() => this.#pending.delete(key));
     this.#pending.set(key, done);
     return done;
   }
 
-  async #install(tep: TepState, lease: Lease): Promise<boolean> {
+  async #install(tep: TepState, lease: Lease, generation: number | undefined): Promise<boolean> {
     const ok = await this.#exchange(tep, {
       type: MessageType.BIND,
       host4: lease.ipv4,
       host6: lease.host6,
       portSet: lease.portSet.psidLength === 0 ? undefined : lease.portSet,
-      generation: this.#o.generation?.(lease),
+      generation,
     });
     if (!ok) removeBinding(tep, lease);
     return ok;
@@ -249,9 +246,10 @@ export class TepSync implements BindingSink {
    * Takes the binding of `lease` out of its TEP's table and digest (after a release or an
    * expiry) and, when the TEP is connected, sends UNBIND without waiting: a lost UNBIND shows
    * as a digest mismatch at the TEP's next SYNC, which gets a SNAPSHOT. Unknown leases and
-   * TEPs are ignored.
+   * TEPs are ignored. `generation`: of the write that freed it (the release, expiry or
+   * administrator's end), sent as the UNBIND's GENERATION (absent: none, see {@link BindingSink}).
    */
-  remove(lease: Lease): void {
+  remove(lease: Lease, generation?: number): void {
     const tep = this.#teps.get(lease.tep6);
     if (!tep) return;
     removeBinding(tep, lease);
@@ -271,7 +269,7 @@ export class TepSync implements BindingSink {
         portSet: lease.portSet.psidLength === 0 ? undefined : lease.portSet,
         // The version of the write that freed it: a TEP holding a later grant's BIND (from
         // any server) ignores this UNBIND however late it comes (docs/protocol.md).
-        generation: this.#o.generation?.(lease),
+        generation,
       },
       boundAgain,
     );
