@@ -108,6 +108,31 @@ describe("AllocationEngine.reconfigure", () => {
     }
   });
 
+  test("a DISCOVER ending a lease whose slot left the pools tells onEnded, once durable", async () => {
+    const ended: string[] = [];
+    const { engine } = await startEngine(pools("192.0.2.0/30"), {
+      onEnded: (lease) => ended.push(`${formatIPv4(lease.ipv4)}=${lease.host6} ${lease.state}`),
+    });
+    const first = ok(await engine.discover(host(1)));
+    expect(engine.reconfigure({ pools: pools("198.51.100.0/29"), leaseTime: 600 })).toBe(1);
+    const moved = ok(await engine.discover(host(1)));
+    expect(formatIPv4(moved.ipv4)).toBe("198.51.100.1");
+    expect(ended).toEqual([`${formatIPv4(first.ipv4)}=${host(1)} expired`]);
+    // Two addresses for three moved hosts: the third's old lease ends all the same, and is told.
+    ok(await engine.discover(host(2)));
+    ok(await engine.discover(host(3)));
+    engine.reconfigure({ pools: pools("203.0.113.0/30"), leaseTime: 600 });
+    ok(await engine.discover(host(1)));
+    ok(await engine.discover(host(2)));
+    const refused = await engine.discover(host(3));
+    expect(refused.ok).toBe(false);
+    expect(ended).toHaveLength(4);
+    expect(ended[3]).toBe(`198.51.100.3=${host(3)} expired`);
+    // Nothing else is told: a renewal, a release.
+    ok(await engine.discover(host(1)));
+    expect(ended).toHaveLength(4);
+  });
+
   test("invalid pools are refused and change nothing", async () => {
     const { engine } = await startEngine(pools("192.0.2.0/29"));
     ok(await engine.discover(host(1)));

@@ -115,6 +115,34 @@ describe("server ⇄ TEP synchronisation", () => {
     expect(server.tepSync?.view("::1").count).toBe(1);
   });
 
+  test("a lease ended because its slot left the pools is UNBIND-ed when its holder moves", async () => {
+    const tep = await fakeTep();
+    const { server, transport } = await start(tep.ep.port);
+    const old = await new DstmClient(transport, "2001:db8:1::a").discover();
+    expect(formatIPv4(old.ipv4)).toBe("198.51.100.1");
+    sync(tep, server.listening.port, []); // behind: the server sends its table
+    expect(await until(() => tep.received.some((m) => m.type === MessageType.SNAPSHOT))).toBe(true);
+    const base = {
+      leaseTime: 600,
+      listen: { address: "::1", port: 0 },
+      sourceCheck: false,
+      tepPort: tep.ep.port,
+      log: new Logger({ sink: () => {} }),
+    };
+    server.onReload(() => ({ ...base, pools: [{ prefixes: ["203.0.113.0/29"], tep6: "::1" }] }));
+    expect(await server.reload("test")).toMatchObject({ ok: true, changed: ["pool"] });
+    const moved = await new DstmClient(transport, "2001:db8:1::a").discover();
+    expect(formatIPv4(moved.ipv4)).toBe("203.0.113.1");
+    // The old binding goes: without it the TEP would carry 198.51.100.1 for the host until
+    // the old lease's end, and hand its traffic to it after a reload took the address away.
+    expect(
+      await until(() =>
+        tep.received.some((m) => m.type === MessageType.UNBIND && m.host4 === old.ipv4),
+      ),
+    ).toBe(true);
+    expect(server.tepSync?.view("::1").count).toBe(1);
+  });
+
   test("a connected TEP that does not confirm: NAK TEP_UNAVAILABLE and the address goes back to the pool", async () => {
     const tep = await fakeTep();
     const { server, transport } = await start(tep.ep.port);

@@ -57,6 +57,8 @@ export class Allocator {
         exhausted: EngineResult,
       ) => Promise<EngineResult> | undefined)
     | undefined;
+  /** EngineOptions.onEnded, set by the engine. */
+  onEnded: ((lease: Lease, generation: number | undefined) => void) | undefined;
   /** Slot and outcome of the last #pick (saves allocating a tuple). */
   #slot = -1;
   #outcome: EngineOutcome = "allocated";
@@ -180,7 +182,10 @@ export class Allocator {
         [writer.put(endKey, end)],
         [endKey],
         [end],
-        () => exhausted,
+        (generations) => {
+          this.onEnded?.(end, generations?.[0]);
+          return exhausted;
+        },
         (f) => f,
       );
     }
@@ -197,7 +202,7 @@ export class Allocator {
       return Promise.resolve({ ok: true, lease, outcome });
     }
     if (end === undefined) return this.#writer.apply(key, lease, outcome);
-    return this.#writer.apply2(endKey, end, key, lease, outcome);
+    return this.#writer.apply2(endKey, end, key, lease, outcome, this.onEnded);
   }
 
   /**

@@ -118,6 +118,7 @@ export class AllocationEngine {
     });
     const reclaimNow = opts.reclaimNow;
     this.#allocator = new Allocator(this.#index, this.#writer, now, opts.leaseTime, max);
+    this.#allocator.onEnded = opts.onEnded;
     if (reclaimNow) {
       this.#allocator.whenExhausted = (retry, exhausted) => {
         if (!this.#reclamation.hasDue()) return undefined;

@@ -98,6 +98,15 @@ export interface EngineOptions {
    * view (another server's decision), with the row it replaced, e.g. to tell the TEPs.
    */
   onAbsorb?: (before: Lease | undefined, after: Lease | undefined) => void;
+  /**
+   * Told of a lease this engine ended while deciding a DISCOVER, durably: the holder's lease
+   * whose slot left the pools (a reload removed its prefix or changed its pool's layout) or
+   * whose pool no longer serves the client's link, ended (state `expired`) in the batch that
+   * wrote the holder's new lease, or alone when no slot was left for one. With the end's
+   * generation (a shared store; docs/protocol.md, "Generations"). The server UNBINDs it at
+   * its TEP: nothing else would before the binding's own expiry.
+   */
+  onEnded?: (lease: Lease, generation: number | undefined) => void;
 }
 
 /**

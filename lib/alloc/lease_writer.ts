@@ -149,22 +149,24 @@ export class LeaseWriter {
     return keep && row ? { ok: true, lease: row, outcome: "renewed" } : failed;
   }
 
-  /** The hot path's twin: `end` (already changed in memory) and a new lease in one batch. */
+  /**
+   * The hot path's twin: `end` (already changed in memory) and a new lease in one batch;
+   * `ended` is told of `end` with its generation once the batch is committed.
+   */
   apply2(
     endKey: number,
     end: Lease,
     key: number,
     lease: Lease,
     outcome: EngineOutcome,
+    ended?: (end: Lease, generation: number | undefined) => void,
   ): Promise<EngineResult> {
     this.change(key, lease);
     const ops: LeaseOp[] = [this.put(endKey, end), this.put(key, lease)];
-    const success = (generations: Generations): EngineResult => ({
-      ok: true,
-      lease,
-      outcome,
-      generation: generations?.[1],
-    });
+    const success = (generations: Generations): EngineResult => {
+      ended?.(end, generations?.[0]);
+      return { ok: true, lease, outcome, generation: generations?.[1] };
+    };
     return this.persist(ops, [endKey, key], [end, lease], success, (failure) => failure);
   }
 

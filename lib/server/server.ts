@@ -153,6 +153,10 @@ export class DstmServer {
         onAbsorb: (before, after) => {
           if (server) server.#absorbed(before, after);
         },
+        // A lease the engine ended for a DISCOVER (its slot left the pools): its TEP unbinds it.
+        onEnded: (lease, generation) => {
+          if (server) server.#tepSync?.remove(lease, generation);
+        },
         onStoreClock: (offsetMs) => {
           // Servers sharing a database time their leases by its clock (docs/scale-out.md).
           if (Math.abs(offsetMs) < STORE_CLOCK_WARN_MS) return;
