@@ -19,6 +19,7 @@ import { WalSyncError } from "../lease/wal_sync.ts";
 import { canonicalIPv6, formatIPv4 } from "../net/addr.ts";
 import { type HttpEndpoint, serveTcp, serveUnix } from "../sys/http.ts";
 import { globalIPv6Addresses } from "../sys/ifinfo.ts";
+import { niceJitCompilerThreads } from "../sys/jit_threads.ts";
 import { ifNameToIndex } from "../sys/libc.ts";
 import type { UdpEndpoint } from "../sys/udp.ts";
 import type { AuthKey } from "../wire/auth.ts";
@@ -43,6 +44,15 @@ export type { ServerConfig } from "./server_config.ts";
 
 /** An offset of the shared database's clock from this server's said at warn from here (ms). */
 const STORE_CLOCK_WARN_MS = 1000;
+
+/**
+ * Niceness of a `dstm server` process's JIT compiler threads (lib/sys/jit_threads.ts), set
+ * after its warm-up and kept at each sweep. A fresh server's code tiers up while it answers:
+ * in the first 20,000 4o6 DORAs the compiler threads took 0.5-0.9 s of CPU, a third of two
+ * CPUs, from the event loop and the hosts. At 10 they yield it: 4o6 DORA/s over 20,000 fresh
+ * hosts +6-11 % in 4 of 5 pairs, twice, p99 no worse (docs/benchmarks.md, session 14).
+ */
+const JIT_NICE = 10;
 
 export class DstmServer {
   readonly engine: AllocationEngine;
@@ -183,7 +193,10 @@ export class DstmServer {
       });
       await engine.start();
       // Twins of this server, on scratch stores, run the request paths first (./warm_up.ts).
-      if (config.warmUp) await warmUpLogged(config, (twin) => DstmServer.start(twin));
+      if (config.warmUp) {
+        await warmUpLogged(config, (twin) => DstmServer.start(twin));
+        niceJitCompilerThreads(JIT_NICE);
+      }
       server = new DstmServer(engine, store, metrics, config.log);
       server.#storeReport = storeReport;
       await server.#open(config);
@@ -294,6 +307,8 @@ export class DstmServer {
       onRun: ({ leases, slices, ms }) =>
         this.#log.info("reclaim", { leases, slices, "time-ms": Math.round(ms) }),
       beforeRun: () => {
+        // Compiler threads JavaScriptCore started since: compiling yields to answering.
+        if (config.warmUp) niceJitCompilerThreads(JIT_NICE);
         poolWatch.check(engine.stats());
         return this.#storeStillThere();
       },
