@@ -202,6 +202,18 @@ describe("warmUp", () => {
     expect(r.leased4o6).toBeGreaterThan(30);
   });
 
+  test("4o6 hosts come from the first allowed prefix of 96 bits or fewer; none: native hosts only", async () => {
+    // A /128 first (one host allowed): its 4o6 hosts would be refused without an answer.
+    const mixed = { ...DHCP4O6, allow: ["2001:db8:77::5/128", "2001:db8:78::/48"] };
+    const r = await warmUp(config({ dhcp4o6: mixed }), start, { ...LOTS, exchanges: 100 });
+    expect(r.leased + r.leased4o6).toBe(100);
+    expect(r.leased4o6).toBeGreaterThan(30);
+    const hosts = { ...DHCP4O6, allow: ["2001:db8:77::5/128", "2001:db8:77::6/127"] };
+    const only = await warmUp(config({ dhcp4o6: hosts }), start, { ...LOTS, exchanges: 100 });
+    expect(only.exchanges).toBe(100);
+    expect(only.leased).toBe(100);
+  });
+
   test("the twins open no socket: nothing they say reaches the network", async () => {
     const sockets = () =>
       readdirSync("/proc/self/fd").filter((fd) => {

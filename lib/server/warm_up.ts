@@ -24,7 +24,8 @@
  * Nothing reaches the network (the twins' TEP messages are dropped: their endpoints send
  * nothing), the server's lease store, metrics or log. The scratch pools are in 198.18.0.0/15
  * (RFC 2544's benchmarking range) with the first pool's port sharing; the synthetic hosts
- * in 2001:db8:ffff::/64 (RFC 3849), or for 4o6 in the first prefix of `--dhcp4o6-allow`.
+ * in 2001:db8:ffff::/64 (RFC 3849), or for 4o6 in the first prefix of `--dhcp4o6-allow` of
+ * 96 bits or fewer (none: no 4o6 host).
  * The scratch store is SQLite in a temporary directory (removed after) when the server's is
  * SQLite, else memory (a PostgreSQL server's twins run on memory: no scratch database). The
  * directory is on a memory filesystem (tmpfs: `$TMPDIR` when it is one, else /dev/shm), whose
@@ -388,7 +389,8 @@ class _Driver {
   readonly #limits: WarmUpLimits;
   readonly #started: number;
   readonly #counts: _Counts = { exchanges: 0, leased: 0, leased4o6: 0 };
-  readonly #prefix4o6: Uint8Array;
+  /** Where the 4o6 hosts are ({@link _hostPrefix}); undefined: native hosts only. */
+  readonly #prefix4o6: Uint8Array | undefined;
   #next = 0;
   #lastAnswer = 0;
   readonly #done = Promise.withResolvers<void>();
@@ -405,7 +407,7 @@ class _Driver {
     this.#twins = twins;
     this.#limits = limits;
     this.#started = started;
-    this.#prefix4o6 = _hostPrefix(config.dhcp4o6?.allow?.[0]);
+    this.#prefix4o6 = _hostPrefix(config.dhcp4o6?.allow);
     for (const twin of twins)
       twin.onAnswer = (data, to, native) => this.#answer(twin, data, to, native);
   }
@@ -431,7 +433,10 @@ class _Driver {
   #startHost(): void {
     const n = this.#next++;
     const twin = this.#twins[n % this.#twins.length] as _Twin;
-    const native = twin.v4o6 === undefined || (twin.native !== undefined && (n >> 1) % 2 === 0);
+    const native =
+      twin.v4o6 === undefined ||
+      this.#prefix4o6 === undefined ||
+      (twin.native !== undefined && (n >> 1) % 2 === 0);
     if (native) {
       const host6 = `2001:db8:ffff::${(n >>> 16).toString(16)}:${(n & 0xffff).toString(16)}`;
       const message = { type: MessageType.DISCOVER, xid: n, host6 };
@@ -487,9 +492,9 @@ class _Driver {
     this.#done.resolve();
   }
 
-  /** 4o6 host `n`'s address: `n` in the low 32 bits of the prefix. */
+  /** 4o6 host `n`'s address: `n` in the low 32 bits of the prefix (2001:db8:ffff:: if none). */
   #host4o6(n: number): string {
-    const a = this.#prefix4o6.slice();
+    const a = (this.#prefix4o6 ?? new Uint8Array(16)).slice();
     new DataView(a.buffer).setUint32(12, n + 1);
     return formatIPv6(a);
   }
@@ -498,12 +503,20 @@ class _Driver {
 /** ms without an answer after which the warm-up ends (its hosts are refused silently). */
 const STALL_MS = 200;
 
-/** The first 96 bits of `prefix` ("2001:db8:1::/48"), else 2001:db8:ffff::. */
-function _hostPrefix(prefix: string | undefined): Uint8Array {
-  const [address, length] = (prefix ?? "").split("/");
-  const parsed = address ? parseIPv6(address) : undefined;
-  if (parsed && Number(length) <= 96) return parsed;
-  return parseIPv6("2001:db8:ffff::") as Uint8Array;
+/**
+ * Where the synthetic 4o6 hosts are: the first 96 bits of the first prefix of `allow`
+ * (`--dhcp4o6-allow`) of 96 bits or fewer ("2001:db8:1::/48"); 2001:db8:ffff:: when there is
+ * no allow list; undefined when every allowed prefix is longer (a /128 per host): the server
+ * would refuse, without an answer, hosts from anywhere else, so only native hosts are driven.
+ */
+function _hostPrefix(allow: readonly string[] | undefined): Uint8Array | undefined {
+  if (allow === undefined) return parseIPv6("2001:db8:ffff::") ?? undefined;
+  for (const prefix of allow) {
+    const [address, length] = prefix.split("/");
+    const parsed = address ? parseIPv6(address) : undefined;
+    if (parsed && Number(length) <= 96) return parsed;
+  }
+  return undefined;
 }
 
 /**
