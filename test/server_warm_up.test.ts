@@ -7,16 +7,25 @@
  * server's lease store or its answers' counters.
  */
 import { afterAll, describe, expect, test } from "bun:test";
-import { existsSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync } from "node:fs";
+import {
+  existsSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  readlinkSync,
+  rmSync,
+  statfsSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { DstmClient, DstmTransport } from "../lib/client/protocol.ts";
 import { Logger } from "../lib/control/log.ts";
 import { DstmServer } from "../lib/server/server.ts";
 import type { ServerConfig } from "../lib/server/server_config.ts";
-import { type StartTwin, warmUp } from "../lib/server/warm_up.ts";
+import { isRoomyMemoryFilesystem, type StartTwin, warmUp } from "../lib/server/warm_up.ts";
 import { jitCompilerTicks, niceJitCompilerThreads } from "../lib/sys/jit_threads.ts";
 import { listenPort, loopbackServerArgs, runDstm, spawnDstm } from "./helpers/process.ts";
+import { waitUntil } from "./helpers/wait.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "dstm-warmup-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -51,9 +60,36 @@ function threadNices(pid: number): [string, number][] {
     });
 }
 
-/** The warm-up's scratch directories left in the temporary directory. */
+/** The warm-up's scratch directories left in the temporary directory or /dev/shm. */
 function scratchDirs(): string[] {
-  return readdirSync(tmpdir()).filter((name) => name.startsWith("dstm-warm-up-"));
+  const dirs = (parent: string) => {
+    try {
+      return readdirSync(parent)
+        .filter((name) => name.startsWith("dstm-warm-up-"))
+        .map((name) => join(parent, name));
+    } catch {
+      return [];
+    }
+  };
+  return [...dirs(tmpdir()), ...dirs("/dev/shm")];
+}
+
+/** A memory filesystem with room for the twins' SQLite stores is there ($TMPDIR or /dev/shm). */
+const MEMORY_FS = isRoomyMemoryFilesystem(tmpdir()) || isRoomyMemoryFilesystem("/dev/shm");
+
+/** statfs(2) f_type of tmpfs and ramfs (linux/magic.h). */
+const MEMORY_FS_TYPES = [0x01021994, 0x858458f6];
+
+/** A StartTwin that notes each twin's database and the type of the filesystem it is on. */
+function noting(): { start: StartTwin; dbs: { db: string | undefined; fsType?: number }[] } {
+  const dbs: { db: string | undefined; fsType?: number }[] = [];
+  return {
+    dbs,
+    start: (c) => {
+      dbs.push({ db: c.db, fsType: c.db ? Number(statfsSync(dirname(c.db)).type) : undefined });
+      return DstmServer.start(c);
+    },
+  };
 }
 
 describe("warmUp", () => {
@@ -66,28 +102,93 @@ describe("warmUp", () => {
     expect(r.store).toBe("memory");
   });
 
-  test("a SQLite server's twins run on scratch SQLite stores, removed afterwards", async () => {
-    const before = scratchDirs();
-    const db = join(dir, "real.db");
-    const r = await warmUp(config({ db, newDb: true, dhcp4o6: DHCP4O6 }), start, LOTS);
-    expect(r.store).toBe("sqlite");
-    expect(r.leased + r.leased4o6).toBe(300);
-    expect(scratchDirs()).toEqual(before);
-    // The server's own database is never created by its warm-up.
-    expect(existsSync(db)).toBe(false);
-  });
+  test.skipIf(!MEMORY_FS)(
+    "a SQLite server's twins run on scratch SQLite stores, removed afterwards",
+    async () => {
+      const before = scratchDirs();
+      const db = join(dir, "real.db");
+      const twins = noting();
+      const r = await warmUp(config({ db, newDb: true, dhcp4o6: DHCP4O6 }), twins.start, LOTS);
+      expect(r.store).toBe("sqlite");
+      // On a memory filesystem: their fsyncs wait for no disk.
+      expect(twins.dbs.map((t) => MEMORY_FS_TYPES.includes(t.fsType ?? -1))).toEqual([true, true]);
+      expect(r.leased + r.leased4o6).toBe(300);
+      expect(scratchDirs()).toEqual(before);
+      // The server's own database is never created by its warm-up.
+      expect(existsSync(db)).toBe(false);
+    },
+  );
 
-  test("with no temporary directory to be had, a SQLite server's twins run on memory", async () => {
+  /** Runs `body` with TMPDIR set to `value`. */
+  async function withTmpdir<T>(value: string, body: () => Promise<T>): Promise<T> {
     const saved = process.env.TMPDIR;
-    process.env.TMPDIR = join(dir, "no-such-directory");
+    process.env.TMPDIR = value;
     try {
-      const r = await warmUp(config({ db: join(dir, "real2.db"), newDb: true }), start, LOTS);
-      expect(r.store).toBe("memory");
-      expect(r.leased).toBe(300);
+      return await body();
     } finally {
       if (saved === undefined) delete process.env.TMPDIR;
       else process.env.TMPDIR = saved;
     }
+  }
+
+  test("with no temporary directory to be had, a SQLite server's twins still run", async () => {
+    const twins = noting();
+    const r = await withTmpdir(join(dir, "no-such-directory"), () =>
+      warmUp(config({ db: join(dir, "real2.db"), newDb: true }), twins.start, LOTS),
+    );
+    expect(r.leased).toBe(300);
+    // On /dev/shm when it is a tmpfs, else on memory; never under the missing TMPDIR.
+    for (const t of twins.dbs) expect(t.db === undefined || !t.db.startsWith(dir)).toBe(true);
+  });
+
+  // A twin's SQLite store fsyncs a dozen times on the event loop to open, and its WAL at each
+  // write: with TMPDIR on a disk whose fsync took 100 ms, the twins alone took 2.7 s (review).
+  test.skipIf(isRoomyMemoryFilesystem(dir))(
+    "with TMPDIR on a disk, the twins' SQLite stores are not put there (fsyncs that wait for it)",
+    async () => {
+      const twins = noting();
+      const r = await withTmpdir(dir, () =>
+        warmUp(config({ db: join(dir, "real3.db"), newDb: true }), twins.start, LOTS),
+      );
+      expect(r.leased).toBe(300);
+      expect(twins.dbs.length).toBe(2);
+      for (const t of twins.dbs)
+        expect(t.db === undefined || MEMORY_FS_TYPES.includes(t.fsType ?? -1)).toBe(true);
+      expect(readdirSync(dir).filter((n) => n.startsWith("dstm-warm-up-"))).toEqual([]);
+    },
+  );
+
+  test.skipIf(!MEMORY_FS)(
+    "a first twin whose SQLite store cannot be opened (a full filesystem): the twins run on memory",
+    async () => {
+      const before = scratchDirs();
+      const dbs: (string | undefined)[] = [];
+      const noRoom: StartTwin = (c) => {
+        dbs.push(c.db);
+        if (c.db) return Promise.reject(new Error("SQLITE_FULL: database or disk is full"));
+        return DstmServer.start(c);
+      };
+      const r = await warmUp(config({ db: join(dir, "real4.db"), newDb: true }), noRoom, LOTS);
+      expect(r.store).toBe("memory");
+      expect(r.leased).toBe(300);
+      expect(dbs.length).toBe(3);
+      expect(dbs.slice(1)).toEqual([undefined, undefined]);
+      expect(scratchDirs()).toEqual(before);
+    },
+  );
+
+  test("no twin and no exchange is begun once the time is over (a slow start)", async () => {
+    let starts = 0;
+    const slow: StartTwin = async (c) => {
+      starts++;
+      const twin = await DstmServer.start(c);
+      // A start slower than the warm-up's time (a slow disk): simulated, not a synchronisation.
+      await Bun.sleep(60);
+      return twin;
+    };
+    const r = await warmUp(config(), slow, { exchanges: 1000, maxMs: 30, settleMs: 0 });
+    expect(starts).toBe(1);
+    expect(r.exchanges).toBe(0);
   });
 
   test("a shared pool's layout is warmed too (port sets)", async () => {
@@ -110,6 +211,18 @@ describe("warmUp", () => {
     // Half the hosts are 4o6 hosts (the first two of every four): none refused by the allow list.
     expect(r.leased + r.leased4o6).toBe(100);
     expect(r.leased4o6).toBeGreaterThan(30);
+  });
+
+  test("4o6 hosts come from the first allowed prefix of 96 bits or fewer; none: native hosts only", async () => {
+    // A /128 first (one host allowed): its 4o6 hosts would be refused without an answer.
+    const mixed = { ...DHCP4O6, allow: ["2001:db8:77::5/128", "2001:db8:78::/48"] };
+    const r = await warmUp(config({ dhcp4o6: mixed }), start, { ...LOTS, exchanges: 100 });
+    expect(r.leased + r.leased4o6).toBe(100);
+    expect(r.leased4o6).toBeGreaterThan(30);
+    const hosts = { ...DHCP4O6, allow: ["2001:db8:77::5/128", "2001:db8:77::6/127"] };
+    const only = await warmUp(config({ dhcp4o6: hosts }), start, { ...LOTS, exchanges: 100 });
+    expect(only.exchanges).toBe(100);
+    expect(only.leased).toBe(100);
   });
 
   test("the twins open no socket: nothing they say reaches the network", async () => {
@@ -171,6 +284,27 @@ describe("warmUp", () => {
     expect(r.exchanges).toBe(0);
   });
 });
+
+test.skipIf(!isRoomyMemoryFilesystem("/dev/shm"))(
+  "a SIGTERM during the warm-up ends the server as before, and its scratch directory goes with it",
+  async () => {
+    const tmp = mkdtempSync(join("/dev/shm", "dstm-warmup-test-"));
+    try {
+      const server = spawnDstm(loopbackServerArgs(join(dir, "sigterm.db")), { TMPDIR: tmp });
+      const warming = () => readdirSync(tmp).some((n) => n.startsWith("dstm-warm-up-"));
+      await waitUntil(warming, { what: "the warm-up's scratch directory", timeoutMs: 20_000 });
+      server.proc.kill("SIGTERM");
+      await server.exited;
+      // Ended by the signal, as before the twins (no start line after it).
+      expect(server.proc.signalCode).toBe("SIGTERM");
+      expect(server.lines.some((l) => / start /.test(l))).toBe(false);
+      expect(readdirSync(tmp)).toEqual([]);
+    } finally {
+      rmSync(tmp, { recursive: true, force: true });
+    }
+  },
+  60_000,
+);
 
 test("dstm server warms up before it listens, and the warm-up leaves no lease behind", async () => {
   const control = join(dir, "server.sock");
