@@ -22,7 +22,7 @@
 import { describe, expect, test } from "bun:test";
 import { SQL } from "bun";
 import { canonicalIPv6 } from "../lib/net/addr.ts";
-import { holdServerToTep } from "./helpers/aa_hold.ts";
+import { holdServerToTep, tepWordOnHeldUnbind } from "./helpers/aa_hold.ts";
 import { AA } from "./helpers/aa_lab.ts";
 import { aaSuite } from "./helpers/aa_suite.ts";
 import { startScript } from "./helpers/netns.ts";
@@ -89,19 +89,7 @@ describe.skipIf(skip !== null)("an UNBIND late on its first transmission", () =>
 
     // Now A's first (and only delivered) UNBIND reaches the TEP, after B's BIND.
     const unbind = heldUnbind()!;
-    const tepLines = lab.tep!.lines;
-    const before = tepLines.length;
-    await hold.release([unbind.n]);
-    const aboutX = (l: string) =>
-      / unbind(-superseded|-stale)? /.test(l) &&
-      l.includes(`ipv4=${x} `) &&
-      canonicalIPv6(/host6=(\S+)/.exec(l)?.[1] ?? "") === h;
-    await waitUntil(() => tepLines.slice(before).some(aboutX), {
-      timeoutMs: 10_000,
-      what: "the TEP's word on A's late UNBIND",
-    });
-    const word = tepLines.slice(before).find(aboutX)!;
-    hold.open();
+    const word = await tepWordOnHeldUnbind(lab, hold, unbind, x, h!);
     // The TEP kept B's binding of the active lease: the UNBIND was older (its generation).
     expect(word).toContain(" unbind-superseded ");
     expect(unbind.generation).toBeGreaterThan(0);

@@ -21,7 +21,7 @@
 import { describe, expect, test } from "bun:test";
 import { SQL } from "bun";
 import { canonicalIPv6 } from "../lib/net/addr.ts";
-import { holdServerToTep } from "./helpers/aa_hold.ts";
+import { holdServerToTep, tepWordOnHeldUnbind } from "./helpers/aa_hold.ts";
 import { AA } from "./helpers/aa_lab.ts";
 import { aaSuite } from "./helpers/aa_suite.ts";
 import { startScript } from "./helpers/netns.ts";
@@ -76,19 +76,7 @@ describe.skipIf(skip !== null)("the UNBIND of `dstm lease del`, late in the netw
 
     // Now A's UNBIND reaches the TEP, after B's BIND.
     const unbind = heldUnbind()!;
-    const tepLines = lab.tep!.lines;
-    const before = tepLines.length;
-    await hold.release([unbind.n]);
-    const aboutX = (l: string) =>
-      / unbind(-superseded|-stale)? /.test(l) &&
-      l.includes(`ipv4=${x} `) &&
-      canonicalIPv6(/host6=(\S+)/.exec(l)?.[1] ?? "") === h;
-    await waitUntil(() => tepLines.slice(before).some(aboutX), {
-      timeoutMs: 10_000,
-      what: "the TEP's word on A's late UNBIND",
-    });
-    const word = tepLines.slice(before).find(aboutX)!;
-    hold.open();
+    const word = await tepWordOnHeldUnbind(lab, hold, unbind, x, h!);
     // The TEP kept B's binding of the active lease: the UNBIND was older (its generation).
     expect(word).toContain(" unbind-superseded ");
     expect(unbind.generation).toBeGreaterThan(0);
@@ -105,6 +93,7 @@ describe.skipIf(skip !== null)("the UNBIND of `dstm lease del`, late in the netw
       timeoutMs: 10_000,
       what: "A holding B's grant",
     });
+    const tepLines = lab.tep!.lines;
     const wipedFrom = tepLines.length;
     const wipe = await runDstm([
       "lease",

@@ -8,8 +8,10 @@
  */
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
+import { canonicalIPv6 } from "../../lib/net/addr.ts";
 import { AA, type AaLab } from "./aa_lab.ts";
 import { startScript } from "./netns.ts";
+import { waitUntil } from "./wait.ts";
 
 /** Where the held datagrams go in the TEP's namespace. */
 const HOLD_PORT = 4699;
@@ -94,4 +96,31 @@ export async function holdServerToTep(
     },
     open: () => nft("delete", "table", "ip6", "g18"),
   };
+}
+
+/**
+ * Releases the held UNBIND `unbind` (of `ipv4` for host `host6`, canonical) to the TEP of
+ * `lab`, then waits (10 s at most) for the TEP's log line about it — `unbind`,
+ * `unbind-superseded` or `unbind-stale` — and returns that line, the nftables hold removed.
+ */
+export async function tepWordOnHeldUnbind(
+  lab: AaLab,
+  hold: AaHold,
+  unbind: HeldDatagram,
+  ipv4: string,
+  host6: string,
+): Promise<string> {
+  const tepLines = (lab.tep as NonNullable<AaLab["tep"]>).lines;
+  const before = tepLines.length;
+  await hold.release([unbind.n]);
+  const about = (l: string) =>
+    / unbind(-superseded|-stale)? /.test(l) &&
+    l.includes(`ipv4=${ipv4} `) &&
+    canonicalIPv6(/host6=(\S+)/.exec(l)?.[1] ?? "") === host6;
+  await waitUntil(() => tepLines.slice(before).some(about), {
+    timeoutMs: 10_000,
+    what: "the TEP's word on the late UNBIND",
+  });
+  hold.open();
+  return tepLines.slice(before).find(about) as string;
 }
