@@ -179,14 +179,16 @@ describe("warmUp", () => {
 
   test("no twin and no exchange is begun once the time is over (a slow start)", async () => {
     let starts = 0;
+    const maxMs = 30;
+    const begun = performance.now();
     const slow: StartTwin = async (c) => {
       starts++;
       const twin = await DstmServer.start(c);
-      // A start slower than the warm-up's time (a slow disk): simulated, not a synchronisation.
-      await Bun.sleep(60);
+      // A start slower than the warm-up's time (a slow disk): it returns once that time is over.
+      await waitUntil(() => performance.now() - begun > maxMs, { what: "the warm-up's time" });
       return twin;
     };
-    const r = await warmUp(config(), slow, { exchanges: 1000, maxMs: 30, settleMs: 0 });
+    const r = await warmUp(config(), slow, { exchanges: 1000, maxMs, settleMs: 0 });
     expect(starts).toBe(1);
     expect(r.exchanges).toBe(0);
   });
