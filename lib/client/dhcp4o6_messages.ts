@@ -13,119 +13,29 @@
  *
  * @module
  */
-import {
-  DHCP4_HTYPE_ETHERNET,
-  DHCP4_INFINITE_LEASE,
-  type Dhcp4Message,
-  Dhcp4MessageType,
-  Dhcp4Op,
-  type Dhcp4Options,
-} from "../wire/dhcp4.ts";
+import { DHCP4_INFINITE_LEASE, type Dhcp4Message, Dhcp4MessageType } from "../wire/dhcp4.ts";
 import { Dhcp6MessageType, decodeDhcp4o6, peekDhcp6MessageType } from "../wire/dhcp4o6.ts";
 import { dhcp4Timers } from "./dhcp4_timers.ts";
 import {
   DHCP4O6_MAX_REPORTED_LEASE,
-  DHCP4O6_PARAMETER_REQUEST_LIST,
   type Dhcp4o6Binding,
   type Dhcp4o6ClientOptions,
 } from "./dhcp4o6_options.ts";
 import type { ClientLease } from "./protocol.ts";
 
+export {
+  type Dhcp4o6Sender,
+  dhcp4Request,
+  discoverMessage,
+  releaseMessage,
+  renewalRequest,
+  selectingRequest,
+} from "../wire/dhcp4_requests.ts";
+
 /** A DHCPv4 answer and the IPv6 address of the server (or relay) that sent it. */
 export interface Dhcp4o6Reply {
   readonly dhcp4: Dhcp4Message;
   readonly from: string;
-}
-
-/**
- * A client's DHCPv4 message: BOOTREQUEST, `htype` 1 for a 6-byte chaddr (else 0), `secs` the
- * whole seconds since the exchange `started` (ms, clamped to 0–65535), `ciaddr` (0, or the
- * leased address when renewing, rebinding or releasing), and `options`.
- */
-export function dhcp4Request(
-  chaddr: Uint8Array,
-  xid: number,
-  elapsedMs: number,
-  ciaddr: number,
-  options: Dhcp4Options,
-): Dhcp4Message {
-  return {
-    op: Dhcp4Op.BOOTREQUEST,
-    htype: chaddr.length === 6 ? DHCP4_HTYPE_ETHERNET : 0,
-    hops: 0,
-    xid,
-    secs: Math.min(0xffff, Math.max(0, Math.floor(elapsedMs / 1000))),
-    flags: 0,
-    ciaddr,
-    yiaddr: 0,
-    siaddr: 0,
-    giaddr: 0,
-    chaddr,
-    options,
-  };
-}
-
-/** Who sends: the client hardware address (1–16 bytes) and client identifier (option 61). */
-export interface Dhcp4o6Sender {
-  readonly chaddr: Uint8Array;
-  readonly clientId: Uint8Array;
-}
-
-/** DHCPDISCOVER: parameter request list, client id; no ciaddr (RFC 2131 table 5). */
-export function discoverMessage(me: Dhcp4o6Sender, xid: number, elapsedMs: number): Dhcp4Message {
-  return dhcp4Request(me.chaddr, xid, elapsedMs, 0, {
-    messageType: Dhcp4MessageType.DISCOVER,
-    parameterRequestList: DHCP4O6_PARAMETER_REQUEST_LIST,
-    clientId: me.clientId,
-  });
-}
-
-/**
- * The SELECTING DHCPREQUEST: the OFFER's address as requested IP (option 50) and its server
- * id (option 54), the OFFER's xid (RFC 2131 §4.3.2, table 5).
- */
-export function selectingRequest(
-  me: Dhcp4o6Sender,
-  xid: number,
-  elapsedMs: number,
-  offered: number,
-  serverId: number,
-): Dhcp4Message {
-  return dhcp4Request(me.chaddr, xid, elapsedMs, 0, {
-    messageType: Dhcp4MessageType.REQUEST,
-    requestedIp: offered,
-    serverId,
-    parameterRequestList: DHCP4O6_PARAMETER_REQUEST_LIST,
-    clientId: me.clientId,
-  });
-}
-
-/** A RENEWING or REBINDING DHCPREQUEST: `ciaddr` set, no server id, no requested IP (§4.3.2). */
-export function renewalRequest(
-  me: Dhcp4o6Sender,
-  xid: number,
-  elapsedMs: number,
-  ipv4: number,
-): Dhcp4Message {
-  return dhcp4Request(me.chaddr, xid, elapsedMs, ipv4, {
-    messageType: Dhcp4MessageType.REQUEST,
-    parameterRequestList: DHCP4O6_PARAMETER_REQUEST_LIST,
-    clientId: me.clientId,
-  });
-}
-
-/** DHCPRELEASE: `ciaddr` and the server id (RFC 2131 §4.4.6, table 5). */
-export function releaseMessage(
-  me: Dhcp4o6Sender,
-  xid: number,
-  ipv4: number,
-  serverId: number,
-): Dhcp4Message {
-  return dhcp4Request(me.chaddr, xid, 0, ipv4, {
-    messageType: Dhcp4MessageType.RELEASE,
-    serverId,
-    clientId: me.clientId,
-  });
 }
 
 /**

@@ -10,8 +10,8 @@ import type { RetryPolicy } from "./protocol.ts";
 /** Retransmission as RFC 2131 §4.1: 4 s, 8 s, 16 s, 32 s (each ± 1 s), then give up. */
 export const DHCP4O6_DEFAULT_RETRY: RetryPolicy = { initialMs: 4000, maxMs: 64_000, tries: 4 };
 
-/** Option 55: mask, routers, DNS, lease time, server id, T1, T2, port set (RFC 7618). */
-export const DHCP4O6_PARAMETER_REQUEST_LIST: readonly number[] = [1, 3, 6, 51, 54, 58, 59, 159];
+/** Option 55 of the client's requests (lib/wire/dhcp4_requests.ts). */
+export { DHCP4O6_PARAMETER_REQUEST_LIST } from "../wire/dhcp4_requests.ts";
 
 /**
  * Longest lease the client reports (s). The client service arms a timer at half the lease;

@@ -53,8 +53,9 @@ import { jitCompilerTicks } from "../sys/jit_threads.ts";
 import { sleep } from "../sys/process.ts";
 import type { DatagramHandler, UdpEndpoint } from "../sys/udp.ts";
 import { signMessage } from "../wire/auth.ts";
-import { type Dhcp4Message, Dhcp4MessageType, Dhcp4Op } from "../wire/dhcp4.ts";
-import { decodeDhcp4o6, encodeDhcp4o6 } from "../wire/dhcp4o6.ts";
+import { Dhcp4MessageType } from "../wire/dhcp4.ts";
+import { discoverMessage, selectingRequest } from "../wire/dhcp4_requests.ts";
+import { Dhcp6MessageType, decodeDhcp4o6, encodeDhcp4o6 } from "../wire/dhcp4o6.ts";
 import { encodeMessage } from "../wire/dstm.ts";
 import { MessageType } from "../wire/dstm_types.ts";
 import type { ListenUdp } from "./listeners.ts";
@@ -520,45 +521,23 @@ function _hostPrefix(allow: readonly string[] | undefined): Uint8Array | undefin
 }
 
 /**
- * A DHCPV4-QUERY (RFC 7341 §6.1) carrying a BOOTREQUEST of host `n` (xid `n`, chaddr
- * 02:00:n, client identifier 01 + chaddr, a parameter request list as clients send): a
- * DISCOVER, or a REQUEST of `requestedIp` from `serverId` (RFC 2131 §4.3.2, SELECTING).
+ * A DHCPV4-QUERY (RFC 7341 §6.1) from host `n` (xid `n`, chaddr 02:00:n, client identifier
+ * 01 + chaddr) carrying what the 4o6 client sends (lib/wire/dhcp4_requests.ts): its
+ * DISCOVER, or its SELECTING REQUEST of `requestedIp` from `serverId` (RFC 2131 §4.3.2).
  */
 function _query(n: number, type: Dhcp4MessageType, requestedIp = 0, serverId = 0): Uint8Array {
   const chaddr = Uint8Array.of(
-    0x02,
+    2,
     0,
     (n >>> 24) & 0xff,
     (n >>> 16) & 0xff,
     (n >>> 8) & 0xff,
     n & 0xff,
   );
-  const options: Dhcp4Message["options"] =
+  const me = { chaddr, clientId: Uint8Array.of(1, ...chaddr) };
+  const dhcp4 =
     type === Dhcp4MessageType.REQUEST
-      ? {
-          messageType: type,
-          clientId: Uint8Array.of(1, ...chaddr),
-          requestedIp,
-          serverId,
-          parameterRequestList: PRL,
-        }
-      : { messageType: type, clientId: Uint8Array.of(1, ...chaddr), parameterRequestList: PRL };
-  const dhcp4: Dhcp4Message = {
-    op: Dhcp4Op.BOOTREQUEST,
-    htype: 1,
-    hops: 0,
-    xid: n,
-    secs: 0,
-    flags: 0,
-    ciaddr: 0,
-    yiaddr: 0,
-    siaddr: 0,
-    giaddr: 0,
-    chaddr,
-    options,
-  };
-  return encodeDhcp4o6({ type: 20, flags: 0, dhcp4 });
+      ? selectingRequest(me, n, 0, requestedIp, serverId)
+      : discoverMessage(me, n, 0);
+  return encodeDhcp4o6({ type: Dhcp6MessageType.DHCPV4_QUERY, flags: 0, dhcp4 });
 }
-
-/** Subnet mask, router, DNS, lease time, server id, T1, T2, 4o6 source address (RFC 8539). */
-const PRL = [1, 3, 6, 51, 54, 58, 59, 159];
