@@ -153,15 +153,32 @@ describe.skipIf(skip !== null)("kernel DTIs behind a 1400-byte IPv6 link", () =>
         ],
         { timeoutMs: 30_000 },
       );
-      s.kill("SIGTERM");
-      const out = await new Response(s.stdout).text();
+      // close() returns once the bytes are queued, not delivered: the sink counts what it read
+      // and exits at end of stream. Wait for that (with a deadline), never kill it first.
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const ended = await Promise.race([
+        s.exited.then(() => true),
+        new Promise<boolean>((resolve) => {
+          timer = setTimeout(() => resolve(false), 20_000);
+        }),
+      ]);
+      clearTimeout(timer);
+      if (!ended) s.kill("SIGTERM");
+      const [out, sinkErr] = await Promise.all([
+        new Response(s.stdout).text(),
+        new Response(s.stderr).text(),
+      ]);
       expect({
         code: upload.code,
         err: upload.stderr,
+        ended,
+        sinkErr,
         received: out.trim().split("\n").at(-1),
       }).toEqual({
         code: 0,
         err: "",
+        ended: true,
+        sinkErr: "",
         received: "1000000",
       });
     },
