@@ -17,6 +17,9 @@
  * lease), `--server-log file` its log to a file in its directory rather than a pipe the bench
  * drains on the CPUs it shares with the server (default pipe). Each line says the server's CPU time (user + system, all threads, and its main
  * thread's) per allocation, and the load generator's own per answer (both share the CPUs).
+ * `--host-addresses random|sequential`: the simulated hosts' IPv6 addresses (default random,
+ * as real hosts' interface identifiers are; sequential: in host order, as before session 15;
+ * {@link hostAddress}).
  * `--warm-up N` first sends N DISCOVERs of other hosts to each fresh server, not measured
  * (its JIT compiles the request path during the first ~40,000: 4 µs of JIT-thread CPU per
  * allocation over those); default 0, the server as it starts.
@@ -64,6 +67,30 @@ export interface LoadOptions {
   timeoutMs: number;
   /** First simulated host number, so that runs against one server can use fresh hosts. */
   firstHost?: number;
+  /** How the hosts' IPv6 addresses look (default random): see {@link hostAddress}. */
+  hostAddresses?: HostAddresses;
+}
+
+/** `--host-addresses`: the simulated hosts' IPv6 addresses (see {@link hostAddress}). */
+export type HostAddresses = "random" | "sequential";
+
+/**
+ * The IPv6 address of simulated host `n` (a 32-bit number; distinct hosts, distinct addresses).
+ * - `random`: 2001:db8:1:0 and an interface identifier that looks random (two multiplicative
+ *   hashes of `n`, the first a bijection of 32 bits), as real hosts' are: SLAAC with stable
+ *   (RFC 7217) or temporary (RFC 8981) identifiers. The order in which hosts arrive says
+ *   nothing about the order of their addresses, as on a real link.
+ * - `sequential`: 2001:db8:HI:LO::1, in the order of the host numbers, which flatters any
+ *   index kept in address order (what bench results before session 15 used).
+ */
+export function hostAddress(n: number, kind: HostAddresses = "random"): string {
+  if (kind === "sequential")
+    return `2001:db8:${((n >>> 16) & 0xffff).toString(16)}:${(n & 0xffff).toString(16)}::1`;
+  const a = Math.imul(n, 0x9e3779b1) >>> 0;
+  const b = Math.imul(n ^ 0x5bd1e995, 0x85ebca6b) >>> 0;
+  const h = (x: number) => (x >>> 16).toString(16);
+  const l = (x: number) => (x & 0xffff).toString(16);
+  return `2001:db8:1:0:${h(a)}:${l(a)}:${h(b)}:${l(b)}`;
 }
 
 /** Runs the closed-loop DISCOVER load; resolves when every host has been answered or timed out. */
@@ -84,8 +111,7 @@ export async function runLoad(o: LoadOptions): Promise<LoadResult> {
   // Every DISCOVER encoded before the clock starts, and answers read from their header only
   // (version, type, xid): the generator shares the two CPUs with the server it measures.
   const requests = Array.from({ length: o.hosts }, (_, i) => {
-    const n = first + i;
-    const host6 = `2001:db8:${((n >>> 16) & 0xffff).toString(16)}:${(n & 0xffff).toString(16)}::1`;
+    const host6 = hostAddress(first + i, o.hostAddresses);
     return encodeMessage({ type: MessageType.DISCOVER, xid: i, host6 });
   });
   const cpu0 = process.cpuUsage();
@@ -311,6 +337,8 @@ if (import.meta.main) {
         // --spawn: DISCOVERs of other hosts sent to each fresh server before the measured ones
         // (not counted), so that the JIT has compiled its paths: the steady state, not the start.
         "warm-up": { type: "string", default: "0" },
+        // dstm: the simulated hosts' IPv6 addresses, random (as real hosts') or sequential.
+        "host-addresses": { type: "string", default: "random" },
       },
     },
     ["hosts", "concurrency", "duration"],
@@ -331,6 +359,10 @@ if (import.meta.main) {
     console.error(`--server-log-level ${values["server-log-level"]}: expected info or warn`);
     process.exit(2);
   }
+  if (values["host-addresses"] !== "random" && values["host-addresses"] !== "sequential") {
+    console.error(`--host-addresses ${values["host-addresses"]}: expected random or sequential`);
+    process.exit(2);
+  }
   if (values["server-log"] !== "pipe" && values["server-log"] !== "file") {
     console.error(`--server-log ${values["server-log"]}: expected pipe or file`);
     process.exit(2);
@@ -342,6 +374,7 @@ if (import.meta.main) {
     concurrency: Number(values.concurrency ?? 128),
     durationS: Number(values.duration ?? 30),
     timeoutMs: Number(values.timeout),
+    hostAddresses: values["host-addresses"] as HostAddresses,
   });
   const poolHosts = 131_070; // BENCH_POOL's usable addresses
   if (values.spawn && Number(values["warm-up"]) + load(0).hosts > poolHosts) {

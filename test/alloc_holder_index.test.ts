@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { HolderIndex, holderHash } from "../lib/alloc/holder_index.ts";
+import { HolderIndex, holderHash } from "../lib/lease/holder_index.ts";
 
 /** A lease table in miniature: key → holder of its row, what HolderIndex checks entries against. */
 function model() {

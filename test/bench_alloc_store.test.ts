@@ -5,6 +5,7 @@
  */
 import { expect, test } from "bun:test";
 import { join } from "node:path";
+import { hostAddress } from "../bench/alloc.ts";
 
 const ROOT = join(import.meta.dir, "..");
 const BUN = process.execPath;
@@ -76,4 +77,34 @@ test("--spawn --server-log-level warn: a server that logs warnings only (its por
     "--server-log-level debug: expected info or warn",
   );
   expect(bad.stdout.toString()).toBe("");
+});
+
+test("--host-addresses: random interface identifiers by default (no order, none twice), sequential on request, anything else refused", () => {
+  const n = 50_000;
+  const random = Array.from({ length: n }, (_, i) => hostAddress(i + 1));
+  const sequential = Array.from({ length: n }, (_, i) => hostAddress(i + 1, "sequential"));
+  expect(new Set(random).size).toBe(n);
+  expect(new Set(sequential).size).toBe(n);
+  expect(sequential.slice(0, 2)).toEqual(["2001:db8:0:1::1", "2001:db8:0:2::1"]);
+  expect(random[0]).toMatch(/^2001:db8:1:0(:[0-9a-f]{1,4}){4}$/);
+  // In text order (an index's order), how often does host i+1 follow host i? Sequential
+  // addresses: mostly; random ones: almost never.
+  const adjacent = (list: string[]) => {
+    const rank = new Map([...list].sort().map((a, i) => [a, i]));
+    let k = 0;
+    for (let i = 1; i < list.length; i++)
+      if (
+        (rank.get(list[i] as string) as number) ===
+        (rank.get(list[i - 1] as string) as number) + 1
+      )
+        k++;
+    return k / (list.length - 1);
+  };
+  expect(adjacent(sequential)).toBeGreaterThan(0.5);
+  expect(adjacent(random)).toBeLessThan(0.01);
+  const bad = run("--spawn", "--host-addresses", "ordered");
+  expect({ code: bad.exitCode, err: bad.stderr.toString().trim() }).toEqual({
+    code: 2,
+    err: "--host-addresses ordered: expected random or sequential",
+  });
 });

@@ -112,8 +112,9 @@ test("a checkpointer that cannot start: the failure is kept and the store's own 
     });
     expect(said).toEqual([store.checkpoints.failure as string]);
     const empty = bytes(path);
-    // Past 1,000 WAL pages: SQLite's automatic checkpoint, back on, copies them.
-    await fill(store, 0, 250, 40);
+    // Past 1,000 WAL pages (about 1,660 frames: 500 commits of 40 fresh leases), SQLite's
+    // automatic checkpoint, back on, copies them.
+    await fill(store, 0, 500, 40);
     expect(bytes(path)).toBeGreaterThan(empty);
     expect(store.checkpoints.frames).toBe(0);
   } finally {
@@ -130,7 +131,7 @@ test("below WAL_PAGES the store's own connection never checkpoints: with the Wor
   const store = SqliteLeaseStore.open(path, { checkpoint: { intervalMs: 60_000 } });
   try {
     const empty = bytes(path);
-    await fill(store, 0, 250, 40);
+    await fill(store, 0, 500, 40);
     expect(bytes(path)).toBe(empty);
     expect(store.checkpoints.runs).toBe(0);
   } finally {
@@ -138,7 +139,7 @@ test("below WAL_PAGES the store's own connection never checkpoints: with the Wor
   }
   const db = new Database(path, { readonly: true });
   try {
-    expect((db.query("SELECT count(*) AS n FROM leases").get() as { n: number }).n).toBe(10_000);
+    expect((db.query("SELECT count(*) AS n FROM leases").get() as { n: number }).n).toBe(20_000);
   } finally {
     db.close();
   }

@@ -6,6 +6,8 @@
  *
  * @module
  */
+
+import type { HolderIndex } from "../lease/holder_index.ts";
 import { type Lease, leaseKey } from "../lease/lease.ts";
 import { formatIPv4 } from "../net/addr.ts";
 import { formatPortSet } from "../net/portset.ts";
@@ -19,7 +21,6 @@ import {
   ipv4Text as _text,
 } from "./engine_rows.ts";
 import type { EngineOutcome, EngineResult } from "./engine_types.ts";
-import type { HolderIndex } from "./holder_index.ts";
 import type { LeaseIndex } from "./lease_index.ts";
 import type { LeaseTable } from "./lease_table.ts";
 import type { LeaseWriter } from "./lease_writer.ts";

@@ -1,7 +1,7 @@
 /**
  * The allocation engine's memory (./engine.ts): every row by lease key (./lease_table.ts), a
  * holder's active row and its most recently freed one (the slot a DISCOVER gives back first,
- * "sticky" re-allocation: ./holder_index.ts), the expiry queue (./expiry_heap.ts), the orphan
+ * "sticky" re-allocation: lib/lease/holder_index.ts), the expiry queue (./expiry_heap.ts), the orphan
  * count, the per-prefix caps (./prefix_caps.ts), the reservations (./reservations.ts), the
  * marks on rows (offers not yet committed, leases an administrator ended) and the slot state
  * of each pool (./slots.ts). One method, {@link LeaseIndex.setRow}, changes a row and keeps
@@ -13,13 +13,14 @@
  *
  * @module
  */
+
+import { HolderIndex } from "../lease/holder_index.ts";
 import { type Lease, type LeaseState, leaseHolder } from "../lease/lease.ts";
 import { canonicalIPv6 } from "../net/addr.ts";
 import { type ClientScope, holderOf, poolServes } from "./client_scope.ts";
 import { rowKey as _key } from "./engine_rows.ts";
 import type { EngineOptions, PoolConfig, PoolStats } from "./engine_types.ts";
 import { ExpiryHeap } from "./expiry_heap.ts";
-import { HolderIndex } from "./holder_index.ts";
 import { DEFAULT_HOST_PREFIX_LENGTH } from "./host_prefix.ts";
 import type { LeaseClock } from "./lease_clock.ts";
 import { LeaseTable } from "./lease_table.ts";
@@ -48,7 +49,7 @@ export class LeaseIndex {
   readonly #sitePrefixLength: number;
   /** Every row of the store, by lease key (plus changes not yet durable). */
   readonly rows = new LeaseTable();
-  /** holder → key of its active row (./holder_index.ts: typed arrays, checked against `rows`). */
+  /** holder → key of its active row (lib/lease/holder_index.ts: typed arrays, checked against `rows`). */
   readonly activeByHost = new HolderIndex((key) => this.#holderAt(key, true));
   /** holder → key of the holder's most recently freed row (for sticky re-allocation). */
   readonly historyByHost = new HolderIndex((key) => this.#holderAt(key, false));

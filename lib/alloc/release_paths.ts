@@ -6,6 +6,8 @@
  *
  * @module
  */
+
+import type { HolderIndex } from "../lease/holder_index.ts";
 import type { Lease } from "../lease/lease.ts";
 import { type ClientScope, holderOf } from "./client_scope.ts";
 import {
@@ -16,7 +18,6 @@ import {
   declinedHost,
 } from "./engine_rows.ts";
 import type { EngineResult } from "./engine_types.ts";
-import type { HolderIndex } from "./holder_index.ts";
 import type { LeaseIndex } from "./lease_index.ts";
 import type { LeaseTable } from "./lease_table.ts";
 import type { LeaseWriter } from "./lease_writer.ts";

@@ -13,9 +13,9 @@
  * batches concurrent changes (lib/lease/group_commit.ts), so that is one fsync per batch
  * (the write path, with multi-row upserts: ./sqlite_write.ts).
  *
- * The one-active-lease-per-holder rule is a partial UNIQUE index (./sqlite_schema.ts, which
- * also migrates a file of an older schema at open); a put is an UPSERT on the key
- * (not INSERT OR REPLACE, which would silently delete the other host row instead of failing).
+ * The one-active-lease-per-holder rule is checked in memory before SQLite sees a batch
+ * (./sqlite_holders.ts; it was a partial UNIQUE index, which ./sqlite_schema.ts drops from an
+ * older file at open, with the other migrations); a put is an UPSERT on the key.
  *
  * The file is created mode 0600 (SQLite gives its `-wal` the database file's mode): every
  * lease names a host, and the control socket that shows them is root-only too.
@@ -40,6 +40,7 @@ import {
   type LeaseState,
   type LeaseStore,
   LeaseStoreError,
+  leaseHolder,
   leaseOf,
   type PortSet,
   type Reservation,
@@ -58,11 +59,19 @@ import {
   walId,
   writeMarker,
 } from "./sqlite_files.ts";
+import { SqliteHolderGuard } from "./sqlite_holders.ts";
 import { type DatabaseLock, lockDatabase } from "./sqlite_lock.ts";
 import { relockIfGone } from "./sqlite_lock_watch.ts";
 import { openError } from "./sqlite_open_error.ts";
 import { guardReservations, loadReservations, RESERVATIONS_SCHEMA } from "./sqlite_reservations.ts";
-import { COLUMNS, columnsOf, create, migrate, SCHEMA_VERSION } from "./sqlite_schema.ts";
+import {
+  COLUMNS,
+  columnsOf,
+  create,
+  dropHolderIndex,
+  migrate,
+  SCHEMA_VERSION,
+} from "./sqlite_schema.ts";
 import { runError, SqliteBatchWriter } from "./sqlite_write.ts";
 import { WAL_PAGES, WalCheckpointer, type WalCheckpointStats } from "./wal_checkpointer.ts";
 import { WalSync, type WalSyncError } from "./wal_sync.ts";
@@ -87,6 +96,8 @@ export class SqliteLeaseStore implements LeaseStore {
   #columns = COLUMNS;
   /** The write path (./sqlite_write.ts); absent for a read-only store. */
   #writer: SqliteBatchWriter | undefined;
+  /** One active lease per holder, checked before each batch (./sqlite_holders.ts); undefined when read-only. */
+  #holders: SqliteHolderGuard | undefined;
   /** Makes each commit durable off the event loop (undefined when read-only). */
   #walSync: WalSync | undefined;
   /** Keeps the WAL short after a commit found the disk full (./wal_tight.ts). */
@@ -136,6 +147,7 @@ export class SqliteLeaseStore implements LeaseStore {
       _checkVersion(path, version);
       if (version === 0) create(db);
       else if (version < SCHEMA_VERSION) migrate(db, version);
+      dropHolderIndex(db);
       db.run(RESERVATIONS_SCHEMA);
       guardReservations(db);
       db.run("COMMIT");
@@ -150,7 +162,8 @@ export class SqliteLeaseStore implements LeaseStore {
       const store = new SqliteLeaseStore(path, db, false);
       store.#lock = lock;
       const wal = walId(path);
-      store.#writer = new SqliteBatchWriter(db, path, fileId(statSync(path)), wal);
+      store.#holders = new SqliteHolderGuard(db, path);
+      store.#writer = new SqliteBatchWriter(db, path, fileId(statSync(path)), wal, store.#holders);
       store.#tight = new WalTightener(db, path, options.checkpoint?.walPages ?? WAL_PAGES);
       store.#walSync = new WalSync(path, options.datasync);
       // The fsync's descriptor now, on the WAL SQLite opened (./wal_sync.ts).
@@ -212,6 +225,9 @@ export class SqliteLeaseStore implements LeaseStore {
       );
       const intern = stringInterner();
       const out: Lease[] = [];
+      // The holder guard learns the active rows from this read, the first time (./sqlite_holders.ts).
+      const holders = this.#holders?.loaded === false ? this.#holders : undefined;
+      holders?.reset();
       let tep6 = "";
       let pool = "";
       for (let after = -1; ; ) {
@@ -224,11 +240,14 @@ export class SqliteLeaseStore implements LeaseStore {
           if (row[8] === null) row[8] = pagePool;
           else pool = String(row[8]);
           if (typeof row[9] === "number") row[9] = LOAD_STATES[row[9]] as LeaseState;
-          out.push(_toLease(this.path, row, intern));
+          const lease = _toLease(this.path, row, intern);
+          out.push(lease);
+          if (holders && lease.state === "active") holders.load(Number(row[0]), leaseHolder(lease));
         }
         if (rows.length < LOAD_PAGE_ROWS) break;
         after = Number((rows[rows.length - 1] as unknown[])[0]);
       }
+      if (holders) holders.loaded = true;
       return Promise.resolve(out);
     } catch (error) {
       return Promise.reject(runError(this.path, error));
@@ -339,6 +358,7 @@ export class SqliteLeaseStore implements LeaseStore {
     this.#closed = true;
     await this.#checkpointer?.stop();
     this.#writer?.finalize();
+    this.#holders?.finalize();
     this.#walSync?.close();
     try {
       this.#db.close();

@@ -4,8 +4,14 @@
  *
  * - 1: the lease table; one active lease per `host6` (a partial UNIQUE index).
  * - 2: column `identity` (NULL, or the 4o6 client's identity, lib/lease/lease.ts); one active
- *   lease per holder: UNIQUE on `coalesce(identity, host6)` for active rows, so two DHCPv4
- *   clients behind one IPv6 address hold a lease each and one client never holds two.
+ *   lease per holder (`coalesce(identity, host6)`), so two DHCPv4 clients behind one IPv6
+ *   address hold a lease each and one client never holds two.
+ *
+ * The holder rule was a partial UNIQUE index on `coalesce(identity, host6)` until dstm
+ * checked it in memory before each batch (./sqlite_holders.ts: the index cost a WAL page per
+ * lease once hosts' addresses are random). A writable open drops that index
+ * ({@link dropHolderIndex}); the version stays 2, since nothing a reader or an older dstm
+ * relies on changed: an older dstm opening the file again still keeps the rule in its engine.
  *
  * A migration runs inside the open's write transaction: it applies whole or not at all.
  *
@@ -16,8 +22,11 @@ import type { Database } from "bun:sqlite";
 /** Version of the schema below, kept in `PRAGMA user_version`. */
 export const SCHEMA_VERSION = 2;
 
-/** The active-lease-per-holder index (schema 2). */
-const HOLDER_INDEX =
+/**
+ * The active-lease-per-holder index that dstm before session 15 kept (schema 2), and that a
+ * writable open now drops ({@link dropHolderIndex}); tests build such files from it.
+ */
+export const HOLDER_INDEX =
   "CREATE UNIQUE INDEX leases_active_holder ON leases (coalesce(identity, host6)) WHERE state = 'active'";
 
 /**
@@ -70,7 +79,14 @@ export function migrate(db: Database, version: number): void {
   if (version < 2) {
     db.run("ALTER TABLE leases ADD COLUMN identity TEXT");
     db.run("DROP INDEX IF EXISTS leases_active_host");
-    db.run(HOLDER_INDEX);
   }
   db.run(`PRAGMA user_version = ${SCHEMA_VERSION}`);
+}
+
+/**
+ * Drops the holder index of an older dstm's file, inside the caller's write transaction: the
+ * store checks the rule itself (./sqlite_holders.ts). Once, at the first writable open.
+ */
+export function dropHolderIndex(db: Database): void {
+  db.run("DROP INDEX IF EXISTS leases_active_holder");
 }

@@ -30,19 +30,13 @@ import {
   statOrUndefined,
   walId,
 } from "./sqlite_files.ts";
+import type { SqliteHolderGuard } from "./sqlite_holders.ts";
 import { writeReservation } from "./sqlite_reservations.ts";
 import { COLUMNS } from "./sqlite_schema.ts";
 
 /** An SQLite error while the store is open: SQLite's words, and which file. */
 export function runError(path: string, error: unknown): Error {
   if (error instanceof LeaseStoreError || error instanceof LeaseConflictError) return error;
-  const code = (error as { code?: unknown } | null)?.code;
-  if (code === "SQLITE_CONSTRAINT_UNIQUE") {
-    return new LeaseStoreError(
-      `lease database ${path}: a host would hold two active leases (${firstLine(error)})`,
-      { cause: error },
-    );
-  }
   // The cause keeps SQLite's result code (SQLITE_FULL…) for the failure's reason (./store_fault.ts).
   return new LeaseStoreError(`lease database ${path}: ${firstLine(error)}`, { cause: error });
 }
@@ -72,6 +66,8 @@ export class SqliteBatchWriter {
   readonly #upserts: (Statement | undefined)[] = [];
   /** The parameters of one upsert statement, reused. */
   readonly #params: (string | number | null)[][] = [];
+  /** One active lease per holder, checked before SQLite sees a batch (./sqlite_holders.ts). */
+  readonly #holders: SqliteHolderGuard | undefined;
 
   /**
    * `identity` / `walIdentity`: (dev, ino) of the database file and its WAL as the store
@@ -82,8 +78,10 @@ export class SqliteBatchWriter {
     path: string,
     identity: FileId | undefined,
     walIdentity: FileId | undefined,
+    holders?: SqliteHolderGuard,
   ) {
     this.#db = db;
+    this.#holders = holders;
     this.#path = path;
     this.#identity = identity;
     this.#walIdentity = walIdentity;
@@ -101,11 +99,28 @@ export class SqliteBatchWriter {
 
   /**
    * Applies `ops` in order in one transaction; returns once it is committed (not yet fsynced: the store syncs the WAL, ./wal_sync.ts).
-   * Throws LeaseDatabaseGoneError when the file or its WAL was removed or replaced, else
-   * SQLite's error (the transaction rolled back, nothing of the batch stored).
+   * Throws LeaseDatabaseGoneError when the file or its WAL was removed or replaced, a
+   * LeaseStoreError when a put would give a holder a second active lease (./sqlite_holders.ts),
+   * else SQLite's error (the transaction rolled back, nothing of the batch stored).
    */
   write(ops: readonly LeaseOp[]): void {
     this.checkFiles();
+    const holders = this.#holders;
+    if (holders) {
+      holders.ensureLoaded(this.#db);
+      holders.check(ops);
+    }
+    try {
+      this.#apply(ops);
+    } catch (error) {
+      holders?.rollback();
+      throw error;
+    }
+    holders?.commit();
+  }
+
+  /** The transaction of {@link write}. */
+  #apply(ops: readonly LeaseOp[]): void {
     this.#begin.run();
     try {
       for (let at = 0; at < ops.length; ) {

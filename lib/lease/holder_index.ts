@@ -19,46 +19,56 @@
 const EMPTY = -1;
 const INITIAL_SLOTS = 1024;
 
-export class HolderIndex {
-  readonly #holderAt: (key: number) => string | undefined;
+/**
+ * The table under {@link HolderIndex} and the SQLite store's holder guard (./sqlite_holders.ts):
+ * (32-bit hash, lease key) pairs in typed arrays, open addressing with linear probing and
+ * deletion by backward shift, at most half full. It knows no holder: its users check a hash's
+ * entries against the holder of the row under each key.
+ */
+export class HashKeyTable {
   #hashes = new Uint32Array(INITIAL_SLOTS);
   #keys = new Float64Array(INITIAL_SLOTS).fill(EMPTY);
   #mask = INITIAL_SLOTS - 1;
   #size = 0;
 
-  /** `holderAt(key)`: the holder of the row under `key` that an entry may point to, else undefined. */
-  constructor(holderAt: (key: number) => string | undefined) {
-    this.#holderAt = holderAt;
-  }
-
   get size(): number {
     return this.#size;
   }
 
-  /** The key recorded for `holder`, or undefined. */
-  get(holder: string): number | undefined {
-    const i = this.#find(holder, holderHash(holder));
-    return i < 0 ? undefined : (this.#keys[i] as number);
+  /**
+   * The slot of the first entry at or after `from` (default: the hash's home slot) with hash
+   * `hash` for which `match(key)` is true, or −1. Pass the slot found + 1 as `from` to go on.
+   */
+  find(hash: number, match: (key: number) => boolean, from = -1): number {
+    const keys = this.#keys;
+    const hashes = this.#hashes;
+    const mask = this.#mask;
+    for (let i = from < 0 ? hash & mask : from & mask; keys[i] !== EMPTY; i = (i + 1) & mask) {
+      if (hashes[i] === hash && match(keys[i] as number)) return i;
+    }
+    return -1;
   }
 
-  /** Records `key` for `holder` (replacing its key, if any). */
-  set(holder: string, key: number): this {
-    const hash = holderHash(holder);
-    const found = this.#find(holder, hash);
-    if (found >= 0) {
-      this.#keys[found] = key;
-      return this;
-    }
+  /** The key in `slot` (one {@link find} returned). */
+  keyAt(slot: number): number {
+    return this.#keys[slot] as number;
+  }
+
+  /** Replaces the key in `slot`, keeping its hash. */
+  setKeyAt(slot: number, key: number): void {
+    this.#keys[slot] = key;
+  }
+
+  /** Adds the pair (`hash`, `key`); the caller knows it is not in yet. */
+  add(hash: number, key: number): void {
     if (2 * (this.#size + 1) > this.#keys.length) this.#grow();
     this.#insert(hash, key);
     this.#size++;
-    return this;
   }
 
-  /** Takes `holder` out; true when it was in. */
-  delete(holder: string): boolean {
-    let i = this.#find(holder, holderHash(holder));
-    if (i < 0) return false;
+  /** Takes out the entry in `slot` (one {@link find} returned). */
+  removeAt(slot: number): void {
+    let i = slot;
     const keys = this.#keys;
     const hashes = this.#hashes;
     const mask = this.#mask;
@@ -73,7 +83,6 @@ export class HolderIndex {
     }
     keys[i] = EMPTY;
     this.#size--;
-    return true;
   }
 
   clear(): void {
@@ -81,17 +90,6 @@ export class HolderIndex {
     this.#keys = new Float64Array(INITIAL_SLOTS).fill(EMPTY);
     this.#mask = INITIAL_SLOTS - 1;
     this.#size = 0;
-  }
-
-  /** The slot of `holder`, or −1. */
-  #find(holder: string, hash: number): number {
-    const keys = this.#keys;
-    const hashes = this.#hashes;
-    const mask = this.#mask;
-    for (let i = hash & mask; keys[i] !== EMPTY; i = (i + 1) & mask) {
-      if (hashes[i] === hash && this.#holderAt(keys[i] as number) === holder) return i;
-    }
-    return -1;
   }
 
   #insert(hash: number, key: number): void {
@@ -113,6 +111,57 @@ export class HolderIndex {
     for (let i = 0; i < keys.length; i++) {
       if (keys[i] !== EMPTY) this.#insert(hashes[i] as number, keys[i] as number);
     }
+  }
+}
+
+/** holder → key, one entry per holder (see the module doc). */
+export class HolderIndex {
+  readonly #holderAt: (key: number) => string | undefined;
+  readonly #table = new HashKeyTable();
+  /** The holder the current lookup compares with (no closure per lookup). */
+  #holder = "";
+  readonly #isHolder = (key: number) => this.#holderAt(key) === this.#holder;
+
+  /** `holderAt(key)`: the holder of the row under `key` that an entry may point to, else undefined. */
+  constructor(holderAt: (key: number) => string | undefined) {
+    this.#holderAt = holderAt;
+  }
+
+  get size(): number {
+    return this.#table.size;
+  }
+
+  /** The key recorded for `holder`, or undefined. */
+  get(holder: string): number | undefined {
+    const i = this.#find(holder, holderHash(holder));
+    return i < 0 ? undefined : this.#table.keyAt(i);
+  }
+
+  /** Records `key` for `holder` (replacing its key, if any). */
+  set(holder: string, key: number): this {
+    const hash = holderHash(holder);
+    const found = this.#find(holder, hash);
+    if (found >= 0) this.#table.setKeyAt(found, key);
+    else this.#table.add(hash, key);
+    return this;
+  }
+
+  /** Takes `holder` out; true when it was in. */
+  delete(holder: string): boolean {
+    const i = this.#find(holder, holderHash(holder));
+    if (i < 0) return false;
+    this.#table.removeAt(i);
+    return true;
+  }
+
+  clear(): void {
+    this.#table.clear();
+  }
+
+  /** The slot of `holder`, or −1. */
+  #find(holder: string, hash: number): number {
+    this.#holder = holder;
+    return this.#table.find(hash, this.#isHolder);
   }
 }
 

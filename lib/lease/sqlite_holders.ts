@@ -1,0 +1,221 @@
+/**
+ * The SQLite store's one-active-lease-per-holder rule (the LeaseStore contract,
+ * lib/lease/lease.ts; holder: `leaseHolder`, the 4o6 identity or else the IPv6 address),
+ * checked in memory before a batch reaches SQLite, instead of by a partial UNIQUE index on
+ * `coalesce(identity, host6)` (schema 2; dropped by schema 3, ./sqlite_schema.ts).
+ *
+ * Why: an index keyed by the holder's text is cheap only while hosts arrive in the order of
+ * their addresses, as a load generator's do. Real hosts' addresses are random (SLAAC and
+ * privacy interface identifiers, RFC 8981), so each new lease dirtied another index page: a
+ * 4 KiB WAL frame per lease at COMMIT. With random addresses the server's main thread spent
+ * about 30 µs per native allocation instead of about 17 (docs/benchmarks.md, session 15).
+ *
+ * How: a {@link HashKeyTable} of (32-bit FNV-1a hash of the holder, key) for every active
+ * row, about 24 bytes a lease (the table at most half full). A put of an active row for
+ * holder H under key K conflicts when the table has an entry of H's hash under another key
+ * whose row is active and H's — read from the batch itself when an earlier op of the batch
+ * wrote that key, else from the database (one indexed read by primary key, needed only when
+ * a hash matches under another key: a true conflict, a stale entry, or a hash collision). A
+ * renewal (H under K again) and a new holder (no entry of its hash) read nothing.
+ *
+ * Batches are all or nothing: {@link SqliteHolderGuard.check} applies a batch's changes to
+ * the table as it checks them and keeps how to undo them; the store calls
+ * {@link SqliteHolderGuard.commit} once SQLite committed, {@link SqliteHolderGuard.rollback}
+ * when the check or SQLite failed. An entry left behind by a change the table did not see
+ * (a row deleted by another tool while the server was stopped is read at the next start;
+ * none while it runs: the store's lock) is found stale at its first read and taken out.
+ *
+ * @module
+ */
+import type { Database, Statement } from "bun:sqlite";
+import { HashKeyTable, holderHash } from "./holder_index.ts";
+import { type LeaseOp, LeaseStoreError, leaseHolder, leaseKey } from "./lease.ts";
+
+/** An undo step: "add" undoes an entry added, "remove" one taken out. */
+type _Undo = { readonly kind: "add" | "remove"; readonly hash: number; readonly key: number };
+
+/** See the module doc. */
+export class SqliteHolderGuard {
+  readonly #path: string;
+  readonly #table = new HashKeyTable();
+  /** The active holder of a key, as stored: `SELECT … WHERE key = ?` (the primary key). */
+  readonly #activeHolder: Statement;
+  /** The batch being checked: key → the active holder its last op left (null: none). */
+  readonly #batch = new Map<number, string | null>();
+  readonly #undo: _Undo[] = [];
+  /** The key and holder the current probe looks for (no closure per probe). */
+  #key = 0;
+  #holder = "";
+  #hash = 0;
+  /** #holds stopped the probe at a stale entry (not at a conflict). */
+  #stale = false;
+  readonly #otherKeyOfHolder = (key: number) => key !== this.#key && this.#holds(key);
+  readonly #sameKey = (key: number) => key === this.#key;
+  /** Reads of a row the table needed (for the tests' and the docstring's claim). */
+  reads = 0;
+
+  /** `db`: the store's open connection (schema current). Nothing is loaded until {@link load}. */
+  constructor(db: Database, path: string) {
+    this.#path = path;
+    this.#activeHolder = db.prepare(
+      "SELECT coalesce(identity, host6) AS holder FROM leases WHERE key = ? AND state = 'active'",
+    );
+  }
+
+  /** Active rows known to the table. */
+  get size(): number {
+    return this.#table.size;
+  }
+
+  /** True once the table holds the stored active rows ({@link load} or {@link ensureLoaded}). */
+  loaded = false;
+
+  /**
+   * Adds a stored active row: the store's load at start (lib/lease/sqlite.ts `loadAll`)
+   * gives each active row once, then says {@link loaded}.
+   */
+  load(key: number, holder: string): void {
+    this.#table.add(holderHash(holder), key);
+  }
+
+  /** Reads every stored active row into the table, unless a load did already. */
+  ensureLoaded(db: Database): void {
+    if (this.loaded) return;
+    this.reset();
+    const rows = db
+      .query("SELECT key, coalesce(identity, host6) FROM leases WHERE state = 'active'")
+      .values() as [number, string][];
+    for (const [key, holder] of rows) this.load(Number(key), String(holder));
+    this.loaded = true;
+  }
+
+  /**
+   * Checks `ops` in order and records their changes; throws a LeaseStoreError (nothing of
+   * the batch recorded) when a put would give a holder a second active row. Then the store
+   * writes the batch and calls {@link commit} or {@link rollback}.
+   */
+  check(ops: readonly LeaseOp[]): void {
+    try {
+      for (const op of ops) {
+        if (op.op === "delete") {
+          // Rare (`lease del`): the row's holder is read, its entry taken out.
+          const before = this.#batch.has(op.key) ? this.#batch.get(op.key) : this.#stored(op.key);
+          if (typeof before === "string") this.#remove(holderHash(before), op.key);
+          this.#batch.set(op.key, null);
+          continue;
+        }
+        const lease = op.lease;
+        const key = leaseKey(lease.ipv4, lease.portSet.psid);
+        const holder = leaseHolder(lease);
+        // Another holder active under this key earlier in the batch: its entry goes.
+        const earlier = this.#batch.get(key);
+        if (typeof earlier === "string" && earlier !== holder)
+          this.#remove(holderHash(earlier), key);
+        if (lease.state === "active") {
+          this.#put(key, holder);
+        } else {
+          // Released or expired: the holder's entry under this key goes.
+          this.#remove(holderHash(holder), key);
+          this.#batch.set(key, null);
+        }
+      }
+    } catch (error) {
+      this.rollback();
+      throw error;
+    }
+  }
+
+  /** Forgets every row (a load starts over). */
+  reset(): void {
+    this.#table.clear();
+    this.loaded = false;
+  }
+
+  /** Finalizes the prepared statement (the store closes the database next). */
+  finalize(): void {
+    this.#activeHolder.finalize();
+  }
+
+  /** The batch was committed: its changes stay. */
+  commit(): void {
+    this.#undo.length = 0;
+    this.#batch.clear();
+  }
+
+  /** The batch was not written: its changes are undone. */
+  rollback(): void {
+    const undo = this.#undo;
+    for (let i = undo.length - 1; i >= 0; i--) {
+      const step = undo[i] as _Undo;
+      if (step.kind === "add") {
+        this.#key = step.key;
+        const slot = this.#table.find(step.hash, this.#sameKey);
+        if (slot >= 0) this.#table.removeAt(slot);
+      } else {
+        this.#table.add(step.hash, step.key);
+      }
+    }
+    undo.length = 0;
+    this.#batch.clear();
+  }
+
+  /** Records `holder` active under `key`; throws when it is active under another key. */
+  #put(key: number, holder: string): void {
+    const hash = holderHash(holder);
+    this.#key = key;
+    this.#holder = holder;
+    this.#hash = hash;
+    for (let from = -1; ; ) {
+      this.#stale = false;
+      const slot = this.#table.find(hash, this.#otherKeyOfHolder, from);
+      if (slot < 0) break;
+      if (!this.#stale) {
+        throw new LeaseStoreError(
+          `lease database ${this.#path}: a host would hold two active leases (${holder} holds key ${this.#table.keyAt(slot)}; release it first)`,
+        );
+      }
+      // An entry of this hash whose row is no longer its holder's: out, and look on from
+      // its slot (the backward shift may have moved a later entry into it).
+      this.#undo.push({ kind: "remove", hash, key: this.#table.keyAt(slot) });
+      this.#table.removeAt(slot);
+      from = slot;
+    }
+    this.#key = key;
+    if (this.#table.find(hash, this.#sameKey) < 0) {
+      this.#table.add(hash, key);
+      this.#undo.push({ kind: "add", hash, key });
+    }
+    this.#batch.set(key, holder);
+  }
+
+  /** Takes out the entry (`hash`, `key`), if there is one. */
+  #remove(hash: number, key: number): void {
+    this.#key = key;
+    const slot = this.#table.find(hash, this.#sameKey);
+    if (slot < 0) return;
+    this.#table.removeAt(slot);
+    this.#undo.push({ kind: "remove", hash, key });
+  }
+
+  /**
+   * For the probe of #put (an entry of #holder's hash under another key): true when that
+   * key's row is active and #holder's (a conflict). Its row active for another holder of the
+   * same hash: that holder's entry, kept. Else the entry is stale (the row not active, or
+   * active for a holder of another hash: it changed hands without the table seeing the
+   * holder it had); #stale says so, and the probe stops there so #put takes it out.
+   */
+  #holds(key: number): boolean {
+    const holder = this.#batch.has(key) ? this.#batch.get(key) : this.#stored(key);
+    if (holder === this.#holder) return true;
+    if (typeof holder === "string" && holderHash(holder) === this.#hash) return false;
+    this.#stale = true;
+    return true;
+  }
+
+  /** The stored active holder of `key`, or undefined (no row, or not active). */
+  #stored(key: number): string | undefined {
+    this.reads++;
+    const row = this.#activeHolder.get(key) as { holder: string } | null;
+    return row?.holder;
+  }
+}
