@@ -10,6 +10,7 @@
  *   node_modules/.bin/bun bench/alloc_handler.ts [count] [concurrency] [rounds]   # 100000 128 3
  *   STORE=sqlite LEVEL=warn node_modules/.bin/bun bench/alloc_handler.ts   # one store; log level
  *   TEP=1 node_modules/.bin/bun bench/alloc_handler.ts   # with the TEP sink, as `bench/alloc.ts --spawn`
+ *   HOSTS=sequential node_modules/.bin/bun bench/alloc_handler.ts   # hosts' addresses in order
  *
  * `TEP=1`: the handler installs each binding through a `TepSync` whose TEP (2001:db8::1) never
  * syncs, as in `bench/alloc.ts --spawn` (`--tep` given, no TEP running): every lease's binding
@@ -32,7 +33,11 @@ import { DstmHandler } from "../lib/server/handler.ts";
 import { TepSync } from "../lib/server/tep_sync.ts";
 import { encodeMessage } from "../lib/wire/dstm.ts";
 import { MessageType } from "../lib/wire/dstm_types.ts";
+import { type HostAddresses, hostAddress } from "./alloc.ts";
 import { benchNumbers } from "./bench_args.ts";
+
+/** The hosts' IPv6 addresses (bench/alloc.ts hostAddress): random (default) or sequential. */
+const HOSTS: HostAddresses = process.env.HOSTS === "sequential" ? "sequential" : "random";
 
 /** Requests before the measured ones (the pool, 198.18.0.0/15, has 131,070 addresses). */
 const WARM_UP = 30_000;
@@ -69,8 +74,8 @@ async function round(store: LeaseStore): Promise<{ cpuUs: number; ms: number; ac
   // The first WARM_UP requests let the JIT compile the path (not measured), then `count`.
   const total = WARM_UP + count;
   const requests = Array.from({ length: total }, (_, i) => {
-    const n = i + 1; // host 0 would be 2001:db8::1, the TEP
-    const host6 = `2001:db8:${((n >>> 16) & 0xffff).toString(16)}:${(n & 0xffff).toString(16)}::1`;
+    // Host 0 would be 2001:db8::1 (the TEP) in sequential form: numbers from 1.
+    const host6 = hostAddress(i + 1, HOSTS);
     return encodeMessage({ type: MessageType.DISCOVER, xid: i, host6 });
   });
   let acked = 0;

@@ -31,8 +31,10 @@ import type { Database, Statement } from "bun:sqlite";
 import { HashKeyTable, holderHash } from "./holder_index.ts";
 import { type LeaseOp, LeaseStoreError, leaseHolder, leaseKey } from "./lease.ts";
 
-/** An undo step: "add" undoes an entry added, "remove" one taken out. */
-type _Undo = { readonly kind: "add" | "remove"; readonly hash: number; readonly key: number };
+/** Undo steps: an entry added, an entry taken out. */
+const ADDED = 0;
+const REMOVED = 1;
+const NO_OPS: readonly LeaseOp[] = [];
 
 /** See the module doc. */
 export class SqliteHolderGuard {
@@ -40,9 +42,11 @@ export class SqliteHolderGuard {
   readonly #table = new HashKeyTable();
   /** The active holder of a key, as stored: `SELECT … WHERE key = ?` (the primary key). */
   readonly #activeHolder: Statement;
-  /** The batch being checked: key → the active holder its last op left (null: none). */
-  readonly #batch = new Map<number, string | null>();
-  readonly #undo: _Undo[] = [];
+  /** The batch being checked, and the index of the op being checked. */
+  #ops: readonly LeaseOp[] = NO_OPS;
+  #at = 0;
+  /** How to undo the batch's changes: (kind, hash, key) triples, kind {@link ADDED} or {@link REMOVED}. */
+  readonly #undo: number[] = [];
   /** The key and holder the current probe looks for (no closure per probe). */
   #key = 0;
   #holder = "";
@@ -95,33 +99,30 @@ export class SqliteHolderGuard {
    * writes the batch and calls {@link commit} or {@link rollback}.
    */
   check(ops: readonly LeaseOp[]): void {
+    this.#ops = ops;
     try {
-      for (const op of ops) {
+      for (let i = 0; i < ops.length; i++) {
+        this.#at = i;
+        const op = ops[i] as LeaseOp;
         if (op.op === "delete") {
           // Rare (`lease del`): the row's holder is read, its entry taken out.
-          const before = this.#batch.has(op.key) ? this.#batch.get(op.key) : this.#stored(op.key);
+          const before = this.#activeHolderNow(op.key);
           if (typeof before === "string") this.#remove(holderHash(before), op.key);
-          this.#batch.set(op.key, null);
           continue;
         }
         const lease = op.lease;
         const key = leaseKey(lease.ipv4, lease.portSet.psid);
         const holder = leaseHolder(lease);
-        // Another holder active under this key earlier in the batch: its entry goes.
-        const earlier = this.#batch.get(key);
-        if (typeof earlier === "string" && earlier !== holder)
-          this.#remove(holderHash(earlier), key);
-        if (lease.state === "active") {
-          this.#put(key, holder);
-        } else {
-          // Released or expired: the holder's entry under this key goes.
-          this.#remove(holderHash(holder), key);
-          this.#batch.set(key, null);
-        }
+        // Released or expired: the holder's entry under this key goes. (An entry of another
+        // holder this key had is left stale: #holds finds it at its next read.)
+        if (lease.state === "active") this.#put(key, holder);
+        else this.#remove(holderHash(holder), key);
       }
     } catch (error) {
       this.rollback();
       throw error;
+    } finally {
+      this.#ops = NO_OPS;
     }
   }
 
@@ -139,24 +140,23 @@ export class SqliteHolderGuard {
   /** The batch was committed: its changes stay. */
   commit(): void {
     this.#undo.length = 0;
-    this.#batch.clear();
   }
 
   /** The batch was not written: its changes are undone. */
   rollback(): void {
     const undo = this.#undo;
-    for (let i = undo.length - 1; i >= 0; i--) {
-      const step = undo[i] as _Undo;
-      if (step.kind === "add") {
-        this.#key = step.key;
-        const slot = this.#table.find(step.hash, this.#sameKey);
+    for (let i = undo.length - 3; i >= 0; i -= 3) {
+      const hash = undo[i + 1] as number;
+      const key = undo[i + 2] as number;
+      if (undo[i] === ADDED) {
+        this.#key = key;
+        const slot = this.#table.find(hash, this.#sameKey);
         if (slot >= 0) this.#table.removeAt(slot);
       } else {
-        this.#table.add(step.hash, step.key);
+        this.#table.add(hash, key);
       }
     }
     undo.length = 0;
-    this.#batch.clear();
   }
 
   /** Records `holder` active under `key`; throws when it is active under another key. */
@@ -176,16 +176,15 @@ export class SqliteHolderGuard {
       }
       // An entry of this hash whose row is no longer its holder's: out, and look on from
       // its slot (the backward shift may have moved a later entry into it).
-      this.#undo.push({ kind: "remove", hash, key: this.#table.keyAt(slot) });
+      this.#undo.push(REMOVED, hash, this.#table.keyAt(slot));
       this.#table.removeAt(slot);
       from = slot;
     }
     this.#key = key;
     if (this.#table.find(hash, this.#sameKey) < 0) {
       this.#table.add(hash, key);
-      this.#undo.push({ kind: "add", hash, key });
+      this.#undo.push(ADDED, hash, key);
     }
-    this.#batch.set(key, holder);
   }
 
   /** Takes out the entry (`hash`, `key`), if there is one. */
@@ -194,7 +193,7 @@ export class SqliteHolderGuard {
     const slot = this.#table.find(hash, this.#sameKey);
     if (slot < 0) return;
     this.#table.removeAt(slot);
-    this.#undo.push({ kind: "remove", hash, key });
+    this.#undo.push(REMOVED, hash, key);
   }
 
   /**
@@ -205,11 +204,31 @@ export class SqliteHolderGuard {
    * holder it had); #stale says so, and the probe stops there so #put takes it out.
    */
   #holds(key: number): boolean {
-    const holder = this.#batch.has(key) ? this.#batch.get(key) : this.#stored(key);
+    const holder = this.#activeHolderNow(key);
     if (holder === this.#holder) return true;
     if (typeof holder === "string" && holderHash(holder) === this.#hash) return false;
     this.#stale = true;
     return true;
+  }
+
+  /**
+   * The active holder of `key` as the batch has left it so far: its last op on the key
+   * before the one being checked (a scan: only when a hash matches under another key, or a
+   * delete), else as stored. Undefined: none.
+   */
+  #activeHolderNow(key: number): string | undefined {
+    const ops = this.#ops;
+    for (let i = this.#at - 1; i >= 0; i--) {
+      const op = ops[i] as LeaseOp;
+      if (op.op === "delete") {
+        if (op.key === key) return undefined;
+        continue;
+      }
+      const l = op.lease;
+      if (leaseKey(l.ipv4, l.portSet.psid) !== key) continue;
+      return l.state === "active" ? leaseHolder(l) : undefined;
+    }
+    return this.#stored(key);
   }
 
   /** The stored active holder of `key`, or undefined (no row, or not active). */
