@@ -40,7 +40,6 @@ import {
   type LeaseState,
   type LeaseStore,
   LeaseStoreError,
-  leaseHolder,
   leaseOf,
   type PortSet,
   type Reservation,
@@ -240,14 +239,15 @@ export class SqliteLeaseStore implements LeaseStore {
           if (row[8] === null) row[8] = pagePool;
           else pool = String(row[8]);
           if (typeof row[9] === "number") row[9] = LOAD_STATES[row[9]] as LeaseState;
-          const lease = _toLease(this.path, row, intern);
-          out.push(lease);
-          if (holders && lease.state === "active") holders.load(Number(row[0]), leaseHolder(lease));
+          out.push(_toLease(this.path, row, intern));
         }
         if (rows.length < LOAD_PAGE_ROWS) break;
         after = Number((rows[rows.length - 1] as unknown[])[0]);
       }
-      if (holders) holders.loaded = true;
+      if (holders) {
+        holders.load(out);
+        holders.loaded = true;
+      }
       return Promise.resolve(out);
     } catch (error) {
       return Promise.reject(runError(this.path, error));

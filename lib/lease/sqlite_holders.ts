@@ -29,7 +29,7 @@
  */
 import type { Database, Statement } from "bun:sqlite";
 import { HashKeyTable, holderHash } from "./holder_index.ts";
-import { type LeaseOp, LeaseStoreError, leaseHolder, leaseKey } from "./lease.ts";
+import { type Lease, type LeaseOp, LeaseStoreError, leaseHolder, leaseKey } from "./lease.ts";
 
 /** Undo steps: an entry added, an entry taken out. */
 const ADDED = 0;
@@ -75,11 +75,17 @@ export class SqliteHolderGuard {
   loaded = false;
 
   /**
-   * Adds a stored active row: the store's load at start (lib/lease/sqlite.ts `loadAll`)
-   * gives each active row once, then says {@link loaded}.
+   * Adds the stored active rows (each once; other rows are passed over): the store's load at
+   * start (lib/lease/sqlite.ts `loadAll`) gives every row it read, then says {@link loaded}.
    */
-  load(key: number, holder: string): void {
-    this.#table.add(holderHash(holder), key);
+  load(rows: readonly Lease[]): void {
+    let active = 0;
+    for (const row of rows) if (row.state === "active") active++;
+    this.#table.reserve(this.#table.size + active);
+    for (const row of rows) {
+      if (row.state !== "active") continue;
+      this.#table.add(holderHash(leaseHolder(row)), leaseKey(row.ipv4, row.portSet.psid));
+    }
   }
 
   /** Reads every stored active row into the table, unless a load did already. */
@@ -89,7 +95,8 @@ export class SqliteHolderGuard {
     const rows = db
       .query("SELECT key, coalesce(identity, host6) FROM leases WHERE state = 'active'")
       .values() as [number, string][];
-    for (const [key, holder] of rows) this.load(Number(key), String(holder));
+    this.#table.reserve(rows.length);
+    for (const [key, holder] of rows) this.#table.add(holderHash(String(holder)), Number(key));
     this.loaded = true;
   }
 
