@@ -1,11 +1,13 @@
 /**
- * A holder → lease key index for the allocation engine (the host's active lease, the host's
- * most recently freed row), with the API of a `Map<string, number>` (get, set, delete, clear,
- * size), kept in typed arrays: an open-addressing hash table (linear probing, deletion by
- * backward shift) of the holder's 32-bit FNV-1a hash and the lease key.
+ * A holder → lease key index for the allocation engine (lib/alloc/lease_index.ts: the host's
+ * active lease, the host's most recently freed row), with the API of a `Map<string, number>`
+ * (get, set, delete, clear, size), kept in typed arrays: an open-addressing hash table
+ * ({@link HashKeyTable}: linear probing, deletion by backward shift) of the holder's 32-bit
+ * FNV-1a hash and the lease key. The table is here, below the engine, because the SQLite
+ * store keeps one too (./sqlite_holders.ts: one active lease per holder).
  *
  * It stores no string: a slot whose hash matches is checked against the holder of the row
- * under its key, which `holderAt` reads from the engine's lease table (./lease_table.ts). So
+ * under its key, which `holderAt` reads from the engine's lease table (lib/alloc/lease_table.ts). So
  * the index must change with the table: an entry is added once its row is in the table and
  * taken out before its row leaves it (the engine's #setRow does both in that order).
  *
