@@ -33,6 +33,7 @@
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { canonicalIPv6 } from "../lib/net/addr.ts";
 import { readU32 } from "../lib/net/bytes.ts";
 import { connectUdp } from "../lib/sys/udp.ts";
 import { encodeMessage } from "../lib/wire/dstm.ts";
@@ -90,7 +91,8 @@ export function hostAddress(n: number, kind: HostAddresses = "random"): string {
   const b = Math.imul(n ^ 0x5bd1e995, 0x85ebca6b) >>> 0;
   const h = (x: number) => (x >>> 16).toString(16);
   const l = (x: number) => (x & 0xffff).toString(16);
-  return `2001:db8:1:0:${h(a)}:${l(a)}:${h(b)}:${l(b)}`;
+  // Canonical (RFC 5952): a zero group beside the fourth becomes "::".
+  return canonicalIPv6(`2001:db8:1:0:${h(a)}:${l(a)}:${h(b)}:${l(b)}`) as string;
 }
 
 /** Runs the closed-loop DISCOVER load; resolves when every host has been answered or timed out. */
