@@ -28,6 +28,7 @@
  * @module
  */
 import type { Database, Statement } from "bun:sqlite";
+import { formatIPv4 } from "../net/addr.ts";
 import { HashKeyTable, holderHash } from "./holder_index.ts";
 import { type LeaseOp, LeaseStoreError, leaseHolder, leaseKey } from "./lease.ts";
 
@@ -51,6 +52,9 @@ export class SqliteHolderGuard {
   #stale = false;
   readonly #otherKeyOfHolder = (key: number) => key !== this.#key && this.#holds(key);
   readonly #sameKey = (key: number) => key === this.#key;
+  /** For {@link load}: another key whose stored active row is #holder's. */
+  readonly #otherKeySameHolder = (key: number) =>
+    key !== this.#key && this.#stored(key) === this.#holder;
   /** Reads of a row the table needed (for the tests' and the docstring's claim). */
   reads = 0;
 
@@ -73,9 +77,26 @@ export class SqliteHolderGuard {
   /**
    * Adds a stored active row: the store's load at start (lib/lease/sqlite.ts `loadAll`)
    * gives each active row once, then says {@link loaded}.
+   *
+   * Throws a LeaseStoreError when `holder` already has an active row under another key. No
+   * index refuses that in the file any more (./sqlite_schema.ts dropHolderIndex), so
+   * `sqlite3` can write it while the server is stopped; loaded as it is, every batch with a
+   * write of that holder would be refused, and with it the other hosts' changes sharing the
+   * batch (lib/lease/group_commit.ts). An entry of the same hash under another key costs one
+   * read of that key's row (a hash collision, or the duplicate).
    */
   load(key: number, holder: string): void {
-    this.#table.add(holderHash(holder), key);
+    const hash = holderHash(holder);
+    this.#key = key;
+    this.#holder = holder;
+    const slot = this.#table.find(hash, this.#otherKeySameHolder);
+    if (slot >= 0) {
+      const other = this.#table.keyAt(slot);
+      throw new LeaseStoreError(
+        `lease database ${this.#path}: ${holder} holds two active leases (${_slotText(other)} and ${_slotText(key)}); stop the server and expire one: sqlite3 ${this.#path} "UPDATE leases SET state = 'expired' WHERE key = ${other}"`,
+      );
+    }
+    this.#table.add(hash, key);
   }
 
   /** Reads every stored active row into the table, unless a load did already. */
@@ -218,4 +239,11 @@ export class SqliteHolderGuard {
     const row = this.#activeHolder.get(key) as { holder: string } | null;
     return row?.holder;
   }
+}
+
+/** A lease key as text: `198.51.100.1` (whole address) or `198.51.100.1 psid 3`. */
+function _slotText(key: number): string {
+  const ipv4 = Math.floor(key / 65536);
+  const psid = key % 65536;
+  return psid === 0 ? formatIPv4(ipv4) : `${formatIPv4(ipv4)} psid ${psid}`;
 }
