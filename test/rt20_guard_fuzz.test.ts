@@ -138,3 +138,85 @@ describe("rt20: holder guard vs the memory store", () => {
     });
   }
 });
+
+describe("rt20: holder guard when SQLite runs out of room (SQLITE_FULL) after the guard accepted", () => {
+  test("batches failing with SQLITE_FULL leave the guard as the stored rows; the rule holds after", async () => {
+    const { mkdtempSync, rmSync } = await import("node:fs");
+    const { tmpdir } = await import("node:os");
+    const { join } = await import("node:path");
+    const { leaseOf } = await import("../lib/lease/lease.ts");
+    const dir = mkdtempSync(join(tmpdir(), "dstm-rt20-full-"));
+    try {
+      const db = new Database(join(dir, "full.db"), { create: true });
+      db.run("PRAGMA journal_mode = WAL");
+      create(db);
+      const guard = new SqliteHolderGuard(db, "full.db");
+      const writer = new SqliteBatchWriter(db, "full.db", undefined, undefined, guard);
+      const memory = new MemoryLeaseStore();
+      const next = random(0xf011);
+      const SLOTS_FULL = 4000;
+      const hosts = [
+        ...HOST_PAIRS.flat(),
+        ...Array.from({ length: 1500 }, (_, i) => `2001:db8:f:${i.toString(16)}::1`),
+      ];
+      const at = (slot: number, host6: string, state: LeaseState) =>
+        leaseOf(
+          0xc6336400 + slot,
+          { offset: 0, psidLength: 0, psid: 0 },
+          host6,
+          0,
+          "2001:db8::1",
+          "p",
+          state,
+          1,
+          2,
+          undefined,
+        );
+      const stats = { full: 0, refused: 0, written: 0 };
+      let pages = 0;
+      for (let round = 0; round < 3000; round++) {
+        // Now and then the database may not grow: its current size is its limit.
+        if (round % 200 === 0) {
+          pages = (db.query("PRAGMA page_count").get() as { page_count: number }).page_count;
+          db.run(`PRAGMA max_page_count = ${round % 400 === 0 ? pages : 1_000_000}`);
+        }
+        const ops: LeaseOp[] = [];
+        for (let n = 1 + Math.floor(next() * 8); n > 0; n--) {
+          const slot = Math.floor(next() * SLOTS_FULL);
+          const host = hosts[Math.floor(next() * hosts.length)] as string;
+          const state = (["active", "active", "released", "expired"] as const)[
+            Math.floor(next() * 4)
+          ] as LeaseState;
+          ops.push({ op: "put", lease: at(slot, host, state) });
+        }
+        let got = "written";
+        try {
+          writer.write(ops);
+        } catch (error) {
+          got = (error as { code?: string }).code === "SQLITE_FULL" ? "full" : "refused";
+        }
+        if (got === "full") {
+          stats.full++;
+          continue; // nothing of it stored: the reference does not see it either
+        }
+        const want = await memory.write(ops).then(
+          () => "written",
+          () => "refused",
+        );
+        if (got !== want) throw new Error(`round ${round}: sqlite ${got}, memory ${want}`);
+        stats[got as "written" | "refused"]++;
+        if (round % 100 === 0) expect(storedActive(db)).toEqual(activeOf(await memory.loadAll()));
+      }
+      const stored = storedActive(db);
+      expect(doubleHolders(db)).toEqual([]);
+      expect(stored).toEqual(activeOf(await memory.loadAll()));
+      expect(guard.size).toBeGreaterThanOrEqual(stored.size);
+      console.log("SQLITE_FULL", stats, "guard", guard.size, "active", stored.size);
+      expect(stats.full).toBeGreaterThan(20);
+      expect(stats.refused).toBeGreaterThan(20);
+      db.close();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
