@@ -79,6 +79,7 @@ async function run(seed: number, rounds: number) {
       }
       if (got !== want)
         throw new Error(`seed ${seed} round ${round}: reservation ${got} vs ${want}`);
+      if (got === "ok") stats.reserved++;
       continue;
     }
     const ops: LeaseOp[] = [];
@@ -135,6 +136,7 @@ describe("rt20: holder guard vs the memory store", () => {
       console.log(`seed ${seed}`, stats);
       expect(stats.refused).toBeGreaterThan(50);
       expect(stats.poisoned).toBeGreaterThan(5);
+      expect(stats.reserved).toBeGreaterThan(10);
     });
   }
 });
