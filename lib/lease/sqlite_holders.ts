@@ -93,7 +93,7 @@ export class SqliteHolderGuard {
     if (slot >= 0) {
       const other = this.#table.keyAt(slot);
       throw new LeaseStoreError(
-        `lease database ${this.#path}: ${holder} holds two active leases (${_slotText(other)} and ${_slotText(key)}); stop the server and expire one: sqlite3 ${this.#path} "UPDATE leases SET state = 'expired' WHERE key = ${other}"`,
+        `lease database ${this.#path}: ${holder} holds two active leases (${_slotText(other)} and ${_slotText(key)}); expire one with no server running: sqlite3 ${this.#path} "UPDATE leases SET state = 'expired' WHERE key = ${other}"`,
       );
     }
     this.#table.add(hash, key);
