@@ -141,3 +141,28 @@ describe("rt20: a file with two active rows for one holder (written by sqlite3)"
     await again.close();
   });
 });
+
+describe("rt20: sqlite3 writing the file while the server runs (the dstm lock does not stop it)", () => {
+  test("a second active row for a holder inserted live is not seen by the guard; the next start says so", async () => {
+    const path = await fileWith("live.db", []);
+    const store = SqliteLeaseStore.open(path);
+    await store.loadAll();
+    await store.write([{ op: "put", lease: row(1, H, T0 + 600_000) }]);
+    // An operator's sqlite3, while the server runs: with the UNIQUE index (before a05cc11)
+    // this INSERT failed; now it goes in.
+    const db = new Database(path);
+    db.run("PRAGMA busy_timeout = 2000");
+    db.run(
+      `INSERT INTO leases (${COLUMNS}) VALUES (${(BASE + 2) * 65536}, ${BASE + 2}, 0, 0, 0, '${H}', 0, '2001:db8::1', '${POOL}', 'active', ${T0}, ${T0 + 600_000}, NULL)`,
+    );
+    db.close();
+    // The guard read its rows at the load: it does not know of .2, and the renewal of .1 goes in.
+    await store.write([{ op: "put", lease: row(1, H, T0 + 1_200_000) }]);
+    await store.close();
+    expect(activeHolders(path)).toEqual(new Map([[H, 2]]));
+    // The next start refuses the file with the one-line error (rt20 fix), not a silent double.
+    const next = SqliteLeaseStore.open(path);
+    await expect(next.loadAll()).rejects.toThrow(/2001:db8::d0b1 holds two active leases/);
+    await next.close();
+  });
+});
