@@ -31,8 +31,23 @@ import { SqliteBatchWriter } from "../lib/lease/sqlite_write.ts";
 const dir = mkdtempSync(join(tmpdir(), "dstm-holders-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-/** Two IPv6 address texts whose 32-bit FNV-1a hashes (holderHash) are equal. */
-const COLLIDING = ["2001:db8:4:b29a::1", "2001:db8:8:a4d9::1"] as const;
+/**
+ * Two IPv6 address texts with one holderHash, found by a birthday search (the hash is keyed
+ * per process, so the pair differs from run to run): 32-bit hashes of a few hundred thousand
+ * texts always hold one.
+ */
+function collidingPair(): readonly [string, string] {
+  const seen = new Map<number, string>();
+  for (let i = 0; i < 4_000_000; i++) {
+    const text = `2001:db8:${(i >>> 16).toString(16)}:${(i & 0xffff).toString(16)}::1`;
+    const hash = holderHash(text);
+    const other = seen.get(hash);
+    if (other !== undefined) return [other, text];
+    seen.set(hash, text);
+  }
+  throw new Error("no two texts with one holderHash among 4,000,000");
+}
+const COLLIDING = collidingPair();
 
 function lease(slot: number, host6: string, state: LeaseState = "active", identity?: string) {
   return leaseOf(

@@ -3,7 +3,7 @@
  * active lease, the host's most recently freed row), with the API of a `Map<string, number>`
  * (get, set, delete, clear, size), kept in typed arrays: an open-addressing hash table
  * ({@link HashKeyTable}: linear probing, deletion by backward shift) of the holder's 32-bit
- * FNV-1a hash and the lease key. The table is here, below the engine, because the SQLite
+ * keyed hash ({@link holderHash}) and the lease key. The table is here, below the engine, because the SQLite
  * store keeps one too (./sqlite_holders.ts: one active lease per holder).
  *
  * It stores no string: a slot whose hash matches is checked against the holder of the row
@@ -17,6 +17,8 @@
  *
  * @module
  */
+
+import { halfSipHashText } from "./halfsiphash.ts";
 
 const EMPTY = -1;
 const INITIAL_SLOTS = 1024;
@@ -180,20 +182,26 @@ export class HolderIndex {
   }
 }
 
+/** The process's key of {@link holderHash} (64 random bits, drawn once at start). */
+const _key = crypto.getRandomValues(new Uint32Array(2));
+const _k0 = _key[0] as number;
+const _k1 = _key[1] as number;
+
 /** The text {@link holderHash} hashed last, and its hash. */
 let _lastText: string | undefined;
 let _lastHash = 0;
 
 /**
- * 32-bit FNV-1a of the UTF-16 code units of `text`. The last text's hash is kept: one request
- * looks its holder up in both indexes and then records it (3–4 hashes of one text, about 0.2
- * µs each, where a comparison with the text kept is a pointer or a short compare).
+ * The 32-bit hash of a holder: HalfSipHash-2-4 under the process's random key
+ * (./halfsiphash.ts), so that no host can choose holders of one hash (with FNV-1a, before,
+ * any number of them took a fraction of a second, and each lookup of one walked all the
+ * others). The last text's hash is kept: one request looks its holder up in both indexes and
+ * then records it (3–4 hashes of one text, about 0.1 µs each, where a comparison with the
+ * text kept is a pointer or a short compare).
  */
 export function holderHash(text: string): number {
   if (text === _lastText) return _lastHash;
-  let h = 0x811c9dc5;
-  for (let i = 0; i < text.length; i++) h = Math.imul(h ^ text.charCodeAt(i), 0x01000193);
   _lastText = text;
-  _lastHash = h >>> 0;
+  _lastHash = halfSipHashText(_k0, _k1, text);
   return _lastHash;
 }

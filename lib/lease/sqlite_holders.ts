@@ -10,7 +10,7 @@
  * 4 KiB WAL frame per lease at COMMIT. With random addresses the server's main thread spent
  * about 30 µs per native allocation instead of about 17 (docs/benchmarks.md, session 15).
  *
- * How: a {@link HashKeyTable} of (32-bit FNV-1a hash of the holder, key) for every active
+ * How: a {@link HashKeyTable} of (32-bit keyed hash of the holder, key) for every active
  * row, about 24 bytes a lease (the table at most half full). A put of an active row for
  * holder H under key K conflicts when the table has an entry of H's hash under another key
  * whose row is active and H's — read from the batch itself when an earlier op of the batch
@@ -28,6 +28,7 @@
  * @module
  */
 import type { Database, Statement } from "bun:sqlite";
+import { formatIPv4 } from "../net/addr.ts";
 import { HashKeyTable, holderHash } from "./holder_index.ts";
 import { type Lease, type LeaseOp, LeaseStoreError, leaseHolder, leaseKey } from "./lease.ts";
 
@@ -55,6 +56,9 @@ export class SqliteHolderGuard {
   #stale = false;
   readonly #otherKeyOfHolder = (key: number) => key !== this.#key && this.#holds(key);
   readonly #sameKey = (key: number) => key === this.#key;
+  /** For {@link load}: another key whose stored active row is #holder's. */
+  readonly #otherKeySameHolder = (key: number) =>
+    key !== this.#key && this.#stored(key) === this.#holder;
   /** Reads of a row the table needed (for the tests' and the docstring's claim). */
   reads = 0;
 
@@ -77,6 +81,7 @@ export class SqliteHolderGuard {
   /**
    * Adds the stored active rows (each once; other rows are passed over): the store's load at
    * start (lib/lease/sqlite.ts `loadAll`) gives every row it read, then says {@link loaded}.
+   * Throws as {@link #loadOne}.
    */
   load(rows: readonly Lease[]): void {
     let active = 0;
@@ -84,8 +89,31 @@ export class SqliteHolderGuard {
     this.#table.reserve(this.#table.size + active);
     for (const row of rows) {
       if (row.state !== "active") continue;
-      this.#table.add(holderHash(leaseHolder(row)), leaseKey(row.ipv4, row.portSet.psid));
+      this.#loadOne(leaseKey(row.ipv4, row.portSet.psid), leaseHolder(row));
     }
+  }
+
+  /**
+   * Adds one stored active row. Throws a LeaseStoreError when `holder` already has an active
+   * row under another key. No index refuses that in the file any more
+   * (./sqlite_schema.ts dropHolderIndex), so `sqlite3` can write it while the server is
+   * stopped; loaded as it is, every batch with a write of that holder would be refused, and
+   * with it the other hosts' changes sharing the batch (lib/lease/group_commit.ts). An entry
+   * of the same hash under another key costs one read of that key's row (a hash collision,
+   * or the duplicate).
+   */
+  #loadOne(key: number, holder: string): void {
+    const hash = holderHash(holder);
+    this.#key = key;
+    this.#holder = holder;
+    const slot = this.#table.find(hash, this.#otherKeySameHolder);
+    if (slot >= 0) {
+      const other = this.#table.keyAt(slot);
+      throw new LeaseStoreError(
+        `lease database ${this.#path}: ${holder} holds two active leases (${_slotText(other)} and ${_slotText(key)}); expire one with no server running: sqlite3 ${this.#path} "UPDATE leases SET state = 'expired' WHERE key = ${other}"`,
+      );
+    }
+    this.#table.add(hash, key);
   }
 
   /** Reads every stored active row into the table, unless a load did already. */
@@ -96,7 +124,7 @@ export class SqliteHolderGuard {
       .query("SELECT key, coalesce(identity, host6) FROM leases WHERE state = 'active'")
       .values() as [number, string][];
     this.#table.reserve(rows.length);
-    for (const [key, holder] of rows) this.#table.add(holderHash(String(holder)), Number(key));
+    for (const [key, holder] of rows) this.#loadOne(Number(key), String(holder));
     this.loaded = true;
   }
 
@@ -244,4 +272,11 @@ export class SqliteHolderGuard {
     const row = this.#activeHolder.get(key) as { holder: string } | null;
     return row?.holder;
   }
+}
+
+/** A lease key as text: `198.51.100.1` (whole address) or `198.51.100.1 psid 3`. */
+function _slotText(key: number): string {
+  const ipv4 = Math.floor(key / 65536);
+  const psid = key % 65536;
+  return psid === 0 ? formatIPv4(ipv4) : `${formatIPv4(ipv4)} psid ${psid}`;
 }
