@@ -27,27 +27,17 @@ import { SqliteLeaseStore } from "../lib/lease/sqlite.ts";
 import { SqliteHolderGuard } from "../lib/lease/sqlite_holders.ts";
 import { COLUMNS, create, HOLDER_INDEX, SCHEMA_1 } from "../lib/lease/sqlite_schema.ts";
 import { SqliteBatchWriter } from "../lib/lease/sqlite_write.ts";
+import { prng } from "./helpers/fuzz.ts";
+import { pairsWithOneHash } from "./helpers/holder_collisions.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "dstm-holders-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-/**
- * Two IPv6 address texts with one holderHash, found by a birthday search (the hash is keyed
- * per process, so the pair differs from run to run): 32-bit hashes of a few hundred thousand
- * texts always hold one.
- */
-function collidingPair(): readonly [string, string] {
-  const seen = new Map<number, string>();
-  for (let i = 0; i < 4_000_000; i++) {
-    const text = `2001:db8:${(i >>> 16).toString(16)}:${(i & 0xffff).toString(16)}::1`;
-    const hash = holderHash(text);
-    const other = seen.get(hash);
-    if (other !== undefined) return [other, text];
-    seen.set(hash, text);
-  }
-  throw new Error("no two texts with one holderHash among 4,000,000");
-}
-const COLLIDING = collidingPair();
+/** Two IPv6 address texts with one holderHash in this process (a birthday search). */
+const COLLIDING = pairsWithOneHash(
+  1,
+  (i) => `2001:db8:${(i >>> 16).toString(16)}:${(i & 0xffff).toString(16)}::1`,
+)[0] as [string, string];
 
 function lease(slot: number, host6: string, state: LeaseState = "active", identity?: string) {
   return leaseOf(
@@ -220,14 +210,7 @@ describe("the holder guard (lib/lease/sqlite_holders.ts)", () => {
   });
 
   test("random batches, hosts moving between keys and colliding holders: as the memory store", async () => {
-    /** mulberry32: a failure can be replayed from its seed. */
-    let seed = 0x5eed15;
-    const next = () => {
-      seed = (seed + 0x6d2b79f5) | 0;
-      let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
-      t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-      return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-    };
+    const next = prng(0x5eed15); // mulberry32: a failure replays from its seed
     const hosts = [...COLLIDING, "2001:db8::a", "2001:db8::b", "2001:db8::c", "2001:db8::d"];
     const states: LeaseState[] = ["active", "active", "released", "expired"];
     const { writer, db } = writerOnMemory();

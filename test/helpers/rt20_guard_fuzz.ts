@@ -8,7 +8,6 @@
  * @module
  */
 import type { Database } from "bun:sqlite";
-import { holderHash } from "../../lib/lease/holder_index.ts";
 import {
   type Lease,
   type LeaseState,
@@ -17,50 +16,12 @@ import {
   type PortSet,
 } from "../../lib/lease/lease.ts";
 
-/** mulberry32: a failure replays from its seed. */
-export function random(seed: number): () => number {
-  let a = seed;
-  return () => {
-    a = (a + 0x6d2b79f5) | 0;
-    let t = Math.imul(a ^ (a >>> 15), 1 | a);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** mulberry32 (./fuzz.ts): a failure replays from its seed. */
+export { prng as random } from "./fuzz.ts";
 
-/**
- * `count` pairs (a, b) of distinct texts with one holderHash in this process, a from
- * `left(i)` and b from `right(i)` (i = 0, 1, …): a birthday search over both lists at once,
- * bounded (32-bit hashes of a few hundred thousand texts per side always hold a few pairs).
- */
-export function pairsWithOneHash(
-  count: number,
-  left: (i: number) => string,
-  right: (i: number) => string = left,
-): [string, string][] {
-  const lefts = new Map<number, string>();
-  const rights = new Map<number, string>();
-  const pairs: [string, string][] = [];
-  const used = new Set<string>();
-  for (let i = 0; i < 3_000_000 && pairs.length < count; i++) {
-    const a = left(i);
-    const b = right(i);
-    const ha = holderHash(a);
-    const hb = holderHash(b);
-    const withA = rights.get(ha);
-    if (withA !== undefined && withA !== a && !used.has(a) && !used.has(withA)) {
-      pairs.push([a, withA]);
-      used.add(a).add(withA);
-    } else lefts.set(ha, a);
-    const withB = lefts.get(hb);
-    if (withB !== undefined && withB !== b && !used.has(b) && !used.has(withB)) {
-      pairs.push([withB, b]);
-      used.add(b).add(withB);
-    } else rights.set(hb, b);
-  }
-  if (pairs.length < count) throw new Error(`only ${pairs.length} of ${count} colliding pairs`);
-  return pairs.slice(0, count);
-}
+import { pairsWithOneHash } from "./holder_collisions.ts";
+
+export { pairsWithOneHash };
 
 /** Pairs of IPv6 holders with equal holderHash (2001:db8:X:Y::1 against 2001:db8:X:Y::2). */
 export const HOST_PAIRS = pairsWithOneHash(
