@@ -155,14 +155,10 @@ describe.skipIf(skip !== null)("kernel DTIs behind a 1400-byte IPv6 link", () =>
       );
       // close() returns once the bytes are queued, not delivered: the sink counts what it read
       // and exits at end of stream. Wait for that (with a deadline), never kill it first.
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      const ended = await Promise.race([
-        s.exited.then(() => true),
-        new Promise<boolean>((resolve) => {
-          timer = setTimeout(() => resolve(false), 20_000);
-        }),
-      ]);
-      clearTimeout(timer);
+      const ended = await eventually(() => s.exitCode !== null, {
+        timeoutMs: 20_000,
+        intervalMs: 50,
+      });
       if (!ended) s.kill("SIGTERM");
       const [out, sinkErr] = await Promise.all([
         new Response(s.stdout).text(),
