@@ -3,12 +3,12 @@
  * active lease, the host's most recently freed row), with the API of a `Map<string, number>`
  * (get, set, delete, clear, size), kept in typed arrays: an open-addressing hash table
  * ({@link HashKeyTable}: linear probing, deletion by backward shift) of the holder's 32-bit
- * keyed hash ({@link holderHash}) and the lease key. The table is here, below the engine, because the SQLite
- * store keeps one too (./sqlite_holders.ts: one active lease per holder).
+ * keyed hash ({@link holderHash}) and the lease key. The table is here, below the engine,
+ * because the SQLite store keeps one too (./sqlite_holders.ts: one active lease per holder).
  *
  * It stores no string: a slot whose hash matches is checked against the holder of the row
- * under its key, which `holderAt` reads from the engine's lease table (lib/alloc/lease_table.ts). So
- * the index must change with the table: an entry is added once its row is in the table and
+ * under its key, which `holderAt` reads from the engine's lease table
+ * (lib/alloc/lease_table.ts). So the index must change with the table: an entry is added once its row is in the table and
  * taken out before its row leaves it (the engine's #setRow does both in that order).
  *
  * Why not a Map: a million entries are about 50 bytes each in a Map and 24 bytes here (load
@@ -75,7 +75,7 @@ export class HashKeyTable {
 
   /** Adds the pair (`hash`, `key`); the caller knows it is not in yet. */
   add(hash: number, key: number): void {
-    if (2 * (this.#size + 1) > this.#keys.length) this.#grow();
+    if (2 * (this.#size + 1) > this.#keys.length) this.#resize(this.#keys.length * 2);
     this.#insert(hash, key);
     this.#size++;
   }
@@ -113,10 +113,6 @@ export class HashKeyTable {
     while (keys[i] !== EMPTY) i = (i + 1) & mask;
     keys[i] = key;
     this.#hashes[i] = hash;
-  }
-
-  #grow(): void {
-    this.#resize(this.#keys.length * 2);
   }
 
   #resize(slots: number): void {

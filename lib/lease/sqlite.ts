@@ -224,9 +224,6 @@ export class SqliteLeaseStore implements LeaseStore {
       );
       const intern = stringInterner();
       const out: Lease[] = [];
-      // The holder guard learns the active rows from this read, the first time (./sqlite_holders.ts).
-      const holders = this.#holders?.loaded === false ? this.#holders : undefined;
-      holders?.reset();
       let tep6 = "";
       let pool = "";
       for (let after = -1; ; ) {
@@ -244,10 +241,8 @@ export class SqliteLeaseStore implements LeaseStore {
         if (rows.length < LOAD_PAGE_ROWS) break;
         after = Number((rows[rows.length - 1] as unknown[])[0]);
       }
-      if (holders) {
-        holders.load(out);
-        holders.loaded = true;
-      }
+      // The holder guard learns the active rows from this read, the first time (./sqlite_holders.ts).
+      this.#holders?.load(out);
       return Promise.resolve(out);
     } catch (error) {
       return Promise.reject(runError(this.path, error));

@@ -2,7 +2,8 @@
  * The SQLite store's one-active-lease-per-holder rule (the LeaseStore contract,
  * lib/lease/lease.ts; holder: `leaseHolder`, the 4o6 identity or else the IPv6 address),
  * checked in memory before a batch reaches SQLite, instead of by a partial UNIQUE index on
- * `coalesce(identity, host6)` (schema 2; dropped by schema 3, ./sqlite_schema.ts).
+ * `coalesce(identity, host6)` (schema 2's, which a writable open drops: ./sqlite_schema.ts
+ * dropHolderIndex; the version stays 2).
  *
  * Why: an index keyed by the holder's text is cheap only while hosts arrive in the order of
  * their addresses, as a load generator's do. Real hosts' addresses are random (SLAAC and
@@ -11,7 +12,7 @@
  * about 30 µs per native allocation instead of about 17 (docs/benchmarks.md, session 15).
  *
  * How: a {@link HashKeyTable} of (32-bit keyed hash of the holder, key) for every active
- * row, about 24 bytes a lease (the table at most half full). A put of an active row for
+ * row, 24–48 bytes a lease (the table between a quarter and a half full). A put of an active row for
  * holder H under key K conflicts when the table has an entry of H's hash under another key
  * whose row is active and H's — read from the batch itself when an earlier op of the batch
  * wrote that key, else from the database (one indexed read by primary key, needed only when
@@ -21,9 +22,12 @@
  * Batches are all or nothing: {@link SqliteHolderGuard.check} applies a batch's changes to
  * the table as it checks them and keeps how to undo them; the store calls
  * {@link SqliteHolderGuard.commit} once SQLite committed, {@link SqliteHolderGuard.rollback}
- * when the check or SQLite failed. An entry left behind by a change the table did not see
- * (a row deleted by another tool while the server was stopped is read at the next start;
- * none while it runs: the store's lock) is found stale at its first read and taken out.
+ * when the check or SQLite failed. An entry left behind by a change the table did not see (a
+ * row that changed holder without a release written) is found stale at its first read and
+ * taken out. The table is filled from the file at each start, and a file holding two active
+ * rows for one holder is refused then ({@link SqliteHolderGuard.load}); the store's lock keeps
+ * other dstm servers out, not `sqlite3`, whose writes while the server runs the table does not
+ * see (test/rt20_duplicate_file.test.ts).
  *
  * @module
  */
@@ -79,18 +83,21 @@ export class SqliteHolderGuard {
   loaded = false;
 
   /**
-   * Adds the stored active rows (each once; other rows are passed over): the store's load at
-   * start (lib/lease/sqlite.ts `loadAll`) gives every row it read, then says {@link loaded}.
-   * Throws as {@link #loadOne}.
+   * Fills the table from the stored rows, unless it is {@link loaded}: the store's load at
+   * start (lib/lease/sqlite.ts `loadAll`) gives every row it read (only the active ones count).
+   * Throws as {@link #loadOne}, leaving the table not loaded.
    */
   load(rows: readonly Lease[]): void {
+    if (this.loaded) return;
     let active = 0;
     for (const row of rows) if (row.state === "active") active++;
-    this.#table.reserve(this.#table.size + active);
+    this.reset();
+    this.#table.reserve(active);
     for (const row of rows) {
       if (row.state !== "active") continue;
       this.#loadOne(leaseKey(row.ipv4, row.portSet.psid), leaseHolder(row));
     }
+    this.loaded = true;
   }
 
   /**
