@@ -1,7 +1,8 @@
 /**
  * lib/sys/udp.ts connectUdp, on loopback: a connected socket sends to its peer and receives
  * its answers, receives nothing from anyone else (the kernel filters by the connected
- * address, udp(7)), and counts the ICMP port unreachable of a peer that does not listen.
+ * address, udp(7)), sends a batch in one call (sendMany) whole and in order, and counts the
+ * ICMP port unreachable of a peer that does not listen.
  */
 import { expect, test } from "bun:test";
 import { bindUdp, connectUdp } from "../lib/sys/udp.ts";
@@ -28,6 +29,22 @@ test("sends to its peer, gets the answers, and nothing from another socket", asy
     client.close();
     echo.close();
     stranger.close();
+  }
+});
+
+test("sendMany: every datagram of the batch reaches the peer, each whole, in order", async () => {
+  const got: number[][] = [];
+  const sink = await bindUdp("::1", 0, (data) => got.push([...data]));
+  const client = await connectUdp("::1", sink.port, () => {});
+  try {
+    const batch = Array.from({ length: 40 }, (_, i) => new Uint8Array([i, i + 1, i + 2]));
+    expect(client.sendMany(batch)).toBe(40);
+    expect(client.sendMany([])).toBe(0);
+    await waitUntil(() => got.length === 40, { timeoutMs: 5000 });
+    expect(got).toEqual(batch.map((d) => [...d]));
+  } finally {
+    client.close();
+    sink.close();
   }
 });
 

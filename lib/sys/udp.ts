@@ -163,6 +163,11 @@ export interface ConnectedUdp {
   readonly port: number;
   /** Sends one datagram to the peer; false when the kernel refused it. */
   send(data: Uint8Array): boolean;
+  /**
+   * Sends `datagrams` to the peer in one sendmmsg(2) (Bun's `sendMany`); returns how many
+   * the kernel took, from the first (it stops at the first it refuses; 0 on an error).
+   */
+  sendMany(datagrams: readonly Uint8Array[]): number;
   close(): void;
   /** ICMP errors reported for earlier sends (e.g. port unreachable: nobody listens there). */
   readonly asyncErrors: number;
@@ -213,6 +218,13 @@ export async function connectUdp(
         } catch {
           return false;
         }
+      }
+    },
+    sendMany: (datagrams) => {
+      try {
+        return socket.sendMany(datagrams as Uint8Array[]);
+      } catch {
+        return 0;
       }
     },
     close: () => socket.close(),
