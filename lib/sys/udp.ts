@@ -259,6 +259,17 @@ function _sendMany(
 }
 
 /**
+ * Receive buffer of a server's listener (bytes, {@link listenUdp}): 4 MiB holds about 5,000
+ * queries of the native protocol or of DHCPv4 over DHCPv6 with the kernel's bookkeeping
+ * (about 768 bytes each), against about 270 in the default 208 KiB (net.core.rmem_default).
+ * A burst of hosts — every host retransmitting at once after a restart or a failover, or
+ * simply more than 270 in flight — would otherwise overflow it whenever the main thread is
+ * busy for a millisecond (one group commit of 100 leases), and each lost query costs its host
+ * a retransmission timeout (1 s or more). The kernel's default stays when it refuses.
+ */
+export const LISTEN_RECEIVE_BUFFER = 4 << 20;
+
+/**
  * Opens a listener that answers from the address each query was sent to: on a wildcard
  * address (`::`) through IPV6_PKTINFO (udp_pktinfo.ts), so a host with several IPv6
  * addresses answers a query to any of them from that address; on one address, a socket bound
@@ -273,9 +284,9 @@ export async function listenUdp(
   onDatagram: DatagramHandler,
 ): Promise<UdpEndpoint> {
   if (address !== "::" && address !== "::0" && address !== "0:0:0:0:0:0:0:0")
-    return bindUdp(address, port, onDatagram);
+    return bindUdp(address, port, onDatagram, { receiveBuffer: LISTEN_RECEIVE_BUFFER });
   try {
-    return await listenUdpPktinfo(port, onDatagram);
+    return await listenUdpPktinfo(port, onDatagram, LISTEN_RECEIVE_BUFFER);
   } catch (error) {
     if (!(error instanceof SysError)) throw error;
     throw new UdpBindError(explainBindError(error.code, "::", port), error.code);

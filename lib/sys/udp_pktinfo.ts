@@ -40,8 +40,10 @@ export const RECORD_HEADER = 40;
  * Listens on `[::]:port` (0: a free port). `onDatagram` gets, as its 4th argument, the local
  * address the datagram was sent to; `send(…, source)` sends from `source` (an address of
  * this host; a multicast or absent source lets the kernel choose). A link-local peer is
- * named `fe80::…%IFINDEX`. Throws a SysError when the socket cannot be bound (see
- * `listenUdp` in udp.ts, which turns it into a one-line message).
+ * named `fe80::…%IFINDEX`. `receiveBuffer`: the socket's receive buffer in bytes
+ * (SO_RCVBUFFORCE as root, else SO_RCVBUF up to net.core.rmem_max; absent: the kernel's
+ * default). Throws a SysError when the socket cannot be bound (see `listenUdp` in udp.ts,
+ * which turns it into a one-line message).
  *
  * @example
  * const ep = await listenUdpPktinfo(4607, (data, from, port, local) => ep.send(answer, from, port, local));
@@ -49,8 +51,11 @@ export const RECORD_HEADER = 40;
 export async function listenUdpPktinfo(
   port: number,
   onDatagram: DatagramHandler,
+  receiveBuffer?: number,
 ): Promise<UdpEndpoint> {
-  const sock = Udp6MultiSource.open({ port });
+  const sock = Udp6MultiSource.open(
+    receiveBuffer === undefined ? { port } : { port, receiveBuffer },
+  );
   const boundPort = sock.localPort();
   const names = new AddressCache();
   const worker = startWorker<PktinfoInit, { received: number }>(
