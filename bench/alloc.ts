@@ -35,7 +35,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { canonicalIPv6 } from "../lib/net/addr.ts";
 import { readU32 } from "../lib/net/bytes.ts";
-import { connectUdp } from "../lib/sys/udp.ts";
+import { connectUdp, LISTEN_RECEIVE_BUFFER } from "../lib/sys/udp.ts";
+import { raiseUdpReceiveBuffer } from "../lib/sys/udp_buffer.ts";
 import { encodeMessage } from "../lib/wire/dstm.ts";
 import { DSTM_HEADER_LENGTH, DSTM_VERSION, MessageType } from "../lib/wire/dstm_types.ts";
 import { parseBenchArgs } from "./bench_args.ts";
@@ -132,6 +133,14 @@ export async function runLoad(o: LoadOptions): Promise<LoadResult> {
     else naks++;
     schedulePump();
   });
+  // As large as the server's own (lib/sys/udp.ts): the answers to a whole group commit come in
+  // one burst, and with more than about 270 in flight the default 208 KiB would drop some
+  // (counted as lost, though the server answered).
+  try {
+    raiseUdpReceiveBuffer(socket.port, LISTEN_RECEIVE_BUFFER);
+  } catch {
+    // The kernel's default stays (not root: up to net.core.rmem_max).
+  }
   // The answers of one turn are replaced by new requests in one sendmmsg(2), at the end of
   // the turn: the generator pays per batch, as the server does (lib/sys/udp_send_queue.ts),
   // and leaves the CPUs it shares with the server to the server.
