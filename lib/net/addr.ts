@@ -130,6 +130,8 @@ function _parseIPv6Into(text: string, out: Uint8Array): boolean {
 const _HEX = new Uint8Array([48, 49, 50, 51, 52, 53, 54, 55, 56, 57, 97, 98, 99, 100, 101, 102]);
 /** The ASCII text being formatted (at most 39 characters; one at a time: the caller's thread). */
 const _text = new Uint8Array(39);
+/** `_text.subarray(0, n)` for each length n: no view made per address. */
+const _textOf = Array.from({ length: 40 }, (_, n) => _text.subarray(0, n));
 /** ASCII bytes to a string (UTF-8 decoding of ASCII is the identity). */
 const _ascii = new TextDecoder();
 
@@ -173,7 +175,7 @@ export function formatIPv6(bytes: Uint8Array, offset = 0): string {
     if (hi !== 0 || lo >= 16) text[n++] = _HEX[lo >>> 4] as number;
     text[n++] = _HEX[lo & 15] as number;
   }
-  return _ascii.decode(text.subarray(0, n));
+  return _ascii.decode(_textOf[n] as Uint8Array);
 }
 
 /** Canonical text of an IPv6 address given as text, or `null` when it does not parse. */
