@@ -153,7 +153,10 @@ export class DstmHandler {
     }
     const key = this.#o.keys ? this.#o.keys.get(request.auth!.keyId) : undefined;
     const host6 = request.host6!;
-    if (this.#sourceCheck && canonicalIPv6(source) !== host6) {
+    // `host6` is canonical text (formatted from the option's bytes): a `source` spelled the
+    // same is its canonical form too, and needs no parse and format (0.3-0.5 µs); the socket
+    // layers give canonical text, other spellings are canonicalized as before.
+    if (this.#sourceCheck && source !== host6 && canonicalIPv6(source) !== host6) {
       return this.#sourceMismatch(raw.length, request, source, key);
     }
     if (this.#o.admission && !this.#o.admission.admit("native", source)) return null;
