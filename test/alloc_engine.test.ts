@@ -9,10 +9,12 @@ import {
   type PoolConfig,
 } from "../lib/alloc/engine.ts";
 import { PoolConfigError } from "../lib/alloc/pool.ts";
+import { holderHash } from "../lib/lease/holder_index.ts";
 import {
   type Lease,
   type LeaseOp,
   type LeaseStore,
+  leaseHolder,
   leaseKey,
   WHOLE_ADDRESS,
   type WriteOutcome,
@@ -456,6 +458,42 @@ describe("AllocationEngine: configuration and lifecycle", () => {
       leaseTime: 60,
     });
     await expect(engine.discover(host(1))).rejects.toThrow("start()");
+  });
+});
+
+describe("AllocationEngine: the holder's hash goes with each put", () => {
+  test("an unshared store gets LeaseOp.holderHash, the holder's keyed hash (the SQLite guard's)", async () => {
+    const ops: LeaseOp[] = [];
+    const inner = new MemoryLeaseStore();
+    const store: LeaseStore = {
+      kind: "recording",
+      loadAll: () => inner.loadAll(),
+      write: (batch) => {
+        ops.push(...batch);
+        return inner.write(batch);
+      },
+      close: () => inner.close(),
+    };
+    const engine = new AllocationEngine({
+      pools: [{ prefixes: ["192.0.2.0/29"], tep6: TEP6 }],
+      store,
+      leaseTime: 60,
+    });
+    await engine.start();
+    const granted = await Promise.all([1, 2, 3].map((n) => engine.discover(host(n))));
+    const held = granted.map((r) => (r.ok ? r.lease : undefined));
+    await engine.release(host(2), held[1]!.ipv4);
+    await engine.request(host(3), held[2]!.ipv4);
+    const puts = ops.filter((op) => op.op === "put");
+    expect(puts.map((op) => op.lease.state)).toEqual([
+      "active",
+      "active",
+      "active",
+      "released",
+      "active",
+    ]);
+    for (const op of puts) expect(op.holderHash).toBe(holderHash(leaseHolder(op.lease)));
+    await engine.close();
   });
 });
 

@@ -60,6 +60,46 @@ describe("LeaseTable", () => {
     expect(table.get(leaseKey(ip("192.0.2.7"), 1))?.portSet.psid).toBe(1);
   });
 
+  test("isLoadedRow is get(key) === row && isLoaded(key), in pool slots and outside them", () => {
+    const table = new LeaseTable();
+    table.setPools([whole, shared]);
+    const keys = [
+      leaseKey(ip("198.18.0.1"), 0),
+      leaseKey(ip("192.0.2.7"), 3),
+      leaseKey(ip("192.0.2.7"), 9), // PSID beyond the share
+      leaseKey(ip("203.0.113.5"), 0), // in no pool
+      leaseKey(ip("198.18.40.1"), 0), // a page with no row
+    ];
+    const rowOf = (key: number) => row(Math.floor(key / 65536), key % 65536);
+    const loaded = keys.slice(0, 4).map((key) => {
+      const r = rowOf(key);
+      table.load(key, r);
+      return r;
+    });
+    const agree = (key: number, r: Lease) =>
+      expect(table.isLoadedRow(key, r)).toBe(table.get(key) === r && table.isLoaded(key));
+    for (const [i, key] of keys.entries()) {
+      agree(key, loaded[i] ?? rowOf(key));
+      agree(key, rowOf(key)); // another object of the same fields
+    }
+    expect(table.isLoadedRow(keys[0]!, loaded[0]!)).toBe(true);
+    expect(table.isLoadedRow(keys[3]!, loaded[3]!)).toBe(true);
+    // set clears the loaded bit: no longer loaded, for the new row and the old one
+    const fresh = rowOf(keys[0]!);
+    table.set(keys[0]!, fresh);
+    const outside = rowOf(keys[3]!);
+    table.set(keys[3]!, outside);
+    for (const [key, r] of [
+      [keys[0]!, fresh],
+      [keys[0]!, loaded[0]!],
+      [keys[3]!, outside],
+      [keys[3]!, loaded[3]!],
+    ] as const) {
+      agree(key, r);
+      expect(table.isLoadedRow(key, r)).toBe(false);
+    }
+  });
+
   test("setPools refuses while rows are in; clear empties it for new pools", () => {
     const table = new LeaseTable();
     table.setPools([whole]);

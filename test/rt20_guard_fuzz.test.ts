@@ -2,14 +2,21 @@
  * Red team (rt20) of the SQLite store's in-memory holder guard (lib/lease/sqlite_holders.ts,
  * commit a05cc11): random batches against the memory store (the LeaseStore reference) with
  * PSID-shared addresses, identities, holders whose hashes collide (host/host and
- * identity/host), deletes, reservations (their triggers abort a batch the guard accepted)
- * and a poison row that makes SQLite fail a batch after the guard accepted it. After every
+ * identity/host), deletes, reservations (their triggers abort a batch the guard accepted),
+ * puts with and without the writer's hash of their holder (LeaseOp.holderHash) and a poison
+ * row that makes SQLite fail a batch after the guard accepted it. After every
  * batch: same verdict as the memory store, same active rows, no holder with two active rows
  * stored, and the guard's table no smaller than the stored active rows.
  */
 import { Database } from "bun:sqlite";
 import { describe, expect, test } from "bun:test";
-import type { LeaseOp, LeaseState, ReservationOp } from "../lib/lease/lease.ts";
+import { holderHash } from "../lib/lease/holder_index.ts";
+import {
+  type LeaseOp,
+  type LeaseState,
+  leaseHolder,
+  type ReservationOp,
+} from "../lib/lease/lease.ts";
 import { MemoryLeaseStore } from "../lib/lease/memory.ts";
 import { SqliteHolderGuard } from "../lib/lease/sqlite_holders.ts";
 import { guardReservations, RESERVATIONS_SCHEMA } from "../lib/lease/sqlite_reservations.ts";
@@ -97,10 +104,10 @@ async function run(seed: number, rounds: number) {
       const bad = next() < 0.01;
       poison ||= bad;
       const state = STATES[Math.floor(next() * STATES.length)] as LeaseState;
-      ops.push({
-        op: "put",
-        lease: leaseAt(slot, host6, state, identity, bad ? "poison" : "pool"),
-      });
+      const lease = leaseAt(slot, host6, state, identity, bad ? "poison" : "pool");
+      // Every other round the puts carry the holder's hash, as the engine's do (LeaseOp.holderHash).
+      if (round % 2 === 0) ops.push({ op: "put", lease });
+      else ops.push({ op: "put", lease, holderHash: holderHash(leaseHolder(lease)) });
     }
     // The memory store knows nothing of the poison: a poisoned batch is one it must not apply.
     let want = "refused";

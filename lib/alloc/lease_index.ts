@@ -376,7 +376,7 @@ export class LeaseIndex {
    */
   remainingMs(lease: Lease): number {
     const key = _key(lease);
-    return this.clock.remainingMs(lease, this.rows.get(key) === lease && this.rows.isLoaded(key));
+    return this.clock.remainingMs(lease, this.rows.isLoadedRow(key, lease));
   }
 
   /** True when `time` is the expiry deadline of `row`, the current row of `key` (./lease_clock.ts). */

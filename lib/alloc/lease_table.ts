@@ -74,6 +74,15 @@ export class LeaseTable {
     return bits !== undefined && bits[this.#slot & PAGE_MASK] === 1;
   }
 
+  /** True when `row` is the row of `key` and {@link isLoaded}: one lookup of the key for both. */
+  isLoadedRow(key: number, row: Lease): boolean {
+    if (!this.#find(key)) return this.#other.get(key) === row && this.#otherLoaded.has(key);
+    const pages = this.#pages[this.#pool];
+    const at = this.#slot >>> PAGE_SHIFT;
+    const i = this.#slot & PAGE_MASK;
+    return pages?.rows[at]?.[i] === row && pages.loaded[at]?.[i] === 1;
+  }
+
   /** {@link set} for a row loaded from the store at start: its loaded bit is set. */
   load(key: number, row: Lease): this {
     return this.#put(key, row, 1);

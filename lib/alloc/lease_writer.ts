@@ -19,11 +19,13 @@
  * @module
  */
 import { GroupCommitter } from "../lease/group_commit.ts";
+import { holderHash } from "../lease/holder_index.ts";
 import {
   type Lease,
   LeaseConflictError,
   type LeaseOp,
   type LeaseStore,
+  leaseHolder,
   leaseKey,
   sameLease,
 } from "../lease/lease.ts";
@@ -288,10 +290,12 @@ export class LeaseWriter {
    * put reaches it: the last row submitted for the key, else the durable row (the one an
    * offer kept in memory only replaced). A shared store checks it (compare-and-set); `lapse`:
    * skips it instead of failing the batch when that row is no longer stored ({@link expire}).
-   * A store with one writer gets neither (it has nothing to compare with).
+   * A store with one writer gets neither (it has nothing to compare with), but the holder's
+   * hash (`LeaseOp.holderHash`): the index's #setRow has just hashed that holder, whose hash
+   * holderHash keeps (the SQLite store's holder table would hash it again).
    */
   put(key: number, lease: Lease, lapse = false): LeaseOp {
-    if (!this.#shared) return { op: "put", lease };
+    if (!this.#shared) return { op: "put", lease, holderHash: holderHash(leaseHolder(lease)) };
     const expected = this.#submitted.has(key)
       ? this.#submitted.get(key)
       : this.#inflight.has(key)

@@ -149,6 +149,12 @@ export function leaseKey(ipv4: number, psid: number): number {
  * expired (or renewed) is an expected outcome, not a conflict that fails the allocations
  * sharing the batch. A later op of the same batch on that key still compares with its own
  * `expected`, so it conflicts as usual.
+ *
+ * `holderHash`: `holderHash(leaseHolder(lease))` (./holder_index.ts: keyed under this
+ * process's key), given by a writer that has just computed it (the engine's holder index
+ * hashed the same holder), so that a store keeping a table of holders' hashes (SQLite,
+ * ./sqlite_holders.ts) does not hash the holder again. Only that value may be given; absent:
+ * the store computes it.
  */
 export type LeaseOp =
   | {
@@ -156,6 +162,7 @@ export type LeaseOp =
       readonly lease: Lease;
       readonly expected?: Lease | null;
       readonly lapse?: boolean;
+      readonly holderHash?: number;
     }
   | { readonly op: "delete"; readonly key: number };
 

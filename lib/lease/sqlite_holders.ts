@@ -155,10 +155,13 @@ export class SqliteHolderGuard {
         const lease = op.lease;
         const key = leaseKey(lease.ipv4, lease.portSet.psid);
         const holder = leaseHolder(lease);
+        // The writer's hash of the holder when it gave one (LeaseOp.holderHash: the same keyed
+        // hash, computed once per request instead of once in the engine and once here).
+        const hash = op.holderHash ?? holderHash(holder);
         // Released or expired: the holder's entry under this key goes. (An entry of another
         // holder this key had is left stale: #holds finds it at its next read.)
-        if (lease.state === "active") this.#put(key, holder);
-        else this.#remove(holderHash(holder), key);
+        if (lease.state === "active") this.#put(key, holder, hash);
+        else this.#remove(hash, key);
       }
     } catch (error) {
       this.rollback();
@@ -201,9 +204,11 @@ export class SqliteHolderGuard {
     undo.length = 0;
   }
 
-  /** Records `holder` active under `key`; throws when it is active under another key. */
-  #put(key: number, holder: string): void {
-    const hash = holderHash(holder);
+  /**
+   * Records `holder` (of hash `hash`, {@link holderHash}) active under `key`; throws when it
+   * is active under another key.
+   */
+  #put(key: number, holder: string, hash: number): void {
     this.#key = key;
     this.#holder = holder;
     this.#hash = hash;

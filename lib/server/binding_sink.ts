@@ -9,6 +9,20 @@ import type { Lease } from "../lease/lease.ts";
 import type { DstmMessage } from "../wire/dstm_types.ts";
 
 /**
+ * The 16 bytes of a host's IPv6 address that a caller already holds (a request's HOST_IPV6
+ * value, at `offset` of `bytes`), with `text`, the canonical text they were decoded to
+ * (lib/net/addr.ts formatIPv6). Given to {@link BindingSink.install} and
+ * {@link BindingSink.remove}, they spare the TEP's digest (./tep_state.ts) parsing the
+ * lease's `host6` back to bytes; they are used only for a binding whose `host6` is `text`.
+ * Read at once, never kept: `bytes` may be a received datagram's buffer.
+ */
+export interface Host6Bytes {
+  readonly text: string;
+  readonly bytes: Uint8Array;
+  readonly offset: number;
+}
+
+/**
  * What the protocol handler needs: install before answering, remove after release/expiry.
  *
  * `generation`: the shared store's version of the write that granted (install) or freed
@@ -23,8 +37,8 @@ export interface BindingSink {
    * a plain boolean when that is decided at once (no exchange with the TEP: the caller's
    * answer need not wait a turn of the event loop), else a promise of it.
    */
-  install(lease: Lease, generation?: number): boolean | Promise<boolean>;
-  remove(lease: Lease, generation?: number): void;
+  install(lease: Lease, generation?: number, host6?: Host6Bytes): boolean | Promise<boolean>;
+  remove(lease: Lease, generation?: number, host6?: Host6Bytes): void;
   /** The install still in progress for this lease's binding, if any (a retransmitted request waits for it). */
   pending(lease: Lease): Promise<boolean> | undefined;
   /**

@@ -14,6 +14,7 @@ import type { Pool } from "../alloc/pool.ts";
 import { type Lease, leaseKey } from "../lease/lease.ts";
 import { parseIPv6Into } from "../net/addr.ts";
 import { bindingHash } from "../wire/digest.ts";
+import type { Host6Bytes } from "./binding_sink.ts";
 import type { SnapshotRun } from "./tep_snapshot.ts";
 import type { KeptSnapshot } from "./tep_snapshot_keep.ts";
 
@@ -83,21 +84,29 @@ export function tepConnected(tep: TepState, now: number): boolean {
   return tep.lastSync > 0 && now - tep.lastSync < 3 * SYNC_INTERVAL_MS;
 }
 
-/** Adds the binding of `lease` to the table and digest (replacing the one of its key, if any). */
-export function addBinding(tep: TepState, lease: Lease): void {
+/**
+ * Adds the binding of `lease` to the table and digest (replacing the one of its key, if any).
+ * `host6`: the bytes of an address the caller holds (./binding_sink.ts), used for each
+ * binding hashed here whose `host6` is theirs.
+ */
+export function addBinding(tep: TepState, lease: Lease, host6?: Host6Bytes): void {
   const key = leaseKey(lease.ipv4, lease.portSet.psid);
-  if (tep.bindings.has(key)) removeBinding(tep, lease);
+  const entry = tep.bindings.get(key);
+  if (entry !== undefined) tep.digest = (tep.digest - _hash(entry, host6)) >>> 0;
   tep.bindings.set(key, lease);
-  tep.digest = (tep.digest + _hash(lease)) >>> 0;
+  tep.digest = (tep.digest + _hash(lease, host6)) >>> 0;
 }
 
-/** Takes the binding of `lease`'s key out of the table and digest; none: nothing happens. */
-export function removeBinding(tep: TepState, lease: Lease): void {
+/**
+ * Takes the binding of `lease`'s key out of the table and digest; none: nothing happens.
+ * `host6`: as {@link addBinding}'s.
+ */
+export function removeBinding(tep: TepState, lease: Lease, host6?: Host6Bytes): void {
   const key = leaseKey(lease.ipv4, lease.portSet.psid);
   const entry = tep.bindings.get(key);
   if (!entry) return;
   tep.bindings.delete(key);
-  tep.digest = (tep.digest - _hash(entry)) >>> 0;
+  tep.digest = (tep.digest - _hash(entry, host6)) >>> 0;
 }
 
 /**
@@ -122,11 +131,16 @@ const _host6 = new Uint8Array(16);
 
 /**
  * The digest hash of the binding of `lease` (lib/wire/digest.ts), computed when it is added or
- * removed; its host6 parsed into a scratch array, not a new one per lease. A lease's host6 is
- * canonical text (lib/lease/lease.ts), so it parses; if it did not, the hash throws, as before.
+ * removed: from `host6`'s bytes when they are those of the lease's host6 (the text they were
+ * decoded to is the lease's), else from its host6 parsed into a scratch array, not a new one
+ * per lease. A lease's host6 is canonical text (lib/lease/lease.ts), so it parses; if it did
+ * not, the hash throws, as before. The bytes and the parse give one value (the text is the
+ * canonical form of those bytes, and parsing it gives them back).
  */
-function _hash(lease: Lease): number {
+function _hash(lease: Lease, host6: Host6Bytes | undefined): number {
   const { offset, psidLength, psid } = lease.portSet;
+  if (host6 !== undefined && host6.text === lease.host6)
+    return bindingHash(lease.ipv4, host6.bytes, offset, psidLength, psid, host6.offset);
   if (!parseIPv6Into(lease.host6, _host6))
     throw new TypeError(`not an IPv6 address: ${lease.host6}`);
   return bindingHash(lease.ipv4, _host6, offset, psidLength, psid);

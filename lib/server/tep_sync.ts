@@ -36,7 +36,7 @@ import { type Lease, leaseKey } from "../lease/lease.ts";
 import { formatIPv4 } from "../net/addr.ts";
 import type { AuthKey } from "../wire/auth.ts";
 import { type DstmMessage, MessageType } from "../wire/dstm_types.ts";
-import type { BindingSink } from "./binding_sink.ts";
+import type { BindingSink, Host6Bytes } from "./binding_sink.ts";
 import { TepChannel } from "./tep_channel.ts";
 import { type ResyncContext, resyncTep } from "./tep_resync.ts";
 import { SNAPSHOT_PACING, type SnapshotPacing } from "./tep_snapshot.ts";
@@ -209,20 +209,21 @@ export class TepSync implements BindingSink {
    *   `requireTep` is on. The binding is taken out again; the caller NAKs TEP_UNAVAILABLE.
    * Concurrent calls for one binding share one exchange. Never rejects. `generation`: of the
    * grant's write, sent as the BIND's GENERATION (absent: none, see {@link BindingSink}).
+   * `host6`: the bytes of the host's address when the caller has them ({@link Host6Bytes}).
    */
-  install(lease: Lease, generation?: number): boolean | Promise<boolean> {
+  install(lease: Lease, generation?: number, host6?: Host6Bytes): boolean | Promise<boolean> {
     const key = leaseKey(lease.ipv4, lease.portSet.psid);
     const running = this.#pending.get(key);
     if (running) return running;
     const tep = this.#tep(lease.tep6);
-    addBinding(tep, lease);
+    addBinding(tep, lease, host6);
     // A TEP not in sync is decided at once: no exchange, so nothing pending to share.
     if (!this.#connected(tep)) {
       if (!this.#o.requireTep) {
         this.#deferred(tep, lease);
         return true;
       }
-      removeBinding(tep, lease);
+      removeBinding(tep, lease, host6);
       return false;
     }
     const done = this.#install(tep, lease, generation).finally(() => this.#pending.delete(key));
@@ -248,11 +249,12 @@ export class TepSync implements BindingSink {
    * as a digest mismatch at the TEP's next SYNC, which gets a SNAPSHOT. Unknown leases and
    * TEPs are ignored. `generation`: of the write that freed it (the release, expiry or
    * administrator's end), sent as the UNBIND's GENERATION (absent: none, see {@link BindingSink}).
+   * `host6`: as {@link install}'s.
    */
-  remove(lease: Lease, generation?: number): void {
+  remove(lease: Lease, generation?: number, host6?: Host6Bytes): void {
     const tep = this.#teps.get(lease.tep6);
     if (!tep) return;
-    removeBinding(tep, lease);
+    removeBinding(tep, lease, host6);
     if (!this.#connected(tep)) return;
     // Best effort: a lost UNBIND shows up as a digest mismatch at the next SYNC. Not sent
     // again once the binding is back (the same host granted the address again, by this or

@@ -10,13 +10,18 @@
 import { parseIPv6 } from "../net/addr.ts";
 import type { WireBinding } from "./dstm_types.ts";
 
-/** FNV-1a (32-bit) of one binding in its 24-byte wire layout. */
+/**
+ * FNV-1a (32-bit) of one binding in its 24-byte wire layout; `host6`'s 16 bytes start at
+ * `host6At` (default 0: a whole 16-byte array; else, e.g., a HOST_IPV6 option's value inside
+ * a received message).
+ */
 export function bindingHash(
   host4: number,
   host6: Uint8Array,
   offset: number,
   psidLength: number,
   psid: number,
+  host6At = 0,
 ): number {
   let h = 0x811c9dc5;
   const mix = (byte: number) => {
@@ -26,7 +31,7 @@ export function bindingHash(
   mix(host4 >>> 16);
   mix(host4 >>> 8);
   mix(host4);
-  for (let i = 0; i < 16; i++) mix(host6[i]!);
+  for (let i = host6At; i < host6At + 16; i++) mix(host6[i]!);
   mix(offset);
   mix(psidLength);
   mix(psid >>> 8);
