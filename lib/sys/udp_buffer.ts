@@ -8,7 +8,7 @@
  * and one lost part loses the whole snapshot (docs/benchmarks.md "One million leases").
  *
  * How: the socket's inode from the table of UDP sockets (`/proc/net/udp6`, `/proc/net/udp`:
- * local port, inode) matched with this process's descriptors (`/proc/self/fd/N` →
+ * local address and port, inode) matched with this process's descriptors (`/proc/self/fd/N` →
  * `socket:[INODE]`, proc(5)), then SO_RCVBUFFORCE (root) or SO_RCVBUF (socket(7)).
  *
  * @module
