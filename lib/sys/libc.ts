@@ -349,6 +349,8 @@ export const IPV6_PKTINFO = 50;
 export const IPV6_TRANSPARENT = 75;
 /** `int` (Linux ≥ 4.15): like IPV6_TRANSPARENT without CAP_NET_ADMIN; no interception. */
 export const IPV6_FREEBIND = 78;
+/** `int` (ipv6(7)): an AF_INET6 socket that takes IPv6 only, no IPv4 as `::ffff:a.b.c.d`. */
+export const IPV6_V6ONLY = 26;
 
 const _intOpt = new Int32Array(1);
 const _intOptBytes = new Uint8Array(_intOpt.buffer);

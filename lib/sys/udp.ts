@@ -110,7 +110,8 @@ export async function bindUdp(
   }
   if (options.receiveBuffer !== undefined) {
     try {
-      raiseUdpReceiveBuffer(socket.port, options.receiveBuffer);
+      // The socket's own address picks it among this process's sockets on its port number.
+      raiseUdpReceiveBuffer(socket.port, options.receiveBuffer, socket.hostname);
     } catch {
       // The kernel's default stays: a smaller buffer, not a failure to listen.
     }

@@ -58,7 +58,8 @@ export interface Udp6MultiSourceOptions {
 }
 
 /**
- * A UDP/IPv6 socket bound to `[::]:port` that sends from any source address.
+ * A UDP/IPv6 socket bound to `[::]:port` (IPv6 only: no IPv4 datagram reaches it) that sends
+ * from any source address.
  *
  * @example
  * const sock = Udp6MultiSource.open({ port: 546 });
@@ -127,7 +128,13 @@ export class Udp6MultiSource {
     if (fd < 0) throw new SysError("UDP/IPv6 socket", fd);
     const sock = new Udp6MultiSource(fd);
     try {
+      // IPV6_V6ONLY: what listens here (the native protocol, DHCPv4-over-DHCPv6: RFC 7341) is
+      // IPv6 only. Dual-stack (the kernel's default, net.ipv6.bindv6only=0), an IPv4 sender
+      // anywhere that reaches one of this machine's IPv4 addresses came in as ::ffff:a.b.c.d
+      // and, naming that as HOST_IPV6, passed the server's source check and leased
+      // (test/atk21_v4_on_wildcard.test.ts).
       for (const [name, what] of [
+        [libc.IPV6_V6ONLY, "IPV6_V6ONLY"],
         [libc.IPV6_FREEBIND, "IPV6_FREEBIND"],
         [libc.IPV6_RECVPKTINFO, "IPV6_RECVPKTINFO"],
       ] as const) {
