@@ -4,7 +4,7 @@
  * closed-loop so the server's queue stays bounded). Reports durable allocations per second
  * and loss (requests with no answer within --timeout).
  *
- *   bun bench/alloc.ts --spawn [--hosts 100000] [--concurrency 256]   # starts its own server
+ *   bun bench/alloc.ts --spawn [--hosts 100000] [--concurrency 256]   # starts its own server (256: NATIVE_CONCURRENCY)
  *   bun bench/alloc.ts --spawn --dstm TREE/dist/dstm --store sqlite --rounds 1   # one A/B side
  *   bun bench/alloc.ts --server ::1 --port 4607 --hosts 50000          # against a running one
  *   bun bench/alloc.ts --protocol dhcp4o6 [--target dstm|kea|both] [--hosts 30000] [--concurrency 64]
@@ -45,6 +45,15 @@ import { DSTM_FROM_SOURCE, spawnBenchServer } from "./server_process.ts";
 
 const ROOT = join(import.meta.dir, "..");
 export const BENCH_POOL = "198.18.0.0/15";
+
+/**
+ * Native exchanges in flight by default: the server's capacity is the rate where more in
+ * flight brings no more. Swept on the final tree of session 16 (docs/benchmarks.md): 64 →
+ * 43.9k/s, 128 → 45.1k, 192 → 48.1k, 256 → 51.7k, 384 → 51.0k, 512 → 51.0k; with 128 (the
+ * default before) the closed loop left the server's main thread idle part of each cycle,
+ * waiting for answers to come back as new requests.
+ */
+export const NATIVE_CONCURRENCY = 256;
 
 export interface LoadResult {
   sent: number;
@@ -348,7 +357,7 @@ if (import.meta.main) {
         spawn: { type: "boolean", default: false },
         server: { type: "string", default: "::1" },
         port: { type: "string", default: "4607" },
-        // Defaults depend on the protocol: dstm 100000 / 128 / 30 s, dhcp4o6 30000 / 64 / 60 s.
+        // Defaults depend on the protocol: dstm 100000 / 256 / 30 s, dhcp4o6 30000 / 64 / 60 s.
         hosts: { type: "string" },
         concurrency: { type: "string" },
         duration: { type: "string" },
@@ -402,7 +411,9 @@ if (import.meta.main) {
     server: values.server,
     port,
     hosts: Number(values.hosts ?? 100_000),
-    concurrency: Number(values.concurrency ?? 128),
+    // 256 in flight: enough to keep a server busy (docs/benchmarks.md, session 16: with 128 the
+    // closed loop left it idle part of the time; the rate levels off from 256 on).
+    concurrency: Number(values.concurrency ?? NATIVE_CONCURRENCY),
     durationS: Number(values.duration ?? 30),
     timeoutMs: Number(values.timeout),
     hostAddresses: values["host-addresses"] as HostAddresses,
