@@ -112,10 +112,17 @@ export function attackerLink(cleanup: Cleanup, tmpPrefix: string): Link {
 }
 
 /**
- * Starts `dstm server` in `l.srv` (listening on [SERVER6]:4607, control socket in `l.dir`);
- * resolves when it answers on the control socket. Stopped by `cleanup` or by `stop()`.
+ * Starts `dstm server` in `l.srv` (listening on `listen`, default [SERVER6]:4607, control
+ * socket in `l.dir`); resolves when it answers on the control socket. Stopped by `cleanup` or
+ * by `stop()`.
  */
-export async function startServer(l: Link, cleanup: Cleanup, flags: string[], db = "memory") {
+export async function startServer(
+  l: Link,
+  cleanup: Cleanup,
+  flags: string[],
+  db = "memory",
+  listen = `[${SERVER6}]:4607`,
+) {
   const control = join(l.dir, "control.sock");
   const proc = l.srv.spawn(
     [
@@ -127,7 +134,7 @@ export async function startServer(l: Link, cleanup: Cleanup, flags: string[], db
       "--tep",
       "2001:db8:8::1,192.0.2.1",
       "--listen",
-      `[${SERVER6}]:4607`,
+      listen,
       "--db",
       db,
       "--control",
