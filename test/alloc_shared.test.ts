@@ -130,4 +130,50 @@ describe("two engines, one shared store", () => {
     const stored = active[0]?.ipv4 as number;
     if (x.ok && y.ok) expect([x.lease.ipv4, y.lease.ipv4]).toEqual([stored, stored]);
   });
+
+  test("a DISCOVER repeated while the host's first is decided again gets that one's answer", async () => {
+    // One slot. A's first decision for host 2 loses the slot to B's host 1 and waits to decide
+    // again (LeaseWriter.retry); the host's retransmission comes meanwhile and finds the pool
+    // full; then B's host frees the slot. The first decision takes it: the retransmission must
+    // not have told the host the pool is exhausted while the address goes to that host anyway
+    // (seen in test/server_postgres.test.ts: 253 granted and the 254th address held for a host
+    // that was refused). The retry waits are held here, so the order is fixed.
+    const pools = [{ prefixes: ["198.18.0.1/32"], tep6: TEP6 }];
+    const { a, b } = await pair(pools);
+    const held: (() => void)[] = [];
+    const realSetTimeout = globalThis.setTimeout;
+    let first: Promise<EngineResult> | undefined;
+    let again: Promise<EngineResult> | undefined;
+    let onB: EngineResult | undefined;
+    try {
+      globalThis.setTimeout = ((fn: () => void) => {
+        held.push(fn);
+        return 0;
+      }) as unknown as typeof setTimeout;
+      const fromB = b.discover(host(1)); // B's batch reaches the store first
+      first = a.discover(host(2));
+      onB = await fromB;
+      for (let i = 0; i < 50 && held.length === 0; i++) await settle();
+      expect(held.length).toBe(1); // A's first decision lost the slot and waits
+      expect(a.conflicts()).toBe(1);
+      let againDone = false;
+      again = a.discover(host(2)); // the retransmission
+      again.then(() => {
+        againDone = true;
+      });
+      await settle();
+      if (!onB.ok) throw new Error(onB.message);
+      expect((await b.release(host(1), onB.lease.ipv4)).ok).toBe(true);
+      for (let i = 0; i < 50 && a.leases({ state: "active" }).length > 0; i++) await settle();
+      expect(a.leases({ state: "active" }).length).toBe(0); // A heard of the release
+      expect(againDone).toBe(false); // with the fix it waits for the first decision
+    } finally {
+      globalThis.setTimeout = realSetTimeout;
+    }
+    for (const fn of held.splice(0)) fn();
+    const [r1, r2] = await Promise.all([first, again]);
+    expect(r1?.ok).toBe(true);
+    expect(r2?.ok).toBe(true);
+    if (r1?.ok && r2?.ok) expect(r2.lease.ipv4).toBe(r1.lease.ipv4);
+  });
 });

@@ -47,7 +47,7 @@
 import type { Lease, LeaseState, LeaseStore, Reservation } from "../lease/lease.ts";
 import type { AdminResult, SlotView } from "./admin.ts";
 import { Allocator, type DiscoverOptions } from "./allocator.ts";
-import type { ClientScope } from "./client_scope.ts";
+import { type ClientScope, holderOf } from "./client_scope.ts";
 import { EngineAdmin } from "./engine_admin.ts";
 import type {
   EngineOptions,
@@ -80,6 +80,8 @@ export class AllocationEngine {
   readonly #reclamation: Reclamation;
   readonly #admin: EngineAdmin;
   #unwatch: (() => Promise<void>) | undefined;
+  /** Shared store: each holder's last decision not yet answered ({@link #decide}). */
+  readonly #deciding = new Map<string, Promise<EngineResult>>();
   /** Shared store with a clock: the database's wall clock − `opts.now` (ms), from start(). */
   #storeClockOffset = 0;
   readonly #base: () => number;
@@ -243,7 +245,9 @@ export class AllocationEngine {
    * `maxLeasesPerPrefix`.
    */
   discover(host6: string, opts?: DiscoverOptions): Promise<EngineResult> {
-    if (this.#shared) return this.#writer.retry(() => this.#allocator.discover(host6, opts));
+    if (this.#shared) {
+      return this.#decide(holderOf(host6, opts), () => this.#allocator.discover(host6, opts));
+    }
     return this.#allocator.discover(host6, opts);
   }
 
@@ -256,7 +260,9 @@ export class AllocationEngine {
     ipv4: number,
     opts?: { leaseTime?: number } & ClientScope,
   ): Promise<EngineResult> {
-    if (this.#shared) return this.#writer.retry(() => this.#allocator.request(host6, ipv4, opts));
+    if (this.#shared) {
+      return this.#decide(holderOf(host6, opts), () => this.#allocator.request(host6, ipv4, opts));
+    }
     return this.#allocator.request(host6, ipv4, opts);
   }
 
@@ -266,7 +272,9 @@ export class AllocationEngine {
    * (`no-such-lease`), since anyone can send such a REQUEST from the host's address.
    */
   withdrawOffer(host6: string, scope?: ClientScope): Promise<EngineResult> {
-    if (this.#shared) return this.#writer.retry(() => this.#releases.withdrawOffer(host6, scope));
+    if (this.#shared) {
+      return this.#decide(holderOf(host6, scope), () => this.#releases.withdrawOffer(host6, scope));
+    }
     return this.#releases.withdrawOffer(host6, scope);
   }
 
@@ -287,8 +295,34 @@ export class AllocationEngine {
 
   /** DSTM_RELEASE: the host gives back its active lease on `ipv4`. Never frees another host's lease. */
   release(host6: string, ipv4: number, scope?: ClientScope): Promise<EngineResult> {
-    if (this.#shared) return this.#writer.retry(() => this.#releases.release(host6, ipv4, scope));
+    if (this.#shared) {
+      return this.#decide(holderOf(host6, scope), () => this.#releases.release(host6, ipv4, scope));
+    }
     return this.#releases.release(host6, ipv4, scope);
+  }
+
+  /**
+   * Shared store: `decide` for `holder`, retried while another server wins its writes
+   * ({@link LeaseWriter.retry}), after the holder's decisions already under way here have
+   * been answered. Between two tries of a decision the holder has nothing in this engine's
+   * view (its write was undone), so a second one decided then (a retransmitted DISCOVER)
+   * would find the pool full — the slots held by this engine's writes still on their way,
+   * some of which may fail too — and answer `pool-exhausted` while the first, tried again once
+   * those failed, took a freed slot: the host told the pool is exhausted, and the address
+   * stored for it (test/alloc_shared.test.ts). One after the other, the second sees the
+   * first's lease, or the pool the first found full, and answers alike. DECLINE is not
+   * retried, so not queued.
+   */
+  #decide(holder: string, decide: () => Promise<EngineResult>): Promise<EngineResult> {
+    const before = this.#deciding.get(holder);
+    const run = (): Promise<EngineResult> => this.#writer.retry(decide);
+    const result = before ? before.then(run, run) : run();
+    this.#deciding.set(holder, result);
+    const done = (): void => {
+      if (this.#deciding.get(holder) === result) this.#deciding.delete(holder);
+    };
+    result.then(done, done);
+    return result;
   }
 
   /** True when `lease` is the host's current lease and was made by an offer not yet committed. */
