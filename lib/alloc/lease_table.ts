@@ -21,7 +21,7 @@
  *
  * @module
  */
-import { type Lease, leaseKey } from "../lease/lease.ts";
+import { keyIpv4, keyPsid, type Lease, leaseKey } from "../lease/lease.ts";
 import { prefixSize } from "../net/prefix.ts";
 import type { Pool } from "./pool.ts";
 
@@ -179,8 +179,8 @@ export class LeaseTable {
     runs.sort((a, b) => a.base - b.base);
     const others = [...this.#other].filter(([key]) => key > after).sort((a, b) => a[0] - b[0]);
     let o = 0;
-    const afterPsid = after < 0 ? 0 : after % 65536;
-    const afterIpv4 = after < 0 ? -1 : (after - afterPsid) / 65536;
+    const afterPsid = after < 0 ? 0 : keyPsid(after);
+    const afterIpv4 = after < 0 ? -1 : keyIpv4(after);
     for (const run of runs) {
       if (afterIpv4 >= run.base + run.addresses) continue;
       const pool = this.#pools[run.pool] as Pool;
@@ -209,8 +209,8 @@ export class LeaseTable {
 
   /** Finds the pool and slot of `key` (in #pool, #slot); false when it is no slot of a pool. */
   #find(key: number): boolean {
-    const psid = key % 65536;
-    const ipv4 = (key - psid) / 65536;
+    const psid = keyPsid(key);
+    const ipv4 = keyIpv4(key);
     const pools = this.#pools;
     for (let p = 0; p < pools.length; p++) {
       const pool = pools[p] as Pool;

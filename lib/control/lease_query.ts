@@ -12,7 +12,7 @@
  *
  * @module
  */
-import { type Lease, type LeaseState, leaseKey } from "../lease/lease.ts";
+import { keyIpv4, keyPsid, type Lease, type LeaseState, leaseKey } from "../lease/lease.ts";
 import { formatIPv4, parseIPv4 } from "../net/addr.ts";
 
 /** What `GET /v1/leases` selects; every field optional (absent: any). */
@@ -103,7 +103,7 @@ function _sorted(rows: Lease[]): Lease[] {
 
 /** The cursor text of a lease key: `IPV4:PSID` (e.g. `192.0.2.7:0`). */
 export function formatCursor(key: number): string {
-  return `${formatIPv4(Math.floor(key / 65536))}:${key % 65536}`;
+  return `${formatIPv4(keyIpv4(key))}:${keyPsid(key)}`;
 }
 
 /** The key of a cursor `IPV4:PSID` (or a bare `IPV4`: after its last PSID), or null when malformed. */

@@ -135,6 +135,16 @@ export function leaseKey(ipv4: number, psid: number): number {
   return bindingKey(ipv4, psid); // one key for a lease and its binding (lib/net/portset.ts)
 }
 
+/** The IPv4 address (u32) of store key `key` ({@link leaseKey}'s inverse, with {@link keyPsid}). */
+export function keyIpv4(key: number): number {
+  return (key - (key % 65536)) / 65536;
+}
+
+/** The PSID of store key `key` ({@link leaseKey}'s inverse, with {@link keyIpv4}). */
+export function keyPsid(key: number): number {
+  return key % 65536;
+}
+
 /**
  * One change to apply to a store. `put` inserts or replaces the row with the same key.
  *

@@ -34,7 +34,15 @@
 import type { Database, Statement } from "bun:sqlite";
 import { formatIPv4 } from "../net/addr.ts";
 import { HashKeyTable, holderHash } from "./holder_index.ts";
-import { type Lease, type LeaseOp, LeaseStoreError, leaseHolder, leaseKey } from "./lease.ts";
+import {
+  keyIpv4,
+  keyPsid,
+  type Lease,
+  type LeaseOp,
+  LeaseStoreError,
+  leaseHolder,
+  leaseKey,
+} from "./lease.ts";
 
 /** Undo steps: an entry added, an entry taken out. */
 const ADDED = 0;
@@ -288,7 +296,7 @@ export class SqliteHolderGuard {
 
 /** A lease key as text: `198.51.100.1` (whole address) or `198.51.100.1 psid 3`. */
 function _slotText(key: number): string {
-  const ipv4 = Math.floor(key / 65536);
-  const psid = key % 65536;
+  const ipv4 = keyIpv4(key);
+  const psid = keyPsid(key);
   return psid === 0 ? formatIPv4(ipv4) : `${formatIPv4(ipv4)} psid ${psid}`;
 }
