@@ -4,10 +4,15 @@
  * closed-loop so the server's queue stays bounded). Reports durable allocations per second
  * and loss (requests with no answer within --timeout).
  *
- *   bun bench/alloc.ts --spawn [--hosts 100000] [--concurrency 256]   # starts its own server (256: NATIVE_CONCURRENCY)
+ *   bun bench/alloc.ts --spawn [--hosts 100000] [--concurrency 256]   # starts its own server
  *   bun bench/alloc.ts --spawn --dstm TREE/dist/dstm --store sqlite --rounds 1   # one A/B side
  *   bun bench/alloc.ts --server ::1 --port 4607 --hosts 50000          # against a running one
  *   bun bench/alloc.ts --protocol dhcp4o6 [--target dstm|kea|both] [--hosts 30000] [--concurrency 64]
+ *
+ * Native defaults: --hosts 100000, --concurrency 256 exchanges in flight (why 256, and what 128
+ * gives: docs/benchmarks.md "Session 16"), --rounds 3, --timeout 2000 ms, --duration 30 s,
+ * --port 4607 (without --spawn); --json prints one JSON document. The first line of a run says
+ * its hosts, exchanges in flight and timeout.
  *
  * With --spawn the server is `dist/dstm server` (or `bun mod.ts server` when not compiled)
  * with the SQLite store (synchronous=FULL, group commit) in a temporary directory, and
@@ -425,6 +430,12 @@ if (import.meta.main) {
     );
     process.exit(2);
   }
+  const shape = load(0);
+  // What is measured, first (the JSON carries it as `load`): a run can be read on its own.
+  if (!values.json)
+    console.log(
+      `native DSTM_DISCOVER: ${shape.hosts} hosts, ${shape.concurrency} in flight, timeout ${shape.timeoutMs} ms${values.spawn ? `, ${values.rounds} round(s) × (${values.store === "both" ? "sqlite, memory" : values.store}), server logs at ${values["server-log-level"]}` : ""}`,
+    );
   if (!values.spawn) {
     const result = await runLoad(load(Number(values.port)));
     console.log(
@@ -481,7 +492,15 @@ if (import.meta.main) {
     };
     console.log(
       values.json
-        ? JSON.stringify({ rows, summary })
+        ? JSON.stringify({
+            load: {
+              hosts: shape.hosts,
+              concurrency: shape.concurrency,
+              timeoutMs: shape.timeoutMs,
+            },
+            rows,
+            summary,
+          })
         : `median: sqlite (durable) ${summary.sqlitePerSecond}/s, memory ${summary.memoryPerSecond}/s, durable/memory = ${summary.ratio.toFixed(2)}, max loss ${summary.maxLossPercent.toFixed(2)}%`,
     );
   }

@@ -27,7 +27,7 @@ start_server() {
 
 step "DSTM server: pool 192.168.20.0/24 (the paper's), TEP 2001:db8:1::1 / 192.0.2.1, SQLite leases"
 start_server
-head -1 "$dir/server.log"
+grep -m1 " start " "$dir/server.log"
 
 step "Nodes A, B and C send DSTM_DISCOVER"
 for host in 2001:db8:a::a 2001:db8:a::b 2001:db8:a::c; do
